@@ -1,0 +1,233 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/** Thrown for a configuration problem; the message names the variable and never its secret value. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `10m`, `90s`, `1h`, `7d`, `250ms`; a bare number means seconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = DURATION.exec(text.trim());
+  if (!match) return undefined;
+  return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 's']!);
+}
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 90s, 10m, 1h or 7d` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const integer = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((text, ctx) => {
+      const value = Number(text);
+      if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a whole number from ${min} to ${max}` });
+        return z.NEVER;
+      }
+      return value;
+    });
+
+const flag = z
+  .string()
+  .default('false')
+  .transform((text, ctx) => {
+    const t = text.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(t)) return true;
+    if (['false', '0', 'no', 'off', ''].includes(t)) return false;
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not true or false` });
+    return z.NEVER;
+  });
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const envSchema = z.object({
+  DATABASE_URL: optionalText,
+  DATA_DIR: z.string().default('./.data'),
+  EMBEDDED_PG_PORT: integer(54329, 1024, 65535),
+
+  CPQ_BASE_URL: optionalText.refine((v) => v === undefined || /^https?:\/\/[^/\s]+/i.test(v), {
+    message: 'must be an http(s) URL such as https://mysite.bigmachines.com',
+  }),
+  CPQ_PATH_PREFIX: z
+    .string()
+    .default('')
+    .transform((v) => v.trim().replace(/\/+$/, ''))
+    .refine((v) => v === '' || v === '/cpq', { message: 'must be empty (classic site) or /cpq (Fusion site)' }),
+  CPQ_COMPANIES: z
+    .string()
+    .default('_host')
+    .transform((v) => v.split(',').map((c) => c.trim()).filter((c) => c !== ''))
+    .refine((list) => list.length > 0, { message: 'must name at least one company, or *' }),
+  CPQ_HOST_COMPANY: optionalText,
+  CPQ_INTEGRATION_USERS: z.enum(['auto', 'on', 'off']).default('auto'),
+
+  CPQ_USERNAME: optionalText,
+  CPQ_PASSWORD: optionalText,
+  CPQ_PASSWORD_FILE: optionalText,
+  CPQ_TOKEN: optionalText,
+  CPQ_TOKEN_FILE: optionalText,
+  CPQ_OAUTH_TOKEN_URL: optionalText,
+  CPQ_OAUTH_CLIENT_ID: optionalText,
+  CPQ_OAUTH_CLIENT_SECRET: optionalText,
+  CPQ_OAUTH_CLIENT_SECRET_FILE: optionalText,
+  CPQ_OAUTH_SCOPE: optionalText,
+
+  CPQ_PAGE_SIZE: integer(1000, 1, 1000),
+  CPQ_CONCURRENCY: integer(4, 1, 64),
+  CPQ_REQUEST_TIMEOUT: duration('60s'),
+  CPQ_MAX_RETRIES: integer(6, 0, 50),
+  CPQ_RETRY_BASE_DELAY: duration('500ms'),
+  CPQ_RETRY_MAX_DELAY: duration('60s'),
+
+  SYNC_LOOKBACK: duration('10m'),
+
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+});
+
+export type CpqAuthConfig =
+  | { kind: 'none' }
+  | { kind: 'basic'; username: string; password: string }
+  | { kind: 'bearer'; token: string }
+  | { kind: 'oauth'; tokenUrl: string; clientId: string; clientSecret: string; scope?: string };
+
+export interface CpqConfig {
+  baseUrl: string;
+  pathPrefix: '' | '/cpq';
+  companies: string[];
+  hostCompany?: string;
+  integrationUsers: 'auto' | 'on' | 'off';
+  auth: CpqAuthConfig;
+  pageSize: number;
+  concurrency: number;
+  requestTimeoutMs: number;
+  maxRetries: number;
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+}
+
+export interface AppConfig {
+  databaseUrl?: string;
+  dataDir: string;
+  embeddedPort: number;
+  /** Undefined when CPQ_BASE_URL is not set: commands that need the site say so. */
+  cpq?: CpqConfig;
+  lookbackMs: number;
+  logLevel: string;
+  logFormat: 'auto' | 'json' | 'pretty';
+}
+
+type Env = Record<string, string | undefined>;
+
+function secret(env: Env, name: string, fileName: string): string | undefined {
+  const direct = env[name]?.trim() ? env[name] : undefined;
+  const file = env[fileName]?.trim();
+  if (direct !== undefined && file) throw new ConfigError(`${name} and ${fileName} are both set: use one`);
+  if (!file) return direct;
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new ConfigError(`${fileName}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+function resolveAuth(env: Env, parsed: z.infer<typeof envSchema>): CpqAuthConfig {
+  const password = secret(env, 'CPQ_PASSWORD', 'CPQ_PASSWORD_FILE');
+  const token = secret(env, 'CPQ_TOKEN', 'CPQ_TOKEN_FILE');
+  const clientSecret = secret(env, 'CPQ_OAUTH_CLIENT_SECRET', 'CPQ_OAUTH_CLIENT_SECRET_FILE');
+  const chosen = [
+    parsed.CPQ_USERNAME || password ? 'basic' : undefined,
+    token ? 'bearer' : undefined,
+    parsed.CPQ_OAUTH_TOKEN_URL || parsed.CPQ_OAUTH_CLIENT_ID || clientSecret ? 'oauth' : undefined,
+  ].filter((k) => k !== undefined);
+  if (chosen.length > 1) {
+    throw new ConfigError(`more than one CPQ auth method is configured (${chosen.join(', ')}): set exactly one`);
+  }
+  switch (chosen[0]) {
+    case 'basic':
+      if (!parsed.CPQ_USERNAME) throw new ConfigError('CPQ_USERNAME is required with CPQ_PASSWORD');
+      if (!password) throw new ConfigError('CPQ_PASSWORD (or CPQ_PASSWORD_FILE) is required with CPQ_USERNAME');
+      return { kind: 'basic', username: parsed.CPQ_USERNAME, password };
+    case 'bearer':
+      return { kind: 'bearer', token: token! };
+    case 'oauth': {
+      const missing = [
+        parsed.CPQ_OAUTH_TOKEN_URL ? undefined : 'CPQ_OAUTH_TOKEN_URL',
+        parsed.CPQ_OAUTH_CLIENT_ID ? undefined : 'CPQ_OAUTH_CLIENT_ID',
+        clientSecret ? undefined : 'CPQ_OAUTH_CLIENT_SECRET',
+      ].filter((m) => m !== undefined);
+      if (missing.length) throw new ConfigError(`OAuth client credentials need ${missing.join(', ')}`);
+      if (!/^https?:\/\//i.test(parsed.CPQ_OAUTH_TOKEN_URL!)) {
+        throw new ConfigError('CPQ_OAUTH_TOKEN_URL must be an http(s) URL');
+      }
+      return {
+        kind: 'oauth',
+        tokenUrl: parsed.CPQ_OAUTH_TOKEN_URL!,
+        clientId: parsed.CPQ_OAUTH_CLIENT_ID!,
+        clientSecret: clientSecret!,
+        ...(parsed.CPQ_OAUTH_SCOPE ? { scope: parsed.CPQ_OAUTH_SCOPE } : {}),
+      };
+    }
+    default:
+      return { kind: 'none' };
+  }
+}
+
+/** Reads and validates the configuration; every problem is reported, one per line. */
+export function loadConfig(env: Env = process.env): AppConfig {
+  const result = envSchema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const parsed = result.data;
+  const auth = resolveAuth(env, parsed);
+  const cpq: CpqConfig | undefined = parsed.CPQ_BASE_URL
+    ? {
+        baseUrl: parsed.CPQ_BASE_URL.replace(/\/+$/, ''),
+        pathPrefix: parsed.CPQ_PATH_PREFIX as '' | '/cpq',
+        companies: parsed.CPQ_COMPANIES,
+        ...(parsed.CPQ_HOST_COMPANY ? { hostCompany: parsed.CPQ_HOST_COMPANY } : {}),
+        integrationUsers: parsed.CPQ_INTEGRATION_USERS,
+        auth,
+        pageSize: parsed.CPQ_PAGE_SIZE,
+        concurrency: parsed.CPQ_CONCURRENCY,
+        requestTimeoutMs: parsed.CPQ_REQUEST_TIMEOUT,
+        maxRetries: parsed.CPQ_MAX_RETRIES,
+        retryBaseDelayMs: parsed.CPQ_RETRY_BASE_DELAY,
+        retryMaxDelayMs: parsed.CPQ_RETRY_MAX_DELAY,
+      }
+    : undefined;
+  return {
+    ...(parsed.DATABASE_URL ? { databaseUrl: parsed.DATABASE_URL } : {}),
+    dataDir: parsed.DATA_DIR,
+    embeddedPort: parsed.EMBEDDED_PG_PORT,
+    ...(cpq ? { cpq } : {}),
+    lookbackMs: parsed.SYNC_LOOKBACK,
+    logLevel: parsed.LOG_LEVEL,
+    logFormat: parsed.LOG_FORMAT,
+  };
+}
+
+export function requireCpq(config: AppConfig): CpqConfig {
+  if (!config.cpq) throw new ConfigError('CPQ_BASE_URL is not set: name the CPQ site to sync, e.g. https://mysite.bigmachines.com');
+  return config.cpq;
+}

@@ -1,0 +1,109 @@
+import type { CpqAuthConfig } from '../config.js';
+import { SyncError } from '../errors.js';
+
+/** Supplies the Authorization header and, for renewable credentials, a fresh one after a 401. */
+export interface Authenticator {
+  authorization(): Promise<string | undefined>;
+  /** Drops cached credentials; true when retrying with a new header can help. */
+  renew(): Promise<boolean>;
+}
+
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+class StaticAuthenticator implements Authenticator {
+  constructor(private readonly header: string | undefined) {}
+  async authorization() {
+    return this.header;
+  }
+  async renew() {
+    return false;
+  }
+}
+
+interface CachedToken {
+  header: string;
+  expiresAt: number;
+}
+
+/** OAuth 2 client-credentials grant; the token is cached and renewed shortly before it expires or after a 401. */
+export class OAuthClientCredentials implements Authenticator {
+  private token: CachedToken | undefined;
+  private pending: Promise<CachedToken> | undefined;
+
+  constructor(
+    private readonly config: Extract<CpqAuthConfig, { kind: 'oauth' }>,
+    private readonly timeoutMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async authorization(): Promise<string> {
+    if (this.token && this.token.expiresAt > this.now()) return this.token.header;
+    return (await this.fetchToken()).header;
+  }
+
+  async renew(): Promise<boolean> {
+    this.token = undefined;
+    return true;
+  }
+
+  private fetchToken(): Promise<CachedToken> {
+    // Concurrent requests share one grant instead of stampeding the identity service.
+    this.pending ??= this.grant().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  private async grant(): Promise<CachedToken> {
+    const url = this.config.tokenUrl;
+    const form = new URLSearchParams({ grant_type: 'client_credentials' });
+    if (this.config.scope) form.set('scope', this.config.scope);
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: 'POST',
+        headers: {
+          authorization: basic(this.config.clientId, this.config.clientSecret),
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: form.toString(),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      throw new SyncError('source', `POST ${url}: OAuth token service unreachable (${(err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message})`);
+    }
+    const text = await response.text();
+    if (response.status === 400 || response.status === 401 || response.status === 403) {
+      throw new SyncError('auth', `POST ${url}: OAuth token request refused (${response.status}): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE`);
+    }
+    if (!response.ok) throw new SyncError('source', `POST ${url}: OAuth token service answered ${response.status}`);
+    let body: { access_token?: unknown; expires_in?: unknown; token_type?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw new SyncError('auth', `POST ${url}: OAuth token response is not JSON`);
+    }
+    if (typeof body.access_token !== 'string' || body.access_token === '') {
+      throw new SyncError('auth', `POST ${url}: OAuth token response has no access_token`);
+    }
+    const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 3600) * 1000;
+    // Renew when 90% of the lifetime has passed, and at least a minute early for long-lived tokens.
+    const margin = Math.min(60_000, lifetimeMs * 0.1);
+    this.token = { header: `Bearer ${body.access_token}`, expiresAt: this.now() + lifetimeMs - margin };
+    return this.token;
+  }
+}
+
+export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number): Authenticator {
+  switch (config.kind) {
+    case 'none':
+      return new StaticAuthenticator(undefined);
+    case 'basic':
+      return new StaticAuthenticator(basic(config.username, config.password));
+    case 'bearer':
+      return new StaticAuthenticator(`Bearer ${config.token}`);
+    case 'oauth':
+      return new OAuthClientCredentials(config, timeoutMs);
+  }
+}

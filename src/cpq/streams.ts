@@ -1,0 +1,61 @@
+import type { CpqConfig } from '../config.js';
+import { SyncError } from '../errors.js';
+import type { CpqHttpClient } from './http-client.js';
+import { isLosslessNumber } from './json.js';
+import { keysetPages, offsetPages, type Page } from './paging.js';
+
+/** One feed of user records with its own incremental cursor in cpq.sync_state. */
+export interface StreamId {
+  /** Key in cpq.sync_state: `companies/<login>` or `integrationUsers`. */
+  name: string;
+  kind: 'company' | 'integration';
+  company?: string;
+}
+
+export const companyStream = (company: string): StreamId => ({ name: `companies/${company}`, kind: 'company', company });
+export const INTEGRATION_STREAM: StreamId = { name: 'integrationUsers', kind: 'integration' };
+
+const dateFilter = (since: Date | undefined) => (since ? { dateModified: { $gte: since.toISOString() } } : undefined);
+
+/** Users of one company (`_host` or a partner organization login), with groups and access permissions. */
+export function companyUserPages(client: CpqHttpClient, config: CpqConfig, company: string, since: Date | undefined): AsyncGenerator<Page> {
+  return keysetPages(client, {
+    path: `${config.pathPrefix}/rest/v16/companies/${encodeURIComponent(company)}/users`,
+    query: { expand: 'groups,accessPermissions' },
+    filter: dateFilter(since),
+    pageSize: config.pageSize,
+  });
+}
+
+/** Integration users (Fusion sites only; the path always carries /cpq). */
+export function integrationUserPages(client: CpqHttpClient, config: CpqConfig, since: Date | undefined): AsyncGenerator<Page> {
+  return keysetPages(client, {
+    path: '/cpq/rest/v19/integrationUsers',
+    query: { expand: 'groups' },
+    filter: dateFilter(since),
+    pageSize: config.pageSize,
+  });
+}
+
+/** The detail record of one integration user with its groups, or undefined when CPQ no longer has it. */
+export async function integrationUserDetail(client: CpqHttpClient, partyNumber: string): Promise<unknown> {
+  const url = client.url(`/cpq/rest/v19/integrationUsers/${encodeURIComponent(partyNumber)}`, { expand: 'groups' });
+  const response = await client.getJson(url, { allow404: true });
+  return response.status === 404 ? undefined : response.body;
+}
+
+/** Login names of every company on the site (host first as `_host`), for CPQ_COMPANIES=*. */
+export async function listCompanies(client: CpqHttpClient, config: CpqConfig): Promise<string[]> {
+  const logins: string[] = [];
+  for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
+    page.items.forEach((item, i) => {
+      const record = typeof item === 'object' && item !== null && !isLosslessNumber(item) ? (item as Record<string, unknown>) : {};
+      const login = record.loginName ?? record.login;
+      if (typeof login !== 'string' || login === '') {
+        throw new SyncError('data', `GET ${page.url}: company ${i} has no loginName`);
+      }
+      logins.push(record.isHost === true ? '_host' : login);
+    });
+  }
+  return [...new Set(logins)];
+}

@@ -1,0 +1,47 @@
+import type pg from 'pg';
+import type { AppConfig } from '../config.js';
+import { SyncError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { createDb, createPool, redactUrl, type Db } from './database.js';
+import { startEmbeddedPostgres } from './embedded.js';
+import { join } from 'node:path';
+
+export interface Database {
+  pool: pg.Pool;
+  db: Db;
+  /** Where the data is, for messages (password hidden). */
+  where: string;
+  close(): Promise<void>;
+}
+
+/** DATABASE_URL when set; otherwise the embedded Postgres under DATA_DIR, started here and stopped by close(). */
+export async function openDatabase(config: AppConfig, log: Logger, databaseName = 'cpq_sync'): Promise<Database> {
+  let url = config.databaseUrl;
+  let stopEmbedded: (() => Promise<void>) | undefined;
+  if (!url) {
+    const dataDir = join(config.dataDir, 'pg');
+    log.debug({ dataDir }, 'starting embedded Postgres');
+    const embedded = await startEmbeddedPostgres({ dataDir, port: config.embeddedPort, database: databaseName });
+    url = embedded.url;
+    stopEmbedded = embedded.stop;
+  }
+  const pool = createPool(url);
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    await stopEmbedded?.();
+    throw new SyncError('database', `cannot connect to Postgres at ${redactUrl(url)}: ${(err as Error).message}`);
+  }
+  const db = createDb(pool);
+  return {
+    pool,
+    db,
+    where: stopEmbedded ? `embedded Postgres in ${config.dataDir}` : redactUrl(url),
+    close: async () => {
+      await db.destroy().catch(() => undefined);
+      await stopEmbedded?.();
+    },
+  };
+}

@@ -1,0 +1,236 @@
+import { createHash } from 'node:crypto';
+import { integerText, isLosslessNumber, stringifyExactJson } from '../cpq/json.js';
+import { USER_FIELDS, canonicalize, type UserField } from './user-fields.js';
+
+/** A CPQ record that cannot be loaded; the message names the record and the field. */
+export class RecordError extends Error {
+  override name = 'RecordError';
+}
+
+export interface GroupRow {
+  variableName: string;
+  label: string | null;
+  type: string | null;
+}
+
+export interface AccessPermissionRow {
+  type: string;
+  variableName: string;
+  name: string | null;
+  hasAccess: boolean | null;
+}
+
+/** A value ready for COPY: text, boolean or SQL NULL. */
+export type ColumnValue = string | boolean | null;
+
+export interface UserRow {
+  companyLogin: string;
+  login: string;
+  companyName: string | null;
+  isIntegrationUser: boolean;
+  /** One value per USER_VALUE_COLUMNS entry, same order. */
+  values: ColumnValue[];
+  /** Undefined when the record did not carry the relationship (not expanded): memberships are left alone. */
+  groups: GroupRow[] | undefined;
+  accessPermissions: AccessPermissionRow[] | undefined;
+  /** The record as received, as exact JSON text. */
+  raw: string;
+  /** Digest of everything the record says (links excepted), to tell a changed record from a re-read one. */
+  contentHash: string;
+  dateModified: string | null;
+}
+
+export interface RecordSource {
+  /** The company the record belongs to (the path segment for company users). */
+  companyLogin: string;
+  isIntegrationUser: boolean;
+  /** Where it came from, for error messages (a URL without credentials). */
+  origin: string;
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const NUL = '\u0000';
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (isLosslessNumber(value)) return value.value;
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
+  return String(value);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
+}
+
+class FieldReader {
+  constructor(private readonly where: string) {}
+
+  fail(field: string, message: string): never {
+    throw new RecordError(`${this.where}: field "${field}" ${message}`);
+  }
+
+  text(field: string, value: unknown): string | null {
+    if (value === null || value === undefined) return null;
+    if (typeof value === 'string') {
+      if (value.includes(NUL)) this.fail(field, 'contains a NUL character, which Postgres text cannot store');
+      return value;
+    }
+    if (typeof value === 'number' || typeof value === 'boolean' || isLosslessNumber(value)) return String(value);
+    return this.fail(field, `must be text, got ${describe(value)}`);
+  }
+
+  boolean(field: string, value: unknown): boolean | null {
+    if (value === null || value === undefined) return null;
+    if (typeof value === 'boolean') return value;
+    if (value === 'true' || value === 'false') return value === 'true';
+    return this.fail(field, `must be true or false, got ${describe(value)}`);
+  }
+
+  bigint(field: string, value: unknown): string | null {
+    if (value === null || value === undefined || value === '') return null;
+    const digits = integerText(value);
+    if (digits === undefined) return this.fail(field, `must be a whole number, got ${describe(value)}`);
+    const n = BigInt(digits);
+    if (n < INT64_MIN || n > INT64_MAX) return this.fail(field, `${digits} does not fit in a 64-bit integer`);
+    return n.toString();
+  }
+
+  integer(field: string, value: unknown): string | null {
+    const digits = this.bigint(field, value);
+    if (digits !== null && (BigInt(digits) > 2147483647n || BigInt(digits) < -2147483648n)) {
+      this.fail(field, `${digits} does not fit in a 32-bit integer`);
+    }
+    return digits;
+  }
+
+  timestamp(field: string, value: unknown): string | null {
+    if (value === null || value === undefined || value === '') return null;
+    if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(Date.parse(value))) {
+      return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
+    }
+    return new Date(value).toISOString();
+  }
+}
+
+function readField(reader: FieldReader, spec: UserField, value: unknown): ColumnValue[] {
+  switch (spec.kind) {
+    case 'text':
+      return [reader.text(spec.field, value)];
+    case 'boolean':
+      return [reader.boolean(spec.field, value)];
+    case 'bigint':
+      return [reader.bigint(spec.field, value)];
+    case 'timestamp':
+      return [reader.timestamp(spec.field, value)];
+    case 'choiceText':
+    case 'choiceInt': {
+      // {value, displayValue}; a bare scalar is read as the value alone.
+      const choice = isRecord(value) ? canonicalize(value) : new Map([['value', value]]);
+      const raw = choice.get('value');
+      const main = spec.kind === 'choiceInt' ? reader.integer(`${spec.field}.value`, raw) : reader.text(`${spec.field}.value`, raw);
+      return [main, reader.text(`${spec.field}.displayValue`, choice.get('displayValue'))];
+    }
+  }
+}
+
+function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  const items = isRecord(value) ? canonicalize(value).get('items') : value;
+  if (items === undefined || items === null) return [];
+  if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
+  return items;
+}
+
+function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined {
+  const items = itemsOf(reader, 'groups', value);
+  if (items === undefined) return undefined;
+  const byName = new Map<string, GroupRow>();
+  items.forEach((item, i) => {
+    if (!isRecord(item)) reader.fail(`groups.items[${i}]`, `must be an object, got ${describe(item)}`);
+    const g = canonicalize(item);
+    const variableName = reader.text(`groups.items[${i}].variableName`, g.get('variableName'));
+    if (!variableName) reader.fail(`groups.items[${i}].variableName`, 'is missing');
+    byName.set(variableName, {
+      variableName,
+      label: reader.text(`groups.items[${i}].label`, g.get('label')),
+      type: reader.text(`groups.items[${i}].type`, g.get('type')),
+    });
+  });
+  return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
+}
+
+function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermissionRow[] | undefined {
+  const items = itemsOf(reader, 'accessPermissions', value);
+  if (items === undefined) return undefined;
+  const byKey = new Map<string, AccessPermissionRow>();
+  items.forEach((item, i) => {
+    const at = `accessPermissions.items[${i}]`;
+    if (!isRecord(item)) reader.fail(at, `must be an object, got ${describe(item)}`);
+    const p = canonicalize(item);
+    const type = reader.text(`${at}.type`, p.get('type'));
+    const variableName = reader.text(`${at}.variableName`, p.get('variableName'));
+    if (!type) reader.fail(`${at}.type`, 'is missing');
+    if (!variableName) reader.fail(`${at}.variableName`, 'is missing');
+    byKey.set(`${type}\u0001${variableName}`, {
+      type,
+      variableName,
+      name: reader.text(`${at}.name`, p.get('name')),
+      hasAccess: reader.boolean(`${at}.hasAccess`, p.get('hasAccess')),
+    });
+  });
+  return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
+}
+
+/** JSON with sorted keys, `links` left out and arrays of objects sorted, so equal content gives equal text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) {
+    const parts = value.map(canonicalJson);
+    if (value.every(isRecord)) parts.sort();
+    return `[${parts.join(',')}]`;
+  }
+  if (isRecord(value)) {
+    const keys = Object.keys(value).filter((k) => k !== 'links').sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`).join(',')}}`;
+  }
+  return stringifyExactJson(value);
+}
+
+/** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
+export function normalizeUser(record: unknown, source: RecordSource, index: number): UserRow {
+  if (!isRecord(record)) {
+    throw new RecordError(`record ${index} of ${source.origin}: expected a user object, got ${describe(record)}`);
+  }
+  const fields = canonicalize(record);
+  const loginValue = fields.get('login');
+  if (typeof loginValue !== 'string' || loginValue.trim() === '') {
+    throw new RecordError(`record ${index} of ${source.origin}: field "login" is missing or not text (got ${describe(loginValue)})`);
+  }
+  const reader = new FieldReader(`user "${source.companyLogin}/${loginValue}" (record ${index} of ${source.origin})`);
+  const login = reader.text('login', loginValue)!;
+  const values = USER_FIELDS.flatMap((spec) => readField(reader, spec, fields.get(spec.field)));
+  const company = fields.get('company');
+  const companyName = isRecord(company) ? reader.text('company.name', canonicalize(company).get('name')) : null;
+  const dateModified = reader.timestamp('dateModified', fields.get('dateModified'));
+  const raw = stringifyExactJson(record);
+  if (raw.includes('\\u0000')) reader.fail('(record)', 'contains a NUL character, which Postgres jsonb cannot store');
+  const contentHash = createHash('sha1')
+    .update(`${source.companyLogin}\u0001${login}\u0001${source.isIntegrationUser}\u0001`)
+    .update(canonicalJson(record))
+    .digest('base64');
+  return {
+    companyLogin: source.companyLogin,
+    login,
+    companyName,
+    isIntegrationUser: source.isIntegrationUser,
+    values,
+    groups: readGroups(reader, fields.get('groups')),
+    accessPermissions: readAccessPermissions(reader, fields.get('accessPermissions')),
+    raw,
+    contentHash,
+    dateModified,
+  };
+}
+
+export { isRecord };

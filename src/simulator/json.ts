@@ -1,0 +1,66 @@
+import { isLosslessNumber, LosslessNumber } from 'lossless-json';
+
+/*
+ * Responses can hold 1000 users of ~70 fields each, so serialization goes through the native
+ * JSON.stringify. int64 values travel through it as marked strings and are turned back into
+ * bare digits afterwards. JSON.stringify always escapes U+0000 as the six characters \u0000,
+ * so the marker pattern below can only come from markInt64 (or from a stored string that
+ * literally starts with NUL + "int64:", which generated and test data never contain).
+ */
+const INT64_MARK = '\u0000int64:';
+const MARKED_INT64 = /"\\u0000int64:(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)"/g;
+
+function markInt64(value: LosslessNumber | bigint): string {
+  return INT64_MARK + value.toString();
+}
+
+/**
+ * Copies a JSON-like value into a form JSON.stringify can write, replacing LosslessNumber and
+ * bigint by markers. Frozen shared sub-objects without numbers are returned as they are.
+ */
+export function toWireValue(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') {
+    return typeof value === 'bigint' ? markInt64(value) : value;
+  }
+  if (isLosslessNumber(value)) return markInt64(value);
+  if (Array.isArray(value)) return value.map(toWireValue);
+  let copy: Record<string, unknown> | undefined;
+  const source = value as Record<string, unknown>;
+  for (const key of Object.keys(source)) {
+    const item = source[key];
+    const wire = toWireValue(item);
+    if (wire !== item && copy === undefined) copy = { ...source };
+    if (copy !== undefined) copy[key] = wire;
+  }
+  return copy ?? source;
+}
+
+/** JSON text of a value prepared by toWireValue, with int64 digits written verbatim. */
+export function stringifyWire(value: unknown): string {
+  const text = JSON.stringify(value);
+  return text.includes('\\u0000int64:') ? text.replace(MARKED_INT64, '$1') : text;
+}
+
+/** Exact JSON for any value holding LosslessNumber / bigint. */
+export function stringifyExact(value: unknown): string {
+  return stringifyWire(toWireValue(value));
+}
+
+/** Deep copy that keeps LosslessNumber instances (structuredClone would strip their class). */
+export function deepCopy<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (isLosslessNumber(value)) return new LosslessNumber(value.value) as T;
+  if (Array.isArray(value)) return value.map(deepCopy) as T;
+  const copy: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value as Record<string, unknown>)) copy[key] = deepCopy(item);
+  return copy as T;
+}
+
+/** Deep-freezes a value so it can be shared between stored records. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const item of Object.values(value as Record<string, unknown>)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}

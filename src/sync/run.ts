@@ -1,0 +1,362 @@
+import pLimit from 'p-limit';
+import type pg from 'pg';
+import { requireCpq, type AppConfig, type CpqConfig } from '../config.js';
+import { createAuthenticator } from '../cpq/auth.js';
+import { CpqHttpClient } from '../cpq/http-client.js';
+import { isLosslessNumber } from '../cpq/json.js';
+import type { Page } from '../cpq/paging.js';
+import {
+  INTEGRATION_STREAM,
+  companyStream,
+  companyUserPages,
+  integrationUserDetail,
+  integrationUserPages,
+  listCompanies,
+  type StreamId,
+} from '../cpq/streams.js';
+import { migrate } from '../db/migrate.js';
+import type { Db } from '../db/database.js';
+import type { StreamReport } from '../db/schema.js';
+import { SyncError, oneLine } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { canonicalize } from '../normalize/user-fields.js';
+import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
+import { mergeStaged, type MergeCounts } from './merge.js';
+import { Stager } from './stager.js';
+
+export interface RunOptions {
+  /** Read every stream in full, ignoring stored cursors. */
+  full?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface RunResult extends MergeCounts {
+  runId: string;
+  status: 'succeeded' | 'failed';
+  mode: 'full' | 'incremental' | 'mixed';
+  pages: number;
+  streams: StreamReport[];
+  warnings: string[];
+  error?: string;
+}
+
+export interface SyncDeps {
+  pool: pg.Pool;
+  db: Db;
+  config: AppConfig;
+  log: Logger;
+}
+
+type Raw = Record<string, unknown>;
+const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
+const userKey = (company: string, login: string) => `${company}\u0001${login}`;
+
+/** Reads one stream's pages, tracking what the run record reports about it. */
+class StreamProgress {
+  readonly report: StreamReport;
+  cursor: string | null = null;
+
+  constructor(readonly id: StreamId, since: Date | undefined) {
+    this.report = {
+      stream: id.name,
+      mode: since ? 'incremental' : 'full',
+      since: since?.toISOString() ?? null,
+      pages: 0,
+      received: 0,
+      totalResults: null,
+      shortRead: false,
+    };
+  }
+
+  page(page: Page) {
+    this.report.pages++;
+    this.report.received += page.items.length;
+    if (page.index === 0) this.report.totalResults = page.totalResults ?? null;
+  }
+
+  saw(rows: UserRow[]) {
+    for (const row of rows) if (row.dateModified && (this.cursor === null || row.dateModified > this.cursor)) this.cursor = row.dateModified;
+  }
+
+  finish(): string | undefined {
+    const total = this.report.totalResults;
+    if (total !== null && this.report.received < total) {
+      this.report.shortRead = true;
+      return `${this.id.name}: read ${this.report.received} of ${total} users that CPQ reported (totalResults); the read was short`;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * One sync run: every configured stream is read and staged inside one transaction, merged, and
+ * committed together with the cursors and the run record, or rolled back whole.
+ */
+export class SyncRun {
+  private readonly cpq: CpqConfig;
+  private readonly warnings: string[] = [];
+  private readonly progress: StreamProgress[] = [];
+  private http!: CpqHttpClient;
+
+  constructor(
+    private readonly deps: SyncDeps,
+    private readonly options: RunOptions = {},
+  ) {
+    this.cpq = requireCpq(deps.config);
+  }
+
+  private warn(message: string) {
+    this.warnings.push(message);
+    this.deps.log.warn(message);
+  }
+
+  async execute(): Promise<RunResult> {
+    const { db, pool, log } = this.deps;
+    await migrate(db).catch((err: unknown) => {
+      throw err instanceof SyncError ? err : new SyncError('database', `cannot prepare the database: ${(err as Error).message}`);
+    });
+    const run = await db
+      .insertInto('cpq.sync_runs')
+      .values({ status: 'running', mode: this.options.full ? 'full' : 'incremental', http_retries: '{}', streams: '[]', warnings: '[]' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const runId = String(run.id);
+    const log2 = log.child({ runId });
+    this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs), log2, this.options.signal);
+    const started = Date.now();
+    log2.info({ site: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
+
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await this.inTransaction(client, runId, log2);
+      await client.query('COMMIT');
+      log2.info({ ...result, streams: undefined, seconds: (Date.now() - started) / 1000 }, 'sync run succeeded');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      const error = err instanceof SyncError ? err : err instanceof RecordError ? new SyncError('data', err.message) : toDatabaseOrInternal(err);
+      const message = oneLine(error.message);
+      await db
+        .updateTable('cpq.sync_runs')
+        .set({
+          status: 'failed',
+          finished_at: new Date(),
+          error: message,
+          streams: JSON.stringify(this.progress.map((p) => p.report)),
+          warnings: JSON.stringify([...this.warnings, 'the run was rolled back: the database is as the last good run left it']),
+          http_requests: this.http.stats.requests,
+          http_retries: JSON.stringify(this.http.stats.retries),
+        })
+        .where('id', '=', runId)
+        .execute()
+        .catch((recordErr: unknown) => log2.error({ error: (recordErr as Error).message }, 'could not record the failed run'));
+      log2.error({ error: message, kind: error.kind }, 'sync run failed; nothing was changed');
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<RunResult> {
+    const { db } = this.deps;
+    const cursors = new Map(
+      (await db.selectFrom('cpq.sync_state').select(['stream', 'cursor']).execute()).map((s) => [s.stream, s.cursor] as const),
+    );
+    const sinceFor = (id: StreamId): Date | undefined => {
+      const cursor = cursors.get(id.name);
+      if (this.options.full || !cursor) return undefined;
+      return new Date(new Date(cursor).getTime() - this.deps.config.lookbackMs);
+    };
+
+    const stager = await Stager.create(client);
+    const integrationUsers = await this.readIntegrationUsers(sinceFor, log);
+    const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
+
+    const limit = pLimit(this.cpq.concurrency);
+    await Promise.all(
+      companies.map((company) =>
+        limit(async () => {
+          const id = companyStream(company);
+          const progress = this.track(id, sinceFor(id));
+          for await (const page of companyUserPages(this.http, this.cpq, company, progress.report.since ? new Date(progress.report.since) : undefined)) {
+            progress.page(page);
+            const rows = page.items.map((item, i) => {
+              const login = isRaw(item) ? canonicalize(item).get('login') : undefined;
+              const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
+              return integration
+                ? normalizeUser({ ...(item as Raw), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url }, i)
+                : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url }, i);
+            });
+            progress.saw(rows);
+            await stager.add(id.name, rows);
+            log.info({ stream: id.name, page: page.index, items: page.items.length, received: progress.report.received, totalResults: progress.report.totalResults }, 'page read');
+          }
+        }),
+      ),
+    );
+    await this.stageIntegrationOnly(integrationUsers, stager, client);
+
+    for (const p of this.progress) {
+      const warning = p.finish();
+      if (warning) this.warn(warning);
+    }
+    const counts = await mergeStaged(client, runId);
+    await this.saveCursors(client, runId);
+
+    const modes = new Set(this.progress.map((p) => p.report.mode));
+    const mode = modes.size === 1 ? [...modes][0]! : modes.size === 0 ? (this.options.full ? 'full' : 'incremental') : 'mixed';
+    const pages = this.progress.reduce((n, p) => n + p.report.pages, 0);
+    const streams = this.progress.map((p) => p.report);
+    await client.query(
+      `UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = clock_timestamp(), mode = $2, pages = $3,
+         users_seen = $4, users_inserted = $5, users_updated = $6, users_unchanged = $7,
+         http_requests = $8, http_retries = $9, streams = $10, warnings = $11
+       WHERE id = $1`,
+      [
+        runId,
+        mode,
+        pages,
+        counts.seen,
+        counts.inserted,
+        counts.updated,
+        counts.unchanged,
+        this.http.stats.requests,
+        JSON.stringify(this.http.stats.retries),
+        JSON.stringify(streams),
+        JSON.stringify(this.warnings),
+      ],
+    );
+    return { runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, ...counts };
+  }
+
+  private track(id: StreamId, since: Date | undefined): StreamProgress {
+    const progress = new StreamProgress(id, since);
+    this.progress.push(progress);
+    return progress;
+  }
+
+  private integrationEnabled(): boolean {
+    return this.cpq.integrationUsers === 'on' || (this.cpq.integrationUsers === 'auto' && this.cpq.pathPrefix === '/cpq');
+  }
+
+  /** Integration users keyed by company and login, complete with groups, before company users are read. */
+  private async readIntegrationUsers(sinceFor: (id: StreamId) => Date | undefined, log: Logger): Promise<IntegrationUsers> {
+    const found = new IntegrationUsers();
+    if (!this.integrationEnabled()) return found;
+    const progress = this.track(INTEGRATION_STREAM, sinceFor(INTEGRATION_STREAM));
+    const since = progress.report.since ? new Date(progress.report.since) : undefined;
+    const detailLimit = pLimit(this.cpq.concurrency);
+    try {
+      for await (const page of integrationUserPages(this.http, this.cpq, since)) {
+        progress.page(page);
+        const records = await Promise.all(
+          page.items.map((item, i) =>
+            detailLimit(async () => {
+              if (!isRaw(item)) throw new RecordError(`record ${i} of ${page.url}: expected a user object`);
+              const fields = canonicalize(item);
+              if (fields.has('groups')) return item;
+              // The list did not expand groups: the detail endpoint has them.
+              const partyNumber = fields.get('partyNumber');
+              if (typeof partyNumber !== 'string') throw new RecordError(`record ${i} of ${page.url}: integration user without partyNumber, cannot read its groups`);
+              const detail = await integrationUserDetail(this.http, partyNumber);
+              return isRaw(detail) ? detail : undefined;
+            }),
+          ),
+        );
+        records.forEach((record, i) => {
+          if (!record) return;
+          const row = normalizeUser(record, { companyLogin: this.integrationCompany(record), isIntegrationUser: true, origin: page.url }, i);
+          progress.saw([row]);
+          found.add(userKey(row.companyLogin, row.login), record, page.url, i);
+        });
+        log.info({ stream: INTEGRATION_STREAM.name, page: page.index, items: page.items.length }, 'page read');
+      }
+    } catch (err) {
+      if (err instanceof SyncError && err.kind === 'source' && / answered 404 /.test(err.message) && this.cpq.integrationUsers === 'auto') {
+        this.progress.splice(this.progress.indexOf(progress), 1);
+        this.warn(`integration users: ${err.message.replace(/ with .*$/, '')}; this site has no integration-user endpoint (set CPQ_INTEGRATION_USERS=off to skip it)`);
+        return new IntegrationUsers();
+      }
+      throw err;
+    }
+    return found;
+  }
+
+  /** The company an integration user belongs to: its company.loginName, with the host's real login name mapped to `_host`. */
+  private integrationCompany(record: Raw): string {
+    const company = canonicalize(record).get('company');
+    const loginName = isRaw(company) ? canonicalize(company).get('loginName') : undefined;
+    if (typeof loginName !== 'string' || loginName === '' || loginName === this.cpq.hostCompany) return '_host';
+    return loginName;
+  }
+
+  /**
+   * Integration users the company feeds did not return this run (their company is not synced, or
+   * an incremental window missed it there): merged over the row we already hold, so fields only
+   * the company feed carries (access permissions) are kept.
+   */
+  private async stageIntegrationOnly(users: IntegrationUsers, stager: Stager, client: pg.PoolClient) {
+    const left = users.remaining();
+    if (left.length === 0) return;
+    const { rows } = await client.query<{ company_login: string; login: string; raw: Raw }>(
+      `SELECT company_login, login, raw FROM cpq.users WHERE (company_login, login) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [left.map((u) => u.company), left.map((u) => u.login)],
+    );
+    const existing = new Map(rows.map((r) => [userKey(r.company_login, r.login), r.raw]));
+    const staged = left.map((u) => {
+      const before = existing.get(userKey(u.company, u.login));
+      const record = before ? { ...before, ...u.record } : u.record;
+      return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
+    });
+    await stager.add(INTEGRATION_STREAM.name, staged);
+  }
+
+  private async saveCursors(client: pg.PoolClient, runId: string) {
+    for (const p of this.progress) {
+      await client.query(
+        `INSERT INTO cpq.sync_state (stream, cursor, last_full_sync_at, last_run_id, updated_at)
+         VALUES ($1, $2, CASE WHEN $3 THEN now() END, $4, now())
+         ON CONFLICT (stream) DO UPDATE SET
+           cursor = GREATEST(cpq.sync_state.cursor, excluded.cursor),
+           last_full_sync_at = COALESCE(excluded.last_full_sync_at, cpq.sync_state.last_full_sync_at),
+           last_run_id = excluded.last_run_id,
+           updated_at = now()`,
+        [p.id.name, p.cursor, p.report.mode === 'full', runId],
+      );
+    }
+  }
+}
+
+/** Integration users read this run, handed to the company feed that returns the same user. */
+class IntegrationUsers {
+  private readonly byKey = new Map<string, { record: Raw; origin: string; index: number }>();
+
+  add(key: string, record: Raw, origin: string, index: number) {
+    this.byKey.set(key, { record, origin, index });
+  }
+
+  take(key: string): Raw | undefined {
+    const entry = this.byKey.get(key);
+    if (entry) this.byKey.delete(key);
+    return entry?.record;
+  }
+
+  remaining() {
+    return [...this.byKey.entries()].map(([key, e]) => {
+      const [company, login] = key.split('\u0001') as [string, string];
+      return { company, login, ...e };
+    });
+  }
+}
+
+function toDatabaseOrInternal(err: unknown): SyncError {
+  const e = err as Error & { code?: string };
+  // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code.
+  if (e && typeof e.code === 'string') return new SyncError('database', `database error: ${e.message}`);
+  return new SyncError('internal', e?.message ?? String(err));
+}
+
+export function runSync(deps: SyncDeps, options: RunOptions = {}): Promise<RunResult> {
+  return new SyncRun(deps, options).execute();
+}

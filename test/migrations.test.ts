@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate } from '../src/db/migrate.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+
+describe('migrations', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(async () => t.drop());
+
+  it('creates every table in schema cpq', async () => {
+    const rows = await t.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'cpq' ORDER BY 1`,
+    );
+    expect(rows.map((r) => r.table_name)).toEqual(
+      expect.arrayContaining(['groups', 'sync_runs', 'sync_state', 'user_access_permissions', 'user_groups', 'users']),
+    );
+  });
+
+  it('is idempotent: migrating an up-to-date database applies nothing', async () => {
+    expect(await migrate(t.db)).toEqual([]);
+  });
+
+  it('gives cpq.users a typed column for the documented fields', async () => {
+    const rows = await t.query<{ column_name: string; data_type: string }>(
+      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = 'users'`,
+    );
+    const types = Object.fromEntries(rows.map((r) => [r.column_name, r.data_type]));
+    expect(types).toMatchObject({
+      party_id: 'bigint',
+      cpq_id: 'bigint',
+      party_number: 'text',
+      last_name: 'text',
+      is_user_admin_perm_enabled: 'boolean',
+      status: 'integer',
+      status_display: 'text',
+      time_zone: 'text',
+      bill_state_province: 'text',
+      ship_company2: 'text',
+      date_modified: 'timestamp with time zone',
+      raw: 'jsonb',
+      deleted_at: 'timestamp with time zone',
+    });
+  });
+});

@@ -1,0 +1,75 @@
+import { mkdtemp, chmod } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { createDb, createPool } from '../../src/db/database.js';
+import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { migrate } from '../../src/db/migrate.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** A connection string to a database on the test server with rights to create databases. */
+    adminDatabaseUrl: string;
+    /** A migrated database that each test file clones. */
+    templateDatabase: string;
+  }
+}
+
+const TEMPLATE = 'cpq_test_template';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+async function containerDatabase(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+  } catch {
+    return undefined; // no container runtime answers: fall through to embedded Postgres
+  }
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+  const container = await new PostgreSqlContainer('postgres:17-alpine').start();
+  return { url: container.getConnectionUri(), stop: async () => void (await container.stop()) };
+}
+
+async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-test-'));
+  await chmod(dir, 0o755);
+  return startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'postgres', persistent: false });
+}
+
+/** Test database server, in the documented order: TEST_DATABASE_URL, a container runtime, embedded Postgres. */
+export default async function setup(project: TestProject) {
+  const server = process.env.TEST_DATABASE_URL
+    ? { url: process.env.TEST_DATABASE_URL, stop: async () => undefined }
+    : ((await containerDatabase()) ?? (await embeddedDatabase()));
+
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${TEMPLATE}`);
+  await admin.end();
+
+  const templateUrl = new URL(server.url);
+  templateUrl.pathname = `/${TEMPLATE}`;
+  const pool = createPool(templateUrl.toString());
+  const db = createDb(pool);
+  await migrate(db);
+  await db.destroy();
+
+  project.provide('adminDatabaseUrl', server.url);
+  project.provide('templateDatabase', TEMPLATE);
+  return async () => {
+    await server.stop();
+  };
+}
