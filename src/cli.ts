@@ -1,0 +1,118 @@
+import 'dotenv/config';
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig, type AppConfig } from './config.js';
+import { openDatabase } from './db/connect.js';
+import { migrate } from './db/migrate.js';
+import { EXIT_CODES, SyncError, oneLine } from './errors.js';
+import { createLogger, type Logger } from './logger.js';
+import { runSync } from './sync/run.js';
+import { CpqSimulator } from './simulator/index.js';
+import { runDemo } from './demo.js';
+
+function exitCodeOf(err: unknown): number {
+  if (err instanceof ConfigError) return EXIT_CODES.config;
+  if (err instanceof SyncError) return EXIT_CODES[err.kind];
+  return EXIT_CODES.internal;
+}
+
+/** Runs a command with configuration and logger; failures end the process with the documented exit code and one line on stderr. */
+async function command(work: (config: AppConfig, log: Logger) => Promise<void>): Promise<void> {
+  let log: Logger | undefined;
+  try {
+    const config = loadConfig();
+    log = createLogger({ level: config.logLevel, format: config.logFormat });
+    await work(config, log);
+  } catch (err) {
+    const message = oneLine(err instanceof Error ? err.message : String(err));
+    process.stderr.write(`cpq-sync: ${message}\n`);
+    if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: (err as Error).stack }, 'internal error');
+    process.exitCode = exitCodeOf(err);
+  }
+}
+
+const program = new Command()
+  .name('cpq-sync')
+  .description('Copies the users of an Oracle CPQ site into Postgres and records what changed.')
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description('run one sync now: full the first time, incremental afterwards')
+  .option('--full', 'read every user, ignoring the stored cursors')
+  .action((opts: { full?: boolean }) =>
+    command(async (config, log) => {
+      const database = await openDatabase(config, log);
+      try {
+        const controller = new AbortController();
+        const stop = () => controller.abort();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        const result = await runSync({ ...database, config, log }, { full: opts.full === true, signal: controller.signal });
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        log.info(
+          { runId: result.runId, mode: result.mode, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged, warnings: result.warnings.length },
+          'done',
+        );
+      } finally {
+        await database.close();
+      }
+    }),
+  );
+
+program
+  .command('migrate')
+  .description('apply database migrations (every run also does this first)')
+  .action(() =>
+    command(async (config, log) => {
+      const database = await openDatabase(config, log);
+      try {
+        const applied = await migrate(database.db);
+        log.info({ applied, database: database.where }, applied.length ? 'migrations applied' : 'database is up to date');
+      } finally {
+        await database.close();
+      }
+    }),
+  );
+
+program
+  .command('simulate')
+  .description('serve a simulated CPQ site over HTTP (for trying the tool, tests and benchmarks)')
+  .addOption(new Option('--port <port>', 'TCP port').default('8080'))
+  .addOption(new Option('--host <host>', 'address to listen on').default('127.0.0.1'))
+  .addOption(new Option('--users <n>', 'users per company').default('1000'))
+  .addOption(new Option('--partners <n>', 'partner companies besides the host').default('2'))
+  .addOption(new Option('--integration-users <n>', 'integration users').default('5'))
+  .addOption(new Option('--seed <n>', 'data seed').default('1'))
+  .addOption(new Option('--prefix <prefix>', 'path prefix: "" (classic) or /cpq (Fusion)').default('/cpq'))
+  .action((opts: Record<string, string>) =>
+    command(async (_config, log) => {
+      const whole = (name: string) => {
+        const value = Number(opts[name]);
+        if (!Number.isInteger(value) || value < 0) throw new ConfigError(`--${name} must be a whole number, got "${opts[name]}"`);
+        return value;
+      };
+      if (opts.prefix !== '' && opts.prefix !== '/cpq') throw new ConfigError('--prefix must be "" or /cpq');
+      const simulator = new CpqSimulator({
+        seed: whole('seed'),
+        usersPerCompany: whole('users'),
+        partnerCompanies: whole('partners'),
+        integrationUsers: whole('integrationUsers'),
+        pathPrefix: opts.prefix as '' | '/cpq',
+      });
+      const url = await simulator.start(whole('port'), opts.host);
+      log.info({ url, pathPrefix: opts.prefix, companies: simulator.companyLogins() }, 'CPQ simulator listening (Ctrl-C to stop)');
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await simulator.stop();
+    }),
+  );
+
+program
+  .command('demo')
+  .description('simulated site + embedded Postgres: a full sync, some edits, an incremental sync, a summary')
+  .action(() => command((config, log) => runDemo(config, log)));
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,56 @@
+import { loadConfig, type AppConfig } from './config.js';
+import { openDatabase } from './db/connect.js';
+import type { Logger } from './logger.js';
+import { CpqSimulator } from './simulator/index.js';
+import { runSync } from './sync/run.js';
+
+function table(rows: Record<string, unknown>[]): string {
+  if (rows.length === 0) return '(no rows)';
+  const columns = Object.keys(rows[0]!);
+  const cell = (v: unknown) => (v instanceof Date ? v.toISOString() : v === null ? '' : String(v));
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ');
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
+}
+
+const SAMPLE_QUERY = `SELECT company_login, count(*) AS users,
+       count(*) FILTER (WHERE is_user_admin_perm_enabled) AS admins,
+       count(*) FILTER (WHERE is_integration_user) AS integration
+FROM cpq.users WHERE deleted_at IS NULL
+GROUP BY company_login ORDER BY company_login`;
+
+/**
+ * The demo: a simulated Fusion site (3 companies, 1,000 users each, integration users) and the
+ * embedded Postgres; a full sync, a few edits in CPQ, an incremental sync, and a summary.
+ */
+export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
+  const simulator = new CpqSimulator({ seed: 7, partnerCompanies: 2, usersPerCompany: 1000, integrationUsers: 5, pathPrefix: '/cpq' });
+  const url = await simulator.start();
+  const env: Record<string, string | undefined> = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_')));
+  const config = { ...loadConfig({ ...env, CPQ_BASE_URL: url, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' }), logLevel: base.logLevel };
+  const database = await openDatabase(config, log, 'cpq_demo');
+  try {
+    const out = (text: string) => process.stdout.write(`${text}\n`);
+    out(`\nSimulated CPQ site at ${url}; database: ${database.where} (database cpq_demo)\n`);
+    const first = await runSync({ ...database, config, log }, { full: true });
+
+    const [host, partner] = [simulator.users('_host'), simulator.users('partner1')];
+    simulator.updateUser('_host', String(host[0]!.login), { lastName: 'Renamed-in-CPQ' });
+    simulator.addGroup('partner1', String(partner[1]!.login), { variableName: 'demoAuditors', label: 'Demo Auditors', type: 'Administrator' });
+    simulator.removeGroup('_host', String(host[2]!.login), String((host[2]!.groups as { items: { variableName: string }[] }).items[0]!.variableName));
+    const added = simulator.addUser('partner2', { firstName: 'Nova', lastName: 'Added' });
+    out(`\nChanged in CPQ: renamed ${host[0]!.login}, added a group to partner1/${partner[1]!.login}, removed one from ${host[2]!.login}, added partner2/${added}\n`);
+    const second = await runSync({ ...database, config, log });
+
+    out('\nRuns:');
+    for (const r of [first, second]) {
+      out(`  run ${r.runId}: ${r.mode}, ${r.pages} pages, ${r.seen} users seen, ${r.inserted} inserted, ${r.updated} updated, ${r.unchanged} unchanged`);
+    }
+    out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
+    out(table((await database.pool.query(SAMPLE_QUERY)).rows));
+    out(`\nThe data stays in ${database.where}, database cpq_demo. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`);
+  } finally {
+    await database.close();
+    await simulator.stop();
+  }
+}

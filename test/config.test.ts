@@ -1,0 +1,62 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseDuration } from '../src/config.js';
+
+const base = { CPQ_BASE_URL: 'https://site.example.com' };
+
+describe('configuration', () => {
+  it('applies the documented defaults', () => {
+    const config = loadConfig(base);
+    expect(config.cpq).toMatchObject({
+      baseUrl: 'https://site.example.com',
+      pathPrefix: '',
+      companies: ['_host'],
+      integrationUsers: 'auto',
+      auth: { kind: 'none' },
+      pageSize: 1000,
+      concurrency: 4,
+    });
+    expect(config.lookbackMs).toBe(600_000);
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.dataDir).toBe('./.data');
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration('10m')).toBe(600_000);
+    expect(parseDuration('90')).toBe(90_000);
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('7d')).toBe(604_800_000);
+    expect(parseDuration('soon')).toBeUndefined();
+  });
+
+  it('names every wrong value in one message', () => {
+    expect(() => loadConfig({ ...base, CPQ_PAGE_SIZE: '5000', SYNC_LOOKBACK: 'soon', CPQ_PATH_PREFIX: '/x' })).toThrow(
+      /CPQ_PATH_PREFIX: must be empty .*CPQ_PAGE_SIZE: "5000" is not a whole number from 1 to 1000.*SYNC_LOOKBACK: "soon" is not a duration/,
+    );
+    expect(() => loadConfig({ CPQ_BASE_URL: 'ftp://x' })).toThrow(/CPQ_BASE_URL: must be an http\(s\) URL/);
+  });
+
+  it('reads companies and auth', () => {
+    expect(loadConfig({ ...base, CPQ_COMPANIES: ' _host, partnerA ,' }).cpq!.companies).toEqual(['_host', 'partnerA']);
+    expect(loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'p' }).cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'p' });
+    expect(loadConfig({ ...base, CPQ_TOKEN: 't' }).cpq!.auth).toEqual({ kind: 'bearer', token: 't' });
+    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...base, CPQ_TOKEN: 't', CPQ_USERNAME: 'u', CPQ_PASSWORD: 'p' })).toThrow(/more than one CPQ auth method/);
+    expect(() => loadConfig({ ...base, CPQ_OAUTH_CLIENT_ID: 'c' })).toThrow(/CPQ_OAUTH_TOKEN_URL, CPQ_OAUTH_CLIENT_SECRET/);
+  });
+
+  it('reads secrets from files without echoing them in errors', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-config-'));
+    writeFileSync(join(dir, 'password'), 'from-a-file\n');
+    const config = loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'password') });
+    expect(config.cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'from-a-file' });
+    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'missing') })).toThrow(/CPQ_PASSWORD_FILE: cannot read .*missing \(ENOENT\)/);
+    try {
+      loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'hunter2', CPQ_PASSWORD_FILE: join(dir, 'password') });
+    } catch (err) {
+      expect((err as Error).message).not.toContain('hunter2');
+    }
+  });
+});

@@ -1,0 +1,79 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { loadConfig, type AppConfig } from '../../src/config.js';
+import type { Logger } from '../../src/logger.js';
+import { REDACT_PATHS } from '../../src/logger.js';
+import { CpqSimulator, type SimulatorOptions } from '../../src/simulator/index.js';
+import { runSync, type RunOptions, type RunResult } from '../../src/sync/run.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
+
+export interface Harness {
+  sim: CpqSimulator;
+  t: TestDatabase;
+  config: AppConfig;
+  log: Logger;
+  /** Every log line written so far, as JSON text. */
+  logLines: string[];
+  sync(options?: RunOptions): Promise<RunResult>;
+  /** The run's error, for runs expected to fail. */
+  syncError(options?: RunOptions): Promise<Error>;
+  close(): Promise<void>;
+}
+
+/** A real simulator on loopback, a fresh database cloned from the template, and a config pointing at both. */
+export async function startHarness(
+  simulator: SimulatorOptions = {},
+  env: Record<string, string> | ((baseUrl: string) => Record<string, string>) = {},
+): Promise<Harness> {
+  const sim = new CpqSimulator(simulator);
+  const url = await sim.start();
+  const t = await createTestDatabase();
+  const logLines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const log = pino({ level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
+  const config = loadConfig({
+    CPQ_BASE_URL: url,
+    CPQ_PATH_PREFIX: simulator.pathPrefix ?? '',
+    DATABASE_URL: t.url,
+    CPQ_RETRY_BASE_DELAY: '5ms',
+    CPQ_RETRY_MAX_DELAY: '50ms',
+    ...(typeof env === 'function' ? env(url) : env),
+  });
+  const sync = (options?: RunOptions) => runSync({ pool: t.pool, db: t.db, config, log }, options);
+  return {
+    sim,
+    t,
+    config,
+    log,
+    logLines,
+    sync,
+    syncError: async (options) => {
+      try {
+        await sync(options);
+      } catch (err) {
+        return err as Error;
+      }
+      throw new Error('expected the sync run to fail, but it succeeded');
+    },
+    close: async () => {
+      await sim.stop();
+      await t.drop();
+    },
+  };
+}
+
+/** Every row of the current-state tables, in a stable order, for before/after comparisons. */
+export async function snapshotTables(t: TestDatabase) {
+  return {
+    users: await t.query(`SELECT * FROM cpq.users ORDER BY company_login, login`),
+    groups: await t.query(`SELECT * FROM cpq.groups ORDER BY variable_name`),
+    userGroups: await t.query(`SELECT * FROM cpq.user_groups ORDER BY user_id, group_variable_name`),
+    permissions: await t.query(`SELECT * FROM cpq.user_access_permissions ORDER BY user_id, type, variable_name`),
+    state: await t.query(`SELECT * FROM cpq.sync_state ORDER BY stream`),
+  };
+}

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { parseExactJson } from '../src/cpq/json.js';
+import { copyLine } from '../src/db/copy.js';
+import { retryAfterMs, backoffMs } from '../src/cpq/http-client.js';
+import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
+import { RecordError, normalizeUser } from '../src/normalize/user-record.js';
+
+const source = { companyLogin: '_host', isIntegrationUser: false, origin: 'http://site/users' };
+const column = (row: ReturnType<typeof normalizeUser>, name: string) => row.values[USER_VALUE_COLUMNS.indexOf(name)];
+
+describe('normalizing a CPQ user record', () => {
+  it('keeps partyId and id digit for digit (beyond 2^53)', () => {
+    const record = parseExactJson('{"login":"a","partyId":181556695830934950,"id":3024590297,"partyNumber":"BM_1"}');
+    const row = normalizeUser(record, source, 0);
+    expect(column(row, 'party_id')).toBe('181556695830934950');
+    expect(column(row, 'cpq_id')).toBe('3024590297');
+    expect(row.raw).toContain('"partyId":181556695830934950');
+  });
+
+  it('maps drifted field names: lastname, isSuperUserPermEnabled, any case', () => {
+    const row = normalizeUser({ login: 'a', lastname: 'Jones', isSuperUserPermEnabled: true, FIRSTNAME: 'John', BillCity: 'Chicago' }, source, 0);
+    expect(column(row, 'last_name')).toBe('Jones');
+    expect(column(row, 'is_user_admin_perm_enabled')).toBe(true);
+    expect(column(row, 'first_name')).toBe('John');
+    expect(column(row, 'bill_city')).toBe('Chicago');
+  });
+
+  it('prefers the canonical spelling when both arrive', () => {
+    const row = normalizeUser({ login: 'a', lastname: 'old', lastName: 'new' }, source, 0);
+    expect(column(row, 'last_name')).toBe('new');
+  });
+
+  it('splits {value, displayValue} into two columns, with the documented types', () => {
+    const row = normalizeUser(
+      { login: 'a', status: { value: 1, displayValue: 'Active' }, timeZone: { value: 'America/Chicago', displayValue: 'Chicago' } },
+      source,
+      0,
+    );
+    expect([column(row, 'status'), column(row, 'status_display')]).toEqual(['1', 'Active']);
+    expect([column(row, 'time_zone'), column(row, 'time_zone_display')]).toEqual(['America/Chicago', 'Chicago']);
+  });
+
+  it('reads groups and access permissions, sorted and de-duplicated', () => {
+    const row = normalizeUser(
+      {
+        login: 'a',
+        groups: { items: [{ variableName: 'b', label: 'B', type: 'Sales' }, { variableName: 'a', label: 'A', type: 'Administrator' }, { variableName: 'b', label: 'B', type: 'Sales' }] },
+        accessPermissions: { items: [{ type: 'productFamily', variableName: 'pf', name: 'PF', hasAccess: true }] },
+      },
+      source,
+      0,
+    );
+    expect(row.groups!.map((g) => g.variableName)).toEqual(['a', 'b']);
+    expect(row.accessPermissions).toEqual([{ type: 'productFamily', variableName: 'pf', name: 'PF', hasAccess: true }]);
+    expect(normalizeUser({ login: 'a' }, source, 0).groups).toBeUndefined();
+  });
+
+  it('gives the same digest to the same content in another order, and another to changed content', () => {
+    const a = normalizeUser({ login: 'a', email: 'x', groups: { items: [{ variableName: 'g1' }, { variableName: 'g2' }] }, links: [{ href: 'h1' }] }, source, 0);
+    const b = normalizeUser({ groups: { items: [{ variableName: 'g2' }, { variableName: 'g1' }] }, email: 'x', login: 'a', links: [{ href: 'h2' }] }, source, 0);
+    const c = normalizeUser({ login: 'a', email: 'y', groups: { items: [{ variableName: 'g1' }, { variableName: 'g2' }] } }, source, 0);
+    expect(a.contentHash).toBe(b.contentHash);
+    expect(a.contentHash).not.toBe(c.contentHash);
+  });
+
+  it('refuses bad values with a message naming record and field', () => {
+    expect(() => normalizeUser({ login: 'jj', status: { value: 'yes' } }, source, 3)).toThrow(
+      'user "_host/jj" (record 3 of http://site/users): field "status.value" must be a whole number, got "yes"',
+    );
+    expect(() => normalizeUser({ login: 'jj', dateModified: 'yesterday' }, source, 0)).toThrow(/field "dateModified" must be an ISO-8601 date-time/);
+    expect(() => normalizeUser({ firstName: 'x' }, source, 7)).toThrow(/record 7 of http:\/\/site\/users: field "login" is missing/);
+    expect(() => normalizeUser(parseExactJson('{"login":"a","partyId":99999999999999999999}'), source, 0)).toThrow(/does not fit in a 64-bit integer/);
+    expect(() => normalizeUser({ login: 'a', isNotifyEmail: 'maybe' }, source, 0)).toThrow(RecordError);
+  });
+});
+
+describe('COPY text encoding', () => {
+  it('escapes the characters COPY treats specially and writes NULL as \\N', () => {
+    expect(copyLine(['a\tb', 'line\nbreak', 'back\\slash', null, true, false, 'cr\r'])).toBe('a\\tb\tline\\nbreak\tback\\\\slash\t\\N\tt\tf\tcr\\r\n');
+  });
+});
+
+describe('retry timing', () => {
+  it('reads Retry-After in seconds and as an HTTP date', () => {
+    const now = Date.parse('2025-01-01T00:00:00Z');
+    expect(retryAfterMs('7', now)).toBe(7000);
+    expect(retryAfterMs('Wed, 01 Jan 2025 00:00:30 GMT', now)).toBe(30_000);
+    expect(retryAfterMs('garbage', now)).toBeUndefined();
+    expect(retryAfterMs(null, now)).toBeUndefined();
+  });
+
+  it('backs off exponentially with jitter, up to the ceiling', () => {
+    const policy = { maxRetries: 5, baseDelayMs: 100, maxDelayMs: 1000 };
+    expect(backoffMs(0, policy, () => 0)).toBe(50);
+    expect(backoffMs(0, policy, () => 1)).toBe(100);
+    expect(backoffMs(3, policy, () => 1)).toBe(800);
+    expect(backoffMs(10, policy, () => 1)).toBe(1000);
+  });
+});
