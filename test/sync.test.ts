@@ -308,13 +308,15 @@ describe('failures', () => {
   it('retries 503 and 429, obeying Retry-After in seconds and as an HTTP date', async () => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const path = '/rest/v16/companies/_host/users';
+    const retryAt = new Date(Date.now() + 3000).toUTCString();
     h.sim.addFault({ match: { path }, times: 1, status: 503, headers: { 'retry-after': '1' } });
-    h.sim.addFault({ match: { path }, times: 1, status: 429, headers: { 'retry-after': new Date(Date.now() + 2000).toUTCString() } });
-    const started = Date.now();
+    h.sim.addFault({ match: { path }, times: 1, status: 429, headers: { 'retry-after': retryAt } });
+    const at: number[] = [];
+    h.sim.onRequest = () => void at.push(Date.now());
     const result = await h.sync();
-    const elapsed = Date.now() - started;
     expect(result.inserted).toBe(5);
-    expect(elapsed).toBeGreaterThanOrEqual(1900);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(990);
+    expect(at[2]!).toBeGreaterThanOrEqual(Date.parse(retryAt) - 10);
     const statuses = h.sim.requests.filter((r) => r.path === path).map((r) => r.status);
     expect(statuses).toEqual([503, 429, 200]);
     const [run] = await h.t.query<{ http_retries: Record<string, number> }>(`SELECT http_retries FROM cpq.sync_runs`);
@@ -343,7 +345,7 @@ describe('failures', () => {
 
   it('OAuth: gets a token, reuses it, and renews it after a 401', async () => {
     h = await startHarness(
-      { partnerCompanies: 0, usersPerCompany: 30, auth: { oauth: { clientId: 'client-1', clientSecret: 'oauth-secret-xyz' } } },
+      { partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0, auth: { oauth: { clientId: 'client-1', clientSecret: 'oauth-secret-xyz' } } },
       (baseUrl) => ({
         CPQ_PAGE_SIZE: '10',
         CPQ_OAUTH_TOKEN_URL: `${baseUrl}/oauth2/v1/token`,
