@@ -165,16 +165,29 @@ function makeLogin(rng: SeededRandom, first: string, last: string, index: number
 }
 
 /**
- * partyId is unique by construction (the global index fills the low 12 digits); about 90% are
- * 18 digits, far above 2^53, the rest 15 digits (exact in a double) so both kinds exist.
+ * A bijection on [0, modulus): multiplier coprime to the modulus. Makes index-derived
+ * identifiers unique by construction without looking sequential.
+ */
+function scramble(index: number, modulus: bigint, multiplier: bigint, offset: bigint): bigint {
+  return (BigInt(index) * multiplier + offset) % modulus;
+}
+
+const TEN_POW_12 = 10n ** 12n;
+const BASE62_POW_6 = 62n ** 6n;
+
+/**
+ * partyId is unique by construction (the scrambled global index fills the low 12 digits);
+ * about 90% are 18 digits, far above 2^53, the rest 15 digits (exact in a double).
  */
 function makePartyId(rng: SeededRandom, globalIndex: number): string {
-  const low = String(globalIndex).padStart(12, '0');
+  const low = scramble(globalIndex, TEN_POW_12, 792_606_555_397n, 181_556_695_830n).toString().padStart(12, '0');
   return rng.chance(0.9) ? `${rng.int(1, 9)}${rng.digits(5)}${low}` : `3${rng.digits(2)}${low}`;
 }
 
 function makePartyNumber(rng: SeededRandom, partyId: string, globalIndex: number, fusion: boolean): string {
-  return fusion ? `BM_${rng.alphanumeric(5)}${toBase62(globalIndex, 6)}` : partyId;
+  if (!fusion) return partyId;
+  const unique = Number(scramble(globalIndex, BASE62_POW_6, 9_035_719_303n, 31_876_688_442n));
+  return `BM_${rng.alphanumeric(5)}${toBase62(unique, 6)}`;
 }
 
 export interface GeneratedUser {

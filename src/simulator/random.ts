@@ -66,8 +66,17 @@ export class SeededRandom {
 
   /** k distinct items, in pool order shuffled by the generator. */
   sample<T>(items: readonly T[], k: number): T[] {
+    const count = Math.min(k, items.length);
+    if (count * 4 <= items.length) {
+      // Small draws from a large pool (every user's groups): no copy of the pool.
+      const picked: T[] = [];
+      while (picked.length < count) {
+        const item = items[Math.floor(this.next() * items.length)] as T;
+        if (!picked.includes(item)) picked.push(item);
+      }
+      return picked;
+    }
     const pool = items.slice();
-    const count = Math.min(k, pool.length);
     for (let i = 0; i < count; i++) {
       const j = i + Math.floor(this.next() * (pool.length - i));
       const tmp = pool[i] as T;

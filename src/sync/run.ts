@@ -131,7 +131,7 @@ export class SyncRun {
       await client.query('BEGIN');
       const result = await this.inTransaction(client, runId, log2);
       await client.query('COMMIT');
-      log2.info({ ...result, streams: undefined, seconds: (Date.now() - started) / 1000 }, 'sync run succeeded');
+      log2.info({ ...result, runId: undefined, streams: undefined, seconds: (Date.now() - started) / 1000 }, 'sync run succeeded');
       return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
