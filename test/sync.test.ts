@@ -449,3 +449,38 @@ describe('secrets', () => {
     expect(everything).not.toContain(basic);
   });
 });
+
+describe('transport', () => {
+  it('accepts a static bearer token', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, auth: { bearerTokens: ['static-token-1'] } }, { CPQ_TOKEN: 'static-token-1' });
+    expect((await h.sync()).inserted).toBe(4);
+    expect(h.sim.requests.every((r) => r.authorization === 'bearer')).toBe(true);
+  });
+
+  it('retries a request that stalls past the timeout and one whose connection is reset mid-body', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 }, { CPQ_REQUEST_TIMEOUT: '300ms', CPQ_PAGE_SIZE: '5' });
+    const path = '/rest/v16/companies/_host/users';
+    h.sim.addFault({ match: { path }, times: 1, action: 'stall' });
+    h.sim.addFault({ match: { path }, times: 1, action: 'reset' });
+    const result = await h.sync();
+    expect(result.inserted).toBe(12);
+    const [run] = await h.t.query<{ http_retries: Record<string, number> }>(`SELECT http_retries FROM cpq.sync_runs`);
+    expect(run!.http_retries).toEqual({ network: 2 });
+    expect(h.logLines.join('\n')).toMatch(/no response within the request timeout/);
+  });
+
+  it('renews the OAuth token before it expires', async () => {
+    let clock = Date.parse('2025-06-01T00:00:00Z');
+    const now = () => clock;
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, now: () => new Date(clock), auth: { oauth: { clientId: 'c', clientSecret: 's', tokenTtlSeconds: 600 } } });
+    const { OAuthClientCredentials } = await import('../src/cpq/auth.js');
+    const auth = new OAuthClientCredentials({ kind: 'oauth', tokenUrl: `${h.sim.baseUrl}/oauth2/v1/token`, clientId: 'c', clientSecret: 's' }, 5000, now);
+    const first = await auth.authorization();
+    clock += 500_000; // 500 of 600 seconds: still inside the lifetime less the renewal margin
+    expect(await auth.authorization()).toBe(first);
+    clock += 50_000; // 550 s: within the last minute, renewed early
+    const second = await auth.authorization();
+    expect(second).not.toBe(first);
+    expect(h.sim.tokenRequests).toBe(2);
+  });
+});

@@ -3,7 +3,6 @@ import type { AppConfig } from '../config.js';
 import { SyncError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createDb, createPool, redactUrl, type Db } from './database.js';
-import { startEmbeddedPostgres } from './embedded.js';
 import { join } from 'node:path';
 
 export interface Database {
@@ -21,6 +20,8 @@ export async function openDatabase(config: AppConfig, log: Logger, databaseName 
   if (!url) {
     const dataDir = join(config.dataDir, 'pg');
     log.debug({ dataDir }, 'starting embedded Postgres');
+    // Loaded only when needed: it installs process exit hooks and ships large binaries.
+    const { startEmbeddedPostgres } = await import('./embedded.js');
     const embedded = await startEmbeddedPostgres({ dataDir, port: config.embeddedPort, database: databaseName });
     url = embedded.url;
     stopEmbedded = embedded.stop;

@@ -54,6 +54,7 @@ const userKey = (company: string, login: string) => `${company}\u0001${login}`;
 /** Reads one stream's pages, tracking what the run record reports about it. */
 class StreamProgress {
   readonly report: StreamReport;
+  readonly startedAt = Date.now();
   cursor: string | null = null;
 
   constructor(readonly id: StreamId, since: Date | undefined) {
@@ -190,7 +191,17 @@ export class SyncRun {
             });
             progress.saw(rows);
             await stager.add(id.name, rows);
-            log.info({ stream: id.name, page: page.index, items: page.items.length, received: progress.report.received, totalResults: progress.report.totalResults }, 'page read');
+            log.info(
+              {
+                stream: id.name,
+                page: page.index,
+                items: page.items.length,
+                received: progress.report.received,
+                totalResults: progress.report.totalResults,
+                usersPerSecond: Math.round(progress.report.received / Math.max(0.001, (Date.now() - progress.startedAt) / 1000)),
+              },
+              'page read',
+            );
           }
         }),
       ),
