@@ -68,11 +68,13 @@ export class SeededRandom {
   sample<T>(items: readonly T[], k: number): T[] {
     const count = Math.min(k, items.length);
     if (count * 4 <= items.length) {
-      // Small draws from a large pool (every user's groups): no copy of the pool.
-      const picked: T[] = [];
-      while (picked.length < count) {
+      // Small draws from a large pool (every user's groups): no copy of the pool, and an
+      // exact-size result (push-grown arrays keep spare capacity, x1M users).
+      const picked = new Array<T>(count);
+      let filled = 0;
+      while (filled < count) {
         const item = items[Math.floor(this.next() * items.length)] as T;
-        if (!picked.includes(item)) picked.push(item);
+        if (!picked.slice(0, filled).includes(item)) picked[filled++] = item;
       }
       return picked;
     }

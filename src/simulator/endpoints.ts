@@ -1,0 +1,187 @@
+import { collectionEnvelope, parsePageRequest } from './collection.js';
+import { errorResponse, jsonText, type HttpResponse } from './http-response.js';
+import { stringifyWire } from './json.js';
+import { matchesFilter, parseFieldList, parseFilter, parseOrderBy, sortByKeys } from './query.js';
+import { INTEGRATION_USERS_PATH, type Route } from './routes.js';
+import { toWireUser, type UserWireShape } from './serialize.js';
+import { isIntegrationUser, type StoredUser, type UserScope, type UserStore } from './store.js';
+
+export interface EndpointSettings {
+  pathPrefix: '' | '/cpq';
+  integrationListIncludesGroups: boolean;
+  drift: boolean;
+}
+
+/** What the endpoint needs to know about the HTTP request. */
+export interface EndpointRequest {
+  /** scheme://host[:port] as the client addressed the server, for links. */
+  origin: string;
+  query: URLSearchParams;
+  accept: string;
+}
+
+interface ExpandRequest {
+  groups: boolean;
+  accessPermissions: boolean;
+}
+
+function parseExpand(query: URLSearchParams): ExpandRequest {
+  const names = new Set(parseFieldList(query.get('expand')) ?? []);
+  const all = names.has('all');
+  return { groups: all || names.has('groups'), accessPermissions: all || names.has('accessPermissions') };
+}
+
+const encode = encodeURIComponent;
+
+export class CpqEndpoints {
+  constructor(
+    private readonly store: UserStore,
+    private readonly settings: EndpointSettings,
+  ) {}
+
+  /** Throws QueryError for malformed q/orderby/limit/offset (the caller answers 400). */
+  handle(route: Exclude<Route, { kind: 'token' }>, request: EndpointRequest): HttpResponse {
+    switch (route.kind) {
+      case 'companies':
+        return this.companies(route.version, request);
+      case 'companyUsers':
+        return this.companyUsers(route.version, route.company, request);
+      case 'companyUser':
+        return this.companyUser(route.version, route.company, route.login, request);
+      case 'allUsers':
+        return this.allUsers(request);
+      case 'user':
+        return this.userByPartyNumber(route.partyNumber, request);
+      case 'integrationUsers':
+        return this.integrationUsers(request);
+      case 'integrationUser':
+        return this.integrationUser(route.partyNumber, request);
+    }
+  }
+
+  private restBase(origin: string, version: number): string {
+    return `${origin}${this.settings.pathPrefix}/rest/v${version}`;
+  }
+
+  private companies(version: number, request: EndpointRequest): HttpResponse {
+    const { query } = request;
+    const collectionHref = `${this.restBase(request.origin, version)}/companies`;
+    const items = this.store.companyList().map((company) => ({
+      id: company.id,
+      loginName: company.loginName,
+      name: company.name,
+      isHost: company.isHost,
+    }));
+    const condition = parseFilter(query.get('q') ?? '');
+    const filtered = condition ? items.filter((item) => matchesFilter(condition, item)) : items;
+    const sorted = sortByKeys(filtered, parseOrderBy(query.get('orderby') ?? ''), (item) => item);
+    const excludeLinks = parseFieldList(query.get('excludeLinks'));
+    const fields = parseFieldList(query.get('fields'));
+    const envelope = collectionEnvelope(sorted, parsePageRequest(query), collectionHref, query, excludeLinks, (item) => {
+      const href = `${collectionHref}/${encode(item.loginName)}`;
+      const out: Record<string, unknown> = Object.fromEntries(Object.entries(item).filter(([key]) => !fields || fields.has(key)));
+      out.links = [
+        { rel: 'self', href },
+        { rel: 'child', href: `${href}/users` },
+      ].filter((link) => !excludeLinks?.has(link.rel));
+      return out;
+    });
+    return jsonText(200, stringifyWire(envelope));
+  }
+
+  private companyUsers(version: number, company: string, request: EndpointRequest): HttpResponse {
+    if (!this.store.hasCompany(company)) return errorResponse(404, `Company ${company} not found.`);
+    if (request.accept.toLowerCase().includes('application/zip')) return this.companyUsersZip(company);
+    const usersHref = `${this.restBase(request.origin, version)}/companies/${encode(company)}/users`;
+    const shape = this.shape(request.query, version >= 19, false, parseExpand(request.query));
+    return this.userCollection({ kind: 'company', company }, usersHref, request.query, (user) => ({
+      ...shape,
+      selfHref: `${usersHref}/${encode(user.record.login as string)}`,
+    }));
+  }
+
+  /** Zip export: not simulated yet. The place to build it when its content is settled. */
+  private companyUsersZip(company: string): HttpResponse {
+    return errorResponse(406, `The zip export of ${company} users is not available from this simulator yet.`);
+  }
+
+  private companyUser(version: number, company: string, login: string, request: EndpointRequest): HttpResponse {
+    const user = this.store.find(company, login);
+    if (!user) return errorResponse(404, `User ${login} not found in company ${company}.`);
+    const selfHref = `${this.restBase(request.origin, version)}/companies/${encode(company)}/users/${encode(login)}`;
+    const shape = { ...this.shape(request.query, version >= 19, false, parseExpand(request.query)), selfHref };
+    return jsonText(200, stringifyWire(toWireUser(user, shape)));
+  }
+
+  private allUsers(request: EndpointRequest): HttpResponse {
+    const usersHref = `${this.restBase(request.origin, 19)}/users`;
+    const shape = this.shape(request.query, true, true, parseExpand(request.query));
+    return this.userCollection({ kind: 'all' }, usersHref, request.query, (user) => ({
+      ...shape,
+      selfHref: `${usersHref}/${encode(String(user.record.partyNumber))}`,
+    }));
+  }
+
+  private userByPartyNumber(partyNumber: string, request: EndpointRequest): HttpResponse {
+    const user = this.store.findByPartyNumber(partyNumber);
+    if (!user) return errorResponse(404, `User ${partyNumber} not found.`);
+    const selfHref = `${this.restBase(request.origin, 19)}/users/${encode(partyNumber)}`;
+    const shape = { ...this.shape(request.query, true, true, parseExpand(request.query)), selfHref };
+    return jsonText(200, stringifyWire(toWireUser(user, shape)));
+  }
+
+  /** Integration users link to /cpq/rest/v19/users/..., as in Oracle's samples. */
+  private integrationUsers(request: EndpointRequest): HttpResponse {
+    const expand = parseExpand(request.query);
+    const groups = this.settings.integrationListIncludesGroups && expand.groups;
+    const shape = this.shape(request.query, true, true, { groups, accessPermissions: false });
+    const usersHref = `${request.origin}/cpq/rest/v19/users`;
+    return this.userCollection({ kind: 'integration' }, `${request.origin}${INTEGRATION_USERS_PATH}`, request.query, (user) => ({
+      ...shape,
+      selfHref: `${usersHref}/${encode(String(user.record.partyNumber))}`,
+    }));
+  }
+
+  private integrationUser(partyNumber: string, request: EndpointRequest): HttpResponse {
+    const user = this.store.findByPartyNumber(partyNumber);
+    if (!user || !isIntegrationUser(user)) return errorResponse(404, `Integration user ${partyNumber} not found.`);
+    const expand = parseExpand(request.query);
+    const selfHref = `${request.origin}/cpq/rest/v19/users/${encode(partyNumber)}`;
+    const shape = { ...this.shape(request.query, true, true, { groups: expand.groups, accessPermissions: false }), selfHref };
+    return jsonText(200, stringifyWire(toWireUser(user, shape)));
+  }
+
+  private shape(query: URLSearchParams, includePartyKeys: boolean, includeCompany: boolean, expand: ExpandRequest): UserWireShape {
+    return {
+      selfHref: '',
+      includePartyKeys,
+      includeCompany,
+      expandGroups: expand.groups,
+      expandAccessPermissions: expand.accessPermissions,
+      fields: parseFieldList(query.get('fields')),
+      excludeLinks: parseFieldList(query.get('excludeLinks')),
+      drift: this.settings.drift,
+    };
+  }
+
+  private userCollection(scope: UserScope, collectionHref: string, query: URLSearchParams, shapeFor: (user: StoredUser) => UserWireShape): HttpResponse {
+    const page = parsePageRequest(query);
+    const users = this.selectUsers(scope, query);
+    const envelope = collectionEnvelope(users, page, collectionHref, query, parseFieldList(query.get('excludeLinks')), (user) =>
+      toWireUser(user, shapeFor(user)),
+    );
+    return jsonText(200, stringifyWire(envelope));
+  }
+
+  /** Filtering and sorting always use canonical field names, whatever drift the output shows. */
+  private selectUsers(scope: UserScope, query: URLSearchParams): StoredUser[] {
+    const sortKeys = parseOrderBy(query.get('orderby') ?? '');
+    const q = query.get('q') ?? '';
+    const condition = parseFilter(q);
+    return this.store.select(
+      scope,
+      { key: JSON.stringify(sortKeys), sort: (users) => sortByKeys(users, sortKeys, (user) => user.record) },
+      condition ? { key: q, test: (user) => matchesFilter(condition, user.record) } : undefined,
+    );
+  }
+}

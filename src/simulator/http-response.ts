@@ -1,0 +1,22 @@
+import { STATUS_CODES } from 'node:http';
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
+export function jsonText(status: number, body: string, headers: Record<string, string> = {}): HttpResponse {
+  return { status, headers: { 'content-type': JSON_CONTENT_TYPE, ...headers }, body };
+}
+
+export function jsonResponse(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponse {
+  return jsonText(status, JSON.stringify(body), headers);
+}
+
+/** CPQ documents no error body format; this small JSON shape is the simulator's choice. */
+export function errorResponse(status: number, detail: string, headers: Record<string, string> = {}): HttpResponse {
+  return jsonResponse(status, { title: STATUS_CODES[status] ?? 'Error', status, detail }, headers);
+}

@@ -1,0 +1,61 @@
+import type { StoredUser } from './store.js';
+import { toWireValue } from './json.js';
+
+export interface Link {
+  rel: string;
+  href: string;
+}
+
+/** How one user is written on one endpoint. */
+export interface UserWireShape {
+  /** Absolute URL of the user on this endpoint family (self link). */
+  selfHref: string;
+  /** v16-v18 company-user records carry no partyId/partyNumber (Oracle's v16 sample). */
+  includePartyKeys: boolean;
+  /** `company` is "applicable only for Users Across Companies" (and integration users). */
+  includeCompany: boolean;
+  expandGroups: boolean;
+  expandAccessPermissions: boolean;
+  fields: ReadonlySet<string> | undefined;
+  excludeLinks: ReadonlySet<string> | undefined;
+  drift: boolean;
+}
+
+const RELATIONS = ['groups', 'accessPermissions'] as const;
+
+export function keepLinks(links: Link[], excluded: ReadonlySet<string> | undefined): Link[] {
+  return excluded ? links.filter((link) => !excluded.has(link.rel)) : links;
+}
+
+/** The user as a plain object ready for stringifyWire (int64 marked, drift applied). */
+export function toWireUser(user: StoredUser, shape: UserWireShape): Record<string, unknown> {
+  const { record } = user;
+  const renames = shape.drift ? user.renames : undefined;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(record)) {
+    if (key === 'groups' || key === 'accessPermissions') continue;
+    if (!shape.includePartyKeys && (key === 'partyId' || key === 'partyNumber')) continue;
+    if (!shape.includeCompany && key === 'company') continue;
+    if (shape.fields && !shape.fields.has(key)) continue;
+    out[renames?.get(key) ?? key] = toWireValue(record[key]);
+  }
+  const links: Link[] = [{ rel: 'self', href: shape.selfHref }];
+  for (const relation of RELATIONS) links.push({ rel: 'child', href: `${shape.selfHref}/${relation}` });
+  out.links = keepLinks(links, shape.excludeLinks);
+  for (const relation of RELATIONS) {
+    const expanded = relation === 'groups' ? shape.expandGroups : shape.expandAccessPermissions;
+    if (!expanded) continue;
+    const value = record[relation] as { items?: unknown[] } | undefined;
+    out[relation] = {
+      items: toWireValue(value?.items ?? []),
+      links: keepLinks(
+        [
+          { rel: 'self', href: `${shape.selfHref}/${relation}` },
+          { rel: 'parent', href: shape.selfHref },
+        ],
+        shape.excludeLinks,
+      ),
+    };
+  }
+  return out;
+}

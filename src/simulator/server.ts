@@ -1,0 +1,351 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { AuthGate, type PresentedAuthorization, type SimulatorAuth } from './auth.js';
+import { HOST_COMPANY, SiteDataFactory, type AccessPermission, type Group } from './data.js';
+import { CpqEndpoints } from './endpoints.js';
+import { FaultQueue, type Fault } from './faults.js';
+import { errorResponse, jsonResponse, type HttpResponse } from './http-response.js';
+import { deepCopy } from './json.js';
+import { QueryError } from './query.js';
+import { resolveRoute } from './routes.js';
+import { compareCodeUnits, UserStore, type MutationOptions, type StoredUser } from './store.js';
+
+export interface SimulatorOptions {
+  /** Default 1; the same seed gives identical data. */
+  seed?: number;
+  /** Partner organizations besides '_host', named partner1, partner2, ...; default 2. */
+  partnerCompanies?: number;
+  /** Users per company, '_host' included (integration users come on top); default 100. */
+  usersPerCompany?: number;
+  /** Default 5. */
+  integrationUsers?: number;
+  /** Size of the group pool; default 20. */
+  groups?: number;
+  /** '' (classic, default) or '/cpq' (Fusion). */
+  pathPrefix?: '' | '/cpq';
+  /** Integration-user endpoints exist; default pathPrefix === '/cpq'. */
+  fusion?: boolean;
+  /** The integration-user list honours expand=groups; default true. */
+  integrationListIncludesGroups?: boolean;
+  /** company.loginName reported for host users; default '_host'. */
+  hostLoginName?: string;
+  /** Field-name drift in serialized users (and customAttr1 on a few users); default true. */
+  drift?: boolean;
+  /** undefined = no auth check. */
+  auth?: SimulatorAuth;
+  /** Clock for dateModified on edits and OAuth token expiry. */
+  now?: () => Date;
+}
+
+export interface RequestRecord {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  authorization?: PresentedAuthorization;
+  /** 0 while the response is not decided yet, and for stalled requests. */
+  status: number;
+}
+
+interface ResolvedOptions {
+  seed: number;
+  partnerCompanies: number;
+  usersPerCompany: number;
+  integrationUsers: number;
+  groups: number;
+  pathPrefix: '' | '/cpq';
+  fusion: boolean;
+  integrationListIncludesGroups: boolean;
+  hostLoginName: string;
+  drift: boolean;
+  now: () => Date;
+}
+
+function count(value: number | undefined, fallback: number, name: string): number {
+  const result = value ?? fallback;
+  if (!Number.isSafeInteger(result) || result < 0) throw new Error(`${name} must be a non-negative integer`);
+  return result;
+}
+
+function resolveOptions(options: SimulatorOptions): ResolvedOptions {
+  const pathPrefix = options.pathPrefix ?? '';
+  if (pathPrefix !== '' && pathPrefix !== '/cpq') throw new Error("pathPrefix must be '' or '/cpq'");
+  return {
+    seed: options.seed ?? 1,
+    partnerCompanies: count(options.partnerCompanies, 2, 'partnerCompanies'),
+    usersPerCompany: count(options.usersPerCompany, 100, 'usersPerCompany'),
+    integrationUsers: count(options.integrationUsers, 5, 'integrationUsers'),
+    groups: count(options.groups, 20, 'groups'),
+    pathPrefix,
+    fusion: options.fusion ?? pathPrefix === '/cpq',
+    integrationListIncludesGroups: options.integrationListIncludesGroups ?? true,
+    hostLoginName: options.hostLoginName ?? HOST_COMPANY,
+    drift: options.drift ?? true,
+    now: options.now ?? (() => new Date()),
+  };
+}
+
+const MAX_REQUEST_BODY_BYTES = 1 << 20;
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_REQUEST_BODY_BYTES) throw new Error('request body too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function faultResponse(fault: Fault): HttpResponse {
+  const status = fault.status ?? 500;
+  const headers = { ...fault.headers };
+  if (fault.body === undefined) return status === 204 || status === 304 ? { status, headers, body: '' } : errorResponse(status, 'Simulated fault.', headers);
+  const hasContentType = Object.keys(headers).some((name) => name.toLowerCase() === 'content-type');
+  if (!hasContentType) headers['content-type'] = fault.body.trimStart().startsWith('<') ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8';
+  return { status, headers, body: fault.body };
+}
+
+/** The fault's status/headers/body replace those of the real response where given. */
+function overlayFault(response: HttpResponse, fault: Fault): HttpResponse {
+  return {
+    status: fault.status ?? response.status,
+    headers: { ...response.headers, ...fault.headers },
+    body: fault.body ?? response.body,
+  };
+}
+
+/**
+ * A real HTTP server behaving like Oracle CPQ's user REST API (see /work/shared/cpq-api):
+ * company users, users by partyNumber, integration users, companies, OAuth token endpoint,
+ * plus fault injection and data mutation for tests.
+ */
+export class CpqSimulator {
+  readonly requests: RequestRecord[] = [];
+  /** Awaited before each response is computed; tests mutate data here between pages. */
+  onRequest?: (req: RequestRecord & { index: number }) => void | Promise<void>;
+  /** Successful OAuth token grants. */
+  tokenRequests = 0;
+
+  private readonly options: ResolvedOptions;
+  private readonly store: UserStore;
+  private readonly endpoints: CpqEndpoints;
+  private readonly authGate: AuthGate;
+  private readonly faults = new FaultQueue();
+  private readonly sockets = new Set<Socket>();
+  private server: Server | undefined;
+  private url: string | undefined;
+
+  constructor(options: SimulatorOptions = {}) {
+    this.options = resolveOptions(options);
+    const o = this.options;
+    const factory = new SiteDataFactory({
+      seed: o.seed,
+      partnerCompanies: o.partnerCompanies,
+      usersPerCompany: o.usersPerCompany,
+      integrationUsers: o.integrationUsers,
+      groups: o.groups,
+      fusionPartyNumbers: o.fusion,
+      hostLoginName: o.hostLoginName,
+      unknownFields: o.drift,
+    });
+    this.store = new UserStore(factory, o.drift ? o.seed : undefined, o.usersPerCompany);
+    this.endpoints = new CpqEndpoints(this.store, {
+      pathPrefix: o.pathPrefix,
+      integrationListIncludesGroups: o.integrationListIncludesGroups,
+      drift: o.drift,
+    });
+    this.authGate = new AuthGate(options.auth, o.now);
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  async start(port = 0, host = '127.0.0.1'): Promise<string> {
+    if (this.server) throw new Error('simulator already started');
+    const server = createServer((req, res) => void this.handle(req, res));
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const { port: boundPort } = server.address() as AddressInfo;
+    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+    return this.url;
+  }
+
+  get baseUrl(): string {
+    if (this.url === undefined) throw new Error('simulator not started');
+    return this.url;
+  }
+
+  /** Closes the server and every socket, stalled ones included. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    this.url = undefined;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+    await closed;
+  }
+
+  addFault(fault: Fault): void {
+    this.faults.add(fault);
+  }
+
+  clearFaults(): void {
+    this.faults.clear();
+  }
+
+  revokeTokens(): void {
+    this.authGate.revokeTokens();
+  }
+
+  // ------------------------------------------------------------ data access (deep copies, canonical names)
+
+  companyLogins(): string[] {
+    return this.store.companyList().map((company) => company.loginName);
+  }
+
+  /** Sorted by login (code-unit order). Throws for an unknown company. */
+  users(company: string): Record<string, unknown>[] {
+    if (!this.store.hasCompany(company)) throw new Error(`unknown company: ${company}`);
+    return this.copySortedByLogin(this.store.insertionOrder({ kind: 'company', company }));
+  }
+
+  /** Sorted by login. */
+  integrationUsers(): Record<string, unknown>[] {
+    return this.copySortedByLogin(this.store.insertionOrder({ kind: 'integration' }));
+  }
+
+  user(company: string, login: string): Record<string, unknown> | undefined {
+    const user = this.store.find(company, login);
+    return user ? deepCopy(user.record) : undefined;
+  }
+
+  /**
+   * Wire name of each drifting field of a user (canonical -> sent), e.g. {lastName: 'lastname'}.
+   * Empty when the user does not drift or drift is off.
+   */
+  fieldRenames(company: string, login: string): Record<string, string> {
+    const user = this.store.find(company, login);
+    if (!user) throw new Error(`unknown user ${login} in company ${company}`);
+    return Object.fromEntries(user.renames ?? []);
+  }
+
+  // ------------------------------------------------------------ mutations (dateModified = now() unless touch: false)
+
+  addUser(company: string, fields: Record<string, unknown> = {}, opts: MutationOptions = {}): string {
+    return this.store.addUser(company, fields, this.nowIso(), opts);
+  }
+
+  updateUser(company: string, login: string, patch: Record<string, unknown>, opts: MutationOptions = {}): void {
+    this.store.updateUser(company, login, patch, this.nowIso(), opts);
+  }
+
+  deleteUser(company: string, login: string): void {
+    this.store.deleteUser(company, login);
+  }
+
+  addGroup(company: string, login: string, group: Group, opts: MutationOptions = {}): void {
+    this.store.addGroup(company, login, group, this.nowIso(), opts);
+  }
+
+  removeGroup(company: string, login: string, variableName: string, opts: MutationOptions = {}): void {
+    this.store.removeGroup(company, login, variableName, this.nowIso(), opts);
+  }
+
+  setAccessPermission(company: string, login: string, perm: AccessPermission, opts: MutationOptions = {}): void {
+    this.store.setAccessPermission(company, login, perm, this.nowIso(), opts);
+  }
+
+  // ------------------------------------------------------------ HTTP
+
+  private nowIso(): string {
+    return this.options.now().toISOString();
+  }
+
+  private copySortedByLogin(users: readonly StoredUser[]): Record<string, unknown>[] {
+    return users
+      .slice()
+      .sort((a, b) => compareCodeUnits(a.record.login as string, b.record.login as string))
+      .map((user) => deepCopy(user.record));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://simulator.invalid');
+    const record: RequestRecord = {
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      authorization: this.authGate.presented(req.headers.authorization),
+      status: 0,
+    };
+    const index = this.requests.push(record) - 1;
+    try {
+      const body = await readBody(req);
+      if (this.onRequest) await this.onRequest({ ...record, index });
+      const fault = this.faults.take(record);
+      if (fault?.action === 'stall') return; // stop() destroys the socket
+      if (fault && fault.action !== 'reset') {
+        this.send(res, record, faultResponse(fault));
+        return;
+      }
+      const response = this.respond(req, url, body);
+      if (fault?.action === 'reset') this.sendTruncated(res, record, overlayFault(response, fault));
+      else this.send(res, record, response);
+    } catch (error) {
+      this.send(res, record, errorResponse(500, error instanceof Error ? error.message : 'internal error'));
+    }
+  }
+
+  private respond(req: IncomingMessage, url: URL, body: string): HttpResponse {
+    const o = this.options;
+    const method = req.method ?? 'GET';
+    const route = resolveRoute(method, url.pathname, { pathPrefix: o.pathPrefix, fusion: o.fusion, oauth: this.authGate.oauthEnabled });
+    if (!route) return errorResponse(404, 'Resource not found.');
+    if (route.kind === 'token') {
+      const grant = this.authGate.grantToken(req.headers.authorization, body);
+      if (grant.status === 200) this.tokenRequests++;
+      return jsonResponse(grant.status, grant.body, { 'cache-control': 'no-store' });
+    }
+    if (!this.authGate.allows(req.headers.authorization)) {
+      return errorResponse(401, 'Missing or invalid credentials.', { 'www-authenticate': this.authGate.challenge });
+    }
+    try {
+      return this.endpoints.handle(route, {
+        origin: `http://${req.headers.host ?? new URL(this.baseUrl).host}`,
+        query: url.searchParams,
+        accept: req.headers.accept ?? '',
+      });
+    } catch (error) {
+      if (error instanceof QueryError) return errorResponse(400, error.message);
+      throw error;
+    }
+  }
+
+  private send(res: ServerResponse, record: RequestRecord, response: HttpResponse): void {
+    record.status = response.status;
+    if (res.destroyed) return;
+    const body = Buffer.from(response.body, 'utf8');
+    res.writeHead(response.status, { ...response.headers, 'content-length': String(body.length) });
+    res.end(body);
+  }
+
+  /** Announces the full length, sends about half, then kills the connection. */
+  private sendTruncated(res: ServerResponse, record: RequestRecord, response: HttpResponse): void {
+    record.status = response.status;
+    const body = Buffer.from(response.body, 'utf8');
+    const announced = Math.max(body.length, 1);
+    res.writeHead(response.status, { ...response.headers, 'content-length': String(announced) });
+    res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.destroy());
+  }
+}

@@ -1,0 +1,601 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isLosslessNumber, isSafeNumber, LosslessNumber, parse } from 'lossless-json';
+import { CpqSimulator, parseFilter, stringifyExact, type SimulatorOptions } from '../src/simulator/index.js';
+
+type Json = Record<string, unknown>;
+
+interface Fetched {
+  status: number;
+  headers: Headers;
+  text: string;
+  body: Json;
+}
+
+async function get(url: string, init?: RequestInit): Promise<Fetched> {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  let body: Json = {};
+  try {
+    // exact for int64, plain numbers for everything that fits
+    body = parse(text, null, (digits) => (isSafeNumber(digits) ? Number(digits) : new LosslessNumber(digits))) as Json;
+  } catch {
+    // non-JSON bodies are checked through `text`
+  }
+  return { status: response.status, headers: response.headers, text, body };
+}
+
+function items(fetched: Fetched): Json[] {
+  return fetched.body.items as Json[];
+}
+
+function logins(fetched: Fetched): string[] {
+  return items(fetched).map((item) => item.login as string);
+}
+
+function q(filter: string): string {
+  return `q=${encodeURIComponent(filter)}`;
+}
+
+function byCodeUnit(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function basic(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+
+async function withSimulator<T>(options: SimulatorOptions, run: (sim: CpqSimulator, base: string) => Promise<T>): Promise<T> {
+  const sim = new CpqSimulator(options);
+  const base = await sim.start();
+  try {
+    return await run(sim, base);
+  } finally {
+    await sim.stop();
+  }
+}
+
+const TWO_POW_53 = 2n ** 53n;
+
+describe('CPQ simulator', () => {
+  const sim = new CpqSimulator({ seed: 7 });
+  let base = '';
+  let hostUsers = '';
+
+  beforeAll(async () => {
+    base = await sim.start();
+    hostUsers = `${base}/rest/v19/companies/_host/users`;
+  });
+  afterAll(async () => {
+    await sim.stop();
+  });
+
+  describe('generated data', () => {
+    it('is identical for the same seed and differs for another', () => {
+      const again = new CpqSimulator({ seed: 7 });
+      expect(stringifyExact(again.users('partner1'))).toBe(stringifyExact(sim.users('partner1')));
+      expect(stringifyExact(again.integrationUsers())).toBe(stringifyExact(sim.integrationUsers()));
+      const other = new CpqSimulator({ seed: 8 });
+      expect(stringifyExact(other.users('partner1'))).not.toBe(stringifyExact(sim.users('partner1')));
+    });
+
+    it('has the documented companies, users, groups and permissions', () => {
+      expect(sim.companyLogins()).toEqual(['_host', 'partner1', 'partner2']);
+      const partners = sim.users('partner1');
+      expect(partners).toHaveLength(100);
+      // host: 100 users plus the 5 integration users, one stored record each
+      expect(sim.users('_host')).toHaveLength(105);
+      const names = partners.map((u) => u.login as string);
+      expect(new Set(names).size).toBe(100);
+      expect(names).toEqual([...names].sort(byCodeUnit));
+      expect(names.some((n) => /[A-Z]/.test(n))).toBe(true);
+      expect(names.some((n) => /[._-]/.test(n))).toBe(true);
+
+      const all = [...sim.users('_host'), ...partners, ...sim.users('partner2')];
+      const groupCounts = all.map((u) => ((u.groups as { items: unknown[] }).items).length);
+      expect(Math.min(...groupCounts)).toBeGreaterThanOrEqual(1);
+      expect(Math.max(...groupCounts)).toBeLessThanOrEqual(5);
+      const averageGroups = groupCounts.reduce((a, b) => a + b, 0) / all.length;
+      expect(averageGroups).toBeGreaterThan(2.5);
+      expect(averageGroups).toBeLessThan(3.5);
+      const permissionCounts = all.map((u) => ((u.accessPermissions as { items: unknown[] }).items).length);
+      const averagePermissions = permissionCounts.reduce((a, b) => a + b, 0) / all.length;
+      expect(averagePermissions).toBeGreaterThan(1.5);
+      expect(averagePermissions).toBeLessThan(2.5);
+      const permission = all.flatMap((u) => (u.accessPermissions as { items: Json[] }).items)[0];
+      expect(Object.keys(permission ?? {}).sort()).toEqual(['hasAccess', 'name', 'type', 'variableName']);
+
+      const bigPartyIds = all.filter((u) => isLosslessNumber(u.partyId) && BigInt(u.partyId.toString()) > TWO_POW_53);
+      expect(bigPartyIds.length).toBeGreaterThan(all.length / 2);
+      expect(new Set(all.map((u) => String(u.partyId))).size).toBe(all.length);
+      expect(all.some((u) => u.lastLogin === null)).toBe(true);
+      expect(all.some((u) => !('lastLogin' in u))).toBe(true);
+      expect(all.every((u) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(u.dateModified as string))).toBe(true);
+      const user = partners[0] as Json;
+      expect(user.timeZone).toMatchObject({ value: expect.any(String) });
+      expect((user.status as Json).value === 0 || (user.status as Json).value === 1).toBe(true);
+    });
+
+    it('makes integration users host users with oauth clients and large ids', () => {
+      const integration = sim.integrationUsers();
+      expect(integration).toHaveLength(5);
+      for (const user of integration) {
+        expect(user.login).toMatch(/^_custom_[0-9a-f]{32}$/);
+        expect(user.oauthClientId).toMatch(/^[0-9a-f]{32}$/);
+        expect(user.isWebServicesOnly).toBe(true);
+        expect(BigInt(String(user.partyId))).toBeGreaterThan(TWO_POW_53);
+        expect(user.company).toEqual({ name: expect.any(String), loginName: '_host' });
+        expect(sim.user('_host', user.login as string)).toEqual(user);
+      }
+      expect(integration.some((u) => typeof u.id === 'number' && u.id > 2 ** 31)).toBe(true);
+    });
+  });
+
+  describe('collections', () => {
+    it('pages with limit/offset/hasMore/count and totalResults only when asked', async () => {
+      const first = await get(`${hostUsers}?limit=7&orderby=login`);
+      expect(first.status).toBe(200);
+      expect(first.body).toMatchObject({ offset: 0, limit: 7, count: 7, hasMore: true });
+      expect('totalResults' in first.body).toBe(false);
+      const rels = (first.body.links as Json[]).map((l) => l.rel);
+      expect(rels).toEqual(expect.arrayContaining(['self', 'canonical', 'next']));
+
+      const counted = await get(`${hostUsers}?limit=7&offset=100&totalResults=true&orderby=login`);
+      expect(counted.body).toMatchObject({ offset: 100, limit: 7, count: 5, hasMore: false, totalResults: 105 });
+      expect((counted.body.links as Json[]).map((l) => l.rel)).not.toContain('next');
+
+      const capped = await get(`${hostUsers}?limit=5000`);
+      expect(capped.body).toMatchObject({ limit: 1000, count: 105, hasMore: false });
+      const defaults = await get(hostUsers);
+      expect(defaults.body).toMatchObject({ offset: 0, limit: 1000, count: 105 });
+
+      const seen: string[] = [];
+      for (let offset = 0; ; offset += 20) {
+        const page = await get(`${hostUsers}?limit=20&offset=${offset}&orderby=login:asc`);
+        seen.push(...logins(page));
+        if (!page.body.hasMore) break;
+      }
+      expect(seen).toEqual(sim.users('_host').map((u) => u.login));
+
+      expect((await get(`${hostUsers}?limit=-1`)).status).toBe(400);
+      expect((await get(`${hostUsers}?offset=abc`)).status).toBe(400);
+    });
+
+    it('sorts by code unit, descending and on several keys', async () => {
+      const asc = logins(await get(`${hostUsers}?orderby=login:asc`));
+      expect(asc).toEqual(sim.users('_host').map((u) => u.login));
+      const desc = logins(await get(`${hostUsers}?orderby=login:desc`));
+      expect(desc).toEqual([...asc].reverse());
+
+      const multi = items(await get(`${hostUsers}?orderby=status.value:desc,dateModified:asc`));
+      for (let i = 1; i < multi.length; i++) {
+        const prev = multi[i - 1] as Json;
+        const cur = multi[i] as Json;
+        const prevStatus = (prev.status as Json).value as number;
+        const curStatus = (cur.status as Json).value as number;
+        expect(prevStatus).toBeGreaterThanOrEqual(curStatus);
+        if (prevStatus === curStatus) expect((prev.dateModified as string) <= (cur.dateModified as string)).toBe(true);
+      }
+      // Missing values sort first: integration users have no lastName.
+      const byLastName = items(await get(`${hostUsers}?orderby=lastName`));
+      expect(byLastName.slice(0, 5).every((u) => (u.login as string).startsWith('_custom_'))).toBe(true);
+      expect((await get(`${hostUsers}?orderby=login:sideways`)).status).toBe(400);
+    });
+
+    it('filters with every operator, $and/$or, dotted paths and relaxed syntax', async () => {
+      const users = sim.users('_host');
+      const pivot = (users[50] as Json).dateModified as string;
+      const expectLogins = async (filter: string, predicate: (u: Json) => boolean): Promise<void> => {
+        const fetched = await get(`${hostUsers}?${q(filter)}&orderby=login`);
+        expect(fetched.status, filter).toBe(200);
+        const expected = users.filter(predicate).map((u) => u.login);
+        expect(expected.length, `${filter} should select something`).toBeGreaterThan(0);
+        expect(logins(fetched), filter).toEqual(expected);
+      };
+      const active = (u: Json): boolean => (u.status as Json).value === 1;
+      await expectLogins('{"status":1}', active);
+      await expectLogins('{"status.value":{"$eq":0}}', (u) => !active(u));
+      await expectLogins('{"status.value":{"$ne":1}}', (u) => !active(u));
+      await expectLogins(`{"dateModified":{"$gt":"${pivot}"}}`, (u) => (u.dateModified as string) > pivot);
+      await expectLogins(`{"dateModified":{"$gte":"${pivot}"}}`, (u) => (u.dateModified as string) >= pivot);
+      await expectLogins(`{"dateModified":{"$lt":"${pivot}"}}`, (u) => (u.dateModified as string) < pivot);
+      await expectLogins(`{"dateModified":{"$lte":"${pivot}"}}`, (u) => (u.dateModified as string) <= pivot);
+      await expectLogins('{"oauthClientId":{"$exists":true}}', (u) => 'oauthClientId' in u);
+      await expectLogins('{"firstName":{"$exists":false}}', (u) => !('firstName' in u));
+      await expectLogins('{"login":{"$gte":"user","$lt":"usf"}}', (u) => (u.login as string) >= 'user' && (u.login as string) < 'usf');
+      await expectLogins('{"$and":[{"status":1},{"isWebServicesOnly":true}]}', (u) => active(u) && u.isWebServicesOnly === true);
+      await expectLogins('{"$or":[{"status":0},{"language.value":"fr_FR"}]}', (u) => !active(u) || (u.language as Json).value === 'fr_FR');
+      await expectLogins('{"company.loginName":"_host"}', () => true);
+      await expectLogins('{"groups.items.variableName":"adminAccessGroupsOnly"}', (u) =>
+        (u.groups as { items: Json[] }).items.some((g) => g.variableName === 'adminAccessGroupsOnly'),
+      );
+      // Oracle's relaxed forms: unquoted keys, single quotes, no braces at the top level.
+      await expectLogins("{login:{$eq:'user00001'}}", (u) => u.login === 'user00001');
+      await expectLogins("$and:[{status:{$lt:1}},{lastLogin:{$exists:true}}]", (u) => !active(u) && 'lastLogin' in u);
+      // int64 compared exactly
+      const party = (users[3] as Json).partyId as { toString(): string };
+      await expectLogins(`{"partyId":${party.toString()}}`, (u) => String(u.partyId) === party.toString());
+
+      for (const bad of ['{status:', '{"login":{"$regex":"x"}}', '{"$nor":[{"a":1}]}', '{"a":1} trailing', '{a:bareword}', '{"$and":[]}']) {
+        const fetched = await get(`${hostUsers}?${q(bad)}`);
+        expect(fetched.status, bad).toBe(400);
+        expect(fetched.headers.get('content-type')).toContain('application/json');
+      }
+    });
+
+    it('expands groups and access permissions only when asked', async () => {
+      const plain = items(await get(`${hostUsers}?limit=3&orderby=login`));
+      for (const user of plain) {
+        expect('groups' in user).toBe(false);
+        expect('accessPermissions' in user).toBe(false);
+        expect((user.links as Json[]).some((l) => l.rel === 'child' && String(l.href).endsWith('/groups'))).toBe(true);
+      }
+      const expanded = items(await get(`${hostUsers}?limit=3&orderby=login&expand=groups,accessPermissions`));
+      const canonical = sim.users('_host').slice(0, 3);
+      expanded.forEach((user, i) => {
+        expect((user.groups as Json).items).toEqual((canonical[i]?.groups as Json).items);
+        expect((user.accessPermissions as Json).items).toEqual((canonical[i]?.accessPermissions as Json).items);
+      });
+      const groupsOnly = items(await get(`${hostUsers}?limit=3&expand=groups`));
+      expect(groupsOnly.every((u) => 'groups' in u && !('accessPermissions' in u))).toBe(true);
+    });
+
+    it('projects fields', async () => {
+      const projected = items(await get(`${base}/rest/v19/companies/partner1/users?fields=login,email`));
+      const allowed = new Set(['login', 'email', 'EMAIL', 'links']);
+      expect(projected.every((u) => Object.keys(u).every((k) => allowed.has(k)))).toBe(true);
+      expect(projected.every((u) => 'login' in u)).toBe(true);
+    });
+
+    it('writes int64 partyId digits verbatim', async () => {
+      const fetched = await get(`${hostUsers}?orderby=login`);
+      const canonical = sim.users('_host');
+      const big = canonical.filter((u) => BigInt(String(u.partyId)) > TWO_POW_53);
+      expect(big.length).toBeGreaterThan(10);
+      for (const user of big) expect(fetched.text).toContain(`"partyId":${String(user.partyId)}`);
+      // the trap the simulator exists for: JSON.parse would lose these digits
+      const lossy = JSON.parse(fetched.text) as { items: Json[] };
+      expect(lossy.items.some((u, i) => String(u.partyId) !== String(canonical[i]?.partyId))).toBe(true);
+    });
+
+    it('drifts field names per user and leaves clean output when drift is off', async () => {
+      const all = [
+        ...items(await get(hostUsers)),
+        ...items(await get(`${base}/rest/v19/companies/partner1/users`)),
+        ...items(await get(`${base}/rest/v19/companies/partner2/users`)),
+      ];
+      const lastname = all.filter((u) => 'lastname' in u && !('lastName' in u));
+      const superUser = all.filter((u) => 'isSuperUserPermEnabled' in u && !('isUserAdminPermEnabled' in u));
+      expect(lastname.length).toBeGreaterThan(5);
+      expect(lastname.length).toBeLessThan(all.length * 0.25);
+      expect(superUser.length).toBeGreaterThan(5);
+      const otherCase = all.filter((u) => ['FirstName', 'EMAIL', 'billcity', 'JobTitle', 'Phone', 'shipzip'].some((k) => k in u));
+      expect(otherCase.length).toBeGreaterThan(0);
+      expect(all.some((u) => 'customAttr1' in u)).toBe(true);
+
+      const hostItems = items(await get(hostUsers));
+      const drifted = hostItems.find((u) => 'lastname' in u) as Json;
+      expect(sim.fieldRenames('_host', drifted.login as string)).toMatchObject({ lastName: 'lastname' });
+      // filters use canonical names even for drifted users
+      const byLastName = await get(`${hostUsers}?${q(JSON.stringify({ login: drifted.login, lastName: drifted.lastname }))}`);
+      expect(logins(byLastName)).toEqual([drifted.login]);
+      // the same user drifts the same way on every endpoint
+      const single = await get(`${base}/rest/v19/users/${String(drifted.partyNumber)}`);
+      expect('lastname' in single.body && !('lastName' in single.body)).toBe(true);
+
+      await withSimulator({ seed: 7, drift: false }, async (clean, cleanBase) => {
+        const cleanItems = items(await get(`${cleanBase}/rest/v19/companies/_host/users`));
+        expect(cleanItems.filter((u) => 'firstName' in u).every((u) => 'lastName' in u && 'isUserAdminPermEnabled' in u)).toBe(true);
+        expect(cleanItems.some((u) => 'customAttr1' in u)).toBe(false);
+        expect(clean.fieldRenames('_host', 'user00001')).toEqual({});
+      });
+    });
+
+    it('omits partyId/partyNumber on v16-v18 company users and the company field on company users', async () => {
+      for (const version of [16, 17, 18]) {
+        const fetched = await get(`${base}/rest/v${version}/companies/_host/users?limit=5`);
+        expect(fetched.status).toBe(200);
+        expect(items(fetched).every((u) => !('partyId' in u) && !('partyNumber' in u))).toBe(true);
+        expect(String(((items(fetched)[0] as Json).links as Json[])[0]?.href)).toContain(`/rest/v${version}/companies/_host/users/`);
+      }
+      const v19 = items(await get(`${hostUsers}?limit=5`));
+      expect(v19.every((u) => 'partyId' in u && 'partyNumber' in u && !('company' in u))).toBe(true);
+    });
+
+    it('serves companies, users across companies and one user by partyNumber', async () => {
+      const companies = await get(`${base}/rest/v16/companies`);
+      expect(items(companies).map((c) => [c.loginName, c.isHost])).toEqual([
+        ['_host', true],
+        ['partner1', false],
+        ['partner2', false],
+      ]);
+      const across = await get(`${base}/rest/v19/users?totalResults=true&limit=1&${q('{"company.loginName":"partner2"}')}`);
+      expect(across.body).toMatchObject({ totalResults: 100, count: 1 });
+      expect((items(across)[0] as Json).company).toMatchObject({ loginName: 'partner2' });
+
+      const target = sim.users('partner1')[10] as Json;
+      const one = await get(`${base}/rest/v19/users/${String(target.partyNumber)}?expand=groups`);
+      expect(one.status).toBe(200);
+      expect(one.body.login).toBe(target.login);
+      expect(one.text).toContain(`"partyId":${String(target.partyId)}`);
+      expect((one.body.groups as Json).items).toEqual((target.groups as Json).items);
+      expect((await get(`${base}/rest/v19/users/no-such-party`)).status).toBe(404);
+    });
+
+    it('answers 404 for unknown companies and paths, 406 for the zip export', async () => {
+      const unknown = await get(`${base}/rest/v19/companies/nope/users`);
+      expect(unknown.status).toBe(404);
+      expect(unknown.headers.get('content-type')).toContain('application/json');
+      expect((await get(`${base}/rest/v15/companies/_host/users`)).status).toBe(404);
+      expect((await get(`${base}/rest/v19/parts`)).status).toBe(404);
+      expect((await get(`${base}/cpq/rest/v19/companies/_host/users`)).status).toBe(404);
+      expect((await get(`${hostUsers}`, { method: 'DELETE' })).status).toBe(404);
+      expect((await get(hostUsers, { headers: { accept: 'application/zip' } })).status).toBe(406);
+    });
+
+    it('does not expose integration endpoints on a classic site', async () => {
+      expect((await get(`${base}/cpq/rest/v19/integrationUsers`)).status).toBe(404);
+    });
+  });
+
+  describe('integration users (Fusion site)', () => {
+    it('lists, expands groups, finds one and 404s unknown ones', async () => {
+      await withSimulator({ seed: 3, pathPrefix: '/cpq', hostLoginName: 'cpq-mdb' }, async (fusion, fusionBase) => {
+        const list = await get(`${fusionBase}/cpq/rest/v19/integrationUsers`);
+        expect(list.status).toBe(200);
+        expect(list.body).toMatchObject({ count: 5, hasMore: false });
+        const first = items(list)[0] as Json;
+        expect(first.company).toEqual({ name: 'cpq-mdb', loginName: 'cpq-mdb' });
+        expect(first.partyNumber).toMatch(/^BM_[A-Za-z0-9]{11}$/);
+        expect(String((first.links as Json[])[0]?.href)).toContain('/cpq/rest/v19/users/');
+        expect('groups' in first).toBe(false);
+        for (const user of fusion.integrationUsers()) expect(list.text).toContain(`"partyId":${String(user.partyId)}`);
+
+        const expanded = items(await get(`${fusionBase}/cpq/rest/v19/integrationUsers?expand=groups`));
+        expect(expanded.every((u) => Array.isArray((u.groups as Json).items))).toBe(true);
+
+        const detail = await get(`${fusionBase}/cpq/rest/v19/integrationUsers/${String(first.partyNumber)}?expand=groups`);
+        expect(detail.status).toBe(200);
+        expect(detail.body.oauthClientId).toBe(first.oauthClientId);
+        expect(Array.isArray((detail.body.groups as Json).items)).toBe(true);
+        const detailPlain = await get(`${fusionBase}/cpq/rest/v19/integrationUsers/${String(first.partyNumber)}`);
+        expect('groups' in detailPlain.body).toBe(false);
+
+        expect((await get(`${fusionBase}/cpq/rest/v19/integrationUsers/BM_unknown`)).status).toBe(404);
+        const regular = fusion.users('partner1')[0] as Json;
+        expect((await get(`${fusionBase}/cpq/rest/v19/integrationUsers/${String(regular.partyNumber)}`)).status).toBe(404);
+
+        // Fusion paths carry the prefix; classic ones are gone.
+        expect((await get(`${fusionBase}/cpq/rest/v19/companies/_host/users?limit=1`)).status).toBe(200);
+        expect((await get(`${fusionBase}/rest/v19/companies/_host/users?limit=1`)).status).toBe(404);
+        // integration users are also host users
+        const hostList = await get(`${fusionBase}/cpq/rest/v19/companies/_host/users?${q('{"isWebServicesOnly":true}')}`);
+        expect(logins(hostList).sort(byCodeUnit)).toEqual(fusion.integrationUsers().map((u) => u.login));
+      });
+    });
+
+    it('never includes groups in the list when the site does not support it', async () => {
+      await withSimulator({ pathPrefix: '/cpq', integrationListIncludesGroups: false }, async (_fusion, fusionBase) => {
+        const list = items(await get(`${fusionBase}/cpq/rest/v19/integrationUsers?expand=groups`));
+        expect(list.some((u) => 'groups' in u)).toBe(false);
+        const detail = await get(`${fusionBase}/cpq/rest/v19/integrationUsers/${String((list[0] as Json).partyNumber)}?expand=groups`);
+        expect(Array.isArray((detail.body.groups as Json).items)).toBe(true);
+      });
+    });
+
+    it('can be switched off on a /cpq site', async () => {
+      await withSimulator({ pathPrefix: '/cpq', fusion: false, usersPerCompany: 2 }, async (_s, fusionBase) => {
+        expect((await get(`${fusionBase}/cpq/rest/v19/integrationUsers`)).status).toBe(404);
+      });
+    });
+  });
+
+  describe('auth', () => {
+    it('accepts basic and static bearer credentials and records what was presented', async () => {
+      const options: SimulatorOptions = { usersPerCompany: 3, auth: { basic: { username: 'api', password: 's3cret!' }, bearerTokens: ['static-token'] } };
+      await withSimulator(options, async (authSim, authBase) => {
+        const url = `${authBase}/rest/v19/companies/_host/users`;
+        const none = await get(url);
+        expect(none.status).toBe(401);
+        expect(none.headers.get('www-authenticate')).toContain('Basic');
+        const wrong = await get(url, { headers: { authorization: basic('api', 'nope') } });
+        expect(wrong.status).toBe(401);
+        expect(wrong.text).not.toContain('nope');
+        expect((await get(url, { headers: { authorization: basic('api', 's3cret!') } })).status).toBe(200);
+        expect((await get(url, { headers: { authorization: 'Bearer static-token' } })).status).toBe(200);
+        expect((await get(url, { headers: { authorization: 'Bearer other' } })).status).toBe(401);
+        expect(authSim.requests.map((r) => [r.authorization, r.status])).toEqual([
+          ['none', 401],
+          ['basic', 401],
+          ['basic', 200],
+          ['bearer', 200],
+          ['bearer', 401],
+        ]);
+      });
+    });
+
+    it('grants client-credentials tokens that expire and can be revoked', async () => {
+      let clock = new Date('2026-01-01T00:00:00.000Z');
+      const options: SimulatorOptions = {
+        usersPerCompany: 3,
+        now: () => clock,
+        auth: { oauth: { clientId: 'client-1', clientSecret: 'secret-1', tokenTtlSeconds: 60 } },
+      };
+      await withSimulator(options, async (authSim, authBase) => {
+        const tokenUrl = `${authBase}/oauth2/v1/token`;
+        const form = { 'content-type': 'application/x-www-form-urlencoded' };
+        const viaHeader = await get(tokenUrl, {
+          method: 'POST',
+          headers: { ...form, authorization: basic('client-1', 'secret-1') },
+          body: 'grant_type=client_credentials&scope=urn:opc:resource:fusion:site:cpq/',
+        });
+        expect(viaHeader.status).toBe(200);
+        expect(viaHeader.body).toMatchObject({ token_type: 'Bearer', expires_in: 60 });
+        const viaForm = await get(tokenUrl, { method: 'POST', headers: form, body: 'grant_type=client_credentials&client_id=client-1&client_secret=secret-1' });
+        expect(viaForm.status).toBe(200);
+        const rejected = await get(tokenUrl, { method: 'POST', headers: form, body: 'grant_type=client_credentials&client_id=client-1&client_secret=bad' });
+        expect(rejected.status).toBe(401);
+        expect(rejected.body).toMatchObject({ error: 'invalid_client' });
+        const badGrant = await get(tokenUrl, { method: 'POST', headers: { ...form, authorization: basic('client-1', 'secret-1') }, body: 'grant_type=password' });
+        expect(badGrant.status).toBe(400);
+        expect(authSim.tokenRequests).toBe(2);
+
+        const url = `${authBase}/rest/v19/companies/_host/users`;
+        const bearer = (token: unknown): RequestInit => ({ headers: { authorization: `Bearer ${String(token)}` } });
+        expect((await get(url, bearer(viaHeader.body.access_token))).status).toBe(200);
+        clock = new Date(clock.getTime() + 61_000);
+        expect((await get(url, bearer(viaHeader.body.access_token))).status).toBe(401);
+
+        const fresh = await get(tokenUrl, { method: 'POST', headers: form, body: 'grant_type=client_credentials&client_id=client-1&client_secret=secret-1' });
+        expect((await get(url, bearer(fresh.body.access_token))).status).toBe(200);
+        authSim.revokeTokens();
+        expect((await get(url, bearer(fresh.body.access_token))).status).toBe(401);
+        expect(authSim.tokenRequests).toBe(3);
+      });
+    });
+
+    it('has no token endpoint without oauth', async () => {
+      await withSimulator({ usersPerCompany: 1 }, async (_s, plainBase) => {
+        expect((await get(`${plainBase}/oauth2/v1/token`, { method: 'POST', body: 'grant_type=client_credentials' })).status).toBe(404);
+      });
+    });
+  });
+
+  describe('faults', () => {
+    it('sends a status with headers the given number of times', async () => {
+      await withSimulator({ usersPerCompany: 3 }, async (faultSim, faultBase) => {
+        const url = `${faultBase}/rest/v19/companies/_host/users`;
+        faultSim.addFault({ match: { path: '/rest/v19/companies/_host/users' }, status: 429, headers: { 'Retry-After': '2' }, times: 2 });
+        const first = await get(url);
+        expect(first.status).toBe(429);
+        expect(first.headers.get('retry-after')).toBe('2');
+        expect((await get(url)).status).toBe(429);
+        expect((await get(url)).status).toBe(200);
+
+        faultSim.addFault({ match: { query: { offset: '3' } }, status: 503, body: '<html><body>Service Unavailable</body></html>' });
+        expect((await get(`${url}?offset=0`)).status).toBe(200);
+        const html = await get(`${url}?offset=3`);
+        expect(html.status).toBe(503);
+        expect(html.headers.get('content-type')).toContain('text/html');
+        expect(html.text).toContain('<html>');
+
+        faultSim.addFault({ match: { method: 'GET', path: /\/users$/ }, status: 200, body: '{"items":[{"login":"trunc' });
+        expect((await get(url)).text).toBe('{"items":[{"login":"trunc');
+        faultSim.addFault({ status: 500, times: Infinity });
+        faultSim.clearFaults();
+        expect((await get(url)).status).toBe(200);
+        expect(faultSim.requests.map((r) => r.status)).toEqual([429, 429, 200, 200, 503, 200, 200]);
+      });
+    });
+
+    it('resets the connection mid-body', async () => {
+      await withSimulator({ usersPerCompany: 50 }, async (faultSim, faultBase) => {
+        faultSim.addFault({ action: 'reset' });
+        const response = await fetch(`${faultBase}/rest/v19/companies/_host/users`);
+        expect(response.status).toBe(200);
+        await expect(response.text()).rejects.toThrow();
+        expect((await get(`${faultBase}/rest/v19/companies/_host/users`)).status).toBe(200);
+      });
+    });
+
+    it('stalls until the client gives up, and stop() still returns', async () => {
+      const faultSim = new CpqSimulator({ usersPerCompany: 3 });
+      const faultBase = await faultSim.start();
+      faultSim.addFault({ action: 'stall' });
+      const started = Date.now();
+      await expect(fetch(`${faultBase}/rest/v19/companies/_host/users`, { signal: AbortSignal.timeout(200) })).rejects.toThrow();
+      expect(Date.now() - started).toBeLessThan(2000);
+      faultSim.addFault({ action: 'stall' });
+      const pending = fetch(`${faultBase}/rest/v19/companies/_host/users`).catch((error: unknown) => error);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await faultSim.stop();
+      expect(await pending).toBeInstanceOf(Error);
+      expect(faultSim.requests.map((r) => r.status)).toEqual([0, 0]);
+    });
+  });
+
+  describe('mutations', () => {
+    it('lets onRequest change data between two page requests', async () => {
+      await withSimulator({ usersPerCompany: 10, integrationUsers: 0, partnerCompanies: 0 }, async (mutSim, mutBase) => {
+        const url = `${mutBase}/rest/v19/companies/_host/users?orderby=login&limit=5`;
+        const before = sim.users('_host'); // unrelated simulator stays untouched
+        const all = mutSim.users('_host').map((u) => u.login as string);
+        mutSim.onRequest = (req) => {
+          if (req.index === 1) mutSim.deleteUser('_host', all[0] as string);
+        };
+        const page1 = logins(await get(url));
+        const page2 = logins(await get(`${url}&offset=5`));
+        expect(page1).toEqual(all.slice(0, 5));
+        // the deletion shifted the second page: all[5] is skipped, as Oracle warns
+        expect(page2).toEqual(all.slice(6, 10));
+        expect(mutSim.requests[1]?.query).toMatchObject({ offset: '5' });
+        expect(sim.users('_host')).toEqual(before);
+      });
+    });
+
+    it('bumps dateModified unless touch is false, and is visible over HTTP', async () => {
+      let clock = new Date('2026-02-03T04:05:06.789Z');
+      await withSimulator({ usersPerCompany: 10, now: () => clock }, async (mutSim, mutBase) => {
+        const login = mutSim.users('partner1')[0]?.login as string;
+        const original = mutSim.user('partner1', login) as Json;
+
+        mutSim.updateUser('partner1', login, { lastName: 'Changed' }, { touch: false });
+        expect(mutSim.user('partner1', login)).toMatchObject({ lastName: 'Changed', dateModified: original.dateModified });
+
+        mutSim.updateUser('partner1', login, { email: 'new@example.com' });
+        expect(mutSim.user('partner1', login)?.dateModified).toBe('2026-02-03T04:05:06.789Z');
+
+        clock = new Date('2026-02-04T00:00:00.000Z');
+        mutSim.addGroup('partner1', login, { variableName: 'newGroup', label: 'New Group', type: 'Sales' });
+        const withGroup = mutSim.user('partner1', login) as Json;
+        expect(withGroup.dateModified).toBe('2026-02-04T00:00:00.000Z');
+        expect((withGroup.groups as { items: Json[] }).items.map((g) => g.variableName)).toContain('newGroup');
+
+        clock = new Date('2026-02-05T00:00:00.000Z');
+        mutSim.removeGroup('partner1', login, 'newGroup', { touch: false });
+        const removed = mutSim.user('partner1', login) as Json;
+        expect(removed.dateModified).toBe('2026-02-04T00:00:00.000Z');
+        expect((removed.groups as { items: Json[] }).items.map((g) => g.variableName)).not.toContain('newGroup');
+
+        mutSim.setAccessPermission('partner1', login, { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: false });
+        const perms = (mutSim.user('partner1', login)?.accessPermissions as { items: Json[] }).items;
+        expect(perms.filter((p) => p.variableName === 'laptops')).toEqual([{ type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: false }]);
+        expect(mutSim.user('partner1', login)?.dateModified).toBe('2026-02-05T00:00:00.000Z');
+
+        // copies are deep: editing one changes nothing stored
+        ((mutSim.user('partner1', login) as Json).status as Json).value = 42;
+        expect(((mutSim.user('partner1', login) as Json).status as Json).value).not.toBe(42);
+
+        const added = mutSim.addUser('partner1', { firstName: 'Ada', partyId: 987654321987654321n });
+        expect(mutSim.user('partner1', added)).toMatchObject({ firstName: 'Ada', dateAdded: '2026-02-05T00:00:00.000Z', dateModified: '2026-02-05T00:00:00.000Z' });
+        const url = `${mutBase}/rest/v19/companies/partner1/users?orderby=login`;
+        const listed = await get(url);
+        expect(logins(listed)).toContain(added);
+        expect(listed.text).toContain('"partyId":987654321987654321');
+        const changed = await get(`${url}&${q('{"dateModified":{"$gte":"2026-01-01T00:00:00.000Z"}}')}`);
+        expect(logins(changed).sort(byCodeUnit)).toEqual([added, login].sort(byCodeUnit));
+
+        mutSim.deleteUser('partner1', added);
+        expect(logins(await get(url))).not.toContain(added);
+
+        expect(() => mutSim.updateUser('nope', login, {})).toThrow();
+        expect(() => mutSim.updateUser('partner1', 'nobody', {})).toThrow();
+        expect(() => mutSim.addGroup('partner1', 'nobody', { variableName: 'x', label: 'x', type: 'Sales' })).toThrow();
+        expect(() => mutSim.deleteUser('partner1', 'nobody')).toThrow();
+        expect(() => mutSim.addUser('nope')).toThrow();
+        expect(() => mutSim.addUser('partner1', { login })).toThrow();
+      });
+    });
+  });
+
+  describe('query parser', () => {
+    it('parses strict and relaxed forms to the same condition', () => {
+      expect(parseFilter("{createdBy:{$eq:'Matt'}}")).toEqual(parseFilter('{"createdBy":{"$eq":"Matt"}}'));
+      expect(parseFilter('$and:[{quantity:{$lt:100}},{discount:{$exists:true}}]')).toEqual(
+        parseFilter('{"$and":[{"quantity":{"$lt":100}},{"discount":{"$exists":true}}]}'),
+      );
+      expect(parseFilter('')).toBeUndefined();
+      expect(parseFilter('{}')).toBeUndefined();
+      expect(() => parseFilter('{"a":{"$in":[1]}}')).toThrow();
+    });
+  });
+});
