@@ -484,3 +484,44 @@ describe('transport', () => {
     expect(h.sim.tokenRequests).toBe(2);
   });
 });
+
+describe('run lifecycle', () => {
+  it('skips with a lock error while another run holds the lock, recording no run', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const { RUN_LOCK_KEY } = await import('../src/sync/run.js');
+    const holder = await h.t.pool.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1)', [RUN_LOCK_KEY]);
+      const err = await h.syncError();
+      expect((err as SyncError).kind).toBe('lock');
+      expect(await h.t.query(`SELECT * FROM cpq.sync_runs`)).toEqual([]);
+    } finally {
+      await holder.query('SELECT pg_advisory_unlock_all()');
+      holder.release();
+    }
+    expect((await h.sync()).inserted).toBe(3);
+  });
+
+  it('marks a run left running by a dead process as abandoned', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode) VALUES ('running', 'incremental')`);
+    await h.sync();
+    const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
+    expect(runs.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
+  });
+
+  it('an interrupted run rolls back and is recorded as interrupted', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const controller = new AbortController();
+    let pages = 0;
+    h.sim.onRequest = (req) => {
+      if (req.path.endsWith('/users') && ++pages === 2) controller.abort();
+    };
+    const err = await h.syncError({ signal: controller.signal });
+    expect((err as SyncError).kind).toBe('interrupted');
+    expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toEqual([]);
+    const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs`);
+    expect(runs).toEqual([{ status: 'interrupted' }]);
+  });
+});

@@ -50,6 +50,8 @@ export interface SyncDeps {
 type Raw = Record<string, unknown>;
 const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
 const userKey = (company: string, login: string) => `${company}\u0001${login}`;
+/** pg advisory lock key that serializes sync runs against one database ("cpqsync" in ASCII). */
+export const RUN_LOCK_KEY = '109052458006371';
 
 /** Reads one stream's pages, tracking what the run record reports about it. */
 class StreamProgress {
@@ -114,8 +116,40 @@ export class SyncRun {
   async execute(): Promise<RunResult> {
     const { db, pool, log } = this.deps;
     await migrate(db).catch((err: unknown) => {
-      throw err instanceof SyncError ? err : new SyncError('database', `cannot prepare the database: ${(err as Error).message}`);
+      throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
     });
+    const client = await pool.connect().catch((err: unknown) => {
+      throw toDatabaseOrInternal(err);
+    });
+    try {
+      // Session-level: held by this connection for the whole run, released by Postgres if we die.
+      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RUN_LOCK_KEY]);
+      if (!rows[0]?.locked) {
+        throw new SyncError('lock', 'another cpq-sync run holds the sync lock on this database; this run was skipped');
+      }
+      try {
+        await this.abandonDeadRuns(client, log);
+        return await this.locked(client);
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]).catch(() => undefined);
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  /** A run still `running` while we hold the lock was left by a process that died. */
+  private async abandonDeadRuns(client: pg.PoolClient, log: Logger) {
+    const { rows } = await client.query<{ id: string }>(
+      `UPDATE cpq.sync_runs SET status = 'abandoned', finished_at = now(),
+         error = coalesce(error, 'the process running it stopped before it finished; nothing it read was kept')
+       WHERE status = 'running' RETURNING id`,
+    );
+    for (const row of rows) log.warn({ runId: row.id }, 'marked a run left running by a dead process as abandoned');
+  }
+
+  private async locked(client: pg.PoolClient): Promise<RunResult> {
+    const { db, log } = this.deps;
     const run = await db
       .insertInto('cpq.sync_runs')
       .values({ status: 'running', mode: this.options.full ? 'full' : 'incremental', http_retries: '{}', streams: '[]', warnings: '[]' })
@@ -127,7 +161,6 @@ export class SyncRun {
     const started = Date.now();
     log2.info({ site: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
 
-    const client = await pool.connect();
     try {
       await client.query('BEGIN');
       const result = await this.inTransaction(client, runId, log2);
@@ -136,12 +169,18 @@ export class SyncRun {
       return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      const error = err instanceof SyncError ? err : err instanceof RecordError ? new SyncError('data', err.message) : toDatabaseOrInternal(err);
+      const error = this.options.signal?.aborted
+        ? new SyncError('interrupted', 'the run was interrupted (signal) before it finished')
+        : err instanceof SyncError
+          ? err
+          : err instanceof RecordError
+            ? new SyncError('data', err.message)
+            : toDatabaseOrInternal(err);
       const message = oneLine(error.message);
       await db
         .updateTable('cpq.sync_runs')
         .set({
-          status: 'failed',
+          status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
           finished_at: new Date(),
           error: message,
           streams: JSON.stringify(this.progress.map((p) => p.report)),
@@ -154,8 +193,6 @@ export class SyncRun {
         .catch((recordErr: unknown) => log2.error({ error: (recordErr as Error).message }, 'could not record the failed run'));
       log2.error({ error: message, kind: error.kind }, 'sync run failed; nothing was changed');
       throw error;
-    } finally {
-      client.release();
     }
   }
 
