@@ -98,6 +98,32 @@ const envSchema = z.object({
   CPQ_RETRY_MAX_DELAY: duration('60s'),
 
   SYNC_LOOKBACK: duration('10m'),
+  SYNC_FULL_EVERY: duration('7d'),
+  SYNC_MAX_DELETE_FRACTION: z
+    .string()
+    .default('0.2')
+    .transform((text, ctx) => {
+      const value = Number(text);
+      if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > 1) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a fraction from 0 to 1` });
+        return z.NEVER;
+      }
+      return value;
+    }),
+
+  CPQ_EXPORT_FORMAT: z.enum(['json', 'zip']).default('json'),
+  CPQ_ZIP_MAX_BYTES: integer(4 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
+  CPQ_ZIP_MAX_ENTRIES: integer(1000, 1, 1_000_000),
+  CPQ_ZIP_MAX_RATIO: integer(200, 2, 100_000),
+  TMPDIR: optionalText,
+
+  SYNC_CRON: z.string().default('0 2 * * *'),
+  SYNC_TIMEZONE: z.string().default('UTC'),
+  SYNC_STALE_AFTER: duration('36h'),
+  SHUTDOWN_TIMEOUT: duration('30s'),
+  HTTP_PORT: optionalText.refine((v) => v === undefined || (/^\d+$/.test(v) && Number(v) <= 65535), {
+    message: 'must be a TCP port number',
+  }),
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -122,6 +148,8 @@ export interface CpqConfig {
   maxRetries: number;
   retryBaseDelayMs: number;
   retryMaxDelayMs: number;
+  exportFormat: 'json' | 'zip';
+  zip: { maxBytes: number; maxEntries: number; maxRatio: number; tmpDir: string | undefined };
 }
 
 export interface AppConfig {
@@ -131,6 +159,10 @@ export interface AppConfig {
   /** Undefined when CPQ_BASE_URL is not set: commands that need the site say so. */
   cpq?: CpqConfig;
   lookbackMs: number;
+  /** A stream whose last full read is older than this is read in full. */
+  fullEveryMs: number;
+  maxDeleteFraction: number;
+  worker: { cron: string; timezone: string; staleAfterMs: number; shutdownTimeoutMs: number; httpPort: number | undefined };
   logLevel: string;
   logFormat: 'auto' | 'json' | 'pretty';
 }
@@ -214,6 +246,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
         maxRetries: parsed.CPQ_MAX_RETRIES,
         retryBaseDelayMs: parsed.CPQ_RETRY_BASE_DELAY,
         retryMaxDelayMs: parsed.CPQ_RETRY_MAX_DELAY,
+        exportFormat: parsed.CPQ_EXPORT_FORMAT,
+        zip: { maxBytes: parsed.CPQ_ZIP_MAX_BYTES, maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES, maxRatio: parsed.CPQ_ZIP_MAX_RATIO, tmpDir: parsed.TMPDIR },
       }
     : undefined;
   return {
@@ -222,6 +256,15 @@ export function loadConfig(env: Env = process.env): AppConfig {
     embeddedPort: parsed.EMBEDDED_PG_PORT,
     ...(cpq ? { cpq } : {}),
     lookbackMs: parsed.SYNC_LOOKBACK,
+    fullEveryMs: parsed.SYNC_FULL_EVERY,
+    maxDeleteFraction: parsed.SYNC_MAX_DELETE_FRACTION,
+    worker: {
+      cron: parsed.SYNC_CRON,
+      timezone: parsed.SYNC_TIMEZONE,
+      staleAfterMs: parsed.SYNC_STALE_AFTER,
+      shutdownTimeoutMs: parsed.SHUTDOWN_TIMEOUT,
+      httpPort: parsed.HTTP_PORT === undefined ? undefined : Number(parsed.HTTP_PORT),
+    },
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
   };

@@ -5,6 +5,7 @@ import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
 import { isLosslessNumber } from '../cpq/json.js';
 import type { Page } from '../cpq/paging.js';
+import { zipUserPages } from '../cpq/zip-export.js';
 import {
   INTEGRATION_STREAM,
   companyStream,
@@ -216,8 +217,14 @@ export class SyncRun {
       companies.map((company) =>
         limit(async () => {
           const id = companyStream(company);
-          const progress = this.track(id, sinceFor(id));
-          for await (const page of companyUserPages(this.http, this.cpq, company, progress.report.since ? new Date(progress.report.since) : undefined)) {
+          // The zip export has no filter: every zip read is a full read.
+          const zip = this.cpq.exportFormat === 'zip';
+          const progress = this.track(id, zip ? undefined : sinceFor(id));
+          const since = progress.report.since ? new Date(progress.report.since) : undefined;
+          const pages = zip
+            ? zipUserPages(this.http, this.cpq, company, this.options.signal)
+            : companyUserPages(this.http, this.cpq, company, since);
+          for await (const page of pages) {
             progress.page(page);
             const rows = page.items.map((item, i) => {
               const login = isRaw(item) ? canonicalize(item).get('login') : undefined;
