@@ -69,6 +69,6 @@ describe('cpq-sync CLI', () => {
     await h.t.query('DROP SCHEMA cpq CASCADE');
     const out = await cli(['migrate'], { DATABASE_URL: h.t.url });
     expect(out.code).toBe(0);
-    expect(out.stdout).toMatch(/"applied":\["0001_initial"\]/);
+    expect(out.stdout).toMatch(/"applied":\["0001_initial","0002_history"\]/);
   });
 });

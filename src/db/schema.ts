@@ -31,6 +31,8 @@ export interface StreamReport {
   received: number;
   totalResults: number | null;
   shortRead: boolean;
+  /** For full company reads: whether missing users were marked deleted, or why not. */
+  deletion?: string;
 }
 
 export interface SyncStateTable {

@@ -22,12 +22,14 @@ import { SyncError, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { canonicalize } from '../normalize/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
-import { mergeStaged, type MergeCounts } from './merge.js';
+import { deletionCandidates, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
 
 export interface RunOptions {
   /** Read every stream in full, ignoring stored cursors. */
   full?: boolean;
+  /** Apply deletions even above SYNC_MAX_DELETE_FRACTION. */
+  allowMassDelete?: boolean;
   signal?: AbortSignal;
 }
 
@@ -199,13 +201,16 @@ export class SyncRun {
 
   private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<RunResult> {
     const { db } = this.deps;
-    const cursors = new Map(
-      (await db.selectFrom('cpq.sync_state').select(['stream', 'cursor']).execute()).map((s) => [s.stream, s.cursor] as const),
+    const state = new Map(
+      (await db.selectFrom('cpq.sync_state').select(['stream', 'cursor', 'last_full_sync_at']).execute()).map((s) => [s.stream, s] as const),
     );
+    // A stream is read in full when asked, when it has no cursor, or when its last full read is
+    // older than SYNC_FULL_EVERY (only full reads can detect deletions).
     const sinceFor = (id: StreamId): Date | undefined => {
-      const cursor = cursors.get(id.name);
-      if (this.options.full || !cursor) return undefined;
-      return new Date(new Date(cursor).getTime() - this.deps.config.lookbackMs);
+      const stream = state.get(id.name);
+      if (this.options.full || !stream?.cursor || !stream.last_full_sync_at) return undefined;
+      if (Date.now() - new Date(stream.last_full_sync_at).getTime() >= this.deps.config.fullEveryMs) return undefined;
+      return new Date(new Date(stream.cursor).getTime() - this.deps.config.lookbackMs);
     };
 
     const stager = await Stager.create(client);
@@ -256,7 +261,8 @@ export class SyncRun {
       const warning = p.finish();
       if (warning) this.warn(warning);
     }
-    const counts = await mergeStaged(client, runId);
+    const effectiveAt = new Date();
+    const counts = await mergeStaged(client, runId, effectiveAt, await this.deletableCompanies(client));
     await this.saveCursors(client, runId);
 
     const modes = new Set(this.progress.map((p) => p.report.mode));
@@ -264,9 +270,10 @@ export class SyncRun {
     const pages = this.progress.reduce((n, p) => n + p.report.pages, 0);
     const streams = this.progress.map((p) => p.report);
     await client.query(
-      `UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = clock_timestamp(), mode = $2, pages = $3,
+      `UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = $12, mode = $2, pages = $3,
          users_seen = $4, users_inserted = $5, users_updated = $6, users_unchanged = $7,
-         http_requests = $8, http_retries = $9, streams = $10, warnings = $11
+         http_requests = $8, http_retries = $9, streams = $10, warnings = $11,
+         users_deleted = $13, users_restored = $14
        WHERE id = $1`,
       [
         runId,
@@ -280,9 +287,44 @@ export class SyncRun {
         JSON.stringify(this.http.stats.retries),
         JSON.stringify(streams),
         JSON.stringify(this.warnings),
+        effectiveAt,
+        counts.deleted,
+        counts.restored,
       ],
     );
     return { runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, ...counts };
+  }
+
+  /**
+   * Companies whose users this run may mark deleted: read in full, not short, and not losing
+   * more than SYNC_MAX_DELETE_FRACTION of their known users (unless --allow-mass-delete).
+   * Refusals are recorded in the run's warnings and the stream's report.
+   */
+  private async deletableCompanies(client: pg.PoolClient): Promise<string[]> {
+    const full = this.progress.filter((p) => p.id.kind === 'company' && p.report.mode === 'full');
+    const eligible: string[] = [];
+    for (const p of full) {
+      if (p.report.shortRead) {
+        p.report.deletion = 'skipped: short read';
+        this.warn(`deletion skipped for ${p.id.name}: the read was short (${p.report.received} of ${p.report.totalResults}); nothing was marked deleted`);
+      } else eligible.push(p.id.company!);
+    }
+    const fraction = this.deps.config.maxDeleteFraction;
+    const allowed: string[] = [];
+    for (const c of await deletionCandidates(client, eligible)) {
+      const p = full.find((f) => f.id.company === c.company)!;
+      if (c.missing > 0 && c.missing > fraction * c.known && !this.options.allowMassDelete) {
+        p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;
+        this.warn(
+          `deletion aborted for ${p.id.name}: ${c.missing} of ${c.known} known users (${Math.round((100 * c.missing) / c.known)}%) ` +
+            `are missing from the read, above SYNC_MAX_DELETE_FRACTION=${fraction}; nothing was marked deleted (rerun with --allow-mass-delete if this is real)`,
+        );
+      } else {
+        p.report.deletion = c.missing > 0 ? `applied: ${c.missing} deleted` : 'applied: none missing';
+        allowed.push(c.company);
+      }
+    }
+    return allowed;
   }
 
   private track(id: StreamId, since: Date | undefined): StreamProgress {
