@@ -1,0 +1,251 @@
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from '../src/history/export.js';
+import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
+
+type Raw = Record<string, unknown>;
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+const logins = (company = '_host') => h!.sim.users(company).map((u) => String(u.login));
+const changes = (runId: string) =>
+  h!.t.query<{ change: string; login: string; diff: Raw }>(`SELECT change, login, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY id`, [runId]);
+
+async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  await write(out);
+  out.end();
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+describe('change log', () => {
+  it('logs an insert per new user with its fields and groups', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    const run = await h.sync();
+    const rows = await changes(run.runId);
+    expect(rows).toHaveLength(5);
+    const first = h.sim.users('_host')[0]!;
+    const row = rows.find((r) => r.login === first.login)!;
+    expect(row.change).toBe('insert');
+    expect(row.diff.last_name).toEqual({ old: null, new: first.lastName });
+    expect((row.diff.groups as Raw).added).toEqual(((first.groups as { items: Raw[] }).items.map((g) => g.variableName) as string[]).sort());
+  });
+
+  it('logs an edit as an update with old and new values, and nothing for a no-op re-sync', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    await h.sync();
+    const [login] = logins();
+    const before = h.sim.user('_host', login!)!;
+    h.sim.updateUser('_host', login!, { lastName: 'Newname', email: 'new@example.com' });
+    const run = await h.sync();
+    const rows = await changes(run.runId);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ change: 'update', login });
+    expect(rows[0]!.diff).toMatchObject({
+      last_name: { old: before.lastName, new: 'Newname' },
+      email: { old: before.email, new: 'new@example.com' },
+    });
+    expect(rows[0]!.diff.date_modified).toBeDefined();
+
+    const again = await h.sync();
+    expect(await changes(again.runId)).toEqual([]);
+    const full = await h.sync({ full: true });
+    expect(await changes(full.runId)).toEqual([]);
+  });
+
+  it('logs group and permission changes even when CPQ did not move dateModified', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    await h.sync();
+    const [a, b] = logins();
+    const oldGroup = ((h.sim.user('_host', a!)!.groups as { items: Raw[] }).items[0]!.variableName) as string;
+    h.sim.removeGroup('_host', a!, oldGroup, { touch: false });
+    h.sim.addGroup('_host', a!, { variableName: 'zzAuditors', label: 'Auditors', type: 'Administrator' }, { touch: false });
+    const perm = (h.sim.user('_host', b!)!.accessPermissions as { items: Raw[] }).items[0]!;
+    h.sim.setAccessPermission('_host', b!, { ...(perm as { type: string; variableName: string; name: string }), hasAccess: !perm.hasAccess }, { touch: false });
+    const run = await h.sync({ full: true });
+    const rows = await changes(run.runId);
+    expect(rows.map((r) => [r.change, r.login])).toEqual(expect.arrayContaining([['update', a], ['update', b]]));
+    expect(rows.find((r) => r.login === a)!.diff).toEqual({ groups: { added: ['zzAuditors'], removed: [oldGroup] } });
+    expect(rows.find((r) => r.login === b)!.diff).toEqual({
+      accessPermissions: {
+        added: [],
+        removed: [],
+        changed: [
+          {
+            type: perm.type,
+            variableName: perm.variableName,
+            old: { name: perm.name, hasAccess: perm.hasAccess },
+            new: { name: perm.name, hasAccess: !perm.hasAccess },
+          },
+        ],
+      },
+    });
+    const flat = await h.t.query<Raw>(`SELECT login, field, added, removed FROM cpq.user_changes_flat WHERE run_id = $1 AND login = $2`, [run.runId, a]);
+    expect(flat).toEqual([{ login: a, field: 'groups', added: ['zzAuditors'], removed: [oldGroup] }]);
+  });
+});
+
+describe('deletions', () => {
+  it('a full sync marks users CPQ no longer returns as deleted, ends their memberships, and restores them when they return', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
+    await h.sync();
+    const [gone] = logins();
+    const record = h.sim.user('_host', gone!)!;
+    h.sim.deleteUser('_host', gone!);
+    const incremental = await h.sync();
+    expect(incremental.deleted).toBe(0); // an incremental read never deletes
+    const run = await h.sync({ full: true });
+    expect(run.deleted).toBe(1);
+    const [row] = await h.t.query<Raw>(`SELECT id, deleted_at FROM cpq.users WHERE login = $1`, [gone]);
+    expect(row!.deleted_at).not.toBeNull();
+    expect(await h.t.query(`SELECT 1 FROM cpq.user_groups WHERE user_id = $1`, [row!.id])).toEqual([]);
+    expect(await h.t.query(`SELECT 1 FROM cpq.user_access_permissions WHERE user_id = $1`, [row!.id])).toEqual([]);
+    const [deletion] = await changes(run.runId);
+    expect(deletion).toMatchObject({ change: 'delete', login: gone });
+    expect((deletion!.diff.groups as Raw).removed).toEqual(expect.arrayContaining([expect.any(String)]));
+
+    const { dateModified: _old, ...fields } = record; // re-created in CPQ: a new dateModified
+    h.sim.addUser('_host', { ...fields, login: gone });
+    const back = await h.sync();
+    expect(back.restored).toBe(1);
+    const [restored] = await changes(back.runId);
+    expect(restored).toMatchObject({ change: 'restore', login: gone });
+    expect((await h.t.query<Raw>(`SELECT deleted_at FROM cpq.users WHERE login = $1`, [gone]))[0]!.deleted_at).toBeNull();
+  });
+
+  it('a short read deletes nothing', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    await h.sync();
+    let n = 0;
+    h.sim.onRequest = (req) => {
+      if (req.path.endsWith('/users') && ++n === 2) {
+        h!.sim.addFault({ match: { path: req.path }, times: 1, status: 200, body: '{"items":[],"hasMore":false,"count":0}' });
+      }
+    };
+    const run = await h.sync({ full: true });
+    expect(run.deleted).toBe(0);
+    expect(run.warnings.join('\n')).toMatch(/deletion skipped for companies\/_host: the read was short \(10 of 30\)/);
+    expect(await h.t.query(`SELECT 1 FROM cpq.users WHERE deleted_at IS NOT NULL`)).toEqual([]);
+  });
+
+  it('refuses a mass deletion above SYNC_MAX_DELETE_FRACTION unless allowed', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
+    await h.sync();
+    for (const login of logins().slice(0, 3)) h.sim.deleteUser('_host', login);
+    const refused = await h.sync({ full: true });
+    expect(refused.deleted).toBe(0);
+    expect(refused.warnings.join('\n')).toMatch(/deletion aborted for companies\/_host: 3 of 10 known users \(30%\).*SYNC_MAX_DELETE_FRACTION=0\.2/);
+    const [run] = await h.t.query<{ warnings: string[]; streams: Raw[] }>(`SELECT warnings, streams FROM cpq.sync_runs WHERE id = $1`, [refused.runId]);
+    expect(run!.warnings.join('\n')).toMatch(/deletion aborted/);
+    expect(run!.streams[0]!.deletion).toMatch(/^aborted/);
+    const allowed = await h.sync({ full: true, allowMassDelete: true });
+    expect(allowed.deleted).toBe(3);
+  });
+
+  it('reads a stream in full again after SYNC_FULL_EVERY', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, { SYNC_FULL_EVERY: '1h' });
+    await h.sync();
+    expect((await h.sync()).mode).toBe('incremental');
+    await h.t.query(`UPDATE cpq.sync_state SET last_full_sync_at = now() - interval '2 hours'`);
+    expect((await h.sync()).mode).toBe('full');
+  });
+});
+
+describe('history and as-of', () => {
+  it('as-of functions return exactly the state after the last successful run at or before the time', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 });
+    const states: { at: Date; tables: Awaited<ReturnType<typeof snapshotTables>> }[] = [];
+    const record = async () => {
+      const [run] = await h!.t.query<{ finished_at: Date }>(`SELECT finished_at FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1`);
+      states.push({ at: run!.finished_at, tables: await snapshotTables(h!.t) });
+    };
+    await h.sync();
+    await record();
+    const [a, b, c] = logins();
+    h.sim.updateUser('_host', a!, { lastName: 'Second' });
+    h.sim.addGroup('_host', b!, { variableName: 'later', label: 'Later', type: 'Sales' });
+    h.sim.addUser('_host', { login: 'newcomer', firstName: 'New' });
+    await h.sync();
+    await record();
+    h.sim.deleteUser('_host', c!);
+    h.sim.updateUser('_host', a!, { lastName: 'Third' });
+    h.sim.removeGroup('_host', b!, 'later');
+    await h.sync({ full: true });
+    await record();
+    // A failed run changes no history.
+    h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, times: Infinity, status: 500 });
+    h.sim.updateUser('_host', a!, { lastName: 'Never' });
+    await h.syncError();
+
+    const users = (rows: Raw[]) => rows.map(({ last_synced_at: _l, ...rest }) => rest);
+    for (const state of states) {
+      const asOfUsers = await h.t.query(`SELECT * FROM cpq.users_as_of($1) ORDER BY company_login, login`, [state.at]);
+      expect(users(asOfUsers)).toEqual(users(state.tables.users));
+      const asOfGroups = await h.t.query(`SELECT * FROM cpq.user_groups_as_of($1) ORDER BY user_id, group_variable_name`, [state.at]);
+      expect(asOfGroups).toEqual(state.tables.userGroups);
+      const asOfPerms = await h.t.query(`SELECT * FROM cpq.user_access_permissions_as_of($1) ORDER BY user_id, type, variable_name`, [state.at]);
+      expect(asOfPerms).toEqual(state.tables.permissions);
+    }
+    // Between runs: the earlier state. Before the first run: nothing.
+    const between = new Date(states[1]!.at.getTime() - 1);
+    expect(users(await h.t.query(`SELECT * FROM cpq.users_as_of($1) ORDER BY company_login, login`, [between]))).toEqual(users(states[0]!.tables.users));
+    expect(await h.t.query(`SELECT * FROM cpq.users_as_of($1)`, [new Date(states[0]!.at.getTime() - 1)])).toEqual([]);
+  });
+});
+
+describe('exports', () => {
+  it('streams the change log since a run id or a time, as JSON lines and as CSV', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const first = await h.sync();
+    const [login] = logins();
+    h.sim.updateUser('_host', login!, { lastName: 'Quote "and", comma' });
+    const second = await h.sync();
+
+    const jsonl = await collect((out) => exportChanges(h!.t.pool, parseSince(first.runId), 'jsonl', out));
+    const lines = jsonl.trim().split('\n').map((l) => JSON.parse(l) as Raw);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ run_id: second.runId, change: 'update', login, diff: { last_name: { new: 'Quote "and", comma' } } });
+
+    const csv = await collect((out) => exportChanges(h!.t.pool, parseSince('1970-01-01T00:00:00Z'), 'csv', out));
+    const csvLines = csv.trim().split('\n');
+    expect(csvLines[0]).toBe('change_id,run_id,change,company_login,login,party_number,date_modified,detected_at,diff');
+    expect(csvLines).toHaveLength(1 + 3 + 1);
+    expect(csvLines.at(-1)).toContain('""Quote \\""and\\"", comma""');
+    expect(() => parseSince('last tuesday')).toThrow(/--since must be a run id or an ISO date-time/);
+  });
+
+  it('writes a compliance snapshot that names the run it reflects', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const first = await h.sync();
+    const [firstRun] = await h.t.query<{ finished_at: Date }>(`SELECT finished_at FROM cpq.sync_runs WHERE id = $1`, [first.runId]);
+    const [gone] = logins();
+    h.sim.deleteUser('_host', gone!);
+    await h.sync({ full: true, allowMassDelete: true });
+
+    for (const format of ['jsonl', 'csv'] as ExportFormat[]) {
+      const text = await collect((out) => exportSnapshot(h!.t.pool, firstRun!.finished_at, format, out));
+      const lines = text.trim().split('\n');
+      if (format === 'jsonl') {
+        const rows = lines.map((l) => JSON.parse(l) as Raw);
+        expect(rows).toHaveLength(4);
+        expect(rows.map((r) => r.login)).toContain(gone);
+        const user = h.sim.users('_host')[0]!;
+        const row = rows.find((r) => r.login === user.login)!;
+        expect(row).toMatchObject({ snapshot_run_id: first.runId, snapshot_as_of: firstRun!.finished_at.toISOString(), last_name: user.lastName ?? null });
+        expect((row.groups as Raw[]).map((g) => g.variableName)).toEqual(((user.groups as { items: Raw[] }).items.map((g) => g.variableName) as string[]).sort());
+      } else {
+        expect(lines[0]).toMatch(/^snapshot_as_of,snapshot_run_id,snapshot_run_finished_at,company_login,login,/);
+        expect(lines).toHaveLength(5);
+        expect(lines[1]).toContain(`,${first.runId},`);
+      }
+    }
+    const now = await collect((out) => exportSnapshot(h!.t.pool, new Date(), 'jsonl', out));
+    expect(now.trim().split('\n')).toHaveLength(3);
+    await expect(collect((out) => exportSnapshot(h!.t.pool, new Date('2000-01-01T00:00:00Z'), 'jsonl', out))).rejects.toThrow(/no successful sync run finished at or before 2000-01-01/);
+  });
+});
