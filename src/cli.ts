@@ -1,6 +1,8 @@
 import 'dotenv/config';
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, type AppConfig } from './config.js';
+import { ConfigError, loadConfig, requireCpq, type AppConfig } from './config.js';
+import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from './history/export.js';
+import { writeOutput } from './output.js';
 import { openDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
 import { EXIT_CODES, SyncError, oneLine } from './errors.js';
@@ -16,11 +18,12 @@ function exitCodeOf(err: unknown): number {
 }
 
 /** Runs a command with configuration and logger; failures end the process with the documented exit code and one line on stderr. */
-async function command(work: (config: AppConfig, log: Logger) => Promise<void>): Promise<void> {
+async function command(work: (config: AppConfig, log: Logger) => Promise<void>, options: { logToStderr?: boolean } = {}): Promise<void> {
   let log: Logger | undefined;
   try {
     const config = loadConfig();
-    log = createLogger({ level: config.logLevel, format: config.logFormat });
+    // Commands whose product is standard output keep their logs out of it.
+    log = createLogger({ level: config.logLevel, format: config.logFormat, ...(options.logToStderr ? { destination: process.stderr } : {}) });
     await work(config, log);
   } catch (err) {
     const message = oneLine(err instanceof Error ? err.message : String(err));
@@ -39,15 +42,21 @@ program
   .command('run')
   .description('run one sync now: full the first time, incremental afterwards')
   .option('--full', 'read every user, ignoring the stored cursors')
-  .action((opts: { full?: boolean }) =>
-    command(async (config, log) => {
+  .option('--allow-mass-delete', 'mark missing users deleted even above SYNC_MAX_DELETE_FRACTION')
+  .addOption(new Option('--format <format>', 'how to read company users (overrides CPQ_EXPORT_FORMAT)').choices(['json', 'zip']))
+  .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip' }) =>
+    command(async (loaded, log) => {
+      const config = opts.format ? { ...loaded, cpq: { ...requireCpq(loaded), exportFormat: opts.format } } : loaded;
       const database = await openDatabase(config, log);
       try {
         const controller = new AbortController();
         const stop = () => controller.abort();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
-        const result = await runSync({ ...database, config, log }, { full: opts.full === true, signal: controller.signal });
+        const result = await runSync(
+          { ...database, config, log },
+          { full: opts.full === true, allowMassDelete: opts.allowMassDelete === true, signal: controller.signal },
+        );
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
         log.info(
@@ -73,6 +82,48 @@ program
         await database.close();
       }
     }),
+  );
+
+program
+  .command('changes')
+  .description('stream the change log (for the warehouse): every change after a run, or since a time')
+  .requiredOption('--since <run-id|time>', 'a run id (changes of later runs) or an ISO date-time')
+  .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
+  .action((opts: { since: string; format: ExportFormat }) =>
+    command(async (config, log) => {
+      const since = parseSince(opts.since);
+      const database = await openDatabase(config, log);
+      try {
+        await migrate(database.db);
+        const count = await exportChanges(database.pool, since, opts.format, process.stdout);
+        log.debug({ changes: count }, 'change log written');
+      } finally {
+        await database.close();
+      }
+    }, { logToStderr: true }),
+  );
+
+program
+  .command('snapshot')
+  .description('write a compliance snapshot: every user with groups and permissions as of a time')
+  .option('--as-of <time>', 'ISO date-time (default: now)')
+  .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
+  .option('--out <file>', 'write to this file instead of standard output')
+  .action((opts: { asOf?: string; format: ExportFormat; out?: string }) =>
+    command(async (config, log) => {
+      const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
+      if (opts.asOf !== undefined && (!/^\d{4}-\d{2}-\d{2}/.test(opts.asOf) || Number.isNaN(asOf.getTime()))) {
+        throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
+      }
+      const database = await openDatabase(config, log);
+      try {
+        await migrate(database.db);
+        const { run, users } = await writeOutput(opts.out, (out) => exportSnapshot(database.pool, asOf, opts.format, out));
+        log.info({ asOf: asOf.toISOString(), runId: run.runId, runFinishedAt: run.finishedAt, users, out: opts.out ?? 'stdout' }, 'snapshot written');
+      } finally {
+        await database.close();
+      }
+    }, { logToStderr: opts.out === undefined }),
   );
 
 program

@@ -72,3 +72,41 @@ describe('cpq-sync CLI', () => {
     expect(out.stdout).toMatch(/"applied":\["0001_initial","0002_history"\]/);
   });
 });
+
+describe('cpq-sync changes and snapshot', () => {
+  it('changes --since prints JSON lines or CSV on stdout, logs kept off it', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const first = await h.sync();
+    h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { lastName: 'Cli' });
+    await h.sync();
+    const env = { DATABASE_URL: h.t.url, LOG_LEVEL: 'debug' };
+    const jsonl = await cli(['changes', '--since', first.runId], env);
+    expect(jsonl.code).toBe(0);
+    const lines = jsonl.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ change: 'update', diff: { last_name: { new: 'Cli' } } });
+    const csv = await cli(['changes', '--since', '2000-01-01T00:00:00Z', '--format', 'csv'], env);
+    expect(csv.code).toBe(0);
+    expect(csv.stdout.split('\n')[0]).toBe('change_id,run_id,change,company_login,login,party_number,date_modified,detected_at,diff');
+    expect(csv.stdout.trim().split('\n')).toHaveLength(1 + 4);
+    const bad = await cli(['changes', '--since', 'yesterday'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--since must be a run id or an ISO date-time/);
+  });
+
+  it('snapshot --out writes the file and names the run it reflects', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const run = await h.sync();
+    const { mkdtemp, readFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const file = join(await mkdtemp(join(tmpdir(), 'snap-')), 'snapshot.csv');
+    const out = await cli(['snapshot', '--out', file], { DATABASE_URL: h.t.url });
+    expect(out.code).toBe(0);
+    const text = await readFile(file, 'utf8');
+    const lines = text.trim().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[1]).toContain(`,${run.runId},`);
+    expect(out.stdout).toMatch(/"msg":"snapshot written"/);
+  });
+});
