@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseExactJson } from '../src/cpq/json.js';
+import { integerText, parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
+
+const modules = { integerText, parseExactJson, stringifyExactJson };
 import { copyLine } from '../src/db/copy.js';
 import { retryAfterMs, backoffMs } from '../src/cpq/http-client.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
@@ -71,6 +73,23 @@ describe('normalizing a CPQ user record', () => {
     expect(() => normalizeUser({ firstName: 'x' }, source, 7)).toThrow(/record 7 of http:\/\/site\/users: field "login" is missing/);
     expect(() => normalizeUser(parseExactJson('{"login":"a","partyId":99999999999999999999}'), source, 0)).toThrow(/does not fit in a 64-bit integer/);
     expect(() => normalizeUser({ login: 'a', isNotifyEmail: 'maybe' }, source, 0)).toThrow(RecordError);
+  });
+});
+
+describe('exact JSON', () => {
+  it('keeps integers beyond 2^53 exact and leaves strings that look like them alone', () => {
+    const text =
+      '{"a":181556695830934950,"b":[-935719302534024740, 12],"s":"x\\" 181556695830934950","t":"9007199254740993","f":1.5,"safe":9007199254740991}';
+    const { parseExactJson, stringifyExactJson, integerText } = modules;
+    const value = parseExactJson(text) as Record<string, unknown>;
+    expect(integerText(value.a)).toBe('181556695830934950');
+    expect(integerText((value.b as unknown[])[0])).toBe('-935719302534024740');
+    expect(value.s).toBe('x" 181556695830934950');
+    expect(value.t).toBe('9007199254740993');
+    expect(value.safe).toBe(9007199254740991);
+    expect(stringifyExactJson(value)).toBe(
+      '{"a":181556695830934950,"b":[-935719302534024740,12],"s":"x\\" 181556695830934950","t":"9007199254740993","f":1.5,"safe":9007199254740991}',
+    );
   });
 });
 

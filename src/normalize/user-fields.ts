@@ -72,8 +72,15 @@ for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias, name);
 
 /** The canonical name of a field as received, or undefined for a field we do not map (kept in raw only). */
 export function canonicalFieldName(received: string): string | undefined {
-  return CANONICAL.get(received.toLowerCase());
+  // Keys repeat on every record: remember each spelling seen rather than lower-casing it again.
+  let name = BY_SPELLING.get(received);
+  if (name === undefined) {
+    name = CANONICAL.get(received.toLowerCase()) ?? null;
+    if (BY_SPELLING.size < 10_000) BY_SPELLING.set(received, name);
+  }
+  return name ?? undefined;
 }
+const BY_SPELLING = new Map<string, string | null>();
 
 /**
  * Re-keys one JSON object by canonical field names. When two received keys map to the same field

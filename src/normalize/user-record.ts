@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { integerText, isLosslessNumber, stringifyExactJson } from '../cpq/json.js';
-import { USER_FIELDS, canonicalize, type UserField } from './user-fields.js';
+import { displayValue, integerText, isLosslessNumber, markedIntegerDigits, stringifyExactJson } from '../cpq/json.js';
+import { USER_FIELDS, canonicalFieldName, canonicalize, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
 export class RecordError extends Error {
@@ -54,7 +54,8 @@ const NUL = '\u0000';
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
-  if (isLosslessNumber(value)) return value.value;
+  const digits = displayValue(value);
+  if (digits !== undefined) return digits;
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
   return String(value);
@@ -74,6 +75,8 @@ class FieldReader {
   text(field: string, value: unknown): string | null {
     if (value === null || value === undefined) return null;
     if (typeof value === 'string') {
+      const digits = markedIntegerDigits(value);
+      if (digits !== undefined) return digits;
       if (value.includes(NUL)) this.fail(field, 'contains a NUL character, which Postgres text cannot store');
       return value;
     }
@@ -183,18 +186,26 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
 }
 
-/** JSON with sorted keys, `links` left out and arrays of objects sorted, so equal content gives equal text. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) {
-    const parts = value.map(canonicalJson);
-    if (value.every(isRecord)) parts.sort();
-    return `[${parts.join(',')}]`;
-  }
-  if (isRecord(value)) {
-    const keys = Object.keys(value).filter((k) => k !== 'links').sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`).join(',')}}`;
-  }
-  return stringifyExactJson(value);
+/** Fields we have no column for (kept in raw), in a stable order, as JSON; '' when there are none. */
+function unknownFieldsJson(record: Record<string, unknown>): string {
+  const unknown = Object.keys(record)
+    .filter((k) => canonicalFieldName(k) === undefined)
+    .sort();
+  return unknown.length === 0 ? '' : stringifyExactJson(unknown.map((k) => [k, record[k]]));
+}
+
+/**
+ * Digest of everything a record says: every mapped value, the sorted groups and permissions,
+ * and the unmapped fields. Links, key order and field-name spelling do not count.
+ */
+function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'>, unknown: string): string {
+  const hash = createHash('sha1');
+  hash.update(`${row.companyLogin}\u0001${row.login}\u0001${row.isIntegrationUser}\u0001${row.companyName}\u0001`);
+  for (const v of row.values) hash.update(v === null ? '\u0002' : `${v}\u0001`);
+  hash.update(row.groups === undefined ? '\u0003' : JSON.stringify(row.groups));
+  hash.update(row.accessPermissions === undefined ? '\u0003' : JSON.stringify(row.accessPermissions));
+  hash.update(unknown);
+  return hash.digest('base64');
 }
 
 /** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
@@ -215,11 +226,7 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   const dateModified = reader.timestamp('dateModified', fields.get('dateModified'));
   const raw = stringifyExactJson(record);
   if (raw.includes('\\u0000')) reader.fail('(record)', 'contains a NUL character, which Postgres jsonb cannot store');
-  const contentHash = createHash('sha1')
-    .update(`${source.companyLogin}\u0001${login}\u0001${source.isIntegrationUser}\u0001`)
-    .update(canonicalJson(record))
-    .digest('base64');
-  return {
+  const row = {
     companyLogin: source.companyLogin,
     login,
     companyName,
@@ -227,10 +234,8 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
     values,
     groups: readGroups(reader, fields.get('groups')),
     accessPermissions: readAccessPermissions(reader, fields.get('accessPermissions')),
-    raw,
-    contentHash,
-    dateModified,
   };
+  return { ...row, raw, contentHash: contentDigest(row, unknownFieldsJson(record)), dateModified };
 }
 
 export { isRecord };
