@@ -70,6 +70,8 @@ describe('normalizing a CPQ user record', () => {
       'user "_host/jj" (record 3 of http://site/users): field "status.value" must be a whole number, got "yes"',
     );
     expect(() => normalizeUser({ login: 'jj', dateModified: 'yesterday' }, source, 0)).toThrow(/field "dateModified" must be an ISO-8601 date-time/);
+    expect(() => normalizeUser({ login: 'jj', lastLogin: '2025-02-29T10:00:00.000Z' }, source, 0)).toThrow(/field "lastLogin" must be an ISO-8601 date-time, got "2025-02-29T10:00:00.000Z"/);
+    expect(column(normalizeUser({ login: 'jj', lastLogin: '2024-02-29T10:00:00+02:00' }, source, 0), 'last_login')).toBe('2024-02-29T08:00:00.000Z');
     expect(() => normalizeUser({ firstName: 'x' }, source, 7)).toThrow(/record 7 of http:\/\/site\/users: field "login" is missing/);
     expect(() => normalizeUser(parseExactJson('{"login":"a","partyId":99999999999999999999}'), source, 0)).toThrow(/does not fit in a 64-bit integer/);
     expect(() => normalizeUser({ login: 'a', isNotifyEmail: 'maybe' }, source, 0)).toThrow(RecordError);

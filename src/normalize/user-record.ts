@@ -51,6 +51,16 @@ export interface RecordSource {
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const NUL = '\u0000';
+const CANONICAL_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function isCalendarDay(year: number, month: number, day: number): boolean {
+  if (month < 1 || month > 12 || day < 1) return false;
+  const leap = month === 2 && (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0));
+  return day <= DAYS_IN_MONTH[month - 1]! + (leap ? 1 : 0);
+}
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -110,10 +120,13 @@ class FieldReader {
 
   timestamp(field: string, value: unknown): string | null {
     if (value === null || value === undefined || value === '') return null;
-    if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(Date.parse(value))) {
+    const date = typeof value === 'string' ? DATE_PART.exec(value) : null;
+    // V8 rolls 2025-02-31 over to March 3rd: check the calendar day ourselves.
+    if (!date || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3])) || Number.isNaN(Date.parse(value as string))) {
       return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
     }
-    return new Date(value).toISOString();
+    // CPQ's own format is already canonical: no need to parse and re-print it.
+    return CANONICAL_TIMESTAMP.test(value as string) ? (value as string) : new Date(value as string).toISOString();
   }
 }
 
@@ -199,13 +212,11 @@ function unknownFieldsJson(record: Record<string, unknown>): string {
  * and the unmapped fields. Links, key order and field-name spelling do not count.
  */
 function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'>, unknown: string): string {
-  const hash = createHash('sha1');
-  hash.update(`${row.companyLogin}\u0001${row.login}\u0001${row.isIntegrationUser}\u0001${row.companyName}\u0001`);
-  for (const v of row.values) hash.update(v === null ? '\u0002' : `${v}\u0001`);
-  hash.update(row.groups === undefined ? '\u0003' : JSON.stringify(row.groups));
-  hash.update(row.accessPermissions === undefined ? '\u0003' : JSON.stringify(row.accessPermissions));
-  hash.update(unknown);
-  return hash.digest('base64');
+  let text = `${row.companyLogin}\u0001${row.login}\u0001${row.isIntegrationUser}\u0001${row.companyName}\u0001`;
+  for (const v of row.values) text += v === null ? '\u0002' : `${v}\u0001`;
+  text += row.groups === undefined ? '\u0003' : JSON.stringify(row.groups);
+  text += row.accessPermissions === undefined ? '\u0003' : JSON.stringify(row.accessPermissions);
+  return createHash('sha1').update(text + unknown).digest('base64');
 }
 
 /** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
@@ -220,7 +231,8 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   }
   const reader = new FieldReader(`user "${source.companyLogin}/${loginValue}" (record ${index} of ${source.origin})`);
   const login = reader.text('login', loginValue)!;
-  const values = USER_FIELDS.flatMap((spec) => readField(reader, spec, fields.get(spec.field)));
+  const values: ColumnValue[] = [];
+  for (const spec of USER_FIELDS) values.push(...readField(reader, spec, fields.get(spec.field)));
   const company = fields.get('company');
   const companyName = isRecord(company) ? reader.text('company.name', canonicalize(company).get('name')) : null;
   const dateModified = reader.timestamp('dateModified', fields.get('dateModified'));
