@@ -214,6 +214,24 @@ describe('integration users', () => {
     }
   });
 
+  it('merges an integration user the company feeds did not return over its stored row, int64 exact', async () => {
+    h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2 });
+    await h.sync();
+    const user = h.sim.integrationUsers()[0]!;
+    // Next run: only the integration feed returns the user (its company read comes back empty).
+    h.sim.updateUser('_host', String(user.login), { oauthClientId: 'rotated-client' });
+    h.sim.addFault({ match: { path: '/cpq/rest/v16/companies/_host/users' }, times: 1, status: 200, body: '{"items":[],"hasMore":false}' });
+    await h.sync();
+    const [row] = await h.t.query<Raw>(
+      `SELECT party_id::text AS party_id, raw->>'partyId' AS raw_party_id, oauth_client_id, deleted_at,
+              (SELECT count(*)::int FROM cpq.user_access_permissions p WHERE p.user_id = u.id) AS permissions
+       FROM cpq.users u WHERE login = $1`,
+      [user.login],
+    );
+    expect(row).toMatchObject({ party_id: digits(user.partyId), raw_party_id: digits(user.partyId), oauth_client_id: 'rotated-client', deleted_at: null });
+    expect(row!.permissions).toBe(((user.accessPermissions as { items: unknown[] }).items ?? []).length);
+  });
+
   it('maps the host company login name that integration users report to _host', async () => {
     h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },

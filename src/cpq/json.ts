@@ -45,7 +45,9 @@ function losslessReplacer(_key: string, value: unknown): unknown {
 
 /** JSON.stringify that writes int64 values back as the digits they were read as. */
 export function stringifyExactJson(value: unknown, options: { hasLosslessNumbers?: boolean } = {}): string {
-  const text = JSON.stringify(value, options.hasLosslessNumbers ? losslessReplacer : undefined) ?? 'null';
+  let text = JSON.stringify(value, options.hasLosslessNumbers ? losslessReplacer : undefined) ?? 'null';
+  // A LosslessNumber from elsewhere would otherwise come out as {"value":...,"isLosslessNumber":true}.
+  if (!options.hasLosslessNumbers && text.includes('"isLosslessNumber":true')) text = JSON.stringify(value, losslessReplacer) ?? 'null';
   return text.includes('\\u0000int64:') ? text.replace(MARKED, '$1') : text;
 }
 

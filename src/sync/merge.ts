@@ -21,6 +21,8 @@ export interface DeletionCandidates {
 // Column lists are constants from the field mapping, never data.
 const DATA_COLUMNS = ['company_name', 'is_integration_user', ...USER_VALUE_COLUMN_TYPES.map((c) => c.column), 'raw', 'content_hash'];
 const list = (prefix: string) => DATA_COLUMNS.map((c) => `${prefix}${c}`).join(', ');
+/** The same columns read from run_users, where raw is still text. */
+const staged = (prefix: string) => DATA_COLUMNS.map((c) => (c === 'raw' ? `${prefix}raw::jsonb` : `${prefix}${c}`)).join(', ');
 
 /**
  * The merge of the staged rows into the current tables, the history tables and the change log,
@@ -72,13 +74,13 @@ const mergeSteps = (userColumns: string[]): string[] => [
   // Current users.
   `WITH inserted AS (
      INSERT INTO cpq.users (company_login, login, ${list('')}, first_seen_run_id, last_changed_run_id)
-     SELECT company_login, login, ${list('')}, $1, $1 FROM run_users WHERE action = 'insert'
+     SELECT company_login, login, ${staged('')}, $1, $1 FROM run_users WHERE action = 'insert'
      RETURNING id, company_login, login
    )
    UPDATE run_users r SET user_id = i.id
    FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`,
   `UPDATE cpq.users u
-   SET (${list('')}) = (${list('r.')}),
+   SET (${list('')}) = (${staged('r.')}),
        last_synced_at = now(), last_changed_at = now(), last_changed_run_id = $1, deleted_at = NULL
    FROM run_users r
    WHERE r.action IN ('update', 'restore') AND u.id = r.user_id`,

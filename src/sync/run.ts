@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { requireCpq, type AppConfig, type CpqConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
-import { isLosslessNumber } from '../cpq/json.js';
+import { isLosslessNumber, parseExactJson } from '../cpq/json.js';
 import type { Page } from '../cpq/paging.js';
 import { zipUserPages } from '../cpq/zip-export.js';
 import {
@@ -396,11 +396,12 @@ export class SyncRun {
   private async stageIntegrationOnly(users: IntegrationUsers, stager: Stager, client: pg.PoolClient) {
     const left = users.remaining();
     if (left.length === 0) return;
-    const { rows } = await client.query<{ company_login: string; login: string; raw: Raw }>(
-      `SELECT company_login, login, raw FROM cpq.users WHERE (company_login, login) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+    // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s.
+    const { rows } = await client.query<{ company_login: string; login: string; raw: string }>(
+      `SELECT company_login, login, raw::text AS raw FROM cpq.users WHERE (company_login, login) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
       [left.map((u) => u.company), left.map((u) => u.login)],
     );
-    const existing = new Map(rows.map((r) => [userKey(r.company_login, r.login), r.raw]));
+    const existing = new Map(rows.map((r) => [userKey(r.company_login, r.login), parseExactJson(r.raw) as Raw]));
     const staged = left.map((u) => {
       const before = existing.get(userKey(u.company, u.login));
       const record = before ? { ...before, ...u.record } : u.record;

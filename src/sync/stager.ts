@@ -30,7 +30,8 @@ CREATE TEMP TABLE stage_users (
   ${USER_VALUE_COLUMN_TYPES.map((c) => `${c.column} ${c.pgType}`).join(',\n  ')},
   has_groups boolean NOT NULL,
   has_permissions boolean NOT NULL,
-  raw jsonb NOT NULL,
+  -- text, not jsonb: only rows that are written get parsed (cast at the merge), unchanged ones never
+  raw text NOT NULL,
   content_hash text NOT NULL
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_groups (seq bigint NOT NULL, variable_name text NOT NULL, label text, type text) ON COMMIT DROP;
