@@ -1,0 +1,236 @@
+/**
+ * The benchmark: a simulated site on loopback and a fresh Postgres, then
+ *   1. full sync (JSON path), 2. full sync (zip path), 3. incremental after 1% changed,
+ *   4. a no-op incremental, and two floors on the same data: fetch (read every page and discard
+ *   it) and load (COPY of the same normalized rows into empty copies of the tables).
+ * Each sync runs as its own process (`cpq-sync run`), so its wall time and peak RSS are its own.
+ *
+ *   npm run bench -- --users 100000
+ */
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+interface Args {
+  users: number;
+  companies: number;
+  skipZip: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { users: 100_000, companies: 4, skipZip: false };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    if (flag === '--users') args.users = Number(argv[++i]);
+    else if (flag === '--companies') args.companies = Number(argv[++i]);
+    else if (flag === '--skip-zip') args.skipZip = true;
+    else throw new Error(`unknown argument ${flag}`);
+  }
+  if (!Number.isInteger(args.users) || args.users < args.companies) throw new Error('--users must be a whole number of at least --companies');
+  return args;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+interface Measured {
+  name: string;
+  seconds: number;
+  users: number;
+  maxRssMb?: number;
+  note?: string;
+}
+
+async function runCli(args: string[], env: Record<string, string>): Promise<{ seconds: number; maxRssMb: number; stdout: string }> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bench/measure-child.mjs'), ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: 'warn', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => {
+      const seconds = (performance.now() - started) / 1000;
+      const rss = /BENCH_MAX_RSS_KB=(\d+)/.exec(stderr);
+      if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_MAX_RSS_KB=\d+/, '').trim()}`));
+      else resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : NaN, stdout });
+    });
+  });
+}
+
+/** Fetch floor: every page of every company by keyset, read and discarded (the last login is all we look at). */
+async function fetchFloor(baseUrl: string, companies: string[], format: 'json' | 'zip'): Promise<number> {
+  const started = performance.now();
+  await Promise.all(
+    companies.map(async (company) => {
+      const path = `${baseUrl}/rest/v16/companies/${company}/users`;
+      if (format === 'zip') {
+        const response = await fetch(path, { headers: { accept: 'application/zip' } });
+        if (!response.ok || !response.body) throw new Error(`zip export of ${company}: ${response.status}`);
+        for await (const _chunk of response.body) void _chunk;
+        return;
+      }
+      let after: string | undefined;
+      for (;;) {
+        const url = new URL(path);
+        url.searchParams.set('expand', 'groups,accessPermissions');
+        url.searchParams.set('orderby', 'login:asc');
+        url.searchParams.set('limit', '1000');
+        url.searchParams.set('offset', '0');
+        if (after !== undefined) url.searchParams.set('q', JSON.stringify({ login: { $gt: after } }));
+        const text = await (await fetch(url)).text();
+        const logins = [...text.slice(-200_000).matchAll(/"login":"((?:[^"\\]|\\.)*)"/g)];
+        if (!/"hasMore":true/.test(text.slice(-4000)) || logins.length === 0) return;
+        after = JSON.parse(`"${logins.at(-1)![1]}"`) as string;
+      }
+    }),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+/** Load floor: COPY the synced rows (dumped to files first) into empty copies of the tables. */
+async function loadFloor(url: string, dir: string): Promise<{ seconds: number; bytes: number }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const tables = ['users', 'user_groups', 'user_access_permissions'];
+  let bytes = 0;
+  try {
+    for (const table of tables) {
+      await pipeline(client.query(copyTo(`COPY cpq.${table} TO STDOUT`)), createWriteStream(join(dir, `${table}.copy`)));
+      bytes += (await stat(join(dir, `${table}.copy`))).size;
+      await client.query(`DROP TABLE IF EXISTS public.floor_${table}; CREATE TABLE public.floor_${table} (LIKE cpq.${table} INCLUDING ALL)`);
+    }
+    const started = performance.now();
+    for (const table of tables) {
+      await pipeline(createReadStream(join(dir, `${table}.copy`)), client.query(copyFrom(`COPY public.floor_${table} FROM STDIN`)));
+    }
+    const seconds = (performance.now() - started) / 1000;
+    for (const table of tables) await client.query(`DROP TABLE public.floor_${table}`);
+    return { seconds, bytes };
+  } finally {
+    await client.end();
+  }
+}
+
+function table(rows: Measured[], floor: number): string {
+  const header = ['run', 'users', 'wall s', 'users/s', 'peak RSS MB', 'ratio to floor', 'note'];
+  const body = rows.map((r) => [
+    r.name,
+    String(r.users),
+    r.seconds.toFixed(2),
+    r.seconds > 0 ? Math.round(r.users / r.seconds).toString() : '',
+    r.maxRssMb === undefined ? '' : r.maxRssMb.toFixed(0),
+    r.name.startsWith('floor') ? '' : (r.seconds / floor).toFixed(2),
+    r.note ?? '',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const perCompany = Math.ceil(args.users / args.companies);
+  const dir = await mkdtemp(join(tmpdir(), 'cpq-bench-'));
+  await chmod(dir, 0o755); // the embedded Postgres runs as another user
+  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+  console.log(`data: ${args.companies} companies x ${perCompany} users, ~3 groups and ~2 access permissions each`);
+
+  let started = performance.now();
+  const sim = new CpqSimulator({ seed: 1, partnerCompanies: args.companies - 1, usersPerCompany: perCompany, integrationUsers: 0, drift: true });
+  const baseUrl = await sim.start(await freePort());
+  console.log(`simulator ready in ${((performance.now() - started) / 1000).toFixed(1)} s at ${baseUrl}`);
+  const companies = sim.companyLogins();
+  const total = perCompany * companies.length;
+
+  const external = process.env.BENCH_DATABASE_URL;
+  const database = external ? { url: external, stop: async () => undefined } : await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'bench', persistent: false });
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  const urlFor = async (name: string) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${name}`);
+    const u = new URL(database.url);
+    u.pathname = `/${name}`;
+    return u.toString();
+  };
+  const env = (databaseUrl: string, format: 'json' | 'zip') => ({
+    CPQ_BASE_URL: baseUrl,
+    CPQ_COMPANIES: companies.join(','),
+    CPQ_INTEGRATION_USERS: 'off',
+    CPQ_EXPORT_FORMAT: format,
+    DATABASE_URL: databaseUrl,
+  });
+
+  const results: Measured[] = [];
+  try {
+    // Warm the simulator's caches so the floor and the sync see the same server.
+    await fetchFloor(baseUrl, companies, 'json');
+    const fetchJson = await fetchFloor(baseUrl, companies, 'json');
+    results.push({ name: 'floor: fetch (JSON pages)', seconds: fetchJson, users: total });
+
+    const jsonDb = await urlFor('bench_json');
+    const full = await runCli(['run', '--full'], env(jsonDb, 'json'));
+    results.push({ name: '1. full sync, JSON', seconds: full.seconds, users: total, maxRssMb: full.maxRssMb });
+
+    const load = await loadFloor(jsonDb, dir);
+    results.push({ name: 'floor: load (COPY)', seconds: load.seconds, users: total, note: `${(load.bytes / 2 ** 20).toFixed(0)} MB of rows` });
+
+    if (!args.skipZip) {
+      try {
+        const fetchZip = await fetchFloor(baseUrl, companies, 'zip');
+        results.push({ name: 'floor: fetch (zip)', seconds: fetchZip, users: total });
+        const zip = await runCli(['run', '--full'], env(await urlFor('bench_zip'), 'zip'));
+        results.push({ name: '2. full sync, zip', seconds: zip.seconds, users: total, maxRssMb: zip.maxRssMb });
+      } catch (err) {
+        results.push({ name: '2. full sync, zip', seconds: 0, users: total, note: `not run: ${(err as Error).message.slice(0, 120)}` });
+      }
+    }
+
+    const changed = Math.max(1, Math.round(total / 100));
+    for (let i = 0; i < changed; i++) {
+      const company = companies[i % companies.length]!;
+      const users = sim.users(company);
+      const user = users[Math.floor((i / companies.length) * 97) % users.length]!;
+      sim.updateUser(company, String(user.login), { lastName: `Changed ${i}` });
+    }
+    const incremental = await runCli(['run'], env(jsonDb, 'json'));
+    results.push({ name: '3. incremental, 1% changed', seconds: incremental.seconds, users: changed, maxRssMb: incremental.maxRssMb });
+    const noop = await runCli(['run'], env(jsonDb, 'json'));
+    results.push({ name: '4. no-op incremental', seconds: noop.seconds, users: 0, maxRssMb: noop.maxRssMb });
+
+    const floor = Math.max(fetchJson, load.seconds);
+    console.log(`\nN = ${total}; floor = max(fetch ${fetchJson.toFixed(2)} s, load ${load.seconds.toFixed(2)} s) = ${floor.toFixed(2)} s\n`);
+    console.log(table(results, floor));
+    console.log(`\nincremental/full = ${((100 * incremental.seconds) / full.seconds).toFixed(1)}%`);
+  } finally {
+    await admin.end();
+    await sim.stop();
+    await database.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
