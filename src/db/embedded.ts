@@ -55,7 +55,8 @@ function binaryDir(): string {
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dataDir = resolve(options.dataDir);
   const database = options.database ?? 'cpq_sync';
-  for (const path of [binaryDir(), dataDir]) {
+  // The data directory itself belongs to postgres (initdb makes it 0700): only its parents matter.
+  for (const path of [binaryDir(), dirname(dataDir)]) {
     const closed = firstClosedFolder(path);
     if (closed) {
       throw new SyncError(

@@ -21,7 +21,40 @@ export interface DeletionCandidates {
 // Column lists are constants from the field mapping, never data.
 const DATA_COLUMNS = ['company_name', 'is_integration_user', ...USER_VALUE_COLUMN_TYPES.map((c) => c.column), 'raw', 'content_hash'];
 const list = (prefix: string) => DATA_COLUMNS.map((c) => `${prefix}${c}`).join(', ');
-/** The same columns read from run_users, where raw is still text. */
+/** Columns a change's diff reports: every data column but raw and the digest. */
+const DIFF_COLUMNS = DATA_COLUMNS.filter((c) => c !== 'raw' && c !== 'content_hash');
+
+/**
+ * The field diff of an updated user as one jsonb: `"col":{"old":...,"new":...}` for every column
+ * whose value differs between the old row `o` and the new row `u` (inserts bring theirs, built
+ * by the normalizer).
+ * Built as text and parsed once: jsonb_each/jsonb_object_agg per row costs ten times more.
+ * concat_ws skips NULLs; it takes at most 100 arguments, hence the chunks.
+ */
+const PG_TYPE: Record<string, string> = Object.fromEntries([
+  ['company_name', 'text'],
+  ['is_integration_user', 'boolean'],
+  ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType]),
+]);
+/** A column value as JSON text; numbers and booleans print as JSON already, the rest goes through to_json. */
+const asJson = (expr: string, column: string) => {
+  const type = PG_TYPE[column]!;
+  if (['boolean', 'integer', 'bigint'].includes(type)) return `coalesce(${expr}::text, 'null')`;
+  // The same ISO form CPQ sends and inserts are logged with, whatever the session time zone.
+  if (type === 'timestamptz') return `coalesce(to_json(to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text, 'null')`;
+  return `coalesce(to_json(${expr})::text, 'null')`;
+};
+
+const FIELD_DIFF = (() => {
+  const fragments = DIFF_COLUMNS.map(
+    (c) => `CASE WHEN o.${c} IS DISTINCT FROM u.${c} THEN '"${c}":{"old":' || ${asJson(`o.${c}`, c)} || ',"new":' || ${asJson(`u.${c}`, c)} || '}' END`,
+  );
+  const chunks: string[] = [];
+  for (let i = 0; i < fragments.length; i += 40) chunks.push(`nullif(concat_ws(',', ${fragments.slice(i, i + 40).join(', ')}), '')`);
+  return `('{' || concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
+})();
+
+/** The same columns read from stage_users, where raw is still text. */
 const staged = (prefix: string) => DATA_COLUMNS.map((c) => (c === 'raw' ? `${prefix}raw::jsonb` : `${prefix}${c}`)).join(', ');
 
 /**
@@ -30,15 +63,15 @@ const staged = (prefix: string) => DATA_COLUMNS.map((c) => (c === 'raw' ? `${pre
  * $1 = run id, $2 = the run's effective time (valid_from of the versions it writes),
  * $3 = companies whose users this run may mark deleted.
  *
- * The steps first work out what changes (run_users.action, the membership and permission
- * diffs, the deleted users), then apply it to the current tables and close/open history
- * versions from the same diff tables, and last write one change row per changed user.
+ * The steps first work out what changes (run_users.action, the deleted users, the membership
+ * and permission diffs), move the versions being replaced into the *_versions tables, apply
+ * the change to the current tables, and last write one change row per changed user.
  */
 const mergeSteps = (userColumns: string[]): string[] => [
-  // The last copy of each user read, and what it means for the row we hold.
+  // The last copy of each user read (by seq into stage_users), and what it means for the row we hold.
   `CREATE TEMP TABLE run_users ON COMMIT DROP AS
    SELECT DISTINCT ON (s.company_login, s.login)
-     s.*,
+     s.seq, s.company_login, s.login, s.has_groups, s.has_permissions,
      u.id AS user_id,
      CASE
        WHEN u.id IS NULL THEN 'insert'
@@ -49,20 +82,24 @@ const mergeSteps = (userColumns: string[]): string[] => [
    FROM stage_users s
    LEFT JOIN cpq.users u ON u.company_login = s.company_login AND u.login = s.login
    ORDER BY s.company_login, s.login, s.seq DESC`,
-  `CREATE INDEX ON run_users (seq); CREATE INDEX ON run_users (user_id); ANALYZE run_users`,
+  `CREATE INDEX ON run_users (seq); CREATE INDEX ON run_users (user_id); ANALYZE run_users;
+   CREATE INDEX ON stage_users (seq); ANALYZE stage_users (seq, company_login, login)`,
 
   // Users of fully read companies that CPQ no longer returns.
   `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
-   SELECT u.id AS user_id, u.deleted_at AS old_deleted_at
+   SELECT u.id AS user_id
    FROM cpq.users u
    WHERE u.company_login = ANY($3::text[]) AND u.deleted_at IS NULL
      AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`,
 
-  // Field values before the change, for the diff.
+  // The current versions this run replaces: kept for the diff, and ended into cpq.user_versions.
   `CREATE TEMP TABLE run_old ON COMMIT DROP AS
-   SELECT u.id AS user_id, cpq.user_doc(u) AS doc, u.deleted_at
-   FROM cpq.users u JOIN run_users r ON r.user_id = u.id
+   SELECT u.* FROM cpq.users u JOIN run_users r ON r.user_id = u.id
    WHERE r.action IN ('update', 'restore')`,
+  `INSERT INTO cpq.user_versions (${userColumns.join(', ')}, valid_to, ended_by_run_id)
+   SELECT ${userColumns.map((c) => `u.${c}`).join(', ')}, $2, $1
+   FROM cpq.users u
+   WHERE u.id IN (SELECT id FROM run_old UNION ALL SELECT user_id FROM run_deleted)`,
 
   `INSERT INTO cpq.groups (variable_name, label, type)
    SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type
@@ -73,19 +110,20 @@ const mergeSteps = (userColumns: string[]): string[] => [
 
   // Current users.
   `WITH inserted AS (
-     INSERT INTO cpq.users (company_login, login, ${list('')}, first_seen_run_id, last_changed_run_id)
-     SELECT company_login, login, ${staged('')}, $1, $1 FROM run_users WHERE action = 'insert'
+     INSERT INTO cpq.users (company_login, login, ${list('')}, first_seen_run_id, last_changed_run_id, valid_from)
+     SELECT s.company_login, s.login, ${staged('s.')}, $1, $1, $2
+     FROM run_users r JOIN stage_users s ON s.seq = r.seq WHERE r.action = 'insert'
      RETURNING id, company_login, login
    )
    UPDATE run_users r SET user_id = i.id
    FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`,
   `UPDATE cpq.users u
-   SET (${list('')}) = (${staged('r.')}),
-       last_synced_at = now(), last_changed_at = now(), last_changed_run_id = $1, deleted_at = NULL
-   FROM run_users r
+   SET (${list('')}) = (${staged('s.')}),
+       last_synced_at = now(), last_changed_at = now(), last_changed_run_id = $1, deleted_at = NULL, valid_from = $2
+   FROM run_users r JOIN stage_users s ON s.seq = r.seq
    WHERE r.action IN ('update', 'restore') AND u.id = r.user_id`,
   `UPDATE cpq.users u SET last_synced_at = now() FROM run_users r WHERE r.action = 'unchanged' AND u.id = r.user_id`,
-  `UPDATE cpq.users u SET deleted_at = $2, last_changed_at = now(), last_changed_run_id = $1
+  `UPDATE cpq.users u SET deleted_at = $2, last_changed_at = now(), last_changed_run_id = $1, valid_from = $2
    FROM run_deleted d WHERE u.id = d.user_id`,
 
   // Membership diff: staged groups against current ones, for users whose record changed.
@@ -128,85 +166,56 @@ const mergeSteps = (userColumns: string[]): string[] => [
    SELECT p.user_id, p.type, p.variable_name, p.name, p.has_access, NULL, NULL, 'removed'
    FROM run_deleted d JOIN cpq.user_access_permissions p ON p.user_id = d.user_id`,
 
-  // Memberships and their history, from the diff.
+  // Memberships: ended ones move to their versions table, new ones start now.
   `WITH removed AS (
      DELETE FROM cpq.user_groups ug USING run_group_diff d
      WHERE d.op = 'removed' AND ug.user_id = d.user_id AND ug.group_variable_name = d.variable_name
-     RETURNING ug.user_id, ug.group_variable_name
+     RETURNING ug.user_id, ug.group_variable_name, ug.added_at
    )
-   UPDATE cpq.user_group_history h SET valid_to = $2
-   FROM removed r
-   WHERE h.user_id = r.user_id AND h.group_variable_name = r.group_variable_name AND h.valid_to IS NULL`,
-  `WITH added AS (
-     INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
-     SELECT r.user_id, g.variable_name, $2
-     FROM run_users r JOIN stage_user_groups g ON g.seq = r.seq
-     WHERE r.action <> 'unchanged' AND r.has_groups
-     ON CONFLICT DO NOTHING
-     RETURNING user_id, group_variable_name, added_at
-   )
-   INSERT INTO cpq.user_group_history (user_id, group_variable_name, added_at, valid_from, run_id)
-   SELECT user_id, group_variable_name, added_at, $2, $1 FROM added`,
+   INSERT INTO cpq.user_group_versions (user_id, group_variable_name, added_at, valid_to, ended_by_run_id)
+   SELECT user_id, group_variable_name, added_at, $2, $1 FROM removed`,
+  `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
+   SELECT user_id, variable_name, $2 FROM run_group_diff WHERE op = 'added'
+   ON CONFLICT DO NOTHING`,
 
-  // Access permissions and their history.
-  `WITH removed AS (
-     DELETE FROM cpq.user_access_permissions p USING run_permission_diff d
-     WHERE d.op = 'removed' AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name
-     RETURNING p.user_id, p.type, p.variable_name
-   )
-   UPDATE cpq.user_access_permission_history h SET valid_to = $2
-   FROM removed r
-   WHERE h.user_id = r.user_id AND h.type = r.type AND h.variable_name = r.variable_name AND h.valid_to IS NULL`,
-  `WITH written AS (
-     INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access)
-     SELECT r.user_id, s.type, s.variable_name, s.name, s.has_access
-     FROM run_users r JOIN stage_user_permissions s ON s.seq = r.seq
-     WHERE r.action <> 'unchanged' AND r.has_permissions
-     ON CONFLICT (user_id, type, variable_name) DO UPDATE
-       SET name = excluded.name, has_access = excluded.has_access
-       WHERE (cpq.user_access_permissions.name, cpq.user_access_permissions.has_access)
-         IS DISTINCT FROM (excluded.name, excluded.has_access)
-     RETURNING user_id, type, variable_name, name, has_access
-   ),
-   closed AS (
-     UPDATE cpq.user_access_permission_history h SET valid_to = $2
-     FROM written w
-     WHERE h.user_id = w.user_id AND h.type = w.type AND h.variable_name = w.variable_name AND h.valid_to IS NULL
-   )
-   INSERT INTO cpq.user_access_permission_history (user_id, type, variable_name, name, has_access, valid_from, run_id)
-   SELECT user_id, type, variable_name, name, has_access, $2, $1 FROM written`,
+  // Access permissions: removed and changed ones end their version; changed and added ones start one.
+  `INSERT INTO cpq.user_access_permission_versions (user_id, type, variable_name, name, has_access, valid_from, valid_to, ended_by_run_id)
+   SELECT p.user_id, p.type, p.variable_name, p.name, p.has_access, p.valid_from, $2, $1
+   FROM cpq.user_access_permissions p JOIN run_permission_diff d
+     ON d.op IN ('removed', 'changed') AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`,
+  `DELETE FROM cpq.user_access_permissions p USING run_permission_diff d
+   WHERE d.op = 'removed' AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`,
+  `UPDATE cpq.user_access_permissions p SET name = d.new_name, has_access = d.new_has_access, valid_from = $2
+   FROM run_permission_diff d
+   WHERE d.op = 'changed' AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`,
+  `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
+   SELECT user_id, type, variable_name, new_name, new_has_access, $2 FROM run_permission_diff WHERE op = 'added'`,
 
-  // User versions: close the current one, open the new one, for every user whose row changed.
+  // The change log: one row per changed user, the field diff computed set-based.
   `CREATE TEMP TABLE run_changed ON COMMIT DROP AS
    SELECT user_id, action FROM run_users WHERE action <> 'unchanged'
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
-  `UPDATE cpq.user_history h SET valid_to = $2
-   FROM run_changed c WHERE h.id = c.user_id AND h.valid_to IS NULL`,
-  `INSERT INTO cpq.user_history (${userColumns.join(', ')}, valid_from, valid_to, run_id)
-   SELECT ${userColumns.map((c) => `u.${c}`).join(', ')}, $2::timestamptz, NULL::timestamptz, $1::bigint
-   FROM cpq.users u JOIN run_changed c ON c.user_id = u.id`,
-
-  // The change log.
   `INSERT INTO cpq.user_changes (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT $1, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, $2,
-     CASE c.action
-       WHEN 'insert' THEN cpq.jsonb_diff('{}', jsonb_strip_nulls(cpq.user_doc(u)))
-       WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', to_jsonb($2::timestamptz)))
-       WHEN 'restore' THEN cpq.jsonb_diff(o.doc, cpq.user_doc(u))
-         || jsonb_build_object('deleted_at', jsonb_build_object('old', to_jsonb(o.deleted_at), 'new', NULL))
-       ELSE cpq.jsonb_diff(o.doc, cpq.user_doc(u))
-     END
-     || CASE WHEN g.added IS NULL AND g.removed IS NULL THEN '{}'::jsonb
-        ELSE jsonb_build_object('groups', jsonb_build_object('added', coalesce(g.added, '[]'), 'removed', coalesce(g.removed, '[]'))) END
+     CASE c.action WHEN 'delete' THEN '{}'::jsonb WHEN 'insert' THEN s.insert_diff::jsonb ELSE ${FIELD_DIFF} END
+     || CASE c.action
+          WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', to_jsonb($2::timestamptz)))
+          WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', to_jsonb(o.deleted_at), 'new', NULL))
+          ELSE '{}'::jsonb
+        END
+     || CASE WHEN g.user_id IS NULL THEN '{}'::jsonb
+        ELSE jsonb_build_object('groups', jsonb_build_object('added', g.added, 'removed', g.removed)) END
      || CASE WHEN p.user_id IS NULL THEN '{}'::jsonb
         ELSE jsonb_build_object('accessPermissions', jsonb_build_object('added', p.added, 'removed', p.removed, 'changed', p.changed)) END
    FROM run_changed c
    JOIN cpq.users u ON u.id = c.user_id
-   LEFT JOIN run_old o ON o.user_id = c.user_id
+   LEFT JOIN run_old o ON o.id = c.user_id
+   LEFT JOIN run_users r ON r.user_id = c.user_id AND c.action = 'insert'
+   LEFT JOIN stage_users s ON s.seq = r.seq
    LEFT JOIN (
      SELECT user_id,
-            jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'added') AS added,
-            jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'removed') AS removed
+            coalesce(jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'added'), '[]') AS added,
+            coalesce(jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'removed'), '[]') AS removed
      FROM run_group_diff GROUP BY user_id
    ) g ON g.user_id = c.user_id
    LEFT JOIN (
