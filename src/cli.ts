@@ -10,6 +10,10 @@ import { createLogger, type Logger } from './logger.js';
 import { runSync } from './sync/run.js';
 import { CpqSimulator } from './simulator/index.js';
 import { runDemo } from './demo.js';
+import { validateSchedule } from './worker/cron-schedule.js';
+import { ShutdownSignals } from './worker/shutdown.js';
+import { formatStatus, readStatus, statusExitCode } from './worker/status.js';
+import { SyncWorker } from './worker/sync-worker.js';
 
 function exitCodeOf(err: unknown): number {
   if (err instanceof ConfigError) return EXIT_CODES.config;
@@ -47,26 +51,80 @@ program
   .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip' }) =>
     command(async (loaded, log) => {
       const config = opts.format ? { ...loaded, cpq: { ...requireCpq(loaded), exportFormat: opts.format } } : loaded;
-      const database = await openDatabase(config, log);
+      // SIGINT/SIGTERM: the run rolls back, is recorded `interrupted`, exit code 130.
+      const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
       try {
-        const controller = new AbortController();
-        const stop = () => controller.abort();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-        const result = await runSync(
-          { ...database, config, log },
-          { full: opts.full === true, allowMassDelete: opts.allowMassDelete === true, signal: controller.signal },
-        );
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        log.info(
-          { runId: result.runId, mode: result.mode, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged, warnings: result.warnings.length },
-          'done',
-        );
+        const database = await openDatabase(config, log);
+        shutdown.takeOverSignals();
+        try {
+          if (shutdown.signal.aborted) throw new SyncError('interrupted', 'interrupted before the run started; nothing was recorded');
+          const result = await runSync(
+            { ...database, config, log },
+            { full: opts.full === true, allowMassDelete: opts.allowMassDelete === true, signal: shutdown.signal },
+          );
+          log.info(
+            { runId: result.runId, mode: result.mode, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged, warnings: result.warnings.length },
+            'done',
+          );
+        } finally {
+          await database.close();
+        }
       } finally {
-        await database.close();
+        shutdown.dispose();
       }
     }),
+  );
+
+program
+  .command('schedule')
+  .description('keep running: a sync on SYNC_CRON (in SYNC_TIMEZONE) until SIGTERM/SIGINT; health and metrics on HTTP_PORT')
+  .action(() =>
+    command(async (config, log) => {
+      requireCpq(config);
+      validateSchedule(config.worker.cron, config.worker.timezone);
+      const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+      try {
+        const database = await openDatabase(config, log);
+        shutdown.takeOverSignals();
+        try {
+          if (shutdown.signal.aborted) return;
+          const worker = new SyncWorker({ ...database, config, log });
+          await worker.start();
+          // The action (and so the process) lives until a signal; then the current run rolls back.
+          await shutdown.requested;
+          await worker.stop();
+        } finally {
+          await database.close();
+        }
+      } finally {
+        shutdown.dispose();
+      }
+    }),
+  );
+
+program
+  .command('status')
+  .description('the last runs and the cursor per stream; exit code 1 when the last run failed (for alerts)')
+  .option('--json', 'JSON for scripts instead of tables')
+  .addOption(new Option('--limit <n>', 'how many runs to list').default('10'))
+  .action((opts: { json?: boolean; limit: string }) =>
+    command(
+      async (config, log) => {
+        const limit = Number(opts.limit);
+        if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000) throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
+        const database = await openDatabase(config, log);
+        try {
+          const report = await readStatus(database.pool, limit).catch((err: unknown) => {
+            throw new SyncError('database', `database error: ${(err as Error).message}`);
+          });
+          process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+          process.exitCode = statusExitCode(report);
+        } finally {
+          await database.close();
+        }
+      },
+      { logToStderr: true },
+    ),
   );
 
 program

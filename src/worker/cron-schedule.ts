@@ -1,0 +1,103 @@
+import { createTask, validateDetailed, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
+import { ConfigError } from '../config.js';
+import type { Logger } from '../logger.js';
+
+export interface CronScheduleOptions {
+  /** SYNC_CRON: five fields, or six with seconds first (node-cron v4). */
+  cron: string;
+  /** SYNC_TIMEZONE: an IANA zone such as UTC or Europe/Berlin. */
+  timezone: string;
+  log: Logger;
+  /** Called on every tick; never concurrently with itself (a tick that finds it running is skipped). */
+  onTick: () => Promise<void>;
+  /** Called for a tick skipped because the previous one was still running. */
+  onOverlap?: () => void;
+}
+
+/** Checks SYNC_CRON and SYNC_TIMEZONE; throws ConfigError (exit code 2) naming the variable. */
+export function validateSchedule(cron: string, timezone: string): void {
+  const check = validateDetailed(cron);
+  if (!check.valid) {
+    const reason = check.errors.map((e) => e.message).join('; ');
+    throw new ConfigError(`invalid configuration: SYNC_CRON: "${cron}" is not a cron expression (${reason})`);
+  }
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: timezone });
+  } catch {
+    throw new ConfigError(`invalid configuration: SYNC_TIMEZONE: "${timezone}" is not an IANA time zone such as UTC or Europe/Berlin`);
+  }
+}
+
+/** node-cron's own messages go to our logger. */
+function cronLogger(log: Logger): CronLogger {
+  const text = (m: string | Error) => (m instanceof Error ? m.message : m);
+  return {
+    info: (m) => log.debug({ source: 'node-cron' }, m),
+    // Its overlap warning repeats the line CronSchedule logs itself; missed ticks stay warnings.
+    warn: (m) => (/overlap/i.test(m) ? log.debug({ source: 'node-cron' }, m) : log.warn({ source: 'node-cron' }, m)),
+    error: (m, err) => log.error({ source: 'node-cron', error: err?.message }, text(m)),
+    debug: (m) => log.debug({ source: 'node-cron' }, text(m)),
+  };
+}
+
+/** A time as read in the schedule's zone, for log lines people read ("2024-05-02 02:00:00 UTC"). */
+export function formatInZone(date: Date, timezone: string): string {
+  const parts = new Intl.DateTimeFormat('en-CA', {
+    timeZone: timezone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+  }).formatToParts(date);
+  const get = (type: string) => parts.find((p) => p.type === type)?.value ?? '';
+  return `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')}:${get('second')} ${timezone}`;
+}
+
+/**
+ * The sync schedule on node-cron. Overlap is prevented by node-cron itself (`noOverlap`): a tick
+ * that comes while the previous run is still going is dropped, not queued, and reported.
+ */
+export class CronSchedule {
+  private readonly task: ScheduledTask;
+
+  constructor(private readonly options: CronScheduleOptions) {
+    validateSchedule(options.cron, options.timezone);
+    this.task = createTask(options.cron, () => options.onTick(), {
+      timezone: options.timezone,
+      noOverlap: true,
+      name: 'cpq-sync',
+      logger: cronLogger(options.log),
+    });
+    this.task.on('execution:overlap', () => {
+      options.log.info('tick skipped: the previous run of this worker is still going');
+      options.onOverlap?.();
+    });
+  }
+
+  start(): void {
+    void this.task.start();
+  }
+
+  /** The next tick, or null when stopped. */
+  nextRun(): Date | null {
+    return this.task.getNextRun();
+  }
+
+  /** Logs when the next run is due, in UTC and in the schedule's zone. */
+  logNextRun(): void {
+    const next = this.nextRun();
+    if (!next) return;
+    this.options.log.info(
+      { nextRun: next.toISOString(), cron: this.options.cron, timezone: this.options.timezone },
+      `next run at ${formatInZone(next, this.options.timezone)}`,
+    );
+  }
+
+  /** No further ticks; a tick in progress is not affected. */
+  stop(): void {
+    void this.task.destroy();
+  }
+}

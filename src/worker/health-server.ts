@@ -1,0 +1,88 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from '../logger.js';
+import type { WorkerMetrics } from './metrics.js';
+import type { ReadinessReport } from './readiness.js';
+
+export interface HealthServerOptions {
+  /** HTTP_PORT; 0 picks a free port (tests). */
+  port: number;
+  /** Default: every interface, so that Prometheus and orchestrators outside the container reach it. */
+  host?: string;
+  readiness: () => Promise<ReadinessReport>;
+  metrics: WorkerMetrics;
+  log: Logger;
+}
+
+/**
+ * /healthz (the process is up and answering), /readyz (database reachable, runs not failing
+ * beyond SYNC_STALE_AFTER) and /metrics (Prometheus). Read-only GET/HEAD; no credentials
+ * appear in any answer.
+ */
+export class HealthServer {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly options: HealthServerOptions) {}
+
+  /** Starts listening; resolves with the port (useful with port 0). */
+  async start(): Promise<number> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.options.log.error({ error: (err as Error).message, path: req.url }, 'health endpoint failed');
+        if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
+        else res.destroy();
+      });
+    });
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const port = (server.address() as AddressInfo).port;
+    this.options.log.info({ port }, 'health and metrics listening (/healthz, /readyz, /metrics)');
+    return port;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+    }
+    const path = new URL(req.url ?? '/', 'http://health.invalid').pathname;
+    switch (path) {
+      case '/healthz':
+        return send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
+      case '/readyz': {
+        const report = await this.options.readiness();
+        return send(res, report.ready ? 200 : 503, 'application/json; charset=utf-8', `${JSON.stringify(report)}\n`);
+      }
+      case '/metrics':
+        return send(res, 200, this.options.metrics.contentType, await this.options.metrics.text());
+      default:
+        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /healthz, /readyz or /metrics\n');
+    }
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Keep-alive connections from scrapers would otherwise hold close() open.
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

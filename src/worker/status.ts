@@ -1,0 +1,198 @@
+import type pg from 'pg';
+import { readRunHealth, type RunHealth } from './run-health.js';
+
+export interface RunSummary {
+  id: string;
+  startedAt: string;
+  finishedAt: string | null;
+  /** Up to now for a run still going. */
+  durationSeconds: number;
+  status: string;
+  mode: string;
+  pages: number;
+  usersSeen: number;
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  httpRequests: number;
+  httpRetries: Record<string, number>;
+  warnings: string[];
+  error: string | null;
+}
+
+export interface StreamCursor {
+  /** `companies/<login>` or `integrationUsers`. */
+  stream: string;
+  /** The largest dateModified read; the next incremental run reads from here minus SYNC_LOOKBACK. */
+  cursor: string | null;
+  lastFullSyncAt: string | null;
+  lastRunId: string | null;
+  updatedAt: string;
+}
+
+export interface StatusReport {
+  /** Newest first. */
+  runs: RunSummary[];
+  cursors: StreamCursor[];
+  /** The newest run that ended on its own (not running, not interrupted): what the exit code is about. */
+  lastRun: { id: string; status: string; finishedAt: string | null; error: string | null } | null;
+  lastSuccessAt: string | null;
+  /** Exit code 1 when true. */
+  lastRunFailed: boolean;
+  /** Set when the database has no cpq tables yet. */
+  note?: string;
+}
+
+const UNDEFINED_TABLE = '42P01';
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+
+/** Reads the last runs and the cursors; read-only, it applies no migrations. */
+export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusReport> {
+  let runs: RunSummary[];
+  let cursors: StreamCursor[];
+  let health: RunHealth;
+  try {
+    const runRows = await pool.query<{
+      id: string;
+      started_at: Date;
+      finished_at: Date | null;
+      seconds: number;
+      status: string;
+      mode: string;
+      pages: number;
+      users_seen: number;
+      users_inserted: number;
+      users_updated: number;
+      users_unchanged: number;
+      http_requests: number;
+      http_retries: Record<string, number>;
+      warnings: string[];
+      error: string | null;
+    }>(
+      `SELECT id, started_at, finished_at,
+              extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS seconds,
+              status, mode, pages, users_seen, users_inserted, users_updated, users_unchanged,
+              http_requests, http_retries, warnings, error
+       FROM cpq.sync_runs ORDER BY id DESC LIMIT $1`,
+      [limit],
+    );
+    runs = runRows.rows.map((r) => ({
+      id: r.id,
+      startedAt: r.started_at.toISOString(),
+      finishedAt: iso(r.finished_at),
+      durationSeconds: Math.round(r.seconds * 1000) / 1000,
+      status: r.status,
+      mode: r.mode,
+      pages: r.pages,
+      usersSeen: r.users_seen,
+      inserted: r.users_inserted,
+      updated: r.users_updated,
+      unchanged: r.users_unchanged,
+      httpRequests: r.http_requests,
+      httpRetries: r.http_retries,
+      warnings: r.warnings,
+      error: r.error,
+    }));
+    const stateRows = await pool.query<{ stream: string; cursor: Date | null; last_full_sync_at: Date | null; last_run_id: string | null; updated_at: Date }>(
+      `SELECT stream, cursor, last_full_sync_at, last_run_id, updated_at FROM cpq.sync_state ORDER BY stream`,
+    );
+    cursors = stateRows.rows.map((s) => ({
+      stream: s.stream,
+      cursor: iso(s.cursor),
+      lastFullSyncAt: iso(s.last_full_sync_at),
+      lastRunId: s.last_run_id,
+      updatedAt: s.updated_at.toISOString(),
+    }));
+    health = await readRunHealth(pool);
+  } catch (err) {
+    if ((err as { code?: string }).code !== UNDEFINED_TABLE) throw err;
+    return { runs: [], cursors: [], lastRun: null, lastSuccessAt: null, lastRunFailed: false, note: 'the database has no cpq tables yet: nothing has run against it' };
+  }
+  return {
+    runs,
+    cursors,
+    lastRun: health.lastRun && {
+      id: health.lastRun.id,
+      status: health.lastRun.status,
+      finishedAt: iso(health.lastRun.finishedAt),
+      error: health.lastRun.error,
+    },
+    lastSuccessAt: iso(health.lastSuccessAt),
+    lastRunFailed: health.lastRunFailed,
+  };
+}
+
+/** 1 when the last run that ended on its own failed, so that `cpq-sync status` can back an alert. */
+export function statusExitCode(report: StatusReport): number {
+  return report.lastRunFailed ? 1 : 0;
+}
+
+/** "1h 02m", "3m 07s", "12.3s". */
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const s = Math.round(seconds);
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}h ${pad(m)}m` : `${m}m ${pad(sec)}s`;
+}
+
+/** "2024-05-01 02:00:03" in UTC: sortable, and the same on every machine. */
+const when = (text: string | null) => (text === null ? '' : text.replace('T', ' ').replace(/\.\d+Z$/, '').replace(/Z$/, ''));
+
+function table(header: string[], rows: string[][], rightAligned: Set<number>): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (rightAligned.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].map((l) => `  ${l}`);
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** The report for a terminal: a table of runs, a table of cursors, and the verdict. */
+export function formatStatus(report: StatusReport): string {
+  const out: string[] = [];
+  if (report.note) out.push(report.note, '');
+  out.push('Last runs (newest first, times in UTC)');
+  if (report.runs.length === 0) {
+    out.push('  none yet');
+  } else {
+    const header = ['RUN', 'STARTED', 'TOOK', 'MODE', 'STATUS', 'SEEN', 'NEW', 'CHANGED', 'SAME', 'RETRIES', 'ERROR'];
+    const rows = report.runs.map((r) => [
+      r.id,
+      when(r.startedAt),
+      r.status === 'running' ? `${formatDuration(r.durationSeconds)}…` : formatDuration(r.durationSeconds),
+      r.mode,
+      r.status,
+      String(r.usersSeen),
+      String(r.inserted),
+      String(r.updated),
+      String(r.unchanged),
+      String(Object.values(r.httpRetries).reduce((n, c) => n + c, 0)),
+      truncate(r.error ?? '', 100),
+    ]);
+    out.push(...table(header, rows, new Set([0, 2, 5, 6, 7, 8, 9])));
+  }
+  out.push('', 'Cursors (per stream)');
+  if (report.cursors.length === 0) {
+    out.push('  none yet');
+  } else {
+    const header = ['STREAM', 'CURSOR (dateModified)', 'LAST FULL READ', 'LAST RUN'];
+    const rows = report.cursors.map((c) => [c.stream, when(c.cursor) || '(no users read yet)', when(c.lastFullSyncAt), c.lastRunId ?? '']);
+    out.push(...table(header, rows, new Set([3])));
+  }
+  out.push('');
+  const last = report.lastRun;
+  if (!last) out.push('No run has finished yet.');
+  else if (report.lastRunFailed) {
+    out.push(
+      `LAST RUN ${last.status.toUpperCase()}: run ${last.id}${last.finishedAt ? ` at ${when(last.finishedAt)}` : ''}: ${last.error ?? 'no error recorded'}`,
+      `Last success: ${report.lastSuccessAt ? when(report.lastSuccessAt) : 'never'}`,
+    );
+  } else out.push(`Last run succeeded: run ${last.id} at ${when(last.finishedAt)}`);
+  return `${out.join('\n')}\n`;
+}

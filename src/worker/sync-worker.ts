@@ -1,0 +1,159 @@
+import { ConfigError, requireCpq } from '../config.js';
+import { migrate } from '../db/migrate.js';
+import { EXIT_CODES, SyncError, oneLine } from '../errors.js';
+import { runSync, type SyncDeps } from '../sync/run.js';
+import { CronSchedule } from './cron-schedule.js';
+import { HealthServer } from './health-server.js';
+import { WorkerMetrics, type RunObservation } from './metrics.js';
+import { checkReadiness } from './readiness.js';
+import { withTimeout } from './timeout.js';
+
+/** What a run left in cpq.sync_runs that metrics need beyond RunResult. */
+interface RunRecord {
+  id: string;
+  seconds: number | null;
+  http_retries: Record<string, number>;
+}
+
+/**
+ * The long-running worker: syncs on SYNC_CRON, one run at a time in this process (node-cron's
+ * noOverlap) and across processes (runSync's advisory lock: a worker that finds it held logs
+ * the skip and waits for its next tick). Serves health and metrics on HTTP_PORT when set.
+ */
+export class SyncWorker {
+  readonly metrics: WorkerMetrics;
+  private readonly stopping = new AbortController();
+  private readonly schedule: CronSchedule;
+  private health: HealthServer | undefined;
+  private current: Promise<void> | undefined;
+  /** The port health and metrics listen on, once started; undefined when HTTP_PORT is unset. */
+  httpPort: number | undefined;
+
+  constructor(private readonly deps: SyncDeps) {
+    requireCpq(deps.config);
+    const { cron, timezone } = deps.config.worker;
+    // Validates SYNC_CRON and SYNC_TIMEZONE: a bad value fails here, before anything starts.
+    this.schedule = new CronSchedule({
+      cron,
+      timezone,
+      log: deps.log,
+      onTick: () => this.runOnce(),
+      onOverlap: () => this.metrics.recordSkip('overlap'),
+    });
+    this.metrics = new WorkerMetrics({
+      lastSuccess: async () => {
+        const query = deps.pool.query<{ at: Date | null }>(`SELECT max(finished_at) AS at FROM cpq.sync_runs WHERE status = 'succeeded'`);
+        // A scrape must not hang on a database that does not answer.
+        const { rows } = await withTimeout(query, 3000, 'the database gave no answer');
+        return rows[0]?.at ?? null;
+      },
+    });
+  }
+
+  /** Applies migrations (so /readyz and `status` find the tables), opens HTTP_PORT, starts the schedule. */
+  async start(): Promise<void> {
+    const { config, log, pool } = this.deps;
+    await migrate(this.deps.db).catch((err: unknown) => {
+      throw err instanceof SyncError ? err : new SyncError('database', `database error: ${(err as Error).message}`);
+    });
+    if (config.worker.httpPort !== undefined) {
+      this.health = new HealthServer({
+        port: config.worker.httpPort,
+        readiness: () => checkReadiness(pool, { staleAfterMs: config.worker.staleAfterMs }),
+        metrics: this.metrics,
+        log,
+      });
+      const port = config.worker.httpPort;
+      this.httpPort = await this.health.start().catch((err: unknown) => {
+        throw new ConfigError(`HTTP_PORT: cannot listen on port ${port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      });
+    }
+    this.schedule.start();
+    log.info({ cron: config.worker.cron, timezone: config.worker.timezone }, 'worker started');
+    this.schedule.logNextRun();
+  }
+
+  /**
+   * One run now, as a tick does it. Never throws: a failed run is recorded (cpq.sync_runs, log,
+   * metrics) and the worker waits for its next tick.
+   */
+  async runOnce(): Promise<void> {
+    if (this.stopping.signal.aborted) return; // shutting down: no new work
+    if (this.current) {
+      this.deps.log.info('run skipped: the previous run of this worker is still going');
+      this.metrics.recordSkip('overlap');
+      return;
+    }
+    this.current = this.attempt().catch((err: unknown) => {
+      this.deps.log.error({ error: (err as Error).message }, 'worker error while running a sync');
+    });
+    try {
+      await this.current;
+    } finally {
+      this.current = undefined;
+    }
+    if (!this.stopping.signal.aborted) this.schedule.logNextRun();
+  }
+
+  private async attempt(): Promise<void> {
+    const { log } = this.deps;
+    const startedAt = Date.now();
+    const elapsed = () => (Date.now() - startedAt) / 1000;
+    this.metrics.runStarted();
+    // The run row is inserted only after the lock is taken, so a failed run's row is the
+    // first one after this id.
+    const before = await this.newestRunId().catch(() => undefined);
+    try {
+      const result = await runSync(this.deps, { signal: this.stopping.signal });
+      const record = await this.readRun('id = $1', result.runId).catch(() => undefined);
+      this.metrics.recordRun({
+        status: 'succeeded',
+        durationSeconds: record?.seconds ?? elapsed(),
+        users: { inserted: result.inserted, updated: result.updated, unchanged: result.unchanged },
+        ...(record ? { httpRetries: record.http_retries } : {}),
+      });
+      log.info({ runId: result.runId, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged }, 'scheduled run succeeded');
+    } catch (err) {
+      const error = err instanceof SyncError ? err : new SyncError('internal', (err as Error)?.message ?? String(err));
+      if (error.kind === 'lock') {
+        this.metrics.recordSkip('lock_held');
+        log.info('run skipped: another worker holds the sync lock on this database and is syncing it');
+        return;
+      }
+      const record = before === undefined ? undefined : await this.readRun('id > $1', before).catch(() => undefined);
+      const status: RunObservation['status'] = error.kind === 'interrupted' ? 'interrupted' : 'failed';
+      this.metrics.recordRun({ status, durationSeconds: record?.seconds ?? elapsed(), ...(record ? { httpRetries: record.http_retries } : {}) });
+      if (status === 'interrupted') {
+        log.info({ runId: record?.id }, 'run interrupted by shutdown: rolled back and recorded as interrupted');
+      } else {
+        log.error(
+          { runId: record?.id, kind: error.kind, exitCode: EXIT_CODES[error.kind], error: oneLine(error.message) },
+          'scheduled run failed; the worker keeps its schedule',
+        );
+      }
+    }
+  }
+
+  private async newestRunId(): Promise<string> {
+    const { rows } = await this.deps.pool.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM cpq.sync_runs`);
+    return rows[0]!.id;
+  }
+
+  private async readRun(where: 'id = $1' | 'id > $1', id: string): Promise<RunRecord | undefined> {
+    const { rows } = await this.deps.pool.query<RunRecord>(
+      `SELECT id, extract(epoch FROM finished_at - started_at)::float8 AS seconds, http_retries
+       FROM cpq.sync_runs WHERE ${where} ORDER BY id LIMIT 1`,
+      [id],
+    );
+    return rows[0];
+  }
+
+  /** No new runs; the current one is aborted (rolls back, recorded `interrupted`) and awaited; HTTP closes last. */
+  async stop(): Promise<void> {
+    this.schedule.stop();
+    this.stopping.abort(new Error('worker stopping'));
+    await this.current;
+    await this.health?.stop();
+    this.deps.log.info('worker stopped');
+  }
+}

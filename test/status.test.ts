@@ -1,0 +1,113 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { formatDuration, type StatusReport } from '../src/worker/status.js';
+import { cli } from './helpers/cli-process.js';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+const status = (args: string[] = []) => cli(['status', ...args], { DATABASE_URL: h!.t.url });
+
+describe('cpq-sync status', () => {
+  it('after a good run: runs and cursors as tables, exit code 0', async () => {
+    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
+    const run = await h.sync();
+    const out = await status();
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    const lines = out.stdout.split('\n');
+    expect(lines[0]).toBe('Last runs (newest first, times in UTC)');
+    expect(lines[1]).toMatch(/^ {2}RUN +STARTED +TOOK +MODE +STATUS +SEEN +NEW +CHANGED +SAME +RETRIES +ERROR$/);
+    expect(lines[2]).toMatch(new RegExp(`^ +${run.runId}  \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d+\\.\\ds  full +succeeded +8 +8 +0 +0 +0$`));
+    const cursors = lines.indexOf('Cursors (per stream)');
+    expect(lines[cursors + 1]).toMatch(/^ {2}STREAM +CURSOR \(dateModified\) +LAST FULL READ +LAST RUN$/);
+    expect(lines[cursors + 2]).toMatch(new RegExp(`^ {2}companies/_host +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +${run.runId}$`));
+    expect(lines[cursors + 3]).toMatch(/^ {2}companies\/partner1 /);
+    expect(out.stdout).toMatch(new RegExp(`\\nLast run succeeded: run ${run.runId} at \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2}\\n$`));
+  });
+
+  it('after a failed run: exit code 1, the error in the table and the verdict; --json for scripts', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_MAX_RETRIES: '1' });
+    const good = await h.sync();
+    h.sim.addFault({ status: 503, times: Infinity });
+    await h.syncError();
+
+    const text = await status();
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/ failed +0 +0 +0 +0 +1  GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?/);
+    expect(text.stdout).toMatch(/\nLAST RUN FAILED: run \d+ at [\d-]+ [\d:]+: GET http:\/\/\S+: CPQ still answered 503 after 2 attempts\nLast success: [\d-]+ [\d:]+\n$/);
+
+    const json = await status(['--json']);
+    expect(json.code).toBe(1);
+    const report = JSON.parse(json.stdout) as StatusReport;
+    expect(report.lastRunFailed).toBe(true);
+    expect(report.lastRun).toMatchObject({ status: 'failed', error: expect.stringMatching(/CPQ still answered 503/) });
+    expect(report.runs).toHaveLength(2);
+    expect(report.runs[0]).toMatchObject({
+      status: 'failed',
+      mode: 'incremental',
+      usersSeen: 0,
+      httpRetries: { '503': 1 },
+      warnings: [expect.stringMatching(/rolled back/)],
+      error: expect.stringMatching(/503/),
+    });
+    expect(report.runs[0]!.durationSeconds).toBeGreaterThanOrEqual(0);
+    expect(report.runs[1]).toMatchObject({ id: good.runId, status: 'succeeded', mode: 'full', usersSeen: 3, inserted: 3, error: null });
+    expect(report.cursors).toEqual([
+      { stream: 'companies/_host', cursor: expect.any(String), lastFullSyncAt: expect.any(String), lastRunId: good.runId, updatedAt: expect.any(String) },
+    ]);
+    expect(report.lastSuccessAt).toBe(report.runs[1]!.finishedAt);
+
+    const limited = JSON.parse((await status(['--json', '--limit', '1'])).stdout) as StatusReport;
+    expect(limited.runs.map((r) => r.status)).toEqual(['failed']);
+  });
+
+  it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const add = (status: string) =>
+      h!.t.query(`INSERT INTO cpq.sync_runs (status, mode, finished_at, error) VALUES ($1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`, [status]);
+    await add('failed');
+    await add('interrupted');
+    expect((await status()).code).toBe(1); // a deploy interrupting the retry does not clear the alert
+    await add('succeeded');
+    await add('interrupted');
+    await add('running');
+    const out = await status();
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/ running +0 +0 +0 +0 +0\n/);
+    await add('abandoned'); // a crash is a failure
+    expect((await status()).code).toBe(1);
+  });
+
+  it('an empty database, and one without the cpq tables: nothing to report, exit code 0', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const empty = await status();
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toBe('Last runs (newest first, times in UTC)\n  none yet\n\nCursors (per stream)\n  none yet\n\nNo run has finished yet.\n');
+    await h.t.query('DROP SCHEMA cpq CASCADE');
+    const bare = await status(['--json']);
+    expect(bare.code).toBe(0);
+    expect(JSON.parse(bare.stdout)).toMatchObject({ runs: [], cursors: [], lastRunFailed: false, note: expect.stringMatching(/no cpq tables/) });
+  });
+
+  it('exit code 6 when the database is unreachable, 2 for a bad --limit', async () => {
+    const down = await cli(['status'], { DATABASE_URL: 'postgres://u:secret-pw@127.0.0.1:1/none' });
+    expect(down.code).toBe(6);
+    expect(down.stderr).toMatch(/^cpq-sync: cannot connect to Postgres at postgres:\/\/u:\*\*\*@127\.0\.0\.1:1\/none/);
+    expect(down.stdout + down.stderr).not.toContain('secret-pw');
+    const limit = await cli(['status', '--limit', 'all'], { DATABASE_URL: 'postgres://127.0.0.1:1/none' });
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toBe('cpq-sync: --limit must be a whole number from 1 to 1000, got "all"\n');
+  });
+
+  it('formats durations for people', () => {
+    expect(formatDuration(0.25)).toBe('0.3s');
+    expect(formatDuration(59.94)).toBe('59.9s');
+    expect(formatDuration(61)).toBe('1m 01s');
+    expect(formatDuration(3599)).toBe('59m 59s');
+    expect(formatDuration(3723)).toBe('1h 02m');
+  });
+});

