@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, requireCpq, type AppConfig } from './config.js
 import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from './history/export.js';
 import { writeOutput } from './output.js';
 import { openDatabase } from './db/connect.js';
-import { migrate } from './db/migrate.js';
+import { logAhead, migrate } from './db/migrate.js';
 import { EXIT_CODES, SyncError, oneLine } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { runSync } from './sync/run.js';
@@ -134,7 +134,7 @@ program
     command(async (config, log) => {
       const database = await openDatabase(config, log);
       try {
-        const applied = await migrate(database.db);
+        const applied = await migrate(database.db, { onAhead: logAhead(log) });
         log.info({ applied, database: database.where }, applied.length ? 'migrations applied' : 'database is up to date');
       } finally {
         await database.close();
@@ -152,7 +152,7 @@ program
       const since = parseSince(opts.since);
       const database = await openDatabase(config, log);
       try {
-        await migrate(database.db);
+        await migrate(database.db, { onAhead: logAhead(log) });
         const count = await exportChanges(database.pool, since, opts.format, process.stdout);
         log.debug({ changes: count }, 'change log written');
       } finally {
@@ -175,7 +175,7 @@ program
       }
       const database = await openDatabase(config, log);
       try {
-        await migrate(database.db);
+        await migrate(database.db, { onAhead: logAhead(log) });
         const { run, users } = await writeOutput(opts.out, (out) => exportSnapshot(database.pool, asOf, opts.format, out));
         log.info({ asOf: asOf.toISOString(), runId: run.runId, runFinishedAt: run.finishedAt, users, out: opts.out ?? 'stdout' }, 'snapshot written');
       } finally {

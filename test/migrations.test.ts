@@ -44,3 +44,18 @@ describe('migrations', () => {
     });
   });
 });
+
+describe('a database migrated by a newer release', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(async () => t.drop());
+
+  it('is used as it is, with a warning, instead of failing', async () => {
+    await t.query(`INSERT INTO cpq.kysely_migration (name, timestamp) VALUES ('9999_from_the_future', now())`);
+    const ahead: string[][] = [];
+    expect(await migrate(t.db, { onAhead: (names) => ahead.push(names) })).toEqual([]);
+    expect(ahead).toEqual([['9999_from_the_future']]);
+  });
+});

@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
 import { SyncError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
@@ -27,13 +28,36 @@ class SqlFileMigrationProvider implements MigrationProvider {
   }
 }
 
-export async function migrate(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
+/** Names of applied migrations this release does not have: the database was migrated by a newer one. */
+async function unknownAppliedMigrations(db: Db, known: string[]): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`
+    SELECT name FROM cpq.kysely_migration
+    WHERE to_regclass('cpq.kysely_migration') IS NOT NULL`.execute(db).catch(() => ({ rows: [] as { name: string }[] }));
+  return rows.map((r) => r.name).filter((name) => !known.includes(name));
+}
+
+/** The log line for a database a newer release has migrated. */
+export function logAhead(log: Logger): (unknown: string[]) => void {
+  return (unknown) => log.warn({ migrations: unknown }, 'the database was migrated by a newer release; continuing without migrating');
+}
+
+export interface MigrateOptions {
+  dir?: string;
+  /** Told when the database is ahead of this release and migrating was skipped. */
+  onAhead?: (unknown: string[]) => void;
+}
+
+export async function migrate(db: Db, options: MigrateOptions = {}): Promise<string[]> {
   await sql`CREATE SCHEMA IF NOT EXISTS cpq`.execute(db);
-  const migrator = new Migrator({
-    db,
-    provider: new SqlFileMigrationProvider(dir),
-    migrationTableSchema: 'cpq',
-  });
+  const provider = new SqlFileMigrationProvider(options.dir ?? MIGRATIONS_DIR);
+  // Migrations only ever add, so an older release keeps working on a newer schema; Kysely would
+  // refuse outright ("corrupted migrations"), stopping old workers during a rolling deploy.
+  const ahead = await unknownAppliedMigrations(db, Object.keys(await provider.getMigrations()));
+  if (ahead.length > 0) {
+    options.onAhead?.(ahead);
+    return [];
+  }
+  const migrator = new Migrator({ db, provider, migrationTableSchema: 'cpq' });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';

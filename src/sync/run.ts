@@ -15,7 +15,7 @@ import {
   listCompanies,
   type StreamId,
 } from '../cpq/streams.js';
-import { migrate } from '../db/migrate.js';
+import { logAhead, migrate } from '../db/migrate.js';
 import type { Db } from '../db/database.js';
 import type { StreamReport } from '../db/schema.js';
 import { SyncError, oneLine } from '../errors.js';
@@ -118,7 +118,7 @@ export class SyncRun {
 
   async execute(): Promise<RunResult> {
     const { db, pool, log } = this.deps;
-    await migrate(db).catch((err: unknown) => {
+    await migrate(db, { onAhead: logAhead(log) }).catch((err: unknown) => {
       throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
     });
     const client = await pool.connect().catch((err: unknown) => {

@@ -1,5 +1,5 @@
 import { ConfigError, requireCpq } from '../config.js';
-import { migrate } from '../db/migrate.js';
+import { logAhead, migrate } from '../db/migrate.js';
 import { EXIT_CODES, SyncError, oneLine } from '../errors.js';
 import { runSync, type SyncDeps } from '../sync/run.js';
 import { CronSchedule } from './cron-schedule.js';
@@ -53,7 +53,7 @@ export class SyncWorker {
   /** Applies migrations (so /readyz and `status` find the tables), opens HTTP_PORT, starts the schedule. */
   async start(): Promise<void> {
     const { config, log, pool } = this.deps;
-    await migrate(this.deps.db).catch((err: unknown) => {
+    await migrate(this.deps.db, { onAhead: logAhead(log) }).catch((err: unknown) => {
       throw err instanceof SyncError ? err : new SyncError('database', `database error: ${(err as Error).message}`);
     });
     if (config.worker.httpPort !== undefined) {
