@@ -30,9 +30,9 @@ class SqlFileMigrationProvider implements MigrationProvider {
 
 /** Names of applied migrations this release does not have: the database was migrated by a newer one. */
 async function unknownAppliedMigrations(db: Db, known: string[]): Promise<string[]> {
-  const { rows } = await sql<{ name: string }>`
-    SELECT name FROM cpq.kysely_migration
-    WHERE to_regclass('cpq.kysely_migration') IS NOT NULL`.execute(db).catch(() => ({ rows: [] as { name: string }[] }));
+  const { rows: table } = await sql<{ present: boolean }>`SELECT to_regclass('cpq.kysely_migration') IS NOT NULL AS present`.execute(db);
+  if (!table[0]?.present) return [];
+  const { rows } = await sql<{ name: string }>`SELECT name FROM cpq.kysely_migration`.execute(db);
   return rows.map((r) => r.name).filter((name) => !known.includes(name));
 }
 
