@@ -90,6 +90,9 @@ const envSchema = z.object({
   CPQ_OAUTH_CLIENT_SECRET_FILE: optionalText,
   CPQ_OAUTH_SCOPE: optionalText,
 
+  CPQ_CA_FILE: optionalText,
+  CPQ_ALLOW_INSECURE_HTTP: flag,
+
   CPQ_PAGE_SIZE: integer(1000, 1, 1000),
   CPQ_CONCURRENCY: integer(4, 1, 64),
   CPQ_REQUEST_TIMEOUT: duration('60s'),
@@ -142,6 +145,8 @@ export interface CpqConfig {
   hostCompany?: string;
   integrationUsers: 'auto' | 'on' | 'off';
   auth: CpqAuthConfig;
+  /** PEM certificates to trust besides the system's, for sites behind a private CA. */
+  ca?: string;
   pageSize: number;
   concurrency: number;
   requestTimeoutMs: number;
@@ -223,6 +228,30 @@ function resolveAuth(env: Env, parsed: z.infer<typeof envSchema>): CpqAuthConfig
   }
 }
 
+/** Loopback addresses, where plain http cannot be read by anyone else. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+/** Credentials over plain http to another machine can be read on the way: refused unless asked for. */
+function requireSecureUrl(name: string, url: string, allowInsecure: boolean) {
+  const parsed = new URL(url);
+  if (parsed.username || parsed.password) throw new ConfigError(`${name} must not contain credentials: use the CPQ_* auth settings`);
+  if (parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname) && !allowInsecure) {
+    throw new ConfigError(`${name} uses plain http to ${parsed.hostname}: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it`);
+  }
+}
+
+function readCaFile(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
 /** Reads and validates the configuration; every problem is reported, one per line. */
 export function loadConfig(env: Env = process.env): AppConfig {
   const result = envSchema.safeParse(env);
@@ -232,6 +261,9 @@ export function loadConfig(env: Env = process.env): AppConfig {
   }
   const parsed = result.data;
   const auth = resolveAuth(env, parsed);
+  if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP);
+  if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP);
+  const ca = readCaFile(parsed.CPQ_CA_FILE);
   const cpq: CpqConfig | undefined = parsed.CPQ_BASE_URL
     ? {
         baseUrl: parsed.CPQ_BASE_URL.replace(/\/+$/, ''),
@@ -240,6 +272,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
         ...(parsed.CPQ_HOST_COMPANY ? { hostCompany: parsed.CPQ_HOST_COMPANY } : {}),
         integrationUsers: parsed.CPQ_INTEGRATION_USERS,
         auth,
+        ...(ca ? { ca } : {}),
         pageSize: parsed.CPQ_PAGE_SIZE,
         concurrency: parsed.CPQ_CONCURRENCY,
         requestTimeoutMs: parsed.CPQ_REQUEST_TIMEOUT,

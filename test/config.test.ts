@@ -60,3 +60,24 @@ describe('configuration', () => {
     }
   });
 });
+
+describe('transport security settings', () => {
+  it('refuses plain http to another machine unless CPQ_ALLOW_INSECURE_HTTP=true', () => {
+    expect(() => loadConfig({ CPQ_BASE_URL: 'http://cpq.example.com' })).toThrow(
+      /CPQ_BASE_URL uses plain http to cpq\.example\.com: use https, or set CPQ_ALLOW_INSECURE_HTTP=true/,
+    );
+    expect(loadConfig({ CPQ_BASE_URL: 'http://cpq.example.com', CPQ_ALLOW_INSECURE_HTTP: 'true' }).cpq!.baseUrl).toBe('http://cpq.example.com');
+    for (const local of ['http://127.0.0.1:8080', 'http://localhost:1', 'http://[::1]:9']) expect(loadConfig({ CPQ_BASE_URL: local }).cpq).toBeDefined();
+    expect(() =>
+      loadConfig({ ...base, CPQ_OAUTH_TOKEN_URL: 'http://idcs.example.com/oauth2/v1/token', CPQ_OAUTH_CLIENT_ID: 'c', CPQ_OAUTH_CLIENT_SECRET: 's' }),
+    ).toThrow(/CPQ_OAUTH_TOKEN_URL uses plain http/);
+  });
+
+  it('refuses credentials in the URL and reads CPQ_CA_FILE', () => {
+    expect(() => loadConfig({ CPQ_BASE_URL: 'https://user:pw@cpq.example.com' })).toThrow(/CPQ_BASE_URL must not contain credentials/);
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-ca-'));
+    writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    expect(loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'ca.pem') }).cpq!.ca).toContain('BEGIN CERTIFICATE');
+    expect(() => loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'nope.pem') })).toThrow(/CPQ_CA_FILE: cannot read .*nope\.pem \(ENOENT\)/);
+  });
+});
