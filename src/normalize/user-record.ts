@@ -37,7 +37,7 @@ export interface UserRow {
   raw: string;
   /** Digest of everything the record says (links excepted), to tell a changed record from a re-read one. */
   contentHash: string;
-  /** The change-log diff should this user be new: `{"column": {"old": null, "new": value}}` for each value. */
+  /** The change-log diff should this user be new: `{"column": {"old": null, "new": value}}` for each value, and its groups and permissions as added. */
   insertDiff: string;
   dateModified: string | null;
 }
@@ -240,6 +240,11 @@ function insertDiff(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified' | 
     const column = DIFF_JSON[i]!;
     parts.push(`${column.prefix}${column.bare ? String(value) : JSON.stringify(value)}}`);
   });
+  // Same shapes as the merge writes for updated users (src/sync/merge.ts).
+  if (row.groups?.length) parts.push(`"groups":{"added":${JSON.stringify(row.groups.map((g) => g.variableName))},"removed":[]}`);
+  if (row.accessPermissions?.length) {
+    parts.push(`"accessPermissions":{"added":${JSON.stringify(row.accessPermissions)},"removed":[],"changed":[]}`);
+  }
   return `{${parts.join(',')}}`;
 }
 

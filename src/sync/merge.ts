@@ -197,16 +197,18 @@ const mergeSteps = (userColumns: string[]): string[] => [
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
   `INSERT INTO cpq.user_changes (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT $1, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, $2,
-     CASE c.action WHEN 'delete' THEN '{}'::jsonb WHEN 'insert' THEN s.insert_diff::jsonb ELSE ${FIELD_DIFF} END
-     || CASE c.action
-          WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', to_jsonb($2::timestamptz)))
-          WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', to_jsonb(o.deleted_at), 'new', NULL))
-          ELSE '{}'::jsonb
-        END
-     || CASE WHEN g.user_id IS NULL THEN '{}'::jsonb
-        ELSE jsonb_build_object('groups', jsonb_build_object('added', g.added, 'removed', g.removed)) END
-     || CASE WHEN p.user_id IS NULL THEN '{}'::jsonb
-        ELSE jsonb_build_object('accessPermissions', jsonb_build_object('added', p.added, 'removed', p.removed, 'changed', p.changed)) END
+     CASE WHEN c.action = 'insert' THEN s.insert_diff::jsonb ELSE
+       CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} END
+       || CASE c.action
+            WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', to_jsonb($2::timestamptz)))
+            WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', to_jsonb(o.deleted_at), 'new', NULL))
+            ELSE '{}'::jsonb
+          END
+       || CASE WHEN g.user_id IS NULL THEN '{}'::jsonb
+          ELSE jsonb_build_object('groups', jsonb_build_object('added', g.added, 'removed', g.removed)) END
+       || CASE WHEN p.user_id IS NULL THEN '{}'::jsonb
+          ELSE jsonb_build_object('accessPermissions', jsonb_build_object('added', p.added, 'removed', p.removed, 'changed', p.changed)) END
+     END
    FROM run_changed c
    JOIN cpq.users u ON u.id = c.user_id
    LEFT JOIN run_old o ON o.id = c.user_id
@@ -216,7 +218,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
      SELECT user_id,
             coalesce(jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'added'), '[]') AS added,
             coalesce(jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'removed'), '[]') AS removed
-     FROM run_group_diff GROUP BY user_id
+     FROM run_group_diff WHERE user_id IN (SELECT user_id FROM run_changed WHERE action <> 'insert') GROUP BY user_id
    ) g ON g.user_id = c.user_id
    LEFT JOIN (
      SELECT user_id,
@@ -228,7 +230,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
                        'old', jsonb_build_object('name', old_name, 'hasAccess', old_has_access),
                        'new', jsonb_build_object('name', new_name, 'hasAccess', new_has_access))
                        ORDER BY type, variable_name) FILTER (WHERE op = 'changed'), '[]') AS changed
-     FROM run_permission_diff GROUP BY user_id
+     FROM run_permission_diff WHERE user_id IN (SELECT user_id FROM run_changed WHERE action <> 'insert') GROUP BY user_id
    ) p ON p.user_id = c.user_id`,
 ];
 
