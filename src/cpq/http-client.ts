@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CpqConfig } from '../config.js';
@@ -43,11 +44,65 @@ function describeNetworkError(err: unknown): string {
   return e.message;
 }
 
-function describeBody(text: string, contentType: string | null): string {
+export function describeBody(text: string, contentType: string | null): string {
   const head = oneLine(text.slice(0, 60));
   if (text.trim() === '') return 'an empty body';
   if (/html/i.test(contentType ?? '') || /^\s*</.test(text)) return `an HTML page ("${head}…")`;
   return `"${head}${text.length > 60 ? '…' : ''}"`;
+}
+
+/** What downloadToFile wrote. */
+export interface DownloadResult {
+  url: string;
+  bytes: number;
+  contentType: string | null;
+}
+
+/**
+ * Aborts a request when no progress was seen for a while: armed while waiting for the headers
+ * of a download and re-armed by every piece of its body.
+ */
+class StallTimer {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  /** The stall limit in ms when it fired, else 0. */
+  fired = 0;
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  restart(ms: number) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.fired = ms;
+      this.controller.abort(new Error(`no data for ${ms / 1000}s`));
+    }, ms);
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** The first bytes of an error body as text, without reading a possibly huge body to the end. */
+async function readHead(response: Response, maxBytes: number): Promise<string> {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      size += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8');
 }
 
 /** Counts of what the client had to do, for the run record and metrics. */
@@ -82,19 +137,105 @@ export class CpqHttpClient {
 
   /** GET a JSON document. Resolves 404 as `{status: 404}` when `allow404`, else throws. */
   async getJson(url: string, options: { allow404?: boolean } = {}): Promise<JsonResponse> {
+    return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response) => {
+      if (response.status === 404 && options.allow404) {
+        await response.body?.cancel();
+        return { status: 404, url, body: undefined };
+      }
+      const text = await response.text();
+      if (!response.ok) {
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${describeBody(text, response.headers.get('content-type'))}`);
+      }
+      try {
+        return { status: response.status, url, body: parseExactJson(text) };
+      } catch (err) {
+        const what = /^\s*</.test(text) || /html/i.test(response.headers.get('content-type') ?? '')
+          ? `expected JSON, got ${describeBody(text, response.headers.get('content-type'))}`
+          : text.trim() === ''
+            ? 'expected JSON, got an empty body'
+            : `response is not valid JSON (${oneLine((err as Error).message)}; ${text.length} bytes)`;
+        throw new SyncError('data', `GET ${url}: ${what}`);
+      }
+    });
+  }
+
+  /**
+   * GET a body straight into a file (created or truncated), never holding it in memory; for the
+   * zip export. Same auth and retry rules as getJson; a retry starts the file over. Unlike
+   * getJson, the request timeout is not a deadline for the whole body (a large export may take
+   * many minutes): it bounds the wait for the response headers and every pause between two
+   * pieces of the body, so a stalled download fails while a slow, steady one completes.
+   * A body larger than `maxBytes` (announced or actually sent) fails as 'data' without retrying;
+   * the message names CPQ_ZIP_MAX_BYTES, the setting it comes from.
+   */
+  async downloadToFile(url: string, options: { accept: string; path: string; maxBytes: number }): Promise<DownloadResult> {
+    const timeoutMs = this.config.requestTimeoutMs;
+    return this.withRetries(url, { accept: options.accept, stallMs: timeoutMs }, async (response, stall) => {
+      stall.restart(timeoutMs);
+      if (!response.ok) {
+        const text = await readHead(response, 4096);
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${describeBody(text, response.headers.get('content-type'))}`);
+      }
+      const announced = Number(response.headers.get('content-length') ?? NaN);
+      if (announced > options.maxBytes) {
+        await response.body?.cancel();
+        throw new SyncError('data', `GET ${url}: the export is ${announced} bytes, more than CPQ_ZIP_MAX_BYTES (${options.maxBytes})`);
+      }
+      const file = await open(options.path, 'w').catch((err: unknown) => {
+        throw new SyncError('internal', `cannot create the temporary file for ${url} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      });
+      let bytes = 0;
+      try {
+        for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) {
+          stall.restart(timeoutMs);
+          bytes += chunk.byteLength;
+          if (bytes > options.maxBytes) {
+            throw new SyncError('data', `GET ${url}: the export is larger than CPQ_ZIP_MAX_BYTES (${options.maxBytes} bytes)`);
+          }
+          await file.write(chunk).catch((err: unknown) => {
+            throw new SyncError('internal', `cannot write the download of ${url} to a temporary file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+          });
+        }
+      } finally {
+        stall.stop();
+        await file.close().catch(() => undefined);
+      }
+      return { url, bytes, contentType: response.headers.get('content-type') };
+    });
+  }
+
+  /**
+   * The request loop shared by every GET: auth (renewed once after a 401), 401/403 as 'auth',
+   * retries with backoff for network errors and RETRY_STATUSES, interruption by the run's signal.
+   * `handle` reads the body of any other response; a SyncError from it ends the loop, any other
+   * error (the connection dropped mid-body, a stall) counts as a network error and is retried.
+   * `deadlineMs` bounds the whole request, body included; `stallMs` instead bounds the wait for
+   * the headers, and `handle` re-arms the stall timer as body data arrives (see downloadToFile).
+   */
+  private async withRetries<T>(
+    url: string,
+    request: { accept: string; deadlineMs?: number; stallMs?: number },
+    handle: (response: Response, stall: StallTimer) => Promise<T>,
+  ): Promise<T> {
+    const { accept, deadlineMs, stallMs } = request;
     let renewedAuth = false;
     for (let attempt = 0; ; attempt++) {
       this.signal?.throwIfAborted();
       let retryReason: string;
       let waitMs: number | undefined;
+      const stall = new StallTimer();
       try {
         const authorization = await this.auth.authorization();
         this.stats.requests++;
-        const timeout = AbortSignal.timeout(this.config.requestTimeoutMs);
+        const limits: AbortSignal[] = [stall.signal];
+        if (deadlineMs !== undefined) limits.push(AbortSignal.timeout(deadlineMs));
+        if (stallMs !== undefined) stall.restart(stallMs);
+        if (this.signal) limits.push(this.signal);
         const response = await fetch(url, {
-          headers: { accept: 'application/json', ...(authorization ? { authorization } : {}) },
-          signal: this.signal ? AbortSignal.any([timeout, this.signal]) : timeout,
+          headers: { accept, ...(authorization ? { authorization } : {}) },
+          signal: AbortSignal.any(limits),
         });
+        stall.stop();
         if (response.status === 401 && !renewedAuth && (await this.auth.renew())) {
           await response.body?.cancel();
           renewedAuth = true;
@@ -105,39 +246,24 @@ export class CpqHttpClient {
           await response.body?.cancel();
           throw new SyncError('auth', `GET ${url}: CPQ refused the credentials (${response.status}); check the CPQ_* auth settings`);
         }
-        if (response.status === 404 && options.allow404) {
-          await response.body?.cancel();
-          return { status: 404, url, body: undefined };
-        }
         if (RETRY_STATUSES.has(response.status)) {
           await response.body?.cancel();
           retryReason = String(response.status);
           waitMs = retryAfterMs(response.headers.get('retry-after'));
         } else {
-          const text = await response.text();
-          if (!response.ok) {
-            throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${describeBody(text, response.headers.get('content-type'))}`);
-          }
-          try {
-            return { status: response.status, url, body: parseExactJson(text) };
-          } catch (err) {
-            const what = /^\s*</.test(text) || /html/i.test(response.headers.get('content-type') ?? '')
-              ? `expected JSON, got ${describeBody(text, response.headers.get('content-type'))}`
-              : text.trim() === ''
-                ? 'expected JSON, got an empty body'
-                : `response is not valid JSON (${oneLine((err as Error).message)}; ${text.length} bytes)`;
-            throw new SyncError('data', `GET ${url}: ${what}`);
-          }
+          return await handle(response, stall);
         }
       } catch (err) {
+        stall.stop();
         if (err instanceof SyncError) throw err;
         if (this.signal?.aborted) throw new SyncError('interrupted', `GET ${url}: interrupted`);
+        const reason = stall.fired ? `no data for ${stall.fired / 1000}s` : describeNetworkError(err);
         retryReason = 'network';
         waitMs = undefined;
         if (attempt >= this.policy.maxRetries) {
-          throw new SyncError('source', `GET ${url}: CPQ unreachable after ${attempt + 1} attempts (${describeNetworkError(err)})`);
+          throw new SyncError('source', `GET ${url}: CPQ unreachable after ${attempt + 1} attempts (${reason})`);
         }
-        this.log.warn({ url, attempt: attempt + 1, error: describeNetworkError(err) }, 'request failed; retrying');
+        this.log.warn({ url, attempt: attempt + 1, error: reason }, 'request failed; retrying');
       }
       if (attempt >= this.policy.maxRetries) {
         throw new SyncError('source', `GET ${url}: CPQ still answered ${retryReason} after ${attempt + 1} attempts`);

@@ -1,13 +1,183 @@
+import { rmSync } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import type { CpqConfig } from '../config.js';
-import { SyncError } from '../errors.js';
-import type { CpqHttpClient } from './http-client.js';
+import { SyncError, oneLine } from '../errors.js';
+import { ExportColumnsError, exportColumns, type ExportColumns } from '../normalize/export-columns.js';
+import { CsvRowsParser } from './csv-rows.js';
+import { describeBody, type CpqHttpClient, type DownloadResult } from './http-client.js';
+import { displayValue, isLosslessNumber } from './json.js';
+import { JsonItemsParser } from './json-items.js';
+import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
+import { ArchiveError, ZipArchive, type UserEntry } from './zip-archive.js';
+import { EntryContentError, type RecordSink } from './zip-entry-kind.js';
+
+/*
+ * CPQ's zip export of one company's users (`Accept: application/zip`), for sites too large for
+ * paging. The zip directory sits at the end of the archive, so the body is streamed to a
+ * temporary file first; then the entries are read one at a time, each streamed through the
+ * parser for its format, and the records come out as pages shaped like the JSON path's, which
+ * share normalization and loading. Nothing holds more than a page of records and one chunk.
+ */
+
+const TEMP_PREFIX = 'cpq-sync-zip-';
+
+/** Temporary folders alive right now: removed on exit too, should the process end mid-read. */
+const liveTempDirs = new Set<string>();
+let exitHookInstalled = false;
+
+async function makeTempDir(parent: string | undefined): Promise<string> {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const dir of liveTempDirs) rmSync(dir, { recursive: true, force: true });
+    });
+  }
+  const base = parent ?? tmpdir();
+  const dir = await mkdtemp(join(base, TEMP_PREFIX)).catch((err: unknown) => {
+    throw new SyncError('config', `cannot create a temporary folder in ${base} for the zip export (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set TMPDIR to a writable folder`);
+  });
+  liveTempDirs.add(dir);
+  return dir;
+}
+
+/** Never throws (it runs in `finally`, where it must not hide the error that ended the read). */
+async function removeTempDir(dir: string) {
+  const removed = await rm(dir, { recursive: true, force: true }).then(
+    () => true,
+    () => false,
+  );
+  if (removed) liveTempDirs.delete(dir); // else the exit hook tries again
+}
+
+/** The URL of the export: the company-users collection, no query (the export takes no filter). */
+export function zipExportUrl(client: CpqHttpClient, config: CpqConfig, company: string): string {
+  return client.url(`${config.pathPrefix}/rest/v16/companies/${encodeURIComponent(company)}/users`);
+}
+
+/** A body that is not a zip (CPQ sent JSON or an error page with 200) is named as what it is. */
+async function checkIsZip(path: string, download: DownloadResult) {
+  if (download.bytes === 0) throw new SyncError('data', `GET ${download.url}: expected a zip archive, got an empty body`);
+  const handle = await open(path, 'r');
+  const head = Buffer.alloc(256);
+  try {
+    await handle.read(head, 0, head.length, 0);
+  } finally {
+    await handle.close();
+  }
+  // Local file header, or the end record of an archive without entries.
+  if (head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6))) return;
+  const text = head.subarray(0, Math.min(download.bytes, head.length)).toString('utf8');
+  const type = download.contentType ?? 'no content type';
+  throw new SyncError('data', `GET ${download.url}: expected a zip archive, got ${type} with ${describeBody(text, download.contentType)}`);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  const digits = displayValue(value);
+  if (digits !== undefined) return digits;
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  return String(value);
+}
+
+/** Text parser for one entry's format, handing each record (a plain object) to `sink`. */
+interface EntryParser {
+  write(text: string): void;
+  end(): void;
+}
+
+function entryParser(entry: UserEntry, sink: (record: Record<string, unknown>) => void): EntryParser {
+  const objects: RecordSink = (record, where) => {
+    if (typeof record !== 'object' || record === null || Array.isArray(record) || isLosslessNumber(record)) {
+      throw new EntryContentError(`${where}: expected a user object, got ${describe(record)}`);
+    }
+    sink(record as Record<string, unknown>);
+  };
+  switch (entry.format) {
+    case 'json':
+      return new JsonItemsParser(objects);
+    case 'jsonl':
+      return new JsonLinesParser(objects);
+    case 'csv': {
+      let columns: ExportColumns | undefined;
+      return new CsvRowsParser((cells, line) => {
+        if (!columns) {
+          try {
+            columns = exportColumns(cells);
+          } catch (err) {
+            throw err instanceof ExportColumnsError ? new EntryContentError(`header (line ${line}): ${err.message}`) : err;
+          }
+          return;
+        }
+        if (cells.length !== columns.count) {
+          throw new EntryContentError(`line ${line} has ${cells.length} fields, the header has ${columns.count}`);
+        }
+        objects(columns.record(cells), `line ${line}`);
+      });
+    }
+  }
+}
 
 /**
  * The users of one company from CPQ's zip export (`Accept: application/zip`), as pages of raw
  * records shaped like the JSON path's, so both paths share normalization and loading.
+ * Pages hold at most `config.pageSize` records and may span entries. A broken or hostile archive
+ * fails with a SyncError ('data') naming the entry and the problem; the structure of every entry
+ * is checked before the first page, the content while it is read (the run then rolls back).
+ * The temporary file is removed however the read ends.
  */
-// eslint-disable-next-line require-yield
-export async function* zipUserPages(_client: CpqHttpClient, _config: CpqConfig, company: string, _signal?: AbortSignal): AsyncGenerator<Page> {
-  throw new SyncError('config', `zip export of ${company}: not implemented yet`);
+export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, company: string, signal?: AbortSignal): AsyncGenerator<Page> {
+  const url = zipExportUrl(client, config, company);
+  const fail = (message: string) => new SyncError('data', `GET ${url}: zip export: ${oneLine(message)}`);
+  const interrupted = () => {
+    if (signal?.aborted) throw new SyncError('interrupted', `GET ${url}: interrupted`);
+  };
+  const dir = await makeTempDir(config.zip.tmpDir);
+  let archive: ZipArchive | undefined;
+  try {
+    const path = join(dir, 'export.zip');
+    const download = await client.downloadToFile(url, { accept: 'application/zip', path, maxBytes: config.zip.maxBytes });
+    await checkIsZip(path, download);
+    interrupted();
+    archive = await ZipArchive.open(path, config.zip);
+    const entries = await archive.userEntries();
+
+    let pending: Record<string, unknown>[] = [];
+    let index = 0;
+    for (const entry of entries) {
+      const parser = entryParser(entry, (record) => pending.push(record));
+      const decoder = new StringDecoder('utf8');
+      try {
+        for await (const chunk of archive.bytes(entry)) {
+          interrupted();
+          parser.write(decoder.write(chunk));
+          while (pending.length >= config.pageSize) {
+            const items = pending.slice(0, config.pageSize);
+            pending = pending.slice(config.pageSize);
+            yield { url, index: index++, items, totalResults: undefined };
+          }
+        }
+        parser.write(decoder.end());
+        parser.end();
+      } catch (err) {
+        if (err instanceof EntryContentError) throw fail(`entry ${entry.name}: ${err.message}`);
+        throw err;
+      }
+    }
+    for (let at = 0; at < pending.length; at += config.pageSize) {
+      interrupted();
+      yield { url, index: index++, items: pending.slice(at, at + config.pageSize), totalResults: undefined };
+    }
+  } catch (err) {
+    if (err instanceof ArchiveError) throw fail(err.message);
+    throw err;
+  } finally {
+    archive?.close();
+    await removeTempDir(dir);
+  }
 }
+

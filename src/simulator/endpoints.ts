@@ -4,12 +4,15 @@ import { stringifyWire } from './json.js';
 import { matchesFilter, parseFieldList, parseFilter, parseOrderBy, sortByKeys } from './query.js';
 import { INTEGRATION_USERS_PATH, type Route } from './routes.js';
 import { toWireUser, type UserWireShape } from './serialize.js';
-import { isIntegrationUser, type StoredUser, type UserScope, type UserStore } from './store.js';
+import { compareCodeUnits, isIntegrationUser, type StoredUser, type UserScope, type UserStore } from './store.js';
+import { zipExportResponse, type ZipExportOptions } from './zip-export.js';
 
 export interface EndpointSettings {
   pathPrefix: '' | '/cpq';
   integrationListIncludesGroups: boolean;
   drift: boolean;
+  /** How the zip export is built, or undefined when the site has none (read per request, so tests can change it). */
+  zipExport: () => ZipExportOptions | undefined;
 }
 
 /** What the endpoint needs to know about the HTTP request. */
@@ -91,8 +94,8 @@ export class CpqEndpoints {
 
   private companyUsers(version: number, company: string, request: EndpointRequest): HttpResponse {
     if (!this.store.hasCompany(company)) return errorResponse(404, `Company ${company} not found.`);
-    if (request.accept.toLowerCase().includes('application/zip')) return this.companyUsersZip(company);
     const usersHref = `${this.restBase(request.origin, version)}/companies/${encode(company)}/users`;
+    if (request.accept.toLowerCase().includes('application/zip')) return this.companyUsersZip(version, company, usersHref);
     const shape = this.shape(request.query, version >= 19, false, parseExpand(request.query));
     return this.userCollection({ kind: 'company', company }, usersHref, request.query, (user) => ({
       ...shape,
@@ -100,9 +103,23 @@ export class CpqEndpoints {
     }));
   }
 
-  /** Zip export: not simulated yet. The place to build it when its content is settled. */
-  private companyUsersZip(company: string): HttpResponse {
-    return errorResponse(406, `The zip export of ${company} users is not available from this simulator yet.`);
+  /**
+   * Zip export: the company's users as the JSON collection gives them with groups and access
+   * permissions expanded (the export takes no expand/q/orderby), in login order.
+   */
+  private companyUsersZip(version: number, company: string, usersHref: string): HttpResponse {
+    const options = this.settings.zipExport();
+    if (!options) return errorResponse(406, `The zip export of ${company} users is not available on this site.`);
+    const shape = this.shape(new URLSearchParams(), version >= 19, false, { groups: true, accessPermissions: true });
+    const users = this.store
+      .insertionOrder({ kind: 'company', company })
+      .slice()
+      .sort((a, b) => compareCodeUnits(a.record.login as string, b.record.login as string));
+    return zipExportResponse(options, {
+      users,
+      shapeFor: (user) => ({ ...shape, selfHref: `${usersHref}/${encode(user.record.login as string)}` }),
+      drift: this.settings.drift,
+    });
   }
 
   private companyUser(version: number, company: string, login: string, request: EndpointRequest): HttpResponse {

@@ -1,9 +1,12 @@
 import { STATUS_CODES } from 'node:http';
+import type { Readable } from 'node:stream';
 
 export interface HttpResponse {
   status: number;
   headers: Record<string, string>;
   body: string;
+  /** A body produced while it is sent (the zip export), sent chunked instead of `body`. */
+  stream?: Readable;
 }
 
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';

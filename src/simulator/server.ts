@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { AuthGate, type PresentedAuthorization, type SimulatorAuth } from './auth.js';
 import { HOST_COMPANY, SiteDataFactory, type AccessPermission, type Group } from './data.js';
 import { CpqEndpoints } from './endpoints.js';
@@ -9,6 +11,7 @@ import { deepCopy } from './json.js';
 import { QueryError } from './query.js';
 import { resolveRoute } from './routes.js';
 import { compareCodeUnits, UserStore, type MutationOptions, type StoredUser } from './store.js';
+import type { ZipExportOptions } from './zip-export.js';
 
 export interface SimulatorOptions {
   /** Default 1; the same seed gives identical data. */
@@ -35,6 +38,11 @@ export interface SimulatorOptions {
   auth?: SimulatorAuth;
   /** Clock for dateModified on edits and OAuth token expiry. */
   now?: () => Date;
+  /**
+   * The zip export (`Accept: application/zip` on company users) and how it is built (`{}`: one
+   * users.json). Unset: the site has no zip export and answers 406, as before it was simulated.
+   */
+  zipExport?: ZipExportOptions;
 }
 
 export interface RequestRecord {
@@ -85,6 +93,8 @@ function resolveOptions(options: SimulatorOptions): ResolvedOptions {
 }
 
 const MAX_REQUEST_BODY_BYTES = 1 << 20;
+/** How much of a streamed body a `reset` fault lets through. */
+const TRUNCATED_STREAM_BYTES = 1024;
 
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
@@ -112,6 +122,7 @@ function overlayFault(response: HttpResponse, fault: Fault): HttpResponse {
     status: fault.status ?? response.status,
     headers: { ...response.headers, ...fault.headers },
     body: fault.body ?? response.body,
+    ...(fault.body === undefined && response.stream ? { stream: response.stream } : {}),
   };
 }
 
@@ -135,9 +146,11 @@ export class CpqSimulator {
   private readonly sockets = new Set<Socket>();
   private server: Server | undefined;
   private url: string | undefined;
+  private zipExport: ZipExportOptions | undefined;
 
   constructor(options: SimulatorOptions = {}) {
     this.options = resolveOptions(options);
+    this.zipExport = options.zipExport && { ...options.zipExport };
     const o = this.options;
     const factory = new SiteDataFactory({
       seed: o.seed,
@@ -154,6 +167,7 @@ export class CpqSimulator {
       pathPrefix: o.pathPrefix,
       integrationListIncludesGroups: o.integrationListIncludesGroups,
       drift: o.drift,
+      zipExport: () => this.zipExport,
     });
     this.authGate = new AuthGate(options.auth, o.now);
   }
@@ -207,6 +221,11 @@ export class CpqSimulator {
 
   revokeTokens(): void {
     this.authGate.revokeTokens();
+  }
+
+  /** Offers the zip export, built this way (entry formats, compression, a broken variant...); undefined withdraws it. */
+  setZipExport(options: ZipExportOptions | undefined): void {
+    this.zipExport = options && { ...options };
   }
 
   // ------------------------------------------------------------ data access (deep copies, canonical names)
@@ -334,7 +353,17 @@ export class CpqSimulator {
 
   private send(res: ServerResponse, record: RequestRecord, response: HttpResponse): void {
     record.status = response.status;
-    if (res.destroyed) return;
+    const stream = response.stream;
+    if (res.destroyed) {
+      stream?.destroy();
+      return;
+    }
+    if (stream) {
+      // Length unknown while the body is being built: sent chunked.
+      res.writeHead(response.status, response.headers);
+      pipeline(stream, res).catch(() => res.destroy());
+      return;
+    }
     const body = Buffer.from(response.body, 'utf8');
     res.writeHead(response.status, { ...response.headers, 'content-length': String(body.length) });
     res.end(body);
@@ -343,9 +372,35 @@ export class CpqSimulator {
   /** Announces the full length, sends about half, then kills the connection. */
   private sendTruncated(res: ServerResponse, record: RequestRecord, response: HttpResponse): void {
     record.status = response.status;
+    if (response.stream) {
+      void this.sendStreamStart(res, response, response.stream);
+      return;
+    }
     const body = Buffer.from(response.body, 'utf8');
     const announced = Math.max(body.length, 1);
     res.writeHead(response.status, { ...response.headers, 'content-length': String(announced) });
     res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.destroy());
+  }
+
+  /** A streamed body cut short: its first bytes, then the connection is killed. */
+  private async sendStreamStart(res: ServerResponse, response: HttpResponse, stream: Readable): Promise<void> {
+    res.writeHead(response.status, response.headers);
+    let sent = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        const part = chunk.subarray(0, TRUNCATED_STREAM_BYTES - sent);
+        sent += part.length;
+        if (sent >= TRUNCATED_STREAM_BYTES) {
+          res.write(part, () => res.destroy());
+          return;
+        }
+        res.write(part);
+      }
+      res.destroy();
+    } catch {
+      res.destroy();
+    } finally {
+      stream.destroy();
+    }
   }
 }

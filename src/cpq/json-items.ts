@@ -1,0 +1,275 @@
+import { parseExactJson } from './json.js';
+import { EntryContentError, MAX_RECORD_CHARS, type RecordSink } from './zip-entry-kind.js';
+
+/*
+ * A `.json` entry of the zip export, read as a stream: either a collection body
+ * `{"items": [...], ...}` or a bare array of users. A whole entry may be hundreds of MB, so it is
+ * never held: this scanner walks the text chunk by chunk, checks the envelope's punctuation
+ * itself, and cuts out the text of each item (and of each other envelope value). Every piece is
+ * then parsed by parseExactJson, the parser of the JSON path, so numbers (int64 exactness),
+ * strings, duplicate keys and every other rule are exactly those of the JSON path.
+ */
+
+const enum State {
+  /** Before the top-level value. */
+  Root,
+  /** After `{`: a key or `}`. */
+  KeyOrEnd,
+  /** After `,` in the envelope: a key. */
+  Key,
+  /** After a key: `:`. */
+  Colon,
+  /** After `:`: the key's value. */
+  Value,
+  /** After an envelope value: `,` or `}`. */
+  CommaOrEnd,
+  /** After the items `[`: an item or `]`. */
+  ItemOrEnd,
+  /** After `,` in the items: an item. */
+  Item,
+  /** After an item: `,` or `]`. */
+  ItemCommaOrEnd,
+  /** After the top-level value: whitespace only. */
+  Done,
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+const isWhitespace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/** The text of one JSON value being cut out, possibly spanning chunks. */
+interface Capture {
+  target: 'key' | 'value' | 'item';
+  /** Strings and containers end at their closing character; scalars at the next delimiter. */
+  scalar: boolean;
+  parts: string[];
+  length: number;
+  /** Where the capture starts in the current chunk. */
+  start: number;
+  depth: number;
+  inString: boolean;
+  escape: boolean;
+}
+
+function describeChar(c: number): string {
+  return JSON.stringify(String.fromCharCode(c));
+}
+
+export class JsonItemsParser {
+  private state = State.Root;
+  private envelope = false;
+  private sawItems = false;
+  private key = '';
+  private capture: Capture | undefined;
+  private items = 0;
+  private started = false;
+
+  constructor(private readonly sink: RecordSink) {}
+
+  write(chunk: string): void {
+    let i = 0;
+    if (!this.started && chunk.length > 0) {
+      this.started = true;
+      if (chunk.charCodeAt(0) === 0xfeff) i = 1; // a UTF-8 byte-order mark
+    }
+    const n = chunk.length;
+    while (i < n) {
+      const capture = this.capture;
+      if (capture) {
+        const end = this.scan(capture, chunk, i);
+        if (end < 0) {
+          capture.parts.push(chunk.slice(capture.start));
+          capture.length += n - capture.start;
+          capture.start = 0;
+          this.checkSize(capture);
+          return;
+        }
+        const text = capture.parts.length === 0 ? chunk.slice(capture.start, end) : capture.parts.join('') + chunk.slice(capture.start, end);
+        capture.length += end - capture.start;
+        this.checkSize(capture);
+        this.capture = undefined;
+        this.finish(capture.target, text);
+        i = end;
+        continue;
+      }
+      const c = chunk.charCodeAt(i);
+      if (isWhitespace(c)) {
+        i++;
+        continue;
+      }
+      i = this.punctuation(c, i);
+    }
+  }
+
+  end(): void {
+    const capture = this.capture;
+    if (capture?.scalar) {
+      this.capture = undefined;
+      this.finish(capture.target, capture.parts.join(''));
+    }
+    if (this.capture || this.state !== State.Done) {
+      throw new EntryContentError(
+        this.state === State.Root ? 'the entry is empty; expected a collection body {"items":[...]} or an array of users' : 'the JSON ends early (the entry is truncated)',
+      );
+    }
+  }
+
+  /** Handles one non-whitespace character outside any captured value; returns the next position. */
+  private punctuation(c: number, i: number): number {
+    switch (this.state) {
+      case State.Root:
+        if (c === LBRACKET) {
+          this.state = State.ItemOrEnd;
+          return i + 1;
+        }
+        if (c === LBRACE) {
+          this.envelope = true;
+          this.state = State.KeyOrEnd;
+          return i + 1;
+        }
+        throw new EntryContentError(`expected a collection body {"items":[...]} or an array of users, found ${describeChar(c)}`);
+      case State.KeyOrEnd:
+      case State.Key:
+        if (c === QUOTE) return this.startCapture('key', i);
+        if (c === RBRACE && this.state === State.KeyOrEnd) return this.closeEnvelope(i);
+        throw new EntryContentError(`expected a key in the collection body, found ${describeChar(c)}`);
+      case State.Colon:
+        if (c === COLON) {
+          this.state = State.Value;
+          return i + 1;
+        }
+        throw new EntryContentError(`expected ":" after the key "${this.key}", found ${describeChar(c)}`);
+      case State.Value:
+        if (this.key !== 'items') return this.startCapture('value', i);
+        if (this.sawItems) throw new EntryContentError('the collection body has two "items" keys');
+        if (c !== LBRACKET) throw new EntryContentError('"items" in the collection body must be an array');
+        this.sawItems = true;
+        this.state = State.ItemOrEnd;
+        return i + 1;
+      case State.CommaOrEnd:
+        if (c === COMMA) {
+          this.state = State.Key;
+          return i + 1;
+        }
+        if (c === RBRACE) return this.closeEnvelope(i);
+        throw new EntryContentError(`expected "," or "}" in the collection body, found ${describeChar(c)}`);
+      case State.ItemOrEnd:
+        if (c === RBRACKET) return this.closeItems(i);
+        return this.startCapture('item', i);
+      case State.Item:
+        if (c === RBRACKET) throw new EntryContentError(`a "," before "]" after items[${this.items - 1}]`);
+        return this.startCapture('item', i);
+      case State.ItemCommaOrEnd:
+        if (c === COMMA) {
+          this.state = State.Item;
+          return i + 1;
+        }
+        if (c === RBRACKET) return this.closeItems(i);
+        throw new EntryContentError(`expected "," or "]" after items[${this.items - 1}], found ${describeChar(c)}`);
+      case State.Done:
+        throw new EntryContentError(`unexpected ${describeChar(c)} after the end of the JSON`);
+    }
+  }
+
+  private startCapture(target: Capture['target'], i: number): number {
+    this.capture = { target, scalar: false, parts: [], length: 0, start: i, depth: 0, inString: false, escape: false };
+    return i;
+  }
+
+  private closeItems(i: number): number {
+    this.state = this.envelope ? State.CommaOrEnd : State.Done;
+    return i + 1;
+  }
+
+  private closeEnvelope(i: number): number {
+    if (!this.sawItems) throw new EntryContentError('expected items[] in the collection body, got no items');
+    this.state = State.Done;
+    return i + 1;
+  }
+
+  /**
+   * Advances a capture through `chunk` from `from`; returns the index just past the value's end,
+   * or -1 when the value goes on in the next chunk.
+   */
+  private scan(capture: Capture, chunk: string, from: number): number {
+    const n = chunk.length;
+    let j = from;
+    if (capture.length === 0 && j === capture.start && capture.depth === 0 && !capture.inString) {
+      const first = chunk.charCodeAt(j);
+      if (first !== QUOTE && first !== LBRACE && first !== LBRACKET) capture.scalar = true;
+    }
+    if (capture.scalar) {
+      for (; j < n; j++) {
+        const c = chunk.charCodeAt(j);
+        if (c === COMMA || c === RBRACE || c === RBRACKET || isWhitespace(c)) return j;
+      }
+      return -1;
+    }
+    let { depth, inString, escape } = capture;
+    for (; j < n; j++) {
+      const c = chunk.charCodeAt(j);
+      if (inString) {
+        if (escape) escape = false;
+        else if (c === BACKSLASH) escape = true;
+        else if (c === QUOTE) {
+          inString = false;
+          if (depth === 0) return j + 1;
+        }
+      } else if (c === QUOTE) inString = true;
+      else if (c === LBRACE || c === LBRACKET) depth++;
+      else if (c === RBRACE || c === RBRACKET) {
+        depth--;
+        if (depth <= 0) return j + 1;
+      }
+    }
+    capture.depth = depth;
+    capture.inString = inString;
+    capture.escape = escape;
+    return -1;
+  }
+
+  private checkSize(capture: Capture) {
+    if (capture.length > MAX_RECORD_CHARS) {
+      const what = capture.target === 'item' ? `items[${this.items}]` : capture.target === 'key' ? 'a key of the collection body' : `"${this.key}"`;
+      throw new EntryContentError(`${what} is larger than ${MAX_RECORD_CHARS / 1024 / 1024} MiB; refused`);
+    }
+  }
+
+  private finish(target: Capture['target'], text: string) {
+    switch (target) {
+      case 'key':
+        try {
+          this.key = JSON.parse(text) as string;
+        } catch {
+          throw new EntryContentError(`a key of the collection body is not a valid JSON string (${text.slice(0, 40)})`);
+        }
+        this.state = State.Colon;
+        return;
+      case 'value':
+        this.parse(text, `"${this.key}" in the collection body`);
+        this.state = State.CommaOrEnd;
+        return;
+      case 'item': {
+        const where = `items[${this.items}]`;
+        const record = this.parse(text, where);
+        this.items++;
+        this.state = State.ItemCommaOrEnd;
+        this.sink(record, where);
+      }
+    }
+  }
+
+  private parse(text: string, where: string): unknown {
+    try {
+      return parseExactJson(text);
+    } catch (err) {
+      throw new EntryContentError(`${where} is not valid JSON (${(err as Error).message.replace(/\s+/g, ' ')})`);
+    }
+  }
+}

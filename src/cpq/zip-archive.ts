@@ -1,0 +1,201 @@
+import yauzl from 'yauzl';
+import type { Readable } from 'node:stream';
+import { crc32 } from './crc32.js';
+import { USER_ENTRY_EXTENSIONS, entryKind, quoteEntryName, type UserEntryFormat } from './zip-entry-kind.js';
+
+/*
+ * The downloaded export, read with yauzl from its central directory (at the end of the file,
+ * which is why the download goes to a file first). Every entry is checked before any is read,
+ * so a hostile archive is refused before a single record is loaded; what can only be seen while
+ * reading (a bad CRC, corrupt compressed data, more data than declared) fails the read.
+ */
+
+/** The archive is broken or refused; the message names the entry and the problem. */
+export class ArchiveError extends Error {
+  override name = 'ArchiveError';
+}
+
+export interface ArchiveLimits {
+  /** Largest uncompressed size of one entry (CPQ_ZIP_MAX_BYTES). */
+  maxBytes: number;
+  /** Most entries the archive may hold, folders included (CPQ_ZIP_MAX_ENTRIES). */
+  maxEntries: number;
+  /** Largest uncompressed/compressed ratio of an entry (CPQ_ZIP_MAX_RATIO). */
+  maxRatio: number;
+}
+
+/**
+ * Entries smaller than this are not held to the ratio bound: a small, very repetitive entry is no
+ * threat, and the size bounds cover it. Above it, CPQ data (text that compresses 5-20x) stays far
+ * below any sensible ratio, while a zip bomb does not.
+ */
+export const RATIO_CHECK_MIN_BYTES = 1024 * 1024;
+
+export interface UserEntry {
+  name: string;
+  format: UserEntryFormat;
+  uncompressedSize: number;
+  compressedSize: number;
+  entry: yauzl.Entry;
+}
+
+const DEFLATE = 8;
+const STORED = 0;
+
+/** yauzl's messages, said in terms of what was wrong with the archive. */
+function describeOpenError(err: Error): string {
+  const message = err.message;
+  if (/end of central directory record signature not found/i.test(message)) return 'the archive is truncated or not a zip (no end of central directory record)';
+  if (/invalid relative path|absolute path|invalid characters in fileName/i.test(message)) return `an entry has an unsafe name (${message})`;
+  if (/strong encryption/i.test(message)) return `an entry is encrypted (${message})`;
+  return `the archive is corrupt (${message})`;
+}
+
+function describeReadError(name: string, err: Error & { code?: string }): string {
+  const message = err.message.replace(/\s+/g, ' ');
+  if (/too many bytes in the stream/i.test(message)) return `entry ${name} holds more data than its header declares (${message}); refused as a possible zip bomb`;
+  if (/not enough bytes in the stream/i.test(message)) return `entry ${name} holds less data than its header declares (${message}); the archive is corrupt`;
+  if (err.code?.startsWith('Z_') || /invalid (block type|distance|stored block|code)|incorrect header|unexpected end of file/i.test(message)) {
+    return `entry ${name} has corrupt compressed data (${message})`;
+  }
+  return `entry ${name} cannot be read (${message})`;
+}
+
+export class ZipArchive {
+  private constructor(
+    private readonly zip: yauzl.ZipFile,
+    private readonly limits: ArchiveLimits,
+  ) {
+    // Errors arrive through the promises below; this keeps a late one from being an unhandled 'error' event.
+    zip.on('error', () => undefined);
+  }
+
+  static open(path: string, limits: ArchiveLimits): Promise<ZipArchive> {
+    return new Promise((resolve, reject) => {
+      yauzl.open(path, { lazyEntries: true, autoClose: false, decodeStrings: true, validateEntrySizes: true, strictFileNames: false }, (err, zip) => {
+        if (err || !zip) {
+          reject(new ArchiveError(describeOpenError(err ?? new Error('unknown error'))));
+          return;
+        }
+        const archive = new ZipArchive(zip, limits);
+        if (zip.entryCount > limits.maxEntries) {
+          archive.close();
+          reject(new ArchiveError(`the archive holds ${zip.entryCount} entries, more than CPQ_ZIP_MAX_ENTRIES (${limits.maxEntries}); refused`));
+          return;
+        }
+        resolve(archive);
+      });
+    });
+  }
+
+  /** Every entry checked and the user entries in archive order; throws ArchiveError at the first problem. */
+  async userEntries(): Promise<UserEntry[]> {
+    const users: UserEntry[] = [];
+    const names = new Set<string>();
+    let others = 0;
+    for (let entry = await this.next(); entry; entry = await this.next()) {
+      const name = quoteEntryName(entry.fileName);
+      if (names.has(entry.fileName)) throw new ArchiveError(`the archive holds two entries named ${name}; refused`);
+      names.add(entry.fileName);
+      const kind = entryKind(entry.fileName);
+      if (kind.kind === 'skip') {
+        others++;
+        continue;
+      }
+      if (kind.kind === 'unknown') {
+        throw new ArchiveError(`entry ${name} is not a user entry: only ${USER_ENTRY_EXTENSIONS.join(', ')} entries are read`);
+      }
+      this.check(entry, name);
+      users.push({ name, format: kind.format, uncompressedSize: entry.uncompressedSize, compressedSize: entry.compressedSize, entry });
+    }
+    if (users.length === 0) {
+      throw new ArchiveError(`the archive holds no user entry (${USER_ENTRY_EXTENSIONS.join(', ')})${others ? `, only ${others} folder or metadata entries` : ''}`);
+    }
+    return users;
+  }
+
+  private check(entry: yauzl.Entry, name: string) {
+    const { maxBytes, maxRatio } = this.limits;
+    if (entry.isEncrypted()) throw new ArchiveError(`entry ${name} is encrypted; the export must come without a password`);
+    if (entry.compressionMethod !== STORED && entry.compressionMethod !== DEFLATE) {
+      throw new ArchiveError(`entry ${name} uses compression method ${entry.compressionMethod}; only stored (0) and deflate (8) are supported`);
+    }
+    if (entry.uncompressedSize > maxBytes) {
+      throw new ArchiveError(`entry ${name} is ${entry.uncompressedSize} bytes uncompressed, more than CPQ_ZIP_MAX_BYTES (${maxBytes}); refused`);
+    }
+    if (entry.uncompressedSize > RATIO_CHECK_MIN_BYTES && entry.uncompressedSize > entry.compressedSize * maxRatio) {
+      const ratio = entry.compressedSize === 0 ? 'without limit' : `${Math.round(entry.uncompressedSize / entry.compressedSize)}x`;
+      throw new ArchiveError(
+        `entry ${name} expands ${ratio} (${entry.compressedSize} to ${entry.uncompressedSize} bytes), beyond CPQ_ZIP_MAX_RATIO (${maxRatio}); refused as a possible zip bomb`,
+      );
+    }
+  }
+
+  private next(): Promise<yauzl.Entry | undefined> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        this.zip.off('entry', onEntry);
+        this.zip.off('end', onEnd);
+        this.zip.off('error', onError);
+      };
+      const onEntry = (entry: yauzl.Entry) => {
+        done();
+        resolve(entry);
+      };
+      const onEnd = () => {
+        done();
+        resolve(undefined);
+      };
+      const onError = (err: Error) => {
+        done();
+        reject(new ArchiveError(describeOpenError(err)));
+      };
+      this.zip.on('entry', onEntry);
+      this.zip.on('end', onEnd);
+      this.zip.on('error', onError);
+      this.zip.readEntry();
+    });
+  }
+
+  /**
+   * The uncompressed bytes of a user entry, checked as they come: never more than declared
+   * (yauzl) nor than CPQ_ZIP_MAX_BYTES, and the CRC-32 at the end. Leaving the loop early
+   * (return/throw in the consumer) destroys the stream.
+   */
+  async *bytes(user: UserEntry): AsyncGenerator<Buffer> {
+    const stream = await new Promise<Readable>((resolve, reject) => {
+      this.zip.openReadStream(user.entry, (err, readStream) => {
+        if (err || !readStream) reject(new ArchiveError(describeReadError(user.name, err ?? new Error('unknown error'))));
+        else resolve(readStream);
+      });
+    });
+    let crc = 0;
+    let size = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > this.limits.maxBytes) {
+          throw new ArchiveError(`entry ${user.name} is more than CPQ_ZIP_MAX_BYTES (${this.limits.maxBytes}) uncompressed; refused`);
+        }
+        crc = crc32(chunk, crc);
+        yield chunk;
+      }
+    } catch (err) {
+      if (err instanceof ArchiveError) throw err;
+      throw new ArchiveError(describeReadError(user.name, err as Error));
+    } finally {
+      stream.destroy();
+    }
+    if (crc !== user.entry.crc32 >>> 0) {
+      throw new ArchiveError(
+        `entry ${user.name} fails its CRC-32 check (stored ${hex(user.entry.crc32)}, data ${hex(crc)}); the archive is corrupt`,
+      );
+    }
+  }
+
+  close() {
+    if (this.zip.isOpen) this.zip.close();
+  }
+}
+
+const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0');

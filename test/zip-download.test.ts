@@ -1,0 +1,226 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig, type CpqConfig } from '../src/config.js';
+import { CpqHttpClient } from '../src/cpq/http-client.js';
+import { zipUserPages } from '../src/cpq/zip-export.js';
+import { SyncError } from '../src/errors.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+
+/*
+ * The download of the zip export (CpqHttpClient.downloadToFile) against a plain HTTP server, and
+ * the page generator (zipUserPages) on its own: page shape, interruption, temporary files.
+ */
+
+type Handler = (req: IncomingMessage, res: ServerResponse, attempt: number) => void | Promise<void>;
+
+let server: Server | undefined;
+let dir: string;
+const attempts: IncomingMessage[] = [];
+
+async function serve(handler: Handler): Promise<string> {
+  server = createServer((req, res) => {
+    attempts.push(req);
+    void Promise.resolve(handler(req, res, attempts.length)).catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function client(baseUrl: string, env: Record<string, string> = {}, signal?: AbortSignal): CpqHttpClient {
+  const config = loadConfig({ CPQ_BASE_URL: baseUrl, CPQ_RETRY_BASE_DELAY: '5ms', CPQ_RETRY_MAX_DELAY: '20ms', ...env }).cpq!;
+  const auth = { authorization: async () => 'Basic c3luYzpzM2NyZXQ=', renew: async () => false };
+  return new CpqHttpClient(config, auth, pino({ level: 'silent' }), signal);
+}
+
+beforeEach(async () => {
+  attempts.length = 0;
+  dir = await mkdtemp(join(tmpdir(), 'cpq-download-test-'));
+});
+afterEach(async () => {
+  if (server) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server!.close(resolve));
+    server = undefined;
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+const body = Buffer.from('PK\u0003\u0004'.padEnd(4000, 'x'));
+
+describe('downloadToFile', () => {
+  it('streams the body to the file with the Accept and Authorization headers', async () => {
+    const base = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/zip' });
+      res.end(body);
+    });
+    const path = join(dir, 'a.zip');
+    const result = await client(base).downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20 });
+    expect(result).toEqual({ url: `${base}/x`, bytes: body.length, contentType: 'application/zip' });
+    expect(await readFile(path)).toEqual(body);
+    expect(attempts[0]!.headers).toMatchObject({ accept: 'application/zip', authorization: 'Basic c3luYzpzM2NyZXQ=' });
+  });
+
+  it('lets a slow, steady download run longer than the request timeout (the timeout is for stalls)', async () => {
+    const base = await serve(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/zip' });
+      for (let i = 0; i < 8; i++) {
+        res.write(body.subarray(i * 500, (i + 1) * 500));
+        await sleep(100);
+      }
+      res.end();
+    });
+    const started = Date.now();
+    const result = await client(base, { CPQ_REQUEST_TIMEOUT: '400ms' }).downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 });
+    expect(Date.now() - started).toBeGreaterThan(700);
+    expect(result.bytes).toBe(4000);
+  });
+
+  it('gives up on a body that stalls longer than the request timeout, retries, and starts the file over', async () => {
+    const base = await serve(async (_req, res, attempt) => {
+      res.writeHead(200, { 'content-type': 'application/zip' });
+      res.write(attempt === 1 ? Buffer.alloc(3000, 0x41) : body.subarray(0, 2000));
+      if (attempt === 1) return; // never ends
+      res.end(body.subarray(2000));
+    });
+    const http = client(base, { CPQ_REQUEST_TIMEOUT: '300ms' });
+    const path = join(dir, 'a.zip');
+    await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20 });
+    expect(await readFile(path)).toEqual(body);
+    expect(http.stats).toEqual({ requests: 2, retries: { network: 1 } });
+  });
+
+  it('names the stall when every attempt stalls', async () => {
+    const base = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/zip' });
+      res.write(body.subarray(0, 100));
+    });
+    const err = await client(base, { CPQ_REQUEST_TIMEOUT: '200ms', CPQ_MAX_RETRIES: '1' })
+      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SyncError);
+    expect((err as SyncError).message).toBe(`GET ${base}/x: CPQ unreachable after 2 attempts (no data for 0.2s)`);
+  });
+
+  it('retries 503 as getJson does, and refuses credentials with 401 as auth', async () => {
+    const base = await serve((req, res, attempt) => {
+      if (req.url === '/denied') {
+        res.writeHead(401).end();
+      } else if (attempt === 1) {
+        res.writeHead(503, { 'retry-after': '0' }).end();
+      } else {
+        res.writeHead(200).end(body);
+      }
+    });
+    const http = client(base);
+    await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 });
+    expect(http.stats.retries).toEqual({ 503: 1 });
+    const err = await http.downloadToFile(`${base}/denied`, { accept: 'application/zip', path: join(dir, 'b.zip'), maxBytes: 1 << 20 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'auth', message: `GET ${base}/denied: CPQ refused the credentials (401); check the CPQ_* auth settings` });
+  });
+
+  it('describes an error answer from its first bytes, without reading a huge body', async () => {
+    const base = await serve((_req, res) => {
+      res.writeHead(406, { 'content-type': 'text/html' });
+      res.write('<html><body>Not Acceptable</body></html>');
+      res.write(Buffer.alloc(1 << 20, 0x20)); // and it goes on; only the start is read
+    });
+    const err = await client(base).downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'source', message: `GET ${base}/x: CPQ answered 406 with an HTML page ("<html><body>Not Acceptable</body></html>…")` });
+  });
+
+  it('refuses a body larger than maxBytes, announced or not, without retrying', async () => {
+    const base = await serve((req, res) => {
+      if (req.url === '/announced') res.writeHead(200, { 'content-length': String(body.length) }).end(body);
+      else res.writeHead(200).end(body); // chunked: the size shows while reading
+    });
+    const http = client(base);
+    for (const path of ['/announced', '/chunked']) {
+      const err = await http.downloadToFile(`${base}${path}`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1024 }).catch((e: unknown) => e);
+      expect(err, path).toMatchObject({ kind: 'data' });
+      expect((err as Error).message).toMatch(new RegExp(`^GET ${base}${path}: the export is (4000 bytes, )?(larger|more) than CPQ_ZIP_MAX_BYTES \\(1024( bytes)?\\)`));
+    }
+    expect(http.stats.requests).toBe(2);
+  });
+
+  it('stops when the run is interrupted', async () => {
+    const base = await serve((_req, res) => {
+      res.writeHead(200);
+      res.write(body.subarray(0, 100));
+    });
+    const abort = new AbortController();
+    const pending = client(base, {}, abort.signal).downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 });
+    setTimeout(() => abort.abort(), 100);
+    await expect(pending).rejects.toMatchObject({ kind: 'interrupted' });
+  });
+});
+
+describe('zipUserPages', () => {
+  let sim: CpqSimulator;
+  let config: CpqConfig;
+  const live = async () => (await readdir(dir)).filter((name) => name.startsWith('cpq-sync-zip-'));
+
+  beforeEach(async () => {
+    sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0, zipExport: { entries: [{ format: 'json' }, { format: 'csv' }, { format: 'jsonl' }] } });
+    const base = await sim.start();
+    config = loadConfig({ CPQ_BASE_URL: base, CPQ_PAGE_SIZE: '6', TMPDIR: dir }).cpq!;
+  });
+  afterEach(() => sim.stop());
+
+  it('yields pages of at most CPQ_PAGE_SIZE raw records, across entries, for the export URL', async () => {
+    const pages = [];
+    for await (const page of zipUserPages(client(sim.baseUrl), config, '_host')) {
+      pages.push(page);
+      expect(await live()).toHaveLength(1); // the download, while pages are read
+    }
+    const url = `${sim.baseUrl}/rest/v16/companies/_host/users`;
+    expect(pages.map((p) => [p.url, p.index, p.items.length, p.totalResults])).toEqual([0, 1, 2, 3, 4].map((i) => [url, i, i < 4 ? 6 : 1, undefined]));
+    const logins = pages.flatMap((p) => p.items.map((u) => (u as { login: string }).login));
+    expect(logins).toEqual(sim.users('_host').map((u) => u.login));
+    expect(await live()).toEqual([]);
+  });
+
+  it('removes the temporary file when the reader stops early (return) or the run is interrupted (signal)', async () => {
+    const early = zipUserPages(client(sim.baseUrl), config, '_host');
+    expect((await early.next()).done).toBe(false);
+    expect(await live()).toHaveLength(1);
+    await early.return(undefined);
+    expect(await live()).toEqual([]);
+
+    const abort = new AbortController();
+    const interrupted = zipUserPages(client(sim.baseUrl, {}, abort.signal), config, '_host', abort.signal);
+    expect((await interrupted.next()).done).toBe(false);
+    abort.abort();
+    await expect(interrupted.next()).rejects.toMatchObject({ kind: 'interrupted' });
+    expect(await live()).toEqual([]);
+  });
+
+  it('removes the temporary file when the archive is refused or the download fails', async () => {
+    const drain = async (pages: AsyncGenerator<unknown>) => {
+      for await (const _page of pages);
+    };
+    sim.setZipExport({ fault: 'bad-crc' });
+    await expect(drain(zipUserPages(client(sim.baseUrl), config, '_host'))).rejects.toMatchObject({ kind: 'data', message: expect.stringMatching(/fails its CRC-32 check/) });
+    expect(await live()).toEqual([]);
+    sim.setZipExport({ fault: 'encrypted' });
+    await expect(zipUserPages(client(sim.baseUrl), config, '_host').next()).rejects.toMatchObject({ kind: 'data', message: expect.stringMatching(/is encrypted/) });
+    sim.setZipExport({});
+    sim.addFault({ status: 500, times: Infinity });
+    const failing = zipUserPages(client(sim.baseUrl, { CPQ_MAX_RETRIES: '1' }), config, '_host');
+    await expect(failing.next()).rejects.toMatchObject({ kind: 'source' });
+    expect(await live()).toEqual([]);
+  });
+
+  it('says which folder is not usable for temporary files', async () => {
+    const missing = join(dir, 'no', 'such', 'folder');
+    const err = await zipUserPages(client(sim.baseUrl), { ...config, zip: { ...config.zip, tmpDir: missing } }, '_host').next().catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'config' });
+    expect((err as Error).message).toMatch(/^cannot create a temporary folder in .*no\/such\/folder for the zip export \(ENOENT\); set TMPDIR/);
+    await expect(stat(missing)).rejects.toThrow();
+  });
+});
