@@ -159,7 +159,7 @@ async function main() {
   console.log(`data: ${args.companies} companies x ${perCompany} users, ~3 groups and ~2 access permissions each`);
 
   let started = performance.now();
-  const sim = new CpqSimulator({ seed: 1, partnerCompanies: args.companies - 1, usersPerCompany: perCompany, integrationUsers: 0, drift: true });
+  const sim = new CpqSimulator({ seed: 1, partnerCompanies: args.companies - 1, usersPerCompany: perCompany, integrationUsers: 0, drift: true, zipExport: {} });
   const baseUrl = await sim.start(await freePort());
   console.log(`simulator ready in ${((performance.now() - started) / 1000).toFixed(1)} s at ${baseUrl}`);
   const companies = sim.companyLogins();

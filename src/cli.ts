@@ -208,6 +208,7 @@ program
         partnerCompanies: whole('partners'),
         integrationUsers: whole('integrationUsers'),
         pathPrefix: opts.prefix as '' | '/cpq',
+        zipExport: {},
       });
       const url = await simulator.start(whole('port'), opts.host);
       log.info({ url, pathPrefix: opts.prefix, companies: simulator.companyLogins() }, 'CPQ simulator listening (Ctrl-C to stop)');

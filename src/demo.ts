@@ -24,7 +24,7 @@ GROUP BY company_login ORDER BY company_login`;
  * embedded Postgres; a full sync, a few edits in CPQ, an incremental sync, and a summary.
  */
 export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
-  const simulator = new CpqSimulator({ seed: 7, partnerCompanies: 2, usersPerCompany: 1000, integrationUsers: 5, pathPrefix: '/cpq' });
+  const simulator = new CpqSimulator({ seed: 7, partnerCompanies: 2, usersPerCompany: 1000, integrationUsers: 5, pathPrefix: '/cpq', zipExport: {} });
   const url = await simulator.start();
   const env: Record<string, string | undefined> = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_')));
   const config = { ...loadConfig({ ...env, CPQ_BASE_URL: url, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' }), logLevel: base.logLevel };

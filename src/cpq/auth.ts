@@ -1,5 +1,7 @@
 import type { CpqAuthConfig } from '../config.js';
+import type { Dispatcher } from 'undici';
 import { SyncError } from '../errors.js';
+import { dispatcherFor, withDispatcher } from './transport.js';
 
 /** Supplies the Authorization header and, for renewable credentials, a fresh one after a 401. */
 export interface Authenticator {
@@ -34,6 +36,7 @@ export class OAuthClientCredentials implements Authenticator {
     private readonly config: Extract<CpqAuthConfig, { kind: 'oauth' }>,
     private readonly timeoutMs: number,
     private readonly now: () => number = Date.now,
+    private readonly dispatcher: Dispatcher | undefined = undefined,
   ) {}
 
   async authorization(): Promise<string> {
@@ -60,7 +63,7 @@ export class OAuthClientCredentials implements Authenticator {
     if (this.config.scope) form.set('scope', this.config.scope);
     let response: Response;
     try {
-      response = await fetch(url, {
+      response = await fetch(url, withDispatcher({
         method: 'POST',
         headers: {
           authorization: basic(this.config.clientId, this.config.clientSecret),
@@ -69,7 +72,7 @@ export class OAuthClientCredentials implements Authenticator {
         },
         body: form.toString(),
         signal: AbortSignal.timeout(this.timeoutMs),
-      });
+      }, this.dispatcher));
     } catch (err) {
       throw new SyncError('source', `POST ${url}: OAuth token service unreachable (${(err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message})`);
     }
@@ -95,7 +98,7 @@ export class OAuthClientCredentials implements Authenticator {
   }
 }
 
-export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number): Authenticator {
+export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number, ca?: string): Authenticator {
   switch (config.kind) {
     case 'none':
       return new StaticAuthenticator(undefined);
@@ -104,6 +107,6 @@ export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number): A
     case 'bearer':
       return new StaticAuthenticator(`Bearer ${config.token}`);
     case 'oauth':
-      return new OAuthClientCredentials(config, timeoutMs);
+      return new OAuthClientCredentials(config, timeoutMs, Date.now, dispatcherFor(ca));
   }
 }

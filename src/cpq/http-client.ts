@@ -3,8 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CpqConfig } from '../config.js';
 import { SyncError, oneLine } from '../errors.js';
+import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { parseExactJson } from './json.js';
+import { dispatcherFor, withDispatcher } from './transport.js';
 
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 
@@ -119,14 +121,16 @@ export interface HttpStats {
 export class CpqHttpClient {
   readonly stats: HttpStats = { requests: 0, retries: {} };
   private readonly policy: RetryPolicy;
+  private readonly dispatcher: Dispatcher | undefined;
 
   constructor(
-    private readonly config: Pick<CpqConfig, 'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs'>,
+    private readonly config: Pick<CpqConfig, 'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs' | 'ca'>,
     private readonly auth: Authenticator,
     private readonly log: Logger,
     private readonly signal?: AbortSignal,
   ) {
     this.policy = { maxRetries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs, maxDelayMs: config.retryMaxDelayMs };
+    this.dispatcher = dispatcherFor(config.ca);
   }
 
   url(path: string, query: Record<string, string> = {}): string {
@@ -231,10 +235,10 @@ export class CpqHttpClient {
         if (deadlineMs !== undefined) limits.push(AbortSignal.timeout(deadlineMs));
         if (stallMs !== undefined) stall.restart(stallMs);
         if (this.signal) limits.push(this.signal);
-        const response = await fetch(url, {
-          headers: { accept, ...(authorization ? { authorization } : {}) },
-          signal: AbortSignal.any(limits),
-        });
+        const response = await fetch(
+          url,
+          withDispatcher({ headers: { accept, ...(authorization ? { authorization } : {}) }, signal: AbortSignal.any(limits) }, this.dispatcher),
+        );
         stall.stop();
         if (response.status === 401 && !renewedAuth && (await this.auth.renew())) {
           await response.body?.cancel();

@@ -106,7 +106,8 @@ const mergeSteps = (userColumns: string[]): string[] => [
    FROM stage_user_groups g JOIN run_users r ON r.seq = g.seq
    ORDER BY g.variable_name, g.seq DESC
    ON CONFLICT (variable_name) DO UPDATE
-     SET label = excluded.label, type = excluded.type, last_synced_at = now()`,
+     -- A CSV export names groups without label or type: keep what a fuller read said.
+     SET label = coalesce(excluded.label, cpq.groups.label), type = coalesce(excluded.type, cpq.groups.type), last_synced_at = now()`,
 
   // Current users.
   `WITH inserted AS (

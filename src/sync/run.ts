@@ -160,7 +160,7 @@ export class SyncRun {
       .executeTakeFirstOrThrow();
     const runId = String(run.id);
     const log2 = log.child({ runId });
-    this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs), log2, this.options.signal);
+    this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca), log2, this.options.signal);
     const started = Date.now();
     log2.info({ site: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
 

@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+// A self-signed certificate made for these tests only (CN "cpq-user-sync test CA", 127.0.0.1).
+const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
+const KEY_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-key.pem', import.meta.url));
+
+/** TLS in front of the simulator: what a CPQ site behind a private CA looks like to the client. */
+function tlsFront(targetPort: number): Promise<Server> {
+  const server = createServer({ cert: readFileSync(CERT_FILE), key: readFileSync(KEY_FILE) }, (socket) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    socket.pipe(upstream).pipe(socket);
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+let h: Harness | undefined;
+let front: Server | undefined;
+afterEach(async () => {
+  front?.close();
+  await h?.close();
+  h = front = undefined;
+});
+
+async function harnessBehindTls(env: Record<string, string>) {
+  let port = 0;
+  h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, (baseUrl) => {
+    port = Number(new URL(baseUrl).port);
+    return env;
+  });
+  front = await tlsFront(port);
+  return `https://127.0.0.1:${(front.address() as AddressInfo).port}`;
+}
+
+describe('HTTPS to CPQ', () => {
+  it('verifies the certificate: an unknown CA fails the run with a clear error', async () => {
+    const url = await harnessBehindTls({ CPQ_MAX_RETRIES: '0' });
+    const { loadConfig } = await import('../src/config.js');
+    const { runSync } = await import('../src/sync/run.js');
+    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h!.t.url, CPQ_MAX_RETRIES: '0' });
+    await expect(runSync({ pool: h!.t.pool, db: h!.t.db, config, log: h!.log })).rejects.toThrow(/CPQ unreachable after 1 attempts \(.*(SELF_SIGNED|UNABLE_TO_VERIFY|self-signed).*\)/i);
+  });
+
+  it('trusts a private CA given in CPQ_CA_FILE', async () => {
+    const url = await harnessBehindTls({});
+    const { loadConfig } = await import('../src/config.js');
+    const { runSync } = await import('../src/sync/run.js');
+    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h!.t.url, CPQ_CA_FILE: CERT_FILE });
+    const result = await runSync({ pool: h!.t.pool, db: h!.t.db, config, log: h!.log });
+    expect(result.inserted).toBe(3);
+  });
+});
