@@ -7,7 +7,10 @@ import { runSync } from './sync/run.js';
 function table(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
   const columns = Object.keys(rows[0]!);
-  const cell = (v: unknown) => (v instanceof Date ? v.toISOString() : v === null ? '' : String(v));
+  const cell = (v: unknown) => {
+    const text = v instanceof Date ? v.toISOString() : v === null ? '' : String(v);
+    return text.length > 48 ? `${text.slice(0, 47)}…` : text;
+  };
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ');
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
@@ -18,6 +21,10 @@ const SAMPLE_QUERY = `SELECT company_login, count(*) AS users,
        count(*) FILTER (WHERE is_integration_user) AS integration
 FROM cpq.users WHERE deleted_at IS NULL
 GROUP BY company_login ORDER BY company_login`;
+
+const CHANGES_QUERY = `SELECT change, company_login || '/' || login AS "user", field,
+       coalesce(old_value::text, '') AS old, coalesce(new_value::text, added::text, '') AS new, coalesce(removed::text, '') AS removed
+FROM cpq.user_changes_flat WHERE run_id = $1 AND field NOT IN ('date_modified') ORDER BY change_id, field`;
 
 /**
  * The demo: a simulated Fusion site (3 companies, 1,000 users each, integration users) and the
@@ -44,8 +51,13 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
 
     out('\nRuns:');
     for (const r of [first, second]) {
-      out(`  run ${r.runId}: ${r.mode}, ${r.pages} pages, ${r.seen} users seen, ${r.inserted} inserted, ${r.updated} updated, ${r.unchanged} unchanged`);
+      out(
+        `  run ${r.runId}: ${r.mode}, ${r.pages} pages, ${r.seen} users seen: ${r.inserted} inserted, ${r.updated} updated, ` +
+          `${r.restored} restored, ${r.deleted} deleted, ${r.unchanged} unchanged`,
+      );
     }
+    out(`\nWhat changed in the second run (cpq.user_changes_flat):\n`);
+    out(table((await database.pool.query(CHANGES_QUERY, [second.runId])).rows));
     out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
     out(table((await database.pool.query(SAMPLE_QUERY)).rows));
     out(`\nThe data stays in ${database.where}, database cpq_demo. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`);

@@ -37,11 +37,14 @@ const PG_TYPE: Record<string, string> = Object.fromEntries([
   ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType]),
 ]);
 /** A column value as JSON text; numbers and booleans print as JSON already, the rest goes through to_json. */
+/** A timestamptz as CPQ writes dates (2025-09-26T12:17:59.000Z), whatever the session time zone. */
+const isoUtc = (expr: string) => `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
 const asJson = (expr: string, column: string) => {
   const type = PG_TYPE[column]!;
   if (['boolean', 'integer', 'bigint'].includes(type)) return `coalesce(${expr}::text, 'null')`;
   // The same ISO form CPQ sends and inserts are logged with, whatever the session time zone.
-  if (type === 'timestamptz') return `coalesce(to_json(to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text, 'null')`;
+  if (type === 'timestamptz') return `coalesce(to_json(${isoUtc(expr)})::text, 'null')`;
   return `coalesce(to_json(${expr})::text, 'null')`;
 };
 
@@ -201,8 +204,8 @@ const mergeSteps = (userColumns: string[]): string[] => [
      CASE WHEN c.action = 'insert' THEN s.insert_diff::jsonb ELSE
        CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} END
        || CASE c.action
-            WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', to_jsonb($2::timestamptz)))
-            WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', to_jsonb(o.deleted_at), 'new', NULL))
+            WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', ${isoUtc('$2::timestamptz')}))
+            WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', ${isoUtc('o.deleted_at')}, 'new', NULL))
             ELSE '{}'::jsonb
           END
        || CASE WHEN g.user_id IS NULL THEN '{}'::jsonb
