@@ -26,15 +26,18 @@ interface Args {
   users: number;
   companies: number;
   skipZip: boolean;
+  /** V8 old-space cap of the sync process, as the Docker image sets it (0 = Node's default). */
+  heapMb: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { users: 100_000, companies: 4, skipZip: false };
+  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 256 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--users') args.users = Number(argv[++i]);
     else if (flag === '--companies') args.companies = Number(argv[++i]);
     else if (flag === '--skip-zip') args.skipZip = true;
+    else if (flag === '--heap-mb') args.heapMb = Number(argv[++i]);
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!Number.isInteger(args.users) || args.users < args.companies) throw new Error('--users must be a whole number of at least --companies');
@@ -50,12 +53,14 @@ interface Measured {
   note?: string;
 }
 
+let childNodeOptions = '';
+
 async function runCli(args: string[], env: Record<string, string>): Promise<{ seconds: number; maxRssMb: number; stdout: string }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bench/measure-child.mjs'), ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: 'warn', ...env },
+      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: 'warn', NODE_OPTIONS: childNodeOptions, ...env },
     });
     let stdout = '';
     let stderr = '';
@@ -142,11 +147,13 @@ function table(rows: Measured[], floor: number): string {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  childNodeOptions = args.heapMb > 0 ? `--max-old-space-size=${args.heapMb}` : '';
   const perCompany = Math.ceil(args.users / args.companies);
   const dir = await mkdtemp(join(tmpdir(), 'cpq-bench-'));
   await chmod(dir, 0o755); // the embedded Postgres runs as another user
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
   console.log(`data: ${args.companies} companies x ${perCompany} users, ~3 groups and ~2 access permissions each`);
+  console.log(`sync process: NODE_OPTIONS=${childNodeOptions || '(none)'}`);
 
   let started = performance.now();
   const sim = new CpqSimulator({ seed: 1, partnerCompanies: args.companies - 1, usersPerCompany: perCompany, integrationUsers: 0, drift: true, zipExport: {} });
