@@ -46,6 +46,25 @@ function describeNetworkError(err: unknown): string {
   return e.message;
 }
 
+/**
+ * `text` with every credential of the given Authorization headers replaced by [redacted]: the
+ * token or base64 part, and for Basic also `user:password` and the password. For excerpts of
+ * error bodies, which a gateway may fill with the request it received.
+ */
+export function redactCredentials(text: string, authorizations: Iterable<string>): string {
+  let out = text;
+  for (const header of authorizations) {
+    const credential = header.replace(/^\S+\s+/, '');
+    const secrets = [credential];
+    if (/^basic\s/i.test(header)) {
+      const decoded = Buffer.from(credential, 'base64').toString('utf8');
+      secrets.push(decoded, decoded.slice(decoded.indexOf(':') + 1));
+    }
+    for (const secret of secrets) if (secret !== '') out = out.split(secret).join('[redacted]');
+  }
+  return out;
+}
+
 export function describeBody(text: string, contentType: string | null): string {
   const head = oneLine(text.slice(0, 60));
   if (text.trim() === '') return 'an empty body';
@@ -122,6 +141,8 @@ export class CpqHttpClient {
   readonly stats: HttpStats = { requests: 0, retries: {} };
   private readonly policy: RetryPolicy;
   private readonly dispatcher: Dispatcher | undefined;
+  /** Authorization headers sent so far, kept out of the body excerpts in error messages. */
+  private readonly sentAuthorizations = new Set<string>();
 
   constructor(
     private readonly config: Pick<CpqConfig, 'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs' | 'ca'>,
@@ -131,6 +152,11 @@ export class CpqHttpClient {
   ) {
     this.policy = { maxRetries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs, maxDelayMs: config.retryMaxDelayMs };
     this.dispatcher = dispatcherFor(config.ca);
+  }
+
+  /** A body excerpt for an error message, without the credentials we sent. */
+  private excerpt(text: string, contentType: string | null): string {
+    return describeBody(redactCredentials(text, this.sentAuthorizations), contentType);
   }
 
   url(path: string, query: Record<string, string> = {}): string {
@@ -148,13 +174,13 @@ export class CpqHttpClient {
       }
       const text = await response.text();
       if (!response.ok) {
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${describeBody(text, response.headers.get('content-type'))}`);
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`);
       }
       try {
         return { status: response.status, url, body: parseExactJson(text) };
       } catch (err) {
         const what = /^\s*</.test(text) || /html/i.test(response.headers.get('content-type') ?? '')
-          ? `expected JSON, got ${describeBody(text, response.headers.get('content-type'))}`
+          ? `expected JSON, got ${this.excerpt(text, response.headers.get('content-type'))}`
           : text.trim() === ''
             ? 'expected JSON, got an empty body'
             : `response is not valid JSON (${oneLine((err as Error).message)}; ${text.length} bytes)`;
@@ -178,7 +204,7 @@ export class CpqHttpClient {
       stall.restart(timeoutMs);
       if (!response.ok) {
         const text = await readHead(response, 4096);
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${describeBody(text, response.headers.get('content-type'))}`);
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`);
       }
       const announced = Number(response.headers.get('content-length') ?? NaN);
       if (announced > options.maxBytes) {
@@ -230,6 +256,7 @@ export class CpqHttpClient {
       const stall = new StallTimer();
       try {
         const authorization = await this.auth.authorization();
+        if (authorization) this.sentAuthorizations.add(authorization);
         this.stats.requests++;
         const limits: AbortSignal[] = [stall.signal];
         if (deadlineMs !== undefined) limits.push(AbortSignal.timeout(deadlineMs));

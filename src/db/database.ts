@@ -17,8 +17,10 @@ export function redactUrl(url: string): string {
 
 export function createPool(connectionString: string, max = 4): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, application_name: 'cpq-user-sync' });
-  // An idle client that loses its server must not crash the process; the next query reports it.
+  // A client that loses its server must not crash the process, idle or checked out; the next
+  // query on it reports the problem.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -55,6 +55,14 @@ const INT64_MAX = 2n ** 63n - 1n;
 const NUL = '\u0000';
 const CANONICAL_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
 const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
+/** A UTC designator or offset at the end of a date-time; without one, CPQ's documented UTC is meant. */
+const ZONE_SUFFIX = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/**
+ * Longest login, partyNumber, group variableName and permission type/variableName, in UTF-8
+ * bytes: they are keys of btree indexes, whose entries Postgres limits to about 2700 bytes.
+ */
+export const MAX_KEY_BYTES = 1024;
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
@@ -96,6 +104,16 @@ class FieldReader {
     return this.fail(field, `must be text, got ${describe(value)}`);
   }
 
+  /** Text that is part of an index key (login, partyNumber, group and permission names): bounded in size. */
+  key(field: string, value: unknown): string | null {
+    const text = this.text(field, value);
+    if (text !== null && text.length * 3 > MAX_KEY_BYTES) {
+      const bytes = Buffer.byteLength(text, 'utf8');
+      if (bytes > MAX_KEY_BYTES) this.fail(field, `is ${bytes} bytes long; at most ${MAX_KEY_BYTES} bytes are supported for this key field`);
+    }
+    return text;
+  }
+
   boolean(field: string, value: unknown): boolean | null {
     if (value === null || value === undefined) return null;
     if (typeof value === 'boolean') return value;
@@ -123,19 +141,24 @@ class FieldReader {
   timestamp(field: string, value: unknown): string | null {
     if (value === null || value === undefined || value === '') return null;
     const date = typeof value === 'string' ? DATE_PART.exec(value) : null;
-    // V8 rolls 2025-02-31 over to March 3rd: check the calendar day ourselves.
-    if (!date || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3])) || Number.isNaN(Date.parse(value as string))) {
+    if (date && CANONICAL_TIMESTAMP.test(value as string) && date[1] !== '0000' && isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3]))) {
+      // CPQ's own format is already canonical: no need to parse and re-print it.
+      return value as string;
+    }
+    // Without a zone, JavaScript would read the time in the zone of the machine running the sync.
+    const zoned = typeof value === 'string' && !ZONE_SUFFIX.test(value) ? `${value}Z` : (value as string);
+    // V8 rolls 2025-02-31 over to March 3rd: check the calendar day ourselves. Year 0 does not exist in Postgres.
+    if (!date || date[1] === '0000' || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3])) || Number.isNaN(Date.parse(zoned))) {
       return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
     }
-    // CPQ's own format is already canonical: no need to parse and re-print it.
-    return CANONICAL_TIMESTAMP.test(value as string) ? (value as string) : new Date(value as string).toISOString();
+    return new Date(zoned).toISOString();
   }
 }
 
 function readField(reader: FieldReader, spec: UserField, value: unknown): ColumnValue[] {
   switch (spec.kind) {
     case 'text':
-      return [reader.text(spec.field, value)];
+      return [spec.field === 'partyNumber' ? reader.key(spec.field, value) : reader.text(spec.field, value)];
     case 'boolean':
       return [reader.boolean(spec.field, value)];
     case 'bigint':
@@ -168,7 +191,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
   items.forEach((item, i) => {
     if (!isRecord(item)) reader.fail(`groups.items[${i}]`, `must be an object, got ${describe(item)}`);
     const g = canonicalize(item);
-    const variableName = reader.text(`groups.items[${i}].variableName`, g.get('variableName'));
+    const variableName = reader.key(`groups.items[${i}].variableName`, g.get('variableName'));
     if (!variableName) reader.fail(`groups.items[${i}].variableName`, 'is missing');
     byName.set(variableName, {
       variableName,
@@ -187,8 +210,8 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     const at = `accessPermissions.items[${i}]`;
     if (!isRecord(item)) reader.fail(at, `must be an object, got ${describe(item)}`);
     const p = canonicalize(item);
-    const type = reader.text(`${at}.type`, p.get('type'));
-    const variableName = reader.text(`${at}.variableName`, p.get('variableName'));
+    const type = reader.key(`${at}.type`, p.get('type'));
+    const variableName = reader.key(`${at}.variableName`, p.get('variableName'));
     if (!type) reader.fail(`${at}.type`, 'is missing');
     if (!variableName) reader.fail(`${at}.variableName`, 'is missing');
     byKey.set(`${type}\u0001${variableName}`, {
@@ -248,6 +271,68 @@ function insertDiff(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified' | 
   return `{${parts.join(',')}}`;
 }
 
+/**
+ * Where in a record a string (value or key) holds what Postgres cannot store: a NUL character,
+ * or an unpaired UTF-16 surrogate (a `\\ud800` escape alone), which jsonb rejects.
+ */
+function findUnstorable(value: unknown, path: string): { path: string; problem: string } | undefined {
+  if (typeof value === 'string') {
+    if (markedIntegerDigits(value) !== undefined) return undefined;
+    if (value.includes(NUL)) return { path, problem: 'contains a NUL character, which Postgres cannot store' };
+    if (LONE_SURROGATE.test(value)) return { path, problem: 'contains an unpaired UTF-16 surrogate (not valid Unicode), which Postgres cannot store' };
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || isLosslessNumber(value)) return undefined;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const bad = findUnstorable(item, `${path}[${i}]`);
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    const at = path === '' ? key : `${path}.${key}`;
+    const badName = findUnstorable(key, at);
+    if (badName) return { path: at, problem: `has a name that ${badName.problem}` };
+    const bad = findUnstorable(item, at);
+    if (bad) return bad;
+  }
+  return undefined;
+}
+
+/** The record as exact JSON text for raw; a record Postgres cannot store fails naming the field. */
+function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
+  let raw: string;
+  try {
+    raw = stringifyExactJson(record);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    // JSON.stringify recurses: thousands of nested levels exhaust the stack.
+    const field = Object.keys(record).find((k) => {
+      try {
+        stringifyExactJson(record[k]);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    return reader.fail(field === undefined ? '(record)' : shown(field), 'is nested too deeply to be stored');
+  }
+  // JSON.stringify writes NUL and lone surrogates (and other control characters) as \u escapes:
+  // one fast scan, then the walk names the field (and rules out an escaped backslash).
+  if (raw.includes('\\u')) {
+    const bad = findUnstorable(record, '');
+    if (bad) reader.fail(shown(bad.path), bad.problem);
+  }
+  return raw;
+}
+
+/** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
+function shown(text: string): string {
+  const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
+  return cut.replace(/[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
 export function normalizeUser(record: unknown, source: RecordSource, index: number): UserRow {
   if (!isRecord(record)) {
@@ -258,15 +343,14 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   if (typeof loginValue !== 'string' || loginValue.trim() === '') {
     throw new RecordError(`record ${index} of ${source.origin}: field "login" is missing or not text (got ${describe(loginValue)})`);
   }
-  const reader = new FieldReader(`user "${source.companyLogin}/${loginValue}" (record ${index} of ${source.origin})`);
-  const login = reader.text('login', loginValue)!;
+  const reader = new FieldReader(`user "${source.companyLogin}/${shown(loginValue)}" (record ${index} of ${source.origin})`);
+  const login = reader.key('login', loginValue)!;
   const values: ColumnValue[] = [];
   for (const spec of USER_FIELDS) values.push(...readField(reader, spec, fields.get(spec.field)));
   const company = fields.get('company');
   const companyName = isRecord(company) ? reader.text('company.name', canonicalize(company).get('name')) : null;
   const dateModified = reader.timestamp('dateModified', fields.get('dateModified'));
-  const raw = stringifyExactJson(record);
-  if (raw.includes('\\u0000')) reader.fail('(record)', 'contains a NUL character, which Postgres jsonb cannot store');
+  const raw = rawJson(reader, record);
   const row = {
     companyLogin: source.companyLogin,
     login,

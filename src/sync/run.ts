@@ -103,6 +103,7 @@ export class SyncRun {
   private readonly warnings: string[] = [];
   private readonly progress: StreamProgress[] = [];
   private http!: CpqHttpClient;
+  private connectionLost: Error | undefined;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -124,6 +125,12 @@ export class SyncRun {
     const client = await pool.connect().catch((err: unknown) => {
       throw toDatabaseOrInternal(err);
     });
+    // Postgres ending the session (a restart) is emitted on the client while we may be waiting on
+    // CPQ; unheard, it would crash the process. The next query on the client fails and says so.
+    const onConnectionError = (err: Error) => {
+      this.connectionLost = err;
+    };
+    client.on('error', onConnectionError);
     try {
       // Session-level: held by this connection for the whole run, released by Postgres if we die.
       const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RUN_LOCK_KEY]);
@@ -137,7 +144,9 @@ export class SyncRun {
         await client.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]).catch(() => undefined);
       }
     } finally {
-      client.release();
+      client.off('error', onConnectionError);
+      // A client whose connection broke must not go back to the pool.
+      client.release(this.connectionLost);
     }
   }
 
@@ -410,17 +419,27 @@ export class SyncRun {
     await stager.add(INTEGRATION_STREAM.name, staged);
   }
 
+  /**
+   * Moves each stream's cursor to the newest dateModified read. A short read moves nothing (the
+   * unread users would be skipped by incremental runs until the next full read), and a cursor
+   * never goes past now (one record dated in the future would hide every later edit).
+   */
   private async saveCursors(client: pg.PoolClient, runId: string) {
+    const now = Date.now();
     for (const p of this.progress) {
+      if (p.cursor !== null && Date.parse(p.cursor) > now + this.deps.config.lookbackMs) {
+        this.warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
+      }
+      const complete = !p.report.shortRead;
       await client.query(
         `INSERT INTO cpq.sync_state (stream, cursor, last_full_sync_at, last_run_id, updated_at)
-         VALUES ($1, $2, CASE WHEN $3 THEN now() END, $4, now())
+         VALUES ($1, LEAST($2::timestamptz, now()), CASE WHEN $3 THEN now() END, $4, now())
          ON CONFLICT (stream) DO UPDATE SET
            cursor = GREATEST(cpq.sync_state.cursor, excluded.cursor),
            last_full_sync_at = COALESCE(excluded.last_full_sync_at, cpq.sync_state.last_full_sync_at),
            last_run_id = excluded.last_run_id,
            updated_at = now()`,
-        [p.id.name, p.cursor, p.report.mode === 'full', runId],
+        [p.id.name, complete ? p.cursor : null, complete && p.report.mode === 'full', runId],
       );
     }
   }
@@ -450,8 +469,12 @@ class IntegrationUsers {
 
 function toDatabaseOrInternal(err: unknown): SyncError {
   const e = err as Error & { code?: string };
-  // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code.
+  // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code, or
+  // only a message when node-postgres lost the connection itself.
   if (e && typeof e.code === 'string') return new SyncError('database', `database error: ${e.message}`);
+  if (e && /Connection terminated|not queryable|connection error/i.test(e.message ?? '')) {
+    return new SyncError('database', `database error: ${e.message}`);
+  }
   return new SyncError('internal', e?.message ?? String(err));
 }
 

@@ -1,0 +1,225 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { createDb, createPool } from '../src/db/database.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
+import { migrate } from '../src/db/migrate.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { CliProcess, cli, gate, type LogLine } from './helpers/cli-process.js';
+import type { TestDatabase } from './helpers/database.js';
+import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+/*
+ * Faults of the process and the database: the CLI killed with SIGKILL mid-run, Postgres restarted
+ * mid-run, Postgres unreachable at start, two workers started at once. The CLI runs as a user
+ * runs it (bin/cpq-sync.js, built dist/), against the real simulator.
+ */
+
+let h: Harness | undefined;
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await h?.close();
+  h = undefined;
+});
+
+function spawnCli(args: string[], env: Record<string, string>): CliProcess {
+  const p = new CliProcess(args, env);
+  cleanups.push(async () => {
+    if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGKILL');
+    await p.exited;
+  });
+  return p;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** Holds every CPQ request from the `after`-th one (counting from now) until released. */
+function holdRequests(sim: CpqSimulator, after: number) {
+  const hold = gate();
+  const reached = gate();
+  const start = sim.requests.length;
+  sim.onRequest = async ({ index }) => {
+    if (index - start >= after) {
+      reached.open();
+      await hold.promise;
+    }
+  };
+  cleanups.push(hold.open);
+  return { reached: reached.promise, release: hold.open };
+}
+
+async function waitFor(what: string, test: () => Promise<boolean>, timeoutMs = 15_000) {
+  const until = Date.now() + timeoutMs;
+  while (!(await test())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Work for the next run: an edit, a new user, a membership change. */
+function changeCpq(sim: CpqSimulator) {
+  const [a, b] = sim.users('_host').map((u) => String(u.login));
+  sim.updateUser('_host', a!, { lastName: 'Edited' });
+  sim.addGroup('_host', b!, { variableName: 'processAuditors', label: 'Process Auditors', type: 'Administrator' });
+  sim.addUser('_host', { login: 'aaa-added', firstName: 'Added' });
+}
+
+const isPage = (l: LogLine) => l.msg === 'page read';
+const statuses = async (t: TestDatabase) => (await t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs r ORDER BY r.id`)).map((r) => r.status);
+
+describe('process faults', () => {
+  it('SIGKILL mid-run: nothing the run read is kept; the next run marks it abandoned and catches up', async () => {
+    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
+    await h.sync();
+    changeCpq(h.sim);
+    const before = await snapshotEverything(h.t);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d' };
+
+    // Both companies' first pages are read and staged; every later request waits.
+    const held = holdRequests(h.sim, 2);
+    const run = spawnCli(['run'], env);
+    await held.reached;
+    await run.waitForLine(() => run.lines().filter(isPage).length >= 2);
+    expect(await statuses(h.t)).toEqual(['succeeded', 'running']);
+
+    run.kill('SIGKILL');
+    const out = await run.exited;
+    expect(out.signal).toBe('SIGKILL');
+    // Postgres rolls the killed session's transaction back and frees its lock when it sees the connection drop.
+    await waitFor('the killed session to end', async () => (await h!.t.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).length === 0);
+    expect(await snapshotEverything(h.t)).toEqual(before);
+    expect(await statuses(h.t)).toEqual(['succeeded', 'running']);
+
+    held.release();
+    h.sim.onRequest = undefined;
+    const again = await cli(['run'], env);
+    expect(again.stderr).toBe('');
+    expect(again.code).toBe(0);
+    const rows = await h.t.query<{ status: string; error: string | null; finished_at: Date | null }>(`SELECT status, error, finished_at FROM cpq.sync_runs r ORDER BY r.id`);
+    expect(rows.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
+    expect(rows[1]).toMatchObject({ error: 'the process running it stopped before it finished; nothing it read was kept', finished_at: expect.any(Date) });
+    expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
+    await expectInSync(h);
+  });
+
+  // Known bug: the run's pg client has no 'error' listener, so Postgres terminating the session
+  // (57P01, fast shutdown) while the run waits on CPQ crashes the process with an unhandled
+  // 'error' event (exit 1, a stack trace, the run left `running`) instead of failing the run.
+  it('Postgres restarted mid-run: the run fails with a one-line database error (exit 6), changes nothing, and the next run catches up [fails: unhandled pg error event crashes the CLI]', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-restart-'));
+    await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const port = await freePort();
+    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true };
+    let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
+    cleanups.push(() => server?.stop());
+    const pool = createPool(server.url);
+    const db = createDb(pool);
+    cleanups.push(() => db.destroy());
+    await migrate(db);
+    const t: TestDatabase = { url: server.url, pool, db, query: async (text, params) => (await pool.query(text, params)).rows, drop: async () => undefined };
+
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d' };
+    const config = loadConfig(env);
+    const first = await cli(['run'], env);
+    expect(first.code).toBe(0);
+    changeCpq(sim);
+    const before = await snapshotEverything(t);
+
+    const held = holdRequests(sim, 1);
+    const run = spawnCli(['run'], env);
+    await held.reached;
+    await run.waitForLine(isPage);
+    // The run's transaction is open, a page staged; Postgres goes down and comes back.
+    await server.stop();
+    server = undefined;
+    server = await startEmbeddedPostgres(pgOptions);
+    held.release();
+    const out = await run.exited;
+    // Soft: the rest (nothing changed, the next run catches up) is checked whatever happened here.
+    expect.soft(out.stderr, 'one line on stderr, no crash').toMatch(/^cpq-sync: database error: [^\n]+\n$/);
+    expect.soft(out.code, 'exit code').toBe(6);
+
+    await waitFor('the pool to reconnect', async () => pool.query('SELECT 1').then(() => true, () => false));
+    expect(await snapshotEverything(t)).toEqual(before);
+    const [faulty] = await t.query<{ status: string; error: string | null }>(`SELECT status, error FROM cpq.sync_runs r ORDER BY r.id DESC LIMIT 1`);
+    expect.soft(faulty, 'the faulty run is recorded as failed with the error').toEqual({ status: 'failed', error: out.stderr.replace(/^cpq-sync: /, '').trim() });
+
+    sim.onRequest = undefined;
+    const again = await cli(['run'], env);
+    expect(again.code).toBe(0);
+    // A run the crash left `running` is marked abandoned by this one; either way it kept nothing.
+    expect((await statuses(t)).filter((s) => s !== 'failed' && s !== 'abandoned')).toEqual(['succeeded', 'succeeded']);
+    expect(await statuses(t)).toHaveLength(3);
+    await expectInSync({ sim, t, config });
+  }, 90_000);
+
+  it('Postgres unreachable at start: a clear one-line error without the password, exit 6, nothing asked of CPQ', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const port = await freePort(); // nothing listens there
+    const url = `postgres://sync:Db-Pa55-Unreachable@127.0.0.1:${port}/warehouse`;
+    for (const command of ['run', 'schedule', 'status']) {
+      const out = await cli([command], { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: url });
+      expect(out.code, command).toBe(6);
+      expect(out.stderr, command).toMatch(new RegExp(`^cpq-sync: cannot connect to Postgres at postgres://sync:\\*\\*\\*@127\\.0\\.0\\.1:${port}/warehouse: .*ECONNREFUSED[^\\n]*\\n$`));
+      expect(out.stdout + out.stderr, command).not.toContain('Db-Pa55-Unreachable');
+    }
+    expect(sim.requests).toEqual([]);
+  });
+
+  it('two workers started at once: one syncs, the other skips (lock held) and says so in its log and metrics', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const held = holdRequests(h.sim, 0);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10', SYNC_CRON: '*/1 * * * * *', HTTP_PORT: '0', SHUTDOWN_TIMEOUT: '10s' };
+    const workers = [spawnCli(['schedule'], env), spawnCli(['schedule'], env)];
+    await held.reached;
+    const skipped = (l: LogLine) => l.msg === 'run skipped: another worker holds the sync lock on this database and is syncing it';
+    await waitFor('a worker to skip', async () => workers.some((w) => w.lines().some(skipped)));
+    const skipper = workers.find((w) => w.lines().some(skipped))!;
+    const syncer = workers.find((w) => w !== skipper)!;
+    expect(syncer.lines().some(skipped)).toBe(false);
+    expect(await statuses(h.t)).toEqual(['running']);
+
+    const listening = await skipper.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)');
+    const metrics = await (await fetch(`http://127.0.0.1:${String(listening.port)}/metrics`)).text();
+    expect(Number(/^cpq_sync_runs_skipped_total\{reason="lock_held"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(metrics).toContain('cpq_sync_runs_total{status="succeeded"} 0');
+
+    held.release();
+    h.sim.onRequest = undefined;
+    await syncer.waitForLine((l) => l.msg === 'scheduled run succeeded');
+    for (const w of workers) w.kill('SIGTERM');
+    for (const w of workers) {
+      const out = await w.exited;
+      expect(out.code).toBe(0);
+      expect(out.stderr).toBe('');
+    }
+    // Runs never overlapped: each started after the previous one finished.
+    const runs = await h.t.query<{ status: string; started_at: Date; finished_at: Date }>(`SELECT status, started_at, finished_at FROM cpq.sync_runs r ORDER BY r.id`);
+    expect(runs[0]!.status).toBe('succeeded');
+    for (const [i, run] of runs.entries()) {
+      expect(['succeeded', 'interrupted']).toContain(run.status);
+      if (i > 0) expect(run.started_at.getTime()).toBeGreaterThanOrEqual(runs[i - 1]!.finished_at.getTime());
+    }
+    await expectInSync(h);
+  });
+});

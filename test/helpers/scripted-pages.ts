@@ -1,0 +1,52 @@
+import { parseExactJson, stringifyExactJson } from '../../src/cpq/json.js';
+import type { CpqSimulator, RequestRecord } from '../../src/simulator/index.js';
+
+/** Marks the test's own requests for the real response, so the script does not see them. */
+const NESTED = '_scriptedPagesNested';
+
+/** True for the requests scriptRequests made itself to learn the real response. */
+export function isNestedRequest(req: RequestRecord): boolean {
+  return req.query[NESTED] !== undefined;
+}
+
+export interface ScriptedRequest extends RequestRecord {
+  index: number;
+  /** 0-based count of the user-page requests (paths ending in /users) scripted so far, this one excluded. */
+  page: number;
+  /** The response the simulator would give to this very request, as text (fetched on the side). */
+  real(): Promise<string>;
+  /** Answers this request with the given body instead (200 JSON unless told otherwise). */
+  reply(body: string, options?: { status?: number; headers?: Record<string, string> }): void;
+}
+
+/**
+ * Per-request scripted behaviour from the test side: `script` sees each request before the
+ * simulator answers it and may replace the answer, typically with the real page edited (hasMore
+ * lying, rows duplicated, the body cut short). Uses only the simulator's onRequest and addFault.
+ */
+export function scriptRequests(sim: CpqSimulator, script: (req: ScriptedRequest) => void | Promise<void>): void {
+  let page = 0;
+  sim.onRequest = async (req) => {
+    if (req.query[NESTED] !== undefined) return;
+    const scripted: ScriptedRequest = {
+      ...req,
+      page: req.path.endsWith('/users') ? page++ : -1,
+      real: async () => {
+        const url = new URL(sim.baseUrl + req.path);
+        for (const [name, value] of Object.entries(req.query)) url.searchParams.set(name, value);
+        url.searchParams.set(NESTED, '1');
+        return (await fetch(url)).text();
+      },
+      reply: (body, options = {}) =>
+        sim.addFault({ match: { method: req.method, path: req.path, query: req.query }, times: 1, status: options.status ?? 200, ...(options.headers ? { headers: options.headers } : {}), body }),
+    };
+    await script(scripted);
+  };
+}
+
+/** A collection page parsed exactly (int64s kept), edited, and written back. */
+export function editPage(text: string, edit: (page: { items: Record<string, unknown>[]; hasMore: boolean; [k: string]: unknown }) => void): string {
+  const page = parseExactJson(text) as { items: Record<string, unknown>[]; hasMore: boolean };
+  edit(page);
+  return stringifyExactJson(page);
+}

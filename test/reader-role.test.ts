@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { afterEach, describe, expect, it, inject } from 'vitest';
+import { createDb, createPool } from '../src/db/database.js';
+import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+/*
+ * cpq_reader (migrations/0003_reader_role.sql): a login role that is granted cpq_reader reads
+ * every reporting table and view and the as-of functions, and can do nothing else. Roles are
+ * cluster-wide and the test databases are clones on one server: cpq_reader already exists when
+ * these tests run, and each test makes login roles of its own, dropped afterwards.
+ */
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+let h: Harness | undefined;
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await h?.close();
+  h = undefined;
+});
+
+const REPORTING = [
+  'users', 'groups', 'user_groups', 'user_access_permissions', 'sync_runs', 'sync_state', 'user_changes',
+  'user_versions', 'user_group_versions', 'user_access_permission_versions',
+  'user_changes_flat', 'user_history', 'user_group_history', 'user_access_permission_history',
+  'active_users_by_company', 'users_per_group', 'group_members', 'administrators', 'integration_users', 'user_logins', 'recent_changes',
+];
+
+async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {
+  const url = new URL(inject('adminDatabaseUrl'));
+  if (database) url.pathname = `/${database}`;
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A login role of this test, member of cpq_reader (or another role), connected to `databaseUrl`. */
+async function loginAs(databaseUrl: string, memberOf = 'cpq_reader'): Promise<pg.Client> {
+  const name = `cpq_rr_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  await admin(async (c) => {
+    await c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
+    await c.query(`GRANT ${memberOf} TO ${name}`);
+  });
+  cleanups.push(() => admin((c) => c.query(`DROP ROLE IF EXISTS ${name}`)));
+  const url = new URL(databaseUrl);
+  url.username = name;
+  url.password = password;
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  cleanups.push(() => client.end());
+  return client;
+}
+
+const denied = async (client: pg.Client, sql: string) => {
+  await expect(client.query(sql), sql).rejects.toThrow(/permission denied|must be owner/);
+};
+
+describe('cpq_reader', () => {
+  it('reads every reporting table and view and the as-of functions; writes, DDL and the migration tables are refused', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+    await h.sync();
+    const reader = await loginAs(h.t.url);
+
+    for (const name of REPORTING) {
+      const { rows } = await reader.query(`SELECT count(*)::int AS n FROM cpq."${name}"`);
+      expect(rows[0].n, name).toBeGreaterThanOrEqual(0);
+    }
+    expect((await reader.query(`SELECT count(*)::int AS n FROM cpq.users`)).rows[0].n).toBe(6);
+    for (const fn of ['users_as_of', 'user_groups_as_of', 'user_access_permissions_as_of']) {
+      const { rows } = await reader.query(`SELECT count(*)::int AS n FROM cpq.${fn}(now())`);
+      expect(rows[0].n, fn).toBeGreaterThan(0);
+    }
+
+    await denied(reader, `INSERT INTO cpq.groups (variable_name) VALUES ('x')`);
+    await denied(reader, `UPDATE cpq.users SET last_name = 'x'`);
+    await denied(reader, `DELETE FROM cpq.user_changes`);
+    await denied(reader, `TRUNCATE cpq.sync_runs`);
+    await denied(reader, `UPDATE cpq.sync_state SET cursor = now()`);
+    await denied(reader, `CREATE TABLE cpq.mine (x int)`);
+    await denied(reader, `CREATE VIEW cpq.mine AS SELECT 1`);
+    await denied(reader, `SELECT * FROM cpq.kysely_migration`);
+    await denied(reader, `SELECT * FROM cpq.kysely_migration_lock`);
+    await denied(reader, `SELECT cpq.grant_reader_access()`);
+    await denied(reader, `ALTER TABLE cpq.users ADD COLUMN x int`);
+
+    // Nothing but SELECT on any relation of cpq, and no CREATE on the schema, in the catalog too.
+    const extra = await h.t.query<{ relname: string; privilege: string }>(
+      `SELECT c.relname, p.privilege FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p(privilege)
+       WHERE n.nspname = 'cpq' AND c.relkind IN ('r', 'p', 'v', 'm') AND has_table_privilege('cpq_reader', c.oid, p.privilege)`,
+    );
+    expect(extra).toEqual([]);
+    const [schema] = await h.t.query<{ usage: boolean; create: boolean }>(
+      `SELECT has_schema_privilege('cpq_reader', 'cpq', 'USAGE') AS usage, has_schema_privilege('cpq_reader', 'cpq', 'CREATE') AS create`,
+    );
+    expect(schema).toEqual({ usage: true, create: false });
+    const readable = await h.t.query<{ relname: string }>(
+      `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'cpq' AND c.relkind IN ('r', 'p', 'v', 'm') AND has_table_privilege('cpq_reader', c.oid, 'SELECT') ORDER BY 1`,
+    );
+    expect(readable.map((r) => r.relname).sort()).toEqual([...REPORTING].sort());
+  });
+
+  it('reads tables that later migrations create (default privileges)', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    // As the role that runs the migrations, like a later migration would.
+    await h.t.query(`CREATE TABLE cpq.later_report (id int); INSERT INTO cpq.later_report VALUES (1)`);
+    await h.t.query(`CREATE VIEW cpq.later_view AS SELECT id FROM cpq.later_report`);
+    const reader = await loginAs(h.t.url);
+    expect((await reader.query(`SELECT id FROM cpq.later_report`)).rows).toEqual([{ id: 1 }]);
+    expect((await reader.query(`SELECT id FROM cpq.later_view`)).rows).toEqual([{ id: 1 }]);
+    await denied(reader, `INSERT INTO cpq.later_report VALUES (2)`);
+  });
+
+  it('the migration is idempotent: again in the same database, and in a new database of a cluster where cpq_reader exists, migrated by a non-superuser owner', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const sql = readFileSync(`${MIGRATIONS_DIR}/0003_reader_role.sql`, 'utf8');
+    await h.t.query(sql);
+    await h.t.query(sql);
+    expect((await h.t.query(`SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'cpq_reader'`))[0]).toEqual({ n: 1 });
+
+    // A database owned by an ordinary role (no superuser, no CREATEROLE), migrated by it.
+    const owner = `cpq_owner_${randomBytes(5).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    const database = `cpq_rr_db_${randomBytes(5).toString('hex')}`;
+    await admin(async (c) => {
+      await c.query(`CREATE ROLE ${owner} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD '${password}'`);
+      await c.query(`CREATE DATABASE ${database} OWNER ${owner}`);
+    });
+    cleanups.push(() => admin(async (c) => {
+      await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await c.query(`DROP ROLE IF EXISTS ${owner}`);
+    }));
+    const url = new URL(inject('adminDatabaseUrl'));
+    url.pathname = `/${database}`;
+    url.username = owner;
+    url.password = password;
+    const pool = createPool(url.toString());
+    const db = createDb(pool);
+    try {
+      expect(await migrate(db)).toEqual(['0001_initial', '0002_history', '0003_reader_role']);
+      expect(await migrate(db)).toEqual([]);
+    } finally {
+      await db.destroy();
+    }
+    const reader = await loginAs(url.toString());
+    expect((await reader.query(`SELECT count(*)::int AS n FROM cpq.users`)).rows).toEqual([{ n: 0 }]);
+    await denied(reader, `INSERT INTO cpq.groups (variable_name) VALUES ('x')`);
+  });
+});
