@@ -1,5 +1,4 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { CliProcess, cli, gate, type LogLine } from './helpers/cli-process.js';
 import type { TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { startHarness, type Harness } from './helpers/harness.js';
+import { freePort } from './helpers/free-port.js';
 
 /*
  * Faults of the process and the database: the CLI killed with SIGKILL mid-run, Postgres restarted
@@ -36,16 +36,6 @@ function spawnCli(args: string[], env: Record<string, string>): CliProcess {
   return p;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** Holds every CPQ request from the `after`-th one (counting from now) until released. */
 function holdRequests(sim: CpqSimulator, after: number) {
