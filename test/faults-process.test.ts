@@ -7,7 +7,7 @@ import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { CliProcess, cli, gate, type LogLine } from './helpers/cli-process.js';
+import { Cleanups, cli, gate, type LogLine } from './helpers/cli-process.js';
 import type { TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { startHarness, type Harness } from './helpers/harness.js';
@@ -20,21 +20,14 @@ import { freePort } from './helpers/free-port.js';
  */
 
 let h: Harness | undefined;
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups = new Cleanups();
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  await cleanups.run();
   await h?.close();
   h = undefined;
 });
 
-function spawnCli(args: string[], env: Record<string, string>): CliProcess {
-  const p = new CliProcess(args, env);
-  cleanups.push(async () => {
-    if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGKILL');
-    await p.exited;
-  });
-  return p;
-}
+const spawnCli = (args: string[], env: Record<string, string>) => cleanups.spawn(args, env);
 
 
 /** Holds every CPQ request from the `after`-th one (counting from now) until released. */

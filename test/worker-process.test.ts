@@ -6,24 +6,14 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RUN_LOCK_KEY } from '../src/sync/run.js';
 import type { TestDatabase } from './helpers/database.js';
-import { CliProcess, cli, gate } from './helpers/cli-process.js';
+import { Cleanups, cli, gate } from './helpers/cli-process.js';
 import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
+import { snapshotEverything } from './helpers/db-equals-simulator.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
 const NEVER_SOON = '0 0 1 1 *';
 
-/** Every row of every cpq table but the run record, as JSON text: "the database as before the run". */
-async function snapshotEverything(t: TestDatabase): Promise<Record<string, string[]>> {
-  const tables = await t.query<{ name: string }>(
-    `SELECT table_name AS name FROM information_schema.tables
-     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name <> 'sync_runs' AND table_name NOT LIKE 'kysely%'
-     ORDER BY 1`,
-  );
-  const out: Record<string, string[]> = {};
-  for (const { name } of tables) out[name] = (await t.query<{ row: string }>(`SELECT to_jsonb(x)::text AS row FROM cpq."${name}" x ORDER BY 1`)).map((r) => r.row);
-  return out;
-}
 
 
 /**
@@ -44,21 +34,14 @@ function holdRequests(sim: Harness['sim'], after: number) {
 }
 
 let h: Harness | undefined;
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups = new Cleanups();
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  await cleanups.run();
   await h?.close();
   h = undefined;
 });
 
-function spawnCli(args: string[], env: Record<string, string>): CliProcess {
-  const p = new CliProcess(args, env);
-  cleanups.push(async () => {
-    if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGKILL');
-    await p.exited;
-  });
-  return p;
-}
+const spawnCli = (args: string[], env: Record<string, string>) => cleanups.spawn(args, env);
 
 describe('cpq-sync schedule (process)', () => {
   it('SIGTERM mid-run: the run rolls back, is recorded interrupted, the database is as before, exit 0 within SHUTDOWN_TIMEOUT', async () => {

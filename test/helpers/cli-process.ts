@@ -99,3 +99,25 @@ export function gate(): { promise: Promise<void>; open: () => void } {
   const promise = new Promise<void>((resolve) => (open = resolve));
   return { promise, open };
 }
+
+/** What a test leaves to undo: CLI processes still running (killed) and other cleanups, last first. */
+export class Cleanups {
+  private readonly steps: (() => Promise<unknown> | void)[] = [];
+
+  push(step: () => Promise<unknown> | void): void {
+    this.steps.push(step);
+  }
+
+  spawn(args: string[], env: Record<string, string>, options?: CliOptions): CliProcess {
+    const p = new CliProcess(args, env, options);
+    this.push(async () => {
+      if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGKILL');
+      await p.exited;
+    });
+    return p;
+  }
+
+  async run(): Promise<void> {
+    for (const step of this.steps.splice(0).reverse()) await step();
+  }
+}
