@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, inject } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { startHarness, type Harness } from './helpers/harness.js';
+import { Cleanups } from './helpers/cli-process.js';
 
 /*
  * cpq_reader (migrations/0003_reader_role.sql): a login role that is granted cpq_reader reads
@@ -13,10 +14,10 @@ import { startHarness, type Harness } from './helpers/harness.js';
  * these tests run, and each test makes login roles of its own, dropped afterwards.
  */
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups = new Cleanups();
 let h: Harness | undefined;
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  await cleanups.run();
   await h?.close();
   h = undefined;
 });

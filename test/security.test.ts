@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SyncWorker } from '../src/worker/sync-worker.js';
-import { CliProcess, cli } from './helpers/cli-process.js';
+import { Cleanups, CliProcess, cli } from './helpers/cli-process.js';
 import type { TestDatabase } from './helpers/database.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 
@@ -16,10 +16,10 @@ import { startHarness, type Harness } from './helpers/harness.js';
  * (as text) is searched for each secret in every form it travels in.
  */
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups = new Cleanups();
 let h: Harness | undefined;
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  await cleanups.run();
   await h?.close();
   h = undefined;
 });
