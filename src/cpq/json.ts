@@ -29,9 +29,9 @@ export function parseExactJson(text: string): unknown {
   return JSON.parse(marked);
 }
 
-/** An integer as parseExactJson represents it: a number when a double holds it exactly, else a marked string. */
-export function exactInteger(digits: string): number | string {
-  return isUnsafeInteger(digits) ? `${MARK}${digits}` : Number(digits);
+/** A JSON object (not an array, null or an int64 value) as parseExactJson returns them. */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
 }
 
 /** The digits of a marked int64 string, or undefined for any other value. */

@@ -1,7 +1,7 @@
 import { SyncError } from '../errors.js';
 import { canonicalize } from '../normalize/user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
-import { isLosslessNumber } from './json.js';
+import { isJsonObject } from './json.js';
 
 export interface Page {
   url: string;
@@ -21,19 +21,15 @@ export interface CollectionRequest {
   pageSize: number;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
-}
-
 function loginOf(item: unknown): string | undefined {
-  if (!isObject(item)) return undefined;
+  if (!isJsonObject(item)) return undefined;
   const login = canonicalize(item).get('login');
   return typeof login === 'string' ? login : undefined;
 }
 
 /** Checks the collection envelope; a wrong shape fails the run naming the URL. */
 export function readCollection(url: string, body: unknown): { items: unknown[]; hasMore: boolean; totalResults: number | undefined } {
-  if (!isObject(body)) throw new SyncError('data', `GET ${url}: expected a JSON object with items[], got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`);
+  if (!isJsonObject(body)) throw new SyncError('data', `GET ${url}: expected a JSON object with items[], got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`);
   const items = body.items;
   if (!Array.isArray(items)) throw new SyncError('data', `GET ${url}: expected items[] in the response, got ${items === undefined ? 'no items' : typeof items}`);
   if (body.hasMore !== undefined && typeof body.hasMore !== 'boolean') {

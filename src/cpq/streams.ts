@@ -1,7 +1,7 @@
 import type { CpqConfig } from '../config.js';
 import { SyncError } from '../errors.js';
 import type { CpqHttpClient } from './http-client.js';
-import { isLosslessNumber } from './json.js';
+import { isJsonObject } from './json.js';
 import { keysetPages, offsetPages, type Page } from './paging.js';
 
 /** One feed of user records with its own incremental cursor in cpq.sync_state. */
@@ -49,7 +49,7 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
   const logins: string[] = [];
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
     page.items.forEach((item, i) => {
-      const record = typeof item === 'object' && item !== null && !isLosslessNumber(item) ? (item as Record<string, unknown>) : {};
+      const record = isJsonObject(item) ? item : {};
       const login = record.loginName ?? record.login;
       if (typeof login !== 'string' || login === '') {
         throw new SyncError('data', `GET ${page.url}: company ${i} has no loginName`);

@@ -27,13 +27,3 @@ export function createPool(connectionString: string, max = 4): pg.Pool {
 export function createDb(pool: pg.Pool): Db {
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
-
-/**
- * A Kysely bound to one already-checked-out client, so that kysely queries and COPY streams of a
- * sync run share its transaction.
- */
-export function dbOnClient(client: pg.PoolClient): Db {
-  const borrowed = { query: client.query.bind(client), release: () => undefined };
-  const pool = { connect: async () => borrowed, end: async () => undefined };
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) });
-}

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { displayValue, integerText, isLosslessNumber, markedIntegerDigits, stringifyExactJson } from '../cpq/json.js';
+import { displayValue, integerText, isJsonObject, isLosslessNumber, markedIntegerDigits, stringifyExactJson } from '../cpq/json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, canonicalFieldName, canonicalize, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
@@ -79,10 +79,6 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
   return String(value);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
 }
 
 class FieldReader {
@@ -168,7 +164,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown): Column
     case 'choiceText':
     case 'choiceInt': {
       // {value, displayValue}; a bare scalar is read as the value alone.
-      const choice = isRecord(value) ? canonicalize(value) : new Map([['value', value]]);
+      const choice = isJsonObject(value) ? canonicalize(value) : new Map([['value', value]]);
       const raw = choice.get('value');
       const main = spec.kind === 'choiceInt' ? reader.integer(`${spec.field}.value`, raw) : reader.text(`${spec.field}.value`, raw);
       return [main, reader.text(`${spec.field}.displayValue`, choice.get('displayValue'))];
@@ -178,7 +174,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown): Column
 
 function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
-  const items = isRecord(value) ? canonicalize(value).get('items') : value;
+  const items = isJsonObject(value) ? canonicalize(value).get('items') : value;
   if (items === undefined || items === null) return [];
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
   return items;
@@ -189,7 +185,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
   if (items === undefined) return undefined;
   const byName = new Map<string, GroupRow>();
   items.forEach((item, i) => {
-    if (!isRecord(item)) reader.fail(`groups.items[${i}]`, `must be an object, got ${describe(item)}`);
+    if (!isJsonObject(item)) reader.fail(`groups.items[${i}]`, `must be an object, got ${describe(item)}`);
     const g = canonicalize(item);
     const variableName = reader.key(`groups.items[${i}].variableName`, g.get('variableName'));
     if (!variableName) reader.fail(`groups.items[${i}].variableName`, 'is missing');
@@ -208,7 +204,7 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
   const byKey = new Map<string, AccessPermissionRow>();
   items.forEach((item, i) => {
     const at = `accessPermissions.items[${i}]`;
-    if (!isRecord(item)) reader.fail(at, `must be an object, got ${describe(item)}`);
+    if (!isJsonObject(item)) reader.fail(at, `must be an object, got ${describe(item)}`);
     const p = canonicalize(item);
     const type = reader.key(`${at}.type`, p.get('type'));
     const variableName = reader.key(`${at}.variableName`, p.get('variableName'));
@@ -335,7 +331,7 @@ function shown(text: string): string {
 
 /** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
 export function normalizeUser(record: unknown, source: RecordSource, index: number): UserRow {
-  if (!isRecord(record)) {
+  if (!isJsonObject(record)) {
     throw new RecordError(`record ${index} of ${source.origin}: expected a user object, got ${describe(record)}`);
   }
   const fields = canonicalize(record);
@@ -348,7 +344,7 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   const values: ColumnValue[] = [];
   for (const spec of USER_FIELDS) values.push(...readField(reader, spec, fields.get(spec.field)));
   const company = fields.get('company');
-  const companyName = isRecord(company) ? reader.text('company.name', canonicalize(company).get('name')) : null;
+  const companyName = isJsonObject(company) ? reader.text('company.name', canonicalize(company).get('name')) : null;
   const dateModified = reader.timestamp('dateModified', fields.get('dateModified'));
   const raw = rawJson(reader, record);
   const row = {
@@ -363,4 +359,3 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   return { ...row, raw, contentHash: contentDigest(row, unknownFieldsJson(record)), insertDiff: insertDiff(row), dateModified };
 }
 
-export { isRecord };

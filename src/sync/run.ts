@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { requireCpq, type AppConfig, type CpqConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
-import { isLosslessNumber, parseExactJson } from '../cpq/json.js';
+import { isJsonObject, parseExactJson } from '../cpq/json.js';
 import type { Page } from '../cpq/paging.js';
 import { zipUserPages } from '../cpq/zip-export.js';
 import {
@@ -51,7 +51,6 @@ export interface SyncDeps {
 }
 
 type Raw = Record<string, unknown>;
-const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
 const userKey = (company: string, login: string) => `${company}\u0001${login}`;
 /** pg advisory lock key that serializes sync runs against one database ("cpqsync" in ASCII). */
 export const RUN_LOCK_KEY = '109052458006371';
@@ -241,7 +240,7 @@ export class SyncRun {
           for await (const page of pages) {
             progress.page(page);
             const rows = page.items.map((item, i) => {
-              const login = isRaw(item) ? canonicalize(item).get('login') : undefined;
+              const login = isJsonObject(item) ? canonicalize(item).get('login') : undefined;
               const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
               return integration
                 ? normalizeUser({ ...(item as Raw), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url }, i)
@@ -359,14 +358,14 @@ export class SyncRun {
         const records = await Promise.all(
           page.items.map((item, i) =>
             detailLimit(async () => {
-              if (!isRaw(item)) throw new RecordError(`record ${i} of ${page.url}: expected a user object`);
+              if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${page.url}: expected a user object`);
               const fields = canonicalize(item);
               if (fields.has('groups')) return item;
               // The list did not expand groups: the detail endpoint has them.
               const partyNumber = fields.get('partyNumber');
               if (typeof partyNumber !== 'string') throw new RecordError(`record ${i} of ${page.url}: integration user without partyNumber, cannot read its groups`);
               const detail = await integrationUserDetail(this.http, partyNumber);
-              return isRaw(detail) ? detail : undefined;
+              return isJsonObject(detail) ? detail : undefined;
             }),
           ),
         );
@@ -392,7 +391,7 @@ export class SyncRun {
   /** The company an integration user belongs to: its company.loginName, with the host's real login name mapped to `_host`. */
   private integrationCompany(record: Raw): string {
     const company = canonicalize(record).get('company');
-    const loginName = isRaw(company) ? canonicalize(company).get('loginName') : undefined;
+    const loginName = isJsonObject(company) ? canonicalize(company).get('loginName') : undefined;
     if (typeof loginName !== 'string' || loginName === '' || loginName === this.cpq.hostCompany) return '_host';
     return loginName;
   }
