@@ -28,6 +28,8 @@ interface Args {
   skipZip: boolean;
   /** V8 old-space cap of the sync process, as the Docker image sets it (0 = Node's default). */
   heapMb: number;
+  /** Where each sync's debug log goes (one JSON file per run), for profiling; none when unset. */
+  logDir?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -38,6 +40,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--companies') args.companies = Number(argv[++i]);
     else if (flag === '--skip-zip') args.skipZip = true;
     else if (flag === '--heap-mb') args.heapMb = Number(argv[++i]);
+    else if (flag === '--log-dir') args.logDir = argv[++i];
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!Number.isInteger(args.users) || args.users < args.companies) throw new Error('--users must be a whole number of at least --companies');
@@ -54,19 +57,29 @@ interface Measured {
 }
 
 let childNodeOptions = '';
+let logDir: string | undefined;
+let runNumber = 0;
 
 async function runCli(args: string[], env: Record<string, string>): Promise<{ seconds: number; maxRssMb: number; stdout: string }> {
   const started = performance.now();
+  const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bench/measure-child.mjs'), ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: 'warn', NODE_OPTIONS: childNodeOptions, ...env },
+      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: log ? 'debug' : 'warn', NODE_OPTIONS: childNodeOptions, ...env },
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      log?.write(d);
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      log?.write(d);
+      stderr += d.toString();
+    });
     child.on('close', (code) => {
+      log?.end();
       const seconds = (performance.now() - started) / 1000;
       const rss = /BENCH_MAX_RSS_KB=(\d+)/.exec(stderr);
       if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_MAX_RSS_KB=\d+/, '').trim()}`));
@@ -148,6 +161,7 @@ function table(rows: Measured[], floor: number): string {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   childNodeOptions = args.heapMb > 0 ? `--max-old-space-size=${args.heapMb}` : '';
+  logDir = args.logDir;
   const perCompany = Math.ceil(args.users / args.companies);
   const dir = await mkdtemp(join(tmpdir(), 'cpq-bench-'));
   await chmod(dir, 0o755); // the embedded Postgres runs as another user

@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from '../src/history/export.js';
+import { expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
@@ -116,6 +117,7 @@ describe('deletions', () => {
     const [restored] = await changes(back.runId);
     expect(restored).toMatchObject({ change: 'restore', login: gone });
     expect((await h.t.query<Raw>(`SELECT deleted_at FROM cpq.users WHERE login = $1`, [gone]))[0]!.deleted_at).toBeNull();
+    await expectReferencesResolve(h.t);
   });
 
   it('a short read deletes nothing', async () => {

@@ -22,6 +22,19 @@ describe('migrations', () => {
     expect(await migrate(t.db)).toEqual([]);
   });
 
+  it('leaves no per-row foreign key on the tables a run bulk-writes, and keeps those of the history tables', async () => {
+    const rows = await t.query<{ table_name: string; n: number }>(
+      `SELECT conrelid::regclass::text AS table_name, count(*)::int AS n FROM pg_constraint
+       WHERE contype = 'f' AND connamespace = 'cpq'::regnamespace GROUP BY 1 ORDER BY 1`,
+    );
+    expect(Object.fromEntries(rows.map((r) => [r.table_name, r.n]))).toEqual({
+      'cpq.sync_state': 1,
+      'cpq.user_versions': 1,
+      'cpq.user_group_versions': 1,
+      'cpq.user_access_permission_versions': 1,
+    });
+  });
+
   it('gives cpq.users a typed column for the documented fields', async () => {
     const rows = await t.query<{ column_name: string; data_type: string }>(
       `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = 'users'`,

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Logger } from '../logger.js';
 import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 
 export interface MergeCounts {
@@ -57,8 +58,6 @@ const FIELD_DIFF = (() => {
   return `('{' || concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
 })();
 
-/** The same columns read from stage_users, where raw is still text. */
-const staged = (prefix: string) => DATA_COLUMNS.map((c) => (c === 'raw' ? `${prefix}raw::jsonb` : `${prefix}${c}`)).join(', ');
 
 /**
  * The merge of the staged rows into the current tables, the history tables and the change log,
@@ -115,14 +114,14 @@ const mergeSteps = (userColumns: string[]): string[] => [
   // Current users.
   `WITH inserted AS (
      INSERT INTO cpq.users (company_login, login, ${list('')}, first_seen_run_id, last_changed_run_id, valid_from)
-     SELECT s.company_login, s.login, ${staged('s.')}, $1, $1, $2
+     SELECT s.company_login, s.login, ${list('s.')}, $1, $1, $2
      FROM run_users r JOIN stage_users s ON s.seq = r.seq WHERE r.action = 'insert'
      RETURNING id, company_login, login
    )
    UPDATE run_users r SET user_id = i.id
    FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`,
   `UPDATE cpq.users u
-   SET (${list('')}) = (${staged('s.')}),
+   SET (${list('')}) = (${list('s.')}),
        last_synced_at = now(), last_changed_at = now(), last_changed_run_id = $1, deleted_at = NULL, valid_from = $2
    FROM run_users r JOIN stage_users s ON s.seq = r.seq
    WHERE r.action IN ('update', 'restore') AND u.id = r.user_id`,
@@ -201,7 +200,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
   `INSERT INTO cpq.user_changes (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT $1, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, $2,
-     CASE WHEN c.action = 'insert' THEN s.insert_diff::jsonb ELSE
+     CASE WHEN c.action = 'insert' THEN s.insert_diff ELSE
        CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} END
        || CASE c.action
             WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', ${isoUtc('$2::timestamptz')}))
@@ -264,14 +263,22 @@ async function userColumns(client: pg.PoolClient): Promise<string[]> {
 }
 
 /** Merges what was staged; `deleteIn` names the companies whose missing users are marked deleted. */
-export async function mergeStaged(client: pg.PoolClient, runId: string, effectiveAt: Date, deleteIn: string[]): Promise<MergeCounts> {
+export async function mergeStaged(
+  client: pg.PoolClient,
+  runId: string,
+  effectiveAt: Date,
+  deleteIn: string[],
+  log?: Logger,
+): Promise<MergeCounts> {
   const params = [runId, effectiveAt, deleteIn];
-  for (const step of mergeSteps(await userColumns(client))) {
+  for (const [index, step] of mergeSteps(await userColumns(client)).entries()) {
+    const started = performance.now();
     // Only the statements that use a parameter get them: the others may hold several
     // statements, which only the simple query protocol runs.
     const used = [1, 2, 3].filter((n) => step.includes(`$${n}`));
     if (used.length === 0) await client.query(step);
     else await client.query(step.replace(/\$(\d)/g, (_, n: string) => `$${used.indexOf(Number(n)) + 1}`), used.map((n) => params[n - 1]));
+    log?.debug({ step: index + 1, ms: Math.round(performance.now() - started), sql: step.trim().split('\n')[0] }, 'merge step');
   }
   const { rows } = await client.query<{ action: string; n: string }>(
     `SELECT action, count(*) AS n FROM run_users GROUP BY action

@@ -270,7 +270,7 @@ export class SyncRun {
       if (warning) this.warn(warning);
     }
     const effectiveAt = new Date();
-    const counts = await mergeStaged(client, runId, effectiveAt, await this.deletableCompanies(client));
+    const counts = await mergeStaged(client, runId, effectiveAt, await this.deletableCompanies(client), log);
     await this.saveCursors(client, runId);
 
     const modes = new Set(this.progress.map((p) => p.report.mode));

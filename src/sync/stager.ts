@@ -31,10 +31,10 @@ CREATE TEMP TABLE stage_users (
   ${USER_VALUE_COLUMN_TYPES.map((c) => `${c.column} ${c.pgType}`).join(',\n  ')},
   has_groups boolean NOT NULL,
   has_permissions boolean NOT NULL,
-  -- text, not jsonb: only rows that are written get parsed (cast at the merge), unchanged ones never
-  raw text NOT NULL,
+  -- jsonb here: parsed as the pages arrive (COPY overlaps the fetch), not in the merge that follows
+  raw jsonb NOT NULL,
   content_hash text NOT NULL,
-  insert_diff text NOT NULL
+  insert_diff jsonb NOT NULL
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_groups (seq bigint NOT NULL, variable_name text NOT NULL, label text, type text) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_permissions (seq bigint NOT NULL, type text NOT NULL, variable_name text NOT NULL, name text, has_access boolean) ON COMMIT DROP;

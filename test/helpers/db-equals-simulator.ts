@@ -354,9 +354,28 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
   }
 }
 
-/** Both checks: the state equals CPQ, and the change log leads exactly there. */
+/**
+ * Every reference between the tables a run writes resolves (migration 0004 dropped their foreign
+ * keys for speed; this is the check they used to make on every row).
+ */
+export async function expectReferencesResolve(t: TestDatabase): Promise<void> {
+  const [dangling] = await t.query<Record<string, number>>(
+    `SELECT
+       (SELECT count(*)::int FROM cpq.users u WHERE NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = u.first_seen_run_id)
+                                                 OR NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = u.last_changed_run_id)) AS users_runs,
+       (SELECT count(*)::int FROM cpq.user_groups g WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.id = g.user_id)) AS memberships_users,
+       (SELECT count(*)::int FROM cpq.user_groups g WHERE NOT EXISTS (SELECT 1 FROM cpq.groups x WHERE x.variable_name = g.group_variable_name)) AS memberships_groups,
+       (SELECT count(*)::int FROM cpq.user_access_permissions p WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.id = p.user_id)) AS permissions_users,
+       (SELECT count(*)::int FROM cpq.user_changes c WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.id = c.user_id)) AS changes_users,
+       (SELECT count(*)::int FROM cpq.user_changes c WHERE NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = c.run_id AND r.status = 'succeeded')) AS changes_runs`,
+  );
+  expect(dangling).toEqual({ users_runs: 0, memberships_users: 0, memberships_groups: 0, permissions_users: 0, changes_users: 0, changes_runs: 0 });
+}
+
+/** The checks together: the state equals CPQ, every reference resolves, and the change log leads exactly there. */
 export async function expectInSync(env: { sim: CpqSimulator; t: TestDatabase; config: AppConfig }, options: EqualsOptions = {}): Promise<void> {
   await expectDatabaseEqualsSimulator(env, options);
+  await expectReferencesResolve(env.t);
   await expectChangeLogConsistent(env.t);
 }
 
