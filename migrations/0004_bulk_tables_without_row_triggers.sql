@@ -4,8 +4,8 @@
 -- Each foreign key is a trigger that looks the referenced row up once per written row; on a
 -- first load of 100,000 users (300,000 memberships, 200,000 permissions) they took 4.5 s of a
 -- 26 s merge. The sync is the only writer of these tables and writes them in one transaction
--- from rows it has just written itself; test/db-integrity.test.ts checks after syncs, deletions
--- and restores that every reference resolves. The history tables (written only for what
+-- from rows it has just written itself; expectReferencesResolve (test/helpers) checks, after every
+-- fault test and the deletion test, that every reference resolves. The history tables (written only for what
 -- changed) keep theirs.
 --
 -- user_groups and user_access_permissions lose ON DELETE CASCADE with their foreign keys: the

@@ -146,7 +146,7 @@ describe('cpq_reader', () => {
     const pool = createPool(url.toString());
     const db = createDb(pool);
     try {
-      expect(await migrate(db)).toEqual(['0001_initial', '0002_history', '0003_reader_role']);
+      expect(await migrate(db)).toEqual(['0001_initial', '0002_history', '0003_reader_role', '0004_bulk_tables_without_row_triggers']);
       expect(await migrate(db)).toEqual([]);
     } finally {
       await db.destroy();
