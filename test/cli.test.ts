@@ -69,7 +69,7 @@ describe('cpq-sync CLI', () => {
     await h.t.query('DROP SCHEMA cpq CASCADE');
     const out = await cli(['migrate'], { DATABASE_URL: h.t.url });
     expect(out.code).toBe(0);
-    expect(out.stdout).toMatch(/"applied":\["0001_initial","0002_history","0003_reader_role","0004_bulk_tables_without_row_triggers"\]/);
+    expect(out.stdout).toMatch(/"applied":\["0001_initial","0002_history","0003_reader_role","0004_bulk_tables_without_row_triggers","0005_insert_diffs_from_history"\]/);
   });
 });
 

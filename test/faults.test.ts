@@ -119,10 +119,12 @@ describe('the checks themselves', () => {
       await check(`UPDATE cpq.users SET raw = raw || '{"extra": 1}' WHERE login = '${b}'`, 'state');
       await check(`DELETE FROM cpq.user_groups WHERE user_id = (SELECT id FROM cpq.users WHERE login = '${b}')`, 'state');
       await check(`UPDATE cpq.user_access_permissions SET has_access = NOT coalesce(has_access, false)`, 'state');
-      await check(`DELETE FROM cpq.user_changes WHERE login = '${a}' AND change = 'update'`, 'log');
-      await check(`INSERT INTO cpq.user_changes (run_id, change, user_id, company_login, login, detected_at, diff)
-                   SELECT run_id, change, user_id, company_login, login, detected_at, diff FROM cpq.user_changes WHERE login = '${a}' AND change = 'update'`, 'log');
-      await check(`UPDATE cpq.users SET last_name = 'Drifted' WHERE login = '${b}'`, 'log');
+      await check(`DELETE FROM cpq.user_change_log WHERE login = '${a}' AND change = 'update'`, 'log');
+      await check(`INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, detected_at, diff)
+                   SELECT run_id, change, user_id, company_login, login, detected_at, diff FROM cpq.user_change_log WHERE login = '${a}' AND change = 'update'`, 'log');
+      // a, not b: an insert's diff is read from the user's first version, which for a user never
+      // changed since is the current row itself, so only a later logged change can contradict it.
+      await check(`UPDATE cpq.users SET last_name = 'Drifted' WHERE login = '${a}'`, 'log');
     } finally {
       client.release();
     }

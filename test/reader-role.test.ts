@@ -23,7 +23,7 @@ afterEach(async () => {
 });
 
 const REPORTING = [
-  'users', 'groups', 'user_groups', 'user_access_permissions', 'sync_runs', 'sync_state', 'user_changes',
+  'users', 'groups', 'user_groups', 'user_access_permissions', 'sync_runs', 'sync_state', 'user_changes', 'user_change_log',
   'user_versions', 'user_group_versions', 'user_access_permission_versions',
   'user_changes_flat', 'user_history', 'user_group_history', 'user_access_permission_history',
   'active_users_by_company', 'users_per_group', 'group_members', 'administrators', 'integration_users', 'user_logins', 'recent_changes',
@@ -146,7 +146,7 @@ describe('cpq_reader', () => {
     const pool = createPool(url.toString());
     const db = createDb(pool);
     try {
-      expect(await migrate(db)).toEqual(['0001_initial', '0002_history', '0003_reader_role', '0004_bulk_tables_without_row_triggers']);
+      expect(await migrate(db)).toEqual(['0001_initial', '0002_history', '0003_reader_role', '0004_bulk_tables_without_row_triggers', '0005_insert_diffs_from_history']);
       expect(await migrate(db)).toEqual([]);
     } finally {
       await db.destroy();

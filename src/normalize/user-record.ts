@@ -37,8 +37,6 @@ export interface UserRow {
   raw: string;
   /** Digest of everything the record says (links excepted), to tell a changed record from a re-read one. */
   contentHash: string;
-  /** The change-log diff should this user be new: `{"column": {"old": null, "new": value}}` for each value, and its groups and permissions as added. */
-  insertDiff: string;
   dateModified: string | null;
 }
 
@@ -232,39 +230,12 @@ function unknownFieldsJson(record: Record<string, unknown>): string {
  * Digest of everything a record says: every mapped value, the sorted groups and permissions,
  * and the unmapped fields. Links, key order and field-name spelling do not count.
  */
-function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified' | 'insertDiff'>, unknown: string): string {
+function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'>, unknown: string): string {
   let text = `${row.companyLogin}\u0001${row.login}\u0001${row.isIntegrationUser}\u0001${row.companyName}\u0001`;
   for (const v of row.values) text += v === null ? '\u0002' : `${v}\u0001`;
   text += row.groups === undefined ? '\u0003' : JSON.stringify(row.groups);
   text += row.accessPermissions === undefined ? '\u0003' : JSON.stringify(row.accessPermissions);
   return createHash('sha1').update(text + unknown).digest('base64');
-}
-
-/** How a value of each column is written in a diff: the JSON the change log uses for that type. */
-const DIFF_JSON = USER_VALUE_COLUMN_TYPES.map(({ column, pgType }) => ({
-  prefix: `${JSON.stringify(column)}:{"old":null,"new":`,
-  bare: pgType === 'boolean' || pgType === 'integer' || pgType === 'bigint',
-}));
-
-/**
- * Written here, where the values are at hand, because building it in SQL for every inserted row
- * costs more than the insert itself; only the rows that turn out to be new have it parsed.
- */
-function insertDiff(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified' | 'insertDiff'>): string {
-  const parts: string[] = [];
-  if (row.companyName !== null) parts.push(`"company_name":{"old":null,"new":${JSON.stringify(row.companyName)}}`);
-  parts.push(`"is_integration_user":{"old":null,"new":${row.isIntegrationUser}}`);
-  row.values.forEach((value, i) => {
-    if (value === null) return;
-    const column = DIFF_JSON[i]!;
-    parts.push(`${column.prefix}${column.bare ? String(value) : JSON.stringify(value)}}`);
-  });
-  // Same shapes as the merge writes for updated users (src/sync/merge.ts).
-  if (row.groups?.length) parts.push(`"groups":{"added":${JSON.stringify(row.groups.map((g) => g.variableName))},"removed":[]}`);
-  if (row.accessPermissions?.length) {
-    parts.push(`"accessPermissions":{"added":${JSON.stringify(row.accessPermissions)},"removed":[],"changed":[]}`);
-  }
-  return `{${parts.join(',')}}`;
 }
 
 /**
@@ -356,6 +327,6 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
     groups: readGroups(reader, fields.get('groups')),
     accessPermissions: readAccessPermissions(reader, fields.get('accessPermissions')),
   };
-  return { ...row, raw, contentHash: contentDigest(row, unknownFieldsJson(record)), insertDiff: insertDiff(row), dateModified };
+  return { ...row, raw, contentHash: contentDigest(row, unknownFieldsJson(record)), dateModified };
 }
 

@@ -25,13 +25,6 @@ const list = (prefix: string) => DATA_COLUMNS.map((c) => `${prefix}${c}`).join('
 /** Columns a change's diff reports: every data column but raw and the digest. */
 const DIFF_COLUMNS = DATA_COLUMNS.filter((c) => c !== 'raw' && c !== 'content_hash');
 
-/**
- * The field diff of an updated user as one jsonb: `"col":{"old":...,"new":...}` for every column
- * whose value differs between the old row `o` and the new row `u` (inserts bring theirs, built
- * by the normalizer).
- * Built as text and parsed once: jsonb_each/jsonb_object_agg per row costs ten times more.
- * concat_ws skips NULLs; it takes at most 100 arguments, hence the chunks.
- */
 const PG_TYPE: Record<string, string> = Object.fromEntries([
   ['company_name', 'text'],
   ['is_integration_user', 'boolean'],
@@ -49,7 +42,14 @@ const asJson = (expr: string, column: string) => {
   return `coalesce(to_json(${expr})::text, 'null')`;
 };
 
-const FIELD_DIFF = (() => {
+/**
+ * The field diff of an updated user as one jsonb: `"col":{"old":...,"new":...}` for every column
+ * whose value differs between the old row `o` and the new row `u`. Against an empty `o` it is
+ * the field part of an insert's diff: cpq.insert_diff (migrations/0005) holds a copy of it.
+ * Built as text and parsed once: jsonb_each/jsonb_object_agg per row costs ten times more.
+ * concat_ws skips NULLs; it takes at most 100 arguments, hence the chunks.
+ */
+export const FIELD_DIFF = (() => {
   const fragments = DIFF_COLUMNS.map(
     (c) => `CASE WHEN o.${c} IS DISTINCT FROM u.${c} THEN '"${c}":{"old":' || ${asJson(`o.${c}`, c)} || ',"new":' || ${asJson(`u.${c}`, c)} || '}' END`,
   );
@@ -194,13 +194,14 @@ const mergeSteps = (userColumns: string[]): string[] => [
   `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
    SELECT user_id, type, variable_name, new_name, new_has_access, $2 FROM run_permission_diff WHERE op = 'added'`,
 
-  // The change log: one row per changed user, the field diff computed set-based.
+  // The change log: one row per changed user, the field diff of updates computed set-based.
   `CREATE TEMP TABLE run_changed ON COMMIT DROP AS
    SELECT user_id, action FROM run_users WHERE action <> 'unchanged'
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
-  `INSERT INTO cpq.user_changes (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
+  `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT $1, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, $2,
-     CASE WHEN c.action = 'insert' THEN s.insert_diff ELSE
+     -- An insert's diff is its first version: the cpq.user_changes view reads it from history.
+     CASE WHEN c.action = 'insert' THEN NULL ELSE
        CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} END
        || CASE c.action
             WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', ${isoUtc('$2::timestamptz')}))
@@ -215,8 +216,6 @@ const mergeSteps = (userColumns: string[]): string[] => [
    FROM run_changed c
    JOIN cpq.users u ON u.id = c.user_id
    LEFT JOIN run_old o ON o.id = c.user_id
-   LEFT JOIN run_users r ON r.user_id = c.user_id AND c.action = 'insert'
-   LEFT JOIN stage_users s ON s.seq = r.seq
    LEFT JOIN (
      SELECT user_id,
             coalesce(jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'added'), '[]') AS added,

@@ -17,7 +17,6 @@ export const STAGE_USER_COLUMNS = [
   'has_permissions',
   'raw',
   'content_hash',
-  'insert_diff',
 ];
 
 const STAGE_DDL = `
@@ -33,8 +32,7 @@ CREATE TEMP TABLE stage_users (
   has_permissions boolean NOT NULL,
   -- jsonb here: parsed as the pages arrive (COPY overlaps the fetch), not in the merge that follows
   raw jsonb NOT NULL,
-  content_hash text NOT NULL,
-  insert_diff jsonb NOT NULL
+  content_hash text NOT NULL
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_groups (seq bigint NOT NULL, variable_name text NOT NULL, label text, type text) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_permissions (seq bigint NOT NULL, type text NOT NULL, variable_name text NOT NULL, name text, has_access boolean) ON COMMIT DROP;
@@ -75,7 +73,6 @@ export class Stager {
           row.accessPermissions !== undefined,
           row.raw,
           row.contentHash,
-          row.insertDiff,
         ]),
       );
       for (const g of row.groups ?? []) groups.push(copyLine([seq, g.variableName, g.label, g.type]));
