@@ -102,6 +102,7 @@ const envSchema = z.object({
 
   SYNC_LOOKBACK: duration('10m'),
   SYNC_FULL_EVERY: duration('7d'),
+  SYNC_MERGE_BATCH_USERS: integer(10000, 0, 10_000_000),
   SYNC_MAX_DELETE_FRACTION: z
     .string()
     .default('0.2')
@@ -167,6 +168,8 @@ export interface AppConfig {
   /** A stream whose last full read is older than this is read in full. */
   fullEveryMs: number;
   maxDeleteFraction: number;
+  /** New users are merged every this many staged users while the read goes on; 0 = all at the end. */
+  mergeBatchUsers: number;
   worker: { cron: string; timezone: string; staleAfterMs: number; shutdownTimeoutMs: number; httpPort: number | undefined };
   logLevel: string;
   logFormat: 'auto' | 'json' | 'pretty';
@@ -291,6 +294,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     lookbackMs: parsed.SYNC_LOOKBACK,
     fullEveryMs: parsed.SYNC_FULL_EVERY,
     maxDeleteFraction: parsed.SYNC_MAX_DELETE_FRACTION,
+    mergeBatchUsers: parsed.SYNC_MERGE_BATCH_USERS,
     worker: {
       cron: parsed.SYNC_CRON,
       timezone: parsed.SYNC_TIMEZONE,

@@ -163,8 +163,8 @@ describe('history and as-of', () => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 });
     const states: { at: Date; tables: Awaited<ReturnType<typeof snapshotTables>> }[] = [];
     const record = async () => {
-      const [run] = await h!.t.query<{ finished_at: Date }>(`SELECT finished_at FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1`);
-      states.push({ at: run!.finished_at, tables: await snapshotTables(h!.t) });
+      const [run] = await h!.t.query<{ effective_at: Date }>(`SELECT effective_at FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1`);
+      states.push({ at: run!.effective_at, tables: await snapshotTables(h!.t) });
     };
     await h.sync();
     await record();
@@ -224,7 +224,7 @@ describe('exports', () => {
   it('writes a compliance snapshot that names the run it reflects', async () => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const first = await h.sync();
-    const [firstRun] = await h.t.query<{ finished_at: Date }>(`SELECT finished_at FROM cpq.sync_runs WHERE id = $1`, [first.runId]);
+    const [firstRun] = await h.t.query<{ effective_at: Date; finished_at: Date }>(`SELECT effective_at, finished_at FROM cpq.sync_runs WHERE id = $1`, [first.runId]);
     const [gone] = logins();
     h.sim.deleteUser('_host', gone!);
     await h.sync({ full: true, allowMassDelete: true });
@@ -248,6 +248,6 @@ describe('exports', () => {
     }
     const now = await collect((out) => exportSnapshot(h!.t.pool, new Date(), 'jsonl', out));
     expect(now.trim().split('\n')).toHaveLength(3);
-    await expect(collect((out) => exportSnapshot(h!.t.pool, new Date('2000-01-01T00:00:00Z'), 'jsonl', out))).rejects.toThrow(/no successful sync run finished at or before 2000-01-01/);
+    await expect(collect((out) => exportSnapshot(h!.t.pool, new Date('2000-01-01T00:00:00Z'), 'jsonl', out))).rejects.toThrow(/no successful sync run took effect at or before 2000-01-01/);
   });
 });

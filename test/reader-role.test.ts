@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it, inject } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
+import { ALL_MIGRATIONS } from './helpers/database.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { Cleanups } from './helpers/cli-process.js';
 
@@ -146,7 +147,7 @@ describe('cpq_reader', () => {
     const pool = createPool(url.toString());
     const db = createDb(pool);
     try {
-      expect(await migrate(db)).toEqual(['0001_initial', '0002_history', '0003_reader_role', '0004_bulk_tables_without_row_triggers', '0005_insert_diffs_from_history']);
+      expect(await migrate(db)).toEqual(ALL_MIGRATIONS);
       expect(await migrate(db)).toEqual([]);
     } finally {
       await db.destroy();

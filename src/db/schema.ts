@@ -9,6 +9,8 @@ export interface SyncRunsTable {
   id: ColumnType<string, never, never>;
   started_at: Generated<Timestamp>;
   finished_at: Timestamp | null;
+  /** When the versions the run wrote start (their valid_from); set when it succeeds. */
+  effective_at: Timestamp | null;
   status: 'running' | 'succeeded' | 'failed' | 'interrupted' | 'abandoned';
   mode: 'full' | 'incremental' | 'mixed';
   pages: Generated<number>;

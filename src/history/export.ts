@@ -85,13 +85,16 @@ export interface SnapshotRun {
   finishedAt: Date;
 }
 
-/** The last successful run that finished at or before `asOf`: the state a snapshot at that time reflects. */
+/**
+ * The last successful run whose versions start at or before `asOf` (its effective_at): the state
+ * a snapshot at that time reflects.
+ */
 export async function snapshotRun(pool: pg.Pool, asOf: Date): Promise<SnapshotRun> {
   const { rows } = await pool.query<{ id: string; finished_at: Date }>(
-    `SELECT id, finished_at FROM cpq.sync_runs WHERE status = 'succeeded' AND finished_at <= $1 ORDER BY finished_at DESC, id DESC LIMIT 1`,
+    `SELECT id, finished_at FROM cpq.sync_runs WHERE status = 'succeeded' AND effective_at <= $1 ORDER BY effective_at DESC, id DESC LIMIT 1`,
     [asOf],
   );
-  if (!rows[0]) throw new SyncError('data', `no successful sync run finished at or before ${asOf.toISOString()}: there is no state to report`);
+  if (!rows[0]) throw new SyncError('data', `no successful sync run took effect at or before ${asOf.toISOString()}: there is no state to report`);
   return { runId: rows[0].id, finishedAt: rows[0].finished_at };
 }
 

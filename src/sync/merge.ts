@@ -59,6 +59,55 @@ export const FIELD_DIFF = (() => {
 })();
 
 
+/** Upserts the groups that the staged rows of the users in `users` (a table with seq) name. */
+const upsertGroups = (users: string, where: string) => `
+  INSERT INTO cpq.groups (variable_name, label, type)
+  SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type
+  FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
+  WHERE ${where}
+  ORDER BY g.variable_name, g.seq DESC
+  ON CONFLICT (variable_name) DO UPDATE
+    -- A CSV export names groups without label or type: keep what a fuller read said.
+    SET label = coalesce(excluded.label, cpq.groups.label), type = coalesce(excluded.type, cpq.groups.type), last_synced_at = now()`;
+
+/** Inserts the users of `users` that pass `where` into cpq.users and notes their new ids there. */
+const insertUsers = (users: string, where: string) => `
+  WITH inserted AS (
+    INSERT INTO cpq.users (company_login, login, ${list('')}, first_seen_run_id, last_changed_run_id, valid_from)
+    SELECT s.company_login, s.login, ${list('s.')}, $1, $1, $2
+    FROM ${users} r JOIN stage_users s ON s.seq = r.seq WHERE ${where}
+    RETURNING id, company_login, login
+  )
+  UPDATE ${users} r SET user_id = i.id
+  FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`;
+
+/**
+ * A merge batch: the users staged with $3 < seq <= $4 that the database does not hold at all,
+ * written while the run goes on reading (on a first load, every user). Everything else (updates,
+ * restores, unchanged users, deletions, and a later copy of a user a batch inserted) is left to
+ * the final merge. $1 = run id, $2 = the run's effective time.
+ */
+const BATCH_STEPS: string[] = [
+  'DROP TABLE IF EXISTS batch_users',
+  `CREATE TEMP TABLE batch_users ON COMMIT DROP AS
+   SELECT DISTINCT ON (s.company_login, s.login) s.seq, s.company_login, s.login, NULL::bigint AS user_id
+   FROM stage_users s
+   WHERE s.seq > $3 AND s.seq <= $4
+     AND NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = s.company_login AND u.login = s.login)
+   ORDER BY s.company_login, s.login, s.seq DESC`,
+  upsertGroups('batch_users', 'true'),
+  insertUsers('batch_users', 'true'),
+  `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
+   SELECT r.user_id, g.variable_name, $2 FROM batch_users r JOIN stage_user_groups g ON g.seq = r.seq
+   ON CONFLICT DO NOTHING`,
+  `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
+   SELECT r.user_id, p.type, p.variable_name, p.name, p.has_access, $2 FROM batch_users r JOIN stage_user_permissions p ON p.seq = r.seq`,
+  // An insert's diff is its first version: the cpq.user_changes view reads it from history.
+  `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
+   SELECT $1, 'insert', r.user_id, r.company_login, r.login, s.party_number, s.date_modified, $2, NULL
+   FROM batch_users r JOIN stage_users s ON s.seq = r.seq`,
+];
+
 /**
  * The merge of the staged rows into the current tables, the history tables and the change log,
  * one set-based statement per step, all in the run's transaction.
@@ -77,6 +126,9 @@ const mergeSteps = (userColumns: string[]): string[] => [
      u.id AS user_id,
      CASE
        WHEN u.id IS NULL THEN 'insert'
+       -- Inserted by a merge batch of this run: done, unless a later copy was read, which then
+       -- replaces what the batch wrote (still one insert: its diff is read from the version).
+       WHEN u.first_seen_run_id = $1 THEN CASE WHEN u.content_hash = s.content_hash THEN 'batched' ELSE 'reinsert' END
        WHEN u.deleted_at IS NOT NULL THEN 'restore'
        WHEN u.content_hash = s.content_hash THEN 'unchanged'
        ELSE 'update'
@@ -85,7 +137,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
    LEFT JOIN cpq.users u ON u.company_login = s.company_login AND u.login = s.login
    ORDER BY s.company_login, s.login, s.seq DESC`,
   `CREATE INDEX ON run_users (seq); CREATE INDEX ON run_users (user_id); ANALYZE run_users;
-   CREATE INDEX ON stage_users (seq); ANALYZE stage_users (seq, company_login, login)`,
+   ANALYZE stage_users (seq, company_login, login)`,
 
   // Users of fully read companies that CPQ no longer returns.
   `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
@@ -103,37 +155,31 @@ const mergeSteps = (userColumns: string[]): string[] => [
    FROM cpq.users u
    WHERE u.id IN (SELECT id FROM run_old UNION ALL SELECT user_id FROM run_deleted)`,
 
-  `INSERT INTO cpq.groups (variable_name, label, type)
-   SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type
-   FROM stage_user_groups g JOIN run_users r ON r.seq = g.seq
-   ORDER BY g.variable_name, g.seq DESC
-   ON CONFLICT (variable_name) DO UPDATE
-     -- A CSV export names groups without label or type: keep what a fuller read said.
-     SET label = coalesce(excluded.label, cpq.groups.label), type = coalesce(excluded.type, cpq.groups.type), last_synced_at = now()`,
+  // Batched users' groups were upserted by their batch (label and type come from the copy
+  // staged last among those each statement saw, as with concurrent streams before).
+  upsertGroups('run_users', "r.action <> 'batched'"),
 
   // Current users.
-  `WITH inserted AS (
-     INSERT INTO cpq.users (company_login, login, ${list('')}, first_seen_run_id, last_changed_run_id, valid_from)
-     SELECT s.company_login, s.login, ${list('s.')}, $1, $1, $2
-     FROM run_users r JOIN stage_users s ON s.seq = r.seq WHERE r.action = 'insert'
-     RETURNING id, company_login, login
-   )
-   UPDATE run_users r SET user_id = i.id
-   FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`,
+  insertUsers('run_users', "r.action = 'insert'"),
   `UPDATE cpq.users u
    SET (${list('')}) = (${list('s.')}),
        last_synced_at = now(), last_changed_at = now(), last_changed_run_id = $1, deleted_at = NULL, valid_from = $2
    FROM run_users r JOIN stage_users s ON s.seq = r.seq
-   WHERE r.action IN ('update', 'restore') AND u.id = r.user_id`,
+   WHERE r.action IN ('update', 'restore', 'reinsert') AND u.id = r.user_id`,
   `UPDATE cpq.users u SET last_synced_at = now() FROM run_users r WHERE r.action = 'unchanged' AND u.id = r.user_id`,
   `UPDATE cpq.users u SET deleted_at = $2, last_changed_at = now(), last_changed_run_id = $1, valid_from = $2
    FROM run_deleted d WHERE u.id = d.user_id`,
+
+  // A reinserted user's memberships and permissions all started in this run: the later copy
+  // replaces them outright (where it carries them), and they are added again below.
+  `DELETE FROM cpq.user_groups ug USING run_users r WHERE r.action = 'reinsert' AND r.has_groups AND ug.user_id = r.user_id`,
+  `DELETE FROM cpq.user_access_permissions p USING run_users r WHERE r.action = 'reinsert' AND r.has_permissions AND p.user_id = r.user_id`,
 
   // Membership diff: staged groups against current ones, for users whose record changed.
   `CREATE TEMP TABLE run_group_diff ON COMMIT DROP AS
    SELECT r.user_id, g.variable_name, 'added' AS op
    FROM run_users r JOIN stage_user_groups g ON g.seq = r.seq
-   WHERE r.action <> 'unchanged' AND r.has_groups
+   WHERE r.action NOT IN ('unchanged', 'batched') AND r.has_groups
      AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name)
    UNION ALL
    SELECT ug.user_id, ug.group_variable_name, 'removed'
@@ -149,7 +195,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
    SELECT r.user_id, s.type, s.variable_name, NULL::text AS old_name, NULL::boolean AS old_has_access,
           s.name AS new_name, s.has_access AS new_has_access, 'added' AS op
    FROM run_users r JOIN stage_user_permissions s ON s.seq = r.seq
-   WHERE r.action <> 'unchanged' AND r.has_permissions
+   WHERE r.action NOT IN ('unchanged', 'batched') AND r.has_permissions
      AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions p
                      WHERE p.user_id = r.user_id AND p.type = s.type AND p.variable_name = s.variable_name)
    UNION ALL
@@ -196,7 +242,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
 
   // The change log: one row per changed user, the field diff of updates computed set-based.
   `CREATE TEMP TABLE run_changed ON COMMIT DROP AS
-   SELECT user_id, action FROM run_users WHERE action <> 'unchanged'
+   SELECT user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched', 'reinsert')
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
   `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT $1, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, $2,
@@ -236,8 +282,11 @@ const mergeSteps = (userColumns: string[]): string[] => [
    ) p ON p.user_id = c.user_id`,
 ];
 
-/** Per company read in full: how many known users the read did not return (the deletion guard's input). */
-export async function deletionCandidates(client: pg.PoolClient, companies: string[]): Promise<DeletionCandidates[]> {
+/**
+ * Per company read in full: how many known users the read did not return (the deletion guard's
+ * input). Users a merge batch of this run inserted are not "known": they would dilute the share.
+ */
+export async function deletionCandidates(client: pg.PoolClient, runId: string, companies: string[]): Promise<DeletionCandidates[]> {
   if (companies.length === 0) return [];
   const { rows } = await client.query<{ company: string; known: string; missing: string }>(
     `SELECT c.company,
@@ -245,9 +294,9 @@ export async function deletionCandidates(client: pg.PoolClient, companies: strin
             count(u.id) FILTER (WHERE NOT EXISTS (
               SELECT 1 FROM stage_users s WHERE s.company_login = u.company_login AND s.login = u.login)) AS missing
      FROM unnest($1::text[]) AS c(company)
-     LEFT JOIN cpq.users u ON u.company_login = c.company AND u.deleted_at IS NULL
+     LEFT JOIN cpq.users u ON u.company_login = c.company AND u.deleted_at IS NULL AND u.first_seen_run_id IS DISTINCT FROM $2
      GROUP BY c.company`,
-    [companies],
+    [companies, runId],
   );
   return rows.map((r) => ({ company: r.company, known: Number(r.known), missing: Number(r.missing) }));
 }
@@ -261,31 +310,54 @@ async function userColumns(client: pg.PoolClient): Promise<string[]> {
   return rows.map((r) => r.name);
 }
 
-/** Merges what was staged; `deleteIn` names the companies whose missing users are marked deleted. */
+/** Runs statements in order, each given only the parameters ($1...) it uses; timings at debug. */
+async function runSteps(client: pg.PoolClient, steps: string[], params: unknown[], what: string, log?: Logger): Promise<void> {
+  for (const [index, step] of steps.entries()) {
+    const started = performance.now();
+    // Statements without parameters may hold several statements, which only the simple query
+    // protocol runs.
+    const used = params.map((_, i) => i + 1).filter((n) => step.includes(`$${n}`));
+    if (used.length === 0) await client.query(step);
+    else await client.query(step.replace(/\$(\d)/g, (_, n: string) => `$${used.indexOf(Number(n)) + 1}`), used.map((n) => params[n - 1]));
+    log?.debug({ step: index + 1, ms: Math.round(performance.now() - started), sql: step.trim().split('\n')[0] }, what);
+  }
+}
+
+/** Merges the users staged with afterSeq < seq <= toSeq that are new to the database; returns how many. */
+export async function mergeNewUsers(
+  client: pg.PoolClient,
+  runId: string,
+  effectiveAt: Date,
+  afterSeq: number,
+  toSeq: number,
+  log?: Logger,
+): Promise<number> {
+  await runSteps(client, BATCH_STEPS, [runId, effectiveAt, afterSeq, toSeq], 'merge batch step', log);
+  const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM batch_users');
+  return rows[0]!.n;
+}
+
+/**
+ * Merges what was staged; `deleteIn` names the companies whose missing users are marked deleted,
+ * `batchInserted` how many users merge batches of this run inserted already.
+ */
 export async function mergeStaged(
   client: pg.PoolClient,
   runId: string,
   effectiveAt: Date,
   deleteIn: string[],
+  batchInserted: number,
   log?: Logger,
 ): Promise<MergeCounts> {
-  const params = [runId, effectiveAt, deleteIn];
-  for (const [index, step] of mergeSteps(await userColumns(client)).entries()) {
-    const started = performance.now();
-    // Only the statements that use a parameter get them: the others may hold several
-    // statements, which only the simple query protocol runs.
-    const used = [1, 2, 3].filter((n) => step.includes(`$${n}`));
-    if (used.length === 0) await client.query(step);
-    else await client.query(step.replace(/\$(\d)/g, (_, n: string) => `$${used.indexOf(Number(n)) + 1}`), used.map((n) => params[n - 1]));
-    log?.debug({ step: index + 1, ms: Math.round(performance.now() - started), sql: step.trim().split('\n')[0] }, 'merge step');
-  }
+  await runSteps(client, mergeSteps(await userColumns(client)), [runId, effectiveAt, deleteIn], 'merge step', log);
   const { rows } = await client.query<{ action: string; n: string }>(
     `SELECT action, count(*) AS n FROM run_users GROUP BY action
      UNION ALL SELECT 'delete', count(*) FROM run_deleted`,
   );
   const count = (action: string) => Number(rows.find((r) => r.action === action)?.n ?? 0);
   const counts = {
-    inserted: count('insert'),
+    // 'batched' and 'reinsert' users are among batchInserted.
+    inserted: batchInserted + count('insert'),
     updated: count('update'),
     restored: count('restore'),
     unchanged: count('unchanged'),

@@ -22,7 +22,7 @@ import { SyncError, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { canonicalize } from '../normalize/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
-import { deletionCandidates, mergeStaged, type MergeCounts } from './merge.js';
+import { deletionCandidates, mergeNewUsers, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
 
 export interface RunOptions {
@@ -103,6 +103,12 @@ export class SyncRun {
   private readonly progress: StreamProgress[] = [];
   private http!: CpqHttpClient;
   private connectionLost: Error | undefined;
+  private stager: Stager | undefined;
+  /**
+   * When the versions this run writes start (their valid_from, sync_runs.effective_at): fixed
+   * when its first merge, batch or final, begins.
+   */
+  private effectiveAt: Date | undefined;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -179,6 +185,7 @@ export class SyncRun {
       log2.info({ ...result, runId: undefined, streams: undefined, seconds: (Date.now() - started) / 1000 }, 'sync run succeeded');
       return result;
     } catch (err) {
+      await this.stager?.abandon();
       await client.query('ROLLBACK').catch(() => undefined);
       const error = this.options.signal?.aborted
         ? new SyncError('interrupted', 'the run was interrupted (signal) before it finished')
@@ -222,6 +229,21 @@ export class SyncRun {
     };
 
     const stager = await Stager.create(client);
+    this.stager = stager;
+    const effectiveAt = () => (this.effectiveAt ??= new Date());
+    // New users are merged in batches while the read goes on, so Postgres writes them while
+    // this process reads and normalizes the next pages.
+    let mergedUpTo = 0;
+    let batchInserted = 0;
+    const mergeNewUsersIfDue = async () => {
+      const batch = this.deps.config.mergeBatchUsers;
+      if (batch === 0 || stager.lastSeq - mergedUpTo < batch) return;
+      const [from, to] = [mergedUpTo, stager.lastSeq];
+      mergedUpTo = to;
+      await stager.enqueue(async () => {
+        batchInserted += await mergeNewUsers(client, runId, effectiveAt(), from, to, log);
+      });
+    };
     const integrationUsers = await this.readIntegrationUsers(sinceFor, log);
     const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
 
@@ -248,6 +270,7 @@ export class SyncRun {
             });
             progress.saw(rows);
             await stager.add(id.name, rows);
+            await mergeNewUsersIfDue();
             log.info(
               {
                 stream: id.name,
@@ -264,13 +287,14 @@ export class SyncRun {
       ),
     );
     await this.stageIntegrationOnly(integrationUsers, stager, client);
+    await stager.finish();
 
     for (const p of this.progress) {
       const warning = p.finish();
       if (warning) this.warn(warning);
     }
-    const effectiveAt = new Date();
-    const counts = await mergeStaged(client, runId, effectiveAt, await this.deletableCompanies(client), log);
+    const deletable = await this.deletableCompanies(client, runId);
+    const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batchInserted, log);
     await this.saveCursors(client, runId);
 
     const modes = new Set(this.progress.map((p) => p.report.mode));
@@ -281,7 +305,7 @@ export class SyncRun {
       `UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = $12, mode = $2, pages = $3,
          users_seen = $4, users_inserted = $5, users_updated = $6, users_unchanged = $7,
          http_requests = $8, http_retries = $9, streams = $10, warnings = $11,
-         users_deleted = $13, users_restored = $14
+         users_deleted = $13, users_restored = $14, effective_at = $15
        WHERE id = $1`,
       [
         runId,
@@ -295,9 +319,10 @@ export class SyncRun {
         JSON.stringify(this.http.stats.retries),
         JSON.stringify(streams),
         JSON.stringify(this.warnings),
-        effectiveAt,
+        new Date(),
         counts.deleted,
         counts.restored,
+        effectiveAt(),
       ],
     );
     return { runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, ...counts };
@@ -308,7 +333,7 @@ export class SyncRun {
    * more than SYNC_MAX_DELETE_FRACTION of their known users (unless --allow-mass-delete).
    * Refusals are recorded in the run's warnings and the stream's report.
    */
-  private async deletableCompanies(client: pg.PoolClient): Promise<string[]> {
+  private async deletableCompanies(client: pg.PoolClient, runId: string): Promise<string[]> {
     const full = this.progress.filter((p) => p.id.kind === 'company' && p.report.mode === 'full');
     const eligible: string[] = [];
     for (const p of full) {
@@ -319,7 +344,7 @@ export class SyncRun {
     }
     const fraction = this.deps.config.maxDeleteFraction;
     const allowed: string[] = [];
-    for (const c of await deletionCandidates(client, eligible)) {
+    for (const c of await deletionCandidates(client, runId, eligible)) {
       const p = full.find((f) => f.id.company === c.company)!;
       if (c.missing > 0 && c.missing > fraction * c.known && !this.options.allowMassDelete) {
         p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;

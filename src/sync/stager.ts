@@ -21,7 +21,8 @@ export const STAGE_USER_COLUMNS = [
 
 const STAGE_DDL = `
 CREATE TEMP TABLE stage_users (
-  seq bigint NOT NULL,
+  -- indexed from the start: each merge batch reads the range of seq staged since the last one
+  seq bigint PRIMARY KEY,
   stream text NOT NULL,
   company_login text NOT NULL,
   login text NOT NULL,
@@ -36,25 +37,47 @@ CREATE TEMP TABLE stage_users (
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_groups (seq bigint NOT NULL, variable_name text NOT NULL, label text, type text) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_permissions (seq bigint NOT NULL, type text NOT NULL, variable_name text NOT NULL, name text, has_access boolean) ON COMMIT DROP;
+CREATE INDEX ON stage_user_groups (seq);
+CREATE INDEX ON stage_user_permissions (seq);
 `;
 
 /**
+ * Work items (a page's COPY or a merge batch) that may wait behind the one Postgres is doing
+ * before `add` makes its caller wait: enough that reading and normalizing go on while Postgres
+ * merges a batch, few enough that memory stays flat (a page of 1000 users is ~4 MB of COPY text).
+ */
+const MAX_QUEUED = 8;
+
+/**
  * Loads normalized rows into temporary staging tables of the run's transaction with COPY.
- * Pages from concurrent streams are written one at a time on the run's single connection.
+ * The run's single connection does one thing at a time: pages from concurrent streams and the
+ * merge batches the run enqueues are written in order, while the streams go on reading.
  */
 export class Stager {
+  /** The seq of the last row staged (rows are numbered from 1 as they are added). */
   private seq = 0;
   private readonly queue = pLimit(1);
+  /** Queued work not yet awaited, oldest first. */
+  private readonly pending: Promise<void>[] = [];
+  private abandoned = false;
 
   private constructor(private readonly client: pg.PoolClient) {}
+
+  get lastSeq(): number {
+    return this.seq;
+  }
 
   static async create(client: pg.PoolClient): Promise<Stager> {
     await client.query(STAGE_DDL);
     return new Stager(client);
   }
 
-  /** Stages one page of rows; rows staged later win over earlier copies of the same user. */
-  add(stream: string, rows: UserRow[]): Promise<void> {
+  /**
+   * Stages one page of rows; rows staged later win over earlier copies of the same user.
+   * Resolves once the page is queued behind at most MAX_QUEUED other items; a failure rejects
+   * this or a later call, or `finish`.
+   */
+  async add(stream: string, rows: UserRow[]): Promise<void> {
     const users: string[] = [];
     const groups: string[] = [];
     const permissions: string[] = [];
@@ -78,10 +101,35 @@ export class Stager {
       for (const g of row.groups ?? []) groups.push(copyLine([seq, g.variableName, g.label, g.type]));
       for (const p of row.accessPermissions ?? []) permissions.push(copyLine([seq, p.type, p.variableName, p.name, p.hasAccess]));
     }
-    return this.queue(async () => {
+    await this.enqueue(async () => {
       await copyRows(this.client, `stage_users (seq, stream, ${STAGE_USER_COLUMNS.join(', ')})`, users);
       await copyRows(this.client, 'stage_user_groups (seq, variable_name, label, type)', groups);
       await copyRows(this.client, 'stage_user_permissions (seq, type, variable_name, name, has_access)', permissions);
     });
+  }
+
+  /** Queues work for the connection after everything staged so far; waits only while the queue is full. */
+  async enqueue(work: () => Promise<void>): Promise<void> {
+    const done = this.queue(async () => {
+      if (!this.abandoned) await work();
+    });
+    // Awaited later (below or in finish); until then a failure must not count as unhandled.
+    done.catch(() => undefined);
+    this.pending.push(done);
+    while (this.pending.length > MAX_QUEUED) await this.pending.shift();
+  }
+
+  /** Waits until everything queued is done. */
+  async finish(): Promise<void> {
+    while (this.pending.length > 0) await this.pending.shift();
+  }
+
+  /**
+   * For a run that failed: drops the work not started yet and waits for the one in progress, so
+   * nothing reaches the connection after the rollback. Never throws.
+   */
+  async abandon(): Promise<void> {
+    this.abandoned = true;
+    await Promise.allSettled(this.pending.splice(0));
   }
 }

@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createDb, createPool, type Db } from '../../src/db/database.js';
+import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
+
+/** The names of every migration of this release, in order: what migrating an empty database applies. */
+export const ALL_MIGRATIONS = readdirSync(MIGRATIONS_DIR)
+  .filter((f) => f.endsWith('.sql'))
+  .sort()
+  .map((f) => f.replace(/\.sql$/, ''));
 
 export interface TestDatabase {
   url: string;

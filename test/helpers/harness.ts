@@ -20,7 +20,10 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** A real simulator on loopback, a fresh database cloned from the template, and a config pointing at both. */
+/**
+ * A real simulator on loopback, a fresh database cloned from the template, and a config pointing
+ * at both.
+ */
 export async function startHarness(
   simulator: SimulatorOptions = {},
   env: Record<string, string> | ((baseUrl: string) => Record<string, string>) = {},
@@ -42,6 +45,9 @@ export async function startHarness(
     DATABASE_URL: t.url,
     CPQ_RETRY_BASE_DELAY: '5ms',
     CPQ_RETRY_MAX_DELAY: '50ms',
+    // Merge batches every few users, so that every scenario runs through batched merges (with
+    // several batches, and later copies of batched users); merge.test.ts compares with none.
+    SYNC_MERGE_BATCH_USERS: '3',
     ...(typeof env === 'function' ? env(url) : env),
   });
   const sync = (options?: RunOptions) => runSync({ pool: t.pool, db: t.db, config, log }, options);
