@@ -103,6 +103,7 @@ const envSchema = z.object({
   SYNC_LOOKBACK: duration('10m'),
   SYNC_FULL_EVERY: duration('7d'),
   SYNC_MERGE_BATCH_USERS: integer(10000, 0, 10_000_000),
+  SYNC_DIRECT_FIRST_LOAD: flag.default(true),
   SYNC_MAX_DELETE_FRACTION: z
     .string()
     .default('0.2')
@@ -170,6 +171,8 @@ export interface AppConfig {
   maxDeleteFraction: number;
   /** New users are merged every this many staged users while the read goes on; 0 = all at the end. */
   mergeBatchUsers: number;
+  /** A company the database holds no user of is written straight to the final tables. */
+  directFirstLoad: boolean;
   worker: { cron: string; timezone: string; staleAfterMs: number; shutdownTimeoutMs: number; httpPort: number | undefined };
   logLevel: string;
   logFormat: 'auto' | 'json' | 'pretty';
@@ -295,6 +298,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     fullEveryMs: parsed.SYNC_FULL_EVERY,
     maxDeleteFraction: parsed.SYNC_MAX_DELETE_FRACTION,
     mergeBatchUsers: parsed.SYNC_MERGE_BATCH_USERS,
+    directFirstLoad: parsed.SYNC_DIRECT_FIRST_LOAD,
     worker: {
       cron: parsed.SYNC_CRON,
       timezone: parsed.SYNC_TIMEZONE,

@@ -6,8 +6,10 @@ import { startHarness, type Harness } from './helpers/harness.js';
 import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /**
- * Merge batches (SYNC_MERGE_BATCH_USERS): new users are written while the read goes on, the rest
- * at the end. Whatever the batch size, a run must leave exactly what one merge at the end leaves.
+ * Direct first loads (SYNC_DIRECT_FIRST_LOAD: a company the database holds no user of is copied
+ * straight into the final tables) and merge batches (SYNC_MERGE_BATCH_USERS: new users are merged
+ * while the read goes on): whatever the settings, a run must leave exactly what staging every row
+ * and one merge at the end leave.
  */
 
 type Raw = Record<string, unknown>;
@@ -16,12 +18,12 @@ afterEach(async () => {
   await Promise.all(harnesses.splice(0).map((h) => h.close()));
 });
 
-async function harness(batchUsers: number, env: Record<string, string> = {}, integrationUsers = 3): Promise<Harness> {
+async function harness(batchUsers: number, env: Record<string, string> = {}, integrationUsers = 3, direct = true): Promise<Harness> {
   // A clock of its own, so that two sites given the same edits date them the same.
   let tick = Date.parse('2026-03-03T09:00:00.000Z');
   const h = await startHarness(
     { seed: 7, partnerCompanies: 1, usersPerCompany: 25, integrationUsers, now: () => new Date((tick += 1000)) },
-    { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '5', SYNC_MERGE_BATCH_USERS: String(batchUsers), ...env },
+    { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '5', SYNC_MERGE_BATCH_USERS: String(batchUsers), SYNC_DIRECT_FIRST_LOAD: String(direct), ...env },
   );
   harnesses.push(h);
   return h;
@@ -76,11 +78,17 @@ async function scenario(h: Harness, step: number) {
 }
 let deleted: Raw | undefined;
 
-describe('merge batches', () => {
-  it('leave exactly what a single merge at the end leaves, run after run', async () => {
+describe('direct first loads and merge batches', () => {
+  it('leave exactly what staging everything and a single merge at the end leave, run after run', async () => {
     const results = [];
-    for (const batch of [0, 3, 7]) {
-      const h = await harness(batch);
+    const settings = [
+      { direct: false, batch: 0 },
+      { direct: false, batch: 3 },
+      { direct: true, batch: 0 },
+      { direct: true, batch: 7 },
+    ];
+    for (const { direct, batch } of settings) {
+      const h = await harness(batch, {}, 3, direct);
       await h.sync();
       await scenario(h, 1);
       await h.sync({ full: true });
@@ -97,14 +105,13 @@ describe('merge batches', () => {
       expect.objectContaining({ status: 'succeeded', users_restored: 1, users_updated: 1 }),
       expect.objectContaining({ status: 'succeeded', users_deleted: 1 }),
     ]);
-    expect(results[1]).toEqual(results[0]);
-    expect(results[2]).toEqual(results[0]);
+    for (const [i, result] of results.entries()) expect(result, JSON.stringify(settings[i])).toEqual(results[0]);
   });
 
   it('a later copy of a user a batch already wrote replaces it: one insert, with the later values', async () => {
     const results = [];
-    for (const batch of [0, 3]) {
-      const h = await harness(batch, { CPQ_COMPANIES: '_host' }, 0);
+    for (const [direct, batch] of [[false, 0], [false, 3], [true, 0], [true, 3]] as const) {
+      const h = await harness(batch, { CPQ_COMPANIES: '_host' }, 0, direct);
       let firstPage: Raw[] = [];
       scriptRequests(h.sim, async (req) => {
         if (req.page === 0) {
@@ -135,7 +142,7 @@ describe('merge batches', () => {
       await expectChangeLogConsistent(h.t);
       results.push(await state(h.t));
     }
-    expect(results[1]).toEqual(results[0]);
+    for (const result of results) expect(result).toEqual(results[0]);
   });
 
   it('users a batch inserted in the same run do not dilute the deletion guard', async () => {
@@ -147,6 +154,17 @@ describe('merge batches', () => {
     const run = await h.sync({ full: true });
     expect(run).toMatchObject({ inserted: 200, deleted: 0 });
     expect(run.warnings.join('\n')).toMatch(/deletion aborted for companies\/_host: 20 of 25 known users/);
+  });
+
+  it('a first load that fails after pages were copied leaves the database empty', async () => {
+    const h = await harness(0, { CPQ_COMPANIES: '_host' });
+    const before = await snapshotEverything(h.t);
+    scriptRequests(h.sim, (req) => {
+      if (req.page === 3) req.reply('{"items": [', { status: 200 });
+    });
+    await h.syncError();
+    expect(await h.t.query(`SELECT status FROM cpq.sync_runs`)).toEqual([{ status: 'failed' }]);
+    expect(await snapshotEverything(h.t)).toEqual(before);
   });
 
   it('a run that fails after batches were merged leaves the database as it was', async () => {

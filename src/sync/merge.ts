@@ -126,8 +126,9 @@ const mergeSteps = (userColumns: string[]): string[] => [
      u.id AS user_id,
      CASE
        WHEN u.id IS NULL THEN 'insert'
-       -- Inserted by a merge batch of this run: done, unless a later copy was read, which then
-       -- replaces what the batch wrote (still one insert: its diff is read from the version).
+       -- Inserted earlier in this run (a merge batch or a direct load): done, unless a later copy
+       -- was read, which then replaces what was written (still one insert: its diff is read
+       -- from the version).
        WHEN u.first_seen_run_id = $1 THEN CASE WHEN u.content_hash = s.content_hash THEN 'batched' ELSE 'reinsert' END
        WHEN u.deleted_at IS NOT NULL THEN 'restore'
        WHEN u.content_hash = s.content_hash THEN 'unchanged'
@@ -144,6 +145,8 @@ const mergeSteps = (userColumns: string[]): string[] => [
    SELECT u.id AS user_id
    FROM cpq.users u
    WHERE u.company_login = ANY($3::text[]) AND u.deleted_at IS NULL
+     -- users this run wrote without staging them (a first load) were read, not lost
+     AND u.first_seen_run_id IS DISTINCT FROM $1
      AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`,
 
   // The current versions this run replaces: kept for the diff, and ended into cpq.user_versions.
@@ -339,14 +342,14 @@ export async function mergeNewUsers(
 
 /**
  * Merges what was staged; `deleteIn` names the companies whose missing users are marked deleted,
- * `batchInserted` how many users merge batches of this run inserted already.
+ * `insertedEarlier` how many users this run inserted already (merge batches and direct loads).
  */
 export async function mergeStaged(
   client: pg.PoolClient,
   runId: string,
   effectiveAt: Date,
   deleteIn: string[],
-  batchInserted: number,
+  insertedEarlier: number,
   log?: Logger,
 ): Promise<MergeCounts> {
   await runSteps(client, mergeSteps(await userColumns(client)), [runId, effectiveAt, deleteIn], 'merge step', log);
@@ -356,8 +359,8 @@ export async function mergeStaged(
   );
   const count = (action: string) => Number(rows.find((r) => r.action === action)?.n ?? 0);
   const counts = {
-    // 'batched' and 'reinsert' users are among batchInserted.
-    inserted: batchInserted + count('insert'),
+    // 'batched' and 'reinsert' users are among insertedEarlier.
+    inserted: insertedEarlier + count('insert'),
     updated: count('update'),
     restored: count('restore'),
     unchanged: count('unchanged'),

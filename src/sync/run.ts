@@ -22,6 +22,7 @@ import { SyncError, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { canonicalize } from '../normalize/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
+import { DirectLoad } from './direct-load.js';
 import { deletionCandidates, mergeNewUsers, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
 
@@ -246,6 +247,7 @@ export class SyncRun {
     };
     const integrationUsers = await this.readIntegrationUsers(sinceFor, log);
     const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
+    const direct = await DirectLoad.create(client, stager, runId, effectiveAt, this.deps.config.directFirstLoad ? companies : []);
 
     const limit = pLimit(this.cpq.concurrency);
     await Promise.all(
@@ -269,8 +271,11 @@ export class SyncRun {
                 : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url }, i);
             });
             progress.saw(rows);
-            await stager.add(id.name, rows);
-            await mergeNewUsersIfDue();
+            const rest = await direct.take(company, rows);
+            if (rest.length > 0) {
+              await stager.add(id.name, rest);
+              await mergeNewUsersIfDue();
+            }
             log.info(
               {
                 stream: id.name,
@@ -288,13 +293,14 @@ export class SyncRun {
     );
     await this.stageIntegrationOnly(integrationUsers, stager, client);
     await stager.finish();
+    await direct.finish();
 
     for (const p of this.progress) {
       const warning = p.finish();
       if (warning) this.warn(warning);
     }
     const deletable = await this.deletableCompanies(client, runId);
-    const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batchInserted, log);
+    const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batchInserted + direct.written, log);
     await this.saveCursors(client, runId);
 
     const modes = new Set(this.progress.map((p) => p.report.mode));

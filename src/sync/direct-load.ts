@@ -1,0 +1,137 @@
+import type pg from 'pg';
+import { copyLine, copyRows } from '../db/copy.js';
+import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import type { UserRow } from '../normalize/user-record.js';
+import type { Stager } from './stager.js';
+
+const VALUE_COLUMNS = USER_VALUE_COLUMN_TYPES.map((c) => c.column);
+const PARTY_NUMBER = VALUE_COLUMNS.indexOf('party_number');
+const USER_COLUMNS = ['id', 'company_login', 'login', 'company_name', 'is_integration_user', ...VALUE_COLUMNS, 'raw', 'content_hash', 'first_seen_run_id', 'last_changed_run_id', 'valid_from'];
+/** User ids reserved per round trip. */
+const ID_BLOCK = 10_000;
+
+/**
+ * The first load of a company, written straight into the final tables with COPY: no staging,
+ * no merge. Only for companies the database holds no user of (so every user read is new), and
+ * only while logins arrive in increasing order (as keyset pages and sorted exports deliver them,
+ * so no user can be read twice). Any other row is handed back to be staged and merged: a user
+ * read again later is then a 'reinsert' in the final merge, and the result is the same as if
+ * every row had been staged.
+ */
+export class DirectLoad {
+  /** The last login written per company; a row must come after it. */
+  private readonly lastLogin = new Map<string, string>();
+  /** Groups named by written rows, the last copy read winning; upserted by `finish`. */
+  private readonly groups = new Map<string, { label: string | null; type: string | null }>();
+  private ids: number[] = [];
+  private nextIds: Promise<number[]> | undefined;
+  written = 0;
+
+  private constructor(
+    private readonly client: pg.PoolClient,
+    private readonly stager: Stager,
+    private readonly runId: string,
+    private readonly effectiveAt: () => Date,
+    companies: string[],
+  ) {
+    for (const company of companies) this.lastLogin.set(company, '');
+  }
+
+  /** A loader for those of `companies` the database holds no user of (deleted ones included). */
+  static async create(client: pg.PoolClient, stager: Stager, runId: string, effectiveAt: () => Date, companies: string[]): Promise<DirectLoad> {
+    const { rows } = await client.query<{ company: string }>(
+      `SELECT c.company FROM unnest($1::text[]) AS c(company)
+       WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = c.company)`,
+      [companies],
+    );
+    return new DirectLoad(client, stager, runId, effectiveAt, rows.map((r) => r.company));
+  }
+
+  /** Writes the rows of a page it can take; returns the others, to be staged. */
+  async take(company: string, rows: UserRow[]): Promise<UserRow[]> {
+    let last = this.lastLogin.get(company);
+    if (last === undefined) return rows;
+    const direct: UserRow[] = [];
+    const rest: UserRow[] = [];
+    for (const row of rows) {
+      if (row.login > last) {
+        direct.push(row);
+        last = row.login;
+      } else rest.push(row);
+    }
+    this.lastLogin.set(company, last);
+    if (direct.length > 0) await this.write(direct);
+    return rest;
+  }
+
+  private async write(rows: UserRow[]) {
+    const ids = await this.reserveIds(rows.length);
+    const at = this.effectiveAt().toISOString();
+    const users: string[] = [];
+    const memberships: string[] = [];
+    const permissions: string[] = [];
+    const changes: string[] = [];
+    rows.forEach((row, i) => {
+      const id = ids[i]!;
+      users.push(copyLine([id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser, ...row.values, row.raw, row.contentHash, this.runId, this.runId, at]));
+      for (const g of row.groups ?? []) {
+        memberships.push(copyLine([id, g.variableName, at]));
+        this.groups.set(g.variableName, { label: g.label, type: g.type });
+      }
+      for (const p of row.accessPermissions ?? []) permissions.push(copyLine([id, p.type, p.variableName, p.name, p.hasAccess, at]));
+      // An insert's diff is its first version: the cpq.user_changes view reads it from history.
+      changes.push(copyLine([this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER] as string | null, row.dateModified, at, null]));
+    });
+    this.written += rows.length;
+    await this.stager.enqueue(async () => {
+      await copyRows(this.client, `cpq.users (${USER_COLUMNS.join(', ')})`, users);
+      await copyRows(this.client, 'cpq.user_groups (user_id, group_variable_name, added_at)', memberships);
+      await copyRows(this.client, 'cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)', permissions);
+      await copyRows(this.client, 'cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes);
+    });
+  }
+
+  /**
+   * Ids from the users' identity sequence, a block at a time, the next block asked for while the
+   * current one lasts. The query goes straight to the connection (it may pass queued COPYs:
+   * sequence values are not transactional, and nothing else in the run depends on their order).
+   */
+  private async reserveIds(count: number): Promise<number[]> {
+    while (this.ids.length < count) {
+      const block = await (this.nextIds ?? this.fetchIds());
+      this.nextIds = undefined;
+      this.ids.push(...block);
+    }
+    const taken = this.ids.splice(0, count);
+    if (this.ids.length < ID_BLOCK / 2 && this.nextIds === undefined) this.nextIds = this.fetchIds();
+    return taken;
+  }
+
+  private fetchIds(): Promise<number[]> {
+    const ids = this.queryIds();
+    // Awaited when needed (or by finish); a run that fails first must not crash on it.
+    ids.catch(() => undefined);
+    return ids;
+  }
+
+  private async queryIds(): Promise<number[]> {
+    const { rows } = await this.client.query<{ ids: string[] }>(
+      `SELECT array_agg(nextval(pg_get_serial_sequence('cpq.users', 'id'))) AS ids FROM generate_series(1, ${ID_BLOCK})`,
+    );
+    return rows[0]!.ids.map(Number);
+  }
+
+  /** Upserts the groups the written rows named (before the final merge, whose staged rows then win). */
+  async finish(): Promise<void> {
+    if (this.nextIds) await this.nextIds.catch(() => undefined);
+    if (this.groups.size === 0) return;
+    const names = [...this.groups.keys()];
+    await this.client.query(
+      `INSERT INTO cpq.groups (variable_name, label, type)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+       ON CONFLICT (variable_name) DO UPDATE
+         SET label = coalesce(excluded.label, cpq.groups.label), type = coalesce(excluded.type, cpq.groups.type), last_synced_at = now()`,
+      [names, names.map((n) => this.groups.get(n)!.label), names.map((n) => this.groups.get(n)!.type)],
+    );
+  }
+}
