@@ -25,8 +25,12 @@ export function copyLine(values: readonly CopyValue[]): string {
   return `${texts.join('\t')}\n`;
 }
 
-/** The lines as one UTF-8 buffer, written in place: cheaper than joining them into a string first. */
-function utf8(lines: string[]): Buffer {
+/**
+ * Lines as one UTF-8 buffer for copyRows, written in place (cheaper than joining them into a
+ * string first). Made as soon as the lines are: queued work then holds bytes outside the JS heap,
+ * not strings the garbage collector keeps walking.
+ */
+export function copyPayload(lines: string[]): Buffer {
   let size = 0;
   for (const line of lines) size += Buffer.byteLength(line);
   const buffer = Buffer.allocUnsafe(size);
@@ -39,8 +43,8 @@ function utf8(lines: string[]): Buffer {
  * COPY rows into a table on the given client (so inside its transaction). `target` is a table
  * name with its column list, built from constants by the caller, never from data.
  */
-export async function copyRows(client: pg.PoolClient, target: string, lines: string[]): Promise<void> {
-  if (lines.length === 0) return;
+export async function copyRows(client: pg.PoolClient, target: string, payload: Buffer): Promise<void> {
+  if (payload.length === 0) return;
   const stream = client.query(copyFrom(`COPY ${target} FROM STDIN`));
-  await pipeline(Readable.from([utf8(lines)]), stream);
+  await pipeline(Readable.from([payload]), stream);
 }

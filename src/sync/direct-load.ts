@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { copyLine, copyRows } from '../db/copy.js';
+import { copyLine, copyPayload, copyRows } from '../db/copy.js';
 import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 import type { Stager } from './stager.js';
@@ -29,6 +29,7 @@ export class DirectLoad {
 
   private constructor(
     private readonly client: pg.PoolClient,
+    private readonly pool: pg.Pool,
     private readonly stager: Stager,
     private readonly runId: string,
     private readonly effectiveAt: () => Date,
@@ -38,13 +39,20 @@ export class DirectLoad {
   }
 
   /** A loader for those of `companies` the database holds no user of (deleted ones included). */
-  static async create(client: pg.PoolClient, stager: Stager, runId: string, effectiveAt: () => Date, companies: string[]): Promise<DirectLoad> {
+  static async create(
+    client: pg.PoolClient,
+    pool: pg.Pool,
+    stager: Stager,
+    runId: string,
+    effectiveAt: () => Date,
+    companies: string[],
+  ): Promise<DirectLoad> {
     const { rows } = await client.query<{ company: string }>(
       `SELECT c.company FROM unnest($1::text[]) AS c(company)
        WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = c.company)`,
       [companies],
     );
-    return new DirectLoad(client, stager, runId, effectiveAt, rows.map((r) => r.company));
+    return new DirectLoad(client, pool, stager, runId, effectiveAt, rows.map((r) => r.company));
   }
 
   /** Writes the rows of a page it can take; returns the others, to be staged. */
@@ -83,18 +91,20 @@ export class DirectLoad {
       changes.push(copyLine([this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER] as string | null, row.dateModified, at, null]));
     });
     this.written += rows.length;
+    const payloads = [users, memberships, permissions, changes].map(copyPayload);
     await this.stager.enqueue(async () => {
-      await copyRows(this.client, `cpq.users (${USER_COLUMNS.join(', ')})`, users);
-      await copyRows(this.client, 'cpq.user_groups (user_id, group_variable_name, added_at)', memberships);
-      await copyRows(this.client, 'cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)', permissions);
-      await copyRows(this.client, 'cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes);
+      await copyRows(this.client, `cpq.users (${USER_COLUMNS.join(', ')})`, payloads[0]!);
+      await copyRows(this.client, 'cpq.user_groups (user_id, group_variable_name, added_at)', payloads[1]!);
+      await copyRows(this.client, 'cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)', payloads[2]!);
+      await copyRows(this.client, 'cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', payloads[3]!);
     });
   }
 
   /**
    * Ids from the users' identity sequence, a block at a time, the next block asked for while the
-   * current one lasts. The query goes straight to the connection (it may pass queued COPYs:
-   * sequence values are not transactional, and nothing else in the run depends on their order).
+   * current one lasts. Asked on another connection of the pool, so as not to wait behind the
+   * run's queued COPYs: sequence values are not transactional (a failed run leaves a gap in the
+   * ids, as a failed insert does).
    */
   private async reserveIds(count: number): Promise<number[]> {
     while (this.ids.length < count) {
@@ -115,7 +125,7 @@ export class DirectLoad {
   }
 
   private async queryIds(): Promise<number[]> {
-    const { rows } = await this.client.query<{ ids: string[] }>(
+    const { rows } = await this.pool.query<{ ids: string[] }>(
       `SELECT array_agg(nextval(pg_get_serial_sequence('cpq.users', 'id'))) AS ids FROM generate_series(1, ${ID_BLOCK})`,
     );
     return rows[0]!.ids.map(Number);

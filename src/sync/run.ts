@@ -247,7 +247,7 @@ export class SyncRun {
     };
     const integrationUsers = await this.readIntegrationUsers(sinceFor, log);
     const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
-    const direct = await DirectLoad.create(client, stager, runId, effectiveAt, this.deps.config.directFirstLoad ? companies : []);
+    const direct = await DirectLoad.create(client, this.deps.pool, stager, runId, effectiveAt, this.deps.config.directFirstLoad ? companies : []);
 
     const limit = pLimit(this.cpq.concurrency);
     await Promise.all(
