@@ -627,3 +627,33 @@ describe('keyset pages', () => {
     }
   });
 });
+
+describe('cachePages (the benchmark serves rendered pages again)', () => {
+  it('serves the same bytes for the same request in any query order, and never a page older than a change', async () => {
+    await withSimulator({ seed: 5, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, cachePages: true, zipExport: {} }, async (sim, base) => {
+      const path = `${base}/rest/v16/companies/_host/users`;
+      const first = await get(`${path}?expand=groups&orderby=login:asc&limit=10`);
+      expect(first.status).toBe(200);
+      const again = await get(`${path}?limit=10&orderby=login:asc&expand=groups`);
+      expect(again.text).toBe(first.text);
+      const zip = async () => Buffer.from(await (await fetch(path, { headers: { accept: 'application/zip' } })).arrayBuffer());
+      const firstZip = await zip();
+      expect(await zip()).toEqual(firstZip);
+
+      const login = logins(first)[0]!;
+      sim.updateUser('_host', login, { lastName: 'Changed' });
+      const changed = await get(`${path}?expand=groups&orderby=login:asc&limit=10`);
+      expect(items(changed).find((u) => u.login === login)!.lastName).toBe('Changed');
+      expect(await zip()).not.toEqual(firstZip);
+    });
+  });
+
+  it('still asks for credentials', async () => {
+    const auth = { basic: { username: 'api', password: 's3cret!' } };
+    await withSimulator({ usersPerCompany: 2, auth, cachePages: true }, async (_sim, base) => {
+      const url = `${base}/rest/v16/companies/_host/users`;
+      expect((await get(url, { headers: { authorization: basic('api', 's3cret!') } })).status).toBe(200);
+      expect((await get(url)).status).toBe(401);
+    });
+  });
+});

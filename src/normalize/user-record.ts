@@ -80,10 +80,11 @@ function describe(value: unknown): string {
 }
 
 class FieldReader {
-  constructor(private readonly where: string) {}
+  /** `where` names the record in errors; built only when one is thrown. */
+  constructor(private readonly where: () => string) {}
 
   fail(field: string, message: string): never {
-    throw new RecordError(`${this.where}: field "${field}" ${message}`);
+    throw new RecordError(`${this.where()}: field "${field}" ${message}`);
   }
 
   text(field: string, value: unknown): string | null {
@@ -149,23 +150,42 @@ class FieldReader {
   }
 }
 
-function readField(reader: FieldReader, spec: UserField, value: unknown): ColumnValue[] {
+/** Error labels of the two parts of each choice field, made once: this runs for every user. */
+const CHOICE_LABELS = new Map(USER_FIELDS.map((spec) => [spec, { value: `${spec.field}.value`, display: `${spec.field}.displayValue` }]));
+
+/** Reads one field into its column value(s), appended to `out`. */
+function readField(reader: FieldReader, spec: UserField, value: unknown, out: ColumnValue[]): void {
   switch (spec.kind) {
     case 'text':
-      return [spec.field === 'partyNumber' ? reader.key(spec.field, value) : reader.text(spec.field, value)];
+      out.push(spec.field === 'partyNumber' ? reader.key(spec.field, value) : reader.text(spec.field, value));
+      return;
     case 'boolean':
-      return [reader.boolean(spec.field, value)];
+      out.push(reader.boolean(spec.field, value));
+      return;
     case 'bigint':
-      return [reader.bigint(spec.field, value)];
+      out.push(reader.bigint(spec.field, value));
+      return;
     case 'timestamp':
-      return [reader.timestamp(spec.field, value)];
+      out.push(reader.timestamp(spec.field, value));
+      return;
     case 'choiceText':
     case 'choiceInt': {
       // {value, displayValue}; a bare scalar is read as the value alone.
-      const choice = isJsonObject(value) ? canonicalize(value) : new Map([['value', value]]);
-      const raw = choice.get('value');
-      const main = spec.kind === 'choiceInt' ? reader.integer(`${spec.field}.value`, raw) : reader.text(`${spec.field}.value`, raw);
-      return [main, reader.text(`${spec.field}.displayValue`, choice.get('displayValue'))];
+      let raw: unknown = value;
+      let display: unknown;
+      if (isJsonObject(value)) {
+        raw = undefined;
+        for (const key in value) {
+          const name = canonicalFieldName(key);
+          // As canonicalize does: the exact spelling wins over another that maps to the same name.
+          if (name === 'value' && (raw === undefined || key === 'value')) raw = value[key];
+          else if (name === 'displayValue' && (display === undefined || key === 'displayValue')) display = value[key];
+        }
+      }
+      const labels = CHOICE_LABELS.get(spec)!;
+      out.push(spec.kind === 'choiceInt' ? reader.integer(labels.value, raw) : reader.text(labels.value, raw));
+      out.push(reader.text(labels.display, display));
+      return;
     }
   }
 }
@@ -310,10 +330,10 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   if (typeof loginValue !== 'string' || loginValue.trim() === '') {
     throw new RecordError(`record ${index} of ${source.origin}: field "login" is missing or not text (got ${describe(loginValue)})`);
   }
-  const reader = new FieldReader(`user "${source.companyLogin}/${shown(loginValue)}" (record ${index} of ${source.origin})`);
+  const reader = new FieldReader(() => `user "${source.companyLogin}/${shown(loginValue)}" (record ${index} of ${source.origin})`);
   const login = reader.key('login', loginValue)!;
   const values: ColumnValue[] = [];
-  for (const spec of USER_FIELDS) values.push(...readField(reader, spec, fields.get(spec.field)));
+  for (const spec of USER_FIELDS) readField(reader, spec, fields.get(spec.field), values);
   const company = fields.get('company');
   const companyName = isJsonObject(company) ? reader.text('company.name', canonicalize(company).get('name')) : null;
   const dateModified = reader.timestamp('dateModified', fields.get('dateModified'));

@@ -4,7 +4,8 @@ import type { Readable } from 'node:stream';
 export interface HttpResponse {
   status: number;
   headers: Record<string, string>;
-  body: string;
+  /** Bytes only for a response kept by the simulator's page cache. */
+  body: string | Buffer;
   /** A body produced while it is sent (the zip export), sent chunked instead of `body`. */
   stream?: Readable;
 }

@@ -43,6 +43,13 @@ export interface SimulatorOptions {
    * users.json). Unset: the site has no zip export and answers 406, as before it was simulated.
    */
   zipExport?: ZipExportOptions;
+  /**
+   * Keep each successful GET response and answer the same request (URL, Host, Accept) from it
+   * until the data changes. For the benchmark: a real CPQ renders pages on its own servers, so
+   * rendering them here should cost the measured machine as little as possible. Memory grows
+   * with what is read (about 3 KB per user per distinct page request).
+   */
+  cachePages?: boolean;
 }
 
 export interface RequestRecord {
@@ -66,6 +73,7 @@ interface ResolvedOptions {
   hostLoginName: string;
   drift: boolean;
   now: () => Date;
+  cachePages: boolean;
 }
 
 function count(value: number | undefined, fallback: number, name: string): number {
@@ -89,6 +97,7 @@ function resolveOptions(options: SimulatorOptions): ResolvedOptions {
     hostLoginName: options.hostLoginName ?? HOST_COMPANY,
     drift: options.drift ?? true,
     now: options.now ?? (() => new Date()),
+    cachePages: options.cachePages ?? false,
   };
 }
 
@@ -105,6 +114,12 @@ async function readBody(req: IncomingMessage): Promise<string> {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** What a response depends on: Host (links), Accept, the path and the query in any order. */
+function renderedPageKey(req: IncomingMessage, url: URL): string {
+  const query = [...url.searchParams].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([req.headers.host, req.headers.accept ?? '', url.pathname, query]);
 }
 
 function faultResponse(fault: Fault): HttpResponse {
@@ -143,6 +158,7 @@ export class CpqSimulator {
   private readonly endpoints: CpqEndpoints;
   private readonly authGate: AuthGate;
   private readonly faults = new FaultQueue();
+  private readonly renderedPages = new Map<string, HttpResponse>();
   private readonly sockets = new Set<Socket>();
   private server: Server | undefined;
   private url: string | undefined;
@@ -263,26 +279,32 @@ export class CpqSimulator {
   // ------------------------------------------------------------ mutations (dateModified = now() unless touch: false)
 
   addUser(company: string, fields: Record<string, unknown> = {}, opts: MutationOptions = {}): string {
+    this.renderedPages.clear();
     return this.store.addUser(company, fields, this.nowIso(), opts);
   }
 
   updateUser(company: string, login: string, patch: Record<string, unknown>, opts: MutationOptions = {}): void {
+    this.renderedPages.clear();
     this.store.updateUser(company, login, patch, this.nowIso(), opts);
   }
 
   deleteUser(company: string, login: string): void {
+    this.renderedPages.clear();
     this.store.deleteUser(company, login);
   }
 
   addGroup(company: string, login: string, group: Group, opts: MutationOptions = {}): void {
+    this.renderedPages.clear();
     this.store.addGroup(company, login, group, this.nowIso(), opts);
   }
 
   removeGroup(company: string, login: string, variableName: string, opts: MutationOptions = {}): void {
+    this.renderedPages.clear();
     this.store.removeGroup(company, login, variableName, this.nowIso(), opts);
   }
 
   setAccessPermission(company: string, login: string, perm: AccessPermission, opts: MutationOptions = {}): void {
+    this.renderedPages.clear();
     this.store.setAccessPermission(company, login, perm, this.nowIso(), opts);
   }
 
@@ -318,12 +340,27 @@ export class CpqSimulator {
         this.send(res, record, faultResponse(fault));
         return;
       }
-      const response = this.respond(req, url, body);
+      const response = await this.respondOrReuse(req, url, body);
       if (fault?.action === 'reset') this.sendTruncated(res, record, overlayFault(response, fault));
       else this.send(res, record, response);
     } catch (error) {
       this.send(res, record, errorResponse(500, error instanceof Error ? error.message : 'internal error'));
     }
+  }
+
+  /** respond, or with cachePages the response kept from the same request (see SimulatorOptions). */
+  private async respondOrReuse(req: IncomingMessage, url: URL, body: string): Promise<HttpResponse> {
+    const cacheable = this.options.cachePages && req.method === 'GET' && this.authGate.allows(req.headers.authorization);
+    const key = cacheable ? renderedPageKey(req, url) : undefined;
+    const kept = key === undefined ? undefined : this.renderedPages.get(key);
+    if (kept) return kept;
+    const response = this.respond(req, url, body);
+    if (key === undefined || response.status !== 200) return response;
+    const bytes = response.stream ? Buffer.concat(await response.stream.toArray()) : typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
+    const { stream: _sent, ...rest } = response;
+    const rendered = { ...rest, body: bytes };
+    this.renderedPages.set(key, rendered);
+    return rendered;
   }
 
   private respond(req: IncomingMessage, url: URL, body: string): HttpResponse {
@@ -364,7 +401,7 @@ export class CpqSimulator {
       pipeline(stream, res).catch(() => res.destroy());
       return;
     }
-    const body = Buffer.from(response.body, 'utf8');
+    const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
     res.writeHead(response.status, { ...response.headers, 'content-length': String(body.length) });
     res.end(body);
   }
@@ -376,7 +413,7 @@ export class CpqSimulator {
       void this.sendStreamStart(res, response, response.stream);
       return;
     }
-    const body = Buffer.from(response.body, 'utf8');
+    const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
     const announced = Math.max(body.length, 1);
     res.writeHead(response.status, { ...response.headers, 'content-length': String(announced) });
     res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.destroy());

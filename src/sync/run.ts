@@ -98,6 +98,9 @@ class StreamProgress {
  * One sync run: every configured stream is read and staged inside one transaction, merged, and
  * committed together with the cursors and the run record, or rolled back whole.
  */
+/** A run that inserted at least this many users analyzes the tables it filled. */
+const ANALYZE_AFTER_INSERTS = 10_000;
+
 export class SyncRun {
   private readonly cpq: CpqConfig;
   private readonly warnings: string[] = [];
@@ -264,7 +267,8 @@ export class SyncRun {
           for await (const page of pages) {
             progress.page(page);
             const rows = page.items.map((item, i) => {
-              const login = isJsonObject(item) ? canonicalize(item).get('login') : undefined;
+              // Most sites have no integration users left to match: skip re-keying the record for them.
+              const login = !integrationUsers.isEmpty && isJsonObject(item) ? canonicalize(item).get('login') : undefined;
               const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
               return integration
                 ? normalizeUser({ ...(item as Raw), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url }, i)
@@ -302,6 +306,12 @@ export class SyncRun {
     const deletable = await this.deletableCompanies(client, runId);
     const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batchInserted + direct.written, log);
     await this.saveCursors(client, runId);
+    if (counts.inserted >= ANALYZE_AFTER_INSERTS) {
+      // Planner statistics for what a big load wrote, without waiting for autovacuum: the next
+      // run's merge joins its few changed users to these tables, and with stale statistics it
+      // scans them whole (a second or more per step at a million users) instead of using keys.
+      await client.query('ANALYZE cpq.users, cpq.user_groups, cpq.user_access_permissions, cpq.user_change_log');
+    }
 
     const modes = new Set(this.progress.map((p) => p.report.mode));
     const mode = modes.size === 1 ? [...modes][0]! : modes.size === 0 ? (this.options.full ? 'full' : 'incremental') : 'mixed';
@@ -481,6 +491,10 @@ class IntegrationUsers {
 
   add(key: string, record: Raw, origin: string, index: number) {
     this.byKey.set(key, { record, origin, index });
+  }
+
+  get isEmpty(): boolean {
+    return this.byKey.size === 0;
   }
 
   take(key: string): Raw | undefined {
