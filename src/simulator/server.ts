@@ -152,6 +152,8 @@ export class CpqSimulator {
   onRequest?: (req: RequestRecord & { index: number }) => void | Promise<void>;
   /** Successful OAuth token grants. */
   tokenRequests = 0;
+  /** With cachePages: responses rendered because none was kept for the request. */
+  pagesRendered = 0;
 
   private readonly options: ResolvedOptions;
   private readonly store: UserStore;
@@ -356,6 +358,7 @@ export class CpqSimulator {
     if (kept) return kept;
     const response = this.respond(req, url, body);
     if (key === undefined || response.status !== 200) return response;
+    this.pagesRendered++;
     const bytes = response.stream ? Buffer.concat(await response.stream.toArray()) : typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
     const { stream: _sent, ...rest } = response;
     const rendered = { ...rest, body: bytes };
