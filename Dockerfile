@@ -14,7 +14,7 @@ FROM node:20-bookworm-slim
 # to a large share of the container's memory (the benchmark measures with the same cap).
 ENV NODE_ENV=production \
     HTTP_PORT=8080 \
-    NODE_OPTIONS=--max-old-space-size=256
+    NODE_OPTIONS=--max-old-space-size=192
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --omit=dev: production dependencies only. --omit=optional: leaves out the embedded-Postgres

@@ -33,7 +33,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 256 };
+  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 192 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--users') args.users = Number(argv[++i]);
