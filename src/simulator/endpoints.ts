@@ -198,7 +198,13 @@ export class CpqEndpoints {
     const order = { key: JSON.stringify(sortKeys), sort: (users: StoredUser[]) => sortByKeys(users, sortKeys, (user) => user.record) };
     const page = parsePageRequest(query);
     const keyset = scope.kind === 'company' && !page.totalResults ? loginKeyset(sortKeys, condition) : undefined;
-    if (keyset) return this.keysetPage(this.store.select(scope, order, undefined), keyset, page.offset + page.limit + 1);
+    if (keyset) {
+      // The rest of the filter (an incremental window) is the same on every page of a read: its
+      // login-sorted result is kept, and each page is a binary search in it.
+      const rest = keyset.rest;
+      const view = this.store.select(scope, order, rest ? { key: JSON.stringify(rest), test: (user) => matchesFilter(rest, user.record) } : undefined);
+      return this.keysetPage(view, keyset.after, page.offset + page.limit + 1);
+    }
     return this.store.select(scope, order, condition ? { key: q, test: (user) => matchesFilter(condition, user.record) } : undefined);
   }
 
@@ -207,19 +213,15 @@ export class CpqEndpoints {
    * binary search in the login-sorted view, then just enough users for the page and hasMore.
    * Each page filtered in full made a 1M-user read quadratic: the simulator was the bottleneck.
    */
-  private keysetPage(sorted: StoredUser[], keyset: LoginKeyset, wanted: number): StoredUser[] {
+  private keysetPage(sorted: StoredUser[], after: string, wanted: number): StoredUser[] {
     let low = 0;
     let high = sorted.length;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (compareCodeUnits(sorted[middle]!.record.login as string, keyset.after) <= 0) low = middle + 1;
+      if (compareCodeUnits(sorted[middle]!.record.login as string, after) <= 0) low = middle + 1;
       else high = middle;
     }
-    const page: StoredUser[] = [];
-    for (let i = low; i < sorted.length && page.length < wanted; i++) {
-      if (!keyset.rest || matchesFilter(keyset.rest, sorted[i]!.record)) page.push(sorted[i]!);
-    }
-    return page;
+    return sorted.slice(low, low + wanted);
   }
 }
 
