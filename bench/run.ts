@@ -60,18 +60,13 @@ let childNodeOptions = '';
 let logDir: string | undefined;
 let runNumber = 0;
 
-function mallocSettings(): Record<string, string> {
-  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('MALLOC_') && e[1] !== undefined));
-}
-
 async function runCli(args: string[], env: Record<string, string>): Promise<{ seconds: number; maxRssMb: number; stdout: string }> {
   const started = performance.now();
   const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bench/measure-child.mjs'), ...args], {
       cwd: ROOT,
-      // MALLOC_* (glibc allocator settings) pass through, to measure their effect on RSS.
-      env: { PATH: process.env.PATH ?? '', ...mallocSettings(), LOG_FORMAT: 'json', LOG_LEVEL: log ? 'debug' : 'warn', NODE_OPTIONS: childNodeOptions, ...env },
+      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: log ? 'debug' : 'warn', NODE_OPTIONS: childNodeOptions, ...env },
     });
     let stdout = '';
     let stderr = '';

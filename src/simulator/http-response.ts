@@ -24,3 +24,8 @@ export function jsonResponse(status: number, body: unknown, headers: Record<stri
 export function errorResponse(status: number, detail: string, headers: Record<string, string> = {}): HttpResponse {
   return jsonResponse(status, { title: STATUS_CODES[status] ?? 'Error', status, detail }, headers);
 }
+
+/** The body as bytes, whether kept as text or as bytes. */
+export function bodyBytes(response: HttpResponse): Buffer {
+  return typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
+}

@@ -6,7 +6,7 @@ import { AuthGate, type PresentedAuthorization, type SimulatorAuth } from './aut
 import { HOST_COMPANY, SiteDataFactory, type AccessPermission, type Group } from './data.js';
 import { CpqEndpoints } from './endpoints.js';
 import { FaultQueue, type Fault } from './faults.js';
-import { errorResponse, jsonResponse, type HttpResponse } from './http-response.js';
+import { bodyBytes, errorResponse, jsonResponse, type HttpResponse } from './http-response.js';
 import { deepCopy } from './json.js';
 import { QueryError } from './query.js';
 import { resolveRoute } from './routes.js';
@@ -359,7 +359,7 @@ export class CpqSimulator {
     const response = this.respond(req, url, body);
     if (key === undefined || response.status !== 200) return response;
     this.pagesRendered++;
-    const bytes = response.stream ? Buffer.concat(await response.stream.toArray()) : typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
+    const bytes = response.stream ? Buffer.concat(await response.stream.toArray()) : bodyBytes(response);
     const { stream: _sent, ...rest } = response;
     const rendered = { ...rest, body: bytes };
     this.renderedPages.set(key, rendered);
@@ -404,7 +404,7 @@ export class CpqSimulator {
       pipeline(stream, res).catch(() => res.destroy());
       return;
     }
-    const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
+    const body = bodyBytes(response);
     res.writeHead(response.status, { ...response.headers, 'content-length': String(body.length) });
     res.end(body);
   }
@@ -416,7 +416,7 @@ export class CpqSimulator {
       void this.sendStreamStart(res, response, response.stream);
       return;
     }
-    const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body;
+    const body = bodyBytes(response);
     const announced = Math.max(body.length, 1);
     res.writeHead(response.status, { ...response.headers, 'content-length': String(announced) });
     res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.destroy());

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { copyLine, copyPayload, copyRows } from '../db/copy.js';
+import { copyLine } from '../db/copy.js';
 import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 import type { Stager } from './stager.js';
@@ -25,7 +25,7 @@ export class DirectLoad {
   private readonly groups = new Map<string, { label: string | null; type: string | null }>();
   private ids: number[] = [];
   private nextIds: Promise<number[]> | undefined;
-  written = 0;
+  private rowsWritten = 0;
 
   private constructor(
     private readonly client: pg.PoolClient,
@@ -53,6 +53,11 @@ export class DirectLoad {
       [companies],
     );
     return new DirectLoad(client, pool, stager, runId, effectiveAt, rows.map((r) => r.company));
+  }
+
+  /** How many users it wrote (all of them new). */
+  get written(): number {
+    return this.rowsWritten;
   }
 
   /** Writes the rows of a page it can take; returns the others, to be staged. */
@@ -90,14 +95,13 @@ export class DirectLoad {
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.
       changes.push(copyLine([this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER] as string | null, row.dateModified, at, null]));
     });
-    this.written += rows.length;
-    const payloads = [users, memberships, permissions, changes].map(copyPayload);
-    await this.stager.enqueue(async () => {
-      await copyRows(this.client, `cpq.users (${USER_COLUMNS.join(', ')})`, payloads[0]!);
-      await copyRows(this.client, 'cpq.user_groups (user_id, group_variable_name, added_at)', payloads[1]!);
-      await copyRows(this.client, 'cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)', payloads[2]!);
-      await copyRows(this.client, 'cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', payloads[3]!);
-    });
+    this.rowsWritten += rows.length;
+    await this.stager.enqueueCopies([
+      [`cpq.users (${USER_COLUMNS.join(', ')})`, users],
+      ['cpq.user_groups (user_id, group_variable_name, added_at)', memberships],
+      ['cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)', permissions],
+      ['cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes],
+    ]);
   }
 
   /**

@@ -102,11 +102,21 @@ export class Stager {
       for (const g of row.groups ?? []) groups.push(copyLine([seq, g.variableName, g.label, g.type]));
       for (const p of row.accessPermissions ?? []) permissions.push(copyLine([seq, p.type, p.variableName, p.name, p.hasAccess]));
     }
-    const [userBytes, groupBytes, permissionBytes] = [copyPayload(users), copyPayload(groups), copyPayload(permissions)];
+    await this.enqueueCopies([
+      [`stage_users (seq, stream, ${STAGE_USER_COLUMNS.join(', ')})`, users],
+      ['stage_user_groups (seq, variable_name, label, type)', groups],
+      ['stage_user_permissions (seq, type, variable_name, name, has_access)', permissions],
+    ]);
+  }
+
+  /**
+   * Queues COPYs of lines into tables (`target`: a table and column list built from constants),
+   * written in order. The lines become bytes now, so queued work holds no JS strings.
+   */
+  async enqueueCopies(copies: [target: string, lines: string[]][]): Promise<void> {
+    const payloads = copies.map(([target, lines]) => [target, copyPayload(lines)] as const);
     await this.enqueue(async () => {
-      await copyRows(this.client, `stage_users (seq, stream, ${STAGE_USER_COLUMNS.join(', ')})`, userBytes);
-      await copyRows(this.client, 'stage_user_groups (seq, variable_name, label, type)', groupBytes);
-      await copyRows(this.client, 'stage_user_permissions (seq, type, variable_name, name, has_access)', permissionBytes);
+      for (const [target, payload] of payloads) await copyRows(this.client, target, payload);
     });
   }
 
