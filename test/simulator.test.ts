@@ -628,6 +628,47 @@ describe('keyset pages', () => {
   });
 });
 
+describe('kept views (sorted and filtered users outlive the requests that built them)', () => {
+  it('answer what a fresh filter of the current users answers, after every kind of edit', async () => {
+    await withSimulator({ seed: 7, partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 3, pathPrefix: '/cpq' }, async (sim, base) => {
+      const users = () => sim.users('_host');
+      const loginsOf = (list: Record<string, unknown>[]) => list.map((u) => String(u.login)).sort(byCodeUnit);
+      const read = async (path: string, query: string) => logins(await get(`${base}/cpq/rest/v19/${path}?orderby=login:asc&limit=1000&${query}`));
+      const since = String(users().map((u) => String(u.dateModified)).sort()[30]);
+      const window = { dateModified: { $gte: since } };
+      const check = async () => {
+        const all = loginsOf(users());
+        const inWindow = loginsOf(users().filter((u) => String(u.dateModified) >= since));
+        const middle = all[Math.floor(all.length / 2)]!;
+        expect(await read('companies/_host/users', '')).toEqual(all);
+        expect(await read('companies/_host/users', `totalResults=true&${q(JSON.stringify(window))}`)).toEqual(inWindow);
+        expect(await read('companies/_host/users', q(JSON.stringify({ $and: [window, { login: { $gt: middle } }] })))).toEqual(
+          inWindow.filter((login) => login > middle),
+        );
+        expect(await read('companies/_host/users', q(JSON.stringify({ lastName: { $gte: 'M' } })))).toEqual(
+          loginsOf(users().filter((u) => typeof u.lastName === 'string' && u.lastName >= 'M')),
+        );
+        expect(await read('integrationUsers', '')).toEqual(loginsOf(users().filter((u) => typeof u.oauthClientId === 'string' && u.oauthClientId !== '')));
+      };
+      await check();
+      const [first, second, third] = loginsOf(users().filter((u) => !u.oauthClientId));
+      sim.updateUser('_host', first!, { lastName: 'Zed' }); // content: moves into both filters
+      await check();
+      sim.updateUser('_host', second!, { login: '~renamed' }); // a login: the order changes
+      await check();
+      sim.addGroup('_host', third!, { variableName: 'extra', label: 'Extra', type: 'User' });
+      await check();
+      sim.updateUser('_host', String(sim.integrationUsers()[0]!.login), { oauthClientId: '' }); // no longer an integration user
+      expect(sim.integrationUsers()).toHaveLength(2);
+      await check();
+      sim.addUser('_host', { login: 'aaa-new' });
+      await check();
+      sim.deleteUser('_host', third!);
+      await check();
+    });
+  });
+});
+
 describe('cachePages (the benchmark serves rendered pages again)', () => {
   it('serves the same bytes for the same request in any query order, and never a page older than a change', async () => {
     await withSimulator({ seed: 5, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, cachePages: true, zipExport: {} }, async (sim, base) => {

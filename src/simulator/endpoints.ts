@@ -195,17 +195,23 @@ export class CpqEndpoints {
     const sortKeys = parseOrderBy(query.get('orderby') ?? '');
     const q = query.get('q') ?? '';
     const condition = parseFilter(q);
-    const order = { key: JSON.stringify(sortKeys), sort: (users: StoredUser[]) => sortByKeys(users, sortKeys, (user) => user.record) };
+    const order = {
+      key: JSON.stringify(sortKeys),
+      byLoginsOnly: sortKeys.every((key) => key.path.join('.') === 'login'),
+      sort: (users: StoredUser[]) => sortByKeys(users, sortKeys, (user) => user.record),
+    };
+    // Kept views are keyed by the parsed filter, so a read's first page (the window alone, with
+    // totalResults) and its keyset pages (the window and login $gt) share one filtered view.
+    const filterBy = (c: Condition | undefined) => (c ? { key: JSON.stringify(c), test: (user: StoredUser) => matchesFilter(c, user.record) } : undefined);
     const page = parsePageRequest(query);
     const keyset = scope.kind === 'company' && !page.totalResults ? loginKeyset(sortKeys, condition) : undefined;
     if (keyset) {
       // The rest of the filter (an incremental window) is the same on every page of a read: its
       // login-sorted result is kept, and each page is a binary search in it.
-      const rest = keyset.rest;
-      const view = this.store.select(scope, order, rest ? { key: JSON.stringify(rest), test: (user) => matchesFilter(rest, user.record) } : undefined);
+      const view = this.store.select(scope, order, filterBy(keyset.rest));
       return this.keysetPage(view, keyset.after, page.offset + page.limit + 1);
     }
-    return this.store.select(scope, order, condition ? { key: q, test: (user) => matchesFilter(condition, user.record) } : undefined);
+    return this.store.select(scope, order, filterBy(condition));
   }
 
   /**
@@ -242,5 +248,6 @@ function loginKeyset(sortKeys: SortKey[], condition: Condition | undefined): Log
   const after = condition.conditions.filter(isAfter);
   if (after.length !== 1) return undefined;
   const others = condition.conditions.filter((c) => c !== after[0]);
-  return { after: after[0]!.operand as string, rest: others.length === 0 ? undefined : { kind: 'and', conditions: others } };
+  const rest: Condition | undefined = others.length === 0 ? undefined : others.length === 1 ? others[0] : { kind: 'and', conditions: others };
+  return { after: after[0]!.operand as string, rest };
 }

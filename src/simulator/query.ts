@@ -307,18 +307,21 @@ function compareMatches(candidates: unknown[], operator: CompareOperator, operan
   }
   return candidates.some((c) => {
     const order = orderedCompare(comparableValue(c, operand), operand);
-    if (order === undefined) return false;
-    switch (operator) {
-      case '$gt':
-        return order > 0;
-      case '$gte':
-        return order >= 0;
-      case '$lt':
-        return order < 0;
-      case '$lte':
-        return order <= 0;
-    }
+    return order !== undefined && orderedMatches(order, operator);
   });
+}
+
+function orderedMatches(order: number, operator: Exclude<CompareOperator, '$eq' | '$ne'>): boolean {
+  switch (operator) {
+    case '$gt':
+      return order > 0;
+    case '$gte':
+      return order >= 0;
+    case '$lt':
+      return order < 0;
+    case '$lte':
+      return order <= 0;
+  }
 }
 
 export function matchesFilter(condition: Condition, root: unknown): boolean {
@@ -329,8 +332,16 @@ export function matchesFilter(condition: Condition, root: unknown): boolean {
       return condition.conditions.some((c) => matchesFilter(c, root));
     case 'exists':
       return valuesAtPath(root, condition.path).length > 0 === condition.exists;
-    case 'compare':
-      return compareMatches(valuesAtPath(root, condition.path), condition.operator, condition.operand);
+    case 'compare': {
+      // A top-level text field against text (an incremental window on dateModified): the same
+      // answer as the general path below, without its arrays, at 250,000 users per request.
+      const { path, operator, operand } = condition;
+      if (path.length === 1 && typeof operand === 'string' && operator !== '$eq' && operator !== '$ne' && isPlainObject(root)) {
+        const value = root[path[0]!];
+        if (typeof value === 'string') return orderedMatches(value < operand ? -1 : value > operand ? 1 : 0, operator);
+      }
+      return compareMatches(valuesAtPath(root, path), operator, operand);
+    }
   }
 }
 

@@ -46,10 +46,19 @@ class ViewCache {
     return view;
   }
 
-  clear(): void {
-    this.entries.clear();
+  /** Drops every view, or every view `keep` does not name. */
+  clear(keep?: (key: string) => boolean): void {
+    if (!keep) this.entries.clear();
+    else for (const key of [...this.entries.keys()]) if (!keep(key)) this.entries.delete(key);
   }
 }
+
+/**
+ * The prefix of views that depend only on which users a company has and their logins. An edit
+ * that keeps both keeps them: re-sorting 250,000 users after each edit made the simulator, not
+ * the sync, most of an incremental benchmark run.
+ */
+const MEMBERSHIP_VIEW = 'membership\u0001';
 
 export type UserScope = { kind: 'company'; company: string } | { kind: 'all' } | { kind: 'integration' };
 
@@ -115,22 +124,24 @@ export class UserStore {
 
   /**
    * The users of a scope, filtered and sorted. Results are cached by the caller's keys for the
-   * filter and the order (their raw query text) until the next mutation.
+   * filter and the order until the next mutation; an order by logins alone (`byLoginsOnly`)
+   * outlives edits that change neither membership nor logins.
    */
   select(
     scope: UserScope,
-    order: { key: string; sort: (users: StoredUser[]) => StoredUser[] },
+    order: { key: string; byLoginsOnly: boolean; sort: (users: StoredUser[]) => StoredUser[] },
     filter: { key: string; test: (user: StoredUser) => boolean } | undefined,
   ): StoredUser[] {
-    const sortedKey = `${scopeKey(scope)}\u0001${order.key}`;
+    const sortedKey = `${order.byLoginsOnly && scope.kind !== 'integration' ? MEMBERSHIP_VIEW : ''}${scopeKey(scope)}\u0001${order.key}`;
     const sorted = this.views.get(sortedKey, () => order.sort(this.insertionOrder(scope).slice()));
     if (!filter) return sorted;
-    return this.views.get(`${sortedKey}\u0001${filter.key}`, () => sorted.filter(filter.test));
+    return this.views.get(`filtered\u0001${sortedKey}\u0001${filter.key}`, () => sorted.filter(filter.test));
   }
 
   /** Unsorted base view: insertion order, which CPQ does not promise either. */
   insertionOrder(scope: UserScope): StoredUser[] {
-    return this.views.get(`base:${scopeKey(scope)}`, () => {
+    // Who is an integration user depends on their record, not only on membership.
+    return this.views.get(`${scope.kind === 'integration' ? '' : MEMBERSHIP_VIEW}base:${scopeKey(scope)}`, () => {
       if (scope.kind === 'company') return [...(this.companies.get(scope.company)?.values() ?? [])];
       const all: StoredUser[] = [];
       for (const users of this.companies.values()) for (const user of users.values()) all.push(user);
@@ -162,7 +173,7 @@ export class UserStore {
       if (fields.dateModified === undefined) record.dateModified = nowIso;
     }
     this.insert(company, record);
-    this.changed();
+    this.changed('membership');
     return login;
   }
 
@@ -198,7 +209,7 @@ export class UserStore {
       users.clear();
       for (const [key, value] of entries) users.set(key, value);
     }
-    this.changed();
+    this.changed(typeof newLogin === 'string' && newLogin !== login ? 'membership' : 'content');
   }
 
   deleteUser(company: string, login: string): void {
@@ -206,7 +217,7 @@ export class UserStore {
     this.requireCompany(company).delete(login);
     const partyNumber = user.record.partyNumber;
     if (typeof partyNumber === 'string' && this.byPartyNumber.get(partyNumber) === user) this.byPartyNumber.delete(partyNumber);
-    this.changed();
+    this.changed('membership');
   }
 
   /** Replaces a group with the same variableName, else appends. */
@@ -258,7 +269,7 @@ export class UserStore {
     const record = { ...user.record, [relation]: { items } };
     if (options.touch !== false) record.dateModified = nowIso;
     user.record = record;
-    this.changed();
+    this.changed('content');
   }
 
   private requireCompany(company: string): Map<string, StoredUser> {
@@ -273,7 +284,9 @@ export class UserStore {
     return user;
   }
 
-  private changed(): void {
-    this.views.clear();
+  /** 'content': no user was added, deleted or renamed. */
+  private changed(what: 'membership' | 'content'): void {
+    if (what === 'membership') this.views.clear();
+    else this.views.clear((key) => key.startsWith(MEMBERSHIP_VIEW));
   }
 }
