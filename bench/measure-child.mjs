@@ -4,6 +4,8 @@
 // The peak is VmHWM from /proc/self/status: getrusage's maxRSS (process.resourceUsage) also
 // counts what the spawning process had resident when it forked, which Linux carries across exec,
 // so it would report the benchmark driver's memory (its simulator and page cache) as ours.
+// What made up the peak (V8 heap, buffers outside it) is sampled every 100 ms: the sample with
+// the largest RSS is reported with it.
 import { readFileSync } from 'node:fs';
 
 function peakRssKb() {
@@ -16,7 +18,15 @@ function peakRssKb() {
   return process.resourceUsage().maxRSS;
 }
 
+let largest = process.memoryUsage();
+setInterval(() => {
+  const sample = process.memoryUsage();
+  if (sample.rss > largest.rss) largest = sample;
+}, 100).unref();
+
 process.on('exit', () => {
-  process.stderr.write(`\nBENCH_MAX_RSS_KB=${peakRssKb()}\n`);
+  const mb = (bytes) => Math.round(bytes / 2 ** 20);
+  const parts = `heap ${mb(largest.heapTotal)} (used ${mb(largest.heapUsed)}), buffers ${mb(largest.arrayBuffers)}, other external ${mb(largest.external - largest.arrayBuffers)}`;
+  process.stderr.write(`\nBENCH_MAX_RSS_KB=${peakRssKb()}\nBENCH_RSS_PARTS=${parts} MB at the largest sampled RSS (${mb(largest.rss)} MB)\n`);
 });
 await import('../bin/cpq-sync.js');

@@ -28,18 +28,21 @@ interface Args {
   skipZip: boolean;
   /** V8 old-space cap of the sync process, as the Docker image sets it (0 = Node's default). */
   heapMb: number;
+  /** glibc's MALLOC_MMAP_THRESHOLD_ of the sync process, as the Docker image sets it (0 = glibc's default). */
+  mallocMmapThreshold: number;
   /** Where each sync's debug log goes (one JSON file per run), for profiling; none when unset. */
   logDir?: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 192 };
+  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 192, mallocMmapThreshold: 131072 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--users') args.users = Number(argv[++i]);
     else if (flag === '--companies') args.companies = Number(argv[++i]);
     else if (flag === '--skip-zip') args.skipZip = true;
     else if (flag === '--heap-mb') args.heapMb = Number(argv[++i]);
+    else if (flag === '--malloc-mmap-threshold') args.mallocMmapThreshold = Number(argv[++i]);
     else if (flag === '--log-dir') args.logDir = argv[++i];
     else throw new Error(`unknown argument ${flag}`);
   }
@@ -53,20 +56,23 @@ interface Measured {
   seconds: number;
   users: number;
   maxRssMb?: number;
+  /** What made up the sync process's memory at its largest sampled RSS (printed, not tabled). */
+  rssParts?: string;
   note?: string;
 }
 
-let childNodeOptions = '';
+/** What the Docker image sets for the process's memory, as the sync process gets it here. */
+let childMemoryEnv: Record<string, string> = {};
 let logDir: string | undefined;
 let runNumber = 0;
 
-async function runCli(args: string[], env: Record<string, string>): Promise<{ seconds: number; maxRssMb: number; stdout: string }> {
+async function runCli(args: string[], env: Record<string, string>): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; stdout: string }> {
   const started = performance.now();
   const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bench/measure-child.mjs'), ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: log ? 'debug' : 'warn', NODE_OPTIONS: childNodeOptions, ...env },
+      env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: log ? 'debug' : 'warn', ...childMemoryEnv, ...env },
     });
     let stdout = '';
     let stderr = '';
@@ -82,8 +88,9 @@ async function runCli(args: string[], env: Record<string, string>): Promise<{ se
       log?.end();
       const seconds = (performance.now() - started) / 1000;
       const rss = /BENCH_MAX_RSS_KB=(\d+)/.exec(stderr);
-      if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_MAX_RSS_KB=\d+/, '').trim()}`));
-      else resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : NaN, stdout });
+      const parts = /BENCH_RSS_PARTS=(.*)/.exec(stderr);
+      if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_\w+=.*/g, '').trim()}`));
+      else resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : NaN, rssParts: parts?.[1], stdout });
     });
   });
 }
@@ -146,7 +153,9 @@ async function loadFloor(url: string, dir: string): Promise<{ seconds: number; b
 
 function table(rows: Measured[], floor: number): string {
   const header = ['run', 'users', 'wall s', 'users/s', 'peak RSS MB', 'ratio to floor', 'note'];
-  const body = rows.map((r) => [
+  // Floors first, then the runs by number, whatever order they ran in.
+  const order = (r: Measured) => (r.name.startsWith('floor') ? 0 : Number.parseInt(r.name, 10));
+  const body = [...rows].sort((a, b) => order(a) - order(b)).map((r) => [
     r.name,
     String(r.users),
     r.seconds.toFixed(2),
@@ -162,14 +171,17 @@ function table(rows: Measured[], floor: number): string {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  childNodeOptions = args.heapMb > 0 ? `--max-old-space-size=${args.heapMb}` : '';
+  childMemoryEnv = {
+    ...(args.heapMb > 0 ? { NODE_OPTIONS: `--max-old-space-size=${args.heapMb}` } : {}),
+    ...(args.mallocMmapThreshold > 0 ? { MALLOC_MMAP_THRESHOLD_: String(args.mallocMmapThreshold) } : {}),
+  };
   logDir = args.logDir;
   const perCompany = Math.ceil(args.users / args.companies);
   const dir = await mkdtemp(join(tmpdir(), 'cpq-bench-'));
   await chmod(dir, 0o755); // the embedded Postgres runs as another user
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
   console.log(`data: ${args.companies} companies x ${perCompany} users, ~3 groups and ~2 access permissions each`);
-  console.log(`sync process: NODE_OPTIONS=${childNodeOptions || '(none)'}`);
+  console.log(`sync process: ${Object.entries(childMemoryEnv).map(([k, v]) => `${k}=${v}`).join(' ') || 'no memory settings'}`);
 
   let started = performance.now();
   // cachePages: the warm-up below renders every page once; the syncs are then served bytes, as
@@ -211,6 +223,7 @@ async function main() {
   const record = (m: Measured) => {
     results.push(m);
     console.log(`  ${m.name}: ${m.seconds.toFixed(2)} s${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`);
+    if (m.rssParts) console.log(`    memory: ${m.rssParts}`);
   };
   try {
     // Warm the simulator's caches so the floor and the sync see the same server.
@@ -223,7 +236,29 @@ async function main() {
     const rendered = (before: number) => `simulator rendered ${sim.pagesRendered - before} responses`;
     let renderedBefore = sim.pagesRendered;
     const full = await runCli(['run', '--full'], env(jsonDb, 'json'));
-    record({ name: '1. full sync, JSON', seconds: full.seconds, users: total, maxRssMb: full.maxRssMb, note: rendered(renderedBefore) });
+    record({ name: '1. full sync, JSON', seconds: full.seconds, users: total, maxRssMb: full.maxRssMb, rssParts: full.rssParts, note: rendered(renderedBefore) });
+
+    const changed = Math.max(1, Math.round(total / 100));
+    // sim.users() copies a whole company: read each once.
+    const logins = new Map(companies.map((c) => [c, sim.users(c).map((u) => String(u.login))]));
+    for (let i = 0; i < changed; i++) {
+      const company = companies[i % companies.length]!;
+      const users = logins.get(company)!;
+      sim.updateUser(company, users[Math.floor((i / companies.length) * 97) % users.length]!, { lastName: `Changed ${i}` });
+    }
+    // A nightly incremental run comes hours after the last one: Postgres has written its dirty
+    // buffers out since (checkpoints run every few minutes), so the merge's reads do not wait for
+    // them. What the database holds of the site is as the full sync left it; the benchmark runs
+    // the incremental runs before it writes gigabytes of other data (the load floor, the zip
+    // database) that a sync target would not see between two runs.
+    await admin.query('CHECKPOINT');
+    // The edits dropped the simulator's kept pages: it renders these runs' pages as they ask.
+    renderedBefore = sim.pagesRendered;
+    const incremental = await runCli(['run'], env(jsonDb, 'json'));
+    record({ name: '3. incremental, 1% changed', seconds: incremental.seconds, users: changed, maxRssMb: incremental.maxRssMb, note: rendered(renderedBefore) });
+    renderedBefore = sim.pagesRendered;
+    const noop = await runCli(['run'], env(jsonDb, 'json'));
+    record({ name: '4. no-op incremental', seconds: noop.seconds, users: 0, maxRssMb: noop.maxRssMb, note: rendered(renderedBefore) });
 
     const load = await loadFloor(jsonDb, dir);
     record({ name: 'floor: load (COPY)', seconds: load.seconds, users: total, note: `${(load.bytes / 2 ** 20).toFixed(0)} MB of rows` });
@@ -236,28 +271,11 @@ async function main() {
         const zipDb = await urlFor('bench_zip');
         renderedBefore = sim.pagesRendered;
         const zip = await runCli(['run', '--full'], env(zipDb, 'zip'));
-        record({ name: '2. full sync, zip', seconds: zip.seconds, users: total, maxRssMb: zip.maxRssMb, note: rendered(renderedBefore) });
+        record({ name: '2. full sync, zip', seconds: zip.seconds, users: total, maxRssMb: zip.maxRssMb, rssParts: zip.rssParts, note: rendered(renderedBefore) });
       } catch (err) {
         record({ name: '2. full sync, zip', seconds: 0, users: total, note: `not run: ${(err as Error).message.slice(0, 120)}` });
       }
     }
-
-    const changed = Math.max(1, Math.round(total / 100));
-    // sim.users() copies a whole company: read each once.
-    const logins = new Map(companies.map((c) => [c, sim.users(c).map((u) => String(u.login))]));
-    for (let i = 0; i < changed; i++) {
-      const company = companies[i % companies.length]!;
-      const users = logins.get(company)!;
-      sim.updateUser(company, users[Math.floor((i / companies.length) * 97) % users.length]!, { lastName: `Changed ${i}` });
-    }
-    // The incremental runs come hours after a full load in real life, not seconds after this
-    // benchmark wrote gigabytes (the load floor, the zip database): let Postgres write its dirty
-    // buffers out first, or the merge's first reads each wait for a buffer to be written.
-    await admin.query('CHECKPOINT');
-    const incremental = await runCli(['run'], env(jsonDb, 'json'));
-    record({ name: '3. incremental, 1% changed', seconds: incremental.seconds, users: changed, maxRssMb: incremental.maxRssMb });
-    const noop = await runCli(['run'], env(jsonDb, 'json'));
-    record({ name: '4. no-op incremental', seconds: noop.seconds, users: 0, maxRssMb: noop.maxRssMb });
 
     const floor = Math.max(fetchJson, load.seconds);
     console.log(`\nN = ${total}; floor = max(fetch ${fetchJson.toFixed(2)} s, load ${load.seconds.toFixed(2)} s) = ${floor.toFixed(2)} s\n`);
