@@ -129,6 +129,7 @@ const envSchema = z.object({
   HTTP_PORT: optionalText.refine((v) => v === undefined || (/^\d+$/.test(v) && Number(v) <= 65535), {
     message: 'must be a TCP port number',
   }),
+  HTTP_HOST: optionalText,
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -173,7 +174,15 @@ export interface AppConfig {
   mergeBatchUsers: number;
   /** A company the database holds no user of is written straight to the final tables. */
   directFirstLoad: boolean;
-  worker: { cron: string; timezone: string; staleAfterMs: number; shutdownTimeoutMs: number; httpPort: number | undefined };
+  worker: {
+    cron: string;
+    timezone: string;
+    staleAfterMs: number;
+    shutdownTimeoutMs: number;
+    httpPort: number | undefined;
+    /** The address health and metrics listen on; undefined = every interface. */
+    httpHost: string | undefined;
+  };
   logLevel: string;
   logFormat: 'auto' | 'json' | 'pretty';
 }
@@ -305,6 +314,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       staleAfterMs: parsed.SYNC_STALE_AFTER,
       shutdownTimeoutMs: parsed.SHUTDOWN_TIMEOUT,
       httpPort: parsed.HTTP_PORT === undefined ? undefined : Number(parsed.HTTP_PORT),
+      httpHost: parsed.HTTP_HOST,
     },
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,

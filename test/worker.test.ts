@@ -201,6 +201,20 @@ describe('health and metrics', () => {
     await expect(worker.start()).rejects.toThrow(new ConfigError(`HTTP_PORT: cannot listen on port ${port} (EADDRINUSE)`));
   });
 
+  it('HTTP_HOST: listens on that address only; one it cannot bind is a configuration error', async () => {
+    // 127.0.0.2 is a loopback address of its own on Linux: reachable there, refused on 127.0.0.1.
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', HTTP_HOST: '127.0.0.2' });
+    const worker = workerFor(h);
+    await worker.start();
+    expect((await fetch(`http://127.0.0.2:${worker.httpPort}/healthz`)).status).toBe(200);
+    await expect(fetch(`http://127.0.0.1:${worker.httpPort}/healthz`)).rejects.toMatchObject({ cause: { code: 'ECONNREFUSED' } });
+    await worker.stop();
+
+    // 192.0.2.1 is reserved for documentation: no machine has it.
+    const elsewhere = workerFor({ ...h, config: { ...h.config, worker: { ...h.config.worker, httpHost: '192.0.2.1' } } });
+    await expect(elsewhere.start()).rejects.toThrow(new ConfigError('HTTP_HOST/HTTP_PORT: cannot listen on 192.0.2.1 port 0 (EADDRNOTAVAIL)'));
+  });
+
   it('/healthz, /readyz and /metrics with runs by status, users, duration, last success and retries by status; no secrets', async () => {
     h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0, auth: { basic: { username: 'sync', password: 'pw-never-in-metrics' } } },

@@ -7,7 +7,7 @@ import type { ReadinessReport } from './readiness.js';
 export interface HealthServerOptions {
   /** HTTP_PORT; 0 picks a free port (tests). */
   port: number;
-  /** Default: every interface, so that Prometheus and orchestrators outside the container reach it. */
+  /** HTTP_HOST. Default: every interface, so that Prometheus and orchestrators outside the container reach it. */
   host?: string;
   readiness: () => Promise<ReadinessReport>;
   metrics: WorkerMetrics;

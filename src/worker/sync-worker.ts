@@ -59,13 +59,16 @@ export class SyncWorker {
     if (config.worker.httpPort !== undefined) {
       this.health = new HealthServer({
         port: config.worker.httpPort,
+        host: config.worker.httpHost,
         readiness: () => checkReadiness(pool, { staleAfterMs: config.worker.staleAfterMs }),
         metrics: this.metrics,
         log,
       });
-      const port = config.worker.httpPort;
+      const { httpPort: port, httpHost: host } = config.worker;
       this.httpPort = await this.health.start().catch((err: unknown) => {
-        throw new ConfigError(`HTTP_PORT: cannot listen on port ${port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        const where = host === undefined ? `port ${port}` : `${host} port ${port}`;
+        const name = host === undefined ? 'HTTP_PORT' : 'HTTP_HOST/HTTP_PORT';
+        throw new ConfigError(`${name}: cannot listen on ${where} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
       });
     }
     this.schedule.start();
