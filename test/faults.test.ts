@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import type { RunOptions } from '../src/sync/run.js';
@@ -275,6 +276,23 @@ describe('HTTP faults', () => {
       }
     });
     await expectFailedRun(() => h!.syncError({ full: true }), before, 'data', /^GET http:\/\/\S+\/_host\/users\?\S+: response is not valid JSON \(.*; \d+ bytes\)$/);
+    await cleanRunThenInSync();
+  });
+
+  it('a stream that fails stops the others: the run ends without reading on, and no request follows it', async () => {
+    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '2' });
+    const before = await snapshotEverything(h.t);
+    // _host has 20 slow pages to go when partner1's first page arrives broken.
+    h.sim.onRequest = async (req) => {
+      if (req.path === HOST_USERS) await sleep(20);
+    };
+    h.sim.addFault({ match: { path: '/rest/v16/companies/partner1/users' }, status: 200, body: '{"items": [' });
+    await expectFailedRun(() => h!.syncError(), before, 'data', /^GET http:\/\/\S+\/partner1\/users\?\S+: response is not valid JSON/);
+    const hostPages = () => apiRequests().filter((r) => r.path === HOST_USERS).length;
+    const atFailure = hostPages();
+    expect(atFailure).toBeLessThan(20);
+    await sleep(300);
+    expect(hostPages()).toBe(atFailure);
     await cleanRunThenInSync();
   });
 

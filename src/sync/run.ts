@@ -106,6 +106,10 @@ export class SyncRun {
   private readonly warnings: string[] = [];
   private readonly progress: StreamProgress[] = [];
   private http!: CpqHttpClient;
+  /** The run's signal to its reads: aborted when the run is interrupted or one stream fails. */
+  private readSignal!: AbortSignal;
+  /** Aborted by the first stream that fails, so the others stop at their next request. */
+  private readonly streamFailed = new AbortController();
   private connectionLost: Error | undefined;
   private stager: Stager | undefined;
   /**
@@ -178,7 +182,8 @@ export class SyncRun {
       .executeTakeFirstOrThrow();
     const runId = String(run.id);
     const log2 = log.child({ runId });
-    this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca), log2, this.options.signal);
+    this.readSignal = this.options.signal ? AbortSignal.any([this.options.signal, this.streamFailed.signal]) : this.streamFailed.signal;
+    this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca), log2, this.readSignal);
     const started = Date.now();
     log2.info({ site: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
 
@@ -258,49 +263,65 @@ export class SyncRun {
     const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
     const direct = await DirectLoad.create(client, this.deps.pool, stager, runId, effectiveAt, this.deps.config.directFirstLoad ? companies : []);
 
+    const readCompany = async (company: string): Promise<void> => {
+      const id = companyStream(company);
+      // The zip export has no filter: every zip read is a full read.
+      const zip = this.cpq.exportFormat === 'zip';
+      const progress = this.track(id, zip ? undefined : sinceFor(id));
+      const since = progress.report.since ? new Date(progress.report.since) : undefined;
+      const pages = zip
+        ? zipUserPages(this.http, this.cpq, company, this.readSignal)
+        : companyUserPages(this.http, this.cpq, company, since);
+      for await (const page of pages) {
+        progress.page(page);
+        const rows = page.items.map((item, i) => {
+          // Most sites have no integration users left to match: skip re-keying the record for them.
+          const login = !integrationUsers.isEmpty && isJsonObject(item) ? canonicalize(item).get('login') : undefined;
+          const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
+          const position = page.positions?.[i];
+          return integration
+            ? normalizeUser({ ...(item as Raw), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url, position }, i)
+            : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i);
+        });
+        progress.saw(rows);
+        const rest = await direct.take(company, rows);
+        if (rest.length > 0) {
+          await stager.add(id.name, rest);
+          await mergeNewUsersIfDue();
+        }
+        log.info(
+          {
+            stream: id.name,
+            page: page.index,
+            items: page.items.length,
+            received: progress.report.received,
+            totalResults: progress.report.totalResults,
+            usersPerSecond: Math.round(progress.report.received / Math.max(0.001, (Date.now() - progress.startedAt) / 1000)),
+          },
+          'page read',
+        );
+      }
+    };
+
     const limit = pLimit(this.cpq.concurrency);
-    await Promise.all(
+    // The first stream to fail fails the run. The others are stopped and awaited, so that none
+    // goes on reading (or writing into the transaction being rolled back) after the run ended.
+    let firstFailure: { error: unknown } | undefined;
+    await Promise.allSettled(
       companies.map((company) =>
         limit(async () => {
-          const id = companyStream(company);
-          // The zip export has no filter: every zip read is a full read.
-          const zip = this.cpq.exportFormat === 'zip';
-          const progress = this.track(id, zip ? undefined : sinceFor(id));
-          const since = progress.report.since ? new Date(progress.report.since) : undefined;
-          const pages = zip
-            ? zipUserPages(this.http, this.cpq, company, this.options.signal)
-            : companyUserPages(this.http, this.cpq, company, since);
-          for await (const page of pages) {
-            progress.page(page);
-            const rows = page.items.map((item, i) => {
-              // Most sites have no integration users left to match: skip re-keying the record for them.
-              const login = !integrationUsers.isEmpty && isJsonObject(item) ? canonicalize(item).get('login') : undefined;
-              const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
-              return integration
-                ? normalizeUser({ ...(item as Raw), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url }, i)
-                : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url }, i);
-            });
-            progress.saw(rows);
-            const rest = await direct.take(company, rows);
-            if (rest.length > 0) {
-              await stager.add(id.name, rest);
-              await mergeNewUsersIfDue();
-            }
-            log.info(
-              {
-                stream: id.name,
-                page: page.index,
-                items: page.items.length,
-                received: progress.report.received,
-                totalResults: progress.report.totalResults,
-                usersPerSecond: Math.round(progress.report.received / Math.max(0.001, (Date.now() - progress.startedAt) / 1000)),
-              },
-              'page read',
-            );
+          if (firstFailure) return;
+          try {
+            await readCompany(company);
+          } catch (err) {
+            firstFailure ??= { error: err };
+            this.streamFailed.abort();
+            throw err;
           }
         }),
       ),
     );
+    if (firstFailure) throw firstFailure.error;
     await this.stageIntegrationOnly(integrationUsers, stager, client);
     await stager.finish();
     await direct.finish();
