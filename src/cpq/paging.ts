@@ -10,6 +10,8 @@ export interface Page {
   items: unknown[];
   /** `totalResults` of the first page (the size of the whole filtered collection), when CPQ sent it. */
   totalResults: number | undefined;
+  /** Where each item sits in its source, when its index in the page would not say: a zip export's entry and line. */
+  positions?: string[];
 }
 
 export interface CollectionRequest {

@@ -90,12 +90,13 @@ interface EntryParser {
   end(): void;
 }
 
-function entryParser(entry: UserEntry, sink: (record: Record<string, unknown>) => void): EntryParser {
+/** `where`: the record's place in the entry (`line 3`, `items[2]`). */
+function entryParser(entry: UserEntry, sink: (record: Record<string, unknown>, where: string) => void): EntryParser {
   const objects: RecordSink = (record, where) => {
     if (typeof record !== 'object' || record === null || Array.isArray(record) || isLosslessNumber(record)) {
       throw new EntryContentError(`${where}: expected a user object, got ${describe(record)}`);
     }
-    sink(record as Record<string, unknown>);
+    sink(record as Record<string, unknown>, where);
   };
   switch (entry.format) {
     case 'json':
@@ -147,18 +148,24 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     const entries = await archive.userEntries();
 
     let pending: Record<string, unknown>[] = [];
+    // Each record's entry and place in it, for the errors normalization may raise later.
+    let positions: string[] = [];
     let index = 0;
     for (const entry of entries) {
-      const parser = entryParser(entry, (record) => pending.push(record));
+      const parser = entryParser(entry, (record, where) => {
+        pending.push(record);
+        positions.push(`entry ${entry.name} ${where}`);
+      });
       const decoder = new StringDecoder('utf8');
       try {
         for await (const chunk of archive.bytes(entry)) {
           interrupted();
           parser.write(decoder.write(chunk));
           while (pending.length >= config.pageSize) {
-            const items = pending.slice(0, config.pageSize);
+            const page = { url, index: index++, items: pending.slice(0, config.pageSize), positions: positions.slice(0, config.pageSize), totalResults: undefined };
             pending = pending.slice(config.pageSize);
-            yield { url, index: index++, items, totalResults: undefined };
+            positions = positions.slice(config.pageSize);
+            yield page;
           }
         }
         parser.write(decoder.end());
@@ -170,7 +177,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     }
     for (let at = 0; at < pending.length; at += config.pageSize) {
       interrupted();
-      yield { url, index: index++, items: pending.slice(at, at + config.pageSize), totalResults: undefined };
+      yield { url, index: index++, items: pending.slice(at, at + config.pageSize), positions: positions.slice(at, at + config.pageSize), totalResults: undefined };
     }
   } catch (err) {
     if (err instanceof ArchiveError) throw fail(err.message);

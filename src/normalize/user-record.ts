@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { displayValue, integerText, isJsonObject, isLosslessNumber, markedIntegerDigits, stringifyExactJson } from '../cpq/json.js';
-import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, canonicalFieldName, canonicalize, type UserField } from './user-fields.js';
+import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, canonicalFieldName, canonicalize, spellingWins, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
 export class RecordError extends Error {
@@ -46,6 +46,8 @@ export interface RecordSource {
   isIntegrationUser: boolean;
   /** Where it came from, for error messages (a URL without credentials). */
   origin: string;
+  /** Where in origin, for error messages, when "record <index>" would not say (a zip export's entry and line). */
+  position?: string;
 }
 
 const INT64_MIN = -(2n ** 63n);
@@ -174,12 +176,19 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
       let raw: unknown = value;
       let display: unknown;
       if (isJsonObject(value)) {
+        // canonicalize's rule, without a Map per field: this runs for every user.
         raw = undefined;
+        let rawKept = false;
+        let displayKept = false;
         for (const key in value) {
           const name = canonicalFieldName(key);
-          // As canonicalize does: the exact spelling wins over another that maps to the same name.
-          if (name === 'value' && (raw === undefined || key === 'value')) raw = value[key];
-          else if (name === 'displayValue' && (display === undefined || key === 'displayValue')) display = value[key];
+          if (name === 'value' && spellingWins(key, name, rawKept)) {
+            raw = value[key];
+            rawKept = true;
+          } else if (name === 'displayValue' && spellingWins(key, name, displayKept)) {
+            display = value[key];
+            displayKept = true;
+          }
         }
       }
       const labels = CHOICE_LABELS.get(spec)!;
@@ -322,15 +331,16 @@ function shown(text: string): string {
 
 /** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
 export function normalizeUser(record: unknown, source: RecordSource, index: number): UserRow {
+  const where = () => `${source.position ?? `record ${index}`} of ${source.origin}`;
   if (!isJsonObject(record)) {
-    throw new RecordError(`record ${index} of ${source.origin}: expected a user object, got ${describe(record)}`);
+    throw new RecordError(`${where()}: expected a user object, got ${describe(record)}`);
   }
   const fields = canonicalize(record);
   const loginValue = fields.get('login');
   if (typeof loginValue !== 'string' || loginValue.trim() === '') {
-    throw new RecordError(`record ${index} of ${source.origin}: field "login" is missing or not text (got ${describe(loginValue)})`);
+    throw new RecordError(`${where()}: field "login" is missing or not text (got ${describe(loginValue)})`);
   }
-  const reader = new FieldReader(() => `user "${source.companyLogin}/${shown(loginValue)}" (record ${index} of ${source.origin})`);
+  const reader = new FieldReader(() => `user "${source.companyLogin}/${shown(loginValue)}" (${where()})`);
   const login = reader.key('login', loginValue)!;
   const values: ColumnValue[] = [];
   for (const spec of USER_FIELDS) readField(reader, spec, fields.get(spec.field), values);
