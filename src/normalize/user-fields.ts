@@ -83,16 +83,19 @@ export function canonicalFieldName(received: string): string | undefined {
 const BY_SPELLING = new Map<string, string | null>();
 
 /**
- * Re-keys one JSON object by canonical field names. When two received keys map to the same field
- * (a record carrying both `lastname` and `lastName`), the exact canonical spelling wins.
+ * When two received keys map to the same field (a record carrying both `lastname` and `lastName`),
+ * the exact canonical spelling wins, else the first one read: whether `key` replaces what was kept.
  */
+export function spellingWins(key: string, name: string, alreadyKept: boolean): boolean {
+  return !alreadyKept || key === name;
+}
+
+/** Re-keys one JSON object by canonical field names (see spellingWins for two spellings of one). */
 export function canonicalize(record: Record<string, unknown>): Map<string, unknown> {
   const out = new Map<string, unknown>();
   for (const [key, value] of Object.entries(record)) {
     const name = canonicalFieldName(key);
-    if (name === undefined) continue;
-    if (out.has(name) && key !== name) continue;
-    out.set(name, value);
+    if (name !== undefined && spellingWins(key, name, out.has(name))) out.set(name, value);
   }
   return out;
 }

@@ -59,6 +59,12 @@ export const FIELD_DIFF = (() => {
 })();
 
 
+/**
+ * A user the database held before this run: users this run wrote without staging them (a merge
+ * batch, a direct first load) were read, not lost, and do not count as known to the deletion guard.
+ */
+const knownBeforeRun = (user: string, runId: string) => `${user}.first_seen_run_id IS DISTINCT FROM ${runId}`;
+
 /** Upserts the groups that the staged rows of the users in `users` (a table with seq) name. */
 const upsertGroups = (users: string, where: string) => `
   INSERT INTO cpq.groups (variable_name, label, type)
@@ -144,9 +150,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
   `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
    SELECT u.id AS user_id
    FROM cpq.users u
-   WHERE u.company_login = ANY($3::text[]) AND u.deleted_at IS NULL
-     -- users this run wrote without staging them (a first load) were read, not lost
-     AND u.first_seen_run_id IS DISTINCT FROM $1
+   WHERE u.company_login = ANY($3::text[]) AND u.deleted_at IS NULL AND ${knownBeforeRun('u', '$1')}
      AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`,
 
   // The current versions this run replaces: kept for the diff, and ended into cpq.user_versions.
@@ -285,10 +289,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
    ) p ON p.user_id = c.user_id`,
 ];
 
-/**
- * Per company read in full: how many known users the read did not return (the deletion guard's
- * input). Users a merge batch of this run inserted are not "known": they would dilute the share.
- */
+/** Per company read in full: how many known users the read did not return (the deletion guard's input). */
 export async function deletionCandidates(client: pg.PoolClient, runId: string, companies: string[]): Promise<DeletionCandidates[]> {
   if (companies.length === 0) return [];
   const { rows } = await client.query<{ company: string; known: string; missing: string }>(
@@ -297,7 +298,7 @@ export async function deletionCandidates(client: pg.PoolClient, runId: string, c
             count(u.id) FILTER (WHERE NOT EXISTS (
               SELECT 1 FROM stage_users s WHERE s.company_login = u.company_login AND s.login = u.login)) AS missing
      FROM unnest($1::text[]) AS c(company)
-     LEFT JOIN cpq.users u ON u.company_login = c.company AND u.deleted_at IS NULL AND u.first_seen_run_id IS DISTINCT FROM $2
+     LEFT JOIN cpq.users u ON u.company_login = c.company AND u.deleted_at IS NULL AND ${knownBeforeRun('u', '$2')}
      GROUP BY c.company`,
     [companies, runId],
   );
