@@ -55,6 +55,11 @@ export class DirectLoad {
     return new DirectLoad(client, pool, stager, runId, effectiveAt, rows.map((r) => r.company));
   }
 
+  /** Whether the database held no user of `company` when the run began (so none can be missing from this read). */
+  isFirstLoad(company: string): boolean {
+    return this.lastLogin.has(company);
+  }
+
   /** How many users it wrote (all of them new). */
   get written(): number {
     return this.rowsWritten;

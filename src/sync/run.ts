@@ -330,7 +330,7 @@ export class SyncRun {
       const warning = p.finish();
       if (warning) this.warn(warning);
     }
-    const deletable = await this.deletableCompanies(client, runId);
+    const deletable = await this.deletableCompanies(client, runId, direct);
     const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batchInserted + direct.written, log);
     await this.saveCursors(client, runId);
     if (counts.inserted >= ANALYZE_AFTER_INSERTS) {
@@ -379,13 +379,16 @@ export class SyncRun {
    * more than SYNC_MAX_DELETE_FRACTION of their known users (unless --allow-mass-delete).
    * Refusals are recorded in the run's warnings and the stream's report.
    */
-  private async deletableCompanies(client: pg.PoolClient, runId: string): Promise<string[]> {
+  private async deletableCompanies(client: pg.PoolClient, runId: string, direct: DirectLoad): Promise<string[]> {
     const full = this.progress.filter((p) => p.id.kind === 'company' && p.report.mode === 'full');
     const eligible: string[] = [];
     for (const p of full) {
       if (p.report.shortRead) {
         p.report.deletion = 'skipped: short read';
         this.warn(`deletion skipped for ${p.id.name}: the read was short (${p.report.received} of ${p.report.totalResults}); nothing was marked deleted`);
+      } else if (direct.isFirstLoad(p.id.company!)) {
+        // Nothing was known, so nothing is missing: no need to scan a million users to see it.
+        p.report.deletion = 'applied: none missing';
       } else eligible.push(p.id.company!);
     }
     const fraction = this.deps.config.maxDeleteFraction;
