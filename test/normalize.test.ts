@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { integerText, parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
 
 const modules = { integerText, parseExactJson, stringifyExactJson };
-import { copyLine } from '../src/db/copy.js';
+import { copyLine, copyPayload } from '../src/db/copy.js';
 import { retryAfterMs, backoffMs } from '../src/cpq/http-client.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
 import { RecordError, normalizeUser } from '../src/normalize/user-record.js';
@@ -97,7 +97,21 @@ describe('exact JSON', () => {
 
 describe('COPY text encoding', () => {
   it('escapes the characters COPY treats specially and writes NULL as \\N', () => {
-    expect(copyLine(['a\tb', 'line\nbreak', 'back\\slash', null, true, false, 'cr\r'])).toBe('a\\tb\tline\\nbreak\tback\\\\slash\t\\N\tt\tf\tcr\\r\n');
+    expect(copyLine(['a\tb', 'line\nbreak', 'back\\slash', null, true, false, 'cr\r'])).toBe('a\\tb\tline\\nbreak\tback\\\\slash\t\\N\tt\tf\tcr\\r');
+  });
+
+  it('escapes long values the same way (they are tested for specials differently)', () => {
+    const long = 'x'.repeat(40);
+    for (const special of ['\t', '\n', '\r', '\\']) {
+      const escaped = { '\t': '\\t', '\n': '\\n', '\r': '\\r', '\\': '\\\\' }[special];
+      expect(copyLine([`${long}${special}${long}`])).toBe(`${long}${escaped}${long}`);
+    }
+    expect(copyLine([long, `{"a":"${long}"}`])).toBe(`${long}\t{"a":"${long}"}`);
+  });
+
+  it('writes lines as UTF-8, each ended by a newline', () => {
+    expect(copyPayload([copyLine(['é', 1]), copyLine(['日本', null])]).toString('utf8')).toBe('é\t1\n日本\t\\N\n');
+    expect(copyPayload([])).toHaveLength(0);
   });
 });
 

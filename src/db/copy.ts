@@ -9,33 +9,49 @@ const SPECIAL = /[\\\n\r\t]/g;
 const HAS_SPECIAL = /[\\\n\r\t]/;
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
+/**
+ * Whether a value needs escaping. Most values need none: testing first skips building a copy of
+ * each. For long values (a user's raw JSON, ~4 KB) four `includes` scans are ~14x faster than the
+ * character-class regex; for short ones the regex is a little faster.
+ */
+function needsEscape(value: string): boolean {
+  if (value.length <= 32) return HAS_SPECIAL.test(value);
+  return value.includes('\\') || value.includes('\n') || value.includes('\r') || value.includes('\t');
+}
+
 /** One value in COPY's text format. */
 export function copyText(value: CopyValue): string {
   if (value === null || value === undefined) return '\\N';
   if (typeof value === 'boolean') return value ? 't' : 'f';
   if (typeof value === 'number') return String(value);
-  // Most values have nothing to escape: testing first skips building a copy of each.
-  return HAS_SPECIAL.test(value) ? value.replace(SPECIAL, (c) => ESCAPES[c]!) : value;
+  return needsEscape(value) ? value.replace(SPECIAL, (c) => ESCAPES[c]!) : value;
 }
 
+/** One row in COPY's text format, without its line end (copyPayload writes that). */
 export function copyLine(values: readonly CopyValue[]): string {
-  // join builds one flat string; += would build a rope that is flattened again later.
+  // join builds one flat string; += (or appending the line end) would build a rope that is
+  // flattened again, a copy of the whole line, when it is written.
   const texts = new Array<string>(values.length);
   for (let i = 0; i < values.length; i++) texts[i] = copyText(values[i]);
-  return `${texts.join('\t')}\n`;
+  return texts.join('\t');
 }
 
+const LINE_END = 0x0a;
+
 /**
- * Lines as one UTF-8 buffer for copyRows, written in place (cheaper than joining them into a
- * string first). Made as soon as the lines are: queued work then holds bytes outside the JS heap,
- * not strings the garbage collector keeps walking.
+ * Lines (copyLine) as one UTF-8 buffer for copyRows, each ended by a newline, written in place
+ * (cheaper than joining them into a string first). Made as soon as the lines are: queued work
+ * then holds bytes outside the JS heap, not strings the garbage collector keeps walking.
  */
 export function copyPayload(lines: string[]): Buffer {
-  let size = 0;
+  let size = lines.length;
   for (const line of lines) size += Buffer.byteLength(line);
   const buffer = Buffer.allocUnsafe(size);
   let at = 0;
-  for (const line of lines) at += buffer.write(line, at);
+  for (const line of lines) {
+    at += buffer.write(line, at);
+    buffer[at++] = LINE_END;
+  }
   return buffer;
 }
 
