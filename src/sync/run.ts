@@ -22,7 +22,7 @@ import { SyncError, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { canonicalize } from '../normalize/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
-import { DirectLoad } from './direct-load.js';
+import { DirectLoad, firstLoadCompanies } from './direct-load.js';
 import { deletionCandidates, mergeNewUsers, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
 
@@ -110,6 +110,8 @@ export class SyncRun {
   private readSignal!: AbortSignal;
   /** Aborted by the first stream that fails, so the others stop at their next request. */
   private readonly streamFailed = new AbortController();
+  /** The first stream failure, and whether the run had been interrupted (SIGTERM) before it. */
+  private firstStreamFailure: { error: unknown; afterInterrupt: boolean } | undefined;
   private connectionLost: Error | undefined;
   private stager: Stager | undefined;
   /**
@@ -202,7 +204,9 @@ export class SyncRun {
     } catch (err) {
       await this.stager?.abandon();
       await client.query('ROLLBACK').catch(() => undefined);
-      const error = this.options.signal?.aborted
+      // A stream's own failure stays the reason even when a signal arrives while the others stop.
+      const interrupted = this.options.signal?.aborted === true && (this.firstStreamFailure?.afterInterrupt ?? true);
+      const error = interrupted
         ? new SyncError('interrupted', 'the run was interrupted (signal) before it finished')
         : err instanceof SyncError
           ? err
@@ -261,7 +265,8 @@ export class SyncRun {
     };
     const integrationUsers = await this.readIntegrationUsers(sinceFor, log);
     const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
-    const direct = await DirectLoad.create(client, this.deps.pool, stager, runId, effectiveAt, this.deps.config.directFirstLoad ? companies : []);
+    const firstLoads = await firstLoadCompanies(client, companies);
+    const direct = new DirectLoad(client, this.deps.pool, stager, runId, effectiveAt, this.deps.config.directFirstLoad ? firstLoads : []);
 
     const readCompany = async (company: string): Promise<void> => {
       const id = companyStream(company);
@@ -273,6 +278,9 @@ export class SyncRun {
         ? zipUserPages(this.http, this.cpq, company, this.readSignal)
         : companyUserPages(this.http, this.cpq, company, since);
       for await (const page of pages) {
+        // Another stream failed (or the run was interrupted) while this page was on its way: the
+        // run is over, so nothing more is written.
+        if (this.readSignal.aborted) throw new SyncError('interrupted', `${id.name}: stopped, the run is ending`);
         progress.page(page);
         const rows = page.items.map((item, i) => {
           // Most sites have no integration users left to match: skip re-keying the record for them.
@@ -306,22 +314,21 @@ export class SyncRun {
     const limit = pLimit(this.cpq.concurrency);
     // The first stream to fail fails the run. The others are stopped and awaited, so that none
     // goes on reading (or writing into the transaction being rolled back) after the run ended.
-    let firstFailure: { error: unknown } | undefined;
     await Promise.allSettled(
       companies.map((company) =>
         limit(async () => {
-          if (firstFailure) return;
+          if (this.firstStreamFailure) return;
           try {
             await readCompany(company);
           } catch (err) {
-            firstFailure ??= { error: err };
+            this.firstStreamFailure ??= { error: err, afterInterrupt: this.options.signal?.aborted === true };
             this.streamFailed.abort();
             throw err;
           }
         }),
       ),
     );
-    if (firstFailure) throw firstFailure.error;
+    if (this.firstStreamFailure) throw this.firstStreamFailure.error;
     await this.stageIntegrationOnly(integrationUsers, stager, client);
     await stager.finish();
     await direct.finish();
@@ -330,7 +337,7 @@ export class SyncRun {
       const warning = p.finish();
       if (warning) this.warn(warning);
     }
-    const deletable = await this.deletableCompanies(client, runId, direct);
+    const deletable = await this.deletableCompanies(client, runId, firstLoads);
     const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batchInserted + direct.written, log);
     await this.saveCursors(client, runId);
     if (counts.inserted >= ANALYZE_AFTER_INSERTS) {
@@ -379,14 +386,14 @@ export class SyncRun {
    * more than SYNC_MAX_DELETE_FRACTION of their known users (unless --allow-mass-delete).
    * Refusals are recorded in the run's warnings and the stream's report.
    */
-  private async deletableCompanies(client: pg.PoolClient, runId: string, direct: DirectLoad): Promise<string[]> {
+  private async deletableCompanies(client: pg.PoolClient, runId: string, firstLoads: ReadonlySet<string>): Promise<string[]> {
     const full = this.progress.filter((p) => p.id.kind === 'company' && p.report.mode === 'full');
     const eligible: string[] = [];
     for (const p of full) {
       if (p.report.shortRead) {
         p.report.deletion = 'skipped: short read';
         this.warn(`deletion skipped for ${p.id.name}: the read was short (${p.report.received} of ${p.report.totalResults}); nothing was marked deleted`);
-      } else if (direct.isFirstLoad(p.id.company!)) {
+      } else if (firstLoads.has(p.id.company!)) {
         // Nothing was known, so nothing is missing: no need to scan a million users to see it.
         p.report.deletion = 'applied: none missing';
       } else eligible.push(p.id.company!);
@@ -426,23 +433,38 @@ export class SyncRun {
     const progress = this.track(INTEGRATION_STREAM, sinceFor(INTEGRATION_STREAM));
     const since = progress.report.since ? new Date(progress.report.since) : undefined;
     const detailLimit = pLimit(this.cpq.concurrency);
+    const readRecord = async (item: unknown, i: number, url: string): Promise<Record<string, unknown> | undefined> => {
+      if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object`);
+      const fields = canonicalize(item);
+      if (fields.has('groups')) return item;
+      // The list did not expand groups: the detail endpoint has them.
+      const partyNumber = fields.get('partyNumber');
+      if (typeof partyNumber !== 'string') throw new RecordError(`record ${i} of ${url}: integration user without partyNumber, cannot read its groups`);
+      const detail = await integrationUserDetail(this.http, partyNumber);
+      return isJsonObject(detail) ? detail : undefined;
+    };
     try {
       for await (const page of integrationUserPages(this.http, this.cpq, since)) {
         progress.page(page);
-        const records = await Promise.all(
+        // Like Promise.all, but once one read fails no other starts, and those under way are
+        // awaited: none outlives the run.
+        let detailFailed = false;
+        const settled = await Promise.allSettled(
           page.items.map((item, i) =>
             detailLimit(async () => {
-              if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${page.url}: expected a user object`);
-              const fields = canonicalize(item);
-              if (fields.has('groups')) return item;
-              // The list did not expand groups: the detail endpoint has them.
-              const partyNumber = fields.get('partyNumber');
-              if (typeof partyNumber !== 'string') throw new RecordError(`record ${i} of ${page.url}: integration user without partyNumber, cannot read its groups`);
-              const detail = await integrationUserDetail(this.http, partyNumber);
-              return isJsonObject(detail) ? detail : undefined;
+              if (detailFailed) return undefined;
+              try {
+                return await readRecord(item, i, page.url);
+              } catch (err) {
+                detailFailed = true;
+                throw err;
+              }
             }),
           ),
         );
+        const failure = settled.find((s) => s.status === 'rejected');
+        if (failure) throw failure.reason;
+        const records = settled.map((s) => (s as PromiseFulfilledResult<Record<string, unknown> | undefined>).value);
         records.forEach((record, i) => {
           if (!record) return;
           const row = normalizeUser(record, { companyLogin: this.integrationCompany(record), isIntegrationUser: true, origin: page.url }, i);
