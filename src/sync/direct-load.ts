@@ -10,6 +10,16 @@ const USER_COLUMNS = ['id', 'company_login', 'login', 'company_name', 'is_integr
 /** User ids reserved per round trip. */
 const ID_BLOCK = 10_000;
 
+/** Those of `companies` the database holds no user of, deleted ones included: their read is a first load. */
+export async function firstLoadCompanies(client: pg.PoolClient, companies: string[]): Promise<Set<string>> {
+  const { rows } = await client.query<{ company: string }>(
+    `SELECT c.company FROM unnest($1::text[]) AS c(company)
+     WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = c.company)`,
+    [companies],
+  );
+  return new Set(rows.map((r) => r.company));
+}
+
 /**
  * The first load of a company, written straight into the final tables with COPY: no staging,
  * no merge. Only for companies the database holds no user of (so every user read is new), and
@@ -27,38 +37,18 @@ export class DirectLoad {
   private nextIds: Promise<number[]> | undefined;
   private rowsWritten = 0;
 
-  private constructor(
+  /** `firstLoads`: the companies to load directly, of those the database holds no user of (firstLoadCompanies). */
+  constructor(
     private readonly client: pg.PoolClient,
     private readonly pool: pg.Pool,
     private readonly stager: Stager,
     private readonly runId: string,
     private readonly effectiveAt: () => Date,
-    companies: string[],
+    firstLoads: Iterable<string>,
   ) {
-    for (const company of companies) this.lastLogin.set(company, '');
+    for (const company of firstLoads) this.lastLogin.set(company, '');
   }
 
-  /** A loader for those of `companies` the database holds no user of (deleted ones included). */
-  static async create(
-    client: pg.PoolClient,
-    pool: pg.Pool,
-    stager: Stager,
-    runId: string,
-    effectiveAt: () => Date,
-    companies: string[],
-  ): Promise<DirectLoad> {
-    const { rows } = await client.query<{ company: string }>(
-      `SELECT c.company FROM unnest($1::text[]) AS c(company)
-       WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = c.company)`,
-      [companies],
-    );
-    return new DirectLoad(client, pool, stager, runId, effectiveAt, rows.map((r) => r.company));
-  }
-
-  /** Whether the database held no user of `company` when the run began (so none can be missing from this read). */
-  isFirstLoad(company: string): boolean {
-    return this.lastLogin.has(company);
-  }
 
   /** How many users it wrote (all of them new). */
   get written(): number {

@@ -60,8 +60,9 @@ export const FIELD_DIFF = (() => {
 
 
 /**
- * A user the database held before this run: users this run wrote without staging them (a merge
- * batch, a direct first load) were read, not lost, and do not count as known to the deletion guard.
+ * A user the database held before this run. Users this run inserted before its final merge (a
+ * merge batch, a direct first load) were read, not lost, and do not count as known to the
+ * deletion guard.
  */
 const knownBeforeRun = (user: string, runId: string) => `${user}.first_seen_run_id IS DISTINCT FROM ${runId}`;
 
