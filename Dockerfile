@@ -33,8 +33,9 @@ COPY migrations ./migrations
 USER 1000:1000
 EXPOSE 8080
 # /healthz answers while the process is up; Node 20 has fetch, so no curl is needed in the image.
+# It asks HTTP_HOST when that is set (an IPv6 address goes in brackets), else the loopback.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "const h = process.env.HTTP_HOST || '127.0.0.1'; fetch('http://' + (h.includes(':') ? '[' + h + ']' : h) + ':' + (process.env.HTTP_PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown within SHUTDOWN_TIMEOUT).
 ENTRYPOINT ["node", "bin/cpq-sync.js"]
 CMD ["schedule"]

@@ -278,6 +278,9 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const auth = resolveAuth(env, parsed);
   if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP);
   if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP);
+  if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
+    throw new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)');
+  }
   const ca = readCaFile(parsed.CPQ_CA_FILE);
   const cpq: CpqConfig | undefined = parsed.CPQ_BASE_URL
     ? {

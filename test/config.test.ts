@@ -38,6 +38,12 @@ describe('configuration', () => {
     expect(() => loadConfig({ CPQ_BASE_URL: 'ftp://x' })).toThrow(/CPQ_BASE_URL: must be an http\(s\) URL/);
   });
 
+  it('reads HTTP_HOST with HTTP_PORT, and refuses it alone', () => {
+    expect(loadConfig({ ...base, HTTP_PORT: '8080', HTTP_HOST: ' 127.0.0.1 ' }).worker).toMatchObject({ httpPort: 8080, httpHost: '127.0.0.1' });
+    expect(loadConfig({ ...base, HTTP_PORT: '8080' }).worker.httpHost).toBeUndefined();
+    expect(() => loadConfig({ ...base, HTTP_HOST: '127.0.0.1' })).toThrow(new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)'));
+  });
+
   it('reads companies and auth', () => {
     expect(loadConfig({ ...base, CPQ_COMPANIES: ' _host, partnerA ,' }).cpq!.companies).toEqual(['_host', 'partnerA']);
     expect(loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'p' }).cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'p' });

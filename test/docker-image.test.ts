@@ -111,7 +111,8 @@ describe('the runtime stage, reproduced without Docker', () => {
     h ??= await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const worker = new CliProcess(
       ['schedule'],
-      { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: '0 0 1 1 *', HTTP_PORT: '0', NODE_ENV: 'production' },
+      // 127.0.0.2: a loopback address of its own on Linux, so the check must ask HTTP_HOST.
+      { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: '0 0 1 1 *', HTTP_PORT: '0', HTTP_HOST: '127.0.0.2', NODE_ENV: 'production' },
       { bin: join(app, 'bin', 'cpq-sync.js'), cwd: app },
     );
     try {
@@ -120,10 +121,12 @@ describe('the runtime stage, reproduced without Docker', () => {
       const [health] = instruction(runtime, 'HEALTHCHECK');
       const command = JSON.parse(health!.slice(health!.indexOf('CMD ') + 4)) as string[];
       expect(command[0]).toBe('node');
-      const check = await run(process.execPath, command.slice(1), { cwd: app, env: { PATH: process.env.PATH ?? '', HTTP_PORT: String(listening.port) }, timeout: 10_000 });
+      const env = { PATH: process.env.PATH ?? '', HTTP_PORT: String(listening.port), HTTP_HOST: '127.0.0.2' };
+      const check = await run(process.execPath, command.slice(1), { cwd: app, env, timeout: 10_000 });
       expect(check.stderr).toBe('');
-      // And it fails when nothing answers.
-      await expect(run(process.execPath, command.slice(1), { env: { HTTP_PORT: '1' }, timeout: 10_000 })).rejects.toMatchObject({ code: 1 });
+      // And it fails when nothing answers: another port, or the address the worker does not listen on.
+      await expect(run(process.execPath, command.slice(1), { env: { ...env, HTTP_PORT: '1' }, timeout: 10_000 })).rejects.toMatchObject({ code: 1 });
+      await expect(run(process.execPath, command.slice(1), { env: { ...env, HTTP_HOST: '' }, timeout: 10_000 })).rejects.toMatchObject({ code: 1 });
     } finally {
       worker.kill('SIGTERM');
     }
