@@ -235,7 +235,14 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
     ['a .json entry cut short', { extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}' }] }, {}, /entry "late.json": the JSON ends early \(the entry is truncated\)/],
     ['a .csv header naming what CSV cannot hold', { extraEntries: [{ name: 'late.csv', content: 'login,accessPermissions\r\nx,y\r\n' }] }, {}, /entry "late.csv": header \(line 1\): column "accessPermissions": accessPermissions cannot be given in a CSV export/],
     ['a .csv row with a missing field', { extraEntries: [{ name: 'late.csv', content: 'login,email\r\nlate1,a@b.c\r\nlate2\r\n' }] }, {}, /entry "late.csv": line 3 has 1 fields, the header has 2/],
-    ['a .csv value that does not fit its field', { extraEntries: [{ name: 'late.csv', content: 'login,isNotifyFax\r\nlate1,maybe\r\n' }] }, {}, /user "_host\/late1" .*field "isNotifyFax" must be true or false, got "maybe"/],
+    ['a .csv value that does not fit its field', { extraEntries: [{ name: 'late.csv', content: 'login,isNotifyFax\r\nlate1,maybe\r\n' }] }, {}, /^user "_host\/late1" \(entry "late.csv" line 2 of http:\S+\): field "isNotifyFax" must be true or false, got "maybe"$/],
+    // 30 users, then this entry's lines 1-10: line 7 is on a page cut in the middle of the entry.
+    [
+      'a record without login, on a page cut from the middle of an entry',
+      { extraEntries: [{ name: 'late.jsonl', content: Array.from({ length: 10 }, (_, i) => (i === 6 ? '{"firstName":"x"}' : `{"login":"late${i}"}`)).join('\n') }] },
+      {},
+      /^entry "late.jsonl" line 7 of http:\S+: field "login" is missing or not text \(got undefined\)$/,
+    ],
   ];
 
   // A good JSON run first; every failed zip run must leave the database exactly as it left it,
@@ -265,7 +272,7 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
     expect((error as SyncError).kind).toBe('data');
     expect(error!.message).toMatch(message);
     expect(error!.message).not.toMatch(/[\r\n]/);
-    expect(error!.message).toMatch(/^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users: |^user "_host\//);
+    expect(error!.message).toMatch(/^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users: |^user "_host\/|^entry "/);
     expectSameTables(before, await databaseContents(t));
     const [run] = await t.query<{ status: string; error: string }>(`SELECT status, error FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
     expect(run).toEqual({ status: 'failed', error: error!.message });
