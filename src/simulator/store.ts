@@ -209,7 +209,7 @@ export class UserStore {
       users.clear();
       for (const [key, value] of entries) users.set(key, value);
     }
-    this.changed(typeof newLogin === 'string' && newLogin !== login ? 'membership' : 'content');
+    this.changed('login' in patch && newLogin !== login ? 'membership' : 'content');
   }
 
   deleteUser(company: string, login: string): void {
