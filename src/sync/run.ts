@@ -295,7 +295,10 @@ export class SyncRun {
         const rest = await direct.take(company, rows);
         if (rest.length > 0) {
           await stager.add(id.name, rest);
-          await mergeNewUsersIfDue();
+          // An incremental read is users the database mostly holds already: a batch would probe
+          // them all for new ones, and the final merge probes them again (at 1M users, 0.3 s of
+          // a 6 s run for none found).
+          if (since === undefined) await mergeNewUsersIfDue();
         }
         log.info(
           {
