@@ -5,7 +5,7 @@ import type { RunOptions } from '../src/sync/run.js';
 import { expectChangeLogConsistent, expectDatabaseEqualsSimulator, expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import type { TestDatabase } from './helpers/database.js';
 import { startHarness, type Harness } from './helpers/harness.js';
-import { editPage, isNestedRequest, scriptRequests } from './helpers/scripted-pages.js';
+import { editPage, isNestedRequest, repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /*
  * Fault injection against the real simulator and a real Postgres. Every test ends the same way:
@@ -328,15 +328,7 @@ describe('HTTP faults', () => {
 
   it('duplicate rows across pages are stored once and logged once', async () => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
-    let firstPage: Raw[] = [];
-    scriptRequests(h.sim, async (req) => {
-      if (req.page === 0) {
-        const text = await req.real();
-        editPage(text, (p) => (firstPage = p.items));
-        req.reply(text);
-      }
-      if (req.page === 1) req.reply(editPage(await req.real(), (p) => p.items.unshift(...firstPage.slice(-3))));
-    });
+    repeatOnSecondPage(h.sim, 3);
     const result = await h.sync();
     expect(result).toMatchObject({ seen: 30, inserted: 30 });
     expect((await lastRun()).streams).toEqual([expect.objectContaining({ received: 33, totalResults: 30, shortRead: false })]);

@@ -3,7 +3,7 @@ import type { CpqSimulator } from '../src/simulator/index.js';
 import { expectChangeLogConsistent, expectReferencesResolve, snapshotEverything } from './helpers/db-equals-simulator.js';
 import type { TestDatabase } from './helpers/database.js';
 import { startHarness, type Harness } from './helpers/harness.js';
-import { editPage, scriptRequests } from './helpers/scripted-pages.js';
+import { repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /**
  * Direct first loads (SYNC_DIRECT_FIRST_LOAD: a company the database holds no user of is copied
@@ -114,19 +114,13 @@ describe('direct first loads and merge batches', () => {
     const results = [];
     for (const [direct, batch] of [[false, 0], [false, 3], [true, 0], [true, 3]] as const) {
       const h = await harness(batch, { CPQ_COMPANIES: '_host' }, 0, direct);
-      let firstPage: Raw[] = [];
-      scriptRequests(h.sim, async (req) => {
-        if (req.page === 0) {
-          const text = await req.real();
-          editPage(text, (p) => (firstPage = p.items));
-          req.reply(text);
-        }
-        // Page 1 repeats the last 2 users of page 0, edited: other names, groups and permissions.
-        if (req.page === 1) {
-          const later = firstPage.slice(-2).map((u) => ({ ...u, lastName: 'Later copy', groups: { items: [{ variableName: 'late', label: 'Late', type: 'Sales' }] }, accessPermissions: { items: [] } }));
-          req.reply(editPage(await req.real(), (p) => p.items.unshift(...later)));
-        }
-      });
+      // Page 1 repeats the last 2 users of page 0, edited: other names, groups and permissions.
+      const firstPage = repeatOnSecondPage(h.sim, 2, (u) => ({
+        ...u,
+        lastName: 'Later copy',
+        groups: { items: [{ variableName: 'late', label: 'Late', type: 'Sales' }] },
+        accessPermissions: { items: [] },
+      }));
       const run = await h.sync();
       expect(run).toMatchObject({ seen: 25, inserted: 25, updated: 0 });
       const repeated = firstPage.slice(-2).map((u) => String(u.login));

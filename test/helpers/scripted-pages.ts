@@ -50,3 +50,21 @@ export function editPage(text: string, edit: (page: { items: Record<string, unkn
   edit(page);
   return stringifyExactJson(page);
 }
+
+/**
+ * The second page of user pages starts with the last `count` users of the first page again,
+ * each as `edit` makes it (unchanged by default): a user read twice in one run. Returns the
+ * first page's users, filled in once it has been served.
+ */
+export function repeatOnSecondPage(sim: CpqSimulator, count: number, edit: (user: Record<string, unknown>) => Record<string, unknown> = (u) => u): Record<string, unknown>[] {
+  const firstPage: Record<string, unknown>[] = [];
+  scriptRequests(sim, async (req) => {
+    if (req.page === 0) {
+      const text = await req.real();
+      editPage(text, (p) => firstPage.push(...p.items));
+      req.reply(text);
+    }
+    if (req.page === 1) req.reply(editPage(await req.real(), (p) => p.items.unshift(...firstPage.slice(-count).map(edit))));
+  });
+  return firstPage;
+}
