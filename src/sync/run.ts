@@ -101,6 +101,39 @@ class StreamProgress {
 /** A run that inserted at least this many users analyzes the tables it filled. */
 const ANALYZE_AFTER_INSERTS = 10_000;
 
+/**
+ * Runs `task` for every item, at most `concurrency` at once, like Promise.all, except that once
+ * one fails no other starts, `onFailure` runs (to stop those under way), and every task is
+ * awaited before the first failure is thrown: none outlives the run.
+ */
+async function allUntilFirstFailure<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  task: (item: T, index: number) => Promise<R>,
+  onFailure: (err: unknown) => void = () => undefined,
+): Promise<R[]> {
+  const limit = pLimit(concurrency);
+  let failure: { error: unknown } | undefined;
+  const results = new Array<R>(items.length);
+  await Promise.allSettled(
+    items.map((item, index) =>
+      limit(async () => {
+        if (failure) return;
+        try {
+          results[index] = await task(item, index);
+        } catch (err) {
+          if (!failure) {
+            failure = { error: err };
+            onFailure(err);
+          }
+        }
+      }),
+    ),
+  );
+  if (failure) throw failure.error;
+  return results;
+}
+
 export class SyncRun {
   private readonly cpq: CpqConfig;
   private readonly warnings: string[] = [];
@@ -314,24 +347,12 @@ export class SyncRun {
       }
     };
 
-    const limit = pLimit(this.cpq.concurrency);
-    // The first stream to fail fails the run. The others are stopped and awaited, so that none
-    // goes on reading (or writing into the transaction being rolled back) after the run ended.
-    await Promise.allSettled(
-      companies.map((company) =>
-        limit(async () => {
-          if (this.firstStreamFailure) return;
-          try {
-            await readCompany(company);
-          } catch (err) {
-            this.firstStreamFailure ??= { error: err, afterInterrupt: this.options.signal?.aborted === true };
-            this.streamFailed.abort();
-            throw err;
-          }
-        }),
-      ),
-    );
-    if (this.firstStreamFailure) throw this.firstStreamFailure.error;
+    // The first stream to fail fails the run. The others stop at their next request and are
+    // awaited, so that none goes on reading (or writing into the transaction being rolled back).
+    await allUntilFirstFailure(companies, this.cpq.concurrency, readCompany, (err) => {
+      this.firstStreamFailure = { error: err, afterInterrupt: this.options.signal?.aborted === true };
+      this.streamFailed.abort();
+    });
     await this.stageIntegrationOnly(integrationUsers, stager, client);
     await stager.finish();
     await direct.finish();
@@ -435,7 +456,6 @@ export class SyncRun {
     if (!this.integrationEnabled()) return found;
     const progress = this.track(INTEGRATION_STREAM, sinceFor(INTEGRATION_STREAM));
     const since = progress.report.since ? new Date(progress.report.since) : undefined;
-    const detailLimit = pLimit(this.cpq.concurrency);
     const readRecord = async (item: unknown, i: number, url: string): Promise<Record<string, unknown> | undefined> => {
       if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object`);
       const fields = canonicalize(item);
@@ -449,25 +469,7 @@ export class SyncRun {
     try {
       for await (const page of integrationUserPages(this.http, this.cpq, since)) {
         progress.page(page);
-        // Like Promise.all, but once one read fails no other starts, and those under way are
-        // awaited: none outlives the run.
-        let detailFailed = false;
-        const settled = await Promise.allSettled(
-          page.items.map((item, i) =>
-            detailLimit(async () => {
-              if (detailFailed) return undefined;
-              try {
-                return await readRecord(item, i, page.url);
-              } catch (err) {
-                detailFailed = true;
-                throw err;
-              }
-            }),
-          ),
-        );
-        const failure = settled.find((s) => s.status === 'rejected');
-        if (failure) throw failure.reason;
-        const records = settled.map((s) => (s as PromiseFulfilledResult<Record<string, unknown> | undefined>).value);
+        const records = await allUntilFirstFailure(page.items, this.cpq.concurrency, (item, i) => readRecord(item, i, page.url));
         records.forEach((record, i) => {
           if (!record) return;
           const row = normalizeUser(record, { companyLogin: this.integrationCompany(record), isIntegrationUser: true, origin: page.url }, i);
