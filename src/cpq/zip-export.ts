@@ -151,6 +151,13 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     // Each record's entry and place in it, for the errors normalization may raise later.
     let positions: string[] = [];
     let index = 0;
+    const pageFrom = (at: number): Page => ({
+      url,
+      index: index++,
+      items: pending.slice(at, at + config.pageSize),
+      positions: positions.slice(at, at + config.pageSize),
+      totalResults: undefined,
+    });
     for (const entry of entries) {
       const parser = entryParser(entry, (record, where) => {
         pending.push(record);
@@ -162,7 +169,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
           interrupted();
           parser.write(decoder.write(chunk));
           while (pending.length >= config.pageSize) {
-            const page = { url, index: index++, items: pending.slice(0, config.pageSize), positions: positions.slice(0, config.pageSize), totalResults: undefined };
+            const page = pageFrom(0);
             pending = pending.slice(config.pageSize);
             positions = positions.slice(config.pageSize);
             yield page;
@@ -177,7 +184,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     }
     for (let at = 0; at < pending.length; at += config.pageSize) {
       interrupted();
-      yield { url, index: index++, items: pending.slice(at, at + config.pageSize), positions: positions.slice(at, at + config.pageSize), totalResults: undefined };
+      yield pageFrom(at);
     }
   } catch (err) {
     if (err instanceof ArchiveError) throw fail(err.message);
