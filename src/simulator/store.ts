@@ -60,6 +60,11 @@ class ViewCache {
  */
 const MEMBERSHIP_VIEW = 'membership\u0001';
 
+/** A view's key prefix: MEMBERSHIP_VIEW when only membership and logins decide it (never who is an integration user: their records do). */
+function viewPrefix(scope: UserScope, byLoginsOnly: boolean): string {
+  return byLoginsOnly && scope.kind !== 'integration' ? MEMBERSHIP_VIEW : '';
+}
+
 export type UserScope = { kind: 'company'; company: string } | { kind: 'all' } | { kind: 'integration' };
 
 function scopeKey(scope: UserScope): string {
@@ -132,7 +137,7 @@ export class UserStore {
     order: { key: string; byLoginsOnly: boolean; sort: (users: StoredUser[]) => StoredUser[] },
     filter: { key: string; test: (user: StoredUser) => boolean } | undefined,
   ): StoredUser[] {
-    const sortedKey = `${order.byLoginsOnly && scope.kind !== 'integration' ? MEMBERSHIP_VIEW : ''}${scopeKey(scope)}\u0001${order.key}`;
+    const sortedKey = `${viewPrefix(scope, order.byLoginsOnly)}${scopeKey(scope)}\u0001${order.key}`;
     const sorted = this.views.get(sortedKey, () => order.sort(this.insertionOrder(scope).slice()));
     if (!filter) return sorted;
     return this.views.get(`filtered\u0001${sortedKey}\u0001${filter.key}`, () => sorted.filter(filter.test));
@@ -140,8 +145,7 @@ export class UserStore {
 
   /** Unsorted base view: insertion order, which CPQ does not promise either. */
   insertionOrder(scope: UserScope): StoredUser[] {
-    // Who is an integration user depends on their record, not only on membership.
-    return this.views.get(`${scope.kind === 'integration' ? '' : MEMBERSHIP_VIEW}base:${scopeKey(scope)}`, () => {
+    return this.views.get(`${viewPrefix(scope, true)}base:${scopeKey(scope)}`, () => {
       if (scope.kind === 'company') return [...(this.companies.get(scope.company)?.values() ?? [])];
       const all: StoredUser[] = [];
       for (const users of this.companies.values()) for (const user of users.values()) all.push(user);
