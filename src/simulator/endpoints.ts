@@ -2,6 +2,7 @@ import { collectionEnvelope, parsePageRequest } from './collection.js';
 import { errorResponse, jsonText, type HttpResponse } from './http-response.js';
 import { stringifyWire } from './json.js';
 import { matchesFilter, parseFieldList, parseFilter, parseOrderBy, sortByKeys, type Condition, type SortKey } from './query.js';
+import { parseIntegrationUserWrite, WriteRequestError } from './integration-user-writes.js';
 import { INTEGRATION_USERS_PATH, type Route } from './routes.js';
 import { toWireUser, type UserWireShape } from './serialize.js';
 import { compareCodeUnits, isIntegrationUser, type StoredUser, type UserScope, type UserStore } from './store.js';
@@ -21,6 +22,10 @@ export interface EndpointRequest {
   origin: string;
   query: URLSearchParams;
   accept: string;
+  /** The request body as text ('' for a GET). */
+  body: string;
+  /** The clock, for dateAdded/dateModified of writes. */
+  nowIso: () => string;
 }
 
 interface ExpandRequest {
@@ -59,6 +64,9 @@ export class CpqEndpoints {
         return this.integrationUsers(request);
       case 'integrationUser':
         return this.integrationUser(route.partyNumber, request);
+      case 'createIntegrationUser':
+      case 'updateIntegrationUser':
+        return this.writeIntegrationUser(route, request);
     }
   }
 
@@ -166,6 +174,26 @@ export class CpqEndpoints {
     const selfHref = `${request.origin}/cpq/rest/v19/users/${encode(partyNumber)}`;
     const shape = { ...this.shape(request.query, true, true, { groups: expand.groups, accessPermissions: false }), selfHref };
     return jsonText(200, stringifyWire(toWireUser(user, shape)));
+  }
+
+  /**
+   * POST creates (201), PATCH updates (200); both answer with the integration user as its GET
+   * does without expand, as Oracle's samples show. See integration-user-writes.ts for the rules.
+   */
+  private writeIntegrationUser(route: Extract<Route, { kind: 'createIntegrationUser' | 'updateIntegrationUser' }>, request: EndpointRequest): HttpResponse {
+    try {
+      const user =
+        route.kind === 'createIntegrationUser'
+          ? this.store.createIntegrationUser(parseIntegrationUserWrite(request.body, 'create'), request.nowIso())
+          : this.store.updateIntegrationUser(route.partyNumber, parseIntegrationUserWrite(request.body, 'update'), request.nowIso());
+      const partyNumber = String(user.record.partyNumber);
+      const selfHref = `${request.origin}/cpq/rest/v19/users/${encode(partyNumber)}`;
+      const shape = { ...this.shape(new URLSearchParams(), true, true, { groups: false, accessPermissions: false }), selfHref };
+      return jsonText(route.kind === 'createIntegrationUser' ? 201 : 200, stringifyWire(toWireUser(user, shape)));
+    } catch (error) {
+      if (error instanceof WriteRequestError) return errorResponse(error.status, error.message);
+      throw error;
+    }
   }
 
   private shape(query: URLSearchParams, includePartyKeys: boolean, includeCompany: boolean, expand: ExpandRequest): UserWireShape {

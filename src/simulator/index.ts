@@ -7,5 +7,5 @@ export type { AccessPermission, CompanyInfo, Group, UserRecord } from './data.js
 export { DATA_ANCHOR_MS, HOST_COMPANY } from './data.js';
 export { CASE_VARIANTS } from './drift.js';
 export { matchesFilter, parseFilter, parseOrderBy, parseRelaxedJson, QueryError, type Condition, type SortKey } from './query.js';
-export { stringifyExact } from './json.js';
+export { RawJson, stringifyExact } from './json.js';
 export type { ZipEntryFormat, ZipExportFault, ZipExportOptions } from './zip-export.js';

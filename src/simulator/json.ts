@@ -15,6 +15,22 @@ function markInt64(value: LosslessNumber | bigint): string {
 }
 
 /**
+ * A JSON value held as the exact text to send, for values no JavaScript value can carry as
+ * written: a number literal such as 0.1234567890123456789, 1E+400 or -0, or a string with the
+ * escapes spelled one particular way. Tests use it for custom fields; the text must be valid JSON.
+ */
+export class RawJson {
+  constructor(readonly text: string) {
+    JSON.parse(text); // throws SyntaxError for text that is not one JSON value
+    Object.freeze(this);
+  }
+}
+
+/* RawJson travels through JSON.stringify as a marked string holding its text, unescaped after. */
+const RAW_MARK = '\u0000rawjson:';
+const MARKED_RAW = /"\\u0000rawjson:((?:[^"\\]|\\.)*)"/g;
+
+/**
  * Copies a JSON-like value into a form JSON.stringify can write, replacing LosslessNumber and
  * bigint by markers. Frozen shared sub-objects without numbers are returned as they are.
  */
@@ -23,6 +39,7 @@ export function toWireValue(value: unknown): unknown {
     return typeof value === 'bigint' ? markInt64(value) : value;
   }
   if (isLosslessNumber(value)) return markInt64(value);
+  if (value instanceof RawJson) return RAW_MARK + value.text;
   if (Array.isArray(value)) return value.map(toWireValue);
   let copy: Record<string, unknown> | undefined;
   const source = value as Record<string, unknown>;
@@ -35,10 +52,12 @@ export function toWireValue(value: unknown): unknown {
   return copy ?? source;
 }
 
-/** JSON text of a value prepared by toWireValue, with int64 digits written verbatim. */
+/** JSON text of a value prepared by toWireValue, with int64 digits and RawJson texts written verbatim. */
 export function stringifyWire(value: unknown): string {
-  const text = JSON.stringify(value);
-  return text.includes('\\u0000int64:') ? text.replace(MARKED_INT64, '$1') : text;
+  let text = JSON.stringify(value);
+  if (text.includes('\\u0000int64:')) text = text.replace(MARKED_INT64, '$1');
+  if (text.includes('\\u0000rawjson:')) text = text.replace(MARKED_RAW, (_match, escaped: string) => JSON.parse(`"${escaped}"`) as string);
+  return text;
 }
 
 /** Exact JSON for any value holding LosslessNumber / bigint. */
@@ -50,6 +69,7 @@ export function stringifyExact(value: unknown): string {
 export function deepCopy<T>(value: T): T {
   if (value === null || typeof value !== 'object') return value;
   if (isLosslessNumber(value)) return new LosslessNumber(value.value) as T;
+  if (value instanceof RawJson) return value; // immutable
   if (Array.isArray(value)) return value.map(deepCopy) as T;
   const copy: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value as Record<string, unknown>)) copy[key] = deepCopy(item);

@@ -8,7 +8,9 @@ export type Route =
   | { kind: 'allUsers' }
   | { kind: 'user'; partyNumber: string }
   | { kind: 'integrationUsers' }
-  | { kind: 'integrationUser'; partyNumber: string };
+  | { kind: 'integrationUser'; partyNumber: string }
+  | { kind: 'createIntegrationUser' }
+  | { kind: 'updateIntegrationUser'; partyNumber: string };
 
 export interface RouteSettings {
   pathPrefix: '' | '/cpq';
@@ -30,6 +32,11 @@ function decodeSegments(path: string): string[] | undefined {
 
 export function resolveRoute(method: string, pathname: string, settings: RouteSettings): Route | undefined {
   if (pathname === TOKEN_PATH) return method === 'POST' && settings.oauth ? { kind: 'token' } : undefined;
+  if (settings.fusion && method === 'POST' && pathname === INTEGRATION_USERS_PATH) return { kind: 'createIntegrationUser' };
+  if (settings.fusion && method === 'PATCH' && pathname.startsWith(`${INTEGRATION_USERS_PATH}/`)) {
+    const rest = decodeSegments(pathname.slice(INTEGRATION_USERS_PATH.length + 1));
+    return rest?.length === 1 && rest[0] !== '' ? { kind: 'updateIntegrationUser', partyNumber: rest[0] as string } : undefined;
+  }
   if (method !== 'GET') return undefined;
 
   if (settings.fusion && (pathname === INTEGRATION_USERS_PATH || pathname.startsWith(`${INTEGRATION_USERS_PATH}/`))) {

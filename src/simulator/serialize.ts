@@ -30,7 +30,7 @@ export function keepLinks(links: Link[], excluded: ReadonlySet<string> | undefin
 /** The user as a plain object ready for stringifyWire (int64 marked, drift applied). */
 export function toWireUser(user: StoredUser, shape: UserWireShape): Record<string, unknown> {
   const { record } = user;
-  const renames = shape.drift ? user.renames : undefined;
+  const renames = user.spelling ?? (shape.drift ? user.renames : undefined);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(record)) {
     if (key === 'groups' || key === 'accessPermissions') continue;

@@ -275,7 +275,7 @@ export class CpqSimulator {
   fieldRenames(company: string, login: string): Record<string, string> {
     const user = this.store.find(company, login);
     if (!user) throw new Error(`unknown user ${login} in company ${company}`);
-    return Object.fromEntries(user.renames ?? []);
+    return Object.fromEntries(user.spelling ?? user.renames ?? []);
   }
 
   // ------------------------------------------------------------ mutations (dateModified = now() unless touch: false)
@@ -379,11 +379,14 @@ export class CpqSimulator {
     if (!this.authGate.allows(req.headers.authorization)) {
       return errorResponse(401, 'Missing or invalid credentials.', { 'www-authenticate': this.authGate.challenge });
     }
+    if (method !== 'GET') this.renderedPages.clear(); // a write may change any page
     try {
       return this.endpoints.handle(route, {
         origin: `http://${req.headers.host ?? new URL(this.baseUrl).host}`,
         query: url.searchParams,
         accept: req.headers.accept ?? '',
+        body,
+        nowIso: () => this.nowIso(),
       });
     } catch (error) {
       if (error instanceof QueryError) return errorResponse(400, error.message);

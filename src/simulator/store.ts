@@ -1,17 +1,24 @@
 import { isLosslessNumber, LosslessNumber } from 'lossless-json';
 import { chooseDrift, type FieldRenames } from './drift.js';
 import { HOST_COMPANY, type AccessPermission, type CompanyInfo, type Group, type SiteDataFactory, type UserRecord } from './data.js';
-import { deepCopy } from './json.js';
+import { integrationLogin, WriteRequestError, type GroupReference, type IntegrationUserWrite } from './integration-user-writes.js';
+import { deepCopy, RawJson } from './json.js';
 
 export interface StoredUser {
   readonly company: string;
   record: UserRecord;
   /** Field-name drift applied when serialized; undefined = none. */
   renames: FieldRenames;
+  /** Wire names a test chose for this user's fields: applied whether or not the site drifts, instead of `renames`. */
+  spelling?: FieldRenames;
 }
 
 export interface MutationOptions {
   touch?: boolean;
+  /** addUser: the record is exactly the fields given (no generated defaults, no dates added). */
+  exact?: boolean;
+  /** addUser/updateUser: canonical field name -> the name it is sent under (e.g. lastName -> lastname). */
+  spelling?: Record<string, string>;
 }
 
 /** Integration users are host users bound 1:1 to an OAuth client. */
@@ -74,7 +81,7 @@ function scopeKey(scope: UserScope): string {
 /** Normalizes caller-supplied values: private copies, bigint -> LosslessNumber. */
 function importValue(value: unknown): unknown {
   if (typeof value === 'bigint') return new LosslessNumber(value.toString());
-  if (value === null || typeof value !== 'object' || isLosslessNumber(value)) return deepCopy(value);
+  if (value === null || typeof value !== 'object' || isLosslessNumber(value) || value instanceof RawJson) return deepCopy(value);
   if (Array.isArray(value)) return value.map(importValue);
   const copy: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value as Record<string, unknown>)) copy[key] = importValue(item);
@@ -95,6 +102,7 @@ export class UserStore {
   private readonly views = new ViewCache(32);
   private readonly nextUserIndex = new Map<string, number>();
   private nextGlobalIndex: number;
+  private nextIntegrationIndex: number;
 
   constructor(
     private readonly factory: SiteDataFactory,
@@ -109,6 +117,7 @@ export class UserStore {
     }
     for (const generated of site.users) this.insert(generated.company, generated.record);
     this.nextGlobalIndex = factory.generatedUserCount;
+    this.nextIntegrationIndex = site.users.filter((generated) => generated.isIntegration).length;
   }
 
   companyList(): readonly CompanyInfo[] {
@@ -156,9 +165,12 @@ export class UserStore {
   addUser(company: string, fields: Record<string, unknown>, nowIso: string, options: MutationOptions): string {
     const users = this.requireCompany(company);
     let index = this.nextUserIndex.get(company) ?? 0;
-    let record = this.factory.companyUser(company, index++, this.nextGlobalIndex++);
-    if (fields.login === undefined) {
-      while (users.has(record.login as string)) record = this.factory.companyUser(company, index++, this.nextGlobalIndex++);
+    let record: UserRecord = {};
+    if (!options.exact) {
+      record = this.factory.companyUser(company, index++, this.nextGlobalIndex++);
+      if (fields.login === undefined) {
+        while (users.has(record.login as string)) record = this.factory.companyUser(company, index++, this.nextGlobalIndex++);
+      }
     }
     this.nextUserIndex.set(company, index);
     for (const [key, value] of Object.entries(fields)) {
@@ -172,11 +184,12 @@ export class UserStore {
     if (typeof partyNumber === 'string' && this.byPartyNumber.has(partyNumber)) {
       throw new Error(`partyNumber ${partyNumber} is already used`);
     }
-    if (options.touch !== false) {
+    if (options.touch !== false && !options.exact) {
       if (fields.dateAdded === undefined) record.dateAdded = nowIso;
       if (fields.dateModified === undefined) record.dateModified = nowIso;
     }
     this.insert(company, record);
+    if (options.spelling) this.companies.get(company)!.get(login)!.spelling = new Map(Object.entries(options.spelling));
     this.changed('membership');
     return login;
   }
@@ -202,6 +215,7 @@ export class UserStore {
     }
     if (options.touch !== false && !('dateModified' in patch)) record.dateModified = nowIso;
     user.record = record;
+    if (options.spelling) user.spelling = new Map(Object.entries(options.spelling));
     if (oldPartyNumber !== record.partyNumber) {
       if (typeof oldPartyNumber === 'string') this.byPartyNumber.delete(oldPartyNumber);
       if (typeof record.partyNumber === 'string') this.byPartyNumber.set(record.partyNumber, user);
@@ -214,6 +228,46 @@ export class UserStore {
       for (const [key, value] of entries) users.set(key, value);
     }
     this.changed('login' in patch && newLogin !== login ? 'membership' : 'content');
+  }
+
+  /**
+   * POST /integrationUsers: a host user bound to the OAuth client, shaped like the generated
+   * integration users (new partyId/partyNumber), added and modified now. Throws WriteRequestError.
+   */
+  createIntegrationUser(write: IntegrationUserWrite, nowIso: string): StoredUser {
+    const clientId = write.oauthClientId!;
+    const login = integrationLogin(clientId);
+    if (this.boundUser(clientId)) throw new WriteRequestError(409, `An integration user for OAuth client ${clientId} already exists.`);
+    if (this.find(HOST_COMPANY, login)) throw new WriteRequestError(409, `A user with login ${login} already exists.`);
+    const record = this.factory.integrationUser(this.nextIntegrationIndex++, this.nextGlobalIndex++);
+    while (typeof record.partyNumber === 'string' && this.byPartyNumber.has(record.partyNumber)) record.partyNumber = `${record.partyNumber}x`;
+    record.login = login;
+    record.oauthClientId = clientId;
+    record.dateAdded = nowIso;
+    record.dateModified = nowIso;
+    delete record.lastLogin;
+    record.groups = { items: this.groupItems(write.groups ?? []) };
+    this.insert(HOST_COMPANY, record);
+    this.changed('membership');
+    return this.require(HOST_COMPANY, login);
+  }
+
+  /** PATCH /integrationUsers/{partyNumber}: dateModified moves only when something changed. Throws WriteRequestError. */
+  updateIntegrationUser(partyNumber: string, write: IntegrationUserWrite, nowIso: string): StoredUser {
+    const user = this.byPartyNumber.get(partyNumber);
+    if (!user || !isIntegrationUser(user)) throw new WriteRequestError(404, `Integration user ${partyNumber} not found.`);
+    const patch: Record<string, unknown> = {};
+    if (write.oauthClientId !== undefined && write.oauthClientId !== user.record.oauthClientId) {
+      if (this.boundUser(write.oauthClientId)) throw new WriteRequestError(409, `An integration user for OAuth client ${write.oauthClientId} already exists.`);
+      patch.oauthClientId = write.oauthClientId;
+    }
+    if (write.groups !== undefined) {
+      const items = this.groupItems(write.groups);
+      const current = (user.record.groups as { items?: unknown[] } | undefined)?.items;
+      if (JSON.stringify(current ?? null) !== JSON.stringify(items)) patch.groups = { items };
+    }
+    if (Object.keys(patch).length > 0) this.updateUser(user.company, user.record.login as string, patch, nowIso, {});
+    return user;
   }
 
   deleteUser(company: string, login: string): void {
@@ -254,6 +308,25 @@ export class UserStore {
 
   driftFor(company: string, login: string): FieldRenames {
     return this.driftSeed === undefined ? undefined : chooseDrift(this.driftSeed, company, login);
+  }
+
+  private boundUser(oauthClientId: string): StoredUser | undefined {
+    return this.insertionOrder({ kind: 'integration' }).find((user) => user.record.oauthClientId === oauthClientId);
+  }
+
+  /** Memberships as a write names them: label and type from the body, else from the site's group of that name. */
+  private groupItems(groups: readonly GroupReference[]): Record<string, string>[] {
+    const byName = new Map<string, Record<string, string>>();
+    for (const group of groups) {
+      const known = this.factory.groupPool.find((g) => g.variableName === group.variableName);
+      const item: Record<string, string> = { variableName: group.variableName };
+      const label = group.label ?? known?.label;
+      const type = group.type ?? known?.type;
+      if (label !== undefined) item.label = label;
+      if (type !== undefined) item.type = type;
+      byName.set(group.variableName, item);
+    }
+    return [...byName.values()];
   }
 
   private insert(company: string, record: UserRecord): void {

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { isLosslessNumber } from 'lossless-json';
 import type { HttpResponse } from './http-response.js';
-import { stringifyWire } from './json.js';
+import { RawJson, stringifyWire } from './json.js';
 import { toWireUser, type UserWireShape } from './serialize.js';
 import type { StoredUser } from './store.js';
 import { zipStream, type ZipEntryDamage, type ZipWriterEntry } from './zip-writer.js';
@@ -101,7 +101,7 @@ interface CsvColumn {
 
 function csvCell(value: unknown): string {
   if (value === undefined || value === null) return '';
-  const text = isLosslessNumber(value) ? value.value : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const text = isLosslessNumber(value) ? value.value : value instanceof RawJson ? value.text : typeof value === 'object' ? JSON.stringify(value) : String(value);
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
