@@ -4,11 +4,21 @@ import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
-/** Hides the password of a connection string, for logs and errors. */
+/**
+ * Query parameters of a connection string that hold or may hold a secret: libpq and
+ * node-postgres take `password` and `sslpassword` there too (`?password=...`), and any other
+ * parameter named like a credential is hidden as well rather than guessed safe.
+ */
+const SECRET_PARAM = /pass|pwd|secret|token|key|auth|cred/i;
+
+/** Hides the password of a connection string, in its user part and its query string, for logs and errors. */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    for (const name of [...new Set(parsed.searchParams.keys())]) {
+      if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, '***');
+    }
     return parsed.toString();
   } catch {
     return '(unparseable connection string)';

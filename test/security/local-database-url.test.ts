@@ -1,0 +1,55 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { redactUrl } from '../../src/db/database.js';
+import { cli } from '../helpers/cli-process.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+let t: TestDatabase | undefined;
+afterEach(async () => {
+  await t?.drop();
+  t = undefined;
+});
+
+/** The same server and database, with the password moved from the user part into the query string. */
+function passwordInQuery(url: string, extra: Record<string, string> = {}): { url: string; password: string } {
+  const parsed = new URL(url);
+  const password = decodeURIComponent(parsed.password);
+  parsed.password = '';
+  parsed.searchParams.set('password', password);
+  for (const [name, value] of Object.entries(extra)) parsed.searchParams.set(name, value);
+  return { url: parsed.toString(), password };
+}
+
+describe('a password in DATABASE_URL\'s query string', () => {
+  it('`migrate` names the database without printing the password given as ?password=', async () => {
+    t = await createTestDatabase();
+    const { url, password } = passwordInQuery(t.url);
+    // A server that asks for no password would make this test prove nothing.
+    expect(password.length).toBeGreaterThan(3);
+    const out = await cli(['migrate'], { DATABASE_URL: url });
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toContain('database is up to date');
+    expect(out.stdout).toContain('password=***');
+    const printed = out.stdout + out.stderr;
+    expect(printed).not.toContain(`password=${encodeURIComponent(password)}`);
+    expect(printed).not.toContain(`password=${password}`);
+    expect(printed).not.toContain(`:${password}@`);
+  });
+
+  it('a connection error prints neither ?password= nor ?sslpassword= nor other secret-looking parameters', async () => {
+    const secrets = ['Pw-in-query-7391', 'Ssl-pw-2284', 'Token-5521'];
+    const url = `postgres://sync@127.0.0.1:1/warehouse?password=${secrets[0]}&sslpassword=${secrets[1]}&api_token=${secrets[2]}&application_name=nightly`;
+    for (const command of [['migrate'], ['status']]) {
+      const out = await cli(command, { DATABASE_URL: url });
+      expect(out.code).toBe(6);
+      expect(out.stderr).toMatch(/^cpq-sync: cannot connect to Postgres at postgres:\/\/sync@127\.0\.0\.1:1\/warehouse\?password=\*\*\*&sslpassword=\*\*\*&api_token=\*\*\*&application_name=nightly: /);
+      for (const secret of secrets) expect(out.stdout + out.stderr).not.toContain(secret);
+    }
+  });
+
+  it('redactUrl hides the user-part password and every secret-looking parameter, and keeps the rest', () => {
+    expect(redactUrl('postgres://u:p%40ss@db:5432/w?PASSWORD=a&sslpassword=b&sslmode=require&password=c')).toBe(
+      'postgres://u:***@db:5432/w?PASSWORD=***&sslpassword=***&sslmode=require&password=***',
+    );
+    expect(redactUrl('postgres://db/w?sslmode=verify-full&host=%2Fvar%2Frun')).toBe('postgres://db/w?sslmode=verify-full&host=%2Fvar%2Frun');
+  });
+});
