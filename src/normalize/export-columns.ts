@@ -36,6 +36,16 @@ export interface ExportColumns {
   record(cells: readonly string[]): Record<string, unknown>;
 }
 
+/**
+ * Names that reach JavaScript's prototype chain. Records are built without a prototype, so such a
+ * key could not climb it; they are refused anyway (in any case), as no CPQ field is named so and a
+ * header naming one is an attack or a broken export.
+ */
+const PROTOTYPE_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** A record object: no prototype, so no key (`constructor`, `toString`...) is inherited or climbs to Object.prototype. */
+const withoutPrototype = (): Record<string, unknown> => Object.create(null) as Record<string, unknown>;
+
 const KIND_OF = new Map<string, FieldKind>(USER_FIELDS.map((u) => [u.field, u.kind]));
 /** Relationships that a CSV cell cannot express beyond what is documented (groups as a list). */
 const NOT_IN_CSV = new Set(['accessPermissions', 'links', 'items']);
@@ -111,7 +121,8 @@ export function exportColumns(header: readonly string[]): ExportColumns {
     if (name === '') throw new ExportColumnsError(`column ${index + 1} has no name`);
     const path = name.split('.');
     if (path.some((p) => p === '')) throw new ExportColumnsError(`column "${name}" has an empty part in its dotted name`);
-    if (path.includes('__proto__')) throw new ExportColumnsError(`column "${name}" is not a usable name`);
+    const unsafe = path.find((p) => PROTOTYPE_NAMES.has(p.toLowerCase()));
+    if (unsafe !== undefined) throw new ExportColumnsError(`column "${name}": "${unsafe}" is not accepted as a field name (it names JavaScript's prototype chain)`);
     const leaf = leafOf(name, path);
     // Objects are grouped case-insensitively (Status.value + status.displayValue is one object),
     // and a name may not both hold a value and be an object.
@@ -146,13 +157,13 @@ export function exportColumns(header: readonly string[]): ExportColumns {
   return {
     count: columns.length,
     record(cells) {
-      const out: Record<string, unknown> = {};
+      const out = withoutPrototype();
       for (let i = 0; i < columns.length; i++) {
         const column = columns[i]!;
         const value = convert(column.leaf, cells[i] ?? '');
         if (value === undefined) continue;
         let target = out;
-        for (const key of column.parents) target = (target[key] ??= {}) as Record<string, unknown>;
+        for (const key of column.parents) target = (target[key] ??= withoutPrototype()) as Record<string, unknown>;
         target[column.key] = value;
       }
       return out;
