@@ -1,7 +1,7 @@
 import 'dotenv/config';
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, requireCpq, type AppConfig } from './config.js';
-import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from './history/export.js';
+import { exportChanges, exportSnapshot, parseAfter, parseSince, type ExportFormat } from './history/export.js';
 import { writeOutput } from './output.js';
 import { openDatabase } from './db/connect.js';
 import { logAhead, migrate } from './db/migrate.js';
@@ -12,7 +12,7 @@ import { CpqSimulator } from './simulator/index.js';
 import { runDemo } from './demo.js';
 import { validateSchedule } from './worker/cron-schedule.js';
 import { ShutdownSignals } from './worker/shutdown.js';
-import { formatStatus, readStatus, statusExitCode } from './worker/status.js';
+import { formatStatus, readStatus, statusExitCode, stringifyStatus } from './worker/status.js';
 import { SyncWorker } from './worker/sync-worker.js';
 
 function exitCodeOf(err: unknown): number {
@@ -117,7 +117,7 @@ program
           const report = await readStatus(database.pool, limit).catch((err: unknown) => {
             throw new SyncError('database', `database error: ${(err as Error).message}`);
           });
-          process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+          process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
           process.exitCode = statusExitCode(report);
         } finally {
           await database.close();
@@ -144,17 +144,21 @@ program
 
 program
   .command('changes')
-  .description('stream the change log (for the warehouse): every change after a run, or since a time')
-  .requiredOption('--since <run-id|time>', 'a run id (changes of later runs) or an ISO date-time')
+  .description('stream the change log (for the warehouse) in commit order; the next watermark goes to stderr as "watermark: <n>"')
+  .option('--after <watermark>', 'changes of runs that committed after this watermark (0 = everything): exactly once, poll after poll')
+  .option('--since <run-id|time>', 'changes of runs after this run id, or that committed at or after this ISO date-time (approximate)')
   .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
-  .action((opts: { since: string; format: ExportFormat }) =>
+  .action((opts: { after?: string; since?: string; format: ExportFormat }) =>
     command(async (config, log) => {
-      const since = parseSince(opts.since);
+      if ((opts.after === undefined) === (opts.since === undefined)) throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
+      const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
       const database = await openDatabase(config, log);
       try {
         await migrate(database.db, { onAhead: logAhead(log) });
-        const count = await exportChanges(database.pool, since, opts.format, process.stdout);
-        log.debug({ changes: count }, 'change log written');
+        const { changes, watermark } = await exportChanges(database.pool, from, opts.format, process.stdout);
+        log.debug({ changes, watermark }, 'change log written');
+        // Last, and only once every row is written: a consumer stores it with the rows it loaded.
+        process.stderr.write(`watermark: ${watermark}\n`);
       } finally {
         await database.close();
       }
@@ -167,7 +171,8 @@ program
   .option('--as-of <time>', 'ISO date-time (default: now)')
   .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
   .option('--out <file>', 'write to this file instead of standard output')
-  .action((opts: { asOf?: string; format: ExportFormat; out?: string }) =>
+  .option('--with-raw', "add a raw column: each user's record as CPQ sent it, custom fields included")
+  .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean }) =>
     command(async (config, log) => {
       const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
       if (opts.asOf !== undefined && (!/^\d{4}-\d{2}-\d{2}/.test(opts.asOf) || Number.isNaN(asOf.getTime()))) {
@@ -176,7 +181,7 @@ program
       const database = await openDatabase(config, log);
       try {
         await migrate(database.db, { onAhead: logAhead(log) });
-        const { run, users } = await writeOutput(opts.out, (out) => exportSnapshot(database.pool, asOf, opts.format, out));
+        const { run, users } = await writeOutput(opts.out, (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true }));
         log.info({ asOf: asOf.toISOString(), runId: run.runId, runFinishedAt: run.finishedAt, users, out: opts.out ?? 'stdout' }, 'snapshot written');
       } finally {
         await database.close();

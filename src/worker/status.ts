@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { JsonText, isoUtcSql, stringifyWithJsonText } from '../history/exact-text.js';
 import { readRunHealth, type RunHealth } from './run-health.js';
 
 export interface RunSummary {
@@ -15,8 +16,12 @@ export interface RunSummary {
   updated: number;
   unchanged: number;
   httpRequests: number;
-  httpRetries: Record<string, number>;
-  warnings: string[];
+  /** Retried requests by HTTP status or `network`, as stored (the jsonb's text: written out verbatim, never parsed). */
+  httpRetries: JsonText;
+  /** Per feed: mode, since, pages, received, totalResults, shortRead, deletion; as stored. */
+  streams: JsonText;
+  /** As stored. */
+  warnings: JsonText;
   error: string | null;
 }
 
@@ -46,6 +51,11 @@ export interface StatusReport {
 const UNDEFINED_TABLE = '42P01';
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
+/** Every value of the report leaves as the database holds it: times with their microseconds, jsonb as its text. */
+export function stringifyStatus(report: StatusReport): string {
+  return `${stringifyWithJsonText(report, 2)}\n`;
+}
+
 /** Reads the last runs and the cursors; read-only, it applies no migrations. */
 export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusReport> {
   let runs: RunSummary[];
@@ -54,8 +64,8 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
   try {
     const runRows = await pool.query<{
       id: string;
-      started_at: Date;
-      finished_at: Date | null;
+      started_at: string;
+      finished_at: string | null;
       seconds: number;
       status: string;
       mode: string;
@@ -65,21 +75,22 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
       users_updated: number;
       users_unchanged: number;
       http_requests: number;
-      http_retries: Record<string, number>;
-      warnings: string[];
+      http_retries: string;
+      streams: string;
+      warnings: string;
       error: string | null;
     }>(
-      `SELECT id, started_at, finished_at,
+      `SELECT id, ${isoUtcSql('started_at')} AS started_at, ${isoUtcSql('finished_at')} AS finished_at,
               extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS seconds,
               status, mode, pages, users_seen, users_inserted, users_updated, users_unchanged,
-              http_requests, http_retries, warnings, error
+              http_requests, http_retries::text, streams::text, warnings::text, error
        FROM cpq.sync_runs ORDER BY id DESC LIMIT $1`,
       [limit],
     );
     runs = runRows.rows.map((r) => ({
       id: r.id,
-      startedAt: r.started_at.toISOString(),
-      finishedAt: iso(r.finished_at),
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
       durationSeconds: Math.round(r.seconds * 1000) / 1000,
       status: r.status,
       mode: r.mode,
@@ -89,19 +100,22 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
       updated: r.users_updated,
       unchanged: r.users_unchanged,
       httpRequests: r.http_requests,
-      httpRetries: r.http_retries,
-      warnings: r.warnings,
+      httpRetries: new JsonText(r.http_retries),
+      streams: new JsonText(r.streams),
+      warnings: new JsonText(r.warnings),
       error: r.error,
     }));
-    const stateRows = await pool.query<{ stream: string; cursor: Date | null; last_full_sync_at: Date | null; last_run_id: string | null; updated_at: Date }>(
-      `SELECT stream, cursor, last_full_sync_at, last_run_id, updated_at FROM cpq.sync_state ORDER BY stream`,
+    const stateRows = await pool.query<{ stream: string; cursor: string | null; last_full_sync_at: string | null; last_run_id: string | null; updated_at: string }>(
+      `SELECT stream, ${isoUtcSql('cursor')} AS cursor, ${isoUtcSql('last_full_sync_at')} AS last_full_sync_at, last_run_id,
+              ${isoUtcSql('updated_at')} AS updated_at
+       FROM cpq.sync_state ORDER BY stream`,
     );
     cursors = stateRows.rows.map((s) => ({
       stream: s.stream,
-      cursor: iso(s.cursor),
-      lastFullSyncAt: iso(s.last_full_sync_at),
+      cursor: s.cursor,
+      lastFullSyncAt: s.last_full_sync_at,
       lastRunId: s.last_run_id,
-      updatedAt: s.updated_at.toISOString(),
+      updatedAt: s.updated_at,
     }));
     health = await readRunHealth(pool);
   } catch (err) {
@@ -172,7 +186,8 @@ export function formatStatus(report: StatusReport): string {
       String(r.inserted),
       String(r.updated),
       String(r.unchanged),
-      String(Object.values(r.httpRetries).reduce((n, c) => n + c, 0)),
+      // A count for people to read: summed as numbers.
+      String(Object.values(JSON.parse(r.httpRetries.text) as Record<string, number>).reduce((n, c) => n + c, 0)),
       truncate(r.error ?? '', 100),
     ]);
     out.push(...table(header, rows, new Set([0, 2, 5, 6, 7, 8, 9])));
