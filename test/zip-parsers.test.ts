@@ -258,7 +258,7 @@ describe('export columns', () => {
     [['login', 'groups.items'], /groups are one column named groups/],
     [['login', 'links'], /links cannot be given/],
     [['login', 'email.domain'], /column "email.domain": email is not an object/],
-    [['login', 'x.__proto__'], /not a usable name/],
+    [['login', 'x.__proto__'], /"__proto__" is not accepted as a field name/],
   ])('refuses header %j naming the column', (header, message) => {
     expect(() => exportColumns(header)).toThrow(ExportColumnsError);
     expect(() => exportColumns(header)).toThrow(message);
