@@ -46,6 +46,18 @@ export function toWireUser(user: StoredUser, shape: UserWireShape): Record<strin
     const expanded = relation === 'groups' ? shape.expandGroups : shape.expandAccessPermissions;
     if (!expanded) continue;
     const value = record[relation] as { items?: unknown[] } | undefined;
+    if (user.exact) {
+      const links = keepLinks(
+        [
+          { rel: 'self', href: `${shape.selfHref}/${relation}` },
+          { rel: 'parent', href: shape.selfHref },
+        ],
+        shape.excludeLinks,
+      );
+      const plainObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+      if (value !== undefined) out[relation] = plainObject ? { ...(toWireValue(value) as object), links } : toWireValue(value);
+      continue;
+    }
     out[relation] = {
       items: toWireValue(value?.items ?? []),
       links: keepLinks(

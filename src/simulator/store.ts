@@ -11,11 +11,13 @@ export interface StoredUser {
   renames: FieldRenames;
   /** Wire names a test chose for this user's fields: applied whether or not the site drifts, instead of `renames`. */
   spelling?: FieldRenames;
+  /** Added with `exact`: groups and accessPermissions are sent as stored (missing, null, without items...), not normalized to `{items}`. */
+  exact?: boolean;
 }
 
 export interface MutationOptions {
   touch?: boolean;
-  /** addUser: the record is exactly the fields given (no generated defaults, no dates added). */
+  /** addUser: the record is exactly the fields given (no generated defaults, no dates added), relations sent as given. */
   exact?: boolean;
   /** addUser/updateUser: canonical field name -> the name it is sent under (e.g. lastName -> lastname). */
   spelling?: Record<string, string>;
@@ -175,7 +177,7 @@ export class UserStore {
     this.nextUserIndex.set(company, index);
     for (const [key, value] of Object.entries(fields)) {
       if (value === undefined) delete record[key];
-      else record[key] = importField(key, value);
+      else record[key] = options.exact ? importValue(value) : importField(key, value);
     }
     const login = record.login;
     if (typeof login !== 'string' || login === '') throw new Error('login must be a non-empty string');
@@ -189,7 +191,9 @@ export class UserStore {
       if (fields.dateModified === undefined) record.dateModified = nowIso;
     }
     this.insert(company, record);
-    if (options.spelling) this.companies.get(company)!.get(login)!.spelling = new Map(Object.entries(options.spelling));
+    const added = this.companies.get(company)!.get(login)!;
+    if (options.spelling) added.spelling = new Map(Object.entries(options.spelling));
+    if (options.exact) added.exact = true;
     this.changed('membership');
     return login;
   }

@@ -1,0 +1,189 @@
+import { expect } from 'vitest';
+import { USER_FIELDS } from '../../src/normalize/user-fields.js';
+import type { CpqSimulator } from '../../src/simulator/index.js';
+import { RawJson } from '../../src/simulator/index.js';
+import type { TestDatabase } from '../helpers/database.js';
+import { relationJson, wireText, type GeneratedUser, type GroupDef, type Json, type PermissionItem } from './arbitraries.js';
+
+/*
+ * Generated users into the simulator, and what the database must hold for them by the
+ * documented mapping (README "Tables", src/normalize/user-fields.ts), derived here from the
+ * generated values, not from src/normalize.
+ */
+
+export interface PlacedUser {
+  company: string;
+  user: GeneratedUser;
+}
+
+/** The entry of a field that sets its column: the exact canonical spelling, else the first sent (README: two spellings of one field). */
+function winningEntries(user: GeneratedUser): Map<string, Json> {
+  const out = new Map<string, Json>();
+  for (const entry of user.fields) {
+    if (!out.has(entry.field) || entry.key === entry.field) out.set(entry.field, entry.value);
+  }
+  return out;
+}
+
+function groupJson(groups: readonly GroupDef[]) {
+  return (index: number): Json => {
+    const g = groups[index]!;
+    return { variableName: g.variableName, label: g.label, type: g.type };
+  };
+}
+
+const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess });
+
+/** The user as CPQ sends it (links aside), as exact JSON text. */
+export function sentText(user: GeneratedUser, groups: readonly GroupDef[]): string {
+  const record: Record<string, Json> = { login: user.login };
+  for (const entry of user.fields) record[entry.key] = entry.value;
+  for (const [key, value] of user.custom) record[key] = value;
+  const g = relationJson(user.groups, groupJson(groups));
+  const p = relationJson(user.accessPermissions, permissionJson);
+  if (g !== undefined) record.groups = g;
+  if (p !== undefined) record.accessPermissions = p;
+  return wireText(record);
+}
+
+/** Adds a generated user to the simulator exactly as generated: canonical keys plus the spelling each is sent under. */
+export function addToSimulator(sim: CpqSimulator, placed: PlacedUser, groups: readonly GroupDef[]): void {
+  const { user } = placed;
+  const primary = new Map<string, number>();
+  user.fields.forEach((entry, i) => {
+    const kept = primary.get(entry.field);
+    if (kept === undefined || (entry.key === entry.field && user.fields[kept]!.key !== entry.field)) primary.set(entry.field, i);
+  });
+  const record: Record<string, unknown> = { login: user.login };
+  const spelling: Record<string, string> = {};
+  user.fields.forEach((entry, i) => {
+    if (primary.get(entry.field) === i) {
+      record[entry.field] = entry.value;
+      if (entry.key !== entry.field) spelling[entry.field] = entry.key;
+    } else {
+      record[entry.key] = entry.value; // a second spelling: an extra key as far as the simulator is concerned
+    }
+  });
+  for (const [key, value] of user.custom) record[key] = value;
+  const g = relationJson(user.groups, groupJson(groups));
+  const p = relationJson(user.accessPermissions, permissionJson);
+  if (g !== undefined) record.groups = g;
+  if (p !== undefined) record.accessPermissions = p;
+  sim.addUser(placed.company, record, { exact: true, spelling });
+}
+
+// ------------------------------------------------------------------ expected rows
+
+const literal = (value: Json): string | null => {
+  if (value === null) return null;
+  if (value instanceof RawJson) return value.text;
+  if (typeof value === 'string' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value);
+};
+const integer = (value: Json): string | null => {
+  const text = literal(value);
+  return text === null || text === '' ? null : BigInt(text).toString();
+};
+
+/** Column -> text (SQL NULL as null) for the typed columns, as `columnsAsText` renders them. */
+export function expectedColumns(placed: PlacedUser): Record<string, string | null> {
+  const values = winningEntries(placed.user);
+  const out: Record<string, string | null> = { company_name: null, is_integration_user: 'false' };
+  for (const spec of USER_FIELDS) {
+    const value = values.has(spec.field) ? values.get(spec.field)! : null;
+    switch (spec.kind) {
+      case 'text':
+      case 'boolean':
+        out[spec.column] = literal(value);
+        break;
+      case 'bigint':
+        out[spec.column] = integer(value);
+        break;
+      case 'timestamp':
+        out[spec.column] = value === null ? null : new Date(value as string).toISOString();
+        break;
+      case 'choiceText':
+      case 'choiceInt': {
+        const isObject = value !== null && typeof value === 'object' && !(value instanceof RawJson) && !Array.isArray(value);
+        const choice = isObject ? (value as Record<string, Json>) : { value };
+        const raw = choice.value === undefined ? null : choice.value;
+        out[spec.column] = spec.kind === 'choiceInt' ? integer(raw) : literal(raw);
+        out[`${spec.column}_display`] = choice.displayValue === undefined ? null : literal(choice.displayValue);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Group memberships and permissions the user must hold after its first read (missing or null relations: none). */
+export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[]) {
+  const { user } = placed;
+  const names = user.groups.kind === 'items' ? [...new Set(user.groups.items.map((i) => groups[i]!.variableName))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) : [];
+  const permissions = new Map<string, { type: string; variable_name: string; name: string | null; has_access: boolean | null }>();
+  if (user.accessPermissions.kind === 'items') {
+    for (const p of user.accessPermissions.items) {
+      permissions.set(`${p.type}\u0001${p.variableName}`, {
+        type: p.type,
+        variable_name: p.variableName,
+        name: p.name as string | null,
+        has_access: p.hasAccess as boolean | null,
+      });
+    }
+  }
+  const sortKey = (p: { type: string; variable_name: string }) => `${p.type}\u0001${p.variable_name}`;
+  return { groups: names, permissions: [...permissions.values()].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0)) };
+}
+
+// ------------------------------------------------------------------ reading the database
+
+const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+
+/** Every typed column of cpq.users as text, in the renderings expectedColumns uses. */
+export function columnsAsText(alias: string): string {
+  const columns = [
+    { column: 'company_name', kind: 'text' },
+    { column: 'is_integration_user', kind: 'boolean' },
+    ...USER_FIELDS.flatMap((u) => (u.kind === 'choiceText' || u.kind === 'choiceInt' ? [{ column: u.column, kind: u.kind }, { column: `${u.column}_display`, kind: 'text' }] : [{ column: u.column, kind: u.kind }])),
+  ];
+  return columns
+    .map(({ column, kind }) =>
+      kind === 'timestamp' ? `to_char(${alias}.${column} AT TIME ZONE 'UTC', ${ISO_UTC}) AS "${column}"` : `${alias}.${column}::text AS "${column}"`,
+    )
+    .join(', ');
+}
+
+/** raw without the links CPQ adds (to the record and to expanded relations): what the generator wrote. */
+export const RAW_WITHOUT_LINKS = `((u.raw - 'links')
+  || CASE WHEN jsonb_typeof(u.raw->'groups') = 'object' THEN jsonb_build_object('groups', (u.raw->'groups') - 'links') ELSE '{}'::jsonb END
+  || CASE WHEN jsonb_typeof(u.raw->'accessPermissions') = 'object' THEN jsonb_build_object('accessPermissions', (u.raw->'accessPermissions') - 'links') ELSE '{}'::jsonb END)`;
+
+/** Asserts that the database holds exactly these users, by the documented mapping, raw compared as jsonb in Postgres. */
+export async function expectStored(t: TestDatabase, placed: readonly PlacedUser[], groups: readonly GroupDef[]): Promise<void> {
+  const rows = await t.query<Record<string, string | null>>(
+    `SELECT u.id::text AS id, u.company_login, u.login, ${columnsAsText('u')} FROM cpq.users u WHERE u.deleted_at IS NULL ORDER BY u.company_login, u.login`,
+  );
+  const key = (company: string, login: string) => `${company}\u0001${login}`;
+  expect(rows.map((r) => key(r.company_login!, r.login!)).sort(), 'present users').toEqual(placed.map((p) => key(p.company, p.user.login)).sort());
+  for (const p of placed) {
+    const where = `${p.company}/${p.user.login}`;
+    const row = rows.find((r) => r.company_login === p.company && r.login === p.user.login)!;
+    const { id, company_login: _c, login: _l, ...columns } = row;
+    expect(columns, `${where}: typed columns`).toEqual(expectedColumns(p));
+    const sent = sentText(p.user, groups);
+    const [raw] = await t.query<{ equal: boolean; stored: string }>(`SELECT ${RAW_WITHOUT_LINKS} = $1::jsonb AS equal, ${RAW_WITHOUT_LINKS}::text AS stored FROM cpq.users u WHERE u.id = $2`, [sent, id]);
+    expect(raw!.equal, `${where}: raw = sent as jsonb\n  sent:   ${sent}\n  stored: ${raw!.stored}`).toBe(true);
+    const memberships = await t.query<{ g: string }>(`SELECT group_variable_name AS g FROM cpq.user_groups WHERE user_id = $1 ORDER BY 1`, [id]);
+    const permissions = await t.query(`SELECT type, variable_name, name, has_access FROM cpq.user_access_permissions WHERE user_id = $1 ORDER BY type, variable_name`, [id]);
+    const expected = expectedRelations(p, groups);
+    const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const permissionKey = (x: Record<string, unknown>) => `${String(x.type)}\u0001${String(x.variable_name)}`;
+    expect(memberships.map((m) => m.g).sort(byCodeUnits), `${where}: groups`).toEqual(expected.groups);
+    expect(permissions.sort((a, b) => byCodeUnits(permissionKey(a), permissionKey(b))), `${where}: access permissions`).toEqual(expected.permissions);
+  }
+  const used = new Set(placed.flatMap((p) => expectedRelations(p, groups).groups));
+  const stored = await t.query<{ variable_name: string; label: string | null; type: string | null }>(`SELECT variable_name, label, type FROM cpq.groups`);
+  for (const g of groups.filter((d) => used.has(d.variableName))) {
+    expect(stored.find((s) => s.variable_name === g.variableName), `group ${g.variableName}`).toEqual({ variable_name: g.variableName, label: g.label, type: g.type });
+  }
+}
