@@ -99,6 +99,7 @@ const envSchema = z.object({
   CPQ_MAX_RETRIES: integer(6, 0, 50),
   CPQ_RETRY_BASE_DELAY: duration('500ms'),
   CPQ_RETRY_MAX_DELAY: duration('60s'),
+  CPQ_MAX_PAGE_BYTES: integer(64 * 1024 ** 2, 64 * 1024, 1024 ** 3),
 
   SYNC_LOOKBACK: duration('10m'),
   SYNC_FULL_EVERY: duration('7d'),
@@ -120,6 +121,7 @@ const envSchema = z.object({
   CPQ_ZIP_MAX_BYTES: integer(4 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
   CPQ_ZIP_MAX_ENTRIES: integer(1000, 1, 1_000_000),
   CPQ_ZIP_MAX_RATIO: integer(200, 2, 100_000),
+  CPQ_ZIP_MAX_TOTAL_BYTES: integer(16 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
   TMPDIR: optionalText,
 
   SYNC_CRON: z.string().default('0 2 * * *'),
@@ -156,8 +158,10 @@ export interface CpqConfig {
   maxRetries: number;
   retryBaseDelayMs: number;
   retryMaxDelayMs: number;
+  /** Largest response body read into memory (a JSON page), and largest page of zip records, in bytes. */
+  maxPageBytes: number;
   exportFormat: 'json' | 'zip';
-  zip: { maxBytes: number; maxEntries: number; maxRatio: number; tmpDir: string | undefined };
+  zip: { maxBytes: number; maxEntries: number; maxRatio: number; maxTotalBytes: number; tmpDir: string | undefined };
 }
 
 export interface AppConfig {
@@ -297,8 +301,9 @@ export function loadConfig(env: Env = process.env): AppConfig {
         maxRetries: parsed.CPQ_MAX_RETRIES,
         retryBaseDelayMs: parsed.CPQ_RETRY_BASE_DELAY,
         retryMaxDelayMs: parsed.CPQ_RETRY_MAX_DELAY,
+        maxPageBytes: parsed.CPQ_MAX_PAGE_BYTES,
         exportFormat: parsed.CPQ_EXPORT_FORMAT,
-        zip: { maxBytes: parsed.CPQ_ZIP_MAX_BYTES, maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES, maxRatio: parsed.CPQ_ZIP_MAX_RATIO, tmpDir: parsed.TMPDIR },
+        zip: { maxBytes: parsed.CPQ_ZIP_MAX_BYTES, maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES, maxRatio: parsed.CPQ_ZIP_MAX_RATIO, maxTotalBytes: parsed.CPQ_ZIP_MAX_TOTAL_BYTES, tmpDir: parsed.TMPDIR },
       }
     : undefined;
   return {

@@ -1,4 +1,4 @@
-import { EntryContentError, MAX_RECORD_CHARS } from './zip-entry-kind.js';
+import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit } from './zip-entry-kind.js';
 
 /*
  * RFC 4180 CSV read as a stream: comma-separated fields, double-quoted fields may hold commas,
@@ -37,7 +37,10 @@ export class CsvRowsParser {
   private skipLf = false;
   private started = false;
 
-  constructor(private readonly sink: RowSink) {}
+  constructor(
+    private readonly sink: RowSink,
+    private readonly limit: RecordLimit = DEFAULT_RECORD_LIMIT,
+  ) {}
 
   write(chunk: string): void {
     let i = 0;
@@ -142,8 +145,8 @@ export class CsvRowsParser {
   /** Counts a row's characters (separators too, so a row of a million empty fields counts). */
   private grow(chars: number) {
     this.rowChars += chars;
-    if (this.rowChars > MAX_RECORD_CHARS) {
-      throw new EntryContentError(`line ${this.rowLine}: a row longer than ${MAX_RECORD_CHARS / 1024 / 1024} MiB (a quote left open?); refused`);
+    if (this.rowChars > this.limit.chars) {
+      throw new EntryContentError(`line ${this.rowLine}: a row longer than ${this.limit.name} (a quote left open?); refused`);
     }
   }
 

@@ -9,6 +9,9 @@ import { parseExactJson } from './json.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** Same-origin redirects followed per request (a loop between two paths ends here). */
+export const MAX_REDIRECTS = 5;
 
 export interface RetryPolicy {
   maxRetries: number;
@@ -126,6 +129,59 @@ async function readHead(response: Response, maxBytes: number): Promise<string> {
   return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8');
 }
 
+/**
+ * The body as text, read piece by piece and refused as soon as it is larger than `maxBytes`
+ * (announced in Content-Length or actually sent), so an endless or huge body never fills memory.
+ * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD.
+ */
+async function readBodyCapped(response: Response, url: string, maxBytes: number): Promise<string> {
+  const tooLarge = () => new SyncError('data', `GET ${url}: the response is larger than CPQ_MAX_PAGE_BYTES (${maxBytes} bytes); refused`);
+  const announced = Number(response.headers.get('content-length') ?? NaN);
+  if (announced > maxBytes) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) throw tooLarge();
+      parts.push(value);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => undefined);
+    throw err;
+  }
+  return new TextDecoder().decode(Buffer.concat(parts, size));
+}
+
+/**
+ * Where a redirect from `from` (a request for `url`) may go: only to the same origin (scheme, host
+ * and port) as the request, so a CPQ response cannot hand the run data from another host, or move
+ * it from https to plain http. Anything else fails the run naming both origins (never a path or
+ * credentials: URL.origin holds neither).
+ */
+function redirectTarget(url: string, from: string, location: string): string {
+  const origin = new URL(url).origin;
+  let to: URL;
+  try {
+    to = new URL(location, from);
+  } catch {
+    throw new SyncError('source', `GET ${url}: CPQ redirected to a location that is not a URL; refused`);
+  }
+  if (to.origin !== origin) {
+    throw new SyncError('source', `GET ${url}: CPQ redirected from ${origin} to ${to.protocol === 'http:' || to.protocol === 'https:' ? to.origin : `a ${to.protocol} URL`}; redirects are followed only within ${origin}`);
+  }
+  to.username = '';
+  to.password = '';
+  return to.toString();
+}
+
 /** Counts of what the client had to do, for the run record and metrics. */
 export interface HttpStats {
   requests: number;
@@ -145,7 +201,7 @@ export class CpqHttpClient {
   private readonly sentAuthorizations = new Set<string>();
 
   constructor(
-    private readonly config: Pick<CpqConfig, 'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs' | 'ca'>,
+    private readonly config: Pick<CpqConfig, 'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs' | 'ca' | 'maxPageBytes'>,
     private readonly auth: Authenticator,
     private readonly log: Logger,
     private readonly signal?: AbortSignal,
@@ -165,17 +221,21 @@ export class CpqHttpClient {
     return url.toString();
   }
 
-  /** GET a JSON document. Resolves 404 as `{status: 404}` when `allow404`, else throws. */
+  /**
+   * GET a JSON document. Resolves 404 as `{status: 404}` when `allow404`, else throws. A body
+   * larger than CPQ_MAX_PAGE_BYTES fails as 'data' while it is read, without retrying.
+   */
   async getJson(url: string, options: { allow404?: boolean } = {}): Promise<JsonResponse> {
     return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response) => {
       if (response.status === 404 && options.allow404) {
         await response.body?.cancel();
         return { status: 404, url, body: undefined };
       }
-      const text = await response.text();
       if (!response.ok) {
+        const text = await readHead(response, 4096);
         throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`);
       }
+      const text = await readBodyCapped(response, url, this.config.maxPageBytes);
       try {
         return { status: response.status, url, body: parseExactJson(text) };
       } catch (err) {
@@ -236,7 +296,8 @@ export class CpqHttpClient {
 
   /**
    * The request loop shared by every GET: auth (renewed once after a 401), 401/403 as 'auth',
-   * retries with backoff for network errors and RETRY_STATUSES, interruption by the run's signal.
+   * retries with backoff for network errors and RETRY_STATUSES, interruption by the run's signal,
+   * redirects followed only within the request's origin (redirectTarget), at most MAX_REDIRECTS.
    * `handle` reads the body of any other response; a SyncError from it ends the loop, any other
    * error (the connection dropped mid-body, a stall) counts as a network error and is retried.
    * `deadlineMs` bounds the whole request, body included; `stallMs` instead bounds the wait for
@@ -262,10 +323,16 @@ export class CpqHttpClient {
         if (deadlineMs !== undefined) limits.push(AbortSignal.timeout(deadlineMs));
         if (stallMs !== undefined) stall.restart(stallMs);
         if (this.signal) limits.push(this.signal);
-        const response = await fetch(
-          url,
-          withDispatcher({ headers: { accept, ...(authorization ? { authorization } : {}) }, signal: AbortSignal.any(limits) }, this.dispatcher),
+        const init = withDispatcher(
+          { headers: { accept, ...(authorization ? { authorization } : {}) }, signal: AbortSignal.any(limits), redirect: 'manual' },
+          this.dispatcher,
         );
+        let response = await fetch(url, init);
+        for (let hops = 0; REDIRECT_STATUSES.has(response.status) && response.headers.has('location'); hops++) {
+          await response.body?.cancel();
+          if (hops === MAX_REDIRECTS) throw new SyncError('source', `GET ${url}: CPQ redirected more than ${MAX_REDIRECTS} times; refused`);
+          response = await fetch(redirectTarget(url, response.url || url, response.headers.get('location')!), init);
+        }
         stall.stop();
         if (response.status === 401 && !renewedAuth && (await this.auth.renew())) {
           await response.body?.cancel();

@@ -1,5 +1,5 @@
 import { parseExactJson } from './json.js';
-import { EntryContentError, MAX_RECORD_CHARS, type RecordSink } from './zip-entry-kind.js';
+import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
  * A `.json` entry of the zip export, read as a stream: either a collection body
@@ -70,7 +70,10 @@ export class JsonItemsParser {
   private items = 0;
   private started = false;
 
-  constructor(private readonly sink: RecordSink) {}
+  constructor(
+    private readonly sink: RecordSink,
+    private readonly limit: RecordLimit = DEFAULT_RECORD_LIMIT,
+  ) {}
 
   write(chunk: string): void {
     let i = 0;
@@ -235,9 +238,9 @@ export class JsonItemsParser {
   }
 
   private checkSize(capture: Capture) {
-    if (capture.length > MAX_RECORD_CHARS) {
+    if (capture.length > this.limit.chars) {
       const what = capture.target === 'item' ? `items[${this.items}]` : capture.target === 'key' ? 'a key of the collection body' : `"${this.key}"`;
-      throw new EntryContentError(`${what} is larger than ${MAX_RECORD_CHARS / 1024 / 1024} MiB; refused`);
+      throw new EntryContentError(`${what} is larger than ${this.limit.name}; refused`);
     }
   }
 

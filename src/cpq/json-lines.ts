@@ -1,5 +1,5 @@
 import { parseExactJson } from './json.js';
-import { EntryContentError, MAX_RECORD_CHARS, type RecordSink } from './zip-entry-kind.js';
+import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /**
  * A `.jsonl` / `.ndjson` entry read as a stream: one user per line, each line parsed by
@@ -11,7 +11,10 @@ export class JsonLinesParser {
   private line = 0;
   private started = false;
 
-  constructor(private readonly sink: RecordSink) {}
+  constructor(
+    private readonly sink: RecordSink,
+    private readonly limit: RecordLimit = DEFAULT_RECORD_LIMIT,
+  ) {}
 
   write(chunk: string): void {
     let start = 0;
@@ -25,7 +28,7 @@ export class JsonLinesParser {
         if (start < chunk.length) {
           this.parts.push(chunk.slice(start));
           this.partLength += chunk.length - start;
-          this.checkSize();
+          this.checkSize(this.partLength, this.line + 1);
         }
         return;
       }
@@ -47,14 +50,14 @@ export class JsonLinesParser {
     this.record(text);
   }
 
-  private checkSize() {
-    if (this.partLength > MAX_RECORD_CHARS) {
-      throw new EntryContentError(`line ${this.line + 1} is longer than ${MAX_RECORD_CHARS / 1024 / 1024} MiB; refused`);
+  private checkSize(length: number, line: number) {
+    if (length > this.limit.chars) {
+      throw new EntryContentError(`line ${line} is longer than ${this.limit.name}; refused`);
     }
   }
 
   private record(line: string) {
-    if (line.length > MAX_RECORD_CHARS) this.checkSize();
+    this.checkSize(line.length, this.line);
     const text = line.endsWith('\r') ? line.slice(0, -1) : line;
     if (text.trim() === '') return;
     let record: unknown;

@@ -44,5 +44,18 @@ export class EntryContentError extends Error {
  */
 export const MAX_RECORD_CHARS = 16 * 1024 * 1024;
 
+/** The largest record an entry parser accepts, in characters, and how its errors name the bound. */
+export interface RecordLimit {
+  chars: number;
+  name: string;
+}
+
+export const DEFAULT_RECORD_LIMIT: RecordLimit = { chars: MAX_RECORD_CHARS, name: `${MAX_RECORD_CHARS / 1024 / 1024} MiB` };
+
+/** MAX_RECORD_CHARS, or CPQ_MAX_PAGE_BYTES when that is smaller: one record is never larger than a page may be. */
+export function recordLimit(maxPageBytes: number): RecordLimit {
+  return maxPageBytes < MAX_RECORD_CHARS ? { chars: maxPageBytes, name: `CPQ_MAX_PAGE_BYTES (${maxPageBytes})` } : DEFAULT_RECORD_LIMIT;
+}
+
 /** Receives each record an entry parser finds, with where it was ("line 7", "items[3]"). */
 export type RecordSink = (record: unknown, where: string) => void;

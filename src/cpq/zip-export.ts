@@ -13,7 +13,7 @@ import { JsonItemsParser } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
 import { ArchiveError, ZipArchive, type UserEntry } from './zip-archive.js';
-import { EntryContentError, type RecordSink } from './zip-entry-kind.js';
+import { EntryContentError, recordLimit, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
  * CPQ's zip export of one company's users (`Accept: application/zip`), for sites too large for
@@ -91,7 +91,7 @@ interface EntryParser {
 }
 
 /** `where`: the record's place in the entry (`line 3`, `items[2]`). */
-function entryParser(entry: UserEntry, sink: (record: Record<string, unknown>, where: string) => void): EntryParser {
+function entryParser(entry: UserEntry, limit: RecordLimit, sink: (record: Record<string, unknown>, where: string) => void): EntryParser {
   const objects: RecordSink = (record, where) => {
     if (typeof record !== 'object' || record === null || Array.isArray(record) || isLosslessNumber(record)) {
       throw new EntryContentError(`${where}: expected a user object, got ${describe(record)}`);
@@ -100,9 +100,9 @@ function entryParser(entry: UserEntry, sink: (record: Record<string, unknown>, w
   };
   switch (entry.format) {
     case 'json':
-      return new JsonItemsParser(objects);
+      return new JsonItemsParser(objects, limit);
     case 'jsonl':
-      return new JsonLinesParser(objects);
+      return new JsonLinesParser(objects, limit);
     case 'csv': {
       let columns: ExportColumns | undefined;
       return new CsvRowsParser((cells, line) => {
@@ -118,7 +118,7 @@ function entryParser(entry: UserEntry, sink: (record: Record<string, unknown>, w
           throw new EntryContentError(`line ${line} has ${cells.length} fields, the header has ${columns.count}`);
         }
         objects(columns.record(cells), `line ${line}`);
-      });
+      }, limit);
     }
   }
 }
@@ -126,7 +126,9 @@ function entryParser(entry: UserEntry, sink: (record: Record<string, unknown>, w
 /**
  * The users of one company from CPQ's zip export (`Accept: application/zip`), as pages of raw
  * records shaped like the JSON path's, so both paths share normalization and loading.
- * Pages hold at most `config.pageSize` records and may span entries. A broken or hostile archive
+ * Pages hold at most `config.pageSize` records, are cut early once the text read since the last
+ * page reaches CPQ_MAX_PAGE_BYTES (so a page of huge records cannot fill memory), and may span
+ * entries. A broken or hostile archive
  * fails with a SyncError ('data') naming the entry and the problem; the structure of every entry
  * is checked before the first page, the content while it is read (the run then rolls back).
  * The temporary file is removed however the read ends.
@@ -151,6 +153,9 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     // Each record's entry and place in it, for the errors normalization may raise later.
     let positions: string[] = [];
     let index = 0;
+    // Characters of entry text read since the last page was cut: the size of what `pending` holds, give or take a record.
+    let textSinceCut = 0;
+    const limit = recordLimit(config.maxPageBytes);
     const pageFrom = (at: number): Page => ({
       url,
       index: index++,
@@ -159,7 +164,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
       totalResults: undefined,
     });
     for (const entry of entries) {
-      const parser = entryParser(entry, (record, where) => {
+      const parser = entryParser(entry, limit, (record, where) => {
         pending.push(record);
         positions.push(`entry ${entry.name} ${where}`);
       });
@@ -167,11 +172,14 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
       try {
         for await (const chunk of archive.bytes(entry)) {
           interrupted();
-          parser.write(decoder.write(chunk));
-          while (pending.length >= config.pageSize) {
+          const text = decoder.write(chunk);
+          textSinceCut += text.length;
+          parser.write(text);
+          while (pending.length >= config.pageSize || (pending.length > 0 && textSinceCut >= config.maxPageBytes)) {
             const page = pageFrom(0);
-            pending = pending.slice(config.pageSize);
-            positions = positions.slice(config.pageSize);
+            pending = pending.slice(page.items.length);
+            positions = positions.slice(page.items.length);
+            if (pending.length === 0) textSinceCut = 0;
             yield page;
           }
         }

@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostileSite, zipExport, type HostileSite } from './cpq-hostile.js';
+
+/*
+ * Issue 17 item 4. A hostile CPQ sends a page that never ends, or a huge one, or a zip export
+ * whose records are each just under the per-record bound: the run must fail (or cut its pages)
+ * while the body is still streaming, with a one-line error naming the URL or entry and the cap,
+ * instead of reading the whole body into a 192 MB heap.
+ */
+
+const CAP = 1024 * 1024;
+let site: HostileSite;
+let server: Server;
+let baseUrl = '';
+/** Bytes the endless responses managed to write before the client hung up, per path. */
+const written = new Map<string, number>();
+
+/** Writes `chunk` again and again until the client closes the connection (or `limit` bytes, a safety stop for the test). */
+function endless(res: ServerResponse, path: string, head: string, chunk: string, limit: number) {
+  let sent = 0;
+  const more = () => {
+    while (sent < limit && !res.destroyed) {
+      sent += chunk.length;
+      written.set(path, sent);
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+    res.end();
+  };
+  res.write(head);
+  more();
+}
+
+beforeAll(async () => {
+  site = await hostileSite({ CPQ_REQUEST_TIMEOUT: '20s' });
+  server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const filler = 'A'.repeat(64 * 1024);
+    if (path === '/rest/v16/companies/endless/users') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      endless(res, path, '{"items":[{"login":"a","note":"', filler, 512 * CAP);
+    } else if (path === '/rest/v16/companies/announced/users') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(512 * CAP) });
+      endless(res, path, '{"items":[{"login":"a","note":"', filler, 512 * CAP);
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server?.closeAllConnections();
+  await new Promise<void>((resolve) => server?.close(() => resolve()));
+  await site?.close();
+});
+
+describe('JSON pages are read with a cap on their size (CPQ_MAX_PAGE_BYTES)', () => {
+  it('an endless page fails the run as soon as it passes the cap, naming the URL and the cap', async () => {
+    const error = await site.refused('endless', { cpq: { baseUrl, maxPageBytes: CAP } });
+    expect(error.kind).toBe('data');
+    expect(error.message).toMatch(new RegExp(`^GET ${baseUrl}/rest/v16/companies/endless/users\\?\\S+: the response is larger than CPQ_MAX_PAGE_BYTES \\(${CAP} bytes\\); refused$`));
+    // The client hung up soon after the cap, not at the server's safety stop.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(written.get('/rest/v16/companies/endless/users')).toBeLessThan(16 * CAP);
+  });
+
+  it('a page announced larger than the cap is refused before its body is read', async () => {
+    const error = await site.refused('announced', { cpq: { baseUrl, maxPageBytes: CAP } });
+    expect(error.message).toMatch(/rest\/v16\/companies\/announced\/users\?\S+: the response is larger than CPQ_MAX_PAGE_BYTES \(1048576 bytes\); refused$/);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(written.get('/rest/v16/companies/announced/users')).toBeLessThan(16 * CAP);
+  });
+
+  it('the default cap is 64 MiB and a page under the cap loads', async () => {
+    expect(site.h.config.cpq!.maxPageBytes).toBe(64 * 1024 * 1024);
+    site.serve('under_cap', JSON.stringify({ items: [{ login: 'fits', firstName: 'F'.repeat(CAP / 2) }], hasMore: false }));
+    const { error } = await site.run('under_cap', { cpq: { maxPageBytes: CAP } });
+    expect(error).toBeUndefined();
+  });
+});
+
+describe('zip exports: one record and one page of records are bounded too', () => {
+  // Random text, so that the entries pass the compression-ratio bound as a real attacker's would.
+  const noise = (size: number) => randomBytes(size / 2).toString('hex');
+  const user = (login: string, size: number) => JSON.stringify({ login, firstName: noise(size) });
+
+  it.each([
+    ['users.jsonl', (big: string) => `${user('a', 10)}\n${big}\n`, /entry "users\.jsonl": line 2 is longer than CPQ_MAX_PAGE_BYTES \(1048576\); refused$/],
+    ['users.json', (big: string) => `{"items":[${user('a', 10)},${big}]}`, /entry "users\.json": items\[1\] is larger than CPQ_MAX_PAGE_BYTES \(1048576\); refused$/],
+    ['users.csv', () => `login,firstName\r\na,b\r\nhuge,${noise(2 * CAP)}\r\n`, /entry "users\.csv": line 3: a row longer than CPQ_MAX_PAGE_BYTES \(1048576\) \(a quote left open\?\); refused$/],
+  ] as const)('a %s entry with one huge record fails the run naming the entry and the cap', async (name, text, expected) => {
+    const company = `huge_${name.replace(/\W/g, '_')}`;
+    site.serve(company, zipExport([{ name, text: text(user('huge', 2 * CAP)) }]), 'application/zip');
+    const error = await site.refused(company, { format: 'zip', cpq: { maxPageBytes: CAP } });
+    expect(error.message).toMatch(new RegExp(`^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/${company}/users: zip export: `));
+    expect(error.message).toMatch(expected);
+  });
+
+  it('records just under the cap are loaded in pages cut by size, not 1000 at a time', async () => {
+    const lines = Array.from({ length: 24 }, (_, i) => user(`big${String(i).padStart(2, '0')}`, CAP / 4)).join('\n');
+    site.serve('big_records', zipExport([{ name: 'users.jsonl', text: lines }]), 'application/zip');
+    const { result, error } = await site.run('big_records', { format: 'zip', cpq: { maxPageBytes: CAP } });
+    expect(error).toBeUndefined();
+    expect(result!.inserted).toBe(24);
+    // 24 records of a quarter of the cap each: about four per page, never all 24 in one.
+    expect(result!.pages).toBeGreaterThanOrEqual(5);
+  });
+});
