@@ -34,6 +34,9 @@ describe('migrations', () => {
       'cpq.user_versions': 1,
       'cpq.user_group_versions': 1,
       'cpq.user_access_permission_versions': 1,
+      // A few hundred groups at most: a row per changed group and run.
+      'cpq.group_versions': 1,
+      'cpq.group_changes': 1,
     });
   });
 

@@ -28,6 +28,7 @@ const REPORTING = [
   'user_versions', 'user_group_versions', 'user_access_permission_versions',
   'user_changes_flat', 'user_history', 'user_group_history', 'user_access_permission_history',
   'active_users_by_company', 'users_per_group', 'group_members', 'administrators', 'integration_users', 'user_logins', 'recent_changes',
+  'group_versions', 'group_history', 'group_changes', 'commit_order',
 ];
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {
@@ -75,7 +76,7 @@ describe('cpq_reader', () => {
       expect(rows[0].n, name).toBeGreaterThanOrEqual(0);
     }
     expect((await reader.query(`SELECT count(*)::int AS n FROM cpq.users`)).rows[0].n).toBe(6);
-    for (const fn of ['users_as_of', 'user_groups_as_of', 'user_access_permissions_as_of']) {
+    for (const fn of ['users_as_of', 'user_groups_as_of', 'user_access_permissions_as_of', 'groups_as_of']) {
       const { rows } = await reader.query(`SELECT count(*)::int AS n FROM cpq.${fn}(now())`);
       expect(rows[0].n, fn).toBeGreaterThan(0);
     }

@@ -130,16 +130,19 @@ export class DirectLoad {
     return rows[0]!.ids.map(Number);
   }
 
-  /** Upserts the groups the written rows named (before the final merge, whose staged rows then win). */
+  /**
+   * Notes the groups the written rows named in stage_groups, before the final merge (whose staged
+   * rows then win), which writes them into cpq.groups with the rest of the run's.
+   */
   async finish(): Promise<void> {
     if (this.nextIds) await this.nextIds.catch(() => undefined);
     if (this.groups.size === 0) return;
     const names = [...this.groups.keys()];
     await this.client.query(
-      `INSERT INTO cpq.groups (variable_name, label, type)
+      `INSERT INTO stage_groups (variable_name, label, type)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
        ON CONFLICT (variable_name) DO UPDATE
-         SET label = coalesce(excluded.label, cpq.groups.label), type = coalesce(excluded.type, cpq.groups.type), last_synced_at = now()`,
+         SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`,
       [names, names.map((n) => this.groups.get(n)!.label), names.map((n) => this.groups.get(n)!.type)],
     );
   }

@@ -66,16 +66,52 @@ export const FIELD_DIFF = (() => {
  */
 const knownBeforeRun = (user: string, runId: string) => `${user}.first_seen_run_id IS DISTINCT FROM ${runId}`;
 
-/** Upserts the groups that the staged rows of the users in `users` (a table with seq) name. */
-const upsertGroups = (users: string, where: string) => `
-  INSERT INTO cpq.groups (variable_name, label, type)
+/**
+ * Notes the group definitions that the staged rows of the users in `users` (a table with seq)
+ * carry, in stage_groups, the copy staged last winning. cpq.groups is written once per run, by
+ * GROUP_STEPS.
+ */
+const stageGroups = (users: string, where: string) => `
+  INSERT INTO stage_groups (variable_name, label, type)
   SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type
   FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
   WHERE ${where}
   ORDER BY g.variable_name, g.seq DESC
   ON CONFLICT (variable_name) DO UPDATE
     -- A CSV export names groups without label or type: keep what a fuller read said.
-    SET label = coalesce(excluded.label, cpq.groups.label), type = coalesce(excluded.type, cpq.groups.type), last_synced_at = now()`;
+    SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`;
+
+/** A user record's raw without its groups (any spelling of the key): what a group's rename leaves as it was. */
+const rawWithoutGroups = (raw: string) =>
+  `(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> 'groups')`;
+
+/**
+ * The group step, once per run after the users are merged (groups are a few hundred, users up to
+ * millions): the definitions the run read (stage_groups) against cpq.groups. A null label or type
+ * (a CSV export) keeps what a fuller read said. A group whose label or type changes ends its
+ * version into cpq.group_versions and starts a new one at $2; a new or changed group gets one
+ * cpq.group_changes row. $1 = run id, $2 = the run's effective time.
+ */
+const GROUP_STEPS: string[] = [
+  `CREATE TEMP TABLE run_group_changes ON COMMIT DROP AS
+   SELECT n.variable_name, g.variable_name IS NULL AS is_new, g.label AS old_label, g.type AS old_type,
+          coalesce(n.label, g.label) AS label, coalesce(n.type, g.type) AS type
+   FROM stage_groups n LEFT JOIN cpq.groups g ON g.variable_name = n.variable_name
+   WHERE g.variable_name IS NULL OR (g.label, g.type) IS DISTINCT FROM (coalesce(n.label, g.label), coalesce(n.type, g.type))`,
+  `INSERT INTO cpq.group_versions (variable_name, label, type, first_seen_at, last_synced_at, valid_from, valid_to, ended_by_run_id)
+   SELECT g.variable_name, g.label, g.type, g.first_seen_at, g.last_synced_at, g.valid_from, $2, $1
+   FROM cpq.groups g JOIN run_group_changes c ON c.variable_name = g.variable_name`,
+  `INSERT INTO cpq.groups AS g (variable_name, label, type, valid_from)
+   SELECT variable_name, label, type, $2 FROM stage_groups
+   ON CONFLICT (variable_name) DO UPDATE
+     SET label = coalesce(excluded.label, g.label), type = coalesce(excluded.type, g.type), last_synced_at = now(),
+         valid_from = CASE WHEN g.variable_name IN (SELECT variable_name FROM run_group_changes) THEN excluded.valid_from ELSE g.valid_from END`,
+  `INSERT INTO cpq.group_changes (run_id, change, group_variable_name, detected_at, diff)
+   SELECT $1, CASE WHEN is_new THEN 'insert' ELSE 'update' END, variable_name, $2,
+          CASE WHEN label IS DISTINCT FROM old_label THEN jsonb_build_object('label', jsonb_build_object('old', old_label, 'new', label)) ELSE '{}' END
+          || CASE WHEN type IS DISTINCT FROM old_type THEN jsonb_build_object('type', jsonb_build_object('old', old_type, 'new', type)) ELSE '{}' END
+   FROM run_group_changes ORDER BY variable_name`,
+];
 
 /** Inserts the users of `users` that pass `where` into cpq.users and notes their new ids there. */
 const insertUsers = (users: string, where: string) => `
@@ -102,7 +138,7 @@ const BATCH_STEPS: string[] = [
    WHERE s.seq > $3 AND s.seq <= $4
      AND NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = s.company_login AND u.login = s.login)
    ORDER BY s.company_login, s.login, s.seq DESC`,
-  upsertGroups('batch_users', 'true'),
+  stageGroups('batch_users', 'true'),
   insertUsers('batch_users', 'true'),
   `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
    SELECT r.user_id, g.variable_name, $2 FROM batch_users r JOIN stage_user_groups g ON g.seq = r.seq
@@ -146,6 +182,18 @@ const mergeSteps = (userColumns: string[]): string[] => [
    ORDER BY s.company_login, s.login, s.seq DESC`,
   `CREATE INDEX ON run_users (seq); CREATE INDEX ON run_users (user_id); ANALYZE run_users;
    ANALYZE stage_users (seq, company_login, login)`,
+  // A user whose record differs only in the labels or types of its groups (a group was renamed)
+  // has not changed: the change is the group's, logged once by GROUP_STEPS, not once per member.
+  // Its row takes the record as read (raw, digest) in a new version, and no change row.
+  `UPDATE run_users r SET action = 'relabel'
+   FROM stage_users s, cpq.users u
+   WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id AND s.has_groups
+     AND (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS NOT DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')})
+     AND ${rawWithoutGroups('u.raw')} = ${rawWithoutGroups('s.raw')}
+     AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
+                     AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))
+     AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id
+                     AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq AND g.variable_name = ug.group_variable_name))`,
 
   // Users of fully read companies that CPQ no longer returns.
   `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
@@ -157,15 +205,15 @@ const mergeSteps = (userColumns: string[]): string[] => [
   // The current versions this run replaces: kept for the diff, and ended into cpq.user_versions.
   `CREATE TEMP TABLE run_old ON COMMIT DROP AS
    SELECT u.* FROM cpq.users u JOIN run_users r ON r.user_id = u.id
-   WHERE r.action IN ('update', 'restore')`,
+   WHERE r.action IN ('update', 'restore', 'relabel')`,
   `INSERT INTO cpq.user_versions (${userColumns.join(', ')}, valid_to, ended_by_run_id)
    SELECT ${userColumns.map((c) => `u.${c}`).join(', ')}, $2, $1
    FROM cpq.users u
    WHERE u.id IN (SELECT id FROM run_old UNION ALL SELECT user_id FROM run_deleted)`,
 
-  // Batched users' groups were upserted by their batch (label and type come from the copy
-  // staged last among those each statement saw, as with concurrent streams before).
-  upsertGroups('run_users', "r.action <> 'batched'"),
+  // Batched users' groups were noted by their batch (label and type come from the copy staged
+  // last among those each statement saw, as with concurrent streams before).
+  stageGroups('run_users', "r.action <> 'batched'"),
 
   // Current users.
   insertUsers('run_users', "r.action = 'insert'"),
@@ -175,6 +223,9 @@ const mergeSteps = (userColumns: string[]): string[] => [
    FROM run_users r JOIN stage_users s ON s.seq = r.seq
    WHERE r.action IN ('update', 'restore', 'reinsert') AND u.id = r.user_id`,
   `UPDATE cpq.users u SET last_synced_at = now() FROM run_users r WHERE r.action = 'unchanged' AND u.id = r.user_id`,
+  `UPDATE cpq.users u SET raw = s.raw, content_hash = s.content_hash, last_synced_at = now(), valid_from = $2
+   FROM run_users r JOIN stage_users s ON s.seq = r.seq
+   WHERE r.action = 'relabel' AND u.id = r.user_id`,
   `UPDATE cpq.users u SET deleted_at = $2, last_changed_at = now(), last_changed_run_id = $1, valid_from = $2
    FROM run_deleted d WHERE u.id = d.user_id`,
 
@@ -250,7 +301,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
 
   // The change log: one row per changed user, the field diff of updates computed set-based.
   `CREATE TEMP TABLE run_changed ON COMMIT DROP AS
-   SELECT user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched', 'reinsert')
+   SELECT user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched', 'reinsert', 'relabel')
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
   `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT $1, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, $2,
@@ -288,6 +339,8 @@ const mergeSteps = (userColumns: string[]): string[] => [
                        ORDER BY type, variable_name) FILTER (WHERE op = 'changed'), '[]') AS changed
      FROM run_permission_diff WHERE user_id IN (SELECT user_id FROM run_changed WHERE action <> 'insert') GROUP BY user_id
    ) p ON p.user_id = c.user_id`,
+
+  ...GROUP_STEPS,
 ];
 
 /** Per company read in full: how many known users the read did not return (the deletion guard's input). */
@@ -365,7 +418,8 @@ export async function mergeStaged(
     inserted: insertedEarlier + count('insert'),
     updated: count('update'),
     restored: count('restore'),
-    unchanged: count('unchanged'),
+    // A member whose record changed only through a group's label or type is an unchanged user.
+    unchanged: count('unchanged') + count('relabel'),
     deleted: count('delete'),
   };
   return { seen: counts.inserted + counts.updated + counts.restored + counts.unchanged, ...counts };

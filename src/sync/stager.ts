@@ -39,6 +39,9 @@ CREATE TEMP TABLE stage_user_groups (seq bigint NOT NULL, variable_name text NOT
 CREATE TEMP TABLE stage_user_permissions (seq bigint NOT NULL, type text NOT NULL, variable_name text NOT NULL, name text, has_access boolean) ON COMMIT DROP;
 CREATE INDEX ON stage_user_groups (seq);
 CREATE INDEX ON stage_user_permissions (seq);
+-- The group definitions this run read, the last copy winning (merge.ts, stageGroups): written
+-- into cpq.groups once, by the final merge, which versions and logs what changed.
+CREATE TEMP TABLE stage_groups (variable_name text PRIMARY KEY, label text, type text) ON COMMIT DROP;
 `;
 
 /**
