@@ -22,6 +22,8 @@ export interface ArchiveLimits {
   maxEntries: number;
   /** Largest uncompressed/compressed ratio of an entry (CPQ_ZIP_MAX_RATIO). */
   maxRatio: number;
+  /** Largest uncompressed size of all user entries together (CPQ_ZIP_MAX_TOTAL_BYTES). */
+  maxTotalBytes: number;
 }
 
 /**
@@ -41,6 +43,9 @@ export interface UserEntry {
 
 const DEFLATE = 8;
 const STORED = 0;
+
+/** yauzl's reader of a local file header, which its type declarations leave out. */
+type LocalHeaderReader = (entry: yauzl.Entry, options: { minimal: true }, callback: (err: Error | null, header?: { fileDataStart: number }) => void) => void;
 
 /** yauzl's messages, said in terms of what was wrong with the archive. */
 function describeOpenError(err: Error): string {
@@ -92,8 +97,11 @@ export class ZipArchive {
   async userEntries(): Promise<UserEntry[]> {
     const users: UserEntry[] = [];
     const names = new Set<string>();
+    const all: yauzl.Entry[] = [];
     let others = 0;
+    let total = 0;
     for (let entry = await this.next(); entry; entry = await this.next()) {
+      all.push(entry);
       const name = quoteEntryName(entry.fileName);
       if (names.has(entry.fileName)) throw new ArchiveError(`the archive holds two entries named ${name}; refused`);
       names.add(entry.fileName);
@@ -106,12 +114,50 @@ export class ZipArchive {
         throw new ArchiveError(`entry ${name} is not a user entry: only ${USER_ENTRY_EXTENSIONS.join(', ')} entries are read`);
       }
       this.check(entry, name);
+      total += entry.uncompressedSize;
+      if (total > this.limits.maxTotalBytes) {
+        throw new ArchiveError(`the user entries expand to more than CPQ_ZIP_MAX_TOTAL_BYTES (${this.limits.maxTotalBytes}) together (${total} bytes up to entry ${name}); refused`);
+      }
       users.push({ name, format: kind.format, uncompressedSize: entry.uncompressedSize, compressedSize: entry.compressedSize, entry });
     }
     if (users.length === 0) {
       throw new ArchiveError(`the archive holds no user entry (${USER_ENTRY_EXTENSIONS.join(', ')})${others ? `, only ${others} folder or metadata entries` : ''}`);
     }
+    await this.checkNoOverlap(all);
     return users;
+  }
+
+  /**
+   * Refuses entries whose bytes (local header to the end of the compressed data) overlap: in a
+   * well-formed archive each entry has bytes of its own, while a zip bomb of the overlapping kind
+   * points many entries at one run of compressed data, so that each entry passes the per-entry
+   * bounds and the archive as a whole expands without limit.
+   */
+  private async checkNoOverlap(entries: yauzl.Entry[]) {
+    const spans: { start: number; end: number; name: string }[] = [];
+    for (const entry of entries) {
+      const dataStart = await this.dataStart(entry);
+      spans.push({ start: entry.relativeOffsetOfLocalHeader, end: dataStart + entry.compressedSize, name: quoteEntryName(entry.fileName) });
+    }
+    spans.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < spans.length; i++) {
+      const before = spans[i - 1]!;
+      const span = spans[i]!;
+      if (span.start < before.end) {
+        throw new ArchiveError(`entries ${before.name} and ${span.name} share bytes of the archive (overlapping entries); refused as a possible zip bomb`);
+      }
+    }
+  }
+
+  /** Where an entry's compressed data starts: after its local header, whose name and extra field lengths may differ from the central directory's. */
+  private dataStart(entry: yauzl.Entry): Promise<number> {
+    const read = (this.zip as unknown as { readLocalFileHeader: LocalHeaderReader }).readLocalFileHeader.bind(this.zip);
+    return new Promise((resolve, reject) => {
+      read(entry, { minimal: true }, (err, header) => {
+        if (err || !header) reject(new ArchiveError(`entry ${quoteEntryName(entry.fileName)}: ${describeOpenError(err ?? new Error('unknown error'))}`));
+        else resolve(header.fileDataStart);
+      });
+    });
   }
 
   private check(entry: yauzl.Entry, name: string) {

@@ -1,0 +1,147 @@
+import { randomBytes } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crc32 } from '../../src/cpq/crc32.js';
+import { zipOf } from '../helpers/zip-bytes.js';
+import { hostileSite, type HostileSite } from './cpq-hostile.js';
+
+/*
+ * Issue 17 item 7 (archives). The per-entry bounds (size, ratio, count) let a hostile export
+ * expand without limit as a whole: many entries pointing at one run of compressed data (an
+ * overlapping zip bomb: each entry passes every per-entry check), or many honest-looking entries.
+ * Overlapping entries are refused, and all user entries together may not expand beyond
+ * CPQ_ZIP_MAX_TOTAL_BYTES, before a single record is loaded.
+ */
+
+let site: HostileSite;
+
+beforeAll(async () => {
+  site = await hostileSite();
+});
+
+afterAll(async () => {
+  await site?.close();
+});
+
+/** JSON lines of `count` users, random enough to pass the compression-ratio bound. */
+function usersJsonl(prefix: string, count: number, filler = 200): Buffer {
+  const lines = Array.from({ length: count }, (_, i) => JSON.stringify({ login: `${prefix}${i}`, firstName: randomBytes(filler / 2).toString('hex') }));
+  return Buffer.from(lines.join('\n') + '\n', 'utf8');
+}
+
+interface CentralEntry {
+  name: string;
+  offset: number;
+  method: number;
+  crc: number;
+  compressedSize: number;
+  size: number;
+}
+
+/** A local file header followed by its data, as a zip writer would emit it. */
+function local(name: string, method: number, crc: number, packed: Buffer, size: number): Buffer {
+  const header = Buffer.alloc(30);
+  header.writeUInt32LE(0x04034b50, 0);
+  header.writeUInt16LE(20, 4);
+  header.writeUInt16LE(0x0800, 6);
+  header.writeUInt16LE(method, 8);
+  header.writeUInt32LE(crc, 14);
+  header.writeUInt32LE(packed.length, 18);
+  header.writeUInt32LE(size, 22);
+  header.writeUInt16LE(Buffer.byteLength(name), 26);
+  return Buffer.concat([header, Buffer.from(name), packed]);
+}
+
+/** The central directory and end record for `entries`, after `body` (the local headers and data). */
+function withDirectory(body: Buffer, entries: CentralEntry[]): Buffer {
+  const centrals = entries.map((e) => {
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(20, 4);
+    central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(0x0800, 8);
+    central.writeUInt16LE(e.method, 10);
+    central.writeUInt32LE(e.crc, 16);
+    central.writeUInt32LE(e.compressedSize, 20);
+    central.writeUInt32LE(e.size, 24);
+    central.writeUInt16LE(Buffer.byteLength(e.name), 28);
+    central.writeUInt32LE(e.offset, 42);
+    return Buffer.concat([central, Buffer.from(e.name)]);
+  });
+  const directory = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(body.length, 16);
+  return Buffer.concat([body, directory, end]);
+}
+
+describe('overlapping entries (a zip bomb that shares its compressed data)', () => {
+  it('many entries pointing at one deflated run of users are refused before anything is loaded', async () => {
+    const data = usersJsonl('shared', 50);
+    const packed = deflateRawSync(data);
+    const crc = crc32(data);
+    const body = local('part-000.jsonl', 8, crc, packed, data.length);
+    // 200 directory entries, every one the same bytes: 200 times the expansion of one entry.
+    const entries = Array.from({ length: 200 }, (_, i) => ({ name: `part-${String(i).padStart(3, '0')}.jsonl`, offset: 0, method: 8, crc, compressedSize: packed.length, size: data.length }));
+    site.serve('overlap_shared', withDirectory(body, entries), 'application/zip');
+    const error = await site.refused('overlap_shared', { format: 'zip' });
+    expect(error.message).toMatch(
+      /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/overlap_shared\/users: zip export: entries "part-\d{3}\.jsonl" and "part-\d{3}\.jsonl" share bytes of the archive \(overlapping entries\); refused as a possible zip bomb$/,
+    );
+  });
+
+  it('an entry whose stored data holds the next entry (header and all) is refused', async () => {
+    const inner = usersJsonl('inner', 5);
+    const innerCrc = crc32(inner);
+    const innerLocal = local('inner.jsonl', 0, innerCrc, inner, inner.length);
+    // The outer entry "contains" the inner one: its data is the inner entry's header and data.
+    const outerLocal = local('outer.jsonl', 0, crc32(innerLocal), innerLocal, innerLocal.length);
+    const innerOffset = 30 + Buffer.byteLength('outer.jsonl');
+    const zip = withDirectory(outerLocal, [
+      { name: 'outer.jsonl', offset: 0, method: 0, crc: crc32(innerLocal), compressedSize: innerLocal.length, size: innerLocal.length },
+      { name: 'inner.jsonl', offset: innerOffset, method: 0, crc: innerCrc, compressedSize: inner.length, size: inner.length },
+    ]);
+    site.serve('overlap_nested', zip, 'application/zip');
+    const error = await site.refused('overlap_nested', { format: 'zip' });
+    expect(error.message).toMatch(/zip export: entries "outer\.jsonl" and "inner\.jsonl" share bytes of the archive \(overlapping entries\); refused as a possible zip bomb$/);
+  });
+
+  it('an archive of separate entries loads as before', async () => {
+    const zip = zipOf(
+      [
+        { name: 'a.jsonl', data: usersJsonl('a', 3), deflate: true },
+        { name: 'dir/', data: Buffer.alloc(0) },
+        { name: 'b.jsonl', data: usersJsonl('b', 3) },
+      ],
+      deflateRawSync,
+    );
+    site.serve('separate', zip, 'application/zip');
+    const { result, error } = await site.run('separate', { format: 'zip' });
+    expect(error).toBeUndefined();
+    expect(result!.inserted).toBe(6);
+  });
+});
+
+describe('the total uncompressed size of an archive (CPQ_ZIP_MAX_TOTAL_BYTES)', () => {
+  it('defaults to 16 GiB', () => {
+    expect(site.h.config.cpq!.zip.maxTotalBytes).toBe(16 * 1024 ** 3);
+  });
+
+  it('many entries, each within every per-entry bound, are refused together beyond the cap', async () => {
+    const entries = Array.from({ length: 8 }, (_, i) => ({ name: `part-${i}.jsonl`, data: usersJsonl(`p${i}_`, 100), deflate: true }));
+    const total = entries.reduce((n, e) => n + e.data.length, 0);
+    const cap = Math.floor(total / 2);
+    site.serve('total_cap', zipOf(entries, deflateRawSync), 'application/zip');
+    const error = await site.refused('total_cap', { format: 'zip', cpq: { zip: { ...site.h.config.cpq!.zip, maxTotalBytes: cap } } });
+    expect(error.message).toMatch(
+      new RegExp(`^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/total_cap/users: zip export: the user entries expand to more than CPQ_ZIP_MAX_TOTAL_BYTES \\(${cap}\\) together \\(\\d+ bytes up to entry "part-\\d\\.jsonl"\\); refused$`),
+    );
+    // Under the cap, the same archive loads.
+    const { result, error: none } = await site.run('total_cap', { format: 'zip', cpq: { zip: { ...site.h.config.cpq!.zip, maxTotalBytes: total } } });
+    expect(none).toBeUndefined();
+    expect(result!.inserted).toBe(800);
+  });
+});
