@@ -20,6 +20,7 @@ import type { Db } from '../db/database.js';
 import type { StreamReport } from '../db/schema.js';
 import { SyncError, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
 import { canonicalize } from '../normalize/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
 import { DirectLoad, firstLoadCompanies } from './direct-load.js';
@@ -84,11 +85,16 @@ class StreamProgress {
     for (const row of rows) if (row.dateModified && (this.cursor === null || row.dateModified > this.cursor)) this.cursor = row.dateModified;
   }
 
-  finish(): string | undefined {
+  /** Fewer users were read than CPQ reported (totalResults). */
+  get short(): boolean {
     const total = this.report.totalResults;
-    if (total !== null && this.report.received < total) {
+    return total !== null && this.report.received < total;
+  }
+
+  finish(): string | undefined {
+    if (this.short) {
       this.report.shortRead = true;
-      return `${this.id.name}: read ${this.report.received} of ${total} users that CPQ reported (totalResults); the read was short`;
+      return `${this.id.name}: read ${this.report.received} of ${this.report.totalResults} users that CPQ reported (totalResults); the read was short`;
     }
     return undefined;
   }
@@ -324,6 +330,9 @@ export class SyncRun {
             ? normalizeUser({ ...(item as Raw), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url, position }, i)
             : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i);
         });
+        // A company the database holds no user of has no stored integration user; after a
+        // complete integration read, a user it did not return is none.
+        if (!integrationUsers.complete && !firstLoads.has(company)) await this.keepStoredIntegrationFields(company, page, rows);
         progress.saw(rows);
         const rest = await direct.take(company, rows);
         if (rest.length > 0) {
@@ -478,6 +487,7 @@ export class SyncRun {
         });
         log.info({ stream: INTEGRATION_STREAM.name, page: page.index, items: page.items.length }, 'page read');
       }
+      found.complete = progress.report.mode === 'full' && !progress.short;
     } catch (err) {
       if (err instanceof SyncError && err.kind === 'source' && / answered 404 /.test(err.message) && this.cpq.integrationUsers === 'auto') {
         this.progress.splice(this.progress.indexOf(progress), 1);
@@ -500,23 +510,38 @@ export class SyncRun {
   /**
    * Integration users the company feeds did not return this run (their company is not synced, or
    * an incremental window missed it there): merged over the row we already hold, so fields only
-   * the company feed carries (access permissions) are kept.
+   * the company feed carries (access permissions) are kept (see feed-fields.ts).
    */
   private async stageIntegrationOnly(users: IntegrationUsers, stager: Stager, client: pg.PoolClient) {
     const left = users.remaining();
     if (left.length === 0) return;
-    // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s.
-    const { rows } = await client.query<{ company_login: string; login: string; raw: string }>(
-      `SELECT company_login, login, raw::text AS raw FROM cpq.users WHERE (company_login, login) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
-      [left.map((u) => u.company), left.map((u) => u.login)],
-    );
-    const existing = new Map(rows.map((r) => [userKey(r.company_login, r.login), parseExactJson(r.raw) as Raw]));
+    const existing = await storedRecords(client, left, { integrationOnly: false });
     const staged = left.map((u) => {
-      const before = existing.get(userKey(u.company, u.login));
-      const record = before ? { ...before, ...u.record } : u.record;
+      const record = keepCompanyFeedFields(u.record, existing.get(userKey(u.company, u.login)));
       return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
     });
     await stager.add(INTEGRATION_STREAM.name, staged);
+  }
+
+  /**
+   * Company-feed rows of users stored as integration users that this run's integration read did
+   * not return (an incremental window that missed them, a feed that is off or absent): they stay
+   * integration users, with the integration feed's fields as stored (see feed-fields.ts), so the
+   * re-read logs no change for them. Rewrites those entries of `rows` in place.
+   */
+  private async keepStoredIntegrationFields(company: string, page: Page, rows: UserRow[]) {
+    const candidates = rows.filter((row) => !row.isIntegrationUser).map((row) => ({ company, login: row.login }));
+    if (candidates.length === 0) return;
+    // Committed state, on another connection of the pool: the run's own connection is busy with
+    // COPY, and nothing this run writes before its final merge touches a stored user.
+    const stored = await storedRecords(this.deps.pool, candidates, { integrationOnly: true });
+    if (stored.size === 0) return;
+    rows.forEach((row, i) => {
+      const before = row.isIntegrationUser ? undefined : stored.get(userKey(company, row.login));
+      if (!before) return;
+      const record = keepIntegrationFeedFields(page.items[i] as Raw, before);
+      rows[i] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
+    });
   }
 
   /**
@@ -545,9 +570,33 @@ export class SyncRun {
   }
 }
 
+/**
+ * The stored records (`raw`, int64 exact) of the given users, by userKey; `integrationOnly`
+ * leaves out users not stored as integration users.
+ */
+async function storedRecords(
+  db: pg.Pool | pg.PoolClient,
+  users: readonly { company: string; login: string }[],
+  { integrationOnly }: { integrationOnly: boolean },
+): Promise<Map<string, Raw>> {
+  // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s.
+  const { rows } = await db.query<{ company_login: string; login: string; raw: string }>(
+    `SELECT company_login, login, raw::text AS raw FROM cpq.users
+     WHERE (company_login, login) IN (SELECT * FROM unnest($1::text[], $2::text[]))${integrationOnly ? ' AND is_integration_user' : ''}`,
+    [users.map((u) => u.company), users.map((u) => u.login)],
+  );
+  return new Map(rows.map((r) => [userKey(r.company_login, r.login), parseExactJson(r.raw) as Raw]));
+}
+
 /** Integration users read this run, handed to the company feed that returns the same user. */
 class IntegrationUsers {
   private readonly byKey = new Map<string, { record: Raw; origin: string; index: number }>();
+  /**
+   * The integration feed was read in full and not short: a user it did not return is not an
+   * integration user. Otherwise (an incremental read, a feed that is off or absent) the stored
+   * integration users keep what the feed gave them.
+   */
+  complete = false;
 
   add(key: string, record: Raw, origin: string, index: number) {
     this.byKey.set(key, { record, origin, index });

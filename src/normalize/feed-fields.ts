@@ -1,0 +1,57 @@
+import { canonicalFieldName } from './user-fields.js';
+
+/**
+ * Which feed provides which user fields, and the one rule for a field a read did not include:
+ * absent is not null.
+ *
+ * Users come from two feeds (../shared/cpq-api):
+ * - the company feed, `GET {prefix}/rest/v16/companies/{company}/users` as JSON pages or as the
+ *   zip export: names, addresses, flags, preferences, dates, groups and access permissions.
+ *   Oracle's v16 sample carries no `partyId`, `partyNumber`, `id`, `oauthClientId` or `company`
+ *   (`company` is "applicable only for Users Across Companies"); sites from release 25A add
+ *   `partyId` and `partyNumber`. A CSV zip entry carries no access permissions.
+ * - the integration feed, `GET /cpq/rest/v19/integrationUsers`: flags, preferences, dates and
+ *   groups, plus the fields below; no names, addresses or access permissions.
+ *
+ * A host user that is also an integration user is one row, merged from both feeds, with
+ * `is_integration_user = true`. A run may read it from one feed only: an incremental read of
+ * the other feed did not return it (its window missed the user), the zip export re-read it while
+ * the integration feed was read incrementally, or a feed is off or absent on the site. Such a
+ * read keeps what the other feed gave: its typed columns, its part of `raw`, and so the content
+ * hash, and it logs no change for them. Only the feed that provides a field changes or clears
+ * it; `is_integration_user` ends only when a full, complete read of the integration feed no
+ * longer returns the user.
+ */
+
+/** Fields the integration feed provides that a company-feed record may lack (canonical names). */
+export const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set(['partyId', 'partyNumber', 'id', 'oauthClientId', 'company']);
+
+type Raw = Record<string, unknown>;
+
+/**
+ * A company-feed record of a stored integration user that this run's integration read did not
+ * return: the integration feed's fields it lacks (under any spelling) are taken from `stored`,
+ * the user's stored record, as a read of both feeds would have given them.
+ */
+export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw {
+  const present = new Set<string>();
+  for (const key of Object.keys(companyRecord)) {
+    const name = canonicalFieldName(key);
+    if (name !== undefined) present.add(name);
+  }
+  const kept: Raw = {};
+  for (const [key, value] of Object.entries(stored)) {
+    const name = canonicalFieldName(key);
+    if (name !== undefined && INTEGRATION_FEED_FIELDS.has(name) && !present.has(name)) kept[key] = value;
+  }
+  return { ...companyRecord, ...kept };
+}
+
+/**
+ * An integration-feed record of a stored user that this run's company reads did not return: the
+ * stored record with the integration feed's fields laid over it, so what only the company feed
+ * carries (names, addresses, access permissions) is kept.
+ */
+export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | undefined): Raw {
+  return stored ? { ...stored, ...integrationRecord } : integrationRecord;
+}
