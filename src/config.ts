@@ -75,7 +75,8 @@ const envSchema = z.object({
     .string()
     .default('_host')
     .transform((v) => v.split(',').map((c) => c.trim()).filter((c) => c !== ''))
-    .refine((list) => list.length > 0, { message: 'must name at least one company, or *' }),
+    .refine((list) => list.length > 0, { message: 'must name at least one company, or *' })
+    .refine((list) => list.every((c) => c !== '.' && c !== '..' && !/[/\\]/.test(c)), { message: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)' }),
   CPQ_HOST_COMPANY: optionalText,
   CPQ_INTEGRATION_USERS: z.enum(['auto', 'on', 'off']).default('auto'),
 

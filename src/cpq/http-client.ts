@@ -75,6 +75,19 @@ export function describeBody(text: string, contentType: string | null): string {
   return `"${head}${text.length > 60 ? '…' : ''}"`;
 }
 
+/**
+ * A name CPQ sent (a company login, a partyNumber) as one segment of a URL path. encodeURIComponent
+ * leaves `.` alone, so `.` and `..` would become path steps (`/companies/../users` is `/users`);
+ * `/` and `\` are encoded, but a server that decodes them would see a path. Such names, and the
+ * empty one, are refused before any URL is built: `what` names the value in the error.
+ */
+export function pathSegment(what: string, name: string): string {
+  if (name === '' || name === '.' || name === '..' || /[/\\]/.test(name)) {
+    throw new SyncError('data', `${what} ${JSON.stringify(name)} cannot be used in a URL path: empty names, ".", ".." and names holding / or \\ are refused`);
+  }
+  return encodeURIComponent(name);
+}
+
 /** What downloadToFile wrote. */
 export interface DownloadResult {
   url: string;

@@ -1,6 +1,6 @@
 import type { CpqConfig } from '../config.js';
 import { SyncError } from '../errors.js';
-import type { CpqHttpClient } from './http-client.js';
+import { pathSegment, type CpqHttpClient } from './http-client.js';
 import { isJsonObject } from './json.js';
 import { keysetPages, offsetPages, type Page } from './paging.js';
 
@@ -20,7 +20,7 @@ const dateFilter = (since: Date | undefined) => (since ? { dateModified: { $gte:
 /** Users of one company (`_host` or a partner organization login), with groups and access permissions. */
 export function companyUserPages(client: CpqHttpClient, config: CpqConfig, company: string, since: Date | undefined): AsyncGenerator<Page> {
   return keysetPages(client, {
-    path: `${config.pathPrefix}/rest/v16/companies/${encodeURIComponent(company)}/users`,
+    path: `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`,
     query: { expand: 'groups,accessPermissions' },
     filter: dateFilter(since),
     pageSize: config.pageSize,
@@ -39,7 +39,7 @@ export function integrationUserPages(client: CpqHttpClient, config: CpqConfig, s
 
 /** The detail record of one integration user with its groups, or undefined when CPQ no longer has it. */
 export async function integrationUserDetail(client: CpqHttpClient, partyNumber: string): Promise<unknown> {
-  const url = client.url(`/cpq/rest/v19/integrationUsers/${encodeURIComponent(partyNumber)}`, { expand: 'groups' });
+  const url = client.url(`/cpq/rest/v19/integrationUsers/${pathSegment('integration user partyNumber', partyNumber)}`, { expand: 'groups' });
   const response = await client.getJson(url, { allow404: true });
   return response.status === 404 ? undefined : response.body;
 }
@@ -53,6 +53,11 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       const login = record.loginName ?? record.login;
       if (typeof login !== 'string' || login === '') {
         throw new SyncError('data', `GET ${page.url}: company ${i} has no loginName`);
+      }
+      try {
+        pathSegment('loginName', login);
+      } catch (err) {
+        throw new SyncError('data', `GET ${page.url}: company ${i}: ${(err as Error).message}`);
       }
       logins.push(record.isHost === true ? '_host' : login);
     });

@@ -7,7 +7,7 @@ import type { CpqConfig } from '../config.js';
 import { SyncError, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from '../normalize/export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
-import { describeBody, type CpqHttpClient, type DownloadResult } from './http-client.js';
+import { describeBody, pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
 import { displayValue, isLosslessNumber } from './json.js';
 import { JsonItemsParser } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
@@ -55,7 +55,7 @@ async function removeTempDir(dir: string) {
 
 /** The URL of the export: the company-users collection, no query (the export takes no filter). */
 export function zipExportUrl(client: CpqHttpClient, config: CpqConfig, company: string): string {
-  return client.url(`${config.pathPrefix}/rest/v16/companies/${encodeURIComponent(company)}/users`);
+  return client.url(`${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`);
 }
 
 /** A body that is not a zip (CPQ sent JSON or an error page with 200) is named as what it is. */
