@@ -1,0 +1,183 @@
+import { PassThrough, Writable } from 'node:stream';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
+import { cli } from './helpers/cli-process.js';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+let h: Harness | undefined;
+const clients: pg.Client[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.end().catch(() => undefined);
+  await h?.close();
+  h = undefined;
+});
+
+interface Poll extends ChangesExport {
+  changeIds: string[];
+}
+
+/** One poll as a warehouse makes it: the changes after the watermark, and the next watermark. */
+async function poll(from: string | { since: string }): Promise<Poll> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const result = await exportChanges(h!.t.pool, typeof from === 'string' ? parseAfter(from) : parseSince(from.since), 'jsonl', out);
+  out.end();
+  const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean);
+  return { ...result, changeIds: lines.map((l) => (JSON.parse(l) as { change_id: string }).change_id) };
+}
+
+async function connect(): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: h!.t.url });
+  await client.connect();
+  clients.push(client);
+  return client;
+}
+
+/**
+ * A sync run as the sync writes one, in a transaction of its own: its run row, one change row,
+ * and (finish) the final statement of src/sync/run.ts that marks it succeeded, then COMMIT.
+ */
+async function openRun(login: string) {
+  const client = await connect();
+  await client.query('BEGIN');
+  const { rows } = await client.query<{ id: string }>(`INSERT INTO cpq.sync_runs (status, mode) VALUES ('running', 'incremental') RETURNING id`);
+  const runId = rows[0]!.id;
+  const { rows: change } = await client.query<{ id: string }>(
+    `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, detected_at, diff)
+     SELECT $1, 'update', id, company_login, login, now(), '{"last_name":{"old":"a","new":"b"}}' FROM cpq.users WHERE login = $2
+     RETURNING id`,
+    [runId, login],
+  );
+  return {
+    runId,
+    changeId: change[0]!.id,
+    client,
+    markSucceeded: () =>
+      client.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = $2, effective_at = $3 WHERE id = $1`, [runId, new Date(), new Date()]),
+    commit: () => client.query('COMMIT'),
+  };
+}
+
+/** Waits until a backend of this database waits for a lock. */
+async function untilWaitingForLock(): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const rows = await h!.t.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+    if (rows.length > 0) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('no backend started waiting for a lock');
+}
+
+describe('changes --after <watermark>: no change missed or repeated, however runs commit', () => {
+  it('a run that started first and commits last is read by the next poll, not skipped', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const [a, b] = h.sim.users('_host').map((u) => String(u.login));
+    const first = await poll('0');
+    expect(first.changeIds).toHaveLength(3);
+
+    const early = await openRun(a!); // starts first: lower run id, change id and effective time
+    const late = await openRun(b!);
+    await late.markSucceeded();
+    await late.commit();
+    const second = await poll(first.watermark);
+    expect(second.changeIds).toEqual([late.changeId]);
+
+    // Polling by run id or by time from what the second poll saw would now skip the early run.
+    await early.markSucceeded();
+    await early.commit();
+    expect((await poll({ since: late.runId })).changeIds).toEqual([]);
+    const third = await poll(second.watermark);
+    expect(third.changeIds).toEqual([early.changeId]);
+    expect(BigInt(third.watermark)).toBeGreaterThan(BigInt(second.watermark));
+
+    const idle = await poll(third.watermark);
+    expect(idle).toEqual({ changes: 0, watermark: third.watermark, changeIds: [] });
+    // Exactly once: the polls together hold every change of the log, each once.
+    const all = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log ORDER BY id`);
+    expect([...first.changeIds, ...second.changeIds, ...third.changeIds].sort()).toEqual(all.map((r) => r.id).sort());
+  });
+
+  it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const [a, b, c] = h.sim.users('_host').map((u) => String(u.login));
+    const start = await poll('0');
+
+    const rolledBack = await openRun(c!);
+    await rolledBack.markSucceeded();
+    await rolledBack.client.query('ROLLBACK');
+
+    const one = await openRun(a!);
+    const two = await openRun(b!);
+    await one.markSucceeded(); // took its number; not committed yet
+    const twoFinishing = two.markSucceeded();
+    await untilWaitingForLock();
+    expect(await poll(start.watermark)).toEqual({ changes: 0, watermark: start.watermark, changeIds: [] });
+    await one.commit();
+    await twoFinishing;
+    const afterOne = await poll(start.watermark);
+    expect(afterOne.changeIds).toEqual([one.changeId]);
+    await two.commit();
+    const afterTwo = await poll(afterOne.watermark);
+    expect(afterTwo.changeIds).toEqual([two.changeId]);
+
+    const seqs = await h.t.query<{ id: string; commit_seq: string }>(`SELECT id::text, commit_seq::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY commit_seq`);
+    expect(seqs.map((r) => r.commit_seq)).toEqual(['1', '2', '3']);
+    expect(seqs.map((r) => r.id).slice(1)).toEqual([one.runId, two.runId]);
+  });
+
+  it('rows and watermark come from one snapshot: a run committing while the export streams is left whole to the next poll', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const [login] = h.sim.users('_host').map((u) => String(u.login));
+
+    // An output that takes the first chunk and then holds the export until released.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let firstChunk!: () => void;
+    const gotFirstChunk = new Promise<void>((resolve) => (firstChunk = resolve));
+    let text = '';
+    const out = new Writable({
+      highWaterMark: 1,
+      write(chunk: Buffer, _enc, done) {
+        text += chunk.toString('utf8');
+        firstChunk();
+        void released.then(() => done());
+      },
+    });
+    const exporting = exportChanges(h.t.pool, parseAfter('0'), 'jsonl', out);
+    await gotFirstChunk;
+    h.sim.updateUser('_host', login!, { lastName: 'Committed-Meanwhile' });
+    const meanwhile = await h.sync();
+    release();
+    const held = await exporting;
+    expect(held.changes).toBe(3);
+    expect(text).not.toContain('Committed-Meanwhile');
+
+    const next = await poll(held.watermark);
+    const [change] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log WHERE run_id = $1`, [meanwhile.runId]);
+    expect(next.changeIds).toEqual([change!.id]);
+  });
+
+  it('the CLI prints the next watermark on stderr, and refuses a watermark this database never printed', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const env = { DATABASE_URL: h.t.url };
+    const all = await cli(['changes', '--after', '0'], env);
+    expect(all.code).toBe(0);
+    expect(all.stdout.trim().split('\n')).toHaveLength(2);
+    expect(all.stderr).toMatch(/^watermark: 1$/m);
+    const none = await cli(['changes', '--after', '1'], env);
+    expect(none).toMatchObject({ code: 0, stdout: '' });
+    expect(none.stderr).toMatch(/^watermark: 1$/m);
+    const ahead = await cli(['changes', '--after', '7'], env);
+    expect(ahead.code).toBe(2);
+    expect(ahead.stderr).toMatch(/--after 7 is past the newest watermark of this database \(1\)/);
+    const both = await cli(['changes', '--after', '1', '--since', '1'], env);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/exactly one of --after <watermark> and --since/);
+  });
+});
