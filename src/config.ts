@@ -100,7 +100,7 @@ const envSchema = z.object({
   CPQ_MAX_RETRIES: integer(6, 0, 50),
   CPQ_RETRY_BASE_DELAY: duration('500ms'),
   CPQ_RETRY_MAX_DELAY: duration('60s'),
-  CPQ_MAX_PAGE_BYTES: integer(64 * 1024 ** 2, 64 * 1024, 1024 ** 3),
+  CPQ_MAX_PAGE_BYTES: integer(16 * 1024 ** 2, 64 * 1024, 1024 ** 3),
 
   SYNC_LOOKBACK: duration('10m'),
   SYNC_FULL_EVERY: duration('7d'),
