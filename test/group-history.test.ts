@@ -61,6 +61,42 @@ async function snapshotGroups(asOf: Date): Promise<Map<string, GroupDef[]>> {
   return new Map(lines.map((l) => [String(l.login), l.groups as GroupDef[]]));
 }
 
+/**
+ * Replaying cpq.group_changes from nothing gives cpq.groups: each row finds the state its `old`
+ * values describe and changes something, at most one row per group and run, only from succeeded
+ * runs, and the versions end where the log says a definition changed.
+ */
+async function expectGroupLogReplays(db: TestDatabase): Promise<void> {
+  const rows = await db.query<{ run_id: string; status: string; change: string; name: string; diff: Record<string, { old: unknown; new: unknown }> }>(
+    `SELECT c.run_id::text, r.status, c.change, c.group_variable_name AS name, c.diff
+     FROM cpq.group_changes c JOIN cpq.sync_runs r ON r.id = c.run_id ORDER BY c.id`,
+  );
+  const state = new Map<string, { label: unknown; type: unknown }>();
+  const perRun = new Set<string>();
+  for (const row of rows) {
+    const where = `${row.change} of ${row.name} in run ${row.run_id}`;
+    expect(row.status, where).toBe('succeeded');
+    expect(perRun.has(`${row.run_id}/${row.name}`), `${where}: twice`).toBe(false);
+    perRun.add(`${row.run_id}/${row.name}`);
+    expect(state.has(row.name), `${where}: known before`).toBe(row.change === 'update');
+    const group = state.get(row.name) ?? { label: null, type: null };
+    if (row.change === 'update') expect(Object.keys(row.diff).length, `${where}: empty`).toBeGreaterThan(0);
+    for (const [field, { old, new: value }] of Object.entries(row.diff)) {
+      expect(['label', 'type'], where).toContain(field);
+      expect(old, `${where}: old ${field}`).toEqual(group[field as 'label' | 'type']);
+      expect(value, `${where}: ${field} did not change`).not.toEqual(old);
+      group[field as 'label' | 'type'] = value;
+    }
+    state.set(row.name, group);
+  }
+  const groups = await db.query<{ variable_name: string; label: unknown; type: unknown }>(`SELECT variable_name, label, type FROM cpq.groups`);
+  expect(Object.fromEntries(groups.map((g) => [g.variable_name, { label: g.label, type: g.type }]))).toEqual(Object.fromEntries(state));
+  const [ended] = await db.query<{ versions: number; updates: number }>(
+    `SELECT (SELECT count(*)::int FROM cpq.group_versions) AS versions, (SELECT count(*)::int FROM cpq.group_changes WHERE change = 'update') AS updates`,
+  );
+  expect(ended!.versions, 'one ended version per update').toBe(ended!.updates);
+}
+
 describe('group history', () => {
   it('versions a label change and a type change, logs each once (not once per member), and answers as-of with the definitions of the time', async () => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, groups: 6 });
@@ -126,6 +162,7 @@ describe('group history', () => {
     }
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_versions`)).toEqual([{ n: 2 }]);
     await expectInSync(h);
+    await expectGroupLogReplays(h.t);
   });
 
   it('logs a group first seen in a later run as an insert valid from that run', async () => {
@@ -155,6 +192,7 @@ describe('group history', () => {
     expect(await groupChanges(zip.runId)).toEqual([]);
     expect(await h.t.query(`SELECT variable_name, label, type, valid_from FROM cpq.groups ORDER BY 1`)).toEqual(before);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_versions`)).toEqual([{ n: 0 }]);
+    await expectGroupLogReplays(h.t);
   });
 
   it('writes nothing for groups in a failed run; the next run logs the change once', async () => {
@@ -175,6 +213,7 @@ describe('group history', () => {
       { change: 'update', group_variable_name: group.variableName, diff: { label: { old: group.label, new: 'Renamed In A Failed Run' } } },
     ]);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_changes WHERE change = 'update'`)).toEqual([{ n: 1 }]);
+    await expectGroupLogReplays(h.t);
   });
 });
 
