@@ -140,11 +140,16 @@ export async function exportChanges(pool: pg.Pool, from: ChangesFrom, format: Ex
     const [where, param] = 'after' in from ? ['r.commit_seq > $1', from.after] : 'runId' in from ? ['r.id > $1', from.runId] : ['r.committed_at >= $1', from.time];
     const changes = await streamRows(
       client,
+      // Sorted first, diffs after: an insert's diff is computed from history (cpq.user_changes), and
+      // computed below the sort it would be sorted along, spilling gigabytes for a first load.
       `SELECT c.id::text, c.run_id::text, c.change, c.company_login, c.login, c.party_number,
-              ${isoUtcSql('c.date_modified')}, ${isoUtcSql('c.detected_at')}, c.diff::text, r.commit_seq::text
-       FROM cpq.sync_runs r JOIN cpq.user_changes c ON c.run_id = r.id
-       WHERE r.commit_seq IS NOT NULL AND ${where}
-       ORDER BY r.commit_seq, c.id`,
+              ${isoUtcSql('c.date_modified')}, ${isoUtcSql('c.detected_at')},
+              (SELECT v.diff FROM cpq.user_changes v WHERE v.id = c.id)::text, c.commit_seq::text
+       FROM (SELECT l.id, l.run_id, l.change, l.company_login, l.login, l.party_number, l.date_modified, l.detected_at, r.commit_seq
+             FROM cpq.sync_runs r JOIN cpq.user_change_log l ON l.run_id = r.id
+             WHERE r.commit_seq IS NOT NULL AND ${where}
+             ORDER BY r.commit_seq, l.id) c
+       ORDER BY c.commit_seq, c.id`,
       [param],
       CHANGE_COLUMNS,
       format,
