@@ -19,7 +19,7 @@ export interface HostileSite {
   front: ByteServer;
   /** Answers the users collection of `company` (JSON pages and zip export alike) with these bytes. */
   serve(company: string, body: Buffer | string, contentType?: string): void;
-  /** One run of `company` only; `env` overrides settings of the CPQ config. */
+  /** One run of `company` only; `cpq` overrides settings of the CPQ config (baseUrl, caps...). */
   run(company: string, options?: { format?: 'json' | 'zip'; cpq?: Partial<NonNullable<AppConfig['cpq']>> }): Promise<{ result?: RunResult; error?: unknown }>;
   /** A run that must fail with a one-line SyncError and leave every table as it was; returns the error. */
   refused(company: string, options?: { format?: 'json' | 'zip'; cpq?: Partial<NonNullable<AppConfig['cpq']>> }): Promise<SyncError>;
