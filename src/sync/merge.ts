@@ -81,9 +81,15 @@ const stageGroups = (users: string, where: string) => `
     -- A CSV export names groups without label or type: keep what a fuller read said.
     SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`;
 
-/** A user record's raw without its groups (any spelling of the key): what a group's rename leaves as it was. */
-const rawWithoutGroups = (raw: string) =>
-  `(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> 'groups')`;
+/**
+ * Whether two records' raw are equal but for their groups (under any spelling of the key): what
+ * a group's rename leaves as it was. The usual spelling is a key removal; others take a rebuild.
+ */
+const rawEqualButGroups = (a: string, b: string) => {
+  const without = (raw: string) => `(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> 'groups')`;
+  return `CASE WHEN ${a} ? 'groups' AND ${b} ? 'groups' THEN (${a} - 'groups') = (${b} - 'groups')
+               ELSE ${without(a)} = ${without(b)} END`;
+};
 
 /**
  * The group step, once per run after the users are merged (groups are a few hundred, users up to
@@ -189,7 +195,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
    FROM stage_users s, cpq.users u
    WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id AND s.has_groups
      AND (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS NOT DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')})
-     AND ${rawWithoutGroups('u.raw')} = ${rawWithoutGroups('s.raw')}
+     AND ${rawEqualButGroups('u.raw', 's.raw')}
      AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
                      AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))
      AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id
