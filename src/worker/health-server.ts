@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from '../logger.js';
 import type { WorkerMetrics } from './metrics.js';
-import type { ReadinessReport } from './readiness.js';
+import { publicReadiness, type ReadinessReport } from './readiness.js';
 
 export interface HealthServerOptions {
   /** HTTP_PORT; 0 picks a free port (tests). */
@@ -18,10 +18,17 @@ export interface HealthServerOptions {
  * /healthz (the process is up and answering), /readyz (database reachable, runs not failing
  * beyond SYNC_STALE_AFTER) and /metrics (Prometheus). Read-only GET/HEAD; no credentials
  * appear in any answer.
+ *
+ * /readyz says ready or not and the age of the last success, to every client alike: the
+ * reasons (database errors, a failed run's error text with URLs, logins, field values) go to
+ * the worker's log when readiness changes, never over HTTP. Telling loopback clients more would
+ * not be safe: a proxy or service-mesh sidecar on the host makes every stranger a loopback client.
  */
 export class HealthServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** The last verdict logged, so a change is logged once, not once per probe. */
+  private lastVerdict: string | undefined;
 
   constructor(private readonly options: HealthServerOptions) {}
 
@@ -62,13 +69,23 @@ export class HealthServer {
         return send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
       case '/readyz': {
         const report = await this.options.readiness();
-        return send(res, report.ready ? 200 : 503, 'application/json; charset=utf-8', `${JSON.stringify(report)}\n`);
+        this.logChange(report);
+        return send(res, report.ready ? 200 : 503, 'application/json; charset=utf-8', `${JSON.stringify(publicReadiness(report))}\n`);
       }
       case '/metrics':
         return send(res, 200, this.options.metrics.contentType, await this.options.metrics.text());
       default:
         return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /healthz, /readyz or /metrics\n');
     }
+  }
+
+  private logChange(report: ReadinessReport): void {
+    const verdict = `${report.ready}|${report.database}|${report.runs}`;
+    if (verdict === this.lastVerdict) return;
+    this.lastVerdict = verdict;
+    const details = { database: report.database, runs: report.runs, lastRun: report.lastRun };
+    if (report.ready) this.options.log.info(details, 'readiness: ready');
+    else this.options.log.warn(details, 'readiness: not ready');
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,6 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { oneLine } from '../errors.js';
-import { readRunHealth } from './run-health.js';
+import { readRunHealth, type Queryable } from './run-health.js';
 import { withTimeout } from './timeout.js';
 
 export interface ReadinessOptions {
@@ -11,6 +11,7 @@ export interface ReadinessOptions {
   now?: () => Date;
 }
 
+/** The full verdict, for the worker's own log: it holds error text (URLs, logins, field values), so it is never served over HTTP. */
 export interface ReadinessReport {
   ready: boolean;
   /** "ok", or why the database could not be read. */
@@ -22,15 +23,29 @@ export interface ReadinessReport {
 }
 
 /**
+ * What /readyz tells whoever asks: ready or not, and how long ago the last run succeeded
+ * (null: never, or the database could not be read). No error text, no run details.
+ */
+export interface PublicReadiness {
+  ready: boolean;
+  lastSuccessAgeSeconds: number | null;
+}
+
+export function publicReadiness(report: ReadinessReport, now: Date = new Date()): PublicReadiness {
+  const lastSuccess = report.lastSuccessAt === null ? null : Date.parse(report.lastSuccessAt);
+  return { ready: report.ready, lastSuccessAgeSeconds: lastSuccess === null ? null : Math.max(0, Math.round((now.getTime() - lastSuccess) / 1000)) };
+}
+
+/**
  * Ready = the database answers, and runs have not been failing for longer than SYNC_STALE_AFTER.
  * One failed run after a good one does not flip readiness (CPQ has outages; the next run
  * retries); a streak of failures that outlasts SYNC_STALE_AFTER does. No runs yet is ready.
  */
-export async function checkReadiness(pool: pg.Pool, options: ReadinessOptions): Promise<ReadinessReport> {
+export async function checkReadiness(source: Queryable, options: ReadinessOptions): Promise<ReadinessReport> {
   const now = options.now?.() ?? new Date();
   let health;
   try {
-    health = await withTimeout(readRunHealth(pool), options.timeoutMs ?? 3000);
+    health = await withTimeout(readRunHealth(source), options.timeoutMs ?? 3000);
   } catch (err) {
     return {
       ready: false,
@@ -58,4 +73,86 @@ export async function checkReadiness(pool: pg.Pool, options: ReadinessOptions): 
     },
     lastSuccessAt: lastSuccessAt?.toISOString() ?? null,
   };
+}
+
+/**
+ * The database connection of /readyz and /metrics: one connection of its own, never one of the
+ * sync's pool, so that requests to those endpoints — however many — cannot take the
+ * connections a run needs or queue work in front of it. Every statement on it has a
+ * server-side `statement_timeout` (a query stuck behind a lock is cancelled, not left
+ * holding anything), and concurrent requests share the query in flight instead of queueing
+ * one each. A connection that failed or timed out is dropped; the next request opens another.
+ */
+export class HealthConnection implements Queryable {
+  private client: Promise<pg.Client> | undefined;
+  private readonly inFlight = new Map<string, Promise<pg.QueryResult>>();
+
+  /**
+   * `config`: how the sync's pool connects (pool.options); `timeoutMs`: statement, lock and
+   * connect timeout — under checkReadiness's 3 s, so that the server has cancelled a stuck
+   * query by the time /readyz answers.
+   */
+  constructor(
+    private readonly config: pg.ClientConfig,
+    private readonly timeoutMs = 2000,
+  ) {}
+
+  static forPool(pool: pg.Pool, timeoutMs?: number): HealthConnection {
+    return new HealthConnection(pool.options, timeoutMs);
+  }
+
+  private connect(): Promise<pg.Client> {
+    this.client ??= (async () => {
+      const client = new pg.Client({
+        ...this.config,
+        application_name: 'cpq-user-sync health',
+        statement_timeout: this.timeoutMs,
+        lock_timeout: this.timeoutMs,
+        connectionTimeoutMillis: this.timeoutMs,
+      });
+      // A connection that dies while idle must not crash the worker; the next query reports it.
+      client.on('error', () => this.drop(client));
+      await client.connect();
+      return client;
+    })();
+    const pending = this.client;
+    pending.catch(() => {
+      if (this.client === pending) this.client = undefined;
+    });
+    return pending;
+  }
+
+  private drop(client: pg.Client): void {
+    void this.client?.then((current) => {
+      if (current === client) this.client = undefined;
+    }, () => undefined);
+    void client.end().catch(() => undefined);
+  }
+
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    const key = JSON.stringify([text, values ?? []]);
+    let pending = this.inFlight.get(key);
+    if (!pending) {
+      pending = (async () => {
+        const client = await this.connect();
+        try {
+          // The outer bound covers a server that does not answer at all (statement_timeout is the server's).
+          return await withTimeout(client.query(text, values), this.timeoutMs + 500, 'the database gave no answer');
+        } catch (err) {
+          // An answer from the server (a statement timeout, a missing table) leaves the connection
+          // usable; anything else (it broke, or never answered) ends it.
+          if (!(err instanceof pg.DatabaseError)) this.drop(client);
+          throw err;
+        }
+      })().finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, pending);
+    }
+    return pending as Promise<pg.QueryResult<R>>;
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    await client?.then((c) => c.end()).catch(() => undefined);
+  }
 }

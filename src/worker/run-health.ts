@@ -27,11 +27,17 @@ export interface RunHealth {
 
 const UNDEFINED_TABLE = '42P01';
 
+/** A pool, or a connection of its own (the health endpoints use one: see HealthConnection). */
+export interface Queryable {
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
 /** Reads the run history's verdict; a database without the cpq tables yet has no runs. */
-export async function readRunHealth(pool: pg.Pool): Promise<RunHealth> {
-  let rows: { id: string | null; status: ConcludedRun['status'] | null; started_at: Date | null; finished_at: Date | null; error: string | null; last_success: Date | null; first_started: Date | null }[];
+export async function readRunHealth(pool: Queryable): Promise<RunHealth> {
+  type Row = { id: string | null; status: ConcludedRun['status'] | null; started_at: Date | null; finished_at: Date | null; error: string | null; last_success: Date | null; first_started: Date | null };
+  let rows: Row[];
   try {
-    ({ rows } = await pool.query(
+    ({ rows } = await pool.query<Row>(
       `SELECT c.id, c.status, c.started_at, c.finished_at, c.error,
               (SELECT max(finished_at) FROM cpq.sync_runs WHERE status = 'succeeded') AS last_success,
               (SELECT min(started_at) FROM cpq.sync_runs) AS first_started

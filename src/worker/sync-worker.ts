@@ -5,8 +5,7 @@ import { runSync, type SyncDeps } from '../sync/run.js';
 import { CronSchedule } from './cron-schedule.js';
 import { HealthServer } from './health-server.js';
 import { WorkerMetrics, type RunObservation } from './metrics.js';
-import { checkReadiness } from './readiness.js';
-import { withTimeout } from './timeout.js';
+import { HealthConnection, checkReadiness } from './readiness.js';
 
 /** What a run left in cpq.sync_runs that metrics need beyond RunResult. */
 interface RunRecord {
@@ -25,6 +24,8 @@ export class SyncWorker {
   private readonly stopping = new AbortController();
   private readonly schedule: CronSchedule;
   private health: HealthServer | undefined;
+  /** /readyz and /metrics read the database over this connection, never the sync's pool. */
+  private readonly healthDb: HealthConnection;
   private current: Promise<void> | undefined;
   /** The port health and metrics listen on, once started; undefined when HTTP_PORT is unset. */
   httpPort: number | undefined;
@@ -40,11 +41,11 @@ export class SyncWorker {
       onTick: () => this.runOnce(),
       onOverlap: () => this.metrics.recordSkip('overlap'),
     });
+    this.healthDb = HealthConnection.forPool(deps.pool);
     this.metrics = new WorkerMetrics({
       lastSuccess: async () => {
-        const query = deps.pool.query<{ at: Date | null }>(`SELECT max(finished_at) AS at FROM cpq.sync_runs WHERE status = 'succeeded'`);
-        // A scrape must not hang on a database that does not answer.
-        const { rows } = await withTimeout(query, 3000, 'the database gave no answer');
+        // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
+        const { rows } = await this.healthDb.query<{ at: Date | null }>(`SELECT max(finished_at) AS at FROM cpq.sync_runs WHERE status = 'succeeded'`);
         return rows[0]?.at ?? null;
       },
     });
@@ -52,7 +53,7 @@ export class SyncWorker {
 
   /** Applies migrations (so /readyz and `status` find the tables), opens HTTP_PORT, starts the schedule. */
   async start(): Promise<void> {
-    const { config, log, pool } = this.deps;
+    const { config, log } = this.deps;
     await migrate(this.deps.db, { onAhead: logAhead(log) }).catch((err: unknown) => {
       throw err instanceof SyncError ? err : new SyncError('database', `database error: ${(err as Error).message}`);
     });
@@ -60,7 +61,7 @@ export class SyncWorker {
       this.health = new HealthServer({
         port: config.worker.httpPort,
         host: config.worker.httpHost,
-        readiness: () => checkReadiness(pool, { staleAfterMs: config.worker.staleAfterMs }),
+        readiness: () => checkReadiness(this.healthDb, { staleAfterMs: config.worker.staleAfterMs }),
         metrics: this.metrics,
         log,
       });
@@ -157,6 +158,7 @@ export class SyncWorker {
     this.stopping.abort(new Error('worker stopping'));
     await this.current;
     await this.health?.stop();
+    await this.healthDb.close();
     this.deps.log.info('worker stopped');
   }
 }
