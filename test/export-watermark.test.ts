@@ -1,6 +1,10 @@
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
 import { cli } from './helpers/cli-process.js';
 import { startHarness, type Harness } from './helpers/harness.js';
@@ -179,5 +183,44 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     const both = await cli(['changes', '--after', '1', '--since', '1'], env);
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/exactly one of --after <watermark> and --since/);
+  });
+});
+
+describe('migration 0009 on a database of an earlier release', () => {
+  it('numbers the successful runs it finds in id order (the sync lock kept that commit order), and the next run after them', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
+    try {
+      for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < '0009')) cpSync(join(MIGRATIONS_DIR, file), join(earlier, file));
+      await h.t.query('DROP SCHEMA cpq CASCADE');
+      await migrate(h.t.db, { dir: earlier });
+    } finally {
+      rmSync(earlier, { recursive: true, force: true });
+    }
+    // Runs of that release: succeeded, failed, succeeded, each succeeded one with a change row.
+    await h.t.query(
+      `INSERT INTO cpq.sync_runs (status, mode, finished_at, effective_at, error)
+       VALUES ('succeeded', 'full', now(), now(), NULL), ('failed', 'full', now(), NULL, 'boom'), ('succeeded', 'incremental', now(), now(), NULL)`,
+    );
+    await h.t.query(
+      `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, detected_at, diff)
+       VALUES (1, 'update', 1, '_host', 'a', now(), '{}'), (3, 'update', 1, '_host', 'a', now(), '{}')`,
+    );
+
+    expect(await migrate(h.t.db)).toContain('0009_commit_order');
+    const runs = await h.t.query<{ id: string; commit_seq: string | null; same: boolean }>(
+      `SELECT id::text, commit_seq::text, committed_at = finished_at AS same FROM cpq.sync_runs ORDER BY id`,
+    );
+    expect(runs).toEqual([
+      { id: '1', commit_seq: '1', same: true },
+      { id: '2', commit_seq: null, same: null }, // a failed run committed nothing: no committed_at
+      { id: '3', commit_seq: '2', same: true },
+    ]);
+    const all = await poll('0');
+    expect(all.watermark).toBe('2');
+    expect(all.changeIds).toEqual(['1', '2']);
+    const next = await h.sync();
+    expect(await h.t.query(`SELECT commit_seq::text FROM cpq.sync_runs WHERE id = $1`, [next.runId])).toEqual([{ commit_seq: '3' }]);
+    expect((await poll(all.watermark)).changeIds).toHaveLength(2); // the first load of the two users
   });
 });
