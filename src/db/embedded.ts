@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -306,7 +306,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
         throw explain('password upgrade (a data folder of an earlier release)', err);
       });
     } else {
+      // Back to 0600 if someone loosened it (a copy, a restore); the password itself stays.
+      await chmod(passwordPath, 0o600);
       password = (await readFile(passwordPath, 'utf8')).trim();
+      if (!/^[0-9a-f]{48}$/.test(password)) throw new SyncError('database', `embedded Postgres: ${passwordPath} does not hold a password this tool wrote; remove it to set a new one at the next start`);
     }
     server = await startServer(runtime, [
       '-c',
