@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { integerText, parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
+import { integerValue, parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
 
-const modules = { integerText, parseExactJson, stringifyExactJson };
+const modules = { integerValue, parseExactJson, stringifyExactJson };
 import { copyLine, copyPayload } from '../src/db/copy.js';
 import { retryAfterMs, backoffMs } from '../src/cpq/http-client.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
@@ -82,10 +82,10 @@ describe('exact JSON', () => {
   it('keeps integers beyond 2^53 exact and leaves strings that look like them alone', () => {
     const text =
       '{"a":181556695830934950,"b":[-935719302534024740, 12],"s":"x\\" 181556695830934950","t":"9007199254740993","f":1.5,"safe":9007199254740991}';
-    const { parseExactJson, stringifyExactJson, integerText } = modules;
+    const { parseExactJson, stringifyExactJson, integerValue } = modules;
     const value = parseExactJson(text) as Record<string, unknown>;
-    expect(integerText(value.a)).toBe('181556695830934950');
-    expect(integerText((value.b as unknown[])[0])).toBe('-935719302534024740');
+    expect(integerValue(value.a)).toBe(181556695830934950n);
+    expect(integerValue((value.b as unknown[])[0])).toBe(-935719302534024740n);
     expect(value.s).toBe('x" 181556695830934950');
     expect(value.t).toBe('9007199254740993');
     expect(value.safe).toBe(9007199254740991);

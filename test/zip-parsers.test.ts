@@ -73,13 +73,13 @@ describe('.json entries', () => {
     '\uFEFF{"links":[{"rel":"self","href":"x]}"}],"items":[ {"login":"a","partyId":181556695830934950,"n":{"x":[1,2,{"y":"}]\\""}]}},\n' +
     '{"login":"b\\u00e9","id":3024590297, "f":1.5e3}\n],"count":2,"hasMore":false,"nested":{"items":[1]}}  \n';
 
-  it('streams the items of a collection body, keeping int64 digits exact, whatever the chunking', () => {
+  it('streams the items of a collection body, keeping every number literal exact, whatever the chunking', () => {
     const whole = jsonItems(body);
     expect(whole.map((r) => r.where)).toEqual(['items[0]', 'items[1]']);
     const first = whole[0]!.record as Record<string, unknown>;
     expect(exact(first.partyId)).toBe('181556695830934950');
     expect(first.n).toEqual({ x: [1, 2, { y: '}]"' }] });
-    expect(whole[1]!.record).toEqual({ login: 'bé', id: 3024590297, f: 1500 });
+    expect(exact(whole[1]!.record)).toBe('{"login":"bé","id":3024590297,"f":1.5e3}');
     // Every single cut, and cuts at every character: the same records.
     for (let cut = 1; cut < body.length; cut++) expect(jsonItems(body, [cut]).map((r) => exact(r.record))).toEqual(whole.map((r) => exact(r.record)));
     const everyChar = Array.from({ length: body.length - 1 }, (_, i) => i + 1);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { displayValue, integerText, isJsonObject, isLosslessNumber, markedIntegerDigits, stringifyExactJson } from '../cpq/json.js';
+import { displayValue, integerValue, isJsonObject, isLosslessNumber, markedNumberLiteral, numberLiteralOf, stringifyExactJson, unstorableNumber } from '../cpq/json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, canonicalFieldName, canonicalize, spellingWins, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
@@ -52,6 +52,8 @@ export interface RecordSource {
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
+const INT32_MIN = -(2n ** 31n);
+const INT32_MAX = 2n ** 31n - 1n;
 const NUL = '\u0000';
 const CANONICAL_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
 const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
@@ -92,12 +94,15 @@ class FieldReader {
   text(field: string, value: unknown): string | null {
     if (value === null || value === undefined) return null;
     if (typeof value === 'string') {
-      const digits = markedIntegerDigits(value);
-      if (digits !== undefined) return digits;
-      if (value.includes(NUL)) this.fail(field, 'contains a NUL character, which Postgres text cannot store');
+      const literal = markedNumberLiteral(value);
+      if (literal !== undefined) return literal;
+      if (value.includes(NUL)) this.fail(field, unstorableNumber(value) ?? 'contains a NUL character, which Postgres text cannot store');
       return value;
     }
-    if (typeof value === 'number' || typeof value === 'boolean' || isLosslessNumber(value)) return String(value);
+    // A number in a text column is stored as it was written: 1.50 stays 1.50.
+    const literal = numberLiteralOf(value);
+    if (literal !== undefined) return literal;
+    if (typeof value === 'boolean') return String(value);
     return this.fail(field, `must be text, got ${describe(value)}`);
   }
 
@@ -120,19 +125,20 @@ class FieldReader {
 
   bigint(field: string, value: unknown): string | null {
     if (value === null || value === undefined || value === '') return null;
-    const digits = integerText(value);
-    if (digits === undefined) return this.fail(field, `must be a whole number, got ${describe(value)}`);
-    const n = BigInt(digits);
-    if (n < INT64_MIN || n > INT64_MAX) return this.fail(field, `${digits} does not fit in a 64-bit integer`);
-    return n.toString();
+    return this.whole(field, value, INT64_MIN, INT64_MAX, 'a 64-bit integer');
   }
 
   integer(field: string, value: unknown): string | null {
-    const digits = this.bigint(field, value);
-    if (digits !== null && (BigInt(digits) > 2147483647n || BigInt(digits) < -2147483648n)) {
-      this.fail(field, `${digits} does not fit in a 32-bit integer`);
-    }
-    return digits;
+    return this.whole(field, value, INT32_MIN, INT32_MAX, 'a 32-bit integer');
+  }
+
+  /** A whole number in any notation (see integerValue), within [min, max]. */
+  private whole(field: string, value: unknown, min: bigint, max: bigint, column: string): string | null {
+    if (value === null || value === undefined || value === '') return null;
+    const n = integerValue(value);
+    if (n === undefined) return this.fail(field, `must be a whole number, got ${describe(value)}`);
+    if (n < min || n > max) return this.fail(field, `${describe(value)} does not fit in ${column}`);
+    return n.toString();
   }
 
   timestamp(field: string, value: unknown): string | null {
@@ -273,12 +279,18 @@ function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'
  */
 function findUnstorable(value: unknown, path: string): { path: string; problem: string } | undefined {
   if (typeof value === 'string') {
-    if (markedIntegerDigits(value) !== undefined) return undefined;
+    if (markedNumberLiteral(value) !== undefined) return undefined;
+    const overflow = unstorableNumber(value);
+    if (overflow !== undefined) return { path, problem: `holds the number ${overflow}` };
     if (value.includes(NUL)) return { path, problem: 'contains a NUL character, which Postgres cannot store' };
     if (LONE_SURROGATE.test(value)) return { path, problem: 'contains an unpaired UTF-16 surrogate (not valid Unicode), which Postgres cannot store' };
     return undefined;
   }
-  if (typeof value !== 'object' || value === null || isLosslessNumber(value)) return undefined;
+  if (isLosslessNumber(value)) {
+    const overflow = unstorableNumber(value);
+    return overflow === undefined ? undefined : { path, problem: `holds the number ${overflow}` };
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
   if (Array.isArray(value)) {
     for (const [i, item] of value.entries()) {
       const bad = findUnstorable(item, `${path}[${i}]`);

@@ -1,7 +1,7 @@
 import { isLosslessNumber } from 'lossless-json';
 import { expect } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
-import { markedIntegerDigits, parseExactJson, stringifyExactJson } from '../../src/cpq/json.js';
+import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../src/cpq/json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES } from '../../src/normalize/user-fields.js';
 import { stringifyExact, type CpqSimulator } from '../../src/simulator/index.js';
 import type { TestDatabase } from './database.js';
@@ -33,7 +33,7 @@ export const DIFF_COLUMNS: readonly { column: string; pgType: string }[] = [
 function textOf(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (isLosslessNumber(value)) return value.value;
-  const digits = markedIntegerDigits(value);
+  const digits = markedNumberLiteral(value);
   if (digits !== undefined) return digits;
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);

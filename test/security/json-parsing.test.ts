@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { parseExactJson, stringifyExactJson, unstorableNumber } from '../../src/cpq/json.js';
+
+/*
+ * An attacker who controls a CPQ response (a compromised site, or anyone in between when plain
+ * HTTP is allowed) sends JSON built to make the exact-number pre-pass backtrack. Before the fix,
+ * one valid 40k-digit number with a fraction cost ~3.6 s and 100k digits ~25 s, with the event
+ * loop blocked. The pre-pass is now linear: each of these bodies parses in well under a second
+ * (a bound 50x above what it takes, so a loaded machine cannot make it flaky, and 50x below the
+ * quadratic times).
+ */
+const DIGITS = 100_000;
+const digits = '7'.repeat(DIGITS);
+
+function timed<T>(work: () => T): { result: T; ms: number } {
+  const start = performance.now();
+  const result = work();
+  return { result, ms: performance.now() - start };
+}
+
+describe('attack: JSON built to make number parsing quadratic', () => {
+  it.each([
+    ['a 100k-digit integer', `${digits}`],
+    ['a 100k-digit integer with a fraction', `${digits}.5`],
+    ['a 100k-digit integer with an exponent', `${digits}e5`],
+    ['a fraction of 10k digits', `0.${digits.slice(0, 10_000)}`],
+    ['a negative 100k-digit number with both', `-${digits}.5E-7`],
+  ])('%s parses in linear time and comes back digit for digit', (_name, literal) => {
+    const text = `{"items":[{"login":"u1","n":${literal},"m":[${literal},${literal}]}]}`;
+    const { result, ms } = timed(() => parseExactJson(text));
+    expect(ms).toBeLessThan(1000);
+    expect(stringifyExactJson(result)).toBe(text);
+  });
+
+  it('a fraction of 100k digits parses in linear time and is named as more than Postgres can store', () => {
+    const { result, ms } = timed(() => parseExactJson(`{"n":0.${digits}}`));
+    expect(ms).toBeLessThan(1000);
+    expect(unstorableNumber((result as { n: unknown }).n)).toBe(`0.${digits.slice(0, 38)}… (100002 characters) needs 100000 digits after the decimal point; Postgres stores at most 16383`);
+  });
+
+  it('a string holding a 100k-digit run is left alone, in linear time', () => {
+    const text = `{"s":"x${digits}.5e3","t":"${digits}"}`;
+    const { result, ms } = timed(() => parseExactJson(text));
+    expect(ms).toBeLessThan(1000);
+    expect(result).toEqual({ s: `x${digits}.5e3`, t: digits });
+  });
+
+  it.each([
+    ['an unterminated string of escaped quotes', `{"a":"${'\\"'.repeat(DIGITS)}`],
+    ['a run of quotes and digits that never closes', `[${'"1'.repeat(DIGITS)}`],
+    ['a run of minus signs', `[${'-'.repeat(DIGITS)}1.0]`],
+    ['digits separated by dots', `[${'1.'.repeat(DIGITS)}0]`],
+  ])('invalid JSON (%s) is refused in linear time', (_name, text) => {
+    const start = performance.now();
+    expect(() => parseExactJson(text)).toThrow(SyntaxError);
+    expect(performance.now() - start).toBeLessThan(1000);
+  });
+});
