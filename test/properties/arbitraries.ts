@@ -29,9 +29,18 @@ export function wireText(value: Json): string {
 
 export const NUM_RUNS_FROM_ENV = Number(process.env.FC_NUM_RUNS ?? '') || undefined;
 
-/** numRuns for CI, or FC_NUM_RUNS (npm run test:deep); fast-check prints seed and path of any failure. */
-export function runs(ci: number): { numRuns: number } {
-  return { numRuns: NUM_RUNS_FROM_ENV ?? ci };
+/**
+ * numRuns for CI, or FC_NUM_RUNS (npm run test:deep); fast-check prints seed and path of any
+ * failure, and FC_SEED=<seed> FC_PATH=<path> replays it.
+ */
+export function runs(ci: number): fc.Parameters<unknown> {
+  const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true };
+  return { numRuns: NUM_RUNS_FROM_ENV ?? ci, ...replay };
+}
+
+/** A property's vitest timeout: room for its CI cases and for shrinking a failure; an hour under FC_NUM_RUNS. */
+export function propertyTimeout(ciMs: number): number {
+  return NUM_RUNS_FROM_ENV === undefined ? ciMs : 3_600_000;
 }
 
 // ------------------------------------------------------------------ scalars

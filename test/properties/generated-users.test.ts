@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
 import { runSync } from '../../src/sync/run.js';
 import { startHarness } from '../helpers/harness.js';
-import { companyUser, groupPool, refusalOf, runs, type GeneratedUser, type GroupDef } from './arbitraries.js';
-import { addToSimulator, expectStored, type PlacedUser } from './site.js';
+import { companyUser, groupPool, propertyTimeout, refusalOf, runs, type GeneratedUser, type GroupDef } from './arbitraries.js';
+import { addToSimulator, expectStored, resetSite, type PlacedUser } from './site.js';
 
 /*
  * Properties of one sync of generated users (test/properties/arbitraries.ts) through the real
@@ -43,50 +43,53 @@ function describeUser(u: GeneratedUser): string {
 
 describe('generated CPQ users (property)', () => {
   it('load exactly by the documented mapping, or the run names the one record refused; a second run logs nothing', async () => {
-    await fc.assert(
-      fc.asyncProperty(aCase, secondRun, async ({ groups, users }, second) => {
-        const h = await startHarness(
-          { partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false, zipExport: {} },
-          { CPQ_COMPANIES: COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
-        );
-        try {
-          for (const placed of users) addToSimulator(h.sim, placed, groups);
-          const refused = users.filter((p) => refusalOf(p.user) !== undefined);
-          if (refused.length > 0) {
-            const error = await h.syncError();
-            const message = error.message.split('\n')[0]!;
-            expect(error.message, 'one line').not.toContain('\n');
-            const named = refused.filter((p) => message.includes(`"${p.company}/u${users.indexOf(p)}`) && message.includes(`field "${refusalOf(p.user)}"`));
-            expect(named.length, `the error names a refused record and its field: ${message}`).toBeGreaterThan(0);
-            const [{ count }] = (await h.t.query<{ count: string }>(`SELECT count(*)::text AS count FROM cpq.users`)) as [{ count: string }];
-            expect(count, 'nothing loaded').toBe('0');
-            return;
-          }
-          const first = await h.sync();
-          expect(first.status).toBe('succeeded');
-          await expectStored(h.t, users, groups);
-
-          const log = { pool: h.t.pool, db: h.t.db, config: withFormat(h.config, second.format), log: h.log };
-          const again = await runSync(log, { full: second.full });
-          expect(again.status).toBe('succeeded');
-          const changes = await h.t.query(`SELECT change, login, diff::text FROM cpq.user_changes WHERE run_id = $1`, [again.runId]);
-          expect(changes, `changes logged by a second run (${second.full ? 'full' : 'incremental'}, ${second.format})`).toEqual([]);
-          expect({ inserted: again.inserted, updated: again.updated, deleted: again.deleted, restored: again.restored }).toEqual({
-            inserted: 0,
-            updated: 0,
-            deleted: 0,
-            restored: 0,
-          });
-          await expectStored(h.t, users, groups);
-        } catch (error) {
-          // The shrunk case as data, next to fast-check's seed and path.
-          (error as Error).message += `\nusers: ${users.map((p) => `${p.company}: ${describeUser(p.user)}`).join('\n       ')}`;
-          throw error;
-        } finally {
-          await h.close();
-        }
-      }),
-      runs(12),
+    const h = await startHarness(
+      { partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false, zipExport: {} },
+      { CPQ_COMPANIES: COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
     );
-  });
+    try {
+      await fc.assert(
+        fc.asyncProperty(aCase, secondRun, async ({ groups, users }, second) => {
+          await resetSite(h.sim, h.t);
+          try {
+            for (const placed of users) addToSimulator(h.sim, placed, groups);
+            const refused = users.filter((p) => refusalOf(p.user) !== undefined);
+            if (refused.length > 0) {
+              const error = await h.syncError();
+              const message = error.message.split('\n')[0]!;
+              expect(error.message, 'one line').not.toContain('\n');
+              const named = refused.filter((p) => message.includes(`"${p.company}/u${users.indexOf(p)}`) && message.includes(`field "${refusalOf(p.user)}"`));
+              expect(named.length, `the error names a refused record and its field: ${message}`).toBeGreaterThan(0);
+              const [{ count }] = (await h.t.query<{ count: string }>(`SELECT count(*)::text AS count FROM cpq.users`)) as [{ count: string }];
+              expect(count, 'nothing loaded').toBe('0');
+              return;
+            }
+            const first = await h.sync();
+            expect(first.status).toBe('succeeded');
+            await expectStored(h.t, users, groups);
+
+            const log = { pool: h.t.pool, db: h.t.db, config: withFormat(h.config, second.format), log: h.log };
+            const again = await runSync(log, { full: second.full });
+            expect(again.status).toBe('succeeded');
+            const changes = await h.t.query(`SELECT change, login, diff::text FROM cpq.user_changes WHERE run_id = $1`, [again.runId]);
+            expect(changes, `changes logged by a second run (${second.full ? 'full' : 'incremental'}, ${second.format})`).toEqual([]);
+            expect({ inserted: again.inserted, updated: again.updated, deleted: again.deleted, restored: again.restored }).toEqual({
+              inserted: 0,
+              updated: 0,
+              deleted: 0,
+              restored: 0,
+            });
+            await expectStored(h.t, users, groups);
+          } catch (error) {
+            // The shrunk case as data, next to fast-check's seed and path.
+            (error as Error).message += `\nusers: ${users.map((p) => `${p.company}: ${describeUser(p.user)}`).join('\n       ')}`;
+            throw error;
+          }
+        }),
+        runs(20),
+      );
+    } finally {
+      await h.close();
+    }
+  }, propertyTimeout(240_000));
 });

@@ -72,6 +72,16 @@ export function addToSimulator(sim: CpqSimulator, placed: PlacedUser, groups: re
   sim.addUser(placed.company, record, { exact: true, spelling });
 }
 
+/** Empties the simulator and every cpq table (migrations kept): a new case without a new database, which costs ~1 s. */
+export async function resetSite(sim: CpqSimulator, t: TestDatabase): Promise<void> {
+  for (const company of sim.companyLogins()) for (const user of sim.users(company)) sim.deleteUser(company, String(user.login));
+  const tables = await t.query<{ name: string }>(
+    `SELECT table_name AS name FROM information_schema.tables
+     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name NOT LIKE 'kysely%'`,
+  );
+  await t.query(`TRUNCATE ${tables.map((x) => `cpq."${x.name}"`).join(', ')} RESTART IDENTITY CASCADE`);
+}
+
 // ------------------------------------------------------------------ expected rows
 
 const literal = (value: Json): string | null => {

@@ -1,0 +1,398 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { AppConfig } from '../../src/config.js';
+import type { CpqSimulator } from '../../src/simulator/index.js';
+import { runSync, type RunResult } from '../../src/sync/run.js';
+import { expectInSync, rowVersions } from '../helpers/db-equals-simulator.js';
+import { startHarness, type Harness } from '../helpers/harness.js';
+import { propertyTimeout, runs } from './arbitraries.js';
+
+/*
+ * Model-based test of run sequences. The simulator is the site; the model is what the database
+ * must hold: for each (company, login) the record as last read, or deleted, the cursor of each
+ * stream, and the state after every run. Random admin actions (create, update, delete and restore
+ * users in any company; change only groups or permissions, with or without moving dateModified;
+ * create and update integration users through POST and PATCH; move the clock) are interleaved
+ * with full, incremental, zip and interrupted runs. After every run:
+ *  - the tables equal the model (test/helpers/db-equals-simulator.ts, given the model as the site);
+ *  - the run's change rows are exactly the model's diffs (insert/update/delete/restore per user),
+ *    and replaying the whole change log gives the tables (expectChangeLogConsistent);
+ *  - the as-of functions at every earlier run's effective_at give that run's state.
+ * An interrupted run changes no row.
+ */
+
+const COMPANIES = ['_host', 'partner1'] as const;
+const LOOKBACK_MS = 2 * 60_000;
+const INTEGRATION_PATH = '/cpq/rest/v19/integrationUsers';
+const POOL_GROUPS = ['adminAccessGroupsOnly', 'excludeMDBParts'];
+/** One label and type per group name, as the site defines them (the first two from Oracle's sample, as the simulator's pool). */
+const GROUP_DEFINITIONS: Record<string, { label: string; type: string }> = {
+  adminAccessGroupsOnly: { label: 'Admin Access- Groups', type: 'Administrator' },
+  excludeMDBParts: { label: 'No Longer Used 07', type: 'Sales' },
+  grpA: { label: 'Group A', type: 'Sales' },
+  grpB: { label: 'Group B', type: 'Partner' },
+};
+
+type Rec = Record<string, unknown>;
+const key = (company: string, login: string) => `${company}\u0001${login}`;
+
+interface ModelUser {
+  company: string;
+  login: string;
+  record: Rec;
+  deleted: boolean;
+}
+
+/** What the database must hold. */
+interface Model {
+  users: Map<string, ModelUser>;
+  /** stream -> newest dateModified read (ISO), as sync_state.cursor. */
+  cursors: Map<string, string>;
+  /** Users deleted from the site, to restore. */
+  gone: { company: string; record: Rec }[];
+  clock: { now: number };
+  /** Per successful run: effective_at and the present users' records then. */
+  history: { runId: string; effectiveAt: string; present: Map<string, string> }[];
+  nextClient: number;
+}
+
+interface Real {
+  h: Harness;
+}
+
+const byLogin = (a: Rec, b: Rec) => (String(a.login) < String(b.login) ? -1 : String(a.login) > String(b.login) ? 1 : 0);
+const same = (a: Rec, b: Rec) => JSON.stringify(a) === JSON.stringify(b);
+const stable = (r: Rec) => JSON.stringify(r);
+
+function withFormat(config: AppConfig, format: 'json' | 'zip'): AppConfig {
+  return { ...config, cpq: { ...config.cpq!, exportFormat: format } };
+}
+
+/** The model as the `sim` expectInSync compares with: its present users, as records. */
+function modelAsSite(model: Model): CpqSimulator {
+  return {
+    companyLogins: () => [...COMPANIES],
+    users: (company: string) =>
+      [...model.users.values()]
+        .filter((u) => u.company === company && !u.deleted)
+        .map((u) => u.record)
+        .sort(byLogin),
+    fieldRenames: () => ({}),
+  } as unknown as CpqSimulator;
+}
+
+/**
+ * Applies a successful run to the model: each stream read in full (asked, zip, or no cursor yet)
+ * brings every site user of it and deletes the others; an incremental read brings the users
+ * whose dateModified is at or after cursor - lookback. Returns the expected change per user.
+ */
+function applyRun(model: Model, sim: CpqSimulator, full: boolean, format: 'json' | 'zip'): Map<string, string> {
+  const read = new Map<string, { company: string; record: Rec }>();
+  const fullCompanies = new Set<string>();
+  const since = (stream: string) => {
+    const cursor = model.cursors.get(stream);
+    return full || cursor === undefined ? undefined : new Date(Date.parse(cursor) - LOOKBACK_MS).toISOString();
+  };
+  const newest = new Map<string, string>();
+  const note = (stream: string, record: Rec) => {
+    const d = record.dateModified as string | undefined;
+    if (d && (!newest.has(stream) || d > newest.get(stream)!)) newest.set(stream, d);
+  };
+  for (const company of COMPANIES) {
+    const stream = `companies/${company}`;
+    const from = format === 'zip' ? undefined : since(stream);
+    if (from === undefined) fullCompanies.add(company);
+    for (const record of sim.users(company)) {
+      if (from !== undefined && !(typeof record.dateModified === 'string' && record.dateModified >= from)) continue;
+      read.set(key(company, String(record.login)), { company, record });
+      note(stream, record);
+    }
+  }
+  const integrationFrom = since('integrationUsers');
+  for (const record of sim.integrationUsers()) {
+    note('integrationUsers', record);
+    if (integrationFrom !== undefined && !(typeof record.dateModified === 'string' && record.dateModified >= integrationFrom)) continue;
+    read.set(key('_host', String(record.login)), { company: '_host', record });
+  }
+  for (const [stream, d] of newest) {
+    const stored = model.cursors.get(stream);
+    // incremental reads note only what they read; the newest overall is what a full read saw
+    if (stored === undefined || d > stored) model.cursors.set(stream, d);
+  }
+
+  const changes = new Map<string, string>();
+  for (const [k, { company, record }] of read) {
+    const before = model.users.get(k);
+    if (!before) changes.set(k, 'insert');
+    else if (before.deleted) changes.set(k, 'restore');
+    else if (!same(before.record, record)) changes.set(k, 'update');
+    model.users.set(k, { company, login: String(record.login), record, deleted: false });
+  }
+  for (const [k, u] of model.users) {
+    if (u.deleted || !fullCompanies.has(u.company) || read.has(k)) continue;
+    if (sim.user(u.company, u.login)) continue;
+    u.deleted = true;
+    changes.set(k, 'delete');
+  }
+  return changes;
+}
+
+function presentState(model: Model): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [k, u] of model.users) if (!u.deleted) out.set(k, stable(u.record));
+  return out;
+}
+
+async function checkRun(model: Model, real: Real, result: RunResult, expectedChanges: Map<string, string>): Promise<void> {
+  const { h } = real;
+  expect(result.status).toBe('succeeded');
+  await expectInSync({ sim: modelAsSite(model), t: h.t, config: h.config });
+  const rows = await h.t.query<{ company_login: string; login: string; change: string }>(`SELECT company_login, login, change FROM cpq.user_changes WHERE run_id = $1`, [result.runId]);
+  const logged = Object.fromEntries(rows.map((r) => [key(r.company_login, r.login), r.change]));
+  expect(logged, `change rows of run ${result.runId} against the model's diffs`).toEqual(Object.fromEntries(expectedChanges));
+
+  const [run] = await h.t.query<{ effective_at: string }>(`SELECT effective_at::text FROM cpq.sync_runs WHERE id = $1`, [result.runId]);
+  model.history.push({ runId: result.runId, effectiveAt: run!.effective_at, present: presentState(model) });
+  // The as-of state at every run so far equals the model's state after that run.
+  for (const past of model.history) {
+    const asOf = await h.t.query<{ company_login: string; login: string; raw: string }>(
+      `SELECT company_login, login, raw::text AS raw FROM cpq.users_as_of($1::timestamptz) WHERE deleted_at IS NULL`,
+      [past.effectiveAt],
+    );
+    expect(asOf.map((r) => key(r.company_login, r.login)).sort(), `present users as of run ${past.runId}`).toEqual([...past.present.keys()].sort());
+    const groups = await h.t.query<{ company_login: string; login: string; g: string }>(
+      `SELECT u.company_login, u.login, ug.group_variable_name AS g
+       FROM cpq.user_groups_as_of($1::timestamptz) ug JOIN cpq.users_as_of($1::timestamptz) u ON u.id = ug.user_id`,
+      [past.effectiveAt],
+    );
+    const expectedGroups: string[] = [];
+    for (const [k, text] of past.present) {
+      const record = JSON.parse(text) as Rec;
+      for (const g of ((record.groups as { items?: Rec[] } | undefined)?.items ?? []) as Rec[]) expectedGroups.push(`${k}\u0001${String(g.variableName)}`);
+    }
+    expect(groups.map((r) => `${key(r.company_login, r.login)}\u0001${r.g}`).sort(), `memberships as of run ${past.runId}`).toEqual([...new Set(expectedGroups)].sort());
+  }
+}
+
+// ------------------------------------------------------------------ commands
+
+type Cmd = fc.AsyncCommand<Model, Real>;
+
+const pick = <T>(items: readonly T[], n: number): T | undefined => (items.length === 0 ? undefined : items[n % items.length]);
+
+class MoveClock implements Cmd {
+  constructor(readonly ms: number) {}
+  check = () => true;
+  async run(model: Model) {
+    model.clock.now += this.ms;
+  }
+  toString = () => `clock +${this.ms / 1000}s`;
+}
+
+class CreateUser implements Cmd {
+  constructor(readonly company: string) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    h.sim.addUser(this.company);
+  }
+  toString = () => `create user in ${this.company}`;
+}
+
+class UpdateUser implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly lastName: string,
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (user) h.sim.updateUser(this.company, String(user.login), { lastName: this.lastName, status: { value: this.n % 2, displayValue: this.n % 2 ? 'Active' : 'Inactive' } });
+  }
+  toString = () => `update user #${this.n} of ${this.company}: lastName ${JSON.stringify(this.lastName)}`;
+}
+
+class DeleteUser implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (!user) return;
+    h.sim.deleteUser(this.company, String(user.login));
+    model.gone.push({ company: this.company, record: user });
+  }
+  toString = () => `delete user #${this.n} of ${this.company}`;
+}
+
+class RestoreUser implements Cmd {
+  constructor(readonly n: number) {}
+  check = (model: Readonly<Model>) => model.gone.length > 0;
+  async run(model: Model, { h }: Real) {
+    const i = this.n % model.gone.length;
+    const { company, record } = model.gone[i]!;
+    if (h.sim.user(company, String(record.login))) return;
+    model.gone.splice(i, 1);
+    h.sim.addUser(company, { ...record, dateModified: new Date(model.clock.now).toISOString() }, { exact: true });
+  }
+  toString = () => `restore deleted user #${this.n}`;
+}
+
+class ChangeGroups implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly group: string,
+    readonly add: boolean,
+    readonly touch: boolean,
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (!user) return;
+    const login = String(user.login);
+    // Adding a group the user has only reorders its items in the simulator: not a change CPQ would make.
+    const has = ((user.groups as { items?: Rec[] } | undefined)?.items ?? []).some((g) => g.variableName === this.group);
+    if (this.add && has) return;
+    if (this.add) h.sim.addGroup(this.company, login, { variableName: this.group, ...GROUP_DEFINITIONS[this.group]! }, { touch: this.touch });
+    else h.sim.removeGroup(this.company, login, this.group, { touch: this.touch });
+  }
+  toString = () => `${this.add ? 'add' : 'remove'} group ${this.group} ${this.add ? 'to' : 'from'} user #${this.n} of ${this.company}${this.touch ? '' : ' (dateModified kept)'}`;
+}
+
+class ChangePermission implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly hasAccess: boolean,
+    readonly touch: boolean,
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (user) h.sim.setAccessPermission(this.company, String(user.login), { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: this.hasAccess }, { touch: this.touch });
+  }
+  toString = () => `set permission laptops=${this.hasAccess} on user #${this.n} of ${this.company}${this.touch ? '' : ' (dateModified kept)'}`;
+}
+
+class PostIntegrationUser implements Cmd {
+  constructor(readonly groups: string[]) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const response = await fetch(`${h.sim.baseUrl}${INTEGRATION_PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ oauthClientId: `client${model.nextClient++}`, groups: { items: this.groups.map((variableName) => ({ variableName })) } }),
+    });
+    expect(response.status).toBe(201);
+  }
+  toString = () => `POST integration user with groups ${this.groups.join(',')}`;
+}
+
+class PatchIntegrationUser implements Cmd {
+  constructor(
+    readonly n: number,
+    readonly groups: string[] | undefined,
+    readonly newClient: boolean,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const user = pick(h.sim.integrationUsers(), this.n);
+    if (!user) return;
+    const body: Rec = {};
+    if (this.groups) body.groups = { items: this.groups.map((variableName) => ({ variableName })) };
+    if (this.newClient) body.oauthClientId = `client${model.nextClient++}`;
+    const response = await fetch(`${h.sim.baseUrl}${INTEGRATION_PATH}/${encodeURIComponent(String(user.partyNumber))}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(response.status).toBe(200);
+  }
+  toString = () => `PATCH integration user #${this.n}: ${this.groups ? `groups ${this.groups.join(',')}` : ''}${this.newClient ? ' new OAuth client' : ''}`;
+}
+
+class Run implements Cmd {
+  constructor(
+    readonly full: boolean,
+    readonly format: 'json' | 'zip',
+  ) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    const { h } = real;
+    const result = await runSync({ pool: h.t.pool, db: h.t.db, config: withFormat(h.config, this.format), log: h.log }, { full: this.full });
+    const changes = applyRun(model, h.sim, this.full, this.format);
+    await checkRun(model, real, result, changes);
+  }
+  toString = () => `run ${this.full ? 'full' : 'incremental'} ${this.format}`;
+}
+
+/** A run interrupted (its signal aborted) at its `at`-th request: no row changes; a run that ends first is an ordinary run. */
+class InterruptedRun implements Cmd {
+  constructor(readonly at: number) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    const { h } = real;
+    const before = await rowVersions(h.t);
+    const controller = new AbortController();
+    let seen = 0;
+    h.sim.onRequest = () => {
+      if (++seen === this.at) controller.abort();
+    };
+    let result: RunResult | undefined;
+    try {
+      result = await runSync({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log }, { signal: controller.signal });
+    } catch {
+      result = undefined;
+    } finally {
+      h.sim.onRequest = undefined;
+    }
+    if (result && result.status === 'succeeded') {
+      await checkRun(model, real, result, applyRun(model, h.sim, false, 'json'));
+      return;
+    }
+    expect(await rowVersions(h.t), 'rows after an interrupted run').toEqual(before);
+  }
+  toString = () => `run interrupted at request ${this.at}`;
+}
+
+const company = fc.constantFrom(...COMPANIES);
+const groupName = fc.constantFrom(...POOL_GROUPS, 'grpA', 'grpB');
+const commands = [
+  fc.integer({ min: 1, max: 3 * 3600 }).map((s) => new MoveClock(s * 1000)),
+  fc.integer({ min: 1, max: 3 }).map(() => new MoveClock(LOOKBACK_MS / 2)),
+  company.map((c) => new CreateUser(c)),
+  fc.tuple(company, fc.nat(), fc.constantFrom('Smith', 'Jones', 'Ñúñez', '')).map(([c, n, name]) => new UpdateUser(c, n, name)),
+  fc.tuple(company, fc.nat()).map(([c, n]) => new DeleteUser(c, n)),
+  fc.nat().map((n) => new RestoreUser(n)),
+  fc.tuple(company, fc.nat(), groupName, fc.boolean(), fc.boolean()).map(([c, n, g, add, touch]) => new ChangeGroups(c, n, g, add, touch)),
+  fc.tuple(company, fc.nat(), fc.boolean(), fc.boolean()).map(([c, n, access, touch]) => new ChangePermission(c, n, access, touch)),
+  fc.uniqueArray(fc.constantFrom(...POOL_GROUPS), { maxLength: 2 }).map((g) => new PostIntegrationUser(g)),
+  fc.tuple(fc.nat(), fc.option(fc.uniqueArray(fc.constantFrom(...POOL_GROUPS), { maxLength: 2 }), { nil: undefined }), fc.boolean()).map(([n, g, c]) => new PatchIntegrationUser(n, g, c)),
+  fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'zip')).map(([full, format]) => new Run(full, format)),
+  fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'zip')).map(([full, format]) => new Run(full, format)),
+  fc.integer({ min: 1, max: 8 }).map((at) => new InterruptedRun(at)),
+];
+
+describe('run sequences against a model (property)', () => {
+  it('after every run the tables, the change log and every earlier as-of state equal the model', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 14 }), async (cmds) => {
+        const clock = { now: Date.now() - 30 * 86_400_000 };
+        const h = await startHarness(
+          { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 1, groups: 4, drift: false, zipExport: {}, now: () => new Date(clock.now) },
+          { CPQ_COMPANIES: COMPANIES.join(','), CPQ_PAGE_SIZE: '2', SYNC_LOOKBACK: `${LOOKBACK_MS / 1000}s`, SYNC_MAX_DELETE_FRACTION: '1' },
+        );
+        try {
+          const model: Model = { users: new Map(), cursors: new Map(), gone: [], clock, history: [], nextClient: 0 };
+          await fc.asyncModelRun(() => ({ model, real: { h } }), [...cmds, new Run(false, 'json'), new Run(true, 'json')]);
+        } finally {
+          await h.close();
+        }
+      }),
+      runs(6),
+    );
+  }, propertyTimeout(240_000));
+});
