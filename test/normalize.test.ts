@@ -132,3 +132,17 @@ describe('retry timing', () => {
     expect(backoffMs(10, policy, () => 1)).toBe(1000);
   });
 });
+
+describe('choice fields read own keys only', () => {
+  it('a polluted Object.prototype cannot supply a displayValue', () => {
+    // Defence in depth behind the CSV parser's own refusal (test/security/cpq-prototype-pollution.test.ts).
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.displayValue = 'Forged';
+    try {
+      const row = normalizeUser({ login: 'a', status: { value: 1 } }, { companyLogin: 'acme', isIntegrationUser: false, origin: 'test' }, 0);
+      expect(row.values[USER_VALUE_COLUMNS.indexOf('status_display')]).toBeNull();
+    } finally {
+      delete proto.displayValue;
+    }
+  });
+});

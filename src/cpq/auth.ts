@@ -1,6 +1,7 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
 import { SyncError } from '../errors.js';
+import { readHead } from './http-client.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
 /** Supplies the Authorization header and, for renewable credentials, a fresh one after a 401. */
@@ -9,6 +10,8 @@ export interface Authenticator {
   /** Drops cached credentials; true when retrying with a new header can help. */
   renew(): Promise<boolean>;
 }
+
+const TOKEN_RESPONSE_MAX_BYTES = 64 * 1024;
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
@@ -72,11 +75,17 @@ export class OAuthClientCredentials implements Authenticator {
         },
         body: form.toString(),
         signal: AbortSignal.timeout(this.timeoutMs),
+        // The token endpoint is named by the operator: a redirect is an answer we do not follow.
+        redirect: 'manual',
       }, this.dispatcher));
     } catch (err) {
       throw new SyncError('source', `POST ${url}: OAuth token service unreachable (${(err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message})`);
     }
-    const text = await response.text();
+    // A token response is a few hundred bytes: anything past 64 KiB is cut, and then not JSON.
+    const text = await readHead(response, TOKEN_RESPONSE_MAX_BYTES);
+    if (response.status >= 300 && response.status < 400) {
+      throw new SyncError('auth', `POST ${url}: OAuth token service answered ${response.status} (a redirect); redirects are not followed for the token request: set CPQ_OAUTH_TOKEN_URL to the final address`);
+    }
     if (response.status === 400 || response.status === 401 || response.status === 403) {
       throw new SyncError('auth', `POST ${url}: OAuth token request refused (${response.status}): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE`);
     }
@@ -91,7 +100,7 @@ export class OAuthClientCredentials implements Authenticator {
       throw new SyncError('auth', `POST ${url}: OAuth token response has no access_token`);
     }
     const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 3600) * 1000;
-    // Renew when 90% of the lifetime has passed, and at least a minute early for long-lived tokens.
+    // Renew when 90% of the lifetime has passed, but at most a minute early for long-lived tokens.
     const margin = Math.min(60_000, lifetimeMs * 0.1);
     this.token = { header: `Bearer ${body.access_token}`, expiresAt: this.now() + lifetimeMs - margin };
     return this.token;

@@ -124,7 +124,7 @@ class StallTimer {
 }
 
 /** The first bytes of an error body as text, without reading a possibly huge body to the end. */
-async function readHead(response: Response, maxBytes: number): Promise<string> {
+export async function readHead(response: Response, maxBytes: number): Promise<string> {
   if (!response.body) return '';
   const reader = response.body.getReader();
   const parts: Uint8Array[] = [];

@@ -186,7 +186,8 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
         raw = undefined;
         let rawKept = false;
         let displayKept = false;
-        for (const key in value) {
+        // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
+        for (const key of Object.keys(value)) {
           const name = canonicalFieldName(key);
           if (name === 'value' && spellingWins(key, name, rawKept)) {
             raw = value[key];

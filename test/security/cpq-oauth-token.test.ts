@@ -1,0 +1,79 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthenticator } from '../../src/cpq/auth.js';
+
+/*
+ * The OAuth token endpoint is part of what answers us, so it is not trusted either: a 307 from it
+ * would send the client-credentials POST to a host the operator never named, and an endless
+ * response would be read whole into memory. Both now fail the run with one line.
+ */
+
+const servers: Server[] = [];
+const foreignRequests: string[] = [];
+let tokenUrl = '';
+let foreignUrl = '';
+
+async function listen(host: string, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+  const server = createServer(handler);
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return `http://${host}:${(server.address() as AddressInfo).port}`;
+}
+
+beforeAll(async () => {
+  foreignUrl = await listen('127.0.0.2', (req, res) => {
+    foreignRequests.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'planted', expires_in: 3600 }));
+  });
+  tokenUrl = await listen('127.0.0.1', (req, res) => {
+    if (req.url === '/redirect') return void res.writeHead(307, { location: `${foreignUrl}/token` }).end();
+    if (req.url === '/endless') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"access_token":"');
+      // 64 MiB of token, written as the client reads; the client must stop long before.
+      let sent = 0;
+      const more = () => {
+        while (sent < 64 * 1024 * 1024) {
+          sent += 65536;
+          if (!res.write('a'.repeat(65536))) return void res.once('drain', more);
+        }
+        res.end('"}');
+      };
+      res.on('error', () => undefined);
+      return more();
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'good-token', expires_in: 3600 }));
+  });
+});
+
+afterAll(async () => {
+  for (const server of servers) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+const oauth = (path: string) =>
+  createAuthenticator({ kind: 'oauth', tokenUrl: `${tokenUrl}${path}`, clientId: 'client', clientSecret: 'very-secret-value', scope: undefined }, 5_000);
+
+describe('attack: a hostile OAuth token endpoint', () => {
+  it('a redirect to another host is refused before that host is asked anything', async () => {
+    const error = await oauth('/redirect').authorization().then(() => undefined, (err: Error) => err);
+    expect(error?.message).toBe(
+      `POST ${tokenUrl}/redirect: OAuth token service answered 307 (a redirect); redirects are not followed for the token request: set CPQ_OAUTH_TOKEN_URL to the final address`,
+    );
+    expect(foreignRequests).toEqual([]);
+  });
+
+  it('an endless token response is cut, not read whole', async () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const error = await oauth('/endless').authorization().then(() => undefined, (err: Error) => err);
+    expect(error?.message).toBe(`POST ${tokenUrl}/endless: OAuth token response is not JSON`);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(32 * 1024 * 1024);
+  });
+
+  it('a plain token response still works', async () => {
+    expect(await oauth('/token').authorization()).toBe('Bearer good-token');
+  });
+});
