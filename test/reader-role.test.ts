@@ -28,7 +28,7 @@ const REPORTING = [
   'user_versions', 'user_group_versions', 'user_access_permission_versions',
   'user_changes_flat', 'user_history', 'user_group_history', 'user_access_permission_history',
   'active_users_by_company', 'users_per_group', 'group_members', 'administrators', 'integration_users', 'user_logins', 'recent_changes',
-  'group_versions', 'group_history', 'group_changes', 'commit_order',
+  'group_versions', 'group_history', 'group_changes',
 ];
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {
