@@ -91,6 +91,14 @@ export const numberLiteral: fc.Arbitrary<string> = fc.oneof(
     ),
   },
   { weight: 1, arbitrary: fc.integer().map(String) },
+  // Long literals on purpose: size bias keeps the generic ones short.
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(fc.constantFrom('', '-'), digits(1, 3), digits(15, 40), fc.constantFrom('', 'e7', 'E-12'))
+      .map(([sign, whole, fraction, exponent]) => `${sign}${whole.replace(/^0+(?=\d)/, '')}.${fraction}${exponent}`),
+  },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('', '-'), fc.constantFrom(...'123456789'), digits(18, 40)).map(([sign, first, rest]) => `${sign}${first}${rest}`) },
 );
 
 /** Custom fields: any JSON shape (nested objects and arrays), keys and texts of any Unicode. */
@@ -248,6 +256,8 @@ export interface SentField {
 
 export interface GeneratedUser {
   login: string;
+  /** Integration users only: `company` as the v19 feed sends it. */
+  company?: { name: string; loginName: string };
   /** Documented fields in the order sent (a second spelling of a field may follow as another entry). */
   fields: SentField[];
   custom: [key: string, value: Json][];
@@ -290,6 +300,34 @@ export function companyUser(index: number, groupCount: number): fc.Arbitrary<Gen
       custom: u.custom,
       groups: u.groups,
       accessPermissions: u.accessPermissions,
+    }));
+}
+
+const PARTY_FIELDS = USER_FIELDS.filter((spec) => ['partyId', 'partyNumber', 'oauthClientId'].includes(spec.field));
+
+/**
+ * An integration user of the host company (Oracle's `_custom_user_…` samples): a company user
+ * that also carries partyId, partyNumber, oauthClientId and company, which only the v19
+ * integration-user feed sends. partyNumber and oauthClientId are unique by `index`.
+ */
+export function integrationUser(index: number, groupCount: number): fc.Arbitrary<GeneratedUser> {
+  const [partyId, partyNumber, oauthClientId] = PARTY_FIELDS.map((spec) => spec.field);
+  return fc
+    .tuple(
+      companyUser(index, groupCount),
+      fc.tuple(spellingOf(partyId!), valueFor(PARTY_FIELDS.find((p) => p.field === partyId)!)),
+      fc.tuple(spellingOf(partyNumber!), spellingOf(oauthClientId!), fc.oneof(fc.constant(''), anyText)),
+      anyText,
+    )
+    .map(([user, [idKey, id], [numberKey, clientKey, suffix], companyName]) => ({
+      ...user,
+      fields: [
+        ...user.fields,
+        { field: partyId!, key: idKey, value: id.value, ...(id.refused ? { refused: id.refused } : {}) },
+        { field: partyNumber!, key: numberKey, value: `PN${index}${suffix}` },
+        { field: oauthClientId!, key: clientKey, value: `oc${index}${suffix}` },
+      ],
+      company: { name: companyName, loginName: '_host' },
     }));
 }
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
 import { runSync } from '../../src/sync/run.js';
 import { startHarness } from '../helpers/harness.js';
-import { companyUser, groupPool, propertyTimeout, refusalOf, runs, type GeneratedUser, type GroupDef } from './arbitraries.js';
+import { companyUser, groupPool, integrationUser, propertyTimeout, refusalOf, runs, type GeneratedUser, type GroupDef } from './arbitraries.js';
 import { addToSimulator, expectStored, resetSite, type PlacedUser } from './site.js';
 
 /*
@@ -13,6 +13,7 @@ import { addToSimulator, expectStored, resetSite, type PlacedUser } from './site
  *  - raw equals what was sent, as jsonb (compared in Postgres with the exact text sent);
  *  - typed columns, memberships and permissions follow the documented mapping;
  *  - an immediate second run, incremental or full, JSON or zip, logs no change.
+ * The site is a Fusion one: host users may be integration users, read from both feeds.
  * fast-check shrinks a failure to a minimal case and prints its seed and path; FC_NUM_RUNS
  * (npm run test:deep) runs more cases.
  */
@@ -26,8 +27,16 @@ interface Case {
 
 const aCase: fc.Arbitrary<Case> = groupPool.chain((groups) =>
   fc
-    .array(fc.constantFrom(...COMPANIES), { minLength: 1, maxLength: 5 })
-    .chain((companies) => fc.tuple(...companies.map((company, i) => companyUser(i, groups.length).map((user): PlacedUser => ({ company, user })))))
+    .array(fc.constantFrom(...COMPANIES, 'integration'), { minLength: 1, maxLength: 5 })
+    .chain((kinds) =>
+      fc.tuple(
+        ...kinds.map((kind, i) =>
+          kind === 'integration'
+            ? integrationUser(i, groups.length).map((user): PlacedUser => ({ company: '_host', user }))
+            : companyUser(i, groups.length).map((user): PlacedUser => ({ company: kind, user })),
+        ),
+      ),
+    )
     .map((users) => ({ groups, users })),
 );
 
@@ -44,7 +53,7 @@ function describeUser(u: GeneratedUser): string {
 describe('generated CPQ users (property)', () => {
   it('load exactly by the documented mapping, or the run names the one record refused; a second run logs nothing', async () => {
     const h = await startHarness(
-      { partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false, zipExport: {} },
+      { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false, zipExport: {} },
       { CPQ_COMPANIES: COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
     );
     try {

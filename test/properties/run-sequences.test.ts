@@ -379,7 +379,7 @@ const commands = [
 describe('run sequences against a model (property)', () => {
   it('after every run the tables, the change log and every earlier as-of state equal the model', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 14 }), async (cmds) => {
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 14, ...(process.env.FC_REPLAY_PATH ? { replayPath: process.env.FC_REPLAY_PATH } : {}) }), async (cmds) => {
         const clock = { now: Date.now() - 30 * 86_400_000 };
         const h = await startHarness(
           { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 1, groups: 4, drift: false, zipExport: {}, now: () => new Date(clock.now) },

@@ -34,11 +34,16 @@ function groupJson(groups: readonly GroupDef[]) {
 
 const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess });
 
-/** The user as CPQ sends it (links aside), as exact JSON text. */
+/**
+ * The user as CPQ sends it (links aside), as exact JSON text. An integration user is read from
+ * both feeds and stored as one record: the v19 copy (every field, groups) over the v16 one
+ * (no partyId, partyNumber or company; access permissions), which together are the whole record.
+ */
 export function sentText(user: GeneratedUser, groups: readonly GroupDef[]): string {
   const record: Record<string, Json> = { login: user.login };
   for (const entry of user.fields) record[entry.key] = entry.value;
   for (const [key, value] of user.custom) record[key] = value;
+  if (user.company) record.company = user.company;
   const g = relationJson(user.groups, groupJson(groups));
   const p = relationJson(user.accessPermissions, permissionJson);
   if (g !== undefined) record.groups = g;
@@ -65,6 +70,7 @@ export function addToSimulator(sim: CpqSimulator, placed: PlacedUser, groups: re
     }
   });
   for (const [key, value] of user.custom) record[key] = value;
+  if (user.company) record.company = user.company;
   const g = relationJson(user.groups, groupJson(groups));
   const p = relationJson(user.accessPermissions, permissionJson);
   if (g !== undefined) record.groups = g;
@@ -98,7 +104,8 @@ const integer = (value: Json): string | null => {
 /** Column -> text (SQL NULL as null) for the typed columns, as `columnsAsText` renders them. */
 export function expectedColumns(placed: PlacedUser): Record<string, string | null> {
   const values = winningEntries(placed.user);
-  const out: Record<string, string | null> = { company_name: null, is_integration_user: 'false' };
+  const company = placed.user.company;
+  const out: Record<string, string | null> = { company_name: company ? company.name : null, is_integration_user: String(company !== undefined) };
   for (const spec of USER_FIELDS) {
     const value = values.has(spec.field) ? values.get(spec.field)! : null;
     switch (spec.kind) {
