@@ -70,6 +70,9 @@ const CANONICAL = new Map<string, string>();
 for (const name of [...USER_FIELDS.map((u) => u.field), ...STRUCTURAL_FIELDS]) CANONICAL.set(name.toLowerCase(), name);
 for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias, name);
 
+/** Every lower-cased field name the mapping reads (canonical names, structural fields, aliases): the rest of a record is custom fields. */
+export const MAPPED_FIELD_KEYS: readonly string[] = [...CANONICAL.keys()].sort();
+
 /** The canonical name of a field as received, or undefined for a field we do not map (kept in raw only). */
 export function canonicalFieldName(received: string): string | undefined {
   // Keys repeat on every record: remember each spelling seen rather than lower-casing it again.

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
-import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import { MAPPED_FIELD_KEYS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 
 export interface MergeCounts {
   seen: number;
@@ -85,11 +85,24 @@ const stageGroups = (users: string, where: string) => `
  * Whether two records' raw are equal but for their groups (under any spelling of the key): what
  * a group's rename leaves as it was. The usual spelling is a key removal; others take a rebuild.
  */
-const rawEqualButGroups = (a: string, b: string) => {
-  const without = (raw: string) => `(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> 'groups')`;
-  return `CASE WHEN ${a} ? 'groups' AND ${b} ? 'groups' THEN (${a} - 'groups') = (${b} - 'groups')
-               ELSE ${without(a)} = ${without(b)} END`;
-};
+/** Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data. */
+const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]::text[]`;
+
+/**
+ * The fields of raw the mapping has no column for (custom fields), as one jsonb object; the
+ * content digest covers exactly these besides the columns (user-record.ts, unknownFieldsJson).
+ */
+const unmappedFields = (raw: string) =>
+  `(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}))`;
+
+/**
+ * The diff entries of custom fields between the old row `o` and the new row `u`:
+ * `"raw.<field>":{"old":...,"new":...}` for each top-level field the mapping has no column for
+ * whose value differs (null where a side lacks it), '{}' when none does.
+ */
+const UNMAPPED_DIFF = `(SELECT coalesce(jsonb_object_agg('raw.' || k.key, jsonb_build_object('old', o.raw -> k.key, 'new', u.raw -> k.key)), '{}'::jsonb)
+   FROM (SELECT jsonb_object_keys(o.raw) UNION SELECT jsonb_object_keys(u.raw)) AS k(key)
+   WHERE lower(k.key) <> ALL (${MAPPED_KEYS}) AND (o.raw -> k.key) IS DISTINCT FROM (u.raw -> k.key))`;
 
 /**
  * The group step, once per run after the users are merged (groups are a few hundred, users up to
@@ -188,18 +201,27 @@ const mergeSteps = (userColumns: string[]): string[] => [
    ORDER BY s.company_login, s.login, s.seq DESC`,
   `CREATE INDEX ON run_users (seq); CREATE INDEX ON run_users (user_id); ANALYZE run_users;
    ANALYZE stage_users (seq, company_login, login)`,
-  // A user whose record differs only in the labels or types of its groups (a group was renamed)
-  // has not changed: the change is the group's, logged once by GROUP_STEPS, not once per member.
+  // A user whose record says what the stored one says, in other words, has not changed: every
+  // column, membership, access permission and custom field is the same, and only what no change
+  // row can name differs (a group's label or type, logged once per group by GROUP_STEPS; a record
+  // read from a CSV export after a JSON read, or the reverse; another spelling of a field name).
   // Its row takes the record as read (raw, digest) in a new version, and no change row.
-  `UPDATE run_users r SET action = 'relabel'
+  `UPDATE run_users r SET action = 'restated'
    FROM stage_users s, cpq.users u
-   WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id AND s.has_groups
+   WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id
      AND (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS NOT DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')})
-     AND ${rawEqualButGroups('u.raw', 's.raw')}
-     AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
-                     AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))
-     AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id
-                     AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq AND g.variable_name = ug.group_variable_name))`,
+     AND (NOT s.has_groups OR (
+       NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
+                   AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))
+       AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id
+                       AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq AND g.variable_name = ug.group_variable_name))))
+     AND (NOT s.has_permissions OR (
+       NOT EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq
+                   AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id AND up.type = p.type
+                                   AND up.variable_name = p.variable_name AND (up.name, up.has_access) IS NOT DISTINCT FROM (p.name, p.has_access)))
+       AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id
+                       AND NOT EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq AND p.type = up.type AND p.variable_name = up.variable_name))))
+     AND ${unmappedFields('u.raw')} = ${unmappedFields('s.raw')}`,
 
   // Users of fully read companies that CPQ no longer returns.
   `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
@@ -211,7 +233,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
   // The current versions this run replaces: kept for the diff, and ended into cpq.user_versions.
   `CREATE TEMP TABLE run_old ON COMMIT DROP AS
    SELECT u.* FROM cpq.users u JOIN run_users r ON r.user_id = u.id
-   WHERE r.action IN ('update', 'restore', 'relabel')`,
+   WHERE r.action IN ('update', 'restore', 'restated')`,
   `INSERT INTO cpq.user_versions (${userColumns.join(', ')}, valid_to, ended_by_run_id)
    SELECT ${userColumns.map((c) => `u.${c}`).join(', ')}, $2, $1
    FROM cpq.users u
@@ -231,7 +253,7 @@ const mergeSteps = (userColumns: string[]): string[] => [
   `UPDATE cpq.users u SET last_synced_at = now() FROM run_users r WHERE r.action = 'unchanged' AND u.id = r.user_id`,
   `UPDATE cpq.users u SET raw = s.raw, content_hash = s.content_hash, last_synced_at = now(), valid_from = $2
    FROM run_users r JOIN stage_users s ON s.seq = r.seq
-   WHERE r.action = 'relabel' AND u.id = r.user_id`,
+   WHERE r.action = 'restated' AND u.id = r.user_id`,
   `UPDATE cpq.users u SET deleted_at = $2, last_changed_at = now(), last_changed_run_id = $1, valid_from = $2
    FROM run_deleted d WHERE u.id = d.user_id`,
 
@@ -307,13 +329,13 @@ const mergeSteps = (userColumns: string[]): string[] => [
 
   // The change log: one row per changed user, the field diff of updates computed set-based.
   `CREATE TEMP TABLE run_changed ON COMMIT DROP AS
-   SELECT user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched', 'reinsert', 'relabel')
+   SELECT user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched', 'reinsert', 'restated')
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
   `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT $1, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, $2,
      -- An insert's diff is its first version: the cpq.user_changes view reads it from history.
      CASE WHEN c.action = 'insert' THEN NULL ELSE
-       CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} END
+       CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} || ${UNMAPPED_DIFF} END
        || CASE c.action
             WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', ${isoUtc('$2::timestamptz')}))
             WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', ${isoUtc('o.deleted_at')}, 'new', NULL))
@@ -424,8 +446,8 @@ export async function mergeStaged(
     inserted: insertedEarlier + count('insert'),
     updated: count('update'),
     restored: count('restore'),
-    // A member whose record changed only through a group's label or type is an unchanged user.
-    unchanged: count('unchanged') + count('relabel'),
+    // A user whose record was only restated (see the 'restated' step) is an unchanged user.
+    unchanged: count('unchanged') + count('restated'),
     deleted: count('delete'),
   };
   return { seen: counts.inserted + counts.updated + counts.restored + counts.unchanged, ...counts };

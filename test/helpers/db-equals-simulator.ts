@@ -224,6 +224,8 @@ interface ReplayedUser {
   columns: Map<string, string | null>;
   groups: Set<string>;
   permissions: Map<string, { name: string | null; hasAccess: boolean | null }>;
+  /** Custom fields a change named (`raw.<field>`), as exact JSON text of their last value. */
+  custom: Map<string, string>;
   deleted: boolean;
 }
 interface PermissionEntry {
@@ -281,7 +283,7 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
     let user = state.get(c.user_id);
     if (c.change === 'insert') {
       expect(user, `${where}: the user was inserted before`).toBeUndefined();
-      user = { columns: new Map(), groups: new Set(), permissions: new Map(), deleted: false };
+      user = { columns: new Map(), groups: new Set(), permissions: new Map(), custom: new Map(), deleted: false };
       state.set(c.user_id, user);
     } else {
       expect(user, `${where}: no insert before it`).toBeDefined();
@@ -290,6 +292,15 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
     const u = user!;
     expect(Object.keys(diff).length, `${where}: empty diff`).toBeGreaterThan(0);
     for (const [column, change] of Object.entries(fields)) {
+      if (column.startsWith('raw.')) {
+        // A custom field: an insert's diff does not carry them, so its first old value is taken as read.
+        const field = column.slice('raw.'.length);
+        const [old, now] = [stringifyExactJson(change.old ?? null), stringifyExactJson(change.new ?? null)];
+        expect(now, `${where}: ${column} did not change`).not.toBe(old);
+        if (u.custom.has(field)) expect(old, `${where}: old ${column}`).toBe(u.custom.get(field));
+        u.custom.set(field, now);
+        continue;
+      }
       expect(DIFF_COLUMNS.some((d) => d.column === column), `${where}: unknown column ${column}`).toBe(true);
       const before = u.columns.get(column) ?? null;
       expect(textOf(change.old), `${where}: old ${column}`).toBe(before);
@@ -351,6 +362,10 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
       permissions.filter((p) => p.user_id === row.id).map((p) => [permissionKey(p), { name: p.name, hasAccess: p.has_access }]),
     );
     expect(perms, `user ${row.id}: permissions replayed`).toEqual(Object.fromEntries(replayed.permissions));
+    for (const [field, value] of replayed.custom) {
+      const [same] = await t.query<{ same: boolean }>(`SELECT coalesce(raw -> $2, 'null') = $3::jsonb AS same FROM cpq.users WHERE id = $1`, [row.id, field, value]);
+      expect(same!.same, `user ${row.id}: custom field ${field} replayed`).toBe(true);
+    }
   }
 }
 

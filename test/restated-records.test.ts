@@ -1,0 +1,63 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AppConfig } from '../src/config.js';
+import { LosslessNumber } from '../src/cpq/json.js';
+import { runSync } from '../src/sync/run.js';
+import { expectChangeLogConsistent, expectInSync } from './helpers/db-equals-simulator.js';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+/**
+ * The change log names every change and invents none: a record that says what the stored one
+ * says in other words (read from a CSV export after a JSON read, or the reverse) logs nothing,
+ * and a change to a custom field only (kept in raw, no column of its own) logs an update whose
+ * diff says which field changed, from what to what.
+ */
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+type Diff = Record<string, unknown>;
+const changesOf = async (runId: string) =>
+  h!.t.query<{ login: string; change: string; diff: Diff | null }>(`SELECT login, change, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY login`, [runId]);
+
+/** The same site read as a CSV zip export instead of JSON pages. */
+const asCsvZip = (): AppConfig => ({ ...h!.config, cpq: { ...h!.config.cpq, exportFormat: 'zip' } } as AppConfig);
+
+describe('restated records', () => {
+  it('switching between JSON pages and a CSV export logs no change, in either direction', async () => {
+    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } }, { CPQ_COMPANIES: '*' });
+    const first = await h.sync({ full: true });
+    expect(first.inserted).toBeGreaterThan(20);
+    const csv = await runSync({ pool: h.t.pool, db: h.t.db, config: asCsvZip(), log: h.log }, { full: true });
+    expect(await changesOf(csv.runId)).toEqual([]);
+    expect({ updated: csv.updated, unchanged: csv.unchanged }).toEqual({ updated: 0, unchanged: first.inserted });
+    const json = await h.sync({ full: true });
+    expect(await changesOf(json.runId)).toEqual([]);
+    expect(json.updated).toBe(0);
+    await expectInSync(h);
+    await expectChangeLogConsistent(h.t);
+  });
+
+  it('a change to a custom field alone is logged with that field, old and new', async () => {
+    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    const login = h.sim.addUser('_host', { firstName: 'Ada', customAttr9: { tier: 1, tags: ['a'] } });
+    await h.sync({ full: true });
+    h.sim.updateUser('_host', login, { customAttr9: { tier: 2, tags: ['a'] }, newCustom: new LosslessNumber('0.1234567890123456789') });
+    const run = await h.sync({ full: true });
+    const rows = await changesOf(run.runId);
+    expect(rows.map((r) => ({ login: r.login, change: r.change }))).toEqual([{ login, change: 'update' }]);
+    const diff = rows[0]!.diff!;
+    expect(diff['raw.customAttr9']).toEqual({ old: { tier: 1, tags: ['a'] }, new: { tier: 2, tags: ['a'] } });
+    // CPQ moves dateModified with every edit.
+    expect(Object.keys(diff).sort()).toEqual(['date_modified', 'raw.customAttr9', 'raw.newCustom']);
+    // The flat view shows it as a field like any other, the number exact as text.
+    const [flat] = await h.t.query<{ new_value: string }>(
+      `SELECT new_value::text AS new_value FROM cpq.user_changes_flat WHERE run_id = $1 AND field = 'raw.newCustom'`,
+      [run.runId],
+    );
+    expect(flat!.new_value).toBe('0.1234567890123456789');
+    await expectChangeLogConsistent(h.t);
+  });
+});
