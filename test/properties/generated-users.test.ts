@@ -95,7 +95,7 @@ describe('generated CPQ users (property)', () => {
             throw error;
           }
         }),
-        runs(20),
+        runs(40),
       );
     } finally {
       await h.close();

@@ -392,7 +392,7 @@ describe('run sequences against a model (property)', () => {
           await h.close();
         }
       }),
-      runs(6),
+      runs(12),
     );
   }, propertyTimeout(240_000));
 });
