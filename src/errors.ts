@@ -1,3 +1,5 @@
+import type { HttpStats } from './cpq/http-client.js';
+
 /**
  * Failure classes a run can end with. Each maps to a documented exit code of `cpq-sync run`,
  * and each message is one line that names what was wrong and where, never a credential.
@@ -15,14 +17,63 @@ export const EXIT_CODES: Record<FailureKind, number> = {
   interrupted: 130,
 };
 
+/** What is known about where a failure happened, besides its message. */
+export interface SyncErrorDetails {
+  /** The HTTP status CPQ answered with, when the failure is that answer. */
+  status?: number;
+  /** The stream being read (`company:_host`, `integration-users`). */
+  stream?: string;
+  /** The run it ended (its cpq.sync_runs row); unset when it ended before a run row existed. */
+  runId?: string;
+  /** The ended run's HTTP statistics, as its run row records them. */
+  http?: HttpStats;
+  /** The ended run's duration in seconds, from its row's insertion to its failure. */
+  seconds?: number;
+}
+
 export class SyncError extends Error {
+  readonly status: number | undefined;
+  readonly stream: string | undefined;
+  readonly runId: string | undefined;
+  readonly http: HttpStats | undefined;
+  readonly seconds: number | undefined;
+
   constructor(
     readonly kind: FailureKind,
     message: string,
+    details: SyncErrorDetails = {},
   ) {
     super(message);
     this.name = 'SyncError';
+    this.status = details.status;
+    this.stream = details.stream;
+    this.runId = details.runId;
+    this.http = details.http;
+    this.seconds = details.seconds;
   }
+
+  /** The same failure with more of its details known (the stream, then the run). */
+  with(details: SyncErrorDetails): SyncError {
+    const merged = new SyncError(this.kind, this.message, { ...this.details(), ...details });
+    merged.stack = this.stack;
+    return merged;
+  }
+
+  details(): SyncErrorDetails {
+    const { status, stream, runId, http, seconds } = this;
+    return { status, stream, runId, http, seconds };
+  }
+}
+
+/** The message of anything thrown: an Error's message, or the value as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The Node errno code of a system error (ENOENT, EADDRINUSE), if it has one. */
+export function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /** One line, whatever the error was. */

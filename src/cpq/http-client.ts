@@ -5,7 +5,7 @@ import type { CpqConfig } from '../config.js';
 import { SyncError, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
-import { parseExactJson } from './json.js';
+import { parseExactJson } from '../exact-json.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
@@ -246,7 +246,7 @@ export class CpqHttpClient {
       }
       if (!response.ok) {
         const text = await readHead(response, 4096);
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`);
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, { status: response.status });
       }
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
       try {
@@ -277,7 +277,7 @@ export class CpqHttpClient {
       stall.restart(timeoutMs);
       if (!response.ok) {
         const text = await readHead(response, 4096);
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`);
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, { status: response.status });
       }
       const announced = Number(response.headers.get('content-length') ?? NaN);
       if (announced > options.maxBytes) {
@@ -377,7 +377,7 @@ export class CpqHttpClient {
         this.log.warn({ url, attempt: attempt + 1, error: reason }, 'request failed; retrying');
       }
       if (attempt >= this.policy.maxRetries) {
-        throw new SyncError('source', `GET ${url}: CPQ still answered ${retryReason} after ${attempt + 1} attempts`);
+        throw new SyncError('source', `GET ${url}: CPQ still answered ${retryReason} after ${attempt + 1} attempts`, { status: Number(retryReason) });
       }
       this.stats.retries[retryReason] = (this.stats.retries[retryReason] ?? 0) + 1;
       const delay = waitMs ?? backoffMs(attempt, this.policy);

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { requireCpq, type AppConfig, type CpqConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
-import { isJsonObject, parseExactJson } from '../cpq/json.js';
+import { isJsonObject, parseExactJson } from '../exact-json.js';
 import type { Page } from '../cpq/paging.js';
 import { zipUserPages } from '../cpq/zip-export.js';
 import {
@@ -489,7 +489,7 @@ export class SyncRun {
       }
       found.complete = progress.report.mode === 'full' && !progress.short;
     } catch (err) {
-      if (err instanceof SyncError && err.kind === 'source' && / answered 404 /.test(err.message) && this.cpq.integrationUsers === 'auto') {
+      if (err instanceof SyncError && err.status === 404 && this.cpq.integrationUsers === 'auto') {
         this.progress.splice(this.progress.indexOf(progress), 1);
         this.warn(`integration users: ${err.message.replace(/ with .*$/, '')}; this site has no integration-user endpoint (set CPQ_INTEGRATION_USERS=off to skip it)`);
         return new IntegrationUsers();
