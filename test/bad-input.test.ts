@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppConfig } from '../src/config.js';
-import { parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
+import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { SyncError } from '../src/errors.js';
 import { runSync } from '../src/sync/run.js';
 import { ByteServer } from './helpers/byte-server.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { integerValue, parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
+import { integerValue, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 
 const modules = { integerValue, parseExactJson, stringifyExactJson };
 import { copyLine, copyPayload } from '../src/db/copy.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AppConfig } from '../src/config.js';
-import { LosslessNumber } from '../src/cpq/json.js';
+import { LosslessNumber } from '../src/exact-json.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent, expectInSync } from './helpers/db-equals-simulator.js';
 import { startHarness, type Harness } from './helpers/harness.js';

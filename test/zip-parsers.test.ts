@@ -3,7 +3,7 @@ import { CsvRowsParser } from '../src/cpq/csv-rows.js';
 import { crc32, crc32Portable } from '../src/cpq/crc32.js';
 import { JsonItemsParser } from '../src/cpq/json-items.js';
 import { JsonLinesParser } from '../src/cpq/json-lines.js';
-import { parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
+import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { EntryContentError, MAX_RECORD_CHARS, entryKind } from '../src/cpq/zip-entry-kind.js';
 import { ExportColumnsError, exportColumns } from '../src/normalize/export-columns.js';
 import { normalizeUser } from '../src/normalize/user-record.js';

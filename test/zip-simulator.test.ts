@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseExactJson, stringifyExactJson } from '../src/cpq/json.js';
+import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import type { CpqSimulator, ZipExportOptions } from '../src/simulator/index.js';
 import { ZipTestBed } from './helpers/zip.js';
 

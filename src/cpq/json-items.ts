@@ -1,4 +1,4 @@
-import { parseExactJson } from './json.js';
+import { parseExactJson } from '../exact-json.js';
 import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*

@@ -1,7 +1,7 @@
 import { SyncError } from '../errors.js';
 import { canonicalize } from '../normalize/user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
-import { isJsonObject } from './json.js';
+import { isJsonObject } from '../exact-json.js';
 
 export interface Page {
   url: string;

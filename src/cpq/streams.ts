@@ -1,7 +1,7 @@
 import type { CpqConfig } from '../config.js';
 import { SyncError } from '../errors.js';
 import { pathSegment, type CpqHttpClient } from './http-client.js';
-import { isJsonObject } from './json.js';
+import { isJsonObject } from '../exact-json.js';
 import { keysetPages, offsetPages, type Page } from './paging.js';
 
 /** One feed of user records with its own incremental cursor in cpq.sync_state. */

@@ -8,7 +8,7 @@ import { SyncError, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from '../normalize/export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
 import { describeBody, pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
-import { displayValue, isLosslessNumber } from './json.js';
+import { displayValue, isLosslessNumber } from '../exact-json.js';
 import { JsonItemsParser } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';

@@ -1,4 +1,4 @@
-import { LosslessNumber } from '../cpq/json.js';
+import { LosslessNumber } from '../exact-json.js';
 import { USER_FIELDS, canonicalFieldName, type FieldKind } from './user-fields.js';
 
 /*

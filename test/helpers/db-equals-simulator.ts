@@ -1,7 +1,7 @@
 import { isLosslessNumber } from 'lossless-json';
 import { expect } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
-import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../src/cpq/json.js';
+import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES } from '../../src/normalize/user-fields.js';
 import { stringifyExact, type CpqSimulator } from '../../src/simulator/index.js';
 import type { TestDatabase } from './database.js';

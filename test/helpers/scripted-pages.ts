@@ -1,4 +1,4 @@
-import { parseExactJson, stringifyExactJson } from '../../src/cpq/json.js';
+import { parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import type { CpqSimulator, RequestRecord } from '../../src/simulator/index.js';
 
 /** Marks the test's own requests for the real response, so the script does not see them. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { parseExactJson, stringifyExactJson } from '../../src/cpq/json.js';
+import { parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { CpqSimulator, type SimulatorOptions, type ZipExportOptions } from '../../src/simulator/index.js';
 import { runSync, type RunOptions, type RunResult } from '../../src/sync/run.js';
 import { createTestDatabase, type TestDatabase } from './database.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseExactJson, stringifyExactJson, unstorableNumber } from '../../src/cpq/json.js';
+import { parseExactJson, stringifyExactJson, unstorableNumber } from '../../src/exact-json.js';
 
 /*
  * An attacker who controls a CPQ response (a compromised site, or anyone in between when plain
