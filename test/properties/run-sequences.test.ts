@@ -52,7 +52,7 @@ interface Model {
   gone: { company: string; record: Rec }[];
   clock: { now: number };
   /** Per successful run: effective_at and the present users' records then. */
-  history: { runId: string; effectiveAt: string; present: Map<string, string> }[];
+  history: { runId: string; effectiveAt: string; present: Map<string, string>; tables: TablesState }[];
   nextClient: number;
 }
 
@@ -137,6 +137,39 @@ function applyRun(model: Model, sim: CpqSimulator, full: boolean, format: 'json'
   return changes;
 }
 
+interface TablesState {
+  users: string[];
+  memberships: string[];
+  permissions: string[];
+}
+
+/**
+ * Every row of the present users, their memberships and permissions, as JSON text: from the
+ * current tables, or from the as-of functions at `asOf` (which promise the same columns).
+ */
+async function tablesState(h: Harness, asOf?: string): Promise<TablesState> {
+  const from = (table: string) => (asOf === undefined ? `cpq.${table}` : `cpq.${table}_as_of($1::timestamptz)`);
+  const params = asOf === undefined ? [] : [asOf];
+  // The table's own columns (the as-of functions add their validity columns), but last_synced_at:
+  // every later read of an unchanged user moves it without a new version, and as-of gives the
+  // version's start instead (reported; README's "exactly what the tables held" excepts it).
+  const lines = async (table: string, sql: string) => {
+    const columns = new Set(
+      (await h.t.query<{ c: string }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = $1`, [table])).map((r) => r.c),
+    );
+    columns.delete('last_synced_at');
+    return (await h.t.query<{ line: Rec }>(sql, params)).map((r) => JSON.stringify(Object.keys(r.line).filter((k) => columns.has(k)).sort().map((k) => [k, r.line[k]]))).sort();
+  };
+  return {
+    users: await lines('users', `SELECT to_jsonb(u) AS line FROM ${from('users')} u WHERE u.deleted_at IS NULL`),
+    memberships: await lines('user_groups', `SELECT to_jsonb(g) AS line FROM ${from('user_groups')} g JOIN ${from('users')} u ON u.id = g.user_id WHERE u.deleted_at IS NULL`),
+    permissions: await lines(
+      'user_access_permissions',
+      `SELECT to_jsonb(p) AS line FROM ${from('user_access_permissions')} p JOIN ${from('users')} u ON u.id = p.user_id WHERE u.deleted_at IS NULL`,
+    ),
+  };
+}
+
 function presentState(model: Model): Map<string, string> {
   const out = new Map<string, string>();
   for (const [k, u] of model.users) if (!u.deleted) out.set(k, stable(u.record));
@@ -152,9 +185,16 @@ async function checkRun(model: Model, real: Real, result: RunResult, expectedCha
   expect(logged, `change rows of run ${result.runId} against the model's diffs`).toEqual(Object.fromEntries(expectedChanges));
 
   const [run] = await h.t.query<{ effective_at: string }>(`SELECT effective_at::text FROM cpq.sync_runs WHERE id = $1`, [result.runId]);
-  model.history.push({ runId: result.runId, effectiveAt: run!.effective_at, present: presentState(model) });
+  // The tables now equal the model (checked above): what the as-of functions must give for this run from now on.
+  model.history.push({ runId: result.runId, effectiveAt: run!.effective_at, present: presentState(model), tables: await tablesState(h) });
   // The as-of state at every run so far equals the model's state after that run.
   for (const past of model.history) {
+    const asOfTables = await tablesState(h, past.effectiveAt);
+    for (const part of ['users', 'memberships', 'permissions'] as const) {
+      const missing = past.tables[part].filter((line) => !asOfTables[part].includes(line));
+      const extra = asOfTables[part].filter((line) => !past.tables[part].includes(line));
+      expect({ missing, extra }, `${part} as of run ${past.runId}: rows the tables held then but as-of lacks, and rows as-of invents`).toEqual({ missing: [], extra: [] });
+    }
     const asOf = await h.t.query<{ company_login: string; login: string; raw: string }>(
       `SELECT company_login, login, raw::text AS raw FROM cpq.users_as_of($1::timestamptz) WHERE deleted_at IS NULL`,
       [past.effectiveAt],
