@@ -5,7 +5,7 @@ import { JsonItemsParser } from '../src/cpq/json-items.js';
 import { JsonLinesParser } from '../src/cpq/json-lines.js';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { EntryContentError, MAX_RECORD_CHARS, entryKind } from '../src/cpq/zip-entry-kind.js';
-import { ExportColumnsError, exportColumns } from '../src/normalize/export-columns.js';
+import { ExportColumnsError, exportColumns } from '../src/cpq/export-columns.js';
 import { normalizeUser } from '../src/normalize/user-record.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
 

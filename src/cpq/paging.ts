@@ -1,5 +1,5 @@
 import { SyncError } from '../errors.js';
-import { canonicalize } from '../normalize/user-fields.js';
+import { canonicalize } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import { isJsonObject } from '../exact-json.js';
 

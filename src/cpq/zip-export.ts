@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { CpqConfig } from '../config.js';
 import { SyncError, oneLine } from '../errors.js';
-import { ExportColumnsError, exportColumns, type ExportColumns } from '../normalize/export-columns.js';
+import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
 import { describeBody, pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
 import { displayValue, isLosslessNumber } from '../exact-json.js';

@@ -1,4 +1,4 @@
-import { canonicalFieldName } from './user-fields.js';
+import { canonicalFieldName } from '../cpq/user-fields.js';
 
 /**
  * Which feed provides which user fields, and the one rule for a field a read did not include:

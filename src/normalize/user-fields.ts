@@ -1,11 +1,11 @@
-/**
- * The one mapping from CPQ user fields to cpq.users columns. Field names drift between API
- * versions and samples (lastname/lastName, isSuperUserPermEnabled/isUserAdminPermEnabled), so
- * every lookup goes through `canonicalFieldName`, which ignores case and knows the aliases.
- * Correct this file when a real site shows a field we do not know yet.
- */
+import { CPQ_USER_FIELDS, type CpqUserField, type FieldKind } from '../cpq/user-fields.js';
 
-export type FieldKind = 'text' | 'boolean' | 'bigint' | 'timestamp' | 'choiceText' | 'choiceInt';
+/**
+ * The one mapping from CPQ user fields (../cpq/user-fields.ts) to cpq.users columns: each field
+ * fills the column named by its snake_case (a choice field also `${column}_display`), except
+ * those renamed in COLUMN_NAMES. The types of these columns (src/db/schema.ts) and the tests of
+ * every table, view and function that lists them (test/schema-*.test.ts) are derived from here.
+ */
 
 export interface UserField {
   /** Canonical (v19) field name. */
@@ -15,98 +15,38 @@ export interface UserField {
   kind: FieldKind;
 }
 
-const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-const f = (field: string, kind: FieldKind, column = snake(field)): UserField => ({ field, column, kind });
-const text = (...names: string[]) => names.map((n) => f(n, 'text'));
-const address = (prefix: 'bill' | 'ship') =>
-  text(
-    ...['FirstName', 'LastName', 'Company', 'Company2', 'Address1', 'Address2', 'City', 'StateProvince', 'Zip', 'Country', 'Phone', 'Fax', 'Email'].map(
-      (s) => prefix + s,
-    ),
-  );
+/** Columns not named by their field's snake_case: `id` would clash with the row's own id. */
+const COLUMN_NAMES = { id: 'cpq_id' } as const satisfies Partial<Record<CpqUserField, string>>;
 
-export const USER_FIELDS: readonly UserField[] = [
-  f('partyId', 'bigint'),
-  f('partyNumber', 'text'),
-  f('id', 'bigint', 'cpq_id'),
-  ...text('firstName', 'lastName', 'email', 'phone', 'fax', 'jobTitle', 'approvalDelegate', 'externalSsoId', 'partnerLogin', 'sfdcOrgId'),
-  ...address('bill'),
-  ...address('ship'),
-  ...[
-    'separateShipAddr',
-    'isNotifyEmail',
-    'isNotifyFax',
-    'isUserAdminPermEnabled',
-    'isAccessAdminPermEnabled',
-    'isApplicationAdminPermEnabled',
-    'isProxyPermEnabled',
-    'isWebServicesOnly',
-    'isMobileEnabled',
-  ].map((n) => f(n, 'boolean')),
-  f('type', 'choiceText'),
-  f('language', 'choiceText'),
-  f('currency', 'choiceText'),
-  f('numberFormat', 'choiceInt'),
-  f('timeZone', 'choiceText'),
-  f('units', 'choiceInt'),
-  f('dateFormat', 'choiceInt'),
-  f('status', 'choiceInt'),
-  f('enabledForSso', 'choiceText'),
-  f('dateAdded', 'timestamp'),
-  f('dateModified', 'timestamp'),
-  f('lastLogin', 'timestamp'),
-  f('oauthClientId', 'text'),
-];
+/** `billCompany2` -> `bill_company2`, as a type (the runtime `snake` below does the same). */
+type SnakeCase<S extends string, Done extends string = ''> = S extends `${infer C}${infer Rest}`
+  ? SnakeCase<Rest, `${Done}${C extends Lowercase<C> ? C : `_${Lowercase<C>}`}`>
+  : Done;
 
-/** Fields that are not columns of their own but structure the record. */
-const STRUCTURAL_FIELDS = ['login', 'company', 'groups', 'accessPermissions', 'links', 'loginName', 'name', 'items', 'variableName', 'label', 'hasAccess', 'value', 'displayValue'];
+/** The column a field fills. */
+export type ColumnOf<F extends CpqUserField> = F extends keyof typeof COLUMN_NAMES ? (typeof COLUMN_NAMES)[F] : SnakeCase<F>;
 
-/** Other spellings seen for the same field (lower-cased). */
-const ALIASES: Record<string, string> = {
-  issuperuserpermenabled: 'isUserAdminPermEnabled',
+type ChoiceField = { [F in CpqUserField]: (typeof CPQ_USER_FIELDS)[F] extends 'choiceText' | 'choiceInt' ? F : never }[CpqUserField];
+
+/** Every value column of cpq.users and what it holds (`displayText`: a choice's displayValue). */
+export type UserValueColumnKinds = { [F in CpqUserField as ColumnOf<F>]: (typeof CPQ_USER_FIELDS)[F] } & {
+  [F in ChoiceField as `${ColumnOf<F>}_display`]: 'displayText';
 };
+export type UserValueColumn = keyof UserValueColumnKinds & string;
 
-const CANONICAL = new Map<string, string>();
-for (const name of [...USER_FIELDS.map((u) => u.field), ...STRUCTURAL_FIELDS]) CANONICAL.set(name.toLowerCase(), name);
-for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias, name);
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const columnOf = (field: CpqUserField): string => (field in COLUMN_NAMES ? COLUMN_NAMES[field as keyof typeof COLUMN_NAMES] : snake(field));
 
-/** Every lower-cased field name the mapping reads (canonical names, structural fields, aliases): the rest of a record is custom fields. */
-export const MAPPED_FIELD_KEYS: readonly string[] = [...CANONICAL.keys()].sort();
+export const USER_FIELDS: readonly UserField[] = (Object.keys(CPQ_USER_FIELDS) as CpqUserField[]).map((field) => ({
+  field,
+  column: columnOf(field),
+  kind: CPQ_USER_FIELDS[field],
+}));
 
-/** The canonical name of a field as received, or undefined for a field we do not map (kept in raw only). */
-export function canonicalFieldName(received: string): string | undefined {
-  // Keys repeat on every record: remember each spelling seen rather than lower-casing it again.
-  let name = BY_SPELLING.get(received);
-  if (name === undefined) {
-    name = CANONICAL.get(received.toLowerCase()) ?? null;
-    if (BY_SPELLING.size < 10_000) BY_SPELLING.set(received, name);
-  }
-  return name ?? undefined;
-}
-const BY_SPELLING = new Map<string, string | null>();
-
-/**
- * When two received keys map to the same field (a record carrying both `lastname` and `lastName`),
- * the exact canonical spelling wins, else the first one read: whether `key` replaces what was kept.
- */
-export function spellingWins(key: string, name: string, alreadyKept: boolean): boolean {
-  return !alreadyKept || key === name;
-}
-
-/** Re-keys one JSON object by canonical field names (see spellingWins for two spellings of one). */
-export function canonicalize(record: Record<string, unknown>): Map<string, unknown> {
-  const out = new Map<string, unknown>();
-  for (const [key, value] of Object.entries(record)) {
-    const name = canonicalFieldName(key);
-    if (name !== undefined && spellingWins(key, name, out.has(name))) out.set(name, value);
-  }
-  return out;
-}
+const isChoice = (kind: FieldKind) => kind === 'choiceText' || kind === 'choiceInt';
 
 /** Every cpq.users column the mapping fills, in a fixed order (choice fields bring their _display column). */
-export const USER_VALUE_COLUMNS: readonly string[] = USER_FIELDS.flatMap((u) =>
-  u.kind === 'choiceText' || u.kind === 'choiceInt' ? [u.column, `${u.column}_display`] : [u.column],
-);
+export const USER_VALUE_COLUMNS: readonly string[] = USER_FIELDS.flatMap((u) => (isChoice(u.kind) ? [u.column, `${u.column}_display`] : [u.column]));
 
 export const COLUMN_PG_TYPE: Record<FieldKind, string> = {
   text: 'text',
@@ -119,7 +59,7 @@ export const COLUMN_PG_TYPE: Record<FieldKind, string> = {
 
 /** Column name and Postgres type of every USER_VALUE_COLUMNS entry, same order. */
 export const USER_VALUE_COLUMN_TYPES: readonly { column: string; pgType: string }[] = USER_FIELDS.flatMap((u) =>
-  u.kind === 'choiceText' || u.kind === 'choiceInt'
+  isChoice(u.kind)
     ? [
         { column: u.column, pgType: COLUMN_PG_TYPE[u.kind] },
         { column: `${u.column}_display`, pgType: 'text' },

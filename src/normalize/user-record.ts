@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { displayValue, integerValue, isJsonObject, isLosslessNumber, markedNumberLiteral, numberLiteralOf, stringifyExactJson, unstorableNumber } from '../exact-json.js';
-import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, canonicalFieldName, canonicalize, spellingWins, type UserField } from './user-fields.js';
+import { canonicalFieldName, canonicalize, spellingWins } from '../cpq/user-fields.js';
+import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
 export class RecordError extends Error {

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
-import { MAPPED_FIELD_KEYS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import { MAPPED_FIELD_KEYS } from '../cpq/user-fields.js';
+import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 
 export interface MergeCounts {
   seen: number;

@@ -21,7 +21,7 @@ import type { StreamReport } from '../db/schema.js';
 import { SyncError, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
-import { canonicalize } from '../normalize/user-fields.js';
+import { canonicalize } from '../cpq/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
 import { DirectLoad, firstLoadCompanies } from './direct-load.js';
 import { deletionCandidates, mergeNewUsers, mergeStaged, type MergeCounts } from './merge.js';

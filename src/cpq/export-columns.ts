@@ -1,5 +1,5 @@
 import { LosslessNumber } from '../exact-json.js';
-import { USER_FIELDS, canonicalFieldName, type FieldKind } from './user-fields.js';
+import { CPQ_USER_FIELDS, canonicalFieldName, type FieldKind } from './user-fields.js';
 
 /*
  * Export columns -> user record: how a row of a CSV export becomes the same kind of record a JSON
@@ -46,7 +46,7 @@ const PROTOTYPE_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
 /** A record object: no prototype, so no key (`constructor`, `toString`...) is inherited or climbs to Object.prototype. */
 const withoutPrototype = (): Record<string, unknown> => Object.create(null) as Record<string, unknown>;
 
-const KIND_OF = new Map<string, FieldKind>(USER_FIELDS.map((u) => [u.field, u.kind]));
+const KIND_OF = new Map<string, FieldKind>(Object.entries(CPQ_USER_FIELDS));
 /** Relationships that a CSV cell cannot express beyond what is documented (groups as a list). */
 const NOT_IN_CSV = new Set(['accessPermissions', 'links', 'items']);
 

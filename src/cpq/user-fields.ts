@@ -1,0 +1,131 @@
+/**
+ * The CPQ user record: its documented fields, what each one holds, and the spellings they arrive
+ * under. Field names drift between API versions and samples (lastname/lastName,
+ * isSuperUserPermEnabled/isUserAdminPermEnabled), so every lookup goes through
+ * `canonicalFieldName`, which ignores case and knows the aliases. Correct this file when a real
+ * site shows a field we do not know yet; the columns these fields fill are derived in
+ * ../normalize/user-fields.ts (README "Adding a CPQ field").
+ */
+
+/**
+ * What a field holds in the record: text, a boolean, an int64 (exact, never a double), an ISO
+ * date-time, or a `{value, displayValue}` choice whose value is text or an integer.
+ */
+export type FieldKind = 'text' | 'boolean' | 'bigint' | 'timestamp' | 'choiceText' | 'choiceInt';
+
+/**
+ * Every documented user field, by its canonical (v19) name, in the order of its columns in
+ * cpq.users. An object literal (keys keep this order) so that the field names are types too:
+ * the Kysely table type of cpq.users is derived from it (src/db/schema.ts).
+ */
+export const CPQ_USER_FIELDS = {
+  partyId: 'bigint',
+  partyNumber: 'text',
+  id: 'bigint',
+  firstName: 'text',
+  lastName: 'text',
+  email: 'text',
+  phone: 'text',
+  fax: 'text',
+  jobTitle: 'text',
+  approvalDelegate: 'text',
+  externalSsoId: 'text',
+  partnerLogin: 'text',
+  sfdcOrgId: 'text',
+  billFirstName: 'text',
+  billLastName: 'text',
+  billCompany: 'text',
+  billCompany2: 'text',
+  billAddress1: 'text',
+  billAddress2: 'text',
+  billCity: 'text',
+  billStateProvince: 'text',
+  billZip: 'text',
+  billCountry: 'text',
+  billPhone: 'text',
+  billFax: 'text',
+  billEmail: 'text',
+  shipFirstName: 'text',
+  shipLastName: 'text',
+  shipCompany: 'text',
+  shipCompany2: 'text',
+  shipAddress1: 'text',
+  shipAddress2: 'text',
+  shipCity: 'text',
+  shipStateProvince: 'text',
+  shipZip: 'text',
+  shipCountry: 'text',
+  shipPhone: 'text',
+  shipFax: 'text',
+  shipEmail: 'text',
+  separateShipAddr: 'boolean',
+  isNotifyEmail: 'boolean',
+  isNotifyFax: 'boolean',
+  isUserAdminPermEnabled: 'boolean',
+  isAccessAdminPermEnabled: 'boolean',
+  isApplicationAdminPermEnabled: 'boolean',
+  isProxyPermEnabled: 'boolean',
+  isWebServicesOnly: 'boolean',
+  isMobileEnabled: 'boolean',
+  type: 'choiceText',
+  language: 'choiceText',
+  currency: 'choiceText',
+  numberFormat: 'choiceInt',
+  timeZone: 'choiceText',
+  units: 'choiceInt',
+  dateFormat: 'choiceInt',
+  status: 'choiceInt',
+  enabledForSso: 'choiceText',
+  dateAdded: 'timestamp',
+  dateModified: 'timestamp',
+  lastLogin: 'timestamp',
+  oauthClientId: 'text',
+} as const satisfies Record<string, FieldKind>;
+
+/** The canonical name of a documented user field. */
+export type CpqUserField = keyof typeof CPQ_USER_FIELDS;
+
+/** Fields that are not columns of their own but structure the record. */
+const STRUCTURAL_FIELDS = ['login', 'company', 'groups', 'accessPermissions', 'links', 'loginName', 'name', 'items', 'variableName', 'label', 'hasAccess', 'value', 'displayValue'];
+
+/** Other spellings seen for the same field (lower-cased). */
+const ALIASES: Record<string, string> = {
+  issuperuserpermenabled: 'isUserAdminPermEnabled',
+};
+
+const CANONICAL = new Map<string, string>();
+for (const name of [...Object.keys(CPQ_USER_FIELDS), ...STRUCTURAL_FIELDS]) CANONICAL.set(name.toLowerCase(), name);
+for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias, name);
+
+/** Every lower-cased field name the mapping reads (canonical names, structural fields, aliases): the rest of a record is custom fields. */
+export const MAPPED_FIELD_KEYS: readonly string[] = [...CANONICAL.keys()].sort();
+
+/** The canonical name of a field as received, or undefined for a field we do not map (kept in raw only). */
+export function canonicalFieldName(received: string): string | undefined {
+  // Keys repeat on every record: remember each spelling seen rather than lower-casing it again.
+  let name = BY_SPELLING.get(received);
+  if (name === undefined) {
+    name = CANONICAL.get(received.toLowerCase()) ?? null;
+    if (BY_SPELLING.size < 10_000) BY_SPELLING.set(received, name);
+  }
+  return name ?? undefined;
+}
+const BY_SPELLING = new Map<string, string | null>();
+
+/**
+ * When two received keys map to the same field (a record carrying both `lastname` and `lastName`),
+ * the exact canonical spelling wins, else the first one read: whether `key` replaces what was kept.
+ */
+export function spellingWins(key: string, name: string, alreadyKept: boolean): boolean {
+  return !alreadyKept || key === name;
+}
+
+/** Re-keys one JSON object by canonical field names (see spellingWins for two spellings of one). */
+export function canonicalize(record: Record<string, unknown>): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const [key, value] of Object.entries(record)) {
+    const name = canonicalFieldName(key);
+    if (name !== undefined && spellingWins(key, name, out.has(name))) out.set(name, value);
+  }
+  return out;
+}
