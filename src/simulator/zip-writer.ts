@@ -48,24 +48,6 @@ const METHOD_DEFLATE = 8;
 const MAX32 = 0xffffffff;
 const MAX16 = 0xffff;
 
-let crcTable: Uint32Array | undefined;
-/** CRC-32 (zlib.crc32 where Node has it). Kept separate from the client's copy on purpose. */
-function crc32(data: Uint8Array, previous: number): number {
-  const native = (zlib as { crc32?: (d: Uint8Array, v?: number) => number }).crc32;
-  if (native) return native(data, previous);
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let crc = ~previous >>> 0;
-  for (let i = 0; i < data.length; i++) crc = crcTable[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
-  return ~crc >>> 0;
-}
-
 class Bytes {
   private readonly parts: Buffer[] = [];
   u16(v: number) {
@@ -110,7 +92,7 @@ async function* measured(content: AsyncIterable<string | Buffer> | Iterable<stri
   for await (const piece of content) {
     const bytes = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
     if (bytes.length === 0) continue;
-    m.crc = crc32(bytes, m.crc);
+    m.crc = zlib.crc32(bytes, m.crc);
     m.size += bytes.length;
     yield bytes;
   }

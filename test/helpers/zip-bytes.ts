@@ -1,4 +1,4 @@
-import { crc32 } from '../../src/cpq/crc32.js';
+import { crc32 } from 'node:zlib';
 
 /**
  * A minimal zip archive in memory (local headers, central directory, end record; no zip64), for

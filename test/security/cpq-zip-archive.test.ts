@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { deflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { crc32 } from '../../src/cpq/crc32.js';
 import { zipOf } from '../helpers/zip-bytes.js';
 import { hostileSite, type HostileSite } from './cpq-hostile.js';
 
