@@ -24,7 +24,8 @@ import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/f
 import { canonicalize } from '../cpq/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
 import { DirectLoad, firstLoadCompanies } from './direct-load.js';
-import { deletionCandidates, mergeNewUsers, mergeStaged, type MergeCounts } from './merge.js';
+import { countDeletionCandidates } from '../db/sql/count-deletion-candidates.js';
+import { mergeNewUsers, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
 
 export interface RunOptions {
@@ -433,7 +434,7 @@ export class SyncRun {
     }
     const fraction = this.deps.config.maxDeleteFraction;
     const allowed: string[] = [];
-    for (const c of await deletionCandidates(client, runId, eligible)) {
+    for (const c of await countDeletionCandidates(client, runId, eligible)) {
       const p = full.find((f) => f.id.company === c.company)!;
       if (c.missing > 0 && c.missing > fraction * c.known && !this.options.allowMassDelete) {
         p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;

@@ -1,0 +1,73 @@
+import { MAPPED_FIELD_KEYS } from '../cpq/user-fields.js';
+import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+
+/*
+ * SQL fragments the merge steps (merge-plan.ts) share. Column lists and keys are constants from
+ * the field mapping, never data.
+ */
+
+const DATA_COLUMNS = ['company_name', 'is_integration_user', ...USER_VALUE_COLUMN_TYPES.map((c) => c.column), 'raw', 'content_hash'];
+/** The data columns of a user row, each with `prefix`, comma-separated. */
+export const dataColumns = (prefix: string) => DATA_COLUMNS.map((c) => `${prefix}${c}`).join(', ');
+/** Columns a change's diff reports: every data column but raw and the digest. */
+export const DIFF_COLUMNS = DATA_COLUMNS.filter((c) => c !== 'raw' && c !== 'content_hash');
+
+const PG_TYPE: Record<string, string> = Object.fromEntries([
+  ['company_name', 'text'],
+  ['is_integration_user', 'boolean'],
+  ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType]),
+]);
+
+/** A timestamptz as CPQ writes dates (2025-09-26T12:17:59.000Z), whatever the session time zone. */
+export const isoUtc = (expr: string) => `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** A column value as JSON text; numbers and booleans print as JSON already, the rest goes through to_json. */
+const asJson = (expr: string, column: string) => {
+  const type = PG_TYPE[column]!;
+  if (['boolean', 'integer', 'bigint'].includes(type)) return `coalesce(${expr}::text, 'null')`;
+  // The same ISO form CPQ sends and inserts are logged with, whatever the session time zone.
+  if (type === 'timestamptz') return `coalesce(to_json(${isoUtc(expr)})::text, 'null')`;
+  return `coalesce(to_json(${expr})::text, 'null')`;
+};
+
+/**
+ * The field diff of an updated user as one jsonb: `"col":{"old":...,"new":...}` for every column
+ * whose value differs between the old row `o` and the new row `u`. Against an empty `o` it is
+ * the field part of an insert's diff: cpq.insert_diff (migrations/0005) holds a copy of it.
+ * Built as text and parsed once: jsonb_each/jsonb_object_agg per row costs ten times more.
+ * concat_ws skips NULLs; it takes at most 100 arguments, hence the chunks.
+ */
+export const FIELD_DIFF = (() => {
+  const fragments = DIFF_COLUMNS.map(
+    (c) => `CASE WHEN o.${c} IS DISTINCT FROM u.${c} THEN '"${c}":{"old":' || ${asJson(`o.${c}`, c)} || ',"new":' || ${asJson(`u.${c}`, c)} || '}' END`,
+  );
+  const chunks: string[] = [];
+  for (let i = 0; i < fragments.length; i += 40) chunks.push(`nullif(concat_ws(',', ${fragments.slice(i, i + 40).join(', ')}), '')`);
+  return `('{' || concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
+})();
+
+/**
+ * Whether `user` (a cpq.users alias) was held by the database before this run (`runId`, a
+ * placeholder). Users this run inserted before its final merge (a merge batch, a direct first
+ * load) were read, not lost, and do not count as known to the deletion guard.
+ */
+export const knownBeforeRun = (user: string, runId: string) => `${user}.first_seen_run_id IS DISTINCT FROM ${runId}`;
+
+/** Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data. */
+const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]::text[]`;
+
+/**
+ * The fields of raw the mapping has no column for (custom fields), as one jsonb object; the
+ * content digest covers exactly these besides the columns (user-record.ts, unknownFieldsJson).
+ */
+export const unmappedFields = (raw: string) =>
+  `(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}))`;
+
+/**
+ * The diff entries of custom fields between the old row `o` and the new row `u`:
+ * `"raw.<field>":{"old":...,"new":...}` for each top-level field the mapping has no column for
+ * whose value differs (null where a side lacks it), '{}' when none does.
+ */
+export const UNMAPPED_DIFF = `(SELECT coalesce(jsonb_object_agg('raw.' || k.key, jsonb_build_object('old', o.raw -> k.key, 'new', u.raw -> k.key)), '{}'::jsonb)
+   FROM (SELECT jsonb_object_keys(o.raw) UNION SELECT jsonb_object_keys(u.raw)) AS k(key)
+   WHERE lower(k.key) <> ALL (${MAPPED_KEYS}) AND (o.raw -> k.key) IS DISTINCT FROM (u.raw -> k.key))`;
