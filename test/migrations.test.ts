@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { migrate } from '../src/db/migrate.js';
-import { FIELD_DIFF } from '../src/sync/merge.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 describe('migrations', () => {
@@ -38,11 +36,6 @@ describe('migrations', () => {
       'cpq.group_versions': 1,
       'cpq.group_changes': 1,
     });
-  });
-
-  it("computes an insert's field diff with the merge's own expression (cpq.insert_diff holds a copy of FIELD_DIFF)", () => {
-    const sql = readFileSync(new URL('../migrations/0005_insert_diffs_from_history.sql', import.meta.url), 'utf8');
-    expect(sql).toContain(`SELECT ${FIELD_DIFF}\n`);
   });
 
   it('gives cpq.users a typed column for the documented fields', async () => {

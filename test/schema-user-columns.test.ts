@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { USER_VALUE_COLUMN_TYPES } from '../src/normalize/user-fields.js';
+import { FIELD_DIFF } from '../src/sync/merge.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+
+/*
+ * The user columns have one source of truth, src/cpq/user-fields.ts (the fields) and
+ * src/normalize/user-fields.ts (their columns); the migrations repeat them in cpq.users,
+ * cpq.user_versions, the cpq.user_history view, cpq.users_as_of and cpq.insert_diff. These tests
+ * fail when a migration leaves any of them behind (README "Adding a CPQ field").
+ */
+
+/** Columns the history keeps besides the user's own: when a version ended, and which run ended it. */
+const VERSION_COLUMNS: Record<string, string[]> = {
+  users: [],
+  user_versions: ['valid_to', 'ended_by_run_id', 'version_id'],
+  user_history: ['valid_to'],
+};
+
+type Columns = { name: string; type: string }[];
+
+async function columnsOf(t: TestDatabase, relation: string): Promise<Columns> {
+  return t.query<{ name: string; type: string }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+     WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    [`cpq.${relation}`],
+  );
+}
+
+/** The differences between the data columns of users, user_versions and user_history (empty when they agree). */
+async function parityProblems(t: TestDatabase): Promise<string[]> {
+  const users = await columnsOf(t, 'users');
+  const problems: string[] = [];
+  for (const relation of ['user_versions', 'user_history']) {
+    const data = (await columnsOf(t, relation)).filter((c) => !VERSION_COLUMNS[relation]!.includes(c.name));
+    const show = (cs: Columns) => cs.map((c) => `${c.name} ${c.type}`).join(', ');
+    if (show(data) !== show(users)) problems.push(`cpq.${relation} has (${show(data)}), cpq.users has (${show(users)})`);
+  }
+  return problems;
+}
+
+describe('user columns: one source of truth, every copy checked', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(async () => t.drop());
+
+  it('cpq.users, cpq.user_versions and cpq.user_history have the same data columns, same types, same order', async () => {
+    expect(await parityProblems(t)).toEqual([]);
+    for (const [relation, extra] of Object.entries(VERSION_COLUMNS)) {
+      expect((await columnsOf(t, relation)).map((c) => c.name)).toEqual(expect.arrayContaining(extra));
+    }
+  });
+
+  it('has every column of USER_FIELDS, with its type, in cpq.users, cpq.user_versions and cpq.user_history', async () => {
+    const expected = await Promise.all(
+      USER_VALUE_COLUMN_TYPES.map(async ({ column, pgType }) => {
+        const [row] = await t.query<{ type: string }>(`SELECT format_type($1::regtype, -1) AS type`, [pgType]);
+        return { name: column, type: row!.type };
+      }),
+    );
+    expect(expected.length).toBe(USER_VALUE_COLUMN_TYPES.length);
+    for (const relation of Object.keys(VERSION_COLUMNS)) {
+      expect(await columnsOf(t, relation), relation).toEqual(expect.arrayContaining(expected));
+    }
+  });
+
+  it('cpq.users_as_of returns cpq.users rows (its column list matches the table)', async () => {
+    await expect(t.query(`SELECT * FROM cpq.users_as_of(now())`)).resolves.toEqual([]);
+  });
+
+  it("computes an insert's field diff with the merge's own expression: cpq.insert_diff, as migrated, holds FIELD_DIFF, which names every user column", async () => {
+    const [fn] = await t.query<{ body: string }>(`SELECT prosrc AS body FROM pg_proc WHERE oid = 'cpq.insert_diff(bigint, timestamptz)'::regprocedure`);
+    expect(fn!.body).toContain(`SELECT ${FIELD_DIFF}\n`);
+    for (const { column } of USER_VALUE_COLUMN_TYPES) expect(FIELD_DIFF).toContain(`'"${column}":{"old":'`);
+  });
+
+  it('fails when a migration adds a user column to cpq.users alone (the checks themselves can fail)', async () => {
+    const scratch = await createTestDatabase();
+    try {
+      await scratch.query(`ALTER TABLE cpq.users ADD COLUMN shoe_size integer`);
+      expect(await parityProblems(scratch)).toHaveLength(2);
+      await expect(scratch.query(`SELECT * FROM cpq.users_as_of(now())`)).rejects.toThrow(/return type mismatch|final statement returns too few columns/);
+      await scratch.query(`ALTER TABLE cpq.user_versions ADD COLUMN shoe_size integer`);
+      expect(await parityProblems(scratch)).toEqual([expect.stringContaining('cpq.user_history has')]);
+    } finally {
+      await scratch.drop();
+    }
+  });
+});
