@@ -1,9 +1,27 @@
-import type { ColumnType, Generated, JSONColumnType } from 'kysely';
+import type { ColumnType, Generated, JSONColumnType, SelectType } from 'kysely';
+import { USER_VALUE_COLUMNS, type UserValueColumn, type UserValueColumnKinds } from '../normalize/user-fields.js';
+
+/*
+ * Every table and view of schema cpq as Kysely sees it (Kysely's own cpq.kysely_migration* aside),
+ * with the types node-postgres returns: int8 and bigint counts as text (ids never lose digits),
+ * int4 as number, timestamptz as Date, jsonb parsed. DATABASE_COLUMNS below lists the same
+ * columns at run time, tied to these types by the compiler; test/schema-types.test.ts compares
+ * it with information_schema of a freshly migrated database. The user value columns are derived
+ * from the field list (src/cpq/user-fields.ts), so adding a CPQ field changes them here too.
+ */
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 /** int8 comes back from pg as text, so ids never lose digits. */
 type Int8 = ColumnType<string, string | number | bigint, string | number | bigint>;
 export type { Int8 };
+type Json<T extends object | null> = JSONColumnType<T, string, string>;
+/** A column the database fills (a trigger), never written by a query. */
+type Filled<T> = ColumnType<T, never, never>;
+/** A view: read, never written. */
+type View<T> = { [K in keyof T]: ColumnType<SelectType<T[K]>, never, never> };
+
+/** A change's diff: `{"field": {"old": ..., "new": ...}}`, memberships as `{"groups": {"added": [...], "removed": [...]}}`. */
+export type Diff = Record<string, unknown>;
 
 export interface SyncRunsTable {
   id: ColumnType<string, never, never>;
@@ -18,11 +36,16 @@ export interface SyncRunsTable {
   users_inserted: Generated<number>;
   users_updated: Generated<number>;
   users_unchanged: Generated<number>;
+  users_deleted: Generated<number>;
+  users_restored: Generated<number>;
   http_requests: Generated<number>;
-  http_retries: JSONColumnType<Record<string, number>, string, string>;
-  streams: JSONColumnType<StreamReport[], string, string>;
-  warnings: JSONColumnType<string[], string, string>;
+  http_retries: Json<Record<string, number>>;
+  streams: Json<StreamReport[]>;
+  warnings: Json<string[]>;
   error: string | null;
+  /** 1, 2, 3, ... in the order successful runs committed (migration 0009's trigger numbers them). */
+  commit_seq: Filled<string | null>;
+  committed_at: Filled<Date | null>;
 }
 
 export interface StreamReport {
@@ -45,45 +68,95 @@ export interface SyncStateTable {
   updated_at: Generated<Timestamp>;
 }
 
-/** The columns queries in this code base use; cpq.users has one typed column per CPQ field besides. */
-export interface UsersTable {
-  id: Generated<Int8>;
+/** The TypeScript type of each kind of user value column (src/normalize/user-fields.ts). */
+interface UserValueTypes {
+  text: string;
+  boolean: boolean;
+  bigint: Int8;
+  timestamp: Timestamp;
+  choiceText: string;
+  choiceInt: number;
+  displayText: string;
+}
+
+/** One column per CPQ user field (two for a choice: value and display value). */
+export type UserValueColumns = { [C in UserValueColumn]: UserValueTypes[UserValueColumnKinds[C]] | null };
+
+/** The columns of one version of a user: cpq.users, cpq.user_versions and cpq.user_history all have them. */
+export type UserVersionColumns = UserValueColumns & {
+  id: Int8;
   company_login: string;
   login: string;
-  party_id: Int8 | null;
-  party_number: string | null;
-  cpq_id: Int8 | null;
-  first_name: string | null;
-  last_name: string | null;
-  email: string | null;
-  is_user_admin_perm_enabled: boolean | null;
-  is_web_services_only: boolean | null;
-  status: number | null;
-  status_display: string | null;
-  type: string | null;
-  type_display: string | null;
-  date_modified: Timestamp | null;
-  last_login: Timestamp | null;
   company_name: string | null;
   is_integration_user: boolean;
-  oauth_client_id: string | null;
-  raw: JSONColumnType<Record<string, unknown>, string, string>;
+  /** The record as received (merged when a user came from both feeds), numbers exact. */
+  raw: Json<Record<string, unknown>>;
   content_hash: string;
+  first_seen_at: Timestamp;
+  last_synced_at: Timestamp;
+  last_changed_at: Timestamp;
+  first_seen_run_id: Int8 | null;
+  last_changed_run_id: Int8 | null;
+  deleted_at: Timestamp | null;
+  valid_from: Timestamp;
+};
+
+type DefaultedUserColumns = 'id' | 'is_integration_user' | 'first_seen_at' | 'last_synced_at' | 'last_changed_at' | 'valid_from';
+export type UsersTable = Omit<UserVersionColumns, DefaultedUserColumns> & {
+  id: Generated<Int8>;
+  is_integration_user: Generated<boolean>;
   first_seen_at: Generated<Timestamp>;
   last_synced_at: Generated<Timestamp>;
   last_changed_at: Generated<Timestamp>;
-  deleted_at: Timestamp | null;
+  valid_from: Generated<Timestamp>;
+};
+
+/** What ends a version in the history tables: when, by which run, and the version's own id. */
+interface Ended {
+  valid_to: Timestamp;
+  ended_by_run_id: Int8;
+  version_id: Generated<Int8>;
 }
+
+export type UserVersionsTable = UserVersionColumns & Ended;
 
 export interface GroupsTable {
   variable_name: string;
   label: string | null;
   type: string | null;
+  first_seen_at: Generated<Timestamp>;
+  last_synced_at: Generated<Timestamp>;
+  valid_from: Generated<Timestamp>;
+}
+
+export interface GroupVersionsTable extends Ended {
+  variable_name: string;
+  label: string | null;
+  type: string | null;
+  first_seen_at: Timestamp;
+  last_synced_at: Timestamp;
+  valid_from: Timestamp;
+}
+
+export interface GroupChangesTable {
+  id: Generated<Int8>;
+  run_id: Int8;
+  change: 'insert' | 'update';
+  group_variable_name: string;
+  detected_at: Timestamp;
+  diff: Json<Diff>;
 }
 
 export interface UserGroupsTable {
   user_id: Int8;
   group_variable_name: string;
+  added_at: Generated<Timestamp>;
+}
+
+export interface UserGroupVersionsTable extends Ended {
+  user_id: Int8;
+  group_variable_name: string;
+  added_at: Timestamp;
 }
 
 export interface UserAccessPermissionsTable {
@@ -92,13 +165,170 @@ export interface UserAccessPermissionsTable {
   variable_name: string;
   name: string | null;
   has_access: boolean | null;
+  valid_from: Generated<Timestamp>;
+}
+
+export interface UserAccessPermissionVersionsTable extends Ended {
+  user_id: Int8;
+  type: string;
+  variable_name: string;
+  name: string | null;
+  has_access: boolean | null;
+  valid_from: Timestamp;
+}
+
+/** The change log as stored: an insert's diff is NULL (cpq.user_changes fills it in from history). */
+export interface UserChangeLogTable {
+  id: Generated<Int8>;
+  run_id: Int8;
+  change: 'insert' | 'update' | 'delete' | 'restore';
+  user_id: Int8;
+  company_login: string;
+  login: string;
+  party_number: string | null;
+  date_modified: Timestamp | null;
+  detected_at: Timestamp;
+  diff: Json<Diff> | null;
+}
+
+interface UserChangeRow {
+  id: string;
+  run_id: string;
+  change: 'insert' | 'update' | 'delete' | 'restore';
+  user_id: string;
+  company_login: string;
+  login: string;
+  party_number: string | null;
+  date_modified: Date | null;
+  detected_at: Date;
+  diff: Diff;
 }
 
 export interface Database {
   'cpq.sync_runs': SyncRunsTable;
   'cpq.sync_state': SyncStateTable;
   'cpq.users': UsersTable;
+  'cpq.user_versions': UserVersionsTable;
   'cpq.groups': GroupsTable;
+  'cpq.group_versions': GroupVersionsTable;
+  'cpq.group_changes': GroupChangesTable;
   'cpq.user_groups': UserGroupsTable;
+  'cpq.user_group_versions': UserGroupVersionsTable;
   'cpq.user_access_permissions': UserAccessPermissionsTable;
+  'cpq.user_access_permission_versions': UserAccessPermissionVersionsTable;
+  'cpq.user_change_log': UserChangeLogTable;
+
+  // Views (README "Reporting views" and "Change log, deletions and history").
+  'cpq.user_changes': View<UserChangeRow>;
+  'cpq.recent_changes': View<UserChangeRow & { days_ago: number }>;
+  'cpq.user_changes_flat': View<
+    Omit<UserChangeRow, 'id' | 'diff'> & { change_id: string; field: string; old_value: unknown; new_value: unknown; added: unknown; removed: unknown; changed: unknown }
+  >;
+  'cpq.user_history': View<UserVersionColumns & { valid_to: Date | null }>;
+  'cpq.user_group_history': View<{ user_id: string; group_variable_name: string; valid_from: Date; valid_to: Date | null }>;
+  'cpq.user_access_permission_history': View<{
+    user_id: string;
+    type: string;
+    variable_name: string;
+    name: string | null;
+    has_access: boolean | null;
+    valid_from: Date;
+    valid_to: Date | null;
+  }>;
+  'cpq.group_history': View<{ variable_name: string; label: string | null; type: string | null; valid_from: Date; valid_to: Date | null }>;
+  'cpq.active_users_by_company': View<{ company_login: string; type: string | null; type_display: string | null; users: string }>;
+  'cpq.group_members': View<{
+    group_variable_name: string;
+    group_label: string | null;
+    group_type: string | null;
+    user_id: string;
+    company_login: string;
+    login: string;
+    email: string | null;
+    status_display: string | null;
+  }>;
+  'cpq.users_per_group': View<{ group_variable_name: string; group_label: string | null; group_type: string | null; users: string }>;
+  'cpq.administrators': View<{
+    user_id: string;
+    company_login: string;
+    login: string;
+    email: string | null;
+    status_display: string | null;
+    is_user_admin: boolean;
+    is_access_admin: boolean;
+    is_application_admin: boolean;
+    administrator_groups: string[];
+  }>;
+  'cpq.integration_users': View<{
+    user_id: string;
+    company_login: string;
+    login: string;
+    party_id: string | null;
+    party_number: string | null;
+    oauth_client_id: string | null;
+    status_display: string | null;
+    last_login: Date | null;
+    date_modified: Date | null;
+  }>;
+  'cpq.user_logins': View<{
+    user_id: string;
+    company_login: string;
+    login: string;
+    email: string | null;
+    status_display: string | null;
+    last_login: Date | null;
+    never_logged_in: boolean;
+    days_since_login: number | null;
+  }>;
 }
+
+/**
+ * The column names of `Columns`, each exactly once: a name missing from the list, or one that is
+ * not a column, does not compile. So the runtime list below cannot drift from the types above.
+ */
+function columns<Columns>() {
+  return <const Names extends readonly (keyof Columns & string)[]>(
+    ...names: Names & (Exclude<keyof Columns, Names[number]> extends never ? unknown : { missing: Exclude<keyof Columns, Names[number]> })
+  ): readonly string[] => names;
+}
+
+const USER_VALUES = USER_VALUE_COLUMNS as readonly UserValueColumn[];
+const USER_VERSION = ['id', 'company_login', 'login', 'company_name', 'is_integration_user', 'raw', 'content_hash', 'first_seen_at', 'last_synced_at', 'last_changed_at', 'first_seen_run_id', 'last_changed_run_id', 'deleted_at', 'valid_from'] as const;
+const CHANGE = ['run_id', 'change', 'user_id', 'company_login', 'login', 'party_number', 'date_modified', 'detected_at'] as const;
+const ENDED = ['valid_to', 'ended_by_run_id', 'version_id'] as const;
+
+/** Every column of every table and view in `Database`, by table (test/schema-types.test.ts compares it with the database). */
+export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly string[] } = {
+  'cpq.sync_runs': columns<SyncRunsTable>()(
+    'id', 'started_at', 'finished_at', 'effective_at', 'status', 'mode', 'pages', 'users_seen', 'users_inserted', 'users_updated', 'users_unchanged',
+    'users_deleted', 'users_restored', 'http_requests', 'http_retries', 'streams', 'warnings', 'error', 'commit_seq', 'committed_at',
+  ),
+  'cpq.sync_state': columns<SyncStateTable>()('stream', 'cursor', 'last_full_sync_at', 'last_run_id', 'updated_at'),
+  'cpq.users': columns<UsersTable>()(...USER_VERSION, ...USER_VALUES),
+  'cpq.user_versions': columns<UserVersionsTable>()(...USER_VERSION, ...USER_VALUES, ...ENDED),
+  'cpq.groups': columns<GroupsTable>()('variable_name', 'label', 'type', 'first_seen_at', 'last_synced_at', 'valid_from'),
+  'cpq.group_versions': columns<GroupVersionsTable>()('variable_name', 'label', 'type', 'first_seen_at', 'last_synced_at', 'valid_from', ...ENDED),
+  'cpq.group_changes': columns<GroupChangesTable>()('id', 'run_id', 'change', 'group_variable_name', 'detected_at', 'diff'),
+  'cpq.user_groups': columns<UserGroupsTable>()('user_id', 'group_variable_name', 'added_at'),
+  'cpq.user_group_versions': columns<UserGroupVersionsTable>()('user_id', 'group_variable_name', 'added_at', ...ENDED),
+  'cpq.user_access_permissions': columns<UserAccessPermissionsTable>()('user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from'),
+  'cpq.user_access_permission_versions': columns<UserAccessPermissionVersionsTable>()('user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from', ...ENDED),
+  'cpq.user_change_log': columns<UserChangeLogTable>()('id', ...CHANGE, 'diff'),
+  'cpq.user_changes': columns<Database['cpq.user_changes']>()('id', ...CHANGE, 'diff'),
+  'cpq.recent_changes': columns<Database['cpq.recent_changes']>()('id', ...CHANGE, 'diff', 'days_ago'),
+  'cpq.user_changes_flat': columns<Database['cpq.user_changes_flat']>()('change_id', ...CHANGE, 'field', 'old_value', 'new_value', 'added', 'removed', 'changed'),
+  'cpq.user_history': columns<Database['cpq.user_history']>()(...USER_VERSION, ...USER_VALUES, 'valid_to'),
+  'cpq.user_group_history': columns<Database['cpq.user_group_history']>()('user_id', 'group_variable_name', 'valid_from', 'valid_to'),
+  'cpq.user_access_permission_history': columns<Database['cpq.user_access_permission_history']>()('user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from', 'valid_to'),
+  'cpq.group_history': columns<Database['cpq.group_history']>()('variable_name', 'label', 'type', 'valid_from', 'valid_to'),
+  'cpq.active_users_by_company': columns<Database['cpq.active_users_by_company']>()('company_login', 'type', 'type_display', 'users'),
+  'cpq.group_members': columns<Database['cpq.group_members']>()('group_variable_name', 'group_label', 'group_type', 'user_id', 'company_login', 'login', 'email', 'status_display'),
+  'cpq.users_per_group': columns<Database['cpq.users_per_group']>()('group_variable_name', 'group_label', 'group_type', 'users'),
+  'cpq.administrators': columns<Database['cpq.administrators']>()(
+    'user_id', 'company_login', 'login', 'email', 'status_display', 'is_user_admin', 'is_access_admin', 'is_application_admin', 'administrator_groups',
+  ),
+  'cpq.integration_users': columns<Database['cpq.integration_users']>()(
+    'user_id', 'company_login', 'login', 'party_id', 'party_number', 'oauth_client_id', 'status_display', 'last_login', 'date_modified',
+  ),
+  'cpq.user_logins': columns<Database['cpq.user_logins']>()('user_id', 'company_login', 'login', 'email', 'status_display', 'last_login', 'never_logged_in', 'days_since_login'),
+};

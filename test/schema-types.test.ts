@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATABASE_COLUMNS } from '../src/db/schema.js';
+import type { ColumnOf, UserValueColumn } from '../src/normalize/user-fields.js';
+import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+
+/*
+ * The Kysely `Database` interface (src/db/schema.ts) against a freshly migrated database: every
+ * table and view of schema cpq is in it, with exactly its columns. DATABASE_COLUMNS is the
+ * interface's runtime twin (the compiler ties the two); Kysely's own migration tables are left out.
+ */
+
+// Compile-time checks (`npm test` type-checks the tests first): the column type of a field is its
+// snake_case, as the runtime mapping computes it, for every kind of character a name holds.
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+const snakeCaseAsTypes: [
+  Equal<ColumnOf<'billCompany2'>, 'bill_company2'>,
+  Equal<ColumnOf<'isUserAdminPermEnabled'>, 'is_user_admin_perm_enabled'>,
+  Equal<ColumnOf<'id'>, 'cpq_id'>,
+  Equal<ColumnOf<'units'>, 'units'>,
+  Equal<Extract<UserValueColumn, 'status_display' | 'email_display'>, 'status_display'>,
+] = [true, true, true, true, true];
+
+async function relationColumns(t: TestDatabase): Promise<Record<string, string[]>> {
+  const rows = await t.query<{ relation: string; column_name: string }>(
+    `SELECT c.table_schema || '.' || c.table_name AS relation, c.column_name FROM information_schema.columns c
+     WHERE c.table_schema = 'cpq' AND c.table_name NOT LIKE 'kysely\\_migration%'
+     ORDER BY 1, c.column_name COLLATE "C"`,
+  );
+  const out: Record<string, string[]> = {};
+  for (const r of rows) (out[r.relation] ??= []).push(r.column_name);
+  return out;
+}
+
+const sorted = (names: readonly string[]) => [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
+describe('the Kysely Database interface', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(async () => t.drop());
+
+  it('derives the user value column names as the runtime mapping does', () => {
+    expect(snakeCaseAsTypes).toEqual([true, true, true, true, true]);
+    expect(USER_VALUE_COLUMNS).toEqual(expect.arrayContaining(['bill_company2', 'is_user_admin_perm_enabled', 'cpq_id', 'units', 'status_display']));
+  });
+
+  it('names every table and view of schema cpq, each with exactly its columns', async () => {
+    const actual = await relationColumns(t);
+    expect(Object.keys(actual).length).toBeGreaterThanOrEqual(25);
+    const declared = Object.fromEntries(Object.entries(DATABASE_COLUMNS).map(([relation, names]) => [relation, sorted(names)]));
+    expect(declared).toEqual(actual);
+  });
+
+  it('fails when a migration adds a column the interface lacks (the check itself can fail)', async () => {
+    const scratch = await createTestDatabase();
+    try {
+      await scratch.query(`ALTER TABLE cpq.groups ADD COLUMN description text`);
+      expect((await relationColumns(scratch))['cpq.groups']).toContain('description');
+      expect(DATABASE_COLUMNS['cpq.groups']).not.toContain('description');
+    } finally {
+      await scratch.drop();
+    }
+  });
+});
