@@ -33,9 +33,10 @@ export const NUM_RUNS_FROM_ENV = Number(process.env.FC_NUM_RUNS ?? '') || undefi
  * numRuns for CI, or FC_NUM_RUNS (npm run test:deep); fast-check prints seed and path of any
  * failure, and FC_SEED=<seed> FC_PATH=<path> replays it.
  */
-export function runs(ci: number): fc.Parameters<unknown> {
+export function runs(ci: number, testTimeoutMs: number): fc.Parameters<unknown> {
   const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true };
-  return { numRuns: NUM_RUNS_FROM_ENV ?? ci, ...replay };
+  // Stop (shrinking included) before vitest's timeout would, so that a failure is still reported with its seed.
+  return { numRuns: NUM_RUNS_FROM_ENV ?? ci, interruptAfterTimeLimit: testTimeoutMs - 20_000, ...replay };
 }
 
 /** A property's vitest timeout: room for its CI cases and for shrinking a failure; an hour under FC_NUM_RUNS. */

@@ -97,7 +97,7 @@ describe('generated CPQ users (property)', () => {
             throw error;
           }
         }),
-        runs(40),
+        runs(40, propertyTimeout(240_000)),
       );
     } finally {
       await h.close();

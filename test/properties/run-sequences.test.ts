@@ -432,7 +432,7 @@ describe('run sequences against a model (property)', () => {
           await h.close();
         }
       }),
-      runs(12),
+      runs(12, propertyTimeout(240_000)),
     );
   }, propertyTimeout(240_000));
 });
