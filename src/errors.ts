@@ -80,3 +80,18 @@ export function errorCode(err: unknown): string | undefined {
 export function oneLine(message: string): string {
   return message.replace(/\s*[\r\n]+\s*/g, ' ').trim();
 }
+
+/**
+ * A failure that is not a SyncError, classified: 'database' for what Postgres or the connection
+ * to it reported, 'internal' for anything else.
+ */
+export function toDatabaseOrInternal(err: unknown): SyncError {
+  const e = err as Error & { code?: string };
+  // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code, or
+  // only a message when node-postgres lost the connection itself.
+  if (e && typeof e.code === 'string') return new SyncError('database', `database error: ${e.message}`);
+  if (e && /Connection terminated|not queryable|connection error/i.test(e.message ?? '')) {
+    return new SyncError('database', `database error: ${e.message}`);
+  }
+  return new SyncError('internal', e?.message ?? String(err));
+}

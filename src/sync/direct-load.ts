@@ -10,16 +10,6 @@ const USER_COLUMNS = ['id', 'company_login', 'login', 'company_name', 'is_integr
 /** User ids reserved per round trip. */
 const ID_BLOCK = 10_000;
 
-/** Those of `companies` the database holds no user of, deleted ones included: their read is a first load. */
-export async function firstLoadCompanies(client: pg.PoolClient, companies: string[]): Promise<Set<string>> {
-  const { rows } = await client.query<{ company: string }>(
-    `SELECT c.company FROM unnest($1::text[]) AS c(company)
-     WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = c.company)`,
-    [companies],
-  );
-  return new Set(rows.map((r) => r.company));
-}
-
 /**
  * The first load of a company, written straight into the final tables with COPY: no staging,
  * no merge. Only for companies the database holds no user of (so every user read is new), and
@@ -37,7 +27,7 @@ export class DirectLoad {
   private nextIds: Promise<number[]> | undefined;
   private rowsWritten = 0;
 
-  /** `firstLoads`: the companies to load directly, of those the database holds no user of (firstLoadCompanies). */
+  /** `firstLoads`: the companies to load directly, of those the database holds no user of (findFirstLoadCompanies). */
   constructor(
     private readonly client: pg.PoolClient,
     private readonly pool: pg.Pool,

@@ -5,6 +5,7 @@ import { userColumns } from '../db/sql/user-columns.js';
 import { runSteps } from '../db/steps.js';
 import type { Logger } from '../logger.js';
 import { BATCH_STEPS, mergeSteps } from './merge-plan.js';
+import type { Stager } from './stager.js';
 
 export { FIELD_DIFF } from './merge-sql.js';
 
@@ -28,6 +29,36 @@ export async function mergeNewUsers(
 ): Promise<number> {
   await runSteps(client, BATCH_STEPS, { runId, effectiveAt, afterSeq, toSeq }, 'merge batch step', log);
   return countBatchUsers(client);
+}
+
+/**
+ * Merge batches during a full read: every `batchUsers` staged users (SYNC_MERGE_BATCH_USERS; 0
+ * for none), those new to the database are merged, queued on the run's connection behind the
+ * pages staged before them, so Postgres writes them while the run reads and normalizes the next
+ * pages.
+ */
+export class MergeBatches {
+  private mergedUpTo = 0;
+  /** How many users the batches inserted. */
+  inserted = 0;
+
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly stager: Stager,
+    private readonly runId: string,
+    private readonly effectiveAt: () => Date,
+    private readonly batchUsers: number,
+    private readonly log?: Logger,
+  ) {}
+
+  async mergeIfDue(): Promise<void> {
+    if (this.batchUsers === 0 || this.stager.lastSeq - this.mergedUpTo < this.batchUsers) return;
+    const [from, to] = [this.mergedUpTo, this.stager.lastSeq];
+    this.mergedUpTo = to;
+    await this.stager.enqueue(async () => {
+      this.inserted += await mergeNewUsers(this.client, this.runId, this.effectiveAt(), from, to, this.log);
+    });
+  }
 }
 
 /**

@@ -1,18 +1,11 @@
 import { ConfigError, requireCpq } from '../config.js';
 import { logAhead, migrate } from '../db/migrate.js';
-import { EXIT_CODES, SyncError, oneLine } from '../errors.js';
+import { EXIT_CODES, SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { runSync, type SyncDeps } from '../sync/run.js';
 import { CronSchedule } from './cron-schedule.js';
 import { HealthServer } from './health-server.js';
 import { WorkerMetrics, type RunObservation } from './metrics.js';
 import { HealthConnection, checkReadiness } from './readiness.js';
-
-/** What a run left in cpq.sync_runs that metrics need beyond RunResult. */
-interface RunRecord {
-  id: string;
-  seconds: number | null;
-  http_retries: Record<string, number>;
-}
 
 /**
  * The long-running worker: syncs on SYNC_CRON, one run at a time in this process (node-cron's
@@ -55,7 +48,7 @@ export class SyncWorker {
   async start(): Promise<void> {
     const { config, log } = this.deps;
     await migrate(this.deps.db, { onAhead: logAhead(log) }).catch((err: unknown) => {
-      throw err instanceof SyncError ? err : new SyncError('database', `database error: ${(err as Error).message}`);
+      throw err instanceof SyncError ? err : new SyncError('database', `database error: ${errorMessage(err)}`);
     });
     if (config.worker.httpPort !== undefined) {
       this.health = new HealthServer({
@@ -69,7 +62,7 @@ export class SyncWorker {
       this.httpPort = await this.health.start().catch((err: unknown) => {
         const where = host === undefined ? `port ${port}` : `${host} port ${port}`;
         const name = host === undefined ? 'HTTP_PORT' : 'HTTP_HOST/HTTP_PORT';
-        throw new ConfigError(`${name}: cannot listen on ${where} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        throw new ConfigError(`${name}: cannot listen on ${where} (${errorCode(err) ?? errorMessage(err)})`);
       });
     }
     this.schedule.start();
@@ -89,7 +82,7 @@ export class SyncWorker {
       return;
     }
     this.current = this.attempt().catch((err: unknown) => {
-      this.deps.log.error({ error: (err as Error).message }, 'worker error while running a sync');
+      this.deps.log.error({ error: errorMessage(err) }, 'worker error while running a sync');
     });
     try {
       await this.current;
@@ -104,52 +97,34 @@ export class SyncWorker {
     const startedAt = Date.now();
     const elapsed = () => (Date.now() - startedAt) / 1000;
     this.metrics.runStarted();
-    // The run row is inserted only after the lock is taken, so a failed run's row is the
-    // first one after this id.
-    const before = await this.newestRunId().catch(() => undefined);
     try {
       const result = await runSync(this.deps, { signal: this.stopping.signal });
-      const record = await this.readRun('id = $1', result.runId).catch(() => undefined);
       this.metrics.recordRun({
         status: 'succeeded',
-        durationSeconds: record?.seconds ?? elapsed(),
+        durationSeconds: result.seconds,
         users: { inserted: result.inserted, updated: result.updated, unchanged: result.unchanged },
-        ...(record ? { httpRetries: record.http_retries } : {}),
+        httpRetries: result.http.retries,
       });
       log.info({ runId: result.runId, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged }, 'scheduled run succeeded');
     } catch (err) {
-      const error = err instanceof SyncError ? err : new SyncError('internal', (err as Error)?.message ?? String(err));
+      const error = err instanceof SyncError ? err : new SyncError('internal', errorMessage(err));
       if (error.kind === 'lock') {
         this.metrics.recordSkip('lock_held');
         log.info('run skipped: another worker holds the sync lock on this database and is syncing it');
         return;
       }
-      const record = before === undefined ? undefined : await this.readRun('id > $1', before).catch(() => undefined);
+      // A failure before the run had a row (migrations, the connection) has no run id and no HTTP counts.
       const status: RunObservation['status'] = error.kind === 'interrupted' ? 'interrupted' : 'failed';
-      this.metrics.recordRun({ status, durationSeconds: record?.seconds ?? elapsed(), ...(record ? { httpRetries: record.http_retries } : {}) });
+      this.metrics.recordRun({ status, durationSeconds: error.seconds ?? elapsed(), ...(error.http ? { httpRetries: error.http.retries } : {}) });
       if (status === 'interrupted') {
-        log.info({ runId: record?.id }, 'run interrupted by shutdown: rolled back and recorded as interrupted');
+        log.info({ runId: error.runId }, 'run interrupted by shutdown: rolled back and recorded as interrupted');
       } else {
         log.error(
-          { runId: record?.id, kind: error.kind, exitCode: EXIT_CODES[error.kind], error: oneLine(error.message) },
+          { runId: error.runId, kind: error.kind, exitCode: EXIT_CODES[error.kind], error: oneLine(error.message) },
           'scheduled run failed; the worker keeps its schedule',
         );
       }
     }
-  }
-
-  private async newestRunId(): Promise<string> {
-    const { rows } = await this.deps.pool.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM cpq.sync_runs`);
-    return rows[0]!.id;
-  }
-
-  private async readRun(where: 'id = $1' | 'id > $1', id: string): Promise<RunRecord | undefined> {
-    const { rows } = await this.deps.pool.query<RunRecord>(
-      `SELECT id, extract(epoch FROM finished_at - started_at)::float8 AS seconds, http_retries
-       FROM cpq.sync_runs WHERE ${where} ORDER BY id LIMIT 1`,
-      [id],
-    );
-    return rows[0];
   }
 
   /** No new runs; the current one is aborted (rolls back, recorded `interrupted`) and awaited; HTTP closes last. */

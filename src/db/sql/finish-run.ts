@@ -1,0 +1,57 @@
+import type { HttpStats } from '../../cpq/http-client.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+import type { StreamReport, SyncRunsTable } from '../schema.js';
+
+/** What every ended run records. */
+interface RunEnd {
+  streams: StreamReport[];
+  warnings: string[];
+  http: HttpStats;
+}
+
+/** A run that committed: its counts, and when the versions it wrote start. */
+export interface SucceededRun extends RunEnd {
+  status: 'succeeded';
+  mode: SyncRunsTable['mode'];
+  pages: number;
+  counts: { seen: number; inserted: number; updated: number; unchanged: number; deleted: number; restored: number };
+  effectiveAt: Date;
+}
+
+/** A run that rolled back, with its one-line error. */
+export interface FailedRun extends RunEnd {
+  status: 'failed' | 'interrupted';
+  error: string;
+}
+
+/**
+ * Closes the run record. A succeeded run writes it on the run's client, inside its transaction,
+ * so the record commits with what it describes; a failed one after the rollback, on any
+ * connection.
+ */
+export async function finishRun(on: Queryable, runId: string, end: SucceededRun | FailedRun): Promise<void> {
+  const common = {
+    status: end.status,
+    finished_at: new Date(),
+    streams: JSON.stringify(end.streams),
+    warnings: JSON.stringify(end.warnings),
+    http_requests: end.http.requests,
+    http_retries: JSON.stringify(end.http.retries),
+  };
+  const values =
+    end.status === 'succeeded'
+      ? {
+          ...common,
+          mode: end.mode,
+          pages: end.pages,
+          users_seen: end.counts.seen,
+          users_inserted: end.counts.inserted,
+          users_updated: end.counts.updated,
+          users_unchanged: end.counts.unchanged,
+          users_deleted: end.counts.deleted,
+          users_restored: end.counts.restored,
+          effective_at: end.effectiveAt,
+        }
+      : { ...common, error: end.error };
+  await runCompiled(on, queryBuilder.updateTable('cpq.sync_runs').set(values).where('id', '=', runId).compile());
+}

@@ -1,0 +1,14 @@
+import type { Db } from '../database.js';
+
+export interface StreamCursor {
+  stream: string;
+  /** The newest dateModified read by the stream's last complete read. */
+  cursor: Date | null;
+  last_full_sync_at: Date | null;
+}
+
+/** The stored cursor of every stream, by stream name. */
+export async function readCursors(db: Db): Promise<Map<string, StreamCursor>> {
+  const rows = await db.selectFrom('cpq.sync_state').select(['stream', 'cursor', 'last_full_sync_at']).execute();
+  return new Map(rows.map((s) => [s.stream, s] as const));
+}

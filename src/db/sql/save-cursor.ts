@@ -1,0 +1,22 @@
+import type pg from 'pg';
+
+/**
+ * Moves a stream's cursor forward to `cursor` (never back, never past now) and notes the run;
+ * `fullRead` records a complete full read's time (what SYNC_FULL_EVERY counts from). A null
+ * cursor moves nothing.
+ */
+export async function saveCursor(
+  client: pg.PoolClient,
+  { stream, cursor, fullRead, runId }: { stream: string; cursor: string | null; fullRead: boolean; runId: string },
+): Promise<void> {
+  await client.query(
+    `INSERT INTO cpq.sync_state (stream, cursor, last_full_sync_at, last_run_id, updated_at)
+     VALUES ($1, LEAST($2::timestamptz, now()), CASE WHEN $3 THEN now() END, $4, now())
+     ON CONFLICT (stream) DO UPDATE SET
+       cursor = GREATEST(cpq.sync_state.cursor, excluded.cursor),
+       last_full_sync_at = COALESCE(excluded.last_full_sync_at, cpq.sync_state.last_full_sync_at),
+       last_run_id = excluded.last_run_id,
+       updated_at = now()`,
+    [stream, cursor, fullRead, runId],
+  );
+}

@@ -1,0 +1,91 @@
+import type pg from 'pg';
+import type { CpqConfig } from '../config.js';
+import type { CpqHttpClient } from '../cpq/http-client.js';
+import { companyStream, companyUserPages, type StreamId } from '../cpq/streams.js';
+import { canonicalize } from '../cpq/user-fields.js';
+import { zipUserPages } from '../cpq/zip-export.js';
+import { SyncError } from '../errors.js';
+import { isJsonObject } from '../exact-json.js';
+import type { Logger } from '../logger.js';
+import { normalizeUser } from '../normalize/user-record.js';
+import type { DirectLoad } from './direct-load.js';
+import { keepStoredIntegrationFields, userKey, type IntegrationUsers } from './integration-users.js';
+import type { Stager } from './stager.js';
+import type { StreamProgress } from './stream-progress.js';
+
+/** What reading one company's users needs from the run. */
+export interface CompanyRead {
+  http: CpqHttpClient;
+  cpq: CpqConfig;
+  pool: pg.Pool;
+  log: Logger;
+  /** Aborted when the run is interrupted or another stream failed. */
+  signal: AbortSignal;
+  integrationUsers: IntegrationUsers;
+  firstLoads: ReadonlySet<string>;
+  direct: DirectLoad;
+  stager: Stager;
+  /** Where an incremental read of the stream starts; undefined when it is read in full. */
+  sinceFor: (id: StreamId) => Date | undefined;
+  /** Starts the stream's progress; `since` undefined for a full read. */
+  track: (id: StreamId, since: Date | undefined) => StreamProgress;
+  /** Called after rows of a full read were staged: merges new users when a batch is due. */
+  staged: () => Promise<void>;
+}
+
+/**
+ * Reads one company's users, page by page (JSON pages or the zip export), normalizes them (an
+ * integration user read from its own feed becomes one row with its company-feed record), and
+ * writes each page: directly on a first load, staged otherwise.
+ */
+export async function readCompany(run: CompanyRead, company: string): Promise<void> {
+  const id = companyStream(company);
+  // The zip export has no filter: every zip read is a full read.
+  const zip = run.cpq.exportFormat === 'zip';
+  const progress = run.track(id, zip ? undefined : run.sinceFor(id));
+  const since = progress.since;
+  const pages = zip ? zipUserPages(run.http, run.cpq, company, run.signal) : companyUserPages(run.http, run.cpq, company, since);
+  try {
+    for await (const page of pages) {
+      // Another stream failed (or the run was interrupted) while this page was on its way: the
+      // run is over, so nothing more is written.
+      if (run.signal.aborted) throw new SyncError('interrupted', `${id.name}: stopped, the run is ending`);
+      progress.page(page);
+      const { integrationUsers } = run;
+      const rows = page.items.map((item, i) => {
+        // Most sites have no integration users left to match: skip re-keying the record for them.
+        const login = !integrationUsers.isEmpty && isJsonObject(item) ? canonicalize(item).get('login') : undefined;
+        const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
+        const position = page.positions?.[i];
+        return integration
+          ? normalizeUser({ ...(item as Record<string, unknown>), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url, position }, i)
+          : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i);
+      });
+      // A company the database holds no user of has no stored integration user; after a
+      // complete integration read, a user it did not return is none.
+      if (!integrationUsers.complete && !run.firstLoads.has(company)) await keepStoredIntegrationFields(run.pool, company, page, rows);
+      progress.saw(rows);
+      const rest = await run.direct.take(company, rows);
+      if (rest.length > 0) {
+        await run.stager.add(id.name, rest);
+        // An incremental read is users the database mostly holds already: a batch would probe
+        // them all for new ones, and the final merge probes them again (at 1M users, 0.3 s of
+        // a 6 s run for none found).
+        if (since === undefined) await run.staged();
+      }
+      run.log.info(
+        {
+          stream: id.name,
+          page: page.index,
+          items: page.items.length,
+          received: progress.report.received,
+          totalResults: progress.report.totalResults,
+          usersPerSecond: Math.round(progress.report.received / Math.max(0.001, (Date.now() - progress.startedAt) / 1000)),
+        },
+        'page read',
+      );
+    }
+  } catch (err) {
+    throw err instanceof SyncError && err.stream === undefined ? err.with({ stream: id.name }) : err;
+  }
+}

@@ -1,0 +1,50 @@
+import type pg from 'pg';
+import { countDeletionCandidates } from '../db/sql/count-deletion-candidates.js';
+import type { StreamProgress } from './stream-progress.js';
+
+export interface DeletionGuard {
+  /** The run's streams; the full company reads among them are the ones that can delete. */
+  progress: readonly StreamProgress[];
+  /** Companies this run loaded first (the database held none of their users). */
+  firstLoads: ReadonlySet<string>;
+  /** SYNC_MAX_DELETE_FRACTION. */
+  maxDeleteFraction: number;
+  /** --allow-mass-delete. */
+  allowMassDelete: boolean;
+  warn: (message: string) => void;
+}
+
+/**
+ * Companies whose users this run may mark deleted: read in full, not short, and not losing
+ * more than SYNC_MAX_DELETE_FRACTION of their known users (unless --allow-mass-delete).
+ * Refusals are recorded in the run's warnings and the stream's report.
+ */
+export async function deletableCompanies(client: pg.PoolClient, runId: string, guard: DeletionGuard): Promise<string[]> {
+  const full = guard.progress.filter((p) => p.id.kind === 'company' && p.report.mode === 'full');
+  const eligible: string[] = [];
+  for (const p of full) {
+    if (p.report.shortRead) {
+      p.report.deletion = 'skipped: short read';
+      guard.warn(`deletion skipped for ${p.id.name}: the read was short (${p.report.received} of ${p.report.totalResults}); nothing was marked deleted`);
+    } else if (guard.firstLoads.has(p.id.company!)) {
+      // Nothing was known, so nothing is missing: no need to scan a million users to see it.
+      p.report.deletion = 'applied: none missing';
+    } else eligible.push(p.id.company!);
+  }
+  const fraction = guard.maxDeleteFraction;
+  const allowed: string[] = [];
+  for (const c of await countDeletionCandidates(client, runId, eligible)) {
+    const p = full.find((f) => f.id.company === c.company)!;
+    if (c.missing > 0 && c.missing > fraction * c.known && !guard.allowMassDelete) {
+      p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;
+      guard.warn(
+        `deletion aborted for ${p.id.name}: ${c.missing} of ${c.known} known users (${Math.round((100 * c.missing) / c.known)}%) ` +
+          `are missing from the read, above SYNC_MAX_DELETE_FRACTION=${fraction}; nothing was marked deleted (rerun with --allow-mass-delete if this is real)`,
+      );
+    } else {
+      p.report.deletion = c.missing > 0 ? `applied: ${c.missing} deleted` : 'applied: none missing';
+      allowed.push(c.company);
+    }
+  }
+  return allowed;
+}

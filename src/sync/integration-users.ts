@@ -1,0 +1,146 @@
+import type pg from 'pg';
+import type { CpqConfig } from '../config.js';
+import type { CpqHttpClient } from '../cpq/http-client.js';
+import type { Page } from '../cpq/paging.js';
+import { INTEGRATION_STREAM, integrationUserDetail, integrationUserPages } from '../cpq/streams.js';
+import { canonicalize } from '../cpq/user-fields.js';
+import { readStoredRecords } from '../db/sql/read-stored-records.js';
+import { SyncError } from '../errors.js';
+import { isJsonObject } from '../exact-json.js';
+import type { Logger } from '../logger.js';
+import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
+import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
+import { allUntilFirstFailure } from './all-until-first-failure.js';
+import type { Stager } from './stager.js';
+import type { StreamProgress } from './stream-progress.js';
+
+type Raw = Record<string, unknown>;
+/** A user's key in the maps below: company and login, which no login can hold between them. */
+export const userKey = (company: string, login: string) => `${company}\u0001${login}`;
+
+/** Integration users read this run, handed to the company feed that returns the same user. */
+export class IntegrationUsers {
+  private readonly byKey = new Map<string, { record: Raw; origin: string; index: number }>();
+  /**
+   * The integration feed was read in full and not short: a user it did not return is not an
+   * integration user. Otherwise (an incremental read, a feed that is off or absent) the stored
+   * integration users keep what the feed gave them.
+   */
+  complete = false;
+
+  add(key: string, record: Raw, origin: string, index: number) {
+    this.byKey.set(key, { record, origin, index });
+  }
+
+  get isEmpty(): boolean {
+    return this.byKey.size === 0;
+  }
+
+  take(key: string): Raw | undefined {
+    const entry = this.byKey.get(key);
+    if (entry) this.byKey.delete(key);
+    return entry?.record;
+  }
+
+  remaining() {
+    return [...this.byKey.entries()].map(([key, e]) => {
+      const [company, login] = key.split('\u0001') as [string, string];
+      return { company, login, ...e };
+    });
+  }
+}
+
+export function integrationEnabled(cpq: CpqConfig): boolean {
+  return cpq.integrationUsers === 'on' || (cpq.integrationUsers === 'auto' && cpq.pathPrefix === '/cpq');
+}
+
+/** The company an integration user belongs to: its company.loginName, with the host's real login name mapped to `_host`. */
+function integrationCompany(record: Raw, cpq: CpqConfig): string {
+  const company = canonicalize(record).get('company');
+  const loginName = isJsonObject(company) ? canonicalize(company).get('loginName') : undefined;
+  if (typeof loginName !== 'string' || loginName === '' || loginName === cpq.hostCompany) return '_host';
+  return loginName;
+}
+
+/**
+ * Integration users keyed by company and login, complete with groups, read before company users.
+ * `progress` is the stream's; on a site without the endpoint (404, CPQ_INTEGRATION_USERS=auto)
+ * `onAbsent` is told why and none are returned.
+ */
+export async function readIntegrationUsers(
+  http: CpqHttpClient,
+  cpq: CpqConfig,
+  progress: StreamProgress,
+  log: Logger,
+  onAbsent: (warning: string) => void,
+): Promise<IntegrationUsers> {
+  const found = new IntegrationUsers();
+  const readRecord = async (item: unknown, i: number, url: string): Promise<Raw | undefined> => {
+    if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object`);
+    const fields = canonicalize(item);
+    if (fields.has('groups')) return item;
+    // The list did not expand groups: the detail endpoint has them.
+    const partyNumber = fields.get('partyNumber');
+    if (typeof partyNumber !== 'string') throw new RecordError(`record ${i} of ${url}: integration user without partyNumber, cannot read its groups`);
+    const detail = await integrationUserDetail(http, partyNumber);
+    return isJsonObject(detail) ? detail : undefined;
+  };
+  try {
+    for await (const page of integrationUserPages(http, cpq, progress.since)) {
+      progress.page(page);
+      const records = await allUntilFirstFailure(page.items, cpq.concurrency, (item, i) => readRecord(item, i, page.url));
+      records.forEach((record, i) => {
+        if (!record) return;
+        const row = normalizeUser(record, { companyLogin: integrationCompany(record, cpq), isIntegrationUser: true, origin: page.url }, i);
+        progress.saw([row]);
+        found.add(userKey(row.companyLogin, row.login), record, page.url, i);
+      });
+      log.info({ stream: INTEGRATION_STREAM.name, page: page.index, items: page.items.length }, 'page read');
+    }
+    found.complete = progress.report.mode === 'full' && !progress.short;
+  } catch (err) {
+    if (err instanceof SyncError && err.status === 404 && cpq.integrationUsers === 'auto') {
+      onAbsent(`integration users: ${err.message.replace(/ with .*$/, '')}; this site has no integration-user endpoint (set CPQ_INTEGRATION_USERS=off to skip it)`);
+      return new IntegrationUsers();
+    }
+    throw err;
+  }
+  return found;
+}
+
+/**
+ * Integration users the company feeds did not return this run (their company is not synced, or
+ * an incremental window missed it there): merged over the row we already hold, so fields only
+ * the company feed carries (access permissions) are kept (see feed-fields.ts).
+ */
+export async function stageIntegrationOnly(users: IntegrationUsers, stager: Stager, client: pg.PoolClient): Promise<void> {
+  const left = users.remaining();
+  if (left.length === 0) return;
+  const existing = await readStoredRecords(client, left, { integrationOnly: false, key: userKey });
+  const staged = left.map((u) => {
+    const record = keepCompanyFeedFields(u.record, existing.get(userKey(u.company, u.login)));
+    return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
+  });
+  await stager.add(INTEGRATION_STREAM.name, staged);
+}
+
+/**
+ * Company-feed rows of users stored as integration users that this run's integration read did
+ * not return (an incremental window that missed them, a feed that is off or absent): they stay
+ * integration users, with the integration feed's fields as stored (see feed-fields.ts), so the
+ * re-read logs no change for them. Rewrites those entries of `rows` in place.
+ */
+export async function keepStoredIntegrationFields(pool: pg.Pool, company: string, page: Page, rows: UserRow[]): Promise<void> {
+  const candidates = rows.filter((row) => !row.isIntegrationUser).map((row) => ({ company, login: row.login }));
+  if (candidates.length === 0) return;
+  // Committed state, on another connection of the pool: the run's own connection is busy with
+  // COPY, and nothing this run writes before its final merge touches a stored user.
+  const stored = await readStoredRecords(pool, candidates, { integrationOnly: true, key: userKey });
+  if (stored.size === 0) return;
+  rows.forEach((row, i) => {
+    const before = row.isIntegrationUser ? undefined : stored.get(userKey(company, row.login));
+    if (!before) return;
+    const record = keepIntegrationFeedFields(page.items[i] as Raw, before);
+    rows[i] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
+  });
+}

@@ -1,0 +1,56 @@
+import type { Page } from '../cpq/paging.js';
+import type { StreamId } from '../cpq/streams.js';
+import type { StreamReport } from '../db/schema.js';
+import type { UserRow } from '../normalize/user-record.js';
+
+/** One stream's read: what the run record reports about it, and the newest dateModified it saw. */
+export class StreamProgress {
+  readonly report: StreamReport;
+  readonly startedAt = Date.now();
+  cursor: string | null = null;
+
+  constructor(
+    readonly id: StreamId,
+    since: Date | undefined,
+  ) {
+    this.report = {
+      stream: id.name,
+      mode: since ? 'incremental' : 'full',
+      since: since?.toISOString() ?? null,
+      pages: 0,
+      received: 0,
+      totalResults: null,
+      shortRead: false,
+    };
+  }
+
+  /** Where an incremental read starts (the cursor less SYNC_LOOKBACK); undefined for a full read. */
+  get since(): Date | undefined {
+    return this.report.since ? new Date(this.report.since) : undefined;
+  }
+
+  page(page: Page) {
+    this.report.pages++;
+    this.report.received += page.items.length;
+    if (page.index === 0) this.report.totalResults = page.totalResults ?? null;
+  }
+
+  saw(rows: UserRow[]) {
+    for (const row of rows) if (row.dateModified && (this.cursor === null || row.dateModified > this.cursor)) this.cursor = row.dateModified;
+  }
+
+  /** Fewer users were read than CPQ reported (totalResults). */
+  get short(): boolean {
+    const total = this.report.totalResults;
+    return total !== null && this.report.received < total;
+  }
+
+  /** Ends the read: marks a short read in the report and returns the warning it deserves. */
+  finish(): string | undefined {
+    if (this.short) {
+      this.report.shortRead = true;
+      return `${this.id.name}: read ${this.report.received} of ${this.report.totalResults} users that CPQ reported (totalResults); the read was short`;
+    }
+    return undefined;
+  }
+}

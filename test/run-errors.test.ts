@@ -1,0 +1,62 @@
+import { describe, expect } from 'vitest';
+import { SyncError } from '../src/errors.js';
+import { it } from './helpers/harness.js';
+
+/*
+ * A run's result and its error carry what the run record says (run id, HTTP counts), so the
+ * worker reads neither back from cpq.sync_runs; the error says where it happened (HTTP status,
+ * stream).
+ */
+
+const HOST_USERS = '/rest/v16/companies/_host/users';
+
+interface RunRow {
+  id: string;
+  status: string;
+  http_requests: number;
+  http_retries: Record<string, number>;
+}
+
+describe('run result and error', () => {
+  it('a failed run throws an error with its run id, the HTTP status and stream, and the HTTP counts its row records', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 31, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_MAX_RETRIES: '2', CPQ_RETRY_BASE_DELAY: '1ms', CPQ_RETRY_MAX_DELAY: '1ms' });
+    await h.sync();
+    let page = 0;
+    h.sim.onRequest = (req) => {
+      if (req.path === HOST_USERS && page++ === 1) h.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, status: 503 });
+    };
+    const err = await h.syncError({ full: true });
+    expect(err).toBeInstanceOf(SyncError);
+    const error = err as SyncError;
+    const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    expect(row!.status).toBe('failed');
+    expect(error).toMatchObject({ kind: 'source', status: 503, stream: 'companies/_host', runId: row!.id });
+    expect(error.http).toEqual({ requests: row!.http_requests, retries: row!.http_retries });
+    expect(error.http).toEqual({ requests: 1 + 3, retries: { '503': 2 } });
+    expect(error.seconds).toBeGreaterThan(0);
+  });
+
+  it('a succeeded run returns its run id and the HTTP counts its row records', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_RETRY_BASE_DELAY: '1ms', CPQ_RETRY_MAX_DELAY: '1ms' });
+    h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 502 });
+    const result = await h.sync();
+    const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    expect(row).toMatchObject({ id: result.runId, status: 'succeeded' });
+    expect(result.http).toEqual({ requests: row!.http_requests, retries: row!.http_retries });
+    expect(result.http).toEqual({ requests: 3 + 1, retries: { '502': 1 } });
+  });
+
+  it('a run that found the lock held fails before it has a run id', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const { RUN_LOCK_KEY } = await import('../src/sync/run.js');
+    const holder = await h.t.pool.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1)', [RUN_LOCK_KEY]);
+      const err = await h.syncError();
+      expect(err).toMatchObject({ kind: 'lock', runId: undefined, http: undefined });
+    } finally {
+      await holder.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]);
+      holder.release();
+    }
+  });
+});
