@@ -5,7 +5,7 @@ import { exportChanges, exportSnapshot, parseAfter, parseSince, type ExportForma
 import { writeOutput } from './output.js';
 import { openDatabase } from './db/connect.js';
 import { logAhead, migrate } from './db/migrate.js';
-import { EXIT_CODES, SyncError, oneLine } from './errors.js';
+import { EXIT_CODES, SyncError, errorMessage, oneLine } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { runSync } from './sync/run.js';
 import { CpqSimulator } from './simulator/index.js';
@@ -32,7 +32,7 @@ async function command(work: (config: AppConfig, log: Logger) => Promise<void>, 
   } catch (err) {
     const message = oneLine(err instanceof Error ? err.message : String(err));
     process.stderr.write(`cpq-sync: ${message}\n`);
-    if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: (err as Error).stack }, 'internal error');
+    if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
     process.exitCode = exitCodeOf(err);
   }
 }
@@ -115,7 +115,7 @@ program
         const database = await openDatabase(config, log);
         try {
           const report = await readStatus(database.pool, limit).catch((err: unknown) => {
-            throw new SyncError('database', `database error: ${(err as Error).message}`);
+            throw new SyncError('database', `database error: ${errorMessage(err)}`);
           });
           process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
           process.exitCode = statusExitCode(report);

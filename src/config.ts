@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { errorCode } from './errors.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
@@ -202,7 +203,7 @@ function secret(env: Env, name: string, fileName: string): string | undefined {
   try {
     return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
   } catch (err) {
-    throw new ConfigError(`${fileName}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ConfigError(`${fileName}: cannot read ${file} (${errorCode(err) ?? 'error'})`);
   }
 }
 
@@ -268,7 +269,7 @@ function readCaFile(file: string | undefined): string | undefined {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`);
   }
 }
 

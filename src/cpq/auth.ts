@@ -1,6 +1,6 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
-import { SyncError } from '../errors.js';
+import { SyncError, errorMessage } from '../errors.js';
 import { readHead } from './http-client.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
@@ -79,7 +79,7 @@ export class OAuthClientCredentials implements Authenticator {
         redirect: 'manual',
       }, this.dispatcher));
     } catch (err) {
-      throw new SyncError('source', `POST ${url}: OAuth token service unreachable (${(err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message})`);
+      throw new SyncError('source', `POST ${url}: OAuth token service unreachable (${errorMessage(err instanceof Error && err.cause ? err.cause : err)})`);
     }
     // A token response is a few hundred bytes: anything past 64 KiB is cut, and then not JSON.
     const text = await readHead(response, TOKEN_RESPONSE_MAX_BYTES);

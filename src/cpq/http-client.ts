@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CpqConfig } from '../config.js';
-import { SyncError, oneLine } from '../errors.js';
+import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { parseExactJson } from '../exact-json.js';
@@ -256,7 +256,7 @@ export class CpqHttpClient {
           ? `expected JSON, got ${this.excerpt(text, response.headers.get('content-type'))}`
           : text.trim() === ''
             ? 'expected JSON, got an empty body'
-            : `response is not valid JSON (${oneLine((err as Error).message)}; ${text.length} bytes)`;
+            : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
         throw new SyncError('data', `GET ${url}: ${what}`);
       }
     });
@@ -285,7 +285,7 @@ export class CpqHttpClient {
         throw new SyncError('data', `GET ${url}: the export is ${announced} bytes, more than CPQ_ZIP_MAX_BYTES (${options.maxBytes})`);
       }
       const file = await open(options.path, 'w').catch((err: unknown) => {
-        throw new SyncError('internal', `cannot create the temporary file for ${url} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        throw new SyncError('internal', `cannot create the temporary file for ${url} (${errorCode(err) ?? errorMessage(err)})`);
       });
       let bytes = 0;
       try {
@@ -296,7 +296,7 @@ export class CpqHttpClient {
             throw new SyncError('data', `GET ${url}: the export is larger than CPQ_ZIP_MAX_BYTES (${options.maxBytes} bytes)`);
           }
           await file.write(chunk).catch((err: unknown) => {
-            throw new SyncError('internal', `cannot write the download of ${url} to a temporary file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+            throw new SyncError('internal', `cannot write the download of ${url} to a temporary file (${errorCode(err) ?? errorMessage(err)})`);
           });
         }
       } finally {

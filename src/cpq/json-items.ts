@@ -1,5 +1,6 @@
 import { parseExactJson } from '../exact-json.js';
 import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
+import { errorMessage } from '../errors.js';
 
 /*
  * A `.json` entry of the zip export, read as a stream: either a collection body
@@ -272,7 +273,7 @@ export class JsonItemsParser {
     try {
       return parseExactJson(text);
     } catch (err) {
-      throw new EntryContentError(`${where} is not valid JSON (${(err as Error).message.replace(/\s+/g, ' ')})`);
+      throw new EntryContentError(`${where} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
     }
   }
 }

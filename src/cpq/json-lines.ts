@@ -1,5 +1,6 @@
 import { parseExactJson } from '../exact-json.js';
 import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
+import { errorMessage } from '../errors.js';
 
 /**
  * A `.jsonl` / `.ndjson` entry read as a stream: one user per line, each line parsed by
@@ -64,7 +65,7 @@ export class JsonLinesParser {
     try {
       record = parseExactJson(text);
     } catch (err) {
-      throw new EntryContentError(`line ${this.line} is not valid JSON (${(err as Error).message.replace(/\s+/g, ' ')})`);
+      throw new EntryContentError(`line ${this.line} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
     }
     this.sink(record, `line ${this.line}`);
   }

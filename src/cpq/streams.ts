@@ -1,5 +1,5 @@
 import type { CpqConfig } from '../config.js';
-import { SyncError } from '../errors.js';
+import { SyncError, errorMessage } from '../errors.js';
 import { pathSegment, type CpqHttpClient } from './http-client.js';
 import { isJsonObject } from '../exact-json.js';
 import { keysetPages, offsetPages, type Page } from './paging.js';
@@ -57,7 +57,7 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       try {
         pathSegment('loginName', login);
       } catch (err) {
-        throw new SyncError('data', `GET ${page.url}: company ${i}: ${(err as Error).message}`);
+        throw new SyncError('data', `GET ${page.url}: company ${i}: ${errorMessage(err)}`);
       }
       logins.push(record.isHost === true ? '_host' : login);
     });

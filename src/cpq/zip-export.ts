@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { CpqConfig } from '../config.js';
-import { SyncError, oneLine } from '../errors.js';
+import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
 import { describeBody, pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
@@ -38,7 +38,7 @@ async function makeTempDir(parent: string | undefined): Promise<string> {
   }
   const base = parent ?? tmpdir();
   const dir = await mkdtemp(join(base, TEMP_PREFIX)).catch((err: unknown) => {
-    throw new SyncError('config', `cannot create a temporary folder in ${base} for the zip export (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set TMPDIR to a writable folder`);
+    throw new SyncError('config', `cannot create a temporary folder in ${base} for the zip export (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a writable folder`);
   });
   liveTempDirs.add(dir);
   return dir;

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { AppConfig } from '../config.js';
-import { SyncError } from '../errors.js';
+import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createDb, createPool, redactUrl, type Db } from './database.js';
 import { join } from 'node:path';
@@ -33,7 +33,7 @@ export async function openDatabase(config: AppConfig, log: Logger, databaseName 
   } catch (err) {
     await pool.end().catch(() => undefined);
     await stopEmbedded?.();
-    throw new SyncError('database', `cannot connect to Postgres at ${redactUrl(url)}: ${(err as Error).message}`);
+    throw new SyncError('database', `cannot connect to Postgres at ${redactUrl(url)}: ${errorMessage(err)}`);
   }
   const db = createDb(pool);
   return {

@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
-import { SyncError } from '../errors.js';
+import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 
@@ -61,7 +61,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new SyncError('database', `migration ${failed} failed: ${(error as Error).message}`);
+    throw new SyncError('database', `migration ${failed} failed: ${errorMessage(error)}`);
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from '../logger.js';
 import type { WorkerMetrics } from './metrics.js';
 import { publicReadiness, type ReadinessReport } from './readiness.js';
+import { errorMessage } from '../errors.js';
 
 export interface HealthServerOptions {
   /** HTTP_PORT; 0 picks a free port (tests). */
@@ -36,7 +37,7 @@ export class HealthServer {
   async start(): Promise<number> {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
-        this.options.log.error({ error: (err as Error).message, path: req.url }, 'health endpoint failed');
+        this.options.log.error({ error: errorMessage(err), path: req.url }, 'health endpoint failed');
         if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
         else res.destroy();
       });

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { oneLine } from '../errors.js';
+import { errorMessage, oneLine } from '../errors.js';
 import { readRunHealth, type Queryable } from './run-health.js';
 import { withTimeout } from './timeout.js';
 
@@ -49,7 +49,7 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
   } catch (err) {
     return {
       ready: false,
-      database: `unreachable: ${oneLine((err as Error).message)}`,
+      database: `unreachable: ${oneLine(errorMessage(err))}`,
       runs: 'unknown',
       lastRun: null,
       lastSuccessAt: null,
