@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { ALL_MIGRATIONS } from './helpers/database.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { it } from './helpers/harness.js';
 
 const BIN = fileURLToPath(new URL('../bin/cpq-sync.js', import.meta.url));
 
@@ -25,15 +25,10 @@ function cli(args: string[], env: Record<string, string>): Promise<Outcome> {
   });
 }
 
-let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 describe('cpq-sync CLI', () => {
-  it('run: syncs and exits 0, logging JSON lines with a page line and a summary', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 7, integrationUsers: 0 });
+  it('run: syncs and exits 0, logging JSON lines with a page line and a summary', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 7, integrationUsers: 0 });
     const out = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url });
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
@@ -50,8 +45,8 @@ describe('cpq-sync CLI', () => {
     expect(out.stderr).toMatch(/^cpq-sync: invalid configuration: CPQ_PAGE_SIZE: "lots" is not a whole number from 1 to 1000\n$/);
   });
 
-  it('exit code 4 when CPQ refuses the credentials, without printing them', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, auth: { basic: { username: 'u', password: 'right' } } });
+  it('exit code 4 when CPQ refuses the credentials, without printing them', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, auth: { basic: { username: 'u', password: 'right' } } });
     const out = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'wrong-secret-value' });
     expect(out.code).toBe(4);
     expect(out.stderr).toMatch(/^cpq-sync: GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?\S+: CPQ refused the credentials \(401\)/);
@@ -65,8 +60,8 @@ describe('cpq-sync CLI', () => {
     expect(out.stderr).not.toContain('pw-not-shown');
   });
 
-  it('migrate: applies migrations to an empty database and reports it', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+  it('migrate: applies migrations to an empty database and reports it', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     await h.t.query('DROP SCHEMA cpq CASCADE');
     const out = await cli(['migrate'], { DATABASE_URL: h.t.url });
     expect(out.code).toBe(0);
@@ -75,8 +70,8 @@ describe('cpq-sync CLI', () => {
 });
 
 describe('cpq-sync changes and snapshot', () => {
-  it('changes --since prints JSON lines or CSV on stdout, logs kept off it', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  it('changes --since prints JSON lines or CSV on stdout, logs kept off it', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const first = await h.sync();
     h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { lastName: 'Cli' });
     await h.sync();
@@ -95,8 +90,8 @@ describe('cpq-sync changes and snapshot', () => {
     expect(bad.stderr).toMatch(/--since must be a run id or an ISO date-time/);
   });
 
-  it('snapshot --out writes the file and names the run it reflects', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  it('snapshot --out writes the file and names the run it reflects', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const run = await h.sync();
     const { mkdtemp, readFile } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');

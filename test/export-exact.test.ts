@@ -1,10 +1,10 @@
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { exportChanges, exportSnapshot, parseAfter, type ExportFormat } from '../src/history/export.js';
 import { LosslessNumber } from 'lossless-json';
 import { RawJson } from '../src/simulator/index.js';
 import { cli } from './helpers/cli-process.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it, type StartHarness } from './helpers/harness.js';
 
 // Every number leaves the exports exactly as Postgres stores it: never through a JavaScript double.
 const PARTY_ID = '318766884429645907'; // a double would make it 318766884429645900
@@ -14,10 +14,6 @@ const SCORE = '0.1234567890123456789'; // a double keeps 17 significant digits
 const HUGE_STORED = `1${'0'.repeat(400)}`;
 
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
   const out = new PassThrough();
@@ -32,7 +28,7 @@ async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<s
  * A Fusion site whose integration user (partyId comes from the v19 feed) has an int64 partyId and
  * a user with custom fields no double can hold, synced; then the partyId changes and is synced again.
  */
-async function syncedSite() {
+async function syncedSite(startHarness: StartHarness) {
   h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 1, pathPrefix: '/cpq' });
   const login = String(h.sim.integrationUsers()[0]!.login);
   const custom = String(h.sim.users('_host').find((u) => u.login !== login)!.login);
@@ -52,8 +48,8 @@ async function syncedSite() {
 }
 
 describe('exact numbers in every export', () => {
-  it('changes: int64 ids and long decimals leave the change log digit for digit, as JSON lines and as CSV', async () => {
-    const { login, custom } = await syncedSite();
+  it('changes: int64 ids and long decimals leave the change log digit for digit, as JSON lines and as CSV', async ({ startHarness }) => {
+    const { login, custom } = await syncedSite(startHarness);
     const jsonl = await collect((out) => exportChanges(h!.t.pool, parseAfter('0'), 'jsonl', out));
     const lines = jsonl.trim().split('\n');
     const of = (who: string) => lines.filter((l) => l.includes(`"login":"${who}"`));
@@ -73,8 +69,8 @@ describe('exact numbers in every export', () => {
 
   });
 
-  it('snapshot: party_id and the custom fields of raw leave digit for digit, as JSON lines and as CSV', async () => {
-    const { login, custom } = await syncedSite();
+  it('snapshot: party_id and the custom fields of raw leave digit for digit, as JSON lines and as CSV', async ({ startHarness }) => {
+    const { login, custom } = await syncedSite(startHarness);
     for (const format of ['jsonl', 'csv'] as ExportFormat[]) {
       const lines = (await collect((out) => exportSnapshot(h!.t.pool, new Date(), format, out, { withRaw: true }))).split('\n');
       const q = format === 'csv' ? '""' : '"';
@@ -91,8 +87,8 @@ describe('exact numbers in every export', () => {
     expect(then.split('\n').find((l) => l.includes(login))).toContain(`"party_id":${PARTY_ID}`);
   });
 
-  it('snapshot --with-raw and changes --after through the CLI', async () => {
-    const { custom } = await syncedSite();
+  it('snapshot --with-raw and changes --after through the CLI', async ({ startHarness }) => {
+    const { custom } = await syncedSite(startHarness);
     const snapshot = await cli(['snapshot', '--format', 'jsonl', '--with-raw'], { DATABASE_URL: h!.t.url });
     expect(snapshot.code).toBe(0);
     expect(snapshot.stdout.split('\n').find((l) => l.includes(custom))).toContain(`"score":${SCORE}`);
@@ -101,7 +97,7 @@ describe('exact numbers in every export', () => {
     expect(changes.stdout).toContain(`""party_id"":{""new"":${NEXT_PARTY_ID},""old"":${PARTY_ID}}`);
   });
 
-  it('status --json: run records and times leave as stored', async () => {
+  it('status --json: run records and times leave as stored', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
     await h.t.query(
       `INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, http_retries, streams, warnings, error)

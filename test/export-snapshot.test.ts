@@ -1,16 +1,14 @@
 import { PassThrough } from 'node:stream';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { exportSnapshot } from '../src/history/export.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 let h: Harness | undefined;
 let holder: pg.Client | undefined;
 afterEach(async () => {
   await holder?.end().catch(() => undefined);
   holder = undefined;
-  await h?.close();
-  h = undefined;
 });
 
 async function snapshotLines(asOf: Date): Promise<Record<string, unknown>[]> {
@@ -32,7 +30,7 @@ async function untilWaitingForLock(): Promise<void> {
 }
 
 describe('snapshot: the run it names is exactly the state it contains', () => {
-  it('a run that commits after the snapshot chose its run, before it read the users, is not in it', async () => {
+  it('a run that commits after the snapshot chose its run, before it read the users, is not in it', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const first = await h.sync();
     const later = new Date(Date.now() + 3_600_000);

@@ -3,18 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
 import { cli } from './helpers/cli-process.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 let h: Harness | undefined;
 const clients: pg.Client[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) await c.end().catch(() => undefined);
-  await h?.close();
-  h = undefined;
 });
 
 interface Poll extends ChangesExport {
@@ -75,7 +73,7 @@ async function untilWaitingForLock(): Promise<void> {
 }
 
 describe('changes --after <watermark>: no change missed or repeated, however runs commit', () => {
-  it('a run that started first and commits last is read by the next poll, not skipped', async () => {
+  it('a run that started first and commits last is read by the next poll, not skipped', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
@@ -104,7 +102,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     expect([...first.changeIds, ...second.changeIds, ...third.changeIds].sort()).toEqual(all.map((r) => r.id).sort());
   });
 
-  it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async () => {
+  it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const [a, b, c] = h.sim.users('_host').map((u) => String(u.login));
@@ -133,7 +131,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     expect(seqs.map((r) => r.id).slice(1)).toEqual([one.runId, two.runId]);
   });
 
-  it('rows and watermark come from one snapshot: a run committing while the export streams is left whole to the next poll', async () => {
+  it('rows and watermark come from one snapshot: a run committing while the export streams is left whole to the next poll', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const [login] = h.sim.users('_host').map((u) => String(u.login));
@@ -166,7 +164,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     expect(next.changeIds).toEqual([change!.id]);
   });
 
-  it('the CLI prints the next watermark on stderr, and refuses a watermark this database never printed', async () => {
+  it('the CLI prints the next watermark on stderr, and refuses a watermark this database never printed', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
     const env = { DATABASE_URL: h.t.url };
@@ -187,7 +185,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
 });
 
 describe('migration 0009 on a database of an earlier release', () => {
-  it('numbers the successful runs it finds in id order (the sync lock kept that commit order), and the next run after them', async () => {
+  it('numbers the successful runs it finds in id order (the sync lock kept that commit order), and the next run after them', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
     try {

@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
@@ -10,7 +10,7 @@ import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli, gate, type LogLine } from './helpers/cli-process.js';
 import type { TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { it } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
 
 /*
@@ -19,12 +19,9 @@ import { freePort } from './helpers/free-port.js';
  * runs it (bin/cpq-sync.js, built dist/), against the real simulator.
  */
 
-let h: Harness | undefined;
 const cleanups = new Cleanups();
 afterEach(async () => {
   await cleanups.run();
-  await h?.close();
-  h = undefined;
 });
 
 const spawnCli = (args: string[], env: Record<string, string>) => cleanups.spawn(args, env);
@@ -65,8 +62,8 @@ const isPage = (l: LogLine) => l.msg === 'page read';
 const statuses = async (t: TestDatabase) => (await t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs r ORDER BY r.id`)).map((r) => r.status);
 
 describe('process faults', () => {
-  it('SIGKILL mid-run: nothing the run read is kept; the next run marks it abandoned and catches up', async () => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
+  it('SIGKILL mid-run: nothing the run read is kept; the next run marks it abandoned and catches up', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
     await h.sync();
     changeCpq(h.sim);
     const before = await snapshotEverything(h.t);
@@ -83,7 +80,7 @@ describe('process faults', () => {
     const out = await run.exited;
     expect(out.signal).toBe('SIGKILL');
     // Postgres rolls the killed session's transaction back and frees its lock when it sees the connection drop.
-    await waitFor('the killed session to end', async () => (await h!.t.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).length === 0);
+    await waitFor('the killed session to end', async () => (await h.t.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).length === 0);
     expect(await snapshotEverything(h.t)).toEqual(before);
     expect(await statuses(h.t)).toEqual(['succeeded', 'running']);
 
@@ -169,8 +166,8 @@ describe('process faults', () => {
     expect(sim.requests).toEqual([]);
   });
 
-  it('two workers started at once: one syncs, the other skips (lock held) and says so in its log and metrics', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+  it('two workers started at once: one syncs, the other skips (lock held) and says so in its log and metrics', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const held = holdRequests(h.sim, 0);
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10', SYNC_CRON: '*/1 * * * * *', HTTP_PORT: '0', SHUTDOWN_TIMEOUT: '10s' };
     const workers = [spawnCli(['schedule'], env), spawnCli(['schedule'], env)];

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import type { RunOptions } from '../src/sync/run.js';
 import { expectChangeLogConsistent, expectDatabaseEqualsSimulator, expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import type { TestDatabase } from './helpers/database.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 import { editPage, isNestedRequest, repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /*
@@ -35,10 +35,6 @@ const HOST_USERS = '/rest/v16/companies/_host/users';
 const ROLLED_BACK = 'the run was rolled back: the database is as the last good run left it';
 
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 const runs = () =>
   h!.t.query<RunRow>(
@@ -92,7 +88,7 @@ async function cleanRunThenInSync(options?: RunOptions) {
 }
 
 describe('the checks themselves', () => {
-  it('catch a wrong column, a wrong raw, a lost membership, a missing and a duplicated change row', async () => {
+  it('catch a wrong column, a wrong raw, a lost membership, a missing and a duplicated change row', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 });
     await h.sync();
     await expectInSync(h);
@@ -133,7 +129,7 @@ describe('the checks themselves', () => {
 });
 
 describe('HTTP faults', () => {
-  it('500, 502 and 503 bursts mid-run are retried: the run succeeds and records each retry', async () => {
+  it('500, 502 and 503 bursts mid-run are retried: the run succeeds and records each retry', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
     atPage(HOST_USERS, 1, (req) => {
       for (const status of [500, 502, 503]) h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 2, status });
@@ -147,7 +143,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('a 503 burst longer than CPQ_MAX_RETRIES fails the run, which changes nothing; the next run catches up', async () => {
+  it('a 503 burst longer than CPQ_MAX_RETRIES fails the run, which changes nothing; the next run catches up', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_MAX_RETRIES: '2' });
     await h.sync();
     changeCpq();
@@ -164,7 +160,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('429 with Retry-After in seconds and as an HTTP date is obeyed, then the run succeeds', async () => {
+  it('429 with Retry-After in seconds and as an HTTP date is obeyed, then the run succeeds', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const at: number[] = [];
     let retryAt = 0;
@@ -188,7 +184,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('401 once: the OAuth token is renewed and the run goes on', async () => {
+  it('401 once: the OAuth token is renewed and the run goes on', async ({ startHarness }) => {
     h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0, auth: { oauth: { clientId: 'faults', clientSecret: 'faults-secret' } } },
       (baseUrl) => ({ CPQ_PAGE_SIZE: '10', CPQ_OAUTH_TOKEN_URL: `${baseUrl}/oauth2/v1/token`, CPQ_OAUTH_CLIENT_ID: 'faults', CPQ_OAUTH_CLIENT_SECRET: 'faults-secret' }),
@@ -202,7 +198,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('401 forever: one clear auth error after a single renewal, no retry storm; the next run catches up', async () => {
+  it('401 forever: one clear auth error after a single renewal, no retry storm; the next run catches up', async ({ startHarness }) => {
     h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 20, integrationUsers: 0, auth: { oauth: { clientId: 'faults', clientSecret: 'faults-secret' } } },
       (baseUrl) => ({ CPQ_PAGE_SIZE: '10', CPQ_OAUTH_TOKEN_URL: `${baseUrl}/oauth2/v1/token`, CPQ_OAUTH_CLIENT_ID: 'faults', CPQ_OAUTH_CLIENT_SECRET: 'faults-secret' }),
@@ -225,7 +221,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('401 forever with a static bearer token: one request, one clear error', async () => {
+  it('401 forever with a static bearer token: one request, one clear error', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, auth: { bearerTokens: ['good-token'] } }, { CPQ_TOKEN: 'revoked-token' });
     const err = await h.syncError();
     expect((err as SyncError).kind).toBe('auth');
@@ -234,7 +230,7 @@ describe('HTTP faults', () => {
     expect(await lastRun()).toMatchObject({ status: 'failed', error: err.message, http_requests: 1 });
   });
 
-  it('a connection reset mid-body is retried and recorded as a network retry', async () => {
+  it('a connection reset mid-body is retried and recorded as a network retry', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
     atPage(HOST_USERS, 1, (req) => h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, action: 'reset' }));
     const result = await h.sync();
@@ -244,7 +240,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('a response that stalls past CPQ_REQUEST_TIMEOUT is retried; one that always stalls fails the run after the retries', async () => {
+  it('a response that stalls past CPQ_REQUEST_TIMEOUT is retried; one that always stalls fails the run after the retries', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_REQUEST_TIMEOUT: '600ms', CPQ_MAX_RETRIES: '2' });
     atPage(HOST_USERS, 1, (req) => h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, action: 'stall' }));
     expect((await h.sync()).inserted).toBe(30);
@@ -264,7 +260,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('a truncated JSON page (complete response, cut body) fails the run as bad data; the next run catches up', async () => {
+  it('a truncated JSON page (complete response, cut body) fails the run as bad data; the next run catches up', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync();
     changeCpq();
@@ -279,7 +275,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('a stream that fails stops the others: the run ends without reading on, and no request follows it', async () => {
+  it('a stream that fails stops the others: the run ends without reading on, and no request follows it', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '2' });
     const before = await snapshotEverything(h.t);
     // _host has 20 slow pages to go when partner1's first page arrives broken.
@@ -296,7 +292,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('a last page whose hasMore says true: one more request, an empty page, a complete read', async () => {
+  it('a last page whose hasMore says true: one more request, an empty page, a complete read', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     scriptRequests(h.sim, async (req) => {
       if (req.page === 2) req.reply(editPage(await req.real(), (p) => (p.hasMore = true)));
@@ -311,7 +307,7 @@ describe('HTTP faults', () => {
   // Known bug (src/sync/run.ts saveCursors): a short read still advances the stream's cursor and
   // last_full_sync_at, so the users it did not read are skipped by every incremental run until
   // the next full read (SYNC_FULL_EVERY, 7 days by default).
-  it('a page whose hasMore says false too early: a short-read warning, nothing deleted, and the next run reads what was missed [fails: short read advances the cursor]', async () => {
+  it('a page whose hasMore says false too early: a short-read warning, nothing deleted, and the next run reads what was missed [fails: short read advances the cursor]', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     scriptRequests(h.sim, async (req) => {
       if (req.page === 1) req.reply(editPage(await req.real(), (p) => (p.hasMore = false)));
@@ -326,7 +322,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('duplicate rows across pages are stored once and logged once', async () => {
+  it('duplicate rows across pages are stored once and logged once', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     repeatOnSecondPage(h.sim, 3);
     const result = await h.sync();
@@ -336,7 +332,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync();
   });
 
-  it('users added, edited and deleted between page requests: no user is skipped, and a full run converges', async () => {
+  it('users added, edited and deleted between page requests: no user is skipped, and a full run converges', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
     await h.sync();
     const initial = { _host: logins('_host'), partner1: logins('partner1') };

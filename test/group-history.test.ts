@@ -2,13 +2,13 @@ import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportSnapshot } from '../src/history/export.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { expectInSync, rowVersions } from './helpers/db-equals-simulator.js';
 import { runSync } from '../src/sync/run.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
 interface GroupDef {
@@ -20,9 +20,7 @@ interface GroupDef {
 let h: Harness | undefined;
 let t: TestDatabase | undefined;
 afterEach(async () => {
-  await h?.close();
   await t?.drop();
-  h = undefined;
   t = undefined;
 });
 
@@ -98,7 +96,7 @@ async function expectGroupLogReplays(db: TestDatabase): Promise<void> {
 }
 
 describe('group history', () => {
-  it('versions a label change and a type change, logs each once (not once per member), and answers as-of with the definitions of the time', async () => {
+  it('versions a label change and a type change, logs each once (not once per member), and answers as-of with the definitions of the time', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, groups: 6 });
     const first = await h.sync();
     const definitions = new Map(h.sim.users('_host').flatMap((u) => groupsOf(u).map((g) => [g.variableName, g] as const)));
@@ -165,7 +163,7 @@ describe('group history', () => {
     await expectGroupLogReplays(h.t);
   });
 
-  it('logs a group first seen in a later run as an insert valid from that run', async () => {
+  it('logs a group first seen in a later run as an insert valid from that run', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4 });
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
@@ -183,7 +181,7 @@ describe('group history', () => {
     ]);
   });
 
-  it('keeps the definitions a CSV export leaves out (no label or type) and logs nothing for groups', async () => {
+  it('keeps the definitions a CSV export leaves out (no label or type) and logs nothing for groups', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4, zipExport: { entries: [{ format: 'csv' }] } });
     await h.sync();
     const before = await h.t.query(`SELECT variable_name, label, type, valid_from FROM cpq.groups ORDER BY 1`);
@@ -195,7 +193,7 @@ describe('group history', () => {
     await expectGroupLogReplays(h.t);
   });
 
-  it('writes nothing for groups in a failed run; the next run logs the change once', async () => {
+  it('writes nothing for groups in a failed run; the next run logs the change once', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 }, { CPQ_COMPANIES: '_host,partner1', CPQ_CONCURRENCY: '1' });
     await h.sync();
     const group = groupsOf(h.sim.users('_host')[0]!)[0]!;

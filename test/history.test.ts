@@ -1,15 +1,11 @@
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from '../src/history/export.js';
 import { expectReferencesResolve } from './helpers/db-equals-simulator.js';
-import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it, snapshotTables } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 const logins = (company = '_host') => h!.sim.users(company).map((u) => String(u.login));
 const changes = (runId: string) =>
@@ -25,7 +21,7 @@ async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<s
 }
 
 describe('change log', () => {
-  it('logs an insert per new user with its fields and groups', async () => {
+  it('logs an insert per new user with its fields and groups', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const run = await h.sync();
     const rows = await changes(run.runId);
@@ -37,7 +33,7 @@ describe('change log', () => {
     expect((row.diff.groups as Raw).added).toEqual(((first.groups as { items: Raw[] }).items.map((g) => g.variableName) as string[]).sort());
   });
 
-  it('logs an edit as an update with old and new values, and nothing for a no-op re-sync', async () => {
+  it('logs an edit as an update with old and new values, and nothing for a no-op re-sync', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     await h.sync();
     const [login] = logins();
@@ -59,7 +55,7 @@ describe('change log', () => {
     expect(await changes(full.runId)).toEqual([]);
   });
 
-  it('logs group and permission changes even when CPQ did not move dateModified', async () => {
+  it('logs group and permission changes even when CPQ did not move dateModified', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     await h.sync();
     const [a, b] = logins();
@@ -92,7 +88,7 @@ describe('change log', () => {
 });
 
 describe('deletions', () => {
-  it('a full sync marks users CPQ no longer returns as deleted, ends their memberships, and restores them when they return', async () => {
+  it('a full sync marks users CPQ no longer returns as deleted, ends their memberships, and restores them when they return', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
     await h.sync();
     const [gone] = logins();
@@ -120,7 +116,7 @@ describe('deletions', () => {
     await expectReferencesResolve(h.t);
   });
 
-  it('a short read deletes nothing', async () => {
+  it('a short read deletes nothing', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync();
     let n = 0;
@@ -135,7 +131,7 @@ describe('deletions', () => {
     expect(await h.t.query(`SELECT 1 FROM cpq.users WHERE deleted_at IS NOT NULL`)).toEqual([]);
   });
 
-  it('refuses a mass deletion above SYNC_MAX_DELETE_FRACTION unless allowed', async () => {
+  it('refuses a mass deletion above SYNC_MAX_DELETE_FRACTION unless allowed', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
     await h.sync();
     for (const login of logins().slice(0, 3)) h.sim.deleteUser('_host', login);
@@ -149,7 +145,7 @@ describe('deletions', () => {
     expect(allowed.deleted).toBe(3);
   });
 
-  it('reads a stream in full again after SYNC_FULL_EVERY', async () => {
+  it('reads a stream in full again after SYNC_FULL_EVERY', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, { SYNC_FULL_EVERY: '1h' });
     await h.sync();
     expect((await h.sync()).mode).toBe('incremental');
@@ -159,7 +155,7 @@ describe('deletions', () => {
 });
 
 describe('history and as-of', () => {
-  it('as-of functions return exactly the state after the last successful run at or before the time', async () => {
+  it('as-of functions return exactly the state after the last successful run at or before the time', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 });
     const states: { at: Date; tables: Awaited<ReturnType<typeof snapshotTables>> }[] = [];
     const record = async () => {
@@ -201,7 +197,7 @@ describe('history and as-of', () => {
 });
 
 describe('exports', () => {
-  it('streams the change log since a run id or a time, as JSON lines and as CSV', async () => {
+  it('streams the change log since a run id or a time, as JSON lines and as CSV', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const first = await h.sync();
     const [login] = logins();
@@ -221,7 +217,7 @@ describe('exports', () => {
     expect(() => parseSince('last tuesday')).toThrow(/--since must be a run id or an ISO date-time/);
   });
 
-  it('writes a compliance snapshot that names the run it reflects', async () => {
+  it('writes a compliance snapshot that names the run it reflects', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const first = await h.sync();
     const [firstRun] = await h.t.query<{ effective_at: Date; finished_at: Date }>(`SELECT effective_at, finished_at FROM cpq.sync_runs WHERE id = $1`, [first.runId]);

@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { CpqSimulator } from '../src/simulator/index.js';
 import { expectChangeLogConsistent, expectReferencesResolve, snapshotEverything } from './helpers/db-equals-simulator.js';
 import type { TestDatabase } from './helpers/database.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it, type StartHarness } from './helpers/harness.js';
 import { repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /**
@@ -13,20 +13,14 @@ import { repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js'
  */
 
 type Raw = Record<string, unknown>;
-const harnesses: Harness[] = [];
-afterEach(async () => {
-  await Promise.all(harnesses.splice(0).map((h) => h.close()));
-});
 
-async function harness(batchUsers: number, env: Record<string, string> = {}, integrationUsers = 3, direct = true): Promise<Harness> {
+async function harness(startHarness: StartHarness, batchUsers: number, env: Record<string, string> = {}, integrationUsers = 3, direct = true): Promise<Harness> {
   // A clock of its own, so that two sites given the same edits date them the same.
   let tick = Date.parse('2026-03-03T09:00:00.000Z');
-  const h = await startHarness(
+  return startHarness(
     { seed: 7, partnerCompanies: 1, usersPerCompany: 25, integrationUsers, now: () => new Date((tick += 1000)) },
     { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '5', SYNC_MERGE_BATCH_USERS: String(batchUsers), SYNC_DIRECT_FIRST_LOAD: String(direct), ...env },
   );
-  harnesses.push(h);
-  return h;
 }
 
 /**
@@ -80,7 +74,7 @@ async function scenario(h: Harness, step: number) {
 let deleted: Raw | undefined;
 
 describe('direct first loads and merge batches', () => {
-  it('leave exactly what staging everything and a single merge at the end leave, run after run', async () => {
+  it('leave exactly what staging everything and a single merge at the end leave, run after run', async ({ startHarness }) => {
     const results = [];
     const settings = [
       { direct: false, batch: 0 },
@@ -89,7 +83,7 @@ describe('direct first loads and merge batches', () => {
       { direct: true, batch: 7 },
     ];
     for (const { direct, batch } of settings) {
-      const h = await harness(batch, {}, 3, direct);
+      const h = await harness(startHarness, batch, {}, 3, direct);
       await h.sync();
       await scenario(h, 1);
       await h.sync({ full: true });
@@ -110,10 +104,10 @@ describe('direct first loads and merge batches', () => {
     for (const [i, result] of results.entries()) expect(result, JSON.stringify(settings[i])).toEqual(results[0]);
   });
 
-  it('a later copy of a user a batch already wrote replaces it: one insert, with the later values', async () => {
+  it('a later copy of a user a batch already wrote replaces it: one insert, with the later values', async ({ startHarness }) => {
     const results = [];
     for (const [direct, batch] of [[false, 0], [false, 3], [true, 0], [true, 3]] as const) {
-      const h = await harness(batch, { CPQ_COMPANIES: '_host' }, 0, direct);
+      const h = await harness(startHarness, batch, { CPQ_COMPANIES: '_host' }, 0, direct);
       // Page 1 repeats the last 2 users of page 0, edited: other names, groups and permissions.
       const firstPage = repeatOnSecondPage(h.sim, 2, (u) => ({
         ...u,
@@ -141,8 +135,8 @@ describe('direct first loads and merge batches', () => {
     for (const result of results) expect(result).toEqual(results[0]);
   });
 
-  it('users a batch inserted in the same run do not dilute the deletion guard', async () => {
-    const h = await harness(3, { CPQ_COMPANIES: '_host' }, 0);
+  it('users a batch inserted in the same run do not dilute the deletion guard', async ({ startHarness }) => {
+    const h = await harness(startHarness, 3, { CPQ_COMPANIES: '_host' }, 0);
     await h.sync();
     const old = h.sim.users('_host').map((u) => String(u.login));
     for (const login of old.slice(5)) h.sim.deleteUser('_host', login); // 20 of 25 gone
@@ -152,8 +146,8 @@ describe('direct first loads and merge batches', () => {
     expect(run.warnings.join('\n')).toMatch(/deletion aborted for companies\/_host: 20 of 25 known users/);
   });
 
-  it('a first load that fails after pages were copied leaves the database empty', async () => {
-    const h = await harness(0, { CPQ_COMPANIES: '_host' });
+  it('a first load that fails after pages were copied leaves the database empty', async ({ startHarness }) => {
+    const h = await harness(startHarness, 0, { CPQ_COMPANIES: '_host' });
     const before = await snapshotEverything(h.t);
     scriptRequests(h.sim, (req) => {
       if (req.page === 3) req.reply('{"items": [', { status: 200 });
@@ -163,8 +157,8 @@ describe('direct first loads and merge batches', () => {
     expect(await snapshotEverything(h.t)).toEqual(before);
   });
 
-  it('a run that fails after batches were merged leaves the database as it was', async () => {
-    const h = await harness(3, { CPQ_COMPANIES: '_host' });
+  it('a run that fails after batches were merged leaves the database as it was', async ({ startHarness }) => {
+    const h = await harness(startHarness, 3, { CPQ_COMPANIES: '_host' });
     await h.sync();
     h.sim.updateUser('_host', h.sim.users('_host')[0]!.login as string, { lastName: 'Edited' });
     for (let i = 0; i < 20; i++) h.sim.addUser('_host', { login: `new-${String(i).padStart(2, '0')}` });

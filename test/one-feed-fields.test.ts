@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { SimulatorOptions } from '../src/simulator/index.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 /**
  * A field only one feed provides is never cleared by a read that did not include that feed
@@ -15,10 +15,6 @@ const HOST_USERS_PATH = '/cpq/rest/v16/companies/_host/users';
 const EMPTY_PAGE = '{"items":[],"hasMore":false}';
 
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 /** What the database holds of a user: every column a one-feed read could clear, the digest and raw. */
 async function stored(login: string) {
@@ -60,7 +56,7 @@ function oldestIntegrationUser(): Raw {
 }
 
 describe('an integration user read by the company feed alone keeps what the integration feed gave it', () => {
-  it('JSON: an incremental run whose integration read returns nothing, while the host read re-reads the user in its lookback, logs nothing', async () => {
+  it('JSON: an incremental run whose integration read returns nothing, while the host read re-reads the user in its lookback, logs nothing', async ({ startHarness }) => {
     h = await startHarness(site);
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
@@ -88,7 +84,7 @@ describe('an integration user read by the company feed alone keeps what the inte
     expect(await stored(login)).toEqual(before);
   });
 
-  it('JSON: an edit between the integration read and the host read logs the edit alone', async () => {
+  it('JSON: an edit between the integration read and the host read logs the edit alone', async ({ startHarness }) => {
     h = await startHarness(site);
     await h.sync();
     const user = oldestIntegrationUser();
@@ -124,7 +120,7 @@ describe('an integration user read by the company feed alone keeps what the inte
     expect((await stored(login)).content_hash).toBe(after.content_hash);
   });
 
-  it('JSON: a v16 record without partyId, partyNumber, id, oauthClientId or company (Oracle\'s sample shape) clears none of them', async () => {
+  it('JSON: a v16 record without partyId, partyNumber, id, oauthClientId or company (Oracle\'s sample shape) clears none of them', async ({ startHarness }) => {
     h = await startHarness(site);
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
@@ -141,7 +137,7 @@ describe('an integration user read by the company feed alone keeps what the inte
     expect(await stored(login)).toEqual(before);
   });
 
-  it('zip: every zip read re-reads the user while the integration feed is read incrementally; nothing is logged', async () => {
+  it('zip: every zip read re-reads the user while the integration feed is read incrementally; nothing is logged', async ({ startHarness }) => {
     h = await startHarness({ ...site, zipExport: {} }, { CPQ_EXPORT_FORMAT: 'zip' });
     const first = await h.sync();
     expect(first.inserted).toBe(5 + 2);
@@ -163,7 +159,7 @@ describe('an integration user read by the company feed alone keeps what the inte
 });
 
 describe('a one-feed field changed by its own feed is still logged', () => {
-  it('a rotated OAuth client, read from the integration feed', async () => {
+  it('a rotated OAuth client, read from the integration feed', async ({ startHarness }) => {
     h = await startHarness(site);
     await h.sync();
     const login = String(h.sim.integrationUsers()[0]!.login);
@@ -179,7 +175,7 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     expect(await stored(login)).toMatchObject({ is_integration_user: true, oauth_client_id: 'rotated-client', party_id: before.party_id });
   });
 
-  it('a full, complete integration read that no longer returns the user ends is_integration_user', async () => {
+  it('a full, complete integration read that no longer returns the user ends is_integration_user', async ({ startHarness }) => {
     h = await startHarness(site);
     await h.sync();
     const login = String(h.sim.integrationUsers()[0]!.login);

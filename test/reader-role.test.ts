@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { afterEach, describe, expect, it, inject } from 'vitest';
+import { afterEach, describe, expect, inject } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { ALL_MIGRATIONS } from './helpers/database.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { it } from './helpers/harness.js';
 import { Cleanups } from './helpers/cli-process.js';
 
 /*
@@ -16,11 +16,8 @@ import { Cleanups } from './helpers/cli-process.js';
  */
 
 const cleanups = new Cleanups();
-let h: Harness | undefined;
 afterEach(async () => {
   await cleanups.run();
-  await h?.close();
-  h = undefined;
 });
 
 const REPORTING = [
@@ -66,8 +63,8 @@ const denied = async (client: pg.Client, sql: string) => {
 };
 
 describe('cpq_reader', () => {
-  it('reads every reporting table and view and the as-of functions; writes, DDL and the migration tables are refused', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+  it('reads every reporting table and view and the as-of functions; writes, DDL and the migration tables are refused', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
     await h.sync();
     const reader = await loginAs(h.t.url);
 
@@ -111,8 +108,8 @@ describe('cpq_reader', () => {
     expect(readable.map((r) => r.relname).sort()).toEqual([...REPORTING].sort());
   });
 
-  it('reads tables that later migrations create (default privileges)', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+  it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     // As the role that runs the migrations, like a later migration would.
     await h.t.query(`CREATE TABLE cpq.later_report (id int); INSERT INTO cpq.later_report VALUES (1)`);
     await h.t.query(`CREATE VIEW cpq.later_view AS SELECT id FROM cpq.later_report`);
@@ -122,8 +119,8 @@ describe('cpq_reader', () => {
     await denied(reader, `INSERT INTO cpq.later_report VALUES (2)`);
   });
 
-  it('the migration is idempotent: again in the same database, and in a new database of a cluster where cpq_reader exists, migrated by a non-superuser owner', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+  it('the migration is idempotent: again in the same database, and in a new database of a cluster where cpq_reader exists, migrated by a non-superuser owner', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     const sql = readFileSync(`${MIGRATIONS_DIR}/0003_reader_role.sql`, 'utf8');
     await h.t.query(sql);
     await h.t.query(sql);

@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { AppConfig } from '../src/config.js';
 import { LosslessNumber } from '../src/exact-json.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent, expectInSync } from './helpers/db-equals-simulator.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 /**
  * The change log names every change and invents none: a record that says what the stored one
@@ -13,10 +13,6 @@ import { startHarness, type Harness } from './helpers/harness.js';
  */
 
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 type Diff = Record<string, unknown>;
 const changesOf = async (runId: string) =>
@@ -26,7 +22,7 @@ const changesOf = async (runId: string) =>
 const asCsvZip = (): AppConfig => ({ ...h!.config, cpq: { ...h!.config.cpq, exportFormat: 'zip' } } as AppConfig);
 
 describe('restated records', () => {
-  it('switching between JSON pages and a CSV export logs no change, in either direction', async () => {
+  it('switching between JSON pages and a CSV export logs no change, in either direction', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } }, { CPQ_COMPANIES: '*' });
     const first = await h.sync({ full: true });
     expect(first.inserted).toBeGreaterThan(20);
@@ -40,7 +36,7 @@ describe('restated records', () => {
     await expectChangeLogConsistent(h.t);
   });
 
-  it('a change to a custom field alone is logged with that field, old and new', async () => {
+  it('a change to a custom field alone is logged with that field, old and new', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const login = h.sim.addUser('_host', { firstName: 'Ada', customAttr9: { tier: 1, tags: ['a'] } });
     await h.sync({ full: true });

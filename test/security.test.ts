@@ -3,11 +3,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { Cleanups, CliProcess, cli } from './helpers/cli-process.js';
 import type { TestDatabase } from './helpers/database.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 /*
  * Secrets never reach logs (at debug level), error messages, metrics, health answers or any
@@ -17,11 +17,8 @@ import { startHarness, type Harness } from './helpers/harness.js';
  */
 
 const cleanups = new Cleanups();
-let h: Harness | undefined;
 afterEach(async () => {
   await cleanups.run();
-  await h?.close();
-  h = undefined;
 });
 
 const HOST_USERS = '/rest/v16/companies/_host/users';
@@ -133,9 +130,9 @@ async function exercise(h: Harness, echoedCredential: () => string): Promise<str
 }
 
 describe('secrets in logs, errors, metrics and tables', () => {
-  it('basic auth: the password (from CPQ_PASSWORD_FILE) appears nowhere', async () => {
+  it('basic auth: the password (from CPQ_PASSWORD_FILE) appears nowhere', async ({ startHarness }) => {
     const password = 'Pw-7f3a91-Basic-Secret';
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { basic: { username: 'sec-user', password } } },
       { CPQ_USERNAME: 'sec-user', CPQ_PASSWORD_FILE: await secretFile('cpq-password', password), CPQ_PAGE_SIZE: '5', CPQ_MAX_RETRIES: '1' },
     );
@@ -145,9 +142,9 @@ describe('secrets in logs, errors, metrics and tables', () => {
     expectNoSecret('basic', texts, forms([password], [['sec-user', password]]));
   });
 
-  it('bearer token (from CPQ_TOKEN_FILE) appears nowhere', async () => {
+  it('bearer token (from CPQ_TOKEN_FILE) appears nowhere', async ({ startHarness }) => {
     const token = 'Tok-91c2d4-Bearer-Secret';
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { bearerTokens: [token] } },
       { CPQ_TOKEN_FILE: await secretFile('cpq-token', token), CPQ_PAGE_SIZE: '5', CPQ_MAX_RETRIES: '1' },
     );
@@ -155,12 +152,12 @@ describe('secrets in logs, errors, metrics and tables', () => {
     expectNoSecret('bearer', texts, forms([token]));
   });
 
-  it('OAuth: the client secret (from CPQ_OAUTH_CLIENT_SECRET_FILE) and the access tokens appear nowhere, token failures included', async () => {
+  it('OAuth: the client secret (from CPQ_OAUTH_CLIENT_SECRET_FILE) and the access tokens appear nowhere, token failures included', async ({ startHarness }) => {
     const clientSecret = 'Cs-55d0e8-OAuth-Secret';
     const file = await secretFile('oauth-client-secret', clientSecret);
     let simUrl = '';
     const relay = await tokenRelay(() => `${simUrl}/oauth2/v1/token`);
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { oauth: { clientId: 'sec-client', clientSecret } } },
       (baseUrl) => {
         simUrl = baseUrl;
@@ -186,9 +183,9 @@ describe('secrets in logs, errors, metrics and tables', () => {
 });
 
 describe('secrets in a worker process', () => {
-  it('schedule at LOG_LEVEL=debug with the password from a file: not in stdout, stderr, /metrics, /readyz, status or any table', async () => {
+  it('schedule at LOG_LEVEL=debug with the password from a file: not in stdout, stderr, /metrics, /readyz, status or any table', async ({ startHarness }) => {
     const password = 'Pw-3e8b27-Worker-Secret';
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { basic: { username: 'sec-worker', password } } }, { CPQ_PAGE_SIZE: '5' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { basic: { username: 'sec-worker', password } } }, { CPQ_PAGE_SIZE: '5' });
     const env = {
       CPQ_BASE_URL: h.sim.baseUrl,
       DATABASE_URL: h.t.url,

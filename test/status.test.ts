@@ -1,18 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { formatDuration, type StatusReport } from '../src/worker/status.js';
 import { cli } from './helpers/cli-process.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 const status = (args: string[] = []) => cli(['status', ...args], { DATABASE_URL: h!.t.url });
 
 describe('cpq-sync status', () => {
-  it('after a good run: runs and cursors as tables, exit code 0', async () => {
+  it('after a good run: runs and cursors as tables, exit code 0', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
     const run = await h.sync();
     const out = await status();
@@ -29,7 +25,7 @@ describe('cpq-sync status', () => {
     expect(out.stdout).toMatch(new RegExp(`\\nLast run succeeded: run ${run.runId} at \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2}\\n$`));
   });
 
-  it('after a failed run: exit code 1, the error in the table and the verdict; --json for scripts', async () => {
+  it('after a failed run: exit code 1, the error in the table and the verdict; --json for scripts', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_MAX_RETRIES: '1' });
     const good = await h.sync();
     h.sim.addFault({ status: 503, times: Infinity });
@@ -65,7 +61,7 @@ describe('cpq-sync status', () => {
     expect(limited.runs.map((r) => r.status)).toEqual(['failed']);
   });
 
-  it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async () => {
+  it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const add = (status: string) =>
       h!.t.query(`INSERT INTO cpq.sync_runs (status, mode, finished_at, error) VALUES ($1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`, [status]);
@@ -82,7 +78,7 @@ describe('cpq-sync status', () => {
     expect((await status()).code).toBe(1);
   });
 
-  it('an empty database, and one without the cpq tables: nothing to report, exit code 0', async () => {
+  it('an empty database, and one without the cpq tables: nothing to report, exit code 0', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const empty = await status();
     expect(empty.code).toBe(0);

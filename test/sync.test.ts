@@ -1,16 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
-import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it, snapshotTables } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
 const digits = (v: unknown) => (v === undefined || v === null ? null : String(v));
 const groupNames = (u: Raw) => ((u.groups as { items?: { variableName: string }[] } | undefined)?.items ?? []).map((g) => g.variableName).sort();
 
 let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
 
 async function usersIn(company: string) {
   return h!.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE company_login = $1 ORDER BY login COLLATE "C"`, [company]);
@@ -19,7 +15,7 @@ async function usersIn(company: string) {
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 describe('full sync', () => {
-  it('reads every page of a company with keyset paging on login', async () => {
+  it('reads every page of a company with keyset paging on login', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 53, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const result = await h.sync();
     expect(result.status).toBe('succeeded');
@@ -39,7 +35,7 @@ describe('full sync', () => {
     expect(JSON.parse(pages[1]!.query.q!)).toEqual({ login: { $gt: expected[9] } });
   });
 
-  it('syncs every company of the site with CPQ_COMPANIES=*', async () => {
+  it('syncs every company of the site with CPQ_COMPANIES=*', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 2, usersPerCompany: 15, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
     const result = await h.sync();
     expect(result.inserted).toBe(45);
@@ -54,7 +50,7 @@ describe('full sync', () => {
     expect(result.streams.map((s) => s.stream).sort()).toEqual(['companies/_host', 'companies/partner1', 'companies/partner2']);
   });
 
-  it('stores each user with its typed columns, groups and access permissions exactly as CPQ holds them', async () => {
+  it('stores each user with its typed columns, groups and access permissions exactly as CPQ holds them', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
     await h.sync();
     for (const company of ['_host', 'partner1']) {
@@ -99,7 +95,7 @@ describe('full sync', () => {
     expect(groups.length).toBeGreaterThan(0);
   });
 
-  it('absorbs field-name drift: lastname, isSuperUserPermEnabled and other case variants', async () => {
+  it('absorbs field-name drift: lastname, isSuperUserPermEnabled and other case variants', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 200, integrationUsers: 0 });
     await h.sync();
     const body = await (await fetch(`${h.sim.baseUrl}/rest/v16/companies/_host/users?limit=1000`)).text();
@@ -122,14 +118,14 @@ describe('full sync', () => {
     }
   });
 
-  it('keeps unknown fields in raw', async () => {
+  it('keeps unknown fields in raw', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 200, integrationUsers: 0 });
     await h.sync();
     const rows = await h.t.query<{ n: string }>(`SELECT count(*) AS n FROM cpq.users WHERE raw ? 'customAttr1'`);
     expect(Number(rows[0]!.n)).toBeGreaterThan(0);
   });
 
-  it('does not miss a user that exists for the whole run while others are added, edited and deleted between pages', async () => {
+  it('does not miss a user that exists for the whole run while others are added, edited and deleted between pages', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const initial = h.sim.users('_host').map((u) => String(u.login)).sort(byCodeUnit);
     const deleted = new Set<string>();
@@ -153,7 +149,7 @@ describe('full sync', () => {
     for (const login of alwaysThere) expect(stored.has(login), login).toBe(true);
   });
 
-  it('keeps int64 partyId and id exact in their columns and in raw', async () => {
+  it('keeps int64 partyId and id exact in their columns and in raw', async ({ startHarness }) => {
     h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 4 });
     await h.sync();
     const integration = h.sim.integrationUsers();
@@ -175,7 +171,7 @@ describe('full sync', () => {
 });
 
 describe('integration users', () => {
-  it('lands integration users in cpq.users, one row per user seen in both feeds, with groups and OAuth client', async () => {
+  it('lands integration users in cpq.users, one row per user seen in both feeds, with groups and OAuth client', async ({ startHarness }) => {
     h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 3 });
     const result = await h.sync();
     expect(result.streams.map((s) => s.stream).sort()).toEqual(['companies/_host', 'integrationUsers']);
@@ -199,7 +195,7 @@ describe('integration users', () => {
     expect(Number(total[0]!.n)).toBe(h.sim.users('_host').length);
   });
 
-  it('reads groups from the detail endpoint when the list does not carry them', async () => {
+  it('reads groups from the detail endpoint when the list does not carry them', async ({ startHarness }) => {
     h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 3, integrationListIncludesGroups: false }, { CPQ_COMPANIES: 'partner9' });
     h.sim.addFault({ match: { path: '/cpq/rest/v16/companies/partner9/users' }, times: Infinity, status: 200, body: '{"items":[],"hasMore":false,"count":0}' });
     await h.sync();
@@ -214,7 +210,7 @@ describe('integration users', () => {
     }
   });
 
-  it('merges an integration user the company feeds did not return over its stored row, int64 exact', async () => {
+  it('merges an integration user the company feeds did not return over its stored row, int64 exact', async ({ startHarness }) => {
     h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2 });
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
@@ -232,7 +228,7 @@ describe('integration users', () => {
     expect(row!.permissions).toBe(((user.accessPermissions as { items: unknown[] }).items ?? []).length);
   });
 
-  it('maps the host company login name that integration users report to _host', async () => {
+  it('maps the host company login name that integration users report to _host', async ({ startHarness }) => {
     h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
       { CPQ_HOST_COMPANY: 'cpq-mdb' },
@@ -242,7 +238,7 @@ describe('integration users', () => {
     expect(rows).toEqual([{ company_login: '_host', n: 4 + 2 }]);
   });
 
-  it('auto mode: a site without the endpoint is a warning, not a failure', async () => {
+  it('auto mode: a site without the endpoint is a warning, not a failure', async ({ startHarness }) => {
     h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const result = await h.sync();
     expect(result.status).toBe('succeeded');
@@ -251,7 +247,7 @@ describe('integration users', () => {
     expect(run!.warnings.join('\n')).toMatch(/no integration-user endpoint/);
   });
 
-  it('on mode: a missing endpoint fails the run', async () => {
+  it('on mode: a missing endpoint fails the run', async ({ startHarness }) => {
     h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 4 }, { CPQ_INTEGRATION_USERS: 'on' });
     const err = await h.syncError();
     expect(err.message).toMatch(/integrationUsers.*404/);
@@ -259,7 +255,7 @@ describe('integration users', () => {
 });
 
 describe('incremental sync', () => {
-  it('asks only for users modified since the cursor minus the lookback, and counts only real changes', async () => {
+  it('asks only for users modified since the cursor minus the lookback, and counts only real changes', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { SYNC_LOOKBACK: '10m' });
     await h.sync();
     const before = await h.t.query<Raw>(`SELECT login, date_modified, last_synced_at, content_hash FROM cpq.users ORDER BY login`);
@@ -293,7 +289,7 @@ describe('incremental sync', () => {
     }
   });
 
-  it('a second full read of unchanged data changes nothing but last_synced_at', async () => {
+  it('a second full read of unchanged data changes nothing but last_synced_at', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 });
     await h.sync();
     const before = await snapshotTables(h.t);
@@ -307,7 +303,7 @@ describe('incremental sync', () => {
     expect(after.users[0]!.last_synced_at).not.toEqual(before.users[0]!.last_synced_at);
   });
 
-  it('picks up group and access-permission changes', async () => {
+  it('picks up group and access-permission changes', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
     await h.sync();
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
@@ -323,7 +319,7 @@ describe('incremental sync', () => {
 });
 
 describe('failures', () => {
-  it('retries 503 and 429, obeying Retry-After in seconds and as an HTTP date', async () => {
+  it('retries 503 and 429, obeying Retry-After in seconds and as an HTTP date', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const path = '/rest/v16/companies/_host/users';
     const retryAt = new Date(Date.now() + 3000).toUTCString();
@@ -341,7 +337,7 @@ describe('failures', () => {
     expect(run!.http_retries).toEqual({ '503': 1, '429': 1 });
   });
 
-  it('gives up after the configured retries with a clear error', async () => {
+  it('gives up after the configured retries with a clear error', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5 }, { CPQ_MAX_RETRIES: '2' });
     h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, times: Infinity, status: 502 });
     const err = await h.syncError();
@@ -349,7 +345,7 @@ describe('failures', () => {
     expect(err.message).toMatch(/GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?.* still answered 502 after 3 attempts/);
   });
 
-  it('401 is a clear auth error, not retried', async () => {
+  it('401 is a clear auth error, not retried', async ({ startHarness }) => {
     h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 5, auth: { basic: { username: 'sync', password: 'right-password' } } },
       { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'wrong-password' },
@@ -361,7 +357,7 @@ describe('failures', () => {
     expect(h.sim.requests).toHaveLength(1);
   });
 
-  it('OAuth: gets a token, reuses it, and renews it after a 401', async () => {
+  it('OAuth: gets a token, reuses it, and renews it after a 401', async ({ startHarness }) => {
     h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0, auth: { oauth: { clientId: 'client-1', clientSecret: 'oauth-secret-xyz' } } },
       (baseUrl) => ({
@@ -381,7 +377,7 @@ describe('failures', () => {
     expect(h.sim.requests.filter((r) => r.status === 401)).toHaveLength(1);
   });
 
-  it('a malformed page fails the run, names the URL, and leaves the database as the last good run left it', async () => {
+  it('a malformed page fails the run, names the URL, and leaves the database as the last good run left it', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync();
     const before = await snapshotTables(h.t);
@@ -402,7 +398,7 @@ describe('failures', () => {
     expect(JSON.stringify(runs[1]!.warnings)).toMatch(/rolled back/);
   });
 
-  it('an HTML page with status 200 and a body of the wrong shape are clear errors', async () => {
+  it('an HTML page with status 200 and a body of the wrong shape are clear errors', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const path = '/rest/v16/companies/_host/users';
     h.sim.addFault({ match: { path }, times: 1, status: 200, headers: { 'content-type': 'text/html' }, body: '<html><body>Maintenance</body></html>' });
@@ -413,7 +409,7 @@ describe('failures', () => {
     expect((await h.syncError()).message).toMatch(/expected JSON, got an empty body/);
   });
 
-  it('a record with a bad field fails the run naming the record and the field', async () => {
+  it('a record with a bad field fails the run naming the record and the field', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const login = String(h.sim.users('_host')[1]!.login);
     h.sim.updateUser('_host', login, { status: { value: 'yes', displayValue: 'Yes' } });
@@ -422,7 +418,7 @@ describe('failures', () => {
     expect((err as SyncError).kind).toBe('data');
   });
 
-  it('records a short read (fewer rows than totalResults) as a warning', async () => {
+  it('records a short read (fewer rows than totalResults) as a warning', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     let n = 0;
     h.sim.onRequest = (req) => {
@@ -447,7 +443,7 @@ describe('failures', () => {
 });
 
 describe('secrets', () => {
-  it('never writes the password or token to logs, errors or the database', async () => {
+  it('never writes the password or token to logs, errors or the database', async ({ startHarness }) => {
     const password = 'S3cr3t-Pa55word-Do-Not-Leak';
     h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 12, auth: { basic: { username: 'sync-user', password } } },
@@ -472,13 +468,13 @@ describe('secrets', () => {
 });
 
 describe('transport', () => {
-  it('accepts a static bearer token', async () => {
+  it('accepts a static bearer token', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, auth: { bearerTokens: ['static-token-1'] } }, { CPQ_TOKEN: 'static-token-1' });
     expect((await h.sync()).inserted).toBe(4);
     expect(h.sim.requests.every((r) => r.authorization === 'bearer')).toBe(true);
   });
 
-  it('retries a request that stalls past the timeout and one whose connection is reset mid-body', async () => {
+  it('retries a request that stalls past the timeout and one whose connection is reset mid-body', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 }, { CPQ_REQUEST_TIMEOUT: '300ms', CPQ_PAGE_SIZE: '5' });
     const path = '/rest/v16/companies/_host/users';
     h.sim.addFault({ match: { path }, times: 1, action: 'stall' });
@@ -490,7 +486,7 @@ describe('transport', () => {
     expect(h.logLines.join('\n')).toMatch(/no response within the request timeout/);
   });
 
-  it('renews the OAuth token before it expires', async () => {
+  it('renews the OAuth token before it expires', async ({ startHarness }) => {
     let clock = Date.parse('2025-06-01T00:00:00Z');
     const now = () => clock;
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, now: () => new Date(clock), auth: { oauth: { clientId: 'c', clientSecret: 's', tokenTtlSeconds: 600 } } });
@@ -507,7 +503,7 @@ describe('transport', () => {
 });
 
 describe('run lifecycle', () => {
-  it('skips with a lock error while another run holds the lock, recording no run', async () => {
+  it('skips with a lock error while another run holds the lock, recording no run', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const { RUN_LOCK_KEY } = await import('../src/sync/run.js');
     const holder = await h.t.pool.connect();
@@ -523,7 +519,7 @@ describe('run lifecycle', () => {
     expect((await h.sync()).inserted).toBe(3);
   });
 
-  it('marks a run left running by a dead process as abandoned', async () => {
+  it('marks a run left running by a dead process as abandoned', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     await h.t.query(`INSERT INTO cpq.sync_runs (status, mode) VALUES ('running', 'incremental')`);
@@ -532,7 +528,7 @@ describe('run lifecycle', () => {
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
   });
 
-  it('an interrupted run rolls back and is recorded as interrupted', async () => {
+  it('an interrupted run rolls back and is recorded as interrupted', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const controller = new AbortController();
     let pages = 0;

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { afterEach, describe, expect } from 'vitest';
+import { type Harness, it, type StartHarness } from './helpers/harness.js';
 
 // A self-signed certificate made for these tests only (CN "cpq-user-sync test CA", 127.0.0.1).
 const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
@@ -24,11 +24,10 @@ let h: Harness | undefined;
 let front: Server | undefined;
 afterEach(async () => {
   front?.close();
-  await h?.close();
-  h = front = undefined;
+  front = undefined;
 });
 
-async function harnessBehindTls(env: Record<string, string>) {
+async function harnessBehindTls(startHarness: StartHarness, env: Record<string, string>) {
   let port = 0;
   h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, (baseUrl) => {
     port = Number(new URL(baseUrl).port);
@@ -39,16 +38,16 @@ async function harnessBehindTls(env: Record<string, string>) {
 }
 
 describe('HTTPS to CPQ', () => {
-  it('verifies the certificate: an unknown CA fails the run with a clear error', async () => {
-    const url = await harnessBehindTls({ CPQ_MAX_RETRIES: '0' });
+  it('verifies the certificate: an unknown CA fails the run with a clear error', async ({ startHarness }) => {
+    const url = await harnessBehindTls(startHarness, { CPQ_MAX_RETRIES: '0' });
     const { loadConfig } = await import('../src/config.js');
     const { runSync } = await import('../src/sync/run.js');
     const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h!.t.url, CPQ_MAX_RETRIES: '0' });
     await expect(runSync({ pool: h!.t.pool, db: h!.t.db, config, log: h!.log })).rejects.toThrow(/CPQ unreachable after 1 attempts \(.*(SELF_SIGNED|UNABLE_TO_VERIFY|self-signed).*\)/i);
   });
 
-  it('trusts a private CA given in CPQ_CA_FILE', async () => {
-    const url = await harnessBehindTls({});
+  it('trusts a private CA given in CPQ_CA_FILE', async ({ startHarness }) => {
+    const url = await harnessBehindTls(startHarness, {});
     const { loadConfig } = await import('../src/config.js');
     const { runSync } = await import('../src/sync/run.js');
     const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h!.t.url, CPQ_CA_FILE: CERT_FILE });

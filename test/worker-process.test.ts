@@ -2,12 +2,12 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { RUN_LOCK_KEY } from '../src/sync/run.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import type { TestDatabase } from './helpers/database.js';
 import { Cleanups, cli, gate } from './helpers/cli-process.js';
-import { snapshotTables, startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it, snapshotTables } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
 import { snapshotEverything } from './helpers/db-equals-simulator.js';
 
@@ -33,19 +33,16 @@ function holdRequests(sim: Harness['sim'], after: number) {
   return { reached: reached.promise, release: hold.open };
 }
 
-let h: Harness | undefined;
 const cleanups = new Cleanups();
 afterEach(async () => {
   await cleanups.run();
-  await h?.close();
-  h = undefined;
 });
 
 const spawnCli = (args: string[], env: Record<string, string>) => cleanups.spawn(args, env);
 
 describe('cpq-sync schedule (process)', () => {
-  it('SIGTERM mid-run: the run rolls back, is recorded interrupted, the database is as before, exit 0 within SHUTDOWN_TIMEOUT', async () => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+  it('SIGTERM mid-run: the run rolls back, is recorded interrupted, the database is as before, exit 0 within SHUTDOWN_TIMEOUT', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync(); // a good run first, so "as before" is not just "empty"
     const [first] = h.sim.users('_host');
     h.sim.updateUser('_host', String(first!.login), { lastName: 'Changed-in-CPQ' });
@@ -90,8 +87,8 @@ describe('cpq-sync schedule (process)', () => {
     expect(messages.at(-1)).toBe('worker stopped');
   });
 
-  it('idle: serves /healthz, /readyz and /metrics on HTTP_PORT and exits 0 promptly on SIGINT', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  it('idle: serves /healthz, /readyz and /metrics on HTTP_PORT and exits 0 promptly on SIGINT', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const worker = spawnCli(['schedule'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
     const listening = await worker.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)');
     const base = `http://127.0.0.1:${String(listening.port)}`;
@@ -122,8 +119,8 @@ describe('cpq-sync schedule (process)', () => {
     expect(site.stderr).toMatch(/CPQ_BASE_URL is not set/);
   });
 
-  it('embedded Postgres (no DATABASE_URL): SIGTERM mid-run still rolls back and records the run as interrupted', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+  it('embedded Postgres (no DATABASE_URL): SIGTERM mid-run still rolls back and records the run as interrupted', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
     const dataDir = await mkdtemp(join(tmpdir(), 'cpq-sync-worker-'));
     await chmod(dataDir, 0o755); // the embedded server runs as user postgres when we are root
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
@@ -155,8 +152,8 @@ describe('cpq-sync schedule (process)', () => {
 });
 
 describe('cpq-sync run (process)', () => {
-  it('exit code 7 when another run holds the lock; nothing is recorded; 0 once it is free', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+  it('exit code 7 when another run holds the lock; nothing is recorded; 0 once it is free', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const holder = new pg.Client({ connectionString: h.t.url });
     await holder.connect();
     cleanups.push(() => holder.end());
@@ -176,8 +173,8 @@ describe('cpq-sync run (process)', () => {
     expect(await h.t.query(`SELECT status FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded' }]);
   });
 
-  it('SIGTERM mid-run: exit code 130, the run rolled back and recorded as interrupted', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+  it('SIGTERM mid-run: exit code 130, the run rolled back and recorded as interrupted', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
     const held = holdRequests(h.sim, 1);
     cleanups.push(held.release);
     const run = spawnCli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10' });

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { ConfigError } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import type { Logger } from '../src/logger.js';
@@ -13,7 +13,7 @@ import { checkReadiness } from '../src/worker/readiness.js';
 import { ShutdownSignals } from '../src/worker/shutdown.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { gate } from './helpers/cli-process.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { type Harness, it } from './helpers/harness.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
 const NEVER_SOON = '0 0 1 1 *';
@@ -61,12 +61,9 @@ function metricValue(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-let h: Harness | undefined;
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-  await h?.close();
-  h = undefined;
 });
 
 function workerFor(harness: Harness, log: Logger = harness.log, pool = harness.t.pool): SyncWorker {
@@ -76,8 +73,8 @@ function workerFor(harness: Harness, log: Logger = harness.log, pool = harness.t
 }
 
 describe('schedule', () => {
-  it('fires on a short cron expression and logs the next run time at start and after each run', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
+  it('fires on a short cron expression and logs the next run time at start and after each run', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
     const worker = workerFor(h);
     await worker.start();
     const harness = h;
@@ -98,8 +95,8 @@ describe('schedule', () => {
     expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toHaveLength(5);
   });
 
-  it('never overlaps itself: ticks while a run is going are skipped and reported', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
+  it('never overlaps itself: ticks while a run is going are skipped and reported', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
     const hold = gate();
     let held = 0;
     h.sim.onRequest = async () => {
@@ -118,8 +115,8 @@ describe('schedule', () => {
     expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_skipped_total{reason="overlap"}')).toBeGreaterThanOrEqual(2);
   });
 
-  it('two workers on one database: one syncs at a time, the other logs that it skipped; no duplicate runs', async () => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
+  it('two workers on one database: one syncs at a time, the other logs that it skipped; no duplicate runs', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
     const hold = gate();
     let first = true;
     h.sim.onRequest = async () => {
@@ -160,8 +157,8 @@ describe('schedule', () => {
     expect(skipped(await workerB.metrics.text())).toBe(b.lines.filter(isLockSkip).length);
   });
 
-  it('stop() mid-run: the run rolls back and is recorded as interrupted', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND, CPQ_PAGE_SIZE: '10' });
+  it('stop() mid-run: the run rolls back and is recorded as interrupted', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND, CPQ_PAGE_SIZE: '10' });
     const hold = gate();
     const reached = gate();
     h.sim.onRequest = async ({ index }) => {
@@ -191,19 +188,19 @@ describe('schedule', () => {
 });
 
 describe('health and metrics', () => {
-  it('a taken HTTP_PORT is a configuration error', async () => {
+  it('a taken HTTP_PORT is a configuration error', async ({ startHarness }) => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, resolve));
     cleanups.push(() => new Promise<void>((resolve) => taken.close(() => resolve())));
     const port = (taken.address() as AddressInfo).port;
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: String(port) });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: String(port) });
     const worker = workerFor(h);
     await expect(worker.start()).rejects.toThrow(new ConfigError(`HTTP_PORT: cannot listen on port ${port} (EADDRINUSE)`));
   });
 
-  it('HTTP_HOST: listens on that address only; one it cannot bind is a configuration error', async () => {
+  it('HTTP_HOST: listens on that address only; one it cannot bind is a configuration error', async ({ startHarness }) => {
     // 127.0.0.2 is a loopback address of its own on Linux: reachable there, refused on 127.0.0.1.
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', HTTP_HOST: '127.0.0.2' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', HTTP_HOST: '127.0.0.2' });
     const worker = workerFor(h);
     await worker.start();
     expect((await fetch(`http://127.0.0.2:${worker.httpPort}/healthz`)).status).toBe(200);
@@ -215,8 +212,8 @@ describe('health and metrics', () => {
     await expect(elsewhere.start()).rejects.toThrow(new ConfigError('HTTP_HOST/HTTP_PORT: cannot listen on 192.0.2.1 port 0 (EADDRNOTAVAIL)'));
   });
 
-  it('/healthz, /readyz and /metrics with runs by status, users, duration, last success and retries by status; no secrets', async () => {
-    h = await startHarness(
+  it('/healthz, /readyz and /metrics with runs by status, users, duration, last success and retries by status; no secrets', async ({ startHarness }) => {
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0, auth: { basic: { username: 'sync', password: 'pw-never-in-metrics' } } },
       { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'pw-never-in-metrics' },
     );
@@ -262,17 +259,17 @@ describe('health and metrics', () => {
     expect(text).not.toContain(h.sim.baseUrl);
   });
 
-  it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+  it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const day = 86_400_000;
     const now = new Date();
     const ago = (ms: number) => new Date(now.getTime() - ms);
     const insert = (status: string, startedMsAgo: number) =>
-      h!.t.query(
+      h.t.query(
         `INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ($1, 'incremental', $2, $3, $4)`,
         [status, ago(startedMsAgo), ago(startedMsAgo - 60_000), status === 'succeeded' ? null : `boom ${status}`],
       );
-    const check = (at = now) => checkReadiness(h!.t.pool, { staleAfterMs: 1.5 * day, now: () => at });
+    const check = (at = now) => checkReadiness(h.t.pool, { staleAfterMs: 1.5 * day, now: () => at });
 
     expect(await check()).toMatchObject({ ready: true, runs: 'ok', lastRun: null, lastSuccessAt: null });
     await insert('succeeded', 1 * day);

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import { test } from 'vitest';
 import { loadConfig, type AppConfig } from '../../src/config.js';
 import type { Logger } from '../../src/logger.js';
 import { REDACT_PATHS } from '../../src/logger.js';
@@ -72,6 +73,27 @@ export async function startHarness(
     },
   };
 }
+
+/** Starts a harness for the running test; see `it`. */
+export type StartHarness = typeof startHarness;
+
+/**
+ * vitest's `it` with a `startHarness` fixture: the harnesses a test starts through it are
+ * closed (simulator stopped, database dropped) when the test ends, pass or fail, after the
+ * file's own afterEach hooks, so those can still use them.
+ */
+export const it = test.extend<{ startHarness: StartHarness }>({
+  // eslint-disable-next-line no-empty-pattern -- vitest reads the fixtures a fixture needs from this pattern
+  startHarness: async ({}, use) => {
+    const started: Harness[] = [];
+    await use(async (simulator, env) => {
+      const h = await startHarness(simulator, env);
+      started.push(h);
+      return h;
+    });
+    for (const h of started.reverse()) await h.close();
+  },
+});
 
 /** Every row of the current-state tables, in a stable order, for before/after comparisons. */
 export async function snapshotTables(t: TestDatabase) {

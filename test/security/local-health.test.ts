@@ -1,16 +1,13 @@
 import { request } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { SyncWorker } from '../../src/worker/sync-worker.js';
-import { startHarness, type Harness } from '../helpers/harness.js';
+import { type Harness, it } from '../helpers/harness.js';
 
-let h: Harness | undefined;
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-  await h?.close();
-  h = undefined;
 });
 
 const NEVER_SOON = '0 0 1 1 *';
@@ -60,8 +57,8 @@ async function lockRuns(url: string): Promise<{ release: () => Promise<void> }> 
 }
 
 describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
-  it('say ready or not and the age of the last success, never a run\'s error text, from any source address; the reasons go to the log', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', SYNC_STALE_AFTER: '1h' });
+  it('say ready or not and the age of the last success, never a run\'s error text, from any source address; the reasons go to the log', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', SYNC_STALE_AFTER: '1h' });
     const hour = 3_600_000;
     const at = (msAgo: number) => new Date(Date.now() - msAgo);
     await h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at) VALUES ('succeeded', 'full', $1, $2)`, [at(5 * hour), at(5 * hour - 60_000)]);
@@ -93,8 +90,8 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     expect(logged[0]!.lastRun?.error).toBe(leak);
   });
 
-  it('a flood of /readyz and /metrics requests takes no connection of the sync\'s pool and queues nothing in front of it', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+  it('a flood of /readyz and /metrics requests takes no connection of the sync\'s pool and queues nothing in front of it', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
     const { port } = await startWorker(h);
     const lock = await lockRuns(h.t.url);
     const flood = Array.from({ length: 60 }, (_, i) => get('127.0.0.1', port, i % 3 === 2 ? '/metrics' : '/readyz'));
@@ -122,8 +119,8 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     expect((await get('127.0.0.1', port, '/readyz')).status).toBe(200);
   });
 
-  it('a readiness query stuck behind a lock is cancelled by the server after the timeout (not left waiting), and the next probe answers', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+  it('a readiness query stuck behind a lock is cancelled by the server after the timeout (not left waiting), and the next probe answers', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
     const { port } = await startWorker(h);
     const lock = await lockRuns(h.t.url);
     const started = Date.now();
