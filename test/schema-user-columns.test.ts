@@ -1,3 +1,6 @@
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { USER_VALUE_COLUMN_TYPES } from '../src/normalize/user-fields.js';
 import { FIELD_DIFF } from '../src/sync/merge.js';
@@ -39,6 +42,12 @@ async function parityProblems(t: TestDatabase): Promise<string[]> {
   return problems;
 }
 
+/** The statement that redefines cpq.insert_diff (migrations/0005) as it is, around the current FIELD_DIFF. */
+function insertDiffStatement(body: string): string {
+  const replaced = body.replace(/^  SELECT \('\{' \|\| concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`);
+  return `CREATE OR REPLACE FUNCTION cpq.insert_diff(p_user_id bigint, p_valid_from timestamptz) RETURNS jsonb\nLANGUAGE sql STABLE AS $body$${replaced}$body$;\n`;
+}
+
 describe('user columns: one source of truth, every copy checked', () => {
   let t: TestDatabase;
   beforeAll(async () => {
@@ -72,7 +81,12 @@ describe('user columns: one source of truth, every copy checked', () => {
 
   it("computes an insert's field diff with the merge's own expression: cpq.insert_diff, as migrated, holds FIELD_DIFF, which names every user column", async () => {
     const [fn] = await t.query<{ body: string }>(`SELECT prosrc AS body FROM pg_proc WHERE oid = 'cpq.insert_diff(bigint, timestamptz)'::regprocedure`);
-    expect(fn!.body).toContain(`SELECT ${FIELD_DIFF}\n`);
+    if (!fn!.body.includes(`SELECT ${FIELD_DIFF}\n`)) {
+      // What the new migration needs (README "Adding a CPQ field"): the same function around the current FIELD_DIFF.
+      const file = join(tmpdir(), 'cpq-insert-diff.sql');
+      writeFileSync(file, insertDiffStatement(fn!.body));
+      expect.fail(`cpq.insert_diff does not hold the merge's FIELD_DIFF: add ${file} to the migration that changes the user columns`);
+    }
     for (const { column } of USER_VALUE_COLUMN_TYPES) expect(FIELD_DIFF).toContain(`'"${column}":{"old":'`);
   });
 
