@@ -86,12 +86,11 @@ export function oneLine(message: string): string {
  * to it reported, 'internal' for anything else.
  */
 export function toDatabaseOrInternal(err: unknown): SyncError {
-  const e = err as Error & { code?: string };
+  const message = errorMessage(err);
   // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code, or
   // only a message when node-postgres lost the connection itself.
-  if (e && typeof e.code === 'string') return new SyncError('database', `database error: ${e.message}`);
-  if (e && /Connection terminated|not queryable|connection error/i.test(e.message ?? '')) {
-    return new SyncError('database', `database error: ${e.message}`);
+  if (errorCode(err) !== undefined || /Connection terminated|not queryable|connection error/i.test(message)) {
+    return new SyncError('database', `database error: ${message}`);
   }
-  return new SyncError('internal', e?.message ?? String(err));
+  return new SyncError('internal', message);
 }
