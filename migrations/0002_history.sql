@@ -38,8 +38,8 @@ CROSS JOIN LATERAL jsonb_each(c.diff) d;
 -- History (SCD type 2). The current version of a user, membership or permission is its row in
 -- the current tables, valid from its valid_from (added_at for memberships); the *_versions
 -- tables hold the versions that ended, with the time they ended. A version starts and ends at
--- the finished_at of the run that wrote or replaced it. Storing only ended versions keeps a
--- full load from writing every row twice.
+-- the effective_at of the run that wrote or replaced it (since 0006; its finished_at before).
+-- Storing only ended versions keeps a full load from writing every row twice.
 ALTER TABLE cpq.users ADD COLUMN valid_from timestamptz;
 UPDATE cpq.users SET valid_from = first_seen_at;
 ALTER TABLE cpq.users ALTER COLUMN valid_from SET NOT NULL, ALTER COLUMN valid_from SET DEFAULT now();
@@ -90,10 +90,11 @@ SELECT user_id, type, variable_name, name, has_access, valid_from, valid_to FROM
 UNION ALL
 SELECT user_id, type, variable_name, name, has_access, valid_from, NULL::timestamptz FROM cpq.user_access_permissions;
 
--- As-of functions: exactly what the current tables held after the last successful run that
--- finished at or before ts, with the same columns as cpq.users, cpq.user_groups and
--- cpq.user_access_permissions. The users column lists are read from the catalog here; a
--- migration that adds a column to cpq.users must add it to cpq.user_versions and re-run this.
+-- As-of functions: exactly what the current tables held after the last successful run whose
+-- versions start at or before ts (its effective_at since 0006), with the same columns as
+-- cpq.users, cpq.user_groups and cpq.user_access_permissions. The users column lists are read
+-- from the catalog here; a migration that adds a column to cpq.users adds it to
+-- cpq.user_versions and rebuilds these (README "Adding a CPQ field").
 DO $do$
 DECLARE
   cols text;
