@@ -13,13 +13,14 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 // Compile-time checks (`npm test` type-checks the tests first): the column type of a field is its
 // snake_case, as the runtime mapping computes it, for every kind of character a name holds.
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-const snakeCaseAsTypes: [
-  Equal<ColumnOf<'billCompany2'>, 'bill_company2'>,
-  Equal<ColumnOf<'isUserAdminPermEnabled'>, 'is_user_admin_perm_enabled'>,
-  Equal<ColumnOf<'id'>, 'cpq_id'>,
-  Equal<ColumnOf<'units'>, 'units'>,
-  Equal<Extract<UserValueColumn, 'status_display' | 'email_display'>, 'status_display'>,
-] = [true, true, true, true, true];
+type Expect<T extends true> = T;
+export type SnakeCaseAsTypes = [
+  Expect<Equal<ColumnOf<'billCompany2'>, 'bill_company2'>>,
+  Expect<Equal<ColumnOf<'isUserAdminPermEnabled'>, 'is_user_admin_perm_enabled'>>,
+  Expect<Equal<ColumnOf<'id'>, 'cpq_id'>>,
+  Expect<Equal<ColumnOf<'units'>, 'units'>>,
+  Expect<Equal<Extract<UserValueColumn, 'status_display' | 'email_display'>, 'status_display'>>,
+];
 
 async function relationColumns(t: TestDatabase): Promise<Record<string, string[]>> {
   const rows = await t.query<{ relation: string; column_name: string }>(
@@ -42,13 +43,11 @@ describe('the Kysely Database interface', () => {
   afterAll(async () => t.drop());
 
   it('derives the user value column names as the runtime mapping does', () => {
-    expect(snakeCaseAsTypes).toEqual([true, true, true, true, true]);
     expect(USER_VALUE_COLUMNS).toEqual(expect.arrayContaining(['bill_company2', 'is_user_admin_perm_enabled', 'cpq_id', 'units', 'status_display']));
   });
 
   it('names every table and view of schema cpq, each with exactly its columns', async () => {
     const actual = await relationColumns(t);
-    expect(Object.keys(actual).length).toBeGreaterThanOrEqual(25);
     const declared = Object.fromEntries(Object.entries(DATABASE_COLUMNS).map(([relation, names]) => [relation, sorted(names)]));
     expect(declared).toEqual(actual);
   });
