@@ -109,8 +109,9 @@ describe('group history', () => {
     }
 
     const [renamed, retyped] = [...definitions.values()].sort((a, b) => a.variableName.localeCompare(b.variableName));
-    expect(redefine('_host', renamed!.variableName, { label: 'Renamed Group' })).toBeGreaterThan(0);
-    expect(redefine('_host', retyped!.variableName, { type: 'Approver-Changed' })).toBeGreaterThan(0);
+    // Each returns the group's members, whose records now carry the new definition.
+    expect(redefine('_host', renamed!.variableName, { label: 'Renamed Group' })).toBe(8);
+    expect(redefine('_host', retyped!.variableName, { type: 'Approver-Changed' })).toBe(6);
     const second = await h.sync({ full: true });
 
     expect(await groupChanges(second.runId)).toEqual([
