@@ -195,3 +195,23 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     expect((await stored(login)).is_integration_user).toBe(false);
   });
 });
+
+describe('cursors', () => {
+  it('a read that returns no user leaves its cursor unset, so a user added later on a site whose clock is behind ours is still read', async ({ startHarness }) => {
+    // The site's clock runs a day behind the machine running the sync.
+    const dayBehind = () => new Date(Date.now() - 24 * 3600_000);
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, pathPrefix: '/cpq', now: dayBehind });
+    await h.sync();
+    const [state] = await h.t.query<{ cursor: Date | null }>(`SELECT cursor FROM cpq.sync_state WHERE stream = 'integrationUsers'`);
+    expect(state!.cursor).toBeNull();
+    const response = await fetch(`${h.config.cpq!.baseUrl!}/cpq/rest/v19/integrationUsers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ oauthClientId: 'late-client' }),
+    });
+    expect(response.status).toBe(201);
+    await h.sync();
+    const [user] = await h.t.query<{ is_integration_user: boolean }>(`SELECT is_integration_user FROM cpq.users WHERE login = '_custom_late-client'`);
+    expect(user).toEqual({ is_integration_user: true });
+  });
+});
