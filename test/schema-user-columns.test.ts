@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +88,22 @@ describe('user columns: one source of truth, every copy checked', () => {
       expect.fail(`cpq.insert_diff does not hold the merge's FIELD_DIFF: add ${file} to the migration that changes the user columns`);
     }
     for (const { column } of USER_VALUE_COLUMN_TYPES) expect(FIELD_DIFF).toContain(`'"${column}":{"old":'`);
+  });
+
+  it("README's migration for a new field (\"Adding a CPQ field\") keeps the three relations and users_as_of in step", async () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## Adding a CPQ field'));
+    const migration = /```plpgsql\n([\s\S]*?)```/.exec(section)?.[1]?.replace(/^ {3}/gm, '');
+    expect(migration).toContain('ALTER TABLE cpq.users ADD COLUMN nickname text;');
+    const scratch = await createTestDatabase();
+    try {
+      await scratch.query(migration!);
+      expect(await parityProblems(scratch)).toEqual([]);
+      expect((await columnsOf(scratch, 'user_history')).map((c) => c.name)).toContain('nickname');
+      await expect(scratch.query(`SELECT nickname FROM cpq.users_as_of(now())`)).resolves.toEqual([]);
+    } finally {
+      await scratch.drop();
+    }
   });
 
   it('fails when a migration adds a user column to cpq.users alone (the checks themselves can fail)', async () => {
