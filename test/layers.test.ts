@@ -17,6 +17,8 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src');
 const FORBIDDEN: Record<string, string[]> = {
   cpq: ['normalize', 'sync', 'db', 'worker', 'history', 'simulator'],
   normalize: ['sync', 'db', 'worker', 'history', 'simulator'],
+  // sync calls the database operations of db; db knows the rows (normalize), never the run.
+  db: ['sync', 'worker', 'history', 'simulator'],
 };
 
 function sourceFiles(dir: string): string[] {
@@ -44,7 +46,7 @@ describe('layers', () => {
   for (const [layer, forbidden] of Object.entries(FORBIDDEN)) {
     it(`src/${layer} imports nothing from ${forbidden.map((f) => `src/${f}`).join(', ')}`, () => {
       const files = sourceFiles(join(SRC, layer));
-      expect(files).toContain(join(SRC, layer, 'user-fields.ts'));
+      expect(files.length, `source files in src/${layer}`).toBeGreaterThan(2);
       const wrong = files.flatMap((file) =>
         importedFolders(file, readFileSync(file, 'utf8'))
           .filter((i) => forbidden.includes(i.folder))

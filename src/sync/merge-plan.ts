@@ -1,5 +1,6 @@
 import { step, type Step } from '../db/steps.js';
-import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, isoUtc, knownBeforeRun, unmappedFields } from './merge-sql.js';
+import { knownBeforeRun } from '../db/sql/known-before-run.js';
+import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, isoUtc, unmappedFields } from './merge-sql.js';
 
 /*
  * The merge's statements, one set-based statement per step, each named for what it does (the

@@ -46,12 +46,6 @@ export const FIELD_DIFF = (() => {
   return `('{' || concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
 })();
 
-/**
- * Whether `user` (a cpq.users alias) was held by the database before this run (`runId`, a
- * placeholder). Users this run inserted before its final merge (a merge batch, a direct first
- * load) were read, not lost, and do not count as known to the deletion guard.
- */
-export const knownBeforeRun = (user: string, runId: string) => `${user}.first_seen_run_id IS DISTINCT FROM ${runId}`;
 
 /** Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data. */
 const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]::text[]`;

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { knownBeforeRun } from '../../sync/merge-sql.js';
+import { knownBeforeRun } from './known-before-run.js';
 
 export interface DeletionCandidates {
   company: string;
