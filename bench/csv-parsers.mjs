@@ -33,7 +33,10 @@ console.log(`${users} users, CSV ${(csv.length / 1e6).toFixed(1)} MB, ${byteChun
 function hand() {
   let rows = 0;
   let last;
-  const p = new CsvRowsParser((cells, line) => { rows++; last = line; });
+  const p = new CsvRowsParser((cells, line) => {
+    rows++;
+    last = line;
+  });
   for (const c of textChunks) p.write(c);
   p.end();
   return [rows, last];
@@ -42,9 +45,19 @@ async function csvParse() {
   let rows = 0;
   let last;
   const parser = Readable.from(byteChunks).pipe(
-    parse({ bom: true, skip_empty_lines: true, relax_column_count: true, max_record_size: 16 * 1024 * 1024, info: true, record_delimiter: ['\r\n', '\n', '\r'] }),
+    parse({
+      bom: true,
+      skip_empty_lines: true,
+      relax_column_count: true,
+      max_record_size: 16 * 1024 * 1024,
+      info: true,
+      record_delimiter: ['\r\n', '\n', '\r'],
+    }),
   );
-  for await (const { record, info } of parser) { rows++; last = info.lines; }
+  for await (const { record, info } of parser) {
+    rows++;
+    last = info.lines;
+  }
   return [rows, last];
 }
 async function time(name, f) {
@@ -58,7 +71,9 @@ async function time(name, f) {
   }
   ms.sort((a, b) => a - b);
   const med = ms[Math.floor(ms.length / 2)];
-  console.log(`${name}: best ${ms[0].toFixed(0)} ms, median ${med.toFixed(0)} ms, ${(csv.length / 1e6 / (med / 1000)).toFixed(0)} MB/s; rows ${out[0]}, last line ${out[1]}`);
+  console.log(
+    `${name}: best ${ms[0].toFixed(0)} ms, median ${med.toFixed(0)} ms, ${(csv.length / 1e6 / (med / 1000)).toFixed(0)} MB/s; rows ${out[0]}, last line ${out[1]}`,
+  );
   return med;
 }
 const a = await time('hand parser (csv-rows.ts)', hand);

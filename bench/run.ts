@@ -50,7 +50,6 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-
 interface Measured {
   name: string;
   seconds: number;
@@ -104,7 +103,7 @@ async function fetchFloor(baseUrl: string, companies: string[], format: 'json' |
       if (format === 'zip') {
         const response = await fetch(path, { headers: { accept: 'application/zip' } });
         if (!response.ok || !response.body) throw new Error(`zip export of ${company}: ${response.status}`);
-        for await (const _chunk of response.body) void _chunk;
+        for await (const _chunk of response.body) _chunk;
         return;
       }
       let after: string | undefined;
@@ -155,15 +154,17 @@ function table(rows: Measured[], floor: number): string {
   const header = ['run', 'users', 'wall s', 'users/s', 'peak RSS MB', 'ratio to floor', 'note'];
   // Floors first, then the runs by number, whatever order they ran in.
   const order = (r: Measured) => (r.name.startsWith('floor') ? 0 : Number.parseInt(r.name, 10));
-  const body = [...rows].sort((a, b) => order(a) - order(b)).map((r) => [
-    r.name,
-    String(r.users),
-    r.seconds.toFixed(2),
-    r.seconds > 0 ? Math.round(r.users / r.seconds).toString() : '',
-    r.maxRssMb === undefined ? '' : r.maxRssMb.toFixed(0),
-    r.name.startsWith('floor') ? '' : (r.seconds / floor).toFixed(2),
-    r.note ?? '',
-  ]);
+  const body = [...rows]
+    .sort((a, b) => order(a) - order(b))
+    .map((r) => [
+      r.name,
+      String(r.users),
+      r.seconds.toFixed(2),
+      r.seconds > 0 ? Math.round(r.users / r.seconds).toString() : '',
+      r.maxRssMb === undefined ? '' : r.maxRssMb.toFixed(0),
+      r.name.startsWith('floor') ? '' : (r.seconds / floor).toFixed(2),
+      r.note ?? '',
+    ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
@@ -181,9 +182,15 @@ async function main() {
   await chmod(dir, 0o755); // the embedded Postgres runs as another user
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
   console.log(`data: ${args.companies} companies x ${perCompany} users, ~3 groups and ~2 access permissions each`);
-  console.log(`sync process: ${Object.entries(childMemoryEnv).map(([k, v]) => `${k}=${v}`).join(' ') || 'no memory settings'}`);
+  console.log(
+    `sync process: ${
+      Object.entries(childMemoryEnv)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'no memory settings'
+    }`,
+  );
 
-  let started = performance.now();
+  const started = performance.now();
   // cachePages: the warm-up below renders every page once; the syncs are then served bytes, as
   // from a remote CPQ whose rendering costs this machine nothing.
   const sim = new CpqSimulator({
@@ -201,7 +208,9 @@ async function main() {
   const total = perCompany * companies.length;
 
   const external = process.env.BENCH_DATABASE_URL;
-  const database = external ? { url: external, stop: async () => undefined } : await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'bench', persistent: false });
+  const database = external
+    ? { url: external, stop: async () => undefined }
+    : await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'bench', persistent: false });
   const admin = new pg.Client({ connectionString: database.url });
   await admin.connect();
   const urlFor = async (name: string) => {
@@ -222,7 +231,9 @@ async function main() {
   const results: Measured[] = [];
   const record = (m: Measured) => {
     results.push(m);
-    console.log(`  ${m.name}: ${m.seconds.toFixed(2)} s${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`);
+    console.log(
+      `  ${m.name}: ${m.seconds.toFixed(2)} s${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`,
+    );
     if (m.rssParts) console.log(`    memory: ${m.rssParts}`);
   };
   try {
@@ -236,7 +247,14 @@ async function main() {
     const rendered = (before: number) => `simulator rendered ${sim.pagesRendered - before} responses`;
     let renderedBefore = sim.pagesRendered;
     const full = await runCli(['run', '--full'], env(jsonDb, 'json'));
-    record({ name: '1. full sync, JSON', seconds: full.seconds, users: total, maxRssMb: full.maxRssMb, rssParts: full.rssParts, note: rendered(renderedBefore) });
+    record({
+      name: '1. full sync, JSON',
+      seconds: full.seconds,
+      users: total,
+      maxRssMb: full.maxRssMb,
+      rssParts: full.rssParts,
+      note: rendered(renderedBefore),
+    });
 
     const changed = Math.max(1, Math.round(total / 100));
     // sim.users() copies a whole company: read each once.
@@ -260,7 +278,13 @@ async function main() {
     // The edits dropped the simulator's kept pages: it renders these runs' pages as they ask.
     renderedBefore = sim.pagesRendered;
     const incremental = await runCli(['run'], env(jsonDb, 'json'));
-    record({ name: '3. incremental, 1% changed', seconds: incremental.seconds, users: changed, maxRssMb: incremental.maxRssMb, note: rendered(renderedBefore) });
+    record({
+      name: '3. incremental, 1% changed',
+      seconds: incremental.seconds,
+      users: changed,
+      maxRssMb: incremental.maxRssMb,
+      note: rendered(renderedBefore),
+    });
     renderedBefore = sim.pagesRendered;
     const noop = await runCli(['run'], env(jsonDb, 'json'));
     record({ name: '4. no-op incremental', seconds: noop.seconds, users: 0, maxRssMb: noop.maxRssMb, note: rendered(renderedBefore) });
@@ -276,7 +300,14 @@ async function main() {
         const zipDb = await urlFor('bench_zip');
         renderedBefore = sim.pagesRendered;
         const zip = await runCli(['run', '--full'], env(zipDb, 'zip'));
-        record({ name: '2. full sync, zip', seconds: zip.seconds, users: total, maxRssMb: zip.maxRssMb, rssParts: zip.rssParts, note: rendered(renderedBefore) });
+        record({
+          name: '2. full sync, zip',
+          seconds: zip.seconds,
+          users: total,
+          maxRssMb: zip.maxRssMb,
+          rssParts: zip.rssParts,
+          note: rendered(renderedBefore),
+        });
       } catch (err) {
         record({ name: '2. full sync, zip', seconds: 0, users: total, note: `not run: ${(err as Error).message.slice(0, 120)}` });
       }

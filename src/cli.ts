@@ -63,7 +63,14 @@ program
             { full: opts.full === true, allowMassDelete: opts.allowMassDelete === true, signal: shutdown.signal },
           );
           log.info(
-            { runId: result.runId, mode: result.mode, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged, warnings: result.warnings.length },
+            {
+              runId: result.runId,
+              mode: result.mode,
+              inserted: result.inserted,
+              updated: result.updated,
+              unchanged: result.unchanged,
+              warnings: result.warnings.length,
+            },
             'done',
           );
         } finally {
@@ -149,20 +156,24 @@ program
   .option('--since <run-id|time>', 'changes of runs after this run id, or that committed at or after this ISO date-time (approximate)')
   .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
   .action((opts: { after?: string; since?: string; format: ExportFormat }) =>
-    command(async (config, log) => {
-      if ((opts.after === undefined) === (opts.since === undefined)) throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
-      const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
-      const database = await openDatabase(config, log);
-      try {
-        await migrate(database.db, { onAhead: logAhead(log) });
-        const { changes, watermark } = await exportChanges(database.pool, from, opts.format, process.stdout);
-        log.debug({ changes, watermark }, 'change log written');
-        // Last, and only once every row is written: a consumer stores it with the rows it loaded.
-        process.stderr.write(`watermark: ${watermark}\n`);
-      } finally {
-        await database.close();
-      }
-    }, { logToStderr: true }),
+    command(
+      async (config, log) => {
+        if ((opts.after === undefined) === (opts.since === undefined))
+          throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
+        const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
+        const database = await openDatabase(config, log);
+        try {
+          await migrate(database.db, { onAhead: logAhead(log) });
+          const { changes, watermark } = await exportChanges(database.pool, from, opts.format, process.stdout);
+          log.debug({ changes, watermark }, 'change log written');
+          // Last, and only once every row is written: a consumer stores it with the rows it loaded.
+          process.stderr.write(`watermark: ${watermark}\n`);
+        } finally {
+          await database.close();
+        }
+      },
+      { logToStderr: true },
+    ),
   );
 
 program
@@ -173,20 +184,25 @@ program
   .option('--out <file>', 'write to this file instead of standard output')
   .option('--with-raw', "add a raw column: each user's record as CPQ sent it, custom fields included")
   .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean }) =>
-    command(async (config, log) => {
-      const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
-      if (opts.asOf !== undefined && (!/^\d{4}-\d{2}-\d{2}/.test(opts.asOf) || Number.isNaN(asOf.getTime()))) {
-        throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
-      }
-      const database = await openDatabase(config, log);
-      try {
-        await migrate(database.db, { onAhead: logAhead(log) });
-        const { run, users } = await writeOutput(opts.out, (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true }));
-        log.info({ asOf: asOf.toISOString(), runId: run.runId, runFinishedAt: run.finishedAt, users, out: opts.out ?? 'stdout' }, 'snapshot written');
-      } finally {
-        await database.close();
-      }
-    }, { logToStderr: opts.out === undefined }),
+    command(
+      async (config, log) => {
+        const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
+        if (opts.asOf !== undefined && (!/^\d{4}-\d{2}-\d{2}/.test(opts.asOf) || Number.isNaN(asOf.getTime()))) {
+          throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
+        }
+        const database = await openDatabase(config, log);
+        try {
+          await migrate(database.db, { onAhead: logAhead(log) });
+          const { run, users } = await writeOutput(opts.out, (out) =>
+            exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true }),
+          );
+          log.info({ asOf: asOf.toISOString(), runId: run.runId, runFinishedAt: run.finishedAt, users, out: opts.out ?? 'stdout' }, 'snapshot written');
+        } finally {
+          await database.close();
+        }
+      },
+      { logToStderr: opts.out === undefined },
+    ),
   );
 
 program
@@ -212,7 +228,7 @@ program
         usersPerCompany: whole('users'),
         partnerCompanies: whole('partners'),
         integrationUsers: whole('integrationUsers'),
-        pathPrefix: opts.prefix as '' | '/cpq',
+        pathPrefix: opts.prefix,
         zipExport: {},
       });
       const url = await simulator.start(whole('port'), opts.host);

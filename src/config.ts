@@ -75,9 +75,16 @@ const envSchema = z.object({
   CPQ_COMPANIES: z
     .string()
     .default('_host')
-    .transform((v) => v.split(',').map((c) => c.trim()).filter((c) => c !== ''))
+    .transform((v) =>
+      v
+        .split(',')
+        .map((c) => c.trim())
+        .filter((c) => c !== ''),
+    )
     .refine((list) => list.length > 0, { message: 'must name at least one company, or *' })
-    .refine((list) => list.every((c) => c !== '.' && c !== '..' && !/[/\\]/.test(c)), { message: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)' }),
+    .refine((list) => list.every((c) => c !== '.' && c !== '..' && !/[/\\]/.test(c)), {
+      message: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)',
+    }),
   CPQ_HOST_COMPANY: optionalText,
   CPQ_INTEGRATION_USERS: z.enum(['auto', 'on', 'off']).default('auto'),
 
@@ -291,7 +298,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const cpq: CpqConfig | undefined = parsed.CPQ_BASE_URL
     ? {
         baseUrl: parsed.CPQ_BASE_URL.replace(/\/+$/, ''),
-        pathPrefix: parsed.CPQ_PATH_PREFIX as '' | '/cpq',
+        pathPrefix: parsed.CPQ_PATH_PREFIX,
         companies: parsed.CPQ_COMPANIES,
         ...(parsed.CPQ_HOST_COMPANY ? { hostCompany: parsed.CPQ_HOST_COMPANY } : {}),
         integrationUsers: parsed.CPQ_INTEGRATION_USERS,
@@ -305,7 +312,13 @@ export function loadConfig(env: Env = process.env): AppConfig {
         retryMaxDelayMs: parsed.CPQ_RETRY_MAX_DELAY,
         maxPageBytes: parsed.CPQ_MAX_PAGE_BYTES,
         exportFormat: parsed.CPQ_EXPORT_FORMAT,
-        zip: { maxBytes: parsed.CPQ_ZIP_MAX_BYTES, maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES, maxRatio: parsed.CPQ_ZIP_MAX_RATIO, maxTotalBytes: parsed.CPQ_ZIP_MAX_TOTAL_BYTES, tmpDir: parsed.TMPDIR },
+        zip: {
+          maxBytes: parsed.CPQ_ZIP_MAX_BYTES,
+          maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES,
+          maxRatio: parsed.CPQ_ZIP_MAX_RATIO,
+          maxTotalBytes: parsed.CPQ_ZIP_MAX_TOTAL_BYTES,
+          tmpDir: parsed.TMPDIR,
+        },
       }
     : undefined;
   return {

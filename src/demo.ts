@@ -46,7 +46,9 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     simulator.addGroup('partner1', String(partner[1]!.login), { variableName: 'demoAuditors', label: 'Demo Auditors', type: 'Administrator' });
     simulator.removeGroup('_host', String(host[2]!.login), String((host[2]!.groups as { items: { variableName: string }[] }).items[0]!.variableName));
     const added = simulator.addUser('partner2', { firstName: 'Nova', lastName: 'Added' });
-    out(`\nChanged in CPQ: renamed ${host[0]!.login}, added a group to partner1/${partner[1]!.login}, removed one from ${host[2]!.login}, added partner2/${added}\n`);
+    out(
+      `\nChanged in CPQ: renamed ${host[0]!.login}, added a group to partner1/${partner[1]!.login}, removed one from ${host[2]!.login}, added partner2/${added}\n`,
+    );
     const second = await runSync({ ...database, config, log });
 
     out('\nRuns:');
@@ -60,7 +62,9 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     out(table((await database.pool.query(CHANGES_QUERY, [second.runId])).rows));
     out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
     out(table((await database.pool.query(SAMPLE_QUERY)).rows));
-    out(`\nThe data stays in ${database.where}, database cpq_demo. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`);
+    out(
+      `\nThe data stays in ${database.where}, database cpq_demo. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`,
+    );
   } finally {
     await database.close();
     await simulator.stop();

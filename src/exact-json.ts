@@ -75,7 +75,8 @@ export function markedNumberLiteral(value: unknown): string | undefined {
  * point; ..."), or undefined for any other value.
  */
 export function unstorableNumber(value: unknown): string | undefined {
-  if (typeof value === 'string' && value.startsWith(UNSTORABLE)) return `${shortLiteral(value.slice(UNSTORABLE.length))} ${numericOverflow(value.slice(UNSTORABLE.length))}`;
+  if (typeof value === 'string' && value.startsWith(UNSTORABLE))
+    return `${shortLiteral(value.slice(UNSTORABLE.length))} ${numericOverflow(value.slice(UNSTORABLE.length))}`;
   if (isLosslessNumber(value) && mayOverflowNumeric(value.value)) {
     const overflow = numericOverflow(value.value);
     if (overflow) return `${shortLiteral(value.value)} ${overflow}`;
@@ -130,7 +131,8 @@ export function numericOverflow(literal: string): string | undefined {
   const parts = decimalParts(literal);
   if (!parts) return undefined;
   const integerDigits = parts.digits.length + parts.exponent;
-  if (parts.digits !== '' && integerDigits > NUMERIC_MAX_INTEGER_DIGITS) return `needs ${integerDigits} digits before the decimal point; Postgres stores at most ${NUMERIC_MAX_INTEGER_DIGITS}`;
+  if (parts.digits !== '' && integerDigits > NUMERIC_MAX_INTEGER_DIGITS)
+    return `needs ${integerDigits} digits before the decimal point; Postgres stores at most ${NUMERIC_MAX_INTEGER_DIGITS}`;
   if (parts.scale > NUMERIC_MAX_SCALE) return `needs ${parts.scale} digits after the decimal point; Postgres stores at most ${NUMERIC_MAX_SCALE}`;
   return undefined;
 }
@@ -167,6 +169,9 @@ export function integerValue(value: unknown): bigint | undefined {
 
 /** A value as JSON-ish text for messages: exact numbers show their literal, at most 40 characters of it. */
 export function displayValue(value: unknown): string | undefined {
-  const literal = markedNumberLiteral(value) ?? (typeof value === 'string' && value.startsWith(UNSTORABLE) ? value.slice(UNSTORABLE.length) : undefined) ?? (isLosslessNumber(value) ? value.value : undefined);
+  const literal =
+    markedNumberLiteral(value) ??
+    (typeof value === 'string' && value.startsWith(UNSTORABLE) ? value.slice(UNSTORABLE.length) : undefined) ??
+    (isLosslessNumber(value) ? value.value : undefined);
   return literal === undefined ? undefined : shortLiteral(literal);
 }

@@ -31,7 +31,7 @@ export interface LoggerOptions {
 /** pino JSON to stdout; human-readable lines when stdout is a terminal (or LOG_FORMAT=pretty). */
 export function createLogger(options: LoggerOptions): Logger {
   const destination = options.destination ?? process.stdout;
-  const human = options.format === 'pretty' || (options.format === 'auto' && (destination as NodeJS.WriteStream).isTTY === true);
+  const human = options.format === 'pretty' || (options.format === 'auto' && (destination as NodeJS.WriteStream).isTTY);
   const base = { level: options.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { name: 'cpq-sync' } };
   if (human) {
     return pino(base, pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));

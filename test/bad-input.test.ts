@@ -42,12 +42,12 @@ interface BadCase {
   contentType?: string;
   /** Process time zone during the run (to show a result does not depend on it). */
   tz?: string;
-  expect:
-    | { outcome: 'fail'; kind?: string; error: string }
-    | { outcome: 'load'; rule: string; sql: string; rows: unknown[] };
+  expect: { outcome: 'fail'; kind?: string; error: string } | { outcome: 'load'; rule: string; sql: string; rows: unknown[] };
 }
 
-const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
+const files = readdirSync(DIR)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 const cases = files.map((file) => {
   const spec = parseExactJson(readFileSync(DIR + file, 'utf8')) as BadCase;
   const company = `bad_${file.replace(/\.json$/, '').replace(/[^A-Za-z0-9]+/g, '_')}`;
@@ -61,7 +61,10 @@ function responseOf(spec: BadCase): { body: Buffer; contentType: string } {
   if (spec.zip) {
     const entries = spec.zip.map((e) => ({
       name: e.name,
-      data: e.base64 !== undefined ? Buffer.from(e.base64, 'base64') : Buffer.from(e.parts ? text(e.parts) : e.spaces !== undefined ? ' '.repeat(e.spaces) : (e.text ?? ''), 'utf8'),
+      data:
+        e.base64 !== undefined
+          ? Buffer.from(e.base64, 'base64')
+          : Buffer.from(e.parts ? text(e.parts) : e.spaces !== undefined ? ' '.repeat(e.spaces) : (e.text ?? ''), 'utf8'),
       deflate: e.spaces !== undefined || e.name.endsWith('.json'),
     }));
     return { body: zipOf(entries, deflateRawSync), contentType: 'application/zip' };
@@ -120,7 +123,10 @@ describe('bad input corpus (test/fixtures/bad)', () => {
 
     if (expected.outcome === 'fail') {
       if (!(error instanceof SyncError)) throw new Error(`expected the run to fail, but it ${error ? `threw ${String(error)}` : 'succeeded'}`);
-      const url = spec.format === 'zip' ? `http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/${company}/users` : `http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/${company}/users\\?\\S+`;
+      const url =
+        spec.format === 'zip'
+          ? `http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/${company}/users`
+          : `http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/${company}/users\\?\\S+`;
       const pattern = expected.error.replaceAll('{url}', url).replaceAll('{company}', escapeRegExp(company));
       expect(error.message).toMatch(new RegExp(pattern));
       expect(error.kind).toBe(expected.kind ?? 'data');

@@ -25,14 +25,16 @@ function cli(args: string[], env: Record<string, string>): Promise<Outcome> {
   });
 }
 
-
 describe('cpq-sync CLI', () => {
   it('run: syncs and exits 0, logging JSON lines with a page line and a summary', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 7, integrationUsers: 0 });
     const out = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url });
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
-    const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = out.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.some((l) => l.msg === 'page read' && l.stream === 'companies/_host')).toBe(true);
     expect(lines.find((l) => l.msg === 'sync run succeeded')).toMatchObject({ inserted: 7 });
     const rows = await h.t.query(`SELECT 1 FROM cpq.users`);
@@ -78,7 +80,10 @@ describe('cpq-sync changes and snapshot', () => {
     const env = { DATABASE_URL: h.t.url, LOG_LEVEL: 'debug' };
     const jsonl = await cli(['changes', '--since', first.runId], env);
     expect(jsonl.code).toBe(0);
-    const lines = jsonl.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = jsonl.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ change: 'update', diff: { last_name: { new: 'Cli' } } });
     const csv = await cli(['changes', '--since', '2000-01-01T00:00:00Z', '--format', 'csv'], env);

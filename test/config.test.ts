@@ -41,7 +41,9 @@ describe('configuration', () => {
   it('reads HTTP_HOST with HTTP_PORT, and refuses it alone', () => {
     expect(loadConfig({ ...base, HTTP_PORT: '8080', HTTP_HOST: ' 127.0.0.1 ' }).worker).toMatchObject({ httpPort: 8080, httpHost: '127.0.0.1' });
     expect(loadConfig({ ...base, HTTP_PORT: '8080' }).worker.httpHost).toBeUndefined();
-    expect(() => loadConfig({ ...base, HTTP_HOST: '127.0.0.1' })).toThrow(new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)'));
+    expect(() => loadConfig({ ...base, HTTP_HOST: '127.0.0.1' })).toThrow(
+      new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)'),
+    );
   });
 
   it('reads companies and auth', () => {
@@ -58,7 +60,9 @@ describe('configuration', () => {
     writeFileSync(join(dir, 'password'), 'from-a-file\n');
     const config = loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'password') });
     expect(config.cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'from-a-file' });
-    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'missing') })).toThrow(/CPQ_PASSWORD_FILE: cannot read .*missing \(ENOENT\)/);
+    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'missing') })).toThrow(
+      /CPQ_PASSWORD_FILE: cannot read .*missing \(ENOENT\)/,
+    );
     const both = () => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'hunter2', CPQ_PASSWORD_FILE: join(dir, 'password') });
     expect(both).toThrow(/CPQ_PASSWORD and CPQ_PASSWORD_FILE are both set/);
     expect(both).not.toThrow(/hunter2/);

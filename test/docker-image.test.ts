@@ -37,7 +37,8 @@ function parseDockerfile(text: string): Stage[] {
   return stages;
 }
 
-const instruction = (stage: Stage, name: string) => stage.lines.filter((l) => l.toUpperCase().startsWith(`${name} `)).map((l) => l.slice(name.length + 1).trim());
+const instruction = (stage: Stage, name: string) =>
+  stage.lines.filter((l) => l.toUpperCase().startsWith(`${name} `)).map((l) => l.slice(name.length + 1).trim());
 
 let stages: Stage[];
 let runtime: Stage;

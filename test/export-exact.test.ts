@@ -66,7 +66,6 @@ describe('exact numbers in every export', () => {
     expect(csvOf(login)[0]).toContain(`""party_id"":{""new"":${PARTY_ID},""old"":null}`);
     expect(csvOf(login)[1]).toContain(`""party_id"":{""new"":${NEXT_PARTY_ID},""old"":${PARTY_ID}}`);
     expect(csvOf(custom).at(-1)).toContain(`""score"":{""new"":${HUGE_STORED},""old"":${SCORE}}`);
-
   });
 
   it('snapshot: party_id and the custom fields of raw leave digit for digit, as JSON lines and as CSV', async ({ startHarness }) => {

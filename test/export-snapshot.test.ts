@@ -17,7 +17,11 @@ async function snapshotLines(asOf: Date): Promise<Record<string, unknown>[]> {
   out.on('data', (c: Buffer) => chunks.push(c));
   await exportSnapshot(h!.t.pool, asOf, 'jsonl', out);
   out.end();
-  return Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 async function untilWaitingForLock(): Promise<void> {

@@ -102,7 +102,9 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     expect([...first.changeIds, ...second.changeIds, ...third.changeIds].sort()).toEqual(all.map((r) => r.id).sort());
   });
 
-  it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async ({ startHarness }) => {
+  it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async ({
+    startHarness,
+  }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const [a, b, c] = h.sim.users('_host').map((u) => String(u.login));
@@ -126,7 +128,9 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     const afterTwo = await poll(afterOne.watermark);
     expect(afterTwo.changeIds).toEqual([two.changeId]);
 
-    const seqs = await h.t.query<{ id: string; commit_seq: string }>(`SELECT id::text, commit_seq::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY commit_seq`);
+    const seqs = await h.t.query<{ id: string; commit_seq: string }>(
+      `SELECT id::text, commit_seq::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY commit_seq`,
+    );
     expect(seqs.map((r) => r.commit_seq)).toEqual(['1', '2', '3']);
     expect(seqs.map((r) => r.id).slice(1)).toEqual([one.runId, two.runId]);
   });

@@ -26,7 +26,6 @@ afterEach(async () => {
 
 const spawnCli = (args: string[], env: Record<string, string>) => cleanups.spawn(args, env);
 
-
 /** Holds every CPQ request from the `after`-th one (counting from now) until released. */
 function holdRequests(sim: CpqSimulator, after: number) {
   const hold = gate();
@@ -80,7 +79,12 @@ describe('process faults', () => {
     const out = await run.exited;
     expect(out.signal).toBe('SIGKILL');
     // Postgres rolls the killed session's transaction back and frees its lock when it sees the connection drop.
-    await waitFor('the killed session to end', async () => (await h.t.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).length === 0);
+    await waitFor(
+      'the killed session to end',
+      async () =>
+        (await h.t.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`))
+          .length === 0,
+    );
     expect(await snapshotEverything(h.t)).toEqual(before);
     expect(await statuses(h.t)).toEqual(['succeeded', 'running']);
 
@@ -89,7 +93,9 @@ describe('process faults', () => {
     const again = await cli(['run'], env);
     expect(again.stderr).toBe('');
     expect(again.code).toBe(0);
-    const rows = await h.t.query<{ status: string; error: string | null; finished_at: Date | null }>(`SELECT status, error, finished_at FROM cpq.sync_runs r ORDER BY r.id`);
+    const rows = await h.t.query<{ status: string; error: string | null; finished_at: Date | null }>(
+      `SELECT status, error, finished_at FROM cpq.sync_runs r ORDER BY r.id`,
+    );
     expect(rows.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
     expect(rows[1]).toMatchObject({ error: 'the process running it stopped before it finished; nothing it read was kept', finished_at: expect.any(Date) });
     expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
@@ -137,10 +143,17 @@ describe('process faults', () => {
     expect.soft(out.stderr, 'one line on stderr, no crash').toMatch(/^cpq-sync: database error: [^\n]+\n$/);
     expect.soft(out.code, 'exit code').toBe(6);
 
-    await waitFor('the pool to reconnect', async () => pool.query('SELECT 1').then(() => true, () => false));
+    await waitFor('the pool to reconnect', async () =>
+      pool.query('SELECT 1').then(
+        () => true,
+        () => false,
+      ),
+    );
     expect(await snapshotEverything(t)).toEqual(before);
     const [faulty] = await t.query<{ status: string; error: string | null }>(`SELECT status, error FROM cpq.sync_runs r ORDER BY r.id DESC LIMIT 1`);
-    expect.soft(faulty, 'the faulty run is recorded as failed with the error').toEqual({ status: 'failed', error: out.stderr.replace(/^cpq-sync: /, '').trim() });
+    expect
+      .soft(faulty, 'the faulty run is recorded as failed with the error')
+      .toEqual({ status: 'failed', error: out.stderr.replace(/^cpq-sync: /, '').trim() });
 
     sim.onRequest = undefined;
     const again = await cli(['run'], env);
@@ -160,7 +173,9 @@ describe('process faults', () => {
     for (const command of ['run', 'schedule', 'status']) {
       const out = await cli([command], { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: url });
       expect(out.code, command).toBe(6);
-      expect(out.stderr, command).toMatch(new RegExp(`^cpq-sync: cannot connect to Postgres at postgres://sync:\\*\\*\\*@127\\.0\\.0\\.1:${port}/warehouse: .*ECONNREFUSED[^\\n]*\\n$`));
+      expect(out.stderr, command).toMatch(
+        new RegExp(`^cpq-sync: cannot connect to Postgres at postgres://sync:\\*\\*\\*@127\\.0\\.0\\.1:${port}/warehouse: .*ECONNREFUSED[^\\n]*\\n$`),
+      );
       expect(out.stdout + out.stderr, command).not.toContain('Db-Pa55-Unreachable');
     }
     expect(sim.requests).toEqual([]);
@@ -169,7 +184,14 @@ describe('process faults', () => {
   it('two workers started at once: one syncs, the other skips (lock held) and says so in its log and metrics', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const held = holdRequests(h.sim, 0);
-    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10', SYNC_CRON: '*/1 * * * * *', HTTP_PORT: '0', SHUTDOWN_TIMEOUT: '10s' };
+    const env = {
+      CPQ_BASE_URL: h.sim.baseUrl,
+      DATABASE_URL: h.t.url,
+      CPQ_PAGE_SIZE: '10',
+      SYNC_CRON: '*/1 * * * * *',
+      HTTP_PORT: '0',
+      SHUTDOWN_TIMEOUT: '10s',
+    };
     const workers = [spawnCli(['schedule'], env), spawnCli(['schedule'], env)];
     await held.reached;
     const skipped = (l: LogLine) => l.msg === 'run skipped: another worker holds the sync lock on this database and is syncing it';
@@ -194,7 +216,9 @@ describe('process faults', () => {
       expect(out.stderr).toBe('');
     }
     // Runs never overlapped: each started after the previous one finished.
-    const runs = await h.t.query<{ status: string; started_at: Date; finished_at: Date }>(`SELECT status, started_at, finished_at FROM cpq.sync_runs r ORDER BY r.id`);
+    const runs = await h.t.query<{ status: string; started_at: Date; finished_at: Date }>(
+      `SELECT status, started_at, finished_at FROM cpq.sync_runs r ORDER BY r.id`,
+    );
     expect(runs[0]!.status).toBe('succeeded');
     for (const [i, run] of runs.entries()) {
       expect(['succeeded', 'interrupted']).toContain(run.status);

@@ -38,8 +38,7 @@ function redefine(company: string, variableName: string, change: Partial<Omit<Gr
   return members;
 }
 
-const effectiveAt = async (runId: string) =>
-  (await h!.t.query<{ at: Date }>(`SELECT effective_at AS at FROM cpq.sync_runs WHERE id = $1`, [runId]))[0]!.at;
+const effectiveAt = async (runId: string) => (await h!.t.query<{ at: Date }>(`SELECT effective_at AS at FROM cpq.sync_runs WHERE id = $1`, [runId]))[0]!.at;
 const groupChanges = (runId: string) =>
   h!.t.query<{ change: string; group_variable_name: string; diff: Raw }>(
     `SELECT change, group_variable_name, diff FROM cpq.group_changes WHERE run_id = $1 ORDER BY id`,
@@ -55,7 +54,11 @@ async function snapshotGroups(asOf: Date): Promise<Map<string, GroupDef[]>> {
   out.on('data', (c: Buffer) => chunks.push(c));
   await exportSnapshot(h!.t.pool, asOf, 'jsonl', out);
   out.end();
-  const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Raw);
+  const lines = Buffer.concat(chunks)
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Raw);
   return new Map(lines.map((l) => [String(l.login), l.groups as GroupDef[]]));
 }
 
@@ -96,7 +99,9 @@ async function expectGroupLogReplays(db: TestDatabase): Promise<void> {
 }
 
 describe('group history', () => {
-  it('versions a label change and a type change, logs each once (not once per member), and answers as-of with the definitions of the time', async ({ startHarness }) => {
+  it('versions a label change and a type change, logs each once (not once per member), and answers as-of with the definitions of the time', async ({
+    startHarness,
+  }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, groups: 6 });
     const first = await h.sync();
     const definitions = new Map(h.sim.users('_host').flatMap((u) => groupsOf(u).map((g) => [g.variableName, g] as const)));
@@ -105,7 +110,11 @@ describe('group history', () => {
     expect(inserts.map((c) => c.group_variable_name).sort()).toEqual([...definitions.keys()].sort());
     for (const c of inserts) {
       const def = definitions.get(c.group_variable_name)!;
-      expect(c).toEqual({ change: 'insert', group_variable_name: def.variableName, diff: { label: { old: null, new: def.label }, type: { old: null, new: def.type } } });
+      expect(c).toEqual({
+        change: 'insert',
+        group_variable_name: def.variableName,
+        diff: { label: { old: null, new: def.label }, type: { old: null, new: def.type } },
+      });
     }
 
     const [renamed, retyped] = [...definitions.values()].sort((a, b) => a.variableName.localeCompare(b.variableName));
@@ -140,7 +149,7 @@ describe('group history', () => {
     // A member's raw is the record as read now, and as it was read before in its earlier version.
     const member = h.sim.users('_host').find((u) => groupsOf(u).some((g) => g.variableName === renamed!.variableName))!;
     const labelIn = async (sql: string, at?: Date) =>
-      ((await h!.t.query<{ label: string }>(sql, at ? [member.login, renamed!.variableName, at] : [member.login, renamed!.variableName]))[0])?.label;
+      (await h!.t.query<{ label: string }>(sql, at ? [member.login, renamed!.variableName, at] : [member.login, renamed!.variableName]))[0]?.label;
     const rawLabel = (from: string) =>
       `SELECT g->>'label' AS label FROM ${from} u CROSS JOIN jsonb_array_elements(u.raw->'groups'->'items') g
        WHERE u.login = $1 AND g->>'variableName' = $2`;
@@ -195,7 +204,10 @@ describe('group history', () => {
   });
 
   it('writes nothing for groups in a failed run; the next run logs the change once', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 }, { CPQ_COMPANIES: '_host,partner1', CPQ_CONCURRENCY: '1' });
+    h = await startHarness(
+      { partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 },
+      { CPQ_COMPANIES: '_host,partner1', CPQ_CONCURRENCY: '1' },
+    );
     await h.sync();
     const group = groupsOf(h.sim.users('_host')[0]!)[0]!;
     redefine('_host', group.variableName, { label: 'Renamed In A Failed Run' });
@@ -232,10 +244,7 @@ describe('migration 0008 on a database of an earlier release', () => {
       `INSERT INTO cpq.sync_runs (status, mode, finished_at, effective_at) VALUES ('succeeded', 'full', $1::timestamptz, $1), ('succeeded', 'full', $2::timestamptz, $2), ('succeeded', 'full', $3::timestamptz, $3)`,
       [t1, t2, t3],
     );
-    await t.query(
-      `INSERT INTO cpq.users (company_login, login, raw, content_hash, valid_from) VALUES ('_host', 'ann', '{}', 'x', $1)`,
-      [t1],
-    );
+    await t.query(`INSERT INTO cpq.users (company_login, login, raw, content_hash, valid_from) VALUES ('_host', 'ann', '{}', 'x', $1)`, [t1]);
     await t.query(
       `INSERT INTO cpq.groups (variable_name, label, type, first_seen_at) VALUES
          ('sinceFirst', 'Since First', 'Sales', $1), ('sinceSecond', 'Since Second', 'Sales', $1), ('ended', 'Ended', 'Sales', $1), ('noMembers', 'No Members', 'Sales', $1)`,
@@ -243,16 +252,20 @@ describe('migration 0008 on a database of an earlier release', () => {
     );
     const [{ id }] = (await t.query<{ id: string }>(`SELECT id::text FROM cpq.users`)) as [{ id: string }];
     const [{ run }] = (await t.query<{ run: string }>(`SELECT max(id)::text AS run FROM cpq.sync_runs`)) as [{ run: string }];
-    await t.query(
-      `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at) VALUES ($1, 'sinceFirst', $2), ($1, 'sinceSecond', $3)`,
-      [id, t1, t2],
-    );
-    await t.query(
-      `INSERT INTO cpq.user_group_versions (user_id, group_variable_name, added_at, valid_to, ended_by_run_id) VALUES ($1, 'ended', $2, $3, $4)`,
-      [id, t2, t3, run],
-    );
+    await t.query(`INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at) VALUES ($1, 'sinceFirst', $2), ($1, 'sinceSecond', $3)`, [id, t1, t2]);
+    await t.query(`INSERT INTO cpq.user_group_versions (user_id, group_variable_name, added_at, valid_to, ended_by_run_id) VALUES ($1, 'ended', $2, $3, $4)`, [
+      id,
+      t2,
+      t3,
+      run,
+    ]);
 
-    expect(await migrate(t.db)).toEqual(readdirSync(MIGRATIONS_DIR).filter((f) => f >= '0008').map((f) => f.replace(/\.sql$/, '')).sort());
+    expect(await migrate(t.db)).toEqual(
+      readdirSync(MIGRATIONS_DIR)
+        .filter((f) => f >= '0008')
+        .map((f) => f.replace(/\.sql$/, ''))
+        .sort(),
+    );
 
     expect(await t.query(`SELECT variable_name, label, valid_from FROM cpq.groups ORDER BY variable_name`)).toEqual([
       { variable_name: 'ended', label: 'Ended', valid_from: t2 },

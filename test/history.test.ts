@@ -59,14 +59,19 @@ describe('change log', () => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     await h.sync();
     const [a, b] = logins();
-    const oldGroup = ((h.sim.user('_host', a!)!.groups as { items: Raw[] }).items[0]!.variableName) as string;
+    const oldGroup = (h.sim.user('_host', a!)!.groups as { items: Raw[] }).items[0]!.variableName as string;
     h.sim.removeGroup('_host', a!, oldGroup, { touch: false });
     h.sim.addGroup('_host', a!, { variableName: 'zzAuditors', label: 'Auditors', type: 'Administrator' }, { touch: false });
     const perm = (h.sim.user('_host', b!)!.accessPermissions as { items: Raw[] }).items[0]!;
     h.sim.setAccessPermission('_host', b!, { ...(perm as { type: string; variableName: string; name: string }), hasAccess: !perm.hasAccess }, { touch: false });
     const run = await h.sync({ full: true });
     const rows = await changes(run.runId);
-    expect(rows.map((r) => [r.change, r.login])).toEqual(expect.arrayContaining([['update', a], ['update', b]]));
+    expect(rows.map((r) => [r.change, r.login])).toEqual(
+      expect.arrayContaining([
+        ['update', a],
+        ['update', b],
+      ]),
+    );
     expect(rows.find((r) => r.login === a)!.diff).toEqual({ groups: { added: ['zzAuditors'], removed: [oldGroup] } });
     expect(rows.find((r) => r.login === b)!.diff).toEqual({
       accessPermissions: {
@@ -205,7 +210,10 @@ describe('exports', () => {
     const second = await h.sync();
 
     const jsonl = await collect((out) => exportChanges(h!.t.pool, parseSince(first.runId), 'jsonl', out));
-    const lines = jsonl.trim().split('\n').map((l) => JSON.parse(l) as Raw);
+    const lines = jsonl
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Raw);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ run_id: second.runId, change: 'update', login, diff: { last_name: { new: 'Quote "and", comma' } } });
 
@@ -220,7 +228,9 @@ describe('exports', () => {
   it('writes a compliance snapshot that names the run it reflects', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const first = await h.sync();
-    const [firstRun] = await h.t.query<{ effective_at: Date; finished_at: Date }>(`SELECT effective_at, finished_at FROM cpq.sync_runs WHERE id = $1`, [first.runId]);
+    const [firstRun] = await h.t.query<{ effective_at: Date; finished_at: Date }>(`SELECT effective_at, finished_at FROM cpq.sync_runs WHERE id = $1`, [
+      first.runId,
+    ]);
     const [gone] = logins();
     h.sim.deleteUser('_host', gone!);
     await h.sync({ full: true, allowMassDelete: true });
@@ -235,7 +245,9 @@ describe('exports', () => {
         const user = h.sim.users('_host')[0]!;
         const row = rows.find((r) => r.login === user.login)!;
         expect(row).toMatchObject({ snapshot_run_id: first.runId, snapshot_as_of: firstRun!.finished_at.toISOString(), last_name: user.lastName ?? null });
-        expect((row.groups as Raw[]).map((g) => g.variableName)).toEqual(((user.groups as { items: Raw[] }).items.map((g) => g.variableName) as string[]).sort());
+        expect((row.groups as Raw[]).map((g) => g.variableName)).toEqual(
+          ((user.groups as { items: Raw[] }).items.map((g) => g.variableName) as string[]).sort(),
+        );
       } else {
         expect(lines[0]).toMatch(/^snapshot_as_of,snapshot_run_id,snapshot_run_finished_at,company_login,login,/);
         expect(lines).toHaveLength(5);
@@ -244,6 +256,8 @@ describe('exports', () => {
     }
     const now = await collect((out) => exportSnapshot(h!.t.pool, new Date(), 'jsonl', out));
     expect(now.trim().split('\n')).toHaveLength(3);
-    await expect(collect((out) => exportSnapshot(h!.t.pool, new Date('2000-01-01T00:00:00Z'), 'jsonl', out))).rejects.toThrow(/no successful sync run took effect at or before 2000-01-01/);
+    await expect(collect((out) => exportSnapshot(h!.t.pool, new Date('2000-01-01T00:00:00Z'), 'jsonl', out))).rejects.toThrow(
+      /no successful sync run took effect at or before 2000-01-01/,
+    );
   });
 });

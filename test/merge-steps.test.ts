@@ -52,7 +52,15 @@ describe('runSteps against Postgres', () => {
       await client.query('BEGIN');
       const steps = [
         step('table', [], () => 'CREATE TEMP TABLE got (n int, v text) ON COMMIT DROP'),
-        step('twelve', TWELVE, (p) => `INSERT INTO got SELECT * FROM unnest(ARRAY[1,2,3,4,5,6,7,8,9,10,11,12], ARRAY[${[...TWELVE].reverse().map((k) => `${p[k]}::text`).join(', ')}])`),
+        step(
+          'twelve',
+          TWELVE,
+          (p) =>
+            `INSERT INTO got SELECT * FROM unnest(ARRAY[1,2,3,4,5,6,7,8,9,10,11,12], ARRAY[${[...TWELVE]
+              .reverse()
+              .map((k) => `${p[k]}::text`)
+              .join(', ')}])`,
+        ),
       ];
       const values = Object.fromEntries(TWELVE.map((k) => [k, `value of ${k}`])) as Record<(typeof TWELVE)[number], string>;
       await runSteps(client, steps, values, 'test step');

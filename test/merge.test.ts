@@ -14,7 +14,13 @@ import { repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js'
 
 type Raw = Record<string, unknown>;
 
-async function harness(startHarness: StartHarness, batchUsers: number, env: Record<string, string> = {}, integrationUsers = 3, direct = true): Promise<Harness> {
+async function harness(
+  startHarness: StartHarness,
+  batchUsers: number,
+  env: Record<string, string> = {},
+  integrationUsers = 3,
+  direct = true,
+): Promise<Harness> {
   // A clock of its own, so that two sites given the same edits date them the same.
   let tick = Date.parse('2026-03-03T09:00:00.000Z');
   return startHarness(
@@ -38,7 +44,9 @@ async function state(t: TestDatabase) {
     permissions: await q(`SELECT u.company_login, u.login, p.type, p.variable_name, p.name, p.has_access
                           FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id ORDER BY 1, 2, 3, 4`),
     versions: await q(`SELECT u.company_login, u.login, v.content_hash FROM cpq.user_versions v JOIN cpq.users u ON u.id = v.id ORDER BY 1, 2, 3`),
-    membershipVersions: await q(`SELECT u.company_login, u.login, v.group_variable_name FROM cpq.user_group_versions v JOIN cpq.users u ON u.id = v.user_id ORDER BY 1, 2, 3`),
+    membershipVersions: await q(
+      `SELECT u.company_login, u.login, v.group_variable_name FROM cpq.user_group_versions v JOIN cpq.users u ON u.id = v.user_id ORDER BY 1, 2, 3`,
+    ),
     // deleted_at in a diff is the run's own time.
     changes: await q(`SELECT dense_rank() OVER (ORDER BY c.run_id) AS run, c.change, c.company_login, c.login,
                              c.diff - 'deleted_at' AS diff, c.diff ? 'deleted_at' AS deleted_at_changed
@@ -106,7 +114,12 @@ describe('direct first loads and merge batches', () => {
 
   it('a later copy of a user a batch already wrote replaces it: one insert, with the later values', async ({ startHarness }) => {
     const results = [];
-    for (const [direct, batch] of [[false, 0], [false, 3], [true, 0], [true, 3]] as const) {
+    for (const [direct, batch] of [
+      [false, 0],
+      [false, 3],
+      [true, 0],
+      [true, 3],
+    ] as const) {
       const h = await harness(startHarness, batch, { CPQ_COMPANIES: '_host' }, 0, direct);
       // Page 1 repeats the last 2 users of page 0, edited: other names, groups and permissions.
       const firstPage = repeatOnSecondPage(h.sim, 2, (u) => ({

@@ -10,9 +10,7 @@ describe('migrations', () => {
   afterAll(async () => t.drop());
 
   it('creates every table in schema cpq', async () => {
-    const rows = await t.query<{ table_name: string }>(
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'cpq' ORDER BY 1`,
-    );
+    const rows = await t.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'cpq' ORDER BY 1`);
     expect(rows.map((r) => r.table_name)).toEqual(
       expect.arrayContaining(['groups', 'sync_runs', 'sync_state', 'user_access_permissions', 'user_groups', 'users']),
     );

@@ -46,7 +46,13 @@ describe('normalizing a CPQ user record', () => {
     const row = normalizeUser(
       {
         login: 'a',
-        groups: { items: [{ variableName: 'b', label: 'B', type: 'Sales' }, { variableName: 'a', label: 'A', type: 'Administrator' }, { variableName: 'b', label: 'B', type: 'Sales' }] },
+        groups: {
+          items: [
+            { variableName: 'b', label: 'B', type: 'Sales' },
+            { variableName: 'a', label: 'A', type: 'Administrator' },
+            { variableName: 'b', label: 'B', type: 'Sales' },
+          ],
+        },
         accessPermissions: { items: [{ type: 'productFamily', variableName: 'pf', name: 'PF', hasAccess: true }] },
       },
       source,
@@ -58,8 +64,16 @@ describe('normalizing a CPQ user record', () => {
   });
 
   it('gives the same digest to the same content in another order, and another to changed content', () => {
-    const a = normalizeUser({ login: 'a', email: 'x', groups: { items: [{ variableName: 'g1' }, { variableName: 'g2' }] }, links: [{ href: 'h1' }] }, source, 0);
-    const b = normalizeUser({ groups: { items: [{ variableName: 'g2' }, { variableName: 'g1' }] }, email: 'x', login: 'a', links: [{ href: 'h2' }] }, source, 0);
+    const a = normalizeUser(
+      { login: 'a', email: 'x', groups: { items: [{ variableName: 'g1' }, { variableName: 'g2' }] }, links: [{ href: 'h1' }] },
+      source,
+      0,
+    );
+    const b = normalizeUser(
+      { groups: { items: [{ variableName: 'g2' }, { variableName: 'g1' }] }, email: 'x', login: 'a', links: [{ href: 'h2' }] },
+      source,
+      0,
+    );
     const c = normalizeUser({ login: 'a', email: 'y', groups: { items: [{ variableName: 'g1' }, { variableName: 'g2' }] } }, source, 0);
     expect(a.contentHash).toBe(b.contentHash);
     expect(a.contentHash).not.toBe(c.contentHash);
@@ -70,7 +84,9 @@ describe('normalizing a CPQ user record', () => {
       'user "_host/jj" (record 3 of http://site/users): field "status.value" must be a whole number, got "yes"',
     );
     expect(() => normalizeUser({ login: 'jj', dateModified: 'yesterday' }, source, 0)).toThrow(/field "dateModified" must be an ISO-8601 date-time/);
-    expect(() => normalizeUser({ login: 'jj', lastLogin: '2025-02-29T10:00:00.000Z' }, source, 0)).toThrow(/field "lastLogin" must be an ISO-8601 date-time, got "2025-02-29T10:00:00.000Z"/);
+    expect(() => normalizeUser({ login: 'jj', lastLogin: '2025-02-29T10:00:00.000Z' }, source, 0)).toThrow(
+      /field "lastLogin" must be an ISO-8601 date-time, got "2025-02-29T10:00:00.000Z"/,
+    );
     expect(column(normalizeUser({ login: 'jj', lastLogin: '2024-02-29T10:00:00+02:00' }, source, 0), 'last_login')).toBe('2024-02-29T08:00:00.000Z');
     expect(() => normalizeUser({ firstName: 'x' }, source, 7)).toThrow(/record 7 of http:\/\/site\/users: field "login" is missing/);
     expect(() => normalizeUser(parseExactJson('{"login":"a","partyId":99999999999999999999}'), source, 0)).toThrow(/does not fit in a 64-bit integer/);
@@ -80,8 +96,7 @@ describe('normalizing a CPQ user record', () => {
 
 describe('exact JSON', () => {
   it('keeps integers beyond 2^53 exact and leaves strings that look like them alone', () => {
-    const text =
-      '{"a":181556695830934950,"b":[-935719302534024740, 12],"s":"x\\" 181556695830934950","t":"9007199254740993","f":1.5,"safe":9007199254740991}';
+    const text = '{"a":181556695830934950,"b":[-935719302534024740, 12],"s":"x\\" 181556695830934950","t":"9007199254740993","f":1.5,"safe":9007199254740991}';
     const { parseExactJson, stringifyExactJson, integerValue } = modules;
     const value = parseExactJson(text) as Record<string, unknown>;
     expect(integerValue(value.a)).toBe(181556695830934950n);

@@ -56,7 +56,9 @@ function oldestIntegrationUser(): Raw {
 }
 
 describe('an integration user read by the company feed alone keeps what the integration feed gave it', () => {
-  it('JSON: an incremental run whose integration read returns nothing, while the host read re-reads the user in its lookback, logs nothing', async ({ startHarness }) => {
+  it('JSON: an incremental run whose integration read returns nothing, while the host read re-reads the user in its lookback, logs nothing', async ({
+    startHarness,
+  }) => {
     h = await startHarness(site);
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
@@ -66,7 +68,12 @@ describe('an integration user read by the company feed alone keeps what the inte
     const edited = await h.sync();
     expect(await changesOf(edited.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
     const before = await stored(login);
-    expect(before).toMatchObject({ is_integration_user: true, oauth_client_id: user.oauthClientId, party_number: user.partyNumber, party_id: String(user.partyId) });
+    expect(before).toMatchObject({
+      is_integration_user: true,
+      oauth_client_id: user.oauthClientId,
+      party_number: user.partyNumber,
+      party_id: String(user.partyId),
+    });
 
     // The integration read's window holds no edit this time: it returns nothing.
     h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 200, body: EMPTY_PAGE });
@@ -120,7 +127,7 @@ describe('an integration user read by the company feed alone keeps what the inte
     expect((await stored(login)).content_hash).toBe(after.content_hash);
   });
 
-  it('JSON: a v16 record without partyId, partyNumber, id, oauthClientId or company (Oracle\'s sample shape) clears none of them', async ({ startHarness }) => {
+  it("JSON: a v16 record without partyId, partyNumber, id, oauthClientId or company (Oracle's sample shape) clears none of them", async ({ startHarness }) => {
     h = await startHarness(site);
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
@@ -189,7 +196,10 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     expect((await stored(login)).is_integration_user).toBe(true);
     h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 200, body: EMPTY_PAGE });
     const full = await h.sync({ full: true });
-    const [change] = await h.t.query<{ change: string; diff: Raw }>(`SELECT change, diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [full.runId, login]);
+    const [change] = await h.t.query<{ change: string; diff: Raw }>(`SELECT change, diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [
+      full.runId,
+      login,
+    ]);
     expect(change).toMatchObject({ change: 'update' });
     expect(change!.diff.is_integration_user).toEqual({ old: true, new: false });
     expect((await stored(login)).is_integration_user).toBe(false);
@@ -197,14 +207,16 @@ describe('a one-feed field changed by its own feed is still logged', () => {
 });
 
 describe('cursors', () => {
-  it('a read that returns no user leaves its cursor unset, so a user added later on a site whose clock is behind ours is still read', async ({ startHarness }) => {
+  it('a read that returns no user leaves its cursor unset, so a user added later on a site whose clock is behind ours is still read', async ({
+    startHarness,
+  }) => {
     // The site's clock runs a day behind the machine running the sync.
     const dayBehind = () => new Date(Date.now() - 24 * 3600_000);
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, pathPrefix: '/cpq', now: dayBehind });
     await h.sync();
     const [state] = await h.t.query<{ cursor: Date | null }>(`SELECT cursor FROM cpq.sync_state WHERE stream = 'integrationUsers'`);
     expect(state!.cursor).toBeNull();
-    const response = await fetch(`${h.config.cpq!.baseUrl!}/cpq/rest/v19/integrationUsers`, {
+    const response = await fetch(`${h.config.cpq!.baseUrl}/cpq/rest/v19/integrationUsers`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ oauthClientId: 'late-client' }),

@@ -21,11 +21,31 @@ afterEach(async () => {
 });
 
 const REPORTING = [
-  'users', 'groups', 'user_groups', 'user_access_permissions', 'sync_runs', 'sync_state', 'user_changes', 'user_change_log',
-  'user_versions', 'user_group_versions', 'user_access_permission_versions',
-  'user_changes_flat', 'user_history', 'user_group_history', 'user_access_permission_history',
-  'active_users_by_company', 'users_per_group', 'group_members', 'administrators', 'integration_users', 'user_logins', 'recent_changes',
-  'group_versions', 'group_history', 'group_changes',
+  'users',
+  'groups',
+  'user_groups',
+  'user_access_permissions',
+  'sync_runs',
+  'sync_state',
+  'user_changes',
+  'user_change_log',
+  'user_versions',
+  'user_group_versions',
+  'user_access_permission_versions',
+  'user_changes_flat',
+  'user_history',
+  'user_group_history',
+  'user_access_permission_history',
+  'active_users_by_company',
+  'users_per_group',
+  'group_members',
+  'administrators',
+  'integration_users',
+  'user_logins',
+  'recent_changes',
+  'group_versions',
+  'group_history',
+  'group_changes',
 ];
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {
@@ -121,7 +141,9 @@ describe('cpq_reader', () => {
     await denied(reader, `INSERT INTO cpq.later_report VALUES (2)`);
   });
 
-  it('the migration is idempotent: again in the same database, and in a new database of a cluster where cpq_reader exists, migrated by a non-superuser owner', async ({ startHarness }) => {
+  it('the migration is idempotent: again in the same database, and in a new database of a cluster where cpq_reader exists, migrated by a non-superuser owner', async ({
+    startHarness,
+  }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     const sql = readFileSync(`${MIGRATIONS_DIR}/0003_reader_role.sql`, 'utf8');
     await h.t.query(sql);
@@ -136,10 +158,12 @@ describe('cpq_reader', () => {
       await c.query(`CREATE ROLE ${owner} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD '${password}'`);
       await c.query(`CREATE DATABASE ${database} OWNER ${owner}`);
     });
-    cleanups.push(() => admin(async (c) => {
-      await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-      await c.query(`DROP ROLE IF EXISTS ${owner}`);
-    }));
+    cleanups.push(() =>
+      admin(async (c) => {
+        await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+        await c.query(`DROP ROLE IF EXISTS ${owner}`);
+      }),
+    );
     const url = new URL(inject('adminDatabaseUrl'));
     url.pathname = `/${database}`;
     url.username = owner;

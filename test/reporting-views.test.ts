@@ -10,7 +10,7 @@ beforeAll(async () => {
 afterAll(async () => h.close());
 
 const all = () => [...h.sim.users('_host'), ...h.sim.users('partner1')];
-const groupsOf = (u: Raw) => ((u.groups as { items?: Raw[] } | undefined)?.items ?? []) as Raw[];
+const groupsOf = (u: Raw) => (u.groups as { items?: Raw[] } | undefined)?.items ?? [];
 const value = (u: Raw, field: string) => (u[field] as Raw | undefined)?.value;
 
 describe('reporting views', () => {
@@ -39,7 +39,13 @@ describe('reporting views', () => {
   it('administrators lists users with an admin flag or an Administrator-type group', async () => {
     const rows = await h.t.query<{ login: string; company_login: string }>(`SELECT company_login, login FROM cpq.administrators`);
     const expected = all()
-      .filter((u) => u.isUserAdminPermEnabled === true || u.isAccessAdminPermEnabled === true || u.isApplicationAdminPermEnabled === true || groupsOf(u).some((g) => g.type === 'Administrator'))
+      .filter(
+        (u) =>
+          u.isUserAdminPermEnabled === true ||
+          u.isAccessAdminPermEnabled === true ||
+          u.isApplicationAdminPermEnabled === true ||
+          groupsOf(u).some((g) => g.type === 'Administrator'),
+      )
       .map((u) => String(u.login))
       .sort();
     expect(rows.map((r) => r.login).sort()).toEqual(expected);
@@ -52,9 +58,19 @@ describe('reporting views', () => {
   });
 
   it('user_logins flags users who never logged in and counts days since login', async () => {
-    const rows = await h.t.query<{ login: string; never_logged_in: boolean; days_since_login: number | null }>(`SELECT login, never_logged_in, days_since_login FROM cpq.user_logins`);
-    const never = all().filter((u) => u.lastLogin === undefined || u.lastLogin === null).map((u) => String(u.login)).sort();
-    expect(rows.filter((r) => r.never_logged_in).map((r) => r.login).sort()).toEqual(never);
+    const rows = await h.t.query<{ login: string; never_logged_in: boolean; days_since_login: number | null }>(
+      `SELECT login, never_logged_in, days_since_login FROM cpq.user_logins`,
+    );
+    const never = all()
+      .filter((u) => u.lastLogin === undefined || u.lastLogin === null)
+      .map((u) => String(u.login))
+      .sort();
+    expect(
+      rows
+        .filter((r) => r.never_logged_in)
+        .map((r) => r.login)
+        .sort(),
+    ).toEqual(never);
     const someone = all().find((u) => typeof u.lastLogin === 'string')!;
     const days = Math.floor((Date.now() - Date.parse(String(someone.lastLogin))) / 86_400_000);
     expect(rows.find((r) => r.login === someone.login)!.days_since_login).toBe(days);

@@ -16,14 +16,19 @@ let h: Harness | undefined;
 
 type Diff = Record<string, unknown>;
 const changesOf = async (runId: string) =>
-  h!.t.query<{ login: string; change: string; diff: Diff | null }>(`SELECT login, change, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY login`, [runId]);
+  h!.t.query<{ login: string; change: string; diff: Diff | null }>(`SELECT login, change, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY login`, [
+    runId,
+  ]);
 
 /** The same site read as a CSV zip export instead of JSON pages. */
-const asCsvZip = (): AppConfig => ({ ...h!.config, cpq: { ...h!.config.cpq, exportFormat: 'zip' } } as AppConfig);
+const asCsvZip = (): AppConfig => ({ ...h!.config, cpq: { ...h!.config.cpq, exportFormat: 'zip' } }) as AppConfig;
 
 describe('restated records', () => {
   it('switching between JSON pages and a CSV export logs no change, in either direction', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } }, { CPQ_COMPANIES: '*' });
+    h = await startHarness(
+      { partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } },
+      { CPQ_COMPANIES: '*' },
+    );
     const first = await h.sync({ full: true });
     expect(first.inserted).toBeGreaterThan(20);
     const csv = await runSync({ pool: h.t.pool, db: h.t.db, config: asCsvZip(), log: h.log }, { full: true });

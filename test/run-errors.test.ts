@@ -19,7 +19,10 @@ interface RunRow {
 
 describe('run result and error', () => {
   it('a failed run throws an error with its run id, the HTTP status and stream, and the HTTP counts its row records', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 31, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_MAX_RETRIES: '2', CPQ_RETRY_BASE_DELAY: '1ms', CPQ_RETRY_MAX_DELAY: '1ms' });
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 31, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '10', CPQ_MAX_RETRIES: '2', CPQ_RETRY_BASE_DELAY: '1ms', CPQ_RETRY_MAX_DELAY: '1ms' },
+    );
     await h.sync();
     let page = 0;
     h.sim.onRequest = (req) => {
@@ -37,7 +40,10 @@ describe('run result and error', () => {
   });
 
   it('a succeeded run returns its run id and the HTTP counts its row records', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_RETRY_BASE_DELAY: '1ms', CPQ_RETRY_MAX_DELAY: '1ms' });
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '10', CPQ_RETRY_BASE_DELAY: '1ms', CPQ_RETRY_MAX_DELAY: '1ms' },
+    );
     h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 502 });
     const result = await h.sync();
     const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);

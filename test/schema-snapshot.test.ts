@@ -35,7 +35,9 @@ describe('schema snapshot', () => {
       expect(withColumn).toContain('  shoe_size integer');
       await scratch.query(`CREATE INDEX users_email_idx ON cpq.users (email)`);
       expect(await dumpSchema(scratch.pool)).toContain('CREATE INDEX users_email_idx ON cpq.users USING btree (email)');
-      await scratch.query(`CREATE OR REPLACE FUNCTION cpq.user_groups_as_of(ts timestamptz) RETURNS SETOF cpq.user_groups LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.user_groups $$`);
+      await scratch.query(
+        `CREATE OR REPLACE FUNCTION cpq.user_groups_as_of(ts timestamptz) RETURNS SETOF cpq.user_groups LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.user_groups $$`,
+      );
       expect(await dumpSchema(scratch.pool)).toContain('SELECT * FROM cpq.user_groups');
     } finally {
       await scratch.drop();

@@ -44,7 +44,7 @@ async function parityProblems(t: TestDatabase): Promise<string[]> {
 
 /** The statement that redefines cpq.insert_diff (migrations/0005) as it is, around the current FIELD_DIFF. */
 function insertDiffStatement(body: string): string {
-  const replaced = body.replace(/^  SELECT \('\{' \|\| concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`);
+  const replaced = body.replace(/^ {2}SELECT \('\{' \|\| concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`);
   return `CREATE OR REPLACE FUNCTION cpq.insert_diff(p_user_id bigint, p_valid_from timestamptz) RETURNS jsonb\nLANGUAGE sql STABLE AS $body$${replaced}$body$;\n`;
 }
 
@@ -90,7 +90,7 @@ describe('user columns: one source of truth, every copy checked', () => {
     for (const { column } of USER_VALUE_COLUMN_TYPES) expect(FIELD_DIFF).toContain(`'"${column}":{"old":'`);
   });
 
-  it("README's migration for a new field (\"Adding a CPQ field\") keeps the three relations and users_as_of in step", async () => {
+  it('README\'s migration for a new field ("Adding a CPQ field") keeps the three relations and users_as_of in step', async () => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
     const section = readme.slice(readme.indexOf('## Adding a CPQ field'));
     const migration = /```plpgsql\n([\s\S]*?)```/.exec(section)?.[1]?.replace(/^ {3}/gm, '');

@@ -103,7 +103,9 @@ async function exercise(h: Harness, echoedCredential: () => string): Promise<str
   await failing(() => h.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, status: 503 }));
   await failing(() => h.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, status: 401 }));
   await failing(() => h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 200, body: '{"items":[{"login":"x","status":"yes"}]}' }));
-  await failing(() => h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 200, headers: { 'content-type': 'text/html' }, body: '<html>Login</html>' }));
+  await failing(() =>
+    h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 200, headers: { 'content-type': 'text/html' }, body: '<html>Login</html>' }),
+  );
   // A gateway whose error page echoes the request's Authorization header back.
   await failing(() => {
     h.sim.onRequest = (req) => {
@@ -161,7 +163,13 @@ describe('secrets in logs, errors, metrics and tables', () => {
       { partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { oauth: { clientId: 'sec-client', clientSecret } } },
       (baseUrl) => {
         simUrl = baseUrl;
-        return { CPQ_OAUTH_TOKEN_URL: relay.url, CPQ_OAUTH_CLIENT_ID: 'sec-client', CPQ_OAUTH_CLIENT_SECRET_FILE: file, CPQ_PAGE_SIZE: '5', CPQ_MAX_RETRIES: '1' };
+        return {
+          CPQ_OAUTH_TOKEN_URL: relay.url,
+          CPQ_OAUTH_CLIENT_ID: 'sec-client',
+          CPQ_OAUTH_CLIENT_SECRET_FILE: file,
+          CPQ_PAGE_SIZE: '5',
+          CPQ_MAX_RETRIES: '1',
+        };
       },
     );
     const texts = await exercise(h, () => `Bearer ${relay.tokens.at(-1)}`);
@@ -185,7 +193,10 @@ describe('secrets in logs, errors, metrics and tables', () => {
 describe('secrets in a worker process', () => {
   it('schedule at LOG_LEVEL=debug with the password from a file: not in stdout, stderr, /metrics, /readyz, status or any table', async ({ startHarness }) => {
     const password = 'Pw-3e8b27-Worker-Secret';
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { basic: { username: 'sec-worker', password } } }, { CPQ_PAGE_SIZE: '5' });
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, auth: { basic: { username: 'sec-worker', password } } },
+      { CPQ_PAGE_SIZE: '5' },
+    );
     const env = {
       CPQ_BASE_URL: h.sim.baseUrl,
       DATABASE_URL: h.t.url,
@@ -219,6 +230,16 @@ describe('secrets in a worker process', () => {
     const wrong = await cli(['run'], { ...env, CPQ_PASSWORD_FILE: await secretFile('wrong-password', 'Wrong-Pw-0a1b2c') });
     expect(wrong.code).toBe(4);
     const texts = [out.stdout, out.stderr, ...answers, status.stdout, status.stderr, wrong.stdout, wrong.stderr, ...(await everyRow(h.t))];
-    expectNoSecret('worker', texts, forms([password, 'Wrong-Pw-0a1b2c'], [['sec-worker', password], ['sec-worker', 'Wrong-Pw-0a1b2c']]));
+    expectNoSecret(
+      'worker',
+      texts,
+      forms(
+        [password, 'Wrong-Pw-0a1b2c'],
+        [
+          ['sec-worker', password],
+          ['sec-worker', 'Wrong-Pw-0a1b2c'],
+        ],
+      ),
+    );
   });
 });

@@ -74,7 +74,12 @@ describe('POST /cpq/rest/v19/integrationUsers', () => {
     ['an empty oauthClientId', { oauthClientId: ' ' }, 400, 'Field "oauthClientId" must be a non-empty string.'],
     ['a numeric oauthClientId', { oauthClientId: 12 }, 400, 'Field "oauthClientId" must be a non-empty string.'],
     ['groups without items', { oauthClientId: 'a', groups: [] }, 400, 'Field "groups" must be an object with an "items" array.'],
-    ['a group without variableName', { oauthClientId: 'a', groups: { items: [{ label: 'x' }] } }, 400, 'Field "groups.items[0].variableName" must be a non-empty string.'],
+    [
+      'a group without variableName',
+      { oauthClientId: 'a', groups: { items: [{ label: 'x' }] } },
+      400,
+      'Field "groups.items[0].variableName" must be a non-empty string.',
+    ],
     ['a field it cannot set', { oauthClientId: 'a', login: 'x' }, 400, 'Field "login" cannot be set on an integration user (only oauthClientId and groups).'],
     ['a body that is not JSON', '{"oauthClientId":', 400, 'The request body is not valid JSON.'],
     ['an array body', '[]', 400, 'The request body must be a JSON object.'],
@@ -164,7 +169,16 @@ describe('PATCH /cpq/rest/v19/integrationUsers/{partyNumber}', () => {
 
 describe('shapes for generated records', () => {
   it('sends RawJson custom fields as their exact text, in JSON pages and zip exports', async () => {
-    const literals = ['0.30000000000000004', '0.1234567890123456789', '1E+400', '-0', '-0.0e-7', '123456789012345678901234567890', '"\\u00e9\\ud83d\\ude00"', '{"a":[1.50,{"b":null}]}'];
+    const literals = [
+      '0.30000000000000004',
+      '0.1234567890123456789',
+      '1E+400',
+      '-0',
+      '-0.0e-7',
+      '123456789012345678901234567890',
+      '"\\u00e9\\ud83d\\ude00"',
+      '{"a":[1.50,{"b":null}]}',
+    ];
     sim.addUser('partner1', { login: 'raw', score: new RawJson(literals[0]!), nested: { list: literals.map((l) => new RawJson(l)) } }, { exact: true });
     const page = await getText('/cpq/rest/v16/companies/partner1/users?q=' + encodeURIComponent('{"login":"raw"}'));
     expect(page).toContain(`"score":${literals[0]}`);
@@ -175,14 +189,24 @@ describe('shapes for generated records', () => {
   });
 
   it('sends documented fields under the spelling a test chose, drift on or off', async () => {
-    sim.addUser('partner1', { login: 'spelled', lastName: 'Smith', isUserAdminPermEnabled: true, dateModified: '2025-01-01T00:00:00+02:00' }, {
-      exact: true,
-      spelling: { lastName: 'LASTNAME', isUserAdminPermEnabled: 'isSuperUserPermEnabled', dateModified: 'datemodified' },
-    });
-    const page = JSON.parse(await getText('/cpq/rest/v16/companies/partner1/users?q=' + encodeURIComponent('{"login":"spelled"}'))) as { items: Record<string, unknown>[] };
+    sim.addUser(
+      'partner1',
+      { login: 'spelled', lastName: 'Smith', isUserAdminPermEnabled: true, dateModified: '2025-01-01T00:00:00+02:00' },
+      {
+        exact: true,
+        spelling: { lastName: 'LASTNAME', isUserAdminPermEnabled: 'isSuperUserPermEnabled', dateModified: 'datemodified' },
+      },
+    );
+    const page = JSON.parse(await getText('/cpq/rest/v16/companies/partner1/users?q=' + encodeURIComponent('{"login":"spelled"}'))) as {
+      items: Record<string, unknown>[];
+    };
     const { links: _links, ...record } = page.items[0]!;
     expect(record).toEqual({ login: 'spelled', LASTNAME: 'Smith', isSuperUserPermEnabled: true, datemodified: '2025-01-01T00:00:00+02:00' });
-    expect(sim.fieldRenames('partner1', 'spelled')).toEqual({ lastName: 'LASTNAME', isUserAdminPermEnabled: 'isSuperUserPermEnabled', dateModified: 'datemodified' });
+    expect(sim.fieldRenames('partner1', 'spelled')).toEqual({
+      lastName: 'LASTNAME',
+      isUserAdminPermEnabled: 'isSuperUserPermEnabled',
+      dateModified: 'datemodified',
+    });
     // filters still use the canonical field, as CPQ's would
     const filtered = JSON.parse(
       await getText('/cpq/rest/v16/companies/partner1/users?q=' + encodeURIComponent('{"dateModified":{"$gte":"2024-12-31T00:00:00.000Z"},"login":"spelled"}')),

@@ -111,7 +111,11 @@ describe('CPQ simulator', () => {
         const rejected = await get(tokenUrl, { method: 'POST', headers: form, body: 'grant_type=client_credentials&client_id=client-1&client_secret=bad' });
         expect(rejected.status).toBe(401);
         expect(rejected.body).toMatchObject({ error: 'invalid_client' });
-        const badGrant = await get(tokenUrl, { method: 'POST', headers: { ...form, authorization: basic('client-1', 'secret-1') }, body: 'grant_type=password' });
+        const badGrant = await get(tokenUrl, {
+          method: 'POST',
+          headers: { ...form, authorization: basic('client-1', 'secret-1') },
+          body: 'grant_type=password',
+        });
         expect(badGrant.status).toBe(400);
         expect(authSim.tokenRequests).toBe(2);
 
@@ -234,7 +238,9 @@ describe('CPQ simulator', () => {
 
         mutSim.setAccessPermission('partner1', login, { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: false });
         const perms = (mutSim.user('partner1', login)?.accessPermissions as { items: Json[] }).items;
-        expect(perms.filter((p) => p.variableName === 'laptops')).toEqual([{ type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: false }]);
+        expect(perms.filter((p) => p.variableName === 'laptops')).toEqual([
+          { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: false },
+        ]);
         expect(mutSim.user('partner1', login)?.dateModified).toBe('2026-02-05T00:00:00.000Z');
 
         // copies are deep: editing one changes nothing stored
@@ -242,7 +248,11 @@ describe('CPQ simulator', () => {
         expect(((mutSim.user('partner1', login) as Json).status as Json).value).not.toBe(42);
 
         const added = mutSim.addUser('partner1', { firstName: 'Ada', partyId: 987654321987654321n });
-        expect(mutSim.user('partner1', added)).toMatchObject({ firstName: 'Ada', dateAdded: '2026-02-05T00:00:00.000Z', dateModified: '2026-02-05T00:00:00.000Z' });
+        expect(mutSim.user('partner1', added)).toMatchObject({
+          firstName: 'Ada',
+          dateAdded: '2026-02-05T00:00:00.000Z',
+          dateModified: '2026-02-05T00:00:00.000Z',
+        });
         const url = `${mutBase}/rest/v19/companies/partner1/users?orderby=login`;
         const listed = await get(url);
         expect(logins(listed)).toContain(added);

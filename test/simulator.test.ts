@@ -40,13 +40,13 @@ describe('CPQ simulator', () => {
       expect(names.some((n) => /[._-]/.test(n))).toBe(true);
 
       const all = [...sim.users('_host'), ...partners, ...sim.users('partner2')];
-      const groupCounts = all.map((u) => ((u.groups as { items: unknown[] }).items).length);
+      const groupCounts = all.map((u) => (u.groups as { items: unknown[] }).items.length);
       expect(Math.min(...groupCounts)).toBeGreaterThanOrEqual(1);
       expect(Math.max(...groupCounts)).toBeLessThanOrEqual(5);
       const averageGroups = groupCounts.reduce((a, b) => a + b, 0) / all.length;
       expect(averageGroups).toBeGreaterThan(2.5);
       expect(averageGroups).toBeLessThan(3.5);
-      const permissionCounts = all.map((u) => ((u.accessPermissions as { items: unknown[] }).items).length);
+      const permissionCounts = all.map((u) => (u.accessPermissions as { items: unknown[] }).items.length);
       const averagePermissions = permissionCounts.reduce((a, b) => a + b, 0) / all.length;
       expect(averagePermissions).toBeGreaterThan(1.5);
       expect(averagePermissions).toBeLessThan(2.5);
@@ -159,7 +159,7 @@ describe('CPQ simulator', () => {
       );
       // Oracle's relaxed forms: unquoted keys, single quotes, no braces at the top level.
       await expectLogins("{login:{$eq:'user00001'}}", (u) => u.login === 'user00001');
-      await expectLogins("$and:[{status:{$lt:1}},{lastLogin:{$exists:true}}]", (u) => !active(u) && 'lastLogin' in u);
+      await expectLogins('$and:[{status:{$lt:1}},{lastLogin:{$exists:true}}]', (u) => !active(u) && 'lastLogin' in u);
       // int64 compared exactly
       const party = (users[3] as Json).partyId as { toString(): string };
       await expectLogins(`{"partyId":${party.toString()}}`, (u) => String(u.partyId) === party.toString());
@@ -277,7 +277,7 @@ describe('CPQ simulator', () => {
       expect((await get(`${base}/rest/v15/companies/_host/users`)).status).toBe(404);
       expect((await get(`${base}/rest/v19/parts`)).status).toBe(404);
       expect((await get(`${base}/cpq/rest/v19/companies/_host/users`)).status).toBe(404);
-      expect((await get(`${hostUsers}`, { method: 'DELETE' })).status).toBe(404);
+      expect((await get(hostUsers, { method: 'DELETE' })).status).toBe(404);
       expect((await get(hostUsers, { headers: { accept: 'application/zip' } })).status).toBe(406);
     });
 
@@ -314,8 +314,16 @@ describe('keyset pages', () => {
   };
 
   it('answer exactly what filtering the whole collection answers (totalResults forces the full filter)', async () => {
-    const all = sim.users('_host').map((u) => String(u.login)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const since = String(sim.users('_host').map((u) => String(u.dateModified)).sort()[150]);
+    const all = sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const since = String(
+      sim
+        .users('_host')
+        .map((u) => String(u.dateModified))
+        .sort()[150],
+    );
     for (const after of [all[0]!, all[97]!, all[298]!, all[299]!, 'M', '~']) {
       for (const q of [{ login: { $gt: after } }, { $and: [{ dateModified: { $gte: since } }, { login: { $gt: after } }] }]) {
         const query = { orderby: 'login:asc', limit: '25', offset: '0', q: JSON.stringify(q) };
@@ -333,7 +341,11 @@ describe('kept views (sorted and filtered users outlive the requests that built 
       const users = () => sim.users('_host');
       const loginsOf = (list: Record<string, unknown>[]) => list.map((u) => String(u.login)).sort(byCodeUnit);
       const read = async (path: string, query: string) => logins(await get(`${base}/cpq/rest/v19/${path}?orderby=login:asc&limit=1000&${query}`));
-      const since = String(users().map((u) => String(u.dateModified)).sort()[30]);
+      const since = String(
+        users()
+          .map((u) => String(u.dateModified))
+          .sort()[30],
+      );
       const window = { dateModified: { $gte: since } };
       const check = async () => {
         const all = loginsOf(users());

@@ -20,7 +20,9 @@ describe('cpq-sync status', () => {
     expect(lines[2]).toMatch(new RegExp(`^ +${run.runId}  \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d+\\.\\ds  full +succeeded +8 +8 +0 +0 +0$`));
     const cursors = lines.indexOf('Cursors (per stream)');
     expect(lines[cursors + 1]).toMatch(/^ {2}STREAM +CURSOR \(dateModified\) +LAST FULL READ +LAST RUN$/);
-    expect(lines[cursors + 2]).toMatch(new RegExp(`^ {2}companies/_host +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +${run.runId}$`));
+    expect(lines[cursors + 2]).toMatch(
+      new RegExp(`^ {2}companies/_host +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +${run.runId}$`),
+    );
     expect(lines[cursors + 3]).toMatch(/^ {2}companies\/partner1 /);
     expect(out.stdout).toMatch(new RegExp(`\\nLast run succeeded: run ${run.runId} at \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2}\\n$`));
   });
@@ -33,8 +35,10 @@ describe('cpq-sync status', () => {
 
     const text = await status();
     expect(text.code).toBe(1);
-    expect(text.stdout).toMatch(/ failed +0 +0 +0 +0 +1  GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?/);
-    expect(text.stdout).toMatch(/\nLAST RUN FAILED: run \d+ at [\d-]+ [\d:]+: GET http:\/\/\S+: CPQ still answered 503 after 2 attempts\nLast success: [\d-]+ [\d:]+\n$/);
+    expect(text.stdout).toMatch(/ failed +0 +0 +0 +0 +1 {2}GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?/);
+    expect(text.stdout).toMatch(
+      /\nLAST RUN FAILED: run \d+ at [\d-]+ [\d:]+: GET http:\/\/\S+: CPQ still answered 503 after 2 attempts\nLast success: [\d-]+ [\d:]+\n$/,
+    );
 
     const json = await status(['--json']);
     expect(json.code).toBe(1);
@@ -64,7 +68,10 @@ describe('cpq-sync status', () => {
   it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const add = (status: string) =>
-      h!.t.query(`INSERT INTO cpq.sync_runs (status, mode, finished_at, error) VALUES ($1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`, [status]);
+      h!.t.query(
+        `INSERT INTO cpq.sync_runs (status, mode, finished_at, error) VALUES ($1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`,
+        [status],
+      );
     await add('failed');
     await add('interrupted');
     expect((await status()).code).toBe(1); // a deploy interrupting the retry does not clear the alert

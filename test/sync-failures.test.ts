@@ -112,7 +112,11 @@ describe('failures', () => {
     h.sim.onRequest = (req) => {
       // The page after the first lies: hasMore false.
       if (req.path.endsWith('/users') && ++n === 2) {
-        const items = h.sim.users('_host').map((u) => String(u.login)).sort(byCodeUnit).slice(10, 12);
+        const items = h.sim
+          .users('_host')
+          .map((u) => String(u.login))
+          .sort(byCodeUnit)
+          .slice(10, 12);
         h.sim.addFault({
           match: { path: req.path },
           times: 1,
@@ -157,7 +161,10 @@ describe('secrets', () => {
 
 describe('transport', () => {
   it('accepts a static bearer token', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, auth: { bearerTokens: ['static-token-1'] } }, { CPQ_TOKEN: 'static-token-1' });
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, auth: { bearerTokens: ['static-token-1'] } },
+      { CPQ_TOKEN: 'static-token-1' },
+    );
     expect((await h.sync()).inserted).toBe(4);
     expect(h.sim.requests.every((r) => r.authorization === 'bearer')).toBe(true);
   });
@@ -177,7 +184,13 @@ describe('transport', () => {
   it('renews the OAuth token before it expires', async ({ startHarness }) => {
     let clock = Date.parse('2025-06-01T00:00:00Z');
     const now = () => clock;
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, now: () => new Date(clock), auth: { oauth: { clientId: 'c', clientSecret: 's', tokenTtlSeconds: 600 } } });
+    const h = await startHarness({
+      partnerCompanies: 0,
+      usersPerCompany: 3,
+      integrationUsers: 0,
+      now: () => new Date(clock),
+      auth: { oauth: { clientId: 'c', clientSecret: 's', tokenTtlSeconds: 600 } },
+    });
     const { OAuthClientCredentials } = await import('../src/cpq/auth.js');
     const auth = new OAuthClientCredentials({ kind: 'oauth', tokenUrl: `${h.sim.baseUrl}/oauth2/v1/token`, clientId: 'c', clientSecret: 's' }, 5000, now);
     const first = await auth.authorization();

@@ -21,7 +21,10 @@ describe('full sync', () => {
     expect(result.mode).toBe('full');
     expect(result.pages).toBe(6);
     expect(result.inserted).toBe(53);
-    const expected = h.sim.users('_host').map((u) => String(u.login)).sort(byCodeUnit);
+    const expected = h.sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .sort(byCodeUnit);
     expect((await usersIn('_host')).map((r) => r.login)).toEqual(expected);
 
     const pages = h.sim.requests.filter((r) => r.path.endsWith('/users'));
@@ -38,9 +41,7 @@ describe('full sync', () => {
     h = await startHarness({ partnerCompanies: 2, usersPerCompany: 15, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
     const result = await h.sync();
     expect(result.inserted).toBe(45);
-    const rows = await h.t.query<{ company_login: string; n: string }>(
-      `SELECT company_login, count(*) AS n FROM cpq.users GROUP BY 1 ORDER BY 1`,
-    );
+    const rows = await h.t.query<{ company_login: string; n: string }>(`SELECT company_login, count(*) AS n FROM cpq.users GROUP BY 1 ORDER BY 1`);
     expect(rows).toEqual([
       { company_login: '_host', n: '15' },
       { company_login: 'partner1', n: '15' },
@@ -71,15 +72,9 @@ describe('full sync', () => {
           deleted_at: null,
         });
         expect((row!.date_modified as Date).toISOString()).toBe(u.dateModified);
-        const groups = await h.t.query<{ g: string }>(
-          `SELECT group_variable_name AS g FROM cpq.user_groups WHERE user_id = $1 ORDER BY 1`,
-          [row!.id],
-        );
+        const groups = await h.t.query<{ g: string }>(`SELECT group_variable_name AS g FROM cpq.user_groups WHERE user_id = $1 ORDER BY 1`, [row!.id]);
         expect(groups.map((g) => g.g).sort()).toEqual(groupNames(u));
-        const perms = await h.t.query<Raw>(
-          `SELECT type, variable_name, name, has_access FROM cpq.user_access_permissions WHERE user_id = $1`,
-          [row!.id],
-        );
+        const perms = await h.t.query<Raw>(`SELECT type, variable_name, name, has_access FROM cpq.user_access_permissions WHERE user_id = $1`, [row!.id]);
         const expected = ((u.accessPermissions as { items?: Raw[] } | undefined)?.items ?? []).map((p) => ({
           type: p.type,
           variable_name: p.variableName,
@@ -105,10 +100,9 @@ describe('full sync', () => {
     expect(body).toContain('"isSuperUserPermEnabled"');
     // ...and every user still lands with the canonical columns filled.
     for (const u of h.sim.users('_host')) {
-      const [row] = await h.t.query<Raw>(
-        `SELECT first_name, last_name, email, bill_city, is_user_admin_perm_enabled FROM cpq.users WHERE login = $1`,
-        [u.login],
-      );
+      const [row] = await h.t.query<Raw>(`SELECT first_name, last_name, email, bill_city, is_user_admin_perm_enabled FROM cpq.users WHERE login = $1`, [
+        u.login,
+      ]);
       expect(row).toEqual({
         first_name: u.firstName ?? null,
         last_name: u.lastName ?? null,
@@ -128,7 +122,10 @@ describe('full sync', () => {
 
   it('does not miss a user that exists for the whole run while others are added, edited and deleted between pages', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
-    const initial = h.sim.users('_host').map((u) => String(u.login)).sort(byCodeUnit);
+    const initial = h.sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .sort(byCodeUnit);
     const deleted = new Set<string>();
     let page = 0;
     h.sim.onRequest = (req) => {
@@ -197,7 +194,10 @@ describe('integration users', () => {
   });
 
   it('reads groups from the detail endpoint when the list does not carry them', async ({ startHarness }) => {
-    h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 3, integrationListIncludesGroups: false }, { CPQ_COMPANIES: 'partner9' });
+    h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 3, integrationListIncludesGroups: false },
+      { CPQ_COMPANIES: 'partner9' },
+    );
     h.sim.addFault({ match: { path: '/cpq/rest/v16/companies/partner9/users' }, times: Infinity, status: 200, body: '{"items":[],"hasMore":false,"count":0}' });
     await h.sync();
     const details = h.sim.requests.filter((r) => /\/integrationUsers\/[^/]+$/.test(r.path));
@@ -261,7 +261,11 @@ describe('incremental sync', () => {
     await h.sync();
     const before = await h.t.query<Raw>(`SELECT login, date_modified, last_synced_at, content_hash FROM cpq.users ORDER BY login`);
     const [state] = await h.t.query<{ cursor: Date }>(`SELECT cursor FROM cpq.sync_state WHERE stream = 'companies/_host'`);
-    const newest = h.sim.users('_host').map((u) => String(u.dateModified)).sort().at(-1)!;
+    const newest = h.sim
+      .users('_host')
+      .map((u) => String(u.dateModified))
+      .sort()
+      .at(-1)!;
     expect(state!.cursor.toISOString()).toBe(newest);
 
     const edited = String(h.sim.users('_host')[4]!.login);
@@ -312,9 +316,15 @@ describe('incremental sync', () => {
     h.sim.setAccessPermission('_host', b!, { type: 'productFamily', variableName: 'pfNew', name: 'New family', hasAccess: true });
     const result = await h.sync();
     expect(result.updated).toBe(2);
-    const groups = await h.t.query(`SELECT 1 FROM cpq.user_groups ug JOIN cpq.users u ON u.id = ug.user_id WHERE u.login = $1 AND group_variable_name = 'newAuditors'`, [a]);
+    const groups = await h.t.query(
+      `SELECT 1 FROM cpq.user_groups ug JOIN cpq.users u ON u.id = ug.user_id WHERE u.login = $1 AND group_variable_name = 'newAuditors'`,
+      [a],
+    );
     expect(groups).toHaveLength(1);
-    const perms = await h.t.query<Raw>(`SELECT has_access FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id WHERE u.login = $1 AND variable_name = 'pfNew'`, [b]);
+    const perms = await h.t.query<Raw>(
+      `SELECT has_access FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id WHERE u.login = $1 AND variable_name = 'pfNew'`,
+      [b],
+    );
     expect(perms).toEqual([{ has_access: true }]);
   });
 });

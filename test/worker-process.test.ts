@@ -14,8 +14,6 @@ import { snapshotEverything } from './helpers/db-equals-simulator.js';
 const EVERY_SECOND = '*/1 * * * * *';
 const NEVER_SOON = '0 0 1 1 *';
 
-
-
 /**
  * Holds every CPQ request from the `after`-th one of the next run on (counting from now), so a
  * run can be caught mid-way with pages already staged.

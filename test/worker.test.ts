@@ -251,7 +251,9 @@ describe('health and metrics', () => {
     // The failed run's retries come from its run record.
     expect(metricValue(text, 'cpq_sync_http_retries_total{status="500"}')).toBe(Number(h.config.cpq!.maxRetries));
     expect(metricValue(text, 'cpq_sync_run_in_progress')).toBe(0);
-    const [success] = await h.t.query<{ at: number }>(`SELECT extract(epoch FROM max(finished_at))::float8 AS at FROM cpq.sync_runs WHERE status = 'succeeded'`);
+    const [success] = await h.t.query<{ at: number }>(
+      `SELECT extract(epoch FROM max(finished_at))::float8 AS at FROM cpq.sync_runs WHERE status = 'succeeded'`,
+    );
     expect(metricValue(text, 'cpq_sync_last_success_timestamp_seconds')).toBeCloseTo(success!.at, 3);
     expect(text).toContain('# TYPE cpq_sync_run_duration_seconds histogram');
     expect(text).toContain('process_resident_memory_bytes');
@@ -265,10 +267,12 @@ describe('health and metrics', () => {
     const now = new Date();
     const ago = (ms: number) => new Date(now.getTime() - ms);
     const insert = (status: string, startedMsAgo: number) =>
-      h.t.query(
-        `INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ($1, 'incremental', $2, $3, $4)`,
-        [status, ago(startedMsAgo), ago(startedMsAgo - 60_000), status === 'succeeded' ? null : `boom ${status}`],
-      );
+      h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ($1, 'incremental', $2, $3, $4)`, [
+        status,
+        ago(startedMsAgo),
+        ago(startedMsAgo - 60_000),
+        status === 'succeeded' ? null : `boom ${status}`,
+      ]);
     const check = (at = now) => checkReadiness(h.t.pool, { staleAfterMs: 1.5 * day, now: () => at });
 
     expect(await check()).toMatchObject({ ready: true, runs: 'ok', lastRun: null, lastSuccessAt: null });

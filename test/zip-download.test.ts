@@ -76,7 +76,11 @@ describe('downloadToFile', () => {
       res.end();
     });
     const started = Date.now();
-    const result = await client(base, { CPQ_REQUEST_TIMEOUT: '400ms' }).downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 });
+    const result = await client(base, { CPQ_REQUEST_TIMEOUT: '400ms' }).downloadToFile(`${base}/x`, {
+      accept: 'application/zip',
+      path: join(dir, 'a.zip'),
+      maxBytes: 1 << 20,
+    });
     expect(Date.now() - started).toBeGreaterThan(700);
     expect(result.bytes).toBe(4000);
   });
@@ -120,7 +124,9 @@ describe('downloadToFile', () => {
     const http = client(base);
     await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 });
     expect(http.stats.retries).toEqual({ 503: 1 });
-    const err = await http.downloadToFile(`${base}/denied`, { accept: 'application/zip', path: join(dir, 'b.zip'), maxBytes: 1 << 20 }).catch((e: unknown) => e);
+    const err = await http
+      .downloadToFile(`${base}/denied`, { accept: 'application/zip', path: join(dir, 'b.zip'), maxBytes: 1 << 20 })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'auth', message: `GET ${base}/denied: CPQ refused the credentials (401); check the CPQ_* auth settings` });
   });
 
@@ -130,7 +136,9 @@ describe('downloadToFile', () => {
       res.write('<html><body>Not Acceptable</body></html>');
       res.write(Buffer.alloc(1 << 20, 0x20)); // and it goes on; only the start is read
     });
-    const err = await client(base).downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 }).catch((e: unknown) => e);
+    const err = await client(base)
+      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'source', message: `GET ${base}/x: CPQ answered 406 with an HTML page ("<html><body>Not Acceptable</body></html>…")` });
   });
 
@@ -143,7 +151,9 @@ describe('downloadToFile', () => {
     for (const path of ['/announced', '/chunked']) {
       const err = await http.downloadToFile(`${base}${path}`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1024 }).catch((e: unknown) => e);
       expect(err, path).toMatchObject({ kind: 'data' });
-      expect((err as Error).message).toMatch(new RegExp(`^GET ${base}${path}: the export is (4000 bytes, )?(larger|more) than CPQ_ZIP_MAX_BYTES \\(1024( bytes)?\\)`));
+      expect((err as Error).message).toMatch(
+        new RegExp(`^GET ${base}${path}: the export is (4000 bytes, )?(larger|more) than CPQ_ZIP_MAX_BYTES \\(1024( bytes)?\\)`),
+      );
     }
     expect(http.stats.requests).toBe(2);
   });
@@ -166,7 +176,12 @@ describe('zipUserPages', () => {
   const live = async () => (await readdir(dir)).filter((name) => name.startsWith('cpq-sync-zip-'));
 
   beforeEach(async () => {
-    sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0, zipExport: { entries: [{ format: 'json' }, { format: 'csv' }, { format: 'jsonl' }] } });
+    sim = new CpqSimulator({
+      partnerCompanies: 0,
+      usersPerCompany: 25,
+      integrationUsers: 0,
+      zipExport: { entries: [{ format: 'json' }, { format: 'csv' }, { format: 'jsonl' }] },
+    });
     const base = await sim.start();
     config = loadConfig({ CPQ_BASE_URL: base, CPQ_PAGE_SIZE: '6', TMPDIR: dir }).cpq!;
   });
@@ -201,14 +216,20 @@ describe('zipUserPages', () => {
   });
 
   it('removes the temporary file when the archive is refused or the download fails', async () => {
-    const drain = async (pages: AsyncGenerator<unknown>) => {
+    const drain = async (pages: AsyncGenerator) => {
       for await (const _page of pages);
     };
     sim.setZipExport({ fault: 'bad-crc' });
-    await expect(drain(zipUserPages(client(sim.baseUrl), config, '_host'))).rejects.toMatchObject({ kind: 'data', message: expect.stringMatching(/fails its CRC-32 check/) });
+    await expect(drain(zipUserPages(client(sim.baseUrl), config, '_host'))).rejects.toMatchObject({
+      kind: 'data',
+      message: expect.stringMatching(/fails its CRC-32 check/),
+    });
     expect(await live()).toEqual([]);
     sim.setZipExport({ fault: 'encrypted' });
-    await expect(zipUserPages(client(sim.baseUrl), config, '_host').next()).rejects.toMatchObject({ kind: 'data', message: expect.stringMatching(/is encrypted/) });
+    await expect(zipUserPages(client(sim.baseUrl), config, '_host').next()).rejects.toMatchObject({
+      kind: 'data',
+      message: expect.stringMatching(/is encrypted/),
+    });
     sim.setZipExport({});
     sim.addFault({ status: 500, times: Infinity });
     const failing = zipUserPages(client(sim.baseUrl, { CPQ_MAX_RETRIES: '1' }), config, '_host');
@@ -218,7 +239,9 @@ describe('zipUserPages', () => {
 
   it('says which folder is not usable for temporary files', async () => {
     const missing = join(dir, 'no', 'such', 'folder');
-    const err = await zipUserPages(client(sim.baseUrl), { ...config, zip: { ...config.zip, tmpDir: missing } }, '_host').next().catch((e: unknown) => e);
+    const err = await zipUserPages(client(sim.baseUrl), { ...config, zip: { ...config.zip, tmpDir: missing } }, '_host')
+      .next()
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'config' });
     expect((err as Error).message).toMatch(/^cannot create a temporary folder in .*no\/such\/folder for the zip export \(ENOENT\); set TMPDIR/);
     await expect(stat(missing)).rejects.toThrow();

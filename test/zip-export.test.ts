@@ -54,7 +54,10 @@ describe('zip export: the same database as the JSON path', () => {
   const variants: [string, ZipExportOptions][] = [
     ['one .json collection body, deflated', {}],
     ['one .json array, stored', { entries: [{ format: 'json-array' }], compression: 'store' }],
-    ['.jsonl and .ndjson entries in a folder, zip64', { entries: [{ format: 'jsonl' }, { format: 'jsonl', name: 'more.ndjson' }, { format: 'json' }], folder: 'export', zip64: true }],
+    [
+      '.jsonl and .ndjson entries in a folder, zip64',
+      { entries: [{ format: 'jsonl' }, { format: 'jsonl', name: 'more.ndjson' }, { format: 'json' }], folder: 'export', zip64: true },
+    ],
   ];
 
   it.each(variants)('%s: every table identical, table by table', async (_name, zipExport) => {
@@ -81,7 +84,12 @@ describe('zip export: the same database as the JSON path', () => {
   });
 
   it('a company without users: every entry format reads as no users', async () => {
-    const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0, zipExport: { entries: [{ format: 'json' }, { format: 'json-array' }, { format: 'jsonl' }, { format: 'csv' }] } });
+    const sim = await bed.simulator({
+      partnerCompanies: 0,
+      usersPerCompany: 0,
+      integrationUsers: 0,
+      zipExport: { entries: [{ format: 'json' }, { format: 'json-array' }, { format: 'jsonl' }, { format: 'csv' }] },
+    });
     const result = await bed.sync(sim, await bed.database(), ZIP);
     expect(result).toMatchObject({ status: 'succeeded', seen: 0, pages: 0 });
   });
@@ -99,17 +107,23 @@ describe('zip export: the same database as the JSON path', () => {
   it('.csv: the same typed columns and memberships; what CSV cannot carry is stated and checked', async () => {
     // No integration users: their sparse records would show CSV's one blind spot for text fields
     // (an empty cell is "", never "absent"), covered in the last assertion below.
-    const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 80, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }, { format: 'csv' }] } });
+    const sim = await bed.simulator({
+      partnerCompanies: 0,
+      usersPerCompany: 80,
+      integrationUsers: 0,
+      zipExport: { entries: [{ format: 'csv' }, { format: 'csv' }] },
+    });
     const { zip, jsonDb, zipDb } = await jsonAndZip(sim);
     expect(zip.inserted).toBe(80);
     const [json, csv] = [await databaseContents(jsonDb), await databaseContents(zipDb)];
     const without = (rows: string[], ...columns: string[]) =>
-      rows.map((row) => {
-        const record = JSON.parse(row) as Raw;
-        for (const c of columns) delete record[c];
-        return JSON.stringify(record);
-      })
-      .sort();
+      rows
+        .map((row) => {
+          const record = JSON.parse(row) as Raw;
+          for (const c of columns) delete record[c];
+          return JSON.stringify(record);
+        })
+        .sort();
     // Every typed column, drift absorbed (the CSV header spells lastname, EMAIL, isSuperUserPermEnabled, TimeZone.Value).
     expect(without(csv.users!, 'raw', 'content_hash')).toEqual(without(json.users!, 'raw', 'content_hash'));
     expect(csv.user_groups).toEqual(json.user_groups);
@@ -133,14 +147,18 @@ describe('zip export: the same database as the JSON path', () => {
     const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 1, zipExport: { entries: [{ format: 'csv' }] } });
     const { jsonDb, zipDb } = await jsonAndZip(sim);
     const login = sim.integrationUsers()[0]!.login;
-    const firstName = async (t: typeof jsonDb) => (await t.query<{ f: string | null }>(`SELECT first_name AS f FROM cpq.users WHERE login = $1`, [login]))[0]!.f;
+    const firstName = async (t: typeof jsonDb) =>
+      (await t.query<{ f: string | null }>(`SELECT first_name AS f FROM cpq.users WHERE login = $1`, [login]))[0]!.f;
     expect(await firstName(jsonDb)).toBeNull();
     expect(await firstName(zipDb)).toBe('');
   });
 });
 
 describe('zip export: archives written by other tools', () => {
-  const base = sharedSite({ partnerCompanies: 0, usersPerCompany: 45, integrationUsers: 2, zipExport: { entries: [{ format: 'json' }, { format: 'jsonl' }] } }, { CPQ_PAGE_SIZE: '10' });
+  const base = sharedSite(
+    { partnerCompanies: 0, usersPerCompany: 45, integrationUsers: 2, zipExport: { entries: [{ format: 'json' }, { format: 'jsonl' }] } },
+    { CPQ_PAGE_SIZE: '10' },
+  );
 
   /** Serves `archive` as the export, syncs it into a fresh database and compares with the JSON baseline. */
   async function expectSameAsJson(archive: string) {
@@ -157,7 +175,10 @@ describe('zip export: archives written by other tools', () => {
     ['stored', ['--stored']],
     ['data descriptors (written to a pipe)', ['--unseekable']],
     ['zip64 extra fields and zip64 end records', ['--zip64']],
-    ['zip64 + data descriptors + stored, folders and a UTF-8 name', ['--zip64', '--unseekable', '--stored', '--dir', 'exportación/', '--rename', 'users-1.json=exportación/usuarios-ñ.json']],
+    [
+      'zip64 + data descriptors + stored, folders and a UTF-8 name',
+      ['--zip64', '--unseekable', '--stored', '--dir', 'exportación/', '--rename', 'users-1.json=exportación/usuarios-ñ.json'],
+    ],
   ];
 
   it.each(modes)('Python zipfile, %s', async (_name, args) => {
@@ -192,7 +213,10 @@ describe('zip export: archives written by other tools', () => {
       `{"login":"${login}","partyId":${partyId},"partyNumber":"${partyId}","id":3024590297,"lastname":"L","status":{"value":1,"displayValue":"Active"}}`;
     await writeFile(join(dir, 'a.json'), `{"items":[${user('json-user', '181556695830934950')}],"hasMore":false}`);
     await writeFile(join(dir, 'b.jsonl'), `${user('jsonl-user', '935719302534024740')}\n`);
-    await writeFile(join(dir, 'c.csv'), 'login,partyId,partyNumber,id,LastName,status.value,status.displayValue\r\ncsv-user,9223372036854775807,9223372036854775807,3024590297,L,1,Active\r\n');
+    await writeFile(
+      join(dir, 'c.csv'),
+      'login,partyId,partyNumber,id,LastName,status.value,status.displayValue\r\ncsv-user,9223372036854775807,9223372036854775807,3024590297,L,1,Active\r\n',
+    );
     const archive = join(dir, 'int64.zip');
     pythonZip(archive, [`users.json=${join(dir, 'a.json')}`, `users.jsonl=${join(dir, 'b.jsonl')}`, `users.csv=${join(dir, 'c.csv')}`]);
     const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0, zipExport: { archiveFile: archive } });
@@ -217,31 +241,135 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
   const cases: [string, ZipExportOptions, Record<string, string>, RegExp][] = [
     ['truncated archive', { fault: 'truncated' }, {}, /zip export: the archive is truncated or not a zip \(no end of central directory record\)$/],
     ['corrupt compressed data', { fault: 'corrupt-data' }, {}, /zip export: entry "users.json" has corrupt compressed data \(invalid block type\)/],
-    ['bad CRC', { fault: 'bad-crc', compression: 'store' }, {}, /zip export: entry "users.json" fails its CRC-32 check \(stored [0-9a-f]{8}, data [0-9a-f]{8}\); the archive is corrupt/],
-    ['more data than declared', { fault: 'understated-size' }, {}, /entry "users.json" holds more data than its header declares .*refused as a possible zip bomb/],
-    ['compression ratio of a zip bomb', { fault: 'bomb' }, {}, /entry "users.json" expands \d+x \(\d+ to \d+ bytes\), beyond CPQ_ZIP_MAX_RATIO \(200\); refused as a possible zip bomb/],
-    ['an entry larger than CPQ_ZIP_MAX_BYTES', {}, { CPQ_ZIP_MAX_BYTES: '16384' }, /entry "users.json" is \d+ bytes uncompressed, more than CPQ_ZIP_MAX_BYTES \(16384\); refused/],
-    ['a download larger than CPQ_ZIP_MAX_BYTES', { compression: 'store' }, { CPQ_ZIP_MAX_BYTES: '4096' }, /the export is larger than CPQ_ZIP_MAX_BYTES \(4096 bytes\)/],
-    ['more entries than the default bound', { fault: 'too-many-entries' }, {}, /the archive holds 1002 entries, more than CPQ_ZIP_MAX_ENTRIES \(1000\); refused/],
-    ['more entries than CPQ_ZIP_MAX_ENTRIES', { entries: [{ format: 'json' }, { format: 'json' }, { format: 'jsonl' }, { format: 'csv' }] }, { CPQ_ZIP_MAX_ENTRIES: '3' }, /holds 4 entries, more than CPQ_ZIP_MAX_ENTRIES \(3\)/],
+    [
+      'bad CRC',
+      { fault: 'bad-crc', compression: 'store' },
+      {},
+      /zip export: entry "users.json" fails its CRC-32 check \(stored [0-9a-f]{8}, data [0-9a-f]{8}\); the archive is corrupt/,
+    ],
+    [
+      'more data than declared',
+      { fault: 'understated-size' },
+      {},
+      /entry "users.json" holds more data than its header declares .*refused as a possible zip bomb/,
+    ],
+    [
+      'compression ratio of a zip bomb',
+      { fault: 'bomb' },
+      {},
+      /entry "users.json" expands \d+x \(\d+ to \d+ bytes\), beyond CPQ_ZIP_MAX_RATIO \(200\); refused as a possible zip bomb/,
+    ],
+    [
+      'an entry larger than CPQ_ZIP_MAX_BYTES',
+      {},
+      { CPQ_ZIP_MAX_BYTES: '16384' },
+      /entry "users.json" is \d+ bytes uncompressed, more than CPQ_ZIP_MAX_BYTES \(16384\); refused/,
+    ],
+    [
+      'a download larger than CPQ_ZIP_MAX_BYTES',
+      { compression: 'store' },
+      { CPQ_ZIP_MAX_BYTES: '4096' },
+      /the export is larger than CPQ_ZIP_MAX_BYTES \(4096 bytes\)/,
+    ],
+    [
+      'more entries than the default bound',
+      { fault: 'too-many-entries' },
+      {},
+      /the archive holds 1002 entries, more than CPQ_ZIP_MAX_ENTRIES \(1000\); refused/,
+    ],
+    [
+      'more entries than CPQ_ZIP_MAX_ENTRIES',
+      { entries: [{ format: 'json' }, { format: 'json' }, { format: 'jsonl' }, { format: 'csv' }] },
+      { CPQ_ZIP_MAX_ENTRIES: '3' },
+      /holds 4 entries, more than CPQ_ZIP_MAX_ENTRIES \(3\)/,
+    ],
     ['an encrypted entry', { fault: 'encrypted' }, {}, /entry "users.json" is encrypted; the export must come without a password/],
-    ['an unsupported compression method', { fault: 'unsupported-method' }, {}, /entry "users.json" uses compression method 12; only stored \(0\) and deflate \(8\) are supported/],
-    ['no user entry', { entries: [], folder: 'export' }, {}, /the archive holds no user entry \(\.json, \.jsonl, \.ndjson, \.csv\), only 1 folder or metadata entries/],
-    ['an entry of unknown type', { extraEntries: [{ name: 'export/readme.txt', content: 'hello' }] }, {}, /entry "export\/readme.txt" is not a user entry: only \.json, \.jsonl, \.ndjson, \.csv entries are read/],
-    ['an entry name climbing out of the folder', { extraEntries: [{ name: '../users.json', content: '[]' }] }, {}, /an entry has an unsafe name \(invalid relative path: \.\.\/users\.json\)/],
-    ['an absolute entry name', { extraEntries: [{ name: '/etc/users.json', content: '[]' }] }, {}, /an entry has an unsafe name \(absolute path: \/etc\/users\.json\)/],
-    ['two entries with one name', { entries: [{ format: 'json', name: 'users.json' }, { format: 'json', name: 'users.json' }] }, {}, /the archive holds two entries named "users.json"; refused/],
+    [
+      'an unsupported compression method',
+      { fault: 'unsupported-method' },
+      {},
+      /entry "users.json" uses compression method 12; only stored \(0\) and deflate \(8\) are supported/,
+    ],
+    [
+      'no user entry',
+      { entries: [], folder: 'export' },
+      {},
+      /the archive holds no user entry \(\.json, \.jsonl, \.ndjson, \.csv\), only 1 folder or metadata entries/,
+    ],
+    [
+      'an entry of unknown type',
+      { extraEntries: [{ name: 'export/readme.txt', content: 'hello' }] },
+      {},
+      /entry "export\/readme.txt" is not a user entry: only \.json, \.jsonl, \.ndjson, \.csv entries are read/,
+    ],
+    [
+      'an entry name climbing out of the folder',
+      { extraEntries: [{ name: '../users.json', content: '[]' }] },
+      {},
+      /an entry has an unsafe name \(invalid relative path: \.\.\/users\.json\)/,
+    ],
+    [
+      'an absolute entry name',
+      { extraEntries: [{ name: '/etc/users.json', content: '[]' }] },
+      {},
+      /an entry has an unsafe name \(absolute path: \/etc\/users\.json\)/,
+    ],
+    [
+      'two entries with one name',
+      {
+        entries: [
+          { format: 'json', name: 'users.json' },
+          { format: 'json', name: 'users.json' },
+        ],
+      },
+      {},
+      /the archive holds two entries named "users.json"; refused/,
+    ],
     ['a body that is not a zip', { fault: 'not-a-zip' }, {}, /expected a zip archive, got application\/zip with an HTML page \("<html><body><h1>Export/],
-    ['a .jsonl line that is not JSON', { extraEntries: [{ name: 'late.jsonl', content: '{"login":"late1"}\n{"login":\n' }] }, {}, /entry "late.jsonl": line 2 is not valid JSON/],
-    ['a .json item that is not a user', { extraEntries: [{ name: 'late.json', content: '[{"login":"late1"},42]' }] }, {}, /entry "late.json": items\[1\]: expected a user object, got 42/],
-    ['a .json entry cut short', { extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}' }] }, {}, /entry "late.json": the JSON ends early \(the entry is truncated\)/],
-    ['a .csv header naming what CSV cannot hold', { extraEntries: [{ name: 'late.csv', content: 'login,accessPermissions\r\nx,y\r\n' }] }, {}, /entry "late.csv": header \(line 1\): column "accessPermissions": accessPermissions cannot be given in a CSV export/],
-    ['a .csv row with a missing field', { extraEntries: [{ name: 'late.csv', content: 'login,email\r\nlate1,a@b.c\r\nlate2\r\n' }] }, {}, /entry "late.csv": line 3 has 1 fields, the header has 2/],
-    ['a .csv value that does not fit its field', { extraEntries: [{ name: 'late.csv', content: 'login,isNotifyFax\r\nlate1,maybe\r\n' }] }, {}, /^user "_host\/late1" \(entry "late.csv" line 2 of http:\S+\): field "isNotifyFax" must be true or false, got "maybe"$/],
+    [
+      'a .jsonl line that is not JSON',
+      { extraEntries: [{ name: 'late.jsonl', content: '{"login":"late1"}\n{"login":\n' }] },
+      {},
+      /entry "late.jsonl": line 2 is not valid JSON/,
+    ],
+    [
+      'a .json item that is not a user',
+      { extraEntries: [{ name: 'late.json', content: '[{"login":"late1"},42]' }] },
+      {},
+      /entry "late.json": items\[1\]: expected a user object, got 42/,
+    ],
+    [
+      'a .json entry cut short',
+      { extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}' }] },
+      {},
+      /entry "late.json": the JSON ends early \(the entry is truncated\)/,
+    ],
+    [
+      'a .csv header naming what CSV cannot hold',
+      { extraEntries: [{ name: 'late.csv', content: 'login,accessPermissions\r\nx,y\r\n' }] },
+      {},
+      /entry "late.csv": header \(line 1\): column "accessPermissions": accessPermissions cannot be given in a CSV export/,
+    ],
+    [
+      'a .csv row with a missing field',
+      { extraEntries: [{ name: 'late.csv', content: 'login,email\r\nlate1,a@b.c\r\nlate2\r\n' }] },
+      {},
+      /entry "late.csv": line 3 has 1 fields, the header has 2/,
+    ],
+    [
+      'a .csv value that does not fit its field',
+      { extraEntries: [{ name: 'late.csv', content: 'login,isNotifyFax\r\nlate1,maybe\r\n' }] },
+      {},
+      /^user "_host\/late1" \(entry "late.csv" line 2 of http:\S+\): field "isNotifyFax" must be true or false, got "maybe"$/,
+    ],
     // 30 users, then this entry's lines 1-10: line 7 is on a page cut in the middle of the entry.
     [
       'a record without login, on a page cut from the middle of an entry',
-      { extraEntries: [{ name: 'late.jsonl', content: Array.from({ length: 10 }, (_, i) => (i === 6 ? '{"firstName":"x"}' : `{"login":"late${i}"}`)).join('\n') }] },
+      {
+        extraEntries: [
+          { name: 'late.jsonl', content: Array.from({ length: 10 }, (_, i) => (i === 6 ? '{"firstName":"x"}' : `{"login":"late${i}"}`)).join('\n') },
+        ],
+      },
       {},
       /^entry "late.jsonl" line 7 of http:\S+: field "login" is missing or not text \(got undefined\)$/,
     ],
@@ -299,6 +427,8 @@ describe('zip export: transport', () => {
     const t = await bed.database();
     const { error } = await bed.run(sim, t, ZIP);
     expect(error).toMatchObject({ kind: 'source' });
-    expect(error!.message).toMatch(/^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users: CPQ answered 406 with "\{"title":"Not Acceptable","status":406,"detail":"The zip exp…"$/);
+    expect(error!.message).toMatch(
+      /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users: CPQ answered 406 with "\{"title":"Not Acceptable","status":406,"detail":"The zip exp…"$/,
+    );
   });
 });

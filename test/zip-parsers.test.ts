@@ -199,15 +199,43 @@ describe('CSV rows', () => {
 
 describe('export columns', () => {
   const HEADER = [
-    'login', 'lastname', 'EMAIL', 'fax', 'isSuperUserPermEnabled', 'isNotifyFax', 'partyId', 'id',
-    'status.value', 'Status.DisplayValue', 'timeZone.value', 'dateModified', 'lastLogin', 'groups', 'customAttr1', 'company.loginName',
+    'login',
+    'lastname',
+    'EMAIL',
+    'fax',
+    'isSuperUserPermEnabled',
+    'isNotifyFax',
+    'partyId',
+    'id',
+    'status.value',
+    'Status.DisplayValue',
+    'timeZone.value',
+    'dateModified',
+    'lastLogin',
+    'groups',
+    'customAttr1',
+    'company.loginName',
   ];
 
   it('maps JSON field names (any case, aliases), dotted objects and ;-groups to a record typed like the JSON one', () => {
     const columns = exportColumns(HEADER);
     const record = columns.record([
-      'jdoe', 'Doe', 'j@x.com', '', 'TRUE', 'false', '935719302534024740', '3024590297',
-      '1', 'Active', 'America/Chicago', '2025-09-26T12:17:59.000Z', '', 'g1; g2;;', 'c1', 'acme',
+      'jdoe',
+      'Doe',
+      'j@x.com',
+      '',
+      'TRUE',
+      'false',
+      '935719302534024740',
+      '3024590297',
+      '1',
+      'Active',
+      'America/Chicago',
+      '2025-09-26T12:17:59.000Z',
+      '',
+      'g1; g2;;',
+      'c1',
+      'acme',
     ]);
     expect(exact(record)).toBe(
       '{"login":"jdoe","lastname":"Doe","EMAIL":"j@x.com","fax":"","isSuperUserPermEnabled":true,"isNotifyFax":false,' +

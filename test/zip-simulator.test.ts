@@ -32,7 +32,9 @@ function inspect(file: string): Inspection {
 }
 
 function readEntry(file: string, name: string): string {
-  return execFileSync('python3', ['-c', 'import sys,zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))', file, name]).toString('utf8');
+  return execFileSync('python3', ['-c', 'import sys,zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))', file, name]).toString(
+    'utf8',
+  );
 }
 
 const bed = new ZipTestBed();
@@ -63,7 +65,10 @@ describe('simulator zip export', () => {
       await (await fetch(`${sim.baseUrl}/rest/v16/companies/_host/users?expand=groups,accessPermissions&orderby=login:asc&limit=1000`)).text(),
     ) as { items: unknown[] };
     const first = (parseExactJson(readEntry(file, 'users-1.json')) as { items: unknown[] }).items;
-    const second = readEntry(file, 'users-2.jsonl').trimEnd().split('\n').map((line) => parseExactJson(line));
+    const second = readEntry(file, 'users-2.jsonl')
+      .trimEnd()
+      .split('\n')
+      .map((line) => parseExactJson(line));
     expect([...first, ...second].map((u) => stringifyExactJson(u))).toEqual(collection.items.map((u) => stringifyExactJson(u)));
     expect(collection.items).toHaveLength(42);
     const text = readEntry(file, 'users-1.json') + readEntry(file, 'users-2.jsonl');
@@ -84,7 +89,16 @@ describe('simulator zip export', () => {
   const valid: [string, ZipExportOptions, [string, number][]][] = [
     ['deflate', {}, [['users.json', 8]]],
     ['stored', { compression: 'store' }, [['users.json', 0]]],
-    ['zip64, a folder, several formats', { zip64: true, folder: 'export', entries: [{ format: 'json-array' }, { format: 'jsonl' }, { format: 'csv', name: 'ünïcode.csv' }] }, [['export/', 0], ['export/users-1.json', 8], ['export/users-2.jsonl', 8], ['export/ünïcode.csv', 8]]],
+    [
+      'zip64, a folder, several formats',
+      { zip64: true, folder: 'export', entries: [{ format: 'json-array' }, { format: 'jsonl' }, { format: 'csv', name: 'ünïcode.csv' }] },
+      [
+        ['export/', 0],
+        ['export/users-1.json', 8],
+        ['export/users-2.jsonl', 8],
+        ['export/ünïcode.csv', 8],
+      ],
+    ],
   ];
   it.each(valid)('Python reads the %s archive and every CRC matches', async (_name, options, entries) => {
     const found = inspect(await exportOf(options));

@@ -66,28 +66,40 @@ export class OAuthClientCredentials implements Authenticator {
     if (this.config.scope) form.set('scope', this.config.scope);
     let response: Response;
     try {
-      response = await fetch(url, withDispatcher({
-        method: 'POST',
-        headers: {
-          authorization: basic(this.config.clientId, this.config.clientSecret),
-          'content-type': 'application/x-www-form-urlencoded',
-          accept: 'application/json',
-        },
-        body: form.toString(),
-        signal: AbortSignal.timeout(this.timeoutMs),
-        // The token endpoint is named by the operator: a redirect is an answer we do not follow.
-        redirect: 'manual',
-      }, this.dispatcher));
+      response = await fetch(
+        url,
+        withDispatcher(
+          {
+            method: 'POST',
+            headers: {
+              authorization: basic(this.config.clientId, this.config.clientSecret),
+              'content-type': 'application/x-www-form-urlencoded',
+              accept: 'application/json',
+            },
+            body: form.toString(),
+            signal: AbortSignal.timeout(this.timeoutMs),
+            // The token endpoint is named by the operator: a redirect is an answer we do not follow.
+            redirect: 'manual',
+          },
+          this.dispatcher,
+        ),
+      );
     } catch (err) {
       throw new SyncError('source', `POST ${url}: OAuth token service unreachable (${errorMessage(err instanceof Error && err.cause ? err.cause : err)})`);
     }
     // A token response is a few hundred bytes: anything past 64 KiB is cut, and then not JSON.
     const text = await readHead(response, TOKEN_RESPONSE_MAX_BYTES);
     if (response.status >= 300 && response.status < 400) {
-      throw new SyncError('auth', `POST ${url}: OAuth token service answered ${response.status} (a redirect); redirects are not followed for the token request: set CPQ_OAUTH_TOKEN_URL to the final address`);
+      throw new SyncError(
+        'auth',
+        `POST ${url}: OAuth token service answered ${response.status} (a redirect); redirects are not followed for the token request: set CPQ_OAUTH_TOKEN_URL to the final address`,
+      );
     }
     if (response.status === 400 || response.status === 401 || response.status === 403) {
-      throw new SyncError('auth', `POST ${url}: OAuth token request refused (${response.status}): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE`);
+      throw new SyncError(
+        'auth',
+        `POST ${url}: OAuth token request refused (${response.status}): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE`,
+      );
     }
     if (!response.ok) throw new SyncError('source', `POST ${url}: OAuth token service answered ${response.status}`);
     let body: { access_token?: unknown; expires_in?: unknown; token_type?: unknown };

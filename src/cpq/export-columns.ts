@@ -77,7 +77,8 @@ function leafOf(name: string, path: string[]): Leaf {
     const part = canonicalFieldName(path[1]!);
     return path.length === 2 && part === 'value' ? LEAF_OF_KIND[kind] : 'text';
   }
-  if (kind !== undefined || top === 'login') throw new ExportColumnsError(`column "${name}": ${top} is not an object, so it has no "${path.slice(1).join('.')}"`);
+  if (kind !== undefined || top === 'login')
+    throw new ExportColumnsError(`column "${name}": ${top} is not an object, so it has no "${path.slice(1).join('.')}"`);
   return 'text';
 }
 
@@ -100,7 +101,10 @@ function convert(leaf: Leaf, cell: string): unknown {
       return Number.isSafeInteger(n) ? n : new LosslessNumber(t);
     }
     case 'groupList': {
-      const names = cell.split(';').map((s) => s.trim()).filter((s) => s !== '');
+      const names = cell
+        .split(';')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
       return { items: names.map((variableName) => ({ variableName })) };
     }
   }
@@ -122,7 +126,8 @@ export function exportColumns(header: readonly string[]): ExportColumns {
     const path = name.split('.');
     if (path.some((p) => p === '')) throw new ExportColumnsError(`column "${name}" has an empty part in its dotted name`);
     const unsafe = path.find((p) => PROTOTYPE_NAMES.has(p.toLowerCase()));
-    if (unsafe !== undefined) throw new ExportColumnsError(`column "${name}": "${unsafe}" is not accepted as a field name (it names JavaScript's prototype chain)`);
+    if (unsafe !== undefined)
+      throw new ExportColumnsError(`column "${name}": "${unsafe}" is not accepted as a field name (it names JavaScript's prototype chain)`);
     const leaf = leafOf(name, path);
     // Objects are grouped case-insensitively (Status.value + status.displayValue is one object),
     // and a name may not both hold a value and be an object.

@@ -188,7 +188,10 @@ function redirectTarget(url: string, from: string, location: string): string {
     throw new SyncError('source', `GET ${url}: CPQ redirected to a location that is not a URL; refused`);
   }
   if (to.origin !== origin) {
-    throw new SyncError('source', `GET ${url}: CPQ redirected from ${origin} to ${to.protocol === 'http:' || to.protocol === 'https:' ? to.origin : `a ${to.protocol} URL`}; redirects are followed only within ${origin}`);
+    throw new SyncError(
+      'source',
+      `GET ${url}: CPQ redirected from ${origin} to ${to.protocol === 'http:' || to.protocol === 'https:' ? to.origin : `a ${to.protocol} URL`}; redirects are followed only within ${origin}`,
+    );
   }
   to.username = '';
   to.password = '';
@@ -246,17 +249,20 @@ export class CpqHttpClient {
       }
       if (!response.ok) {
         const text = await readHead(response, 4096);
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, { status: response.status });
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, {
+          status: response.status,
+        });
       }
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
       try {
         return { status: response.status, url, body: parseExactJson(text) };
       } catch (err) {
-        const what = /^\s*</.test(text) || /html/i.test(response.headers.get('content-type') ?? '')
-          ? `expected JSON, got ${this.excerpt(text, response.headers.get('content-type'))}`
-          : text.trim() === ''
-            ? 'expected JSON, got an empty body'
-            : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
+        const what =
+          /^\s*</.test(text) || /html/i.test(response.headers.get('content-type') ?? '')
+            ? `expected JSON, got ${this.excerpt(text, response.headers.get('content-type'))}`
+            : text.trim() === ''
+              ? 'expected JSON, got an empty body'
+              : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
         throw new SyncError('data', `GET ${url}: ${what}`);
       }
     });
@@ -277,7 +283,9 @@ export class CpqHttpClient {
       stall.restart(timeoutMs);
       if (!response.ok) {
         const text = await readHead(response, 4096);
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, { status: response.status });
+        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, {
+          status: response.status,
+        });
       }
       const announced = Number(response.headers.get('content-length') ?? NaN);
       if (announced > options.maxBytes) {

@@ -119,7 +119,9 @@ export class JsonItemsParser {
     }
     if (this.capture || this.state !== State.Done) {
       throw new EntryContentError(
-        this.state === State.Root ? 'the entry is empty; expected a collection body {"items":[...]} or an array of users' : 'the JSON ends early (the entry is truncated)',
+        this.state === State.Root
+          ? 'the entry is empty; expected a collection body {"items":[...]} or an array of users'
+          : 'the JSON ends early (the entry is truncated)',
       );
     }
   }

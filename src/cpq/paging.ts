@@ -31,9 +31,14 @@ function loginOf(item: unknown): string | undefined {
 
 /** Checks the collection envelope; a wrong shape fails the run naming the URL. */
 export function readCollection(url: string, body: unknown): { items: unknown[]; hasMore: boolean; totalResults: number | undefined } {
-  if (!isJsonObject(body)) throw new SyncError('data', `GET ${url}: expected a JSON object with items[], got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`);
+  if (!isJsonObject(body))
+    throw new SyncError(
+      'data',
+      `GET ${url}: expected a JSON object with items[], got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`,
+    );
   const items = body.items;
-  if (!Array.isArray(items)) throw new SyncError('data', `GET ${url}: expected items[] in the response, got ${items === undefined ? 'no items' : typeof items}`);
+  if (!Array.isArray(items))
+    throw new SyncError('data', `GET ${url}: expected items[] in the response, got ${items === undefined ? 'no items' : typeof items}`);
   if (body.hasMore !== undefined && typeof body.hasMore !== 'boolean') {
     throw new SyncError('data', `GET ${url}: hasMore must be true or false`);
   }

@@ -11,5 +11,5 @@ export function dispatcherFor(ca: string | undefined): Dispatcher | undefined {
 
 /** fetch options carrying the dispatcher (Node's RequestInit type does not declare it). */
 export function withDispatcher(init: RequestInit, dispatcher: Dispatcher | undefined): RequestInit {
-  return dispatcher ? ({ ...init, dispatcher } as RequestInit) : init;
+  return dispatcher ? { ...init, dispatcher } : init;
 }

@@ -86,7 +86,21 @@ export const CPQ_USER_FIELDS = {
 export type CpqUserField = keyof typeof CPQ_USER_FIELDS;
 
 /** Fields that are not columns of their own but structure the record. */
-const STRUCTURAL_FIELDS = ['login', 'company', 'groups', 'accessPermissions', 'links', 'loginName', 'name', 'items', 'variableName', 'label', 'hasAccess', 'value', 'displayValue'];
+const STRUCTURAL_FIELDS = [
+  'login',
+  'company',
+  'groups',
+  'accessPermissions',
+  'links',
+  'loginName',
+  'name',
+  'items',
+  'variableName',
+  'label',
+  'hasAccess',
+  'value',
+  'displayValue',
+];
 
 /** Other spellings seen for the same field (lower-cased). */
 const ALIASES: Record<string, string> = {

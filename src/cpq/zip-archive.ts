@@ -58,7 +58,8 @@ function describeOpenError(err: Error): string {
 
 function describeReadError(name: string, err: Error & { code?: string }): string {
   const message = err.message.replace(/\s+/g, ' ');
-  if (/too many bytes in the stream/i.test(message)) return `entry ${name} holds more data than its header declares (${message}); refused as a possible zip bomb`;
+  if (/too many bytes in the stream/i.test(message))
+    return `entry ${name} holds more data than its header declares (${message}); refused as a possible zip bomb`;
   if (/not enough bytes in the stream/i.test(message)) return `entry ${name} holds less data than its header declares (${message}); the archive is corrupt`;
   if (err.code?.startsWith('Z_') || /invalid (block type|distance|stored block|code)|incorrect header|unexpected end of file/i.test(message)) {
     return `entry ${name} has corrupt compressed data (${message})`;
@@ -116,12 +117,16 @@ export class ZipArchive {
       this.check(entry, name);
       total += entry.uncompressedSize;
       if (total > this.limits.maxTotalBytes) {
-        throw new ArchiveError(`the user entries expand to more than CPQ_ZIP_MAX_TOTAL_BYTES (${this.limits.maxTotalBytes}) together (${total} bytes up to entry ${name}); refused`);
+        throw new ArchiveError(
+          `the user entries expand to more than CPQ_ZIP_MAX_TOTAL_BYTES (${this.limits.maxTotalBytes}) together (${total} bytes up to entry ${name}); refused`,
+        );
       }
       users.push({ name, format: kind.format, uncompressedSize: entry.uncompressedSize, compressedSize: entry.compressedSize, entry });
     }
     if (users.length === 0) {
-      throw new ArchiveError(`the archive holds no user entry (${USER_ENTRY_EXTENSIONS.join(', ')})${others ? `, only ${others} folder or metadata entries` : ''}`);
+      throw new ArchiveError(
+        `the archive holds no user entry (${USER_ENTRY_EXTENSIONS.join(', ')})${others ? `, only ${others} folder or metadata entries` : ''}`,
+      );
     }
     await this.checkNoOverlap(all);
     return users;
@@ -233,9 +238,7 @@ export class ZipArchive {
       stream.destroy();
     }
     if (crc !== user.entry.crc32 >>> 0) {
-      throw new ArchiveError(
-        `entry ${user.name} fails its CRC-32 check (stored ${hex(user.entry.crc32)}, data ${hex(crc)}); the archive is corrupt`,
-      );
+      throw new ArchiveError(`entry ${user.name} fails its CRC-32 check (stored ${hex(user.entry.crc32)}, data ${hex(crc)}); the archive is corrupt`);
     }
   }
 

@@ -38,7 +38,10 @@ async function makeTempDir(parent: string | undefined): Promise<string> {
   }
   const base = parent ?? tmpdir();
   const dir = await mkdtemp(join(base, TEMP_PREFIX)).catch((err: unknown) => {
-    throw new SyncError('config', `cannot create a temporary folder in ${base} for the zip export (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a writable folder`);
+    throw new SyncError(
+      'config',
+      `cannot create a temporary folder in ${base} for the zip export (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a writable folder`,
+    );
   });
   liveTempDirs.add(dir);
   return dir;
@@ -202,4 +205,3 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     await removeTempDir(dir);
   }
 }
-

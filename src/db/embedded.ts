@@ -163,11 +163,11 @@ async function initdb(runtime: Runtime, password: string): Promise<void> {
     await chown(runtime.dataDir, runtime.account.uid, runtime.account.gid);
   }
   try {
-    const child = spawn(
-      join(binaryDir(), 'initdb'),
-      [`--pgdata=${runtime.dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwfile}`],
-      { env: postgresEnvironment(), stdio: ['ignore', 'pipe', 'pipe'], ...runtime.account },
-    );
+    const child = spawn(join(binaryDir(), 'initdb'), [`--pgdata=${runtime.dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwfile}`], {
+      env: postgresEnvironment(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...runtime.account,
+    });
     collect(runtime, child);
     const code = await new Promise<number | null>((done, fail) => {
       child.once('error', fail);
@@ -309,7 +309,11 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       // Back to 0600 if someone loosened it (a copy, a restore); the password itself stays.
       await chmod(passwordPath, 0o600);
       password = (await readFile(passwordPath, 'utf8')).trim();
-      if (!/^[0-9a-f]{48}$/.test(password)) throw new SyncError('database', `embedded Postgres: ${passwordPath} does not hold a password this tool wrote; remove it to set a new one at the next start`);
+      if (!/^[0-9a-f]{48}$/.test(password))
+        throw new SyncError(
+          'database',
+          `embedded Postgres: ${passwordPath} does not hold a password this tool wrote; remove it to set a new one at the next start`,
+        );
     }
     server = await startServer(runtime, [
       '-c',

@@ -14,7 +14,7 @@ type Timestamp = ColumnType<Date, Date | string, Date | string>;
 /** int8 comes back from pg as text, so ids never lose digits. */
 type Int8 = ColumnType<string, string | number | bigint, string | number | bigint>;
 export type { Int8 };
-type Json<T extends object | null> = JSONColumnType<T, string, string>;
+type Json<T extends object | null> = JSONColumnType<T>;
 /** A column the database fills (a trigger), never written by a query. */
 type Filled<T> = ColumnType<T, never, never>;
 /** A view: read, never written. */
@@ -222,7 +222,15 @@ export interface Database {
   'cpq.user_changes': View<UserChangeRow>;
   'cpq.recent_changes': View<UserChangeRow & { days_ago: number }>;
   'cpq.user_changes_flat': View<
-    Omit<UserChangeRow, 'id' | 'diff'> & { change_id: string; field: string; old_value: unknown; new_value: unknown; added: unknown; removed: unknown; changed: unknown }
+    Omit<UserChangeRow, 'id' | 'diff'> & {
+      change_id: string;
+      field: string;
+      old_value: unknown;
+      new_value: unknown;
+      added: unknown;
+      removed: unknown;
+      changed: unknown;
+    }
   >;
   'cpq.user_history': View<UserVersionColumns & { valid_to: Date | null }>;
   'cpq.user_group_history': View<{ user_id: string; group_variable_name: string; valid_from: Date; valid_to: Date | null }>;
@@ -293,15 +301,48 @@ function columns<Columns>() {
 }
 
 const USER_VALUES = USER_VALUE_COLUMNS as readonly UserValueColumn[];
-const USER_VERSION = ['id', 'company_login', 'login', 'company_name', 'is_integration_user', 'raw', 'content_hash', 'first_seen_at', 'last_synced_at', 'last_changed_at', 'first_seen_run_id', 'last_changed_run_id', 'deleted_at', 'valid_from'] as const;
+const USER_VERSION = [
+  'id',
+  'company_login',
+  'login',
+  'company_name',
+  'is_integration_user',
+  'raw',
+  'content_hash',
+  'first_seen_at',
+  'last_synced_at',
+  'last_changed_at',
+  'first_seen_run_id',
+  'last_changed_run_id',
+  'deleted_at',
+  'valid_from',
+] as const;
 const CHANGE = ['run_id', 'change', 'user_id', 'company_login', 'login', 'party_number', 'date_modified', 'detected_at'] as const;
 const ENDED = ['valid_to', 'ended_by_run_id', 'version_id'] as const;
 
 /** Every column of every table and view in `Database`, by table (test/schema-types.test.ts compares it with the database). */
 export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly string[] } = {
   'cpq.sync_runs': columns<SyncRunsTable>()(
-    'id', 'started_at', 'finished_at', 'effective_at', 'status', 'mode', 'pages', 'users_seen', 'users_inserted', 'users_updated', 'users_unchanged',
-    'users_deleted', 'users_restored', 'http_requests', 'http_retries', 'streams', 'warnings', 'error', 'commit_seq', 'committed_at',
+    'id',
+    'started_at',
+    'finished_at',
+    'effective_at',
+    'status',
+    'mode',
+    'pages',
+    'users_seen',
+    'users_inserted',
+    'users_updated',
+    'users_unchanged',
+    'users_deleted',
+    'users_restored',
+    'http_requests',
+    'http_retries',
+    'streams',
+    'warnings',
+    'error',
+    'commit_seq',
+    'committed_at',
   ),
   'cpq.sync_state': columns<SyncStateTable>()('stream', 'cursor', 'last_full_sync_at', 'last_run_id', 'updated_at'),
   'cpq.users': columns<UsersTable>()(...USER_VERSION, ...USER_VALUES),
@@ -312,23 +353,82 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
   'cpq.user_groups': columns<UserGroupsTable>()('user_id', 'group_variable_name', 'added_at'),
   'cpq.user_group_versions': columns<UserGroupVersionsTable>()('user_id', 'group_variable_name', 'added_at', ...ENDED),
   'cpq.user_access_permissions': columns<UserAccessPermissionsTable>()('user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from'),
-  'cpq.user_access_permission_versions': columns<UserAccessPermissionVersionsTable>()('user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from', ...ENDED),
+  'cpq.user_access_permission_versions': columns<UserAccessPermissionVersionsTable>()(
+    'user_id',
+    'type',
+    'variable_name',
+    'name',
+    'has_access',
+    'valid_from',
+    ...ENDED,
+  ),
   'cpq.user_change_log': columns<UserChangeLogTable>()('id', ...CHANGE, 'diff'),
   'cpq.user_changes': columns<Database['cpq.user_changes']>()('id', ...CHANGE, 'diff'),
   'cpq.recent_changes': columns<Database['cpq.recent_changes']>()('id', ...CHANGE, 'diff', 'days_ago'),
-  'cpq.user_changes_flat': columns<Database['cpq.user_changes_flat']>()('change_id', ...CHANGE, 'field', 'old_value', 'new_value', 'added', 'removed', 'changed'),
+  'cpq.user_changes_flat': columns<Database['cpq.user_changes_flat']>()(
+    'change_id',
+    ...CHANGE,
+    'field',
+    'old_value',
+    'new_value',
+    'added',
+    'removed',
+    'changed',
+  ),
   'cpq.user_history': columns<Database['cpq.user_history']>()(...USER_VERSION, ...USER_VALUES, 'valid_to'),
   'cpq.user_group_history': columns<Database['cpq.user_group_history']>()('user_id', 'group_variable_name', 'valid_from', 'valid_to'),
-  'cpq.user_access_permission_history': columns<Database['cpq.user_access_permission_history']>()('user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from', 'valid_to'),
+  'cpq.user_access_permission_history': columns<Database['cpq.user_access_permission_history']>()(
+    'user_id',
+    'type',
+    'variable_name',
+    'name',
+    'has_access',
+    'valid_from',
+    'valid_to',
+  ),
   'cpq.group_history': columns<Database['cpq.group_history']>()('variable_name', 'label', 'type', 'valid_from', 'valid_to'),
   'cpq.active_users_by_company': columns<Database['cpq.active_users_by_company']>()('company_login', 'type', 'type_display', 'users'),
-  'cpq.group_members': columns<Database['cpq.group_members']>()('group_variable_name', 'group_label', 'group_type', 'user_id', 'company_login', 'login', 'email', 'status_display'),
+  'cpq.group_members': columns<Database['cpq.group_members']>()(
+    'group_variable_name',
+    'group_label',
+    'group_type',
+    'user_id',
+    'company_login',
+    'login',
+    'email',
+    'status_display',
+  ),
   'cpq.users_per_group': columns<Database['cpq.users_per_group']>()('group_variable_name', 'group_label', 'group_type', 'users'),
   'cpq.administrators': columns<Database['cpq.administrators']>()(
-    'user_id', 'company_login', 'login', 'email', 'status_display', 'is_user_admin', 'is_access_admin', 'is_application_admin', 'administrator_groups',
+    'user_id',
+    'company_login',
+    'login',
+    'email',
+    'status_display',
+    'is_user_admin',
+    'is_access_admin',
+    'is_application_admin',
+    'administrator_groups',
   ),
   'cpq.integration_users': columns<Database['cpq.integration_users']>()(
-    'user_id', 'company_login', 'login', 'party_id', 'party_number', 'oauth_client_id', 'status_display', 'last_login', 'date_modified',
+    'user_id',
+    'company_login',
+    'login',
+    'party_id',
+    'party_number',
+    'oauth_client_id',
+    'status_display',
+    'last_login',
+    'date_modified',
   ),
-  'cpq.user_logins': columns<Database['cpq.user_logins']>()('user_id', 'company_login', 'login', 'email', 'status_display', 'last_login', 'never_logged_in', 'days_since_login'),
+  'cpq.user_logins': columns<Database['cpq.user_logins']>()(
+    'user_id',
+    'company_login',
+    'login',
+    'email',
+    'status_display',
+    'last_login',
+    'never_logged_in',
+    'days_since_login',
+  ),
 };

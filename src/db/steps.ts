@@ -48,7 +48,11 @@ export async function runSteps<P extends Record<string, unknown>>(
     // A step without parameters may hold several statements, which only the simple query
     // protocol runs.
     if (s.params.length === 0) await client.query(s.text);
-    else await client.query(s.text, s.params.map((key) => values[key]));
+    else
+      await client.query(
+        s.text,
+        s.params.map((key) => values[key]),
+      );
     log?.debug({ step: s.name, ms: Math.round(performance.now() - started) }, what);
   }
 }

@@ -31,11 +31,7 @@ const PLACEHOLDERS = /"\\u0000json-text:(\d+)"/g;
 /** JSON.stringify (with the same indentation argument) that writes each JsonText as the JSON it holds. */
 export function stringifyWithJsonText(value: unknown, space?: number): string {
   const texts: string[] = [];
-  const text = JSON.stringify(
-    value,
-    (_key, v: unknown) => (v instanceof JsonText ? `${PLACEHOLDER}${texts.push(v.text) - 1}` : v),
-    space,
-  );
+  const text = JSON.stringify(value, (_key, v: unknown) => (v instanceof JsonText ? `${PLACEHOLDER}${texts.push(v.text) - 1}` : v), space);
   return texts.length === 0 ? text : text.replace(PLACEHOLDERS, (_m, index: string) => texts[Number(index)]!);
 }
 

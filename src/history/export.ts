@@ -37,10 +37,12 @@ async function streamRows(client: pg.PoolClient, sql: string, params: unknown[],
     format === 'csv'
       ? (row: (string | null)[]) => columns.map((c, i) => csvCell(row[i]!, c)).join(',')
       : (row: (string | null)[]) =>
-          `{${columns.map((c, i) => {
-            const value = row[i]!;
-            return keys[i] + (value === null ? 'null' : c.json ? compactJsonText(value) : JSON.stringify(value));
-          }).join(',')}}`;
+          `{${columns
+            .map((c, i) => {
+              const value = row[i]!;
+              return keys[i] + (value === null ? 'null' : c.json ? compactJsonText(value) : JSON.stringify(value));
+            })
+            .join(',')}}`;
   if (format === 'csv') await write(out, `${columns.map((c) => c.name).join(',')}\n`);
   const cursor = client.query(new Cursor<(string | null)[]>(sql, params, { rowMode: 'array' }));
   let count = 0;
@@ -98,7 +100,8 @@ export function parseSince(value: string): ChangesFrom {
 
 /** `--after` as given: a watermark printed by an earlier export (0 for everything). */
 export function parseAfter(value: string): ChangesFrom {
-  if (!/^\d{1,18}$/.test(value.trim())) throw new SyncError('config', `--after must be a watermark (the digits an earlier export printed, 0 for everything), got "${value}"`);
+  if (!/^\d{1,18}$/.test(value.trim()))
+    throw new SyncError('config', `--after must be a watermark (the digits an earlier export printed, 0 for everything), got "${value}"`);
   return { after: value.trim() };
 }
 
@@ -129,15 +132,15 @@ export interface ChangesExport {
  */
 export async function exportChanges(pool: pg.Pool, from: ChangesFrom, format: ExportFormat, out: Writable): Promise<ChangesExport> {
   return inOneSnapshot(pool, async (client) => {
-    const lastWatermark = async () =>
-      (await client.query<{ w: string }>(`SELECT coalesce(max(commit_seq), 0)::text AS w FROM cpq.sync_runs`)).rows[0]!.w;
+    const lastWatermark = async () => (await client.query<{ w: string }>(`SELECT coalesce(max(commit_seq), 0)::text AS w FROM cpq.sync_runs`)).rows[0]!.w;
     if ('after' in from) {
       const newest = await lastWatermark();
       if (BigInt(from.after) > BigInt(newest)) {
         throw new SyncError('config', `--after ${from.after} is past the newest watermark of this database (${newest}): is this the database that printed it?`);
       }
     }
-    const [where, param] = 'after' in from ? ['r.commit_seq > $1', from.after] : 'runId' in from ? ['r.id > $1', from.runId] : ['r.committed_at >= $1', from.time];
+    const [where, param] =
+      'after' in from ? ['r.commit_seq > $1', from.after] : 'runId' in from ? ['r.id > $1', from.runId] : ['r.committed_at >= $1', from.time];
     const changes = await streamRows(
       client,
       // Sorted first, diffs after: an insert's diff is computed from history (cpq.user_changes), and

@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { displayValue, integerValue, isJsonObject, isLosslessNumber, markedNumberLiteral, numberLiteralOf, stringifyExactJson, unstorableNumber } from '../exact-json.js';
+import {
+  displayValue,
+  integerValue,
+  isJsonObject,
+  isLosslessNumber,
+  markedNumberLiteral,
+  numberLiteralOf,
+  stringifyExactJson,
+  unstorableNumber,
+} from '../exact-json.js';
 import { canonicalFieldName, canonicalize, spellingWins } from '../cpq/user-fields.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, type UserField } from './user-fields.js';
 
@@ -71,7 +80,7 @@ const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function isCalendarDay(year: number, month: number, day: number): boolean {
   if (month < 1 || month > 12 || day < 1) return false;
-  const leap = month === 2 && (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0));
+  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= DAYS_IN_MONTH[month - 1]! + (leap ? 1 : 0);
 }
 
@@ -272,7 +281,9 @@ function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'
   for (const v of row.values) text += v === null ? '\u0002' : `${v}\u0001`;
   text += row.groups === undefined ? '\u0003' : JSON.stringify(row.groups);
   text += row.accessPermissions === undefined ? '\u0003' : JSON.stringify(row.accessPermissions);
-  return createHash('sha1').update(text + unknown).digest('base64');
+  return createHash('sha1')
+    .update(text + unknown)
+    .digest('base64');
 }
 
 /**
@@ -340,7 +351,10 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
 /** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
 function shown(text: string): string {
   const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
-  return cut.replace(/[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return cut.replace(
+    /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
@@ -373,4 +387,3 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   };
   return { ...row, raw, contentHash: contentDigest(row, unknownFieldsJson(record)), dateModified };
 }
-

@@ -70,14 +70,59 @@ const PERMISSION_ENTITIES: ReadonlyArray<Omit<AccessPermission, 'hasAccess'>> = 
 ];
 
 const FIRST_NAMES = [
-  'John', 'Simon', 'Mary', 'Aisha', 'Wei', 'Carlos', 'Priya', 'Olga', 'Liam', 'Emma',
-  'Noah', 'Sofia', 'Kenji', 'Fatima', 'Lucas', 'Chloe', 'José', 'Zoë', 'Renée', 'Ángel',
+  'John',
+  'Simon',
+  'Mary',
+  'Aisha',
+  'Wei',
+  'Carlos',
+  'Priya',
+  'Olga',
+  'Liam',
+  'Emma',
+  'Noah',
+  'Sofia',
+  'Kenji',
+  'Fatima',
+  'Lucas',
+  'Chloe',
+  'José',
+  'Zoë',
+  'Renée',
+  'Ángel',
 ];
 const LAST_NAMES = [
-  'Jones', 'Watts', 'Smith', 'Nguyen', 'Garcia', 'Müller', 'Okafor', 'Kowalski', 'Tanaka', 'Brown',
-  "O'Brien", 'Dubois', 'Rossi', 'Silva', 'Kim', 'Patel', 'Ivanova', 'Larsen', 'Cohen', 'Martin',
+  'Jones',
+  'Watts',
+  'Smith',
+  'Nguyen',
+  'Garcia',
+  'Müller',
+  'Okafor',
+  'Kowalski',
+  'Tanaka',
+  'Brown',
+  "O'Brien",
+  'Dubois',
+  'Rossi',
+  'Silva',
+  'Kim',
+  'Patel',
+  'Ivanova',
+  'Larsen',
+  'Cohen',
+  'Martin',
 ];
-const JOB_TITLES = ['Sales Representative', 'Sales Manager Administrator', 'Pricing Analyst', 'Account Executive', 'Deal Desk', 'Partner Manager', 'Quote Approver', ''];
+const JOB_TITLES = [
+  'Sales Representative',
+  'Sales Manager Administrator',
+  'Pricing Analyst',
+  'Account Executive',
+  'Deal Desk',
+  'Partner Manager',
+  'Quote Approver',
+  '',
+];
 const STREETS = ['Main Street', 'Oak Avenue', 'Market Street', 'Lake Shore Drive', 'High Street', 'Rue de Rivoli'];
 const LOCATIONS: ReadonlyArray<{ city: string; state: string; country: string; zip: string }> = [
   { city: 'Chicago', state: 'Illinois', country: 'United States', zip: '60601' },
@@ -105,12 +150,7 @@ const LANGUAGES = [
   valueDisplay('ja_JP', 'Japanese'),
   valueDisplay('es_ES', 'Spanish'),
 ];
-const CURRENCIES = [
-  valueDisplay('USD', 'US Dollar'),
-  valueDisplay('EUR', 'Euro'),
-  valueDisplay('GBP', 'British Pound'),
-  valueDisplay('JPY', 'Japanese Yen'),
-];
+const CURRENCIES = [valueDisplay('USD', 'US Dollar'), valueDisplay('EUR', 'Euro'), valueDisplay('GBP', 'British Pound'), valueDisplay('JPY', 'Japanese Yen')];
 const NUMBER_FORMATS = [valueDisplay(0, '####.##'), valueDisplay(1, '####,##')];
 const TIME_ZONES = [
   valueDisplay('America/Chicago', '(GMT-6:00 GMT-5:00) Chicago'),
@@ -120,11 +160,7 @@ const TIME_ZONES = [
   valueDisplay('Asia/Tokyo', '(GMT+9:00) Tokyo'),
 ];
 const UNITS = [valueDisplay(0, 'System Default'), valueDisplay(1, 'English'), valueDisplay(2, 'Metric')];
-const DATE_FORMATS = [
-  valueDisplay(0, 'MM/dd/yyyy h:mm a'),
-  valueDisplay(16, 'dd/MM/yyyy h:mm a'),
-  valueDisplay(2, 'yyyy-MM-dd HH:mm'),
-];
+const DATE_FORMATS = [valueDisplay(0, 'MM/dd/yyyy h:mm a'), valueDisplay(16, 'dd/MM/yyyy h:mm a'), valueDisplay(2, 'yyyy-MM-dd HH:mm')];
 const STATUS_ACTIVE = valueDisplay(1, 'Active');
 const STATUS_INACTIVE = valueDisplay(0, 'Inactive');
 const SSO_NOT_ENABLED = valueDisplay('NOT_ENABLED', 'Not Enabled');

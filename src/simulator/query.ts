@@ -375,7 +375,7 @@ function sortValue(root: unknown, path: readonly string[]): SortValue {
   const value = isPlainObject(first) && 'value' in first ? first.value : first;
   if (value === null || value === undefined) return undefined;
   if (isNumeric(value)) return numericKey(value);
-  return value as SortValue;
+  return value;
 }
 
 function typeRank(value: SortValue): number {

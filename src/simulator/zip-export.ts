@@ -18,15 +18,7 @@ export type ZipEntryFormat = 'json' | 'json-array' | 'jsonl' | 'csv';
 
 /** Broken exports, for tests; each damages the first user entry (or the whole archive). */
 export type ZipExportFault =
-  | 'truncated'
-  | 'bad-crc'
-  | 'corrupt-data'
-  | 'understated-size'
-  | 'bomb'
-  | 'encrypted'
-  | 'unsupported-method'
-  | 'too-many-entries'
-  | 'not-a-zip';
+  'truncated' | 'bad-crc' | 'corrupt-data' | 'understated-size' | 'bomb' | 'encrypted' | 'unsupported-method' | 'too-many-entries' | 'not-a-zip';
 
 export interface ZipExportOptions {
   /** User entries; the users are dealt to them as consecutive slices in login order. Default one `users.json` (collection body). */
@@ -82,8 +74,7 @@ function* jsonLinesContent(users: readonly StoredUser[], wire: (user: StoredUser
 
 // ------------------------------------------------------------------ CSV
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
 
 /** Header spellings the CSV uses when drift is on, to exercise case-insensitive names and aliases. */
 const CSV_HEADER_DRIFT: Record<string, string> = {
@@ -101,7 +92,13 @@ interface CsvColumn {
 
 function csvCell(value: unknown): string {
   if (value === undefined || value === null) return '';
-  const text = isLosslessNumber(value) ? value.value : value instanceof RawJson ? value.text : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const text = isLosslessNumber(value)
+    ? value.value
+    : value instanceof RawJson
+      ? value.text
+      : typeof value === 'object'
+        ? JSON.stringify(value)
+        : String(value);
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
@@ -117,7 +114,7 @@ function csvColumns(users: readonly StoredUser[], keep: (key: string) => boolean
       if (key === 'groups') {
         add(key, (r) => ((r.groups as { items?: { variableName: string }[] } | undefined)?.items ?? []).map((g) => g.variableName).join(';'));
       } else if (isPlainObject(value)) {
-        for (const sub of Object.keys(value)) add(`${key}.${sub}`, (r) => (isPlainObject(r[key]) ? (r[key] as Record<string, unknown>)[sub] : undefined));
+        for (const sub of Object.keys(value)) add(`${key}.${sub}`, (r) => (isPlainObject(r[key]) ? r[key][sub] : undefined));
       } else {
         add(key, (r) => r[key]);
       }
@@ -196,9 +193,11 @@ export function zipExportResponse(options: ZipExportOptions, source: ZipExportSo
       else pieces = jsonContent(slice, wire, spec.format === 'json');
       const parts = [pieces];
       if (first && options.fault === 'bomb') parts.push(bombPadding());
-      return batched((function* () {
-        for (const part of parts) yield* part;
-      })());
+      return batched(
+        (function* () {
+          for (const part of parts) yield* part;
+        })(),
+      );
     };
     const damage = first ? damageFor(options.fault) : undefined;
     entries.push({

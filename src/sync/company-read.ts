@@ -58,7 +58,11 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
         const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
         const position = page.positions?.[i];
         return integration
-          ? normalizeUser({ ...(item as Record<string, unknown>), ...integration }, { companyLogin: company, isIntegrationUser: true, origin: page.url, position }, i)
+          ? normalizeUser(
+              { ...(item as Record<string, unknown>), ...integration },
+              { companyLogin: company, isIntegrationUser: true, origin: page.url, position },
+              i,
+            )
           : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i);
       });
       // A company the database holds no user of has no stored integration user; after a

@@ -6,7 +6,19 @@ import type { Stager } from './stager.js';
 
 const VALUE_COLUMNS = USER_VALUE_COLUMN_TYPES.map((c) => c.column);
 const PARTY_NUMBER = VALUE_COLUMNS.indexOf('party_number');
-const USER_COLUMNS = ['id', 'company_login', 'login', 'company_name', 'is_integration_user', ...VALUE_COLUMNS, 'raw', 'content_hash', 'first_seen_run_id', 'last_changed_run_id', 'valid_from'];
+const USER_COLUMNS = [
+  'id',
+  'company_login',
+  'login',
+  'company_name',
+  'is_integration_user',
+  ...VALUE_COLUMNS,
+  'raw',
+  'content_hash',
+  'first_seen_run_id',
+  'last_changed_run_id',
+  'valid_from',
+];
 /** User ids reserved per round trip. */
 const ID_BLOCK = 10_000;
 
@@ -39,7 +51,6 @@ export class DirectLoad {
     for (const company of firstLoads) this.lastLogin.set(company, '');
   }
 
-
   /** How many users it wrote (all of them new). */
   get written(): number {
     return this.rowsWritten;
@@ -71,14 +82,28 @@ export class DirectLoad {
     const changes: string[] = [];
     rows.forEach((row, i) => {
       const id = ids[i]!;
-      users.push(copyLine([id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser, ...row.values, row.raw, row.contentHash, this.runId, this.runId, at]));
+      users.push(
+        copyLine([
+          id,
+          row.companyLogin,
+          row.login,
+          row.companyName,
+          row.isIntegrationUser,
+          ...row.values,
+          row.raw,
+          row.contentHash,
+          this.runId,
+          this.runId,
+          at,
+        ]),
+      );
       for (const g of row.groups ?? []) {
         memberships.push(copyLine([id, g.variableName, at]));
         this.groups.set(g.variableName, { label: g.label, type: g.type });
       }
       for (const p of row.accessPermissions ?? []) permissions.push(copyLine([id, p.type, p.variableName, p.name, p.hasAccess, at]));
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.
-      changes.push(copyLine([this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER] as string | null, row.dateModified, at, null]));
+      changes.push(copyLine([this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]));
     });
     this.rowsWritten += rows.length;
     await this.stager.enqueueCopies([

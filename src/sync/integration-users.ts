@@ -100,7 +100,9 @@ export async function readIntegrationUsers(
     found.complete = progress.report.mode === 'full' && !progress.short;
   } catch (err) {
     if (err instanceof SyncError && err.status === 404 && cpq.integrationUsers === 'auto') {
-      onAbsent(`integration users: ${err.message.replace(/ with .*$/, '')}; this site has no integration-user endpoint (set CPQ_INTEGRATION_USERS=off to skip it)`);
+      onAbsent(
+        `integration users: ${err.message.replace(/ with .*$/, '')}; this site has no integration-user endpoint (set CPQ_INTEGRATION_USERS=off to skip it)`,
+      );
       return new IntegrationUsers();
     }
     throw err;

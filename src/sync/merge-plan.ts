@@ -25,7 +25,10 @@ const RUN_PARAMS = ['runId', 'effectiveAt'] as const;
  * the group steps.
  */
 const stageGroups = (name: string, users: string, where: string) =>
-  step(name, [], () => `
+  step(
+    name,
+    [],
+    () => `
   INSERT INTO stage_groups (variable_name, label, type)
   SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type
   FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
@@ -33,11 +36,15 @@ const stageGroups = (name: string, users: string, where: string) =>
   ORDER BY g.variable_name, g.seq DESC
   ON CONFLICT (variable_name) DO UPDATE
     -- A CSV export names groups without label or type: keep what a fuller read said.
-    SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`);
+    SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`,
+  );
 
 /** Inserts the users of `users` that pass `where` into cpq.users and notes their new ids there. */
 const insertUsers = (name: string, users: string, where: string) =>
-  step(name, RUN_PARAMS, (p) => `
+  step(
+    name,
+    RUN_PARAMS,
+    (p) => `
   WITH inserted AS (
     INSERT INTO cpq.users (company_login, login, ${dataColumns('')}, first_seen_run_id, last_changed_run_id, valid_from)
     SELECT s.company_login, s.login, ${dataColumns('s.')}, ${p.runId}, ${p.runId}, ${p.effectiveAt}
@@ -45,7 +52,8 @@ const insertUsers = (name: string, users: string, where: string) =>
     RETURNING id, company_login, login
   )
   UPDATE ${users} r SET user_id = i.id
-  FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`);
+  FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`,
+  );
 
 /*
  * The group steps, once per run after the users are merged (groups are a few hundred, users up to
@@ -55,24 +63,40 @@ const insertUsers = (name: string, users: string, where: string) =>
  * changed group gets one cpq.group_changes row.
  */
 const GROUP_STEPS: Step<(typeof RUN_PARAMS)[number]>[] = [
-  step('find changed groups', [], () => `CREATE TEMP TABLE run_group_changes ON COMMIT DROP AS
+  step(
+    'find changed groups',
+    [],
+    () => `CREATE TEMP TABLE run_group_changes ON COMMIT DROP AS
    SELECT n.variable_name, g.variable_name IS NULL AS is_new, g.label AS old_label, g.type AS old_type,
           coalesce(n.label, g.label) AS label, coalesce(n.type, g.type) AS type
    FROM stage_groups n LEFT JOIN cpq.groups g ON g.variable_name = n.variable_name
-   WHERE g.variable_name IS NULL OR (g.label, g.type) IS DISTINCT FROM (coalesce(n.label, g.label), coalesce(n.type, g.type))`),
-  step('end changed group versions', RUN_PARAMS, (p) => `INSERT INTO cpq.group_versions (variable_name, label, type, first_seen_at, last_synced_at, valid_from, valid_to, ended_by_run_id)
+   WHERE g.variable_name IS NULL OR (g.label, g.type) IS DISTINCT FROM (coalesce(n.label, g.label), coalesce(n.type, g.type))`,
+  ),
+  step(
+    'end changed group versions',
+    RUN_PARAMS,
+    (p) => `INSERT INTO cpq.group_versions (variable_name, label, type, first_seen_at, last_synced_at, valid_from, valid_to, ended_by_run_id)
    SELECT g.variable_name, g.label, g.type, g.first_seen_at, g.last_synced_at, g.valid_from, ${p.effectiveAt}, ${p.runId}
-   FROM cpq.groups g JOIN run_group_changes c ON c.variable_name = g.variable_name`),
-  step('upsert groups', RUN_PARAMS, (p) => `INSERT INTO cpq.groups AS g (variable_name, label, type, valid_from)
+   FROM cpq.groups g JOIN run_group_changes c ON c.variable_name = g.variable_name`,
+  ),
+  step(
+    'upsert groups',
+    RUN_PARAMS,
+    (p) => `INSERT INTO cpq.groups AS g (variable_name, label, type, valid_from)
    SELECT variable_name, label, type, ${p.effectiveAt} FROM stage_groups
    ON CONFLICT (variable_name) DO UPDATE
      SET label = coalesce(excluded.label, g.label), type = coalesce(excluded.type, g.type), last_synced_at = now(),
-         valid_from = CASE WHEN g.variable_name IN (SELECT variable_name FROM run_group_changes) THEN excluded.valid_from ELSE g.valid_from END`),
-  step('log group changes', RUN_PARAMS, (p) => `INSERT INTO cpq.group_changes (run_id, change, group_variable_name, detected_at, diff)
+         valid_from = CASE WHEN g.variable_name IN (SELECT variable_name FROM run_group_changes) THEN excluded.valid_from ELSE g.valid_from END`,
+  ),
+  step(
+    'log group changes',
+    RUN_PARAMS,
+    (p) => `INSERT INTO cpq.group_changes (run_id, change, group_variable_name, detected_at, diff)
    SELECT ${p.runId}, CASE WHEN is_new THEN 'insert' ELSE 'update' END, variable_name, ${p.effectiveAt},
           CASE WHEN label IS DISTINCT FROM old_label THEN jsonb_build_object('label', jsonb_build_object('old', old_label, 'new', label)) ELSE '{}' END
           || CASE WHEN type IS DISTINCT FROM old_type THEN jsonb_build_object('type', jsonb_build_object('old', old_type, 'new', type)) ELSE '{}' END
-   FROM run_group_changes ORDER BY variable_name`),
+   FROM run_group_changes ORDER BY variable_name`,
+  ),
 ];
 
 /**
@@ -84,23 +108,39 @@ const GROUP_STEPS: Step<(typeof RUN_PARAMS)[number]>[] = [
 export const BATCH_STEPS: Step<BatchParam>[] = [
   // Each batch of the run makes its own; the one before is done with.
   step('drop the previous batch', [], () => 'DROP TABLE IF EXISTS batch_users'),
-  step('find new users', BATCH_PARAMS, (p) => `CREATE TEMP TABLE batch_users ON COMMIT DROP AS
+  step(
+    'find new users',
+    BATCH_PARAMS,
+    (p) => `CREATE TEMP TABLE batch_users ON COMMIT DROP AS
    SELECT DISTINCT ON (s.company_login, s.login) s.seq, s.company_login, s.login, NULL::bigint AS user_id
    FROM stage_users s
    WHERE s.seq > ${p.afterSeq} AND s.seq <= ${p.toSeq}
      AND NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = s.company_login AND u.login = s.login)
-   ORDER BY s.company_login, s.login, s.seq DESC`),
+   ORDER BY s.company_login, s.login, s.seq DESC`,
+  ),
   stageGroups('note the batch groups', 'batch_users', 'true'),
   insertUsers('insert the batch users', 'batch_users', 'true'),
-  step('insert the batch memberships', RUN_PARAMS, (p) => `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
+  step(
+    'insert the batch memberships',
+    RUN_PARAMS,
+    (p) => `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
    SELECT r.user_id, g.variable_name, ${p.effectiveAt} FROM batch_users r JOIN stage_user_groups g ON g.seq = r.seq
-   ON CONFLICT DO NOTHING`),
-  step('insert the batch permissions', RUN_PARAMS, (p) => `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
-   SELECT r.user_id, p.type, p.variable_name, p.name, p.has_access, ${p.effectiveAt} FROM batch_users r JOIN stage_user_permissions p ON p.seq = r.seq`),
+   ON CONFLICT DO NOTHING`,
+  ),
+  step(
+    'insert the batch permissions',
+    RUN_PARAMS,
+    (p) => `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
+   SELECT r.user_id, p.type, p.variable_name, p.name, p.has_access, ${p.effectiveAt} FROM batch_users r JOIN stage_user_permissions p ON p.seq = r.seq`,
+  ),
   // An insert's diff is its first version: the cpq.user_changes view reads it from history.
-  step('log the batch inserts', RUN_PARAMS, (p) => `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
+  step(
+    'log the batch inserts',
+    RUN_PARAMS,
+    (p) => `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT ${p.runId}, 'insert', r.user_id, r.company_login, r.login, s.party_number, s.date_modified, ${p.effectiveAt}, NULL
-   FROM batch_users r JOIN stage_users s ON s.seq = r.seq`),
+   FROM batch_users r JOIN stage_users s ON s.seq = r.seq`,
+  ),
 ];
 
 /*
@@ -111,7 +151,10 @@ export const BATCH_STEPS: Step<BatchParam>[] = [
  */
 
 /** The last copy of each user read (by seq into stage_users), and what it means for the row we hold. */
-const findRunUsers = step('find what each user read means', RUN_PARAMS, (p) => `CREATE TEMP TABLE run_users ON COMMIT DROP AS
+const findRunUsers = step(
+  'find what each user read means',
+  RUN_PARAMS,
+  (p) => `CREATE TEMP TABLE run_users ON COMMIT DROP AS
    SELECT DISTINCT ON (s.company_login, s.login)
      s.seq, s.company_login, s.login, s.has_groups, s.has_permissions,
      u.id AS user_id,
@@ -127,11 +170,16 @@ const findRunUsers = step('find what each user read means', RUN_PARAMS, (p) => `
      END AS action
    FROM stage_users s
    LEFT JOIN cpq.users u ON u.company_login = s.company_login AND u.login = s.login
-   ORDER BY s.company_login, s.login, s.seq DESC`);
+   ORDER BY s.company_login, s.login, s.seq DESC`,
+);
 
 /** The steps below join run_users by seq and user id; without statistics the planner guesses its size. */
-const indexRunUsers = step('index run_users', [], () => `CREATE INDEX ON run_users (seq); CREATE INDEX ON run_users (user_id); ANALYZE run_users;
-   ANALYZE stage_users (seq, company_login, login)`);
+const indexRunUsers = step(
+  'index run_users',
+  [],
+  () => `CREATE INDEX ON run_users (seq); CREATE INDEX ON run_users (user_id); ANALYZE run_users;
+   ANALYZE stage_users (seq, company_login, login)`,
+);
 
 /**
  * A user whose record says what the stored one says, in other words, has not changed: every
@@ -140,7 +188,10 @@ const indexRunUsers = step('index run_users', [], () => `CREATE INDEX ON run_use
  * record read from a CSV export after a JSON read, or the reverse; another spelling of a field
  * name). Its row takes the record as read (raw, digest) in a new version, and no change row.
  */
-const findRestatedUsers = step('find restated users', [], () => `UPDATE run_users r SET action = 'restated'
+const findRestatedUsers = step(
+  'find restated users',
+  [],
+  () => `UPDATE run_users r SET action = 'restated'
    FROM stage_users s, cpq.users u
    WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id
      AND (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS NOT DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')})
@@ -155,26 +206,39 @@ const findRestatedUsers = step('find restated users', [], () => `UPDATE run_user
                                    AND up.variable_name = p.variable_name AND (up.name, up.has_access) IS NOT DISTINCT FROM (p.name, p.has_access)))
        AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id
                        AND NOT EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq AND p.type = up.type AND p.variable_name = up.variable_name))))
-     AND ${unmappedFields('u.raw')} = ${unmappedFields('s.raw')}`);
+     AND ${unmappedFields('u.raw')} = ${unmappedFields('s.raw')}`,
+);
 
 /** Users of fully read companies (those the deletion guard allowed) that CPQ no longer returns. */
-const findDeletedUsers = step('find deleted users', MERGE_PARAMS, (p) => `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
+const findDeletedUsers = step(
+  'find deleted users',
+  MERGE_PARAMS,
+  (p) => `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
    SELECT u.id AS user_id
    FROM cpq.users u
    WHERE u.company_login = ANY(${p.deleteIn}::text[]) AND u.deleted_at IS NULL AND ${knownBeforeRun('u', p.runId)}
-     AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`);
+     AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`,
+);
 
 /** The current versions this run replaces: kept for the diff, and ended into cpq.user_versions. */
-const keepReplacedUsers = step('keep the replaced versions', [], () => `CREATE TEMP TABLE run_old ON COMMIT DROP AS
+const keepReplacedUsers = step(
+  'keep the replaced versions',
+  [],
+  () => `CREATE TEMP TABLE run_old ON COMMIT DROP AS
    SELECT u.* FROM cpq.users u JOIN run_users r ON r.user_id = u.id
-   WHERE r.action IN ('update', 'restore', 'restated')`);
+   WHERE r.action IN ('update', 'restore', 'restated')`,
+);
 
 /** `userColumns`: every column of cpq.users (user-columns.ts), so a version keeps all a later migration adds. */
 const endUserVersions = (userColumns: readonly string[]) =>
-  step('end the replaced user versions', RUN_PARAMS, (p) => `INSERT INTO cpq.user_versions (${userColumns.join(', ')}, valid_to, ended_by_run_id)
+  step(
+    'end the replaced user versions',
+    RUN_PARAMS,
+    (p) => `INSERT INTO cpq.user_versions (${userColumns.join(', ')}, valid_to, ended_by_run_id)
    SELECT ${userColumns.map((c) => `u.${c}`).join(', ')}, ${p.effectiveAt}, ${p.runId}
    FROM cpq.users u
-   WHERE u.id IN (SELECT id FROM run_old UNION ALL SELECT user_id FROM run_deleted)`);
+   WHERE u.id IN (SELECT id FROM run_old UNION ALL SELECT user_id FROM run_deleted)`,
+  );
 
 /**
  * Batched users' groups were noted by their batch (label and type come from the copy staged last
@@ -182,30 +246,54 @@ const endUserVersions = (userColumns: readonly string[]) =>
  */
 const stageRunGroups = stageGroups('note the run groups', 'run_users', "r.action <> 'batched'");
 const insertRunUsers = insertUsers('insert new users', 'run_users', "r.action = 'insert'");
-const updateUsers = step('update changed users', RUN_PARAMS, (p) => `UPDATE cpq.users u
+const updateUsers = step(
+  'update changed users',
+  RUN_PARAMS,
+  (p) => `UPDATE cpq.users u
    SET (${dataColumns('')}) = (${dataColumns('s.')}),
        last_synced_at = now(), last_changed_at = now(), last_changed_run_id = ${p.runId}, deleted_at = NULL, valid_from = ${p.effectiveAt}
    FROM run_users r JOIN stage_users s ON s.seq = r.seq
-   WHERE r.action IN ('update', 'restore', 'reinsert') AND u.id = r.user_id`);
-const touchUnchangedUsers = step('touch unchanged users', [], () =>
-  `UPDATE cpq.users u SET last_synced_at = now() FROM run_users r WHERE r.action = 'unchanged' AND u.id = r.user_id`);
-const restateUsers = step('restate users', RUN_PARAMS, (p) => `UPDATE cpq.users u SET raw = s.raw, content_hash = s.content_hash, last_synced_at = now(), valid_from = ${p.effectiveAt}
+   WHERE r.action IN ('update', 'restore', 'reinsert') AND u.id = r.user_id`,
+);
+const touchUnchangedUsers = step(
+  'touch unchanged users',
+  [],
+  () => `UPDATE cpq.users u SET last_synced_at = now() FROM run_users r WHERE r.action = 'unchanged' AND u.id = r.user_id`,
+);
+const restateUsers = step(
+  'restate users',
+  RUN_PARAMS,
+  (p) => `UPDATE cpq.users u SET raw = s.raw, content_hash = s.content_hash, last_synced_at = now(), valid_from = ${p.effectiveAt}
    FROM run_users r JOIN stage_users s ON s.seq = r.seq
-   WHERE r.action = 'restated' AND u.id = r.user_id`);
-const markUsersDeleted = step('mark users deleted', RUN_PARAMS, (p) => `UPDATE cpq.users u SET deleted_at = ${p.effectiveAt}, last_changed_at = now(), last_changed_run_id = ${p.runId}, valid_from = ${p.effectiveAt}
-   FROM run_deleted d WHERE u.id = d.user_id`);
+   WHERE r.action = 'restated' AND u.id = r.user_id`,
+);
+const markUsersDeleted = step(
+  'mark users deleted',
+  RUN_PARAMS,
+  (p) => `UPDATE cpq.users u SET deleted_at = ${p.effectiveAt}, last_changed_at = now(), last_changed_run_id = ${p.runId}, valid_from = ${p.effectiveAt}
+   FROM run_deleted d WHERE u.id = d.user_id`,
+);
 
 /*
  * A reinserted user's memberships and permissions all started in this run: the later copy
  * replaces them outright (where it carries them), and they are added again below.
  */
-const clearReinsertedGroups = step('clear reinserted memberships', [], () =>
-  `DELETE FROM cpq.user_groups ug USING run_users r WHERE r.action = 'reinsert' AND r.has_groups AND ug.user_id = r.user_id`);
-const clearReinsertedPermissions = step('clear reinserted permissions', [], () =>
-  `DELETE FROM cpq.user_access_permissions p USING run_users r WHERE r.action = 'reinsert' AND r.has_permissions AND p.user_id = r.user_id`);
+const clearReinsertedGroups = step(
+  'clear reinserted memberships',
+  [],
+  () => `DELETE FROM cpq.user_groups ug USING run_users r WHERE r.action = 'reinsert' AND r.has_groups AND ug.user_id = r.user_id`,
+);
+const clearReinsertedPermissions = step(
+  'clear reinserted permissions',
+  [],
+  () => `DELETE FROM cpq.user_access_permissions p USING run_users r WHERE r.action = 'reinsert' AND r.has_permissions AND p.user_id = r.user_id`,
+);
 
 /** Membership diff: staged groups against current ones, for users whose record changed. */
-const diffMemberships = step('diff memberships', [], () => `CREATE TEMP TABLE run_group_diff ON COMMIT DROP AS
+const diffMemberships = step(
+  'diff memberships',
+  [],
+  () => `CREATE TEMP TABLE run_group_diff ON COMMIT DROP AS
    SELECT r.user_id, g.variable_name, 'added' AS op
    FROM run_users r JOIN stage_user_groups g ON g.seq = r.seq
    WHERE r.action NOT IN ('unchanged', 'batched') AND r.has_groups
@@ -217,10 +305,14 @@ const diffMemberships = step('diff memberships', [], () => `CREATE TEMP TABLE ru
      AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq AND g.variable_name = ug.group_variable_name)
    UNION ALL
    SELECT ug.user_id, ug.group_variable_name, 'removed'
-   FROM run_deleted d JOIN cpq.user_groups ug ON ug.user_id = d.user_id`);
+   FROM run_deleted d JOIN cpq.user_groups ug ON ug.user_id = d.user_id`,
+);
 
 /** Permission diff: added, removed, or changed name/hasAccess. */
-const diffPermissions = step('diff permissions', [], () => `CREATE TEMP TABLE run_permission_diff ON COMMIT DROP AS
+const diffPermissions = step(
+  'diff permissions',
+  [],
+  () => `CREATE TEMP TABLE run_permission_diff ON COMMIT DROP AS
    SELECT r.user_id, s.type, s.variable_name, NULL::text AS old_name, NULL::boolean AS old_has_access,
           s.name AS new_name, s.has_access AS new_has_access, 'added' AS op
    FROM run_users r JOIN stage_user_permissions s ON s.seq = r.seq
@@ -242,40 +334,72 @@ const diffPermissions = step('diff permissions', [], () => `CREATE TEMP TABLE ru
                      WHERE s.seq = r.seq AND s.type = p.type AND s.variable_name = p.variable_name)
    UNION ALL
    SELECT p.user_id, p.type, p.variable_name, p.name, p.has_access, NULL, NULL, 'removed'
-   FROM run_deleted d JOIN cpq.user_access_permissions p ON p.user_id = d.user_id`);
+   FROM run_deleted d JOIN cpq.user_access_permissions p ON p.user_id = d.user_id`,
+);
 
 /** Memberships: ended ones move to their versions table, new ones start now. */
-const endMemberships = step('end removed memberships', RUN_PARAMS, (p) => `WITH removed AS (
+const endMemberships = step(
+  'end removed memberships',
+  RUN_PARAMS,
+  (p) => `WITH removed AS (
      DELETE FROM cpq.user_groups ug USING run_group_diff d
      WHERE d.op = 'removed' AND ug.user_id = d.user_id AND ug.group_variable_name = d.variable_name
      RETURNING ug.user_id, ug.group_variable_name, ug.added_at
    )
    INSERT INTO cpq.user_group_versions (user_id, group_variable_name, added_at, valid_to, ended_by_run_id)
-   SELECT user_id, group_variable_name, added_at, ${p.effectiveAt}, ${p.runId} FROM removed`);
-const addMemberships = step('add memberships', RUN_PARAMS, (p) => `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
+   SELECT user_id, group_variable_name, added_at, ${p.effectiveAt}, ${p.runId} FROM removed`,
+);
+const addMemberships = step(
+  'add memberships',
+  RUN_PARAMS,
+  (p) => `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
    SELECT user_id, variable_name, ${p.effectiveAt} FROM run_group_diff WHERE op = 'added'
-   ON CONFLICT DO NOTHING`);
+   ON CONFLICT DO NOTHING`,
+);
 
 /** Access permissions: removed and changed ones end their version; changed and added ones start one. */
-const endPermissionVersions = step('end replaced permission versions', RUN_PARAMS, (p) => `INSERT INTO cpq.user_access_permission_versions (user_id, type, variable_name, name, has_access, valid_from, valid_to, ended_by_run_id)
+const endPermissionVersions = step(
+  'end replaced permission versions',
+  RUN_PARAMS,
+  (p) => `INSERT INTO cpq.user_access_permission_versions (user_id, type, variable_name, name, has_access, valid_from, valid_to, ended_by_run_id)
    SELECT p.user_id, p.type, p.variable_name, p.name, p.has_access, p.valid_from, ${p.effectiveAt}, ${p.runId}
    FROM cpq.user_access_permissions p JOIN run_permission_diff d
-     ON d.op IN ('removed', 'changed') AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`);
-const removePermissions = step('remove permissions', [], () => `DELETE FROM cpq.user_access_permissions p USING run_permission_diff d
-   WHERE d.op = 'removed' AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`);
-const changePermissions = step('change permissions', RUN_PARAMS, (p) => `UPDATE cpq.user_access_permissions p SET name = d.new_name, has_access = d.new_has_access, valid_from = ${p.effectiveAt}
+     ON d.op IN ('removed', 'changed') AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`,
+);
+const removePermissions = step(
+  'remove permissions',
+  [],
+  () => `DELETE FROM cpq.user_access_permissions p USING run_permission_diff d
+   WHERE d.op = 'removed' AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`,
+);
+const changePermissions = step(
+  'change permissions',
+  RUN_PARAMS,
+  (p) => `UPDATE cpq.user_access_permissions p SET name = d.new_name, has_access = d.new_has_access, valid_from = ${p.effectiveAt}
    FROM run_permission_diff d
-   WHERE d.op = 'changed' AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`);
-const addPermissions = step('add permissions', RUN_PARAMS, (p) => `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
-   SELECT user_id, type, variable_name, new_name, new_has_access, ${p.effectiveAt} FROM run_permission_diff WHERE op = 'added'`);
+   WHERE d.op = 'changed' AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`,
+);
+const addPermissions = step(
+  'add permissions',
+  RUN_PARAMS,
+  (p) => `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
+   SELECT user_id, type, variable_name, new_name, new_has_access, ${p.effectiveAt} FROM run_permission_diff WHERE op = 'added'`,
+);
 
 /** The users that get a change row: batched, reinserted and restated ones have theirs already or none. */
-const findChangedUsers = step('find changed users', [], () => `CREATE TEMP TABLE run_changed ON COMMIT DROP AS
+const findChangedUsers = step(
+  'find changed users',
+  [],
+  () => `CREATE TEMP TABLE run_changed ON COMMIT DROP AS
    SELECT user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched', 'reinsert', 'restated')
-   UNION ALL SELECT user_id, 'delete' FROM run_deleted`);
+   UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
+);
 
 /** The change log: one row per changed user, the field diff of updates computed set-based. */
-const logUserChanges = step('log user changes', RUN_PARAMS, (p) => `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
+const logUserChanges = step(
+  'log user changes',
+  RUN_PARAMS,
+  (p) => `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
    SELECT ${p.runId}, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, ${p.effectiveAt},
      -- An insert's diff is its first version: the cpq.user_changes view reads it from history.
      CASE WHEN c.action = 'insert' THEN NULL ELSE
@@ -310,7 +434,8 @@ const logUserChanges = step('log user changes', RUN_PARAMS, (p) => `INSERT INTO 
                        'new', jsonb_build_object('name', new_name, 'hasAccess', new_has_access))
                        ORDER BY type, variable_name) FILTER (WHERE op = 'changed'), '[]') AS changed
      FROM run_permission_diff WHERE user_id IN (SELECT user_id FROM run_changed WHERE action <> 'insert') GROUP BY user_id
-   ) p ON p.user_id = c.user_id`);
+   ) p ON p.user_id = c.user_id`,
+);
 
 /** The final merge's steps in order; `userColumns` are cpq.users' columns, quoted (user-columns.ts). */
 export const mergeSteps = (userColumns: readonly string[]): Step<MergeParam>[] => [

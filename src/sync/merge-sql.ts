@@ -46,7 +46,6 @@ export const FIELD_DIFF = (() => {
   return `('{' || concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
 })();
 
-
 /** Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data. */
 const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]::text[]`;
 

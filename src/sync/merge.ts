@@ -19,14 +19,7 @@ export interface MergeCounts {
 }
 
 /** Merges the users staged with afterSeq < seq <= toSeq that are new to the database; returns how many. */
-export async function mergeNewUsers(
-  client: pg.PoolClient,
-  runId: string,
-  effectiveAt: Date,
-  afterSeq: number,
-  toSeq: number,
-  log?: Logger,
-): Promise<number> {
+export async function mergeNewUsers(client: pg.PoolClient, runId: string, effectiveAt: Date, afterSeq: number, toSeq: number, log?: Logger): Promise<number> {
   await runSteps(client, BATCH_STEPS, { runId, effectiveAt, afterSeq, toSeq }, 'merge batch step', log);
   return countBatchUsers(client);
 }

@@ -208,14 +208,32 @@ export class SyncRun {
     const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
     const firstLoads = await findFirstLoadCompanies(client, companies);
     const direct = new DirectLoad(client, pool, stager, runId, effectiveAt, config.directFirstLoad ? firstLoads : []);
-    const read = { http: this.http, cpq: this.cpq, pool, log, signal: this.readSignal, integrationUsers, firstLoads, direct, stager, sinceFor, track, staged: () => batches.mergeIfDue() };
+    const read = {
+      http: this.http,
+      cpq: this.cpq,
+      pool,
+      log,
+      signal: this.readSignal,
+      integrationUsers,
+      firstLoads,
+      direct,
+      stager,
+      sinceFor,
+      track,
+      staged: () => batches.mergeIfDue(),
+    };
 
     // The first stream to fail fails the run. The others stop at their next request and are
     // awaited, so that none goes on reading (or writing into the transaction being rolled back).
-    await allUntilFirstFailure(companies, this.cpq.concurrency, (company) => readCompany(read, company), (err) => {
-      this.firstStreamFailure = { error: err, afterInterrupt: this.options.signal?.aborted === true };
-      this.streamFailed.abort();
-    });
+    await allUntilFirstFailure(
+      companies,
+      this.cpq.concurrency,
+      (company) => readCompany(read, company),
+      (err) => {
+        this.firstStreamFailure = { error: err, afterInterrupt: this.options.signal?.aborted === true };
+        this.streamFailed.abort();
+      },
+    );
     await stageIntegrationOnly(integrationUsers, stager, client);
     await stager.finish();
     await direct.finish();
@@ -224,7 +242,13 @@ export class SyncRun {
       const warning = p.finish();
       if (warning) this.warn(warning);
     }
-    const guard = { progress: this.progress, firstLoads, maxDeleteFraction: config.maxDeleteFraction, allowMassDelete: this.options.allowMassDelete === true, warn: (m: string) => this.warn(m) };
+    const guard = {
+      progress: this.progress,
+      firstLoads,
+      maxDeleteFraction: config.maxDeleteFraction,
+      allowMassDelete: this.options.allowMassDelete === true,
+      warn: (m: string) => this.warn(m),
+    };
     const deletable = await deletableCompanies(client, runId, guard);
     const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
     await this.saveCursors(client, runId);

@@ -62,21 +62,29 @@ export class HealthServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
     }
     const path = new URL(req.url ?? '/', 'http://health.invalid').pathname;
     switch (path) {
-      case '/healthz':
-        return send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
+      case '/healthz': {
+        send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
+        return;
+      }
       case '/readyz': {
         const report = await this.options.readiness();
         this.logChange(report);
-        return send(res, report.ready ? 200 : 503, 'application/json; charset=utf-8', `${JSON.stringify(publicReadiness(report))}\n`);
+        send(res, report.ready ? 200 : 503, 'application/json; charset=utf-8', `${JSON.stringify(publicReadiness(report))}\n`);
+        return;
       }
-      case '/metrics':
-        return send(res, 200, this.options.metrics.contentType, await this.options.metrics.text());
-      default:
-        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /healthz, /readyz or /metrics\n');
+      case '/metrics': {
+        send(res, 200, this.options.metrics.contentType, await this.options.metrics.text());
+        return;
+      }
+      default: {
+        send(res, 404, 'text/plain; charset=utf-8', 'not found: try /healthz, /readyz or /metrics\n');
+        return;
+      }
     }
   }
 

@@ -123,9 +123,12 @@ export class HealthConnection implements Queryable {
   }
 
   private drop(client: pg.Client): void {
-    void this.client?.then((current) => {
-      if (current === client) this.client = undefined;
-    }, () => undefined);
+    void this.client?.then(
+      (current) => {
+        if (current === client) this.client = undefined;
+      },
+      () => undefined,
+    );
     void client.end().catch(() => undefined);
   }
 

@@ -34,7 +34,15 @@ export interface Queryable {
 
 /** Reads the run history's verdict; a database without the cpq tables yet has no runs. */
 export async function readRunHealth(pool: Queryable): Promise<RunHealth> {
-  type Row = { id: string | null; status: ConcludedRun['status'] | null; started_at: Date | null; finished_at: Date | null; error: string | null; last_success: Date | null; first_started: Date | null };
+  type Row = {
+    id: string | null;
+    status: ConcludedRun['status'] | null;
+    started_at: Date | null;
+    finished_at: Date | null;
+    error: string | null;
+    last_success: Date | null;
+    first_started: Date | null;
+  };
   let rows: Row[];
   try {
     ({ rows } = await pool.query<Row>(

@@ -105,7 +105,13 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
       warnings: new JsonText(r.warnings),
       error: r.error,
     }));
-    const stateRows = await pool.query<{ stream: string; cursor: string | null; last_full_sync_at: string | null; last_run_id: string | null; updated_at: string }>(
+    const stateRows = await pool.query<{
+      stream: string;
+      cursor: string | null;
+      last_full_sync_at: string | null;
+      last_run_id: string | null;
+      updated_at: string;
+    }>(
       `SELECT stream, ${isoUtcSql('cursor')} AS cursor, ${isoUtcSql('last_full_sync_at')} AS last_full_sync_at, last_run_id,
               ${isoUtcSql('updated_at')} AS updated_at
        FROM cpq.sync_state ORDER BY stream`,
@@ -120,7 +126,14 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
     health = await readRunHealth(pool);
   } catch (err) {
     if ((err as { code?: string }).code !== UNDEFINED_TABLE) throw err;
-    return { runs: [], cursors: [], lastRun: null, lastSuccessAt: null, lastRunFailed: false, note: 'the database has no cpq tables yet: nothing has run against it' };
+    return {
+      runs: [],
+      cursors: [],
+      lastRun: null,
+      lastSuccessAt: null,
+      lastRunFailed: false,
+      note: 'the database has no cpq tables yet: nothing has run against it',
+    };
   }
   return {
     runs,
@@ -151,7 +164,13 @@ export function formatDuration(seconds: number): string {
 }
 
 /** "2024-05-01 02:00:03" in UTC: sortable, and the same on every machine. */
-const when = (text: string | null) => (text === null ? '' : text.replace('T', ' ').replace(/\.\d+Z$/, '').replace(/Z$/, ''));
+const when = (text: string | null) =>
+  text === null
+    ? ''
+    : text
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, '')
+        .replace(/Z$/, '');
 
 function table(header: string[], rows: string[][], rightAligned: Set<number>): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

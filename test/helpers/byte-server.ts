@@ -27,7 +27,11 @@ export class ByteServer {
         ? Promise.resolve(fixed)
         : fetch(this.target + (req.url ?? '/'), {
             headers: Object.fromEntries(['accept', 'authorization'].filter((h) => req.headers[h]).map((h) => [h, String(req.headers[h])])),
-          }).then(async (r) => ({ status: r.status, headers: { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' }, body: Buffer.from(await r.arrayBuffer()) }));
+          }).then(async (r) => ({
+            status: r.status,
+            headers: { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' },
+            body: Buffer.from(await r.arrayBuffer()),
+          }));
       answer.then(
         (r) => {
           res.writeHead(r.status, { ...r.headers, 'content-length': String(r.body.length) });

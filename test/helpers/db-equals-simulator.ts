@@ -116,8 +116,12 @@ interface Permission {
   has_access: boolean | null;
 }
 
-const permissionKey = (p: { type: unknown; variable_name?: unknown; variableName?: unknown }) => `${String(p.type)}\u0001${String(p.variable_name ?? p.variableName)}`;
-const byKey = <T>(key: (x: T) => string) => (a: T, b: T) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+const permissionKey = (p: { type: unknown; variable_name?: unknown; variableName?: unknown }) =>
+  `${String(p.type)}\u0001${String(p.variable_name ?? p.variableName)}`;
+const byKey =
+  <T>(key: (x: T) => string) =>
+  (a: T, b: T) =>
+    key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
 
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
@@ -208,8 +212,14 @@ export async function expectDatabaseEqualsSimulator(
 
     // Users CPQ no longer has: marked deleted, nothing current left.
     const gone = rows.filter((r) => r.deleted).map((r) => r.id);
-    expect(memberships.filter((m) => gone.includes(m.user_id)), `${company}: memberships of deleted users`).toEqual([]);
-    expect(permissions.filter((p) => gone.includes(p.user_id)), `${company}: permissions of deleted users`).toEqual([]);
+    expect(
+      memberships.filter((m) => gone.includes(m.user_id)),
+      `${company}: memberships of deleted users`,
+    ).toEqual([]);
+    expect(
+      permissions.filter((p) => gone.includes(p.user_id)),
+      `${company}: permissions of deleted users`,
+    ).toEqual([]);
   }
   if (options.companies === undefined) {
     const others = await t.query(`SELECT company_login, login FROM cpq.users WHERE deleted_at IS NULL AND NOT (company_login = ANY($1))`, [companies]);
@@ -275,7 +285,12 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
   for (const c of changes) {
     const where = `change ${c.id} (${c.change} of user ${c.user_id} in run ${c.run_id})`;
     const diff = parseExactJson(c.diff_text) as Record<string, unknown>;
-    const { groups, accessPermissions, deleted_at: deletedAt, ...fields } = diff as {
+    const {
+      groups,
+      accessPermissions,
+      deleted_at: deletedAt,
+      ...fields
+    } = diff as {
       groups?: { added: string[]; removed: string[] };
       accessPermissions?: { added: PermissionEntry[]; removed: PermissionEntry[]; changed: PermissionEntry[] };
       deleted_at?: DiffValue;
@@ -301,7 +316,10 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
         u.custom.set(field, now);
         continue;
       }
-      expect(DIFF_COLUMNS.some((d) => d.column === column), `${where}: unknown column ${column}`).toBe(true);
+      expect(
+        DIFF_COLUMNS.some((d) => d.column === column),
+        `${where}: unknown column ${column}`,
+      ).toBe(true);
       const before = u.columns.get(column) ?? null;
       expect(textOf(change.old), `${where}: old ${column}`).toBe(before);
       expect(textOf(change.new), `${where}: ${column} did not change`).not.toBe(before);
@@ -345,7 +363,9 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
 
   // The replay must end where the tables are.
   const columns = DIFF_COLUMNS.map((c) => `${asText(`u.${c.column}`, c.pgType)} AS "${c.column}"`).join(', ');
-  const users = await t.query<Raw & { id: string; deleted: boolean }>(`SELECT u.id::text AS id, u.deleted_at IS NOT NULL AS deleted, ${columns} FROM cpq.users u`);
+  const users = await t.query<Raw & { id: string; deleted: boolean }>(
+    `SELECT u.id::text AS id, u.deleted_at IS NOT NULL AS deleted, ${columns} FROM cpq.users u`,
+  );
   const memberships = await t.query<{ user_id: string; g: string }>(`SELECT user_id::text, group_variable_name AS g FROM cpq.user_groups`);
   const permissions = await t.query<{ user_id: string; type: string; variable_name: string; name: string | null; has_access: boolean | null }>(
     `SELECT user_id::text, type, variable_name, name, has_access FROM cpq.user_access_permissions`,
@@ -357,13 +377,21 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
     const actual = Object.fromEntries(DIFF_COLUMNS.map((c) => [c.column, row[c.column] as string | null]));
     expect(actual, `user ${row.id}: columns replayed from the change log`).toEqual(expected);
     expect(row.deleted, `user ${row.id}: deleted`).toBe(replayed.deleted);
-    expect(memberships.filter((m) => m.user_id === row.id).map((m) => m.g).sort(), `user ${row.id}: groups replayed`).toEqual([...replayed.groups].sort());
-    const perms = Object.fromEntries(
-      permissions.filter((p) => p.user_id === row.id).map((p) => [permissionKey(p), { name: p.name, hasAccess: p.has_access }]),
-    );
+    expect(
+      memberships
+        .filter((m) => m.user_id === row.id)
+        .map((m) => m.g)
+        .sort(),
+      `user ${row.id}: groups replayed`,
+    ).toEqual([...replayed.groups].sort());
+    const perms = Object.fromEntries(permissions.filter((p) => p.user_id === row.id).map((p) => [permissionKey(p), { name: p.name, hasAccess: p.has_access }]));
     expect(perms, `user ${row.id}: permissions replayed`).toEqual(Object.fromEntries(replayed.permissions));
     for (const [field, value] of replayed.custom) {
-      const [same] = await t.query<{ same: boolean }>(`SELECT coalesce(raw -> $2, 'null') = $3::jsonb AS same FROM cpq.users WHERE id = $1`, [row.id, field, value]);
+      const [same] = await t.query<{ same: boolean }>(`SELECT coalesce(raw -> $2, 'null') = $3::jsonb AS same FROM cpq.users WHERE id = $1`, [
+        row.id,
+        field,
+        value,
+      ]);
       expect(same!.same, `user ${row.id}: custom field ${field} replayed`).toBe(true);
     }
   }
@@ -402,7 +430,8 @@ export async function snapshotEverything(t: TestDatabase): Promise<Record<string
      ORDER BY 1`,
   );
   const out: Record<string, string[]> = {};
-  for (const { name } of tables) out[name] = (await t.query<{ row: string }>(`SELECT to_jsonb(x)::text AS row FROM cpq."${name}" x ORDER BY 1`)).map((r) => r.row);
+  for (const { name } of tables)
+    out[name] = (await t.query<{ row: string }>(`SELECT to_jsonb(x)::text AS row FROM cpq."${name}" x ORDER BY 1`)).map((r) => r.row);
   return out;
 }
 

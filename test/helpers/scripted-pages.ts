@@ -38,7 +38,13 @@ export function scriptRequests(sim: CpqSimulator, script: (req: ScriptedRequest)
         return (await fetch(url)).text();
       },
       reply: (body, options = {}) =>
-        sim.addFault({ match: { method: req.method, path: req.path, query: req.query }, times: 1, status: options.status ?? 200, ...(options.headers ? { headers: options.headers } : {}), body }),
+        sim.addFault({
+          match: { method: req.method, path: req.path, query: req.query },
+          times: 1,
+          status: options.status ?? 200,
+          ...(options.headers ? { headers: options.headers } : {}),
+          body,
+        }),
     };
     await script(scripted);
   };
@@ -56,7 +62,11 @@ export function editPage(text: string, edit: (page: { items: Record<string, unkn
  * each as `edit` makes it (unchanged by default): a user read twice in one run. Returns the
  * first page's users, filled in once it has been served.
  */
-export function repeatOnSecondPage(sim: CpqSimulator, count: number, edit: (user: Record<string, unknown>) => Record<string, unknown> = (u) => u): Record<string, unknown>[] {
+export function repeatOnSecondPage(
+  sim: CpqSimulator,
+  count: number,
+  edit: (user: Record<string, unknown>) => Record<string, unknown> = (u) => u,
+): Record<string, unknown>[] {
   const firstPage: Record<string, unknown>[] = [];
   scriptRequests(sim, async (req) => {
     if (req.page === 0) {

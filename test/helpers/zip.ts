@@ -51,7 +51,12 @@ export class ZipTestBed {
   }
 
   /** One sync run of `sim` into `t`; TMPDIR is a folder of its own, returned for inspection. */
-  async run(sim: CpqSimulator, t: TestDatabase, env: Record<string, string> = {}, options?: RunOptions): Promise<{ result?: RunResult; error?: Error; tmp: string }> {
+  async run(
+    sim: CpqSimulator,
+    t: TestDatabase,
+    env: Record<string, string> = {},
+    options?: RunOptions,
+  ): Promise<{ result?: RunResult; error?: Error; tmp: string }> {
     const tmp = await this.tempDir();
     const config = loadConfig({
       CPQ_BASE_URL: sim.baseUrl,

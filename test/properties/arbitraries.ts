@@ -64,11 +64,17 @@ export const numberLiteral: fc.Arbitrary<string> = fc.oneof(
     arbitrary: fc
       .tuple(
         fc.boolean(),
-        fc.oneof(fc.constant('0'), fc.tuple(fc.constantFrom(...'123456789'), digits(0, 30)).map(([a, b]) => a + b)),
+        fc.oneof(
+          fc.constant('0'),
+          fc.tuple(fc.constantFrom(...'123456789'), digits(0, 30)).map(([a, b]) => a + b),
+        ),
         fc.option(digits(1, 25), { nil: undefined }),
         fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), digits(1, 3)), { nil: undefined }),
       )
-      .map(([negative, whole, fraction, exponent]) => `${negative ? '-' : ''}${whole}${fraction === undefined ? '' : `.${fraction}`}${exponent ? exponent.join('') : ''}`),
+      .map(
+        ([negative, whole, fraction, exponent]) =>
+          `${negative ? '-' : ''}${whole}${fraction === undefined ? '' : `.${fraction}`}${exponent ? exponent.join('') : ''}`,
+      ),
   },
   {
     weight: 2,
@@ -99,7 +105,10 @@ export const numberLiteral: fc.Arbitrary<string> = fc.oneof(
       .tuple(fc.constantFrom('', '-'), digits(1, 3), digits(15, 40), fc.constantFrom('', 'e7', 'E-12'))
       .map(([sign, whole, fraction, exponent]) => `${sign}${whole.replace(/^0+(?=\d)/, '')}.${fraction}${exponent}`),
   },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('', '-'), fc.constantFrom(...'123456789'), digits(18, 40)).map(([sign, first, rest]) => `${sign}${first}${rest}`) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.constantFrom('', '-'), fc.constantFrom(...'123456789'), digits(18, 40)).map(([sign, first, rest]) => `${sign}${first}${rest}`),
+  },
 );
 
 /** Custom fields: any JSON shape (nested objects and arrays), keys and texts of any Unicode. */
@@ -150,7 +159,11 @@ function valueFor(spec: UserField): fc.Arbitrary<FieldValue> {
     case 'text':
       return fc.oneof({ weight: 8, arbitrary: ok(anyText) }, { weight: 1, arbitrary: nullish });
     case 'boolean':
-      return fc.oneof({ weight: 6, arbitrary: ok(fc.boolean()) }, { weight: 1, arbitrary: ok(fc.constantFrom('true', 'false')) }, { weight: 1, arbitrary: nullish });
+      return fc.oneof(
+        { weight: 6, arbitrary: ok(fc.boolean()) },
+        { weight: 1, arbitrary: ok(fc.constantFrom('true', 'false')) },
+        { weight: 1, arbitrary: nullish },
+      );
     case 'bigint':
       return fc.oneof(
         { weight: 8, arbitrary: ok(int64Text.map(num)) },
@@ -180,7 +193,12 @@ function spellingOf(field: string): fc.Arbitrary<string> {
   return fc.oneof(
     { weight: 6, arbitrary: fc.constant(field) },
     { weight: 2, arbitrary: fc.constantFrom(...fixed) },
-    { weight: 1, arbitrary: fc.array(fc.boolean(), { minLength: field.length, maxLength: field.length }).map((up) => [...field].map((c, i) => (up[i] ? c.toUpperCase() : c.toLowerCase())).join('')) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .array(fc.boolean(), { minLength: field.length, maxLength: field.length })
+        .map((up) => [...field].map((c, i) => (up[i] ? c.toUpperCase() : c.toLowerCase())).join('')),
+    },
   );
 }
 
@@ -195,8 +213,11 @@ export interface GroupDef {
 /** A few group definitions per case: the same variableName always has the same label and type. */
 export const groupPool: fc.Arbitrary<GroupDef[]> = fc.uniqueArray(
   fc.record({
-    variableName: fc.oneof(fc.stringMatching(/^[a-z][A-Za-z0-9_]{0,10}$/), anyText.filter((s) => s.trim() !== '')),
-    label: fc.oneof({ weight: 4, arbitrary: anyText as fc.Arbitrary<Json> }, { weight: 1, arbitrary: fc.constant(null) }),
+    variableName: fc.oneof(
+      fc.stringMatching(/^[a-z][A-Za-z0-9_]{0,10}$/),
+      anyText.filter((s) => s.trim() !== ''),
+    ),
+    label: fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: fc.constant(null) }),
     type: fc.oneof({ weight: 4, arbitrary: fc.constantFrom<Json>('Administrator', 'Sales', 'Partner') }, { weight: 1, arbitrary: fc.constant(null) }),
   }),
   { minLength: 1, maxLength: 4, selector: (g) => g.variableName },
@@ -220,7 +241,11 @@ function relation<T>(item: fc.Arbitrary<T>): fc.Arbitrary<Relation<T>> {
       weight: 4,
       arbitrary: fc
         .array(item, { maxLength: 4 })
-        .chain((items) => fc.array(fc.nat(), { maxLength: 2 }).map((dups) => ({ kind: 'items' as const, items: items.length === 0 ? items : [...items, ...dups.map((d) => items[d % items.length]!)] }))),
+        .chain((items) =>
+          fc
+            .array(fc.nat(), { maxLength: 2 })
+            .map((dups) => ({ kind: 'items' as const, items: items.length === 0 ? items : [...items, ...dups.map((d) => items[d % items.length]!)] })),
+        ),
     },
   );
 }
@@ -270,7 +295,9 @@ export interface GeneratedUser {
 const COMPANY_FIELDS = USER_FIELDS.filter((spec) => !['partyId', 'partyNumber', 'oauthClientId'].includes(spec.field));
 
 function sentField(spec: UserField): fc.Arbitrary<SentField> {
-  return fc.tuple(spellingOf(spec.field), valueFor(spec)).map(([key, v]) => ({ field: spec.field, key, value: v.value, ...(v.refused ? { refused: v.refused } : {}) }));
+  return fc
+    .tuple(spellingOf(spec.field), valueFor(spec))
+    .map(([key, v]) => ({ field: spec.field, key, value: v.value, ...(v.refused ? { refused: v.refused } : {}) }));
 }
 
 /** A CPQ company user; logins are unique within a case by the caller's `index`. */
@@ -278,10 +305,16 @@ export function companyUser(index: number, groupCount: number): fc.Arbitrary<Gen
   return fc
     .record({
       suffix: fc.oneof({ weight: 3, arbitrary: fc.constant('') }, { weight: 1, arbitrary: anyText }),
-      fields: fc.subarray(COMPANY_FIELDS as UserField[]).chain((specs) => fc.tuple(...specs.map(sentField))),
+      fields: fc.subarray(COMPANY_FIELDS).chain((specs) => fc.tuple(...specs.map(sentField))),
       // a second spelling of one field in the same record (lastname and lastName both sent)
       second: fc.option(fc.constantFrom(...(['lastName', 'isUserAdminPermEnabled'] as const)), { freq: 5 }),
-      custom: fc.uniqueArray(fc.tuple(anyText.map((k) => `c_${k}`), anyJson), { maxLength: 3, selector: ([k]) => k }),
+      custom: fc.uniqueArray(
+        fc.tuple(
+          anyText.map((k) => `c_${k}`),
+          anyJson,
+        ),
+        { maxLength: 3, selector: ([k]) => k },
+      ),
       groups: relation(fc.nat({ max: groupCount - 1 })),
       accessPermissions: relation(permissionItem),
     })
@@ -297,7 +330,7 @@ export function companyUser(index: number, groupCount: number): fc.Arbitrary<Gen
     })
     .map((u) => ({
       login: `u${index}${u.suffix}`,
-      fields: u.fields as SentField[],
+      fields: u.fields,
       custom: u.custom,
       groups: u.groups,
       accessPermissions: u.accessPermissions,

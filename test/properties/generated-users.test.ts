@@ -47,63 +47,71 @@ function withFormat(config: AppConfig, format: 'json' | 'zip'): AppConfig {
 }
 
 function describeUser(u: GeneratedUser): string {
-  return JSON.stringify(u, (_k, v: unknown) => (v && typeof v === 'object' && 'text' in v && Object.keys(v).length === 1 ? `#${(v as { text: string }).text}` : v));
+  return JSON.stringify(u, (_k, v: unknown) =>
+    v && typeof v === 'object' && 'text' in v && Object.keys(v).length === 1 ? `#${(v as { text: string }).text}` : v,
+  );
 }
 
 describe('generated CPQ users (property)', () => {
-  it('load exactly by the documented mapping, or the run names the one record refused; a second run logs nothing', async () => {
-    const h = await startHarness(
-      { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false, zipExport: {} },
-      { CPQ_COMPANIES: COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
-    );
-    try {
-      await fc.assert(
-        fc.asyncProperty(aCase, secondRun, async ({ groups, users }, second) => {
-          await resetSite(h.sim, h.t);
-          try {
-            for (const placed of users) addToSimulator(h.sim, placed, groups);
-            const refused = users.filter((p) => refusalOf(p.user) !== undefined);
-            if (refused.length > 0) {
-              const error = await h.syncError();
-              const message = error.message.split('\n')[0]!;
-              expect(error.message, 'one line').not.toContain('\n');
-              // Errors show control characters as \u escapes (logins here are short enough to be shown whole).
-              const shown = (login: string) => login.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-              // A record breaking two rules is refused for whichever its reader meets first.
-              const named = refused.filter(
-                (p) => message.includes(`"${p.company}/${shown(p.user.login)}"`) && p.user.fields.some((f) => f.refused !== undefined && message.includes(`field "${f.refused}"`)),
-              );
-              expect(named.length, `the error names a refused record and its field: ${message}`).toBeGreaterThan(0);
-              const [{ count }] = (await h.t.query<{ count: string }>(`SELECT count(*)::text AS count FROM cpq.users`)) as [{ count: string }];
-              expect(count, 'nothing loaded').toBe('0');
-              return;
-            }
-            const first = await h.sync();
-            expect(first.status).toBe('succeeded');
-            await expectStored(h.t, users, groups);
-
-            const log = { pool: h.t.pool, db: h.t.db, config: withFormat(h.config, second.format), log: h.log };
-            const again = await runSync(log, { full: second.full });
-            expect(again.status).toBe('succeeded');
-            const changes = await h.t.query(`SELECT change, login, diff::text FROM cpq.user_changes WHERE run_id = $1`, [again.runId]);
-            expect(changes, `changes logged by a second run (${second.full ? 'full' : 'incremental'}, ${second.format})`).toEqual([]);
-            expect({ inserted: again.inserted, updated: again.updated, deleted: again.deleted, restored: again.restored }).toEqual({
-              inserted: 0,
-              updated: 0,
-              deleted: 0,
-              restored: 0,
-            });
-            await expectStored(h.t, users, groups);
-          } catch (error) {
-            // The shrunk case as data, next to fast-check's seed and path.
-            (error as Error).message += `\nusers: ${users.map((p) => `${p.company}: ${describeUser(p.user)}`).join('\n       ')}`;
-            throw error;
-          }
-        }),
-        runs(40, propertyTimeout(240_000)),
+  it(
+    'load exactly by the documented mapping, or the run names the one record refused; a second run logs nothing',
+    async () => {
+      const h = await startHarness(
+        { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false, zipExport: {} },
+        { CPQ_COMPANIES: COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
       );
-    } finally {
-      await h.close();
-    }
-  }, propertyTimeout(240_000));
+      try {
+        await fc.assert(
+          fc.asyncProperty(aCase, secondRun, async ({ groups, users }, second) => {
+            await resetSite(h.sim, h.t);
+            try {
+              for (const placed of users) addToSimulator(h.sim, placed, groups);
+              const refused = users.filter((p) => refusalOf(p.user) !== undefined);
+              if (refused.length > 0) {
+                const error = await h.syncError();
+                const message = error.message.split('\n')[0]!;
+                expect(error.message, 'one line').not.toContain('\n');
+                // Errors show control characters as \u escapes (logins here are short enough to be shown whole).
+                const shown = (login: string) => login.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+                // A record breaking two rules is refused for whichever its reader meets first.
+                const named = refused.filter(
+                  (p) =>
+                    message.includes(`"${p.company}/${shown(p.user.login)}"`) &&
+                    p.user.fields.some((f) => f.refused !== undefined && message.includes(`field "${f.refused}"`)),
+                );
+                expect(named.length, `the error names a refused record and its field: ${message}`).toBeGreaterThan(0);
+                const [{ count }] = (await h.t.query<{ count: string }>(`SELECT count(*)::text AS count FROM cpq.users`)) as [{ count: string }];
+                expect(count, 'nothing loaded').toBe('0');
+                return;
+              }
+              const first = await h.sync();
+              expect(first.status).toBe('succeeded');
+              await expectStored(h.t, users, groups);
+
+              const log = { pool: h.t.pool, db: h.t.db, config: withFormat(h.config, second.format), log: h.log };
+              const again = await runSync(log, { full: second.full });
+              expect(again.status).toBe('succeeded');
+              const changes = await h.t.query(`SELECT change, login, diff::text FROM cpq.user_changes WHERE run_id = $1`, [again.runId]);
+              expect(changes, `changes logged by a second run (${second.full ? 'full' : 'incremental'}, ${second.format})`).toEqual([]);
+              expect({ inserted: again.inserted, updated: again.updated, deleted: again.deleted, restored: again.restored }).toEqual({
+                inserted: 0,
+                updated: 0,
+                deleted: 0,
+                restored: 0,
+              });
+              await expectStored(h.t, users, groups);
+            } catch (error) {
+              // The shrunk case as data, next to fast-check's seed and path.
+              (error as Error).message += `\nusers: ${users.map((p) => `${p.company}: ${describeUser(p.user)}`).join('\n       ')}`;
+              throw error;
+            }
+          }),
+          runs(40, propertyTimeout(240_000)),
+        );
+      } finally {
+        await h.close();
+      }
+    },
+    propertyTimeout(240_000),
+  );
 });

@@ -155,14 +155,28 @@ async function tablesState(h: Harness, asOf?: string): Promise<TablesState> {
   // version's start instead (reported; README's "exactly what the tables held" excepts it).
   const lines = async (table: string, sql: string) => {
     const columns = new Set(
-      (await h.t.query<{ c: string }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = $1`, [table])).map((r) => r.c),
+      (await h.t.query<{ c: string }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = $1`, [table])).map(
+        (r) => r.c,
+      ),
     );
     columns.delete('last_synced_at');
-    return (await h.t.query<{ line: Rec }>(sql, params)).map((r) => JSON.stringify(Object.keys(r.line).filter((k) => columns.has(k)).sort().map((k) => [k, r.line[k]]))).sort();
+    return (await h.t.query<{ line: Rec }>(sql, params))
+      .map((r) =>
+        JSON.stringify(
+          Object.keys(r.line)
+            .filter((k) => columns.has(k))
+            .sort()
+            .map((k) => [k, r.line[k]]),
+        ),
+      )
+      .sort();
   };
   return {
     users: await lines('users', `SELECT to_jsonb(u) AS line FROM ${from('users')} u WHERE u.deleted_at IS NULL`),
-    memberships: await lines('user_groups', `SELECT to_jsonb(g) AS line FROM ${from('user_groups')} g JOIN ${from('users')} u ON u.id = g.user_id WHERE u.deleted_at IS NULL`),
+    memberships: await lines(
+      'user_groups',
+      `SELECT to_jsonb(g) AS line FROM ${from('user_groups')} g JOIN ${from('users')} u ON u.id = g.user_id WHERE u.deleted_at IS NULL`,
+    ),
     permissions: await lines(
       'user_access_permissions',
       `SELECT to_jsonb(p) AS line FROM ${from('user_access_permissions')} p JOIN ${from('users')} u ON u.id = p.user_id WHERE u.deleted_at IS NULL`,
@@ -180,7 +194,10 @@ async function checkRun(model: Model, real: Real, result: RunResult, expectedCha
   const { h } = real;
   expect(result.status).toBe('succeeded');
   await expectInSync({ sim: modelAsSite(model), t: h.t, config: h.config });
-  const rows = await h.t.query<{ company_login: string; login: string; change: string }>(`SELECT company_login, login, change FROM cpq.user_changes WHERE run_id = $1`, [result.runId]);
+  const rows = await h.t.query<{ company_login: string; login: string; change: string }>(
+    `SELECT company_login, login, change FROM cpq.user_changes WHERE run_id = $1`,
+    [result.runId],
+  );
   const logged = Object.fromEntries(rows.map((r) => [key(r.company_login, r.login), r.change]));
   expect(logged, `change rows of run ${result.runId} against the model's diffs`).toEqual(Object.fromEntries(expectedChanges));
 
@@ -193,7 +210,10 @@ async function checkRun(model: Model, real: Real, result: RunResult, expectedCha
     for (const part of ['users', 'memberships', 'permissions'] as const) {
       const missing = past.tables[part].filter((line) => !asOfTables[part].includes(line));
       const extra = asOfTables[part].filter((line) => !past.tables[part].includes(line));
-      expect({ missing, extra }, `${part} as of run ${past.runId}: rows the tables held then but as-of lacks, and rows as-of invents`).toEqual({ missing: [], extra: [] });
+      expect({ missing, extra }, `${part} as of run ${past.runId}: rows the tables held then but as-of lacks, and rows as-of invents`).toEqual({
+        missing: [],
+        extra: [],
+      });
     }
     const asOf = await h.t.query<{ company_login: string; login: string; raw: string }>(
       `SELECT company_login, login, raw::text AS raw FROM cpq.users_as_of($1::timestamptz) WHERE deleted_at IS NULL`,
@@ -208,9 +228,11 @@ async function checkRun(model: Model, real: Real, result: RunResult, expectedCha
     const expectedGroups: string[] = [];
     for (const [k, text] of past.present) {
       const record = JSON.parse(text) as Rec;
-      for (const g of ((record.groups as { items?: Rec[] } | undefined)?.items ?? []) as Rec[]) expectedGroups.push(`${k}\u0001${String(g.variableName)}`);
+      for (const g of (record.groups as { items?: Rec[] } | undefined)?.items ?? []) expectedGroups.push(`${k}\u0001${String(g.variableName)}`);
     }
-    expect(groups.map((r) => `${key(r.company_login, r.login)}\u0001${r.g}`).sort(), `memberships as of run ${past.runId}`).toEqual([...new Set(expectedGroups)].sort());
+    expect(groups.map((r) => `${key(r.company_login, r.login)}\u0001${r.g}`).sort(), `memberships as of run ${past.runId}`).toEqual(
+      [...new Set(expectedGroups)].sort(),
+    );
   }
 }
 
@@ -247,7 +269,11 @@ class UpdateUser implements Cmd {
   check = () => true;
   async run(_m: Model, { h }: Real) {
     const user = pick(h.sim.users(this.company), this.n);
-    if (user) h.sim.updateUser(this.company, String(user.login), { lastName: this.lastName, status: { value: this.n % 2, displayValue: this.n % 2 ? 'Active' : 'Inactive' } });
+    if (user)
+      h.sim.updateUser(this.company, String(user.login), {
+        lastName: this.lastName,
+        status: { value: this.n % 2, displayValue: this.n % 2 ? 'Active' : 'Inactive' },
+      });
   }
   toString = () => `update user #${this.n} of ${this.company}: lastName ${JSON.stringify(this.lastName)}`;
 }
@@ -299,7 +325,8 @@ class ChangeGroups implements Cmd {
     if (this.add) h.sim.addGroup(this.company, login, { variableName: this.group, ...GROUP_DEFINITIONS[this.group]! }, { touch: this.touch });
     else h.sim.removeGroup(this.company, login, this.group, { touch: this.touch });
   }
-  toString = () => `${this.add ? 'add' : 'remove'} group ${this.group} ${this.add ? 'to' : 'from'} user #${this.n} of ${this.company}${this.touch ? '' : ' (dateModified kept)'}`;
+  toString = () =>
+    `${this.add ? 'add' : 'remove'} group ${this.group} ${this.add ? 'to' : 'from'} user #${this.n} of ${this.company}${this.touch ? '' : ' (dateModified kept)'}`;
 }
 
 class ChangePermission implements Cmd {
@@ -312,7 +339,13 @@ class ChangePermission implements Cmd {
   check = () => true;
   async run(_m: Model, { h }: Real) {
     const user = pick(h.sim.users(this.company), this.n);
-    if (user) h.sim.setAccessPermission(this.company, String(user.login), { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: this.hasAccess }, { touch: this.touch });
+    if (user)
+      h.sim.setAccessPermission(
+        this.company,
+        String(user.login),
+        { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: this.hasAccess },
+        { touch: this.touch },
+      );
   }
   toString = () => `set permission laptops=${this.hasAccess} on user #${this.n} of ${this.company}${this.touch ? '' : ' (dateModified kept)'}`;
 }
@@ -410,29 +443,47 @@ const commands = [
   fc.tuple(company, fc.nat(), groupName, fc.boolean(), fc.boolean()).map(([c, n, g, add, touch]) => new ChangeGroups(c, n, g, add, touch)),
   fc.tuple(company, fc.nat(), fc.boolean(), fc.boolean()).map(([c, n, access, touch]) => new ChangePermission(c, n, access, touch)),
   fc.uniqueArray(fc.constantFrom(...POOL_GROUPS), { maxLength: 2 }).map((g) => new PostIntegrationUser(g)),
-  fc.tuple(fc.nat(), fc.option(fc.uniqueArray(fc.constantFrom(...POOL_GROUPS), { maxLength: 2 }), { nil: undefined }), fc.boolean()).map(([n, g, c]) => new PatchIntegrationUser(n, g, c)),
+  fc
+    .tuple(fc.nat(), fc.option(fc.uniqueArray(fc.constantFrom(...POOL_GROUPS), { maxLength: 2 }), { nil: undefined }), fc.boolean())
+    .map(([n, g, c]) => new PatchIntegrationUser(n, g, c)),
   fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'zip')).map(([full, format]) => new Run(full, format)),
   fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'zip')).map(([full, format]) => new Run(full, format)),
   fc.integer({ min: 1, max: 8 }).map((at) => new InterruptedRun(at)),
 ];
 
 describe('run sequences against a model (property)', () => {
-  it('after every run the tables, the change log and every earlier as-of state equal the model', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 14, ...(process.env.FC_REPLAY_PATH ? { replayPath: process.env.FC_REPLAY_PATH } : {}) }), async (cmds) => {
-        const clock = { now: Date.now() - 30 * 86_400_000 };
-        const h = await startHarness(
-          { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 1, groups: 4, drift: false, zipExport: {}, now: () => new Date(clock.now) },
-          { CPQ_COMPANIES: COMPANIES.join(','), CPQ_PAGE_SIZE: '2', SYNC_LOOKBACK: `${LOOKBACK_MS / 1000}s`, SYNC_MAX_DELETE_FRACTION: '1' },
-        );
-        try {
-          const model: Model = { users: new Map(), cursors: new Map(), gone: [], clock, history: [], nextClient: 0 };
-          await fc.asyncModelRun(() => ({ model, real: { h } }), [...cmds, new Run(false, 'json'), new Run(true, 'json')]);
-        } finally {
-          await h.close();
-        }
-      }),
-      runs(12, propertyTimeout(240_000)),
-    );
-  }, propertyTimeout(240_000));
+  it(
+    'after every run the tables, the change log and every earlier as-of state equal the model',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.commands(commands, { maxCommands: 14, ...(process.env.FC_REPLAY_PATH ? { replayPath: process.env.FC_REPLAY_PATH } : {}) }),
+          async (cmds) => {
+            const clock = { now: Date.now() - 30 * 86_400_000 };
+            const h = await startHarness(
+              {
+                pathPrefix: '/cpq',
+                partnerCompanies: 1,
+                usersPerCompany: 3,
+                integrationUsers: 1,
+                groups: 4,
+                drift: false,
+                zipExport: {},
+                now: () => new Date(clock.now),
+              },
+              { CPQ_COMPANIES: COMPANIES.join(','), CPQ_PAGE_SIZE: '2', SYNC_LOOKBACK: `${LOOKBACK_MS / 1000}s`, SYNC_MAX_DELETE_FRACTION: '1' },
+            );
+            try {
+              const model: Model = { users: new Map(), cursors: new Map(), gone: [], clock, history: [], nextClient: 0 };
+              await fc.asyncModelRun(() => ({ model, real: { h } }), [...cmds, new Run(false, 'json'), new Run(true, 'json')]);
+            } finally {
+              await h.close();
+            }
+          },
+        ),
+        runs(12, propertyTimeout(240_000)),
+      );
+    },
+    propertyTimeout(240_000),
+  );
 });

@@ -136,7 +136,8 @@ export function expectedColumns(placed: PlacedUser): Record<string, string | nul
 /** Group memberships and permissions the user must hold after its first read (missing or null relations: none). */
 export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[]) {
   const { user } = placed;
-  const names = user.groups.kind === 'items' ? [...new Set(user.groups.items.map((i) => groups[i]!.variableName))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) : [];
+  const names =
+    user.groups.kind === 'items' ? [...new Set(user.groups.items.map((i) => groups[i]!.variableName))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) : [];
   const permissions = new Map<string, { type: string; variable_name: string; name: string | null; has_access: boolean | null }>();
   if (user.accessPermissions.kind === 'items') {
     for (const p of user.accessPermissions.items) {
@@ -161,7 +162,14 @@ export function columnsAsText(alias: string): string {
   const columns = [
     { column: 'company_name', kind: 'text' },
     { column: 'is_integration_user', kind: 'boolean' },
-    ...USER_FIELDS.flatMap((u) => (u.kind === 'choiceText' || u.kind === 'choiceInt' ? [{ column: u.column, kind: u.kind }, { column: `${u.column}_display`, kind: 'text' }] : [{ column: u.column, kind: u.kind }])),
+    ...USER_FIELDS.flatMap((u) =>
+      u.kind === 'choiceText' || u.kind === 'choiceInt'
+        ? [
+            { column: u.column, kind: u.kind },
+            { column: `${u.column}_display`, kind: 'text' },
+          ]
+        : [{ column: u.column, kind: u.kind }],
+    ),
   ];
   return columns
     .map(({ column, kind }) =>
@@ -188,19 +196,31 @@ export async function expectStored(t: TestDatabase, placed: readonly PlacedUser[
     const { id, company_login: _c, login: _l, ...columns } = row;
     expect(columns, `${where}: typed columns`).toEqual(expectedColumns(p));
     const sent = sentText(p.user, groups);
-    const [raw] = await t.query<{ equal: boolean; stored: string }>(`SELECT ${RAW_WITHOUT_LINKS} = $1::jsonb AS equal, ${RAW_WITHOUT_LINKS}::text AS stored FROM cpq.users u WHERE u.id = $2`, [sent, id]);
+    const [raw] = await t.query<{ equal: boolean; stored: string }>(
+      `SELECT ${RAW_WITHOUT_LINKS} = $1::jsonb AS equal, ${RAW_WITHOUT_LINKS}::text AS stored FROM cpq.users u WHERE u.id = $2`,
+      [sent, id],
+    );
     expect(raw!.equal, `${where}: raw = sent as jsonb\n  sent:   ${sent}\n  stored: ${raw!.stored}`).toBe(true);
     const memberships = await t.query<{ g: string }>(`SELECT group_variable_name AS g FROM cpq.user_groups WHERE user_id = $1 ORDER BY 1`, [id]);
-    const permissions = await t.query(`SELECT type, variable_name, name, has_access FROM cpq.user_access_permissions WHERE user_id = $1 ORDER BY type, variable_name`, [id]);
+    const permissions = await t.query(
+      `SELECT type, variable_name, name, has_access FROM cpq.user_access_permissions WHERE user_id = $1 ORDER BY type, variable_name`,
+      [id],
+    );
     const expected = expectedRelations(p, groups);
     const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
     const permissionKey = (x: Record<string, unknown>) => `${String(x.type)}\u0001${String(x.variable_name)}`;
     expect(memberships.map((m) => m.g).sort(byCodeUnits), `${where}: groups`).toEqual(expected.groups);
-    expect(permissions.sort((a, b) => byCodeUnits(permissionKey(a), permissionKey(b))), `${where}: access permissions`).toEqual(expected.permissions);
+    expect(
+      permissions.sort((a, b) => byCodeUnits(permissionKey(a), permissionKey(b))),
+      `${where}: access permissions`,
+    ).toEqual(expected.permissions);
   }
   const used = new Set(placed.flatMap((p) => expectedRelations(p, groups).groups));
   const stored = await t.query<{ variable_name: string; label: string | null; type: string | null }>(`SELECT variable_name, label, type FROM cpq.groups`);
   for (const g of groups.filter((d) => used.has(d.variableName))) {
-    expect(stored.find((s) => s.variable_name === g.variableName), `group ${g.variableName}`).toEqual({ variable_name: g.variableName, label: g.label, type: g.type });
+    expect(
+      stored.find((s) => s.variable_name === g.variableName),
+      `group ${g.variableName}`,
+    ).toEqual({ variable_name: g.variableName, label: g.label, type: g.type });
   }
 }

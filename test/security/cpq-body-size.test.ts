@@ -62,7 +62,9 @@ describe('JSON pages are read with a cap on their size (CPQ_MAX_PAGE_BYTES)', ()
   it('an endless page fails the run as soon as it passes the cap, naming the URL and the cap', async () => {
     const error = await site.refused('endless', { cpq: { baseUrl, maxPageBytes: CAP } });
     expect(error.kind).toBe('data');
-    expect(error.message).toMatch(new RegExp(`^GET ${baseUrl}/rest/v16/companies/endless/users\\?\\S+: the response is larger than CPQ_MAX_PAGE_BYTES \\(${CAP} bytes\\); refused$`));
+    expect(error.message).toMatch(
+      new RegExp(`^GET ${baseUrl}/rest/v16/companies/endless/users\\?\\S+: the response is larger than CPQ_MAX_PAGE_BYTES \\(${CAP} bytes\\); refused$`),
+    );
     // The client hung up soon after the cap, not at the server's safety stop.
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(written.get('/rest/v16/companies/endless/users')).toBeLessThan(16 * CAP);
@@ -90,8 +92,16 @@ describe('zip exports: one record and one page of records are bounded too', () =
 
   it.each([
     ['users.jsonl', (big: string) => `${user('a', 10)}\n${big}\n`, /entry "users\.jsonl": line 2 is longer than CPQ_MAX_PAGE_BYTES \(1048576\); refused$/],
-    ['users.json', (big: string) => `{"items":[${user('a', 10)},${big}]}`, /entry "users\.json": items\[1\] is larger than CPQ_MAX_PAGE_BYTES \(1048576\); refused$/],
-    ['users.csv', () => `login,firstName\r\na,b\r\nhuge,${noise(2 * CAP)}\r\n`, /entry "users\.csv": line 3: a row longer than CPQ_MAX_PAGE_BYTES \(1048576\) \(a quote left open\?\); refused$/],
+    [
+      'users.json',
+      (big: string) => `{"items":[${user('a', 10)},${big}]}`,
+      /entry "users\.json": items\[1\] is larger than CPQ_MAX_PAGE_BYTES \(1048576\); refused$/,
+    ],
+    [
+      'users.csv',
+      () => `login,firstName\r\na,b\r\nhuge,${noise(2 * CAP)}\r\n`,
+      /entry "users\.csv": line 3: a row longer than CPQ_MAX_PAGE_BYTES \(1048576\) \(a quote left open\?\); refused$/,
+    ],
   ] as const)('a %s entry with one huge record fails the run naming the entry and the cap', async (name, text, expected) => {
     const company = `huge_${name.replace(/\W/g, '_')}`;
     site.serve(company, zipExport([{ name, text: text(user('huge', 2 * CAP)) }]), 'application/zip');

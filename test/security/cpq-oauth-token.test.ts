@@ -41,7 +41,8 @@ beforeAll(async () => {
         res.end('"}');
       };
       res.on('error', () => undefined);
-      return more();
+      more();
+      return;
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'good-token', expires_in: 3600 }));
   });
@@ -59,7 +60,12 @@ const oauth = (path: string) =>
 
 describe('attack: a hostile OAuth token endpoint', () => {
   it('a redirect to another host is refused before that host is asked anything', async () => {
-    const error = await oauth('/redirect').authorization().then(() => undefined, (err: Error) => err);
+    const error = await oauth('/redirect')
+      .authorization()
+      .then(
+        () => undefined,
+        (err: Error) => err,
+      );
     expect(error?.message).toBe(
       `POST ${tokenUrl}/redirect: OAuth token service answered 307 (a redirect); redirects are not followed for the token request: set CPQ_OAUTH_TOKEN_URL to the final address`,
     );
@@ -68,7 +74,12 @@ describe('attack: a hostile OAuth token endpoint', () => {
 
   it('an endless token response is cut, not read whole', async () => {
     const before = process.memoryUsage().arrayBuffers;
-    const error = await oauth('/endless').authorization().then(() => undefined, (err: Error) => err);
+    const error = await oauth('/endless')
+      .authorization()
+      .then(
+        () => undefined,
+        (err: Error) => err,
+      );
     expect(error?.message).toBe(`POST ${tokenUrl}/endless: OAuth token response is not JSON`);
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(32 * 1024 * 1024);
   });

@@ -60,7 +60,9 @@ describe('names CPQ sends are never path steps', () => {
     const error = await site.refused('*', { cpq: { baseUrl } });
     expect(error.kind).toBe('data');
     expect(error.message).toMatch(
-      new RegExp(`^GET ${baseUrl}/rest/v16/companies\\?\\S+: company 1: loginName "\\.\\." cannot be used in a URL path: empty names, "\\.", "\\.\\." and names holding / or \\\\ are refused$`),
+      new RegExp(
+        `^GET ${baseUrl}/rest/v16/companies\\?\\S+: company 1: loginName "\\.\\." cannot be used in a URL path: empty names, "\\.", "\\.\\." and names holding / or \\\\ are refused$`,
+      ),
     );
     expect(requests).toEqual(['/rest/v16/companies']);
     expect(await planted()).toEqual([]);
@@ -75,7 +77,9 @@ describe('names CPQ sends are never path steps', () => {
 
   it.each(['.', '..', 'a/../../users', 'a\\..'])('company %j is refused in CPQ_COMPANIES and wherever a URL is built', async (name) => {
     expect(() => loadConfig({ CPQ_BASE_URL: baseUrl, CPQ_COMPANIES: `_host,${name}` })).toThrow(ConfigError);
-    expect(() => loadConfig({ CPQ_BASE_URL: baseUrl, CPQ_COMPANIES: `_host,${name}` })).toThrow(/CPQ_COMPANIES: company login names cannot be "\.", "\.\." or hold \/ or \\/);
+    expect(() => loadConfig({ CPQ_BASE_URL: baseUrl, CPQ_COMPANIES: `_host,${name}` })).toThrow(
+      /CPQ_COMPANIES: company login names cannot be "\.", "\.\." or hold \/ or \\/,
+    );
     for (const format of ['json', 'zip'] as const) {
       const error = await site.refused(name, { format, cpq: { baseUrl } });
       expect(error.message).toContain(`company ${JSON.stringify(name)} cannot be used in a URL path`);

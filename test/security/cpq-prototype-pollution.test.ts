@@ -54,7 +54,11 @@ describe('a hostile CSV header in a zip export', () => {
   });
 
   it('cannot forge the status_display of a user read later (status without displayValue)', async () => {
-    site.serve('evil_forge', zipExport([{ name: 'users.csv', text: 'login,status.value,constructor.prototype.displayValue\r\nmallory,1,FORGED\r\n' }]), 'application/zip');
+    site.serve(
+      'evil_forge',
+      zipExport([{ name: 'users.csv', text: 'login,status.value,constructor.prototype.displayValue\r\nmallory,1,FORGED\r\n' }]),
+      'application/zip',
+    );
     await site.refused('evil_forge', { format: 'zip' });
     site.serve('later', JSON.stringify({ items: [{ login: 'honest', status: { value: 1 } }], hasMore: false }));
     const { error } = await site.run('later');

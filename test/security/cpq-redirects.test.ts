@@ -65,7 +65,7 @@ beforeAll(async () => {
     res.writeHead(404).end();
   };
   cpqUrl = await listen(createHttpServer(cpq), '127.0.0.1', 'http');
-  tlsUrl = await listen(createHttpsServer({ cert: CERT, key: KEY }, cpq) as unknown as Server, '127.0.0.1', 'https');
+  tlsUrl = await listen(createHttpsServer({ cert: CERT, key: KEY }, cpq), '127.0.0.1', 'https');
 });
 
 afterAll(async () => {
@@ -85,7 +85,9 @@ describe('redirects from CPQ', () => {
     const error = await site.refused('foreign', { cpq: { baseUrl: cpqUrl } });
     expect(error.kind).toBe('source');
     expect(error.message).toMatch(
-      new RegExp(`^GET ${cpqUrl}/rest/v16/companies/foreign/users\\?\\S+: CPQ redirected from ${cpqUrl} to ${foreignUrl}; redirects are followed only within ${cpqUrl}$`),
+      new RegExp(
+        `^GET ${cpqUrl}/rest/v16/companies/foreign/users\\?\\S+: CPQ redirected from ${cpqUrl} to ${foreignUrl}; redirects are followed only within ${cpqUrl}$`,
+      ),
     );
     expect(foreignRequests).toEqual([]);
     expect(await users('foreign')).toEqual([]);
@@ -106,7 +108,11 @@ describe('redirects from CPQ', () => {
 
   it('an https site redirecting to plain http (a downgrade) is refused, naming both', async () => {
     const error = await site.refused('downgrade', { cpq: { baseUrl: tlsUrl, ca: CERT } });
-    expect(error.message).toMatch(new RegExp(`^GET ${tlsUrl}/rest/v16/companies/downgrade/users\\?\\S+: CPQ redirected from ${tlsUrl} to ${cpqUrl}; redirects are followed only within ${tlsUrl}$`));
+    expect(error.message).toMatch(
+      new RegExp(
+        `^GET ${tlsUrl}/rest/v16/companies/downgrade/users\\?\\S+: CPQ redirected from ${tlsUrl} to ${cpqUrl}; redirects are followed only within ${tlsUrl}$`,
+      ),
+    );
     expect(await users('downgrade')).toEqual([]);
   });
 

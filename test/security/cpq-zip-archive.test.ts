@@ -84,7 +84,14 @@ describe('overlapping entries (a zip bomb that shares its compressed data)', () 
     const crc = crc32(data);
     const body = local('part-000.jsonl', 8, crc, packed, data.length);
     // 200 directory entries, every one the same bytes: 200 times the expansion of one entry.
-    const entries = Array.from({ length: 200 }, (_, i) => ({ name: `part-${String(i).padStart(3, '0')}.jsonl`, offset: 0, method: 8, crc, compressedSize: packed.length, size: data.length }));
+    const entries = Array.from({ length: 200 }, (_, i) => ({
+      name: `part-${String(i).padStart(3, '0')}.jsonl`,
+      offset: 0,
+      method: 8,
+      crc,
+      compressedSize: packed.length,
+      size: data.length,
+    }));
     site.serve('overlap_shared', withDirectory(body, entries), 'application/zip');
     const error = await site.refused('overlap_shared', { format: 'zip' });
     expect(error.message).toMatch(
@@ -105,7 +112,9 @@ describe('overlapping entries (a zip bomb that shares its compressed data)', () 
     ]);
     site.serve('overlap_nested', zip, 'application/zip');
     const error = await site.refused('overlap_nested', { format: 'zip' });
-    expect(error.message).toMatch(/zip export: entries "outer\.jsonl" and "inner\.jsonl" share bytes of the archive \(overlapping entries\); refused as a possible zip bomb$/);
+    expect(error.message).toMatch(
+      /zip export: entries "outer\.jsonl" and "inner\.jsonl" share bytes of the archive \(overlapping entries\); refused as a possible zip bomb$/,
+    );
   });
 
   it('an archive of separate entries loads as before', async () => {
@@ -136,7 +145,9 @@ describe('the total uncompressed size of an archive (CPQ_ZIP_MAX_TOTAL_BYTES)', 
     site.serve('total_cap', zipOf(entries, deflateRawSync), 'application/zip');
     const error = await site.refused('total_cap', { format: 'zip', cpq: { zip: { ...site.h.config.cpq!.zip, maxTotalBytes: cap } } });
     expect(error.message).toMatch(
-      new RegExp(`^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/total_cap/users: zip export: the user entries expand to more than CPQ_ZIP_MAX_TOTAL_BYTES \\(${cap}\\) together \\(\\d+ bytes up to entry "part-\\d\\.jsonl"\\); refused$`),
+      new RegExp(
+        `^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/total_cap/users: zip export: the user entries expand to more than CPQ_ZIP_MAX_TOTAL_BYTES \\(${cap}\\) together \\(\\d+ bytes up to entry "part-\\d\\.jsonl"\\); refused$`,
+      ),
     );
     // Under the cap, the same archive loads.
     const { result, error: none } = await site.run('total_cap', { format: 'zip', cpq: { zip: { ...site.h.config.cpq!.zip, maxTotalBytes: total } } });

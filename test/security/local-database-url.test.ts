@@ -19,7 +19,7 @@ function passwordInQuery(url: string, extra: Record<string, string> = {}): { url
   return { url: parsed.toString(), password };
 }
 
-describe('a password in DATABASE_URL\'s query string', () => {
+describe("a password in DATABASE_URL's query string", () => {
   it('`migrate` names the database without printing the password given as ?password=', async () => {
     t = await createTestDatabase();
     const { url, password } = passwordInQuery(t.url);
@@ -41,7 +41,9 @@ describe('a password in DATABASE_URL\'s query string', () => {
     for (const command of [['migrate'], ['status']]) {
       const out = await cli(command, { DATABASE_URL: url });
       expect(out.code).toBe(6);
-      expect(out.stderr).toMatch(/^cpq-sync: cannot connect to Postgres at postgres:\/\/sync@127\.0\.0\.1:1\/warehouse\?password=\*\*\*&sslpassword=\*\*\*&api_token=\*\*\*&application_name=nightly: /);
+      expect(out.stderr).toMatch(
+        /^cpq-sync: cannot connect to Postgres at postgres:\/\/sync@127\.0\.0\.1:1\/warehouse\?password=\*\*\*&sslpassword=\*\*\*&api_token=\*\*\*&application_name=nightly: /,
+      );
       for (const secret of secrets) expect(out.stdout + out.stderr).not.toContain(secret);
     }
   });

@@ -86,9 +86,15 @@ describe('the embedded Postgres, seen by another local user', () => {
       if (text === undefined) continue;
       read++;
       const environ = text.split('\0').filter(Boolean);
-      expect(environ.filter((v) => v.startsWith('CPQ_')), `process ${pid}`).toEqual([]);
+      expect(
+        environ.filter((v) => v.startsWith('CPQ_')),
+        `process ${pid}`,
+      ).toEqual([]);
       for (const secret of Object.values(secrets)) expect(environ.join('\n')).not.toContain(secret);
-      expect(environ.every((v) => /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|PG[A-Z_]+)=/.test(v)), environ.join(' ')).toBe(true);
+      expect(
+        environ.every((v) => /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|PG[A-Z_]+)=/.test(v)),
+        environ.join(' '),
+      ).toBe(true);
     }
     expect(read).toBeGreaterThan(2);
     // The owner's way in: the password file.

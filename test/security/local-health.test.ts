@@ -57,16 +57,28 @@ async function lockRuns(url: string): Promise<{ release: () => Promise<void> }> 
 }
 
 describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
-  it('say ready or not and the age of the last success, never a run\'s error text, from any source address; the reasons go to the log', async ({ startHarness }) => {
+  it("say ready or not and the age of the last success, never a run's error text, from any source address; the reasons go to the log", async ({
+    startHarness,
+  }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', SYNC_STALE_AFTER: '1h' });
     const hour = 3_600_000;
     const at = (msAgo: number) => new Date(Date.now() - msAgo);
-    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at) VALUES ('succeeded', 'full', $1, $2)`, [at(5 * hour), at(5 * hour - 60_000)]);
+    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at) VALUES ('succeeded', 'full', $1, $2)`, [
+      at(5 * hour),
+      at(5 * hour - 60_000),
+    ]);
     const leak = 'CPQ answered 500 for https://cpq.example.com/rest/v16/companies/acme/users login "alice.secret@acme.example"';
-    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ('failed', 'incremental', $1, $2, $3)`, [at(2 * hour), at(2 * hour - 1000), leak]);
+    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ('failed', 'incremental', $1, $2, $3)`, [
+      at(2 * hour),
+      at(2 * hour - 1000),
+      leak,
+    ]);
     const { port } = await startWorker(h);
 
-    const sources: [string, string | undefined][] = [['127.0.0.1', undefined], ['127.0.0.2', '127.0.0.2']];
+    const sources: [string, string | undefined][] = [
+      ['127.0.0.1', undefined],
+      ['127.0.0.2', '127.0.0.2'],
+    ];
     const outside = outsideAddress();
     if (outside) sources.push([outside, outside]);
     for (const [host, localAddress] of sources) {
@@ -85,12 +97,14 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     const metrics = await get('127.0.0.1', port, '/metrics');
     expect(metrics.body).toMatch(/^cpq_sync_last_success_timestamp_seconds \d+/m);
     expect(metrics.body).not.toContain('alice');
-    const logged = h.logLines.map((l) => JSON.parse(l) as { msg: string; runs?: string; lastRun?: { error?: string } }).filter((l) => l.msg === 'readiness: not ready');
+    const logged = h.logLines
+      .map((l) => JSON.parse(l) as { msg: string; runs?: string; lastRun?: { error?: string } })
+      .filter((l) => l.msg === 'readiness: not ready');
     expect(logged).toHaveLength(1); // once per change, not once per request
     expect(logged[0]!.lastRun?.error).toBe(leak);
   });
 
-  it('a flood of /readyz and /metrics requests takes no connection of the sync\'s pool and queues nothing in front of it', async ({ startHarness }) => {
+  it("a flood of /readyz and /metrics requests takes no connection of the sync's pool and queues nothing in front of it", async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
     const { port } = await startWorker(h);
     const lock = await lockRuns(h.t.url);
@@ -119,7 +133,9 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     expect((await get('127.0.0.1', port, '/readyz')).status).toBe(200);
   });
 
-  it('a readiness query stuck behind a lock is cancelled by the server after the timeout (not left waiting), and the next probe answers', async ({ startHarness }) => {
+  it('a readiness query stuck behind a lock is cancelled by the server after the timeout (not left waiting), and the next probe answers', async ({
+    startHarness,
+  }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
     const { port } = await startWorker(h);
     const lock = await lockRuns(h.t.url);

@@ -19,7 +19,6 @@ declare module 'vitest' {
 
 const TEMPLATE = 'cpq_test_template';
 
-
 async function containerDatabase(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
