@@ -103,7 +103,9 @@ async function fetchFloor(baseUrl: string, companies: string[], format: 'json' |
       if (format === 'zip') {
         const response = await fetch(path, { headers: { accept: 'application/zip' } });
         if (!response.ok || !response.body) throw new Error(`zip export of ${company}: ${response.status}`);
-        for await (const _chunk of response.body) _chunk;
+        for await (const _chunk of response.body) {
+          // read and discarded
+        }
         return;
       }
       let after: string | undefined;

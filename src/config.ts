@@ -65,13 +65,13 @@ const envSchema = z.object({
   EMBEDDED_PG_PORT: integer(54329, 1024, 65535),
 
   CPQ_BASE_URL: optionalText.refine((v) => v === undefined || /^https?:\/\/[^/\s]+/i.test(v), {
-    message: 'must be an http(s) URL such as https://mysite.bigmachines.com',
+    error: 'must be an http(s) URL such as https://mysite.bigmachines.com',
   }),
   CPQ_PATH_PREFIX: z
     .string()
     .default('')
     .transform((v) => v.trim().replace(/\/+$/, ''))
-    .refine((v) => v === '' || v === '/cpq', { message: 'must be empty (classic site) or /cpq (Fusion site)' }),
+    .refine((v) => v === '' || v === '/cpq', { error: 'must be empty (classic site) or /cpq (Fusion site)' }),
   CPQ_COMPANIES: z
     .string()
     .default('_host')
@@ -81,9 +81,9 @@ const envSchema = z.object({
         .map((c) => c.trim())
         .filter((c) => c !== ''),
     )
-    .refine((list) => list.length > 0, { message: 'must name at least one company, or *' })
+    .refine((list) => list.length > 0, { error: 'must name at least one company, or *' })
     .refine((list) => list.every((c) => c !== '.' && c !== '..' && !/[/\\]/.test(c)), {
-      message: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)',
+      error: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)',
     }),
   CPQ_HOST_COMPANY: optionalText,
   CPQ_INTEGRATION_USERS: z.enum(['auto', 'on', 'off']).default('auto'),
@@ -138,7 +138,7 @@ const envSchema = z.object({
   SYNC_STALE_AFTER: duration('36h'),
   SHUTDOWN_TIMEOUT: duration('30s'),
   HTTP_PORT: optionalText.refine((v) => v === undefined || (/^\d+$/.test(v) && Number(v) <= 65535), {
-    message: 'must be a TCP port number',
+    error: 'must be a TCP port number',
   }),
   HTTP_HOST: optionalText,
 

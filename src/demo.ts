@@ -8,7 +8,16 @@ function table(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
   const columns = Object.keys(rows[0]!);
   const cell = (v: unknown) => {
-    const text = v instanceof Date ? v.toISOString() : v === null ? '' : String(v);
+    const text =
+      v instanceof Date
+        ? v.toISOString()
+        : v === null
+          ? ''
+          : typeof v === 'object'
+            ? JSON.stringify(v)
+            : typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v === undefined
+              ? String(v)
+              : typeof v;
     return text.length > 48 ? `${text.slice(0, 47)}…` : text;
   };
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
@@ -42,13 +51,12 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     const first = await runSync({ ...database, config, log }, { full: true });
 
     const [host, partner] = [simulator.users('_host'), simulator.users('partner1')];
-    simulator.updateUser('_host', String(host[0]!.login), { lastName: 'Renamed-in-CPQ' });
-    simulator.addGroup('partner1', String(partner[1]!.login), { variableName: 'demoAuditors', label: 'Demo Auditors', type: 'Administrator' });
-    simulator.removeGroup('_host', String(host[2]!.login), String((host[2]!.groups as { items: { variableName: string }[] }).items[0]!.variableName));
+    const [renamed, grouped, ungrouped] = [String(host[0]!.login), String(partner[1]!.login), String(host[2]!.login)];
+    simulator.updateUser('_host', renamed, { lastName: 'Renamed-in-CPQ' });
+    simulator.addGroup('partner1', grouped, { variableName: 'demoAuditors', label: 'Demo Auditors', type: 'Administrator' });
+    simulator.removeGroup('_host', ungrouped, (host[2]!.groups as { items: { variableName: string }[] }).items[0]!.variableName);
     const added = simulator.addUser('partner2', { firstName: 'Nova', lastName: 'Added' });
-    out(
-      `\nChanged in CPQ: renamed ${host[0]!.login}, added a group to partner1/${partner[1]!.login}, removed one from ${host[2]!.login}, added partner2/${added}\n`,
-    );
+    out(`\nChanged in CPQ: renamed ${renamed}, added a group to partner1/${grouped}, removed one from ${ungrouped}, added partner2/${added}\n`);
     const second = await runSync({ ...database, config, log });
 
     out('\nRuns:');
@@ -59,9 +67,9 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
       );
     }
     out(`\nWhat changed in the second run (cpq.user_changes_flat):\n`);
-    out(table((await database.pool.query(CHANGES_QUERY, [second.runId])).rows));
+    out(table((await database.pool.query<Record<string, unknown>>(CHANGES_QUERY, [second.runId])).rows));
     out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
-    out(table((await database.pool.query(SAMPLE_QUERY)).rows));
+    out(table((await database.pool.query<Record<string, unknown>>(SAMPLE_QUERY)).rows));
     out(
       `\nThe data stays in ${database.where}, database cpq_demo. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`,
     );

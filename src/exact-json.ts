@@ -93,11 +93,14 @@ function losslessReplacer(_key: string, value: unknown): unknown {
   return `${mayOverflowNumeric(value.value) && numericOverflow(value.value) ? UNSTORABLE : MARK}${value.value}`;
 }
 
+/** JSON.stringify as it behaves: undefined for undefined, a function or a symbol (its lib type says string). */
+const jsonText = JSON.stringify as (value: unknown, replacer?: (key: string, value: unknown) => unknown) => string | undefined;
+
 /** JSON.stringify that writes every exact number back as the literal it was read as. */
 export function stringifyExactJson(value: unknown, options: { hasLosslessNumbers?: boolean } = {}): string {
-  let text = JSON.stringify(value, options.hasLosslessNumbers ? losslessReplacer : undefined) ?? 'null';
+  let text = jsonText(value, options.hasLosslessNumbers ? losslessReplacer : undefined) ?? 'null';
   // A LosslessNumber from elsewhere would otherwise come out as {"value":...,"isLosslessNumber":true}.
-  if (!options.hasLosslessNumbers && text.includes('"isLosslessNumber":true')) text = JSON.stringify(value, losslessReplacer) ?? 'null';
+  if (!options.hasLosslessNumbers && text.includes('"isLosslessNumber":true')) text = jsonText(value, losslessReplacer) ?? 'null';
   return text.includes(MARK_ESCAPED) ? text.replace(MARKED, '$1') : text;
 }
 

@@ -39,7 +39,7 @@ export class OAuthClientCredentials implements Authenticator {
     private readonly config: Extract<CpqAuthConfig, { kind: 'oauth' }>,
     private readonly timeoutMs: number,
     private readonly now: () => number = Date.now,
-    private readonly dispatcher: Dispatcher | undefined = undefined,
+    private readonly dispatcher?: Dispatcher,
   ) {}
 
   async authorization(): Promise<string> {

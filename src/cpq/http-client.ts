@@ -126,7 +126,8 @@ class StallTimer {
 /** The first bytes of an error body as text, without reading a possibly huge body to the end. */
 export async function readHead(response: Response, maxBytes: number): Promise<string> {
   if (!response.body) return '';
-  const reader = response.body.getReader();
+  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   const parts: Uint8Array[] = [];
   let size = 0;
   try {
@@ -155,7 +156,8 @@ async function readBodyCapped(response: Response, url: string, maxBytes: number)
     throw tooLarge();
   }
   if (!response.body) return '';
-  const reader = response.body.getReader();
+  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   const parts: Uint8Array[] = [];
   let size = 0;
   try {

@@ -11,5 +11,6 @@ export function dispatcherFor(ca: string | undefined): Dispatcher | undefined {
 
 /** fetch options carrying the dispatcher (Node's RequestInit type does not declare it). */
 export function withDispatcher(init: RequestInit, dispatcher: Dispatcher | undefined): RequestInit {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- an undici (npm) Agent; Node's RequestInit types it with undici-types' own copy of the Dispatcher class, which the built-in fetch accepts
   return dispatcher ? { ...init, dispatcher } : init;
 }

@@ -78,19 +78,23 @@ export class ZipArchive {
 
   static open(path: string, limits: ArchiveLimits): Promise<ZipArchive> {
     return new Promise((resolve, reject) => {
-      yauzl.open(path, { lazyEntries: true, autoClose: false, decodeStrings: true, validateEntrySizes: true, strictFileNames: false }, (err, zip) => {
-        if (err || !zip) {
-          reject(new ArchiveError(describeOpenError(err ?? new Error('unknown error'))));
-          return;
-        }
-        const archive = new ZipArchive(zip, limits);
-        if (zip.entryCount > limits.maxEntries) {
-          archive.close();
-          reject(new ArchiveError(`the archive holds ${zip.entryCount} entries, more than CPQ_ZIP_MAX_ENTRIES (${limits.maxEntries}); refused`));
-          return;
-        }
-        resolve(archive);
-      });
+      yauzl.open(
+        path,
+        { lazyEntries: true, autoClose: false, decodeStrings: true, validateEntrySizes: true, strictFileNames: false },
+        (err, zip: yauzl.ZipFile | undefined) => {
+          if (err || !zip) {
+            reject(new ArchiveError(describeOpenError(err ?? new Error('unknown error'))));
+            return;
+          }
+          const archive = new ZipArchive(zip, limits);
+          if (zip.entryCount > limits.maxEntries) {
+            archive.close();
+            reject(new ArchiveError(`the archive holds ${zip.entryCount} entries, more than CPQ_ZIP_MAX_ENTRIES (${limits.maxEntries}); refused`));
+            return;
+          }
+          resolve(archive);
+        },
+      );
     });
   }
 
@@ -215,7 +219,7 @@ export class ZipArchive {
    */
   async *bytes(user: UserEntry): AsyncGenerator<Buffer> {
     const stream = await new Promise<Readable>((resolve, reject) => {
-      this.zip.openReadStream(user.entry, (err, readStream) => {
+      this.zip.openReadStream(user.entry, (err, readStream: Readable | undefined) => {
         if (err || !readStream) reject(new ArchiveError(describeReadError(user.name, err ?? new Error('unknown error'))));
         else resolve(readStream);
       });

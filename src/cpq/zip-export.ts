@@ -84,7 +84,9 @@ function describe(value: unknown): string {
   const digits = displayValue(value);
   if (digits !== undefined) return digits;
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
+  // Anything else is an object (nothing else comes from a parser): printed as String() prints a plain object.
+  return Object.prototype.toString.call(value);
 }
 
 /** Text parser for one entry's format, handing each record (a plain object) to `sink`. */

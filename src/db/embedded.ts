@@ -12,7 +12,7 @@ import { EXIT_CODES, SyncError } from '../errors.js';
 export interface EmbeddedDatabase {
   /** Loopback connection string, with this data folder's password. */
   url: string;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export interface EmbeddedOptions {

@@ -39,8 +39,8 @@ async function streamRows(client: pg.PoolClient, sql: string, params: unknown[],
       : (row: (string | null)[]) =>
           `{${columns
             .map((c, i) => {
-              const value = row[i]!;
-              return keys[i] + (value === null ? 'null' : c.json ? compactJsonText(value) : JSON.stringify(value));
+              const value = row[i] as string | null;
+              return keys[i]! + (value === null ? 'null' : c.json ? compactJsonText(value) : JSON.stringify(value));
             })
             .join(',')}}`;
   if (format === 'csv') await write(out, `${columns.map((c) => c.name).join(',')}\n`);
@@ -65,14 +65,14 @@ async function streamRows(client: pg.PoolClient, sql: string, params: unknown[],
  */
 async function inOneSnapshot<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
-  let broken: Error | undefined;
+  let broken: Error | boolean | undefined;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const result = await work(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
+    await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr instanceof Error ? rollbackErr : Boolean(rollbackErr)));
     throw err;
   } finally {
     client.release(broken);

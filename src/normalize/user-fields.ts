@@ -32,7 +32,7 @@ type ChoiceField = { [F in CpqUserField]: (typeof CPQ_USER_FIELDS)[F] extends 'c
 export type UserValueColumnKinds = { [F in CpqUserField as ColumnOf<F>]: (typeof CPQ_USER_FIELDS)[F] } & {
   [F in ChoiceField as `${ColumnOf<F>}_display`]: 'displayText';
 };
-export type UserValueColumn = keyof UserValueColumnKinds & string;
+export type UserValueColumn = keyof UserValueColumnKinds;
 
 const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 const columnOf = (field: CpqUserField): string => (field in COLUMN_NAMES ? COLUMN_NAMES[field as keyof typeof COLUMN_NAMES] : snake(field));

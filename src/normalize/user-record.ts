@@ -10,7 +10,7 @@ import {
   unstorableNumber,
 } from '../exact-json.js';
 import { canonicalFieldName, canonicalize, spellingWins } from '../cpq/user-fields.js';
-import { USER_FIELDS, USER_VALUE_COLUMN_TYPES, type UserField } from './user-fields.js';
+import { USER_FIELDS, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
 export class RecordError extends Error {
@@ -90,7 +90,8 @@ function describe(value: unknown): string {
   if (digits !== undefined) return digits;
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
-  return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
+  return typeof value; // a function or a symbol: nothing a JSON parser produces
 }
 
 class FieldReader {
@@ -221,7 +222,7 @@ function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] 
   const items = isJsonObject(value) ? canonicalize(value).get('items') : value;
   if (items === undefined || items === null) return [];
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
-  return items;
+  return items as unknown[];
 }
 
 function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined {
@@ -352,6 +353,7 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
 function shown(text: string): string {
   const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
   return cut.replace(
+    // eslint-disable-next-line no-control-regex -- escaping control characters is what this does
     /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );

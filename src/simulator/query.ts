@@ -14,7 +14,7 @@ export interface QueryObject {
 }
 
 const IDENTIFIER_START = /[A-Za-z_$]/;
-const IDENTIFIER_PART = /[A-Za-z0-9_$.\-]/;
+const IDENTIFIER_PART = /[A-Za-z0-9_$.-]/;
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const ESCAPES: Record<string, string> = { '"': '"', "'": "'", '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
@@ -113,7 +113,7 @@ class RelaxedJsonParser {
         out += String.fromCharCode(parseInt(hex, 16));
         this.pos += 4;
       } else if (escape !== undefined && escape in ESCAPES) {
-        out += ESCAPES[escape];
+        out += ESCAPES[escape]!;
       } else {
         this.fail('bad escape');
       }
@@ -243,7 +243,7 @@ export function valuesAtPath(root: unknown, path: readonly string[]): unknown[] 
   const expanded: unknown[] = [];
   for (const value of current) {
     expanded.push(value);
-    if (Array.isArray(value)) expanded.push(...value);
+    if (Array.isArray(value)) expanded.push(...(value as unknown[]));
   }
   return expanded;
 }

@@ -96,13 +96,13 @@ export class SeededRandom {
 
   hex(length: number): string {
     let out = '';
-    for (let i = 0; i < length; i++) out += HEX[Math.floor(this.next() * 16)];
+    for (let i = 0; i < length; i++) out += HEX[Math.floor(this.next() * 16)]!;
     return out;
   }
 
   alphanumeric(length: number): string {
     let out = '';
-    for (let i = 0; i < length; i++) out += ALPHANUMERIC[Math.floor(this.next() * ALPHANUMERIC.length)];
+    for (let i = 0; i < length; i++) out += ALPHANUMERIC[Math.floor(this.next() * ALPHANUMERIC.length)]!;
     return out;
   }
 }
@@ -112,7 +112,7 @@ export function toBase62(value: number, width: number): string {
   let out = '';
   let rest = value;
   do {
-    out = ALPHANUMERIC[rest % 62] + out;
+    out = ALPHANUMERIC[rest % 62]! + out;
     rest = Math.floor(rest / 62);
   } while (rest > 0);
   return out.padStart(width, ALPHANUMERIC[0]);

@@ -45,7 +45,8 @@ export function toWireUser(user: StoredUser, shape: UserWireShape): Record<strin
   for (const relation of RELATIONS) {
     const expanded = relation === 'groups' ? shape.expandGroups : shape.expandAccessPermissions;
     if (!expanded) continue;
-    const value = record[relation] as { items?: unknown[] } | undefined;
+    // An exact record holds the relation as it was imported, whatever that is.
+    const value = record[relation];
     if (user.exact) {
       const links = keepLinks(
         [
@@ -59,7 +60,7 @@ export function toWireUser(user: StoredUser, shape: UserWireShape): Record<strin
       continue;
     }
     out[relation] = {
-      items: toWireValue(value?.items ?? []),
+      items: toWireValue((value as { items?: unknown[] } | undefined)?.items ?? []),
       links: keepLinks(
         [
           { rel: 'self', href: `${shape.selfHref}/${relation}` },

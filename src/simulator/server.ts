@@ -83,7 +83,8 @@ function count(value: number | undefined, fallback: number, name: string): numbe
 }
 
 function resolveOptions(options: SimulatorOptions): ResolvedOptions {
-  const pathPrefix = options.pathPrefix ?? '';
+  // Checked at run time too: a JavaScript caller is not held to the type.
+  const pathPrefix: string = options.pathPrefix ?? '';
   if (pathPrefix !== '' && pathPrefix !== '/cpq') throw new Error("pathPrefix must be '' or '/cpq'");
   return {
     seed: options.seed ?? 1,

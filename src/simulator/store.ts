@@ -176,6 +176,7 @@ export class UserStore {
     }
     this.nextUserIndex.set(company, index);
     for (const [key, value] of Object.entries(fields)) {
+      // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- a patch value of undefined removes the field it names
       if (value === undefined) delete record[key];
       else record[key] = options.exact ? importValue(value) : importField(key, value);
     }
@@ -214,6 +215,7 @@ export class UserStore {
     const oldPartyNumber = user.record.partyNumber;
     const record = { ...user.record };
     for (const [key, value] of Object.entries(patch)) {
+      // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- a patch value of undefined removes the field it names
       if (value === undefined) delete record[key];
       else record[key] = importField(key, value);
     }

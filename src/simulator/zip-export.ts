@@ -98,7 +98,9 @@ function csvCell(value: unknown): string {
       ? value.text
       : typeof value === 'object'
         ? JSON.stringify(value)
-        : String(value);
+        : typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint'
+          ? String(value)
+          : typeof value; // a function or a symbol: nothing a record holds
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 

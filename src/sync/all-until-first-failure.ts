@@ -21,6 +21,8 @@ export async function allUntilFirstFailure<T, R>(
         try {
           results[index] = await task(item, index);
         } catch (err) {
+          // Another task may have failed while this one awaited; TS keeps the narrowing from before the await.
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
           if (!failure) {
             failure = { error: err };
             onFailure(err);

@@ -12,10 +12,10 @@ export const dataColumns = (prefix: string) => DATA_COLUMNS.map((c) => `${prefix
 /** Columns a change's diff reports: every data column but raw and the digest. */
 export const DIFF_COLUMNS = DATA_COLUMNS.filter((c) => c !== 'raw' && c !== 'content_hash');
 
-const PG_TYPE: Record<string, string> = Object.fromEntries([
+const PG_TYPE: Record<string, string> = Object.fromEntries<string>([
   ['company_name', 'text'],
   ['is_integration_user', 'boolean'],
-  ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType]),
+  ...USER_VALUE_COLUMN_TYPES.map((c): [string, string] => [c.column, c.pgType]),
 ]);
 
 /** A timestamptz as CPQ writes dates (2025-09-26T12:17:59.000Z), whatever the session time zone. */

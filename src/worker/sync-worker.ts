@@ -89,6 +89,8 @@ export class SyncWorker {
     } finally {
       this.current = undefined;
     }
+    // stop() may have aborted during the run; TS keeps the narrowing from the check at the top.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (!this.stopping.signal.aborted) this.schedule.logNextRun();
   }
 

@@ -10,5 +10,5 @@ export async function createRun(db: Db, mode: 'full' | 'incremental'): Promise<s
     .values({ status: 'running', mode, http_retries: '{}', streams: '[]', warnings: '[]' })
     .returning('id')
     .executeTakeFirstOrThrow();
-  return String(run.id);
+  return run.id;
 }
