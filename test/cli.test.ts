@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect } from 'vitest';
 import { ALL_MIGRATIONS } from './helpers/database.js';
@@ -98,9 +101,6 @@ describe('cpq-sync changes and snapshot', () => {
   it('snapshot --out writes the file and names the run it reflects', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const run = await h.sync();
-    const { mkdtemp, readFile } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
     const file = join(await mkdtemp(join(tmpdir(), 'snap-')), 'snapshot.csv');
     const out = await cli(['snapshot', '--out', file], { DATABASE_URL: h.t.url });
     expect(out.code).toBe(0);

@@ -57,7 +57,7 @@ describe('exact numbers in every export', () => {
     expect(of(login)[0]).toContain(`"party_id":{"new":${PARTY_ID},"old":null}`);
     expect(of(login)[1]).toContain(`"party_id":{"new":${NEXT_PARTY_ID},"old":${PARTY_ID}}`);
     expect(of(custom).at(-1)).toContain(`"diff":{"score":{"new":${HUGE_STORED},"old":${SCORE}}}`);
-    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    for (const line of lines) expect(() => JSON.parse(line) as unknown).not.toThrow();
 
     const csv = await collect((out) => exportChanges(h!.t.pool, parseAfter('0'), 'csv', out));
     const rows = csv.trim().split('\n');

@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
@@ -97,7 +98,10 @@ describe('process faults', () => {
       `SELECT status, error, finished_at FROM cpq.sync_runs r ORDER BY r.id`,
     );
     expect(rows.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
-    expect(rows[1]).toMatchObject({ error: 'the process running it stopped before it finished; nothing it read was kept', finished_at: expect.any(Date) });
+    expect(rows[1]).toMatchObject({
+      error: 'the process running it stopped before it finished; nothing it read was kept',
+      finished_at: expect.any(Date) as unknown,
+    });
     expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
     await expectInSync(h);
   });
@@ -117,7 +121,13 @@ describe('process faults', () => {
     const db = createDb(pool);
     cleanups.push(() => db.destroy());
     await migrate(db);
-    const t: TestDatabase = { url: server.url, pool, db, query: async (text, params) => (await pool.query(text, params)).rows, drop: async () => undefined };
+    const t: TestDatabase = {
+      url: server.url,
+      pool,
+      db,
+      query: async <T extends pg.QueryResultRow>(text: string, params?: unknown[]) => (await pool.query<T>(text, params)).rows,
+      drop: async () => undefined,
+    };
 
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
     await sim.start();

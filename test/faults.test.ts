@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import type { RunOptions } from '../src/sync/run.js';
 import { expectChangeLogConsistent, expectDatabaseEqualsSimulator, expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
-import type { TestDatabase } from './helpers/database.js';
 import { type Harness, it } from './helpers/harness.js';
 import { editPage, isNestedRequest, repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js';
 
@@ -67,7 +67,7 @@ function atPage(path: string, n: number, then: (req: { path: string; query: Reco
 async function expectFailedRun(run: (options?: RunOptions) => Promise<Error>, before: Record<string, string[]>, kind: string, message: RegExp) {
   const err = await run();
   expect(err).toBeInstanceOf(SyncError);
-  expect((err as SyncError).kind).toBe(kind);
+  expect(err).toHaveProperty('kind', kind);
   expect(err.message).toMatch(message);
   expect(err.message).not.toMatch(/[\r\n]/);
   const record = await lastRun();
@@ -99,7 +99,7 @@ describe('the checks themselves', () => {
 
     // t.query uses the pool: pin one client so BEGIN/ROLLBACK wrap the edit and the check.
     const client = await h.t.pool.connect();
-    const pinned = { ...h.t, query: async (text: string, params?: unknown[]) => (await client.query(text, params)).rows };
+    const pinned = { ...h.t, query: async <T extends pg.QueryResultRow>(text: string, params?: unknown[]) => (await client.query<T>(text, params)).rows };
     try {
       const env = { sim: h.sim, t: pinned, config: h.config };
       const check = async (sql: string, which: 'state' | 'log') => {
@@ -244,7 +244,7 @@ describe('HTTP faults', () => {
       { CPQ_TOKEN: 'revoked-token' },
     );
     const err = await h.syncError();
-    expect((err as SyncError).kind).toBe('auth');
+    expect(err).toHaveProperty('kind', 'auth');
     expect(err.message).toMatch(/CPQ refused the credentials \(401\)/);
     expect(h.sim.requests).toHaveLength(1);
     expect(await lastRun()).toMatchObject({ status: 'failed', error: err.message, http_requests: 1 });

@@ -187,7 +187,7 @@ describe('group history', () => {
     expect(await groupAsOf(new Date(at.getTime() - 1), 'zzLater')).toBeUndefined();
     // The membership diff is the user's; the definition is the group's.
     expect(await userChanges(run.runId)).toEqual([
-      expect.objectContaining({ change: 'update', login: a, diff: expect.objectContaining({ groups: { added: ['zzLater'], removed: [] } }) }),
+      expect.objectContaining({ change: 'update', login: a, diff: expect.objectContaining({ groups: { added: ['zzLater'], removed: [] } }) as unknown }),
     ]);
   });
 

@@ -90,14 +90,14 @@ describe('cpq_reader', () => {
 
     // A refused read rejects; each one must answer (with some count).
     for (const name of REPORTING) {
-      await expect(reader.query(`SELECT count(*)::int AS n FROM cpq."${name}"`), name).resolves.toMatchObject({ rows: [{ n: expect.any(Number) }] });
+      await expect(reader.query(`SELECT count(*)::int AS n FROM cpq."${name}"`), name).resolves.toMatchObject({ rows: [{ n: expect.any(Number) as unknown }] });
     }
-    expect((await reader.query(`SELECT count(*)::int AS n FROM cpq.users`)).rows[0].n).toBe(6);
+    expect((await reader.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.users`)).rows[0]!.n).toBe(6);
     // The 6 users as synced a moment ago: their memberships, permissions and groups.
     const asOfNow = { users_as_of: 6, user_groups_as_of: 27, user_access_permissions_as_of: 8, groups_as_of: 15 };
     for (const [fn, count] of Object.entries(asOfNow)) {
-      const { rows } = await reader.query(`SELECT count(*)::int AS n FROM cpq.${fn}(now())`);
-      expect(rows[0].n, fn).toBe(count);
+      const { rows } = await reader.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.${fn}(now())`);
+      expect(rows[0]!.n, fn).toBe(count);
     }
 
     await denied(reader, `INSERT INTO cpq.groups (variable_name) VALUES ('x')`);

@@ -20,7 +20,7 @@ describe('reporting views', () => {
     for (const company of ['_host', 'partner1']) {
       for (const u of h.sim.users(company)) {
         if (value(u, 'status') !== 1) continue;
-        const key = `${company}/${value(u, 'type')}`;
+        const key = `${company}/${value(u, 'type') as string}`;
         expected.set(key, (expected.get(key) ?? 0) + 1);
       }
     }

@@ -1,4 +1,4 @@
-import { describe, expect } from 'vitest';
+import { assert, describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import { it } from './helpers/harness.js';
 
@@ -30,7 +30,8 @@ describe('run result and error', () => {
     };
     const err = await h.syncError({ full: true });
     expect(err).toBeInstanceOf(SyncError);
-    const error = err as SyncError;
+    assert.instanceOf(err, SyncError); // narrows; the line above has already failed otherwise
+    const error = err;
     const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
     expect(row!.status).toBe('failed');
     expect(error).toMatchObject({ kind: 'source', status: 503, stream: 'companies/_host', runId: row!.id });

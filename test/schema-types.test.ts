@@ -12,6 +12,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 // Compile-time checks (`npm test` type-checks the tests first): the column type of a field is its
 // snake_case, as the runtime mapping computes it, for every kind of character a name holds.
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the exact-equality trick: each T exists only to compare the two conditional types
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 type Expect<T extends true> = T;
 export type SnakeCaseAsTypes = [

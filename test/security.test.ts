@@ -70,7 +70,7 @@ async function tokenRelay(simTokenUrl: () => string): Promise<{ url: string; tok
     req.on('end', () => {
       void fetch(simTokenUrl(), {
         method: 'POST',
-        headers: { authorization: String(req.headers.authorization ?? ''), 'content-type': String(req.headers['content-type'] ?? '') },
+        headers: { authorization: req.headers.authorization ?? '', 'content-type': req.headers['content-type'] ?? '' },
         body: Buffer.concat(chunks),
       }).then(async (r) => {
         const text = await r.text();

@@ -60,7 +60,7 @@ describe('CPQ simulator', () => {
       expect(all.some((u) => !('lastLogin' in u))).toBe(true);
       expect(all.every((u) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(u.dateModified as string))).toBe(true);
       const user = partners[0] as Json;
-      expect(user.timeZone).toMatchObject({ value: expect.any(String) });
+      expect(user.timeZone).toMatchObject({ value: expect.any(String) as unknown });
       expect((user.status as Json).value === 0 || (user.status as Json).value === 1).toBe(true);
     });
 
@@ -72,7 +72,7 @@ describe('CPQ simulator', () => {
         expect(user.oauthClientId).toMatch(/^[0-9a-f]{32}$/);
         expect(user.isWebServicesOnly).toBe(true);
         expect(BigInt(String(user.partyId))).toBeGreaterThan(TWO_POW_53);
-        expect(user.company).toEqual({ name: expect.any(String), loginName: '_host' });
+        expect(user.company).toEqual({ name: expect.any(String) as unknown, loginName: '_host' });
         expect(sim.user('_host', user.login as string)).toEqual(user);
       }
       expect(integration.some((u) => typeof u.id === 'number' && u.id > 2 ** 31)).toBe(true);

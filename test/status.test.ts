@@ -44,7 +44,7 @@ describe('cpq-sync status', () => {
     expect(json.code).toBe(1);
     const report = JSON.parse(json.stdout) as StatusReport;
     expect(report.lastRunFailed).toBe(true);
-    expect(report.lastRun).toMatchObject({ status: 'failed', error: expect.stringMatching(/CPQ still answered 503/) });
+    expect(report.lastRun).toMatchObject({ status: 'failed', error: expect.stringMatching(/CPQ still answered 503/) as unknown });
     expect(report.runs).toHaveLength(2);
     expect(report.runs[0]).toMatchObject({
       status: 'failed',
@@ -52,12 +52,18 @@ describe('cpq-sync status', () => {
       usersSeen: 0,
       httpRetries: { '503': 1 },
       warnings: [expect.stringMatching(/rolled back/)],
-      error: expect.stringMatching(/503/),
+      error: expect.stringMatching(/503/) as unknown,
     });
     expect(report.runs[0]!.durationSeconds).toBeGreaterThanOrEqual(0);
     expect(report.runs[1]).toMatchObject({ id: good.runId, status: 'succeeded', mode: 'full', usersSeen: 3, inserted: 3, error: null });
     expect(report.cursors).toEqual([
-      { stream: 'companies/_host', cursor: expect.any(String), lastFullSyncAt: expect.any(String), lastRunId: good.runId, updatedAt: expect.any(String) },
+      {
+        stream: 'companies/_host',
+        cursor: expect.any(String) as unknown,
+        lastFullSyncAt: expect.any(String) as unknown,
+        lastRunId: good.runId,
+        updatedAt: expect.any(String) as unknown,
+      },
     ]);
     expect(report.lastSuccessAt).toBe(report.runs[1]!.finishedAt);
 
@@ -93,7 +99,7 @@ describe('cpq-sync status', () => {
     await h.t.query('DROP SCHEMA cpq CASCADE');
     const bare = await status(['--json']);
     expect(bare.code).toBe(0);
-    expect(JSON.parse(bare.stdout)).toMatchObject({ runs: [], cursors: [], lastRunFailed: false, note: expect.stringMatching(/no cpq tables/) });
+    expect(JSON.parse(bare.stdout)).toMatchObject({ runs: [], cursors: [], lastRunFailed: false, note: expect.stringMatching(/no cpq tables/) as unknown });
   });
 
   it('exit code 6 when the database is unreachable, 2 for a bad --limit', async () => {

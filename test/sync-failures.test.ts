@@ -39,7 +39,7 @@ describe('failures', () => {
       { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'wrong-password' },
     );
     const err = await h.syncError();
-    expect((err as SyncError).kind).toBe('auth');
+    expect(err).toHaveProperty('kind', 'auth');
     expect(err.message).toMatch(/CPQ refused the credentials \(401\)/);
     expect(err.message).not.toContain('wrong-password');
     expect(h.sim.requests).toHaveLength(1);
@@ -103,7 +103,7 @@ describe('failures', () => {
     h.sim.updateUser('_host', login, { status: { value: 'yes', displayValue: 'Yes' } });
     const err = await h.syncError();
     expect(err.message).toMatch(new RegExp(`user "_host/${login}" \\(record 1 of http.*\\): field "status.value" must be a whole number, got "yes"`));
-    expect((err as SyncError).kind).toBe('data');
+    expect(err).toHaveProperty('kind', 'data');
   });
 
   it('records a short read (fewer rows than totalResults) as a warning', async ({ startHarness }) => {
@@ -211,7 +211,7 @@ describe('run lifecycle', () => {
     try {
       await holder.query('SELECT pg_advisory_lock($1)', [RUN_LOCK_KEY]);
       const err = await h.syncError();
-      expect((err as SyncError).kind).toBe('lock');
+      expect(err).toHaveProperty('kind', 'lock');
       expect(await h.t.query(`SELECT * FROM cpq.sync_runs`)).toEqual([]);
     } finally {
       await holder.query('SELECT pg_advisory_unlock_all()');
@@ -237,7 +237,7 @@ describe('run lifecycle', () => {
       if (req.path.endsWith('/users') && ++pages === 2) controller.abort();
     };
     const err = await h.syncError({ signal: controller.signal });
-    expect((err as SyncError).kind).toBe('interrupted');
+    expect(err).toHaveProperty('kind', 'interrupted');
     expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toEqual([]);
     const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs`);
     expect(runs).toEqual([{ status: 'interrupted' }]);

@@ -5,7 +5,6 @@ import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { RUN_LOCK_KEY } from '../src/sync/run.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import type { TestDatabase } from './helpers/database.js';
 import { Cleanups, cli, gate } from './helpers/cli-process.js';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';

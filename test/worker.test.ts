@@ -173,7 +173,7 @@ describe('schedule', () => {
     await reached.promise;
     await worker.stop();
     const rows = await h.t.query<{ status: string; error: string }>(`SELECT status, error FROM cpq.sync_runs`);
-    expect(rows).toEqual([{ status: 'interrupted', error: expect.stringMatching(/interrupted/) }]);
+    expect(rows).toEqual([{ status: 'interrupted', error: expect.stringMatching(/interrupted/) as unknown }]);
     expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toHaveLength(0);
     expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_total{status="interrupted"}')).toBe(1);
   });
@@ -249,7 +249,7 @@ describe('health and metrics', () => {
     expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{status="failed"}')).toBe(1);
     expect(metricValue(text, 'cpq_sync_http_retries_total{status="503"}')).toBe(1);
     // The failed run's retries come from its run record.
-    expect(metricValue(text, 'cpq_sync_http_retries_total{status="500"}')).toBe(Number(h.config.cpq!.maxRetries));
+    expect(metricValue(text, 'cpq_sync_http_retries_total{status="500"}')).toBe(h.config.cpq!.maxRetries);
     expect(metricValue(text, 'cpq_sync_run_in_progress')).toBe(0);
     const [success] = await h.t.query<{ at: number }>(
       `SELECT extract(epoch FROM max(finished_at))::float8 AS at FROM cpq.sync_runs WHERE status = 'succeeded'`,
@@ -291,7 +291,7 @@ describe('health and metrics', () => {
     const nowhere = createPool('postgres://nobody:pw@127.0.0.1:1/none');
     cleanups.push(() => nowhere.end());
     const down = await checkReadiness(nowhere, { staleAfterMs: day, timeoutMs: 2_000 });
-    expect(down).toMatchObject({ ready: false, database: expect.stringMatching(/^unreachable: /) });
+    expect(down).toMatchObject({ ready: false, database: expect.stringMatching(/^unreachable: /) as unknown });
     expect(JSON.stringify(down)).not.toContain('pw');
   });
 });

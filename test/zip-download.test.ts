@@ -222,13 +222,13 @@ describe('zipUserPages', () => {
     sim.setZipExport({ fault: 'bad-crc' });
     await expect(drain(zipUserPages(client(sim.baseUrl), config, '_host'))).rejects.toMatchObject({
       kind: 'data',
-      message: expect.stringMatching(/fails its CRC-32 check/),
+      message: expect.stringMatching(/fails its CRC-32 check/) as unknown,
     });
     expect(await live()).toEqual([]);
     sim.setZipExport({ fault: 'encrypted' });
     await expect(zipUserPages(client(sim.baseUrl), config, '_host').next()).rejects.toMatchObject({
       kind: 'data',
-      message: expect.stringMatching(/is encrypted/),
+      message: expect.stringMatching(/is encrypted/) as unknown,
     });
     sim.setZipExport({});
     sim.addFault({ status: 500, times: Infinity });

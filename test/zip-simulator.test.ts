@@ -82,7 +82,7 @@ describe('simulator zip export', () => {
     expect(header!.split(',')).toEqual(expect.arrayContaining(['lastname', 'EMAIL', 'status.value', 'status.displayValue', 'TimeZone.Value', 'groups']));
     const user = sim.users('_host')[0]!;
     expect(row).toMatch(new RegExp(`^${String(user.login)},`));
-    const groups = ((user.groups as { items: { variableName: string }[] }).items ?? []).map((g) => g.variableName).join(';');
+    const groups = ((user.groups as { items?: { variableName: string }[] }).items ?? []).map((g) => g.variableName).join(';');
     expect(row).toContain(groups);
   });
 

@@ -102,9 +102,9 @@ export function gate(): { promise: Promise<void>; open: () => void } {
 
 /** What a test leaves to undo: CLI processes still running (killed) and other cleanups, last first. */
 export class Cleanups {
-  private readonly steps: (() => Promise<unknown> | void)[] = [];
+  private readonly steps: (() => unknown)[] = [];
 
-  push(step: () => Promise<unknown> | void): void {
+  push(step: () => unknown): void {
     this.steps.push(step);
   }
 

@@ -42,7 +42,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     url: url.toString(),
     pool,
     db,
-    query: async (text, params) => (await pool.query(text, params)).rows,
+    query: async <T extends pg.QueryResultRow>(text: string, params?: unknown[]) => (await pool.query<T>(text, params)).rows,
     drop: async () => {
       await db.destroy();
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));

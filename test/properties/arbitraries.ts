@@ -36,7 +36,7 @@ export const NUM_RUNS_FROM_ENV = Number(process.env.FC_NUM_RUNS ?? '') || undefi
 export function runs(ci: number, testTimeoutMs: number): fc.Parameters<unknown> {
   const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true };
   // Stop (shrinking included) before vitest's timeout would, so that a failure is still reported with its seed.
-  return { numRuns: NUM_RUNS_FROM_ENV ?? ci, interruptAfterTimeLimit: testTimeoutMs - 20_000, ...replay };
+  return { numRuns: NUM_RUNS_FROM_ENV ?? ci, plugins: [fc.interruptAfterTimeLimit(testTimeoutMs - 20_000)], ...replay };
 }
 
 /** A property's vitest timeout: room for its CI cases and for shrinking a failure; an hour under FC_NUM_RUNS. */
@@ -53,8 +53,9 @@ export const anyText: fc.Arbitrary<string> = fc
     { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
     { weight: 1, arbitrary: fc.constantFrom('', ' ', 'e\u0301', '\u{1F600}\u{1F3FD}', '\u{10FFFF}', 'a"b\\c/\n\t', '\u2028\u2029', 'Zoë', 'ｶﾞ') },
   )
-  .map((s) => s.replace(/\u0000/g, ''));
+  .map((s) => s.replaceAll('\u0000', ''));
 
+// eslint-disable-next-line @typescript-eslint/no-misused-spread -- ASCII digits: one code point each
 const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: min, maxLength: max });
 
 /** Any JSON number literal: any length, fraction, exponent, sign; the notorious ones often. */
@@ -66,6 +67,7 @@ export const numberLiteral: fc.Arbitrary<string> = fc.oneof(
         fc.boolean(),
         fc.oneof(
           fc.constant('0'),
+          // eslint-disable-next-line @typescript-eslint/no-misused-spread -- ASCII digits: one code point each
           fc.tuple(fc.constantFrom(...'123456789'), digits(0, 30)).map(([a, b]) => a + b),
         ),
         fc.option(digits(1, 25), { nil: undefined }),
@@ -107,6 +109,7 @@ export const numberLiteral: fc.Arbitrary<string> = fc.oneof(
   },
   {
     weight: 1,
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- ASCII digits: one code point each
     arbitrary: fc.tuple(fc.constantFrom('', '-'), fc.constantFrom(...'123456789'), digits(18, 40)).map(([sign, first, rest]) => `${sign}${first}${rest}`),
   },
 );
@@ -197,6 +200,7 @@ function spellingOf(field: string): fc.Arbitrary<string> {
       weight: 1,
       arbitrary: fc
         .array(fc.boolean(), { minLength: field.length, maxLength: field.length })
+        // eslint-disable-next-line @typescript-eslint/no-misused-spread -- field names are ASCII identifiers, so code points match field.length above
         .map((up) => [...field].map((c, i) => (up[i] ? c.toUpperCase() : c.toLowerCase())).join('')),
     },
   );

@@ -12,8 +12,8 @@ import { hostileSite, zipExport, type HostileSite } from './cpq-hostile.js';
  */
 
 const CAP = 1024 * 1024;
-let site: HostileSite;
-let server: Server;
+let site: HostileSite | undefined;
+let server: Server | undefined;
 let baseUrl = '';
 /** Bytes the endless responses managed to write before the client hung up, per path. */
 const written = new Map<string, number>();
@@ -48,7 +48,7 @@ beforeAll(async () => {
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
@@ -60,7 +60,7 @@ afterAll(async () => {
 
 describe('JSON pages are read with a cap on their size (CPQ_MAX_PAGE_BYTES)', () => {
   it('an endless page fails the run as soon as it passes the cap, naming the URL and the cap', async () => {
-    const error = await site.refused('endless', { cpq: { baseUrl, maxPageBytes: CAP } });
+    const error = await site!.refused('endless', { cpq: { baseUrl, maxPageBytes: CAP } });
     expect(error.kind).toBe('data');
     expect(error.message).toMatch(
       new RegExp(`^GET ${baseUrl}/rest/v16/companies/endless/users\\?\\S+: the response is larger than CPQ_MAX_PAGE_BYTES \\(${CAP} bytes\\); refused$`),
@@ -71,16 +71,16 @@ describe('JSON pages are read with a cap on their size (CPQ_MAX_PAGE_BYTES)', ()
   });
 
   it('a page announced larger than the cap is refused before its body is read', async () => {
-    const error = await site.refused('announced', { cpq: { baseUrl, maxPageBytes: CAP } });
+    const error = await site!.refused('announced', { cpq: { baseUrl, maxPageBytes: CAP } });
     expect(error.message).toMatch(/rest\/v16\/companies\/announced\/users\?\S+: the response is larger than CPQ_MAX_PAGE_BYTES \(1048576 bytes\); refused$/);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(written.get('/rest/v16/companies/announced/users')).toBeLessThan(16 * CAP);
   });
 
   it('the default cap is 16 MiB and a page under the cap loads', async () => {
-    expect(site.h.config.cpq!.maxPageBytes).toBe(16 * 1024 * 1024);
-    site.serve('under_cap', JSON.stringify({ items: [{ login: 'fits', firstName: 'F'.repeat(CAP / 2) }], hasMore: false }));
-    const { error } = await site.run('under_cap', { cpq: { maxPageBytes: CAP } });
+    expect(site!.h.config.cpq!.maxPageBytes).toBe(16 * 1024 * 1024);
+    site!.serve('under_cap', JSON.stringify({ items: [{ login: 'fits', firstName: 'F'.repeat(CAP / 2) }], hasMore: false }));
+    const { error } = await site!.run('under_cap', { cpq: { maxPageBytes: CAP } });
     expect(error).toBeUndefined();
   });
 });
@@ -104,16 +104,16 @@ describe('zip exports: one record and one page of records are bounded too', () =
     ],
   ] as const)('a %s entry with one huge record fails the run naming the entry and the cap', async (name, text, expected) => {
     const company = `huge_${name.replace(/\W/g, '_')}`;
-    site.serve(company, zipExport([{ name, text: text(user('huge', 2 * CAP)) }]), 'application/zip');
-    const error = await site.refused(company, { format: 'zip', cpq: { maxPageBytes: CAP } });
+    site!.serve(company, zipExport([{ name, text: text(user('huge', 2 * CAP)) }]), 'application/zip');
+    const error = await site!.refused(company, { format: 'zip', cpq: { maxPageBytes: CAP } });
     expect(error.message).toMatch(new RegExp(`^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/${company}/users: zip export: `));
     expect(error.message).toMatch(expected);
   });
 
   it('records just under the cap are loaded in pages cut by size, not 1000 at a time', async () => {
     const lines = Array.from({ length: 24 }, (_, i) => user(`big${String(i).padStart(2, '0')}`, CAP / 4)).join('\n');
-    site.serve('big_records', zipExport([{ name: 'users.jsonl', text: lines }]), 'application/zip');
-    const { result, error } = await site.run('big_records', { format: 'zip', cpq: { maxPageBytes: CAP } });
+    site!.serve('big_records', zipExport([{ name: 'users.jsonl', text: lines }]), 'application/zip');
+    const { result, error } = await site!.run('big_records', { format: 'zip', cpq: { maxPageBytes: CAP } });
     expect(error).toBeUndefined();
     expect(result!.inserted).toBe(24);
     // 24 records of a quarter of the cap each: about four per page, never all 24 in one.

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { deflateRawSync } from 'node:zlib';
 import { expect } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
@@ -51,7 +52,10 @@ export async function hostileSite(env: Record<string, string> = {}): Promise<Hos
     refused: async (company, options) => {
       const before = await rowVersions(h.t);
       const { error } = await run(company, options);
-      if (!(error instanceof SyncError)) throw new Error(`expected the run to fail with a SyncError, but it ${error ? `threw ${String(error)}` : 'succeeded'}`);
+      if (!(error instanceof SyncError))
+        throw new Error(
+          `expected the run to fail with a SyncError, but it ${error ? `threw ${error instanceof Error ? String(error) : inspect(error)}` : 'succeeded'}`,
+        );
       expect(error.message).not.toMatch(/[\r\n]/);
       expect(await rowVersions(h.t)).toEqual(before);
       return error;

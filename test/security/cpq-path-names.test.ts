@@ -12,8 +12,8 @@ import { hostileSite, type HostileSite } from './cpq-hostile.js';
  * loaded as that company's. Such names are refused before any URL is built.
  */
 
-let site: HostileSite;
-let server: Server;
+let site: HostileSite | undefined;
+let server: Server | undefined;
 let baseUrl = '';
 const requests: string[] = [];
 const json = (body: unknown) => JSON.stringify(body);
@@ -37,7 +37,7 @@ beforeAll(async () => {
         return void res.end(json({ items: [{ login: 'planted', groups: { items: [] } }], hasMore: false, login: 'planted', partyNumber: '1' }));
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
@@ -52,12 +52,12 @@ afterAll(async () => {
 });
 
 async function planted() {
-  return site.h.t.query(`SELECT company_login, login FROM cpq.users WHERE login = 'planted'`);
+  return site!.h.t.query(`SELECT company_login, login FROM cpq.users WHERE login = 'planted'`);
 }
 
 describe('names CPQ sends are never path steps', () => {
   it('a company named ".." in the company list (CPQ_COMPANIES=*) fails the run naming the list; no other endpoint is asked', async () => {
-    const error = await site.refused('*', { cpq: { baseUrl } });
+    const error = await site!.refused('*', { cpq: { baseUrl } });
     expect(error.kind).toBe('data');
     expect(error.message).toMatch(
       new RegExp(
@@ -69,7 +69,7 @@ describe('names CPQ sends are never path steps', () => {
   });
 
   it('an integration user whose partyNumber is ".." fails the run before its detail URL is built', async () => {
-    const error = await site.refused('_host', { cpq: { baseUrl, pathPrefix: '/cpq', integrationUsers: 'on' } });
+    const error = await site!.refused('_host', { cpq: { baseUrl, pathPrefix: '/cpq', integrationUsers: 'on' } });
     expect(error.message).toContain('integration user partyNumber ".." cannot be used in a URL path');
     expect(requests.filter((p) => !['/cpq/rest/v19/integrationUsers', '/cpq/rest/v16/companies/_host/users'].includes(p))).toEqual([]);
     expect(await planted()).toEqual([]);
@@ -81,7 +81,7 @@ describe('names CPQ sends are never path steps', () => {
       /CPQ_COMPANIES: company login names cannot be "\.", "\.\." or hold \/ or \\/,
     );
     for (const format of ['json', 'zip'] as const) {
-      const error = await site.refused(name, { format, cpq: { baseUrl } });
+      const error = await site!.refused(name, { format, cpq: { baseUrl } });
       expect(error.message).toContain(`company ${JSON.stringify(name)} cannot be used in a URL path`);
     }
     expect(requests).toEqual([]);

@@ -19,7 +19,7 @@ const KEY = readFileSync(fileURLToPath(new URL('../fixtures/tls/test-only-key.pe
 
 const PLANTED = JSON.stringify({ items: [{ login: 'planted', firstName: 'Not from CPQ' }], hasMore: false });
 
-let site: HostileSite;
+let site: HostileSite | undefined;
 const servers: Server[] = [];
 /** Requests the foreign host received: it must never be asked anything. */
 const foreignRequests: string[] = [];
@@ -77,12 +77,12 @@ afterAll(async () => {
 });
 
 async function users(company: string) {
-  return site.h.t.query(`SELECT login FROM cpq.users WHERE company_login = $1 ORDER BY login`, [company]);
+  return site!.h.t.query(`SELECT login FROM cpq.users WHERE company_login = $1 ORDER BY login`, [company]);
 }
 
 describe('redirects from CPQ', () => {
   it('a 302 to another host fails the run naming both hosts; the other host is never asked and nothing it would send is loaded', async () => {
-    const error = await site.refused('foreign', { cpq: { baseUrl: cpqUrl } });
+    const error = await site!.refused('foreign', { cpq: { baseUrl: cpqUrl } });
     expect(error.kind).toBe('source');
     expect(error.message).toMatch(
       new RegExp(
@@ -94,20 +94,20 @@ describe('redirects from CPQ', () => {
   });
 
   it('the zip download is held to the same rule', async () => {
-    const error = await site.refused('foreign_zip', { format: 'zip', cpq: { baseUrl: cpqUrl } });
+    const error = await site!.refused('foreign_zip', { format: 'zip', cpq: { baseUrl: cpqUrl } });
     expect(error.message).toContain(`CPQ redirected from ${cpqUrl} to ${foreignUrl}`);
     expect(foreignRequests).toEqual([]);
   });
 
   it('credentials in the redirect location never reach the error', async () => {
-    const error = await site.refused('foreign_userinfo', { cpq: { baseUrl: cpqUrl } });
+    const error = await site!.refused('foreign_userinfo', { cpq: { baseUrl: cpqUrl } });
     expect(error.message).toContain(`CPQ redirected from ${cpqUrl} to ${foreignUrl};`);
     expect(error.message).not.toMatch(/hunter2|sync:/);
     expect(foreignRequests).toEqual([]);
   });
 
   it('an https site redirecting to plain http (a downgrade) is refused, naming both', async () => {
-    const error = await site.refused('downgrade', { cpq: { baseUrl: tlsUrl, ca: CERT } });
+    const error = await site!.refused('downgrade', { cpq: { baseUrl: tlsUrl, ca: CERT } });
     expect(error.message).toMatch(
       new RegExp(
         `^GET ${tlsUrl}/rest/v16/companies/downgrade/users\\?\\S+: CPQ redirected from ${tlsUrl} to ${cpqUrl}; redirects are followed only within ${tlsUrl}$`,
@@ -117,13 +117,13 @@ describe('redirects from CPQ', () => {
   });
 
   it('a redirect within the same origin is followed', async () => {
-    const { error } = await site.run('same_origin', { cpq: { baseUrl: cpqUrl } });
+    const { error } = await site!.run('same_origin', { cpq: { baseUrl: cpqUrl } });
     expect(error).toBeUndefined();
     expect(await users('same_origin')).toEqual([{ login: 'moved' }]);
   });
 
   it(`a redirect loop ends after ${MAX_REDIRECTS} redirects with a clear error`, async () => {
-    const error = await site.refused('loop', { cpq: { baseUrl: cpqUrl } });
+    const error = await site!.refused('loop', { cpq: { baseUrl: cpqUrl } });
     expect(error.message).toMatch(new RegExp(`^GET ${cpqUrl}/rest/v16/companies/loop/users\\?\\S+: CPQ redirected more than ${MAX_REDIRECTS} times; refused$`));
   });
 });

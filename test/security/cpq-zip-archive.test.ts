@@ -12,7 +12,7 @@ import { hostileSite, type HostileSite } from './cpq-hostile.js';
  * CPQ_ZIP_MAX_TOTAL_BYTES, before a single record is loaded.
  */
 
-let site: HostileSite;
+let site: HostileSite | undefined;
 
 beforeAll(async () => {
   site = await hostileSite();
@@ -92,8 +92,8 @@ describe('overlapping entries (a zip bomb that shares its compressed data)', () 
       compressedSize: packed.length,
       size: data.length,
     }));
-    site.serve('overlap_shared', withDirectory(body, entries), 'application/zip');
-    const error = await site.refused('overlap_shared', { format: 'zip' });
+    site!.serve('overlap_shared', withDirectory(body, entries), 'application/zip');
+    const error = await site!.refused('overlap_shared', { format: 'zip' });
     expect(error.message).toMatch(
       /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/overlap_shared\/users: zip export: entries "part-\d{3}\.jsonl" and "part-\d{3}\.jsonl" share bytes of the archive \(overlapping entries\); refused as a possible zip bomb$/,
     );
@@ -110,8 +110,8 @@ describe('overlapping entries (a zip bomb that shares its compressed data)', () 
       { name: 'outer.jsonl', offset: 0, method: 0, crc: crc32(innerLocal), compressedSize: innerLocal.length, size: innerLocal.length },
       { name: 'inner.jsonl', offset: innerOffset, method: 0, crc: innerCrc, compressedSize: inner.length, size: inner.length },
     ]);
-    site.serve('overlap_nested', zip, 'application/zip');
-    const error = await site.refused('overlap_nested', { format: 'zip' });
+    site!.serve('overlap_nested', zip, 'application/zip');
+    const error = await site!.refused('overlap_nested', { format: 'zip' });
     expect(error.message).toMatch(
       /zip export: entries "outer\.jsonl" and "inner\.jsonl" share bytes of the archive \(overlapping entries\); refused as a possible zip bomb$/,
     );
@@ -126,8 +126,8 @@ describe('overlapping entries (a zip bomb that shares its compressed data)', () 
       ],
       deflateRawSync,
     );
-    site.serve('separate', zip, 'application/zip');
-    const { result, error } = await site.run('separate', { format: 'zip' });
+    site!.serve('separate', zip, 'application/zip');
+    const { result, error } = await site!.run('separate', { format: 'zip' });
     expect(error).toBeUndefined();
     expect(result!.inserted).toBe(6);
   });
@@ -135,22 +135,22 @@ describe('overlapping entries (a zip bomb that shares its compressed data)', () 
 
 describe('the total uncompressed size of an archive (CPQ_ZIP_MAX_TOTAL_BYTES)', () => {
   it('defaults to 16 GiB', () => {
-    expect(site.h.config.cpq!.zip.maxTotalBytes).toBe(16 * 1024 ** 3);
+    expect(site!.h.config.cpq!.zip.maxTotalBytes).toBe(16 * 1024 ** 3);
   });
 
   it('many entries, each within every per-entry bound, are refused together beyond the cap', async () => {
     const entries = Array.from({ length: 8 }, (_, i) => ({ name: `part-${i}.jsonl`, data: usersJsonl(`p${i}_`, 100), deflate: true }));
     const total = entries.reduce((n, e) => n + e.data.length, 0);
     const cap = Math.floor(total / 2);
-    site.serve('total_cap', zipOf(entries, deflateRawSync), 'application/zip');
-    const error = await site.refused('total_cap', { format: 'zip', cpq: { zip: { ...site.h.config.cpq!.zip, maxTotalBytes: cap } } });
+    site!.serve('total_cap', zipOf(entries, deflateRawSync), 'application/zip');
+    const error = await site!.refused('total_cap', { format: 'zip', cpq: { zip: { ...site!.h.config.cpq!.zip, maxTotalBytes: cap } } });
     expect(error.message).toMatch(
       new RegExp(
         `^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/total_cap/users: zip export: the user entries expand to more than CPQ_ZIP_MAX_TOTAL_BYTES \\(${cap}\\) together \\(\\d+ bytes up to entry "part-\\d\\.jsonl"\\); refused$`,
       ),
     );
     // Under the cap, the same archive loads.
-    const { result, error: none } = await site.run('total_cap', { format: 'zip', cpq: { zip: { ...site.h.config.cpq!.zip, maxTotalBytes: total } } });
+    const { result, error: none } = await site!.run('total_cap', { format: 'zip', cpq: { zip: { ...site!.h.config.cpq!.zip, maxTotalBytes: total } } });
     expect(none).toBeUndefined();
     expect(result!.inserted).toBe(800);
   });

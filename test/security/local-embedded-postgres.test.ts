@@ -79,8 +79,9 @@ describe('the embedded Postgres, seen by another local user', () => {
     let read = 0;
     for (const pid of processes) {
       // A backend may end between the listing and here (the refused logins' ones do); the postmaster may not.
-      const text = await readFile(`/proc/${pid}/environ`, 'utf8').catch((err: NodeJS.ErrnoException) => {
-        if (pid !== processes[0] && (err.code === 'ESRCH' || err.code === 'ENOENT')) return undefined;
+      const text = await readFile(`/proc/${pid}/environ`, 'utf8').catch((err: unknown) => {
+        const code = err instanceof Error && 'code' in err ? err.code : undefined;
+        if (pid !== processes[0] && (code === 'ESRCH' || code === 'ENOENT')) return undefined;
         throw err;
       });
       if (text === undefined) continue;

@@ -5,7 +5,7 @@ import { afterEach, describe, expect } from 'vitest';
 import { SyncWorker } from '../../src/worker/sync-worker.js';
 import { type Harness, it } from '../helpers/harness.js';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });

@@ -28,7 +28,12 @@ async function containerDatabase(): Promise<{ url: string; stop: () => Promise<v
   }
   const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
   const container = await new PostgreSqlContainer('postgres:17-alpine').start();
-  return { url: container.getConnectionUri(), stop: async () => void (await container.stop()) };
+  return {
+    url: container.getConnectionUri(),
+    stop: async () => {
+      await container.stop();
+    },
+  };
 }
 
 async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
