@@ -36,8 +36,15 @@ const MARKED = new RegExp(`"${MARK_ESCAPED.replace(/\\/g, '\\\\')}([-+.\\deE]+)"
 /** A string literal (to its closing quote, or to the end when never closed) or a number literal. */
 const STRING_OR_NUMBER = /"[^"\\]*(?:\\[\s\S][^"\\]*)*"?|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
 const QUOTE = 34;
-/** Any number literal that might not survive a double; a cheap test that lets most texts skip the scan. */
-const MAYBE_INEXACT = /[\d.]{16}|\d[eE]|\.\d*0(?!\d)|-0(?![.\d])|\.0{6}/;
+/**
+ * A cheap test that lets most texts skip the scan: true for every text holding a number literal
+ * that a double would not give back as written. Such a literal has 16 or more digits, an
+ * exponent, a fraction ending in 0, a value below 1e-6 (six zeros after the point), or is -0;
+ * a literal of 15 digits or fewer otherwise prints back as written. The rules that strings would
+ * often match too (dates end in ".000Z") require what follows a number in JSON: a delimiter or
+ * the end. A string can still match (it then only costs the scan); a number cannot slip by.
+ */
+const MAYBE_INEXACT = /[\d.]{16}|\d[eE][+-]?\d+(?=[\s,\]}]|$)|\.\d*0(?=[\s,\]}]|$)|-0(?=[\s,\]}]|$)|\.0{6}/;
 
 function markInexact(token: string): string {
   // Strings pass through whole; only their first character is looked at.
