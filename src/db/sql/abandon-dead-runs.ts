@@ -1,14 +1,24 @@
 import type pg from 'pg';
+import { sql } from 'kysely';
+import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /**
  * Marks runs still `running` as `abandoned`; returns their ids. Only for a caller holding the
  * sync lock: a run left `running` then was left by a process that died.
  */
 export async function abandonDeadRuns(client: pg.PoolClient): Promise<string[]> {
-  const { rows } = await client.query<{ id: string }>(
-    `UPDATE cpq.sync_runs SET status = 'abandoned', finished_at = now(),
-       error = coalesce(error, 'the process running it stopped before it finished; nothing it read was kept')
-     WHERE status = 'running' RETURNING id`,
+  const rows = await runCompiled(
+    client,
+    queryBuilder
+      .updateTable('cpq.sync_runs')
+      .set((eb) => ({
+        status: 'abandoned',
+        finished_at: sql<Date>`now()`,
+        error: eb.fn.coalesce('error', eb.val('the process running it stopped before it finished; nothing it read was kept')),
+      }))
+      .where('status', '=', 'running')
+      .returning('id')
+      .compile(),
   );
   return rows.map((r) => r.id);
 }
