@@ -1,5 +1,7 @@
 import type pg from 'pg';
+import { sql } from 'kysely';
 import { SyncError } from '../../errors.js';
+import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /** pg advisory lock key that serializes sync runs against one database ("cpqsync" in ASCII). */
 export const RUN_LOCK_KEY = '109052458006371';
@@ -10,13 +12,13 @@ export const RUN_LOCK_KEY = '109052458006371';
  * transaction), and released by Postgres if the process dies.
  */
 export async function withSyncLock<T>(client: pg.PoolClient, work: () => Promise<T>): Promise<T> {
-  const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RUN_LOCK_KEY]);
+  const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${RUN_LOCK_KEY}) AS locked`.compile(queryBuilder));
   if (!rows[0]?.locked) {
     throw new SyncError('lock', 'another cpq-sync run holds the sync lock on this database; this run was skipped');
   }
   try {
     return await work();
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]).catch(() => undefined);
+    await runCompiled(client, sql`SELECT pg_advisory_unlock(${RUN_LOCK_KEY})`.compile(queryBuilder)).catch(() => undefined);
   }
 }
