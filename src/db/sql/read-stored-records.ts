@@ -1,5 +1,7 @@
 import type pg from 'pg';
+import { sql } from 'kysely';
 import { parseExactJson } from '../../exact-json.js';
+import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /**
  * The stored records (`raw`, numbers exact) of the given users, keyed by `key(company, login)`;
@@ -10,11 +12,15 @@ export async function readStoredRecords(
   users: readonly { company: string; login: string }[],
   { integrationOnly, key }: { integrationOnly: boolean; key: (company: string, login: string) => string },
 ): Promise<Map<string, Record<string, unknown>>> {
+  const companies = users.map((u) => u.company);
+  const logins = users.map((u) => u.login);
+  const onlyIntegration = integrationOnly ? sql` AND is_integration_user` : sql``;
+  // The sql tag, not the builder: a row-value IN over unnest() of two parameters reads better as SQL.
   // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s.
-  const { rows } = await on.query<{ company_login: string; login: string; raw: string }>(
-    `SELECT company_login, login, raw::text AS raw FROM cpq.users
-     WHERE (company_login, login) IN (SELECT * FROM unnest($1::text[], $2::text[]))${integrationOnly ? ' AND is_integration_user' : ''}`,
-    [users.map((u) => u.company), users.map((u) => u.login)],
+  const rows = await runCompiled(
+    on,
+    sql<{ company_login: string; login: string; raw: string }>`SELECT company_login, login, raw::text AS raw FROM cpq.users
+     WHERE (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))${onlyIntegration}`.compile(queryBuilder),
   );
   return new Map(rows.map((r) => [key(r.company_login, r.login), parseExactJson(r.raw) as Record<string, unknown>]));
 }
