@@ -1,4 +1,5 @@
 import type pg from 'pg';
+// Not converted: an ANALYZE with no rows; Kysely has no builder for it and a typed result would add nothing.
 
 /**
  * Planner statistics for what a big load wrote, without waiting for autovacuum: the next run's

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { knownBeforeRun } from './known-before-run.js';
+// Not converted: knownBeforeRun is an SQL text shared with the merge, with a hand-numbered placeholder Kysely could only splice in as sql.raw.
 
 export interface DeletionCandidates {
   company: string;

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+// Not converted: the upsert is CASE/LEAST/GREATEST over excluded, every value a raw sql fragment in Kysely, and it returns no rows.
 
 /**
  * Moves a stream's cursor forward to `cursor` (never back, never past now) and notes the run;
