@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { exportSnapshot } from '../src/history/export.js';
 import { type Harness, it } from './helpers/harness.js';
+import { untilWaitingForLock } from './helpers/database.js';
 
 let h: Harness | undefined;
 let holder: pg.Client | undefined;
@@ -24,15 +25,6 @@ async function snapshotLines(asOf: Date): Promise<Record<string, unknown>[]> {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-async function untilWaitingForLock(): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const rows = await h!.t.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-    if (rows.length > 0) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('no backend started waiting for a lock');
-}
-
 describe('snapshot: the run it names is exactly the state it contains', () => {
   it('a run that commits after the snapshot chose its run, before it read the users, is not in it', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
@@ -46,7 +38,7 @@ describe('snapshot: the run it names is exactly the state it contains', () => {
     await holder.query('BEGIN');
     await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
     const exporting = snapshotLines(later);
-    await untilWaitingForLock();
+    await untilWaitingForLock(h.t);
     const { rows } = await holder.query<{ id: string; effective_at: Date }>(
       `INSERT INTO cpq.sync_runs (status, mode, finished_at, effective_at) VALUES ('succeeded', 'incremental', now(), now()) RETURNING id, effective_at`,
     );

@@ -8,6 +8,7 @@ import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
 import { cli } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
+import { untilWaitingForLock } from './helpers/database.js';
 
 let h: Harness | undefined;
 const clients: pg.Client[] = [];
@@ -62,16 +63,6 @@ async function openRun(login: string) {
   };
 }
 
-/** Waits until a backend of this database waits for a lock. */
-async function untilWaitingForLock(): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const rows = await h!.t.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-    if (rows.length > 0) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('no backend started waiting for a lock');
-}
-
 describe('changes --after <watermark>: no change missed or repeated, however runs commit', () => {
   it('a run that started first and commits last is read by the next poll, not skipped', async ({ startHarness }) => {
     h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
@@ -118,7 +109,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     const two = await openRun(b!);
     await one.markSucceeded(); // took its number; not committed yet
     const twoFinishing = two.markSucceeded();
-    await untilWaitingForLock();
+    await untilWaitingForLock(h.t);
     expect(await poll(start.watermark)).toEqual({ changes: 0, watermark: start.watermark, changeIds: [] });
     await one.commit();
     await twoFinishing;

@@ -49,3 +49,13 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/** Waits until a backend of this database waits for a lock (a statement the test holds up), at most 5 s. */
+export async function untilWaitingForLock(t: TestDatabase): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const rows = await t.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+    if (rows.length > 0) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('no backend started waiting for a lock');
+}
