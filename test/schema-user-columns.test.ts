@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { USER_VALUE_COLUMN_TYPES } from '../src/normalize/user-fields.js';
-import { FIELD_DIFF } from '../src/sync/merge.js';
+import { FIELD_DIFF } from '../src/sync/merge-sql.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 /*

@@ -158,7 +158,8 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     // Each record's entry and place in it, for the errors normalization may raise later.
     let positions: string[] = [];
     let index = 0;
-    // Characters of entry text read since the last page was cut: the size of what `pending` holds, give or take a record.
+    // Characters of entry text read since `pending` was last empty: at least what it holds, so a page is cut before
+    // `pending` can outgrow CPQ_MAX_PAGE_BYTES; once over, everything pending is cut into pages.
     let textSinceCut = 0;
     const limit = recordLimit(config.maxPageBytes);
     const pageFrom = (at: number): Page => ({

@@ -41,7 +41,7 @@ export const PASSWORD_FILE = 'cpq-sync-password';
  */
 const POSTGRES_ENV = ['PATH', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_COLLATE', 'LC_MESSAGES', 'LC_MONETARY', 'LC_NUMERIC', 'LC_TIME', 'TZ'];
 
-export function postgresEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+function postgresEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const kept: Record<string, string> = {};
   for (const name of POSTGRES_ENV) {
     const value = env[name];

@@ -12,7 +12,7 @@ export interface Step<K extends string> {
 }
 
 /** Placeholders by parameter name: reading `p.runId` in a step's builder puts `runId` in its parameters. */
-export type Placeholders<K extends string> = Readonly<Record<K, string>>;
+type Placeholders<K extends string> = Readonly<Record<K, string>>;
 
 /**
  * Builds a step whose SQL names its parameters: `build` writes `${p.runId}` where the run id goes,

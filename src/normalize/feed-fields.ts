@@ -24,7 +24,7 @@ import { canonicalFieldName } from '../cpq/user-fields.js';
  */
 
 /** Fields the integration feed provides that a company-feed record may lack (canonical names). */
-export const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set(['partyId', 'partyNumber', 'id', 'oauthClientId', 'company']);
+const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set(['partyId', 'partyNumber', 'id', 'oauthClientId', 'company']);
 
 type Raw = Record<string, unknown>;
 

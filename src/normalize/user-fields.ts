@@ -48,7 +48,7 @@ const isChoice = (kind: FieldKind) => kind === 'choiceText' || kind === 'choiceI
 /** Every cpq.users column the mapping fills, in a fixed order (choice fields bring their _display column). */
 export const USER_VALUE_COLUMNS: readonly string[] = USER_FIELDS.flatMap((u) => (isChoice(u.kind) ? [u.column, `${u.column}_display`] : [u.column]));
 
-export const COLUMN_PG_TYPE: Record<FieldKind, string> = {
+const COLUMN_PG_TYPE: Record<FieldKind, string> = {
   text: 'text',
   boolean: 'boolean',
   bigint: 'bigint',

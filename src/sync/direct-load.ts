@@ -1,18 +1,17 @@
 import type pg from 'pg';
 import { copyLine } from '../db/copy.js';
-import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 import type { Stager } from './stager.js';
 
-const VALUE_COLUMNS = USER_VALUE_COLUMN_TYPES.map((c) => c.column);
-const PARTY_NUMBER = VALUE_COLUMNS.indexOf('party_number');
+const PARTY_NUMBER = USER_VALUE_COLUMNS.indexOf('party_number');
 const USER_COLUMNS = [
   'id',
   'company_login',
   'login',
   'company_name',
   'is_integration_user',
-  ...VALUE_COLUMNS,
+  ...USER_VALUE_COLUMNS,
   'raw',
   'content_hash',
   'first_seen_run_id',

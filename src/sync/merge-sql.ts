@@ -1,12 +1,12 @@
 import { MAPPED_FIELD_KEYS } from '../cpq/user-fields.js';
-import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 
 /*
  * SQL fragments the merge steps (merge-plan.ts) share. Column lists and keys are constants from
  * the field mapping, never data.
  */
 
-const DATA_COLUMNS = ['company_name', 'is_integration_user', ...USER_VALUE_COLUMN_TYPES.map((c) => c.column), 'raw', 'content_hash'];
+const DATA_COLUMNS = ['company_name', 'is_integration_user', ...USER_VALUE_COLUMNS, 'raw', 'content_hash'];
 /** The data columns of a user row, each with `prefix`, comma-separated. */
 export const dataColumns = (prefix: string) => DATA_COLUMNS.map((c) => `${prefix}${c}`).join(', ');
 /** Columns a change's diff reports: every data column but raw and the digest. */

@@ -1,10 +1,9 @@
 import pLimit from 'p-limit';
 import type pg from 'pg';
 import { copyLine, copyPayload, copyRows } from '../db/copy.js';
-import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 
-const VALUE_COLUMNS = USER_VALUE_COLUMN_TYPES.map((c) => c.column);
 
 /** Columns of stage_users after seq and stream, in COPY order. */
 export const STAGE_USER_COLUMNS = [
@@ -12,7 +11,7 @@ export const STAGE_USER_COLUMNS = [
   'login',
   'company_name',
   'is_integration_user',
-  ...VALUE_COLUMNS,
+  ...USER_VALUE_COLUMNS,
   'has_groups',
   'has_permissions',
   'raw',
