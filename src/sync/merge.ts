@@ -7,7 +7,6 @@ import type { Logger } from '../logger.js';
 import { BATCH_STEPS, mergeSteps } from './merge-plan.js';
 import type { Stager } from './stager.js';
 
-
 export interface MergeCounts {
   seen: number;
   inserted: number;

@@ -4,7 +4,6 @@ import { copyLine, copyPayload, copyRows } from '../db/copy.js';
 import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 
-
 /** Columns of stage_users after seq and stream, in COPY order. */
 export const STAGE_USER_COLUMNS = [
   'company_login',
