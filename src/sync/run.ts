@@ -24,7 +24,7 @@ import { DirectLoad } from './direct-load.js';
 import { IntegrationUsers, integrationEnabled, readIntegrationUsers, stageIntegrationOnly } from './integration-users.js';
 import { MergeBatches, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
-import { StreamProgress } from './stream-progress.js';
+import { StreamProgress, type ProgressSink } from './stream-progress.js';
 
 export { RUN_LOCK_KEY } from '../db/sql/with-sync-lock.js';
 
@@ -34,6 +34,8 @@ export interface RunOptions {
   /** Apply deletions even above SYNC_MAX_DELETE_FRACTION. */
   allowMassDelete?: boolean;
   signal?: AbortSignal;
+  /** Told of each stream's pages as they are read (the terminal display of `run`). */
+  progress?: ProgressSink;
 }
 
 export interface RunResult extends MergeCounts {
@@ -187,7 +189,7 @@ export class SyncRun {
       return new Date(new Date(stream.cursor).getTime() - config.lookbackMs);
     };
     const track = (id: StreamId, since: Date | undefined) => {
-      const progress = new StreamProgress(id, since);
+      const progress = new StreamProgress(id, since, this.options.progress);
       this.progress.push(progress);
       return progress;
     };

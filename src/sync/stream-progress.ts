@@ -3,6 +3,12 @@ import type { StreamId } from '../cpq/streams.js';
 import type { StreamReport } from '../db/schema.js';
 import type { UserRow } from '../normalize/user-record.js';
 
+/** Told how each stream's read goes, for a display (`run` in a terminal); the run works the same without one. */
+export interface ProgressSink {
+  /** A stream started (no page yet) or counted a page: its report as it stands, and when it started (ms since the epoch). */
+  update(report: Readonly<StreamReport>, startedAt: number): void;
+}
+
 /** One stream's read: what the run record reports about it, and the newest dateModified it saw. */
 export class StreamProgress {
   readonly report: StreamReport;
@@ -12,6 +18,7 @@ export class StreamProgress {
   constructor(
     readonly id: StreamId,
     since: Date | undefined,
+    private readonly sink?: ProgressSink,
   ) {
     this.report = {
       stream: id.name,
@@ -22,6 +29,7 @@ export class StreamProgress {
       totalResults: null,
       shortRead: false,
     };
+    sink?.update(this.report, this.startedAt);
   }
 
   /** Where an incremental read starts (the cursor less SYNC_LOOKBACK); undefined for a full read. */
@@ -33,6 +41,7 @@ export class StreamProgress {
     this.report.pages++;
     this.report.received += page.items.length;
     if (page.index === 0) this.report.totalResults = page.totalResults ?? null;
+    this.sink?.update(this.report, this.startedAt);
   }
 
   saw(rows: UserRow[]) {
