@@ -1,7 +1,9 @@
 import { collectionEnvelope, parsePageRequest } from './collection.js';
 import { errorResponse, jsonText, type HttpResponse } from './http-response.js';
 import { stringifyWire } from './json.js';
-import { matchesFilter, parseFieldList, parseFilter, parseOrderBy, sortByKeys, type Condition, type SortKey } from './query.js';
+import { matchesFilter, parseFilter, type Condition } from './filter.js';
+import { parseOrderBy, sortByKeys, type SortKey } from './orderby.js';
+import { parseFieldList } from './query.js';
 import { parseIntegrationUserWrite, WriteRequestError } from './integration-user-writes.js';
 import { INTEGRATION_USERS_PATH, type Route } from './routes.js';
 import { toWireUser, type UserWireShape } from './serialize.js';

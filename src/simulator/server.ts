@@ -1,56 +1,19 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { AuthGate, type PresentedAuthorization, type SimulatorAuth } from './auth.js';
-import { HOST_COMPANY, SiteDataFactory, type AccessPermission, type Group } from './data.js';
+import { AuthGate, type PresentedAuthorization } from './auth.js';
+import { SiteDataFactory, type AccessPermission, type Group } from './data.js';
 import { CpqEndpoints } from './endpoints.js';
 import { FaultQueue, type Fault } from './faults.js';
 import { bodyBytes, errorResponse, jsonResponse, type HttpResponse } from './http-response.js';
 import { deepCopy } from './json.js';
+import { resolveOptions, type ResolvedOptions, type SimulatorOptions } from './options.js';
 import { QueryError } from './query.js';
 import { resolveRoute } from './routes.js';
+import { faultResponse, overlayFault, readBody, send, sendTruncated } from './send.js';
 import { compareCodeUnits, UserStore, type MutationOptions, type StoredUser } from './store.js';
 import type { ZipExportOptions } from './zip-export.js';
 
-export interface SimulatorOptions {
-  /** Default 1; the same seed gives identical data. */
-  seed?: number;
-  /** Partner organizations besides '_host', named partner1, partner2, ...; default 2. */
-  partnerCompanies?: number;
-  /** Users per company, '_host' included (integration users come on top); default 100. */
-  usersPerCompany?: number;
-  /** Default 5. */
-  integrationUsers?: number;
-  /** Size of the group pool; default 20. */
-  groups?: number;
-  /** '' (classic, default) or '/cpq' (Fusion). */
-  pathPrefix?: '' | '/cpq';
-  /** Integration-user endpoints exist; default pathPrefix === '/cpq'. */
-  fusion?: boolean;
-  /** The integration-user list honours expand=groups; default true. */
-  integrationListIncludesGroups?: boolean;
-  /** company.loginName reported for host users; default '_host'. */
-  hostLoginName?: string;
-  /** Field-name drift in serialized users (and customAttr1 on a few users); default true. */
-  drift?: boolean;
-  /** undefined = no auth check. */
-  auth?: SimulatorAuth;
-  /** Clock for dateModified on edits and OAuth token expiry. */
-  now?: () => Date;
-  /**
-   * The zip export (`Accept: application/zip` on company users) and how it is built (`{}`: one
-   * users.json). Unset: the site has no zip export and answers 406, as before it was simulated.
-   */
-  zipExport?: ZipExportOptions;
-  /**
-   * Keep each successful GET response and answer the same request (URL, Host, Accept) from it
-   * until the data changes. For the benchmark: a real CPQ renders pages on its own servers, so
-   * rendering them here should cost the measured machine as little as possible. Memory grows
-   * with what is read (about 3 KB per user per distinct page request).
-   */
-  cachePages?: boolean;
-}
+export type { SimulatorOptions } from './options.js';
 
 export interface RequestRecord {
   method: string;
@@ -61,85 +24,10 @@ export interface RequestRecord {
   status: number;
 }
 
-interface ResolvedOptions {
-  seed: number;
-  partnerCompanies: number;
-  usersPerCompany: number;
-  integrationUsers: number;
-  groups: number;
-  pathPrefix: '' | '/cpq';
-  fusion: boolean;
-  integrationListIncludesGroups: boolean;
-  hostLoginName: string;
-  drift: boolean;
-  now: () => Date;
-  cachePages: boolean;
-}
-
-function count(value: number | undefined, fallback: number, name: string): number {
-  const result = value ?? fallback;
-  if (!Number.isSafeInteger(result) || result < 0) throw new Error(`${name} must be a non-negative integer`);
-  return result;
-}
-
-function resolveOptions(options: SimulatorOptions): ResolvedOptions {
-  // Checked at run time too: a JavaScript caller is not held to the type.
-  const pathPrefix: string = options.pathPrefix ?? '';
-  if (pathPrefix !== '' && pathPrefix !== '/cpq') throw new Error("pathPrefix must be '' or '/cpq'");
-  return {
-    seed: options.seed ?? 1,
-    partnerCompanies: count(options.partnerCompanies, 2, 'partnerCompanies'),
-    usersPerCompany: count(options.usersPerCompany, 100, 'usersPerCompany'),
-    integrationUsers: count(options.integrationUsers, 5, 'integrationUsers'),
-    groups: count(options.groups, 20, 'groups'),
-    pathPrefix,
-    fusion: options.fusion ?? pathPrefix === '/cpq',
-    integrationListIncludesGroups: options.integrationListIncludesGroups ?? true,
-    hostLoginName: options.hostLoginName ?? HOST_COMPANY,
-    drift: options.drift ?? true,
-    now: options.now ?? (() => new Date()),
-    cachePages: options.cachePages ?? false,
-  };
-}
-
-const MAX_REQUEST_BODY_BYTES = 1 << 20;
-/** How much of a streamed body a `reset` fault lets through. */
-const TRUNCATED_STREAM_BYTES = 1024;
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_REQUEST_BODY_BYTES) throw new Error('request body too large');
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 /** What a response depends on: Host (links), Accept, the path and the query in any order. */
 function renderedPageKey(req: IncomingMessage, url: URL): string {
   const query = [...url.searchParams].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([req.headers.host, req.headers.accept ?? '', url.pathname, query]);
-}
-
-function faultResponse(fault: Fault): HttpResponse {
-  const status = fault.status ?? 500;
-  const headers = { ...fault.headers };
-  if (fault.body === undefined) return status === 204 || status === 304 ? { status, headers, body: '' } : errorResponse(status, 'Simulated fault.', headers);
-  const hasContentType = Object.keys(headers).some((name) => name.toLowerCase() === 'content-type');
-  if (!hasContentType) headers['content-type'] = fault.body.trimStart().startsWith('<') ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8';
-  return { status, headers, body: fault.body };
-}
-
-/** The fault's status/headers/body replace those of the real response where given. */
-function overlayFault(response: HttpResponse, fault: Fault): HttpResponse {
-  return {
-    status: fault.status ?? response.status,
-    headers: { ...response.headers, ...fault.headers },
-    body: fault.body ?? response.body,
-    ...(fault.body === undefined && response.stream ? { stream: response.stream } : {}),
-  };
 }
 
 /**
@@ -340,14 +228,14 @@ export class CpqSimulator {
       const fault = this.faults.take(record);
       if (fault?.action === 'stall') return; // stop() destroys the socket
       if (fault && fault.action !== 'reset') {
-        this.send(res, record, faultResponse(fault));
+        send(res, record, faultResponse(fault));
         return;
       }
       const response = await this.respondOrReuse(req, url, body);
-      if (fault?.action === 'reset') this.sendTruncated(res, record, overlayFault(response, fault));
-      else this.send(res, record, response);
+      if (fault?.action === 'reset') sendTruncated(res, record, overlayFault(response, fault));
+      else send(res, record, response);
     } catch (error) {
-      this.send(res, record, errorResponse(500, error instanceof Error ? error.message : 'internal error'));
+      send(res, record, errorResponse(500, error instanceof Error ? error.message : 'internal error'));
     }
   }
 
@@ -392,59 +280,6 @@ export class CpqSimulator {
     } catch (error) {
       if (error instanceof QueryError) return errorResponse(400, error.message);
       throw error;
-    }
-  }
-
-  private send(res: ServerResponse, record: RequestRecord, response: HttpResponse): void {
-    record.status = response.status;
-    const stream = response.stream;
-    if (res.destroyed) {
-      stream?.destroy();
-      return;
-    }
-    if (stream) {
-      // Length unknown while the body is being built: sent chunked.
-      res.writeHead(response.status, response.headers);
-      pipeline(stream, res).catch(() => res.destroy());
-      return;
-    }
-    const body = bodyBytes(response);
-    res.writeHead(response.status, { ...response.headers, 'content-length': String(body.length) });
-    res.end(body);
-  }
-
-  /** Announces the full length, sends about half, then kills the connection. */
-  private sendTruncated(res: ServerResponse, record: RequestRecord, response: HttpResponse): void {
-    record.status = response.status;
-    if (response.stream) {
-      void this.sendStreamStart(res, response, response.stream);
-      return;
-    }
-    const body = bodyBytes(response);
-    const announced = Math.max(body.length, 1);
-    res.writeHead(response.status, { ...response.headers, 'content-length': String(announced) });
-    res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.destroy());
-  }
-
-  /** A streamed body cut short: its first bytes, then the connection is killed. */
-  private async sendStreamStart(res: ServerResponse, response: HttpResponse, stream: Readable): Promise<void> {
-    res.writeHead(response.status, response.headers);
-    let sent = 0;
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        const part = chunk.subarray(0, TRUNCATED_STREAM_BYTES - sent);
-        sent += part.length;
-        if (sent >= TRUNCATED_STREAM_BYTES) {
-          res.write(part, () => res.destroy());
-          return;
-        }
-        res.write(part);
-      }
-      res.destroy();
-    } catch {
-      res.destroy();
-    } finally {
-      stream.destroy();
     }
   }
 }
