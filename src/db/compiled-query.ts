@@ -16,8 +16,10 @@ export const queryBuilder = new Kysely<Database>({
   },
 });
 
-/** A pool or one of its clients: where a compiled query runs. */
-export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+/** Where a compiled query runs: a pool, one of its clients, or a connection of its own (the health endpoints' HealthConnection). */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<Pick<pg.QueryResult, 'rows'>>;
+}
 
 /** Runs a query compiled by `queryBuilder` on `on`; its rows, typed as the builder inferred them. */
 export async function runCompiled<R>(on: Queryable, query: CompiledQuery<R>): Promise<R[]> {

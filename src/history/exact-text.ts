@@ -34,11 +34,3 @@ export function stringifyWithJsonText(value: unknown, space?: number): string {
   const text = JSON.stringify(value, (_key, v: unknown) => (v instanceof JsonText ? `${PLACEHOLDER}${texts.push(v.text) - 1}` : v), space);
   return texts.length === 0 ? text : text.replace(PLACEHOLDERS, (_m, index: string) => texts[Number(index)]!);
 }
-
-/**
- * SQL for a timestamptz as ISO-8601 UTC text: milliseconds, as JavaScript's toISOString writes
- * them, or microseconds when the value has any (a JavaScript Date would drop them).
- */
-export const isoUtcSql = (expr: string): string =>
-  `(to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.')
-    || to_char(${expr} AT TIME ZONE 'UTC', CASE WHEN extract(microseconds FROM ${expr}) % 1000 = 0 THEN 'MS' ELSE 'US' END) || 'Z')`;

@@ -1,5 +1,7 @@
 import type pg from 'pg';
 import { copyLine } from '../db/copy.js';
+import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
+import { stageGroups, type GroupDefinition } from '../db/sql/stage-groups.js';
 import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 import type { Stager } from './stager.js';
@@ -33,7 +35,7 @@ export class DirectLoad {
   /** The last login written per company; a row must come after it. */
   private readonly lastLogin = new Map<string, string>();
   /** Groups named by written rows, the last copy read winning; upserted by `finish`. */
-  private readonly groups = new Map<string, { label: string | null; type: string | null }>();
+  private readonly groups = new Map<string, GroupDefinition>();
   private ids: number[] = [];
   private nextIds: Promise<number[]> | undefined;
   private rowsWritten = 0;
@@ -131,17 +133,10 @@ export class DirectLoad {
   }
 
   private fetchIds(): Promise<number[]> {
-    const ids = this.queryIds();
+    const ids = reserveUserIds(this.pool, ID_BLOCK);
     // Awaited when needed (or by finish); a run that fails first must not crash on it.
     ids.catch(() => undefined);
     return ids;
-  }
-
-  private async queryIds(): Promise<number[]> {
-    const { rows } = await this.pool.query<{ ids: string[] }>(
-      `SELECT array_agg(nextval(pg_get_serial_sequence('cpq.users', 'id'))) AS ids FROM generate_series(1, ${ID_BLOCK})`,
-    );
-    return rows[0]!.ids.map(Number);
   }
 
   /**
@@ -150,14 +145,6 @@ export class DirectLoad {
    */
   async finish(): Promise<void> {
     if (this.nextIds) await this.nextIds.catch(() => undefined);
-    if (this.groups.size === 0) return;
-    const names = [...this.groups.keys()];
-    await this.client.query(
-      `INSERT INTO stage_groups (variable_name, label, type)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-       ON CONFLICT (variable_name) DO UPDATE
-         SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`,
-      [names, names.map((n) => this.groups.get(n)!.label), names.map((n) => this.groups.get(n)!.type)],
-    );
+    await stageGroups(this.client, this.groups);
   }
 }

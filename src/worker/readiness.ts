@@ -1,6 +1,7 @@
 import pg from 'pg';
+import type { Queryable } from '../db/compiled-query.js';
 import { errorMessage, oneLine } from '../errors.js';
-import { readRunHealth, type Queryable } from './run-health.js';
+import { readRunHealth } from './run-health.js';
 import { withTimeout } from './timeout.js';
 
 export interface ReadinessOptions {

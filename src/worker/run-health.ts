@@ -1,11 +1,5 @@
-import type pg from 'pg';
-
-/**
- * Statuses of runs that ended on their own. `running` has not ended, and `interrupted` was
- * stopped on purpose (a deploy, Ctrl-C): neither says whether syncing works, so both are
- * passed over when judging health.
- */
-export const CONCLUSIVE_STATUSES = ['succeeded', 'failed', 'abandoned'] as const;
+import { readRunOutcomes, type CONCLUSIVE_STATUSES } from '../db/sql/read-run-outcomes.js';
+import type { Queryable } from '../db/compiled-query.js';
 
 export interface ConcludedRun {
   id: string;
@@ -27,48 +21,23 @@ export interface RunHealth {
 
 const UNDEFINED_TABLE = '42P01';
 
-/** A pool, or a connection of its own (the health endpoints use one: see HealthConnection). */
-export interface Queryable {
-  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
-}
-
 /** Reads the run history's verdict; a database without the cpq tables yet has no runs. */
-export async function readRunHealth(pool: Queryable): Promise<RunHealth> {
-  type Row = {
-    id: string | null;
-    status: ConcludedRun['status'] | null;
-    started_at: Date | null;
-    finished_at: Date | null;
-    error: string | null;
-    last_success: Date | null;
-    first_started: Date | null;
-  };
-  let rows: Row[];
+export async function readRunHealth(on: Queryable): Promise<RunHealth> {
+  let outcomes;
   try {
-    ({ rows } = await pool.query<Row>(
-      `SELECT c.id, c.status, c.started_at, c.finished_at, c.error,
-              (SELECT max(finished_at) FROM cpq.sync_runs WHERE status = 'succeeded') AS last_success,
-              (SELECT min(started_at) FROM cpq.sync_runs) AS first_started
-       FROM (SELECT 1) AS one
-       LEFT JOIN LATERAL (
-         SELECT id, status, started_at, finished_at, error FROM cpq.sync_runs
-         WHERE status = ANY($1) ORDER BY id DESC LIMIT 1
-       ) AS c ON true`,
-      [CONCLUSIVE_STATUSES],
-    ));
+    outcomes = await readRunOutcomes(on);
   } catch (err) {
     if ((err as { code?: string }).code === UNDEFINED_TABLE) return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false };
     throw err;
   }
-  const row = rows[0]!;
-  const lastRun: ConcludedRun | null =
-    row.id === null ? null : { id: row.id, status: row.status!, startedAt: row.started_at!, finishedAt: row.finished_at, error: row.error };
+  const { lastConcluded: c, lastSuccess, firstStarted } = outcomes;
+  const lastRun: ConcludedRun | null = c && { id: c.id, status: c.status, startedAt: c.started_at, finishedAt: c.finished_at, error: c.error };
   const lastRunFailed = lastRun !== null && lastRun.status !== 'succeeded';
   return {
     lastRun,
-    lastSuccessAt: row.last_success,
+    lastSuccessAt: lastSuccess,
     // Never succeeded: failing since the very first run.
-    failingSince: lastRunFailed ? (row.last_success ?? row.first_started) : null,
+    failingSince: lastRunFailed ? (lastSuccess ?? firstStarted) : null,
     lastRunFailed,
   };
 }

@@ -1,5 +1,7 @@
 import type pg from 'pg';
-import { JsonText, isoUtcSql, stringifyWithJsonText } from '../history/exact-text.js';
+import { readRecentRuns } from '../db/sql/read-recent-runs.js';
+import { readStreamStates } from '../db/sql/read-stream-states.js';
+import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
 import { readRunHealth, type RunHealth } from './run-health.js';
 
 export interface RunSummary {
@@ -62,32 +64,7 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
   let cursors: StreamCursor[];
   let health: RunHealth;
   try {
-    const runRows = await pool.query<{
-      id: string;
-      started_at: string;
-      finished_at: string | null;
-      seconds: number;
-      status: string;
-      mode: string;
-      pages: number;
-      users_seen: number;
-      users_inserted: number;
-      users_updated: number;
-      users_unchanged: number;
-      http_requests: number;
-      http_retries: string;
-      streams: string;
-      warnings: string;
-      error: string | null;
-    }>(
-      `SELECT id, ${isoUtcSql('started_at')} AS started_at, ${isoUtcSql('finished_at')} AS finished_at,
-              extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS seconds,
-              status, mode, pages, users_seen, users_inserted, users_updated, users_unchanged,
-              http_requests, http_retries::text, streams::text, warnings::text, error
-       FROM cpq.sync_runs ORDER BY id DESC LIMIT $1`,
-      [limit],
-    );
-    runs = runRows.rows.map((r) => ({
+    runs = (await readRecentRuns(pool, limit)).map((r) => ({
       id: r.id,
       startedAt: r.started_at,
       finishedAt: r.finished_at,
@@ -105,18 +82,7 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
       warnings: new JsonText(r.warnings),
       error: r.error,
     }));
-    const stateRows = await pool.query<{
-      stream: string;
-      cursor: string | null;
-      last_full_sync_at: string | null;
-      last_run_id: string | null;
-      updated_at: string;
-    }>(
-      `SELECT stream, ${isoUtcSql('cursor')} AS cursor, ${isoUtcSql('last_full_sync_at')} AS last_full_sync_at, last_run_id,
-              ${isoUtcSql('updated_at')} AS updated_at
-       FROM cpq.sync_state ORDER BY stream`,
-    );
-    cursors = stateRows.rows.map((s) => ({
+    cursors = (await readStreamStates(pool)).map((s) => ({
       stream: s.stream,
       cursor: s.cursor,
       lastFullSyncAt: s.last_full_sync_at,

@@ -1,5 +1,6 @@
 import { ConfigError, requireCpq } from '../config.js';
 import { logAhead, migrate } from '../db/migrate.js';
+import { readLastSuccess } from '../db/sql/read-last-success.js';
 import { EXIT_CODES, SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { runSync, type SyncDeps } from '../sync/run.js';
 import { CronSchedule } from './cron-schedule.js';
@@ -36,10 +37,9 @@ export class SyncWorker {
     });
     this.healthDb = HealthConnection.forPool(deps.pool);
     this.metrics = new WorkerMetrics({
-      lastSuccess: async () => {
+      lastSuccess: () => {
         // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
-        const { rows } = await this.healthDb.query<{ at: Date | null }>(`SELECT max(finished_at) AS at FROM cpq.sync_runs WHERE status = 'succeeded'`);
-        return rows[0]?.at ?? null;
+        return readLastSuccess(this.healthDb);
       },
     });
   }

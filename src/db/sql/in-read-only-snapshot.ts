@@ -1,0 +1,23 @@
+import type pg from 'pg';
+// Not converted: transaction control on one client of the pool (a Kysely transaction runs on a
+// connection of its own, and the caller streams with pg-cursor on this one); no parameters, no rows.
+
+/**
+ * Runs `work` in one REPEATABLE READ READ ONLY transaction on a client of `pool`: every query it
+ * makes sees the same committed state, however many runs commit meanwhile.
+ */
+export async function inReadOnlySnapshot<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | boolean | undefined;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr instanceof Error ? rollbackErr : Boolean(rollbackErr)));
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

@@ -1,0 +1,77 @@
+import type pg from 'pg';
+import Cursor from 'pg-cursor';
+import { sql } from 'kysely';
+import { isoUtcText, selectList, type TextColumn } from '../as-text.js';
+import { queryBuilder } from '../compiled-query.js';
+
+const u = (name: string) => sql.ref(`u.${name}`);
+const text = (name: string): TextColumn => ({ name, json: false, expr: u(name) });
+/** A jsonb, boolean or number column of cpq.users, as its text. */
+const json = (name: string): TextColumn => ({ name, json: true, expr: sql`${u(name)}::text` });
+const isoUtc = (name: string): TextColumn => ({ name, json: false, expr: isoUtcText(u(name)) });
+
+/** The snapshot's columns after the three naming the run, every one as text. */
+const USER_COLUMNS: TextColumn[] = [
+  text('company_login'),
+  text('login'),
+  text('party_number'),
+  text('first_name'),
+  text('last_name'),
+  text('email'),
+  json('status'),
+  text('status_display'),
+  text('type'),
+  text('type_display'),
+  json('is_integration_user'),
+  text('oauth_client_id'),
+  json('is_user_admin_perm_enabled'),
+  json('is_access_admin_perm_enabled'),
+  json('is_application_admin_perm_enabled'),
+  isoUtc('last_login'),
+  isoUtc('date_modified'),
+  { name: 'groups', json: true, expr: sql`coalesce(g.groups, '[]')::text` },
+  { name: 'access_permissions', json: true, expr: sql`coalesce(p.access_permissions, '[]')::text` },
+  json('party_id'),
+];
+
+/**
+ * Opens a cursor over every user present at `asOf` (cpq.users_as_of), with groups and access
+ * permissions as the database held them then, each row naming `runId` (the run the state
+ * reflects): a row of `columns` (as text) each, by company and login. `withRaw` adds `raw`, the
+ * record as CPQ sent it. On the caller's client, so that it reads in the caller's transaction.
+ */
+export function openSnapshot(
+  client: pg.PoolClient,
+  { asOf, runId, withRaw }: { asOf: Date; runId: string; withRaw: boolean },
+): { columns: TextColumn[]; cursor: Cursor<(string | null)[]> } {
+  const columns: TextColumn[] = [
+    { name: 'snapshot_as_of', json: false, expr: isoUtcText(sql`${asOf}::timestamptz`) },
+    { name: 'snapshot_run_id', json: false, expr: sql`run.id::text` },
+    { name: 'snapshot_run_finished_at', json: false, expr: isoUtcText(sql.ref('run.finished_at')) },
+    ...USER_COLUMNS,
+    ...(withRaw ? [json('raw')] : []),
+  ];
+  // The sql tag, not the builder: aggregates of set-returning functions joined in CTEs read better
+  // as SQL, and the rows are streamed by pg-cursor in array row mode, not run by runCompiled.
+  const query = sql`WITH g AS (
+       SELECT g.user_id,
+              jsonb_agg(jsonb_build_object('variableName', g.group_variable_name, 'label', gr.label, 'type', gr.type)
+                        ORDER BY g.group_variable_name) AS groups
+       FROM cpq.user_groups_as_of(${asOf}) g LEFT JOIN cpq.groups_as_of(${asOf}) gr ON gr.variable_name = g.group_variable_name
+       GROUP BY g.user_id
+     ), p AS (
+       SELECT p.user_id,
+              jsonb_agg(jsonb_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access)
+                        ORDER BY p.type, p.variable_name) AS access_permissions
+       FROM cpq.user_access_permissions_as_of(${asOf}) p
+       GROUP BY p.user_id
+     )
+     SELECT ${selectList(columns)}
+     FROM cpq.users_as_of(${asOf}) u
+     CROSS JOIN (SELECT id, finished_at FROM cpq.sync_runs WHERE id = ${runId}) run
+     LEFT JOIN g ON g.user_id = u.id
+     LEFT JOIN p ON p.user_id = u.id
+     WHERE u.deleted_at IS NULL
+     ORDER BY u.company_login, u.login`.compile(queryBuilder);
+  return { columns, cursor: client.query(new Cursor<(string | null)[]>(query.sql, [...query.parameters], { rowMode: 'array' })) };
+}

@@ -1,0 +1,37 @@
+import { sql } from 'kysely';
+import { isoUtcText } from '../as-text.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+
+/**
+ * The last `limit` runs, newest first, as the database holds them: times as ISO text (with their
+ * microseconds), jsonb as its text; `seconds` the run's duration, up to now for a run still going.
+ */
+export async function readRecentRuns(on: Queryable, limit: number) {
+  return runCompiled(
+    on,
+    queryBuilder
+      .selectFrom('cpq.sync_runs')
+      .select((eb) => [
+        'id',
+        isoUtcText(eb.ref('started_at')).as('started_at'),
+        isoUtcText(eb.ref('finished_at')).as('finished_at'),
+        sql<number>`extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8`.as('seconds'),
+        'status',
+        'mode',
+        'pages',
+        'users_seen',
+        'users_inserted',
+        'users_updated',
+        'users_unchanged',
+        'http_requests',
+        // As text: node-postgres would parse jsonb with JSON.parse.
+        sql<string>`http_retries::text`.as('http_retries'),
+        sql<string>`streams::text`.as('streams'),
+        sql<string>`warnings::text`.as('warnings'),
+        'error',
+      ])
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .compile(),
+  );
+}

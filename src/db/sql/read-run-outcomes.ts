@@ -1,0 +1,67 @@
+import { sql } from 'kysely';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+import type { SyncRunsTable } from '../schema.js';
+
+/**
+ * Statuses of runs that ended on their own. `running` has not ended, and `interrupted` was
+ * stopped on purpose (a deploy, Ctrl-C): neither says whether syncing works, so both are
+ * passed over when judging health.
+ */
+export const CONCLUSIVE_STATUSES = ['succeeded', 'failed', 'abandoned'] as const satisfies readonly SyncRunsTable['status'][];
+
+export interface RunOutcomes {
+  /** The newest run that ended on its own; null when there is none. */
+  lastConcluded: {
+    id: string;
+    status: (typeof CONCLUSIVE_STATUSES)[number];
+    started_at: Date;
+    finished_at: Date | null;
+    error: string | null;
+  } | null;
+  /** When the last successful run finished; null when none has. */
+  lastSuccess: Date | null;
+  /** When the first run started; null when there is none. */
+  firstStarted: Date | null;
+}
+
+/** What the run history says about health, read in one statement (one consistent view of it). */
+export async function readRunOutcomes(on: Queryable): Promise<RunOutcomes> {
+  const rows = await runCompiled(
+    on,
+    queryBuilder
+      // One row whether or not any run concluded: the lateral join of at most one run to it.
+      .selectFrom(sql`(SELECT 1)`.as('one'))
+      .leftJoinLateral(
+        (eb) =>
+          eb
+            .selectFrom('cpq.sync_runs')
+            .select(['id', 'status', 'started_at', 'finished_at', 'error'])
+            .where('status', 'in', CONCLUSIVE_STATUSES)
+            .orderBy('id', 'desc')
+            .limit(1)
+            .as('c'),
+        (join) => join.onTrue(),
+      )
+      .select(['c.id', 'c.status', 'c.started_at', 'c.finished_at', 'c.error'])
+      .select((eb) => [
+        eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('status', '=', 'succeeded').as('last_success'),
+        eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).as('first_started'),
+      ])
+      .compile(),
+  );
+  const row = rows[0]!;
+  return {
+    lastConcluded:
+      row.id === null
+        ? null
+        : {
+            id: row.id,
+            status: row.status as (typeof CONCLUSIVE_STATUSES)[number],
+            started_at: row.started_at!,
+            finished_at: row.finished_at,
+            error: row.error,
+          },
+    lastSuccess: row.last_success,
+    firstStarted: row.first_started,
+  };
+}
