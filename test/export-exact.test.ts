@@ -4,7 +4,7 @@ import { exportChanges, exportSnapshot, parseAfter, type ExportFormat } from '..
 import { LosslessNumber } from 'lossless-json';
 import { RawJson } from '../src/simulator/index.js';
 import { cli } from './helpers/cli-process.js';
-import { type Harness, it, type StartHarness } from './helpers/harness.js';
+import { it, type StartHarness } from './helpers/harness.js';
 
 // Every number leaves the exports exactly as Postgres stores it: never through a JavaScript double.
 const PARTY_ID = '318766884429645907'; // a double would make it 318766884429645900
@@ -12,8 +12,6 @@ const NEXT_PARTY_ID = '318766884429645909';
 const SCORE = '0.1234567890123456789'; // a double keeps 17 significant digits
 // jsonb holds numbers as numeric: 1e400 is stored (and so exported) as its 401 digits. A double says Infinity (null).
 const HUGE_STORED = `1${'0'.repeat(400)}`;
-
-let h: Harness | undefined;
 
 async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
   const out = new PassThrough();
@@ -29,7 +27,7 @@ async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<s
  * a user with custom fields no double can hold, synced; then the partyId changes and is synced again.
  */
 async function syncedSite(startHarness: StartHarness) {
-  h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 1, pathPrefix: '/cpq' });
+  const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 1, pathPrefix: '/cpq' });
   const login = String(h.sim.integrationUsers()[0]!.login);
   const custom = String(h.sim.users('_host').find((u) => u.login !== login)!.login);
   h.sim.updateUser('_host', login, { partyId: new LosslessNumber(PARTY_ID) });
@@ -44,13 +42,13 @@ async function syncedSite(startHarness: StartHarness) {
      SELECT $1, 'update', id, company_login, login, now(), $2::jsonb FROM cpq.users WHERE login = $3`,
     [second.runId, `{"score":{"old":${SCORE},"new":1e400}}`, custom],
   );
-  return { login, custom };
+  return { h, login, custom };
 }
 
 describe('exact numbers in every export', () => {
   it('changes: int64 ids and long decimals leave the change log digit for digit, as JSON lines and as CSV', async ({ startHarness }) => {
-    const { login, custom } = await syncedSite(startHarness);
-    const jsonl = await collect((out) => exportChanges(h!.t.pool, parseAfter('0'), 'jsonl', out));
+    const { h, login, custom } = await syncedSite(startHarness);
+    const jsonl = await collect((out) => exportChanges(h.t.pool, parseAfter('0'), 'jsonl', out));
     const lines = jsonl.trim().split('\n');
     const of = (who: string) => lines.filter((l) => l.includes(`"login":"${who}"`));
     expect(of(login)).toHaveLength(2); // insert, update
@@ -59,7 +57,7 @@ describe('exact numbers in every export', () => {
     expect(of(custom).at(-1)).toContain(`"diff":{"score":{"new":${HUGE_STORED},"old":${SCORE}}}`);
     for (const line of lines) expect(() => JSON.parse(line) as unknown).not.toThrow();
 
-    const csv = await collect((out) => exportChanges(h!.t.pool, parseAfter('0'), 'csv', out));
+    const csv = await collect((out) => exportChanges(h.t.pool, parseAfter('0'), 'csv', out));
     const rows = csv.trim().split('\n');
     const csvOf = (who: string) => rows.filter((l) => l.includes(`,${who},`));
     expect(csvOf(login)).toHaveLength(2);
@@ -69,9 +67,9 @@ describe('exact numbers in every export', () => {
   });
 
   it('snapshot: party_id and the custom fields of raw leave digit for digit, as JSON lines and as CSV', async ({ startHarness }) => {
-    const { login, custom } = await syncedSite(startHarness);
+    const { h, login, custom } = await syncedSite(startHarness);
     for (const format of ['jsonl', 'csv'] as ExportFormat[]) {
-      const lines = (await collect((out) => exportSnapshot(h!.t.pool, new Date(), format, out, { withRaw: true }))).split('\n');
+      const lines = (await collect((out) => exportSnapshot(h.t.pool, new Date(), format, out, { withRaw: true }))).split('\n');
       const q = format === 'csv' ? '""' : '"';
       const integrationUser = lines.find((l) => l.includes(login))!;
       expect(integrationUser).toContain(format === 'csv' ? `,${NEXT_PARTY_ID},` : `"party_id":${NEXT_PARTY_ID}`);
@@ -81,23 +79,23 @@ describe('exact numbers in every export', () => {
       expect(customUser).toContain(`${q}huge${q}:${HUGE_STORED}`);
     }
     // As of the first run: the partyId it held then.
-    const [firstRun] = await h!.t.query<{ finished_at: Date }>(`SELECT finished_at FROM cpq.sync_runs ORDER BY id LIMIT 1`);
-    const then = await collect((out) => exportSnapshot(h!.t.pool, firstRun!.finished_at, 'jsonl', out));
+    const [firstRun] = await h.t.query<{ finished_at: Date }>(`SELECT finished_at FROM cpq.sync_runs ORDER BY id LIMIT 1`);
+    const then = await collect((out) => exportSnapshot(h.t.pool, firstRun!.finished_at, 'jsonl', out));
     expect(then.split('\n').find((l) => l.includes(login))).toContain(`"party_id":${PARTY_ID}`);
   });
 
   it('snapshot --with-raw and changes --after through the CLI', async ({ startHarness }) => {
-    const { custom } = await syncedSite(startHarness);
-    const snapshot = await cli(['snapshot', '--format', 'jsonl', '--with-raw'], { DATABASE_URL: h!.t.url });
+    const { h, custom } = await syncedSite(startHarness);
+    const snapshot = await cli(['snapshot', '--format', 'jsonl', '--with-raw'], { DATABASE_URL: h.t.url });
     expect(snapshot.code).toBe(0);
     expect(snapshot.stdout.split('\n').find((l) => l.includes(custom))).toContain(`"score":${SCORE}`);
-    const changes = await cli(['changes', '--after', '0', '--format', 'csv'], { DATABASE_URL: h!.t.url });
+    const changes = await cli(['changes', '--after', '0', '--format', 'csv'], { DATABASE_URL: h.t.url });
     expect(changes.code).toBe(0);
     expect(changes.stdout).toContain(`""party_id"":{""new"":${NEXT_PARTY_ID},""old"":${PARTY_ID}}`);
   });
 
   it('status --json: run records and times leave as stored', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
     await h.t.query(
       `INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, http_retries, streams, warnings, error)
        VALUES ('failed', 'full', '2025-03-03T01:02:03.456789Z', '2025-03-03T01:02:04.5Z', $1, $2, '["w"]', 'boom')`,

@@ -34,65 +34,63 @@ interface RunRow {
 const HOST_USERS = '/rest/v16/companies/_host/users';
 const ROLLED_BACK = 'the run was rolled back: the database is as the last good run left it';
 
-let h: Harness | undefined;
-
-const runs = () =>
-  h!.t.query<RunRow>(
+const runs = (h: Harness) =>
+  h.t.query<RunRow>(
     `SELECT id::text, status, mode, pages, users_seen, users_inserted, users_updated, users_deleted, http_requests, http_retries, streams, warnings, error
      FROM cpq.sync_runs r ORDER BY r.id`,
   );
-const lastRun = async () => (await runs()).at(-1)!;
-const logins = (company = '_host') => h!.sim.users(company).map((u) => String(u.login));
-const apiRequests = () => h!.sim.requests.filter((r) => r.path.endsWith('/users') && !isNestedRequest(r));
+const lastRun = async (h: Harness) => (await runs(h)).at(-1)!;
+const logins = (h: Harness, company = '_host') => h.sim.users(company).map((u) => String(u.login));
+const apiRequests = (h: Harness) => h.sim.requests.filter((r) => r.path.endsWith('/users') && !isNestedRequest(r));
 
 /** Work for the next run: edits, a new user, a membership and a permission change (dateModified moves). */
-function changeCpq() {
-  const [a, b, c] = logins();
-  h!.sim.updateUser('_host', a!, { lastName: 'Edited', email: 'edited@example.com' });
-  h!.sim.updateUser('_host', b!, { status: { value: 0, displayValue: 'Inactive' } });
-  h!.sim.addGroup('_host', c!, { variableName: 'faultAuditors', label: 'Fault Auditors', type: 'Administrator' });
-  h!.sim.setAccessPermission('_host', a!, { type: 'productFamily', variableName: 'pfFault', name: 'Fault family', hasAccess: true });
-  h!.sim.addUser('_host', { login: 'aaa-new-before-run', firstName: 'New' });
+function changeCpq(h: Harness) {
+  const [a, b, c] = logins(h);
+  h.sim.updateUser('_host', a!, { lastName: 'Edited', email: 'edited@example.com' });
+  h.sim.updateUser('_host', b!, { status: { value: 0, displayValue: 'Inactive' } });
+  h.sim.addGroup('_host', c!, { variableName: 'faultAuditors', label: 'Fault Auditors', type: 'Administrator' });
+  h.sim.setAccessPermission('_host', a!, { type: 'productFamily', variableName: 'pfFault', name: 'Fault family', hasAccess: true });
+  h.sim.addUser('_host', { login: 'aaa-new-before-run', firstName: 'New' });
 }
 
 /** On the `n`-th page request of `path` (0-based), `then` runs with that request (to add faults matching it exactly). */
-function atPage(path: string, n: number, then: (req: { path: string; query: Record<string, string> }) => void) {
+function atPage(h: Harness, path: string, n: number, then: (req: { path: string; query: Record<string, string> }) => void) {
   let seen = 0;
-  h!.sim.onRequest = (req) => {
+  h.sim.onRequest = (req) => {
     if (req.path === path && seen++ === n) then(req);
   };
 }
 
 /** The faulty run failed, said so in one line, was recorded as failed and changed nothing. */
-async function expectFailedRun(run: (options?: RunOptions) => Promise<Error>, before: Record<string, string[]>, kind: string, message: RegExp) {
+async function expectFailedRun(h: Harness, run: (options?: RunOptions) => Promise<Error>, before: Record<string, string[]>, kind: string, message: RegExp) {
   const err = await run();
   expect(err).toBeInstanceOf(SyncError);
   expect(err).toHaveProperty('kind', kind);
   expect(err.message).toMatch(message);
   expect(err.message).not.toMatch(/[\r\n]/);
-  const record = await lastRun();
+  const record = await lastRun(h);
   expect(record).toMatchObject({ status: 'failed', error: err.message });
   expect(record.warnings).toContain(ROLLED_BACK);
-  expect(await snapshotEverything(h!.t)).toEqual(before);
+  expect(await snapshotEverything(h.t)).toEqual(before);
   return record;
 }
 
 /** One clean run, then the database must equal the simulator. */
-async function cleanRunThenInSync(options?: RunOptions) {
-  h!.sim.clearFaults();
-  h!.sim.onRequest = undefined;
-  const result = await h!.sync(options);
+async function cleanRunThenInSync(h: Harness, options?: RunOptions) {
+  h.sim.clearFaults();
+  h.sim.onRequest = undefined;
+  const result = await h.sync(options);
   expect(result.status).toBe('succeeded');
-  await expectInSync(h!);
+  await expectInSync(h);
   return result;
 }
 
 describe('the checks themselves', () => {
   it('catch a wrong column, a wrong raw, a lost membership, a missing and a duplicated change row', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 });
     await h.sync();
     await expectInSync(h);
-    const [a, b] = logins();
+    const [a, b] = logins(h);
     h.sim.updateUser('_host', a!, { lastName: 'Second' });
     await h.sync();
     await expectInSync(h);
@@ -133,42 +131,43 @@ describe('the checks themselves', () => {
 
 describe('HTTP faults', () => {
   it('500, 502 and 503 bursts mid-run are retried: the run succeeds and records each retry', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
-    atPage(HOST_USERS, 1, (req) => {
-      for (const status of [500, 502, 503]) h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 2, status });
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
+    atPage(h, HOST_USERS, 1, (req) => {
+      for (const status of [500, 502, 503]) h.sim.addFault({ match: { path: req.path, query: req.query }, times: 2, status });
     });
     const result = await h.sync();
     expect(result).toMatchObject({ status: 'succeeded', inserted: 60 });
     expect(
-      apiRequests()
+      apiRequests(h)
         .filter((r) => r.path === HOST_USERS)
         .map((r) => r.status),
     ).toEqual([200, 500, 500, 502, 502, 503, 503, 200, 200]);
-    expect(await lastRun()).toMatchObject({ status: 'succeeded', http_retries: { '500': 2, '502': 2, '503': 2 }, http_requests: 6 + 6, error: null });
+    expect(await lastRun(h)).toMatchObject({ status: 'succeeded', http_retries: { '500': 2, '502': 2, '503': 2 }, http_requests: 6 + 6, error: null });
     expect(h.logLines.filter((l) => l.includes('CPQ asked us to retry'))).toHaveLength(6);
     await expectInSync(h);
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('a 503 burst longer than CPQ_MAX_RETRIES fails the run, which changes nothing; the next run catches up', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_MAX_RETRIES: '2' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_MAX_RETRIES: '2' });
     await h.sync();
-    changeCpq();
+    changeCpq(h);
     const before = await snapshotEverything(h.t);
-    atPage(HOST_USERS, 1, () => h!.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, status: 503 }));
+    atPage(h, HOST_USERS, 1, () => h.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, status: 503 }));
     const record = await expectFailedRun(
-      () => h!.syncError({ full: true }),
+      h,
+      () => h.syncError({ full: true }),
       before,
       'source',
       /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?\S+: CPQ still answered 503 after 3 attempts$/,
     );
     expect(record.http_retries).toEqual({ '503': 2 });
     expect(record.streams).toEqual([expect.objectContaining({ stream: 'companies/_host', pages: 1, received: 10, totalResults: 31 })]);
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('429 with Retry-After in seconds and as an HTTP date is obeyed, then the run succeeds', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const at: number[] = [];
     let retryAt = 0;
     let page = 0;
@@ -176,23 +175,23 @@ describe('HTTP faults', () => {
       if (req.path !== HOST_USERS) return;
       at.push(Date.now());
       const n = page++;
-      if (n === 1) h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, status: 429, headers: { 'retry-after': '1' } });
+      if (n === 1) h.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, status: 429, headers: { 'retry-after': '1' } });
       if (n === 3) {
         const date = new Date(Date.now() + 2000).toUTCString(); // whole seconds: 1 to 2 s from now
         retryAt = Date.parse(date);
-        h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, status: 429, headers: { 'retry-after': date } });
+        h.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, status: 429, headers: { 'retry-after': date } });
       }
     };
     await h.sync();
-    expect(apiRequests().map((r) => r.status)).toEqual([200, 429, 200, 429, 200]);
+    expect(apiRequests(h).map((r) => r.status)).toEqual([200, 429, 200, 429, 200]);
     expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(990);
     expect(at[4]!).toBeGreaterThanOrEqual(retryAt - 10);
-    expect(await lastRun()).toMatchObject({ status: 'succeeded', http_retries: { '429': 2 }, users_inserted: 30 });
-    await cleanRunThenInSync();
+    expect(await lastRun(h)).toMatchObject({ status: 'succeeded', http_retries: { '429': 2 }, users_inserted: 30 });
+    await cleanRunThenInSync(h);
   });
 
   it('401 once: the OAuth token is renewed and the run goes on', async ({ startHarness }) => {
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0, auth: { oauth: { clientId: 'faults', clientSecret: 'faults-secret' } } },
       (baseUrl) => ({
         CPQ_PAGE_SIZE: '10',
@@ -201,17 +200,17 @@ describe('HTTP faults', () => {
         CPQ_OAUTH_CLIENT_SECRET: 'faults-secret',
       }),
     );
-    atPage(HOST_USERS, 1, (req) => h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, status: 401 }));
+    atPage(h, HOST_USERS, 1, (req) => h.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, status: 401 }));
     const result = await h.sync();
     expect(result.inserted).toBe(30);
     expect(h.sim.tokenRequests).toBe(2);
-    expect(apiRequests().map((r) => r.status)).toEqual([200, 401, 200, 200]);
-    expect(await lastRun()).toMatchObject({ status: 'succeeded', http_requests: 4, http_retries: {} });
-    await cleanRunThenInSync();
+    expect(apiRequests(h).map((r) => r.status)).toEqual([200, 401, 200, 200]);
+    expect(await lastRun(h)).toMatchObject({ status: 'succeeded', http_requests: 4, http_retries: {} });
+    await cleanRunThenInSync(h);
   });
 
   it('401 forever: one clear auth error after a single renewal, no retry storm; the next run catches up', async ({ startHarness }) => {
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 20, integrationUsers: 0, auth: { oauth: { clientId: 'faults', clientSecret: 'faults-secret' } } },
       (baseUrl) => ({
         CPQ_PAGE_SIZE: '10',
@@ -221,25 +220,26 @@ describe('HTTP faults', () => {
       }),
     );
     await h.sync();
-    changeCpq();
+    changeCpq(h);
     const before = await snapshotEverything(h.t);
     h.sim.requests.length = 0;
     h.sim.tokenRequests = 0;
     h.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, status: 401 });
     const record = await expectFailedRun(
-      () => h!.syncError(),
+      h,
+      () => h.syncError(),
       before,
       'auth',
       /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?\S+: CPQ refused the credentials \(401\); check the CPQ_\* auth settings$/,
     );
-    expect(apiRequests()).toHaveLength(2); // the request, and one after renewing the token
+    expect(apiRequests(h)).toHaveLength(2); // the request, and one after renewing the token
     expect(h.sim.tokenRequests).toBe(2); // the run's token, and the renewal
     expect(record).toMatchObject({ http_requests: 2, http_retries: {} });
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('401 forever with a static bearer token: one request, one clear error', async ({ startHarness }) => {
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, auth: { bearerTokens: ['good-token'] } },
       { CPQ_TOKEN: 'revoked-token' },
     );
@@ -247,46 +247,47 @@ describe('HTTP faults', () => {
     expect(err).toHaveProperty('kind', 'auth');
     expect(err.message).toMatch(/CPQ refused the credentials \(401\)/);
     expect(h.sim.requests).toHaveLength(1);
-    expect(await lastRun()).toMatchObject({ status: 'failed', error: err.message, http_requests: 1 });
+    expect(await lastRun(h)).toMatchObject({ status: 'failed', error: err.message, http_requests: 1 });
   });
 
   it('a connection reset mid-body is retried and recorded as a network retry', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
-    atPage(HOST_USERS, 1, (req) => h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, action: 'reset' }));
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
+    atPage(h, HOST_USERS, 1, (req) => h.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, action: 'reset' }));
     const result = await h.sync();
     expect(result.inserted).toBe(60);
-    expect(await lastRun()).toMatchObject({ status: 'succeeded', http_retries: { network: 1 } });
+    expect(await lastRun(h)).toMatchObject({ status: 'succeeded', http_retries: { network: 1 } });
     expect(h.logLines.some((l) => l.includes('request failed; retrying'))).toBe(true);
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('a response that stalls past CPQ_REQUEST_TIMEOUT is retried; one that always stalls fails the run after the retries', async ({ startHarness }) => {
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 },
       { CPQ_PAGE_SIZE: '10', CPQ_REQUEST_TIMEOUT: '600ms', CPQ_MAX_RETRIES: '2' },
     );
-    atPage(HOST_USERS, 1, (req) => h!.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, action: 'stall' }));
+    atPage(h, HOST_USERS, 1, (req) => h.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, action: 'stall' }));
     expect((await h.sync()).inserted).toBe(30);
-    expect(await lastRun()).toMatchObject({ status: 'succeeded', http_retries: { network: 1 } });
+    expect(await lastRun(h)).toMatchObject({ status: 'succeeded', http_retries: { network: 1 } });
     expect(h.logLines.join('\n')).toMatch(/no response within the request timeout/);
 
-    changeCpq();
+    changeCpq(h);
     const before = await snapshotEverything(h.t);
-    atPage(HOST_USERS, 1, () => h!.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, action: 'stall' }));
+    atPage(h, HOST_USERS, 1, () => h.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, action: 'stall' }));
     const record = await expectFailedRun(
-      () => h!.syncError({ full: true }),
+      h,
+      () => h.syncError({ full: true }),
       before,
       'source',
       /: CPQ unreachable after 3 attempts \(no response within the request timeout\)$/,
     );
     expect(record.http_retries).toEqual({ network: 2 });
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('a truncated JSON page (complete response, cut body) fails the run as bad data; the next run catches up', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync();
-    changeCpq();
+    changeCpq(h);
     const before = await snapshotEverything(h.t);
     scriptRequests(h.sim, async (req) => {
       if (req.page === 1) {
@@ -295,41 +296,42 @@ describe('HTTP faults', () => {
       }
     });
     await expectFailedRun(
-      () => h!.syncError({ full: true }),
+      h,
+      () => h.syncError({ full: true }),
       before,
       'data',
       /^GET http:\/\/\S+\/_host\/users\?\S+: response is not valid JSON \(.*; \d+ bytes\)$/,
     );
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('a stream that fails stops the others: the run ends without reading on, and no request follows it', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '2' });
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '2' });
     const before = await snapshotEverything(h.t);
     // _host has 20 slow pages to go when partner1's first page arrives broken.
     h.sim.onRequest = async (req) => {
       if (req.path === HOST_USERS) await sleep(20);
     };
     h.sim.addFault({ match: { path: '/rest/v16/companies/partner1/users' }, status: 200, body: '{"items": [' });
-    await expectFailedRun(() => h!.syncError(), before, 'data', /^GET http:\/\/\S+\/partner1\/users\?\S+: response is not valid JSON/);
-    const hostPages = () => apiRequests().filter((r) => r.path === HOST_USERS).length;
+    await expectFailedRun(h, () => h.syncError(), before, 'data', /^GET http:\/\/\S+\/partner1\/users\?\S+: response is not valid JSON/);
+    const hostPages = () => apiRequests(h).filter((r) => r.path === HOST_USERS).length;
     const atFailure = hostPages();
     expect(atFailure).toBeLessThan(20);
     await sleep(300);
     expect(hostPages()).toBe(atFailure);
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('a last page whose hasMore says true: one more request, an empty page, a complete read', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     scriptRequests(h.sim, async (req) => {
       if (req.page === 2) req.reply(editPage(await req.real(), (p) => (p.hasMore = true)));
     });
     const result = await h.sync();
     expect(result).toMatchObject({ inserted: 30, warnings: [] });
-    expect(apiRequests()).toHaveLength(4);
-    expect((await lastRun()).streams).toEqual([expect.objectContaining({ pages: 4, received: 30, totalResults: 30, shortRead: false })]);
-    await cleanRunThenInSync();
+    expect(apiRequests(h)).toHaveLength(4);
+    expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ pages: 4, received: 30, totalResults: 30, shortRead: false })]);
+    await cleanRunThenInSync(h);
   });
 
   // Known bug (src/sync/run.ts saveCursors): a short read still advances the stream's cursor and
@@ -338,7 +340,7 @@ describe('HTTP faults', () => {
   it('a page whose hasMore says false too early: a short-read warning, nothing deleted, and the next run reads what was missed [fails: short read advances the cursor]', async ({
     startHarness,
   }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     scriptRequests(h.sim, async (req) => {
       if (req.page === 1) req.reply(editPage(await req.real(), (p) => (p.hasMore = false)));
     });
@@ -348,24 +350,24 @@ describe('HTTP faults', () => {
       'companies/_host: read 20 of 30 users that CPQ reported (totalResults); the read was short',
       'deletion skipped for companies/_host: the read was short (20 of 30); nothing was marked deleted',
     ]);
-    expect((await lastRun()).streams).toEqual([expect.objectContaining({ shortRead: true, deletion: 'skipped: short read' })]);
-    await cleanRunThenInSync();
+    expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ shortRead: true, deletion: 'skipped: short read' })]);
+    await cleanRunThenInSync(h);
   });
 
   it('duplicate rows across pages are stored once and logged once', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     repeatOnSecondPage(h.sim, 3);
     const result = await h.sync();
     expect(result).toMatchObject({ seen: 30, inserted: 30 });
-    expect((await lastRun()).streams).toEqual([expect.objectContaining({ received: 33, totalResults: 30, shortRead: false })]);
+    expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ received: 33, totalResults: 30, shortRead: false })]);
     expect(await h.t.query(`SELECT change, count(*)::int AS n FROM cpq.user_changes GROUP BY 1`)).toEqual([{ change: 'insert', n: 30 }]);
-    await cleanRunThenInSync();
+    await cleanRunThenInSync(h);
   });
 
   it('users added, edited and deleted between page requests: no user is skipped, and a full run converges', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
     await h.sync();
-    const initial = { _host: logins('_host'), partner1: logins('partner1') };
+    const initial = { _host: logins(h, '_host'), partner1: logins(h, 'partner1') };
     const removed = new Set<string>();
     let round = 0;
     h.sim.onRequest = (req) => {
@@ -378,21 +380,21 @@ describe('HTTP faults', () => {
       if (n <= 4) {
         const list = initial[company].filter((l) => !removed.has(`${company}/${l}`));
         const victim = list[n % 2 === 0 ? n : list.length - n]!;
-        h!.sim.deleteUser(company, victim);
+        h.sim.deleteUser(company, victim);
         removed.add(`${company}/${victim}`);
       }
-      const now = logins(company);
-      h!.sim.updateUser(company, now[(n * 7) % now.length]!, { lastName: `Between${n}` });
-      h!.sim.updateUser(company, now[(n * 11 + 3) % now.length]!, { jobTitle: `Title ${n}` }, { touch: false });
-      h!.sim.addGroup(company, now[(n * 5 + 1) % now.length]!, { variableName: `between${n}`, label: `Between ${n}`, type: 'Sales' });
-      h!.sim.setAccessPermission(company, now[(n * 3 + 2) % now.length]!, {
+      const now = logins(h, company);
+      h.sim.updateUser(company, now[(n * 7) % now.length]!, { lastName: `Between${n}` });
+      h.sim.updateUser(company, now[(n * 11 + 3) % now.length]!, { jobTitle: `Title ${n}` }, { touch: false });
+      h.sim.addGroup(company, now[(n * 5 + 1) % now.length]!, { variableName: `between${n}`, label: `Between ${n}`, type: 'Sales' });
+      h.sim.setAccessPermission(company, now[(n * 3 + 2) % now.length]!, {
         type: 'dataTableFolder',
         variableName: `folder${n}`,
         name: `Folder ${n}`,
         hasAccess: n % 2 === 0,
       });
-      h!.sim.addUser(company, { login: `0000-early-${n}`, firstName: 'Early' });
-      h!.sim.addUser(company, { login: `zzzz-late-${n}`, firstName: 'Late' });
+      h.sim.addUser(company, { login: `0000-early-${n}`, firstName: 'Early' });
+      h.sim.addUser(company, { login: `zzzz-late-${n}`, firstName: 'Late' });
     };
     const result = await h.sync({ full: true });
     expect(result.status).toBe('succeeded');
@@ -403,11 +405,11 @@ describe('HTTP faults', () => {
       );
       for (const login of initial[company].filter((l) => !removed.has(`${company}/${l}`))) expect(stored.has(login), `${company}/${login}`).toBe(true);
     }
-    const record = await lastRun();
+    const record = await lastRun(h);
     expect(record).toMatchObject({ status: 'succeeded', mode: 'full', users_seen: result.seen, users_updated: result.updated, users_deleted: result.deleted });
     expect(removed.size).toBe(4);
     // A read cannot see a deletion behind its cursor; the next full read does.
-    const clean = await cleanRunThenInSync({ full: true });
+    const clean = await cleanRunThenInSync(h, { full: true });
     expect(result.deleted + clean.deleted).toBe(4);
   });
 });

@@ -5,11 +5,10 @@ import { expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
-let h: Harness | undefined;
 
-const logins = (company = '_host') => h!.sim.users(company).map((u) => String(u.login));
-const changes = (runId: string) =>
-  h!.t.query<{ change: string; login: string; diff: Raw }>(`SELECT change, login, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY id`, [runId]);
+const logins = (h: Harness, company = '_host') => h.sim.users(company).map((u) => String(u.login));
+const changes = (h: Harness, runId: string) =>
+  h.t.query<{ change: string; login: string; diff: Raw }>(`SELECT change, login, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY id`, [runId]);
 
 async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
   const out = new PassThrough();
@@ -22,9 +21,9 @@ async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<s
 
 describe('change log', () => {
   it('logs an insert per new user with its fields and groups', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const run = await h.sync();
-    const rows = await changes(run.runId);
+    const rows = await changes(h, run.runId);
     expect(rows).toHaveLength(5);
     const first = h.sim.users('_host')[0]!;
     const row = rows.find((r) => r.login === first.login)!;
@@ -34,13 +33,13 @@ describe('change log', () => {
   });
 
   it('logs an edit as an update with old and new values, and nothing for a no-op re-sync', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     await h.sync();
-    const [login] = logins();
+    const [login] = logins(h);
     const before = h.sim.user('_host', login!)!;
     h.sim.updateUser('_host', login!, { lastName: 'Newname', email: 'new@example.com' });
     const run = await h.sync();
-    const rows = await changes(run.runId);
+    const rows = await changes(h, run.runId);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ change: 'update', login });
     expect(rows[0]!.diff).toMatchObject({
@@ -50,22 +49,22 @@ describe('change log', () => {
     expect(rows[0]!.diff.date_modified).toBeDefined();
 
     const again = await h.sync();
-    expect(await changes(again.runId)).toEqual([]);
+    expect(await changes(h, again.runId)).toEqual([]);
     const full = await h.sync({ full: true });
-    expect(await changes(full.runId)).toEqual([]);
+    expect(await changes(h, full.runId)).toEqual([]);
   });
 
   it('logs group and permission changes even when CPQ did not move dateModified', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     await h.sync();
-    const [a, b] = logins();
+    const [a, b] = logins(h);
     const oldGroup = (h.sim.user('_host', a!)!.groups as { items: Raw[] }).items[0]!.variableName as string;
     h.sim.removeGroup('_host', a!, oldGroup, { touch: false });
     h.sim.addGroup('_host', a!, { variableName: 'zzAuditors', label: 'Auditors', type: 'Administrator' }, { touch: false });
     const perm = (h.sim.user('_host', b!)!.accessPermissions as { items: Raw[] }).items[0]!;
     h.sim.setAccessPermission('_host', b!, { ...(perm as { type: string; variableName: string; name: string }), hasAccess: !perm.hasAccess }, { touch: false });
     const run = await h.sync({ full: true });
-    const rows = await changes(run.runId);
+    const rows = await changes(h, run.runId);
     expect(rows.map((r) => [r.change, r.login])).toEqual(
       expect.arrayContaining([
         ['update', a],
@@ -94,9 +93,9 @@ describe('change log', () => {
 
 describe('deletions', () => {
   it('a full sync marks users CPQ no longer returns as deleted, ends their memberships, and restores them when they return', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
     await h.sync();
-    const [gone] = logins();
+    const [gone] = logins(h);
     const record = h.sim.user('_host', gone!)!;
     h.sim.deleteUser('_host', gone!);
     const incremental = await h.sync();
@@ -107,7 +106,7 @@ describe('deletions', () => {
     expect(row!.deleted_at).not.toBeNull();
     expect(await h.t.query(`SELECT 1 FROM cpq.user_groups WHERE user_id = $1`, [row!.id])).toEqual([]);
     expect(await h.t.query(`SELECT 1 FROM cpq.user_access_permissions WHERE user_id = $1`, [row!.id])).toEqual([]);
-    const [deletion] = await changes(run.runId);
+    const [deletion] = await changes(h, run.runId);
     expect(deletion).toMatchObject({ change: 'delete', login: gone });
     expect((deletion!.diff.groups as Raw).removed).toEqual(expect.arrayContaining([expect.any(String)]));
 
@@ -115,19 +114,19 @@ describe('deletions', () => {
     h.sim.addUser('_host', { ...fields, login: gone });
     const back = await h.sync();
     expect(back.restored).toBe(1);
-    const [restored] = await changes(back.runId);
+    const [restored] = await changes(h, back.runId);
     expect(restored).toMatchObject({ change: 'restore', login: gone });
     expect((await h.t.query<Raw>(`SELECT deleted_at FROM cpq.users WHERE login = $1`, [gone]))[0]!.deleted_at).toBeNull();
     await expectReferencesResolve(h.t);
   });
 
   it('a short read deletes nothing', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync();
     let n = 0;
     h.sim.onRequest = (req) => {
       if (req.path.endsWith('/users') && ++n === 2) {
-        h!.sim.addFault({ match: { path: req.path }, times: 1, status: 200, body: '{"items":[],"hasMore":false,"count":0}' });
+        h.sim.addFault({ match: { path: req.path }, times: 1, status: 200, body: '{"items":[],"hasMore":false,"count":0}' });
       }
     };
     const run = await h.sync({ full: true });
@@ -137,9 +136,9 @@ describe('deletions', () => {
   });
 
   it('refuses a mass deletion above SYNC_MAX_DELETE_FRACTION unless allowed', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
     await h.sync();
-    for (const login of logins().slice(0, 3)) h.sim.deleteUser('_host', login);
+    for (const login of logins(h).slice(0, 3)) h.sim.deleteUser('_host', login);
     const refused = await h.sync({ full: true });
     expect(refused.deleted).toBe(0);
     expect(refused.warnings.join('\n')).toMatch(/deletion aborted for companies\/_host: 3 of 10 known users \(30%\).*SYNC_MAX_DELETE_FRACTION=0\.2/);
@@ -151,7 +150,7 @@ describe('deletions', () => {
   });
 
   it('reads a stream in full again after SYNC_FULL_EVERY', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, { SYNC_FULL_EVERY: '1h' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, { SYNC_FULL_EVERY: '1h' });
     await h.sync();
     expect((await h.sync()).mode).toBe('incremental');
     await h.t.query(`UPDATE cpq.sync_state SET last_full_sync_at = now() - interval '2 hours'`);
@@ -161,15 +160,15 @@ describe('deletions', () => {
 
 describe('history and as-of', () => {
   it('as-of functions return exactly the state after the last successful run at or before the time', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 });
     const states: { at: Date; tables: Awaited<ReturnType<typeof snapshotTables>> }[] = [];
     const record = async () => {
-      const [run] = await h!.t.query<{ effective_at: Date }>(`SELECT effective_at FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1`);
-      states.push({ at: run!.effective_at, tables: await snapshotTables(h!.t) });
+      const [run] = await h.t.query<{ effective_at: Date }>(`SELECT effective_at FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1`);
+      states.push({ at: run!.effective_at, tables: await snapshotTables(h.t) });
     };
     await h.sync();
     await record();
-    const [a, b, c] = logins();
+    const [a, b, c] = logins(h);
     h.sim.updateUser('_host', a!, { lastName: 'Second' });
     h.sim.addGroup('_host', b!, { variableName: 'later', label: 'Later', type: 'Sales' });
     h.sim.addUser('_host', { login: 'newcomer', firstName: 'New' });
@@ -203,13 +202,13 @@ describe('history and as-of', () => {
 
 describe('exports', () => {
   it('streams the change log since a run id or a time, as JSON lines and as CSV', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const first = await h.sync();
-    const [login] = logins();
+    const [login] = logins(h);
     h.sim.updateUser('_host', login!, { lastName: 'Quote "and", comma' });
     const second = await h.sync();
 
-    const jsonl = await collect((out) => exportChanges(h!.t.pool, parseSince(first.runId), 'jsonl', out));
+    const jsonl = await collect((out) => exportChanges(h.t.pool, parseSince(first.runId), 'jsonl', out));
     const lines = jsonl
       .trim()
       .split('\n')
@@ -217,7 +216,7 @@ describe('exports', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ run_id: second.runId, change: 'update', login, diff: { last_name: { new: 'Quote "and", comma' } } });
 
-    const csv = await collect((out) => exportChanges(h!.t.pool, parseSince('1970-01-01T00:00:00Z'), 'csv', out));
+    const csv = await collect((out) => exportChanges(h.t.pool, parseSince('1970-01-01T00:00:00Z'), 'csv', out));
     const csvLines = csv.trim().split('\n');
     expect(csvLines[0]).toBe('change_id,run_id,change,company_login,login,party_number,date_modified,detected_at,diff,commit_seq');
     expect(csvLines).toHaveLength(1 + 3 + 1);
@@ -226,17 +225,17 @@ describe('exports', () => {
   });
 
   it('writes a compliance snapshot that names the run it reflects', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const first = await h.sync();
     const [firstRun] = await h.t.query<{ effective_at: Date; finished_at: Date }>(`SELECT effective_at, finished_at FROM cpq.sync_runs WHERE id = $1`, [
       first.runId,
     ]);
-    const [gone] = logins();
+    const [gone] = logins(h);
     h.sim.deleteUser('_host', gone!);
     await h.sync({ full: true, allowMassDelete: true });
 
     for (const format of ['jsonl', 'csv'] as ExportFormat[]) {
-      const text = await collect((out) => exportSnapshot(h!.t.pool, firstRun!.finished_at, format, out));
+      const text = await collect((out) => exportSnapshot(h.t.pool, firstRun!.finished_at, format, out));
       const lines = text.trim().split('\n');
       if (format === 'jsonl') {
         const rows = lines.map((l) => JSON.parse(l) as Raw);
@@ -254,9 +253,9 @@ describe('exports', () => {
         expect(lines[1]).toContain(`,${first.runId},`);
       }
     }
-    const now = await collect((out) => exportSnapshot(h!.t.pool, new Date(), 'jsonl', out));
+    const now = await collect((out) => exportSnapshot(h.t.pool, new Date(), 'jsonl', out));
     expect(now.trim().split('\n')).toHaveLength(3);
-    await expect(collect((out) => exportSnapshot(h!.t.pool, new Date('2000-01-01T00:00:00Z'), 'jsonl', out))).rejects.toThrow(
+    await expect(collect((out) => exportSnapshot(h.t.pool, new Date('2000-01-01T00:00:00Z'), 'jsonl', out))).rejects.toThrow(
       /no successful sync run took effect at or before 2000-01-01/,
     );
   });

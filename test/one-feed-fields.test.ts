@@ -14,11 +14,9 @@ const INTEGRATION_USERS_PATH = '/cpq/rest/v19/integrationUsers';
 const HOST_USERS_PATH = '/cpq/rest/v16/companies/_host/users';
 const EMPTY_PAGE = '{"items":[],"hasMore":false}';
 
-let h: Harness | undefined;
-
 /** What the database holds of a user: every column a one-feed read could clear, the digest and raw. */
-async function stored(login: string) {
-  const [row] = await h!.t.query<Raw>(
+async function stored(h: Harness, login: string) {
+  const [row] = await h.t.query<Raw>(
     `SELECT is_integration_user, oauth_client_id, party_id::text AS party_id, party_number, cpq_id::text AS cpq_id, company_name,
             content_hash, raw::text AS raw, last_changed_run_id::text AS last_changed_run_id, deleted_at
      FROM cpq.users WHERE company_login = '_host' AND login = $1`,
@@ -28,8 +26,8 @@ async function stored(login: string) {
 }
 
 /** The change rows of a run: login, change, and the fields its diff names. */
-async function changesOf(runId: string) {
-  const rows = await h!.t.query<{ login: string; change: string; diff: Raw | null }>(
+async function changesOf(h: Harness, runId: string) {
+  const rows = await h.t.query<{ login: string; change: string; diff: Raw | null }>(
     `SELECT login, change, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY login`,
     [runId],
   );
@@ -51,23 +49,23 @@ const site: SimulatorOptions = { pathPrefix: '/cpq', partnerCompanies: 0, usersP
  * The integration user edited longest ago: an incremental integration read (whose lookback
  * re-reads the newest) does not return it.
  */
-function oldestIntegrationUser(): Raw {
-  return h!.sim.integrationUsers().sort((a, b) => (String(a.dateModified) < String(b.dateModified) ? -1 : 1))[0]!;
+function oldestIntegrationUser(h: Harness): Raw {
+  return h.sim.integrationUsers().sort((a, b) => (String(a.dateModified) < String(b.dateModified) ? -1 : 1))[0]!;
 }
 
 describe('an integration user read by the company feed alone keeps what the integration feed gave it', () => {
   it('JSON: an incremental run whose integration read returns nothing, while the host read re-reads the user in its lookback, logs nothing', async ({
     startHarness,
   }) => {
-    h = await startHarness(site);
+    const h = await startHarness(site);
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
     const login = String(user.login);
     // An edit makes the user the newest host user: from now on every host read re-reads it in its lookback window.
     h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
     const edited = await h.sync();
-    expect(await changesOf(edited.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
-    const before = await stored(login);
+    expect(await changesOf(h, edited.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
+    const before = await stored(h, login);
     expect(before).toMatchObject({
       is_integration_user: true,
       oauth_client_id: user.oauthClientId,
@@ -81,34 +79,34 @@ describe('an integration user read by the company feed alone keeps what the inte
     expect(reread.mode).toBe('incremental');
     expect(hostReceived(reread)).toBeGreaterThanOrEqual(1);
     expect(reread).toMatchObject({ updated: 0, inserted: 0 });
-    expect(await changesOf(reread.runId)).toEqual([]);
-    expect(await stored(login)).toEqual(before);
+    expect(await changesOf(h, reread.runId)).toEqual([]);
+    expect(await stored(h, login)).toEqual(before);
 
     // Both feeds again (the next full read of the integration feed is not needed to set anything back).
     const both = await h.sync();
     expect(hostReceived(both)).toBeGreaterThanOrEqual(1);
-    expect(await changesOf(both.runId)).toEqual([]);
-    expect(await stored(login)).toEqual(before);
+    expect(await changesOf(h, both.runId)).toEqual([]);
+    expect(await stored(h, login)).toEqual(before);
   });
 
   it('JSON: an edit between the integration read and the host read logs the edit alone', async ({ startHarness }) => {
-    h = await startHarness(site);
+    const h = await startHarness(site);
     await h.sync();
-    const user = oldestIntegrationUser();
+    const user = oldestIntegrationUser(h);
     const login = String(user.login);
-    const before = await stored(login);
+    const before = await stored(h, login);
     const lastLogin = new Date().toISOString();
     // The integration feed is read first (nothing changed there); the user logs in before the host read.
     h.sim.onRequest = (req) => {
       if (req.path === HOST_USERS_PATH) {
-        h!.sim.onRequest = undefined;
-        h!.sim.updateUser('_host', login, { lastLogin });
+        h.sim.onRequest = undefined;
+        h.sim.updateUser('_host', login, { lastLogin });
       }
     };
     const raced = await h.sync();
     expect(raced.mode).toBe('incremental');
-    expect(await changesOf(raced.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
-    const after = await stored(login);
+    expect(await changesOf(h, raced.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
+    const after = await stored(h, login);
     expect(after).toMatchObject({
       is_integration_user: true,
       oauth_client_id: before.oauth_client_id,
@@ -123,16 +121,16 @@ describe('an integration user read by the company feed alone keeps what the inte
     // The next run reads the edit from the integration feed too: the same content, nothing logged.
     const next = await h.sync();
     expect(next.streams.find((s) => s.stream === 'integrationUsers')!.received).toBeGreaterThanOrEqual(1);
-    expect(await changesOf(next.runId)).toEqual([]);
-    expect((await stored(login)).content_hash).toBe(after.content_hash);
+    expect(await changesOf(h, next.runId)).toEqual([]);
+    expect((await stored(h, login)).content_hash).toBe(after.content_hash);
   });
 
   it("JSON: a v16 record without partyId, partyNumber, id, oauthClientId or company (Oracle's sample shape) clears none of them", async ({ startHarness }) => {
-    h = await startHarness(site);
+    const h = await startHarness(site);
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
     const login = String(user.login);
-    const before = await stored(login);
+    const before = await stored(h, login);
     expect(before.cpq_id === null && before.party_id === null).toBe(false);
     // The host read returns the user as Oracle's v16 sample shows users; the integration read returns nothing.
     const record = asV16Record(h.sim.user('_host', login)!);
@@ -140,16 +138,16 @@ describe('an integration user read by the company feed alone keeps what the inte
     h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 200, body: EMPTY_PAGE });
     const result = await h.sync();
     expect(result).toMatchObject({ mode: 'incremental', updated: 0, unchanged: 1 });
-    expect(await changesOf(result.runId)).toEqual([]);
-    expect(await stored(login)).toEqual(before);
+    expect(await changesOf(h, result.runId)).toEqual([]);
+    expect(await stored(h, login)).toEqual(before);
   });
 
   it('zip: every zip read re-reads the user while the integration feed is read incrementally; nothing is logged', async ({ startHarness }) => {
-    h = await startHarness({ ...site, zipExport: {} }, { CPQ_EXPORT_FORMAT: 'zip' });
+    const h = await startHarness({ ...site, zipExport: {} }, { CPQ_EXPORT_FORMAT: 'zip' });
     const first = await h.sync();
     expect(first.inserted).toBe(5 + 2);
     const logins = h.sim.integrationUsers().map((u) => String(u.login));
-    const before = await Promise.all(logins.map(stored));
+    const before = await Promise.all(logins.map((login) => stored(h, login)));
     for (const row of before) expect(row).toMatchObject({ is_integration_user: true });
     for (let run = 0; run < 2; run++) {
       const result = await h.sync();
@@ -159,18 +157,18 @@ describe('an integration user read by the company feed alone keeps what the inte
         ['companies/_host', 'full', 7],
       ]);
       expect(result).toMatchObject({ updated: 0, unchanged: 7 });
-      expect(await changesOf(result.runId)).toEqual([]);
-      expect(await Promise.all(logins.map(stored))).toEqual(before);
+      expect(await changesOf(h, result.runId)).toEqual([]);
+      expect(await Promise.all(logins.map((login) => stored(h, login)))).toEqual(before);
     }
   });
 });
 
 describe('a one-feed field changed by its own feed is still logged', () => {
   it('a rotated OAuth client, read from the integration feed', async ({ startHarness }) => {
-    h = await startHarness(site);
+    const h = await startHarness(site);
     await h.sync();
     const login = String(h.sim.integrationUsers()[0]!.login);
-    const before = await stored(login);
+    const before = await stored(h, login);
     // The host read returns the user without the integration feed's fields; the integration read brings the new client.
     h.sim.updateUser('_host', login, { oauthClientId: 'rotated-client' });
     const record = asV16Record(h.sim.user('_host', login)!);
@@ -179,11 +177,11 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     const [change] = await h.t.query<{ diff: Raw }>(`SELECT diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [result.runId, login]);
     expect(change!.diff.oauth_client_id).toEqual({ old: before.oauth_client_id, new: 'rotated-client' });
     expect(Object.keys(change!.diff).sort()).toEqual(['date_modified', 'oauth_client_id']);
-    expect(await stored(login)).toMatchObject({ is_integration_user: true, oauth_client_id: 'rotated-client', party_id: before.party_id });
+    expect(await stored(h, login)).toMatchObject({ is_integration_user: true, oauth_client_id: 'rotated-client', party_id: before.party_id });
   });
 
   it('a full, complete integration read that no longer returns the user ends is_integration_user', async ({ startHarness }) => {
-    h = await startHarness(site);
+    const h = await startHarness(site);
     await h.sync();
     const login = String(h.sim.integrationUsers()[0]!.login);
     // Only a full read can say the user is not an integration user any more (an incremental read
@@ -192,8 +190,8 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 200, body: '{"items":[],"hasMore":false,"totalResults":2}' });
     const short = await h.sync({ full: true });
     expect(short.streams.find((s) => s.stream === 'integrationUsers')).toMatchObject({ mode: 'full', shortRead: true });
-    expect(await changesOf(short.runId)).toEqual([]);
-    expect((await stored(login)).is_integration_user).toBe(true);
+    expect(await changesOf(h, short.runId)).toEqual([]);
+    expect((await stored(h, login)).is_integration_user).toBe(true);
     h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 200, body: EMPTY_PAGE });
     const full = await h.sync({ full: true });
     const [change] = await h.t.query<{ change: string; diff: Raw }>(`SELECT change, diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [
@@ -202,7 +200,7 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     ]);
     expect(change).toMatchObject({ change: 'update' });
     expect(change!.diff.is_integration_user).toEqual({ old: true, new: false });
-    expect((await stored(login)).is_integration_user).toBe(false);
+    expect((await stored(h, login)).is_integration_user).toBe(false);
   });
 });
 

@@ -3,15 +3,13 @@ import { formatDuration, type StatusReport } from '../src/worker/status.js';
 import { cli } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 
-let h: Harness | undefined;
-
-const status = (args: string[] = []) => cli(['status', ...args], { DATABASE_URL: h!.t.url });
+const status = (h: Harness, args: string[] = []) => cli(['status', ...args], { DATABASE_URL: h.t.url });
 
 describe('cpq-sync status', () => {
   it('after a good run: runs and cursors as tables, exit code 0', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
     const run = await h.sync();
-    const out = await status();
+    const out = await status(h);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     const lines = out.stdout.split('\n');
@@ -28,19 +26,19 @@ describe('cpq-sync status', () => {
   });
 
   it('after a failed run: exit code 1, the error in the table and the verdict; --json for scripts', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_MAX_RETRIES: '1' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_MAX_RETRIES: '1' });
     const good = await h.sync();
     h.sim.addFault({ status: 503, times: Infinity });
     await h.syncError();
 
-    const text = await status();
+    const text = await status(h);
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/ failed +0 +0 +0 +0 +1 {2}GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?/);
     expect(text.stdout).toMatch(
       /\nLAST RUN FAILED: run \d+ at [\d-]+ [\d:]+: GET http:\/\/\S+: CPQ still answered 503 after 2 attempts\nLast success: [\d-]+ [\d:]+\n$/,
     );
 
-    const json = await status(['--json']);
+    const json = await status(h, ['--json']);
     expect(json.code).toBe(1);
     const report = JSON.parse(json.stdout) as StatusReport;
     expect(report.lastRunFailed).toBe(true);
@@ -67,37 +65,37 @@ describe('cpq-sync status', () => {
     ]);
     expect(report.lastSuccessAt).toBe(report.runs[1]!.finishedAt);
 
-    const limited = JSON.parse((await status(['--json', '--limit', '1'])).stdout) as StatusReport;
+    const limited = JSON.parse((await status(h, ['--json', '--limit', '1'])).stdout) as StatusReport;
     expect(limited.runs.map((r) => r.status)).toEqual(['failed']);
   });
 
   it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const add = (status: string) =>
-      h!.t.query(
+      h.t.query(
         `INSERT INTO cpq.sync_runs (status, mode, finished_at, error) VALUES ($1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`,
         [status],
       );
     await add('failed');
     await add('interrupted');
-    expect((await status()).code).toBe(1); // a deploy interrupting the retry does not clear the alert
+    expect((await status(h)).code).toBe(1); // a deploy interrupting the retry does not clear the alert
     await add('succeeded');
     await add('interrupted');
     await add('running');
-    const out = await status();
+    const out = await status(h);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/ running +0 +0 +0 +0 +0\n/);
     await add('abandoned'); // a crash is a failure
-    expect((await status()).code).toBe(1);
+    expect((await status(h)).code).toBe(1);
   });
 
   it('an empty database, and one without the cpq tables: nothing to report, exit code 0', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
-    const empty = await status();
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const empty = await status(h);
     expect(empty.code).toBe(0);
     expect(empty.stdout).toBe('Last runs (newest first, times in UTC)\n  none yet\n\nCursors (per stream)\n  none yet\n\nNo run has finished yet.\n');
     await h.t.query('DROP SCHEMA cpq CASCADE');
-    const bare = await status(['--json']);
+    const bare = await status(h, ['--json']);
     expect(bare.code).toBe(0);
     expect(JSON.parse(bare.stdout)).toMatchObject({ runs: [], cursors: [], lastRunFailed: false, note: expect.stringMatching(/no cpq tables/) as unknown });
   });

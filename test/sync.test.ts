@@ -13,17 +13,15 @@ function digits(v: unknown): string | null {
 }
 const groupNames = (u: Raw) => ((u.groups as { items?: { variableName: string }[] } | undefined)?.items ?? []).map((g) => g.variableName).sort();
 
-let h: Harness | undefined;
-
-async function usersIn(company: string) {
-  return h!.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE company_login = $1 ORDER BY login COLLATE "C"`, [company]);
+async function usersIn(h: Harness, company: string) {
+  return h.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE company_login = $1 ORDER BY login COLLATE "C"`, [company]);
 }
 
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 describe('full sync', () => {
   it('reads every page of a company with keyset paging on login', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 53, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 53, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const result = await h.sync();
     expect(result.status).toBe('succeeded');
     expect(result.mode).toBe('full');
@@ -33,7 +31,7 @@ describe('full sync', () => {
       .users('_host')
       .map((u) => String(u.login))
       .sort(byCodeUnit);
-    expect((await usersIn('_host')).map((r) => r.login)).toEqual(expected);
+    expect((await usersIn(h, '_host')).map((r) => r.login)).toEqual(expected);
 
     const pages = h.sim.requests.filter((r) => r.path.endsWith('/users'));
     expect(pages).toHaveLength(6);
@@ -46,7 +44,7 @@ describe('full sync', () => {
   });
 
   it('syncs every company of the site with CPQ_COMPANIES=*', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 2, usersPerCompany: 15, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 15, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
     const result = await h.sync();
     expect(result.inserted).toBe(45);
     const rows = await h.t.query<{ company_login: string; n: string }>(`SELECT company_login, count(*) AS n FROM cpq.users GROUP BY 1 ORDER BY 1`);
@@ -59,7 +57,7 @@ describe('full sync', () => {
   });
 
   it('stores each user with its typed columns, groups and access permissions exactly as CPQ holds them', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
     await h.sync();
     for (const company of ['_host', 'partner1']) {
       for (const u of h.sim.users(company)) {
@@ -94,13 +92,13 @@ describe('full sync', () => {
       }
     }
     const groups = await h.t.query<Raw>(`SELECT variable_name, label, type FROM cpq.groups`);
-    const heldGroups = new Set(['_host', 'partner1'].flatMap((company) => h!.sim.users(company).flatMap(groupNames)));
+    const heldGroups = new Set(['_host', 'partner1'].flatMap((company) => h.sim.users(company).flatMap(groupNames)));
     expect(heldGroups.size).toBe(20); // the simulator's default pool, every group held by someone
     expect(groups.length).toBe(heldGroups.size);
   });
 
   it('absorbs field-name drift: lastname, isSuperUserPermEnabled and other case variants', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 200, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 200, integrationUsers: 0 });
     await h.sync();
     const body = await (await fetch(`${h.sim.baseUrl}/rest/v16/companies/_host/users?limit=1000`)).text();
     // The simulator really sends the drifted spellings...
@@ -122,14 +120,14 @@ describe('full sync', () => {
   });
 
   it('keeps unknown fields in raw', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 200, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 200, integrationUsers: 0 });
     await h.sync();
     const rows = await h.t.query<{ n: string }>(`SELECT count(*) AS n FROM cpq.users WHERE raw ? 'customAttr1'`);
     expect(Number(rows[0]!.n)).toBe(9); // the users the simulator (seed 1) sends customAttr1 for
   });
 
   it('does not miss a user that exists for the whole run while others are added, edited and deleted between pages', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const initial = h.sim
       .users('_host')
       .map((u) => String(u.login))
@@ -141,22 +139,22 @@ describe('full sync', () => {
       // Between every two page requests: delete a user already read, edit one, add two.
       const victim = initial[page * 3];
       if (victim && !deleted.has(victim)) {
-        h!.sim.deleteUser('_host', victim);
+        h.sim.deleteUser('_host', victim);
         deleted.add(victim);
       }
-      h!.sim.updateUser('_host', initial[page * 5 + 1]!, { lastName: `Edited${page}` });
-      h!.sim.addUser('_host', { firstName: 'Early', login: `0000-new-${page}` });
-      h!.sim.addUser('_host', { firstName: 'Late', login: `zzzz-new-${page}` });
+      h.sim.updateUser('_host', initial[page * 5 + 1]!, { lastName: `Edited${page}` });
+      h.sim.addUser('_host', { firstName: 'Early', login: `0000-new-${page}` });
+      h.sim.addUser('_host', { firstName: 'Late', login: `zzzz-new-${page}` });
     };
     await h.sync();
-    const stored = new Set((await usersIn('_host')).map((r) => r.login));
+    const stored = new Set((await usersIn(h, '_host')).map((r) => r.login));
     const alwaysThere = initial.filter((l) => !deleted.has(l));
     expect(deleted.size).toBe(6); // one between each two of the 7 page requests
     for (const login of alwaysThere) expect(stored.has(login), login).toBe(true);
   });
 
   it('keeps int64 partyId and id exact in their columns and in raw', async ({ startHarness }) => {
-    h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 4 });
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 4 });
     await h.sync();
     const integration = h.sim.integrationUsers();
     expect(integration.length).toBe(4);
@@ -178,7 +176,7 @@ describe('full sync', () => {
 
 describe('integration users', () => {
   it('lands integration users in cpq.users, one row per user seen in both feeds, with groups and OAuth client', async ({ startHarness }) => {
-    h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 3 });
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 3 });
     const result = await h.sync();
     expect(result.streams.map((s) => s.stream).sort()).toEqual(['companies/_host', 'integrationUsers']);
     const integration = h.sim.integrationUsers();
@@ -202,7 +200,7 @@ describe('integration users', () => {
   });
 
   it('reads groups from the detail endpoint when the list does not carry them', async ({ startHarness }) => {
-    h = await startHarness(
+    const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 3, integrationListIncludesGroups: false },
       { CPQ_COMPANIES: 'partner9' },
     );
@@ -220,7 +218,7 @@ describe('integration users', () => {
   });
 
   it('merges an integration user the company feeds did not return over its stored row, int64 exact', async ({ startHarness }) => {
-    h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2 });
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2 });
     await h.sync();
     const user = h.sim.integrationUsers()[0]!;
     // Next run: only the integration feed returns the user (its company read comes back empty).
@@ -238,7 +236,7 @@ describe('integration users', () => {
   });
 
   it('maps the host company login name that integration users report to _host', async ({ startHarness }) => {
-    h = await startHarness(
+    const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
       { CPQ_HOST_COMPANY: 'cpq-mdb' },
     );
@@ -248,7 +246,7 @@ describe('integration users', () => {
   });
 
   it('auto mode: a site without the endpoint is a warning, not a failure', async ({ startHarness }) => {
-    h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const result = await h.sync();
     expect(result.status).toBe('succeeded');
     expect(result.warnings.join('\n')).toMatch(/integration users: .*404/);
@@ -257,7 +255,7 @@ describe('integration users', () => {
   });
 
   it('on mode: a missing endpoint fails the run', async ({ startHarness }) => {
-    h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 4 }, { CPQ_INTEGRATION_USERS: 'on' });
+    const h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 4 }, { CPQ_INTEGRATION_USERS: 'on' });
     const err = await h.syncError();
     expect(err.message).toMatch(/integrationUsers.*404/);
   });
@@ -265,7 +263,7 @@ describe('integration users', () => {
 
 describe('incremental sync', () => {
   it('asks only for users modified since the cursor minus the lookback, and counts only real changes', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { SYNC_LOOKBACK: '10m' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { SYNC_LOOKBACK: '10m' });
     await h.sync();
     const before = await h.t.query<Raw>(`SELECT login, date_modified, last_synced_at, content_hash FROM cpq.users ORDER BY login`);
     const [state] = await h.t.query<{ cursor: Date }>(`SELECT cursor FROM cpq.sync_state WHERE stream = 'companies/_host'`);
@@ -303,7 +301,7 @@ describe('incremental sync', () => {
   });
 
   it('a second full read of unchanged data changes nothing but last_synced_at', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 });
     await h.sync();
     const before = await snapshotTables(h.t);
     const result = await h.sync({ full: true });
@@ -317,7 +315,7 @@ describe('incremental sync', () => {
   });
 
   it('picks up group and access-permission changes', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
     await h.sync();
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'newAuditors', label: 'New Auditors', type: 'Administrator' });
