@@ -144,6 +144,18 @@ const envSchema = z.object({
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+
+  // Alerts (alertsConfigFrom). The URL of a Slack webhook is itself a credential: read like a secret.
+  ALERT_WEBHOOK_URL: optionalText,
+  ALERT_WEBHOOK_URL_FILE: optionalText,
+  ALERT_WEBHOOK_SECRET: optionalText,
+  ALERT_WEBHOOK_SECRET_FILE: optionalText,
+  ALERT_WEBHOOK_TIMEOUT: duration('10s'),
+  ALERT_RULES: z.string().default('all'),
+  ALERT_GROUPS: z.string().default(''),
+  ALERT_RETRY_BASE_DELAY: duration('1m'),
+  ALERT_RETRY_MAX_DELAY: duration('1h'),
+  ALERT_RETRY_EVERY: duration('1m'),
 });
 
 export type CpqAuthConfig =
@@ -198,6 +210,28 @@ export interface AppConfig {
   };
   logLevel: string;
   logFormat: 'auto' | 'json' | 'pretty';
+  alerts: AlertsConfig;
+}
+
+/** The alert rules, in the order the README lists them. */
+export const ALERT_RULE_NAMES = ['admin_flag', 'group_membership', 'access_permission', 'integration_user', 'user_restored'] as const;
+export type AlertRule = (typeof ALERT_RULE_NAMES)[number];
+
+/** Which alerts a run computes: ALERT_RULES and ALERT_GROUPS, the part a site may override (see alertRulesFor). */
+export interface AlertRuleSettings {
+  rules: readonly AlertRule[];
+  /** Glob patterns (`*`, `?`) on group variable names, matched ignoring case. */
+  groups: readonly string[];
+}
+
+export interface AlertsConfig {
+  /** Undefined when ALERT_WEBHOOK_URL is not set: runs compute no alerts and nothing is sent. */
+  webhook: { url: string; secret: string; timeoutMs: number } | undefined;
+  rules: AlertRuleSettings;
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+  /** How often `schedule` retries pending alerts between runs. */
+  retryEveryMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -254,6 +288,47 @@ function resolveAuth(env: Env, parsed: z.infer<typeof envSchema>): CpqAuthConfig
     default:
       return { kind: 'none' };
   }
+}
+
+/** The ALERT_* settings; the webhook needs its secret, for every alert is signed. */
+function alertsConfigFrom(env: Env, parsed: z.infer<typeof envSchema>): AlertsConfig {
+  const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE')?.trim();
+  const key = secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE');
+  const names = parsed.ALERT_RULES.split(',')
+    .map((r) => r.trim().toLowerCase())
+    .filter((r) => r !== '');
+  const unknown = names.filter((r) => r !== 'all' && r !== 'none' && !(ALERT_RULE_NAMES as readonly string[]).includes(r));
+  if (unknown.length) throw new ConfigError(`ALERT_RULES: unknown rule ${unknown.join(', ')} (rules: ${ALERT_RULE_NAMES.join(', ')}, all, none)`);
+  const rules = names.includes('none') ? [] : names.includes('all') ? [...ALERT_RULE_NAMES] : ALERT_RULE_NAMES.filter((r) => names.includes(r));
+  const groups = parsed.ALERT_GROUPS.split(',')
+    .map((g) => g.trim())
+    .filter((g) => g !== '');
+  let webhook: AlertsConfig['webhook'];
+  if (url) {
+    // Neither the URL nor the secret goes into a message: a Slack webhook URL is a credential.
+    let parsedUrl: URL;
+    try {
+      parsedUrl = new URL(url);
+    } catch {
+      throw new ConfigError('ALERT_WEBHOOK_URL is not a URL');
+    }
+    if (parsedUrl.protocol !== 'https:' && parsedUrl.protocol !== 'http:') throw new ConfigError('ALERT_WEBHOOK_URL must be an http(s) URL');
+    if (parsedUrl.username || parsedUrl.password) throw new ConfigError('ALERT_WEBHOOK_URL must not contain a user name or password');
+    if (parsedUrl.protocol === 'http:' && !isLoopbackHost(parsedUrl.hostname) && !parsed.CPQ_ALLOW_INSECURE_HTTP) {
+      throw new ConfigError(`ALERT_WEBHOOK_URL uses plain http to ${parsedUrl.hostname}: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it`);
+    }
+    if (!key) throw new ConfigError('ALERT_WEBHOOK_SECRET (or ALERT_WEBHOOK_SECRET_FILE) is required with ALERT_WEBHOOK_URL: every alert is signed');
+    webhook = { url, secret: key, timeoutMs: parsed.ALERT_WEBHOOK_TIMEOUT };
+  } else if (key) {
+    throw new ConfigError('ALERT_WEBHOOK_SECRET is set but ALERT_WEBHOOK_URL is not: set the URL too, or neither (no alerts)');
+  }
+  return {
+    webhook,
+    rules: { rules, groups },
+    retryBaseDelayMs: parsed.ALERT_RETRY_BASE_DELAY,
+    retryMaxDelayMs: Math.max(parsed.ALERT_RETRY_MAX_DELAY, parsed.ALERT_RETRY_BASE_DELAY),
+    retryEveryMs: parsed.ALERT_RETRY_EVERY,
+  };
 }
 
 /** Loopback addresses, where plain http cannot be read by anyone else. */
@@ -341,6 +416,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     },
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
+    alerts: alertsConfigFrom(env, parsed),
   };
 }
 

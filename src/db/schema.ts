@@ -177,6 +177,30 @@ export interface UserAccessPermissionVersionsTable extends Ended {
   valid_from: Timestamp;
 }
 
+/** An alert on privileged access (migration 0011): written by the run that saw the change, delivered after its commit. */
+export interface AlertOutboxTable {
+  id: ColumnType<string, never, never>;
+  site: ColumnType<string, string | undefined, string>;
+  run_id: Int8;
+  user_id: Int8;
+  company_login: string;
+  login: string;
+  rule: 'admin_flag' | 'group_membership' | 'access_permission' | 'integration_user' | 'user_restored';
+  subject: string;
+  /** jsonb: a flag's value, a permission's {name, hasAccess}, a time; null where there was none. */
+  old_value: ColumnType<unknown, string | null, string | null>;
+  new_value: ColumnType<unknown, string | null, string | null>;
+  detected_at: Timestamp;
+  idempotency_key: string;
+  status: ColumnType<'pending' | 'delivered' | 'failed', 'pending' | 'delivered' | 'failed' | undefined, 'pending' | 'delivered' | 'failed'>;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  last_attempt_at: Timestamp | null;
+  delivered_at: Timestamp | null;
+  last_error: string | null;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
 /** The change log as stored: an insert's diff is NULL (cpq.user_changes fills it in from history). */
 export interface UserChangeLogTable {
   id: Generated<Int8>;
@@ -217,6 +241,7 @@ export interface Database {
   'cpq.user_access_permissions': UserAccessPermissionsTable;
   'cpq.user_access_permission_versions': UserAccessPermissionVersionsTable;
   'cpq.user_change_log': UserChangeLogTable;
+  'cpq.alert_outbox': AlertOutboxTable;
 
   // Views (README "Reporting views" and "Change log, deletions and history").
   'cpq.user_changes': View<UserChangeRow>;
@@ -363,6 +388,27 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     ...ENDED,
   ),
   'cpq.user_change_log': columns<UserChangeLogTable>()('id', ...CHANGE, 'diff'),
+  'cpq.alert_outbox': columns<AlertOutboxTable>()(
+    'id',
+    'site',
+    'run_id',
+    'user_id',
+    'company_login',
+    'login',
+    'rule',
+    'subject',
+    'old_value',
+    'new_value',
+    'detected_at',
+    'idempotency_key',
+    'status',
+    'attempts',
+    'next_attempt_at',
+    'last_attempt_at',
+    'delivered_at',
+    'last_error',
+    'created_at',
+  ),
   'cpq.user_changes': columns<Database['cpq.user_changes']>()('id', ...CHANGE, 'diff'),
   'cpq.recent_changes': columns<Database['cpq.recent_changes']>()('id', ...CHANGE, 'diff', 'days_ago'),
   'cpq.user_changes_flat': columns<Database['cpq.user_changes_flat']>()(

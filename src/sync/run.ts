@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { deliverPendingAlerts } from '../alerts/delivery.js';
+import { recordAlerts } from '../alerts/rules.js';
 import { requireCpq, type AppConfig, type CpqConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, type HttpStats } from '../cpq/http-client.js';
@@ -253,6 +255,7 @@ export class SyncRun {
     };
     const deletable = await deletableCompanies(client, runId, guard);
     const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
+    await recordAlerts(client, runId, config.alerts, log);
     await this.saveCursors(client, runId);
     if (counts.inserted >= ANALYZE_AFTER_INSERTS) await analyzeUserTables(client);
 
@@ -282,6 +285,10 @@ export class SyncRun {
   }
 }
 
-export function runSync(deps: SyncDeps, options: RunOptions = {}): Promise<RunResult> {
-  return new SyncRun(deps, options).execute();
+export async function runSync(deps: SyncDeps, options: RunOptions = {}): Promise<RunResult> {
+  const result = await new SyncRun(deps, options).execute();
+  // After the commit and the sync lock: the run's alerts, and any earlier ones still pending. A
+  // webhook that is down leaves them pending (retried later) and fails nothing.
+  await deliverPendingAlerts({ on: deps.pool, config: deps.config.alerts, log: deps.log, signal: options.signal });
+  return result;
 }

@@ -1,0 +1,215 @@
+import type { AlertsConfig } from '../config.js';
+import { claimDueAlerts, type AlertRow } from '../db/sql/claim-due-alerts.js';
+import type { Queryable } from '../db/compiled-query.js';
+import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
+import { releaseAlerts } from '../db/sql/release-alerts.js';
+import { errorCode, errorMessage, oneLine } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signBody } from './signing.js';
+
+type Webhook = NonNullable<AlertsConfig['webhook']>;
+
+/** What the webhook receives: one alert, as JSON. */
+export interface AlertPayload {
+  type: 'cpq-sync.alert';
+  idempotencyKey: string;
+  site: string;
+  company: string;
+  login: string;
+  rule: AlertRow['rule'];
+  /** What the rule is about: the flag's column, the group, `<type>:<variableName>` of a permission, … */
+  subject: string;
+  old: unknown;
+  new: unknown;
+  runId: string;
+  /** When the change took effect in the database's history (the run's effective time). */
+  detectedAt: string;
+  /** When this attempt was sent; a receiver can refuse old deliveries (the signature covers it). */
+  sentAt: string;
+  /** A line a Slack incoming webhook shows as is. */
+  text: string;
+}
+
+/** Slack reads &, < and > as markup (links, @channel): CPQ's values are shown as text. */
+const slackEscape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+function describe(alert: Pick<AlertRow, 'rule' | 'subject' | 'old_value' | 'new_value'>): string {
+  const subject = slackEscape(alert.subject);
+  switch (alert.rule) {
+    case 'admin_flag':
+      return `${alert.new_value === true ? 'gained' : 'lost'} admin flag ${subject}`;
+    case 'group_membership':
+      return `joined group ${subject}`;
+    case 'access_permission':
+      return `was granted access permission ${subject}`;
+    case 'integration_user':
+      return alert.old_value === null ? 'was created as an integration user' : 'became an integration user';
+    case 'user_restored':
+      return `was restored (deleted since ${slackEscape(String(alert.old_value))})`;
+  }
+}
+
+export function alertPayload(alert: AlertRow, sentAt = new Date()): AlertPayload {
+  const who = slackEscape(`${alert.company_login}/${alert.login}`);
+  return {
+    type: 'cpq-sync.alert',
+    idempotencyKey: alert.idempotency_key,
+    site: alert.site,
+    company: alert.company_login,
+    login: alert.login,
+    rule: alert.rule,
+    subject: alert.subject,
+    old: alert.old_value,
+    new: alert.new_value,
+    runId: alert.run_id,
+    detectedAt: new Date(alert.detected_at).toISOString(),
+    sentAt: sentAt.toISOString(),
+    text: `CPQ ${slackEscape(alert.site)}: ${who} ${describe(alert)} (run ${alert.run_id})`,
+  };
+}
+
+/** The outcome of one POST, as recordAlertOutcome takes it but for the retry delay. */
+export type PostResult = { ok: true } | { ok: false; permanent: boolean; error: string };
+
+/** The receiver's words on a refusal, briefly: untrusted text, one line, at most this many characters. */
+const ERROR_BODY_CHARS = 200;
+
+async function briefBody(response: Response): Promise<string> {
+  try {
+    if (!response.body) return '';
+    // The first chunk is plenty; leaving the loop cancels the rest of the body.
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+      const text = Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.length, ERROR_BODY_CHARS * 4)).toString('utf8');
+      return oneLine(text.replace(/[^\x20-\x7e\s]/g, '?')).slice(0, ERROR_BODY_CHARS);
+    }
+    return '';
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * POSTs `body` (one alert's JSON, signed) to the webhook. Bounded by the webhook's timeout, body
+ * included; redirects are not followed (a signed alert goes where it was configured to, or
+ * nowhere). Errors name the status or the network failure, never the URL (a Slack URL is a
+ * credential) or the secret.
+ */
+export async function postAlert(webhook: Webhook, body: string, idempotencyKey: string, signal?: AbortSignal): Promise<PostResult> {
+  const timeout = AbortSignal.timeout(webhook.timeoutMs);
+  try {
+    const response = await fetch(webhook.url, {
+      method: 'POST',
+      redirect: 'manual',
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'cpq-user-sync',
+        [SIGNATURE_HEADER]: signBody(body, webhook.secret),
+        [IDEMPOTENCY_HEADER]: idempotencyKey,
+      },
+      body,
+    });
+    if (response.ok) {
+      await response.body?.cancel();
+      return { ok: true };
+    }
+    const said = await briefBody(response);
+    const error = `the webhook answered HTTP ${response.status}${said ? `: ${said}` : ''}`;
+    if (response.status >= 300 && response.status < 400) return { ok: false, permanent: true, error: `${error} (a redirect, not followed)` };
+    const transient = response.status === 408 || response.status === 425 || response.status === 429 || response.status >= 500;
+    return { ok: false, permanent: !transient, error };
+  } catch (err) {
+    if (timeout.aborted) return { ok: false, permanent: false, error: `the webhook did not answer within ${webhook.timeoutMs} ms` };
+    if (signal?.aborted) return { ok: false, permanent: false, error: 'delivery interrupted (shutdown)' };
+    const cause = (err as { cause?: unknown }).cause;
+    const code = errorCode(cause) ?? errorCode(err);
+    return {
+      ok: false,
+      permanent: false,
+      error: `the webhook could not be reached (${code ?? oneLine(errorMessage(cause ?? err)).slice(0, ERROR_BODY_CHARS)})`,
+    };
+  }
+}
+
+/** The wait before attempt `attempts + 1`: the base delay doubled per attempt made, at most the maximum. */
+export function retryDelayMs(config: Pick<AlertsConfig, 'retryBaseDelayMs' | 'retryMaxDelayMs'>, attempts: number): number {
+  return Math.min(config.retryMaxDelayMs, config.retryBaseDelayMs * 2 ** Math.min(Math.max(attempts - 1, 0), 40));
+}
+
+export interface DeliveryReport {
+  delivered: number;
+  /** Refused for good in this pass (now `failed`). */
+  failed: number;
+  /** Attempted and left pending for a later attempt. */
+  retrying: number;
+}
+
+const BATCH = 20;
+
+/**
+ * Delivers the pending alerts that are due, oldest first, one at a time, and records each
+ * outcome. The first alert the receiver cannot take for now (down, timeout, 5xx, 429) ends the
+ * pass: it and the rest of its batch wait for the backoff, so a receiver that is down costs
+ * one timeout per pass, not one per alert. Never throws: a database or network problem is
+ * logged and the alerts stay pending, for the next run or the worker's next retry.
+ */
+export async function deliverPendingAlerts(deps: { on: Queryable; config: AlertsConfig; log: Logger; signal?: AbortSignal }): Promise<DeliveryReport> {
+  const { on, config, log, signal } = deps;
+  const report: DeliveryReport = { delivered: 0, failed: 0, retrying: 0 };
+  const webhook = config.webhook;
+  if (!webhook) return report;
+  try {
+    for (;;) {
+      if (signal?.aborted) break;
+      // Long enough for a whole batch of slow answers; after it, another process may take them.
+      const batch = await claimDueAlerts(on, BATCH, BATCH * webhook.timeoutMs + 60_000);
+      if (batch.length === 0) break;
+      let stopped = false;
+      for (const [i, alert] of batch.entries()) {
+        const payload = alertPayload(alert);
+        const result = await postAlert(webhook, JSON.stringify(payload), alert.idempotency_key, signal);
+        if (signal?.aborted) {
+          // Shutting down: this alert and the rest of the batch are due again at once, no attempt counted.
+          await releaseAlerts(
+            on,
+            batch.slice(i).map((a) => a.id),
+            0,
+          );
+          stopped = true;
+          break;
+        }
+        let outcome: AlertOutcome;
+        if (result.ok) outcome = { status: 'delivered' };
+        else if (result.permanent) outcome = { status: 'failed', error: result.error };
+        else outcome = { status: 'retry', error: result.error, retryInMs: retryDelayMs(config, alert.attempts + 1) };
+        await recordAlertOutcome(on, alert.id, outcome);
+        if (outcome.status === 'delivered') report.delivered++;
+        else if (outcome.status === 'failed') {
+          report.failed++;
+          log.error(
+            { alertId: alert.id, rule: alert.rule, error: outcome.error },
+            'alert refused by the webhook: marked failed (cpq-sync alerts retry sends it again)',
+          );
+        } else {
+          report.retrying++;
+          log.warn(
+            { alertId: alert.id, attempts: alert.attempts + 1, retryInMs: outcome.retryInMs, error: outcome.error },
+            'alert not delivered; it stays pending',
+          );
+          await releaseAlerts(
+            on,
+            batch.slice(i + 1).map((a) => a.id),
+            outcome.retryInMs,
+          );
+          stopped = true;
+          break;
+        }
+      }
+      if (stopped) break;
+    }
+  } catch (err) {
+    log.warn({ error: oneLine(errorMessage(err)) }, 'alert delivery stopped by a database error; pending alerts wait for the next attempt');
+  }
+  if (report.delivered + report.failed + report.retrying > 0) log.info({ ...report }, 'alert delivery pass');
+  return report;
+}

@@ -1,0 +1,120 @@
+import type pg from 'pg';
+import { sql } from 'kysely';
+import type { AlertRuleSettings } from '../../config.js';
+import { USER_VALUE_COLUMNS } from '../../normalize/user-fields.js';
+import { queryBuilder, runCompiled } from '../compiled-query.js';
+
+/** The admin flags of a user row (`is_*_perm_enabled`): constants of the field mapping, never data. */
+export const ADMIN_FLAG_COLUMNS = USER_VALUE_COLUMNS.filter((c) => /^is_\w+_perm_enabled$/.test(c));
+
+/** A glob (`*` any run of characters, `?` one character, all else literal) as an ILIKE pattern. */
+export function globToIlike(glob: string): string {
+  return glob
+    .replace(/[\\%_]/g, (c) => `\\${c}`)
+    .replace(/\*/g, '%')
+    .replace(/\?/g, '_');
+}
+
+/** The run's site: sync_runs.site where the sites migration (0010) has added it, 'default' before it. */
+const siteOf = (run: string) => `coalesce(to_jsonb(${run}) ->> 'site', 'default')`;
+
+/**
+ * Writes the alerts of run `runId` to cpq.alert_outbox, in one statement, from the change-log
+ * rows the run wrote (their diffs; for an insert, which logs no diff, the row the run left) and
+ * the rules `settings` enables; returns how many. Run on the run's client, inside its
+ * transaction, after the merge: the alerts commit or roll back with the changes they report.
+ *
+ * A company the run loaded for the first time (no user of it, in the run's site, was known
+ * before the run) raises nothing: every existing admin would be "new".
+ */
+export async function insertAlerts(client: pg.PoolClient, runId: string, settings: AlertRuleSettings): Promise<number> {
+  if (settings.rules.length === 0) return 0;
+  const rules = [...settings.rules];
+  const groups = settings.groups.map(globToIlike);
+  const flagNames = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `'${c}'`).join(', ')}]::text[]`);
+  const flagValues = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `u.${c}`).join(', ')}]::boolean[]`);
+  // The sql tag, not the builder: one INSERT ... SELECT over a UNION of jsonb set-returning
+  // functions, one branch per rule, reads as SQL and would be raw fragments in the builder.
+  const rows = await runCompiled(
+    client,
+    sql<{ n: string }>`WITH run AS (
+       SELECT r.id, ${sql.raw(siteOf('r'))} AS site FROM cpq.sync_runs r WHERE r.id = ${runId}::bigint
+     ),
+     changed AS (
+       SELECT c.id AS change_id, c.change, c.user_id, c.company_login, c.login, c.diff, c.detected_at
+       FROM cpq.user_change_log c WHERE c.run_id = ${runId}::bigint AND c.change IN ('insert', 'update', 'restore')
+     ),
+     -- Companies that had a user in the run's site before the run (a user's site is its first run's).
+     known AS (
+       SELECT d.company_login FROM (SELECT DISTINCT company_login FROM changed) d, run
+       WHERE EXISTS (SELECT 1 FROM cpq.users k JOIN cpq.sync_runs kr ON kr.id = k.first_seen_run_id
+                     WHERE k.company_login = d.company_login AND k.first_seen_run_id <> run.id AND ${sql.raw(siteOf('kr'))} = run.site)
+     ),
+     live AS (SELECT c.* FROM changed c WHERE c.company_login IN (SELECT company_login FROM known)),
+     found AS (
+       -- An admin flag gained or lost (null counts as false).
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'admin_flag' AS rule, f.col AS subject,
+              c.diff -> f.col -> 'old' AS old_value, c.diff -> f.col -> 'new' AS new_value
+       FROM live c CROSS JOIN unnest(${flagNames}) AS f(col)
+       WHERE 'admin_flag' = ANY(${rules}::text[]) AND c.change <> 'insert' AND c.diff ? f.col
+         AND coalesce(c.diff -> f.col ->> 'old' = 'true', false) <> coalesce(c.diff -> f.col ->> 'new' = 'true', false)
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'admin_flag', f.col, NULL, 'true'::jsonb
+       FROM live c JOIN cpq.users u ON u.id = c.user_id CROSS JOIN LATERAL unnest(${flagNames}, ${flagValues}) AS f(col, enabled)
+       WHERE 'admin_flag' = ANY(${rules}::text[]) AND c.change = 'insert' AND f.enabled
+       -- Membership gained in a watched group.
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', g.name, 'false'::jsonb, 'true'::jsonb
+       FROM live c CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(c.diff -> 'groups' -> 'added', '[]'::jsonb)) AS g(name)
+       WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change <> 'insert' AND g.name ILIKE ANY(${groups}::text[])
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', ug.group_variable_name, NULL, 'true'::jsonb
+       FROM live c JOIN cpq.user_groups ug ON ug.user_id = c.user_id
+       WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change = 'insert' AND ug.group_variable_name ILIKE ANY(${groups}::text[])
+       -- An access permission granted: added with access, or changed to having it.
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'access_permission',
+              concat(a ->> 'type', ':', a ->> 'variableName'), NULL, jsonb_build_object('name', a -> 'name', 'hasAccess', a -> 'hasAccess')
+       FROM live c CROSS JOIN LATERAL jsonb_array_elements(coalesce(c.diff -> 'accessPermissions' -> 'added', '[]'::jsonb)) AS a
+       WHERE 'access_permission' = ANY(${rules}::text[]) AND c.change <> 'insert' AND a ->> 'hasAccess' = 'true'
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'access_permission',
+              concat(x ->> 'type', ':', x ->> 'variableName'), x -> 'old', x -> 'new'
+       FROM live c CROSS JOIN LATERAL jsonb_array_elements(coalesce(c.diff -> 'accessPermissions' -> 'changed', '[]'::jsonb)) AS x
+       WHERE 'access_permission' = ANY(${rules}::text[]) AND c.change <> 'insert'
+         AND x -> 'new' ->> 'hasAccess' = 'true' AND (x -> 'old' ->> 'hasAccess') IS DISTINCT FROM 'true'
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'access_permission',
+              concat(p.type, ':', p.variable_name), NULL, jsonb_build_object('name', p.name, 'hasAccess', p.has_access)
+       FROM live c JOIN cpq.user_access_permissions p ON p.user_id = c.user_id
+       WHERE 'access_permission' = ANY(${rules}::text[]) AND c.change = 'insert' AND p.has_access
+       -- An integration user created: a new user that is one, or a user that became one.
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'integration_user', 'is_integration_user',
+              c.diff -> 'is_integration_user' -> 'old', 'true'::jsonb
+       FROM live c
+       WHERE 'integration_user' = ANY(${rules}::text[]) AND c.change <> 'insert' AND c.diff -> 'is_integration_user' ->> 'new' = 'true'
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'integration_user', 'is_integration_user', NULL, 'true'::jsonb
+       FROM live c JOIN cpq.users u ON u.id = c.user_id
+       WHERE 'integration_user' = ANY(${rules}::text[]) AND c.change = 'insert' AND u.is_integration_user
+       -- A user restored: deleted before, returned by CPQ again.
+       UNION ALL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'user_restored', 'deleted_at', c.diff -> 'deleted_at' -> 'old', NULL
+       FROM live c
+       WHERE 'user_restored' = ANY(${rules}::text[]) AND c.change = 'restore'
+     ),
+     inserted AS (
+       INSERT INTO cpq.alert_outbox (site, run_id, user_id, company_login, login, rule, subject, old_value, new_value, detected_at, idempotency_key)
+       SELECT run.site, run.id, f.user_id, f.company_login, f.login, f.rule, f.subject, f.old_value, f.new_value, f.detected_at,
+              -- A JSON array, so that no login or group name can make two alerts' texts equal.
+              encode(sha256(convert_to(jsonb_build_array(run.site, run.id::text, f.company_login, f.login, f.rule, f.subject)::text, 'UTF8')), 'hex')
+       FROM found f, run
+       ORDER BY f.change_id, f.rule, f.subject
+       ON CONFLICT (idempotency_key) DO NOTHING
+       RETURNING 1
+     )
+     SELECT count(*) AS n FROM inserted`.compile(queryBuilder),
+  );
+  return Number(rows[0]?.n ?? 0);
+}

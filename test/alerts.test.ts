@@ -1,0 +1,357 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect } from 'vitest';
+import { alertPayload, deliverPendingAlerts } from '../src/alerts/delivery.js';
+import { verifySignature } from '../src/alerts/signing.js';
+import { globToIlike } from '../src/db/sql/insert-alerts.js';
+import { requeueFailedAlerts } from '../src/db/sql/requeue-failed-alerts.js';
+import { type Harness, it } from './helpers/harness.js';
+
+/*
+ * Alerts on privileged access, end to end: the simulator changes users between runs, the run
+ * writes alerts in its transaction, and a real HTTP server on loopback receives them, checking
+ * the signature as a receiver would.
+ */
+
+const SECRET = 'alert-test-secret-0123456789';
+
+interface Received {
+  headers: IncomingHttpHeaders;
+  body: string;
+  json: Record<string, unknown>;
+}
+
+/** A webhook receiver on loopback: answers `status` (200 by default), records every request. */
+class Receiver {
+  readonly requests: Received[] = [];
+  status = 200;
+  /** When set, requests get no answer at all (a receiver that hangs). */
+  hang = false;
+  private server: Server | undefined;
+  private held: (() => void)[] = [];
+  url = '';
+
+  async start(headers: Record<string, string> = {}): Promise<string> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        this.requests.push({ headers: req.headers, body, json: JSON.parse(body) as Record<string, unknown> });
+        if (this.hang) {
+          this.held.push(() => res.destroy());
+          return;
+        }
+        res.writeHead(this.status, { 'content-type': 'text/plain', ...headers });
+        res.end(this.status === 200 ? 'ok' : 'no_service');
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks/T000/B000/tokenpart`;
+    return this.url;
+  }
+
+  async stop(): Promise<void> {
+    for (const release of this.held) release();
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+const receivers: Receiver[] = [];
+async function receiver(headers?: Record<string, string>): Promise<Receiver> {
+  const r = new Receiver();
+  receivers.push(r);
+  await r.start(headers);
+  return r;
+}
+afterEach(async () => {
+  for (const r of receivers.splice(0)) await r.stop();
+});
+
+interface OutboxRow {
+  id: string;
+  site: string;
+  run_id: string;
+  company_login: string;
+  login: string;
+  rule: string;
+  subject: string;
+  old_value: unknown;
+  new_value: unknown;
+  idempotency_key: string;
+  status: string;
+  attempts: number;
+  last_error: string | null;
+}
+
+const outbox = (h: Harness) => h.t.query<OutboxRow>(`SELECT * FROM cpq.alert_outbox ORDER BY id`);
+const brief = (rows: OutboxRow[]) => rows.map((r) => [r.company_login, r.login, r.rule, r.subject]).sort();
+
+function alertEnv(url: string, extra: Record<string, string> = {}) {
+  return { ALERT_WEBHOOK_URL: url, ALERT_WEBHOOK_SECRET: SECRET, ALERT_GROUPS: 'zz*Admin*', ALERT_RETRY_BASE_DELAY: '0', ...extra };
+}
+
+type Raw = Record<string, unknown>;
+const items = (user: Raw | undefined, relation: 'groups' | 'accessPermissions') => (user?.[relation] as { items?: Raw[] } | undefined)?.items ?? [];
+
+describe('alerts on privileged access', () => {
+  it('raises nothing on a first load, then one alert per rule that fired, each delivered once, signed', async ({ startHarness }) => {
+    const hook = await receiver();
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 8, integrationUsers: 0, seed: 3 }, alertEnv(hook.url, { CPQ_COMPANIES: '*' }));
+    await h.sync();
+    expect(await outbox(h)).toEqual([]);
+    expect(hook.requests).toEqual([]);
+
+    const [a, b, c, d, e, f] = h.sim.users('_host').map((u) => String(u.login));
+    const partner = h.sim.companyLogins().find((x) => x !== '_host')!;
+    const p = String(h.sim.users(partner)[0]!.login);
+    const aUser = h.sim.user('_host', a!)!;
+    // a: user admin flipped (gained or lost, whichever it was), proxy flag unchanged.
+    const aWas = aUser.isUserAdminPermEnabled === true;
+    h.sim.updateUser('_host', a!, { isUserAdminPermEnabled: !aWas });
+    // b: joins a watched group (matches zz*Admin*, in another case) and one that is not watched.
+    h.sim.addGroup('_host', b!, { variableName: 'zzSalesADMINS', label: 'Sales admins', type: 'Administrator' });
+    h.sim.addGroup('_host', b!, { variableName: 'zzReaders', label: 'Readers', type: 'Sales' });
+    // c: an access permission without access gets it; one with access loses it (no alert).
+    const perms = items(h.sim.user('_host', c!), 'accessPermissions');
+    for (const perm of perms)
+      h.sim.setAccessPermission('_host', c!, { ...(perm as { type: string; variableName: string; name: string }), hasAccess: !perm.hasAccess });
+    const granted = perms.filter((x) => x.hasAccess !== true).map((x) => `${String(x.type)}:${String(x.variableName)}`);
+    // d: an edit that is not privileged.
+    h.sim.updateUser('_host', d!, { lastName: 'Plain' });
+    // e: deleted by this full run, restored by the next.
+    h.sim.deleteUser('_host', e!);
+    // f: leaves a watched group it may be in: no alert (only gains are).
+    h.sim.removeGroup('_host', f!, 'zzSalesADMINS');
+    // A new user of a known company: its admin flags, watched groups and granted permissions.
+    const n = h.sim.addUser(partner, {
+      isAccessAdminPermEnabled: true,
+      isUserAdminPermEnabled: false,
+      isApplicationAdminPermEnabled: false,
+      isProxyPermEnabled: false,
+    });
+    h.sim.addGroup(partner, n, { variableName: 'zzAdminTeam', label: 'Admin team', type: 'Administrator' });
+    h.sim.updateUser(partner, p, { lastName: 'Also plain' });
+
+    const run = await h.sync({ full: true });
+    const newPerms = items(h.sim.user(partner, n), 'accessPermissions')
+      .filter((x) => x.hasAccess === true)
+      .map((x) => ['access_permission', `${String(x.type)}:${String(x.variableName)}`]);
+    const expected = [
+      ['_host', a, 'admin_flag', 'is_user_admin_perm_enabled'],
+      ['_host', b, 'group_membership', 'zzSalesADMINS'],
+      ...granted.map((s) => ['_host', c, 'access_permission', s]),
+      [partner, n, 'admin_flag', 'is_access_admin_perm_enabled'],
+      [partner, n, 'group_membership', 'zzAdminTeam'],
+      ...newPerms.map(([rule, s]) => [partner, n, rule, s]),
+    ].sort();
+    const rows = await outbox(h);
+    expect(brief(rows)).toEqual(expected);
+    const flag = rows.find((r) => r.rule === 'admin_flag' && r.login === a)!;
+    expect([flag.old_value ?? false, flag.new_value]).toEqual([aWas, !aWas]);
+    expect(rows.every((r) => r.run_id === run.runId && r.site === 'default' && r.status === 'delivered' && r.attempts === 1)).toBe(true);
+
+    // Delivered once each, signed over the raw body, the key in header and body.
+    expect(hook.requests.map((r) => r.json.idempotencyKey).sort()).toEqual(rows.map((r) => r.idempotency_key).sort());
+    for (const req of hook.requests) {
+      expect(verifySignature(req.body, req.headers['x-cpq-sync-signature'] as string, SECRET)).toBe(true);
+      expect(verifySignature(req.body, req.headers['x-cpq-sync-signature'] as string, 'another secret')).toBe(false);
+      expect(req.headers['idempotency-key']).toBe(req.json.idempotencyKey);
+      expect(req.headers['content-type']).toBe('application/json');
+    }
+    const sent = hook.requests.find((r) => r.json.idempotencyKey === flag.idempotency_key)!.json;
+    expect(sent).toMatchObject({
+      site: 'default',
+      company: '_host',
+      login: a,
+      rule: 'admin_flag',
+      subject: 'is_user_admin_perm_enabled',
+      new: !aWas,
+      runId: run.runId,
+    });
+    expect(sent.text).toBe(`CPQ default: _host/${a!} ${aWas ? 'lost' : 'gained'} admin flag is_user_admin_perm_enabled (run ${run.runId})`);
+
+    // The next full run restores e: one user_restored alert naming when it was deleted.
+    h.sim.addUser('_host', { login: e });
+    const restoreRun = await h.sync({ full: true });
+    const restored = (await outbox(h)).filter((r) => r.run_id === restoreRun.runId);
+    expect(brief(restored.filter((r) => r.rule === 'user_restored'))).toEqual([['_host', e, 'user_restored', 'deleted_at']]);
+    expect(typeof restored.find((r) => r.rule === 'user_restored')!.old_value).toBe('string');
+
+    // A run that changes nothing raises nothing, and sends nothing again.
+    const count = hook.requests.length;
+    await h.sync({ full: true });
+    expect(hook.requests).toHaveLength(count);
+    // Nothing secret reached the log or the table.
+    const everything = JSON.stringify(await outbox(h)) + h.logLines.join('\n');
+    expect(everything).not.toContain(SECRET);
+    expect(everything).not.toContain('tokenpart');
+  });
+
+  it('alerts on an integration user created, on a Fusion site', async ({ startHarness }) => {
+    const hook = await receiver();
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 1 },
+      alertEnv(hook.url, { ALERT_RULES: 'integration_user' }),
+    );
+    await h.sync();
+    const created = await fetch(`${h.sim.baseUrl}/cpq/rest/v19/integrationUsers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ oauthClientId: 'c0ffee', groups: { items: [{ variableName: 'adminAccessGroupsOnly' }] } }),
+    });
+    expect(created.status).toBe(201);
+    await h.sync();
+    const rows = await outbox(h);
+    expect(brief(rows)).toEqual([['_host', '_custom_c0ffee', 'integration_user', 'is_integration_user']]);
+    expect(rows[0]!.status).toBe('delivered');
+    expect(hook.requests.map((r) => r.json.text)).toEqual([`CPQ default: _host/_custom_c0ffee was created as an integration user (run ${rows[0]!.run_id})`]);
+  });
+
+  it('ALERT_RULES turns rules off: none writes nothing', async ({ startHarness }) => {
+    const hook = await receiver();
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_RULES: 'none' }));
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.updateUser('_host', a!, { isAccessAdminPermEnabled: !h.sim.user('_host', a!)!.isAccessAdminPermEnabled });
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    const run = await h.sync();
+    expect(run.updated).toBe(1);
+    expect(await outbox(h)).toEqual([]);
+    expect(hook.requests).toEqual([]);
+  });
+
+  it('a webhook that is down fails no run: the alert stays pending and goes out on a later run, with the same key', async ({ startHarness }) => {
+    const hook = await receiver();
+    hook.status = 503;
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url));
+    await h.sync();
+    const [a, b] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    h.sim.addGroup('_host', b!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    const run = await h.sync();
+    expect(run.status).toBe('succeeded');
+    let rows = await outbox(h);
+    expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+      ['pending', 1],
+      ['pending', 0],
+    ]);
+    // The first refusal ended the pass: one request, not one per alert.
+    expect(hook.requests).toHaveLength(1);
+    expect(rows[0]!.last_error).toBe('the webhook answered HTTP 503: no_service');
+
+    // The receiver is back: the next run, which changes nothing, delivers both.
+    hook.status = 200;
+    await h.sync();
+    rows = await outbox(h);
+    expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+      ['delivered', 2],
+      ['delivered', 1],
+    ]);
+    expect(hook.requests.map((r) => r.json.idempotencyKey)).toEqual([rows[0]!.idempotency_key, rows[0]!.idempotency_key, rows[1]!.idempotency_key]);
+    for (const req of hook.requests) expect(verifySignature(req.body, req.headers['x-cpq-sync-signature'] as string, SECRET)).toBe(true);
+  });
+
+  it('a receiver that is unreachable or hangs costs one bounded attempt; a refusal marks the alert failed until requeued', async ({ startHarness }) => {
+    const hook = await receiver();
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
+      alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '300ms', ALERT_RETRY_BASE_DELAY: '1h' }),
+    );
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    hook.hang = true;
+    const started = Date.now();
+    await h.sync();
+    expect(Date.now() - started).toBeLessThan(10_000);
+    let [row] = await outbox(h);
+    expect(row).toMatchObject({ status: 'pending', attempts: 1, last_error: 'the webhook did not answer within 300 ms' });
+    // Backoff: not due for an hour, so a delivery pass now sends nothing.
+    hook.hang = false;
+    const before = hook.requests.length;
+    expect(await deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log })).toEqual({ delivered: 0, failed: 0, retrying: 0 });
+    expect(hook.requests).toHaveLength(before);
+
+    // Due again; the receiver refuses it for good (404): failed, not retried by later passes.
+    await h.t.query(`UPDATE cpq.alert_outbox SET next_attempt_at = now()`);
+    hook.status = 404;
+    expect(await deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log })).toEqual({ delivered: 0, failed: 1, retrying: 0 });
+    [row] = await outbox(h);
+    expect(row).toMatchObject({ status: 'failed', attempts: 2, last_error: 'the webhook answered HTTP 404: no_service' });
+    expect(await deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log })).toEqual({ delivered: 0, failed: 0, retrying: 0 });
+
+    // Fixed: requeued, delivered.
+    hook.status = 200;
+    expect(await requeueFailedAlerts(h.t.pool)).toBe(1);
+    expect(await deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log })).toEqual({ delivered: 1, failed: 0, retrying: 0 });
+    [row] = await outbox(h);
+    expect(row).toMatchObject({ status: 'delivered', attempts: 3 });
+
+    // Unreachable (nothing listens): pending, named by the network error, never by the URL.
+    await h.t.query(`UPDATE cpq.alert_outbox SET status = 'pending', next_attempt_at = now()`);
+    await hook.stop();
+    expect(await deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log })).toEqual({ delivered: 0, failed: 0, retrying: 1 });
+    [row] = await outbox(h);
+    expect(row!.last_error).toBe('the webhook could not be reached (ECONNREFUSED)');
+  });
+
+  it('does not follow a redirect', async ({ startHarness }) => {
+    const elsewhere = await receiver();
+    const hook = await receiver({ location: elsewhere.url });
+    hook.status = 307;
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    await h.sync();
+    const [row] = await outbox(h);
+    expect(row).toMatchObject({ status: 'failed', last_error: 'the webhook answered HTTP 307: no_service (a redirect, not followed)' });
+    expect(hook.requests).toHaveLength(1);
+    expect(elsewhere.requests).toEqual([]);
+  });
+
+  it('writes no alert without a webhook', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { ALERT_GROUPS: '*' });
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    expect((await h.sync()).updated).toBe(1);
+    expect(await outbox(h)).toEqual([]);
+  });
+});
+
+describe('alert pieces', () => {
+  it('globs become ILIKE patterns with %, _ and \\ taken literally', () => {
+    expect(globToIlike('admin*')).toBe('admin%');
+    expect(globToIlike('*Approver?')).toBe('%Approver_');
+    expect(globToIlike('a_b%c\\d')).toBe('a\\_b\\%c\\\\d');
+  });
+
+  it('escapes what Slack reads as markup in the text', () => {
+    const payload = alertPayload({
+      id: '1',
+      site: 'default',
+      run_id: '7',
+      user_id: '3',
+      company_login: '_host',
+      login: '<!channel>&co',
+      rule: 'group_membership',
+      subject: 'zz<Admins>',
+      old_value: false,
+      new_value: true,
+      detected_at: new Date('2026-01-02T03:04:05Z'),
+      idempotency_key: 'k',
+      status: 'pending',
+      attempts: 0,
+      next_attempt_at: new Date(),
+      last_attempt_at: null,
+      delivered_at: null,
+      last_error: null,
+      created_at: new Date(),
+    });
+    expect(payload.text).toBe('CPQ default: _host/&lt;!channel&gt;&amp;co joined group zz&lt;Admins&gt; (run 7)');
+    expect(payload.login).toBe('<!channel>&co');
+  });
+});
