@@ -26,13 +26,34 @@ export interface LoggerOptions {
   level: string;
   format: 'auto' | 'json' | 'pretty';
   destination?: NodeJS.WritableStream;
+  /** Messages logged at info that go to debug instead (the page lines while `run` shows its progress display). */
+  demote?: readonly string[];
 }
 
 /** pino JSON to stdout; human-readable lines when stdout is a terminal (or LOG_FORMAT=pretty). */
 export function createLogger(options: LoggerOptions): Logger {
   const destination = options.destination ?? process.stdout;
   const human = options.format === 'pretty' || (options.format === 'auto' && (destination as NodeJS.WriteStream).isTTY);
-  const base = { level: options.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { name: 'cpq-sync' } };
+  const demoted = options.demote ?? [];
+  const base: pino.LoggerOptions = {
+    level: options.level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    base: { name: 'cpq-sync' },
+    ...(demoted.length > 0
+      ? {
+          hooks: {
+            logMethod(this: Logger, args: Parameters<pino.LogFn>, method: pino.LogFn, level: number) {
+              if (level === this.levels.values.info && args.some((a: unknown) => typeof a === 'string' && demoted.includes(a))) {
+                // Logged again through debug (which this hook lets through), or not at all below that level.
+                this.debug(...args);
+                return;
+              }
+              method.apply(this, args);
+            },
+          },
+        }
+      : {}),
+  };
   if (human) {
     return pino(base, pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
   }

@@ -15,8 +15,9 @@ export interface CompanyRunCounts {
  * Per company, what a committed run changed, for the summary a terminal shows after `run`: its
  * change rows by kind, and the users it read and found unchanged. The run merges an unchanged user
  * by moving only its last_synced_at, to the time of the run's transaction, which began after the
- * run row was created (started_at), and runs never overlap (the sync lock): so those are the
- * present users synced at or after started_at whose last change is not this run's.
+ * run row was created (started_at), and runs of one site never overlap (its sync lock): so those
+ * are the present users of the run's site synced at or after started_at whose last change is not
+ * this run's.
  */
 export async function countRunChangesByCompany(on: Queryable, runId: string): Promise<CompanyRunCounts[]> {
   const rows = await runCompiled(
@@ -31,9 +32,8 @@ export async function countRunChangesByCompany(on: Queryable, runId: string): Pr
        FROM cpq.user_change_log WHERE run_id = ${runId}::bigint GROUP BY company_login
      ), same AS (
        SELECT u.company_login AS company, count(*) AS unchanged
-       FROM cpq.users u
-       WHERE u.deleted_at IS NULL AND u.last_changed_run_id IS DISTINCT FROM ${runId}::bigint
-         AND u.last_synced_at >= (SELECT started_at FROM cpq.sync_runs WHERE id = ${runId}::bigint)
+       FROM cpq.users u JOIN cpq.sync_runs r ON r.id = ${runId}::bigint AND u.site = r.site
+       WHERE u.deleted_at IS NULL AND u.last_changed_run_id IS DISTINCT FROM r.id AND u.last_synced_at >= r.started_at
        GROUP BY u.company_login
      )
      SELECT coalesce(c.company, s.company) AS company,

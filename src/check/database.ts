@@ -1,0 +1,96 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AppConfig } from '../config.js';
+import { openDatabase, type Database } from '../db/connect.js';
+import { MIGRATIONS_DIR } from '../db/migrate.js';
+import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
+import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
+import { databaseHint } from '../error-hints.js';
+import { errorCode, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { fail, pass, skip, warn, type StepResult } from './step.js';
+
+/** The migrations this release has, in the order they apply. */
+function releaseMigrations(): string[] {
+  return readdirSync(MIGRATIONS_DIR)
+    .filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f))
+    .sort()
+    .map((f) => f.replace(/\.sql$/, ''));
+}
+
+/** The schema version: applied migrations against this release's. Pending ones are applied by the next run, so they only warn. */
+export async function checkSchema(database: Database): Promise<StepResult> {
+  const applied = await readAppliedMigrations(database.pool);
+  const known = releaseMigrations();
+  if (applied === null) return warn('schema', 'no cpq schema yet', 'the first run (or cpq-sync migrate) creates it');
+  const latest = applied[applied.length - 1] ?? 'none';
+  const ahead = applied.filter((name) => !known.includes(name));
+  if (ahead.length > 0) return warn('schema', `migrated by a newer release (${ahead.join(', ')}); this one runs on it without migrating`);
+  const pending = known.filter((name) => !applied.includes(name));
+  if (pending.length > 0) {
+    return warn(
+      'schema',
+      `version ${latest}; ${pending.length} migration(s) pending: ${pending.join(', ')}`,
+      'the next run applies them, or run cpq-sync migrate',
+    );
+  }
+  return pass('schema', `up to date: version ${latest} (${applied.length} migrations)`);
+}
+
+/** Whether a run of `site` could take its sync lock now; held means a run is going on, which is no setup problem. */
+export async function checkSyncLock(database: Database, site: string): Promise<StepResult> {
+  const step = `sync lock (${site})`;
+  let holder: Awaited<ReturnType<typeof readSyncLockHolder>>;
+  try {
+    holder = await readSyncLockHolder(database.pool, site);
+  } catch (err) {
+    // A schema from before sites has no cpq.sites: no run of this release has taken a site's lock.
+    if (errorCode(err) === '42P01') return pass(step, 'free (no run of this release yet)');
+    throw err;
+  }
+  if (holder === null) return pass(step, 'free');
+  const since = holder.since ? ` since ${holder.since.toISOString()}` : '';
+  return warn(step, `held by the database session of pid ${holder.pid}${since}: a run is in progress`, 'a run started now would exit 7; wait for that one');
+}
+
+/**
+ * The database steps: reachable, schema version, sync lock. Reads only. An embedded Postgres
+ * that was never created is not created here (the first run does that); one that exists is
+ * started for the check and stopped again, as `status` does.
+ */
+export async function checkDatabase(config: AppConfig, log: Logger, sites: readonly string[]): Promise<{ where: string; steps: StepResult[] }> {
+  const lockSteps = (why: string) => sites.map((site) => skip(`sync lock (${site})`, why));
+  if (!config.databaseUrl && !existsSync(join(config.dataDir, 'pg'))) {
+    const where = `embedded Postgres in ${config.dataDir}`;
+    return {
+      where,
+      steps: [
+        warn('database', `${where} does not exist yet`, 'the first run creates it, or set DATABASE_URL'),
+        skip('schema', 'no database yet'),
+        ...lockSteps('no database yet'),
+      ],
+    };
+  }
+  let database: Database;
+  try {
+    database = await openDatabase(config, log);
+  } catch (err) {
+    const message = errorMessage(err);
+    return { where: 'DATABASE_URL', steps: [fail('database', message, databaseHint(message)), skip('schema', 'no connection'), ...lockSteps('no connection')] };
+  }
+  try {
+    const steps = [pass('database', `reachable: ${database.where}`)];
+    const guarded = async (step: string, work: () => Promise<StepResult>) => {
+      try {
+        steps.push(await work());
+      } catch (err) {
+        steps.push(fail(step, `database error: ${errorMessage(err)}`));
+      }
+    };
+    await guarded('schema', () => checkSchema(database));
+    for (const site of sites) await guarded(`sync lock (${site})`, () => checkSyncLock(database, site));
+    return { where: database.where, steps };
+  } finally {
+    await database.close();
+  }
+}

@@ -1,0 +1,22 @@
+import type { AppConfig, CpqConfig } from '../config.js';
+import { hintFor, wantsPrefixProbe } from '../error-hints.js';
+import { SyncError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { probePrefixes } from './prefix.js';
+import { checkClient } from './site.js';
+
+/** The configuration of the site a failure came from: the one its SyncError names, else the only one. */
+function siteOf(err: unknown, config: AppConfig): CpqConfig | undefined {
+  const named = err instanceof SyncError && err.site !== undefined ? config.sites.find((s) => s.name === err.site) : undefined;
+  return named?.cpq ?? (config.sites.length === 1 ? config.sites[0]?.cpq : config.cpq);
+}
+
+/**
+ * The hint for a command's failure (src/error-hints.ts). A 404 from CPQ first asks the site how
+ * it answers under each path prefix, so that the hint can say which one works.
+ */
+export async function failureHint(err: unknown, config: AppConfig | undefined, log: Logger | undefined): Promise<string | undefined> {
+  const cpq = config ? siteOf(err, config) : undefined;
+  const prefixes = cpq && log && wantsPrefixProbe(err) ? await probePrefixes(checkClient(cpq, log).client) : undefined;
+  return hintFor(err, { ...(cpq ? { cpq } : {}), ...(prefixes ? { prefixes } : {}) });
+}

@@ -1,0 +1,81 @@
+import { ConfigError, loadConfig, selectSites, type AppConfig, type SiteConfig } from '../config.js';
+import { errorMessage } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { checkDatabase } from './database.js';
+import { checkSite } from './site.js';
+import { fail, pass, type StepResult, type StepStatus } from './step.js';
+
+export { checkDatabase, checkSchema, checkSyncLock } from './database.js';
+export { checkAccess, checkCompanies, checkHost, checkIntegrationUsers, checkSite, checkUsers, checkZipExport } from './site.js';
+export type { StepResult, StepStatus } from './step.js';
+
+/** One block of the report: a site, or the database. */
+export interface CheckBlock {
+  name: string;
+  /** The site's address or where the database is (password hidden). */
+  where: string;
+  steps: StepResult[];
+}
+
+export interface CheckReport {
+  /** Every step passed (warnings pass). */
+  ok: boolean;
+  configuration: StepResult;
+  sites: CheckBlock[];
+  database: CheckBlock | undefined;
+}
+
+/**
+ * `cpq-sync check`: the configuration, then each site's steps (every configured site, or those
+ * named), then the database's. Writes nothing: no migration, no run record, no file (logs of
+ * retries go to stderr).
+ */
+export async function runCheck(env: Record<string, string | undefined> = process.env, siteNames: readonly string[] = []): Promise<CheckReport> {
+  let config: AppConfig;
+  let sites: SiteConfig[];
+  try {
+    config = loadConfig(env);
+    sites = selectSites(config, siteNames);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return {
+      ok: false,
+      configuration: fail('configuration', errorMessage(err), 'see .env.example and the Configuration section of the README'),
+      sites: [],
+      database: undefined,
+    };
+  }
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, destination: process.stderr });
+  const blocks: CheckBlock[] = [];
+  for (const site of sites) blocks.push({ name: site.name, where: site.cpq.baseUrl, steps: await checkSite(site.cpq, log) });
+  const db = await checkDatabase(
+    config,
+    log,
+    sites.map((s) => s.name),
+  );
+  const database = { name: 'database', where: db.where, steps: db.steps };
+  const ok = [...blocks, database].every((b) => b.steps.every((s) => s.status !== 'fail'));
+  return { ok, configuration: pass('configuration', 'valid'), sites: blocks, database };
+}
+
+const MARKS: Record<StepStatus, string> = { pass: '✓', warn: '!', fail: '✗', skip: '-' };
+
+function formatSteps(steps: StepResult[]): string {
+  const width = Math.max(...steps.map((s) => s.step.length));
+  return steps.map((s) => `  ${MARKS[s.status]} ${s.step.padEnd(width)}  ${s.detail}${s.fix ? `\n    ${' '.repeat(width)}  fix: ${s.fix}` : ''}\n`).join('');
+}
+
+/** The report for people: one line per step with its mark, and the fix under a failure or warning. */
+export function formatCheck(report: CheckReport): string {
+  let out = formatSteps([report.configuration]);
+  for (const block of [...report.sites, ...(report.database ? [report.database] : [])]) {
+    out += `${block.name === 'database' ? 'database' : `site ${block.name}`} (${block.where})\n${formatSteps(block.steps)}`;
+  }
+  return `${out}${report.ok ? 'all checks passed' : 'some checks failed'}\n`;
+}
+
+/** Exit code of `check`: 0 when every step passed, 2 for a configuration error, 1 for any other failure. */
+export function checkExitCode(report: CheckReport): number {
+  if (report.configuration.status === 'fail') return 2;
+  return report.ok ? 0 : 1;
+}

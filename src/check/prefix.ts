@@ -1,0 +1,20 @@
+import { SyncError, errorMessage } from '../errors.js';
+import type { CpqHttpClient } from '../cpq/http-client.js';
+import type { PathPrefix, PrefixAnswer, PrefixProbe } from '../error-hints.js';
+
+/** How the site answers `GET {prefix}/rest/v16/companies?limit=1`: the cheapest request every CPQ site serves. */
+export async function askPrefix(client: CpqHttpClient, prefix: PathPrefix): Promise<PrefixAnswer & { message?: string }> {
+  try {
+    const response = await client.getJson(client.url(`${prefix}/rest/v16/companies`, { limit: '1' }), { allow404: true });
+    return response.status === 404 ? { kind: 'missing' } : { kind: 'ok' };
+  } catch (err) {
+    // A refused token request says nothing of the path: only CPQ's own 401/403 does.
+    if (err instanceof SyncError && err.kind === 'auth' && !/OAuth token/.test(err.message)) return { kind: 'refused', message: err.message };
+    return { kind: 'error', message: errorMessage(err) };
+  }
+}
+
+/** How the site answers under each path prefix, for the hint on a 404. */
+export async function probePrefixes(client: CpqHttpClient): Promise<PrefixProbe> {
+  return { '': await askPrefix(client, ''), '/cpq': await askPrefix(client, '/cpq') };
+}

@@ -1,0 +1,145 @@
+import type { CpqAuthConfig, CpqConfig } from './config.js';
+import { SyncError, errorMessage } from './errors.js';
+
+/*
+ * The fix for the failures people meet first, appended to the one-line error of a command (and
+ * shown by `cpq-sync check` under the step that failed). Each hint names the setting to change,
+ * never a secret: the README's Troubleshooting section lists them, and
+ * test/troubleshooting.test.ts holds the README to the real messages.
+ */
+
+export type PathPrefix = CpqConfig['pathPrefix'];
+
+/**
+ * How a site answered `GET {prefix}/rest/v16/companies`: with data, by refusing the credentials
+ * (the path exists behind them), 404, or otherwise (unreachable, 5xx: the message says).
+ */
+export type PrefixAnswer = { kind: 'ok' } | { kind: 'refused' } | { kind: 'missing' } | { kind: 'error'; message: string };
+
+/** The answer under each prefix, from `probePrefixes` (src/check/prefix.ts). */
+export type PrefixProbe = Record<PathPrefix, PrefixAnswer>;
+
+/** What the CLI learned about a failure besides the error itself. */
+export interface HintFacts {
+  /** The site the failure came from. */
+  cpq?: CpqConfig;
+  /** Asked only when `wantsPrefixProbe` says the failure was a 404 from CPQ. */
+  prefixes?: PrefixProbe;
+}
+
+export const otherPrefix = (prefix: PathPrefix): PathPrefix => (prefix === '' ? '/cpq' : '');
+
+/** How a prefix is written as a setting, so that the empty one is visible. */
+export const prefixSetting = (prefix: PathPrefix): string =>
+  prefix === '' ? 'CPQ_PATH_PREFIX= (empty, a classic site)' : 'CPQ_PATH_PREFIX=/cpq (a Fusion site)';
+
+const answers = (a: PrefixAnswer) => a.kind === 'ok' || a.kind === 'refused';
+
+/** A 404 from CPQ: the path prefix, or the company, may be wrong; the CLI asks both prefixes before hinting. */
+export function wantsPrefixProbe(err: unknown): boolean {
+  return err instanceof SyncError && err.kind === 'source' && err.status === 404;
+}
+
+/**
+ * The fix for a 404 from CPQ, knowing how both prefixes answered: the other prefix when only it
+ * answers, the company when the configured prefix answers (its companies exist, this one does
+ * not), else the site's address.
+ */
+export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl?: string): string {
+  const other = otherPrefix(configured);
+  if (!answers(probe[configured]) && answers(probe[other])) {
+    return `this site answers under ${prefixSetting(other)}, not under ${prefixSetting(configured)}: set CPQ_PATH_PREFIX=${other}`;
+  }
+  if (answers(probe[configured])) {
+    const company = failedUrl === undefined ? undefined : /\/companies\/([^/?]+)\/users/.exec(new URL(failedUrl).pathname)?.[1];
+    return company === undefined
+      ? `the path prefix is right (${prefixSetting(configured)}); this resource is not on the site`
+      : `the site has no company "${decodeURIComponent(company)}": check CPQ_COMPANIES (cpq-sync check lists the site's companies)`;
+  }
+  return 'neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies: check CPQ_BASE_URL (scheme, host, port)';
+}
+
+/** Which auth method a request used, for a refusal; names settings and the user name, never a secret. */
+export function describeAuth(auth: CpqAuthConfig): string {
+  switch (auth.kind) {
+    case 'basic':
+      return `Basic auth as user "${auth.username}" (CPQ_USERNAME and CPQ_PASSWORD or CPQ_PASSWORD_FILE)`;
+    case 'bearer':
+      return 'a bearer token (CPQ_TOKEN or CPQ_TOKEN_FILE)';
+    case 'oauth':
+      return `an OAuth token for client "${auth.clientId}" from ${auth.tokenUrl} (CPQ_OAUTH_*)`;
+    case 'none':
+      return 'no credentials (no CPQ_* auth setting is set)';
+  }
+}
+
+export function authHint(auth: CpqAuthConfig, status: number | undefined): string {
+  const tried = `tried ${describeAuth(auth)}`;
+  if (auth.kind === 'none') return `${tried}: set CPQ_USERNAME and CPQ_PASSWORD, CPQ_TOKEN, or the CPQ_OAUTH_* settings`;
+  if (status === 403) return `${tried}: accepted as someone, but refused this resource; give that user the REST API permissions CPQ requires`;
+  return `${tried}: check those settings (and that the user may use the REST API)`;
+}
+
+const TLS_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|certificate|TLS|SSL/i;
+const TLS_NAME_ERROR = /ERR_TLS_CERT_ALTNAME_INVALID|Hostname\/IP does not match/i;
+
+/** The fix for a certificate that did not verify; undefined for other network errors. */
+export function tlsHint(message: string, cpq: CpqConfig | undefined): string | undefined {
+  if (TLS_NAME_ERROR.test(message)) {
+    return 'the certificate does not name the host of CPQ_BASE_URL: use the host name the certificate was issued for';
+  }
+  if (!TLS_ERROR.test(message)) return undefined;
+  if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/.test(message))
+    return "the site's certificate is outside its validity dates: renew it, or check this machine's clock";
+  return cpq?.ca
+    ? "the certificate did not verify against the system's CAs and CPQ_CA_FILE: put the CA that issued the site's certificate (PEM) in CPQ_CA_FILE"
+    : "the site's certificate is not issued by a CA this system trusts: set CPQ_CA_FILE to a PEM file of that CA (certificates are always verified)";
+}
+
+/** The fix for a site that does not answer at all (not a certificate problem). */
+export function unreachableHint(message: string): string | undefined {
+  if (/ENOTFOUND|EAI_AGAIN/.test(message)) return 'the host of CPQ_BASE_URL does not resolve: check its spelling, and DNS from this machine';
+  if (/ECONNREFUSED/.test(message)) return 'nothing listens at the host and port of CPQ_BASE_URL: check them';
+  if (/ETIMEDOUT|no response within|no data for/.test(message)) {
+    return 'CPQ did not answer in time: check that this machine may reach it (proxy, firewall), or raise CPQ_REQUEST_TIMEOUT';
+  }
+  return undefined;
+}
+
+/** The fix for a database that could not be reached; the message already names it, password hidden. */
+export function databaseHint(message: string): string | undefined {
+  if (!message.startsWith('cannot connect to Postgres')) return undefined;
+  if (/password authentication failed|no password supplied|SASL/i.test(message)) return 'the database refused the user or password: check DATABASE_URL';
+  if (/database "[^"]*" does not exist/.test(message)) return 'create that database first, or name an existing one in DATABASE_URL';
+  if (/ENOTFOUND|EAI_AGAIN/.test(message)) return 'the host of DATABASE_URL does not resolve: check its spelling';
+  if (/ECONNREFUSED/.test(message)) return 'nothing listens at that host and port: start Postgres, or correct DATABASE_URL';
+  return 'check DATABASE_URL, and that Postgres runs and lets this machine in (pg_hba.conf)';
+}
+
+/** The hint for a failure, or undefined when none applies. */
+export function hintFor(err: unknown, facts: HintFacts = {}): string | undefined {
+  if (!(err instanceof SyncError)) return undefined;
+  const cpq = facts.cpq;
+  const message = errorMessage(err);
+  switch (err.kind) {
+    case 'auth':
+      if (/OAuth token/.test(message))
+        return cpq ? `tried ${describeAuth(cpq.auth)}: check CPQ_OAUTH_TOKEN_URL, the client id and secret, and CPQ_OAUTH_SCOPE` : undefined;
+      return cpq ? authHint(cpq.auth, /\((403)\)/.test(message) ? 403 : 401) : undefined;
+    case 'source': {
+      if (err.status === 404 && cpq && facts.prefixes) return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1]);
+      return tlsHint(message, cpq) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined);
+    }
+    case 'database':
+      return databaseHint(message);
+    case 'lock':
+      return 'a run is in progress (cpq-sync status shows it): wait for it to end; a lock left by a dead process is freed by Postgres';
+    default:
+      return undefined;
+  }
+}
+
+/** The one-line error with its hint, if any. */
+export function withHint(message: string, hint: string | undefined): string {
+  return hint === undefined ? message : `${message}; hint: ${hint}`;
+}

@@ -1,0 +1,122 @@
+import { Writable } from 'node:stream';
+import { MultiBar, type Options, type Params, type SingleBar } from 'cli-progress';
+import type { StreamReport } from '../db/schema.js';
+import type { ProgressSink } from '../sync/stream-progress.js';
+
+/** Whether `run` shows the progress display: on a terminal, unless the logs are to be JSON (LOG_FORMAT=json). */
+export function progressWanted(logFormat: 'auto' | 'json' | 'pretty', out: { isTTY?: boolean }): boolean {
+  return logFormat !== 'json' && out.isTTY === true;
+}
+
+const BAR_WIDTH = 24;
+const number = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/** Seconds as `42s`, `3m 05s`, `1h 02m`. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** A stream as the display knows it: its report as last told, when it started, and when its last page came. */
+interface Shown {
+  report: Readonly<StreamReport>;
+  startedAt: number;
+  lastPageAt: number;
+  bar: SingleBar;
+}
+
+/**
+ * One stream's line: `companies/_host  [█████░░░░░]  4,000 of 10,000  1,234 users/s  5s left`.
+ * Without totalResults (a zip export, a site that does not send it) there is no bar, only the count.
+ */
+export function streamLine(report: Readonly<StreamReport>, startedAt: number, now: number, nameWidth: number): string {
+  const seconds = Math.max(0.001, (now - startedAt) / 1000);
+  const rate = report.received / seconds;
+  const name = report.stream.padEnd(nameWidth);
+  const total = report.totalResults;
+  if (total === null || total <= 0) return `${name}  ${number(report.received)} users  ${number(rate)} users/s`;
+  const fraction = Math.min(1, report.received / total);
+  const filled = Math.round(fraction * BAR_WIDTH);
+  const bar = `[${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}]`;
+  const left = report.received >= total ? 'done' : rate > 0 ? `${formatDuration((total - report.received) / rate)} left` : '';
+  return `${name}  ${bar}  ${number(report.received)} of ${number(total)}  ${number(rate)} users/s  ${left}`.trimEnd();
+}
+
+/**
+ * The terminal display of `run`: one line per stream, redrawn in place (cli-progress), with log
+ * lines printed above the lines. The run tells it of each page through the ProgressSink.
+ */
+export class ProgressDisplay implements ProgressSink {
+  private readonly bars: MultiBar;
+  private readonly shown = new Map<string, Shown>();
+  private stopped = false;
+
+  constructor(private readonly out: NodeJS.WritableStream) {
+    const format = (_options: Options, _params: Params, payload: { stream: string }) => {
+      const s = this.shown.get(payload.stream);
+      return s ? streamLine(s.report, s.startedAt, Date.now(), this.nameWidth()) : '';
+    };
+    this.bars = new MultiBar({
+      stream: out,
+      format,
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      // The run's own signal handling (ShutdownSignals) decides what a signal does; stop() is called after.
+      gracefulExit: false,
+      autopadding: false,
+      linewrap: false,
+      fps: 10,
+    });
+  }
+
+  private nameWidth(): number {
+    return Math.max(0, ...[...this.shown.keys()].map((k) => k.length));
+  }
+
+  update(report: Readonly<StreamReport>, startedAt: number): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    const known = this.shown.get(report.stream);
+    if (known) {
+      known.report = report;
+      known.lastPageAt = now;
+      known.bar.update(report.received, { stream: report.stream });
+      return;
+    }
+    const bar = this.bars.create(report.totalResults ?? 0, report.received, { stream: report.stream });
+    this.shown.set(report.stream, { report, startedAt, lastPageAt: now, bar });
+  }
+
+  /** Seconds from each stream's start to its last page, by stream name. */
+  streamSeconds(): Map<string, number> {
+    return new Map([...this.shown].map(([name, s]) => [name, (s.lastPageAt - s.startedAt) / 1000]));
+  }
+
+  /**
+   * Where log lines go while the display shows: printed above the stream lines. Each write must
+   * be whole lines (pino-pretty writes one entry at a time).
+   */
+  logStream(): Writable {
+    return new Writable({
+      write: (chunk: Buffer | string, _encoding, done) => {
+        const text = chunk.toString();
+        if (this.stopped || this.shown.size === 0) this.out.write(text);
+        else this.bars.log(text.endsWith('\n') ? text : `${text}\n`);
+        done();
+      },
+    });
+  }
+
+  /** Draws the last state of every line and gives the terminal back. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const s of this.shown.values()) s.bar.update(s.report.received, { stream: s.report.stream });
+    // stop() draws the lines but not the log lines still buffered: one last redraw prints those.
+    if (this.shown.size > 0) this.bars.update();
+    this.bars.stop();
+  }
+}

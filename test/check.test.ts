@@ -1,0 +1,262 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect } from 'vitest';
+import { runCheck, type CheckReport, type StepResult } from '../src/check/index.js';
+import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
+import { cli, gate } from './helpers/cli-process.js';
+import { freePort } from './helpers/free-port.js';
+import { it, snapshotTables, type Harness } from './helpers/harness.js';
+
+const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
+const KEY_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-key.pem', import.meta.url));
+
+const servers: (Server | HttpServer)[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
+
+/** TLS (the test-only self-signed certificate) in front of the simulator. */
+async function tlsFront(h: Harness): Promise<string> {
+  const target = Number(new URL(h.sim.baseUrl).port);
+  const server = createServer({ cert: readFileSync(CERT_FILE), key: readFileSync(KEY_FILE) }, (socket) => {
+    const upstream = connect(target, '127.0.0.1');
+    socket.pipe(upstream).pipe(socket);
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** The environment of a check against the harness: its simulator and database, and `env` on top. */
+const envOf = (h: Harness, env: Record<string, string> = {}) => ({
+  CPQ_BASE_URL: h.sim.baseUrl,
+  DATABASE_URL: h.t.url,
+  CPQ_RETRY_BASE_DELAY: '5ms',
+  ...env,
+});
+
+function step(report: CheckReport, name: string): StepResult {
+  const found = [...report.sites.flatMap((s) => s.steps), ...(report.database?.steps ?? [])].find((s) => s.step === name);
+  if (!found) throw new Error(`no step ${name} in ${JSON.stringify(report)}`);
+  return found;
+}
+
+const statuses = (report: CheckReport) =>
+  Object.fromEntries([...report.sites.flatMap((s) => s.steps), ...(report.database?.steps ?? [])].map((s) => [s.step, s.status]));
+
+/** Everything a check could have written: the current tables, the runs, the cursors, the migrations, the sites. */
+async function everything(h: Harness) {
+  return {
+    tables: await snapshotTables(h.t),
+    runs: await h.t.query('SELECT * FROM cpq.sync_runs ORDER BY id'),
+    migrations: await h.t.query('SELECT * FROM cpq.kysely_migration ORDER BY name'),
+    sites: await h.t.query('SELECT * FROM cpq.sites ORDER BY name'),
+    changes: await h.t.query('SELECT count(*) AS n FROM cpq.user_change_log'),
+  };
+}
+
+describe('cpq-sync check against the simulator', () => {
+  it('passes every step of a right setup (Fusion site, basic auth, zip export) and writes nothing', async ({ startHarness }) => {
+    const h = await startHarness({
+      pathPrefix: '/cpq',
+      partnerCompanies: 1,
+      usersPerCompany: 4,
+      integrationUsers: 2,
+      auth: { basic: { username: 'sync', password: 'right-secret' } },
+      zipExport: {},
+    });
+    const before = await everything(h);
+    const env = envOf(h, { CPQ_PATH_PREFIX: '/cpq', CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'right-secret', CPQ_COMPANIES: '*', CPQ_EXPORT_FORMAT: 'zip' });
+    const report = await runCheck(env);
+    expect(statuses(report)).toEqual({
+      host: 'pass',
+      credentials: 'pass',
+      'path prefix': 'pass',
+      companies: 'pass',
+      users: 'pass',
+      'integration users': 'pass',
+      'zip export': 'pass',
+      database: 'pass',
+      schema: 'pass',
+      'sync lock (default)': 'pass',
+    });
+    expect(report.ok).toBe(true);
+    expect(step(report, 'credentials').detail).toBe('accepted: Basic auth as user "sync" (CPQ_USERNAME and CPQ_PASSWORD or CPQ_PASSWORD_FILE)');
+    expect(step(report, 'companies').detail).toBe('2 listed, all read (CPQ_COMPANIES=*): _host, partner1');
+    expect(step(report, 'users').detail).toMatch(/_host 6, partner1 4/);
+    expect(step(report, 'integration users').detail).toMatch(/: 2 \(totalResults\)/);
+    expect(await everything(h)).toEqual(before);
+
+    // The same through the CLI: exit code 0, --json for scripts, no secret anywhere.
+    const out = await cli(['check', '--json'], env);
+    expect(out.code).toBe(0);
+    const json = JSON.parse(out.stdout) as CheckReport;
+    expect(json.ok).toBe(true);
+    expect(json.sites.map((s) => s.name)).toEqual(['default']);
+    expect(out.stdout + out.stderr).not.toContain('right-secret');
+    const text = await cli(['check'], env);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^ {2}✓ configuration {2}valid\nsite default \(http:\/\/127\.0\.0\.1:\d+\)\n {2}✓ host/);
+    expect(text.stdout).toMatch(/\nall checks passed\n$/);
+    expect(await everything(h)).toEqual(before);
+  });
+
+  it('an empty database stays empty: no schema is created, the schema step says the first run creates it', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2 });
+    await h.t.query('DROP SCHEMA cpq CASCADE');
+    const report = await runCheck(envOf(h));
+    expect(step(report, 'schema')).toMatchObject({ status: 'warn', detail: 'no cpq schema yet' });
+    expect(step(report, 'sync lock (default)').status).toBe('pass');
+    expect(report.ok).toBe(true);
+    expect(await h.t.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'cpq'`)).toEqual([]);
+  });
+
+  it('a wrong path prefix fails, names the prefix that answers, and the other steps go on with it', async ({ startHarness }) => {
+    const fusion = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2 });
+    const report = await runCheck(envOf(fusion));
+    expect(step(report, 'path prefix')).toMatchObject({
+      status: 'fail',
+      fix: 'this site answers under CPQ_PATH_PREFIX=/cpq (a Fusion site), not under CPQ_PATH_PREFIX= (empty, a classic site): set CPQ_PATH_PREFIX=/cpq',
+    });
+    expect(step(report, 'credentials').status).toBe('pass');
+    expect(step(report, 'users').status).toBe('pass');
+    expect(report.ok).toBe(false);
+
+    const classic = await startHarness({ pathPrefix: '', partnerCompanies: 0, usersPerCompany: 2 });
+    const other = await runCheck(envOf(classic, { CPQ_PATH_PREFIX: '/cpq' }));
+    expect(step(other, 'path prefix').fix).toMatch(/answers under CPQ_PATH_PREFIX= \(empty, a classic site\).*: set CPQ_PATH_PREFIX=$/);
+    // Under the prefix that answers the site is classic, so auto reads no integration users.
+    expect(step(other, 'integration users').status).toBe('skip');
+
+    const out = await cli(['check'], envOf(fusion));
+    expect(out.code).toBe(1);
+    expect(out.stdout).toMatch(/ {2}✗ path prefix +GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies answered 404 .*\n +fix: .*set CPQ_PATH_PREFIX=\/cpq\n/);
+    expect(out.stdout).toMatch(/some checks failed\n$/);
+  });
+
+  it('refused credentials fail naming the method tried, never the secret', async ({ startHarness }) => {
+    const h = await startHarness({
+      partnerCompanies: 0,
+      usersPerCompany: 2,
+      auth: { basic: { username: 'sync', password: 'right' }, bearerTokens: ['tok-right'] },
+    });
+    const basic = await runCheck(envOf(h, { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'wrong-secret-value' }));
+    expect(step(basic, 'credentials')).toMatchObject({
+      status: 'fail',
+      fix: 'tried Basic auth as user "sync" (CPQ_USERNAME and CPQ_PASSWORD or CPQ_PASSWORD_FILE): check those settings (and that the user may use the REST API)',
+    });
+    expect(step(basic, 'credentials').detail).toMatch(/CPQ refused the credentials \(401\)/);
+    expect(step(basic, 'path prefix').status).toBe('skip');
+    expect(step(basic, 'companies').status).toBe('skip');
+    expect(JSON.stringify(basic)).not.toContain('wrong-secret-value');
+
+    const bearer = await runCheck(envOf(h, { CPQ_TOKEN: 'tok-wrong-value' }));
+    expect(step(bearer, 'credentials').fix).toMatch(/^tried a bearer token \(CPQ_TOKEN or CPQ_TOKEN_FILE\)/);
+    expect(JSON.stringify(bearer)).not.toContain('tok-wrong-value');
+    const none = await runCheck(envOf(h));
+    expect(step(none, 'credentials').fix).toMatch(/^tried no credentials .*: set CPQ_USERNAME and CPQ_PASSWORD, CPQ_TOKEN, or the CPQ_OAUTH_\* settings$/);
+  });
+
+  it('a company the site does not list fails the companies step; the users step reads the others', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3 });
+    const report = await runCheck(envOf(h, { CPQ_COMPANIES: '_host,nosuch' }));
+    expect(step(report, 'companies')).toMatchObject({
+      status: 'fail',
+      detail: 'CPQ_COMPANIES names nosuch, which the site does not list (it lists 2: _host, partner1)',
+    });
+    expect(step(report, 'users')).toMatchObject({ status: 'pass' });
+    expect(step(report, 'users').detail).toMatch(/_host 8;/); // 3 users and 5 integration users
+  });
+
+  it('integration users: on against a site without them fails, auto warns, off skips', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 2 });
+    const env = envOf(h, { CPQ_PATH_PREFIX: '/cpq' });
+    expect(step(await runCheck({ ...env, CPQ_INTEGRATION_USERS: 'on' }), 'integration users')).toMatchObject({
+      status: 'fail',
+      fix: 'this site has no integration users: set CPQ_INTEGRATION_USERS=auto or off',
+    });
+    const auto = await runCheck(env);
+    expect(step(auto, 'integration users').status).toBe('warn');
+    expect(auto.ok).toBe(true);
+    expect(step(await runCheck({ ...env, CPQ_INTEGRATION_USERS: 'off' }), 'integration users').status).toBe('skip');
+  });
+
+  it('the zip export: a site without one fails the step when CPQ_EXPORT_FORMAT=zip', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2 });
+    const report = await runCheck(envOf(h, { CPQ_EXPORT_FORMAT: 'zip' }));
+    expect(step(report, 'zip export')).toMatchObject({ status: 'fail', fix: 'this site has no zip export: set CPQ_EXPORT_FORMAT=json' });
+    expect(step(report, 'zip export').detail).toMatch(/answered 406$/);
+  });
+
+  it('TLS: an unknown CA fails the host step with CPQ_CA_FILE as the fix; with the CA file it verifies', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2 });
+    const url = await tlsFront(h);
+    const unknown = await runCheck(envOf(h, { CPQ_BASE_URL: url }));
+    expect(step(unknown, 'host')).toMatchObject({
+      status: 'fail',
+      fix: "the site's certificate is not issued by a CA this system trusts: set CPQ_CA_FILE to a PEM file of that CA (certificates are always verified)",
+    });
+    expect(step(unknown, 'host').detail).toMatch(
+      /the certificate does not verify: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)/,
+    );
+    expect(step(unknown, 'credentials')).toMatchObject({ status: 'skip', detail: 'skipped: the host step failed' });
+
+    const trusted = await runCheck(envOf(h, { CPQ_BASE_URL: url, CPQ_CA_FILE: CERT_FILE }));
+    expect(step(trusted, 'host')).toMatchObject({ status: 'pass', detail: '127.0.0.1; TLS verified by CPQ_CA_FILE (issuer cpq-user-sync test CA)' });
+    expect(trusted.ok).toBe(true);
+  });
+
+  it('a host where nothing listens, and a server that answers 404 under both prefixes', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const dead = await runCheck(envOf(h, { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}` }));
+    expect(step(dead, 'host')).toMatchObject({ status: 'fail', fix: 'nothing listens at the host and port of CPQ_BASE_URL: check them' });
+
+    const notCpq = createHttpServer((_req, res) => res.writeHead(404).end('no'));
+    servers.push(notCpq);
+    await new Promise<void>((resolve) => notCpq.listen(0, '127.0.0.1', resolve));
+    const report = await runCheck(envOf(h, { CPQ_BASE_URL: `http://127.0.0.1:${(notCpq.address() as AddressInfo).port}` }));
+    expect(step(report, 'path prefix')).toMatchObject({
+      status: 'fail',
+      fix: 'neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies: check CPQ_BASE_URL (scheme, host, port)',
+    });
+    expect(step(report, 'credentials').status).toBe('skip');
+  });
+
+  it('the database: unreachable (password hidden), and the sync lock held by a run', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const down = await runCheck(envOf(h, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/none` }));
+    expect(step(down, 'database')).toMatchObject({ status: 'fail', fix: 'nothing listens at that host and port: start Postgres, or correct DATABASE_URL' });
+    expect(step(down, 'database').detail).toMatch(/^cannot connect to Postgres at postgres:\/\/sync:\*\*\*@127\.0\.0\.1:\d+\/none/);
+    expect(JSON.stringify(down)).not.toContain('pw-not-shown');
+    expect(step(down, 'schema').status).toBe('skip');
+
+    const client = await h.t.pool.connect();
+    const release = gate();
+    const holding = withSyncLock(client, 'default', () => release.promise);
+    try {
+      const held = await runCheck(envOf(h));
+      expect(step(held, 'sync lock (default)')).toMatchObject({ status: 'warn', fix: 'a run started now would exit 7; wait for that one' });
+      expect(step(held, 'sync lock (default)').detail).toMatch(/^held by the database session of pid \d+/);
+      expect(held.ok).toBe(true);
+    } finally {
+      release.open();
+      await holding;
+      client.release();
+    }
+    expect(step(await runCheck(envOf(h)), 'sync lock (default)')).toMatchObject({ status: 'pass', detail: 'free' });
+  });
+
+  it('bad configuration: the configuration step fails with the one-line reason, exit code 2', async () => {
+    const out = await cli(['check'], { CPQ_BASE_URL: 'https://x.example.com', CPQ_PAGE_SIZE: 'lots' });
+    expect(out.code).toBe(2);
+    expect(out.stdout).toMatch(/^ {2}✗ configuration {2}invalid configuration: CPQ_PAGE_SIZE: "lots" is not a whole number from 1 to 1000\n/);
+    const unset = await runCheck({});
+    expect(unset.configuration).toMatchObject({ status: 'fail' });
+    expect(unset.configuration.detail).toMatch(/^CPQ_BASE_URL is not set/);
+  });
+});
