@@ -6,6 +6,10 @@ import { writeOutput } from './output.js';
 import { openDatabase } from './db/connect.js';
 import { logAhead, migrate } from './db/migrate.js';
 import { EXIT_CODES, SyncError, errorMessage, oneLine } from './errors.js';
+import { withHint } from './error-hints.js';
+import { checkExitCode, formatCheck, runCheck } from './check/index.js';
+import { failureHint } from './check/failure-hint.js';
+import { printSummary, terminalProgress } from './progress/index.js';
 import { createLogger, type Logger } from './logger.js';
 import { runSync } from './sync/run.js';
 import { CpqSimulator } from './simulator/index.js';
@@ -24,13 +28,16 @@ function exitCodeOf(err: unknown): number {
 /** Runs a command with configuration and logger; failures end the process with the documented exit code and one line on stderr. */
 async function command(work: (config: AppConfig, log: Logger) => Promise<void>, options: { logToStderr?: boolean } = {}): Promise<void> {
   let log: Logger | undefined;
+  let config: AppConfig | undefined;
   try {
-    const config = loadConfig();
+    config = loadConfig();
     // Commands whose product is standard output keep their logs out of it.
     log = createLogger({ level: config.logLevel, format: config.logFormat, ...(options.logToStderr ? { destination: process.stderr } : {}) });
     await work(config, log);
   } catch (err) {
-    const message = oneLine(err instanceof Error ? err.message : String(err));
+    // The hint (the fix for the failures people meet first) is for the operator: the run record keeps the bare message.
+    const hint = await failureHint(err, config, log).catch(() => undefined);
+    const message = oneLine(withHint(err instanceof Error ? err.message : String(err), hint));
     process.stderr.write(`cpq-sync: ${message}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
     process.exitCode = exitCodeOf(err);
@@ -53,15 +60,23 @@ program
       const config = opts.format ? { ...loaded, cpq: { ...requireCpq(loaded), exportFormat: opts.format } } : loaded;
       // SIGINT/SIGTERM: the run rolls back, is recorded `interrupted`, exit code 130.
       const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+      // In a terminal: one line per stream redrawn in place, then a table per company; otherwise the JSON lines.
+      const terminal = terminalProgress(config, process.stdout);
       try {
         const database = await openDatabase(config, log);
         shutdown.takeOverSignals();
         try {
           if (shutdown.signal.aborted) throw new SyncError('interrupted', 'interrupted before the run started; nothing was recorded');
           const result = await runSync(
-            { ...database, config, log },
-            { full: opts.full === true, allowMassDelete: opts.allowMassDelete === true, signal: shutdown.signal },
+            { ...database, config, log: terminal?.log ?? log },
+            {
+              full: opts.full === true,
+              allowMassDelete: opts.allowMassDelete === true,
+              signal: shutdown.signal,
+              ...(terminal ? { progress: terminal.display } : {}),
+            },
           );
+          if (terminal) await printSummary(database.pool, result, terminal.display, process.stdout);
           log.info(
             {
               runId: result.runId,
@@ -74,6 +89,7 @@ program
             'done',
           );
         } finally {
+          terminal?.display.stop();
           await database.close();
         }
       } finally {
@@ -81,6 +97,24 @@ program
       }
     }),
   );
+
+program
+  .command('check')
+  .description(
+    'check the setup without syncing: configuration; per site host and TLS, credentials, path prefix, companies, users, integration users, zip export; the database, its schema and the sync lock. Writes nothing',
+  )
+  .option('--json', 'JSON for scripts instead of lines')
+  .option('--site <name...>', 'check only these sites (default: every configured site)')
+  .action(async (opts: { json?: boolean; site?: string[] }) => {
+    try {
+      const report = await runCheck(process.env, opts.site ?? []);
+      process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : formatCheck(report));
+      process.exitCode = checkExitCode(report);
+    } catch (err) {
+      process.stderr.write(`cpq-sync: ${oneLine(errorMessage(err))}\n`);
+      process.exitCode = EXIT_CODES.internal;
+    }
+  });
 
 program
   .command('schedule')
