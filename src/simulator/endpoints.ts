@@ -217,7 +217,7 @@ export class CpqEndpoints {
     const envelope = collectionEnvelope(users, page, collectionHref, query, parseFieldList(query.get('excludeLinks')), (user) =>
       toWireUser(user, shapeFor(user)),
     );
-    return jsonText(200, stringifyWire(envelope));
+    return { ...jsonText(200, stringifyWire(envelope)), users: envelope.count as number };
   }
 
   /** Filtering and sorting always use canonical field names, whatever drift the output shows. */
@@ -239,45 +239,81 @@ export class CpqEndpoints {
       // The rest of the filter (an incremental window) is the same on every page of a read: its
       // login-sorted result is kept, and each page is a binary search in it.
       const view = this.store.select(scope, order, filterBy(keyset.rest));
-      return this.keysetPage(view, keyset.after, page.offset + page.limit + 1);
+      return keysetPage(view, keyset, page.offset + page.limit + 1);
     }
     return this.store.select(scope, order, filterBy(condition));
   }
+}
 
-  /**
-   * A keyset page (`orderby=login:asc`, `q` login $gt X) without filtering the whole company: a
-   * binary search in the login-sorted view, then just enough users for the page and hasMore.
-   * Each page filtered in full made a 1M-user read quadratic: the simulator was the bottleneck.
-   */
-  private keysetPage(sorted: StoredUser[], after: string, wanted: number): StoredUser[] {
-    let low = 0;
-    let high = sorted.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (compareCodeUnits(sorted[middle]!.record.login as string, after) <= 0) low = middle + 1;
-      else high = middle;
-    }
-    return sorted.slice(low, low + wanted);
-  }
+/** A login bound of a keyset request: `$gt`/`$lt` exclude the login, `$gte`/`$lte` include it. */
+interface LoginBound {
+  login: string;
+  inclusive: boolean;
 }
 
 interface LoginKeyset {
-  after: string;
-  /** The rest of the filter, if the login condition was one conjunct of several. */
+  lower: LoginBound | undefined;
+  upper: LoginBound | undefined;
+  /** The rest of the filter, if the login bounds were conjuncts of a larger one. */
   rest: Condition | undefined;
 }
 
-/** The keyset of a request ordered by login ascending whose filter includes `login $gt <text>`. */
+/** The conjuncts of a condition, nested $and flattened. */
+function conjuncts(condition: Condition): Condition[] {
+  return condition.kind === 'and' ? condition.conditions.flatMap(conjuncts) : [condition];
+}
+
+/**
+ * The keyset of a request ordered by login ascending whose filter bounds the login by text
+ * (`$gt`, `$gte` from below, `$lt`, `$lte` from above: a keyset page, a key range, both).
+ */
 function loginKeyset(sortKeys: SortKey[], condition: Condition | undefined): LoginKeyset | undefined {
   const first = sortKeys[0];
   if (!first || first.descending || first.path.join('.') !== 'login' || !condition) return undefined;
-  const isAfter = (c: Condition): c is Extract<Condition, { kind: 'compare' }> =>
-    c.kind === 'compare' && c.operator === '$gt' && c.path.join('.') === 'login' && typeof c.operand === 'string';
-  if (isAfter(condition)) return { after: condition.operand as string, rest: undefined };
-  if (condition.kind !== 'and') return undefined;
-  const after = condition.conditions.filter(isAfter);
-  if (after.length !== 1) return undefined;
-  const others = condition.conditions.filter((c) => c !== after[0]);
+  const all = conjuncts(condition);
+  let lower: LoginBound | undefined;
+  let upper: LoginBound | undefined;
+  const others: Condition[] = [];
+  for (const c of all) {
+    if (c.kind !== 'compare' || c.path.join('.') !== 'login' || typeof c.operand !== 'string' || c.operator === '$eq' || c.operator === '$ne') {
+      others.push(c);
+      continue;
+    }
+    const bound = { login: c.operand, inclusive: c.operator === '$gte' || c.operator === '$lte' };
+    // Of two bounds on one side, the narrower holds (at the same login, the exclusive one).
+    if (c.operator === '$gt' || c.operator === '$gte') {
+      const order = lower === undefined ? 1 : compareCodeUnits(bound.login, lower.login);
+      if (order > 0 || (order === 0 && !bound.inclusive)) lower = bound;
+    } else {
+      const order = upper === undefined ? -1 : compareCodeUnits(bound.login, upper.login);
+      if (order < 0 || (order === 0 && !bound.inclusive)) upper = bound;
+    }
+  }
+  if (lower === undefined && upper === undefined) return undefined;
   const rest: Condition | undefined = others.length === 0 ? undefined : others.length === 1 ? others[0] : { kind: 'and', conditions: others };
-  return { after: after[0]!.operand as string, rest };
+  return { lower, upper, rest };
+}
+
+/** The first index of the login-sorted users whose login is past the bound (after it, or from it when inclusive). */
+function firstPast(sorted: StoredUser[], bound: LoginBound, includeEqual: boolean): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    const order = compareCodeUnits(sorted[middle]!.record.login as string, bound.login);
+    if (order < 0 || (order === 0 && !includeEqual)) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/**
+ * A keyset page without filtering the whole company: binary searches in the login-sorted view,
+ * then just enough users for the page and hasMore. Each page filtered in full made a 1M-user
+ * read quadratic: the simulator was the bottleneck.
+ */
+function keysetPage(sorted: StoredUser[], keyset: LoginKeyset, wanted: number): StoredUser[] {
+  const low = keyset.lower ? firstPast(sorted, keyset.lower, keyset.lower.inclusive) : 0;
+  const high = keyset.upper ? firstPast(sorted, keyset.upper, !keyset.upper.inclusive) : sorted.length;
+  return sorted.slice(low, Math.max(low, Math.min(high, low + wanted)));
 }

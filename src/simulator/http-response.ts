@@ -8,6 +8,8 @@ export interface HttpResponse {
   body: string | Buffer;
   /** A body produced while it is sent (the zip export), sent chunked instead of `body`. */
   stream?: Readable;
+  /** Users in the body (a collection page), for the simulated latency. */
+  users?: number;
 }
 
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';

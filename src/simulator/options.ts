@@ -39,6 +39,18 @@ export interface SimulatorOptions {
    * with what is read (about 3 KB per user per distinct page request).
    */
   cachePages?: boolean;
+  /**
+   * How long CPQ takes to answer an API request (the OAuth token endpoint excepted): `fixedMs`
+   * for any request plus `perUserMs` for each user in a collection page, as a remote site builds
+   * each user with its groups and permissions. Unset: answered as fast as computed.
+   */
+  latency?: { fixedMs: number; perUserMs?: number };
+  /**
+   * API requests served at once; one arriving beyond it is answered 429 with Retry-After
+   * (`retryAfterSeconds`, default 1), as a rate-limited site does. Unset: no limit.
+   */
+  maxInFlight?: number;
+  retryAfterSeconds?: number;
 }
 
 export interface ResolvedOptions {
@@ -54,11 +66,20 @@ export interface ResolvedOptions {
   drift: boolean;
   now: () => Date;
   cachePages: boolean;
+  latency: { fixedMs: number; perUserMs: number };
+  maxInFlight: number | undefined;
+  retryAfterSeconds: number;
 }
 
 function count(value: number | undefined, fallback: number, name: string): number {
   const result = value ?? fallback;
   if (!Number.isSafeInteger(result) || result < 0) throw new Error(`${name} must be a non-negative integer`);
+  return result;
+}
+
+function milliseconds(value: number | undefined, name: string): number {
+  const result = value ?? 0;
+  if (!Number.isFinite(result) || result < 0) throw new Error(`${name} must be a non-negative number of milliseconds`);
   return result;
 }
 
@@ -79,5 +100,8 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
     drift: options.drift ?? true,
     now: options.now ?? (() => new Date()),
     cachePages: options.cachePages ?? false,
+    latency: { fixedMs: milliseconds(options.latency?.fixedMs, 'latency.fixedMs'), perUserMs: milliseconds(options.latency?.perUserMs, 'latency.perUserMs') },
+    maxInFlight: options.maxInFlight === undefined ? undefined : Math.max(1, count(options.maxInFlight, 1, 'maxInFlight')),
+    retryAfterSeconds: count(options.retryAfterSeconds, 1, 'retryAfterSeconds'),
   };
 }

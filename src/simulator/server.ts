@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { AuthGate, type PresentedAuthorization } from './auth.js';
@@ -8,7 +9,7 @@ import { bodyBytes, errorResponse, jsonResponse, type HttpResponse } from './htt
 import { deepCopy } from './json.js';
 import { resolveOptions, type ResolvedOptions, type SimulatorOptions } from './options.js';
 import { QueryError } from './query.js';
-import { resolveRoute } from './routes.js';
+import { resolveRoute, TOKEN_PATH } from './routes.js';
 import { faultResponse, overlayFault, readBody, send, sendTruncated } from './send.js';
 import { compareCodeUnits, UserStore, type MutationOptions, type StoredUser } from './store.js';
 import type { ZipExportOptions } from './zip-export.js';
@@ -43,6 +44,12 @@ export class CpqSimulator {
   tokenRequests = 0;
   /** With cachePages: responses rendered because none was kept for the request. */
   pagesRendered = 0;
+  /** API requests being served now (token requests are not counted: a separate service on a real site). */
+  inFlight = 0;
+  /** The most API requests it ever served at once, those it refused included. */
+  maxInFlightSeen = 0;
+  /** Requests answered 429 because `maxInFlight` were being served. */
+  throttled = 0;
 
   private readonly options: ResolvedOptions;
   private readonly store: UserStore;
@@ -222,6 +229,17 @@ export class CpqSimulator {
       status: 0,
     };
     const index = this.requests.push(record) - 1;
+    if (url.pathname !== TOKEN_PATH) {
+      this.inFlight++;
+      this.maxInFlightSeen = Math.max(this.maxInFlightSeen, this.inFlight);
+      res.once('close', () => this.inFlight--);
+      const limit = this.options.maxInFlight;
+      if (limit !== undefined && this.inFlight > limit) {
+        this.throttled++;
+        send(res, record, errorResponse(429, 'Too many requests.', { 'retry-after': String(this.options.retryAfterSeconds) }));
+        return;
+      }
+    }
     try {
       const body = await readBody(req);
       if (this.onRequest) await this.onRequest({ ...record, index });
@@ -232,6 +250,9 @@ export class CpqSimulator {
         return;
       }
       const response = await this.respondOrReuse(req, url, body);
+      const { fixedMs, perUserMs } = this.options.latency;
+      const delay = url.pathname === TOKEN_PATH ? 0 : fixedMs + perUserMs * (response.users ?? 0);
+      if (delay > 0) await sleep(delay);
       if (fault?.action === 'reset') sendTruncated(res, record, overlayFault(response, fault));
       else send(res, record, response);
     } catch (error) {
