@@ -104,6 +104,8 @@ const envSchema = z.object({
 
   CPQ_PAGE_SIZE: integer(1000, 1, 1000),
   CPQ_CONCURRENCY: integer(4, 1, 64),
+  CPQ_MAX_IN_FLIGHT: integer(4, 1, 64),
+  CPQ_KEY_RANGES: integer(8, 1, 64),
   CPQ_REQUEST_TIMEOUT: duration('60s'),
   CPQ_MAX_RETRIES: integer(6, 0, 50),
   CPQ_RETRY_BASE_DELAY: duration('500ms'),
@@ -175,6 +177,10 @@ export interface CpqConfig {
   ca?: string;
   pageSize: number;
   concurrency: number;
+  /** Requests sent to the site at once, across every company, range and stream (halved while CPQ pushes back). */
+  maxInFlight: number;
+  /** Most key ranges a large company (or incremental window) is split into, read in parallel. */
+  keyRanges: number;
   requestTimeoutMs: number;
   maxRetries: number;
   retryBaseDelayMs: number;
@@ -381,6 +387,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
         ...(ca ? { ca } : {}),
         pageSize: parsed.CPQ_PAGE_SIZE,
         concurrency: parsed.CPQ_CONCURRENCY,
+        maxInFlight: parsed.CPQ_MAX_IN_FLIGHT,
+        keyRanges: parsed.CPQ_KEY_RANGES,
         requestTimeoutMs: parsed.CPQ_REQUEST_TIMEOUT,
         maxRetries: parsed.CPQ_MAX_RETRIES,
         retryBaseDelayMs: parsed.CPQ_RETRY_BASE_DELAY,

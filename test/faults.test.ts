@@ -116,8 +116,8 @@ describe('the checks themselves', () => {
       await check(`UPDATE cpq.user_access_permissions SET has_access = NOT coalesce(has_access, false)`, 'state');
       await check(`DELETE FROM cpq.user_change_log WHERE login = '${a}' AND change = 'update'`, 'log');
       await check(
-        `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, detected_at, diff)
-                   SELECT run_id, change, user_id, company_login, login, detected_at, diff FROM cpq.user_change_log WHERE login = '${a}' AND change = 'update'`,
+        `INSERT INTO cpq.user_change_log (site, run_id, change, user_id, company_login, login, detected_at, diff)
+                   SELECT site, run_id, change, user_id, company_login, login, detected_at, diff FROM cpq.user_change_log WHERE login = '${a}' AND change = 'update'`,
         'log',
       );
       // a, not b: an insert's diff is read from the user's first version, which for a user never
@@ -167,7 +167,8 @@ describe('HTTP faults', () => {
   });
 
   it('429 with Retry-After in seconds and as an HTTP date is obeyed, then the run succeeds', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    // A Retry-After longer than CPQ_RETRY_MAX_DELAY fails the run (test/request-budget.test.ts).
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10', CPQ_RETRY_MAX_DELAY: '5s' });
     const at: number[] = [];
     let retryAt = 0;
     let page = 0;

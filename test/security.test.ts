@@ -177,7 +177,8 @@ describe('secrets in logs, errors, metrics and tables', () => {
     const tokenPath = '/oauth2/v1/token';
     for (const fault of [
       { status: 401, body: '{"error":"invalid_client"}' },
-      { status: 500, body: 'internal error' },
+      // A 500 is retried (CPQ_MAX_RETRIES=1), so it is sent twice to fail the run.
+      { status: 500, body: 'internal error', times: 2 },
       { status: 400, body: `{"error":"invalid_request","error_description":"client_secret=${clientSecret}"}` },
     ]) {
       h.sim.addFault({ match: { path: tokenPath }, times: 1, ...fault });

@@ -1,7 +1,7 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
 import { SyncError, errorMessage } from '../errors.js';
-import { readHead } from './http-client.js';
+import { readHead, RETRY_STATUSES, retryAfterMs, RetryableError } from './http-client.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
 /** Supplies the Authorization header and, for renewable credentials, a fresh one after a 401. */
@@ -30,7 +30,11 @@ interface CachedToken {
   expiresAt: number;
 }
 
-/** OAuth 2 client-credentials grant; the token is cached and renewed shortly before it expires or after a 401. */
+/**
+ * OAuth 2 client-credentials grant; the token is cached and renewed shortly before it expires or
+ * after a 401. The token service unreachable, or answering 408, 429 or 5xx, is a RetryableError:
+ * the request that needed the token is retried by the HTTP client as if CPQ had failed it.
+ */
 export class OAuthClientCredentials implements Authenticator {
   private token: CachedToken | undefined;
   private pending: Promise<CachedToken> | undefined;
@@ -85,7 +89,11 @@ export class OAuthClientCredentials implements Authenticator {
         ),
       );
     } catch (err) {
-      throw new SyncError('source', `POST ${url}: OAuth token service unreachable (${errorMessage(err instanceof Error && err.cause ? err.cause : err)})`);
+      const reason =
+        err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')
+          ? 'no response within the request timeout'
+          : errorMessage(err instanceof Error && err.cause ? err.cause : err);
+      throw new RetryableError(`POST ${url}: OAuth token service unreachable (${reason})`);
     }
     // A token response is a few hundred bytes: anything past 64 KiB is cut, and then not JSON.
     const text = await readHead(response, TOKEN_RESPONSE_MAX_BYTES);
@@ -100,6 +108,9 @@ export class OAuthClientCredentials implements Authenticator {
         'auth',
         `POST ${url}: OAuth token request refused (${response.status}): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE`,
       );
+    }
+    if (RETRY_STATUSES.has(response.status) || response.status >= 500) {
+      throw new RetryableError(`POST ${url}: OAuth token service answered ${response.status}`, retryAfterMs(response.headers.get('retry-after')));
     }
     if (!response.ok) throw new SyncError('source', `POST ${url}: OAuth token service answered ${response.status}`);
     let body: { access_token?: unknown; expires_in?: unknown; token_type?: unknown };

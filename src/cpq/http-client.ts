@@ -6,9 +6,12 @@ import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { parseExactJson } from '../exact-json.js';
+import { RequestBudget, type Slot } from './request-budget.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
-const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+export const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+/** Answers that mean CPQ is overloaded: the site's request budget is cut (timeouts too). */
+const SLOW_DOWN_STATUSES = new Set([429, 503]);
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Same-origin redirects followed per request (a loop between two paths ends here). */
 export const MAX_REDIRECTS = 5;
@@ -86,6 +89,27 @@ export function pathSegment(what: string, name: string): string {
     throw new SyncError('data', `${what} ${JSON.stringify(name)} cannot be used in a URL path: empty names, ".", ".." and names holding / or \\ are refused`);
   }
   return encodeURIComponent(name);
+}
+
+/**
+ * A failure before the request could be sent that is worth retrying like the request itself:
+ * the OAuth token service unreachable or answering 429/5xx. Its message names the token
+ * request; `retryAfterMs` is the Retry-After it sent, if any.
+ */
+export class RetryableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'RetryableError';
+  }
+}
+
+/** A duration in a message: seconds below two minutes, else minutes or hours. */
+function describeDelay(ms: number): string {
+  if (ms < 120_000) return `${Math.round(ms / 100) / 10}s`;
+  return ms < 2 * 3_600_000 ? `${Math.round(ms / 60_000)}min` : `${Math.round(ms / 360_000) / 10}h`;
 }
 
 /** What downloadToFile wrote. */
@@ -208,24 +232,40 @@ export interface HttpStats {
 
 /**
  * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
- * backoff and jitter (network errors, 408, 429, 5xx) honouring Retry-After, and exact JSON.
+ * backoff and jitter (network errors, 408, 429, 5xx) honouring Retry-After up to
+ * CPQ_RETRY_MAX_DELAY, the site's request budget (CPQ_MAX_IN_FLIGHT), and exact JSON.
  * Error messages name the method and URL (which never holds credentials) and what went wrong.
  */
 export class CpqHttpClient {
   readonly stats: HttpStats = { requests: 0, retries: {} };
+  /** Requests at once to the site, shared by everything this client reads. */
+  readonly budget: RequestBudget;
   private readonly policy: RetryPolicy;
   private readonly dispatcher: Dispatcher | undefined;
   /** Authorization headers sent so far, kept out of the body excerpts in error messages. */
   private readonly sentAuthorizations = new Set<string>();
 
   constructor(
-    private readonly config: Pick<CpqConfig, 'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs' | 'ca' | 'maxPageBytes'>,
+    private readonly config: Pick<
+      CpqConfig,
+      'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs' | 'ca' | 'maxPageBytes' | 'maxInFlight'
+    >,
     private readonly auth: Authenticator,
     private readonly log: Logger,
     private readonly signal?: AbortSignal,
   ) {
     this.policy = { maxRetries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs, maxDelayMs: config.retryMaxDelayMs };
     this.dispatcher = dispatcherFor(config.ca);
+    this.budget = new RequestBudget(config.maxInFlight);
+  }
+
+  /** A place in the site's request budget; an interruption while waiting for one ends the request. */
+  private async slot(url: string): Promise<Slot> {
+    try {
+      return await this.budget.acquire(this.signal);
+    } catch {
+      throw new SyncError('interrupted', `GET ${url}: interrupted`);
+    }
   }
 
   /** A body excerpt for an error message, without the credentials we sent. */
@@ -325,6 +365,8 @@ export class CpqHttpClient {
    * error (the connection dropped mid-body, a stall) counts as a network error and is retried.
    * `deadlineMs` bounds the whole request, body included; `stallMs` instead bounds the wait for
    * the headers, and `handle` re-arms the stall timer as body data arrives (see downloadToFile).
+   * Each attempt holds a place in the request budget until its body is read or it failed, never
+   * while it waits to be retried; 429, 503 and timeouts cut the budget, a good answer grows it.
    */
   private async withRetries<T>(
     url: string,
@@ -338,6 +380,7 @@ export class CpqHttpClient {
       let retryReason: string;
       let waitMs: number | undefined;
       const stall = new StallTimer();
+      const slot = await this.slot(url);
       try {
         const authorization = await this.auth.authorization();
         if (authorization) this.sentAuthorizations.add(authorization);
@@ -371,27 +414,51 @@ export class CpqHttpClient {
           await response.body?.cancel();
           retryReason = String(response.status);
           waitMs = retryAfterMs(response.headers.get('retry-after'));
+          if (SLOW_DOWN_STATUSES.has(response.status)) this.budget.slowDown(slot);
         } else {
-          return await handle(response, stall);
+          const result = await handle(response, stall);
+          this.budget.succeeded();
+          return result;
         }
       } catch (err) {
         stall.stop();
         if (err instanceof SyncError) throw err;
         if (this.signal?.aborted) throw new SyncError('interrupted', `GET ${url}: interrupted`);
-        const reason = stall.fired ? `no data for ${stall.fired / 1000}s` : describeNetworkError(err);
-        retryReason = 'network';
-        waitMs = undefined;
-        if (attempt >= this.policy.maxRetries) {
-          throw new SyncError('source', `GET ${url}: CPQ unreachable after ${attempt + 1} attempts (${reason})`);
+        if (err instanceof RetryableError) {
+          retryReason = 'token';
+          waitMs = err.retryAfterMs;
+          if (attempt >= this.policy.maxRetries) throw new SyncError('source', `${err.message}, after ${attempt + 1} attempts`);
+          this.log.warn({ attempt: attempt + 1, error: err.message }, 'token request failed; retrying');
+        } else {
+          const timedOut = stall.fired > 0 || (err instanceof Error && err.name === 'TimeoutError');
+          if (timedOut) this.budget.slowDown(slot);
+          const reason = stall.fired ? `no data for ${stall.fired / 1000}s` : describeNetworkError(err);
+          retryReason = 'network';
+          waitMs = undefined;
+          if (attempt >= this.policy.maxRetries) {
+            throw new SyncError('source', `GET ${url}: CPQ unreachable after ${attempt + 1} attempts (${reason})`);
+          }
+          this.log.warn({ url, attempt: attempt + 1, error: reason }, 'request failed; retrying');
         }
-        this.log.warn({ url, attempt: attempt + 1, error: reason }, 'request failed; retrying');
+      } finally {
+        slot.release();
+      }
+      if (waitMs !== undefined && waitMs > this.policy.maxDelayMs) {
+        throw new SyncError(
+          'source',
+          `GET ${url}: ${retryReason === 'token' ? 'the OAuth token service' : `CPQ answered ${retryReason} and`} asked to wait ${describeDelay(waitMs)} (Retry-After), longer than CPQ_RETRY_MAX_DELAY (${describeDelay(this.policy.maxDelayMs)}); the run stops rather than wait`,
+          retryReason === 'token' ? {} : { status: Number(retryReason) },
+        );
       }
       if (attempt >= this.policy.maxRetries) {
         throw new SyncError('source', `GET ${url}: CPQ still answered ${retryReason} after ${attempt + 1} attempts`, { status: Number(retryReason) });
       }
       this.stats.retries[retryReason] = (this.stats.retries[retryReason] ?? 0) + 1;
       const delay = waitMs ?? backoffMs(attempt, this.policy);
-      if (retryReason !== 'network') this.log.warn({ url, status: retryReason, attempt: attempt + 1, delayMs: delay }, 'CPQ asked us to retry');
+      // CPQ's Retry-After is about the site, not this request: every request waits it out.
+      if (waitMs !== undefined && retryReason !== 'token') this.budget.pause(waitMs);
+      if (retryReason !== 'network' && retryReason !== 'token')
+        this.log.warn({ url, status: retryReason, attempt: attempt + 1, delayMs: delay }, 'CPQ asked us to retry');
       await sleep(delay, undefined, this.signal ? { signal: this.signal } : undefined).catch(() => {
         throw new SyncError('interrupted', `GET ${url}: interrupted`);
       });

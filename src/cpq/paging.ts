@@ -5,13 +5,28 @@ import { isJsonObject } from '../exact-json.js';
 
 export interface Page {
   url: string;
-  /** 0-based page number within the stream. */
+  /** 0-based page number within the stream, in the order the pages are handed over. */
   index: number;
   items: unknown[];
   /** `totalResults` of the first page (the size of the whole filtered collection), when CPQ sent it. */
   totalResults: number | undefined;
   /** Where each item sits in its source, when its index in the page would not say: a zip export's entry and line. */
   positions?: string[];
+  /**
+   * The key range the page was read from, when the read was split (see keysetPages); its items
+   * are in it if CPQ honoured the filter. Pages of one range come in login order.
+   */
+  range?: KeyRange;
+}
+
+/**
+ * A stretch of the login order: logins from `from` (included) to `to` (excluded); an unset end is
+ * open. `index` numbers the ranges of one read from 0, in login order.
+ */
+export interface KeyRange {
+  index: number;
+  from?: string;
+  to?: string;
 }
 
 export interface CollectionRequest {
@@ -46,41 +61,190 @@ export function readCollection(url: string, body: unknown): { items: unknown[]; 
   return { items, hasMore: body.hasMore === true, totalResults: typeof total === 'number' ? total : undefined };
 }
 
+/** A page as read, before it is numbered in the stream. */
+interface ReadPage {
+  url: string;
+  items: unknown[];
+  hasMore: boolean;
+  totalResults: number | undefined;
+  range: KeyRange | undefined;
+}
+
+/** q of the request: the collection's own filter and the login conditions, each conjunct a single comparison as in Oracle's examples. */
+function filterOf(request: CollectionRequest, login: Record<string, string>[]): string | undefined {
+  const conditions: Record<string, unknown>[] = [...(request.filter ? [request.filter] : []), ...login.map((c) => ({ login: c }))];
+  return conditions.length === 0 ? undefined : JSON.stringify(conditions.length === 1 ? conditions[0] : { $and: conditions });
+}
+
+/**
+ * One keyset page: ordered by login, logins after `after` within the range, always at offset 0.
+ * The request is sent at once; the promise is marked handled, so a page nobody waits for any more
+ * (the read failed elsewhere) cannot crash the process, while whoever awaits it still sees a failure.
+ */
+function requestPage(
+  client: CpqHttpClient,
+  request: CollectionRequest,
+  range: KeyRange | undefined,
+  after: string | undefined,
+  first: boolean,
+): Promise<ReadPage> {
+  const login: Record<string, string>[] = [];
+  if (after !== undefined) login.push({ $gt: after });
+  else if (range?.from !== undefined) login.push({ $gte: range.from });
+  if (range?.to !== undefined) login.push({ $lt: range.to });
+  const q = filterOf(request, login);
+  const url = client.url(request.path, {
+    ...request.query,
+    ...(q ? { q } : {}),
+    orderby: 'login:asc',
+    limit: String(request.pageSize),
+    offset: '0',
+    ...(first ? { totalResults: 'true' } : {}),
+  });
+  const page = client.getJson(url).then((response) => ({ url, range, ...readCollection(url, response.body) }));
+  page.catch(() => undefined);
+  return page;
+}
+
+/** Where the next page of a keyset read starts, or undefined when the page was the last. */
+function nextAfter(page: ReadPage, after: string | undefined): string | undefined {
+  if (!page.hasMore || page.items.length === 0) return undefined;
+  const last = loginOf(page.items[page.items.length - 1]);
+  if (last === undefined) throw new SyncError('data', `GET ${page.url}: the last record of the page has no login, so paging cannot continue`);
+  if (last === after) {
+    throw new SyncError('data', `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
+  }
+  return last;
+}
+
+/**
+ * The pages of one key range from `pending` (its first page, already requested) on. Each next
+ * page is requested as soon as the last login of the previous one is known, before the previous
+ * page is handed over: CPQ builds it while this one is processed.
+ */
+async function* rangePages(
+  client: CpqHttpClient,
+  request: CollectionRequest,
+  range: KeyRange | undefined,
+  pending: Promise<ReadPage>,
+  after: string | undefined,
+): AsyncGenerator<ReadPage> {
+  let next = pending;
+  for (;;) {
+    const page = await next;
+    const last = nextAfter(page, after);
+    if (last !== undefined) next = requestPage(client, request, range, last, false);
+    yield page;
+    if (last === undefined) return;
+    after = last;
+  }
+}
+
+/**
+ * The login at each offset, read with one cheap request per offset (`limit=1&fields=login`, the
+ * read's own filter and order), in the order of the offsets. An offset past the end (users were
+ * deleted meanwhile) gives none.
+ */
+async function probeLogins(client: CpqHttpClient, request: CollectionRequest, offsets: number[]): Promise<string[]> {
+  const q = filterOf(request, []);
+  const logins = await Promise.all(
+    offsets.map(async (offset) => {
+      const url = client.url(request.path, { ...(q ? { q } : {}), orderby: 'login:asc', limit: '1', offset: String(offset), fields: 'login' });
+      const { items } = readCollection(url, (await client.getJson(url)).body);
+      if (items.length === 0) return undefined;
+      const login = loginOf(items[0]);
+      if (login === undefined) throw new SyncError('data', `GET ${url}: the record has no login, so the read cannot be split at it`);
+      return login;
+    }),
+  );
+  return logins.filter((login) => login !== undefined);
+}
+
+/** Strictly increasing, by UTF-16 code unit as CPQ sorts logins (case-sensitive). */
+function increasing(logins: string[]): boolean {
+  return logins.every((login, i) => i === 0 || logins[i - 1]! < login);
+}
+
+/**
+ * The pages of several sources as each arrives, one pull per source at a time: a source is asked
+ * for its next page only once its previous one was handed over, so each holds at most the page
+ * it prefetched.
+ */
+async function* interleave<T>(sources: AsyncGenerator<T>[]): AsyncGenerator<T> {
+  const pending = new Map<number, Promise<{ source: number; result: IteratorResult<T> }>>();
+  const pull = (source: number) => {
+    const next = sources[source]!.next().then((result) => ({ source, result }));
+    next.catch(() => undefined);
+    pending.set(source, next);
+  };
+  sources.forEach((_, source) => pull(source));
+  while (pending.size > 0) {
+    const { source, result } = await Promise.race(pending.values());
+    pending.delete(source);
+    if (result.done) continue;
+    yield result.value;
+    pull(source);
+  }
+}
+
 /**
  * Reads a user collection by keyset: ordered by login, each page asks for logins after the last
  * one seen (`q` login $gt), always at offset 0. Unlike offset paging, a user that exists for the
  * whole read cannot be skipped when others are added, edited or deleted between requests:
  * its position relative to the cursor never changes. Edited users may be read twice; the
  * loader keeps the last copy.
+ *
+ * A large read is split into up to `keyRanges` key ranges read in parallel. The first page is read
+ * alone (it says how many users there are, totalResults); the logins at evenly spaced offsets of
+ * the rest, read with cheap probes, are the boundaries b1 < ... < bn, all after the first page's
+ * last login L: the ranges are (L, b1), [b1, b2) ... [bn, +inf), read with `$gt`/`$gte` and `$lt`.
+ * Whatever changes during the read, every login after L falls in exactly one range, and each
+ * range is a keyset read with the guarantee above; a boundary users moved away from only makes
+ * its ranges uneven. Boundaries that do not increase from L on, in our order (CPQ sorting
+ * differently, or the collection reshuffled between probes), are not trusted: the read goes on
+ * as one range. The pages of all ranges are handed over as they arrive, each range's in login
+ * order.
  */
-export async function* keysetPages(client: CpqHttpClient, request: CollectionRequest): AsyncGenerator<Page> {
-  let after: string | undefined;
-  let totalResults: number | undefined;
-  for (let index = 0; ; index++) {
-    const conditions: Record<string, unknown>[] = [];
-    if (request.filter) conditions.push(request.filter);
-    if (after !== undefined) conditions.push({ login: { $gt: after } });
-    const q = conditions.length === 0 ? undefined : conditions.length === 1 ? conditions[0] : { $and: conditions };
-    const url = client.url(request.path, {
-      ...request.query,
-      ...(q ? { q: JSON.stringify(q) } : {}),
-      orderby: 'login:asc',
-      limit: String(request.pageSize),
-      offset: '0',
-      ...(index === 0 ? { totalResults: 'true' } : {}),
-    });
-    const response = await client.getJson(url);
-    const page = readCollection(url, response.body);
-    if (index === 0) totalResults = page.totalResults;
-    yield { url, index, items: page.items, totalResults };
-    if (!page.hasMore || page.items.length === 0) return;
-    const last = loginOf(page.items[page.items.length - 1]);
-    if (last === undefined) throw new SyncError('data', `GET ${url}: the last record of the page has no login, so paging cannot continue`);
-    if (last === after) {
-      throw new SyncError('data', `GET ${url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
-    }
-    after = last;
+export async function* keysetPages(client: CpqHttpClient, request: CollectionRequest, keyRanges = 1): AsyncGenerator<Page> {
+  const first = await requestPage(client, request, undefined, undefined, true);
+  const totalResults = first.totalResults;
+  const last = nextAfter(first, undefined);
+  const remaining = last === undefined || totalResults === undefined ? 0 : totalResults - first.items.length;
+  const parts = Math.min(keyRanges, Math.ceil(remaining / request.pageSize));
+  let index = 0;
+  const numbered = (page: ReadPage): Page => ({
+    url: page.url,
+    index: index++,
+    items: page.items,
+    totalResults: index === 1 ? totalResults : undefined,
+    ...(page.range ? { range: page.range } : {}),
+  });
+  if (last === undefined) {
+    yield numbered(first);
+    return;
   }
+  if (parts < 2) {
+    const rest = rangePages(client, request, undefined, requestPage(client, request, undefined, last, false), last);
+    yield numbered(first);
+    for await (const page of rest) yield numbered(page);
+    return;
+  }
+  const offsets = Array.from({ length: parts - 1 }, (_, k) => first.items.length + Math.round(((k + 1) * remaining) / parts));
+  const probed = probeLogins(client, request, offsets);
+  probed.catch(() => undefined);
+  yield numbered(first);
+  const probes = await probed;
+  const bounds = increasing([last, ...probes]) ? probes : [];
+  const ranges: KeyRange[] = [undefined, ...bounds].map((from, i) => ({
+    index: i,
+    ...(from === undefined ? {} : { from }),
+    ...(i < bounds.length ? { to: bounds[i] } : {}),
+  }));
+  const sources = ranges.map((range, i) => {
+    const after = i === 0 ? last : undefined;
+    return rangePages(client, request, range, requestPage(client, request, range, after, false), after);
+  });
+  for await (const page of interleave(sources)) yield numbered(page);
 }
 
 /** Plain offset paging, for small collections such as the company list. */

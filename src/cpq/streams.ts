@@ -17,14 +17,18 @@ export const INTEGRATION_STREAM: StreamId = { name: 'integrationUsers', kind: 'i
 
 const dateFilter = (since: Date | undefined) => (since ? { dateModified: { $gte: since.toISOString() } } : undefined);
 
-/** Users of one company (`_host` or a partner organization login), with groups and access permissions. */
+/** Users of one company (`_host` or a partner organization login), with groups and access permissions; a large read split into up to CPQ_KEY_RANGES key ranges. */
 export function companyUserPages(client: CpqHttpClient, config: CpqConfig, company: string, since: Date | undefined): AsyncGenerator<Page> {
-  return keysetPages(client, {
-    path: `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`,
-    query: { expand: 'groups,accessPermissions' },
-    filter: dateFilter(since),
-    pageSize: config.pageSize,
-  });
+  return keysetPages(
+    client,
+    {
+      path: `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`,
+      query: { expand: 'groups,accessPermissions' },
+      filter: dateFilter(since),
+      pageSize: config.pageSize,
+    },
+    config.keyRanges,
+  );
 }
 
 /** Integration users (Fusion sites only; the path always carries /cpq). */

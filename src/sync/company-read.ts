@@ -15,6 +15,8 @@ import type { StreamProgress } from './stream-progress.js';
 
 /** What reading one company's users needs from the run. */
 export interface CompanyRead {
+  /** The site being read (the `site` of every row it writes). */
+  site: string;
   http: CpqHttpClient;
   cpq: CpqConfig;
   pool: pg.Pool;
@@ -34,7 +36,8 @@ export interface CompanyRead {
 }
 
 /**
- * Reads one company's users, page by page (JSON pages or the zip export), normalizes them (an
+ * Reads one company's users, page by page (JSON pages, from several key ranges at once when the
+ * company is large, or the zip export), normalizes them (an
  * integration user read from its own feed becomes one row with its company-feed record), and
  * writes each page: directly on a first load, staged otherwise.
  */
@@ -67,9 +70,9 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
       });
       // A company the database holds no user of has no stored integration user; after a
       // complete integration read, a user it did not return is none.
-      if (!integrationUsers.complete && !run.firstLoads.has(company)) await keepStoredIntegrationFields(run.pool, company, page, rows);
+      if (!integrationUsers.complete && !run.firstLoads.has(company)) await keepStoredIntegrationFields(run.pool, run.site, company, page, rows);
       progress.saw(rows);
-      const rest = await run.direct.take(company, rows);
+      const rest = await run.direct.take(company, rows, page.range);
       if (rest.length > 0) {
         await run.stager.add(id.name, rest);
         // An incremental read is users the database mostly holds already: a batch would probe
@@ -81,6 +84,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
         {
           stream: id.name,
           page: page.index,
+          ...(page.range ? { keyRange: page.range.index } : {}),
           items: page.items.length,
           received: progress.report.received,
           totalResults: progress.report.totalResults,

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { KeyRange } from '../cpq/paging.js';
 import { copyLine } from '../db/copy.js';
 import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
 import { stageGroups, type GroupDefinition } from '../db/sql/stage-groups.js';
@@ -8,6 +9,7 @@ import type { Stager } from './stager.js';
 
 const PARTY_NUMBER = USER_VALUE_COLUMNS.indexOf('party_number');
 const USER_COLUMNS = [
+  'site',
   'id',
   'company_login',
   'login',
@@ -27,13 +29,15 @@ const ID_BLOCK = 10_000;
  * The first load of a company, written straight into the final tables with COPY: no staging,
  * no merge. Only for companies the database holds no user of (so every user read is new), and
  * only while logins arrive in increasing order (as keyset pages and sorted exports deliver them,
- * so no user can be read twice). Any other row is handed back to be staged and merged: a user
- * read again later is then a 'reinsert' in the final merge, and the result is the same as if
- * every row had been staged.
+ * so no user can be read twice). A read split into key ranges is in increasing order per range:
+ * each range is followed on its own, and takes only logins inside its bounds, which no other
+ * range shares. Any other row is handed back to be staged and merged: a user read again later is
+ * then a 'reinsert' in the final merge, and the result is the same as if every row had been
+ * staged.
  */
 export class DirectLoad {
-  /** The last login written per company; a row must come after it. */
-  private readonly lastLogin = new Map<string, string>();
+  /** Per company, the last login written per key range (by its index); a row of the range must come after it. */
+  private readonly lastLogin = new Map<string, Map<number, string>>();
   /** Groups named by written rows, the last copy read winning; upserted by `finish`. */
   private readonly groups = new Map<string, GroupDefinition>();
   private ids: number[] = [];
@@ -45,11 +49,12 @@ export class DirectLoad {
     private readonly client: pg.PoolClient,
     private readonly pool: pg.Pool,
     private readonly stager: Stager,
+    private readonly site: string,
     private readonly runId: string,
     private readonly effectiveAt: () => Date,
     firstLoads: Iterable<string>,
   ) {
-    for (const company of firstLoads) this.lastLogin.set(company, '');
+    for (const company of firstLoads) this.lastLogin.set(company, new Map());
   }
 
   /** How many users it wrote (all of them new). */
@@ -57,19 +62,22 @@ export class DirectLoad {
     return this.rowsWritten;
   }
 
-  /** Writes the rows of a page it can take; returns the others, to be staged. */
-  async take(company: string, rows: UserRow[]): Promise<UserRow[]> {
-    let last = this.lastLogin.get(company);
-    if (last === undefined) return rows;
+  /** Writes the rows of a page (read from `range`, when the read was split) it can take; returns the others, to be staged. */
+  async take(company: string, rows: UserRow[], range?: KeyRange): Promise<UserRow[]> {
+    const ranges = this.lastLogin.get(company);
+    if (ranges === undefined) return rows;
+    const index = range?.index ?? 0;
+    let last = ranges.get(index) ?? '';
     const direct: UserRow[] = [];
     const rest: UserRow[] = [];
     for (const row of rows) {
-      if (row.login > last) {
+      const inside = (range?.from === undefined || row.login >= range.from) && (range?.to === undefined || row.login < range.to);
+      if (inside && row.login > last) {
         direct.push(row);
         last = row.login;
       } else rest.push(row);
     }
-    this.lastLogin.set(company, last);
+    ranges.set(index, last);
     if (direct.length > 0) await this.write(direct);
     return rest;
   }
@@ -85,6 +93,7 @@ export class DirectLoad {
       const id = ids[i]!;
       users.push(
         copyLine([
+          this.site,
           id,
           row.companyLogin,
           row.login,
@@ -99,19 +108,19 @@ export class DirectLoad {
         ]),
       );
       for (const g of row.groups ?? []) {
-        memberships.push(copyLine([id, g.variableName, at]));
+        memberships.push(copyLine([this.site, id, g.variableName, at]));
         this.groups.set(g.variableName, { label: g.label, type: g.type });
       }
-      for (const p of row.accessPermissions ?? []) permissions.push(copyLine([id, p.type, p.variableName, p.name, p.hasAccess, at]));
+      for (const p of row.accessPermissions ?? []) permissions.push(copyLine([this.site, id, p.type, p.variableName, p.name, p.hasAccess, at]));
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.
-      changes.push(copyLine([this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]));
+      changes.push(copyLine([this.site, this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]));
     });
     this.rowsWritten += rows.length;
     await this.stager.enqueueCopies([
       [`cpq.users (${USER_COLUMNS.join(', ')})`, users],
-      ['cpq.user_groups (user_id, group_variable_name, added_at)', memberships],
-      ['cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)', permissions],
-      ['cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes],
+      ['cpq.user_groups (site, user_id, group_variable_name, added_at)', memberships],
+      ['cpq.user_access_permissions (site, user_id, type, variable_name, name, has_access, valid_from)', permissions],
+      ['cpq.user_change_log (site, run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes],
     ]);
   }
 
@@ -123,9 +132,10 @@ export class DirectLoad {
    */
   private async reserveIds(count: number): Promise<number[]> {
     while (this.ids.length < count) {
-      const block = await (this.nextIds ?? this.fetchIds());
+      // Taken before waiting: two pages waiting for the same block would both add it.
+      const next = this.nextIds ?? this.fetchIds();
       this.nextIds = undefined;
-      this.ids.push(...block);
+      this.ids.push(...(await next));
     }
     const taken = this.ids.splice(0, count);
     if (this.ids.length < ID_BLOCK / 2 && this.nextIds === undefined) this.nextIds = this.fetchIds();

@@ -49,6 +49,9 @@ export async function startHarness(
     // Merge batches every few users, so that every scenario runs through batched merges (with
     // several batches, and later copies of batched users); merge.test.ts compares with none.
     SYNC_MERGE_BATCH_USERS: '3',
+    // One key range per company: the scenarios follow a read request by request (pages of a few
+    // users would otherwise be split into ranges read at once); test/key-ranges.test.ts splits.
+    CPQ_KEY_RANGES: '1',
     ...(typeof env === 'function' ? env(url) : env),
   });
   const sync = (options?: RunOptions) => runSync({ pool: t.pool, db: t.db, config, log }, options);
