@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect } from 'vitest';
-import { type Harness, it, type StartHarness } from './helpers/harness.js';
+import { describe, expect } from 'vitest';
+import { it as harnessIt, type Harness } from './helpers/harness.js';
 
 // A self-signed certificate made for these tests only (CN "cpq-user-sync test CA", 127.0.0.1).
 const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
@@ -20,40 +20,44 @@ function tlsFront(targetPort: number): Promise<Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-let h: Harness | undefined;
-let front: Server | undefined;
-afterEach(async () => {
-  front?.close();
-  front = undefined;
+/**
+ * `it` with `harnessBehindTls(env)`: a harness whose simulator is also served over TLS, and the
+ * HTTPS address of that front; the front is closed when the test ends.
+ */
+const it = harnessIt.extend('harnessBehindTls', async ({ startHarness }, { onCleanup }) => {
+  const fronts: Server[] = [];
+  onCleanup(() => {
+    for (const front of fronts.splice(0)) front.close();
+  });
+  return async (env: Record<string, string>): Promise<{ h: Harness; url: string }> => {
+    let port = 0;
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, (baseUrl) => {
+      port = Number(new URL(baseUrl).port);
+      return env;
+    });
+    const front = await tlsFront(port);
+    fronts.push(front);
+    return { h, url: `https://127.0.0.1:${(front.address() as AddressInfo).port}` };
+  };
 });
 
-async function harnessBehindTls(startHarness: StartHarness, env: Record<string, string>) {
-  let port = 0;
-  h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, (baseUrl) => {
-    port = Number(new URL(baseUrl).port);
-    return env;
-  });
-  front = await tlsFront(port);
-  return `https://127.0.0.1:${(front.address() as AddressInfo).port}`;
-}
-
 describe('HTTPS to CPQ', () => {
-  it('verifies the certificate: an unknown CA fails the run with a clear error', async ({ startHarness }) => {
-    const url = await harnessBehindTls(startHarness, { CPQ_MAX_RETRIES: '0' });
+  it('verifies the certificate: an unknown CA fails the run with a clear error', async ({ harnessBehindTls }) => {
+    const { h, url } = await harnessBehindTls({ CPQ_MAX_RETRIES: '0' });
     const { loadConfig } = await import('../src/config.js');
     const { runSync } = await import('../src/sync/run.js');
-    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h!.t.url, CPQ_MAX_RETRIES: '0' });
-    await expect(runSync({ pool: h!.t.pool, db: h!.t.db, config, log: h!.log })).rejects.toThrow(
+    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h.t.url, CPQ_MAX_RETRIES: '0' });
+    await expect(runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log })).rejects.toThrow(
       /CPQ unreachable after 1 attempts \(.*(SELF_SIGNED|UNABLE_TO_VERIFY|self-signed).*\)/i,
     );
   });
 
-  it('trusts a private CA given in CPQ_CA_FILE', async ({ startHarness }) => {
-    const url = await harnessBehindTls(startHarness, {});
+  it('trusts a private CA given in CPQ_CA_FILE', async ({ harnessBehindTls }) => {
+    const { h, url } = await harnessBehindTls({});
     const { loadConfig } = await import('../src/config.js');
     const { runSync } = await import('../src/sync/run.js');
-    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h!.t.url, CPQ_CA_FILE: CERT_FILE });
-    const result = await runSync({ pool: h!.t.pool, db: h!.t.db, config, log: h!.log });
+    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h.t.url, CPQ_CA_FILE: CERT_FILE });
+    const result = await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log });
     expect(result.inserted).toBe(3);
   });
 });
