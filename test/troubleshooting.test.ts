@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect } from 'vitest';
+import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
+import { cli, gate } from './helpers/cli-process.js';
+import { freePort } from './helpers/free-port.js';
+import { it, type Harness } from './helpers/harness.js';
+
+/*
+ * The README's Troubleshooting section lists each error a user meets first, as the one line
+ * `cpq-sync` prints, with <placeholders> for what varies (URLs, ports, bodies). This test makes
+ * each of those failures for real and requires every line printed to match an entry, and every
+ * entry to be met: a message that changes without its README entry fails here.
+ */
+
+const README = fileURLToPath(new URL('../README.md', import.meta.url));
+const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
+const KEY_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-key.pem', import.meta.url));
+
+/** The `cpq-sync: …` code spans of the Troubleshooting section. */
+function readmeEntries(): string[] {
+  const text = readFileSync(README, 'utf8');
+  const start = text.indexOf('\n## Troubleshooting\n');
+  expect(start, 'README has a Troubleshooting section').toBeGreaterThan(0);
+  const end = text.indexOf('\n## ', start + 1);
+  const section = text.slice(start, end === -1 ? undefined : end);
+  return [...section.matchAll(/`(cpq-sync: [^`]+)`/g)].map((m) => m[1]!);
+}
+
+/** An entry as a pattern: literal text, each <placeholder> any text. */
+function pattern(entry: string): RegExp {
+  const parts = entry.split(/<[^<>]+>/).map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  return new RegExp(`^${parts.join('.+?')}$`);
+}
+
+const servers: (Server | HttpServer)[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
+
+async function listen(server: Server | HttpServer): Promise<number> {
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+/** The one line `cpq-sync run` printed on stderr, and its exit code. */
+async function runLine(h: Harness, env: Record<string, string>): Promise<{ code: number | null; line: string }> {
+  const out = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_RETRY_BASE_DELAY: '5ms', ...env });
+  const lines = out.stderr.split('\n').filter((l) => l !== '');
+  expect(lines, out.stderr).toHaveLength(1);
+  return { code: out.code, line: lines[0]! };
+}
+
+describe('the README lists every error a user meets first, as printed, with its fix', () => {
+  it('each real failure matches one entry, with the hint the entry shows; each entry is met', async ({ startHarness }) => {
+    const fusion = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2 });
+    const classic = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, auth: { basic: { username: 'sync', password: 'right' } } });
+    const open = await startHarness({ partnerCompanies: 0, usersPerCompany: 2 });
+    const basic = { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'right' };
+
+    const notCpq = await listen(createHttpServer((_req, res) => res.writeHead(404, { 'content-type': 'text/plain' }).end('not here')));
+    const openPort = Number(new URL(open.sim.baseUrl).port);
+    const tlsPort = await listen(
+      createServer({ cert: readFileSync(CERT_FILE), key: readFileSync(KEY_FILE) }, (socket) => {
+        const upstream = connect(openPort, '127.0.0.1');
+        socket.pipe(upstream).pipe(socket);
+        socket.on('error', () => upstream.destroy());
+        upstream.on('error', () => socket.destroy());
+      }),
+    );
+    const wrongPassword = new URL(open.t.url);
+    wrongPassword.password = 'not-the-password';
+
+    const cases: Record<string, { code: number; run: () => Promise<{ code: number | null; line: string }> }> = {
+      'classic prefix on a Fusion site': { code: 3, run: () => runLine(fusion, {}) },
+      'Fusion prefix on a classic site': { code: 3, run: () => runLine(classic, { ...basic, CPQ_PATH_PREFIX: '/cpq' }) },
+      'a company the site does not have': { code: 3, run: () => runLine(classic, { ...basic, CPQ_COMPANIES: 'nosuch' }) },
+      'not a CPQ site': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${notCpq}` }) },
+      'wrong password': { code: 4, run: () => runLine(classic, { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'wrong-secret-value' }) },
+      'no credentials': { code: 4, run: () => runLine(classic, {}) },
+      'unknown CA': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: `https://127.0.0.1:${tlsPort}`, CPQ_MAX_RETRIES: '0' }) },
+      'nothing listens': { code: 3, run: async () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}`, CPQ_MAX_RETRIES: '0' }) },
+      'database down': { code: 6, run: async () => runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/warehouse` }) },
+      'database password': { code: 6, run: () => runLine(open, { DATABASE_URL: wrongPassword.toString() }) },
+      'bad configuration': { code: 2, run: () => runLine(open, { CPQ_PAGE_SIZE: 'lots' }) },
+      'no site': { code: 2, run: () => runLine(open, { CPQ_BASE_URL: '' }) },
+      'a run holds the lock': {
+        code: 7,
+        run: async () => {
+          const client = await open.t.pool.connect();
+          const release = gate();
+          const holding = withSyncLock(client, 'default', () => release.promise);
+          try {
+            return await runLine(open, {});
+          } finally {
+            release.open();
+            await holding;
+            client.release();
+          }
+        },
+      },
+    };
+
+    const entries = readmeEntries();
+    const met = new Set<string>();
+    for (const [name, c] of Object.entries(cases)) {
+      const { code, line } = await c.run();
+      expect(code, `${name}: ${line}`).toBe(c.code);
+      expect(line, name).not.toMatch(/wrong-secret-value|pw-not-shown|not-the-password/);
+      const matching = entries.filter((e) => pattern(e).test(line));
+      expect(matching, `${name}: no README entry matches\n${line}`).toHaveLength(1);
+      met.add(matching[0]!);
+    }
+    expect(entries.filter((e) => !met.has(e))).toEqual([]);
+  });
+
+  it('an entry matches its own text with the placeholders filled, and nothing else (the check itself can fail)', () => {
+    const p = pattern('cpq-sync: GET <url>: CPQ answered 404 with <body>; hint: set CPQ_PATH_PREFIX=/cpq');
+    expect(p.test('cpq-sync: GET http://h/rest/x?y=1: CPQ answered 404 with "nope"; hint: set CPQ_PATH_PREFIX=/cpq')).toBe(true);
+    expect(p.test('cpq-sync: GET http://h/rest/x?y=1: CPQ answered 404 with "nope"; hint: set CPQ_PATH_PREFIX=')).toBe(false);
+    expect(p.test('cpq-sync: GET http://h/rest/x?y=1: CPQ answered 404 with "nope"')).toBe(false);
+  });
+});
