@@ -1,22 +1,15 @@
 import { PassThrough } from 'node:stream';
-import pg from 'pg';
-import { afterEach, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { exportSnapshot } from '../src/history/export.js';
-import { type Harness, it } from './helpers/harness.js';
 import { untilWaitingForLock } from './helpers/database.js';
+import { it } from './helpers/fixtures.js';
+import type { Harness } from './helpers/harness.js';
 
-let h: Harness | undefined;
-let holder: pg.Client | undefined;
-afterEach(async () => {
-  await holder?.end().catch(() => undefined);
-  holder = undefined;
-});
-
-async function snapshotLines(asOf: Date): Promise<Record<string, unknown>[]> {
+async function snapshotLines(h: Harness, asOf: Date): Promise<Record<string, unknown>[]> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
-  await exportSnapshot(h!.t.pool, asOf, 'jsonl', out);
+  await exportSnapshot(h.t.pool, asOf, 'jsonl', out);
   out.end();
   return Buffer.concat(chunks)
     .toString('utf8')
@@ -26,18 +19,17 @@ async function snapshotLines(asOf: Date): Promise<Record<string, unknown>[]> {
 }
 
 describe('snapshot: the run it names is exactly the state it contains', () => {
-  it('a run that commits after the snapshot chose its run, before it read the users, is not in it', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  it('a run that commits after the snapshot chose its run, before it read the users, is not in it', async ({ startHarness, connectClient }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const first = await h.sync();
     const later = new Date(Date.now() + 3_600_000);
 
     // Hold the snapshot between its two reads: the run it names (cpq.sync_runs) is free to read,
     // the users (cpq.users) are locked by a transaction that then commits a run adding a user.
-    holder = new pg.Client({ connectionString: h.t.url });
-    await holder.connect();
+    const holder = await connectClient(h.t.url);
     await holder.query('BEGIN');
     await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
-    const exporting = snapshotLines(later);
+    const exporting = snapshotLines(h, later);
     await untilWaitingForLock(h.t);
     const { rows } = await holder.query<{ id: string; effective_at: Date }>(
       `INSERT INTO cpq.sync_runs (status, mode, finished_at, effective_at) VALUES ('succeeded', 'incremental', now(), now()) RETURNING id, effective_at`,
@@ -56,7 +48,7 @@ describe('snapshot: the run it names is exactly the state it contains', () => {
     expect(held.map((r) => r.login)).toEqual(h.sim.users('_host').map((u) => u.login));
 
     // Asked again, the snapshot names the later run and holds its user.
-    const now = await snapshotLines(later);
+    const now = await snapshotLines(h, later);
     expect(new Set(now.map((r) => r.snapshot_run_id))).toEqual(new Set([second.id]));
     expect(now.map((r) => r.login)).toContain('zz-late');
   });

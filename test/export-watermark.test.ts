@@ -2,48 +2,35 @@ import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
-import pg from 'pg';
-import { afterEach, describe, expect } from 'vitest';
+import type pg from 'pg';
+import { describe, expect } from 'vitest';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
 import { cli } from './helpers/cli-process.js';
-import { type Harness, it } from './helpers/harness.js';
 import { untilWaitingForLock } from './helpers/database.js';
-
-let h: Harness | undefined;
-const clients: pg.Client[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.end().catch(() => undefined);
-});
+import { it } from './helpers/fixtures.js';
+import type { Harness } from './helpers/harness.js';
 
 interface Poll extends ChangesExport {
   changeIds: string[];
 }
 
 /** One poll as a warehouse makes it: the changes after the watermark, and the next watermark. */
-async function poll(from: string | { since: string }): Promise<Poll> {
+async function poll(h: Harness, from: string | { since: string }): Promise<Poll> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
-  const result = await exportChanges(h!.t.pool, typeof from === 'string' ? parseAfter(from) : parseSince(from.since), 'jsonl', out);
+  const result = await exportChanges(h.t.pool, typeof from === 'string' ? parseAfter(from) : parseSince(from.since), 'jsonl', out);
   out.end();
   const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean);
   return { ...result, changeIds: lines.map((l) => (JSON.parse(l) as { change_id: string }).change_id) };
-}
-
-async function connect(): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: h!.t.url });
-  await client.connect();
-  clients.push(client);
-  return client;
 }
 
 /**
  * A sync run as the sync writes one, in a transaction of its own: its run row, one change row,
  * and (finish) the final statement of src/sync/run.ts that marks it succeeded, then COMMIT.
  */
-async function openRun(login: string) {
-  const client = await connect();
+async function openRun(client: pg.Client, login: string) {
   await client.query('BEGIN');
   const { rows } = await client.query<{ id: string }>(`INSERT INTO cpq.sync_runs (status, mode) VALUES ('running', 'incremental') RETURNING id`);
   const runId = rows[0]!.id;
@@ -64,29 +51,29 @@ async function openRun(login: string) {
 }
 
 describe('changes --after <watermark>: no change missed or repeated, however runs commit', () => {
-  it('a run that started first and commits last is read by the next poll, not skipped', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  it('a run that started first and commits last is read by the next poll, not skipped', async ({ startHarness, connectClient }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
-    const first = await poll('0');
+    const first = await poll(h, '0');
     expect(first.changeIds).toHaveLength(3);
 
-    const early = await openRun(a!); // starts first: lower run id, change id and effective time
-    const late = await openRun(b!);
+    const early = await openRun(await connectClient(h.t.url), a!); // starts first: lower run id, change id and effective time
+    const late = await openRun(await connectClient(h.t.url), b!);
     await late.markSucceeded();
     await late.commit();
-    const second = await poll(first.watermark);
+    const second = await poll(h, first.watermark);
     expect(second.changeIds).toEqual([late.changeId]);
 
     // Polling by run id or by time from what the second poll saw would now skip the early run.
     await early.markSucceeded();
     await early.commit();
-    expect((await poll({ since: late.runId })).changeIds).toEqual([]);
-    const third = await poll(second.watermark);
+    expect((await poll(h, { since: late.runId })).changeIds).toEqual([]);
+    const third = await poll(h, second.watermark);
     expect(third.changeIds).toEqual([early.changeId]);
     expect(BigInt(third.watermark)).toBeGreaterThan(BigInt(second.watermark));
 
-    const idle = await poll(third.watermark);
+    const idle = await poll(h, third.watermark);
     expect(idle).toEqual({ changes: 0, watermark: third.watermark, changeIds: [] });
     // Exactly once: the polls together hold every change of the log, each once.
     const all = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log ORDER BY id`);
@@ -95,28 +82,29 @@ describe('changes --after <watermark>: no change missed or repeated, however run
 
   it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async ({
     startHarness,
+    connectClient,
   }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const [a, b, c] = h.sim.users('_host').map((u) => String(u.login));
-    const start = await poll('0');
+    const start = await poll(h, '0');
 
-    const rolledBack = await openRun(c!);
+    const rolledBack = await openRun(await connectClient(h.t.url), c!);
     await rolledBack.markSucceeded();
     await rolledBack.client.query('ROLLBACK');
 
-    const one = await openRun(a!);
-    const two = await openRun(b!);
+    const one = await openRun(await connectClient(h.t.url), a!);
+    const two = await openRun(await connectClient(h.t.url), b!);
     await one.markSucceeded(); // took its number; not committed yet
     const twoFinishing = two.markSucceeded();
     await untilWaitingForLock(h.t);
-    expect(await poll(start.watermark)).toEqual({ changes: 0, watermark: start.watermark, changeIds: [] });
+    expect(await poll(h, start.watermark)).toEqual({ changes: 0, watermark: start.watermark, changeIds: [] });
     await one.commit();
     await twoFinishing;
-    const afterOne = await poll(start.watermark);
+    const afterOne = await poll(h, start.watermark);
     expect(afterOne.changeIds).toEqual([one.changeId]);
     await two.commit();
-    const afterTwo = await poll(afterOne.watermark);
+    const afterTwo = await poll(h, afterOne.watermark);
     expect(afterTwo.changeIds).toEqual([two.changeId]);
 
     const seqs = await h.t.query<{ id: string; commit_seq: string }>(
@@ -127,7 +115,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
   });
 
   it('rows and watermark come from one snapshot: a run committing while the export streams is left whole to the next poll', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const [login] = h.sim.users('_host').map((u) => String(u.login));
 
@@ -154,13 +142,13 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     expect(held.changes).toBe(3);
     expect(text).not.toContain('Committed-Meanwhile');
 
-    const next = await poll(held.watermark);
+    const next = await poll(h, held.watermark);
     const [change] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log WHERE run_id = $1`, [meanwhile.runId]);
     expect(next.changeIds).toEqual([change!.id]);
   });
 
   it('the CLI prints the next watermark on stderr, and refuses a watermark this database never printed', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
     const env = { DATABASE_URL: h.t.url };
     const all = await cli(['changes', '--after', '0'], env);
@@ -181,7 +169,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
 
 describe('migration 0009 on a database of an earlier release', () => {
   it('numbers the successful runs it finds in id order (the sync lock kept that commit order), and the next run after them', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
     try {
       for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < '0009')) cpSync(join(MIGRATIONS_DIR, file), join(earlier, file));
@@ -209,11 +197,11 @@ describe('migration 0009 on a database of an earlier release', () => {
       { id: '2', commit_seq: null, same: null }, // a failed run committed nothing: no committed_at
       { id: '3', commit_seq: '2', same: true },
     ]);
-    const all = await poll('0');
+    const all = await poll(h, '0');
     expect(all.watermark).toBe('2');
     expect(all.changeIds).toEqual(['1', '2']);
     const next = await h.sync();
     expect(await h.t.query(`SELECT commit_seq::text FROM cpq.sync_runs WHERE id = $1`, [next.runId])).toEqual([{ commit_seq: '3' }]);
-    expect((await poll(all.watermark)).changeIds).toHaveLength(2); // the first load of the two users
+    expect((await poll(h, all.watermark)).changeIds).toHaveLength(2); // the first load of the two users
   });
 });

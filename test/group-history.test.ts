@@ -2,13 +2,14 @@ import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportSnapshot } from '../src/history/export.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { TestDatabase } from './helpers/database.js';
 import { expectInSync, rowVersions } from './helpers/db-equals-simulator.js';
 import { runSync } from '../src/sync/run.js';
-import { type Harness, it } from './helpers/harness.js';
+import { it } from './helpers/fixtures.js';
+import type { Harness } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
 interface GroupDef {
@@ -17,42 +18,36 @@ interface GroupDef {
   type: string;
 }
 
-let h: Harness | undefined;
-let t: TestDatabase | undefined;
-afterEach(async () => {
-  await t?.drop();
-  t = undefined;
-});
-
 const groupsOf = (user: Raw) => (user.groups as { items: GroupDef[] }).items;
 
 /** Renames (or retypes) a group on every member in `company`, as CPQ shows a group edited by an admin: dateModified of the members stays. */
-function redefine(company: string, variableName: string, change: Partial<Omit<GroupDef, 'variableName'>>): number {
+function redefine(h: Harness, company: string, variableName: string, change: Partial<Omit<GroupDef, 'variableName'>>): number {
   let members = 0;
-  for (const user of h!.sim.users(company)) {
+  for (const user of h.sim.users(company)) {
     const group = groupsOf(user).find((g) => g.variableName === variableName);
     if (!group) continue;
-    h!.sim.addGroup(company, String(user.login), { ...group, ...change }, { touch: false });
+    h.sim.addGroup(company, String(user.login), { ...group, ...change }, { touch: false });
     members++;
   }
   return members;
 }
 
-const effectiveAt = async (runId: string) => (await h!.t.query<{ at: Date }>(`SELECT effective_at AS at FROM cpq.sync_runs WHERE id = $1`, [runId]))[0]!.at;
-const groupChanges = (runId: string) =>
-  h!.t.query<{ change: string; group_variable_name: string; diff: Raw }>(
+const effectiveAt = async (h: Harness, runId: string) =>
+  (await h.t.query<{ at: Date }>(`SELECT effective_at AS at FROM cpq.sync_runs WHERE id = $1`, [runId]))[0]!.at;
+const groupChanges = (h: Harness, runId: string) =>
+  h.t.query<{ change: string; group_variable_name: string; diff: Raw }>(
     `SELECT change, group_variable_name, diff FROM cpq.group_changes WHERE run_id = $1 ORDER BY id`,
     [runId],
   );
-const userChanges = (runId: string) => h!.t.query(`SELECT change, login, diff FROM cpq.user_changes WHERE run_id = $1`, [runId]);
-const groupAsOf = async (at: Date, variableName: string) =>
-  (await h!.t.query<{ label: string; type: string }>(`SELECT label, type FROM cpq.groups_as_of($1) WHERE variable_name = $2`, [at, variableName]))[0];
+const userChanges = (h: Harness, runId: string) => h.t.query(`SELECT change, login, diff FROM cpq.user_changes WHERE run_id = $1`, [runId]);
+const groupAsOf = async (h: Harness, at: Date, variableName: string) =>
+  (await h.t.query<{ label: string; type: string }>(`SELECT label, type FROM cpq.groups_as_of($1) WHERE variable_name = $2`, [at, variableName]))[0];
 
-async function snapshotGroups(asOf: Date): Promise<Map<string, GroupDef[]>> {
+async function snapshotGroups(h: Harness, asOf: Date): Promise<Map<string, GroupDef[]>> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
-  await exportSnapshot(h!.t.pool, asOf, 'jsonl', out);
+  await exportSnapshot(h.t.pool, asOf, 'jsonl', out);
   out.end();
   const lines = Buffer.concat(chunks)
     .toString('utf8')
@@ -102,11 +97,11 @@ describe('group history', () => {
   it('versions a label change and a type change, logs each once (not once per member), and answers as-of with the definitions of the time', async ({
     startHarness,
   }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, groups: 6 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0, groups: 6 });
     const first = await h.sync();
     const definitions = new Map(h.sim.users('_host').flatMap((u) => groupsOf(u).map((g) => [g.variableName, g] as const)));
     // The first run sees every group: one insert each, with its label and type.
-    const inserts = await groupChanges(first.runId);
+    const inserts = await groupChanges(h, first.runId);
     expect(inserts.map((c) => c.group_variable_name).sort()).toEqual([...definitions.keys()].sort());
     for (const c of inserts) {
       const def = definitions.get(c.group_variable_name)!;
@@ -119,24 +114,24 @@ describe('group history', () => {
 
     const [renamed, retyped] = [...definitions.values()].sort((a, b) => a.variableName.localeCompare(b.variableName));
     // Each returns the group's members, whose records now carry the new definition.
-    expect(redefine('_host', renamed!.variableName, { label: 'Renamed Group' })).toBe(8);
-    expect(redefine('_host', retyped!.variableName, { type: 'Approver-Changed' })).toBe(6);
+    expect(redefine(h, '_host', renamed!.variableName, { label: 'Renamed Group' })).toBe(8);
+    expect(redefine(h, '_host', retyped!.variableName, { type: 'Approver-Changed' })).toBe(6);
     const second = await h.sync({ full: true });
 
-    expect(await groupChanges(second.runId)).toEqual([
+    expect(await groupChanges(h, second.runId)).toEqual([
       { change: 'update', group_variable_name: renamed!.variableName, diff: { label: { old: renamed!.label, new: 'Renamed Group' } } },
       { change: 'update', group_variable_name: retyped!.variableName, diff: { type: { old: retyped!.type, new: 'Approver-Changed' } } },
     ]);
     // The members' records changed only through the groups' definitions: no user changed.
-    expect(await userChanges(second.runId)).toEqual([]);
+    expect(await userChanges(h, second.runId)).toEqual([]);
     expect(second.updated).toBe(0);
 
-    const [t1, t2] = [await effectiveAt(first.runId), await effectiveAt(second.runId)];
-    expect(await groupAsOf(t1, renamed!.variableName)).toEqual({ label: renamed!.label, type: renamed!.type });
-    expect(await groupAsOf(t1, retyped!.variableName)).toEqual({ label: retyped!.label, type: retyped!.type });
-    expect(await groupAsOf(t2, renamed!.variableName)).toEqual({ label: 'Renamed Group', type: renamed!.type });
-    expect(await groupAsOf(t2, retyped!.variableName)).toEqual({ label: retyped!.label, type: 'Approver-Changed' });
-    expect(await groupAsOf(new Date(t1.getTime() - 1), renamed!.variableName)).toBeUndefined();
+    const [t1, t2] = [await effectiveAt(h, first.runId), await effectiveAt(h, second.runId)];
+    expect(await groupAsOf(h, t1, renamed!.variableName)).toEqual({ label: renamed!.label, type: renamed!.type });
+    expect(await groupAsOf(h, t1, retyped!.variableName)).toEqual({ label: retyped!.label, type: retyped!.type });
+    expect(await groupAsOf(h, t2, renamed!.variableName)).toEqual({ label: 'Renamed Group', type: renamed!.type });
+    expect(await groupAsOf(h, t2, retyped!.variableName)).toEqual({ label: retyped!.label, type: 'Approver-Changed' });
+    expect(await groupAsOf(h, new Date(t1.getTime() - 1), renamed!.variableName)).toBeUndefined();
     const versions = await h.t.query(
       `SELECT variable_name, label, type, valid_from, valid_to, ended_by_run_id::text AS ended_by FROM cpq.group_versions ORDER BY variable_name`,
     );
@@ -149,7 +144,7 @@ describe('group history', () => {
     // A member's raw is the record as read now, and as it was read before in its earlier version.
     const member = h.sim.users('_host').find((u) => groupsOf(u).some((g) => g.variableName === renamed!.variableName))!;
     const labelIn = async (sql: string, at?: Date) =>
-      (await h!.t.query<{ label: string }>(sql, at ? [member.login, renamed!.variableName, at] : [member.login, renamed!.variableName]))[0]?.label;
+      (await h.t.query<{ label: string }>(sql, at ? [member.login, renamed!.variableName, at] : [member.login, renamed!.variableName]))[0]?.label;
     const rawLabel = (from: string) =>
       `SELECT g->>'label' AS label FROM ${from} u CROSS JOIN jsonb_array_elements(u.raw->'groups'->'items') g
        WHERE u.login = $1 AND g->>'variableName' = $2`;
@@ -157,16 +152,16 @@ describe('group history', () => {
     expect(await labelIn(rawLabel('cpq.users_as_of($3)'), t1)).toBe(renamed!.label);
 
     // Snapshots show the definitions as they were.
-    const before = (await snapshotGroups(t1)).get(String(member.login))!;
+    const before = (await snapshotGroups(h, t1)).get(String(member.login))!;
     expect(before.find((g) => g.variableName === renamed!.variableName)).toMatchObject({ label: renamed!.label, type: renamed!.type });
-    const after = (await snapshotGroups(t2)).get(String(member.login))!;
+    const after = (await snapshotGroups(h, t2)).get(String(member.login))!;
     expect(after.find((g) => g.variableName === renamed!.variableName)).toMatchObject({ label: 'Renamed Group' });
 
     // The same site read again, incrementally and in full: nothing changes, nothing is logged.
     for (const options of [{}, { full: true }]) {
       const again = await h.sync(options);
-      expect(await groupChanges(again.runId)).toEqual([]);
-      expect(await userChanges(again.runId)).toEqual([]);
+      expect(await groupChanges(h, again.runId)).toEqual([]);
+      expect(await userChanges(h, again.runId)).toEqual([]);
     }
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_versions`)).toEqual([{ n: 2 }]);
     await expectInSync(h);
@@ -174,44 +169,44 @@ describe('group history', () => {
   });
 
   it('logs a group first seen in a later run as an insert valid from that run', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4 });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4 });
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'zzLater', label: 'Later', type: 'Sales' });
     const run = await h.sync();
-    expect(await groupChanges(run.runId)).toEqual([
+    expect(await groupChanges(h, run.runId)).toEqual([
       { change: 'insert', group_variable_name: 'zzLater', diff: { label: { old: null, new: 'Later' }, type: { old: null, new: 'Sales' } } },
     ]);
-    const at = await effectiveAt(run.runId);
-    expect(await groupAsOf(at, 'zzLater')).toEqual({ label: 'Later', type: 'Sales' });
-    expect(await groupAsOf(new Date(at.getTime() - 1), 'zzLater')).toBeUndefined();
+    const at = await effectiveAt(h, run.runId);
+    expect(await groupAsOf(h, at, 'zzLater')).toEqual({ label: 'Later', type: 'Sales' });
+    expect(await groupAsOf(h, new Date(at.getTime() - 1), 'zzLater')).toBeUndefined();
     // The membership diff is the user's; the definition is the group's.
-    expect(await userChanges(run.runId)).toEqual([
+    expect(await userChanges(h, run.runId)).toEqual([
       expect.objectContaining({ change: 'update', login: a, diff: expect.objectContaining({ groups: { added: ['zzLater'], removed: [] } }) as unknown }),
     ]);
   });
 
   it('keeps the definitions a CSV export leaves out (no label or type) and logs nothing for groups', async ({ startHarness }) => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4, zipExport: { entries: [{ format: 'csv' }] } });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4, zipExport: { entries: [{ format: 'csv' }] } });
     await h.sync();
     const before = await h.t.query(`SELECT variable_name, label, type, valid_from FROM cpq.groups ORDER BY 1`);
     expect(before.every((g) => g.label !== null && g.type !== null)).toBe(true);
     const zip = await runSync({ pool: h.t.pool, db: h.t.db, config: { ...h.config, cpq: { ...h.config.cpq!, exportFormat: 'zip' } }, log: h.log });
-    expect(await groupChanges(zip.runId)).toEqual([]);
+    expect(await groupChanges(h, zip.runId)).toEqual([]);
     expect(await h.t.query(`SELECT variable_name, label, type, valid_from FROM cpq.groups ORDER BY 1`)).toEqual(before);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_versions`)).toEqual([{ n: 0 }]);
     await expectGroupLogReplays(h.t);
   });
 
   it('writes nothing for groups in a failed run; the next run logs the change once', async ({ startHarness }) => {
-    h = await startHarness(
+    const h = await startHarness(
       { partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 },
       { CPQ_COMPANIES: '_host,partner1', CPQ_CONCURRENCY: '1' },
     );
     await h.sync();
     const group = groupsOf(h.sim.users('_host')[0]!)[0]!;
-    redefine('_host', group.variableName, { label: 'Renamed In A Failed Run' });
-    redefine('partner1', group.variableName, { label: 'Renamed In A Failed Run' });
+    redefine(h, '_host', group.variableName, { label: 'Renamed In A Failed Run' });
+    redefine(h, 'partner1', group.variableName, { label: 'Renamed In A Failed Run' });
     const before = await rowVersions(h.t);
     // The partner company fails after the host company was read.
     h.sim.addFault({ match: { path: '/rest/v16/companies/partner1/users' }, times: Infinity, status: 503 });
@@ -220,7 +215,7 @@ describe('group history', () => {
 
     h.sim.clearFaults();
     const run = await h.sync({ full: true });
-    expect(await groupChanges(run.runId)).toEqual([
+    expect(await groupChanges(h, run.runId)).toEqual([
       { change: 'update', group_variable_name: group.variableName, diff: { label: { old: group.label, new: 'Renamed In A Failed Run' } } },
     ]);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_changes WHERE change = 'update'`)).toEqual([{ n: 1 }]);
@@ -229,8 +224,8 @@ describe('group history', () => {
 });
 
 describe('migration 0008 on a database of an earlier release', () => {
-  it('keeps every group, valid from the run that first gave it a member (else the first run), with no change rows', async () => {
-    t = await createTestDatabase();
+  it('keeps every group, valid from the run that first gave it a member (else the first run), with no change rows', async ({ createDatabase }) => {
+    const t = await createDatabase();
     const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
     try {
       for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < '0008')) cpSync(join(MIGRATIONS_DIR, file), join(earlier, file));
@@ -273,7 +268,7 @@ describe('migration 0008 on a database of an earlier release', () => {
       { variable_name: 'sinceFirst', label: 'Since First', valid_from: t1 },
       { variable_name: 'sinceSecond', label: 'Since Second', valid_from: t2 },
     ]);
-    const asOf = async (at: Date) => (await t!.query<{ v: string }>(`SELECT variable_name AS v FROM cpq.groups_as_of($1) ORDER BY 1`, [at])).map((r) => r.v);
+    const asOf = async (at: Date) => (await t.query<{ v: string }>(`SELECT variable_name AS v FROM cpq.groups_as_of($1) ORDER BY 1`, [at])).map((r) => r.v);
     expect(await asOf(t1)).toEqual(['noMembers', 'sinceFirst']);
     expect(await asOf(t3)).toEqual(['ended', 'noMembers', 'sinceFirst', 'sinceSecond']);
     expect(await t.query(`SELECT count(*)::int AS n FROM cpq.group_changes`)).toEqual([{ n: 0 }]);

@@ -1,0 +1,37 @@
+import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from './database.js';
+import { it as harnessIt } from './harness.js';
+
+/**
+ * The harness `it` (see ./harness.ts) with two more fixtures, each closed when the test ends,
+ * pass or fail:
+ * - `connectClient(url)`: a pg client of its own on `url`, for a test that holds a lock or a
+ *   transaction open beside the code under test (ended; a transaction left open is rolled back);
+ * - `createDatabase()`: a fresh test database with no simulator (dropped).
+ */
+export const it = harnessIt
+  // eslint-disable-next-line no-empty-pattern -- vitest reads the fixtures a fixture needs from this pattern
+  .extend('connectClient', async ({}, { onCleanup }) => {
+    const clients: pg.Client[] = [];
+    onCleanup(async () => {
+      for (const client of clients.splice(0)) await client.end().catch(() => undefined);
+    });
+    return async (url: string): Promise<pg.Client> => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      clients.push(client);
+      return client;
+    };
+  })
+  // eslint-disable-next-line no-empty-pattern -- as above
+  .extend('createDatabase', async ({}, { onCleanup }) => {
+    const databases: TestDatabase[] = [];
+    onCleanup(async () => {
+      for (const t of databases.splice(0)) await t.drop();
+    });
+    return async (): Promise<TestDatabase> => {
+      const t = await createTestDatabase();
+      databases.push(t);
+      return t;
+    };
+  });
