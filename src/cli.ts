@@ -14,6 +14,9 @@ import { createLogger, type Logger } from './logger.js';
 import { runSync } from './sync/run.js';
 import { CpqSimulator } from './simulator/index.js';
 import { runDemo } from './demo.js';
+import { formatAlerts, readAlerts, sendTestAlert, stringifyAlerts } from './alerts/commands.js';
+import { deliverPendingAlerts } from './alerts/delivery.js';
+import { requeueFailedAlerts } from './db/sql/requeue-failed-alerts.js';
 import { validateSchedule } from './worker/cron-schedule.js';
 import { ShutdownSignals } from './worker/shutdown.js';
 import { formatStatus, readStatus, statusExitCode, stringifyStatus } from './worker/status.js';
@@ -237,6 +240,65 @@ program
       },
       { logToStderr: opts.out === undefined },
     ),
+  );
+
+const alerts = program.command('alerts').description('alerts on privileged access: send a test alert, list the undelivered ones, send the failed ones again');
+
+alerts
+  .command('test')
+  .description('send a sample alert to ALERT_WEBHOOK_URL now, signed as real ones are; writes nothing to the database')
+  .addOption(new Option('--site <name>', 'the site the sample names').default('default'))
+  .action((opts: { site: string }) =>
+    command(async (config) => {
+      const { key, result } = await sendTestAlert(config.alerts, opts.site);
+      if (result.ok) {
+        process.stdout.write(`test alert delivered (idempotency key ${key})\n`);
+      } else {
+        process.stderr.write(`cpq-sync: test alert not delivered: ${result.error}\n`);
+        process.exitCode = 1;
+      }
+    }),
+  );
+
+alerts
+  .command('list')
+  .description('the pending and failed alerts, newest first (reads only; works with the cpq_reader role)')
+  .option('--json', 'JSON for scripts instead of a table')
+  .addOption(new Option('--status <status...>', 'which alerts').choices(['pending', 'failed', 'delivered']).default(['pending', 'failed']))
+  .addOption(new Option('--limit <n>', 'how many alerts to list').default('100'))
+  .action((opts: { json?: boolean; status: ('pending' | 'failed' | 'delivered')[]; limit: string }) =>
+    command(
+      async (config, log) => {
+        const limit = Number(opts.limit);
+        if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 100_000)
+          throw new ConfigError(`--limit must be a whole number from 1 to 100000, got "${opts.limit}"`);
+        const database = await openDatabase(config, log);
+        try {
+          const rows = await readAlerts(database.pool, opts.status, limit);
+          process.stdout.write(opts.json ? stringifyAlerts(rows) : formatAlerts(rows));
+        } finally {
+          await database.close();
+        }
+      },
+      { logToStderr: true },
+    ),
+  );
+
+alerts
+  .command('retry')
+  .description('make the failed alerts (refused by the webhook) pending again and send the due ones now')
+  .action(() =>
+    command(async (config, log) => {
+      const database = await openDatabase(config, log);
+      try {
+        await migrate(database.db, { onAhead: logAhead(log) });
+        const requeued = await requeueFailedAlerts(database.pool);
+        const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log });
+        log.info({ requeued, ...report }, 'failed alerts requeued');
+      } finally {
+        await database.close();
+      }
+    }),
   );
 
 program

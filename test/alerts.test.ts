@@ -4,7 +4,11 @@ import { afterEach, describe, expect } from 'vitest';
 import { alertPayload, deliverPendingAlerts } from '../src/alerts/delivery.js';
 import { verifySignature } from '../src/alerts/signing.js';
 import { globToIlike } from '../src/db/sql/insert-alerts.js';
+import { countAlerts } from '../src/db/sql/count-alerts.js';
 import { requeueFailedAlerts } from '../src/db/sql/requeue-failed-alerts.js';
+import { WorkerMetrics, type WorkerMetricsOptions } from '../src/worker/metrics.js';
+import { SyncWorker } from '../src/worker/sync-worker.js';
+import { cli } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 
 /*
@@ -319,6 +323,93 @@ describe('alerts on privileged access', () => {
     h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
     expect((await h.sync()).updated).toBe(1);
     expect(await outbox(h)).toEqual([]);
+  });
+});
+
+describe('alerts between runs, metrics and the command line', () => {
+  it('schedule retries pending alerts between runs; the metrics count them by status', async ({ startHarness }) => {
+    const hook = await receiver();
+    hook.status = 500;
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_RETRY_EVERY: '100ms' }));
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    await h.sync();
+    // sites: what the worker's metrics take once there are several sites; ignored before.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- needed where the options have no sites yet
+    const metrics = new WorkerMetrics({ sites: ['default'], alertCounts: () => countAlerts(h.t.pool), processMetrics: false } as WorkerMetricsOptions);
+    let text = await metrics.text();
+    expect(text).toContain('cpq_sync_alerts{status="pending"} 1');
+    expect(text).toContain('cpq_sync_alerts{status="delivered"} 0');
+
+    hook.status = 200;
+    const worker = new SyncWorker({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log });
+    await worker.start();
+    try {
+      for (let i = 0; i < 100 && (await outbox(h))[0]!.status !== 'delivered'; i++) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await worker.stop();
+    }
+    expect((await outbox(h))[0]!.status).toBe('delivered');
+    text = await worker.metrics.text();
+    expect(text).toContain('cpq_sync_alerts{status="pending"} 0');
+    expect(text).toContain('cpq_sync_alerts{status="delivered"} 1');
+    expect(text).toContain('cpq_sync_alerts{status="failed"} 0');
+  });
+
+  it('cpq-sync alerts test sends a signed sample; alerts list shows pending and failed ones, as a table or JSON', async ({ startHarness }) => {
+    const hook = await receiver();
+    const env = { ALERT_WEBHOOK_URL: hook.url, ALERT_WEBHOOK_SECRET: SECRET, LOG_LEVEL: 'warn' };
+    const sent = await cli(['alerts', 'test'], env);
+    expect(sent.stderr).toBe('');
+    expect(sent.code).toBe(0);
+    expect(hook.requests).toHaveLength(1);
+    const [sample] = hook.requests;
+    expect(verifySignature(sample!.body, sample!.headers['x-cpq-sync-signature'] as string, SECRET)).toBe(true);
+    expect(sample!.json).toMatchObject({ type: 'cpq-sync.alert', site: 'default', rule: 'admin_flag', runId: '0' });
+    expect(sent.stdout).toContain(String(sample!.json.idempotencyKey));
+
+    hook.status = 403;
+    const refused = await cli(['alerts', 'test'], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe('cpq-sync: test alert not delivered: the webhook answered HTTP 403: no_service\n');
+    const unset = await cli(['alerts', 'test'], { LOG_LEVEL: 'warn' });
+    expect(unset.code).toBe(2);
+    expect(unset.stderr).toContain('ALERT_WEBHOOK_URL is not set');
+
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
+    await h.sync();
+    const [a, b] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    h.sim.updateUser('_host', b!, { login: `${b!}\u001b[31m` });
+    h.sim.addGroup('_host', `${b!}\u001b[31m`, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    hook.status = 503;
+    await h.sync();
+    const rows = await outbox(h);
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    expect(rows.every((r) => r.status === 'pending')).toBe(true);
+    await h.t.query(`UPDATE cpq.alert_outbox SET status = 'failed' WHERE id = $1`, [rows[0]!.id]);
+
+    const list = await cli(['alerts', 'list'], { DATABASE_URL: h.t.url, LOG_LEVEL: 'warn' });
+    expect(list.code).toBe(0);
+    const lines = list.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+STATUS\s+SITE\s+COMPANY\s+LOGIN\s+RULE\s+SUBJECT\s+OLD\s+NEW\s+RUN\s+ATTEMPTS\s+NEXT ATTEMPT\s+LAST ERROR$/);
+    expect(lines).toHaveLength(rows.length + 1);
+    expect(list.stdout).not.toContain('\u001b');
+    expect(lines.some((l) => l.includes('failed') && l.includes('group_membership') && l.includes('zzAdmins'))).toBe(true);
+
+    const listed = await cli(['alerts', 'list', '--json'], { DATABASE_URL: h.t.url, LOG_LEVEL: 'warn' });
+    const parsed = JSON.parse(listed.stdout) as Record<string, unknown>[];
+    expect(parsed.map((r) => [r.id, r.status, r.rule, r.subject, r.idempotencyKey]).sort()).toEqual(
+      rows.map((r, i) => [r.id, i === 0 ? 'failed' : 'pending', r.rule, r.subject, r.idempotency_key]).sort(),
+    );
+
+    // An older schema: one line saying to migrate, and nothing migrated.
+    await h.t.query('DROP TABLE cpq.alert_outbox');
+    const old = await cli(['alerts', 'list'], { DATABASE_URL: h.t.url, LOG_LEVEL: 'warn' });
+    expect(old.code).toBe(6);
+    expect(old.stderr).toBe('cpq-sync: the database has no alert outbox (cpq.alert_outbox) yet: run cpq-sync migrate\n');
+    expect(await h.t.query(`SELECT to_regclass('cpq.alert_outbox') AS t`)).toEqual([{ t: null }]);
   });
 });
 

@@ -18,6 +18,8 @@ export interface WorkerMetricsOptions {
   lastSuccess?: () => Promise<Date | null>;
   /** Node.js process metrics (memory, CPU, event loop); default true. */
   processMetrics?: boolean;
+  /** How many alerts the outbox holds per status; read at scrape time. */
+  alertCounts?: () => Promise<Record<'pending' | 'delivered' | 'failed', number>>;
 }
 
 const RUN_STATUSES: RunOutcomeStatus[] = ['succeeded', 'failed', 'interrupted'];
@@ -84,6 +86,19 @@ export class WorkerMetrics {
     for (const status of RUN_STATUSES) this.runs.inc({ status }, 0);
     for (const reason of SKIP_REASONS) this.skipped.inc({ reason }, 0);
     for (const change of USER_CHANGES) this.users.inc({ change }, 0);
+    const alertCounts = options.alertCounts;
+    new Gauge({
+      name: 'cpq_sync_alerts',
+      help: 'Alerts on privileged access in the outbox, by status: pending (to be sent or retried), delivered, failed (refused by the webhook)',
+      labelNames: ['status'],
+      registers,
+      // From the database at scrape time, like the last success; unreadable, the previous values stay.
+      async collect() {
+        if (!alertCounts) return;
+        const counts = await alertCounts().catch(() => undefined);
+        if (counts) for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
+      },
+    });
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 

@@ -1,5 +1,7 @@
 import { ConfigError, requireCpq } from '../config.js';
 import { logAhead, migrate } from '../db/migrate.js';
+import { deliverPendingAlerts } from '../alerts/delivery.js';
+import { countAlerts } from '../db/sql/count-alerts.js';
 import { readLastSuccess } from '../db/sql/read-last-success.js';
 import { EXIT_CODES, SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { runSync, type SyncDeps } from '../sync/run.js';
@@ -23,6 +25,9 @@ export class SyncWorker {
   private current: Promise<void> | undefined;
   /** The port health and metrics listen on, once started; undefined when HTTP_PORT is unset. */
   httpPort: number | undefined;
+  /** Retries pending alerts between runs (every ALERT_RETRY_EVERY), and the pass under way. */
+  private alertRetry: NodeJS.Timeout | undefined;
+  private alertPass: Promise<unknown> | undefined;
 
   constructor(private readonly deps: SyncDeps) {
     requireCpq(deps.config);
@@ -37,6 +42,7 @@ export class SyncWorker {
     });
     this.healthDb = HealthConnection.forPool(deps.pool);
     this.metrics = new WorkerMetrics({
+      alertCounts: () => countAlerts(this.healthDb),
       lastSuccess: () => {
         // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
         return readLastSuccess(this.healthDb);
@@ -50,6 +56,10 @@ export class SyncWorker {
     await migrate(this.deps.db, { onAhead: logAhead(log) }).catch((err: unknown) => {
       throw err instanceof SyncError ? err : new SyncError('database', `database error: ${errorMessage(err)}`);
     });
+    if (config.alerts.webhook) {
+      this.alertRetry = setInterval(() => this.retryAlerts(), config.alerts.retryEveryMs);
+      this.alertRetry.unref();
+    }
     if (config.worker.httpPort !== undefined) {
       this.health = new HealthServer({
         port: config.worker.httpPort,
@@ -129,11 +139,22 @@ export class SyncWorker {
     }
   }
 
+  /** The pending alerts that are due, sent between runs (each run sends them too, after its commit); one pass at a time. */
+  private retryAlerts(): void {
+    if (this.alertPass || this.stopping.signal.aborted) return;
+    const { pool, config, log } = this.deps;
+    this.alertPass = deliverPendingAlerts({ on: pool, config: config.alerts, log, signal: this.stopping.signal }).finally(() => {
+      this.alertPass = undefined;
+    });
+  }
+
   /** No new runs; the current one is aborted (rolls back, recorded `interrupted`) and awaited; HTTP closes last. */
   async stop(): Promise<void> {
     this.schedule.stop();
     this.stopping.abort(new Error('worker stopping'));
     await this.current;
+    clearInterval(this.alertRetry);
+    await this.alertPass;
     await this.health?.stop();
     await this.healthDb.close();
     this.deps.log.info('worker stopped');
