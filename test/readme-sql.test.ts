@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { describe, expect } from 'vitest';
+import { itWithFileHarness } from './helpers/fixtures.js';
 
 /** Every statement of every ```sql block in the README: the manual's examples must run. */
 const statements = [...readFileSync(new URL('../README.md', import.meta.url), 'utf8').matchAll(/```sql\n([\s\S]*?)```/g)]
@@ -8,18 +8,13 @@ const statements = [...readFileSync(new URL('../README.md', import.meta.url), 'u
   .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
   .filter((s) => s !== '');
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 20, integrationUsers: 2 }, { CPQ_COMPANIES: '*' });
-  await h.sync();
-});
-afterAll(async () => h.close());
+const it = itWithFileHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 20, integrationUsers: 2 }, { CPQ_COMPANIES: '*' }, (h) => h.sync());
 
 describe('README SQL examples', () => {
   it('has examples', () => {
     expect(statements.length).toBeGreaterThan(5);
   });
-  it.each(statements.map((s) => [s.split('\n')[0], s]))('runs: %s', async (_title, statement) => {
+  it.for(statements.map((s) => [s.split('\n')[0]!, s] as const))('runs: %s', async ([, statement], { h }) => {
     await expect(h.t.query(statement)).resolves.toBeDefined();
   });
 });

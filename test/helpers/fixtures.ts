@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './database.js';
-import { it as harnessIt } from './harness.js';
+import { it as harnessIt, startHarness, type Harness } from './harness.js';
 
 /**
  * The harness `it` (see ./harness.ts) with two more fixtures, each closed when the test ends,
@@ -35,3 +35,22 @@ export const it = harnessIt
       return t;
     };
   });
+
+/**
+ * `it` (the one above) with `h`: one harness shared by the tests of a file, started and made
+ * ready by `prepare` for the first test that asks for it, and closed when the file's tests end,
+ * pass or fail. For files whose tests each read the same prepared state.
+ */
+export function itWithFileHarness(
+  simulator: Parameters<typeof startHarness>[0],
+  env: Parameters<typeof startHarness>[1],
+  prepare: (h: Harness) => Promise<unknown>,
+) {
+  // eslint-disable-next-line no-empty-pattern -- vitest reads the fixtures a fixture needs from this pattern
+  return it.extend('h', { scope: 'file' }, async ({}, { onCleanup }) => {
+    const h = await startHarness(simulator, env);
+    onCleanup(() => h.close());
+    await prepare(h);
+    return h;
+  });
+}
