@@ -73,10 +73,12 @@ export function describeAuth(auth: CpqAuthConfig): string {
   }
 }
 
-export function authHint(auth: CpqAuthConfig, status: number | undefined): string {
+/** The fix for refused credentials, from the refusal's message: CPQ's 401 or 403, or the OAuth token service's. */
+export function authHint(auth: CpqAuthConfig, message: string): string {
   const tried = `tried ${describeAuth(auth)}`;
   if (auth.kind === 'none') return `${tried}: set CPQ_USERNAME and CPQ_PASSWORD, CPQ_TOKEN, or the CPQ_OAUTH_* settings`;
-  if (status === 403) return `${tried}: accepted as someone, but refused this resource; give that user the REST API permissions CPQ requires`;
+  if (/OAuth token/.test(message)) return `${tried}: check CPQ_OAUTH_TOKEN_URL, the client id and secret, and CPQ_OAUTH_SCOPE`;
+  if (/\(403\)/.test(message)) return `${tried}: accepted as someone, but refused this resource; give that user the REST API permissions CPQ requires`;
   return `${tried}: check those settings (and that the user may use the REST API)`;
 }
 
@@ -123,9 +125,7 @@ export function hintFor(err: unknown, facts: HintFacts = {}): string | undefined
   const message = errorMessage(err);
   switch (err.kind) {
     case 'auth':
-      if (/OAuth token/.test(message))
-        return cpq ? `tried ${describeAuth(cpq.auth)}: check CPQ_OAUTH_TOKEN_URL, the client id and secret, and CPQ_OAUTH_SCOPE` : undefined;
-      return cpq ? authHint(cpq.auth, /\((403)\)/.test(message) ? 403 : 401) : undefined;
+      return cpq ? authHint(cpq.auth, message) : undefined;
     case 'source': {
       if (err.status === 404 && cpq && facts.prefixes) return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1]);
       return tlsHint(message, cpq) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined);

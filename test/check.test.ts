@@ -158,6 +158,17 @@ describe('cpq-sync check against the simulator', () => {
     const bearer = await runCheck(envOf(h, { CPQ_TOKEN: 'tok-wrong-value' }));
     expect(step(bearer, 'credentials').fix).toMatch(/^tried a bearer token \(CPQ_TOKEN or CPQ_TOKEN_FILE\)/);
     expect(JSON.stringify(bearer)).not.toContain('tok-wrong-value');
+    const oauthSite = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, auth: { oauth: { clientId: 'cid', clientSecret: 'right' } } });
+    const tokenUrl = `${oauthSite.sim.baseUrl}/oauth2/v1/token`;
+    const oauth = await runCheck(
+      envOf(oauthSite, { CPQ_OAUTH_TOKEN_URL: tokenUrl, CPQ_OAUTH_CLIENT_ID: 'cid', CPQ_OAUTH_CLIENT_SECRET: 'wrong-oauth-secret' }),
+    );
+    expect(step(oauth, 'credentials')).toMatchObject({
+      status: 'fail',
+      fix: `tried an OAuth token for client "cid" from ${tokenUrl} (CPQ_OAUTH_*): check CPQ_OAUTH_TOKEN_URL, the client id and secret, and CPQ_OAUTH_SCOPE`,
+    });
+    expect(step(oauth, 'credentials').detail).toMatch(/^POST \S+: OAuth token request refused \(40[01]\)/);
+    expect(JSON.stringify(oauth)).not.toContain('wrong-oauth-secret');
     const none = await runCheck(envOf(h));
     expect(step(none, 'credentials').fix).toMatch(/^tried no credentials .*: set CPQ_USERNAME and CPQ_PASSWORD, CPQ_TOKEN, or the CPQ_OAUTH_\* settings$/);
   });

@@ -29,7 +29,7 @@ export function checkClient(cpq: CpqConfig, log: Logger): { client: CpqHttpClien
 /** The fix for a failed request: the hint for a certificate, a dead host or refused credentials. */
 function requestFix(err: unknown, cpq: CpqConfig): string | undefined {
   const message = errorMessage(err);
-  if (err instanceof SyncError && err.kind === 'auth') return authHint(cpq.auth, /\(403\)/.test(message) ? 403 : 401);
+  if (err instanceof SyncError && err.kind === 'auth') return authHint(cpq.auth, message);
   return tlsHint(message, cpq) ?? unreachableHint(message);
 }
 
@@ -118,7 +118,7 @@ export async function checkAccess(client: CpqHttpClient, cpq: CpqConfig): Promis
     case 'refused':
       return {
         steps: [
-          fail('credentials', first.message ?? 'refused', authHint(cpq.auth, /\(403\)/.test(first.message ?? '') ? 403 : 401)),
+          fail('credentials', first.message ?? 'refused', authHint(cpq.auth, first.message ?? '')),
           skip('path prefix', 'not known until the credentials are accepted'),
         ],
         prefix: undefined,
@@ -126,7 +126,7 @@ export async function checkAccess(client: CpqHttpClient, cpq: CpqConfig): Promis
     case 'error':
       return {
         steps: [
-          fail('credentials', `CPQ did not answer: ${first.message}`, requestFix(new Error(first.message), cpq)),
+          fail('credentials', first.message, /OAuth token/.test(first.message) ? authHint(cpq.auth, first.message) : requestFix(new Error(first.message), cpq)),
           skip('path prefix', 'not known until CPQ answers'),
         ],
         prefix: undefined,
@@ -145,7 +145,7 @@ export async function checkAccess(client: CpqHttpClient, cpq: CpqConfig): Promis
   if (second.kind === 'ok') return { steps: [pass('credentials', `accepted (under ${prefixSetting(other)}): ${tried}`), prefixStep], prefix: other };
   if (second.kind === 'refused') {
     return {
-      steps: [fail('credentials', second.message ?? 'refused', authHint(cpq.auth, /\(403\)/.test(second.message ?? '') ? 403 : 401)), prefixStep],
+      steps: [fail('credentials', second.message ?? 'refused', authHint(cpq.auth, second.message ?? '')), prefixStep],
       prefix: undefined,
     };
   }
