@@ -193,6 +193,26 @@ describe('alerts on privileged access', () => {
     expect(everything).not.toContain('tokenpart');
   });
 
+  it('alerts roll back with a run that fails after writing them: none is kept or sent, and the next run raises them', async ({ startHarness }) => {
+    const hook = await receiver();
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    // Saving the cursors, after the alerts are written, fails.
+    await h.t.query(`CREATE FUNCTION cpq.refuse_cursor() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'cursor refused by the test'; END$$`);
+    await h.t.query(`CREATE TRIGGER refuse_cursor BEFORE UPDATE ON cpq.sync_state FOR EACH ROW EXECUTE FUNCTION cpq.refuse_cursor()`);
+    expect((await h.syncError()).message).toContain('cursor refused by the test');
+    expect(await outbox(h)).toEqual([]);
+    expect(hook.requests).toEqual([]);
+    await h.t.query('DROP TRIGGER refuse_cursor ON cpq.sync_state');
+    const run = await h.sync();
+    const rows = await outbox(h);
+    expect(brief(rows)).toEqual([['_host', a, 'group_membership', 'zzAdmins']]);
+    expect(rows[0]).toMatchObject({ run_id: run.runId, status: 'delivered' });
+    expect(hook.requests).toHaveLength(1);
+  });
+
   it('alerts on an integration user created, on a Fusion site', async ({ startHarness }) => {
     const hook = await receiver();
     const h = await startHarness(
