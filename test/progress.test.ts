@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it as plainIt } from 'vitest';
-import { formatDuration, formatSummary, streamLine } from '../src/progress/index.js';
+import { ProgressDisplay, formatDuration, formatSummary, streamLine } from '../src/progress/index.js';
 import type { StreamReport } from '../src/db/schema.js';
 import { BIN, cli, type LogLine } from './helpers/cli-process.js';
 import { it, type Harness } from './helpers/harness.js';
@@ -78,6 +79,26 @@ describe('the progress display, line by line', () => {
         '',
       ].join('\n'),
     );
+  });
+});
+
+describe('the display of several sites', () => {
+  plainIt("tells sites' streams of the same name apart, by line and in the seconds of each site's summary", () => {
+    const out = Object.assign(new PassThrough(), { isTTY: true, columns: 200 });
+    let drawn = '';
+    out.on('data', (d: Buffer) => (drawn += d.toString()));
+    const display = new ProgressDisplay(out);
+    const started = Date.now();
+    display.forSite('eu').update(report(3, 6), started);
+    display.forSite('us').update(report(6, 6), started);
+    display.forSite('eu').update(report(6, 6), started);
+    display.stop();
+    const screen = drawn.replace(ANSI, '');
+    expect(screen).toContain(`eu: companies/_host  [${'█'.repeat(24)}]  6 of 6`);
+    expect(screen).toContain(`us: companies/_host  [${'█'.repeat(24)}]  6 of 6`);
+    expect(display.sites()).toEqual(new Set(['eu', 'us']));
+    expect([...display.streamSeconds('eu').keys()]).toEqual(['companies/_host']);
+    expect([...display.streamSeconds('us').keys()]).toEqual(['companies/_host']);
   });
 });
 

@@ -19,8 +19,9 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** A stream as the display knows it: its report as last told, when it started, and when its last page came. */
+/** A stream as the display knows it: its site (when told), its report as last told, when it started, and when its last page came. */
 interface Shown {
+  site: string | undefined;
   report: Readonly<StreamReport>;
   startedAt: number;
   lastPageAt: number;
@@ -31,10 +32,10 @@ interface Shown {
  * One stream's line: `companies/_host  [█████░░░░░]  4,000 of 10,000  1,234 users/s  5s left`.
  * Without totalResults (a zip export, a site that does not send it) there is no bar, only the count.
  */
-export function streamLine(report: Readonly<StreamReport>, startedAt: number, now: number, nameWidth: number): string {
+export function streamLine(report: Readonly<StreamReport>, startedAt: number, now: number, nameWidth: number, label = report.stream): string {
   const seconds = Math.max(0.001, (now - startedAt) / 1000);
   const rate = report.received / seconds;
-  const name = report.stream.padEnd(nameWidth);
+  const name = label.padEnd(nameWidth);
   const total = report.totalResults;
   if (total === null || total <= 0) return `${name}  ${number(report.received)} users  ${number(rate)} users/s`;
   const fraction = Math.min(1, report.received / total);
@@ -50,13 +51,14 @@ export function streamLine(report: Readonly<StreamReport>, startedAt: number, no
  */
 export class ProgressDisplay implements ProgressSink {
   private readonly bars: MultiBar;
+  /** By site and stream name (several sites may each have a `companies/_host`). */
   private readonly shown = new Map<string, Shown>();
   private stopped = false;
 
   constructor(private readonly out: NodeJS.WritableStream) {
-    const format = (_options: Options, _params: Params, payload: { stream: string }) => {
-      const s = this.shown.get(payload.stream);
-      return s ? streamLine(s.report, s.startedAt, Date.now(), this.nameWidth()) : '';
+    const format = (_options: Options, _params: Params, payload: { key: string }) => {
+      const s = this.shown.get(payload.key);
+      return s ? streamLine(s.report, s.startedAt, Date.now(), this.labelWidth(), this.label(s)) : '';
     };
     this.bars = new MultiBar({
       stream: out,
@@ -72,27 +74,49 @@ export class ProgressDisplay implements ProgressSink {
     });
   }
 
-  private nameWidth(): number {
-    return Math.max(0, ...[...this.shown.keys()].map((k) => k.length));
+  /** The sites the display has shown streams of. */
+  sites(): Set<string | undefined> {
+    return new Set([...this.shown.values()].map((s) => s.site));
+  }
+
+  /** A stream's name, after its site's when the display shows more than one site. */
+  private label(s: Shown): string {
+    return this.sites().size > 1 && s.site !== undefined ? `${s.site}: ${s.report.stream}` : s.report.stream;
+  }
+
+  private labelWidth(): number {
+    return Math.max(0, ...[...this.shown.values()].map((s) => this.label(s).length));
   }
 
   update(report: Readonly<StreamReport>, startedAt: number): void {
+    this.show(undefined, report, startedAt);
+  }
+
+  /** The sink of one site's run: its lines are told apart from other sites' (ProgressSink.forSite). */
+  forSite(site: string): ProgressSink {
+    return { update: (report, startedAt) => this.show(site, report, startedAt) };
+  }
+
+  private show(site: string | undefined, report: Readonly<StreamReport>, startedAt: number): void {
     if (this.stopped) return;
     const now = Date.now();
-    const known = this.shown.get(report.stream);
+    const key = `${site ?? ''}\n${report.stream}`;
+    const known = this.shown.get(key);
     if (known) {
       known.report = report;
       known.lastPageAt = now;
-      known.bar.update(report.received, { stream: report.stream });
+      known.bar.update(report.received, { key });
       return;
     }
-    const bar = this.bars.create(report.totalResults ?? 0, report.received, { stream: report.stream });
-    this.shown.set(report.stream, { report, startedAt, lastPageAt: now, bar });
+    const bar = this.bars.create(report.totalResults ?? 0, report.received, { key });
+    this.shown.set(key, { site, report, startedAt, lastPageAt: now, bar });
   }
 
-  /** Seconds from each stream's start to its last page, by stream name. */
-  streamSeconds(): Map<string, number> {
-    return new Map([...this.shown].map(([name, s]) => [name, (s.lastPageAt - s.startedAt) / 1000]));
+  /** Seconds from each stream's start to its last page, by stream name: of `site`'s streams, or of those told without a site. */
+  streamSeconds(site?: string): Map<string, number> {
+    return new Map(
+      [...this.shown.values()].filter((s) => s.site === site || s.site === undefined).map((s) => [s.report.stream, (s.lastPageAt - s.startedAt) / 1000]),
+    );
   }
 
   /**
@@ -114,7 +138,7 @@ export class ProgressDisplay implements ProgressSink {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    for (const s of this.shown.values()) s.bar.update(s.report.received, { stream: s.report.stream });
+    for (const [key, s] of this.shown) s.bar.update(s.report.received, { key });
     // stop() draws the lines but not the log lines still buffered: one last redraw prints those.
     if (this.shown.size > 0) this.bars.update();
     this.bars.stop();

@@ -26,7 +26,14 @@ export function terminalProgress(
 }
 
 /** Stops the display and prints the per-company summary of a committed run. */
-export async function printSummary(on: Queryable, run: RunTotals & { runId: string }, display: ProgressDisplay, out: NodeJS.WritableStream): Promise<void> {
+export async function printSummary(
+  on: Queryable,
+  run: RunTotals & { runId: string; site?: string },
+  display: ProgressDisplay,
+  out: NodeJS.WritableStream,
+): Promise<void> {
   display.stop();
-  out.write(formatSummary(run, await countRunChangesByCompany(on, run.runId), display.streamSeconds()));
+  // Several sites: a table each, under its name.
+  const heading = run.site !== undefined && display.sites().size > 1 ? `site ${run.site}\n` : '';
+  out.write(heading + formatSummary(run, await countRunChangesByCompany(on, run.runId), display.streamSeconds(run.site)));
 }

@@ -7,6 +7,8 @@ import type { UserRow } from '../normalize/user-record.js';
 export interface ProgressSink {
   /** A stream started (no page yet) or counted a page: its report as it stands, and when it started (ms since the epoch). */
   update(report: Readonly<StreamReport>, startedAt: number): void;
+  /** The sink for one site's run, when runs of several sites share a display; without it, runs share this one. */
+  forSite?(site: string): ProgressSink;
 }
 
 /** One stream's read: what the run record reports about it, and the newest dateModified it saw. */
