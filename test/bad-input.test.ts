@@ -2,14 +2,14 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import type { AppConfig } from '../src/config.js';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { SyncError } from '../src/errors.js';
 import { runSync } from '../src/sync/run.js';
 import { ByteServer } from './helpers/byte-server.js';
 import { expectChangeLogConsistent, expectInSync, rowVersions } from './helpers/db-equals-simulator.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { itWithFileHarness } from './helpers/fixtures.js';
 import { zipOf } from './helpers/zip-bytes.js';
 
 /*
@@ -77,27 +77,27 @@ function responseOf(spec: BadCase): { body: Buffer; contentType: string } {
   return { body: Buffer.from(stringifyExactJson(spec.page), 'utf8'), contentType };
 }
 
-let h: Harness | undefined;
+/** In front of the simulator: serves each case's bytes for its company, passes every other request on. */
 const front = new ByteServer();
+beforeAll(() => front.start());
+afterAll(() => front.stop());
 
-beforeAll(async () => {
-  await front.start();
-  h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 }, (simUrl) => {
+/** One harness for the corpus: every case runs against it, in order, after one good run. */
+const it = itWithFileHarness(
+  { partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 },
+  (simUrl) => {
     front.target = simUrl;
     return { CPQ_BASE_URL: front.url };
-  });
-  // The last good state every failing case must leave untouched.
-  await h.sync();
-  for (const { company, spec } of cases) {
-    const { body, contentType } = responseOf(spec);
-    front.serve(`/rest/v16/companies/${company}/users`, { status: spec.status ?? 200, headers: { 'content-type': contentType }, body });
-  }
-});
-
-afterAll(async () => {
-  await h?.close();
-  await front.stop();
-});
+  },
+  async (h) => {
+    // The last good state every failing case must leave untouched.
+    await h.sync();
+    for (const { company, spec } of cases) {
+      const { body, contentType } = responseOf(spec);
+      front.serve(`/rest/v16/companies/${company}/users`, { status: spec.status ?? 200, headers: { 'content-type': contentType }, body });
+    }
+  },
+);
 
 describe('bad input corpus (test/fixtures/bad)', () => {
   it('has at least 30 cases, each with an expected outcome', () => {
@@ -105,21 +105,21 @@ describe('bad input corpus (test/fixtures/bad)', () => {
     for (const { file, spec } of cases) expect(['fail', 'load'], file).toContain(spec.expect.outcome);
   });
 
-  it.each(cases.map((c) => [`${c.file}: ${c.spec.title}`, c] as const))('%s', async (_name, { company, spec }) => {
-    const config: AppConfig = { ...h!.config, cpq: { ...h!.config.cpq!, companies: [company], exportFormat: spec.format ?? 'json' } };
-    const before = await rowVersions(h!.t);
+  it.for(cases.map((c) => [`${c.file}: ${c.spec.title}`, c] as const))('%s', async ([, { company, spec }], { h }) => {
+    const config: AppConfig = { ...h.config, cpq: { ...h.config.cpq!, companies: [company], exportFormat: spec.format ?? 'json' } };
+    const before = await rowVersions(h.t);
     const tz = process.env.TZ;
     if (spec.tz) process.env.TZ = spec.tz;
     let error: unknown;
     try {
-      await runSync({ pool: h!.t.pool, db: h!.t.db, config, log: h!.log });
+      await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log });
     } catch (err) {
       error = err;
     } finally {
       if (tz === undefined) delete process.env.TZ;
       else process.env.TZ = tz;
     }
-    const [run] = await h!.t.query<{ status: string; error: string | null }>(`SELECT status, error FROM cpq.sync_runs r ORDER BY r.id DESC LIMIT 1`);
+    const [run] = await h.t.query<{ status: string; error: string | null }>(`SELECT status, error FROM cpq.sync_runs r ORDER BY r.id DESC LIMIT 1`);
     const expected = spec.expect;
 
     if (expected.outcome === 'fail') {
@@ -135,19 +135,19 @@ describe('bad input corpus (test/fixtures/bad)', () => {
       expect(error.message).not.toMatch(/[\r\n]/);
       expect(error.message.length).toBeLessThan(1000);
       expect(run).toEqual({ status: 'failed', error: error.message });
-      expect(await rowVersions(h!.t)).toEqual(before);
+      expect(await rowVersions(h.t)).toEqual(before);
     } else {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows whatever runSync threw, unchanged, so the test reports it
       if (error) throw error;
       expect(run!.status).toBe('succeeded');
-      const rows = await h!.t.query(expected.sql, [company]);
+      const rows = await h.t.query(expected.sql, [company]);
       expect(JSON.parse(JSON.stringify(rows))).toEqual(expected.rows);
     }
   });
 
-  it('the change log of everything that loaded replays to the tables; the good company is untouched', async () => {
-    await expectChangeLogConsistent(h!.t);
-    await expectInSync(h!, { companies: ['_host'] });
+  it('the change log of everything that loaded replays to the tables; the good company is untouched', async ({ h }) => {
+    await expectChangeLogConsistent(h.t);
+    await expectInSync(h, { companies: ['_host'] });
   });
 });
 
@@ -156,18 +156,16 @@ describe('bad input with a lasting effect', () => {
   // dateModified read, unbounded, so one record dated in the future moves it there and every
   // incremental read after asks only for users modified since then: edits are missed until the
   // next full read (SYNC_FULL_EVERY, 7 days by default).
-  it('a dateModified far in the future loads, and later edits are still read by incremental runs [fails: the cursor jumps to the future]', async () => {
+  it('a dateModified far in the future loads, and later edits are still read by incremental runs [fails: the cursor jumps to the future]', async ({
+    startHarness,
+  }) => {
     const own = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
-    try {
-      await own.sync();
-      const [a, b] = own.sim.users('_host').map((u) => String(u.login));
-      own.sim.updateUser('_host', a!, { dateModified: '9999-12-31T23:59:59.999Z' });
-      expect((await own.sync()).updated).toBe(1);
-      own.sim.updateUser('_host', b!, { lastName: 'EditedLater' });
-      await own.sync();
-      await expectInSync(own);
-    } finally {
-      await own.close();
-    }
+    await own.sync();
+    const [a, b] = own.sim.users('_host').map((u) => String(u.login));
+    own.sim.updateUser('_host', a!, { dateModified: '9999-12-31T23:59:59.999Z' });
+    expect((await own.sync()).updated).toBe(1);
+    own.sim.updateUser('_host', b!, { lastName: 'EditedLater' });
+    await own.sync();
+    await expectInSync(own);
   });
 });
