@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:tls';
@@ -260,6 +262,34 @@ describe('cpq-sync check against the simulator', () => {
       client.release();
     }
     expect(step(await runCheck(envOf(h)), 'sync lock (default)')).toMatchObject({ status: 'pass', detail: 'free' });
+  });
+
+  it('several sites (CPQ_SITES_FILE): a block of steps per site, a lock step per site; --site checks the ones named', async ({ startHarness }) => {
+    const eu = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2 });
+    const us = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const file = join(mkdtempSync(join(tmpdir(), 'cpq-check-')), 'sites.json');
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { name: 'eu', baseUrl: eu.sim.baseUrl, pathPrefix: '/cpq' },
+        { name: 'us', baseUrl: us.sim.baseUrl, pathPrefix: '/cpq' },
+      ]),
+    );
+    const env = { DATABASE_URL: eu.t.url, CPQ_SITES_FILE: file, CPQ_RETRY_BASE_DELAY: '5ms' };
+    const both = await runCheck(env);
+    expect(both.sites.map((s) => [s.name, s.where])).toEqual([
+      ['eu', eu.sim.baseUrl],
+      ['us', us.sim.baseUrl],
+    ]);
+    expect(both.sites[0]!.steps.every((s) => s.status !== 'fail')).toBe(true);
+    expect(both.sites[1]!.steps.find((s) => s.step === 'path prefix')?.fix).toMatch(/set CPQ_PATH_PREFIX=$/);
+    expect(both.database?.steps.map((s) => s.step)).toEqual(['database', 'schema', 'sync lock (eu)', 'sync lock (us)']);
+    expect(both.ok).toBe(false);
+
+    const out = await cli(['check', '--site', 'eu'], env);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`site eu (${eu.sim.baseUrl})\n`);
+    expect(out.stdout).not.toContain('site us');
   });
 
   it('bad configuration: the configuration step fails with the one-line reason, exit code 2', async () => {
