@@ -1,9 +1,13 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect } from 'vitest';
 import { alertPayload, deliverPendingAlerts } from '../src/alerts/delivery.js';
 import { verifySignature } from '../src/alerts/signing.js';
 import { globToIlike } from '../src/db/sql/insert-alerts.js';
+import { loadConfig } from '../src/config.js';
 import { countAlerts } from '../src/db/sql/count-alerts.js';
 import { requeueFailedAlerts } from '../src/db/sql/requeue-failed-alerts.js';
 import { WorkerMetrics, type WorkerMetricsOptions } from '../src/worker/metrics.js';
@@ -434,6 +438,63 @@ describe('alerts between runs, metrics and the command line', () => {
 });
 
 describe('alert pieces', () => {
+  it('reads the ALERT_* settings, with one-line errors that never show the URL or the secret', () => {
+    const base = { CPQ_BASE_URL: 'https://site.example.com' };
+    expect(loadConfig(base).alerts).toEqual({
+      webhook: undefined,
+      rules: { rules: ['admin_flag', 'group_membership', 'access_permission', 'integration_user', 'user_restored'], groups: [] },
+      retryBaseDelayMs: 60_000,
+      retryMaxDelayMs: 3_600_000,
+      retryEveryMs: 60_000,
+    });
+    const url = 'https://hooks.slack.com/services/T0/B0/sekrit-token';
+    const config = loadConfig({
+      ...base,
+      ALERT_WEBHOOK_URL: url,
+      ALERT_WEBHOOK_SECRET: 's3cret',
+      ALERT_RULES: ' Admin_Flag, user_restored ',
+      ALERT_GROUPS: 'admin*, *Approver*,',
+    });
+    expect(config.alerts.webhook).toEqual({ url, secret: 's3cret', timeoutMs: 10_000 });
+    expect(config.alerts.rules).toEqual({ rules: ['admin_flag', 'user_restored'], groups: ['admin*', '*Approver*'] });
+    expect(loadConfig({ ...base, ALERT_WEBHOOK_URL: url, ALERT_WEBHOOK_SECRET: 's', ALERT_RULES: 'none' }).alerts.rules.rules).toEqual([]);
+
+    const refused: [Record<string, string>, string][] = [
+      [{ ALERT_WEBHOOK_URL: url }, 'ALERT_WEBHOOK_SECRET (or ALERT_WEBHOOK_SECRET_FILE) is required with ALERT_WEBHOOK_URL: every alert is signed'],
+      [{ ALERT_WEBHOOK_SECRET: 's3cret' }, 'ALERT_WEBHOOK_SECRET is set but ALERT_WEBHOOK_URL is not: set the URL too, or neither (no alerts)'],
+      [
+        { ALERT_WEBHOOK_URL: 'http://hooks.example.com/sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' },
+        'ALERT_WEBHOOK_URL uses plain http to hooks.example.com: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it',
+      ],
+      [
+        { ALERT_WEBHOOK_URL: 'https://user:sekrit-token@hooks.example.com/', ALERT_WEBHOOK_SECRET: 's3cret' },
+        'ALERT_WEBHOOK_URL must not contain a user name or password',
+      ],
+      [{ ALERT_WEBHOOK_URL: 'sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' }, 'ALERT_WEBHOOK_URL is not a URL'],
+      [{ ALERT_WEBHOOK_URL: 'ftp://hooks.example.com/sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' }, 'ALERT_WEBHOOK_URL must be an http(s) URL'],
+      [
+        { ALERT_RULES: 'admin_flag,sekrit-token' },
+        'ALERT_RULES: unknown rule sekrit-token (rules: admin_flag, group_membership, access_permission, integration_user, user_restored, all, none)',
+      ],
+      [{ ALERT_WEBHOOK_TIMEOUT: 'soon' }, 'invalid configuration: ALERT_WEBHOOK_TIMEOUT: "soon" is not a duration such as 90s, 10m, 1h or 7d'],
+    ];
+    for (const [env, message] of refused) {
+      expect(() => loadConfig({ ...base, ...env }), message).toThrow(message);
+      if (!message.includes('unknown rule')) expect(() => loadConfig({ ...base, ...env })).not.toThrow(/sekrit|s3cret/);
+    }
+    // The _FILE forms, as for the CPQ secrets (one trailing newline dropped).
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-alerts-'));
+    writeFileSync(join(dir, 'url'), `${url}\n`);
+    writeFileSync(join(dir, 'secret'), 'from-a-file\n');
+    const fromFiles = loadConfig({ ...base, ALERT_WEBHOOK_URL_FILE: join(dir, 'url'), ALERT_WEBHOOK_SECRET_FILE: join(dir, 'secret') });
+    expect(fromFiles.alerts.webhook).toEqual({ url, secret: 'from-a-file', timeoutMs: 10_000 });
+    // Plain http to loopback is fine (the tests' receivers), and to elsewhere when asked for.
+    expect(loadConfig({ ...base, ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/x', ALERT_WEBHOOK_SECRET: 's' }).alerts.webhook?.url).toBe('http://127.0.0.1:9/x');
+    expect(
+      loadConfig({ ...base, ALERT_WEBHOOK_URL: 'http://h.example.com/x', ALERT_WEBHOOK_SECRET: 's', CPQ_ALLOW_INSECURE_HTTP: 'true' }).alerts.webhook,
+    ).toBeDefined();
+  });
+
   it('globs become ILIKE patterns with %, _ and \\ taken literally', () => {
     expect(globToIlike('admin*')).toBe('admin%');
     expect(globToIlike('*Approver?')).toBe('%Approver_');
