@@ -1,19 +1,16 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
-import { createServer, type Server } from 'node:tls';
-import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:tls';
 import { afterEach, describe, expect } from 'vitest';
 import { runCheck, type CheckReport, type StepResult } from '../src/check/index.js';
 import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
 import { cli, gate } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
 import { it, snapshotTables, type Harness } from './helpers/harness.js';
-
-const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
-const KEY_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-key.pem', import.meta.url));
+import { TEST_CERT_FILE, frontUrl, tlsFront } from './helpers/tls-front.js';
 
 const servers: (Server | HttpServer)[] = [];
 afterEach(() => {
@@ -21,17 +18,10 @@ afterEach(() => {
 });
 
 /** TLS (the test-only self-signed certificate) in front of the simulator. */
-async function tlsFront(h: Harness): Promise<string> {
-  const target = Number(new URL(h.sim.baseUrl).port);
-  const server = createServer({ cert: readFileSync(CERT_FILE), key: readFileSync(KEY_FILE) }, (socket) => {
-    const upstream = connect(target, '127.0.0.1');
-    socket.pipe(upstream).pipe(socket);
-    socket.on('error', () => upstream.destroy());
-    upstream.on('error', () => socket.destroy());
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+async function tlsSite(h: Harness): Promise<string> {
+  const front = await tlsFront(Number(new URL(h.sim.baseUrl).port));
+  servers.push(front);
+  return frontUrl(front);
 }
 
 /** The environment of a check against the harness: its simulator and database, and `env` on top. */
@@ -208,7 +198,7 @@ describe('cpq-sync check against the simulator', () => {
 
   it('TLS: an unknown CA fails the host step with CPQ_CA_FILE as the fix; with the CA file it verifies', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2 });
-    const url = await tlsFront(h);
+    const url = await tlsSite(h);
     const unknown = await runCheck(envOf(h, { CPQ_BASE_URL: url }));
     expect(step(unknown, 'host')).toMatchObject({
       status: 'fail',
@@ -219,7 +209,7 @@ describe('cpq-sync check against the simulator', () => {
     );
     expect(step(unknown, 'credentials')).toMatchObject({ status: 'skip', detail: 'skipped: the host step failed' });
 
-    const trusted = await runCheck(envOf(h, { CPQ_BASE_URL: url, CPQ_CA_FILE: CERT_FILE }));
+    const trusted = await runCheck(envOf(h, { CPQ_BASE_URL: url, CPQ_CA_FILE: TEST_CERT_FILE }));
     expect(step(trusted, 'host')).toMatchObject({ status: 'pass', detail: '127.0.0.1; TLS verified by CPQ_CA_FILE (issuer cpq-user-sync test CA)' });
     expect(trusted.ok).toBe(true);
   });

@@ -1,24 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { connect, type AddressInfo } from 'node:net';
-import { createServer, type Server } from 'node:tls';
-import { fileURLToPath } from 'node:url';
+import type { Server } from 'node:tls';
 import { describe, expect } from 'vitest';
 import { it as harnessIt, type Harness } from './helpers/harness.js';
-
-// A self-signed certificate made for these tests only (CN "cpq-user-sync test CA", 127.0.0.1).
-const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
-const KEY_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-key.pem', import.meta.url));
-
-/** TLS in front of the simulator: what a CPQ site behind a private CA looks like to the client. */
-function tlsFront(targetPort: number): Promise<Server> {
-  const server = createServer({ cert: readFileSync(CERT_FILE), key: readFileSync(KEY_FILE) }, (socket) => {
-    const upstream = connect(targetPort, '127.0.0.1');
-    socket.pipe(upstream).pipe(socket);
-    socket.on('error', () => upstream.destroy());
-    upstream.on('error', () => socket.destroy());
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
+import { TEST_CERT_FILE, frontUrl, tlsFront } from './helpers/tls-front.js';
 
 /**
  * `it` with `harnessBehindTls(env)`: a harness whose simulator is also served over TLS, and the
@@ -37,7 +20,7 @@ const it = harnessIt.extend('harnessBehindTls', async ({ startHarness }, { onCle
     });
     const front = await tlsFront(port);
     fronts.push(front);
-    return { h, url: `https://127.0.0.1:${(front.address() as AddressInfo).port}` };
+    return { h, url: frontUrl(front) };
   };
 });
 
@@ -56,7 +39,7 @@ describe('HTTPS to CPQ', () => {
     const { h, url } = await harnessBehindTls({});
     const { loadConfig } = await import('../src/config.js');
     const { runSync } = await import('../src/sync/run.js');
-    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h.t.url, CPQ_CA_FILE: CERT_FILE });
+    const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h.t.url, CPQ_CA_FILE: TEST_CERT_FILE });
     const result = await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log });
     expect(result.inserted).toBe(3);
   });

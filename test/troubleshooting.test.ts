@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
-import { createServer, type Server } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect } from 'vitest';
 import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
 import { cli, gate } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
 import { it, type Harness } from './helpers/harness.js';
+import { frontUrl, tlsFront } from './helpers/tls-front.js';
 
 /*
  * The README's Troubleshooting section lists each error a user meets first, as the one line
@@ -17,8 +18,6 @@ import { it, type Harness } from './helpers/harness.js';
  */
 
 const README = fileURLToPath(new URL('../README.md', import.meta.url));
-const CERT_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-cert.pem', import.meta.url));
-const KEY_FILE = fileURLToPath(new URL('./fixtures/tls/test-only-key.pem', import.meta.url));
 
 /** The `cpq-sync: …` code spans of the Troubleshooting section. */
 function readmeEntries(): string[] {
@@ -63,15 +62,8 @@ describe('the README lists every error a user meets first, as printed, with its 
     const basic = { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'right' };
 
     const notCpq = await listen(createHttpServer((_req, res) => res.writeHead(404, { 'content-type': 'text/plain' }).end('not here')));
-    const openPort = Number(new URL(open.sim.baseUrl).port);
-    const tlsPort = await listen(
-      createServer({ cert: readFileSync(CERT_FILE), key: readFileSync(KEY_FILE) }, (socket) => {
-        const upstream = connect(openPort, '127.0.0.1');
-        socket.pipe(upstream).pipe(socket);
-        socket.on('error', () => upstream.destroy());
-        upstream.on('error', () => socket.destroy());
-      }),
-    );
+    const front = await tlsFront(Number(new URL(open.sim.baseUrl).port));
+    servers.push(front);
     const wrongPassword = new URL(open.t.url);
     wrongPassword.password = 'not-the-password';
 
@@ -82,7 +74,7 @@ describe('the README lists every error a user meets first, as printed, with its 
       'not a CPQ site': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${notCpq}` }) },
       'wrong password': { code: 4, run: () => runLine(classic, { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'wrong-secret-value' }) },
       'no credentials': { code: 4, run: () => runLine(classic, {}) },
-      'unknown CA': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: `https://127.0.0.1:${tlsPort}`, CPQ_MAX_RETRIES: '0' }) },
+      'unknown CA': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: frontUrl(front), CPQ_MAX_RETRIES: '0' }) },
       'nothing listens': { code: 3, run: async () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}`, CPQ_MAX_RETRIES: '0' }) },
       'database down': { code: 6, run: async () => runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/warehouse` }) },
       'database password': { code: 6, run: () => runLine(open, { DATABASE_URL: wrongPassword.toString() }) },
