@@ -19,6 +19,8 @@ const FORBIDDEN: Record<string, string[]> = {
   normalize: ['sync', 'db', 'worker', 'history', 'simulator'],
   // sync calls the database operations of db; db knows the rows (normalize), never the run.
   db: ['sync', 'worker', 'history', 'simulator'],
+  // A run calls alerts (after its merge, after its commit); alerts work on the database only.
+  alerts: ['cpq', 'normalize', 'sync', 'worker', 'history', 'simulator'],
 };
 
 function sourceFiles(dir: string): string[] {
