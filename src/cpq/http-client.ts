@@ -106,8 +106,9 @@ export class RetryableError extends Error {
   }
 }
 
-/** A duration in a message: seconds below two minutes, else minutes or hours. */
+/** A duration in a message: milliseconds below a second, seconds below two minutes, else minutes or hours. */
 function describeDelay(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 120_000) return `${Math.round(ms / 100) / 10}s`;
   return ms < 2 * 3_600_000 ? `${Math.round(ms / 60_000)}min` : `${Math.round(ms / 360_000) / 10}h`;
 }

@@ -84,7 +84,8 @@ export class RequestBudget {
   /** A request was answered well: the limit grows back a little. */
   succeeded(): void {
     if (this.allowance >= this.max) return;
-    this.allowance = Math.min(this.max, this.allowance + 1 / (GROWTH_ROUNDS * this.allowance));
+    // A step of 1/(rounds x limit) per answer; the small excess keeps rounding from needing one answer more.
+    this.allowance = Math.min(this.max, this.allowance + 1 / (GROWTH_ROUNDS * this.limit) + 1e-9);
     this.wake();
   }
 

@@ -1,0 +1,210 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { describe, expect } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { createAuthenticator } from '../src/cpq/auth.js';
+import { CpqHttpClient } from '../src/cpq/http-client.js';
+import { keysetPages } from '../src/cpq/paging.js';
+import { RequestBudget } from '../src/cpq/request-budget.js';
+import { SyncError } from '../src/errors.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { expectInSync } from './helpers/db-equals-simulator.js';
+import { freePort } from './helpers/free-port.js';
+import { it } from './helpers/harness.js';
+
+/*
+ * The request budget of a site (CPQ_MAX_IN_FLIGHT): never more requests at once, cut when CPQ
+ * pushes back and grown back slowly; Retry-After obeyed up to CPQ_RETRY_MAX_DELAY; the OAuth token
+ * service retried like CPQ; and each next keyset page requested before the previous one is used.
+ */
+
+const HOST_USERS = '/rest/v16/companies/_host/users';
+const TOKEN_PATH = '/oauth2/v1/token';
+const oauth = { clientId: 'budget', clientSecret: 'budget-secret' };
+const oauthEnv = (baseUrl: string) => ({
+  CPQ_OAUTH_TOKEN_URL: `${baseUrl}${TOKEN_PATH}`,
+  CPQ_OAUTH_CLIENT_ID: oauth.clientId,
+  CPQ_OAUTH_CLIENT_SECRET: oauth.clientSecret,
+});
+
+describe('RequestBudget', () => {
+  it('lets out at most its limit at once, first come first served', async () => {
+    const budget = new RequestBudget(2);
+    const a = await budget.acquire();
+    const b = await budget.acquire();
+    const order: string[] = [];
+    const c = budget.acquire().then((slot) => (order.push('c'), slot));
+    const d = budget.acquire().then((slot) => (order.push('d'), slot));
+    await sleep(10);
+    expect(order).toEqual([]);
+    expect(budget.inFlight).toBe(2);
+    a.release();
+    a.release(); // a second release of the same slot frees nothing more
+    (await c).release();
+    b.release();
+    (await d).release();
+    expect(order).toEqual(['c', 'd']);
+    expect(budget.inFlight).toBe(0);
+    expect(budget.maxInFlight).toBe(2);
+  });
+
+  it('halves on a slowdown once per round, never below one, and grows back a quarter step per round of good answers', async () => {
+    const budget = new RequestBudget(8);
+    const first = [await budget.acquire(), await budget.acquire()];
+    budget.slowDown(first[0]!);
+    budget.slowDown(first[1]!); // the same round: answers to requests sent before the cut
+    expect(budget.limit).toBe(4);
+    for (const slot of first) slot.release();
+    const later = await budget.acquire();
+    budget.slowDown(later);
+    later.release();
+    expect(budget.limit).toBe(2);
+    for (let i = 0; i < 3; i++) {
+      const slot = await budget.acquire();
+      budget.slowDown(slot);
+      slot.release();
+    }
+    expect(budget.limit).toBe(1);
+    // At 1, each good answer adds 1/4: four to reach 2; at 2, eight more to reach 3.
+    for (let i = 0; i < 3; i++) budget.succeeded();
+    expect(budget.limit).toBe(1);
+    budget.succeeded();
+    expect(budget.limit).toBe(2);
+    for (let i = 0; i < 7; i++) budget.succeeded();
+    expect(budget.limit).toBe(2);
+    budget.succeeded();
+    expect(budget.limit).toBe(3);
+    for (let i = 0; i < 1000; i++) budget.succeeded();
+    expect(budget.limit).toBe(8);
+  });
+
+  it('holds every request during a pause, and a waiter whose signal is aborted leaves the queue', async () => {
+    const budget = new RequestBudget(1);
+    budget.pause(80);
+    const started = Date.now();
+    const slot = await budget.acquire();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(75);
+    const abort = new AbortController();
+    const waiting = budget.acquire(abort.signal);
+    abort.abort(new Error('stop'));
+    await expect(waiting).rejects.toThrow('stop');
+    slot.release();
+    (await budget.acquire()).release();
+    expect(budget.inFlight).toBe(0);
+  });
+});
+
+describe('a run within the request budget', () => {
+  it('never has more than CPQ_MAX_IN_FLIGHT requests at once across companies and key ranges, and uses them', async ({ startHarness }) => {
+    const h = await startHarness(
+      { partnerCompanies: 3, usersPerCompany: 40, integrationUsers: 0, latency: { fixedMs: 15, perUserMs: 1 } },
+      { CPQ_COMPANIES: '*', CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '6', CPQ_CONCURRENCY: '4', CPQ_MAX_IN_FLIGHT: '3' },
+    );
+    const result = await h.sync();
+    expect(result.inserted).toBe(160);
+    expect(h.sim.maxInFlightSeen).toBe(3);
+    expect(h.sim.throttled).toBe(0);
+    await expectInSync(h);
+  });
+
+  it('a site that serves fewer at once: its 429s cut the budget, and the run completes', async ({ startHarness }) => {
+    const h = await startHarness(
+      { partnerCompanies: 1, usersPerCompany: 60, integrationUsers: 0, latency: { fixedMs: 10 }, maxInFlight: 2, retryAfterSeconds: 0 },
+      { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '8', CPQ_MAX_IN_FLIGHT: '8', CPQ_MAX_RETRIES: '10' },
+    );
+    const result = await h.sync();
+    expect(result.inserted).toBe(120);
+    expect(h.sim.throttled).toBeGreaterThan(0);
+    expect(result.http.retries['429']).toBe(h.sim.throttled);
+    // Halved from 8 to 2 within the first rounds, then probing upwards now and then: most requests are served.
+    const served = h.sim.requests.filter((r) => r.status === 200).length;
+    expect(h.sim.throttled).toBeLessThan(served / 3);
+    await expectInSync(h);
+  });
+
+  it('a Retry-After longer than CPQ_RETRY_MAX_DELAY fails the run at once with one line naming it', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '5', CPQ_RETRY_MAX_DELAY: '2s' });
+    h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 503, headers: { 'retry-after': '3600' } });
+    const started = Date.now();
+    const err = await h.syncError();
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(err).toBeInstanceOf(SyncError);
+    expect(err).toMatchObject({ kind: 'source' });
+    expect(err.message).toMatch(
+      /^GET http:\/\/\S+\/_host\/users\?\S+: CPQ answered 503 and asked to wait 60min \(Retry-After\), longer than CPQ_RETRY_MAX_DELAY \(2s\); the run stops rather than wait$/,
+    );
+  });
+
+  it('a Retry-After within CPQ_RETRY_MAX_DELAY holds the whole site, not only the request it answered', async ({ startHarness }) => {
+    // Pages take 100 ms; the 429 (a fault) is answered at once, while the other company's first page is on its way.
+    const h = await startHarness(
+      { partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0, latency: { fixedMs: 100 } },
+      { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '4', CPQ_RETRY_MAX_DELAY: '5s', CPQ_MAX_IN_FLIGHT: '2' },
+    );
+    h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 429, headers: { 'retry-after': '1' } });
+    let refusedAt = 0;
+    const delays: number[] = [];
+    h.sim.onRequest = (req) => {
+      if (req.path === HOST_USERS && refusedAt === 0) refusedAt = Date.now();
+      else if (refusedAt > 0) delays.push(Date.now() - refusedAt);
+    };
+    await h.sync();
+    // Requests sent with the refused one (within 50 ms) aside, every later request of either company waited out the second.
+    const later = delays.filter((delay) => delay > 50);
+    expect(later.length).toBeGreaterThan(3);
+    for (const delay of later) expect(delay).toBeGreaterThanOrEqual(900);
+    await expectInSync(h);
+  });
+});
+
+describe('the OAuth token service', () => {
+  it('answering 503 is retried like a CPQ request, and the run goes on', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0, auth: { oauth } }, (baseUrl) => ({
+      ...oauthEnv(baseUrl),
+      CPQ_PAGE_SIZE: '5',
+    }));
+    h.sim.addFault({ match: { path: TOKEN_PATH }, times: 2, status: 503 });
+    const result = await h.sync();
+    expect(result.inserted).toBe(10);
+    expect(result.http.retries).toEqual({ token: 2 });
+    expect(h.sim.tokenRequests).toBe(1);
+  });
+
+  it('unreachable after every retry fails the run naming the token service', async ({ startHarness }) => {
+    const port = await freePort();
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0, auth: { oauth } }, () => ({
+      ...oauthEnv(`http://127.0.0.1:${port}`),
+      CPQ_ALLOW_INSECURE_HTTP: 'true',
+      CPQ_MAX_RETRIES: '2',
+    }));
+    const err = await h.syncError();
+    expect(err).toMatchObject({ kind: 'source' });
+    expect(err.message).toMatch(
+      new RegExp(`^POST http://127\\.0\\.0\\.1:${port}/oauth2/v1/token: OAuth token service unreachable \\(.+\\), after 3 attempts$`),
+    );
+    expect(h.sim.requests.filter((r) => r.path === HOST_USERS)).toHaveLength(0);
+  });
+});
+
+describe('overlap', () => {
+  it('requests the next keyset page as soon as the previous page is read, before it is used', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 });
+    const baseUrl = await sim.start();
+    try {
+      const cpq = loadConfig({ CPQ_BASE_URL: baseUrl, CPQ_ALLOW_INSECURE_HTTP: 'true' }).cpq!;
+      const client = new CpqHttpClient(cpq, createAuthenticator({ kind: 'none' }, 5_000), pino({ level: 'silent' }));
+      const pages = keysetPages(client, { path: HOST_USERS, query: {}, filter: undefined, pageSize: 5 }, 1);
+      const first = await pages.next();
+      expect(first.done).toBe(false);
+      // The first page is not used yet: the second was asked for all the same.
+      await sleep(100);
+      expect(sim.requests.map((r) => r.query.q)).toEqual([undefined, JSON.stringify({ login: { $gt: sim.users('_host')[4]!.login } })]);
+      const rest: unknown[] = [];
+      for await (const page of pages) rest.push(...page.items);
+      expect(rest).toHaveLength(7);
+      expect(sim.requests).toHaveLength(3);
+    } finally {
+      await sim.stop();
+    }
+  });
+});
