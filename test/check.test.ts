@@ -237,6 +237,7 @@ describe('cpq-sync check against the simulator', () => {
     expect(step(down, 'database').detail).toMatch(/^cannot connect to Postgres at postgres:\/\/sync:\*\*\*@127\.0\.0\.1:\d+\/none/);
     expect(JSON.stringify(down)).not.toContain('pw-not-shown');
     expect(step(down, 'schema').status).toBe('skip');
+    expect(down.database?.where).toMatch(/^postgres:\/\/sync:\*\*\*@127\.0\.0\.1:\d+\/none$/);
 
     const client = await h.t.pool.connect();
     const release = gate();

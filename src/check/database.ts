@@ -2,6 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AppConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
+import { redactUrl } from '../db/database.js';
 import { MIGRATIONS_DIR } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
@@ -76,7 +77,8 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
     database = await openDatabase(config, log);
   } catch (err) {
     const message = errorMessage(err);
-    return { where: 'DATABASE_URL', steps: [fail('database', message, databaseHint(message)), skip('schema', 'no connection'), ...lockSteps('no connection')] };
+    const where = config.databaseUrl ? redactUrl(config.databaseUrl) : `embedded Postgres in ${config.dataDir}`;
+    return { where, steps: [fail('database', message, databaseHint(message)), skip('schema', 'no connection'), ...lockSteps('no connection')] };
   }
   try {
     const steps = [pass('database', `reachable: ${database.where}`)];
