@@ -76,8 +76,17 @@ describe('the README lists every error a user meets first, as printed, with its 
       'no credentials': { code: 4, run: () => runLine(classic, {}) },
       'unknown CA': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: frontUrl(front), CPQ_MAX_RETRIES: '0' }) },
       'nothing listens': { code: 3, run: async () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}`, CPQ_MAX_RETRIES: '0' }) },
+      'host does not resolve': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: 'https://nosuch.invalid', CPQ_MAX_RETRIES: '0' }) },
       'database down': { code: 6, run: async () => runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/warehouse` }) },
       'database password': { code: 6, run: () => runLine(open, { DATABASE_URL: wrongPassword.toString() }) },
+      'no such database': {
+        code: 6,
+        run: () => {
+          const url = new URL(open.t.url);
+          url.pathname = '/no_such_database';
+          return runLine(open, { DATABASE_URL: url.toString() });
+        },
+      },
       'bad configuration': { code: 2, run: () => runLine(open, { CPQ_PAGE_SIZE: 'lots' }) },
       'no site': { code: 2, run: () => runLine(open, { CPQ_BASE_URL: '' }) },
       'a run holds the lock': {
