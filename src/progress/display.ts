@@ -72,7 +72,13 @@ export class ProgressDisplay implements ProgressSink {
       linewrap: false,
       fps: 10,
     });
+    // A forced exit (a second signal, SHUTDOWN_TIMEOUT) must not leave the terminal's cursor hidden.
+    process.once('exit', this.restore);
   }
+
+  private readonly restore = () => {
+    this.stop();
+  };
 
   /** The sites the display has shown streams of. */
   sites(): Set<string | undefined> {
@@ -138,6 +144,7 @@ export class ProgressDisplay implements ProgressSink {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    process.off('exit', this.restore);
     for (const [key, s] of this.shown) s.bar.update(s.report.received, { key });
     // stop() draws the lines but not the log lines still buffered: one last redraw prints those.
     if (this.shown.size > 0) this.bars.update();
