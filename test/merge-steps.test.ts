@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { runSteps, step, type Step } from '../src/db/steps.js';
 import { BATCH_STEPS, mergeSteps } from '../src/sync/merge-plan.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { it } from './helpers/fixtures.js';
 
 /*
  * The merge's steps name their parameters (db/steps.ts): each is numbered once where the step is
@@ -39,14 +39,8 @@ describe('step: named parameters', () => {
 });
 
 describe('runSteps against Postgres', () => {
-  let t: TestDatabase | undefined;
-  afterEach(async () => {
-    await t?.drop();
-    t = undefined;
-  });
-
-  it('gives a step of twelve parameters each value where its name is', async () => {
-    t = await createTestDatabase();
+  it('gives a step of twelve parameters each value where its name is', async ({ createDatabase }) => {
+    const t = await createDatabase();
     const client = await t.pool.connect();
     try {
       await client.query('BEGIN');

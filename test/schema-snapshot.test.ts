@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { describe, expect } from 'vitest';
+import { it } from './helpers/fixtures.js';
 import { dumpSchema } from './helpers/schema-dump.js';
 
 /*
@@ -13,34 +13,24 @@ import { dumpSchema } from './helpers/schema-dump.js';
 const SNAPSHOT = new URL('./fixtures/schema.sql', import.meta.url);
 
 describe('schema snapshot', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await createTestDatabase();
-  });
-  afterAll(async () => t.drop());
-
-  it('a freshly migrated database has exactly the committed schema (test/fixtures/schema.sql)', async () => {
+  it('a freshly migrated database has exactly the committed schema (test/fixtures/schema.sql)', async ({ fileDatabase: t }) => {
     const dump = await dumpSchema(t.pool);
     if (process.env.UPDATE_SCHEMA_SNAPSHOT === '1' || !existsSync(SNAPSHOT)) writeFileSync(SNAPSHOT, dump);
     expect(dump).toBe(readFileSync(SNAPSHOT, 'utf8'));
   });
 
-  it('sees a change of any column, index or function body (the check itself can fail)', async () => {
-    const scratch = await createTestDatabase();
-    try {
-      const before = await dumpSchema(scratch.pool);
-      await scratch.query(`ALTER TABLE cpq.user_versions ADD COLUMN shoe_size integer`);
-      const withColumn = await dumpSchema(scratch.pool);
-      expect(withColumn).not.toBe(before);
-      expect(withColumn).toContain('  shoe_size integer');
-      await scratch.query(`CREATE INDEX users_email_idx ON cpq.users (email)`);
-      expect(await dumpSchema(scratch.pool)).toContain('CREATE INDEX users_email_idx ON cpq.users USING btree (email)');
-      await scratch.query(
-        `CREATE OR REPLACE FUNCTION cpq.user_groups_as_of(ts timestamptz) RETURNS SETOF cpq.user_groups LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.user_groups $$`,
-      );
-      expect(await dumpSchema(scratch.pool)).toContain('SELECT * FROM cpq.user_groups');
-    } finally {
-      await scratch.drop();
-    }
+  it('sees a change of any column, index or function body (the check itself can fail)', async ({ createDatabase }) => {
+    const scratch = await createDatabase();
+    const before = await dumpSchema(scratch.pool);
+    await scratch.query(`ALTER TABLE cpq.user_versions ADD COLUMN shoe_size integer`);
+    const withColumn = await dumpSchema(scratch.pool);
+    expect(withColumn).not.toBe(before);
+    expect(withColumn).toContain('  shoe_size integer');
+    await scratch.query(`CREATE INDEX users_email_idx ON cpq.users (email)`);
+    expect(await dumpSchema(scratch.pool)).toContain('CREATE INDEX users_email_idx ON cpq.users USING btree (email)');
+    await scratch.query(
+      `CREATE OR REPLACE FUNCTION cpq.user_groups_as_of(ts timestamptz) RETURNS SETOF cpq.user_groups LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.user_groups $$`,
+    );
+    expect(await dumpSchema(scratch.pool)).toContain('SELECT * FROM cpq.user_groups');
   });
 });

@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { DATABASE_COLUMNS } from '../src/db/schema.js';
 import type { ColumnOf, UserValueColumn } from '../src/normalize/user-fields.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { TestDatabase } from './helpers/database.js';
+import { it } from './helpers/fixtures.js';
 
 /*
  * The Kysely `Database` interface (src/db/schema.ts) against a freshly migrated database: every
@@ -37,30 +38,20 @@ async function relationColumns(t: TestDatabase): Promise<Record<string, string[]
 const sorted = (names: readonly string[]) => [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
 describe('the Kysely Database interface', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await createTestDatabase();
-  });
-  afterAll(async () => t.drop());
-
   it('derives the user value column names as the runtime mapping does', () => {
     expect(USER_VALUE_COLUMNS).toEqual(expect.arrayContaining(['bill_company2', 'is_user_admin_perm_enabled', 'cpq_id', 'units', 'status_display']));
   });
 
-  it('names every table and view of schema cpq, each with exactly its columns', async () => {
+  it('names every table and view of schema cpq, each with exactly its columns', async ({ fileDatabase: t }) => {
     const actual = await relationColumns(t);
     const declared = Object.fromEntries(Object.entries(DATABASE_COLUMNS).map(([relation, names]) => [relation, sorted(names)]));
     expect(declared).toEqual(actual);
   });
 
-  it('fails when a migration adds a column the interface lacks (the check itself can fail)', async () => {
-    const scratch = await createTestDatabase();
-    try {
-      await scratch.query(`ALTER TABLE cpq.groups ADD COLUMN description text`);
-      expect((await relationColumns(scratch))['cpq.groups']).toContain('description');
-      expect(DATABASE_COLUMNS['cpq.groups']).not.toContain('description');
-    } finally {
-      await scratch.drop();
-    }
+  it('fails when a migration adds a column the interface lacks (the check itself can fail)', async ({ createDatabase }) => {
+    const scratch = await createDatabase();
+    await scratch.query(`ALTER TABLE cpq.groups ADD COLUMN description text`);
+    expect((await relationColumns(scratch))['cpq.groups']).toContain('description');
+    expect(DATABASE_COLUMNS['cpq.groups']).not.toContain('description');
   });
 });

@@ -1,10 +1,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { USER_VALUE_COLUMN_TYPES } from '../src/normalize/user-fields.js';
 import { FIELD_DIFF } from '../src/sync/merge-sql.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { TestDatabase } from './helpers/database.js';
+import { it } from './helpers/fixtures.js';
 
 /*
  * The user columns have one source of truth, src/cpq/user-fields.ts (the fields) and
@@ -49,20 +50,14 @@ function insertDiffStatement(body: string): string {
 }
 
 describe('user columns: one source of truth, every copy checked', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await createTestDatabase();
-  });
-  afterAll(async () => t.drop());
-
-  it('cpq.users, cpq.user_versions and cpq.user_history have the same data columns, same types, same order', async () => {
+  it('cpq.users, cpq.user_versions and cpq.user_history have the same data columns, same types, same order', async ({ fileDatabase: t }) => {
     expect(await parityProblems(t)).toEqual([]);
     for (const [relation, extra] of Object.entries(VERSION_COLUMNS)) {
       expect((await columnsOf(t, relation)).map((c) => c.name)).toEqual(expect.arrayContaining(extra));
     }
   });
 
-  it('has every column of USER_FIELDS, with its type, in cpq.users, cpq.user_versions and cpq.user_history', async () => {
+  it('has every column of USER_FIELDS, with its type, in cpq.users, cpq.user_versions and cpq.user_history', async ({ fileDatabase: t }) => {
     const expected = await Promise.all(
       USER_VALUE_COLUMN_TYPES.map(async ({ column, pgType }) => {
         const [row] = await t.query<{ type: string }>(`SELECT format_type($1::regtype, -1) AS type`, [pgType]);
@@ -75,11 +70,13 @@ describe('user columns: one source of truth, every copy checked', () => {
     }
   });
 
-  it('cpq.users_as_of returns cpq.users rows (its column list matches the table)', async () => {
+  it('cpq.users_as_of returns cpq.users rows (its column list matches the table)', async ({ fileDatabase: t }) => {
     await expect(t.query(`SELECT * FROM cpq.users_as_of(now())`)).resolves.toEqual([]);
   });
 
-  it("computes an insert's field diff with the merge's own expression: cpq.insert_diff, as migrated, holds FIELD_DIFF, which names every user column", async () => {
+  it("computes an insert's field diff with the merge's own expression: cpq.insert_diff, as migrated, holds FIELD_DIFF, which names every user column", async ({
+    fileDatabase: t,
+  }) => {
     const [fn] = await t.query<{ body: string }>(`SELECT prosrc AS body FROM pg_proc WHERE oid = 'cpq.insert_diff(bigint, timestamptz)'::regprocedure`);
     if (!fn!.body.includes(`SELECT ${FIELD_DIFF}\n`)) {
       // What the new migration needs (README "Adding a CPQ field"): the same function around the current FIELD_DIFF.
@@ -90,32 +87,24 @@ describe('user columns: one source of truth, every copy checked', () => {
     for (const { column } of USER_VALUE_COLUMN_TYPES) expect(FIELD_DIFF).toContain(`'"${column}":{"old":'`);
   });
 
-  it('README\'s migration for a new field ("Adding a CPQ field") keeps the three relations and users_as_of in step', async () => {
+  it('README\'s migration for a new field ("Adding a CPQ field") keeps the three relations and users_as_of in step', async ({ createDatabase }) => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
     const section = readme.slice(readme.indexOf('## Adding a CPQ field'));
     const migration = /```plpgsql\n([\s\S]*?)```/.exec(section)?.[1]?.replace(/^ {3}/gm, '');
     expect(migration).toContain('ALTER TABLE cpq.users ADD COLUMN nickname text;');
-    const scratch = await createTestDatabase();
-    try {
-      await scratch.query(migration!);
-      expect(await parityProblems(scratch)).toEqual([]);
-      expect((await columnsOf(scratch, 'user_history')).map((c) => c.name)).toContain('nickname');
-      await expect(scratch.query(`SELECT nickname FROM cpq.users_as_of(now())`)).resolves.toEqual([]);
-    } finally {
-      await scratch.drop();
-    }
+    const scratch = await createDatabase();
+    await scratch.query(migration!);
+    expect(await parityProblems(scratch)).toEqual([]);
+    expect((await columnsOf(scratch, 'user_history')).map((c) => c.name)).toContain('nickname');
+    await expect(scratch.query(`SELECT nickname FROM cpq.users_as_of(now())`)).resolves.toEqual([]);
   });
 
-  it('fails when a migration adds a user column to cpq.users alone (the checks themselves can fail)', async () => {
-    const scratch = await createTestDatabase();
-    try {
-      await scratch.query(`ALTER TABLE cpq.users ADD COLUMN shoe_size integer`);
-      expect(await parityProblems(scratch)).toHaveLength(2);
-      await expect(scratch.query(`SELECT * FROM cpq.users_as_of(now())`)).rejects.toThrow(/return type mismatch|final statement returns too few columns/);
-      await scratch.query(`ALTER TABLE cpq.user_versions ADD COLUMN shoe_size integer`);
-      expect(await parityProblems(scratch)).toEqual([expect.stringContaining('cpq.user_history has')]);
-    } finally {
-      await scratch.drop();
-    }
+  it('fails when a migration adds a user column to cpq.users alone (the checks themselves can fail)', async ({ createDatabase }) => {
+    const scratch = await createDatabase();
+    await scratch.query(`ALTER TABLE cpq.users ADD COLUMN shoe_size integer`);
+    expect(await parityProblems(scratch)).toHaveLength(2);
+    await expect(scratch.query(`SELECT * FROM cpq.users_as_of(now())`)).rejects.toThrow(/return type mismatch|final statement returns too few columns/);
+    await scratch.query(`ALTER TABLE cpq.user_versions ADD COLUMN shoe_size integer`);
+    expect(await parityProblems(scratch)).toEqual([expect.stringContaining('cpq.user_history has')]);
   });
 });

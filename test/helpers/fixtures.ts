@@ -3,11 +3,13 @@ import { createTestDatabase, type TestDatabase } from './database.js';
 import { it as harnessIt, startHarness, type Harness } from './harness.js';
 
 /**
- * The harness `it` (see ./harness.ts) with two more fixtures, each closed when the test ends,
- * pass or fail:
+ * The harness `it` (see ./harness.ts) with more fixtures, each closed when the test ends, pass
+ * or fail:
  * - `connectClient(url)`: a pg client of its own on `url`, for a test that holds a lock or a
  *   transaction open beside the code under test (ended; a transaction left open is rolled back);
- * - `createDatabase()`: a fresh test database with no simulator (dropped).
+ * - `createDatabase()`: a fresh test database with no simulator (dropped);
+ * - `fileDatabase`: one fresh test database shared by the tests of a file that only read it
+ *   (dropped when the file's tests end).
  */
 export const it = harnessIt
   // eslint-disable-next-line no-empty-pattern -- vitest reads the fixtures a fixture needs from this pattern
@@ -34,6 +36,12 @@ export const it = harnessIt
       databases.push(t);
       return t;
     };
+  })
+  // eslint-disable-next-line no-empty-pattern -- as above
+  .extend('fileDatabase', { scope: 'file' }, async ({}, { onCleanup }) => {
+    const t = await createTestDatabase();
+    onCleanup(() => t.drop());
+    return t;
   });
 
 /**

@@ -1,13 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { redactUrl } from '../../src/db/database.js';
 import { cli } from '../helpers/cli-process.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-
-let t: TestDatabase | undefined;
-afterEach(async () => {
-  await t?.drop();
-  t = undefined;
-});
+import { it } from '../helpers/fixtures.js';
 
 /** The same server and database, with the password moved from the user part into the query string. */
 function passwordInQuery(url: string, extra: Record<string, string> = {}): { url: string; password: string } {
@@ -20,8 +14,8 @@ function passwordInQuery(url: string, extra: Record<string, string> = {}): { url
 }
 
 describe("a password in DATABASE_URL's query string", () => {
-  it('`migrate` names the database without printing the password given as ?password=', async () => {
-    t = await createTestDatabase();
+  it('`migrate` names the database without printing the password given as ?password=', async ({ createDatabase }) => {
+    const t = await createDatabase();
     const { url, password } = passwordInQuery(t.url);
     // A server that asks for no password would make this test prove nothing.
     expect(password.length).toBeGreaterThan(3);
