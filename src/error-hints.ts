@@ -51,7 +51,7 @@ export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl
     return `this site answers under ${prefixSetting(other)}, not under ${prefixSetting(configured)}: set CPQ_PATH_PREFIX=${other}`;
   }
   if (answers(probe[configured])) {
-    const company = failedUrl === undefined ? undefined : /\/companies\/([^/?]+)\/users/.exec(new URL(failedUrl).pathname)?.[1];
+    const company = failedUrl === undefined ? undefined : /\/companies\/([^/?]+)\/users/.exec(failedUrl)?.[1];
     return company === undefined
       ? `the path prefix is right (${prefixSetting(configured)}); this resource is not on the site`
       : `the site has no company "${decodeURIComponent(company)}": check CPQ_COMPANIES (cpq-sync check lists the site's companies)`;

@@ -3,7 +3,10 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect } from 'vitest';
+import { afterEach, describe, expect, it as plainIt } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { authHint, hintFor, tlsHint, unreachableHint } from '../src/error-hints.js';
+import { SyncError } from '../src/errors.js';
 import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
 import { cli, gate } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
@@ -124,5 +127,34 @@ describe('the README lists every error a user meets first, as printed, with its 
     expect(p.test('cpq-sync: GET http://h/rest/x?y=1: CPQ answered 404 with "nope"; hint: set CPQ_PATH_PREFIX=/cpq')).toBe(true);
     expect(p.test('cpq-sync: GET http://h/rest/x?y=1: CPQ answered 404 with "nope"; hint: set CPQ_PATH_PREFIX=')).toBe(false);
     expect(p.test('cpq-sync: GET http://h/rest/x?y=1: CPQ answered 404 with "nope"')).toBe(false);
+  });
+
+  plainIt('the hints of the variants not made above: 403, a token, OAuth, a CA file that does not help, expiry, host names, timeouts', () => {
+    const cpq = (env: Record<string, string>) => loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com', ...env }).cpq!;
+    const basic = cpq({ CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'secret-value' });
+    expect(authHint(basic.auth, 'GET x: CPQ refused the credentials (403); check the CPQ_* auth settings')).toMatch(
+      /^tried Basic auth as user "sync" .*: accepted as someone, but refused this resource/,
+    );
+    expect(authHint(cpq({ CPQ_TOKEN: 'tok-value' }).auth, 'refused (401)')).toMatch(
+      /^tried a bearer token \(CPQ_TOKEN or CPQ_TOKEN_FILE\): check those settings/,
+    );
+    const oauth = cpq({ CPQ_OAUTH_TOKEN_URL: 'https://idp.example.com/token', CPQ_OAUTH_CLIENT_ID: 'cid', CPQ_OAUTH_CLIENT_SECRET: 'oauth-secret-value' });
+    const refused = new SyncError(
+      'auth',
+      'POST https://idp.example.com/token: OAuth token request refused (401): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE',
+    );
+    expect(hintFor(refused, { cpq: oauth })).toBe(
+      'tried an OAuth token for client "cid" from https://idp.example.com/token (CPQ_OAUTH_*): check CPQ_OAUTH_TOKEN_URL, the client id and secret, and CPQ_OAUTH_SCOPE',
+    );
+    expect(JSON.stringify([authHint(basic.auth, '(401)'), hintFor(refused, { cpq: oauth })])).not.toMatch(/secret-value|tok-value/);
+    const withCa = { ...basic, ca: '-----BEGIN CERTIFICATE-----' };
+    expect(tlsHint('SELF_SIGNED_CERT_IN_CHAIN self-signed certificate in certificate chain', withCa)).toMatch(
+      /^the certificate did not verify against the system's CAs and CPQ_CA_FILE/,
+    );
+    expect(tlsHint('CERT_HAS_EXPIRED certificate has expired', basic)).toMatch(/outside its validity dates/);
+    expect(tlsHint("ERR_TLS_CERT_ALTNAME_INVALID Hostname/IP does not match certificate's altnames", basic)).toMatch(/does not name the host of CPQ_BASE_URL/);
+    expect(tlsHint('ECONNREFUSED connect ECONNREFUSED 127.0.0.1:1', basic)).toBeUndefined();
+    expect(unreachableHint('no response within the request timeout')).toMatch(/raise CPQ_REQUEST_TIMEOUT$/);
+    expect(hintFor(new SyncError('data', 'GET x: expected JSON'), { cpq: basic })).toBeUndefined();
   });
 });
