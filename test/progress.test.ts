@@ -13,9 +13,9 @@ const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
  * `cpq-sync run` in a pseudo-terminal: util-linux `script` gives the child a real pty (stdout
  * isTTY) and copies what it draws to our pipe, escape sequences included.
  */
-function runInPty(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+function runInPty(env: Record<string, string>, args: string[] = []): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qefc', `${process.execPath} ${BIN} run`, '/dev/null'], {
+    const child = spawn('script', ['-qefc', [process.execPath, BIN, 'run', ...args].join(' '), '/dev/null'], {
       env: { PATH: process.env.PATH ?? '', TERM: 'xterm', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -132,6 +132,12 @@ describe('cpq-sync run in a terminal', () => {
     );
     const total = /^total +\d+ +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) /m.exec(table);
     expect(total?.slice(1).map(Number)).toEqual([0, run!.users_updated, 0, 0, run!.users_unchanged]);
+
+    // A full read after a deletion: the company's row says what it deleted.
+    h.sim.deleteUser('partner1', edited!);
+    const third = await runInPty(envOf(h), ['--full']);
+    expect(third.code, third.output).toBe(0);
+    expect(third.output.replace(ANSI, '')).toMatch(/^partner1 +full +29 +0 +0 +1 +0 +29 +\d+\.\d\r?$/m);
   });
 
   it('LOG_FORMAT=json in a terminal, and any run without one, log the JSON lines as always', async ({ startHarness }) => {
