@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { zipOf } from '../helpers/zip-bytes.js';
+import { localEntry, withDirectory, zipOf } from '../helpers/zip-bytes.js';
 import { hostileSite, type HostileSite } from './cpq-hostile.js';
 
 /*
@@ -28,61 +28,12 @@ function usersJsonl(prefix: string, count: number, filler = 200): Buffer {
   return Buffer.from(lines.join('\n') + '\n', 'utf8');
 }
 
-interface CentralEntry {
-  name: string;
-  offset: number;
-  method: number;
-  crc: number;
-  compressedSize: number;
-  size: number;
-}
-
-/** A local file header followed by its data, as a zip writer would emit it. */
-function local(name: string, method: number, crc: number, packed: Buffer, size: number): Buffer {
-  const header = Buffer.alloc(30);
-  header.writeUInt32LE(0x04034b50, 0);
-  header.writeUInt16LE(20, 4);
-  header.writeUInt16LE(0x0800, 6);
-  header.writeUInt16LE(method, 8);
-  header.writeUInt32LE(crc, 14);
-  header.writeUInt32LE(packed.length, 18);
-  header.writeUInt32LE(size, 22);
-  header.writeUInt16LE(Buffer.byteLength(name), 26);
-  return Buffer.concat([header, Buffer.from(name), packed]);
-}
-
-/** The central directory and end record for `entries`, after `body` (the local headers and data). */
-function withDirectory(body: Buffer, entries: CentralEntry[]): Buffer {
-  const centrals = entries.map((e) => {
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE(20, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(0x0800, 8);
-    central.writeUInt16LE(e.method, 10);
-    central.writeUInt32LE(e.crc, 16);
-    central.writeUInt32LE(e.compressedSize, 20);
-    central.writeUInt32LE(e.size, 24);
-    central.writeUInt16LE(Buffer.byteLength(e.name), 28);
-    central.writeUInt32LE(e.offset, 42);
-    return Buffer.concat([central, Buffer.from(e.name)]);
-  });
-  const directory = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(body.length, 16);
-  return Buffer.concat([body, directory, end]);
-}
-
 describe('overlapping entries (a zip bomb that shares its compressed data)', () => {
   it('many entries pointing at one deflated run of users are refused before anything is loaded', async () => {
     const data = usersJsonl('shared', 50);
     const packed = deflateRawSync(data);
     const crc = crc32(data);
-    const body = local('part-000.jsonl', 8, crc, packed, data.length);
+    const body = localEntry('part-000.jsonl', 8, crc, packed, data.length);
     // 200 directory entries, every one the same bytes: 200 times the expansion of one entry.
     const entries = Array.from({ length: 200 }, (_, i) => ({
       name: `part-${String(i).padStart(3, '0')}.jsonl`,
@@ -102,9 +53,9 @@ describe('overlapping entries (a zip bomb that shares its compressed data)', () 
   it('an entry whose stored data holds the next entry (header and all) is refused', async () => {
     const inner = usersJsonl('inner', 5);
     const innerCrc = crc32(inner);
-    const innerLocal = local('inner.jsonl', 0, innerCrc, inner, inner.length);
+    const innerLocal = localEntry('inner.jsonl', 0, innerCrc, inner, inner.length);
     // The outer entry "contains" the inner one: its data is the inner entry's header and data.
-    const outerLocal = local('outer.jsonl', 0, crc32(innerLocal), innerLocal, innerLocal.length);
+    const outerLocal = localEntry('outer.jsonl', 0, crc32(innerLocal), innerLocal, innerLocal.length);
     const innerOffset = 30 + Buffer.byteLength('outer.jsonl');
     const zip = withDirectory(outerLocal, [
       { name: 'outer.jsonl', offset: 0, method: 0, crc: crc32(innerLocal), compressedSize: innerLocal.length, size: innerLocal.length },
