@@ -132,8 +132,6 @@ export function hintFor(err: unknown, facts: HintFacts = {}): string | undefined
     }
     case 'database':
       return databaseHint(message);
-    case 'lock':
-      return 'a run is in progress (cpq-sync status shows it): wait for it to end; a lock left by a dead process is freed by Postgres';
     default:
       return undefined;
   }
