@@ -34,6 +34,16 @@ function groupJson(groups: readonly GroupDef[]) {
 
 const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess });
 
+/** What follows a record's fields: its custom fields, company, groups and access permissions. */
+function addAfterFields(record: Record<string, Json>, user: GeneratedUser, groups: readonly GroupDef[]): void {
+  for (const [key, value] of user.custom) record[key] = value;
+  if (user.company) record.company = user.company;
+  const g = relationJson(user.groups, groupJson(groups));
+  const p = relationJson(user.accessPermissions, permissionJson);
+  if (g !== undefined) record.groups = g;
+  if (p !== undefined) record.accessPermissions = p;
+}
+
 /**
  * The user as CPQ sends it (links aside), as exact JSON text. An integration user is read from
  * both feeds and stored as one record: the v19 copy (every field, groups) over the v16 one
@@ -42,12 +52,7 @@ const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableNam
 export function sentText(user: GeneratedUser, groups: readonly GroupDef[]): string {
   const record: Record<string, Json> = { login: user.login };
   for (const entry of user.fields) record[entry.key] = entry.value;
-  for (const [key, value] of user.custom) record[key] = value;
-  if (user.company) record.company = user.company;
-  const g = relationJson(user.groups, groupJson(groups));
-  const p = relationJson(user.accessPermissions, permissionJson);
-  if (g !== undefined) record.groups = g;
-  if (p !== undefined) record.accessPermissions = p;
+  addAfterFields(record, user, groups);
   return wireText(record);
 }
 
@@ -59,7 +64,7 @@ export function addToSimulator(sim: CpqSimulator, placed: PlacedUser, groups: re
     const kept = primary.get(entry.field);
     if (kept === undefined || (entry.key === entry.field && user.fields[kept]!.key !== entry.field)) primary.set(entry.field, i);
   });
-  const record: Record<string, unknown> = { login: user.login };
+  const record: Record<string, Json> = { login: user.login };
   const spelling: Record<string, string> = {};
   user.fields.forEach((entry, i) => {
     if (primary.get(entry.field) === i) {
@@ -69,12 +74,7 @@ export function addToSimulator(sim: CpqSimulator, placed: PlacedUser, groups: re
       record[entry.key] = entry.value; // a second spelling: an extra key as far as the simulator is concerned
     }
   });
-  for (const [key, value] of user.custom) record[key] = value;
-  if (user.company) record.company = user.company;
-  const g = relationJson(user.groups, groupJson(groups));
-  const p = relationJson(user.accessPermissions, permissionJson);
-  if (g !== undefined) record.groups = g;
-  if (p !== undefined) record.accessPermissions = p;
+  addAfterFields(record, user, groups);
   sim.addUser(placed.company, record, { exact: true, spelling });
 }
 
