@@ -6,6 +6,14 @@
  * Each sync runs as its own process (`cpq-sync run`), so its wall time and peak RSS are its own.
  *
  *   npm run bench -- --users 100000
+ *
+ * With --latency, a slow remote CPQ instead: one company (250,000 users unless --users says
+ * otherwise) whose pages of 1000 users take that long each (a tenth fixed, the rest per user,
+ * unless --latency-fixed says otherwise), one full sync with the default settings (or those
+ * given with --set NAME=VALUE), against pages x latency, and the most requests the simulator
+ * ever had in flight against CPQ_MAX_IN_FLIGHT.
+ *
+ *   npm run bench -- --latency 1s
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -16,6 +24,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { loadConfig, parseDuration } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { freePort } from '../test/helpers/free-port.js';
@@ -32,20 +41,40 @@ interface Args {
   mallocMmapThreshold: number;
   /** Where each sync's debug log goes (one JSON file per run), for profiling; none when unset. */
   logDir?: string;
+  /** With --latency: the time a page of 1000 users takes (ms); 0 = the local benchmark. */
+  latencyMs: number;
+  /** The part of latencyMs every request takes, whatever its size (default a tenth). */
+  latencyFixedMs?: number;
+  /** Settings for the sync process (--set NAME=VALUE). */
+  settings: Record<string, string>;
+}
+
+function duration(flag: string, text: string | undefined): number {
+  const ms = text === undefined ? undefined : parseDuration(text);
+  if (ms === undefined) throw new Error(`${flag} needs a duration such as 1s or 800ms`);
+  return ms;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 192, mallocMmapThreshold: 131072 };
+  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 192, mallocMmapThreshold: 131072, latencyMs: 0, settings: {} };
+  let users: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
-    if (flag === '--users') args.users = Number(argv[++i]);
+    if (flag === '--users') users = Number(argv[++i]);
     else if (flag === '--companies') args.companies = Number(argv[++i]);
     else if (flag === '--skip-zip') args.skipZip = true;
     else if (flag === '--heap-mb') args.heapMb = Number(argv[++i]);
     else if (flag === '--malloc-mmap-threshold') args.mallocMmapThreshold = Number(argv[++i]);
     else if (flag === '--log-dir') args.logDir = argv[++i];
-    else throw new Error(`unknown argument ${flag}`);
+    else if (flag === '--latency') args.latencyMs = duration(flag, argv[++i]);
+    else if (flag === '--latency-fixed') args.latencyFixedMs = duration(flag, argv[++i]);
+    else if (flag === '--set') {
+      const [name = '', ...value] = (argv[++i] ?? '').split('=');
+      if (!/^[A-Z][A-Z0-9_]*$/.test(name) || value.length === 0) throw new Error('--set needs NAME=VALUE');
+      args.settings[name] = value.join('=');
+    } else throw new Error(`unknown argument ${flag}`);
   }
+  args.users = users ?? (args.latencyMs > 0 ? 250_000 : 100_000);
   if (!Number.isInteger(args.users) || args.users < args.companies) throw new Error('--users must be a whole number of at least --companies');
   return args;
 }
@@ -172,6 +201,69 @@ function table(rows: Measured[], floor: number): string {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
+/**
+ * One full sync of a single company from a simulator whose pages take `latencyMs` each, with the
+ * default settings unless --set changes them. Prints the wall time against pages x latency (the
+ * time a read of one page at a time would take at least) and the most requests in flight. A
+ * first sync without latency, into another database, renders every page the measured one asks
+ * for (the same data gives the same probes, ranges and requests): the measured sync is then
+ * served kept bytes after the latency, as from a remote CPQ whose rendering costs this machine
+ * nothing.
+ */
+async function slowSite(args: Args, dir: string): Promise<void> {
+  const pageSize = 1000;
+  const fixedMs = args.latencyFixedMs ?? args.latencyMs / 10;
+  if (fixedMs > args.latencyMs) throw new Error('--latency-fixed must not exceed --latency');
+  const sim = new CpqSimulator({
+    seed: 1,
+    partnerCompanies: 0,
+    usersPerCompany: args.users,
+    integrationUsers: 0,
+    drift: true,
+    cachePages: true,
+  });
+  const baseUrl = await sim.start(await freePort());
+  const database = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'bench', persistent: false });
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  const urlFor = async (name: string) => {
+    await admin.query(`CREATE DATABASE ${name}`);
+    const u = new URL(database.url);
+    u.pathname = `/${name}`;
+    return u.toString();
+  };
+  try {
+    const settings = { CPQ_BASE_URL: baseUrl, CPQ_COMPANIES: '_host', CPQ_INTEGRATION_USERS: 'off', ...args.settings };
+    const cpq = loadConfig(settings).cpq!;
+    const pages = Math.ceil(args.users / cpq.pageSize);
+    const sequential = (pages * args.latencyMs) / 1000;
+    console.log(`slow CPQ: 1 company x ${args.users} users, ${pages} pages of ${cpq.pageSize} at ${args.latencyMs} ms per 1000 users (${fixedMs} ms fixed)`);
+    console.log(`settings: CPQ_MAX_IN_FLIGHT=${cpq.maxInFlight} CPQ_KEY_RANGES=${cpq.keyRanges} CPQ_CONCURRENCY=${cpq.concurrency}`);
+    const warmUp = await runCli(['run', '--full'], { ...settings, DATABASE_URL: await urlFor('bench_warm_up') });
+    console.log(`  warm-up sync without latency: ${warmUp.seconds.toFixed(1)} s (${sim.pagesRendered} responses rendered)`);
+    await admin.query('DROP DATABASE bench_warm_up WITH (FORCE)');
+    sim.setLatency({ fixedMs, perUserMs: (args.latencyMs - fixedMs) / pageSize });
+    sim.requests.length = 0;
+    sim.maxInFlightSeen = 0;
+    const rendered = sim.pagesRendered;
+    const env = { ...settings, DATABASE_URL: await urlFor('bench_slow') };
+    const full = await runCli(['run', '--full'], env);
+    const requests = sim.requests.length;
+    console.log(
+      [
+        `  full sync: ${full.seconds.toFixed(1)} s, peak RSS ${full.maxRssMb.toFixed(0)} MB, ${requests} requests (${sim.throttled} answered 429, ${sim.pagesRendered - rendered} rendered)`,
+        `  pages x latency = ${sequential.toFixed(1)} s; wall / (pages x latency) = ${(full.seconds / sequential).toFixed(2)} (goal: at most 0.30)`,
+        `  most requests in flight at the simulator: ${sim.maxInFlightSeen} (CPQ_MAX_IN_FLIGHT=${cpq.maxInFlight})`,
+      ].join('\n'),
+    );
+    if (sim.maxInFlightSeen > cpq.maxInFlight) throw new Error('the simulator had more requests in flight than CPQ_MAX_IN_FLIGHT allows');
+  } finally {
+    await admin.end();
+    await sim.stop();
+    await database.stop();
+  }
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   childMemoryEnv = {
@@ -183,6 +275,14 @@ async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'cpq-bench-'));
   await chmod(dir, 0o755); // the embedded Postgres runs as another user
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+  if (args.latencyMs > 0) {
+    try {
+      await slowSite(args, dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   console.log(`data: ${args.companies} companies x ${perCompany} users, ~3 groups and ~2 access permissions each`);
   console.log(
     `sync process: ${

@@ -42,7 +42,8 @@ export interface SimulatorOptions {
   /**
    * How long CPQ takes to answer an API request (the OAuth token endpoint excepted): `fixedMs`
    * for any request plus `perUserMs` for each user in a collection page, as a remote site builds
-   * each user with its groups and permissions. Unset: answered as fast as computed.
+   * each user with its groups and permissions; the simulator's own work counts towards it. Faults
+   * are answered at once. Unset: answered as fast as computed.
    */
   latency?: { fixedMs: number; perUserMs?: number };
   /**
@@ -83,6 +84,10 @@ function milliseconds(value: number | undefined, name: string): number {
   return result;
 }
 
+export function resolveLatency(latency: SimulatorOptions['latency']): ResolvedOptions['latency'] {
+  return { fixedMs: milliseconds(latency?.fixedMs, 'latency.fixedMs'), perUserMs: milliseconds(latency?.perUserMs, 'latency.perUserMs') };
+}
+
 export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
   // Checked at run time too: a JavaScript caller is not held to the type.
   const pathPrefix: string = options.pathPrefix ?? '';
@@ -100,7 +105,7 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
     drift: options.drift ?? true,
     now: options.now ?? (() => new Date()),
     cachePages: options.cachePages ?? false,
-    latency: { fixedMs: milliseconds(options.latency?.fixedMs, 'latency.fixedMs'), perUserMs: milliseconds(options.latency?.perUserMs, 'latency.perUserMs') },
+    latency: resolveLatency(options.latency),
     maxInFlight: options.maxInFlight === undefined ? undefined : Math.max(1, count(options.maxInFlight, 1, 'maxInFlight')),
     retryAfterSeconds: count(options.retryAfterSeconds, 1, 'retryAfterSeconds'),
   };

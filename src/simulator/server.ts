@@ -7,7 +7,7 @@ import { CpqEndpoints } from './endpoints.js';
 import { FaultQueue, type Fault } from './faults.js';
 import { bodyBytes, errorResponse, jsonResponse, type HttpResponse } from './http-response.js';
 import { deepCopy } from './json.js';
-import { resolveOptions, type ResolvedOptions, type SimulatorOptions } from './options.js';
+import { resolveLatency, resolveOptions, type ResolvedOptions, type SimulatorOptions } from './options.js';
 import { QueryError } from './query.js';
 import { resolveRoute, TOKEN_PATH } from './routes.js';
 import { faultResponse, overlayFault, readBody, send, sendTruncated } from './send.js';
@@ -137,6 +137,11 @@ export class CpqSimulator {
     this.authGate.revokeTokens();
   }
 
+  /** Changes how long requests take from now on (see SimulatorOptions.latency); undefined: no latency. */
+  setLatency(latency: SimulatorOptions['latency']): void {
+    this.options.latency = resolveLatency(latency);
+  }
+
   /** Offers the zip export, built this way (entry formats, compression, a broken variant...); undefined withdraws it. */
   setZipExport(options: ZipExportOptions | undefined): void {
     this.zipExport = options && { ...options };
@@ -228,6 +233,7 @@ export class CpqSimulator {
       authorization: this.authGate.presented(req.headers.authorization),
       status: 0,
     };
+    const arrivedAt = performance.now();
     const index = this.requests.push(record) - 1;
     if (url.pathname !== TOKEN_PATH) {
       this.inFlight++;
@@ -251,7 +257,8 @@ export class CpqSimulator {
       }
       const response = await this.respondOrReuse(req, url, body);
       const { fixedMs, perUserMs } = this.options.latency;
-      const delay = url.pathname === TOKEN_PATH ? 0 : fixedMs + perUserMs * (response.users ?? 0);
+      // The latency includes the time the response took to compute here, as a remote site's does.
+      const delay = url.pathname === TOKEN_PATH ? 0 : fixedMs + perUserMs * (response.users ?? 0) - (performance.now() - arrivedAt);
       if (delay > 0) await sleep(delay);
       if (fault?.action === 'reset') sendTruncated(res, record, overlayFault(response, fault));
       else send(res, record, response);
