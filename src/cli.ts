@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, requireCpq, type AppConfig } from './config.js';
+import { ConfigError, loadConfig, selectSites, withCpq, type AppConfig } from './config.js';
 import { exportChanges, exportSnapshot, parseAfter, parseSince, type ExportFormat } from './history/export.js';
 import { writeOutput } from './output.js';
 import { openDatabase } from './db/connect.js';
@@ -11,7 +11,7 @@ import { checkExitCode, formatCheck, runCheck } from './check/index.js';
 import { failureHint } from './check/failure-hint.js';
 import { printSummary, terminalProgress } from './progress/index.js';
 import { createLogger, type Logger } from './logger.js';
-import { runSync } from './sync/run.js';
+import { runSites } from './sync/run-sites.js';
 import { CpqSimulator } from './simulator/index.js';
 import { runDemo } from './demo.js';
 import { formatAlerts, readAlerts, sendTestAlert, stringifyAlerts } from './alerts/commands.js';
@@ -58,39 +58,51 @@ program
   .option('--full', 'read every user, ignoring the stored cursors')
   .option('--allow-mass-delete', 'mark missing users deleted even above SYNC_MAX_DELETE_FRACTION')
   .addOption(new Option('--format <format>', 'how to read company users (overrides CPQ_EXPORT_FORMAT)').choices(['json', 'zip']))
-  .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip' }) =>
+  .option('--site <name...>', 'sync only these sites (default: every configured site)')
+  .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip'; site?: string[] }) =>
     command(async (loaded, log) => {
-      const config = opts.format ? { ...loaded, cpq: { ...requireCpq(loaded), exportFormat: opts.format } } : loaded;
-      // SIGINT/SIGTERM: the run rolls back, is recorded `interrupted`, exit code 130.
+      const chosen = { ...loaded, sites: selectSites(loaded, opts.site ?? []) };
+      const config = opts.format ? withCpq(chosen, { exportFormat: opts.format }) : chosen;
+      const { sites } = config;
+      // SIGINT/SIGTERM: the runs roll back, are recorded `interrupted`, exit code 130.
       const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
       // In a terminal: one line per stream redrawn in place, then a table per company; otherwise the JSON lines.
       const terminal = terminalProgress(config, process.stdout);
       try {
-        const database = await openDatabase(config, log);
+        const database = await openDatabase(config, log, { concurrentRuns: Math.min(sites.length, config.worker.siteConcurrency) });
         shutdown.takeOverSignals();
         try {
           if (shutdown.signal.aborted) throw new SyncError('interrupted', 'interrupted before the run started; nothing was recorded');
-          const result = await runSync(
-            { ...database, config, log: terminal?.log ?? log },
-            {
-              full: opts.full === true,
-              allowMassDelete: opts.allowMassDelete === true,
-              signal: shutdown.signal,
-              ...(terminal ? { progress: terminal.display } : {}),
-            },
-          );
-          if (terminal) await printSummary(database.pool, result, terminal.display, process.stdout);
-          log.info(
-            {
-              runId: result.runId,
-              mode: result.mode,
-              inserted: result.inserted,
-              updated: result.updated,
-              unchanged: result.unchanged,
-              warnings: result.warnings.length,
-            },
-            'done',
-          );
+          const options = {
+            full: opts.full === true,
+            allowMassDelete: opts.allowMassDelete === true,
+            signal: shutdown.signal,
+            ...(terminal ? { progress: terminal.display } : {}),
+          };
+          const outcomes = await runSites({ ...database, config, log: terminal?.log ?? log }, sites, options, config.worker.siteConcurrency);
+          for (const { result } of outcomes) {
+            if (!result) continue;
+            if (terminal) await printSummary(database.pool, result, terminal.display, process.stdout);
+            log.info(
+              {
+                site: result.site,
+                runId: result.runId,
+                mode: result.mode,
+                inserted: result.inserted,
+                updated: result.updated,
+                unchanged: result.unchanged,
+                warnings: result.warnings.length,
+              },
+              'done',
+            );
+          }
+          const failed = outcomes.filter((o) => o.error !== undefined);
+          // One site: its error as it is. Several: one line naming each failed site; the exit code is the first failure's.
+          if (failed.length === 1 && sites.length === 1) throw failed[0]!.error;
+          if (failed.length > 0) {
+            const lines = failed.map((o) => `site ${o.site}: ${oneLine(o.error.message)}`);
+            throw new SyncError(failed[0]!.error.kind, `${failed.length} of ${sites.length} sites failed: ${lines.join('; ')}`);
+          }
         } finally {
           terminal?.display.stop();
           await database.close();
@@ -124,11 +136,11 @@ program
   .description('keep running: a sync on SYNC_CRON (in SYNC_TIMEZONE) until SIGTERM/SIGINT; health and metrics on HTTP_PORT')
   .action(() =>
     command(async (config, log) => {
-      requireCpq(config);
-      validateSchedule(config.worker.cron, config.worker.timezone);
+      // Before the database is opened: a bad schedule is a configuration error (exit code 2).
+      for (const site of selectSites(config)) validateSchedule(site.cron, site.timezone);
       const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
       try {
-        const database = await openDatabase(config, log);
+        const database = await openDatabase(config, log, { concurrentRuns: config.worker.siteConcurrency });
         shutdown.takeOverSignals();
         try {
           if (shutdown.signal.aborted) return;
@@ -148,17 +160,18 @@ program
 
 program
   .command('status')
-  .description('the last runs and the cursor per stream; exit code 1 when the last run failed (for alerts)')
+  .description('per site, the last runs and the cursor per stream; exit code 1 when the last run of a site failed (for alerts)')
   .option('--json', 'JSON for scripts instead of tables')
-  .addOption(new Option('--limit <n>', 'how many runs to list').default('10'))
-  .action((opts: { json?: boolean; limit: string }) =>
+  .addOption(new Option('--limit <n>', 'how many runs to list per site').default('10'))
+  .option('--site <name...>', 'only these sites (default: every site that has run)')
+  .action((opts: { json?: boolean; limit: string; site?: string[] }) =>
     command(
       async (config, log) => {
         const limit = Number(opts.limit);
         if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000) throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
         const database = await openDatabase(config, log);
         try {
-          const report = await readStatus(database.pool, limit).catch((err: unknown) => {
+          const report = await readStatus(database.pool, { limit, sites: opts.site ?? [] }).catch((err: unknown) => {
             throw new SyncError('database', `database error: ${errorMessage(err)}`);
           });
           process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
@@ -192,7 +205,8 @@ program
   .option('--after <watermark>', 'changes of runs that committed after this watermark (0 = everything): exactly once, poll after poll')
   .option('--since <run-id|time>', 'changes of runs after this run id, or that committed at or after this ISO date-time (approximate)')
   .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
-  .action((opts: { after?: string; since?: string; format: ExportFormat }) =>
+  .option('--site <name...>', 'changes of these sites only (default: every site)')
+  .action((opts: { after?: string; since?: string; format: ExportFormat; site?: string[] }) =>
     command(
       async (config, log) => {
         if ((opts.after === undefined) === (opts.since === undefined))
@@ -201,7 +215,7 @@ program
         const database = await openDatabase(config, log);
         try {
           await migrate(database.db, { onAhead: logAhead(log) });
-          const { changes, watermark } = await exportChanges(database.pool, from, opts.format, process.stdout);
+          const { changes, watermark } = await exportChanges(database.pool, from, opts.format, process.stdout, opts.site ?? []);
           log.debug({ changes, watermark }, 'change log written');
           // Last, and only once every row is written: a consumer stores it with the rows it loaded.
           process.stderr.write(`watermark: ${watermark}\n`);
@@ -220,7 +234,8 @@ program
   .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
   .option('--out <file>', 'write to this file instead of standard output')
   .option('--with-raw', "add a raw column: each user's record as CPQ sent it, custom fields included")
-  .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean }) =>
+  .option('--site <name...>', 'users of these sites only (default: every site)')
+  .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; site?: string[] }) =>
     command(
       async (config, log) => {
         const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
@@ -230,10 +245,10 @@ program
         const database = await openDatabase(config, log);
         try {
           await migrate(database.db, { onAhead: logAhead(log) });
-          const { run, users } = await writeOutput(opts.out, (out) =>
-            exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true }),
+          const { runs, users } = await writeOutput(opts.out, (out) =>
+            exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),
           );
-          log.info({ asOf: asOf.toISOString(), runId: run.runId, runFinishedAt: run.finishedAt, users, out: opts.out ?? 'stdout' }, 'snapshot written');
+          log.info({ asOf: asOf.toISOString(), runs, users, out: opts.out ?? 'stdout' }, 'snapshot written');
         } finally {
           await database.close();
         }
@@ -311,6 +326,7 @@ program
   .addOption(new Option('--integration-users <n>', 'integration users').default('5'))
   .addOption(new Option('--seed <n>', 'data seed').default('1'))
   .addOption(new Option('--prefix <prefix>', 'path prefix: "" (classic) or /cpq (Fusion)').default('/cpq'))
+  .addOption(new Option('--sites <n>', 'serve this many sites, on --port and the ports after it (different data each)').default('1'))
   .action((opts: Record<string, string>) =>
     command(async (_config, log) => {
       const whole = (name: string) => {
@@ -319,21 +335,34 @@ program
         return value;
       };
       if (opts.prefix !== '' && opts.prefix !== '/cpq') throw new ConfigError('--prefix must be "" or /cpq');
-      const simulator = new CpqSimulator({
-        seed: whole('seed'),
-        usersPerCompany: whole('users'),
-        partnerCompanies: whole('partners'),
-        integrationUsers: whole('integrationUsers'),
-        pathPrefix: opts.prefix,
-        zipExport: {},
-      });
-      const url = await simulator.start(whole('port'), opts.host);
-      log.info({ url, pathPrefix: opts.prefix, companies: simulator.companyLogins() }, 'CPQ simulator listening (Ctrl-C to stop)');
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-      await simulator.stop();
+      const count = whole('sites');
+      if (count < 1 || count > 50) throw new ConfigError(`--sites must be from 1 to 50, got "${opts.sites}"`);
+      const simulators: CpqSimulator[] = [];
+      const sites: { name: string; baseUrl: string; pathPrefix: string; companies: string }[] = [];
+      try {
+        for (let i = 0; i < count; i++) {
+          const simulator = new CpqSimulator({
+            seed: whole('seed') + i,
+            usersPerCompany: whole('users'),
+            partnerCompanies: whole('partners'),
+            integrationUsers: whole('integrationUsers'),
+            pathPrefix: opts.prefix,
+            zipExport: {},
+          });
+          simulators.push(simulator);
+          const url = await simulator.start(whole('port') + i, opts.host);
+          sites.push({ name: count === 1 ? 'default' : `site${i + 1}`, baseUrl: url, pathPrefix: opts.prefix, companies: '*' });
+          log.info({ url, pathPrefix: opts.prefix, companies: simulator.companyLogins() }, 'CPQ simulator listening (Ctrl-C to stop)');
+        }
+        // Several sites: what CPQ_SITES_FILE would hold to sync them all.
+        if (count > 1) log.info({ sites }, 'a CPQ_SITES_FILE for these sites (JSON)');
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+      } finally {
+        for (const simulator of simulators) await simulator.stop();
+      }
     }),
   );
 

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { errorCode } from './errors.js';
+import { validateDetailed } from 'node-cron';
+import { readSiteOverlays, siteKeysIn } from './sites-file.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
@@ -135,6 +137,8 @@ const envSchema = z.object({
   CPQ_ZIP_MAX_TOTAL_BYTES: integer(16 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
   TMPDIR: optionalText,
 
+  CPQ_SITES_FILE: optionalText,
+  SYNC_SITE_CONCURRENCY: integer(2, 1, 64),
   SYNC_CRON: z.string().default('0 2 * * *'),
   SYNC_TIMEZONE: z.string().default('UTC'),
   SYNC_STALE_AFTER: duration('36h'),
@@ -191,12 +195,28 @@ export interface CpqConfig {
   zip: { maxBytes: number; maxEntries: number; maxRatio: number; maxTotalBytes: number; tmpDir: string | undefined };
 }
 
+/** One CPQ site: its name (the `site` of every row it writes), how to read it, and its schedule. */
+export interface SiteConfig {
+  name: string;
+  cpq: CpqConfig;
+  cron: string;
+  timezone: string;
+}
+
+/** The site the environment alone defines, and the site of every row a single-site release wrote. */
+export const DEFAULT_SITE = 'default';
+
 export interface AppConfig {
   databaseUrl?: string;
   dataDir: string;
   embeddedPort: number;
-  /** Undefined when CPQ_BASE_URL is not set: commands that need the site say so. */
+  /**
+   * The site the environment alone names (CPQ_BASE_URL and the other CPQ_* settings); undefined
+   * when CPQ_BASE_URL is not set, and when CPQ_SITES_FILE is (its sites inherit those settings).
+   */
   cpq?: CpqConfig;
+  /** Every site to sync: those of CPQ_SITES_FILE, or the environment's one, named `default`. */
+  sites: SiteConfig[];
   lookbackMs: number;
   /** A stream whose last full read is older than this is read in full. */
   fullEveryMs: number;
@@ -206,8 +226,11 @@ export interface AppConfig {
   /** A company the database holds no user of is written straight to the final tables. */
   directFirstLoad: boolean;
   worker: {
+    /** The schedule of the environment's site, and the default of every site of a sites file. */
     cron: string;
     timezone: string;
+    /** How many sites one `schedule` process syncs at once. */
+    siteConcurrency: number;
     staleAfterMs: number;
     shutdownTimeoutMs: number;
     httpPort: number | undefined;
@@ -361,62 +384,79 @@ function readCaFile(file: string | undefined): string | undefined {
   }
 }
 
-/** Reads and validates the configuration; every problem is reported, one per line. */
-export function loadConfig(env: Env = process.env): AppConfig {
+type ParsedEnv = z.infer<typeof envSchema>;
+
+/** Validates an environment; every problem is reported, one per line, by variable name. */
+export function parseEnv(env: Env): ParsedEnv {
   const result = envSchema.safeParse(env);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
-  const parsed = result.data;
+  return result.data;
+}
+
+/** The CPQ site an environment names (CPQ_* settings), or undefined when CPQ_BASE_URL is not set. */
+export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
   const auth = resolveAuth(env, parsed);
   if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP);
   if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP);
+  if (!parsed.CPQ_BASE_URL) return undefined;
+  const ca = readCaFile(parsed.CPQ_CA_FILE);
+  return {
+    baseUrl: parsed.CPQ_BASE_URL.replace(/\/+$/, ''),
+    pathPrefix: parsed.CPQ_PATH_PREFIX,
+    companies: parsed.CPQ_COMPANIES,
+    ...(parsed.CPQ_HOST_COMPANY ? { hostCompany: parsed.CPQ_HOST_COMPANY } : {}),
+    integrationUsers: parsed.CPQ_INTEGRATION_USERS,
+    auth,
+    ...(ca ? { ca } : {}),
+    pageSize: parsed.CPQ_PAGE_SIZE,
+    concurrency: parsed.CPQ_CONCURRENCY,
+    maxInFlight: parsed.CPQ_MAX_IN_FLIGHT,
+    keyRanges: parsed.CPQ_KEY_RANGES,
+    requestTimeoutMs: parsed.CPQ_REQUEST_TIMEOUT,
+    maxRetries: parsed.CPQ_MAX_RETRIES,
+    retryBaseDelayMs: parsed.CPQ_RETRY_BASE_DELAY,
+    retryMaxDelayMs: parsed.CPQ_RETRY_MAX_DELAY,
+    maxPageBytes: parsed.CPQ_MAX_PAGE_BYTES,
+    exportFormat: parsed.CPQ_EXPORT_FORMAT,
+    zip: {
+      maxBytes: parsed.CPQ_ZIP_MAX_BYTES,
+      maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES,
+      maxRatio: parsed.CPQ_ZIP_MAX_RATIO,
+      maxTotalBytes: parsed.CPQ_ZIP_MAX_TOTAL_BYTES,
+      tmpDir: parsed.TMPDIR,
+    },
+  };
+}
+
+/** Reads and validates the configuration; every problem is reported, one per line. */
+export function loadConfig(env: Env = process.env): AppConfig {
+  const parsed = parseEnv(env);
+  const sitesFile = parsed.CPQ_SITES_FILE;
+  // With a sites file, the environment's CPQ settings are only the defaults its sites inherit: an
+  // incomplete set (no CPQ_BASE_URL, say) is not an error there.
+  const cpq = sitesFile ? undefined : cpqConfigFrom(env, parsed);
   if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
     throw new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)');
   }
-  const ca = readCaFile(parsed.CPQ_CA_FILE);
-  const cpq: CpqConfig | undefined = parsed.CPQ_BASE_URL
-    ? {
-        baseUrl: parsed.CPQ_BASE_URL.replace(/\/+$/, ''),
-        pathPrefix: parsed.CPQ_PATH_PREFIX,
-        companies: parsed.CPQ_COMPANIES,
-        ...(parsed.CPQ_HOST_COMPANY ? { hostCompany: parsed.CPQ_HOST_COMPANY } : {}),
-        integrationUsers: parsed.CPQ_INTEGRATION_USERS,
-        auth,
-        ...(ca ? { ca } : {}),
-        pageSize: parsed.CPQ_PAGE_SIZE,
-        concurrency: parsed.CPQ_CONCURRENCY,
-        maxInFlight: parsed.CPQ_MAX_IN_FLIGHT,
-        keyRanges: parsed.CPQ_KEY_RANGES,
-        requestTimeoutMs: parsed.CPQ_REQUEST_TIMEOUT,
-        maxRetries: parsed.CPQ_MAX_RETRIES,
-        retryBaseDelayMs: parsed.CPQ_RETRY_BASE_DELAY,
-        retryMaxDelayMs: parsed.CPQ_RETRY_MAX_DELAY,
-        maxPageBytes: parsed.CPQ_MAX_PAGE_BYTES,
-        exportFormat: parsed.CPQ_EXPORT_FORMAT,
-        zip: {
-          maxBytes: parsed.CPQ_ZIP_MAX_BYTES,
-          maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES,
-          maxRatio: parsed.CPQ_ZIP_MAX_RATIO,
-          maxTotalBytes: parsed.CPQ_ZIP_MAX_TOTAL_BYTES,
-          tmpDir: parsed.TMPDIR,
-        },
-      }
-    : undefined;
+  const schedule = { cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE };
+  const sites: SiteConfig[] = sitesFile ? loadSitesFile(sitesFile, env) : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule }] : [];
   return {
     ...(parsed.DATABASE_URL ? { databaseUrl: parsed.DATABASE_URL } : {}),
     dataDir: parsed.DATA_DIR,
     embeddedPort: parsed.EMBEDDED_PG_PORT,
     ...(cpq ? { cpq } : {}),
+    sites,
     lookbackMs: parsed.SYNC_LOOKBACK,
     fullEveryMs: parsed.SYNC_FULL_EVERY,
     maxDeleteFraction: parsed.SYNC_MAX_DELETE_FRACTION,
     mergeBatchUsers: parsed.SYNC_MERGE_BATCH_USERS,
     directFirstLoad: parsed.SYNC_DIRECT_FIRST_LOAD,
     worker: {
-      cron: parsed.SYNC_CRON,
-      timezone: parsed.SYNC_TIMEZONE,
+      ...schedule,
+      siteConcurrency: parsed.SYNC_SITE_CONCURRENCY,
       staleAfterMs: parsed.SYNC_STALE_AFTER,
       shutdownTimeoutMs: parsed.SHUTDOWN_TIMEOUT,
       httpPort: parsed.HTTP_PORT === undefined ? undefined : Number(parsed.HTTP_PORT),
@@ -428,7 +468,71 @@ export function loadConfig(env: Env = process.env): AppConfig {
   };
 }
 
+/**
+ * The sites of CPQ_SITES_FILE, each validated by the environment's rules with its settings laid
+ * over the environment. Every mistake of every site is reported at once, named by site and key.
+ */
+function loadSitesFile(file: string, env: Env): SiteConfig[] {
+  const { sites: overlays, errors } = readSiteOverlays(file, env);
+  const sites: SiteConfig[] = [];
+  for (const overlay of overlays) {
+    const where = `CPQ_SITES_FILE: site "${overlay.name}"`;
+    const problems: string[] = [];
+    try {
+      const parsed = parseEnv(overlay.env);
+      const cpq = cpqConfigFrom(overlay.env, parsed);
+      if (!cpq) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
+      const cron = validateDetailed(parsed.SYNC_CRON);
+      if (!cron.valid) problems.push(`cron: "${parsed.SYNC_CRON}" is not a cron expression`);
+      if (!isTimeZone(parsed.SYNC_TIMEZONE)) problems.push(`timezone: "${parsed.SYNC_TIMEZONE}" is not an IANA time zone such as UTC or Europe/Berlin`);
+      if (cpq && problems.length === 0) sites.push({ name: overlay.name, cpq, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE });
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.message.replace(/^invalid configuration: /, '').split('; '));
+    }
+    errors.push(...problems.map((p) => `${where}, ${siteKeysIn(p)}`));
+  }
+  if (errors.length) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
+  return sites;
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The configuration with `patch` laid over the CPQ settings of every site (and of the environment's). */
+export function withCpq(config: AppConfig, patch: Partial<CpqConfig>): AppConfig {
+  return {
+    ...config,
+    ...(config.cpq ? { cpq: { ...config.cpq, ...patch } } : {}),
+    sites: config.sites.map((site) => ({ ...site, cpq: { ...site.cpq, ...patch } })),
+  };
+}
+
+/** The one site the environment names (no sites file): for commands that serve a single site. */
 export function requireCpq(config: AppConfig): CpqConfig {
-  if (!config.cpq) throw new ConfigError('CPQ_BASE_URL is not set: name the CPQ site to sync, e.g. https://mysite.bigmachines.com');
-  return config.cpq;
+  if (config.sites.length > 1) throw new ConfigError('CPQ_SITES_FILE names several sites: say which one with --site NAME');
+  const only = config.sites[0]?.cpq ?? config.cpq;
+  if (!only) throw new ConfigError(NO_SITE);
+  return only;
+}
+
+const NO_SITE = 'CPQ_BASE_URL is not set: name the CPQ site to sync, e.g. https://mysite.bigmachines.com (or several in CPQ_SITES_FILE)';
+
+/**
+ * The configured sites named in `names` (all of them when `names` is empty), in configuration
+ * order; a name no site has is an error.
+ */
+export function selectSites(config: AppConfig, names: readonly string[] = []): SiteConfig[] {
+  if (config.sites.length === 0) throw new ConfigError(NO_SITE);
+  const unknown = names.filter((n) => !config.sites.some((s) => s.name === n));
+  if (unknown.length) {
+    throw new ConfigError(`--site: no site is named ${unknown.map((n) => `"${n}"`).join(', ')} (sites: ${config.sites.map((s) => s.name).join(', ')})`);
+  }
+  return names.length ? config.sites.filter((s) => names.includes(s.name)) : config.sites;
 }

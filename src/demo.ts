@@ -1,8 +1,9 @@
-import { loadConfig, type AppConfig } from './config.js';
+import { loadConfig, type AppConfig, type SiteConfig } from './config.js';
 import { openDatabase } from './db/connect.js';
 import type { Logger } from './logger.js';
 import { CpqSimulator } from './simulator/index.js';
-import { runSync } from './sync/run.js';
+import { runSites } from './sync/run-sites.js';
+import type { RunResult } from './sync/run.js';
 
 function table(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
@@ -25,30 +26,45 @@ function table(rows: Record<string, unknown>[]): string {
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
 }
 
-const SAMPLE_QUERY = `SELECT company_login, count(*) AS users,
+const SAMPLE_QUERY = `SELECT site, company_login, count(*) AS users,
        count(*) FILTER (WHERE is_user_admin_perm_enabled) AS admins,
        count(*) FILTER (WHERE is_integration_user) AS integration
 FROM cpq.users WHERE deleted_at IS NULL
-GROUP BY company_login ORDER BY company_login`;
+GROUP BY site, company_login ORDER BY site, company_login`;
 
-const CHANGES_QUERY = `SELECT change, company_login || '/' || login AS "user", field,
+const CHANGES_QUERY = `SELECT site, change, company_login || '/' || login AS "user", field,
        coalesce(old_value::text, '') AS old, coalesce(new_value::text, added::text, '') AS new, coalesce(removed::text, '') AS removed
-FROM cpq.user_changes_flat WHERE run_id = $1 AND field NOT IN ('date_modified') ORDER BY change_id, field`;
+FROM cpq.user_changes_flat WHERE run_id = ANY($1::bigint[]) AND field NOT IN ('date_modified') ORDER BY change_id, field`;
+
+/** Runs every site of `config` once; the results, or the first failure thrown. */
+async function syncAll(deps: Parameters<typeof runSites>[0], full: boolean): Promise<RunResult[]> {
+  const outcomes = await runSites(deps, deps.config.sites, { full }, deps.config.sites.length);
+  for (const o of outcomes) if (o.error) throw o.error;
+  return outcomes.map((o) => o.result!);
+}
 
 /**
- * The demo: a simulated Fusion site (3 companies, 1,000 users each, integration users) and the
- * embedded Postgres; a full sync, a few edits in CPQ, an incremental sync, and a summary.
+ * The demo: two simulated Fusion sites, `emea` (3 companies, 1,000 users each, integration users)
+ * and `americas` (a smaller one), and the embedded Postgres; a full sync of both, a few edits in
+ * CPQ, an incremental sync, and a summary.
  */
 export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
   const simulator = new CpqSimulator({ seed: 7, partnerCompanies: 2, usersPerCompany: 1000, integrationUsers: 5, pathPrefix: '/cpq', zipExport: {} });
+  const americas = new CpqSimulator({ seed: 8, partnerCompanies: 1, usersPerCompany: 300, integrationUsers: 2, pathPrefix: '/cpq', zipExport: {} });
   const url = await simulator.start();
+  const americasUrl = await americas.start();
   const env: Record<string, string | undefined> = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_')));
-  const config = { ...loadConfig({ ...env, CPQ_BASE_URL: url, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' }), logLevel: base.logLevel };
-  const database = await openDatabase(config, log, 'cpq_demo');
+  const site = (name: string, baseUrl: string): SiteConfig => {
+    const loaded = loadConfig({ ...env, CPQ_BASE_URL: baseUrl, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' });
+    return { ...loaded.sites[0]!, name };
+  };
+  const loaded = loadConfig({ ...env, CPQ_BASE_URL: url });
+  const config = { ...loaded, sites: [site('emea', url), site('americas', americasUrl)], logLevel: base.logLevel };
+  const database = await openDatabase(config, log, { databaseName: 'cpq_demo', concurrentRuns: 2 });
   try {
     const out = (text: string) => process.stdout.write(`${text}\n`);
-    out(`\nSimulated CPQ site at ${url}; database: ${database.where} (database cpq_demo)\n`);
-    const first = await runSync({ ...database, config, log }, { full: true });
+    out(`\nSimulated CPQ sites: emea at ${url}, americas at ${americasUrl}; database: ${database.where} (database cpq_demo)\n`);
+    const first = await syncAll({ ...database, config, log }, true);
 
     const [host, partner] = [simulator.users('_host'), simulator.users('partner1')];
     const [renamed, grouped, ungrouped] = [String(host[0]!.login), String(partner[1]!.login), String(host[2]!.login)];
@@ -57,17 +73,17 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     simulator.removeGroup('_host', ungrouped, (host[2]!.groups as { items: { variableName: string }[] }).items[0]!.variableName);
     const added = simulator.addUser('partner2', { firstName: 'Nova', lastName: 'Added' });
     out(`\nChanged in CPQ: renamed ${renamed}, added a group to partner1/${grouped}, removed one from ${ungrouped}, added partner2/${added}\n`);
-    const second = await runSync({ ...database, config, log });
+    const second = await syncAll({ ...database, config, log }, false);
 
     out('\nRuns:');
-    for (const r of [first, second]) {
+    for (const r of [...first, ...second]) {
       out(
-        `  run ${r.runId}: ${r.mode}, ${r.pages} pages, ${r.seen} users seen: ${r.inserted} inserted, ${r.updated} updated, ` +
+        `  site ${r.site}, run ${r.runId}: ${r.mode}, ${r.pages} pages, ${r.seen} users seen: ${r.inserted} inserted, ${r.updated} updated, ` +
           `${r.restored} restored, ${r.deleted} deleted, ${r.unchanged} unchanged`,
       );
     }
     out(`\nWhat changed in the second run (cpq.user_changes_flat):\n`);
-    out(table((await database.pool.query<Record<string, unknown>>(CHANGES_QUERY, [second.runId])).rows));
+    out(table((await database.pool.query<Record<string, unknown>>(CHANGES_QUERY, [second.map((r) => r.runId)])).rows));
     out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
     out(table((await database.pool.query<Record<string, unknown>>(SAMPLE_QUERY)).rows));
     out(
@@ -76,5 +92,6 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
   } finally {
     await database.close();
     await simulator.stop();
+    await americas.stop();
   }
 }

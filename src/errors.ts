@@ -21,6 +21,8 @@ export const EXIT_CODES: Record<FailureKind, number> = {
 export interface SyncErrorDetails {
   /** The HTTP status CPQ answered with, when the failure is that answer. */
   status?: number;
+  /** The site whose run failed (CPQ_SITES_FILE's name; `default` for the environment's site). */
+  site?: string;
   /** The stream being read (`company:_host`, `integration-users`). */
   stream?: string;
   /** The run it ended (its cpq.sync_runs row); unset when it ended before a run row existed. */
@@ -33,6 +35,7 @@ export interface SyncErrorDetails {
 
 export class SyncError extends Error {
   readonly status: number | undefined;
+  readonly site: string | undefined;
   readonly stream: string | undefined;
   readonly runId: string | undefined;
   readonly http: HttpStats | undefined;
@@ -46,6 +49,7 @@ export class SyncError extends Error {
     super(message);
     this.name = 'SyncError';
     this.status = details.status;
+    this.site = details.site;
     this.stream = details.stream;
     this.runId = details.runId;
     this.http = details.http;
@@ -60,8 +64,8 @@ export class SyncError extends Error {
   }
 
   details(): SyncErrorDetails {
-    const { status, stream, runId, http, seconds } = this;
-    return { status, stream, runId, http, seconds };
+    const { status, site, stream, runId, http, seconds } = this;
+    return { status, site, stream, runId, http, seconds };
   }
 }
 

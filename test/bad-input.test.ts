@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import type { AppConfig } from '../src/config.js';
+import { withCpq, type AppConfig } from '../src/config.js';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { SyncError } from '../src/errors.js';
 import { runSync } from '../src/sync/run.js';
@@ -106,7 +106,7 @@ describe('bad input corpus (test/fixtures/bad)', () => {
   });
 
   it.for(cases.map((c) => [`${c.file}: ${c.spec.title}`, c] as const))('%s', async ([, { company, spec }], { h }) => {
-    const config: AppConfig = { ...h.config, cpq: { ...h.config.cpq!, companies: [company], exportFormat: spec.format ?? 'json' } };
+    const config: AppConfig = withCpq(h.config, { companies: [company], exportFormat: spec.format ?? 'json' });
     const before = await rowVersions(h.t);
     const tz = process.env.TZ;
     if (spec.tz) process.env.TZ = spec.tz;

@@ -91,7 +91,7 @@ describe('cpq-sync changes and snapshot', () => {
     expect(lines[0]).toMatchObject({ change: 'update', diff: { last_name: { new: 'Cli' } } });
     const csv = await cli(['changes', '--since', '2000-01-01T00:00:00Z', '--format', 'csv'], env);
     expect(csv.code).toBe(0);
-    expect(csv.stdout.split('\n')[0]).toBe('change_id,run_id,change,company_login,login,party_number,date_modified,detected_at,diff,commit_seq');
+    expect(csv.stdout.split('\n')[0]).toBe('change_id,run_id,change,company_login,login,party_number,date_modified,detected_at,diff,commit_seq,site');
     expect(csv.stdout.trim().split('\n')).toHaveLength(1 + 4);
     const bad = await cli(['changes', '--since', 'yesterday'], env);
     expect(bad.code).toBe(2);

@@ -38,8 +38,8 @@ async function syncedSite(startHarness: StartHarness) {
   // The change log stores what the merge computed; a diff holding such numbers must leave as exactly.
   // (Custom fields are not diffed by the merge today, so this row is written as a diff could hold them.)
   await h.t.query(
-    `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, detected_at, diff)
-     SELECT $1, 'update', id, company_login, login, now(), $2::jsonb FROM cpq.users WHERE login = $3`,
+    `INSERT INTO cpq.user_change_log (site, run_id, change, user_id, company_login, login, detected_at, diff)
+     SELECT site, $1, 'update', id, company_login, login, now(), $2::jsonb FROM cpq.users WHERE login = $3`,
     [second.runId, `{"score":{"old":${SCORE},"new":1e400}}`, custom],
   );
   return { h, login, custom };
@@ -97,8 +97,8 @@ describe('exact numbers in every export', () => {
   it('status --json: run records and times leave as stored', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
     await h.t.query(
-      `INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, http_retries, streams, warnings, error)
-       VALUES ('failed', 'full', '2025-03-03T01:02:03.456789Z', '2025-03-03T01:02:04.5Z', $1, $2, '["w"]', 'boom')`,
+      `INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at, http_retries, streams, warnings, error)
+       VALUES ('default', 'failed', 'full', '2025-03-03T01:02:03.456789Z', '2025-03-03T01:02:04.5Z', $1, $2, '["w"]', 'boom')`,
       [`{"503": ${PARTY_ID}}`, `[{"stream": "companies/_host", "totalResults": ${SCORE}, "received": 1e400}]`],
     );
     const out = await cli(['status', '--json'], { DATABASE_URL: h.t.url });
@@ -107,6 +107,6 @@ describe('exact numbers in every export', () => {
     expect(out.stdout).toContain(`"streams": [{"stream":"companies/_host","received":${HUGE_STORED},"totalResults":${SCORE}}]`);
     expect(out.stdout).toContain('"startedAt": "2025-03-03T01:02:03.456789Z"');
     expect(out.stdout).toContain('"finishedAt": "2025-03-03T01:02:04.500Z"');
-    expect(JSON.parse(out.stdout)).toMatchObject({ runs: [{ status: 'failed', warnings: ['w'], error: 'boom' }] });
+    expect(JSON.parse(out.stdout)).toMatchObject({ sites: [{ site: 'default', runs: [{ status: 'failed', warnings: ['w'], error: 'boom' }] }] });
   });
 });

@@ -32,7 +32,7 @@ describe('snapshot: the run it names is exactly the state it contains', () => {
     const exporting = snapshotLines(h, later);
     await untilWaitingForLock(h.t);
     const { rows } = await holder.query<{ id: string; effective_at: Date }>(
-      `INSERT INTO cpq.sync_runs (status, mode, finished_at, effective_at) VALUES ('succeeded', 'incremental', now(), now()) RETURNING id, effective_at`,
+      `INSERT INTO cpq.sync_runs (site, status, mode, finished_at, effective_at) VALUES ('default', 'succeeded', 'incremental', now(), now()) RETURNING id, effective_at`,
     );
     const second = rows[0]!;
     await holder.query(`CREATE TEMP TABLE late AS SELECT * FROM cpq.users ORDER BY login LIMIT 1`);

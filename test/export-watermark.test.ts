@@ -32,11 +32,13 @@ async function poll(h: Harness, from: string | { since: string }): Promise<Poll>
  */
 async function openRun(client: pg.Client, login: string) {
   await client.query('BEGIN');
-  const { rows } = await client.query<{ id: string }>(`INSERT INTO cpq.sync_runs (status, mode) VALUES ('running', 'incremental') RETURNING id`);
+  const { rows } = await client.query<{ id: string }>(
+    `INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'incremental') RETURNING id`,
+  );
   const runId = rows[0]!.id;
   const { rows: change } = await client.query<{ id: string }>(
-    `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, detected_at, diff)
-     SELECT $1, 'update', id, company_login, login, now(), '{"last_name":{"old":"a","new":"b"}}' FROM cpq.users WHERE login = $2
+    `INSERT INTO cpq.user_change_log (site, run_id, change, user_id, company_login, login, detected_at, diff)
+     SELECT site, $1, 'update', id, company_login, login, now(), '{"last_name":{"old":"a","new":"b"}}' FROM cpq.users WHERE login = $2
      RETURNING id`,
     [runId, login],
   );

@@ -214,7 +214,7 @@ describe('process faults', () => {
     const listening = await skipper.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)');
     const metrics = await (await fetch(`http://127.0.0.1:${String(listening.port)}/metrics`)).text();
     expect(Number(/^cpq_sync_runs_skipped_total\{reason="lock_held"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
-    expect(metrics).toContain('cpq_sync_runs_total{status="succeeded"} 0');
+    expect(metrics).toContain('cpq_sync_runs_total{site="default",status="succeeded"} 0');
 
     held.release();
     h.sim.onRequest = undefined;

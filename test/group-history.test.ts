@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect } from 'vitest';
+import { withCpq } from '../src/config.js';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportSnapshot } from '../src/history/export.js';
 import type { TestDatabase } from './helpers/database.js';
@@ -191,7 +192,7 @@ describe('group history', () => {
     await h.sync();
     const before = await h.t.query(`SELECT variable_name, label, type, valid_from FROM cpq.groups ORDER BY 1`);
     expect(before.every((g) => g.label !== null && g.type !== null)).toBe(true);
-    const zip = await runSync({ pool: h.t.pool, db: h.t.db, config: { ...h.config, cpq: { ...h.config.cpq!, exportFormat: 'zip' } }, log: h.log });
+    const zip = await runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log });
     expect(await groupChanges(h, zip.runId)).toEqual([]);
     expect(await h.t.query(`SELECT variable_name, label, type, valid_from FROM cpq.groups ORDER BY 1`)).toEqual(before);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_versions`)).toEqual([{ n: 0 }]);

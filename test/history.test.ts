@@ -218,7 +218,7 @@ describe('exports', () => {
 
     const csv = await collect((out) => exportChanges(h.t.pool, parseSince('1970-01-01T00:00:00Z'), 'csv', out));
     const csvLines = csv.trim().split('\n');
-    expect(csvLines[0]).toBe('change_id,run_id,change,company_login,login,party_number,date_modified,detected_at,diff,commit_seq');
+    expect(csvLines[0]).toBe('change_id,run_id,change,company_login,login,party_number,date_modified,detected_at,diff,commit_seq,site');
     expect(csvLines).toHaveLength(1 + 3 + 1);
     expect(csvLines.at(-1)).toContain('""Quote \\""and\\"", comma""');
     expect(() => parseSince('last tuesday')).toThrow(/--since must be a run id or an ISO date-time/);

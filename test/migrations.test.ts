@@ -33,6 +33,8 @@ describe('migrations', () => {
       // A few hundred groups at most: a row per changed group and run.
       'cpq.group_versions': 1,
       'cpq.group_changes': 1,
+      // A row per scheduled tick claimed.
+      'cpq.scheduled_ticks': 1,
     });
   });
 

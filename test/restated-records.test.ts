@@ -1,5 +1,5 @@
 import { describe, expect } from 'vitest';
-import type { AppConfig } from '../src/config.js';
+import { withCpq, type AppConfig } from '../src/config.js';
 import { LosslessNumber } from '../src/exact-json.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent, expectInSync } from './helpers/db-equals-simulator.js';
@@ -17,7 +17,7 @@ const changesOf = async (h: Harness, runId: string) =>
   h.t.query<{ login: string; change: string; diff: Diff | null }>(`SELECT login, change, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY login`, [runId]);
 
 /** The same site read as a CSV zip export instead of JSON pages. */
-const asCsvZip = (h: Harness): AppConfig => ({ ...h.config, cpq: { ...h.config.cpq, exportFormat: 'zip' } }) as AppConfig;
+const asCsvZip = (h: Harness): AppConfig => withCpq(h.config, { exportFormat: 'zip' });
 
 describe('restated records', () => {
   it('switching between JSON pages and a CSV export logs no change, in either direction', async ({ startHarness }) => {

@@ -1,6 +1,7 @@
 import { assert, describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import { it } from './helpers/harness.js';
+import { holdSyncLock } from './helpers/database.js';
 
 /*
  * A run's result and its error carry what the run record says (run id, HTTP counts), so the
@@ -55,14 +56,13 @@ describe('run result and error', () => {
 
   it('a run that found the lock held fails before it has a run id', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
-    const { RUN_LOCK_KEY } = await import('../src/sync/run.js');
     const holder = await h.t.pool.connect();
+    const release = await holdSyncLock(holder);
     try {
-      await holder.query('SELECT pg_advisory_lock($1)', [RUN_LOCK_KEY]);
       const err = await h.syncError();
       expect(err).toMatchObject({ kind: 'lock', runId: undefined, http: undefined });
     } finally {
-      await holder.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]);
+      await release();
       holder.release();
     }
   });

@@ -222,7 +222,7 @@ describe('secrets in a worker process', () => {
     await worker.waitForLine((l) => l.msg === 'scheduled run succeeded');
     const base = `http://127.0.0.1:${String(listening.port)}`;
     const answers = await Promise.all(['/metrics', '/readyz', '/healthz'].map(async (p) => (await fetch(base + p)).text()));
-    expect(answers[0]).toContain('cpq_sync_runs_total{status="failed"} 1');
+    expect(answers[0]).toContain('cpq_sync_runs_total{site="default",status="failed"} 1');
     worker.kill('SIGTERM');
     const out = await worker.exited;
     expect(out.code).toBe(0);

@@ -40,7 +40,10 @@ describe('cpq-sync status', () => {
 
     const json = await status(h, ['--json']);
     expect(json.code).toBe(1);
-    const report = JSON.parse(json.stdout) as StatusReport;
+    const whole = JSON.parse(json.stdout) as StatusReport;
+    expect(whole.lastRunFailed).toBe(true);
+    expect(whole.sites.map((s) => s.site)).toEqual(['default']);
+    const report = whole.sites[0]!;
     expect(report.lastRunFailed).toBe(true);
     expect(report.lastRun).toMatchObject({ status: 'failed', error: expect.stringMatching(/CPQ still answered 503/) as unknown });
     expect(report.runs).toHaveLength(2);
@@ -66,14 +69,14 @@ describe('cpq-sync status', () => {
     expect(report.lastSuccessAt).toBe(report.runs[1]!.finishedAt);
 
     const limited = JSON.parse((await status(h, ['--json', '--limit', '1'])).stdout) as StatusReport;
-    expect(limited.runs.map((r) => r.status)).toEqual(['failed']);
+    expect(limited.sites[0]!.runs.map((r) => r.status)).toEqual(['failed']);
   });
 
   it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const add = (status: string) =>
       h.t.query(
-        `INSERT INTO cpq.sync_runs (status, mode, finished_at, error) VALUES ($1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`,
+        `INSERT INTO cpq.sync_runs (site, status, mode, finished_at, error) VALUES ('default', $1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`,
         [status],
       );
     await add('failed');
@@ -97,7 +100,7 @@ describe('cpq-sync status', () => {
     await h.t.query('DROP SCHEMA cpq CASCADE');
     const bare = await status(h, ['--json']);
     expect(bare.code).toBe(0);
-    expect(JSON.parse(bare.stdout)).toMatchObject({ runs: [], cursors: [], lastRunFailed: false, note: expect.stringMatching(/no cpq tables/) as unknown });
+    expect(JSON.parse(bare.stdout)).toMatchObject({ sites: [], lastRunFailed: false, note: expect.stringMatching(/no cpq tables/) as unknown });
   });
 
   it('exit code 6 when the database is unreachable, 2 for a bad --limit', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import { it, snapshotTables } from './helpers/harness.js';
+import { holdSyncLock } from './helpers/database.js';
 
 type Raw = Record<string, unknown>;
 
@@ -206,10 +207,9 @@ describe('transport', () => {
 describe('run lifecycle', () => {
   it('skips with a lock error while another run holds the lock, recording no run', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
-    const { RUN_LOCK_KEY } = await import('../src/sync/run.js');
     const holder = await h.t.pool.connect();
     try {
-      await holder.query('SELECT pg_advisory_lock($1)', [RUN_LOCK_KEY]);
+      await holdSyncLock(holder);
       const err = await h.syncError();
       expect(err).toHaveProperty('kind', 'lock');
       expect(await h.t.query(`SELECT * FROM cpq.sync_runs`)).toEqual([]);
@@ -223,7 +223,7 @@ describe('run lifecycle', () => {
   it('marks a run left running by a dead process as abandoned', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
-    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode) VALUES ('running', 'incremental')`);
+    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'incremental')`);
     await h.sync();
     const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
-import { RUN_LOCK_KEY } from '../src/sync/run.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { Cleanups, cli, gate } from './helpers/cli-process.js';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
+import { holdSyncLock } from './helpers/database.js';
 import { snapshotEverything } from './helpers/db-equals-simulator.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
@@ -91,7 +91,7 @@ describe('cpq-sync schedule (process)', () => {
     const base = `http://127.0.0.1:${String(listening.port)}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect(await (await fetch(`${base}/readyz`)).json()).toMatchObject({ ready: true });
-    expect(await (await fetch(`${base}/metrics`)).text()).toContain('cpq_sync_runs_total{status="succeeded"} 0');
+    expect(await (await fetch(`${base}/metrics`)).text()).toContain('cpq_sync_runs_total{site="default",status="succeeded"} 0');
     const next = await worker.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('next run at'));
     expect(next.msg).toMatch(/^next run at \d{4}-01-01 00:00:00 UTC$/);
 
@@ -154,16 +154,16 @@ describe('cpq-sync run (process)', () => {
     const holder = new pg.Client({ connectionString: h.t.url });
     await holder.connect();
     cleanups.push(() => holder.end());
-    await holder.query('SELECT pg_advisory_lock($1)', [RUN_LOCK_KEY]);
+    const release = await holdSyncLock(holder);
 
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
     const locked = await cli(['run'], env);
     expect(locked.code).toBe(7);
-    expect(locked.stderr).toBe('cpq-sync: another cpq-sync run holds the sync lock on this database; this run was skipped\n');
+    expect(locked.stderr).toBe('cpq-sync: another cpq-sync run holds the sync lock of site default; this run was skipped\n');
     expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(0);
     expect(h.sim.requests).toHaveLength(0);
 
-    await holder.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]);
+    await release();
     const free = await cli(['run'], env);
     expect(free.stderr).toBe('');
     expect(free.code).toBe(0);

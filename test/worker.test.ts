@@ -112,7 +112,7 @@ describe('schedule', () => {
     await until('the run to finish', async () => (await runs(harness))[0]?.status === 'succeeded');
     await worker.stop();
     expectNoOverlap(await runs(h));
-    expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_skipped_total{reason="overlap"}')).toBeGreaterThanOrEqual(2);
+    expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_skipped_total{site="default",reason="overlap"}')).toBeGreaterThanOrEqual(2);
   });
 
   it('two workers on one database: one syncs at a time, the other logs that it skipped; no duplicate runs', async ({ startHarness }) => {
@@ -135,7 +135,7 @@ describe('schedule', () => {
     const workerB = workerFor(h, b.log, poolB);
     await Promise.all([workerA.start(), workerB.start()]);
 
-    const isLockSkip = (l: Record<string, unknown>) => l.msg === 'run skipped: another worker holds the sync lock on this database and is syncing it';
+    const isLockSkip = (l: Record<string, unknown>) => l.msg === 'run skipped: another worker holds the sync lock of this site and is syncing it';
     const lockSkips = () => [...a.lines, ...b.lines].filter(isLockSkip);
     await until('two lock skips', async () => lockSkips().length >= 2);
     const harness = h;
@@ -152,7 +152,7 @@ describe('schedule', () => {
     expectNoOverlap(rows);
     const started = [...a.lines, ...b.lines].filter((l) => l.msg === 'sync run started');
     expect(started).toHaveLength(rows.length);
-    const skipped = (text: string) => metricValue(text, 'cpq_sync_runs_skipped_total{reason="lock_held"}') ?? 0;
+    const skipped = (text: string) => metricValue(text, 'cpq_sync_runs_skipped_total{site="default",reason="lock_held"}') ?? 0;
     expect(skipped(await workerA.metrics.text())).toBe(a.lines.filter(isLockSkip).length);
     expect(skipped(await workerB.metrics.text())).toBe(b.lines.filter(isLockSkip).length);
   });
@@ -175,7 +175,7 @@ describe('schedule', () => {
     const rows = await h.t.query<{ status: string; error: string }>(`SELECT status, error FROM cpq.sync_runs`);
     expect(rows).toEqual([{ status: 'interrupted', error: expect.stringMatching(/interrupted/) as unknown }]);
     expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toHaveLength(0);
-    expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_total{status="interrupted"}')).toBe(1);
+    expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_total{site="default",status="interrupted"}')).toBe(1);
   });
 
   it('rejects a bad SYNC_CRON or SYNC_TIMEZONE with a configuration error naming the variable', () => {
@@ -226,7 +226,7 @@ describe('health and metrics', () => {
     expect(await healthz.text()).toBe('ok\n');
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ ready: true, lastSuccessAgeSeconds: null });
+    expect(await ready.json()).toEqual({ ready: true, lastSuccessAgeSeconds: null, staleSites: [] });
     expect((await fetch(`${base}/nope`)).status).toBe(404);
     expect((await fetch(`${base}/healthz`, { method: 'POST' })).status).toBe(405);
 
@@ -240,21 +240,21 @@ describe('health and metrics', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
-    expect(metricValue(text, 'cpq_sync_runs_total{status="succeeded"}')).toBe(1);
-    expect(metricValue(text, 'cpq_sync_runs_total{status="failed"}')).toBe(1);
-    expect(metricValue(text, 'cpq_sync_runs_total{status="interrupted"}')).toBe(0);
-    expect(metricValue(text, 'cpq_sync_users_synced_total{change="inserted"}')).toBe(6);
-    expect(metricValue(text, 'cpq_sync_users_synced_total{change="updated"}')).toBe(0);
-    expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{status="succeeded"}')).toBe(1);
-    expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{status="failed"}')).toBe(1);
-    expect(metricValue(text, 'cpq_sync_http_retries_total{status="503"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_runs_total{site="default",status="succeeded"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_runs_total{site="default",status="failed"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_runs_total{site="default",status="interrupted"}')).toBe(0);
+    expect(metricValue(text, 'cpq_sync_users_synced_total{site="default",change="inserted"}')).toBe(6);
+    expect(metricValue(text, 'cpq_sync_users_synced_total{site="default",change="updated"}')).toBe(0);
+    expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{site="default",status="succeeded"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{site="default",status="failed"}')).toBe(1);
+    expect(metricValue(text, 'cpq_sync_http_retries_total{site="default",status="503"}')).toBe(1);
     // The failed run's retries come from its run record.
-    expect(metricValue(text, 'cpq_sync_http_retries_total{status="500"}')).toBe(h.config.cpq!.maxRetries);
-    expect(metricValue(text, 'cpq_sync_run_in_progress')).toBe(0);
+    expect(metricValue(text, 'cpq_sync_http_retries_total{site="default",status="500"}')).toBe(h.config.cpq!.maxRetries);
+    expect(metricValue(text, 'cpq_sync_run_in_progress{site="default"}')).toBe(0);
     const [success] = await h.t.query<{ at: number }>(
       `SELECT extract(epoch FROM max(finished_at))::float8 AS at FROM cpq.sync_runs WHERE status = 'succeeded'`,
     );
-    expect(metricValue(text, 'cpq_sync_last_success_timestamp_seconds')).toBeCloseTo(success!.at, 3);
+    expect(metricValue(text, 'cpq_sync_last_success_timestamp_seconds{site="default"}')).toBeCloseTo(success!.at, 3);
     expect(text).toContain('# TYPE cpq_sync_run_duration_seconds histogram');
     expect(text).toContain('process_resident_memory_bytes');
     expect(text).not.toContain('pw-never-in-metrics');
@@ -267,13 +267,16 @@ describe('health and metrics', () => {
     const now = new Date();
     const ago = (ms: number) => new Date(now.getTime() - ms);
     const insert = (status: string, startedMsAgo: number) =>
-      h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ($1, 'incremental', $2, $3, $4)`, [
+      h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at, error) VALUES ('default', $1, 'incremental', $2, $3, $4)`, [
         status,
         ago(startedMsAgo),
         ago(startedMsAgo - 60_000),
         status === 'succeeded' ? null : `boom ${status}`,
       ]);
-    const check = (at = now) => checkReadiness(h.t.pool, { staleAfterMs: 1.5 * day, now: () => at });
+    const check = async (at = now) => {
+      const report = await checkReadiness(h.t.pool, { sites: ['default'], staleAfterMs: 1.5 * day, now: () => at });
+      return { ...report.sites[0]!, ready: report.ready };
+    };
 
     expect(await check()).toMatchObject({ ready: true, runs: 'ok', lastRun: null, lastSuccessAt: null });
     await insert('succeeded', 1 * day);
@@ -290,7 +293,7 @@ describe('health and metrics', () => {
 
     const nowhere = createPool('postgres://nobody:pw@127.0.0.1:1/none');
     cleanups.push(() => nowhere.end());
-    const down = await checkReadiness(nowhere, { staleAfterMs: day, timeoutMs: 2_000 });
+    const down = await checkReadiness(nowhere, { sites: ['default'], staleAfterMs: day, timeoutMs: 2_000 });
     expect(down).toMatchObject({ ready: false, database: expect.stringMatching(/^unreachable: /) as unknown });
     expect(JSON.stringify(down)).not.toContain('pw');
   });

@@ -13,8 +13,15 @@ export interface Database {
   close(): Promise<void>;
 }
 
+export interface OpenOptions {
+  /** The embedded Postgres database's name. */
+  databaseName?: string;
+  /** How many sync runs will use the pool at once (a run holds one connection and borrows others briefly). */
+  concurrentRuns?: number;
+}
+
 /** DATABASE_URL when set; otherwise the embedded Postgres under DATA_DIR, started here and stopped by close(). */
-export async function openDatabase(config: AppConfig, log: Logger, databaseName = 'cpq_sync'): Promise<Database> {
+export async function openDatabase(config: AppConfig, log: Logger, { databaseName = 'cpq_sync', concurrentRuns = 1 }: OpenOptions = {}): Promise<Database> {
   let url = config.databaseUrl;
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!url) {
@@ -26,7 +33,9 @@ export async function openDatabase(config: AppConfig, log: Logger, databaseName 
     url = embedded.url;
     stopEmbedded = embedded.stop;
   }
-  const pool = createPool(url);
+  // One run holds a connection for its transaction and borrows up to two more at moments (user
+  // ids, stored records, recording its failure).
+  const pool = createPool(url, 2 + 2 * concurrentRuns);
   try {
     const client = await pool.connect();
     client.release();

@@ -24,6 +24,8 @@ type View<T> = { [K in keyof T]: ColumnType<SelectType<T[K]>, never, never> };
 export type Diff = Record<string, unknown>;
 
 export interface SyncRunsTable {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   id: ColumnType<string, never, never>;
   started_at: Generated<Timestamp>;
   finished_at: Timestamp | null;
@@ -61,6 +63,8 @@ export interface StreamReport {
 }
 
 export interface SyncStateTable {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   stream: string;
   cursor: Timestamp | null;
   last_full_sync_at: Timestamp | null;
@@ -84,6 +88,8 @@ export type UserValueColumns = { [C in UserValueColumn]: UserValueTypes[UserValu
 
 /** The columns of one version of a user: cpq.users, cpq.user_versions and cpq.user_history all have them. */
 export type UserVersionColumns = UserValueColumns & {
+  /** The CPQ site the user belongs to. */
+  site: string;
   id: Int8;
   company_login: string;
   login: string;
@@ -121,6 +127,8 @@ interface Ended {
 export type UserVersionsTable = UserVersionColumns & Ended;
 
 export interface GroupsTable {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   variable_name: string;
   label: string | null;
   type: string | null;
@@ -130,6 +138,8 @@ export interface GroupsTable {
 }
 
 export interface GroupVersionsTable extends Ended {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   variable_name: string;
   label: string | null;
   type: string | null;
@@ -139,6 +149,8 @@ export interface GroupVersionsTable extends Ended {
 }
 
 export interface GroupChangesTable {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   id: Generated<Int8>;
   run_id: Int8;
   change: 'insert' | 'update';
@@ -148,18 +160,24 @@ export interface GroupChangesTable {
 }
 
 export interface UserGroupsTable {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   user_id: Int8;
   group_variable_name: string;
   added_at: Generated<Timestamp>;
 }
 
 export interface UserGroupVersionsTable extends Ended {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   user_id: Int8;
   group_variable_name: string;
   added_at: Timestamp;
 }
 
 export interface UserAccessPermissionsTable {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   user_id: Int8;
   type: string;
   variable_name: string;
@@ -169,6 +187,8 @@ export interface UserAccessPermissionsTable {
 }
 
 export interface UserAccessPermissionVersionsTable extends Ended {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   user_id: Int8;
   type: string;
   variable_name: string;
@@ -203,6 +223,8 @@ export interface AlertOutboxTable {
 
 /** The change log as stored: an insert's diff is NULL (cpq.user_changes fills it in from history). */
 export interface UserChangeLogTable {
+  /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
+  site: string;
   id: Generated<Int8>;
   run_id: Int8;
   change: 'insert' | 'update' | 'delete' | 'restore';
@@ -216,6 +238,7 @@ export interface UserChangeLogTable {
 }
 
 interface UserChangeRow {
+  site: string;
   id: string;
   run_id: string;
   change: 'insert' | 'update' | 'delete' | 'restore';
@@ -228,7 +251,24 @@ interface UserChangeRow {
   diff: Diff;
 }
 
+/** One row per site a run has synced: the number its sync lock is keyed by. */
+export interface SitesTable {
+  name: string;
+  lock_id: ColumnType<number, never, never>;
+  created_at: Generated<Timestamp>;
+}
+
+/** A scheduled tick of a site that one `schedule` process claimed (so it runs once). */
+export interface ScheduledTicksTable {
+  site: string;
+  due_at: Timestamp;
+  claimed_by: string;
+  claimed_at: Generated<Timestamp>;
+}
+
 export interface Database {
+  'cpq.sites': SitesTable;
+  'cpq.scheduled_ticks': ScheduledTicksTable;
   'cpq.sync_runs': SyncRunsTable;
   'cpq.sync_state': SyncStateTable;
   'cpq.users': UsersTable;
@@ -258,8 +298,9 @@ export interface Database {
     }
   >;
   'cpq.user_history': View<UserVersionColumns & { valid_to: Date | null }>;
-  'cpq.user_group_history': View<{ user_id: string; group_variable_name: string; valid_from: Date; valid_to: Date | null }>;
+  'cpq.user_group_history': View<{ site: string; user_id: string; group_variable_name: string; valid_from: Date; valid_to: Date | null }>;
   'cpq.user_access_permission_history': View<{
+    site: string;
     user_id: string;
     type: string;
     variable_name: string;
@@ -268,9 +309,10 @@ export interface Database {
     valid_from: Date;
     valid_to: Date | null;
   }>;
-  'cpq.group_history': View<{ variable_name: string; label: string | null; type: string | null; valid_from: Date; valid_to: Date | null }>;
-  'cpq.active_users_by_company': View<{ company_login: string; type: string | null; type_display: string | null; users: string }>;
+  'cpq.group_history': View<{ site: string; variable_name: string; label: string | null; type: string | null; valid_from: Date; valid_to: Date | null }>;
+  'cpq.active_users_by_company': View<{ site: string; company_login: string; type: string | null; type_display: string | null; users: string }>;
   'cpq.group_members': View<{
+    site: string;
     group_variable_name: string;
     group_label: string | null;
     group_type: string | null;
@@ -280,8 +322,9 @@ export interface Database {
     email: string | null;
     status_display: string | null;
   }>;
-  'cpq.users_per_group': View<{ group_variable_name: string; group_label: string | null; group_type: string | null; users: string }>;
+  'cpq.users_per_group': View<{ site: string; group_variable_name: string; group_label: string | null; group_type: string | null; users: string }>;
   'cpq.administrators': View<{
+    site: string;
     user_id: string;
     company_login: string;
     login: string;
@@ -293,6 +336,7 @@ export interface Database {
     administrator_groups: string[];
   }>;
   'cpq.integration_users': View<{
+    site: string;
     user_id: string;
     company_login: string;
     login: string;
@@ -304,6 +348,7 @@ export interface Database {
     date_modified: Date | null;
   }>;
   'cpq.user_logins': View<{
+    site: string;
     user_id: string;
     company_login: string;
     login: string;
@@ -327,6 +372,7 @@ function columns<Columns>() {
 
 const USER_VALUES = USER_VALUE_COLUMNS as readonly UserValueColumn[];
 const USER_VERSION = [
+  'site',
   'id',
   'company_login',
   'login',
@@ -342,12 +388,15 @@ const USER_VERSION = [
   'deleted_at',
   'valid_from',
 ] as const;
-const CHANGE = ['run_id', 'change', 'user_id', 'company_login', 'login', 'party_number', 'date_modified', 'detected_at'] as const;
+const CHANGE = ['site', 'run_id', 'change', 'user_id', 'company_login', 'login', 'party_number', 'date_modified', 'detected_at'] as const;
 const ENDED = ['valid_to', 'ended_by_run_id', 'version_id'] as const;
 
 /** Every column of every table and view in `Database`, by table (test/schema-types.test.ts compares it with the database). */
 export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly string[] } = {
+  'cpq.sites': columns<SitesTable>()('name', 'lock_id', 'created_at'),
+  'cpq.scheduled_ticks': columns<ScheduledTicksTable>()('site', 'due_at', 'claimed_by', 'claimed_at'),
   'cpq.sync_runs': columns<SyncRunsTable>()(
+    'site',
     'id',
     'started_at',
     'finished_at',
@@ -369,16 +418,17 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'commit_seq',
     'committed_at',
   ),
-  'cpq.sync_state': columns<SyncStateTable>()('stream', 'cursor', 'last_full_sync_at', 'last_run_id', 'updated_at'),
+  'cpq.sync_state': columns<SyncStateTable>()('site', 'stream', 'cursor', 'last_full_sync_at', 'last_run_id', 'updated_at'),
   'cpq.users': columns<UsersTable>()(...USER_VERSION, ...USER_VALUES),
   'cpq.user_versions': columns<UserVersionsTable>()(...USER_VERSION, ...USER_VALUES, ...ENDED),
-  'cpq.groups': columns<GroupsTable>()('variable_name', 'label', 'type', 'first_seen_at', 'last_synced_at', 'valid_from'),
-  'cpq.group_versions': columns<GroupVersionsTable>()('variable_name', 'label', 'type', 'first_seen_at', 'last_synced_at', 'valid_from', ...ENDED),
-  'cpq.group_changes': columns<GroupChangesTable>()('id', 'run_id', 'change', 'group_variable_name', 'detected_at', 'diff'),
-  'cpq.user_groups': columns<UserGroupsTable>()('user_id', 'group_variable_name', 'added_at'),
-  'cpq.user_group_versions': columns<UserGroupVersionsTable>()('user_id', 'group_variable_name', 'added_at', ...ENDED),
-  'cpq.user_access_permissions': columns<UserAccessPermissionsTable>()('user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from'),
+  'cpq.groups': columns<GroupsTable>()('site', 'variable_name', 'label', 'type', 'first_seen_at', 'last_synced_at', 'valid_from'),
+  'cpq.group_versions': columns<GroupVersionsTable>()('site', 'variable_name', 'label', 'type', 'first_seen_at', 'last_synced_at', 'valid_from', ...ENDED),
+  'cpq.group_changes': columns<GroupChangesTable>()('site', 'id', 'run_id', 'change', 'group_variable_name', 'detected_at', 'diff'),
+  'cpq.user_groups': columns<UserGroupsTable>()('site', 'user_id', 'group_variable_name', 'added_at'),
+  'cpq.user_group_versions': columns<UserGroupVersionsTable>()('site', 'user_id', 'group_variable_name', 'added_at', ...ENDED),
+  'cpq.user_access_permissions': columns<UserAccessPermissionsTable>()('site', 'user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from'),
   'cpq.user_access_permission_versions': columns<UserAccessPermissionVersionsTable>()(
+    'site',
     'user_id',
     'type',
     'variable_name',
@@ -422,8 +472,9 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'changed',
   ),
   'cpq.user_history': columns<Database['cpq.user_history']>()(...USER_VERSION, ...USER_VALUES, 'valid_to'),
-  'cpq.user_group_history': columns<Database['cpq.user_group_history']>()('user_id', 'group_variable_name', 'valid_from', 'valid_to'),
+  'cpq.user_group_history': columns<Database['cpq.user_group_history']>()('site', 'user_id', 'group_variable_name', 'valid_from', 'valid_to'),
   'cpq.user_access_permission_history': columns<Database['cpq.user_access_permission_history']>()(
+    'site',
     'user_id',
     'type',
     'variable_name',
@@ -432,9 +483,10 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'valid_from',
     'valid_to',
   ),
-  'cpq.group_history': columns<Database['cpq.group_history']>()('variable_name', 'label', 'type', 'valid_from', 'valid_to'),
-  'cpq.active_users_by_company': columns<Database['cpq.active_users_by_company']>()('company_login', 'type', 'type_display', 'users'),
+  'cpq.group_history': columns<Database['cpq.group_history']>()('site', 'variable_name', 'label', 'type', 'valid_from', 'valid_to'),
+  'cpq.active_users_by_company': columns<Database['cpq.active_users_by_company']>()('site', 'company_login', 'type', 'type_display', 'users'),
   'cpq.group_members': columns<Database['cpq.group_members']>()(
+    'site',
     'group_variable_name',
     'group_label',
     'group_type',
@@ -444,8 +496,9 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'email',
     'status_display',
   ),
-  'cpq.users_per_group': columns<Database['cpq.users_per_group']>()('group_variable_name', 'group_label', 'group_type', 'users'),
+  'cpq.users_per_group': columns<Database['cpq.users_per_group']>()('site', 'group_variable_name', 'group_label', 'group_type', 'users'),
   'cpq.administrators': columns<Database['cpq.administrators']>()(
+    'site',
     'user_id',
     'company_login',
     'login',
@@ -457,6 +510,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'administrator_groups',
   ),
   'cpq.integration_users': columns<Database['cpq.integration_users']>()(
+    'site',
     'user_id',
     'company_login',
     'login',
@@ -468,6 +522,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'date_modified',
   ),
   'cpq.user_logins': columns<Database['cpq.user_logins']>()(
+    'site',
     'user_id',
     'company_login',
     'login',

@@ -2,7 +2,7 @@ import type { Writable } from 'node:stream';
 import type Cursor from 'pg-cursor';
 import type pg from 'pg';
 import type { TextColumn } from '../db/as-text.js';
-import { findSnapshotRun } from '../db/sql/find-snapshot-run.js';
+import { findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
 import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
@@ -85,11 +85,19 @@ export interface ChangesExport {
 }
 
 /**
- * The change log for the warehouse, in commit order: every change of the runs after the given
- * watermark, run id or time. Rows and watermark come from one snapshot, so a poll from the
- * watermark neither misses nor repeats a run, however runs commit around it.
+ * The change log for the warehouse, in commit order: every change of the runs (of `sites`, every
+ * site when empty) after the given watermark, run id or time. Rows and watermark come from one
+ * snapshot, so a poll from the watermark neither misses nor repeats a run, however runs commit
+ * around it. The watermark is the database's, over every site: a consumer of some sites moves past
+ * the runs of the others as it polls.
  */
-export async function exportChanges(pool: pg.Pool, from: ChangesFrom, format: ExportFormat, out: Writable): Promise<ChangesExport> {
+export async function exportChanges(
+  pool: pg.Pool,
+  from: ChangesFrom,
+  format: ExportFormat,
+  out: Writable,
+  sites: readonly string[] = [],
+): Promise<ChangesExport> {
   return inReadOnlySnapshot(pool, async (client) => {
     if ('after' in from) {
       const newest = await readLastWatermark(client);
@@ -97,35 +105,42 @@ export async function exportChanges(pool: pg.Pool, from: ChangesFrom, format: Ex
         throw new SyncError('config', `--after ${from.after} is past the newest watermark of this database (${newest}): is this the database that printed it?`);
       }
     }
-    const changes = await streamRows(openChangeLog(client, from), format, out);
+    const changes = await streamRows(openChangeLog(client, from, sites), format, out);
     return { changes, watermark: await readLastWatermark(client) };
   });
 }
 
 export interface SnapshotRun {
+  site: string;
   runId: string;
   finishedAt: Date;
 }
 
 /**
- * The last successful run whose versions start at or before `asOf` (its effective_at): the state
- * a snapshot at that time reflects.
+ * Per site, the last successful run whose versions start at or before `asOf` (its effective_at):
+ * the state a snapshot at that time reflects.
  */
-export async function snapshotRun(client: pg.Pool | pg.PoolClient, asOf: Date): Promise<SnapshotRun> {
-  const run = await findSnapshotRun(client, asOf);
-  if (!run) throw new SyncError('data', `no successful sync run took effect at or before ${asOf.toISOString()}: there is no state to report`);
-  return { runId: run.id, finishedAt: run.finished_at };
+export async function snapshotRuns(client: pg.Pool | pg.PoolClient, asOf: Date, sites: readonly string[] = []): Promise<SnapshotRun[]> {
+  const runs = await findSnapshotRuns(client, asOf, sites);
+  if (runs.length === 0) {
+    const of = sites.length > 0 ? ` of site ${sites.join(', ')}` : '';
+    throw new SyncError('data', `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report`);
+  }
+  return runs.map((r) => ({ site: r.site, runId: r.id, finishedAt: r.finished_at }));
 }
 
 export interface SnapshotOptions {
   /** Adds `raw`: each user's record as CPQ sent it, custom fields included. */
   withRaw?: boolean;
+  /** Only these sites (default: every site). */
+  sites?: readonly string[];
 }
 
 /**
  * A compliance snapshot: every user present at `asOf` with groups and access permissions as the
- * database held them then. Every row names the run it reflects; the run is chosen and the rows
- * are read in one snapshot, so they are that run's state even when another run commits meanwhile.
+ * database held them then. Every row names its site and the run of its site it reflects; the runs
+ * are chosen and the rows are read in one snapshot, so they are those runs' state even when
+ * another run commits meanwhile.
  */
 export async function exportSnapshot(
   pool: pg.Pool,
@@ -133,10 +148,10 @@ export async function exportSnapshot(
   format: ExportFormat,
   out: Writable,
   options: SnapshotOptions = {},
-): Promise<{ run: SnapshotRun; users: number }> {
+): Promise<{ runs: SnapshotRun[]; users: number }> {
   return inReadOnlySnapshot(pool, async (client) => {
-    const run = await snapshotRun(client, asOf);
-    const users = await streamRows(openSnapshot(client, { asOf, runId: run.runId, withRaw: options.withRaw ?? false }), format, out);
-    return { run, users };
+    const runs = await snapshotRuns(client, asOf, options.sites);
+    const users = await streamRows(openSnapshot(client, { asOf, runIds: runs.map((r) => r.runId), withRaw: options.withRaw ?? false }), format, out);
+    return { runs, users };
   });
 }

@@ -15,6 +15,8 @@ import type { StreamProgress } from './stream-progress.js';
 
 /** What reading one company's users needs from the run. */
 export interface CompanyRead {
+  /** The site being read (the `site` of every row it writes). */
+  site: string;
   http: CpqHttpClient;
   cpq: CpqConfig;
   pool: pg.Pool;
@@ -68,7 +70,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
       });
       // A company the database holds no user of has no stored integration user; after a
       // complete integration read, a user it did not return is none.
-      if (!integrationUsers.complete && !run.firstLoads.has(company)) await keepStoredIntegrationFields(run.pool, company, page, rows);
+      if (!integrationUsers.complete && !run.firstLoads.has(company)) await keepStoredIntegrationFields(run.pool, run.site, company, page, rows);
       progress.saw(rows);
       const rest = await run.direct.take(company, rows, page.range);
       if (rest.length > 0) {

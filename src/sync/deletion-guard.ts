@@ -3,6 +3,7 @@ import { countDeletionCandidates } from '../db/sql/count-deletion-candidates.js'
 import type { StreamProgress } from './stream-progress.js';
 
 export interface DeletionGuard {
+  site: string;
   /** The run's streams; the full company reads among them are the ones that can delete. */
   progress: readonly StreamProgress[];
   /** Companies this run loaded first (the database held none of their users). */
@@ -33,7 +34,7 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
   }
   const fraction = guard.maxDeleteFraction;
   const allowed: string[] = [];
-  for (const c of await countDeletionCandidates(client, runId, eligible)) {
+  for (const c of await countDeletionCandidates(client, guard.site, runId, eligible)) {
     const p = full.find((f) => f.id.company === c.company)!;
     if (c.missing > 0 && c.missing > fraction * c.known && !guard.allowMassDelete) {
       p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;

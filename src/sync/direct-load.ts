@@ -9,6 +9,7 @@ import type { Stager } from './stager.js';
 
 const PARTY_NUMBER = USER_VALUE_COLUMNS.indexOf('party_number');
 const USER_COLUMNS = [
+  'site',
   'id',
   'company_login',
   'login',
@@ -48,6 +49,7 @@ export class DirectLoad {
     private readonly client: pg.PoolClient,
     private readonly pool: pg.Pool,
     private readonly stager: Stager,
+    private readonly site: string,
     private readonly runId: string,
     private readonly effectiveAt: () => Date,
     firstLoads: Iterable<string>,
@@ -91,6 +93,7 @@ export class DirectLoad {
       const id = ids[i]!;
       users.push(
         copyLine([
+          this.site,
           id,
           row.companyLogin,
           row.login,
@@ -105,19 +108,19 @@ export class DirectLoad {
         ]),
       );
       for (const g of row.groups ?? []) {
-        memberships.push(copyLine([id, g.variableName, at]));
+        memberships.push(copyLine([this.site, id, g.variableName, at]));
         this.groups.set(g.variableName, { label: g.label, type: g.type });
       }
-      for (const p of row.accessPermissions ?? []) permissions.push(copyLine([id, p.type, p.variableName, p.name, p.hasAccess, at]));
+      for (const p of row.accessPermissions ?? []) permissions.push(copyLine([this.site, id, p.type, p.variableName, p.name, p.hasAccess, at]));
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.
-      changes.push(copyLine([this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]));
+      changes.push(copyLine([this.site, this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]));
     });
     this.rowsWritten += rows.length;
     await this.stager.enqueueCopies([
       [`cpq.users (${USER_COLUMNS.join(', ')})`, users],
-      ['cpq.user_groups (user_id, group_variable_name, added_at)', memberships],
-      ['cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)', permissions],
-      ['cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes],
+      ['cpq.user_groups (site, user_id, group_variable_name, added_at)', memberships],
+      ['cpq.user_access_permissions (site, user_id, type, variable_name, name, has_access, valid_from)', permissions],
+      ['cpq.user_change_log (site, run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes],
     ]);
   }
 

@@ -115,10 +115,10 @@ export async function readIntegrationUsers(
  * an incremental window missed it there): merged over the row we already hold, so fields only
  * the company feed carries (access permissions) are kept (see feed-fields.ts).
  */
-export async function stageIntegrationOnly(users: IntegrationUsers, stager: Stager, client: pg.PoolClient): Promise<void> {
+export async function stageIntegrationOnly(site: string, users: IntegrationUsers, stager: Stager, client: pg.PoolClient): Promise<void> {
   const left = users.remaining();
   if (left.length === 0) return;
-  const existing = await readStoredRecords(client, left, { integrationOnly: false, key: userKey });
+  const existing = await readStoredRecords(client, site, left, { integrationOnly: false, key: userKey });
   const staged = left.map((u) => {
     const record = keepCompanyFeedFields(u.record, existing.get(userKey(u.company, u.login)));
     return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
@@ -132,12 +132,12 @@ export async function stageIntegrationOnly(users: IntegrationUsers, stager: Stag
  * integration users, with the integration feed's fields as stored (see feed-fields.ts), so the
  * re-read logs no change for them. Rewrites those entries of `rows` in place.
  */
-export async function keepStoredIntegrationFields(pool: pg.Pool, company: string, page: Page, rows: UserRow[]): Promise<void> {
+export async function keepStoredIntegrationFields(pool: pg.Pool, site: string, company: string, page: Page, rows: UserRow[]): Promise<void> {
   const candidates = rows.filter((row) => !row.isIntegrationUser).map((row) => ({ company, login: row.login }));
   if (candidates.length === 0) return;
   // Committed state, on another connection of the pool: the run's own connection is busy with
   // COPY, and nothing this run writes before its final merge touches a stored user.
-  const stored = await readStoredRecords(pool, candidates, { integrationOnly: true, key: userKey });
+  const stored = await readStoredRecords(pool, site, candidates, { integrationOnly: true, key: userKey });
   if (stored.size === 0) return;
   rows.forEach((row, i) => {
     const before = row.isIntegrationUser ? undefined : stored.get(userKey(company, row.login));

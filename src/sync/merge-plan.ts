@@ -8,16 +8,16 @@ import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, isoUtc, unmappedF
  * They run in the run's transaction, on temporary tables the stager filled (stager.ts).
  */
 
-/** The parameters of a merge batch: the run, its effective time, and the range of seq it merges. */
-export const BATCH_PARAMS = ['runId', 'effectiveAt', 'afterSeq', 'toSeq'] as const;
+/** The parameters of a merge batch: the site, the run, its effective time, and the range of seq it merges. */
+export const BATCH_PARAMS = ['site', 'runId', 'effectiveAt', 'afterSeq', 'toSeq'] as const;
 export type BatchParam = (typeof BATCH_PARAMS)[number];
 /**
- * The parameters of the final merge: the run, its effective time (valid_from of the versions it
+ * The parameters of the final merge: the site, the run, its effective time (valid_from of the versions it
  * writes) and the companies whose users it may mark deleted.
  */
-export const MERGE_PARAMS = ['runId', 'effectiveAt', 'deleteIn'] as const;
+export const MERGE_PARAMS = ['site', 'runId', 'effectiveAt', 'deleteIn'] as const;
 export type MergeParam = (typeof MERGE_PARAMS)[number];
-const RUN_PARAMS = ['runId', 'effectiveAt'] as const;
+const RUN_PARAMS = ['site', 'runId', 'effectiveAt'] as const;
 
 /**
  * Notes the group definitions that the staged rows of the users in `users` (a table with seq)
@@ -46,8 +46,8 @@ const insertUsers = (name: string, users: string, where: string) =>
     RUN_PARAMS,
     (p) => `
   WITH inserted AS (
-    INSERT INTO cpq.users (company_login, login, ${dataColumns('')}, first_seen_run_id, last_changed_run_id, valid_from)
-    SELECT s.company_login, s.login, ${dataColumns('s.')}, ${p.runId}, ${p.runId}, ${p.effectiveAt}
+    INSERT INTO cpq.users (site, company_login, login, ${dataColumns('')}, first_seen_run_id, last_changed_run_id, valid_from)
+    SELECT ${p.site}, s.company_login, s.login, ${dataColumns('s.')}, ${p.runId}, ${p.runId}, ${p.effectiveAt}
     FROM ${users} r JOIN stage_users s ON s.seq = r.seq WHERE ${where}
     RETURNING id, company_login, login
   )
@@ -65,34 +65,34 @@ const insertUsers = (name: string, users: string, where: string) =>
 const GROUP_STEPS: Step<(typeof RUN_PARAMS)[number]>[] = [
   step(
     'find changed groups',
-    [],
-    () => `CREATE TEMP TABLE run_group_changes ON COMMIT DROP AS
+    RUN_PARAMS,
+    (p) => `CREATE TEMP TABLE run_group_changes ON COMMIT DROP AS
    SELECT n.variable_name, g.variable_name IS NULL AS is_new, g.label AS old_label, g.type AS old_type,
           coalesce(n.label, g.label) AS label, coalesce(n.type, g.type) AS type
-   FROM stage_groups n LEFT JOIN cpq.groups g ON g.variable_name = n.variable_name
+   FROM stage_groups n LEFT JOIN cpq.groups g ON g.site = ${p.site} AND g.variable_name = n.variable_name
    WHERE g.variable_name IS NULL OR (g.label, g.type) IS DISTINCT FROM (coalesce(n.label, g.label), coalesce(n.type, g.type))`,
   ),
   step(
     'end changed group versions',
     RUN_PARAMS,
-    (p) => `INSERT INTO cpq.group_versions (variable_name, label, type, first_seen_at, last_synced_at, valid_from, valid_to, ended_by_run_id)
-   SELECT g.variable_name, g.label, g.type, g.first_seen_at, g.last_synced_at, g.valid_from, ${p.effectiveAt}, ${p.runId}
-   FROM cpq.groups g JOIN run_group_changes c ON c.variable_name = g.variable_name`,
+    (p) => `INSERT INTO cpq.group_versions (site, variable_name, label, type, first_seen_at, last_synced_at, valid_from, valid_to, ended_by_run_id)
+   SELECT g.site, g.variable_name, g.label, g.type, g.first_seen_at, g.last_synced_at, g.valid_from, ${p.effectiveAt}, ${p.runId}
+   FROM cpq.groups g JOIN run_group_changes c ON g.site = ${p.site} AND c.variable_name = g.variable_name`,
   ),
   step(
     'upsert groups',
     RUN_PARAMS,
-    (p) => `INSERT INTO cpq.groups AS g (variable_name, label, type, valid_from)
-   SELECT variable_name, label, type, ${p.effectiveAt} FROM stage_groups
-   ON CONFLICT (variable_name) DO UPDATE
+    (p) => `INSERT INTO cpq.groups AS g (site, variable_name, label, type, valid_from)
+   SELECT ${p.site}, variable_name, label, type, ${p.effectiveAt} FROM stage_groups
+   ON CONFLICT (site, variable_name) DO UPDATE
      SET label = coalesce(excluded.label, g.label), type = coalesce(excluded.type, g.type), last_synced_at = now(),
          valid_from = CASE WHEN g.variable_name IN (SELECT variable_name FROM run_group_changes) THEN excluded.valid_from ELSE g.valid_from END`,
   ),
   step(
     'log group changes',
     RUN_PARAMS,
-    (p) => `INSERT INTO cpq.group_changes (run_id, change, group_variable_name, detected_at, diff)
-   SELECT ${p.runId}, CASE WHEN is_new THEN 'insert' ELSE 'update' END, variable_name, ${p.effectiveAt},
+    (p) => `INSERT INTO cpq.group_changes (site, run_id, change, group_variable_name, detected_at, diff)
+   SELECT ${p.site}, ${p.runId}, CASE WHEN is_new THEN 'insert' ELSE 'update' END, variable_name, ${p.effectiveAt},
           CASE WHEN label IS DISTINCT FROM old_label THEN jsonb_build_object('label', jsonb_build_object('old', old_label, 'new', label)) ELSE '{}' END
           || CASE WHEN type IS DISTINCT FROM old_type THEN jsonb_build_object('type', jsonb_build_object('old', old_type, 'new', type)) ELSE '{}' END
    FROM run_group_changes ORDER BY variable_name`,
@@ -115,7 +115,7 @@ export const BATCH_STEPS: Step<BatchParam>[] = [
    SELECT DISTINCT ON (s.company_login, s.login) s.seq, s.company_login, s.login, NULL::bigint AS user_id
    FROM stage_users s
    WHERE s.seq > ${p.afterSeq} AND s.seq <= ${p.toSeq}
-     AND NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.company_login = s.company_login AND u.login = s.login)
+     AND NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.site = ${p.site} AND u.company_login = s.company_login AND u.login = s.login)
    ORDER BY s.company_login, s.login, s.seq DESC`,
   ),
   stageGroups('note the batch groups', 'batch_users', 'true'),
@@ -123,22 +123,22 @@ export const BATCH_STEPS: Step<BatchParam>[] = [
   step(
     'insert the batch memberships',
     RUN_PARAMS,
-    (p) => `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
-   SELECT r.user_id, g.variable_name, ${p.effectiveAt} FROM batch_users r JOIN stage_user_groups g ON g.seq = r.seq
+    (p) => `INSERT INTO cpq.user_groups (site, user_id, group_variable_name, added_at)
+   SELECT ${p.site}, r.user_id, g.variable_name, ${p.effectiveAt} FROM batch_users r JOIN stage_user_groups g ON g.seq = r.seq
    ON CONFLICT DO NOTHING`,
   ),
   step(
     'insert the batch permissions',
     RUN_PARAMS,
-    (p) => `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
-   SELECT r.user_id, p.type, p.variable_name, p.name, p.has_access, ${p.effectiveAt} FROM batch_users r JOIN stage_user_permissions p ON p.seq = r.seq`,
+    (p) => `INSERT INTO cpq.user_access_permissions (site, user_id, type, variable_name, name, has_access, valid_from)
+   SELECT ${p.site}, r.user_id, p.type, p.variable_name, p.name, p.has_access, ${p.effectiveAt} FROM batch_users r JOIN stage_user_permissions p ON p.seq = r.seq`,
   ),
   // An insert's diff is its first version: the cpq.user_changes view reads it from history.
   step(
     'log the batch inserts',
     RUN_PARAMS,
-    (p) => `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
-   SELECT ${p.runId}, 'insert', r.user_id, r.company_login, r.login, s.party_number, s.date_modified, ${p.effectiveAt}, NULL
+    (p) => `INSERT INTO cpq.user_change_log (site, run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
+   SELECT ${p.site}, ${p.runId}, 'insert', r.user_id, r.company_login, r.login, s.party_number, s.date_modified, ${p.effectiveAt}, NULL
    FROM batch_users r JOIN stage_users s ON s.seq = r.seq`,
   ),
 ];
@@ -169,7 +169,7 @@ const findRunUsers = step(
        ELSE 'update'
      END AS action
    FROM stage_users s
-   LEFT JOIN cpq.users u ON u.company_login = s.company_login AND u.login = s.login
+   LEFT JOIN cpq.users u ON u.site = ${p.site} AND u.company_login = s.company_login AND u.login = s.login
    ORDER BY s.company_login, s.login, s.seq DESC`,
 );
 
@@ -216,7 +216,7 @@ const findDeletedUsers = step(
   (p) => `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
    SELECT u.id AS user_id
    FROM cpq.users u
-   WHERE u.company_login = ANY(${p.deleteIn}::text[]) AND u.deleted_at IS NULL AND ${knownBeforeRun('u', p.runId)}
+   WHERE u.site = ${p.site} AND u.company_login = ANY(${p.deleteIn}::text[]) AND u.deleted_at IS NULL AND ${knownBeforeRun('u', p.runId)}
      AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`,
 );
 
@@ -344,16 +344,16 @@ const endMemberships = step(
   (p) => `WITH removed AS (
      DELETE FROM cpq.user_groups ug USING run_group_diff d
      WHERE d.op = 'removed' AND ug.user_id = d.user_id AND ug.group_variable_name = d.variable_name
-     RETURNING ug.user_id, ug.group_variable_name, ug.added_at
+     RETURNING ug.site, ug.user_id, ug.group_variable_name, ug.added_at
    )
-   INSERT INTO cpq.user_group_versions (user_id, group_variable_name, added_at, valid_to, ended_by_run_id)
-   SELECT user_id, group_variable_name, added_at, ${p.effectiveAt}, ${p.runId} FROM removed`,
+   INSERT INTO cpq.user_group_versions (site, user_id, group_variable_name, added_at, valid_to, ended_by_run_id)
+   SELECT site, user_id, group_variable_name, added_at, ${p.effectiveAt}, ${p.runId} FROM removed`,
 );
 const addMemberships = step(
   'add memberships',
   RUN_PARAMS,
-  (p) => `INSERT INTO cpq.user_groups (user_id, group_variable_name, added_at)
-   SELECT user_id, variable_name, ${p.effectiveAt} FROM run_group_diff WHERE op = 'added'
+  (p) => `INSERT INTO cpq.user_groups (site, user_id, group_variable_name, added_at)
+   SELECT ${p.site}, user_id, variable_name, ${p.effectiveAt} FROM run_group_diff WHERE op = 'added'
    ON CONFLICT DO NOTHING`,
 );
 
@@ -361,8 +361,8 @@ const addMemberships = step(
 const endPermissionVersions = step(
   'end replaced permission versions',
   RUN_PARAMS,
-  (p) => `INSERT INTO cpq.user_access_permission_versions (user_id, type, variable_name, name, has_access, valid_from, valid_to, ended_by_run_id)
-   SELECT p.user_id, p.type, p.variable_name, p.name, p.has_access, p.valid_from, ${p.effectiveAt}, ${p.runId}
+  (p) => `INSERT INTO cpq.user_access_permission_versions (site, user_id, type, variable_name, name, has_access, valid_from, valid_to, ended_by_run_id)
+   SELECT p.site, p.user_id, p.type, p.variable_name, p.name, p.has_access, p.valid_from, ${p.effectiveAt}, ${p.runId}
    FROM cpq.user_access_permissions p JOIN run_permission_diff d
      ON d.op IN ('removed', 'changed') AND p.user_id = d.user_id AND p.type = d.type AND p.variable_name = d.variable_name`,
 );
@@ -382,8 +382,8 @@ const changePermissions = step(
 const addPermissions = step(
   'add permissions',
   RUN_PARAMS,
-  (p) => `INSERT INTO cpq.user_access_permissions (user_id, type, variable_name, name, has_access, valid_from)
-   SELECT user_id, type, variable_name, new_name, new_has_access, ${p.effectiveAt} FROM run_permission_diff WHERE op = 'added'`,
+  (p) => `INSERT INTO cpq.user_access_permissions (site, user_id, type, variable_name, name, has_access, valid_from)
+   SELECT ${p.site}, user_id, type, variable_name, new_name, new_has_access, ${p.effectiveAt} FROM run_permission_diff WHERE op = 'added'`,
 );
 
 /** The users that get a change row: batched, reinserted and restated ones have theirs already or none. */
@@ -399,8 +399,8 @@ const findChangedUsers = step(
 const logUserChanges = step(
   'log user changes',
   RUN_PARAMS,
-  (p) => `INSERT INTO cpq.user_change_log (run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
-   SELECT ${p.runId}, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, ${p.effectiveAt},
+  (p) => `INSERT INTO cpq.user_change_log (site, run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
+   SELECT u.site, ${p.runId}, c.action, u.id, u.company_login, u.login, u.party_number, u.date_modified, ${p.effectiveAt},
      -- An insert's diff is its first version: the cpq.user_changes view reads it from history.
      CASE WHEN c.action = 'insert' THEN NULL ELSE
        CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} || ${UNMAPPED_DIFF} END

@@ -17,8 +17,12 @@ export interface MergeCounts {
 }
 
 /** Merges the users staged with afterSeq < seq <= toSeq that are new to the database; returns how many. */
-export async function mergeNewUsers(client: pg.PoolClient, runId: string, effectiveAt: Date, afterSeq: number, toSeq: number, log?: Logger): Promise<number> {
-  await runSteps(client, BATCH_STEPS, { runId, effectiveAt, afterSeq, toSeq }, 'merge batch step', log);
+export async function mergeNewUsers(
+  client: pg.PoolClient,
+  { site, runId, effectiveAt, afterSeq, toSeq }: { site: string; runId: string; effectiveAt: Date; afterSeq: number; toSeq: number },
+  log?: Logger,
+): Promise<number> {
+  await runSteps(client, BATCH_STEPS, { site, runId, effectiveAt, afterSeq, toSeq }, 'merge batch step', log);
   return countBatchUsers(client);
 }
 
@@ -36,6 +40,7 @@ export class MergeBatches {
   constructor(
     private readonly client: pg.PoolClient,
     private readonly stager: Stager,
+    private readonly site: string,
     private readonly runId: string,
     private readonly effectiveAt: () => Date,
     private readonly batchUsers: number,
@@ -47,7 +52,11 @@ export class MergeBatches {
     const [from, to] = [this.mergedUpTo, this.stager.lastSeq];
     this.mergedUpTo = to;
     await this.stager.enqueue(async () => {
-      this.inserted += await mergeNewUsers(this.client, this.runId, this.effectiveAt(), from, to, this.log);
+      this.inserted += await mergeNewUsers(
+        this.client,
+        { site: this.site, runId: this.runId, effectiveAt: this.effectiveAt(), afterSeq: from, toSeq: to },
+        this.log,
+      );
     });
   }
 }
@@ -58,13 +67,14 @@ export class MergeBatches {
  */
 export async function mergeStaged(
   client: pg.PoolClient,
+  site: string,
   runId: string,
   effectiveAt: Date,
   deleteIn: string[],
   insertedEarlier: number,
   log?: Logger,
 ): Promise<MergeCounts> {
-  await runSteps(client, mergeSteps(await userColumns(client)), { runId, effectiveAt, deleteIn }, 'merge step', log);
+  await runSteps(client, mergeSteps(await userColumns(client)), { site, runId, effectiveAt, deleteIn }, 'merge step', log);
   const actions = await countMergeActions(client);
   const count = (action: string) => actions.get(action) ?? 0;
   const counts = {

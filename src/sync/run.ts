@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { recordAlerts } from '../alerts/rules.js';
-import { requireCpq, type AppConfig, type CpqConfig } from '../config.js';
+import { ConfigError, selectSites, type AppConfig, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, type HttpStats } from '../cpq/http-client.js';
 import { INTEGRATION_STREAM, listCompanies, type StreamId } from '../cpq/streams.js';
@@ -28,9 +28,9 @@ import { MergeBatches, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
 import { StreamProgress, type ProgressSink } from './stream-progress.js';
 
-export { RUN_LOCK_KEY } from '../db/sql/with-sync-lock.js';
-
 export interface RunOptions {
+  /** The site to sync, by name; may be left out when only one site is configured. */
+  site?: string;
   /** Read every stream in full, ignoring stored cursors. */
   full?: boolean;
   /** Apply deletions even above SYNC_MAX_DELETE_FRACTION. */
@@ -41,6 +41,7 @@ export interface RunOptions {
 }
 
 export interface RunResult extends MergeCounts {
+  site: string;
   runId: string;
   status: 'succeeded' | 'failed';
   mode: 'full' | 'incremental' | 'mixed';
@@ -69,6 +70,7 @@ const ANALYZE_AFTER_INSERTS = 10_000;
  * committed together with the cursors and the run record, or rolled back whole.
  */
 export class SyncRun {
+  private readonly site: SiteConfig;
   private readonly cpq: CpqConfig;
   private readonly warnings: string[] = [];
   private readonly progress: StreamProgress[] = [];
@@ -91,7 +93,10 @@ export class SyncRun {
     private readonly deps: SyncDeps,
     private readonly options: RunOptions = {},
   ) {
-    this.cpq = requireCpq(deps.config);
+    const sites = selectSites(deps.config, options.site === undefined ? [] : [options.site]);
+    if (sites.length > 1) throw new ConfigError('CPQ_SITES_FILE names several sites: say which one to sync (--site NAME)');
+    this.site = sites[0]!;
+    this.cpq = this.site.cpq;
   }
 
   private warn(message: string) {
@@ -114,8 +119,10 @@ export class SyncRun {
     };
     client.on('error', onConnectionError);
     try {
-      return await withSyncLock(client, async () => {
-        for (const runId of await abandonDeadRuns(client)) log.warn({ runId }, 'marked a run left running by a dead process as abandoned');
+      return await withSyncLock(client, this.site.name, async () => {
+        for (const runId of await abandonDeadRuns(client, this.site.name)) {
+          log.warn({ site: this.site.name, runId }, 'marked a run left running by a dead process as abandoned');
+        }
         return await this.locked(client);
       });
     } finally {
@@ -127,13 +134,14 @@ export class SyncRun {
 
   private async locked(client: pg.PoolClient): Promise<RunResult> {
     const { db, log } = this.deps;
-    const runId = await createRun(db, this.options.full ? 'full' : 'incremental');
-    const runLog = log.child({ runId });
+    const site = this.site.name;
+    const runId = await createRun(db, site, this.options.full ? 'full' : 'incremental');
+    const runLog = log.child({ site, runId });
     this.readSignal = this.options.signal ? AbortSignal.any([this.options.signal, this.streamFailed.signal]) : this.streamFailed.signal;
     this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca), runLog, this.readSignal);
     const started = Date.now();
     const seconds = () => (Date.now() - started) / 1000;
-    runLog.info({ site: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
+    runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
 
     try {
       await client.query('BEGIN');
@@ -160,7 +168,7 @@ export class SyncRun {
             : err instanceof RecordError
               ? new SyncError('data', err.message)
               : toDatabaseOrInternal(err)
-      ).with({ runId, http: this.httpStats(), seconds: seconds() });
+      ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
       const message = oneLine(error.message);
       await finishRun(this.deps.pool, runId, {
         status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
@@ -181,7 +189,8 @@ export class SyncRun {
 
   private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<Omit<RunResult, 'seconds'>> {
     const { config, pool } = this.deps;
-    const cursors = await readCursors(this.deps.db);
+    const site = this.site.name;
+    const cursors = await readCursors(this.deps.db, site);
     // A stream is read in full when asked, when it has no cursor, or when its last full read is
     // older than SYNC_FULL_EVERY (only full reads can detect deletions).
     const sinceFor = (id: StreamId): Date | undefined => {
@@ -191,7 +200,7 @@ export class SyncRun {
       return new Date(new Date(stream.cursor).getTime() - config.lookbackMs);
     };
     const track = (id: StreamId, since: Date | undefined) => {
-      const progress = new StreamProgress(id, since, this.options.progress);
+      const progress = new StreamProgress(id, since, this.options.progress?.forSite?.(this.site.name) ?? this.options.progress);
       this.progress.push(progress);
       return progress;
     };
@@ -199,7 +208,7 @@ export class SyncRun {
     const stager = await Stager.create(client);
     this.stager = stager;
     const effectiveAt = () => (this.effectiveAt ??= new Date());
-    const batches = new MergeBatches(client, stager, runId, effectiveAt, config.mergeBatchUsers, log);
+    const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
     let integrationUsers = new IntegrationUsers();
     if (integrationEnabled(this.cpq)) {
       const progress = track(INTEGRATION_STREAM, sinceFor(INTEGRATION_STREAM));
@@ -210,9 +219,10 @@ export class SyncRun {
       });
     }
     const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
-    const firstLoads = await findFirstLoadCompanies(client, companies);
-    const direct = new DirectLoad(client, pool, stager, runId, effectiveAt, config.directFirstLoad ? firstLoads : []);
+    const firstLoads = await findFirstLoadCompanies(client, site, companies);
+    const direct = new DirectLoad(client, pool, stager, site, runId, effectiveAt, config.directFirstLoad ? firstLoads : []);
     const read = {
+      site,
       http: this.http,
       cpq: this.cpq,
       pool,
@@ -238,7 +248,7 @@ export class SyncRun {
         this.streamFailed.abort();
       },
     );
-    await stageIntegrationOnly(integrationUsers, stager, client);
+    await stageIntegrationOnly(site, integrationUsers, stager, client);
     await stager.finish();
     await direct.finish();
 
@@ -247,6 +257,7 @@ export class SyncRun {
       if (warning) this.warn(warning);
     }
     const guard = {
+      site,
       progress: this.progress,
       firstLoads,
       maxDeleteFraction: config.maxDeleteFraction,
@@ -254,7 +265,7 @@ export class SyncRun {
       warn: (m: string) => this.warn(m),
     };
     const deletable = await deletableCompanies(client, runId, guard);
-    const counts = await mergeStaged(client, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
+    const counts = await mergeStaged(client, site, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, log);
     await this.saveCursors(client, runId);
     if (counts.inserted >= ANALYZE_AFTER_INSERTS) await analyzeUserTables(client);
@@ -265,7 +276,7 @@ export class SyncRun {
     const streams = this.progress.map((p) => p.report);
     const http = this.httpStats();
     await finishRun(client, runId, { status: 'succeeded', mode, pages, counts, streams, warnings: this.warnings, http, effectiveAt: effectiveAt() });
-    return { runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, http, ...counts };
+    return { site, runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, http, ...counts };
   }
 
   /**
@@ -280,7 +291,13 @@ export class SyncRun {
         this.warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
       }
       const complete = !p.report.shortRead;
-      await saveCursor(client, { stream: p.id.name, cursor: complete ? p.cursor : null, fullRead: complete && p.report.mode === 'full', runId });
+      await saveCursor(client, {
+        site: this.site.name,
+        stream: p.id.name,
+        cursor: complete ? p.cursor : null,
+        fullRead: complete && p.report.mode === 'full',
+        runId,
+      });
     }
   }
 }

@@ -8,8 +8,14 @@ export interface CronScheduleOptions {
   /** SYNC_TIMEZONE: an IANA zone such as UTC or Europe/Berlin. */
   timezone: string;
   log: Logger;
-  /** Called on every tick; never concurrently with itself (a tick that finds it running is skipped). */
-  onTick: () => Promise<void>;
+  /**
+   * Called on every tick with the time it was due (by this machine's clock, whole seconds: every
+   * process with the same schedule names a tick alike); never concurrently with itself (a tick
+   * that finds it running is skipped).
+   */
+  onTick: (dueAt: Date) => Promise<void>;
+  /** A name for node-cron's log lines (the site). */
+  name?: string;
   /** Called for a tick skipped because the previous one was still running. */
   onOverlap?: () => void;
 }
@@ -65,10 +71,10 @@ export class CronSchedule {
 
   constructor(private readonly options: CronScheduleOptions) {
     validateSchedule(options.cron, options.timezone);
-    this.task = createTask(options.cron, () => options.onTick(), {
+    this.task = createTask(options.cron, (context) => options.onTick(new Date(Math.floor(context.date.getTime() / 1000) * 1000)), {
       timezone: options.timezone,
       noOverlap: true,
-      name: 'cpq-sync',
+      name: options.name ?? 'cpq-sync',
       logger: cronLogger(options.log),
     });
     this.task.on('execution:overlap', () => {

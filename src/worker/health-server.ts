@@ -89,10 +89,14 @@ export class HealthServer {
   }
 
   private logChange(report: ReadinessReport): void {
-    const verdict = `${report.ready}|${report.database}|${report.runs}`;
+    const verdict = `${report.ready}|${report.database}|${report.sites.map((s) => `${s.site}:${s.runs}`).join('|')}`;
     if (verdict === this.lastVerdict) return;
     this.lastVerdict = verdict;
-    const details = { database: report.database, runs: report.runs, lastRun: report.lastRun };
+    const details = {
+      database: report.database,
+      staleSites: report.staleSites,
+      sites: report.sites.map(({ site, runs, lastRun }) => ({ site, runs, lastRun })),
+    };
     if (report.ready) this.options.log.info(details, 'readiness: ready');
     else this.options.log.warn(details, 'readiness: not ready');
   }

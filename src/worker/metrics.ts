@@ -2,10 +2,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 /** How a run this worker started ended. */
 export type RunOutcomeStatus = 'succeeded' | 'failed' | 'interrupted';
-/** Why a tick did not start a run. */
-export type SkipReason = 'lock_held' | 'overlap';
+/** Why a tick did not start a run: another process held the site's lock, or this one was still running the site, or another process had claimed the tick. */
+export type SkipReason = 'lock_held' | 'overlap' | 'claimed_elsewhere';
 
 export interface RunObservation {
+  site: string;
   status: RunOutcomeStatus;
   durationSeconds: number;
   users?: { inserted: number; updated: number; unchanged: number };
@@ -14,8 +15,10 @@ export interface RunObservation {
 }
 
 export interface WorkerMetricsOptions {
-  /** End of the last successful run in the database (any worker); read at scrape time. */
-  lastSuccess?: () => Promise<Date | null>;
+  /** The sites the worker syncs: every series of each exists from the start. */
+  sites: readonly string[];
+  /** End of the site's last successful run in the database (any worker); read at scrape time. */
+  lastSuccess?: (site: string) => Promise<Date | null>;
   /** Node.js process metrics (memory, CPU, event loop); default true. */
   processMetrics?: boolean;
   /** How many alerts the outbox holds per status; read at scrape time. */
@@ -23,69 +26,85 @@ export interface WorkerMetricsOptions {
 }
 
 const RUN_STATUSES: RunOutcomeStatus[] = ['succeeded', 'failed', 'interrupted'];
-const SKIP_REASONS: SkipReason[] = ['lock_held', 'overlap'];
+const SKIP_REASONS: SkipReason[] = ['lock_held', 'overlap', 'claimed_elsewhere'];
 const USER_CHANGES = ['inserted', 'updated', 'unchanged'] as const;
 
 /**
  * The worker's Prometheus metrics, in a registry of its own (not prom-client's global one), so
- * that several workers in one process — tests — never share counters. Labels carry statuses and
- * reasons only, never URLs, logins or credentials.
+ * that several workers in one process — tests — never share counters. Labels carry site names
+ * (the operator's), statuses and reasons only, never URLs, logins or credentials.
  */
 export class WorkerMetrics {
   readonly registry = new Registry();
-  private readonly runs: Counter<'status'>;
-  private readonly skipped: Counter<'reason'>;
-  private readonly users: Counter<'change'>;
-  private readonly duration: Histogram<'status'>;
-  private readonly retries: Counter<'status'>;
-  private readonly inProgress: Gauge;
+  private readonly runs: Counter<'site' | 'status'>;
+  private readonly skipped: Counter<'site' | 'reason'>;
+  private readonly users: Counter<'site' | 'change'>;
+  private readonly duration: Histogram<'site' | 'status'>;
+  private readonly retries: Counter<'site' | 'status'>;
+  private readonly inProgress: Gauge<'site'>;
 
-  constructor(options: WorkerMetricsOptions = {}) {
+  constructor(options: WorkerMetricsOptions) {
     const registers = [this.registry];
-    this.runs = new Counter({ name: 'cpq_sync_runs_total', help: 'Sync runs this worker started, by how they ended', labelNames: ['status'], registers });
+    this.runs = new Counter({
+      name: 'cpq_sync_runs_total',
+      help: 'Sync runs this worker started, by site and how they ended',
+      labelNames: ['site', 'status'],
+      registers,
+    });
     this.skipped = new Counter({
       name: 'cpq_sync_runs_skipped_total',
-      help: 'Scheduled ticks that started no run: lock_held (another worker was syncing), overlap (this worker still was)',
-      labelNames: ['reason'],
+      help: 'Scheduled ticks that started no run, by site: lock_held (another worker was syncing it), overlap (this worker still was), claimed_elsewhere (another worker took the tick)',
+      labelNames: ['site', 'reason'],
       registers,
     });
     this.users = new Counter({
       name: 'cpq_sync_users_synced_total',
-      help: 'Users merged by successful runs of this worker, by what happened to their row',
-      labelNames: ['change'],
+      help: 'Users merged by successful runs of this worker, by site and what happened to their row',
+      labelNames: ['site', 'change'],
       registers,
     });
     this.duration = new Histogram({
       name: 'cpq_sync_run_duration_seconds',
-      help: 'Duration of the runs of this worker, by how they ended',
-      labelNames: ['status'],
+      help: 'Duration of the runs of this worker, by site and how they ended',
+      labelNames: ['site', 'status'],
       buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400],
       registers,
     });
     this.retries = new Counter({
       name: 'cpq_sync_http_retries_total',
-      help: 'CPQ requests retried by the runs of this worker, by cause (HTTP status or "network")',
-      labelNames: ['status'],
+      help: 'CPQ requests retried by the runs of this worker, by site and cause (HTTP status or "network")',
+      labelNames: ['site', 'status'],
       registers,
     });
-    this.inProgress = new Gauge({ name: 'cpq_sync_run_in_progress', help: '1 while this worker is running a sync', registers });
-    const lastSuccess = options.lastSuccess;
+    this.inProgress = new Gauge({
+      name: 'cpq_sync_run_in_progress',
+      help: '1 while this worker is running a sync of the site',
+      labelNames: ['site'],
+      registers,
+    });
+    const { lastSuccess, sites } = options;
     new Gauge({
       name: 'cpq_sync_last_success_timestamp_seconds',
-      help: 'End of the last successful run recorded in the database, by any worker (0: none yet)',
+      help: "End of the site's last successful run recorded in the database, by any worker (0: none yet)",
+      labelNames: ['site'],
       registers,
       // Read from the database at scrape time, so a restarted worker reports it too; when the
       // database cannot be read, the value of the previous scrape stays.
       async collect() {
         if (!lastSuccess) return;
-        const at = await lastSuccess().catch(() => undefined);
-        if (at !== undefined) this.set(at ? at.getTime() / 1000 : 0);
+        for (const site of sites) {
+          const at = await lastSuccess(site).catch(() => undefined);
+          if (at !== undefined) this.set({ site }, at ? at.getTime() / 1000 : 0);
+        }
       },
     });
     // Every series exists from the start, so that rate() and alerts see zeros rather than gaps.
-    for (const status of RUN_STATUSES) this.runs.inc({ status }, 0);
-    for (const reason of SKIP_REASONS) this.skipped.inc({ reason }, 0);
-    for (const change of USER_CHANGES) this.users.inc({ change }, 0);
+    for (const site of sites) {
+      for (const status of RUN_STATUSES) this.runs.inc({ site, status }, 0);
+      for (const reason of SKIP_REASONS) this.skipped.inc({ site, reason }, 0);
+      for (const change of USER_CHANGES) this.users.inc({ site, change }, 0);
+      this.inProgress.set({ site }, 0);
+    }
     const alertCounts = options.alertCounts;
     new Gauge({
       name: 'cpq_sync_alerts',
@@ -102,23 +121,24 @@ export class WorkerMetrics {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
-  /** A run is being attempted (it may still find the lock held). */
-  runStarted(): void {
-    this.inProgress.set(1);
+  /** A run of `site` is being attempted (it may still find the lock held). */
+  runStarted(site: string): void {
+    this.inProgress.set({ site }, 1);
   }
 
   recordRun(run: RunObservation): void {
-    this.inProgress.set(0);
-    this.runs.inc({ status: run.status });
-    this.duration.observe({ status: run.status }, run.durationSeconds);
-    if (run.users) for (const change of USER_CHANGES) this.users.inc({ change }, run.users[change]);
-    for (const [status, count] of Object.entries(run.httpRetries ?? {})) if (count > 0) this.retries.inc({ status }, count);
+    const { site } = run;
+    this.inProgress.set({ site }, 0);
+    this.runs.inc({ site, status: run.status });
+    this.duration.observe({ site, status: run.status }, run.durationSeconds);
+    if (run.users) for (const change of USER_CHANGES) this.users.inc({ site, change }, run.users[change]);
+    for (const [status, count] of Object.entries(run.httpRetries ?? {})) if (count > 0) this.retries.inc({ site, status }, count);
   }
 
-  recordSkip(reason: SkipReason): void {
-    // lock_held ends an attempt that runStarted() announced; overlap leaves the running one alone.
-    if (reason === 'lock_held') this.inProgress.set(0);
-    this.skipped.inc({ reason });
+  recordSkip(site: string, reason: SkipReason): void {
+    // lock_held ends an attempt that runStarted() announced; overlap and claimed_elsewhere leave the running one alone.
+    if (reason === 'lock_held') this.inProgress.set({ site }, 0);
+    this.skipped.inc({ site, reason });
   }
 
   get contentType(): string {

@@ -5,6 +5,8 @@ import { readRunHealth } from './run-health.js';
 import { withTimeout } from './timeout.js';
 
 export interface ReadinessOptions {
+  /** The sites to judge (every configured one). */
+  sites: readonly string[];
   /** SYNC_STALE_AFTER: how long runs may keep failing before the worker reports not ready. */
   staleAfterMs: number;
   /** A probe must answer quickly; a database that does not answer in time counts as unreachable. */
@@ -12,68 +14,84 @@ export interface ReadinessOptions {
   now?: () => Date;
 }
 
-/** The full verdict, for the worker's own log: it holds error text (URLs, logins, field values), so it is never served over HTTP. */
-export interface ReadinessReport {
+/** One site's verdict. */
+export interface SiteReadiness {
+  site: string;
   ready: boolean;
-  /** "ok", or why the database could not be read. */
-  database: string;
-  /** "ok", or since when runs have been failing. */
+  /** "ok", or since when the site's runs have been failing. */
   runs: string;
   lastRun: { id: string; status: string; finishedAt: string | null; error: string | null } | null;
   lastSuccessAt: string | null;
 }
 
+/** The full verdict, for the worker's own log: it holds error text (URLs, logins, field values), so it is never served over HTTP. */
+export interface ReadinessReport {
+  /** The database answers and no site is stale. */
+  ready: boolean;
+  /** "ok", or why the database could not be read. */
+  database: string;
+  sites: SiteReadiness[];
+  /** The sites whose runs have been failing for longer than SYNC_STALE_AFTER. */
+  staleSites: string[];
+}
+
 /**
- * What /readyz tells whoever asks: ready or not, and how long ago the last run succeeded
- * (null: never, or the database could not be read). No error text, no run details.
+ * What /readyz tells whoever asks: ready or not, how long ago the least recently synced site last
+ * succeeded (null: a site never did, or the database could not be read), and which sites are
+ * stale (their names are the operator's, not secrets). No error text, no run details.
  */
 export interface PublicReadiness {
   ready: boolean;
   lastSuccessAgeSeconds: number | null;
+  staleSites: string[];
 }
 
 export function publicReadiness(report: ReadinessReport, now: Date = new Date()): PublicReadiness {
-  const lastSuccess = report.lastSuccessAt === null ? null : Date.parse(report.lastSuccessAt);
-  return { ready: report.ready, lastSuccessAgeSeconds: lastSuccess === null ? null : Math.max(0, Math.round((now.getTime() - lastSuccess) / 1000)) };
+  const successes = report.sites.map((s) => (s.lastSuccessAt === null ? null : Date.parse(s.lastSuccessAt)));
+  const oldest = report.sites.length === 0 || successes.includes(null) ? null : Math.min(...(successes as number[]));
+  return {
+    ready: report.ready,
+    lastSuccessAgeSeconds: oldest === null ? null : Math.max(0, Math.round((now.getTime() - oldest) / 1000)),
+    staleSites: report.staleSites,
+  };
 }
 
 /**
- * Ready = the database answers, and runs have not been failing for longer than SYNC_STALE_AFTER.
- * One failed run after a good one does not flip readiness (CPQ has outages; the next run
- * retries); a streak of failures that outlasts SYNC_STALE_AFTER does. No runs yet is ready.
+ * Ready = the database answers, and no site's runs have been failing for longer than
+ * SYNC_STALE_AFTER. One failed run after a good one does not flip readiness (CPQ has outages; the
+ * next run retries); a streak of failures that outlasts SYNC_STALE_AFTER does. A site with no runs
+ * yet is ready.
  */
 export async function checkReadiness(source: Queryable, options: ReadinessOptions): Promise<ReadinessReport> {
   const now = options.now?.() ?? new Date();
-  let health;
+  let healths;
   try {
-    health = await withTimeout(readRunHealth(source), options.timeoutMs ?? 3000);
+    healths = await withTimeout(Promise.all(options.sites.map((site) => readRunHealth(source, site))), options.timeoutMs ?? 3000);
   } catch (err) {
-    return {
-      ready: false,
-      database: `unreachable: ${oneLine(errorMessage(err))}`,
-      runs: 'unknown',
-      lastRun: null,
-      lastSuccessAt: null,
-    };
+    return { ready: false, database: `unreachable: ${oneLine(errorMessage(err))}`, sites: [], staleSites: [] };
   }
-  const { lastRun, lastSuccessAt, failingSince } = health;
-  const stale = failingSince !== null && now.getTime() - failingSince.getTime() > options.staleAfterMs;
-  return {
-    ready: !stale,
-    database: 'ok',
-    runs: stale
-      ? `runs have not succeeded since ${failingSince.toISOString()} (longer than SYNC_STALE_AFTER)`
-      : failingSince
-        ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within SYNC_STALE_AFTER`
-        : 'ok',
-    lastRun: lastRun && {
-      id: lastRun.id,
-      status: lastRun.status,
-      finishedAt: lastRun.finishedAt?.toISOString() ?? null,
-      error: lastRun.error,
-    },
-    lastSuccessAt: lastSuccessAt?.toISOString() ?? null,
-  };
+  const sites = healths.map((health, i): SiteReadiness => {
+    const { lastRun, lastSuccessAt, failingSince } = health;
+    const stale = failingSince !== null && now.getTime() - failingSince.getTime() > options.staleAfterMs;
+    return {
+      site: options.sites[i]!,
+      ready: !stale,
+      runs: stale
+        ? `runs have not succeeded since ${failingSince.toISOString()} (longer than SYNC_STALE_AFTER)`
+        : failingSince
+          ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within SYNC_STALE_AFTER`
+          : 'ok',
+      lastRun: lastRun && {
+        id: lastRun.id,
+        status: lastRun.status,
+        finishedAt: lastRun.finishedAt?.toISOString() ?? null,
+        error: lastRun.error,
+      },
+      lastSuccessAt: lastSuccessAt?.toISOString() ?? null,
+    };
+  });
+  const staleSites = sites.filter((s) => !s.ready).map((s) => s.site);
+  return { ready: staleSites.length === 0, database: 'ok', sites, staleSites };
 }
 
 /**

@@ -21,11 +21,11 @@ export interface RunHealth {
 
 const UNDEFINED_TABLE = '42P01';
 
-/** Reads the run history's verdict; a database without the cpq tables yet has no runs. */
-export async function readRunHealth(on: Queryable): Promise<RunHealth> {
+/** Reads the verdict of `site`'s run history; a database without the cpq tables yet has no runs. */
+export async function readRunHealth(on: Queryable, site: string): Promise<RunHealth> {
   let outcomes;
   try {
-    outcomes = await readRunOutcomes(on);
+    outcomes = await readRunOutcomes(on, site);
   } catch (err) {
     if ((err as { code?: string }).code === UNDEFINED_TABLE) return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false };
     throw err;

@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import { readRecentRuns } from '../db/sql/read-recent-runs.js';
+import { readSiteNames } from '../db/sql/read-site-names.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
-import { readRunHealth, type RunHealth } from './run-health.js';
+import { readRunHealth } from './run-health.js';
 
 export interface RunSummary {
   id: string;
@@ -37,14 +38,22 @@ export interface StreamCursor {
   updatedAt: string;
 }
 
-export interface StatusReport {
+/** One site's part of the report. */
+export interface SiteStatus {
+  site: string;
   /** Newest first. */
   runs: RunSummary[];
   cursors: StreamCursor[];
   /** The newest run that ended on its own (not running, not interrupted): what the exit code is about. */
   lastRun: { id: string; status: string; finishedAt: string | null; error: string | null } | null;
   lastSuccessAt: string | null;
-  /** Exit code 1 when true. */
+  lastRunFailed: boolean;
+}
+
+export interface StatusReport {
+  /** Every site that has run against the database (or those asked for), by name. */
+  sites: SiteStatus[];
+  /** Exit code 1 when true: the last run of some site failed. */
   lastRunFailed: boolean;
   /** Set when the database has no cpq tables yet. */
   note?: string;
@@ -58,50 +67,52 @@ export function stringifyStatus(report: StatusReport): string {
   return `${stringifyWithJsonText(report, 2)}\n`;
 }
 
-/** Reads the last runs and the cursors; read-only, it applies no migrations. */
-export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusReport> {
-  let runs: RunSummary[];
-  let cursors: StreamCursor[];
-  let health: RunHealth;
+/**
+ * Reads each site's last runs and cursors (`sites`: those to report, every site that has run when
+ * empty); read-only, it applies no migrations.
+ */
+export async function readStatus(pool: pg.Pool, { sites = [], limit = 10 }: { sites?: readonly string[]; limit?: number } = {}): Promise<StatusReport> {
+  let report: SiteStatus[];
   try {
-    runs = (await readRecentRuns(pool, limit)).map((r) => ({
-      id: r.id,
-      startedAt: r.started_at,
-      finishedAt: r.finished_at,
-      durationSeconds: Math.round(r.seconds * 1000) / 1000,
-      status: r.status,
-      mode: r.mode,
-      pages: r.pages,
-      usersSeen: r.users_seen,
-      inserted: r.users_inserted,
-      updated: r.users_updated,
-      unchanged: r.users_unchanged,
-      httpRequests: r.http_requests,
-      httpRetries: new JsonText(r.http_retries),
-      streams: new JsonText(r.streams),
-      warnings: new JsonText(r.warnings),
-      error: r.error,
-    }));
-    cursors = (await readStreamStates(pool)).map((s) => ({
-      stream: s.stream,
-      cursor: s.cursor,
-      lastFullSyncAt: s.last_full_sync_at,
-      lastRunId: s.last_run_id,
-      updatedAt: s.updated_at,
-    }));
-    health = await readRunHealth(pool);
+    const names = sites.length > 0 ? sites : await readSiteNames(pool);
+    report = [];
+    for (const site of names) report.push(await readSiteStatus(pool, site, limit));
   } catch (err) {
     if ((err as { code?: string }).code !== UNDEFINED_TABLE) throw err;
-    return {
-      runs: [],
-      cursors: [],
-      lastRun: null,
-      lastSuccessAt: null,
-      lastRunFailed: false,
-      note: 'the database has no cpq tables yet: nothing has run against it',
-    };
+    return { sites: [], lastRunFailed: false, note: 'the database has no cpq tables yet: nothing has run against it' };
   }
+  return { sites: report, lastRunFailed: report.some((s) => s.lastRunFailed) };
+}
+
+async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promise<SiteStatus> {
+  const runs = (await readRecentRuns(pool, site, limit)).map((r) => ({
+    id: r.id,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    durationSeconds: Math.round(r.seconds * 1000) / 1000,
+    status: r.status,
+    mode: r.mode,
+    pages: r.pages,
+    usersSeen: r.users_seen,
+    inserted: r.users_inserted,
+    updated: r.users_updated,
+    unchanged: r.users_unchanged,
+    httpRequests: r.http_requests,
+    httpRetries: new JsonText(r.http_retries),
+    streams: new JsonText(r.streams),
+    warnings: new JsonText(r.warnings),
+    error: r.error,
+  }));
+  const cursors = (await readStreamStates(pool, site)).map((s) => ({
+    stream: s.stream,
+    cursor: s.cursor,
+    lastFullSyncAt: s.last_full_sync_at,
+    lastRunId: s.last_run_id,
+    updatedAt: s.updated_at,
+  }));
+  const health = await readRunHealth(pool, site);
   return {
+    site,
     runs,
     cursors,
     lastRun: health.lastRun && {
@@ -115,7 +126,7 @@ export async function readStatus(pool: pg.Pool, limit = 10): Promise<StatusRepor
   };
 }
 
-/** 1 when the last run that ended on its own failed, so that `cpq-sync status` can back an alert. */
+/** 1 when the last run (of some site) that ended on its own failed, so that `cpq-sync status` can back an alert. */
 export function statusExitCode(report: StatusReport): number {
   return report.lastRunFailed ? 1 : 0;
 }
@@ -152,10 +163,25 @@ function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
-/** The report for a terminal: a table of runs, a table of cursors, and the verdict. */
+/**
+ * The report for a terminal: per site a table of runs, a table of cursors, and the verdict; the
+ * site named above its block when the database holds several.
+ */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
   if (report.note) out.push(report.note, '');
+  // Nothing has run: the blocks of a site without runs.
+  if (report.sites.length === 0) out.push(...formatSite({ site: '', runs: [], cursors: [], lastRun: null, lastSuccessAt: null, lastRunFailed: false }));
+  report.sites.forEach((site, i) => {
+    if (i > 0) out.push('');
+    if (report.sites.length > 1) out.push(`Site ${site.site}`, '');
+    out.push(...formatSite(site));
+  });
+  return `${out.join('\n')}\n`;
+}
+
+function formatSite(report: SiteStatus): string[] {
+  const out: string[] = [];
   out.push('Last runs (newest first, times in UTC)');
   if (report.runs.length === 0) {
     out.push('  none yet');
@@ -194,5 +220,5 @@ export function formatStatus(report: StatusReport): string {
       `Last success: ${report.lastSuccessAt ? when(report.lastSuccessAt) : 'never'}`,
     );
   } else out.push(`Last run succeeded: run ${last.id} at ${when(last.finishedAt)}`);
-  return `${out.join('\n')}\n`;
+  return out;
 }

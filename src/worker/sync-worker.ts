@@ -1,4 +1,8 @@
-import { ConfigError, requireCpq } from '../config.js';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { ConfigError, selectSites, type SiteConfig } from '../config.js';
+import { claimScheduledTick } from '../db/sql/claim-scheduled-tick.js';
 import { logAhead, migrate } from '../db/migrate.js';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { countAlerts } from '../db/sql/count-alerts.js';
@@ -11,18 +15,27 @@ import { WorkerMetrics, type RunObservation } from './metrics.js';
 import { HealthConnection, checkReadiness } from './readiness.js';
 
 /**
- * The long-running worker: syncs on SYNC_CRON, one run at a time in this process (node-cron's
- * noOverlap) and across processes (runSync's advisory lock: a worker that finds it held logs
- * the skip and waits for its next tick). Serves health and metrics on HTTP_PORT when set.
+ * The long-running worker: syncs every configured site on its schedule (each site's cron and
+ * timezone), at most SYNC_SITE_CONCURRENCY sites at once in this process, so a slow site never
+ * holds back the others. Any number of workers may share one database: each due tick of a site
+ * runs on exactly one of them (the first to claim it in cpq.scheduled_ticks once it has a free
+ * slot), and a site never runs twice at once (runSync's per-site advisory lock). A worker that
+ * dies mid-run releases the lock with its connection; the next tick, on any worker, marks that
+ * run abandoned and syncs the site. Serves health and metrics on HTTP_PORT when set.
  */
 export class SyncWorker {
   readonly metrics: WorkerMetrics;
   private readonly stopping = new AbortController();
-  private readonly schedule: CronSchedule;
+  private readonly sites: SiteConfig[];
+  private readonly schedules: CronSchedule[];
+  private readonly slots: LimitFunction;
+  /** This process, as cpq.scheduled_ticks names the worker that claimed a tick. */
+  private readonly workerId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private health: HealthServer | undefined;
   /** /readyz and /metrics read the database over this connection, never the sync's pool. */
   private readonly healthDb: HealthConnection;
-  private current: Promise<void> | undefined;
+  /** The sites this worker is running or has queued for a free slot, and the promise of each. */
+  private readonly current = new Map<string, Promise<void>>();
   /** The port health and metrics listen on, once started; undefined when HTTP_PORT is unset. */
   httpPort: number | undefined;
   /** Retries pending alerts between runs (every ALERT_RETRY_EVERY), and the pass under way. */
@@ -30,23 +43,26 @@ export class SyncWorker {
   private alertPass: Promise<unknown> | undefined;
 
   constructor(private readonly deps: SyncDeps) {
-    requireCpq(deps.config);
-    const { cron, timezone } = deps.config.worker;
-    // Validates SYNC_CRON and SYNC_TIMEZONE: a bad value fails here, before anything starts.
-    this.schedule = new CronSchedule({
-      cron,
-      timezone,
-      log: deps.log,
-      onTick: () => this.runOnce(),
-      onOverlap: () => this.metrics.recordSkip('overlap'),
-    });
+    this.sites = selectSites(deps.config);
+    this.slots = pLimit(deps.config.worker.siteConcurrency);
+    // Validates each site's cron and timezone: a bad value fails here, before anything starts.
+    this.schedules = this.sites.map(
+      (site) =>
+        new CronSchedule({
+          cron: site.cron,
+          timezone: site.timezone,
+          name: `cpq-sync ${site.name}`,
+          log: deps.log.child({ site: site.name }),
+          onTick: (dueAt) => this.tick(site, dueAt),
+          onOverlap: () => this.metrics.recordSkip(site.name, 'overlap'),
+        }),
+    );
     this.healthDb = HealthConnection.forPool(deps.pool);
     this.metrics = new WorkerMetrics({
       alertCounts: () => countAlerts(this.healthDb),
-      lastSuccess: () => {
-        // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
-        return readLastSuccess(this.healthDb);
-      },
+      sites: this.sites.map((s) => s.name),
+      // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
+      lastSuccess: (site) => readLastSuccess(this.healthDb, site),
     });
   }
 
@@ -64,7 +80,7 @@ export class SyncWorker {
       this.health = new HealthServer({
         port: config.worker.httpPort,
         host: config.worker.httpHost,
-        readiness: () => checkReadiness(this.healthDb, { staleAfterMs: config.worker.staleAfterMs }),
+        readiness: () => checkReadiness(this.healthDb, { sites: this.sites.map((s) => s.name), staleAfterMs: config.worker.staleAfterMs }),
         metrics: this.metrics,
         log,
       });
@@ -75,64 +91,107 @@ export class SyncWorker {
         throw new ConfigError(`${name}: cannot listen on ${where} (${errorCode(err) ?? errorMessage(err)})`);
       });
     }
-    this.schedule.start();
-    log.info({ cron: config.worker.cron, timezone: config.worker.timezone }, 'worker started');
-    this.schedule.logNextRun();
+    for (const schedule of this.schedules) schedule.start();
+    log.info(
+      { sites: this.sites.map(({ name, cron, timezone }) => ({ name, cron, timezone })), siteConcurrency: config.worker.siteConcurrency },
+      'worker started',
+    );
+    for (const schedule of this.schedules) schedule.logNextRun();
   }
 
   /**
-   * One run now, as a tick does it. Never throws: a failed run is recorded (cpq.sync_runs, log,
-   * metrics) and the worker waits for its next tick.
+   * A scheduled tick of `site`: once a slot is free, the run, if no other worker claimed the tick
+   * first. Never throws.
    */
-  async runOnce(): Promise<void> {
+  private tick(site: SiteConfig, dueAt: Date): Promise<void> {
+    return this.enqueue(site, async () => {
+      const claimed = await claimScheduledTick(this.deps.pool, site.name, dueAt, this.workerId).catch((err: unknown) => {
+        // Without the database the run would fail anyway: let it, so that it is recorded and counted.
+        this.deps.log.warn({ site: site.name, error: errorMessage(err) }, 'could not claim the scheduled tick; running it');
+        return true;
+      });
+      if (!claimed) {
+        this.metrics.recordSkip(site.name, 'claimed_elsewhere');
+        this.deps.log.info({ site: site.name, dueAt: dueAt.toISOString() }, 'tick skipped: another worker took it');
+        return;
+      }
+      await this.attempt(site);
+    });
+  }
+
+  /**
+   * One run of every site (or of `siteName`) now, as ticks do them but without claiming a tick.
+   * Never throws: a failed run is recorded (cpq.sync_runs, log, metrics) and the worker waits for
+   * its next tick.
+   */
+  async runOnce(siteName?: string): Promise<void> {
+    const sites = siteName === undefined ? this.sites : this.sites.filter((s) => s.name === siteName);
+    await Promise.all(sites.map((site) => this.enqueue(site, () => this.attempt(site))));
+  }
+
+  /** Queues `work` for `site` behind the slots, unless the site is queued or running here already. */
+  private async enqueue(site: SiteConfig, work: () => Promise<void>): Promise<void> {
     if (this.stopping.signal.aborted) return; // shutting down: no new work
-    if (this.current) {
-      this.deps.log.info('run skipped: the previous run of this worker is still going');
-      this.metrics.recordSkip('overlap');
+    if (this.current.has(site.name)) {
+      this.deps.log.info({ site: site.name }, 'run skipped: the previous run of this site on this worker is still going');
+      this.metrics.recordSkip(site.name, 'overlap');
       return;
     }
-    this.current = this.attempt().catch((err: unknown) => {
-      this.deps.log.error({ error: errorMessage(err) }, 'worker error while running a sync');
+    const running = this.slots(async () => {
+      if (this.stopping.signal.aborted) return;
+      await work();
+    }).catch((err: unknown) => {
+      this.deps.log.error({ site: site.name, error: errorMessage(err) }, 'worker error while running a sync');
     });
+    this.current.set(site.name, running);
     try {
-      await this.current;
+      await running;
     } finally {
-      this.current = undefined;
+      this.current.delete(site.name);
     }
     // stop() may have aborted during the run; TS keeps the narrowing from the check at the top.
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-    if (!this.stopping.signal.aborted) this.schedule.logNextRun();
+    if (!this.stopping.signal.aborted) this.schedules[this.sites.indexOf(site)]?.logNextRun();
   }
 
-  private async attempt(): Promise<void> {
+  private async attempt(site: SiteConfig): Promise<void> {
     const { log } = this.deps;
     const startedAt = Date.now();
     const elapsed = () => (Date.now() - startedAt) / 1000;
-    this.metrics.runStarted();
+    this.metrics.runStarted(site.name);
     try {
-      const result = await runSync(this.deps, { signal: this.stopping.signal });
+      const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal });
       this.metrics.recordRun({
+        site: site.name,
         status: 'succeeded',
         durationSeconds: result.seconds,
         users: { inserted: result.inserted, updated: result.updated, unchanged: result.unchanged },
         httpRetries: result.http.retries,
       });
-      log.info({ runId: result.runId, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged }, 'scheduled run succeeded');
+      log.info(
+        { site: site.name, runId: result.runId, inserted: result.inserted, updated: result.updated, unchanged: result.unchanged },
+        'scheduled run succeeded',
+      );
     } catch (err) {
       const error = err instanceof SyncError ? err : new SyncError('internal', errorMessage(err));
       if (error.kind === 'lock') {
-        this.metrics.recordSkip('lock_held');
-        log.info('run skipped: another worker holds the sync lock on this database and is syncing it');
+        this.metrics.recordSkip(site.name, 'lock_held');
+        log.info({ site: site.name }, 'run skipped: another worker holds the sync lock of this site and is syncing it');
         return;
       }
       // A failure before the run had a row (migrations, the connection) has no run id and no HTTP counts.
       const status: RunObservation['status'] = error.kind === 'interrupted' ? 'interrupted' : 'failed';
-      this.metrics.recordRun({ status, durationSeconds: error.seconds ?? elapsed(), ...(error.http ? { httpRetries: error.http.retries } : {}) });
+      this.metrics.recordRun({
+        site: site.name,
+        status,
+        durationSeconds: error.seconds ?? elapsed(),
+        ...(error.http ? { httpRetries: error.http.retries } : {}),
+      });
       if (status === 'interrupted') {
-        log.info({ runId: error.runId }, 'run interrupted by shutdown: rolled back and recorded as interrupted');
+        log.info({ site: site.name, runId: error.runId }, 'run interrupted by shutdown: rolled back and recorded as interrupted');
       } else {
         log.error(
-          { runId: error.runId, kind: error.kind, exitCode: EXIT_CODES[error.kind], error: oneLine(error.message) },
+          { site: site.name, runId: error.runId, kind: error.kind, exitCode: EXIT_CODES[error.kind], error: oneLine(error.message) },
           'scheduled run failed; the worker keeps its schedule',
         );
       }
@@ -148,11 +207,11 @@ export class SyncWorker {
     });
   }
 
-  /** No new runs; the current one is aborted (rolls back, recorded `interrupted`) and awaited; HTTP closes last. */
+  /** No new runs; the current ones are aborted (roll back, recorded `interrupted`) and awaited; HTTP closes last. */
   async stop(): Promise<void> {
-    this.schedule.stop();
+    for (const schedule of this.schedules) schedule.stop();
     this.stopping.abort(new Error('worker stopping'));
-    await this.current;
+    await Promise.all(this.current.values());
     clearInterval(this.alertRetry);
     await this.alertPass;
     await this.health?.stop();

@@ -4,6 +4,14 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createDb, createPool, type Db } from '../../src/db/database.js';
 import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
+import { SITE_LOCK_CLASS, siteLockId } from '../../src/db/sql/with-sync-lock.js';
+
+/**
+ * The tables a run writes outside its transaction, failed or not, as an SQL list: the run record,
+ * the site it registers on its first run (its lock number) and the scheduled ticks workers claim.
+ * Comparisons of "the data" leave them out.
+ */
+export const RUN_BOOKKEEPING_TABLES = `'sync_runs', 'sites', 'scheduled_ticks'`;
 
 /** The names of every migration of this release, in order: what migrating an empty database applies. */
 export const ALL_MIGRATIONS = readdirSync(MIGRATIONS_DIR)
@@ -58,4 +66,16 @@ export async function untilWaitingForLock(t: TestDatabase): Promise<void> {
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error('no backend started waiting for a lock');
+}
+
+/**
+ * Takes `site`'s sync lock on `client` as another run would (session-level); returns what
+ * releases it.
+ */
+export async function holdSyncLock(client: pg.ClientBase, site = 'default'): Promise<() => Promise<void>> {
+  const lockId = await siteLockId(client, site);
+  await client.query('SELECT pg_advisory_lock($1, $2)', [SITE_LOCK_CLASS, lockId]);
+  return async () => {
+    await client.query('SELECT pg_advisory_unlock($1, $2)', [SITE_LOCK_CLASS, lockId]);
+  };
 }

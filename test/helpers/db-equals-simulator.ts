@@ -4,7 +4,7 @@ import type { AppConfig } from '../../src/config.js';
 import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES } from '../../src/normalize/user-fields.js';
 import { stringifyExact, type CpqSimulator } from '../../src/simulator/index.js';
-import type { TestDatabase } from './database.js';
+import { RUN_BOOKKEEPING_TABLES, type TestDatabase } from './database.js';
 
 /*
  * "The database equals the simulator": every user CPQ holds, with every mapped field, every group
@@ -422,11 +422,11 @@ export async function expectInSync(env: { sim: CpqSimulator; t: TestDatabase; co
   await expectChangeLogConsistent(env.t);
 }
 
-/** Every row of every cpq table but the run record, as JSON text: "the database as before the run". */
+/** Every row of every cpq table but the run bookkeeping, as JSON text: "the database as before the run". */
 export async function snapshotEverything(t: TestDatabase): Promise<Record<string, string[]>> {
   const tables = await t.query<{ name: string }>(
     `SELECT table_name AS name FROM information_schema.tables
-     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name <> 'sync_runs' AND table_name NOT LIKE 'kysely%'
+     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name NOT IN (${RUN_BOOKKEEPING_TABLES}) AND table_name NOT LIKE 'kysely%'
      ORDER BY 1`,
   );
   const out: Record<string, string[]> = {};
@@ -436,7 +436,7 @@ export async function snapshotEverything(t: TestDatabase): Promise<Record<string
 }
 
 /**
- * The version of every row of every cpq table but the run record (ctid and xmin: where it lives
+ * The version of every row of every cpq table but the run bookkeeping (ctid and xmin: where it lives
  * and the transaction that wrote it), digested per table. Equal results mean no committed
  * transaction inserted, updated or deleted a row in between: stricter than comparing contents,
  * and cheap whatever the size of the rows.
@@ -444,7 +444,7 @@ export async function snapshotEverything(t: TestDatabase): Promise<Record<string
 export async function rowVersions(t: TestDatabase): Promise<Record<string, string>> {
   const tables = await t.query<{ name: string }>(
     `SELECT table_name AS name FROM information_schema.tables
-     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name <> 'sync_runs' AND table_name NOT LIKE 'kysely%'
+     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name NOT IN (${RUN_BOOKKEEPING_TABLES}) AND table_name NOT LIKE 'kysely%'
      ORDER BY 1`,
   );
   const out: Record<string, string> = {};

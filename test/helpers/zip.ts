@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config.js';
 import { parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { CpqSimulator, type SimulatorOptions, type ZipExportOptions } from '../../src/simulator/index.js';
 import { runSync, type RunOptions, type RunResult } from '../../src/sync/run.js';
-import { createTestDatabase, type TestDatabase } from './database.js';
+import { RUN_BOOKKEEPING_TABLES, createTestDatabase, type TestDatabase } from './database.js';
 
 /** The Python zip writer the tests use as an independent writer (see the script's docstring). */
 export const MAKE_ZIP = fileURLToPath(new URL('../fixtures/zip/make-zip.py', import.meta.url));
@@ -132,7 +132,7 @@ const VOLATILE = new Set([
 export async function databaseContents(t: TestDatabase): Promise<Record<string, string[]>> {
   const tables = await t.query<{ name: string }>(
     `SELECT table_name AS name FROM information_schema.tables
-     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name <> 'sync_runs' AND table_name NOT LIKE 'kysely%'
+     WHERE table_schema = 'cpq' AND table_type = 'BASE TABLE' AND table_name NOT IN (${RUN_BOOKKEEPING_TABLES}) AND table_name NOT LIKE 'kysely%'
      ORDER BY 1`,
   );
   const users = await t.query<{ id: string; key: string }>(`SELECT id::text AS id, company_login || '/' || login AS key FROM cpq.users`);

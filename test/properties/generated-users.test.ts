@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { AppConfig } from '../../src/config.js';
+import { withCpq, type AppConfig } from '../../src/config.js';
 import { runSync } from '../../src/sync/run.js';
 import { startHarness } from '../helpers/harness.js';
 import { companyUser, groupPool, integrationUser, propertyTimeout, refusalOf, runs, type GeneratedUser, type GroupDef } from './arbitraries.js';
@@ -43,7 +43,7 @@ const aCase: fc.Arbitrary<Case> = groupPool.chain((groups) =>
 const secondRun = fc.record({ full: fc.boolean(), format: fc.constantFrom<'json' | 'zip'>('json', 'zip') });
 
 function withFormat(config: AppConfig, format: 'json' | 'zip'): AppConfig {
-  return { ...config, cpq: { ...config.cpq!, exportFormat: format } };
+  return withCpq(config, { exportFormat: format });
 }
 
 function describeUser(u: GeneratedUser): string {

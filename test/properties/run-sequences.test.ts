@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { AppConfig } from '../../src/config.js';
+import { withCpq, type AppConfig } from '../../src/config.js';
 import type { CpqSimulator } from '../../src/simulator/index.js';
 import { runSync, type RunResult } from '../../src/sync/run.js';
 import { expectInSync, rowVersions } from '../helpers/db-equals-simulator.js';
@@ -65,7 +65,7 @@ const same = (a: Rec, b: Rec) => JSON.stringify(a) === JSON.stringify(b);
 const stable = (r: Rec) => JSON.stringify(r);
 
 function withFormat(config: AppConfig, format: 'json' | 'zip'): AppConfig {
-  return { ...config, cpq: { ...config.cpq!, exportFormat: format } };
+  return withCpq(config, { exportFormat: format });
 }
 
 /** The model as the `sim` expectInSync compares with: its present users, as records. */

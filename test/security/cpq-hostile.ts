@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { deflateRawSync } from 'node:zlib';
 import { expect } from 'vitest';
-import type { AppConfig } from '../../src/config.js';
+import { withCpq, type AppConfig } from '../../src/config.js';
 import { SyncError } from '../../src/errors.js';
 import { runSync, type RunResult } from '../../src/sync/run.js';
 import { ByteServer } from '../helpers/byte-server.js';
@@ -36,7 +36,7 @@ export async function hostileSite(env: Record<string, string> = {}): Promise<Hos
   });
   await h.sync();
   const run: HostileSite['run'] = async (company, options = {}) => {
-    const config: AppConfig = { ...h.config, cpq: { ...h.config.cpq!, companies: [company], exportFormat: options.format ?? 'json', ...options.cpq } };
+    const config: AppConfig = withCpq(h.config, { companies: [company], exportFormat: options.format ?? 'json', ...options.cpq });
     try {
       return { result: await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }) };
     } catch (error) {

@@ -63,12 +63,12 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', SYNC_STALE_AFTER: '1h' });
     const hour = 3_600_000;
     const at = (msAgo: number) => new Date(Date.now() - msAgo);
-    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at) VALUES ('succeeded', 'full', $1, $2)`, [
+    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at) VALUES ('default', 'succeeded', 'full', $1, $2)`, [
       at(5 * hour),
       at(5 * hour - 60_000),
     ]);
     const leak = 'CPQ answered 500 for https://cpq.example.com/rest/v16/companies/acme/users login "alice.secret@acme.example"';
-    await h.t.query(`INSERT INTO cpq.sync_runs (status, mode, started_at, finished_at, error) VALUES ('failed', 'incremental', $1, $2, $3)`, [
+    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at, error) VALUES ('default', 'failed', 'incremental', $1, $2, $3)`, [
       at(2 * hour),
       at(2 * hour - 1000),
       leak,
@@ -85,7 +85,7 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
       const ready = await get(host, port, '/readyz', localAddress);
       expect(ready.status, `from ${localAddress ?? host}`).toBe(503);
       const body = JSON.parse(ready.body) as Record<string, unknown>;
-      expect(Object.keys(body).sort()).toEqual(['lastSuccessAgeSeconds', 'ready']);
+      expect(Object.keys(body).sort()).toEqual(['lastSuccessAgeSeconds', 'ready', 'staleSites']);
       expect(body.ready).toBe(false);
       expect(body.lastSuccessAgeSeconds).toBeGreaterThanOrEqual(5 * 3600 - 60 - 5);
       expect(body.lastSuccessAgeSeconds).toBeLessThanOrEqual(5 * 3600 - 60 + 5);
@@ -95,13 +95,13 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     }
     // The details: the last success on /metrics, the reason in the worker's own log.
     const metrics = await get('127.0.0.1', port, '/metrics');
-    expect(metrics.body).toMatch(/^cpq_sync_last_success_timestamp_seconds \d+/m);
+    expect(metrics.body).toMatch(/^cpq_sync_last_success_timestamp_seconds\{site="default"\} \d+/m);
     expect(metrics.body).not.toContain('alice');
     const logged = h.logLines
-      .map((l) => JSON.parse(l) as { msg: string; runs?: string; lastRun?: { error?: string } })
+      .map((l) => JSON.parse(l) as { msg: string; sites?: { site: string; runs: string; lastRun?: { error?: string } }[] })
       .filter((l) => l.msg === 'readiness: not ready');
     expect(logged).toHaveLength(1); // once per change, not once per request
-    expect(logged[0]!.lastRun?.error).toBe(leak);
+    expect(logged[0]!.sites?.[0]?.lastRun?.error).toBe(leak);
   });
 
   it("a flood of /readyz and /metrics requests takes no connection of the sync's pool and queues nothing in front of it", async ({ startHarness }) => {
@@ -142,7 +142,7 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     const started = Date.now();
     const ready = await get('127.0.0.1', port, '/readyz');
     expect(ready.status).toBe(503);
-    expect(JSON.parse(ready.body)).toEqual({ ready: false, lastSuccessAgeSeconds: null });
+    expect(JSON.parse(ready.body)).toEqual({ ready: false, lastSuccessAgeSeconds: null, staleSites: [] });
     expect(Date.now() - started).toBeLessThan(5000);
 
     const observer = new pg.Client({ connectionString: h.t.url });
@@ -156,6 +156,6 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     await lock.release();
     const again = await get('127.0.0.1', port, '/readyz');
     expect(again.status).toBe(200);
-    expect(JSON.parse(again.body)).toEqual({ ready: true, lastSuccessAgeSeconds: null });
+    expect(JSON.parse(again.body)).toEqual({ ready: true, lastSuccessAgeSeconds: null, staleSites: [] });
   });
 });

@@ -3,10 +3,10 @@ import { sql } from 'kysely';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /**
- * Marks runs still `running` as `abandoned`; returns their ids. Only for a caller holding the
- * sync lock: a run left `running` then was left by a process that died.
+ * Marks `site`'s runs still `running` as `abandoned`; returns their ids. Only for a caller holding
+ * the site's sync lock: a run of the site left `running` then was left by a process that died.
  */
-export async function abandonDeadRuns(client: pg.PoolClient): Promise<string[]> {
+export async function abandonDeadRuns(client: pg.PoolClient, site: string): Promise<string[]> {
   const rows = await runCompiled(
     client,
     queryBuilder
@@ -16,6 +16,7 @@ export async function abandonDeadRuns(client: pg.PoolClient): Promise<string[]> 
         finished_at: sql<Date>`now()`,
         error: eb.fn.coalesce('error', eb.val('the process running it stopped before it finished; nothing it read was kept')),
       }))
+      .where('site', '=', site)
       .where('status', '=', 'running')
       .returning('id')
       .compile(),

@@ -14,7 +14,7 @@ export interface DeletionCandidates {
  * The deletion guard's input: per company read in full, how many known users the read did not
  * return (staged users, in the run's transaction).
  */
-export async function countDeletionCandidates(client: pg.PoolClient, runId: string, companies: readonly string[]): Promise<DeletionCandidates[]> {
+export async function countDeletionCandidates(client: pg.PoolClient, site: string, runId: string, companies: readonly string[]): Promise<DeletionCandidates[]> {
   if (companies.length === 0) return [];
   const { rows } = await client.query<{ company: string; known: string; missing: string }>(
     `SELECT c.company,
@@ -22,9 +22,9 @@ export async function countDeletionCandidates(client: pg.PoolClient, runId: stri
             count(u.id) FILTER (WHERE NOT EXISTS (
               SELECT 1 FROM stage_users s WHERE s.company_login = u.company_login AND s.login = u.login)) AS missing
      FROM unnest($1::text[]) AS c(company)
-     LEFT JOIN cpq.users u ON u.company_login = c.company AND u.deleted_at IS NULL AND ${knownBeforeRun('u', '$2')}
+     LEFT JOIN cpq.users u ON u.site = $3 AND u.company_login = c.company AND u.deleted_at IS NULL AND ${knownBeforeRun('u', '$2')}
      GROUP BY c.company`,
-    [companies, runId],
+    [companies, runId, site],
   );
   return rows.map((r) => ({ company: r.company, known: Number(r.known), missing: Number(r.missing) }));
 }

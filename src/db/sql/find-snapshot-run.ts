@@ -1,23 +1,26 @@
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
- * The last successful run whose versions start at or before `asOf` (its effective_at): the run
- * whose state a snapshot at that time reflects; undefined when there is none.
+ * Per site (of `sites`, or every site when empty), the last successful run whose versions start at
+ * or before `asOf` (its effective_at): the run whose state a snapshot at that time reflects. A
+ * site without such a run has no row.
  */
-export async function findSnapshotRun(on: Queryable, asOf: Date): Promise<{ id: string; finished_at: Date } | undefined> {
+export async function findSnapshotRuns(on: Queryable, asOf: Date, sites: readonly string[]): Promise<{ site: string; id: string; finished_at: Date }[]> {
   const rows = await runCompiled(
     on,
     queryBuilder
       .selectFrom('cpq.sync_runs')
-      .select(['id', 'finished_at'])
+      .distinctOn('site')
+      .select(['site', 'id', 'finished_at'])
       .where('status', '=', 'succeeded')
       .where('effective_at', '<=', asOf)
+      .$if(sites.length > 0, (q) => q.where('site', 'in', sites))
+      .orderBy('site')
       .orderBy('effective_at', 'desc')
       .orderBy('id', 'desc')
-      .limit(1)
       // A succeeded run has its finished_at (the run record is closed with it).
       .$narrowType<{ finished_at: Date }>()
       .compile(),
   );
-  return rows[0];
+  return rows;
 }

@@ -28,23 +28,30 @@ const CHANGE_COLUMNS: TextColumn[] = [
   { name: 'diff', json: true, expr: sql`(SELECT v.diff FROM cpq.user_changes v WHERE v.id = c.id)::text` },
   // The watermark of the change's run: the greatest value loaded is where the next poll starts.
   { name: 'commit_seq', json: false, expr: sql`${c('commit_seq')}::text` },
+  // Last, so that the columns of a release before sites keep their places.
+  { name: 'site', json: false, expr: c('site') },
 ];
 
 /**
- * Opens a cursor over the change log in commit order: every change of the runs that committed
- * after `from`, a row of `columns` (as text) each. On the caller's client, so that it reads in the
+ * Opens a cursor over the change log in commit order: every change of the runs (of `sites`, or of
+ * every site when empty) that committed after `from`, a row of `columns` (as text) each. On the caller's client, so that it reads in the
  * caller's transaction.
  */
-export function openChangeLog(client: pg.PoolClient, from: ChangesFrom): { columns: TextColumn[]; cursor: Cursor<(string | null)[]> } {
+export function openChangeLog(
+  client: pg.PoolClient,
+  from: ChangesFrom,
+  sites: readonly string[],
+): { columns: TextColumn[]; cursor: Cursor<(string | null)[]> } {
   const where = 'after' in from ? sql`r.commit_seq > ${from.after}` : 'runId' in from ? sql`r.id > ${from.runId}` : sql`r.committed_at >= ${from.time}`;
+  const ofSites = sites.length > 0 ? sql`AND r.site = ANY(${sites}::text[])` : sql``;
   // The sql tag, not the builder: a select list of text casts over a sorted subquery reads better
   // as SQL, and the rows are streamed by pg-cursor in array row mode, not run by runCompiled.
   // Sorted first, diffs after: an insert's diff is computed from history (cpq.user_changes), and
   // computed below the sort it would be sorted along, spilling gigabytes for a first load.
   const query = sql`SELECT ${selectList(CHANGE_COLUMNS)}
-     FROM (SELECT l.id, l.run_id, l.change, l.company_login, l.login, l.party_number, l.date_modified, l.detected_at, r.commit_seq
+     FROM (SELECT l.id, l.run_id, l.change, l.company_login, l.login, l.party_number, l.date_modified, l.detected_at, r.commit_seq, l.site
            FROM cpq.sync_runs r JOIN cpq.user_change_log l ON l.run_id = r.id
-           WHERE r.commit_seq IS NOT NULL AND ${where}
+           WHERE r.commit_seq IS NOT NULL AND ${where} ${ofSites}
            ORDER BY r.commit_seq, l.id) c
      ORDER BY c.commit_seq, c.id`.compile(queryBuilder);
   return { columns: CHANGE_COLUMNS, cursor: client.query(new Cursor<(string | null)[]>(query.sql, [...query.parameters], { rowMode: 'array' })) };

@@ -32,17 +32,19 @@ const USER_COLUMNS: TextColumn[] = [
   { name: 'groups', json: true, expr: sql`coalesce(g.groups, '[]')::text` },
   { name: 'access_permissions', json: true, expr: sql`coalesce(p.access_permissions, '[]')::text` },
   json('party_id'),
+  // After the columns of a release before sites, so that they keep their places.
+  text('site'),
 ];
 
 /**
- * Opens a cursor over every user present at `asOf` (cpq.users_as_of), with groups and access
- * permissions as the database held them then, each row naming `runId` (the run the state
- * reflects): a row of `columns` (as text) each, by company and login. `withRaw` adds `raw`, the
+ * Opens a cursor over every user present at `asOf` (cpq.users_as_of) in the sites of `runIds`,
+ * with groups and access permissions as the database held them then, each row naming the run of
+ * its site that the state reflects (`runIds`: one per site, findSnapshotRuns): a row of `columns` (as text) each, by company and login. `withRaw` adds `raw`, the
  * record as CPQ sent it. On the caller's client, so that it reads in the caller's transaction.
  */
 export function openSnapshot(
   client: pg.PoolClient,
-  { asOf, runId, withRaw }: { asOf: Date; runId: string; withRaw: boolean },
+  { asOf, runIds, withRaw }: { asOf: Date; runIds: readonly string[]; withRaw: boolean },
 ): { columns: TextColumn[]; cursor: Cursor<(string | null)[]> } {
   const columns: TextColumn[] = [
     { name: 'snapshot_as_of', json: false, expr: isoUtcText(sql`${asOf}::timestamptz`) },
@@ -57,7 +59,7 @@ export function openSnapshot(
        SELECT g.user_id,
               jsonb_agg(jsonb_build_object('variableName', g.group_variable_name, 'label', gr.label, 'type', gr.type)
                         ORDER BY g.group_variable_name) AS groups
-       FROM cpq.user_groups_as_of(${asOf}) g LEFT JOIN cpq.groups_as_of(${asOf}) gr ON gr.variable_name = g.group_variable_name
+       FROM cpq.user_groups_as_of(${asOf}) g LEFT JOIN cpq.groups_as_of(${asOf}) gr ON gr.site = g.site AND gr.variable_name = g.group_variable_name
        GROUP BY g.user_id
      ), p AS (
        SELECT p.user_id,
@@ -68,10 +70,10 @@ export function openSnapshot(
      )
      SELECT ${selectList(columns)}
      FROM cpq.users_as_of(${asOf}) u
-     CROSS JOIN (SELECT id, finished_at FROM cpq.sync_runs WHERE id = ${runId}) run
+     JOIN (SELECT site, id, finished_at FROM cpq.sync_runs WHERE id = ANY(${runIds}::bigint[])) run ON run.site = u.site
      LEFT JOIN g ON g.user_id = u.id
      LEFT JOIN p ON p.user_id = u.id
      WHERE u.deleted_at IS NULL
-     ORDER BY u.company_login, u.login`.compile(queryBuilder);
+     ORDER BY u.site, u.company_login, u.login`.compile(queryBuilder);
   return { columns, cursor: client.query(new Cursor<(string | null)[]>(query.sql, [...query.parameters], { rowMode: 'array' })) };
 }

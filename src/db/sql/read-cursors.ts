@@ -7,8 +7,8 @@ export interface StreamCursor {
   last_full_sync_at: Date | null;
 }
 
-/** The stored cursor of every stream, by stream name. */
-export async function readCursors(db: Db): Promise<Map<string, StreamCursor>> {
-  const rows = await db.selectFrom('cpq.sync_state').select(['stream', 'cursor', 'last_full_sync_at']).execute();
+/** The stored cursor of every stream of `site`, by stream name. */
+export async function readCursors(db: Db, site: string): Promise<Map<string, StreamCursor>> {
+  const rows = await db.selectFrom('cpq.sync_state').select(['stream', 'cursor', 'last_full_sync_at']).where('site', '=', site).execute();
   return new Map(rows.map((s) => [s.stream, s] as const));
 }

@@ -3,10 +3,10 @@ import { isoUtcText } from '../as-text.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
- * The last `limit` runs, newest first, as the database holds them: times as ISO text (with their
+ * The last `limit` runs of `site`, newest first, as the database holds them: times as ISO text (with their
  * microseconds), jsonb as its text; `seconds` the run's duration, up to now for a run still going.
  */
-export async function readRecentRuns(on: Queryable, limit: number) {
+export async function readRecentRuns(on: Queryable, site: string, limit: number) {
   return runCompiled(
     on,
     queryBuilder
@@ -30,6 +30,7 @@ export async function readRecentRuns(on: Queryable, limit: number) {
         sql<string>`warnings::text`.as('warnings'),
         'error',
       ])
+      .where('site', '=', site)
       .orderBy('id', 'desc')
       .limit(limit)
       .compile(),

@@ -24,8 +24,8 @@ export interface RunOutcomes {
   firstStarted: Date | null;
 }
 
-/** What the run history says about health, read in one statement (one consistent view of it). */
-export async function readRunOutcomes(on: Queryable): Promise<RunOutcomes> {
+/** What `site`'s run history says about its health, read in one statement (one consistent view of it). */
+export async function readRunOutcomes(on: Queryable, site: string): Promise<RunOutcomes> {
   const rows = await runCompiled(
     on,
     queryBuilder
@@ -36,6 +36,7 @@ export async function readRunOutcomes(on: Queryable): Promise<RunOutcomes> {
           eb
             .selectFrom('cpq.sync_runs')
             .select(['id', 'status', 'started_at', 'finished_at', 'error'])
+            .where('site', '=', site)
             .where('status', 'in', CONCLUSIVE_STATUSES)
             .orderBy('id', 'desc')
             .limit(1)
@@ -44,8 +45,8 @@ export async function readRunOutcomes(on: Queryable): Promise<RunOutcomes> {
       )
       .select(['c.id', 'c.status', 'c.started_at', 'c.finished_at', 'c.error'])
       .select((eb) => [
-        eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('status', '=', 'succeeded').as('last_success'),
-        eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).as('first_started'),
+        eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('site', '=', site).where('status', '=', 'succeeded').as('last_success'),
+        eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).as('first_started'),
       ])
       .compile(),
   );

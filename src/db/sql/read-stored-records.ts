@@ -9,6 +9,7 @@ import { queryBuilder, runCompiled } from '../compiled-query.js';
  */
 export async function readStoredRecords(
   on: pg.Pool | pg.PoolClient,
+  site: string,
   users: readonly { company: string; login: string }[],
   { integrationOnly, key }: { integrationOnly: boolean; key: (company: string, login: string) => string },
 ): Promise<Map<string, Record<string, unknown>>> {
@@ -20,7 +21,9 @@ export async function readStoredRecords(
   const rows = await runCompiled(
     on,
     sql<{ company_login: string; login: string; raw: string }>`SELECT company_login, login, raw::text AS raw FROM cpq.users
-     WHERE (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))${onlyIntegration}`.compile(queryBuilder),
+     WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))${onlyIntegration}`.compile(
+      queryBuilder,
+    ),
   );
   return new Map(rows.map((r) => [key(r.company_login, r.login), parseExactJson(r.raw) as Record<string, unknown>]));
 }

@@ -1,8 +1,8 @@
 import { isoUtcText } from '../as-text.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
-/** Every stream's cursor and when it was last read, by stream name, times as ISO text (with their microseconds). */
-export async function readStreamStates(on: Queryable) {
+/** Every stream of `site`: its cursor and when it was last read, by stream name, times as ISO text (with their microseconds). */
+export async function readStreamStates(on: Queryable, site: string) {
   return runCompiled(
     on,
     queryBuilder
@@ -14,6 +14,7 @@ export async function readStreamStates(on: Queryable) {
         'last_run_id',
         isoUtcText(eb.ref('updated_at')).as('updated_at'),
       ])
+      .where('site', '=', site)
       .orderBy('stream')
       .compile(),
   );

@@ -8,18 +8,18 @@ import type pg from 'pg';
  */
 export async function saveCursor(
   client: pg.PoolClient,
-  { stream, cursor, fullRead, runId }: { stream: string; cursor: string | null; fullRead: boolean; runId: string },
+  { site, stream, cursor, fullRead, runId }: { site: string; stream: string; cursor: string | null; fullRead: boolean; runId: string },
 ): Promise<void> {
   await client.query(
-    `INSERT INTO cpq.sync_state (stream, cursor, last_full_sync_at, last_run_id, updated_at)
+    `INSERT INTO cpq.sync_state (site, stream, cursor, last_full_sync_at, last_run_id, updated_at)
      -- LEAST ignores a NULL argument: without the CASE a null cursor would become now(), and a
      -- site whose clock is behind ours would then hide every later edit from incremental reads.
-     VALUES ($1, CASE WHEN $2::timestamptz IS NOT NULL THEN LEAST($2::timestamptz, now()) END, CASE WHEN $3 THEN now() END, $4, now())
-     ON CONFLICT (stream) DO UPDATE SET
+     VALUES ($5, $1, CASE WHEN $2::timestamptz IS NOT NULL THEN LEAST($2::timestamptz, now()) END, CASE WHEN $3 THEN now() END, $4, now())
+     ON CONFLICT (site, stream) DO UPDATE SET
        cursor = GREATEST(cpq.sync_state.cursor, excluded.cursor),
        last_full_sync_at = COALESCE(excluded.last_full_sync_at, cpq.sync_state.last_full_sync_at),
        last_run_id = excluded.last_run_id,
        updated_at = now()`,
-    [stream, cursor, fullRead, runId],
+    [stream, cursor, fullRead, runId, site],
   );
 }

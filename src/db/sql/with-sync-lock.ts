@@ -1,24 +1,43 @@
 import type pg from 'pg';
 import { sql } from 'kysely';
 import { SyncError } from '../../errors.js';
-import { queryBuilder, runCompiled } from '../compiled-query.js';
-
-/** pg advisory lock key that serializes sync runs against one database ("cpqsync" in ASCII). */
-export const RUN_LOCK_KEY = '109052458006371';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
- * Runs `work` holding the sync lock on `client`, or fails with a 'lock' SyncError when another
- * session holds it. Session-level: held by this connection for the whole run (across its
- * transaction), and released by Postgres if the process dies.
+ * The first key of every site's sync lock ("cpqs" in ASCII); the second is the site's lock_id
+ * (cpq.sites). Two-key advisory locks never collide with one-key ones (the commit-order lock, and
+ * the single lock of releases before sites).
  */
-export async function withSyncLock<T>(client: pg.PoolClient, work: () => Promise<T>): Promise<T> {
-  const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${RUN_LOCK_KEY}) AS locked`.compile(queryBuilder));
+export const SITE_LOCK_CLASS = 1668313459;
+
+/**
+ * The number `site`'s sync lock is keyed by, adding the site to cpq.sites on its first run. Run
+ * outside a transaction: the row must stay even when the run rolls back.
+ */
+export async function siteLockId(on: Queryable, site: string): Promise<number> {
+  const rows = await runCompiled(
+    on,
+    sql<{ lock_id: number }>`WITH added AS (INSERT INTO cpq.sites (name) VALUES (${site}) ON CONFLICT (name) DO NOTHING RETURNING lock_id)
+     SELECT lock_id FROM added UNION ALL SELECT lock_id FROM cpq.sites WHERE name = ${site}`.compile(queryBuilder),
+  );
+  return rows[0]!.lock_id;
+}
+
+/**
+ * Runs `work` holding `site`'s sync lock on `client`, or fails with a 'lock' SyncError when another
+ * session holds it. Session-level: held by this connection for the whole run (across its
+ * transaction), and released by Postgres if the process dies. One run per site at a time; runs of
+ * different sites go on side by side.
+ */
+export async function withSyncLock<T>(client: pg.PoolClient, site: string, work: () => Promise<T>): Promise<T> {
+  const lockId = await siteLockId(client, site);
+  const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SITE_LOCK_CLASS}, ${lockId}) AS locked`.compile(queryBuilder));
   if (!rows[0]?.locked) {
-    throw new SyncError('lock', 'another cpq-sync run holds the sync lock on this database; this run was skipped');
+    throw new SyncError('lock', `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`);
   }
   try {
     return await work();
   } finally {
-    await runCompiled(client, sql`SELECT pg_advisory_unlock(${RUN_LOCK_KEY})`.compile(queryBuilder)).catch(() => undefined);
+    await runCompiled(client, sql`SELECT pg_advisory_unlock(${SITE_LOCK_CLASS}, ${lockId})`.compile(queryBuilder)).catch(() => undefined);
   }
 }

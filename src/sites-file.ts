@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { errorCode } from './errors.js';
+
+/*
+ * CPQ_SITES_FILE: a JSON or YAML list of sites. Each site is read into the environment variables
+ * it stands for (baseUrl → CPQ_BASE_URL, …) laid over the process environment, so that a site is
+ * validated by exactly the rules of the environment (src/config.ts) and every setting it leaves
+ * out takes the environment's value. Errors are then named by site and key, not by variable.
+ */
+
+/** A site's name: its key in every table, so kept to what needs no quoting anywhere. */
+export const SITE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The keys a site may hold at its top level, and the variable each stands for. */
+const SITE_KEYS: Record<string, string> = {
+  baseUrl: 'CPQ_BASE_URL',
+  pathPrefix: 'CPQ_PATH_PREFIX',
+  companies: 'CPQ_COMPANIES',
+  hostCompany: 'CPQ_HOST_COMPANY',
+  integrationUsers: 'CPQ_INTEGRATION_USERS',
+  exportFormat: 'CPQ_EXPORT_FORMAT',
+  caFile: 'CPQ_CA_FILE',
+  cron: 'SYNC_CRON',
+  timezone: 'SYNC_TIMEZONE',
+  username: 'CPQ_USERNAME',
+  password: 'CPQ_PASSWORD',
+  passwordFile: 'CPQ_PASSWORD_FILE',
+  token: 'CPQ_TOKEN',
+  tokenFile: 'CPQ_TOKEN_FILE',
+};
+/** The keys of a site's `oauth` object. */
+const OAUTH_KEYS: Record<string, string> = {
+  tokenUrl: 'CPQ_OAUTH_TOKEN_URL',
+  clientId: 'CPQ_OAUTH_CLIENT_ID',
+  clientSecret: 'CPQ_OAUTH_CLIENT_SECRET',
+  clientSecretFile: 'CPQ_OAUTH_CLIENT_SECRET_FILE',
+  scope: 'CPQ_OAUTH_SCOPE',
+};
+/** Every auth variable: a site that names any auth replaces the environment's auth whole. */
+const AUTH_VARIABLES = ['CPQ_USERNAME', 'CPQ_PASSWORD', 'CPQ_PASSWORD_FILE', 'CPQ_TOKEN', 'CPQ_TOKEN_FILE', ...Object.values(OAUTH_KEYS)];
+
+/** The site key a variable stands for, for error messages ("oauth.clientId" for CPQ_OAUTH_CLIENT_ID). */
+const KEY_OF_VARIABLE = new Map<string, string>([
+  ...Object.entries(SITE_KEYS).map(([key, variable]) => [variable, key] as [string, string]),
+  ...Object.entries(OAUTH_KEYS).map(([key, variable]) => [variable, `oauth.${key}`] as [string, string]),
+]);
+
+/** Rewrites the variable names in a message of the environment's validation into the site's keys. */
+export function siteKeysIn(message: string): string {
+  return message.replace(/\b(?:CPQ|SYNC)_[A-Z_]+\b/g, (name) => KEY_OF_VARIABLE.get(name) ?? name);
+}
+
+export interface SiteOverlay {
+  name: string;
+  /** The process environment with the site's settings laid over it. */
+  env: Record<string, string | undefined>;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Parses the file (JSON, or YAML, of which JSON is a subset) into a list of sites and what is wrong with it. */
+export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]; errors: string[] } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { sites: [], errors: [`CPQ_SITES_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`] };
+  }
+  let document: unknown;
+  try {
+    // One parser for both: YAML 1.2 reads every JSON document. maxAliasCount bounds alias expansion
+    // (a "billion laughs" file).
+    document = parseYaml(text, { maxAliasCount: 100 });
+  } catch (err) {
+    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${err instanceof Error ? err.message.split('\n')[0] : 'error'})`] };
+  }
+  const list = isRecord(document) && Array.isArray(document['sites']) ? document['sites'] : document;
+  if (!Array.isArray(list) || list.length === 0) {
+    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} must hold a non-empty list of sites (or an object whose "sites" is one)`] };
+  }
+  const errors: string[] = [];
+  const sites: SiteOverlay[] = [];
+  const seen = new Set<string>();
+  list.forEach((entry: unknown, index) => {
+    const where = (key?: string) => `CPQ_SITES_FILE: site ${siteLabel(entry, index)}${key ? `, ${key}` : ''}`;
+    if (!isRecord(entry)) {
+      errors.push(`${where()}: must be an object`);
+      return;
+    }
+    const name = entry['name'];
+    if (typeof name !== 'string' || !SITE_NAME.test(name)) {
+      errors.push(`${where('name')}: required, 1 to 64 letters, digits, - or _`);
+    } else if (seen.has(name)) {
+      errors.push(`${where('name')}: another site has the same name`);
+    } else {
+      seen.add(name);
+    }
+    const overlay: Env = {};
+    const setting = (key: string, variable: string, value: unknown) => {
+      const text = settingText(value, key === 'companies');
+      if (text === undefined) {
+        errors.push(`${where(key)}: must be a string${key === 'companies' ? ' or a list of strings' : ''}`);
+        return;
+      }
+      const expanded = expandVariables(text, env);
+      if (typeof expanded !== 'string') {
+        errors.push(`${where(key)}: \${${expanded.missing}} names an environment variable that is not set`);
+        return;
+      }
+      overlay[variable] = expanded;
+    };
+    for (const [key, value] of Object.entries(entry)) {
+      if (key === 'name') continue;
+      if (key === 'oauth') {
+        if (!isRecord(value)) {
+          errors.push(`${where('oauth')}: must be an object with tokenUrl, clientId, clientSecret or clientSecretFile, and scope`);
+          continue;
+        }
+        for (const [oauthKey, oauthValue] of Object.entries(value)) {
+          const variable = OAUTH_KEYS[oauthKey];
+          if (variable === undefined || !Object.hasOwn(OAUTH_KEYS, oauthKey)) errors.push(`${where(`oauth.${oauthKey}`)}: unknown key`);
+          else setting(`oauth.${oauthKey}`, variable, oauthValue);
+        }
+        continue;
+      }
+      const variable = SITE_KEYS[key];
+      if (variable === undefined || !Object.hasOwn(SITE_KEYS, key))
+        errors.push(`${where(key)}: unknown key (known: name, ${Object.keys(SITE_KEYS).join(', ')}, oauth)`);
+      else setting(key, variable, value);
+    }
+    // A site that names any auth replaces the environment's auth whole.
+    const namesAuth = Object.keys(overlay).some((variable) => AUTH_VARIABLES.includes(variable));
+    const merged = namesAuth ? Object.fromEntries(Object.entries(env).filter(([variable]) => !AUTH_VARIABLES.includes(variable))) : env;
+    if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay } });
+  });
+  return { sites, errors };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** How an error names a site: by its name when it has a usable one, else by its place in the list. */
+function siteLabel(entry: unknown, index: number): string {
+  const name = isRecord(entry) ? entry['name'] : undefined;
+  return typeof name === 'string' && SITE_NAME.test(name) ? `"${name}"` : `#${index + 1}`;
+}
+
+/** A setting as the environment would spell it: numbers and booleans as written, a list of companies comma-joined. */
+function settingText(value: unknown, list: boolean): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (list && Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join(',');
+  return undefined;
+}
+
+/** Replaces each `${NAME}` by the environment variable NAME; reports the first one not set. */
+export function expandVariables(text: string, env: Env): string | { missing: string } {
+  let missing: string | undefined;
+  const expanded = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_whole, name: string) => {
+    const value = Object.hasOwn(env, name) ? env[name] : undefined;
+    if (value === undefined) missing ??= name;
+    return value ?? '';
+  });
+  return missing === undefined ? expanded : { missing };
+}

@@ -1,0 +1,28 @@
+import pLimit from 'p-limit';
+import type { SiteConfig } from '../config.js';
+import { SyncError, errorMessage } from '../errors.js';
+import { runSync, type RunOptions, type RunResult, type SyncDeps } from './run.js';
+
+/** How one site's run ended: its result, or the error it failed with. */
+export type SiteOutcome = { site: string; result: RunResult; error?: undefined } | { site: string; result?: undefined; error: SyncError };
+
+/**
+ * Runs each of `sites` once, at most `concurrency` at a time. Sites are independent: each has its
+ * own lock, transaction and run record, so one site's failure (bad credentials, a held lock, an
+ * outage) neither stops nor rolls back another. Never throws; the outcomes are in `sites` order.
+ */
+export async function runSites(deps: SyncDeps, sites: readonly SiteConfig[], options: Omit<RunOptions, 'site'>, concurrency: number): Promise<SiteOutcome[]> {
+  const limit = pLimit(concurrency);
+  return Promise.all(
+    sites.map((site) =>
+      limit(async (): Promise<SiteOutcome> => {
+        try {
+          return { site: site.name, result: await runSync(deps, { ...options, site: site.name }) };
+        } catch (err) {
+          const error = err instanceof SyncError ? err : new SyncError('internal', errorMessage(err));
+          return { site: site.name, error: error.site === undefined ? error.with({ site: site.name }) : error };
+        }
+      }),
+    ),
+  );
+}

@@ -1,0 +1,312 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import pino from 'pino';
+import { afterEach, describe, expect, test } from 'vitest';
+import { ConfigError, loadConfig, type AppConfig } from '../src/config.js';
+import { exportChanges, exportSnapshot, parseAfter } from '../src/history/export.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { runSites } from '../src/sync/run-sites.js';
+import { cli } from './helpers/cli-process.js';
+import { it } from './helpers/fixtures.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes `text` to a new file `name` in a temporary directory; its path. */
+function file(name: string, text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cpq-sites-'));
+  dirs.push(dir);
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message;
+    throw err;
+  }
+  throw new Error('expected a configuration error');
+}
+
+describe('CPQ_SITES_FILE', () => {
+  test('without it, the environment defines one site named default', () => {
+    const config = loadConfig({ CPQ_BASE_URL: 'https://one.example.com', SYNC_CRON: '5 3 * * *' });
+    expect(config.sites).toHaveLength(1);
+    expect(config.sites[0]).toMatchObject({ name: 'default', cron: '5 3 * * *', timezone: 'UTC', cpq: { baseUrl: 'https://one.example.com' } });
+    expect(loadConfig({}).sites).toEqual([]);
+  });
+
+  test('YAML: each site takes what it says, the environment the rest; ${VAR} reads the environment; auth replaces the environment auth whole', () => {
+    const sites = file(
+      'sites.yaml',
+      `sites:
+  - name: emea
+    baseUrl: https://emea.example.com
+    pathPrefix: /cpq
+    companies: [_host, partner1]
+    token: \${EMEA_TOKEN}
+    cron: "0 1 * * *"
+    timezone: Europe/Berlin
+  - name: us_west-2
+    baseUrl: https://us.example.com
+    exportFormat: zip
+    oauth:
+      tokenUrl: https://login.example.com/token
+      clientId: sync
+      clientSecret: "\${US_SECRET}"
+  - name: inherits
+    baseUrl: https://inherits.example.com
+`,
+    );
+    const config = loadConfig({
+      CPQ_SITES_FILE: sites,
+      EMEA_TOKEN: 't-emea',
+      US_SECRET: 's-us',
+      CPQ_USERNAME: 'env-user',
+      CPQ_PASSWORD: 'env-pw',
+      CPQ_PAGE_SIZE: '500',
+      SYNC_CRON: '30 2 * * *',
+    });
+    expect(config.cpq).toBeUndefined();
+    expect(config.sites.map((s) => s.name)).toEqual(['emea', 'us_west-2', 'inherits']);
+    const [emea, us, inherits] = config.sites as [AppConfig['sites'][0], AppConfig['sites'][0], AppConfig['sites'][0]];
+    expect(emea).toMatchObject({
+      cron: '0 1 * * *',
+      timezone: 'Europe/Berlin',
+      cpq: {
+        baseUrl: 'https://emea.example.com',
+        pathPrefix: '/cpq',
+        companies: ['_host', 'partner1'],
+        auth: { kind: 'bearer', token: 't-emea' },
+        pageSize: 500,
+      },
+    });
+    expect(us).toMatchObject({
+      cron: '30 2 * * *',
+      cpq: { exportFormat: 'zip', auth: { kind: 'oauth', tokenUrl: 'https://login.example.com/token', clientId: 'sync', clientSecret: 's-us' }, pageSize: 500 },
+    });
+    expect(inherits.cpq).toMatchObject({ pathPrefix: '', companies: ['_host'], auth: { kind: 'basic', username: 'env-user', password: 'env-pw' } });
+  });
+
+  test('JSON too, as a bare list; secrets from files', () => {
+    const secret = file('pw', 'from-a-file\n');
+    const sites = file('sites.json', JSON.stringify([{ name: 'a', baseUrl: 'https://a.example.com', username: 'u', passwordFile: secret }]));
+    expect(loadConfig({ CPQ_SITES_FILE: sites }).sites[0]!.cpq.auth).toEqual({ kind: 'basic', username: 'u', password: 'from-a-file' });
+  });
+
+  test('every mistake is named by site and key, all at once, and no secret is repeated', () => {
+    const sites = file(
+      'sites.yaml',
+      `- name: good
+  baseUrl: https://good.example.com
+- name: bad name!
+  baseUrl: https://x.example.com
+- name: dup
+  baseUrl: ftp://dup.example.com
+  pathPrefix: /wrong
+- name: dup
+  baseUrl: https://dup2.example.com
+- name: auth
+  baseUrl: https://auth.example.com
+  username: u
+  token: very-secret-token
+- name: vars
+  baseUrl: \${NOT_SET}
+  colour: blue
+  cron: "every day"
+  oauth:
+    clientID: x
+`,
+    );
+    const message = configError({ CPQ_SITES_FILE: sites });
+    expect(message).toMatch(/^invalid configuration: /);
+    expect(message).not.toMatch(/[\r\n]/);
+    for (const expected of [
+      'site #2, name: required, 1 to 64 letters, digits, - or _',
+      'site "dup", name: another site has the same name',
+      'site "dup", baseUrl: must be an http(s) URL',
+      'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
+      'site "auth", more than one CPQ auth method is configured (basic, bearer)',
+      'site "vars", baseUrl: ${NOT_SET} names an environment variable that is not set',
+      'site "vars", colour: unknown key',
+      'site "vars", oauth.clientID: unknown key',
+      'site "vars", cron: "every day" is not a cron expression',
+    ]) {
+      expect(message).toContain(expected);
+    }
+    expect(message).not.toContain('very-secret-token');
+    expect(message).not.toContain('site "good"');
+  });
+
+  test('a file that cannot be read or parsed, or holds no list, is named', () => {
+    expect(configError({ CPQ_SITES_FILE: '/nonexistent/sites.yaml' })).toContain('CPQ_SITES_FILE: cannot read /nonexistent/sites.yaml (ENOENT)');
+    expect(configError({ CPQ_SITES_FILE: file('bad.yaml', 'sites: [unclosed') })).toMatch(/CPQ_SITES_FILE: .*bad\.yaml is not valid JSON or YAML/);
+    expect(configError({ CPQ_SITES_FILE: file('empty.json', '{"sites": []}') })).toContain('must hold a non-empty list of sites');
+  });
+});
+
+/** Three simulated sites with overlapping company and login names, and the config naming them. */
+async function threeSites(simulators: CpqSimulator[], databaseUrl: string, extra: Record<string, unknown>[] = [{}, {}, {}]) {
+  const names = ['emea', 'apac', 'amer'];
+  const urls: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    // The same seed for two of them: identical logins and groups on two sites, kept apart by site.
+    const sim = new CpqSimulator({ seed: i === 1 ? 2 : 1, partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 0 });
+    simulators.push(sim);
+    urls.push(await sim.start());
+  }
+  const sitesFile = file('sites.json', JSON.stringify(names.map((name, i) => ({ name, baseUrl: urls[i], companies: '*', ...extra[i] }))));
+  const config = loadConfig({
+    CPQ_SITES_FILE: sitesFile,
+    DATABASE_URL: databaseUrl,
+    CPQ_RETRY_BASE_DELAY: '5ms',
+    CPQ_RETRY_MAX_DELAY: '20ms',
+    CPQ_MAX_RETRIES: '1',
+  });
+  return { names, urls, config, sitesFile };
+}
+
+async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  await write(out);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+describe('many sites in one database', () => {
+  const simulators: CpqSimulator[] = [];
+  afterEach(async () => {
+    for (const sim of simulators.splice(0)) await sim.stop();
+  });
+
+  it('each site is kept apart by site in every key; as-of functions, views and exports filter by site', async ({ createDatabase }) => {
+    const log = pino({ level: 'silent' });
+    const t = await createDatabase();
+    const { names, config } = await threeSites(simulators, t.url);
+    const deps = { pool: t.pool, db: t.db, config, log };
+    const outcomes = await runSites(deps, config.sites, {}, 2);
+    expect(outcomes.map((o) => [o.site, o.error?.message])).toEqual(names.map((n) => [n, undefined]));
+
+    const perSite = await t.query<{ site: string; users: number }>(`SELECT site, count(*)::int AS users FROM cpq.users GROUP BY site ORDER BY site`);
+    expect(perSite).toEqual(
+      names
+        .map((site, i) => ({ site, users: simulators[i]!.companyLogins().reduce((n, c) => n + simulators[i]!.users(c).length, 0) }))
+        .sort((a, b) => a.site.localeCompare(b.site)),
+    );
+    // emea and amer share a seed: the same company/login pairs, two rows each, one per site.
+    const shared = await t.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM cpq.users a JOIN cpq.users b ON a.company_login = b.company_login AND a.login = b.login AND a.site = 'emea' AND b.site = 'amer'`,
+    );
+    expect(shared[0]!.n).toBe(simulators[0]!.users('_host').length + simulators[0]!.users('partner1').length);
+    // Groups per site; memberships, versions and the change log carry the site of their user.
+    expect(await t.query(`SELECT DISTINCT site FROM cpq.groups ORDER BY 1`)).toEqual([{ site: 'amer' }, { site: 'apac' }, { site: 'emea' }]);
+    for (const table of ['user_groups', 'user_access_permissions', 'user_change_log']) {
+      expect(
+        await t.query(`SELECT x.site, u.site AS user_site FROM cpq.${table} x JOIN cpq.users u ON u.id = x.user_id WHERE x.site <> u.site`),
+        table,
+      ).toEqual([]);
+    }
+    expect(await t.query(`SELECT site, stream FROM cpq.sync_state ORDER BY site, stream`)).toEqual(
+      ['amer', 'apac', 'emea'].flatMap((site) => ['companies/_host', 'companies/partner1'].map((stream) => ({ site, stream }))),
+    );
+
+    // A change on one site is a change of that site only.
+    const emeaLogin = String(simulators[0]!.users('_host')[0]!.login);
+    simulators[0]!.updateUser('_host', emeaLogin, { lastName: 'OnlyInEmea' });
+    const again = await runSites(deps, config.sites, {}, 3);
+    expect(again.map((o) => [o.site, o.result?.updated])).toEqual([
+      ['emea', 1],
+      ['apac', 0],
+      ['amer', 0],
+    ]);
+    expect(await t.query(`SELECT site, login, field FROM cpq.user_changes_flat WHERE change = 'update' AND field = 'last_name'`)).toEqual([
+      { site: 'emea', login: emeaLogin, field: 'last_name' },
+    ]);
+    expect(await t.query(`SELECT last_name FROM cpq.users WHERE site = 'amer' AND login = $1`, [emeaLogin])).not.toEqual([{ last_name: 'OnlyInEmea' }]);
+
+    // As-of functions: every site, or one.
+    const now = new Date();
+    const count = async (sql: string, params: unknown[]) => (await t.query<{ n: number }>(sql, params))[0]!.n;
+    const all = await count(`SELECT count(*)::int AS n FROM cpq.users_as_of($1)`, [now]);
+    const emea = await count(`SELECT count(*)::int AS n FROM cpq.users_as_of($1, 'emea')`, [now]);
+    expect(all).toBe(perSite.reduce((n, s) => n + s.users, 0));
+    expect(emea).toBe(perSite.find((s) => s.site === 'emea')!.users);
+    expect(await count(`SELECT count(DISTINCT site)::int AS n FROM cpq.user_groups_as_of($1, 'apac')`, [now])).toBe(1);
+    expect(await count(`SELECT count(*)::int AS n FROM cpq.groups_as_of($1, 'nowhere')`, [now])).toBe(0);
+
+    // Exports: every site, or those named; the site in every row.
+    const changes = (await collect((out) => exportChanges(t.pool, parseAfter('0'), 'jsonl', out, ['apac']))).trim().split('\n');
+    expect(new Set(changes.map((l) => (JSON.parse(l) as { site: string }).site))).toEqual(new Set(['apac']));
+    const snapshot = (await collect((out) => exportSnapshot(t.pool, new Date(), 'jsonl', out))).trim().split('\n');
+    const rows = snapshot.map((l) => JSON.parse(l) as { site: string; snapshot_run_id: string; login: string });
+    expect(rows).toHaveLength(all);
+    // Each row names the run of its own site.
+    const runOf = new Map(again.map((o) => [o.site, o.result!.runId]));
+    for (const row of rows) expect(row.snapshot_run_id).toBe(runOf.get(row.site));
+    const amerOnly = (await collect((out) => exportSnapshot(t.pool, new Date(), 'csv', out, { sites: ['amer'] }))).trim().split('\n');
+    expect(amerOnly).toHaveLength(1 + perSite.find((s) => s.site === 'amer')!.users);
+  });
+
+  it('a site with bad credentials fails alone: the others commit; run exits non-zero naming it; status is per site', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    for (let i = 0; i < 3; i++) {
+      const sim = new CpqSimulator({
+        seed: i + 1,
+        partnerCompanies: 0,
+        usersPerCompany: 3,
+        integrationUsers: 0,
+        ...(i === 1 ? { auth: { basic: { username: 'u', password: 'right' } } } : {}),
+      });
+      simulators.push(sim);
+    }
+    const urls = await Promise.all(simulators.map((s) => s.start()));
+    const sitesFile = file(
+      'sites.yaml',
+      `- {name: one, baseUrl: "${urls[0]}"}
+- {name: two, baseUrl: "${urls[1]}", username: u, password: wrong}
+- {name: three, baseUrl: "${urls[2]}"}
+`,
+    );
+    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url, CPQ_MAX_RETRIES: '0' };
+    const run = await cli(['run'], env);
+    expect(run.code).toBe(EXIT_AUTH);
+    expect(run.stderr).toMatch(/^cpq-sync: 1 of 3 sites failed: site two: .*401/);
+    expect(run.stderr).not.toContain('wrong');
+    expect(await t.query(`SELECT site, status FROM cpq.sync_runs ORDER BY id`)).toEqual(
+      expect.arrayContaining([
+        { site: 'one', status: 'succeeded' },
+        { site: 'two', status: 'failed' },
+        { site: 'three', status: 'succeeded' },
+      ]),
+    );
+    expect(await t.query(`SELECT site, count(*)::int AS n FROM cpq.users GROUP BY site ORDER BY site`)).toEqual([
+      { site: 'one', n: 3 },
+      { site: 'three', n: 3 },
+    ]);
+
+    const some = await cli(['run', '--site', 'one', '--site', 'three'], env);
+    expect(some.code).toBe(0);
+    const unknown = await cli(['run', '--site', 'four'], env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('--site: no site is named "four" (sites: one, two, three)');
+
+    const status = await cli(['status', '--json'], { DATABASE_URL: t.url });
+    expect(status.code).toBe(1);
+    const report = JSON.parse(status.stdout) as { sites: { site: string; lastRunFailed: boolean; runs: unknown[] }[] };
+    expect(report.sites.map((s) => [s.site, s.lastRunFailed, s.runs.length])).toEqual([
+      ['one', false, 2],
+      ['three', false, 2],
+      ['two', true, 1],
+    ]);
+  });
+});
+
+const EXIT_AUTH = 4;
