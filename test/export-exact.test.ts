@@ -1,9 +1,9 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect } from 'vitest';
 import { exportChanges, exportSnapshot, parseAfter, type ExportFormat } from '../src/history/export.js';
 import { LosslessNumber } from 'lossless-json';
 import { RawJson } from '../src/simulator/index.js';
 import { cli } from './helpers/cli-process.js';
+import { collect } from './helpers/export-output.js';
 import { it, type StartHarness } from './helpers/harness.js';
 
 // Every number leaves the exports exactly as Postgres stores it: never through a JavaScript double.
@@ -12,15 +12,6 @@ const NEXT_PARTY_ID = '318766884429645909';
 const SCORE = '0.1234567890123456789'; // a double keeps 17 significant digits
 // jsonb holds numbers as numeric: 1e400 is stored (and so exported) as its 401 digits. A double says Infinity (null).
 const HUGE_STORED = `1${'0'.repeat(400)}`;
-
-async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  await write(out);
-  out.end();
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 /**
  * A Fusion site whose integration user (partyId comes from the v19 feed) has an int64 partyId and

@@ -1,21 +1,12 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect } from 'vitest';
 import { exportSnapshot } from '../src/history/export.js';
 import { untilWaitingForLock } from './helpers/database.js';
+import { collectJsonLines } from './helpers/export-output.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';
 
 async function snapshotLines(h: Harness, asOf: Date): Promise<Record<string, unknown>[]> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  await exportSnapshot(h.t.pool, asOf, 'jsonl', out);
-  out.end();
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out));
 }
 
 describe('snapshot: the run it names is exactly the state it contains', () => {

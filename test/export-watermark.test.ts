@@ -1,13 +1,14 @@
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
 import { cli } from './helpers/cli-process.js';
 import { untilWaitingForLock } from './helpers/database.js';
+import { collectJsonLines } from './helpers/export-output.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';
 
@@ -17,13 +18,11 @@ interface Poll extends ChangesExport {
 
 /** One poll as a warehouse makes it: the changes after the watermark, and the next watermark. */
 async function poll(h: Harness, from: string | { since: string }): Promise<Poll> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const result = await exportChanges(h.t.pool, typeof from === 'string' ? parseAfter(from) : parseSince(from.since), 'jsonl', out);
-  out.end();
-  const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean);
-  return { ...result, changeIds: lines.map((l) => (JSON.parse(l) as { change_id: string }).change_id) };
+  let result!: ChangesExport;
+  const lines = await collectJsonLines(async (out) => {
+    result = await exportChanges(h.t.pool, typeof from === 'string' ? parseAfter(from) : parseSince(from.since), 'jsonl', out);
+  });
+  return { ...result, changeIds: lines.map((l) => String(l.change_id)) };
 }
 
 /**

@@ -1,13 +1,13 @@
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, expect } from 'vitest';
 import { withCpq } from '../src/config.js';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportSnapshot } from '../src/history/export.js';
 import type { TestDatabase } from './helpers/database.js';
 import { expectInSync, rowVersions } from './helpers/db-equals-simulator.js';
+import { collectJsonLines } from './helpers/export-output.js';
 import { runSync } from '../src/sync/run.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';
@@ -45,16 +45,7 @@ const groupAsOf = async (h: Harness, at: Date, variableName: string) =>
   (await h.t.query<{ label: string; type: string }>(`SELECT label, type FROM cpq.groups_as_of($1) WHERE variable_name = $2`, [at, variableName]))[0];
 
 async function snapshotGroups(h: Harness, asOf: Date): Promise<Map<string, GroupDef[]>> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  await exportSnapshot(h.t.pool, asOf, 'jsonl', out);
-  out.end();
-  const lines = Buffer.concat(chunks)
-    .toString('utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Raw);
+  const lines = await collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out));
   return new Map(lines.map((l) => [String(l.login), l.groups as GroupDef[]]));
 }
 

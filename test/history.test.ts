@@ -1,7 +1,7 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect } from 'vitest';
 import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from '../src/history/export.js';
 import { expectReferencesResolve } from './helpers/db-equals-simulator.js';
+import { collect } from './helpers/export-output.js';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
@@ -9,15 +9,6 @@ type Raw = Record<string, unknown>;
 const logins = (h: Harness, company = '_host') => h.sim.users(company).map((u) => String(u.login));
 const changes = (h: Harness, runId: string) =>
   h.t.query<{ change: string; login: string; diff: Raw }>(`SELECT change, login, diff FROM cpq.user_changes WHERE run_id = $1 ORDER BY id`, [runId]);
-
-async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  await write(out);
-  out.end();
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 describe('change log', () => {
   it('logs an insert per new user with its fields and groups', async ({ startHarness }) => {
