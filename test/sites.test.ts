@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig, type AppConfig } from '../src/config.js';
@@ -9,6 +8,7 @@ import { exportChanges, exportSnapshot, parseAfter } from '../src/history/export
 import { CpqSimulator } from '../src/simulator/index.js';
 import { runSites } from '../src/sync/run-sites.js';
 import { cli } from './helpers/cli-process.js';
+import { collect } from './helpers/export-output.js';
 import { it } from './helpers/fixtures.js';
 
 const dirs: string[] = [];
@@ -171,14 +171,6 @@ async function threeSites(simulators: CpqSimulator[], databaseUrl: string, extra
     CPQ_MAX_RETRIES: '1',
   });
   return { names, urls, config, sitesFile };
-}
-
-async function collect(write: (out: PassThrough) => Promise<unknown>): Promise<string> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  await write(out);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 describe('many sites in one database', () => {
