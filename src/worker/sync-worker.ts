@@ -106,10 +106,12 @@ export class SyncWorker {
   private tick(site: SiteConfig, dueAt: Date): Promise<void> {
     return this.enqueue(site, async () => {
       const claimed = await claimScheduledTick(this.deps.pool, site.name, dueAt, this.workerId).catch((err: unknown) => {
-        // Without the database the run would fail anyway: let it, so that it is recorded and counted.
-        this.deps.log.warn({ site: site.name, error: errorMessage(err) }, 'could not claim the scheduled tick; running it');
-        return true;
+        // Run anyway, and another worker might run the same tick: skip it; the next tick tries again
+        // (and /readyz turns not ready if the database stays away past SYNC_STALE_AFTER).
+        this.deps.log.error({ site: site.name, error: errorMessage(err) }, 'tick skipped: could not claim it in the database');
+        return undefined;
       });
+      if (claimed === undefined) return;
       if (!claimed) {
         this.metrics.recordSkip(site.name, 'claimed_elsewhere');
         this.deps.log.info({ site: site.name, dueAt: dueAt.toISOString() }, 'tick skipped: another worker took it');

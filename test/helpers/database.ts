@@ -4,7 +4,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createDb, createPool, type Db } from '../../src/db/database.js';
 import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
-import { SITE_LOCK_CLASS, siteLockId } from '../../src/db/sql/with-sync-lock.js';
+import { SITE_LOCK_CLASS, registerSite } from '../../src/db/sql/with-sync-lock.js';
 
 /**
  * The tables a run writes outside its transaction, failed or not, as an SQL list: the run record,
@@ -73,7 +73,7 @@ export async function untilWaitingForLock(t: TestDatabase): Promise<void> {
  * releases it.
  */
 export async function holdSyncLock(client: pg.ClientBase, site = 'default'): Promise<() => Promise<void>> {
-  const lockId = await siteLockId(client, site);
+  const lockId = await registerSite(client, site);
   await client.query('SELECT pg_advisory_lock($1, $2)', [SITE_LOCK_CLASS, lockId]);
   return async () => {
     await client.query('SELECT pg_advisory_unlock($1, $2)', [SITE_LOCK_CLASS, lockId]);

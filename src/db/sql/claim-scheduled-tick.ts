@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { sql } from 'kysely';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
+import { registerSite } from './with-sync-lock.js';
 
 /** How long claimed ticks are kept: long enough to read who ran what, short enough to stay small. */
 const KEEP_TICKS = '30 days';
@@ -12,6 +13,8 @@ const KEEP_TICKS = '30 days';
  * forgets the site's ticks older than KEEP_TICKS.
  */
 export async function claimScheduledTick(pool: pg.Pool, site: string, dueAt: Date, worker: string): Promise<boolean> {
+  // A tick names its site (a foreign key): the first tick of a new site adds it.
+  await registerSite(pool, site);
   const claimed = await runCompiled(
     pool,
     queryBuilder

@@ -11,10 +11,11 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
 export const SITE_LOCK_CLASS = 1668313459;
 
 /**
- * The number `site`'s sync lock is keyed by, adding the site to cpq.sites on its first run. Run
- * outside a transaction: the row must stay even when the run rolls back.
+ * Adds `site` to cpq.sites unless it is there (its first run, or its first scheduled tick);
+ * returns the number its sync lock is keyed by. Run outside a transaction: the row must stay even
+ * when the run rolls back.
  */
-export async function siteLockId(on: Queryable, site: string): Promise<number> {
+export async function registerSite(on: Queryable, site: string): Promise<number> {
   const rows = await runCompiled(
     on,
     sql<{ lock_id: number }>`WITH added AS (INSERT INTO cpq.sites (name) VALUES (${site}) ON CONFLICT (name) DO NOTHING RETURNING lock_id)
@@ -30,7 +31,7 @@ export async function siteLockId(on: Queryable, site: string): Promise<number> {
  * different sites go on side by side.
  */
 export async function withSyncLock<T>(client: pg.PoolClient, site: string, work: () => Promise<T>): Promise<T> {
-  const lockId = await siteLockId(client, site);
+  const lockId = await registerSite(client, site);
   const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SITE_LOCK_CLASS}, ${lockId}) AS locked`.compile(queryBuilder));
   if (!rows[0]?.locked) {
     throw new SyncError('lock', `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`);
