@@ -1,10 +1,13 @@
 import 'dotenv/config';
+import { userInfo } from 'node:os';
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, selectSites, withCpq, type AppConfig } from './config.js';
+import { ConfigError, DEFAULT_SITE, loadConfig, selectSites, withCpq, type AppConfig } from './config.js';
 import { exportChanges, exportSnapshot, parseAfter, parseSince, type ExportFormat } from './history/export.js';
-import { writeOutput } from './output.js';
+import { verifyFile, writeOutput } from './output.js';
+import { forgetUser } from './sync/forget.js';
+import { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } from './sync/verify.js';
 import { openDatabase } from './db/connect.js';
-import { logAhead, migrate } from './db/migrate.js';
+import { logAhead, migrate, requireMigrated } from './db/migrate.js';
 import { EXIT_CODES, SyncError, errorMessage, oneLine } from './errors.js';
 import { withHint } from './error-hints.js';
 import { checkExitCode, formatCheck, runCheck } from './check/index.js';
@@ -206,7 +209,8 @@ program
   .option('--since <run-id|time>', 'changes of runs after this run id, or that committed at or after this ISO date-time (approximate)')
   .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
   .option('--site <name...>', 'changes of these sites only (default: every site)')
-  .action((opts: { after?: string; since?: string; format: ExportFormat; site?: string[] }) =>
+  .option('--out <file>', 'write to this file (with <file>.manifest.json: rows, watermark, SHA-256) instead of standard output')
+  .action((opts: { after?: string; since?: string; format: ExportFormat; site?: string[]; out?: string }) =>
     command(
       async (config, log) => {
         if ((opts.after === undefined) === (opts.since === undefined))
@@ -214,8 +218,19 @@ program
         const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
         const database = await openDatabase(config, log);
         try {
-          await migrate(database.db, { onAhead: logAhead(log) });
-          const { changes, watermark } = await exportChanges(database.pool, from, opts.format, process.stdout, opts.site ?? []);
+          // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
+          await requireMigrated(database.pool);
+          const { changes, watermark } = await writeOutput(
+            opts.out,
+            (out) => exportChanges(database.pool, from, opts.format, out, opts.site ?? []),
+            (r) => ({
+              kind: 'changes',
+              format: opts.format,
+              rows: r.changes,
+              from: opts.after !== undefined ? { after: opts.after } : { since: opts.since },
+              watermark: r.watermark,
+            }),
+          );
           log.debug({ changes, watermark }, 'change log written');
           // Last, and only once every row is written: a consumer stores it with the rows it loaded.
           process.stderr.write(`watermark: ${watermark}\n`);
@@ -232,7 +247,7 @@ program
   .description('write a compliance snapshot: every user with groups and permissions as of a time')
   .option('--as-of <time>', 'ISO date-time (default: now)')
   .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
-  .option('--out <file>', 'write to this file instead of standard output')
+  .option('--out <file>', 'write to this file (with <file>.manifest.json: rows, run, SHA-256) instead of standard output')
   .option('--with-raw', "add a raw column: each user's record as CPQ sent it, custom fields included")
   .option('--site <name...>', 'users of these sites only (default: every site)')
   .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; site?: string[] }) =>
@@ -244,9 +259,12 @@ program
         }
         const database = await openDatabase(config, log);
         try {
-          await migrate(database.db, { onAhead: logAhead(log) });
-          const { runs, users } = await writeOutput(opts.out, (out) =>
-            exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),
+          // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
+          await requireMigrated(database.pool);
+          const { runs, users } = await writeOutput(
+            opts.out,
+            (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),
+            (r) => ({ kind: 'snapshot', format: opts.format, rows: r.users, asOf: asOf.toISOString(), runs: r.runs }),
           );
           log.info({ asOf: asOf.toISOString(), runs, users, out: opts.out ?? 'stdout' }, 'snapshot written');
         } finally {
@@ -310,6 +328,82 @@ alerts
         const requeued = await requeueFailedAlerts(database.pool);
         const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log });
         log.info({ requeued, ...report }, 'failed alerts requeued');
+      } finally {
+        await database.close();
+      }
+    }),
+  );
+
+program
+  .command('verify')
+  .description(
+    "prove completeness: each company's user count in CPQ now against the users the database holds (exit code 1 on any difference); --chain: the run seals; --file: an export file",
+  )
+  .option('--chain', 'recompute every run seal and name, per site, the first run whose stored content no longer matches (exit code 1)')
+  .option('--file <file>', 'check an export file against its <file>.manifest.json (exit code 1 when it differs)')
+  .option('--site <name...>', 'only these sites (default: every configured site)')
+  .action((opts: { chain?: boolean; file?: string; site?: string[] }) =>
+    command(
+      async (config, log) => {
+        if (opts.file !== undefined) {
+          const check = await verifyFile(opts.file);
+          const about = check.manifest === undefined ? '' : ` (${check.manifest.rows} rows, SHA-256 ${check.manifest.sha256})`;
+          process.stdout.write(
+            check.problems.length === 0 ? `${opts.file}: matches its manifest${about}\n` : `${opts.file}: DIFFERS: ${check.problems.join('; ')}\n`,
+          );
+          process.exitCode = check.problems.length === 0 ? 0 : 1;
+          return;
+        }
+        // Read-only: verify never migrates, so it works with the cpq_reader role.
+        const database = await openDatabase(config, log);
+        try {
+          await requireMigrated(database.pool);
+          if (opts.chain) {
+            const report = await verifyChain(database.pool);
+            process.stdout.write(formatChain(report));
+            process.exitCode = report.breaks.length === 0 ? 0 : 1;
+            return;
+          }
+          let exitCode = 0;
+          for (const site of selectSites(config, opts.site ?? [])) {
+            const checks = await verifySite(site, database.pool, log);
+            process.stdout.write(formatCounts(site.name, checks));
+            exitCode = Math.max(exitCode, countsExitCode(checks));
+          }
+          process.exitCode = exitCode;
+        } finally {
+          await database.close();
+        }
+      },
+      { logToStderr: true },
+    ),
+  );
+
+program
+  .command('forget')
+  .description(
+    "erase a deleted user's personal fields everywhere (current row, history, raw records, change log, alert outbox) and record who, when and why in cpq.erasures; refuses a user CPQ still has",
+  )
+  .requiredOption('--company <login>', "the user's company login (_host for the host company)")
+  .requiredOption('--login <login>', "the user's login")
+  .requiredOption('--reason <text>', 'why (a request or ticket reference), recorded')
+  .option('--by <who>', 'who asks, recorded (default: the operating-system user)')
+  .option('--site <name>', 'the site (default: the one configured)')
+  .action((opts: { company: string; login: string; reason: string; by?: string; site?: string }) =>
+    command(async (config, log) => {
+      const site = opts.site ?? (config.sites.length <= 1 ? (config.sites[0]?.name ?? DEFAULT_SITE) : undefined);
+      if (site === undefined)
+        throw new ConfigError(`forget: several sites are configured; name one with --site (${config.sites.map((s) => s.name).join(', ')})`);
+      const database = await openDatabase(config, log);
+      try {
+        await migrate(database.db, { onAhead: logAhead(log) });
+        const requestedBy = opts.by ?? userInfo().username;
+        const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
+        log.info({ site, company: opts.company, login: opts.login, ...erasure }, 'user forgotten');
+        const rows = Object.entries(erasure.rowsRedacted)
+          .map(([table, n]) => `${n} ${table}`)
+          .join(', ');
+        process.stdout.write(`forgot ${opts.company}/${opts.login} in site ${site} (erasure ${erasure.erasureId}): redacted ${rows}\n`);
       } finally {
         await database.close();
       }

@@ -142,6 +142,16 @@ const envSchema = z.object({
   SYNC_CRON: z.string().default('0 2 * * *'),
   SYNC_TIMEZONE: z.string().default('UTC'),
   SYNC_STALE_AFTER: duration('36h'),
+  // Off unless set: personal fields of history older than this are redacted by every run.
+  HISTORY_RETENTION: optionalText.transform((text, ctx) => {
+    if (text === undefined || text === 'off') return undefined;
+    const ms = parseDuration(text);
+    if (ms === undefined || ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 400d, or off` });
+      return z.NEVER;
+    }
+    return ms;
+  }),
   SHUTDOWN_TIMEOUT: duration('30s'),
   HTTP_PORT: optionalText.refine((v) => v === undefined || (/^\d+$/.test(v) && Number(v) <= 65535), {
     error: 'must be a TCP port number',
@@ -225,6 +235,8 @@ export interface AppConfig {
   mergeBatchUsers: number;
   /** A company the database holds no user of is written straight to the final tables. */
   directFirstLoad: boolean;
+  /** HISTORY_RETENTION: personal fields of versions ended, changes logged and users deleted longer ago are redacted; undefined = kept. */
+  historyRetentionMs?: number;
   worker: {
     /** The schedule of the environment's site, and the default of every site of a sites file. */
     cron: string;
@@ -454,6 +466,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     maxDeleteFraction: parsed.SYNC_MAX_DELETE_FRACTION,
     mergeBatchUsers: parsed.SYNC_MERGE_BATCH_USERS,
     directFirstLoad: parsed.SYNC_DIRECT_FIRST_LOAD,
+    ...(parsed.HISTORY_RETENTION === undefined ? {} : { historyRetentionMs: parsed.HISTORY_RETENTION }),
     worker: {
       ...schedule,
       siteConcurrency: parsed.SYNC_SITE_CONCURRENCY,

@@ -1,12 +1,36 @@
-import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { finished } from 'node:stream/promises';
-import type { Writable } from 'node:stream';
+import { Transform, type Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+
+/** What an export's manifest says besides the file's digest: the rows and where they come from (run, watermark). */
+export type ManifestFields = { kind: 'snapshot' | 'changes'; format: string; rows: number } & Record<string, unknown>;
+
+/** `<file>.manifest.json`: written next to an export file, checked by `cpq-sync verify --file`. */
+export interface Manifest extends Record<string, unknown> {
+  manifest: typeof MANIFEST_VERSION;
+  /** The data file's name (no folder: the pair may be moved together). */
+  file: string;
+  bytes: number;
+  /** SHA-256 of the file's bytes, lower-case hex. */
+  sha256: string;
+  rows: number;
+  createdAt: string;
+}
+
+const MANIFEST_VERSION = 'cpq-sync export manifest v1';
+export const manifestPath = (file: string) => `${file}.manifest.json`;
+
+/** A unique, unguessable temporary name in `file`'s folder, created exclusively (see writeOutput). */
+const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${randomBytes(12).toString('hex')}.partial`);
 
 /**
  * Runs `write` against standard output, or against FILE written under a temporary name and
- * renamed into place when complete, so a reader never sees half a file.
+ * renamed into place when complete, so a reader never sees half a file. With `manifest`, a file
+ * gets its side file `<file>.manifest.json` (written the same way, after the data): its bytes,
+ * SHA-256 and what `manifest` says of the result (rows, run, watermark).
  *
  * The temporary file sits in FILE's folder (rename stays on one file system) under a name
  * nobody can guess, and is created exclusively (`wx`: O_CREAT|O_EXCL, which also refuses a
@@ -14,20 +38,99 @@ import type { Writable } from 'node:stream';
  * never followed and never written through. rename() replaces FILE itself, even when FILE is
  * a symlink, rather than writing to where a link points.
  */
-export async function writeOutput<T>(file: string | undefined, write: (out: Writable) => Promise<T>): Promise<T> {
+export async function writeOutput<T>(file: string | undefined, write: (out: Writable) => Promise<T>, manifest?: (result: T) => ManifestFields): Promise<T> {
   if (file === undefined) return write(process.stdout);
-  const partial = join(dirname(file), `.${basename(file)}.${randomBytes(12).toString('hex')}.partial`);
+  const partial = partialName(file);
   const handle = await open(partial, 'wx', 0o640);
   const out = handle.createWriteStream();
+  const digest = createHash('sha256');
+  let bytes = 0;
+  // Every byte on its way to the file goes through the digest.
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      digest.update(chunk);
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  counted.pipe(out);
   try {
-    const result = await write(out);
-    out.end();
+    const result = await write(counted);
+    counted.end();
     await finished(out);
     await rename(partial, file);
+    if (manifest) {
+      const side: Manifest = {
+        manifest: MANIFEST_VERSION,
+        file: basename(file),
+        bytes,
+        sha256: digest.digest('hex'),
+        ...manifest(result),
+        createdAt: new Date().toISOString(),
+      };
+      await writeAtomically(manifestPath(file), `${JSON.stringify(side, null, 2)}\n`);
+    }
     return result;
   } catch (err) {
+    counted.destroy();
     out.destroy();
     await rm(partial, { force: true });
     throw err;
   }
+}
+
+async function writeAtomically(file: string, text: string): Promise<void> {
+  const partial = partialName(file);
+  try {
+    await writeFile(partial, text, { flag: 'wx', mode: 0o640 });
+    await rename(partial, file);
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw err;
+  }
+}
+
+/** The outcome of `cpq-sync verify --file`: problems empty when the file is the one the manifest describes. */
+export interface FileCheck {
+  file: string;
+  manifest: Manifest | undefined;
+  problems: string[];
+}
+
+function isManifest(value: unknown): value is Manifest {
+  if (typeof value !== 'object' || value === null) return false;
+  const m = value as Record<string, unknown>;
+  return m.manifest === MANIFEST_VERSION && typeof m.file === 'string' && typeof m.sha256 === 'string' && typeof m.bytes === 'number';
+}
+
+/** Checks an export file against its manifest: name, size and SHA-256. */
+export async function verifyFile(file: string): Promise<FileCheck> {
+  const side = manifestPath(file);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(side, 'utf8'));
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'is not JSON';
+    return { file, manifest: undefined, problems: [`${side} ${why}: the file has no manifest to check it against`] };
+  }
+  if (!isManifest(parsed)) return { file, manifest: undefined, problems: [`${side} is not a cpq-sync export manifest`] };
+  const manifest = parsed;
+  const digest = createHash('sha256');
+  let bytes = 0;
+  try {
+    await pipeline(createReadStream(file), async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) {
+        digest.update(chunk);
+        bytes += chunk.length;
+      }
+    });
+  } catch (err) {
+    return { file, manifest, problems: [`${file} cannot be read: ${(err as Error).message}`] };
+  }
+  const sha256 = digest.digest('hex');
+  const problems: string[] = [];
+  if (manifest.file !== basename(file)) problems.push(`the manifest describes ${manifest.file}, not ${basename(file)}`);
+  if (bytes !== manifest.bytes) problems.push(`${bytes} bytes, the manifest says ${manifest.bytes}`);
+  if (sha256 !== manifest.sha256) problems.push(`SHA-256 ${sha256}, the manifest says ${manifest.sha256}`);
+  return { file, manifest, problems };
 }

@@ -35,6 +35,9 @@ describe('migrations', () => {
       'cpq.group_changes': 1,
       // A row per scheduled tick claimed.
       'cpq.scheduled_ticks': 1,
+      // A row per company and run, and per run: written once by each run.
+      'cpq.run_company_counts': 1,
+      'cpq.run_seals': 2,
     });
   });
 

@@ -48,6 +48,10 @@ const REPORTING = [
   'group_changes',
   'sites',
   'scheduled_ticks',
+  'run_company_counts',
+  'run_seals',
+  'retention_state',
+  'erasures',
 ];
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {

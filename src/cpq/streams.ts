@@ -2,7 +2,7 @@ import type { CpqConfig } from '../config.js';
 import { SyncError, errorMessage } from '../errors.js';
 import { pathSegment, type CpqHttpClient } from './http-client.js';
 import { isJsonObject } from '../exact-json.js';
-import { keysetPages, offsetPages, type Page } from './paging.js';
+import { keysetPages, offsetPages, readCollection, type Page } from './paging.js';
 
 /** One feed of user records with its own incremental cursor in cpq.sync_state. */
 export interface StreamId {
@@ -17,12 +17,14 @@ export const INTEGRATION_STREAM: StreamId = { name: 'integrationUsers', kind: 'i
 
 const dateFilter = (since: Date | undefined) => (since ? { dateModified: { $gte: since.toISOString() } } : undefined);
 
+const companyUsersPath = (config: CpqConfig, company: string) => `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`;
+
 /** Users of one company (`_host` or a partner organization login), with groups and access permissions; a large read split into up to CPQ_KEY_RANGES key ranges. */
 export function companyUserPages(client: CpqHttpClient, config: CpqConfig, company: string, since: Date | undefined): AsyncGenerator<Page> {
   return keysetPages(
     client,
     {
-      path: `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`,
+      path: companyUsersPath(config, company),
       query: { expand: 'groups,accessPermissions' },
       filter: dateFilter(since),
       pageSize: config.pageSize,
@@ -67,4 +69,10 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
     });
   }
   return [...new Set(logins)];
+}
+
+/** How many users CPQ holds for one company now (totalResults of a one-record page); undefined when CPQ does not say. */
+export async function companyUserCount(client: CpqHttpClient, config: CpqConfig, company: string): Promise<number | undefined> {
+  const url = client.url(companyUsersPath(config, company), { limit: '1', offset: '0', totalResults: 'true' });
+  return readCollection(url, (await client.getJson(url)).body).totalResults;
 }

@@ -5,6 +5,8 @@ import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
 import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
+import type { Queryable } from './compiled-query.js';
+import { readSchemaMigrations } from './sql/read-schema-migrations.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
@@ -68,4 +70,24 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
     throw new SyncError('database', `migration ${failed} failed: ${errorMessage(error)}`);
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * For the commands that only read (snapshot, changes, verify): they never migrate, so they work
+ * with the cpq_reader role. A database that lacks a migration of this release fails with one line
+ * that says to run `cpq-sync migrate`; a newer one is read as it is (migrations only add).
+ */
+export async function requireMigrated(on: Queryable, dir = MIGRATIONS_DIR): Promise<void> {
+  const expected = Object.keys(await new SqlFileMigrationProvider(dir).getMigrations());
+  const applied = await readSchemaMigrations(on);
+  if (applied === null) {
+    throw new SyncError('database', 'the database schema is older than this release, or missing: run `cpq-sync migrate` with the role that owns schema cpq');
+  }
+  const missing = expected.filter((name) => !applied.includes(name));
+  if (missing.length > 0) {
+    throw new SyncError(
+      'database',
+      `the database schema is older than this release (${missing.length} migration${missing.length === 1 ? '' : 's'} not applied, the first ${missing[0]!}): run \`cpq-sync migrate\` with the role that owns schema cpq`,
+    );
+  }
 }

@@ -221,6 +221,53 @@ export interface AlertOutboxTable {
   created_at: ColumnType<Date, Date | string | undefined, never>;
 }
 
+/** Per run and company: CPQ's count, the records received and the users active after the merge, with login checksums (migration 0012). */
+export interface RunCompanyCountsTable {
+  run_id: Int8;
+  company_login: string;
+  site: string;
+  mode: 'full' | 'incremental';
+  total_results: Int8 | null;
+  received: Int8;
+  /** 16 hex digits: cpq.login_checksum of the logins received. */
+  received_checksum: string;
+  active_rows: Int8;
+  active_checksum: string;
+  /** table: counted in cpq.users; change_log: the previous record carried forward by this run's inserts, restores and deletions. */
+  active_source: 'table' | 'change_log';
+}
+
+/** Per successful run: SHA-256 of what it committed, chained to the previous sealed run of its site (migration 0012). */
+export interface RunSealsTable {
+  run_id: Int8;
+  site: string;
+  previous_run_id: Int8 | null;
+  content_sha256: string;
+  chain_sha256: string;
+  sealed_at: Generated<Timestamp>;
+}
+
+/** Per site: the HISTORY_RETENTION cutoff already redacted. */
+export interface RetentionStateTable {
+  site: string;
+  redacted_before: Timestamp;
+  updated_at: Generated<Timestamp>;
+}
+
+/** One row per `cpq-sync forget`: who, when, why, and the rows redacted by table. */
+export interface ErasuresTable {
+  id: ColumnType<string, never, never>;
+  site: string;
+  company_login: string;
+  login: string;
+  user_id: Int8;
+  reason: string;
+  requested_by: string;
+  database_role: Generated<string>;
+  erased_at: Generated<Timestamp>;
+  rows_redacted: Json<Record<string, number>>;
+}
+
 /** The change log as stored: an insert's diff is NULL (cpq.user_changes fills it in from history). */
 export interface UserChangeLogTable {
   /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
@@ -282,6 +329,10 @@ export interface Database {
   'cpq.user_access_permission_versions': UserAccessPermissionVersionsTable;
   'cpq.user_change_log': UserChangeLogTable;
   'cpq.alert_outbox': AlertOutboxTable;
+  'cpq.run_company_counts': RunCompanyCountsTable;
+  'cpq.run_seals': RunSealsTable;
+  'cpq.retention_state': RetentionStateTable;
+  'cpq.erasures': ErasuresTable;
 
   // Views (README "Reporting views" and "Change log, deletions and history").
   'cpq.user_changes': View<UserChangeRow>;
@@ -438,6 +489,32 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     ...ENDED,
   ),
   'cpq.user_change_log': columns<UserChangeLogTable>()('id', ...CHANGE, 'diff'),
+  'cpq.run_company_counts': columns<RunCompanyCountsTable>()(
+    'run_id',
+    'company_login',
+    'site',
+    'mode',
+    'total_results',
+    'received',
+    'received_checksum',
+    'active_rows',
+    'active_checksum',
+    'active_source',
+  ),
+  'cpq.run_seals': columns<RunSealsTable>()('run_id', 'site', 'previous_run_id', 'content_sha256', 'chain_sha256', 'sealed_at'),
+  'cpq.retention_state': columns<RetentionStateTable>()('site', 'redacted_before', 'updated_at'),
+  'cpq.erasures': columns<ErasuresTable>()(
+    'id',
+    'site',
+    'company_login',
+    'login',
+    'user_id',
+    'reason',
+    'requested_by',
+    'database_role',
+    'erased_at',
+    'rows_redacted',
+  ),
   'cpq.alert_outbox': columns<AlertOutboxTable>()(
     'id',
     'site',

@@ -26,6 +26,7 @@ import { DirectLoad } from './direct-load.js';
 import { IntegrationUsers, integrationEnabled, readIntegrationUsers, stageIntegrationOnly } from './integration-users.js';
 import { MergeBatches, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
+import { proveRun } from './run-proof.js';
 import { StreamProgress, type ProgressSink } from './stream-progress.js';
 
 export interface RunOptions {
@@ -269,6 +270,7 @@ export class SyncRun {
     await recordAlerts(client, runId, config.alerts, log);
     await this.saveCursors(client, runId);
     if (counts.inserted >= ANALYZE_AFTER_INSERTS) await analyzeUserTables(client);
+    await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
 
     const modes = new Set(this.progress.map((p) => p.report.mode));
     const mode = modes.size === 1 ? [...modes][0]! : modes.size === 0 ? (this.options.full ? 'full' : 'incremental') : 'mixed';

@@ -2,6 +2,7 @@ import type { Page } from '../cpq/paging.js';
 import type { StreamId } from '../cpq/streams.js';
 import type { StreamReport } from '../db/schema.js';
 import type { UserRow } from '../normalize/user-record.js';
+import { LoginChecksum } from './login-checksum.js';
 
 /** Told how each stream's read goes, for a display (`run` in a terminal); the run works the same without one. */
 export interface ProgressSink {
@@ -16,6 +17,8 @@ export class StreamProgress {
   readonly report: StreamReport;
   readonly startedAt = Date.now();
   cursor: string | null = null;
+  /** The logins of the records read (cpq.run_company_counts.received_checksum). */
+  readonly logins = new LoginChecksum();
 
   constructor(
     readonly id: StreamId,
@@ -47,7 +50,10 @@ export class StreamProgress {
   }
 
   saw(rows: UserRow[]) {
-    for (const row of rows) if (row.dateModified && (this.cursor === null || row.dateModified > this.cursor)) this.cursor = row.dateModified;
+    for (const row of rows) {
+      if (row.dateModified && (this.cursor === null || row.dateModified > this.cursor)) this.cursor = row.dateModified;
+      this.logins.add(row.login);
+    }
   }
 
   /** Fewer users were read than CPQ reported (totalResults). */

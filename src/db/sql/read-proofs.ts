@@ -1,0 +1,87 @@
+import { sql } from 'kysely';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+
+export interface ActiveCount {
+  company_login: string;
+  active_rows: string;
+  active_checksum: string;
+  /** The last full read of the company this database recorded, if any. */
+  last_full_run_id: string | null;
+  last_full_received: string | null;
+  last_full_received_checksum: string | null;
+  last_full_active_checksum: string | null;
+}
+
+/** Per company: the users the database holds active now (count, login checksum), and its last recorded full read. */
+export async function readActiveCounts(on: Queryable, site: string, companies: readonly string[]): Promise<ActiveCount[]> {
+  return runCompiled(
+    on,
+    sql<ActiveCount>`
+      SELECT c.company AS company_login, count(u.id)::text AS active_rows, cpq.login_checksum(sum(cpq.login_hash(u.login))) AS active_checksum,
+             f.run_id::text AS last_full_run_id, f.received::text AS last_full_received,
+             f.received_checksum AS last_full_received_checksum, f.active_checksum AS last_full_active_checksum
+      FROM unnest(${[...companies]}::text[]) AS c(company)
+      LEFT JOIN cpq.users u ON u.site = ${site} AND u.company_login = c.company AND u.deleted_at IS NULL
+      LEFT JOIN LATERAL (
+        SELECT k.run_id, k.received, k.received_checksum, k.active_checksum FROM cpq.run_company_counts k
+        WHERE k.site = ${site} AND k.company_login = c.company AND k.mode = 'full' ORDER BY k.run_id DESC LIMIT 1
+      ) f ON true
+      GROUP BY c.company, f.run_id, f.received, f.received_checksum, f.active_checksum
+      ORDER BY c.company`.compile(queryBuilder),
+  );
+}
+
+export interface SealCheck {
+  site: string;
+  run_id: string;
+  previous_run_id: string | null;
+  /** The sealed run before this one of its site, by run id. */
+  expected_previous_run_id: string | null;
+  content_sha256: string;
+  /** cpq.run_content_sha256 of the run now. */
+  content_now: string;
+  chain_sha256: string;
+  /** The chain hash recomputed from the previous seal's stored chain hash and this run's content now. */
+  chain_now: string;
+}
+
+/** Every seal with its content and chain hash recomputed now, by site and run. */
+export async function readSealChecks(on: Queryable): Promise<SealCheck[]> {
+  return runCompiled(
+    on,
+    sql<SealCheck>`
+      SELECT s.site, s.run_id::text, s.previous_run_id::text, (lag(s.run_id) OVER w)::text AS expected_previous_run_id,
+             s.content_sha256, n.content_now, s.chain_sha256,
+             cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now
+      FROM cpq.run_seals s
+      CROSS JOIN LATERAL (SELECT cpq.run_content_sha256(s.run_id) AS content_now) n
+      WINDOW w AS (PARTITION BY s.site ORDER BY s.run_id)
+      ORDER BY s.site, s.run_id`.compile(queryBuilder),
+  );
+}
+
+/** Successful runs after a site's first seal that have none (a seal removed, or a run of a release that did not seal). */
+export async function readUnsealedRuns(on: Queryable): Promise<{ site: string; run_id: string }[]> {
+  return runCompiled(
+    on,
+    sql<{ site: string; run_id: string }>`
+      SELECT r.site, r.id::text AS run_id FROM cpq.sync_runs r
+      WHERE r.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
+        AND r.id > (SELECT min(s.run_id) FROM cpq.run_seals s WHERE s.site = r.site)
+      ORDER BY r.site, r.id`.compile(queryBuilder),
+  );
+}
+
+/** Per site and company: CPQ's totalResults at its last full read, and the users the database held active after its last run. */
+export async function readLatestCompanyCounts(on: Queryable): Promise<{ site: string; company: string; cpq: number | null; database: number }[]> {
+  const rows = await runCompiled(
+    on,
+    sql<{ site: string; company: string; cpq: string | null; database: string }>`
+      SELECT DISTINCT ON (k.site, k.company_login) k.site, k.company_login AS company, k.active_rows::text AS database,
+             (SELECT f.total_results::text FROM cpq.run_company_counts f
+              WHERE f.site = k.site AND f.company_login = k.company_login AND f.mode = 'full' ORDER BY f.run_id DESC LIMIT 1) AS cpq
+      FROM cpq.run_company_counts k
+      ORDER BY k.site, k.company_login, k.run_id DESC`.compile(queryBuilder),
+  );
+  return rows.map((r) => ({ site: r.site, company: r.company, cpq: r.cpq === null ? null : Number(r.cpq), database: Number(r.database) }));
+}

@@ -1,0 +1,93 @@
+import { sql, type RawBuilder } from 'kysely';
+import { PERSONAL_COLUMNS } from '../../normalize/personal-fields.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+
+/** `first_name = NULL, …, raw = cpq.redact_personal_fields(raw)`: what redacting a user row or version sets. */
+function redactedRow(): RawBuilder<unknown> {
+  return sql.join([...PERSONAL_COLUMNS.map((c) => sql`${sql.ref(c)} = NULL`), sql`raw = cpq.redact_personal_fields(raw)`]);
+}
+
+/** Rows redacted, by table. */
+export type RedactedRows = Record<'users' | 'user_versions' | 'user_change_log', number>;
+
+/** Runs an UPDATE and returns how many rows it changed. */
+async function count(on: Queryable, update: RawBuilder<unknown>): Promise<number> {
+  const [row] = await runCompiled(
+    on,
+    sql<{ n: string }>`WITH changed AS (${update} RETURNING 1) SELECT count(*)::text AS n FROM changed`.compile(queryBuilder),
+  );
+  return Number(row!.n);
+}
+
+/**
+ * HISTORY_RETENTION, in the run's transaction: redacts the personal fields (columns, and the same
+ * keys in raw and in change diffs) of what expired since the last run, that is before `cutoff`
+ * and not before the cutoff cpq.retention_state says is done: versions that ended then, users
+ * deleted then (their row, every version and every change of theirs), and changes logged then.
+ * Returns the rows redacted (none when the cutoff has not moved on).
+ */
+export async function redactExpired(client: Queryable, site: string, cutoff: Date): Promise<RedactedRows> {
+  const [state] = await runCompiled(
+    client,
+    sql<{ done: Date | null }>`SELECT (SELECT redacted_before FROM cpq.retention_state WHERE site = ${site} FOR UPDATE) AS done`.compile(queryBuilder),
+  );
+  const done = state?.done ?? null;
+  const redacted: RedactedRows = { users: 0, user_versions: 0, user_change_log: 0 };
+  if (done !== null && done >= cutoff) return redacted;
+  // -infinity: the first run with a retention redacts everything already older than the cutoff.
+  const from = done === null ? sql`'-infinity'::timestamptz` : sql`${done}::timestamptz`;
+  const to = sql`${cutoff}::timestamptz`;
+  const set = redactedRow();
+  redacted.users = await count(client, sql`UPDATE cpq.users SET ${set} WHERE site = ${site} AND deleted_at >= ${from} AND deleted_at < ${to}`);
+  redacted.user_versions = await count(
+    client,
+    sql`UPDATE cpq.user_versions SET ${set}
+        WHERE site = ${site}
+          AND ((valid_to >= ${from} AND valid_to < ${to})
+               OR id IN (SELECT id FROM cpq.users WHERE site = ${site} AND deleted_at >= ${from} AND deleted_at < ${to}))`,
+  );
+  redacted.user_change_log = await count(
+    client,
+    sql`UPDATE cpq.user_change_log SET diff = cpq.redact_personal_fields(diff)
+        WHERE site = ${site} AND diff IS NOT NULL
+          AND ((detected_at >= ${from} AND detected_at < ${to})
+               OR user_id IN (SELECT id FROM cpq.users WHERE site = ${site} AND deleted_at >= ${from} AND deleted_at < ${to}))
+          AND EXISTS (SELECT 1 FROM jsonb_object_keys(diff) k WHERE cpq.is_personal_key(k))`,
+  );
+  await runCompiled(
+    client,
+    sql`INSERT INTO cpq.retention_state (site, redacted_before) VALUES (${site}, ${to})
+        ON CONFLICT (site) DO UPDATE SET redacted_before = excluded.redacted_before, updated_at = now()`.compile(queryBuilder),
+  );
+  return redacted;
+}
+
+/** One user's rows: its current row, every version, every change. */
+export async function redactUser(client: Queryable, userId: string): Promise<RedactedRows> {
+  const set = redactedRow();
+  return {
+    users: await count(client, sql`UPDATE cpq.users SET ${set} WHERE id = ${userId}::bigint`),
+    user_versions: await count(client, sql`UPDATE cpq.user_versions SET ${set} WHERE id = ${userId}::bigint`),
+    user_change_log: await count(
+      client,
+      sql`UPDATE cpq.user_change_log SET diff = cpq.redact_personal_fields(diff) WHERE user_id = ${userId}::bigint AND diff IS NOT NULL`,
+    ),
+  };
+}
+
+/** The distinct personal values one user's row and versions hold (to find copies of them elsewhere). */
+export async function personalValues(client: Queryable, userId: string): Promise<string[]> {
+  const columns = sql.join(PERSONAL_COLUMNS.map((c) => sql.ref(c)));
+  const rows = await runCompiled(
+    client,
+    sql<{ value: string }>`
+      SELECT DISTINCT v.value FROM (
+        SELECT ${columns} FROM cpq.users WHERE id = ${userId}::bigint
+        UNION ALL
+        SELECT ${columns} FROM cpq.user_versions WHERE id = ${userId}::bigint
+      ) AS r
+      CROSS JOIN LATERAL jsonb_each_text(jsonb_strip_nulls(to_jsonb(r))) AS v
+      WHERE v.value <> ''`.compile(queryBuilder),
+  );
+  return rows.map((r) => r.value);
+}

@@ -1,0 +1,25 @@
+import { sql } from 'kysely';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+
+/**
+ * Seals a run, in its transaction, as its last write to the audit record: the SHA-256 of what it
+ * committed (cpq.run_content_sha256, migration 0012 defines it) chained to the previous sealed
+ * run of its site. Runs of a site hold its sync lock until they commit, so the previous seal is
+ * the newest committed one. Returns the chain hash.
+ */
+export async function sealRun(client: Queryable, site: string, runId: string): Promise<string> {
+  const [row] = await runCompiled(
+    client,
+    sql<{ chain_sha256: string }>`
+      WITH previous AS (
+        SELECT run_id, chain_sha256 FROM cpq.run_seals WHERE site = ${site} ORDER BY run_id DESC LIMIT 1
+      ), content AS (
+        SELECT cpq.run_content_sha256(${runId}::bigint) AS sha
+      )
+      INSERT INTO cpq.run_seals (run_id, site, previous_run_id, content_sha256, chain_sha256)
+      SELECT ${runId}::bigint, ${site}, p.run_id, c.sha, cpq.run_chain_sha256(${site}, ${runId}::bigint, p.chain_sha256, c.sha)
+      FROM content c LEFT JOIN previous p ON true
+      RETURNING chain_sha256`.compile(queryBuilder),
+  );
+  return row!.chain_sha256;
+}

@@ -1,0 +1,65 @@
+import type pg from 'pg';
+import { lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
+import { personalValues, redactUser } from '../db/sql/redact-personal.js';
+import { SyncError, toDatabaseOrInternal } from '../errors.js';
+
+export interface ForgetRequest {
+  site: string;
+  company: string;
+  login: string;
+  reason: string;
+  /** Who asked: a person or ticket, recorded in cpq.erasures. */
+  requestedBy: string;
+}
+
+export interface Erasure {
+  erasureId: string;
+  userId: string;
+  /** Rows redacted, by table. */
+  rowsRedacted: Record<string, number>;
+}
+
+/**
+ * `cpq-sync forget`: redacts one deleted user's personal fields everywhere this database holds
+ * them (current row, every version, raw records, change diffs, the alert outbox) and records who
+ * asked, when and why in cpq.erasures, in one transaction. A user the database holds as present is
+ * refused: CPQ still has it, so the next run would copy its data back.
+ */
+export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise<Erasure> {
+  if (request.reason.trim() === '') throw new SyncError('config', 'forget needs a --reason (recorded in cpq.erasures)');
+  const who = `${request.company}/${request.login}`;
+  const client = await pool.connect().catch((err: unknown) => {
+    throw toDatabaseOrInternal(err);
+  });
+  try {
+    await client.query('BEGIN');
+    const user = await lockUserForErasure(client, request.site, request.company, request.login);
+    if (!user) throw new SyncError('config', `no user ${who} in site ${request.site}: nothing to forget`);
+    if (user.deleted_at === null) {
+      throw new SyncError(
+        'config',
+        `refusing to forget ${who}: CPQ still has this user (not deleted in the last full read), so the next run would copy it back; delete it in CPQ and sync first`,
+      );
+    }
+    const values = await personalValues(client, user.id);
+    const rowsRedacted: Record<string, number> = { ...(await redactUser(client, user.id)) };
+    const outbox = await scrubAlertOutbox(client, request.site, request.company, request.login, values);
+    if (outbox !== undefined) rowsRedacted.alert_outbox = outbox;
+    const erasureId = await recordErasure(client, {
+      site: request.site,
+      company: request.company,
+      login: request.login,
+      userId: user.id,
+      reason: request.reason,
+      requestedBy: request.requestedBy,
+      rowsRedacted,
+    });
+    await client.query('COMMIT');
+    return { erasureId, userId: user.id, rowsRedacted };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
+  } finally {
+    client.release();
+  }
+}

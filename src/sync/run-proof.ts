@@ -1,0 +1,46 @@
+import type pg from 'pg';
+import { recordCompanyCounts } from '../db/sql/record-company-counts.js';
+import { redactExpired } from '../db/sql/redact-personal.js';
+import { sealRun } from '../db/sql/seal-run.js';
+import type { Logger } from '../logger.js';
+import type { StreamProgress } from './stream-progress.js';
+
+/**
+ * The run's compliance step, in its transaction after the merge (README "Compliance:
+ * completeness, tamper evidence, forgetting"): records each company's read next to what the
+ * database holds (cpq.run_company_counts), redacts what HISTORY_RETENTION says has expired, and
+ * seals what the run committed (cpq.run_seals), in that order, so the seal is the run's last
+ * write to the audit record.
+ */
+export async function proveRun(
+  client: pg.PoolClient,
+  site: string,
+  runId: string,
+  progress: readonly StreamProgress[],
+  retentionMs: number | undefined,
+  log: Logger,
+): Promise<void> {
+  const reads = progress.flatMap((p) =>
+    p.id.kind === 'company' && p.id.company !== undefined
+      ? [
+          {
+            company: p.id.company,
+            mode: p.report.mode,
+            totalResults: p.report.totalResults,
+            received: p.report.received,
+            receivedChecksum: p.logins.hex,
+          },
+        ]
+      : [],
+  );
+  const started = Date.now();
+  await recordCompanyCounts(client, site, runId, reads);
+  const counted = Date.now();
+  if (retentionMs !== undefined) {
+    const redacted = await redactExpired(client, site, new Date(Date.now() - retentionMs));
+    if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted');
+  }
+  const redactedAt = Date.now();
+  const chain = await sealRun(client, site, runId);
+  log.debug({ chain, countsMs: counted - started, redactMs: redactedAt - counted, sealMs: Date.now() - redactedAt }, 'run sealed');
+}

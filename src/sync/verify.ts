@@ -1,0 +1,143 @@
+import type pg from 'pg';
+import type { CpqConfig, SiteConfig } from '../config.js';
+import { createAuthenticator } from '../cpq/auth.js';
+import { CpqHttpClient } from '../cpq/http-client.js';
+import { companyUserCount, listCompanies } from '../cpq/streams.js';
+import { readActiveCounts, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
+import type { Logger } from '../logger.js';
+
+/** One company: what CPQ holds now against what the database holds active. */
+export interface CompanyCountCheck {
+  company: string;
+  /** totalResults CPQ reports now; undefined when it sent none. */
+  cpq: number | undefined;
+  database: number;
+  databaseChecksum: string;
+  /** The last full read recorded for the company: records received and whether their logins' checksum equals the active logins' after it. */
+  lastFullRead: { runId: string; received: number; checksumsEqual: boolean } | undefined;
+  ok: boolean;
+}
+
+/**
+ * `cpq-sync verify`: asks CPQ for each company's user count now (one request of one record each)
+ * and compares it with the users the database holds active.
+ */
+export async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, site: string): Promise<CompanyCountCheck[]> {
+  const companies = cpq.companies.includes('*') ? await listCompanies(http, cpq) : cpq.companies;
+  const now = new Map<string, number | undefined>();
+  for (const company of companies) now.set(company, await companyUserCount(http, cpq, company));
+  const stored = await readActiveCounts(pool, site, companies);
+  return stored.map((s) => {
+    const database = Number(s.active_rows);
+    const count = now.get(s.company_login);
+    return {
+      company: s.company_login,
+      cpq: count,
+      database,
+      databaseChecksum: s.active_checksum,
+      lastFullRead:
+        s.last_full_run_id === null
+          ? undefined
+          : {
+              runId: s.last_full_run_id,
+              received: Number(s.last_full_received),
+              checksumsEqual: s.last_full_received_checksum === s.last_full_active_checksum,
+            },
+      ok: count === database,
+    };
+  });
+}
+
+/** verifyCounts for one configured site, with its own HTTP client. */
+export function verifySite(site: SiteConfig, pool: pg.Pool, log: Logger): Promise<CompanyCountCheck[]> {
+  const http = new CpqHttpClient(site.cpq, createAuthenticator(site.cpq.auth, site.cpq.requestTimeoutMs, site.cpq.ca), log);
+  return verifyCounts(http, site.cpq, pool, site.name);
+}
+
+/** Exit code 1 when any company differs. */
+export const countsExitCode = (checks: readonly CompanyCountCheck[]) => (checks.every((c) => c.ok) ? 0 : 1);
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
+}
+
+/** The comparison for a terminal: one row per company and the verdict. */
+export function formatCounts(site: string, checks: readonly CompanyCountCheck[]): string {
+  const rows = checks.map((c) => [
+    c.company,
+    c.cpq === undefined ? 'not reported' : String(c.cpq),
+    String(c.database),
+    c.cpq === undefined ? '?' : String(c.database - c.cpq),
+    c.databaseChecksum,
+    c.lastFullRead === undefined
+      ? 'none recorded'
+      : `run ${c.lastFullRead.runId}: ${c.lastFullRead.received} received, logins ${c.lastFullRead.checksumsEqual ? 'match' : 'DIFFER'}`,
+    c.ok ? 'ok' : 'DIFFERENT',
+  ]);
+  const differ = checks.filter((c) => !c.ok).length;
+  return [
+    `site ${site}`,
+    ...table(['company', 'CPQ now', 'database', 'difference', 'login checksum', 'last full read', 'verdict'], rows),
+    '',
+    differ === 0 ? `every company matches (${checks.length})` : `${differ} of ${checks.length} companies differ`,
+    '',
+  ].join('\n');
+}
+
+/** The first problem of a site's chain, naming the run. */
+export interface ChainBreak {
+  site: string;
+  runId: string;
+  problem: string;
+}
+
+export interface ChainReport {
+  /** Per site: runs sealed and the newest chain hash (to keep elsewhere: a chain recomputed whole would match itself). */
+  sites: { site: string; runs: number; head: string }[];
+  /** One per broken site, at its first bad run. */
+  breaks: ChainBreak[];
+}
+
+/** `cpq-sync verify --chain`: recomputes every seal and names, per site, the first run that no longer matches its own. */
+export async function verifyChain(pool: pg.Pool): Promise<ChainReport> {
+  const checks = await readSealChecks(pool);
+  const sites = new Map<string, { site: string; runs: number; head: string }>();
+  const breaks = new Map<string, ChainBreak>();
+  for (const c of checks) {
+    const entry = sites.get(c.site) ?? { site: c.site, runs: 0, head: '' };
+    entry.runs++;
+    entry.head = c.chain_sha256;
+    sites.set(c.site, entry);
+    if (breaks.has(c.site)) continue;
+    const problem =
+      c.content_now !== c.content_sha256
+        ? `what run ${c.run_id} committed no longer matches its seal (a change-log row or ended version was altered, added or removed)`
+        : c.previous_run_id !== c.expected_previous_run_id
+          ? `run ${c.run_id}'s seal links to run ${c.previous_run_id ?? 'none'}, not to the sealed run before it (${c.expected_previous_run_id ?? 'none'}): a seal was removed or inserted`
+          : c.chain_now !== c.chain_sha256
+            ? `run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`
+            : undefined;
+    if (problem) breaks.set(c.site, { site: c.site, runId: c.run_id, problem });
+  }
+  for (const u of await readUnsealedRuns(pool)) {
+    const earlier = breaks.get(u.site);
+    if (earlier === undefined || BigInt(earlier.runId) > BigInt(u.run_id)) {
+      breaks.set(u.site, { site: u.site, runId: u.run_id, problem: `run ${u.run_id} succeeded but has no seal (removed?)` });
+    }
+  }
+  return { sites: [...sites.values()], breaks: [...breaks.values()] };
+}
+
+export function formatChain(report: ChainReport): string {
+  const out = report.sites.map((s) => `site ${s.site}: ${s.runs} sealed runs, chain head ${s.head}`);
+  if (report.sites.length === 0) out.push('no sealed runs yet');
+  for (const b of report.breaks) out.push(`site ${b.site}: BROKEN at run ${b.runId}: ${b.problem}`);
+  if (report.breaks.length === 0 && report.sites.length > 0) out.push('every seal matches what its run committed');
+  return `${out.join('\n')}\n`;
+}

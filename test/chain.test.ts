@@ -1,0 +1,81 @@
+import { describe, expect } from 'vitest';
+import { verifyChain } from '../src/sync/verify.js';
+import { it, type Harness } from './helpers/harness.js';
+
+const logins = (h: Harness, company = '_host') => h.sim.users(company).map((u) => String(u.login));
+
+/** Three runs that change users, groups and permissions, so each seals change-log rows and ended versions. */
+async function history(h: Harness) {
+  await h.sync();
+  const [a, b, c] = logins(h);
+  h.sim.updateUser('_host', a!, { lastName: 'Second', isUserAdminPermEnabled: true });
+  h.sim.addGroup('_host', b!, { variableName: 'auditors', label: 'Auditors', type: 'Administrator' });
+  await h.sync();
+  h.sim.deleteUser('_host', c!);
+  h.sim.updateUser('_host', a!, { lastName: 'Third' });
+  await h.sync({ full: true });
+  return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id`)).map((r) => r.id);
+}
+
+describe('tamper evidence', () => {
+  it('every successful run is sealed, chained to the one before, and the chain verifies', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const seals = await h.t.query<{ run_id: string; previous_run_id: string | null; content_sha256: string; chain_sha256: string }>(
+      `SELECT run_id::text, previous_run_id::text, content_sha256, chain_sha256 FROM cpq.run_seals ORDER BY run_id`,
+    );
+    expect(seals.map((s) => s.run_id)).toEqual(runs);
+    expect(seals.map((s) => s.previous_run_id)).toEqual([null, ...runs.slice(0, -1)]);
+    for (const s of seals) expect(s.content_sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(new Set(seals.map((s) => s.chain_sha256)).size).toBe(seals.length);
+    const report = await verifyChain(h.t.pool);
+    expect(report.breaks).toEqual([]);
+    expect(report.sites).toEqual([{ site: 'default', runs: 3, head: seals[2]!.chain_sha256 }]);
+  });
+
+  it('a change-log row altered afterwards is found, and the run that committed it named', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    // Someone grants themselves admin after the fact, in the second run's change log.
+    const [row] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log WHERE run_id = $1 AND change = 'update' ORDER BY id LIMIT 1`, [
+      runs[1],
+    ]);
+    await h.t.query(`UPDATE cpq.user_change_log SET diff = diff || '{"is_access_admin_perm_enabled": {"old": false, "new": true}}'::jsonb WHERE id = $1`, [
+      row!.id,
+    ]);
+    const report = await verifyChain(h.t.pool);
+    expect(report.breaks).toHaveLength(1);
+    expect(report.breaks[0]!.runId).toBe(runs[1]);
+    expect(report.breaks[0]!.problem).toContain(`run ${runs[1]} committed no longer matches its seal`);
+  });
+
+  it('an ended version deleted, or a seal recomputed for altered content, is found too', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    // The third run ended the deleted user's version: removing it breaks that run's seal.
+    await h.t.query(`DELETE FROM cpq.user_versions WHERE version_id = (SELECT max(version_id) FROM cpq.user_versions WHERE ended_by_run_id = $1)`, [runs[2]]);
+    expect((await verifyChain(h.t.pool)).breaks.map((b) => b.runId)).toEqual([runs[2]]);
+
+    // Resealing the altered run alone does not help: its chain hash no longer follows... unless
+    // the whole chain after it is recomputed, which is why the head hash is kept elsewhere.
+    await h.t.query(`UPDATE cpq.run_seals SET content_sha256 = cpq.run_content_sha256(run_id) WHERE run_id = $1`, [runs[2]]);
+    const report = await verifyChain(h.t.pool);
+    expect(report.breaks.map((b) => b.runId)).toEqual([runs[2]]);
+    expect(report.breaks[0]!.problem).toContain('chain hash does not follow');
+  });
+
+  it('a failed run is not sealed and leaves the chain intact', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
+    await h.sync();
+    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
+    await h.syncError();
+    h.sim.clearFaults();
+    await h.sync();
+    const seals = await h.t.query<{ run_id: string; previous_run_id: string | null }>(
+      `SELECT run_id::text, previous_run_id::text FROM cpq.run_seals ORDER BY run_id`,
+    );
+    expect(seals).toHaveLength(2);
+    expect(seals[1]!.previous_run_id).toBe(seals[0]!.run_id);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+});

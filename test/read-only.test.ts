@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterEach, describe, expect, inject } from 'vitest';
+import { CliProcess, Cleanups } from './helpers/cli-process.js';
+import { it } from './helpers/harness.js';
+
+/*
+ * snapshot, changes and verify only read: they never migrate, so the cpq_reader role (migration
+ * 0003) can run them, and a database older than the release is one line saying to migrate.
+ */
+
+const cleanups = new Cleanups();
+afterEach(async () => {
+  await cleanups.run();
+});
+
+async function admin<T>(work: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: inject('adminDatabaseUrl') });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The database URL of a new login role that is a member of cpq_reader only. */
+async function readerUrl(databaseUrl: string): Promise<string> {
+  const name = `cpq_ro_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  await admin((c) => c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}' IN ROLE cpq_reader`));
+  cleanups.push(() => admin((c) => c.query(`DROP ROLE IF EXISTS ${name}`)));
+  const url = new URL(databaseUrl);
+  url.username = name;
+  url.password = password;
+  return url.toString();
+}
+
+const cli = (args: string[], env: Record<string, string>) => new CliProcess(args, env).exited;
+
+describe('read-only commands', () => {
+  it('snapshot, changes and verify work as cpq_reader; an older schema is one line saying to migrate', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: await readerUrl(h.t.url) };
+    for (const args of [['snapshot'], ['changes', '--after', '0'], ['verify'], ['verify', '--chain']]) {
+      const out = await cli(args, env);
+      expect(out.stderr.split('\n').filter((l) => l.startsWith('cpq-sync:'))).toEqual([]);
+      expect(out.code, args.join(' ')).toBe(0);
+    }
+    // A write is refused to the same role: the commands above did not need one.
+    expect((await cli(['migrate'], env)).code).not.toBe(0);
+
+    // A release ahead of the database: a migration it expects is not applied.
+    await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name = '0011_alert_outbox'`);
+    const older = await cli(['snapshot'], env);
+    expect(older.code).toBe(6);
+    expect(older.stderr).toBe(
+      'cpq-sync: the database schema is older than this release (1 migration not applied, the first 0011_alert_outbox): run `cpq-sync migrate` with the role that owns schema cpq\n',
+    );
+    // A database from before the function that tells (migration 0012).
+    await h.t.query(`DROP FUNCTION cpq.applied_migrations()`);
+    const oldest = await cli(['changes', '--after', '0'], env);
+    expect(oldest.code).toBe(6);
+    expect(oldest.stderr).toBe(
+      'cpq-sync: the database schema is older than this release, or missing: run `cpq-sync migrate` with the role that owns schema cpq\n',
+    );
+  });
+});

@@ -1,0 +1,216 @@
+import { describe, expect, it as plain } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { PERSONAL_COLUMNS, PERSONAL_FIELDS } from '../src/normalize/personal-fields.js';
+import { forgetUser } from '../src/sync/forget.js';
+import { runSync } from '../src/sync/run.js';
+import { verifyChain } from '../src/sync/verify.js';
+import { CliProcess } from './helpers/cli-process.js';
+import type { TestDatabase } from './helpers/database.js';
+import { it, type Harness } from './helpers/harness.js';
+
+/** Users with personal data (integration users have next to none). */
+const logins = (h: Harness) =>
+  h.sim
+    .users('_host')
+    .filter((u) => typeof u.email === 'string' && u.email !== '')
+    .map((u) => String(u.login));
+
+/** The personal values CPQ holds for a user that no other user shares (simulated data repeats cities and surnames). */
+function personalValues(h: Harness, login: string): string[] {
+  const record = h.sim.user('_host', login)!;
+  return unshared(
+    h,
+    login,
+    PERSONAL_FIELDS.map((f) => record[f]),
+  );
+}
+
+/** Of `values`, the strings of 4 characters or more that appear in no other user's record. */
+function unshared(h: Harness, login: string, values: unknown[]): string[] {
+  const others = h.sim
+    .companyLogins()
+    .flatMap((c) => h.sim.users(c))
+    .filter((u) => u.login !== login)
+    .map((u) => JSON.stringify(u))
+    .join('\n');
+  return values.filter((v): v is string => typeof v === 'string' && v.length >= 4 && !others.includes(v));
+}
+
+/** Every text and jsonb column of every table of schema cpq whose value contains one of `values`: "table.column: value". */
+async function findAnywhere(t: TestDatabase, values: readonly string[]): Promise<string[]> {
+  const columns = await t.query<{ table_name: string; column_name: string }>(
+    `SELECT c.table_name, c.column_name FROM information_schema.columns c
+     JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
+     WHERE c.table_schema = 'cpq' AND c.data_type IN ('text', 'jsonb', 'character varying', 'ARRAY')`,
+  );
+  expect(columns.length).toBeGreaterThan(20);
+  const found: string[] = [];
+  for (const { table_name, column_name } of columns) {
+    const rows = await t.query<{ v: string }>(
+      `SELECT DISTINCT v FROM unnest($1::text[]) AS v WHERE EXISTS (SELECT 1 FROM cpq.${table_name} WHERE strpos(${column_name}::text, v) > 0)`,
+      [values],
+    );
+    found.push(...rows.map((r) => `${table_name}.${column_name}: ${r.v}`));
+  }
+  return found;
+}
+
+describe('personal fields', () => {
+  it('the TypeScript list and the SQL list name the same fields, and every one is a column', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 1, partnerCompanies: 0 });
+    const [sqlKeys] = await h.t.query<{ keys: string[] }>(`SELECT cpq.personal_field_keys() AS keys`);
+    expect([...sqlKeys!.keys].sort()).toEqual(PERSONAL_FIELDS.map((f) => f.toLowerCase()).sort());
+    const columns = (
+      await h.t.query<{ name: string }>(`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = 'users'`)
+    ).map((r) => r.name);
+    expect(PERSONAL_COLUMNS).toHaveLength(PERSONAL_FIELDS.length);
+    for (const c of PERSONAL_COLUMNS) expect(columns).toContain(c);
+    // Spellings: CPQ's, the column's, any case.
+    const [spellings] = await h.t.query<{ a: boolean; b: boolean; c: boolean; d: boolean }>(
+      `SELECT cpq.is_personal_key('billAddress1') AS a, cpq.is_personal_key('bill_address1') AS b, cpq.is_personal_key('EMAIL') AS c, cpq.is_personal_key('login') AS d`,
+    );
+    expect(spellings).toEqual({ a: true, b: true, c: true, d: false });
+  });
+});
+
+describe('cpq-sync forget', () => {
+  it('refuses a user CPQ still has, and one the database does not know', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
+    await h.sync();
+    const [a] = logins(h);
+    const request = { site: 'default', company: '_host', login: a!, reason: 'GDPR art. 17 request 42', requestedBy: 'dpo@example.com' };
+    await expect(forgetUser(h.t.pool, request)).rejects.toThrow(`refusing to forget _host/${a!}: CPQ still has this user`);
+    await expect(forgetUser(h.t.pool, { ...request, login: 'nobody' })).rejects.toThrow('no user _host/nobody in site default');
+    expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
+    expect(await findAnywhere(h.t, personalValues(h, a!))).not.toEqual([]);
+  });
+
+  it('erases a deleted user from every text and jsonb column, keeps the skeleton, records who and why, and the chain still verifies', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 1 });
+    await h.sync();
+    const [a, b] = logins(h);
+    const first = personalValues(h, a!);
+    // History for a: an e-mail and name change (a version and an update diff), a group, then deletion.
+    h.sim.updateUser('_host', a!, { email: 'second.address@example.org', lastName: 'Secondname', jobTitle: 'Chief Auditor' });
+    h.sim.addGroup('_host', a!, { variableName: 'auditors', label: 'Auditors', type: 'Administrator' });
+    await h.sync();
+    const values = [...first, 'second.address@example.org', 'Secondname', 'Chief Auditor'];
+    expect((await findAnywhere(h.t, values)).length).toBeGreaterThan(3);
+    const other = personalValues(h, b!);
+    h.sim.deleteUser('_host', a!);
+    await h.sync({ full: true });
+
+    const erasure = await forgetUser(h.t.pool, {
+      site: 'default',
+      company: '_host',
+      login: a!,
+      reason: 'GDPR art. 17 request 42',
+      requestedBy: 'dpo@example.com',
+    });
+    expect(erasure.rowsRedacted.users).toBe(1);
+    expect(erasure.rowsRedacted.user_versions).toBeGreaterThanOrEqual(2);
+    expect(erasure.rowsRedacted.user_change_log).toBeGreaterThanOrEqual(1);
+
+    expect(await findAnywhere(h.t, values)).toEqual([]);
+    // Another user's data is untouched.
+    expect((await findAnywhere(h.t, other)).length).toBeGreaterThan(0);
+    // The skeleton stays: the user, its versions and changes, its group, flags and validity times.
+    const [user] = await h.t.query<{ login: string; deleted_at: Date | null; email: string | null; raw: Record<string, unknown> }>(
+      `SELECT login, deleted_at, email, raw FROM cpq.users WHERE login = $1`,
+      [a],
+    );
+    expect(user!.deleted_at).not.toBeNull();
+    expect(user!.email).toBeNull();
+    expect(user!.raw.email).toBe('[redacted]');
+    expect(user!.raw.login).toBe(a);
+    const changes = await h.t.query<{ change: string; diff: Record<string, unknown> | null }>(
+      `SELECT change, diff FROM cpq.user_changes WHERE login = $1 ORDER BY id`,
+      [a],
+    );
+    expect(changes.map((c) => c.change)).toEqual(['insert', 'update', 'delete']);
+    expect(changes[1]!.diff!.email).toEqual({ old: '[redacted]', new: '[redacted]' });
+    expect(changes[1]!.diff!.groups).toEqual({ added: ['auditors'], removed: [] });
+    const [erasureRow] = await h.t.query(`SELECT site, company_login, login, reason, requested_by, rows_redacted FROM cpq.erasures`);
+    expect(erasureRow).toMatchObject({ site: 'default', company_login: '_host', login: a, reason: 'GDPR art. 17 request 42', requested_by: 'dpo@example.com' });
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+
+    // A later run does not bring anything back.
+    await h.sync({ full: true });
+    expect(await findAnywhere(h.t, values)).toEqual([]);
+  });
+});
+
+describe('cpq-sync forget (the command)', () => {
+  it('exits 2 with one line for a user CPQ still has, and 0 with what it redacted for a deleted one', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 0, integrationUsers: 0 });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    await h.sync();
+    const [a] = logins(h);
+    const args = ['forget', '--company', '_host', '--login', a!, '--reason', 'ticket 7', '--by', 'dpo'];
+    const refused = await new CliProcess(args, env).exited;
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(
+      `cpq-sync: refusing to forget _host/${a!}: CPQ still has this user (not deleted in the last full read), so the next run would copy it back; delete it in CPQ and sync first\n`,
+    );
+    h.sim.deleteUser('_host', a!);
+    await h.sync({ full: true });
+    const done = await new CliProcess(args, env).exited;
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain(`forgot _host/${a!} in site default (erasure 1): redacted 1 users, `);
+    expect(await h.t.query(`SELECT requested_by, reason FROM cpq.erasures`)).toEqual([{ requested_by: 'dpo', reason: 'ticket 7' }]);
+  });
+});
+
+describe('HISTORY_RETENTION', () => {
+  plain('is off by default, takes a duration or off, and names a wrong value', () => {
+    expect(loadConfig({}).historyRetentionMs).toBeUndefined();
+    expect(loadConfig({ HISTORY_RETENTION: 'off' }).historyRetentionMs).toBeUndefined();
+    expect(loadConfig({ HISTORY_RETENTION: '400d' }).historyRetentionMs).toBe(400 * 86_400_000);
+    expect(() => loadConfig({ HISTORY_RETENTION: 'soon' })).toThrow('HISTORY_RETENTION: "soon" is not a duration such as 400d, or off');
+  });
+
+  it('redacts versions and changes older than the retention and users deleted before it; current data stays; the chain verifies', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 0 });
+    await h.sync();
+    const [a, b] = logins(h);
+    // Every copy of the e-mail address and phone number changes, so the old ones live on in history only.
+    const changed = {
+      email: 'current.address@example.org',
+      billEmail: 'current.address@example.org',
+      shipEmail: 'current.address@example.org',
+      externalSsoId: 'current.address@example.org',
+      phone: '+41 44 000 00 00',
+      billPhone: '+41 44 000 00 00',
+      shipPhone: '+41 44 000 00 00',
+      lastName: 'Currentname',
+    };
+    const before = h.sim.user('_host', a!)!;
+    const deletedValues = personalValues(h, b!);
+    h.sim.updateUser('_host', a!, changed);
+    // The values the update replaced that a's record no longer holds elsewhere (billEmail keeps the old e-mail).
+    const now = JSON.stringify(h.sim.user('_host', a!));
+    const oldValues = unshared(
+      h,
+      a!,
+      Object.keys(changed).map((f) => before[f]),
+    ).filter((v) => !now.includes(v));
+    expect(oldValues.length).toBeGreaterThan(1);
+    h.sim.deleteUser('_host', b!);
+    await h.sync({ full: true });
+    // Without a retention nothing is redacted.
+    expect((await findAnywhere(h.t, [...oldValues, ...deletedValues])).length).toBeGreaterThan(0);
+
+    // A retention shorter than the time since: a's ended version, the change that ended it and the
+    // deleted b are past it; a's current row is not.
+    await new Promise((r) => setTimeout(r, 50));
+    await runSync({ pool: h.t.pool, db: h.t.db, config: { ...h.config, historyRetentionMs: 10 }, log: h.log });
+    expect(await findAnywhere(h.t, [...oldValues, ...deletedValues])).toEqual([]);
+    const current = await h.t.query<{ email: string; phone: string; last_name: string }>(`SELECT email, phone, last_name FROM cpq.users WHERE login = $1`, [a]);
+    expect(current).toEqual([{ email: changed.email, phone: changed.phone, last_name: changed.lastName }]);
+    const [state] = await h.t.query<{ site: string }>(`SELECT site FROM cpq.retention_state`);
+    expect(state!.site).toBe('default');
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+});

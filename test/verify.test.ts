@@ -1,0 +1,162 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect } from 'vitest';
+import { readLatestCompanyCounts } from '../src/db/sql/read-proofs.js';
+import { countsExitCode, verifySite } from '../src/sync/verify.js';
+import { WorkerMetrics } from '../src/worker/metrics.js';
+import { CliProcess } from './helpers/cli-process.js';
+import { it, type Harness } from './helpers/harness.js';
+
+interface CountRow {
+  company_login: string;
+  mode: string;
+  total_results: string | null;
+  received: string;
+  received_checksum: string;
+  active_rows: string;
+  active_checksum: string;
+  active_source: string;
+}
+
+const countsOf = (h: Harness, runId: string) =>
+  h.t.query<CountRow>(
+    `SELECT company_login, mode, total_results::text, received::text, received_checksum, active_rows::text, active_checksum, active_source
+     FROM cpq.run_company_counts WHERE run_id = $1 ORDER BY company_login`,
+    [runId],
+  );
+
+const cli = (args: string[], env: Record<string, string>) => new CliProcess(args, env).exited;
+
+describe('proof of completeness', () => {
+  it('each run records, per company, what CPQ reported, what it received and what the database holds, with login checksums', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 9, partnerCompanies: 2, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    const first = await h.sync();
+    const companies = h.sim.companyLogins();
+    const full = await countsOf(h, first.runId);
+    expect(full.map((c) => c.company_login)).toEqual([...companies].sort());
+    for (const c of full) {
+      const n = String(h.sim.users(c.company_login).length);
+      expect(c).toMatchObject({ mode: 'full', total_results: n, received: n, active_rows: n, active_source: 'table' });
+      expect(c.received_checksum).toBe(c.active_checksum);
+    }
+    // Checksums tell companies apart (different logins), so an equal pair is not a coincidence of the function.
+    expect(new Set(full.map((c) => c.active_checksum)).size).toBe(full.length);
+
+    // An incremental run receives the changed users only; the database still holds all, and its
+    // active counts are carried forward by the change log (new and restored users), equal to a count of the table.
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.updateUser('_host', a!, { lastName: 'Changed' });
+    const second = await h.sync();
+    const host = (await countsOf(h, second.runId)).find((c) => c.company_login === '_host')!;
+    expect(host.active_source).toBe('change_log');
+    // The window (cursor less SYNC_LOOKBACK) holds the changed user and those last modified near the cursor.
+    expect(host).toMatchObject({ mode: 'incremental', total_results: host.received, active_rows: '9' });
+    expect(Number(host.received)).toBeGreaterThanOrEqual(1);
+    expect(Number(host.received)).toBeLessThan(9);
+    expect(host.active_checksum).toBe(full.find((c) => c.company_login === '_host')!.active_checksum);
+    expect(host.received_checksum).not.toBe(host.active_checksum);
+
+    const partner = companies.find((c) => c !== '_host')!;
+    const [gone] = h.sim.users(partner).map((u) => String(u.login));
+    h.sim.deleteUser(partner, gone!);
+    await h.sync({ full: true });
+    h.sim.addUser(partner, { login: gone }); // back in CPQ: restored
+    h.sim.addUser('_host', { login: 'newcomer' });
+    const third = await h.sync();
+    const table = await h.t.query<{ company_login: string; n: string; checksum: string }>(
+      `SELECT company_login, count(*)::text AS n, cpq.login_checksum(sum(cpq.login_hash(login))) AS checksum FROM cpq.users WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`,
+    );
+    const carried = await countsOf(h, third.runId);
+    expect(carried.map((c) => [c.company_login, c.active_source, c.active_rows, c.active_checksum])).toEqual(
+      table.map((t) => [t.company_login, 'change_log', t.n, t.checksum]),
+    );
+    expect(carried.find((c) => c.company_login === '_host')!.active_rows).toBe('10');
+    expect(carried.find((c) => c.company_login === partner)!.active_rows).toBe('9');
+    const changes = await h.t.query<{ change: string }>(`SELECT change FROM cpq.user_change_log WHERE run_id = $1 AND change <> 'update' ORDER BY change`, [
+      third.runId,
+    ]);
+    expect(changes.map((c) => c.change)).toEqual(['insert', 'restore']);
+  });
+
+  it('verify compares CPQ now with the database: equal, then a user CPQ deleted and one it added since the last run', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 1, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    await h.sync();
+    const site = h.config.sites[0]!;
+    const ok = await verifySite(site, h.t.pool, h.log);
+    expect(ok.map((c) => [c.company, c.cpq, c.database, c.ok])).toEqual(h.sim.companyLogins().map((c) => [c, 6, 6, true]));
+    expect(ok.every((c) => c.lastFullRead?.checksumsEqual === true && c.lastFullRead.received === 6)).toBe(true);
+    expect(countsExitCode(ok)).toBe(0);
+
+    const [gone] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.deleteUser('_host', gone!);
+    const partner = h.sim.companyLogins().find((c) => c !== '_host')!;
+    h.sim.addUser(partner, { login: 'newcomer' });
+    h.sim.addUser(partner, { login: 'newcomer2' });
+    const differ = await verifySite(site, h.t.pool, h.log);
+    expect(differ.map((c) => [c.company, c.cpq, c.database, c.ok])).toEqual([
+      ['_host', 5, 6, false],
+      [partner, 8, 6, false],
+    ]);
+    expect(countsExitCode(differ)).toBe(1);
+
+    // The next full run catches up, and verify agrees again.
+    await h.sync({ full: true });
+    expect(countsExitCode(await verifySite(site, h.t.pool, h.log))).toBe(0);
+
+    // Prometheus: both counts per company, from the database at scrape time.
+    const metrics = new WorkerMetrics({ sites: ['default'], processMetrics: false, companyCounts: () => readLatestCompanyCounts(h.t.pool) });
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('cpq_sync_company_users{site="default",company="_host",source="cpq"} 5');
+    expect(text).toContain('cpq_sync_company_users{site="default",company="_host",source="database"} 5');
+    expect(text).toContain(`cpq_sync_company_users{site="default",company="${partner}",source="cpq"} 8`);
+  });
+
+  it('the CLI: verify prints a table and exits 1 on a difference; --chain and --file exit 0 when intact, 1 when not', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    await h.sync();
+    const equal = await cli(['verify'], env);
+    expect(equal.code).toBe(0);
+    expect(equal.stdout).toMatch(/^site default\ncompany\s+CPQ now\s+database\s+difference/);
+    expect(equal.stdout).toMatch(/\n_host\s+4\s+4\s+0\s+[0-9a-f]{16}\s+run \d+: 4 received, logins match\s+ok\n/);
+    h.sim.deleteUser('_host', String(h.sim.users('_host')[0]!.login));
+    const differs = await cli(['verify'], env);
+    expect(differs.code).toBe(1);
+    expect(differs.stdout).toMatch(/\n_host\s+3\s+4\s+1\s+.*DIFFERENT\n\n1 of 1 companies differ\n/);
+
+    const chain = await cli(['verify', '--chain'], env);
+    expect(chain.stdout).toMatch(/^site default: 1 sealed runs, chain head [0-9a-f]{64}\nevery seal matches what its run committed\n$/);
+    expect(chain.code).toBe(0);
+    await h.t.query(`UPDATE cpq.user_change_log SET login = 'someone-else' WHERE id = (SELECT min(id) FROM cpq.user_change_log)`);
+    const broken = await cli(['verify', '--chain'], env);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toContain('BROKEN at run');
+
+    // Export files and their manifests.
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-verify-'));
+    const snapshot = join(dir, 'snapshot.csv');
+    expect((await cli(['snapshot', '--out', snapshot], env)).code).toBe(0);
+    const manifest = JSON.parse(await readFile(`${snapshot}.manifest.json`, 'utf8')) as Record<string, unknown>;
+    expect(manifest).toMatchObject({ manifest: 'cpq-sync export manifest v1', file: 'snapshot.csv', kind: 'snapshot', format: 'csv', rows: 4 });
+    expect(manifest.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const changes = join(dir, 'changes.jsonl');
+    const exported = await cli(['changes', '--after', '0', '--out', changes], env);
+    expect(exported.code).toBe(0);
+    expect(exported.stderr).toContain('watermark: 1');
+    expect(JSON.parse(await readFile(`${changes}.manifest.json`, 'utf8'))).toMatchObject({ kind: 'changes', rows: 4, watermark: '1', from: { after: '0' } });
+    for (const file of [snapshot, changes]) {
+      const intact = await cli(['verify', '--file', file], {});
+      expect(intact.stdout).toMatch(/: matches its manifest \(4 rows, SHA-256 [0-9a-f]{64}\)\n$/);
+      expect(intact.code).toBe(0);
+    }
+    const text = await readFile(changes, 'utf8');
+    await writeFile(changes, text.replace('"insert"', '"delete"'));
+    const altered = await cli(['verify', '--file', changes], {});
+    expect(altered.code).toBe(1);
+    expect(altered.stdout).toMatch(/DIFFERS: SHA-256 [0-9a-f]{64}, the manifest says [0-9a-f]{64}\n$/);
+    const missing = await cli(['verify', '--file', join(dir, 'nothing.csv')], {});
+    expect(missing.code).toBe(1);
+    expect(missing.stdout).toContain('nothing.csv.manifest.json does not exist');
+  });
+});
