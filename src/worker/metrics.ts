@@ -9,7 +9,9 @@ export interface RunObservation {
   site: string;
   status: RunOutcomeStatus;
   durationSeconds: number;
-  users?: { inserted: number; updated: number; unchanged: number };
+  users?: { inserted: number; updated: number; unchanged: number; deleted?: number; restored?: number };
+  /** The run's streams as its record reports them: short reads, and what the deletion guard decided. */
+  streams?: readonly { shortRead: boolean; deletion?: string }[];
   /** Retries by cause as the run recorded them: HTTP status ("429", "503", …) or "network". */
   httpRetries?: Record<string, number>;
 }
@@ -23,11 +25,13 @@ export interface WorkerMetricsOptions {
   processMetrics?: boolean;
   /** How many alerts the outbox holds per status; read at scrape time. */
   alertCounts?: () => Promise<Record<'pending' | 'delivered' | 'failed', number>>;
+  /** Per site and company: CPQ's count at its last full read and the database's active users after the last run; read at scrape time. */
+  companyCounts?: () => Promise<{ site: string; company: string; cpq: number | null; database: number }[]>;
 }
 
 const RUN_STATUSES: RunOutcomeStatus[] = ['succeeded', 'failed', 'interrupted'];
 const SKIP_REASONS: SkipReason[] = ['lock_held', 'overlap', 'claimed_elsewhere'];
-const USER_CHANGES = ['inserted', 'updated', 'unchanged'] as const;
+const USER_CHANGES = ['inserted', 'updated', 'unchanged', 'deleted', 'restored'] as const;
 
 /**
  * The worker's Prometheus metrics, in a registry of its own (not prom-client's global one), so
@@ -42,6 +46,8 @@ export class WorkerMetrics {
   private readonly duration: Histogram<'site' | 'status'>;
   private readonly retries: Counter<'site' | 'status'>;
   private readonly inProgress: Gauge<'site'>;
+  private readonly shortReads: Counter<'site'>;
+  private readonly deletionRefusals: Counter<'site'>;
 
   constructor(options: WorkerMetricsOptions) {
     const registers = [this.registry];
@@ -82,6 +88,18 @@ export class WorkerMetrics {
       labelNames: ['site'],
       registers,
     });
+    this.shortReads = new Counter({
+      name: 'cpq_sync_short_reads_total',
+      help: 'Streams of successful runs that read fewer users than CPQ reported (totalResults): their cursor stays, nothing is deleted',
+      labelNames: ['site'],
+      registers,
+    });
+    this.deletionRefusals = new Counter({
+      name: 'cpq_sync_deletion_guard_refusals_total',
+      help: 'Full company reads whose deletions the guard refused (more than SYNC_MAX_DELETE_FRACTION missing): nothing deleted',
+      labelNames: ['site'],
+      registers,
+    });
     const { lastSuccess, sites } = options;
     new Gauge({
       name: 'cpq_sync_last_success_timestamp_seconds',
@@ -104,6 +122,8 @@ export class WorkerMetrics {
       for (const reason of SKIP_REASONS) this.skipped.inc({ site, reason }, 0);
       for (const change of USER_CHANGES) this.users.inc({ site, change }, 0);
       this.inProgress.set({ site }, 0);
+      this.shortReads.inc({ site }, 0);
+      this.deletionRefusals.inc({ site }, 0);
     }
     const alertCounts = options.alertCounts;
     new Gauge({
@@ -116,6 +136,22 @@ export class WorkerMetrics {
         if (!alertCounts) return;
         const counts = await alertCounts().catch(() => undefined);
         if (counts) for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
+      },
+    });
+    const companyCounts = options.companyCounts;
+    new Gauge({
+      name: 'cpq_sync_company_users',
+      help: "Users per company: source=cpq, CPQ's totalResults at the company's last full read; source=database, users the database held active after the last run (cpq-sync verify compares them live)",
+      labelNames: ['site', 'company', 'source'],
+      registers,
+      // From the database at scrape time, like the last success; unreadable, the previous values stay.
+      async collect() {
+        if (!companyCounts) return;
+        const counts = await companyCounts().catch(() => undefined);
+        for (const c of counts ?? []) {
+          if (c.cpq !== null) this.set({ site: c.site, company: c.company, source: 'cpq' }, c.cpq);
+          this.set({ site: c.site, company: c.company, source: 'database' }, c.database);
+        }
       },
     });
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
@@ -131,7 +167,12 @@ export class WorkerMetrics {
     this.inProgress.set({ site }, 0);
     this.runs.inc({ site, status: run.status });
     this.duration.observe({ site, status: run.status }, run.durationSeconds);
-    if (run.users) for (const change of USER_CHANGES) this.users.inc({ site, change }, run.users[change]);
+    if (run.users) for (const change of USER_CHANGES) this.users.inc({ site, change }, run.users[change] ?? 0);
+    for (const stream of run.streams ?? []) {
+      if (stream.shortRead) this.shortReads.inc({ site });
+      // deletion-guard.ts writes `aborted: <missing> of <known> would be deleted` when it refuses.
+      if (stream.deletion?.startsWith('aborted') === true) this.deletionRefusals.inc({ site });
+    }
     for (const [status, count] of Object.entries(run.httpRetries ?? {})) if (count > 0) this.retries.inc({ site, status }, count);
   }
 

@@ -5,6 +5,7 @@ import { ConfigError, selectSites, type SiteConfig } from '../config.js';
 import { claimScheduledTick } from '../db/sql/claim-scheduled-tick.js';
 import { logAhead, migrate } from '../db/migrate.js';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
+import { readLatestCompanyCounts } from '../db/sql/read-proofs.js';
 import { countAlerts } from '../db/sql/count-alerts.js';
 import { readLastSuccess } from '../db/sql/read-last-success.js';
 import { EXIT_CODES, SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
@@ -60,6 +61,7 @@ export class SyncWorker {
     this.healthDb = HealthConnection.forPool(deps.pool);
     this.metrics = new WorkerMetrics({
       alertCounts: () => countAlerts(this.healthDb),
+      companyCounts: () => readLatestCompanyCounts(this.healthDb),
       sites: this.sites.map((s) => s.name),
       // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
       lastSuccess: (site) => readLastSuccess(this.healthDb, site),
@@ -167,7 +169,8 @@ export class SyncWorker {
         site: site.name,
         status: 'succeeded',
         durationSeconds: result.seconds,
-        users: { inserted: result.inserted, updated: result.updated, unchanged: result.unchanged },
+        users: { inserted: result.inserted, updated: result.updated, unchanged: result.unchanged, deleted: result.deleted, restored: result.restored },
+        streams: result.streams,
         httpRetries: result.http.retries,
       });
       log.info(
