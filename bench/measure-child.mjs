@@ -1,5 +1,6 @@
 // Runs the built CLI in this process and, as it exits, reports its peak RSS on stderr for the
-// benchmark driver (the CLI ends with process.exit, so 'exit' is the last moment to measure).
+// benchmark driver (the CLI ends with process.exit, so 'exit' is the last moment to measure),
+// and the CPU time it used (user and system), which a busy machine changes less than wall time.
 //
 // The peak is VmHWM from /proc/self/status: getrusage's maxRSS (process.resourceUsage) also
 // counts what the spawning process had resident when it forked, which Linux carries across exec,
@@ -27,6 +28,9 @@ setInterval(() => {
 process.on('exit', () => {
   const mb = (bytes) => Math.round(bytes / 2 ** 20);
   const parts = `heap ${mb(largest.heapTotal)} (used ${mb(largest.heapUsed)}), buffers ${mb(largest.arrayBuffers)}, other external ${mb(largest.external - largest.arrayBuffers)}`;
-  process.stderr.write(`\nBENCH_MAX_RSS_KB=${peakRssKb()}\nBENCH_RSS_PARTS=${parts} MB at the largest sampled RSS (${mb(largest.rss)} MB)\n`);
+  const { user, system } = process.cpuUsage();
+  process.stderr.write(
+    `\nBENCH_MAX_RSS_KB=${peakRssKb()}\nBENCH_RSS_PARTS=${parts} MB at the largest sampled RSS (${mb(largest.rss)} MB)\nBENCH_CPU_S=${(user + system) / 1e6}\n`,
+  );
 });
 await import('../bin/cpq-sync.js');

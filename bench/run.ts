@@ -94,7 +94,10 @@ let childMemoryEnv: Record<string, string> = {};
 let logDir: string | undefined;
 let runNumber = 0;
 
-async function runCli(args: string[], env: Record<string, string>): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; stdout: string }> {
+async function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; cpuSeconds: number; stdout: string }> {
   const started = performance.now();
   const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
@@ -117,8 +120,9 @@ async function runCli(args: string[], env: Record<string, string>): Promise<{ se
       const seconds = (performance.now() - started) / 1000;
       const rss = /BENCH_MAX_RSS_KB=(\d+)/.exec(stderr);
       const parts = /BENCH_RSS_PARTS=(.*)/.exec(stderr);
+      const cpu = /BENCH_CPU_S=([\d.]+)/.exec(stderr);
       if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_\w+=.*/g, '').trim()}`));
-      else resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : NaN, rssParts: parts?.[1], stdout });
+      else resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : NaN, rssParts: parts?.[1], cpuSeconds: cpu ? Number(cpu[1]) : NaN, stdout });
     });
   });
 }
@@ -240,7 +244,9 @@ async function slowSite(args: Args, dir: string): Promise<void> {
     console.log(`slow CPQ: 1 company x ${args.users} users, ${pages} pages of ${cpq.pageSize} at ${args.latencyMs} ms per 1000 users (${fixedMs} ms fixed)`);
     console.log(`settings: CPQ_MAX_IN_FLIGHT=${cpq.maxInFlight} CPQ_KEY_RANGES=${cpq.keyRanges} CPQ_CONCURRENCY=${cpq.concurrency}`);
     const warmUp = await runCli(['run', '--full'], { ...settings, DATABASE_URL: await urlFor('bench_warm_up') });
-    console.log(`  warm-up sync without latency: ${warmUp.seconds.toFixed(1)} s (${sim.pagesRendered} responses rendered)`);
+    console.log(
+      `  warm-up sync without latency: ${warmUp.seconds.toFixed(1)} s, ${warmUp.cpuSeconds.toFixed(1)} s CPU (${sim.pagesRendered} responses rendered)`,
+    );
     await admin.query('DROP DATABASE bench_warm_up WITH (FORCE)');
     sim.setLatency({ fixedMs, perUserMs: (args.latencyMs - fixedMs) / pageSize });
     sim.requests.length = 0;
@@ -251,7 +257,7 @@ async function slowSite(args: Args, dir: string): Promise<void> {
     const requests = sim.requests.length;
     console.log(
       [
-        `  full sync: ${full.seconds.toFixed(1)} s, peak RSS ${full.maxRssMb.toFixed(0)} MB, ${requests} requests (${sim.throttled} answered 429, ${sim.pagesRendered - rendered} rendered)`,
+        `  full sync: ${full.seconds.toFixed(1)} s, ${full.cpuSeconds.toFixed(1)} s CPU, peak RSS ${full.maxRssMb.toFixed(0)} MB, ${requests} requests (${sim.throttled} answered 429, ${sim.pagesRendered - rendered} rendered)`,
         `  pages x latency = ${sequential.toFixed(1)} s; wall / (pages x latency) = ${(full.seconds / sequential).toFixed(2)} (goal: at most 0.30)`,
         `  most requests in flight at the simulator: ${sim.maxInFlightSeen} (CPQ_MAX_IN_FLIGHT=${cpq.maxInFlight})`,
       ].join('\n'),

@@ -241,6 +241,12 @@ export class CpqHttpClient {
   readonly stats: HttpStats = { requests: 0, retries: {} };
   /** Requests at once to the site, shared by everything this client reads. */
   readonly budget: RequestBudget;
+  /**
+   * Keyset pages asked for and not yet used (in flight, or read and waiting for their turn),
+   * across every read of the site: twice CPQ_MAX_IN_FLIGHT, so that reading ahead keeps the
+   * budget busy without holding more pages in memory than that.
+   */
+  readonly readAhead: RequestBudget;
   private readonly policy: RetryPolicy;
   private readonly dispatcher: Dispatcher | undefined;
   /** Authorization headers sent so far, kept out of the body excerpts in error messages. */
@@ -258,12 +264,22 @@ export class CpqHttpClient {
     this.policy = { maxRetries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs, maxDelayMs: config.retryMaxDelayMs };
     this.dispatcher = dispatcherFor(config.ca);
     this.budget = new RequestBudget(config.maxInFlight);
+    this.readAhead = new RequestBudget(2 * config.maxInFlight);
   }
 
   /** A place in the site's request budget; an interruption while waiting for one ends the request. */
-  private async slot(url: string): Promise<Slot> {
+  private slot(url: string): Promise<Slot> {
+    return this.place(this.budget, url);
+  }
+
+  /** A place in the read-ahead for the page at `url` (see readAhead); the caller releases it once the page is used. */
+  readAheadSlot(url: string): Promise<Slot> {
+    return this.place(this.readAhead, url);
+  }
+
+  private async place(budget: RequestBudget, url: string): Promise<Slot> {
     try {
-      return await this.budget.acquire(this.signal);
+      return await budget.acquire(this.signal);
     } catch {
       throw new SyncError('interrupted', `GET ${url}: interrupted`);
     }

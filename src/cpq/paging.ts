@@ -1,6 +1,7 @@
 import { SyncError } from '../errors.js';
 import { canonicalize } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
+import type { Slot } from './request-budget.js';
 import { isJsonObject } from '../exact-json.js';
 
 export interface Page {
@@ -68,6 +69,8 @@ interface ReadPage {
   hasMore: boolean;
   totalResults: number | undefined;
   range: KeyRange | undefined;
+  /** Its place in the client's read-ahead, given back once the page was used. */
+  slot: Slot;
 }
 
 /** q of the request: the collection's own filter and the login conditions, each conjunct a single comparison as in Oracle's examples. */
@@ -78,8 +81,9 @@ function filterOf(request: CollectionRequest, login: Record<string, string>[]): 
 
 /**
  * One keyset page: ordered by login, logins after `after` within the range, always at offset 0.
- * The request is sent at once; the promise is marked handled, so a page nobody waits for any more
- * (the read failed elsewhere) cannot crash the process, while whoever awaits it still sees a failure.
+ * The request is sent as soon as the client's read-ahead has room; the promise is marked handled,
+ * so a page nobody waits for any more (the read failed elsewhere) cannot crash the process, while
+ * whoever awaits it still sees a failure.
  */
 function requestPage(
   client: CpqHttpClient,
@@ -101,7 +105,14 @@ function requestPage(
     offset: '0',
     ...(first ? { totalResults: 'true' } : {}),
   });
-  const page = client.getJson(url).then((response) => ({ url, range, ...readCollection(url, response.body) }));
+  const page = client.readAheadSlot(url).then(async (slot) => {
+    try {
+      return { url, range, slot, ...readCollection(url, (await client.getJson(url)).body) };
+    } catch (err) {
+      slot.release();
+      throw err;
+    }
+  });
   page.catch(() => undefined);
   return page;
 }
@@ -120,7 +131,8 @@ function nextAfter(page: ReadPage, after: string | undefined): string | undefine
 /**
  * The pages of one key range from `pending` (its first page, already requested) on. Each next
  * page is requested as soon as the last login of the previous one is known, before the previous
- * page is handed over: CPQ builds it while this one is processed.
+ * page is handed over: CPQ builds it while this one is processed. A page's read-ahead place is
+ * given back when the next one is asked for: it has been used.
  */
 async function* rangePages(
   client: CpqHttpClient,
@@ -134,7 +146,11 @@ async function* rangePages(
     const page = await next;
     const last = nextAfter(page, after);
     if (last !== undefined) next = requestPage(client, request, range, last, false);
-    yield page;
+    try {
+      yield page;
+    } finally {
+      page.slot.release();
+    }
     if (last === undefined) return;
     after = last;
   }
@@ -219,20 +235,27 @@ export async function* keysetPages(client: CpqHttpClient, request: CollectionReq
     totalResults: index === 1 ? totalResults : undefined,
     ...(page.range ? { range: page.range } : {}),
   });
+  const handOver = async function* (page: ReadPage): AsyncGenerator<Page> {
+    try {
+      yield numbered(page);
+    } finally {
+      page.slot.release();
+    }
+  };
   if (last === undefined) {
-    yield numbered(first);
+    yield* handOver(first);
     return;
   }
   if (parts < 2) {
     const rest = rangePages(client, request, undefined, requestPage(client, request, undefined, last, false), last);
-    yield numbered(first);
+    yield* handOver(first);
     for await (const page of rest) yield numbered(page);
     return;
   }
   const offsets = Array.from({ length: parts - 1 }, (_, k) => first.items.length + Math.round(((k + 1) * remaining) / parts));
   const probed = probeLogins(client, request, offsets);
   probed.catch(() => undefined);
-  yield numbered(first);
+  yield* handOver(first);
   const probes = await probed;
   const bounds = increasing([last, ...probes]) ? probes : [];
   const ranges: KeyRange[] = [undefined, ...bounds].map((from, i) => ({
