@@ -183,10 +183,15 @@ export const RAW_WITHOUT_LINKS = `((u.raw - 'links')
   || CASE WHEN jsonb_typeof(u.raw->'groups') = 'object' THEN jsonb_build_object('groups', (u.raw->'groups') - 'links') ELSE '{}'::jsonb END
   || CASE WHEN jsonb_typeof(u.raw->'accessPermissions') = 'object' THEN jsonb_build_object('accessPermissions', (u.raw->'accessPermissions') - 'links') ELSE '{}'::jsonb END)`;
 
-/** Asserts that the database holds exactly these users, by the documented mapping, raw compared as jsonb in Postgres. */
-export async function expectStored(t: TestDatabase, placed: readonly PlacedUser[], groups: readonly GroupDef[]): Promise<void> {
+/**
+ * Asserts that the database holds exactly these users (of `site`: the default one of a single-site
+ * test), by the documented mapping, raw compared as jsonb in Postgres.
+ */
+export async function expectStored(t: TestDatabase, placed: readonly PlacedUser[], groups: readonly GroupDef[], site = 'default'): Promise<void> {
   const rows = await t.query<Record<string, string | null>>(
-    `SELECT u.id::text AS id, u.company_login, u.login, ${columnsAsText('u')} FROM cpq.users u WHERE u.deleted_at IS NULL ORDER BY u.company_login, u.login`,
+    `SELECT u.id::text AS id, u.company_login, u.login, ${columnsAsText('u')} FROM cpq.users u
+     WHERE u.site = $1 AND u.deleted_at IS NULL ORDER BY u.company_login, u.login`,
+    [site],
   );
   const key = (company: string, login: string) => `${company}\u0001${login}`;
   expect(rows.map((r) => key(r.company_login!, r.login!)).sort(), 'present users').toEqual(placed.map((p) => key(p.company, p.user.login)).sort());
@@ -216,7 +221,10 @@ export async function expectStored(t: TestDatabase, placed: readonly PlacedUser[
     ).toEqual(expected.permissions);
   }
   const used = new Set(placed.flatMap((p) => expectedRelations(p, groups).groups));
-  const stored = await t.query<{ variable_name: string; label: string | null; type: string | null }>(`SELECT variable_name, label, type FROM cpq.groups`);
+  const stored = await t.query<{ variable_name: string; label: string | null; type: string | null }>(
+    `SELECT variable_name, label, type FROM cpq.groups WHERE site = $1`,
+    [site],
+  );
   for (const g of groups.filter((d) => used.has(d.variableName))) {
     expect(
       stored.find((s) => s.variable_name === g.variableName),
