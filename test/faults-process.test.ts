@@ -8,11 +8,12 @@ import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { Cleanups, cli, gate, type LogLine } from './helpers/cli-process.js';
+import { Cleanups, cli, type LogLine } from './helpers/cli-process.js';
 import type { TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { it } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
+import { holdRequests } from './helpers/scripted-pages.js';
 
 /*
  * Faults of the process and the database: the CLI killed with SIGKILL mid-run, Postgres restarted
@@ -26,21 +27,6 @@ afterEach(async () => {
 });
 
 const spawnCli = (args: string[], env: Record<string, string>) => cleanups.spawn(args, env);
-
-/** Holds every CPQ request from the `after`-th one (counting from now) until released. */
-function holdRequests(sim: CpqSimulator, after: number) {
-  const hold = gate();
-  const reached = gate();
-  const start = sim.requests.length;
-  sim.onRequest = async ({ index }) => {
-    if (index - start >= after) {
-      reached.open();
-      await hold.promise;
-    }
-  };
-  cleanups.push(hold.open);
-  return { reached: reached.promise, release: hold.open };
-}
 
 async function waitFor(what: string, test: () => Promise<boolean>, timeoutMs = 15_000) {
   const until = Date.now() + timeoutMs;
@@ -71,6 +57,7 @@ describe('process faults', () => {
 
     // Both companies' first pages are read and staged; every later request waits.
     const held = holdRequests(h.sim, 2);
+    cleanups.push(held.release);
     const run = spawnCli(['run'], env);
     await held.reached;
     await run.waitForLine(() => run.lines().filter(isPage).length >= 2);
@@ -140,6 +127,7 @@ describe('process faults', () => {
     const before = await snapshotEverything(t);
 
     const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
     const run = spawnCli(['run'], env);
     await held.reached;
     await run.waitForLine(isPage);
@@ -194,6 +182,7 @@ describe('process faults', () => {
   it('two workers started at once: one syncs, the other skips (lock held) and says so in its log and metrics', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const held = holdRequests(h.sim, 0);
+    cleanups.push(held.release);
     const env = {
       CPQ_BASE_URL: h.sim.baseUrl,
       DATABASE_URL: h.t.url,

@@ -4,31 +4,15 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { Cleanups, cli, gate } from './helpers/cli-process.js';
-import { type Harness, it, snapshotTables } from './helpers/harness.js';
+import { Cleanups, cli } from './helpers/cli-process.js';
+import { it, snapshotTables } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
+import { holdRequests } from './helpers/scripted-pages.js';
 import { holdSyncLock } from './helpers/database.js';
 import { snapshotEverything } from './helpers/db-equals-simulator.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
 const NEVER_SOON = '0 0 1 1 *';
-
-/**
- * Holds every CPQ request from the `after`-th one of the next run on (counting from now), so a
- * run can be caught mid-way with pages already staged.
- */
-function holdRequests(sim: Harness['sim'], after: number) {
-  const hold = gate();
-  const reached = gate();
-  const start = sim.requests.length;
-  sim.onRequest = async ({ index }) => {
-    if (index - start >= after) {
-      reached.open();
-      await hold.promise;
-    }
-  };
-  return { reached: reached.promise, release: hold.open };
-}
 
 const cleanups = new Cleanups();
 afterEach(async () => {

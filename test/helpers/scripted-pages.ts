@@ -1,5 +1,6 @@
 import { parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import type { CpqSimulator, RequestRecord } from '../../src/simulator/index.js';
+import { gate } from './cli-process.js';
 
 /** Marks the test's own requests for the real response, so the script does not see them. */
 const NESTED = '_scriptedPagesNested';
@@ -77,4 +78,21 @@ export function repeatOnSecondPage(
     if (req.page === 1) req.reply(editPage(await req.real(), (p) => p.items.unshift(...firstPage.slice(-count).map(edit))));
   });
   return firstPage;
+}
+
+/**
+ * Holds every CPQ request from the `after`-th one on (counting from now) until released, so a
+ * run can be caught mid-way with pages already staged; `reached` resolves when one is held.
+ */
+export function holdRequests(sim: CpqSimulator, after: number): { reached: Promise<void>; release: () => void } {
+  const hold = gate();
+  const reached = gate();
+  const start = sim.requests.length;
+  sim.onRequest = async ({ index }) => {
+    if (index - start >= after) {
+      reached.open();
+      await hold.promise;
+    }
+  };
+  return { reached: reached.promise, release: hold.open };
 }
