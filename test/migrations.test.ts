@@ -1,26 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { migrate } from '../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { it } from './helpers/fixtures.js';
 
 describe('migrations', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await createTestDatabase();
-  });
-  afterAll(async () => t.drop());
-
-  it('creates every table in schema cpq', async () => {
+  it('creates every table in schema cpq', async ({ fileDatabase: t }) => {
     const rows = await t.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'cpq' ORDER BY 1`);
     expect(rows.map((r) => r.table_name)).toEqual(
       expect.arrayContaining(['groups', 'sync_runs', 'sync_state', 'user_access_permissions', 'user_groups', 'users']),
     );
   });
 
-  it('is idempotent: migrating an up-to-date database applies nothing', async () => {
+  it('is idempotent: migrating an up-to-date database applies nothing', async ({ fileDatabase: t }) => {
     expect(await migrate(t.db)).toEqual([]);
   });
 
-  it('leaves no per-row foreign key on the tables a run bulk-writes, and keeps those of the history tables', async () => {
+  it('leaves no per-row foreign key on the tables a run bulk-writes, and keeps those of the history tables', async ({ fileDatabase: t }) => {
     const rows = await t.query<{ table_name: string; n: number }>(
       `SELECT conrelid::regclass::text AS table_name, count(*)::int AS n FROM pg_constraint
        WHERE contype = 'f' AND connamespace = 'cpq'::regnamespace GROUP BY 1 ORDER BY 1`,
@@ -41,7 +35,7 @@ describe('migrations', () => {
     });
   });
 
-  it('gives cpq.users a typed column for the documented fields', async () => {
+  it('gives cpq.users a typed column for the documented fields', async ({ fileDatabase: t }) => {
     const rows = await t.query<{ column_name: string; data_type: string }>(
       `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = 'users'`,
     );
@@ -65,13 +59,8 @@ describe('migrations', () => {
 });
 
 describe('a database migrated by a newer release', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await createTestDatabase();
-  });
-  afterAll(async () => t.drop());
-
-  it('is used as it is, with a warning, instead of failing', async () => {
+  it('is used as it is, with a warning, instead of failing', async ({ createDatabase }) => {
+    const t = await createDatabase();
     await t.query(`INSERT INTO cpq.kysely_migration (name, timestamp) VALUES ('9999_from_the_future', now())`);
     const ahead: string[][] = [];
     expect(await migrate(t.db, { onAhead: (names) => ahead.push(names) })).toEqual([]);
