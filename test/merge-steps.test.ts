@@ -1,6 +1,7 @@
 import { describe, expect } from 'vitest';
 import { runSteps, step, type Step } from '../src/db/steps.js';
-import { BATCH_STEPS, mergeSteps } from '../src/sync/merge-plan.js';
+import { mergeSteps } from '../src/sync/merge-plan.js';
+import { BATCH_STEPS } from '../src/sync/new-user-steps.js';
 import { it } from './helpers/fixtures.js';
 
 /*

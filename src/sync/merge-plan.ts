@@ -1,147 +1,15 @@
 import { step, type Step } from '../db/steps.js';
 import { knownBeforeRun } from '../db/sql/known-before-run.js';
+import { GROUP_STEPS } from './group-steps.js';
+import { MERGE_PARAMS, RUN_PARAMS, type MergeParam } from './merge-params.js';
 import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, isoUtc, unmappedFields } from './merge-sql.js';
+import { insertUsers, stageGroups } from './new-user-steps.js';
 
 /*
  * The merge's statements, one set-based statement per step, each named for what it does (the
  * name is what the debug log shows) and declaring the parameters it reads by name (db/steps.ts).
  * They run in the run's transaction, on temporary tables the stager filled (stager.ts).
  */
-
-/** The parameters of a merge batch: the site, the run, its effective time, and the range of seq it merges. */
-export const BATCH_PARAMS = ['site', 'runId', 'effectiveAt', 'afterSeq', 'toSeq'] as const;
-export type BatchParam = (typeof BATCH_PARAMS)[number];
-/**
- * The parameters of the final merge: the site, the run, its effective time (valid_from of the versions it
- * writes) and the companies whose users it may mark deleted.
- */
-export const MERGE_PARAMS = ['site', 'runId', 'effectiveAt', 'deleteIn'] as const;
-export type MergeParam = (typeof MERGE_PARAMS)[number];
-const RUN_PARAMS = ['site', 'runId', 'effectiveAt'] as const;
-
-/**
- * Notes the group definitions that the staged rows of the users in `users` (a table with seq)
- * carry, in stage_groups, the copy staged last winning. cpq.groups is written once per run, by
- * the group steps.
- */
-const stageGroups = (name: string, users: string, where: string) =>
-  step(
-    name,
-    [],
-    () => `
-  INSERT INTO stage_groups (variable_name, label, type)
-  SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type
-  FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
-  WHERE ${where}
-  ORDER BY g.variable_name, g.seq DESC
-  ON CONFLICT (variable_name) DO UPDATE
-    -- A CSV export names groups without label or type: keep what a fuller read said.
-    SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`,
-  );
-
-/** Inserts the users of `users` that pass `where` into cpq.users and notes their new ids there. */
-const insertUsers = (name: string, users: string, where: string) =>
-  step(
-    name,
-    RUN_PARAMS,
-    (p) => `
-  WITH inserted AS (
-    INSERT INTO cpq.users (site, company_login, login, ${dataColumns('')}, first_seen_run_id, last_changed_run_id, valid_from)
-    SELECT ${p.site}, s.company_login, s.login, ${dataColumns('s.')}, ${p.runId}, ${p.runId}, ${p.effectiveAt}
-    FROM ${users} r JOIN stage_users s ON s.seq = r.seq WHERE ${where}
-    RETURNING id, company_login, login
-  )
-  UPDATE ${users} r SET user_id = i.id
-  FROM inserted i WHERE r.company_login = i.company_login AND r.login = i.login`,
-  );
-
-/*
- * The group steps, once per run after the users are merged (groups are a few hundred, users up to
- * millions): the definitions the run read (stage_groups) against cpq.groups. A null label or type
- * (a CSV export) keeps what a fuller read said. A group whose label or type changes ends its
- * version into cpq.group_versions and starts a new one at the run's effective time; a new or
- * changed group gets one cpq.group_changes row.
- */
-const GROUP_STEPS: Step<(typeof RUN_PARAMS)[number]>[] = [
-  step(
-    'find changed groups',
-    RUN_PARAMS,
-    (p) => `CREATE TEMP TABLE run_group_changes ON COMMIT DROP AS
-   SELECT n.variable_name, g.variable_name IS NULL AS is_new, g.label AS old_label, g.type AS old_type,
-          coalesce(n.label, g.label) AS label, coalesce(n.type, g.type) AS type
-   FROM stage_groups n LEFT JOIN cpq.groups g ON g.site = ${p.site} AND g.variable_name = n.variable_name
-   WHERE g.variable_name IS NULL OR (g.label, g.type) IS DISTINCT FROM (coalesce(n.label, g.label), coalesce(n.type, g.type))`,
-  ),
-  step(
-    'end changed group versions',
-    RUN_PARAMS,
-    (p) => `INSERT INTO cpq.group_versions (site, variable_name, label, type, first_seen_at, last_synced_at, valid_from, valid_to, ended_by_run_id)
-   SELECT g.site, g.variable_name, g.label, g.type, g.first_seen_at, g.last_synced_at, g.valid_from, ${p.effectiveAt}, ${p.runId}
-   FROM cpq.groups g JOIN run_group_changes c ON g.site = ${p.site} AND c.variable_name = g.variable_name`,
-  ),
-  step(
-    'upsert groups',
-    RUN_PARAMS,
-    (p) => `INSERT INTO cpq.groups AS g (site, variable_name, label, type, valid_from)
-   SELECT ${p.site}, variable_name, label, type, ${p.effectiveAt} FROM stage_groups
-   ON CONFLICT (site, variable_name) DO UPDATE
-     SET label = coalesce(excluded.label, g.label), type = coalesce(excluded.type, g.type), last_synced_at = now(),
-         valid_from = CASE WHEN g.variable_name IN (SELECT variable_name FROM run_group_changes) THEN excluded.valid_from ELSE g.valid_from END`,
-  ),
-  step(
-    'log group changes',
-    RUN_PARAMS,
-    (p) => `INSERT INTO cpq.group_changes (site, run_id, change, group_variable_name, detected_at, diff)
-   SELECT ${p.site}, ${p.runId}, CASE WHEN is_new THEN 'insert' ELSE 'update' END, variable_name, ${p.effectiveAt},
-          CASE WHEN label IS DISTINCT FROM old_label THEN jsonb_build_object('label', jsonb_build_object('old', old_label, 'new', label)) ELSE '{}' END
-          || CASE WHEN type IS DISTINCT FROM old_type THEN jsonb_build_object('type', jsonb_build_object('old', old_type, 'new', type)) ELSE '{}' END
-   FROM run_group_changes ORDER BY variable_name`,
-  ),
-];
-
-/**
- * A merge batch: the users staged with afterSeq < seq <= toSeq that the database does not hold
- * at all, written while the run goes on reading (on a first load, every user). Everything else
- * (updates, restores, unchanged users, deletions, and a later copy of a user a batch inserted)
- * is left to the final merge.
- */
-export const BATCH_STEPS: Step<BatchParam>[] = [
-  // Each batch of the run makes its own; the one before is done with.
-  step('drop the previous batch', [], () => 'DROP TABLE IF EXISTS batch_users'),
-  step(
-    'find new users',
-    BATCH_PARAMS,
-    (p) => `CREATE TEMP TABLE batch_users ON COMMIT DROP AS
-   SELECT DISTINCT ON (s.company_login, s.login) s.seq, s.company_login, s.login, NULL::bigint AS user_id
-   FROM stage_users s
-   WHERE s.seq > ${p.afterSeq} AND s.seq <= ${p.toSeq}
-     AND NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.site = ${p.site} AND u.company_login = s.company_login AND u.login = s.login)
-   ORDER BY s.company_login, s.login, s.seq DESC`,
-  ),
-  stageGroups('note the batch groups', 'batch_users', 'true'),
-  insertUsers('insert the batch users', 'batch_users', 'true'),
-  step(
-    'insert the batch memberships',
-    RUN_PARAMS,
-    (p) => `INSERT INTO cpq.user_groups (site, user_id, group_variable_name, added_at)
-   SELECT ${p.site}, r.user_id, g.variable_name, ${p.effectiveAt} FROM batch_users r JOIN stage_user_groups g ON g.seq = r.seq
-   ON CONFLICT DO NOTHING`,
-  ),
-  step(
-    'insert the batch permissions',
-    RUN_PARAMS,
-    (p) => `INSERT INTO cpq.user_access_permissions (site, user_id, type, variable_name, name, has_access, valid_from)
-   SELECT ${p.site}, r.user_id, p.type, p.variable_name, p.name, p.has_access, ${p.effectiveAt} FROM batch_users r JOIN stage_user_permissions p ON p.seq = r.seq`,
-  ),
-  // An insert's diff is its first version: the cpq.user_changes view reads it from history.
-  step(
-    'log the batch inserts',
-    RUN_PARAMS,
-    (p) => `INSERT INTO cpq.user_change_log (site, run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)
-   SELECT ${p.site}, ${p.runId}, 'insert', r.user_id, r.company_login, r.login, s.party_number, s.date_modified, ${p.effectiveAt}, NULL
-   FROM batch_users r JOIN stage_users s ON s.seq = r.seq`,
-  ),
-];
 
 /*
  * The final merge of the staged rows into the current tables, the history tables and the change

@@ -4,7 +4,8 @@ import { countMergeActions } from '../db/sql/count-merge-actions.js';
 import { userColumns } from '../db/sql/user-columns.js';
 import { runSteps } from '../db/steps.js';
 import type { Logger } from '../logger.js';
-import { BATCH_STEPS, mergeSteps } from './merge-plan.js';
+import { mergeSteps } from './merge-plan.js';
+import { BATCH_STEPS } from './new-user-steps.js';
 import type { Stager } from './stager.js';
 
 export interface MergeCounts {
