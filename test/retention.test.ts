@@ -64,12 +64,28 @@ describe('personal fields', () => {
       await h.t.query<{ name: string }>(`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = 'users'`)
     ).map((r) => r.name);
     expect(PERSONAL_COLUMNS).toHaveLength(PERSONAL_FIELDS.length);
+    const [sqlColumns] = await h.t.query<{ columns: string[] }>(`SELECT cpq.personal_columns() AS columns`);
+    expect(sqlColumns!.columns).toEqual(PERSONAL_COLUMNS);
     for (const c of PERSONAL_COLUMNS) expect(columns).toContain(c);
     // Spellings: CPQ's, the column's, any case.
     const [spellings] = await h.t.query<{ a: boolean; b: boolean; c: boolean; d: boolean }>(
       `SELECT cpq.is_personal_key('billAddress1') AS a, cpq.is_personal_key('bill_address1') AS b, cpq.is_personal_key('EMAIL') AS c, cpq.is_personal_key('login') AS d`,
     );
     expect(spellings).toEqual({ a: true, b: true, c: true, d: false });
+  });
+});
+
+describe('seal projection', () => {
+  it("drops a version's personal columns by name exactly as the key test does", async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    for (const login of logins(h)) h.sim.updateUser('_host', login, { lastName: 'Changed' });
+    await h.sync();
+    const rows = await h.t.query<{ same: boolean }>(
+      `SELECT cpq.without_personal_fields(to_jsonb(v) - 'raw') = to_jsonb(v) - 'raw' - cpq.personal_columns() AS same FROM cpq.user_versions v`,
+    );
+    expect(rows.length).toBeGreaterThan(1);
+    expect(rows.every((r) => r.same)).toBe(true);
   });
 });
 
