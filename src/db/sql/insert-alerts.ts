@@ -29,28 +29,34 @@ const siteOf = (run: string) => `coalesce(to_jsonb(${run}) ->> 'site', 'default'
  */
 export async function insertAlerts(client: pg.PoolClient, runId: string, settings: AlertRuleSettings): Promise<number> {
   if (settings.rules.length === 0) return 0;
+  const rows = await runCompiled(client, insertAlertsQuery(runId, settings));
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** The statement insertAlerts runs (exported for its query plan). */
+export function insertAlertsQuery(runId: string, settings: AlertRuleSettings) {
   const rules = [...settings.rules];
   const groups = settings.groups.map(globToIlike);
   const flagNames = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `'${c}'`).join(', ')}]::text[]`);
   const flagValues = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `u.${c}`).join(', ')}]::boolean[]`);
   // The sql tag, not the builder: one INSERT ... SELECT over a UNION of jsonb set-returning
   // functions, one branch per rule, reads as SQL and would be raw fragments in the builder.
-  const rows = await runCompiled(
-    client,
-    sql<{ n: string }>`WITH run AS (
+  return sql<{ n: string }>`WITH run AS (
        SELECT r.id, ${sql.raw(siteOf('r'))} AS site FROM cpq.sync_runs r WHERE r.id = ${runId}::bigint
      ),
      changed AS (
        SELECT c.id AS change_id, c.change, c.user_id, c.company_login, c.login, c.diff, c.detected_at
        FROM cpq.user_change_log c WHERE c.run_id = ${runId}::bigint AND c.change IN ('insert', 'update', 'restore')
      ),
-     -- Companies that had a user in the run's site before the run (a user's site is its first run's).
-     known AS (
+     -- Companies that had a user in the run's site before the run (a user's site is its first
+     -- run's). Materialized, a few rows: inlined, the planner may test it again for every change.
+     known AS MATERIALIZED (
        SELECT d.company_login FROM (SELECT DISTINCT company_login FROM changed) d, run
-       WHERE EXISTS (SELECT 1 FROM cpq.users k JOIN cpq.sync_runs kr ON kr.id = k.first_seen_run_id
-                     WHERE k.company_login = d.company_login AND k.first_seen_run_id <> run.id AND ${sql.raw(siteOf('kr'))} = run.site)
+       WHERE EXISTS (SELECT 1 FROM cpq.users k
+                     WHERE k.company_login = d.company_login AND k.first_seen_run_id <> run.id
+                       AND k.first_seen_run_id IN (SELECT kr.id FROM cpq.sync_runs kr WHERE ${sql.raw(siteOf('kr'))} = run.site))
      ),
-     live AS (SELECT c.* FROM changed c WHERE c.company_login IN (SELECT company_login FROM known)),
+     live AS MATERIALIZED (SELECT c.* FROM changed c JOIN known k ON k.company_login = c.company_login),
      found AS (
        -- An admin flag gained or lost (null counts as false).
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'admin_flag' AS rule, f.col AS subject,
@@ -114,7 +120,5 @@ export async function insertAlerts(client: pg.PoolClient, runId: string, setting
        ON CONFLICT (idempotency_key) DO NOTHING
        RETURNING 1
      )
-     SELECT count(*) AS n FROM inserted`.compile(queryBuilder),
-  );
-  return Number(rows[0]?.n ?? 0);
+     SELECT count(*) AS n FROM inserted`.compile(queryBuilder);
 }
