@@ -52,6 +52,7 @@ const REPORTING = [
   'run_seals',
   'retention_state',
   'erasures',
+  'alert_outbox',
 ];
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {
