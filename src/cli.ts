@@ -379,6 +379,15 @@ program
     ),
   );
 
+/** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? 'unknown'}`;
+  }
+}
+
 program
   .command('forget')
   .description(
@@ -397,7 +406,7 @@ program
       const database = await openDatabase(config, log);
       try {
         await migrate(database.db, { onAhead: logAhead(log) });
-        const requestedBy = opts.by ?? userInfo().username;
+        const requestedBy = opts.by ?? osUser();
         const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
         log.info({ site, company: opts.company, login: opts.login, ...erasure }, 'user forgotten');
         const rows = Object.entries(erasure.rowsRedacted)

@@ -118,6 +118,14 @@ describe('cpq-sync forget', () => {
     h.sim.deleteUser('_host', a!);
     await h.sync({ full: true });
 
+    // An alert about the user, its values holding personal data (alerts name flags and groups, but
+    // forget scrubs whatever the outbox holds of the user).
+    const [row] = await h.t.query<{ id: string; run_id: string }>(`SELECT id::text, last_changed_run_id::text AS run_id FROM cpq.users WHERE login = $1`, [a]);
+    await h.t.query(
+      `INSERT INTO cpq.alert_outbox (site, run_id, user_id, company_login, login, rule, subject, old_value, new_value, detected_at, idempotency_key, last_error)
+       VALUES ('default', $1, $2, '_host', $3, 'admin_flag', 'is_user_admin_perm_enabled', to_jsonb($4::text), 'true', now(), 'test-key', $5)`,
+      [row!.run_id, row!.id, a, values[0], `receiver refused ${values[1]!}`],
+    );
     const erasure = await forgetUser(h.t.pool, {
       site: 'default',
       company: '_host',
@@ -128,6 +136,7 @@ describe('cpq-sync forget', () => {
     expect(erasure.rowsRedacted.users).toBe(1);
     expect(erasure.rowsRedacted.user_versions).toBeGreaterThanOrEqual(2);
     expect(erasure.rowsRedacted.user_change_log).toBeGreaterThanOrEqual(1);
+    expect(erasure.rowsRedacted.alert_outbox).toBe(1);
 
     expect(await findAnywhere(h.t, values)).toEqual([]);
     // Another user's data is untouched.
