@@ -7,11 +7,15 @@ import { afterEach, describe, expect } from 'vitest';
 import { alertPayload, deliverPendingAlerts } from '../src/alerts/delivery.js';
 import { verifySignature } from '../src/alerts/signing.js';
 import { globToIlike } from '../src/db/sql/insert-alerts.js';
+import pino from 'pino';
 import { loadConfig } from '../src/config.js';
 import { countAlerts } from '../src/db/sql/count-alerts.js';
 import { requeueFailedAlerts } from '../src/db/sql/requeue-failed-alerts.js';
 import { WorkerMetrics, type WorkerMetricsOptions } from '../src/worker/metrics.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { runSync } from '../src/sync/run.js';
+import { createTestDatabase } from './helpers/database.js';
 import { cli } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 
@@ -215,6 +219,43 @@ describe('alerts on privileged access', () => {
     expect(brief(rows)).toEqual([['_host', a, 'group_membership', 'zzAdmins']]);
     expect(rows[0]).toMatchObject({ run_id: run.runId, status: 'delivered' });
     expect(hook.requests).toHaveLength(1);
+  });
+
+  it('names the site; the first load of a site raises nothing though another site holds the same company and logins', async () => {
+    const hook = await receiver();
+    const sims = [
+      new CpqSimulator({ seed: 5, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }),
+      new CpqSimulator({ seed: 5, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }),
+    ];
+    const t = await createTestDatabase();
+    try {
+      const urls = [await sims[0]!.start(), await sims[1]!.start()];
+      const dir = mkdtempSync(join(tmpdir(), 'cpq-alerts-sites-'));
+      writeFileSync(
+        join(dir, 'sites.json'),
+        JSON.stringify([
+          { name: 'emea', baseUrl: urls[0] },
+          { name: 'apac', baseUrl: urls[1] },
+        ]),
+      );
+      const config = loadConfig({ CPQ_SITES_FILE: join(dir, 'sites.json'), DATABASE_URL: t.url, ...alertEnv(hook.url) });
+      const deps = { pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) };
+      await runSync(deps, { site: 'emea' });
+      const [a] = sims[1]!.users('_host').map((u) => String(u.login));
+      // apac holds the same logins as emea; before its first run, one joins a watched group.
+      sims[1]!.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+      await runSync(deps, { site: 'apac' });
+      expect(await t.query(`SELECT * FROM cpq.alert_outbox`)).toEqual([]);
+      sims[1]!.addGroup('_host', a!, { variableName: 'zzAdminsToo', label: 'Admins', type: 'Administrator' });
+      await runSync(deps, { site: 'emea' });
+      const apac = await runSync(deps, { site: 'apac' });
+      const rows = await t.query<OutboxRow>(`SELECT * FROM cpq.alert_outbox`);
+      expect(rows.map((r) => [r.site, r.run_id, r.login, r.rule, r.subject])).toEqual([['apac', apac.runId, a, 'group_membership', 'zzAdminsToo']]);
+      expect(hook.requests.map((r) => [r.json.site, r.json.text])).toEqual([['apac', `CPQ apac: _host/${a!} joined group zzAdminsToo (run ${apac.runId})`]]);
+    } finally {
+      for (const sim of sims) await sim.stop();
+      await t.drop();
+    }
   });
 
   it('alerts on an integration user created, on a Fusion site', async ({ startHarness }) => {

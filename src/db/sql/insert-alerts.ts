@@ -15,17 +15,14 @@ export function globToIlike(glob: string): string {
     .replace(/\?/g, '_');
 }
 
-/** The run's site: sync_runs.site where the sites migration (0010) has added it, 'default' before it. */
-const siteOf = (run: string) => `coalesce(to_jsonb(${run}) ->> 'site', 'default')`;
-
 /**
  * Writes the alerts of run `runId` to cpq.alert_outbox, in one statement, from the change-log
  * rows the run wrote (their diffs; for an insert, which logs no diff, the row the run left) and
  * the rules `settings` enables; returns how many. Run on the run's client, inside its
  * transaction, after the merge: the alerts commit or roll back with the changes they report.
  *
- * A company the run loaded for the first time (no user of it, in the run's site, was known
- * before the run) raises nothing: every existing admin would be "new".
+ * A company the run loaded for the first time (the run's site held no user of it before the
+ * run) raises nothing: every existing admin would be "new".
  */
 export async function insertAlerts(client: pg.PoolClient, runId: string, settings: AlertRuleSettings): Promise<number> {
   if (settings.rules.length === 0) return 0;
@@ -42,19 +39,18 @@ export function insertAlertsQuery(runId: string, settings: AlertRuleSettings) {
   // The sql tag, not the builder: one INSERT ... SELECT over a UNION of jsonb set-returning
   // functions, one branch per rule, reads as SQL and would be raw fragments in the builder.
   return sql<{ n: string }>`WITH run AS (
-       SELECT r.id, ${sql.raw(siteOf('r'))} AS site FROM cpq.sync_runs r WHERE r.id = ${runId}::bigint
+       SELECT r.id, r.site FROM cpq.sync_runs r WHERE r.id = ${runId}::bigint
      ),
      changed AS (
        SELECT c.id AS change_id, c.change, c.user_id, c.company_login, c.login, c.diff, c.detected_at
        FROM cpq.user_change_log c WHERE c.run_id = ${runId}::bigint AND c.change IN ('insert', 'update', 'restore')
      ),
-     -- Companies that had a user in the run's site before the run (a user's site is its first
-     -- run's). Materialized, a few rows: inlined, the planner may test it again for every change.
+     -- Companies of the run's site that had a user before the run. Materialized, a few rows:
+     -- inlined, the planner may test it again for every change.
      known AS MATERIALIZED (
        SELECT d.company_login FROM (SELECT DISTINCT company_login FROM changed) d, run
        WHERE EXISTS (SELECT 1 FROM cpq.users k
-                     WHERE k.company_login = d.company_login AND k.first_seen_run_id <> run.id
-                       AND k.first_seen_run_id IN (SELECT kr.id FROM cpq.sync_runs kr WHERE ${sql.raw(siteOf('kr'))} = run.site))
+                     WHERE k.site = run.site AND k.company_login = d.company_login AND k.first_seen_run_id <> run.id)
      ),
      live AS MATERIALIZED (SELECT c.* FROM changed c JOIN known k ON k.company_login = c.company_login),
      found AS (
