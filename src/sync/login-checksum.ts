@@ -11,12 +11,10 @@ const MOD = 1n << 64n;
  */
 export class LoginChecksum {
   private sum = 0n;
-  count = 0;
 
   add(login: string): void {
     this.sum += hash('md5', login, 'buffer').readBigUInt64BE(0);
     if (this.sum >= MOD) this.sum -= MOD;
-    this.count++;
   }
 
   /** 16 lower-case hex digits. */
