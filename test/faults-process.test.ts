@@ -193,7 +193,7 @@ describe('process faults', () => {
     };
     const workers = [spawnCli(['schedule'], env), spawnCli(['schedule'], env)];
     await held.reached;
-    const skipped = (l: LogLine) => l.msg === 'run skipped: another worker holds the sync lock on this database and is syncing it';
+    const skipped = (l: LogLine) => l.msg === 'run skipped: another worker holds the sync lock of this site and is syncing it';
     await waitFor('a worker to skip', async () => workers.some((w) => w.lines().some(skipped)));
     const skipper = workers.find((w) => w.lines().some(skipped))!;
     const syncer = workers.find((w) => w !== skipper)!;
@@ -202,7 +202,7 @@ describe('process faults', () => {
 
     const listening = await skipper.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)');
     const metrics = await (await fetch(`http://127.0.0.1:${String(listening.port)}/metrics`)).text();
-    expect(Number(/^cpq_sync_runs_skipped_total\{reason="lock_held"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/^cpq_sync_runs_skipped_total\{site="default",reason="lock_held"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     expect(metrics).toContain('cpq_sync_runs_total{site="default",status="succeeded"} 0');
 
     held.release();

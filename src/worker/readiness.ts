@@ -66,7 +66,15 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
   const now = options.now?.() ?? new Date();
   let healths;
   try {
-    healths = await withTimeout(Promise.all(options.sites.map((site) => readRunHealth(source, site))), options.timeoutMs ?? 3000);
+    healths = await withTimeout(
+      (async () => {
+        // One site after another: the source may be one connection (HealthConnection).
+        const out = [];
+        for (const site of options.sites) out.push(await readRunHealth(source, site));
+        return out;
+      })(),
+      options.timeoutMs ?? 3000,
+    );
   } catch (err) {
     return { ready: false, database: `unreachable: ${oneLine(errorMessage(err))}`, sites: [], staleSites: [] };
   }
@@ -99,12 +107,15 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
  * sync's pool, so that requests to those endpoints — however many — cannot take the
  * connections a run needs or queue work in front of it. Every statement on it has a
  * server-side `statement_timeout` (a query stuck behind a lock is cancelled, not left
- * holding anything), and concurrent requests share the query in flight instead of queueing
- * one each. A connection that failed or timed out is dropped; the next request opens another.
+ * holding anything), concurrent requests share the query in flight instead of queueing one
+ * each, and different queries take turns (node-postgres deprecates queueing on one client). A
+ * connection that failed or timed out is dropped; the next request opens another.
  */
 export class HealthConnection implements Queryable {
   private client: Promise<pg.Client> | undefined;
   private readonly inFlight = new Map<string, Promise<pg.QueryResult>>();
+  /** The last query sent: different queries take turns on the one connection. */
+  private tail: Promise<unknown> = Promise.resolve();
 
   /**
    * `config`: how the sync's pool connects (pool.options); `timeoutMs`: statement, lock and
@@ -155,7 +166,9 @@ export class HealthConnection implements Queryable {
     const key = JSON.stringify([text, values ?? []]);
     let pending = this.inFlight.get(key);
     if (!pending) {
+      const turn = this.tail.catch(() => undefined);
       pending = (async () => {
+        await turn;
         const client = await this.connect();
         try {
           // The outer bound covers a server that does not answer at all (statement_timeout is the server's).
@@ -167,6 +180,7 @@ export class HealthConnection implements Queryable {
           throw err;
         }
       })().finally(() => this.inFlight.delete(key));
+      this.tail = pending;
       this.inFlight.set(key, pending);
     }
     return pending as Promise<pg.QueryResult<R>>;
