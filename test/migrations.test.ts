@@ -32,6 +32,8 @@ describe('migrations', () => {
       // A row per company and run, and per run: written once by each run.
       'cpq.run_company_counts': 1,
       'cpq.run_seals': 2,
+      // A row per privileged change: a handful per run, not one per user read.
+      'cpq.alert_outbox': 1,
     });
   });
 
