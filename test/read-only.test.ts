@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { afterEach, describe, expect, inject } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { CliProcess, Cleanups } from './helpers/cli-process.js';
+import { admin } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 
 /*
@@ -13,16 +13,6 @@ const cleanups = new Cleanups();
 afterEach(async () => {
   await cleanups.run();
 });
-
-async function admin<T>(work: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: inject('adminDatabaseUrl') });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** The database URL of a new login role that is a member of cpq_reader only. */
 async function readerUrl(databaseUrl: string): Promise<string> {
