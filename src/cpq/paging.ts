@@ -212,7 +212,7 @@ async function* interleave<T>(sources: AsyncGenerator<T>[]): AsyncGenerator<T> {
  *
  * A large read is split into up to `keyRanges` key ranges read in parallel. The first page is read
  * alone (it says how many users there are, totalResults); the logins at evenly spaced offsets of
- * the rest, read with cheap probes, are the boundaries b1 < ... < bn, all after the first page's
+ * the rest (a whole number of pages apart), read with cheap probes, are the boundaries b1 < ... < bn, all after the first page's
  * last login L: the ranges are (L, b1), [b1, b2) ... [bn, +inf), read with `$gt`/`$gte` and `$lt`.
  * Whatever changes during the read, every login after L falls in exactly one range, and each
  * range is a keyset read with the guarantee above; a boundary users moved away from only makes
@@ -225,8 +225,11 @@ export async function* keysetPages(client: CpqHttpClient, request: CollectionReq
   const first = await requestPage(client, request, undefined, undefined, true);
   const totalResults = first.totalResults;
   const last = nextAfter(first, undefined);
-  const remaining = last === undefined || totalResults === undefined ? 0 : totalResults - first.items.length;
-  const parts = Math.min(keyRanges, Math.ceil(remaining / request.pageSize));
+  const remaining = last === undefined || totalResults === undefined ? 0 : Math.max(0, totalResults - first.items.length);
+  // Ranges of whole pages, the last one shorter: a range of 2.5 pages would cost a third request for half a page's users.
+  const remainingPages = Math.ceil(remaining / request.pageSize);
+  const pagesPerRange = Math.ceil(remainingPages / Math.max(1, Math.min(keyRanges, remainingPages)));
+  const parts = pagesPerRange === 0 ? 0 : Math.ceil(remainingPages / pagesPerRange);
   let index = 0;
   const numbered = (page: ReadPage): Page => ({
     url: page.url,
@@ -252,7 +255,7 @@ export async function* keysetPages(client: CpqHttpClient, request: CollectionReq
     for await (const page of rest) yield numbered(page);
     return;
   }
-  const offsets = Array.from({ length: parts - 1 }, (_, k) => first.items.length + Math.round(((k + 1) * remaining) / parts));
+  const offsets = Array.from({ length: parts - 1 }, (_, k) => first.items.length + (k + 1) * pagesPerRange * request.pageSize);
   const probed = probeLogins(client, request, offsets);
   probed.catch(() => undefined);
   yield* handOver(first);
