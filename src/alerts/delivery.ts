@@ -168,7 +168,7 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
       for (const [i, alert] of batch.entries()) {
         const payload = alertPayload(alert);
         const result = await postAlert(webhook, JSON.stringify(payload), alert.idempotency_key, signal);
-        if (signal?.aborted) {
+        if (!result.ok && signal?.aborted) {
           // Shutting down: this alert and the rest of the batch are due again at once, no attempt counted.
           await releaseAlerts(
             on,
