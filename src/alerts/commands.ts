@@ -4,6 +4,7 @@ import { ConfigError, type AlertsConfig } from '../config.js';
 import type { AlertRow } from '../db/sql/claim-due-alerts.js';
 import { listAlerts } from '../db/sql/list-alerts.js';
 import { SyncError, errorCode, errorMessage } from '../errors.js';
+import { textTable } from '../text-table.js';
 import { alertPayload, postAlert, type PostResult } from './delivery.js';
 
 /** ALERT_WEBHOOK_URL and its secret, or a one-line error saying what to set. */
@@ -74,7 +75,7 @@ const json = (value: unknown) => (value === null || value === undefined ? '' : J
 
 /** The alerts as a table for a terminal, times in UTC. */
 export function formatAlerts(alerts: readonly AlertRow[]): string {
-  if (alerts.length === 0) return 'No pending or failed alerts.\n';
+  if (alerts.length === 0) return 'No alerts to list.\n';
   const header = ['ID', 'STATUS', 'SITE', 'COMPANY', 'LOGIN', 'RULE', 'SUBJECT', 'OLD', 'NEW', 'RUN', 'ATTEMPTS', 'NEXT ATTEMPT', 'LAST ERROR'];
   const rows = alerts.map((a) =>
     [
@@ -93,13 +94,7 @@ export function formatAlerts(alerts: readonly AlertRow[]): string {
       a.last_error ?? '',
     ].map(printable),
   );
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+  return `${textTable(header, rows, new Set([0, 9, 10])).join('\n')}\n`;
 }
 
 /** The alerts as JSON for scripts: one object per alert, the outbox's columns in camelCase. */
