@@ -23,7 +23,7 @@ const spawnCli = (args: string[], env: Record<string, string>) => cleanups.spawn
 
 describe('cpq-sync schedule (process)', () => {
   it('SIGTERM mid-run: the run rolls back, is recorded interrupted, the database is as before, exit 0 within SHUTDOWN_TIMEOUT', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 45, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync(); // a good run first, so "as before" is not just "empty"
     const [first] = h.sim.users('_host');
     h.sim.updateUser('_host', String(first!.login), { lastName: 'Changed-in-CPQ' });
@@ -31,8 +31,10 @@ describe('cpq-sync schedule (process)', () => {
     const before = await snapshotTables(h.t);
     const beforeAll = await snapshotEverything(h.t);
 
-    // Both companies' first pages are read and staged; every later request waits.
-    const held = holdRequests(h.sim, 2);
+    // The first pages are read and staged; every later request waits (a page is asked for while
+    // the one before is processed: three requests give two pages read; one key range, so that no
+    // probe requests come first).
+    const held = holdRequests(h.sim, 3);
     cleanups.push(held.release);
     const worker = spawnCli(['schedule'], {
       CPQ_BASE_URL: h.sim.baseUrl,
@@ -42,6 +44,7 @@ describe('cpq-sync schedule (process)', () => {
       SYNC_LOOKBACK: '5000d',
       SYNC_CRON: EVERY_SECOND,
       SHUTDOWN_TIMEOUT: '10s',
+      CPQ_KEY_RANGES: '1',
     });
     await worker.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('next run at'));
     await held.reached;
