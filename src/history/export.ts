@@ -14,9 +14,16 @@ export type ExportFormat = 'jsonl' | 'csv';
 
 const BATCH = 2000;
 
+/** What a spreadsheet runs as a formula when a cell begins with it (OWASP's CSV injection rule). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+/** A number, which a spreadsheet reads as one: not a formula, written as it is. */
+const PLAIN_NUMBER = /^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$/;
+
 function csvCell(value: string | null, column: TextColumn): string {
   if (value === null) return '';
-  const cell = column.json ? compactJsonText(value) : value;
+  const text = column.json ? compactJsonText(value) : value;
+  // A leading ' makes a spreadsheet show the cell as text instead of running it.
+  const cell = FORMULA_START.test(text) && !PLAIN_NUMBER.test(text) ? `'${text}` : text;
   return /[",\r\n]/.test(cell) ? `"${cell.replace(/"/g, '""')}"` : cell;
 }
 
