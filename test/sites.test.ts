@@ -6,6 +6,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig, type AppConfig } from '../src/config.js';
 import { exportChanges, exportSnapshot, parseAfter } from '../src/history/export.js';
 import { CpqSimulator } from '../src/simulator/index.js';
+import { registerSite } from '../src/db/sql/with-sync-lock.js';
 import { runSites } from '../src/sync/run-sites.js';
 import { cli } from './helpers/cli-process.js';
 import { collect } from './helpers/export-output.js';
@@ -174,6 +175,16 @@ async function threeSites(simulators: CpqSimulator[], databaseUrl: string, extra
 }
 
 describe('many sites in one database', () => {
+  it('a new site registered by several sessions at once gets one lock number, and every session reads it', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    for (let round = 0; round < 20; round++) {
+      const name = `new-${round}`;
+      const ids = await Promise.all(Array.from({ length: 4 }, () => registerSite(t.pool, name)));
+      expect(new Set(ids).size, name).toBe(1);
+    }
+    expect(await t.query(`SELECT count(*)::int AS n, count(DISTINCT lock_id)::int AS ids FROM cpq.sites`)).toEqual([{ n: 20, ids: 20 }]);
+  });
+
   const simulators: CpqSimulator[] = [];
   afterEach(async () => {
     for (const sim of simulators.splice(0)) await sim.stop();

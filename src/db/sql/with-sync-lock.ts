@@ -16,11 +16,18 @@ export const SITE_LOCK_CLASS = 1668313459;
  * when the run rolls back.
  */
 export async function registerSite(on: Queryable, site: string): Promise<number> {
-  const rows = await runCompiled(
+  // Two statements, not one with a CTE: when another session adds the same site at the same
+  // moment, the insert waits for it and does nothing, and only a statement that starts after that
+  // (a fresh snapshot) sees the row it added.
+  await runCompiled(
     on,
-    sql<{ lock_id: number }>`WITH added AS (INSERT INTO cpq.sites (name) VALUES (${site}) ON CONFLICT (name) DO NOTHING RETURNING lock_id)
-     SELECT lock_id FROM added UNION ALL SELECT lock_id FROM cpq.sites WHERE name = ${site}`.compile(queryBuilder),
+    queryBuilder
+      .insertInto('cpq.sites')
+      .values({ name: site })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .compile(),
   );
+  const rows = await runCompiled(on, queryBuilder.selectFrom('cpq.sites').select('lock_id').where('name', '=', site).compile());
   return rows[0]!.lock_id;
 }
 
