@@ -9,10 +9,10 @@
 -- fills existing rows without rewriting the tables (Postgres 11+), and the default is then
 -- dropped, so that a statement that forgets to name the site fails instead of writing `default`.
 --
--- Views keep their columns in their order and gain `site` last (CREATE OR REPLACE VIEW allows only
--- that), so reports that select columns by position still work; the few whose column list had to
--- change order (those built from `*`) are rebuilt. The as-of functions take an optional site:
--- users_as_of(ts) still answers for every site, users_as_of(ts, 'eu') for one.
+-- Views keep their columns in their order and gain `site` last, replaced in place, so that reports
+-- selecting columns by position still work and objects built on them (and their grants) stay.
+-- The as-of functions take an optional site: users_as_of(ts) still answers for every site,
+-- users_as_of(ts, 'eu') for one.
 
 ALTER TABLE cpq.sync_runs ADD COLUMN site text NOT NULL DEFAULT 'default';
 ALTER TABLE cpq.sync_state ADD COLUMN site text NOT NULL DEFAULT 'default';
@@ -40,7 +40,7 @@ ALTER TABLE cpq.user_group_versions ALTER COLUMN site DROP DEFAULT;
 ALTER TABLE cpq.user_access_permissions ALTER COLUMN site DROP DEFAULT;
 ALTER TABLE cpq.user_access_permission_versions ALTER COLUMN site DROP DEFAULT;
 
--- A site name is what CPQ_SITES_FILE allows (src/config/sites.ts): letters, digits, - and _.
+-- A site name is what CPQ_SITES_FILE allows (src/sites-file.ts): letters, digits, - and _.
 ALTER TABLE cpq.sync_runs ADD CONSTRAINT sync_runs_site_name CHECK (site ~ '^[A-Za-z0-9_-]{1,64}$');
 
 -- Keys: the natural keys gain the site. User ids stay unique across sites (one identity), so the
@@ -80,27 +80,40 @@ CREATE TABLE cpq.scheduled_ticks (
   PRIMARY KEY (site, due_at)
 );
 
--- History views: rebuilt with `site` (their column lists come from cpq.users and cpq.groups).
-DROP VIEW cpq.user_history;
+-- History views and as-of functions, replaced in place (CREATE OR REPLACE: objects a warehouse
+-- built on them, and their grants, stay): each view keeps its columns in their order and gains
+-- `site` last; each as-of function keeps its one-argument form, which answers for every site, and
+-- gains a two-argument one, which answers for one (no default: that would make a call with one
+-- argument ambiguous). Their column lists come from cpq.users and cpq.groups, which now end with
+-- `site`.
 DO $do$
 DECLARE
   cols text;
+  old_cols text;
 BEGIN
   SELECT string_agg(format('%I', column_name), ', ' ORDER BY ordinal_position) INTO cols
   FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = 'users';
+  SELECT string_agg(format('%I', column_name), ', ' ORDER BY ordinal_position) INTO old_cols
+  FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = 'users' AND column_name <> 'site';
   EXECUTE format($f$
-    CREATE VIEW cpq.user_history AS
-    SELECT %1$s, valid_to FROM cpq.user_versions
+    CREATE OR REPLACE VIEW cpq.user_history AS
+    SELECT %1$s, valid_to, site FROM cpq.user_versions
     UNION ALL
-    SELECT %1$s, NULL::timestamptz AS valid_to FROM cpq.users
-  $f$, cols);
-  DROP FUNCTION cpq.users_as_of(timestamptz);
+    SELECT %1$s, NULL::timestamptz AS valid_to, site FROM cpq.users
+  $f$, old_cols);
   EXECUTE format($f$
-    CREATE FUNCTION cpq.users_as_of(ts timestamptz, p_site text DEFAULT NULL) RETURNS SETOF cpq.users
+    CREATE OR REPLACE FUNCTION cpq.users_as_of(ts timestamptz) RETURNS SETOF cpq.users
     LANGUAGE sql STABLE AS $body$
-      SELECT %1$s FROM cpq.user_versions WHERE valid_from <= ts AND valid_to > ts AND (p_site IS NULL OR site = p_site)
+      SELECT %1$s FROM cpq.user_versions WHERE valid_from <= ts AND valid_to > ts
       UNION ALL
-      SELECT %1$s FROM cpq.users WHERE valid_from <= ts AND (p_site IS NULL OR site = p_site)
+      SELECT %1$s FROM cpq.users WHERE valid_from <= ts
+    $body$ $f$, cols);
+  EXECUTE format($f$
+    CREATE FUNCTION cpq.users_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.users
+    LANGUAGE sql STABLE AS $body$
+      SELECT %1$s FROM cpq.user_versions WHERE valid_from <= ts AND valid_to > ts AND site = p_site
+      UNION ALL
+      SELECT %1$s FROM cpq.users WHERE valid_from <= ts AND site = p_site
     $body$ $f$, cols);
 END
 $do$;
@@ -120,33 +133,49 @@ SELECT variable_name, label, type, valid_from, valid_to, site FROM cpq.group_ver
 UNION ALL
 SELECT variable_name, label, type, valid_from, NULL::timestamptz, site FROM cpq.groups;
 
-DROP FUNCTION cpq.user_groups_as_of(timestamptz);
-CREATE FUNCTION cpq.user_groups_as_of(ts timestamptz, p_site text DEFAULT NULL) RETURNS SETOF cpq.user_groups
+CREATE OR REPLACE FUNCTION cpq.user_groups_as_of(ts timestamptz) RETURNS SETOF cpq.user_groups
 LANGUAGE sql STABLE AS $$
-  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_group_versions
-  WHERE added_at <= ts AND valid_to > ts AND (p_site IS NULL OR site = p_site)
+  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_group_versions WHERE added_at <= ts AND valid_to > ts
   UNION ALL
-  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_groups WHERE added_at <= ts AND (p_site IS NULL OR site = p_site)
+  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_groups WHERE added_at <= ts
+$$;
+CREATE FUNCTION cpq.user_groups_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.user_groups
+LANGUAGE sql STABLE AS $$
+  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_group_versions WHERE added_at <= ts AND valid_to > ts AND site = p_site
+  UNION ALL
+  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_groups WHERE added_at <= ts AND site = p_site
 $$;
 
-DROP FUNCTION cpq.user_access_permissions_as_of(timestamptz);
-CREATE FUNCTION cpq.user_access_permissions_as_of(ts timestamptz, p_site text DEFAULT NULL) RETURNS SETOF cpq.user_access_permissions
+CREATE OR REPLACE FUNCTION cpq.user_access_permissions_as_of(ts timestamptz) RETURNS SETOF cpq.user_access_permissions
 LANGUAGE sql STABLE AS $$
   SELECT user_id, type, variable_name, name, has_access, valid_from, site FROM cpq.user_access_permission_versions
-  WHERE valid_from <= ts AND valid_to > ts AND (p_site IS NULL OR site = p_site)
+  WHERE valid_from <= ts AND valid_to > ts
+  UNION ALL
+  SELECT user_id, type, variable_name, name, has_access, valid_from, site FROM cpq.user_access_permissions WHERE valid_from <= ts
+$$;
+CREATE FUNCTION cpq.user_access_permissions_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.user_access_permissions
+LANGUAGE sql STABLE AS $$
+  SELECT user_id, type, variable_name, name, has_access, valid_from, site FROM cpq.user_access_permission_versions
+  WHERE valid_from <= ts AND valid_to > ts AND site = p_site
   UNION ALL
   SELECT user_id, type, variable_name, name, has_access, valid_from, site FROM cpq.user_access_permissions
-  WHERE valid_from <= ts AND (p_site IS NULL OR site = p_site)
+  WHERE valid_from <= ts AND site = p_site
 $$;
 
-DROP FUNCTION cpq.groups_as_of(timestamptz);
-CREATE FUNCTION cpq.groups_as_of(ts timestamptz, p_site text DEFAULT NULL) RETURNS SETOF cpq.groups
+CREATE OR REPLACE FUNCTION cpq.groups_as_of(ts timestamptz) RETURNS SETOF cpq.groups
 LANGUAGE sql STABLE AS $$
   SELECT variable_name, label, type, first_seen_at, last_synced_at, valid_from, site FROM cpq.group_versions
-  WHERE valid_from <= ts AND valid_to > ts AND (p_site IS NULL OR site = p_site)
+  WHERE valid_from <= ts AND valid_to > ts
+  UNION ALL
+  SELECT variable_name, label, type, first_seen_at, last_synced_at, valid_from, site FROM cpq.groups WHERE valid_from <= ts
+$$;
+CREATE FUNCTION cpq.groups_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.groups
+LANGUAGE sql STABLE AS $$
+  SELECT variable_name, label, type, first_seen_at, last_synced_at, valid_from, site FROM cpq.group_versions
+  WHERE valid_from <= ts AND valid_to > ts AND site = p_site
   UNION ALL
   SELECT variable_name, label, type, first_seen_at, last_synced_at, valid_from, site FROM cpq.groups
-  WHERE valid_from <= ts AND (p_site IS NULL OR site = p_site)
+  WHERE valid_from <= ts AND site = p_site
 $$;
 
 -- The change log views.
@@ -169,9 +198,9 @@ SELECT c.id AS change_id, c.run_id, c.change, c.user_id, c.company_login, c.logi
 FROM cpq.user_changes c
 CROSS JOIN LATERAL jsonb_each(c.diff) d;
 
-DROP VIEW cpq.recent_changes;
-CREATE VIEW cpq.recent_changes AS
-SELECT c.*, floor(extract(epoch FROM now() - c.detected_at) / 86400)::int AS days_ago
+CREATE OR REPLACE VIEW cpq.recent_changes AS
+SELECT c.id, c.run_id, c.change, c.user_id, c.company_login, c.login, c.party_number, c.date_modified, c.detected_at, c.diff,
+       floor(extract(epoch FROM now() - c.detected_at) / 86400)::int AS days_ago, c.site
 FROM cpq.user_changes c;
 
 -- Reporting views: per site, groups joined by site and variable name.
@@ -239,7 +268,9 @@ BEGIN
   LOOP
     EXECUTE format('GRANT SELECT ON cpq.%I TO cpq_reader', r.relname);
   END LOOP;
-  GRANT EXECUTE ON FUNCTION cpq.users_as_of(timestamptz, text), cpq.user_groups_as_of(timestamptz, text),
+  GRANT EXECUTE ON FUNCTION cpq.users_as_of(timestamptz), cpq.user_groups_as_of(timestamptz),
+    cpq.user_access_permissions_as_of(timestamptz), cpq.groups_as_of(timestamptz),
+    cpq.users_as_of(timestamptz, text), cpq.user_groups_as_of(timestamptz, text),
     cpq.user_access_permissions_as_of(timestamptz, text), cpq.groups_as_of(timestamptz, text) TO cpq_reader;
   ALTER DEFAULT PRIVILEGES IN SCHEMA cpq GRANT SELECT ON TABLES TO cpq_reader;
 END
