@@ -115,6 +115,11 @@ describe('migration 0010 on a database of the release before sites', () => {
     for (const at of moments) answersBefore.push(await asOf(old, at));
     const changesBefore = await old.query(`SELECT id, run_id, change, user_id, login, diff FROM cpq.user_changes ORDER BY id`);
 
+    // Reports a warehouse built on the views and functions of the previous release.
+    await old.query(`CREATE VIEW public.weekly_changes AS SELECT id, login, days_ago FROM cpq.recent_changes`);
+    await old.query(`CREATE VIEW public.admins_then AS SELECT login FROM cpq.users_as_of('2030-01-01') WHERE is_user_admin_perm_enabled`);
+    await old.query(`CREATE VIEW public.history_rows AS SELECT id, valid_to FROM cpq.user_history`);
+
     // The upgrade.
     expect(await migrate(old.db)).toEqual(
       readdirSync(MIGRATIONS_DIR)
@@ -131,6 +136,10 @@ describe('migration 0010 on a database of the release before sites', () => {
       );
     }
     expect(await old.query(`SELECT name FROM cpq.sites`)).toEqual([{ name: 'default' }]);
+    // The reports built on the previous release still answer.
+    expect((await old.query(`SELECT count(*)::int AS n FROM public.weekly_changes`))[0]).toEqual({ n: changesBefore.length });
+    await old.query(`SELECT * FROM public.admins_then`);
+    await old.query(`SELECT * FROM public.history_rows`);
     // History: the same answers at every moment, and the same change log.
     for (const [i, at] of moments.entries()) expect(await asOf(old, at), at.toISOString()).toEqual(answersBefore[i]);
     for (const at of moments) expect(await asOf(old, at)).toEqual(await asOf(h.t, at));
