@@ -242,9 +242,10 @@ export class CpqHttpClient {
   /** Requests at once to the site, shared by everything this client reads. */
   readonly budget: RequestBudget;
   /**
-   * Keyset pages asked for and not yet used (in flight, or read and waiting for their turn),
-   * across every read of the site: twice CPQ_MAX_IN_FLIGHT, so that reading ahead keeps the
-   * budget busy without holding more pages in memory than that.
+   * Keyset pages asked for and not yet used (in flight, read and waiting for their turn, or being
+   * loaded), across every read of the site: CPQ_MAX_IN_FLIGHT + 1, so that reading ahead keeps
+   * the budget busy while a page is loaded, without holding more pages in memory than that (a
+   * sync's heap is sized for a few pages: the image caps it at 192 MB).
    */
   readonly readAhead: RequestBudget;
   private readonly policy: RetryPolicy;
@@ -264,7 +265,7 @@ export class CpqHttpClient {
     this.policy = { maxRetries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs, maxDelayMs: config.retryMaxDelayMs };
     this.dispatcher = dispatcherFor(config.ca);
     this.budget = new RequestBudget(config.maxInFlight);
-    this.readAhead = new RequestBudget(2 * config.maxInFlight);
+    this.readAhead = new RequestBudget(config.maxInFlight + 1);
   }
 
   /** A place in the site's request budget; an interruption while waiting for one ends the request. */

@@ -21,7 +21,9 @@ const GROWTH_ROUNDS = 4;
 export class RequestBudget {
   private allowance: number;
   private active = 0;
-  private readonly waiting: Array<() => void> = [];
+  private readonly waiting: Array<{ grant: () => void; signal: AbortSignal | undefined; reject: (reason: unknown) => void }> = [];
+  /** Per signal this budget listens to, a promise rejected when it aborts: one listener each, however many requests wait with it. */
+  private readonly aborts = new WeakMap<AbortSignal, Promise<never>>();
   private cuts = 0;
   private pausedUntil = 0;
   /** The most requests it ever let out at once. */
@@ -65,7 +67,9 @@ export class RequestBudget {
     };
     try {
       for (let wait = this.pausedUntil - this.now(); wait > 0; wait = this.pausedUntil - this.now()) {
-        await sleep(wait, undefined, signal ? { signal } : undefined);
+        // Unreferenced: an interrupted run's pause must not keep the process alive.
+        const paused = sleep(wait, undefined, { ref: false });
+        await (signal ? Promise.race([paused, this.whenAborted(signal)]) : paused);
       }
     } catch (err) {
       slot.release();
@@ -95,26 +99,34 @@ export class RequestBudget {
   }
 
   private queue(signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        const index = this.waiting.indexOf(grant);
-        if (index >= 0) this.waiting.splice(index, 1);
-        reject(signal?.reason as Error);
-      };
-      // The place is counted by wake() as it is handed over, so no later arrival can take it first.
-      const grant = () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      this.waiting.push(grant);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    if (signal) void this.whenAborted(signal);
+    // The place is counted by wake() as it is handed over, so no later arrival can take it first.
+    return new Promise<void>((resolve, reject) => this.waiting.push({ grant: resolve, signal, reject }));
+  }
+
+  private whenAborted(signal: AbortSignal): Promise<never> {
+    let aborted = this.aborts.get(signal);
+    if (!aborted) {
+      aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+      // Its one handler rejects the requests waiting with it.
+      aborted.catch(() => this.drop(signal));
+      this.aborts.set(signal, aborted);
+    }
+    return aborted;
+  }
+
+  /** Rejects every request waiting with an aborted signal, with its reason. */
+  private drop(signal: AbortSignal): void {
+    for (const waiter of this.waiting.filter((w) => w.signal === signal)) {
+      this.waiting.splice(this.waiting.indexOf(waiter), 1);
+      waiter.reject(signal.reason);
+    }
   }
 
   private wake(): void {
     while (this.active < this.limit && this.waiting.length > 0) {
       this.active++;
-      this.waiting.shift()!();
+      this.waiting.shift()!.grant();
     }
   }
 }
