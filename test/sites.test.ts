@@ -6,6 +6,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig, type AppConfig } from '../src/config.js';
 import { exportChanges, exportSnapshot, parseAfter } from '../src/history/export.js';
 import { CpqSimulator } from '../src/simulator/index.js';
+import { createPool } from '../src/db/database.js';
 import { registerSite } from '../src/db/sql/with-sync-lock.js';
 import { runSites } from '../src/sync/run-sites.js';
 import { cli } from './helpers/cli-process.js';
@@ -175,6 +176,19 @@ async function threeSites(simulators: CpqSimulator[], databaseUrl: string, extra
 }
 
 describe('many sites in one database', () => {
+  it("the sync's connections have the server probe them: a vanished worker's lock is freed in minutes", async ({ createDatabase }) => {
+    const t = await createDatabase();
+    const pool = createPool(t.url);
+    try {
+      const { rows } = await pool.query<{ idle: string; interval: string; count: string }>(
+        `SELECT current_setting('tcp_keepalives_idle') AS idle, current_setting('tcp_keepalives_interval') AS interval, current_setting('tcp_keepalives_count') AS count`,
+      );
+      expect(rows).toEqual([{ idle: '60', interval: '10', count: '6' }]);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('a new site registered by several sessions at once gets one lock number, and every session reads it', async ({ createDatabase }) => {
     const t = await createDatabase();
     for (let round = 0; round < 20; round++) {

@@ -26,7 +26,18 @@ export function redactUrl(url: string): string {
 }
 
 export function createPool(connectionString: string, max = 4): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: 'cpq-user-sync' });
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: 'cpq-user-sync',
+    // TCP keepalive both ways. A run's connection holds its site's lock: if the machine running
+    // it vanishes (a crash, a partition), the server probes the silent connection after a minute
+    // idle and drops it within about two, freeing the lock for another worker (the system's
+    // default is two hours). And a worker notices a server that vanished.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 60_000,
+    options: '-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6',
+  });
   // A client that loses its server must not crash the process, idle or checked out; the next
   // query on it reports the problem.
   pool.on('error', () => undefined);
