@@ -69,9 +69,10 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
   }
   let document: unknown;
   try {
-    // One parser for both: YAML 1.2 reads every JSON document. maxAliasCount bounds alias expansion
-    // (a "billion laughs" file).
-    document = parseYaml(text, { maxAliasCount: 100 });
+    // One parser for both: YAML 1.2 reads every JSON document. The failsafe schema keeps every
+    // scalar the text it is written as (a password 0012345 or a token of 23 digits is not turned
+    // into a number and back); maxAliasCount bounds alias expansion (a "billion laughs" file).
+    document = parseYaml(text, { schema: 'failsafe', maxAliasCount: 100 });
   } catch (err) {
     return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${err instanceof Error ? err.message.split('\n')[0] : 'error'})`] };
   }
@@ -129,12 +130,30 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
         errors.push(`${where(key)}: unknown key (known: name, ${Object.keys(SITE_KEYS).join(', ')}, oauth)`);
       else setting(key, variable, value);
     }
-    // A site that names any auth replaces the environment's auth whole.
+    // A site that names any auth replaces the environment's auth whole. One that names none takes
+    // the environment's, unless the environment's belongs to another host (CPQ_BASE_URL): one
+    // site's credentials are never sent to another's host.
     const namesAuth = Object.keys(overlay).some((variable) => AUTH_VARIABLES.includes(variable));
+    const envAuth = AUTH_VARIABLES.filter((variable) => env[variable]?.trim());
+    const siteOrigin = originOf(overlay['CPQ_BASE_URL'] ?? env['CPQ_BASE_URL']);
+    if (!namesAuth && envAuth.length > 0 && env['CPQ_BASE_URL'] && siteOrigin !== originOf(env['CPQ_BASE_URL'])) {
+      errors.push(
+        `${where()}: names no credentials, and those of the environment (${envAuth.join(', ')}) belong to CPQ_BASE_URL, another host: give the site its own (username, token or oauth)`,
+      );
+    }
     const merged = namesAuth ? Object.fromEntries(Object.entries(env).filter(([variable]) => !AUTH_VARIABLES.includes(variable))) : env;
     if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay } });
   });
   return { sites, errors };
+}
+
+/** A URL's origin (scheme, host, port), or undefined when it is not a URL. */
+function originOf(url: string | undefined): string | undefined {
+  try {
+    return url === undefined ? undefined : new URL(url).origin;
+  } catch {
+    return undefined;
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

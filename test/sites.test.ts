@@ -147,6 +147,22 @@ describe('CPQ_SITES_FILE', () => {
     expect(message).not.toContain('site "good"');
   });
 
+  test('every value is taken as written: a password of digits keeps its zeros, a long token its digits', () => {
+    const yaml = file('sites.yaml', '- name: a\n  baseUrl: https://a.example.com\n  username: 007\n  password: 0012345\n');
+    expect(loadConfig({ CPQ_SITES_FILE: yaml }).sites[0]!.cpq.auth).toEqual({ kind: 'basic', username: '007', password: '0012345' });
+    const json = file('sites.json', '[{"name": "b", "baseUrl": "https://b.example.com", "token": 12345678901234567890123}]');
+    expect(loadConfig({ CPQ_SITES_FILE: json }).sites[0]!.cpq.auth).toEqual({ kind: 'bearer', token: '12345678901234567890123' });
+  });
+
+  test('a site without credentials never takes those the environment has for another host', () => {
+    const sites = file('sites.yaml', '- name: same\n  baseUrl: https://prod.example.com/\n- name: client\n  baseUrl: https://client.example.org\n');
+    const env = { CPQ_SITES_FILE: sites, CPQ_BASE_URL: 'https://prod.example.com', CPQ_USERNAME: 'u', CPQ_PASSWORD: 'prod-secret' };
+    const message = configError(env);
+    expect(message).toContain('site "client": names no credentials, and those of the environment (CPQ_USERNAME, CPQ_PASSWORD) belong to CPQ_BASE_URL');
+    expect(message).not.toContain('site "same"');
+    expect(message).not.toContain('prod-secret');
+  });
+
   test('a file that cannot be read or parsed, or holds no list, is named', () => {
     expect(configError({ CPQ_SITES_FILE: '/nonexistent/sites.yaml' })).toContain('CPQ_SITES_FILE: cannot read /nonexistent/sites.yaml (ENOENT)');
     expect(configError({ CPQ_SITES_FILE: file('bad.yaml', 'sites: [unclosed') })).toMatch(/CPQ_SITES_FILE: .*bad\.yaml is not valid JSON or YAML/);
