@@ -1,12 +1,14 @@
 import 'dotenv/config';
 import { userInfo } from 'node:os';
 import { Command, Option } from 'commander';
+import type pg from 'pg';
 import { ConfigError, DEFAULT_SITE, loadConfig, selectSites, withCpq, type AppConfig } from './config.js';
 import { exportChanges, exportSnapshot, parseAfter, parseSince, type ExportFormat } from './history/export.js';
 import { verifyFile, writeOutput } from './output.js';
 import { forgetUser } from './sync/forget.js';
 import { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } from './sync/verify.js';
 import { openDatabase } from './db/connect.js';
+import { readSiteNames } from './db/sql/read-site-names.js';
 import { logAhead, migrate, requireMigrated } from './db/migrate.js';
 import { EXIT_CODES, SyncError, errorMessage, oneLine } from './errors.js';
 import { withHint } from './error-hints.js';
@@ -47,6 +49,20 @@ async function command(work: (config: AppConfig, log: Logger) => Promise<void>, 
     process.stderr.write(`cpq-sync: ${message}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
     process.exitCode = exitCodeOf(err);
+  }
+}
+
+/** --site names no run of this database knows: a typo is an error (exit code 2), not an empty report. */
+async function requireKnownSites(pool: pg.Pool, names: readonly string[] | undefined): Promise<void> {
+  if (!names?.length) return;
+  const known = await readSiteNames(pool).catch((err: unknown) => {
+    throw new SyncError('database', `database error: ${errorMessage(err)}`);
+  });
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `--site: no site named ${unknown.map((n) => `"${n}"`).join(', ')} has run against this database (sites: ${known.join(', ') || 'none yet'})`,
+    );
   }
 }
 
@@ -166,7 +182,7 @@ program
   .description('per site, the last runs and the cursor per stream; exit code 1 when the last run of a site failed (for alerts)')
   .option('--json', 'JSON for scripts instead of tables')
   .addOption(new Option('--limit <n>', 'how many runs to list per site').default('10'))
-  .option('--site <name...>', 'only these sites (default: every site that has run)')
+  .option('--site <name...>', 'only these sites (default: the configured sites, else every site that has run)')
   .action((opts: { json?: boolean; limit: string; site?: string[] }) =>
     command(
       async (config, log) => {
@@ -174,7 +190,10 @@ program
         if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000) throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
         const database = await openDatabase(config, log);
         try {
-          const report = await readStatus(database.pool, { limit, sites: opts.site ?? [] }).catch((err: unknown) => {
+          await requireKnownSites(database.pool, opts.site);
+          // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
+          const sites = opts.site ?? config.sites.map((s) => s.name);
+          const report = await readStatus(database.pool, { limit, sites }).catch((err: unknown) => {
             throw new SyncError('database', `database error: ${errorMessage(err)}`);
           });
           process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
@@ -220,6 +239,7 @@ program
         try {
           // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
           await requireMigrated(database.pool);
+          await requireKnownSites(database.pool, opts.site);
           const { changes, watermark } = await writeOutput(
             opts.out,
             (out) => exportChanges(database.pool, from, opts.format, out, opts.site ?? []),
@@ -261,6 +281,7 @@ program
         try {
           // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
           await requireMigrated(database.pool);
+          await requireKnownSites(database.pool, opts.site);
           const { runs, users } = await writeOutput(
             opts.out,
             (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),

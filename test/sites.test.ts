@@ -331,6 +331,9 @@ describe('many sites in one database', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('--site: no site is named "four" (sites: one, two, three)');
 
+    const typo = await cli(['status', '--site', 'tow'], { DATABASE_URL: t.url });
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('--site: no site named "tow" has run against this database (sites: one, three, two)');
     const status = await cli(['status', '--json'], { DATABASE_URL: t.url });
     expect(status.code).toBe(1);
     const report = JSON.parse(status.stdout) as { sites: { site: string; lastRunFailed: boolean; runs: unknown[] }[] };
