@@ -20,6 +20,10 @@ export const REDACT_PATHS = [
   'config.cpq.auth',
   'cpq.auth',
   'auth',
+  // A site of CPQ_SITES_FILE, alone or in the configuration's list.
+  'site.cpq.auth',
+  'sites[*].cpq.auth',
+  'config.sites[*].cpq.auth',
 ];
 
 export interface LoggerOptions {
