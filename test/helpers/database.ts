@@ -7,11 +7,13 @@ import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
 import { SITE_LOCK_CLASS, registerSite } from '../../src/db/sql/with-sync-lock.js';
 
 /**
- * The tables a run writes outside its transaction, failed or not, as an SQL list: the run record,
- * the site it registers on its first run (its lock number) and the scheduled ticks workers claim.
+ * The tables about runs rather than users, as an SQL list: those a run writes outside its
+ * transaction, failed or not (the run record, the site it registers on its first run, the
+ * scheduled ticks workers claim), and what a successful run records of itself (its per-company
+ * counts and its seal, which name the run and differ between two runs of the same data).
  * Comparisons of "the data" leave them out.
  */
-export const RUN_BOOKKEEPING_TABLES = `'sync_runs', 'sites', 'scheduled_ticks'`;
+export const RUN_BOOKKEEPING_TABLES = `'sync_runs', 'sites', 'scheduled_ticks', 'run_company_counts', 'run_seals'`;
 
 /** The names of every migration of this release, in order: what migrating an empty database applies. */
 export const ALL_MIGRATIONS = readdirSync(MIGRATIONS_DIR)
