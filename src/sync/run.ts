@@ -63,7 +63,7 @@ export interface SyncDeps {
   log: Logger;
 }
 
-/** A run that inserted at least this many users analyzes the tables it filled. */
+/** A run that inserted at least this many users analyzes the tables it filled, once committed. */
 const ANALYZE_AFTER_INSERTS = 10_000;
 
 /**
@@ -155,6 +155,11 @@ export class SyncRun {
       const result = await this.inTransaction(client, runId, runLog);
       await client.query('COMMIT');
       runLog.info({ ...result, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
+      // After the commit: ANALYZE holds a lock on the tables until its transaction ends, which
+      // inside the run would make another site's run finishing meanwhile wait for this one.
+      if (result.inserted >= ANALYZE_AFTER_INSERTS) {
+        await analyzeUserTables(client).catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not analyze the user tables'));
+      }
       return { ...result, seconds: seconds() };
     } catch (err) {
       await this.stager?.abandon();
@@ -269,7 +274,6 @@ export class SyncRun {
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, log);
     await this.saveCursors(client, runId);
-    if (counts.inserted >= ANALYZE_AFTER_INSERTS) await analyzeUserTables(client);
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
 
     const modes = new Set(this.progress.map((p) => p.report.mode));

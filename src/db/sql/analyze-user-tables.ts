@@ -8,5 +8,5 @@ import type pg from 'pg';
  * raw would take seconds.
  */
 export async function analyzeUserTables(client: pg.PoolClient): Promise<void> {
-  await client.query('ANALYZE cpq.users (id, company_login, login, deleted_at, first_seen_run_id), cpq.user_groups, cpq.user_access_permissions');
+  await client.query('ANALYZE cpq.users (id, site, company_login, login, deleted_at, first_seen_run_id), cpq.user_groups, cpq.user_access_permissions');
 }
