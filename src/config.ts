@@ -108,6 +108,7 @@ const envSchema = z.object({
   CPQ_CONCURRENCY: integer(4, 1, 64),
   CPQ_MAX_IN_FLIGHT: integer(4, 1, 64),
   CPQ_KEY_RANGES: integer(8, 1, 64),
+  CPQ_SPLIT_SLOWER_THAN: duration('500ms'),
   CPQ_REQUEST_TIMEOUT: duration('60s'),
   CPQ_MAX_RETRIES: integer(6, 0, 50),
   CPQ_RETRY_BASE_DELAY: duration('500ms'),
@@ -195,6 +196,8 @@ export interface CpqConfig {
   maxInFlight: number;
   /** Most key ranges a large company (or incremental window) is split into, read in parallel. */
   keyRanges: number;
+  /** A read is split into key ranges only when its first page took at least this long (ms). */
+  splitSlowerThanMs: number;
   requestTimeoutMs: number;
   maxRetries: number;
   retryBaseDelayMs: number;
@@ -211,6 +214,8 @@ export interface SiteConfig {
   cpq: CpqConfig;
   cron: string;
   timezone: string;
+  /** The alert rules of its runs: the environment's, or the site's own. */
+  alerts: AlertRuleSettings;
 }
 
 /** The site the environment alone defines, and the site of every row a single-site release wrote. */
@@ -258,7 +263,7 @@ export interface AppConfig {
 export const ALERT_RULE_NAMES = ['admin_flag', 'group_membership', 'access_permission', 'integration_user', 'user_restored'] as const;
 export type AlertRule = (typeof ALERT_RULE_NAMES)[number];
 
-/** Which alerts a run computes: ALERT_RULES and ALERT_GROUPS, the part a site may override (see alertRulesFor). */
+/** Which alerts a run computes: ALERT_RULES and ALERT_GROUPS, which a site may set for itself (alertRules, alertGroups). */
 export interface AlertRuleSettings {
   rules: readonly AlertRule[];
   /** Glob patterns (`*`, `?`) on group variable names, matched ignoring case. */
@@ -332,9 +337,8 @@ function resolveAuth(env: Env, parsed: z.infer<typeof envSchema>): CpqAuthConfig
 }
 
 /** The ALERT_* settings; the webhook needs its secret, for every alert is signed. */
-function alertsConfigFrom(env: Env, parsed: z.infer<typeof envSchema>): AlertsConfig {
-  const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE')?.trim();
-  const key = secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE');
+/** ALERT_RULES and ALERT_GROUPS: the environment's, or a site's (alertRules, alertGroups) laid over them. */
+function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
   const names = parsed.ALERT_RULES.split(',')
     .map((r) => r.trim().toLowerCase())
     .filter((r) => r !== '');
@@ -344,6 +348,12 @@ function alertsConfigFrom(env: Env, parsed: z.infer<typeof envSchema>): AlertsCo
   const groups = parsed.ALERT_GROUPS.split(',')
     .map((g) => g.trim())
     .filter((g) => g !== '');
+  return { rules, groups };
+}
+
+function alertsConfigFrom(env: Env, parsed: z.infer<typeof envSchema>): AlertsConfig {
+  const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE')?.trim();
+  const key = secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE');
   let webhook: AlertsConfig['webhook'];
   if (url) {
     // Neither the URL nor the secret goes into a message: a Slack webhook URL is a credential.
@@ -365,7 +375,7 @@ function alertsConfigFrom(env: Env, parsed: z.infer<typeof envSchema>): AlertsCo
   }
   return {
     webhook,
-    rules: { rules, groups },
+    rules: alertRuleSettingsFrom(parsed),
     retryBaseDelayMs: parsed.ALERT_RETRY_BASE_DELAY,
     retryMaxDelayMs: Math.max(parsed.ALERT_RETRY_MAX_DELAY, parsed.ALERT_RETRY_BASE_DELAY),
     retryEveryMs: parsed.ALERT_RETRY_EVERY,
@@ -427,6 +437,7 @@ export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefine
     concurrency: parsed.CPQ_CONCURRENCY,
     maxInFlight: parsed.CPQ_MAX_IN_FLIGHT,
     keyRanges: parsed.CPQ_KEY_RANGES,
+    splitSlowerThanMs: parsed.CPQ_SPLIT_SLOWER_THAN,
     requestTimeoutMs: parsed.CPQ_REQUEST_TIMEOUT,
     maxRetries: parsed.CPQ_MAX_RETRIES,
     retryBaseDelayMs: parsed.CPQ_RETRY_BASE_DELAY,
@@ -454,7 +465,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     throw new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)');
   }
   const schedule = { cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE };
-  const sites: SiteConfig[] = sitesFile ? loadSitesFile(sitesFile, env) : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule }] : [];
+  const alerts = alertsConfigFrom(env, parsed);
+  const sites: SiteConfig[] = sitesFile ? loadSitesFile(sitesFile, env) : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule, alerts: alerts.rules }] : [];
   return {
     ...(parsed.DATABASE_URL ? { databaseUrl: parsed.DATABASE_URL } : {}),
     dataDir: parsed.DATA_DIR,
@@ -477,7 +489,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     },
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
-    alerts: alertsConfigFrom(env, parsed),
+    alerts,
   };
 }
 
@@ -498,7 +510,8 @@ function loadSitesFile(file: string, env: Env): SiteConfig[] {
       const cron = validateDetailed(parsed.SYNC_CRON);
       if (!cron.valid) problems.push(`cron: "${parsed.SYNC_CRON}" is not a cron expression`);
       if (!isTimeZone(parsed.SYNC_TIMEZONE)) problems.push(`timezone: "${parsed.SYNC_TIMEZONE}" is not an IANA time zone such as UTC or Europe/Berlin`);
-      if (cpq && problems.length === 0) sites.push({ name: overlay.name, cpq, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE });
+      const alerts = alertRuleSettingsFrom(parsed);
+      if (cpq && problems.length === 0) sites.push({ name: overlay.name, cpq, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts });
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       problems.push(...err.message.replace(/^invalid configuration: /, '').split('; '));

@@ -23,6 +23,8 @@ const SITE_KEYS: Record<string, string> = {
   caFile: 'CPQ_CA_FILE',
   cron: 'SYNC_CRON',
   timezone: 'SYNC_TIMEZONE',
+  alertRules: 'ALERT_RULES',
+  alertGroups: 'ALERT_GROUPS',
   username: 'CPQ_USERNAME',
   password: 'CPQ_PASSWORD',
   passwordFile: 'CPQ_PASSWORD_FILE',
@@ -48,7 +50,7 @@ const KEY_OF_VARIABLE = new Map<string, string>([
 
 /** Rewrites the variable names in a message of the environment's validation into the site's keys. */
 export function siteKeysIn(message: string): string {
-  return message.replace(/\b(?:CPQ|SYNC)_[A-Z_]+\b/g, (name) => KEY_OF_VARIABLE.get(name) ?? name);
+  return message.replace(/\b(?:CPQ|SYNC|ALERT)_[A-Z_]+\b/g, (name) => KEY_OF_VARIABLE.get(name) ?? name);
 }
 
 export interface SiteOverlay {

@@ -288,6 +288,46 @@ describe('many sites in one database', () => {
     expect(amerOnly).toHaveLength(1 + perSite.find((s) => s.site === 'amer')!.users);
   });
 
+  it("alert rules per site: a site may set its own (alertRules, alertGroups), the others take the environment's", async ({ createDatabase }) => {
+    const t = await createDatabase();
+    const sims = [0, 1].map((i) => new CpqSimulator({ seed: i + 1, partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }));
+    simulators.push(...sims);
+    const urls = await Promise.all(sims.map((s) => s.start()));
+    const sitesFile = file(
+      'sites.yaml',
+      `- {name: quiet, baseUrl: "${urls[0]}", alertRules: none}
+- {name: loud, baseUrl: "${urls[1]}"}
+`,
+    );
+    const config = loadConfig({
+      CPQ_SITES_FILE: sitesFile,
+      DATABASE_URL: t.url,
+      // Nobody listens: the alerts stay pending in the outbox, which is what this test reads.
+      ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/alerts',
+      ALERT_WEBHOOK_SECRET: 's',
+      ALERT_GROUPS: 'ops*',
+    });
+    expect(config.sites.map((s) => [s.name, s.alerts.rules.length, s.alerts.groups])).toEqual([
+      ['quiet', 0, ['ops*']],
+      ['loud', 5, ['ops*']],
+    ]);
+    const deps = { pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) };
+    await runSites(deps, config.sites, {}, 2);
+    for (const sim of sims) {
+      const user = sim.users('_host')[0]!;
+      sim.updateUser('_host', String(user.login), { isUserAdminPermEnabled: user.isUserAdminPermEnabled !== true });
+    }
+    const second = await runSites(deps, config.sites, {}, 2);
+    expect(second.map((o) => [o.site, o.result?.updated])).toEqual([
+      ['quiet', 1],
+      ['loud', 1],
+    ]);
+    expect(await t.query(`SELECT site, rule FROM cpq.alert_outbox`)).toEqual([{ site: 'loud', rule: 'admin_flag' }]);
+    expect(configError({ CPQ_SITES_FILE: file('bad.yaml', `- {name: x, baseUrl: "${urls[0]}", alertRules: loudest}`) })).toContain(
+      'site "x", alertRules: unknown rule loudest',
+    );
+  });
+
   it('a site with bad credentials fails alone: the others commit; run exits non-zero naming it; status is per site', async ({ createDatabase }) => {
     const t = await createDatabase();
     for (let i = 0; i < 3; i++) {

@@ -272,7 +272,7 @@ export class SyncRun {
     };
     const deletable = await deletableCompanies(client, runId, guard);
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
-    await recordAlerts(client, runId, config.alerts, log);
+    await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
     await this.saveCursors(client, runId);
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
 
