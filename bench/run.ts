@@ -334,6 +334,7 @@ async function main() {
     CPQ_INTEGRATION_USERS: 'off',
     CPQ_EXPORT_FORMAT: format,
     DATABASE_URL: databaseUrl,
+    ...args.settings,
   });
 
   const results: Measured[] = [];

@@ -54,6 +54,7 @@ describe('a read split into key ranges', () => {
               CPQ_COMPANIES: COMPANIES.join(','),
               CPQ_PAGE_SIZE: String(s.pageSize),
               CPQ_KEY_RANGES: String(s.keyRanges),
+              CPQ_SPLIT_SLOWER_THAN: '0ms',
               CPQ_MAX_IN_FLIGHT: String(s.maxInFlight),
             },
           );
@@ -110,7 +111,10 @@ describe('a read split into key ranges', () => {
   );
 
   it('splits a large company into ranges read at once, and reads every user once on a first load', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '5', CPQ_KEY_RANGES: '4' });
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '5', CPQ_KEY_RANGES: '4', CPQ_SPLIT_SLOWER_THAN: '0ms' },
+    );
     const result = await h.sync();
     expect(result).toMatchObject({ inserted: 60, warnings: [] });
     expect(result.streams).toEqual([expect.objectContaining({ received: 60, totalResults: 60, shortRead: false })]);
@@ -126,8 +130,25 @@ describe('a read split into key ranges', () => {
     await expectInSync(h);
   });
 
+  it('splits only a read whose first page took CPQ_SPLIT_SLOWER_THAN or longer', async ({ startHarness }) => {
+    const fast = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '5', CPQ_KEY_RANGES: '4' });
+    await fast.sync();
+    expect(rangeRequests(fast)).toHaveLength(0);
+    await expectInSync(fast);
+    const slow = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0, latency: { fixedMs: 60 } },
+      { CPQ_PAGE_SIZE: '5', CPQ_KEY_RANGES: '4', CPQ_SPLIT_SLOWER_THAN: '50ms' },
+    );
+    await slow.sync();
+    expect(rangeRequests(slow).length).toBeGreaterThan(0);
+    await expectInSync(slow);
+  });
+
   it('splits a large incremental window the same way', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '3' });
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 40, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '3', CPQ_SPLIT_SLOWER_THAN: '0ms' },
+    );
     await h.sync();
     const logins = loginsOf(h, '_host');
     for (const login of logins.slice(0, 30)) h.sim.updateUser('_host', login, { jobTitle: 'moved' });
@@ -141,7 +162,10 @@ describe('a read split into key ranges', () => {
   });
 
   it('a range cut short makes the read short: a warning, and nothing is marked deleted', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '3' });
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 40, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '3', CPQ_SPLIT_SLOWER_THAN: '0ms' },
+    );
     await h.sync();
     const gone = loginsOf(h, '_host')[2]!;
     h.sim.deleteUser('_host', gone);

@@ -98,7 +98,7 @@ describe('a run within the request budget', () => {
   it('never has more than CPQ_MAX_IN_FLIGHT requests at once across companies and key ranges, and uses them', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 3, usersPerCompany: 40, integrationUsers: 0, latency: { fixedMs: 15, perUserMs: 1 } },
-      { CPQ_COMPANIES: '*', CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '6', CPQ_CONCURRENCY: '4', CPQ_MAX_IN_FLIGHT: '3' },
+      { CPQ_COMPANIES: '*', CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '6', CPQ_SPLIT_SLOWER_THAN: '0ms', CPQ_CONCURRENCY: '4', CPQ_MAX_IN_FLIGHT: '3' },
     );
     const result = await h.sync();
     expect(result.inserted).toBe(160);
@@ -110,7 +110,7 @@ describe('a run within the request budget', () => {
   it('a site that serves fewer at once: its 429s cut the budget, and the run completes', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 1, usersPerCompany: 60, integrationUsers: 0, latency: { fixedMs: 10 }, maxInFlight: 2, retryAfterSeconds: 0 },
-      { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '8', CPQ_MAX_IN_FLIGHT: '8', CPQ_MAX_RETRIES: '10' },
+      { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '8', CPQ_SPLIT_SLOWER_THAN: '0ms', CPQ_MAX_IN_FLIGHT: '8', CPQ_MAX_RETRIES: '10' },
     );
     const result = await h.sync();
     expect(result.inserted).toBe(120);
@@ -193,7 +193,7 @@ describe('overlap', () => {
     try {
       const cpq = loadConfig({ CPQ_BASE_URL: baseUrl, CPQ_ALLOW_INSECURE_HTTP: 'true' }).cpq!;
       const client = new CpqHttpClient(cpq, createAuthenticator({ kind: 'none' }, 5_000), pino({ level: 'silent' }));
-      const pages = keysetPages(client, { path: HOST_USERS, query: {}, filter: undefined, pageSize: 5 }, 1);
+      const pages = keysetPages(client, { path: HOST_USERS, query: {}, filter: undefined, pageSize: 5 });
       const first = await pages.next();
       expect(first.done).toBe(false);
       // The first page is not used yet: the second was asked for all the same.

@@ -27,6 +27,8 @@ export interface JsonResponse {
   status: number;
   url: string;
   body: unknown;
+  /** From sending the request that answered to its body read (the site's and the network's time, no wait for the budget). */
+  ms: number;
 }
 
 /** Retry-After in seconds or as an HTTP date, in milliseconds from now; undefined when absent or unreadable. */
@@ -302,10 +304,10 @@ export class CpqHttpClient {
    * larger than CPQ_MAX_PAGE_BYTES fails as 'data' while it is read, without retrying.
    */
   async getJson(url: string, options: { allow404?: boolean } = {}): Promise<JsonResponse> {
-    return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response) => {
+    return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response, _stall, sentAt) => {
       if (response.status === 404 && options.allow404) {
         await response.body?.cancel();
-        return { status: 404, url, body: undefined };
+        return { status: 404, url, body: undefined, ms: performance.now() - sentAt };
       }
       if (!response.ok) {
         const text = await readHead(response, 4096);
@@ -315,7 +317,7 @@ export class CpqHttpClient {
       }
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
       try {
-        return { status: response.status, url, body: parseExactJson(text) };
+        return { status: response.status, url, body: parseExactJson(text), ms: performance.now() - sentAt };
       } catch (err) {
         const what =
           /^\s*</.test(text) || /html/i.test(response.headers.get('content-type') ?? '')
@@ -389,7 +391,7 @@ export class CpqHttpClient {
   private async withRetries<T>(
     url: string,
     request: { accept: string; deadlineMs?: number; stallMs?: number },
-    handle: (response: Response, stall: StallTimer) => Promise<T>,
+    handle: (response: Response, stall: StallTimer, sentAt: number) => Promise<T>,
   ): Promise<T> {
     const { accept, deadlineMs, stallMs } = request;
     let renewedAuth = false;
@@ -411,6 +413,7 @@ export class CpqHttpClient {
           { headers: { accept, ...(authorization ? { authorization } : {}) }, signal: AbortSignal.any(limits), redirect: 'manual' },
           this.dispatcher,
         );
+        const sentAt = performance.now();
         let response = await fetch(url, init);
         for (let hops = 0; REDIRECT_STATUSES.has(response.status) && response.headers.has('location'); hops++) {
           await response.body?.cancel();
@@ -434,7 +437,7 @@ export class CpqHttpClient {
           waitMs = retryAfterMs(response.headers.get('retry-after'));
           if (SLOW_DOWN_STATUSES.has(response.status)) this.budget.slowDown(slot);
         } else {
-          const result = await handle(response, stall);
+          const result = await handle(response, stall, sentAt);
           this.budget.succeeded();
           return result;
         }

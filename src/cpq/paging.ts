@@ -71,6 +71,16 @@ interface ReadPage {
   range: KeyRange | undefined;
   /** Its place in the client's read-ahead, given back once the page was used. */
   slot: Slot;
+  /** How long the site took to answer it. */
+  ms: number;
+}
+
+/** When a read is split into key ranges (see keysetPages). */
+export interface SplitPolicy {
+  /** Most ranges; 1 never splits. */
+  keyRanges: number;
+  /** Only a read whose first page took at least this long (ms) is split. */
+  slowerThanMs: number;
 }
 
 /** q of the request: the collection's own filter and the login conditions, each conjunct a single comparison as in Oracle's examples. */
@@ -107,7 +117,8 @@ function requestPage(
   });
   const page = client.readAheadSlot(url).then(async (slot) => {
     try {
-      return { url, range, slot, ...readCollection(url, (await client.getJson(url)).body) };
+      const response = await client.getJson(url);
+      return { url, range, slot, ms: response.ms, ...readCollection(url, response.body) };
     } catch (err) {
       slot.release();
       throw err;
@@ -184,22 +195,34 @@ function increasing(logins: string[]): boolean {
 /**
  * The pages of several sources as each arrives, one pull per source at a time: a source is asked
  * for its next page only once its previous one was handed over, so each holds at most the page
- * it prefetched.
+ * it prefetched. Arrivals are queued rather than raced: Promise.race over sources that stay
+ * pending for long would leave a reaction on each of them per page, each holding that page.
  */
 async function* interleave<T>(sources: AsyncGenerator<T>[]): AsyncGenerator<T> {
-  const pending = new Map<number, Promise<{ source: number; result: IteratorResult<T> }>>();
+  const arrived: Array<{ source: number; result: IteratorResult<T> } | { error: unknown }> = [];
+  let wake: (() => void) | undefined;
   const pull = (source: number) => {
-    const next = sources[source]!.next().then((result) => ({ source, result }));
-    next.catch(() => undefined);
-    pending.set(source, next);
+    const settled = (entry: (typeof arrived)[number]) => {
+      arrived.push(entry);
+      wake?.();
+      wake = undefined;
+    };
+    sources[source]!.next().then(
+      (result) => settled({ source, result }),
+      (error: unknown) => settled({ error }),
+    );
   };
   sources.forEach((_, source) => pull(source));
-  while (pending.size > 0) {
-    const { source, result } = await Promise.race(pending.values());
-    pending.delete(source);
-    if (result.done) continue;
-    yield result.value;
-    pull(source);
+  for (let open = sources.length; open > 0;) {
+    if (arrived.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+    const entry = arrived.shift()!;
+    if ('error' in entry) throw entry.error;
+    if (entry.result.done) {
+      open--;
+      continue;
+    }
+    yield entry.result.value;
+    pull(entry.source);
   }
 }
 
@@ -210,7 +233,9 @@ async function* interleave<T>(sources: AsyncGenerator<T>[]): AsyncGenerator<T> {
  * its position relative to the cursor never changes. Edited users may be read twice; the
  * loader keeps the last copy.
  *
- * A large read is split into up to `keyRanges` key ranges read in parallel. The first page is read
+ * A large read from a slow site (its first page took at least `split.slowerThanMs`) is split into
+ * up to `split.keyRanges` key ranges read in parallel: from a fast one, the loader is the slower
+ * side, and more pages at once would only take memory. The first page is read
  * alone (it says how many users there are, totalResults); the logins at evenly spaced offsets of
  * the rest (a whole number of pages apart), read with cheap probes, are the boundaries b1 < ... < bn, all after the first page's
  * last login L: the ranges are (L, b1), [b1, b2) ... [bn, +inf), read with `$gt`/`$gte` and `$lt`.
@@ -221,13 +246,18 @@ async function* interleave<T>(sources: AsyncGenerator<T>[]): AsyncGenerator<T> {
  * as one range. The pages of all ranges are handed over as they arrive, each range's in login
  * order.
  */
-export async function* keysetPages(client: CpqHttpClient, request: CollectionRequest, keyRanges = 1): AsyncGenerator<Page> {
+export async function* keysetPages(
+  client: CpqHttpClient,
+  request: CollectionRequest,
+  split: SplitPolicy = { keyRanges: 1, slowerThanMs: 0 },
+): AsyncGenerator<Page> {
   const first = await requestPage(client, request, undefined, undefined, true);
   const totalResults = first.totalResults;
   const last = nextAfter(first, undefined);
   const remaining = last === undefined || totalResults === undefined ? 0 : Math.max(0, totalResults - first.items.length);
   // Ranges of whole pages, the last one shorter: a range of 2.5 pages would cost a third request for half a page's users.
   const remainingPages = Math.ceil(remaining / request.pageSize);
+  const keyRanges = first.ms >= split.slowerThanMs ? split.keyRanges : 1;
   const pagesPerRange = Math.ceil(remainingPages / Math.max(1, Math.min(keyRanges, remainingPages)));
   const parts = pagesPerRange === 0 ? 0 : Math.ceil(remainingPages / pagesPerRange);
   let index = 0;

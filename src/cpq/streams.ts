@@ -19,7 +19,7 @@ const dateFilter = (since: Date | undefined) => (since ? { dateModified: { $gte:
 
 const companyUsersPath = (config: CpqConfig, company: string) => `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`;
 
-/** Users of one company (`_host` or a partner organization login), with groups and access permissions; a large read split into up to CPQ_KEY_RANGES key ranges. */
+/** Users of one company (`_host` or a partner organization login), with groups and access permissions; a large read from a slow site split into up to CPQ_KEY_RANGES key ranges. */
 export function companyUserPages(client: CpqHttpClient, config: CpqConfig, company: string, since: Date | undefined): AsyncGenerator<Page> {
   return keysetPages(
     client,
@@ -29,7 +29,7 @@ export function companyUserPages(client: CpqHttpClient, config: CpqConfig, compa
       filter: dateFilter(since),
       pageSize: config.pageSize,
     },
-    config.keyRanges,
+    { keyRanges: config.keyRanges, slowerThanMs: config.splitSlowerThanMs },
   );
 }
 
