@@ -245,9 +245,9 @@ export class CpqHttpClient {
   readonly budget: RequestBudget;
   /**
    * Keyset pages asked for and not yet used (in flight, read and waiting for their turn, or being
-   * loaded), across every read of the site: CPQ_MAX_IN_FLIGHT + 1, so that reading ahead keeps
-   * the budget busy while a page is loaded, without holding more pages in memory than that (a
-   * sync's heap is sized for a few pages: the image caps it at 192 MB).
+   * loaded), across every read of the site: CPQ_MAX_IN_FLIGHT, as many as companies were read at
+   * once before pages were read ahead (a sync's heap is sized for a few pages: the image caps it
+   * at 192 MB, which CPQ_MAX_IN_FLIGHT + 1 exceeded with four companies of 25,000 users).
    */
   readonly readAhead: RequestBudget;
   private readonly policy: RetryPolicy;
@@ -267,7 +267,7 @@ export class CpqHttpClient {
     this.policy = { maxRetries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs, maxDelayMs: config.retryMaxDelayMs };
     this.dispatcher = dispatcherFor(config.ca);
     this.budget = new RequestBudget(config.maxInFlight);
-    this.readAhead = new RequestBudget(config.maxInFlight + 1);
+    this.readAhead = new RequestBudget(config.maxInFlight);
   }
 
   /** A place in the site's request budget; an interruption while waiting for one ends the request. */
@@ -401,12 +401,19 @@ export class CpqHttpClient {
       let waitMs: number | undefined;
       const stall = new StallTimer();
       const slot = await this.slot(url);
+      // A timer cleared when the attempt ends, unlike AbortSignal.timeout, which keeps the
+      // request's abort listeners (and what they hold) alive until it fires.
+      const deadline = new AbortController();
+      const deadlineTimer =
+        deadlineMs === undefined
+          ? undefined
+          : setTimeout(() => deadline.abort(new DOMException('no response within the request timeout', 'TimeoutError')), deadlineMs);
       try {
         const authorization = await this.auth.authorization();
         if (authorization) this.sentAuthorizations.add(authorization);
         this.stats.requests++;
         const limits: AbortSignal[] = [stall.signal];
-        if (deadlineMs !== undefined) limits.push(AbortSignal.timeout(deadlineMs));
+        if (deadlineMs !== undefined) limits.push(deadline.signal);
         if (stallMs !== undefined) stall.restart(stallMs);
         if (this.signal) limits.push(this.signal);
         const init = withDispatcher(
@@ -462,6 +469,7 @@ export class CpqHttpClient {
           this.log.warn({ url, attempt: attempt + 1, error: reason }, 'request failed; retrying');
         }
       } finally {
+        clearTimeout(deadlineTimer);
         slot.release();
       }
       if (waitMs !== undefined && waitMs > this.policy.maxDelayMs) {

@@ -143,7 +143,8 @@ function nextAfter(page: ReadPage, after: string | undefined): string | undefine
  * The pages of one key range from `pending` (its first page, already requested) on. Each next
  * page is requested as soon as the last login of the previous one is known, before the previous
  * page is handed over: CPQ builds it while this one is processed. A page's read-ahead place is
- * given back when the next one is asked for: it has been used.
+ * given back when the next one is asked for: it has been used. `pending` is the loop's own
+ * variable: a second one would keep the range's first page alive for as long as the range is read.
  */
 async function* rangePages(
   client: CpqHttpClient,
@@ -152,11 +153,10 @@ async function* rangePages(
   pending: Promise<ReadPage>,
   after: string | undefined,
 ): AsyncGenerator<ReadPage> {
-  let next = pending;
   for (;;) {
-    const page = await next;
+    const page = await pending;
     const last = nextAfter(page, after);
-    if (last !== undefined) next = requestPage(client, request, range, last, false);
+    if (last !== undefined) pending = requestPage(client, request, range, last, false);
     try {
       yield page;
     } finally {
@@ -251,7 +251,9 @@ export async function* keysetPages(
   request: CollectionRequest,
   split: SplitPolicy = { keyRanges: 1, slowerThanMs: 0 },
 ): AsyncGenerator<Page> {
-  const first = await requestPage(client, request, undefined, undefined, true);
+  // Dropped once handed over: a read holds no page longer than it is used.
+  let first: ReadPage | undefined = await requestPage(client, request, undefined, undefined, true);
+  const firstSize = first.items.length;
   const totalResults = first.totalResults;
   const last = nextAfter(first, undefined);
   const remaining = last === undefined || totalResults === undefined ? 0 : Math.max(0, totalResults - first.items.length);
@@ -282,13 +284,17 @@ export async function* keysetPages(
   if (parts < 2) {
     const rest = rangePages(client, request, undefined, requestPage(client, request, undefined, last, false), last);
     yield* handOver(first);
+    // eslint-disable-next-line no-useless-assignment -- not for later statements: it lets the page go while the read goes on
+    first = undefined;
     for await (const page of rest) yield numbered(page);
     return;
   }
-  const offsets = Array.from({ length: parts - 1 }, (_, k) => first.items.length + (k + 1) * pagesPerRange * request.pageSize);
+  const offsets = Array.from({ length: parts - 1 }, (_, k) => firstSize + (k + 1) * pagesPerRange * request.pageSize);
   const probed = probeLogins(client, request, offsets);
   probed.catch(() => undefined);
   yield* handOver(first);
+  // eslint-disable-next-line no-useless-assignment -- not for later statements: it lets the page go while the read goes on
+  first = undefined;
   const probes = await probed;
   const bounds = increasing([last, ...probes]) ? probes : [];
   const ranges: KeyRange[] = [undefined, ...bounds].map((from, i) => ({
