@@ -108,7 +108,7 @@ const envSchema = z.object({
   CPQ_CONCURRENCY: integer(4, 1, 64),
   CPQ_MAX_IN_FLIGHT: integer(4, 1, 64),
   CPQ_KEY_RANGES: integer(8, 1, 64),
-  CPQ_SPLIT_SLOWER_THAN: duration('500ms'),
+  CPQ_SPLIT_SLOWER_THAN: duration('1s'),
   CPQ_REQUEST_TIMEOUT: duration('60s'),
   CPQ_MAX_RETRIES: integer(6, 0, 50),
   CPQ_RETRY_BASE_DELAY: duration('500ms'),
