@@ -9,7 +9,8 @@ const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 describe('failures', () => {
   it('retries 503 and 429, obeying Retry-After in seconds and as an HTTP date', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    // A Retry-After longer than CPQ_RETRY_MAX_DELAY (the harness's 50ms) fails the run: test/request-budget.test.ts.
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { CPQ_RETRY_MAX_DELAY: '5s' });
     const path = '/rest/v16/companies/_host/users';
     const retryAt = new Date(Date.now() + 3000).toUTCString();
     h.sim.addFault({ match: { path }, times: 1, status: 503, headers: { 'retry-after': '1' } });
