@@ -31,7 +31,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
  * not started by then makes the benchmark fail rather than measure a late start.
  */
 const TICK_LEAD_MS = 10_000;
-/** How often the database is asked whether every site has synced (and RSS read nowhere else: VmHWM is kept by the kernel). */
+/** How often the database is asked whether every site has synced. (Peak RSS needs no sampling: the kernel keeps VmHWM.) */
 const POLL_MS = 200;
 
 interface Args {
@@ -150,12 +150,14 @@ async function scheduleScenario(
   freshDatabase: FreshDatabase,
   childEnv: Record<string, string>,
 ): Promise<ScheduleResult> {
+  const sitesFile = join(dir, `sites-${sites.length}.json`);
+  await writeFile(sitesFile, JSON.stringify(sites));
+  const database = await freshDatabase(`bench_sites_${sites.length}`, sitesFile);
   // Every site's cron names the same second, a little ahead: one tick of each, all due together.
+  // Chosen once the database is ready, so the lead is all the processes' own.
   const tick = new Date(Math.ceil((Date.now() + TICK_LEAD_MS) / 1000) * 1000);
   const cron = `${tick.getUTCSeconds()} ${tick.getUTCMinutes()} ${tick.getUTCHours()} * * *`;
-  const sitesFile = join(dir, `sites-${sites.length}.json`);
   await writeFile(sitesFile, JSON.stringify(sites.map((s) => ({ ...s, cron, timezone: 'UTC' }))));
-  const database = await freshDatabase(`bench_sites_${sites.length}`, sitesFile);
   const env = { ...childEnv, CPQ_SITES_FILE: sitesFile, DATABASE_URL: database.url, SYNC_SITE_CONCURRENCY: String(args.concurrency), LOG_LEVEL: 'info' };
   const workers = Array.from({ length: args.processes }, () => spawnCli(['schedule'], env));
   try {
@@ -261,6 +263,9 @@ async function main() {
     admin = new pg.Client({ connectionString: cluster });
     await admin.connect();
     const adminClient = admin;
+    // Before each measured phase: the previous phase's dirty pages written out now, so that no
+    // phase pays for the checkpoint of the gigabytes the one before it wrote (the warm-up above all).
+    const settle = () => adminClient.query('CHECKPOINT');
     const freshDatabase: FreshDatabase = async (name, sitesFile) => {
       await adminClient.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await adminClient.query(`CREATE DATABASE ${name}`);
@@ -296,6 +301,7 @@ async function main() {
     const alone: { runSeconds: number; wallSeconds: number; peakRssMb: number }[] = [];
     for (let i = 0; i < 2; i++) {
       const db = await freshDatabase('bench_sites_alone', allSitesFile);
+      await settle();
       try {
         const wall = await runCli(['run', '--site', sites[0]!.name], { ...childEnv, CPQ_SITES_FILE: allSitesFile, DATABASE_URL: db.url });
         const run = await db.client.query<{ s: number }>(
@@ -315,6 +321,7 @@ async function main() {
     const counts = [...new Set([1, 5, args.sites].filter((n) => n <= args.sites))].sort((a, b) => a - b);
     const results: ScheduleResult[] = [];
     for (const count of counts) {
+      await settle();
       const before = rendered();
       const result = await scheduleScenario(args, sites.slice(0, count), dir, freshDatabase, childEnv);
       results.push(result);
