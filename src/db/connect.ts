@@ -51,6 +51,10 @@ export async function openDatabase(config: AppConfig, log: Logger, { databaseNam
     where: stopEmbedded ? `embedded Postgres in ${config.dataDir}` : redactUrl(url),
     close: async () => {
       await db.destroy().catch(() => undefined);
+      // Kysely ends the pool only if a query of its own opened it; commands that read through the
+      // pool alone (status, verify, the exports) would leave its idle connections holding the
+      // process open until they time out.
+      if (!pool.ending) await pool.end().catch(() => undefined);
       await stopEmbedded?.();
     },
   };

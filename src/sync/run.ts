@@ -14,7 +14,6 @@ import { createRun } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { readCursors } from '../db/sql/read-cursors.js';
-import { saveCursor } from '../db/sql/save-cursor.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, errorMessage, oneLine, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -27,6 +26,7 @@ import { IntegrationUsers, integrationEnabled, readIntegrationUsers, stageIntegr
 import { MergeBatches, mergeStaged, type MergeCounts } from './merge.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
+import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
 import { StreamProgress, type ProgressSink } from './stream-progress.js';
 
 export interface RunOptions {
@@ -196,15 +196,11 @@ export class SyncRun {
   private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<Omit<RunResult, 'seconds'>> {
     const { config, pool } = this.deps;
     const site = this.site.name;
-    const cursors = await readCursors(this.deps.db, site);
-    // A stream is read in full when asked, when it has no cursor, or when its last full read is
-    // older than SYNC_FULL_EVERY (only full reads can detect deletions).
-    const sinceFor = (id: StreamId): Date | undefined => {
-      const stream = cursors.get(id.name);
-      if (this.options.full || !stream?.cursor || !stream.last_full_sync_at) return undefined;
-      if (Date.now() - new Date(stream.last_full_sync_at).getTime() >= config.fullEveryMs) return undefined;
-      return new Date(new Date(stream.cursor).getTime() - config.lookbackMs);
-    };
+    const sinceFor = readsFrom(await readCursors(this.deps.db, site), {
+      full: this.options.full === true,
+      fullEveryMs: config.fullEveryMs,
+      lookbackMs: config.lookbackMs,
+    });
     const track = (id: StreamId, since: Date | undefined) => {
       const progress = new StreamProgress(id, since, this.options.progress?.forSite?.(this.site.name) ?? this.options.progress);
       this.progress.push(progress);
@@ -273,38 +269,13 @@ export class SyncRun {
     const deletable = await deletableCompanies(client, runId, guard);
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
-    await this.saveCursors(client, runId);
+    await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs }, this.progress, (m) => this.warn(m));
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
 
-    const modes = new Set(this.progress.map((p) => p.report.mode));
-    const mode = modes.size === 1 ? [...modes][0]! : modes.size === 0 ? (this.options.full ? 'full' : 'incremental') : 'mixed';
-    const pages = this.progress.reduce((n, p) => n + p.report.pages, 0);
-    const streams = this.progress.map((p) => p.report);
+    const { mode, pages, streams } = summarizeStreams(this.progress, this.options.full === true);
     const http = this.httpStats();
     await finishRun(client, runId, { status: 'succeeded', mode, pages, counts, streams, warnings: this.warnings, http, effectiveAt: effectiveAt() });
     return { site, runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, http, ...counts };
-  }
-
-  /**
-   * Moves each stream's cursor to the newest dateModified read. A short read moves nothing (the
-   * unread users would be skipped by incremental runs until the next full read), and a cursor
-   * never goes past now (one record dated in the future would hide every later edit).
-   */
-  private async saveCursors(client: pg.PoolClient, runId: string) {
-    const now = Date.now();
-    for (const p of this.progress) {
-      if (p.cursor !== null && Date.parse(p.cursor) > now + this.deps.config.lookbackMs) {
-        this.warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
-      }
-      const complete = !p.report.shortRead;
-      await saveCursor(client, {
-        site: this.site.name,
-        stream: p.id.name,
-        cursor: complete ? p.cursor : null,
-        fullRead: complete && p.report.mode === 'full',
-        runId,
-      });
-    }
   }
 }
 

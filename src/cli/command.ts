@@ -1,0 +1,46 @@
+import type pg from 'pg';
+import { failureHint } from '../check/failure-hint.js';
+import { ConfigError, loadConfig, type AppConfig } from '../config.js';
+import { readSiteNames } from '../db/sql/read-site-names.js';
+import { withHint } from '../error-hints.js';
+import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
+import { createLogger, type Logger } from '../logger.js';
+
+function exitCodeOf(err: unknown): number {
+  if (err instanceof ConfigError) return EXIT_CODES.config;
+  if (err instanceof SyncError) return EXIT_CODES[err.kind];
+  return EXIT_CODES.internal;
+}
+
+/** Runs a command with configuration and logger; failures end the process with the documented exit code and one line on stderr. */
+export async function command(work: (config: AppConfig, log: Logger) => Promise<void>, options: { logToStderr?: boolean } = {}): Promise<void> {
+  let log: Logger | undefined;
+  let config: AppConfig | undefined;
+  try {
+    config = loadConfig();
+    // Commands whose product is standard output keep their logs out of it.
+    log = createLogger({ level: config.logLevel, format: config.logFormat, ...(options.logToStderr ? { destination: process.stderr } : {}) });
+    await work(config, log);
+  } catch (err) {
+    // The hint (the fix for the failures people meet first) is for the operator: the run record keeps the bare message.
+    const hint = await failureHint(err, config, log).catch(() => undefined);
+    const message = oneLine(withHint(err instanceof Error ? err.message : String(err), hint));
+    process.stderr.write(`cpq-sync: ${message}\n`);
+    if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
+    process.exitCode = exitCodeOf(err);
+  }
+}
+
+/** --site names no run of this database knows: a typo is an error (exit code 2), not an empty report. */
+export async function requireKnownSites(pool: pg.Pool, names: readonly string[] | undefined): Promise<void> {
+  if (!names?.length) return;
+  const known = await readSiteNames(pool).catch((err: unknown) => {
+    throw new SyncError('database', `database error: ${errorMessage(err)}`);
+  });
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `--site: no site named ${unknown.map((n) => `"${n}"`).join(', ')} has run against this database (sites: ${known.join(', ') || 'none yet'})`,
+    );
+  }
+}

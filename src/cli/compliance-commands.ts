@@ -1,0 +1,158 @@
+import { userInfo } from 'node:os';
+import { type Command, Option } from 'commander';
+import { formatAlerts, readAlerts, sendTestAlert, stringifyAlerts } from '../alerts/commands.js';
+import { deliverPendingAlerts } from '../alerts/delivery.js';
+import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
+import { openDatabase } from '../db/connect.js';
+import { logAhead, migrate, requireMigrated } from '../db/migrate.js';
+import { requeueFailedAlerts } from '../db/sql/requeue-failed-alerts.js';
+import { verifyFile } from '../output.js';
+import { forgetUser } from '../sync/forget.js';
+import { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } from '../sync/verify.js';
+import { command } from './command.js';
+
+/** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? 'unknown'}`;
+  }
+}
+
+/** The compliance commands: alerts on privileged access (alerts), proofs (verify) and lawful forgetting (forget). */
+export function registerComplianceCommands(program: Command): void {
+  const alerts = program.command('alerts').description('alerts on privileged access: send a test alert, list the undelivered ones, send the failed ones again');
+
+  alerts
+    .command('test')
+    .description('send a sample alert to ALERT_WEBHOOK_URL now, signed as real ones are; writes nothing to the database')
+    .addOption(new Option('--site <name>', 'the site the sample names').default('default'))
+    .action((opts: { site: string }) =>
+      command(async (config) => {
+        const { key, result } = await sendTestAlert(config.alerts, opts.site);
+        if (result.ok) {
+          process.stdout.write(`test alert delivered (idempotency key ${key})\n`);
+        } else {
+          process.stderr.write(`cpq-sync: test alert not delivered: ${result.error}\n`);
+          process.exitCode = 1;
+        }
+      }),
+    );
+
+  alerts
+    .command('list')
+    .description('the pending and failed alerts, newest first (reads only; works with the cpq_reader role)')
+    .option('--json', 'JSON for scripts instead of a table')
+    .addOption(new Option('--status <status...>', 'which alerts').choices(['pending', 'failed', 'delivered']).default(['pending', 'failed']))
+    .addOption(new Option('--limit <n>', 'how many alerts to list').default('100'))
+    .action((opts: { json?: boolean; status: ('pending' | 'failed' | 'delivered')[]; limit: string }) =>
+      command(
+        async (config, log) => {
+          const limit = Number(opts.limit);
+          if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 100_000)
+            throw new ConfigError(`--limit must be a whole number from 1 to 100000, got "${opts.limit}"`);
+          const database = await openDatabase(config, log);
+          try {
+            const rows = await readAlerts(database.pool, opts.status, limit);
+            process.stdout.write(opts.json ? stringifyAlerts(rows) : formatAlerts(rows));
+          } finally {
+            await database.close();
+          }
+        },
+        { logToStderr: true },
+      ),
+    );
+
+  alerts
+    .command('retry')
+    .description('make the failed alerts (refused by the webhook) pending again and send the due ones now')
+    .action(() =>
+      command(async (config, log) => {
+        const database = await openDatabase(config, log);
+        try {
+          await migrate(database.db, { onAhead: logAhead(log) });
+          const requeued = await requeueFailedAlerts(database.pool);
+          const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log });
+          log.info({ requeued, ...report }, 'failed alerts requeued');
+        } finally {
+          await database.close();
+        }
+      }),
+    );
+  program
+    .command('verify')
+    .description(
+      "prove completeness: each company's user count in CPQ now against the users the database holds (exit code 1 on any difference); --chain: the run seals; --file: an export file",
+    )
+    .option('--chain', 'recompute every run seal and name, per site, the first run whose stored content no longer matches (exit code 1)')
+    .option('--file <file>', 'check an export file against its <file>.manifest.json (exit code 1 when it differs)')
+    .option('--site <name...>', 'only these sites (default: every configured site)')
+    .action((opts: { chain?: boolean; file?: string; site?: string[] }) =>
+      command(
+        async (config, log) => {
+          if (opts.file !== undefined) {
+            const check = await verifyFile(opts.file);
+            const about = check.manifest === undefined ? '' : ` (${check.manifest.rows} rows, SHA-256 ${check.manifest.sha256})`;
+            process.stdout.write(
+              check.problems.length === 0 ? `${opts.file}: matches its manifest${about}\n` : `${opts.file}: DIFFERS: ${check.problems.join('; ')}\n`,
+            );
+            process.exitCode = check.problems.length === 0 ? 0 : 1;
+            return;
+          }
+          // Read-only: verify never migrates, so it works with the cpq_reader role.
+          const database = await openDatabase(config, log);
+          try {
+            await requireMigrated(database.pool);
+            if (opts.chain) {
+              const report = await verifyChain(database.pool);
+              process.stdout.write(formatChain(report));
+              process.exitCode = report.breaks.length === 0 ? 0 : 1;
+              return;
+            }
+            let exitCode = 0;
+            for (const site of selectSites(config, opts.site ?? [])) {
+              const checks = await verifySite(site, database.pool, log);
+              process.stdout.write(formatCounts(site.name, checks));
+              exitCode = Math.max(exitCode, countsExitCode(checks));
+            }
+            process.exitCode = exitCode;
+          } finally {
+            await database.close();
+          }
+        },
+        { logToStderr: true },
+      ),
+    );
+
+  program
+    .command('forget')
+    .description(
+      "erase a deleted user's personal fields everywhere (current row, history, raw records, change log, alert outbox) and record who, when and why in cpq.erasures; refuses a user CPQ still has",
+    )
+    .requiredOption('--company <login>', "the user's company login (_host for the host company)")
+    .requiredOption('--login <login>', "the user's login")
+    .requiredOption('--reason <text>', 'why (a request or ticket reference), recorded')
+    .option('--by <who>', 'who asks, recorded (default: the operating-system user)')
+    .option('--site <name>', 'the site (default: the one configured)')
+    .action((opts: { company: string; login: string; reason: string; by?: string; site?: string }) =>
+      command(async (config, log) => {
+        const site = opts.site ?? (config.sites.length <= 1 ? (config.sites[0]?.name ?? DEFAULT_SITE) : undefined);
+        if (site === undefined)
+          throw new ConfigError(`forget: several sites are configured; name one with --site (${config.sites.map((s) => s.name).join(', ')})`);
+        const database = await openDatabase(config, log);
+        try {
+          await migrate(database.db, { onAhead: logAhead(log) });
+          const requestedBy = opts.by ?? osUser();
+          const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
+          log.info({ site, company: opts.company, login: opts.login, ...erasure }, 'user forgotten');
+          const rows = Object.entries(erasure.rowsRedacted)
+            .map(([table, n]) => `${n} ${table}`)
+            .join(', ');
+          process.stdout.write(`forgot ${opts.company}/${opts.login} in site ${site} (erasure ${erasure.erasureId}): redacted ${rows}\n`);
+        } finally {
+          await database.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,115 @@
+import { type Command, Option } from 'commander';
+import { ConfigError } from '../config.js';
+import { openDatabase } from '../db/connect.js';
+import { requireMigrated } from '../db/migrate.js';
+import { SyncError, errorMessage } from '../errors.js';
+import { exportChanges, exportSnapshot, parseAfter, parseSince, type ExportFormat } from '../history/export.js';
+import { writeOutput } from '../output.js';
+import { formatStatus, readStatus, statusExitCode, stringifyStatus } from '../worker/status.js';
+import { command, requireKnownSites } from './command.js';
+
+/** The commands that read what was synced: the runs (status), the change log (changes) and snapshots (snapshot). They never migrate. */
+export function registerExportCommands(program: Command): void {
+  program
+    .command('status')
+    .description('per site, the last runs and the cursor per stream; exit code 1 when the last run of a site failed (for alerts)')
+    .option('--json', 'JSON for scripts instead of tables')
+    .addOption(new Option('--limit <n>', 'how many runs to list per site').default('10'))
+    .option('--site <name...>', 'only these sites (default: the configured sites, else every site that has run)')
+    .action((opts: { json?: boolean; limit: string; site?: string[] }) =>
+      command(
+        async (config, log) => {
+          const limit = Number(opts.limit);
+          if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000)
+            throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
+          const database = await openDatabase(config, log);
+          try {
+            await requireKnownSites(database.pool, opts.site);
+            // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
+            const sites = opts.site ?? config.sites.map((s) => s.name);
+            const report = await readStatus(database.pool, { limit, sites }).catch((err: unknown) => {
+              throw new SyncError('database', `database error: ${errorMessage(err)}`);
+            });
+            process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
+            process.exitCode = statusExitCode(report);
+          } finally {
+            await database.close();
+          }
+        },
+        { logToStderr: true },
+      ),
+    );
+  program
+    .command('changes')
+    .description('stream the change log (for the warehouse) in commit order; the next watermark goes to stderr as "watermark: <n>"')
+    .option('--after <watermark>', 'changes of runs that committed after this watermark (0 = everything): exactly once, poll after poll')
+    .option('--since <run-id|time>', 'changes of runs after this run id, or that committed at or after this ISO date-time (approximate)')
+    .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
+    .option('--site <name...>', 'changes of these sites only (default: every site)')
+    .option('--out <file>', 'write to this file (with <file>.manifest.json: rows, watermark, SHA-256) instead of standard output')
+    .action((opts: { after?: string; since?: string; format: ExportFormat; site?: string[]; out?: string }) =>
+      command(
+        async (config, log) => {
+          if ((opts.after === undefined) === (opts.since === undefined))
+            throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
+          const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
+          const database = await openDatabase(config, log);
+          try {
+            // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
+            await requireMigrated(database.pool);
+            await requireKnownSites(database.pool, opts.site);
+            const { changes, watermark } = await writeOutput(
+              opts.out,
+              (out) => exportChanges(database.pool, from, opts.format, out, opts.site ?? []),
+              (r) => ({
+                kind: 'changes',
+                format: opts.format,
+                rows: r.changes,
+                from: opts.after !== undefined ? { after: opts.after } : { since: opts.since },
+                watermark: r.watermark,
+              }),
+            );
+            log.debug({ changes, watermark }, 'change log written');
+            // Last, and only once every row is written: a consumer stores it with the rows it loaded.
+            process.stderr.write(`watermark: ${watermark}\n`);
+          } finally {
+            await database.close();
+          }
+        },
+        { logToStderr: true },
+      ),
+    );
+  program
+    .command('snapshot')
+    .description('write a compliance snapshot: every user with groups and permissions as of a time')
+    .option('--as-of <time>', 'ISO date-time (default: now)')
+    .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
+    .option('--out <file>', 'write to this file (with <file>.manifest.json: rows, run, SHA-256) instead of standard output')
+    .option('--with-raw', "add a raw column: each user's record as CPQ sent it, custom fields included")
+    .option('--site <name...>', 'users of these sites only (default: every site)')
+    .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; site?: string[] }) =>
+      command(
+        async (config, log) => {
+          const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
+          if (opts.asOf !== undefined && (!/^\d{4}-\d{2}-\d{2}/.test(opts.asOf) || Number.isNaN(asOf.getTime()))) {
+            throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
+          }
+          const database = await openDatabase(config, log);
+          try {
+            // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
+            await requireMigrated(database.pool);
+            await requireKnownSites(database.pool, opts.site);
+            const { runs, users } = await writeOutput(
+              opts.out,
+              (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),
+              (r) => ({ kind: 'snapshot', format: opts.format, rows: r.users, asOf: asOf.toISOString(), runs: r.runs }),
+            );
+            log.info({ asOf: asOf.toISOString(), runs, users, out: opts.out ?? 'stdout' }, 'snapshot written');
+          } finally {
+            await database.close();
+          }
+        },
+        { logToStderr: opts.out === undefined },
+      ),
+    );
+}

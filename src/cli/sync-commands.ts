@@ -1,0 +1,133 @@
+import { type Command, Option } from 'commander';
+import { checkExitCode, formatCheck, runCheck } from '../check/index.js';
+import { selectSites, withCpq } from '../config.js';
+import { openDatabase } from '../db/connect.js';
+import { logAhead, migrate } from '../db/migrate.js';
+import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
+import { printSummary, terminalProgress } from '../progress/index.js';
+import { runSites } from '../sync/run-sites.js';
+import { validateSchedule } from '../worker/cron-schedule.js';
+import { ShutdownSignals } from '../worker/shutdown.js';
+import { SyncWorker } from '../worker/sync-worker.js';
+import { command } from './command.js';
+
+/** The commands that sync: one run now (run), the worker (schedule), migrations (migrate), and the setup check (check). */
+export function registerSyncCommands(program: Command): void {
+  program
+    .command('run')
+    .description('run one sync now: full the first time, incremental afterwards')
+    .option('--full', 'read every user, ignoring the stored cursors')
+    .option('--allow-mass-delete', 'mark missing users deleted even above SYNC_MAX_DELETE_FRACTION')
+    .addOption(new Option('--format <format>', 'how to read company users (overrides CPQ_EXPORT_FORMAT)').choices(['json', 'zip']))
+    .option('--site <name...>', 'sync only these sites (default: every configured site)')
+    .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip'; site?: string[] }) =>
+      command(async (loaded, log) => {
+        const chosen = { ...loaded, sites: selectSites(loaded, opts.site ?? []) };
+        const config = opts.format ? withCpq(chosen, { exportFormat: opts.format }) : chosen;
+        const { sites } = config;
+        // SIGINT/SIGTERM: the runs roll back, are recorded `interrupted`, exit code 130.
+        const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+        // In a terminal: one line per stream redrawn in place, then a table per company; otherwise the JSON lines.
+        const terminal = terminalProgress(config, process.stdout);
+        try {
+          const database = await openDatabase(config, log, { concurrentRuns: Math.min(sites.length, config.worker.siteConcurrency) });
+          shutdown.takeOverSignals();
+          try {
+            if (shutdown.signal.aborted) throw new SyncError('interrupted', 'interrupted before the run started; nothing was recorded');
+            const options = {
+              full: opts.full === true,
+              allowMassDelete: opts.allowMassDelete === true,
+              signal: shutdown.signal,
+              ...(terminal ? { progress: terminal.display } : {}),
+            };
+            const outcomes = await runSites({ ...database, config, log: terminal?.log ?? log }, sites, options, config.worker.siteConcurrency);
+            for (const { result } of outcomes) {
+              if (!result) continue;
+              if (terminal) await printSummary(database.pool, result, terminal.display, process.stdout);
+              log.info(
+                {
+                  site: result.site,
+                  runId: result.runId,
+                  mode: result.mode,
+                  inserted: result.inserted,
+                  updated: result.updated,
+                  unchanged: result.unchanged,
+                  warnings: result.warnings.length,
+                },
+                'done',
+              );
+            }
+            const failed = outcomes.filter((o) => o.error !== undefined);
+            // One site: its error as it is. Several: one line naming each failed site; the exit code is the first failure's.
+            if (failed.length === 1 && sites.length === 1) throw failed[0]!.error;
+            if (failed.length > 0) {
+              const lines = failed.map((o) => `site ${o.site}: ${oneLine(o.error.message)}`);
+              throw new SyncError(failed[0]!.error.kind, `${failed.length} of ${sites.length} sites failed: ${lines.join('; ')}`);
+            }
+          } finally {
+            terminal?.display.stop();
+            await database.close();
+          }
+        } finally {
+          shutdown.dispose();
+        }
+      }),
+    );
+  program
+    .command('schedule')
+    .description('keep running: a sync on SYNC_CRON (in SYNC_TIMEZONE) until SIGTERM/SIGINT; health and metrics on HTTP_PORT')
+    .action(() =>
+      command(async (config, log) => {
+        // Before the database is opened: a bad schedule is a configuration error (exit code 2).
+        for (const site of selectSites(config)) validateSchedule(site.cron, site.timezone);
+        const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+        try {
+          const database = await openDatabase(config, log, { concurrentRuns: config.worker.siteConcurrency });
+          shutdown.takeOverSignals();
+          try {
+            if (shutdown.signal.aborted) return;
+            const worker = new SyncWorker({ ...database, config, log });
+            await worker.start();
+            // The action (and so the process) lives until a signal; then the current run rolls back.
+            await shutdown.requested;
+            await worker.stop();
+          } finally {
+            await database.close();
+          }
+        } finally {
+          shutdown.dispose();
+        }
+      }),
+    );
+  program
+    .command('migrate')
+    .description('apply database migrations (every run also does this first)')
+    .action(() =>
+      command(async (config, log) => {
+        const database = await openDatabase(config, log);
+        try {
+          const applied = await migrate(database.db, { onAhead: logAhead(log) });
+          log.info({ applied, database: database.where }, applied.length ? 'migrations applied' : 'database is up to date');
+        } finally {
+          await database.close();
+        }
+      }),
+    );
+  program
+    .command('check')
+    .description(
+      'check the setup without syncing: configuration; per site host and TLS, credentials, path prefix, companies, users, integration users, zip export; the database, its schema and the sync lock. Writes nothing',
+    )
+    .option('--json', 'JSON for scripts instead of lines')
+    .option('--site <name...>', 'check only these sites (default: every configured site)')
+    .action(async (opts: { json?: boolean; site?: string[] }) => {
+      try {
+        const report = await runCheck(process.env, opts.site ?? []);
+        process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : formatCheck(report));
+        process.exitCode = checkExitCode(report);
+      } catch (err) {
+        process.stderr.write(`cpq-sync: ${oneLine(errorMessage(err))}\n`);
+        process.exitCode = EXIT_CODES.internal;
+      }
+    });
+}

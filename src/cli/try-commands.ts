@@ -1,0 +1,62 @@
+import { type Command, Option } from 'commander';
+import { ConfigError } from '../config.js';
+import { runDemo } from '../demo.js';
+import { CpqSimulator } from '../simulator/index.js';
+import { command } from './command.js';
+
+/** The commands for trying the tool without a CPQ site: a simulated site (simulate) and the demo. */
+export function registerTryCommands(program: Command): void {
+  program
+    .command('simulate')
+    .description('serve a simulated CPQ site over HTTP (for trying the tool, tests and benchmarks)')
+    .addOption(new Option('--port <port>', 'TCP port').default('8080'))
+    .addOption(new Option('--host <host>', 'address to listen on').default('127.0.0.1'))
+    .addOption(new Option('--users <n>', 'users per company').default('1000'))
+    .addOption(new Option('--partners <n>', 'partner companies besides the host').default('2'))
+    .addOption(new Option('--integration-users <n>', 'integration users').default('5'))
+    .addOption(new Option('--seed <n>', 'data seed').default('1'))
+    .addOption(new Option('--prefix <prefix>', 'path prefix: "" (classic) or /cpq (Fusion)').default('/cpq'))
+    .addOption(new Option('--sites <n>', 'serve this many sites, on --port and the ports after it (different data each)').default('1'))
+    .action((opts: Record<string, string>) =>
+      command(async (_config, log) => {
+        const whole = (name: string) => {
+          const value = Number(opts[name]);
+          if (!Number.isInteger(value) || value < 0) throw new ConfigError(`--${name} must be a whole number, got "${opts[name]}"`);
+          return value;
+        };
+        if (opts.prefix !== '' && opts.prefix !== '/cpq') throw new ConfigError('--prefix must be "" or /cpq');
+        const count = whole('sites');
+        if (count < 1 || count > 50) throw new ConfigError(`--sites must be from 1 to 50, got "${opts.sites}"`);
+        const simulators: CpqSimulator[] = [];
+        const sites: { name: string; baseUrl: string; pathPrefix: string; companies: string }[] = [];
+        try {
+          for (let i = 0; i < count; i++) {
+            const simulator = new CpqSimulator({
+              seed: whole('seed') + i,
+              usersPerCompany: whole('users'),
+              partnerCompanies: whole('partners'),
+              integrationUsers: whole('integrationUsers'),
+              pathPrefix: opts.prefix,
+              zipExport: {},
+            });
+            simulators.push(simulator);
+            const url = await simulator.start(whole('port') + i, opts.host);
+            sites.push({ name: count === 1 ? 'default' : `site${i + 1}`, baseUrl: url, pathPrefix: opts.prefix, companies: '*' });
+            log.info({ url, pathPrefix: opts.prefix, companies: simulator.companyLogins() }, 'CPQ simulator listening (Ctrl-C to stop)');
+          }
+          // Several sites: what CPQ_SITES_FILE would hold to sync them all.
+          if (count > 1) log.info({ sites }, 'a CPQ_SITES_FILE for these sites (JSON)');
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+          });
+        } finally {
+          for (const simulator of simulators) await simulator.stop();
+        }
+      }),
+    );
+  program
+    .command('demo')
+    .description('simulated site + embedded Postgres: a full sync, some edits, an incremental sync, a summary')
+    .action(() => command((config, log) => runDemo(config, log)));
+}

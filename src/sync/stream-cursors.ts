@@ -1,0 +1,65 @@
+import type pg from 'pg';
+import type { StreamId } from '../cpq/streams.js';
+import type { StreamReport } from '../db/schema.js';
+import type { StreamCursor } from '../db/sql/read-cursors.js';
+import { saveCursor } from '../db/sql/save-cursor.js';
+import type { StreamProgress } from './stream-progress.js';
+
+/*
+ * Where each stream's read starts, and where its cursor moves once the run has read it: the two
+ * ends of incremental reading, kept together so that one rule decides both.
+ */
+
+export interface ReadPlan {
+  /** Read every stream in full (--full). */
+  full: boolean;
+  /** SYNC_FULL_EVERY: a stream whose last full read is older than this is read in full. */
+  fullEveryMs: number;
+  /** SYNC_LOOKBACK: an incremental read starts this long before the cursor. */
+  lookbackMs: number;
+}
+
+/**
+ * Where a stream's read starts: undefined (a full read) when asked, when it has no cursor, or when
+ * its last full read is older than SYNC_FULL_EVERY (only full reads can detect deletions);
+ * otherwise its cursor less SYNC_LOOKBACK.
+ */
+export function readsFrom(cursors: ReadonlyMap<string, StreamCursor>, plan: ReadPlan): (id: StreamId) => Date | undefined {
+  return (id) => {
+    const stream = cursors.get(id.name);
+    if (plan.full || !stream?.cursor || !stream.last_full_sync_at) return undefined;
+    if (Date.now() - new Date(stream.last_full_sync_at).getTime() >= plan.fullEveryMs) return undefined;
+    return new Date(new Date(stream.cursor).getTime() - plan.lookbackMs);
+  };
+}
+
+/**
+ * Moves each stream's cursor to the newest dateModified read. A short read moves nothing (the
+ * unread users would be skipped by incremental runs until the next full read), and a cursor
+ * never goes past now (one record dated in the future would hide every later edit: warned).
+ */
+export async function saveStreamCursors(
+  client: pg.PoolClient,
+  { site, runId, lookbackMs }: { site: string; runId: string; lookbackMs: number },
+  progress: readonly StreamProgress[],
+  warn: (message: string) => void,
+): Promise<void> {
+  const now = Date.now();
+  for (const p of progress) {
+    if (p.cursor !== null && Date.parse(p.cursor) > now + lookbackMs) {
+      warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
+    }
+    const complete = !p.report.shortRead;
+    await saveCursor(client, { site, stream: p.id.name, cursor: complete ? p.cursor : null, fullRead: complete && p.report.mode === 'full', runId });
+  }
+}
+
+/** What the run record says of the streams together: the run's mode (`mixed` when they differ), pages and reports. */
+export function summarizeStreams(
+  progress: readonly StreamProgress[],
+  full: boolean,
+): { mode: 'full' | 'incremental' | 'mixed'; pages: number; streams: StreamReport[] } {
+  const modes = new Set(progress.map((p) => p.report.mode));
+  const mode = modes.size === 1 ? [...modes][0]! : modes.size === 0 ? (full ? 'full' : 'incremental') : 'mixed';
+  return { mode, pages: progress.reduce((n, p) => n + p.report.pages, 0), streams: progress.map((p) => p.report) };
+}
