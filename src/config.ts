@@ -1,179 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 import { errorCode } from './errors.js';
 import { validateDetailed } from 'node-cron';
+import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
-
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** Parses `10m`, `90s`, `1h`, `7d`, `250ms`; a bare number means seconds. */
-export function parseDuration(text: string): number | undefined {
-  const match = DURATION.exec(text.trim());
-  if (!match) return undefined;
-  return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 's']!);
-}
-
-const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 90s, 10m, 1h or 7d` });
-        return z.NEVER;
-      }
-      return ms;
-    });
-
-const integer = (fallback: number, min: number, max: number) =>
-  z
-    .string()
-    .default(String(fallback))
-    .transform((text, ctx) => {
-      const value = Number(text);
-      if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
-        ctx.addIssue({ code: 'custom', message: `"${text}" is not a whole number from ${min} to ${max}` });
-        return z.NEVER;
-      }
-      return value;
-    });
-
-const flag = z
-  .string()
-  .default('false')
-  .transform((text, ctx) => {
-    const t = text.trim().toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(t)) return true;
-    if (['false', '0', 'no', 'off', ''].includes(t)) return false;
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not true or false` });
-    return z.NEVER;
-  });
-
-const optionalText = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
-
-const envSchema = z.object({
-  DATABASE_URL: optionalText,
-  DATA_DIR: z.string().default('./.data'),
-  EMBEDDED_PG_PORT: integer(54329, 1024, 65535),
-
-  CPQ_BASE_URL: optionalText.refine((v) => v === undefined || /^https?:\/\/[^/\s]+/i.test(v), {
-    error: 'must be an http(s) URL such as https://mysite.bigmachines.com',
-  }),
-  CPQ_PATH_PREFIX: z
-    .string()
-    .default('')
-    .transform((v) => v.trim().replace(/\/+$/, ''))
-    .refine((v) => v === '' || v === '/cpq', { error: 'must be empty (classic site) or /cpq (Fusion site)' }),
-  CPQ_COMPANIES: z
-    .string()
-    .default('_host')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((c) => c.trim())
-        .filter((c) => c !== ''),
-    )
-    .refine((list) => list.length > 0, { error: 'must name at least one company, or *' })
-    .refine((list) => list.every((c) => c !== '.' && c !== '..' && !/[/\\]/.test(c)), {
-      error: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)',
-    }),
-  CPQ_HOST_COMPANY: optionalText,
-  CPQ_INTEGRATION_USERS: z.enum(['auto', 'on', 'off']).default('auto'),
-
-  CPQ_USERNAME: optionalText,
-  CPQ_PASSWORD: optionalText,
-  CPQ_PASSWORD_FILE: optionalText,
-  CPQ_TOKEN: optionalText,
-  CPQ_TOKEN_FILE: optionalText,
-  CPQ_OAUTH_TOKEN_URL: optionalText,
-  CPQ_OAUTH_CLIENT_ID: optionalText,
-  CPQ_OAUTH_CLIENT_SECRET: optionalText,
-  CPQ_OAUTH_CLIENT_SECRET_FILE: optionalText,
-  CPQ_OAUTH_SCOPE: optionalText,
-
-  CPQ_CA_FILE: optionalText,
-  CPQ_ALLOW_INSECURE_HTTP: flag,
-
-  CPQ_PAGE_SIZE: integer(1000, 1, 1000),
-  CPQ_CONCURRENCY: integer(4, 1, 64),
-  CPQ_MAX_IN_FLIGHT: integer(4, 1, 64),
-  CPQ_KEY_RANGES: integer(8, 1, 64),
-  CPQ_SPLIT_SLOWER_THAN: duration('1s'),
-  CPQ_REQUEST_TIMEOUT: duration('60s'),
-  CPQ_MAX_RETRIES: integer(6, 0, 50),
-  CPQ_RETRY_BASE_DELAY: duration('500ms'),
-  CPQ_RETRY_MAX_DELAY: duration('60s'),
-  CPQ_MAX_PAGE_BYTES: integer(16 * 1024 ** 2, 64 * 1024, 1024 ** 3),
-
-  SYNC_LOOKBACK: duration('10m'),
-  SYNC_FULL_EVERY: duration('7d'),
-  SYNC_MERGE_BATCH_USERS: integer(10000, 0, 10_000_000),
-  SYNC_DIRECT_FIRST_LOAD: flag.default(true),
-  SYNC_MAX_DELETE_FRACTION: z
-    .string()
-    .default('0.2')
-    .transform((text, ctx) => {
-      const value = Number(text);
-      if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > 1) {
-        ctx.addIssue({ code: 'custom', message: `"${text}" is not a fraction from 0 to 1` });
-        return z.NEVER;
-      }
-      return value;
-    }),
-
-  CPQ_EXPORT_FORMAT: z.enum(['json', 'zip']).default('json'),
-  CPQ_ZIP_MAX_BYTES: integer(4 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
-  CPQ_ZIP_MAX_ENTRIES: integer(1000, 1, 1_000_000),
-  CPQ_ZIP_MAX_RATIO: integer(200, 2, 100_000),
-  CPQ_ZIP_MAX_TOTAL_BYTES: integer(16 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
-  TMPDIR: optionalText,
-
-  CPQ_SITES_FILE: optionalText,
-  SYNC_SITE_CONCURRENCY: integer(2, 1, 64),
-  SYNC_CRON: z.string().default('0 2 * * *'),
-  SYNC_TIMEZONE: z.string().default('UTC'),
-  SYNC_STALE_AFTER: duration('36h'),
-  // Off unless set: personal fields of history older than this are redacted by every run.
-  HISTORY_RETENTION: optionalText.transform((text, ctx) => {
-    if (text === undefined || text === 'off') return undefined;
-    const ms = parseDuration(text);
-    if (ms === undefined || ms <= 0) {
-      ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 400d, or off` });
-      return z.NEVER;
-    }
-    return ms;
-  }),
-  SHUTDOWN_TIMEOUT: duration('30s'),
-  HTTP_PORT: optionalText.refine((v) => v === undefined || (/^\d+$/.test(v) && Number(v) <= 65535), {
-    error: 'must be a TCP port number',
-  }),
-  HTTP_HOST: optionalText,
-
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
-
-  // Alerts (alertsConfigFrom). The URL of a Slack webhook is itself a credential: read like a secret.
-  ALERT_WEBHOOK_URL: optionalText,
-  ALERT_WEBHOOK_URL_FILE: optionalText,
-  ALERT_WEBHOOK_SECRET: optionalText,
-  ALERT_WEBHOOK_SECRET_FILE: optionalText,
-  ALERT_WEBHOOK_TIMEOUT: duration('10s'),
-  ALERT_RULES: z.string().default('all'),
-  ALERT_GROUPS: z.string().default(''),
-  ALERT_RETRY_BASE_DELAY: duration('1m'),
-  ALERT_RETRY_MAX_DELAY: duration('1h'),
-  ALERT_RETRY_EVERY: duration('1m'),
-});
 
 export type CpqAuthConfig =
   | { kind: 'none' }
@@ -294,7 +128,7 @@ function secret(env: Env, name: string, fileName: string): string | undefined {
   }
 }
 
-function resolveAuth(env: Env, parsed: z.infer<typeof envSchema>): CpqAuthConfig {
+function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
   const password = secret(env, 'CPQ_PASSWORD', 'CPQ_PASSWORD_FILE');
   const token = secret(env, 'CPQ_TOKEN', 'CPQ_TOKEN_FILE');
   const clientSecret = secret(env, 'CPQ_OAUTH_CLIENT_SECRET', 'CPQ_OAUTH_CLIENT_SECRET_FILE');
@@ -351,7 +185,7 @@ function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
   return { rules, groups };
 }
 
-function alertsConfigFrom(env: Env, parsed: z.infer<typeof envSchema>): AlertsConfig {
+function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
   const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE')?.trim();
   const key = secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE');
   let webhook: AlertsConfig['webhook'];
@@ -405,8 +239,6 @@ function readCaFile(file: string | undefined): string | undefined {
     throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`);
   }
 }
-
-type ParsedEnv = z.infer<typeof envSchema>;
 
 /** Validates an environment; every problem is reported, one per line, by variable name. */
 export function parseEnv(env: Env): ParsedEnv {

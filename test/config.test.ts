@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseDuration } from '../src/config.js';
+import { parseDuration } from '../src/config-env.js';
+import { ConfigError, loadConfig } from '../src/config.js';
 
 const base = { CPQ_BASE_URL: 'https://site.example.com' };
 
