@@ -1,4 +1,4 @@
-import type { HttpStats } from './cpq/http-client.js';
+import type { HttpStats } from './cpq/http-stats.js';
 
 /**
  * Failure classes a run can end with. Each maps to a documented exit code of `cpq-sync run`,

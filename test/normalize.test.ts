@@ -3,7 +3,7 @@ import { integerValue, parseExactJson, stringifyExactJson } from '../src/exact-j
 
 const modules = { integerValue, parseExactJson, stringifyExactJson };
 import { copyLine, copyPayload } from '../src/db/copy.js';
-import { retryAfterMs, backoffMs } from '../src/cpq/http-client.js';
+import { retryAfterMs, backoffMs } from '../src/cpq/http-retry.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
 import { RecordError, normalizeUser } from '../src/normalize/user-record.js';
 

@@ -1,7 +1,8 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
 import { SyncError, errorMessage } from '../errors.js';
-import { readHead, RETRY_STATUSES, retryAfterMs, RetryableError } from './http-client.js';
+import { readHead } from './http-bodies.js';
+import { RETRY_STATUSES, retryAfterMs, RetryableError } from './http-retry.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
 /** Supplies the Authorization header and, for renewable credentials, a fresh one after a 401. */

@@ -7,20 +7,16 @@ import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { parseExactJson } from '../exact-json.js';
 import { RequestBudget, type Slot } from './request-budget.js';
+import { describeBody, describeNetworkError, readBodyCapped, readHead, redactCredentials } from './http-bodies.js';
+import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
+import type { HttpStats } from './http-stats.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
-export const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 /** Answers that mean CPQ is overloaded: the site's request budget is cut (timeouts too). */
 const SLOW_DOWN_STATUSES = new Set([429, 503]);
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Same-origin redirects followed per request (a loop between two paths ends here). */
 export const MAX_REDIRECTS = 5;
-
-export interface RetryPolicy {
-  maxRetries: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
 
 /** A response body that was read and parsed. */
 export interface JsonResponse {
@@ -29,55 +25,6 @@ export interface JsonResponse {
   body: unknown;
   /** From sending the request that answered to its body read (the site's and the network's time, no wait for the budget). */
   ms: number;
-}
-
-/** Retry-After in seconds or as an HTTP date, in milliseconds from now; undefined when absent or unreadable. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (!header) return undefined;
-  const trimmed = header.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-export function backoffMs(attempt: number, policy: RetryPolicy, random = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
-  // "Equal jitter": never less than half the step, so retries still back off.
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-}
-
-function describeNetworkError(err: unknown): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'no response within the request timeout';
-  const cause = e.cause;
-  if (cause?.code) return `${cause.code}${cause.message ? ` ${cause.message}` : ''}`;
-  return e.message;
-}
-
-/**
- * `text` with every credential of the given Authorization headers replaced by [redacted]: the
- * token or base64 part, and for Basic also `user:password` and the password. For excerpts of
- * error bodies, which a gateway may fill with the request it received.
- */
-export function redactCredentials(text: string, authorizations: Iterable<string>): string {
-  let out = text;
-  for (const header of authorizations) {
-    const credential = header.replace(/^\S+\s+/, '');
-    const secrets = [credential];
-    if (/^basic\s/i.test(header)) {
-      const decoded = Buffer.from(credential, 'base64').toString('utf8');
-      secrets.push(decoded, decoded.slice(decoded.indexOf(':') + 1));
-    }
-    for (const secret of secrets) if (secret !== '') out = out.split(secret).join('[redacted]');
-  }
-  return out;
-}
-
-export function describeBody(text: string, contentType: string | null): string {
-  const head = oneLine(text.slice(0, 60));
-  if (text.trim() === '') return 'an empty body';
-  if (/html/i.test(contentType ?? '') || /^\s*</.test(text)) return `an HTML page ("${head}…")`;
-  return `"${head}${text.length > 60 ? '…' : ''}"`;
 }
 
 /**
@@ -92,30 +39,6 @@ export function pathSegment(what: string, name: string): string {
   }
   return encodeURIComponent(name);
 }
-
-/**
- * A failure before the request could be sent that is worth retrying like the request itself:
- * the OAuth token service unreachable or answering 429/5xx. Its message names the token
- * request; `retryAfterMs` is the Retry-After it sent, if any.
- */
-export class RetryableError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-    this.name = 'RetryableError';
-  }
-}
-
-/** A duration in a message: milliseconds below a second, seconds below two minutes, else minutes or hours. */
-function describeDelay(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 120_000) return `${Math.round(ms / 100) / 10}s`;
-  return ms < 2 * 3_600_000 ? `${Math.round(ms / 60_000)}min` : `${Math.round(ms / 360_000) / 10}h`;
-}
-
-/** What downloadToFile wrote. */
 export interface DownloadResult {
   url: string;
   bytes: number;
@@ -150,58 +73,6 @@ class StallTimer {
   }
 }
 
-/** The first bytes of an error body as text, without reading a possibly huge body to the end. */
-export async function readHead(response: Response, maxBytes: number): Promise<string> {
-  if (!response.body) return '';
-  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  try {
-    while (size < maxBytes) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      parts.push(value);
-      size += value.byteLength;
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-  return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8');
-}
-
-/**
- * The body as text, read piece by piece and refused as soon as it is larger than `maxBytes`
- * (announced in Content-Length or actually sent), so an endless or huge body never fills memory.
- * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD.
- */
-async function readBodyCapped(response: Response, url: string, maxBytes: number): Promise<string> {
-  const tooLarge = () => new SyncError('data', `GET ${url}: the response is larger than CPQ_MAX_PAGE_BYTES (${maxBytes} bytes); refused`);
-  const announced = Number(response.headers.get('content-length') ?? NaN);
-  if (announced > maxBytes) {
-    await response.body?.cancel().catch(() => undefined);
-    throw tooLarge();
-  }
-  if (!response.body) return '';
-  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) throw tooLarge();
-      parts.push(value);
-    }
-  } catch (err) {
-    await reader.cancel().catch(() => undefined);
-    throw err;
-  }
-  return new TextDecoder().decode(Buffer.concat(parts, size));
-}
-
 /**
  * Where a redirect from `from` (a request for `url`) may go: only to the same origin (scheme, host
  * and port) as the request, so a CPQ response cannot hand the run data from another host, or move
@@ -225,12 +96,6 @@ function redirectTarget(url: string, from: string, location: string): string {
   to.username = '';
   to.password = '';
   return to.toString();
-}
-
-/** Counts of what the client had to do, for the run record and metrics. */
-export interface HttpStats {
-  requests: number;
-  retries: Record<string, number>;
 }
 
 /**

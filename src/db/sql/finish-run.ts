@@ -1,4 +1,4 @@
-import type { HttpStats } from '../../cpq/http-client.js';
+import type { HttpStats } from '../../cpq/http-stats.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import type { StreamReport, SyncRunsTable } from '../schema.js';
 

@@ -1,0 +1,92 @@
+import { SyncError, oneLine } from '../errors.js';
+
+/*
+ * Reading CPQ's response bodies within limits, and describing them (and network failures) in one
+ * line for an error message, without the credentials we sent.
+ */
+
+export function describeNetworkError(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'no response within the request timeout';
+  const cause = e.cause;
+  if (cause?.code) return `${cause.code}${cause.message ? ` ${cause.message}` : ''}`;
+  return e.message;
+}
+
+/**
+ * `text` with every credential of the given Authorization headers replaced by [redacted]: the
+ * token or base64 part, and for Basic also `user:password` and the password. For excerpts of
+ * error bodies, which a gateway may fill with the request it received.
+ */
+export function redactCredentials(text: string, authorizations: Iterable<string>): string {
+  let out = text;
+  for (const header of authorizations) {
+    const credential = header.replace(/^\S+\s+/, '');
+    const secrets = [credential];
+    if (/^basic\s/i.test(header)) {
+      const decoded = Buffer.from(credential, 'base64').toString('utf8');
+      secrets.push(decoded, decoded.slice(decoded.indexOf(':') + 1));
+    }
+    for (const secret of secrets) if (secret !== '') out = out.split(secret).join('[redacted]');
+  }
+  return out;
+}
+
+export function describeBody(text: string, contentType: string | null): string {
+  const head = oneLine(text.slice(0, 60));
+  if (text.trim() === '') return 'an empty body';
+  if (/html/i.test(contentType ?? '') || /^\s*</.test(text)) return `an HTML page ("${head}…")`;
+  return `"${head}${text.length > 60 ? '…' : ''}"`;
+}
+
+/** The first bytes of an error body as text, without reading a possibly huge body to the end. */
+export async function readHead(response: Response, maxBytes: number): Promise<string> {
+  if (!response.body) return '';
+  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      size += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8');
+}
+
+/**
+ * The body as text, read piece by piece and refused as soon as it is larger than `maxBytes`
+ * (announced in Content-Length or actually sent), so an endless or huge body never fills memory.
+ * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD.
+ */
+export async function readBodyCapped(response: Response, url: string, maxBytes: number): Promise<string> {
+  const tooLarge = () => new SyncError('data', `GET ${url}: the response is larger than CPQ_MAX_PAGE_BYTES (${maxBytes} bytes); refused`);
+  const announced = Number(response.headers.get('content-length') ?? NaN);
+  if (announced > maxBytes) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  if (!response.body) return '';
+  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) throw tooLarge();
+      parts.push(value);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => undefined);
+    throw err;
+  }
+  return new TextDecoder().decode(Buffer.concat(parts, size));
+}

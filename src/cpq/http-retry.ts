@@ -1,0 +1,51 @@
+/*
+ * When a CPQ request is tried again, and how long to wait: the statuses worth a retry, backoff
+ * with jitter, Retry-After, and the failures before a request that retry like it (the token).
+ */
+
+export const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+
+export interface RetryPolicy {
+  maxRetries: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+/** Retry-After in seconds or as an HTTP date, in milliseconds from now; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+export function backoffMs(attempt: number, policy: RetryPolicy, random = Math.random): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+  // "Equal jitter": never less than half the step, so retries still back off.
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+/**
+ * A failure before the request could be sent that is worth retrying like the request itself:
+ * the OAuth token service unreachable or answering 429/5xx. Its message names the token
+ * request; `retryAfterMs` is the Retry-After it sent, if any.
+ */
+export class RetryableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'RetryableError';
+  }
+}
+
+/** A duration in a message: milliseconds below a second, seconds below two minutes, else minutes or hours. */
+export function describeDelay(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 120_000) return `${Math.round(ms / 100) / 10}s`;
+  return ms < 2 * 3_600_000 ? `${Math.round(ms / 60_000)}min` : `${Math.round(ms / 360_000) / 10}h`;
+}
+
+/** What downloadToFile wrote. */

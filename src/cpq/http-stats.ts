@@ -1,0 +1,5 @@
+/** Counts of what the client had to do, for the run record and metrics. */
+export interface HttpStats {
+  requests: number;
+  retries: Record<string, number>;
+}
