@@ -3,7 +3,7 @@ import { openDatabase } from './db/connect.js';
 import type { Logger } from './logger.js';
 import { CpqSimulator } from './simulator/index.js';
 import { runSites } from './sync/run-sites.js';
-import type { RunResult } from './sync/run.js';
+import type { RunResult } from './sync/run-types.js';
 
 function table(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
-import type { RunOptions } from '../src/sync/run.js';
+import type { RunOptions } from '../src/sync/run-types.js';
 import { expectChangeLogConsistent, expectDatabaseEqualsSimulator, expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { type Harness, it } from './helpers/harness.js';
 import { editPage, isNestedRequest, repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js';

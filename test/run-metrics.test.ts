@@ -1,5 +1,5 @@
 import { describe, expect } from 'vitest';
-import type { RunResult } from '../src/sync/run.js';
+import type { RunResult } from '../src/sync/run-types.js';
 import { WorkerMetrics } from '../src/worker/metrics.js';
 import { it } from './helpers/harness.js';
 

@@ -1,7 +1,8 @@
 import pLimit from 'p-limit';
 import type { SiteConfig } from '../config.js';
 import { SyncError, errorMessage } from '../errors.js';
-import { runSync, type RunOptions, type RunResult, type SyncDeps } from './run.js';
+import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
+import { runSync } from './run.js';
 
 /** How one site's run ended: its result, or the error it failed with. */
 export type SiteOutcome = { site: string; result: RunResult; error?: undefined } | { site: string; result?: undefined; error: SyncError };

@@ -1,14 +1,12 @@
 import type pg from 'pg';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { recordAlerts } from '../alerts/rules.js';
-import { ConfigError, selectSites, type AppConfig, type CpqConfig, type SiteConfig } from '../config.js';
+import { ConfigError, selectSites, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, listCompanies, type StreamId } from '../cpq/streams.js';
-import type { Db } from '../db/database.js';
 import { logAhead, migrate } from '../db/migrate.js';
-import type { StreamReport } from '../db/schema.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
 import { createRun } from '../db/sql/create-run.js';
@@ -24,45 +22,12 @@ import { readCompany } from './company-read.js';
 import { deletableCompanies } from './deletion-guard.js';
 import { DirectLoad } from './direct-load.js';
 import { IntegrationUsers, integrationEnabled, readIntegrationUsers, stageIntegrationOnly } from './integration-users.js';
-import { MergeBatches, mergeStaged, type MergeCounts } from './merge.js';
+import { MergeBatches, mergeStaged } from './merge.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
 import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
-import { StreamProgress, type ProgressSink } from './stream-progress.js';
-
-export interface RunOptions {
-  /** The site to sync, by name; may be left out when only one site is configured. */
-  site?: string;
-  /** Read every stream in full, ignoring stored cursors. */
-  full?: boolean;
-  /** Apply deletions even above SYNC_MAX_DELETE_FRACTION. */
-  allowMassDelete?: boolean;
-  signal?: AbortSignal;
-  /** Told of each stream's pages as they are read (the terminal display of `run`). */
-  progress?: ProgressSink;
-}
-
-export interface RunResult extends MergeCounts {
-  site: string;
-  runId: string;
-  status: 'succeeded' | 'failed';
-  mode: 'full' | 'incremental' | 'mixed';
-  pages: number;
-  streams: StreamReport[];
-  warnings: string[];
-  /** What the HTTP client had to do, as the run record says. */
-  http: HttpStats;
-  /** From the run record's creation to the commit. */
-  seconds: number;
-  error?: string;
-}
-
-export interface SyncDeps {
-  pool: pg.Pool;
-  db: Db;
-  config: AppConfig;
-  log: Logger;
-}
+import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
+import { StreamProgress } from './stream-progress.js';
 
 /** A run that inserted at least this many users analyzes the tables it filled, once committed. */
 const ANALYZE_AFTER_INSERTS = 10_000;

@@ -5,7 +5,8 @@ import { loadConfig, type AppConfig } from '../../src/config.js';
 import type { Logger } from '../../src/logger.js';
 import { REDACT_PATHS } from '../../src/logger.js';
 import { CpqSimulator, type SimulatorOptions } from '../../src/simulator/index.js';
-import { runSync, type RunOptions, type RunResult } from '../../src/sync/run.js';
+import type { RunOptions, RunResult } from '../../src/sync/run-types.js';
+import { runSync } from '../../src/sync/run.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export interface Harness {

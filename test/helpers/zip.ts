@@ -7,7 +7,8 @@ import pino from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { CpqSimulator, type SimulatorOptions, type ZipExportOptions } from '../../src/simulator/index.js';
-import { runSync, type RunOptions, type RunResult } from '../../src/sync/run.js';
+import type { RunOptions, RunResult } from '../../src/sync/run-types.js';
+import { runSync } from '../../src/sync/run.js';
 import { RUN_BOOKKEEPING_TABLES, createTestDatabase, type TestDatabase } from './database.js';
 
 /** The Python zip writer the tests use as an independent writer (see the script's docstring). */

@@ -1,0 +1,44 @@
+import type pg from 'pg';
+import type { AppConfig } from '../config.js';
+import type { HttpStats } from '../cpq/http-stats.js';
+import type { Db } from '../db/database.js';
+import type { StreamReport } from '../db/schema.js';
+import type { Logger } from '../logger.js';
+import type { MergeCounts } from './merge.js';
+import type { ProgressSink } from './stream-progress.js';
+
+/* What a sync run takes and gives back (run.ts runs it; run-sites.ts runs one per site). */
+
+export interface RunOptions {
+  /** The site to sync, by name; may be left out when only one site is configured. */
+  site?: string;
+  /** Read every stream in full, ignoring stored cursors. */
+  full?: boolean;
+  /** Apply deletions even above SYNC_MAX_DELETE_FRACTION. */
+  allowMassDelete?: boolean;
+  signal?: AbortSignal;
+  /** Told of each stream's pages as they are read (the terminal display of `run`). */
+  progress?: ProgressSink;
+}
+
+export interface RunResult extends MergeCounts {
+  site: string;
+  runId: string;
+  status: 'succeeded' | 'failed';
+  mode: 'full' | 'incremental' | 'mixed';
+  pages: number;
+  streams: StreamReport[];
+  warnings: string[];
+  /** What the HTTP client had to do, as the run record says. */
+  http: HttpStats;
+  /** From the run record's creation to the commit. */
+  seconds: number;
+  error?: string;
+}
+
+export interface SyncDeps {
+  pool: pg.Pool;
+  db: Db;
+  config: AppConfig;
+  log: Logger;
+}
