@@ -290,6 +290,12 @@ describe('health and metrics', () => {
     expect(dayLater.runs).toMatch(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER\)$/);
     await insert('succeeded', 0.1 * day);
     expect(await check(new Date(now.getTime() + day))).toMatchObject({ ready: true, runs: 'ok' });
+    // A run that hangs (still `running`, holding its site's lock) turns stale like failures do.
+    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at) VALUES ('default', 'running', 'incremental', $1)`, [ago(0.05 * day)]);
+    expect(await check()).toMatchObject({ ready: true, runs: 'ok' });
+    const hung = await check(new Date(now.getTime() + 2 * day));
+    expect(hung.ready).toBe(false);
+    expect(hung.runs).toMatch(/^a run has been running since .* \(longer than SYNC_STALE_AFTER\)$/);
 
     const nowhere = createPool('postgres://nobody:pw@127.0.0.1:1/none');
     cleanups.push(() => nowhere.end());

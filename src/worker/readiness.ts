@@ -79,16 +79,22 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
     return { ready: false, database: `unreachable: ${oneLine(errorMessage(err))}`, sites: [], staleSites: [] };
   }
   const sites = healths.map((health, i): SiteReadiness => {
-    const { lastRun, lastSuccessAt, failingSince } = health;
-    const stale = failingSince !== null && now.getTime() - failingSince.getTime() > options.staleAfterMs;
+    const { lastRun, lastSuccessAt, failingSince, runningSince } = health;
+    const older = (since: Date | null) => since !== null && now.getTime() - since.getTime() > options.staleAfterMs;
+    // A run still `running` for longer than SYNC_STALE_AFTER hangs (holding its lock, so every
+    // tick of the site is skipped): as stale as a streak of failures.
+    const hung = older(runningSince);
+    const stale = older(failingSince) || hung;
     return {
       site: options.sites[i]!,
       ready: !stale,
-      runs: stale
-        ? `runs have not succeeded since ${failingSince.toISOString()} (longer than SYNC_STALE_AFTER)`
-        : failingSince
-          ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within SYNC_STALE_AFTER`
-          : 'ok',
+      runs: hung
+        ? `a run has been running since ${runningSince!.toISOString()} (longer than SYNC_STALE_AFTER)`
+        : stale
+          ? `runs have not succeeded since ${failingSince!.toISOString()} (longer than SYNC_STALE_AFTER)`
+          : failingSince
+            ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within SYNC_STALE_AFTER`
+            : 'ok',
       lastRun: lastRun && {
         id: lastRun.id,
         status: lastRun.status,

@@ -17,6 +17,8 @@ export interface RunHealth {
   failingSince: Date | null;
   /** True when the last run that ended on its own failed (or was abandoned by a crash). */
   lastRunFailed: boolean;
+  /** When the oldest run still `running` started (a run going on, or one that hangs); null when none is. */
+  runningSince: Date | null;
 }
 
 const UNDEFINED_TABLE = '42P01';
@@ -27,10 +29,11 @@ export async function readRunHealth(on: Queryable, site: string): Promise<RunHea
   try {
     outcomes = await readRunOutcomes(on, site);
   } catch (err) {
-    if ((err as { code?: string }).code === UNDEFINED_TABLE) return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false };
+    if ((err as { code?: string }).code === UNDEFINED_TABLE)
+      return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false, runningSince: null };
     throw err;
   }
-  const { lastConcluded: c, lastSuccess, firstStarted } = outcomes;
+  const { lastConcluded: c, lastSuccess, firstStarted, runningSince } = outcomes;
   const lastRun: ConcludedRun | null = c && { id: c.id, status: c.status, startedAt: c.started_at, finishedAt: c.finished_at, error: c.error };
   const lastRunFailed = lastRun !== null && lastRun.status !== 'succeeded';
   return {
@@ -39,5 +42,6 @@ export async function readRunHealth(on: Queryable, site: string): Promise<RunHea
     // Never succeeded: failing since the very first run.
     failingSince: lastRunFailed ? (lastSuccess ?? firstStarted) : null,
     lastRunFailed,
+    runningSince,
   };
 }

@@ -22,6 +22,8 @@ export interface RunOutcomes {
   lastSuccess: Date | null;
   /** When the first run started; null when there is none. */
   firstStarted: Date | null;
+  /** When the oldest run still `running` started; null when none is. */
+  runningSince: Date | null;
 }
 
 /** What `site`'s run history says about its health, read in one statement (one consistent view of it). */
@@ -47,6 +49,7 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
       .select((eb) => [
         eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('site', '=', site).where('status', '=', 'succeeded').as('last_success'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).as('first_started'),
+        eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).where('status', '=', 'running').as('running_since'),
       ])
       .compile(),
   );
@@ -64,5 +67,6 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
           },
     lastSuccess: row.last_success,
     firstStarted: row.first_started,
+    runningSince: row.running_since,
   };
 }
