@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { errorCode } from './errors.js';
 
@@ -9,8 +9,14 @@ import { errorCode } from './errors.js';
  * out takes the environment's value. Errors are then named by site and key, not by variable.
  */
 
-/** A site's name: its key in every table, so kept to what needs no quoting anywhere. */
-export const SITE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * A site's name: its key in every table, so kept to what needs no quoting anywhere; it starts
+ * with a letter or digit, so that `--site NAME` is never read as an option.
+ */
+export const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/** A sites file larger than this is refused before it is read (hundreds of sites take a few KB each). */
+const MAX_FILE_BYTES = 1024 * 1024;
 
 /** The keys a site may hold at its top level, and the variable each stands for. */
 const SITE_KEYS: Record<string, string> = {
@@ -65,6 +71,7 @@ type Env = Record<string, string | undefined>;
 export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]; errors: string[] } {
   let text: string;
   try {
+    if (statSync(file).size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`] };
     text = readFileSync(file, 'utf8');
   } catch (err) {
     return { sites: [], errors: [`CPQ_SITES_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`] };
@@ -93,7 +100,7 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
     }
     const name = entry['name'];
     if (typeof name !== 'string' || !SITE_NAME.test(name)) {
-      errors.push(`${where('name')}: required, 1 to 64 letters, digits, - or _`);
+      errors.push(`${where('name')}: required, 1 to 64 letters, digits, - or _, starting with a letter or digit`);
     } else if (seen.has(name)) {
       errors.push(`${where('name')}: another site has the same name`);
     } else {

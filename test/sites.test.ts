@@ -131,7 +131,7 @@ describe('CPQ_SITES_FILE', () => {
     expect(message).toMatch(/^invalid configuration: /);
     expect(message).not.toMatch(/[\r\n]/);
     for (const expected of [
-      'site #2, name: required, 1 to 64 letters, digits, - or _',
+      'site #2, name: required, 1 to 64 letters, digits, - or _, starting with a letter or digit',
       'site "dup", name: another site has the same name',
       'site "dup", baseUrl: must be an http(s) URL',
       'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
@@ -161,6 +161,12 @@ describe('CPQ_SITES_FILE', () => {
     expect(message).toContain('site "client": names no credentials, and those of the environment (CPQ_USERNAME, CPQ_PASSWORD) belong to CPQ_BASE_URL');
     expect(message).not.toContain('site "same"');
     expect(message).not.toContain('prod-secret');
+  });
+
+  test('a name that starts with - is refused (it would read as an option), and so is a file over 1 MiB', () => {
+    expect(configError({ CPQ_SITES_FILE: file('dash.yaml', '- {name: -x, baseUrl: https://x.example.com}') })).toContain('site #1, name: required');
+    const huge = file('huge.yaml', `- {name: a, baseUrl: https://a.example.com}\n# ${'x'.repeat(1024 * 1024)}\n`);
+    expect(configError({ CPQ_SITES_FILE: huge })).toMatch(/CPQ_SITES_FILE: .*huge\.yaml is larger than 1048576 bytes; refused/);
   });
 
   test('a file that cannot be read or parsed, or holds no list, is named', () => {
