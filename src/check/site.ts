@@ -36,6 +36,9 @@ function requestFix(err: unknown, cpq: CpqConfig): string | undefined {
 
 const list = (names: string[]) => (names.length > LISTED ? `${names.slice(0, LISTED).join(', ')} and ${names.length - LISTED} more` : names.join(', '));
 
+/** The codes of a TLS handshake that failed on the certificate (OpenSSL's verify errors, and the host name check). */
+const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_|ALTNAME/;
+
 /** Opens a connection (TLS for https) and reports whether the certificate verifies against `ca` (the system's roots when undefined). */
 function connectOnce(url: URL, timeoutMs: number, ca: string[] | undefined): Promise<{ authorized: boolean; error?: string; issuer?: string }> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -47,18 +50,14 @@ function connectOnce(url: URL, timeoutMs: number, ca: string[] | undefined): Pro
       resolve(outcome);
     };
     if (url.protocol === 'https:') {
-      // Not rejected here, so that the reason (authorizationError) can be reported; no data is sent.
-      const tls = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}), rejectUnauthorized: false });
+      // Verified as every request is: a certificate that does not verify ends the handshake with
+      // its reason (the error's code), reported below; no data is sent either way.
+      const tls = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) });
       socket = tls;
       tls.once('secureConnect', () => {
         const issuer = tls.getPeerCertificate().issuer as Record<string, string | undefined> | undefined;
         const name = issuer?.CN ?? issuer?.O;
-        const authorizationError = tls.authorizationError as Error | string | null;
-        done({
-          authorized: tls.authorized,
-          ...(authorizationError ? { error: String(authorizationError) } : {}),
-          ...(name ? { issuer: name } : {}),
-        });
+        done({ authorized: true, ...(name ? { issuer: name } : {}) });
       });
     } else {
       socket = tcpConnect({ host, port });
@@ -68,7 +67,11 @@ function connectOnce(url: URL, timeoutMs: number, ca: string[] | undefined): Pro
       socket.destroy();
       reject(new Error(`no response within ${timeoutMs / 1000}s (ETIMEDOUT)`));
     });
-    socket.once('error', (err: Error & { code?: string }) => reject(new Error(err.code ? `${err.code} ${err.message}` : err.message)));
+    socket.once('error', (err: Error & { code?: string }) => {
+      // The certificate's own failures are an answer (it does not verify, and why); anything else is a connection failure.
+      if (err.code !== undefined && CERTIFICATE_ERROR.test(err.code)) done({ authorized: false, error: `${err.code} ${err.message}` });
+      else reject(new Error(err.code ? `${err.code} ${err.message}` : err.message));
+    });
   });
 }
 
