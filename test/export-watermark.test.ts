@@ -1,13 +1,10 @@
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type pg from 'pg';
 import { describe, expect } from 'vitest';
-import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
+import { migrate } from '../src/db/migrate.js';
 import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
 import { cli } from './helpers/cli-process.js';
-import { untilWaitingForLock } from './helpers/database.js';
+import { migrateBefore, untilWaitingForLock } from './helpers/database.js';
 import { collectJsonLines } from './helpers/export-output.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';
@@ -171,14 +168,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
 describe('migration 0009 on a database of an earlier release', () => {
   it('numbers the successful runs it finds in id order (the sync lock kept that commit order), and the next run after them', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
-    const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
-    try {
-      for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < '0009')) cpSync(join(MIGRATIONS_DIR, file), join(earlier, file));
-      await h.t.query('DROP SCHEMA cpq CASCADE');
-      await migrate(h.t.db, { dir: earlier });
-    } finally {
-      rmSync(earlier, { recursive: true, force: true });
-    }
+    await migrateBefore(h.t, '0009');
     // Runs of that release: succeeded, failed, succeeded, each succeeded one with a change row.
     await h.t.query(
       `INSERT INTO cpq.sync_runs (status, mode, finished_at, effective_at, error)

@@ -1,11 +1,9 @@
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { withCpq } from '../src/config.js';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { exportSnapshot } from '../src/history/export.js';
-import type { TestDatabase } from './helpers/database.js';
+import { migrateBefore, type TestDatabase } from './helpers/database.js';
 import { expectInSync, rowVersions } from './helpers/db-equals-simulator.js';
 import { collectJsonLines } from './helpers/export-output.js';
 import { runSync } from '../src/sync/run.js';
@@ -218,14 +216,7 @@ describe('group history', () => {
 describe('migration 0008 on a database of an earlier release', () => {
   it('keeps every group, valid from the run that first gave it a member (else the first run), with no change rows', async ({ createDatabase }) => {
     const t = await createDatabase();
-    const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
-    try {
-      for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < '0008')) cpSync(join(MIGRATIONS_DIR, file), join(earlier, file));
-      await t.query('DROP SCHEMA cpq CASCADE');
-      await migrate(t.db, { dir: earlier });
-    } finally {
-      rmSync(earlier, { recursive: true, force: true });
-    }
+    await migrateBefore(t, '0008');
     const [t1, t2, t3] = [new Date('2025-01-01T02:00:00Z'), new Date('2025-01-02T02:00:00Z'), new Date('2025-01-03T02:00:00Z')] as const;
     await t.query(
       `INSERT INTO cpq.sync_runs (status, mode, finished_at, effective_at) VALUES ('succeeded', 'full', $1::timestamptz, $1), ('succeeded', 'full', $2::timestamptz, $2), ('succeeded', 'full', $3::timestamptz, $3)`,

@@ -1,10 +1,8 @@
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { runSync } from '../src/sync/run.js';
-import type { TestDatabase } from './helpers/database.js';
+import { migrateBefore, type TestDatabase } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
 /*
@@ -66,14 +64,7 @@ describe('migration 0010 on a database of the release before sites', () => {
 
     // The previous release's schema (migrations up to 0009), holding the same rows without site.
     const old = await createDatabase();
-    const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
-    try {
-      for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < '0010')) cpSync(join(MIGRATIONS_DIR, file), join(earlier, file));
-      await old.query('DROP SCHEMA cpq CASCADE');
-      await migrate(old.db, { dir: earlier });
-    } finally {
-      rmSync(earlier, { recursive: true, force: true });
-    }
+    await migrateBefore(old, '0010');
     const client = await old.pool.connect();
     try {
       // Rows copied as stored: no trigger renumbers the runs' commit order.

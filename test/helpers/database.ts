@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createDb, createPool, type Db } from '../../src/db/database.js';
-import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
+import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { SITE_LOCK_CLASS, registerSite } from '../../src/db/sql/with-sync-lock.js';
 
 /**
@@ -81,4 +83,19 @@ export async function holdSyncLock(client: pg.ClientBase, site = 'default'): Pro
   return async () => {
     await client.query('SELECT pg_advisory_unlock($1, $2)', [SITE_LOCK_CLASS, lockId]);
   };
+}
+
+/**
+ * Rebuilds `t`'s schema as an earlier release left it: empty, with the migrations named before
+ * `first` applied (`0010` for the release before sites), for tests of the migrations after it.
+ */
+export async function migrateBefore(t: TestDatabase, first: string): Promise<void> {
+  const earlier = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
+  try {
+    for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < first)) cpSync(join(MIGRATIONS_DIR, file), join(earlier, file));
+    await t.query('DROP SCHEMA cpq CASCADE');
+    await migrate(t.db, { dir: earlier });
+  } finally {
+    rmSync(earlier, { recursive: true, force: true });
+  }
 }
