@@ -83,9 +83,9 @@ CREATE TABLE cpq.scheduled_ticks (
 -- History views and as-of functions, replaced in place (CREATE OR REPLACE: objects a warehouse
 -- built on them, and their grants, stay): each view keeps its columns in their order and gains
 -- `site` last; each as-of function keeps its one-argument form, which answers for every site, and
--- gains a two-argument one, which answers for one (no default: that would make a call with one
--- argument ambiguous). Their column lists come from cpq.users and cpq.groups, which now end with
--- `site`.
+-- gains a two-argument one, which answers for one: the first, filtered (no default: that would
+-- make a call with one argument ambiguous). Their column lists come from cpq.users and
+-- cpq.groups, which now end with `site`.
 DO $do$
 DECLARE
   cols text;
@@ -108,15 +108,13 @@ BEGIN
       UNION ALL
       SELECT %1$s FROM cpq.users WHERE valid_from <= ts
     $body$ $f$, cols);
-  EXECUTE format($f$
-    CREATE FUNCTION cpq.users_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.users
-    LANGUAGE sql STABLE AS $body$
-      SELECT %1$s FROM cpq.user_versions WHERE valid_from <= ts AND valid_to > ts AND site = p_site
-      UNION ALL
-      SELECT %1$s FROM cpq.users WHERE valid_from <= ts AND site = p_site
-    $body$ $f$, cols);
 END
 $do$;
+-- One site's answer is the all-sites answer filtered: Postgres inlines both (one SQL statement
+-- each), so the filter reaches the tables, and a column a later migration adds is read through
+-- the one-argument form alone (README "Adding a CPQ field").
+CREATE FUNCTION cpq.users_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.users
+LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.users_as_of(ts) WHERE site = p_site $$;
 
 CREATE OR REPLACE VIEW cpq.user_group_history AS
 SELECT user_id, group_variable_name, added_at AS valid_from, valid_to, site FROM cpq.user_group_versions
@@ -140,11 +138,7 @@ LANGUAGE sql STABLE AS $$
   SELECT user_id, group_variable_name, added_at, site FROM cpq.user_groups WHERE added_at <= ts
 $$;
 CREATE FUNCTION cpq.user_groups_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.user_groups
-LANGUAGE sql STABLE AS $$
-  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_group_versions WHERE added_at <= ts AND valid_to > ts AND site = p_site
-  UNION ALL
-  SELECT user_id, group_variable_name, added_at, site FROM cpq.user_groups WHERE added_at <= ts AND site = p_site
-$$;
+LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.user_groups_as_of(ts) WHERE site = p_site $$;
 
 CREATE OR REPLACE FUNCTION cpq.user_access_permissions_as_of(ts timestamptz) RETURNS SETOF cpq.user_access_permissions
 LANGUAGE sql STABLE AS $$
@@ -154,13 +148,7 @@ LANGUAGE sql STABLE AS $$
   SELECT user_id, type, variable_name, name, has_access, valid_from, site FROM cpq.user_access_permissions WHERE valid_from <= ts
 $$;
 CREATE FUNCTION cpq.user_access_permissions_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.user_access_permissions
-LANGUAGE sql STABLE AS $$
-  SELECT user_id, type, variable_name, name, has_access, valid_from, site FROM cpq.user_access_permission_versions
-  WHERE valid_from <= ts AND valid_to > ts AND site = p_site
-  UNION ALL
-  SELECT user_id, type, variable_name, name, has_access, valid_from, site FROM cpq.user_access_permissions
-  WHERE valid_from <= ts AND site = p_site
-$$;
+LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.user_access_permissions_as_of(ts) WHERE site = p_site $$;
 
 CREATE OR REPLACE FUNCTION cpq.groups_as_of(ts timestamptz) RETURNS SETOF cpq.groups
 LANGUAGE sql STABLE AS $$
@@ -170,13 +158,7 @@ LANGUAGE sql STABLE AS $$
   SELECT variable_name, label, type, first_seen_at, last_synced_at, valid_from, site FROM cpq.groups WHERE valid_from <= ts
 $$;
 CREATE FUNCTION cpq.groups_as_of(ts timestamptz, p_site text) RETURNS SETOF cpq.groups
-LANGUAGE sql STABLE AS $$
-  SELECT variable_name, label, type, first_seen_at, last_synced_at, valid_from, site FROM cpq.group_versions
-  WHERE valid_from <= ts AND valid_to > ts AND site = p_site
-  UNION ALL
-  SELECT variable_name, label, type, first_seen_at, last_synced_at, valid_from, site FROM cpq.groups
-  WHERE valid_from <= ts AND site = p_site
-$$;
+LANGUAGE sql STABLE AS $$ SELECT * FROM cpq.groups_as_of(ts) WHERE site = p_site $$;
 
 -- The change log views.
 CREATE OR REPLACE VIEW cpq.user_changes AS
