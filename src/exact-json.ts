@@ -13,9 +13,12 @@ export { LosslessNumber, isLosslessNumber };
  * by the literal); after stringifying, the marks become the literals again. Numbers that
  * survive a double unchanged (most ids, counts, codes) are left to JSON.parse.
  *
- * The pre-pass is one regular-expression scan whose every alternative consumes a whole token
- * without backtracking, so it is linear in the text on any input, valid or not (a string never
- * closed runs to the end; JSON.parse then reports the error).
+ * The pre-pass (markInexactNumbers) walks the text once: string literals are skipped with
+ * indexOf, which runs natively over their bytes, so only punctuation and numbers are looked at
+ * one character at a time, and only a number of 16 or more characters, or with a fraction or an
+ * exponent, is checked further. It is linear in the text on any input, valid or not (a string
+ * never closed runs to the end; JSON.parse then reports the error), and it never makes invalid
+ * JSON valid: it marks only a well-formed number literal in a value's place.
  *
  * MARK holds a random nonce drawn once per process: a CPQ string cannot forge a number by
  * starting with "\u0000" and a guess. (A string that does hold NUL is refused by normalize,
@@ -33,29 +36,122 @@ const MARK_ESCAPED = `\\u0000${NONCE}:`;
 const UNSTORABLE = `\u0000${NONCE}!`;
 const UNSTORABLE_ESCAPED = `\\u0000${NONCE}!`;
 const MARKED = new RegExp(`"${MARK_ESCAPED.replace(/\\/g, '\\\\')}([-+.\\deE]+)"`, 'g');
-/** A string literal (to its closing quote, or to the end when never closed) or a number literal. */
-const STRING_OR_NUMBER = /"[^"\\]*(?:\\[\s\S][^"\\]*)*"?|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
-const QUOTE = 34;
-/**
- * A cheap test that lets most texts skip the scan: true for every text holding a number literal
- * that a double would not give back as written. Such a literal has 16 or more digits, an
- * exponent, a fraction ending in 0, a value below 1e-6 (six zeros after the point), or is -0;
- * a literal of 15 digits or fewer otherwise prints back as written. The rules that strings would
- * often match too (dates end in ".000Z") require what follows a number in JSON: a delimiter or
- * the end. A string can still match (it then only costs the scan); a number cannot slip by.
- */
-const MAYBE_INEXACT = /[\d.]{16}|\d[eE][+-]?\d+(?=[\s,\]}]|$)|\.\d*0(?=[\s,\]}]|$)|-0(?=[\s,\]}]|$)|\.0{6}/;
-
-function markInexact(token: string): string {
-  // Strings pass through whole; only their first character is looked at.
-  if (token.charCodeAt(0) === QUOTE) return token;
-  if (String(Number(token)) === token) return token;
-  return `"${mayOverflowNumeric(token) && numericOverflow(token) ? UNSTORABLE_ESCAPED : MARK_ESCAPED}${token}"`;
-}
-
 /** Only a long literal or one with an exponent can be beyond Postgres numeric. */
 function mayOverflowNumeric(literal: string): boolean {
   return literal.length > NUMERIC_MAX_SCALE || literal.includes('e') || literal.includes('E');
+}
+
+const QUOTE = 34;
+const BACKSLASH = 92;
+const MINUS = 45;
+const DOT = 46;
+const ZERO = 48;
+const NINE = 57;
+const COLON = 58;
+const COMMA = 44;
+const LBRACKET = 91;
+const RBRACKET = 93;
+const LBRACE = 123;
+const RBRACE = 125;
+const LOWER_E = 101;
+const UPPER_E = 69;
+const PLUS = 43;
+/** A JSON number literal, whole: what JSON.parse would read as one number. */
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+/**
+ * Deeper than this, a record's own text is not stored as sent (see parseExactRecord): Postgres
+ * parses jsonb recursively, and the stringifying path names the field that is too deep.
+ */
+const MAX_DEPTH_STORED_AS_SENT = 64;
+
+/** What the pre-pass found in a text. */
+interface Marked {
+  /** The text with every inexact number literal marked; the text itself when none is. */
+  text: string;
+  /** A literal Postgres numeric cannot hold was marked as such. */
+  unstorable: boolean;
+  /** The deepest nesting of arrays and objects. */
+  depth: number;
+}
+
+/** The end of the string literal opening at `start` (the index of its closing quote), or -1 when it is never closed. */
+function stringEnd(text: string, start: number): number {
+  let end = text.indexOf('"', start + 1);
+  while (end > 0 && text.charCodeAt(end - 1) === BACKSLASH) {
+    // The quote is escaped when an odd number of backslashes precede it. Each run is counted
+    // once (it ends at this quote), so the walk stays linear.
+    let k = end - 1;
+    while (text.charCodeAt(k) === BACKSLASH) k--;
+    if ((end - 1 - k) % 2 === 0) break;
+    end = text.indexOf('"', end + 1);
+  }
+  return end;
+}
+
+/** The marked string that stands for an inexact literal. */
+function markOf(literal: string): { mark: string; unstorable: boolean } {
+  const unstorable = mayOverflowNumeric(literal) && numericOverflow(literal) !== undefined;
+  return { mark: `"${unstorable ? UNSTORABLE_ESCAPED : MARK_ESCAPED}${literal}"`, unstorable };
+}
+
+/**
+ * The pre-pass: marks every number literal a double would not give back as written. `open`
+ * holds the containers entered (LBRACE or LBRACKET), so a number is marked only in a value's
+ * place: after `:`, after `[`, after `,` in an array, or alone (a number as an object key is
+ * invalid JSON, and a marked string there would be valid).
+ */
+function markInexactNumbers(text: string): Marked {
+  const n = text.length;
+  const open: number[] = [];
+  let depth = 0;
+  let parts: string[] | undefined;
+  let copied = 0;
+  let unstorable = false;
+  /** The last character that was not whitespace, outside strings and numbers (0 at the start). */
+  let previous = 0;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const end = stringEnd(text, i);
+      if (end < 0) break;
+      previous = QUOTE;
+      i = end + 1;
+    } else if ((c >= ZERO && c <= NINE) || c === MINUS) {
+      let j = i + 1;
+      let simple = true;
+      for (; j < n; j++) {
+        const d = text.charCodeAt(j);
+        if (d >= ZERO && d <= NINE) continue;
+        if (d === DOT || d === LOWER_E || d === UPPER_E || d === PLUS || d === MINUS) simple = false;
+        else break;
+      }
+      // An integer of 15 digits or fewer is exact as a double (-0 aside); only longer literals,
+      // fractions and exponents need the exact check.
+      if (!simple || j - i >= 16 || (j - i === 2 && c === MINUS && text.charCodeAt(i + 1) === ZERO)) {
+        const literal = text.slice(i, j);
+        const inValuePlace = previous === COLON || previous === LBRACKET || previous === 0 || (previous === COMMA && open[open.length - 1] === LBRACKET);
+        if (inValuePlace && String(Number(literal)) !== literal && JSON_NUMBER.test(literal)) {
+          const marked = markOf(literal);
+          unstorable ||= marked.unstorable;
+          (parts ??= []).push(text.slice(copied, i), marked.mark);
+          copied = j;
+        }
+      }
+      previous = ZERO;
+      i = j;
+    } else {
+      if (c === LBRACE || c === LBRACKET) {
+        open.push(c);
+        if (open.length > depth) depth = open.length;
+      } else if (c === RBRACE || c === RBRACKET) open.pop();
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) previous = c;
+      i++;
+    }
+  }
+  if (parts === undefined) return { text, unstorable, depth };
+  parts.push(text.slice(copied));
+  return { text: parts.join(''), unstorable, depth };
 }
 
 /**
@@ -63,8 +159,21 @@ function mayOverflowNumeric(literal: string): boolean {
  * change comes back as a marked string, read with `numberLiteral`. Throws SyntaxError on bad JSON.
  */
 export function parseExactJson(text: string): unknown {
-  if (!MAYBE_INEXACT.test(text)) return JSON.parse(text);
-  return JSON.parse(text.replace(STRING_OR_NUMBER, markInexact));
+  return JSON.parse(markInexactNumbers(text).text);
+}
+
+/**
+ * parseExactJson for one record, with the record's own text when it can be stored in `raw` as
+ * sent, which spares stringifying the parsed record again: no `\u` escape (a NUL or an unpaired
+ * surrogate, which Postgres cannot store, can only come that way from decoded bytes), no number
+ * Postgres numeric cannot hold, nesting at most MAX_DEPTH_STORED_AS_SENT deep. Otherwise
+ * `storedAsSent` is undefined and normalize stringifies the record, naming what it cannot store.
+ */
+export function parseExactRecord(text: string): { value: unknown; storedAsSent: string | undefined } {
+  const marked = markInexactNumbers(text);
+  const value: unknown = JSON.parse(marked.text);
+  const storable = !marked.unstorable && marked.depth <= MAX_DEPTH_STORED_AS_SENT && !text.includes('\\u');
+  return { value, storedAsSent: storable ? text : undefined };
 }
 
 /** A JSON object (not an array, null or an exact number) as parseExactJson returns them. */

@@ -58,3 +58,15 @@ describe('attack: JSON built to make number parsing quadratic', () => {
     expect(performance.now() - start).toBeLessThan(1000);
   });
 });
+
+describe('the exact-number pre-pass never makes invalid JSON valid', () => {
+  // Before, a long literal was marked wherever it stood, so these became strings and parsed.
+  it.each([
+    ['a number as an object key', '{"login":"u1",12345678901234567890:1}'],
+    ['a long literal with a leading zero', '{"login":"u1","partyId":0318766884429645907}'],
+    ['a long literal after a key without its colon', '{"login":"u1","partyId" 318766884429645907}'],
+  ])('%s is refused, as JSON.parse refuses it', (_name, text) => {
+    expect(() => JSON.parse(text) as unknown).toThrow(SyntaxError);
+    expect(() => parseExactJson(text)).toThrow(SyntaxError);
+  });
+});
