@@ -1,11 +1,16 @@
 /**
  * The benchmark: a simulated site on loopback and a fresh Postgres, then
  *   1. full sync (JSON path), 2. full sync (zip path), 3. incremental after 1% changed,
- *   4. a no-op incremental, and two floors on the same data: fetch (read every page and discard
- *   it) and load (COPY of the same normalized rows into empty copies of the tables).
- * Each sync runs as its own process (`cpq-sync run`), so its wall time and peak RSS are its own.
+ *   4. a no-op incremental, and three floors on the same data: fetch (read every page and discard
+ *   it), load (COPY of the same normalized rows into empty copies of the tables) and land (COPY of
+ *   each user's raw JSON into one unindexed table, what a general ELT tool does).
+ * Each sync runs as its own process (`cpq-sync run`), so its wall time, CPU time and peak RSS are
+ * its own.
  *
  *   npm run bench -- --users 100000
+ *
+ * With --profile, one more full JSON sync after the first, into a database of its own, under V8's
+ * CPU profiler: its top functions by self time are printed (its times are not in the table).
  *
  * With --latency, a slow remote CPQ instead: one company (250,000 users unless --users says
  * otherwise) whose pages of 1000 users take that long each (a tenth fixed, the rest per user,
@@ -14,10 +19,12 @@
  * ever had in flight against CPQ_MAX_IN_FLIGHT.
  *
  *   npm run bench -- --latency 1s
+ *
+ * With --latency and --profile, one more such sync under the profiler, summarized the same way.
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -29,6 +36,7 @@ import { loadConfig } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { freePort } from '../test/helpers/free-port.js';
+import { summarizeProfile } from './profile-summary.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -48,6 +56,8 @@ interface Args {
   latencyFixedMs?: number;
   /** Settings for the sync process (--set NAME=VALUE). */
   settings: Record<string, string>;
+  /** One more full sync under V8's CPU profiler, summarized (--profile). */
+  profile: boolean;
 }
 
 function duration(flag: string, text: string | undefined): number {
@@ -57,13 +67,14 @@ function duration(flag: string, text: string | undefined): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 192, mallocMmapThreshold: 131072, latencyMs: 0, settings: {} };
+  const args: Args = { users: 100_000, companies: 4, skipZip: false, heapMb: 192, mallocMmapThreshold: 131072, latencyMs: 0, settings: {}, profile: false };
   let users: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--users') users = Number(argv[++i]);
     else if (flag === '--companies') args.companies = Number(argv[++i]);
     else if (flag === '--skip-zip') args.skipZip = true;
+    else if (flag === '--profile') args.profile = true;
     else if (flag === '--heap-mb') args.heapMb = Number(argv[++i]);
     else if (flag === '--malloc-mmap-threshold') args.mallocMmapThreshold = Number(argv[++i]);
     else if (flag === '--log-dir') args.logDir = argv[++i];
@@ -85,6 +96,8 @@ interface Measured {
   seconds: number;
   users: number;
   maxRssMb?: number;
+  /** User and system CPU time of the sync process. */
+  cpuSeconds?: number;
   /** What made up the sync process's memory at its largest sampled RSS (printed, not tabled). */
   rssParts?: string;
   note?: string;
@@ -95,14 +108,16 @@ let childMemoryEnv: Record<string, string> = {};
 let logDir: string | undefined;
 let runNumber = 0;
 
+/** `nodeArgs` go to node itself, before the script (Node 20 refuses --cpu-prof in NODE_OPTIONS). */
 async function runCli(
   args: string[],
   env: Record<string, string>,
+  nodeArgs: string[] = [],
 ): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; cpuSeconds: number; stdout: string }> {
   const started = performance.now();
   const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bench/measure-child.mjs'), ...args], {
+    const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bench/measure-child.mjs'), ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: log ? 'debug' : 'warn', ...childMemoryEnv, ...env },
     });
@@ -186,8 +201,70 @@ async function loadFloor(url: string, dir: string): Promise<{ seconds: number; b
   }
 }
 
-function table(rows: Measured[], floor: number): string {
-  const header = ['run', 'users', 'wall s', 'users/s', 'peak RSS MB', 'ratio to floor', 'note'];
+/**
+ * Land floor: what a general ELT tool does with the same pages, a COPY of each user's raw JSON,
+ * one row per user, into a table without indexes or constraints. The rows are the synced users'
+ * own raw records, dumped to a file first as for the load floor; only the COPY into the table is timed.
+ */
+async function landFloor(url: string, dir: string): Promise<{ seconds: number; bytes: number }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const file = join(dir, 'landed.copy');
+  try {
+    await pipeline(client.query(copyTo('COPY (SELECT company_login, login, raw FROM cpq.users) TO STDOUT')), createWriteStream(file));
+    const bytes = (await stat(file)).size;
+    await client.query('DROP TABLE IF EXISTS public.floor_landed; CREATE TABLE public.floor_landed (company text, login text, raw jsonb)');
+    const started = performance.now();
+    await pipeline(createReadStream(file), client.query(copyFrom('COPY public.floor_landed FROM STDIN')));
+    const seconds = (performance.now() - started) / 1000;
+    await client.query('DROP TABLE public.floor_landed');
+    return { seconds, bytes };
+  } finally {
+    await client.end();
+    await rm(file, { force: true });
+  }
+}
+
+/** CPU ms per 1000 users of a sync that handled some (undefined for a no-op run or a floor). */
+function cpuPer1000(m: Measured): number | undefined {
+  return m.cpuSeconds === undefined || m.users === 0 ? undefined : (1e6 * m.cpuSeconds) / m.users;
+}
+
+/**
+ * One more sync under V8's CPU profiler (into its own database), then the top functions by self
+ * time of each thread's profile. The profiler's sampling slows the sync down, so its times are
+ * printed against the measured run's only to show by how much, and stay out of the table.
+ */
+async function profiledSync(
+  cliArgs: string[],
+  env: Record<string, string>,
+  profileDir: string,
+  measured: { seconds: number; cpuSeconds: number },
+): Promise<void> {
+  await mkdir(profileDir, { recursive: true });
+  const run = await runCli(cliArgs, env, ['--cpu-prof', '--cpu-prof-dir', profileDir]);
+  console.log(
+    [
+      `\nCPU profile of one more sync (cpq-sync ${cliArgs.join(' ')}), not in the table: the profiler's overhead makes it slower`,
+      `  (${run.seconds.toFixed(1)} s wall, ${run.cpuSeconds.toFixed(1)} s CPU; the measured run: ${measured.seconds.toFixed(1)} s, ${measured.cpuSeconds.toFixed(1)} s CPU)`,
+      `  profiles: ${profileDir}${logDir === undefined ? ' (removed at the end; keep them with --log-dir)' : ''}`,
+    ].join('\n'),
+  );
+  const files = (await readdir(profileDir)).filter((f) => f.endsWith('.cpuprofile')).sort();
+  if (files.length === 0) throw new Error(`the profiled sync wrote no .cpuprofile in ${profileDir}`);
+  for (const file of files) {
+    // node names them CPU.<date>.<time>.<pid>.<thread id>.<sequence>.cpuprofile; thread 0 is the main one.
+    const thread = /^CPU\.\d+\.\d+\.\d+\.(\d+)\.\d+\.cpuprofile$/.exec(file)?.[1];
+    const summary = await summarizeProfile(join(profileDir, file), { root: ROOT, top: 15 });
+    console.log(
+      `  ${thread === undefined ? file : thread === '0' ? 'main thread' : `worker thread ${thread}`}: ${summary.busySamples} busy samples (${(summary.busyMs / 1000).toFixed(1)} s), ${summary.idleSamples} idle; top ${summary.entries.length} functions by self time, share of the busy samples:`,
+    );
+    for (const line of summary.lines) console.log(`    ${line}`);
+  }
+}
+
+function table(rows: Measured[], floor: number, eltFloor: number): string {
+  const header = ['run', 'users', 'wall s', 'users/s', 'CPU ms/1000 users', 'peak RSS MB', 'ratio to floor', 'ratio to ELT floor', 'note'];
   // Floors first, then the runs by number, whatever order they ran in.
   const order = (r: Measured) => (r.name.startsWith('floor') ? 0 : Number.parseInt(r.name, 10));
   const body = [...rows]
@@ -197,8 +274,10 @@ function table(rows: Measured[], floor: number): string {
       String(r.users),
       r.seconds.toFixed(2),
       r.seconds > 0 ? Math.round(r.users / r.seconds).toString() : '',
+      cpuPer1000(r)?.toFixed(0) ?? '',
       r.maxRssMb === undefined ? '' : r.maxRssMb.toFixed(0),
       r.name.startsWith('floor') ? '' : (r.seconds / floor).toFixed(2),
+      r.name.startsWith('floor') ? '' : (r.seconds / eltFloor).toFixed(2),
       r.note ?? '',
     ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
@@ -264,6 +343,11 @@ async function slowSite(args: Args, dir: string): Promise<void> {
       ].join('\n'),
     );
     if (sim.maxInFlightSeen > cpq.maxInFlight) throw new Error('the simulator had more requests in flight than CPQ_MAX_IN_FLIGHT allows');
+    if (args.profile) {
+      // The same latency and kept pages as the measured sync.
+      const profileEnv = { ...settings, DATABASE_URL: await urlFor('bench_slow_profile') };
+      await profiledSync(['run', '--full'], profileEnv, await mkdtemp(join(args.logDir ?? dir, 'cpu-profile-')), full);
+    }
   } finally {
     await admin.end();
     await sim.stop();
@@ -341,8 +425,9 @@ async function main() {
   const results: Measured[] = [];
   const record = (m: Measured) => {
     results.push(m);
+    const cpu = cpuPer1000(m);
     console.log(
-      `  ${m.name}: ${m.seconds.toFixed(2)} s${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`,
+      `  ${m.name}: ${m.seconds.toFixed(2)} s${cpu === undefined ? '' : `, cpu ${m.cpuSeconds!.toFixed(1)} s = ${cpu.toFixed(0)} ms per 1000 users`}${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`,
     );
     if (m.rssParts) console.log(`    memory: ${m.rssParts}`);
   };
@@ -361,10 +446,17 @@ async function main() {
       name: '1. full sync, JSON',
       seconds: full.seconds,
       users: total,
+      cpuSeconds: full.cpuSeconds,
       maxRssMb: full.maxRssMb,
       rssParts: full.rssParts,
       note: rendered(renderedBefore),
     });
+    if (args.profile) {
+      // Served the same kept pages as run 1, before the edits below drop them.
+      const profileDb = await urlFor('bench_profile');
+      await profiledSync(['run', '--full'], env(profileDb, 'json'), await mkdtemp(join(args.logDir ?? dir, 'cpu-profile-')), full);
+      await admin.query('DROP DATABASE bench_profile WITH (FORCE)');
+    }
 
     const changed = Math.max(1, Math.round(total / 100));
     // sim.users() copies a whole company: read each once.
@@ -392,15 +484,25 @@ async function main() {
       name: '3. incremental, 1% changed',
       seconds: incremental.seconds,
       users: changed,
+      cpuSeconds: incremental.cpuSeconds,
       maxRssMb: incremental.maxRssMb,
       note: rendered(renderedBefore),
     });
     renderedBefore = sim.pagesRendered;
     const noop = await runCli(['run'], env(jsonDb, 'json'));
-    record({ name: '4. no-op incremental', seconds: noop.seconds, users: 0, maxRssMb: noop.maxRssMb, note: rendered(renderedBefore) });
+    record({
+      name: '4. no-op incremental',
+      seconds: noop.seconds,
+      users: 0,
+      cpuSeconds: noop.cpuSeconds,
+      maxRssMb: noop.maxRssMb,
+      note: `${rendered(renderedBefore)}, cpu ${noop.cpuSeconds.toFixed(2)} s`,
+    });
 
     const load = await loadFloor(jsonDb, dir);
     record({ name: 'floor: load (COPY)', seconds: load.seconds, users: total, note: `${(load.bytes / 2 ** 20).toFixed(0)} MB of rows` });
+    const land = await landFloor(jsonDb, dir);
+    record({ name: 'floor: land raw JSON (COPY)', seconds: land.seconds, users: total, note: `${(land.bytes / 2 ** 20).toFixed(0)} MB of rows` });
 
     if (!args.skipZip) {
       try {
@@ -414,6 +516,7 @@ async function main() {
           name: '2. full sync, zip',
           seconds: zip.seconds,
           users: total,
+          cpuSeconds: zip.cpuSeconds,
           maxRssMb: zip.maxRssMb,
           rssParts: zip.rssParts,
           note: rendered(renderedBefore),
@@ -424,8 +527,15 @@ async function main() {
     }
 
     const floor = Math.max(fetchJson, load.seconds);
-    console.log(`\nN = ${total}; floor = max(fetch ${fetchJson.toFixed(2)} s, load ${load.seconds.toFixed(2)} s) = ${floor.toFixed(2)} s\n`);
-    console.log(table(results, floor));
+    const eltFloor = Math.max(fetchJson, land.seconds);
+    console.log(
+      [
+        `\nN = ${total}; floor = max(fetch ${fetchJson.toFixed(2)} s, load ${load.seconds.toFixed(2)} s) = ${floor.toFixed(2)} s`,
+        `ELT floor = max(fetch JSON pages ${fetchJson.toFixed(2)} s, land raw JSON ${land.seconds.toFixed(2)} s) = ${eltFloor.toFixed(2)} s;` +
+          ` full first load / ELT floor = ${(full.seconds / eltFloor).toFixed(2)} (goal: at most 1.5 at 100,000 users)\n`,
+      ].join('\n'),
+    );
+    console.log(table(results, floor, eltFloor));
     console.log(`\nincremental/full = ${((100 * incremental.seconds) / full.seconds).toFixed(1)}%`);
   } finally {
     await admin.end();
