@@ -3,7 +3,9 @@
  * functions that took the most self time, each with its share of the busy samples.
  *
  * Busy samples are all samples but "(idle)" (the event loop waiting for I/O): the shares then
- * add up to the process's CPU on the sampled thread, not to its wall time. "(garbage collector)"
+ * add up to the thread's time at work, not to its wall time. V8 samples on a wall-clock interval,
+ * so a thread waiting for a core on a loaded machine still counts as where it was: the busy time
+ * can exceed the thread's CPU time, and the shares are what to compare. "(garbage collector)"
  * and "(program)" (V8 and Node's native code outside any JavaScript function) stay as lines of
  * their own. A function is one source position (name, file, line, column), wherever in the call
  * tree it ran. Positions in the repo's compiled files are given in their TypeScript source when

@@ -257,7 +257,7 @@ async function profiledSync(
     const thread = /^CPU\.\d+\.\d+\.\d+\.(\d+)\.\d+\.cpuprofile$/.exec(file)?.[1];
     const summary = await summarizeProfile(join(profileDir, file), { root: ROOT, top: 15 });
     console.log(
-      `  ${thread === undefined ? file : thread === '0' ? 'main thread' : `worker thread ${thread}`}: ${summary.busySamples} busy samples (${(summary.busyMs / 1000).toFixed(1)} s), ${summary.idleSamples} idle; top ${summary.entries.length} functions by self time, share of the busy samples:`,
+      `  ${thread === undefined ? file : thread === '0' ? 'main thread' : `worker thread ${thread}`}: ${summary.busySamples} busy samples (${(summary.busyMs / 1000).toFixed(1)} s of wall time not idle), ${summary.idleSamples} idle; top ${summary.entries.length} functions by self time, share of the busy samples:`,
     );
     for (const line of summary.lines) console.log(`    ${line}`);
   }
