@@ -4,8 +4,9 @@
  *
  * Busy samples are all samples but "(idle)" (the event loop waiting for I/O): the shares then
  * add up to the thread's time at work, not to its wall time. V8 samples on a wall-clock interval,
- * so a thread waiting for a core on a loaded machine still counts as where it was: the busy time
- * can exceed the thread's CPU time, and the shares are what to compare. "(garbage collector)"
+ * so the time between samples (the self ms) also holds time the thread waited for a core on a
+ * loaded machine or blocked in a system call: busy ms can exceed the thread's CPU time, and the
+ * shares are what to compare between runs. "(garbage collector)"
  * and "(program)" (V8 and Node's native code outside any JavaScript function) stay as lines of
  * their own. A function is one source position (name, file, line, column), wherever in the call
  * tree it ran. Positions in the repo's compiled files are given in their TypeScript source when
