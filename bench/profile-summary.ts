@@ -6,9 +6,8 @@
  * add up to the thread's time at work, not to its wall time. V8 samples on a wall-clock interval,
  * so the time between samples (the self ms) also holds time the thread waited for a core on a
  * loaded machine or blocked in a system call: busy ms can exceed the thread's CPU time, and the
- * shares are what to compare between runs. "(garbage collector)"
- * and "(program)" (V8 and Node's native code outside any JavaScript function) stay as lines of
- * their own. A function is one source position (name, file, line, column), wherever in the call
+ * shares are what to compare between runs. "(garbage collector)" and "(program)" (V8 and Node's
+ * native code outside any JavaScript function) stay as lines of their own. A function is one source position (name, file, line, column), wherever in the call
  * tree it ran. Positions in the repo's compiled files are given in their TypeScript source when
  * the compiled file has its source map beside it (dist/cpq/json.js -> src/cpq/json.ts), so the
  * lines point at what to edit.
