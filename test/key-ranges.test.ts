@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect } from 'vitest';
+import type { RequestRecord } from '../src/simulator/index.js';
 import { expectInSync } from './helpers/db-equals-simulator.js';
 import { it, startHarness, type Harness } from './helpers/harness.js';
 import { editPage, scriptRequests } from './helpers/scripted-pages.js';
@@ -24,6 +25,20 @@ const loginsOf = (h: Harness, company: string) => h.sim.users(company).map((u) =
 
 /** Requests that read a key range bounded above (`$lt`), the probes excluded. */
 const rangeRequests = (h: Harness) => h.sim.requests.filter((r) => isUserPage(r.path) && r.query.limit !== '1' && (r.query.q ?? '').includes('$lt'));
+
+/**
+ * How many key ranges a company's read asked for in `requests`: each range but the last has an
+ * upper bound (`$lt`), the last is open above; null when no request had a bound (not split).
+ */
+function rangesRead(requests: readonly RequestRecord[], company: string): number | null {
+  const bounds = new Set<string>();
+  for (const r of requests) {
+    if (r.path !== `/rest/v16/companies/${company}/users` || r.query.limit === '1' || r.query.q === undefined) continue;
+    const q = JSON.parse(r.query.q) as { $and?: unknown[] };
+    for (const c of (q.$and ?? [q]) as Array<{ login?: { $lt?: string } }>) if (c.login?.$lt !== undefined) bounds.add(c.login.$lt);
+  }
+  return bounds.size === 0 ? null : bounds.size + 1;
+}
 
 interface Change {
   at: number;
@@ -83,8 +98,14 @@ describe('a read split into key ranges', () => {
                 } else h.sim.updateUser(company, login, { firstName: `edited ${edits++}` });
               }
             };
+            const sent = h.sim.requests.length;
             const result = await h.sync({ full: s.run === 'full' });
             h.sim.onRequest = undefined;
+            // The run record names the ranges each company was read in, as they were asked for.
+            for (const company of COMPANIES) {
+              const stream = result.streams.find((r) => r.stream === `companies/${company}`);
+              expect(stream?.keyRanges, company).toBe(rangesRead(h.sim.requests.slice(sent), company));
+            }
             for (const company of COMPANIES) {
               const stored = await presentLogins(h, company);
               for (const login of initial.get(company)!) if (!deleted.has(`${company}/${login}`)) expect(stored.has(login), `${company}/${login}`).toBe(true);
@@ -117,7 +138,10 @@ describe('a read split into key ranges', () => {
     );
     const result = await h.sync();
     expect(result).toMatchObject({ inserted: 60, warnings: [] });
-    expect(result.streams).toEqual([expect.objectContaining({ received: 60, totalResults: 60, shortRead: false })]);
+    expect(result.streams).toEqual([expect.objectContaining({ received: 60, totalResults: 60, shortRead: false, keyRanges: 4 })]);
+    // The run record says so too.
+    const [record] = await h.t.query<{ streams: unknown[] }>(`SELECT streams FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    expect(record!.streams).toEqual([expect.objectContaining({ stream: 'companies/_host', keyRanges: 4 })]);
     const pages = h.sim.requests.filter((r) => isUserPage(r.path));
     // The first page with totalResults, then three probes: the 11 pages left make four ranges of 3, 3, 3 and 2 pages.
     expect(pages[0]!.query).toMatchObject({ totalResults: 'true', offset: '0' });
@@ -132,16 +156,40 @@ describe('a read split into key ranges', () => {
 
   it('splits only a read whose first page took CPQ_SPLIT_SLOWER_THAN or longer', async ({ startHarness }) => {
     const fast = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '5', CPQ_KEY_RANGES: '4' });
-    await fast.sync();
+    expect((await fast.sync()).streams).toEqual([expect.objectContaining({ keyRanges: null })]);
     expect(rangeRequests(fast)).toHaveLength(0);
     await expectInSync(fast);
     const slow = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0, latency: { fixedMs: 60 } },
       { CPQ_PAGE_SIZE: '5', CPQ_KEY_RANGES: '4', CPQ_SPLIT_SLOWER_THAN: '50ms' },
     );
-    await slow.sync();
+    // 25 users (5 pages) after the first page: ranges of 2, 2 and 1 pages.
+    expect((await slow.sync()).streams).toEqual([expect.objectContaining({ keyRanges: 3 })]);
     expect(rangeRequests(slow).length).toBeGreaterThan(0);
     await expectInSync(slow);
+  });
+
+  it('probes that do not come back in login order are not trusted: one range, and the report names no split', async ({ startHarness }) => {
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 40, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '3', CPQ_SPLIT_SLOWER_THAN: '0ms' },
+    );
+    const first = loginsOf(h, '_host')[0]!;
+    let probes = 0;
+    scriptRequests(h.sim, async (req) => {
+      // Every probe answers with the first login of all, before the first page's last one.
+      if (isUserPage(req.path) && req.query.limit === '1') {
+        probes++;
+        req.reply(editPage(await req.real(), (p) => (p.items = [{ login: first }])));
+      }
+    });
+    const result = await h.sync();
+    expect(probes).toBe(2);
+    expect(rangeRequests(h)).toHaveLength(0);
+    expect(result).toMatchObject({ inserted: 40, warnings: [] });
+    expect(result.streams).toEqual([expect.objectContaining({ received: 40, shortRead: false, keyRanges: null })]);
+    h.sim.onRequest = undefined;
+    await expectInSync(h);
   });
 
   it('splits a large incremental window the same way', async ({ startHarness }) => {
@@ -154,7 +202,8 @@ describe('a read split into key ranges', () => {
     for (const login of logins.slice(0, 30)) h.sim.updateUser('_host', login, { jobTitle: 'moved' });
     h.sim.requests.length = 0;
     const result = await h.sync();
-    expect(result.streams).toEqual([expect.objectContaining({ mode: 'incremental', shortRead: false })]);
+    // 30 users in the window, 26 (7 pages) after the first page: three ranges of 3, 3 and 1 pages.
+    expect(result.streams).toEqual([expect.objectContaining({ mode: 'incremental', shortRead: false, keyRanges: 3 })]);
     expect(result.updated).toBe(30);
     const windowed = rangeRequests(h).filter((r) => (r.query.q ?? '').includes('dateModified'));
     expect(windowed.length).toBeGreaterThan(0);

@@ -43,6 +43,7 @@ const report = (received: number, totalResults: number | null): StreamReport => 
   received,
   totalResults,
   shortRead: false,
+  keyRanges: null,
 });
 
 describe('the progress display, line by line', () => {

@@ -22,10 +22,12 @@ export interface Page {
 
 /**
  * A stretch of the login order: logins from `from` (included) to `to` (excluded); an unset end is
- * open. `index` numbers the ranges of one read from 0, in login order.
+ * open. `index` numbers the ranges of one read from 0, in login order; `count` is how many there
+ * are (1 when the probed boundaries were not trusted and the read went on as one range).
  */
 export interface KeyRange {
   index: number;
+  count: number;
   from?: string;
   to?: string;
 }
@@ -299,6 +301,7 @@ export async function* keysetPages(
   const bounds = increasing([last, ...probes]) ? probes : [];
   const ranges: KeyRange[] = [undefined, ...bounds].map((from, i) => ({
     index: i,
+    count: bounds.length + 1,
     ...(from === undefined ? {} : { from }),
     ...(i < bounds.length ? { to: bounds[i] } : {}),
   }));

@@ -58,6 +58,12 @@ export interface StreamReport {
   received: number;
   totalResults: number | null;
   shortRead: boolean;
+  /**
+   * How many key ranges the read was split into and read at once (src/cpq/paging.ts keysetPages);
+   * null when it was read as one range (not split, or its probed boundaries were not trusted).
+   * Absent from the records of runs made before it was reported.
+   */
+  keyRanges: number | null;
   /** For full company reads: whether missing users were marked deleted, or why not. */
   deletion?: string;
 }

@@ -33,6 +33,7 @@ export class StreamProgress {
       received: 0,
       totalResults: null,
       shortRead: false,
+      keyRanges: null,
     };
     sink?.update(this.report, this.startedAt);
   }
@@ -46,6 +47,8 @@ export class StreamProgress {
     this.report.pages++;
     this.report.received += page.items.length;
     if (page.index === 0) this.report.totalResults = page.totalResults ?? null;
+    // The first page is read alone, before the split: the ranges show from the pages after it.
+    if (page.range && page.range.count > 1) this.report.keyRanges = page.range.count;
     this.sink?.update(this.report, this.startedAt);
   }
 

@@ -21,7 +21,7 @@ export interface RunSummary {
   httpRequests: number;
   /** Retried requests by HTTP status or `network`, as stored (the jsonb's text: written out verbatim, never parsed). */
   httpRetries: JsonText;
-  /** Per feed: mode, since, pages, received, totalResults, shortRead, deletion; as stored. */
+  /** Per feed: mode, since, pages, received, totalResults, shortRead, keyRanges, deletion; as stored. */
   streams: JsonText;
   /** As stored. */
   warnings: JsonText;
