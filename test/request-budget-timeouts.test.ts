@@ -16,9 +16,10 @@ const TIMEOUT_LOG = 'no response within the request timeout';
 
 describe('a run whose requests time out', () => {
   it('halves the requests it sends at once after the timeouts, and still reads every user', async ({ startHarness }) => {
-    // Pages of 4 users taking 25 ms, four companies read at once in six ranges each: enough pages to keep eight requests in flight.
+    // Pages of 4 users taking 60 ms (much longer than loading one), four companies read at once in
+    // six ranges each: enough pages to keep eight requests in flight.
     const h = await startHarness(
-      { partnerCompanies: 3, usersPerCompany: 40, integrationUsers: 0, latency: { fixedMs: 25 } },
+      { partnerCompanies: 3, usersPerCompany: 40, integrationUsers: 0, latency: { fixedMs: 60 } },
       {
         CPQ_COMPANIES: '*',
         CPQ_PAGE_SIZE: '4',
@@ -26,7 +27,7 @@ describe('a run whose requests time out', () => {
         CPQ_SPLIT_SLOWER_THAN: '0ms',
         CPQ_CONCURRENCY: '4',
         CPQ_MAX_IN_FLIGHT: String(MAX_IN_FLIGHT),
-        CPQ_REQUEST_TIMEOUT: '400ms',
+        CPQ_REQUEST_TIMEOUT: '1s',
         CPQ_MAX_RETRIES: '5',
       },
     );
@@ -56,17 +57,21 @@ describe('a run whose requests time out', () => {
     h.sim.onRequest = undefined;
 
     expect(result.inserted).toBe(4 * 40);
-    expect(result.http.retries).toEqual({ network: STALLED });
-    expect(timedOut).toBe(STALLED);
+    // The stalled requests timed out and were retried. On a loaded machine another request may
+    // also miss the timeout now and then: that cuts the budget further, which the checks below allow.
+    expect(Object.keys(result.http.retries)).toEqual(['network']);
+    expect(result.http.retries.network).toBe(timedOut);
+    expect(timedOut).toBeGreaterThanOrEqual(STALLED);
     await expectInSync(h);
 
     // Before the timeouts the run used its whole budget, never more.
     expect(Math.max(...arrivals.filter((a) => a.timedOut === 0).map((a) => a.inFlight))).toBe(MAX_IN_FLIGHT);
     expect(h.sim.maxInFlightSeen).toBe(MAX_IN_FLIGHT);
-    // Once they timed out (one cut: all three were sent in the same round), at most half as many
-    // at once. Each good answer grows the limit by 1/16 at 4: it takes 16 answers to reach 5, more
-    // than the requests in flight at the cut and the first six sent after it can give.
-    const after = arrivals.filter((a) => a.timedOut === STALLED).slice(0, 6);
+    // Once they timed out (one cut: all three were sent in the same round; another timeout only
+    // cuts further), at most half as many at once. Each good answer grows the limit by 1/16 at 4:
+    // it takes 16 answers to reach 5, more than the requests in flight at the cut and the first
+    // six sent after it can give.
+    const after = arrivals.filter((a) => a.timedOut >= STALLED).slice(0, 6);
     expect(after).toHaveLength(6);
     for (const a of after) expect(a.inFlight).toBeLessThanOrEqual(MAX_IN_FLIGHT / 2);
   });
