@@ -6,6 +6,7 @@ import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { parseExactJson } from '../exact-json.js';
+import { parseCollectionBody } from './json-items.js';
 import { RequestBudget, type Slot } from './request-budget.js';
 import { describeBody, describeNetworkError, readBodyCapped, readHead, redactCredentials } from './http-bodies.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
@@ -25,6 +26,8 @@ export interface JsonResponse {
   body: unknown;
   /** From sending the request that answered to its body read (the site's and the network's time, no wait for the budget). */
   ms: number;
+  /** With `collection`: each item's own text where it can be stored as sent (see parseCollectionBody). */
+  itemTexts?: (string | undefined)[];
 }
 
 /**
@@ -166,9 +169,10 @@ export class CpqHttpClient {
 
   /**
    * GET a JSON document. Resolves 404 as `{status: 404}` when `allow404`, else throws. A body
-   * larger than CPQ_MAX_PAGE_BYTES fails as 'data' while it is read, without retrying.
+   * larger than CPQ_MAX_PAGE_BYTES fails as 'data' while it is read, without retrying. With
+   * `collection`, a page of users is cut into its items as it is parsed (parseCollectionBody).
    */
-  async getJson(url: string, options: { allow404?: boolean } = {}): Promise<JsonResponse> {
+  async getJson(url: string, options: { allow404?: boolean; collection?: boolean } = {}): Promise<JsonResponse> {
     return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response, _stall, sentAt) => {
       if (response.status === 404 && options.allow404) {
         await response.body?.cancel();
@@ -181,6 +185,8 @@ export class CpqHttpClient {
         });
       }
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
+      const collection = options.collection ? parseCollectionBody(text) : undefined;
+      if (collection) return { status: response.status, url, body: collection.body, itemTexts: collection.itemTexts, ms: performance.now() - sentAt };
       try {
         return { status: response.status, url, body: parseExactJson(text), ms: performance.now() - sentAt };
       } catch (err) {

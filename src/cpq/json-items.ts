@@ -1,4 +1,4 @@
-import { parseExactJson } from '../exact-json.js';
+import { parseExactJson, parseExactRecord } from '../exact-json.js';
 import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 import { errorMessage } from '../errors.js';
 
@@ -7,8 +7,13 @@ import { errorMessage } from '../errors.js';
  * `{"items": [...], ...}` or a bare array of users. A whole entry may be hundreds of MB, so it is
  * never held: this scanner walks the text chunk by chunk, checks the envelope's punctuation
  * itself, and cuts out the text of each item (and of each other envelope value). Every piece is
- * then parsed by parseExactJson, the parser of the JSON path, so numbers (int64 exactness),
- * strings, duplicate keys and every other rule are exactly those of the JSON path.
+ * then parsed by parseExactJson (an item by parseExactRecord, which also hands over its text to
+ * be stored as sent), so numbers (int64 exactness), strings, duplicate keys and every other rule
+ * are exactly those of a JSON response. String literals are skipped with indexOf, natively:
+ * only punctuation is looked at one character at a time.
+ *
+ * A JSON page of users is such a collection body too: parseCollectionBody reads it with this
+ * scanner, so that each user's own text becomes its raw.
  */
 
 const enum State {
@@ -62,9 +67,13 @@ function describeChar(c: number): string {
   return JSON.stringify(String.fromCharCode(c));
 }
 
+/** Receives each envelope value of a collection body (not items), with its key. */
+export type EnvelopeSink = (key: string, value: unknown) => void;
+
 export class JsonItemsParser {
   private state = State.Root;
-  private envelope = false;
+  /** The top-level value is an object (a collection body), not an array of users. */
+  envelope = false;
   private sawItems = false;
   private key = '';
   private capture: Capture | undefined;
@@ -74,6 +83,7 @@ export class JsonItemsParser {
   constructor(
     private readonly sink: RecordSink,
     private readonly limit: RecordLimit = DEFAULT_RECORD_LIMIT,
+    private readonly envelopeSink?: EnvelopeSink,
   ) {}
 
   write(chunk: string): void {
@@ -218,20 +228,42 @@ export class JsonItemsParser {
       return -1;
     }
     let { depth, inString, escape } = capture;
-    for (; j < n; j++) {
-      const c = chunk.charCodeAt(j);
+    while (j < n) {
       if (inString) {
-        if (escape) escape = false;
-        else if (c === BACKSLASH) escape = true;
-        else if (c === QUOTE) {
-          inString = false;
-          if (depth === 0) return j + 1;
+        if (escape) {
+          escape = false;
+          if (++j >= n) break;
         }
-      } else if (c === QUOTE) inString = true;
+        // The closing quote is the first one after an even run of backslashes (counted back
+        // to `j` only: what stands before was read already).
+        const from = j;
+        let quote = chunk.indexOf('"', from);
+        for (;;) {
+          if (quote < 0) break;
+          let k = quote - 1;
+          while (k >= from && chunk.charCodeAt(k) === BACKSLASH) k--;
+          if ((quote - 1 - k) % 2 === 0) break;
+          quote = chunk.indexOf('"', quote + 1);
+        }
+        if (quote < 0) {
+          // The string goes on in the next chunk: escaped there when this one ends in an odd run.
+          let k = n - 1;
+          while (k >= from && chunk.charCodeAt(k) === BACKSLASH) k--;
+          escape = (n - 1 - k) % 2 === 1;
+          break;
+        }
+        inString = false;
+        j = quote + 1;
+        if (depth === 0) return j;
+        continue;
+      }
+      const c = chunk.charCodeAt(j);
+      j++;
+      if (c === QUOTE) inString = true;
       else if (c === LBRACE || c === LBRACKET) depth++;
       else if (c === RBRACE || c === RBRACKET) {
         depth--;
-        if (depth <= 0) return j + 1;
+        if (depth <= 0) return j;
       }
     }
     capture.depth = depth;
@@ -257,25 +289,61 @@ export class JsonItemsParser {
         }
         this.state = State.Colon;
         return;
-      case 'value':
-        this.parse(text, `"${this.key}" in the collection body`);
+      case 'value': {
+        const value = this.parse(text, `"${this.key}" in the collection body`, parseExactJson);
+        this.envelopeSink?.(this.key, value);
         this.state = State.CommaOrEnd;
         return;
+      }
       case 'item': {
         const where = `items[${this.items}]`;
-        const record = this.parse(text, where);
+        const record = this.parse(text, where, parseExactRecord);
         this.items++;
         this.state = State.ItemCommaOrEnd;
-        this.sink(record, where);
+        this.sink(record.value, where, record.storedAsSent);
       }
     }
   }
 
-  private parse(text: string, where: string): unknown {
+  private parse<T>(text: string, where: string, parse: (text: string) => T): T {
     try {
-      return parseExactJson(text);
+      return parse(text);
     } catch (err) {
       throw new EntryContentError(`${where} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
     }
   }
+}
+
+/**
+ * A JSON page of users, `{"items":[...], "hasMore":..., ...}`, read as parseExactJson would read
+ * it, with each item's own text where it can be stored as sent (parseExactRecord), undefined
+ * where not. Undefined for any other body (an array, two "items" keys, bad JSON): the caller
+ * then parses it whole, as before, which reports it or reads it as it always did.
+ */
+export function parseCollectionBody(text: string): { body: Record<string, unknown>; itemTexts: (string | undefined)[] } | undefined {
+  const items: unknown[] = [];
+  const itemTexts: (string | undefined)[] = [];
+  const envelope: [string, unknown][] = [];
+  const parser = new JsonItemsParser(
+    (record, _where, storedAsSent) => {
+      items.push(record);
+      itemTexts.push(storedAsSent);
+    },
+    { chars: Number.POSITIVE_INFINITY, name: 'the page' },
+    (key, value) => envelope.push([key, value]),
+  );
+  try {
+    parser.write(text);
+    parser.end();
+  } catch {
+    return undefined;
+  }
+  if (!parser.envelope) return undefined;
+  // As JSON.parse builds it: every key an own property (a "__proto__" key too, never the
+  // prototype), the last of two equal keys winning.
+  const body: Record<string, unknown> = {};
+  for (const [key, value] of [...envelope, ['items', items] as [string, unknown]]) {
+    Object.defineProperty(body, key, { value, writable: true, enumerable: true, configurable: true });
+  }
+  return { body, itemTexts };
 }

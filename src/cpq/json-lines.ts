@@ -1,10 +1,10 @@
-import { parseExactJson } from '../exact-json.js';
+import { parseExactRecord } from '../exact-json.js';
 import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 import { errorMessage } from '../errors.js';
 
 /**
  * A `.jsonl` / `.ndjson` entry read as a stream: one user per line, each line parsed by
- * parseExactJson like a JSON response. Blank lines are skipped; `\r\n` line ends are accepted.
+ * parseExactRecord like an item of a JSON response. Blank lines are skipped; `\r\n` line ends are accepted.
  */
 export class JsonLinesParser {
   private parts: string[] = [];
@@ -61,12 +61,12 @@ export class JsonLinesParser {
     this.checkSize(line.length, this.line);
     const text = line.endsWith('\r') ? line.slice(0, -1) : line;
     if (text.trim() === '') return;
-    let record: unknown;
+    let record: ReturnType<typeof parseExactRecord>;
     try {
-      record = parseExactJson(text);
+      record = parseExactRecord(text);
     } catch (err) {
       throw new EntryContentError(`line ${this.line} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
     }
-    this.sink(record, `line ${this.line}`);
+    this.sink(record.value, `line ${this.line}`, record.storedAsSent);
   }
 }

@@ -14,6 +14,11 @@ export interface Page {
   /** Where each item sits in its source, when its index in the page would not say: a zip export's entry and line. */
   positions?: string[];
   /**
+   * Each item's own text, where it can be stored as sent (parseExactRecord): normalize then takes
+   * it as the record's raw instead of stringifying the parsed record again.
+   */
+  texts?: (string | undefined)[];
+  /**
    * The key range the page was read from, when the read was split (see keysetPages); its items
    * are in it if CPQ honoured the filter. Pages of one range come in login order.
    */
@@ -75,6 +80,7 @@ interface ReadPage {
   slot: Slot;
   /** How long the site took to answer it. */
   ms: number;
+  texts: (string | undefined)[] | undefined;
 }
 
 /** When a read is split into key ranges (see keysetPages). */
@@ -119,8 +125,8 @@ function requestPage(
   });
   const page = client.readAheadSlot(url).then(async (slot) => {
     try {
-      const response = await client.getJson(url);
-      return { url, range, slot, ms: response.ms, ...readCollection(url, response.body) };
+      const response = await client.getJson(url, { collection: true });
+      return { url, range, slot, ms: response.ms, texts: response.itemTexts, ...readCollection(url, response.body) };
     } catch (err) {
       slot.release();
       throw err;
@@ -271,6 +277,7 @@ export async function* keysetPages(
     items: page.items,
     totalResults: index === 1 ? totalResults : undefined,
     ...(page.range ? { range: page.range } : {}),
+    ...(page.texts ? { texts: page.texts } : {}),
   });
   const handOver = async function* (page: ReadPage): AsyncGenerator<Page> {
     try {

@@ -57,5 +57,8 @@ export function recordLimit(maxPageBytes: number): RecordLimit {
   return maxPageBytes < MAX_RECORD_CHARS ? { chars: maxPageBytes, name: `CPQ_MAX_PAGE_BYTES (${maxPageBytes})` } : DEFAULT_RECORD_LIMIT;
 }
 
-/** Receives each record an entry parser finds, with where it was ("line 7", "items[3]"). */
-export type RecordSink = (record: unknown, where: string) => void;
+/**
+ * Receives each record an entry parser finds, with where it was ("line 7", "items[3]"), and its
+ * own text when it can be stored as sent (see parseExactRecord).
+ */
+export type RecordSink = (record: unknown, where: string, storedAsSent?: string) => void;

@@ -97,12 +97,16 @@ interface EntryParser {
 }
 
 /** `where`: the record's place in the entry (`line 3`, `items[2]`). */
-function entryParser(entry: UserEntry, limit: RecordLimit, sink: (record: Record<string, unknown>, where: string) => void): EntryParser {
-  const objects: RecordSink = (record, where) => {
+function entryParser(
+  entry: UserEntry,
+  limit: RecordLimit,
+  sink: (record: Record<string, unknown>, where: string, storedAsSent: string | undefined) => void,
+): EntryParser {
+  const objects: RecordSink = (record, where, storedAsSent) => {
     if (typeof record !== 'object' || record === null || Array.isArray(record) || isLosslessNumber(record)) {
       throw new EntryContentError(`${where}: expected a user object, got ${describe(record)}`);
     }
-    sink(record as Record<string, unknown>, where);
+    sink(record as Record<string, unknown>, where, storedAsSent);
   };
   switch (entry.format) {
     case 'json':
@@ -158,6 +162,8 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     let pending: Record<string, unknown>[] = [];
     // Each record's entry and place in it, for the errors normalization may raise later.
     let positions: string[] = [];
+    // Each record's own text where it can be stored as sent (JSON and JSON-lines entries).
+    let texts: (string | undefined)[] = [];
     let index = 0;
     // Characters of entry text read since `pending` was last empty: at least what it holds, so a page is cut before
     // `pending` can outgrow CPQ_MAX_PAGE_BYTES; once over, everything pending is cut into pages.
@@ -168,12 +174,14 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
       index: index++,
       items: pending.slice(at, at + config.pageSize),
       positions: positions.slice(at, at + config.pageSize),
+      texts: texts.slice(at, at + config.pageSize),
       totalResults: undefined,
     });
     for (const entry of entries) {
-      const parser = entryParser(entry, limit, (record, where) => {
+      const parser = entryParser(entry, limit, (record, where, storedAsSent) => {
         pending.push(record);
         positions.push(`entry ${entry.name} ${where}`);
+        texts.push(storedAsSent);
       });
       const decoder = new StringDecoder('utf8');
       try {
@@ -186,6 +194,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
             const page = pageFrom(0);
             pending = pending.slice(page.items.length);
             positions = positions.slice(page.items.length);
+            texts = texts.slice(page.items.length);
             if (pending.length === 0) textSinceCut = 0;
             yield page;
           }

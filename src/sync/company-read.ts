@@ -66,7 +66,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
               { companyLogin: company, isIntegrationUser: true, origin: page.url, position },
               i,
             )
-          : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i);
+          : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, page.texts?.[i]);
       });
       // A company the database holds no user of has no stored integration user; after a
       // complete integration read, a user it did not return is none.

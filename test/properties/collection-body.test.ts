@@ -1,0 +1,92 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { JsonItemsParser, parseCollectionBody } from '../../src/cpq/json-items.js';
+import { parseExactJson } from '../../src/exact-json.js';
+import { comparable, jsonText, space, stringLiteral } from './json-texts.js';
+
+/*
+ * A JSON page of users is cut into its items as it is parsed (parseCollectionBody), and each
+ * item's own text may become its raw. Whatever the page holds, the result is what parsing the
+ * whole page gives (or the page is handed back to be parsed whole), and an item's text means
+ * exactly its parsed value; cut into chunks anywhere, as a zip entry arrives, the items and
+ * texts are the same.
+ */
+
+const runs = Number(process.env.FC_NUM_RUNS ?? 200);
+
+/** JSON.parse's verdict (duplicate keys allowed: the last one wins). */
+function valid(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A collection body: envelope members around one items array (or, sometimes, none or two, or a key spelled with escapes). */
+const page = fc
+  .tuple(
+    fc.array(fc.tuple(space, jsonText, space), { maxLength: 5 }),
+    fc.array(fc.tuple(fc.constantFrom('"links"', '"hasMore"', '"__proto__"', '"count"', '"it\\u0065ms"', '"items"'), jsonText), { maxLength: 3 }),
+    fc.array(fc.tuple(stringLiteral, jsonText), { maxLength: 2 }),
+    space,
+  )
+  .map(([items, named, other, ws]) => {
+    const members = [`"items":[${items.map((p) => p.join('')).join(',')}]`, ...[...named, ...other].map(([k, v]) => `${k}:${v}`)];
+    return `${ws}{${members.join(`,${ws}`)}}${ws}`;
+  });
+
+describe('a JSON page cut into its items', () => {
+  it('reads as the whole page parsed, each item text meaning its item', () => {
+    fc.assert(
+      fc.property(page, (text) => {
+        const cut = parseCollectionBody(text);
+        if (cut === undefined) return;
+        expect(valid(text)).toBe(true);
+        expect(comparable(cut.body)).toEqual(comparable(parseExactJson(text)));
+        const items = cut.body.items as unknown[];
+        expect(cut.itemTexts).toHaveLength(items.length);
+        cut.itemTexts.forEach((itemText, i) => {
+          if (itemText !== undefined) expect(comparable(parseExactJson(itemText))).toEqual(comparable(items[i]));
+        });
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it('takes the fast path for every valid page with one plain "items" key', () => {
+    fc.assert(
+      fc.property(page, (text) => {
+        fc.pre(valid(text) && text.split('"items"').length === 2 && !text.includes('it\\u0065ms'));
+        expect(parseCollectionBody(text)).toBeDefined();
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it('gives the same items and texts whatever the chunking', () => {
+    const read = (text: string, cuts: number[]) => {
+      const out: unknown[] = [];
+      const parser = new JsonItemsParser((record, where, storedAsSent) => out.push([comparable(record), where, storedAsSent]));
+      let at = 0;
+      for (const cut of [...cuts, text.length]) {
+        parser.write(text.slice(at, cut));
+        at = cut;
+      }
+      parser.end();
+      return out;
+    };
+    fc.assert(
+      fc.property(
+        page.filter((text) => parseCollectionBody(text) !== undefined),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (text, positions) => {
+          const cuts = [...new Set(positions.map((p) => p % (text.length + 1)))].sort((a, b) => a - b);
+          expect(read(text, cuts)).toEqual(read(text, []));
+        },
+      ),
+      { numRuns: runs },
+    );
+  });
+});

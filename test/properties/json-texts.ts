@@ -1,0 +1,72 @@
+import fc from 'fast-check';
+import { isLosslessNumber, parse as parseLossless } from 'lossless-json';
+import { markedNumberLiteral, numericOverflow, unstorableNumber } from '../../src/exact-json.js';
+
+/*
+ * JSON texts of any shape for the parser's properties, with hostile strings (escapes, quotes,
+ * backslashes, \u0000, lone surrogates), number literals no double holds, and any whitespace;
+ * and the oracle they are checked against: JSON.parse's verdict, with each number as
+ * lossless-json reads it.
+ */
+
+const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'.split('')), minLength: min, maxLength: max });
+export const literal = fc
+  .record({
+    sign: fc.constantFrom('', '-'),
+    int: fc.oneof(
+      fc.constant('0'),
+      fc.tuple(fc.constantFrom(...'123456789'.split('')), digits(0, 24)).map(([a, b]) => a + b),
+    ),
+    fraction: fc.option(digits(1, 22), { nil: undefined }),
+    exponent: fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), digits(1, 3)), { nil: undefined }),
+  })
+  .map(({ sign, int, fraction, exponent }) => `${sign}${int}${fraction === undefined ? '' : `.${fraction}`}${exponent === undefined ? '' : exponent.join('')}`);
+/** A JSON text of any shape, with hostile strings (escapes, quotes, backslashes) and literals, and any whitespace. */
+export const space = fc.constantFrom('', ' ', '\n  ', '\t', '\r\n');
+export const stringLiteral = fc.oneof(
+  fc.string({ unit: 'binary', maxLength: 12 }).map((s) => JSON.stringify(s)),
+  fc.constantFrom('"\\u0000"', '"\\ud800"', '"\\\\"', '"a\\"b"', '"\\\\\\""', '"\\u0031\\u0032"', '"12345678901234567890"'),
+);
+export const { text: jsonText } = fc.letrec<{ text: string; value: string; array: string; object: string }>((tie) => ({
+  text: fc.tuple(space, tie('value'), space).map((p) => p.join('')),
+  value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, literal, stringLiteral, fc.constantFrom('true', 'false', 'null'), tie('array'), tie('object')),
+  array: fc
+    .array(
+      fc.tuple(space, tie('value'), space).map((p) => p.join('')),
+      { maxLength: 4 },
+    )
+    .map((items) => `[${items.join(',')}]`),
+  // Keys unique by what they say (lossless-json, the oracle, refuses duplicates; JSON.parse keeps the last).
+  object: fc
+    .uniqueArray(fc.tuple(space, stringLiteral, space, tie('value'), space), { maxLength: 4, selector: (m) => JSON.parse(m[1]) as string })
+    .map((members) => `{${members.map(([a, k, b, v, c]) => `${a}${k}${b}:${v}${c}`).join(',')}}`),
+}));
+
+/** What a text should parse to: each number as a double when that gives its literal back, else as its literal, marked unstorable when Postgres numeric cannot hold it. */
+function expected(value: unknown): unknown {
+  if (isLosslessNumber(value)) {
+    if (String(Number(value.value)) === value.value) return Number(value.value);
+    return numericOverflow(value.value) === undefined ? { literal: value.value } : { unstorable: value.value };
+  }
+  if (Array.isArray(value)) return value.map(expected);
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expected(v)]));
+  return value;
+}
+export function comparable(value: unknown): unknown {
+  const literal = markedNumberLiteral(value);
+  if (literal !== undefined) return { literal };
+  if (typeof value === 'string' && unstorableNumber(value) !== undefined) return { unstorable: value.slice(value.lastIndexOf('!') + 1) };
+  if (Array.isArray(value)) return value.map(comparable);
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, comparable(v)]));
+  return value;
+}
+
+/** JSON.parse's verdict on a text: its value with every number as lossless-json reads it, or 'invalid'. */
+export function oracle(text: string): unknown {
+  try {
+    JSON.parse(text);
+  } catch {
+    return 'invalid';
+  }
+  return expected(parseLossless(text));
+}
