@@ -134,12 +134,43 @@ export function spellingWins(key: string, name: string, alreadyKept: boolean): b
   return !alreadyKept || key === name;
 }
 
+/** Marks a slot of FieldPicker.pick's result that no key filled yet. */
+const UNSET: unique symbol = Symbol('unset');
+
+/**
+ * Picks the values of named fields of JSON objects by canonical name, by canonicalize's rule for
+ * two spellings of one field, into an array in the order of `names` (undefined where absent):
+ * no Map per object, since this runs for every user and each of its groups, permissions and
+ * choice fields.
+ */
+export class FieldPicker {
+  private readonly slots: Map<string, number>;
+
+  constructor(readonly names: readonly string[]) {
+    this.slots = new Map(names.map((name, i) => [name, i]));
+    if (this.slots.size !== names.length) throw new Error(`FieldPicker: a field named twice in ${names.join(', ')}`);
+  }
+
+  pick(record: Record<string, unknown>): unknown[] {
+    const out = new Array<unknown>(this.names.length).fill(UNSET);
+    // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
+    for (const key of Object.keys(record)) {
+      const name = canonicalFieldName(key);
+      const slot = name === undefined ? undefined : this.slots.get(name);
+      if (slot !== undefined && spellingWins(key, name!, out[slot] !== UNSET)) out[slot] = record[key];
+    }
+    for (let i = 0; i < out.length; i++) if (out[i] === UNSET) out[i] = undefined;
+    return out;
+  }
+}
+
 /** Re-keys one JSON object by canonical field names (see spellingWins for two spellings of one). */
 export function canonicalize(record: Record<string, unknown>): Map<string, unknown> {
   const out = new Map<string, unknown>();
-  for (const [key, value] of Object.entries(record)) {
+  // Object.keys, not Object.entries: this runs for every user, and entries makes a pair per field.
+  for (const key of Object.keys(record)) {
     const name = canonicalFieldName(key);
-    if (name !== undefined && spellingWins(key, name, out.has(name))) out.set(name, value);
+    if (name !== undefined && spellingWins(key, name, out.has(name))) out.set(name, record[key]);
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import {
   displayValue,
   integerValue,
@@ -9,7 +9,7 @@ import {
   stringifyExactJson,
   unstorableNumber,
 } from '../exact-json.js';
-import { canonicalFieldName, canonicalize, spellingWins } from '../cpq/user-fields.js';
+import { FieldPicker, canonicalFieldName } from '../cpq/user-fields.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
@@ -169,6 +169,16 @@ class FieldReader {
   }
 }
 
+const CHOICE_PARTS = new FieldPicker(['value', 'displayValue']);
+const ITEMS = new FieldPicker(['items']);
+const GROUP_PARTS = new FieldPicker(['variableName', 'label', 'type']);
+const PERMISSION_PARTS = new FieldPicker(['type', 'variableName', 'name', 'hasAccess']);
+/** The fields of a user record normalize reads: USER_FIELDS (dateModified among them), then these. */
+const RECORD_FIELDS = new FieldPicker([...USER_FIELDS.map((spec) => spec.field), 'login', 'company', 'groups', 'accessPermissions']);
+const FIELD_COUNT = USER_FIELDS.length;
+const DATE_MODIFIED = USER_FIELDS.findIndex((spec) => spec.field === 'dateModified');
+const COMPANY_NAME = new FieldPicker(['name']);
+
 /** Error labels of the two parts of each choice field, made once: this runs for every user. */
 const CHOICE_LABELS = new Map(USER_FIELDS.map((spec) => [spec, { value: `${spec.field}.value`, display: `${spec.field}.displayValue` }]));
 
@@ -190,25 +200,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
     case 'choiceText':
     case 'choiceInt': {
       // {value, displayValue}; a bare scalar is read as the value alone.
-      let raw: unknown = value;
-      let display: unknown;
-      if (isJsonObject(value)) {
-        // canonicalize's rule, without a Map per field: this runs for every user.
-        raw = undefined;
-        let rawKept = false;
-        let displayKept = false;
-        // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
-        for (const key of Object.keys(value)) {
-          const name = canonicalFieldName(key);
-          if (name === 'value' && spellingWins(key, name, rawKept)) {
-            raw = value[key];
-            rawKept = true;
-          } else if (name === 'displayValue' && spellingWins(key, name, displayKept)) {
-            display = value[key];
-            displayKept = true;
-          }
-        }
-      }
+      const [raw, display] = isJsonObject(value) ? CHOICE_PARTS.pick(value) : [value, undefined];
       const labels = CHOICE_LABELS.get(spec)!;
       out.push(spec.kind === 'choiceInt' ? reader.integer(labels.value, raw) : reader.text(labels.value, raw));
       out.push(reader.text(labels.display, display));
@@ -219,7 +211,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
 
 function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
-  const items = isJsonObject(value) ? canonicalize(value).get('items') : value;
+  const items = isJsonObject(value) ? ITEMS.pick(value)[0] : value;
   if (items === undefined || items === null) return [];
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
   return items as unknown[];
@@ -231,13 +223,13 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
   const byName = new Map<string, GroupRow>();
   items.forEach((item, i) => {
     if (!isJsonObject(item)) reader.fail(`groups.items[${i}]`, `must be an object, got ${describe(item)}`);
-    const g = canonicalize(item);
-    const variableName = reader.key(`groups.items[${i}].variableName`, g.get('variableName'));
+    const [name, label, type] = GROUP_PARTS.pick(item);
+    const variableName = reader.key(`groups.items[${i}].variableName`, name);
     if (!variableName) reader.fail(`groups.items[${i}].variableName`, 'is missing');
     byName.set(variableName, {
       variableName,
-      label: reader.text(`groups.items[${i}].label`, g.get('label')),
-      type: reader.text(`groups.items[${i}].type`, g.get('type')),
+      label: reader.text(`groups.items[${i}].label`, label),
+      type: reader.text(`groups.items[${i}].type`, type),
     });
   });
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
@@ -250,16 +242,16 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
   items.forEach((item, i) => {
     const at = `accessPermissions.items[${i}]`;
     if (!isJsonObject(item)) reader.fail(at, `must be an object, got ${describe(item)}`);
-    const p = canonicalize(item);
-    const type = reader.key(`${at}.type`, p.get('type'));
-    const variableName = reader.key(`${at}.variableName`, p.get('variableName'));
+    const [typeValue, nameValue, label, hasAccess] = PERMISSION_PARTS.pick(item);
+    const type = reader.key(`${at}.type`, typeValue);
+    const variableName = reader.key(`${at}.variableName`, nameValue);
     if (!type) reader.fail(`${at}.type`, 'is missing');
     if (!variableName) reader.fail(`${at}.variableName`, 'is missing');
     byKey.set(`${type}\u0001${variableName}`, {
       type,
       variableName,
-      name: reader.text(`${at}.name`, p.get('name')),
-      hasAccess: reader.boolean(`${at}.hasAccess`, p.get('hasAccess')),
+      name: reader.text(`${at}.name`, label),
+      hasAccess: reader.boolean(`${at}.hasAccess`, hasAccess),
     });
   });
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
@@ -282,9 +274,8 @@ function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'
   for (const v of row.values) text += v === null ? '\u0002' : `${v}\u0001`;
   text += row.groups === undefined ? '\u0003' : JSON.stringify(row.groups);
   text += row.accessPermissions === undefined ? '\u0003' : JSON.stringify(row.accessPermissions);
-  return createHash('sha1')
-    .update(text + unknown)
-    .digest('base64');
+  // The one-shot hash: no Hash object per user.
+  return hash('sha1', text + unknown, 'base64');
 }
 
 /**
@@ -359,33 +350,36 @@ function shown(text: string): string {
   );
 }
 
-/** Turns one user record as received into the row we store. Throws RecordError naming record and field. */
-export function normalizeUser(record: unknown, source: RecordSource, index: number): UserRow {
+/**
+ * Turns one user record as received into the row we store. Throws RecordError naming record and
+ * field. `storedAsSent`: the record's own text, when the parser found it can be stored as sent
+ * (parseExactRecord); it becomes raw as it is, else the record is stringified.
+ */
+export function normalizeUser(record: unknown, source: RecordSource, index: number, storedAsSent?: string): UserRow {
   const where = () => `${source.position ?? `record ${index}`} of ${source.origin}`;
   if (!isJsonObject(record)) {
     throw new RecordError(`${where()}: expected a user object, got ${describe(record)}`);
   }
-  const fields = canonicalize(record);
-  const loginValue = fields.get('login');
+  const fields = RECORD_FIELDS.pick(record);
+  const [loginValue, company, groups, accessPermissions] = fields.slice(FIELD_COUNT);
   if (typeof loginValue !== 'string' || loginValue.trim() === '') {
     throw new RecordError(`${where()}: field "login" is missing or not text (got ${describe(loginValue)})`);
   }
   const reader = new FieldReader(() => `user "${source.companyLogin}/${shown(loginValue)}" (${where()})`);
   const login = reader.key('login', loginValue)!;
   const values: ColumnValue[] = [];
-  for (const spec of USER_FIELDS) readField(reader, spec, fields.get(spec.field), values);
-  const company = fields.get('company');
-  const companyName = isJsonObject(company) ? reader.text('company.name', canonicalize(company).get('name')) : null;
-  const dateModified = reader.timestamp('dateModified', fields.get('dateModified'));
-  const raw = rawJson(reader, record);
+  for (let i = 0; i < FIELD_COUNT; i++) readField(reader, USER_FIELDS[i]!, fields[i], values);
+  const companyName = isJsonObject(company) ? reader.text('company.name', COMPANY_NAME.pick(company)[0]) : null;
+  const dateModified = reader.timestamp('dateModified', fields[DATE_MODIFIED]);
+  const raw = storedAsSent ?? rawJson(reader, record);
   const row = {
     companyLogin: source.companyLogin,
     login,
     companyName,
     isIntegrationUser: source.isIntegrationUser,
     values,
-    groups: readGroups(reader, fields.get('groups')),
-    accessPermissions: readAccessPermissions(reader, fields.get('accessPermissions')),
+    groups: readGroups(reader, groups),
+    accessPermissions: readAccessPermissions(reader, accessPermissions),
   };
   return { ...row, raw, contentHash: contentDigest(row, unknownFieldsJson(record)), dateModified };
 }
