@@ -200,7 +200,7 @@ describe('overlap', () => {
       await sleep(100);
       expect(sim.requests.map((r) => r.query.q)).toEqual([undefined, JSON.stringify({ login: { $gt: sim.users('_host')[4]!.login } })]);
       const rest: unknown[] = [];
-      for await (const page of pages) rest.push(...page.items);
+      for await (const page of pages) rest.push(...page.items.values());
       expect(rest).toHaveLength(7);
       expect(sim.requests).toHaveLength(3);
     } finally {

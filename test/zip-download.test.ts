@@ -195,7 +195,7 @@ describe('zipUserPages', () => {
     }
     const url = `${sim.baseUrl}/rest/v16/companies/_host/users`;
     expect(pages.map((p) => [p.url, p.index, p.items.length, p.totalResults])).toEqual([0, 1, 2, 3, 4].map((i) => [url, i, i < 4 ? 6 : 1, undefined]));
-    const logins = pages.flatMap((p) => p.items.map((u) => (u as { login: string }).login));
+    const logins = pages.flatMap((p) => p.items.values().map((u) => (u as { login: string }).login));
     expect(logins).toEqual(sim.users('_host').map((u) => u.login));
     expect(await live()).toEqual([]);
   });

@@ -206,7 +206,7 @@ export async function checkUsers(client: CpqHttpClient, cpq: CpqConfig, companie
     try {
       const page = readCollection(url, (await client.getJson(url)).body);
       counts.push(`${company} ${page.totalResults ?? '?'}`);
-      const first = page.items[0];
+      const first = page.items.length > 0 ? page.items.value(0) : undefined;
       if (isJsonObject(first) && canonicalize(first).get('groups') === undefined) unexpanded.push(company);
     } catch (err) {
       return fail('users', errorMessage(err), requestFix(err, cpq));

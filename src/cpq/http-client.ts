@@ -6,7 +6,8 @@ import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { parseExactJson } from '../exact-json.js';
-import { parseCollectionBody } from './json-items.js';
+import { cutCollectionBody } from './json-items.js';
+import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
 import { describeBody, describeNetworkError, readBodyCapped, readHead, redactCredentials } from './http-bodies.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
@@ -26,8 +27,8 @@ export interface JsonResponse {
   body: unknown;
   /** From sending the request that answered to its body read (the site's and the network's time, no wait for the budget). */
   ms: number;
-  /** With `collection`: each item's own text where it can be stored as sent (see parseCollectionBody). */
-  itemTexts?: (string | undefined)[];
+  /** With `collection`, a page of users: its items, parsed as they are used (`body` is then the rest of the page). */
+  records?: PageRecords;
 }
 
 /**
@@ -156,6 +157,17 @@ export class CpqHttpClient {
     }
   }
 
+  /** The error for a body JSON.parse refused. */
+  private notJson(url: string, text: string, contentType: string | null, err: unknown): SyncError {
+    const what =
+      /^\s*</.test(text) || /html/i.test(contentType ?? '')
+        ? `expected JSON, got ${this.excerpt(text, contentType)}`
+        : text.trim() === ''
+          ? 'expected JSON, got an empty body'
+          : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
+    return new SyncError('data', `GET ${url}: ${what}`);
+  }
+
   /** A body excerpt for an error message, without the credentials we sent. */
   private excerpt(text: string, contentType: string | null): string {
     return describeBody(redactCredentials(text, this.sentAuthorizations), contentType);
@@ -170,7 +182,7 @@ export class CpqHttpClient {
   /**
    * GET a JSON document. Resolves 404 as `{status: 404}` when `allow404`, else throws. A body
    * larger than CPQ_MAX_PAGE_BYTES fails as 'data' while it is read, without retrying. With
-   * `collection`, a page of users is cut into its items as it is parsed (parseCollectionBody).
+   * `collection`, a page of users is cut into its items (cutCollectionBody), each parsed when used.
    */
   async getJson(url: string, options: { allow404?: boolean; collection?: boolean } = {}): Promise<JsonResponse> {
     return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response, _stall, sentAt) => {
@@ -185,18 +197,24 @@ export class CpqHttpClient {
         });
       }
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
-      const collection = options.collection ? parseCollectionBody(text) : undefined;
-      if (collection) return { status: response.status, url, body: collection.body, itemTexts: collection.itemTexts, ms: performance.now() - sentAt };
+      const contentType = response.headers.get('content-type');
+      const cut = options.collection ? cutCollectionBody(text) : undefined;
+      if (cut) {
+        // An item that is not valid JSON fails the run as the whole page would have.
+        const invalid = (_index: number, itemError: unknown): never => {
+          try {
+            parseExactJson(text);
+          } catch (err) {
+            throw this.notJson(url, text, contentType, err);
+          }
+          throw this.notJson(url, text, contentType, itemError);
+        };
+        return { status: response.status, url, body: cut.envelope, records: PageRecords.unparsed(cut.itemTexts, invalid), ms: performance.now() - sentAt };
+      }
       try {
         return { status: response.status, url, body: parseExactJson(text), ms: performance.now() - sentAt };
       } catch (err) {
-        const what =
-          /^\s*</.test(text) || /html/i.test(response.headers.get('content-type') ?? '')
-            ? `expected JSON, got ${this.excerpt(text, response.headers.get('content-type'))}`
-            : text.trim() === ''
-              ? 'expected JSON, got an empty body'
-              : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
-        throw new SyncError('data', `GET ${url}: ${what}`);
+        throw this.notJson(url, text, contentType, err);
       }
     });
   }

@@ -67,8 +67,13 @@ function describeChar(c: number): string {
   return JSON.stringify(String.fromCharCode(c));
 }
 
-/** Receives each envelope value of a collection body (not items), with its key. */
-export type EnvelopeSink = (key: string, value: unknown) => void;
+/** What else a parser hands over besides records. */
+export interface ItemsParserOptions {
+  /** Receives each envelope value of a collection body (not items), with its key. */
+  envelope?: (key: string, value: unknown) => void;
+  /** Receives each item as its text instead of parsed: the sink then gets no items. */
+  itemText?: (text: string, where: string) => void;
+}
 
 export class JsonItemsParser {
   private state = State.Root;
@@ -83,7 +88,7 @@ export class JsonItemsParser {
   constructor(
     private readonly sink: RecordSink,
     private readonly limit: RecordLimit = DEFAULT_RECORD_LIMIT,
-    private readonly envelopeSink?: EnvelopeSink,
+    private readonly options: ItemsParserOptions = {},
   ) {}
 
   write(chunk: string): void {
@@ -291,15 +296,19 @@ export class JsonItemsParser {
         return;
       case 'value': {
         const value = this.parse(text, `"${this.key}" in the collection body`, parseExactJson);
-        this.envelopeSink?.(this.key, value);
+        this.options.envelope?.(this.key, value);
         this.state = State.CommaOrEnd;
         return;
       }
       case 'item': {
         const where = `items[${this.items}]`;
-        const record = this.parse(text, where, parseExactRecord);
         this.items++;
         this.state = State.ItemCommaOrEnd;
+        if (this.options.itemText) {
+          this.options.itemText(text, where);
+          return;
+        }
+        const record = this.parse(text, where, parseExactRecord);
         this.sink(record.value, where, record.storedAsSent);
       }
     }
@@ -315,22 +324,23 @@ export class JsonItemsParser {
 }
 
 /**
- * A JSON page of users, `{"items":[...], "hasMore":..., ...}`, read as parseExactJson would read
- * it, with each item's own text where it can be stored as sent (parseExactRecord), undefined
- * where not. Undefined for any other body (an array, two "items" keys, bad JSON): the caller
- * then parses it whole, as before, which reports it or reads it as it always did.
+ * A JSON page of users, `{"items":[...], "hasMore":..., ...}`, cut into the text of each item
+ * (parsed later, one at a time: PageRecords), and its other values parsed as parseExactJson
+ * would. Undefined for any other body (an array, two "items" keys, bad JSON outside the items):
+ * the caller then parses it whole, which reports it or reads it as it always did.
  */
-export function parseCollectionBody(text: string): { body: Record<string, unknown>; itemTexts: (string | undefined)[] } | undefined {
-  const items: unknown[] = [];
-  const itemTexts: (string | undefined)[] = [];
-  const envelope: [string, unknown][] = [];
+export function cutCollectionBody(text: string): { envelope: Record<string, unknown>; itemTexts: string[] } | undefined {
+  const itemTexts: string[] = [];
+  const envelope: Record<string, unknown> = {};
   const parser = new JsonItemsParser(
-    (record, _where, storedAsSent) => {
-      items.push(record);
-      itemTexts.push(storedAsSent);
-    },
+    () => undefined,
     { chars: Number.POSITIVE_INFINITY, name: 'the page' },
-    (key, value) => envelope.push([key, value]),
+    {
+      // As JSON.parse builds an object: every key an own property (a "__proto__" key too, never the
+      // prototype), the last of two equal keys winning.
+      envelope: (key, value) => Object.defineProperty(envelope, key, { value, writable: true, enumerable: true, configurable: true }),
+      itemText: (itemText) => itemTexts.push(itemText),
+    },
   );
   try {
     parser.write(text);
@@ -338,12 +348,5 @@ export function parseCollectionBody(text: string): { body: Record<string, unknow
   } catch {
     return undefined;
   }
-  if (!parser.envelope) return undefined;
-  // As JSON.parse builds it: every key an own property (a "__proto__" key too, never the
-  // prototype), the last of two equal keys winning.
-  const body: Record<string, unknown> = {};
-  for (const [key, value] of [...envelope, ['items', items] as [string, unknown]]) {
-    Object.defineProperty(body, key, { value, writable: true, enumerable: true, configurable: true });
-  }
-  return { body, itemTexts };
+  return parser.envelope ? { envelope, itemTexts } : undefined;
 }

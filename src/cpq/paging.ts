@@ -3,21 +3,17 @@ import { canonicalize } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
 import { isJsonObject } from '../exact-json.js';
+import { PageRecords } from './page-records.js';
 
 export interface Page {
   url: string;
   /** 0-based page number within the stream, in the order the pages are handed over. */
   index: number;
-  items: unknown[];
+  items: PageRecords;
   /** `totalResults` of the first page (the size of the whole filtered collection), when CPQ sent it. */
   totalResults: number | undefined;
   /** Where each item sits in its source, when its index in the page would not say: a zip export's entry and line. */
   positions?: string[];
-  /**
-   * Each item's own text, where it can be stored as sent (parseExactRecord): normalize then takes
-   * it as the record's raw instead of stringifying the parsed record again.
-   */
-  texts?: (string | undefined)[];
   /**
    * The key range the page was read from, when the read was split (see keysetPages); its items
    * are in it if CPQ honoured the filter. Pages of one range come in login order.
@@ -52,27 +48,34 @@ function loginOf(item: unknown): string | undefined {
   return typeof login === 'string' ? login : undefined;
 }
 
-/** Checks the collection envelope; a wrong shape fails the run naming the URL. */
-export function readCollection(url: string, body: unknown): { items: unknown[]; hasMore: boolean; totalResults: number | undefined } {
+/**
+ * Checks the collection envelope; a wrong shape fails the run naming the URL. `records`: the
+ * items of a page cut apart as it was read (JsonResponse.records), `body` then the rest of it.
+ */
+export function readCollection(url: string, body: unknown, records?: PageRecords): { items: PageRecords; hasMore: boolean; totalResults: number | undefined } {
   if (!isJsonObject(body))
     throw new SyncError(
       'data',
       `GET ${url}: expected a JSON object with items[], got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`,
     );
-  const items = body.items;
-  if (!Array.isArray(items))
+  const items = records ?? body.items;
+  if (!(items instanceof PageRecords) && !Array.isArray(items))
     throw new SyncError('data', `GET ${url}: expected items[] in the response, got ${items === undefined ? 'no items' : typeof items}`);
   if (body.hasMore !== undefined && typeof body.hasMore !== 'boolean') {
     throw new SyncError('data', `GET ${url}: hasMore must be true or false`);
   }
   const total = body.totalResults;
-  return { items, hasMore: body.hasMore === true, totalResults: typeof total === 'number' ? total : undefined };
+  return {
+    items: items instanceof PageRecords ? items : PageRecords.parsed(items as unknown[]),
+    hasMore: body.hasMore === true,
+    totalResults: typeof total === 'number' ? total : undefined,
+  };
 }
 
 /** A page as read, before it is numbered in the stream. */
 interface ReadPage {
   url: string;
-  items: unknown[];
+  items: PageRecords;
   hasMore: boolean;
   totalResults: number | undefined;
   range: KeyRange | undefined;
@@ -80,7 +83,6 @@ interface ReadPage {
   slot: Slot;
   /** How long the site took to answer it. */
   ms: number;
-  texts: (string | undefined)[] | undefined;
 }
 
 /** When a read is split into key ranges (see keysetPages). */
@@ -126,7 +128,7 @@ function requestPage(
   const page = client.readAheadSlot(url).then(async (slot) => {
     try {
       const response = await client.getJson(url, { collection: true });
-      return { url, range, slot, ms: response.ms, texts: response.itemTexts, ...readCollection(url, response.body) };
+      return { url, range, slot, ms: response.ms, ...readCollection(url, response.body, response.records) };
     } catch (err) {
       slot.release();
       throw err;
@@ -139,7 +141,7 @@ function requestPage(
 /** Where the next page of a keyset read starts, or undefined when the page was the last. */
 function nextAfter(page: ReadPage, after: string | undefined): string | undefined {
   if (!page.hasMore || page.items.length === 0) return undefined;
-  const last = loginOf(page.items[page.items.length - 1]);
+  const last = loginOf(page.items.value(page.items.length - 1));
   if (last === undefined) throw new SyncError('data', `GET ${page.url}: the last record of the page has no login, so paging cannot continue`);
   if (last === after) {
     throw new SyncError('data', `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
@@ -187,7 +189,7 @@ async function probeLogins(client: CpqHttpClient, request: CollectionRequest, of
       const url = client.url(request.path, { ...(q ? { q } : {}), orderby: 'login:asc', limit: '1', offset: String(offset), fields: 'login' });
       const { items } = readCollection(url, (await client.getJson(url)).body);
       if (items.length === 0) return undefined;
-      const login = loginOf(items[0]);
+      const login = loginOf(items.value(0));
       if (login === undefined) throw new SyncError('data', `GET ${url}: the record has no login, so the read cannot be split at it`);
       return login;
     }),
@@ -277,7 +279,6 @@ export async function* keysetPages(
     items: page.items,
     totalResults: index === 1 ? totalResults : undefined,
     ...(page.range ? { range: page.range } : {}),
-    ...(page.texts ? { texts: page.texts } : {}),
   });
   const handOver = async function* (page: ReadPage): AsyncGenerator<Page> {
     try {

@@ -54,7 +54,7 @@ export async function integrationUserDetail(client: CpqHttpClient, partyNumber: 
 export async function listCompanies(client: CpqHttpClient, config: CpqConfig): Promise<string[]> {
   const logins: string[] = [];
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
-    page.items.forEach((item, i) => {
+    page.items.values().forEach((item, i) => {
       const record = isJsonObject(item) ? item : {};
       const login = record.loginName ?? record.login;
       if (typeof login !== 'string' || login === '') {

@@ -7,6 +7,7 @@ import type { CpqConfig } from '../config.js';
 import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
+import { PageRecords } from './page-records.js';
 import { describeBody } from './http-bodies.js';
 import { pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
 import { displayValue, isLosslessNumber } from '../exact-json.js';
@@ -172,9 +173,8 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     const pageFrom = (at: number): Page => ({
       url,
       index: index++,
-      items: pending.slice(at, at + config.pageSize),
+      items: PageRecords.parsed(pending.slice(at, at + config.pageSize), texts.slice(at, at + config.pageSize)),
       positions: positions.slice(at, at + config.pageSize),
-      texts: texts.slice(at, at + config.pageSize),
       totalResults: undefined,
     });
     for (const entry of entries) {

@@ -55,7 +55,9 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
       if (run.signal.aborted) throw new SyncError('interrupted', `${id.name}: stopped, the run is ending`);
       progress.page(page);
       const { integrationUsers } = run;
-      const rows = page.items.map((item, i) => {
+      const rows = Array.from({ length: page.items.length }, (_, i) => {
+        // Each record once: a page's records are parsed one at a time (PageRecords).
+        const { value: item, storedAsSent } = page.items.record(i);
         // Most sites have no integration users left to match: skip re-keying the record for them.
         const login = !integrationUsers.isEmpty && isJsonObject(item) ? canonicalize(item).get('login') : undefined;
         const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
@@ -66,7 +68,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
               { companyLogin: company, isIntegrationUser: true, origin: page.url, position },
               i,
             )
-          : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, page.texts?.[i]);
+          : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, storedAsSent);
       });
       // A company the database holds no user of has no stored integration user; after a
       // complete integration read, a user it did not return is none.

@@ -88,7 +88,7 @@ export async function readIntegrationUsers(
   try {
     for await (const page of integrationUserPages(http, cpq, progress.since)) {
       progress.page(page);
-      const records = await allUntilFirstFailure(page.items, cpq.concurrency, (item, i) => readRecord(item, i, page.url));
+      const records = await allUntilFirstFailure(page.items.values(), cpq.concurrency, (item, i) => readRecord(item, i, page.url));
       records.forEach((record, i) => {
         if (!record) return;
         const row = normalizeUser(record, { companyLogin: integrationCompany(record, cpq), isIntegrationUser: true, origin: page.url }, i);
@@ -142,7 +142,7 @@ export async function keepStoredIntegrationFields(pool: pg.Pool, site: string, c
   rows.forEach((row, i) => {
     const before = row.isIntegrationUser ? undefined : stored.get(userKey(company, row.login));
     if (!before) return;
-    const record = keepIntegrationFeedFields(page.items[i] as Raw, before);
+    const record = keepIntegrationFeedFields(page.items.value(i) as Raw, before);
     rows[i] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
   });
 }
