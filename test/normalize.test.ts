@@ -113,6 +113,11 @@ describe('exact JSON', () => {
 describe('COPY text encoding', () => {
   it('escapes the characters COPY treats specially and writes NULL as \\N', () => {
     expect(copyLine(['a\tb', 'line\nbreak', 'back\\slash', null, true, false, 'cr\r'])).toBe('a\\tb\tline\\nbreak\tback\\\\slash\t\\N\tt\tf\tcr\\r');
+    // Parts are one row's values one after the other, as a single array would give them.
+    expect(copyLine(['a\tb'], ['line\nbreak', 'back\\slash', null], [true, false, 'cr\r'])).toBe(
+      copyLine(['a\tb', 'line\nbreak', 'back\\slash', null, true, false, 'cr\r']),
+    );
+    expect(copyLine([], ['x'], [])).toBe('x');
   });
 
   it('escapes long values the same way (they are tested for specials differently)', () => {

@@ -27,12 +27,19 @@ export function copyText(value: CopyValue): string {
   return needsEscape(value) ? value.replace(SPECIAL, (c) => ESCAPES[c]!) : value;
 }
 
-/** One row in COPY's text format, without its line end (copyPayload writes that). */
-export function copyLine(values: readonly CopyValue[]): string {
+/**
+ * One row in COPY's text format, without its line end (copyPayload writes that): the values of
+ * `parts` one after the other (a user's ~80 column values go in as one part, not spread into a
+ * new array per row).
+ */
+export function copyLine(...parts: (readonly CopyValue[])[]): string {
+  let count = 0;
+  for (const part of parts) count += part.length;
   // join builds one flat string; += (or appending the line end) would build a rope that is
   // flattened again, a copy of the whole line, when it is written.
-  const texts = new Array<string>(values.length);
-  for (let i = 0; i < values.length; i++) texts[i] = copyText(values[i]);
+  const texts = new Array<string>(count);
+  let k = 0;
+  for (const part of parts) for (let i = 0; i < part.length; i++) texts[k++] = copyText(part[i]);
   return texts.join('\t');
 }
 

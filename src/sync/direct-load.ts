@@ -92,14 +92,7 @@ export class DirectLoad {
     rows.forEach((row, i) => {
       const id = ids[i]!;
       users.push(
-        copyLine([
-          this.site,
-          id,
-          row.companyLogin,
-          row.login,
-          row.companyName,
-          row.isIntegrationUser,
-          ...row.values,
+        copyLine([this.site, id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
           row.raw,
           row.contentHash,
           this.runId,

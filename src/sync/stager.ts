@@ -86,14 +86,7 @@ export class Stager {
     for (const row of rows) {
       const seq = String(++this.seq);
       users.push(
-        copyLine([
-          seq,
-          stream,
-          row.companyLogin,
-          row.login,
-          row.companyName,
-          row.isIntegrationUser,
-          ...row.values,
+        copyLine([seq, stream, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
           row.groups !== undefined,
           row.accessPermissions !== undefined,
           row.raw,
