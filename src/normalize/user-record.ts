@@ -175,6 +175,7 @@ const GROUP_PARTS = new FieldPicker(['variableName', 'label', 'type']);
 const PERMISSION_PARTS = new FieldPicker(['type', 'variableName', 'name', 'hasAccess']);
 /** The fields of a user record normalize reads: USER_FIELDS (dateModified among them), then these. */
 const RECORD_FIELDS = new FieldPicker([...USER_FIELDS.map((spec) => spec.field), 'login', 'company', 'groups', 'accessPermissions']);
+// Where login, company, groups and accessPermissions are in RECORD_FIELDS.pick's result: FIELD_COUNT and on.
 const FIELD_COUNT = USER_FIELDS.length;
 const DATE_MODIFIED = USER_FIELDS.findIndex((spec) => spec.field === 'dateModified');
 const COMPANY_NAME = new FieldPicker(['name']);
@@ -217,20 +218,37 @@ function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] 
   return items as unknown[];
 }
 
+/**
+ * The error labels of item `i` of a list (`groups.items[3]` and its parts), made once per index
+ * and kept for the first MAX_KEPT_LABELS: they are passed for every group and permission of every
+ * user, and used only when one is wrong.
+ */
+function itemLabels<P extends string>(list: string, parts: readonly P[]): (i: number) => { item: string } & Record<P, string> {
+  const kept: ({ item: string } & Record<P, string>)[] = [];
+  const make = (i: number) => {
+    const item = `${list}.items[${i}]`;
+    return Object.assign({ item }, Object.fromEntries(parts.map((p) => [p, `${item}.${p}`])) as Record<P, string>);
+  };
+  return (i) => {
+    if (i >= MAX_KEPT_LABELS) return make(i);
+    return (kept[i] ??= make(i));
+  };
+}
+const MAX_KEPT_LABELS = 1000;
+const GROUP_LABELS = itemLabels('groups', ['variableName', 'label', 'type']);
+const PERMISSION_LABELS = itemLabels('accessPermissions', ['type', 'variableName', 'name', 'hasAccess']);
+
 function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined {
   const items = itemsOf(reader, 'groups', value);
   if (items === undefined) return undefined;
   const byName = new Map<string, GroupRow>();
   items.forEach((item, i) => {
-    if (!isJsonObject(item)) reader.fail(`groups.items[${i}]`, `must be an object, got ${describe(item)}`);
+    const at = GROUP_LABELS(i);
+    if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describe(item)}`);
     const [name, label, type] = GROUP_PARTS.pick(item);
-    const variableName = reader.key(`groups.items[${i}].variableName`, name);
-    if (!variableName) reader.fail(`groups.items[${i}].variableName`, 'is missing');
-    byName.set(variableName, {
-      variableName,
-      label: reader.text(`groups.items[${i}].label`, label),
-      type: reader.text(`groups.items[${i}].type`, type),
-    });
+    const variableName = reader.key(at.variableName, name);
+    if (!variableName) reader.fail(at.variableName, 'is missing');
+    byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
   });
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
 }
@@ -240,19 +258,14 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
   if (items === undefined) return undefined;
   const byKey = new Map<string, AccessPermissionRow>();
   items.forEach((item, i) => {
-    const at = `accessPermissions.items[${i}]`;
-    if (!isJsonObject(item)) reader.fail(at, `must be an object, got ${describe(item)}`);
+    const at = PERMISSION_LABELS(i);
+    if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describe(item)}`);
     const [typeValue, nameValue, label, hasAccess] = PERMISSION_PARTS.pick(item);
-    const type = reader.key(`${at}.type`, typeValue);
-    const variableName = reader.key(`${at}.variableName`, nameValue);
-    if (!type) reader.fail(`${at}.type`, 'is missing');
-    if (!variableName) reader.fail(`${at}.variableName`, 'is missing');
-    byKey.set(`${type}\u0001${variableName}`, {
-      type,
-      variableName,
-      name: reader.text(`${at}.name`, label),
-      hasAccess: reader.boolean(`${at}.hasAccess`, hasAccess),
-    });
+    const type = reader.key(at.type, typeValue);
+    const variableName = reader.key(at.variableName, nameValue);
+    if (!type) reader.fail(at.type, 'is missing');
+    if (!variableName) reader.fail(at.variableName, 'is missing');
+    byKey.set(`${type}\u0001${variableName}`, { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) });
   });
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
 }
@@ -361,7 +374,8 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
     throw new RecordError(`${where()}: expected a user object, got ${describe(record)}`);
   }
   const fields = RECORD_FIELDS.pick(record);
-  const [loginValue, company, groups, accessPermissions] = fields.slice(FIELD_COUNT);
+  const loginValue = fields[FIELD_COUNT];
+  const company = fields[FIELD_COUNT + 1];
   if (typeof loginValue !== 'string' || loginValue.trim() === '') {
     throw new RecordError(`${where()}: field "login" is missing or not text (got ${describe(loginValue)})`);
   }
@@ -372,14 +386,19 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   const companyName = isJsonObject(company) ? reader.text('company.name', COMPANY_NAME.pick(company)[0]) : null;
   const dateModified = reader.timestamp('dateModified', fields[DATE_MODIFIED]);
   const raw = storedAsSent ?? rawJson(reader, record);
-  const row = {
+  const row: UserRow = {
     companyLogin: source.companyLogin,
     login,
     companyName,
     isIntegrationUser: source.isIntegrationUser,
     values,
-    groups: readGroups(reader, groups),
-    accessPermissions: readAccessPermissions(reader, accessPermissions),
+    groups: readGroups(reader, fields[FIELD_COUNT + 2]),
+    accessPermissions: readAccessPermissions(reader, fields[FIELD_COUNT + 3]),
+    raw,
+    contentHash: '',
+    dateModified,
   };
-  return { ...row, raw, contentHash: contentDigest(row, unknownFieldsJson(record)), dateModified };
+  // One object per user: the digest reads the row it is stored in.
+  row.contentHash = contentDigest(row, unknownFieldsJson(record));
+  return row;
 }
