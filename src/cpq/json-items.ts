@@ -1,6 +1,5 @@
 import { parseExactJson, parseExactRecord } from '../exact-json.js';
-import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
-import { errorMessage } from '../errors.js';
+import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
  * A `.json` entry of the zip export, read as a stream: either a collection body
@@ -318,7 +317,7 @@ export class JsonItemsParser {
     try {
       return parse(text);
     } catch (err) {
-      throw new EntryContentError(`${where} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
+      throw notValidJson(where, err);
     }
   }
 }

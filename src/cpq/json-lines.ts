@@ -1,6 +1,5 @@
 import { parseExactRecord } from '../exact-json.js';
-import { DEFAULT_RECORD_LIMIT, EntryContentError, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
-import { errorMessage } from '../errors.js';
+import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /**
  * A `.jsonl` / `.ndjson` entry read as a stream: one user per line, each line parsed by
@@ -15,6 +14,8 @@ export class JsonLinesParser {
   constructor(
     private readonly sink: RecordSink,
     private readonly limit: RecordLimit = DEFAULT_RECORD_LIMIT,
+    /** Receives each line's text instead of parsed (see ItemsParserOptions.itemText): the sink then gets nothing. */
+    private readonly itemText?: (text: string, where: string) => void,
   ) {}
 
   write(chunk: string): void {
@@ -61,12 +62,17 @@ export class JsonLinesParser {
     this.checkSize(line.length, this.line);
     const text = line.endsWith('\r') ? line.slice(0, -1) : line;
     if (text.trim() === '') return;
+    const where = `line ${this.line}`;
+    if (this.itemText) {
+      this.itemText(text, where);
+      return;
+    }
     let record: ReturnType<typeof parseExactRecord>;
     try {
       record = parseExactRecord(text);
     } catch (err) {
-      throw new EntryContentError(`line ${this.line} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
+      throw notValidJson(where, err);
     }
-    this.sink(record.value, `line ${this.line}`, record.storedAsSent);
+    this.sink(record.value, where, record.storedAsSent);
   }
 }

@@ -11,19 +11,20 @@ export interface PageRecord {
  * page arrived, and an item is parsed only when it is used: a thousand users parsed at once
  * outlive V8's young generation while the page is worked through (and the page read ahead of it
  * waits), so every one of them was copied and promoted, which cost a fifth of a first load's CPU
- * in garbage collection; parsed one at a time, each dies young. Other pages (zip entries,
- * integration users, companies) come parsed.
+ * in garbage collection; parsed one at a time, each dies young. The JSON and JSON-lines entries of
+ * a zip export are kept as texts the same way; other pages (CSV entries, integration users,
+ * companies) come parsed.
  */
 export class PageRecords {
   private constructor(
-    private readonly parsed: readonly unknown[] | undefined,
-    private readonly texts: readonly (string | undefined)[] | undefined,
-    private readonly invalid?: (index: number, err: unknown) => never,
+    /** How many records the page holds. */
+    readonly length: number,
+    private readonly read: (index: number) => PageRecord,
   ) {}
 
   /** Records already parsed, with the texts of those that can be stored as sent. */
   static parsed(values: readonly unknown[], texts?: readonly (string | undefined)[]): PageRecords {
-    return new PageRecords(values, texts);
+    return new PageRecords(values.length, (index) => ({ value: values[index], storedAsSent: texts?.[index] }));
   }
 
   /**
@@ -31,26 +32,28 @@ export class PageRecords {
    * not valid JSON into the error the whole page would have given.
    */
   static unparsed(texts: readonly string[], invalid: (index: number, err: unknown) => never): PageRecords {
-    return new PageRecords(undefined, texts, invalid);
+    return new PageRecords(texts.length, (index) => {
+      try {
+        return parseExactRecord(texts[index]!);
+      } catch (err) {
+        return invalid(index, err);
+      }
+    });
   }
 
-  get length(): number {
-    return (this.parsed ?? this.texts)!.length;
+  /** Records each read by `read` when used (a zip export's page mixes parsed CSV rows and JSON texts). */
+  static of(length: number, read: (index: number) => PageRecord): PageRecords {
+    return new PageRecords(length, read);
   }
 
   /** Record `index`; an unparsed one is parsed on each call, so take it once. */
   record(index: number): PageRecord {
-    if (this.parsed) return { value: this.parsed[index], storedAsSent: this.texts?.[index] };
-    try {
-      return parseExactRecord(this.texts![index]!);
-    } catch (err) {
-      return this.invalid!(index, err);
-    }
+    return this.read(index);
   }
 
   /** The value of record `index` (see record). */
   value(index: number): unknown {
-    return this.record(index).value;
+    return this.read(index).value;
   }
 
   /** Every value, parsed: for small pages (companies, integration users). */

@@ -1,3 +1,5 @@
+import { errorMessage } from '../errors.js';
+
 /**
  * What an entry of CPQ's zip export holds, decided by its name only. Names are labels here,
  * never file paths: nothing is ever written under an entry's name.
@@ -36,6 +38,11 @@ export function quoteEntryName(name: string): string {
 /** The content of an entry does not follow its format; the message names the place (line or item). */
 export class EntryContentError extends Error {
   override name = 'EntryContentError';
+}
+
+/** A record of an entry (`where`: "line 7", "items[3]") that JSON.parse refused. */
+export function notValidJson(where: string, err: unknown): EntryContentError {
+  return new EntryContentError(`${where} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
 }
 
 /**

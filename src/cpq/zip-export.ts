@@ -7,15 +7,15 @@ import type { CpqConfig } from '../config.js';
 import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
-import { PageRecords } from './page-records.js';
+import { PageRecords, type PageRecord } from './page-records.js';
 import { describeBody } from './http-bodies.js';
 import { pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
-import { displayValue, isLosslessNumber } from '../exact-json.js';
+import { displayValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
 import { JsonItemsParser } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
 import { ArchiveError, ZipArchive, type UserEntry } from './zip-archive.js';
-import { EntryContentError, recordLimit, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
+import { EntryContentError, notValidJson, recordLimit, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
  * CPQ's zip export of one company's users (`Accept: application/zip`), for sites too large for
@@ -97,23 +97,43 @@ interface EntryParser {
   end(): void;
 }
 
-/** `where`: the record's place in the entry (`line 3`, `items[2]`). */
-function entryParser(
-  entry: UserEntry,
-  limit: RecordLimit,
-  sink: (record: Record<string, unknown>, where: string, storedAsSent: string | undefined) => void,
-): EntryParser {
-  const objects: RecordSink = (record, where, storedAsSent) => {
-    if (typeof record !== 'object' || record === null || Array.isArray(record) || isLosslessNumber(record)) {
-      throw new EntryContentError(`${where}: expected a user object, got ${describe(record)}`);
-    }
-    sink(record as Record<string, unknown>, where, storedAsSent);
+/**
+ * A record of the export as read: a CSV row already made a record, or the text of a JSON item or
+ * JSON line, parsed when its page is used (PageRecords).
+ */
+type PendingRecord = { record: Record<string, unknown> } | { text: string; entry: string; where: string };
+
+/** A zip export's record: parsed (a text now), checked to be an object. Errors as the entry parser's, naming entry and place. */
+function readPending(pending: PendingRecord, fail: (message: string) => SyncError): PageRecord {
+  if ('record' in pending) return { value: pending.record, storedAsSent: undefined };
+  let record: PageRecord;
+  try {
+    record = parseExactRecord(pending.text);
+  } catch (err) {
+    throw fail(`entry ${pending.entry}: ${notValidJson(pending.where, err).message}`);
+  }
+  checkObject(record.value, pending.where, (message) => fail(`entry ${pending.entry}: ${message}`));
+  return record;
+}
+
+function checkObject(record: unknown, where: string, error: (message: string) => Error): asserts record is Record<string, unknown> {
+  if (typeof record !== 'object' || record === null || Array.isArray(record) || isLosslessNumber(record)) {
+    throw error(`${where}: expected a user object, got ${describe(record)}`);
+  }
+}
+
+/** `where`: the record's place in the entry (`line 3`, `items[2]`). JSON items and lines come as texts. */
+function entryParser(entry: UserEntry, limit: RecordLimit, sink: (pending: PendingRecord, where: string) => void): EntryParser {
+  const itemText = (text: string, where: string) => sink({ text, entry: entry.name, where }, where);
+  const objects: RecordSink = (record, where) => {
+    checkObject(record, where, (message) => new EntryContentError(message));
+    sink({ record }, where);
   };
   switch (entry.format) {
     case 'json':
-      return new JsonItemsParser(objects, limit);
+      return new JsonItemsParser(objects, limit, { itemText });
     case 'jsonl':
-      return new JsonLinesParser(objects, limit);
+      return new JsonLinesParser(objects, limit, itemText);
     case 'csv': {
       let columns: ExportColumns | undefined;
       return new CsvRowsParser((cells, line) => {
@@ -141,7 +161,8 @@ function entryParser(
  * page reaches CPQ_MAX_PAGE_BYTES (so a page of huge records cannot fill memory), and may span
  * entries. A broken or hostile archive
  * fails with a SyncError ('data') naming the entry and the problem; the structure of every entry
- * is checked before the first page, the content while it is read (the run then rolls back).
+ * is checked before the first page, the content as it is read and used (a JSON item or line is
+ * parsed when its page is: see PageRecords; the run then rolls back).
  * The temporary file is removed however the read ends.
  */
 export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, company: string, signal?: AbortSignal): AsyncGenerator<Page> {
@@ -160,28 +181,26 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     archive = await ZipArchive.open(path, config.zip);
     const entries = await archive.userEntries();
 
-    let pending: Record<string, unknown>[] = [];
+    let pending: PendingRecord[] = [];
     // Each record's entry and place in it, for the errors normalization may raise later.
     let positions: string[] = [];
-    // Each record's own text where it can be stored as sent (JSON and JSON-lines entries).
-    let texts: (string | undefined)[] = [];
     let index = 0;
     // Characters of entry text read since `pending` was last empty: at least what it holds, so a page is cut before
     // `pending` can outgrow CPQ_MAX_PAGE_BYTES; once over, everything pending is cut into pages.
     let textSinceCut = 0;
     const limit = recordLimit(config.maxPageBytes);
+    const pageRecords = (records: PendingRecord[]) => PageRecords.of(records.length, (i) => readPending(records[i]!, fail));
     const pageFrom = (at: number): Page => ({
       url,
       index: index++,
-      items: PageRecords.parsed(pending.slice(at, at + config.pageSize), texts.slice(at, at + config.pageSize)),
+      items: pageRecords(pending.slice(at, at + config.pageSize)),
       positions: positions.slice(at, at + config.pageSize),
       totalResults: undefined,
     });
     for (const entry of entries) {
-      const parser = entryParser(entry, limit, (record, where, storedAsSent) => {
+      const parser = entryParser(entry, limit, (record, where) => {
         pending.push(record);
         positions.push(`entry ${entry.name} ${where}`);
-        texts.push(storedAsSent);
       });
       const decoder = new StringDecoder('utf8');
       try {
@@ -194,7 +213,6 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
             const page = pageFrom(0);
             pending = pending.slice(page.items.length);
             positions = positions.slice(page.items.length);
-            texts = texts.slice(page.items.length);
             if (pending.length === 0) textSinceCut = 0;
             yield page;
           }
