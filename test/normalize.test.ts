@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { integerValue, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 
 const modules = { integerValue, parseExactJson, stringifyExactJson };
-import { copyLine, copyPayload } from '../src/db/copy.js';
+import { CopyRows, copyLine } from '../src/db/copy.js';
 import { retryAfterMs, backoffMs } from '../src/cpq/http-retry.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
 import { RecordError, normalizeUser } from '../src/normalize/user-record.js';
@@ -129,9 +129,27 @@ describe('COPY text encoding', () => {
     expect(copyLine([long, `{"a":"${long}"}`])).toBe(`${long}\t{"a":"${long}"}`);
   });
 
-  it('writes lines as UTF-8, each ended by a newline', () => {
-    expect(copyPayload([copyLine(['é', 1]), copyLine(['日本', null])]).toString('utf8')).toBe('é\t1\n日本\t\\N\n');
-    expect(copyPayload([])).toHaveLength(0);
+  it('writes rows as UTF-8, each ended by a newline, across pieces of any size', () => {
+    const text = (rows: CopyRows) => Buffer.concat(rows.bytes()).toString('utf8');
+    const rows = new CopyRows();
+    rows.add(['é', 1]);
+    rows.add(['日本'], [null]);
+    expect(text(rows)).toBe('é\t1\n日本\t\\N\n');
+    expect(rows.rows).toBe(2);
+    expect(new CopyRows().bytes()).toEqual([]);
+    // Rows that fill several pieces (the first is 64 KiB, the largest 1 MiB), and one larger than any piece.
+    const many = new CopyRows();
+    const expected: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const value = `${i}:${'ü'.repeat(i % 700)}`;
+      many.add([value, i]);
+      expected.push(`${value}\t${i}\n`);
+    }
+    const huge = 'x'.repeat(3 << 20);
+    many.add([huge]);
+    expected.push(`${huge}\n`);
+    expect(many.bytes().length).toBeGreaterThan(2);
+    expect(text(many)).toBe(expected.join(''));
   });
 });
 

@@ -28,7 +28,7 @@ export function copyText(value: CopyValue): string {
 }
 
 /**
- * One row in COPY's text format, without its line end (copyPayload writes that): the values of
+ * One row in COPY's text format, without its line end (CopyRows writes that): the values of
  * `parts` one after the other (a user's ~80 column values go in as one part, not spread into a
  * new array per row).
  */
@@ -44,30 +44,59 @@ export function copyLine(...parts: (readonly CopyValue[])[]): string {
 }
 
 const LINE_END = 0x0a;
+/** The first piece of a CopyRows; each next one twice the last, up to LARGEST_PIECE (a row larger than that gets a piece of its own). */
+const FIRST_PIECE = 1 << 16;
+const LARGEST_PIECE = 1 << 20;
 
 /**
- * Lines (copyLine) as one UTF-8 buffer for copyRows, each ended by a newline, written in place
- * (cheaper than joining them into a string first). Made as soon as the lines are: queued work
- * then holds bytes outside the JS heap, not strings the garbage collector keeps walking.
+ * Rows for one COPY in its text format, each turned into UTF-8 bytes as it is added (copyLine,
+ * then a newline): a page's rows are then never held as strings, which the garbage collector
+ * would copy while the page is worked through, and queued work holds bytes outside the JS heap.
  */
-export function copyPayload(lines: string[]): Buffer {
-  let size = lines.length;
-  for (const line of lines) size += Buffer.byteLength(line);
-  const buffer = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const line of lines) {
-    at += buffer.write(line, at);
-    buffer[at++] = LINE_END;
+export class CopyRows {
+  private readonly full: Buffer[] = [];
+  private piece: Buffer | undefined;
+  private at = 0;
+  private count = 0;
+
+  /** Adds one row: the values of `parts` one after the other (see copyLine). */
+  add(...parts: (readonly CopyValue[])[]): void {
+    const line = copyLine(...parts);
+    // At most 3 bytes per UTF-16 unit, and the newline.
+    const most = line.length * 3 + 1;
+    if (this.piece === undefined || this.at + most > this.piece.length) {
+      const size = this.piece === undefined ? FIRST_PIECE : Math.min(LARGEST_PIECE, this.piece.length * 2);
+      if (this.piece !== undefined) this.full.push(this.piece.subarray(0, this.at));
+      this.piece = Buffer.allocUnsafe(Math.max(size, most));
+      this.at = 0;
+    }
+    this.at += this.piece.write(line, this.at);
+    this.piece[this.at++] = LINE_END;
+    this.count++;
   }
-  return buffer;
+
+  /** How many rows were added. */
+  get rows(): number {
+    return this.count;
+  }
+
+  /**
+   * The rows' bytes, in order, in pieces; the last piece copied to its size when most of it is
+   * unused, so that queued work holds no more memory than its bytes.
+   */
+  bytes(): Buffer[] {
+    if (this.piece === undefined) return [...this.full];
+    const last = this.piece.subarray(0, this.at);
+    return [...this.full, this.piece.length - this.at > FIRST_PIECE ? Buffer.from(last) : last];
+  }
 }
 
 /**
  * COPY rows into a table on the given client (so inside its transaction). `target` is a table
  * name with its column list, built from constants by the caller, never from data.
  */
-export async function copyRows(client: pg.PoolClient, target: string, payload: Buffer): Promise<void> {
-  if (payload.length === 0) return;
+export async function copyRows(client: pg.PoolClient, target: string, bytes: readonly Buffer[]): Promise<void> {
+  if (bytes.every((piece) => piece.length === 0)) return;
   const stream = client.query(copyFrom(`COPY ${target} FROM STDIN`));
-  await pipeline(Readable.from([payload]), stream);
+  await pipeline(Readable.from(bytes), stream);
 }

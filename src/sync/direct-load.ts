@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { KeyRange } from '../cpq/paging.js';
-import { copyLine } from '../db/copy.js';
+import { CopyRows } from '../db/copy.js';
 import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
 import { stageGroups, type GroupDefinition } from '../db/sql/stage-groups.js';
 import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
@@ -85,28 +85,26 @@ export class DirectLoad {
   private async write(rows: UserRow[]) {
     const ids = await this.reserveIds(rows.length);
     const at = this.effectiveAt().toISOString();
-    const users: string[] = [];
-    const memberships: string[] = [];
-    const permissions: string[] = [];
-    const changes: string[] = [];
+    const users = new CopyRows();
+    const memberships = new CopyRows();
+    const permissions = new CopyRows();
+    const changes = new CopyRows();
     rows.forEach((row, i) => {
       const id = ids[i]!;
-      users.push(
-        copyLine([this.site, id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
-          row.raw,
-          row.contentHash,
-          this.runId,
-          this.runId,
-          at,
-        ]),
-      );
+      users.add([this.site, id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
+        row.raw,
+        row.contentHash,
+        this.runId,
+        this.runId,
+        at,
+      ]);
       for (const g of row.groups ?? []) {
-        memberships.push(copyLine([this.site, id, g.variableName, at]));
+        memberships.add([this.site, id, g.variableName, at]);
         this.groups.set(g.variableName, { label: g.label, type: g.type });
       }
-      for (const p of row.accessPermissions ?? []) permissions.push(copyLine([this.site, id, p.type, p.variableName, p.name, p.hasAccess, at]));
+      for (const p of row.accessPermissions ?? []) permissions.add([this.site, id, p.type, p.variableName, p.name, p.hasAccess, at]);
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.
-      changes.push(copyLine([this.site, this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]));
+      changes.add([this.site, this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]);
     });
     this.rowsWritten += rows.length;
     await this.stager.enqueueCopies([

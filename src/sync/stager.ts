@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import type pg from 'pg';
-import { copyLine, copyPayload, copyRows } from '../db/copy.js';
+import { CopyRows, copyRows } from '../db/copy.js';
 import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 
@@ -80,21 +80,19 @@ export class Stager {
    * this or a later call, or `finish`.
    */
   async add(stream: string, rows: UserRow[]): Promise<void> {
-    const users: string[] = [];
-    const groups: string[] = [];
-    const permissions: string[] = [];
+    const users = new CopyRows();
+    const groups = new CopyRows();
+    const permissions = new CopyRows();
     for (const row of rows) {
       const seq = String(++this.seq);
-      users.push(
-        copyLine([seq, stream, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
-          row.groups !== undefined,
-          row.accessPermissions !== undefined,
-          row.raw,
-          row.contentHash,
-        ]),
-      );
-      for (const g of row.groups ?? []) groups.push(copyLine([seq, g.variableName, g.label, g.type]));
-      for (const p of row.accessPermissions ?? []) permissions.push(copyLine([seq, p.type, p.variableName, p.name, p.hasAccess]));
+      users.add([seq, stream, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
+        row.groups !== undefined,
+        row.accessPermissions !== undefined,
+        row.raw,
+        row.contentHash,
+      ]);
+      for (const g of row.groups ?? []) groups.add([seq, g.variableName, g.label, g.type]);
+      for (const p of row.accessPermissions ?? []) permissions.add([seq, p.type, p.variableName, p.name, p.hasAccess]);
     }
     await this.enqueueCopies([
       [`stage_users (seq, stream, ${STAGE_USER_COLUMNS.join(', ')})`, users],
@@ -104,13 +102,13 @@ export class Stager {
   }
 
   /**
-   * Queues COPYs of lines into tables (`target`: a table and column list built from constants),
-   * written in order. The lines become bytes now, so queued work holds no JS strings.
+   * Queues COPYs of rows into tables (`target`: a table and column list built from constants),
+   * written in order. The rows are bytes already (CopyRows), so queued work holds no JS strings.
    */
-  async enqueueCopies(copies: [target: string, lines: string[]][]): Promise<void> {
-    const payloads = copies.map(([target, lines]) => [target, copyPayload(lines)] as const);
+  async enqueueCopies(copies: [target: string, rows: CopyRows][]): Promise<void> {
+    const payloads = copies.map(([target, rows]) => [target, rows.bytes()] as const);
     await this.enqueue(async () => {
-      for (const [target, payload] of payloads) await copyRows(this.client, target, payload);
+      for (const [target, bytes] of payloads) await copyRows(this.client, target, bytes);
     });
   }
 
