@@ -159,7 +159,21 @@ function markInexactNumbers(text: string): Marked {
  * change comes back as a marked string, read with `numberLiteral`. Throws SyntaxError on bad JSON.
  */
 export function parseExactJson(text: string): unknown {
-  return JSON.parse(markInexactNumbers(text).text);
+  return parseMarked(text, markInexactNumbers(text));
+}
+
+/**
+ * JSON.parse of the marked text. Its error is that of the text as sent: the marked text would
+ * show the nonce in the message's excerpt and shift its positions. (The marks never make a text
+ * invalid, so the text as sent fails too.)
+ */
+function parseMarked(text: string, marked: Marked): unknown {
+  try {
+    return JSON.parse(marked.text);
+  } catch (err) {
+    if (marked.text !== text) JSON.parse(text);
+    throw err;
+  }
 }
 
 /**
@@ -171,7 +185,7 @@ export function parseExactJson(text: string): unknown {
  */
 export function parseExactRecord(text: string): { value: unknown; storedAsSent: string | undefined } {
   const marked = markInexactNumbers(text);
-  const value: unknown = JSON.parse(marked.text);
+  const value = parseMarked(text, marked);
   const storable = !marked.unstorable && marked.depth <= MAX_DEPTH_STORED_AS_SENT && !text.includes('\\u');
   return { value, storedAsSent: storable ? text : undefined };
 }
@@ -231,6 +245,8 @@ const NUMBER_PARTS = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
 const NUMERIC_MAX_INTEGER_DIGITS = 131072;
 /** ...and this many after it, counting the written scale (1.50 has two). */
 const NUMERIC_MAX_SCALE = 16383;
+/** Postgres's numeric input refuses an exponent of INT_MAX / 2 or more, in either direction. */
+const NUMERIC_MAX_EXPONENT = 1073741823;
 
 /** The parts of a JSON number literal: value = sign (digits) x 10^exponent, digits without leading zeros. */
 function decimalParts(literal: string): { negative: boolean; digits: string; exponent: number; scale: number } | undefined {
@@ -249,6 +265,11 @@ function decimalParts(literal: string): { negative: boolean; digits: string; exp
 export function numericOverflow(literal: string): string | undefined {
   const parts = decimalParts(literal);
   if (!parts) return undefined;
+  // Postgres refuses a written exponent this large whatever the digits, even 0e2000000000
+  // (Postgres 15 from 2^30 - 1 on; later versions from 2^31).
+  const written = Number(/[eE]([+-]?\d+)$/.exec(literal)?.[1] ?? '0');
+  if (Math.abs(written) >= NUMERIC_MAX_EXPONENT)
+    return `has the exponent ${Math.abs(written) > 1e15 ? '(more than 15 digits)' : written}; Postgres accepts exponents between -${NUMERIC_MAX_EXPONENT} and ${NUMERIC_MAX_EXPONENT}, exclusive`;
   const integerDigits = parts.digits.length + parts.exponent;
   if (parts.digits !== '' && integerDigits > NUMERIC_MAX_INTEGER_DIGITS)
     return `needs ${integerDigits} digits before the decimal point; Postgres stores at most ${NUMERIC_MAX_INTEGER_DIGITS}`;

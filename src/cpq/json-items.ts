@@ -329,6 +329,9 @@ export class JsonItemsParser {
  * the caller then parses it whole, which reports it or reads it as it always did.
  */
 export function cutCollectionBody(text: string): { envelope: Record<string, unknown>; itemTexts: string[] } | undefined {
+  // The parser skips a byte-order mark, as a zip entry may start with one; the decoder of an HTTP
+  // body dropped one already, and JSON.parse refuses another.
+  if (text.charCodeAt(0) === 0xfeff) return undefined;
   const itemTexts: string[] = [];
   const envelope: Record<string, unknown> = {};
   const parser = new JsonItemsParser(

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseExactJson, stringifyExactJson, unstorableNumber } from '../../src/exact-json.js';
+import { cutCollectionBody } from '../../src/cpq/json-items.js';
+import { numericOverflow, parseExactJson, parseExactRecord, stringifyExactJson, unstorableNumber } from '../../src/exact-json.js';
+import { normalizeUser } from '../../src/normalize/user-record.js';
 
 /*
  * An attacker who controls a CPQ response (a compromised site, or anyone in between when plain
@@ -68,5 +70,38 @@ describe('the exact-number pre-pass never makes invalid JSON valid', () => {
   ])('%s is refused, as JSON.parse refuses it', (_name, text) => {
     expect(() => JSON.parse(text) as unknown).toThrow(SyntaxError);
     expect(() => parseExactJson(text)).toThrow(SyntaxError);
+  });
+});
+
+describe('found in review', () => {
+  it('a zero with an exponent Postgres refuses (0e99999999999) fails its record naming the field, not the whole COPY', () => {
+    expect(numericOverflow('0e99999999999')).toBe('has the exponent 99999999999; Postgres accepts exponents between -1073741823 and 1073741823, exclusive');
+    expect(numericOverflow('0.0E-1073741823')).toBeDefined();
+    expect(numericOverflow('0e1073741822')).toBeUndefined();
+    const { value, storedAsSent } = parseExactRecord('{"login":"a","n":0e99999999999}');
+    expect(storedAsSent).toBeUndefined();
+    expect(() => normalizeUser(value, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0, storedAsSent)).toThrow(
+      /field "n" holds the number 0e99999999999 has the exponent 99999999999/,
+    );
+  });
+
+  it('a parse error describes the text as sent: no mark, no shifted position', () => {
+    for (const text of ['[-0,x]', '{"partyId":318766884429645907,}']) {
+      const sent = (() => {
+        try {
+          JSON.parse(text);
+        } catch (err) {
+          return (err as Error).message;
+        }
+      })();
+      expect(() => parseExactJson(text)).toThrow(sent);
+      expect(() => parseExactRecord(text)).toThrow(sent);
+    }
+  });
+
+  it('a JSON page starting with a byte-order mark is left to the whole-page parser, which refuses it as before', () => {
+    expect(cutCollectionBody('\uFEFF{"items":[]}')).toBeUndefined();
+    expect(() => parseExactJson('\uFEFF{"items":[]}')).toThrow(SyntaxError);
+    expect(cutCollectionBody('{"items":[]}')).toEqual({ envelope: {}, itemTexts: [] });
   });
 });
