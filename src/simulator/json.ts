@@ -31,6 +31,14 @@ const RAW_MARK = '\u0000rawjson:';
 const MARKED_RAW = /"\\u0000rawjson:((?:[^"\\]|\\.)*)"/g;
 
 /**
+ * Sets an own property as JSON.parse does, a "__proto__" key included: plain assignment would set
+ * the object's prototype instead, and the key would never be sent.
+ */
+export function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/**
  * Copies a JSON-like value into a form JSON.stringify can write, replacing LosslessNumber and
  * bigint by markers. Frozen shared sub-objects without numbers are returned as they are.
  */
@@ -47,7 +55,7 @@ export function toWireValue(value: unknown): unknown {
     const item = source[key];
     const wire = toWireValue(item);
     if (wire !== item && copy === undefined) copy = { ...source };
-    if (copy !== undefined) copy[key] = wire;
+    if (copy !== undefined) setOwn(copy, key, wire);
   }
   return copy ?? source;
 }
@@ -72,7 +80,7 @@ export function deepCopy<T>(value: T): T {
   if (value instanceof RawJson) return value; // immutable
   if (Array.isArray(value)) return value.map(deepCopy) as T;
   const copy: Record<string, unknown> = {};
-  for (const [key, item] of Object.entries(value as Record<string, unknown>)) copy[key] = deepCopy(item);
+  for (const [key, item] of Object.entries(value as Record<string, unknown>)) setOwn(copy, key, deepCopy(item));
   return copy as T;
 }
 

@@ -2,7 +2,7 @@ import { isLosslessNumber, LosslessNumber } from 'lossless-json';
 import { chooseDrift, type FieldRenames } from './drift.js';
 import { HOST_COMPANY, type AccessPermission, type CompanyInfo, type Group, type SiteDataFactory, type UserRecord } from './data.js';
 import { integrationLogin, WriteRequestError, type GroupReference, type IntegrationUserWrite } from './integration-user-writes.js';
-import { deepCopy, RawJson } from './json.js';
+import { deepCopy, RawJson, setOwn } from './json.js';
 
 export interface StoredUser {
   readonly company: string;
@@ -86,7 +86,7 @@ function importValue(value: unknown): unknown {
   if (value === null || typeof value !== 'object' || isLosslessNumber(value) || value instanceof RawJson) return deepCopy(value);
   if (Array.isArray(value)) return value.map(importValue);
   const copy: Record<string, unknown> = {};
-  for (const [key, item] of Object.entries(value as Record<string, unknown>)) copy[key] = importValue(item);
+  for (const [key, item] of Object.entries(value as Record<string, unknown>)) setOwn(copy, key, importValue(item));
   return copy;
 }
 
@@ -178,7 +178,7 @@ export class UserStore {
     for (const [key, value] of Object.entries(fields)) {
       // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- a patch value of undefined removes the field it names
       if (value === undefined) delete record[key];
-      else record[key] = options.exact ? importValue(value) : importField(key, value);
+      else setOwn(record, key, options.exact ? importValue(value) : importField(key, value));
     }
     const login = record.login;
     if (typeof login !== 'string' || login === '') throw new Error('login must be a non-empty string');
@@ -217,7 +217,7 @@ export class UserStore {
     for (const [key, value] of Object.entries(patch)) {
       // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- a patch value of undefined removes the field it names
       if (value === undefined) delete record[key];
-      else record[key] = importField(key, value);
+      else setOwn(record, key, importField(key, value));
     }
     if (options.touch !== false && !('dateModified' in patch)) record.dateModified = nowIso;
     user.record = record;
