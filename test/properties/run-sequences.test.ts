@@ -113,7 +113,16 @@ function applyRun(model: Model, sim: CpqSimulator, full: boolean, format: 'json'
   for (const record of sim.integrationUsers()) {
     note('integrationUsers', record);
     if (integrationFrom !== undefined && !(typeof record.dateModified === 'string' && record.dateModified >= integrationFrom)) continue;
-    read.set(key('_host', String(record.login)), { company: '_host', record });
+    const k = key('_host', String(record.login));
+    // The integration feed (v19) sends no access permissions: a user only it read this run keeps
+    // those its company feed gave last (src/normalize/feed-fields.ts; the simulator's v19 shape).
+    const previous = model.users.get(k);
+    if (read.has(k) || previous === undefined) read.set(k, { company: '_host', record });
+    else {
+      const { accessPermissions: _sent, ...rest } = record;
+      const kept = previous.record.accessPermissions;
+      read.set(k, { company: '_host', record: kept === undefined ? rest : { ...rest, accessPermissions: kept } });
+    }
   }
   for (const [stream, d] of newest) {
     const stored = model.cursors.get(stream);
