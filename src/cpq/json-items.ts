@@ -1,5 +1,5 @@
 import { parseExactJson, parseExactRecord } from '../exact-json.js';
-import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
+import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type ItemTextSink, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
  * A `.json` entry of the zip export, read as a stream: either a collection body
@@ -7,11 +7,12 @@ import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type RecordLimit
  * never held: this scanner walks the text chunk by chunk, checks the envelope's punctuation
  * itself, and cuts out the text of each item (and of each other envelope value). Every piece is
  * then parsed by parseExactJson (an item by parseExactRecord, which also hands over its text to
- * be stored as sent), so numbers (int64 exactness), strings, duplicate keys and every other rule
+ * be stored as sent), or an item is handed over as its text, to be parsed when used (the
+ * `itemText` option), so numbers (int64 exactness), strings, duplicate keys and every other rule
  * are exactly those of a JSON response. String literals are skipped with indexOf, natively:
  * only punctuation is looked at one character at a time.
  *
- * A JSON page of users is such a collection body too: parseCollectionBody reads it with this
+ * A JSON page of users is such a collection body too: cutCollectionBody reads it with this
  * scanner, so that each user's own text becomes its raw.
  */
 
@@ -71,7 +72,7 @@ export interface ItemsParserOptions {
   /** Receives each envelope value of a collection body (not items), with its key. */
   envelope?: (key: string, value: unknown) => void;
   /** Receives each item as its text instead of parsed: the sink then gets no items. */
-  itemText?: (text: string, where: string) => void;
+  itemText?: ItemTextSink;
 }
 
 export class JsonItemsParser {

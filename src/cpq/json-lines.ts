@@ -1,5 +1,5 @@
 import { parseExactRecord } from '../exact-json.js';
-import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
+import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type ItemTextSink, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /**
  * A `.jsonl` / `.ndjson` entry read as a stream: one user per line, each line parsed by
@@ -14,8 +14,8 @@ export class JsonLinesParser {
   constructor(
     private readonly sink: RecordSink,
     private readonly limit: RecordLimit = DEFAULT_RECORD_LIMIT,
-    /** Receives each line's text instead of parsed (see ItemsParserOptions.itemText): the sink then gets nothing. */
-    private readonly itemText?: (text: string, where: string) => void,
+    /** Receives each line's text instead of parsed, as JsonItemsParser's `itemText` option: the sink then gets nothing. */
+    private readonly options: { itemText?: ItemTextSink } = {},
   ) {}
 
   write(chunk: string): void {
@@ -63,8 +63,8 @@ export class JsonLinesParser {
     const text = line.endsWith('\r') ? line.slice(0, -1) : line;
     if (text.trim() === '') return;
     const where = `line ${this.line}`;
-    if (this.itemText) {
-      this.itemText(text, where);
+    if (this.options.itemText) {
+      this.options.itemText(text, where);
       return;
     }
     let record: ReturnType<typeof parseExactRecord>;

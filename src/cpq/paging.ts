@@ -1,5 +1,5 @@
 import { SyncError } from '../errors.js';
-import { canonicalize } from './user-fields.js';
+import { loginField } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
 import { isJsonObject } from '../exact-json.js';
@@ -44,7 +44,7 @@ export interface CollectionRequest {
 
 function loginOf(item: unknown): string | undefined {
   if (!isJsonObject(item)) return undefined;
-  const login = canonicalize(item).get('login');
+  const login = loginField(item);
   return typeof login === 'string' ? login : undefined;
 }
 

@@ -174,3 +174,10 @@ export function canonicalize(record: Record<string, unknown>): Map<string, unkno
   }
   return out;
 }
+
+const LOGIN = new FieldPicker(['login']);
+
+/** A record's login field under any spelling, as sent (undefined when it has none): read for every user on some paths, so without a Map. */
+export function loginField(record: Record<string, unknown>): unknown {
+  return LOGIN.pick(record)[0];
+}

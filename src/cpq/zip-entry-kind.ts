@@ -69,3 +69,6 @@ export function recordLimit(maxPageBytes: number): RecordLimit {
  * own text when it can be stored as sent (see parseExactRecord).
  */
 export type RecordSink = (record: unknown, where: string, storedAsSent?: string) => void;
+
+/** Receives each record an entry parser finds as its text, unparsed, with where it was: for records parsed when used (PageRecords). */
+export type ItemTextSink = (text: string, where: string) => void;

@@ -133,7 +133,7 @@ function entryParser(entry: UserEntry, limit: RecordLimit, sink: (pending: Pendi
     case 'json':
       return new JsonItemsParser(objects, limit, { itemText });
     case 'jsonl':
-      return new JsonLinesParser(objects, limit, itemText);
+      return new JsonLinesParser(objects, limit, { itemText });
     case 'csv': {
       let columns: ExportColumns | undefined;
       return new CsvRowsParser((cells, line) => {

@@ -96,7 +96,8 @@ export class CopyRows {
  * name with its column list, built from constants by the caller, never from data.
  */
 export async function copyRows(client: pg.PoolClient, target: string, bytes: readonly Buffer[]): Promise<void> {
-  if (bytes.every((piece) => piece.length === 0)) return;
+  // A CopyRows without rows has no pieces.
+  if (bytes.length === 0) return;
   const stream = client.query(copyFrom(`COPY ${target} FROM STDIN`));
   await pipeline(Readable.from(bytes), stream);
 }

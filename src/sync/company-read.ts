@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { CpqConfig } from '../config.js';
 import type { CpqHttpClient } from '../cpq/http-client.js';
 import { companyStream, companyUserPages, type StreamId } from '../cpq/streams.js';
-import { canonicalize } from '../cpq/user-fields.js';
+import { loginField } from '../cpq/user-fields.js';
 import { zipUserPages } from '../cpq/zip-export.js';
 import { SyncError } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
@@ -59,7 +59,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
         // Each record once: a page's records are parsed one at a time (PageRecords).
         const { value: item, storedAsSent } = page.items.record(i);
         // Most sites have no integration users left to match: skip re-keying the record for them.
-        const login = !integrationUsers.isEmpty && isJsonObject(item) ? canonicalize(item).get('login') : undefined;
+        const login = !integrationUsers.isEmpty && isJsonObject(item) ? loginField(item) : undefined;
         const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
         const position = page.positions?.[i];
         return integration
