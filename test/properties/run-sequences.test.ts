@@ -62,7 +62,20 @@ interface Real {
 }
 
 const byLogin = (a: Rec, b: Rec) => (String(a.login) < String(b.login) ? -1 : String(a.login) > String(b.login) ? 1 : 0);
-const same = (a: Rec, b: Rec) => JSON.stringify(a) === JSON.stringify(b);
+/**
+ * The same record as the sync's change detection reads it: groups and access permissions as sets
+ * (its content digest sorts them, src/normalize/user-record.ts), so their order alone is no
+ * change, and the stored row, raw included, is left as it was.
+ */
+const same = (a: Rec, b: Rec) => stable(asSets(a)) === stable(asSets(b));
+function asSets(r: Rec): Rec {
+  const out: Rec = { ...r };
+  for (const relation of ['groups', 'accessPermissions']) {
+    const items = (r[relation] as { items?: unknown } | undefined)?.items;
+    if (Array.isArray(items)) out[relation] = { ...(r[relation] as Rec), items: items.map((i) => JSON.stringify(i)).sort() };
+  }
+  return out;
+}
 const stable = (r: Rec) => JSON.stringify(r);
 
 function withFormat(config: AppConfig, format: 'json' | 'zip'): AppConfig {
@@ -133,10 +146,11 @@ function applyRun(model: Model, sim: CpqSimulator, full: boolean, format: 'json'
   const changes = new Map<string, string>();
   for (const [k, { company, record }] of read) {
     const before = model.users.get(k);
+    const unchanged = before !== undefined && !before.deleted && same(before.record, record);
     if (!before) changes.set(k, 'insert');
     else if (before.deleted) changes.set(k, 'restore');
-    else if (!same(before.record, record)) changes.set(k, 'update');
-    model.users.set(k, { company, login: String(record.login), record, deleted: false });
+    else if (!unchanged) changes.set(k, 'update');
+    model.users.set(k, { company, login: String(record.login), record: unchanged ? before.record : record, deleted: false });
   }
   for (const [k, u] of model.users) {
     if (u.deleted || !fullCompanies.has(u.company) || read.has(k)) continue;
