@@ -48,7 +48,10 @@ const isChoice = (kind: FieldKind) => kind === 'choiceText' || kind === 'choiceI
 /** Every cpq.users column the mapping fills, in a fixed order (choice fields bring their _display column). */
 export const USER_VALUE_COLUMNS: readonly string[] = USER_FIELDS.flatMap((u) => (isChoice(u.kind) ? [u.column, `${u.column}_display`] : [u.column]));
 
-const COLUMN_PG_TYPE: Record<FieldKind, string> = {
+/** The Postgres types of the value columns. */
+export type UserValueColumnType = 'text' | 'boolean' | 'bigint' | 'timestamptz' | 'integer';
+
+const COLUMN_PG_TYPE: Record<FieldKind, UserValueColumnType> = {
   text: 'text',
   boolean: 'boolean',
   bigint: 'bigint',
@@ -58,7 +61,7 @@ const COLUMN_PG_TYPE: Record<FieldKind, string> = {
 };
 
 /** Column name and Postgres type of every USER_VALUE_COLUMNS entry, same order. */
-export const USER_VALUE_COLUMN_TYPES: readonly { column: string; pgType: string }[] = USER_FIELDS.flatMap((u) =>
+export const USER_VALUE_COLUMN_TYPES: readonly { column: string; pgType: UserValueColumnType }[] = USER_FIELDS.flatMap((u) =>
   isChoice(u.kind)
     ? [
         { column: u.column, pgType: COLUMN_PG_TYPE[u.kind] },

@@ -165,7 +165,11 @@ class FieldReader {
     if (!date || date[1] === '0000' || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3])) || Number.isNaN(Date.parse(zoned))) {
       return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
     }
-    return new Date(zoned).toISOString();
+    const utc = new Date(zoned).toISOString();
+    // An offset can carry a date past either end of the years Postgres reads (0001-9999): the
+    // record fails here, naming the field, instead of the whole COPY failing in Postgres.
+    if (!CANONICAL_TIMESTAMP.test(utc) || utc.startsWith('0000')) return this.fail(field, `is ${utc} in UTC, outside the years 1 to 9999`);
+    return utc;
   }
 }
 

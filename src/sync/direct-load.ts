@@ -1,27 +1,54 @@
 import type pg from 'pg';
 import type { KeyRange } from '../cpq/paging.js';
-import { CopyRows } from '../db/copy.js';
+import { CopyRows, copyTarget } from '../db/copy.js';
 import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
 import { stageGroups, type GroupDefinition } from '../db/sql/stage-groups.js';
-import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
+import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 import type { Stager } from './stager.js';
 
 const PARTY_NUMBER = USER_VALUE_COLUMNS.indexOf('party_number');
-const USER_COLUMNS = [
-  'site',
-  'id',
-  'company_login',
-  'login',
-  'company_name',
-  'is_integration_user',
-  ...USER_VALUE_COLUMNS,
-  'raw',
-  'content_hash',
-  'first_seen_run_id',
-  'last_changed_run_id',
-  'valid_from',
-];
+const USERS = copyTarget('cpq.users', [
+  ['site', 'text'],
+  ['id', 'bigint'],
+  ['company_login', 'text'],
+  ['login', 'text'],
+  ['company_name', 'text'],
+  ['is_integration_user', 'boolean'],
+  ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType] as const),
+  ['raw', 'jsonb'],
+  ['content_hash', 'text'],
+  ['first_seen_run_id', 'bigint'],
+  ['last_changed_run_id', 'bigint'],
+  ['valid_from', 'timestamptz'],
+]);
+const USER_GROUPS = copyTarget('cpq.user_groups', [
+  ['site', 'text'],
+  ['user_id', 'bigint'],
+  ['group_variable_name', 'text'],
+  ['added_at', 'timestamptz'],
+]);
+const USER_ACCESS_PERMISSIONS = copyTarget('cpq.user_access_permissions', [
+  ['site', 'text'],
+  ['user_id', 'bigint'],
+  ['type', 'text'],
+  ['variable_name', 'text'],
+  ['name', 'text'],
+  ['has_access', 'boolean'],
+  ['valid_from', 'timestamptz'],
+]);
+const USER_CHANGE_LOG = copyTarget('cpq.user_change_log', [
+  ['site', 'text'],
+  ['run_id', 'bigint'],
+  ['change', 'text'],
+  ['user_id', 'bigint'],
+  ['company_login', 'text'],
+  ['login', 'text'],
+  ['party_number', 'text'],
+  ['date_modified', 'timestamptz'],
+  ['detected_at', 'timestamptz'],
+  ['diff', 'jsonb'],
+]);
 /** User ids reserved per round trip. */
 const ID_BLOCK = 10_000;
 
@@ -85,10 +112,10 @@ export class DirectLoad {
   private async write(rows: UserRow[]) {
     const ids = await this.reserveIds(rows.length);
     const at = this.effectiveAt().toISOString();
-    const users = new CopyRows();
-    const memberships = new CopyRows();
-    const permissions = new CopyRows();
-    const changes = new CopyRows();
+    const users = new CopyRows(USERS);
+    const memberships = new CopyRows(USER_GROUPS);
+    const permissions = new CopyRows(USER_ACCESS_PERMISSIONS);
+    const changes = new CopyRows(USER_CHANGE_LOG);
     rows.forEach((row, i) => {
       const id = ids[i]!;
       users.add([this.site, id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
@@ -107,12 +134,7 @@ export class DirectLoad {
       changes.add([this.site, this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]);
     });
     this.rowsWritten += rows.length;
-    await this.stager.enqueueCopies([
-      [`cpq.users (${USER_COLUMNS.join(', ')})`, users],
-      ['cpq.user_groups (site, user_id, group_variable_name, added_at)', memberships],
-      ['cpq.user_access_permissions (site, user_id, type, variable_name, name, has_access, valid_from)', permissions],
-      ['cpq.user_change_log (site, run_id, change, user_id, company_login, login, party_number, date_modified, detected_at, diff)', changes],
-    ]);
+    await this.stager.enqueueCopies([users, memberships, permissions, changes]);
   }
 
   /**

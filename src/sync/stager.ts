@@ -1,21 +1,36 @@
 import pLimit from 'p-limit';
 import type pg from 'pg';
-import { CopyRows, copyRows } from '../db/copy.js';
-import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import { CopyRows, copyBytes, copyTarget } from '../db/copy.js';
+import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 
-/** Columns of stage_users after seq and stream, in COPY order. */
-export const STAGE_USER_COLUMNS = [
-  'company_login',
-  'login',
-  'company_name',
-  'is_integration_user',
-  ...USER_VALUE_COLUMNS,
-  'has_groups',
-  'has_permissions',
-  'raw',
-  'content_hash',
-];
+/** What a page's rows are copied into: the staging tables of STAGE_DDL, with their column types. */
+const STAGE_USERS = copyTarget('stage_users', [
+  ['seq', 'bigint'],
+  ['stream', 'text'],
+  ['company_login', 'text'],
+  ['login', 'text'],
+  ['company_name', 'text'],
+  ['is_integration_user', 'boolean'],
+  ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType] as const),
+  ['has_groups', 'boolean'],
+  ['has_permissions', 'boolean'],
+  ['raw', 'jsonb'],
+  ['content_hash', 'text'],
+]);
+const STAGE_USER_GROUPS = copyTarget('stage_user_groups', [
+  ['seq', 'bigint'],
+  ['variable_name', 'text'],
+  ['label', 'text'],
+  ['type', 'text'],
+]);
+const STAGE_USER_PERMISSIONS = copyTarget('stage_user_permissions', [
+  ['seq', 'bigint'],
+  ['type', 'text'],
+  ['variable_name', 'text'],
+  ['name', 'text'],
+  ['has_access', 'boolean'],
+]);
 
 const STAGE_DDL = `
 CREATE TEMP TABLE stage_users (
@@ -80,11 +95,11 @@ export class Stager {
    * this or a later call, or `finish`.
    */
   async add(stream: string, rows: UserRow[]): Promise<void> {
-    const users = new CopyRows();
-    const groups = new CopyRows();
-    const permissions = new CopyRows();
+    const users = new CopyRows(STAGE_USERS);
+    const groups = new CopyRows(STAGE_USER_GROUPS);
+    const permissions = new CopyRows(STAGE_USER_PERMISSIONS);
     for (const row of rows) {
-      const seq = String(++this.seq);
+      const seq = ++this.seq;
       users.add([seq, stream, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
         row.groups !== undefined,
         row.accessPermissions !== undefined,
@@ -94,21 +109,17 @@ export class Stager {
       for (const g of row.groups ?? []) groups.add([seq, g.variableName, g.label, g.type]);
       for (const p of row.accessPermissions ?? []) permissions.add([seq, p.type, p.variableName, p.name, p.hasAccess]);
     }
-    await this.enqueueCopies([
-      [`stage_users (seq, stream, ${STAGE_USER_COLUMNS.join(', ')})`, users],
-      ['stage_user_groups (seq, variable_name, label, type)', groups],
-      ['stage_user_permissions (seq, type, variable_name, name, has_access)', permissions],
-    ]);
+    await this.enqueueCopies([users, groups, permissions]);
   }
 
   /**
-   * Queues COPYs of rows into tables (`target`: a table and column list built from constants),
-   * written in order. The rows are bytes already (CopyRows), so queued work holds no JS strings.
+   * Queues COPYs of rows into their tables, written in order. The rows are bytes already
+   * (CopyRows), so queued work holds no JS strings.
    */
-  async enqueueCopies(copies: [target: string, rows: CopyRows][]): Promise<void> {
-    const payloads = copies.map(([target, rows]) => [target, rows.bytes()] as const);
+  async enqueueCopies(copies: CopyRows[]): Promise<void> {
+    const payloads = copies.map((rows) => [rows.target, rows.bytes()] as const);
     await this.enqueue(async () => {
-      for (const [target, bytes] of payloads) await copyRows(this.client, target, bytes);
+      for (const [target, bytes] of payloads) await copyBytes(this.client, target, bytes);
     });
   }
 

@@ -1,0 +1,154 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CopyRows, canonicalTimestampMs, copyRows, copyTarget, type CopyValue } from '../src/db/copy.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { anyText, propertyTimeout, runs } from './properties/arbitraries.js';
+
+let database: TestDatabase;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.drop();
+});
+
+const TARGET = copyTarget('copy_check', [
+  ['n', 'integer'],
+  ['t', 'text'],
+  ['b', 'boolean'],
+  ['i8', 'bigint'],
+  ['i4', 'integer'],
+  ['ts', 'timestamptz'],
+  ['j', 'jsonb'],
+]);
+const TABLE = 'CREATE TEMP TABLE copy_check (n integer, t text, b boolean, i8 bigint, i4 integer, ts timestamptz, j jsonb)';
+/** How Postgres prints each column back: text forms that say exactly what was stored. */
+const READ_BACK = `SELECT t, b, i8::text, i4, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts, j::text FROM copy_check ORDER BY n`;
+
+/** Writes rows (each without its leading `n`) with COPY in the binary format and reads them back. */
+async function roundTrip(rows: CopyValue[][]): Promise<Record<string, unknown>[]> {
+  const client = await database.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(TABLE);
+    const copy = new CopyRows(TARGET);
+    rows.forEach((row, n) => copy.add([n], row));
+    await copyRows(client, copy);
+    const read = await client.query(READ_BACK);
+    await client.query('ROLLBACK');
+    return read.rows as Record<string, unknown>[];
+  } finally {
+    client.release();
+  }
+}
+
+const TIMEOUT = propertyTimeout(120_000);
+
+const expected = (t: string | null, b: boolean | null, i8: string | null, i4: number | null, ts: string | null, j: string | null) => ({ t, b, i8, i4, ts, j });
+
+describe('COPY in the binary format', () => {
+  it('stores every type exactly: text with the characters the text format escapes, int64 and int32 extremes, dates from year 1 to 9999, jsonb', async () => {
+    const rows: CopyValue[][] = [
+      ['a\tb\nc\rd\\e', true, '9223372036854775807', 2147483647, '0001-01-01T00:00:00.000Z', '{"a":[1,"\\t"]}'],
+      ['é日本😀', false, '-9223372036854775808', -2147483648, '9999-12-31T23:59:59.999Z', '{"big":123456789012345678901234567890}'],
+      ['', null, '0', 0, '2000-01-01T00:00:00.000Z', '[]'],
+      [null, true, '-1', -1, '1999-12-31T23:59:59.999Z', 'null'],
+      ['x'.repeat(60), false, 4294967296, 65536, '1970-01-01T00:00:00.001Z', '"s"'],
+      ['ü'.repeat(60), true, -4294967297, '-12', '2262-04-11T23:47:16.854Z', '1.50'],
+      [null, null, null, null, null, null],
+    ];
+    expect(await roundTrip(rows)).toEqual([
+      expected('a\tb\nc\rd\\e', true, '9223372036854775807', 2147483647, '0001-01-01T00:00:00.000Z', '{"a": [1, "\\t"]}'),
+      expected('é日本😀', false, '-9223372036854775808', -2147483648, '9999-12-31T23:59:59.999Z', '{"big": 123456789012345678901234567890}'),
+      expected('', null, '0', 0, '2000-01-01T00:00:00.000Z', '[]'),
+      expected(null, true, '-1', -1, '1999-12-31T23:59:59.999Z', 'null'),
+      expected('x'.repeat(60), false, '4294967296', 65536, '1970-01-01T00:00:00.001Z', '"s"'),
+      expected('ü'.repeat(60), true, '-4294967297', -12, '2262-04-11T23:47:16.854Z', '1.50'),
+      expected(null, null, null, null, null, null),
+    ]);
+  });
+
+  it('writes rows across pieces of any size, one value larger than any piece', async () => {
+    const rows: CopyValue[][] = [];
+    for (let i = 0; i < 3000; i++) rows.push([`${i}:${'ü'.repeat(i % 700)}`, i % 2 === 0, String(i), i, null, null]);
+    rows.push(['x'.repeat(3 << 20), null, null, null, null, null]);
+    const copy = new CopyRows(TARGET);
+    rows.forEach((row, n) => copy.add([n], row));
+    expect(copy.rows).toBe(3001);
+    expect(copy.bytes().length).toBeGreaterThan(3);
+    const read = await roundTrip(rows);
+    expect(read.map((r) => r.t)).toEqual(rows.map((r) => r[0]));
+    expect(read.map((r) => r.i4)).toEqual(rows.map((r) => r[3]));
+  });
+
+  it('has no bytes without rows, and refuses a value of the wrong type or count naming the column', () => {
+    expect(new CopyRows(TARGET).bytes()).toEqual([]);
+    const copy = new CopyRows(TARGET);
+    expect(() => copy.add([0], ['t', 'yes', null, null, null, null])).toThrow('column b of copy_check');
+    expect(() => copy.add([0], ['t', true, '1.5', null, null, null])).toThrow('column i8 of copy_check');
+    expect(() => copy.add([0], ['t', true, '99999999999999999999', null, null, null])).toThrow('column i8 of copy_check');
+    expect(() => copy.add([0], ['t', true, null, 2 ** 31, null, null])).toThrow('column i4 of copy_check');
+    expect(() => copy.add([0], ['t', true, null, null, '2025-01-01T00:00:00Z', null])).toThrow('column ts of copy_check');
+    expect(() => copy.add([0], ['t', true, null, null, '0000-12-31T23:00:00.000Z', null])).toThrow('column ts of copy_check');
+    expect(() => copy.add([0], ['t', true])).toThrow('has 3 values, not 7');
+  });
+
+  it(
+    'stores any text, integer and date-time as Postgres reads its text form (property)',
+    async () => {
+      const MIN_MS = Date.parse('0001-01-01T00:00:00.000Z');
+      const MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
+      const row = fc.tuple(
+        fc.option(anyText),
+        fc.option(fc.boolean()),
+        fc.option(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
+        fc.option(fc.integer()),
+        fc.option(fc.integer({ min: MIN_MS, max: MAX_MS })),
+      );
+      await fc.assert(
+        fc.asyncProperty(fc.array(row, { minLength: 1, maxLength: 40 }), async (generated) => {
+          const rows: CopyValue[][] = generated.map(([t, b, i8, i4, ms]) => [
+            t,
+            b,
+            i8 === null ? null : i8 >= -(2n ** 53n) && i8 < 2n ** 53n && i8 % 2n === 0n ? Number(i8) : String(i8),
+            i4,
+            ms === null ? null : new Date(ms).toISOString(),
+            t === null ? null : JSON.stringify(t),
+          ]);
+          const read = await roundTrip(rows);
+          expect(read).toEqual(
+            generated.map(([t, b, i8, i4, ms]) =>
+              expected(t, b, i8 === null ? null : String(i8), i4, ms === null ? null : new Date(ms).toISOString(), t === null ? null : JSON.stringify(t)),
+            ),
+          );
+        }),
+        runs(30, TIMEOUT),
+      );
+    },
+    TIMEOUT,
+  );
+
+  it('reads a date-time exactly when it is in the canonical form of a real day, as Date reads and prints it (property)', () => {
+    const MIN_MS = Date.parse('0001-01-01T00:00:00.000Z');
+    const MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
+    const oracle = (text: string) => {
+      const ms = Date.parse(text);
+      return Number.isFinite(ms) && ms >= MIN_MS && ms <= MAX_MS && new Date(ms).toISOString() === text ? ms : undefined;
+    };
+    const printed = fc.integer({ min: MIN_MS, max: MAX_MS }).map((ms) => new Date(ms).toISOString());
+    // Canonical-looking texts with any digits (days the calendar lacks, hour 24, year 0000), and damaged ones.
+    const lookalike = fc
+      .tuple(...[4, 2, 2, 2, 2, 2, 3].map((n) => fc.integer({ min: 0, max: 10 ** n - 1 }).map((d) => String(d).padStart(n, '0'))))
+      .map(([y, mo, d, h, mi, s, ms]) => `${y}-${mo}-${d}T${h}:${mi}:${s}.${ms}Z`);
+    const damaged = fc.tuple(printed, fc.nat(), fc.string({ maxLength: 2 })).map(([t, at, insert]) => t.slice(0, at % 25) + insert + t.slice((at % 25) + 1));
+    fc.assert(
+      fc.property(fc.oneof(printed, lookalike, damaged), (text) => {
+        expect(canonicalTimestampMs(text)).toBe(oracle(text));
+      }),
+      runs(2000, TIMEOUT),
+    );
+    expect(canonicalTimestampMs('2024-02-29T23:59:59.999Z')).toBe(Date.parse('2024-02-29T23:59:59.999Z'));
+    expect(canonicalTimestampMs('2025-02-29T00:00:00.000Z')).toBeUndefined();
+    expect(canonicalTimestampMs('0000-01-01T00:00:00.000Z')).toBeUndefined();
+  });
+});
