@@ -70,6 +70,12 @@ export class DirectLoad {
   private ids: number[] = [];
   private nextIds: Promise<number[]> | undefined;
   private rowsWritten = 0;
+  /**
+   * The COPY rows taken since the last endPage. Streams read concurrently share it: a stream that
+   * ends its page also writes rows another stream took so far, whose own endPage writes the rest.
+   * Every row is new and keyed apart, so in which COPY a row goes does not matter.
+   */
+  private page: { users: CopyRows; memberships: CopyRows; permissions: CopyRows; changes: CopyRows } | undefined;
 
   /** `firstLoads`: the companies to load directly, of those the database holds no user of (findFirstLoadCompanies). */
   constructor(
@@ -89,7 +95,10 @@ export class DirectLoad {
     return this.rowsWritten;
   }
 
-  /** Writes the rows of a page (read from `range`, when the read was split) it can take; returns the others, to be staged. */
+  /**
+   * Takes the rows (of a page read from `range`, when the read was split) it can write, turned
+   * into COPY rows at once; returns the others, to be staged. `endPage` writes what was taken.
+   */
   async take(company: string, rows: UserRow[], range?: KeyRange): Promise<UserRow[]> {
     const ranges = this.lastLogin.get(company);
     if (ranges === undefined) return rows;
@@ -105,17 +114,27 @@ export class DirectLoad {
       } else rest.push(row);
     }
     ranges.set(index, last);
-    if (direct.length > 0) await this.write(direct);
+    if (direct.length > 0) await this.encode(direct);
     return rest;
   }
 
-  private async write(rows: UserRow[]) {
+  /** Queues the COPYs of the rows taken since the last call. */
+  async endPage(): Promise<void> {
+    const copies = this.page;
+    this.page = undefined;
+    if (copies) await this.stager.enqueueCopies([copies.users, copies.memberships, copies.permissions, copies.changes]);
+  }
+
+  private async encode(rows: UserRow[]) {
     const ids = await this.reserveIds(rows.length);
     const at = this.effectiveAt().toISOString();
-    const users = new CopyRows(USERS);
-    const memberships = new CopyRows(USER_GROUPS);
-    const permissions = new CopyRows(USER_ACCESS_PERMISSIONS);
-    const changes = new CopyRows(USER_CHANGE_LOG);
+    this.page ??= {
+      users: new CopyRows(USERS),
+      memberships: new CopyRows(USER_GROUPS),
+      permissions: new CopyRows(USER_ACCESS_PERMISSIONS),
+      changes: new CopyRows(USER_CHANGE_LOG),
+    };
+    const { users, memberships, permissions, changes } = this.page;
     rows.forEach((row, i) => {
       const id = ids[i]!;
       users.add([this.site, id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
@@ -134,7 +153,6 @@ export class DirectLoad {
       changes.add([this.site, this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]);
     });
     this.rowsWritten += rows.length;
-    await this.stager.enqueueCopies([users, memberships, permissions, changes]);
   }
 
   /**
@@ -167,6 +185,7 @@ export class DirectLoad {
    * rows then win), which writes them into cpq.groups with the rest of the run's.
    */
   async finish(): Promise<void> {
+    await this.endPage();
     if (this.nextIds) await this.nextIds.catch(() => undefined);
     await stageGroups(this.client, this.groups);
   }
