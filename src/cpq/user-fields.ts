@@ -145,6 +145,12 @@ const UNSET: unique symbol = Symbol('unset');
  */
 export class FieldPicker {
   private readonly slots: Map<string, number>;
+  /**
+   * Per spelling received, where its value goes: slot * 2, plus 1 when the spelling is the
+   * canonical one (which wins over any other, see spellingWins); -1 for a field not picked. One
+   * lookup per key of every record, instead of its canonical name and then its slot.
+   */
+  private readonly bySpelling = new Map<string, number>();
 
   constructor(readonly names: readonly string[]) {
     this.slots = new Map(names.map((name, i) => [name, i]));
@@ -155,12 +161,21 @@ export class FieldPicker {
     const out = new Array<unknown>(this.names.length).fill(UNSET);
     // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
     for (const key of Object.keys(record)) {
-      const name = canonicalFieldName(key);
-      const slot = name === undefined ? undefined : this.slots.get(name);
-      if (slot !== undefined && spellingWins(key, name!, out[slot] !== UNSET)) out[slot] = record[key];
+      const code = this.bySpelling.get(key) ?? this.learn(key);
+      // spellingWins, with whether the key is the canonical spelling read from the code's low bit.
+      if (code >= 0 && (out[code >> 1] === UNSET || (code & 1) === 1)) out[code >> 1] = record[key];
     }
     for (let i = 0; i < out.length; i++) if (out[i] === UNSET) out[i] = undefined;
     return out;
+  }
+
+  private learn(key: string): number {
+    const name = canonicalFieldName(key);
+    const slot = name === undefined ? undefined : this.slots.get(name);
+    const code = slot === undefined ? -1 : slot * 2 + (key === name ? 1 : 0);
+    // Bounded: a hostile site could send a new spelling in every record.
+    if (this.bySpelling.size < 10_000) this.bySpelling.set(key, code);
+    return code;
   }
 }
 
