@@ -14,6 +14,7 @@ import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { readCursors } from '../db/sql/read-cursors.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
+import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { SyncError, errorMessage, oneLine, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -118,6 +119,7 @@ export class SyncRun {
       // instead of under 20). Index pages of a synced site are in memory or on SSD; 1.1 is the
       // usual setting for that.
       await client.query('SET LOCAL random_page_cost = 1.1');
+      await preferLz4Compression(client);
       const result = await this.inTransaction(client, runId, runLog);
       await client.query('COMMIT');
       runLog.info({ ...result, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
