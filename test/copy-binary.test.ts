@@ -22,8 +22,26 @@ const TARGET = copyTarget('copy_check', [
   ['j', 'jsonb'],
 ]);
 const TABLE = 'CREATE TEMP TABLE copy_check (n integer, t text, b boolean, i8 bigint, i4 integer, ts timestamptz, j jsonb)';
-/** How Postgres prints each column back: text forms that say exactly what was stored. */
-const READ_BACK = `SELECT t, b, i8::text, i4, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts, j::text FROM copy_check ORDER BY n`;
+/** How Postgres prints each column back: text forms that say exactly what was stored (a timestamp in microseconds since 1970). */
+const READ_BACK = `SELECT t, b, i8::text, i4, (extract(epoch FROM ts) * 1000000)::bigint::text AS ts, j::text FROM copy_check ORDER BY n`;
+
+/** The same rows as Postgres reads them from text (query parameters), read back the same way: what COPY's text format stored. */
+async function viaText(rows: CopyValue[][]): Promise<Record<string, unknown>[]> {
+  const client = await database.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(TABLE);
+    for (const [n, row] of rows.entries()) {
+      const params = [n, ...row].map((v) => (v === null || v === undefined ? null : String(v)));
+      await client.query('INSERT INTO copy_check VALUES ($1::integer, $2::text, $3::boolean, $4::bigint, $5::integer, $6::timestamptz, $7::jsonb)', params);
+    }
+    const read = await client.query(READ_BACK);
+    await client.query('ROLLBACK');
+    return read.rows as Record<string, unknown>[];
+  } finally {
+    client.release();
+  }
+}
 
 /** Writes rows (each without its leading `n`) with COPY in the binary format and reads them back. */
 async function roundTrip(rows: CopyValue[][]): Promise<Record<string, unknown>[]> {
@@ -44,7 +62,17 @@ async function roundTrip(rows: CopyValue[][]): Promise<Record<string, unknown>[]
 
 const TIMEOUT = propertyTimeout(120_000);
 
-const expected = (t: string | null, b: boolean | null, i8: string | null, i4: number | null, ts: string | null, j: string | null) => ({ t, b, i8, i4, ts, j });
+/** Microseconds since 1970 of a canonical date-time, as READ_BACK prints them. */
+const micros = (iso: string) => String(BigInt(Date.parse(iso)) * 1000n);
+
+const expected = (t: string | null, b: boolean | null, i8: string | null, i4: number | null, ts: string | null, j: string | null) => ({
+  t,
+  b,
+  i8,
+  i4,
+  ts: ts === null ? null : micros(ts),
+  j,
+});
 
 describe('COPY in the binary format', () => {
   it('stores every type exactly: text with the characters the text format escapes, int64 and int32 extremes, dates from year 1 to 9999, jsonb', async () => {
@@ -87,10 +115,35 @@ describe('COPY in the binary format', () => {
     expect(() => copy.add([0], ['t', 'yes', null, null, null, null])).toThrow('column b of copy_check');
     expect(() => copy.add([0], ['t', true, '1.5', null, null, null])).toThrow('column i8 of copy_check');
     expect(() => copy.add([0], ['t', true, '99999999999999999999', null, null, null])).toThrow('column i8 of copy_check');
+    expect(() => copy.add([0], ['t', true, '9223372036854775808', null, null, null])).toThrow('column i8 of copy_check');
+    expect(() => copy.add([0], ['t', true, '-9223372036854775809', null, null, null])).toThrow('column i8 of copy_check');
+    expect(() => copy.add([0], ['t', true, 2 ** 53, null, null, null])).toThrow('column i8 of copy_check');
     expect(() => copy.add([0], ['t', true, null, 2 ** 31, null, null])).toThrow('column i4 of copy_check');
     expect(() => copy.add([0], ['t', true, null, null, '2025-01-01T00:00:00Z', null])).toThrow('column ts of copy_check');
     expect(() => copy.add([0], ['t', true, null, null, '0000-12-31T23:00:00.000Z', null])).toThrow('column ts of copy_check');
     expect(() => copy.add([0], ['t', true])).toThrow('has 3 values, not 7');
+    // The message names the column and the kind of value, never the value (it may be a user's data).
+    expect(() => copy.add([0], ['t', 'secret value', null, null, null, null])).toThrow('column b of copy_check cannot take a string of 12 characters');
+  });
+
+  it('takes a refused row back whole: the rows before and after it are stored, it is not', async () => {
+    const client = await database.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(TABLE);
+      const copy = new CopyRows(TARGET);
+      copy.add([0], ['before', true, '1', 1, '2025-01-01T00:00:00.000Z', '{}']);
+      // Refused at its timestamp, after its text (larger than the first piece), boolean and integers were written.
+      expect(() => copy.add([1], ['x'.repeat(70_000), false, '2', 2, 'not a date', null])).toThrow('column ts of copy_check');
+      copy.add([2], ['after', false, '3', 3, null, '[]']);
+      expect(copy.rows).toBe(2);
+      await copyRows(client, copy);
+      const read = await client.query(READ_BACK);
+      await client.query('ROLLBACK');
+      expect(read.rows).toEqual([expected('before', true, '1', 1, '2025-01-01T00:00:00.000Z', '{}'), expected('after', false, '3', 3, null, '[]')]);
+    } finally {
+      client.release();
+    }
   });
 
   it(
@@ -98,29 +151,30 @@ describe('COPY in the binary format', () => {
     async () => {
       const MIN_MS = Date.parse('0001-01-01T00:00:00.000Z');
       const MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
+      const int64 = fc.oneof(
+        fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+        fc.constantFrom(-(2n ** 63n), 2n ** 63n - 1n, -(2n ** 53n), 2n ** 53n, BigInt(Number.MAX_SAFE_INTEGER), BigInt(Number.MIN_SAFE_INTEGER), -1n, 0n),
+      );
       const row = fc.tuple(
         fc.option(anyText),
         fc.option(fc.boolean()),
-        fc.option(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
+        fc.option(int64),
         fc.option(fc.integer()),
         fc.option(fc.integer({ min: MIN_MS, max: MAX_MS })),
+        fc.boolean(),
       );
       await fc.assert(
         fc.asyncProperty(fc.array(row, { minLength: 1, maxLength: 40 }), async (generated) => {
-          const rows: CopyValue[][] = generated.map(([t, b, i8, i4, ms]) => [
+          const rows: CopyValue[][] = generated.map(([t, b, i8, i4, ms, asNumber]) => [
             t,
             b,
-            i8 === null ? null : i8 >= -(2n ** 53n) && i8 < 2n ** 53n && i8 % 2n === 0n ? Number(i8) : String(i8),
+            // An int64 column takes a safe integer as a number, any as its digits.
+            i8 === null ? null : asNumber && Number.isSafeInteger(Number(i8)) ? Number(i8) : String(i8),
             i4,
             ms === null ? null : new Date(ms).toISOString(),
             t === null ? null : JSON.stringify(t),
           ]);
-          const read = await roundTrip(rows);
-          expect(read).toEqual(
-            generated.map(([t, b, i8, i4, ms]) =>
-              expected(t, b, i8 === null ? null : String(i8), i4, ms === null ? null : new Date(ms).toISOString(), t === null ? null : JSON.stringify(t)),
-            ),
-          );
+          expect(await roundTrip(rows)).toEqual(await viaText(rows));
         }),
         runs(30, TIMEOUT),
       );

@@ -414,3 +414,31 @@ describe('HTTP faults', () => {
     expect(result.deleted + clean.deleted).toBe(4);
   });
 });
+
+describe('a first load written a slice of users at a time', () => {
+  // Pages of 120 users are turned into COPY rows 50 at a time (src/sync/company-read.ts), and the
+  // streams of the three companies, read at once, share the rows taken but not yet written.
+  const threeCompanies = { CPQ_COMPANIES: '_host,partner1,partner2', CPQ_PAGE_SIZE: '120' };
+
+  it('stores every user of several companies read at once exactly once, with its change row', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 300, integrationUsers: 0 }, threeCompanies);
+    const result = await h.sync();
+    expect(result).toMatchObject({ status: 'succeeded', inserted: 900 });
+    await expectInSync(h);
+    await expectChangeLogConsistent(h.t);
+  });
+
+  it('a record refused in the middle of a page, after slices of it were taken, fails the run, which changes nothing', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 300, integrationUsers: 0 }, threeCompanies);
+    const before = await snapshotEverything(h.t);
+    let partnerPages = 0;
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.endsWith('/partner1/users')) return;
+      // Its second page: record 75 is refused after the slice of records 0-49 was taken.
+      if (partnerPages++ === 1) req.reply(editPage(await req.real(), (p) => (p.items[75]!.dateModified = 'yesterday')));
+    });
+    await expectFailedRun(h, () => h.syncError(), before, 'data', /record 75 of \S+partner1\/users\S*\): field "dateModified" must be an ISO-8601 date-time/);
+    expect(partnerPages).toBeGreaterThan(1);
+    await cleanRunThenInSync(h);
+  });
+});

@@ -9,7 +9,7 @@ export type CopyValue = string | boolean | number | null | undefined;
  * The Postgres types of the columns the sync writes with COPY. Rows go in COPY's binary format,
  * in which each type has its own form: Postgres then neither scans every byte for escapes (a
  * user's raw JSON is ~3 KB) nor parses text into timestamps and integers. On 100,000 users
- * COPY into cpq.users took 8.7-9.6 s as text and 7.4-7.5 s as binary (bench/RESULTS.md).
+ * COPY into cpq.users took 8.7-9.6 s as text and 7.4-7.5 s as binary (bench/RESULTS.md, session 7).
  */
 export type CopyType = 'text' | 'boolean' | 'bigint' | 'integer' | 'timestamptz' | 'jsonb';
 
@@ -23,6 +23,7 @@ const JSONB = 5;
 
 /** A table and the columns a COPY fills, with their types, in COPY order. */
 export interface CopyTarget {
+  readonly table: string;
   /** `table (column, ...)`, built from constants, never from data. */
   readonly sql: string;
   readonly columns: readonly string[];
@@ -33,6 +34,7 @@ export interface CopyTarget {
 /** `columns`: name and Postgres type of each column, in the order rows give their values. */
 export function copyTarget(table: string, columns: readonly (readonly [name: string, type: CopyType])[]): CopyTarget {
   return {
+    table,
     sql: `${table} (${columns.map(([name]) => name).join(', ')})`,
     columns: columns.map(([name]) => name),
     types: Uint8Array.from(columns.map(([, type]) => TYPE_CODES[type])),
@@ -122,7 +124,24 @@ export class CopyRows {
     const types = this.target.types;
     let total = 0;
     for (const part of parts) total += part.length;
-    if (total !== types.length) throw new Error(`a row for ${this.target.sql} has ${total} values, not ${types.length}`);
+    if (total !== types.length) throw new Error(`a row for ${this.target.table} has ${total} values, not ${types.length}`);
+    // A value refused half-way through the row: the row's bytes are taken back, so that the rows
+    // added before it (and after it) still make a valid COPY.
+    const { piece, at } = this;
+    const fullPieces = this.full.length;
+    try {
+      this.write(parts, total);
+    } catch (err) {
+      this.piece = piece;
+      this.at = at;
+      this.full.length = fullPieces;
+      throw err;
+    }
+    this.count++;
+  }
+
+  private write(parts: (readonly CopyValue[])[], total: number): void {
+    const types = this.target.types;
     if (this.piece === undefined) {
       this.piece = Buffer.allocUnsafe(FIRST_PIECE);
       HEADER.copy(this.piece, 0);
@@ -174,7 +193,6 @@ export class CopyRows {
         }
       }
     }
-    this.count++;
   }
 
   /** How many rows were added. */
@@ -184,7 +202,8 @@ export class CopyRows {
 
   /**
    * The COPY input, in pieces (none without rows); the last piece copied to its size when most of
-   * it is unused, so that queued work holds no more memory than its bytes.
+   * it is unused. (A full piece may keep some unused room: up to three bytes per character of the
+   * value that did not fit in it.)
    */
   bytes(): Buffer[] {
     if (this.piece === undefined) return [];
@@ -270,8 +289,10 @@ export class CopyRows {
     this.at = start + bytes;
   }
 
+  /** Refuses a value of the wrong type or form: a fault of the sync, named without the value, which may be a user's data. */
   private wrong(column: number, value: CopyValue): never {
-    throw new TypeError(`column ${this.target.columns[column]} of ${this.target.sql} cannot take ${typeof value} ${JSON.stringify(value)}`);
+    const what = typeof value === 'string' ? `a string of ${value.length} characters` : `a ${typeof value}`;
+    throw new TypeError(`column ${this.target.columns[column]} of ${this.target.table} cannot take ${what}`);
   }
 }
 

@@ -166,8 +166,9 @@ class FieldReader {
       return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
     }
     const utc = new Date(zoned).toISOString();
-    // An offset can carry a date past either end of the years Postgres reads (0001-9999): the
-    // record fails here, naming the field, instead of the whole COPY failing in Postgres.
+    // An offset can carry a date past either end of the years the sync writes (0001-9999, in the
+    // 24-character form src/db/copy.ts reads; Postgres read no other from text either): the
+    // record fails here, naming the field, instead of the whole run failing in its COPY.
     if (!CANONICAL_TIMESTAMP.test(utc) || utc.startsWith('0000')) return this.fail(field, `is ${utc} in UTC, outside the years 1 to 9999`);
     return utc;
   }

@@ -90,7 +90,7 @@ export class DirectLoad {
     for (const company of firstLoads) this.lastLogin.set(company, new Map());
   }
 
-  /** How many users it wrote (all of them new). */
+  /** How many users it took (all of them new), each written once its page's endPage ran. */
   get written(): number {
     return this.rowsWritten;
   }
@@ -185,7 +185,8 @@ export class DirectLoad {
    * rows then win), which writes them into cpq.groups with the rest of the run's.
    */
   async finish(): Promise<void> {
-    await this.endPage();
+    // Every page's rows were queued by its endPage, before the run waited for the queue.
+    if (this.page) throw new Error('DirectLoad.finish: rows taken but not written (endPage not called)');
     if (this.nextIds) await this.nextIds.catch(() => undefined);
     await stageGroups(this.client, this.groups);
   }

@@ -119,7 +119,7 @@ export class SyncRun {
       // instead of under 20). Index pages of a synced site are in memory or on SSD; 1.1 is the
       // usual setting for that.
       await client.query('SET LOCAL random_page_cost = 1.1');
-      await preferLz4Compression(client);
+      runLog.debug({ lz4: await preferLz4Compression(client) }, 'compression of what the run writes');
       const result = await this.inTransaction(client, runId, runLog);
       await client.query('COMMIT');
       runLog.info({ ...result, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
