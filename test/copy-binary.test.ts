@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CopyRows, canonicalTimestampMs, copyRows, copyTarget, type CopyValue } from '../src/db/copy.js';
+import { CopyRows, copyBytes, copyTarget, type CopyValue } from '../src/db/copy.js';
+import { canonicalTimestampMs } from '../src/date-time.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { anyText, propertyTimeout, runs } from './properties/arbitraries.js';
 
@@ -51,7 +52,7 @@ async function roundTrip(rows: CopyValue[][]): Promise<Record<string, unknown>[]
     await client.query(TABLE);
     const copy = new CopyRows(TARGET);
     rows.forEach((row, n) => copy.add([n], row));
-    await copyRows(client, copy);
+    await copyBytes(client, copy.target, copy.bytes());
     const read = await client.query(READ_BACK);
     await client.query('ROLLBACK');
     return read.rows as Record<string, unknown>[];
@@ -137,7 +138,7 @@ describe('COPY in the binary format', () => {
       expect(() => copy.add([1], ['x'.repeat(70_000), false, '2', 2, 'not a date', null])).toThrow('column ts of copy_check');
       copy.add([2], ['after', false, '3', 3, null, '[]']);
       expect(copy.rows).toBe(2);
-      await copyRows(client, copy);
+      await copyBytes(client, copy.target, copy.bytes());
       const read = await client.query(READ_BACK);
       await client.query('ROLLBACK');
       expect(read.rows).toEqual([expected('before', true, '1', 1, '2025-01-01T00:00:00.000Z', '{}'), expected('after', false, '3', 3, null, '[]')]);

@@ -2,6 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { canonicalTimestampMs } from '../date-time.js';
 
 export type CopyValue = string | boolean | number | null | undefined;
 
@@ -14,12 +15,7 @@ export type CopyValue = string | boolean | number | null | undefined;
 export type CopyType = 'text' | 'boolean' | 'bigint' | 'integer' | 'timestamptz' | 'jsonb';
 
 const TYPE_CODES: Record<CopyType, number> = { text: 0, boolean: 1, bigint: 2, integer: 3, timestamptz: 4, jsonb: 5 };
-const TEXT = 0;
-const BOOLEAN = 1;
-const BIGINT = 2;
-const INTEGER = 3;
-const TIMESTAMPTZ = 4;
-const JSONB = 5;
+const { text: TEXT, boolean: BOOLEAN, bigint: BIGINT, integer: INTEGER, timestamptz: TIMESTAMPTZ, jsonb: JSONB } = TYPE_CODES;
 
 /** A table and the columns a COPY fills, with their types, in COPY order. */
 export interface CopyTarget {
@@ -53,58 +49,6 @@ const SHORT_STRING = 48;
 const TWO_32 = 2 ** 32;
 /** 2000-01-01T00:00:00Z, the epoch of Postgres' binary timestamps (microseconds), in Unix milliseconds. */
 const POSTGRES_EPOCH_MS = 946_684_800_000;
-const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-/** Where the canonical form `2025-09-26T12:17:59.000Z` has other characters than digits. */
-const TIMESTAMP_SEPARATORS: readonly (readonly [number, number])[] = [
-  [4, 0x2d], // -
-  [7, 0x2d],
-  [10, 0x54], // T
-  [13, 0x3a], // :
-  [16, 0x3a],
-  [19, 0x2e], // .
-  [23, 0x5a], // Z
-];
-
-/** The number the digits of `text` from `start` to `end` spell, or NaN where one is not a digit. */
-function digits(text: string, start: number, end: number): number {
-  let n = 0;
-  for (let i = start; i < end; i++) {
-    const d = text.charCodeAt(i) - 0x30;
-    if (d < 0 || d > 9) return Number.NaN;
-    n = n * 10 + d;
-  }
-  return n;
-}
-
-/**
- * Unix milliseconds of a date-time in the one form the sync writes into timestamp columns
- * (normalize makes every date-time `YYYY-MM-DDTHH:MM:SS.mmmZ`, years 0001-9999); undefined for
- * anything else, a day the calendar lacks included. Read by hand: a regex and Date.parse for each
- * of a user's dates cost more than the rest of its row's encoding.
- */
-export function canonicalTimestampMs(text: string): number | undefined {
-  if (text.length !== 24) return undefined;
-  for (const [at, code] of TIMESTAMP_SEPARATORS) if (text.charCodeAt(at) !== code) return undefined;
-  const year = digits(text, 0, 4);
-  const month = digits(text, 5, 7);
-  const day = digits(text, 8, 10);
-  const hour = digits(text, 11, 13);
-  const minute = digits(text, 14, 16);
-  const second = digits(text, 17, 19);
-  const millisecond = digits(text, 20, 23);
-  // NaN fails every comparison: a non-digit anywhere ends here.
-  if (!(year >= 1 && month >= 1 && month <= 12 && day >= 1 && hour <= 23 && minute <= 59 && second <= 59 && millisecond >= 0)) return undefined;
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  if (day > DAYS_IN_MONTH[month - 1]! + (month === 2 && leap ? 1 : 0)) return undefined;
-  // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-  const y = month <= 2 ? year - 1 : year;
-  const era = Math.floor(y / 400);
-  const yearOfEra = y - era * 400;
-  const dayOfYear = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
-  const days = era * 146_097 + yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear - 719_468;
-  return days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millisecond;
-}
-
 /**
  * Rows for one COPY in its binary format, each turned into bytes as it is added: a page's rows are
  * then never held as strings, which the garbage collector would copy while the page is worked
@@ -296,12 +240,10 @@ export class CopyRows {
   }
 }
 
-/** COPY the rows into their table on the given client (so inside its transaction). */
-export async function copyRows(client: pg.PoolClient, rows: CopyRows): Promise<void> {
-  await copyBytes(client, rows.target, rows.bytes());
-}
-
-/** COPY bytes made by a CopyRows (`bytes()`) into its target; nothing for no pieces (no rows). */
+/**
+ * COPY bytes made by a CopyRows (`bytes()`, taken when the COPY is queued) into its target, on
+ * the given client (so inside its transaction); nothing for no pieces (no rows).
+ */
 export async function copyBytes(client: pg.PoolClient, target: CopyTarget, bytes: readonly Buffer[]): Promise<void> {
   if (bytes.length === 0) return;
   const stream = client.query(copyFrom(`COPY ${target.sql} FROM STDIN (FORMAT binary)`));

@@ -10,6 +10,7 @@ import {
   unstorableNumber,
 } from '../exact-json.js';
 import { FieldPicker, canonicalFieldName } from '../cpq/user-fields.js';
+import { canonicalTimestampMs, isCalendarDay } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
@@ -65,7 +66,6 @@ const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MIN = -(2n ** 31n);
 const INT32_MAX = 2n ** 31n - 1n;
 const NUL = '\u0000';
-const CANONICAL_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
 const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
 /** A UTC designator or offset at the end of a date-time; without one, CPQ's documented UTC is meant. */
 const ZONE_SUFFIX = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
@@ -75,14 +75,6 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  * bytes: they are keys of btree indexes, whose entries Postgres limits to about 2700 bytes.
  */
 export const MAX_KEY_BYTES = 1024;
-
-const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-
-function isCalendarDay(year: number, month: number, day: number): boolean {
-  if (month < 1 || month > 12 || day < 1) return false;
-  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  return day <= DAYS_IN_MONTH[month - 1]! + (leap ? 1 : 0);
-}
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -154,11 +146,9 @@ class FieldReader {
 
   timestamp(field: string, value: unknown): string | null {
     if (value === null || value === undefined || value === '') return null;
+    // CPQ's own format is already canonical: no need to parse and re-print it.
+    if (typeof value === 'string' && canonicalTimestampMs(value) !== undefined) return value;
     const date = typeof value === 'string' ? DATE_PART.exec(value) : null;
-    if (date && CANONICAL_TIMESTAMP.test(value as string) && date[1] !== '0000' && isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3]))) {
-      // CPQ's own format is already canonical: no need to parse and re-print it.
-      return value as string;
-    }
     // Without a zone, JavaScript would read the time in the zone of the machine running the sync.
     const zoned = typeof value === 'string' && !ZONE_SUFFIX.test(value) ? `${value}Z` : (value as string);
     // V8 rolls 2025-02-31 over to March 3rd: check the calendar day ourselves. Year 0 does not exist in Postgres.
@@ -169,7 +159,7 @@ class FieldReader {
     // An offset can carry a date past either end of the years the sync writes (0001-9999, in the
     // 24-character form src/db/copy.ts reads; Postgres read no other from text either): the
     // record fails here, naming the field, instead of the whole run failing in its COPY.
-    if (!CANONICAL_TIMESTAMP.test(utc) || utc.startsWith('0000')) return this.fail(field, `is ${utc} in UTC, outside the years 1 to 9999`);
+    if (canonicalTimestampMs(utc) === undefined) return this.fail(field, `is ${utc} in UTC, outside the years 1 to 9999`);
     return utc;
   }
 }

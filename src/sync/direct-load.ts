@@ -3,19 +3,15 @@ import type { KeyRange } from '../cpq/paging.js';
 import { CopyRows, copyTarget } from '../db/copy.js';
 import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
 import { stageGroups, type GroupDefinition } from '../db/sql/stage-groups.js';
-import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
+import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
-import type { Stager } from './stager.js';
+import { USER_ROW_COLUMNS, type Stager } from './stager.js';
 
 const PARTY_NUMBER = USER_VALUE_COLUMNS.indexOf('party_number');
 const USERS = copyTarget('cpq.users', [
   ['site', 'text'],
   ['id', 'bigint'],
-  ['company_login', 'text'],
-  ['login', 'text'],
-  ['company_name', 'text'],
-  ['is_integration_user', 'boolean'],
-  ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType] as const),
+  ...USER_ROW_COLUMNS,
   ['raw', 'jsonb'],
   ['content_hash', 'text'],
   ['first_seen_run_id', 'bigint'],

@@ -1,18 +1,27 @@
 import pLimit from 'p-limit';
 import type pg from 'pg';
-import { CopyRows, copyBytes, copyTarget } from '../db/copy.js';
+import { CopyRows, copyBytes, copyTarget, type CopyType } from '../db/copy.js';
 import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 
-/** What a page's rows are copied into: the staging tables of STAGE_DDL, with their column types. */
-const STAGE_USERS = copyTarget('stage_users', [
-  ['seq', 'bigint'],
-  ['stream', 'text'],
+/**
+ * The columns a user row fills after the keys of the table it goes into, in the order of its
+ * values (companyLogin, login, companyName, isIntegrationUser, then `values`): staged and
+ * directly loaded rows alike.
+ */
+export const USER_ROW_COLUMNS: readonly (readonly [name: string, type: CopyType])[] = [
   ['company_login', 'text'],
   ['login', 'text'],
   ['company_name', 'text'],
   ['is_integration_user', 'boolean'],
   ...USER_VALUE_COLUMN_TYPES.map((c) => [c.column, c.pgType] as const),
+];
+
+/** What a page's rows are copied into: the staging tables of STAGE_DDL, with their column types. */
+const STAGE_USERS = copyTarget('stage_users', [
+  ['seq', 'bigint'],
+  ['stream', 'text'],
+  ...USER_ROW_COLUMNS,
   ['has_groups', 'boolean'],
   ['has_permissions', 'boolean'],
   ['raw', 'jsonb'],

@@ -1,0 +1,63 @@
+/*
+ * The date-time form the sync stores: `YYYY-MM-DDTHH:MM:SS.mmmZ`, UTC, years 0001-9999 (normalize
+ * makes every date-time this; src/db/copy.ts writes it into timestamp columns).
+ */
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Whether the proleptic Gregorian calendar has this day (V8's Date rolls 2025-02-31 over to March 3rd instead). */
+export function isCalendarDay(year: number, month: number, day: number): boolean {
+  if (month < 1 || month > 12 || day < 1) return false;
+  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= DAYS_IN_MONTH[month - 1]! + (leap ? 1 : 0);
+}
+
+/** Where the canonical form `2025-09-26T12:17:59.000Z` has other characters than digits. */
+const TIMESTAMP_SEPARATORS: readonly (readonly [number, number])[] = [
+  [4, 0x2d], // -
+  [7, 0x2d],
+  [10, 0x54], // T
+  [13, 0x3a], // :
+  [16, 0x3a],
+  [19, 0x2e], // .
+  [23, 0x5a], // Z
+];
+
+/** The number the digits of `text` from `start` to `end` spell, or NaN where one is not a digit. */
+function digits(text: string, start: number, end: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = text.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return Number.NaN;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/**
+ * Unix milliseconds of a date-time in the one form the sync writes into timestamp columns
+ * (normalize makes every date-time `YYYY-MM-DDTHH:MM:SS.mmmZ`, years 0001-9999); undefined for
+ * anything else, a day the calendar lacks included. Read by hand: a regex and Date.parse for each
+ * of a user's dates cost more than the rest of its row's encoding.
+ */
+export function canonicalTimestampMs(text: string): number | undefined {
+  if (text.length !== 24) return undefined;
+  for (const [at, code] of TIMESTAMP_SEPARATORS) if (text.charCodeAt(at) !== code) return undefined;
+  const year = digits(text, 0, 4);
+  const month = digits(text, 5, 7);
+  const day = digits(text, 8, 10);
+  const hour = digits(text, 11, 13);
+  const minute = digits(text, 14, 16);
+  const second = digits(text, 17, 19);
+  const millisecond = digits(text, 20, 23);
+  // NaN fails every comparison: a non-digit anywhere ends here.
+  if (!(year >= 1 && hour <= 23 && minute <= 59 && second <= 59 && millisecond >= 0)) return undefined;
+  if (!isCalendarDay(year, month, day)) return undefined;
+  // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
+  const days = era * 146_097 + yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear - 719_468;
+  return days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millisecond;
+}
