@@ -1,4 +1,7 @@
+import type pg from 'pg';
 import { describe, expect } from 'vitest';
+import { readSealChecks } from '../src/db/sql/read-proofs.js';
+import { sealRun } from '../src/db/sql/seal-run.js';
 import { verifyChain } from '../src/sync/verify.js';
 import { it, type Harness } from './helpers/harness.js';
 
@@ -15,6 +18,14 @@ async function history(h: Harness) {
   h.sim.updateUser('_host', a!, { lastName: 'Third' });
   await h.sync({ full: true });
   return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id`)).map((r) => r.id);
+}
+
+/** How many times this transaction called cpq.run_content_sha256 (track_functions must be on). */
+async function contentHashCalls(client: pg.PoolClient): Promise<number> {
+  const { rows } = await client.query<{ calls: string }>(
+    `SELECT pg_stat_get_xact_function_calls('cpq.run_content_sha256(bigint)'::regprocedure)::text AS calls`,
+  );
+  return Number(rows[0]!.calls);
 }
 
 describe('tamper evidence', () => {
@@ -62,6 +73,30 @@ describe('tamper evidence', () => {
     const report = await verifyChain(h.t.pool);
     expect(report.breaks.map((b) => b.runId)).toEqual([runs[2]]);
     expect(report.breaks[0]!.problem).toContain('chain hash does not follow');
+  });
+
+  it('sealing or verifying a run computes its content hash once, and sealing again gives the same seal', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const last = runs.at(-1)!;
+    const [sealed] = await h.t.query<{ chain_sha256: string }>(`SELECT chain_sha256 FROM cpq.run_seals WHERE run_id = $1`, [last]);
+    const client = await h.t.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // track_functions counts this transaction's calls of a function that is not inlined, which
+      // run_content_sha256 (a SQL function with SET clauses) never is.
+      await client.query(`SET LOCAL track_functions = 'all'`);
+      await client.query('DELETE FROM cpq.run_seals WHERE run_id = $1', [last]);
+      expect(await sealRun(client, 'default', last)).toBe(sealed!.chain_sha256);
+      expect(await contentHashCalls(client)).toBe(1);
+      // Verifying recomputes each sealed run's content once too.
+      const checks = await readSealChecks(client);
+      expect(checks.map((c) => c.content_now)).toEqual(checks.map((c) => c.content_sha256));
+      expect(await contentHashCalls(client)).toBe(1 + runs.length);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
   });
 
   it('a failed run is not sealed and leaves the chain intact', async ({ startHarness }) => {

@@ -45,7 +45,11 @@ export interface SealCheck {
   chain_now: string;
 }
 
-/** Every seal with its content and chain hash recomputed now, by site and run. */
+/**
+ * Every seal with its content and chain hash recomputed now, by site and run. OFFSET 0 keeps the
+ * LATERAL subquery from being pulled up, which would compute each run's content hash twice (it is
+ * read twice).
+ */
 export async function readSealChecks(on: Queryable): Promise<SealCheck[]> {
   return runCompiled(
     on,
@@ -54,7 +58,7 @@ export async function readSealChecks(on: Queryable): Promise<SealCheck[]> {
              s.content_sha256, n.content_now, s.chain_sha256,
              cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now
       FROM cpq.run_seals s
-      CROSS JOIN LATERAL (SELECT cpq.run_content_sha256(s.run_id) AS content_now) n
+      CROSS JOIN LATERAL (SELECT cpq.run_content_sha256(s.run_id) AS content_now OFFSET 0) n
       WINDOW w AS (PARTITION BY s.site ORDER BY s.run_id)
       ORDER BY s.site, s.run_id`.compile(queryBuilder),
   );

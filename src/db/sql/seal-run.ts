@@ -6,6 +6,9 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
  * committed (cpq.run_content_sha256, migration 0012 defines it) chained to the previous sealed
  * run of its site. Runs of a site hold its sync lock until they commit, so the previous seal is
  * the newest committed one. Returns the chain hash.
+ *
+ * The content hash is MATERIALIZED: the CTE is read twice below, and Postgres would otherwise
+ * inline it and compute the hash twice (run_content_sha256 is STABLE), which doubled the seal.
  */
 export async function sealRun(client: Queryable, site: string, runId: string): Promise<string> {
   const [row] = await runCompiled(
@@ -13,7 +16,7 @@ export async function sealRun(client: Queryable, site: string, runId: string): P
     sql<{ chain_sha256: string }>`
       WITH previous AS (
         SELECT run_id, chain_sha256 FROM cpq.run_seals WHERE site = ${site} ORDER BY run_id DESC LIMIT 1
-      ), content AS (
+      ), content AS MATERIALIZED (
         SELECT cpq.run_content_sha256(${runId}::bigint) AS sha
       )
       INSERT INTO cpq.run_seals (run_id, site, previous_run_id, content_sha256, chain_sha256)
