@@ -36,15 +36,14 @@ export async function recordCompanyCounts(client: Queryable, site: string, runId
           SELECT r.*, CASE WHEN r.mode = 'full' OR p.company_login IS NULL THEN 'table' ELSE 'change_log' END AS active_source,
                  p.active_rows AS previous_rows, p.active_checksum AS previous_checksum
           FROM r LEFT JOIN previous p ON p.company_login = r.company
-        ), counted AS (
-          SELECT u.company_login, count(*) AS n, sum(cpq.login_hash(u.login)) AS h FROM cpq.users u
-          WHERE u.site = ${site} AND u.deleted_at IS NULL AND u.company_login IN (SELECT company FROM source WHERE active_source = 'table')
-          GROUP BY u.company_login
         ), changed AS (
+          -- One pass over the run's change log, and none when no company needs it: a full first
+          -- load logs every user and reads none of it here.
           SELECT c.company_login, sum(CASE c.change WHEN 'delete' THEN -1 ELSE 1 END) AS n,
                  sum(CASE c.change WHEN 'delete' THEN -1 ELSE 1 END * cpq.login_hash(c.login)::numeric) AS h
           FROM cpq.user_change_log c
-          WHERE c.run_id = ${runId}::bigint AND c.change IN ('insert', 'restore', 'delete')
+          WHERE EXISTS (SELECT 1 FROM source WHERE active_source = 'change_log')
+            AND c.run_id = ${runId}::bigint AND c.change IN ('insert', 'restore', 'delete')
             AND c.company_login IN (SELECT company FROM source WHERE active_source = 'change_log')
           GROUP BY c.company_login
         )
@@ -55,6 +54,13 @@ export async function recordCompanyCounts(client: Queryable, site: string, runId
                CASE s.active_source WHEN 'table' THEN cpq.login_checksum(t.h)
                     ELSE cpq.login_checksum(('x' || s.previous_checksum)::bit(64)::bigint + coalesce(ch.h, 0)) END,
                s.active_source
-        FROM source s LEFT JOIN counted t ON t.company_login = s.company LEFT JOIN changed ch ON ch.company_login = s.company`.compile(queryBuilder),
+        FROM source s
+        -- Each company counted on its own, along its (site, company_login, login) index: a GROUP BY
+        -- over every user sorted them first, on disk at a million users.
+        CROSS JOIN LATERAL (
+          SELECT count(*) AS n, sum(cpq.login_hash(u.login)) AS h FROM cpq.users u
+          WHERE s.active_source = 'table' AND u.site = ${site} AND u.company_login = s.company AND u.deleted_at IS NULL
+        ) t
+        LEFT JOIN changed ch ON ch.company_login = s.company`.compile(queryBuilder),
   );
 }
