@@ -59,22 +59,28 @@ const indexRunUsers = step(
 const findRestatedUsers = step(
   'find restated users',
   [],
+  // One CASE, so the tests run cheapest first and stop at the first difference. As separate
+  // conditions, Postgres made the custom-field comparison a hash-join key and computed it for
+  // every updated user, though a changed column had already settled most of them: 1.2 s of a
+  // million-user nightly run that changed 10,000.
   () => `UPDATE run_users r SET action = 'restated'
    FROM stage_users s, cpq.users u
    WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id
-     AND (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS NOT DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')})
-     AND (NOT s.has_groups OR (
-       NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
-                   AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))
-       AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id
-                       AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq AND g.variable_name = ug.group_variable_name))))
-     AND (NOT s.has_permissions OR (
-       NOT EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq
-                   AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id AND up.type = p.type
-                                   AND up.variable_name = p.variable_name AND (up.name, up.has_access) IS NOT DISTINCT FROM (p.name, p.has_access)))
-       AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id
-                       AND NOT EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq AND p.type = up.type AND p.variable_name = up.variable_name))))
-     AND ${unmappedFields('u.raw')} = ${unmappedFields('s.raw')}`,
+     AND CASE
+       WHEN (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')}) THEN false
+       WHEN s.has_groups AND (
+         EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
+                 AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))
+         OR EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id
+                    AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq AND g.variable_name = ug.group_variable_name))) THEN false
+       WHEN s.has_permissions AND (
+         EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq
+                 AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id AND up.type = p.type
+                                 AND up.variable_name = p.variable_name AND (up.name, up.has_access) IS NOT DISTINCT FROM (p.name, p.has_access)))
+         OR EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id
+                    AND NOT EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq AND p.type = up.type AND p.variable_name = up.variable_name))) THEN false
+       ELSE ${unmappedFields('u.raw')} = ${unmappedFields('s.raw')}
+     END`,
 );
 
 /** Users of fully read companies (those the deletion guard allowed) that CPQ no longer returns. */
