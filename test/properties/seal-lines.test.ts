@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect } from 'vitest';
+import { it, type Harness } from '../helpers/harness.js';
+import { anyJson, anyText, propertyTimeout, runs, wireText, type Json } from './arbitraries.js';
+
+/*
+ * Migration 0014 builds a seal's lines with fewer copies of each row, and must not change a single
+ * seal: a sealed run verifies only while cpq.run_content_sha256 gives the hash it gave at sealing.
+ * This holds the migrated function against 0013's, installed beside it (schema seal_v13) from that
+ * migration's own text, on real runs whose ended versions and change-log diffs are then given
+ * generated raw records and diffs: personal fields under any spelling, nested nulls (the seal
+ * strips them), any JSON shape, non-objects.
+ */
+
+const MIGRATION_0013 = readFileSync(new URL('../../migrations/0013_personal_field_functions_inlined.sql', import.meta.url), 'utf8');
+
+/** 0013's definition of a function, renamed into schema seal_v13 along with its calls of the other one. */
+function fromMigration0013(name: string): string {
+  const definition = new RegExp(`CREATE OR REPLACE FUNCTION cpq\\.${name}\\([\\s\\S]*?\\$\\$[\\s\\S]*?\\$\\$;`).exec(MIGRATION_0013)?.[0];
+  if (definition === undefined) throw new Error(`migration 0013 defines no cpq.${name}`);
+  return definition
+    .replaceAll('cpq.without_personal_fields(', 'seal_v13.without_personal_fields(')
+    .replace('cpq.run_content_sha256(', 'seal_v13.run_content_sha256(');
+}
+
+// Personal fields in the spellings a record, a column or a diff may use, and others that are not.
+const personalKey = fc.constantFrom(
+  'firstName',
+  'FIRSTNAME',
+  'first_name',
+  'Email',
+  'e_mail',
+  'BillAddress1',
+  'bill_address1',
+  'shipEmail',
+  'externalSsoId',
+  'job_title',
+);
+const otherKey = fc.oneof(fc.constantFrom('login', 'partyId', 'custom_field', 'emails', 'first', '_', '', '__proto__', 'Ä'), anyText);
+const record: fc.Arbitrary<Json> = fc.oneof(
+  { weight: 6, arbitrary: fc.dictionary(fc.oneof(personalKey, otherKey), fc.oneof(fc.constant(null), anyJson), { maxKeys: 12 }) },
+  { weight: 1, arbitrary: anyJson },
+);
+
+async function history(h: Harness): Promise<string[]> {
+  await h.sync();
+  const logins = h.sim.users('_host').map((u) => String(u.login));
+  for (const login of logins.slice(0, 4)) h.sim.updateUser('_host', login, { lastName: `Changed ${login}`, email: `${login}@example.com` });
+  await h.sync();
+  h.sim.deleteUser('_host', logins[4]!);
+  h.sim.updateUser('_host', logins[0]!, { lastName: 'Again' });
+  await h.sync({ full: true });
+  return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id`)).map((r) => r.id);
+}
+
+describe('seal lines (migration 0014)', () => {
+  it(
+    'give every run the content hash 0013 gave it, whatever its versions and diffs hold',
+    async ({ startHarness }) => {
+      const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+      const runIds = await history(h);
+      await h.t.query('CREATE SCHEMA seal_v13');
+      await h.t.query(fromMigration0013('without_personal_fields'));
+      await h.t.query(fromMigration0013('run_content_sha256'));
+      const ended = await h.t.query<{ version_id: string }>(
+        'SELECT version_id::text FROM cpq.user_versions WHERE ended_by_run_id IS NOT NULL ORDER BY version_id',
+      );
+      const logged = await h.t.query<{ id: string }>('SELECT id::text FROM cpq.user_change_log ORDER BY id');
+      expect(ended.length).toBeGreaterThan(2);
+
+      const hashes = async (on: { query: (text: string, params?: unknown[]) => Promise<{ rows: { now: string; v13: string }[] }> }) =>
+        (await on.query(`SELECT cpq.run_content_sha256(r)::text AS now, seal_v13.run_content_sha256(r)::text AS v13 FROM unnest($1::bigint[]) AS r`, [runIds]))
+          .rows;
+
+      // The runs as synced first: same hashes, and they are the sealed ones.
+      const client = await h.t.pool.connect();
+      try {
+        const sealed = await h.t.query<{ content_sha256: string }>('SELECT content_sha256 FROM cpq.run_seals ORDER BY run_id');
+        const plain = await hashes(client);
+        expect(plain.map((r) => r.now)).toEqual(sealed.map((s) => s.content_sha256));
+        expect(plain.map((r) => r.v13)).toEqual(sealed.map((s) => s.content_sha256));
+
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(record, { minLength: ended.length, maxLength: ended.length }),
+            fc.array(fc.option(record, { nil: undefined }), { minLength: logged.length, maxLength: logged.length }),
+            async (raws, diffs) => {
+              await client.query('BEGIN');
+              try {
+                await client.query(
+                  `UPDATE cpq.user_versions v SET raw = r.raw::jsonb FROM unnest($1::bigint[], $2::text[]) AS r(id, raw) WHERE v.version_id = r.id`,
+                  [ended.map((e) => e.version_id), raws.map(wireText)],
+                );
+                await client.query(
+                  `UPDATE cpq.user_change_log c SET diff = d.diff::jsonb FROM unnest($1::bigint[], $2::text[]) AS d(id, diff) WHERE c.id = d.id`,
+                  [logged.map((l) => l.id), diffs.map((d) => (d === undefined ? null : wireText(d)))],
+                );
+                for (const row of await hashes(client)) expect(row.now).toBe(row.v13);
+              } finally {
+                await client.query('ROLLBACK');
+              }
+            },
+          ),
+          runs(40, propertyTimeout(120_000)),
+        );
+      } finally {
+        client.release();
+      }
+    },
+    propertyTimeout(120_000),
+  );
+});
