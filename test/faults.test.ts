@@ -442,3 +442,53 @@ describe('a first load written a slice of users at a time', () => {
     await cleanRunThenInSync(h);
   });
 });
+
+describe('a full re-read staged a slice of users at a time', () => {
+  // A company the database holds is staged, not written directly: its pages of 120 are turned
+  // into staging rows 50 at a time (src/sync/company-read.ts), the three companies' streams share
+  // the rows taken but not yet queued (Stager.take, endPage), and merge batches of a few users
+  // (the harness's SYNC_MERGE_BATCH_USERS) read only the rows already queued.
+  const threeCompanies = { CPQ_COMPANIES: '_host,partner1,partner2', CPQ_PAGE_SIZE: '120' };
+
+  it('stores every change of several companies read at once, new users in the middle of pages included', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 300, integrationUsers: 0 }, threeCompanies);
+    await h.sync();
+    changeCpq(h);
+    for (const company of ['partner1', 'partner2']) {
+      const [first, , , fourth] = logins(h, company);
+      h.sim.updateUser(company, first!, { lastName: `Edited in ${company}` });
+      h.sim.deleteUser(company, fourth!);
+      // Logins that sort among the stored ones: new users inside a page, between staged slices.
+      for (const i of [1, 60, 130, 250]) h.sim.addUser(company, { login: `${logins(h, company)[i]!}-new`, firstName: 'Between' });
+    }
+    const result = await h.sync({ full: true });
+    expect(result).toMatchObject({ status: 'succeeded', inserted: 9, deleted: 2 });
+    await expectInSync(h);
+    await expectChangeLogConsistent(h.t);
+    // Read again, nothing changed: every user restaged, none changed.
+    const held = ['_host', 'partner1', 'partner2'].reduce((n, c) => n + h.sim.users(c).length, 0);
+    expect(held).toBe(907);
+    expect(await h.sync({ full: true })).toMatchObject({ status: 'succeeded', inserted: 0, updated: 0, deleted: 0, unchanged: held });
+  });
+
+  it('a record refused in the middle of a page, after slices of it were staged, fails the run, which changes nothing', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 300, integrationUsers: 0 }, threeCompanies);
+    await h.sync();
+    changeCpq(h);
+    const before = await snapshotEverything(h.t);
+    let partnerPages = 0;
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.endsWith('/partner1/users')) return;
+      if (partnerPages++ === 1) req.reply(editPage(await req.real(), (p) => (p.items[75]!.dateModified = 'yesterday')));
+    });
+    await expectFailedRun(
+      h,
+      () => h.syncError({ full: true }),
+      before,
+      'data',
+      /record 75 of \S+partner1\/users\S*\): field "dateModified" must be an ISO-8601 date-time/,
+    );
+    expect(partnerPages).toBeGreaterThan(1);
+    await cleanRunThenInSync(h, { full: true });
+  });
+});

@@ -4,6 +4,7 @@ import type { CpqHttpClient } from '../cpq/http-client.js';
 import { companyStream, companyUserPages, type StreamId } from '../cpq/streams.js';
 import { loginField } from '../cpq/user-fields.js';
 import { zipUserPages } from '../cpq/zip-export.js';
+import { readIntegrationUserLogins } from '../db/sql/read-integration-user-logins.js';
 import { SyncError } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
@@ -55,6 +56,10 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
   const progress = run.track(id, zip ? undefined : run.sinceFor(id));
   const since = progress.since;
   const pages = zip ? zipUserPages(run.http, run.cpq, company, run.signal) : companyUserPages(run.http, run.cpq, company, since);
+  // Whom keepStoredIntegrationFields may concern: none after a complete integration read, and
+  // none in a company the database holds no user of.
+  const storedIntegration =
+    run.integrationUsers.complete || run.firstLoads.has(company) ? undefined : await readIntegrationUserLogins(run.pool, run.site, company);
   try {
     for await (const page of pages) {
       // Another stream failed (or the run was interrupted) while this page was on its way: the
@@ -78,24 +83,46 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
           : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, storedAsSent);
       };
       const count = page.items.length;
-      let rest: UserRow[];
+      let staged = 0;
       if (run.firstLoads.has(company)) {
-        // Written a slice at a time (see SLICE); only rows the direct load cannot take are kept.
-        rest = [];
+        // Written a slice at a time (see SLICE); only rows the direct load cannot take are staged,
+        // once the rows taken are queued: a merge batch must find those in cpq.users.
+        const rest: UserRow[] = [];
         for (let start = 0; start < count; start += SLICE) {
           const slice = Array.from({ length: Math.min(SLICE, count - start) }, (_, k) => rowAt(start + k));
           progress.saw(slice);
           for (const row of await run.direct.take(company, slice, page.range)) rest.push(row);
         }
         await run.direct.endPage();
+        run.stager.take(id.name, rest);
+        staged = rest.length;
       } else {
-        rest = Array.from({ length: count }, (_, i) => rowAt(i));
-        // After a complete integration read, a user it did not return is none.
-        if (!integrationUsers.complete) await keepStoredIntegrationFields(run.pool, run.site, company, page, rest);
-        progress.saw(rest);
+        // Staged a slice at a time, as a first load is written. Without a complete integration
+        // read, a user stored as an integration user keeps the integration feed's stored fields:
+        // those rows wait for the page's end, to be looked up at once.
+        const held: UserRow[] = [];
+        const heldAt: number[] = [];
+        for (let start = 0; start < count; start += SLICE) {
+          const slice: UserRow[] = [];
+          for (let i = start; i < Math.min(start + SLICE, count); i++) {
+            const row = rowAt(i);
+            if (storedIntegration?.has(row.login) && !row.isIntegrationUser) {
+              held.push(row);
+              heldAt.push(i);
+            } else slice.push(row);
+          }
+          progress.saw(slice);
+          run.stager.take(id.name, slice);
+        }
+        if (held.length > 0) {
+          await keepStoredIntegrationFields(run.pool, run.site, company, page, held, heldAt);
+          progress.saw(held);
+          run.stager.take(id.name, held);
+        }
+        staged = count;
       }
-      if (rest.length > 0) {
-        await run.stager.add(id.name, rest);
+      if (staged > 0) {
+        await run.stager.endPage();
         // An incremental read is users the database mostly holds already: a batch would probe
         // them all for new ones, and the final merge probes them again (at 1M users, 0.3 s of
         // a 6 s run for none found).

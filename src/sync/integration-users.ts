@@ -130,19 +130,28 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
  * Company-feed rows of users stored as integration users that this run's integration read did
  * not return (an incremental window that missed them, a feed that is off or absent): they stay
  * integration users, with the integration feed's fields as stored (see feed-fields.ts), so the
- * re-read logs no change for them. Rewrites those entries of `rows` in place.
+ * re-read logs no change for them. `rows[j]` is the row of the page's record `indexes[j]`; rewrites
+ * those entries of `rows` in place.
  */
-export async function keepStoredIntegrationFields(pool: pg.Pool, site: string, company: string, page: Page, rows: UserRow[]): Promise<void> {
+export async function keepStoredIntegrationFields(
+  pool: pg.Pool,
+  site: string,
+  company: string,
+  page: Page,
+  rows: UserRow[],
+  indexes: readonly number[],
+): Promise<void> {
   const candidates = rows.filter((row) => !row.isIntegrationUser).map((row) => ({ company, login: row.login }));
   if (candidates.length === 0) return;
   // Committed state, on another connection of the pool: the run's own connection is busy with
   // COPY, and nothing this run writes before its final merge touches a stored user.
   const stored = await readStoredRecords(pool, site, candidates, { integrationOnly: true, key: userKey });
   if (stored.size === 0) return;
-  rows.forEach((row, i) => {
+  rows.forEach((row, j) => {
     const before = row.isIntegrationUser ? undefined : stored.get(userKey(company, row.login));
     if (!before) return;
+    const i = indexes[j]!;
     const record = keepIntegrationFeedFields(page.items.value(i) as Raw, before);
-    rows[i] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
+    rows[j] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
   });
 }

@@ -80,8 +80,16 @@ const MAX_QUEUED = 4;
  * merge batches the run enqueues are written in order, while the streams go on reading.
  */
 export class Stager {
-  /** The seq of the last row staged (rows are numbered from 1 as they are added). */
+  /** The seq of the last row numbered (rows are numbered from 1 as they are taken). */
   private seq = 0;
+  /** The seq of the last row whose COPY is queued: every row up to it is, since pages queue in seq order. */
+  private queuedSeq = 0;
+  /**
+   * The COPY rows taken since the last endPage. Streams read concurrently share it, so rows are
+   * numbered and queued in one order: a stream that ends its page also queues rows another stream
+   * took so far, whose own endPage queues the rest.
+   */
+  private page: { users: CopyRows; groups: CopyRows; permissions: CopyRows } | undefined;
   private readonly queue = pLimit(1);
   /** Queued work not yet awaited, oldest first. */
   private readonly pending: Promise<void>[] = [];
@@ -89,8 +97,12 @@ export class Stager {
 
   private constructor(private readonly client: pg.PoolClient) {}
 
+  /**
+   * The seq up to which every row is queued for COPY (a merge batch queued now reads them all).
+   * Rows taken but not yet queued by an endPage are past it.
+   */
   get lastSeq(): number {
-    return this.seq;
+    return this.queuedSeq;
   }
 
   static async create(client: pg.PoolClient): Promise<Stager> {
@@ -98,27 +110,51 @@ export class Stager {
     return new Stager(client);
   }
 
-  /**
-   * Stages one page of rows; rows staged later win over earlier copies of the same user.
-   * Resolves once the page is queued behind at most MAX_QUEUED other items; a failure rejects
-   * this or a later call, or `finish`.
-   */
+  /** Stages one page of rows: `take`, then `endPage`. */
   async add(stream: string, rows: UserRow[]): Promise<void> {
-    const users = new CopyRows(STAGE_USERS);
-    const groups = new CopyRows(STAGE_USER_GROUPS);
-    const permissions = new CopyRows(STAGE_USER_PERMISSIONS);
+    this.take(stream, rows);
+    await this.endPage();
+  }
+
+  /**
+   * Numbers rows and turns them into COPY rows at once, so that a page can be normalized and
+   * encoded a slice at a time (company-read.ts, SLICE); `endPage` queues them. Rows staged later
+   * win over earlier copies of the same user.
+   */
+  take(stream: string, rows: UserRow[]): void {
+    if (rows.length === 0) return;
+    const page = (this.page ??= {
+      users: new CopyRows(STAGE_USERS),
+      groups: new CopyRows(STAGE_USER_GROUPS),
+      permissions: new CopyRows(STAGE_USER_PERMISSIONS),
+    });
     for (const row of rows) {
       const seq = ++this.seq;
-      users.add([seq, stream, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
+      page.users.add([seq, stream, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
         row.groups !== undefined,
         row.accessPermissions !== undefined,
         row.raw,
         row.contentHash,
       ]);
-      for (const g of row.groups ?? []) groups.add([seq, g.variableName, g.label, g.type]);
-      for (const p of row.accessPermissions ?? []) permissions.add([seq, p.type, p.variableName, p.name, p.hasAccess]);
+      for (const g of row.groups ?? []) page.groups.add([seq, g.variableName, g.label, g.type]);
+      for (const p of row.accessPermissions ?? []) page.permissions.add([seq, p.type, p.variableName, p.name, p.hasAccess]);
     }
-    await this.enqueueCopies([users, groups, permissions]);
+  }
+
+  /**
+   * Queues the COPYs of the rows taken since the last call. Resolves once they are queued behind
+   * at most MAX_QUEUED other items; a failure rejects this or a later call, or `finish`.
+   */
+  async endPage(): Promise<void> {
+    const page = this.page;
+    if (page === undefined) return;
+    this.page = undefined;
+    const upTo = this.seq;
+    const queued = this.enqueueCopies([page.users, page.groups, page.permissions]);
+    // Queued as the call began (enqueue pushes before it waits); another stream's later page may
+    // have raised the mark meanwhile, and it never goes back.
+    this.queuedSeq = Math.max(this.queuedSeq, upTo);
+    await queued;
   }
 
   /**
@@ -145,6 +181,8 @@ export class Stager {
 
   /** Waits until everything queued is done. */
   async finish(): Promise<void> {
+    // Every page's rows were queued by its endPage, before the run waited for the queue.
+    if (this.page) throw new Error('Stager.finish: rows taken but not queued (endPage not called)');
     while (this.pending.length > 0) await this.pending.shift();
   }
 
@@ -154,6 +192,7 @@ export class Stager {
    */
   async abandon(): Promise<void> {
     this.abandoned = true;
+    this.page = undefined;
     await Promise.allSettled(this.pending.splice(0));
   }
 }
