@@ -471,6 +471,39 @@ describe('a full re-read staged a slice of users at a time', () => {
     expect(await h.sync({ full: true })).toMatchObject({ status: 'succeeded', inserted: 0, updated: 0, deleted: 0, unchanged: held });
   });
 
+  it('users stored as integration users, re-read by the company feed alone between other users, keep their integration fields', async ({ startHarness }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 150, integrationUsers: 40 },
+      { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '120' },
+    );
+    // Host users whose logins sort before the integration users' (_custom_…), so that those sit in
+    // the middle of the first page, across a slice boundary, where a row's place among the held
+    // rows is not its place in the page.
+    for (let i = 0; i < 30; i++) h.sim.addUser('_host', { login: `A${String(i).padStart(3, '0')}` });
+    const hostLogins = logins(h);
+    const held = hostLogins.flatMap((login, i) => (login.startsWith('_custom_') ? [i] : []));
+    expect(held).toHaveLength(40);
+    expect(held[0]).toBeGreaterThanOrEqual(30);
+    expect(held.at(-1)).toBeGreaterThan(50);
+    expect(held.at(-1)).toBeLessThan(120);
+    await h.sync();
+    const integrationUsers = async () =>
+      (
+        await h.t.query<{ login: string; oauth_client_id: string | null }>(
+          `SELECT login, oauth_client_id FROM cpq.users WHERE is_integration_user ORDER BY login`,
+        )
+      ).map((r) => `${r.login} ${r.oauth_client_id}`);
+    const before = await integrationUsers();
+    expect(before).toHaveLength(40);
+
+    // The integration feed is gone (404, CPQ_INTEGRATION_USERS=auto): the company feed alone re-reads them.
+    h.sim.addFault({ match: { path: '/cpq/rest/v19/integrationUsers' }, times: 100, status: 404 });
+    const result = await h.sync({ full: true });
+    expect(result).toMatchObject({ status: 'succeeded', inserted: 0, updated: 0, deleted: 0 });
+    expect(await integrationUsers()).toEqual(before);
+    expect(await h.t.query(`SELECT login FROM cpq.user_change_log WHERE run_id = $1`, [result.runId])).toEqual([]);
+  });
+
   it('a record refused in the middle of a page, after slices of it were staged, fails the run, which changes nothing', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 300, integrationUsers: 0 }, threeCompanies);
     await h.sync();

@@ -15,9 +15,10 @@ import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
 
 /**
- * Rows of a first load normalized before they are turned into COPY rows: a slice, not a page. A
- * page's rows all lived until the page was written, so V8 copied them (~4 MB per page) out of its
- * young generation, and garbage collection cost more CPU than any step of the sync.
+ * Rows normalized before they are turned into COPY rows (written directly on a first load, staged
+ * otherwise): a slice, not a page. A page's rows all lived until the page was written, so V8
+ * copied them (~4 MB per page) out of its young generation, and garbage collection cost more CPU
+ * than any step of the sync.
  */
 const SLICE = 50;
 
@@ -56,11 +57,11 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
   const progress = run.track(id, zip ? undefined : run.sinceFor(id));
   const since = progress.since;
   const pages = zip ? zipUserPages(run.http, run.cpq, company, run.signal) : companyUserPages(run.http, run.cpq, company, since);
-  // Whom keepStoredIntegrationFields may concern: none after a complete integration read, and
-  // none in a company the database holds no user of.
-  const storedIntegration =
-    run.integrationUsers.complete || run.firstLoads.has(company) ? undefined : await readIntegrationUserLogins(run.pool, run.site, company);
   try {
+    // Whom keepStoredIntegrationFields may concern: none after a complete integration read, and
+    // none in a company the database holds no user of.
+    const storedIntegration =
+      run.integrationUsers.complete || run.firstLoads.has(company) ? undefined : await readIntegrationUserLogins(run.pool, run.site, company);
     for await (const page of pages) {
       // Another stream failed (or the run was interrupted) while this page was on its way: the
       // run is over, so nothing more is written.

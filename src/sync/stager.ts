@@ -68,7 +68,7 @@ CREATE TEMP TABLE stage_groups (variable_name text PRIMARY KEY, label text, type
 
 /**
  * Work items (a page's COPY or a merge batch) that may wait behind the one Postgres is doing
- * before `add` makes its caller wait: enough that reading and normalizing go on while Postgres
+ * before `endPage` makes its caller wait: enough that reading and normalizing go on while Postgres
  * merges a batch, few enough that memory stays flat (a page of 1000 users is ~4 MB of COPY
  * bytes, held outside the JS heap; 8 items cost 50 MB more peak RSS than 4 and gained nothing).
  */
