@@ -419,6 +419,13 @@ async function main() {
     u.pathname = `/${name}`;
     return u.toString();
   };
+  /** What autovacuum and checkpoints do between two runs, done now: VACUUM (ANALYZE) of a database, then a CHECKPOINT. */
+  const settle = async (url: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query('VACUUM (ANALYZE)').finally(() => client.end());
+    await admin.query('CHECKPOINT');
+  };
   const env = (databaseUrl: string, format: 'json' | 'zip') => ({
     CPQ_BASE_URL: baseUrl,
     CPQ_COMPANIES: companies.join(','),
@@ -446,17 +453,12 @@ async function main() {
     const jsonDb = await urlFor('bench_json');
     // How many responses the simulator had to render during a sync (0: all served as bytes).
     const rendered = (before: number) => `simulator rendered ${sim.pagesRendered - before} responses`;
+    /** A sync's row; `memory`: with what made up its largest RSS (printed under it). */
+    const recordSync = (name: string, run: Awaited<ReturnType<typeof runCli>>, users: number, note: string, memory = false) =>
+      record({ name, seconds: run.seconds, users, cpuSeconds: run.cpuSeconds, maxRssMb: run.maxRssMb, rssParts: memory ? run.rssParts : undefined, note });
     let renderedBefore = sim.pagesRendered;
     const full = await runCli(['run', '--full'], env(jsonDb, 'json'));
-    record({
-      name: '1. full sync, JSON',
-      seconds: full.seconds,
-      users: total,
-      cpuSeconds: full.cpuSeconds,
-      maxRssMb: full.maxRssMb,
-      rssParts: full.rssParts,
-      note: rendered(renderedBefore),
-    });
+    recordSync('1. full sync, JSON', full, total, rendered(renderedBefore), true);
     if (args.profile) {
       // Served the same kept pages as run 1, before the edits below drop them.
       const profileDb = await urlFor('bench_profile');
@@ -478,32 +480,15 @@ async function main() {
     // the same two cores. The incremental runs also come before the benchmark writes gigabytes of
     // other data (the load floor, the zip database), which a sync target would not see between runs.
     const settled = performance.now();
-    const jsonClient = new pg.Client({ connectionString: jsonDb });
-    await jsonClient.connect();
-    await jsonClient.query('VACUUM (ANALYZE)').finally(() => jsonClient.end());
-    await admin.query('CHECKPOINT');
+    await settle(jsonDb);
     console.log(`  (VACUUM (ANALYZE) and CHECKPOINT before the incremental runs: ${((performance.now() - settled) / 1000).toFixed(1)} s)`);
     // The edits dropped the simulator's kept pages: it renders these runs' pages as they ask.
     renderedBefore = sim.pagesRendered;
     const incremental = await runCli(['run'], env(jsonDb, 'json'));
-    record({
-      name: '3. incremental, 1% changed',
-      seconds: incremental.seconds,
-      users: changed,
-      cpuSeconds: incremental.cpuSeconds,
-      maxRssMb: incremental.maxRssMb,
-      note: rendered(renderedBefore),
-    });
+    recordSync('3. incremental, 1% changed', incremental, changed, rendered(renderedBefore));
     renderedBefore = sim.pagesRendered;
     const noop = await runCli(['run'], env(jsonDb, 'json'));
-    record({
-      name: '4. no-op incremental',
-      seconds: noop.seconds,
-      users: 0,
-      cpuSeconds: noop.cpuSeconds,
-      maxRssMb: noop.maxRssMb,
-      note: `${rendered(renderedBefore)}, cpu ${noop.cpuSeconds.toFixed(2)} s`,
-    });
+    recordSync('4. no-op incremental', noop, 0, `${rendered(renderedBefore)}, cpu ${noop.cpuSeconds.toFixed(2)} s`);
 
     // A full re-read of a database that holds every user already (the weekly full sync that finds
     // deletions): each row is staged and merged, nothing changes. The simulator renders its pages
@@ -511,20 +496,10 @@ async function main() {
     await fetchFloor(baseUrl, companies, 'json');
     renderedBefore = sim.pagesRendered;
     const resync = await runCli(['run', '--full'], env(jsonDb, 'json'));
-    record({
-      name: '5. full re-sync, nothing changed',
-      seconds: resync.seconds,
-      users: total,
-      cpuSeconds: resync.cpuSeconds,
-      maxRssMb: resync.maxRssMb,
-      note: rendered(renderedBefore),
-    });
+    recordSync('5. full re-sync, nothing changed', resync, total, rendered(renderedBefore));
     // Its update of every user's last_synced_at leaves as many dead rows: cleaned up, unmeasured,
     // before the floors and the zip sync, as before the incremental runs.
-    const resyncClient = new pg.Client({ connectionString: jsonDb });
-    await resyncClient.connect();
-    await resyncClient.query('VACUUM (ANALYZE)').finally(() => resyncClient.end());
-    await admin.query('CHECKPOINT');
+    await settle(jsonDb);
 
     const load = await loadFloor(jsonDb, dir, 'text');
     record({ name: 'floor: load (COPY)', seconds: load.seconds, users: total, note: `${(load.bytes / 2 ** 20).toFixed(0)} MB of rows, text format` });
@@ -546,15 +521,7 @@ async function main() {
         const zipDb = await urlFor('bench_zip');
         renderedBefore = sim.pagesRendered;
         const zip = await runCli(['run', '--full'], env(zipDb, 'zip'));
-        record({
-          name: '2. full sync, zip',
-          seconds: zip.seconds,
-          users: total,
-          cpuSeconds: zip.cpuSeconds,
-          maxRssMb: zip.maxRssMb,
-          rssParts: zip.rssParts,
-          note: rendered(renderedBefore),
-        });
+        recordSync('2. full sync, zip', zip, total, rendered(renderedBefore), true);
       } catch (err) {
         record({ name: '2. full sync, zip', seconds: 0, users: total, note: `not run: ${(err as Error).message.slice(0, 120)}` });
       }
