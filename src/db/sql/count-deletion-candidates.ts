@@ -11,20 +11,29 @@ export interface DeletionCandidates {
 }
 
 /**
+ * The deletion guard's count ($1 companies, $2 run id, $3 site). The staged users are joined, not
+ * probed per user: a NOT EXISTS in the FILTER ran as a subplan per stored user, which Postgres
+ * hashes only while the staged logins fit in work_mem (they did at 100,000 users); past that, it
+ * scanned every staged row for every stored one, and a full re-read of a million users never
+ * finished. test/deletion-guard-plan.test.ts holds the plan free of subplans.
+ */
+export const DELETION_CANDIDATES_SQL = `SELECT c.company, count(k.login) AS known, count(k.login) FILTER (WHERE k.missing) AS missing
+     FROM unnest($1::text[]) AS c(company)
+     LEFT JOIN (
+       SELECT u.company_login, u.login, s.login IS NULL AS missing
+       FROM cpq.users u
+       -- each staged user once: a user read twice is staged twice
+       LEFT JOIN (SELECT DISTINCT company_login, login FROM stage_users) s ON s.company_login = u.company_login AND s.login = u.login
+       WHERE u.site = $3 AND u.company_login = ANY($1::text[]) AND u.deleted_at IS NULL AND ${knownBeforeRun('u', '$2')}
+     ) k ON k.company_login = c.company
+     GROUP BY c.company`;
+
+/**
  * The deletion guard's input: per company read in full, how many known users the read did not
  * return (staged users, in the run's transaction).
  */
 export async function countDeletionCandidates(client: pg.PoolClient, site: string, runId: string, companies: readonly string[]): Promise<DeletionCandidates[]> {
   if (companies.length === 0) return [];
-  const { rows } = await client.query<{ company: string; known: string; missing: string }>(
-    `SELECT c.company,
-            count(u.id) AS known,
-            count(u.id) FILTER (WHERE NOT EXISTS (
-              SELECT 1 FROM stage_users s WHERE s.company_login = u.company_login AND s.login = u.login)) AS missing
-     FROM unnest($1::text[]) AS c(company)
-     LEFT JOIN cpq.users u ON u.site = $3 AND u.company_login = c.company AND u.deleted_at IS NULL AND ${knownBeforeRun('u', '$2')}
-     GROUP BY c.company`,
-    [companies, runId, site],
-  );
+  const { rows } = await client.query<{ company: string; known: string; missing: string }>(DELETION_CANDIDATES_SQL, [companies, runId, site]);
   return rows.map((r) => ({ company: r.company, known: Number(r.known), missing: Number(r.missing) }));
 }
