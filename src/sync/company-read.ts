@@ -84,13 +84,14 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
           : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, storedAsSent);
       };
       const count = page.items.length;
+      const sliceAt = (start: number) => Array.from({ length: Math.min(SLICE, count - start) }, (_, k) => rowAt(start + k));
       let staged = 0;
       if (run.firstLoads.has(company)) {
         // Written a slice at a time (see SLICE); only rows the direct load cannot take are staged,
         // once the rows taken are queued: a merge batch must find those in cpq.users.
         const rest: UserRow[] = [];
         for (let start = 0; start < count; start += SLICE) {
-          const slice = Array.from({ length: Math.min(SLICE, count - start) }, (_, k) => rowAt(start + k));
+          const slice = sliceAt(start);
           progress.saw(slice);
           for (const row of await run.direct.take(company, slice, page.range)) rest.push(row);
         }
@@ -104,16 +105,15 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
         const held: UserRow[] = [];
         const heldAt: number[] = [];
         for (let start = 0; start < count; start += SLICE) {
-          const slice: UserRow[] = [];
-          for (let i = start; i < Math.min(start + SLICE, count); i++) {
-            const row = rowAt(i);
+          const ready: UserRow[] = [];
+          sliceAt(start).forEach((row, k) => {
             if (storedIntegration?.has(row.login) && !row.isIntegrationUser) {
               held.push(row);
-              heldAt.push(i);
-            } else slice.push(row);
-          }
-          progress.saw(slice);
-          run.stager.take(id.name, slice);
+              heldAt.push(start + k);
+            } else ready.push(row);
+          });
+          progress.saw(ready);
+          run.stager.take(id.name, ready);
         }
         if (held.length > 0) {
           await keepStoredIntegrationFields(run.pool, run.site, company, page, held, heldAt);

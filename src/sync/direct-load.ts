@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { KeyRange } from '../cpq/paging.js';
-import { CopyRows, copyTarget } from '../db/copy.js';
+import { copyTarget } from '../db/copy.js';
 import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
 import { stageGroups, type GroupDefinition } from '../db/sql/stage-groups.js';
 import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
-import { USER_ROW_COLUMNS, type Stager } from './stager.js';
+import { SharedPage, USER_ROW_COLUMNS, type Stager } from './stager.js';
 
 const PARTY_NUMBER = USER_VALUE_COLUMNS.indexOf('party_number');
 const USERS = copyTarget('cpq.users', [
@@ -66,12 +66,8 @@ export class DirectLoad {
   private ids: number[] = [];
   private nextIds: Promise<number[]> | undefined;
   private rowsWritten = 0;
-  /**
-   * The COPY rows taken since the last endPage. Streams read concurrently share it: a stream that
-   * ends its page also writes rows another stream took so far, whose own endPage writes the rest.
-   * Every row is new and keyed apart, so in which COPY a row goes does not matter.
-   */
-  private page: { users: CopyRows; memberships: CopyRows; permissions: CopyRows; changes: CopyRows } | undefined;
+  /** The rows taken since the last endPage, shared by the streams (every row is new and keyed apart). */
+  private readonly page = new SharedPage({ users: USERS, memberships: USER_GROUPS, permissions: USER_ACCESS_PERMISSIONS, changes: USER_CHANGE_LOG });
 
   /** `firstLoads`: the companies to load directly, of those the database holds no user of (findFirstLoadCompanies). */
   constructor(
@@ -116,21 +112,14 @@ export class DirectLoad {
 
   /** Queues the COPYs of the rows taken since the last call. */
   async endPage(): Promise<void> {
-    const copies = this.page;
-    this.page = undefined;
-    if (copies) await this.stager.enqueueCopies([copies.users, copies.memberships, copies.permissions, copies.changes]);
+    const copies = this.page.close();
+    if (copies) await this.stager.enqueueCopies(copies);
   }
 
   private async encode(rows: UserRow[]) {
     const ids = await this.reserveIds(rows.length);
     const at = this.effectiveAt().toISOString();
-    this.page ??= {
-      users: new CopyRows(USERS),
-      memberships: new CopyRows(USER_GROUPS),
-      permissions: new CopyRows(USER_ACCESS_PERMISSIONS),
-      changes: new CopyRows(USER_CHANGE_LOG),
-    };
-    const { users, memberships, permissions, changes } = this.page;
+    const { users, memberships, permissions, changes } = this.page.open();
     rows.forEach((row, i) => {
       const id = ids[i]!;
       users.add([this.site, id, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
@@ -182,7 +171,7 @@ export class DirectLoad {
    */
   async finish(): Promise<void> {
     // Every page's rows were queued by its endPage, before the run waited for the queue.
-    if (this.page) throw new Error('DirectLoad.finish: rows taken but not written (endPage not called)');
+    if (!this.page.empty) throw new Error('DirectLoad.finish: rows taken but not written (endPage not called)');
     if (this.nextIds) await this.nextIds.catch(() => undefined);
     await stageGroups(this.client, this.groups);
   }

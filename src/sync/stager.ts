@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import type pg from 'pg';
-import { CopyRows, copyBytes, copyTarget, type CopyType } from '../db/copy.js';
+import { CopyRows, copyBytes, copyTarget, type CopyTarget, type CopyType } from '../db/copy.js';
 import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 import type { UserRow } from '../normalize/user-record.js';
 
@@ -40,6 +40,37 @@ const STAGE_USER_PERMISSIONS = copyTarget('stage_user_permissions', [
   ['name', 'text'],
   ['has_access', 'boolean'],
 ]);
+
+/**
+ * The COPY rows of a page, one CopyRows per table, that streams read at once fill together until
+ * one of them ends its page and takes them all to be queued: every row is whole, so which COPY
+ * carries it does not matter. The Stager's pages and the DirectLoad's are both this.
+ */
+export class SharedPage<K extends string> {
+  private rows: Record<K, CopyRows> | undefined;
+
+  constructor(private readonly targets: Record<K, CopyTarget>) {}
+
+  /** The rows being filled, begun when the page is empty. */
+  open(): Record<K, CopyRows> {
+    if (this.rows === undefined) {
+      const entries = Object.entries<CopyTarget>(this.targets).map(([key, target]) => [key, new CopyRows(target)]);
+      this.rows = Object.fromEntries(entries) as Record<K, CopyRows>;
+    }
+    return this.rows;
+  }
+
+  get empty(): boolean {
+    return this.rows === undefined;
+  }
+
+  /** Takes what was filled, in the order of the targets (undefined when nothing was), and leaves the page empty. */
+  close(): CopyRows[] | undefined {
+    const rows = this.rows;
+    this.rows = undefined;
+    return rows && Object.values<CopyRows>(rows);
+  }
+}
 
 const STAGE_DDL = `
 CREATE TEMP TABLE stage_users (
@@ -84,12 +115,8 @@ export class Stager {
   private seq = 0;
   /** The seq of the last row whose COPY is queued: every row up to it is, since pages queue in seq order. */
   private queuedSeq = 0;
-  /**
-   * The COPY rows taken since the last endPage. Streams read concurrently share it, so rows are
-   * numbered and queued in one order: a stream that ends its page also queues rows another stream
-   * took so far, whose own endPage queues the rest.
-   */
-  private page: { users: CopyRows; groups: CopyRows; permissions: CopyRows } | undefined;
+  /** The rows taken since the last endPage: shared by the streams, so rows are numbered and queued in one order. */
+  private readonly page = new SharedPage({ users: STAGE_USERS, groups: STAGE_USER_GROUPS, permissions: STAGE_USER_PERMISSIONS });
   private readonly queue = pLimit(1);
   /** Queued work not yet awaited, oldest first. */
   private readonly pending: Promise<void>[] = [];
@@ -123,11 +150,7 @@ export class Stager {
    */
   take(stream: string, rows: UserRow[]): void {
     if (rows.length === 0) return;
-    const page = (this.page ??= {
-      users: new CopyRows(STAGE_USERS),
-      groups: new CopyRows(STAGE_USER_GROUPS),
-      permissions: new CopyRows(STAGE_USER_PERMISSIONS),
-    });
+    const page = this.page.open();
     for (const row of rows) {
       const seq = ++this.seq;
       page.users.add([seq, stream, row.companyLogin, row.login, row.companyName, row.isIntegrationUser], row.values, [
@@ -146,11 +169,10 @@ export class Stager {
    * at most MAX_QUEUED other items; a failure rejects this or a later call, or `finish`.
    */
   async endPage(): Promise<void> {
-    const page = this.page;
-    if (page === undefined) return;
-    this.page = undefined;
+    const copies = this.page.close();
+    if (copies === undefined) return;
     const upTo = this.seq;
-    const queued = this.enqueueCopies([page.users, page.groups, page.permissions]);
+    const queued = this.enqueueCopies(copies);
     // Queued as the call began (enqueue pushes before it waits); another stream's later page may
     // have raised the mark meanwhile, and it never goes back.
     this.queuedSeq = Math.max(this.queuedSeq, upTo);
@@ -182,7 +204,7 @@ export class Stager {
   /** Waits until everything queued is done. */
   async finish(): Promise<void> {
     // Every page's rows were queued by its endPage, before the run waited for the queue.
-    if (this.page) throw new Error('Stager.finish: rows taken but not queued (endPage not called)');
+    if (!this.page.empty) throw new Error('Stager.finish: rows taken but not queued (endPage not called)');
     while (this.pending.length > 0) await this.pending.shift();
   }
 
@@ -192,7 +214,7 @@ export class Stager {
    */
   async abandon(): Promise<void> {
     this.abandoned = true;
-    this.page = undefined;
+    this.page.close();
     await Promise.allSettled(this.pending.splice(0));
   }
 }
