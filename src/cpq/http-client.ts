@@ -38,10 +38,17 @@ export interface JsonResponse {
  * empty one, are refused before any URL is built: `what` names the value in the error.
  */
 export function pathSegment(what: string, name: string): string {
-  if (name === '' || name === '.' || name === '..' || /[/\\]/.test(name)) {
-    throw new SyncError('data', `${what} ${JSON.stringify(name)} cannot be used in a URL path: empty names, ".", ".." and names holding / or \\ are refused`);
-  }
+  const problem = pathSegmentProblem(name);
+  if (problem !== undefined) throw new SyncError('data', `${what} ${JSON.stringify(name)} ${problem}`);
   return encodeURIComponent(name);
+}
+
+/** Why pathSegment refuses `name`, or undefined when it takes it. */
+export function pathSegmentProblem(name: string): string | undefined {
+  if (name === '' || name === '.' || name === '..' || /[/\\]/.test(name)) {
+    return 'cannot be used in a URL path: empty names, ".", ".." and names holding / or \\ are refused';
+  }
+  return undefined;
 }
 export interface DownloadResult {
   url: string;

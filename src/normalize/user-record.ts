@@ -348,6 +348,11 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
   return raw;
 }
 
+/** Where a user's record is, as errors about it begin: `user "company/login" (record 3 of URL)`. */
+export function userPlace(companyLogin: string, login: string, where: string): string {
+  return `user "${companyLogin}/${shown(login)}" (${where})`;
+}
+
 /** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
 function shown(text: string): string {
   const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
@@ -374,7 +379,7 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   if (typeof loginValue !== 'string' || loginValue.trim() === '') {
     throw new RecordError(`${where()}: field "login" is missing or not text (got ${describe(loginValue)})`);
   }
-  const reader = new FieldReader(() => `user "${source.companyLogin}/${shown(loginValue)}" (${where()})`);
+  const reader = new FieldReader(() => userPlace(source.companyLogin, loginValue, where()));
   const login = reader.key('login', loginValue)!;
   const values: ColumnValue[] = [];
   for (let i = 0; i < FIELD_COUNT; i++) readField(reader, USER_FIELDS[i]!, fields[i], values);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { CpqConfig } from '../config.js';
-import type { CpqHttpClient } from '../cpq/http-client.js';
+import { pathSegmentProblem, type CpqHttpClient } from '../cpq/http-client.js';
 import type { Page } from '../cpq/paging.js';
 import { INTEGRATION_STREAM, integrationUserDetail, integrationUserPages } from '../cpq/streams.js';
 import { canonicalize } from '../cpq/user-fields.js';
@@ -9,7 +9,7 @@ import { SyncError } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
-import { RecordError, normalizeUser, type UserRow } from '../normalize/user-record.js';
+import { RecordError, normalizeUser, userPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -81,7 +81,12 @@ export async function readIntegrationUsers(
     if (fields.has('groups')) return item;
     // The list did not expand groups: the detail endpoint has them.
     const partyNumber = fields.get('partyNumber');
-    if (typeof partyNumber !== 'string') throw new RecordError(`record ${i} of ${url}: integration user without partyNumber, cannot read its groups`);
+    const login = fields.get('login');
+    const place = typeof login === 'string' ? userPlace(integrationCompany(item, cpq), login, `record ${i} of ${url}`) : `record ${i} of ${url}`;
+    if (typeof partyNumber !== 'string') throw new RecordError(`${place}: integration user without partyNumber, cannot read its groups`);
+    // Refused here rather than by the URL builder, so that the error names the record and its field.
+    const problem = pathSegmentProblem(partyNumber);
+    if (problem !== undefined) throw new RecordError(`${place}: field "partyNumber" ${JSON.stringify(partyNumber)} ${problem}, so its groups cannot be read`);
     const detail = await integrationUserDetail(http, partyNumber);
     return isJsonObject(detail) ? detail : undefined;
   };
