@@ -11,7 +11,8 @@
  *
  * Every process is the built CLI (`bin/cpq-sync.js`) under bench/measure-child.mjs, which reports
  * the process's peak RSS (VmHWM) as it exits, with the Docker image's memory settings unless
- * --heap-mb / --malloc-mmap-threshold say otherwise.
+ * --heap-mb / --malloc-mmap-threshold say otherwise, and the CLI's SYNC_HEAP_GROWING_PERCENT
+ * unless --heap-growing-percent does.
  */
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -44,10 +45,12 @@ interface Args {
   heapMb: number;
   /** glibc's MALLOC_MMAP_THRESHOLD_ of each sync process, as the Docker image sets it (0 = glibc's default). */
   mallocMmapThreshold: number;
+  /** SYNC_HEAP_GROWING_PERCENT of each sync process (undefined = the CLI's default). */
+  heapGrowingPercent: number | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { sites: 20, users: 20_000, processes: 2, concurrency: 2, heapMb: 192, mallocMmapThreshold: 131072 };
+  const args: Args = { sites: 20, users: 20_000, processes: 2, concurrency: 2, heapMb: 192, mallocMmapThreshold: 131072, heapGrowingPercent: undefined };
   const whole = (flag: string, text: string | undefined, min: number): number => {
     const value = Number(text);
     if (!Number.isInteger(value) || value < min) throw new Error(`${flag} needs a whole number of at least ${min}, got "${text ?? ''}"`);
@@ -62,7 +65,9 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--concurrency') args.concurrency = whole(flag, value, 1);
     else if (flag === '--heap-mb') args.heapMb = whole(flag, value, 0);
     else if (flag === '--malloc-mmap-threshold') args.mallocMmapThreshold = whole(flag, value, 0);
-    else throw new Error(`unknown argument ${flag} (known: --sites --users --processes --concurrency --heap-mb --malloc-mmap-threshold)`);
+    else if (flag === '--heap-growing-percent') args.heapGrowingPercent = whole(flag, value, 0);
+    else
+      throw new Error(`unknown argument ${flag} (known: --sites --users --processes --concurrency --heap-mb --malloc-mmap-threshold --heap-growing-percent)`);
   }
   return args;
 }
@@ -223,6 +228,7 @@ async function main() {
     LOG_LEVEL: 'warn',
     ...(args.heapMb > 0 ? { NODE_OPTIONS: `--max-old-space-size=${args.heapMb}` } : {}),
     ...(args.mallocMmapThreshold > 0 ? { MALLOC_MMAP_THRESHOLD_: String(args.mallocMmapThreshold) } : {}),
+    ...(args.heapGrowingPercent === undefined ? {} : { SYNC_HEAP_GROWING_PERCENT: String(args.heapGrowingPercent) }),
   };
   const dir = await mkdtemp(join(tmpdir(), 'cpq-bench-sites-'));
   await chmod(dir, 0o755); // the embedded Postgres runs as another user
@@ -234,8 +240,13 @@ async function main() {
   );
   console.log(
     `${args.sites} sites x 1 company x ${args.users} users; ${args.processes} schedule processes, SYNC_SITE_CONCURRENCY=${args.concurrency}; ${
-      [childEnv.NODE_OPTIONS, childEnv.MALLOC_MMAP_THRESHOLD_ && `MALLOC_MMAP_THRESHOLD_=${childEnv.MALLOC_MMAP_THRESHOLD_}`].filter(Boolean).join(' ') ||
-      'no memory settings'
+      [
+        childEnv.NODE_OPTIONS,
+        childEnv.MALLOC_MMAP_THRESHOLD_ && `MALLOC_MMAP_THRESHOLD_=${childEnv.MALLOC_MMAP_THRESHOLD_}`,
+        childEnv.SYNC_HEAP_GROWING_PERCENT && `SYNC_HEAP_GROWING_PERCENT=${childEnv.SYNC_HEAP_GROWING_PERCENT}`,
+      ]
+        .filter(Boolean)
+        .join(' ') || 'no memory settings'
     }`,
   );
 

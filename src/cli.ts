@@ -4,6 +4,10 @@ import { registerComplianceCommands } from './cli/compliance-commands.js';
 import { registerExportCommands } from './cli/export-commands.js';
 import { registerSyncCommands } from './cli/sync-commands.js';
 import { registerTryCommands } from './cli/try-commands.js';
+import { setHeapGrowingFactor } from './heap-growth.js';
+
+// After dotenv, so that a .env file can set SYNC_HEAP_GROWING_PERCENT; before any command allocates.
+setHeapGrowingFactor();
 
 const program = new Command()
   .name('cpq-sync')

@@ -137,6 +137,8 @@ export const envSchema = z.object({
 
   CPQ_SITES_FILE: optionalText,
   SYNC_SITE_CONCURRENCY: integer(2, 1, 64),
+  // Read by src/heap-growth.ts at start-up, before any command; here so that loadConfig names a bad value.
+  SYNC_HEAP_GROWING_PERCENT: integer(200, 0, 1000),
   SYNC_CRON: z.string().default('0 2 * * *'),
   SYNC_TIMEZONE: z.string().default('UTC'),
   SYNC_STALE_AFTER: duration('36h'),

@@ -82,7 +82,9 @@ export async function readIntegrationUsers(
     // The list did not expand groups: the detail endpoint has them.
     const partyNumber = fields.get('partyNumber');
     const login = fields.get('login');
-    const place = typeof login === 'string' ? userPlace(integrationCompany(item, cpq), login, `record ${i} of ${url}`) : `record ${i} of ${url}`;
+    // As normalizeUser, which refuses a blank login: only a login it would take names the user.
+    const place =
+      typeof login === 'string' && login.trim() !== '' ? userPlace(integrationCompany(item, cpq), login, `record ${i} of ${url}`) : `record ${i} of ${url}`;
     if (typeof partyNumber !== 'string') throw new RecordError(`${place}: integration user without partyNumber, cannot read its groups`);
     // Refused here rather than by the URL builder, so that the error names the record and its field.
     const problem = pathSegmentProblem(partyNumber);
