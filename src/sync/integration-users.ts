@@ -81,14 +81,17 @@ export async function readIntegrationUsers(
     if (fields.has('groups')) return item;
     // The list did not expand groups: the detail endpoint has them.
     const partyNumber = fields.get('partyNumber');
-    const login = fields.get('login');
-    // As normalizeUser, which refuses a blank login: only a login it would take names the user.
-    const place =
-      typeof login === 'string' && login.trim() !== '' ? userPlace(integrationCompany(item, cpq), login, `record ${i} of ${url}`) : `record ${i} of ${url}`;
-    if (typeof partyNumber !== 'string') throw new RecordError(`${place}: integration user without partyNumber, cannot read its groups`);
+    // Where the record is, for its errors; as normalizeUser, only a login it would take names the user.
+    const place = () => {
+      const login = fields.get('login');
+      return typeof login === 'string' && login.trim() !== ''
+        ? userPlace(integrationCompany(item, cpq), login, `record ${i} of ${url}`)
+        : `record ${i} of ${url}`;
+    };
+    if (typeof partyNumber !== 'string') throw new RecordError(`${place()}: integration user without partyNumber, cannot read its groups`);
     // Refused here rather than by the URL builder, so that the error names the record and its field.
     const problem = pathSegmentProblem(partyNumber);
-    if (problem !== undefined) throw new RecordError(`${place}: field "partyNumber" ${JSON.stringify(partyNumber)} ${problem}, so its groups cannot be read`);
+    if (problem !== undefined) throw new RecordError(`${place()}: field "partyNumber" ${JSON.stringify(partyNumber)} ${problem}, so its groups cannot be read`);
     const detail = await integrationUserDetail(http, partyNumber);
     return isJsonObject(detail) ? detail : undefined;
   };
@@ -130,15 +133,16 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
     const record = keepCompanyFeedFields(u.record, existing.get(userKey(u.company, u.login)));
     return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
   });
-  await stager.add(INTEGRATION_STREAM.name, staged);
+  stager.take(INTEGRATION_STREAM.name, staged);
+  await stager.endPage();
 }
 
 /**
- * Company-feed rows of users stored as integration users that this run's integration read did
- * not return (an incremental window that missed them, a feed that is off or absent): they stay
- * integration users, with the integration feed's fields as stored (see feed-fields.ts), so the
- * re-read logs no change for them. `rows[j]` is the row of the page's record `indexes[j]`; rewrites
- * those entries of `rows` in place.
+ * Company-feed rows (none an integration user's) of users stored as integration users that this
+ * run's integration read did not return (an incremental window that missed them, a feed that is
+ * off or absent): they stay integration users, with the integration feed's fields as stored (see
+ * feed-fields.ts), so the re-read logs no change for them. `rows[j]` is the row of the page's
+ * record `indexes[j]`; rewrites those entries of `rows` in place.
  */
 export async function keepStoredIntegrationFields(
   pool: pg.Pool,
@@ -148,14 +152,14 @@ export async function keepStoredIntegrationFields(
   rows: UserRow[],
   indexes: readonly number[],
 ): Promise<void> {
-  const candidates = rows.filter((row) => !row.isIntegrationUser).map((row) => ({ company, login: row.login }));
+  const candidates = rows.map((row) => ({ company, login: row.login }));
   if (candidates.length === 0) return;
   // Committed state, on another connection of the pool: the run's own connection is busy with
   // COPY, and nothing this run writes before its final merge touches a stored user.
   const stored = await readStoredRecords(pool, site, candidates, { integrationOnly: true, key: userKey });
   if (stored.size === 0) return;
   rows.forEach((row, j) => {
-    const before = row.isIntegrationUser ? undefined : stored.get(userKey(company, row.login));
+    const before = stored.get(userKey(company, row.login));
     if (!before) return;
     const i = indexes[j]!;
     const record = keepIntegrationFeedFields(page.items.value(i) as Raw, before);

@@ -137,12 +137,6 @@ export class Stager {
     return new Stager(client);
   }
 
-  /** Stages one page of rows: `take`, then `endPage`. */
-  async add(stream: string, rows: UserRow[]): Promise<void> {
-    this.take(stream, rows);
-    await this.endPage();
-  }
-
   /**
    * Numbers rows and turns them into COPY rows at once, so that a page can be normalized and
    * encoded a slice at a time (company-read.ts, SLICE); `endPage` queues them. Rows staged later
