@@ -5,7 +5,8 @@
  *   it), load (COPY of the same normalized rows into empty copies of the tables) and land (COPY of
  *   each user's raw JSON into one unindexed table, what a general ELT tool does).
  * Each sync runs as its own process (`cpq-sync run`), so its wall time, CPU time and peak RSS are
- * its own.
+ * its own; beside them, the CPU time of the Postgres server's processes, when it runs on this
+ * machine (bench/postgres-cpu.ts).
  *
  *   npm run bench -- --users 100000
  *
@@ -36,6 +37,7 @@ import { loadConfig } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { freePort } from '../test/helpers/free-port.js';
+import { PostgresCpu } from './postgres-cpu.js';
 import { summarizeProfile } from './profile-summary.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -98,6 +100,8 @@ interface Measured {
   maxRssMb?: number;
   /** User and system CPU time of the sync process. */
   cpuSeconds?: number;
+  /** CPU time of the Postgres server's processes meanwhile, when it runs on this machine. */
+  postgresCpuSeconds?: number;
   /** What made up the sync process's memory at its largest sampled RSS (printed, not tabled). */
   rssParts?: string;
   note?: string;
@@ -107,14 +111,17 @@ interface Measured {
 let childMemoryEnv: Record<string, string> = {};
 let logDir: string | undefined;
 let runNumber = 0;
+/** The benchmark's Postgres, when its processes can be measured here (see PostgresCpu). */
+let postgresCpu: PostgresCpu | undefined;
 
 /** `nodeArgs` go to node itself, before the script (Node 20 refuses --cpu-prof in NODE_OPTIONS). */
 async function runCli(
   args: string[],
   env: Record<string, string>,
   nodeArgs: string[] = [],
-): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; cpuSeconds: number; stdout: string }> {
+): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; cpuSeconds: number; postgresCpuSeconds?: number; stdout: string }> {
   const started = performance.now();
+  const postgresBefore = postgresCpu?.total();
   const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bench/measure-child.mjs'), ...args], {
@@ -138,7 +145,15 @@ async function runCli(
       const parts = /BENCH_RSS_PARTS=(.*)/.exec(stderr);
       const cpu = /BENCH_CPU_S=([\d.]+)/.exec(stderr);
       if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_\w+=.*/g, '').trim()}`));
-      else resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : NaN, rssParts: parts?.[1], cpuSeconds: cpu ? Number(cpu[1]) : NaN, stdout });
+      else
+        resolve({
+          seconds,
+          maxRssMb: rss ? Number(rss[1]) / 1024 : NaN,
+          rssParts: parts?.[1],
+          cpuSeconds: cpu ? Number(cpu[1]) : NaN,
+          postgresCpuSeconds: postgresBefore === undefined ? undefined : postgresCpu!.total() - postgresBefore,
+          stdout,
+        });
     });
   });
 }
@@ -183,7 +198,7 @@ async function fetchFloor(baseUrl: string, companies: string[], format: 'json' |
  * the sync writes them since session 7: cheaper for Postgres). The change log's rows, which the
  * sync also writes, are left out: the floor is on the low side.
  */
-async function loadFloor(url: string, dir: string, format: 'text' | 'binary'): Promise<{ seconds: number; bytes: number }> {
+async function loadFloor(url: string, dir: string, format: 'text' | 'binary'): Promise<{ seconds: number; bytes: number; postgresCpuSeconds?: number }> {
   const options = format === 'binary' ? ' (FORMAT binary)' : '';
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -195,13 +210,17 @@ async function loadFloor(url: string, dir: string, format: 'text' | 'binary'): P
       bytes += (await stat(join(dir, `${table}.copy`))).size;
       await client.query(`DROP TABLE IF EXISTS public.floor_${table}; CREATE TABLE public.floor_${table} (LIKE cpq.${table} INCLUDING ALL)`);
     }
+    // Started as the first load is, with no dirty buffers left to write by an earlier step.
+    await client.query('CHECKPOINT');
     const started = performance.now();
+    const postgresBefore = postgresCpu?.total();
     for (const table of tables) {
       await pipeline(createReadStream(join(dir, `${table}.copy`)), client.query(copyFrom(`COPY public.floor_${table} FROM STDIN${options}`)));
     }
     const seconds = (performance.now() - started) / 1000;
+    const postgresCpuSeconds = postgresBefore === undefined ? undefined : postgresCpu!.total() - postgresBefore;
     for (const table of tables) await client.query(`DROP TABLE public.floor_${table}`);
-    return { seconds, bytes };
+    return { seconds, bytes, postgresCpuSeconds };
   } finally {
     await client.end();
   }
@@ -212,7 +231,7 @@ async function loadFloor(url: string, dir: string, format: 'text' | 'binary'): P
  * one row per user, into a table without indexes or constraints. The rows are the synced users'
  * own raw records, dumped to a file first as for the load floor; only the COPY into the table is timed.
  */
-async function landFloor(url: string, dir: string): Promise<{ seconds: number; bytes: number }> {
+async function landFloor(url: string, dir: string): Promise<{ seconds: number; bytes: number; postgresCpuSeconds?: number }> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const file = join(dir, 'landed.copy');
@@ -220,11 +239,14 @@ async function landFloor(url: string, dir: string): Promise<{ seconds: number; b
     await pipeline(client.query(copyTo('COPY (SELECT company_login, login, raw FROM cpq.users) TO STDOUT')), createWriteStream(file));
     const bytes = (await stat(file)).size;
     await client.query('DROP TABLE IF EXISTS public.floor_landed; CREATE TABLE public.floor_landed (company text, login text, raw jsonb)');
+    await client.query('CHECKPOINT');
     const started = performance.now();
+    const postgresBefore = postgresCpu?.total();
     await pipeline(createReadStream(file), client.query(copyFrom('COPY public.floor_landed FROM STDIN')));
     const seconds = (performance.now() - started) / 1000;
+    const postgresCpuSeconds = postgresBefore === undefined ? undefined : postgresCpu!.total() - postgresBefore;
     await client.query('DROP TABLE public.floor_landed');
-    return { seconds, bytes };
+    return { seconds, bytes, postgresCpuSeconds };
   } finally {
     await client.end();
     await rm(file, { force: true });
@@ -270,7 +292,7 @@ async function profiledSync(
 }
 
 function table(rows: Measured[], floor: number, eltFloor: number): string {
-  const header = ['run', 'users', 'wall s', 'users/s', 'CPU ms/1000 users', 'peak RSS MB', 'ratio to floor', 'ratio to ELT floor', 'note'];
+  const header = ['run', 'users', 'wall s', 'users/s', 'CPU ms/1000 users', 'Postgres CPU s', 'peak RSS MB', 'ratio to floor', 'ratio to ELT floor', 'note'];
   // Floors first, then the runs by number, whatever order they ran in.
   const order = (r: Measured) => (r.name.startsWith('floor') ? 0 : Number.parseInt(r.name, 10));
   const body = [...rows]
@@ -281,6 +303,7 @@ function table(rows: Measured[], floor: number, eltFloor: number): string {
       r.seconds.toFixed(2),
       r.seconds > 0 ? Math.round(r.users / r.seconds).toString() : '',
       cpuPer1000(r)?.toFixed(0) ?? '',
+      r.postgresCpuSeconds?.toFixed(2) ?? '',
       r.maxRssMb === undefined ? '' : r.maxRssMb.toFixed(0),
       r.name.startsWith('floor') ? '' : (r.seconds / floor).toFixed(2),
       r.name.startsWith('floor') ? '' : (r.seconds / eltFloor).toFixed(2),
@@ -412,6 +435,7 @@ async function main() {
     : await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'bench', persistent: false });
   const admin = new pg.Client({ connectionString: database.url });
   await admin.connect();
+  postgresCpu = await PostgresCpu.find(admin, database.url);
   const urlFor = async (name: string) => {
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.query(`CREATE DATABASE ${name}`);
@@ -440,7 +464,8 @@ async function main() {
     results.push(m);
     const cpu = cpuPer1000(m);
     console.log(
-      `  ${m.name}: ${m.seconds.toFixed(2)} s${cpu === undefined ? '' : `, cpu ${m.cpuSeconds!.toFixed(1)} s = ${cpu.toFixed(0)} ms per 1000 users`}${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`,
+      `  ${m.name}: ${m.seconds.toFixed(2)} s${cpu === undefined ? '' : `, cpu ${m.cpuSeconds!.toFixed(1)} s = ${cpu.toFixed(0)} ms per 1000 users`}` +
+        `${m.postgresCpuSeconds === undefined ? '' : `, Postgres cpu ${m.postgresCpuSeconds.toFixed(1)} s`}${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`,
     );
     if (m.rssParts) console.log(`    memory: ${m.rssParts}`);
   };
@@ -455,7 +480,16 @@ async function main() {
     const rendered = (before: number) => `simulator rendered ${sim.pagesRendered - before} responses`;
     /** A sync's row; `memory`: with what made up its largest RSS (printed under it). */
     const recordSync = (name: string, run: Awaited<ReturnType<typeof runCli>>, users: number, note: string, memory = false) =>
-      record({ name, seconds: run.seconds, users, cpuSeconds: run.cpuSeconds, maxRssMb: run.maxRssMb, rssParts: memory ? run.rssParts : undefined, note });
+      record({
+        name,
+        seconds: run.seconds,
+        users,
+        cpuSeconds: run.cpuSeconds,
+        postgresCpuSeconds: run.postgresCpuSeconds,
+        maxRssMb: run.maxRssMb,
+        rssParts: memory ? run.rssParts : undefined,
+        note,
+      });
     let renderedBefore = sim.pagesRendered;
     const full = await runCli(['run', '--full'], env(jsonDb, 'json'));
     recordSync('1. full sync, JSON', full, total, rendered(renderedBefore), true);
@@ -502,16 +536,29 @@ async function main() {
     await settle(jsonDb);
 
     const load = await loadFloor(jsonDb, dir, 'text');
-    record({ name: 'floor: load (COPY)', seconds: load.seconds, users: total, note: `${(load.bytes / 2 ** 20).toFixed(0)} MB of rows, text format` });
+    record({
+      name: 'floor: load (COPY)',
+      seconds: load.seconds,
+      users: total,
+      postgresCpuSeconds: load.postgresCpuSeconds,
+      note: `${(load.bytes / 2 ** 20).toFixed(0)} MB of rows, text format`,
+    });
     const loadBinary = await loadFloor(jsonDb, dir, 'binary');
     record({
       name: 'floor: load (binary COPY)',
       seconds: loadBinary.seconds,
       users: total,
+      postgresCpuSeconds: loadBinary.postgresCpuSeconds,
       note: `${(loadBinary.bytes / 2 ** 20).toFixed(0)} MB of rows, as the sync writes them`,
     });
     const land = await landFloor(jsonDb, dir);
-    record({ name: 'floor: land raw JSON (COPY)', seconds: land.seconds, users: total, note: `${(land.bytes / 2 ** 20).toFixed(0)} MB of rows` });
+    record({
+      name: 'floor: land raw JSON (COPY)',
+      seconds: land.seconds,
+      users: total,
+      postgresCpuSeconds: land.postgresCpuSeconds,
+      note: `${(land.bytes / 2 ** 20).toFixed(0)} MB of rows`,
+    });
 
     if (!args.skipZip) {
       try {
@@ -534,7 +581,11 @@ async function main() {
         `\nN = ${total}; floor = max(fetch ${fetchJson.toFixed(2)} s, load ${load.seconds.toFixed(2)} s) = ${floor.toFixed(2)} s` +
           ` (with the binary load floor: ${Math.max(fetchJson, loadBinary.seconds).toFixed(2)} s, full first load / it = ${(full.seconds / Math.max(fetchJson, loadBinary.seconds)).toFixed(2)})`,
         `ELT floor = max(fetch JSON pages ${fetchJson.toFixed(2)} s, land raw JSON ${land.seconds.toFixed(2)} s) = ${eltFloor.toFixed(2)} s;` +
-          ` full first load / ELT floor = ${(full.seconds / eltFloor).toFixed(2)} (goal: at most 1.5 at 100,000 users)\n`,
+          ` full first load / ELT floor = ${(full.seconds / eltFloor).toFixed(2)} (goal: at most 1.5 at 100,000 users)`,
+        full.postgresCpuSeconds === undefined || loadBinary.postgresCpuSeconds === undefined
+          ? '(Postgres CPU: not measured, the server is not on this machine)\n'
+          : `Postgres CPU (all its processes): ${full.postgresCpuSeconds.toFixed(2)} s during the full first load, ${loadBinary.postgresCpuSeconds.toFixed(2)} s for the binary load floor, ` +
+            `${land.postgresCpuSeconds!.toFixed(2)} s to land raw JSON; a backend writes on one core, so its share is a floor for the wall time whatever the sync does\n`,
       ].join('\n'),
     );
     console.log(table(results, floor, eltFloor));
