@@ -3,16 +3,15 @@ import { readFileSync, readdirSync } from 'node:fs';
 import type pg from 'pg';
 
 /**
- * CPU time of a Postgres server on this machine, all its processes together, read from /proc:
- * what a run cost the database, beside the sync process's own CPU time. A sync's backend is one
- * process, so the CPU time it used is a floor for the run's wall time that no change to the sync's
- * own code can lower.
+ * CPU time of a Postgres server on this machine, every process of it together (the postmaster,
+ * the backends, the checkpointer, WAL and background writers, autovacuum), read from /proc: what
+ * a run cost the database, beside the sync process's own CPU time.
  *
  * A backend ends with its connection, before a run's end can be measured; the postmaster, which
  * reaps it, then counts its CPU time as its children's (cutime and cstime). So the server's total
- * is the postmaster's own and reaped children's time plus that of the children alive now, and it
- * only grows: the difference of two totals is what the server used in between, whichever
- * processes started or ended meanwhile.
+ * is the postmaster's own and reaped children's time plus that of the children alive now (theirs
+ * and their own reaped children's), and it only grows: the difference of two totals is what the
+ * server used in between, whichever processes started or ended meanwhile.
  */
 export class PostgresCpu {
   private constructor(
@@ -21,18 +20,17 @@ export class PostgresCpu {
   ) {}
 
   /**
-   * The server `client` is connected to, when it runs here and /proc shows its processes (Linux,
-   * and the right to read them); undefined otherwise (a remote BENCH_DATABASE_URL).
+   * The server `client` is connected to, when its processes are this machine's: the postmaster.pid
+   * file in the server's data directory names the parent of the client's backend. Undefined
+   * otherwise (a remote server, a container's, or no /proc to read).
    */
-  static async find(client: pg.Client, url: string): Promise<PostgresCpu | undefined> {
-    const host = new URL(url).hostname;
-    if (!['127.0.0.1', 'localhost', '[::1]', ''].includes(host)) return undefined;
+  static async find(client: pg.Client): Promise<PostgresCpu | undefined> {
     try {
-      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-      const postmaster = stat(rows[0]!.pid).ppid;
-      if (!readFileSync(`/proc/${postmaster}/cmdline`, 'utf8').includes('postgres')) return undefined;
-      const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-      return new PostgresCpu(postmaster, Number.isInteger(ticks) && ticks > 0 ? ticks : 100);
+      const { rows } = await client.query<{ pid: number; dir: string }>("SELECT pg_backend_pid() AS pid, current_setting('data_directory') AS dir");
+      const { pid, dir } = rows[0]!;
+      const postmaster = Number(readFileSync(`${dir}/postmaster.pid`, 'utf8').split('\n')[0]);
+      if (stat(pid).ppid !== postmaster) return undefined;
+      return new PostgresCpu(postmaster, clockTicksPerSecond());
     } catch {
       return undefined;
     }
@@ -40,19 +38,41 @@ export class PostgresCpu {
 
   /** The server's CPU seconds so far (see above); compare two. */
   total(): number {
-    const own = stat(this.postmaster);
-    let ticks = own.utime + own.stime + own.cutime + own.cstime;
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const child = stat(Number(entry));
-        if (child.ppid === this.postmaster) ticks += child.utime + child.stime;
-      } catch {
-        // ended while we looked: the postmaster counts it from now on
+    // A child reaped between reading the postmaster and reading /proc would be in neither: the
+    // postmaster is read again after, and the children again if it reaped one meanwhile.
+    for (let attempt = 0; ; attempt++) {
+      const reaped = reapedTicks(this.postmaster);
+      let ticks = 0;
+      for (const entry of readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+          const child = stat(Number(entry));
+          if (child.ppid === this.postmaster) ticks += child.utime + child.stime + child.cutime + child.cstime;
+        } catch {
+          // ended while we looked, and reaped: the check below sees it
+        }
       }
+      const after = reapedTicks(this.postmaster);
+      if (after === reaped || attempt === 4) return (after + ticks) / this.ticksPerSecond;
     }
-    return ticks / this.ticksPerSecond;
   }
+}
+
+/** The postmaster's own CPU ticks and those of the children it reaped. */
+function reapedTicks(postmaster: number): number {
+  const own = stat(postmaster);
+  return own.utime + own.stime + own.cutime + own.cstime;
+}
+
+/** The unit of /proc's times: sysconf(_SC_CLK_TCK), 100 on every Linux this runs on when getconf is missing. */
+function clockTicksPerSecond(): number {
+  try {
+    const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    if (Number.isInteger(ticks) && ticks > 0) return ticks;
+  } catch {
+    // no getconf
+  }
+  return 100;
 }
 
 /** The fields of /proc/<pid>/stat used here (after the command name, which may hold spaces and parentheses). */

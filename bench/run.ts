@@ -114,14 +114,29 @@ let runNumber = 0;
 /** The benchmark's Postgres, when its processes can be measured here (see PostgresCpu). */
 let postgresCpu: PostgresCpu | undefined;
 
+/** The server's CPU seconds so far (see PostgresCpu); undefined when not measured or its processes cannot be read. */
+function postgresCpuNow(): number | undefined {
+  try {
+    return postgresCpu?.total();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The server's CPU seconds since `before` (from postgresCpuNow). */
+function postgresCpuSince(before: number | undefined): number | undefined {
+  const now = before === undefined ? undefined : postgresCpuNow();
+  return now === undefined || before === undefined ? undefined : now - before;
+}
+
 /** `nodeArgs` go to node itself, before the script (Node 20 refuses --cpu-prof in NODE_OPTIONS). */
 async function runCli(
   args: string[],
   env: Record<string, string>,
   nodeArgs: string[] = [],
 ): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; cpuSeconds: number; postgresCpuSeconds?: number; stdout: string }> {
+  const postgresBefore = postgresCpuNow();
   const started = performance.now();
-  const postgresBefore = postgresCpu?.total();
   const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bench/measure-child.mjs'), ...args], {
@@ -151,7 +166,7 @@ async function runCli(
           maxRssMb: rss ? Number(rss[1]) / 1024 : NaN,
           rssParts: parts?.[1],
           cpuSeconds: cpu ? Number(cpu[1]) : NaN,
-          postgresCpuSeconds: postgresBefore === undefined ? undefined : postgresCpu!.total() - postgresBefore,
+          postgresCpuSeconds: postgresCpuSince(postgresBefore),
           stdout,
         });
     });
@@ -212,13 +227,13 @@ async function loadFloor(url: string, dir: string, format: 'text' | 'binary'): P
     }
     // Started as the first load is, with no dirty buffers left to write by an earlier step.
     await client.query('CHECKPOINT');
+    const postgresBefore = postgresCpuNow();
     const started = performance.now();
-    const postgresBefore = postgresCpu?.total();
     for (const table of tables) {
       await pipeline(createReadStream(join(dir, `${table}.copy`)), client.query(copyFrom(`COPY public.floor_${table} FROM STDIN${options}`)));
     }
     const seconds = (performance.now() - started) / 1000;
-    const postgresCpuSeconds = postgresBefore === undefined ? undefined : postgresCpu!.total() - postgresBefore;
+    const postgresCpuSeconds = postgresCpuSince(postgresBefore);
     for (const table of tables) await client.query(`DROP TABLE public.floor_${table}`);
     return { seconds, bytes, postgresCpuSeconds };
   } finally {
@@ -240,11 +255,11 @@ async function landFloor(url: string, dir: string): Promise<{ seconds: number; b
     const bytes = (await stat(file)).size;
     await client.query('DROP TABLE IF EXISTS public.floor_landed; CREATE TABLE public.floor_landed (company text, login text, raw jsonb)');
     await client.query('CHECKPOINT');
+    const postgresBefore = postgresCpuNow();
     const started = performance.now();
-    const postgresBefore = postgresCpu?.total();
     await pipeline(createReadStream(file), client.query(copyFrom('COPY public.floor_landed FROM STDIN')));
     const seconds = (performance.now() - started) / 1000;
-    const postgresCpuSeconds = postgresBefore === undefined ? undefined : postgresCpu!.total() - postgresBefore;
+    const postgresCpuSeconds = postgresCpuSince(postgresBefore);
     await client.query('DROP TABLE public.floor_landed');
     return { seconds, bytes, postgresCpuSeconds };
   } finally {
@@ -435,7 +450,7 @@ async function main() {
     : await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'bench', persistent: false });
   const admin = new pg.Client({ connectionString: database.url });
   await admin.connect();
-  postgresCpu = await PostgresCpu.find(admin, database.url);
+  postgresCpu = await PostgresCpu.find(admin);
   const urlFor = async (name: string) => {
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.query(`CREATE DATABASE ${name}`);
@@ -583,9 +598,9 @@ async function main() {
         `ELT floor = max(fetch JSON pages ${fetchJson.toFixed(2)} s, land raw JSON ${land.seconds.toFixed(2)} s) = ${eltFloor.toFixed(2)} s;` +
           ` full first load / ELT floor = ${(full.seconds / eltFloor).toFixed(2)} (goal: at most 1.5 at 100,000 users)`,
         full.postgresCpuSeconds === undefined || loadBinary.postgresCpuSeconds === undefined
-          ? '(Postgres CPU: not measured, the server is not on this machine)\n'
-          : `Postgres CPU (all its processes): ${full.postgresCpuSeconds.toFixed(2)} s during the full first load, ${loadBinary.postgresCpuSeconds.toFixed(2)} s for the binary load floor, ` +
-            `${land.postgresCpuSeconds!.toFixed(2)} s to land raw JSON; a backend writes on one core, so its share is a floor for the wall time whatever the sync does\n`,
+          ? "(Postgres CPU: not measured: the server's processes are not found in this machine's /proc)\n"
+          : `Postgres CPU (every process of the server): ${full.postgresCpuSeconds.toFixed(2)} s during the full first load, ${loadBinary.postgresCpuSeconds.toFixed(2)} s for the binary load floor, ` +
+            `${land.postgresCpuSeconds?.toFixed(2) ?? '-'} s to land raw JSON; a sync's writing backend (its share, not shown apart) works on one core, so its CPU time bounds the wall time\n`,
       ].join('\n'),
     );
     console.log(table(results, floor, eltFloor));
