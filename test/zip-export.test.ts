@@ -308,6 +308,12 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
       /entry "export\/readme.txt" is not a user entry: only \.json, \.jsonl, \.ndjson, \.csv entries are read/,
     ],
     [
+      'an entry named like a folder that holds data (one damaged byte of its name)',
+      { fault: 'folder-name' },
+      {},
+      /entry "users.jso\/" is named like a folder but holds \d+ bytes; refused/,
+    ],
+    [
       'an entry name climbing out of the folder',
       { extraEntries: [{ name: '../users.json', content: '[]' }] },
       {},

@@ -112,6 +112,11 @@ export class ZipArchive {
       names.add(entry.fileName);
       const kind = entryKind(entry.fileName);
       if (kind.kind === 'skip') {
+        // A folder holds nothing. An entry named like one that holds data is refused, not skipped:
+        // one damaged byte of a name (users.jso/) would otherwise drop every user in it.
+        if (kind.why === 'directory' && entry.uncompressedSize > 0) {
+          throw new ArchiveError(`entry ${name} is named like a folder but holds ${entry.uncompressedSize} bytes; refused`);
+        }
         others++;
         continue;
       }

@@ -18,7 +18,17 @@ export type ZipEntryFormat = 'json' | 'json-array' | 'jsonl' | 'csv';
 
 /** Broken exports, for tests; each damages the first user entry (or the whole archive). */
 export type ZipExportFault =
-  'truncated' | 'bad-crc' | 'corrupt-data' | 'understated-size' | 'bomb' | 'encrypted' | 'unsupported-method' | 'too-many-entries' | 'not-a-zip';
+  | 'truncated'
+  | 'bad-crc'
+  | 'corrupt-data'
+  | 'understated-size'
+  | 'bomb'
+  | 'encrypted'
+  | 'unsupported-method'
+  | 'too-many-entries'
+  | 'not-a-zip'
+  /** One byte of the entry's name in the central directory damaged into "/": named like a folder, holding data. */
+  | 'folder-name';
 
 export interface ZipExportOptions {
   /** User entries; the users are dealt to them as consecutive slices in login order. Default one `users.json` (collection body). */
@@ -152,6 +162,8 @@ function damageFor(fault: ZipExportFault | undefined): ZipEntryDamage | undefine
       return { encryptedFlag: true };
     case 'unsupported-method':
       return { methodCode: 12 }; // bzip2
+    case 'folder-name':
+      return { directoryName: (name) => `${name.slice(0, -1)}/` };
     default:
       return undefined;
   }

@@ -21,6 +21,8 @@ export interface ZipEntryDamage {
   methodCode?: number;
   /** Puts an invalid deflate block before the data (deflate entries only). */
   corruptDeflate?: boolean;
+  /** The name written in the central directory, given the real one (the local header keeps the real one). */
+  directoryName?: (name: string) => string;
 }
 
 export interface ZipWriterEntry {
@@ -78,6 +80,7 @@ class Bytes {
 }
 
 interface Written {
+  /** As the central directory names the entry. */
   name: Buffer;
   flags: number;
   method: number;
@@ -166,7 +169,8 @@ async function* zipBytes(entries: Iterable<ZipWriterEntry>, options: ZipWriterOp
       else descriptor.u32(compressedSize).u32(uncompressedSize);
       yield emit(descriptor.done());
     }
-    written.push({ name, flags, method, crc, compressedSize, uncompressedSize, offset: start, folder });
+    const directoryName = damage.directoryName ? Buffer.from(damage.directoryName(entry.name), 'utf8') : name;
+    written.push({ name: directoryName, flags, method, crc, compressedSize, uncompressedSize, offset: start, folder });
   }
 
   const directoryStart = offset;
