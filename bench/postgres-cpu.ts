@@ -15,6 +15,7 @@ import type pg from 'pg';
  */
 export class PostgresCpu {
   private constructor(
+    private readonly client: pg.Client,
     private readonly postmaster: number,
     private readonly ticksPerSecond: number,
   ) {}
@@ -30,10 +31,45 @@ export class PostgresCpu {
       const { pid, dir } = rows[0]!;
       const postmaster = Number(readFileSync(`${dir}/postmaster.pid`, 'utf8').split('\n')[0]);
       if (stat(pid).ppid !== postmaster) return undefined;
-      return new PostgresCpu(postmaster, clockTicksPerSecond());
+      return new PostgresCpu(client, postmaster, clockTicksPerSecond());
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * Starts sampling, every 100 ms, the CPU time of each backend whose connection names itself
+   * `applicationName`; `stop` gives the most any one of them used, in seconds: the backend a run
+   * writes through, the busiest of its connections. A backend's last 100 ms before it ended may
+   * be missed.
+   */
+  sampleBackends(applicationName: string): { stop: () => Promise<number | undefined> } {
+    const used = new Map<number, number>();
+    let sampling: Promise<void> | undefined;
+    const sample = async () => {
+      const { rows } = await this.client.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+      for (const { pid } of rows) {
+        try {
+          const { utime, stime } = stat(pid);
+          used.set(pid, Math.max(used.get(pid) ?? 0, utime + stime));
+        } catch {
+          // ended since the query saw it
+        }
+      }
+    };
+    const tick = () => {
+      sampling ??= sample()
+        .catch(() => undefined)
+        .finally(() => (sampling = undefined));
+    };
+    const timer = setInterval(tick, 100);
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await sampling;
+        return used.size === 0 ? undefined : Math.max(...used.values()) / this.ticksPerSecond;
+      },
+    };
   }
 
   /** The server's CPU seconds so far (see above); compare two. */

@@ -102,6 +102,8 @@ interface Measured {
   cpuSeconds?: number;
   /** CPU time of the Postgres server's processes meanwhile, when it runs on this machine. */
   postgresCpuSeconds?: number;
+  /** CPU time of the sync's busiest backend (the one it writes through), sampled (see PostgresCpu.sampleBackends). */
+  backendCpuSeconds?: number;
   /** What made up the sync process's memory at its largest sampled RSS (printed, not tabled). */
   rssParts?: string;
   note?: string;
@@ -134,8 +136,17 @@ async function runCli(
   args: string[],
   env: Record<string, string>,
   nodeArgs: string[] = [],
-): Promise<{ seconds: number; maxRssMb: number; rssParts?: string; cpuSeconds: number; postgresCpuSeconds?: number; stdout: string }> {
+): Promise<{
+  seconds: number;
+  maxRssMb: number;
+  rssParts?: string;
+  cpuSeconds: number;
+  postgresCpuSeconds?: number;
+  backendCpuSeconds?: number;
+  stdout: string;
+}> {
   const postgresBefore = postgresCpuNow();
+  const backends = postgresCpu?.sampleBackends('cpq-user-sync');
   const started = performance.now();
   const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `sync-${++runNumber}.jsonl`));
   return new Promise((resolve, reject) => {
@@ -156,18 +167,24 @@ async function runCli(
     child.on('close', (code) => {
       log?.end();
       const seconds = (performance.now() - started) / 1000;
+      const postgresCpuSeconds = postgresCpuSince(postgresBefore);
       const rss = /BENCH_MAX_RSS_KB=(\d+)/.exec(stderr);
       const parts = /BENCH_RSS_PARTS=(.*)/.exec(stderr);
       const cpu = /BENCH_CPU_S=([\d.]+)/.exec(stderr);
-      if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_\w+=.*/g, '').trim()}`));
-      else
-        resolve({
-          seconds,
-          maxRssMb: rss ? Number(rss[1]) / 1024 : NaN,
-          rssParts: parts?.[1],
-          cpuSeconds: cpu ? Number(cpu[1]) : NaN,
-          postgresCpuSeconds: postgresCpuSince(postgresBefore),
-          stdout,
+      void (backends?.stop() ?? Promise.resolve(undefined))
+        .catch(() => undefined)
+        .then((backendCpuSeconds) => {
+          if (code !== 0) reject(new Error(`cpq-sync ${args.join(' ')} exited ${code}: ${stderr.replace(/BENCH_\w+=.*/g, '').trim()}`));
+          else
+            resolve({
+              seconds,
+              maxRssMb: rss ? Number(rss[1]) / 1024 : NaN,
+              rssParts: parts?.[1],
+              cpuSeconds: cpu ? Number(cpu[1]) : NaN,
+              postgresCpuSeconds,
+              backendCpuSeconds,
+              stdout,
+            });
         });
     });
   });
@@ -480,7 +497,7 @@ async function main() {
     const cpu = cpuPer1000(m);
     console.log(
       `  ${m.name}: ${m.seconds.toFixed(2)} s${cpu === undefined ? '' : `, cpu ${m.cpuSeconds!.toFixed(1)} s = ${cpu.toFixed(0)} ms per 1000 users`}` +
-        `${m.postgresCpuSeconds === undefined ? '' : `, Postgres cpu ${m.postgresCpuSeconds.toFixed(1)} s`}${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`,
+        `${m.postgresCpuSeconds === undefined ? '' : `, Postgres cpu ${m.postgresCpuSeconds.toFixed(1)} s${m.backendCpuSeconds === undefined ? '' : ` (busiest backend ${m.backendCpuSeconds.toFixed(1)} s)`}`}${m.maxRssMb === undefined ? '' : `, peak RSS ${m.maxRssMb.toFixed(0)} MB`}${m.note ? ` (${m.note})` : ''}`,
     );
     if (m.rssParts) console.log(`    memory: ${m.rssParts}`);
   };
@@ -501,6 +518,7 @@ async function main() {
         users,
         cpuSeconds: run.cpuSeconds,
         postgresCpuSeconds: run.postgresCpuSeconds,
+        backendCpuSeconds: run.backendCpuSeconds,
         maxRssMb: run.maxRssMb,
         rssParts: memory ? run.rssParts : undefined,
         note,
@@ -600,7 +618,8 @@ async function main() {
         full.postgresCpuSeconds === undefined || loadBinary.postgresCpuSeconds === undefined
           ? "(Postgres CPU: not measured: the server's processes are not found in this machine's /proc)\n"
           : `Postgres CPU (every process of the server): ${full.postgresCpuSeconds.toFixed(2)} s during the full first load, ${loadBinary.postgresCpuSeconds.toFixed(2)} s for the binary load floor, ` +
-            `${land.postgresCpuSeconds?.toFixed(2) ?? '-'} s to land raw JSON; a sync's writing backend (its share, not shown apart) works on one core, so its CPU time bounds the wall time\n`,
+            `${land.postgresCpuSeconds?.toFixed(2) ?? '-'} s to land raw JSON. The first load's busiest backend (the one it writes through, sampled every 100 ms): ` +
+            `${full.backendCpuSeconds?.toFixed(2) ?? '-'} s; it works on one core, so its CPU time bounds the first load's wall time\n`,
       ].join('\n'),
     );
     console.log(table(results, floor, eltFloor));
