@@ -127,8 +127,21 @@ function postgresCpuNow(): number | undefined {
 
 /** The server's CPU seconds since `before` (from postgresCpuNow). */
 function postgresCpuSince(before: number | undefined): number | undefined {
-  const now = before === undefined ? undefined : postgresCpuNow();
-  return now === undefined || before === undefined ? undefined : now - before;
+  if (before === undefined) return undefined;
+  const now = postgresCpuNow();
+  return now === undefined ? undefined : now - before;
+}
+
+/**
+ * A floor's timed step: its wall time and what it cost Postgres, started after a CHECKPOINT, as
+ * the first load starts on a fresh server, with no dirty buffers left by an earlier step to write.
+ */
+async function timedFloor(client: pg.Client, step: () => Promise<void>): Promise<{ seconds: number; postgresCpuSeconds?: number }> {
+  await client.query('CHECKPOINT');
+  const postgresBefore = postgresCpuNow();
+  const started = performance.now();
+  await step();
+  return { seconds: (performance.now() - started) / 1000, postgresCpuSeconds: postgresCpuSince(postgresBefore) };
 }
 
 /** `nodeArgs` go to node itself, before the script (Node 20 refuses --cpu-prof in NODE_OPTIONS). */
@@ -242,17 +255,13 @@ async function loadFloor(url: string, dir: string, format: 'text' | 'binary'): P
       bytes += (await stat(join(dir, `${table}.copy`))).size;
       await client.query(`DROP TABLE IF EXISTS public.floor_${table}; CREATE TABLE public.floor_${table} (LIKE cpq.${table} INCLUDING ALL)`);
     }
-    // Started as the first load is, with no dirty buffers left to write by an earlier step.
-    await client.query('CHECKPOINT');
-    const postgresBefore = postgresCpuNow();
-    const started = performance.now();
-    for (const table of tables) {
-      await pipeline(createReadStream(join(dir, `${table}.copy`)), client.query(copyFrom(`COPY public.floor_${table} FROM STDIN${options}`)));
-    }
-    const seconds = (performance.now() - started) / 1000;
-    const postgresCpuSeconds = postgresCpuSince(postgresBefore);
+    const timed = await timedFloor(client, async () => {
+      for (const table of tables) {
+        await pipeline(createReadStream(join(dir, `${table}.copy`)), client.query(copyFrom(`COPY public.floor_${table} FROM STDIN${options}`)));
+      }
+    });
     for (const table of tables) await client.query(`DROP TABLE public.floor_${table}`);
-    return { seconds, bytes, postgresCpuSeconds };
+    return { ...timed, bytes };
   } finally {
     await client.end();
   }
@@ -271,14 +280,9 @@ async function landFloor(url: string, dir: string): Promise<{ seconds: number; b
     await pipeline(client.query(copyTo('COPY (SELECT company_login, login, raw FROM cpq.users) TO STDOUT')), createWriteStream(file));
     const bytes = (await stat(file)).size;
     await client.query('DROP TABLE IF EXISTS public.floor_landed; CREATE TABLE public.floor_landed (company text, login text, raw jsonb)');
-    await client.query('CHECKPOINT');
-    const postgresBefore = postgresCpuNow();
-    const started = performance.now();
-    await pipeline(createReadStream(file), client.query(copyFrom('COPY public.floor_landed FROM STDIN')));
-    const seconds = (performance.now() - started) / 1000;
-    const postgresCpuSeconds = postgresCpuSince(postgresBefore);
+    const timed = await timedFloor(client, () => pipeline(createReadStream(file), client.query(copyFrom('COPY public.floor_landed FROM STDIN'))));
     await client.query('DROP TABLE public.floor_landed');
-    return { seconds, bytes, postgresCpuSeconds };
+    return { ...timed, bytes };
   } finally {
     await client.end();
     await rm(file, { force: true });

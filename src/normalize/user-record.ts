@@ -348,9 +348,16 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
   return raw;
 }
 
-/** Where a user's record is, as errors about it begin: `user "company/login" (record 3 of URL)`. */
-export function userPlace(companyLogin: string, login: string, where: string): string {
-  return `user "${companyLogin}/${shown(login)}" (${where})`;
+/**
+ * Where a record is, as errors about it begin: `user "company/login" (record 3 of URL)` when its
+ * login is one normalizeUser takes (text, not blank), else only `where`.
+ */
+export function recordPlace(companyLogin: string, login: unknown, where: string): string {
+  return usableLogin(login) ? `user "${companyLogin}/${shown(login)}" (${where})` : where;
+}
+
+function usableLogin(login: unknown): login is string {
+  return typeof login === 'string' && login.trim() !== '';
 }
 
 /** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
@@ -376,10 +383,10 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   const fields = RECORD_FIELDS.pick(record);
   const loginValue = fields[FIELD_COUNT];
   const company = fields[FIELD_COUNT + 1];
-  if (typeof loginValue !== 'string' || loginValue.trim() === '') {
+  if (!usableLogin(loginValue)) {
     throw new RecordError(`${where()}: field "login" is missing or not text (got ${describe(loginValue)})`);
   }
-  const reader = new FieldReader(() => userPlace(source.companyLogin, loginValue, where()));
+  const reader = new FieldReader(() => recordPlace(source.companyLogin, loginValue, where()));
   const login = reader.key('login', loginValue)!;
   const values: ColumnValue[] = [];
   for (let i = 0; i < FIELD_COUNT; i++) readField(reader, USER_FIELDS[i]!, fields[i], values);

@@ -9,7 +9,7 @@ import { SyncError } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
-import { RecordError, normalizeUser, userPlace, type UserRow } from '../normalize/user-record.js';
+import { RecordError, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -81,13 +81,7 @@ export async function readIntegrationUsers(
     if (fields.has('groups')) return item;
     // The list did not expand groups: the detail endpoint has them.
     const partyNumber = fields.get('partyNumber');
-    // Where the record is, for its errors; as normalizeUser, only a login it would take names the user.
-    const place = () => {
-      const login = fields.get('login');
-      return typeof login === 'string' && login.trim() !== ''
-        ? userPlace(integrationCompany(item, cpq), login, `record ${i} of ${url}`)
-        : `record ${i} of ${url}`;
-    };
+    const place = () => recordPlace(integrationCompany(item, cpq), fields.get('login'), `record ${i} of ${url}`);
     if (typeof partyNumber !== 'string') throw new RecordError(`${place()}: integration user without partyNumber, cannot read its groups`);
     // Refused here rather than by the URL builder, so that the error names the record and its field.
     const problem = pathSegmentProblem(partyNumber);

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { JsonItemsParser, cutCollectionBody } from '../../src/cpq/json-items.js';
 import { parseExactJson, parseExactRecord } from '../../src/exact-json.js';
+import { writeInChunks } from './chunks.js';
 import { comparable, jsonText, space, stringLiteral } from './json-texts.js';
 
 /*
@@ -78,13 +79,7 @@ describe('a JSON page cut into its items', () => {
   it('gives the same items and texts whatever the chunking', () => {
     const read = (text: string, cuts: number[]) => {
       const out: unknown[] = [];
-      const parser = new JsonItemsParser((record, where, storedAsSent) => out.push([comparable(record), where, storedAsSent]));
-      let at = 0;
-      for (const cut of [...cuts, text.length]) {
-        parser.write(text.slice(at, cut));
-        at = cut;
-      }
-      parser.end();
+      writeInChunks(new JsonItemsParser((record, where, storedAsSent) => out.push([comparable(record), where, storedAsSent])), text, cuts);
       return out;
     };
     fc.assert(

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CsvRowsParser } from '../../src/cpq/csv-rows.js';
 import { propertyTimeout, runs } from './arbitraries.js';
+import { chunkCuts, writeInChunks } from './chunks.js';
 
 /*
  * The CSV entries of a zip export are read by a parser of our own (src/cpq/csv-rows.ts: csv-parse
@@ -37,14 +38,8 @@ function reference(text: string): string[][] | 'refused' {
 /** Our parser's rows, fed in the chunks `cuts` makes, or 'refused'. */
 function ours(text: string, cuts: number[] = []): string[][] | 'refused' {
   const rows: string[][] = [];
-  const parser = new CsvRowsParser((cells) => rows.push(cells));
   try {
-    let at = 0;
-    for (const cut of [...cuts, text.length]) {
-      parser.write(text.slice(at, cut));
-      at = cut;
-    }
-    parser.end();
+    writeInChunks(new CsvRowsParser((cells) => rows.push(cells)), text, cuts);
   } catch {
     return 'refused';
   }
@@ -72,15 +67,13 @@ const wellFormed = fc
  */
 const noise = fc.string({ unit: fc.constantFrom('"', ',', '\n', '\r', 'a', ' ', '\uFEFF'), maxLength: 32, size: 'medium' });
 
-const chunking = (text: string) => fc.array(fc.nat({ max: text.length }), { maxLength: 4 }).map((cuts) => [...new Set(cuts)].sort((a, b) => a - b));
-
 describe('CSV rows, against csv-parse', () => {
   it(
     'read every well-formed text as csv-parse does, whatever the chunking',
     () => {
       fc.assert(
         fc.property(
-          wellFormed.chain((text) => fc.tuple(fc.constant(text), chunking(text))),
+          wellFormed.chain((text) => fc.tuple(fc.constant(text), chunkCuts(text, 4))),
           ([text, cuts]) => {
             const expected = reference(text);
             expect(expected).not.toBe('refused');
@@ -98,7 +91,7 @@ describe('CSV rows, against csv-parse', () => {
     () => {
       fc.assert(
         fc.property(
-          noise.chain((text) => fc.tuple(fc.constant(text), chunking(text))),
+          noise.chain((text) => fc.tuple(fc.constant(text), chunkCuts(text, 4))),
           ([text, cuts]) => {
             expect(ours(text, cuts)).toEqual(reference(text));
           },
