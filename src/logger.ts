@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+import { requireWhenUsed } from './require-when-used.js';
 
 export type { Logger };
 
@@ -59,6 +60,7 @@ export function createLogger(options: LoggerOptions): Logger {
       : {}),
   };
   if (human) {
+    const pretty = requireWhenUsed('pino-pretty') as typeof PinoPretty;
     return pino(base, pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
   }
   return pino(base, destination as pino.DestinationStream);

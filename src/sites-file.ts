@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import type * as Yaml from 'yaml';
 import { errorCode } from './errors.js';
+import { requireWhenUsed } from './require-when-used.js';
 
 /*
  * CPQ_SITES_FILE: a JSON or YAML list of sites. Each site is read into the environment variables
@@ -81,7 +82,7 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
     // One parser for both: YAML 1.2 reads every JSON document. The failsafe schema keeps every
     // scalar the text it is written as (a password 0012345 or a token of 23 digits is not turned
     // into a number and back); maxAliasCount bounds alias expansion (a "billion laughs" file).
-    document = parseYaml(text, { schema: 'failsafe', maxAliasCount: 100 });
+    document = (requireWhenUsed('yaml') as typeof Yaml).parse(text, { schema: 'failsafe', maxAliasCount: 100 });
   } catch (err) {
     return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${err instanceof Error ? err.message.split('\n')[0] : 'error'})`] };
   }

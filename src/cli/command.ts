@@ -1,7 +1,5 @@
 import type pg from 'pg';
-import { failureHint } from '../check/failure-hint.js';
 import { ConfigError, loadConfig, type AppConfig } from '../config.js';
-import { readSiteNames } from '../db/sql/read-site-names.js';
 import { withHint } from '../error-hints.js';
 import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -23,7 +21,7 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
     await work(config, log);
   } catch (err) {
     // The hint (the fix for the failures people meet first) is for the operator: the run record keeps the bare message.
-    const hint = await failureHint(err, config, log).catch(() => undefined);
+    const hint = await import('../check/failure-hint.js').then(({ failureHint }) => failureHint(err, config, log)).catch(() => undefined);
     const message = oneLine(withHint(err instanceof Error ? err.message : String(err), hint));
     process.stderr.write(`cpq-sync: ${message}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
@@ -34,6 +32,7 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
 /** --site names no run of this database knows: a typo is an error (exit code 2), not an empty report. */
 export async function requireKnownSites(pool: pg.Pool, names: readonly string[] | undefined): Promise<void> {
   if (!names?.length) return;
+  const { readSiteNames } = await import('../db/sql/read-site-names.js');
   const known = await readSiteNames(pool).catch((err: unknown) => {
     throw new SyncError('database', `database error: ${errorMessage(err)}`);
   });

@@ -1,14 +1,6 @@
 import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
-import { formatAlerts, readAlerts, sendTestAlert, stringifyAlerts } from '../alerts/commands.js';
-import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
-import { openDatabase } from '../db/connect.js';
-import { logAhead, migrate, requireMigrated } from '../db/migrate.js';
-import { requeueFailedAlerts } from '../db/sql/requeue-failed-alerts.js';
-import { verifyFile } from '../output.js';
-import { forgetUser } from '../sync/forget.js';
-import { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } from '../sync/verify.js';
 import { command } from './command.js';
 
 /** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
@@ -30,6 +22,7 @@ export function registerComplianceCommands(program: Command): void {
     .addOption(new Option('--site <name>', 'the site the sample names').default('default'))
     .action((opts: { site: string }) =>
       command(async (config) => {
+        const { sendTestAlert } = await import('../alerts/commands.js');
         const { key, result } = await sendTestAlert(config.alerts, opts.site);
         if (result.ok) {
           process.stdout.write(`test alert delivered (idempotency key ${key})\n`);
@@ -49,6 +42,8 @@ export function registerComplianceCommands(program: Command): void {
     .action((opts: { json?: boolean; status: ('pending' | 'failed' | 'delivered')[]; limit: string }) =>
       command(
         async (config, log) => {
+          const { formatAlerts, readAlerts, stringifyAlerts } = await import('../alerts/commands.js');
+          const { openDatabase } = await import('../db/connect.js');
           const limit = Number(opts.limit);
           if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 100_000)
             throw new ConfigError(`--limit must be a whole number from 1 to 100000, got "${opts.limit}"`);
@@ -69,6 +64,10 @@ export function registerComplianceCommands(program: Command): void {
     .description('make the failed alerts (refused by the webhook) pending again and send the due ones now')
     .action(() =>
       command(async (config, log) => {
+        const { deliverPendingAlerts } = await import('../alerts/delivery.js');
+        const { openDatabase } = await import('../db/connect.js');
+        const { logAhead, migrate } = await import('../db/migrate.js');
+        const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
         const database = await openDatabase(config, log);
         try {
           await migrate(database.db, { onAhead: logAhead(log) });
@@ -92,6 +91,7 @@ export function registerComplianceCommands(program: Command): void {
       command(
         async (config, log) => {
           if (opts.file !== undefined) {
+            const { verifyFile } = await import('../output.js');
             const check = await verifyFile(opts.file);
             const about = check.manifest === undefined ? '' : ` (${check.manifest.rows} rows, SHA-256 ${check.manifest.sha256})`;
             process.stdout.write(
@@ -100,6 +100,9 @@ export function registerComplianceCommands(program: Command): void {
             process.exitCode = check.problems.length === 0 ? 0 : 1;
             return;
           }
+          const { openDatabase } = await import('../db/connect.js');
+          const { requireMigrated } = await import('../db/migrate.js');
+          const { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } = await import('../sync/verify.js');
           // Read-only: verify never migrates, so it works with the cpq_reader role.
           const database = await openDatabase(config, log);
           try {
@@ -140,6 +143,9 @@ export function registerComplianceCommands(program: Command): void {
         const site = opts.site ?? (config.sites.length <= 1 ? (config.sites[0]?.name ?? DEFAULT_SITE) : undefined);
         if (site === undefined)
           throw new ConfigError(`forget: several sites are configured; name one with --site (${config.sites.map((s) => s.name).join(', ')})`);
+        const { openDatabase } = await import('../db/connect.js');
+        const { logAhead, migrate } = await import('../db/migrate.js');
+        const { forgetUser } = await import('../sync/forget.js');
         const database = await openDatabase(config, log);
         try {
           await migrate(database.db, { onAhead: logAhead(log) });

@@ -1,11 +1,7 @@
 import { type Command, Option } from 'commander';
 import { ConfigError } from '../config.js';
-import { openDatabase } from '../db/connect.js';
-import { requireMigrated } from '../db/migrate.js';
 import { SyncError, errorMessage } from '../errors.js';
-import { exportChanges, exportSnapshot, parseAfter, parseSince, type ExportFormat } from '../history/export.js';
-import { writeOutput } from '../output.js';
-import { formatStatus, readStatus, statusExitCode, stringifyStatus } from '../worker/status.js';
+import type { ExportFormat } from '../history/export.js';
 import { command, requireKnownSites } from './command.js';
 
 /** The commands that read what was synced: the runs (status), the change log (changes) and snapshots (snapshot). They never migrate. */
@@ -19,6 +15,8 @@ export function registerExportCommands(program: Command): void {
     .action((opts: { json?: boolean; limit: string; site?: string[] }) =>
       command(
         async (config, log) => {
+          const { openDatabase } = await import('../db/connect.js');
+          const { formatStatus, readStatus, statusExitCode, stringifyStatus } = await import('../worker/status.js');
           const limit = Number(opts.limit);
           if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000)
             throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
@@ -50,6 +48,10 @@ export function registerExportCommands(program: Command): void {
     .action((opts: { after?: string; since?: string; format: ExportFormat; site?: string[]; out?: string }) =>
       command(
         async (config, log) => {
+          const { openDatabase } = await import('../db/connect.js');
+          const { requireMigrated } = await import('../db/migrate.js');
+          const { exportChanges, parseAfter, parseSince } = await import('../history/export.js');
+          const { writeOutput } = await import('../output.js');
           if ((opts.after === undefined) === (opts.since === undefined))
             throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
           const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
@@ -90,6 +92,10 @@ export function registerExportCommands(program: Command): void {
     .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; site?: string[] }) =>
       command(
         async (config, log) => {
+          const { openDatabase } = await import('../db/connect.js');
+          const { requireMigrated } = await import('../db/migrate.js');
+          const { exportSnapshot } = await import('../history/export.js');
+          const { writeOutput } = await import('../output.js');
           const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
           if (opts.asOf !== undefined && (!/^\d{4}-\d{2}-\d{2}/.test(opts.asOf) || Number.isNaN(asOf.getTime()))) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);

@@ -1,14 +1,6 @@
 import { type Command, Option } from 'commander';
-import { checkExitCode, formatCheck, runCheck } from '../check/index.js';
 import { selectSites, withCpq } from '../config.js';
-import { openDatabase } from '../db/connect.js';
-import { logAhead, migrate } from '../db/migrate.js';
 import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
-import { printSummary, terminalProgress } from '../progress/index.js';
-import { runSites } from '../sync/run-sites.js';
-import { validateSchedule } from '../worker/cron-schedule.js';
-import { ShutdownSignals } from '../worker/shutdown.js';
-import { SyncWorker } from '../worker/sync-worker.js';
 import { command } from './command.js';
 
 /** The commands that sync: one run now (run), the worker (schedule), migrations (migrate), and the setup check (check). */
@@ -22,6 +14,10 @@ export function registerSyncCommands(program: Command): void {
     .option('--site <name...>', 'sync only these sites (default: every configured site)')
     .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip'; site?: string[] }) =>
       command(async (loaded, log) => {
+        const { openDatabase } = await import('../db/connect.js');
+        const { printSummary, terminalProgress } = await import('../progress/index.js');
+        const { runSites } = await import('../sync/run-sites.js');
+        const { ShutdownSignals } = await import('../worker/shutdown.js');
         const chosen = { ...loaded, sites: selectSites(loaded, opts.site ?? []) };
         const config = opts.format ? withCpq(chosen, { exportFormat: opts.format }) : chosen;
         const { sites } = config;
@@ -78,6 +74,10 @@ export function registerSyncCommands(program: Command): void {
     .description('keep running: a sync on SYNC_CRON (in SYNC_TIMEZONE) until SIGTERM/SIGINT; health and metrics on HTTP_PORT')
     .action(() =>
       command(async (config, log) => {
+        const { openDatabase } = await import('../db/connect.js');
+        const { validateSchedule } = await import('../worker/cron-schedule.js');
+        const { ShutdownSignals } = await import('../worker/shutdown.js');
+        const { SyncWorker } = await import('../worker/sync-worker.js');
         // Before the database is opened: a bad schedule is a configuration error (exit code 2).
         for (const site of selectSites(config)) validateSchedule(site.cron, site.timezone);
         const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
@@ -104,6 +104,8 @@ export function registerSyncCommands(program: Command): void {
     .description('apply database migrations (every run also does this first)')
     .action(() =>
       command(async (config, log) => {
+        const { openDatabase } = await import('../db/connect.js');
+        const { logAhead, migrate } = await import('../db/migrate.js');
         const database = await openDatabase(config, log);
         try {
           const applied = await migrate(database.db, { onAhead: logAhead(log) });
@@ -122,6 +124,7 @@ export function registerSyncCommands(program: Command): void {
     .option('--site <name...>', 'check only these sites (default: every configured site)')
     .action(async (opts: { json?: boolean; site?: string[] }) => {
       try {
+        const { checkExitCode, formatCheck, runCheck } = await import('../check/index.js');
         const report = await runCheck(process.env, opts.site ?? []);
         process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : formatCheck(report));
         process.exitCode = checkExitCode(report);

@@ -1,7 +1,5 @@
 import { type Command, Option } from 'commander';
 import { ConfigError } from '../config.js';
-import { runDemo } from '../demo.js';
-import { CpqSimulator } from '../simulator/index.js';
 import { command } from './command.js';
 
 /** The commands for trying the tool without a CPQ site: a simulated site (simulate) and the demo. */
@@ -27,7 +25,8 @@ export function registerTryCommands(program: Command): void {
         if (opts.prefix !== '' && opts.prefix !== '/cpq') throw new ConfigError('--prefix must be "" or /cpq');
         const count = whole('sites');
         if (count < 1 || count > 50) throw new ConfigError(`--sites must be from 1 to 50, got "${opts.sites}"`);
-        const simulators: CpqSimulator[] = [];
+        const { CpqSimulator } = await import('../simulator/index.js');
+        const simulators: InstanceType<typeof CpqSimulator>[] = [];
         const sites: { name: string; baseUrl: string; pathPrefix: string; companies: string }[] = [];
         try {
           for (let i = 0; i < count; i++) {
@@ -58,5 +57,10 @@ export function registerTryCommands(program: Command): void {
   program
     .command('demo')
     .description('simulated site + embedded Postgres: a full sync, some edits, an incremental sync, a summary')
-    .action(() => command((config, log) => runDemo(config, log)));
+    .action(() =>
+      command(async (config, log) => {
+        const { runDemo } = await import('../demo.js');
+        await runDemo(config, log);
+      }),
+    );
 }

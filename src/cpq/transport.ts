@@ -1,12 +1,16 @@
 import { rootCertificates } from 'node:tls';
-import { Agent, type Dispatcher } from 'undici';
+import type * as Undici from 'undici';
+import type { Dispatcher } from 'undici';
+import { requireWhenUsed } from '../require-when-used.js';
 
 /**
  * The fetch dispatcher for a site behind a private CA: the system's roots plus CPQ_CA_FILE.
  * Verification stays on either way; without a CA file the default dispatcher is used.
  */
 export function dispatcherFor(ca: string | undefined): Dispatcher | undefined {
-  return ca ? new Agent({ connect: { ca: [...rootCertificates, ca] } }) : undefined;
+  if (!ca) return undefined;
+  const { Agent } = requireWhenUsed('undici') as typeof Undici;
+  return new Agent({ connect: { ca: [...rootCertificates, ca] } });
 }
 
 /** fetch options carrying the dispatcher (Node's RequestInit type does not declare it). */

@@ -1,4 +1,4 @@
-import yauzl from 'yauzl';
+import type yauzl from 'yauzl';
 import type { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { USER_ENTRY_EXTENSIONS, entryKind, quoteEntryName, type UserEntryFormat } from './zip-entry-kind.js';
@@ -76,9 +76,11 @@ export class ZipArchive {
     zip.on('error', () => undefined);
   }
 
-  static open(path: string, limits: ArchiveLimits): Promise<ZipArchive> {
+  static async open(path: string, limits: ArchiveLimits): Promise<ZipArchive> {
+    // Loaded here, not at start-up: only zip runs read an archive.
+    const { open } = (await import('yauzl')).default;
     return new Promise((resolve, reject) => {
-      yauzl.open(
+      open(
         path,
         { lazyEntries: true, autoClose: false, decodeStrings: true, validateEntrySizes: true, strictFileNames: false },
         (err, zip: yauzl.ZipFile | undefined) => {
