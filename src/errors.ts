@@ -80,9 +80,31 @@ export function errorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** One line, whatever the error was. */
+/** One line, whatever the error was, and printable in a terminal. */
 export function oneLine(message: string): string {
-  return message.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+  return printable(
+    message
+      .replace(/\s*[\r\n]+\s*/g, ' ')
+      .replace(/\t/g, ' ')
+      .trim(),
+  );
+}
+
+/** C0 and C1 control characters and DEL: a terminal acts on them (escape sequences), an HTTP header cannot carry them. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * `text` safe to show in a terminal: each control character written as \xNN. CPQ's values (company
+ * names, logins, error bodies) reach messages, run records and tables; passed through raw, an escape
+ * sequence among them would act on the operator's terminal (retitle it, recolour or erase lines).
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+export function hasControlCharacter(text: string): boolean {
+  return text.search(CONTROL_CHARACTERS) !== -1;
 }
 
 /**

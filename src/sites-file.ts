@@ -82,7 +82,13 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
     // One parser for both: YAML 1.2 reads every JSON document. The failsafe schema keeps every
     // scalar the text it is written as (a password 0012345 or a token of 23 digits is not turned
     // into a number and back); maxAliasCount bounds alias expansion (a "billion laughs" file).
-    document = (requireWhenUsed('yaml') as typeof Yaml).parse(text, { schema: 'failsafe', maxAliasCount: 100 });
+    // Problems are reported here, by their first line only: yaml's own messages go on to quote the
+    // source line, which may be a password's, and its warnings would go to stderr as they are.
+    const parsed = (requireWhenUsed('yaml') as typeof Yaml).parseDocument(text, { schema: 'failsafe', logLevel: 'silent' });
+    const problem = parsed.errors[0] ?? parsed.warnings[0];
+    // A tag (!!int, !vault, …) is a problem too: the failsafe schema would take `!vault x` as the text "x".
+    if (problem) throw problem;
+    document = parsed.toJS({ maxAliasCount: 100 });
   } catch (err) {
     return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${err instanceof Error ? err.message.split('\n')[0] : 'error'})`] };
   }

@@ -182,7 +182,7 @@ describe('alerts on privileged access', () => {
       new: !aWas,
       runId: run.runId,
     });
-    expect(sent.text).toBe(`CPQ default: _host/${a!} ${aWas ? 'lost' : 'gained'} admin flag is_user_admin_perm_enabled (run ${run.runId})`);
+    expect(sent.text).toBe(`CPQ default: \`_host/${a!}\` ${aWas ? 'lost' : 'gained'} admin flag \`is_user_admin_perm_enabled\` (run ${run.runId})`);
 
     // The next full run restores e: one user_restored alert naming when it was deleted.
     h.sim.addUser('_host', { login: e });
@@ -251,7 +251,9 @@ describe('alerts on privileged access', () => {
       const apac = await runSync(deps, { site: 'apac' });
       const rows = await t.query<OutboxRow>(`SELECT * FROM cpq.alert_outbox`);
       expect(rows.map((r) => [r.site, r.run_id, r.login, r.rule, r.subject])).toEqual([['apac', apac.runId, a, 'group_membership', 'zzAdminsToo']]);
-      expect(hook.requests.map((r) => [r.json.site, r.json.text])).toEqual([['apac', `CPQ apac: _host/${a!} joined group zzAdminsToo (run ${apac.runId})`]]);
+      expect(hook.requests.map((r) => [r.json.site, r.json.text])).toEqual([
+        ['apac', `CPQ apac: \`_host/${a!}\` joined group \`zzAdminsToo\` (run ${apac.runId})`],
+      ]);
     } finally {
       for (const sim of sims) await sim.stop();
       await t.drop();
@@ -275,7 +277,9 @@ describe('alerts on privileged access', () => {
     const rows = await outbox(h);
     expect(brief(rows)).toEqual([['_host', '_custom_c0ffee', 'integration_user', 'is_integration_user']]);
     expect(rows[0]!.status).toBe('delivered');
-    expect(hook.requests.map((r) => r.json.text)).toEqual([`CPQ default: _host/_custom_c0ffee was created as an integration user (run ${rows[0]!.run_id})`]);
+    expect(hook.requests.map((r) => r.json.text)).toEqual([
+      `CPQ default: \`_host/_custom_c0ffee\` was created as an integration user (run ${rows[0]!.run_id})`,
+    ]);
   });
 
   it('ALERT_RULES turns rules off: none writes nothing', async ({ startHarness }) => {
@@ -542,16 +546,16 @@ describe('alert pieces', () => {
     expect(globToIlike('a_b%c\\d')).toBe('a\\_b\\%c\\\\d');
   });
 
-  it('escapes what Slack reads as markup in the text', () => {
-    const payload = alertPayload({
+  const groupAlert = (login: string, subject: string) =>
+    alertPayload({
       id: '1',
       site: 'default',
       run_id: '7',
       user_id: '3',
       company_login: '_host',
-      login: '<!channel>&co',
+      login,
       rule: 'group_membership',
-      subject: 'zz<Admins>',
+      subject,
       old_value: false,
       new_value: true,
       detected_at: new Date('2026-01-02T03:04:05Z'),
@@ -564,7 +568,21 @@ describe('alert pieces', () => {
       last_error: null,
       created_at: new Date(),
     });
-    expect(payload.text).toBe('CPQ default: _host/&lt;!channel&gt;&amp;co joined group zz&lt;Admins&gt; (run 7)');
+
+  it('escapes what Slack reads as markup in the text', () => {
+    const payload = groupAlert('<!channel>&co', 'zz<Admins>');
+    expect(payload.text).toBe('CPQ default: `_host/&lt;!channel&gt;&amp;co` joined group `zz&lt;Admins&gt;` (run 7)');
     expect(payload.login).toBe('<!channel>&co');
+  });
+
+  it("keeps a CPQ value in one code span of the text: a login cannot add lines, links or emoji to the channel's message", () => {
+    const login = 'bob\n\n:white_check_mark: CPQ prod: nightly review complete https://intranet.example/ok `x`\u001b[2K';
+    const payload = groupAlert(login, 'Admins\r\n`*bold*`');
+    expect(payload.text).toBe(
+      "CPQ default: `_host/bob\\x0a\\x0a:white_check_mark: CPQ prod: nightly review complete https://intranet.example/ok 'x'\\x1b[2K` joined group `Admins\\x0d\\x0a'*bold*'` (run 7)",
+    );
+    expect(payload.text.split('').filter((c) => c < ' ')).toEqual([]);
+    // The fields for programs keep the value as CPQ sent it.
+    expect(payload.login).toBe(login);
   });
 });

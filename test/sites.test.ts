@@ -174,6 +174,37 @@ describe('CPQ_SITES_FILE', () => {
     expect(configError({ CPQ_SITES_FILE: file('bad.yaml', 'sites: [unclosed') })).toMatch(/CPQ_SITES_FILE: .*bad\.yaml is not valid JSON or YAML/);
     expect(configError({ CPQ_SITES_FILE: file('empty.json', '{"sites": []}') })).toContain('must hold a non-empty list of sites');
   });
+
+  test('a tag (!!int, !vault) is refused naming its line, never quoting it: the line may hold a password; nothing goes to stderr', () => {
+    const warnings: unknown[] = [];
+    const onWarning = (w: unknown) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      for (const tag of ['!!int', '!vault']) {
+        const tagged = file('tagged.yaml', `- name: a\n  baseUrl: https://a.example.com\n  username: u\n  password: ${tag} 0012345S3cretPw\n`);
+        const message = configError({ CPQ_SITES_FILE: tagged });
+        expect(message).toMatch(/CPQ_SITES_FILE: .*tagged\.yaml is not valid JSON or YAML \(Unresolved tag: .* at line 4, column 13:\)/);
+        expect(message).not.toContain('S3cretPw');
+      }
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
+
+  test('aliases are expanded at most 100 times (a "billion laughs" file is refused)', () => {
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++)
+      levels.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(', ')}]`,
+      );
+    const bomb = file('bomb.yaml', `${levels.join('\n')}\nsites: [{name: a, baseUrl: https://a.example.com, nested: *i}]\n`);
+    const started = Date.now();
+    expect(configError({ CPQ_SITES_FILE: bomb })).toMatch(/CPQ_SITES_FILE: .*bomb\.yaml is not valid JSON or YAML \(Excessive alias count/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
 });
 
 /** Three simulated sites with overlapping company and login names, and the config naming them. */

@@ -60,10 +60,6 @@ export async function readAlerts(pool: pg.Pool, statuses: readonly AlertRow['sta
   }
 }
 
-/** CPQ's values are shown in a terminal: control characters (escape sequences) are not passed through. */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const printable = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-
 const when = (at: Date | string | null) =>
   at === null
     ? ''
@@ -77,23 +73,21 @@ const json = (value: unknown) => (value === null || value === undefined ? '' : J
 export function formatAlerts(alerts: readonly AlertRow[]): string {
   if (alerts.length === 0) return 'No alerts to list.\n';
   const header = ['ID', 'STATUS', 'SITE', 'COMPANY', 'LOGIN', 'RULE', 'SUBJECT', 'OLD', 'NEW', 'RUN', 'ATTEMPTS', 'NEXT ATTEMPT', 'LAST ERROR'];
-  const rows = alerts.map((a) =>
-    [
-      a.id,
-      a.status,
-      a.site,
-      a.company_login,
-      a.login,
-      a.rule,
-      a.subject,
-      json(a.old_value),
-      json(a.new_value),
-      a.run_id,
-      String(a.attempts),
-      a.status === 'pending' ? when(a.next_attempt_at) : '',
-      a.last_error ?? '',
-    ].map(printable),
-  );
+  const rows = alerts.map((a) => [
+    a.id,
+    a.status,
+    a.site,
+    a.company_login,
+    a.login,
+    a.rule,
+    a.subject,
+    json(a.old_value),
+    json(a.new_value),
+    a.run_id,
+    String(a.attempts),
+    a.status === 'pending' ? when(a.next_attempt_at) : '',
+    a.last_error ?? '',
+  ]);
   return `${textTable(header, rows, new Set([0, 9, 10])).join('\n')}\n`;
 }
 

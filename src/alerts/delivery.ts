@@ -3,7 +3,7 @@ import { claimDueAlerts, type AlertRow } from '../db/sql/claim-due-alerts.js';
 import type { Queryable } from '../db/compiled-query.js';
 import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
 import { releaseAlerts } from '../db/sql/release-alerts.js';
-import { errorCode, errorMessage, oneLine } from '../errors.js';
+import { errorCode, errorMessage, oneLine, printable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signBody } from './signing.js';
 
@@ -33,8 +33,15 @@ export interface AlertPayload {
 /** Slack reads &, < and > as markup (links, @channel): CPQ's values are shown as text. */
 const slackEscape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
+/**
+ * A CPQ value in `text`, in a code span: Slack makes no formatting, links or emoji of it. Printable,
+ * so a line break in a login cannot start a line that reads like a message of its own; a backtick
+ * (which would end the span) as '; &, < and > escaped, which Slack reads as markup even in a span.
+ */
+const slackValue = (text: string) => `\`${slackEscape(printable(text).replace(/`/g, "'"))}\``;
+
 function describe(alert: Pick<AlertRow, 'rule' | 'subject' | 'old_value' | 'new_value'>): string {
-  const subject = slackEscape(alert.subject);
+  const subject = slackValue(alert.subject);
   switch (alert.rule) {
     case 'admin_flag':
       return `${alert.new_value === true ? 'gained' : 'lost'} admin flag ${subject}`;
@@ -45,12 +52,12 @@ function describe(alert: Pick<AlertRow, 'rule' | 'subject' | 'old_value' | 'new_
     case 'integration_user':
       return alert.old_value === null ? 'was created as an integration user' : 'became an integration user';
     case 'user_restored':
-      return `was restored (deleted since ${slackEscape(String(alert.old_value))})`;
+      return `was restored (deleted since ${slackEscape(printable(String(alert.old_value)))})`;
   }
 }
 
 export function alertPayload(alert: AlertRow, sentAt = new Date()): AlertPayload {
-  const who = slackEscape(`${alert.company_login}/${alert.login}`);
+  const who = slackValue(`${alert.company_login}/${alert.login}`);
   return {
     type: 'cpq-sync.alert',
     idempotencyKey: alert.idempotency_key,

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig, selectSites, type AppConfig, type SiteConfig } from '../config.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, printable } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { checkDatabase } from './database.js';
 import { checkSite } from './site.js';
@@ -62,7 +62,10 @@ const MARKS: Record<StepStatus, string> = { pass: '✓', warn: '!', fail: '✗',
 
 function formatSteps(steps: StepResult[]): string {
   const width = Math.max(...steps.map((s) => s.step.length));
-  return steps.map((s) => `  ${MARKS[s.status]} ${s.step.padEnd(width)}  ${s.detail}${s.fix ? `\n    ${' '.repeat(width)}  fix: ${s.fix}` : ''}\n`).join('');
+  // Details name what CPQ sent (companies, error bodies): printable, so they cannot act on the terminal.
+  return steps
+    .map((s) => `  ${MARKS[s.status]} ${s.step.padEnd(width)}  ${printable(s.detail)}${s.fix ? `\n    ${' '.repeat(width)}  fix: ${printable(s.fix)}` : ''}\n`)
+    .join('');
 }
 
 /** The report for people: one line per step with its mark, and the fix under a failure or warning. */

@@ -1,6 +1,6 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
-import { SyncError, errorMessage } from '../errors.js';
+import { SyncError, errorMessage, hasControlCharacter } from '../errors.js';
 import { readHead } from './http-bodies.js';
 import { RETRY_STATUSES, retryAfterMs, RetryableError } from './http-retry.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
@@ -122,6 +122,11 @@ export class OAuthClientCredentials implements Authenticator {
     }
     if (typeof body.access_token !== 'string' || body.access_token === '') {
       throw new SyncError('auth', `POST ${url}: OAuth token response has no access_token`);
+    }
+    // It goes into the Authorization header: a control character there would make fetch fail with
+    // an error quoting the header, token included. Refused without repeating it.
+    if (hasControlCharacter(body.access_token)) {
+      throw new SyncError('auth', `POST ${url}: OAuth token response's access_token holds a line break or another control character; refused`);
     }
     const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 3600) * 1000;
     // Renew when 90% of the lifetime has passed, but at most a minute early for long-lived tokens.

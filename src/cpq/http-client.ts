@@ -356,7 +356,8 @@ export class CpqHttpClient {
         } else {
           const timedOut = stall.fired > 0 || (err instanceof Error && err.name === 'TimeoutError');
           if (timedOut) this.budget.slowDown(slot);
-          const reason = stall.fired ? `no data for ${stall.fired / 1000}s` : describeNetworkError(err);
+          // A network error may quote the request's headers: credentials are cut out of it.
+          const reason = stall.fired ? `no data for ${stall.fired / 1000}s` : redactCredentials(describeNetworkError(err), this.sentAuthorizations);
           retryReason = 'network';
           waitMs = undefined;
           if (attempt >= this.policy.maxRetries) {

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { MultiBar, type Options, type Params, type SingleBar } from 'cli-progress';
 import type { StreamReport } from '../db/schema.js';
+import { printable } from '../errors.js';
 import type { ProgressSink } from '../sync/stream-progress.js';
 
 /** Whether `run` shows the progress display: on a terminal, unless the logs are to be JSON (LOG_FORMAT=json). */
@@ -35,7 +36,8 @@ interface Shown {
 export function streamLine(report: Readonly<StreamReport>, startedAt: number, now: number, nameWidth: number, label = report.stream): string {
   const seconds = Math.max(0.001, (now - startedAt) / 1000);
   const rate = report.received / seconds;
-  const name = label.padEnd(nameWidth);
+  // A stream is named after its company, as CPQ spells it: printable, so it cannot act on the terminal.
+  const name = printable(label).padEnd(nameWidth);
   const total = report.totalResults;
   if (total === null || total <= 0) return `${name}  ${number(report.received)} users  ${number(rate)} users/s`;
   const fraction = Math.min(1, report.received / total);
@@ -91,7 +93,7 @@ export class ProgressDisplay implements ProgressSink {
   }
 
   private labelWidth(): number {
-    return Math.max(0, ...[...this.shown.values()].map((s) => this.label(s).length));
+    return Math.max(0, ...[...this.shown.values()].map((s) => printable(this.label(s)).length));
   }
 
   update(report: Readonly<StreamReport>, startedAt: number): void {

@@ -1,5 +1,6 @@
 import type { CompanyRunCounts } from '../db/sql/count-run-changes-by-company.js';
 import type { StreamReport } from '../db/schema.js';
+import { printable } from '../errors.js';
 
 /** What the summary needs of a run: its streams and totals (a RunResult). */
 export interface RunTotals {
@@ -29,7 +30,7 @@ export function formatSummary(run: RunTotals, counts: readonly CompanyRunCounts[
     const c = byCompany.get(company);
     const seconds = streamSeconds.get(s.stream);
     return [
-      company,
+      printable(company),
       s.mode,
       String(s.received),
       ...[c?.inserted, c?.updated, c?.deleted, c?.restored, c?.unchanged].map((n) => String(n ?? 0)),

@@ -5,6 +5,7 @@ import { CpqHttpClient } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
 import { readActiveCounts, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
+import { textTable } from '../text-table.js';
 
 /** One company: what CPQ holds now against what the database holds active. */
 export interface CompanyCountCheck {
@@ -57,15 +58,7 @@ export function verifySite(site: SiteConfig, pool: pg.Pool, log: Logger): Promis
 /** Exit code 1 when any company differs. */
 export const countsExitCode = (checks: readonly CompanyCountCheck[]) => (checks.every((c) => c.ok) ? 0 : 1);
 
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
-}
+const table = (header: string[], rows: string[][]) => textTable(header, rows, new Set(), { rule: true });
 
 /** The comparison for a terminal: one row per company and the verdict. */
 export function formatCounts(site: string, checks: readonly CompanyCountCheck[]): string {

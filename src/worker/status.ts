@@ -3,6 +3,7 @@ import { readRecentRuns } from '../db/sql/read-recent-runs.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
+import { textTable } from '../text-table.js';
 import { readRunHealth } from './run-health.js';
 
 export interface RunSummary {
@@ -149,15 +150,7 @@ const when = (text: string | null) =>
         .replace(/\.\d+Z$/, '')
         .replace(/Z$/, '');
 
-function table(header: string[], rows: string[][], rightAligned: Set<number>): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (rightAligned.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].map((l) => `  ${l}`);
-}
+const table = (header: string[], rows: string[][], rightAligned: Set<number>) => textTable(header, rows, rightAligned).map((l) => `  ${l}`);
 
 function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;

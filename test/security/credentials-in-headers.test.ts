@@ -1,0 +1,78 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { createAuthenticator } from '../../src/cpq/auth.js';
+import { SyncError } from '../../src/errors.js';
+
+/*
+ * A credential goes into the Authorization header as it is. With a line break in it (a long token
+ * wrapped in its file, an OAuth service's answer), fetch refused the header with an error quoting
+ * it whole: the token reached stderr, the logs and cpq.sync_runs.error, which the read-only role
+ * reads. Such a credential is now refused before any request, naming only where it came from.
+ */
+
+const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.SUPERSECRETTOKENPART1\nSUPERSECRETTOKENPART2';
+const base = { CPQ_BASE_URL: 'https://cpq.example.com' };
+
+let folder = '';
+let server: Server | undefined;
+let tokenUrl = '';
+
+beforeAll(async () => {
+  folder = mkdtempSync(join(tmpdir(), 'cpq-token-'));
+  server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: TOKEN, expires_in: 3600 }));
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  tokenUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+});
+
+afterAll(async () => {
+  rmSync(folder, { recursive: true, force: true });
+  server?.closeAllConnections();
+  await new Promise<void>((resolve) => server?.close(() => resolve()));
+});
+
+function refusal(load: () => unknown): Error {
+  try {
+    load();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected the configuration to be refused');
+}
+
+describe('a credential an HTTP header cannot carry is refused without being repeated', () => {
+  it.each([
+    ['CPQ_TOKEN_FILE', 'a token file with a line break inside', `${TOKEN}\n`],
+    ['CPQ_TOKEN', 'a token with a line break inside', TOKEN],
+    ['CPQ_TOKEN', 'a token with an escape character', 'abc\u001b[2Kdef'],
+  ])('%s: %s', (name, _what, value) => {
+    const env = name === 'CPQ_TOKEN_FILE' ? { ...base, CPQ_TOKEN_FILE: join(folder, 'token') } : { ...base, CPQ_TOKEN: value };
+    if (name === 'CPQ_TOKEN_FILE') writeFileSync(join(folder, 'token'), value);
+    const err = refusal(() => loadConfig(env));
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`${name}: the token holds a line break or another control character; a bearer token is one line`);
+  });
+
+  it('a token file ending in one line break is read without it, as before', () => {
+    writeFileSync(join(folder, 'token'), 'eyJhbGciOiJSUzI1NiJ9.one-line\n');
+    expect(loadConfig({ ...base, CPQ_TOKEN_FILE: join(folder, 'token') }).cpq!.auth).toEqual({ kind: 'bearer', token: 'eyJhbGciOiJSUzI1NiJ9.one-line' });
+  });
+
+  it("an OAuth token service's access_token with a line break fails the run (auth) without the token in the message", async () => {
+    const auth = createAuthenticator({ kind: 'oauth', tokenUrl, clientId: 'client', clientSecret: 'client-secret', scope: undefined }, 5_000);
+    const err = await auth.authorization().then(
+      () => undefined,
+      (e: unknown) => e as SyncError,
+    );
+    expect(err).toBeInstanceOf(SyncError);
+    expect(err!.kind).toBe('auth');
+    expect(err!.message).toBe(`POST ${tokenUrl}: OAuth token response's access_token holds a line break or another control character; refused`);
+    expect(err!.message).not.toContain('SUPERSECRET');
+  });
+});

@@ -1,0 +1,71 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { oneLine, printable } from '../../src/errors.js';
+import { cli } from '../helpers/cli-process.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+/*
+ * What CPQ sends reaches the operator's terminal: company names in `check` and in the progress
+ * lines, error bodies in the one-line error of `run` and in `status`. A hostile site (or anyone on
+ * the path) put escape sequences there: a terminal retitled, lines recoloured or erased (a ✗ hidden),
+ * on some terminals the clipboard written (OSC 52). Control characters are now written as \xNN.
+ */
+
+const ESCAPES = '\u001b]0;PWNED-TITLE\u0007\u001b[31mRED\u001b[0m\u001b[2K\u009b';
+const EVIL = `evil${ESCAPES}`;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
+let server: Server | undefined;
+let baseUrl = '';
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path === '/rest/v16/companies') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end(JSON.stringify({ items: [{ loginName: '_host', isHost: true }, { loginName: EVIL }], hasMore: false }));
+    }
+    if (path === '/rest/v16/companies/_host/users') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end(JSON.stringify({ items: [], hasMore: false, totalResults: 0 }));
+    }
+    res.writeHead(400, { 'content-type': 'text/plain' });
+    res.end(`bad request for ${EVIL}`);
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server?.closeAllConnections();
+  await new Promise<void>((resolve) => server?.close(() => resolve()));
+  await database.drop();
+});
+
+describe("CPQ's text never reaches the terminal as control characters", () => {
+  it('printable and oneLine write each control character as \\xNN and keep the rest', () => {
+    expect(printable(`a${ESCAPES}b é ✓`)).toBe('a\\x1b]0;PWNED-TITLE\\x07\\x1b[31mRED\\x1b[0m\\x1b[2K\\x9bb é ✓');
+    expect(oneLine(`first\r\n  second\tthird\u001b[2K`)).toBe('first second third\\x1b[2K');
+  });
+
+  it('run (its error line), status (the stored error) and check (the company list) show the escapes as text', async () => {
+    const env = { DATABASE_URL: database.url, CPQ_BASE_URL: baseUrl, CPQ_COMPANIES: '*', CPQ_INTEGRATION_USERS: 'off', LOG_LEVEL: 'warn' };
+    const run = await cli(['run'], env);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain('\\x1b]0;PWNED-TITLE\\x07');
+    expect(run.stderr).not.toMatch(CONTROL);
+
+    const status = await cli(['status'], env);
+    expect(status.stdout).toContain('LAST RUN FAILED');
+    expect(status.stdout).toContain('\\x1b');
+    expect(status.stdout).not.toMatch(CONTROL);
+
+    const check = await cli(['check'], env);
+    expect(check.stdout).toContain(`evil\\x1b]0;PWNED-TITLE\\x07`);
+    expect(check.stdout).not.toMatch(CONTROL);
+  });
+});
