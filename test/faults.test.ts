@@ -365,6 +365,38 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync(h);
   });
 
+  it('a repeated user cannot hide one left out: counted by user the read is short, and nobody is marked deleted', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    await h.sync();
+    let dropped = '';
+    const firstPage: Record<string, unknown>[] = [];
+    scriptRequests(h.sim, async (req) => {
+      if (req.page === 0) {
+        const text = await req.real();
+        editPage(text, (p) => firstPage.push(...p.items));
+        req.reply(text);
+      }
+      // The second page: one of its users left out, the first page's last user again in its place.
+      if (req.page === 1)
+        req.reply(
+          editPage(await req.real(), (p) => {
+            dropped = String(p.items[4]!.login);
+            p.items.splice(4, 1);
+            p.items.unshift(firstPage.at(-1)!);
+          }),
+        );
+    });
+    const result = await h.sync({ full: true });
+    expect(result.warnings).toEqual([
+      'companies/_host: read 29 of 30 users that CPQ reported (totalResults) (30 records, of which 1 repeated a user); the read was short',
+      'deletion skipped for companies/_host: the read was short (29 of 30); nothing was marked deleted',
+    ]);
+    expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ received: 30, totalResults: 30, shortRead: true, deletion: 'skipped: short read' })]);
+    expect(h.sim.user('_host', dropped)).toBeDefined();
+    expect(await h.t.query(`SELECT deleted_at FROM cpq.users WHERE login = $1`, [dropped])).toEqual([{ deleted_at: null }]);
+    await cleanRunThenInSync(h);
+  });
+
   it('users added, edited and deleted between page requests: no user is skipped, and a full run converges', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
     await h.sync();

@@ -26,7 +26,7 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
   for (const p of full) {
     if (p.report.shortRead) {
       p.report.deletion = 'skipped: short read';
-      guard.warn(`deletion skipped for ${p.id.name}: the read was short (${p.report.received} of ${p.report.totalResults}); nothing was marked deleted`);
+      guard.warn(`deletion skipped for ${p.id.name}: the read was short (${p.usersRead} of ${p.report.totalResults}); nothing was marked deleted`);
     } else if (guard.firstLoads.has(p.id.company!)) {
       // Nothing was known, so nothing is missing: no need to scan a million users to see it.
       p.report.deletion = 'applied: none missing';

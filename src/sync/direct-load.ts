@@ -82,6 +82,11 @@ export class DirectLoad {
     for (const company of firstLoads) this.lastLogin.set(company, new Map());
   }
 
+  /** Whether it loads `company` (a first load): its rows skip staging. */
+  loads(company: string): boolean {
+    return this.lastLogin.has(company);
+  }
+
   /** How many users it took (all of them new), each written once its page's endPage ran. */
   get written(): number {
     return this.rowsWritten;

@@ -13,6 +13,7 @@ import { createRun } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { readCursors } from '../db/sql/read-cursors.js';
+import { countStagedLogins } from '../db/sql/count-staged-logins.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, errorMessage, oneLine, toDatabaseOrInternal } from '../errors.js';
@@ -222,6 +223,14 @@ export class SyncRun {
     await stager.finish();
     await direct.finish();
 
+    // The company reads that were staged: all but direct first loads, whose rows go straight in
+    // only in increasing login order, so no user twice (a repeat is staged, and merged as a reinsert).
+    const staged = this.progress.filter((p) => p.id.kind === 'company' && !direct.loads(p.id.company!) && !p.short);
+    const users = await countStagedLogins(
+      client,
+      staged.map((p) => p.id.name),
+    );
+    for (const p of staged) p.countedUsers(users.get(p.id.name) ?? 0);
     for (const p of this.progress) {
       const warning = p.finish();
       if (warning) this.warn(warning);

@@ -19,6 +19,8 @@ export class StreamProgress {
   cursor: string | null = null;
   /** The logins of the records read (cpq.run_company_counts.received_checksum). */
   readonly logins = new LoginChecksum();
+  /** How many different users the read returned, when counted (see `countedUsers`); else every record is taken for one. */
+  private users: number | undefined;
 
   constructor(
     readonly id: StreamId,
@@ -59,17 +61,34 @@ export class StreamProgress {
     }
   }
 
+  /**
+   * How many different users the read returned (counted in the database once it is read): a user
+   * CPQ sent twice counts once, so that a repeat cannot hide a user left out.
+   */
+  countedUsers(users: number) {
+    this.users = users;
+  }
+
+  /** How many users the read returned: its records, or the different users among them once counted. */
+  get usersRead(): number {
+    return Math.min(this.report.received, this.users ?? Infinity);
+  }
+
   /** Fewer users were read than CPQ reported (totalResults). */
   get short(): boolean {
     const total = this.report.totalResults;
-    return total !== null && this.report.received < total;
+    return total !== null && this.usersRead < total;
   }
 
   /** Ends the read: marks a short read in the report and returns the warning it deserves. */
   finish(): string | undefined {
     if (this.short) {
       this.report.shortRead = true;
-      return `${this.id.name}: read ${this.report.received} of ${this.report.totalResults} users that CPQ reported (totalResults); the read was short`;
+      const repeats =
+        this.users !== undefined && this.users < this.report.received
+          ? ` (${this.report.received} records, of which ${this.report.received - this.users} repeated a user)`
+          : '';
+      return `${this.id.name}: read ${this.usersRead} of ${this.report.totalResults} users that CPQ reported (totalResults)${repeats}; the read was short`;
     }
     return undefined;
   }
