@@ -1,6 +1,8 @@
 import { describe, expect } from 'vitest';
+import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
 import { type Harness, it } from './helpers/harness.js';
+import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /**
  * A field only one feed provides is never cleared by a read that did not include that feed
@@ -178,6 +180,51 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     expect(change!.diff.oauth_client_id).toEqual({ old: before.oauth_client_id, new: 'rotated-client' });
     expect(Object.keys(change!.diff).sort()).toEqual(['date_modified', 'oauth_client_id']);
     expect(await stored(h, login)).toMatchObject({ is_integration_user: true, oauth_client_id: 'rotated-client', party_id: before.party_id });
+  });
+
+  it("an admin flag revoked, read from the integration feed alone under the detail endpoint's spelling, is revoked and logged", async ({ startHarness }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true });
+    await h.sync();
+    expect(await h.t.query(`SELECT is_user_admin_perm_enabled FROM cpq.users WHERE login = $1`, [login])).toEqual([{ is_user_admin_perm_enabled: true }]);
+    h.sim.updateUser('_host', login, { isUserAdminPermEnabled: false });
+    scriptRequests(h.sim, async (req) => {
+      // The host read misses the user (an incremental window); the integration list comes without
+      // groups, so the user's detail is read, which spells the flag as Oracle's detail sample does.
+      if (req.path === HOST_USERS_PATH) req.reply(EMPTY_PAGE);
+      if (req.path === INTEGRATION_USERS_PATH) req.reply(editPage(await req.real(), (p) => p.items.forEach((u) => delete u.groups)));
+      if (req.path.startsWith(`${INTEGRATION_USERS_PATH}/`)) {
+        const { isUserAdminPermEnabled, ...rest } = parseExactJson(await req.real()) as Raw;
+        req.reply(stringifyExactJson({ ...rest, isSuperUserPermEnabled: isUserAdminPermEnabled }));
+      }
+    });
+    const result = await h.sync();
+    const [after] = await h.t.query<Raw>(
+      `SELECT is_user_admin_perm_enabled, raw ? 'isUserAdminPermEnabled' AS stored_spelling, raw->'isSuperUserPermEnabled' AS detail_spelling FROM cpq.users WHERE login = $1`,
+      [login],
+    );
+    expect(after).toEqual({ is_user_admin_perm_enabled: false, stored_spelling: false, detail_spelling: false });
+    const [change] = await h.t.query<{ diff: Raw }>(`SELECT diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [result.runId, login]);
+    expect(change!.diff.is_user_admin_perm_enabled).toEqual({ old: true, new: false });
+  });
+
+  it.for([
+    ['in a first load', true],
+    ['in a later full run', false],
+  ] as const)('an integration user the company feed sends twice stays an integration user, with its fields, %s', async ([, firstLoad], { startHarness }) => {
+    const h = await startHarness(site);
+    const user = h.sim.integrationUsers()[0]!;
+    const login = String(user.login);
+    const sendTwice = () =>
+      scriptRequests(h.sim, async (req) => {
+        if (req.path === HOST_USERS_PATH) req.reply(editPage(await req.real(), (p) => p.items.push({ ...p.items.find((u) => u.login === login)! })));
+      });
+    if (!firstLoad) await h.sync();
+    sendTwice();
+    const result = await h.sync({ full: true });
+    expect(await stored(h, login)).toMatchObject({ is_integration_user: true, party_number: String(user.partyNumber), oauth_client_id: user.oauthClientId });
+    if (!firstLoad) expect(await changesOf(h, result.runId)).toEqual([]);
   });
 
   it('a full, complete integration read that no longer returns the user ends is_integration_user', async ({ startHarness }) => {

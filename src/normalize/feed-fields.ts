@@ -34,11 +34,7 @@ type Raw = Record<string, unknown>;
  * the user's stored record, as a read of both feeds would have given them.
  */
 export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw {
-  const present = new Set<string>();
-  for (const key of Object.keys(companyRecord)) {
-    const name = canonicalFieldName(key);
-    if (name !== undefined) present.add(name);
-  }
+  const present = fieldsIn(companyRecord);
   const kept: Raw = {};
   for (const [key, value] of Object.entries(stored)) {
     const name = canonicalFieldName(key);
@@ -53,5 +49,17 @@ export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw 
  * carries (names, addresses, access permissions) is kept.
  */
 export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | undefined): Raw {
-  return stored ? { ...stored, ...integrationRecord } : integrationRecord;
+  if (!stored) return integrationRecord;
+  // By canonical name: a field the record carries under another spelling than the stored one
+  // (isSuperUserPermEnabled from the detail endpoint, isUserAdminPermEnabled in the list) replaces
+  // it; kept beside it, the stored spelling would win when read and a revoked flag stay set.
+  const present = fieldsIn(integrationRecord);
+  // fromEntries, not assignment: a stored key "__proto__" stays an ordinary field.
+  const kept = Object.fromEntries(Object.entries(stored).filter(([key]) => !present.has(canonicalFieldName(key) ?? key)));
+  return { ...kept, ...integrationRecord };
+}
+
+/** The fields a record carries: canonical names of known fields, keys as they are of the others. */
+function fieldsIn(record: Raw): Set<string> {
+  return new Set(Object.keys(record).map((key) => canonicalFieldName(key) ?? key));
 }

@@ -20,7 +20,7 @@ export const userKey = (company: string, login: string) => `${company}\u0001${lo
 
 /** Integration users read this run, handed to the company feed that returns the same user. */
 export class IntegrationUsers {
-  private readonly byKey = new Map<string, { record: Raw; origin: string; index: number }>();
+  private readonly byKey = new Map<string, { record: Raw; origin: string; index: number; taken: boolean }>();
   /**
    * The integration feed was read in full and not short: a user it did not return is not an
    * integration user. Otherwise (an incremental read, a feed that is off or absent) the stored
@@ -29,24 +29,32 @@ export class IntegrationUsers {
   complete = false;
 
   add(key: string, record: Raw, origin: string, index: number) {
-    this.byKey.set(key, { record, origin, index });
+    this.byKey.set(key, { record, origin, index, taken: false });
   }
 
   get isEmpty(): boolean {
     return this.byKey.size === 0;
   }
 
+  /**
+   * The integration record of a user a company feed returned. Each time it is asked: a company
+   * feed may send a user twice in one read, and the copy read last wins, so a second copy of an
+   * integration user must be merged as the first was, not become a plain company user.
+   */
   take(key: string): Raw | undefined {
     const entry = this.byKey.get(key);
-    if (entry) this.byKey.delete(key);
+    if (entry) entry.taken = true;
     return entry?.record;
   }
 
+  /** The users no company feed returned. */
   remaining() {
-    return [...this.byKey.entries()].map(([key, e]) => {
-      const [company, login] = key.split('\u0001') as [string, string];
-      return { company, login, ...e };
-    });
+    return [...this.byKey.entries()]
+      .filter(([, e]) => !e.taken)
+      .map(([key, { record, origin, index }]) => {
+        const [company, login] = key.split('\u0001') as [string, string];
+        return { company, login, record, origin, index };
+      });
   }
 }
 
