@@ -1,6 +1,8 @@
 import { describe, expect } from 'vitest';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
+import { matchesFilter, parseFilter } from '../src/simulator/filter.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
+import { parseOrderBy, sortByKeys } from '../src/simulator/orderby.js';
 import { type Harness, it } from './helpers/harness.js';
 import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
@@ -270,5 +272,44 @@ describe('cursors', () => {
     await h.sync();
     const [user] = await h.t.query<{ is_integration_user: boolean }>(`SELECT is_integration_user FROM cpq.users WHERE login = '_custom_late-client'`);
     expect(user).toEqual({ is_integration_user: true });
+  });
+});
+
+describe('integration users are read across companies', () => {
+  /**
+   * GET /cpq/rest/v19/integrationUsers "returns a list of integration users across all companies":
+   * a login is unique per company only. The feed is answered here with the simulator's own q and
+   * orderby engine over users of three companies, two of which share the login `api`.
+   */
+  const USERS = [
+    { login: 'aaa', company: { loginName: '_host', name: 'Host' } },
+    { login: 'api', company: { loginName: 'acme', name: 'Acme' } },
+    { login: 'api', company: { loginName: 'globex', name: 'Globex' } },
+    { login: 'zeta', company: { loginName: '_host', name: 'Host' } },
+  ].map((u, i) => ({ ...u, partyNumber: `P${i}`, oauthClientId: `c${i}`, dateModified: '2025-01-01T00:00:00.000Z', groups: { items: [] } }));
+
+  function integrationPage(query: Record<string, string>): string {
+    const filter = query.q === undefined ? undefined : parseFilter(query.q);
+    const matching = USERS.filter((u) => filter === undefined || matchesFilter(filter, u));
+    const sorted = sortByKeys(matching, parseOrderBy(query.orderby ?? ''), (u) => u);
+    const page = sorted.slice(0, Number(query.limit));
+    return JSON.stringify({ items: page, hasMore: sorted.length > page.length, ...(query.totalResults ? { totalResults: sorted.length } : {}) });
+  }
+
+  it("two companies' users with one login, either side of a page boundary, are both read, in full and incremental runs", async ({ startHarness }) => {
+    const h = await startHarness({ ...site, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '2' });
+    const asked: string[] = [];
+    scriptRequests(h.sim, (req) => {
+      if (req.path !== INTEGRATION_USERS_PATH) return;
+      asked.push(req.query.orderby ?? '');
+      req.reply(integrationPage(req.query));
+    });
+    for (const full of [true, false]) {
+      const result = await h.sync({ full });
+      expect(result.streams.find((s) => s.stream === 'integrationUsers')).toMatchObject({ received: 4, totalResults: 4, shortRead: false });
+      const stored = await h.t.query(`SELECT company_login, login, party_number FROM cpq.users WHERE is_integration_user ORDER BY party_number`);
+      expect(stored).toEqual(USERS.map((u) => ({ company_login: u.company.loginName, login: u.login, party_number: u.partyNumber })));
+    }
+    expect(new Set(asked)).toEqual(new Set(['login:asc,partyNumber:asc']));
   });
 });

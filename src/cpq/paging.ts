@@ -40,6 +40,19 @@ export interface CollectionRequest {
   /** A q filter that every page keeps (the incremental window), or undefined. */
   filter: Record<string, unknown> | undefined;
   pageSize: number;
+  /**
+   * A second key for collections where a login is not unique: with login, it orders the records
+   * totally, and the keyset goes on after (login, this key). The integration users are "across all
+   * companies": two companies' users may share a login, and `login $gt` after a page that ended at
+   * one of them skipped the other. Only for reads that are not split into key ranges.
+   */
+  tieBreak?: string;
+}
+
+/** Where a keyset page ends: its last record's login, and its tie-break key when the request has one. */
+interface Cursor {
+  login: string;
+  tie?: string;
 }
 
 function loginOf(item: unknown): string | undefined {
@@ -93,10 +106,19 @@ export interface SplitPolicy {
   slowerThanMs: number;
 }
 
-/** q of the request: the collection's own filter and the login conditions, each conjunct a single comparison as in Oracle's examples. */
-function filterOf(request: CollectionRequest, login: Record<string, string>[]): string | undefined {
-  const conditions: Record<string, unknown>[] = [...(request.filter ? [request.filter] : []), ...login.map((c) => ({ login: c }))];
+/** q of the request: the collection's own filter and the keyset conditions, each conjunct a single comparison (or $or of them) as in Oracle's examples. */
+function filterOf(request: CollectionRequest, keyset: Record<string, unknown>[]): string | undefined {
+  const conditions: Record<string, unknown>[] = [...(request.filter ? [request.filter] : []), ...keyset];
   return conditions.length === 0 ? undefined : JSON.stringify(conditions.length === 1 ? conditions[0] : { $and: conditions });
+}
+
+/** The order of every page: by login, then by the tie-break key when there is one. */
+const orderOf = (request: CollectionRequest) => (request.tieBreak ? `login:asc,${request.tieBreak}:asc` : 'login:asc');
+
+/** The records after `after`: a later login, or (with a tie-break key) the same login and a later key. */
+function afterCursor(request: CollectionRequest, after: Cursor): Record<string, unknown> {
+  if (request.tieBreak === undefined || after.tie === undefined) return { login: { $gt: after.login } };
+  return { $or: [{ login: { $gt: after.login } }, { $and: [{ login: { $eq: after.login } }, { [request.tieBreak]: { $gt: after.tie } }] }] };
 }
 
 /**
@@ -109,18 +131,18 @@ function requestPage(
   client: CpqHttpClient,
   request: CollectionRequest,
   range: KeyRange | undefined,
-  after: string | undefined,
+  after: Cursor | undefined,
   first: boolean,
 ): Promise<ReadPage> {
-  const login: Record<string, string>[] = [];
-  if (after !== undefined) login.push({ $gt: after });
-  else if (range?.from !== undefined) login.push({ $gte: range.from });
-  if (range?.to !== undefined) login.push({ $lt: range.to });
-  const q = filterOf(request, login);
+  const keyset: Record<string, unknown>[] = [];
+  if (after !== undefined) keyset.push(afterCursor(request, after));
+  else if (range?.from !== undefined) keyset.push({ login: { $gte: range.from } });
+  if (range?.to !== undefined) keyset.push({ login: { $lt: range.to } });
+  const q = filterOf(request, keyset);
   const url = client.url(request.path, {
     ...request.query,
     ...(q ? { q } : {}),
-    orderby: 'login:asc',
+    orderby: orderOf(request),
     limit: String(request.pageSize),
     offset: '0',
     ...(first ? { totalResults: 'true' } : {}),
@@ -139,14 +161,23 @@ function requestPage(
 }
 
 /** Where the next page of a keyset read starts, or undefined when the page was the last. */
-function nextAfter(page: ReadPage, after: string | undefined): string | undefined {
+function nextAfter(request: CollectionRequest, page: ReadPage, after: Cursor | undefined): Cursor | undefined {
   if (!page.hasMore || page.items.length === 0) return undefined;
-  const last = loginOf(page.items.value(page.items.length - 1));
+  const item = page.items.value(page.items.length - 1);
+  const last = loginOf(item);
   if (last === undefined) throw new SyncError('data', `GET ${page.url}: the last record of the page has no login, so paging cannot continue`);
-  if (last === after) {
+  let tie: string | undefined;
+  if (request.tieBreak !== undefined) {
+    const key = isJsonObject(item) ? item[request.tieBreak] : undefined;
+    if (typeof key !== 'string' || key === '') {
+      throw new SyncError('data', `GET ${page.url}: the last record of the page has no ${request.tieBreak}, so paging cannot continue`);
+    }
+    tie = key;
+  }
+  if (last === after?.login && tie === after.tie) {
     throw new SyncError('data', `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
   }
-  return last;
+  return tie === undefined ? { login: last } : { login: last, tie };
 }
 
 /**
@@ -161,11 +192,11 @@ async function* rangePages(
   request: CollectionRequest,
   range: KeyRange | undefined,
   pending: Promise<ReadPage>,
-  after: string | undefined,
+  after: Cursor | undefined,
 ): AsyncGenerator<ReadPage> {
   for (;;) {
     const page = await pending;
-    const last = nextAfter(page, after);
+    const last = nextAfter(request, page, after);
     if (last !== undefined) pending = requestPage(client, request, range, last, false);
     try {
       yield page;
@@ -186,7 +217,7 @@ async function probeLogins(client: CpqHttpClient, request: CollectionRequest, of
   const q = filterOf(request, []);
   const logins = await Promise.all(
     offsets.map(async (offset) => {
-      const url = client.url(request.path, { ...(q ? { q } : {}), orderby: 'login:asc', limit: '1', offset: String(offset), fields: 'login' });
+      const url = client.url(request.path, { ...(q ? { q } : {}), orderby: orderOf(request), limit: '1', offset: String(offset), fields: 'login' });
       const { items } = readCollection(url, (await client.getJson(url)).body);
       if (items.length === 0) return undefined;
       const login = loginOf(items.value(0));
@@ -265,11 +296,11 @@ export async function* keysetPages(
   let first: ReadPage | undefined = await requestPage(client, request, undefined, undefined, true);
   const firstSize = first.items.length;
   const totalResults = first.totalResults;
-  const last = nextAfter(first, undefined);
+  const last = nextAfter(request, first, undefined);
   const remaining = last === undefined || totalResults === undefined ? 0 : Math.max(0, totalResults - first.items.length);
   // Ranges of whole pages, the last one shorter: a range of 2.5 pages would cost a third request for half a page's users.
   const remainingPages = Math.ceil(remaining / request.pageSize);
-  const keyRanges = first.ms >= split.slowerThanMs ? split.keyRanges : 1;
+  const keyRanges = first.ms >= split.slowerThanMs && request.tieBreak === undefined ? split.keyRanges : 1;
   const pagesPerRange = Math.ceil(remainingPages / Math.max(1, Math.min(keyRanges, remainingPages)));
   const parts = pagesPerRange === 0 ? 0 : Math.ceil(remainingPages / pagesPerRange);
   let index = 0;
@@ -306,7 +337,7 @@ export async function* keysetPages(
   // eslint-disable-next-line no-useless-assignment -- not for later statements: it lets the page go while the read goes on
   first = undefined;
   const probes = await probed;
-  const bounds = increasing([last, ...probes]) ? probes : [];
+  const bounds = increasing([last.login, ...probes]) ? probes : [];
   const ranges: KeyRange[] = [undefined, ...bounds].map((from, i) => ({
     index: i,
     count: bounds.length + 1,

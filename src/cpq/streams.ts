@@ -40,6 +40,8 @@ export function integrationUserPages(client: CpqHttpClient, config: CpqConfig, s
     query: { expand: 'groups' },
     filter: dateFilter(since),
     pageSize: config.pageSize,
+    // "Across all companies": a login is unique per company only; partyNumber is unique on the site.
+    tieBreak: 'partyNumber',
   });
 }
 
