@@ -38,6 +38,29 @@ describe('restated records', () => {
     await expectChangeLogConsistent(h.t);
   });
 
+  it('a custom field named like a part of a nested object (label, name, value) is a field like any other: its change is seen and logged, dateModified moved or not', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const login = h.sim.addUser('_host', { label: 'Sales rep', name: 'Alice A', value: 1 });
+    await h.sync({ full: true });
+    for (const [touch, edit] of [
+      [false, { label: 'Administrator' }],
+      [true, { name: 'Alice B', value: 2 }],
+    ] as const) {
+      h.sim.updateUser('_host', login, edit, { touch });
+      const run = await h.sync({ full: true });
+      const rows = await changesOf(h, run.runId);
+      expect(rows.map((r) => ({ login: r.login, change: r.change }))).toEqual([{ login, change: 'update' }]);
+      const expected = Object.fromEntries(Object.keys(edit).map((k) => [`raw.${k}`, expect.anything()]));
+      expect(rows[0]!.diff).toMatchObject(expected);
+      const [stored] = await h.t.query<{ raw: Record<string, unknown> }>(`SELECT raw FROM cpq.users WHERE login = $1`, [login]);
+      expect(stored!.raw).toMatchObject(edit);
+    }
+    expect((await changesOf(h, (await h.sync({ full: true })).runId)).length).toBe(0);
+    await expectChangeLogConsistent(h.t);
+  });
+
   it('a change to a custom field alone is logged with that field, old and new', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const login = h.sim.addUser('_host', { firstName: 'Ada', customAttr9: { tier: 1, tags: ['a'] } });

@@ -85,22 +85,16 @@ export const CPQ_USER_FIELDS = {
 /** The canonical name of a documented user field. */
 export type CpqUserField = keyof typeof CPQ_USER_FIELDS;
 
-/** Fields that are not columns of their own but structure the record. */
-const STRUCTURAL_FIELDS = [
-  'login',
-  'company',
-  'groups',
-  'accessPermissions',
-  'links',
-  'loginName',
-  'name',
-  'items',
-  'variableName',
-  'label',
-  'hasAccess',
-  'value',
-  'displayValue',
-];
+/** Fields of the record that are not columns of their own but structure it. */
+const STRUCTURAL_FIELDS = ['login', 'company', 'groups', 'accessPermissions', 'links'];
+
+/**
+ * Names of the parts of nested objects: company {loginName, name}, collections {items}, groups and
+ * permissions {variableName, label, hasAccess}, {value, displayValue}. Mapped inside those objects
+ * only: at the top of a record, `label` or `name` is a custom field like any other (kept in raw,
+ * hashed, and named in the diff when it changes).
+ */
+const NESTED_PARTS = new Set(['loginName', 'name', 'items', 'variableName', 'label', 'hasAccess', 'value', 'displayValue']);
 
 /** Other spellings seen for the same field (lower-cased). */
 const ALIASES: Record<string, string> = {
@@ -108,11 +102,20 @@ const ALIASES: Record<string, string> = {
 };
 
 const CANONICAL = new Map<string, string>();
-for (const name of [...Object.keys(CPQ_USER_FIELDS), ...STRUCTURAL_FIELDS]) CANONICAL.set(name.toLowerCase(), name);
+for (const name of [...Object.keys(CPQ_USER_FIELDS), ...STRUCTURAL_FIELDS, ...NESTED_PARTS]) CANONICAL.set(name.toLowerCase(), name);
 for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias, name);
 
-/** Every lower-cased field name the mapping reads (canonical names, structural fields, aliases): the rest of a record is custom fields. */
-export const MAPPED_FIELD_KEYS: readonly string[] = [...CANONICAL.keys()].sort();
+/** Every lower-cased top-level field name the mapping reads (canonical names, structural fields, aliases): the rest of a record is custom fields. */
+export const MAPPED_FIELD_KEYS: readonly string[] = [...CANONICAL.entries()]
+  .filter(([, name]) => !NESTED_PARTS.has(name))
+  .map(([key]) => key)
+  .sort();
+
+/** Whether a key at the top of a record is a field the mapping reads (else a custom field, kept in raw only). */
+export function isMappedField(received: string): boolean {
+  const name = canonicalFieldName(received);
+  return name !== undefined && !NESTED_PARTS.has(name);
+}
 
 /** The canonical name of a field as received, or undefined for a field we do not map (kept in raw only). */
 export function canonicalFieldName(received: string): string | undefined {

@@ -9,7 +9,7 @@ import {
   stringifyExactJson,
   unstorableNumber,
 } from '../exact-json.js';
-import { FieldPicker, canonicalFieldName } from '../cpq/user-fields.js';
+import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
 import { canonicalTimestampMs, isCalendarDay } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
@@ -268,7 +268,7 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
 /** Fields we have no column for (kept in raw), in a stable order, as JSON; '' when there are none. */
 function unknownFieldsJson(record: Record<string, unknown>): string {
   const unknown = Object.keys(record)
-    .filter((k) => canonicalFieldName(k) === undefined)
+    .filter((k) => !isMappedField(k))
     .sort();
   return unknown.length === 0 ? '' : stringifyExactJson(unknown.map((k) => [k, record[k]]));
 }
