@@ -98,6 +98,19 @@ describe('normalizing a CPQ user record', () => {
     expect(() => normalizeUser(parseExactJson('{"login":"a","partyId":99999999999999999999}'), source, 0)).toThrow(/does not fit in a 64-bit integer/);
     expect(() => normalizeUser({ login: 'a', isNotifyEmail: 'maybe' }, source, 0)).toThrow(RecordError);
   });
+
+  it('refuses a list CPQ says it sent in part (hasMore, or totalResults above its items): taken whole, the rest would be removed', () => {
+    const g1 = { variableName: 'g1', label: 'G1', type: 'Sales' };
+    expect(() => normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: true, limit: 1 } }, source, 2)).toThrow(
+      'user "_host/jj" (record 2 of http://site/users): field "groups.hasMore" is true: CPQ sent 1 items of a longer list; refused rather than take it for the whole list',
+    );
+    expect(() => normalizeUser({ login: 'jj', accessPermissions: { items: [], totalResults: 3 } }, source, 2)).toThrow(
+      'field "accessPermissions.totalResults" is 3 but 0 items were sent; refused rather than take them for the whole list',
+    );
+    // The whole list, however CPQ describes it, is read as before.
+    const whole = normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: false, totalResults: 1, count: 1 } }, source, 2);
+    expect(whole.groups?.map((g) => g.variableName)).toEqual(['g1']);
+  });
 });
 
 describe('exact JSON', () => {

@@ -210,6 +210,14 @@ function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] 
   const items = isJsonObject(value) ? ITEMS.pick(value)[0] : value;
   if (items === undefined || items === null) return [];
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
+  // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
+  if (isJsonObject(value)) {
+    const total = value.totalResults;
+    if (value.hasMore === true)
+      return reader.fail(`${field}.hasMore`, `is true: CPQ sent ${items.length} items of a longer list; refused rather than take it for the whole list`);
+    if (typeof total === 'number' && total > items.length)
+      return reader.fail(`${field}.totalResults`, `is ${total} but ${items.length} items were sent; refused rather than take them for the whole list`);
+  }
   return items as unknown[];
 }
 
