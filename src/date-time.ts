@@ -1,6 +1,9 @@
 /*
- * The date-time form the sync stores: `YYYY-MM-DDTHH:MM:SS.mmmZ`, UTC, years 0001-9999 (normalize
- * makes every date-time this; src/db/copy.ts writes it into timestamp columns).
+ * The date-time form the sync stores: `YYYY-MM-DDTHH:MM:SS.mmmZ`, UTC, years 0001-9999, and
+ * `YYYY-MM-DDTHH:MM:SS.mmmuuuZ` when the time has microseconds (Postgres keeps them; CPQ sends
+ * milliseconds, but a site that sends more is stored exactly, not rounded). Normalize makes every
+ * date-time one of the two; src/db/copy.ts writes them into timestamp columns; exports print the
+ * same two forms (src/db/as-text.ts).
  */
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -12,7 +15,7 @@ export function isCalendarDay(year: number, month: number, day: number): boolean
   return day <= DAYS_IN_MONTH[month - 1]! + (leap ? 1 : 0);
 }
 
-/** Where the canonical form `2025-09-26T12:17:59.000Z` has other characters than digits. */
+/** Where the canonical form `2025-09-26T12:17:59.000Z` has other characters than digits (Z: at its end). */
 const TIMESTAMP_SEPARATORS: readonly (readonly [number, number])[] = [
   [4, 0x2d], // -
   [7, 0x2d],
@@ -20,8 +23,11 @@ const TIMESTAMP_SEPARATORS: readonly (readonly [number, number])[] = [
   [13, 0x3a], // :
   [16, 0x3a],
   [19, 0x2e], // .
-  [23, 0x5a], // Z
 ];
+const Z = 0x5a;
+/** Lengths of the two canonical forms: milliseconds, and microseconds (three more digits, not 000). */
+const MS_FORM = 24;
+const US_FORM = 27;
 
 /** The number the digits of `text` from `start` to `end` spell, or NaN where one is not a digit. */
 function digits(text: string, start: number, end: number): number {
@@ -35,14 +41,17 @@ function digits(text: string, start: number, end: number): number {
 }
 
 /**
- * Unix milliseconds of a date-time in the one form the sync writes into timestamp columns
- * (normalize makes every date-time `YYYY-MM-DDTHH:MM:SS.mmmZ`, years 0001-9999); undefined for
- * anything else, a day the calendar lacks included. Read by hand: a regex and Date.parse for each
+ * Unix milliseconds (whole: subMillisecond has the microseconds past them) of a date-time in one
+ * of the two forms the sync writes into timestamp columns (above); undefined for anything else, a
+ * day the calendar lacks included. Read by hand: a regex and Date.parse for each
  * of a user's dates cost more than the rest of its row's encoding.
  */
 export function canonicalTimestampMs(text: string): number | undefined {
-  if (text.length !== 24) return undefined;
+  const length = text.length;
+  if ((length !== MS_FORM && length !== US_FORM) || text.charCodeAt(length - 1) !== Z) return undefined;
   for (const [at, code] of TIMESTAMP_SEPARATORS) if (text.charCodeAt(at) !== code) return undefined;
+  // The microsecond form only when there are microseconds: one text per instant.
+  if (length === US_FORM && !(subMillisecond(text) > 0)) return undefined;
   const year = digits(text, 0, 4);
   const month = digits(text, 5, 7);
   const day = digits(text, 8, 10);
@@ -60,4 +69,16 @@ export function canonicalTimestampMs(text: string): number | undefined {
   const dayOfYear = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
   const days = era * 146_097 + yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear - 719_468;
   return days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millisecond;
+}
+
+/** The microseconds past the millisecond of a canonical date-time (0 for the millisecond form). */
+export function subMillisecond(text: string): number {
+  return text.length === US_FORM ? digits(text, 23, 26) : 0;
+}
+
+/** Whether canonical date-time `a` is later than `b` (the two forms compare by instant, not as text). */
+export function laterTimestamp(a: string, b: string): boolean {
+  if (a.length === b.length) return a > b;
+  const ms = canonicalTimestampMs(a)! - canonicalTimestampMs(b)!;
+  return ms > 0 || (ms === 0 && subMillisecond(a) > subMillisecond(b));
 }

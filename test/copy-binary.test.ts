@@ -84,6 +84,8 @@ describe('COPY in the binary format', () => {
       [null, true, '-1', -1, '1999-12-31T23:59:59.999Z', 'null'],
       ['x'.repeat(60), false, 4294967296, 65536, '1970-01-01T00:00:00.001Z', '"s"'],
       ['ü'.repeat(60), true, -4294967297, '-12', '2262-04-11T23:47:16.854Z', '1.50'],
+      ['µs', true, '1', 1, '2025-09-26T12:17:59.123456Z', '{}'],
+      ['µs before 1970', false, '2', 2, '1969-12-31T23:59:59.999999Z', '{}'],
       [null, null, null, null, null, null],
     ];
     expect(await roundTrip(rows)).toEqual([
@@ -93,6 +95,8 @@ describe('COPY in the binary format', () => {
       expected(null, true, '-1', -1, '1999-12-31T23:59:59.999Z', 'null'),
       expected('x'.repeat(60), false, '4294967296', 65536, '1970-01-01T00:00:00.001Z', '"s"'),
       expected('ü'.repeat(60), true, '-4294967297', -12, '2262-04-11T23:47:16.854Z', '1.50'),
+      { ...expected('µs', true, '1', 1, null, '{}'), ts: '1758889079123456' },
+      { ...expected('µs before 1970', false, '2', 2, null, '{}'), ts: '-1' },
       expected(null, null, null, null, null, null),
     ]);
   });

@@ -99,6 +99,20 @@ describe('normalizing a CPQ user record', () => {
     expect(() => normalizeUser({ login: 'a', isNotifyEmail: 'maybe' }, source, 0)).toThrow(RecordError);
   });
 
+  it('keeps a date-time to the microsecond (Postgres stores microseconds), refuses finer digits rather than round them, reads ±hh offsets', () => {
+    const lastLogin = (value: string) => column(normalizeUser({ login: 'jj', lastLogin: value }, source, 0), 'last_login');
+    expect(lastLogin('2025-09-26T12:17:59.123456Z')).toBe('2025-09-26T12:17:59.123456Z');
+    expect(lastLogin('2025-09-26T12:17:59.123456000Z')).toBe('2025-09-26T12:17:59.123456Z');
+    expect(lastLogin('2025-09-26T14:17:59.000001+02:00')).toBe('2025-09-26T12:17:59.000001Z');
+    // One text per instant: the millisecond form when there are no microseconds.
+    expect(lastLogin('2025-09-26T12:17:59.123000Z')).toBe('2025-09-26T12:17:59.123Z');
+    expect(lastLogin('2025-09-26T12:17:59.5Z')).toBe('2025-09-26T12:17:59.500Z');
+    expect(lastLogin('2025-09-26T17:17:59+05')).toBe('2025-09-26T12:17:59.000Z');
+    expect(() => lastLogin('2025-09-26T12:17:59.1234567Z')).toThrow(
+      'field "lastLogin" has 7 digits of a second, finer than the microseconds Postgres stores; refused rather than rounded: "2025-09-26T12:17:59.1234567Z"',
+    );
+  });
+
   it('refuses a list CPQ says it sent in part (hasMore, or totalResults above its items): taken whole, the rest would be removed', () => {
     const g1 = { variableName: 'g1', label: 'G1', type: 'Sales' };
     expect(() => normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: true, limit: 1 } }, source, 2)).toThrow(

@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { canonicalTimestampMs } from '../date-time.js';
+import { canonicalTimestampMs, subMillisecond } from '../date-time.js';
 
 export type CopyValue = string | boolean | number | null | undefined;
 
@@ -198,14 +198,14 @@ export class CopyRows {
     return n;
   }
 
-  /** Microseconds since 2000-01-01 UTC, of a canonical date-time (ms precision). */
+  /** Microseconds since 2000-01-01 UTC, of a canonical date-time. */
   private timestamp(column: number, value: CopyValue): void {
     const ms = typeof value === 'string' ? canonicalTimestampMs(value) : undefined;
     if (ms === undefined) return this.wrong(column, value);
     // ms * 1000 exceeds 2^53 for most dates: multiplied in two halves, each exact.
     const since = ms - POSTGRES_EPOCH_MS;
     const high = Math.floor(since / TWO_32);
-    const low = (since - high * TWO_32) * 1000;
+    const low = (since - high * TWO_32) * 1000 + subMillisecond(value as string);
     const carry = Math.floor(low / TWO_32);
     this.int32(high * 1000 + carry);
     this.int32(low - carry * TWO_32);

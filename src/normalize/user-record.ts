@@ -69,6 +69,10 @@ const NUL = '\u0000';
 const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
 /** A UTC designator or offset at the end of a date-time; without one, CPQ's documented UTC is meant. */
 const ZONE_SUFFIX = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
+/** An offset in whole hours (`+05`), which ISO-8601 allows and V8's Date.parse does not read. */
+const HOURS_OFFSET = /[+-]\d{2}$/;
+/** The fraction of a second, after the seconds: its digits past the millisecond are read by hand (Date keeps milliseconds). */
+const FRACTION = /:\d{2}\.(\d+)/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 /**
  * Longest login, partyNumber, group variableName and permission type/variableName, in UTF-8
@@ -149,17 +153,29 @@ class FieldReader {
     // CPQ's own format is already canonical: no need to parse and re-print it.
     if (typeof value === 'string' && canonicalTimestampMs(value) !== undefined) return value;
     const date = typeof value === 'string' ? DATE_PART.exec(value) : null;
-    // Without a zone, JavaScript would read the time in the zone of the machine running the sync.
-    const zoned = typeof value === 'string' && !ZONE_SUFFIX.test(value) ? `${value}Z` : (value as string);
     // V8 rolls 2025-02-31 over to March 3rd: check the calendar day ourselves. Year 0 does not exist in Postgres.
-    if (!date || date[1] === '0000' || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3])) || Number.isNaN(Date.parse(zoned))) {
+    if (typeof value !== 'string' || !date || date[1] === '0000' || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3]))) {
       return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
     }
-    const utc = new Date(zoned).toISOString();
+    // Without a zone, JavaScript would read the time in the zone of the machine running the sync.
+    const zoned = !ZONE_SUFFIX.test(value) ? `${value}Z` : HOURS_OFFSET.test(value) ? `${value}:00` : value;
+    if (Number.isNaN(Date.parse(zoned))) return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
+    // Date keeps milliseconds; the microseconds are read from the text (Postgres stores them), and
+    // finer digits are allowed only when they are zeros: refused rather than rounded.
+    const fraction = FRACTION.exec(value)?.[1] ?? '';
+    if (fraction.length > 6 && !/^0+$/.test(fraction.slice(6))) {
+      return this.fail(
+        field,
+        `has ${fraction.length} digits of a second, finer than the microseconds Postgres stores; refused rather than rounded: ${describe(value)}`,
+      );
+    }
+    const micro = fraction.slice(3, 6).padEnd(3, '0');
+    const iso = new Date(zoned).toISOString();
+    const utc = micro === '000' ? iso : `${iso.slice(0, 23)}${micro}Z`;
     // An offset can carry a date past either end of the years the sync writes (0001-9999, in the
-    // 24-character form src/db/copy.ts reads; Postgres read no other from text either): the
-    // record fails here, naming the field, instead of the whole run failing in its COPY.
-    if (canonicalTimestampMs(utc) === undefined) return this.fail(field, `is ${utc} in UTC, outside the years 1 to 9999`);
+    // forms src/db/copy.ts reads; Postgres read no other from text either): the record fails
+    // here, naming the field, instead of the whole run failing in its COPY.
+    if (canonicalTimestampMs(utc) === undefined) return this.fail(field, `is ${iso} in UTC, outside the years 1 to 9999`);
     return utc;
   }
 }

@@ -1,4 +1,5 @@
 import type { Page } from '../cpq/paging.js';
+import { laterTimestamp } from '../date-time.js';
 import type { StreamId } from '../cpq/streams.js';
 import type { StreamReport } from '../db/schema.js';
 import type { UserRow } from '../normalize/user-record.js';
@@ -56,7 +57,7 @@ export class StreamProgress {
 
   saw(rows: UserRow[]) {
     for (const row of rows) {
-      if (row.dateModified && (this.cursor === null || row.dateModified > this.cursor)) this.cursor = row.dateModified;
+      if (row.dateModified && (this.cursor === null || laterTimestamp(row.dateModified, this.cursor))) this.cursor = row.dateModified;
       this.logins.add(row.login);
     }
   }

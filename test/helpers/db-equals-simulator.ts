@@ -5,6 +5,7 @@ import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../s
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES } from '../../src/normalize/user-fields.js';
 import { stringifyExact, type CpqSimulator } from '../../src/simulator/index.js';
 import { RUN_BOOKKEEPING_TABLES, type TestDatabase } from './database.js';
+import { exactUtc } from './exact-utc.js';
 
 /*
  * "The database equals the simulator": every user CPQ holds, with every mapped field, every group
@@ -17,11 +18,13 @@ import { RUN_BOOKKEEPING_TABLES, type TestDatabase } from './database.js';
 type Raw = Record<string, unknown>;
 
 /** A column value as comparable text: the same rendering for the database, the change log and CPQ records. */
-const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 const PG_TEXT: Record<string, (column: string) => string> = {
   timestamptz: (c) => `to_char(${c} AT TIME ZONE 'UTC', ${ISO_UTC})`,
 };
 const asText = (column: string, pgType: string) => (PG_TEXT[pgType] ?? ((c: string) => `${c}::text`))(column);
+/** A value of a change-log diff as the same text (a date-time there is in the sync's own form, .mmmZ or .mmmuuuZ). */
+const diffText = (column: string, value: unknown) => (TIMESTAMP_COLUMNS.has(column) && typeof value === 'string' ? exactUtc(value) : textOf(value));
 
 /** Columns a change-log diff can carry (every data column but raw and content_hash), with their Postgres types. */
 export const DIFF_COLUMNS: readonly { column: string; pgType: string }[] = [
@@ -29,6 +32,7 @@ export const DIFF_COLUMNS: readonly { column: string; pgType: string }[] = [
   { column: 'is_integration_user', pgType: 'boolean' },
   ...USER_VALUE_COLUMN_TYPES,
 ];
+const TIMESTAMP_COLUMNS = new Set(DIFF_COLUMNS.filter((c) => c.pgType === 'timestamptz').map((c) => c.column));
 
 function textOf(value: unknown): string | null {
   if (value === undefined || value === null) return null;
@@ -58,7 +62,7 @@ function expectedColumns(record: Raw, viaIntegrationFeed: boolean): Record<strin
       out[spec.column] = textOf(choice.value);
       out[`${spec.column}_display`] = textOf(choice.displayValue);
     } else if (spec.kind === 'timestamp') {
-      out[spec.column] = value === undefined || value === null || value === '' ? null : new Date(value as string).toISOString();
+      out[spec.column] = value === undefined || value === null || value === '' ? null : exactUtc(value as string);
     } else if (spec.kind === 'bigint') {
       out[spec.column] = value === '' ? null : textOf(value);
     } else {
@@ -321,9 +325,9 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
         `${where}: unknown column ${column}`,
       ).toBe(true);
       const before = u.columns.get(column) ?? null;
-      expect(textOf(change.old), `${where}: old ${column}`).toBe(before);
-      expect(textOf(change.new), `${where}: ${column} did not change`).not.toBe(before);
-      u.columns.set(column, textOf(change.new));
+      expect(diffText(column, change.old), `${where}: old ${column}`).toBe(before);
+      expect(diffText(column, change.new), `${where}: ${column} did not change`).not.toBe(before);
+      u.columns.set(column, diffText(column, change.new));
     }
     if (c.change === 'delete') {
       expect(deletedAt?.new, `${where}: deleted_at`).not.toBeNull();

@@ -129,21 +129,36 @@ export const anyJson: fc.Arbitrary<Json> = fc.letrec<{ value: Json }>((tie) => (
 
 // ------------------------------------------------------------------ documented fields
 
-/** An ISO-8601 date-time in each form CPQ could send: with or without milliseconds, Z or an offset. */
+/**
+ * A fraction of a second as ISO-8601 writes it: none, milliseconds, microseconds, or nine digits
+ * whose last three are zeros (all that Postgres can store exactly).
+ */
+const secondFraction: fc.Arbitrary<string> = fc.oneof(
+  fc.constant(''),
+  fc.integer({ min: 0, max: 999 }).map((n) => `.${String(n).padStart(3, '0')}`),
+  fc.integer({ min: 0, max: 999_999 }).map((n) => `.${String(n).padStart(6, '0')}`),
+  fc.integer({ min: 0, max: 999_999 }).map((n) => `.${String(n).padStart(6, '0')}000`),
+);
+
+/** An ISO-8601 date-time in each form CPQ could send: a fraction of a second or none, Z or an offset (±hh, ±hhmm, ±hh:mm). */
 export const isoDateTime: fc.Arbitrary<string> = fc
   .tuple(
     fc.date({ min: new Date('1971-01-01T00:00:00Z'), max: new Date('2099-12-31T23:59:59Z'), noInvalidDate: true }),
-    fc.boolean(),
-    fc.oneof(fc.constant('Z'), fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 14 }), fc.constantFrom(0, 30, 45), fc.boolean())),
+    secondFraction,
+    fc.oneof(
+      fc.constant('Z'),
+      fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 14 }), fc.constantFrom(0, 30, 45), fc.constantFrom('', ':', 'hours only')),
+    ),
   )
-  .map(([date, millis, zone]) => {
-    const offsetMinutes = zone === 'Z' ? 0 : (zone[0] === '-' ? -1 : 1) * (zone[1] * 60 + zone[2]);
+  .map(([date, fraction, zone]) => {
+    if (zone === 'Z') return `${date.toISOString().slice(0, 19)}${fraction}Z`;
+    const [sign, hours, withMinutes, style] = zone;
+    const minutes = style === 'hours only' ? 0 : withMinutes;
+    const offsetMinutes = (sign === '-' ? -1 : 1) * (hours * 60 + minutes);
     const local = new Date(date.getTime() + offsetMinutes * 60_000).toISOString(); // the wall-clock time at that offset
-    const base = millis ? local.slice(0, 23) : local.slice(0, 19);
-    if (zone === 'Z') return `${base}Z`;
-    const hh = String(zone[1]).padStart(2, '0');
-    const mm = String(zone[2]).padStart(2, '0');
-    return `${base}${zone[0]}${hh}${zone[3] ? ':' : ''}${mm}`;
+    const hh = String(hours).padStart(2, '0');
+    const zoneText = style === 'hours only' ? `${sign}${hh}` : `${sign}${hh}${style}${String(minutes).padStart(2, '0')}`;
+    return `${local.slice(0, 19)}${fraction}${zoneText}`;
   });
 
 const int64Text = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String);
@@ -175,7 +190,12 @@ function valueFor(spec: UserField): fc.Arbitrary<FieldValue> {
         { weight: 1, arbitrary: pastInt64Text.map((d) => ({ value: num(d), refused: spec.field })) },
       );
     case 'timestamp':
-      return fc.oneof({ weight: 8, arbitrary: ok(isoDateTime) }, { weight: 1, arbitrary: nullish });
+      return fc.oneof(
+        { weight: 8, arbitrary: ok(isoDateTime) },
+        { weight: 1, arbitrary: nullish },
+        // Finer than microseconds, not zeros: refused rather than rounded.
+        { weight: 1, arbitrary: fc.integer({ min: 1, max: 9 }).map((n) => ({ value: `2025-01-01T00:00:00.123456${n}Z`, refused: spec.field })) },
+      );
     case 'choiceText':
     case 'choiceInt': {
       const value: fc.Arbitrary<Json> = spec.kind === 'choiceText' ? anyText : fc.integer().map((n) => num(String(n)));

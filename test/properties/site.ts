@@ -3,6 +3,7 @@ import { USER_FIELDS } from '../../src/normalize/user-fields.js';
 import type { CpqSimulator } from '../../src/simulator/index.js';
 import { RawJson } from '../../src/simulator/index.js';
 import type { TestDatabase } from '../helpers/database.js';
+import { exactUtc } from '../helpers/exact-utc.js';
 import { relationJson, wireText, type GeneratedUser, type GroupDef, type Json, type PermissionItem } from './arbitraries.js';
 
 /*
@@ -117,7 +118,7 @@ export function expectedColumns(placed: PlacedUser): Record<string, string | nul
         out[spec.column] = integer(value);
         break;
       case 'timestamp':
-        out[spec.column] = value === null ? null : new Date(value as string).toISOString();
+        out[spec.column] = value === null ? null : exactUtc(value as string);
         break;
       case 'choiceText':
       case 'choiceInt': {
@@ -155,7 +156,7 @@ export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[
 
 // ------------------------------------------------------------------ reading the database
 
-const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /** Every typed column of cpq.users as text, in the renderings expectedColumns uses. */
 export function columnsAsText(alias: string): string {
