@@ -97,6 +97,10 @@ describe('normalizing a CPQ user record', () => {
     expect(() => normalizeUser({ firstName: 'x' }, source, 7)).toThrow(/record 7 of http:\/\/site\/users: field "login" is missing/);
     expect(() => normalizeUser(parseExactJson('{"login":"a","partyId":99999999999999999999}'), source, 0)).toThrow(/does not fit in a 64-bit integer/);
     expect(() => normalizeUser({ login: 'a', isNotifyEmail: 'maybe' }, source, 0)).toThrow(RecordError);
+    // A key field of any length would fail the whole COPY on the index ("index row size exceeds"); the record fails by name instead.
+    expect(() => normalizeUser({ login: 'a' }, { ...source, companyLogin: 'c'.repeat(1025), isIntegrationUser: true }, 0)).toThrow(
+      'field "company.loginName" is 1025 bytes long; at most 1024 bytes are supported for this key field',
+    );
   });
 
   it('keeps a date-time to the microsecond (Postgres stores microseconds), refuses finer digits rather than round them, reads ±hh offsets', () => {

@@ -412,6 +412,8 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   }
   const reader = new FieldReader(() => recordPlace(source.companyLogin, loginValue, where()));
   const login = reader.key('login', loginValue)!;
+  // The company's loginName (an integration user's own company.loginName, else the company read) is part of the users' key: bounded like the login.
+  if (source.companyLogin.length * 3 > MAX_KEY_BYTES) reader.key('company.loginName', source.companyLogin);
   const values: ColumnValue[] = [];
   for (let i = 0; i < FIELD_COUNT; i++) readField(reader, USER_FIELDS[i]!, fields[i], values);
   const companyName = isJsonObject(company) ? reader.text('company.name', COMPANY_NAME.pick(company)[0]) : null;
