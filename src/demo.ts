@@ -1,5 +1,6 @@
-import { loadConfig, type AppConfig, type SiteConfig } from './config.js';
+import { ConfigError, loadConfig, type AppConfig, type SiteConfig } from './config.js';
 import { openDatabase } from './db/connect.js';
+import { readSiteNames } from './db/sql/read-site-names.js';
 import type { Logger } from './logger.js';
 import { CpqSimulator } from './simulator/index.js';
 import { runSites } from './sync/run-sites.js';
@@ -48,12 +49,20 @@ async function syncAll(deps: Parameters<typeof runSites>[0], full: boolean): Pro
  * and `americas` (a smaller one), and the embedded Postgres; a full sync of both, a few edits in
  * CPQ, an incremental sync, and a summary.
  */
+/** The demo's simulated sites. */
+const DEMO_SITES = ['emea', 'americas'];
+
 export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
   const simulator = new CpqSimulator({ seed: 7, partnerCompanies: 2, usersPerCompany: 1000, integrationUsers: 5, pathPrefix: '/cpq', zipExport: {} });
   const americas = new CpqSimulator({ seed: 8, partnerCompanies: 1, usersPerCompany: 300, integrationUsers: 2, pathPrefix: '/cpq', zipExport: {} });
   const url = await simulator.start();
   const americasUrl = await americas.start();
-  const env: Record<string, string | undefined> = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_')));
+  // Nothing of a real setup (a production .env in this folder) reaches the demo: no site and no
+  // alert webhook (it would get signed alerts about simulated users). DATABASE_URL is kept, for a
+  // demo database of one's own; the check below keeps the demo out of one that holds real sites.
+  const env: Record<string, string | undefined> = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_') && !k.startsWith('ALERT_')),
+  );
   const site = (name: string, baseUrl: string): SiteConfig => {
     const loaded = loadConfig({ ...env, CPQ_BASE_URL: baseUrl, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' });
     return { ...loaded.sites[0]!, name };
@@ -62,6 +71,13 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
   const config = { ...loaded, sites: [site('emea', url), site('americas', americasUrl)], logLevel: base.logLevel };
   const database = await openDatabase(config, log, { databaseName: 'cpq_demo', concurrentRuns: 2 });
   try {
+    // A database that no run has used yet has no cpq schema: nothing to protect.
+    const others = (await readSiteNames(database.pool).catch(() => [])).filter((s) => !DEMO_SITES.includes(s));
+    if (others.length > 0) {
+      throw new ConfigError(
+        `demo: DATABASE_URL names a database that holds the sites ${others.join(', ')}; the demo writes simulated sites (${DEMO_SITES.join(', ')}) and would mix them in: unset DATABASE_URL (the demo then uses its own embedded Postgres) or name an empty database`,
+      );
+    }
     const out = (text: string) => process.stdout.write(`${text}\n`);
     out(`\nSimulated CPQ sites: emea at ${url}, americas at ${americasUrl}; database: ${database.where} (database cpq_demo)\n`);
     const first = await syncAll({ ...database, config, log }, true);
@@ -87,7 +103,7 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
     out(table((await database.pool.query<Record<string, unknown>>(SAMPLE_QUERY)).rows));
     out(
-      `\nThe data stays in ${database.where}, database cpq_demo. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`,
+      `\nThe data stays in ${database.where}${config.databaseUrl ? '' : ', database cpq_demo'}. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`,
     );
   } finally {
     await database.close();

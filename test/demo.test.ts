@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect } from 'vitest';
 import { cli } from './helpers/cli-process.js';
 import { it } from './helpers/fixtures.js';
@@ -19,5 +21,32 @@ describe('cpq-sync demo', () => {
       `SELECT c.site, count(*)::int AS n FROM cpq.user_change_log c JOIN cpq.sync_runs r ON r.id = c.run_id WHERE r.mode <> 'full' GROUP BY c.site`,
     );
     expect(changed).toEqual([{ site: 'emea', n: 4 }]);
+  });
+
+  it('keeps out of a real setup: no alert reaches ALERT_WEBHOOK_URL, and a database holding other sites is refused, unchanged', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    const posts: string[] = [];
+    const hook = createServer((req, res) => {
+      posts.push(req.url ?? '');
+      res.writeHead(200).end();
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    try {
+      const alerts = { ALERT_WEBHOOK_URL: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`, ALERT_WEBHOOK_SECRET: 'not-for-the-demo' };
+      // The demo's edits add a group of type Administrator: with the webhook configured, an alert.
+      const demo = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn', ...alerts });
+      expect(demo.code, demo.stderr).toBe(0);
+      expect(posts).toEqual([]);
+      expect(await t.query(`SELECT count(*)::int AS n FROM cpq.alert_outbox`)).toEqual([{ n: 0 }]);
+
+      await t.query(`INSERT INTO cpq.sites (name) VALUES ('production')`);
+      const before = await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`);
+      const refused = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn', ...alerts });
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('demo: DATABASE_URL names a database that holds the sites production; the demo writes simulated sites (emea, americas)');
+      expect(await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`)).toEqual(before);
+    } finally {
+      hook.close();
+    }
   });
 });
