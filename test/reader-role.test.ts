@@ -4,6 +4,8 @@ import pg from 'pg';
 import { afterEach, describe, expect, inject } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
+import { SITE_LOCK_CLASS } from '../src/db/sql/with-sync-lock.js';
+import type { SyncError } from '../src/errors.js';
 import { ALL_MIGRATIONS } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 import { Cleanups } from './helpers/cli-process.js';
@@ -135,6 +137,33 @@ describe('cpq_reader', () => {
        WHERE n.nspname = 'cpq' AND c.relkind IN ('r', 'p', 'v', 'm') AND has_table_privilege('cpq_reader', c.oid, 'SELECT') ORDER BY 1`,
     );
     expect(readable.map((r) => r.relname).sort()).toEqual([...REPORTING].sort());
+  });
+
+  it("holding a site's sync lock (any role may take an advisory lock) makes runs fail loudly, naming the session, instead of each being skipped", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const reader = await loginAs(h.t.url);
+    const { rows } = await reader.query<{ lock_id: number; pid: number }>(`SELECT lock_id, pg_backend_pid() AS pid FROM cpq.sites WHERE name = 'default'`);
+    await reader.query(`SELECT pg_advisory_lock($1, $2)`, [SITE_LOCK_CLASS, rows[0]!.lock_id]);
+    const error = (await h.syncError()) as SyncError;
+    expect(error.kind).toBe('database');
+    expect(error.message).toMatch(
+      new RegExp(
+        `^the sync lock of site default is held by a session of role cpq_rr_[0-9a-f]+ \\(pid ${rows[0]!.pid}\\), which cannot write the cpq tables, so it is no cpq-sync run`,
+      ),
+    );
+    // A run's own session holding it (the sync role can write) is the usual case: skipped.
+    await reader.query(`SELECT pg_advisory_unlock($1, $2)`, [SITE_LOCK_CLASS, rows[0]!.lock_id]);
+    const writer = await h.t.pool.connect();
+    try {
+      await writer.query(`SELECT pg_advisory_lock($1, $2)`, [SITE_LOCK_CLASS, rows[0]!.lock_id]);
+      expect(((await h.syncError()) as SyncError).kind).toBe('lock');
+    } finally {
+      await writer.query(`SELECT pg_advisory_unlock_all()`);
+      writer.release();
+    }
   });
 
   it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {

@@ -7,6 +7,10 @@ export interface SyncLockHolder {
   pid: number;
   /** When the holding session's current transaction (or, between transactions, its current state) began; null when not visible to us. */
   since: Date | null;
+  /** The holding session's role. */
+  role: string | null;
+  /** Whether that role may write cpq.users: false for a session that cannot be a run (a reader, any role without the grant). */
+  canWrite: boolean | null;
 }
 
 /**
@@ -18,7 +22,8 @@ export interface SyncLockHolder {
 export async function readSyncLockHolder(on: Queryable, site: string): Promise<SyncLockHolder | null> {
   const rows = await runCompiled(
     on,
-    sql<{ pid: number; since: Date | null }>`SELECT l.pid, coalesce(a.xact_start, a.state_change) AS since
+    sql<SyncLockHolder>`SELECT l.pid, coalesce(a.xact_start, a.state_change) AS since, a.usename::text AS role,
+       CASE WHEN a.usesysid IS NOT NULL THEN has_table_privilege(a.usesysid, 'cpq.users', 'INSERT') END AS "canWrite"
      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND l.classid = ${SITE_LOCK_CLASS} AND l.objid = (SELECT lock_id FROM cpq.sites WHERE name = ${site})

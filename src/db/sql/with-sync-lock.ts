@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { sql } from 'kysely';
 import { SyncError } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+import { readSyncLockHolder } from './read-sync-lock-holder.js';
 
 /**
  * The first key of every site's sync lock ("cpqs" in ASCII); the second is the site's lock_id
@@ -41,6 +42,16 @@ export async function withSyncLock<T>(client: pg.PoolClient, site: string, work:
   const lockId = await registerSite(client, site);
   const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SITE_LOCK_CLASS}, ${lockId}) AS locked`.compile(queryBuilder));
   if (!rows[0]?.locked) {
+    // Any role may take any advisory lock: a session that cannot write the tables (a reporting
+    // login with cpq_reader) holding it would stop every run of the site, each only "skipped".
+    // That is a failure to see and act on, not a run in progress.
+    const holder = await readSyncLockHolder(client, site).catch(() => null);
+    if (holder?.canWrite === false) {
+      throw new SyncError(
+        'database',
+        `the sync lock of site ${site} is held by a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync run: no run of this site can start until it lets go (SELECT pg_terminate_backend(${holder.pid}))`,
+      );
+    }
     throw new SyncError('lock', `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`);
   }
   try {
