@@ -5,7 +5,7 @@ import { afterEach, describe, expect, inject } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SITE_LOCK_CLASS } from '../src/db/sql/with-sync-lock.js';
-import type { SyncError } from '../src/errors.js';
+import { SyncError } from '../src/errors.js';
 import { ALL_MIGRATIONS } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 import { Cleanups } from './helpers/cli-process.js';
@@ -147,8 +147,9 @@ describe('cpq_reader', () => {
     const reader = await loginAs(h.t.url);
     const { rows } = await reader.query<{ lock_id: number; pid: number }>(`SELECT lock_id, pg_backend_pid() AS pid FROM cpq.sites WHERE name = 'default'`);
     await reader.query(`SELECT pg_advisory_lock($1, $2)`, [SITE_LOCK_CLASS, rows[0]!.lock_id]);
-    const error = (await h.syncError()) as SyncError;
-    expect(error.kind).toBe('database');
+    const error = await h.syncError();
+    expect(error).toBeInstanceOf(SyncError);
+    expect((error as { kind?: string }).kind).toBe('database');
     expect(error.message).toMatch(
       new RegExp(
         `^the sync lock of site default is held by a session of role cpq_rr_[0-9a-f]+ \\(pid ${rows[0]!.pid}\\), which cannot write the cpq tables, so it is no cpq-sync run`,
@@ -159,7 +160,7 @@ describe('cpq_reader', () => {
     const writer = await h.t.pool.connect();
     try {
       await writer.query(`SELECT pg_advisory_lock($1, $2)`, [SITE_LOCK_CLASS, rows[0]!.lock_id]);
-      expect(((await h.syncError()) as SyncError).kind).toBe('lock');
+      expect(await h.syncError()).toMatchObject({ kind: 'lock' });
     } finally {
       await writer.query(`SELECT pg_advisory_unlock_all()`);
       writer.release();
