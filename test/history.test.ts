@@ -1,4 +1,4 @@
-import { describe, expect } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from '../src/history/export.js';
 import { expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { collect } from './helpers/export-output.js';
@@ -150,6 +150,29 @@ describe('deletions', () => {
 });
 
 describe('history and as-of', () => {
+  it('a worker whose clock is an hour ahead dates its versions by the database clock: history follows commit order', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const login = String(h.sim.users('_host')[0]!.login);
+    const real = Date.now();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(real + 3_600_000); // worker A, an hour ahead
+      await h.sync();
+      vi.setSystemTime(real + 60_000); // worker B, a minute later in real time
+      h.sim.updateUser('_host', login, { lastName: 'Changed' });
+      await h.sync();
+    } finally {
+      vi.useRealTimers();
+    }
+    const runs = await h.t.query<{ effective_at: Date; ahead: boolean }>(
+      `SELECT effective_at, effective_at > now() + interval '10 minutes' AS ahead FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY commit_seq`,
+    );
+    expect(runs.map((r) => r.ahead)).toEqual([false, false]);
+    expect(runs[1]!.effective_at.getTime()).toBeGreaterThan(runs[0]!.effective_at.getTime());
+    const [ended] = await h.t.query<{ ok: boolean }>(`SELECT valid_from < valid_to AS ok FROM cpq.user_versions WHERE login = $1`, [login]);
+    expect(ended).toEqual({ ok: true });
+  });
+
   it('as-of functions return exactly the state after the last successful run at or before the time', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 });
     const states: { at: Date; tables: Awaited<ReturnType<typeof snapshotTables>> }[] = [];

@@ -14,6 +14,7 @@ import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { readCursors } from '../db/sql/read-cursors.js';
 import { countStagedLogins } from '../db/sql/count-staged-logins.js';
+import { readRunClock } from '../db/sql/read-run-clock.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, errorMessage, oneLine, toDatabaseOrInternal } from '../errors.js';
@@ -54,7 +55,7 @@ export class SyncRun {
   private stager: Stager | undefined;
   /**
    * When the versions this run writes start (their valid_from, sync_runs.effective_at): fixed
-   * when its first merge, batch or final, begins.
+   * when its first merge, batch or final, begins, by the database's clock (readRunClock).
    */
   private effectiveAt: Date | undefined;
 
@@ -178,7 +179,11 @@ export class SyncRun {
 
     const stager = await Stager.create(client);
     this.stager = stager;
-    const effectiveAt = () => (this.effectiveAt ??= new Date());
+    // The database's clock, and always after the site's last run: valid_from follows commit order
+    // whatever the clocks of the workers that write the history.
+    const clock = await readRunClock(client, site);
+    const notBefore = clock.lastEffectiveAt === null ? -Infinity : clock.lastEffectiveAt.getTime() + 1;
+    const effectiveAt = () => (this.effectiveAt ??= new Date(Math.max(Date.now() + clock.offsetMs, notBefore)));
     const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
     let integrationUsers = new IntegrationUsers();
     if (integrationEnabled(this.cpq)) {

@@ -1,0 +1,26 @@
+import { sql } from 'kysely';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+
+/** The database's clock as a run of `site` sees it at its start. */
+export interface RunClock {
+  /** The database's time less this process's, in milliseconds. */
+  offsetMs: number;
+  /** The effective time of the site's last successful run (its versions' valid_from); null when none has. */
+  lastEffectiveAt: Date | null;
+}
+
+/**
+ * Where a run's effective time comes from. Workers on several machines write one history: by
+ * their own clocks, one an hour ahead would date its versions after a later run's, and a version
+ * would end before it began. The database's clock is the one they share.
+ */
+export async function readRunClock(on: Queryable, site: string): Promise<RunClock> {
+  const before = Date.now();
+  const rows = await runCompiled(
+    on,
+    sql<{ now: Date; last: Date | null }>`SELECT clock_timestamp() AS now,
+      (SELECT max(effective_at) FROM cpq.sync_runs WHERE site = ${site} AND status = 'succeeded') AS last`.compile(queryBuilder),
+  );
+  const after = Date.now();
+  return { offsetMs: rows[0]!.now.getTime() - (before + after) / 2, lastEffectiveAt: rows[0]!.last };
+}
