@@ -61,6 +61,21 @@ describe('restated records', () => {
     await expectChangeLogConsistent(h.t);
   });
 
+  it('a time that changes below the millisecond is seen, and the change log says it to the microsecond (insert and update)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const login = h.sim.addUser('_host', { lastLogin: '2025-09-26T12:17:59.123456Z' });
+    const first = await h.sync({ full: true });
+    const [inserted] = await changesOf(h, first.runId).then((rows) => rows.filter((r) => r.login === login));
+    expect(inserted!.diff!.last_login).toEqual({ old: null, new: '2025-09-26T12:17:59.123456Z' });
+    h.sim.updateUser('_host', login, { lastLogin: '2025-09-26T12:17:59.123789Z' }, { touch: false });
+    const second = await h.sync({ full: true });
+    const rows = await changesOf(h, second.runId);
+    expect(rows.map((r) => [r.login, r.change, r.diff])).toEqual([
+      [login, 'update', { last_login: { old: '2025-09-26T12:17:59.123456Z', new: '2025-09-26T12:17:59.123789Z' } }],
+    ]);
+    await expectChangeLogConsistent(h.t);
+  });
+
   it('a change to a custom field alone is logged with that field, old and new', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const login = h.sim.addUser('_host', { firstName: 'Ada', customAttr9: { tier: 1, tags: ['a'] } });

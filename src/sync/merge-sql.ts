@@ -18,8 +18,13 @@ const PG_TYPE: Record<string, string> = Object.fromEntries<string>([
   ...USER_VALUE_COLUMN_TYPES.map((c): [string, string] => [c.column, c.pgType]),
 ]);
 
-/** A timestamptz as CPQ writes dates (2025-09-26T12:17:59.000Z), whatever the session time zone. */
-export const isoUtc = (expr: string) => `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+/**
+ * A timestamptz as CPQ writes dates (2025-09-26T12:17:59.000Z), whatever the session time zone,
+ * or with microseconds when it has any (2025-09-26T12:17:59.123456Z): the text the sync stores
+ * from (src/date-time.ts) and exports print (isoUtcText, src/db/as-text.ts).
+ */
+export const isoUtc = (expr: string) =>
+  `(to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.') || to_char(${expr} AT TIME ZONE 'UTC', CASE WHEN extract(microseconds FROM ${expr}) % 1000 = 0 THEN 'MS' ELSE 'US' END) || 'Z')`;
 
 /** A column value as JSON text; numbers and booleans print as JSON already, the rest goes through to_json. */
 const asJson = (expr: string, column: string) => {
