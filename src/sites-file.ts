@@ -82,15 +82,16 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
     // One parser for both: YAML 1.2 reads every JSON document. The failsafe schema keeps every
     // scalar the text it is written as (a password 0012345 or a token of 23 digits is not turned
     // into a number and back); maxAliasCount bounds alias expansion (a "billion laughs" file).
-    // Problems are reported here, by their first line only: yaml's own messages go on to quote the
-    // source line, which may be a password's, and its warnings would go to stderr as they are.
+    // Problems are reported here, by their kind and place only: yaml's messages quote the source
+    // (a tag, an escape sequence, the whole line), which may be a password's, and its warnings
+    // would go to stderr as they are.
     const parsed = (requireWhenUsed('yaml') as typeof Yaml).parseDocument(text, { schema: 'failsafe', logLevel: 'silent' });
     const problem = parsed.errors[0] ?? parsed.warnings[0];
     // A tag (!!int, !vault, …) is a problem too: the failsafe schema would take `!vault x` as the text "x".
     if (problem) throw problem;
     document = parsed.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${err instanceof Error ? err.message.split('\n')[0] : 'error'})`] };
+    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${yamlProblem(err)})`] };
   }
   const list = isRecord(document) && Array.isArray(document['sites']) ? document['sites'] : document;
   if (!Array.isArray(list) || list.length === 0) {
@@ -199,4 +200,14 @@ export function expandVariables(text: string, env: Env): string | { missing: str
     return value ?? '';
   });
   return missing === undefined ? expanded : { missing };
+}
+
+/**
+ * A YAML parser's problem as its code and place (`TAG_RESOLVE_FAILED at line 4, column 13`), never
+ * its text, which quotes the file; the alias errors of toJS have no code and a fixed text.
+ */
+function yamlProblem(err: unknown): string {
+  const { code, linePos } = (err ?? {}) as { code?: unknown; linePos?: { line: number; col: number }[] };
+  if (typeof code !== 'string') return err instanceof Error ? (err.message.split('\n')[0] ?? 'error') : 'error';
+  return linePos?.[0] ? `${code} at line ${linePos[0].line}, column ${linePos[0].col}` : code;
 }

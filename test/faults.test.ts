@@ -397,6 +397,39 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync(h);
   });
 
+  it('in a first load too (rows written straight into the tables), a repeated user cannot hide one left out: the read is short, its cursor not saved', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    let dropped = '';
+    const firstPage: Record<string, unknown>[] = [];
+    scriptRequests(h.sim, async (req) => {
+      if (req.page === 0) {
+        const text = await req.real();
+        editPage(text, (p) => firstPage.push(...p.items));
+        req.reply(text);
+      }
+      if (req.page === 1)
+        req.reply(
+          editPage(await req.real(), (p) => {
+            dropped = String(p.items[4]!.login);
+            p.items.splice(4, 1);
+            p.items.unshift(firstPage.at(-1)!);
+          }),
+        );
+    });
+    const result = await h.sync();
+    expect(result.warnings).toEqual([
+      'companies/_host: read 29 of 30 users that CPQ reported (totalResults) (30 records, of which 1 repeated a user); the read was short',
+      'deletion skipped for companies/_host: the read was short (29 of 30); nothing was marked deleted',
+    ]);
+    expect(await h.t.query(`SELECT cursor, last_full_sync_at FROM cpq.sync_state WHERE stream = 'companies/_host'`)).toEqual([
+      { cursor: null, last_full_sync_at: null },
+    ]);
+    expect(await h.t.query(`SELECT login FROM cpq.users WHERE login = $1`, [dropped])).toEqual([]);
+    await cleanRunThenInSync(h);
+  });
+
   it('users added, edited and deleted between page requests: no user is skipped, and a full run converges', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '10' });
     await h.sync();

@@ -229,6 +229,29 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     if (!firstLoad) expect(await changesOf(h, result.runId)).toEqual([]);
   });
 
+  it('a repeated integration user cannot hide one left out: the integration read is short, and the one left out stays an integration user', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ ...site, integrationUsers: 3 });
+    await h.sync({ full: true });
+    let dropped = '';
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === INTEGRATION_USERS_PATH)
+        req.reply(
+          editPage(await req.real(), (p) => {
+            dropped = String(p.items[1]!.login);
+            p.items[1] = { ...p.items[0]! };
+          }),
+        );
+    });
+    const result = await h.sync({ full: true });
+    expect(result.warnings).toContain(
+      'integrationUsers: read 2 of 3 users that CPQ reported (totalResults) (3 records, of which 1 repeated a user); the read was short',
+    );
+    expect(await stored(h, dropped)).toMatchObject({ is_integration_user: true });
+    expect(await changesOf(h, result.runId)).toEqual([]);
+  });
+
   it('a full, complete integration read that no longer returns the user ends is_integration_user', async ({ startHarness }) => {
     const h = await startHarness(site);
     await h.sync();
@@ -288,9 +311,9 @@ describe('integration users are read across companies', () => {
     { login: 'zeta', company: { loginName: '_host', name: 'Host' } },
   ].map((u, i) => ({ ...u, partyNumber: `P${i}`, oauthClientId: `c${i}`, dateModified: '2025-01-01T00:00:00.000Z', groups: { items: [] } }));
 
-  function integrationPage(query: Record<string, string>): string {
+  function integrationPage(query: Record<string, string>, users: readonly Record<string, unknown>[] = USERS): string {
     const filter = query.q === undefined ? undefined : parseFilter(query.q);
-    const matching = USERS.filter((u) => filter === undefined || matchesFilter(filter, u));
+    const matching = users.filter((u) => filter === undefined || matchesFilter(filter, u));
     const sorted = sortByKeys(matching, parseOrderBy(query.orderby ?? ''), (u) => u);
     const page = sorted.slice(0, Number(query.limit));
     return JSON.stringify({ items: page, hasMore: sorted.length > page.length, ...(query.totalResults ? { totalResults: sorted.length } : {}) });
@@ -311,5 +334,17 @@ describe('integration users are read across companies', () => {
       expect(stored).toEqual(USERS.map((u) => ({ company_login: u.company.loginName, login: u.login, party_number: u.partyNumber })));
     }
     expect(new Set(asked)).toEqual(new Set(['login:asc,partyNumber:asc']));
+  });
+
+  it('a partyNumber that is not text (a number) does not stop the read: it pages on the login alone, and a tie it skips shows as a short read', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ ...site, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '2' });
+    const numbered = USERS.map((u, i) => ({ ...u, partyNumber: 1000 + i }));
+    scriptRequests(h.sim, (req) => {
+      if (req.path === INTEGRATION_USERS_PATH) req.reply(integrationPage(req.query, numbered));
+    });
+    const result = await h.sync({ full: true });
+    expect(result.streams.find((s) => s.stream === 'integrationUsers')).toMatchObject({ received: 3, totalResults: 4, shortRead: true });
   });
 });

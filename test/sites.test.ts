@@ -183,7 +183,7 @@ describe('CPQ_SITES_FILE', () => {
       for (const tag of ['!!int', '!vault']) {
         const tagged = file('tagged.yaml', `- name: a\n  baseUrl: https://a.example.com\n  username: u\n  password: ${tag} 0012345S3cretPw\n`);
         const message = configError({ CPQ_SITES_FILE: tagged });
-        expect(message).toMatch(/CPQ_SITES_FILE: .*tagged\.yaml is not valid JSON or YAML \(Unresolved tag: .* at line 4, column 13:\)/);
+        expect(message).toMatch(/CPQ_SITES_FILE: .*tagged\.yaml is not valid JSON or YAML \(TAG_RESOLVE_FAILED at line 4, column 13\)$/);
         expect(message).not.toContain('S3cretPw');
       }
     } finally {

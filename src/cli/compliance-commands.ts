@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
+import { printable } from '../errors.js';
 import { command } from './command.js';
 
 /** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
@@ -94,8 +95,9 @@ export function registerComplianceCommands(program: Command): void {
             const { verifyFile } = await import('../output.js');
             const check = await verifyFile(opts.file);
             const about = check.manifest === undefined ? '' : ` (${check.manifest.rows} rows, SHA-256 ${check.manifest.sha256})`;
+            // The manifest is what this command checks, so untrusted: its text is printable, never escape sequences.
             process.stdout.write(
-              check.problems.length === 0 ? `${opts.file}: matches its manifest${about}\n` : `${opts.file}: DIFFERS: ${check.problems.join('; ')}\n`,
+              `${printable(check.problems.length === 0 ? `${opts.file}: matches its manifest${about}` : `${opts.file}: DIFFERS: ${check.problems.join('; ')}`)}\n`,
             );
             process.exitCode = check.problems.length === 0 ? 0 : 1;
             return;

@@ -1,8 +1,8 @@
 import { SyncError } from '../errors.js';
-import { loginField } from './user-fields.js';
+import { canonicalize, loginField } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
-import { isJsonObject } from '../exact-json.js';
+import { isJsonObject, markedNumberLiteral } from '../exact-json.js';
 import { PageRecords } from './page-records.js';
 
 export interface Page {
@@ -166,14 +166,10 @@ function nextAfter(request: CollectionRequest, page: ReadPage, after: Cursor | u
   const item = page.items.value(page.items.length - 1);
   const last = loginOf(item);
   if (last === undefined) throw new SyncError('data', `GET ${page.url}: the last record of the page has no login, so paging cannot continue`);
-  let tie: string | undefined;
-  if (request.tieBreak !== undefined) {
-    const key = isJsonObject(item) ? item[request.tieBreak] : undefined;
-    if (typeof key !== 'string' || key === '') {
-      throw new SyncError('data', `GET ${page.url}: the last record of the page has no ${request.tieBreak}, so paging cannot continue`);
-    }
-    tie = key;
-  }
+  // Under any spelling; a record without it as text (none, or a number) pages on the login alone, as
+  // every read did before the tie-break: a tie at that page's end may then be skipped, nothing fails.
+  const key = request.tieBreak !== undefined && isJsonObject(item) ? canonicalize(item).get(request.tieBreak) : undefined;
+  const tie = typeof key === 'string' && key !== '' && markedNumberLiteral(key) === undefined ? key : undefined;
   if (last === after?.login && tie === after.tie) {
     throw new SyncError('data', `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
   }

@@ -46,7 +46,8 @@ export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw 
 /**
  * An integration-feed record of a stored user that this run's company reads did not return: the
  * stored record with the integration feed's fields laid over it, so what only the company feed
- * carries (names, addresses, access permissions) is kept.
+ * carries (names, addresses, access permissions) is kept. The same for a user both feeds returned
+ * this run, over the company feed's record (company-read.ts).
  */
 export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | undefined): Raw {
   if (!stored) return integrationRecord;

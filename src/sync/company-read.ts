@@ -8,6 +8,7 @@ import { readIntegrationUserLogins } from '../db/sql/read-integration-user-login
 import { SyncError } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
+import { keepCompanyFeedFields } from '../normalize/feed-fields.js';
 import { normalizeUser, type UserRow } from '../normalize/user-record.js';
 import type { DirectLoad } from './direct-load.js';
 import { keepStoredIntegrationFields, userKey, type IntegrationUsers } from './integration-users.js';
@@ -68,20 +69,24 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
       if (run.signal.aborted) throw new SyncError('interrupted', `${id.name}: stopped, the run is ending`);
       progress.page(page);
       const { integrationUsers } = run;
+      // Most companies have no integration users: skip re-keying their records.
+      const matchIntegration = integrationUsers.inCompany(company);
       const rowAt = (i: number): UserRow => {
         // Each record once: a page's records are parsed one at a time (PageRecords).
         const { value: item, storedAsSent } = page.items.record(i);
-        // Most sites have no integration users left to match: skip re-keying the record for them.
-        const login = !integrationUsers.isEmpty && isJsonObject(item) ? loginField(item) : undefined;
+        const login = matchIntegration && isJsonObject(item) ? loginField(item) : undefined;
         const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
         const position = page.positions?.[i];
-        return integration
+        const row = integration
           ? normalizeUser(
-              { ...(item as Record<string, unknown>), ...integration },
+              // By canonical name: a flag the two feeds spell differently is the integration feed's, once.
+              keepCompanyFeedFields(integration, item as Record<string, unknown>),
               { companyLogin: company, isIntegrationUser: true, origin: page.url, position },
               i,
             )
           : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, storedAsSent);
+        progress.read(row.login, page.range);
+        return row;
       };
       const count = page.items.length;
       const sliceAt = (start: number) => Array.from({ length: Math.min(SLICE, count - start) }, (_, k) => rowAt(start + k));

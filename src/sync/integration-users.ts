@@ -28,12 +28,22 @@ export class IntegrationUsers {
    */
   complete = false;
 
+  /** The companies that have any: the records of the others are not looked up. */
+  private readonly companies = new Set<string>();
+
   add(key: string, record: Raw, origin: string, index: number) {
     this.byKey.set(key, { record, origin, index, taken: false });
+    this.companies.add(key.slice(0, key.indexOf('\u0001')));
   }
 
-  get isEmpty(): boolean {
-    return this.byKey.size === 0;
+  /** Whether any integration user read belongs to `company`. */
+  inCompany(company: string): boolean {
+    return this.companies.has(company);
+  }
+
+  /** How many different users were read (a user the feed sent twice is one). */
+  get size(): number {
+    return this.byKey.size;
   }
 
   /**
@@ -109,6 +119,8 @@ export async function readIntegrationUsers(
       });
       log.info({ stream: INTEGRATION_STREAM.name, page: page.index, items: page.items.length }, 'page read');
     }
+    // Counted by user: a repeat cannot hide a user left out, who would then stop being an integration user.
+    progress.countedUsers(found.size);
     found.complete = progress.report.mode === 'full' && !progress.short;
   } catch (err) {
     if (err instanceof SyncError && err.status === 404 && cpq.integrationUsers === 'auto') {

@@ -13,7 +13,7 @@ import { createRun } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { readCursors } from '../db/sql/read-cursors.js';
-import { countStagedLogins } from '../db/sql/count-staged-logins.js';
+import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
@@ -228,14 +228,14 @@ export class SyncRun {
     await stager.finish();
     await direct.finish();
 
-    // The company reads that were staged: all but direct first loads, whose rows go straight in
-    // only in increasing login order, so no user twice (a repeat is staged, and merged as a reinsert).
-    const staged = this.progress.filter((p) => p.id.kind === 'company' && !direct.loads(p.id.company!) && !p.short);
-    const users = await countStagedLogins(
+    // Reads whose logins did not all come in order may hold a user twice: counted by user.
+    const counted = this.progress.filter((p) => p.id.kind === 'company' && !p.short && p.mayRepeat);
+    const users = await countUsersRead(
       client,
-      staged.map((p) => p.id.name),
+      site,
+      counted.map((p) => ({ stream: p.id.name, company: p.id.company!, direct: direct.loads(p.id.company!) })),
     );
-    for (const p of staged) p.countedUsers(users.get(p.id.name) ?? 0);
+    for (const p of counted) p.countedUsers(users.get(p.id.name) ?? 0);
     for (const p of this.progress) {
       const warning = p.finish();
       if (warning) this.warn(warning);

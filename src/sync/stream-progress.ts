@@ -1,4 +1,4 @@
-import type { Page } from '../cpq/paging.js';
+import type { KeyRange, Page } from '../cpq/paging.js';
 import { laterTimestamp } from '../date-time.js';
 import type { StreamId } from '../cpq/streams.js';
 import type { StreamReport } from '../db/schema.js';
@@ -22,6 +22,9 @@ export class StreamProgress {
   readonly logins = new LoginChecksum();
   /** How many different users the read returned, when counted (see `countedUsers`); else every record is taken for one. */
   private users: number | undefined;
+  /** Per key range, the last login read; and whether one came that was not after it. */
+  private readonly lastLogins: string[] = [];
+  private unordered = false;
 
   constructor(
     readonly id: StreamId,
@@ -60,6 +63,26 @@ export class StreamProgress {
       if (row.dateModified && (this.cursor === null || laterTimestamp(row.dateModified, this.cursor))) this.cursor = row.dateModified;
       this.logins.add(row.login);
     }
+  }
+
+  /**
+   * A record's login, in the order read, with the key range its page came from. A keyset read
+   * returns each range's logins in increasing order and inside its bounds, so a login sent twice
+   * breaks the order or leaves the range: a read whose logins all came so holds no repeat, and
+   * needs no count of its users.
+   */
+  read(login: string, range?: KeyRange) {
+    const index = range?.index ?? 0;
+    const last = this.lastLogins[index];
+    if ((last !== undefined && !(login > last)) || (range?.from !== undefined && login < range.from) || (range?.to !== undefined && login >= range.to)) {
+      this.unordered = true;
+    }
+    this.lastLogins[index] = login;
+  }
+
+  /** Whether the read may hold a user twice (see `read`): its users must be counted (`countedUsers`). */
+  get mayRepeat(): boolean {
+    return this.unordered;
   }
 
   /**

@@ -3,6 +3,7 @@ import { readRecentRuns } from '../db/sql/read-recent-runs.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
+import { printable } from '../errors.js';
 import { textTable } from '../text-table.js';
 import { readRunHealth } from './run-health.js';
 
@@ -209,7 +210,7 @@ function formatSite(report: SiteStatus): string[] {
   if (!last) out.push('No run has finished yet.');
   else if (report.lastRunFailed) {
     out.push(
-      `LAST RUN ${last.status.toUpperCase()}: run ${last.id}${last.finishedAt ? ` at ${when(last.finishedAt)}` : ''}: ${last.error ?? 'no error recorded'}`,
+      `LAST RUN ${last.status.toUpperCase()}: run ${last.id}${last.finishedAt ? ` at ${when(last.finishedAt)}` : ''}: ${printable(last.error ?? 'no error recorded')}`,
       `Last success: ${report.lastSuccessAt ? when(report.lastSuccessAt) : 'never'}`,
     );
   } else out.push(`Last run succeeded: run ${last.id} at ${when(last.finishedAt)}`);

@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oneLine, printable } from '../../src/errors.js';
 import { cli } from '../helpers/cli-process.js';
@@ -67,5 +70,23 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
     const check = await cli(['check'], env);
     expect(check.stdout).toContain(`evil\\x1b]0;PWNED-TITLE\\x07`);
     expect(check.stdout).not.toMatch(CONTROL);
+  });
+
+  it('verify --file: a manifest (the untrusted file it checks) cannot write escape sequences to the terminal', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'cpq-verify-'));
+    try {
+      const file = join(folder, 'export.csv');
+      writeFileSync(file, 'a,b\n');
+      writeFileSync(
+        `${file}.manifest.json`,
+        JSON.stringify({ manifest: 'cpq-sync export manifest v1', file: `export.csv${ESCAPES}`, bytes: 4, sha256: `00${ESCAPES}`, rows: 1 }),
+      );
+      const verify = await cli(['verify', '--file', file], { LOG_LEVEL: 'warn' });
+      expect(verify.code).toBe(1);
+      expect(verify.stdout).toContain('DIFFERS: the manifest describes export.csv\\x1b]0;PWNED-TITLE\\x07');
+      expect(verify.stdout).not.toMatch(CONTROL);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 });
