@@ -5,7 +5,7 @@ import { SyncError } from '../src/errors.js';
 import type { RunOptions } from '../src/sync/run-types.js';
 import { expectChangeLogConsistent, expectDatabaseEqualsSimulator, expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { type Harness, it } from './helpers/harness.js';
-import { editPage, isNestedRequest, repeatOnSecondPage, scriptRequests } from './helpers/scripted-pages.js';
+import { editPage, isNestedRequest, repeatOnSecondPage, repeatOneDropOne, scriptRequests } from './helpers/scripted-pages.js';
 
 /*
  * Fault injection against the real simulator and a real Postgres. Every test ends the same way:
@@ -368,32 +368,15 @@ describe('HTTP faults', () => {
   it('a repeated user cannot hide one left out: counted by user the read is short, and nobody is marked deleted', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync();
-    let dropped = '';
-    const firstPage: Record<string, unknown>[] = [];
-    scriptRequests(h.sim, async (req) => {
-      if (req.page === 0) {
-        const text = await req.real();
-        editPage(text, (p) => firstPage.push(...p.items));
-        req.reply(text);
-      }
-      // The second page: one of its users left out, the first page's last user again in its place.
-      if (req.page === 1)
-        req.reply(
-          editPage(await req.real(), (p) => {
-            dropped = String(p.items[4]!.login);
-            p.items.splice(4, 1);
-            p.items.unshift(firstPage.at(-1)!);
-          }),
-        );
-    });
+    const { dropped } = repeatOneDropOne(h.sim);
     const result = await h.sync({ full: true });
     expect(result.warnings).toEqual([
       'companies/_host: read 29 of 30 users that CPQ reported (totalResults) (30 records, of which 1 repeated a user); the read was short',
       'deletion skipped for companies/_host: the read was short (29 of 30); nothing was marked deleted',
     ]);
     expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ received: 30, totalResults: 30, shortRead: true, deletion: 'skipped: short read' })]);
-    expect(h.sim.user('_host', dropped)).toBeDefined();
-    expect(await h.t.query(`SELECT deleted_at FROM cpq.users WHERE login = $1`, [dropped])).toEqual([{ deleted_at: null }]);
+    expect(h.sim.user('_host', dropped())).toBeDefined();
+    expect(await h.t.query(`SELECT deleted_at FROM cpq.users WHERE login = $1`, [dropped()])).toEqual([{ deleted_at: null }]);
     await cleanRunThenInSync(h);
   });
 
@@ -401,23 +384,7 @@ describe('HTTP faults', () => {
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
-    let dropped = '';
-    const firstPage: Record<string, unknown>[] = [];
-    scriptRequests(h.sim, async (req) => {
-      if (req.page === 0) {
-        const text = await req.real();
-        editPage(text, (p) => firstPage.push(...p.items));
-        req.reply(text);
-      }
-      if (req.page === 1)
-        req.reply(
-          editPage(await req.real(), (p) => {
-            dropped = String(p.items[4]!.login);
-            p.items.splice(4, 1);
-            p.items.unshift(firstPage.at(-1)!);
-          }),
-        );
-    });
+    const { dropped } = repeatOneDropOne(h.sim);
     const result = await h.sync();
     expect(result.warnings).toEqual([
       'companies/_host: read 29 of 30 users that CPQ reported (totalResults) (30 records, of which 1 repeated a user); the read was short',
@@ -426,7 +393,7 @@ describe('HTTP faults', () => {
     expect(await h.t.query(`SELECT cursor, last_full_sync_at FROM cpq.sync_state WHERE stream = 'companies/_host'`)).toEqual([
       { cursor: null, last_full_sync_at: null },
     ]);
-    expect(await h.t.query(`SELECT login FROM cpq.users WHERE login = $1`, [dropped])).toEqual([]);
+    expect(await h.t.query(`SELECT login FROM cpq.users WHERE login = $1`, [dropped()])).toEqual([]);
     await cleanRunThenInSync(h);
   });
 

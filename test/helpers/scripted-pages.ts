@@ -81,6 +81,32 @@ export function repeatOnSecondPage(
 }
 
 /**
+ * The second page of user pages leaves out one of its users and sends the first page's last user
+ * again in its place: as many records as CPQ reports, one user fewer. `dropped()` is the login left
+ * out, once the page has been served.
+ */
+export function repeatOneDropOne(sim: CpqSimulator): { dropped: () => string } {
+  let dropped = '';
+  const firstPage: Record<string, unknown>[] = [];
+  scriptRequests(sim, async (req) => {
+    if (req.page === 0) {
+      const text = await req.real();
+      editPage(text, (p) => firstPage.push(...p.items));
+      req.reply(text);
+    }
+    if (req.page === 1)
+      req.reply(
+        editPage(await req.real(), (p) => {
+          dropped = String(p.items[4]!.login);
+          p.items.splice(4, 1);
+          p.items.unshift(firstPage.at(-1)!);
+        }),
+      );
+  });
+  return { dropped: () => dropped };
+}
+
+/**
  * Holds every CPQ request from the `after`-th one on (counting from now) until released, so a
  * run can be caught mid-way with pages already staged; `reached` resolves when one is held.
  */
