@@ -9,7 +9,7 @@ export interface SyncLockHolder {
   since: Date | null;
   /** The holding session's role. */
   role: string | null;
-  /** Whether that role may write cpq.users: false for a session that cannot be a run (a reader, any role without the grant). */
+  /** Whether that role may write cpq.users, itself or through a role it can SET ROLE to: false for a session that cannot be a run (a reader). */
   canWrite: boolean | null;
 }
 
@@ -23,7 +23,10 @@ export async function readSyncLockHolder(on: Queryable, site: string): Promise<S
   const rows = await runCompiled(
     on,
     sql<SyncLockHolder>`SELECT l.pid, coalesce(a.xact_start, a.state_change) AS since, a.usename::text AS role,
-       CASE WHEN a.usesysid IS NOT NULL THEN has_table_privilege(a.usesysid, 'cpq.users', 'INSERT') END AS "canWrite"
+       CASE WHEN a.usesysid IS NOT NULL THEN EXISTS (
+         -- Itself, or a role it can SET ROLE to (a NOINHERIT login, or role=... in its connection options).
+         SELECT 1 FROM pg_roles r WHERE pg_has_role(a.usesysid, r.oid, 'MEMBER') AND has_table_privilege(r.oid, 'cpq.users', 'INSERT')
+       ) END AS "canWrite"
      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND l.classid = ${SITE_LOCK_CLASS} AND l.objid = (SELECT lock_id FROM cpq.sites WHERE name = ${site})
