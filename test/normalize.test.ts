@@ -117,6 +117,19 @@ describe('normalizing a CPQ user record', () => {
     );
   });
 
+  it("digests the parts of nested objects that no column holds, but not their links or a collection's paging", () => {
+    const digest = (record: Record<string, unknown>) => normalizeUser({ login: 'jj', ...record }, source, 0).contentHash;
+    const status = (extra: Record<string, unknown>) => digest({ status: { value: 1, displayValue: 'Active', ...extra } });
+    expect(status({ reason: 'hired' })).not.toBe(status({ reason: 'rehired' }));
+    expect(status({ reason: 'hired' })).not.toBe(status({}));
+    expect(status({ links: [{ rel: 'self', href: 'https://a' }] })).toBe(status({}));
+    const group = (extra: Record<string, unknown>, list: Record<string, unknown> = {}) =>
+      digest({ groups: { items: [{ variableName: 'g1', label: 'G1', type: 'Sales', ...extra }], ...list } });
+    expect(group({ expiresOn: '2025' })).not.toBe(group({ expiresOn: '2030' }));
+    expect(group({}, { hasMore: false, count: 1, limit: 25, offset: 0, totalResults: 1, links: [] })).toBe(group({}));
+    expect(digest({ company: { name: 'A', loginName: '_host', region: 'EU' } })).not.toBe(digest({ company: { name: 'A', loginName: '_host' } }));
+  });
+
   it('refuses a list CPQ says it sent in part (hasMore, or totalResults above its items): taken whole, the rest would be removed', () => {
     const g1 = { variableName: 'g1', label: 'G1', type: 'Sales' };
     expect(() => normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: true, limit: 1 } }, source, 2)).toThrow(

@@ -76,6 +76,29 @@ describe('restated records', () => {
     await expectChangeLogConsistent(h.t);
   });
 
+  it("a part of a nested object that no column holds (status.reason, a group's expiresOn) changed alone: the stored record becomes the new one", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const login = h.sim.addUser('_host', {
+      status: { value: 1, displayValue: 'Active', reason: 'hired' },
+      groups: { items: [{ variableName: 'g1', label: 'G1', type: 'Sales', expiresOn: '2025-01-01' }] },
+    });
+    await h.sync({ full: true });
+    const raw = async () => (await h.t.query<{ raw: Record<string, unknown> }>(`SELECT raw FROM cpq.users WHERE login = $1`, [login]))[0]!.raw;
+    for (const edit of [
+      { status: { value: 1, displayValue: 'Active', reason: 'rehired' } },
+      { groups: { items: [{ variableName: 'g1', label: 'G1', type: 'Sales', expiresOn: '2030-01-01' }] } },
+    ]) {
+      h.sim.updateUser('_host', login, edit, { touch: false });
+      const run = await h.sync({ full: true });
+      expect(await raw()).toMatchObject(edit);
+      // No column, membership or custom field changed: a restated record, logged as no change.
+      expect(await changesOf(h, run.runId)).toEqual([]);
+    }
+    await expectChangeLogConsistent(h.t);
+  });
+
   it('a change to a custom field alone is logged with that field, old and new', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const login = h.sim.addUser('_host', { firstName: 'Ada', customAttr9: { tier: 1, tags: ['a'] } });

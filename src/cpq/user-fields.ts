@@ -154,6 +154,8 @@ export class FieldPicker {
    * lookup per key of every record, instead of its canonical name and then its slot.
    */
   private readonly bySpelling = new Map<string, number>();
+  /** How many keys of the object last picked were not picked (read right after pick: a reader may want them). */
+  unpicked = 0;
 
   constructor(readonly names: readonly string[]) {
     this.slots = new Map(names.map((name, i) => [name, i]));
@@ -162,12 +164,15 @@ export class FieldPicker {
 
   pick(record: Record<string, unknown>): unknown[] {
     const out = new Array<unknown>(this.names.length).fill(UNSET);
+    let unpicked = 0;
     // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
     for (const key of Object.keys(record)) {
       const code = this.bySpelling.get(key) ?? this.learn(key);
       // spellingWins, with whether the key is the canonical spelling read from the code's low bit.
       if (code >= 0 && (out[code >> 1] === UNSET || (code & 1) === 1)) out[code >> 1] = record[key];
+      else if (code < 0) unpicked++;
     }
+    this.unpicked = unpicked;
     for (let i = 0; i < out.length; i++) if (out[i] === UNSET) out[i] = undefined;
     return out;
   }

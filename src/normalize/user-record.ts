@@ -9,7 +9,7 @@ import {
   stringifyExactJson,
   unstorableNumber,
 } from '../exact-json.js';
-import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
+import { FieldPicker, canonicalFieldName, isMappedField } from '../cpq/user-fields.js';
 import { canonicalTimestampMs, isCalendarDay } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
@@ -91,8 +91,31 @@ function describe(value: unknown): string {
 }
 
 class FieldReader {
+  /** Parts of nested objects that no column holds (see keepExtras), by path; most records have none. */
+  private extras: [string, unknown][] | undefined;
+
   /** `where` names the record in errors; built only when one is thrown. */
   constructor(private readonly where: () => string) {}
+
+  /**
+   * The keys of `object` (just picked by `picker`) that no column reads, kept for the content
+   * digest: a status {value, displayValue, reason} whose reason changed is a changed record, though
+   * no column changed. Links and a collection's paging keys say nothing about the user.
+   */
+  keepExtras(picker: FieldPicker, object: Record<string, unknown>, path: string): void {
+    if (picker.unpicked === 0) return;
+    for (const key of Object.keys(object)) {
+      const name = canonicalFieldName(key) ?? key;
+      if (picker.names.includes(name) || NOT_USER_DATA.has(key.toLowerCase())) continue;
+      (this.extras ??= []).push([`${path}.${key}`, object[key]]);
+    }
+  }
+
+  /** The kept extras as JSON, in path order; '' when there are none. */
+  extrasJson(): string {
+    if (this.extras === undefined) return '';
+    return stringifyExactJson(this.extras.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
 
   fail(field: string, message: string): never {
     throw new RecordError(`${this.where()}: field "${field}" ${message}`);
@@ -189,7 +212,9 @@ const RECORD_FIELDS = new FieldPicker([...USER_FIELDS.map((spec) => spec.field),
 // Where login, company, groups and accessPermissions are in RECORD_FIELDS.pick's result: FIELD_COUNT and on.
 const FIELD_COUNT = USER_FIELDS.length;
 const DATE_MODIFIED = USER_FIELDS.findIndex((spec) => spec.field === 'dateModified');
-const COMPANY_NAME = new FieldPicker(['name']);
+const COMPANY_PARTS = new FieldPicker(['name', 'loginName']);
+/** Keys of nested objects that are not the user's data: links, and the paging of an expanded collection. */
+const NOT_USER_DATA = new Set(['links', 'hasmore', 'limit', 'offset', 'count', 'totalresults']);
 
 /** Error labels of the two parts of each choice field, made once: this runs for every user. */
 const CHOICE_LABELS = new Map(USER_FIELDS.map((spec) => [spec, { value: `${spec.field}.value`, display: `${spec.field}.displayValue` }]));
@@ -213,6 +238,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
     case 'choiceInt': {
       // {value, displayValue}; a bare scalar is read as the value alone.
       const [raw, display] = isJsonObject(value) ? CHOICE_PARTS.pick(value) : [value, undefined];
+      if (isJsonObject(value)) reader.keepExtras(CHOICE_PARTS, value, spec.field);
       const labels = CHOICE_LABELS.get(spec)!;
       out.push(spec.kind === 'choiceInt' ? reader.integer(labels.value, raw) : reader.text(labels.value, raw));
       out.push(reader.text(labels.display, display));
@@ -224,6 +250,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
 function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
   const items = isJsonObject(value) ? ITEMS.pick(value)[0] : value;
+  if (isJsonObject(value)) reader.keepExtras(ITEMS, value, field);
   if (items === undefined || items === null) return [];
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
   // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
@@ -267,6 +294,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
     const [name, label, type] = GROUP_PARTS.pick(item);
     const variableName = reader.key(at.variableName, name);
     if (!variableName) reader.fail(at.variableName, 'is missing');
+    reader.keepExtras(GROUP_PARTS, item, `groups[${JSON.stringify(variableName)}]`);
     byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
   });
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
@@ -284,6 +312,7 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     const variableName = reader.key(at.variableName, nameValue);
     if (!type) reader.fail(at.type, 'is missing');
     if (!variableName) reader.fail(at.variableName, 'is missing');
+    reader.keepExtras(PERMISSION_PARTS, item, `accessPermissions[${JSON.stringify(`${type}/${variableName}`)}]`);
     byKey.set(`${type}\u0001${variableName}`, { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) });
   });
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
@@ -416,7 +445,11 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   if (source.companyLogin.length * 3 > MAX_KEY_BYTES) reader.key('company.loginName', source.companyLogin);
   const values: ColumnValue[] = [];
   for (let i = 0; i < FIELD_COUNT; i++) readField(reader, USER_FIELDS[i]!, fields[i], values);
-  const companyName = isJsonObject(company) ? reader.text('company.name', COMPANY_NAME.pick(company)[0]) : null;
+  let companyName: string | null = null;
+  if (isJsonObject(company)) {
+    companyName = reader.text('company.name', COMPANY_PARTS.pick(company)[0]);
+    reader.keepExtras(COMPANY_PARTS, company, 'company');
+  }
   const dateModified = reader.timestamp('dateModified', fields[DATE_MODIFIED]);
   const raw = storedAsSent ?? rawJson(reader, record);
   const row: UserRow = {
@@ -432,6 +465,6 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
     dateModified,
   };
   // One object per user: the digest reads the row it is stored in.
-  row.contentHash = contentDigest(row, unknownFieldsJson(record));
+  row.contentHash = contentDigest(row, unknownFieldsJson(record) + reader.extrasJson());
   return row;
 }
