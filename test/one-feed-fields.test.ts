@@ -211,6 +211,27 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     expect(change!.diff.is_user_admin_perm_enabled).toEqual({ old: true, new: false });
   });
 
+  it("a user both feeds return, each spelling the admin flag its own way: the integration feed's value, under one spelling", async ({ startHarness }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    scriptRequests(h.sim, async (req) => {
+      // The company feed (v16) says admin under the v19 spelling; the integration detail says not, as isSuperUserPermEnabled.
+      if (req.path === HOST_USERS_PATH)
+        req.reply(editPage(await req.real(), (p) => p.items.filter((u) => u.login === login).forEach((u) => (u.isUserAdminPermEnabled = true))));
+      if (req.path === INTEGRATION_USERS_PATH) req.reply(editPage(await req.real(), (p) => p.items.forEach((u) => delete u.groups)));
+      if (req.path.startsWith(`${INTEGRATION_USERS_PATH}/`)) {
+        const { isUserAdminPermEnabled: _flag, ...rest } = parseExactJson(await req.real()) as Raw;
+        req.reply(stringifyExactJson({ ...rest, isSuperUserPermEnabled: false }));
+      }
+    });
+    await h.sync({ full: true });
+    const [row] = await h.t.query<Raw>(
+      `SELECT is_user_admin_perm_enabled, raw ? 'isUserAdminPermEnabled' AS v19_spelling, raw->'isSuperUserPermEnabled' AS detail_spelling FROM cpq.users WHERE login = $1`,
+      [login],
+    );
+    expect(row).toEqual({ is_user_admin_perm_enabled: false, v19_spelling: false, detail_spelling: false });
+  });
+
   it.for([
     ['in a first load', true],
     ['in a later full run', false],
