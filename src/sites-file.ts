@@ -204,10 +204,14 @@ export function expandVariables(text: string, env: Env): string | { missing: str
 
 /**
  * A YAML parser's problem as its code and place (`TAG_RESOLVE_FAILED at line 4, column 13`), never
- * its text, which quotes the file; the alias errors of toJS have no code and a fixed text.
+ * its text, which quotes the file. The alias errors of toJS have no code; their text names the
+ * alias (`password: *S3cret` is an alias to yaml), so they are named by fixed words.
  */
 function yamlProblem(err: unknown): string {
   const { code, linePos } = (err ?? {}) as { code?: unknown; linePos?: { line: number; col: number }[] };
-  if (typeof code !== 'string') return err instanceof Error ? (err.message.split('\n')[0] ?? 'error') : 'error';
-  return linePos?.[0] ? `${code} at line ${linePos[0].line}, column ${linePos[0].col}` : code;
+  if (typeof code === 'string') return linePos?.[0] ? `${code} at line ${linePos[0].line}, column ${linePos[0].col}` : code;
+  const message = err instanceof Error ? err.message : '';
+  if (message.startsWith('Excessive alias count')) return 'too many aliases (a file that expands without bound)';
+  if (message.startsWith('Unresolved alias')) return 'an alias (*name) to no anchor: quote a value that starts with *';
+  return 'error';
 }

@@ -267,7 +267,7 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     });
     const result = await h.sync({ full: true });
     expect(result.warnings).toContain(
-      'integrationUsers: read 2 of 3 users that CPQ reported (totalResults) (3 records, of which 1 repeated a user); the read was short',
+      'integrationUsers: read 2 of 3 users that CPQ reported (totalResults) (3 records, for 2 different users); the read was short',
     );
     expect(await stored(h, dropped)).toMatchObject({ is_integration_user: true });
     expect(await changesOf(h, result.runId)).toEqual([]);

@@ -192,6 +192,19 @@ describe('CPQ_SITES_FILE', () => {
     expect(warnings).toEqual([]);
   });
 
+  test('a value that yaml reads as an alias (password: *S3cret) is refused without naming it', () => {
+    for (const text of [
+      '- name: a\n  baseUrl: https://a.example.com\n  username: u\n  password: *S3cretPw\n',
+      '- {name: a, baseUrl: https://a.example.com, username: u, password: *S3cretPw}\n',
+    ]) {
+      const message = configError({ CPQ_SITES_FILE: file('alias.yaml', text) });
+      expect(message).toMatch(
+        /CPQ_SITES_FILE: .*alias\.yaml is not valid JSON or YAML \(an alias \(\*name\) to no anchor: quote a value that starts with \*\)/,
+      );
+      expect(message).not.toContain('S3cretPw');
+    }
+  });
+
   test('aliases are expanded at most 100 times (a "billion laughs" file is refused)', () => {
     const levels = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
     for (let i = 1; i < 9; i++)
@@ -202,7 +215,7 @@ describe('CPQ_SITES_FILE', () => {
       );
     const bomb = file('bomb.yaml', `${levels.join('\n')}\nsites: [{name: a, baseUrl: https://a.example.com, nested: *i}]\n`);
     const started = Date.now();
-    expect(configError({ CPQ_SITES_FILE: bomb })).toMatch(/CPQ_SITES_FILE: .*bomb\.yaml is not valid JSON or YAML \(Excessive alias count/);
+    expect(configError({ CPQ_SITES_FILE: bomb })).toMatch(/CPQ_SITES_FILE: .*bomb\.yaml is not valid JSON or YAML \(too many aliases/);
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

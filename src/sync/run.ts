@@ -229,7 +229,8 @@ export class SyncRun {
     await direct.finish();
 
     // Reads whose logins did not all come in order may hold a user twice: counted by user.
-    const counted = this.progress.filter((p) => p.id.kind === 'company' && !p.short && p.mayRepeat);
+    // (Only those with a totalResults to fall short of: a zip export has none.)
+    const counted = this.progress.filter((p) => p.id.kind === 'company' && p.report.totalResults !== null && !p.short && p.mayRepeat);
     const users = await countUsersRead(
       client,
       site,

@@ -109,9 +109,7 @@ export class StreamProgress {
     if (this.short) {
       this.report.shortRead = true;
       const repeats =
-        this.users !== undefined && this.users < this.report.received
-          ? ` (${this.report.received} records, of which ${this.report.received - this.users} repeated a user)`
-          : '';
+        this.users !== undefined && this.users < this.report.received ? ` (${this.report.received} records, for ${this.users} different users)` : '';
       return `${this.id.name}: read ${this.usersRead} of ${this.report.totalResults} users that CPQ reported (totalResults)${repeats}; the read was short`;
     }
     return undefined;

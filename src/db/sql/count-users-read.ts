@@ -13,23 +13,24 @@ export interface ReadToCount {
  * Per read, how many different users it returned: fewer than its records when CPQ sent a user
  * twice. A page that repeats one user and leaves out another still adds up to totalResults;
  * counted by user, the read shows as short. A staged read's users are in stage_users (the run's
- * temporary table); a direct first load's are the company's rows in cpq.users (it had none before
- * the run) and the rows it handed to staging. Asked only for reads whose logins did not all come
- * in order (StreamProgress.mayRepeat): rare, so one query per read.
+ * temporary table); a direct first load's are also the company's rows in cpq.users (it had none
+ * before the run). Asked only for reads whose logins did not all come in order
+ * (StreamProgress.mayRepeat), all in one grouped query: one per read would scan stage_users once
+ * per company.
  */
 export async function countUsersRead(client: pg.PoolClient, site: string, reads: readonly ReadToCount[]): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const { stream, company, direct } of reads) {
-    // stage_users is a temporary table of the run, not in Database: the sql tag types the row.
-    const rows = await runCompiled(
-      client,
-      sql<{ users: number }>`SELECT count(*)::int AS users FROM (
-          SELECT login FROM stage_users WHERE stream = ${stream}
-          UNION
-          SELECT login FROM cpq.users WHERE ${direct} AND site = ${site} AND company_login = ${company}
-        ) read`.compile(queryBuilder),
-    );
-    counts.set(stream, rows[0]!.users);
-  }
-  return counts;
+  if (reads.length === 0) return new Map();
+  const direct = reads.filter((r) => r.direct);
+  // stage_users is a temporary table of the run, not in Database: the sql tag types the row.
+  const rows = await runCompiled(
+    client,
+    sql<{ stream: string; users: number }>`SELECT stream, count(*)::int AS users FROM (
+        SELECT stream, login FROM stage_users WHERE stream = ANY(${reads.map((r) => r.stream)}::text[])
+        UNION
+        SELECT d.stream, u.login FROM unnest(${direct.map((r) => r.stream)}::text[], ${direct.map((r) => r.company)}::text[]) AS d(stream, company)
+          JOIN cpq.users u ON u.site = ${site} AND u.company_login = d.company
+      ) read
+      GROUP BY stream`.compile(queryBuilder),
+  );
+  return new Map(rows.map((r) => [r.stream, r.users]));
 }
