@@ -294,7 +294,8 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
     const [name, label, type] = GROUP_PARTS.pick(item);
     const variableName = reader.key(at.variableName, name);
     if (!variableName) reader.fail(at.variableName, 'is missing');
-    reader.keepExtras(GROUP_PARTS, item, `groups[${JSON.stringify(variableName)}]`);
+    // The path only when there is something to keep: this runs for every group of every user.
+    if (GROUP_PARTS.unpicked > 0) reader.keepExtras(GROUP_PARTS, item, `groups[${JSON.stringify(variableName)}]`);
     byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
   });
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
@@ -312,7 +313,7 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     const variableName = reader.key(at.variableName, nameValue);
     if (!type) reader.fail(at.type, 'is missing');
     if (!variableName) reader.fail(at.variableName, 'is missing');
-    reader.keepExtras(PERMISSION_PARTS, item, `accessPermissions[${JSON.stringify(`${type}/${variableName}`)}]`);
+    if (PERMISSION_PARTS.unpicked > 0) reader.keepExtras(PERMISSION_PARTS, item, `accessPermissions[${JSON.stringify(`${type}/${variableName}`)}]`);
     byKey.set(`${type}\u0001${variableName}`, { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) });
   });
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
