@@ -59,6 +59,26 @@ export function editPage(text: string, edit: (page: { items: Record<string, unkn
 }
 
 /**
+ * Serves the first page of user pages as it is, and the second as `edit` makes it, given the
+ * first page's users (the shape every "user read twice" script shares).
+ */
+function editSecondPage(
+  sim: CpqSimulator,
+  edit: (page: { items: Record<string, unknown>[] }, firstPage: Record<string, unknown>[]) => void,
+): Record<string, unknown>[] {
+  const firstPage: Record<string, unknown>[] = [];
+  scriptRequests(sim, async (req) => {
+    if (req.page === 0) {
+      const text = await req.real();
+      editPage(text, (p) => firstPage.push(...p.items));
+      req.reply(text);
+    }
+    if (req.page === 1) req.reply(editPage(await req.real(), (p) => edit(p, firstPage)));
+  });
+  return firstPage;
+}
+
+/**
  * The second page of user pages starts with the last `count` users of the first page again,
  * each as `edit` makes it (unchanged by default): a user read twice in one run. Returns the
  * first page's users, filled in once it has been served.
@@ -68,16 +88,7 @@ export function repeatOnSecondPage(
   count: number,
   edit: (user: Record<string, unknown>) => Record<string, unknown> = (u) => u,
 ): Record<string, unknown>[] {
-  const firstPage: Record<string, unknown>[] = [];
-  scriptRequests(sim, async (req) => {
-    if (req.page === 0) {
-      const text = await req.real();
-      editPage(text, (p) => firstPage.push(...p.items));
-      req.reply(text);
-    }
-    if (req.page === 1) req.reply(editPage(await req.real(), (p) => p.items.unshift(...firstPage.slice(-count).map(edit))));
-  });
-  return firstPage;
+  return editSecondPage(sim, (p, firstPage) => p.items.unshift(...firstPage.slice(-count).map(edit)));
 }
 
 /**
@@ -87,21 +98,10 @@ export function repeatOnSecondPage(
  */
 export function repeatOneDropOne(sim: CpqSimulator): { dropped: () => string } {
   let dropped = '';
-  const firstPage: Record<string, unknown>[] = [];
-  scriptRequests(sim, async (req) => {
-    if (req.page === 0) {
-      const text = await req.real();
-      editPage(text, (p) => firstPage.push(...p.items));
-      req.reply(text);
-    }
-    if (req.page === 1)
-      req.reply(
-        editPage(await req.real(), (p) => {
-          dropped = String(p.items[4]!.login);
-          p.items.splice(4, 1);
-          p.items.unshift(firstPage.at(-1)!);
-        }),
-      );
+  editSecondPage(sim, (p, firstPage) => {
+    dropped = String(p.items[4]!.login);
+    p.items.splice(4, 1);
+    p.items.unshift(firstPage.at(-1)!);
   });
   return { dropped: () => dropped };
 }
