@@ -130,6 +130,35 @@ describe('normalizing a CPQ user record', () => {
     expect(digest({ company: { name: 'A', loginName: '_host', region: 'EU' } })).not.toBe(digest({ company: { name: 'A', loginName: '_host' } }));
   });
 
+  it('digests extras as the rows keep them: a later copy of a group wins, and neither spelling, key order nor item order counts', () => {
+    const digest = (record: Record<string, unknown>) => normalizeUser({ login: 'jj', ...record }, source, 0).contentHash;
+    const groups = (...items: Record<string, unknown>[]) => digest({ groups: { items } });
+    const g1 = (extra: Record<string, unknown>) => ({ variableName: 'g1', label: 'G1', type: 'Sales', ...extra });
+    const g2 = { variableName: 'g2', label: 'G2', type: 'Sales', expiresOn: '2031' };
+    // The row keeps the last copy of g1, and so does the digest.
+    expect(groups(g1({ expiresOn: '2025' }), g1({ expiresOn: '2030' }))).toBe(groups(g1({ expiresOn: '2030' })));
+    expect(groups(g1({ expiresOn: '2025' }), g1({}))).toBe(groups(g1({})));
+    expect(groups(g1({ expiresOn: '2025' }), g2)).toBe(groups(g2, g1({ expiresOn: '2025' })));
+    const permission = (type: string, variableName: string, extra: Record<string, unknown>) => ({ type, variableName, name: 'P', hasAccess: true, ...extra });
+    const permissions = (...items: Record<string, unknown>[]) => digest({ accessPermissions: { items } });
+    expect(permissions(permission('t', 'p', { scope: 1 }), permission('t', 'p', { scope: 2 }))).toBe(permissions(permission('t', 'p', { scope: 2 })));
+    // Spelling and key order of the parts, as for mapped fields.
+    const status = (extra: Record<string, unknown>) => digest({ status: { value: 1, displayValue: 'Active', ...extra } });
+    expect(status({ Reason: 'hired' })).toBe(status({ reason: 'hired' }));
+    expect(status({ reason: { code: 7, by: 'hr' } })).toBe(status({ reason: { by: 'hr', code: 7 } }));
+    expect(status({ reason: { code: 7, by: 'hr' } })).not.toBe(status({ reason: { code: 8, by: 'hr' } }));
+    // A custom field's object, likewise.
+    expect(digest({ customTier: { level: 1, since: '2025' } })).toBe(digest({ customTier: { since: '2025', level: 1 } }));
+    expect(digest({ customTier: [{ level: 1, since: '2025' }] })).not.toBe(digest({ customTier: [{ level: 2, since: '2025' }] }));
+    // A top-level custom field that reads like a nested part is not that part.
+    expect(digest({ 'status.reason': 'x' })).not.toBe(digest({ status: { reason: 'x' } }));
+    // Paging names are paging only in a collection: a company's count is data.
+    const company = (count: number) => digest({ company: { name: 'A', loginName: '_host', count } });
+    expect(company(1)).not.toBe(company(2));
+    expect(groups(g1({ count: 1 }))).not.toBe(groups(g1({ count: 2 })));
+    expect(groups(g1({ links: [{ href: 'a' }] }))).toBe(groups(g1({})));
+  });
+
   it('refuses a list CPQ says it sent in part (hasMore, or totalResults above its items): taken whole, the rest would be removed', () => {
     const g1 = { variableName: 'g1', label: 'G1', type: 'Sales' };
     expect(() => normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: true, limit: 1 } }, source, 2)).toThrow(

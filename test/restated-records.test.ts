@@ -99,6 +99,29 @@ describe('restated records', () => {
     await expectChangeLogConsistent(h.t);
   });
 
+  it('the same nested parts sent in another order, spelling or with a group repeated are no change: no rewrite, no version', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const g1 = { variableName: 'g1', label: 'G1', type: 'Sales', expiresOn: '2025-01-01' };
+    const g2 = { variableName: 'g2', label: 'G2', type: 'Sales', expiresOn: { on: '2030-01-01', by: 'hr' } };
+    const login = h.sim.addUser('_host', { status: { value: 1, displayValue: 'Active', reason: 'hired' }, groups: { items: [g1, g2] } });
+    await h.sync({ full: true });
+    const versions = async () => (await h.t.query<{ n: string }>(`SELECT count(*) AS n FROM cpq.user_versions WHERE login = $1`, [login]))[0]!.n;
+    const before = await versions();
+    h.sim.updateUser(
+      '_host',
+      login,
+      {
+        status: { Reason: 'hired', displayValue: 'Active', value: 1 },
+        groups: { items: [{ ...g2, expiresOn: { by: 'hr', on: '2030-01-01' } }, { ...g1, expiresOn: '1999-01-01' }, g1], hasMore: false },
+      },
+      { touch: false },
+    );
+    const run = await h.sync({ full: true });
+    expect({ updated: run.updated, unchanged: run.unchanged }).toEqual({ updated: 0, unchanged: 3 });
+    expect(await versions()).toBe(before);
+    expect(await changesOf(h, run.runId)).toEqual([]);
+  });
+
   it('a change to a custom field alone is logged with that field, old and new', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     const login = h.sim.addUser('_host', { firstName: 'Ada', customAttr9: { tier: 1, tags: ['a'] } });

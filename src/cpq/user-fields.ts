@@ -144,48 +144,63 @@ const UNSET: unique symbol = Symbol('unset');
  * Picks the values of named fields of JSON objects by canonical name, by canonicalize's rule for
  * two spellings of one field, into an array in the order of `names` (undefined where absent):
  * no Map per object, since this runs for every user and each of its groups, permissions and
- * choice fields.
+ * choice fields. Keys neither picked nor `ignored` are the object's extras (see isExtra).
  */
 export class FieldPicker {
   private readonly slots: Map<string, number>;
+  private readonly ignored: ReadonlySet<string>;
   /**
    * Per spelling received, where its value goes: slot * 2, plus 1 when the spelling is the
-   * canonical one (which wins over any other, see spellingWins); -1 for a field not picked. One
-   * lookup per key of every record, instead of its canonical name and then its slot.
+   * canonical one (which wins over any other, see spellingWins); EXTRA for a field not picked,
+   * IGNORED for one of `ignored`. One lookup per key of every record, instead of its canonical
+   * name and then its slot.
    */
   private readonly bySpelling = new Map<string, number>();
-  /** How many keys of the object last picked were not picked (read right after pick: a reader may want them). */
-  unpicked = 0;
+  /** How many extras the object last picked had (read right after pick, so that a reader looks for them only when there are some). */
+  extras = 0;
 
-  constructor(readonly names: readonly string[]) {
+  /** `ignored`: lower-cased names of keys that are neither picked nor extras (links, paging). */
+  constructor(
+    readonly names: readonly string[],
+    ignored: readonly string[] = [],
+  ) {
     this.slots = new Map(names.map((name, i) => [name, i]));
+    this.ignored = new Set(ignored);
     if (this.slots.size !== names.length) throw new Error(`FieldPicker: a field named twice in ${names.join(', ')}`);
   }
 
   pick(record: Record<string, unknown>): unknown[] {
     const out = new Array<unknown>(this.names.length).fill(UNSET);
-    let unpicked = 0;
+    let extras = 0;
     // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
     for (const key of Object.keys(record)) {
       const code = this.bySpelling.get(key) ?? this.learn(key);
       // spellingWins, with whether the key is the canonical spelling read from the code's low bit.
-      if (code >= 0 && (out[code >> 1] === UNSET || (code & 1) === 1)) out[code >> 1] = record[key];
-      else if (code < 0) unpicked++;
+      if (code >= 0) {
+        if (out[code >> 1] === UNSET || (code & 1) === 1) out[code >> 1] = record[key];
+      } else if (code === EXTRA) extras++;
     }
-    this.unpicked = unpicked;
+    this.extras = extras;
     for (let i = 0; i < out.length; i++) if (out[i] === UNSET) out[i] = undefined;
     return out;
+  }
+
+  /** Whether `key` is neither picked nor ignored: a part of the object no column holds. */
+  isExtra(key: string): boolean {
+    return (this.bySpelling.get(key) ?? this.learn(key)) === EXTRA;
   }
 
   private learn(key: string): number {
     const name = canonicalFieldName(key);
     const slot = name === undefined ? undefined : this.slots.get(name);
-    const code = slot === undefined ? -1 : slot * 2 + (key === name ? 1 : 0);
+    const code = slot !== undefined ? slot * 2 + (key === name ? 1 : 0) : this.ignored.has(key.toLowerCase()) ? IGNORED : EXTRA;
     // Bounded: a hostile site could send a new spelling in every record.
     if (this.bySpelling.size < 10_000) this.bySpelling.set(key, code);
     return code;
   }
 }
+const EXTRA = -1;
+const IGNORED = -2;
 
 /** Re-keys one JSON object by canonical field names (see spellingWins for two spellings of one). */
 export function canonicalize(record: Record<string, unknown>): Map<string, unknown> {

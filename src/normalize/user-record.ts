@@ -9,7 +9,7 @@ import {
   stringifyExactJson,
   unstorableNumber,
 } from '../exact-json.js';
-import { FieldPicker, canonicalFieldName, isMappedField } from '../cpq/user-fields.js';
+import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
 import { canonicalTimestampMs, isCalendarDay } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
@@ -91,8 +91,11 @@ function describe(value: unknown): string {
 }
 
 class FieldReader {
-  /** Parts of nested objects that no column holds (see keepExtras), by path; most records have none. */
-  private extras: [string, unknown][] | undefined;
+  /**
+   * Parts of nested objects that no column holds (see keepExtras): per object's path, its extras
+   * by lower-cased key, with the key as sent. Most records have none.
+   */
+  private extras: Map<string, Map<string, [string, unknown]>> | undefined;
 
   /** `where` names the record in errors; built only when one is thrown. */
   constructor(private readonly where: () => string) {}
@@ -100,21 +103,35 @@ class FieldReader {
   /**
    * The keys of `object` (just picked by `picker`) that no column reads, kept for the content
    * digest: a status {value, displayValue, reason} whose reason changed is a changed record, though
-   * no column changed. Links and a collection's paging keys say nothing about the user.
+   * no column changed. Kept as the rows are: a later copy of the same object (a group listed
+   * twice) replaces an earlier one, and a key's spelling does not count (of `Reason` and `reason`
+   * in one object, the first in string order is kept). `path` names the object (a group by its
+   * variableName); `pathOf(path)` is called only when there is something to keep or replace, as
+   * this runs for every group and permission of every user.
    */
-  keepExtras(picker: FieldPicker, object: Record<string, unknown>, path: string): void {
-    if (picker.unpicked === 0) return;
-    for (const key of Object.keys(object)) {
-      const name = canonicalFieldName(key) ?? key;
-      if (picker.names.includes(name) || NOT_USER_DATA.has(key.toLowerCase())) continue;
-      (this.extras ??= []).push([`${path}.${key}`, object[key]]);
+  keepExtras<P>(picker: FieldPicker, object: Record<string, unknown>, path: P, pathOf: (path: P) => string): void {
+    if (picker.extras === 0) {
+      // An earlier copy's extras are replaced by this copy's none.
+      if (this.extras !== undefined) this.extras.delete(pathOf(path));
+      return;
     }
+    const kept = new Map<string, [string, unknown]>();
+    for (const key of Object.keys(object)) {
+      if (!picker.isExtra(key)) continue;
+      const lower = key.toLowerCase();
+      const other = kept.get(lower);
+      if (other === undefined || key < other[0]) kept.set(lower, [key, object[key]]);
+    }
+    (this.extras ??= new Map()).set(pathOf(path), kept);
   }
 
-  /** The kept extras as JSON, in path order; '' when there are none. */
+  /** The kept extras as JSON, in path order, their values' keys sorted; '' when there are none. */
   extrasJson(): string {
     if (this.extras === undefined) return '';
-    return stringifyExactJson(this.extras.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const parts: [string, unknown][] = [];
+    for (const [path, kept] of this.extras) for (const [lower, [, value]] of kept) parts.push([`${path}.${lower}`, withSortedKeys(value)]);
+    if (parts.length === 0) return '';
+    return stringifyExactJson(parts.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   fail(field: string, message: string): never {
@@ -203,18 +220,19 @@ class FieldReader {
   }
 }
 
-const CHOICE_PARTS = new FieldPicker(['value', 'displayValue']);
-const ITEMS = new FieldPicker(['items']);
-const GROUP_PARTS = new FieldPicker(['variableName', 'label', 'type']);
-const PERMISSION_PARTS = new FieldPicker(['type', 'variableName', 'name', 'hasAccess']);
+/** Keys of nested objects that are not the user's data: links; in an expanded collection, its paging too. */
+const LINKS = ['links'];
+const COLLECTION_KEYS = ['links', 'hasmore', 'limit', 'offset', 'count', 'totalresults'];
+const CHOICE_PARTS = new FieldPicker(['value', 'displayValue'], LINKS);
+const ITEMS = new FieldPicker(['items'], COLLECTION_KEYS);
+const GROUP_PARTS = new FieldPicker(['variableName', 'label', 'type'], LINKS);
+const PERMISSION_PARTS = new FieldPicker(['type', 'variableName', 'name', 'hasAccess'], LINKS);
 /** The fields of a user record normalize reads: USER_FIELDS (dateModified among them), then these. */
 const RECORD_FIELDS = new FieldPicker([...USER_FIELDS.map((spec) => spec.field), 'login', 'company', 'groups', 'accessPermissions']);
 // Where login, company, groups and accessPermissions are in RECORD_FIELDS.pick's result: FIELD_COUNT and on.
 const FIELD_COUNT = USER_FIELDS.length;
 const DATE_MODIFIED = USER_FIELDS.findIndex((spec) => spec.field === 'dateModified');
-const COMPANY_PARTS = new FieldPicker(['name', 'loginName']);
-/** Keys of nested objects that are not the user's data: links, and the paging of an expanded collection. */
-const NOT_USER_DATA = new Set(['links', 'hasmore', 'limit', 'offset', 'count', 'totalresults']);
+const COMPANY_PARTS = new FieldPicker(['name', 'loginName'], LINKS);
 
 /** Error labels of the two parts of each choice field, made once: this runs for every user. */
 const CHOICE_LABELS = new Map(USER_FIELDS.map((spec) => [spec, { value: `${spec.field}.value`, display: `${spec.field}.displayValue` }]));
@@ -238,7 +256,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
     case 'choiceInt': {
       // {value, displayValue}; a bare scalar is read as the value alone.
       const [raw, display] = isJsonObject(value) ? CHOICE_PARTS.pick(value) : [value, undefined];
-      if (isJsonObject(value)) reader.keepExtras(CHOICE_PARTS, value, spec.field);
+      if (isJsonObject(value)) reader.keepExtras(CHOICE_PARTS, value, spec.field, String);
       const labels = CHOICE_LABELS.get(spec)!;
       out.push(spec.kind === 'choiceInt' ? reader.integer(labels.value, raw) : reader.text(labels.value, raw));
       out.push(reader.text(labels.display, display));
@@ -250,7 +268,7 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
 function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
   const items = isJsonObject(value) ? ITEMS.pick(value)[0] : value;
-  if (isJsonObject(value)) reader.keepExtras(ITEMS, value, field);
+  if (isJsonObject(value)) reader.keepExtras(ITEMS, value, field, String);
   if (items === undefined || items === null) return [];
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
   // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
@@ -294,8 +312,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
     const [name, label, type] = GROUP_PARTS.pick(item);
     const variableName = reader.key(at.variableName, name);
     if (!variableName) reader.fail(at.variableName, 'is missing');
-    // The path only when there is something to keep: this runs for every group of every user.
-    if (GROUP_PARTS.unpicked > 0) reader.keepExtras(GROUP_PARTS, item, `groups[${JSON.stringify(variableName)}]`);
+    reader.keepExtras(GROUP_PARTS, item, variableName, groupPath);
     byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
   });
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
@@ -313,7 +330,7 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     const variableName = reader.key(at.variableName, nameValue);
     if (!type) reader.fail(at.type, 'is missing');
     if (!variableName) reader.fail(at.variableName, 'is missing');
-    if (PERMISSION_PARTS.unpicked > 0) reader.keepExtras(PERMISSION_PARTS, item, `accessPermissions[${JSON.stringify(`${type}/${variableName}`)}]`);
+    reader.keepExtras(PERMISSION_PARTS, item, [type, variableName], permissionPath);
     byKey.set(`${type}\u0001${variableName}`, { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) });
   });
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
@@ -324,7 +341,42 @@ function unknownFieldsJson(record: Record<string, unknown>): string {
   const unknown = Object.keys(record)
     .filter((k) => !isMappedField(k))
     .sort();
-  return unknown.length === 0 ? '' : stringifyExactJson(unknown.map((k) => [k, record[k]]));
+  return unknown.length === 0 ? '' : stringifyExactJson(unknown.map((k) => [k, withSortedKeys(record[k])]));
+}
+
+const groupPath = (variableName: string) => `groups[${JSON.stringify(variableName)}]`;
+const permissionPath = (key: [string, string]) => `accessPermissions[${JSON.stringify(key)}]`;
+
+/**
+ * A JSON value with the keys of its objects in string order, for the digest: JSON objects are
+ * unordered, so CPQ sending the same custom object with its keys in another order is no change.
+ * Returns `value` itself when its keys are in order already (the common case: no copy).
+ */
+function withSortedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const sorted = withSortedKeys(item);
+      if (sorted !== item) (copy ??= value.slice())[i] = sorted;
+    }
+    return copy ?? value;
+  }
+  if (!isJsonObject(value)) return value;
+  const keys = Object.keys(value);
+  let changed = false;
+  const values: unknown[] = [];
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    if (i > 0 && keys[i - 1]! > key) changed = true;
+    values.push(withSortedKeys(value[key]));
+    if (values[i] !== value[key]) changed = true;
+  }
+  if (!changed) return value;
+  // No prototype: a key "__proto__" is then an own key like any other, as JSON.parse made it.
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const i of keys.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : 1))) out[keys[i]!] = values[i];
+  return out;
 }
 
 /**
@@ -449,7 +501,7 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   let companyName: string | null = null;
   if (isJsonObject(company)) {
     companyName = reader.text('company.name', COMPANY_PARTS.pick(company)[0]);
-    reader.keepExtras(COMPANY_PARTS, company, 'company');
+    reader.keepExtras(COMPANY_PARTS, company, 'company', String);
   }
   const dateModified = reader.timestamp('dateModified', fields[DATE_MODIFIED]);
   const raw = storedAsSent ?? rawJson(reader, record);
@@ -466,6 +518,8 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
     dateModified,
   };
   // One object per user: the digest reads the row it is stored in.
-  row.contentHash = contentDigest(row, unknownFieldsJson(record) + reader.extrasJson());
+  // Apart, so that a top-level key "status.reason" and the part reason of status cannot read alike.
+  const extras = reader.extrasJson();
+  row.contentHash = contentDigest(row, extras === '' ? unknownFieldsJson(record) : `${unknownFieldsJson(record)}\u0004${extras}`);
   return row;
 }
