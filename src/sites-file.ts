@@ -123,28 +123,29 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
       }
       const expanded = expandVariables(text, env);
       if (typeof expanded !== 'string') {
-        errors.push(`${where(key)}: \${${expanded.missing}} names an environment variable that is not set`);
+        // A secret's text is not printed, not even the part of it that reads as a variable's name.
+        const name = SECRET_KEYS.has(key) ? '…' : expanded.missing;
+        errors.push(`${where(key)}: \${${name}} names an environment variable that is not set`);
         return;
       }
       overlay[variable] = expanded;
     };
-    for (const [key, value] of Object.entries(entry)) {
+    for (const [at, [key, value]] of Object.entries(entry).entries()) {
       if (key === 'name') continue;
       if (key === 'oauth') {
         if (!isRecord(value)) {
           errors.push(`${where('oauth')}: must be an object with tokenUrl, clientId, clientSecret or clientSecretFile, and scope`);
           continue;
         }
-        for (const [oauthKey, oauthValue] of Object.entries(value)) {
+        Object.entries(value).forEach(([oauthKey, oauthValue], at) => {
           const variable = OAUTH_KEYS[oauthKey];
-          if (variable === undefined || !Object.hasOwn(OAUTH_KEYS, oauthKey)) errors.push(`${where(`oauth.${oauthKey}`)}: unknown key`);
+          if (variable === undefined || !Object.hasOwn(OAUTH_KEYS, oauthKey)) errors.push(unknownKey(where, oauthKey, at, 'oauth.'));
           else setting(`oauth.${oauthKey}`, variable, oauthValue);
-        }
+        });
         continue;
       }
       const variable = SITE_KEYS[key];
-      if (variable === undefined || !Object.hasOwn(SITE_KEYS, key))
-        errors.push(`${where(key)}: unknown key (known: name, ${Object.keys(SITE_KEYS).join(', ')}, oauth)`);
+      if (variable === undefined || !Object.hasOwn(SITE_KEYS, key)) errors.push(unknownKey(where, key, at, ''));
       else setting(key, variable, value);
     }
     // A site that names any auth replaces the environment's auth whole. One that names none takes
@@ -162,6 +163,23 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
     if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay } });
   });
   return { sites, errors };
+}
+
+/** Settings whose text is a secret: never printed, in part or whole. */
+const SECRET_KEYS = new Set(['password', 'token', 'oauth.clientSecret']);
+
+/** What a setting's name looks like: a key that does not may be a value typed in its place (`{name: a, hunter2}`). */
+const NAME_LIKE = /^[A-Za-z][A-Za-z_-]{0,31}$/;
+
+/**
+ * An unknown key, named when it looks like a setting's name; else by its place, since it may be a
+ * secret written where its key should be (`password:S3cret` without the space is one key).
+ */
+function unknownKey(where: (key?: string) => string, key: string, at: number, prefix: string): string {
+  const known = prefix === '' ? `name, ${Object.keys(SITE_KEYS).join(', ')}, oauth` : Object.keys(OAUTH_KEYS).join(', ');
+  if (NAME_LIKE.test(key)) return `${where(`${prefix}${key}`)}: unknown key (known: ${known})`;
+  const place = prefix === '' ? 'the site' : 'its oauth';
+  return `${where()}: key ${at + 1} of ${place} is not a known key, and is not printed as it does not look like one (known: ${known})`;
 }
 
 /** A URL's origin (scheme, host, port), or undefined when it is not a URL. */
@@ -191,10 +209,14 @@ function settingText(value: unknown, list: boolean): string | undefined {
   return undefined;
 }
 
-/** Replaces each `${NAME}` by the environment variable NAME; reports the first one not set. */
+/**
+ * Replaces each `${NAME}` by the environment variable NAME; reports the first one not set.
+ * `$${NAME}` is the text `${NAME}` (a password may hold one).
+ */
 export function expandVariables(text: string, env: Env): string | { missing: string } {
   let missing: string | undefined;
-  const expanded = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_whole, name: string) => {
+  const expanded = text.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, escaped: string, name: string) => {
+    if (escaped) return whole.slice(1);
     const value = Object.hasOwn(env, name) ? env[name] : undefined;
     if (value === undefined) missing ??= name;
     return value ?? '';

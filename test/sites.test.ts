@@ -154,6 +154,32 @@ describe('CPQ_SITES_FILE', () => {
     expect(loadConfig({ CPQ_SITES_FILE: json }).sites[0]!.cpq.auth).toEqual({ kind: 'bearer', token: '12345678901234567890123' });
   });
 
+  test("a key that may be a secret typed in its place is named by its place, not printed; a secret setting's ${…} is not printed either", () => {
+    const sites = file(
+      'secret-keys.yaml',
+      `- {name: a, baseUrl: https://a.example.com, username: u, password:S3cret-pw}
+- name: b
+  baseUrl: https://b.example.com
+  username: u
+  password: \${hunter2pw}
+  oauht: x
+  oauth: {tokenUrl: https://b.example.com/t, clientId: c, clientSecret: q7Secret!, 'x9:Y7zz': 1}
+`,
+    );
+    const message = configError({ CPQ_SITES_FILE: sites });
+    for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz']) expect(message).not.toContain(secret);
+    expect(message).toContain('site "a": key 4 of the site is not a known key, and is not printed as it does not look like one');
+    expect(message).toContain('site "b", password: ${…} names an environment variable that is not set');
+    expect(message).toContain('site "b": key 4 of its oauth is not a known key');
+    // A key that reads as a name is named: a typo is found at once.
+    expect(message).toContain('site "b", oauht: unknown key (known: name, baseUrl,');
+  });
+
+  test('$${NAME} is the text ${NAME}: a password may hold one', () => {
+    const sites = file('escape.yaml', '- name: a\n  baseUrl: https://a.example.com\n  username: u\n  password: "p$${HOME}w${PW_PART}"\n');
+    expect(loadConfig({ CPQ_SITES_FILE: sites, PW_PART: 'x' }).sites[0]!.cpq.auth).toEqual({ kind: 'basic', username: 'u', password: 'p${HOME}wx' });
+  });
+
   test('a site without credentials never takes those the environment has for another host', () => {
     const sites = file('sites.yaml', '- name: same\n  baseUrl: https://prod.example.com/\n- name: client\n  baseUrl: https://client.example.org\n');
     const env = { CPQ_SITES_FILE: sites, CPQ_BASE_URL: 'https://prod.example.com', CPQ_USERNAME: 'u', CPQ_PASSWORD: 'prod-secret' };
