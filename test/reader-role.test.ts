@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, inject } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
-import { SITE_LOCK_CLASS } from '../src/db/sql/with-sync-lock.js';
+import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { SyncError } from '../src/errors.js';
 import { ALL_MIGRATIONS } from './helpers/database.js';
 import { it } from './helpers/harness.js';

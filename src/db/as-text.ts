@@ -7,12 +7,34 @@ import { sql, type Expression, type RawBuilder } from 'kysely';
  */
 
 /**
- * A timestamptz as ISO-8601 UTC text: milliseconds, as JavaScript's toISOString writes them, or
- * microseconds when the value has any (a JavaScript Date would drop them). Null stays null.
+ * A timestamptz as ISO-8601 UTC text: milliseconds, as JavaScript's toISOString writes them and
+ * CPQ sends dates (2025-09-26T12:17:59.000Z), or microseconds when the value has any
+ * (2025-09-26T12:17:59.123456Z; a JavaScript Date would drop them), whatever the session time
+ * zone. Null stays null. The SQL around the expression, once, for both forms below.
  */
+function isoUtcParts<E>(expr: E): (string | E)[] {
+  return [
+    `(to_char(`,
+    expr,
+    ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.') || to_char(`,
+    expr,
+    ` AT TIME ZONE 'UTC', CASE WHEN extract(microseconds FROM `,
+    expr,
+    `) % 1000 = 0 THEN 'MS' ELSE 'US' END) || 'Z')`,
+  ];
+}
+
+/** isoUtcParts for a Kysely query. */
 export function isoUtcText<T>(expr: Expression<T>): RawBuilder<null extends T ? string | null : string> {
-  return sql`(to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.')
-    || to_char(${expr} AT TIME ZONE 'UTC', CASE WHEN extract(microseconds FROM ${expr}) % 1000 = 0 THEN 'MS' ELSE 'US' END) || 'Z')`;
+  return sql.join(
+    isoUtcParts(expr).map((part) => (typeof part === 'string' ? sql.raw(part) : part)),
+    sql``,
+  );
+}
+
+/** isoUtcParts as SQL text, for SQL built as text (the merge's). */
+export function isoUtcSql(expr: string): string {
+  return isoUtcParts(expr).join('');
 }
 
 /**

@@ -1,8 +1,9 @@
 import { step, type Step } from '../db/steps.js';
 import { knownBeforeRun } from '../db/sql/known-before-run.js';
+import { isoUtcSql } from '../db/as-text.js';
 import { GROUP_STEPS } from './group-steps.js';
 import { MERGE_PARAMS, RUN_PARAMS, type MergeParam } from './merge-params.js';
-import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, isoUtc, unmappedFields } from './merge-sql.js';
+import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, unmappedFields } from './merge-sql.js';
 import { insertUsers, stageGroups } from './new-user-steps.js';
 
 /*
@@ -279,8 +280,8 @@ const logUserChanges = step(
      CASE WHEN c.action = 'insert' THEN NULL ELSE
        CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} || ${UNMAPPED_DIFF} END
        || CASE c.action
-            WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', ${isoUtc(`${p.effectiveAt}::timestamptz`)}))
-            WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', ${isoUtc('o.deleted_at')}, 'new', NULL))
+            WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', ${isoUtcSql(`${p.effectiveAt}::timestamptz`)}))
+            WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', ${isoUtcSql('o.deleted_at')}, 'new', NULL))
             ELSE '{}'::jsonb
           END
        || CASE WHEN g.user_id IS NULL THEN '{}'::jsonb

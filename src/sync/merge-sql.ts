@@ -1,4 +1,5 @@
 import { MAPPED_FIELD_KEYS } from '../cpq/user-fields.js';
+import { isoUtcSql } from '../db/as-text.js';
 import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 
 /*
@@ -18,20 +19,12 @@ const PG_TYPE: Record<string, string> = Object.fromEntries<string>([
   ...USER_VALUE_COLUMN_TYPES.map((c): [string, string] => [c.column, c.pgType]),
 ]);
 
-/**
- * A timestamptz as CPQ writes dates (2025-09-26T12:17:59.000Z), whatever the session time zone,
- * or with microseconds when it has any (2025-09-26T12:17:59.123456Z): the text the sync stores
- * from (src/date-time.ts) and exports print (isoUtcText, src/db/as-text.ts).
- */
-export const isoUtc = (expr: string) =>
-  `(to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.') || to_char(${expr} AT TIME ZONE 'UTC', CASE WHEN extract(microseconds FROM ${expr}) % 1000 = 0 THEN 'MS' ELSE 'US' END) || 'Z')`;
-
 /** A column value as JSON text; numbers and booleans print as JSON already, the rest goes through to_json. */
 const asJson = (expr: string, column: string) => {
   const type = PG_TYPE[column]!;
   if (['boolean', 'integer', 'bigint'].includes(type)) return `coalesce(${expr}::text, 'null')`;
   // The same ISO form CPQ sends and inserts are logged with, whatever the session time zone.
-  if (type === 'timestamptz') return `coalesce(to_json(${isoUtc(expr)})::text, 'null')`;
+  if (type === 'timestamptz') return `coalesce(to_json(${isoUtcSql(expr)})::text, 'null')`;
   return `coalesce(to_json(${expr})::text, 'null')`;
 };
 

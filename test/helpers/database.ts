@@ -6,7 +6,8 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createDb, createPool, type Db } from '../../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
-import { SITE_LOCK_CLASS, registerSite } from '../../src/db/sql/with-sync-lock.js';
+import { SITE_LOCK_CLASS } from '../../src/db/site-lock-key.js';
+import { registerSite } from '../../src/db/sql/with-sync-lock.js';
 
 /**
  * The tables about runs rather than users, as an SQL list: those a run writes outside its

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
-import { SITE_LOCK_CLASS } from './with-sync-lock.js';
+import { SITE_LOCK_CLASS } from '../site-lock-key.js';
 
 /** The session that holds the sync lock: its backend pid and since when it has been in its current state. */
 export interface SyncLockHolder {

@@ -2,14 +2,8 @@ import type pg from 'pg';
 import { sql } from 'kysely';
 import { SyncError } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+import { SITE_LOCK_CLASS } from '../site-lock-key.js';
 import { readSyncLockHolder } from './read-sync-lock-holder.js';
-
-/**
- * The first key of every site's sync lock ("cpqs" in ASCII); the second is the site's lock_id
- * (cpq.sites). Two-key advisory locks never collide with one-key ones (the commit-order lock, and
- * the single lock of releases before sites).
- */
-export const SITE_LOCK_CLASS = 1668313459;
 
 /**
  * Adds `site` to cpq.sites unless it is there (its first run, or its first scheduled tick);
