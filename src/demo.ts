@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, type AppConfig, type SiteConfig } from './config.js';
 import { openDatabase } from './db/connect.js';
+import { markDemoDatabase, readIsDemoDatabase } from './db/sql/demo-database.js';
 import { readSiteNames } from './db/sql/read-site-names.js';
 import type { Logger } from './logger.js';
 import { CpqSimulator } from './simulator/index.js';
@@ -71,12 +72,17 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
   const config = { ...loaded, sites: [site('emea', url), site('americas', americasUrl)], logLevel: base.logLevel };
   const database = await openDatabase(config, log, { databaseName: 'cpq_demo', concurrentRuns: 2 });
   try {
-    // A database that no run has used yet has no cpq schema: nothing to protect.
-    const others = (await readSiteNames(database.pool).catch(() => [])).filter((s) => !DEMO_SITES.includes(s));
-    if (others.length > 0) {
-      throw new ConfigError(
-        `demo: DATABASE_URL names a database that holds the sites ${others.join(', ')}; the demo writes simulated sites (${DEMO_SITES.join(', ')}) and would mix them in: unset DATABASE_URL (the demo then uses its own embedded Postgres) or name an empty database`,
-      );
+    // With DATABASE_URL, a database of the operator's: the demo writes only into one that no run
+    // has used (nothing to protect) or one it marked itself, never beside real sites, whatever
+    // their names. Its embedded Postgres is its own.
+    if (config.databaseUrl) {
+      const sites = await readSiteNames(database.pool).catch(() => []);
+      if (sites.some((s) => !DEMO_SITES.includes(s)) || (sites.length > 0 && !(await readIsDemoDatabase(database.pool)))) {
+        throw new ConfigError(
+          `demo: DATABASE_URL names a database that holds the sites ${sites.join(', ')}, not all written by the demo; the demo writes simulated sites (${DEMO_SITES.join(', ')}) and would mix them in: unset DATABASE_URL (the demo then uses its own embedded Postgres) or name an empty database`,
+        );
+      }
+      await markDemoDatabase(database.pool);
     }
     const out = (text: string) => process.stdout.write(`${text}\n`);
     out(`\nSimulated CPQ sites: emea at ${url}, americas at ${americasUrl}; database: ${database.where} (database cpq_demo)\n`);

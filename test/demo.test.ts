@@ -39,14 +39,30 @@ describe('cpq-sync demo', () => {
       expect(posts).toEqual([]);
       expect(await t.query(`SELECT count(*)::int AS n FROM cpq.alert_outbox`)).toEqual([{ n: 0 }]);
 
+      // The demo's own database (marked by its first run) takes it again.
+      const again = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn', ...alerts });
+      expect(again.code, again.stderr).toBe(0);
+
       await t.query(`INSERT INTO cpq.sites (name) VALUES ('production')`);
       const before = await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`);
       const refused = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn', ...alerts });
       expect(refused.code).toBe(2);
-      expect(refused.stderr).toContain('demo: DATABASE_URL names a database that holds the sites production; the demo writes simulated sites (emea, americas)');
+      expect(refused.stderr).toContain(
+        'demo: DATABASE_URL names a database that holds the sites americas, emea, production, not all written by the demo; the demo writes simulated sites (emea, americas)',
+      );
       expect(await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`)).toEqual(before);
     } finally {
       hook.close();
     }
+  });
+
+  it("a database whose real sites are named like the demo's (emea) is refused too: only a database the demo marked is its own", async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await t.query(`INSERT INTO cpq.sites (name) VALUES ('emea')`);
+    const refused = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn' });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('demo: DATABASE_URL names a database that holds the sites emea, not all written by the demo');
+    expect(await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`)).toEqual([{ n: 0 }]);
+    expect(await t.query(`SELECT obj_description('cpq'::regnamespace, 'pg_namespace') AS mark`)).toEqual([{ mark: null }]);
   });
 });
