@@ -2,6 +2,7 @@ import { inspect } from 'node:util';
 import { isLosslessNumber } from 'lossless-json';
 import { describe, expect } from 'vitest';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
+import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
 type Raw = Record<string, unknown>;
 /** A numeric field as its digits: partyId is a LosslessNumber, the other ids plain numbers. */
@@ -242,6 +243,40 @@ describe('integration users', () => {
     );
     await h.sync();
     const rows = await h.t.query<Raw>(`SELECT company_login, count(*)::int AS n FROM cpq.users GROUP BY 1`);
+    expect(rows).toEqual([{ company_login: '_host', n: 4 + 2 }]);
+  });
+
+  it("without CPQ_HOST_COMPANY, the host's own login name comes from the company list: one row per integration user, deleted with it", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
+    const first = await h.sync();
+    expect(first.warnings).toEqual([]);
+    const byCompany = async () =>
+      h.t.query<Raw>(
+        `SELECT company_login, count(*)::int AS n, count(*) FILTER (WHERE is_integration_user)::int AS integration FROM cpq.users WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`,
+      );
+    expect(await byCompany()).toEqual([{ company_login: '_host', n: 4 + 2, integration: 2 }]);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.deleteUser('_host', login);
+    await h.sync({ full: true });
+    expect(await byCompany()).toEqual([{ company_login: '_host', n: 4 + 1, integration: 1 }]);
+  });
+
+  it("an integration user's company that the company list does not have is taken to be the host, with a warning naming CPQ_HOST_COMPANY", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
+    // A list that names the host _host, not by its own name.
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.endsWith('/companies')) return;
+      req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => c.isHost === true && (c.loginName = '_host'))));
+    });
+    const run = await h.sync();
+    expect(run.warnings).toEqual([
+      'integration users name the company "cpq-mdb", which the company list does not have: taken to be the host\'s own login name (_host); set CPQ_HOST_COMPANY=cpq-mdb to say so',
+    ]);
+    const rows = await h.t.query<Raw>(`SELECT company_login, count(*)::int AS n FROM cpq.users GROUP BY 1 ORDER BY 1`);
     expect(rows).toEqual([{ company_login: '_host', n: 4 + 2 }]);
   });
 

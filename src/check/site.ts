@@ -165,7 +165,7 @@ export async function checkCompanies(client: CpqHttpClient, cpq: CpqConfig): Pro
   const all = cpq.companies.includes('*');
   let listed: string[];
   try {
-    listed = await listCompanies(client, cpq);
+    listed = (await listCompanies(client, cpq)).logins;
   } catch (err) {
     const detail = `the company list did not answer: ${errorMessage(err)}`;
     return all

@@ -52,9 +52,21 @@ export async function integrationUserDetail(client: CpqHttpClient, partyNumber: 
   return response.status === 404 ? undefined : response.body;
 }
 
-/** Login names of every company on the site (host first as `_host`), for CPQ_COMPANIES=*. */
-export async function listCompanies(client: CpqHttpClient, config: CpqConfig): Promise<string[]> {
+/** The site's companies as `GET /rest/v16/companies` lists them. */
+export interface CompanyList {
+  /** Login names of every company (the host as `_host`, whatever its own), for CPQ_COMPANIES=*. */
+  logins: string[];
+  /** Every login name the list gives, the host's own among them (integration users name it so: `cpq-mdb`). */
+  listed: Set<string>;
+  /** The host's own login names (of the entries with isHost), which integration users may name instead of `_host`. */
+  hostLogins: Set<string>;
+}
+
+/** The companies of the site (host first as `_host`). */
+export async function listCompanies(client: CpqHttpClient, config: CpqConfig): Promise<CompanyList> {
   const logins: string[] = [];
+  const listed = new Set<string>();
+  const hostLogins = new Set<string>();
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
     page.items.values().forEach((item, i) => {
       const record = isJsonObject(item) ? item : {};
@@ -68,9 +80,11 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
         throw new SyncError('data', `GET ${page.url}: company ${i}: ${errorMessage(err)}`);
       }
       logins.push(record.isHost === true ? '_host' : login);
+      listed.add(login);
+      if (record.isHost === true) hostLogins.add(login);
     });
   }
-  return [...new Set(logins)];
+  return { logins: [...new Set(logins)], listed, hostLogins };
 }
 
 /** How many users CPQ holds for one company now (totalResults of a one-record page); undefined when CPQ does not say. */

@@ -28,7 +28,10 @@ export interface AccessPermission {
 }
 
 export interface CompanyInfo {
+  /** The company in user paths (`_host` for the host). */
   loginName: string;
+  /** As the company list names it: the host by its own login name (hostLoginName), as integration users name it. */
+  listedLoginName: string;
   name: string;
   id: number;
   isHost: boolean;
@@ -453,12 +456,12 @@ export class SiteDataFactory {
   private makeCompanies(): CompanyInfo[] {
     const { hostLoginName, partnerCompanies } = this.settings;
     const hostName = hostLoginName === HOST_COMPANY ? 'cpq-sim' : hostLoginName;
-    const companies: CompanyInfo[] = [{ loginName: HOST_COMPANY, name: hostName, id: 4_000_001, isHost: true }];
+    const companies: CompanyInfo[] = [{ loginName: HOST_COMPANY, listedLoginName: hostLoginName, name: hostName, id: 4_000_001, isHost: true }];
     this.companyRefs.set(HOST_COMPANY, deepFreeze({ name: hostName, loginName: hostLoginName }));
     for (let i = 1; i <= partnerCompanies; i++) {
       const loginName = `partner${i}`;
       const name = `Partner Company ${i}`;
-      companies.push({ loginName, name, id: 4_000_001 + i * 17, isHost: false });
+      companies.push({ loginName, listedLoginName: loginName, name, id: 4_000_001 + i * 17, isHost: false });
       this.companyRefs.set(loginName, deepFreeze({ name, loginName }));
     }
     return companies;

@@ -81,7 +81,7 @@ export class CpqEndpoints {
     const collectionHref = `${this.restBase(request.origin, version)}/companies`;
     const items = this.store.companyList().map((company) => ({
       id: company.id,
-      loginName: company.loginName,
+      loginName: company.listedLoginName,
       name: company.name,
       isHost: company.isHost,
     }));

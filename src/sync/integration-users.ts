@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { CpqConfig } from '../config.js';
 import { pathSegmentProblem, type CpqHttpClient } from '../cpq/http-client.js';
 import type { Page } from '../cpq/paging.js';
-import { INTEGRATION_STREAM, integrationUserDetail, integrationUserPages } from '../cpq/streams.js';
+import { INTEGRATION_STREAM, integrationUserDetail, integrationUserPages, type CompanyList } from '../cpq/streams.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { readStoredRecords } from '../db/sql/read-stored-records.js';
 import { SyncError } from '../errors.js';
@@ -72,12 +72,33 @@ export function integrationEnabled(cpq: CpqConfig): boolean {
   return cpq.integrationUsers === 'on' || (cpq.integrationUsers === 'auto' && cpq.pathPrefix === '/cpq');
 }
 
-/** The company an integration user belongs to: its company.loginName, with the host's real login name mapped to `_host`. */
-function integrationCompany(record: Raw, cpq: CpqConfig): string {
-  const company = canonicalize(record).get('company');
-  const loginName = isJsonObject(company) ? canonicalize(company).get('loginName') : undefined;
-  if (typeof loginName !== 'string' || loginName === '' || loginName === cpq.hostCompany) return '_host';
-  return loginName;
+/**
+ * The company an integration user belongs to: its company.loginName, with the host's own login
+ * name mapped to `_host`, as the company feed names the host. The feed names the host by its own
+ * login (Oracle's samples: `cpq-mdb`); filed under that name, the user would be a second row
+ * beside its `_host` one, in a company no run reads in full, so never deleted. The host's own
+ * names: CPQ_HOST_COMPANY, the company list's isHost entries, and any name the list does not
+ * have (it lists the host and every partner organization), which the run warns of (`guessed`).
+ */
+export class IntegrationCompanies {
+  /** Names taken to be the host's because the company list does not have them. */
+  readonly guessed = new Set<string>();
+
+  constructor(
+    private readonly hostCompany: string | undefined,
+    private readonly list: CompanyList | undefined,
+  ) {}
+
+  of(record: Raw): string {
+    const company = canonicalize(record).get('company');
+    const loginName = isJsonObject(company) ? canonicalize(company).get('loginName') : undefined;
+    if (typeof loginName !== 'string' || loginName === '' || loginName === this.hostCompany) return '_host';
+    if (this.list === undefined || loginName === '_host') return loginName;
+    if (this.list.hostLogins.has(loginName)) return '_host';
+    if (this.list.listed.has(loginName)) return loginName;
+    this.guessed.add(loginName);
+    return '_host';
+  }
 }
 
 /**
@@ -88,6 +109,7 @@ function integrationCompany(record: Raw, cpq: CpqConfig): string {
 export async function readIntegrationUsers(
   http: CpqHttpClient,
   cpq: CpqConfig,
+  companies: IntegrationCompanies,
   progress: StreamProgress,
   log: Logger,
   onAbsent: (warning: string) => void,
@@ -99,7 +121,7 @@ export async function readIntegrationUsers(
     if (fields.has('groups')) return item;
     // The list did not expand groups: the detail endpoint has them.
     const partyNumber = fields.get('partyNumber');
-    const place = () => recordPlace(integrationCompany(item, cpq), fields.get('login'), `record ${i} of ${url}`);
+    const place = () => recordPlace(companies.of(item), fields.get('login'), `record ${i} of ${url}`);
     if (typeof partyNumber !== 'string') throw new RecordError(`${place()}: integration user without partyNumber, cannot read its groups`);
     // Refused here rather than by the URL builder, so that the error names the record and its field.
     const problem = pathSegmentProblem(partyNumber);
@@ -113,7 +135,7 @@ export async function readIntegrationUsers(
       const records = await allUntilFirstFailure(page.items.values(), cpq.concurrency, (item, i) => readRecord(item, i, page.url));
       records.forEach((record, i) => {
         if (!record) return;
-        const row = normalizeUser(record, { companyLogin: integrationCompany(record, cpq), isIntegrationUser: true, origin: page.url }, i);
+        const row = normalizeUser(record, { companyLogin: companies.of(record), isIntegrationUser: true, origin: page.url }, i);
         progress.saw([row]);
         found.add(userKey(row.companyLogin, row.login), record, page.url, i);
       });

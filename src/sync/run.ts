@@ -24,7 +24,7 @@ import { allUntilFirstFailure } from './all-until-first-failure.js';
 import { readCompany } from './company-read.js';
 import { deletableCompanies } from './deletion-guard.js';
 import { DirectLoad } from './direct-load.js';
-import { IntegrationUsers, integrationEnabled, readIntegrationUsers, stageIntegrationOnly } from './integration-users.js';
+import { IntegrationCompanies, IntegrationUsers, integrationEnabled, readIntegrationUsers, stageIntegrationOnly } from './integration-users.js';
 import { MergeBatches, mergeStaged } from './merge.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
@@ -185,16 +185,34 @@ export class SyncRun {
     const notBefore = clock.lastEffectiveAt === null ? -Infinity : clock.lastEffectiveAt.getTime() + 1;
     const effectiveAt = () => (this.effectiveAt ??= new Date(Math.max(Date.now() + clock.offsetMs, notBefore)));
     const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
+    const readAll = this.cpq.companies.includes('*');
     let integrationUsers = new IntegrationUsers();
+    let companyList = readAll ? await listCompanies(this.http, this.cpq) : undefined;
     if (integrationEnabled(this.cpq)) {
+      // The list tells the host's own login name, which integration users name it by.
+      if (companyList === undefined && this.cpq.hostCompany === undefined) {
+        companyList = await listCompanies(this.http, this.cpq).catch((err: unknown) => {
+          if (this.readSignal.aborted) throw err;
+          this.warn(
+            `integration users: the company list did not answer (${errorMessage(err)}), so an integration user that names the host by its own login name is filed under that name; set CPQ_HOST_COMPANY to it`,
+          );
+          return undefined;
+        });
+      }
       const progress = track(INTEGRATION_STREAM, sinceFor(INTEGRATION_STREAM));
-      integrationUsers = await readIntegrationUsers(this.http, this.cpq, progress, log, (warning) => {
+      const integrationCompanies = new IntegrationCompanies(this.cpq.hostCompany, companyList);
+      integrationUsers = await readIntegrationUsers(this.http, this.cpq, integrationCompanies, progress, log, (warning) => {
         // A site without the endpoint has no such stream: no report, no cursor.
         this.progress.splice(this.progress.indexOf(progress), 1);
         this.warn(warning);
       });
+      for (const name of integrationCompanies.guessed) {
+        this.warn(
+          `integration users name the company ${JSON.stringify(name)}, which the company list does not have: taken to be the host's own login name (_host); set CPQ_HOST_COMPANY=${name} to say so`,
+        );
+      }
     }
-    const companies = this.cpq.companies.includes('*') ? await listCompanies(this.http, this.cpq) : this.cpq.companies;
+    const companies = companyList !== undefined && readAll ? companyList.logins : this.cpq.companies;
     const firstLoads = await findFirstLoadCompanies(client, site, companies);
     const direct = new DirectLoad(client, pool, stager, site, runId, effectiveAt, config.directFirstLoad ? firstLoads : []);
     const read = {

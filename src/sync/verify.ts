@@ -24,7 +24,7 @@ export interface CompanyCountCheck {
  * and compares it with the users the database holds active.
  */
 export async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, site: string): Promise<CompanyCountCheck[]> {
-  const companies = cpq.companies.includes('*') ? await listCompanies(http, cpq) : cpq.companies;
+  const companies = cpq.companies.includes('*') ? (await listCompanies(http, cpq)).logins : cpq.companies;
   const now = new Map<string, number | undefined>();
   for (const company of companies) now.set(company, await companyUserCount(http, cpq, company));
   const stored = await readActiveCounts(pool, site, companies);
