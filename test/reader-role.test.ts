@@ -55,6 +55,7 @@ const REPORTING = [
   'retention_state',
   'erasures',
   'alert_outbox',
+  'commit_order',
 ];
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {
@@ -165,6 +166,26 @@ describe('cpq_reader', () => {
       await writer.query(`SELECT pg_advisory_unlock_all()`);
       writer.release();
     }
+  });
+
+  it("cannot hold up a run at its commit: the commit number is taken under a row lock a reader may not take (advisory keys are anyone's)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const reader = await loginAs(h.t.url);
+    await denied(reader, 'SELECT * FROM cpq.commit_order FOR UPDATE');
+    await denied(reader, 'SELECT * FROM cpq.commit_order FOR KEY SHARE');
+    await reader.query('BEGIN');
+    await denied(reader, 'LOCK TABLE cpq.commit_order IN ROW SHARE MODE');
+    await reader.query('ROLLBACK');
+    // Held for the whole run: the key schema 9 took its commit number under.
+    await reader.query('BEGIN');
+    await reader.query('SELECT pg_advisory_lock(109334590874993), * FROM cpq.commit_order');
+    const run = await h.sync();
+    expect(run.status).toBe('succeeded');
+    const [row] = await h.t.query<{ commit_seq: string | null }>(`SELECT commit_seq FROM cpq.sync_runs WHERE id = $1`, [run.runId]);
+    expect(row!.commit_seq).not.toBeNull();
+    await reader.query('ROLLBACK');
   });
 
   it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {
