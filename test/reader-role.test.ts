@@ -188,6 +188,18 @@ describe('cpq_reader', () => {
     await reader.query('ROLLBACK');
   });
 
+  it("cannot hold up runs by holding Kysely's migration lock (a fixed advisory key): a run with nothing to migrate does not take it", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const reader = await loginAs(h.t.url);
+    await reader.query('SELECT pg_advisory_lock(3853314791062309107)');
+    const run = await h.sync();
+    expect(run.status).toBe('succeeded');
+    await reader.query('SELECT pg_advisory_unlock_all()');
+  });
+
   it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     // As the role that runs the migrations, like a later migration would.

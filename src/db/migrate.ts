@@ -34,12 +34,12 @@ class SqlFileMigrationProvider implements MigrationProvider {
   }
 }
 
-/** Names of applied migrations this release does not have: the database was migrated by a newer one. */
-async function unknownAppliedMigrations(db: Db, known: string[]): Promise<string[]> {
+/** Names of the applied migrations; none when the database has no migration table yet. */
+async function appliedMigrations(db: Db): Promise<string[]> {
   const { rows: table } = await sql<{ present: boolean }>`SELECT to_regclass('cpq.kysely_migration') IS NOT NULL AS present`.execute(db);
   if (!table[0]?.present) return [];
   const { rows } = await sql<{ name: string }>`SELECT name FROM cpq.kysely_migration`.execute(db);
-  return rows.map((r) => r.name).filter((name) => !known.includes(name));
+  return rows.map((r) => r.name);
 }
 
 /** The log line for a database a newer release has migrated. */
@@ -58,11 +58,17 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   const provider = new SqlFileMigrationProvider(options.dir ?? MIGRATIONS_DIR);
   // Migrations only ever add, so an older release keeps working on a newer schema; Kysely would
   // refuse outright ("corrupted migrations"), stopping old workers during a rolling deploy.
-  const ahead = await unknownAppliedMigrations(db, Object.keys(await provider.getMigrations()));
+  const known = Object.keys(await provider.getMigrations());
+  const applied = await appliedMigrations(db);
+  const ahead = applied.filter((name) => !known.includes(name));
   if (ahead.length > 0) {
     options.onAhead?.(ahead);
     return [];
   }
+  // Nothing to apply (every run but the first after an upgrade): Kysely's migration lock is not
+  // taken. It is an advisory lock with a fixed key, which any role may hold (cpq_reader too), and
+  // a run waiting for it would wait up to an hour before its run record is even written.
+  if (known.every((name) => applied.includes(name))) return [];
   const migrator = new Migrator({ db, provider, migrationTableSchema: 'cpq' });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
