@@ -168,18 +168,31 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
 /** Settings whose text is a secret: never printed, in part or whole. */
 const SECRET_KEYS = new Set(['password', 'token', 'oauth.clientSecret']);
 
-/** What a setting's name looks like: a key that does not may be a value typed in its place (`{name: a, hunter2}`). */
-const NAME_LIKE = /^[A-Za-z][A-Za-z_-]{0,31}$/;
-
 /**
- * An unknown key, named when it looks like a setting's name; else by its place, since it may be a
- * secret written where its key should be (`password:S3cret` without the space is one key).
+ * An unknown key, named only when it is a near miss of a known one (a typo: `pasword`, `clientID`),
+ * which cannot be a secret; any other is named by its place, since it may be a secret typed where
+ * its key belongs (`password:S3cret` without the space is one key; so is a passphrase whose key
+ * was left out).
  */
 function unknownKey(where: (key?: string) => string, key: string, at: number, prefix: string): string {
-  const known = prefix === '' ? `name, ${Object.keys(SITE_KEYS).join(', ')}, oauth` : Object.keys(OAUTH_KEYS).join(', ');
-  if (NAME_LIKE.test(key)) return `${where(`${prefix}${key}`)}: unknown key (known: ${known})`;
+  const keys = prefix === '' ? ['name', ...Object.keys(SITE_KEYS), 'oauth'] : Object.keys(OAUTH_KEYS);
+  const known = keys.join(', ');
+  const near = keys.find((k) => editDistanceAtMost(key.toLowerCase(), k.toLowerCase(), 2));
+  if (near !== undefined) return `${where(`${prefix}${key}`)}: unknown key; did you mean ${prefix}${near}? (known: ${known})`;
   const place = prefix === '' ? 'the site' : 'its oauth';
-  return `${where()}: key ${at + 1} of ${place} is not a known key, and is not printed as it does not look like one (known: ${known})`;
+  return `${where()}: key ${at + 1} of ${place} is not a known key, and is not printed as it is not close to one (known: ${known})`;
+}
+
+/** Whether `a` becomes `b` by at most `max` one-character insertions, deletions or replacements. */
+function editDistanceAtMost(a: string, b: string, max: number): boolean {
+  if (Math.abs(a.length - b.length) > max || a.length > 64) return false;
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]! <= max;
 }
 
 /** A URL's origin (scheme, host, port), or undefined when it is not a URL. */

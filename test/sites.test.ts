@@ -137,8 +137,8 @@ describe('CPQ_SITES_FILE', () => {
       'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
       'site "auth", more than one CPQ auth method is configured (basic, bearer)',
       'site "vars", baseUrl: ${NOT_SET} names an environment variable that is not set',
-      'site "vars", colour: unknown key',
-      'site "vars", oauth.clientID: unknown key',
+      'site "vars": key 3 of the site is not a known key, and is not printed as it is not close to one',
+      'site "vars", oauth.clientID: unknown key; did you mean oauth.clientId?',
       'site "vars", cron: "every day" is not a cron expression',
     ]) {
       expect(message).toContain(expected);
@@ -163,16 +163,17 @@ describe('CPQ_SITES_FILE', () => {
   username: u
   password: \${hunter2pw}
   oauht: x
-  oauth: {tokenUrl: https://b.example.com/t, clientId: c, clientSecret: q7Secret!, 'x9:Y7zz': 1}
+  oauth: {tokenUrl: https://b.example.com/t, clientId: c, clientSecret: q7Secret!, 'x9:Y7zz': 1, correct-horse-battery-staple}
 `,
     );
     const message = configError({ CPQ_SITES_FILE: sites });
-    for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz']) expect(message).not.toContain(secret);
-    expect(message).toContain('site "a": key 4 of the site is not a known key, and is not printed as it does not look like one');
+    for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz', 'horse']) expect(message).not.toContain(secret);
+    expect(message).toContain('site "a": key 4 of the site is not a known key, and is not printed as it is not close to one');
     expect(message).toContain('site "b", password: ${…} names an environment variable that is not set');
     expect(message).toContain('site "b": key 4 of its oauth is not a known key');
-    // A key that reads as a name is named: a typo is found at once.
-    expect(message).toContain('site "b", oauht: unknown key (known: name, baseUrl,');
+    expect(message).toContain('site "b": key 5 of its oauth is not a known key');
+    // A near miss of a known key is named: a typo is found at once.
+    expect(message).toContain('site "b", oauht: unknown key; did you mean oauth? (known: name, baseUrl,');
   });
 
   test('$${NAME} is the text ${NAME}: a password may hold one', () => {
