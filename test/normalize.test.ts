@@ -159,6 +159,24 @@ describe('normalizing a CPQ user record', () => {
     expect(groups(g1({ links: [{ href: 'a' }] }))).toBe(groups(g1({})));
   });
 
+  it('digests apart what reads alike only once written out: a value holding a separator, a value sent in another JSON form', () => {
+    const digest = (record: Record<string, unknown>) => normalizeUser({ login: 'jj', ...record }, source, 0).contentHash;
+    expect(digest({ firstName: 'Ann\u0001Marie', lastName: 'Smith' })).not.toBe(digest({ firstName: 'Ann', lastName: 'Marie\u0001Smith' }));
+    expect(digest({ phone: null, fax: '\u0001' })).not.toBe(digest({ phone: '\u0002', fax: '' }));
+    // The same column values, but CPQ said them otherwise: raw changes, so the record did.
+    for (const [a, b] of [
+      [{ phone: 5551234 }, { phone: '5551234' }],
+      [{ isNotifyEmail: true }, { isNotifyEmail: 'true' }],
+      [{ status: { value: 1 } }, { status: { value: '1' } }],
+      [{ partyId: '' }, { partyId: null }],
+      [{ partyId: 12 }, { partyId: '12' }],
+      [{ lastLogin: '2025-09-26T12:17:59.000Z' }, { lastLogin: '2025-09-26T14:17:59+02:00' }],
+    ] as const) {
+      expect(digest(a), JSON.stringify([a, b])).not.toBe(digest(b));
+      expect(digest(a)).toBe(digest(structuredClone(a)));
+    }
+  });
+
   it('refuses a list CPQ says it sent in part (hasMore, or totalResults above its items): taken whole, the rest would be removed', () => {
     const g1 = { variableName: 'g1', label: 'G1', type: 'Sales' };
     expect(() => normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: true, limit: 1 } }, source, 2)).toThrow(

@@ -66,6 +66,9 @@ const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MIN = -(2n ** 31n);
 const INT32_MAX = 2n ** 31n - 1n;
 const NUL = '\u0000';
+/** NUL, or a character contentDigest marks with (\u0001-\u0005). */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const NUL_OR_DIGEST_MARK = /[\u0000-\u0005]/;
 const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
 /** A UTC designator or offset at the end of a date-time; without one, CPQ's documented UTC is meant. */
 const ZONE_SUFFIX = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
@@ -96,6 +99,24 @@ class FieldReader {
    * by lower-cased key, with the key as sent. Most records have none.
    */
   private extras: Map<string, Map<string, [string, unknown]>> | undefined;
+
+  /** Whether a text value holds a character the content digest separates values with (see contentDigest). */
+  holdsDigestMarks = false;
+  /**
+   * Fields whose value was read from another JSON form than CPQ's own (5551234 for "5551234",
+   * "true" for true, a time with an offset): the same column value, but another record, so the
+   * digest counts the form. Not inside group and permission items, whose labels carry the index.
+   */
+  private otherForms: string[] | undefined;
+
+  /** The fields read from another form, for the digest; '' when none. */
+  otherFormsText(): string {
+    return this.otherForms === undefined ? '' : this.otherForms.join('\u0001');
+  }
+
+  private readInOtherForm(field: string): void {
+    if (!field.includes('[')) (this.otherForms ??= []).push(field);
+  }
 
   /** `where` names the record in errors; built only when one is thrown. */
   constructor(private readonly where: () => string) {}
@@ -143,14 +164,18 @@ class FieldReader {
     if (typeof value === 'string') {
       const literal = markedNumberLiteral(value);
       if (literal !== undefined) return literal;
-      if (value.includes(NUL)) this.fail(field, unstorableNumber(value) ?? 'contains a NUL character, which Postgres text cannot store');
+      if (NUL_OR_DIGEST_MARK.test(value)) {
+        if (value.includes(NUL)) this.fail(field, unstorableNumber(value) ?? 'contains a NUL character, which Postgres text cannot store');
+        // Group and permission items are digested as JSON: only the values written apart count.
+        if (!field.includes('[')) this.holdsDigestMarks = true;
+      }
       return value;
     }
     // A number in a text column is stored as it was written: 1.50 stays 1.50.
-    const literal = numberLiteralOf(value);
-    if (literal !== undefined) return literal;
-    if (typeof value === 'boolean') return String(value);
-    return this.fail(field, `must be text, got ${describe(value)}`);
+    const literal = numberLiteralOf(value) ?? (typeof value === 'boolean' ? String(value) : undefined);
+    if (literal === undefined) return this.fail(field, `must be text, got ${describe(value)}`);
+    this.readInOtherForm(field);
+    return literal;
   }
 
   /** Text that is part of an index key (login, partyNumber, group and permission names): bounded in size. */
@@ -166,11 +191,15 @@ class FieldReader {
   boolean(field: string, value: unknown): boolean | null {
     if (value === null || value === undefined) return null;
     if (typeof value === 'boolean') return value;
-    if (value === 'true' || value === 'false') return value === 'true';
+    if (value === 'true' || value === 'false') {
+      this.readInOtherForm(field);
+      return value === 'true';
+    }
     return this.fail(field, `must be true or false, got ${describe(value)}`);
   }
 
   bigint(field: string, value: unknown): string | null {
+    if (value === '') this.readInOtherForm(field);
     if (value === null || value === undefined || value === '') return null;
     return this.whole(field, value, INT64_MIN, INT64_MAX, 'a 64-bit integer');
   }
@@ -185,13 +214,18 @@ class FieldReader {
     const n = integerValue(value);
     if (n === undefined) return this.fail(field, `must be a whole number, got ${describe(value)}`);
     if (n < min || n > max) return this.fail(field, `${describe(value)} does not fit in ${column}`);
-    return n.toString();
+    const digits = n.toString();
+    // A number written so (not "12", nor 1.2E1 for 12); a double without a String per value.
+    const sameForm = typeof value === 'number' ? Number.isSafeInteger(value) && !Object.is(value, -0) : numberLiteralOf(value) === digits;
+    if (!sameForm) this.readInOtherForm(field);
+    return digits;
   }
 
   timestamp(field: string, value: unknown): string | null {
     if (value === null || value === undefined || value === '') return null;
     // CPQ's own format is already canonical: no need to parse and re-print it.
     if (typeof value === 'string' && canonicalTimestampMs(value) !== undefined) return value;
+    this.readInOtherForm(field);
     const date = typeof value === 'string' ? DATE_PART.exec(value) : null;
     // V8 rolls 2025-02-31 over to March 3rd: check the calendar day ourselves. Year 0 does not exist in Postgres.
     if (typeof value !== 'string' || !date || date[1] === '0000' || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3]))) {
@@ -383,9 +417,16 @@ function withSortedKeys(value: unknown): unknown {
  * Digest of everything a record says: every mapped value, the sorted groups and permissions,
  * and the unmapped fields. Links, key order and field-name spelling do not count.
  */
-function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'>, unknown: string): string {
-  let text = `${row.companyLogin}\u0001${row.login}\u0001${row.isIntegrationUser}\u0001${row.companyName}\u0001`;
-  for (const v of row.values) text += v === null ? '\u0002' : `${v}\u0001`;
+function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'>, unknown: string, holdsDigestMarks: boolean): string {
+  let text: string;
+  if (holdsDigestMarks || NUL_OR_DIGEST_MARK.test(row.companyLogin)) {
+    // A value holding a separator could read as two (Ann\u0001Marie, Smith against Ann, Marie\u0001Smith):
+    // such a record's values are written as JSON instead, marked so as to read unlike any other.
+    text = `\u0005${JSON.stringify([row.companyLogin, row.login, row.isIntegrationUser, row.companyName, row.values])}`;
+  } else {
+    text = `${row.companyLogin}\u0001${row.login}\u0001${row.isIntegrationUser}\u0001${row.companyName}\u0001`;
+    for (const v of row.values) text += v === null ? '\u0002' : `${v}\u0001`;
+  }
   text += row.groups === undefined ? '\u0003' : JSON.stringify(row.groups);
   text += row.accessPermissions === undefined ? '\u0003' : JSON.stringify(row.accessPermissions);
   // The one-shot hash: no Hash object per user.
@@ -520,6 +561,10 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   // One object per user: the digest reads the row it is stored in.
   // Apart, so that a top-level key "status.reason" and the part reason of status cannot read alike.
   const extras = reader.extrasJson();
-  row.contentHash = contentDigest(row, extras === '' ? unknownFieldsJson(record) : `${unknownFieldsJson(record)}\u0004${extras}`);
+  const otherForms = reader.otherFormsText();
+  let unknown = unknownFieldsJson(record);
+  if (extras !== '') unknown += `\u0004${extras}`;
+  if (otherForms !== '') unknown += `\u0006${otherForms}`;
+  row.contentHash = contentDigest(row, unknown, reader.holdsDigestMarks);
   return row;
 }
