@@ -4,6 +4,7 @@ import { LosslessNumber } from '../src/exact-json.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent, expectInSync } from './helpers/db-equals-simulator.js';
 import { type Harness, it } from './helpers/harness.js';
+import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /**
  * The change log names every change and invents none: a record that says what the stored one
@@ -120,6 +121,45 @@ describe('restated records', () => {
     expect({ updated: run.updated, unchanged: run.unchanged }).toEqual({ updated: 0, unchanged: 3 });
     expect(await versions()).toBe(before);
     expect(await changesOf(h, run.runId)).toEqual([]);
+  });
+
+  it('groups or permissions sent without items (a collection not expanded: links only, {}, items null) leave the memberships as they are', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const login = h.sim.addUser('_host', {
+      groups: { items: [{ variableName: 'g1', label: 'G1', type: 'Sales' }] },
+      accessPermissions: { items: [{ type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: true }] },
+    });
+    await h.sync({ full: true });
+    const relations = async () =>
+      h.t.query(
+        `SELECT (SELECT array_agg(group_variable_name) FROM cpq.user_groups g WHERE g.user_id = u.id) AS groups,
+                (SELECT array_agg(variable_name) FROM cpq.user_access_permissions p WHERE p.user_id = u.id) AS permissions
+         FROM cpq.users u WHERE login = $1`,
+        [login],
+      );
+    const before = await relations();
+    expect(before).toEqual([{ groups: ['g1'], permissions: ['laptops'] }]);
+    const links = { links: [{ rel: 'child', href: 'https://site.example.com/rest/v16/companies/_host/users/x/groups' }] };
+    for (const [round, groups, accessPermissions] of [
+      [1, links, {}],
+      [2, { items: null }, links],
+    ] as const) {
+      h.sim.updateUser('_host', login, { firstName: `Renamed ${round}` });
+      // As sent: the simulator always expands them.
+      scriptRequests(h.sim, async (req) => {
+        if (!req.path.endsWith('/users')) return;
+        req.reply(
+          editPage(await req.real(), (page) => page.items.filter((u) => u.login === login).forEach((u) => Object.assign(u, { groups, accessPermissions }))),
+        );
+      });
+      const run = await h.sync({ full: true });
+      expect(await relations()).toEqual(before);
+      const rows = await changesOf(h, run.runId);
+      expect(rows.map((r) => Object.keys(r.diff ?? {}).filter((k) => !k.startsWith('raw.') && k !== 'date_modified'))).toEqual([['first_name']]);
+    }
+    await expectChangeLogConsistent(h.t);
   });
 
   it('a change to a custom field alone is logged with that field, old and new', async ({ startHarness }) => {

@@ -303,7 +303,9 @@ function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] 
   if (value === undefined || value === null) return undefined;
   const items = isJsonObject(value) ? ITEMS.pick(value)[0] : value;
   if (isJsonObject(value)) reader.keepExtras(ITEMS, value, field, String);
-  if (items === undefined || items === null) return [];
+  // A collection without items ({links} of one not expanded, {}, items null) says nothing of its
+  // members: not carried, as a missing field. Read as empty, every membership would be removed.
+  if (items === undefined || items === null) return undefined;
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
   // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
   if (isJsonObject(value)) {
