@@ -133,6 +133,7 @@ export const envSchema = z.object({
   CPQ_ZIP_MAX_ENTRIES: integer(1000, 1, 1_000_000),
   CPQ_ZIP_MAX_RATIO: integer(200, 2, 100_000),
   CPQ_ZIP_MAX_TOTAL_BYTES: integer(16 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
+  CPQ_ZIP_DOWNLOAD_TIMEOUT: duration('2h'),
   TMPDIR: optionalText,
 
   CPQ_SITES_FILE: optionalText,

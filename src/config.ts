@@ -39,7 +39,7 @@ export interface CpqConfig {
   /** Largest response body read into memory (a JSON page), and largest page of zip records, in bytes. */
   maxPageBytes: number;
   exportFormat: 'json' | 'zip';
-  zip: { maxBytes: number; maxEntries: number; maxRatio: number; maxTotalBytes: number; tmpDir: string | undefined };
+  zip: { maxBytes: number; maxEntries: number; maxRatio: number; maxTotalBytes: number; downloadTimeoutMs: number; tmpDir: string | undefined };
 }
 
 /** One CPQ site: its name (the `site` of every row it writes), how to read it, and its schedule. */
@@ -287,6 +287,7 @@ export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefine
       maxEntries: parsed.CPQ_ZIP_MAX_ENTRIES,
       maxRatio: parsed.CPQ_ZIP_MAX_RATIO,
       maxTotalBytes: parsed.CPQ_ZIP_MAX_TOTAL_BYTES,
+      downloadTimeoutMs: parsed.CPQ_ZIP_DOWNLOAD_TIMEOUT,
       tmpDir: parsed.TMPDIR,
     },
   };

@@ -51,6 +51,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+const HOUR = 3_600_000;
 const body = Buffer.from('PK\u0003\u0004'.padEnd(4000, 'x'));
 
 describe('downloadToFile', () => {
@@ -60,7 +61,7 @@ describe('downloadToFile', () => {
       res.end(body);
     });
     const path = join(dir, 'a.zip');
-    const result = await client(base).downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20 });
+    const result = await client(base).downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20, timeoutMs: HOUR });
     expect(result).toEqual({ url: `${base}/x`, bytes: body.length, contentType: 'application/zip' });
     expect(await readFile(path)).toEqual(body);
     expect(attempts[0]!.headers).toMatchObject({ accept: 'application/zip', authorization: 'Basic c3luYzpzM2NyZXQ=' });
@@ -80,9 +81,30 @@ describe('downloadToFile', () => {
       accept: 'application/zip',
       path: join(dir, 'a.zip'),
       maxBytes: 1 << 20,
+      timeoutMs: HOUR,
     });
     expect(Date.now() - started).toBeGreaterThan(700);
     expect(result.bytes).toBe(4000);
+  });
+
+  it('gives up, without retrying, on a body still arriving after CPQ_ZIP_DOWNLOAD_TIMEOUT (a trickle never stalls)', async () => {
+    const base = await serve(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/zip' });
+      for (let i = 0; i < 40 && !res.destroyed; i++) {
+        res.write(body.subarray(i, i + 1));
+        await sleep(50);
+      }
+      res.end();
+    });
+    const http = client(base, { CPQ_REQUEST_TIMEOUT: '400ms' });
+    const err = await http
+      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20, timeoutMs: 500 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SyncError);
+    expect((err as SyncError).message).toMatch(
+      new RegExp(`^GET ${base}/x: the export was still arriving after 500ms \\(CPQ_ZIP_DOWNLOAD_TIMEOUT\\); \\d+ bytes read$`),
+    );
+    expect(http.stats.requests).toBe(1);
   });
 
   it('gives up on a body that stalls longer than the request timeout, retries, and starts the file over', async () => {
@@ -94,7 +116,7 @@ describe('downloadToFile', () => {
     });
     const http = client(base, { CPQ_REQUEST_TIMEOUT: '300ms' });
     const path = join(dir, 'a.zip');
-    await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20 });
+    await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20, timeoutMs: HOUR });
     expect(await readFile(path)).toEqual(body);
     expect(http.stats).toEqual({ requests: 2, retries: { network: 1 } });
   });
@@ -105,7 +127,7 @@ describe('downloadToFile', () => {
       res.write(body.subarray(0, 100));
     });
     const err = await client(base, { CPQ_REQUEST_TIMEOUT: '200ms', CPQ_MAX_RETRIES: '1' })
-      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 })
+      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20, timeoutMs: HOUR })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SyncError);
     expect((err as SyncError).message).toBe(`GET ${base}/x: CPQ unreachable after 2 attempts (no data for 0.2s)`);
@@ -122,10 +144,10 @@ describe('downloadToFile', () => {
       }
     });
     const http = client(base);
-    await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 });
+    await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20, timeoutMs: HOUR });
     expect(http.stats.retries).toEqual({ 503: 1 });
     const err = await http
-      .downloadToFile(`${base}/denied`, { accept: 'application/zip', path: join(dir, 'b.zip'), maxBytes: 1 << 20 })
+      .downloadToFile(`${base}/denied`, { accept: 'application/zip', path: join(dir, 'b.zip'), maxBytes: 1 << 20, timeoutMs: HOUR })
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'auth', message: `GET ${base}/denied: CPQ refused the credentials (401); check the CPQ_* auth settings` });
   });
@@ -137,7 +159,7 @@ describe('downloadToFile', () => {
       res.write(Buffer.alloc(1 << 20, 0x20)); // and it goes on; only the start is read
     });
     const err = await client(base)
-      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 })
+      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20, timeoutMs: HOUR })
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'source', message: `GET ${base}/x: CPQ answered 406 with an HTML page ("<html><body>Not Acceptable</body></html>…")` });
   });
@@ -149,7 +171,9 @@ describe('downloadToFile', () => {
     });
     const http = client(base);
     for (const path of ['/announced', '/chunked']) {
-      const err = await http.downloadToFile(`${base}${path}`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1024 }).catch((e: unknown) => e);
+      const err = await http
+        .downloadToFile(`${base}${path}`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1024, timeoutMs: HOUR })
+        .catch((e: unknown) => e);
       expect(err, path).toMatchObject({ kind: 'data' });
       expect((err as Error).message).toMatch(
         new RegExp(`^GET ${base}${path}: the export is (4000 bytes, )?(larger|more) than CPQ_ZIP_MAX_BYTES \\(1024( bytes)?\\)`),
@@ -164,7 +188,12 @@ describe('downloadToFile', () => {
       res.write(body.subarray(0, 100));
     });
     const abort = new AbortController();
-    const pending = client(base, {}, abort.signal).downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20 });
+    const pending = client(base, {}, abort.signal).downloadToFile(`${base}/x`, {
+      accept: 'application/zip',
+      path: join(dir, 'a.zip'),
+      maxBytes: 1 << 20,
+      timeoutMs: HOUR,
+    });
     setTimeout(() => abort.abort(), 100);
     await expect(pending).rejects.toMatchObject({ kind: 'interrupted' });
   });

@@ -233,11 +233,14 @@ export class CpqHttpClient {
    * many minutes): it bounds the wait for the response headers and every pause between two
    * pieces of the body, so a stalled download fails while a slow, steady one completes.
    * A body larger than `maxBytes` (announced or actually sent) fails as 'data' without retrying;
-   * the message names CPQ_ZIP_MAX_BYTES, the setting it comes from.
+   * the message names CPQ_ZIP_MAX_BYTES, the setting it comes from. A body still arriving
+   * `timeoutMs` after the request was sent fails without retrying (CPQ_ZIP_DOWNLOAD_TIMEOUT): a
+   * site trickling a byte now and then would otherwise hold the run, its transaction and its
+   * site's sync lock for as long as it liked.
    */
-  async downloadToFile(url: string, options: { accept: string; path: string; maxBytes: number }): Promise<DownloadResult> {
+  async downloadToFile(url: string, options: { accept: string; path: string; maxBytes: number; timeoutMs: number }): Promise<DownloadResult> {
     const timeoutMs = this.config.requestTimeoutMs;
-    return this.withRetries(url, { accept: options.accept, stallMs: timeoutMs }, async (response, stall) => {
+    return this.withRetries(url, { accept: options.accept, stallMs: timeoutMs }, async (response, stall, sentAt) => {
       stall.restart(timeoutMs);
       if (!response.ok) {
         const text = await readHead(response, 4096);
@@ -257,6 +260,12 @@ export class CpqHttpClient {
       try {
         for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) {
           stall.restart(timeoutMs);
+          if (performance.now() - sentAt > options.timeoutMs) {
+            throw new SyncError(
+              'source',
+              `GET ${url}: the export was still arriving after ${describeDelay(options.timeoutMs)} (CPQ_ZIP_DOWNLOAD_TIMEOUT); ${bytes} bytes read`,
+            );
+          }
           bytes += chunk.byteLength;
           if (bytes > options.maxBytes) {
             throw new SyncError('data', `GET ${url}: the export is larger than CPQ_ZIP_MAX_BYTES (${options.maxBytes} bytes)`);

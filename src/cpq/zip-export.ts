@@ -175,7 +175,12 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
   let archive: ZipArchive | undefined;
   try {
     const path = join(dir, 'export.zip');
-    const download = await client.downloadToFile(url, { accept: 'application/zip', path, maxBytes: config.zip.maxBytes });
+    const download = await client.downloadToFile(url, {
+      accept: 'application/zip',
+      path,
+      maxBytes: config.zip.maxBytes,
+      timeoutMs: config.zip.downloadTimeoutMs,
+    });
     await checkIsZip(path, download);
     interrupted();
     archive = await ZipArchive.open(path, config.zip);
