@@ -243,4 +243,30 @@ describe('run lifecycle', () => {
     const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs`);
     expect(runs).toEqual([{ status: 'interrupted' }]);
   });
+
+  it('a signal while the run waits at its commit (another run holds the commit order) still rolls it back', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const holder = await h.t.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT * FROM cpq.commit_order FOR UPDATE');
+      const controller = new AbortController();
+      const failed = h.syncError({ signal: controller.signal });
+      // Until the run waits for the row lock at its last statement.
+      for (let waiting = 0; waiting === 0;) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const [row] = await h.t.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sync_runs%'`,
+        );
+        waiting = row!.n;
+      }
+      controller.abort();
+      await holder.query('ROLLBACK');
+      expect(await failed).toHaveProperty('kind', 'interrupted');
+    } finally {
+      holder.release();
+    }
+    expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toEqual([]);
+    expect(await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs`)).toEqual([{ status: 'interrupted' }]);
+  });
 });

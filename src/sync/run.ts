@@ -123,6 +123,9 @@ export class SyncRun {
       await client.query('SET LOCAL random_page_cost = 1.1');
       runLog.debug({ lz4: await preferLz4Compression(client) }, 'compression of what the run writes');
       const result = await this.inTransaction(client, runId, runLog);
+      // The last statement may have waited (another site's run holding the commit order): a signal
+      // that came meanwhile still rolls the run back, as it would have a moment earlier.
+      if (this.options.signal?.aborted) throw new SyncError('interrupted', 'the run was interrupted (signal) before it finished');
       await client.query('COMMIT');
       runLog.info({ ...result, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
       // After the commit: ANALYZE holds a lock on the tables until its transaction ends, which
