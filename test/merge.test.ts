@@ -125,6 +125,8 @@ describe('direct first loads and merge batches', () => {
       const firstPage = repeatOnSecondPage(h.sim, 2, (u) => ({
         ...u,
         lastName: 'Later copy',
+        partyNumber: 'LATER',
+        dateModified: '2030-01-01T00:00:00.000Z',
         groups: { items: [{ variableName: 'late', label: 'Late', type: 'Sales' }] },
         accessPermissions: { items: [] },
       }));
@@ -133,10 +135,16 @@ describe('direct first loads and merge batches', () => {
       const repeated = firstPage.slice(-2).map((u) => String(u.login));
       const rows = await h.t.query<Raw>(`SELECT login, last_name FROM cpq.users WHERE login = ANY($1) ORDER BY login`, [repeated]);
       expect(rows.map((r) => r.last_name)).toEqual(['Later copy', 'Later copy']);
-      const changes = await h.t.query<Raw>(`SELECT change, diff FROM cpq.user_changes WHERE login = ANY($1)`, [repeated]);
+      const changes = await h.t.query<Raw>(
+        `SELECT change, diff, party_number, date_modified = (SELECT date_modified FROM cpq.users u WHERE u.login = c.login) AS stored_date_modified
+         FROM cpq.user_changes c WHERE login = ANY($1)`,
+        [repeated],
+      );
       expect(changes).toHaveLength(2);
       for (const c of changes) {
         expect(c.change).toBe('insert');
+        // The change row names the user as stored: the later copy's keys.
+        expect({ party_number: c.party_number, stored_date_modified: c.stored_date_modified }).toEqual({ party_number: 'LATER', stored_date_modified: true });
         expect(c.diff).toMatchObject({ last_name: { old: null, new: 'Later copy' }, groups: { added: ['late'], removed: [] } });
         expect(c.diff).not.toHaveProperty('accessPermissions');
       }

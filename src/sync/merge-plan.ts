@@ -312,6 +312,20 @@ const logUserChanges = step(
    ) p ON p.user_id = c.user_id`,
 );
 
+/**
+ * A user written earlier in this run and read again with other content (a later copy) has its
+ * insert row already, logged with the first copy's keys: they are the stored row's now. (Its diff
+ * is its first version, read from history, which the later copy already replaced.)
+ */
+const relogReinsertedUsers = step(
+  'relog reinserted users',
+  RUN_PARAMS,
+  (p) => `UPDATE cpq.user_change_log l SET party_number = u.party_number, date_modified = u.date_modified
+   FROM run_users r JOIN cpq.users u ON u.id = r.user_id
+   WHERE r.action = 'reinsert' AND l.run_id = ${p.runId} AND l.user_id = r.user_id AND l.change = 'insert'
+     AND (l.party_number IS DISTINCT FROM u.party_number OR l.date_modified IS DISTINCT FROM u.date_modified)`,
+);
+
 /** The final merge's steps in order; `userColumns` are cpq.users' columns, quoted (user-columns.ts). */
 export const mergeSteps = (userColumns: readonly string[]): Step<MergeParam>[] => [
   findRunUsers,
@@ -339,5 +353,6 @@ export const mergeSteps = (userColumns: readonly string[]): Step<MergeParam>[] =
   addPermissions,
   findChangedUsers,
   logUserChanges,
+  relogReinsertedUsers,
   ...GROUP_STEPS,
 ];
