@@ -188,6 +188,24 @@ describe('group history', () => {
     await expectGroupLogReplays(h.t);
   });
 
+  it('a label or type CPQ clears (null in JSON) is cleared, versioned and logged; a CSV export after it changes nothing', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4, zipExport: { entries: [{ format: 'csv' }] } });
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzCleared', label: 'Review label', type: 'Sales' });
+    await h.sync({ full: true });
+    // The simulator's groups always have a label; CPQ may send null.
+    expect(redefine(h, '_host', 'zzCleared', { label: null as unknown as string })).toBe(1);
+    const run = await h.sync({ full: true });
+    expect(await groupChanges(h, run.runId)).toEqual([
+      { change: 'update', group_variable_name: 'zzCleared', diff: { label: { old: 'Review label', new: null } } },
+    ]);
+    expect(await h.t.query(`SELECT label, type FROM cpq.groups WHERE variable_name = 'zzCleared'`)).toEqual([{ label: null, type: 'Sales' }]);
+    const zip = await runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log });
+    expect(await groupChanges(h, zip.runId)).toEqual([]);
+    await expectGroupLogReplays(h.t);
+  });
+
   it('writes nothing for groups in a failed run; the next run logs the change once', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 },

@@ -43,6 +43,11 @@ export interface UserRow {
   values: ColumnValue[];
   /** Undefined when the record did not carry the relationship (not expanded): memberships are left alone. */
   groups: GroupRow[] | undefined;
+  /**
+   * Whether its groups say their label and type (a JSON read: a null label is a cleared one), or
+   * name only their variableName (a CSV export, which has no label: it leaves the stored one).
+   */
+  groupsDescribed: boolean;
   accessPermissions: AccessPermissionRow[] | undefined;
   /** The record as received, as exact JSON text. */
   raw: string;
@@ -100,6 +105,8 @@ class FieldReader {
    */
   private extras: Map<string, Map<string, [string, unknown]>> | undefined;
 
+  /** Whether the groups read said a label or type (UserRow.groupsDescribed). */
+  groupsDescribed = false;
   /** Whether a text value holds a character the content digest separates values with (see contentDigest). */
   holdsDigestMarks = false;
   /**
@@ -342,6 +349,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
   const items = itemsOf(reader, 'groups', value);
   if (items === undefined) return undefined;
   const byName = new Map<string, GroupRow>();
+  reader.groupsDescribed = false;
   items.forEach((item, i) => {
     const at = GROUP_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describe(item)}`);
@@ -349,6 +357,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
     const variableName = reader.key(at.variableName, name);
     if (!variableName) reader.fail(at.variableName, 'is missing');
     reader.keepExtras(GROUP_PARTS, item, variableName, groupPath);
+    if (label !== undefined || type !== undefined) reader.groupsDescribed = true;
     byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
   });
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
@@ -555,6 +564,7 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
     isIntegrationUser: source.isIntegrationUser,
     values,
     groups: readGroups(reader, fields[FIELD_COUNT + 2]),
+    groupsDescribed: reader.groupsDescribed,
     accessPermissions: readAccessPermissions(reader, fields[FIELD_COUNT + 3]),
     raw,
     contentHash: '',

@@ -1,10 +1,13 @@
 import { step, type Step } from '../db/steps.js';
 import { RUN_PARAMS } from './merge-params.js';
 
+/** A staged group's label or type as it is to be stored: a null of one not described (a CSV export) keeps the stored one. */
+const newValue = (column: 'label' | 'type') => `CASE WHEN n.described THEN n.${column} ELSE coalesce(n.${column}, g.${column}) END`;
+
 /*
  * The group steps, once per run after the users are merged (groups are a few hundred, users up to
  * millions): the definitions the run read (stage_groups) against cpq.groups. A null label or type
- * (a CSV export) keeps what a fuller read said. A group whose label or type changes ends its
+ * read from JSON clears it; from a CSV export (which has none) it keeps what a fuller read said. A group whose label or type changes ends its
  * version into cpq.group_versions and starts a new one at the run's effective time; a new or
  * changed group gets one cpq.group_changes row.
  */
@@ -14,9 +17,9 @@ export const GROUP_STEPS: Step<(typeof RUN_PARAMS)[number]>[] = [
     RUN_PARAMS,
     (p) => `CREATE TEMP TABLE run_group_changes ON COMMIT DROP AS
    SELECT n.variable_name, g.variable_name IS NULL AS is_new, g.label AS old_label, g.type AS old_type,
-          coalesce(n.label, g.label) AS label, coalesce(n.type, g.type) AS type
+          ${newValue('label')} AS label, ${newValue('type')} AS type
    FROM stage_groups n LEFT JOIN cpq.groups g ON g.site = ${p.site} AND g.variable_name = n.variable_name
-   WHERE g.variable_name IS NULL OR (g.label, g.type) IS DISTINCT FROM (coalesce(n.label, g.label), coalesce(n.type, g.type))`,
+   WHERE g.variable_name IS NULL OR (g.label, g.type) IS DISTINCT FROM (${newValue('label')}, ${newValue('type')})`,
   ),
   step(
     'end changed group versions',
@@ -29,9 +32,10 @@ export const GROUP_STEPS: Step<(typeof RUN_PARAMS)[number]>[] = [
     'upsert groups',
     RUN_PARAMS,
     (p) => `INSERT INTO cpq.groups AS g (site, variable_name, label, type, valid_from)
-   SELECT ${p.site}, variable_name, label, type, ${p.effectiveAt} FROM stage_groups
+   SELECT ${p.site}, n.variable_name, ${newValue('label')}, ${newValue('type')}, ${p.effectiveAt}
+   FROM stage_groups n LEFT JOIN cpq.groups g ON g.site = ${p.site} AND g.variable_name = n.variable_name
    ON CONFLICT (site, variable_name) DO UPDATE
-     SET label = coalesce(excluded.label, g.label), type = coalesce(excluded.type, g.type), last_synced_at = now(),
+     SET label = excluded.label, type = excluded.type, last_synced_at = now(),
          valid_from = CASE WHEN g.variable_name IN (SELECT variable_name FROM run_group_changes) THEN excluded.valid_from ELSE g.valid_from END`,
   ),
   step(

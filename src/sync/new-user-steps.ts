@@ -1,5 +1,6 @@
 import { step, type Step } from '../db/steps.js';
 import { BATCH_PARAMS, RUN_PARAMS, type BatchParam } from './merge-params.js';
+import { KEEP_UNLESS_DESCRIBED } from '../db/sql/stage-groups.js';
 import { dataColumns } from './merge-sql.js';
 
 /*
@@ -17,14 +18,14 @@ export const stageGroups = (name: string, users: string, where: string) =>
     name,
     [],
     () => `
-  INSERT INTO stage_groups (variable_name, label, type)
-  SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type
+  INSERT INTO stage_groups (variable_name, label, type, described)
+  SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type, g.described
   FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
   WHERE ${where}
   ORDER BY g.variable_name, g.seq DESC
   ON CONFLICT (variable_name) DO UPDATE
     -- A CSV export names groups without label or type: keep what a fuller read said.
-    SET label = coalesce(excluded.label, stage_groups.label), type = coalesce(excluded.type, stage_groups.type)`,
+    SET ${KEEP_UNLESS_DESCRIBED}`,
   );
 
 /** Inserts the users of `users` that pass `where` into cpq.users and notes their new ids there. */

@@ -32,6 +32,7 @@ const STAGE_USER_GROUPS = copyTarget('stage_user_groups', [
   ['variable_name', 'text'],
   ['label', 'text'],
   ['type', 'text'],
+  ['described', 'boolean'],
 ]);
 const STAGE_USER_PERMISSIONS = copyTarget('stage_user_permissions', [
   ['seq', 'bigint'],
@@ -88,13 +89,15 @@ CREATE TEMP TABLE stage_users (
   raw jsonb NOT NULL,
   content_hash text NOT NULL
 ) ON COMMIT DROP;
-CREATE TEMP TABLE stage_user_groups (seq bigint NOT NULL, variable_name text NOT NULL, label text, type text) ON COMMIT DROP;
+-- described: the read said label and type (JSON), so a null is a cleared one; else (a CSV export, which
+-- names groups only) a null keeps what a fuller read said.
+CREATE TEMP TABLE stage_user_groups (seq bigint NOT NULL, variable_name text NOT NULL, label text, type text, described boolean NOT NULL) ON COMMIT DROP;
 CREATE TEMP TABLE stage_user_permissions (seq bigint NOT NULL, type text NOT NULL, variable_name text NOT NULL, name text, has_access boolean) ON COMMIT DROP;
 CREATE INDEX ON stage_user_groups (seq);
 CREATE INDEX ON stage_user_permissions (seq);
 -- The group definitions this run read, the last copy winning (merge.ts, stageGroups): written
 -- into cpq.groups once, by the final merge, which versions and logs what changed.
-CREATE TEMP TABLE stage_groups (variable_name text PRIMARY KEY, label text, type text) ON COMMIT DROP;
+CREATE TEMP TABLE stage_groups (variable_name text PRIMARY KEY, label text, type text, described boolean NOT NULL) ON COMMIT DROP;
 `;
 
 /**
@@ -153,7 +156,7 @@ export class Stager {
         row.raw,
         row.contentHash,
       ]);
-      for (const g of row.groups ?? []) page.groups.add([seq, g.variableName, g.label, g.type]);
+      for (const g of row.groups ?? []) page.groups.add([seq, g.variableName, g.label, g.type, row.groupsDescribed]);
       for (const p of row.accessPermissions ?? []) page.permissions.add([seq, p.type, p.variableName, p.name, p.hasAccess]);
     }
   }
