@@ -280,6 +280,26 @@ describe('integration users', () => {
     expect(rows).toEqual([{ company_login: '_host', n: 4 + 2 }]);
   });
 
+  it('a field only the integration feed sends stays, run after run, when company reads are full and nothing changed (zip export)', async ({ startHarness }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2, zipExport: {} },
+      { CPQ_EXPORT_FORMAT: 'zip' },
+    );
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === '/cpq/rest/v19/integrationUsers') req.reply(editPage(await req.real(), (p) => p.items.forEach((u) => (u.integrationVendor = 'acme'))));
+    });
+    const first = await h.sync();
+    expect(first.inserted).toBe(5);
+    for (const run of [await h.sync(), await h.sync({ full: true })]) {
+      expect(await h.t.query(`SELECT login, change, diff FROM cpq.user_changes WHERE run_id = $1`, [run.runId])).toEqual([]);
+      // The integration feed is read in full beside the zip export's full reads.
+      expect(run.streams.find((s) => s.stream === 'integrationUsers')).toMatchObject({ mode: 'full' });
+    }
+    const vendors = await h.t.query(`SELECT raw->>'integrationVendor' AS vendor FROM cpq.users WHERE is_integration_user`);
+    expect(vendors).toEqual([{ vendor: 'acme' }, { vendor: 'acme' }]);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.user_versions`)).toEqual([{ n: 0 }]);
+  });
+
   it('auto mode: a site without the endpoint is a warning, not a failure', async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const result = await h.sync();

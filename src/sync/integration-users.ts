@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { CpqConfig } from '../config.js';
 import { pathSegmentProblem, type CpqHttpClient } from '../cpq/http-client.js';
 import type { Page } from '../cpq/paging.js';
-import { INTEGRATION_STREAM, integrationUserDetail, integrationUserPages, type CompanyList } from '../cpq/streams.js';
+import { INTEGRATION_STREAM, companyStream, integrationUserDetail, integrationUserPages, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { readStoredRecords } from '../db/sql/read-stored-records.js';
 import { SyncError } from '../errors.js';
@@ -99,6 +99,25 @@ export class IntegrationCompanies {
     this.guessed.add(loginName);
     return '_host';
   }
+}
+
+/**
+ * Where this run reads the integration feed from. A user of both feeds that a company read
+ * returns and the integration read does not is merged with its stored integration fields
+ * (keepIntegrationFeedFields), which are only those known to come from that feed: a field only
+ * the integration feed sends would be dropped, logged as removed, and added back by the next read
+ * that returns it. So the integration read's window covers every company read's: full when any
+ * company read is (a first load; the zip export, always), else from the earliest cursor.
+ */
+export function integrationSince(sinceFor: (id: StreamId) => Date | undefined, cpq: CpqConfig, companies: readonly string[]): Date | undefined {
+  let since = sinceFor(INTEGRATION_STREAM);
+  if (since === undefined || cpq.exportFormat === 'zip') return undefined;
+  for (const company of companies) {
+    const companySince = sinceFor(companyStream(company));
+    if (companySince === undefined) return undefined;
+    if (companySince < since) since = companySince;
+  }
+  return since;
 }
 
 /**

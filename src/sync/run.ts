@@ -24,7 +24,14 @@ import { allUntilFirstFailure } from './all-until-first-failure.js';
 import { readCompany } from './company-read.js';
 import { deletableCompanies } from './deletion-guard.js';
 import { DirectLoad } from './direct-load.js';
-import { IntegrationCompanies, IntegrationUsers, integrationEnabled, readIntegrationUsers, stageIntegrationOnly } from './integration-users.js';
+import {
+  IntegrationCompanies,
+  IntegrationUsers,
+  integrationEnabled,
+  integrationSince,
+  readIntegrationUsers,
+  stageIntegrationOnly,
+} from './integration-users.js';
 import { MergeBatches, mergeStaged } from './merge.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
@@ -191,6 +198,7 @@ export class SyncRun {
     const readAll = this.cpq.companies.includes('*');
     let integrationUsers = new IntegrationUsers();
     let companyList = readAll ? await listCompanies(this.http, this.cpq) : undefined;
+    const companies = companyList !== undefined ? companyList.logins : this.cpq.companies;
     if (integrationEnabled(this.cpq)) {
       // The list tells the host's own login name, which integration users name it by.
       if (companyList === undefined && this.cpq.hostCompany === undefined) {
@@ -202,7 +210,7 @@ export class SyncRun {
           return undefined;
         });
       }
-      const progress = track(INTEGRATION_STREAM, sinceFor(INTEGRATION_STREAM));
+      const progress = track(INTEGRATION_STREAM, integrationSince(sinceFor, this.cpq, companies));
       const integrationCompanies = new IntegrationCompanies(this.cpq.hostCompany, companyList);
       integrationUsers = await readIntegrationUsers(this.http, this.cpq, integrationCompanies, progress, log, (warning) => {
         // A site without the endpoint has no such stream: no report, no cursor.
@@ -215,7 +223,6 @@ export class SyncRun {
         );
       }
     }
-    const companies = companyList !== undefined && readAll ? companyList.logins : this.cpq.companies;
     const firstLoads = await findFirstLoadCompanies(client, site, companies);
     const direct = new DirectLoad(client, pool, stager, site, runId, effectiveAt, config.directFirstLoad ? firstLoads : []);
     const read = {
