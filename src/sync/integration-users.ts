@@ -77,12 +77,13 @@ export function integrationEnabled(cpq: CpqConfig): boolean {
  * name mapped to `_host`, as the company feed names the host. The feed names the host by its own
  * login (Oracle's samples: `cpq-mdb`); filed under that name, the user would be a second row
  * beside its `_host` one, in a company no run reads in full, so never deleted. The host's own
- * names: CPQ_HOST_COMPANY, the company list's isHost entries, and any name the list does not
- * have (it lists the host and every partner organization), which the run warns of (`guessed`).
+ * names: CPQ_HOST_COMPANY and the company list's isHost entries. A name the list does not have
+ * is kept as it is, and the run warns of it (`unlisted`): taken for the host's, it would merge
+ * the users of one login in two companies into one.
  */
 export class IntegrationCompanies {
-  /** Names taken to be the host's because the company list does not have them. */
-  readonly guessed = new Set<string>();
+  /** Names of companies the company list does not have. */
+  readonly unlisted = new Set<string>();
 
   constructor(
     private readonly hostCompany: string | undefined,
@@ -95,9 +96,8 @@ export class IntegrationCompanies {
     if (typeof loginName !== 'string' || loginName === '' || loginName === this.hostCompany) return '_host';
     if (this.list === undefined || loginName === '_host') return loginName;
     if (this.list.hostLogins.has(loginName)) return '_host';
-    if (this.list.listed.has(loginName)) return loginName;
-    this.guessed.add(loginName);
-    return '_host';
+    if (!this.list.listed.has(loginName)) this.unlisted.add(loginName);
+    return loginName;
   }
 }
 

@@ -217,9 +217,9 @@ export class SyncRun {
         this.progress.splice(this.progress.indexOf(progress), 1);
         this.warn(warning);
       });
-      for (const name of integrationCompanies.guessed) {
+      for (const name of integrationCompanies.unlisted) {
         this.warn(
-          `integration users name the company ${JSON.stringify(name)}, which the company list does not have: taken to be the host's own login name (_host); set CPQ_HOST_COMPANY=${name} to say so`,
+          `integration users name the company ${JSON.stringify(name)}, which the company list does not have; they are stored under that name: if it is the host's own login name, set CPQ_HOST_COMPANY=${name}`,
         );
       }
     }
