@@ -168,16 +168,18 @@ describe('cpq_reader', () => {
     }
   });
 
-  it("cannot hold up a run at its commit: the commit number is taken under a row lock a reader may not take (advisory keys are anyone's)", async ({
+  it("cannot hold up a run at its commit: the commit number is taken under a table lock a reader may not take (advisory keys are anyone's)", async ({
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     const reader = await loginAs(h.t.url);
     await denied(reader, 'SELECT * FROM cpq.commit_order FOR UPDATE');
     await denied(reader, 'SELECT * FROM cpq.commit_order FOR KEY SHARE');
-    await reader.query('BEGIN');
-    await denied(reader, 'LOCK TABLE cpq.commit_order IN ROW SHARE MODE');
-    await reader.query('ROLLBACK');
+    for (const mode of ['ROW SHARE', 'EXCLUSIVE']) {
+      await reader.query('BEGIN');
+      await denied(reader, `LOCK TABLE cpq.commit_order IN ${mode} MODE`);
+      await reader.query('ROLLBACK');
+    }
     // Held for the whole run: the key schema 9 took its commit number under.
     await reader.query('BEGIN');
     await reader.query('SELECT pg_advisory_lock(109334590874993), * FROM cpq.commit_order');

@@ -249,10 +249,10 @@ describe('run lifecycle', () => {
     const holder = await h.t.pool.connect();
     try {
       await holder.query('BEGIN');
-      await holder.query('SELECT * FROM cpq.commit_order FOR UPDATE');
+      await holder.query('LOCK TABLE cpq.commit_order IN EXCLUSIVE MODE');
       const controller = new AbortController();
       const failed = h.syncError({ signal: controller.signal });
-      // Until the run waits for the row lock at its last statement.
+      // Until the run waits for the table lock at its last statement.
       for (let waiting = 0; waiting === 0;) {
         await new Promise((resolve) => setTimeout(resolve, 50));
         const [row] = await h.t.query<{ n: number }>(

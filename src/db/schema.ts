@@ -253,6 +253,11 @@ export interface RunSealsTable {
   sealed_at: Generated<Timestamp>;
 }
 
+/** Locked (EXCLUSIVE) while a run takes its commit_seq (migration 0017); holds no data. */
+export interface CommitOrderTable {
+  only_row: Generated<boolean>;
+}
+
 /** Per site: the HISTORY_RETENTION cutoff already redacted. */
 export interface RetentionStateTable {
   site: string;
@@ -339,6 +344,7 @@ export interface Database {
   'cpq.run_seals': RunSealsTable;
   'cpq.retention_state': RetentionStateTable;
   'cpq.erasures': ErasuresTable;
+  'cpq.commit_order': CommitOrderTable;
 
   // Views (README "Reporting views" and "Change log, deletions and history").
   'cpq.user_changes': View<UserChangeRow>;
@@ -509,6 +515,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
   ),
   'cpq.run_seals': columns<RunSealsTable>()('run_id', 'site', 'previous_run_id', 'content_sha256', 'chain_sha256', 'sealed_at'),
   'cpq.retention_state': columns<RetentionStateTable>()('site', 'redacted_before', 'updated_at'),
+  'cpq.commit_order': columns<CommitOrderTable>()('only_row'),
   'cpq.erasures': columns<ErasuresTable>()(
     'id',
     'site',
