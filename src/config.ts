@@ -59,6 +59,8 @@ export interface AppConfig {
   databaseUrl?: string;
   dataDir: string;
   embeddedPort: number;
+  /** SYNC_LOCK_TIMEOUT: how long a statement waits for a lock (createPool). */
+  lockTimeoutMs: number;
   /**
    * The site the environment alone names (CPQ_BASE_URL and the other CPQ_* settings); undefined
    * when CPQ_BASE_URL is not set, and when CPQ_SITES_FILE is (its sites inherit those settings).
@@ -310,6 +312,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     ...(parsed.DATABASE_URL ? { databaseUrl: parsed.DATABASE_URL } : {}),
     dataDir: parsed.DATA_DIR,
     embeddedPort: parsed.EMBEDDED_PG_PORT,
+    lockTimeoutMs: parsed.SYNC_LOCK_TIMEOUT,
     ...(cpq ? { cpq } : {}),
     sites,
     lookbackMs: parsed.SYNC_LOOKBACK,

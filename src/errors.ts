@@ -115,6 +115,12 @@ export function toDatabaseOrInternal(err: unknown): SyncError {
   const message = errorMessage(err);
   // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code, or
   // only a message when node-postgres lost the connection itself.
+  if (errorCode(err) === '55P03') {
+    return new SyncError(
+      'database',
+      `database error: ${message}: a statement waited longer than SYNC_LOCK_TIMEOUT for a lock on the cpq tables, held or queued for by another session (pg_locks, pg_blocking_pids); nothing was changed`,
+    );
+  }
   if (errorCode(err) !== undefined || /Connection terminated|not queryable|connection error/i.test(message)) {
     return new SyncError('database', `database error: ${message}`);
   }

@@ -6,6 +6,7 @@ import { createDb, createPool } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { SyncError } from '../src/errors.js';
+import { runSync } from '../src/sync/run.js';
 import { ALL_MIGRATIONS } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 import { Cleanups } from './helpers/cli-process.js';
@@ -190,6 +191,31 @@ describe('cpq_reader', () => {
     await reader.query('ROLLBACK');
   });
 
+  it('queueing a lock it will be refused (CREATE RULE behind its own open read) fails a run after SYNC_LOCK_TIMEOUT, loudly, instead of holding it', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const [holding, queueing] = [await loginAs(h.t.url), await loginAs(h.t.url)];
+    await holding.query('BEGIN');
+    await holding.query('SELECT count(*) FROM cpq.commit_order');
+    // Postgres takes ACCESS EXCLUSIVE before it checks ownership: queued behind the open read, refused later.
+    const refused = queueing.query('CREATE RULE r AS ON INSERT TO cpq.commit_order DO INSTEAD NOTHING').catch((e: unknown) => e);
+    const pool = createPool(h.t.url, 4, 1500);
+    try {
+      const error = await runSync({ pool, db: createDb(pool), config: h.config, log: h.log }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ kind: 'database' });
+      expect((error as Error).message).toMatch(/lock timeout.*SYNC_LOCK_TIMEOUT/);
+      const [run] = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+      expect(run).toEqual({ status: 'failed' });
+    } finally {
+      await pool.end();
+    }
+    await holding.query('ROLLBACK');
+    expect(String(await refused)).toMatch(/must be owner/);
+    expect((await h.sync()).status).toBe('succeeded');
+  });
+
   it("cannot hold up runs by holding Kysely's migration lock (a fixed advisory key): a run with nothing to migrate does not take it", async ({
     startHarness,
   }) => {
@@ -199,6 +225,10 @@ describe('cpq_reader', () => {
     await reader.query('SELECT pg_advisory_lock(3853314791062309107)');
     const run = await h.sync();
     expect(run.status).toBe('succeeded');
+    // With a migration to apply (here: one marked not applied), the run fails naming the holder rather than wait.
+    await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name = (SELECT max(name) FROM cpq.kysely_migration)`);
+    const error = await h.syncError();
+    expect(error.message).toMatch(/^the migration lock is held by a session of role cpq_rr_[0-9a-f]+ \(pid \d+\), which cannot write the cpq tables/);
     await reader.query('SELECT pg_advisory_unlock_all()');
   });
 

@@ -35,7 +35,7 @@ export async function openDatabase(config: AppConfig, log: Logger, { databaseNam
   }
   // One run holds a connection for its transaction and borrows up to two more at moments (user
   // ids, stored records, recording its failure).
-  const pool = createPool(url, 2 + 2 * concurrentRuns);
+  const pool = createPool(url, 2 + 2 * concurrentRuns, config.lockTimeoutMs);
   try {
     const client = await pool.connect();
     client.release();

@@ -25,7 +25,17 @@ export function redactUrl(url: string): string {
   }
 }
 
-export function createPool(connectionString: string, max = 4): pg.Pool {
+/**
+ * How long a statement of this tool waits for a lock before it fails (lock_timeout), unless told
+ * otherwise (SYNC_LOCK_TIMEOUT). A run's own waits are short (another site's run at its commit),
+ * but any role may queue a lock request it will then be refused (cpq_reader's CREATE RULE on a
+ * table it reads takes ACCESS EXCLUSIVE before the ownership check), and every later request
+ * queues behind it: without a bound, a reporting login could hold every run in its transaction,
+ * its site's sync lock with it, for as long as it liked. Migrations set their own (Kysely's).
+ */
+export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
+
+export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
     max,
@@ -36,7 +46,7 @@ export function createPool(connectionString: string, max = 4): pg.Pool {
     // default is two hours). And a worker notices a server that vanished.
     keepAlive: true,
     keepAliveInitialDelayMillis: 60_000,
-    options: '-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6',
+    options: `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)}`,
   });
   // A client that loses its server must not crash the process, idle or checked out; the next
   // query on it reports the problem.

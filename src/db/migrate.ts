@@ -34,6 +34,35 @@ class SqlFileMigrationProvider implements MigrationProvider {
   }
 }
 
+/** Kysely's migration lock (PostgresAdapter): one advisory key, which pg_locks shows split in two. */
+const KYSELY_MIGRATION_LOCK = 3853314791062309107n;
+
+/**
+ * Fails when Kysely's migration lock is held by a session that cannot write the cpq tables: any
+ * role may take an advisory lock, and Kysely would wait an hour for it, then fail, run after run,
+ * with no run record. A holder that can write is another worker migrating: waited for.
+ */
+async function refuseMigrationLockHeldByReader(db: Db): Promise<void> {
+  const high = Number(KYSELY_MIGRATION_LOCK >> 32n);
+  const low = Number(KYSELY_MIGRATION_LOCK & 0xffffffffn);
+  const { rows } = await sql<{ pid: number; role: string | null; can_write: boolean | null }>`
+    SELECT l.pid, a.usename::text AS role,
+      CASE WHEN a.usesysid IS NOT NULL AND to_regclass('cpq.users') IS NOT NULL THEN EXISTS (
+        SELECT 1 FROM pg_roles r WHERE pg_has_role(a.usesysid, r.oid, 'MEMBER') AND has_table_privilege(r.oid, 'cpq.users', 'INSERT')
+      ) END AS can_write
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid = ${high} AND l.objid = ${low}
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    LIMIT 1`.execute(db);
+  const holder = rows[0];
+  if (holder?.can_write === false) {
+    throw new SyncError(
+      'database',
+      `the migration lock is held by a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync migration: this release cannot migrate until it lets go (SELECT pg_terminate_backend(${holder.pid}))`,
+    );
+  }
+}
+
 /** Names of the applied migrations; none when the database has no migration table yet. */
 async function appliedMigrations(db: Db): Promise<string[]> {
   const { rows: table } = await sql<{ present: boolean }>`SELECT to_regclass('cpq.kysely_migration') IS NOT NULL AS present`.execute(db);
@@ -69,6 +98,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   // taken. It is an advisory lock with a fixed key, which any role may hold (cpq_reader too), and
   // a run waiting for it would wait up to an hour before its run record is even written.
   if (known.every((name) => applied.includes(name))) return [];
+  await refuseMigrationLockHeldByReader(db);
   const migrator = new Migrator({ db, provider, migrationTableSchema: 'cpq' });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
