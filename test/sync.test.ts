@@ -282,6 +282,19 @@ describe('integration users', () => {
     ]);
   });
 
+  it('a company list that does not answer fails a run with integration users (CPQ_HOST_COMPANY unset), naming the setting: no row under a guessed company', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
+      { CPQ_MAX_RETRIES: '0' },
+    );
+    h.sim.addFault({ match: { path: '/cpq/rest/v16/companies' }, times: 1000, status: 503, body: 'busy' });
+    const error = await h.syncError();
+    expect(error.message).toMatch(/503.*integration users need the company list to tell the host's own login name: set CPQ_HOST_COMPANY/);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+  });
+
   it('a field only the integration feed sends stays, run after run, when company reads are full and nothing changed (zip export)', async ({ startHarness }) => {
     const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2, zipExport: {} },

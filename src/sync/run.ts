@@ -203,11 +203,18 @@ export class SyncRun {
       // The list tells the host's own login name, which integration users name it by.
       if (companyList === undefined && this.cpq.hostCompany === undefined) {
         companyList = await listCompanies(this.http, this.cpq).catch((err: unknown) => {
-          if (this.readSignal.aborted) throw err;
-          this.warn(
-            `integration users: the company list did not answer (${errorMessage(err)}), so an integration user that names the host by its own login name is filed under that name; set CPQ_HOST_COMPANY to it`,
-          );
-          return undefined;
+          // Without it, integration users that name the host by its own login would be filed under
+          // that name beside their _host rows, in a company no run reads in full: never deleted.
+          if (err instanceof SyncError && err.kind !== 'interrupted') {
+            throw new SyncError(
+              err.kind,
+              `${err.message}; integration users need the company list to tell the host's own login name: set CPQ_HOST_COMPANY to it to read them without the list`,
+              {
+                ...(err.status === undefined ? {} : { status: err.status }),
+              },
+            );
+          }
+          throw err;
         });
       }
       const progress = track(INTEGRATION_STREAM, integrationSince(sinceFor, this.cpq, companies));
