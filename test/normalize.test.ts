@@ -163,6 +163,12 @@ describe('normalizing a CPQ user record', () => {
     const digest = (record: Record<string, unknown>) => normalizeUser({ login: 'jj', ...record }, source, 0).contentHash;
     expect(digest({ firstName: 'Ann\u0001Marie', lastName: 'Smith' })).not.toBe(digest({ firstName: 'Ann', lastName: 'Marie\u0001Smith' }));
     expect(digest({ phone: null, fax: '\u0001' })).not.toBe(digest({ phone: '\u0002', fax: '' }));
+    expect(digest({})).not.toBe(digest({ company: { loginName: '_host', name: 'null' } }));
+    // Two spellings of one part in one object are both data, whatever their order.
+    const status = (parts: Record<string, unknown>) => digest({ status: { value: 1, ...parts } });
+    expect(status({ Reason: 'hired', reason: 'hired' })).not.toBe(status({ Reason: 'hired', reason: 'FIRED' }));
+    expect(status({ Reason: 'hired', reason: 'FIRED' })).not.toBe(status({ Reason: 'FIRED', reason: 'hired' }));
+    expect(status({ Reason: 'a', reason: 'b' })).toBe(status({ reason: 'b', Reason: 'a' }));
     // The same column values, but CPQ said them otherwise: raw changes, so the record did.
     for (const [a, b] of [
       [{ phone: 5551234 }, { phone: '5551234' }],

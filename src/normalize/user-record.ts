@@ -98,6 +98,9 @@ function describe(value: unknown): string {
   return typeof value; // a function or a symbol: nothing a JSON parser produces
 }
 
+/** Marks, in FieldReader's extras, a lower-cased key that two spellings of one object share. */
+const CLASH: [string, unknown] = ['', undefined];
+
 class FieldReader {
   /**
    * Parts of nested objects that no column holds (see keepExtras): per object's path, its extras
@@ -148,7 +151,15 @@ class FieldReader {
       if (!picker.isExtra(key)) continue;
       const lower = key.toLowerCase();
       const other = kept.get(lower);
-      if (other === undefined || key < other[0]) kept.set(lower, [key, object[key]]);
+      if (other === undefined) {
+        kept.set(lower, [key, object[key]]);
+      } else {
+        // Two spellings in one object (Reason and reason): both are data, each under its own
+        // exact key (the lower-cased one left to mark the clash), whatever the object's order.
+        if (other !== CLASH) kept.set(`${lower}\u0000${other[0]}`, other);
+        kept.set(lower, CLASH);
+        kept.set(`${lower}\u0000${key}`, [key, object[key]]);
+      }
     }
     (this.extras ??= new Map()).set(pathOf(path), kept);
   }
@@ -157,7 +168,9 @@ class FieldReader {
   extrasJson(): string {
     if (this.extras === undefined) return '';
     const parts: [string, unknown][] = [];
-    for (const [path, kept] of this.extras) for (const [lower, [, value]] of kept) parts.push([`${path}.${lower}`, withSortedKeys(value)]);
+    for (const [path, kept] of this.extras) {
+      for (const [name, entry] of kept) if (entry !== CLASH) parts.push([`${path}.${name}`, withSortedKeys(entry[1])]);
+    }
     if (parts.length === 0) return '';
     return stringifyExactJson(parts.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
@@ -430,7 +443,8 @@ function withSortedKeys(value: unknown): unknown {
  */
 function contentDigest(row: Omit<UserRow, 'contentHash' | 'raw' | 'dateModified'>, unknown: string, holdsDigestMarks: boolean): string {
   let text: string;
-  if (holdsDigestMarks || NUL_OR_DIGEST_MARK.test(row.companyLogin)) {
+  // The text "null" as a company name reads like none: such a record takes the JSON form too.
+  if (holdsDigestMarks || NUL_OR_DIGEST_MARK.test(row.companyLogin) || row.companyName === 'null') {
     // A value holding a separator could read as two (Ann\u0001Marie, Smith against Ann, Marie\u0001Smith):
     // such a record's values are written as JSON instead, marked so as to read unlike any other.
     text = `\u0005${JSON.stringify([row.companyLogin, row.login, row.isIntegrationUser, row.companyName, row.values])}`;
