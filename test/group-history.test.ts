@@ -206,6 +206,33 @@ describe('group history', () => {
     await expectGroupLogReplays(h.t);
   });
 
+  it('a CSV zip site whose integration users bring the labels (JSON): their label wins over the CSV copies, renamed and cleared, batched, merged or loaded directly', async ({
+    startHarness,
+  }) => {
+    for (const [batch, direct] of [
+      ['3', 'false'],
+      ['1000', 'false'],
+      ['1000', 'true'],
+    ] as const) {
+      const h = await startHarness(
+        { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 1, groups: 3, zipExport: { entries: [{ format: 'csv' }] } },
+        { CPQ_EXPORT_FORMAT: 'zip', SYNC_MERGE_BATCH_USERS: batch, SYNC_DIRECT_FIRST_LOAD: direct },
+      );
+      const integration = h.sim.integrationUsers()[0]!;
+      const g = (integration.groups as { items: GroupDef[] }).items[0]!;
+      const label = async () =>
+        (await h.t.query<{ label: string | null }>(`SELECT label FROM cpq.groups WHERE variable_name = $1`, [g.variableName]))[0]!.label;
+      await h.sync({ full: true });
+      expect(await label(), `batch ${batch}, direct ${direct}`).toBe(g.label);
+      h.sim.addGroup('_host', String(integration.login), { ...g, label: 'Renamed' });
+      await h.sync({ full: true });
+      expect(await label()).toBe('Renamed');
+      h.sim.addGroup('_host', String(integration.login), { ...g, label: null as unknown as string });
+      await h.sync({ full: true });
+      expect(await label()).toBeNull();
+    }
+  });
+
   it('writes nothing for groups in a failed run; the next run logs the change once', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 },

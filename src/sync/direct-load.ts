@@ -136,7 +136,10 @@ export class DirectLoad {
       ]);
       for (const g of row.groups ?? []) {
         memberships.add([this.site, id, g.variableName, at]);
-        this.groups.set(g.variableName, { label: g.label, type: g.type, described: row.groupsDescribed });
+        // A copy that does not say label and type (a CSV row) never replaces one that does.
+        if (row.groupsDescribed || this.groups.get(g.variableName)?.described !== true) {
+          this.groups.set(g.variableName, { label: g.label, type: g.type, described: row.groupsDescribed });
+        }
       }
       for (const p of row.accessPermissions ?? []) permissions.add([this.site, id, p.type, p.variableName, p.name, p.hasAccess, at]);
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.

@@ -22,7 +22,8 @@ export const stageGroups = (name: string, users: string, where: string) =>
   SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type, g.described
   FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
   WHERE ${where}
-  ORDER BY g.variable_name, g.seq DESC
+  -- The last copy that says label and type wins over any that does not (a CSV row of the same run).
+  ORDER BY g.variable_name, g.described DESC, g.seq DESC
   ON CONFLICT (variable_name) DO UPDATE
     -- A CSV export names groups without label or type: keep what a fuller read said.
     SET ${KEEP_UNLESS_DESCRIBED}`,
