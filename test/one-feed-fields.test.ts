@@ -298,6 +298,32 @@ describe('a one-feed field changed by its own feed is still logged', () => {
   });
 });
 
+describe('groups the integration list does not expand', () => {
+  it('an integration list whose groups come without items ({links}): the detail is read, and a membership removed in CPQ is removed', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 1, integrationListIncludesGroups: true });
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.endsWith('/integrationUsers')) return;
+      req.reply(editPage(await req.real(), (page) => page.items.forEach((u) => (u.groups = { links: [{ rel: 'self', href: `${h.sim.baseUrl}/x/groups` }] }))));
+    });
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    const stored = async () =>
+      (
+        await h.t.query<{ g: string }>(
+          `SELECT ug.group_variable_name AS g FROM cpq.user_groups ug JOIN cpq.users u ON u.id = ug.user_id WHERE u.login = $1 ORDER BY 1`,
+          [login],
+        )
+      ).map((r) => r.g);
+    const inCpq = () => (h.sim.user('_host', login)!.groups as { items: { variableName: string }[] }).items.map((g) => g.variableName).sort();
+    await h.sync({ full: true });
+    expect(await stored()).toEqual(inCpq());
+    h.sim.removeGroup('_host', login, inCpq()[0]!);
+    await h.sync({ full: true });
+    expect(await stored()).toEqual(inCpq());
+  });
+});
+
 describe('cursors', () => {
   it('a read that returns no user leaves its cursor unset, so a user added later on a site whose clock is behind ours is still read', async ({
     startHarness,

@@ -1,4 +1,5 @@
 import { canonicalFieldName } from '../cpq/user-fields.js';
+import { carriesItems } from './user-record.js';
 
 /**
  * Which feed provides which user fields, and the one rule for a field a read did not include:
@@ -51,6 +52,14 @@ export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw 
  */
 export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | undefined): Raw {
   if (!stored) return integrationRecord;
+  // A relation the integration record does not carry ({links} of a collection not expanded)
+  // says nothing of it: the other feed's members stay.
+  for (const key of Object.keys(integrationRecord)) {
+    const name = canonicalFieldName(key);
+    if ((name === 'groups' || name === 'accessPermissions') && !carriesItems(integrationRecord[key])) {
+      integrationRecord = Object.fromEntries(Object.entries(integrationRecord).filter(([k]) => k !== key));
+    }
+  }
   // By canonical name: a field the record carries under another spelling than the stored one
   // (isSuperUserPermEnabled from the detail endpoint, isUserAdminPermEnabled in the list) replaces
   // it; kept beside it, the stored spelling would win when read and a revoked flag stay set.

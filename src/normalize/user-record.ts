@@ -319,6 +319,15 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
   }
 }
 
+/**
+ * Whether a groups or accessPermissions value carries its members: an array of items, or an
+ * object whose items is one. Anything else ({links} of a collection not expanded, {}, items null,
+ * null) says nothing of them (itemsOf).
+ */
+export function carriesItems(value: unknown): boolean {
+  return Array.isArray(value) || (isJsonObject(value) && Array.isArray(ITEMS.pick(value)[0]));
+}
+
 function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
   const items = isJsonObject(value) ? ITEMS.pick(value)[0] : value;

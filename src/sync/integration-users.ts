@@ -9,7 +9,7 @@ import { SyncError } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
-import { RecordError, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
+import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -137,8 +137,8 @@ export async function readIntegrationUsers(
   const readRecord = async (item: unknown, i: number, url: string): Promise<Raw | undefined> => {
     if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object`);
     const fields = canonicalize(item);
-    if (fields.has('groups')) return item;
-    // The list did not expand groups: the detail endpoint has them.
+    if (carriesItems(fields.get('groups'))) return item;
+    // The list did not expand groups (no groups, or a collection without items): the detail endpoint has them.
     const partyNumber = fields.get('partyNumber');
     const place = () => recordPlace(companies.of(item), fields.get('login'), `record ${i} of ${url}`);
     if (typeof partyNumber !== 'string') throw new RecordError(`${place()}: integration user without partyNumber, cannot read its groups`);
