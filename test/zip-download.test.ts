@@ -107,6 +107,23 @@ describe('downloadToFile', () => {
     expect(http.stats.requests).toBe(1);
   });
 
+  it('CPQ_ZIP_DOWNLOAD_TIMEOUT bounds the download with its retries: a trickle that drops the connection before it is not asked again and again', async () => {
+    const base = await serve(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/zip' });
+      for (let i = 0; i < 6 && !res.destroyed; i++) {
+        res.write(body.subarray(i, i + 1));
+        await sleep(50);
+      }
+      res.destroy();
+    });
+    const http = client(base, { CPQ_REQUEST_TIMEOUT: '400ms', CPQ_MAX_RETRIES: '6', CPQ_RETRY_BASE_DELAY: '10ms' });
+    const err = await http
+      .downloadToFile(`${base}/x`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20, timeoutMs: 500 })
+      .catch((e: unknown) => e);
+    expect((err as SyncError).message).toContain('(CPQ_ZIP_DOWNLOAD_TIMEOUT)');
+    expect(http.stats.requests).toBeLessThanOrEqual(3);
+  });
+
   it('gives up on a body that stalls longer than the request timeout, retries, and starts the file over', async () => {
     const base = await serve(async (_req, res, attempt) => {
       res.writeHead(200, { 'content-type': 'application/zip' });

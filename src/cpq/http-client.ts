@@ -234,13 +234,16 @@ export class CpqHttpClient {
    * pieces of the body, so a stalled download fails while a slow, steady one completes.
    * A body larger than `maxBytes` (announced or actually sent) fails as 'data' without retrying;
    * the message names CPQ_ZIP_MAX_BYTES, the setting it comes from. A body still arriving
-   * `timeoutMs` after the request was sent fails without retrying (CPQ_ZIP_DOWNLOAD_TIMEOUT): a
+   * `timeoutMs` after the download began (retries included) fails without retrying (CPQ_ZIP_DOWNLOAD_TIMEOUT): a
    * site trickling a byte now and then would otherwise hold the run, its transaction and its
    * site's sync lock for as long as it liked.
    */
   async downloadToFile(url: string, options: { accept: string; path: string; maxBytes: number; timeoutMs: number }): Promise<DownloadResult> {
     const timeoutMs = this.config.requestTimeoutMs;
-    return this.withRetries(url, { accept: options.accept, stallMs: timeoutMs }, async (response, stall, sentAt) => {
+    // One deadline for the download, retries included: per attempt, a site could trickle until
+    // just before it, drop the connection, and be asked again.
+    const startedAt = performance.now();
+    return this.withRetries(url, { accept: options.accept, stallMs: timeoutMs }, async (response, stall) => {
       stall.restart(timeoutMs);
       if (!response.ok) {
         const text = await readHead(response, 4096);
@@ -260,7 +263,7 @@ export class CpqHttpClient {
       try {
         for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) {
           stall.restart(timeoutMs);
-          if (performance.now() - sentAt > options.timeoutMs) {
+          if (performance.now() - startedAt > options.timeoutMs) {
             throw new SyncError(
               'source',
               `GET ${url}: the export was still arriving after ${describeDelay(options.timeoutMs)} (CPQ_ZIP_DOWNLOAD_TIMEOUT); ${bytes} bytes read`,
