@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig, type AppConfig, type SiteConfig } from './config.js';
 import { openDatabase } from './db/connect.js';
-import { markDemoDatabase, readIsDemoDatabase } from './db/sql/demo-database.js';
+import { markDemoDatabase, readHoldsCpqTables, readIsDemoDatabase } from './db/sql/demo-database.js';
 import { readSiteNames } from './db/sql/read-site-names.js';
 import type { Logger } from './logger.js';
 import { CpqSimulator } from './simulator/index.js';
@@ -76,10 +76,15 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     // has used (nothing to protect) or one it marked itself, never beside real sites, whatever
     // their names. Its embedded Postgres is its own.
     if (config.databaseUrl) {
-      const sites = await readSiteNames(database.pool).catch(() => []);
-      if (sites.some((s) => !DEMO_SITES.includes(s)) || (sites.length > 0 && !(await readIsDemoDatabase(database.pool)))) {
+      // No cpq.sites: no schema (nothing to protect), or one of a release before sites (refused).
+      const sites = await readSiteNames(database.pool).catch(() => undefined);
+      const refused =
+        sites === undefined
+          ? await readHoldsCpqTables(database.pool)
+          : sites.some((s) => !DEMO_SITES.includes(s)) || (sites.length > 0 && !(await readIsDemoDatabase(database.pool)));
+      if (refused) {
         throw new ConfigError(
-          `demo: DATABASE_URL names a database that holds the sites ${sites.join(', ')}, not all written by the demo; the demo writes simulated sites (${DEMO_SITES.join(', ')}) and would mix them in: unset DATABASE_URL (the demo then uses its own embedded Postgres) or name an empty database`,
+          `demo: DATABASE_URL names a database that holds cpq tables not written by the demo (sites: ${sites?.join(', ') ?? '(a release before sites)'}); the demo writes simulated sites (${DEMO_SITES.join(', ')}) and would mix them in: unset DATABASE_URL (the demo then uses its own embedded Postgres) or name an empty database`,
         );
       }
       await markDemoDatabase(database.pool);

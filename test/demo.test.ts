@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect } from 'vitest';
+import { migrateBefore } from './helpers/database.js';
 import { cli } from './helpers/cli-process.js';
 import { it } from './helpers/fixtures.js';
 
@@ -48,7 +49,7 @@ describe('cpq-sync demo', () => {
       const refused = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn', ...alerts });
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain(
-        'demo: DATABASE_URL names a database that holds the sites americas, emea, production, not all written by the demo; the demo writes simulated sites (emea, americas)',
+        'demo: DATABASE_URL names a database that holds cpq tables not written by the demo (sites: americas, emea, production); the demo writes simulated sites (emea, americas)',
       );
       expect(await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`)).toEqual(before);
     } finally {
@@ -61,8 +62,18 @@ describe('cpq-sync demo', () => {
     await t.query(`INSERT INTO cpq.sites (name) VALUES ('emea')`);
     const refused = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn' });
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain('demo: DATABASE_URL names a database that holds the sites emea, not all written by the demo');
+    expect(refused.stderr).toContain('demo: DATABASE_URL names a database that holds cpq tables not written by the demo (sites: emea)');
     expect(await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`)).toEqual([{ n: 0 }]);
     expect(await t.query(`SELECT obj_description('cpq'::regnamespace, 'pg_namespace') AS mark`)).toEqual([{ mark: null }]);
+  });
+
+  it('a database of the release before sites (no cpq.sites) is refused too, untouched', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await migrateBefore(t, '0010');
+    await t.query(`INSERT INTO cpq.sync_runs (status, mode) VALUES ('succeeded', 'full')`);
+    const refused = await cli(['demo'], { DATABASE_URL: t.url, LOG_LEVEL: 'warn' });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('demo: DATABASE_URL names a database that holds cpq tables not written by the demo (sites: (a release before sites))');
+    expect(await t.query(`SELECT to_regclass('cpq.sites') AS sites`)).toEqual([{ sites: null }]);
   });
 });

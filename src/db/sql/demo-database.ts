@@ -18,6 +18,17 @@ export async function readIsDemoDatabase(on: Queryable): Promise<boolean> {
   return rows[0]?.marked ?? false;
 }
 
+/** Whether the database has a cpq schema with any table or view in it (written by some release). */
+export async function readHoldsCpqTables(on: Queryable): Promise<boolean> {
+  const rows = await runCompiled(
+    on,
+    sql<{ holds: boolean }>`SELECT EXISTS (
+      SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'cpq' AND c.relkind IN ('r', 'p', 'v')
+    ) AS holds`.compile(queryBuilder),
+  );
+  return rows[0]?.holds ?? false;
+}
+
 /** Marks the database as the demo's, creating the cpq schema if there is none yet. */
 export async function markDemoDatabase(on: Queryable): Promise<void> {
   await runCompiled(on, sql`CREATE SCHEMA IF NOT EXISTS cpq`.compile(queryBuilder));
