@@ -178,9 +178,10 @@ function unknownKey(where: (key?: string) => string, key: string, at: number, pr
   const keys = prefix === '' ? ['name', ...Object.keys(SITE_KEYS), 'oauth'] : Object.keys(OAUTH_KEYS);
   const known = keys.join(', ');
   const near = keys.find((k) => editDistanceAtMost(key.toLowerCase(), k.toLowerCase(), 2));
-  if (near !== undefined) return `${where(`${prefix}${key}`)}: unknown key; did you mean ${prefix}${near}? (known: ${known})`;
   const place = prefix === '' ? 'the site' : 'its oauth';
-  return `${where()}: key ${at + 1} of ${place} is not a known key, and is not printed as it is not close to one (known: ${known})`;
+  // Not printed even then: a weak password is a near miss too (Passw0rd! of password).
+  const guess = near === undefined ? '' : `; did you mean ${prefix}${near}?`;
+  return `${where()}: key ${at + 1} of ${place} is not a known key (not printed: it may be a value typed in its place)${guess} (known: ${known})`;
 }
 
 /** Whether `a` becomes `b` by at most `max` one-character insertions, deletions or replacements. */

@@ -137,8 +137,8 @@ describe('CPQ_SITES_FILE', () => {
       'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
       'site "auth", more than one CPQ auth method is configured (basic, bearer)',
       'site "vars", baseUrl: ${NOT_SET} names an environment variable that is not set',
-      'site "vars": key 3 of the site is not a known key, and is not printed as it is not close to one',
-      'site "vars", oauth.clientID: unknown key; did you mean oauth.clientId?',
+      'site "vars": key 3 of the site is not a known key (not printed: it may be a value typed in its place) (known:',
+      'site "vars": key 1 of its oauth is not a known key (not printed: it may be a value typed in its place); did you mean oauth.clientId?',
       'site "vars", cron: "every day" is not a cron expression',
     ]) {
       expect(message).toContain(expected);
@@ -164,16 +164,20 @@ describe('CPQ_SITES_FILE', () => {
   password: \${hunter2pw}
   oauht: x
   oauth: {tokenUrl: https://b.example.com/t, clientId: c, clientSecret: q7Secret!, 'x9:Y7zz': 1, correct-horse-battery-staple}
+- {name: c, baseUrl: https://c.example.com, tokenFile: eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.sig}
 `,
     );
     const message = configError({ CPQ_SITES_FILE: sites });
-    for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz', 'horse']) expect(message).not.toContain(secret);
-    expect(message).toContain('site "a": key 4 of the site is not a known key, and is not printed as it is not close to one');
+    for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz', 'horse', 'eyJhbGciOi']) expect(message).not.toContain(secret);
+    // A token pasted where its file belongs: the file is not named.
+    expect(message).toContain('site "c", tokenFile: cannot read the file it names (not printed: it does not look like a path) (ENOENT)');
+    expect(message).toContain('site "a": key 4 of the site is not a known key (not printed: it may be a value typed in its place) (known:');
     expect(message).toContain('site "b", password: ${…} names an environment variable that is not set');
     expect(message).toContain('site "b": key 4 of its oauth is not a known key');
     expect(message).toContain('site "b": key 5 of its oauth is not a known key');
     // A near miss of a known key is named: a typo is found at once.
-    expect(message).toContain('site "b", oauht: unknown key; did you mean oauth? (known: name, baseUrl,');
+    expect(message).toContain('site "b": key 5 of the site is not a known key (not printed: it may be a value typed in its place); did you mean oauth?');
+    expect(message).not.toContain('oauht');
   });
 
   test('$${NAME} is the text ${NAME}: a password may hold one', () => {
