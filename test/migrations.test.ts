@@ -1,5 +1,7 @@
 import { describe, expect } from 'vitest';
+import { createDb, createPool } from '../src/db/database.js';
 import { migrate } from '../src/db/migrate.js';
+import { migrateBefore } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
 describe('migrations', () => {
@@ -57,6 +59,27 @@ describe('migrations', () => {
       raw: 'jsonb',
       deleted_at: 'timestamp with time zone',
     });
+  });
+});
+
+describe('a migration and SYNC_LOCK_TIMEOUT', () => {
+  it('a migration waits for a run in progress to commit, however short SYNC_LOCK_TIMEOUT is', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    // 0015 indexes cpq.users, which a run holds (ROW EXCLUSIVE) until it commits.
+    await migrateBefore(t, '0015');
+    const run = await t.pool.connect();
+    const pool = createPool(t.url, 2, 300);
+    try {
+      await run.query('BEGIN');
+      await run.query('LOCK TABLE cpq.users IN ROW EXCLUSIVE MODE');
+      const migrated = migrate(createDb(pool));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await run.query('COMMIT');
+      expect(await migrated).toContain('0015_integration_users_index');
+    } finally {
+      run.release();
+      await pool.end();
+    }
   });
 });
 

@@ -99,8 +99,16 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   // a run waiting for it would wait up to an hour before its run record is even written.
   if (known.every((name) => applied.includes(name))) return [];
   await refuseMigrationLockHeldByReader(db);
-  const migrator = new Migrator({ db, provider, migrationTableSchema: 'cpq' });
-  const { error, results } = await migrator.migrateToLatest();
+  // On one connection without SYNC_LOCK_TIMEOUT: a migration waits for runs in progress to
+  // commit (they hold their tables for as long as they read), as it always has.
+  const { error, results } = await db.connection().execute(async (connection) => {
+    await sql`SET lock_timeout = 0`.execute(connection);
+    try {
+      return await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq' }).migrateToLatest();
+    } finally {
+      await sql`RESET lock_timeout`.execute(connection);
+    }
+  });
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new SyncError('database', `migration ${failed} failed: ${errorMessage(error)}`);
