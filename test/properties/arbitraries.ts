@@ -382,13 +382,14 @@ export function integrationUser(index: number, groupCount: number): fc.Arbitrary
       fields: [
         ...user.fields,
         { field: partyId!, key: idKey, value: id.value, ...(id.refused ? { refused: id.refused } : {}) },
-        // Read from the detail endpoint when the list carries no groups: a partyNumber that cannot
-        // be a URL path segment is then refused (src/cpq/http-client.ts, pathSegment).
+        // Read from the detail endpoint when the list carries no group items (missing, null, {},
+        // items null): a partyNumber that cannot be a URL path segment is then refused
+        // (src/cpq/http-client.ts, pathSegment).
         {
           field: partyNumber!,
           key: numberKey,
           value: `PN${index}${suffix}`,
-          ...(user.groups.kind === 'missing' && /[/\\]/.test(suffix) ? { refused: partyNumber! } : {}),
+          ...(user.groups.kind !== 'items' && /[/\\]/.test(suffix) ? { refused: partyNumber! } : {}),
         },
         { field: oauthClientId!, key: clientKey, value: `oc${index}${suffix}` },
       ],
