@@ -143,7 +143,7 @@ export const envSchema = z.object({
   SYNC_CRON: z.string().default('0 2 * * *'),
   SYNC_TIMEZONE: z.string().default('UTC'),
   SYNC_STALE_AFTER: duration('36h'),
-  SYNC_LOCK_TIMEOUT: duration('60s'),
+  SYNC_LOCK_TIMEOUT: duration('30m'),
   // Off unless set: personal fields of history older than this are redacted by every run.
   HISTORY_RETENTION: optionalText.transform((text, ctx) => {
     if (text === undefined || text === 'off') return undefined;

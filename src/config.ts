@@ -126,9 +126,8 @@ function secret(env: Env, name: string, fileName: string): string | undefined {
   try {
     return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
   } catch (err) {
-    // The path is printed only when it reads as one: a secret pasted where its file belongs is not.
-    const named = /^[/.~]/.test(file) && !/\s/.test(file) ? ` ${file}` : ' the file it names (not printed: it does not look like a path)';
-    throw new ConfigError(`${fileName}: cannot read${named} (${errorCode(err) ?? 'error'})`);
+    // The value is not printed: it may be the secret itself, pasted where its file's path belongs.
+    throw new ConfigError(`${fileName}: cannot read the file it names (not printed: it may be the secret itself) (${errorCode(err) ?? 'error'})`);
   }
 }
 

@@ -62,7 +62,7 @@ describe('configuration', () => {
     const config = loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'password') });
     expect(config.cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'from-a-file' });
     expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'missing') })).toThrow(
-      /CPQ_PASSWORD_FILE: cannot read .*missing \(ENOENT\)/,
+      'CPQ_PASSWORD_FILE: cannot read the file it names (not printed: it may be the secret itself) (ENOENT)',
     );
     const both = () => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'hunter2', CPQ_PASSWORD_FILE: join(dir, 'password') });
     expect(both).toThrow(/CPQ_PASSWORD and CPQ_PASSWORD_FILE are both set/);

@@ -170,7 +170,7 @@ describe('CPQ_SITES_FILE', () => {
     const message = configError({ CPQ_SITES_FILE: sites });
     for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz', 'horse', 'eyJhbGciOi']) expect(message).not.toContain(secret);
     // A token pasted where its file belongs: the file is not named.
-    expect(message).toContain('site "c", tokenFile: cannot read the file it names (not printed: it does not look like a path) (ENOENT)');
+    expect(message).toContain('site "c", tokenFile: cannot read the file it names (not printed: it may be the secret itself) (ENOENT)');
     expect(message).toContain('site "a": key 4 of the site is not a known key (not printed: it may be a value typed in its place) (known:');
     expect(message).toContain('site "b", password: ${…} names an environment variable that is not set');
     expect(message).toContain('site "b": key 4 of its oauth is not a known key');

@@ -27,13 +27,14 @@ export function redactUrl(url: string): string {
 
 /**
  * How long a statement of this tool waits for a lock before it fails (lock_timeout), unless told
- * otherwise (SYNC_LOCK_TIMEOUT). A run's own waits are short (another site's run at its commit),
- * but any role may queue a lock request it will then be refused (cpq_reader's CREATE RULE on a
+ * otherwise (SYNC_LOCK_TIMEOUT). A run's own waits are short (another site's run at its commit)
+ * except behind a migration, whose DDL waits for the runs in progress and queues every later
+ * request behind it: so the bound is longer than a run (30 minutes). And any role may queue a lock request it will then be refused (cpq_reader's CREATE RULE on a
  * table it reads takes ACCESS EXCLUSIVE before the ownership check), and every later request
  * queues behind it: without a bound, a reporting login could hold every run in its transaction,
  * its site's sync lock with it, for as long as it liked. Migrations set their own (Kysely's).
  */
-export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
+export const DEFAULT_LOCK_TIMEOUT_MS = 30 * 60_000;
 
 export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS): pg.Pool {
   const pool = new pg.Pool({
