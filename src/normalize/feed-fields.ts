@@ -29,6 +29,8 @@ const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set(['partyId', 'partyN
 
 type Raw = Record<string, unknown>;
 
+const RELATIONS: ReadonlySet<string> = new Set(['groups', 'accessPermissions']);
+
 /**
  * A company-feed record of a stored integration user that this run's integration read did not
  * return: the integration feed's fields it lacks (under any spelling) are taken from `stored`,
@@ -53,12 +55,10 @@ export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw 
 export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | undefined): Raw {
   if (!stored) return integrationRecord;
   // A relation the integration record does not carry ({links} of a collection not expanded)
-  // says nothing of it: the other feed's members stay.
-  for (const key of Object.keys(integrationRecord)) {
-    const name = canonicalFieldName(key);
-    if ((name === 'groups' || name === 'accessPermissions') && !carriesItems(integrationRecord[key])) {
-      integrationRecord = Object.fromEntries(Object.entries(integrationRecord).filter(([k]) => k !== key));
-    }
+  // says nothing of it: left out, so that the other feed's members stay.
+  const uncarried = ([key, value]: [string, unknown]) => RELATIONS.has(canonicalFieldName(key) ?? '') && !carriesItems(value);
+  if (Object.entries(integrationRecord).some(uncarried)) {
+    integrationRecord = Object.fromEntries(Object.entries(integrationRecord).filter((entry) => !uncarried(entry)));
   }
   // By canonical name: a field the record carries under another spelling than the stored one
   // (isSuperUserPermEnabled from the detail endpoint, isUserAdminPermEnabled in the list) replaces
