@@ -282,6 +282,46 @@ describe('integration users', () => {
     ]);
   });
 
+  it("rows an earlier release filed under the host's own login name end as deleted when the host is read in full, with a warning", async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
+    // As an earlier release did: integration users filed under cpq-mdb beside their _host rows
+    // (here made by a company list that names the host _host, so the name is not known as the host's).
+    let listNamesHost = true;
+    scriptRequests(h.sim, async (req) => {
+      if (!listNamesHost || !req.path.endsWith('/companies')) return;
+      req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => c.isHost === true && (c.loginName = '_host'))));
+    });
+    await h.sync();
+    const present = async () => h.t.query<Raw>(`SELECT company_login, count(*)::int AS n FROM cpq.users WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`);
+    expect(await present()).toEqual([
+      { company_login: '_host', n: 4 + 2 },
+      { company_login: 'cpq-mdb', n: 2 },
+    ]);
+    listNamesHost = false;
+    // An incremental run reads the host only from its cursor: nothing is ended.
+    expect((await h.sync()).warnings).toEqual([]);
+    expect(await present()).toHaveLength(2);
+    const run = await h.sync({ full: true });
+    expect(run.warnings).toEqual([
+      '2 users an earlier release filed under the host\'s own login name "cpq-mdb" ended as deleted: the host\'s users are under _host',
+    ]);
+    expect(run.deleted).toBe(2);
+    expect(await present()).toEqual([{ company_login: '_host', n: 4 + 2 }]);
+    const logins = h.sim
+      .integrationUsers()
+      .map((u) => String(u.login))
+      .sort();
+    expect(await h.t.query(`SELECT login, change FROM cpq.user_changes WHERE run_id = $1 AND company_login = 'cpq-mdb' ORDER BY login`, [run.runId])).toEqual(
+      logins.map((login) => ({ login, change: 'delete' })),
+    );
+    // Their _host rows, read with their integration records at last, are the integration users.
+    expect(await h.t.query(`SELECT login FROM cpq.users WHERE company_login = '_host' AND is_integration_user ORDER BY login`)).toEqual(
+      logins.map((login) => ({ login })),
+    );
+    // The next full run finds nothing more to end.
+    expect((await h.sync({ full: true })).warnings).toEqual([]);
+  });
+
   it('a company list that does not answer fails a run with integration users (CPQ_HOST_COMPANY unset), naming the setting: no row under a guessed company', async ({
     startHarness,
   }) => {

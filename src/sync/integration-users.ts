@@ -99,6 +99,18 @@ export class IntegrationCompanies {
     if (!this.list.listed.has(loginName)) this.unlisted.add(loginName);
     return loginName;
   }
+
+  /**
+   * The host's own login names other than `_host`. Releases before this mapping filed
+   * integration users under them, beside their `_host` rows; those rows are ended as deleted by a
+   * run that reads the host in full (run.ts), since no run reads such a company.
+   */
+  hostAliases(): string[] {
+    const names = new Set(this.list?.hostLogins ?? []);
+    if (this.hostCompany !== undefined) names.add(this.hostCompany);
+    names.delete('_host');
+    return [...names];
+  }
 }
 
 /**

@@ -12,6 +12,7 @@ import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
 import { createRun } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
+import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readCursors } from '../db/sql/read-cursors.js';
 import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
@@ -168,6 +169,21 @@ export class SyncRun {
     }
   }
 
+  /**
+   * Of the host's own login names, those an earlier release filed integration users under (beside
+   * their `_host` rows): their rows are ended as deleted, with the host's missing users, by this
+   * run's full read of `_host`, which holds every user of the host. Each is named in a warning.
+   */
+  private async endHostAliasRows(client: pg.PoolClient, hostAliases: readonly string[]): Promise<string[]> {
+    const present = await countPresentUsers(client, this.site.name, hostAliases);
+    for (const [name, n] of present) {
+      this.warn(
+        `${n} user${n === 1 ? '' : 's'} an earlier release filed under the host's own login name ${JSON.stringify(name)} ended as deleted: the host's users are under _host`,
+      );
+    }
+    return [...present.keys()];
+  }
+
   /** A copy of the HTTP client's counts as they stand. */
   private httpStats(): HttpStats {
     return { requests: this.http.stats.requests, retries: { ...this.http.stats.retries } };
@@ -197,6 +213,7 @@ export class SyncRun {
     const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
     const readAll = this.cpq.companies.includes('*');
     let integrationUsers = new IntegrationUsers();
+    let hostAliases: string[] = [];
     let companyList = readAll ? await listCompanies(this.http, this.cpq) : undefined;
     const companies = companyList !== undefined ? companyList.logins : this.cpq.companies;
     if (integrationEnabled(this.cpq)) {
@@ -219,6 +236,7 @@ export class SyncRun {
       }
       const progress = track(INTEGRATION_STREAM, integrationSince(sinceFor, this.cpq, companies));
       const integrationCompanies = new IntegrationCompanies(this.cpq.hostCompany, companyList);
+      hostAliases = integrationCompanies.hostAliases().filter((name) => !companies.includes(name));
       integrationUsers = await readIntegrationUsers(this.http, this.cpq, integrationCompanies, progress, log, (warning) => {
         // A site without the endpoint has no such stream: no report, no cursor.
         this.progress.splice(this.progress.indexOf(progress), 1);
@@ -285,7 +303,8 @@ export class SyncRun {
       warn: (m: string) => this.warn(m),
     };
     const deletable = await deletableCompanies(client, runId, guard);
-    const counts = await mergeStaged(client, site, runId, effectiveAt(), deletable, batches.inserted + direct.written, log);
+    const deleteIn = [...deletable, ...(deletable.includes('_host') ? await this.endHostAliasRows(client, hostAliases) : [])];
+    const counts = await mergeStaged(client, site, runId, effectiveAt(), deleteIn, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
     await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs }, this.progress, (m) => this.warn(m));
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
