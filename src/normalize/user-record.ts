@@ -115,17 +115,43 @@ class FieldReader {
   /**
    * Fields whose value was read from another JSON form than CPQ's own (5551234 for "5551234",
    * "true" for true, a time with an offset): the same column value, but another record, so the
-   * digest counts the form. Not inside group and permission items, whose labels carry the index.
+   * digest counts the form. Top-level fields by name.
    */
   private otherForms: string[] | undefined;
 
+  /**
+   * Whether a group or permission item is being read (beginItem to endItem), and the parts it
+   * read in another form. Its error labels carry its index, which must not count: its forms are
+   * kept by its key.
+   */
+  private inItem = false;
+  private itemParts: string[] | undefined;
+  /** Per item key (groupPath, permissionPath), the parts read in another form; a later copy of an item replaces an earlier one's. */
+  private itemForms: Map<string, string[]> | undefined;
+
+  beginItem(): void {
+    this.inItem = true;
+    this.itemParts = undefined;
+  }
+
+  endItem(path: string): void {
+    this.inItem = false;
+    if (this.itemParts !== undefined) (this.itemForms ??= new Map()).set(path, this.itemParts);
+    else this.itemForms?.delete(path);
+  }
+
   /** The fields read from another form, for the digest; '' when none. */
   otherFormsText(): string {
-    return this.otherForms === undefined ? '' : this.otherForms.join('\u0001');
+    const fields = this.otherForms === undefined ? '' : this.otherForms.join('\u0001');
+    if (this.itemForms === undefined || this.itemForms.size === 0) return fields;
+    const items = [...this.itemForms.keys()].sort().map((path) => `${path}:${this.itemForms!.get(path)!.join(',')}`);
+    return `${fields}\u0002${items.join('\u0001')}`;
   }
 
   private readInOtherForm(field: string): void {
-    if (!field.includes('[')) (this.otherForms ??= []).push(field);
+    if (!this.inItem) (this.otherForms ??= []).push(field);
+    // An item's label is groups[3].label: its part is what follows the last dot.
+    else (this.itemParts ??= []).push(field.slice(field.lastIndexOf('.') + 1));
   }
 
   /** `where` names the record in errors; built only when one is thrown. */
@@ -187,7 +213,7 @@ class FieldReader {
       if (NUL_OR_DIGEST_MARK.test(value)) {
         if (value.includes(NUL)) this.fail(field, unstorableNumber(value) ?? 'contains a NUL character, which Postgres text cannot store');
         // Group and permission items are digested as JSON: only the values written apart count.
-        if (!field.includes('[')) this.holdsDigestMarks = true;
+        if (!this.inItem) this.holdsDigestMarks = true;
       }
       return value;
     }
@@ -376,11 +402,13 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
     const at = GROUP_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describe(item)}`);
     const [name, label, type] = GROUP_PARTS.pick(item);
+    reader.beginItem();
     const variableName = reader.key(at.variableName, name);
     if (!variableName) reader.fail(at.variableName, 'is missing');
     reader.keepExtras(GROUP_PARTS, item, variableName, groupPath);
     if (label !== undefined || type !== undefined) reader.groupsDescribed = true;
     byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
+    reader.endItem(groupPath(variableName));
   });
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
 }
@@ -393,12 +421,14 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     const at = PERMISSION_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describe(item)}`);
     const [typeValue, nameValue, label, hasAccess] = PERMISSION_PARTS.pick(item);
+    reader.beginItem();
     const type = reader.key(at.type, typeValue);
     const variableName = reader.key(at.variableName, nameValue);
     if (!type) reader.fail(at.type, 'is missing');
     if (!variableName) reader.fail(at.variableName, 'is missing');
     reader.keepExtras(PERMISSION_PARTS, item, [type, variableName], permissionPath);
     byKey.set(`${type}\u0001${variableName}`, { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) });
+    reader.endItem(permissionPath([type, variableName]));
   });
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
 }

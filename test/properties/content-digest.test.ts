@@ -146,4 +146,32 @@ describe('content digest', () => {
       runs(200, 60_000),
     );
   });
+
+  it('counts the JSON form of a group\'s or permission\'s part (123 for "123", "true" for true) in its last copy only (property)', () => {
+    fc.assert(
+      fc.property(userContent, fc.constantFrom('groups', 'accessPermissions'), (c, where) => {
+        const list = where === 'groups' ? c.groups : c.permissions;
+        fc.pre(list.last.length > 0);
+        const [part, own, other]: [string, Json, Json] = where === 'groups' ? ['label', '123', num('123')] : ['hasAccess', true, 'true'];
+        /** The user with the last copy of the list's first item holding `value`, and an earlier copy holding `earlier` before all. */
+        const sent = (value: Json, earlier?: Json) => {
+          const user = record(c, false) as Record<string, Json>;
+          const items = (user[where] as { items: Record<string, Json>[] }).items;
+          const last = items[list.earlier.length]!;
+          last[part] = value;
+          if (earlier !== undefined) items.unshift({ ...last, [part]: earlier });
+          return normalized(user);
+        };
+        const [base, otherForm, earlierOtherForm] = [sent(own), sent(other), sent(own, other)];
+        fc.pre(!('refused' in base));
+        const rows = (r: ReturnType<typeof normalized>) => ('refused' in r ? r : { groups: r.groups, permissions: r.accessPermissions });
+        // The same rows, another record: raw must be rewritten.
+        expect(rows(otherForm)).toEqual(rows(base));
+        expect((otherForm as { contentHash: string }).contentHash).not.toBe((base as { contentHash: string }).contentHash);
+        // An earlier copy is replaced by the last, its form with it.
+        expect((earlierOtherForm as { contentHash: string }).contentHash).toBe((base as { contentHash: string }).contentHash);
+      }),
+      runs(200, 60_000),
+    );
+  });
 });
