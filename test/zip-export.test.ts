@@ -356,6 +356,19 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
       /entry "late.json": the JSON ends early \(the entry is truncated\)/,
     ],
     [
+      // Taken for the whole company, the users it left out would be marked deleted.
+      'a .json collection body that says it is one page of a longer list',
+      { extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":true,"totalResults":2}' }] },
+      {},
+      /entry "late.json": says hasMore: true, one page of a longer list; refused rather than taken for every user of the company/,
+    ],
+    [
+      'a .json collection body with fewer items than its totalResults',
+      { extraEntries: [{ name: 'late.json', content: '{"totalResults":3,"items":[{"login":"late1"},{"login":"late2"}],"hasMore":false}' }] },
+      {},
+      /entry "late.json": says totalResults 3 but holds 2 items; refused rather than taken for every user of the company/,
+    ],
+    [
       'a .csv header naming what CSV cannot hold',
       { extraEntries: [{ name: 'late.csv', content: 'login,accessPermissions\r\nx,y\r\n' }] },
       {},

@@ -130,8 +130,34 @@ function entryParser(entry: UserEntry, limit: RecordLimit, sink: (pending: Pendi
     sink({ record }, where);
   };
   switch (entry.format) {
-    case 'json':
-      return new JsonItemsParser(objects, limit, { itemText });
+    case 'json': {
+      // A collection body can say it is one page of a longer list: taken for the whole export,
+      // the users it left out would be marked deleted. Counted by the entry's own items.
+      let items = 0;
+      let total: number | undefined;
+      let more = false;
+      const parser = new JsonItemsParser(objects, limit, {
+        itemText: (text, where) => {
+          items++;
+          itemText(text, where);
+        },
+        envelope: (key, value) => {
+          const name = key.toLowerCase();
+          if (name === 'hasmore' && value === true) more = true;
+          if (name === 'totalresults') total = typeof value === 'number' ? value : isLosslessNumber(value) ? Number(value.toString()) : undefined;
+        },
+      });
+      return {
+        write: (text) => parser.write(text),
+        end: () => {
+          parser.end();
+          if (more) throw new EntryContentError(`says hasMore: true, one page of a longer list; refused rather than taken for every user of the company`);
+          if (total !== undefined && total > items) {
+            throw new EntryContentError(`says totalResults ${total} but holds ${items} items; refused rather than taken for every user of the company`);
+          }
+        },
+      };
+    }
     case 'jsonl':
       return new JsonLinesParser(objects, limit, { itemText });
     case 'csv': {
