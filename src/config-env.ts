@@ -116,6 +116,7 @@ export const envSchema = z.object({
   SYNC_FULL_EVERY: duration('7d'),
   SYNC_MERGE_BATCH_USERS: integer(10000, 0, 10_000_000),
   SYNC_DIRECT_FIRST_LOAD: flag.default(true),
+  SYNC_MASS_DELETE_MIN: integer(1, 0, 10_000_000),
   SYNC_MAX_DELETE_FRACTION: z
     .string()
     .default('0.2')

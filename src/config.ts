@@ -72,6 +72,8 @@ export interface AppConfig {
   /** A stream whose last full read is older than this is read in full. */
   fullEveryMs: number;
   maxDeleteFraction: number;
+  /** A deletion of at most this many of a company's users is never refused as a mass deletion. */
+  massDeleteMin: number;
   /** New users are merged every this many staged users while the read goes on; 0 = all at the end. */
   mergeBatchUsers: number;
   /** A company the database holds no user of is written straight to the final tables. */
@@ -319,6 +321,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     lookbackMs: parsed.SYNC_LOOKBACK,
     fullEveryMs: parsed.SYNC_FULL_EVERY,
     maxDeleteFraction: parsed.SYNC_MAX_DELETE_FRACTION,
+    massDeleteMin: parsed.SYNC_MASS_DELETE_MIN,
     mergeBatchUsers: parsed.SYNC_MERGE_BATCH_USERS,
     directFirstLoad: parsed.SYNC_DIRECT_FIRST_LOAD,
     ...(parsed.HISTORY_RETENTION === undefined ? {} : { historyRetentionMs: parsed.HISTORY_RETENTION }),

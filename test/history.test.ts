@@ -140,6 +140,22 @@ describe('deletions', () => {
     expect(allowed.deleted).toBe(3);
   });
 
+  it('lets a small company lose up to SYNC_MASS_DELETE_MIN users, whatever their fraction', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    await h.sync();
+    const [first, second, third] = logins(h);
+    // One of 4 (25%, above the fraction 0.2): not a mass deletion.
+    h.sim.deleteUser('_host', first!);
+    const one = await h.sync({ full: true });
+    expect({ deleted: one.deleted, warnings: one.warnings }).toEqual({ deleted: 1, warnings: [] });
+    // Two of the 3 left: above both.
+    h.sim.deleteUser('_host', second!);
+    h.sim.deleteUser('_host', third!);
+    const two = await h.sync({ full: true });
+    expect(two.deleted).toBe(0);
+    expect(two.warnings.join('\n')).toMatch(/deletion aborted for companies\/_host: 2 of 3 known users/);
+  });
+
   it('reads a stream in full again after SYNC_FULL_EVERY', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, { SYNC_FULL_EVERY: '1h' });
     await h.sync();

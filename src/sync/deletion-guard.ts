@@ -10,6 +10,8 @@ export interface DeletionGuard {
   firstLoads: ReadonlySet<string>;
   /** SYNC_MAX_DELETE_FRACTION. */
   maxDeleteFraction: number;
+  /** SYNC_MASS_DELETE_MIN: without it, a company of 4 users could never lose one (25% > 0.2). */
+  massDeleteMin: number;
   /** --allow-mass-delete. */
   allowMassDelete: boolean;
   warn: (message: string) => void;
@@ -17,7 +19,8 @@ export interface DeletionGuard {
 
 /**
  * Companies whose users this run may mark deleted: read in full, not short, and not losing
- * more than SYNC_MAX_DELETE_FRACTION of their known users (unless --allow-mass-delete).
+ * more than SYNC_MAX_DELETE_FRACTION of their known users, nor more than SYNC_MASS_DELETE_MIN
+ * (unless --allow-mass-delete).
  * Refusals are recorded in the run's warnings and the stream's report.
  */
 export async function deletableCompanies(client: pg.PoolClient, runId: string, guard: DeletionGuard): Promise<string[]> {
@@ -36,7 +39,7 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
   const allowed: string[] = [];
   for (const c of await countDeletionCandidates(client, guard.site, runId, eligible)) {
     const p = full.find((f) => f.id.company === c.company)!;
-    if (c.missing > 0 && c.missing > fraction * c.known && !guard.allowMassDelete) {
+    if (c.missing > guard.massDeleteMin && c.missing > fraction * c.known && !guard.allowMassDelete) {
       p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;
       guard.warn(
         `deletion aborted for ${p.id.name}: ${c.missing} of ${c.known} known users (${Math.round((100 * c.missing) / c.known)}%) ` +

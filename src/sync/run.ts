@@ -299,6 +299,7 @@ export class SyncRun {
       progress: this.progress,
       firstLoads,
       maxDeleteFraction: config.maxDeleteFraction,
+      massDeleteMin: config.massDeleteMin,
       allowMassDelete: this.options.allowMassDelete === true,
       warn: (m: string) => this.warn(m),
     };
