@@ -182,4 +182,24 @@ describe('restated records', () => {
     expect(flat!.new_value).toBe('0.1234567890123456789');
     await expectChangeLogConsistent(h.t);
   });
+
+  it('a custom field going from null to absent, or back, is a restatement: raw is rewritten, nothing is logged, and a real change beside it lists only itself', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    const login = h.sim.addUser('_host', { costCenter: null, region_c: 'north' });
+    await h.sync({ full: true });
+    const rawKeys = async () =>
+      (await h.t.query<{ keys: string[] }>(`SELECT array(SELECT jsonb_object_keys(raw) ORDER BY 1) AS keys FROM cpq.users WHERE login = $1`, [login]))[0]!.keys;
+    expect(await rawKeys()).toContain('costCenter');
+    h.sim.updateUser('_host', login, { costCenter: undefined }, { touch: false });
+    const restated = await h.sync({ full: true });
+    expect(await changesOf(h, restated.runId)).toEqual([]);
+    expect(await rawKeys()).not.toContain('costCenter');
+    h.sim.updateUser('_host', login, { costCenter: null, region_c: 'south' }, { touch: false });
+    const changed = await h.sync({ full: true });
+    const rows = await changesOf(h, changed.runId);
+    expect(rows.map((r) => r.diff)).toEqual([{ 'raw.region_c': { old: 'north', new: 'south' } }]);
+    await expectChangeLogConsistent(h.t);
+  });
 });

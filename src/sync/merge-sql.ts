@@ -50,17 +50,20 @@ const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]
 /**
  * The fields of raw the mapping has no column for (custom fields), as one jsonb object; the
  * content digest covers exactly these besides the columns (user-record.ts, unknownFieldsJson).
+ * A field sent as null is left out: null and absent say the same, as for a mapped field, so a
+ * custom field going from one to the other is a restatement, not a change.
  */
 export const unmappedFields = (raw: string) =>
-  `(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}))`;
+  `(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}) AND jsonb_typeof(e.value) <> 'null')`;
 
 /**
  * The diff entries of custom fields between the old row `o` and the new row `u`:
  * `"raw.<field>":{"old":...,"new":...}` for each top-level field the mapping has no column for
- * whose value differs (null where a side lacks it), '{}' when none does. The keys of both sides,
+ * whose value differs (null where a side lacks it; null and absent do not differ, see
+ * unmappedFields), '{}' when none does. The keys of both sides,
  * each once, are those of `o.raw || u.raw` (both are objects): a fifth cheaper than a UNION of
  * the two key lists, which hashed ~120 keys per changed user.
  */
 export const UNMAPPED_DIFF = `(SELECT coalesce(jsonb_object_agg('raw.' || k.key, jsonb_build_object('old', o.raw -> k.key, 'new', u.raw -> k.key)), '{}'::jsonb)
    FROM jsonb_object_keys(o.raw || u.raw) AS k(key)
-   WHERE lower(k.key) <> ALL (${MAPPED_KEYS}) AND (o.raw -> k.key) IS DISTINCT FROM (u.raw -> k.key))`;
+   WHERE lower(k.key) <> ALL (${MAPPED_KEYS}) AND coalesce(o.raw -> k.key, 'null') IS DISTINCT FROM coalesce(u.raw -> k.key, 'null'))`;
