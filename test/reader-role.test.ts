@@ -232,6 +232,35 @@ describe('cpq_reader', () => {
     await reader.query('SELECT pg_advisory_unlock_all()');
   });
 
+  it("cannot put its own code in the sync's way: functions and operators it creates in a writable public schema (Postgres 14 and older) are not on the sync's search path", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    await h.sync();
+    const database = new URL(h.t.url).pathname.slice(1);
+    await admin((c) => c.query(`GRANT CREATE ON SCHEMA public TO PUBLIC`), database);
+    const reader = await loginAs(h.t.url);
+    // Closer matches than the built-ins for the calls in cpq.login_hash (convert_to(login, 'UTF8'))
+    // and isoUtcSql (extract(...) % 1000): found first on a search path that holds public.
+    await reader.query(`CREATE FUNCTION public.convert_to(text, text) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'reader code ran'; END $$`);
+    await reader.query(
+      `CREATE FUNCTION public.reader_mod(numeric, integer) RETURNS numeric LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'reader operator ran'; END $$`,
+    );
+    await reader.query(`CREATE OPERATOR public.% (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = public.reader_mod)`);
+    cleanups.push(() =>
+      admin(async (c) => {
+        await c.query(`DROP OPERATOR IF EXISTS public.% (numeric, integer); DROP FUNCTION IF EXISTS public.reader_mod(numeric, integer)`);
+        await c.query(`DROP FUNCTION IF EXISTS public.convert_to(text, text); REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+      }, database),
+    );
+    const login = String(h.sim.users('_host')[0]!.login);
+    h.sim.updateUser('_host', login, { lastName: 'Changed' });
+    const run = await h.sync({ full: true });
+    expect(run.status).toBe('succeeded');
+    expect(await h.t.query(`SELECT login, change FROM cpq.user_changes WHERE run_id = $1`, [run.runId])).toEqual([{ login, change: 'update' }]);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.run_seals WHERE run_id = $1`, [run.runId])).toEqual([{ n: 1 }]);
+  });
+
   it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     // As the role that runs the migrations, like a later migration would.

@@ -47,7 +47,12 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
     // default is two hours). And a worker notices a server that vanished.
     keepAlive: true,
     keepAliveInitialDelayMillis: 60_000,
-    options: `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)}`,
+    // search_path: every object of ours is named with its schema (cpq., or a temporary table of
+    // the run), so nothing else is looked up: not public, where any role may create functions
+    // and operators in a database made by Postgres 14 or older. There a cpq_reader login's
+    // public.convert_to(text, text) or %(numeric, integer), closer matches than the built-ins,
+    // ran with the sync's rights inside its runs.
+    options: `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)} -c search_path=pg_catalog,pg_temp`,
   });
   // A client that loses its server must not crash the process, idle or checked out; the next
   // query on it reports the problem.
