@@ -353,6 +353,16 @@ describe('HTTP faults', () => {
     expect(apiRequests(h).length - before).toBe(3);
   });
 
+  it('a page holding more items than the limit asked for fails the run naming both (a first load held its refused rows per page)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    scriptRequests(h.sim, async (req) => {
+      if (req.page === 0) req.reply(editPage(await req.real(), (p) => p.items.push(...p.items)));
+    });
+    const error = await h.syncError();
+    expect(error.message).toMatch(/^GET \S+\/companies\/_host\/users\S*: the page holds 20 items, more than the 10 asked for \(limit\); refused$/);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+  });
+
   // Known bug (src/sync/run.ts saveCursors): a short read still advances the stream's cursor and
   // last_full_sync_at, so the users it did not read are skipped by every incremental run until
   // the next full read (SYNC_FULL_EVERY, 7 days by default).

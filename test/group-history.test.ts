@@ -176,6 +176,28 @@ describe('group history', () => {
     ]);
   });
 
+  it('a first load naming more groups than it holds at once (10,000) stages them as it goes: every group stored once, the copy read last winning', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '50' });
+    const group = (variableName: string, label: string) => ({ variableName, label, type: 'Sales' });
+    for (let u = 0; u < 220; u++) {
+      const own = Array.from({ length: 50 }, (_, g) => group(`g${u}-${g}`, `L${u}-${g}`));
+      // "shared" in the first user and the last: the last copy is read after the held groups were staged.
+      const shared = u === 0 || u === 219 ? [group('shared', u === 0 ? 'first' : 'last')] : [];
+      h.sim.addUser('_host', { login: `u${String(u).padStart(4, '0')}`, groups: { items: [...own, ...shared] } });
+    }
+    const run = await h.sync();
+    expect(run.inserted).toBe(220);
+    expect(
+      await h.t.query(
+        `SELECT count(*)::int AS n, count(*) FILTER (WHERE label = 'L' || substr(variable_name, 2))::int AS labelled FROM cpq.groups WHERE variable_name <> 'shared'`,
+      ),
+    ).toEqual([{ n: 11_000, labelled: 11_000 }]);
+    expect(await h.t.query(`SELECT label FROM cpq.groups WHERE variable_name = 'shared'`)).toEqual([{ label: 'last' }]);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_changes WHERE run_id = $1`, [run.runId])).toEqual([{ n: 11_001 }]);
+  });
+
   it('keeps the definitions a CSV export leaves out (no label or type) and logs nothing for groups', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0, groups: 4, zipExport: { entries: [{ format: 'csv' }] } });
     await h.sync();

@@ -57,6 +57,78 @@ describe('full sync', () => {
     expect(result.streams.map((s) => s.stream).sort()).toEqual(['companies/_host', 'companies/partner1', 'companies/partner2']);
   });
 
+  it('with CPQ_COMPANIES=*, a partner organization removed from CPQ (gone from the list, its users 404) has its users marked deleted, within the deletion guard', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 4, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    await h.sync();
+    const [gone, stays] = h.sim.companyLogins().filter((c) => c !== '_host') as [string, string];
+    const removed = [gone];
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/companies'))
+        req.reply(editPage(await req.real(), (p) => (p.items = p.items.filter((c) => !removed.includes(String(c.loginName))))));
+      else if (removed.some((c) => req.path.includes(`/companies/${c}/`))) req.reply(JSON.stringify({ title: 'Not Found', status: 404 }), { status: 404 });
+    });
+    const present = async () => h.t.query<Raw>(`SELECT company_login, count(*)::int AS n FROM cpq.users WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`);
+    // All 4 of its users would go: more than SYNC_MASS_DELETE_MIN (1).
+    const refused = await h.sync({ full: true });
+    expect(refused.warnings).toEqual([
+      `company "${gone}" is gone from CPQ (not in the company list; its users answer 404): its 4 users are kept as present, more than SYNC_MASS_DELETE_MIN=1 (rerun with --allow-mass-delete to mark them deleted)`,
+    ]);
+    expect(refused.deleted).toBe(0);
+    // An incremental run does not look.
+    expect((await h.sync()).warnings).toEqual([]);
+    const allowed = await h.sync({ full: true, allowMassDelete: true });
+    expect(allowed.warnings).toEqual([`company "${gone}" is gone from CPQ (not in the company list; its users answer 404): its 4 users are marked deleted`]);
+    expect(allowed.deleted).toBe(4);
+    expect(
+      await h.t.query(`SELECT count(*)::int AS n FROM cpq.user_changes WHERE run_id = $1 AND company_login = $2 AND change = 'delete'`, [allowed.runId, gone]),
+    ).toEqual([{ n: 4 }]);
+    expect(await present()).toEqual([
+      { company_login: '_host', n: 4 },
+      { company_login: stays, n: 4 },
+    ]);
+    // Left out of the list but still answering: kept, and said.
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/companies'))
+        req.reply(editPage(await req.real(), (p) => (p.items = p.items.filter((c) => c.loginName !== stays && c.loginName !== gone))));
+    });
+    const kept = await h.sync({ full: true });
+    expect(kept.warnings).toEqual([
+      `company "${stays}" is not in the company list, but CPQ still answers for its users: its 4 users are kept as they are, not read`,
+    ]);
+    expect(await present()).toHaveLength(2);
+  });
+
+  it('a company list that repeats itself with hasMore on every page, or whose names grow past CPQ_MAX_PAGE_BYTES, fails the run instead of filling memory', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '*', CPQ_MAX_PAGE_BYTES: '65536' });
+    let listRequests = 0;
+    let names: (page: number) => string[] = () => [];
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.endsWith('/companies')) return;
+      const page = listRequests++;
+      req.reply(
+        editPage(await req.real(), (p) => {
+          p.items = names(page).map((loginName) => ({ loginName, name: loginName }));
+          p.hasMore = true;
+        }),
+      );
+    });
+    names = () => ['_host_twin', 'partner1'];
+    expect((await h.syncError()).message).toMatch(
+      /the company list repeats itself \(this page names only companies already listed\), so paging would not progress/,
+    );
+    expect(listRequests).toBe(2);
+    // New names on every page, 10,000 characters each.
+    listRequests = 0;
+    names = (page) => [`p${page}-${'x'.repeat(10_000)}`];
+    expect((await h.syncError()).message).toMatch(/the company list's login names add up to more than CPQ_MAX_PAGE_BYTES \(65536\) characters; refused/);
+    expect(listRequests).toBe(7);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+  });
+
   it('stores each user with its typed columns, groups and access permissions exactly as CPQ holds them', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
     await h.sync();

@@ -64,8 +64,15 @@ function loginOf(item: unknown): string | undefined {
 /**
  * Checks the collection envelope; a wrong shape fails the run naming the URL. `records`: the
  * items of a page cut apart as it was read (JsonResponse.records), `body` then the rest of it.
+ * `limit`: the page size asked for. A page holding more is refused: what a run holds per page
+ * (a first load's refused rows, the rows held back for integration users) is bounded by it.
  */
-export function readCollection(url: string, body: unknown, records?: PageRecords): { items: PageRecords; hasMore: boolean; totalResults: number | undefined } {
+export function readCollection(
+  url: string,
+  body: unknown,
+  limit: number,
+  records?: PageRecords,
+): { items: PageRecords; hasMore: boolean; totalResults: number | undefined } {
   if (!isJsonObject(body))
     throw new SyncError(
       'data',
@@ -77,6 +84,8 @@ export function readCollection(url: string, body: unknown, records?: PageRecords
   if (body.hasMore !== undefined && typeof body.hasMore !== 'boolean') {
     throw new SyncError('data', `GET ${url}: hasMore must be true or false`);
   }
+  const count = items instanceof PageRecords ? items.length : (items as unknown[]).length;
+  if (count > limit) throw new SyncError('data', `GET ${url}: the page holds ${count} items, more than the ${limit} asked for (limit); refused`);
   const total = body.totalResults;
   return {
     items: items instanceof PageRecords ? items : PageRecords.parsed(items as unknown[]),
@@ -150,7 +159,7 @@ function requestPage(
   const page = client.readAheadSlot(url).then(async (slot) => {
     try {
       const response = await client.getJson(url, { collection: true });
-      return { url, range, slot, ms: response.ms, ...readCollection(url, response.body, response.records) };
+      return { url, range, slot, ms: response.ms, ...readCollection(url, response.body, request.pageSize, response.records) };
     } catch (err) {
       slot.release();
       throw err;
@@ -247,7 +256,7 @@ async function probeLogins(client: CpqHttpClient, request: CollectionRequest, of
   const logins = await Promise.all(
     offsets.map(async (offset) => {
       const url = client.url(request.path, { ...(q ? { q } : {}), orderby: orderOf(request), limit: '1', offset: String(offset), fields: 'login' });
-      const { items } = readCollection(url, (await client.getJson(url)).body);
+      const { items } = readCollection(url, (await client.getJson(url)).body, 1);
       if (items.length === 0) return undefined;
       const login = loginOf(items.value(0));
       if (login === undefined) throw new SyncError('data', `GET ${url}: the record has no login, so the read cannot be split at it`);
@@ -385,7 +394,7 @@ export async function* offsetPages(client: CpqHttpClient, path: string, query: R
   for (let index = 0, offset = 0; ; index++) {
     const url = client.url(path, { ...query, limit: String(pageSize), offset: String(offset) });
     const response = await client.getJson(url);
-    const page = readCollection(url, response.body);
+    const page = readCollection(url, response.body, pageSize);
     yield { url, index, items: page.items, totalResults: page.totalResults };
     if (!page.hasMore || page.items.length === 0) return;
     offset += page.items.length;

@@ -64,10 +64,14 @@ export interface CompanyList {
 
 /** The companies of the site (host first as `_host`). */
 export async function listCompanies(client: CpqHttpClient, config: CpqConfig): Promise<CompanyList> {
-  const logins: string[] = [];
+  const logins = new Set<string>();
   const listed = new Set<string>();
   const hostLogins = new Set<string>();
+  // The list is held whole: bounded like a page, and refused when a page adds nothing (a list
+  // that says hasMore on every page, repeating itself, was asked for until memory ran out).
+  let characters = 0;
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
+    const listedBefore = listed.size;
     page.items.values().forEach((item, i) => {
       const record = isJsonObject(item) ? item : {};
       const login = record.loginName ?? record.login;
@@ -79,16 +83,35 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       } catch (err) {
         throw new SyncError('data', `GET ${page.url}: company ${i}: ${errorMessage(err)}`);
       }
-      logins.push(record.isHost === true ? '_host' : login);
+      logins.add(record.isHost === true ? '_host' : login);
+      if (!listed.has(login)) characters += login.length;
       listed.add(login);
       if (record.isHost === true) hostLogins.add(login);
     });
+    if (page.items.length > 0 && listed.size === listedBefore) {
+      throw new SyncError(
+        'data',
+        `GET ${page.url}: the company list repeats itself (this page names only companies already listed), so paging would not progress`,
+      );
+    }
+    if (characters > config.maxPageBytes) {
+      throw new SyncError(
+        'data',
+        `GET ${page.url}: the company list's login names add up to more than CPQ_MAX_PAGE_BYTES (${config.maxPageBytes}) characters; refused`,
+      );
+    }
   }
-  return { logins: [...new Set(logins)], listed, hostLogins };
+  return { logins: [...logins], listed, hostLogins };
+}
+
+/** Whether CPQ no longer has `company`: its users collection answers 404. */
+export async function companyGone(client: CpqHttpClient, config: CpqConfig, company: string): Promise<boolean> {
+  const url = client.url(companyUsersPath(config, company), { limit: '1', offset: '0' });
+  return (await client.getJson(url, { allow404: true })).status === 404;
 }
 
 /** How many users CPQ holds for one company now (totalResults of a one-record page); undefined when CPQ does not say. */
 export async function companyUserCount(client: CpqHttpClient, config: CpqConfig, company: string): Promise<number | undefined> {
   const url = client.url(companyUsersPath(config, company), { limit: '1', offset: '0', totalResults: 'true' });
-  return readCollection(url, (await client.getJson(url)).body).totalResults;
+  return readCollection(url, (await client.getJson(url)).body, 1).totalResults;
 }

@@ -17,6 +17,15 @@ export interface DeletionGuard {
   warn: (message: string) => void;
 }
 
+/** Whether the guard refuses to delete `missing` of a company's `known` users. */
+export function refusesDeletion(
+  missing: number,
+  known: number,
+  guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
+): boolean {
+  return missing > guard.massDeleteMin && missing > guard.maxDeleteFraction * known && !guard.allowMassDelete;
+}
+
 /**
  * Companies whose users this run may mark deleted: read in full, not short, and not losing
  * more than SYNC_MAX_DELETE_FRACTION of their known users, nor more than SYNC_MASS_DELETE_MIN
@@ -39,7 +48,7 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
   const allowed: string[] = [];
   for (const c of await countDeletionCandidates(client, guard.site, runId, eligible)) {
     const p = full.find((f) => f.id.company === c.company)!;
-    if (c.missing > guard.massDeleteMin && c.missing > fraction * c.known && !guard.allowMassDelete) {
+    if (refusesDeletion(c.missing, c.known, guard)) {
       p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;
       guard.warn(
         `deletion aborted for ${p.id.name}: ${c.missing} of ${c.known} known users (${Math.round((100 * c.missing) / c.known)}%) ` +

@@ -58,11 +58,18 @@ const ID_BLOCK = 10_000;
  * then a 'reinsert' in the final merge, and the result is the same as if every row had been
  * staged.
  */
+/** Group definitions DirectLoad holds before staging them. */
+const GROUPS_HELD = 10_000;
+
 export class DirectLoad {
   /** Per company, the last login written per key range (by its index); a row of the range must come after it. */
   private readonly lastLogin = new Map<string, Map<number, string>>();
-  /** Groups named by written rows, the last copy read winning; upserted by `finish`. */
-  private readonly groups = new Map<string, GroupDefinition>();
+  /**
+   * Groups named by written rows, the last copy read winning; upserted into stage_groups by
+   * `endPage` once GROUPS_HELD are held (a site may name a group per user: memory stays bounded),
+   * and by `finish`.
+   */
+  private groups = new Map<string, GroupDefinition>();
   private ids: number[] = [];
   private nextIds: Promise<number[]> | undefined;
   private rowsWritten = 0;
@@ -115,10 +122,16 @@ export class DirectLoad {
     return rest;
   }
 
-  /** Queues the COPYs of the rows taken since the last call. */
+  /** Queues the COPYs of the rows taken since the last call; stages the groups held once they are many. */
   async endPage(): Promise<void> {
     const copies = this.page.close();
     if (copies) await this.stager.enqueueCopies(copies);
+    if (this.groups.size >= GROUPS_HELD) {
+      // Upserted in the order taken (the client runs its queries in turn): a later copy still wins.
+      const held = this.groups;
+      this.groups = new Map();
+      await stageGroups(this.client, held);
+    }
   }
 
   private async encode(rows: UserRow[]) {

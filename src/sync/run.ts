@@ -5,7 +5,7 @@ import { ConfigError, selectSites, type CpqConfig, type SiteConfig } from '../co
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
-import { INTEGRATION_STREAM, listCompanies, type StreamId } from '../cpq/streams.js';
+import { INTEGRATION_STREAM, companyGone, listCompanies, type StreamId } from '../cpq/streams.js';
 import { logAhead, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
@@ -23,7 +23,7 @@ import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import { readCompany } from './company-read.js';
-import { deletableCompanies } from './deletion-guard.js';
+import { deletableCompanies, refusesDeletion, type DeletionGuard } from './deletion-guard.js';
 import { DirectLoad } from './direct-load.js';
 import {
   IntegrationCompanies,
@@ -184,6 +184,38 @@ export class SyncRun {
     return [...present.keys()];
   }
 
+  /**
+   * Of the companies the database holds present users of that `unread` says this run did not
+   * read, those CPQ no longer has (their users answer 404): their users are marked deleted with
+   * the run's others, within the deletion guard (all of a company's users are missing). One that
+   * still answers is kept as it is. Each is named in a warning.
+   */
+  private async endRemovedCompanies(
+    client: pg.PoolClient,
+    unread: (company: string) => boolean,
+    guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
+  ): Promise<string[]> {
+    const removed: string[] = [];
+    for (const [company, n] of await countPresentUsers(client, this.site.name)) {
+      if (!unread(company)) continue;
+      const users = `${n} user${n === 1 ? '' : 's'}`;
+      if (!(await companyGone(this.http, this.cpq, company))) {
+        this.warn(
+          `company ${JSON.stringify(company)} is not in the company list, but CPQ still answers for its users: its ${users} are kept as they are, not read`,
+        );
+      } else if (refusesDeletion(n, n, guard)) {
+        this.warn(
+          `company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are kept as present, ` +
+            `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} (rerun with --allow-mass-delete to mark them deleted)`,
+        );
+      } else {
+        this.warn(`company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are marked deleted`);
+        removed.push(company);
+      }
+    }
+    return removed;
+  }
+
   /** A copy of the HTTP client's counts as they stand. */
   private httpStats(): HttpStats {
     return { requests: this.http.stats.requests, retries: { ...this.http.stats.retries } };
@@ -305,6 +337,12 @@ export class SyncRun {
     };
     const deletable = await deletableCompanies(client, runId, guard);
     const deleteIn = [...deletable, ...(deletable.includes('_host') ? await this.endHostAliasRows(client, hostAliases) : [])];
+    // Every company of the site was read: those the database still holds that the list no longer
+    // names (a partner organization removed) are no run's to delete, unless found here.
+    if (readAll && this.progress.some((p) => p.id.kind === 'company' && p.report.mode === 'full')) {
+      const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
+      deleteIn.push(...(await this.endRemovedCompanies(client, unread, guard)));
+    }
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deleteIn, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
     await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs }, this.progress, (m) => this.warn(m));

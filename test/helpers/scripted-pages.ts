@@ -64,7 +64,7 @@ export function editPage(text: string, edit: (page: { items: Record<string, unkn
  */
 function editSecondPage(
   sim: CpqSimulator,
-  edit: (page: { items: Record<string, unknown>[] }, firstPage: Record<string, unknown>[]) => void,
+  edit: (page: { items: Record<string, unknown>[]; hasMore: boolean }, firstPage: Record<string, unknown>[]) => void,
 ): Record<string, unknown>[] {
   const firstPage: Record<string, unknown>[] = [];
   scriptRequests(sim, async (req) => {
@@ -81,14 +81,19 @@ function editSecondPage(
 /**
  * The second page of user pages starts with the last `count` users of the first page again,
  * each as `edit` makes it (unchanged by default): a user read twice in one run. Returns the
- * first page's users, filled in once it has been served.
+ * first page's users, filled in once it has been served. The page keeps its size, as CPQ keeps
+ * the limit asked for: when more pages follow, its last `count` users are left to the next page
+ * (a keyset read asks for what comes after the page's new last login).
  */
 export function repeatOnSecondPage(
   sim: CpqSimulator,
   count: number,
   edit: (user: Record<string, unknown>) => Record<string, unknown> = (u) => u,
 ): Record<string, unknown>[] {
-  return editSecondPage(sim, (p, firstPage) => p.items.unshift(...firstPage.slice(-count).map(edit)));
+  return editSecondPage(sim, (p, firstPage) => {
+    p.items.unshift(...firstPage.slice(-count).map(edit));
+    if (p.hasMore) p.items.splice(-count);
+  });
 }
 
 /**
