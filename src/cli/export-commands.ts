@@ -41,7 +41,10 @@ export function registerExportCommands(program: Command): void {
     .command('changes')
     .description('stream the change log (for the warehouse) in commit order; the next watermark goes to stderr as "watermark: <n>"')
     .option('--after <watermark>', 'changes of runs that committed after this watermark (0 = everything): exactly once, poll after poll')
-    .option('--since <run-id|time>', 'changes of runs after this run id, or that committed at or after this ISO date-time (approximate)')
+    .option(
+      '--since <run-id|time>',
+      'changes of runs after this run (a higher id, or committed after it), or that committed at or after this ISO date-time (approximate)',
+    )
     .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
     .option('--site <name...>', 'changes of these sites only (default: every site)')
     .option('--out <file>', 'write to this file (with <file>.manifest.json: rows, watermark, SHA-256) instead of standard output')

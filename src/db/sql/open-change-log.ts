@@ -8,7 +8,11 @@ import { queryBuilder } from '../compiled-query.js';
 export type ChangesFrom =
   /** Changes of runs that committed after the one that took this watermark (commit_seq). */
   | { after: string }
-  /** Changes of runs with a higher id: commit order while runs do not overlap. */
+  /**
+   * Changes of runs with a higher id, and of runs that committed after that run: runs of several
+   * sites overlap, and one may commit after a run with a higher id (it then shows in a poll from
+   * either id: none is missed, one may be repeated).
+   */
   | { runId: string }
   /** Changes of runs that committed at or after this time: a run committing as the poll reads may be missed. */
   | { time: Date };
@@ -42,7 +46,12 @@ export function openChangeLog(
   from: ChangesFrom,
   sites: readonly string[],
 ): { columns: TextColumn[]; cursor: Cursor<(string | null)[]> } {
-  const where = 'after' in from ? sql`r.commit_seq > ${from.after}` : 'runId' in from ? sql`r.id > ${from.runId}` : sql`r.committed_at >= ${from.time}`;
+  const where =
+    'after' in from
+      ? sql`r.commit_seq > ${from.after}`
+      : 'runId' in from
+        ? sql`(r.id > ${from.runId} OR r.commit_seq > (SELECT s.commit_seq FROM cpq.sync_runs s WHERE s.id = ${from.runId}))`
+        : sql`r.committed_at >= ${from.time}`;
   const ofSites = sites.length > 0 ? sql`AND r.site = ANY(${sites}::text[])` : sql``;
   // The sql tag, not the builder: a select list of text casts over a sorted subquery reads better
   // as SQL, and the rows are streamed by pg-cursor in array row mode, not run by runCompiled.
