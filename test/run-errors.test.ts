@@ -1,4 +1,5 @@
 import { assert, describe, expect } from 'vitest';
+import { finishRun } from '../src/db/sql/finish-run.js';
 import { SyncError } from '../src/errors.js';
 import { it } from './helpers/harness.js';
 import { holdSyncLock } from './helpers/database.js';
@@ -52,6 +53,24 @@ describe('run result and error', () => {
     expect(row).toMatchObject({ id: result.runId, status: 'succeeded' });
     expect(result.http).toEqual({ requests: row!.http_requests, retries: row!.http_retries });
     expect(result.http).toEqual({ requests: 3 + 1, retries: { '502': 1 } });
+  });
+
+  it("a failure recorded after the run's COMMIT went through (the connection failed before saying so) leaves the committed record as it is", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const result = await h.sync();
+    const failed = { status: 'failed' as const, error: 'Connection terminated unexpectedly', streams: [], warnings: [], http: { requests: 0, retries: {} } };
+    expect(await finishRun(h.t.pool, result.runId, failed)).toBe(false);
+    expect(await h.t.query(`SELECT status, error FROM cpq.sync_runs WHERE id = $1`, [result.runId])).toEqual([{ status: 'succeeded', error: null }]);
+    // A run still running is recorded as failed.
+    const [running] = await h.t.query<{ id: string }>(
+      `INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'full') RETURNING id::text`,
+    );
+    expect(await finishRun(h.t.pool, running!.id, failed)).toBe(true);
+    expect(await h.t.query(`SELECT status, error FROM cpq.sync_runs WHERE id = $1`, [running!.id])).toEqual([
+      { status: 'failed', error: 'Connection terminated unexpectedly' },
+    ]);
   });
 
   it('a run that found the lock held fails before it has a run id', async ({ startHarness }) => {

@@ -157,13 +157,24 @@ export class SyncRun {
               : toDatabaseOrInternal(err)
       ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
       const message = oneLine(error.message);
-      await finishRun(this.deps.pool, runId, {
+      const recorded = await finishRun(this.deps.pool, runId, {
         status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
         error: message,
         streams: this.progress.map((p) => p.report),
         warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
         http: this.httpStats(),
-      }).catch((recordErr: unknown) => runLog.error({ error: errorMessage(recordErr) }, 'could not record the failed run'));
+      }).catch((recordErr: unknown) => {
+        runLog.error({ error: errorMessage(recordErr) }, 'could not record the failed run');
+        return true;
+      });
+      if (!recorded) {
+        // Its COMMIT went through before the connection failed: the record says what committed.
+        runLog.error(
+          { error: message, kind: error.kind },
+          'sync run failed after its commit reached the database; its record (cpq.sync_runs) says what committed',
+        );
+        throw error;
+      }
       runLog.error({ error: message, kind: error.kind }, 'sync run failed; nothing was changed');
       throw error;
     }

@@ -27,9 +27,11 @@ export interface FailedRun extends RunEnd {
 /**
  * Closes the run record. A succeeded run writes it on the run's client, inside its transaction,
  * so the record commits with what it describes; a failed one after the rollback, on any
- * connection.
+ * connection, and only while the record says running: a COMMIT can go through while the
+ * connection fails before saying so, and the record of that run is then the committed one.
+ * Returns whether the record was written.
  */
-export async function finishRun(on: Queryable, runId: string, end: SucceededRun | FailedRun): Promise<void> {
+export async function finishRun(on: Queryable, runId: string, end: SucceededRun | FailedRun): Promise<boolean> {
   const common = {
     status: end.status,
     finished_at: new Date(),
@@ -53,5 +55,8 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
           effective_at: end.effectiveAt,
         }
       : { ...common, error: end.error };
-  await runCompiled(on, queryBuilder.updateTable('cpq.sync_runs').set(values).where('id', '=', runId).compile());
+  let update = queryBuilder.updateTable('cpq.sync_runs').set(values).where('id', '=', runId);
+  if (end.status !== 'succeeded') update = update.where('status', '=', 'running');
+  const written = await runCompiled(on, update.returning('id').compile());
+  return written.length === 1;
 }
