@@ -41,7 +41,8 @@ const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${
 export async function writeOutput<T>(file: string | undefined, write: (out: Writable) => Promise<T>, manifest?: (result: T) => ManifestFields): Promise<T> {
   if (file === undefined) return write(process.stdout);
   const partial = partialName(file);
-  const handle = await open(partial, 'wx', 0o640);
+  // 0600: an export holds personal data (names, emails); only its owner reads it.
+  const handle = await open(partial, 'wx', 0o600);
   const out = handle.createWriteStream();
   const digest = createHash('sha256');
   let bytes = 0;
@@ -82,7 +83,7 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
 async function writeAtomically(file: string, text: string): Promise<void> {
   const partial = partialName(file);
   try {
-    await writeFile(partial, text, { flag: 'wx', mode: 0o640 });
+    await writeFile(partial, text, { flag: 'wx', mode: 0o600 });
     await rename(partial, file);
   } catch (err) {
     await rm(partial, { force: true });

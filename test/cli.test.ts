@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,6 +107,8 @@ describe('cpq-sync changes and snapshot', () => {
     const text = await readFile(file, 'utf8');
     const lines = text.trim().split('\n');
     expect(lines).toHaveLength(4);
+    // Personal data: the owner alone reads it, whatever the group.
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect(lines[1]).toContain(`,${run.runId},`);
     expect(out.stdout).toMatch(/"msg":"snapshot written"/);
   });
