@@ -1,7 +1,7 @@
 import { describe, expect } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { migrate } from '../src/db/migrate.js';
-import { migrateBefore } from './helpers/database.js';
+import { ALL_MIGRATIONS, migrateBefore } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
 describe('migrations', () => {
@@ -79,6 +79,23 @@ describe('a migration and SYNC_LOCK_TIMEOUT', () => {
     } finally {
       run.release();
       await pool.end();
+    }
+  });
+});
+
+describe('migrating an empty database from several processes at once', () => {
+  it("succeeds in each (two sites' first runs): creating schema cpq at once is no failure", async ({ createDatabase }) => {
+    const t = await createDatabase();
+    const pools = Array.from({ length: 4 }, () => createPool(t.url, 1));
+    try {
+      for (let round = 0; round < 5; round++) {
+        await t.query('DROP SCHEMA cpq CASCADE');
+        const results = await Promise.allSettled(pools.map((pool) => migrate(createDb(pool))));
+        expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+        expect(await t.query(`SELECT count(*)::int AS n FROM cpq.kysely_migration`)).toEqual([{ n: ALL_MIGRATIONS.length }]);
+      }
+    } finally {
+      await Promise.all(pools.map((pool) => pool.end()));
     }
   });
 });

@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
-import { SyncError, errorMessage } from '../errors.js';
+import { SyncError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
@@ -76,6 +76,19 @@ export function logAhead(log: Logger): (unknown: string[]) => void {
   return (unknown) => log.warn({ migrations: unknown }, 'the database was migrated by a newer release; continuing without migrating');
 }
 
+/**
+ * Schema cpq, made before anything can lock: IF NOT EXISTS is no guard against a session making
+ * it at the same moment (two sites' first runs), which fails one of them with a unique violation
+ * on pg_namespace (or duplicate_schema): the schema then exists, as asked.
+ */
+async function createSchema(db: Db): Promise<void> {
+  try {
+    await sql`CREATE SCHEMA IF NOT EXISTS cpq`.execute(db);
+  } catch (err) {
+    if (errorCode(err) !== '23505' && errorCode(err) !== '42P06') throw err;
+  }
+}
+
 export interface MigrateOptions {
   dir?: string;
   /** Told when the database is ahead of this release and migrating was skipped. */
@@ -83,7 +96,7 @@ export interface MigrateOptions {
 }
 
 export async function migrate(db: Db, options: MigrateOptions = {}): Promise<string[]> {
-  await sql`CREATE SCHEMA IF NOT EXISTS cpq`.execute(db);
+  await createSchema(db);
   const provider = new SqlFileMigrationProvider(options.dir ?? MIGRATIONS_DIR);
   // Migrations only ever add, so an older release keeps working on a newer schema; Kysely would
   // refuse outright ("corrupted migrations"), stopping old workers during a rolling deploy.
