@@ -91,7 +91,7 @@ describe('migrating an empty database from several processes at once', () => {
       for (let round = 0; round < 5; round++) {
         await t.query('DROP SCHEMA cpq CASCADE');
         const results = await Promise.allSettled(pools.map((pool) => migrate(createDb(pool))));
-        expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+        expect(results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => String(r.reason))).toEqual([]);
         expect(await t.query(`SELECT count(*)::int AS n FROM cpq.kysely_migration`)).toEqual([{ n: ALL_MIGRATIONS.length }]);
       }
     } finally {
