@@ -2,6 +2,7 @@ import { inspect } from 'node:util';
 import { isLosslessNumber } from 'lossless-json';
 import { describe, expect } from 'vitest';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
+import { verifySite } from '../src/sync/verify.js';
 import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
 type Raw = Record<string, unknown>;
@@ -76,6 +77,11 @@ describe('full sync', () => {
       `company "${gone}" is gone from CPQ (not in the company list; its users answer 404): its 4 users are kept as present, more than SYNC_MASS_DELETE_MIN=1 (rerun with --allow-mass-delete to mark them deleted)`,
     ]);
     expect(refused.deleted).toBe(0);
+    // verify names it: CPQ holds none of its users now.
+    const checks = await verifySite(h.config.sites[0]!, h.t.pool, h.log);
+    expect(checks.filter((c) => !c.ok).map((c) => ({ company: c.company, cpq: c.cpq, database: c.database }))).toEqual([
+      { company: gone, cpq: 0, database: 4 },
+    ]);
     // An incremental run does not look.
     expect((await h.sync()).warnings).toEqual([]);
     const allowed = await h.sync({ full: true, allowMassDelete: true });

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import type { CpqConfig, SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
-import { companyUserCount, listCompanies } from '../cpq/streams.js';
+import { companyGone, companyUserCount, listCompanies } from '../cpq/streams.js';
+import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readActiveCounts, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
 import { textTable } from '../text-table.js';
@@ -21,12 +22,22 @@ export interface CompanyCountCheck {
 
 /**
  * `cpq-sync verify`: asks CPQ for each company's user count now (one request of one record each)
- * and compares it with the users the database holds active.
+ * and compares it with the users the database holds active. With CPQ_COMPANIES=*, the companies
+ * the database holds active users of that the list no longer names are checked too: one whose
+ * users CPQ answers 404 for holds 0 there.
  */
 export async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, site: string): Promise<CompanyCountCheck[]> {
-  const companies = cpq.companies.includes('*') ? (await listCompanies(http, cpq)).logins : cpq.companies;
+  let companies = cpq.companies;
+  const unlisted = new Set<string>();
+  if (companies.includes('*')) {
+    companies = (await listCompanies(http, cpq)).logins;
+    for (const company of (await countPresentUsers(pool, site)).keys()) if (!companies.includes(company)) unlisted.add(company);
+    companies = [...companies, ...unlisted];
+  }
   const now = new Map<string, number | undefined>();
-  for (const company of companies) now.set(company, await companyUserCount(http, cpq, company));
+  for (const company of companies) {
+    now.set(company, unlisted.has(company) && (await companyGone(http, cpq, company)) ? 0 : await companyUserCount(http, cpq, company));
+  }
   const stored = await readActiveCounts(pool, site, companies);
   return stored.map((s) => {
     const database = Number(s.active_rows);
