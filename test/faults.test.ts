@@ -335,7 +335,7 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync(h);
   });
 
-  it('pages that end before the one before them (b, a, b, a, ...) fail the run at the first step back, instead of being asked for forever', async ({
+  it('pages that end where an earlier page ended (a, b, a, b, ...) fail the run at the first repeat, instead of being asked for forever', async ({
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
@@ -343,13 +343,13 @@ describe('HTTP faults', () => {
     const pages: string[] = [];
     scriptRequests(h.sim, async (req) => {
       if (!req.path.endsWith('/users')) return;
-      // The third page is the first one again: it ends before where the second one ended.
+      // The third page is the first one again: it ends where the first one ended.
       if (req.page < 2) pages.push(await req.real());
       else req.reply(pages[0]!);
     });
     const before = apiRequests(h).length;
     const error = await h.syncError({ full: true });
-    expect(error.message).toMatch(/CPQ did not honour the login filter \(the page ended at "[^"]+", before "[^"]+"\), so paging would not progress/);
+    expect(error.message).toMatch(/CPQ did not honour the login filter \(the page ended at "[^"]+" again\), so paging would not progress/);
     expect(apiRequests(h).length - before).toBe(3);
   });
 

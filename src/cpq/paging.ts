@@ -182,34 +182,24 @@ function nextAfter(request: CollectionRequest, page: ReadPage, after: Cursor | u
   if (last === after?.login && tie === after.tie) {
     throw new SyncError('data', `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
   }
-  // Logins come in increasing order (see increasing): a page that ends before the last one went
-  // back, and pages ending at b, a, b, a, ... would be asked for forever.
-  if (after !== undefined && last < after.login) {
-    throw new SyncError(
-      'data',
-      `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}", before "${after.login}"), so paging would not progress`,
-    );
-  }
   return tie === undefined ? { login: last } : { login: last, tie };
 }
 
 /**
- * The tie-breaks a read's pages ended at under one login: a page that ends at one of them again
- * (t1, t2, t1, ...) went back, though never to the page before it.
+ * Where a range's pages ended. A page that ends where an earlier one did went back: pages ending
+ * at a, b, a, b, ... would be asked for forever. (Not checked by order: CPQ's sort of logins
+ * need not be ours, and a read in another order is still read.) One entry per page.
  */
-class PassedTies {
-  private login: string | undefined;
-  private readonly ties = new Set<string | undefined>();
+class PassedPageEnds {
+  private readonly ends = new Set<string>();
 
   /** Notes where a page ended; `url` names the page when it went back. */
   check(next: Cursor, url: string): void {
-    if (next.login !== this.login) {
-      this.login = next.login;
-      this.ties.clear();
-    } else if (this.ties.has(next.tie)) {
+    const key = JSON.stringify([next.login, next.tie ?? null]);
+    if (this.ends.has(key)) {
       throw new SyncError('data', `GET ${url}: CPQ did not honour the login filter (the page ended at "${next.login}" again), so paging would not progress`);
     }
-    this.ties.add(next.tie);
+    this.ends.add(key);
   }
 }
 
@@ -227,7 +217,7 @@ async function* rangePages(
   pending: Promise<ReadPage>,
   after: Cursor | undefined,
 ): AsyncGenerator<ReadPage> {
-  const passed = new PassedTies();
+  const passed = new PassedPageEnds();
   if (after !== undefined) passed.check(after, '');
   for (;;) {
     const page = await pending;
