@@ -261,6 +261,23 @@ describe('cpq_reader', () => {
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.run_seals WHERE run_id = $1`, [run.runId])).toEqual([{ n: 1 }]);
   });
 
+  it("keeps the sync's search_path and lock_timeout when DATABASE_URL carries options of its own (node-postgres let those replace them), and keeps those too", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    const url = new URL(h.t.url);
+    url.searchParams.set('options', '-c statement_timeout=12345 -c search_path=public');
+    const pool = createPool(url.toString(), 1, 4000);
+    try {
+      const { rows } = await pool.query(
+        `SELECT current_setting('search_path') AS sp, current_setting('lock_timeout') AS lt, current_setting('statement_timeout') AS st`,
+      );
+      expect(rows).toEqual([{ sp: 'pg_catalog,pg_temp', lt: '4s', st: '12345ms' }]);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     // As the role that runs the migrations, like a later migration would.

@@ -36,9 +36,26 @@ export function redactUrl(url: string): string {
  */
 export const DEFAULT_LOCK_TIMEOUT_MS = 30 * 60_000;
 
+/**
+ * The connection string without its own `options` parameter, and the options to connect with:
+ * its own first, then `ours`. node-postgres lets a URL's `options` replace the pool's outright,
+ * which dropped search_path and lock_timeout; after it, a later `-c` wins.
+ */
+export function withOptions(connectionString: string, ours: string): { connectionString: string; options: string } {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return { connectionString, options: ours };
+  }
+  const theirs = url.searchParams.get('options');
+  if (theirs === null) return { connectionString, options: ours };
+  url.searchParams.delete('options');
+  return { connectionString: url.toString(), options: theirs.trim() === '' ? ours : `${theirs} ${ours}` };
+}
+
 export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS): pg.Pool {
   const pool = new pg.Pool({
-    connectionString,
     max,
     application_name: 'cpq-user-sync',
     // TCP keepalive both ways. A run's connection holds its site's lock: if the machine running
@@ -52,7 +69,10 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
     // and operators in a database made by Postgres 14 or older. There a cpq_reader login's
     // public.convert_to(text, text) or %(numeric, integer), closer matches than the built-ins,
     // ran with the sync's rights inside its runs.
-    options: `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)} -c search_path=pg_catalog,pg_temp`,
+    ...withOptions(
+      connectionString,
+      `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)} -c search_path=pg_catalog,pg_temp`,
+    ),
   });
   // A client that loses its server must not crash the process, idle or checked out; the next
   // query on it reports the problem.
