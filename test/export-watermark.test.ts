@@ -78,6 +78,22 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     expect([...first.changeIds, ...second.changeIds, ...third.changeIds].sort()).toEqual(all.map((r) => r.id).sort());
   });
 
+  it('--since <a run that never committed (failed)> gives the runs that committed after it began, one with a lower id among them', async ({
+    startHarness,
+    connectClient,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const [a, b] = h.sim.users('_host').map((u) => String(u.login));
+    const early = await openRun(await connectClient(h.t.url), a!);
+    const failed = await openRun(await connectClient(h.t.url), b!);
+    await failed.client.query(`UPDATE cpq.sync_runs SET status = 'failed', finished_at = now() WHERE id = $1`, [failed.runId]);
+    await failed.commit();
+    await early.markSucceeded();
+    await early.commit();
+    expect((await poll(h, { since: failed.runId })).changeIds).toEqual([early.changeId]);
+  });
+
   it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async ({
     startHarness,
     connectClient,

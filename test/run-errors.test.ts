@@ -63,14 +63,16 @@ describe('run result and error', () => {
     const failed = { status: 'failed' as const, error: 'Connection terminated unexpectedly', streams: [], warnings: [], http: { requests: 0, retries: {} } };
     expect(await finishRun(h.t.pool, result.runId, failed)).toBe(false);
     expect(await h.t.query(`SELECT status, error FROM cpq.sync_runs WHERE id = $1`, [result.runId])).toEqual([{ status: 'succeeded', error: null }]);
-    // A run still running is recorded as failed.
-    const [running] = await h.t.query<{ id: string }>(
-      `INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'full') RETURNING id::text`,
-    );
-    expect(await finishRun(h.t.pool, running!.id, failed)).toBe(true);
-    expect(await h.t.query(`SELECT status, error FROM cpq.sync_runs WHERE id = $1`, [running!.id])).toEqual([
-      { status: 'failed', error: 'Connection terminated unexpectedly' },
-    ]);
+    // A run still running, or one another worker took for dead (abandoned), is recorded as failed, with its error.
+    for (const status of ['running', 'abandoned']) {
+      const [run] = await h.t.query<{ id: string }>(`INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', $1, 'full') RETURNING id::text`, [
+        status,
+      ]);
+      expect(await finishRun(h.t.pool, run!.id, failed)).toBe(true);
+      expect(await h.t.query(`SELECT status, error FROM cpq.sync_runs WHERE id = $1`, [run!.id])).toEqual([
+        { status: 'failed', error: 'Connection terminated unexpectedly' },
+      ]);
+    }
   });
 
   it('a run that found the lock held fails before it has a run id', async ({ startHarness }) => {

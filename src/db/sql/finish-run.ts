@@ -27,9 +27,10 @@ export interface FailedRun extends RunEnd {
 /**
  * Closes the run record. A succeeded run writes it on the run's client, inside its transaction,
  * so the record commits with what it describes; a failed one after the rollback, on any
- * connection, and only while the record says running: a COMMIT can go through while the
- * connection fails before saying so, and the record of that run is then the committed one.
- * Returns whether the record was written.
+ * connection, and only while the record says running (or abandoned: another worker took the
+ * process for dead, and it was not): a COMMIT can go through while the connection fails before
+ * saying so, and the record of that run is then the committed one. Returns whether the record
+ * was written.
  */
 export async function finishRun(on: Queryable, runId: string, end: SucceededRun | FailedRun): Promise<boolean> {
   const common = {
@@ -56,7 +57,7 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
         }
       : { ...common, error: end.error };
   let update = queryBuilder.updateTable('cpq.sync_runs').set(values).where('id', '=', runId);
-  if (end.status !== 'succeeded') update = update.where('status', '=', 'running');
+  if (end.status !== 'succeeded') update = update.where('status', 'in', ['running', 'abandoned']);
   const written = await runCompiled(on, update.returning('id').compile());
   return written.length === 1;
 }

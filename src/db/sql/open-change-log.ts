@@ -9,9 +9,9 @@ export type ChangesFrom =
   /** Changes of runs that committed after the one that took this watermark (commit_seq). */
   | { after: string }
   /**
-   * Changes of runs with a higher id, and of runs that committed after that run: runs of several
-   * sites overlap, and one may commit after a run with a higher id (it then shows in a poll from
-   * either id: none is missed, one may be repeated).
+   * Changes of runs with a higher id, and of runs that committed after that run (one that did not
+   * commit: after it began): runs of several sites overlap, and one may commit after a run with a
+   * higher id (it then shows in a poll from either id: none is missed, one may be repeated).
    */
   | { runId: string }
   /** Changes of runs that committed at or after this time: a run committing as the poll reads may be missed. */
@@ -50,7 +50,9 @@ export function openChangeLog(
     'after' in from
       ? sql`r.commit_seq > ${from.after}`
       : 'runId' in from
-        ? sql`(r.id > ${from.runId} OR r.commit_seq > (SELECT s.commit_seq FROM cpq.sync_runs s WHERE s.id = ${from.runId}))`
+        ? // A run that did not commit (failed, running) has no number: the newest committed before it began stands in.
+          sql`(r.id > ${from.runId} OR r.commit_seq > (SELECT coalesce(s.commit_seq, (SELECT max(p.commit_seq) FROM cpq.sync_runs p WHERE p.committed_at < s.started_at), 0)
+                                                     FROM cpq.sync_runs s WHERE s.id = ${from.runId}))`
         : sql`r.committed_at >= ${from.time}`;
   const ofSites = sites.length > 0 ? sql`AND r.site = ANY(${sites}::text[])` : sql``;
   // The sql tag, not the builder: a select list of text casts over a sorted subquery reads better
