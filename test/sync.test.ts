@@ -106,6 +106,27 @@ describe('full sync', () => {
     expect(await present()).toHaveLength(2);
   });
 
+  it("with CPQ_COMPANIES=*, integration users of a company the list lacks are not taken for a removed company's when the integration feed was not read in full", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 3 }, { CPQ_COMPANIES: '*' });
+    let integration404 = false;
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.includes('/integrationUsers')) return;
+      if (integration404) return req.reply(JSON.stringify({ title: 'Not Found', status: 404 }), { status: 404 });
+      if (req.path.endsWith('/integrationUsers')) req.reply(editPage(await req.real(), (p) => ((p.items[0]!.company as Raw).loginName = 'vendorX')));
+    });
+    await h.sync();
+    const vendorX = async () => h.t.query(`SELECT count(*) FILTER (WHERE deleted_at IS NULL)::int AS present FROM cpq.users WHERE company_login = 'vendorX'`);
+    expect(await vendorX()).toEqual([{ present: 1 }]);
+    // The endpoint answers 404 this once (CPQ_INTEGRATION_USERS=auto: a warning); vendorX's users collection always does.
+    integration404 = true;
+    const run = await h.sync({ full: true });
+    expect(run.deleted).toBe(0);
+    expect(run.warnings.filter((w) => w.includes('vendorX'))).toEqual([]);
+    expect(await vendorX()).toEqual([{ present: 1 }]);
+  });
+
   it('a company list that repeats itself with hasMore on every page, or whose names grow past CPQ_MAX_PAGE_BYTES, fails the run instead of filling memory', async ({
     startHarness,
   }) => {

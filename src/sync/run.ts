@@ -3,7 +3,7 @@ import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { recordAlerts } from '../alerts/rules.js';
 import { ConfigError, selectSites, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
-import { CpqHttpClient } from '../cpq/http-client.js';
+import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type StreamId } from '../cpq/streams.js';
 import { logAhead, migrate } from '../db/migrate.js';
@@ -187,7 +187,7 @@ export class SyncRun {
    */
   private async endHostAliasRows(client: pg.PoolClient, hostAliases: readonly string[]): Promise<string[]> {
     const present = await countPresentUsers(client, this.site.name, hostAliases);
-    for (const [name, n] of present) {
+    for (const [name, { users: n }] of present) {
       this.warn(
         `${n} user${n === 1 ? '' : 's'} an earlier release filed under the host's own login name ${JSON.stringify(name)} ended as deleted: the host's users are under _host`,
       );
@@ -199,16 +199,21 @@ export class SyncRun {
    * Of the companies the database holds present users of that `unread` says this run did not
    * read, those CPQ no longer has (their users answer 404): their users are marked deleted with
    * the run's others, within the deletion guard (all of a company's users are missing). One that
-   * still answers is kept as it is. Each is named in a warning.
+   * still answers is kept as it is. Each is named in a warning. A company holding integration
+   * users is looked at only when `integrationComplete` (the integration feed was read in full):
+   * otherwise its users may be there, unread (the feed off, or absent this once).
    */
   private async endRemovedCompanies(
     client: pg.PoolClient,
     unread: (company: string) => boolean,
+    integrationComplete: boolean,
     guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
   ): Promise<string[]> {
     const removed: string[] = [];
-    for (const [company, n] of await countPresentUsers(client, this.site.name)) {
-      if (!unread(company)) continue;
+    for (const [company, { users: n, integrationUsers }] of await countPresentUsers(client, this.site.name)) {
+      if (!unread(company) || (integrationUsers > 0 && !integrationComplete)) continue;
+      // An integration user's company name CPQ could not be asked about (a / in it): nothing to ask.
+      if (pathSegmentProblem(company) !== undefined) continue;
       const users = `${n} user${n === 1 ? '' : 's'}`;
       if (!(await companyGone(this.http, this.cpq, company))) {
         this.warn(
@@ -352,7 +357,7 @@ export class SyncRun {
     // names (a partner organization removed) are no run's to delete, unless found here.
     if (readAll && this.progress.some((p) => p.id.kind === 'company' && p.report.mode === 'full')) {
       const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
-      deleteIn.push(...(await this.endRemovedCompanies(client, unread, guard)));
+      deleteIn.push(...(await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard)));
     }
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deleteIn, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
