@@ -113,8 +113,8 @@ describe('full sync', () => {
     let integration404 = false;
     scriptRequests(h.sim, async (req) => {
       if (!req.path.includes('/integrationUsers')) return;
-      if (integration404) return req.reply(JSON.stringify({ title: 'Not Found', status: 404 }), { status: 404 });
-      if (req.path.endsWith('/integrationUsers')) req.reply(editPage(await req.real(), (p) => ((p.items[0]!.company as Raw).loginName = 'vendorX')));
+      if (integration404) req.reply(JSON.stringify({ title: 'Not Found', status: 404 }), { status: 404 });
+      else if (req.path.endsWith('/integrationUsers')) req.reply(editPage(await req.real(), (p) => ((p.items[0]!.company as Raw).loginName = 'vendorX')));
     });
     await h.sync();
     const vendorX = async () => h.t.query(`SELECT count(*) FILTER (WHERE deleted_at IS NULL)::int AS present FROM cpq.users WHERE company_login = 'vendorX'`);
