@@ -212,6 +212,19 @@ describe('zip export: archives written by other tools', () => {
     await expectSameAsJson(archive);
   });
 
+  it('loads an export split into .json pages that together hold every user (hasMore and totalResults count over the archive)', async () => {
+    const dir = await bed.tempDir();
+    const user = (login: string) => `{"login":"${login}","lastname":"L","status":{"value":1,"displayValue":"Active"}}`;
+    await writeFile(join(dir, 'p1.json'), `{"items":[${user('u1')},${user('u2')}],"offset":0,"limit":2,"count":2,"hasMore":true,"totalResults":3}`);
+    await writeFile(join(dir, 'p2.json'), `{"items":[${user('u3')}],"offset":2,"limit":2,"count":1,"hasMore":false,"totalResults":3}`);
+    const archive = join(dir, 'paged.zip');
+    pythonZip(archive, [`part-1.json=${join(dir, 'p1.json')}`, `part-2.json=${join(dir, 'p2.json')}`]);
+    const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0, zipExport: { archiveFile: archive } });
+    const t = await bed.database();
+    await bed.sync(sim, t, ZIP);
+    expect(await t.query(`SELECT login FROM cpq.users ORDER BY login`)).toEqual([{ login: 'u1' }, { login: 'u2' }, { login: 'u3' }]);
+  });
+
   it('keeps int64 values exact in every entry format (Python-written archive)', async () => {
     const dir = await bed.tempDir();
     const user = (login: string, partyId: string) =>
@@ -357,16 +370,16 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
     ],
     [
       // Taken for the whole company, the users it left out would be marked deleted.
-      'a .json collection body that says it is one page of a longer list',
-      { extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":true,"totalResults":2}' }] },
+      '.json collection bodies whose totalResults is above the users of the whole archive',
+      { extraEntries: [{ name: 'late.json', content: '{"totalResults":1000,"items":[{"login":"late1"},{"login":"late2"}],"hasMore":true}' }] },
       {},
-      /entry "late.json": says hasMore: true, one page of a longer list; refused rather than taken for every user of the company/,
+      /zip export: its \.json entries say totalResults 1000, but the archive holds \d+ users; refused rather than taken for every user of the company$/,
     ],
     [
-      'a .json collection body with fewer items than its totalResults',
-      { extraEntries: [{ name: 'late.json', content: '{"totalResults":3,"items":[{"login":"late1"},{"login":"late2"}],"hasMore":false}' }] },
+      '.json collection bodies that all say hasMore: true, without totalResults',
+      { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":true}' }] },
       {},
-      /entry "late.json": says totalResults 3 but holds 2 items; refused rather than taken for every user of the company/,
+      /zip export: its \.json entries say hasMore: true and none ends the list; refused rather than taken for every user of the company$/,
     ],
     [
       'a .csv header naming what CSV cannot hold',

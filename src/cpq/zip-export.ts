@@ -122,42 +122,48 @@ function checkObject(record: unknown, where: string, error: (message: string) =>
   }
 }
 
+/**
+ * What the `.json` entries' collection bodies say of the list: a body can be one page of a longer
+ * list. Taken for the whole export, the users it left out would be marked deleted; an archive of
+ * pages that together hold the list is whole (checked once every entry is read: listingProblem).
+ */
+interface Listing {
+  /** The largest totalResults a body gave. */
+  totalResults: number | undefined;
+  /** Each body's hasMore, in the order read. */
+  hasMore: boolean[];
+}
+
+/** Why an archive whose `.json` bodies say the list is longer than the `records` it holds is refused; undefined when it is whole. */
+function listingProblem(listing: Listing, records: number): string | undefined {
+  if (listing.totalResults !== undefined && listing.totalResults > records) {
+    return `its .json entries say totalResults ${listing.totalResults}, but the archive holds ${records} users; refused rather than taken for every user of the company`;
+  }
+  if (listing.totalResults === undefined && listing.hasMore.length > 0 && listing.hasMore.every((more) => more)) {
+    return 'its .json entries say hasMore: true and none ends the list; refused rather than taken for every user of the company';
+  }
+  return undefined;
+}
+
 /** `where`: the record's place in the entry (`line 3`, `items[2]`). JSON items and lines come as texts. */
-function entryParser(entry: UserEntry, limit: RecordLimit, sink: (pending: PendingRecord, where: string) => void): EntryParser {
+function entryParser(entry: UserEntry, limit: RecordLimit, listing: Listing, sink: (pending: PendingRecord, where: string) => void): EntryParser {
   const itemText = (text: string, where: string) => sink({ text, entry: entry.name, where }, where);
   const objects: RecordSink = (record, where) => {
     checkObject(record, where, (message) => new EntryContentError(message));
     sink({ record }, where);
   };
   switch (entry.format) {
-    case 'json': {
-      // A collection body can say it is one page of a longer list: taken for the whole export,
-      // the users it left out would be marked deleted. Counted by the entry's own items.
-      let items = 0;
-      let total: number | undefined;
-      let more = false;
-      const parser = new JsonItemsParser(objects, limit, {
-        itemText: (text, where) => {
-          items++;
-          itemText(text, where);
-        },
+    case 'json':
+      return new JsonItemsParser(objects, limit, {
+        itemText,
         envelope: (key, value) => {
           const name = key.toLowerCase();
-          if (name === 'hasmore' && value === true) more = true;
-          if (name === 'totalresults') total = typeof value === 'number' ? value : isLosslessNumber(value) ? Number(value.toString()) : undefined;
-        },
-      });
-      return {
-        write: (text) => parser.write(text),
-        end: () => {
-          parser.end();
-          if (more) throw new EntryContentError(`says hasMore: true, one page of a longer list; refused rather than taken for every user of the company`);
-          if (total !== undefined && total > items) {
-            throw new EntryContentError(`says totalResults ${total} but holds ${items} items; refused rather than taken for every user of the company`);
+          if (name === 'hasmore') listing.hasMore.push(value === true);
+          if (name === 'totalresults' && (typeof value === 'number' || isLosslessNumber(value))) {
+            listing.totalResults = Math.max(listing.totalResults ?? 0, Number(value.toString()));
           }
         },
-      };
-    }
+      });
     case 'jsonl':
       return new JsonLinesParser(objects, limit, { itemText });
     case 'csv': {
@@ -228,8 +234,11 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
       positions: positions.slice(at, at + config.pageSize),
       totalResults: undefined,
     });
+    const listing: Listing = { totalResults: undefined, hasMore: [] };
+    let records = 0;
     for (const entry of entries) {
-      const parser = entryParser(entry, limit, (record, where) => {
+      const parser = entryParser(entry, limit, listing, (record, where) => {
+        records++;
         pending.push(record);
         positions.push(`entry ${entry.name} ${where}`);
       });
@@ -255,6 +264,8 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
         throw err;
       }
     }
+    const short = listingProblem(listing, records);
+    if (short !== undefined) throw fail(short);
     for (let at = 0; at < pending.length; at += config.pageSize) {
       interrupted();
       yield pageFrom(at);
