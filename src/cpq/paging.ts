@@ -384,7 +384,9 @@ export async function* offsetPages(client: CpqHttpClient, path: string, query: R
   for (let index = 0, offset = 0; ; index++) {
     const url = client.url(path, { ...query, limit: String(pageSize), offset: String(offset) });
     const response = await client.getJson(url);
-    const page = readCollection(url, response.body, pageSize);
+    // No limit check: an offset read is the company list's, which is held whole and bounded by
+    // its names (listCompanies), and whose endpoint's paging is not documented.
+    const page = readCollection(url, response.body, Number.POSITIVE_INFINITY);
     yield { url, index, items: page.items, totalResults: page.totalResults };
     if (!page.hasMore || page.items.length === 0) return;
     offset += page.items.length;
