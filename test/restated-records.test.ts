@@ -39,24 +39,6 @@ describe('restated records', () => {
     await expectChangeLogConsistent(h.t);
   });
 
-  it('switching logs no change on a Fusion site with integration users, text fields JSON leaves out or sends as null, and custom fields that are numbers, true/false or empty', async ({
-    startHarness,
-  }) => {
-    const h = await startHarness(
-      { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 3, zipExport: { entries: [{ format: 'csv' }] } },
-      { CPQ_COMPANIES: '*', CPQ_PATH_PREFIX: '/cpq' },
-    );
-    h.sim.addUser('_host', { fax: undefined, title: null, customScore: 5, customFlag: true, customNote: '' });
-    const first = await h.sync({ full: true });
-    for (const read of ['csv', 'json', 'csv', 'json']) {
-      const run =
-        read === 'csv' ? await runSync({ pool: h.t.pool, db: h.t.db, config: asCsvZip(h), log: h.log }, { full: true }) : await h.sync({ full: true });
-      expect(await changesOf(h, run.runId), read).toEqual([]);
-      expect({ updated: run.updated, unchanged: run.unchanged }, read).toEqual({ updated: 0, unchanged: first.inserted });
-    }
-    await expectChangeLogConsistent(h.t);
-  });
-
   it('a custom field named like a part of a nested object (label, name, value) is a field like any other: its change is seen and logged, dateModified moved or not', async ({
     startHarness,
   }) => {

@@ -3,7 +3,7 @@ import { knownBeforeRun } from '../db/sql/known-before-run.js';
 import { isoUtcSql } from '../db/as-text.js';
 import { GROUP_STEPS } from './group-steps.js';
 import { MERGE_PARAMS, RUN_PARAMS, type MergeParam } from './merge-params.js';
-import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, comparedColumn, dataColumns, unmappedFields } from './merge-sql.js';
+import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, unmappedFields } from './merge-sql.js';
 import { insertUsers, stageGroups } from './new-user-steps.js';
 
 /*
@@ -68,7 +68,7 @@ const findRestatedUsers = step(
    FROM stage_users s, cpq.users u
    WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id
      AND CASE
-       WHEN (${DIFF_COLUMNS.map((c) => comparedColumn('u.', c)).join(', ')}) IS DISTINCT FROM (${DIFF_COLUMNS.map((c) => comparedColumn('s.', c)).join(', ')}) THEN false
+       WHEN (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')}) THEN false
        WHEN s.has_groups AND (
          EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
                  AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))

@@ -44,27 +44,17 @@ export const FIELD_DIFF = (() => {
   return `('{' || concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
 })();
 
-/**
- * A data column as the restated-record test compares it: a text column's '' as NULL. A CSV
- * export cannot tell an empty text from none, so a user read from one and from JSON pages would
- * otherwise differ on every switch; and an empty text is no more a value than none.
- */
-export const comparedColumn = (prefix: string, column: string) => (PG_TYPE[column] === 'text' ? `nullif(${prefix}${column}, '')` : `${prefix}${column}`);
-
 /** Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data. */
 const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]::text[]`;
 
 /**
- * The fields of raw the mapping has no column for (custom fields), as one jsonb object, as the
- * restated-record test compares them; the content digest covers exactly these besides the
- * columns (user-record.ts, unknownFieldsJson). Compared as a mapped field is: a field sent as
- * null or "" is left out (null, "" and absent say the same), and a number or true/false as its
- * text (5 and "5" are one value in another JSON form; a CSV export has only text). So a custom
- * field going from one such form to another is a restatement, not a change.
+ * The fields of raw the mapping has no column for (custom fields), as one jsonb object; the
+ * content digest covers exactly these besides the columns (user-record.ts, unknownFieldsJson).
+ * A field sent as null is left out: null and absent say the same, as for a mapped field, so a
+ * custom field going from one to the other is a restatement, not a change.
  */
 export const unmappedFields = (raw: string) =>
-  `(SELECT coalesce(jsonb_object_agg(e.key, CASE WHEN jsonb_typeof(e.value) IN ('number', 'boolean') THEN to_jsonb(e.value #>> '{}') ELSE e.value END), '{}'::jsonb)
-    FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}) AND jsonb_typeof(e.value) <> 'null' AND e.value <> '""'::jsonb)`;
+  `(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}) AND jsonb_typeof(e.value) <> 'null')`;
 
 /**
  * The diff entries of custom fields between the old row `o` and the new row `u`:
