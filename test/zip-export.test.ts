@@ -370,16 +370,37 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
     ],
     [
       // Taken for the whole company, the users it left out would be marked deleted.
-      '.json collection bodies whose totalResults is above the users of the whole archive',
-      { extraEntries: [{ name: 'late.json', content: '{"totalResults":1000,"items":[{"login":"late1"},{"login":"late2"}],"hasMore":true}' }] },
+      'a .json collection body holding fewer items than its totalResults',
+      { extraEntries: [{ name: 'late.json', content: '{"totalResults":3,"items":[{"login":"late1"},{"login":"late2"}],"hasMore":false}' }] },
       {},
-      /zip export: its \.json entries say totalResults 1000, but the archive holds \d+ users; refused rather than taken for every user of the company$/,
+      /zip export: entry "late.json" says totalResults 3 but holds 2 items; refused rather than taken for every user of the company$/,
     ],
     [
-      '.json collection bodies that all say hasMore: true, without totalResults',
+      'a .json page whose hasMore says more, with no page after it',
+      {
+        entries: [{ format: 'jsonl' }],
+        extraEntries: [{ name: 'late.json', content: '{"offset":0,"items":[{"login":"late1"}],"hasMore":true,"totalResults":1}' }],
+      },
+      {},
+      /zip export: the last page, entry "late.json", says hasMore: true; refused rather than taken for every user of the company$/,
+    ],
+    [
+      '.json pages with a page missing between them',
+      {
+        entries: [{ format: 'jsonl' }],
+        extraEntries: [
+          { name: 'p1.json', content: '{"offset":0,"items":[{"login":"late1"}],"hasMore":true}' },
+          { name: 'p3.json', content: '{"offset":2,"items":[{"login":"late3"}],"hasMore":false}' },
+        ],
+      },
+      {},
+      /zip export: the pages do not follow each other: entry "p3.json" starts at offset 2, not 1; refused rather than taken for every user of the company$/,
+    ],
+    [
+      '.json pages without their offsets',
       { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":true}' }] },
       {},
-      /zip export: its \.json entries say hasMore: true and none ends the list; refused rather than taken for every user of the company$/,
+      /zip export: entry "late.json" gives no offset, though the export comes in pages \(hasMore: true\); refused rather than taken for every user of the company$/,
     ],
     [
       'a .csv header naming what CSV cannot hold',

@@ -123,47 +123,70 @@ function checkObject(record: unknown, where: string, error: (message: string) =>
 }
 
 /**
- * What the `.json` entries' collection bodies say of the list: a body can be one page of a longer
+ * What a `.json` entry's collection body says of the list: a body can be one page of a longer
  * list. Taken for the whole export, the users it left out would be marked deleted; an archive of
  * pages that together hold the list is whole (checked once every entry is read: listingProblem).
  */
-interface Listing {
-  /** The largest totalResults a body gave. */
+interface Body {
+  entry: string;
+  items: number;
+  hasMore: boolean;
+  offset: number | undefined;
   totalResults: number | undefined;
-  /** Each body's hasMore, in the order read. */
-  hasMore: boolean[];
 }
 
-/** Why an archive whose `.json` bodies say the list is longer than the `records` it holds is refused; undefined when it is whole. */
-function listingProblem(listing: Listing, records: number): string | undefined {
-  if (listing.totalResults !== undefined && listing.totalResults > records) {
-    return `its .json entries say totalResults ${listing.totalResults}, but the archive holds ${records} users; refused rather than taken for every user of the company`;
+const envelopeNumber = (value: unknown) => (typeof value === 'number' || isLosslessNumber(value) ? Number(value.toString()) : undefined);
+
+/**
+ * Why the `.json` bodies of an archive do not hold their whole list; undefined when they do. A
+ * body alone must hold its totalResults. Pages (any body says hasMore) must each give their
+ * offset and together cover 0 to the end without a gap or an overlap, the last saying no more,
+ * and any totalResults must be that end.
+ */
+function listingProblem(bodies: readonly Body[]): string | undefined {
+  const refused = 'refused rather than taken for every user of the company';
+  if (!bodies.some((b) => b.hasMore)) {
+    const short = bodies.find((b) => b.totalResults !== undefined && b.totalResults > b.items);
+    return short && `entry ${short.entry} says totalResults ${short.totalResults} but holds ${short.items} items; ${refused}`;
   }
-  if (listing.totalResults === undefined && listing.hasMore.length > 0 && listing.hasMore.every((more) => more)) {
-    return 'its .json entries say hasMore: true and none ends the list; refused rather than taken for every user of the company';
+  const unplaced = bodies.find((b) => b.offset === undefined);
+  if (unplaced) return `entry ${unplaced.entry} gives no offset, though the export comes in pages (hasMore: true); ${refused}`;
+  const pages = [...bodies].sort((a, b) => a.offset! - b.offset!);
+  let end = 0;
+  for (const page of pages) {
+    if (page.offset !== end) return `the pages do not follow each other: entry ${page.entry} starts at offset ${page.offset}, not ${end}; ${refused}`;
+    end += page.items;
   }
-  return undefined;
+  const last = pages.at(-1)!;
+  if (last.hasMore) return `the last page, entry ${last.entry}, says hasMore: true; ${refused}`;
+  const total = bodies.find((b) => b.totalResults !== undefined && b.totalResults !== end);
+  return total && `entry ${total.entry} says totalResults ${total.totalResults}, but the pages hold ${end} items; ${refused}`;
 }
 
 /** `where`: the record's place in the entry (`line 3`, `items[2]`). JSON items and lines come as texts. */
-function entryParser(entry: UserEntry, limit: RecordLimit, listing: Listing, sink: (pending: PendingRecord, where: string) => void): EntryParser {
+function entryParser(entry: UserEntry, limit: RecordLimit, bodies: Body[], sink: (pending: PendingRecord, where: string) => void): EntryParser {
   const itemText = (text: string, where: string) => sink({ text, entry: entry.name, where }, where);
   const objects: RecordSink = (record, where) => {
     checkObject(record, where, (message) => new EntryContentError(message));
     sink({ record }, where);
   };
   switch (entry.format) {
-    case 'json':
+    case 'json': {
+      const body: Body = { entry: entry.name, items: 0, hasMore: false, offset: undefined, totalResults: undefined };
+      bodies.push(body);
       return new JsonItemsParser(objects, limit, {
-        itemText,
+        itemText: (text, where) => {
+          body.items++;
+          itemText(text, where);
+        },
         envelope: (key, value) => {
           const name = key.toLowerCase();
-          if (name === 'hasmore') listing.hasMore.push(value === true);
-          if (name === 'totalresults' && (typeof value === 'number' || isLosslessNumber(value))) {
-            listing.totalResults = Math.max(listing.totalResults ?? 0, Number(value.toString()));
-          }
+          if (name === 'hasmore') body.hasMore = value === true;
+          if (name === 'offset') body.offset = envelopeNumber(value);
+          if (name === 'totalresults') body.totalResults = envelopeNumber(value);
         },
       });
+    }
     case 'jsonl':
       return new JsonLinesParser(objects, limit, { itemText });
     case 'csv': {
@@ -234,11 +257,9 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
       positions: positions.slice(at, at + config.pageSize),
       totalResults: undefined,
     });
-    const listing: Listing = { totalResults: undefined, hasMore: [] };
-    let records = 0;
+    const bodies: Body[] = [];
     for (const entry of entries) {
-      const parser = entryParser(entry, limit, listing, (record, where) => {
-        records++;
+      const parser = entryParser(entry, limit, bodies, (record, where) => {
         pending.push(record);
         positions.push(`entry ${entry.name} ${where}`);
       });
@@ -264,7 +285,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
         throw err;
       }
     }
-    const short = listingProblem(listing, records);
+    const short = listingProblem(bodies);
     if (short !== undefined) throw fail(short);
     for (let at = 0; at < pending.length; at += config.pageSize) {
       interrupted();
