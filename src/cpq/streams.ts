@@ -62,19 +62,16 @@ export interface CompanyList {
   hostLogins: Set<string>;
 }
 
-/** Pages of the company list in a row that add no company before the list is refused. */
-const REPEATED_COMPANY_PAGES = 3;
-
 /** The companies of the site (host first as `_host`). */
 export async function listCompanies(client: CpqHttpClient, config: CpqConfig): Promise<CompanyList> {
   const logins = new Set<string>();
   const listed = new Set<string>();
   const hostLogins = new Set<string>();
-  // The list is held whole: bounded like a page, and refused when pages add nothing (a list
-  // that says hasMore on every page, repeating itself, was asked for until memory ran out). Not
-  // at the first such page: the list is read without an order, which lets pages repeat.
+  // The list is held whole: bounded like a page, and refused at a page that adds nothing (a list
+  // that says hasMore on every page, repeating itself, was asked for until memory ran out). Such
+  // a page also means the companies at its offset were never returned: the run fails, loudly,
+  // rather than go on without them.
   let characters = 0;
-  let pagesAddingNothing = 0;
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
     const listedBefore = listed.size;
     page.items.values().forEach((item, i) => {
@@ -93,11 +90,10 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       listed.add(login);
       if (record.isHost === true) hostLogins.add(login);
     });
-    pagesAddingNothing = page.items.length > 0 && listed.size === listedBefore ? pagesAddingNothing + 1 : 0;
-    if (pagesAddingNothing === REPEATED_COMPANY_PAGES) {
+    if (page.items.length > 0 && listed.size === listedBefore) {
       throw new SyncError(
         'data',
-        `GET ${page.url}: the company list repeats itself (${REPEATED_COMPANY_PAGES} pages in a row name only companies already listed), so paging would not progress`,
+        `GET ${page.url}: the company list repeats itself (this page names only companies already listed): companies may be missing, and paging would not progress`,
       );
     }
     if (characters > config.maxPageBytes) {
