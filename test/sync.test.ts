@@ -123,8 +123,14 @@ describe('full sync', () => {
     integration404 = true;
     const run = await h.sync({ full: true });
     expect(run.deleted).toBe(0);
-    expect(run.warnings.filter((w) => w.includes('vendorX'))).toEqual([]);
+    expect(run.warnings.filter((w) => w.includes('vendorX'))).toEqual([
+      'company "vendorX" is not in the company list; it holds integration users, and the integration feed was not read in full this run: its users are kept as they are, not read',
+    ]);
     expect(await vendorX()).toEqual([{ present: 1 }]);
+    // verify leaves a company of integration users alone: CPQ need not list it.
+    integration404 = false;
+    await h.sync();
+    expect((await verifySite(h.config.sites[0]!, h.t.pool, h.log)).filter((c) => !c.ok)).toEqual([]);
   });
 
   it('a company list that repeats itself with hasMore on every page, or whose names grow past CPQ_MAX_PAGE_BYTES, fails the run instead of filling memory', async ({

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { CpqConfig, SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
-import { CpqHttpClient } from '../cpq/http-client.js';
+import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyGone, companyUserCount, listCompanies } from '../cpq/streams.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readActiveCounts, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
@@ -23,15 +23,20 @@ export interface CompanyCountCheck {
 /**
  * `cpq-sync verify`: asks CPQ for each company's user count now (one request of one record each)
  * and compares it with the users the database holds active. With CPQ_COMPANIES=*, the companies
- * the database holds active users of that the list no longer names are checked too: one whose
- * users CPQ answers 404 for holds 0 there.
+ * the database holds active users of that the list no longer names are checked too (one whose
+ * users CPQ answers 404 for holds 0 there), but for those holding only integration users (their
+ * company is the integration feed's to say, and need not be one CPQ lists) and those whose name
+ * CPQ cannot be asked about.
  */
 export async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, site: string): Promise<CompanyCountCheck[]> {
   let companies = cpq.companies;
   const unlisted = new Set<string>();
   if (companies.includes('*')) {
     companies = (await listCompanies(http, cpq)).logins;
-    for (const company of (await countPresentUsers(pool, site)).keys()) if (!companies.includes(company)) unlisted.add(company);
+    for (const [company, present] of await countPresentUsers(pool, site)) {
+      if (companies.includes(company) || present.integrationUsers === present.users || pathSegmentProblem(company) !== undefined) continue;
+      unlisted.add(company);
+    }
     companies = [...companies, ...unlisted];
   }
   const now = new Map<string, number | undefined>();
