@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterEach, describe, expect, inject } from 'vitest';
-import { createDb, createPool } from '../src/db/database.js';
+import { createDb, createPool, withOptions } from '../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { SyncError } from '../src/errors.js';
@@ -276,6 +276,12 @@ describe('cpq_reader', () => {
     } finally {
       await pool.end();
     }
+    // Every form node-postgres takes, a socket path with credentials (no URL host) among them; every options= kept.
+    expect(withOptions('postgres://u:p%40ss@/db?host=/run/postgresql&options=-c%20a%3D1&options=-c%20b%3D2', '-c c=3')).toEqual({
+      connectionString: 'postgres://u:p%40ss@/db?host=%2Frun%2Fpostgresql',
+      options: '-c a=1 -c b=2 -c c=3',
+    });
+    expect(withOptions('postgres:///db?host=/tmp', '-c c=3')).toEqual({ connectionString: 'postgres:///db?host=/tmp', options: '-c c=3' });
   });
 
   it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {

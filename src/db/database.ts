@@ -42,16 +42,16 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 30 * 60_000;
  * which dropped search_path and lock_timeout; after it, a later `-c` wins.
  */
 export function withOptions(connectionString: string, ours: string): { connectionString: string; options: string } {
-  let url: URL;
-  try {
-    url = new URL(connectionString);
-  } catch {
-    return { connectionString, options: ours };
-  }
-  const theirs = url.searchParams.get('options');
-  if (theirs === null) return { connectionString, options: ours };
-  url.searchParams.delete('options');
-  return { connectionString: url.toString(), options: theirs.trim() === '' ? ours : `${theirs} ${ours}` };
+  // The query alone: a whole URL would not parse for every form node-postgres takes (a socket
+  // path with credentials, postgres://user:pw@/db?host=/run/postgresql).
+  const at = connectionString.indexOf('?');
+  if (at < 0) return { connectionString, options: ours };
+  const query = new URLSearchParams(connectionString.slice(at + 1));
+  const theirs = query.getAll('options').join(' ').trim();
+  if (!query.has('options')) return { connectionString, options: ours };
+  query.delete('options');
+  const rest = query.toString();
+  return { connectionString: connectionString.slice(0, at) + (rest === '' ? '' : `?${rest}`), options: theirs === '' ? ours : `${theirs} ${ours}` };
 }
 
 export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS): pg.Pool {
