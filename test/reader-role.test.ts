@@ -277,8 +277,8 @@ describe('cpq_reader', () => {
       await pool.end();
     }
     // Every form node-postgres takes, a socket path with credentials (no URL host) among them; every options= kept.
-    expect(withOptions('postgres://u:p%40ss@/db?host=/run/postgresql&options=-c%20a%3D1&options=-c%20b%3D2', '-c c=3')).toEqual({
-      connectionString: 'postgres://u:p%40ss@/db?host=%2Frun%2Fpostgresql',
+    expect(withOptions('postgres://u:50%off@/db?host=/run/postgresql&options=-c%20a%3D1&options=-c+b%3D2&sslmode=disable#note', '-c c=3')).toEqual({
+      connectionString: 'postgres://u:50%off@/db?host=/run/postgresql&sslmode=disable#note',
       options: '-c a=1 -c b=2 -c c=3',
     });
     expect(withOptions('postgres:///db?host=/tmp', '-c c=3')).toEqual({ connectionString: 'postgres:///db?host=/tmp', options: '-c c=3' });

@@ -42,16 +42,27 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 30 * 60_000;
  * which dropped search_path and lock_timeout; after it, a later `-c` wins.
  */
 export function withOptions(connectionString: string, ours: string): { connectionString: string; options: string } {
-  // The query alone: a whole URL would not parse for every form node-postgres takes (a socket
-  // path with credentials, postgres://user:pw@/db?host=/run/postgresql).
-  const at = connectionString.indexOf('?');
+  // Taken apart as text, every other part left byte for byte as given: re-encoded, node-postgres
+  // would decode it once less than it was encoded (a socket host /tmp became %2Ftmp), and a whole
+  // URL would not parse for every form it takes (postgres://user:pw@/db?host=/run/postgresql).
+  const hash = connectionString.indexOf('#');
+  const main = hash < 0 ? connectionString : connectionString.slice(0, hash);
+  const at = main.indexOf('?');
   if (at < 0) return { connectionString, options: ours };
-  const query = new URLSearchParams(connectionString.slice(at + 1));
-  const theirs = query.getAll('options').join(' ').trim();
-  if (!query.has('options')) return { connectionString, options: ours };
-  query.delete('options');
-  const rest = query.toString();
-  return { connectionString: connectionString.slice(0, at) + (rest === '' ? '' : `?${rest}`), options: theirs === '' ? ours : `${theirs} ${ours}` };
+  const parts = main.slice(at + 1).split('&');
+  const isOptions = (part: string) => part.split('=')[0] === 'options';
+  if (!parts.some(isOptions)) return { connectionString, options: ours };
+  // Decoded as node-postgres decodes a query value (URLSearchParams: + is a space).
+  const theirs = parts
+    .filter(isOptions)
+    .map((part) => new URLSearchParams(part).get('options') ?? '')
+    .join(' ')
+    .trim();
+  const rest = parts.filter((part) => !isOptions(part)).join('&');
+  return {
+    connectionString: main.slice(0, at) + (rest === '' ? '' : `?${rest}`) + (hash < 0 ? '' : connectionString.slice(hash)),
+    options: theirs === '' ? ours : `${theirs} ${ours}`,
+  };
 }
 
 export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS): pg.Pool {
