@@ -67,13 +67,12 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
   const logins = new Set<string>();
   const listed = new Set<string>();
   const hostLogins = new Set<string>();
-  // The list is held whole: bounded like a page, and refused at a page that adds nothing (a list
-  // that says hasMore on every page, repeating itself, was asked for until memory ran out). Such
-  // a page also means the companies at its offset were never returned: the run fails, loudly,
-  // rather than go on without them.
+  // The list is held whole: bounded like a page, and refused once it names a company twice (a list
+  // that says hasMore on every page, repeating itself, was asked for until memory ran out). Read
+  // by offset, a repeat also means the list moved while read: the companies it pushed past the
+  // offsets were never returned, and the run fails, loudly, rather than go on without them.
   let characters = 0;
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
-    const listedBefore = listed.size;
     page.items.values().forEach((item, i) => {
       const record = isJsonObject(item) ? item : {};
       const login = record.loginName ?? record.login;
@@ -85,17 +84,17 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       } catch (err) {
         throw new SyncError('data', `GET ${page.url}: company ${i}: ${errorMessage(err)}`);
       }
+      if (listed.has(login)) {
+        throw new SyncError(
+          'data',
+          `GET ${page.url}: the company list names ${JSON.stringify(login)} twice: it moved while it was read, so companies may be missing`,
+        );
+      }
       logins.add(record.isHost === true ? '_host' : login);
-      if (!listed.has(login)) characters += login.length;
+      characters += login.length;
       listed.add(login);
       if (record.isHost === true) hostLogins.add(login);
     });
-    if (page.items.length > 0 && listed.size === listedBefore) {
-      throw new SyncError(
-        'data',
-        `GET ${page.url}: the company list repeats itself (this page names only companies already listed): companies may be missing, and paging would not progress`,
-      );
-    }
     if (characters > config.maxPageBytes) {
       throw new SyncError(
         'data',
