@@ -225,6 +225,39 @@ describe('zip export: archives written by other tools', () => {
     expect(await t.query(`SELECT login FROM cpq.users ORDER BY login`)).toEqual([{ login: 'u1' }, { login: 'u2' }, { login: 'u3' }]);
   });
 
+  it('.json pages whose totalResults is above their different users (a repeat in place of a user, a stale count) are a short read: loaded, warned, nothing deleted', async () => {
+    const dir = await bed.tempDir();
+    const user = (login: string) => `{"login":"${login}","lastname":"L","status":{"value":1,"displayValue":"Active"}}`;
+    const archive = async (name: string, bodies: string[]) => {
+      const files = await Promise.all(
+        bodies.map(async (body, i) => {
+          await writeFile(join(dir, `${name}-${i}.json`), body);
+          return `part-${i + 1}.json=${join(dir, `${name}-${i}.json`)}`;
+        }),
+      );
+      pythonZip(join(dir, `${name}.zip`), files);
+      return join(dir, `${name}.zip`);
+    };
+    const whole = await archive('whole', [`{"items":[${['u1', 'u2', 'u3', 'u4'].map(user).join(',')}],"hasMore":false}`]);
+    const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0, zipExport: { archiveFile: whole } });
+    const t = await bed.database();
+    expect((await bed.sync(sim, t, ZIP)).inserted).toBe(4);
+    // u1 twice where u2 should be.
+    sim.setZipExport({
+      archiveFile: await archive('repeat', [
+        `{"offset":0,"items":[${user('u1')},${user('u1')}],"hasMore":true,"totalResults":4}`,
+        `{"offset":2,"items":[${user('u3')},${user('u4')}],"hasMore":false,"totalResults":4}`,
+      ]),
+    });
+    const run = await bed.sync(sim, t, ZIP);
+    expect(run.deleted).toBe(0);
+    expect(run.warnings).toEqual([
+      'companies/_host: read 3 of 4 users that CPQ reported (totalResults) (4 records, for 3 different users); the read was short',
+      'deletion skipped for companies/_host: the read was short (3 of 4); nothing was marked deleted',
+    ]);
+    expect(await t.query(`SELECT count(*)::int AS n FROM cpq.users WHERE deleted_at IS NULL`)).toEqual([{ n: 4 }]);
+  });
+
   it('keeps int64 values exact in every entry format (Python-written archive)', async () => {
     const dir = await bed.tempDir();
     const user = (login: string, partyId: string) =>
@@ -370,12 +403,6 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
     ],
     [
       // Taken for the whole company, the users it left out would be marked deleted.
-      'a .json collection body holding fewer items than its totalResults',
-      { extraEntries: [{ name: 'late.json', content: '{"totalResults":3,"items":[{"login":"late1"},{"login":"late2"}],"hasMore":false}' }] },
-      {},
-      /zip export: entry "late.json" says totalResults 3 but holds 2 items; refused rather than taken for every user of the company$/,
-    ],
-    [
       'a .json page whose hasMore says more, with no page after it',
       {
         entries: [{ format: 'jsonl' }],
@@ -400,7 +427,19 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
       '.json pages without their offsets',
       { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":true}' }] },
       {},
-      /zip export: entry "late.json" gives no offset, though the export comes in pages \(hasMore: true\); refused rather than taken for every user of the company$/,
+      /zip export: entry "late.json" gives no offset as a number, though the export comes in pages; refused rather than taken for every user of the company$/,
+    ],
+    [
+      'a .json page whose hasMore is text',
+      { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":"true"}' }] },
+      {},
+      /zip export: entry "late.json": hasMore must be true or false; refused rather than taken for every user of the company$/,
+    ],
+    [
+      'the last of .json pages alone (its offset is not 0)',
+      { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'p2.json', content: '{"offset":1,"items":[{"login":"late2"}],"hasMore":false}' }] },
+      {},
+      /zip export: the pages do not follow each other: entry "p2.json" starts at offset 1, not 0; refused rather than taken for every user of the company$/,
     ],
     [
       'a .csv header naming what CSV cannot hold',

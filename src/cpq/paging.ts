@@ -10,7 +10,10 @@ export interface Page {
   /** 0-based page number within the stream, in the order the pages are handed over. */
   index: number;
   items: PageRecords;
-  /** `totalResults` of the first page (the size of the whole filtered collection), when CPQ sent it. */
+  /**
+   * The size of the whole filtered collection, when CPQ sent it: `totalResults` of a JSON read's
+   * first page; on a zip read's last page, the largest its `.json` bodies gave.
+   */
   totalResults: number | undefined;
   /** Where each item sits in its source, when its index in the page would not say: a zip export's entry and line. */
   positions?: string[];

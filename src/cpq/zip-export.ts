@@ -124,43 +124,44 @@ function checkObject(record: unknown, where: string, error: (message: string) =>
 
 /**
  * What a `.json` entry's collection body says of the list: a body can be one page of a longer
- * list. Taken for the whole export, the users it left out would be marked deleted; an archive of
- * pages that together hold the list is whole (checked once every entry is read: listingProblem).
+ * list. Taken for the whole export, the users it left out would be marked deleted. So pages
+ * must fit together (listingProblem), and the largest totalResults a body gives is the read's,
+ * which the run holds the users it read against, as on the JSON path: fewer different users
+ * than that is a short read (no deletion, a warning), a repeat hiding none.
  */
 interface Body {
   entry: string;
   items: number;
-  hasMore: boolean;
-  offset: number | undefined;
+  /** hasMore as sent: undefined when the body has none. */
+  hasMore: unknown;
+  offset: unknown;
   totalResults: number | undefined;
 }
 
 const envelopeNumber = (value: unknown) => (typeof value === 'number' || isLosslessNumber(value) ? Number(value.toString()) : undefined);
 
 /**
- * Why the `.json` bodies of an archive do not hold their whole list; undefined when they do. A
- * body alone must hold its totalResults. Pages (any body says hasMore) must each give their
- * offset and together cover 0 to the end without a gap or an overlap, the last saying no more,
- * and any totalResults must be that end.
+ * Why the `.json` bodies of an archive do not fit together as its list; undefined when they do.
+ * Bodies are pages when any says hasMore: true or gives an offset past 0, or more than one gives
+ * an offset: then each gives its offset, and they cover 0 to their end without a gap or an
+ * overlap, the last saying no more.
  */
 function listingProblem(bodies: readonly Body[]): string | undefined {
   const refused = 'refused rather than taken for every user of the company';
-  if (!bodies.some((b) => b.hasMore)) {
-    const short = bodies.find((b) => b.totalResults !== undefined && b.totalResults > b.items);
-    return short && `entry ${short.entry} says totalResults ${short.totalResults} but holds ${short.items} items; ${refused}`;
-  }
-  const unplaced = bodies.find((b) => b.offset === undefined);
-  if (unplaced) return `entry ${unplaced.entry} gives no offset, though the export comes in pages (hasMore: true); ${refused}`;
-  const pages = [...bodies].sort((a, b) => a.offset! - b.offset!);
+  const oddMore = bodies.find((b) => b.hasMore !== undefined && typeof b.hasMore !== 'boolean');
+  if (oddMore) return `entry ${oddMore.entry}: hasMore must be true or false; ${refused}`;
+  const placed = bodies.filter((b) => b.offset !== undefined);
+  if (!bodies.some((b) => b.hasMore === true) && !placed.some((b) => b.offset !== 0) && placed.length < 2) return undefined;
+  const unplaced = bodies.find((b) => typeof b.offset !== 'number' && !isLosslessNumber(b.offset));
+  if (unplaced) return `entry ${unplaced.entry} gives no offset as a number, though the export comes in pages; ${refused}`;
+  const pages = bodies.map((b) => ({ ...b, offset: envelopeNumber(b.offset)! })).sort((a, b) => a.offset - b.offset);
   let end = 0;
   for (const page of pages) {
     if (page.offset !== end) return `the pages do not follow each other: entry ${page.entry} starts at offset ${page.offset}, not ${end}; ${refused}`;
     end += page.items;
   }
   const last = pages.at(-1)!;
-  if (last.hasMore) return `the last page, entry ${last.entry}, says hasMore: true; ${refused}`;
-  const total = bodies.find((b) => b.totalResults !== undefined && b.totalResults !== end);
-  return total && `entry ${total.entry} says totalResults ${total.totalResults}, but the pages hold ${end} items; ${refused}`;
+  return last.hasMore === true ? `the last page, entry ${last.entry}, says hasMore: true; ${refused}` : undefined;
 }
 
 /** `where`: the record's place in the entry (`line 3`, `items[2]`). JSON items and lines come as texts. */
@@ -172,7 +173,7 @@ function entryParser(entry: UserEntry, limit: RecordLimit, bodies: Body[], sink:
   };
   switch (entry.format) {
     case 'json': {
-      const body: Body = { entry: entry.name, items: 0, hasMore: false, offset: undefined, totalResults: undefined };
+      const body: Body = { entry: entry.name, items: 0, hasMore: undefined, offset: undefined, totalResults: undefined };
       bodies.push(body);
       return new JsonItemsParser(objects, limit, {
         itemText: (text, where) => {
@@ -181,8 +182,8 @@ function entryParser(entry: UserEntry, limit: RecordLimit, bodies: Body[], sink:
         },
         envelope: (key, value) => {
           const name = key.toLowerCase();
-          if (name === 'hasmore') body.hasMore = value === true;
-          if (name === 'offset') body.offset = envelopeNumber(value);
+          if (name === 'hasmore') body.hasMore = value;
+          if (name === 'offset') body.offset = value;
           if (name === 'totalresults') body.totalResults = envelopeNumber(value);
         },
       });
@@ -285,12 +286,17 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
         throw err;
       }
     }
-    const short = listingProblem(bodies);
-    if (short !== undefined) throw fail(short);
+    const problem = listingProblem(bodies);
+    if (problem !== undefined) throw fail(problem);
+    // The list's size the bodies gave, on the last page: the run counts its users against it.
+    const totals = bodies.flatMap((b) => (b.totalResults === undefined ? [] : [b.totalResults]));
+    const totalResults = totals.length === 0 ? undefined : Math.max(...totals);
     for (let at = 0; at < pending.length; at += config.pageSize) {
       interrupted();
-      yield pageFrom(at);
+      const page = pageFrom(at);
+      yield at + config.pageSize >= pending.length && totalResults !== undefined ? { ...page, totalResults } : page;
     }
+    if (pending.length === 0 && totalResults !== undefined) yield { ...pageFrom(0), totalResults };
   } catch (err) {
     if (err instanceof ArchiveError) throw fail(err.message);
     throw err;

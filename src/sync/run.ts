@@ -336,7 +336,7 @@ export class SyncRun {
     await direct.finish();
 
     // Reads whose logins did not all come in order may hold a user twice: counted by user.
-    // (Only those with a totalResults to fall short of: a zip export has none.)
+    // (Only those with a totalResults to fall short of: a zip export has one only when its .json bodies give it.)
     const counted = this.progress.filter((p) => p.id.kind === 'company' && p.report.totalResults !== null && !p.short && p.mayRepeat);
     const users = await countUsersRead(
       client,

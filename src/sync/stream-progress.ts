@@ -52,7 +52,8 @@ export class StreamProgress {
   page(page: Page) {
     this.report.pages++;
     this.report.received += page.items.length;
-    if (page.index === 0) this.report.totalResults = page.totalResults ?? null;
+    // The first page of a JSON read says it; a zip read's last page, once the archive was read.
+    if (page.totalResults !== undefined) this.report.totalResults = page.totalResults;
     // The first page is read alone, before the split: the ranges show from the pages after it.
     if (page.range && page.range.count > 1) this.report.keyRanges = page.range.count;
     this.sink?.update(this.report, this.startedAt);
