@@ -282,6 +282,7 @@ describe('cpq_reader', () => {
       options: '-c a=1 -c b=2 -c c=3',
     });
     expect(withOptions('postgres:///db?host=/tmp', '-c c=3')).toEqual({ connectionString: 'postgres:///db?host=/tmp', options: '-c c=3' });
+    expect(withOptions('postgres:///db?opt%69ons=-c%20a%3D1', '-c c=3')).toEqual({ connectionString: 'postgres:///db', options: '-c a=1 -c c=3' });
   });
 
   it('reads tables that later migrations create (default privileges)', async ({ startHarness }) => {

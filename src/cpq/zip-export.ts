@@ -183,7 +183,7 @@ function entryParser(entry: UserEntry, limit: RecordLimit, bodies: Body[], sink:
         envelope: (key, value) => {
           const name = key.toLowerCase();
           if (name === 'hasmore') body.hasMore = value;
-          if (name === 'offset') body.offset = value;
+          if (name === 'offset' && value !== null) body.offset = value;
           if (name === 'totalresults') body.totalResults = envelopeNumber(value);
         },
       });
@@ -289,8 +289,10 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     const problem = listingProblem(bodies);
     if (problem !== undefined) throw fail(problem);
     // The list's size the bodies gave, on the last page: the run counts its users against it.
-    const totals = bodies.flatMap((b) => (b.totalResults === undefined ? [] : [b.totalResults]));
-    const totalResults = totals.length === 0 ? undefined : Math.max(...totals);
+    const totalResults = bodies.reduce<number | undefined>(
+      (max, b) => (b.totalResults === undefined || (max !== undefined && max >= b.totalResults) ? max : b.totalResults),
+      undefined,
+    );
     for (let at = 0; at < pending.length; at += config.pageSize) {
       interrupted();
       const page = pageFrom(at);

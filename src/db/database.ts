@@ -50,7 +50,8 @@ export function withOptions(connectionString: string, ours: string): { connectio
   const at = main.indexOf('?');
   if (at < 0) return { connectionString, options: ours };
   const parts = main.slice(at + 1).split('&');
-  const isOptions = (part: string) => part.split('=')[0] === 'options';
+  // The key decoded as node-postgres decodes it: opt%69ons is options too.
+  const isOptions = (part: string) => [...new URLSearchParams(part).keys()][0] === 'options';
   if (!parts.some(isOptions)) return { connectionString, options: ours };
   // Decoded as node-postgres decodes a query value (URLSearchParams: + is a space).
   const theirs = parts
