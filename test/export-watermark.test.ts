@@ -44,6 +44,7 @@ async function openRun(client: pg.Client, login: string) {
     client,
     markSucceeded: () =>
       client.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = $2, effective_at = $3 WHERE id = $1`, [runId, new Date(), new Date()]),
+    markFailed: () => client.query(`UPDATE cpq.sync_runs SET status = 'failed', finished_at = now() WHERE id = $1`, [runId]),
     commit: () => client.query('COMMIT'),
   };
 }
@@ -87,7 +88,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
     const early = await openRun(await connectClient(h.t.url), a!);
     const failed = await openRun(await connectClient(h.t.url), b!);
-    await failed.client.query(`UPDATE cpq.sync_runs SET status = 'failed', finished_at = now() WHERE id = $1`, [failed.runId]);
+    await failed.markFailed();
     await failed.commit();
     await early.markSucceeded();
     await early.commit();

@@ -196,9 +196,18 @@ function nextAfter(request: CollectionRequest, page: ReadPage, after: Cursor | u
 class PassedPageEnds {
   private readonly ends = new Set<string>();
 
+  /** `first`: where the page before the range's first one ended, when it was read elsewhere. */
+  constructor(first: Cursor | undefined) {
+    if (first !== undefined) this.ends.add(PassedPageEnds.key(first));
+  }
+
+  private static key(end: Cursor): string {
+    return JSON.stringify([end.login, end.tie ?? null]);
+  }
+
   /** Notes where a page ended; `url` names the page when it went back. */
   check(next: Cursor, url: string): void {
-    const key = JSON.stringify([next.login, next.tie ?? null]);
+    const key = PassedPageEnds.key(next);
     if (this.ends.has(key)) {
       throw new SyncError('data', `GET ${url}: CPQ did not honour the login filter (the page ended at "${next.login}" again), so paging would not progress`);
     }
@@ -220,8 +229,7 @@ async function* rangePages(
   pending: Promise<ReadPage>,
   after: Cursor | undefined,
 ): AsyncGenerator<ReadPage> {
-  const passed = new PassedPageEnds();
-  if (after !== undefined) passed.check(after, '');
+  const passed = new PassedPageEnds(after);
   for (;;) {
     const page = await pending;
     const last = nextAfter(request, page, after);

@@ -111,8 +111,12 @@ export async function companyGone(client: CpqHttpClient, config: CpqConfig, comp
   return (await client.getJson(url, { allow404: true })).status === 404;
 }
 
-/** How many users CPQ holds for one company now (totalResults of a one-record page); undefined when CPQ does not say. */
-export async function companyUserCount(client: CpqHttpClient, config: CpqConfig, company: string): Promise<number | undefined> {
+/**
+ * How many users CPQ holds for one company now (totalResults of a one-record page); undefined when
+ * CPQ does not say. With `goneAsNone`, a company CPQ answers 404 for holds 0 (else that fails).
+ */
+export async function companyUserCount(client: CpqHttpClient, config: CpqConfig, company: string, goneAsNone = false): Promise<number | undefined> {
   const url = client.url(companyUsersPath(config, company), { limit: '1', offset: '0', totalResults: 'true' });
-  return readCollection(url, (await client.getJson(url)).body, 1).totalResults;
+  const response = await client.getJson(url, { allow404: goneAsNone });
+  return response.status === 404 ? 0 : readCollection(url, response.body, 1).totalResults;
 }

@@ -29,7 +29,8 @@ export function redactUrl(url: string): string {
  * How long a statement of this tool waits for a lock before it fails (lock_timeout), unless told
  * otherwise (SYNC_LOCK_TIMEOUT). A run's own waits are short (another site's run at its commit)
  * except behind a migration, whose DDL waits for the runs in progress and queues every later
- * request behind it: so the bound is longer than a run (30 minutes). And any role may queue a lock request it will then be refused (cpq_reader's CREATE RULE on a
+ * request behind it: so the bound is longer than a run (30 minutes). And any role may queue a
+ * lock request it will then be refused (cpq_reader's CREATE RULE on a
  * table it reads takes ACCESS EXCLUSIVE before the ownership check), and every later request
  * queues behind it: without a bound, a reporting login could hold every run in its transaction,
  * its site's sync lock with it, for as long as it liked. Migrations set their own (Kysely's).
@@ -49,19 +50,20 @@ export function withOptions(connectionString: string, ours: string): { connectio
   const main = hash < 0 ? connectionString : connectionString.slice(0, hash);
   const at = main.indexOf('?');
   if (at < 0) return { connectionString, options: ours };
-  const parts = main.slice(at + 1).split('&');
-  // The key decoded as node-postgres decodes it: opt%69ons is options too.
-  const isOptions = (part: string) => [...new URLSearchParams(part).keys()][0] === 'options';
-  if (!parts.some(isOptions)) return { connectionString, options: ours };
-  // Decoded as node-postgres decodes a query value (URLSearchParams: + is a space).
-  const theirs = parts
-    .filter(isOptions)
-    .map((part) => new URLSearchParams(part).get('options') ?? '')
-    .join(' ')
-    .trim();
-  const rest = parts.filter((part) => !isOptions(part)).join('&');
+  // Each part decoded as node-postgres decodes a query (URLSearchParams: opt%69ons is options too,
+  // + is a space); the options taken out, the rest kept as given.
+  const theirOptions: string[] = [];
+  const rest: string[] = [];
+  for (const part of main.slice(at + 1).split('&')) {
+    const [key, value] = [...new URLSearchParams(part)][0] ?? [];
+    if (key === 'options') theirOptions.push(value ?? '');
+    else rest.push(part);
+  }
+  if (theirOptions.length === 0) return { connectionString, options: ours };
+  const theirs = theirOptions.join(' ').trim();
+  const kept = rest.join('&');
   return {
-    connectionString: main.slice(0, at) + (rest === '' ? '' : `?${rest}`) + (hash < 0 ? '' : connectionString.slice(hash)),
+    connectionString: main.slice(0, at) + (kept === '' ? '' : `?${kept}`) + (hash < 0 ? '' : connectionString.slice(hash)),
     options: theirs === '' ? ours : `${theirs} ${ours}`,
   };
 }

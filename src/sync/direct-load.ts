@@ -47,6 +47,8 @@ const USER_CHANGE_LOG = copyTarget('cpq.user_change_log', [
 ]);
 /** User ids reserved per round trip. */
 const ID_BLOCK = 10_000;
+/** Group definitions DirectLoad holds before staging them. */
+const GROUPS_HELD = 10_000;
 
 /**
  * The first load of a company, written straight into the final tables with COPY: no staging,
@@ -58,9 +60,6 @@ const ID_BLOCK = 10_000;
  * then a 'reinsert' in the final merge, and the result is the same as if every row had been
  * staged.
  */
-/** Group definitions DirectLoad holds before staging them. */
-const GROUPS_HELD = 10_000;
-
 export class DirectLoad {
   /** Per company, the last login written per key range (by its index); a row of the range must come after it. */
   private readonly lastLogin = new Map<string, Map<number, string>>();

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { CpqConfig, SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
-import { companyGone, companyUserCount, listCompanies } from '../cpq/streams.js';
+import { companyUserCount, listCompanies } from '../cpq/streams.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readActiveCounts, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
@@ -41,7 +41,7 @@ export async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg
   }
   const now = new Map<string, number | undefined>();
   for (const company of companies) {
-    now.set(company, unlisted.has(company) && (await companyGone(http, cpq, company)) ? 0 : await companyUserCount(http, cpq, company));
+    now.set(company, await companyUserCount(http, cpq, company, unlisted.has(company)));
   }
   const stored = await readActiveCounts(pool, site, companies);
   return stored.map((s) => {
