@@ -513,6 +513,44 @@ describe('incremental sync', () => {
     }
   });
 
+  it("an edit made during a long read, on a page already read, is read by the next run when CPQ's clock is an hour behind the database's", async ({
+    startHarness,
+  }) => {
+    // CPQ's clock (its edits' dateModified and its Date header): an hour behind ours, moved on by
+    // hand to play a read that lasts 20 minutes, twice SYNC_LOOKBACK.
+    let played = 0;
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0, now: () => new Date(Date.now() - 3_600_000 + played) },
+      { CPQ_COMPANIES: '_host', CPQ_PAGE_SIZE: '2', SYNC_LOOKBACK: '10m' },
+    );
+    await h.sync();
+    const logins = h.sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .sort(byCodeUnit);
+    for (const login of logins) h.sim.updateUser('_host', login, { title: 'Touched' }); // the next read returns all six, two a page
+    let pages = 0;
+    h.sim.onRequest = (request) => {
+      if (!request.path.endsWith('/users')) return;
+      pages++;
+      // Asked for the second page: the first page's first user is edited.
+      if (pages === 2) h.sim.updateUser('_host', logins[0]!, { lastName: 'EditedDuringTheRead' });
+      // Asked for the third page, 20 minutes later: its last user is edited, and read.
+      if (pages === 3) {
+        played += 20 * 60_000;
+        h.sim.updateUser('_host', logins[5]!, { lastName: 'EditedLater' });
+      }
+    };
+    expect(await h.sync()).toMatchObject({ mode: 'incremental', updated: 6 });
+    expect(pages).toBe(3);
+    h.sim.onRequest = undefined;
+    expect(await h.sync()).toMatchObject({ mode: 'incremental', updated: 1 });
+    const rows = await h.t.query<{ login: string; last_name: string }>(`SELECT login, last_name FROM cpq.users WHERE login = ANY($1)`, [
+      [logins[0], logins[5]],
+    ]);
+    expect(Object.fromEntries(rows.map((r) => [r.login, r.last_name]))).toEqual({ [logins[0]!]: 'EditedDuringTheRead', [logins[5]!]: 'EditedLater' });
+  });
+
   it('a second full read of unchanged data changes nothing but last_synced_at', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 });
     await h.sync();

@@ -117,6 +117,13 @@ function redirectTarget(url: string, from: string, location: string): string {
  */
 export class CpqHttpClient {
   readonly stats: HttpStats = { requests: 0, retries: {} };
+  /**
+   * The earliest time CPQ's own clock gave this client (the Date header of its answers, to the
+   * second), so about when the run began by the clock that dates CPQ's edits: a cursor must not
+   * pass it (saveCursor), or a site whose clock is behind ours would have edits made during a long
+   * read skipped by the next incremental run. Undefined when no answer carried a valid Date.
+   */
+  earliestSiteDate: Date | undefined;
   /** Requests at once to the site, shared by everything this client reads. */
   readonly budget: RequestBudget;
   /**
@@ -144,6 +151,11 @@ export class CpqHttpClient {
     this.dispatcher = dispatcherFor(config.ca);
     this.budget = new RequestBudget(config.maxInFlight);
     this.readAhead = new RequestBudget(config.maxInFlight);
+  }
+
+  private noteSiteDate(header: string | null) {
+    const at = header === null ? NaN : Date.parse(header);
+    if (Number.isFinite(at) && !(at >= (this.earliestSiteDate?.getTime() ?? Infinity))) this.earliestSiteDate = new Date(at);
   }
 
   /** A place in the site's request budget; an interruption while waiting for one ends the request. */
@@ -336,6 +348,7 @@ export class CpqHttpClient {
           response = await fetch(redirectTarget(url, response.url || url, response.headers.get('location')!), init);
         }
         stall.stop();
+        this.noteSiteDate(response.headers.get('date'));
         if (response.status === 401 && !renewedAuth && (await this.auth.renew())) {
           await response.body?.cancel();
           renewedAuth = true;

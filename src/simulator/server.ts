@@ -235,6 +235,8 @@ export class CpqSimulator {
     };
     const arrivedAt = performance.now();
     const index = this.requests.push(record) - 1;
+    // A real site dates its answers by the clock that dates its edits (a fault may send its own).
+    res.setHeader('date', this.options.now().toUTCString());
     if (url.pathname !== TOKEN_PATH) {
       this.inFlight++;
       this.maxInFlightSeen = Math.max(this.maxInFlightSeen, this.inFlight);

@@ -367,7 +367,7 @@ export class SyncRun {
     }
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deleteIn, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
-    await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs }, this.progress, (m) => this.warn(m));
+    await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate }, this.progress, (m) => this.warn(m));
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.options.full === true);

@@ -36,11 +36,13 @@ export function readsFrom(cursors: ReadonlyMap<string, StreamCursor>, plan: Read
 /**
  * Moves each stream's cursor to the newest dateModified read. A short read moves nothing (the
  * unread users would be skipped by incremental runs until the next full read), and a cursor
- * never goes past now (one record dated in the future would hide every later edit: warned).
+ * never goes past the run's start by either clock, the database's or CPQ's (`siteDate`, see
+ * CpqHttpClient.earliestSiteDate): one record dated in the future would hide every later edit
+ * (warned), and edits made during a long read, on pages already read, are dated after it.
  */
 export async function saveStreamCursors(
   client: pg.PoolClient,
-  { site, runId, lookbackMs }: { site: string; runId: string; lookbackMs: number },
+  { site, runId, lookbackMs, siteDate }: { site: string; runId: string; lookbackMs: number; siteDate: Date | undefined },
   progress: readonly StreamProgress[],
   warn: (message: string) => void,
 ): Promise<void> {
@@ -50,7 +52,7 @@ export async function saveStreamCursors(
       warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
     }
     const complete = !p.report.shortRead;
-    await saveCursor(client, { site, stream: p.id.name, cursor: complete ? p.cursor : null, fullRead: complete && p.report.mode === 'full', runId });
+    await saveCursor(client, { site, stream: p.id.name, cursor: complete ? p.cursor : null, fullRead: complete && p.report.mode === 'full', runId, siteDate });
   }
 }
 

@@ -2,24 +2,32 @@ import type pg from 'pg';
 // Not converted: the upsert is CASE/LEAST/GREATEST over excluded, every value a raw sql fragment in Kysely, and it returns no rows.
 
 /**
- * Moves a stream's cursor forward to `cursor` (never back, never past now) and notes the run;
- * `fullRead` records a complete full read's time (what SYNC_FULL_EVERY counts from). A null
- * cursor moves nothing.
+ * Moves a stream's cursor forward to `cursor` (never back, never past now, the transaction's
+ * start by the database's clock, nor past `siteDate`, about when the run began by CPQ's clock)
+ * and notes the run; `fullRead` records a complete full read's time (what SYNC_FULL_EVERY counts
+ * from). A null cursor moves nothing.
  */
 export async function saveCursor(
   client: pg.PoolClient,
-  { site, stream, cursor, fullRead, runId }: { site: string; stream: string; cursor: string | null; fullRead: boolean; runId: string },
+  {
+    site,
+    stream,
+    cursor,
+    fullRead,
+    runId,
+    siteDate,
+  }: { site: string; stream: string; cursor: string | null; fullRead: boolean; runId: string; siteDate: Date | undefined },
 ): Promise<void> {
   await client.query(
     `INSERT INTO cpq.sync_state (site, stream, cursor, last_full_sync_at, last_run_id, updated_at)
      -- LEAST ignores a NULL argument: without the CASE a null cursor would become now(), and a
      -- site whose clock is behind ours would then hide every later edit from incremental reads.
-     VALUES ($5, $1, CASE WHEN $2::timestamptz IS NOT NULL THEN LEAST($2::timestamptz, now()) END, CASE WHEN $3 THEN now() END, $4, now())
+     VALUES ($5, $1, CASE WHEN $2::timestamptz IS NOT NULL THEN LEAST($2::timestamptz, now(), $6::timestamptz) END, CASE WHEN $3 THEN now() END, $4, now())
      ON CONFLICT (site, stream) DO UPDATE SET
        cursor = GREATEST(cpq.sync_state.cursor, excluded.cursor),
        last_full_sync_at = COALESCE(excluded.last_full_sync_at, cpq.sync_state.last_full_sync_at),
        last_run_id = excluded.last_run_id,
        updated_at = now()`,
-    [stream, cursor, fullRead, runId, site],
+    [stream, cursor, fullRead, runId, site, siteDate ?? null],
   );
 }
