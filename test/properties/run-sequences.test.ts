@@ -137,7 +137,10 @@ function applyRun(model: Model, sim: CpqSimulator, full: boolean, format: 'json'
       read.set(k, { company: '_host', record: kept === undefined ? rest : { ...rest, accessPermissions: kept } });
     }
   }
-  for (const [stream, d] of newest) {
+  // A cursor never passes the run's start by CPQ's clock: the Date header of its answers, to the second.
+  const siteDate = new Date(Math.floor(model.clock.now / 1000) * 1000).toISOString();
+  for (const [stream, newestRead] of newest) {
+    const d = newestRead > siteDate ? siteDate : newestRead;
     const stored = model.cursors.get(stream);
     // incremental reads note only what they read; the newest overall is what a full read saw
     if (stored === undefined || d > stored) model.cursors.set(stream, d);
