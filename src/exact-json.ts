@@ -307,6 +307,16 @@ export function integerValue(value: unknown): bigint | undefined {
   return parts.negative ? -magnitude : magnitude;
 }
 
+/**
+ * A count or a place in a list as a JSON number gives it, in any notation (4, 4.0, 4e0): a whole
+ * number of 0 or more; undefined for anything else, text included.
+ */
+export function countValue(value: unknown): number | undefined {
+  if (typeof value === 'string' && markedNumberLiteral(value) === undefined) return undefined;
+  const whole = integerValue(value);
+  return whole === undefined || whole < 0n ? undefined : Number(whole);
+}
+
 /** A value as JSON-ish text for messages: exact numbers show their literal, at most 40 characters of it. */
 export function displayValue(value: unknown): string | undefined {
   const literal =

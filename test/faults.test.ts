@@ -363,6 +363,21 @@ describe('HTTP faults', () => {
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
   });
 
+  it('a totalResults written as 3.0e1 counts as 30: a read ending early is short, nothing deleted', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    await h.sync();
+    scriptRequests(h.sim, async (req) => {
+      if (req.page === 0) req.reply((await req.real()).replace(/"totalResults":30\b/, '"totalResults":3.0e1'));
+      if (req.page === 1) req.reply(editPage(await req.real(), (p) => (p.hasMore = false)));
+    });
+    const result = await h.sync({ full: true });
+    expect(result.warnings).toEqual([
+      'companies/_host: read 20 of 30 users that CPQ reported (totalResults); the read was short',
+      'deletion skipped for companies/_host: the read was short (20 of 30); nothing was marked deleted',
+    ]);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users WHERE deleted_at IS NULL`)).toEqual([{ n: 30 }]);
+  });
+
   // Known bug (src/sync/run.ts saveCursors): a short read still advances the stream's cursor and
   // last_full_sync_at, so the users it did not read are skipped by every incremental run until
   // the next full read (SYNC_FULL_EVERY, 7 days by default).

@@ -427,7 +427,13 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
       '.json pages without their offsets',
       { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":true}' }] },
       {},
-      /zip export: entry "late.json" gives no offset as a number, though the export comes in pages; refused rather than taken for every user of the company$/,
+      /zip export: entry "late.json" gives no offset, though the export comes in pages; refused rather than taken for every user of the company$/,
+    ],
+    [
+      'a .json body whose offset is text',
+      { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"offset":"0","items":[{"login":"late1"}],"hasMore":false}' }] },
+      {},
+      /zip export: entry "late.json": offset must be a whole number of 0 or more, not "0"; refused rather than taken for every user of the company$/,
     ],
     [
       'a .json page whose hasMore is text',

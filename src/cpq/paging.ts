@@ -2,7 +2,7 @@ import { SyncError } from '../errors.js';
 import { canonicalize, loginField } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
-import { isJsonObject, markedNumberLiteral } from '../exact-json.js';
+import { countValue, isJsonObject, markedNumberLiteral } from '../exact-json.js';
 import { PageRecords } from './page-records.js';
 
 export interface Page {
@@ -93,7 +93,7 @@ export function readCollection(
   return {
     items: items instanceof PageRecords ? items : PageRecords.parsed(items as unknown[]),
     hasMore: body.hasMore === true,
-    totalResults: typeof total === 'number' ? total : undefined,
+    totalResults: countValue(total),
   };
 }
 

@@ -10,7 +10,7 @@ import { CsvRowsParser } from './csv-rows.js';
 import { PageRecords, type PageRecord } from './page-records.js';
 import { describeBody } from './http-bodies.js';
 import { pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
-import { displayValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
+import { countValue, displayValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
 import { JsonItemsParser } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
@@ -138,8 +138,6 @@ interface Body {
   totalResults: number | undefined;
 }
 
-const envelopeNumber = (value: unknown) => (typeof value === 'number' || isLosslessNumber(value) ? Number(value.toString()) : undefined);
-
 /**
  * Why the `.json` bodies of an archive do not fit together as its list; undefined when they do.
  * Bodies are pages when any says hasMore: true or gives an offset past 0, or more than one gives
@@ -150,11 +148,13 @@ function listingProblem(bodies: readonly Body[]): string | undefined {
   const refused = 'refused rather than taken for every user of the company';
   const oddMore = bodies.find((b) => b.hasMore !== undefined && typeof b.hasMore !== 'boolean');
   if (oddMore) return `entry ${oddMore.entry}: hasMore must be true or false; ${refused}`;
+  const odd = bodies.find((b) => b.offset !== undefined && countValue(b.offset) === undefined);
+  if (odd) return `entry ${odd.entry}: offset must be a whole number of 0 or more, not ${describe(odd.offset)}; ${refused}`;
   const placed = bodies.filter((b) => b.offset !== undefined);
-  if (!bodies.some((b) => b.hasMore === true) && !placed.some((b) => b.offset !== 0) && placed.length < 2) return undefined;
-  const unplaced = bodies.find((b) => typeof b.offset !== 'number' && !isLosslessNumber(b.offset));
-  if (unplaced) return `entry ${unplaced.entry} gives no offset as a number, though the export comes in pages; ${refused}`;
-  const pages = bodies.map((b) => ({ ...b, offset: envelopeNumber(b.offset)! })).sort((a, b) => a.offset - b.offset);
+  if (!bodies.some((b) => b.hasMore === true) && !placed.some((b) => countValue(b.offset) !== 0) && placed.length < 2) return undefined;
+  const unplaced = bodies.find((b) => b.offset === undefined);
+  if (unplaced) return `entry ${unplaced.entry} gives no offset, though the export comes in pages; ${refused}`;
+  const pages = bodies.map((b) => ({ ...b, offset: countValue(b.offset)! })).sort((a, b) => a.offset - b.offset);
   let end = 0;
   for (const page of pages) {
     if (page.offset !== end) return `the pages do not follow each other: entry ${page.entry} starts at offset ${page.offset}, not ${end}; ${refused}`;
@@ -184,7 +184,7 @@ function entryParser(entry: UserEntry, limit: RecordLimit, bodies: Body[], sink:
           const name = key.toLowerCase();
           if (name === 'hasmore') body.hasMore = value;
           if (name === 'offset' && value !== null) body.offset = value;
-          if (name === 'totalresults') body.totalResults = envelopeNumber(value);
+          if (name === 'totalresults') body.totalResults = countValue(value);
         },
       });
     }
