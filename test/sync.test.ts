@@ -339,6 +339,50 @@ describe('integration users', () => {
     expect(row!.permissions).toBe(((user.accessPermissions as { items?: unknown[] }).items ?? []).length);
   });
 
+  it("a deleted user's login that comes back as a new integration user, from the integration feed only, takes nothing of the deleted user's record", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2 });
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.setAccessPermission('_host', login, { type: 'admin', variableName: 'all', name: 'All', hasAccess: true });
+    await h.sync();
+    const [before] = await h.t.query<{ permissions: number }>(
+      `SELECT (SELECT count(*)::int FROM cpq.user_access_permissions p WHERE p.user_id = u.id) AS permissions FROM cpq.users u WHERE login = $1`,
+      [login],
+    );
+    expect(before!.permissions).toBeGreaterThan(0);
+    h.sim.deleteUser('_host', login);
+    expect((await h.sync({ full: true })).deleted).toBe(1);
+    // A new integration user of that login: the integration feed has it, the host's users do not.
+    const reborn = {
+      login,
+      partyNumber: '900',
+      partyId: 9,
+      oauthClientId: 'new-client',
+      company: { loginName: '_host' },
+      dateModified: '2026-06-01T00:00:00.000Z',
+    };
+    h.sim.addFault({
+      match: { path: '/cpq/rest/v19/integrationUsers' },
+      times: Infinity,
+      status: 200,
+      body: JSON.stringify({ items: [{ ...reborn, groups: { items: [] } }], hasMore: false }),
+    });
+    await h.sync({ full: true });
+    const [row] = await h.t.query<Raw>(
+      `SELECT deleted_at, is_integration_user, oauth_client_id, last_name, email,
+              (SELECT count(*)::int FROM cpq.user_access_permissions p WHERE p.user_id = u.id) AS permissions
+       FROM cpq.users u WHERE login = $1`,
+      [login],
+    );
+    expect(row).toEqual({ deleted_at: null, is_integration_user: true, oauth_client_id: 'new-client', last_name: null, email: null, permissions: 0 });
+    const [change] = await h.t.query<{ change: string; diff: Raw }>(`SELECT change, diff FROM cpq.user_changes WHERE login = $1 ORDER BY id DESC LIMIT 1`, [
+      login,
+    ]);
+    expect(change!.change).toBe('restore');
+    expect(change!.diff).not.toHaveProperty('accessPermissions');
+  });
+
   it('maps the host company login name that integration users report to _host', async ({ startHarness }) => {
     const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },

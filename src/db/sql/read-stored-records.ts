@@ -4,8 +4,10 @@ import { parseExactJson } from '../../exact-json.js';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /**
- * The stored records (`raw`, numbers exact) of the given users, keyed by `key(company, login)`;
- * `integrationOnly` leaves out users not stored as integration users.
+ * The stored records (`raw`, numbers exact) of the given present users, keyed by
+ * `key(company, login)`; `integrationOnly` leaves out users not stored as integration users. A
+ * deleted user's record is left out: a user of that login coming back may be someone else (a new
+ * integration user), and must not be given the old one's name, email or access permissions.
  */
 export async function readStoredRecords(
   on: pg.Pool | pg.PoolClient,
@@ -21,9 +23,8 @@ export async function readStoredRecords(
   const rows = await runCompiled(
     on,
     sql<{ company_login: string; login: string; raw: string }>`SELECT company_login, login, raw::text AS raw FROM cpq.users
-     WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))${onlyIntegration}`.compile(
-      queryBuilder,
-    ),
+     WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
+       AND deleted_at IS NULL${onlyIntegration}`.compile(queryBuilder),
   );
   return new Map(rows.map((r) => [key(r.company_login, r.login), parseExactJson(r.raw) as Record<string, unknown>]));
 }
