@@ -383,6 +383,28 @@ describe('integration users', () => {
     expect(change!.diff).not.toHaveProperty('accessPermissions');
   });
 
+  it('an integration-only login holding U+0001 is stored as sent, without the record of the user whose login precedes it', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const other = String(h.sim.users('_host')[0]!.login);
+    h.sim.setAccessPermission('_host', other, { type: 'admin', variableName: 'all', name: 'All', hasAccess: true });
+    h.sim.updateUser('_host', other, { lastName: 'Other' });
+    await h.sync();
+    const login = `${other}\u0001svc`;
+    h.sim.addFault({
+      match: { path: '/cpq/rest/v19/integrationUsers' },
+      times: Infinity,
+      status: 200,
+      body: JSON.stringify({ items: [{ login, partyNumber: '900', company: { loginName: '_host' }, groups: { items: [] } }], hasMore: false }),
+    });
+    await h.sync();
+    const [row] = await h.t.query<Raw>(
+      `SELECT login, last_name, (SELECT count(*)::int FROM cpq.user_access_permissions p WHERE p.user_id = u.id) AS permissions
+       FROM cpq.users u WHERE login = $1`,
+      [login],
+    );
+    expect(row).toEqual({ login, last_name: null, permissions: 0 });
+  });
+
   it('maps the host company login name that integration users report to _host', async ({ startHarness }) => {
     const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },

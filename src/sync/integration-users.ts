@@ -15,12 +15,12 @@ import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
 
 type Raw = Record<string, unknown>;
-/** A user's key in the maps below: company and login, which no login can hold between them. */
-export const userKey = (company: string, login: string) => `${company}\u0001${login}`;
+/** A user's key in the maps below: company and login, told apart by the company's length (either may hold any character). */
+export const userKey = (company: string, login: string) => `${company.length}:${company}${login}`;
 
 /** Integration users read this run, handed to the company feed that returns the same user. */
 export class IntegrationUsers {
-  private readonly byKey = new Map<string, { record: Raw; origin: string; index: number; taken: boolean }>();
+  private readonly byKey = new Map<string, { company: string; login: string; record: Raw; origin: string; index: number; taken: boolean }>();
   /**
    * The integration feed was read in full and not short: a user it did not return is not an
    * integration user. Otherwise (an incremental read, a feed that is off or absent) the stored
@@ -31,9 +31,9 @@ export class IntegrationUsers {
   /** The companies that have any: the records of the others are not looked up. */
   private readonly companies = new Set<string>();
 
-  add(key: string, record: Raw, origin: string, index: number) {
-    this.byKey.set(key, { record, origin, index, taken: false });
-    this.companies.add(key.slice(0, key.indexOf('\u0001')));
+  add(company: string, login: string, record: Raw, origin: string, index: number) {
+    this.byKey.set(userKey(company, login), { company, login, record, origin, index, taken: false });
+    this.companies.add(company);
   }
 
   /** Whether any integration user read belongs to `company`. */
@@ -59,12 +59,8 @@ export class IntegrationUsers {
 
   /** The users no company feed returned. */
   remaining() {
-    return [...this.byKey.entries()]
-      .filter(([, e]) => !e.taken)
-      .map(([key, { record, origin, index }]) => {
-        const [company, login] = key.split('\u0001') as [string, string];
-        return { company, login, record, origin, index };
-      });
+    // Company and login as read, not cut back out of the key: a login may hold the key's separator.
+    return [...this.byKey.values()].filter((e) => !e.taken).map(({ company, login, record, origin, index }) => ({ company, login, record, origin, index }));
   }
 }
 
@@ -168,7 +164,7 @@ export async function readIntegrationUsers(
         if (!record) return;
         const row = normalizeUser(record, { companyLogin: companies.of(record), isIntegrationUser: true, origin: page.url }, i);
         progress.saw([row]);
-        found.add(userKey(row.companyLogin, row.login), record, page.url, i);
+        found.add(row.companyLogin, row.login, record, page.url, i);
       });
       log.info({ stream: INTEGRATION_STREAM.name, page: page.index, items: page.items.length }, 'page read');
     }
