@@ -4,6 +4,7 @@ import type { Queryable } from '../db/compiled-query.js';
 import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
 import { releaseAlerts } from '../db/sql/release-alerts.js';
 import { errorCode, errorMessage, oneLine, printable } from '../errors.js';
+import { RequestSignal } from '../request-signal.js';
 import type { Logger } from '../logger.js';
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signBody } from './signing.js';
 
@@ -102,12 +103,13 @@ async function briefBody(response: Response): Promise<string> {
  * credential) or the secret.
  */
 export async function postAlert(webhook: Webhook, body: string, idempotencyKey: string, signal?: AbortSignal): Promise<PostResult> {
-  const timeout = AbortSignal.timeout(webhook.timeoutMs);
+  // Let go of once the answer is read (see RequestSignal for why not AbortSignal.timeout).
+  const request = new RequestSignal(signal, webhook.timeoutMs);
   try {
     const response = await fetch(webhook.url, {
       method: 'POST',
       redirect: 'manual',
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      signal: request.signal,
       headers: {
         'content-type': 'application/json',
         'user-agent': 'cpq-user-sync',
@@ -126,7 +128,7 @@ export async function postAlert(webhook: Webhook, body: string, idempotencyKey: 
     const transient = response.status === 408 || response.status === 425 || response.status === 429 || response.status >= 500;
     return { ok: false, permanent: !transient, error };
   } catch (err) {
-    if (timeout.aborted) return { ok: false, permanent: false, error: `the webhook did not answer within ${webhook.timeoutMs} ms` };
+    if (request.timedOut) return { ok: false, permanent: false, error: `the webhook did not answer within ${webhook.timeoutMs} ms` };
     if (signal?.aborted) return { ok: false, permanent: false, error: 'delivery interrupted (shutdown)' };
     const cause = (err as { cause?: unknown }).cause;
     const code = errorCode(cause) ?? errorCode(err);
@@ -135,6 +137,8 @@ export async function postAlert(webhook: Webhook, body: string, idempotencyKey: 
       permanent: false,
       error: `the webhook could not be reached (${code ?? oneLine(errorMessage(cause ?? err)).slice(0, ERROR_BODY_CHARS)})`,
     };
+  } finally {
+    request.done();
   }
 }
 

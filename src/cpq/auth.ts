@@ -1,6 +1,7 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
 import { SyncError, errorMessage, hasControlCharacter } from '../errors.js';
+import { RequestSignal } from '../request-signal.js';
 import { readHead } from './http-bodies.js';
 import { RETRY_STATUSES, retryAfterMs, RetryableError } from './http-retry.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
@@ -66,6 +67,16 @@ export class OAuthClientCredentials implements Authenticator {
   }
 
   private async grant(): Promise<CachedToken> {
+    // The request timeout bounds the answer, body included (see RequestSignal for why not AbortSignal.timeout).
+    const request = new RequestSignal(undefined, this.timeoutMs);
+    try {
+      return await this.requestToken(request.signal);
+    } finally {
+      request.done();
+    }
+  }
+
+  private async requestToken(signal: AbortSignal): Promise<CachedToken> {
     const url = this.config.tokenUrl;
     const form = new URLSearchParams({ grant_type: 'client_credentials' });
     if (this.config.scope) form.set('scope', this.config.scope);
@@ -82,7 +93,7 @@ export class OAuthClientCredentials implements Authenticator {
               accept: 'application/json',
             },
             body: form.toString(),
-            signal: AbortSignal.timeout(this.timeoutMs),
+            signal,
             // The token endpoint is named by the operator: a redirect is an answer we do not follow.
             redirect: 'manual',
           },

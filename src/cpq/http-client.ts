@@ -12,6 +12,7 @@ import { RequestBudget, type Slot } from './request-budget.js';
 import { describeBody, describeNetworkError, readBodyCapped, readHead, redactCredentials } from './http-bodies.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
+import { RequestSignal } from '../request-signal.js';
 import { dispatcherFor, withDispatcher } from './transport.js';
 
 /** Answers that mean CPQ is overloaded: the site's request budget is cut (timeouts too). */
@@ -321,23 +322,17 @@ export class CpqHttpClient {
       let waitMs: number | undefined;
       const stall = new StallTimer();
       const slot = await this.slot(url);
-      // A timer cleared when the attempt ends, unlike AbortSignal.timeout, which keeps the
-      // request's abort listeners (and what they hold) alive until it fires.
-      const deadline = new AbortController();
-      const deadlineTimer =
-        deadlineMs === undefined
-          ? undefined
-          : setTimeout(() => deadline.abort(new DOMException('no response within the request timeout', 'TimeoutError')), deadlineMs);
+      // The run's signal and the deadline, both let go of when the attempt ends (see RequestSignal);
+      // a timer cleared then, unlike AbortSignal.timeout, also frees the request's abort listeners
+      // (and what they hold) at once, not when it would have fired.
+      const request = new RequestSignal(this.signal, deadlineMs);
       try {
         const authorization = await this.auth.authorization();
         if (authorization) this.sentAuthorizations.add(authorization);
         this.stats.requests++;
-        const limits: AbortSignal[] = [stall.signal];
-        if (deadlineMs !== undefined) limits.push(deadline.signal);
         if (stallMs !== undefined) stall.restart(stallMs);
-        if (this.signal) limits.push(this.signal);
         const init = withDispatcher(
-          { headers: { accept, ...(authorization ? { authorization } : {}) }, signal: AbortSignal.any(limits), redirect: 'manual' },
+          { headers: { accept, ...(authorization ? { authorization } : {}) }, signal: AbortSignal.any([stall.signal, request.signal]), redirect: 'manual' },
           this.dispatcher,
         );
         const sentAt = performance.now();
@@ -391,7 +386,8 @@ export class CpqHttpClient {
           this.log.warn({ url, attempt: attempt + 1, error: reason }, 'request failed; retrying');
         }
       } finally {
-        clearTimeout(deadlineTimer);
+        stall.stop();
+        request.done();
         slot.release();
       }
       if (waitMs !== undefined && waitMs > this.policy.maxDelayMs) {
