@@ -25,6 +25,13 @@ export interface HealthServerOptions {
  * the worker's log when readiness changes, never over HTTP. Telling loopback clients more would
  * not be safe: a proxy or service-mesh sidecar on the host makes every stranger a loopback client.
  */
+/** Connections served at once; more are closed as they arrive. Probes and a scraper need a few. */
+export const MAX_CONNECTIONS = 64;
+/** A connection that has not sent a request's headers by then is closed, one that sends nothing at all too. */
+export const HEADERS_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+const KEEP_ALIVE_TIMEOUT_MS = 2_000;
+
 export class HealthServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
@@ -35,13 +42,18 @@ export class HealthServer {
 
   /** Starts listening; resolves with the port (useful with port 0). */
   async start(): Promise<number> {
-    const server = createServer((req, res) => {
+    // The port may be reachable by anyone (see above): idle connections held open would take the
+    // process's file descriptors, which its syncs need (a reviewer's 1,100 stopped every run with
+    // EMFILE). So few connections at once, and each must send its request within seconds.
+    const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 }, (req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.options.log.error({ error: errorMessage(err), path: req.url }, 'health endpoint failed');
         if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
         else res.destroy();
       });
     });
+    server.maxConnections = MAX_CONNECTIONS;
+    server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
     server.on('connection', (socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));

@@ -1,7 +1,9 @@
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
+import { HEADERS_TIMEOUT_MS, MAX_CONNECTIONS } from '../../src/worker/health-server.js';
 import { SyncWorker } from '../../src/worker/sync-worker.js';
 import { type Harness, it } from '../helpers/harness.js';
 
@@ -131,6 +133,31 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     const answers = await Promise.all(flood);
     expect(answers.every((a) => a.status === 200 || a.status === 503)).toBe(true);
     expect((await get('127.0.0.1', port, '/readyz')).status).toBe(200);
+  });
+
+  it('idle connections held open by a stranger are few at once and closed within seconds: they cannot take the descriptors the syncs need', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+    const { port } = await startWorker(h);
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 3 * MAX_CONNECTIONS },
+        () =>
+          new Promise<Socket>((resolve, reject) => {
+            const socket = connect(port, '127.0.0.1', () => resolve(socket));
+            socket.on('error', reject);
+            socket.resume(); // reads what the server sends, so a close by the server is seen
+          }),
+      ),
+    );
+    cleanups.push(() => sockets.forEach((s) => s.destroy()));
+    const open = () => sockets.filter((s) => !s.closed).length;
+    await new Promise((wake) => setTimeout(wake, 500));
+    expect(open()).toBeLessThanOrEqual(MAX_CONNECTIONS);
+    await new Promise((wake) => setTimeout(wake, HEADERS_TIMEOUT_MS + 2500));
+    expect(open()).toBe(0);
+    expect((await get('127.0.0.1', port, '/healthz')).status).toBe(200);
   });
 
   it('a readiness query stuck behind a lock is cancelled by the server after the timeout (not left waiting), and the next probe answers', async ({
