@@ -82,3 +82,19 @@ export function laterTimestamp(a: string, b: string): boolean {
   const ms = canonicalTimestampMs(a)! - canonicalTimestampMs(b)!;
   return ms > 0 || (ms === 0 && subMillisecond(a) > subMillisecond(b));
 }
+
+const INSTANT_ARGUMENT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|([+-]\d{2}):?(\d{2})?)?)?$/i;
+
+/**
+ * An instant as given on the command line (`--since`, `--as-of`): an ISO date or date-time. One
+ * without a zone is UTC, as a dateModified without one is: read in the machine's zone, the same
+ * command would answer differently with the TZ of whoever runs it. Undefined for anything else,
+ * a day the calendar lacks included.
+ */
+export function instantArgument(text: string): Date | undefined {
+  const m = INSTANT_ARGUMENT.exec(text.trim());
+  if (!m || !isCalendarDay(Number(m[1]), Number(m[2]), Number(m[3]))) return undefined;
+  const zone = m[6] === undefined ? 'Z' : `${m[6]}:${m[7] ?? '00'}`;
+  const time = new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4] ?? '00:00'}${zone}`);
+  return Number.isNaN(time.getTime()) ? undefined : time;
+}

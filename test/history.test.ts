@@ -1,4 +1,5 @@
 import { describe, expect, vi } from 'vitest';
+import { instantArgument } from '../src/date-time.js';
 import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from '../src/history/export.js';
 import { expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { collect } from './helpers/export-output.js';
@@ -252,6 +253,26 @@ describe('exports', () => {
     expect(csvLines).toHaveLength(1 + 3 + 1);
     expect(csvLines.at(-1)).toContain('""Quote \\""and\\"", comma""');
     expect(() => parseSince('last tuesday')).toThrow(/--since must be a run id or an ISO date-time/);
+  });
+
+  it('--since and --as-of read a date-time without a zone as UTC, whatever the TZ of the machine; a day the calendar lacks is refused', () => {
+    const tz = process.env.TZ;
+    try {
+      for (const zone of ['UTC', 'Asia/Tokyo', 'America/New_York']) {
+        process.env.TZ = zone;
+        expect(parseSince('2025-03-03T09:30:00')).toEqual({ time: new Date('2025-03-03T09:30:00.000Z') });
+        expect(parseSince('2025-03-03 09:30')).toEqual({ time: new Date('2025-03-03T09:30:00.000Z') });
+        expect(parseSince('2025-03-03')).toEqual({ time: new Date('2025-03-03T00:00:00.000Z') });
+        expect(instantArgument('2025-03-03T09:30:00.250')).toEqual(new Date('2025-03-03T09:30:00.250Z'));
+      }
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+    expect(parseSince('2025-03-03T09:30:00+0100')).toEqual({ time: new Date('2025-03-03T08:30:00.000Z') });
+    expect(parseSince('2025-03-03T09:30:00-05')).toEqual({ time: new Date('2025-03-03T14:30:00.000Z') });
+    expect(() => parseSince('2025-02-30T00:00:00Z')).toThrow(/--since must be a run id or an ISO date-time/);
+    expect(instantArgument('2025-03-03T09:30:00 tomorrow')).toBeUndefined();
   });
 
   it('writes a compliance snapshot that names the run it reflects', async ({ startHarness }) => {

@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { ConfigError } from '../config.js';
+import { instantArgument } from '../date-time.js';
 import { SyncError, errorMessage } from '../errors.js';
 import type { ExportFormat } from '../history/export.js';
 import { command, requireKnownSites } from './command.js';
@@ -99,8 +100,8 @@ export function registerExportCommands(program: Command): void {
           const { requireMigrated } = await import('../db/migrate.js');
           const { exportSnapshot } = await import('../history/export.js');
           const { writeOutput } = await import('../output.js');
-          const asOf = opts.asOf === undefined ? new Date() : new Date(opts.asOf);
-          if (opts.asOf !== undefined && (!/^\d{4}-\d{2}-\d{2}/.test(opts.asOf) || Number.isNaN(asOf.getTime()))) {
+          const asOf = opts.asOf === undefined ? new Date() : instantArgument(opts.asOf);
+          if (asOf === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
           }
           const database = await openDatabase(config, log);

@@ -7,6 +7,7 @@ import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
 import { readLastWatermark } from '../db/sql/read-last-watermark.js';
+import { instantArgument } from '../date-time.js';
 import { SyncError } from '../errors.js';
 import { compactJsonText } from './exact-text.js';
 
@@ -71,8 +72,8 @@ async function streamRows(
 /** `--since` as given: a run id (digits) or an ISO date-time. */
 export function parseSince(value: string): ChangesFrom {
   if (/^\d+$/.test(value.trim())) return { runId: value.trim() };
-  const time = new Date(value);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value.trim()) || Number.isNaN(time.getTime())) {
+  const time = instantArgument(value);
+  if (time === undefined) {
     throw new SyncError('config', `--since must be a run id or an ISO date-time such as 2025-03-03T00:00:00Z, got "${value}"`);
   }
   return { time };
