@@ -36,10 +36,10 @@ function subplans(node: Record<string, unknown>): string[] {
 }
 
 async function planOf(client: pg.PoolClient, query: string): Promise<Record<string, unknown>> {
-  await client.query(`PREPARE counted(text[], bigint, text) AS ${query}`);
+  await client.query(`PREPARE counted(text[], bigint, text, text) AS ${query}`);
   try {
     const { rows } = await client.query<{ 'QUERY PLAN': { Plan: Record<string, unknown> }[] }>(
-      `EXPLAIN (FORMAT JSON) EXECUTE counted(ARRAY['_host', 'partner1'], 2, 'default')`,
+      `EXPLAIN (FORMAT JSON) EXECUTE counted(ARRAY['_host', 'partner1'], 2, 'default', 'all users')`,
     );
     return rows[0]!['QUERY PLAN'][0]!.Plan;
   } finally {
@@ -66,7 +66,7 @@ describe("the deletion guard's count", () => {
       // And the count: user1 was not read again; a user staged twice counts once.
       await client.query(`INSERT INTO stage_users (seq, stream, company_login, login, is_integration_user, has_groups, has_permissions, raw, content_hash)
         VALUES (5001, 'companies/_host', '_host', 'user2', false, false, false, '{}', '')`);
-      const counted = await countDeletionCandidates(client, 'default', '2', ['_host', 'partner1']);
+      const counted = await countDeletionCandidates(client, 'default', '2', ['_host', 'partner1'], 'all users');
       expect(counted.sort((a, b) => (a.company < b.company ? -1 : 1))).toEqual([
         { company: '_host', known: 5000, missing: 1 },
         { company: 'partner1', known: 0, missing: 0 },

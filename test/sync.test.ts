@@ -405,6 +405,59 @@ describe('integration users', () => {
     expect(row).toEqual({ login, last_name: null, permissions: 0 });
   });
 
+  it('a user only the integration feed returns is kept by full company reads while that feed is short or absent, and deleted once a complete read of it leaves the user out', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const svc = { login: 'svc', partyNumber: '900', company: { loginName: '_host' }, groups: { items: [] } };
+    const integrationFeed = (status: number, body: object) => {
+      h.sim.clearFaults();
+      h.sim.addFault({ match: { path: '/cpq/rest/v19/integrationUsers' }, times: Infinity, status, body: JSON.stringify(body) });
+    };
+    const present = async () => (await h.t.query<{ present: boolean }>(`SELECT deleted_at IS NULL AS present FROM cpq.users WHERE login = 'svc'`))[0]?.present;
+    integrationFeed(200, { items: [svc], hasMore: false, totalResults: 1 });
+    await h.sync();
+    expect(await present()).toBe(true);
+    integrationFeed(200, { items: [], hasMore: false, totalResults: 1 }); // short
+    const short = await h.sync({ full: true });
+    expect(short).toMatchObject({ deleted: 0 });
+    expect(short.warnings).toContain('integrationUsers: read 0 of 1 users that CPQ reported (totalResults); the read was short');
+    expect(await present()).toBe(true);
+    integrationFeed(404, { title: 'Not Found' }); // absent this once (CPQ_INTEGRATION_USERS=auto)
+    expect(await h.sync({ full: true })).toMatchObject({ deleted: 0 });
+    expect(await present()).toBe(true);
+    integrationFeed(200, { items: [], hasMore: false, totalResults: 0 });
+    expect(await h.sync({ full: true })).toMatchObject({ deleted: 1 });
+    expect(await present()).toBe(false);
+  });
+
+  it('an integration user of a company no company read covers is deleted once a complete integration read no longer returns it', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '_host' });
+    const papi = {
+      login: 'papi',
+      partyNumber: '901',
+      company: { loginName: 'partner1' },
+      dateModified: '2026-01-01T00:00:00.000Z',
+      groups: { items: [{ variableName: 'admins' }] },
+    };
+    const integrationFeed = (items: object[]) => {
+      h.sim.clearFaults();
+      h.sim.addFault({ match: { path: '/cpq/rest/v19/integrationUsers' }, times: Infinity, status: 200, body: JSON.stringify({ items, hasMore: false }) });
+    };
+    integrationFeed([papi]);
+    await h.sync();
+    const row = async () =>
+      (await h.t.query<Raw>(`SELECT company_login, is_integration_user, deleted_at IS NOT NULL AS deleted FROM cpq.users WHERE login = 'papi'`))[0];
+    expect(await row()).toEqual({ company_login: 'partner1', is_integration_user: true, deleted: false });
+    integrationFeed([]);
+    expect(await h.sync()).toMatchObject({ deleted: 0 }); // an incremental integration read: it says nothing of who is gone
+    expect(await row()).toMatchObject({ deleted: false });
+    expect(await h.sync({ full: true })).toMatchObject({ deleted: 1 });
+    expect(await row()).toMatchObject({ deleted: true });
+    const [change] = await h.t.query<{ change: string }>(`SELECT change FROM cpq.user_changes WHERE login = 'papi' ORDER BY id DESC LIMIT 1`);
+    expect(change!.change).toBe('delete');
+  });
+
   it('maps the host company login name that integration users report to _host', async ({ startHarness }) => {
     const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },

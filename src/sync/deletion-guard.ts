@@ -14,6 +14,8 @@ export interface DeletionGuard {
   massDeleteMin: number;
   /** --allow-mass-delete. */
   allowMassDelete: boolean;
+  /** Stored integration users are not deleted by company reads this run (MergeDeletions.integrationUsersKept). */
+  integrationUsersKept: boolean;
   warn: (message: string) => void;
 }
 
@@ -46,7 +48,8 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
   }
   const fraction = guard.maxDeleteFraction;
   const allowed: string[] = [];
-  for (const c of await countDeletionCandidates(client, guard.site, runId, eligible)) {
+  const scope = guard.integrationUsersKept ? 'all but integration users' : 'all users';
+  for (const c of await countDeletionCandidates(client, guard.site, runId, eligible, scope)) {
     const p = full.find((f) => f.id.company === c.company)!;
     if (refusesDeletion(c.missing, c.known, guard)) {
       p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;
@@ -58,6 +61,30 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
       p.report.deletion = c.missing > 0 ? `applied: ${c.missing} deleted` : 'applied: none missing';
       allowed.push(c.company);
     }
+  }
+  return allowed;
+}
+
+/**
+ * Of `companies` (no company read covers them), those whose stored integration users a full,
+ * complete integration read left out may be marked deleted: the integration feed is the only one
+ * that returns them. Within the same guard as a company read's deletions.
+ */
+export async function integrationDeletableCompanies(
+  client: pg.PoolClient,
+  runId: string,
+  guard: DeletionGuard,
+  companies: readonly string[],
+): Promise<string[]> {
+  const allowed: string[] = [];
+  for (const c of await countDeletionCandidates(client, guard.site, runId, companies, 'integration users')) {
+    if (c.missing === 0) continue;
+    if (refusesDeletion(c.missing, c.known, guard)) {
+      guard.warn(
+        `deletion aborted for the integration users of company ${JSON.stringify(c.company)} (no company read covers it): ${c.missing} of ${c.known} ` +
+          `are missing from the integration feed, above SYNC_MAX_DELETE_FRACTION=${guard.maxDeleteFraction}; nothing was marked deleted (rerun with --allow-mass-delete if this is real)`,
+      );
+    } else allowed.push(c.company);
   }
   return allowed;
 }

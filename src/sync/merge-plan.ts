@@ -84,14 +84,20 @@ const findRestatedUsers = step(
      END`,
 );
 
-/** Users of fully read companies (those the deletion guard allowed) that CPQ no longer returns. */
+/**
+ * Users CPQ no longer returns (see MergeDeletions): of fully read companies (those the deletion
+ * guard allowed), stored integration users aside unless the integration feed was read in full;
+ * and integration users of companies no company read covers that a full integration read left out.
+ */
 const findDeletedUsers = step(
   'find deleted users',
   MERGE_PARAMS,
   (p) => `CREATE TEMP TABLE run_deleted ON COMMIT DROP AS
    SELECT u.id AS user_id
    FROM cpq.users u
-   WHERE u.site = ${p.site} AND u.company_login = ANY(${p.deleteIn}::text[]) AND u.deleted_at IS NULL AND ${knownBeforeRun('u', p.runId)}
+   WHERE u.site = ${p.site} AND u.deleted_at IS NULL AND ${knownBeforeRun('u', p.runId)}
+     AND ((u.company_login = ANY(${p.deleteIn}::text[]) AND NOT (${p.integrationUsersKept}::boolean AND u.is_integration_user))
+          OR (u.is_integration_user AND u.company_login = ANY(${p.integrationDeleteIn}::text[])))
      AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`,
 );
 

@@ -62,8 +62,21 @@ export class MergeBatches {
   }
 }
 
+/** Which users the final merge marks deleted: the stored users of these that the run did not read. */
+export interface MergeDeletions {
+  /** Companies read in full whose users the deletion guard allowed to be deleted. */
+  deleteIn: string[];
+  /**
+   * Their stored integration users are kept: the integration feed was not read in full this run
+   * (short, absent), and a user only it returns is no company read's to delete.
+   */
+  integrationUsersKept: boolean;
+  /** Companies no company read covers whose integration users a full integration read left out. */
+  integrationDeleteIn: string[];
+}
+
 /**
- * Merges what was staged; `deleteIn` names the companies whose missing users are marked deleted,
+ * Merges what was staged; `deletions` says which users missing from the run are marked deleted,
  * `insertedEarlier` how many users this run inserted already (merge batches and direct loads).
  */
 export async function mergeStaged(
@@ -71,11 +84,11 @@ export async function mergeStaged(
   site: string,
   runId: string,
   effectiveAt: Date,
-  deleteIn: string[],
+  deletions: MergeDeletions,
   insertedEarlier: number,
   log?: Logger,
 ): Promise<MergeCounts> {
-  await runSteps(client, mergeSteps(await userColumns(client)), { site, runId, effectiveAt, deleteIn }, 'merge step', log);
+  await runSteps(client, mergeSteps(await userColumns(client)), { site, runId, effectiveAt, ...deletions }, 'merge step', log);
   const actions = await countMergeActions(client);
   const count = (action: string) => actions.get(action) ?? 0;
   const counts = {

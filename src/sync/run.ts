@@ -13,6 +13,7 @@ import { createRun } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
+import { readIntegrationUserCompanies } from '../db/sql/read-integration-user-companies.js';
 import { readCursors } from '../db/sql/read-cursors.js';
 import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
@@ -23,7 +24,7 @@ import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import { readCompany } from './company-read.js';
-import { deletableCompanies, refusesDeletion, type DeletionGuard } from './deletion-guard.js';
+import { deletableCompanies, integrationDeletableCompanies, refusesDeletion, type DeletionGuard } from './deletion-guard.js';
 import { DirectLoad } from './direct-load.js';
 import {
   IntegrationCompanies,
@@ -355,6 +356,9 @@ export class SyncRun {
       maxDeleteFraction: config.maxDeleteFraction,
       massDeleteMin: config.massDeleteMin,
       allowMassDelete: this.options.allowMassDelete === true,
+      // A user only the integration feed returns is no company read's to delete, unless that feed
+      // was read in full: short, or absent this once, it may have left the user out.
+      integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete,
       warn: (m: string) => this.warn(m),
     };
     const deletable = await deletableCompanies(client, runId, guard);
@@ -365,7 +369,24 @@ export class SyncRun {
       const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
       deleteIn.push(...(await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard)));
     }
-    const counts = await mergeStaged(client, site, runId, effectiveAt(), deleteIn, batches.inserted + direct.written, log);
+    // Integration users of companies no company read covers: the integration feed alone returns them.
+    const integrationDeleteIn = integrationUsers.complete
+      ? await integrationDeletableCompanies(
+          client,
+          runId,
+          guard,
+          (await readIntegrationUserCompanies(client, site)).filter((c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c)),
+        )
+      : [];
+    const counts = await mergeStaged(
+      client,
+      site,
+      runId,
+      effectiveAt(),
+      { deleteIn, integrationUsersKept: guard.integrationUsersKept, integrationDeleteIn },
+      batches.inserted + direct.written,
+      log,
+    );
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
     await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate }, this.progress, (m) => this.warn(m));
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
