@@ -64,6 +64,24 @@ const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
  */
 const MAX_DEPTH_STORED_AS_SENT = 64;
 
+/**
+ * The most values (objects, arrays and their members, counted by their brackets and commas) one
+ * user record may hold, and one whole body (a page read whole, a collection's envelope). Parsed,
+ * a value costs tens of bytes: one record of 8 MB of `{},{},...` (2.7 million objects, far under
+ * the page cap) filled the image's 192 MB heap. A real record holds hundreds; a page of a
+ * thousand, a few hundred thousand.
+ */
+export const MAX_RECORD_VALUES = 100_000;
+const MAX_BODY_VALUES = 2_000_000;
+
+/** A text holding more values than it may (MAX_RECORD_VALUES): refused before it is parsed. */
+export class TooComplexError extends Error {
+  constructor(limit: number) {
+    super(`holds more than ${limit} values (objects, arrays and their members); refused before parsing, as too complex`);
+    this.name = 'TooComplexError';
+  }
+}
+
 /** What the pre-pass found in a text. */
 interface Marked {
   /** The text with every inexact number literal marked; the text itself when none is. */
@@ -72,6 +90,8 @@ interface Marked {
   unstorable: boolean;
   /** The deepest nesting of arrays and objects. */
   depth: number;
+  /** The text holds more values than the pre-pass was given leave to count: it stopped there. */
+  tooComplex: boolean;
 }
 
 /** The end of the string literal opening at `start` (the index of its closing quote), or -1 when it is never closed. */
@@ -100,10 +120,12 @@ function markOf(literal: string): { mark: string; unstorable: boolean } {
  * place: after `:`, after `[`, after `,` in an array, or alone (a number as an object key is
  * invalid JSON, and a marked string there would be valid).
  */
-function markInexactNumbers(text: string): Marked {
+function markInexactNumbers(text: string, maxValues: number): Marked {
   const n = text.length;
   const open: number[] = [];
   let depth = 0;
+  // Brackets and commas: one more than the values of the text, or a few more in invalid JSON.
+  let values = 0;
   let parts: string[] | undefined;
   let copied = 0;
   let unstorable = false;
@@ -142,24 +164,27 @@ function markInexactNumbers(text: string): Marked {
       i = j;
     } else {
       if (c === LBRACE || c === LBRACKET) {
+        if (++values > maxValues) return { text, unstorable, depth, tooComplex: true };
         open.push(c);
         if (open.length > depth) depth = open.length;
       } else if (c === RBRACE || c === RBRACKET) open.pop();
+      else if (c === COMMA && ++values > maxValues) return { text, unstorable, depth, tooComplex: true };
       if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) previous = c;
       i++;
     }
   }
-  if (parts === undefined) return { text, unstorable, depth };
+  if (parts === undefined) return { text, unstorable, depth, tooComplex: false };
   parts.push(text.slice(copied));
-  return { text: parts.join(''), unstorable, depth };
+  return { text: parts.join(''), unstorable, depth, tooComplex: false };
 }
 
 /**
  * JSON.parse that keeps every number literal as sent (see above): a literal a double would
- * change comes back as a marked string, read with `numberLiteral`. Throws SyntaxError on bad JSON.
+ * change comes back as a marked string, read with `numberLiteral`. Throws SyntaxError on bad JSON,
+ * TooComplexError past `maxValues` values (a body's bound by default).
  */
-export function parseExactJson(text: string): unknown {
-  return parseMarked(text, markInexactNumbers(text));
+export function parseExactJson(text: string, maxValues = MAX_BODY_VALUES): unknown {
+  return parseMarked(text, markInexactNumbers(text, maxValues), maxValues);
 }
 
 /**
@@ -167,7 +192,8 @@ export function parseExactJson(text: string): unknown {
  * show the nonce in the message's excerpt and shift its positions. (The marks never make a text
  * invalid, so the text as sent fails too.)
  */
-function parseMarked(text: string, marked: Marked): unknown {
+function parseMarked(text: string, marked: Marked, maxValues: number): unknown {
+  if (marked.tooComplex) throw new TooComplexError(maxValues);
   try {
     return JSON.parse(marked.text);
   } catch (err) {
@@ -177,15 +203,15 @@ function parseMarked(text: string, marked: Marked): unknown {
 }
 
 /**
- * parseExactJson for one record, with the record's own text when it can be stored in `raw` as
+ * parseExactJson for one record (at most MAX_RECORD_VALUES values, else TooComplexError), with the record's own text when it can be stored in `raw` as
  * sent, which spares stringifying the parsed record again: no `\u` escape (a NUL or an unpaired
  * surrogate, which Postgres cannot store, can only come that way from decoded bytes), no number
  * Postgres numeric cannot hold, nesting at most MAX_DEPTH_STORED_AS_SENT deep. Otherwise
  * `storedAsSent` is undefined and normalize stringifies the record, naming what it cannot store.
  */
 export function parseExactRecord(text: string): { value: unknown; storedAsSent: string | undefined } {
-  const marked = markInexactNumbers(text);
-  const value = parseMarked(text, marked);
+  const marked = markInexactNumbers(text, MAX_RECORD_VALUES);
+  const value = parseMarked(text, marked, MAX_RECORD_VALUES);
   const storable = !marked.unstorable && marked.depth <= MAX_DEPTH_STORED_AS_SENT && !text.includes('\\u');
   return { value, storedAsSent: storable ? text : undefined };
 }

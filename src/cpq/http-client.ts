@@ -5,7 +5,7 @@ import type { CpqConfig } from '../config.js';
 import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
-import { parseExactJson } from '../exact-json.js';
+import { TooComplexError, parseExactJson } from '../exact-json.js';
 import { cutCollectionBody } from './json-items.js';
 import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
@@ -184,7 +184,9 @@ export class CpqHttpClient {
         ? `expected JSON, got ${this.excerpt(text, contentType)}`
         : text.trim() === ''
           ? 'expected JSON, got an empty body'
-          : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
+          : err instanceof TooComplexError
+            ? `the response ${err.message}`
+            : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
     return new SyncError('data', `GET ${url}: ${what}`);
   }
 
@@ -221,7 +223,8 @@ export class CpqHttpClient {
       const cut = options.collection ? cutCollectionBody(text) : undefined;
       if (cut) {
         // An item that is not valid JSON fails the run as the whole page would have.
-        const invalid = (_index: number, itemError: unknown): never => {
+        const invalid = (index: number, itemError: unknown): never => {
+          if (itemError instanceof TooComplexError) throw new SyncError('data', `GET ${url}: items[${index}] ${itemError.message}`);
           try {
             parseExactJson(text);
           } catch (err) {

@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.js';
+import { TooComplexError } from '../exact-json.js';
 
 /**
  * What an entry of CPQ's zip export holds, decided by its name only. Names are labels here,
@@ -42,6 +43,7 @@ export class EntryContentError extends Error {
 
 /** A record of an entry (`where`: "line 7", "items[3]") that JSON.parse refused. */
 export function notValidJson(where: string, err: unknown): EntryContentError {
+  if (err instanceof TooComplexError) return new EntryContentError(`${where} ${err.message}`);
   return new EntryContentError(`${where} is not valid JSON (${errorMessage(err).replace(/\s+/g, ' ')})`);
 }
 

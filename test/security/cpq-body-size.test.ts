@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_RECORD_VALUES } from '../../src/exact-json.js';
 import { hostileSite, zipExport, type HostileSite } from './cpq-hostile.js';
 
 /*
@@ -118,5 +119,30 @@ describe('zip exports: one record and one page of records are bounded too', () =
     expect(result!.inserted).toBe(24);
     // 24 records of a quarter of the cap each: about four per page, never all 24 in one.
     expect(result!.pages).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe('one record is bounded in values too, not only in characters', () => {
+  // 300,000 empty objects in one field: 900 KB, far under the cap. At 8 MB (2.7 million of them),
+  // parsing the record alone filled the image's 192 MB heap and killed the process.
+  const complex = `{"login":"complex","x":[${'{},'.repeat(300_000)}{}]}`;
+
+  it('a JSON page whose user holds more than MAX_RECORD_VALUES values fails the run naming the item, before the record is parsed', async () => {
+    site!.serve('complex', `{"items":[${complex}],"hasMore":false}`);
+    const error = await site!.refused('complex');
+    expect(error.kind).toBe('data');
+    expect(error.message).toMatch(
+      new RegExp(
+        `^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/complex/users\\?\\S+: items\\[0\\] holds more than ${MAX_RECORD_VALUES} values \\(objects, arrays and their members\\); refused before parsing, as too complex$`,
+      ),
+    );
+  });
+
+  it('so does such a line of a zip export', async () => {
+    site!.serve('complex_zip', zipExport([{ name: 'users.jsonl', text: `{"login":"a"}\n${complex}\n` }]), 'application/zip');
+    const error = await site!.refused('complex_zip', { format: 'zip' });
+    expect(error.message).toMatch(
+      /zip export: entry "users\.jsonl": line 2 holds more than 100000 values \(objects, arrays and their members\); refused before parsing, as too complex$/,
+    );
   });
 });
