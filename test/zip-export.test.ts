@@ -448,6 +448,24 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
       /zip export: the pages do not follow each other: entry "p2.json" starts at offset 1, not 0; refused rather than taken for every user of the company$/,
     ],
     [
+      'a .csv header of more columns than a user has fields',
+      { extraEntries: [{ name: 'late.csv', content: `login,${Array.from({ length: 2000 }, (_, i) => `c${i}`).join(',')}\r\n` }] },
+      {},
+      /entry "late\.csv": header \(line 1\): 2001 columns, more than 2000; refused$/,
+    ],
+    [
+      'a .csv column nested deeper than any field',
+      { extraEntries: [{ name: 'late.csv', content: `login,${Array(17).fill('a').join('.')}\r\nx,y\r\n` }] },
+      {},
+      /entry "late\.csv": header \(line 1\): column "a(\.a){16}" nests more than 16 levels deep; refused$/,
+    ],
+    [
+      'a .csv groups cell of more names than a record may hold values',
+      { extraEntries: [{ name: 'late.csv', content: `login,groups\r\nx,${'g;'.repeat(100_000)}\r\n` }] },
+      {},
+      /entry "late\.csv": line 2: groups: more than 100000 names; refused as too complex$/,
+    ],
+    [
       'a .csv header naming what CSV cannot hold',
       { extraEntries: [{ name: 'late.csv', content: 'login,accessPermissions\r\nx,y\r\n' }] },
       {},

@@ -1,4 +1,4 @@
-import { LosslessNumber } from '../exact-json.js';
+import { LosslessNumber, MAX_RECORD_VALUES } from '../exact-json.js';
 import { CPQ_USER_FIELDS, canonicalFieldName, type FieldKind } from './user-fields.js';
 
 /*
@@ -42,6 +42,15 @@ export interface ExportColumns {
  * header naming one is an attack or a broken export.
  */
 const PROTOTYPE_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Bounds on a header and a groups cell, as a JSON record is bounded in values (MAX_RECORD_VALUES):
+ * a user has about 80 fields and a few custom ones, nested a level or two (`status.value`), and
+ * is in tens of groups. Unbounded, one header of a million columns, or of one column of half a
+ * million dotted parts, or one cell of 2.5 million group names filled the image's 192 MB heap.
+ */
+export const MAX_EXPORT_COLUMNS = 2_000;
+const MAX_DOTTED_PARTS = 16;
 
 /** A record object: no prototype, so no key (`constructor`, `toString`...) is inherited or climbs to Object.prototype. */
 const withoutPrototype = (): Record<string, unknown> => Object.create(null) as Record<string, unknown>;
@@ -101,6 +110,11 @@ function convert(leaf: Leaf, cell: string): unknown {
       return Number.isSafeInteger(n) ? n : new LosslessNumber(t);
     }
     case 'groupList': {
+      // Counted before the cell is split: one name per ';' at most.
+      let separators = 0;
+      for (let at = cell.indexOf(';'); at >= 0; at = cell.indexOf(';', at + 1)) {
+        if (++separators >= MAX_RECORD_VALUES) throw new ExportColumnsError(`groups: more than ${MAX_RECORD_VALUES} names; refused as too complex`);
+      }
       const names = cell
         .split(';')
         .map((s) => s.trim())
@@ -119,11 +133,14 @@ interface Node {
 
 /** Reads a header row; throws ExportColumnsError for a column that cannot be mapped. */
 export function exportColumns(header: readonly string[]): ExportColumns {
+  if (header.length > MAX_EXPORT_COLUMNS) throw new ExportColumnsError(`${header.length} columns, more than ${MAX_EXPORT_COLUMNS}; refused`);
   const roots = new Map<string, Node>();
   const columns: Column[] = header.map((raw, index) => {
     const name = raw.trim();
     if (name === '') throw new ExportColumnsError(`column ${index + 1} has no name`);
-    const path = name.split('.');
+    const path = name.split('.', MAX_DOTTED_PARTS + 1);
+    if (path.length > MAX_DOTTED_PARTS)
+      throw new ExportColumnsError(`column "${name.length > 80 ? `${name.slice(0, 80)}…` : name}" nests more than ${MAX_DOTTED_PARTS} levels deep; refused`);
     if (path.some((p) => p === '')) throw new ExportColumnsError(`column "${name}" has an empty part in its dotted name`);
     const unsafe = path.find((p) => PROTOTYPE_NAMES.has(p.toLowerCase()));
     if (unsafe !== undefined)

@@ -204,7 +204,13 @@ function entryParser(entry: UserEntry, limit: RecordLimit, bodies: Body[], sink:
         if (cells.length !== columns.count) {
           throw new EntryContentError(`line ${line} has ${cells.length} fields, the header has ${columns.count}`);
         }
-        objects(columns.record(cells), `line ${line}`);
+        let record: Record<string, unknown>;
+        try {
+          record = columns.record(cells);
+        } catch (err) {
+          throw err instanceof ExportColumnsError ? new EntryContentError(`line ${line}: ${err.message}`) : err;
+        }
+        objects(record, `line ${line}`);
       }, limit);
     }
   }
