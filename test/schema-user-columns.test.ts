@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { USER_VALUE_COLUMN_TYPES } from '../src/normalize/user-fields.js';
-import { FIELD_DIFF } from '../src/sync/merge-sql.js';
+import { FIELD_DIFF, INSERTED_UNMAPPED_DIFF } from '../src/sync/merge-sql.js';
 import type { TestDatabase } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
@@ -43,9 +43,11 @@ async function parityProblems(t: TestDatabase): Promise<string[]> {
   return problems;
 }
 
-/** The statement that redefines cpq.insert_diff (migrations/0005) as it is, around the current FIELD_DIFF. */
+/** The statement that redefines cpq.insert_diff (migrations/0005, 0018) as it is, around the current FIELD_DIFF and INSERTED_UNMAPPED_DIFF. */
 function insertDiffStatement(body: string): string {
-  const replaced = body.replace(/^ {2}SELECT \('\{' \|\| concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`);
+  const replaced = body
+    .replace(/^ {2}SELECT \('\{' \|\| concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`)
+    .replace(/^ {4}\|\| \(SELECT coalesce\(jsonb_object_agg\('raw\.'.*$/m, () => `    || ${INSERTED_UNMAPPED_DIFF}`);
   return `CREATE OR REPLACE FUNCTION cpq.insert_diff(p_user_id bigint, p_valid_from timestamptz) RETURNS jsonb\nLANGUAGE sql STABLE AS $body$${replaced}$body$;\n`;
 }
 
@@ -78,11 +80,13 @@ describe('user columns: one source of truth, every copy checked', () => {
     fileDatabase: t,
   }) => {
     const [fn] = await t.query<{ body: string }>(`SELECT prosrc AS body FROM pg_proc WHERE oid = 'cpq.insert_diff(bigint, timestamptz)'::regprocedure`);
-    if (!fn!.body.includes(`SELECT ${FIELD_DIFF}\n`)) {
+    if (!fn!.body.includes(`SELECT ${FIELD_DIFF}\n    || ${INSERTED_UNMAPPED_DIFF}\n`)) {
       // What the new migration needs (README "Adding a CPQ field"): the same function around the current FIELD_DIFF.
       const file = join(tmpdir(), 'cpq-insert-diff.sql');
       writeFileSync(file, insertDiffStatement(fn!.body));
-      expect.fail(`cpq.insert_diff does not hold the merge's FIELD_DIFF: add ${file} to the migration that changes the user columns`);
+      expect.fail(
+        `cpq.insert_diff does not hold the merge's FIELD_DIFF and INSERTED_UNMAPPED_DIFF: add ${file} to the migration that changes the user columns`,
+      );
     }
     for (const { column } of USER_VALUE_COLUMN_TYPES) expect(FIELD_DIFF).toContain(`'"${column}":{"old":'`);
   });

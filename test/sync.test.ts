@@ -230,6 +230,24 @@ describe('full sync', () => {
     expect(Number(rows[0]!.n)).toBe(9); // the users the simulator (seed 1) sends customAttr1 for
   });
 
+  it("an insert's change row names each custom field the record holds, first loads and merged inserts alike", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const [first] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.updateUser('_host', first!, { costCenter: 'CC-1', approvalLimit: 250000.5, nothing: null });
+    await h.sync(); // a first load: straight into the tables
+    const later = h.sim.addUser('_host', { costCenter: 'CC-2' });
+    await h.sync(); // merged from staging
+    const diffs = await h.t.query<{ login: string; diff: Raw }>(
+      `SELECT login, diff FROM cpq.user_changes WHERE change = 'insert' AND login = ANY($1) ORDER BY login`,
+      [[first, later]],
+    );
+    const custom = (diff: Raw) => Object.fromEntries(Object.entries(diff).filter(([k]) => k.startsWith('raw.')));
+    expect(Object.fromEntries(diffs.map((d) => [d.login, custom(d.diff)]))).toEqual({
+      [first!]: { 'raw.costCenter': { old: null, new: 'CC-1' }, 'raw.approvalLimit': { old: null, new: 250000.5 } },
+      [later]: { 'raw.costCenter': { old: null, new: 'CC-2' } },
+    });
+  });
+
   it('does not miss a user that exists for the whole run while others are added, edited and deleted between pages', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const initial = h.sim

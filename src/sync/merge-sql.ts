@@ -57,6 +57,13 @@ export const unmappedFields = (raw: string) =>
   `(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}) AND jsonb_typeof(e.value) <> 'null')`;
 
 /**
+ * The custom-field part of an insert's diff, from its first version `u`: `"raw.<field>":{"old":
+ * null,"new":...}` for each field unmappedFields holds, '{}' when none. cpq.insert_diff
+ * (migrations/0018) holds a copy of it, on a line of its own after FIELD_DIFF's.
+ */
+export const INSERTED_UNMAPPED_DIFF = `(SELECT coalesce(jsonb_object_agg('raw.' || e.key, jsonb_build_object('old', NULL, 'new', e.value)), '{}'::jsonb) FROM jsonb_each(${unmappedFields('u.raw')}) e)`;
+
+/**
  * The diff entries of custom fields between the old row `o` and the new row `u`:
  * `"raw.<field>":{"old":...,"new":...}` for each top-level field the mapping has no column for
  * whose value differs (null where a side lacks it; null and absent do not differ, see

@@ -4,6 +4,7 @@ import type { AppConfig } from '../../src/config.js';
 import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES } from '../../src/normalize/user-fields.js';
 import { stringifyExact, type CpqSimulator } from '../../src/simulator/index.js';
+import { unmappedFields } from '../../src/sync/merge-sql.js';
 import { RUN_BOOKKEEPING_TABLES, type TestDatabase } from './database.js';
 import { exactUtc } from './exact-utc.js';
 
@@ -312,11 +313,11 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
     expect(Object.keys(diff).length, `${where}: empty diff`).toBeGreaterThan(0);
     for (const [column, change] of Object.entries(fields)) {
       if (column.startsWith('raw.')) {
-        // A custom field: an insert's diff does not carry them, so its first old value is taken as read.
+        // A custom field: an insert's diff names each one the record holds, so every later old value is the last logged new.
         const field = column.slice('raw.'.length);
         const [old, now] = [stringifyExactJson(change.old ?? null), stringifyExactJson(change.new ?? null)];
         expect(now, `${where}: ${column} did not change`).not.toBe(old);
-        if (u.custom.has(field)) expect(old, `${where}: old ${column}`).toBe(u.custom.get(field));
+        expect(old, `${where}: old ${column}`).toBe(u.custom.get(field) ?? 'null');
         u.custom.set(field, now);
         continue;
       }
@@ -390,7 +391,11 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
     ).toEqual([...replayed.groups].sort());
     const perms = Object.fromEntries(permissions.filter((p) => p.user_id === row.id).map((p) => [permissionKey(p), { name: p.name, hasAccess: p.has_access }]));
     expect(perms, `user ${row.id}: permissions replayed`).toEqual(Object.fromEntries(replayed.permissions));
-    for (const [field, value] of replayed.custom) {
+    // Every custom field the row holds, and only those, as the log left them.
+    const [stored] = await t.query<{ custom: Record<string, unknown> }>(`SELECT ${unmappedFields('raw')} AS custom FROM cpq.users WHERE id = $1`, [row.id]);
+    const replayedCustom = [...replayed.custom].filter(([, value]) => value !== 'null');
+    expect(Object.keys(stored!.custom).sort(), `user ${row.id}: custom fields replayed`).toEqual(replayedCustom.map(([field]) => field).sort());
+    for (const [field, value] of replayedCustom) {
       const [same] = await t.query<{ same: boolean }>(`SELECT coalesce(raw -> $2, 'null') = $3::jsonb AS same FROM cpq.users WHERE id = $1`, [
         row.id,
         field,
