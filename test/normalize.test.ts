@@ -41,6 +41,20 @@ describe('normalizing a CPQ user record', () => {
     expect([column(row, 'time_zone'), column(row, 'time_zone_display')]).toEqual(['America/Chicago', 'Chicago']);
   });
 
+  it('keeps two access permissions apart whatever characters their type and variable name hold', () => {
+    const permission = (type: string, variableName: string) => ({ type, variableName, name: 'P', hasAccess: true });
+    const row = normalizeUser(
+      { login: 'a', accessPermissions: { items: [permission('a\u0001b', 'c'), permission('a', 'b\u0001c'), permission('a', 'b')] } },
+      source,
+      0,
+    );
+    expect(row.accessPermissions!.map((p) => [p.type, p.variableName])).toEqual([
+      ['a', 'b'],
+      ['a', 'b\u0001c'],
+      ['a\u0001b', 'c'],
+    ]);
+  });
+
   it('reads groups and access permissions, sorted and de-duplicated', () => {
     const row = normalizeUser(
       {

@@ -427,10 +427,19 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     if (!type) reader.fail(at.type, 'is missing');
     if (!variableName) reader.fail(at.variableName, 'is missing');
     reader.keepExtras(PERMISSION_PARTS, item, [type, variableName], permissionPath);
-    byKey.set(`${type}\u0001${variableName}`, { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) });
+    // Keyed by the type's length, not a separator: either part may hold any character, and two
+    // permissions must never share a key (one would be lost).
+    byKey.set(`${type.length}:${type}${variableName}`, {
+      type,
+      variableName,
+      name: reader.text(at.name, label),
+      hasAccess: reader.boolean(at.hasAccess, hasAccess),
+    });
     reader.endItem(permissionPath([type, variableName]));
   });
-  return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
+  // By type, then variable name (the order of the digest and of the rows).
+  const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return [...byKey.values()].sort((a, b) => byCodeUnit(a.type, b.type) || byCodeUnit(a.variableName, b.variableName));
 }
 
 /** Fields we have no column for (kept in raw), in a stable order, as JSON; '' when there are none. */
