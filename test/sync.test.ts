@@ -423,30 +423,32 @@ describe('integration users', () => {
     expect(row).toEqual({ login, last_name: null, permissions: 0 });
   });
 
-  it('a user only the integration feed returns is kept by full company reads while that feed is short or absent, and deleted once a complete read of it leaves the user out', async ({
+  it('a user only the integration feed returns is kept by full company reads while that feed is short; deleted once a complete read leaves it out, or the site has no such feed', async ({
     startHarness,
   }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
-    const svc = { login: 'svc', partyNumber: '900', company: { loginName: '_host' }, groups: { items: [] } };
+    const user = (login: string, partyNumber: string) => ({ login, partyNumber, company: { loginName: '_host' }, groups: { items: [] } });
     const integrationFeed = (status: number, body: object) => {
       h.sim.clearFaults();
       h.sim.addFault({ match: { path: '/cpq/rest/v19/integrationUsers' }, times: Infinity, status, body: JSON.stringify(body) });
     };
-    const present = async () => (await h.t.query<{ present: boolean }>(`SELECT deleted_at IS NULL AS present FROM cpq.users WHERE login = 'svc'`))[0]?.present;
-    integrationFeed(200, { items: [svc], hasMore: false, totalResults: 1 });
+    const present = async () =>
+      (await h.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE login LIKE 'svc%' AND deleted_at IS NULL ORDER BY login`)).map((r) => r.login);
+    integrationFeed(200, { items: [user('svc1', '901'), user('svc2', '902')], hasMore: false, totalResults: 2 });
     await h.sync();
-    expect(await present()).toBe(true);
-    integrationFeed(200, { items: [], hasMore: false, totalResults: 1 }); // short
+    expect(await present()).toEqual(['svc1', 'svc2']);
+    integrationFeed(200, { items: [], hasMore: false, totalResults: 2 }); // short
     const short = await h.sync({ full: true });
     expect(short).toMatchObject({ deleted: 0 });
-    expect(short.warnings).toContain('integrationUsers: read 0 of 1 users that CPQ reported (totalResults); the read was short');
-    expect(await present()).toBe(true);
-    integrationFeed(404, { title: 'Not Found' }); // absent this once (CPQ_INTEGRATION_USERS=auto)
-    expect(await h.sync({ full: true })).toMatchObject({ deleted: 0 });
-    expect(await present()).toBe(true);
-    integrationFeed(200, { items: [], hasMore: false, totalResults: 0 });
+    expect(short.warnings).toContain('integrationUsers: read 0 of 2 users that CPQ reported (totalResults); the read was short');
+    expect(await present()).toEqual(['svc1', 'svc2']);
+    integrationFeed(200, { items: [user('svc2', '902')], hasMore: false, totalResults: 1 });
     expect(await h.sync({ full: true })).toMatchObject({ deleted: 1 });
-    expect(await present()).toBe(false);
+    expect(await present()).toEqual(['svc2']);
+    // A site without the endpoint (CPQ_INTEGRATION_USERS=auto) has no integration users: the company read decides, as with the feed off.
+    integrationFeed(404, { title: 'Not Found' });
+    expect(await h.sync({ full: true })).toMatchObject({ deleted: 1 });
+    expect(await present()).toEqual([]);
   });
 
   it('an integration user of a company no company read covers is deleted once a complete integration read no longer returns it', async ({ startHarness }) => {
@@ -560,6 +562,33 @@ describe('integration users', () => {
     );
     // The next full run finds nothing more to end.
     expect((await h.sync({ full: true })).warnings).toEqual([]);
+  });
+
+  it("rows filed under the host's own login name end as deleted by a full read of the host even when the integration read is short", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
+    let listNamesHost = true;
+    let integrationShort = false;
+    scriptRequests(h.sim, async (req) => {
+      if (listNamesHost && req.path.endsWith('/companies')) {
+        req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => c.isHost === true && (c.loginName = '_host'))));
+      }
+      if (integrationShort && req.path.endsWith('/integrationUsers')) {
+        req.reply(editPage(await req.real(), (page) => (page.totalResults = page.items.length + 1)));
+      }
+    });
+    await h.sync();
+    listNamesHost = false;
+    integrationShort = true;
+    const run = await h.sync({ full: true });
+    expect(run.warnings).toContain(
+      '2 users an earlier release filed under the host\'s own login name "cpq-mdb" ended as deleted: the host\'s users are under _host',
+    );
+    expect(run.warnings).toContain('integrationUsers: read 2 of 3 users that CPQ reported (totalResults); the read was short');
+    expect(await h.t.query(`SELECT company_login, count(*)::int AS n FROM cpq.users WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`)).toEqual([
+      { company_login: '_host', n: 4 + 2 },
+    ]);
   });
 
   it('a company list that does not answer fails a run with integration users (CPQ_HOST_COMPANY unset), naming the setting: no row under a guessed company', async ({

@@ -14,7 +14,7 @@ export interface DeletionGuard {
   massDeleteMin: number;
   /** --allow-mass-delete. */
   allowMassDelete: boolean;
-  /** Stored integration users are not deleted by company reads this run (MergeDeletions.integrationUsersKept). */
+  /** Stored integration users are not deleted by company reads this run (MergeDeletions.deleteNonIntegrationIn). */
   integrationUsersKept: boolean;
   warn: (message: string) => void;
 }

@@ -27,6 +27,8 @@ export class IntegrationUsers {
    * integration users keep what the feed gave them.
    */
   complete = false;
+  /** The site has no integration-user endpoint (404 with CPQ_INTEGRATION_USERS=auto): as if the feed were off. */
+  absent = false;
 
   /** The companies that have any: the records of the others are not looked up. */
   private readonly companies = new Set<string>();
@@ -176,7 +178,9 @@ export async function readIntegrationUsers(
       onAbsent(
         `integration users: ${err.message.replace(/ with .*$/, '')}; this site has no integration-user endpoint (set CPQ_INTEGRATION_USERS=off to skip it)`,
       );
-      return new IntegrationUsers();
+      const none = new IntegrationUsers();
+      none.absent = true;
+      return none;
     }
     throw err;
   }

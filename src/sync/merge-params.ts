@@ -10,7 +10,7 @@ export type BatchParam = (typeof BATCH_PARAMS)[number];
  * The parameters of the final merge: the site, the run, its effective time (valid_from of the versions it
  * writes) and which users it may mark deleted (MergeDeletions).
  */
-export const MERGE_PARAMS = ['site', 'runId', 'effectiveAt', 'deleteIn', 'integrationUsersKept', 'integrationDeleteIn'] as const;
+export const MERGE_PARAMS = ['site', 'runId', 'effectiveAt', 'deleteIn', 'deleteNonIntegrationIn', 'integrationDeleteIn'] as const;
 export type MergeParam = (typeof MERGE_PARAMS)[number];
 /** What every step that writes rows of the run may read. */
 export const RUN_PARAMS = ['site', 'runId', 'effectiveAt'] as const;

@@ -84,11 +84,7 @@ const findRestatedUsers = step(
      END`,
 );
 
-/**
- * Users CPQ no longer returns (see MergeDeletions): of fully read companies (those the deletion
- * guard allowed), stored integration users aside unless the integration feed was read in full;
- * and integration users of companies no company read covers that a full integration read left out.
- */
+/** Users CPQ no longer returns, in the companies MergeDeletions names. */
 const findDeletedUsers = step(
   'find deleted users',
   MERGE_PARAMS,
@@ -96,7 +92,8 @@ const findDeletedUsers = step(
    SELECT u.id AS user_id
    FROM cpq.users u
    WHERE u.site = ${p.site} AND u.deleted_at IS NULL AND ${knownBeforeRun('u', p.runId)}
-     AND ((u.company_login = ANY(${p.deleteIn}::text[]) AND NOT (${p.integrationUsersKept}::boolean AND u.is_integration_user))
+     AND (u.company_login = ANY(${p.deleteIn}::text[])
+          OR (NOT u.is_integration_user AND u.company_login = ANY(${p.deleteNonIntegrationIn}::text[]))
           OR (u.is_integration_user AND u.company_login = ANY(${p.integrationDeleteIn}::text[])))
      AND NOT EXISTS (SELECT 1 FROM run_users r WHERE r.company_login = u.company_login AND r.login = u.login)`,
 );

@@ -64,13 +64,16 @@ export class MergeBatches {
 
 /** Which users the final merge marks deleted: the stored users of these that the run did not read. */
 export interface MergeDeletions {
-  /** Companies read in full whose users the deletion guard allowed to be deleted. */
+  /**
+   * Companies whose users are all the run's to delete: read in full (the deletion guard allowed
+   * it) while the integration feed was read in full too, or off or absent; host aliases; removed companies.
+   */
   deleteIn: string[];
   /**
-   * Their stored integration users are kept: the integration feed was not read in full this run
-   * (short, absent), and a user only it returns is no company read's to delete.
+   * Companies read in full while the integration feed was not (short): their stored integration
+   * users are kept, since a user only that feed returns is no company read's to delete.
    */
-  integrationUsersKept: boolean;
+  deleteNonIntegrationIn: string[];
   /** Companies no company read covers whose integration users a full integration read left out. */
   integrationDeleteIn: string[];
 }

@@ -202,41 +202,57 @@ export class SyncRun {
    * the run's others, within the deletion guard (all of a company's users are missing). One that
    * still answers is kept as it is. Each is named in a warning. A company holding integration
    * users is looked at only when `integrationComplete` (the integration feed was read in full):
-   * otherwise its users may be there, unread (the feed off, or absent this once).
+   * otherwise its users may be there, unread (the feed off, or absent this once). `kept`: the
+   * others looked at, whose users, integration users included, no part of this run may delete.
    */
   private async endRemovedCompanies(
     client: pg.PoolClient,
     unread: (company: string) => boolean,
     integrationComplete: boolean,
     guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
-  ): Promise<string[]> {
+  ): Promise<{ removed: string[]; kept: string[] }> {
     const removed: string[] = [];
+    const kept: string[] = [];
     for (const [company, { users: n, integrationUsers }] of await countPresentUsers(client, this.site.name)) {
       if (!unread(company)) continue;
-      if (integrationUsers > 0 && !integrationComplete) {
-        this.warn(
-          `company ${JSON.stringify(company)} is not in the company list; it holds integration users, and the integration feed was not read in full this run: its users are kept as they are, not read`,
-        );
-        continue;
-      }
-      // An integration user's company name CPQ could not be asked about (a / in it): nothing to ask.
-      if (pathSegmentProblem(company) !== undefined) continue;
-      const users = `${n} user${n === 1 ? '' : 's'}`;
-      if (!(await companyGone(this.http, this.cpq, company))) {
-        this.warn(
-          `company ${JSON.stringify(company)} is not in the company list, but CPQ still answers for its users: its ${users} are kept as they are, not read`,
-        );
-      } else if (refusesDeletion(n, n, guard)) {
-        this.warn(
-          `company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are kept as present, ` +
-            `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} (rerun with --allow-mass-delete to mark them deleted)`,
-        );
-      } else {
-        this.warn(`company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are marked deleted`);
-        removed.push(company);
-      }
+      if (await this.removedCompany(company, n, integrationUsers, integrationComplete, guard)) removed.push(company);
+      else kept.push(company);
     }
-    return removed;
+    return { removed, kept };
+  }
+
+  /** Whether an unread company's `n` users (see endRemovedCompanies) are marked deleted; each case is warned. */
+  private async removedCompany(
+    company: string,
+    n: number,
+    integrationUsers: number,
+    integrationComplete: boolean,
+    guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
+  ): Promise<boolean> {
+    if (integrationUsers > 0 && !integrationComplete) {
+      this.warn(
+        `company ${JSON.stringify(company)} is not in the company list; it holds integration users, and the integration feed was not read in full this run: its users are kept as they are, not read`,
+      );
+      return false;
+    }
+    // An integration user's company name CPQ could not be asked about (a / in it): nothing to ask.
+    if (pathSegmentProblem(company) !== undefined) return false;
+    const users = `${n} user${n === 1 ? '' : 's'}`;
+    if (!(await companyGone(this.http, this.cpq, company))) {
+      this.warn(
+        `company ${JSON.stringify(company)} is not in the company list, but CPQ still answers for its users: its ${users} are kept as they are, not read`,
+      );
+      return false;
+    }
+    if (refusesDeletion(n, n, guard)) {
+      this.warn(
+        `company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are kept as present, ` +
+          `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} (rerun with --allow-mass-delete to mark them deleted)`,
+      );
+      return false;
+    }
+    this.warn(`company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are marked deleted`);
+    return true;
   }
 
   /** A copy of the HTTP client's counts as they stand. */
@@ -358,16 +374,22 @@ export class SyncRun {
       allowMassDelete: this.options.allowMassDelete === true,
       // A user only the integration feed returns is no company read's to delete, unless that feed
       // was read in full: short, or absent this once, it may have left the user out.
-      integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete,
+      integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete && !integrationUsers.absent,
       warn: (m: string) => this.warn(m),
     };
     const deletable = await deletableCompanies(client, runId, guard);
-    const deleteIn = [...deletable, ...(deletable.includes('_host') ? await this.endHostAliasRows(client, hostAliases) : [])];
+    const deleteIn = guard.integrationUsersKept ? [] : [...deletable];
+    const deleteNonIntegrationIn = guard.integrationUsersKept ? deletable : [];
+    // Rows an earlier release filed under a host alias: no feed returns them any more, whatever was read.
+    if (deletable.includes('_host')) deleteIn.push(...(await this.endHostAliasRows(client, hostAliases)));
+    const keptCompanies: string[] = [];
     // Every company of the site was read: those the database still holds that the list no longer
     // names (a partner organization removed) are no run's to delete, unless found here.
     if (readAll && this.progress.some((p) => p.id.kind === 'company' && p.report.mode === 'full')) {
       const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
-      deleteIn.push(...(await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard)));
+      const { removed, kept } = await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard);
+      deleteIn.push(...removed);
+      keptCompanies.push(...kept);
     }
     // Integration users of companies no company read covers: the integration feed alone returns them.
     const integrationDeleteIn = integrationUsers.complete
@@ -375,7 +397,9 @@ export class SyncRun {
           client,
           runId,
           guard,
-          (await readIntegrationUserCompanies(client, site)).filter((c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c)),
+          (await readIntegrationUserCompanies(client, site)).filter(
+            (c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c) && !keptCompanies.includes(c),
+          ),
         )
       : [];
     const counts = await mergeStaged(
@@ -383,7 +407,7 @@ export class SyncRun {
       site,
       runId,
       effectiveAt(),
-      { deleteIn, integrationUsersKept: guard.integrationUsersKept, integrationDeleteIn },
+      { deleteIn, deleteNonIntegrationIn, integrationDeleteIn },
       batches.inserted + direct.written,
       log,
     );
