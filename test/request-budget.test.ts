@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { describe, expect } from 'vitest';
@@ -205,6 +207,31 @@ describe('overlap', () => {
       expect(sim.requests).toHaveLength(3);
     } finally {
       await sim.stop();
+    }
+  });
+});
+
+describe("CPQ's clock from its Date header", () => {
+  it('takes the earliest HTTP date within a day of ours, and leaves out one that is not an HTTP date or is further off', async () => {
+    let date = '';
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json', date }).end('{"items":[]}'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const cpq = loadConfig({ CPQ_BASE_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }).cpq!;
+      const client = new CpqHttpClient(cpq, createAuthenticator({ kind: 'none' }, 5_000), pino({ level: 'silent' }));
+      const seen = async (header: string) => {
+        date = header;
+        await client.getJson(client.url('/x'));
+        return client.earliestSiteDate?.toISOString();
+      };
+      const hourAgo = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000);
+      expect(await seen('0')).toBeUndefined(); // Date.parse reads it as 2000-01-01
+      expect(await seen('Sun, 06 Nov 1994 08:49:37 GMT')).toBeUndefined(); // an HTTP date, but decades off
+      expect(await seen('-200000-01-01T00:00:00Z')).toBeUndefined();
+      expect(await seen(hourAgo.toUTCString())).toBe(hourAgo.toISOString());
+      expect(await seen(new Date().toUTCString())).toBe(hourAgo.toISOString()); // the earliest stays
+    } finally {
+      server.close();
     }
   });
 });

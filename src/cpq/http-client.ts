@@ -110,6 +110,11 @@ function redirectTarget(url: string, from: string, location: string): string {
   return to.toString();
 }
 
+/** An HTTP date as RFC 9110 has servers send it, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+/** How far from our clock a Date header may be and still be taken for CPQ's clock. */
+const SITE_CLOCK_TRUSTED_MS = 24 * 3600_000;
+
 /**
  * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
  * backoff and jitter (network errors, 408, 429, 5xx) honouring Retry-After up to
@@ -125,6 +130,7 @@ export class CpqHttpClient {
    * read skipped by the next incremental run. Undefined when no answer carried a valid Date.
    */
   earliestSiteDate: Date | undefined;
+  private oddSiteDateLogged = false;
   /** Requests at once to the site, shared by everything this client reads. */
   readonly budget: RequestBudget;
   /**
@@ -154,9 +160,22 @@ export class CpqHttpClient {
     this.readAhead = new RequestBudget(config.maxInFlight);
   }
 
+  /**
+   * Takes a Date header into earliestSiteDate when it is an HTTP date (RFC 9110's IMF-fixdate:
+   * Date.parse would read "0" as the year 2000) within a day of our clock: one further off is no
+   * clock CPQ dates its edits by (a cache's, a broken proxy's), and would hold the cursor back
+   * for good, or out of the database's range. Such a header is logged once and left out.
+   */
   private noteSiteDate(header: string | null) {
-    const at = header === null ? NaN : Date.parse(header);
-    if (Number.isFinite(at) && !(at >= (this.earliestSiteDate?.getTime() ?? Infinity))) this.earliestSiteDate = new Date(at);
+    if (header === null) return;
+    const at = IMF_FIXDATE.test(header) ? Date.parse(header) : NaN;
+    if (!(Math.abs(at - Date.now()) <= SITE_CLOCK_TRUSTED_MS)) {
+      if (!this.oddSiteDateLogged)
+        this.log.warn({ date: header.slice(0, 64) }, "CPQ's Date header is not an HTTP date within a day of ours: not taken as CPQ's clock");
+      this.oddSiteDateLogged = true;
+      return;
+    }
+    if (!(at >= (this.earliestSiteDate?.getTime() ?? Infinity))) this.earliestSiteDate = new Date(at);
   }
 
   /** A place in the site's request budget; an interruption while waiting for one ends the request. */
