@@ -25,10 +25,14 @@ export interface HealthServerOptions {
  * the worker's log when readiness changes, never over HTTP. Telling loopback clients more would
  * not be safe: a proxy or service-mesh sidecar on the host makes every stranger a loopback client.
  */
-/** Connections served at once; more are closed as they arrive. Probes and a scraper need a few. */
-export const MAX_CONNECTIONS = 64;
+/**
+ * Connections served at once; more are closed as they arrive. Probes and a scraper need a few;
+ * many more leave room for probes while someone holds connections open (each for at most
+ * HEADERS_TIMEOUT_MS), and far fewer than the descriptors a process has (1,024 at the least).
+ */
+export const MAX_CONNECTIONS = 256;
 /** A connection that has not sent a request's headers by then is closed, one that sends nothing at all too. */
-export const HEADERS_TIMEOUT_MS = 5_000;
+export const HEADERS_TIMEOUT_MS = 2_000;
 const REQUEST_TIMEOUT_MS = 10_000;
 const KEEP_ALIVE_TIMEOUT_MS = 2_000;
 
@@ -45,7 +49,7 @@ export class HealthServer {
     // The port may be reachable by anyone (see above): idle connections held open would take the
     // process's file descriptors, which its syncs need (a reviewer's 1,100 stopped every run with
     // EMFILE). So few connections at once, and each must send its request within seconds.
-    const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 }, (req, res) => {
+    const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 500 }, (req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.options.log.error({ error: errorMessage(err), path: req.url }, 'health endpoint failed');
         if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');

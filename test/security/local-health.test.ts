@@ -142,7 +142,7 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     const { port } = await startWorker(h);
     const sockets = await Promise.all(
       Array.from(
-        { length: 3 * MAX_CONNECTIONS },
+        { length: MAX_CONNECTIONS + 64 },
         () =>
           new Promise<Socket>((resolve, reject) => {
             const socket = connect(port, '127.0.0.1', () => resolve(socket));
