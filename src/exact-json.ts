@@ -66,13 +66,15 @@ const MAX_DEPTH_STORED_AS_SENT = 64;
 
 /**
  * The most values (objects, arrays and their members, counted by their brackets and commas) one
- * user record may hold, and one whole body (a page read whole, a collection's envelope). Parsed,
- * a value costs tens of bytes: one record of 8 MB of `{},{},...` (2.7 million objects, far under
- * the page cap) filled the image's 192 MB heap. A real record holds hundreds; a page of a
- * thousand, a few hundred thousand.
+ * user record may hold, and one body read whole (a page of the company list, a detail, a
+ * collection's envelope, a page of users the item cutter does not take apart, which a real CPQ
+ * never sends). Parsed, a value costs tens of bytes: one record of 8 MB of `{},{},...` (2.7
+ * million objects, far under the page cap) filled the image's 192 MB heap, and so did four
+ * whole pages of a million values at once. A real record holds hundreds; a page of a thousand
+ * companies, tens of thousands.
  */
 export const MAX_RECORD_VALUES = 100_000;
-const MAX_BODY_VALUES = 2_000_000;
+export const MAX_BODY_VALUES = 300_000;
 
 /** A text holding more values than it may (MAX_RECORD_VALUES): refused before it is parsed. */
 export class TooComplexError extends Error {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_RECORD_VALUES } from '../../src/exact-json.js';
+import { MAX_BODY_VALUES, MAX_RECORD_VALUES } from '../../src/exact-json.js';
 import { hostileSite, zipExport, type HostileSite } from './cpq-hostile.js';
 
 /*
@@ -134,6 +134,16 @@ describe('one record is bounded in values too, not only in characters', () => {
     expect(error.message).toMatch(
       new RegExp(
         `^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/complex/users\\?\\S+: items\\[0\\] holds more than ${MAX_RECORD_VALUES} values \\(objects, arrays and their members\\); refused before parsing, as too complex$`,
+      ),
+    );
+  });
+
+  it('a page read whole (one the item cutter does not take apart: two "items" keys) holds at most MAX_BODY_VALUES values', async () => {
+    site!.serve('complex_whole', `{"items":[],"items":[${complex}],"hasMore":false}`);
+    const error = await site!.refused('complex_whole');
+    expect(error.message).toMatch(
+      new RegExp(
+        `/rest/v16/companies/complex_whole/users\\?\\S+: the response holds more than ${MAX_BODY_VALUES} values \\(objects, arrays and their members\\)`,
       ),
     );
   });
