@@ -17,6 +17,7 @@ import type { Logger } from '../logger.js';
 import { integrationEnabled } from '../sync/integration-users.js';
 import { askPrefix } from './prefix.js';
 import { fail, pass, skip, warn, type StepResult } from './step.js';
+import { RequestSignal } from '../request-signal.js';
 
 /** Companies named in a step's line before "and N more". */
 const LISTED = 10;
@@ -254,6 +255,8 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
   if (cpq.exportFormat !== 'zip') return skip('zip export', 'not used (CPQ_EXPORT_FORMAT=json)');
   if (company === undefined) return skip('zip export', 'no company to read');
   const url = zipExportUrl(client, cpq, company);
+  // Let go of once the answer is read (see RequestSignal for why not AbortSignal.timeout).
+  const request = new RequestSignal(undefined, cpq.requestTimeoutMs);
   try {
     const authorization = await auth.authorization();
     const response = await fetch(
@@ -262,7 +265,7 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
         {
           headers: { accept: 'application/zip', ...(authorization ? { authorization } : {}) },
           redirect: 'manual',
-          signal: AbortSignal.timeout(cpq.requestTimeoutMs),
+          signal: request.signal,
         },
         dispatcherFor(cpq.ca),
       ),
@@ -282,6 +285,8 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
     return pass('zip export', `${company}: the export answers with a zip archive`);
   } catch (err) {
     return fail('zip export', `GET ${url}: ${errorMessage(err instanceof Error && err.cause instanceof Error ? err.cause : err)}`, requestFix(err, cpq));
+  } finally {
+    request.done();
   }
 }
 

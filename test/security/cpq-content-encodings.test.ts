@@ -1,3 +1,8 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-process.js';
 import { hostileSite, type HostileSite } from './cpq-hostile.js';
@@ -42,5 +47,50 @@ describe('a CPQ answer with more Content-Encodings than fetch decodes', () => {
     const runs = await s.h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
     expect(runs).toEqual([{ status: 'failed' }]);
     expect(await s.h.t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs WHERE status = 'succeeded'`)).toEqual(before);
+  });
+});
+
+describe('`check` against such a zip export', () => {
+  it('reports the step as failed and goes on to the next site (whose slow answers outlast the request timeout), instead of dying', async () => {
+    const servers: Server[] = [];
+    const serve = async (slow: boolean) => {
+      const server = createServer((req, res) => {
+        const answer = () => {
+          const path = new URL(req.url ?? '/', 'http://x').pathname;
+          if (!slow && path.endsWith('/users') && (req.headers.accept ?? '').includes('zip')) {
+            res.writeHead(200, { 'content-type': 'application/zip', 'content-encoding': 'gzip, gzip, gzip, gzip, gzip, gzip' });
+            res.end(Buffer.alloc(100_000, 1));
+            return;
+          }
+          res.writeHead(200, { 'content-type': 'application/json' });
+          if (path.endsWith('/companies')) res.end('{"items":[{"loginName":"_host","isHost":true}],"hasMore":false}');
+          else res.end('{"items":[{"login":"a"}],"hasMore":false,"totalResults":1}');
+        };
+        if (slow) setTimeout(answer, 1500);
+        else answer();
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-check-enc-'));
+    try {
+      const sitesFile = join(dir, 'sites.json');
+      await writeFile(
+        sitesFile,
+        JSON.stringify([
+          { name: 'one', baseUrl: await serve(false), exportFormat: 'zip', integrationUsers: 'off', username: 'u', password: 'p' },
+          { name: 'two', baseUrl: await serve(true), integrationUsers: 'off', username: 'u', password: 'p' },
+        ]),
+      );
+      const out = await cli(['check'], { CPQ_SITES_FILE: sitesFile, CPQ_REQUEST_TIMEOUT: '1s', DATABASE_URL: site!.h.t.url });
+      expect(out.stderr).not.toMatch(/Unhandled 'error' event|AbortError|TimeoutError/);
+      expect(out.code).toBe(1);
+      expect(out.stdout).toMatch(/✗ zip export/);
+      expect(out.stdout).toMatch(/sync lock \(two\)/);
+    } finally {
+      for (const server of servers) server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
