@@ -18,6 +18,15 @@ export function describeNetworkError(err: unknown): string {
  * token or base64 part, and for Basic also `user:password` and the password. For excerpts of
  * error bodies, which a gateway may fill with the request it received.
  */
+/**
+ * JSON.parse's message without the few characters of the body V8 quotes in it (`Unexpected
+ * token 'B', "Basic dXNl"... is not valid JSON`): cut from the body at any length, they may hold
+ * the start of a credential that a gateway echoed back, which redactCredentials cannot match.
+ */
+export function withoutBodyExcerpt(jsonError: string): string {
+  return jsonError.replace(/^(Unexpected token .+?), ".*"(?:\.\.\.)? is not valid JSON$/s, '$1');
+}
+
 export function redactCredentials(text: string, authorizations: Iterable<string>): string {
   let out = text;
   for (const header of authorizations) {

@@ -9,7 +9,7 @@ import { TooComplexError, parseExactJson } from '../exact-json.js';
 import { cutCollectionBody } from './json-items.js';
 import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
-import { describeBody, describeNetworkError, readBodyCapped, readHead, redactCredentials } from './http-bodies.js';
+import { describeBody, describeNetworkError, readBodyCapped, readHead, redactCredentials, withoutBodyExcerpt } from './http-bodies.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
 import { RequestSignal } from '../request-signal.js';
@@ -205,7 +205,7 @@ export class CpqHttpClient {
           ? 'expected JSON, got an empty body'
           : err instanceof TooComplexError
             ? `the response ${err.message}`
-            : `response is not valid JSON (${oneLine(errorMessage(err))}; ${text.length} bytes)`;
+            : `response is not valid JSON (${withoutBodyExcerpt(oneLine(errorMessage(err)))}; ${text.length} bytes)`;
     return new SyncError('data', `GET ${url}: ${what}`);
   }
 

@@ -3,9 +3,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { createAuthenticator } from '../../src/cpq/auth.js';
+import { CpqHttpClient } from '../../src/cpq/http-client.js';
 import { SyncError } from '../../src/errors.js';
 
 /*
@@ -74,5 +76,30 @@ describe('a credential an HTTP header cannot carry is refused without being repe
     expect(err!.kind).toBe('auth');
     expect(err!.message).toBe(`POST ${tokenUrl}: OAuth token response's access_token holds a line break or another control character; refused`);
     expect(err!.message).not.toContain('SUPERSECRET');
+  });
+});
+
+describe('a body that is not JSON', () => {
+  it('is described without the characters of it that JSON.parse quotes: a gateway echoing the Authorization header cannot put part of it in the error', async () => {
+    const echo = createServer((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(`${req.headers.authorization} was refused`));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    try {
+      const cpq = loadConfig({
+        CPQ_BASE_URL: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`,
+        CPQ_USERNAME: 'sync',
+        CPQ_PASSWORD: 'pw-secret-42',
+      }).cpq!;
+      const client = new CpqHttpClient(cpq, createAuthenticator(cpq.auth, 5_000), pino({ level: 'silent' }));
+      const error = await client.getJson(client.url('/x')).then(
+        () => undefined,
+        (err: unknown) => err as Error,
+      );
+      expect(error).toBeInstanceOf(SyncError);
+      expect(error!.message).toMatch(/: response is not valid JSON \(Unexpected token 'B'; \d+ bytes\)$/);
+      const credential = Buffer.from('sync:pw-secret-42').toString('base64');
+      for (let n = 3; n <= credential.length; n++) expect(error!.message).not.toContain(credential.slice(0, n));
+    } finally {
+      echo.close();
+    }
   });
 });
