@@ -122,7 +122,7 @@ interface Permission {
 }
 
 const permissionKey = (p: { type: unknown; variable_name?: unknown; variableName?: unknown }) =>
-  `${String(p.type)}\u0001${String(p.variable_name ?? p.variableName)}`;
+  JSON.stringify([String(p.type), String(p.variable_name ?? p.variableName)]);
 const byKey =
   <T>(key: (x: T) => string) =>
   (a: T, b: T) =>

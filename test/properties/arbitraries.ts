@@ -247,9 +247,20 @@ export const groupPool: fc.Arbitrary<GroupDef[]> = fc.uniqueArray(
   { minLength: 1, maxLength: 4, selector: (g) => g.variableName },
 );
 
+/**
+ * A permission's type or variable name: the usual few, pieces that read as one another once
+ * joined by a separator (`a\u0001b` + `c` against `a` + `b\u0001c`: a key made so lost one), or any text.
+ */
+const permissionKeyPart = (usual: readonly string[]) =>
+  fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom(...usual) },
+    { weight: 1, arbitrary: fc.constantFrom('a', 'b', 'c', 'a\u0001b', 'b\u0001c', 'a:b', 'b:c') },
+    { weight: 1, arbitrary: anyText.filter((s) => s.trim() !== '') },
+  );
+
 const permissionItem = fc.record({
-  type: fc.constantFrom('productFamily', 'dataTableFolder', 'supportedProductFamily'),
-  variableName: fc.constantFrom('laptops', 'servers', 'pricing', 'Ωmega'),
+  type: permissionKeyPart(['productFamily', 'dataTableFolder', 'supportedProductFamily']),
+  variableName: permissionKeyPart(['laptops', 'servers', 'pricing', 'Ωmega']),
   name: fc.oneof(anyText as fc.Arbitrary<Json>, fc.constant(null)),
   hasAccess: fc.oneof(fc.boolean() as fc.Arbitrary<Json>, fc.constant(null)),
 });

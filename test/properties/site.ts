@@ -142,7 +142,7 @@ export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[
   const permissions = new Map<string, { type: string; variable_name: string; name: string | null; has_access: boolean | null }>();
   if (user.accessPermissions.kind === 'items') {
     for (const p of user.accessPermissions.items) {
-      permissions.set(`${p.type}\u0001${p.variableName}`, {
+      permissions.set(JSON.stringify([p.type, p.variableName]), {
         type: p.type,
         variable_name: p.variableName,
         name: p.name as string | null,
@@ -150,8 +150,8 @@ export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[
       });
     }
   }
-  const sortKey = (p: { type: string; variable_name: string }) => `${p.type}\u0001${p.variable_name}`;
-  return { groups: names, permissions: [...permissions.values()].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0)) };
+  const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return { groups: names, permissions: [...permissions.values()].sort((a, b) => byCodeUnit(a.type, b.type) || byCodeUnit(a.variable_name, b.variable_name)) };
 }
 
 // ------------------------------------------------------------------ reading the database
