@@ -423,7 +423,7 @@ describe('integration users', () => {
     expect(row).toEqual({ login, last_name: null, permissions: 0 });
   });
 
-  it('a user only the integration feed returns is kept by full company reads while that feed is short; deleted once a complete read leaves it out, or the site has no such feed', async ({
+  it('a user only the integration feed returns is kept by full company reads while that feed is short or answers 404, with a warning; deleted once a complete read leaves it out', async ({
     startHarness,
   }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
@@ -434,6 +434,9 @@ describe('integration users', () => {
     };
     const present = async () =>
       (await h.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE login LIKE 'svc%' AND deleted_at IS NULL ORDER BY login`)).map((r) => r.login);
+    const kept = (n: number) =>
+      `${n} stored integration users are missing from the company reads and kept: the integration feed was not read in full this run (short, or it answered 404); ` +
+      'they are marked deleted by a run that reads it in full (a site that no longer has the integration endpoint: set CPQ_INTEGRATION_USERS=off)';
     integrationFeed(200, { items: [user('svc1', '901'), user('svc2', '902')], hasMore: false, totalResults: 2 });
     await h.sync();
     expect(await present()).toEqual(['svc1', 'svc2']);
@@ -441,14 +444,27 @@ describe('integration users', () => {
     const short = await h.sync({ full: true });
     expect(short).toMatchObject({ deleted: 0 });
     expect(short.warnings).toContain('integrationUsers: read 0 of 2 users that CPQ reported (totalResults); the read was short');
+    expect(short.warnings).toContain(kept(2));
+    integrationFeed(404, { title: 'Not Found' }); // absent this once (CPQ_INTEGRATION_USERS=auto)
+    const absent = await h.sync({ full: true });
+    expect(absent).toMatchObject({ deleted: 0 });
+    expect(absent.warnings).toContain(kept(2));
     expect(await present()).toEqual(['svc1', 'svc2']);
     integrationFeed(200, { items: [user('svc2', '902')], hasMore: false, totalResults: 1 });
     expect(await h.sync({ full: true })).toMatchObject({ deleted: 1 });
     expect(await present()).toEqual(['svc2']);
-    // A site without the endpoint (CPQ_INTEGRATION_USERS=auto) has no integration users: the company read decides, as with the feed off.
-    integrationFeed(404, { title: 'Not Found' });
-    expect(await h.sync({ full: true })).toMatchObject({ deleted: 1 });
-    expect(await present()).toEqual([]);
+  });
+
+  it('a 404 on a later page of the integration feed fails the run: it is no sign that the site has no such endpoint', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 3 }, { CPQ_PAGE_SIZE: '2' });
+    await h.sync();
+    const before = await snapshotTables(h.t);
+    let integrationPages = 0;
+    scriptRequests(h.sim, (req) => {
+      if (req.path.endsWith('/integrationUsers') && integrationPages++ === 1) req.reply('{"title":"Not Found"}', { status: 404 });
+    });
+    expect((await h.syncError({ full: true })).message).toMatch(/integrationUsers\S*: CPQ answered 404/);
+    expect(await snapshotTables(h.t)).toEqual(before);
   });
 
   it('an integration user of a company no company read covers is deleted once a complete integration read no longer returns it', async ({ startHarness }) => {

@@ -24,7 +24,10 @@ export function describeNetworkError(err: unknown): string {
  * the start of a credential that a gateway echoed back, which redactCredentials cannot match.
  */
 export function withoutBodyExcerpt(jsonError: string): string {
-  return jsonError.replace(/^(Unexpected token .+?), ".*"(?:\.\.\.)? is not valid JSON$/s, '$1');
+  // V8 writes the excerpt in double quotes, after the token ('B'), with or without dots around
+  // it; its other messages hold none. Everything from the first double quote on goes.
+  const quote = jsonError.indexOf('"');
+  return quote < 0 ? jsonError : jsonError.slice(0, quote).replace(/[\s,.]+$/, '');
 }
 
 export function redactCredentials(text: string, authorizations: Iterable<string>): string {

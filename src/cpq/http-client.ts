@@ -112,8 +112,8 @@ function redirectTarget(url: string, from: string, location: string): string {
 
 /** An HTTP date as RFC 9110 has servers send it, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. */
 const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
-/** How far from our clock a Date header may be and still be taken for CPQ's clock. */
-const SITE_CLOCK_TRUSTED_MS = 24 * 3600_000;
+/** How far from our clock a Date header is before it is logged. */
+const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 
 /**
  * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
@@ -162,19 +162,25 @@ export class CpqHttpClient {
 
   /**
    * Takes a Date header into earliestSiteDate when it is an HTTP date (RFC 9110's IMF-fixdate:
-   * Date.parse would read "0" as the year 2000) within a day of our clock: one further off is no
-   * clock CPQ dates its edits by (a cache's, a broken proxy's), and would hold the cursor back
-   * for good, or out of the database's range. Such a header is logged once and left out.
+   * Date.parse would read "0" as the year 2000, and "-200000-01-01" as a year Postgres cannot
+   * store). One ahead of our clock says nothing the database's clock does not (the cursor stops
+   * there too); one behind it is taken however far: a cursor held back re-reads more, one let
+   * past CPQ's clock skips edits. A date more than a day off is logged once.
    */
   private noteSiteDate(header: string | null) {
     if (header === null) return;
     const at = IMF_FIXDATE.test(header) ? Date.parse(header) : NaN;
-    if (!(Math.abs(at - Date.now()) <= SITE_CLOCK_TRUSTED_MS)) {
-      if (!this.oddSiteDateLogged)
-        this.log.warn({ date: header.slice(0, 64) }, "CPQ's Date header is not an HTTP date within a day of ours: not taken as CPQ's clock");
+    const off = at - Date.now();
+    if (!this.oddSiteDateLogged && !(Math.abs(off) <= SITE_CLOCK_NOTED_MS)) {
       this.oddSiteDateLogged = true;
-      return;
+      this.log.warn(
+        { date: header.slice(0, 64) },
+        off < 0
+          ? "CPQ's clock (its Date header) is more than a day behind ours: cursors stop at it"
+          : "CPQ's Date header is not an HTTP date at or before our clock: not taken as CPQ's clock",
+      );
     }
+    if (!(off <= 0)) return;
     if (!(at >= (this.earliestSiteDate?.getTime() ?? Infinity))) this.earliestSiteDate = new Date(at);
   }
 

@@ -62,6 +62,15 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
       allowed.push(c.company);
     }
   }
+  if (guard.integrationUsersKept && allowed.length > 0) {
+    const kept = (await countDeletionCandidates(client, guard.site, runId, allowed, 'integration users')).reduce((n, c) => n + c.missing, 0);
+    if (kept > 0) {
+      guard.warn(
+        `${kept} stored integration user${kept === 1 ? ' is' : 's are'} missing from the company reads and kept: the integration feed was not read in full this run (short, or it answered 404); ` +
+          'they are marked deleted by a run that reads it in full (a site that no longer has the integration endpoint: set CPQ_INTEGRATION_USERS=off)',
+      );
+    }
+  }
   return allowed;
 }
 

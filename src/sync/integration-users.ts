@@ -27,8 +27,6 @@ export class IntegrationUsers {
    * integration users keep what the feed gave them.
    */
   complete = false;
-  /** The site has no integration-user endpoint (404 with CPQ_INTEGRATION_USERS=auto): as if the feed were off. */
-  absent = false;
 
   /** The companies that have any: the records of the others are not looked up. */
   private readonly companies = new Set<string>();
@@ -174,13 +172,14 @@ export async function readIntegrationUsers(
     progress.countedUsers(found.size);
     found.complete = progress.report.mode === 'full' && !progress.short;
   } catch (err) {
-    if (err instanceof SyncError && err.status === 404 && cpq.integrationUsers === 'auto') {
+    // Only the first page's 404 says the site has no such endpoint: a later one fails the read,
+    // as any error in the middle of a list does (taken for the end of it, the users on the
+    // pages after it would stop being integration users).
+    if (err instanceof SyncError && err.status === 404 && cpq.integrationUsers === 'auto' && progress.report.pages === 0) {
       onAbsent(
         `integration users: ${err.message.replace(/ with .*$/, '')}; this site has no integration-user endpoint (set CPQ_INTEGRATION_USERS=off to skip it)`,
       );
-      const none = new IntegrationUsers();
-      none.absent = true;
-      return none;
+      return new IntegrationUsers();
     }
     throw err;
   }

@@ -14,6 +14,7 @@ import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readIntegrationUserCompanies } from '../db/sql/read-integration-user-companies.js';
+import { countHostAliasRows } from '../db/sql/count-host-alias-rows.js';
 import { readCursors } from '../db/sql/read-cursors.js';
 import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
@@ -186,14 +187,28 @@ export class SyncRun {
    * their `_host` rows): their rows are ended as deleted, with the host's missing users, by this
    * run's full read of `_host`, which holds every user of the host. Each is named in a warning.
    */
-  private async endHostAliasRows(client: pg.PoolClient, hostAliases: readonly string[]): Promise<string[]> {
-    const present = await countPresentUsers(client, this.site.name, hostAliases);
-    for (const [name, { users: n }] of present) {
-      this.warn(
-        `${n} user${n === 1 ? '' : 's'} an earlier release filed under the host's own login name ${JSON.stringify(name)} ended as deleted: the host's users are under _host`,
-      );
+  private async endHostAliasRows(
+    client: pg.PoolClient,
+    hostAliases: readonly string[],
+    guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
+  ): Promise<string[]> {
+    const ended: string[] = [];
+    for (const [name, { users: n, withoutHostTwin }] of await countHostAliasRows(client, this.site.name, hostAliases)) {
+      const users = `${n} user${n === 1 ? '' : 's'}`;
+      // An earlier release's rows there are integration users, each beside its _host row. Rows
+      // with no such twin are no release's doing (a company list naming a partner organization
+      // the host's, isHost): all of the alias's rows then go through the deletion guard.
+      if (refusesDeletion(withoutHostTwin, n, guard)) {
+        this.warn(
+          `${users} filed under ${JSON.stringify(name)}, which the company list names as the host's own login, are kept: ${withoutHostTwin} of them have no row of the same login under _host, ` +
+            `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} and SYNC_MAX_DELETE_FRACTION=${guard.maxDeleteFraction} allow (rerun with --allow-mass-delete if they are rows an earlier release filed there)`,
+        );
+        continue;
+      }
+      this.warn(`${users} an earlier release filed under the host's own login name ${JSON.stringify(name)} ended as deleted: the host's users are under _host`);
+      ended.push(name);
     }
-    return [...present.keys()];
+    return ended;
   }
 
   /**
@@ -202,57 +217,61 @@ export class SyncRun {
    * the run's others, within the deletion guard (all of a company's users are missing). One that
    * still answers is kept as it is. Each is named in a warning. A company holding integration
    * users is looked at only when `integrationComplete` (the integration feed was read in full):
-   * otherwise its users may be there, unread (the feed off, or absent this once). `kept`: the
-   * others looked at, whose users, integration users included, no part of this run may delete.
+   * otherwise its users may be there, unread (the feed off, or absent this once). `held`: those
+   * gone or maybe gone whose users were kept all the same (the guard, an incomplete integration
+   * read): no part of this run may delete their users, integration users included.
    */
   private async endRemovedCompanies(
     client: pg.PoolClient,
     unread: (company: string) => boolean,
     integrationComplete: boolean,
     guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
-  ): Promise<{ removed: string[]; kept: string[] }> {
+  ): Promise<{ removed: string[]; held: string[] }> {
     const removed: string[] = [];
-    const kept: string[] = [];
+    const held: string[] = [];
     for (const [company, { users: n, integrationUsers }] of await countPresentUsers(client, this.site.name)) {
       if (!unread(company)) continue;
-      if (await this.removedCompany(company, n, integrationUsers, integrationComplete, guard)) removed.push(company);
-      else kept.push(company);
+      const outcome = await this.removedCompany(company, n, integrationUsers, integrationComplete, guard);
+      if (outcome === 'removed') removed.push(company);
+      if (outcome === 'held') held.push(company);
     }
-    return { removed, kept };
+    return { removed, held };
   }
 
-  /** Whether an unread company's `n` users (see endRemovedCompanies) are marked deleted; each case is warned. */
+  /**
+   * What becomes of an unread company's `n` users (see endRemovedCompanies): `removed` (marked
+   * deleted), `held` (kept: the integration read was incomplete, or the guard refused), or
+   * `left` (CPQ still answers for the company, or cannot be asked). Each case but the last is warned.
+   */
   private async removedCompany(
     company: string,
     n: number,
     integrationUsers: number,
     integrationComplete: boolean,
     guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
-  ): Promise<boolean> {
+  ): Promise<'removed' | 'held' | 'left'> {
     if (integrationUsers > 0 && !integrationComplete) {
       this.warn(
         `company ${JSON.stringify(company)} is not in the company list; it holds integration users, and the integration feed was not read in full this run: its users are kept as they are, not read`,
       );
-      return false;
+      return 'held';
     }
     // An integration user's company name CPQ could not be asked about (a / in it): nothing to ask.
-    if (pathSegmentProblem(company) !== undefined) return false;
-    const users = `${n} user${n === 1 ? '' : 's'}`;
+    if (pathSegmentProblem(company) !== undefined) return 'left';
+    const users = `${n} user${n === 1 ? ' is' : 's are'}`;
     if (!(await companyGone(this.http, this.cpq, company))) {
-      this.warn(
-        `company ${JSON.stringify(company)} is not in the company list, but CPQ still answers for its users: its ${users} are kept as they are, not read`,
-      );
-      return false;
+      this.warn(`company ${JSON.stringify(company)} is not in the company list, but CPQ still answers for its users: its ${users} kept as they are, not read`);
+      return 'left';
     }
     if (refusesDeletion(n, n, guard)) {
       this.warn(
-        `company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are kept as present, ` +
+        `company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} kept as present, ` +
           `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} (rerun with --allow-mass-delete to mark them deleted)`,
       );
-      return false;
+      return 'held';
     }
-    this.warn(`company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} are marked deleted`);
-    return true;
+    this.warn(`company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} marked deleted`);
+    return 'removed';
   }
 
   /** A copy of the HTTP client's counts as they stand. */
@@ -374,22 +393,22 @@ export class SyncRun {
       allowMassDelete: this.options.allowMassDelete === true,
       // A user only the integration feed returns is no company read's to delete, unless that feed
       // was read in full: short, or absent this once, it may have left the user out.
-      integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete && !integrationUsers.absent,
+      integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete,
       warn: (m: string) => this.warn(m),
     };
     const deletable = await deletableCompanies(client, runId, guard);
     const deleteIn = guard.integrationUsersKept ? [] : [...deletable];
     const deleteNonIntegrationIn = guard.integrationUsersKept ? deletable : [];
     // Rows an earlier release filed under a host alias: no feed returns them any more, whatever was read.
-    if (deletable.includes('_host')) deleteIn.push(...(await this.endHostAliasRows(client, hostAliases)));
-    const keptCompanies: string[] = [];
+    if (deletable.includes('_host')) deleteIn.push(...(await this.endHostAliasRows(client, hostAliases, guard)));
+    const heldCompanies: string[] = [];
     // Every company of the site was read: those the database still holds that the list no longer
     // names (a partner organization removed) are no run's to delete, unless found here.
     if (readAll && this.progress.some((p) => p.id.kind === 'company' && p.report.mode === 'full')) {
       const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
-      const { removed, kept } = await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard);
+      const { removed, held } = await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard);
       deleteIn.push(...removed);
-      keptCompanies.push(...kept);
+      heldCompanies.push(...held);
     }
     // Integration users of companies no company read covers: the integration feed alone returns them.
     const integrationDeleteIn = integrationUsers.complete
@@ -398,7 +417,7 @@ export class SyncRun {
           runId,
           guard,
           (await readIntegrationUserCompanies(client, site)).filter(
-            (c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c) && !keptCompanies.includes(c),
+            (c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c) && !heldCompanies.includes(c),
           ),
         )
       : [];
