@@ -2,6 +2,8 @@ import { inspect } from 'node:util';
 import { isLosslessNumber } from 'lossless-json';
 import { describe, expect } from 'vitest';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
+import { withCpq } from '../src/config.js';
+import { runSync } from '../src/sync/run.js';
 import { verifySite } from '../src/sync/verify.js';
 import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
@@ -605,6 +607,26 @@ describe('integration users', () => {
     expect(await h.t.query(`SELECT company_login, count(*)::int AS n FROM cpq.users WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`)).toEqual([
       { company_login: '_host', n: 4 + 2 },
     ]);
+  });
+
+  it("a company list naming a partner organization the host's own (isHost) ends none of its users: rows with no _host twin go through the deletion guard", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 5, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
+    await h.sync();
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/companies'))
+        req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => c.loginName === 'partner1' && (c.isHost = true))));
+    });
+    const config = withCpq(h.config, { companies: ['_host'] });
+    const run = await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: true });
+    expect(run.deleted).toBe(0);
+    expect(run.warnings).toEqual([
+      expect.stringMatching(
+        /^5 users filed under "partner1", which the company list names as the host's own login, are kept: [2-5] of them have no row of the same login under _host, more than SYNC_MASS_DELETE_MIN=1 and SYNC_MAX_DELETE_FRACTION=0\.2 allow/,
+      ),
+    ]);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users WHERE company_login = 'partner1' AND deleted_at IS NULL`)).toEqual([{ n: 5 }]);
   });
 
   it('a company list that does not answer fails a run with integration users (CPQ_HOST_COMPANY unset), naming the setting: no row under a guessed company', async ({
