@@ -111,7 +111,7 @@ function redirectTarget(url: string, from: string, location: string): string {
 }
 
 /** An HTTP date as RFC 9110 has servers send it, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. */
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) \d{2}:\d{2}:\d{2} GMT$/;
 /** How far from our clock a Date header is before it is logged. */
 const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 
@@ -161,27 +161,27 @@ export class CpqHttpClient {
   }
 
   /**
-   * Takes a Date header into earliestSiteDate when it is an HTTP date (RFC 9110's IMF-fixdate:
-   * Date.parse would read "0" as the year 2000, and "-200000-01-01" as a year Postgres cannot
-   * store). One ahead of our clock says nothing the database's clock does not (the cursor stops
-   * there too); one behind it is taken however far: a cursor held back re-reads more, one let
-   * past CPQ's clock skips edits. A date more than a day off is logged once.
+   * Takes a Date header into earliestSiteDate when it is an HTTP date (RFC 9110's IMF-fixdate,
+   * of a year from 1970 that Date.parse reads as written: it reads "0" as the year 2000, and
+   * "0099" as 1999). However far behind ours: a cursor held back re-reads more, one let past
+   * CPQ's clock skips edits. One ahead of ours changes nothing (saveCursor takes the earliest of
+   * it and the database's clock). A date more than a day off ours is logged once.
    */
   private noteSiteDate(header: string | null) {
     if (header === null) return;
-    const at = IMF_FIXDATE.test(header) ? Date.parse(header) : NaN;
-    const off = at - Date.now();
-    if (!this.oddSiteDateLogged && !(Math.abs(off) <= SITE_CLOCK_NOTED_MS)) {
+    const year = IMF_FIXDATE.exec(header)?.[1];
+    const at = year === undefined ? NaN : Date.parse(header);
+    const valid = Number(year) >= 1970 && new Date(at).getUTCFullYear() === Number(year);
+    if (!this.oddSiteDateLogged && !(valid && Math.abs(at - Date.now()) <= SITE_CLOCK_NOTED_MS)) {
       this.oddSiteDateLogged = true;
       this.log.warn(
         { date: header.slice(0, 64) },
-        off < 0
-          ? "CPQ's clock (its Date header) is more than a day behind ours: cursors stop at it"
-          : "CPQ's Date header is not an HTTP date at or before our clock: not taken as CPQ's clock",
+        valid
+          ? "CPQ's clock (its Date header) is more than a day off ours"
+          : "CPQ's Date header is not an HTTP date of a year from 1970: not taken as CPQ's clock",
       );
     }
-    if (!(off <= 0)) return;
-    if (!(at >= (this.earliestSiteDate?.getTime() ?? Infinity))) this.earliestSiteDate = new Date(at);
+    if (valid && !(at >= (this.earliestSiteDate?.getTime() ?? Infinity))) this.earliestSiteDate = new Date(at);
   }
 
   /** A place in the site's request budget; an interruption while waiting for one ends the request. */
