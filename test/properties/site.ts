@@ -214,10 +214,9 @@ export async function expectStored(t: TestDatabase, placed: readonly PlacedUser[
     );
     const expected = expectedRelations(p, groups);
     const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-    const permissionKey = (x: Record<string, unknown>) => `${String(x.type)}\u0001${String(x.variable_name)}`;
     expect(memberships.map((m) => m.g).sort(byCodeUnits), `${where}: groups`).toEqual(expected.groups);
     expect(
-      permissions.sort((a, b) => byCodeUnits(permissionKey(a), permissionKey(b))),
+      permissions.sort((a, b) => byCodeUnits(String(a.type), String(b.type)) || byCodeUnits(String(a.variable_name), String(b.variable_name))),
       `${where}: access permissions`,
     ).toEqual(expected.permissions);
   }
