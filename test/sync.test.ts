@@ -108,6 +108,39 @@ describe('full sync', () => {
     expect(await present()).toHaveLength(2);
   });
 
+  it('with CPQ_COMPANIES=*, the integration users of a company the list lacks but CPQ still answers for are deleted once a complete integration read leaves them out', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    const integrationFeed = (items: object[]) =>
+      h.sim.addFault({ match: { path: '/cpq/rest/v19/integrationUsers' }, times: Infinity, status: 200, body: JSON.stringify({ items, hasMore: false }) });
+    // Company ext is no company of the list, yet answers for its users (empty).
+    h.sim.addFault({
+      match: { path: '/cpq/rest/v16/companies/ext/users' },
+      times: Infinity,
+      status: 200,
+      body: '{"items":[],"hasMore":false,"totalResults":0}',
+    });
+    integrationFeed([{ login: 'svcA', partyNumber: '901', company: { loginName: 'ext' }, groups: { items: [] } }]);
+    await h.sync();
+    const svcA = async () => (await h.t.query<Raw>(`SELECT company_login, deleted_at IS NOT NULL AS deleted FROM cpq.users WHERE login = 'svcA'`))[0];
+    expect(await svcA()).toEqual({ company_login: 'ext', deleted: false });
+    h.sim.clearFaults();
+    h.sim.addFault({
+      match: { path: '/cpq/rest/v16/companies/ext/users' },
+      times: Infinity,
+      status: 200,
+      body: '{"items":[],"hasMore":false,"totalResults":0}',
+    });
+    integrationFeed([]);
+    const run = await h.sync({ full: true });
+    expect(run.deleted).toBe(1);
+    expect(run.warnings).toEqual([
+      'company "ext" is not in the company list, but CPQ still answers for its users: its users are not read; its integration users follow the integration feed',
+    ]);
+    expect(await svcA()).toEqual({ company_login: 'ext', deleted: true });
+  });
+
   it("with CPQ_COMPANIES=*, integration users of a company the list lacks are not taken for a removed company's when the integration feed was not read in full", async ({
     startHarness,
   }) => {

@@ -260,7 +260,10 @@ export class SyncRun {
     if (pathSegmentProblem(company) !== undefined) return 'left';
     const users = `${n} user${n === 1 ? ' is' : 's are'}`;
     if (!(await companyGone(this.http, this.cpq, company))) {
-      this.warn(`company ${JSON.stringify(company)} is not in the company list, but CPQ still answers for its users: its ${users} kept as they are, not read`);
+      // Its integration users are the integration feed's (integrationDeleteIn): read in full here.
+      const kept =
+        integrationUsers === 0 ? `its ${users} kept as they are, not read` : `its users are not read; its integration users follow the integration feed`;
+      this.warn(`company ${JSON.stringify(company)} is not in the company list, but CPQ still answers for its users: ${kept}`);
       return 'left';
     }
     if (refusesDeletion(n, n, guard)) {
