@@ -76,7 +76,7 @@ const MAX_DEPTH_STORED_AS_SENT = 64;
 export const MAX_RECORD_VALUES = 100_000;
 export const MAX_BODY_VALUES = 300_000;
 
-/** A text holding more values than it may (MAX_RECORD_VALUES): refused before it is parsed. */
+/** A text holding more values than it may (MAX_RECORD_VALUES, MAX_BODY_VALUES): refused before it is parsed. */
 export class TooComplexError extends Error {
   constructor(limit: number) {
     super(`holds more than ${limit} values (objects, arrays and their members); refused before parsing, as too complex`);

@@ -393,7 +393,6 @@ export class CpqHttpClient {
           return result;
         }
       } catch (err) {
-        stall.stop();
         if (err instanceof SyncError) throw err;
         if (this.signal?.aborted) throw new SyncError('interrupted', `GET ${url}: interrupted`);
         if (err instanceof RetryableError) {

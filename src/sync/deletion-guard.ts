@@ -19,12 +19,11 @@ export interface DeletionGuard {
   warn: (message: string) => void;
 }
 
+/** The settings that bound one deletion: SYNC_MAX_DELETE_FRACTION, SYNC_MASS_DELETE_MIN, --allow-mass-delete. */
+export type DeletionLimits = Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>;
+
 /** Whether the guard refuses to delete `missing` of a company's `known` users. */
-export function refusesDeletion(
-  missing: number,
-  known: number,
-  guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
-): boolean {
+export function refusesDeletion(missing: number, known: number, guard: DeletionLimits): boolean {
   return missing > guard.massDeleteMin && missing > guard.maxDeleteFraction * known && !guard.allowMassDelete;
 }
 

@@ -25,7 +25,7 @@ import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import { readCompany } from './company-read.js';
-import { deletableCompanies, integrationDeletableCompanies, refusesDeletion, type DeletionGuard } from './deletion-guard.js';
+import { deletableCompanies, integrationDeletableCompanies, refusesDeletion, type DeletionGuard, type DeletionLimits } from './deletion-guard.js';
 import { DirectLoad } from './direct-load.js';
 import {
   IntegrationCompanies,
@@ -35,7 +35,7 @@ import {
   readIntegrationUsers,
   stageIntegrationOnly,
 } from './integration-users.js';
-import { MergeBatches, mergeStaged } from './merge.js';
+import { MergeBatches, mergeStaged, type MergeDeletions } from './merge.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
 import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
@@ -187,11 +187,7 @@ export class SyncRun {
    * their `_host` rows): their rows are ended as deleted, with the host's missing users, by this
    * run's full read of `_host`, which holds every user of the host. Each is named in a warning.
    */
-  private async endHostAliasRows(
-    client: pg.PoolClient,
-    hostAliases: readonly string[],
-    guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
-  ): Promise<string[]> {
+  private async endHostAliasRows(client: pg.PoolClient, hostAliases: readonly string[], guard: DeletionLimits): Promise<string[]> {
     const ended: string[] = [];
     for (const [name, { users: n, withoutHostTwin }] of await countHostAliasRows(client, this.site.name, hostAliases)) {
       const users = `${n} user${n === 1 ? '' : 's'}`;
@@ -225,7 +221,7 @@ export class SyncRun {
     client: pg.PoolClient,
     unread: (company: string) => boolean,
     integrationComplete: boolean,
-    guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
+    guard: DeletionLimits,
   ): Promise<{ removed: string[]; held: string[] }> {
     const removed: string[] = [];
     const held: string[] = [];
@@ -248,7 +244,7 @@ export class SyncRun {
     n: number,
     integrationUsers: number,
     integrationComplete: boolean,
-    guard: Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>,
+    guard: DeletionLimits,
   ): Promise<'removed' | 'held' | 'left'> {
     if (integrationUsers > 0 && !integrationComplete) {
       this.warn(
@@ -275,6 +271,46 @@ export class SyncRun {
     }
     this.warn(`company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} marked deleted`);
     return 'removed';
+  }
+
+  /**
+   * Which users the final merge may mark deleted (MergeDeletions): the company reads the guard
+   * allowed, host-alias rows, removed companies (a run of every company), and integration users
+   * of companies no company read covers (a complete integration read). Each refusal is warned.
+   */
+  private async planDeletions(
+    client: pg.PoolClient,
+    runId: string,
+    guard: DeletionGuard,
+    read: { readAll: boolean; companies: readonly string[]; hostAliases: readonly string[]; integrationUsers: IntegrationUsers },
+  ): Promise<MergeDeletions> {
+    const { readAll, companies, hostAliases, integrationUsers } = read;
+    const deletable = await deletableCompanies(client, runId, guard);
+    const deleteIn = guard.integrationUsersKept ? [] : [...deletable];
+    const deleteNonIntegrationIn = guard.integrationUsersKept ? deletable : [];
+    // Rows an earlier release filed under a host alias: no feed returns them any more, whatever was read.
+    if (deletable.includes('_host')) deleteIn.push(...(await this.endHostAliasRows(client, hostAliases, guard)));
+    let held: string[] = [];
+    // Every company of the site was read: those the database still holds that the list no longer
+    // names (a partner organization removed) are no run's to delete, unless found here.
+    if (readAll && this.progress.some((p) => p.id.kind === 'company' && p.report.mode === 'full')) {
+      const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
+      const removedCompanies = await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard);
+      deleteIn.push(...removedCompanies.removed);
+      held = removedCompanies.held;
+    }
+    // Integration users of companies no company read covers: the integration feed alone returns them.
+    const integrationDeleteIn = integrationUsers.complete
+      ? await integrationDeletableCompanies(
+          client,
+          runId,
+          guard,
+          (await readIntegrationUserCompanies(client, this.site.name)).filter(
+            (c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c) && !held.includes(c),
+          ),
+        )
+      : [];
+    return { deleteIn, deleteNonIntegrationIn, integrationDeleteIn };
   }
 
   /** A copy of the HTTP client's counts as they stand. */
@@ -399,40 +435,8 @@ export class SyncRun {
       integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete,
       warn: (m: string) => this.warn(m),
     };
-    const deletable = await deletableCompanies(client, runId, guard);
-    const deleteIn = guard.integrationUsersKept ? [] : [...deletable];
-    const deleteNonIntegrationIn = guard.integrationUsersKept ? deletable : [];
-    // Rows an earlier release filed under a host alias: no feed returns them any more, whatever was read.
-    if (deletable.includes('_host')) deleteIn.push(...(await this.endHostAliasRows(client, hostAliases, guard)));
-    const heldCompanies: string[] = [];
-    // Every company of the site was read: those the database still holds that the list no longer
-    // names (a partner organization removed) are no run's to delete, unless found here.
-    if (readAll && this.progress.some((p) => p.id.kind === 'company' && p.report.mode === 'full')) {
-      const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
-      const { removed, held } = await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard);
-      deleteIn.push(...removed);
-      heldCompanies.push(...held);
-    }
-    // Integration users of companies no company read covers: the integration feed alone returns them.
-    const integrationDeleteIn = integrationUsers.complete
-      ? await integrationDeletableCompanies(
-          client,
-          runId,
-          guard,
-          (await readIntegrationUserCompanies(client, site)).filter(
-            (c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c) && !heldCompanies.includes(c),
-          ),
-        )
-      : [];
-    const counts = await mergeStaged(
-      client,
-      site,
-      runId,
-      effectiveAt(),
-      { deleteIn, deleteNonIntegrationIn, integrationDeleteIn },
-      batches.inserted + direct.written,
-      log,
-    );
+    const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });
+    const counts = await mergeStaged(client, site, runId, effectiveAt(), deletions, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
     await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate }, this.progress, (m) => this.warn(m));
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
