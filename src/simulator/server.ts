@@ -23,6 +23,8 @@ export interface RequestRecord {
   authorization?: PresentedAuthorization;
   /** 0 while the response is not decided yet, and for stalled requests. */
   status: number;
+  /** Set once the response is closed: answered, or given up by the client. */
+  closed?: true;
 }
 
 /** What a response depends on: Host (links), Accept, the path and the query in any order. */
@@ -237,6 +239,7 @@ export class CpqSimulator {
     const index = this.requests.push(record) - 1;
     // A real site dates its answers by the clock that dates its edits (a fault may send its own).
     res.setHeader('date', this.options.now().toUTCString());
+    res.once('close', () => (record.closed = true));
     if (url.pathname !== TOKEN_PATH) {
       this.inFlight++;
       this.maxInFlightSeen = Math.max(this.maxInFlightSeen, this.inFlight);
