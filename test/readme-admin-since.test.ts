@@ -1,0 +1,51 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect } from 'vitest';
+import { type Harness, it } from './helpers/harness.js';
+
+/*
+ * The README's "who had admin rights, and since when" query gives the start of the rights a user
+ * held at the date asked: not an earlier grant that was taken away, nor one held before the user
+ * was deleted (a login that comes back is the same user id, restored).
+ */
+
+const AS_OF_LITERAL = "'2025-03-03T00:00:00Z'";
+const adminSince = (() => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const statement = /-- Who had admin rights[^\n]*\n(?:--[^\n]*\n)*([\s\S]*?);\n/.exec(readme)?.[1];
+  if (!statement?.includes(AS_OF_LITERAL)) throw new Error(`the README's admin query no longer asks about ${AS_OF_LITERAL}`);
+  return statement.replaceAll(AS_OF_LITERAL, '$1::timestamptz');
+})();
+
+async function admins(h: Harness, asOf: Date): Promise<Record<string, Date>> {
+  const rows = await h.t.query<{ login: string; admin_since: Date }>(adminSince, [asOf]);
+  return Object.fromEntries(rows.map((r) => [r.login, r.admin_since]));
+}
+
+async function effectiveAt(h: Harness, runId: string): Promise<Date> {
+  const [run] = await h.t.query<{ effective_at: Date }>('SELECT effective_at FROM cpq.sync_runs WHERE id = $1', [runId]);
+  return run!.effective_at;
+}
+
+describe("the README's admin-since query", () => {
+  it('starts at the grant the user held then, after any revocation or deletion', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const [kept, revoked, deleted, never] = h.sim.users('_host').map((u) => String(u.login));
+    for (const login of [kept!, revoked!, deleted!]) h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true });
+    h.sim.updateUser('_host', never!, { isUserAdminPermEnabled: false });
+    const first = await effectiveAt(h, (await h.sync()).runId);
+
+    h.sim.updateUser('_host', revoked!, { isUserAdminPermEnabled: false });
+    const fields = h.sim.user('_host', deleted!)!;
+    h.sim.deleteUser('_host', deleted!);
+    const second = await effectiveAt(h, (await h.sync({ full: true })).runId);
+
+    h.sim.updateUser('_host', revoked!, { isUserAdminPermEnabled: true });
+    // Someone else under the deleted user's login, also an admin.
+    h.sim.addUser('_host', { ...fields, login: deleted!, firstName: 'Another', isUserAdminPermEnabled: true });
+    const third = await effectiveAt(h, (await h.sync({ full: true })).runId);
+
+    expect(await admins(h, first)).toEqual({ [kept!]: first, [revoked!]: first, [deleted!]: first });
+    expect(await admins(h, second)).toEqual({ [kept!]: first });
+    expect(await admins(h, third)).toEqual({ [kept!]: first, [revoked!]: third, [deleted!]: third });
+  });
+});
