@@ -277,11 +277,14 @@ describe('exports', () => {
 
   it('writes a compliance snapshot that names the run it reflects', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const [gone, proxy, other] = logins(h);
+    h.sim.updateUser('_host', proxy!, { isProxyPermEnabled: true });
+    h.sim.updateUser('_host', other!, { isProxyPermEnabled: false });
     const first = await h.sync();
     const [firstRun] = await h.t.query<{ effective_at: Date; finished_at: Date }>(`SELECT effective_at, finished_at FROM cpq.sync_runs WHERE id = $1`, [
       first.runId,
     ]);
-    const [gone] = logins(h);
+    const goneUser = h.sim.user('_host', gone!)!;
     h.sim.deleteUser('_host', gone!);
     await h.sync({ full: true, allowMassDelete: true });
 
@@ -295,11 +298,21 @@ describe('exports', () => {
         const user = h.sim.users('_host')[0]!;
         const row = rows.find((r) => r.login === user.login)!;
         expect(row).toMatchObject({ snapshot_run_id: first.runId, snapshot_as_of: firstRun!.finished_at.toISOString(), last_name: user.lastName ?? null });
+        // Every admin flag of the admin_flag alert rule, the proxy permission too.
+        for (const r of rows) {
+          const sent = h.sim.user('_host', String(r.login)) ?? goneUser;
+          expect(r).toMatchObject({
+            is_user_admin_perm_enabled: sent.isUserAdminPermEnabled,
+            is_access_admin_perm_enabled: sent.isAccessAdminPermEnabled,
+            is_application_admin_perm_enabled: sent.isApplicationAdminPermEnabled,
+            is_proxy_perm_enabled: sent.isProxyPermEnabled,
+          });
+        }
         expect((row.groups as Raw[]).map((g) => g.variableName)).toEqual(
           ((user.groups as { items: Raw[] }).items.map((g) => g.variableName) as string[]).sort(),
         );
       } else {
-        expect(lines[0]).toMatch(/^snapshot_as_of,snapshot_run_id,snapshot_run_finished_at,company_login,login,/);
+        expect(lines[0]).toMatch(/^snapshot_as_of,snapshot_run_id,snapshot_run_finished_at,company_login,login,.*,site,is_proxy_perm_enabled$/);
         expect(lines).toHaveLength(5);
         expect(lines[1]).toContain(`,${first.runId},`);
       }

@@ -40,12 +40,30 @@ describe('reporting views', () => {
           u.isUserAdminPermEnabled === true ||
           u.isAccessAdminPermEnabled === true ||
           u.isApplicationAdminPermEnabled === true ||
+          u.isProxyPermEnabled === true ||
           groupsOf(u).some((g) => g.type === 'Administrator'),
       )
       .map((u) => String(u.login))
       .sort();
     expect(rows.map((r) => r.login).sort()).toEqual(expected);
-    expect(expected.length).toBe(46);
+    expect(expected.length).toBe(62);
+    // The proxy permission (to log in as other users) alone makes an administrator, as it makes an admin_flag alert.
+    const proxyOnly = all(h).filter(
+      (u) =>
+        u.isProxyPermEnabled === true &&
+        u.isUserAdminPermEnabled !== true &&
+        u.isAccessAdminPermEnabled !== true &&
+        u.isApplicationAdminPermEnabled !== true &&
+        !groupsOf(u).some((g) => g.type === 'Administrator'),
+    );
+    expect(proxyOnly.length).toBeGreaterThan(0);
+    const proxies = await h.t.query<{ login: string }>(`SELECT login FROM cpq.administrators WHERE is_proxy`);
+    expect(proxies.map((r) => r.login).sort()).toEqual(
+      all(h)
+        .filter((u) => u.isProxyPermEnabled === true)
+        .map((u) => String(u.login))
+        .sort(),
+    );
   });
 
   it('integration_users shows each integration user with its OAuth client', async ({ h }) => {

@@ -397,6 +397,7 @@ export interface Database {
     is_access_admin: boolean;
     is_application_admin: boolean;
     administrator_groups: string[];
+    is_proxy: boolean;
   }>;
   'cpq.integration_users': View<{
     site: string;
@@ -598,6 +599,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'is_access_admin',
     'is_application_admin',
     'administrator_groups',
+    'is_proxy',
   ),
   'cpq.integration_users': columns<Database['cpq.integration_users']>()(
     'site',

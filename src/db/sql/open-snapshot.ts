@@ -34,6 +34,9 @@ const USER_COLUMNS: TextColumn[] = [
   json('party_id'),
   // After the columns of a release before sites, so that they keep their places.
   text('site'),
+  // Added after site for the same reason: the proxy permission (to log in as other users), an
+  // admin flag to the admin_flag alert rule and cpq.administrators.
+  json('is_proxy_perm_enabled'),
 ];
 
 /**
