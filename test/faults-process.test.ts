@@ -87,7 +87,7 @@ describe('process faults', () => {
     expect(rows.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
     expect(rows[1]).toMatchObject({
       error: 'the process running it stopped before it finished; nothing it read was kept',
-      finished_at: expect.any(Date) as unknown,
+      finished_at: null, // when the process died is not known
     });
     expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
     await expectInSync(h);

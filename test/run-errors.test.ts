@@ -42,6 +42,20 @@ describe('run result and error', () => {
     expect(error.seconds).toBeGreaterThan(0);
   });
 
+  it('a failed first run is recorded as the full read it was, with the pages it read', async ({ startHarness }) => {
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 31, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '10', CPQ_MAX_RETRIES: '0', CPQ_KEY_RANGES: '1' },
+    );
+    let page = 0;
+    h.sim.onRequest = (req) => {
+      if (req.path === HOST_USERS && page++ === 2) h.sim.addFault({ match: { path: HOST_USERS }, times: Infinity, status: 503 });
+    };
+    await h.syncError();
+    const [row] = await h.t.query<{ status: string; mode: string; pages: number }>(`SELECT status, mode, pages FROM cpq.sync_runs`);
+    expect(row).toEqual({ status: 'failed', mode: 'full', pages: 2 });
+  });
+
   it('a succeeded run returns its run id and the HTTP counts its row records', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 },
@@ -60,7 +74,15 @@ describe('run result and error', () => {
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const result = await h.sync();
-    const failed = { status: 'failed' as const, error: 'Connection terminated unexpectedly', streams: [], warnings: [], http: { requests: 0, retries: {} } };
+    const failed = {
+      status: 'failed' as const,
+      error: 'Connection terminated unexpectedly',
+      mode: 'full' as const,
+      pages: 0,
+      streams: [],
+      warnings: [],
+      http: { requests: 0, retries: {} },
+    };
     expect(await finishRun(h.t.pool, result.runId, failed)).toBe(false);
     expect(await h.t.query(`SELECT status, error FROM cpq.sync_runs WHERE id = $1`, [result.runId])).toEqual([{ status: 'succeeded', error: null }]);
     // A run still running, or one another worker took for dead (abandoned), is recorded as failed, with its error.

@@ -1,5 +1,6 @@
 import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
+import { formatStatus, readStatus } from '../src/worker/status.js';
 import { it, snapshotTables } from './helpers/harness.js';
 import { holdSyncLock } from './helpers/database.js';
 
@@ -224,10 +225,15 @@ describe('run lifecycle', () => {
   it('marks a run left running by a dead process as abandoned', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
-    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'incremental')`);
+    // Started a day ago: the next run finds it now, but when its process died is not known.
+    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at) VALUES ('default', 'running', 'incremental', now() - interval '1 day')`);
     await h.sync();
-    const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
+    const runs = await h.t.query<{ status: string; finished_at: Date | null }>(`SELECT status, finished_at FROM cpq.sync_runs ORDER BY id`);
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
+    expect(runs[1]!.finished_at).toBeNull();
+    const report = await readStatus(h.t.pool);
+    expect(report.sites[0]!.runs[1]).toMatchObject({ status: 'abandoned', finishedAt: null, durationSeconds: null });
+    expect(formatStatus(report)).toMatch(/\n +2 +[\d-]+ [\d:]+ +\? +incremental +abandoned /);
   });
 
   it('an interrupted run rolls back and is recorded as interrupted', async ({ startHarness }) => {

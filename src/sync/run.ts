@@ -159,10 +159,13 @@ export class SyncRun {
               : toDatabaseOrInternal(err)
       ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
       const message = oneLine(error.message);
+      const { mode, pages, streams } = summarizeStreams(this.progress, this.options.full === true);
       const recorded = await finishRun(this.deps.pool, runId, {
         status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
         error: message,
-        streams: this.progress.map((p) => p.report),
+        mode,
+        pages,
+        streams,
         warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
         http: this.httpStats(),
       }).catch((recordErr: unknown) => {

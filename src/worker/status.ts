@@ -11,8 +11,8 @@ export interface RunSummary {
   id: string;
   startedAt: string;
   finishedAt: string | null;
-  /** Up to now for a run still going. */
-  durationSeconds: number;
+  /** Up to now for a run still going; null for an abandoned one (when its process died is not known). */
+  durationSeconds: number | null;
   status: string;
   mode: string;
   pages: number;
@@ -91,7 +91,7 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     id: r.id,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
-    durationSeconds: Math.round(r.seconds * 1000) / 1000,
+    durationSeconds: r.seconds === null ? null : Math.round(r.seconds * 1000) / 1000,
     status: r.status,
     mode: r.mode,
     pages: r.pages,
@@ -184,7 +184,7 @@ function formatSite(report: SiteStatus): string[] {
     const rows = report.runs.map((r) => [
       r.id,
       when(r.startedAt),
-      r.status === 'running' ? `${formatDuration(r.durationSeconds)}…` : formatDuration(r.durationSeconds),
+      r.durationSeconds === null ? '?' : r.status === 'running' ? `${formatDuration(r.durationSeconds)}…` : formatDuration(r.durationSeconds),
       r.mode,
       r.status,
       String(r.usersSeen),

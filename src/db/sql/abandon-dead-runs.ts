@@ -5,6 +5,8 @@ import { queryBuilder, runCompiled } from '../compiled-query.js';
 /**
  * Marks `site`'s runs still `running` as `abandoned`; returns their ids. Only for a caller holding
  * the site's sync lock: a run of the site left `running` then was left by a process that died.
+ * `finished_at` stays empty: when that process died is not known (now is only when it was found,
+ * perhaps a day later), and a run's duration is then unknown, not that long.
  */
 export async function abandonDeadRuns(client: pg.PoolClient, site: string): Promise<string[]> {
   const rows = await runCompiled(
@@ -13,7 +15,6 @@ export async function abandonDeadRuns(client: pg.PoolClient, site: string): Prom
       .updateTable('cpq.sync_runs')
       .set((eb) => ({
         status: 'abandoned',
-        finished_at: sql<Date>`now()`,
         error: eb.fn.coalesce('error', eb.val('the process running it stopped before it finished; nothing it read was kept')),
       }))
       .where('site', '=', site)

@@ -2,8 +2,10 @@ import type { HttpStats } from '../../cpq/http-stats.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import type { StreamReport, SyncRunsTable } from '../schema.js';
 
-/** What every ended run records. */
+/** What every ended run records: how it read (a failed one too: a first run reads in full), and what. */
 interface RunEnd {
+  mode: SyncRunsTable['mode'];
+  pages: number;
   streams: StreamReport[];
   warnings: string[];
   http: HttpStats;
@@ -12,8 +14,6 @@ interface RunEnd {
 /** A run that committed: its counts, and when the versions it wrote start. */
 export interface SucceededRun extends RunEnd {
   status: 'succeeded';
-  mode: SyncRunsTable['mode'];
-  pages: number;
   counts: { seen: number; inserted: number; updated: number; unchanged: number; deleted: number; restored: number };
   effectiveAt: Date;
 }
@@ -36,6 +36,8 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
   const common = {
     status: end.status,
     finished_at: new Date(),
+    mode: end.mode,
+    pages: end.pages,
     streams: JSON.stringify(end.streams),
     warnings: JSON.stringify(end.warnings),
     http_requests: end.http.requests,
@@ -45,8 +47,6 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
     end.status === 'succeeded'
       ? {
           ...common,
-          mode: end.mode,
-          pages: end.pages,
           users_seen: end.counts.seen,
           users_inserted: end.counts.inserted,
           users_updated: end.counts.updated,

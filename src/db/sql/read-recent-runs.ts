@@ -4,7 +4,8 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
 
 /**
  * The last `limit` runs of `site`, newest first, as the database holds them: times as ISO text (with their
- * microseconds), jsonb as its text; `seconds` the run's duration, up to now for a run still going.
+ * microseconds), jsonb as its text; `seconds` the run's duration, up to now for a run still going,
+ * null for an abandoned one (when its process died is not known).
  */
 export async function readRecentRuns(on: Queryable, site: string, limit: number) {
   return runCompiled(
@@ -15,7 +16,8 @@ export async function readRecentRuns(on: Queryable, site: string, limit: number)
         'id',
         isoUtcText(eb.ref('started_at')).as('started_at'),
         isoUtcText(eb.ref('finished_at')).as('finished_at'),
-        sql<number>`extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8`.as('seconds'),
+        sql<number | null>`CASE WHEN status = 'abandoned' AND finished_at IS NULL THEN NULL
+                                ELSE extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 END`.as('seconds'),
         'status',
         'mode',
         'pages',
