@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { sql } from 'kysely';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /**
