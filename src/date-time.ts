@@ -83,7 +83,22 @@ export function laterTimestamp(a: string, b: string): boolean {
   return ms > 0 || (ms === 0 && subMillisecond(a) > subMillisecond(b));
 }
 
-const INSTANT_ARGUMENT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|([+-]\d{2}):?(\d{2})?)?)?$/i;
+/** A UTC designator or offset at the end of a date-time. */
+const ZONE_SUFFIX = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
+/** An offset in whole hours (`+05`), which ISO-8601 allows and V8's Date.parse does not read. */
+const HOURS_OFFSET = /[+-]\d{2}$/;
+
+/**
+ * An ISO-8601 date-time (a date, `T`, a time) with its zone written so that Date.parse reads it
+ * as meant: none is UTC, as CPQ documents its times (Date would read it in the zone of the
+ * machine running the sync); `±hh` is `±hh:00`. The one rule for zones of a dateModified and of
+ * `--since` / `--as-of`.
+ */
+export function withExplicitZone(dateTime: string): string {
+  return !ZONE_SUFFIX.test(dateTime) ? `${dateTime}Z` : HOURS_OFFSET.test(dateTime) ? `${dateTime}:00` : dateTime;
+}
+
+const INSTANT_ARGUMENT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?))?$/i;
 
 /**
  * An instant as given on the command line (`--since`, `--as-of`): an ISO date or date-time. One
@@ -94,7 +109,6 @@ const INSTANT_ARGUMENT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?
 export function instantArgument(text: string): Date | undefined {
   const m = INSTANT_ARGUMENT.exec(text.trim());
   if (!m || !isCalendarDay(Number(m[1]), Number(m[2]), Number(m[3]))) return undefined;
-  const zone = m[6] === undefined ? 'Z' : `${m[6]}:${m[7] ?? '00'}`;
-  const time = new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4] ?? '00:00'}${zone}`);
+  const time = new Date(withExplicitZone(`${m[1]}-${m[2]}-${m[3]}T${m[4] ?? '00:00'}`));
   return Number.isNaN(time.getTime()) ? undefined : time;
 }

@@ -10,7 +10,7 @@ import {
   unstorableNumber,
 } from '../exact-json.js';
 import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
-import { canonicalTimestampMs, isCalendarDay } from '../date-time.js';
+import { canonicalTimestampMs, isCalendarDay, withExplicitZone } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
@@ -75,10 +75,6 @@ const NUL = '\u0000';
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const NUL_OR_DIGEST_MARK = /[\u0000-\u0005]/;
 const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
-/** A UTC designator or offset at the end of a date-time; without one, CPQ's documented UTC is meant. */
-const ZONE_SUFFIX = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
-/** An offset in whole hours (`+05`), which ISO-8601 allows and V8's Date.parse does not read. */
-const HOURS_OFFSET = /[+-]\d{2}$/;
 /** The fraction of a second, after the seconds: its digits past the millisecond are read by hand (Date keeps milliseconds). */
 const FRACTION = /:\d{2}\.(\d+)/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
@@ -277,8 +273,7 @@ class FieldReader {
     if (typeof value !== 'string' || !date || date[1] === '0000' || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3]))) {
       return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
     }
-    // Without a zone, JavaScript would read the time in the zone of the machine running the sync.
-    const zoned = !ZONE_SUFFIX.test(value) ? `${value}Z` : HOURS_OFFSET.test(value) ? `${value}:00` : value;
+    const zoned = withExplicitZone(value);
     if (Number.isNaN(Date.parse(zoned))) return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
     // Date keeps milliseconds; the microseconds are read from the text (Postgres stores them), and
     // finer digits are allowed only when they are zeros: refused rather than rounded.
