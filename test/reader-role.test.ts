@@ -339,3 +339,102 @@ describe('cpq_reader', () => {
     await denied(reader, `INSERT INTO cpq.groups (variable_name) VALUES ('x')`);
   });
 });
+
+/** Names followed by `(` that are SQL syntax, not a function looked up in the search_path. */
+const SQL_SYNTAX = new Set([
+  'select',
+  // EXTRACT(field FROM source): the grammar calls pg_catalog's, whatever the search_path.
+  'extract',
+  'any',
+  'all',
+  'array',
+  'coalesce',
+  'nullif',
+  'exists',
+  'in',
+  'values',
+  'and',
+  'or',
+  'not',
+  'then',
+  'else',
+  'when',
+  'from',
+  'where',
+  'as',
+]);
+
+/** The functions a cpq function's body calls without naming their schema. */
+function unqualifiedCalls(body: string): string[] {
+  const code = body.replace(/'(?:[^']|'')*'/g, "''").replace(/"(?:[^"]|"")*"/g, '""');
+  return [...code.matchAll(/(?<![\w.:$"])([a-z_][a-z0-9_]*)\s*\(/gi)].map((m) => m[1]!.toLowerCase()).filter((name) => !SQL_SYNTAX.has(name));
+}
+
+describe('cpq functions and a reporting login that may create functions in public', () => {
+  it('every cpq function has a search_path of its own, or names the schema of every function it calls', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    const functions = await h.t.query<{ name: string; body: string; config: string[] }>(
+      `SELECT p.oid::regprocedure::text AS name, p.prosrc AS body, coalesce(p.proconfig, '{}') AS config
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cpq' ORDER BY 1`,
+    );
+    expect(functions.length).toBeGreaterThan(20);
+    const exposed = functions
+      .filter((f) => !f.config.some((c) => /^search_path=pg_catalog(, pg_temp)?$/.test(c)))
+      .map((f) => ({ name: f.name, unqualified: unqualifiedCalls(f.body) }))
+      .filter((f) => f.unqualified.length > 0);
+    expect(exposed).toEqual([]);
+    // The check finds what it looks for.
+    expect(unqualifiedCalls(`SELECT lower(pg_catalog.replace(k, '(x', 'y')) = ANY (cpq.keys()) FROM jsonb_each(j) AS e(key)`)).toEqual([
+      'lower',
+      'jsonb_each',
+      'e',
+    ]);
+  });
+
+  it("a function a reporting login puts in public is never run by cpq's functions, called with the default search_path", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const database = new URL(h.t.url).pathname.slice(1);
+    // As in a database made by Postgres 14 or older: anyone may create in public.
+    await admin(async (c) => {
+      await c.query(`GRANT CREATE ON SCHEMA public TO PUBLIC`);
+      await c.query(`CREATE TABLE public.hijacked (fn text, by_role text)`);
+      await c.query(`GRANT INSERT ON public.hijacked TO PUBLIC`);
+    }, database);
+    const reader = await loginAs(h.t.url);
+    // Its functions go before the role does (cleanups run last first).
+    cleanups.push(() => admin((c) => c.query(`DROP OWNED BY ${reader.user!}`), database));
+    // Overloads that match the calls in cpq's functions more closely than pg_catalog's own; each notes who ran it.
+    const hijacks: Array<[signature: string, returns: string, result: string]> = [
+      ['format(text, name)', 'text', 'pg_catalog.format($1, $2)'],
+      ['to_json(text)', 'json', 'pg_catalog.to_json($1)'],
+      ['convert_to(text, text)', 'bytea', 'pg_catalog.convert_to($1, $2::name)'],
+      ['jsonb_build_object(text, jsonb, text, jsonb)', 'jsonb', 'pg_catalog.jsonb_build_object($1, $2, $3, $4)'],
+      ['jsonb_object_agg(text, jsonb)', 'jsonb', 'NULL'],
+      ['concat_ws(text, text, text, text, text, text)', 'text', 'pg_catalog.concat_ws($1, $2, $3, $4, $5, $6)'],
+    ];
+    for (const [signature, returns, result] of hijacks) {
+      const fn = signature.slice(0, signature.indexOf('('));
+      await reader.query(
+        `CREATE FUNCTION public.${signature} RETURNS ${returns} LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO public.hijacked VALUES ('${fn}', current_user); RETURN ${result}; END $$`,
+      );
+    }
+    // The reader's own call shows the overloads would be picked.
+    await reader.query(`SELECT convert_to('a', 'UTF8')`);
+    const ran = () => admin(async (c) => (await c.query<{ fn: string; by_role: string }>(`SELECT fn, by_role FROM public.hijacked`)).rows, database);
+    expect(await ran()).toEqual([{ fn: 'convert_to', by_role: expect.stringMatching(/^cpq_rr_/) as unknown }]);
+    await admin((c) => c.query(`TRUNCATE public.hijacked`), database);
+
+    // What a DBA's psql session runs: the README's grant and checksum, the change log's diffs, the seal and redaction functions.
+    await admin(async (c) => {
+      await c.query(`SELECT cpq.grant_reader_access()`);
+      await c.query(`SELECT diff FROM cpq.user_changes`);
+      await c.query(`SELECT cpq.login_checksum(sum(cpq.login_hash(login))) FROM cpq.users`);
+      await c.query(`SELECT cpq.run_content_sha256(id), cpq.run_chain_sha256(site, id, NULL, 'x') FROM cpq.sync_runs`);
+      await c.query(`SELECT cpq.redact_personal_fields(raw), cpq.without_personal_fields(raw), cpq.is_personal_key('Email') FROM cpq.users`);
+      await c.query(`SELECT count(*) FROM cpq.users_as_of(now()) u, cpq.user_groups_as_of(now()) g, cpq.groups_as_of(now()) gr`);
+    }, database);
+    expect(await ran()).toEqual([]);
+  });
+});

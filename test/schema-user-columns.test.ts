@@ -43,11 +43,11 @@ async function parityProblems(t: TestDatabase): Promise<string[]> {
   return problems;
 }
 
-/** The statement that redefines cpq.insert_diff (migrations/0005, 0018) as it is, around the current FIELD_DIFF and INSERTED_UNMAPPED_DIFF. */
+/** The statement that redefines cpq.insert_diff (migrations/0005, 0018, 0020) as it is, around the current FIELD_DIFF and INSERTED_UNMAPPED_DIFF. */
 function insertDiffStatement(body: string): string {
   const replaced = body
-    .replace(/^ {2}SELECT \('\{' \|\| concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`)
-    .replace(/^ {4}\|\| \(SELECT coalesce\(jsonb_object_agg\('raw\.'.*$/m, () => `    || ${INSERTED_UNMAPPED_DIFF}`);
+    .replace(/^ {2}SELECT \('\{' \|\| (?:pg_catalog\.)?concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`)
+    .replace(/^ {4}\|\| \(SELECT coalesce\((?:pg_catalog\.)?jsonb_object_agg\('raw\.'.*$/m, () => `    || ${INSERTED_UNMAPPED_DIFF}`);
   return `CREATE OR REPLACE FUNCTION cpq.insert_diff(p_user_id bigint, p_valid_from timestamptz) RETURNS jsonb\nLANGUAGE sql STABLE AS $body$${replaced}$body$;\n`;
 }
 

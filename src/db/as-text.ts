@@ -10,13 +10,15 @@ import { sql, type Expression, type RawBuilder } from 'kysely';
  * A timestamptz as ISO-8601 UTC text: milliseconds, as JavaScript's toISOString writes them and
  * CPQ sends dates (2025-09-26T12:17:59.000Z), or microseconds when the value has any
  * (2025-09-26T12:17:59.123456Z; a JavaScript Date would drop them), whatever the session time
- * zone. Null stays null. The SQL around the expression, once, for both forms below.
+ * zone. Null stays null. The SQL around the expression, once, for both forms below. Functions
+ * are named with their schema: cpq.insert_diff holds this text, and must not run a function
+ * another role put in its caller's search_path (migrations/0020).
  */
 function isoUtcParts<E>(expr: E): (string | E)[] {
   return [
-    `(to_char(`,
+    `(pg_catalog.to_char(`,
     expr,
-    ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.') || to_char(`,
+    ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.') || pg_catalog.to_char(`,
     expr,
     ` AT TIME ZONE 'UTC', CASE WHEN extract(microseconds FROM `,
     expr,

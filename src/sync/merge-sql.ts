@@ -24,14 +24,15 @@ const asJson = (expr: string, column: string) => {
   const type = PG_TYPE[column]!;
   if (['boolean', 'integer', 'bigint'].includes(type)) return `coalesce(${expr}::text, 'null')`;
   // The same ISO form CPQ sends and inserts are logged with, whatever the session time zone.
-  if (type === 'timestamptz') return `coalesce(to_json(${isoUtcSql(expr)})::text, 'null')`;
-  return `coalesce(to_json(${expr})::text, 'null')`;
+  if (type === 'timestamptz') return `coalesce(pg_catalog.to_json(${isoUtcSql(expr)})::text, 'null')`;
+  return `coalesce(pg_catalog.to_json(${expr})::text, 'null')`;
 };
 
 /**
  * The field diff of an updated user as one jsonb: `"col":{"old":...,"new":...}` for every column
  * whose value differs between the old row `o` and the new row `u`. Against an empty `o` it is
- * the field part of an insert's diff: cpq.insert_diff (migrations/0005) holds a copy of it.
+ * the field part of an insert's diff: cpq.insert_diff (migrations/0005, 0018, 0020) holds a copy
+ * of it, hence functions named with their schema (see isoUtcParts).
  * Built as text and parsed once: jsonb_each/jsonb_object_agg per row costs ten times more.
  * concat_ws skips NULLs; it takes at most 100 arguments, hence the chunks.
  */
@@ -40,8 +41,8 @@ export const FIELD_DIFF = (() => {
     (c) => `CASE WHEN o.${c} IS DISTINCT FROM u.${c} THEN '"${c}":{"old":' || ${asJson(`o.${c}`, c)} || ',"new":' || ${asJson(`u.${c}`, c)} || '}' END`,
   );
   const chunks: string[] = [];
-  for (let i = 0; i < fragments.length; i += 40) chunks.push(`nullif(concat_ws(',', ${fragments.slice(i, i + 40).join(', ')}), '')`);
-  return `('{' || concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
+  for (let i = 0; i < fragments.length; i += 40) chunks.push(`nullif(pg_catalog.concat_ws(',', ${fragments.slice(i, i + 40).join(', ')}), '')`);
+  return `('{' || pg_catalog.concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
 })();
 
 /** Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data. */
@@ -54,14 +55,14 @@ const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]
  * custom field going from one to the other is a restatement, not a change.
  */
 export const unmappedFields = (raw: string) =>
-  `(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(${raw}) e WHERE lower(e.key) <> ALL (${MAPPED_KEYS}) AND jsonb_typeof(e.value) <> 'null')`;
+  `(SELECT coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM pg_catalog.jsonb_each(${raw}) e WHERE pg_catalog.lower(e.key) <> ALL (${MAPPED_KEYS}) AND pg_catalog.jsonb_typeof(e.value) <> 'null')`;
 
 /**
  * The custom-field part of an insert's diff, from its first version `u`: `"raw.<field>":{"old":
  * null,"new":...}` for each field unmappedFields holds, '{}' when none. cpq.insert_diff
  * (migrations/0018) holds a copy of it, on a line of its own after FIELD_DIFF's.
  */
-export const INSERTED_UNMAPPED_DIFF = `(SELECT coalesce(jsonb_object_agg('raw.' || e.key, jsonb_build_object('old', NULL, 'new', e.value)), '{}'::jsonb) FROM jsonb_each(${unmappedFields('u.raw')}) e)`;
+export const INSERTED_UNMAPPED_DIFF = `(SELECT coalesce(pg_catalog.jsonb_object_agg('raw.' || e.key, pg_catalog.jsonb_build_object('old', NULL, 'new', e.value)), '{}'::jsonb) FROM pg_catalog.jsonb_each(${unmappedFields('u.raw')}) e)`;
 
 /**
  * The diff entries of custom fields between the old row `o` and the new row `u`:
