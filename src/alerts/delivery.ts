@@ -5,6 +5,7 @@ import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-ou
 import { releaseAlerts } from '../db/sql/release-alerts.js';
 import { errorCode, errorMessage, oneLine, printable } from '../errors.js';
 import { RequestSignal } from '../request-signal.js';
+import { quotesSecret } from '../secret-echo.js';
 import type { Logger } from '../logger.js';
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signBody } from './signing.js';
 
@@ -82,12 +83,21 @@ export type PostResult = { ok: true } | { ok: false; permanent: boolean; error: 
 /** The receiver's words on a refusal, briefly: untrusted text, one line, at most this many characters. */
 const ERROR_BODY_CHARS = 200;
 
-async function briefBody(response: Response): Promise<string> {
+/** How many characters of the webhook URL's path and query in a row make an answer one that quotes it (quotesSecret). */
+const URL_ECHO_CHARS = 12;
+
+/**
+ * The receiver's words, briefly; none when they quote the webhook's path or query in any form (a
+ * 404 page of many frameworks names the path it was asked for): a Slack URL's path is its secret.
+ */
+async function briefBody(response: Response, webhookUrl: string): Promise<string> {
   try {
     if (!response.body) return '';
     // The first chunk is plenty; leaving the loop cancels the rest of the body.
     for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
       const text = Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.length, ERROR_BODY_CHARS * 4)).toString('utf8');
+      const url = new URL(webhookUrl);
+      if (quotesSecret(text, [(url.pathname + url.search).replace(/^\//, '')], URL_ECHO_CHARS)) return '(its answer quotes the webhook URL: not shown)';
       return oneLine(text.replace(/[^\x20-\x7e\s]/g, '?')).slice(0, ERROR_BODY_CHARS);
     }
     return '';
@@ -122,7 +132,7 @@ export async function postAlert(webhook: Webhook, body: string, idempotencyKey: 
       await response.body?.cancel();
       return { ok: true };
     }
-    const said = await briefBody(response);
+    const said = await briefBody(response, webhook.url);
     const error = `the webhook answered HTTP ${response.status}${said ? `: ${said}` : ''}`;
     if (response.status >= 300 && response.status < 400) return { ok: false, permanent: true, error: `${error} (a redirect, not followed)` };
     const transient = response.status === 408 || response.status === 425 || response.status === 429 || response.status >= 500;

@@ -30,6 +30,23 @@ export function withoutBodyExcerpt(jsonError: string): string {
   return quote < 0 ? jsonError : jsonError.slice(0, quote).replace(/[\s,.]+$/, '');
 }
 
+/** The secrets of Authorization headers we sent: the credential (a token, or Basic's base64), and Basic's password. */
+export function credentialSecrets(authorizations: Iterable<string>): string[] {
+  const secrets: string[] = [];
+  for (const header of authorizations) {
+    const credential = header.replace(/^\S+\s+/, '');
+    secrets.push(credential);
+    if (/^basic\s/i.test(header)) {
+      const decoded = Buffer.from(credential, 'base64').toString('utf8');
+      secrets.push(decoded.slice(decoded.indexOf(':') + 1));
+    }
+  }
+  return secrets;
+}
+
+/** How many characters of a credential in a row make a text one that quotes it (quotesSecret). */
+export const CREDENTIAL_ECHO_CHARS = 8;
+
 export function redactCredentials(text: string, authorizations: Iterable<string>): string {
   let out = text;
   for (const header of authorizations) {

@@ -9,7 +9,17 @@ import { TooComplexError, parseExactJson } from '../exact-json.js';
 import { cutCollectionBody } from './json-items.js';
 import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
-import { describeBody, describeNetworkError, readBodyCapped, readHead, redactCredentials, withoutBodyExcerpt } from './http-bodies.js';
+import {
+  CREDENTIAL_ECHO_CHARS,
+  credentialSecrets,
+  describeBody,
+  describeNetworkError,
+  readBodyCapped,
+  readHead,
+  redactCredentials,
+  withoutBodyExcerpt,
+} from './http-bodies.js';
+import { quotesSecret } from '../secret-echo.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
 import { RequestSignal } from '../request-signal.js';
@@ -215,9 +225,20 @@ export class CpqHttpClient {
     return new SyncError('data', `GET ${url}: ${what}`);
   }
 
-  /** A body excerpt for an error message, without the credentials we sent. */
-  private excerpt(text: string, contentType: string | null): string {
+  /**
+   * A body excerpt for an error message, without the credentials we sent: none of a body that
+   * quotes them in any form (a gateway echoing the request), else one with any exact copy cut out.
+   */
+  excerpt(text: string, contentType: string | null): string {
+    if (quotesSecret(text, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS)) return 'a body that quotes the credentials sent (not shown)';
     return describeBody(redactCredentials(text, this.sentAuthorizations), contentType);
+  }
+
+  /** A network error's message, the same way: none that quotes the credentials in any form, else exact copies cut out. */
+  private withoutCredentials(message: string): string {
+    if (quotesSecret(message, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS))
+      return 'a network error that quotes the credentials sent (not shown)';
+    return redactCredentials(message, this.sentAuthorizations);
   }
 
   url(path: string, query: Record<string, string> = {}): string {
@@ -404,7 +425,7 @@ export class CpqHttpClient {
           const timedOut = stall.fired > 0 || (err instanceof Error && err.name === 'TimeoutError');
           if (timedOut) this.budget.slowDown(slot);
           // A network error may quote the request's headers: credentials are cut out of it.
-          const reason = stall.fired ? `no data for ${stall.fired / 1000}s` : redactCredentials(describeNetworkError(err), this.sentAuthorizations);
+          const reason = stall.fired ? `no data for ${stall.fired / 1000}s` : this.withoutCredentials(describeNetworkError(err));
           retryReason = 'network';
           waitMs = undefined;
           if (attempt >= this.policy.maxRetries) {

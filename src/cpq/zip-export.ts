@@ -8,7 +8,6 @@ import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
 import { PageRecords, type PageRecord } from './page-records.js';
-import { describeBody } from './http-bodies.js';
 import { pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
 import { countValue, displayValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
 import { JsonItemsParser } from './json-items.js';
@@ -64,7 +63,7 @@ export function zipExportUrl(client: CpqHttpClient, config: CpqConfig, company: 
 }
 
 /** A body that is not a zip (CPQ sent JSON or an error page with 200) is named as what it is. */
-async function checkIsZip(path: string, download: DownloadResult) {
+async function checkIsZip(client: CpqHttpClient, path: string, download: DownloadResult) {
   if (download.bytes === 0) throw new SyncError('data', `GET ${download.url}: expected a zip archive, got an empty body`);
   const handle = await open(path, 'r');
   const head = Buffer.alloc(256);
@@ -77,7 +76,7 @@ async function checkIsZip(path: string, download: DownloadResult) {
   if (head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6))) return;
   const text = head.subarray(0, Math.min(download.bytes, head.length)).toString('utf8');
   const type = download.contentType ?? 'no content type';
-  throw new SyncError('data', `GET ${download.url}: expected a zip archive, got ${type} with ${describeBody(text, download.contentType)}`);
+  throw new SyncError('data', `GET ${download.url}: expected a zip archive, got ${type} with ${client.excerpt(text, download.contentType)}`);
 }
 
 function describe(value: unknown): string {
@@ -243,7 +242,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
       maxBytes: config.zip.maxBytes,
       timeoutMs: config.zip.downloadTimeoutMs,
     });
-    await checkIsZip(path, download);
+    await checkIsZip(client, path, download);
     interrupted();
     archive = await ZipArchive.open(path, config.zip);
     const entries = await archive.userEntries();

@@ -108,3 +108,50 @@ describe('a body that is not JSON', () => {
     }
   });
 });
+
+describe('an error body that echoes the Authorization header in another form', () => {
+  it('is not shown at all: JSON-escaped, URL-encoded, as HTML entities, in part; an error body that does not is', async () => {
+    // A password whose Basic credential holds characters that escapes change.
+    const password = 'pw?>0~?';
+    const credential = Buffer.from(`sync:${password}`).toString('base64');
+    expect(credential).toBe('c3luYzpwdz8+MH4/');
+    let body = '';
+    const echo = createServer((req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end(body));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    try {
+      const cpq = loadConfig({ CPQ_BASE_URL: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`, CPQ_USERNAME: 'sync', CPQ_PASSWORD: password }).cpq!;
+      const client = new CpqHttpClient(cpq, createAuthenticator(cpq.auth, 5_000), pino({ level: 'silent' }));
+      const failure = async () => {
+        const error = await client.getJson(client.url('/x')).then(
+          () => undefined,
+          (err: unknown) => err as Error,
+        );
+        expect(error).toBeInstanceOf(SyncError);
+        return error!.message;
+      };
+      const header = `Basic ${credential}`;
+      const echoes = {
+        'JSON with escaped slashes': JSON.stringify({ authorization: header }).replaceAll('/', '\\/'),
+        'JSON with \\u escapes': JSON.stringify({ authorization: header }).replace(/[+/=]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`),
+        'URL-encoded': `header=${encodeURIComponent(header)}`,
+        'URL-encoded, lower case': `header=${encodeURIComponent(header)
+          .toLowerCase()
+          .replace(/%[0-9a-f]{2}/g, (e) => e)}`,
+        'HTML entities': `<p>${header.replace(/[+/=]/g, (c) => `&#x${c.charCodeAt(0).toString(16)};`)}</p>`,
+        'in part, cut at 20 characters': `{"authorization":"${header.slice(0, 20)}..."}`,
+        'the password decoded': `user sync with password ${password} refused`,
+      };
+      for (const [form, text] of Object.entries(echoes)) {
+        body = text;
+        const message = await failure();
+        expect(message, form).toMatch(/: CPQ answered 400 with a body that quotes the credentials sent \(not shown\)$/);
+        for (const secret of [credential, password])
+          for (let i = 0; i + 8 <= secret.length; i++) expect(message.toLowerCase(), form).not.toContain(secret.slice(i, i + 8).toLowerCase());
+      }
+      body = '{"error":"unknown filter q"}';
+      expect(await failure()).toMatch(/: CPQ answered 400 with "\{"error":"unknown filter q"\}"$/);
+    } finally {
+      echo.close();
+    }
+  });
+});

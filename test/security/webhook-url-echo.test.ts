@@ -1,0 +1,52 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postAlert } from '../../src/alerts/delivery.js';
+
+/*
+ * A Slack webhook URL's path is its secret. A receiver's refusal is kept in the alert outbox, the
+ * logs and `alerts list` (up to 200 characters of it); the 404 page of many frameworks names the
+ * path it was asked for (Express: "Cannot POST /services/…", Spring: "path": "\/services\/…"),
+ * which put the secret where cpq_reader reads it. Such an answer is not kept at all.
+ */
+
+const PATH = '/services/T0AB12CD3/B0EF45GH6/XoXsEcReTtOkEnPaRt1234';
+let server: Server;
+let base = '';
+let answer = { status: 404, body: '' };
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(answer.status, { 'content-type': 'text/plain' }).end(answer.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+const post = () => postAlert({ url: `${base}${PATH}`, secret: 'k', timeoutMs: 5_000 }, '{}', 'key-1');
+
+describe("a webhook's refusal that quotes the webhook's path", () => {
+  it('is recorded without its words, in any form it quotes the path; a refusal that does not quote it keeps them', async () => {
+    const echoes = {
+      Express: `<pre>Cannot POST ${PATH}</pre>`,
+      'Spring, JSON-escaped': JSON.stringify({ status: 404, error: 'Not Found', path: PATH }).replaceAll('/', '\\/'),
+      'URL-encoded': `no route for ${encodeURIComponent(PATH)}`,
+      'the token alone': 'invalid token XoXsEcReTtOkEnPaRt1234',
+      'cut after its first 14 characters': `Cannot POST ${PATH.slice(0, 14)}`,
+    };
+    for (const [form, body] of Object.entries(echoes)) {
+      answer = { status: 404, body };
+      const result = await post();
+      expect(result, form).toEqual({ ok: false, permanent: true, error: 'the webhook answered HTTP 404: (its answer quotes the webhook URL: not shown)' });
+      if (!result.ok) expect(result.error, form).not.toMatch(/T0AB12CD3|XoXs|services\//i);
+    }
+    answer = { status: 410, body: 'channel_is_archived' };
+    expect(await post()).toEqual({ ok: false, permanent: true, error: 'the webhook answered HTTP 410: channel_is_archived' });
+  });
+});
