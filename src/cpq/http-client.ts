@@ -59,8 +59,14 @@ export function pathSegmentProblem(name: string): string | undefined {
   if (name === '' || name === '.' || name === '..' || /[/\\]/.test(name)) {
     return 'cannot be used in a URL path: empty names, ".", ".." and names holding / or \\ are refused';
   }
+  // Not a name the run could store (Postgres text holds no NUL) or encode (an unpaired surrogate
+  // is no Unicode): refused here, naming it, rather than failing the run as a database error.
+  if (UNSTORABLE_NAME.test(name)) return 'holds a NUL character or an unpaired UTF-16 surrogate, which a URL and Postgres text cannot hold';
   return undefined;
 }
+
+// eslint-disable-next-line no-control-regex -- matching NUL is the point
+const UNSTORABLE_NAME = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 export interface DownloadResult {
   url: string;
   bytes: number;

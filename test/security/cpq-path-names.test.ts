@@ -17,6 +17,8 @@ let server: Server | undefined;
 let baseUrl = '';
 const requests: string[] = [];
 const json = (body: unknown) => JSON.stringify(body);
+/** The company list's second company. */
+let listed = '..';
 
 beforeAll(async () => {
   site = await hostileSite();
@@ -26,7 +28,7 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'application/json' });
     switch (url.pathname) {
       case '/rest/v16/companies':
-        return void res.end(json({ items: [{ loginName: 'site-host', isHost: true }, { loginName: url.searchParams.get('evil') ?? '..' }], hasMore: false }));
+        return void res.end(json({ items: [{ loginName: 'site-host', isHost: true }, { loginName: listed }], hasMore: false }));
       case '/cpq/rest/v19/integrationUsers':
         // An integration user listed without groups: its detail is read by partyNumber.
         return void res.end(json({ items: [{ login: 'integration', partyNumber: '..', company: { loginName: '_host' } }], hasMore: false }));
@@ -67,6 +69,23 @@ describe('names CPQ sends are never path steps', () => {
     expect(requests).toEqual(['/rest/v16/companies']);
     expect(await planted()).toEqual([]);
   });
+
+  it.each(['a\u0000b', 'a\ud800b', 'a\udc00'])(
+    'a company named %j in the company list fails the run as bad data naming it, not as a database error; its users are not asked for',
+    async (name) => {
+      listed = name;
+      try {
+        const error = await site!.refused('*', { cpq: { baseUrl } });
+        expect(error.kind).toBe('data');
+        expect(error.message).toBe(
+          `GET ${baseUrl}/rest/v16/companies?limit=1000&offset=0: company 1: loginName ${JSON.stringify(name)} holds a NUL character or an unpaired UTF-16 surrogate, which a URL and Postgres text cannot hold`,
+        );
+        expect(requests).toEqual(['/rest/v16/companies']);
+      } finally {
+        listed = '..';
+      }
+    },
+  );
 
   it('an integration user whose partyNumber is ".." fails the run before its detail URL is built', async () => {
     const error = await site!.refused('_host', { cpq: { baseUrl, pathPrefix: '/cpq', integrationUsers: 'on' } });
