@@ -1,3 +1,4 @@
+import type { PassThrough } from 'node:stream';
 import { describe, expect } from 'vitest';
 import { exportChanges, exportSnapshot } from '../src/history/export.js';
 import { collect } from './helpers/export-output.js';
@@ -63,5 +64,36 @@ describe('CSV exports and spreadsheets', () => {
     // JSON lines carry the values as stored.
     const jsonl = await collect((out) => exportSnapshot(h.t.pool, new Date(), 'jsonl', out));
     expect(jsonl).toContain(JSON.stringify(HOSTILE[0]!.first_name));
+  });
+});
+
+describe('exports written to a terminal', () => {
+  it("show CPQ's control characters as \\xNN in CSV and as \\u escapes in JSON lines, so that none acts on the terminal; to a file or pipe, they are written as they are", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 1, partnerCompanies: 0, integrationUsers: 0 });
+    const [login] = h.sim.users('_host').map((u) => String(u.login));
+    // Retitle the window, erase the line, write the clipboard (OSC 52), and a C1 CSI.
+    const lastName = 'Doe\u001b]0;owned\u0007\u001b[2K\u001b]52;c;ZXZpbA==\u0007\u009b2J\u007f';
+    h.sim.updateUser('_host', login!, { lastName });
+    await h.sync();
+    /** Like process.stdout on a terminal. */
+    const toTerminal = (write: (out: PassThrough) => Promise<unknown>) => collect((out) => write(Object.assign(out, { isTTY: true })));
+    // eslint-disable-next-line no-control-regex -- finding control characters is the point
+    const controls = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+    const csv = await toTerminal((out) => exportSnapshot(h.t.pool, new Date(), 'csv', out));
+    expect(csv).not.toMatch(controls);
+    expect(csv).toContain('Doe\\x1b]0;owned\\x07\\x1b[2K\\x1b]52;c;ZXZpbA==\\x07\\x9b2J\\x7f');
+    const jsonl = await toTerminal((out) => exportSnapshot(h.t.pool, new Date(), 'jsonl', out));
+    expect(jsonl).not.toMatch(controls);
+    expect((JSON.parse(jsonl.trim()) as { last_name: string }).last_name).toBe(lastName);
+    const changes = await toTerminal((out) => exportChanges(h.t.pool, { after: '0' }, 'csv', out));
+    expect(changes).not.toMatch(controls);
+
+    // A file or a pipe gets the value exactly.
+    const exact = await collect((out) => exportSnapshot(h.t.pool, new Date(), 'jsonl', out));
+    expect((JSON.parse(exact.trim()) as { last_name: string }).last_name).toBe(lastName);
+    expect(await collect((out) => exportSnapshot(h.t.pool, new Date(), 'csv', out))).toContain(lastName);
   });
 });

@@ -8,7 +8,7 @@ import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
 import { readLastWatermark } from '../db/sql/read-last-watermark.js';
 import { instantArgument } from '../date-time.js';
-import { SyncError } from '../errors.js';
+import { printable, SyncError } from '../errors.js';
 import { compactJsonText } from './exact-text.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
@@ -17,12 +17,17 @@ const BATCH = 2000;
 
 /** What a spreadsheet runs as a formula when a cell begins with it (OWASP's CSV injection rule). */
 const FORMULA_START = /^[=+\-@\t\r]/;
+/** DEL and the C1 controls, which JSON.stringify leaves as they are. */
+const C1_CONTROLS = /[\u007f-\u009f]/g;
 /** A number, which a spreadsheet reads as one: not a formula, written as it is. */
 const PLAIN_NUMBER = /^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$/;
 
-function csvCell(value: string | null, column: TextColumn): string {
+function csvCell(value: string | null, column: TextColumn, terminal: boolean): string {
   if (value === null) return '';
-  const text = column.json ? compactJsonText(value) : value;
+  const json = column.json ? compactJsonText(value) : value;
+  // To a terminal, CPQ's text must not act on it (an escape sequence in a name retitles it, erases
+  // lines, writes the clipboard): each control character is shown as \xNN, as status shows them.
+  const text = terminal ? printable(json) : json;
   // A leading ' makes a spreadsheet show the cell as text instead of running it.
   const cell = FORMULA_START.test(text) && !PLAIN_NUMBER.test(text) ? `'${text}` : text;
   return /[",\r\n]/.test(cell) ? `"${cell.replace(/"/g, '""')}"` : cell;
@@ -44,9 +49,10 @@ async function streamRows(
   out: Writable,
 ): Promise<number> {
   const keys = columns.map((c) => `${JSON.stringify(c.name)}:`);
+  const terminal = (out as { isTTY?: boolean }).isTTY === true;
   const line =
     format === 'csv'
-      ? (row: (string | null)[]) => columns.map((c, i) => csvCell(row[i]!, c)).join(',')
+      ? (row: (string | null)[]) => columns.map((c, i) => csvCell(row[i]!, c, terminal)).join(',')
       : (row: (string | null)[]) =>
           `{${columns
             .map((c, i) => {
@@ -61,7 +67,10 @@ async function streamRows(
       const rows = await cursor.read(BATCH);
       if (rows.length === 0) break;
       count += rows.length;
-      await write(out, `${rows.map(line).join('\n')}\n`);
+      const text = rows.map(line).join('\n');
+      // JSON escapes C0 controls but not DEL and C1 (U+009B is CSI to some terminals): to a
+      // terminal, those are written as \u escapes too, which leave the JSON the same value.
+      await write(out, `${terminal && format === 'jsonl' ? text.replace(C1_CONTROLS, (c) => `\\u00${c.charCodeAt(0).toString(16)}`) : text}\n`);
     }
   } finally {
     await cursor.close();
