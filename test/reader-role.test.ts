@@ -420,16 +420,46 @@ describe('cpq functions and a reporting login that may create functions in publi
          BEGIN INSERT INTO public.hijacked VALUES ('${fn}', current_user); RETURN ${result}; END $$`,
       );
     }
-    // The reader's own call shows the overloads would be picked.
-    await reader.query(`SELECT convert_to('a', 'UTF8')`);
-    const ran = () => admin(async (c) => (await c.query<{ fn: string; by_role: string }>(`SELECT fn, by_role FROM public.hijacked`)).rows, database);
-    expect(await ran()).toEqual([{ fn: 'convert_to', by_role: expect.stringMatching(/^cpq_rr_/) as unknown }]);
+    // Operators: pg_catalog's are looked up first, so one of the reader's is taken only where
+    // pg_catalog has no exact match for the argument types (numeric % integer). One of each
+    // operator the functions use, for each pair of two different number types or string types.
+    const families = [
+      { types: ['smallint', 'integer', 'bigint', 'numeric', 'real', 'double precision'], as: 'numeric' },
+      { types: ['text', 'name', 'character varying', 'character'], as: 'text' },
+    ];
+    const operators = { '%': 'mod', '=': 'eq', '<>': 'ne', '<': 'lt', '>': 'gt', '<=': 'le', '>=': 'ge', '+': 'add', '-': 'sub', '*': 'mul', '||': 'cat' };
+    const statements: string[] = [];
+    for (const { types, as } of families)
+      for (const left of types)
+        for (const right of types) {
+          if (left === right) continue;
+          for (const [op, name] of Object.entries(operators)) {
+            if ((as === 'text') !== (op === '||' || ['=', '<>', '<', '>', '<=', '>='].includes(op))) continue;
+            const fn = `public.hijack_${name}_${left}_${right}`.replace(/ /g, '_');
+            const returns = ['=', '<>', '<', '>', '<=', '>='].includes(op) ? 'boolean' : as;
+            statements.push(
+              `CREATE FUNCTION ${fn}(${left}, ${right}) RETURNS ${returns} LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO public.hijacked VALUES ('${op}(${left}, ${right})', current_user); RETURN $1::${as} OPERATOR(pg_catalog.${op}) $2::${as}; END $$`,
+              `CREATE OPERATOR public.${op} (LEFTARG = ${left}, RIGHTARG = ${right}, FUNCTION = ${fn})`,
+            );
+          }
+        }
+    await reader.query(statements.join(';\n'));
+    // The reader's own calls show the overloads would be picked.
+    await reader.query(`SELECT convert_to('a', 'UTF8'), extract(microseconds FROM now()) % 1000`);
+    const ran = () =>
+      admin(async (c) => (await c.query<{ fn: string; by_role: string }>(`SELECT fn, by_role FROM public.hijacked ORDER BY fn`)).rows, database);
+    expect(await ran()).toEqual([
+      { fn: '%(numeric, integer)', by_role: expect.stringMatching(/^cpq_rr_/) as unknown },
+      { fn: 'convert_to', by_role: expect.stringMatching(/^cpq_rr_/) as unknown },
+    ]);
     await admin((c) => c.query(`TRUNCATE public.hijacked`), database);
 
     // What a DBA's psql session runs: the README's grant and checksum, the change log's diffs, the seal and redaction functions.
     await admin(async (c) => {
       await c.query(`SELECT cpq.grant_reader_access()`);
       await c.query(`SELECT diff FROM cpq.user_changes`);
+      await c.query(`SELECT count(*) FROM cpq.user_changes_flat`);
       await c.query(`SELECT cpq.login_checksum(sum(cpq.login_hash(login))) FROM cpq.users`);
       await c.query(`SELECT cpq.run_content_sha256(id), cpq.run_chain_sha256(site, id, NULL, 'x') FROM cpq.sync_runs`);
       await c.query(`SELECT cpq.redact_personal_fields(raw), cpq.without_personal_fields(raw), cpq.is_personal_key('Email') FROM cpq.users`);

@@ -11,8 +11,10 @@ import { sql, type Expression, type RawBuilder } from 'kysely';
  * CPQ sends dates (2025-09-26T12:17:59.000Z), or microseconds when the value has any
  * (2025-09-26T12:17:59.123456Z; a JavaScript Date would drop them), whatever the session time
  * zone. Null stays null. The SQL around the expression, once, for both forms below. Functions
- * are named with their schema: cpq.insert_diff holds this text, and must not run a function
- * another role put in its caller's search_path (migrations/0020).
+ * are named with their schema, and extract's numeric meets numerics: cpq.insert_diff holds this
+ * text, and must not run a function or operator another role put in its caller's search_path
+ * (migrations/0020; `numeric % integer` has no exact match in pg_catalog, so a
+ * public.%(numeric, integer) would have been taken).
  */
 function isoUtcParts<E>(expr: E): (string | E)[] {
   return [
@@ -22,7 +24,7 @@ function isoUtcParts<E>(expr: E): (string | E)[] {
     expr,
     ` AT TIME ZONE 'UTC', CASE WHEN extract(microseconds FROM `,
     expr,
-    `) % 1000 = 0 THEN 'MS' ELSE 'US' END) || 'Z')`,
+    `) % 1000::pg_catalog.numeric = 0::pg_catalog.numeric THEN 'MS' ELSE 'US' END) || 'Z')`,
   ];
 }
 
