@@ -56,6 +56,24 @@ describe('run result and error', () => {
     expect(row).toEqual({ status: 'failed', mode: 'full', pages: 2 });
   });
 
+  it('a first run that fails before any stream starts (the company list refused) is recorded as full too; a later one as incremental', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '*', CPQ_MAX_RETRIES: '0' });
+    const records = () => h.t.query<{ status: string; mode: string; pages: number }>(`SELECT status, mode, pages FROM cpq.sync_runs ORDER BY id`);
+    h.sim.addFault({ match: { path: /\/companies$/ }, times: 1, status: 500 });
+    await h.syncError();
+    expect(await records()).toEqual([{ status: 'failed', mode: 'full', pages: 0 }]);
+    await h.sync();
+    h.sim.addFault({ match: { path: /\/companies$/ }, times: 1, status: 500 });
+    await h.syncError();
+    expect((await records()).map((r) => [r.status, r.mode])).toEqual([
+      ['failed', 'full'],
+      ['succeeded', 'full'],
+      ['failed', 'incremental'],
+    ]);
+  });
+
   it('a succeeded run returns its run id and the HTTP counts its row records', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 },

@@ -63,6 +63,8 @@ export class SyncRun {
   private firstStreamFailure: { error: unknown; afterInterrupt: boolean } | undefined;
   private connectionLost: Error | undefined;
   private stager: Stager | undefined;
+  /** Whether the run reads every user: --full, or a site with no stream read yet (its first run). */
+  private readsAll = false;
   /**
    * When the versions this run writes start (their valid_from, sync_runs.effective_at): fixed
    * when its first merge, batch or final, begins, by the database's clock (readRunClock).
@@ -115,7 +117,9 @@ export class SyncRun {
   private async locked(client: pg.PoolClient): Promise<RunResult> {
     const { db, log } = this.deps;
     const site = this.site.name;
-    const runId = await createRun(db, site, this.options.full ? 'full' : 'incremental');
+    // What the record says until the streams say how they read: a first run reads in full, even one that fails before any stream starts.
+    this.readsAll = this.options.full === true || (await readCursors(db, site)).size === 0;
+    const runId = await createRun(db, site, this.readsAll ? 'full' : 'incremental');
     const runLog = log.child({ site, runId });
     this.readSignal = this.options.signal ? AbortSignal.any([this.options.signal, this.streamFailed.signal]) : this.streamFailed.signal;
     this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca), runLog, this.readSignal);
@@ -159,7 +163,7 @@ export class SyncRun {
               : toDatabaseOrInternal(err)
       ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
       const message = oneLine(error.message);
-      const { mode, pages, streams } = summarizeStreams(this.progress, this.options.full === true);
+      const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
       const recorded = await finishRun(this.deps.pool, runId, {
         status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
         error: message,
@@ -444,7 +448,7 @@ export class SyncRun {
     await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate }, this.progress, (m) => this.warn(m));
     await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
 
-    const { mode, pages, streams } = summarizeStreams(this.progress, this.options.full === true);
+    const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();
     await finishRun(client, runId, { status: 'succeeded', mode, pages, counts, streams, warnings: this.warnings, http, effectiveAt: effectiveAt() });
     return { site, runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, http, ...counts };
