@@ -313,6 +313,9 @@ describe('exports', () => {
         );
       } else {
         expect(lines[0]).toMatch(/^snapshot_as_of,snapshot_run_id,snapshot_run_finished_at,company_login,login,.*,site,is_proxy_perm_enabled$/);
+        // A column added since goes after every earlier one, raw too: each keeps its place.
+        const withRaw = await collect((out) => exportSnapshot(h.t.pool, firstRun!.finished_at, format, out, { withRaw: true }));
+        expect(withRaw.slice(0, withRaw.indexOf('\n'))).toBe(`${lines[0]!.replace(/,is_proxy_perm_enabled$/, '')},raw,is_proxy_perm_enabled`);
         expect(lines).toHaveLength(5);
         expect(lines[1]).toContain(`,${first.runId},`);
       }

@@ -34,10 +34,14 @@ const USER_COLUMNS: TextColumn[] = [
   json('party_id'),
   // After the columns of a release before sites, so that they keep their places.
   text('site'),
-  // Added after site for the same reason: the proxy permission (to log in as other users), an
-  // admin flag to the admin_flag alert rule and cpq.administrators.
-  json('is_proxy_perm_enabled'),
 ];
+
+/**
+ * Columns added since, after every earlier one (raw too, when asked for) for the same reason:
+ * the proxy permission (to log in as other users), an admin flag to the admin_flag alert rule
+ * and cpq.administrators.
+ */
+const ADDED_COLUMNS: TextColumn[] = [json('is_proxy_perm_enabled')];
 
 /**
  * Opens a cursor over every user present at `asOf` (cpq.users_as_of) in the sites of `runIds`,
@@ -55,6 +59,7 @@ export function openSnapshot(
     { name: 'snapshot_run_finished_at', json: false, expr: isoUtcText(sql.ref('run.finished_at')) },
     ...USER_COLUMNS,
     ...(withRaw ? [json('raw')] : []),
+    ...ADDED_COLUMNS,
   ];
   // The sql tag, not the builder: aggregates of set-returning functions joined in CTEs read better
   // as SQL, and the rows are streamed by pg-cursor in array row mode, not run by runCompiled.
