@@ -155,3 +155,41 @@ describe('an error body that echoes the Authorization header in another form', (
     }
   });
 });
+
+describe('an error body that echoes a non-ASCII or short password', () => {
+  it('is not shown when it quotes the password URL-encoded as UTF-8, twice URL-encoded, mis-read as Latin-1 or as UTF-16; a short password hides only itself', async () => {
+    let body = '';
+    const echo = createServer((req, res) => res.writeHead(400, { 'content-type': 'text/plain' }).end(body));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    try {
+      const failure = async (password: string) => {
+        const cpq = loadConfig({ CPQ_BASE_URL: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`, CPQ_USERNAME: 'sync', CPQ_PASSWORD: password }).cpq!;
+        const client = new CpqHttpClient(cpq, createAuthenticator(cpq.auth, 5_000), pino({ level: 'silent' }));
+        const error = await client.getJson(client.url('/x')).then(
+          () => undefined,
+          (err: unknown) => err as Error,
+        );
+        expect(error).toBeInstanceOf(SyncError);
+        return error!.message;
+      };
+      const password = 'Grüße-für-Jörg-ÄÖÜ';
+      const echoes = {
+        'URL-encoded as UTF-8': `pw=${encodeURIComponent(password)}`,
+        'URL-encoded twice': `pw=${encodeURIComponent(encodeURIComponent(password))}`,
+        'UTF-8 read as Latin-1': `Login failed for sync:${Buffer.from(password, 'utf8').toString('latin1')}`,
+        'UTF-16': Buffer.from(`pw=${password}`, 'utf16le').toString('latin1'),
+      };
+      for (const [form, text] of Object.entries(echoes)) {
+        body = text;
+        expect(await failure(password), form).toMatch(/: CPQ answered 400 with a body that quotes the credentials sent \(not shown\)$/);
+      }
+      // A password shorter than the window counts whole and with its case: an Admin named is no echo of "admin".
+      body = 'contact your Admin';
+      expect(await failure('admin')).toMatch(/: CPQ answered 400 with "contact your Admin"$/);
+      body = 'wrong password admin';
+      expect(await failure('admin')).toMatch(/: CPQ answered 400 with a body that quotes the credentials sent \(not shown\)$/);
+    } finally {
+      echo.close();
+    }
+  });
+});
