@@ -61,7 +61,23 @@ export function createLogger(options: LoggerOptions): Logger {
   };
   if (human) {
     const pretty = requireWhenUsed('pino-pretty') as typeof PinoPretty;
-    return pino(base, pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
+    // pino-pretty prints a line's fields as JSON, which leaves DEL and the C1 controls as they are
+    // (U+009B is CSI to some terminals): CPQ's text among them (a company name in a warning)
+    // must not act on the terminal.
+    const terminal = { ...base, formatters: { log: (fields: Record<string, unknown>) => withoutC1Controls(fields) as Record<string, unknown> } };
+    return pino(terminal, pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
   }
   return pino(base, destination as pino.DestinationStream);
+}
+
+const C1_CONTROLS = /[\u007f-\u009f]/g;
+
+/** `value` with DEL and the C1 controls of its strings (in arrays and plain objects too) written as \xNN. */
+function withoutC1Controls(value: unknown): unknown {
+  if (typeof value === 'string') return value.replace(C1_CONTROLS, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  if (Array.isArray(value)) return value.map(withoutC1Controls);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutC1Controls(k) as string, withoutC1Controls(v)]));
+  }
+  return value;
 }

@@ -3,8 +3,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oneLine, printable } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
 import { cli } from '../helpers/cli-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
@@ -88,5 +90,24 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
     } finally {
       rmSync(folder, { recursive: true, force: true });
     }
+  });
+});
+
+describe('pretty log lines (LOG_FORMAT=pretty, or a terminal)', () => {
+  it("write DEL and the C1 controls of a line's fields as \\xNN; JSON log lines keep every value as it is", async () => {
+    const lines = async (format: 'pretty' | 'json') => {
+      const out = new PassThrough();
+      const chunks: Buffer[] = [];
+      out.on('data', (c: Buffer) => chunks.push(c));
+      createLogger({ level: 'info', format, destination: out }).warn({ warnings: [`company ${EVIL}`], company: EVIL }, 'run finished with warnings');
+      await new Promise((resolve) => setImmediate(resolve));
+      return Buffer.concat(chunks).toString('utf8');
+    };
+    const pretty = await lines('pretty');
+    expect(pretty).toContain('run finished with warnings');
+    expect(pretty).toContain('\\x9b');
+    expect(pretty).not.toMatch(/[\u007f-\u009f]/);
+    const json = await lines('json');
+    expect((JSON.parse(json) as { company: string }).company).toBe(EVIL);
   });
 });
