@@ -2,63 +2,102 @@
  * Whether a text from elsewhere (an error page, a network error) quotes a secret we sent: a CPQ
  * credential, an alert webhook's URL. Such a text is not shown at all, rather than shown with the
  * secret cut out: a gateway or framework may echo a request escaped (JSON's `\/`, `\u002f`),
- * URL-encoded (`Basic%20…%3D`), as HTML entities, or only in part (cut at some length), and an
- * exact match of the secret misses each of those.
+ * URL-encoded (`Basic%20…%3D`), as HTML entities, in hex or base64, with characters between the
+ * secret's, or only in part (cut at some length), and an exact match of the secret misses each.
+ * What is scanned is bounded by the caller (an excerpt's first few KiB).
  */
 
-/** Percent-escapes undone, as bytes read as UTF-8 (`%C3%BC` is ü); `+` is a space, as in a form. */
+/** Percent-escapes undone (`%uXXXX` too), as bytes read as UTF-8 (`%C3%BC` is ü); `+` is a space, as in a form. */
 function urlDecoded(text: string): string {
   if (!text.includes('%') && !text.includes('+')) return text;
+  const wide = text.replace(/%u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
   const bytes: number[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === '%' && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(text.slice(i + 1, i + 3), 16));
+  for (let i = 0; i < wide.length; i++) {
+    const c = wide[i]!;
+    if (c === '%' && /^[0-9a-fA-F]{2}$/.test(wide.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(wide.slice(i + 1, i + 3), 16));
       i += 2;
     } else bytes.push(...Buffer.from(c === '+' ? ' ' : c, 'utf8'));
   }
   return Buffer.from(bytes).toString('utf8');
 }
 
+const codePoint = (n: number) => String.fromCodePoint(Math.min(n, 0x10ffff));
+
+/** Backslash escapes undone: JSON's and JavaScript's (`\u002f`, `\u{2f}`, `\x2f`, `\/`). */
+const backslashDecoded = (text: string) =>
+  text
+    .replace(/\\u\{([0-9a-fA-F]{1,6})\}/g, (_, hex: string) => codePoint(parseInt(hex, 16)))
+    .replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    .replace(/\\x([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    .replace(/\\(.)/g, '$1');
+
+const ENTITIES: Record<string, string> = { quot: '"', amp: '&', lt: '<', gt: '>', apos: "'", sol: '/', equals: '=', plus: '+', colon: ':', nbsp: ' ' };
+
+/** HTML character references undone (`&#x2F;`, `&#X2F`, `&#47;`, `&sol;`; the `;` may be left out). */
+const htmlDecoded = (text: string) =>
+  text
+    .replace(/&#[xX]([0-9a-fA-F]{1,8});?/g, (_, hex: string) => codePoint(parseInt(hex, 16)))
+    .replace(/&#([0-9]{1,10});?/g, (_, dec: string) => codePoint(parseInt(dec, 10)))
+    .replace(/&(quot|amp|lt|gt|apos|sol|equals|plus|colon|nbsp);/gi, (_, name: string) => ENTITIES[name.toLowerCase()]!);
+
 /**
- * The text as it reads once JSON escapes, HTML character references and URL encoding (once or
- * twice over) are undone, and as UTF-8 mis-read as Latin-1 (how a servlet decodes a Basic
- * header) or UTF-16 (NULs between the characters) reads once put right.
+ * The text as it reads once escapes are undone: backslash, HTML and URL escapes, each alone and
+ * in turn (twice over), UTF-8 mis-read as Latin-1 (how a servlet decodes a Basic header) or as
+ * UTF-16 (NULs between the characters) put right.
  */
 function readings(text: string): string[] {
-  const json = text.replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).replace(/\\(.)/g, '$1');
-  const html = text
-    .replace(/&#x([0-9a-fA-F]{1,6});/g, (_, hex: string) => String.fromCodePoint(Math.min(parseInt(hex, 16), 0x10ffff)))
-    .replace(/&#([0-9]{1,7});/g, (_, dec: string) => String.fromCodePoint(Math.min(parseInt(dec, 10), 0x10ffff)))
-    .replace(/&(quot|amp|lt|gt|apos|sol|equals|plus);/g, (_, name: string) => ENTITIES[name]!);
-  const url = urlDecoded(text);
-  const forms = [text, json, html, url, urlDecoded(url), urlDecoded(json), text.replaceAll('\u0000', '')];
+  const decodeAll = (t: string) => urlDecoded(htmlDecoded(backslashDecoded(t)));
+  const once = decodeAll(text);
+  const forms = [text, backslashDecoded(text), htmlDecoded(text), urlDecoded(text), once, decodeAll(once), text.replaceAll('\u0000', '')];
   // Latin-1 text whose bytes are UTF-8: read again as UTF-8 (only when every character is one byte).
   if (/[\u0080-\u00ff]/.test(text) && !/[\u0100-\uffff]/.test(text)) forms.push(Buffer.from(text, 'latin1').toString('utf8'));
   return forms;
 }
 
-const ENTITIES: Record<string, string> = { quot: '"', amp: '&', lt: '<', gt: '>', apos: "'", sol: '/', equals: '=', plus: '+' };
+/** Letters and digits only, compatibility forms folded (full-width ｐ is p), lower case: what survives spaces, zero-width characters and tags put between a secret's characters. */
+const skeleton = (text: string) =>
+  text
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]+/gu, '');
+
+/** A secret in the encodings an echo may carry it in besides its text: hex, and base64 at each of the three alignments it can start at. */
+function encodedForms(secret: string): string[] {
+  const bytes = Buffer.from(secret, 'utf8');
+  const forms = [bytes.toString('hex')];
+  for (let pad = 0; pad < 3; pad++) {
+    // The characters that encode a byte before the secret's are left out: they are not the secret's.
+    const encoded = Buffer.concat([Buffer.alloc(pad), bytes]).toString('base64');
+    forms.push(encoded.slice(pad === 0 ? 0 : 4).replace(/=+$/, ''));
+  }
+  return forms;
+}
 
 /**
- * Whether `text`, read plainly or with escapes undone, holds any `window` consecutive characters
- * of one of `secrets`, compared ignoring case: hiding a text that only looks like a secret costs
- * an excerpt, showing one leaks it. A secret shorter than `window` counts only whole and with its
+ * Whether `text`, read plainly or with escapes undone, holds any `window` consecutive letters and
+ * digits of one of `secrets` (or of its hex or base64), ignoring case, compatibility forms and
+ * whatever else stands between them: hiding a text that only looks like a secret costs an
+ * excerpt, showing one leaks it. A secret shorter than `window` counts only whole and with its
  * case (`admin` would otherwise hide every answer that names an Admin); empty ones are skipped.
  */
 export function quotesSecret(text: string, secrets: Iterable<string>, window: number): boolean {
   const forms = readings(text);
-  const lowerForms = forms.map((t) => t.toLowerCase());
+  // Every run of `window` letters and digits the text holds, in any reading: each of a secret's is then one lookup.
+  const runs = new Set<string>();
+  for (const form of forms) {
+    const s = skeleton(form);
+    for (let i = 0; i + window <= s.length; i++) runs.add(s.slice(i, i + window));
+  }
   for (const secret of secrets) {
     if (secret === '') continue;
     if (secret.length < window) {
       if (forms.some((f) => f.includes(secret))) return true;
       continue;
     }
-    const s = secret.toLowerCase();
-    for (let i = 0; i + window <= s.length; i++) {
-      const part = s.slice(i, i + window);
-      if (lowerForms.some((f) => f.includes(part))) return true;
+    for (const form of [secret, ...encodedForms(secret)]) {
+      const s = skeleton(form);
+      for (let i = 0; i + window <= s.length; i++) if (runs.has(s.slice(i, i + window))) return true;
     }
   }
   return false;

@@ -54,6 +54,9 @@ export function pathSegment(what: string, name: string): string {
   return encodeURIComponent(name);
 }
 
+/** How much of a body an error excerpt looks at: far more than it shows (60 characters), so that a secret quoted across its end is seen. */
+const EXCERPT_SCAN_CHARS = 4096;
+
 /** Why pathSegment refuses `name`, or undefined when it takes it. */
 export function pathSegmentProblem(name: string): string | undefined {
   if (name === '' || name === '.' || name === '..' || /[/\\]/.test(name)) {
@@ -236,8 +239,10 @@ export class CpqHttpClient {
    * quotes them in any form (a gateway echoing the request), else one with any exact copy cut out.
    */
   excerpt(text: string, contentType: string | null): string {
-    if (quotesSecret(text, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS)) return 'a body that quotes the credentials sent (not shown)';
-    return describeBody(redactCredentials(text, this.sentAuthorizations), contentType);
+    // Only the head is shown (describeBody): only the head is scanned, whatever the body's size (a 200 page of HTML can be CPQ_MAX_PAGE_BYTES).
+    const head = text.slice(0, EXCERPT_SCAN_CHARS);
+    if (quotesSecret(head, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS)) return 'a body that quotes the credentials sent (not shown)';
+    return describeBody(redactCredentials(head, this.sentAuthorizations), contentType);
   }
 
   /** A network error's message, the same way: none that quotes the credentials in any form, else exact copies cut out. */
