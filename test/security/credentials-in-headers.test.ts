@@ -188,10 +188,16 @@ describe('an error body that echoes a non-ASCII or short password', () => {
         hex: Buffer.from(plain).toString('hex'),
         'the Basic header in hex': Buffer.from(`Basic ${Buffer.from(`sync:${plain}`).toString('base64')}`).toString('hex'),
         'the password alone in base64, at an offset the credential does not share': Buffer.from(`x${plain}`).toString('base64'),
-        'HTML references with a capital X, no semicolons': [...plain].map((c) => `&#X${c.charCodeAt(0).toString(16)}`).join(''),
-        'a zero-width space between the characters': [...plain].join('\u200b'),
-        'full-width characters': [...plain].map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).join(''),
-        '\\x and \\u{} escapes': [...plain].map((c, i) => (i % 2 ? `\\x${c.charCodeAt(0).toString(16)}` : `\\u{${c.charCodeAt(0).toString(16)}}`)).join(''),
+        'HTML references with a capital X, no semicolons': Array.from(plain)
+          .map((c) => `&#X${c.charCodeAt(0).toString(16)}`)
+          .join(''),
+        'a zero-width space between the characters': Array.from(plain).join('\u200b'),
+        'full-width characters': Array.from(plain)
+          .map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0))
+          .join(''),
+        '\\x and \\u{} escapes': Array.from(plain)
+          .map((c, i) => (i % 2 ? `\\x${c.charCodeAt(0).toString(16)}` : `\\u{${c.charCodeAt(0).toString(16)}}`))
+          .join(''),
       };
       for (const [form, text] of Object.entries(encoded)) {
         body = text;
