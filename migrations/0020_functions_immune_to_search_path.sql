@@ -1,5 +1,5 @@
--- cpq-user-sync schema, version 20: no cpq function runs a function some other role put in the
--- caller's search_path.
+-- cpq-user-sync schema, version 20: no cpq function runs a function or operator some other role
+-- put in the caller's search_path.
 --
 -- Postgres resolves a function name in a function's body by the search_path of the session that
 -- runs it, and prefers an overload that matches the arguments more closely wherever it finds it.
