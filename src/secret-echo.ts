@@ -78,8 +78,9 @@ function encodedForms(secret: string): string[] {
  * Whether `text`, read plainly or with escapes undone, holds any `window` consecutive letters and
  * digits of one of `secrets` (or of its hex or base64), ignoring case, compatibility forms and
  * whatever else stands between them: hiding a text that only looks like a secret costs an
- * excerpt, showing one leaks it. A secret shorter than `window` counts only whole and with its
- * case (`admin` would otherwise hide every answer that names an Admin); empty ones are skipped.
+ * excerpt, showing one leaks it. A secret with fewer than `window` letters and digits counts only
+ * whole and with its case (`admin` would otherwise hide every answer that names an Admin); empty
+ * ones are skipped.
  */
 export function quotesSecret(text: string, secrets: Iterable<string>, window: number): boolean {
   const forms = readings(text);
@@ -91,7 +92,8 @@ export function quotesSecret(text: string, secrets: Iterable<string>, window: nu
   }
   for (const secret of secrets) {
     if (secret === '') continue;
-    if (secret.length < window) {
+    // Too short to have a run of its own (or mostly punctuation): it counts whole, with its case.
+    if (skeleton(secret).length < window) {
       if (forms.some((f) => f.includes(secret))) return true;
       continue;
     }

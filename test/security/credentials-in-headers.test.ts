@@ -208,6 +208,9 @@ describe('an error body that echoes a non-ASCII or short password', () => {
       expect(await failure('admin')).toMatch(/: CPQ answered 400 with "contact your Admin"$/);
       body = 'wrong password admin';
       expect(await failure('admin')).toMatch(/: CPQ answered 400 with a body that quotes the credentials sent \(not shown\)$/);
+      // So does one of fewer letters and digits than the window, however long.
+      body = `{"pw":"${'!?'.repeat(6)}ab"}`;
+      expect(await failure(`${'!?'.repeat(6)}ab`)).toMatch(/: CPQ answered 400 with a body that quotes the credentials sent \(not shown\)$/);
     } finally {
       echo.close();
     }
