@@ -15,7 +15,7 @@ import { finishRun } from '../db/sql/finish-run.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readIntegrationUserCompanies } from '../db/sql/read-integration-user-companies.js';
 import { countHostAliasRows } from '../db/sql/count-host-alias-rows.js';
-import { readCursors } from '../db/sql/read-cursors.js';
+import { readCursors, type StreamCursor } from '../db/sql/read-cursors.js';
 import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
@@ -63,8 +63,8 @@ export class SyncRun {
   private firstStreamFailure: { error: unknown; afterInterrupt: boolean } | undefined;
   private connectionLost: Error | undefined;
   private stager: Stager | undefined;
-  /** Whether the run reads every user: --full, or a site with no stream read yet (its first run). */
-  private readsAll = false;
+  /** The site's stream cursors as the run found them, read once under its sync lock (no other run writes them meanwhile). */
+  private cursors: Map<string, StreamCursor> = new Map();
   /**
    * When the versions this run writes start (their valid_from, sync_runs.effective_at): fixed
    * when its first merge, batch or final, begins, by the database's clock (readRunClock).
@@ -118,7 +118,7 @@ export class SyncRun {
     const { db, log } = this.deps;
     const site = this.site.name;
     // What the record says until the streams say how they read: a first run reads in full, even one that fails before any stream starts.
-    this.readsAll = this.options.full === true || (await readCursors(db, site)).size === 0;
+    this.cursors = await readCursors(db, site);
     const runId = await createRun(db, site, this.readsAll ? 'full' : 'incremental');
     const runLog = log.child({ site, runId });
     this.readSignal = this.options.signal ? AbortSignal.any([this.options.signal, this.streamFailed.signal]) : this.streamFailed.signal;
@@ -325,10 +325,15 @@ export class SyncRun {
     return { requests: this.http.stats.requests, retries: { ...this.http.stats.retries } };
   }
 
+  /** Whether the run reads every user: --full, or a site with no stream read yet (its first run). */
+  private get readsAll(): boolean {
+    return this.options.full === true || this.cursors.size === 0;
+  }
+
   private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<Omit<RunResult, 'seconds'>> {
     const { config, pool } = this.deps;
     const site = this.site.name;
-    const sinceFor = readsFrom(await readCursors(this.deps.db, site), {
+    const sinceFor = readsFrom(this.cursors, {
       full: this.options.full === true,
       fullEveryMs: config.fullEveryMs,
       lookbackMs: config.lookbackMs,
