@@ -100,8 +100,17 @@ const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
  * sequence among them would act on the operator's terminal (retitle it, recolour or erase lines).
  */
 export function printable(text: string): string {
-  return text.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(CONTROL_CHARACTERS, hexEscape);
 }
+
+const C1_CONTROLS = /[\u007f-\u009f]/g;
+
+/** printable for DEL and the C1 controls only: for text printed as JSON, which escapes the C0 ones itself. */
+export function printableC1(text: string): string {
+  return text.replace(C1_CONTROLS, hexEscape);
+}
+
+const hexEscape = (c: string) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
 
 export function hasControlCharacter(text: string): boolean {
   return text.search(CONTROL_CHARACTERS) !== -1;

@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import type PinoPretty from 'pino-pretty';
+import { printableC1 } from './errors.js';
 import { requireWhenUsed } from './require-when-used.js';
 
 export type { Logger };
@@ -70,11 +71,9 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(base, destination as pino.DestinationStream);
 }
 
-const C1_CONTROLS = /[\u007f-\u009f]/g;
-
 /** `value` with DEL and the C1 controls of its strings (in arrays and plain objects too) written as \xNN. */
 function withoutC1Controls(value: unknown): unknown {
-  if (typeof value === 'string') return value.replace(C1_CONTROLS, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  if (typeof value === 'string') return printableC1(value);
   if (Array.isArray(value)) return value.map(withoutC1Controls);
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutC1Controls(k) as string, withoutC1Controls(v)]));

@@ -93,11 +93,12 @@ const URL_ECHO_CHARS = 12;
 async function briefBody(response: Response, webhookUrl: string): Promise<string> {
   try {
     if (!response.body) return '';
+    const url = new URL(webhookUrl);
+    const secret = (url.pathname + url.search).replace(/^\//, '');
     // The first chunk is plenty; leaving the loop cancels the rest of the body.
     for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
       const text = Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.length, ERROR_BODY_CHARS * 4)).toString('utf8');
-      const url = new URL(webhookUrl);
-      if (quotesSecret(text, [(url.pathname + url.search).replace(/^\//, '')], URL_ECHO_CHARS)) return '(its answer quotes the webhook URL: not shown)';
+      if (quotesSecret(text, [secret], URL_ECHO_CHARS)) return '(its answer quotes the webhook URL: not shown)';
       return oneLine(text.replace(/[^\x20-\x7e\s]/g, '?')).slice(0, ERROR_BODY_CHARS);
     }
     return '';

@@ -241,15 +241,19 @@ export class CpqHttpClient {
   excerpt(text: string, contentType: string | null): string {
     // Only the head is shown (describeBody): only the head is scanned, whatever the body's size (a 200 page of HTML can be CPQ_MAX_PAGE_BYTES).
     const head = text.slice(0, EXCERPT_SCAN_CHARS);
-    if (quotesSecret(head, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS)) return 'a body that quotes the credentials sent (not shown)';
+    if (this.quotesCredentials(head)) return 'a body that quotes the credentials sent (not shown)';
     return describeBody(redactCredentials(head, this.sentAuthorizations), contentType);
   }
 
   /** A network error's message, the same way: none that quotes the credentials in any form, else exact copies cut out. */
   private withoutCredentials(message: string): string {
-    if (quotesSecret(message, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS))
-      return 'a network error that quotes the credentials sent (not shown)';
+    if (this.quotesCredentials(message)) return 'a network error that quotes the credentials sent (not shown)';
     return redactCredentials(message, this.sentAuthorizations);
+  }
+
+  /** Whether `text` quotes, in any form quotesSecret reads, a credential this client sent. */
+  private quotesCredentials(text: string): boolean {
+    return quotesSecret(text, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS);
   }
 
   url(path: string, query: Record<string, string> = {}): string {
