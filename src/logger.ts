@@ -71,9 +71,11 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(base, destination as pino.DestinationStream);
 }
 
-/** `value` with DEL and the C1 controls of its strings (in arrays and plain objects too) written as \xNN. */
+/** `value` with DEL and the C1 controls of its strings (in arrays, plain objects and errors too) written as \xNN. */
 function withoutC1Controls(value: unknown): unknown {
   if (typeof value === 'string') return printableC1(value);
+  // pino serializes an Error after this hook, its message and stack as they are.
+  if (value instanceof Error) return { type: value.name, message: printableC1(value.message), stack: printableC1(value.stack ?? '') };
   if (Array.isArray(value)) return value.map(withoutC1Controls);
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutC1Controls(k) as string, withoutC1Controls(v)]));

@@ -94,12 +94,15 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
 });
 
 describe('pretty log lines (LOG_FORMAT=pretty, or a terminal)', () => {
-  it("write DEL and the C1 controls of a line's fields as \\xNN; JSON log lines keep every value as it is", async () => {
+  it("write DEL and the C1 controls of a line's fields (errors too) as \\xNN; JSON log lines keep every value as it is", async () => {
     const lines = async (format: 'pretty' | 'json') => {
       const out = new PassThrough();
       const chunks: Buffer[] = [];
       out.on('data', (c: Buffer) => chunks.push(c));
-      createLogger({ level: 'info', format, destination: out }).warn({ warnings: [`company ${EVIL}`], company: EVIL }, 'run finished with warnings');
+      createLogger({ level: 'info', format, destination: out }).warn(
+        { warnings: [`company ${EVIL}`], company: EVIL, err: new Error(`refused ${EVIL}`) },
+        'run finished with warnings',
+      );
       await new Promise((resolve) => setImmediate(resolve));
       return Buffer.concat(chunks).toString('utf8');
     };
@@ -108,6 +111,9 @@ describe('pretty log lines (LOG_FORMAT=pretty, or a terminal)', () => {
     expect(pretty).toContain('\\x9b');
     expect(pretty).not.toMatch(/[\u007f-\u009f]/);
     const json = await lines('json');
-    expect((JSON.parse(json) as { company: string }).company).toBe(EVIL);
+    expect(pretty).toContain('refused evil');
+    const parsed = JSON.parse(json) as { company: string; err: { message: string } };
+    expect(parsed.company).toBe(EVIL);
+    expect(parsed.err.message).toBe(`refused ${EVIL}`);
   });
 });
