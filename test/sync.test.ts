@@ -556,6 +556,75 @@ describe('integration users', () => {
     expect(await byCompany()).toEqual([{ company_login: '_host', n: 4 + 1, integration: 1 }]);
   });
 
+  it('reads the company list\'s host flag defensively: isHost in any case, true or "true"', async ({ startHarness }) => {
+    for (const flag of [{ isHost: 'true' }, { IsHost: true }, { ishost: 'TRUE' }]) {
+      const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
+      scriptRequests(h.sim, async (req) => {
+        if (!req.path.endsWith('/companies')) return;
+        req.reply(
+          editPage(await req.real(), (page) =>
+            page.items.forEach((c) => {
+              if (c.isHost !== true) return;
+              delete c.isHost;
+              Object.assign(c, flag);
+            }),
+          ),
+        );
+      });
+      expect((await h.sync()).warnings).toEqual([]);
+      expect(
+        await h.t.query(`SELECT company_login, count(*)::int AS n, count(*) FILTER (WHERE is_integration_user)::int AS integration FROM cpq.users GROUP BY 1`),
+      ).toEqual([{ company_login: '_host', n: 4 + 2, integration: 2 }]);
+    }
+  });
+
+  it('a company list that marks no company as the host fails a run whose integration users name a listed company, naming CPQ_HOST_COMPANY: no user stored twice', async ({
+    startHarness,
+  }) => {
+    const unmarked = (h: Harness) =>
+      scriptRequests(h.sim, async (req) => {
+        if (req.path.endsWith('/companies')) req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => delete c.isHost)));
+      });
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
+    unmarked(h);
+    const error = await h.syncError();
+    expect(error).toMatchObject({ kind: 'config' });
+    expect(error.message).toBe(
+      'integration users name the company "cpq-mdb", and the company list marks no company as the host (isHost): set CPQ_HOST_COMPANY to the host\'s own login name',
+    );
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+    // Named, the host is _host, also where CPQ_COMPANIES=* reads the list's names.
+    const named = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
+      { CPQ_HOST_COMPANY: 'cpq-mdb', CPQ_COMPANIES: '*' },
+    );
+    unmarked(named);
+    expect((await named.sync()).warnings).toEqual([]);
+    expect(
+      await named.t.query(
+        `SELECT company_login, count(*)::int AS n, count(*) FILTER (WHERE is_integration_user)::int AS integration FROM cpq.users GROUP BY 1 ORDER BY 1`,
+      ),
+    ).toEqual([
+      { company_login: '_host', n: 4 + 2, integration: 2 },
+      { company_login: 'partner1', n: 4, integration: 0 },
+    ]);
+  });
+
+  it('CPQ_COMPANIES naming the host by its own login fails a run with integration users, naming _host', async ({ startHarness }) => {
+    for (const env of [{ CPQ_HOST_COMPANY: 'cpq-mdb' }, {}] as Record<string, string>[]) {
+      const h = await startHarness(
+        { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
+        { CPQ_COMPANIES: 'cpq-mdb', ...env },
+      );
+      const error = await h.syncError();
+      expect(error).toMatchObject({ kind: 'config' });
+      expect(error.message).toBe(
+        'CPQ_COMPANIES names the host company by its own login name "cpq-mdb": name it _host, under which its integration users are filed',
+      );
+      expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+    }
+  });
+
   it("an integration user's company that the company list does not have is kept as named, with a warning naming CPQ_HOST_COMPANY", async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
     // A list that names the host _host, not by its own name.

@@ -58,7 +58,7 @@ export interface CompanyList {
   logins: string[];
   /** Every login name the list gives, the host's own among them (integration users name it so: `cpq-mdb`). */
   listed: Set<string>;
-  /** The host's own login names (of the entries with isHost), which integration users may name instead of `_host`. */
+  /** The host's own login names (of the entries with isHost, or CPQ_HOST_COMPANY's), which integration users may name instead of `_host`. */
   hostLogins: Set<string>;
 }
 
@@ -90,10 +90,11 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
           `GET ${page.url}: the company list names ${JSON.stringify(login)} twice: it moved while it was read, so companies may be missing`,
         );
       }
-      logins.add(record.isHost === true ? '_host' : login);
+      const host = isHostEntry(record) || login === config.hostCompany;
+      logins.add(host ? '_host' : login);
       characters += login.length;
       listed.add(login);
-      if (record.isHost === true) hostLogins.add(login);
+      if (host) hostLogins.add(login);
     });
     if (characters > config.maxPageBytes) {
       throw new SyncError(
@@ -103,6 +104,17 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
     }
   }
   return { logins: [...logins], listed, hostLogins };
+}
+
+/**
+ * Whether a company list entry is the host's. Oracle does not publish the list's field names (the
+ * 24B release notes say to read the host's login defensively): `isHost` in any case, true or
+ * "true". Taken for a partner organization, the host's own login would file its integration users
+ * under that name, beside their _host rows.
+ */
+function isHostEntry(record: Record<string, unknown>): boolean {
+  const flag = Object.entries(record).find(([key]) => key.toLowerCase() === 'ishost')?.[1];
+  return flag === true || (typeof flag === 'string' && flag.toLowerCase() === 'true');
 }
 
 /** Whether CPQ no longer has `company`: its users collection answers 404. */

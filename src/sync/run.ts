@@ -383,6 +383,16 @@ export class SyncRun {
         this.progress.splice(this.progress.indexOf(progress), 1);
         this.warn(warning);
       });
+      const hostByOwnLogin = integrationCompanies.hostAliases().find((name) => companies.includes(name));
+      if (hostByOwnLogin !== undefined && this.progress.includes(progress)) {
+        // Where the site has the integration feed (an absent one took its stream off), the host's
+        // users would be filed under that name and its integration users under _host: each
+        // integration user two rows, one of them not an integration user.
+        throw new SyncError(
+          'config',
+          `CPQ_COMPANIES names the host company by its own login name ${JSON.stringify(hostByOwnLogin)}: name it _host, under which its integration users are filed`,
+        );
+      }
       for (const name of integrationCompanies.unlisted) {
         this.warn(
           `integration users name the company ${JSON.stringify(name)}, which the company list does not have; they are stored under that name: if it is the host's own login name, set CPQ_HOST_COMPANY=${name}`,
