@@ -7,6 +7,7 @@ import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { SyncError } from '../src/errors.js';
 import { runSync } from '../src/sync/run.js';
+import { readRunHealth } from '../src/worker/run-health.js';
 import { ALL_MIGRATIONS } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 import { Cleanups } from './helpers/cli-process.js';
@@ -157,12 +158,20 @@ describe('cpq_reader', () => {
         `^the sync lock of site default is held by a session of role cpq_rr_[0-9a-f]+ \\(pid ${rows[0]!.pid}\\), which cannot write the cpq tables, so it is no cpq-sync run`,
       ),
     );
-    // A run's own session holding it (the sync role can write) is the usual case: skipped.
+    // Recorded as a failed run, which status, /readyz and the run metrics go by.
+    const runs = async () => h.t.query<{ status: string; error: string | null }>(`SELECT status, error FROM cpq.sync_runs ORDER BY id`);
+    expect(await runs()).toEqual([
+      { status: 'succeeded', error: null },
+      { status: 'failed', error: error.message },
+    ]);
+    expect(await readRunHealth(h.t.pool, 'default')).toMatchObject({ lastRunFailed: true, lastRun: { status: 'failed' } });
+    // A run's own session holding it (the sync role can write) is the usual case: skipped, with no record.
     await reader.query(`SELECT pg_advisory_unlock($1, $2)`, [SITE_LOCK_CLASS, rows[0]!.lock_id]);
     const writer = await h.t.pool.connect();
     try {
       await writer.query(`SELECT pg_advisory_lock($1, $2)`, [SITE_LOCK_CLASS, rows[0]!.lock_id]);
       expect(await h.syncError()).toMatchObject({ kind: 'lock' });
+      expect(await runs()).toHaveLength(2);
     } finally {
       await writer.query(`SELECT pg_advisory_unlock_all()`);
       writer.release();

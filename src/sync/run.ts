@@ -19,7 +19,7 @@ import { readCursors, type StreamCursor } from '../db/sql/read-cursors.js';
 import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
-import { withSyncLock } from '../db/sql/with-sync-lock.js';
+import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, errorMessage, oneLine, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -107,10 +107,35 @@ export class SyncRun {
         }
         return await this.locked(client);
       });
+    } catch (err) {
+      if (err instanceof SyncLockHeldByOutsider) throw await this.recordNotStarted(err);
+      throw err;
     } finally {
       client.off('error', onConnectionError);
       // A client whose connection broke must not go back to the pool.
       client.release(this.connectionLost);
+    }
+  }
+
+  /**
+   * Records, as a failed run, a run that could not start: every run of the site stops while a
+   * session that is no cpq-sync run holds its lock, and a skipped run leaves no record, so
+   * `status`, /readyz and whatever watches failed runs would see nothing wrong.
+   */
+  private async recordNotStarted(err: SyncError): Promise<SyncError> {
+    const { db, log } = this.deps;
+    const site = this.site.name;
+    try {
+      this.cursors = await readCursors(db, site);
+      const mode = this.readsAll ? 'full' : 'incremental';
+      const runId = await createRun(db, site, mode);
+      const error = oneLine(err.message);
+      await finishRun(this.deps.pool, runId, { status: 'failed', error, mode, pages: 0, streams: [], warnings: [], http: { requests: 0, retries: {} } });
+      log.error({ site, runId, error }, 'sync run could not start');
+      return err.with({ site, runId });
+    } catch (recordErr) {
+      log.error({ site, error: errorMessage(recordErr) }, 'could not record the run that could not start');
+      return err.with({ site });
     }
   }
 

@@ -26,6 +26,13 @@ export async function registerSite(on: Queryable, site: string): Promise<number>
   return rows[0]!.lock_id;
 }
 
+/** A site's sync lock held by a session that is no cpq-sync run (its role cannot write the tables): a failure, not a skip. */
+export class SyncLockHeldByOutsider extends SyncError {
+  constructor(message: string) {
+    super('database', message);
+  }
+}
+
 /**
  * Runs `work` holding `site`'s sync lock on `client`, or fails with a 'lock' SyncError when another
  * session holds it. Session-level: held by this connection for the whole run (across its
@@ -41,8 +48,7 @@ export async function withSyncLock<T>(client: pg.PoolClient, site: string, work:
     // That is a failure to see and act on, not a run in progress.
     const holder = await readSyncLockHolder(client, site).catch(() => null);
     if (holder?.canWrite === false) {
-      throw new SyncError(
-        'database',
+      throw new SyncLockHeldByOutsider(
         `the sync lock of site ${site} is held by a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync run: no run of this site can start until it lets go (SELECT pg_terminate_backend(${holder.pid}))`,
       );
     }
