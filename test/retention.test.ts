@@ -5,7 +5,7 @@ import { forgetUser } from '../src/sync/forget.js';
 import { runSync } from '../src/sync/run.js';
 import { verifyChain } from '../src/sync/verify.js';
 import { CliProcess } from './helpers/cli-process.js';
-import type { TestDatabase } from './helpers/database.js';
+import { holdSyncLock, type TestDatabase } from './helpers/database.js';
 import { it, type Harness } from './helpers/harness.js';
 
 /** Users with personal data (integration users have next to none). */
@@ -99,6 +99,32 @@ describe('cpq-sync forget', () => {
     await expect(forgetUser(h.t.pool, { ...request, login: 'nobody' })).rejects.toThrow('no user _host/nobody in site default');
     expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
     expect(await findAnywhere(h.t, personalValues(h, a!))).not.toEqual([]);
+  });
+
+  it("waits for no run: while one holds the site's sync lock (it may write the user's data back when it commits), forget fails and erases nothing", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0 });
+    await h.sync();
+    const [a] = logins(h);
+    const values = personalValues(h, a!);
+    h.sim.deleteUser('_host', a!);
+    await h.sync({ full: true });
+    const running = await h.t.pool.connect();
+    try {
+      const release = await holdSyncLock(running);
+      const request = { site: 'default', company: '_host', login: a!, reason: 'GDPR art. 17 request 43', requestedBy: 'dpo@example.com' };
+      await expect(forgetUser(h.t.pool, request)).rejects.toMatchObject({
+        kind: 'lock',
+        message: `a run of site default is going on (it holds the site's sync lock) and could write _host/${a!}'s data back: forget again once it has finished`,
+      });
+      expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
+      expect(await findAnywhere(h.t, values)).not.toEqual([]);
+      await release();
+      expect((await forgetUser(h.t.pool, request)).rowsRedacted).toMatchObject({ users: 1 });
+    } finally {
+      running.release();
+    }
   });
 
   it('erases a deleted user from every text and jsonb column, keeps the skeleton, records who and why, and the chain still verifies', async ({

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
+import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, toDatabaseOrInternal } from '../errors.js';
 
 export interface ForgetRequest {
@@ -22,7 +23,7 @@ export interface Erasure {
 /**
  * `cpq-sync forget`: redacts one deleted user's personal fields everywhere this database holds
  * them (current row, every version, raw records, change diffs, the alert outbox) and records who
- * asked, when and why in cpq.erasures, in one transaction. A user the database holds as present is
+ * asked, when and why in cpq.erasures, in one transaction, under the site's sync lock. A user the database holds as present is
  * refused: CPQ still has it, so the next run would copy its data back.
  */
 export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise<Erasure> {
@@ -31,6 +32,22 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
   const client = await pool.connect().catch((err: unknown) => {
     throw toDatabaseOrInternal(err);
   });
+  try {
+    // Under the site's sync lock: a run going on may have read the user's rows before this erasure
+    // and would write them back, in a restore's diff and an ended version, when it commits.
+    return await withSyncLock(
+      client,
+      request.site,
+      () => erase(client, request),
+      `a run of site ${request.site} is going on (it holds the site's sync lock) and could write ${who}'s data back: forget again once it has finished`,
+    );
+  } finally {
+    client.release();
+  }
+}
+
+async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Erasure> {
+  const who = `${request.company}/${request.login}`;
   try {
     await client.query('BEGIN');
     const user = await lockUserForErasure(client, request.site, request.company, request.login);
@@ -59,7 +76,5 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
-  } finally {
-    client.release();
   }
 }

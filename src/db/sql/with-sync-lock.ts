@@ -34,12 +34,17 @@ export class SyncLockHeldByOutsider extends SyncError {
 }
 
 /**
- * Runs `work` holding `site`'s sync lock on `client`, or fails with a 'lock' SyncError when another
- * session holds it. Session-level: held by this connection for the whole run (across its
+ * Runs `work` holding `site`'s sync lock on `client`, or fails with a 'lock' SyncError (`whenHeld`
+ * its message) when another session holds it. Session-level: held by this connection for the whole run (across its
  * transaction), and released by Postgres if the process dies. One run per site at a time; runs of
  * different sites go on side by side.
  */
-export async function withSyncLock<T>(client: pg.PoolClient, site: string, work: () => Promise<T>): Promise<T> {
+export async function withSyncLock<T>(
+  client: pg.PoolClient,
+  site: string,
+  work: () => Promise<T>,
+  whenHeld = `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`,
+): Promise<T> {
   const lockId = await registerSite(client, site);
   const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SITE_LOCK_CLASS}, ${lockId}) AS locked`.compile(queryBuilder));
   if (!rows[0]?.locked) {
@@ -52,7 +57,7 @@ export async function withSyncLock<T>(client: pg.PoolClient, site: string, work:
         `the sync lock of site ${site} is held by a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync run: no run of this site can start until it lets go (SELECT pg_terminate_backend(${holder.pid}))`,
       );
     }
-    throw new SyncError('lock', `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`);
+    throw new SyncError('lock', whenHeld);
   }
   try {
     return await work();
