@@ -100,8 +100,9 @@ export function registerExportCommands(program: Command): void {
           const { requireMigrated } = await import('../db/migrate.js');
           const { exportSnapshot } = await import('../history/export.js');
           const { writeOutput } = await import('../output.js');
-          const asOf = opts.asOf === undefined ? new Date() : instantArgument(opts.asOf);
-          if (asOf === undefined) {
+          const { readDatabaseNow } = await import('../db/sql/read-database-now.js');
+          const given = opts.asOf === undefined ? undefined : instantArgument(opts.asOf);
+          if (opts.asOf !== undefined && given === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
           }
           const database = await openDatabase(config, log);
@@ -109,6 +110,9 @@ export function registerExportCommands(program: Command): void {
             // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
             await requireMigrated(database.pool);
             await requireKnownSites(database.pool, opts.site);
+            // Now by the database's clock, which dates the runs: by this machine's, one behind
+            // would snapshot an older state, or none.
+            const asOf = given ?? (await readDatabaseNow(database.pool));
             const { runs, users } = await writeOutput(
               opts.out,
               (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),

@@ -17,7 +17,8 @@ export async function proveRun(
   site: string,
   runId: string,
   progress: readonly StreamProgress[],
-  retentionMs: number | undefined,
+  /** HISTORY_RETENTION's cutoff: personal fields of what ended before it are redacted. */
+  retainedFrom: Date | undefined,
   log: Logger,
 ): Promise<void> {
   const reads = progress.flatMap((p) =>
@@ -36,8 +37,8 @@ export async function proveRun(
   const started = Date.now();
   await recordCompanyCounts(client, site, runId, reads);
   const counted = Date.now();
-  if (retentionMs !== undefined) {
-    const redacted = await redactExpired(client, site, new Date(Date.now() - retentionMs));
+  if (retainedFrom !== undefined) {
+    const redacted = await redactExpired(client, site, retainedFrom);
     if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted');
   }
   const redactedAt = Date.now();

@@ -486,7 +486,9 @@ export class SyncRun {
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deletions, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
     await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate }, this.progress, (m) => this.warn(m));
-    await proveRun(client, site, runId, this.progress, config.historyRetentionMs, log);
+    // Expired by the database's clock, which dates what it redacts.
+    const retainedFrom = config.historyRetentionMs === undefined ? undefined : new Date(Date.now() + clock.offsetMs - config.historyRetentionMs);
+    await proveRun(client, site, runId, this.progress, retainedFrom, log);
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();

@@ -33,6 +33,8 @@ export interface ReadinessReport {
   sites: SiteReadiness[];
   /** The sites whose runs have been failing for longer than SYNC_STALE_AFTER. */
   staleSites: string[];
+  /** The time ages were measured at: the database's, as the run times are (this process's when it did not answer). */
+  checkedAt: Date;
 }
 
 /**
@@ -46,7 +48,7 @@ export interface PublicReadiness {
   staleSites: string[];
 }
 
-export function publicReadiness(report: ReadinessReport, now: Date = new Date()): PublicReadiness {
+export function publicReadiness(report: ReadinessReport, now: Date = report.checkedAt): PublicReadiness {
   const successes = report.sites.map((s) => (s.lastSuccessAt === null ? null : Date.parse(s.lastSuccessAt)));
   const oldest = report.sites.length === 0 || successes.includes(null) ? null : Math.min(...(successes as number[]));
   return {
@@ -63,7 +65,6 @@ export function publicReadiness(report: ReadinessReport, now: Date = new Date())
  * yet is ready.
  */
 export async function checkReadiness(source: Queryable, options: ReadinessOptions): Promise<ReadinessReport> {
-  const now = options.now?.() ?? new Date();
   let healths;
   try {
     healths = await withTimeout(
@@ -76,8 +77,10 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
       options.timeoutMs ?? 3000,
     );
   } catch (err) {
-    return { ready: false, database: `unreachable: ${oneLine(errorMessage(err))}`, sites: [], staleSites: [] };
+    return { ready: false, database: `unreachable: ${oneLine(errorMessage(err))}`, sites: [], staleSites: [], checkedAt: options.now?.() ?? new Date() };
   }
+  // Run times are the database's clock: a worker whose own clock is off must not judge their age by it.
+  const now = options.now?.() ?? healths.find((h) => h.now !== undefined)?.now ?? new Date();
   const sites = healths.map((health, i): SiteReadiness => {
     const { lastRun, lastSuccessAt, failingSince, runningSince } = health;
     const older = (since: Date | null) => since !== null && now.getTime() - since.getTime() > options.staleAfterMs;
@@ -105,7 +108,7 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
     };
   });
   const staleSites = sites.filter((s) => !s.ready).map((s) => s.site);
-  return { ready: staleSites.length === 0, database: 'ok', sites, staleSites };
+  return { ready: staleSites.length === 0, database: 'ok', sites, staleSites, checkedAt: now };
 }
 
 /**

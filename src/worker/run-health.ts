@@ -19,6 +19,8 @@ export interface RunHealth {
   lastRunFailed: boolean;
   /** When the oldest run still `running` started (a run going on, or one that hangs); null when none is. */
   runningSince: Date | null;
+  /** The database's time when read (run times are the database's); undefined without the cpq tables. */
+  now: Date | undefined;
 }
 
 const UNDEFINED_TABLE = '42P01';
@@ -30,10 +32,10 @@ export async function readRunHealth(on: Queryable, site: string): Promise<RunHea
     outcomes = await readRunOutcomes(on, site);
   } catch (err) {
     if ((err as { code?: string }).code === UNDEFINED_TABLE)
-      return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false, runningSince: null };
+      return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false, runningSince: null, now: undefined };
     throw err;
   }
-  const { lastConcluded: c, lastSuccess, firstStarted, runningSince } = outcomes;
+  const { lastConcluded: c, lastSuccess, firstStarted, runningSince, now } = outcomes;
   const lastRun: ConcludedRun | null = c && { id: c.id, status: c.status, startedAt: c.started_at, finishedAt: c.finished_at, error: c.error };
   const lastRunFailed = lastRun !== null && lastRun.status !== 'succeeded';
   return {
@@ -43,5 +45,6 @@ export async function readRunHealth(on: Queryable, site: string): Promise<RunHea
     failingSince: lastRunFailed ? (lastSuccess ?? firstStarted) : null,
     lastRunFailed,
     runningSince,
+    now,
   };
 }

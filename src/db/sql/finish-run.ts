@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { HttpStats } from '../../cpq/http-stats.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import type { StreamReport, SyncRunsTable } from '../schema.js';
@@ -35,7 +36,10 @@ export interface FailedRun extends RunEnd {
 export async function finishRun(on: Queryable, runId: string, end: SucceededRun | FailedRun): Promise<boolean> {
   const common = {
     status: end.status,
-    finished_at: new Date(),
+    // The database's clock, as started_at's: a worker whose clock is off would date its runs
+    // backwards (a negative duration) or ahead (a success in the future keeping /readyz green).
+    // In milliseconds, as a JavaScript Date holds it: status prints it and lastSuccessAt alike.
+    finished_at: sql<Date>`date_trunc('milliseconds', clock_timestamp())`,
     mode: end.mode,
     pages: end.pages,
     streams: JSON.stringify(end.streams),

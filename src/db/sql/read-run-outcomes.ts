@@ -24,6 +24,8 @@ export interface RunOutcomes {
   firstStarted: Date | null;
   /** When the oldest run still `running` started; null when none is. */
   runningSince: Date | null;
+  /** The database's time when read: run times are the database's, so their age is measured by it. */
+  now: Date;
 }
 
 /** What `site`'s run history says about its health, read in one statement (one consistent view of it). */
@@ -50,6 +52,7 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
         eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('site', '=', site).where('status', '=', 'succeeded').as('last_success'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).as('first_started'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).where('status', '=', 'running').as('running_since'),
+        sql<Date>`clock_timestamp()`.as('now'),
       ])
       .compile(),
   );
@@ -68,5 +71,6 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
     lastSuccess: row.last_success,
     firstStarted: row.first_started,
     runningSince: row.running_since,
+    now: row.now,
   };
 }

@@ -1,0 +1,86 @@
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, vi } from 'vitest';
+import { checkReadiness } from '../src/worker/readiness.js';
+import type { StatusReport } from '../src/worker/status.js';
+import { cli } from './helpers/cli-process.js';
+import { type Harness, it } from './helpers/harness.js';
+
+/*
+ * Run times are the database's clock (started_at is now() of the insert): a worker or a command on
+ * a machine whose clock is off must neither write nor judge them by its own.
+ */
+
+const SKEW = fileURLToPath(new URL('./fixtures/clock-skew.mjs', import.meta.url));
+const HOUR = 3_600_000;
+const skewed = (h: Harness, skewMs: number, env: Record<string, string> = {}) => ({
+  CPQ_BASE_URL: h.sim.baseUrl,
+  DATABASE_URL: h.t.url,
+  NODE_OPTIONS: `--import=${SKEW}`,
+  CLOCK_SKEW_MS: String(skewMs),
+  ...env,
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('a machine whose clock is off', () => {
+  it('records a run that ends after it starts: finished_at by the database clock, as started_at (an hour behind gave -3600 s)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    for (const skew of [-HOUR, 24 * HOUR]) {
+      expect((await cli(['run'], skewed(h, skew))).code).toBe(0);
+    }
+    const status = await cli(['status', '--json'], { DATABASE_URL: h.t.url });
+    const runs = (JSON.parse(status.stdout) as StatusReport).sites[0]!.runs;
+    expect(runs).toHaveLength(2);
+    for (const run of runs) {
+      expect(run.durationSeconds).toBeGreaterThanOrEqual(0);
+      expect(run.durationSeconds).toBeLessThan(600);
+    }
+  });
+
+  it('snapshot without --as-of takes now from the database: an hour behind, it found no run yet', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const out = await cli(['snapshot', '--format', 'jsonl'], skewed(h, -HOUR));
+    expect(out.code).toBe(0);
+    expect(
+      out.stdout
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { login: string }).login),
+    ).toHaveLength(3);
+  });
+
+  it('HISTORY_RETENTION counts by the database clock: a worker two hours behind redacts a user deleted 90 minutes ago under a one-hour retention', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const login = String(h.sim.users('_host')[0]!.login);
+    h.sim.deleteUser('_host', login);
+    await h.sync({ full: true });
+    await h.t.query(`UPDATE cpq.users SET deleted_at = now() - interval '90 minutes' WHERE login = $1`, [login]);
+    expect((await cli(['run'], skewed(h, -2 * HOUR, { HISTORY_RETENTION: '1h' }))).code).toBe(0);
+    expect(await h.t.query(`SELECT email, raw->>'email' AS raw_email FROM cpq.users WHERE login = $1`, [login])).toEqual([
+      { email: null, raw_email: '[redacted]' },
+    ]);
+  });
+
+  it('/readyz judges how long runs have failed by the database clock: a worker a day ahead took a failure after a success a day old for a streak of two', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    await h.t.query(
+      `INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at, error) VALUES
+         ('default', 'succeeded', 'full', now() - interval '25 hours', now() - interval '24 hours', NULL),
+         ('default', 'failed', 'incremental', now() - interval '1 hour', now() - interval '59 minutes', 'boom')`,
+    );
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 24 * HOUR);
+    const report = await checkReadiness(h.t.pool, { sites: ['default'], staleAfterMs: 36 * HOUR });
+    vi.useRealTimers();
+    expect(report).toMatchObject({ ready: true, staleSites: [] });
+    expect(report.sites[0]!.runs).toMatch(/^the last run failed; runs have not succeeded since .*, within SYNC_STALE_AFTER$/);
+  });
+});
