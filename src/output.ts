@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
+import { pipeline } from 'node:stream/promises';
 
 /** What an export's manifest says besides the file's digest: the rows and where they come from (run, watermark). */
 export type ManifestFields = { kind: 'snapshot' | 'changes'; format: string; rows: number } & Record<string, unknown>;
@@ -39,7 +39,7 @@ const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${
  * a symlink, rather than writing to where a link points.
  */
 export async function writeOutput<T>(file: string | undefined, write: (out: Writable) => Promise<T>, manifest?: (result: T) => ManifestFields): Promise<T> {
-  if (file === undefined) return write(process.stdout);
+  if (file === undefined) return writeStdout(write);
   const partial = partialName(file);
   // 0600: an export holds personal data (names, emails); only its owner reads it.
   const handle = await open(partial, 'wx', 0o600);
@@ -54,11 +54,14 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
       done(null, chunk);
     },
   });
-  counted.pipe(out);
+  // pipeline, not pipe: a failing file (a full disk) fails the export, which then removes the
+  // partial file, instead of an 'error' nobody listens to ending the process.
+  const piped = pipeline(counted, out);
+  piped.catch(() => undefined); // awaited below; until then, its failure also fails `write`
   try {
     const result = await write(counted);
     counted.end();
-    await finished(out);
+    await piped;
     await rename(partial, file);
     if (manifest) {
       const side: Manifest = {
@@ -76,8 +79,37 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
     counted.destroy();
     out.destroy();
     await rm(partial, { force: true });
-    throw err;
+    throw withPlace(err, file);
   }
+}
+
+/**
+ * `write` to standard output. A reader that goes away (`| head`) or a full disk behind a
+ * redirection fails the export with one line (and `changes` prints no watermark, since what it
+ * wrote was not all read) rather than an unhandled 'error' ending the process.
+ */
+async function writeStdout<T>(write: (out: Writable) => Promise<T>): Promise<T> {
+  let onError!: (err: Error) => void;
+  const failed = new Promise<never>((_, reject) => (onError = reject));
+  process.stdout.on('error', onError);
+  try {
+    return await Promise.race([write(process.stdout), failed]);
+  } catch (err) {
+    throw withPlace(err, 'standard output');
+  } finally {
+    process.stdout.off('error', onError);
+  }
+}
+
+/** A failure to write the export, naming where. */
+function withPlace(err: unknown, where: string): unknown {
+  // A system call's failure (the file, the pipe), not the database's (which has a code too).
+  if (!(err instanceof Error) || (err as NodeJS.ErrnoException).syscall === undefined) return err;
+  return new Error(
+    (err as NodeJS.ErrnoException).code === 'EPIPE'
+      ? `${where} was closed before the export was written whole (EPIPE)`
+      : `cannot write ${where}: ${err.message}`,
+  );
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type Cursor from 'pg-cursor';
 import type pg from 'pg';
@@ -33,8 +34,11 @@ function csvCell(value: string | null, column: TextColumn, terminal: boolean): s
   return /[",\r\n]/.test(cell) ? `"${cell.replace(/"/g, '""')}"` : cell;
 }
 
+/** Writes `chunk`, waiting for `out` to drain when it asks to; rejects when `out` failed (a full disk, a reader gone). */
 async function write(out: Writable, chunk: string): Promise<void> {
-  if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', resolve));
+  if (out.destroyed) throw out.errored ?? new Error('the output was closed');
+  // once() rejects on 'error': a stream that fails instead of draining does not leave the export waiting.
+  if (!out.write(chunk)) await once(out, 'drain');
 }
 
 /**
