@@ -1,0 +1,74 @@
+import { chmod, chown, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect } from 'vitest';
+import { cli } from '../helpers/cli-process.js';
+import { it } from '../helpers/harness.js';
+
+/*
+ * `.env` in the working directory is read into the environment. In a folder other local users can
+ * write to, theirs set what the operator left unset: a reviewer's DATABASE_URL sent every synced
+ * user to the attacker's database. One written (or writable) by someone else is refused.
+ */
+
+const NOBODY = 65534;
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+async function sharedFolder(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-dotenv-'));
+  await chmod(dir, 0o1777);
+  dirs.push(dir);
+  return dir;
+}
+
+const status = (cwd: string) => cli(['status', '--json'], {}, { cwd });
+
+describe('.env in the working directory', () => {
+  it("is read when it is this user's and not writable by others", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const cwd = await sharedFolder();
+    await writeFile(join(cwd, '.env'), `DATABASE_URL=${h.t.url}\n`, { mode: 0o600 });
+    const out = await status(cwd);
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject({ sites: [{ site: 'default' }] });
+  });
+
+  it('is refused, with one line and exit code 2, when its group or every user can write it', async () => {
+    const cwd = await sharedFolder();
+    const file = join(cwd, '.env');
+    await writeFile(file, 'DATABASE_URL=postgres://attacker.example/db\n');
+    for (const [mode, who] of [
+      [0o666, 'every user'],
+      [0o620, 'its group'],
+    ] as const) {
+      await chmod(file, mode);
+      const out = await status(cwd);
+      expect(out.code).toBe(2);
+      expect(out.stdout).toBe('');
+      expect(out.stderr).toBe(
+        `cpq-sync: .env can be written by ${who} (mode ${mode.toString(8)}): refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)\n`,
+      );
+    }
+  });
+
+  it.runIf(process.getuid?.() === 0)('(as root) is refused when another user owns it, or the file a .env link names', async () => {
+    const cwd = await sharedFolder();
+    const theirs = join(cwd, 'theirs.env');
+    await writeFile(theirs, 'DATABASE_URL=postgres://attacker.example/db\n', { mode: 0o644 });
+    await chown(theirs, NOBODY, NOBODY);
+    await symlink(theirs, join(cwd, '.env'));
+    const linked = await status(cwd);
+    expect(linked.code).toBe(2);
+    expect(linked.stderr).toMatch(/^cpq-sync: \.env \(what the link names\) is owned by uid 65534, not by this user \(0\) or root: refusing to read it/);
+    await rm(join(cwd, '.env'));
+    await writeFile(join(cwd, '.env'), 'DATABASE_URL=postgres://attacker.example/db\n', { mode: 0o644 });
+    await chown(join(cwd, '.env'), NOBODY, NOBODY);
+    const owned = await status(cwd);
+    expect(owned.code).toBe(2);
+    expect(owned.stderr).toMatch(/^cpq-sync: \.env is owned by uid 65534, not by this user \(0\) or root: refusing to read it/);
+  });
+});
