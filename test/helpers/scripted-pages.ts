@@ -16,6 +16,8 @@ export interface ScriptedRequest extends RequestRecord {
   page: number;
   /** The response the simulator would give to this very request, as text (fetched on the side). */
   real(): Promise<string>;
+  /** The same, with its status. */
+  realAnswer(): Promise<{ status: number; body: string }>;
   /** Answers this request with the given body instead (200 JSON unless told otherwise). */
   reply(body: string, options?: { status?: number; headers?: Record<string, string> }): void;
 }
@@ -32,11 +34,13 @@ export function scriptRequests(sim: CpqSimulator, script: (req: ScriptedRequest)
     const scripted: ScriptedRequest = {
       ...req,
       page: req.path.endsWith('/users') ? page++ : -1,
-      real: async () => {
+      real: async () => (await scripted.realAnswer()).body,
+      realAnswer: async () => {
         const url = new URL(sim.baseUrl + req.path);
         for (const [name, value] of Object.entries(req.query)) url.searchParams.set(name, value);
         url.searchParams.set(NESTED, '1');
-        return (await fetch(url)).text();
+        const response = await fetch(url);
+        return { status: response.status, body: await response.text() };
       },
       reply: (body, options = {}) =>
         sim.addFault({
