@@ -215,6 +215,38 @@ describe('cpq-sync forget (the command)', () => {
 });
 
 describe('HISTORY_RETENTION', () => {
+  it('reaches a site the configuration no longer names (removed or renamed), unless a run of it holds its lock', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
+    const named = (name: string, retention?: number) => ({
+      pool: h.t.pool,
+      db: h.t.db,
+      config: { ...h.config, sites: [{ ...h.config.sites[0]!, name }], ...(retention === undefined ? {} : { historyRetentionMs: retention }) },
+      log: h.log,
+    });
+    // Site "emea" syncs, a user is deleted, and then the site is renamed "europe" in the sites file.
+    await runSync(named('emea'));
+    const [a] = logins(h);
+    const values = personalValues(h, a!);
+    h.sim.deleteUser('_host', a!);
+    await runSync(named('emea'), { full: true });
+    await h.t.query(`UPDATE cpq.users SET deleted_at = now() - interval '1 day' WHERE site = 'emea' AND login = $1`, [a]);
+    expect(await findAnywhere(h.t, values)).not.toEqual([]);
+
+    const holder = await h.t.pool.connect();
+    try {
+      const release = await holdSyncLock(holder, 'emea');
+      await runSync(named('europe', 3_600_000));
+      expect(await findAnywhere(h.t, values), 'a run of emea going on: left alone').not.toEqual([]);
+      await release();
+    } finally {
+      holder.release();
+    }
+    await runSync(named('europe', 3_600_000));
+    expect(await findAnywhere(h.t, values)).toEqual([]);
+    expect(await h.t.query(`SELECT site FROM cpq.retention_state ORDER BY site`)).toEqual([{ site: 'emea' }, { site: 'europe' }]);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+
   plain('is off by default, takes a duration or off, and names a wrong value', () => {
     expect(loadConfig({}).historyRetentionMs).toBeUndefined();
     expect(loadConfig({ HISTORY_RETENTION: 'off' }).historyRetentionMs).toBeUndefined();

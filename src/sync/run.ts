@@ -488,7 +488,15 @@ export class SyncRun {
     await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate }, this.progress, (m) => this.warn(m));
     // Expired by the database's clock, which dates what it redacts.
     const retainedFrom = config.historyRetentionMs === undefined ? undefined : new Date(Date.now() + clock.offsetMs - config.historyRetentionMs);
-    await proveRun(client, site, runId, this.progress, retainedFrom, log);
+    await proveRun(
+      client,
+      site,
+      runId,
+      this.progress,
+      retainedFrom,
+      config.sites.map((s) => s.name),
+      log,
+    );
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();
