@@ -1,4 +1,4 @@
-import { chmod, chown, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
@@ -53,6 +53,22 @@ describe('.env in the working directory', () => {
         `cpq-sync: .env can be written by ${who} (mode ${mode.toString(8)}): refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)\n`,
       );
     }
+  });
+
+  it('DOTENV_CONFIG_PATH names another file, checked alike; a folder named .env (a Python virtual environment) is passed over', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const cwd = await sharedFolder();
+    const file = join(cwd, 'cpq-sync.env');
+    await writeFile(file, `DATABASE_URL=${h.t.url}\n`, { mode: 0o600 });
+    await mkdir(join(cwd, '.env'));
+    const out = await cli(['status', '--json'], { DOTENV_CONFIG_PATH: file }, { cwd });
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject({ sites: [{ site: 'default' }] });
+    await chmod(file, 0o666);
+    const refused = await cli(['status', '--json'], { DOTENV_CONFIG_PATH: file }, { cwd });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^cpq-sync: \S+cpq-sync\.env can be written by every user \(mode 666\): refusing to read it/);
   });
 
   it.runIf(process.getuid?.() === 0)('(as root) is refused when another user owns it, or the file a .env link names', async () => {
