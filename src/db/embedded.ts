@@ -70,8 +70,8 @@ function firstClosedFolder(path: string): string | undefined {
 
 /**
  * The first part of `path` (a folder on the way, or the path itself) that another local user
- * could change: one owned by a user not in `trusted`, or a folder every user may write to
- * without the sticky bit (anyone may rename what is in it). Checked as given, link by link, and
+ * could change: one owned by a user not in `trusted`, or a folder its group or every user may
+ * write to without the sticky bit (they may rename what is in it). Checked as given, link by link, and
  * as resolved. As root, a data folder another user had replaced with a link was handed to the
  * postgres account (chown) and its password file's target made 0600 (chmod), wherever it led.
  */
@@ -90,7 +90,9 @@ function foreignPathPart(path: string, trusted: ReadonlySet<number>): string | u
         return undefined; // what does not exist yet, this process creates
       }
       if (!trusted.has(stats.uid)) return `${part} belongs to uid ${stats.uid}`;
-      if (stats.isDirectory() && (stats.mode & 0o002) !== 0 && (stats.mode & 0o1000) === 0) return `${part} can be written by every user (no sticky bit)`;
+      if (stats.isDirectory() && (stats.mode & 0o022) !== 0 && (stats.mode & 0o1000) === 0) {
+        return `${part} can be written by ${(stats.mode & 0o002) !== 0 ? 'every user' : 'its group'} (no sticky bit)`;
+      }
     }
     return undefined;
   };
@@ -191,7 +193,13 @@ async function initdb(runtime: Runtime, password: string): Promise<void> {
   if (runtime.account) {
     await chown(pwfile, runtime.account.uid, runtime.account.gid);
     await mkdir(runtime.dataDir, { recursive: true, mode: 0o700 });
-    await chown(runtime.dataDir, runtime.account.uid, runtime.account.gid);
+    // The folder made (or found) here, not whatever a link put in its place since would lead to.
+    const folder = await open(runtime.dataDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    try {
+      await folder.chown(runtime.account.uid, runtime.account.gid);
+    } finally {
+      await folder.close();
+    }
   }
   try {
     const child = spawn(join(binaryDir(), 'initdb'), [`--pgdata=${runtime.dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwfile}`], {

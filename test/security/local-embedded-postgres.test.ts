@@ -164,7 +164,7 @@ describe('the embedded Postgres, seen by another local user', () => {
   }, 90_000);
 
   it.runIf(process.getuid?.() === 0)(
-    '(as root) refuses a data folder another user planted, as a link or as a folder holding a password-file link: nothing is chowned or chmodded',
+    '(as root) refuses a data folder another user planted, as a link or as a folder holding a password-file link, or one in a folder its group may write: nothing is chowned or chmodded',
     async () => {
       const NOBODY = 65534;
       const shared = await dataFolder();
@@ -191,6 +191,15 @@ describe('the embedded Postgres, seen by another local user', () => {
       await chown(planted, NOBODY, NOBODY);
       await expect(startEmbeddedPostgres({ dataDir: planted, port: await freePort() })).rejects.toThrow(`${planted} belongs to uid 65534`);
       expect((await stat(victimFile)).mode & 0o777).toBe(0o644);
+
+      // A folder of root's its group may write to: a member could swap the data folder for a link between the check and the chown.
+      const grouped = join(shared, 'grouped');
+      await mkdir(grouped);
+      await chown(grouped, 0, NOBODY);
+      await chmod(grouped, 0o775);
+      await expect(startEmbeddedPostgres({ dataDir: join(grouped, 'pg'), port: await freePort() })).rejects.toThrow(
+        `${grouped} can be written by its group (no sticky bit)`,
+      );
     },
   );
 });
