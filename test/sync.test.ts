@@ -610,6 +610,26 @@ describe('integration users', () => {
     ]);
   });
 
+  it('CPQ_COMPANIES=* with a company list that marks no host fails a run with integration users, even ones naming _host: the host would be read under its own login beside them', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
+      { CPQ_COMPANIES: '*' },
+    );
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/companies')) req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => delete c.isHost)));
+      if (req.path.endsWith('/integrationUsers'))
+        req.reply(editPage(await req.real(), (page) => page.items.forEach((u) => (u.company = { loginName: '_host' }))));
+    });
+    const error = await h.syncError();
+    expect(error).toMatchObject({ kind: 'config' });
+    expect(error.message).toBe(
+      "the company list marks no company as the host (isHost), so with CPQ_COMPANIES=* the host's users would be stored under its own login name and its integration users under _host: set CPQ_HOST_COMPANY to the host's own login name",
+    );
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+  });
+
   it('CPQ_COMPANIES naming the host by its own login fails a run with integration users, naming _host', async ({ startHarness }) => {
     for (const env of [{ CPQ_HOST_COMPANY: 'cpq-mdb' }, {}] as Record<string, string>[]) {
       const h = await startHarness(

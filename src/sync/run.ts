@@ -408,6 +408,14 @@ export class SyncRun {
         this.progress.splice(this.progress.indexOf(progress), 1);
         this.warn(warning);
       });
+      if (readAll && companyList !== undefined && companyList.hostLogins.size === 0 && !companyList.listed.has('_host') && integrationUsers.size > 0) {
+        // The list's names are the company reads: the host's users would be read under its own
+        // login, and its integration users (naming _host, or nothing) filed under _host.
+        throw new SyncError(
+          'config',
+          "the company list marks no company as the host (isHost), so with CPQ_COMPANIES=* the host's users would be stored under its own login name and its integration users under _host: set CPQ_HOST_COMPANY to the host's own login name",
+        );
+      }
       const hostByOwnLogin = integrationCompanies.hostAliases().find((name) => companies.includes(name));
       if (hostByOwnLogin !== undefined && this.progress.includes(progress)) {
         // Where the site has the integration feed (an absent one took its stream off), the host's
