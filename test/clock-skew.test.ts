@@ -39,6 +39,15 @@ describe('a machine whose clock is off', () => {
     }
   });
 
+  it('SYNC_FULL_EVERY counts from the last full read by the database clock: two hours ahead, a full read an instant old seemed due', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    expect((await cli(['run'], skewed(h, 2 * HOUR, { SYNC_FULL_EVERY: '1h' }))).code).toBe(0);
+    expect(await h.t.query(`SELECT mode FROM cpq.sync_runs ORDER BY id`)).toEqual([{ mode: 'full' }, { mode: 'incremental' }]);
+  });
+
   it('snapshot without --as-of takes now from the database: an hour behind, it found no run yet', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();

@@ -358,10 +358,14 @@ export class SyncRun {
   private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<Omit<RunResult, 'seconds'>> {
     const { config, pool } = this.deps;
     const site = this.site.name;
+    // The database's clock, and always after the site's last run: valid_from follows commit order
+    // whatever the clocks of the workers that write the history.
+    const clock = await readRunClock(client, site);
     const sinceFor = readsFrom(this.cursors, {
       full: this.options.full === true,
       fullEveryMs: config.fullEveryMs,
       lookbackMs: config.lookbackMs,
+      clockOffsetMs: clock.offsetMs,
     });
     const track = (id: StreamId, since: Date | undefined) => {
       const progress = new StreamProgress(id, since, this.options.progress?.forSite?.(this.site.name) ?? this.options.progress);
@@ -371,9 +375,6 @@ export class SyncRun {
 
     const stager = await Stager.create(client);
     this.stager = stager;
-    // The database's clock, and always after the site's last run: valid_from follows commit order
-    // whatever the clocks of the workers that write the history.
-    const clock = await readRunClock(client, site);
     const notBefore = clock.lastEffectiveAt === null ? -Infinity : clock.lastEffectiveAt.getTime() + 1;
     const effectiveAt = () => (this.effectiveAt ??= new Date(Math.max(Date.now() + clock.offsetMs, notBefore)));
     const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
@@ -493,7 +494,12 @@ export class SyncRun {
     const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deletions, batches.inserted + direct.written, log);
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log);
-    await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate }, this.progress, (m) => this.warn(m));
+    await saveStreamCursors(
+      client,
+      { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate, clockOffsetMs: clock.offsetMs },
+      this.progress,
+      (m) => this.warn(m),
+    );
     // Expired by the database's clock, which dates what it redacts.
     const retainedFrom = config.historyRetentionMs === undefined ? undefined : new Date(Date.now() + clock.offsetMs - config.historyRetentionMs);
     await proveRun(

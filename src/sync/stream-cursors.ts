@@ -17,6 +17,8 @@ export interface ReadPlan {
   fullEveryMs: number;
   /** SYNC_LOOKBACK: an incremental read starts this long before the cursor. */
   lookbackMs: number;
+  /** The database's time less this process's (readRunClock): last_full_sync_at is the database's. */
+  clockOffsetMs: number;
 }
 
 /**
@@ -28,7 +30,7 @@ export function readsFrom(cursors: ReadonlyMap<string, StreamCursor>, plan: Read
   return (id) => {
     const stream = cursors.get(id.name);
     if (plan.full || !stream?.cursor || !stream.last_full_sync_at) return undefined;
-    if (Date.now() - new Date(stream.last_full_sync_at).getTime() >= plan.fullEveryMs) return undefined;
+    if (Date.now() + plan.clockOffsetMs - new Date(stream.last_full_sync_at).getTime() >= plan.fullEveryMs) return undefined;
     return new Date(new Date(stream.cursor).getTime() - plan.lookbackMs);
   };
 }
@@ -42,11 +44,17 @@ export function readsFrom(cursors: ReadonlyMap<string, StreamCursor>, plan: Read
  */
 export async function saveStreamCursors(
   client: pg.PoolClient,
-  { site, runId, lookbackMs, siteDate }: { site: string; runId: string; lookbackMs: number; siteDate: Date | undefined },
+  {
+    site,
+    runId,
+    lookbackMs,
+    siteDate,
+    clockOffsetMs,
+  }: { site: string; runId: string; lookbackMs: number; siteDate: Date | undefined; /** as ReadPlan's */ clockOffsetMs: number },
   progress: readonly StreamProgress[],
   warn: (message: string) => void,
 ): Promise<void> {
-  const now = Date.now();
+  const now = Date.now() + clockOffsetMs;
   for (const p of progress) {
     if (p.cursor !== null && Date.parse(p.cursor) > now + lookbackMs) {
       warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
