@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createReadStream, rmSync } from 'node:fs';
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -29,8 +30,9 @@ const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${
 /**
  * Runs `write` against standard output, or against FILE written under a temporary name and
  * renamed into place when complete, so a reader never sees half a file. With `manifest`, a file
- * gets its side file `<file>.manifest.json` (written the same way, after the data): its bytes,
- * SHA-256 and what `manifest` says of the result (rows, run, watermark).
+ * gets its side file `<file>.manifest.json` (written the same way, before the data is renamed
+ * into place, and renamed after it): its bytes, SHA-256 and what `manifest` says of the result
+ * (rows, run, watermark). A failure, or SIGINT/SIGTERM, removes the temporary files.
  *
  * The temporary file sits in FILE's folder (rename stays on one file system) under a name
  * nobody can guess, and is created exclusively (`wx`: O_CREAT|O_EXCL, which also refuses a
@@ -40,46 +42,87 @@ const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${
  */
 export async function writeOutput<T>(file: string | undefined, write: (out: Writable) => Promise<T>, manifest?: (result: T) => ManifestFields): Promise<T> {
   if (file === undefined) return writeStdout(write);
+  await requireFileOrNothing(file);
+  if (manifest) await requireFileOrNothing(manifestPath(file));
   const partial = partialName(file);
-  // 0600: an export holds personal data (names, emails); only its owner reads it.
-  const handle = await open(partial, 'wx', 0o600);
-  const out = handle.createWriteStream();
-  const digest = createHash('sha256');
-  let bytes = 0;
-  // Every byte on its way to the file goes through the digest.
-  const counted = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      digest.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  // pipeline, not pipe: a failing file (a full disk) fails the export, which then removes the
-  // partial file, instead of an 'error' nobody listens to ending the process.
-  const piped = pipeline(counted, out);
-  piped.catch(() => undefined); // awaited below; until then, its failure also fails `write`
+  const partials = [partial];
+  // Killed by a signal meanwhile, the export leaves no partial file of personal data behind.
+  const onSignal = (signal: NodeJS.Signals) => {
+    for (const path of partials) rmSync(path, { force: true });
+    process.exit(128 + constants.signals[signal]);
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
-    const result = await write(counted);
-    counted.end();
-    await piped;
-    await rename(partial, file);
-    if (manifest) {
-      const side: Manifest = {
-        manifest: MANIFEST_VERSION,
-        file: basename(file),
-        bytes,
-        sha256: digest.digest('hex'),
-        ...manifest(result),
-        createdAt: new Date().toISOString(),
-      };
-      await writeAtomically(manifestPath(file), `${JSON.stringify(side, null, 2)}\n`);
+    // 0600: an export holds personal data (names, emails); only its owner reads it.
+    const handle = await open(partial, 'wx', 0o600);
+    const out = handle.createWriteStream();
+    const digest = createHash('sha256');
+    let bytes = 0;
+    // Every byte on its way to the file goes through the digest.
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        digest.update(chunk);
+        bytes += chunk.length;
+        done(null, chunk);
+      },
+    });
+    // pipeline, not pipe: a failing file (a full disk) fails the export, which then removes the
+    // partial file, instead of an 'error' nobody listens to ending the process.
+    const piped = pipeline(counted, out);
+    piped.catch(() => undefined); // awaited below; until then, its failure also fails `write`
+    try {
+      const result = await write(counted);
+      counted.end();
+      await piped;
+      let side: string | undefined;
+      if (manifest) {
+        const fields: Manifest = {
+          manifest: MANIFEST_VERSION,
+          file: basename(file),
+          bytes,
+          sha256: digest.digest('hex'),
+          ...manifest(result),
+          createdAt: new Date().toISOString(),
+        };
+        // Written before the data is put in place: a manifest that cannot be written leaves the
+        // earlier file and its manifest as they were.
+        side = partialName(manifestPath(file));
+        partials.push(side);
+        await writeFile(side, `${JSON.stringify(fields, null, 2)}\n`, { flag: 'wx', mode: 0o600 }).catch((err: unknown) => {
+          throw withPlace(err, manifestPath(file));
+        });
+      }
+      await rename(partial, file);
+      if (side !== undefined) {
+        try {
+          await rename(side, manifestPath(file));
+        } catch (err) {
+          throw withPlace(err, manifestPath(file));
+        }
+      }
+      return result;
+    } catch (err) {
+      counted.destroy();
+      out.destroy();
+      throw err;
     }
-    return result;
   } catch (err) {
-    counted.destroy();
-    out.destroy();
-    await rm(partial, { force: true });
+    for (const path of partials) await rm(path, { force: true });
     throw withPlace(err, file);
+  } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * FILE must be a file or not exist: a FIFO, a device or a link to one (`--out /dev/stdout`)
+ * would be replaced by a regular file, its reader left waiting (the data is for standard output:
+ * leave out --out).
+ */
+async function requireFileOrNothing(file: string): Promise<void> {
+  const stats = await stat(file).catch(() => undefined);
+  if (stats !== undefined && !stats.isFile()) {
+    throw new Error(`${file}: not a regular file (a pipe, a device or a folder), so it cannot be replaced; leave out --out to write to standard output`);
   }
 }
 
@@ -110,17 +153,6 @@ function withPlace(err: unknown, where: string): unknown {
       ? `${where} was closed before the export was written whole (EPIPE)`
       : `cannot write ${where}: ${err.message}`,
   );
-}
-
-async function writeAtomically(file: string, text: string): Promise<void> {
-  const partial = partialName(file);
-  try {
-    await writeFile(partial, text, { flag: 'wx', mode: 0o600 });
-    await rename(partial, file);
-  } catch (err) {
-    await rm(partial, { force: true });
-    throw err;
-  }
 }
 
 /** The outcome of `cpq-sync verify --file`: problems empty when the file is the one the manifest describes. */

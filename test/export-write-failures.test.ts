@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
@@ -68,5 +68,63 @@ describe('an export whose destination fails', () => {
     const gone = await exportTo(['snapshot', '--format', 'csv'], { DATABASE_URL: h.t.url }, 'closed pipe');
     expect(gone.code).not.toBe(0);
     expect(gone.stderr).toBe('cpq-sync: standard output was closed before the export was written whole (EPIPE)\n');
+  });
+
+  it('--out naming a pipe, a device (through a link, as /dev/stdout is) or, for the manifest, a folder is refused before anything is written', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const folder = await mkdtemp(join(tmpdir(), 'cpq-sync-export-'));
+    dirs.push(folder);
+    const fifo = join(folder, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const device = join(folder, 'stdout');
+    await symlink('/dev/null', device);
+    const manifested = join(folder, 'changes.jsonl');
+    await mkdir(`${manifested}.manifest.json`);
+    for (const [file, args] of [
+      [fifo, ['changes', '--after', '0']],
+      [device, ['snapshot']],
+      [`${manifested}.manifest.json`, ['changes', '--after', '0']],
+    ] as const) {
+      const out = file.endsWith('.manifest.json') ? manifested : file;
+      const ended = await exportTo([...args, '--out', out], { DATABASE_URL: h.t.url }, 'ignore');
+      expect(ended.code).not.toBe(0);
+      expect(ended.stderr).toBe(
+        `cpq-sync: ${file}: not a regular file (a pipe, a device or a folder), so it cannot be replaced; leave out --out to write to standard output\n`,
+      );
+    }
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
+    expect((await lstat(device)).isSymbolicLink()).toBe(true);
+    expect((await readdir(folder)).sort()).toEqual(['changes.jsonl.manifest.json', 'fifo', 'stdout']);
+  });
+
+  it('SIGTERM or SIGINT while an export is under way removes its partial file', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const folder = await mkdtemp(join(tmpdir(), 'cpq-sync-export-'));
+    dirs.push(folder);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      // The export waits for a lock the test holds: its partial file exists, nothing is finished.
+      const holder = await h.t.pool.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+        const child = spawn(process.execPath, [BIN, 'snapshot', '--out', join(folder, 'snap.csv')], {
+          env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', DATABASE_URL: h.t.url },
+          stdio: 'ignore',
+        });
+        const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+        for (let i = 0; i < 200 && !(await readdir(folder)).some((f) => f.endsWith('.partial')); i++) await new Promise((r) => setTimeout(r, 50));
+        expect((await readdir(folder)).some((f) => f.endsWith('.partial'))).toBe(true);
+        child.kill(signal);
+        expect(await ended).toBe(signal === 'SIGTERM' ? 143 : 130);
+        expect(await readdir(folder)).toEqual([]);
+      } finally {
+        await holder.query('ROLLBACK');
+        holder.release();
+      }
+    }
   });
 });
