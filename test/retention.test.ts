@@ -90,13 +90,16 @@ describe('seal projection', () => {
 });
 
 describe('cpq-sync forget', () => {
-  it('refuses a user CPQ still has, and one the database does not know', async ({ startHarness }) => {
+  it('refuses a user CPQ still has, one the database does not know, and a site it does not know', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
     await h.sync();
     const [a] = logins(h);
     const request = { site: 'default', company: '_host', login: a!, reason: 'GDPR art. 17 request 42', requestedBy: 'dpo@example.com' };
     await expect(forgetUser(h.t.pool, request)).rejects.toThrow(`refusing to forget _host/${a!}: CPQ still has this user`);
     await expect(forgetUser(h.t.pool, { ...request, login: 'nobody' })).rejects.toThrow('no user _host/nobody in site default');
+    // A misspelt site is not added to cpq.sites (where --site of status, changes and snapshot would then accept it).
+    await expect(forgetUser(h.t.pool, { ...request, site: 'defualt' })).rejects.toThrow('no site defualt in this database: nothing to forget');
+    expect(await h.t.query(`SELECT name FROM cpq.sites`)).toEqual([{ name: 'default' }]);
     expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
     expect(await findAnywhere(h.t, personalValues(h, a!))).not.toEqual([]);
   });

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
+import { readSiteNames } from '../db/sql/read-site-names.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, toDatabaseOrInternal } from '../errors.js';
 
@@ -33,6 +34,8 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
     throw toDatabaseOrInternal(err);
   });
   try {
+    // Not a site's first lock: a misspelt --site would be added to cpq.sites for good.
+    if (!(await readSiteNames(client)).includes(request.site)) throw new SyncError('config', `no site ${request.site} in this database: nothing to forget`);
     // Under the site's sync lock: a run going on may have read the user's rows before this erasure
     // and would write them back, in a restore's diff and an ended version, when it commits.
     return await withSyncLock(

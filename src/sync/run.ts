@@ -9,7 +9,7 @@ import { INTEGRATION_STREAM, companyGone, listCompanies, type StreamId } from '.
 import { logAhead, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
-import { createRun } from '../db/sql/create-run.js';
+import { createRun, recordFailedStart } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
@@ -127,10 +127,8 @@ export class SyncRun {
     const site = this.site.name;
     try {
       this.cursors = await readCursors(db, site);
-      const mode = this.readsAll ? 'full' : 'incremental';
-      const runId = await createRun(db, site, mode);
       const error = oneLine(err.message);
-      await finishRun(this.deps.pool, runId, { status: 'failed', error, mode, pages: 0, streams: [], warnings: [], http: { requests: 0, retries: {} } });
+      const runId = await recordFailedStart(db, site, this.readsAll ? 'full' : 'incremental', error);
       log.error({ site, runId, error }, 'sync run could not start');
       return err.with({ site, runId });
     } catch (recordErr) {

@@ -1,4 +1,5 @@
 import type { Db } from '../database.js';
+import { runEndTime } from './finish-run.js';
 
 /**
  * Opens the run record (`running`) outside the run's transaction, so that it stays, and says
@@ -8,6 +9,28 @@ export async function createRun(db: Db, site: string, mode: 'full' | 'incrementa
   const run = await db
     .insertInto('cpq.sync_runs')
     .values({ site, status: 'running', mode, http_retries: '{}', streams: '[]', warnings: '[]' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return run.id;
+}
+
+/**
+ * Records a run that could not start (its site's lock held by a session that is no cpq-sync run)
+ * as failed, in one statement: a record left `running` meanwhile would be taken for a dead run's.
+ */
+export async function recordFailedStart(db: Db, site: string, mode: 'full' | 'incremental', error: string): Promise<string> {
+  const run = await db
+    .insertInto('cpq.sync_runs')
+    .values({
+      site,
+      status: 'failed',
+      mode,
+      finished_at: runEndTime(),
+      error,
+      http_retries: '{}',
+      streams: '[]',
+      warnings: '[]',
+    })
     .returning('id')
     .executeTakeFirstOrThrow();
   return run.id;

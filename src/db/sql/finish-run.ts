@@ -3,6 +3,13 @@ import type { HttpStats } from '../../cpq/http-stats.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import type { StreamReport, SyncRunsTable } from '../schema.js';
 
+/**
+ * When a run ended, by the database's clock, as started_at is: a worker whose clock is off would
+ * date its runs backwards (a negative duration) or ahead (a success in the future keeping /readyz
+ * green). In milliseconds, as a JavaScript Date holds it: status prints it and lastSuccessAt alike.
+ */
+export const runEndTime = () => sql<Date>`date_trunc('milliseconds', clock_timestamp())`;
+
 /** What every ended run records: how it read (a failed one too: a first run reads in full), and what. */
 interface RunEnd {
   mode: SyncRunsTable['mode'];
@@ -36,10 +43,7 @@ export interface FailedRun extends RunEnd {
 export async function finishRun(on: Queryable, runId: string, end: SucceededRun | FailedRun): Promise<boolean> {
   const common = {
     status: end.status,
-    // The database's clock, as started_at's: a worker whose clock is off would date its runs
-    // backwards (a negative duration) or ahead (a success in the future keeping /readyz green).
-    // In milliseconds, as a JavaScript Date holds it: status prints it and lastSuccessAt alike.
-    finished_at: sql<Date>`date_trunc('milliseconds', clock_timestamp())`,
+    finished_at: runEndTime(),
     mode: end.mode,
     pages: end.pages,
     streams: JSON.stringify(end.streams),
