@@ -69,12 +69,15 @@ function loginOf(item: unknown): string | undefined {
  * items of a page cut apart as it was read (JsonResponse.records), `body` then the rest of it.
  * `limit`: the page size asked for. A page holding more is refused: what a run holds per page
  * (a first load's refused rows, the rows held back for integration users) is bounded by it.
+ * A page that does not say hasMore has more when it is full (`asked` records: the page size): taken
+ * for the last, a full page would end a full read early, and the users after it would be deleted.
  */
 export function readCollection(
   url: string,
   body: unknown,
   limit: number,
   records?: PageRecords,
+  asked = limit,
 ): { items: PageRecords; hasMore: boolean; totalResults: number | undefined } {
   if (!isJsonObject(body))
     throw new SyncError(
@@ -92,7 +95,7 @@ export function readCollection(
   const total = body.totalResults;
   return {
     items: items instanceof PageRecords ? items : PageRecords.parsed(items as unknown[]),
-    hasMore: body.hasMore === true,
+    hasMore: body.hasMore === undefined ? count >= asked : body.hasMore,
     totalResults: countValue(total),
   };
 }
@@ -397,7 +400,7 @@ export async function* offsetPages(client: CpqHttpClient, path: string, query: R
     const response = await client.getJson(url);
     // No limit check: an offset read is the company list's, which is held whole and bounded by
     // its names (listCompanies), and whose endpoint's paging is not documented.
-    const page = readCollection(url, response.body, Number.POSITIVE_INFINITY);
+    const page = readCollection(url, response.body, Number.POSITIVE_INFINITY, undefined, pageSize);
     yield { url, index, items: page.items, totalResults: page.totalResults };
     if (!page.hasMore || page.items.length === 0) return;
     offset += page.items.length;
