@@ -16,6 +16,8 @@ export interface DeletionGuard {
   allowMassDelete: boolean;
   /** Stored integration users are not deleted by company reads this run (MergeDeletions.deleteNonIntegrationIn). */
   integrationUsersKept: boolean;
+  /** Company reads are JSON pages, read by key (not a zip export, whose records come in any order). */
+  keysetReads: boolean;
   warn: (message: string) => void;
 }
 
@@ -40,6 +42,13 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
     if (p.report.shortRead) {
       p.report.deletion = 'skipped: short read';
       guard.warn(`deletion skipped for ${p.id.name}: the read was short (${p.usersRead} of ${p.report.totalResults}); nothing was marked deleted`);
+    } else if (guard.keysetReads && p.mayRepeat && p.report.totalResults === null) {
+      // Pages whose logins broke the order they were asked in: CPQ's $gt and its sort disagree
+      // (a collation), so a page may have skipped users, and no totalResults says how many.
+      p.report.deletion = 'skipped: logins out of order';
+      guard.warn(
+        `deletion skipped for ${p.id.name}: CPQ returned logins out of the order it was asked for, and no totalResults, so its pages may have skipped users; nothing was marked deleted`,
+      );
     } else if (guard.firstLoads.has(p.id.company!)) {
       // Nothing was known, so nothing is missing: no need to scan a million users to see it.
       p.report.deletion = 'applied: none missing';

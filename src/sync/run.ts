@@ -487,6 +487,7 @@ export class SyncRun {
       // A user only the integration feed returns is no company read's to delete, unless that feed
       // was read in full: short, or absent this once, it may have left the user out.
       integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete,
+      keysetReads: this.cpq.exportFormat !== 'zip',
       warn: (m: string) => this.warn(m),
     };
     const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });

@@ -16,8 +16,8 @@ export interface ScriptedRequest extends RequestRecord {
   page: number;
   /** The response the simulator would give to this very request, as text (fetched on the side). */
   real(): Promise<string>;
-  /** The same, with its status. */
-  realAnswer(): Promise<{ status: number; body: string }>;
+  /** The same, with its status; with `query`, the answer to the same path asked with that query instead. */
+  realAnswer(query?: Record<string, string>): Promise<{ status: number; body: string }>;
   /** Answers this request with the given body instead (200 JSON unless told otherwise). */
   reply(body: string, options?: { status?: number; headers?: Record<string, string> }): void;
 }
@@ -35,9 +35,9 @@ export function scriptRequests(sim: CpqSimulator, script: (req: ScriptedRequest)
       ...req,
       page: req.path.endsWith('/users') ? page++ : -1,
       real: async () => (await scripted.realAnswer()).body,
-      realAnswer: async () => {
+      realAnswer: async (query = req.query) => {
         const url = new URL(sim.baseUrl + req.path);
-        for (const [name, value] of Object.entries(req.query)) url.searchParams.set(name, value);
+        for (const [name, value] of Object.entries(query)) url.searchParams.set(name, value);
         url.searchParams.set(NESTED, '1');
         const response = await fetch(url);
         return { status: response.status, body: await response.text() };
