@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it as plain } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { PERSONAL_COLUMNS, PERSONAL_FIELDS } from '../src/normalize/personal-fields.js';
@@ -218,6 +221,27 @@ describe('cpq-sync forget (the command)', () => {
 });
 
 describe('HISTORY_RETENTION', () => {
+  it('`run --site alpha` leaves a site the sites file names to its own runs: not taken for one no longer named', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
+    const folder = mkdtempSync(join(tmpdir(), 'cpq-sites-'));
+    try {
+      const sitesFile = join(folder, 'sites.json');
+      writeFileSync(sitesFile, JSON.stringify(['alpha', 'beta'].map((name) => ({ name, baseUrl: h.sim.baseUrl }))));
+      const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url };
+      expect((await new CliProcess(['run', '--site', 'beta'], env).exited).code).toBe(0);
+      const [a] = logins(h);
+      const values = personalValues(h, a!);
+      h.sim.deleteUser('_host', a!);
+      expect((await new CliProcess(['run', '--site', 'beta', '--full'], env).exited).code).toBe(0);
+      await h.t.query(`UPDATE cpq.users SET deleted_at = now() - interval '1 day' WHERE site = 'beta' AND login = $1`, [a]);
+      expect((await new CliProcess(['run', '--site', 'alpha'], { ...env, HISTORY_RETENTION: '1h' }).exited).code).toBe(0);
+      expect(await findAnywhere(h.t, values)).not.toEqual([]);
+      expect(await h.t.query(`SELECT site FROM cpq.retention_state`)).toEqual([{ site: 'alpha' }]);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   it('reaches a site the configuration no longer names (removed or renamed), unless a run of it holds its lock', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
     const named = (name: string, retention?: number) => ({

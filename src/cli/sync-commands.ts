@@ -18,9 +18,9 @@ export function registerSyncCommands(program: Command): void {
         const { printSummary, terminalProgress } = await import('../progress/index.js');
         const { runSites } = await import('../sync/run-sites.js');
         const { ShutdownSignals } = await import('../worker/shutdown.js');
-        const chosen = { ...loaded, sites: selectSites(loaded, opts.site ?? []) };
-        const config = opts.format ? withCpq(chosen, { exportFormat: opts.format }) : chosen;
-        const { sites } = config;
+        // The configuration keeps every site it names (HISTORY_RETENTION tells them from sites it no longer names); the chosen ones run.
+        const config = opts.format ? withCpq(loaded, { exportFormat: opts.format }) : loaded;
+        const sites = selectSites(config, opts.site ?? []);
         // SIGINT/SIGTERM: the runs roll back, are recorded `interrupted`, exit code 130.
         const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
         // In a terminal: one line per stream redrawn in place, then a table per company; otherwise the JSON lines.

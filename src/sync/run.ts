@@ -38,6 +38,7 @@ import {
 import { MergeBatches, mergeStaged, type MergeDeletions } from './merge.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
+import { redactUnnamedSites } from './redact-unnamed-sites.js';
 import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
 import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
 import { StreamProgress } from './stream-progress.js';
@@ -70,6 +71,8 @@ export class SyncRun {
    * when its first merge, batch or final, begins, by the database's clock (readRunClock).
    */
   private effectiveAt: Date | undefined;
+  /** HISTORY_RETENTION's cutoff this run redacted up to, by the database's clock; undefined without a retention. */
+  private retainedFrom: Date | undefined;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -169,6 +172,16 @@ export class SyncRun {
       // inside the run would make another site's run finishing meanwhile wait for this one.
       if (result.inserted >= ANALYZE_AFTER_INSERTS) {
         await analyzeUserTables(client).catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not analyze the user tables'));
+      }
+      if (this.retainedFrom !== undefined) {
+        // After the commit, so that no other site's lock is held for the length of this run's
+        // transaction; a failure here leaves this run succeeded (the next run tries again).
+        await redactUnnamedSites(
+          client,
+          this.deps.config.sites.map((s) => s.name),
+          this.retainedFrom,
+          runLog,
+        ).catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not redact the sites the configuration does not name'));
       }
       return { ...result, seconds: seconds() };
     } catch (err) {
@@ -501,15 +514,8 @@ export class SyncRun {
     );
     // Expired by the database's clock, which dates what it redacts.
     const retainedFrom = config.historyRetentionMs === undefined ? undefined : new Date(Date.now() + clock.offsetMs - config.historyRetentionMs);
-    await proveRun(
-      client,
-      site,
-      runId,
-      this.progress,
-      retainedFrom,
-      config.sites.map((s) => s.name),
-      log,
-    );
+    this.retainedFrom = retainedFrom;
+    await proveRun(client, site, runId, this.progress, retainedFrom, log);
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();

@@ -1,0 +1,41 @@
+import type pg from 'pg';
+import { readUnnamedSitesDue } from '../db/sql/read-unnamed-sites-due.js';
+import { redactExpired } from '../db/sql/redact-personal.js';
+import { withSyncLock } from '../db/sql/with-sync-lock.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+/** A site no run names is redacted at most this long after its cutoff moved: once an hour, not every run. */
+const UNNAMED_SITE_LAG_MS = 3_600_000;
+
+/**
+ * HISTORY_RETENTION is the database's: a site no run syncs any more (removed from the sites file,
+ * renamed) would keep its deleted users' personal data for ever. After its own commit, a run of a
+ * named site redacts each such site up to `retainedFrom`, one at a time, each in a transaction of
+ * its own under that site's sync lock, taken only when free and let go at once: a run of that
+ * site (another deployment's) is never kept waiting beyond one site's redaction, and is never
+ * skipped because of it for longer.
+ */
+export async function redactUnnamedSites(client: pg.PoolClient, named: readonly string[], retainedFrom: Date, log: Logger): Promise<void> {
+  const due = await readUnnamedSitesDue(client, named, new Date(retainedFrom.getTime() - UNNAMED_SITE_LAG_MS));
+  for (const other of due) {
+    try {
+      await withSyncLock(client, other, async () => {
+        await client.query('BEGIN');
+        try {
+          const redacted = await redactExpired(client, other, retainedFrom);
+          await client.query('COMMIT');
+          if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) {
+            log.info({ unnamedSite: other, redacted }, 'personal fields past HISTORY_RETENTION redacted in a site the configuration does not name');
+          }
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      });
+    } catch (err) {
+      // Its lock is held (a run of it going on, which redacts it itself), or the redaction failed: the next run tries again.
+      log.debug({ unnamedSite: other, error: errorMessage(err) }, 'a site the configuration does not name was not redacted this time');
+    }
+  }
+}
