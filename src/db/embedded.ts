@@ -70,12 +70,13 @@ function firstClosedFolder(path: string): string | undefined {
 
 /**
  * The first part of `path` (a folder on the way, or the path itself) that another local user
- * could change: one owned by a user not in `trusted`, or a folder its group or every user may
- * write to without the sticky bit (they may rename what is in it). Checked as given, link by link, and
+ * could change: one owned by a user not in `trusted.users`, or a folder every user, or a group not
+ * in `trusted.groups`, may write to without the sticky bit (they may rename what is in it). A
+ * group-writable folder of this user's own group (umask 002 makes them) or root's is trusted. Checked as given, link by link, and
  * as resolved. As root, a data folder another user had replaced with a link was handed to the
  * postgres account (chown) and its password file's target made 0600 (chmod), wherever it led.
  */
-function foreignPathPart(path: string, trusted: ReadonlySet<number>): string | undefined {
+function foreignPathPart(path: string, trusted: { users: ReadonlySet<number>; groups: ReadonlySet<number> }): string | undefined {
   const check = (full: string) => {
     const parts: string[] = [];
     for (let dir = resolve(full); ; dir = dirname(dir)) {
@@ -89,9 +90,10 @@ function foreignPathPart(path: string, trusted: ReadonlySet<number>): string | u
       } catch {
         return undefined; // what does not exist yet, this process creates
       }
-      if (!trusted.has(stats.uid)) return `${part} belongs to uid ${stats.uid}`;
-      if (stats.isDirectory() && (stats.mode & 0o022) !== 0 && (stats.mode & 0o1000) === 0) {
-        return `${part} can be written by ${(stats.mode & 0o002) !== 0 ? 'every user' : 'its group'} (no sticky bit)`;
+      if (!trusted.users.has(stats.uid)) return `${part} belongs to uid ${stats.uid}`;
+      if (stats.isDirectory() && (stats.mode & 0o1000) === 0) {
+        if ((stats.mode & 0o002) !== 0) return `${part} can be written by every user (no sticky bit)`;
+        if ((stats.mode & 0o020) !== 0 && !trusted.groups.has(stats.gid)) return `${part} can be written by its group ${stats.gid} (no sticky bit)`;
       }
     }
     return undefined;
@@ -314,14 +316,18 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
   }
   const account = await serverAccount();
-  const foreign = foreignPathPart(dataDir, new Set([0, process.getuid?.() ?? 0, ...(account ? [account.uid] : [])]));
+  const foreign = foreignPathPart(dataDir, {
+    users: new Set([0, process.getuid?.() ?? 0, ...(account ? [account.uid] : [])]),
+    groups: new Set([0, process.getgid?.() ?? 0, ...(account ? [account.gid] : [])]),
+  });
   if (foreign !== undefined) {
     throw new SyncError(
       'database',
       `embedded Postgres: refusing the data folder ${dataDir}: ${foreign}, so another local user could point it elsewhere; set DATA_DIR to a folder only you (or root) can change, or set DATABASE_URL`,
     );
   }
-  await mkdir(dirname(dataDir), { recursive: true });
+  // 0755 whatever the umask: a folder its group may write would be refused at the next start.
+  await mkdir(dirname(dataDir), { recursive: true, mode: 0o755 });
   const privateDir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-'));
   if (account) await chown(privateDir, account.uid, account.gid);
   const runtime: Runtime = { dataDir, port: options.port, account, privateDir, log: [], ...(options.onLog ? { onLog: options.onLog } : {}) };

@@ -197,8 +197,15 @@ describe('the embedded Postgres, seen by another local user', () => {
       await mkdir(grouped);
       await chown(grouped, 0, NOBODY);
       await chmod(grouped, 0o775);
+      // Its own group's (as umask 002 makes folders) is this user's to write: taken.
+      const ours = join(shared, 'ours');
+      await mkdir(ours);
+      await chmod(ours, 0o775);
+      const started = await startEmbeddedPostgres({ dataDir: join(ours, 'data', 'pg'), port: await freePort(), persistent: false });
+      await started.stop();
+      expect((await stat(join(ours, 'data'))).mode & 0o777).toBe(0o755);
       await expect(startEmbeddedPostgres({ dataDir: join(grouped, 'pg'), port: await freePort() })).rejects.toThrow(
-        `${grouped} can be written by its group (no sticky bit)`,
+        `${grouped} can be written by its group ${NOBODY} (no sticky bit)`,
       );
     },
   );
