@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, rmSync } from 'node:fs';
+import { createReadStream, renameSync, rmSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -46,12 +46,28 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
   if (manifest) await requireFileOrNothing(manifestPath(file));
   const partial = partialName(file);
   const partials = [partial];
-  // Killed by a signal meanwhile, the export leaves no partial file of personal data behind.
+  let side: string | undefined;
+  let placed = false;
+  // Stopped by a signal meanwhile, the export leaves no partial file of personal data behind; once
+  // the data is in place, its manifest is put beside it first, so that the two still agree.
   const onSignal = (signal: NodeJS.Signals) => {
+    if (placed && side !== undefined) {
+      // The data's rename may not have happened yet (ENOENT when it has): both, in their order.
+      for (const [from, to] of [
+        [partial, file],
+        [side, manifestPath(file)],
+      ] as const) {
+        try {
+          renameSync(from, to);
+        } catch {
+          // done already, or left to the removal below
+        }
+      }
+    }
     for (const path of partials) rmSync(path, { force: true });
     process.exit(128 + constants.signals[signal]);
   };
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  for (const signal of STOP_SIGNALS) process.once(signal, onSignal);
   try {
     // 0600: an export holds personal data (names, emails); only its owner reads it.
     const handle = await open(partial, 'wx', 0o600);
@@ -74,7 +90,6 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
       const result = await write(counted);
       counted.end();
       await piped;
-      let side: string | undefined;
       if (manifest) {
         const fields: Manifest = {
           manifest: MANIFEST_VERSION,
@@ -92,6 +107,7 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
           throw withPlace(err, manifestPath(file));
         });
       }
+      placed = true; // from here on, a signal completes the pair rather than removing its half
       await rename(partial, file);
       if (side !== undefined) {
         try {
@@ -107,12 +123,15 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
       throw err;
     }
   } catch (err) {
-    for (const path of partials) await rm(path, { force: true });
+    for (const path of partials) await rm(path, { force: true }).catch(() => undefined);
     throw withPlace(err, file);
   } finally {
-    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   }
 }
+
+/** The signals that end an export: Ctrl-C, a stop, a closed terminal or ssh session, Ctrl-\. */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
 /**
  * FILE must be a file or not exist: a FIFO, a device or a link to one (`--out /dev/stdout`)

@@ -100,12 +100,13 @@ describe('an export whose destination fails', () => {
     expect((await readdir(folder)).sort()).toEqual(['changes.jsonl.manifest.json', 'fifo', 'stdout']);
   });
 
-  it('SIGTERM or SIGINT while an export is under way removes its partial file', async ({ startHarness }) => {
+  it('SIGTERM, SIGINT or SIGHUP (a closed terminal) while an export is under way removes its partial file', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
     const folder = await mkdtemp(join(tmpdir(), 'cpq-sync-export-'));
     dirs.push(folder);
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const codes = { SIGTERM: 143, SIGINT: 130, SIGHUP: 129 } as const;
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
       // The export waits for a lock the test holds: its partial file exists, nothing is finished.
       const holder = await h.t.pool.connect();
       try {
@@ -119,7 +120,7 @@ describe('an export whose destination fails', () => {
         for (let i = 0; i < 200 && !(await readdir(folder)).some((f) => f.endsWith('.partial')); i++) await new Promise((r) => setTimeout(r, 50));
         expect((await readdir(folder)).some((f) => f.endsWith('.partial'))).toBe(true);
         child.kill(signal);
-        expect(await ended).toBe(signal === 'SIGTERM' ? 143 : 130);
+        expect(await ended).toBe(codes[signal]);
         expect(await readdir(folder)).toEqual([]);
       } finally {
         await holder.query('ROLLBACK');
