@@ -2,7 +2,8 @@ import { chmod, chown, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
-import { cli } from '../helpers/cli-process.js';
+import { spawn } from 'node:child_process';
+import { BIN, cli } from '../helpers/cli-process.js';
 import { it } from '../helpers/harness.js';
 
 /*
@@ -69,6 +70,28 @@ describe('.env in the working directory', () => {
     const refused = await cli(['status', '--json'], { DOTENV_CONFIG_PATH: file }, { cwd });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/^cpq-sync: \S+cpq-sync\.env can be written by every user \(mode 666\): refusing to read it/);
+  });
+
+  it('DOTENV_CONFIG_PATH may name a pipe (<(sops -d …)); DOTENV_CONFIG_OVERRIDE=true lets the file win over the environment', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const cwd = await sharedFolder();
+    const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const child = spawn(
+        'bash',
+        ['-c', `DOTENV_CONFIG_PATH=<(printf 'DATABASE_URL=%s\\n' "$URL") DOTENV_CONFIG_OVERRIDE=true exec "$0" "$1" status --json`, process.execPath, BIN],
+        {
+          cwd,
+          env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', URL: h.t.url, DATABASE_URL: 'postgres://127.0.0.1:1/not-this-one' },
+        },
+      );
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout }));
+    });
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject({ sites: [{ site: 'default' }] });
   });
 
   it.runIf(process.getuid?.() === 0)('(as root) is refused when another user owns it, or the file a .env link names', async () => {
