@@ -42,12 +42,13 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
     if (p.report.shortRead) {
       p.report.deletion = 'skipped: short read';
       guard.warn(`deletion skipped for ${p.id.name}: the read was short (${p.usersRead} of ${p.report.totalResults}); nothing was marked deleted`);
-    } else if (guard.keysetReads && p.mayRepeat && p.report.totalResults === null) {
-      // Pages whose logins broke the order they were asked in: CPQ's $gt and its sort disagree
-      // (a collation), so a page may have skipped users, and no totalResults says how many.
-      p.report.deletion = 'skipped: logins out of order';
+    } else if (guard.keysetReads && p.report.totalResults === null) {
+      // Only totalResults shows that a keyset read returned every user: where CPQ's $gt and its
+      // sort disagree (a collation: sorted without case, compared by code unit), later pages
+      // skip users silently, in order, and they would be marked deleted.
+      p.report.deletion = 'skipped: no totalResults';
       guard.warn(
-        `deletion skipped for ${p.id.name}: CPQ returned logins out of the order it was asked for, and no totalResults, so its pages may have skipped users; nothing was marked deleted`,
+        `deletion skipped for ${p.id.name}: CPQ sent no totalResults, so the read cannot show that its pages returned every user; nothing was marked deleted`,
       );
     } else if (guard.firstLoads.has(p.id.company!)) {
       // Nothing was known, so nothing is missing: no need to scan a million users to see it.
