@@ -400,7 +400,9 @@ export async function* offsetPages(client: CpqHttpClient, path: string, query: R
     const response = await client.getJson(url);
     // No limit check: an offset read is the company list's, which is held whole and bounded by
     // its names (listCompanies), and whose endpoint's paging is not documented.
-    const page = readCollection(url, response.body, Number.POSITIVE_INFINITY, undefined, pageSize);
+    // Nor is a page that does not say hasMore followed: an endpoint that ignores limit and offset
+    // answers the whole list every time, and a second request would only repeat it.
+    const page = readCollection(url, response.body, Number.POSITIVE_INFINITY);
     yield { url, index, items: page.items, totalResults: page.totalResults };
     if (!page.hasMore || page.items.length === 0) return;
     offset += page.items.length;
