@@ -1,11 +1,11 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import dotenv from 'dotenv';
 import { ConfigError } from './config.js';
 
 /**
  * Reads `.env` in the working directory (or the file DOTENV_CONFIG_PATH names) into the
- * environment, variables already set winning (unless DOTENV_CONFIG_OVERRIDE=true), unless another
+ * environment, variables already set winning (unless DOTENV_CONFIG_OVERRIDE=true, 1 or yes), unless another
  * local user could have written it: in a folder others can write to (a shared working directory,
  * /tmp), someone else's `.env` would set what the operator left unset, DATABASE_URL among it
  * (every synced user's personal data to their database). Refused, not skipped: the operator meant
@@ -15,9 +15,12 @@ import { ConfigError } from './config.js';
  * same descriptor: a name checked and then opened again could be swapped in between.
  */
 export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
-  if (env.DOTENV_KEY) throw new ConfigError('DOTENV_KEY: encrypted .env.vault files are not read; decrypt it to a .env file');
   const named = env.DOTENV_CONFIG_PATH ? env.DOTENV_CONFIG_PATH.replace(/^~(?=\/|$)/, homedir()) : undefined;
   const path = named ?? '.env';
+  // dotenv/config read an encrypted .env.vault beside it when DOTENV_KEY was set; this does not.
+  if (env.DOTENV_KEY && existsSync(`${path}.vault`)) {
+    throw new ConfigError(`DOTENV_KEY: ${path}.vault is encrypted, and encrypted files are not read; decrypt it to ${path}`);
+  }
   const encoding = env.DOTENV_CONFIG_ENCODING ?? 'utf8';
   if (!Buffer.isEncoding(encoding)) throw new ConfigError(`DOTENV_CONFIG_ENCODING: "${encoding}" is not an encoding`);
   let link: Stats;
@@ -27,14 +30,15 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     if (named !== undefined) throw new ConfigError(`DOTENV_CONFIG_PATH: cannot read ${path}`);
     return; // none
   }
-  let fd;
-  try {
-    // The implicit .env without waiting on a FIFO put in its place; a pipe named on purpose
-    // (DOTENV_CONFIG_PATH=<(sops -d …), /dev/stdin) is read as it comes.
-    fd = openSync(path, constants.O_RDONLY | (named === undefined ? constants.O_NONBLOCK : 0));
-  } catch (err) {
-    throw new ConfigError(`${path}: cannot be opened (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
+  const opened = (flags: number) => {
+    try {
+      return openSync(path, flags);
+    } catch (err) {
+      throw new ConfigError(`${path}: cannot be opened (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  // Without waiting on a FIFO: someone else's would hold the start before any check.
+  let fd = opened(constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const file = fstatSync(fd);
     // A folder named .env (a Python virtual environment's usual name) is no configuration.
@@ -60,7 +64,17 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
       }
     }
     if (!file.isFile() && (named === undefined || file.isDirectory())) throw new ConfigError(`${path} is not a file`);
-    dotenv.populate(env, dotenv.parse(readFileSync(fd).toString(encoding)), { override: env.DOTENV_CONFIG_OVERRIDE === 'true' });
+    if (!file.isFile()) {
+      // A pipe named on purpose (DOTENV_CONFIG_PATH=<(sops -d …), /dev/stdin), checked: read as it
+      // comes, through a second descriptor that must be the same pipe.
+      const blocking = opened(constants.O_RDONLY);
+      const again = fstatSync(blocking);
+      closeSync(fd);
+      fd = blocking;
+      if (again.dev !== file.dev || again.ino !== file.ino) throw new ConfigError(`${path} changed while it was opened`);
+    }
+    const override = /^(true|1|yes)$/i.test(env.DOTENV_CONFIG_OVERRIDE ?? '');
+    dotenv.populate(env, dotenv.parse(readFileSync(fd).toString(encoding)), { override });
   } finally {
     closeSync(fd);
   }

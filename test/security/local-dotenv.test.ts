@@ -2,7 +2,7 @@ import { chmod, chown, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { BIN, cli } from '../helpers/cli-process.js';
 import { it } from '../helpers/harness.js';
 
@@ -72,6 +72,18 @@ describe('.env in the working directory', () => {
     expect(refused.stderr).toMatch(/^cpq-sync: \S+cpq-sync\.env can be written by every user \(mode 666\): refusing to read it/);
   });
 
+  it('DOTENV_KEY set for other programs stops nothing; beside an encrypted .env.vault it is refused aloud', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const cwd = await sharedFolder();
+    await writeFile(join(cwd, '.env'), `DATABASE_URL=${h.t.url}\n`, { mode: 0o600 });
+    expect((await cli(['status', '--json'], { DOTENV_KEY: 'dotenv://:key_1234@dotenv.org/vault/.env.vault?environment=production' }, { cwd })).code).toBe(0);
+    await writeFile(join(cwd, '.env.vault'), 'DOTENV_VAULT_PRODUCTION="…"\n', { mode: 0o600 });
+    const refused = await cli(['status', '--json'], { DOTENV_KEY: 'dotenv://:key_1234@dotenv.org/vault/.env.vault?environment=production' }, { cwd });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe('cpq-sync: DOTENV_KEY: .env.vault is encrypted, and encrypted files are not read; decrypt it to .env\n');
+  });
+
   it('DOTENV_CONFIG_PATH may name a pipe (<(sops -d …)); DOTENV_CONFIG_OVERRIDE=true lets the file win over the environment', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
@@ -109,5 +121,12 @@ describe('.env in the working directory', () => {
     const owned = await status(cwd);
     expect(owned.code).toBe(2);
     expect(owned.stderr).toMatch(/^cpq-sync: \.env is owned by uid 65534, not by this user \(0\) or root: refusing to read it/);
+    // Their FIFO at the path DOTENV_CONFIG_PATH names is refused at once, not waited on for a writer.
+    const fifo = join(cwd, 'app.env');
+    execFileSync('mkfifo', ['-m', '0600', fifo]);
+    await chown(fifo, NOBODY, NOBODY);
+    const piped = await cli(['status', '--json'], { DOTENV_CONFIG_PATH: fifo }, { cwd });
+    expect(piped.code).toBe(2);
+    expect(piped.stderr).toMatch(/app\.env is owned by uid 65534, not by this user \(0\) or root: refusing to read it/);
   });
 });
