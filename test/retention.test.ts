@@ -268,6 +268,16 @@ describe('HISTORY_RETENTION', () => {
     } finally {
       holder.release();
     }
+    // A redaction that fails is said at warn level, and the run that committed before it stays succeeded.
+    await h.t.query(`CREATE FUNCTION public.refuse_emea() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by a test'; END $$`);
+    await h.t.query(`CREATE TRIGGER refuse_emea BEFORE UPDATE ON cpq.users FOR EACH ROW WHEN (OLD.site = 'emea') EXECUTE FUNCTION public.refuse_emea()`);
+    const refused = await runSync(named('europe', 3_600_000));
+    expect(refused.status).toBe('succeeded');
+    expect(
+      h.logLines.some((l) => l.includes('could not redact, past HISTORY_RETENTION, a site the configuration does not name') && l.includes('refused by a test')),
+    ).toBe(true);
+    expect(await findAnywhere(h.t, values)).not.toEqual([]);
+    await h.t.query(`DROP TRIGGER refuse_emea ON cpq.users`);
     await runSync(named('europe', 3_600_000));
     expect(await findAnywhere(h.t, values)).toEqual([]);
     expect(await h.t.query(`SELECT site FROM cpq.retention_state ORDER BY site`)).toEqual([{ site: 'emea' }, { site: 'europe' }]);

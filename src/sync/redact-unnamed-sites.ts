@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { readUnnamedSitesDue } from '../db/sql/read-unnamed-sites-due.js';
 import { redactExpired } from '../db/sql/redact-personal.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
-import { errorMessage } from '../errors.js';
+import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /** A site no run names is redacted at most this long after its cutoff moved: once an hour, not every run. */
@@ -16,9 +16,17 @@ const UNNAMED_SITE_LAG_MS = 3_600_000;
  * site (another deployment's) is never kept waiting beyond one site's redaction, and is never
  * skipped because of it for longer.
  */
-export async function redactUnnamedSites(client: pg.PoolClient, named: readonly string[], retainedFrom: Date, log: Logger): Promise<void> {
+export async function redactUnnamedSites(
+  client: pg.PoolClient,
+  named: readonly string[],
+  retainedFrom: Date,
+  log: Logger,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const due = await readUnnamedSitesDue(client, named, new Date(retainedFrom.getTime() - UNNAMED_SITE_LAG_MS));
   for (const other of due) {
+    // A shutdown waits for no more of them: the run has committed; the next one goes on.
+    if (signal?.aborted) return;
     try {
       await withSyncLock(client, other, async () => {
         await client.query('BEGIN');
@@ -34,8 +42,13 @@ export async function redactUnnamedSites(client: pg.PoolClient, named: readonly 
         }
       });
     } catch (err) {
-      // Its lock is held (a run of it going on, which redacts it itself), or the redaction failed: the next run tries again.
-      log.debug({ unnamedSite: other, error: errorMessage(err) }, 'a site the configuration does not name was not redacted this time');
+      // Its lock held by a run of it (which redacts it itself) is no news; anything else is personal
+      // data kept past its retention, said where the operator sees it. The next run tries again.
+      if (err instanceof SyncError && err.kind === 'lock') {
+        log.debug({ unnamedSite: other }, 'a site the configuration does not name was not redacted this time: a run of it holds its lock');
+      } else {
+        log.warn({ unnamedSite: other, error: errorMessage(err) }, 'could not redact, past HISTORY_RETENTION, a site the configuration does not name');
+      }
     }
   }
 }

@@ -181,6 +181,7 @@ export class SyncRun {
           this.deps.config.sites.map((s) => s.name),
           this.retainedFrom,
           runLog,
+          this.options.signal,
         ).catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not redact the sites the configuration does not name'));
       }
       return { ...result, seconds: seconds() };
