@@ -32,7 +32,7 @@ const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${
  * renamed into place when complete, so a reader never sees half a file. With `manifest`, a file
  * gets its side file `<file>.manifest.json` (written the same way, before the data is renamed
  * into place, and renamed after it): its bytes, SHA-256 and what `manifest` says of the result
- * (rows, run, watermark). A failure, or SIGINT/SIGTERM, removes the temporary files.
+ * (rows, run, watermark). A failure, or a stop signal (STOP_SIGNALS), removes the temporary files.
  *
  * The temporary file sits in FILE's folder (rename stays on one file system) under a name
  * nobody can guess, and is created exclusively (`wx`: O_CREAT|O_EXCL, which also refuses a
@@ -49,7 +49,8 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
   let side: string | undefined;
   let placed = false;
   // Stopped by a signal meanwhile, the export leaves no partial file of personal data behind; once
-  // the data is in place, its manifest is put beside it first, so that the two still agree.
+  // the data is being put in place, the signal puts it and its manifest in place, so that the two
+  // still agree.
   const onSignal = (signal: NodeJS.Signals) => {
     if (placed && side !== undefined) {
       // The data's rename may not have happened yet (ENOENT when it has): both, in their order.

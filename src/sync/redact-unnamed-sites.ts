@@ -13,8 +13,8 @@ const UNNAMED_SITE_LAG_MS = 3_600_000;
  * renamed) would keep its deleted users' personal data for ever. After its own commit, a run of a
  * named site redacts each such site up to `retainedFrom`, one at a time, each in a transaction of
  * its own under that site's sync lock, taken only when free and let go at once: a run of that
- * site (another deployment's) is never kept waiting beyond one site's redaction, and is never
- * skipped because of it for longer.
+ * site (another deployment's) starting meanwhile is skipped, as for any held lock, for no longer
+ * than one site's redaction.
  */
 export async function redactUnnamedSites(
   client: pg.PoolClient,
