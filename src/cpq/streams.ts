@@ -60,6 +60,8 @@ export interface CompanyList {
   listed: Set<string>;
   /** The host's own login names (of the entries with isHost, or CPQ_HOST_COMPANY's), which integration users may name instead of `_host`. */
   hostLogins: Set<string>;
+  /** Whether the list says which company is the host: an entry marked so, or one named `_host`. */
+  marksHost: boolean;
 }
 
 /** The companies of the site (host first as `_host`). */
@@ -103,7 +105,7 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       );
     }
   }
-  return { logins: [...logins], listed, hostLogins };
+  return { logins: [...logins], listed, hostLogins, marksHost: hostLogins.size > 0 || listed.has('_host') };
 }
 
 /**

@@ -93,7 +93,7 @@ export class IntegrationCompanies {
     if (this.list === undefined || loginName === '_host') return loginName;
     if (this.list.hostLogins.has(loginName)) return '_host';
     if (!this.list.listed.has(loginName)) this.unlisted.add(loginName);
-    else if (this.list.hostLogins.size === 0 && !this.list.listed.has('_host')) {
+    else if (!this.list.marksHost) {
       // The list names the company, but marks no entry as the host: it may be the host's own login,
       // whose users the _host feed returns too. Filed under that name, each would be two rows.
       throw new SyncError(

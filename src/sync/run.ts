@@ -415,13 +415,14 @@ export class SyncRun {
       }
       const progress = track(INTEGRATION_STREAM, integrationSince(sinceFor, this.cpq, companies));
       const integrationCompanies = new IntegrationCompanies(this.cpq.hostCompany, companyList);
-      hostAliases = integrationCompanies.hostAliases().filter((name) => !companies.includes(name));
+      const aliases = integrationCompanies.hostAliases();
+      hostAliases = aliases.filter((name) => !companies.includes(name));
       integrationUsers = await readIntegrationUsers(this.http, this.cpq, integrationCompanies, progress, log, (warning) => {
         // A site without the endpoint has no such stream: no report, no cursor.
         this.progress.splice(this.progress.indexOf(progress), 1);
         this.warn(warning);
       });
-      if (readAll && companyList !== undefined && companyList.hostLogins.size === 0 && !companyList.listed.has('_host') && integrationUsers.size > 0) {
+      if (readAll && companyList !== undefined && !companyList.marksHost && integrationUsers.size > 0) {
         // The list's names are the company reads: the host's users would be read under its own
         // login, and its integration users (naming _host, or nothing) filed under _host.
         throw new SyncError(
@@ -429,7 +430,7 @@ export class SyncRun {
           "the company list marks no company as the host (isHost), so with CPQ_COMPANIES=* the host's users would be stored under its own login name and its integration users under _host: set CPQ_HOST_COMPANY to the host's own login name",
         );
       }
-      const hostByOwnLogin = integrationCompanies.hostAliases().find((name) => companies.includes(name));
+      const hostByOwnLogin = aliases.find((name) => companies.includes(name));
       if (hostByOwnLogin !== undefined && this.progress.includes(progress)) {
         // Where the site has the integration feed (an absent one took its stream off), the host's
         // users would be filed under that name and its integration users under _host: each
