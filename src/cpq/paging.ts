@@ -69,15 +69,14 @@ function loginOf(item: unknown): string | undefined {
  * items of a page cut apart as it was read (JsonResponse.records), `body` then the rest of it.
  * `limit`: the page size asked for. A page holding more is refused: what a run holds per page
  * (a first load's refused rows, the rows held back for integration users) is bounded by it.
- * A page that does not say hasMore has more when it is full (`asked` records: the page size): taken
- * for the last, a full page would end a full read early, and the users after it would be deleted.
+ * A page that does not say hasMore has more when it is full (`limit` records): taken for the last,
+ * a full page would end a read early, and the users after it would never be loaded.
  */
 export function readCollection(
   url: string,
   body: unknown,
   limit: number,
   records?: PageRecords,
-  asked = limit,
 ): { items: PageRecords; hasMore: boolean; totalResults: number | undefined } {
   if (!isJsonObject(body))
     throw new SyncError(
@@ -95,7 +94,7 @@ export function readCollection(
   const total = body.totalResults;
   return {
     items: items instanceof PageRecords ? items : PageRecords.parsed(items as unknown[]),
-    hasMore: body.hasMore === undefined ? count >= asked : body.hasMore,
+    hasMore: body.hasMore === undefined ? count >= limit : body.hasMore,
     totalResults: countValue(total),
   };
 }
