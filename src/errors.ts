@@ -103,7 +103,8 @@ export function printable(text: string): string {
   return text.replace(CONTROL_CHARACTERS, hexEscape);
 }
 
-const C1_CONTROLS = /[\u007f-\u009f]/g;
+/** DEL and the C1 controls, which JSON.stringify leaves as they are (U+009B is CSI to some terminals). */
+export const C1_CONTROLS = /[\u007f-\u009f]/g;
 
 /** printable for DEL and the C1 controls only: for text printed as JSON, which escapes the C0 ones itself. */
 export function printableC1(text: string): string {

@@ -9,7 +9,7 @@ import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
 import { readLastWatermark } from '../db/sql/read-last-watermark.js';
 import { instantArgument } from '../date-time.js';
-import { printable, SyncError } from '../errors.js';
+import { C1_CONTROLS, printable, SyncError } from '../errors.js';
 import { compactJsonText } from './exact-text.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
@@ -18,8 +18,6 @@ const BATCH = 2000;
 
 /** What a spreadsheet runs as a formula when a cell begins with it (OWASP's CSV injection rule). */
 const FORMULA_START = /^[=+\-@\t\r]/;
-/** DEL and the C1 controls, which JSON.stringify leaves as they are. */
-const C1_CONTROLS = /[\u007f-\u009f]/g;
 /** A number, which a spreadsheet reads as one: not a formula, written as it is. */
 const PLAIN_NUMBER = /^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$/;
 

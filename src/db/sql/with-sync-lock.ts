@@ -35,8 +35,8 @@ export class SyncLockHeldByOutsider extends SyncError {
 
 /**
  * Runs `work` holding `site`'s sync lock on `client`, or fails with a 'lock' SyncError (`whenHeld`
- * its message) when another session holds it. Session-level: held by this connection for the whole run (across its
- * transaction), and released by Postgres if the process dies. One run per site at a time; runs of
+ * its message) when another session holds it. Session-level: held by this connection for the
+ * whole run (across its transaction), and released by Postgres if the process dies. One run per site at a time; runs of
  * different sites go on side by side.
  */
 export async function withSyncLock<T>(
