@@ -13,6 +13,7 @@ import { propertyTimeout, runs } from './arbitraries.js';
  * must hold: for each (company, login) the record as last read, or deleted, the cursor of each
  * stream, and the state after every run. Random admin actions (create, update, delete and restore
  * users in any company; change only groups or permissions, with or without moving dateModified;
+ * edit with dateModified moved backwards or removed; rename; add a login's case-only twin;
  * create and update integration users through POST and PATCH; move the clock) are interleaved
  * with full, incremental, zip and interrupted runs. After every run:
  *  - the tables equal the model (test/helpers/db-equals-simulator.ts, given the model as the site);
@@ -63,13 +64,14 @@ interface Real {
 
 const byLogin = (a: Rec, b: Rec) => (String(a.login) < String(b.login) ? -1 : String(a.login) > String(b.login) ? 1 : 0);
 /**
- * The same record as the sync's change detection reads it: groups and access permissions as sets
- * (its content digest sorts them, src/normalize/user-record.ts), so their order alone is no
- * change, and the stored row, raw included, is left as it was.
+ * The same record as the sync's change detection reads it: keys in any order, groups and access
+ * permissions as sets (its content digest sorts them, src/normalize/user-record.ts), so their
+ * order alone is no change, and the stored row, raw included, is left as it was. (A user only
+ * the integration feed read carries its company-feed permissions last.)
  */
 const same = (a: Rec, b: Rec) => stable(asSets(a)) === stable(asSets(b));
 function asSets(r: Rec): Rec {
-  const out: Rec = { ...r };
+  const out: Rec = Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   for (const relation of ['groups', 'accessPermissions']) {
     const items = (r[relation] as { items?: unknown } | undefined)?.items;
     if (Array.isArray(items)) out[relation] = { ...(r[relation] as Rec), items: items.map((i) => JSON.stringify(i)).sort() };
@@ -305,6 +307,65 @@ class UpdateUser implements Cmd {
   toString = () => `update user #${this.n} of ${this.company}: lastName ${JSON.stringify(this.lastName)}`;
 }
 
+/**
+ * An edit whose dateModified goes backwards (behind the cursor, so an incremental read misses it
+ * until a full one) or disappears (no incremental read can find it): the model reads by the same
+ * rule, so the tables must follow it whatever the site's clock says.
+ */
+class BackdatedUpdate implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly jobTitle: string,
+    readonly backMs: number | 'removed',
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (!user) return;
+    const dateModified = this.backMs === 'removed' ? undefined : new Date(model.clock.now - this.backMs).toISOString();
+    h.sim.updateUser(this.company, String(user.login), { jobTitle: this.jobTitle, dateModified });
+  }
+  toString = () =>
+    `update user #${this.n} of ${this.company}: jobTitle ${JSON.stringify(this.jobTitle)}, dateModified ${this.backMs === 'removed' ? 'removed' : `now - ${this.backMs / 1000}s`}`;
+}
+
+/** A new user whose login differs from an existing one's only in case (CPQ compares logins exactly: two users). */
+class CreateCaseTwin implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (!user) return;
+    const login = String(user.login);
+    const twin = login === login.toUpperCase() ? login.toLowerCase() : login.toUpperCase();
+    if (twin === login || h.sim.user(this.company, twin)) return;
+    h.sim.addUser(this.company, { login: twin });
+  }
+  toString = () => `create the case twin of user #${this.n} of ${this.company}`;
+}
+
+/** A user's login changes (the old login is gone from the site, the new one is a user never seen). */
+class RenameUser implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly suffix: string,
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (!user) return;
+    const login = `${String(user.login)}${this.suffix}`;
+    if (h.sim.user(this.company, login)) return;
+    h.sim.updateUser(this.company, String(user.login), { login });
+  }
+  toString = () => `rename user #${this.n} of ${this.company}: login + ${JSON.stringify(this.suffix)}`;
+}
+
 class DeleteUser implements Cmd {
   constructor(
     readonly company: string,
@@ -466,6 +527,19 @@ const commands = [
   company.map((c) => new CreateUser(c)),
   fc.tuple(company, fc.nat(), fc.constantFrom('Smith', 'Jones', 'Ñúñez', '')).map(([c, n, name]) => new UpdateUser(c, n, name)),
   fc.tuple(company, fc.nat()).map(([c, n]) => new DeleteUser(c, n)),
+  fc
+    .tuple(
+      company,
+      fc.nat(),
+      fc.constantFrom('Engineer', 'Ärztin', ''),
+      fc.oneof(
+        fc.integer({ min: 1, max: 3 * 86_400 }).map((s) => s * 1000),
+        fc.constant('removed' as const),
+      ),
+    )
+    .map(([c, n, title, back]) => new BackdatedUpdate(c, n, title, back)),
+  fc.tuple(company, fc.nat()).map(([c, n]) => new CreateCaseTwin(c, n)),
+  fc.tuple(company, fc.nat(), fc.constantFrom('-x', '.2', 'Ω', '\u{1F600}')).map(([c, n, suffix]) => new RenameUser(c, n, suffix)),
   fc.nat().map((n) => new RestoreUser(n)),
   fc.tuple(company, fc.nat(), groupName, fc.boolean(), fc.boolean()).map(([c, n, g, add, touch]) => new ChangeGroups(c, n, g, add, touch)),
   fc.tuple(company, fc.nat(), fc.boolean(), fc.boolean()).map(([c, n, access, touch]) => new ChangePermission(c, n, access, touch)),
