@@ -100,6 +100,58 @@ describe('restated records', () => {
     await expectChangeLogConsistent(h.t);
   });
 
+  it('a value under a second spelling of a field or part (lastname beside lastName, DisplayValue, Label, HasAccess) changed alone: the stored record becomes the new one', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const record = (n: number) => ({
+      lastName: 'Canonical',
+      lastname: `lower${n}`,
+      status: { value: 1, displayValue: 'Active', DisplayValue: `shown${n}` },
+      groups: { items: [{ variableName: 'g1', label: 'G1', Label: `other${n}`, type: 'Sales' }] },
+      accessPermissions: { items: [{ type: 'productFamily', variableName: 'laptops', hasAccess: true, HasAccess: n % 2 === 0 }] },
+    });
+    const login = h.sim.addUser('_host', record(0));
+    await h.sync({ full: true });
+    const stored = async () =>
+      (
+        await h.t.query<{ raw: Record<string, unknown>; last_name: string; versions: string }>(
+          `SELECT raw, last_name, (SELECT count(*) FROM cpq.user_versions v WHERE v.login = u.login)::text AS versions FROM cpq.users u WHERE login = $1`,
+          [login],
+        )
+      )[0]!;
+    for (const n of [1, 2]) {
+      // Each run changes one second spelling only: the columns (the canonical spellings) stay as they were.
+      const edit = [{ lastname: `lower${n}` }, { status: record(n).status }, { groups: record(n).groups }, { accessPermissions: record(n).accessPermissions }];
+      for (const [i, part] of edit.entries()) {
+        h.sim.updateUser('_host', login, part, { touch: false });
+        const run = await h.sync({ full: true });
+        const now = await stored();
+        expect(now.raw, `edit ${n}.${i}`).toMatchObject(part);
+        expect(now.last_name).toBe('Canonical');
+        expect(now.versions, `edit ${n}.${i}: a new version`).toBe(String((n - 1) * 4 + i + 1));
+        expect(await changesOf(h, run.runId)).toEqual([]);
+      }
+    }
+    await expectChangeLogConsistent(h.t);
+  });
+
+  it('two spellings of a field, neither the canonical one, fill the column alike in either order (the first in code-unit order wins)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    const login = h.sim.addUser('_host', { email: undefined, EMAIL: 'upper@example.com', Email: 'mixed@example.com' });
+    await h.sync({ full: true });
+    const email = async () => (await h.t.query<{ email: string }>(`SELECT email FROM cpq.users WHERE login = $1`, [login]))[0]!.email;
+    expect(await email()).toBe('upper@example.com');
+    // The same two keys in the other order: the same record (jsonb keeps no key order either).
+    h.sim.updateUser('_host', login, { EMAIL: undefined }, { touch: false });
+    h.sim.updateUser('_host', login, { EMAIL: 'upper@example.com' }, { touch: false });
+    const run = await h.sync({ full: true });
+    expect(await email()).toBe('upper@example.com');
+    expect({ updated: run.updated, changes: await changesOf(h, run.runId) }).toEqual({ updated: 0, changes: [] });
+  });
+
   it('the same nested parts sent in another order, spelling or with a group repeated are no change: no rewrite, no version', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     const g1 = { variableName: 'g1', label: 'G1', type: 'Sales', expiresOn: '2025-01-01' };

@@ -131,20 +131,23 @@ const BY_SPELLING = new Map<string, string | null>();
 
 /**
  * When two received keys map to the same field (a record carrying both `lastname` and `lastName`),
- * the exact canonical spelling wins, else the first one read: whether `key` replaces what was kept.
+ * the exact canonical spelling wins, else the first in code-unit order (not the first read: a
+ * JSON object's key order is no part of what it says, and jsonb does not keep it): whether `key`
+ * replaces `kept`, the key whose value was kept so far (undefined when none was).
  */
-export function spellingWins(key: string, name: string, alreadyKept: boolean): boolean {
-  return !alreadyKept || key === name;
+export function spellingWins(key: string, name: string, kept: string | undefined): boolean {
+  return kept === undefined || key === name || (kept !== name && key < kept);
 }
 
 /** Marks a slot of FieldPicker.pick's result that no key filled yet. */
 const UNSET: unique symbol = Symbol('unset');
 
 /**
- * Picks the values of named fields of JSON objects by canonical name, by canonicalize's rule for
+ * Picks the values of named fields of JSON objects by canonical name, by spellingWins' rule for
  * two spellings of one field, into an array in the order of `names` (undefined where absent):
  * no Map per object, since this runs for every user and each of its groups, permissions and
- * choice fields. Keys neither picked nor `ignored` are the object's extras (see isExtra).
+ * choice fields. Keys neither picked nor `ignored` are the object's extras (see isExtra); a
+ * spelling that lost to another of the same field is not picked either (see lost).
  */
 export class FieldPicker {
   private readonly slots: Map<string, number>;
@@ -156,8 +159,12 @@ export class FieldPicker {
    * name and then its slot.
    */
   private readonly bySpelling = new Map<string, number>();
+  /** Per slot, the key whose value the object last picked holds there (valid where that result is set). */
+  private readonly keptKeys: string[];
   /** How many extras the object last picked had (read right after pick, so that a reader looks for them only when there are some). */
   extras = 0;
+  /** How many of its keys lost to another spelling of the same field (see lost). */
+  losers = 0;
 
   /** `ignored`: lower-cased names of keys that are neither picked nor extras (links, paging). */
   constructor(
@@ -166,21 +173,35 @@ export class FieldPicker {
   ) {
     this.slots = new Map(names.map((name, i) => [name, i]));
     this.ignored = new Set(ignored);
+    this.keptKeys = new Array<string>(names.length).fill('');
     if (this.slots.size !== names.length) throw new Error(`FieldPicker: a field named twice in ${names.join(', ')}`);
   }
 
   pick(record: Record<string, unknown>): unknown[] {
     const out = new Array<unknown>(this.names.length).fill(UNSET);
     let extras = 0;
+    let losers = 0;
     // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
     for (const key of Object.keys(record)) {
       const code = this.bySpelling.get(key) ?? this.learn(key);
-      // spellingWins, with whether the key is the canonical spelling read from the code's low bit.
       if (code >= 0) {
-        if (out[code >> 1] === UNSET || (code & 1) === 1) out[code >> 1] = record[key];
+        const slot = code >> 1;
+        if (out[slot] === UNSET) {
+          out[slot] = record[key];
+          this.keptKeys[slot] = key;
+        } else {
+          // Two spellings of one field: spellingWins, with whether the key is the canonical spelling read from the code's low bit.
+          losers++;
+          const kept = this.keptKeys[slot]!;
+          if ((code & 1) === 1 || (kept !== this.names[slot] && key < kept)) {
+            out[slot] = record[key];
+            this.keptKeys[slot] = key;
+          }
+        }
       } else if (code === EXTRA) extras++;
     }
     this.extras = extras;
+    this.losers = losers;
     for (let i = 0; i < out.length; i++) if (out[i] === UNSET) out[i] = undefined;
     return out;
   }
@@ -188,6 +209,15 @@ export class FieldPicker {
   /** Whether `key` is neither picked nor ignored: a part of the object no column holds. */
   isExtra(key: string): boolean {
     return (this.bySpelling.get(key) ?? this.learn(key)) === EXTRA;
+  }
+
+  /**
+   * Whether `key`, of the object last picked, is a spelling of a picked field whose value lost to
+   * another spelling's: no column holds it, yet it is data (raw keeps it).
+   */
+  lost(key: string): boolean {
+    const code = this.bySpelling.get(key) ?? this.learn(key);
+    return code >= 0 && this.keptKeys[code >> 1] !== key;
   }
 
   private learn(key: string): number {
@@ -205,10 +235,14 @@ const IGNORED = -2;
 /** Re-keys one JSON object by canonical field names (see spellingWins for two spellings of one). */
 export function canonicalize(record: Record<string, unknown>): Map<string, unknown> {
   const out = new Map<string, unknown>();
+  const keptKeys = new Map<string, string>();
   // Object.keys, not Object.entries: this runs for every user, and entries makes a pair per field.
   for (const key of Object.keys(record)) {
     const name = canonicalFieldName(key);
-    if (name !== undefined && spellingWins(key, name, out.has(name))) out.set(name, record[key]);
+    if (name !== undefined && spellingWins(key, name, keptKeys.get(name))) {
+      out.set(name, record[key]);
+      keptKeys.set(name, key);
+    }
   }
   return out;
 }

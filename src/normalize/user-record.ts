@@ -156,21 +156,22 @@ class FieldReader {
   /**
    * The keys of `object` (just picked by `picker`) that no column reads, kept for the content
    * digest: a status {value, displayValue, reason} whose reason changed is a changed record, though
-   * no column changed. Kept as the rows are: a later copy of the same object (a group listed
+   * no column changed; so is one whose displayValue sent under a second spelling changed. Kept as the rows are: a later copy of the same object (a group listed
    * twice) replaces an earlier one, and a key's spelling does not count (of `Reason` and `reason`
    * in one object, the first in string order is kept). `path` names the object (a group by its
    * variableName); `pathOf(path)` is called only when there is something to keep or replace, as
    * this runs for every group and permission of every user.
    */
   keepExtras<P>(picker: FieldPicker, object: Record<string, unknown>, path: P, pathOf: (path: P) => string): void {
-    if (picker.extras === 0) {
+    if (picker.extras === 0 && picker.losers === 0) {
       // An earlier copy's extras are replaced by this copy's none.
       if (this.extras !== undefined) this.extras.delete(pathOf(path));
       return;
     }
     const kept = new Map<string, [string, unknown]>();
     for (const key of Object.keys(object)) {
-      if (!picker.isExtra(key)) continue;
+      // A spelling that lost to another of the same part ({"label": "A", "Label": "B"}) is kept as an extra: no column holds it.
+      if (!picker.isExtra(key) && !picker.lost(key)) continue;
       const lower = key.toLowerCase();
       const other = kept.get(lower);
       if (other === undefined) {
@@ -445,6 +446,23 @@ function unknownFieldsJson(record: Record<string, unknown>): string {
   return unknown.length === 0 ? '' : stringifyExactJson(unknown.map((k) => [k, withSortedKeys(record[k])]));
 }
 
+/**
+ * The fields of a record sent under a second spelling whose value lost to another's (of
+ * `lastname` and `lastName`, lastname's), as JSON; '' when there are none. No column holds them,
+ * yet raw does: a change to one alone is a changed record. As keepExtras keeps nested parts: by
+ * lower-cased key, so that their spelling does not count, unless two share it.
+ */
+function lostSpellingsJson(record: Record<string, unknown>): string {
+  if (RECORD_FIELDS.losers === 0) return '';
+  const lost = Object.keys(record).filter((k) => RECORD_FIELDS.lost(k));
+  const lower = lost.map((k) => k.toLowerCase());
+  const entries = lost.map((k, i): [string, unknown] => {
+    const shared = lower.indexOf(lower[i]!) !== lower.lastIndexOf(lower[i]!);
+    return [shared ? `${lower[i]!}\u0000${k}` : lower[i]!, withSortedKeys(record[k])];
+  });
+  return stringifyExactJson(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 const groupPath = (variableName: string) => `groups[${JSON.stringify(variableName)}]`;
 const permissionPath = (key: [string, string]) => `accessPermissions[${JSON.stringify(key)}]`;
 
@@ -631,9 +649,11 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   // Apart, so that a top-level key "status.reason" and the part reason of status cannot read alike.
   const extras = reader.extrasJson();
   const otherForms = reader.otherFormsText();
+  const lost = lostSpellingsJson(record);
   let unknown = unknownFieldsJson(record);
   if (extras !== '') unknown += `\u0004${extras}`;
   if (otherForms !== '') unknown += `\u0006${otherForms}`;
+  if (lost !== '') unknown += `\u0007${lost}`;
   row.contentHash = contentDigest(row, unknown, reader.holdsDigestMarks);
   return row;
 }

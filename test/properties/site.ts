@@ -4,7 +4,7 @@ import type { CpqSimulator } from '../../src/simulator/index.js';
 import { RawJson } from '../../src/simulator/index.js';
 import type { TestDatabase } from '../helpers/database.js';
 import { exactUtc } from '../helpers/exact-utc.js';
-import { relationJson, wireText, type GeneratedUser, type GroupDef, type Json, type PermissionItem } from './arbitraries.js';
+import { relationJson, wireText, type GeneratedUser, type GroupDef, type Json, type PermissionItem, type SentField } from './arbitraries.js';
 
 /*
  * Generated users into the simulator, and what the database must hold for them by the
@@ -17,13 +17,14 @@ export interface PlacedUser {
   user: GeneratedUser;
 }
 
-/** The entry of a field that sets its column: the exact canonical spelling, else the first sent (README: two spellings of one field). */
+/** The entry of a field that sets its column: the exact canonical spelling, else the first in code-unit order (README: two spellings of one field). */
 function winningEntries(user: GeneratedUser): Map<string, Json> {
-  const out = new Map<string, Json>();
+  const kept = new Map<string, SentField>();
   for (const entry of user.fields) {
-    if (!out.has(entry.field) || entry.key === entry.field) out.set(entry.field, entry.value);
+    const other = kept.get(entry.field);
+    if (other === undefined || entry.key === entry.field || (other.key !== other.field && entry.key < other.key)) kept.set(entry.field, entry);
   }
-  return out;
+  return new Map([...kept].map(([field, entry]) => [field, entry.value]));
 }
 
 function groupJson(groups: readonly GroupDef[]) {
