@@ -16,7 +16,26 @@ export function parseDuration(text: string): number | undefined {
   return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 's']!);
 }
 
-const duration = (fallback: string) =>
+/**
+ * The longest wait a Node timer keeps (setTimeout and setInterval take anything longer for 1 ms,
+ * with a warning): the bound of every duration that becomes a timer or a Postgres timeout.
+ */
+export const LONGEST_TIMER_MS = 2 ** 31 - 1;
+/** The bound of the durations that only move dates (a lookback, a retention): a century, well inside what Date and Postgres hold. */
+const LONGEST_SPAN_MS = 100 * 365 * 86_400_000;
+
+/** Shows a bound of a duration's rule the way an operator writes one. */
+function shownMs(ms: number): string {
+  if (ms === LONGEST_TIMER_MS) return `${ms}ms (about 24.8 days, the longest wait a timer keeps)`;
+  if (ms === LONGEST_SPAN_MS) return '36500d';
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/**
+ * A duration from `min` to `max` ms (both inclusive): a timer's by default, 1 ms at the least,
+ * since 0 would fire at once (or, as a Postgres lock_timeout, mean no limit at all).
+ */
+const duration = (fallback: string, { min = 1, max = LONGEST_TIMER_MS }: { min?: number; max?: number } = {}) =>
   z
     .string()
     .default(fallback)
@@ -26,8 +45,15 @@ const duration = (fallback: string) =>
         ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 90s, 10m, 1h or 7d` });
         return z.NEVER;
       }
+      if (ms < min || ms > max) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration from ${shownMs(min)} to ${shownMs(max)}` });
+        return z.NEVER;
+      }
       return ms;
     });
+
+/** A duration that only moves dates, never a timer: up to a century. */
+const span = (fallback: string, min = 0) => duration(fallback, { min, max: LONGEST_SPAN_MS });
 
 const integer = (fallback: number, min: number, max: number) =>
   z
@@ -60,7 +86,8 @@ const optionalText = z
 
 export const envSchema = z.object({
   DATABASE_URL: optionalText,
-  DATA_DIR: z.string().default('./.data'),
+  // Empty is unset: '' would put the embedded database in ./pg, a new and empty one.
+  DATA_DIR: optionalText.transform((v) => v ?? './.data'),
   EMBEDDED_PG_PORT: integer(54329, 1024, 65535),
 
   CPQ_BASE_URL: optionalText.refine((v) => v === undefined || /^https?:\/\/[^/\s]+/i.test(v), {
@@ -81,6 +108,8 @@ export const envSchema = z.object({
         .filter((c) => c !== ''),
     )
     .refine((list) => list.length > 0, { error: 'must name at least one company, or *' })
+    // Read twice, a company's users would be written twice in one run (a key violation at its end).
+    .refine((list) => new Set(list).size === list.length, { error: 'names a company twice' })
     .refine((list) => list.every((c) => c !== '.' && c !== '..' && !/[/\\]/.test(c)), {
       error: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)',
     }),
@@ -105,15 +134,15 @@ export const envSchema = z.object({
   CPQ_CONCURRENCY: integer(4, 1, 64),
   CPQ_MAX_IN_FLIGHT: integer(4, 1, 64),
   CPQ_KEY_RANGES: integer(8, 1, 64),
-  CPQ_SPLIT_SLOWER_THAN: duration('1s'),
+  CPQ_SPLIT_SLOWER_THAN: duration('1s', { min: 0 }),
   CPQ_REQUEST_TIMEOUT: duration('60s'),
   CPQ_MAX_RETRIES: integer(6, 0, 50),
-  CPQ_RETRY_BASE_DELAY: duration('500ms'),
-  CPQ_RETRY_MAX_DELAY: duration('60s'),
+  CPQ_RETRY_BASE_DELAY: duration('500ms', { min: 0 }),
+  CPQ_RETRY_MAX_DELAY: duration('60s', { min: 0 }),
   CPQ_MAX_PAGE_BYTES: integer(16 * 1024 ** 2, 64 * 1024, 1024 ** 3),
 
-  SYNC_LOOKBACK: duration('10m'),
-  SYNC_FULL_EVERY: duration('7d'),
+  SYNC_LOOKBACK: span('10m'),
+  SYNC_FULL_EVERY: span('7d'),
   SYNC_MERGE_BATCH_USERS: integer(10000, 0, 10_000_000),
   SYNC_DIRECT_FIRST_LOAD: flag.default(true),
   SYNC_MASS_DELETE_MIN: integer(1, 0, 10_000_000),
@@ -143,14 +172,15 @@ export const envSchema = z.object({
   SYNC_HEAP_GROWING_PERCENT: integer(200, 0, 1000),
   SYNC_CRON: z.string().default('0 2 * * *'),
   SYNC_TIMEZONE: z.string().default('UTC'),
-  SYNC_STALE_AFTER: duration('36h'),
+  SYNC_STALE_AFTER: span('36h'),
   SYNC_LOCK_TIMEOUT: duration('30m'),
   // Off unless set: personal fields of history older than this are redacted by every run.
   HISTORY_RETENTION: optionalText.transform((text, ctx) => {
     if (text === undefined || text === 'off') return undefined;
-    const ms = parseDuration(text);
-    if (ms === undefined || ms <= 0) {
-      ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 400d, or off` });
+    // A unit is required: a bare 400, read as seconds by the rule of the other durations, would redact personal data after minutes.
+    const ms = /^\s*[\d.]+\s*$/.test(text) ? undefined : parseDuration(text);
+    if (ms === undefined || ms <= 0 || ms > LONGEST_SPAN_MS) {
+      ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration with a unit such as 400d (up to ${shownMs(LONGEST_SPAN_MS)}), or off` });
       return z.NEVER;
     }
     return ms;
@@ -172,9 +202,10 @@ export const envSchema = z.object({
   ALERT_WEBHOOK_TIMEOUT: duration('10s'),
   ALERT_RULES: z.string().default('all'),
   ALERT_GROUPS: z.string().default(''),
-  ALERT_RETRY_BASE_DELAY: duration('1m'),
-  ALERT_RETRY_MAX_DELAY: duration('1h'),
-  ALERT_RETRY_EVERY: duration('1m'),
+  ALERT_RETRY_BASE_DELAY: span('1m'),
+  ALERT_RETRY_MAX_DELAY: span('1h'),
+  // How often a worker looks for alerts due: 0 would poll the database without pause.
+  ALERT_RETRY_EVERY: duration('1m', { min: 100 }),
 });
 
 /** The environment as validated, each value converted (durations in ms, flags as booleans, ...). */

@@ -189,6 +189,9 @@ function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
     .filter((r) => r !== '');
   const unknown = names.filter((r) => r !== 'all' && r !== 'none' && !(ALERT_RULE_NAMES as readonly string[]).includes(r));
   if (unknown.length) throw new ConfigError(`ALERT_RULES: unknown rule ${unknown.join(', ')} (rules: ${ALERT_RULE_NAMES.join(', ')}, all, none)`);
+  // Set but empty would otherwise turn every alert off without a word: alerts off are asked for by name.
+  if (names.length === 0) throw new ConfigError('ALERT_RULES is empty: name the rules, or all (the default), or none to send no alerts');
+  if (names.includes('none') && names.length > 1) throw new ConfigError(`ALERT_RULES: none cannot be combined with other rules (${names.join(', ')})`);
   const rules = names.includes('none') ? [] : names.includes('all') ? [...ALERT_RULE_NAMES] : ALERT_RULE_NAMES.filter((r) => names.includes(r));
   const groups = parsed.ALERT_GROUPS.split(',')
     .map((g) => g.trim())
@@ -235,6 +238,8 @@ export function isLoopbackHost(hostname: string): boolean {
 
 /** Credentials over plain http to another machine can be read on the way: refused unless asked for. */
 function requireSecureUrl(name: string, url: string, allowInsecure: boolean) {
+  // Past the schema's pattern, a URL can still be one Node refuses (a port above 65535, a space in the host).
+  if (!URL.canParse(url)) throw new ConfigError(`${name} is not a URL Node can read (a port above 65535, a space in the host?)`);
   const parsed = new URL(url);
   if (parsed.username || parsed.password) throw new ConfigError(`${name} must not contain credentials: use the CPQ_* auth settings`);
   if (parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname) && !allowInsecure) {

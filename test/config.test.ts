@@ -39,6 +39,44 @@ describe('configuration', () => {
     expect(() => loadConfig({ CPQ_BASE_URL: 'ftp://x' })).toThrow(/CPQ_BASE_URL: must be an http\(s\) URL/);
   });
 
+  it('bounds every duration: a wait at most what a Node timer keeps (longer ones fire after 1 ms), timeouts at least 1 ms, spans at most a century', () => {
+    const refused = (env: Record<string, string>, message: RegExp) => expect(() => loadConfig({ ...base, ...env })).toThrow(message);
+    for (const name of [
+      'SHUTDOWN_TIMEOUT',
+      'CPQ_REQUEST_TIMEOUT',
+      'ALERT_WEBHOOK_TIMEOUT',
+      'CPQ_ZIP_DOWNLOAD_TIMEOUT',
+      'SYNC_LOCK_TIMEOUT',
+      'ALERT_RETRY_EVERY',
+      'CPQ_RETRY_MAX_DELAY',
+    ]) {
+      refused({ [name]: '25d' }, new RegExp(`${name}: "25d" is not a duration from .* to 2147483647ms`));
+      expect(() => loadConfig({ ...base, [name]: '24d' }), name).not.toThrow();
+    }
+    // 0 (or less than half a millisecond, which rounds to 0) would time out at once, or, as a Postgres lock_timeout, never.
+    for (const value of ['0', '0.4ms']) refused({ SYNC_LOCK_TIMEOUT: value }, /SYNC_LOCK_TIMEOUT: ".*" is not a duration from 1ms to/);
+    refused({ CPQ_REQUEST_TIMEOUT: '0' }, /CPQ_REQUEST_TIMEOUT/);
+    refused({ ALERT_RETRY_EVERY: '0' }, /ALERT_RETRY_EVERY: "0" is not a duration from 100ms to/);
+    refused({ SYNC_LOOKBACK: '100100000d' }, /SYNC_LOOKBACK: "100100000d" is not a duration from 0s to 36500d/);
+    refused({ HISTORY_RETENTION: '100100000d' }, /HISTORY_RETENTION: "100100000d" is not a duration with a unit/);
+    expect(loadConfig({ ...base, SYNC_LOOKBACK: '0', SYNC_FULL_EVERY: '3650d', CPQ_RETRY_BASE_DELAY: '0' }).lookbackMs).toBe(0);
+  });
+
+  it('refuses a HISTORY_RETENTION without its unit (400 would be seconds), ALERT_RULES set but empty or none beside rules, a company named twice, an unreadable URL', () => {
+    expect(() => loadConfig({ ...base, HISTORY_RETENTION: '400' })).toThrow(/HISTORY_RETENTION: "400" is not a duration with a unit such as 400d/);
+    expect(loadConfig({ ...base, HISTORY_RETENTION: '400d' }).historyRetentionMs).toBe(400 * 86_400_000);
+    for (const rules of ['', ' ', ',']) expect(() => loadConfig({ ...base, ALERT_RULES: rules }), JSON.stringify(rules)).toThrow(/ALERT_RULES is empty/);
+    expect(() => loadConfig({ ...base, ALERT_RULES: 'none,admin_flag' })).toThrow(/ALERT_RULES: none cannot be combined/);
+    expect(loadConfig({ ...base, ALERT_RULES: 'none' }).alerts.rules.rules).toEqual([]);
+    expect(() => loadConfig({ ...base, CPQ_COMPANIES: '_host, partnerA,_host' })).toThrow(/CPQ_COMPANIES: names a company twice/);
+    for (const url of ['https://site.example.com:99999', 'https://exa mple.com']) {
+      expect(() => loadConfig({ CPQ_BASE_URL: url }), url).toThrow(
+        new ConfigError('CPQ_BASE_URL is not a URL Node can read (a port above 65535, a space in the host?)'),
+      );
+    }
+    expect(loadConfig({ ...base, DATA_DIR: '  ' }).dataDir).toBe('./.data');
+  });
+
   it('reads HTTP_HOST with HTTP_PORT, and refuses it alone', () => {
     expect(loadConfig({ ...base, HTTP_PORT: '8080', HTTP_HOST: ' 127.0.0.1 ' }).worker).toMatchObject({ httpPort: 8080, httpHost: '127.0.0.1' });
     expect(loadConfig({ ...base, HTTP_PORT: '8080' }).worker.httpHost).toBeUndefined();

@@ -288,7 +288,9 @@ describe('HISTORY_RETENTION', () => {
     expect(loadConfig({}).historyRetentionMs).toBeUndefined();
     expect(loadConfig({ HISTORY_RETENTION: 'off' }).historyRetentionMs).toBeUndefined();
     expect(loadConfig({ HISTORY_RETENTION: '400d' }).historyRetentionMs).toBe(400 * 86_400_000);
-    expect(() => loadConfig({ HISTORY_RETENTION: 'soon' })).toThrow('HISTORY_RETENTION: "soon" is not a duration such as 400d, or off');
+    expect(() => loadConfig({ HISTORY_RETENTION: 'soon' })).toThrow(
+      'HISTORY_RETENTION: "soon" is not a duration with a unit such as 400d (up to 36500d), or off',
+    );
   });
 
   it('redacts versions and changes older than the retention and users deleted before it; current data stays; the chain verifies', async ({ startHarness }) => {
