@@ -113,4 +113,43 @@ describe('tamper evidence', () => {
     expect(seals[1]!.previous_run_id).toBe(seals[0]!.run_id);
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
+
+  it('history rows added afterwards under a run that did not succeed (which no seal covers) are found: an ended membership, a change row', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
+    await h.sync();
+    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
+    await h.syncError();
+    h.sim.clearFaults();
+    await h.sync();
+    const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    // Review R's forgery: someone puts a user in an admin group for a while, and logs it, under the failed run's id.
+    const forgeries = [
+      `INSERT INTO cpq.user_group_versions (user_id, group_variable_name, added_at, valid_to, ended_by_run_id, site)
+       VALUES (${user!.id}, 'adminAccessGroupsOnly', now() - interval '2 days', now() - interval '1 day', ${failed!.id}, 'default')`,
+      `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES (${failed!.id}, ${user!.id}, '_host', '${user!.login}', 'update', '{"is_user_admin_perm_enabled": {"old": false, "new": true}}', 'default', now())`,
+    ];
+    for (const forgery of forgeries) {
+      const client = await h.t.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(forgery);
+        const report = await verifyChain(client as unknown as pg.Pool);
+        expect(report.breaks, forgery).toEqual([
+          {
+            site: 'default',
+            runId: failed!.id,
+            problem: `run ${failed!.id} failed, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`,
+          },
+        ]);
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+    }
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
 });

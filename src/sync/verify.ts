@@ -4,7 +4,7 @@ import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
-import { readActiveCounts, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
+import { readActiveCounts, readRowsOfUnfinishedRuns, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
 import { textTable } from '../text-table.js';
 
@@ -134,11 +134,13 @@ export async function verifyChain(pool: pg.Pool): Promise<ChainReport> {
             : undefined;
     if (problem) breaks.set(c.site, { site: c.site, runId: c.run_id, problem });
   }
-  for (const u of await readUnsealedRuns(pool)) {
-    const earlier = breaks.get(u.site);
-    if (earlier === undefined || BigInt(earlier.runId) > BigInt(u.run_id)) {
-      breaks.set(u.site, { site: u.site, runId: u.run_id, problem: `run ${u.run_id} succeeded but has no seal (removed?)` });
-    }
+  const earliest = (site: string, runId: string, problem: string) => {
+    const earlier = breaks.get(site);
+    if (earlier === undefined || BigInt(earlier.runId) > BigInt(runId)) breaks.set(site, { site, runId, problem });
+  };
+  for (const u of await readUnsealedRuns(pool)) earliest(u.site, u.run_id, `run ${u.run_id} succeeded but has no seal (removed?)`);
+  for (const u of await readRowsOfUnfinishedRuns(pool)) {
+    earliest(u.site, u.run_id, `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`);
   }
   return { sites: [...sites.values()], breaks: [...breaks.values()] };
 }

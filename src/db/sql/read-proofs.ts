@@ -76,6 +76,28 @@ export async function readUnsealedRuns(on: Queryable): Promise<{ site: string; r
   );
 }
 
+/**
+ * Runs that did not succeed yet are named by change-log rows or ended versions. Only a run's own
+ * transaction writes those, and only a succeeded run commits it: such rows were added afterwards,
+ * and no seal covers them (seals cover sealed runs), while the as-of functions and the change log
+ * would show them. One indexed probe per table for each such run (failed runs are few).
+ */
+export async function readRowsOfUnfinishedRuns(on: Queryable): Promise<{ site: string; run_id: string; status: string }[]> {
+  return runCompiled(
+    on,
+    sql<{ site: string; run_id: string; status: string }>`
+      SELECT r.site, r.id::text AS run_id, r.status FROM cpq.sync_runs r
+      WHERE r.status <> 'succeeded'
+        AND (EXISTS (SELECT 1 FROM cpq.user_change_log x WHERE x.run_id = r.id)
+          OR EXISTS (SELECT 1 FROM cpq.group_changes x WHERE x.run_id = r.id)
+          OR EXISTS (SELECT 1 FROM cpq.user_versions x WHERE x.ended_by_run_id = r.id)
+          OR EXISTS (SELECT 1 FROM cpq.user_group_versions x WHERE x.ended_by_run_id = r.id)
+          OR EXISTS (SELECT 1 FROM cpq.user_access_permission_versions x WHERE x.ended_by_run_id = r.id)
+          OR EXISTS (SELECT 1 FROM cpq.group_versions x WHERE x.ended_by_run_id = r.id))
+      ORDER BY r.site, r.id`.compile(queryBuilder),
+  );
+}
+
 /** Per site and company: CPQ's totalResults at its last full read, and the users the database held active after its last run. */
 export async function readLatestCompanyCounts(on: Queryable): Promise<{ site: string; company: string; cpq: number | null; database: number }[]> {
   const rows = await runCompiled(
