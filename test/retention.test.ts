@@ -335,4 +335,30 @@ describe('HISTORY_RETENTION', () => {
     expect(state!.site).toBe('default');
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
+
+  it('a user restored by the run whose cutoff passes its deletion: the deleted person is redacted (versions, the restore diff), the restored row is not', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 0 });
+    const config = { ...h.config, historyRetentionMs: 300 };
+    const run = () => runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: true });
+    await run();
+    const [login] = logins(h);
+    const record = h.sim.user('_host', login!)!;
+    const deletedValues = personalValues(h, login!);
+    h.sim.deleteUser('_host', login!);
+    await run();
+    // Back under the same login, another person: the run that restores it is the first after the deletion expired.
+    await new Promise((r) => setTimeout(r, 400));
+    const restored = { ...record, ...Object.fromEntries(PERSONAL_FIELDS.map((f) => [f, `restored ${f}`])) };
+    h.sim.addUser('_host', restored, { exact: true });
+    const result = await run();
+    const [change] = await h.t.query<{ change: string }>(`SELECT change FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [result.runId, login]);
+    expect(change!.change).toBe('restore');
+    expect(deletedValues.length).toBeGreaterThan(1);
+    expect(await findAnywhere(h.t, deletedValues)).toEqual([]);
+    const current = await h.t.query(`SELECT first_name, last_name, email FROM cpq.users WHERE login = $1`, [login]);
+    expect(current).toEqual([{ first_name: 'restored firstName', last_name: 'restored lastName', email: 'restored email' }]);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
 });

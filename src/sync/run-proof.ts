@@ -38,7 +38,7 @@ export async function proveRun(
   await recordCompanyCounts(client, site, runId, reads);
   const counted = Date.now();
   if (retainedFrom !== undefined) {
-    const redacted = await redactExpired(client, site, retainedFrom);
+    const redacted = await redactExpired(client, site, retainedFrom, runId);
     if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted');
   }
   const redactedAt = Date.now();

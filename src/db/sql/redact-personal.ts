@@ -24,9 +24,13 @@ async function count(on: Queryable, update: RawBuilder<unknown>): Promise<number
  * keys in raw and in change diffs) of what expired since the last run, that is before `cutoff`
  * and not before the cutoff cpq.retention_state says is done: versions that ended then, users
  * deleted then (their row, every version and every change of theirs), and changes logged then.
+ * A user `runId` restored counts as deleted then when the deletion it undid is: the merge, before
+ * this, moved that deletion into a version ending now (which the window would first reach a whole
+ * retention later) and copied its values into the restore's diff; such a user's versions and
+ * changes are redacted, its current row (the restored one) is not.
  * Returns the rows redacted (none when the cutoff has not moved on).
  */
-export async function redactExpired(client: Queryable, site: string, cutoff: Date): Promise<RedactedRows> {
+export async function redactExpired(client: Queryable, site: string, cutoff: Date, runId?: string): Promise<RedactedRows> {
   const [state] = await runCompiled(
     client,
     sql<{ done: Date | null }>`SELECT (SELECT redacted_before FROM cpq.retention_state WHERE site = ${site} FOR UPDATE) AS done`.compile(queryBuilder),
@@ -43,7 +47,14 @@ export async function redactExpired(client: Queryable, site: string, cutoff: Dat
   // condition its own statement, so that each finds its rows by an index (an OR of the two would
   // scan the whole table every run).
   const inWindow = (column: string) => sql`${sql.ref(column)} >= ${from} AND ${sql.ref(column)} < ${to}`;
-  const deleted = sql`SELECT id FROM cpq.users WHERE site = ${site} AND deleted_at >= ${from} AND deleted_at < ${to}`;
+  const deletedNow = sql`SELECT id FROM cpq.users WHERE site = ${site} AND deleted_at >= ${from} AND deleted_at < ${to}`;
+  // By the run's restore rows (its index on run_id), then their ended versions by user id.
+  const deleted =
+    runId === undefined
+      ? deletedNow
+      : sql`${deletedNow} UNION SELECT l.user_id FROM cpq.user_change_log l
+            WHERE l.run_id = ${runId}::bigint AND l.change = 'restore'
+              AND EXISTS (SELECT 1 FROM cpq.user_versions v WHERE v.id = l.user_id AND v.deleted_at >= ${from} AND v.deleted_at < ${to})`;
   const personalDiff = sql`diff IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_object_keys(diff) k WHERE cpq.is_personal_key(k))`;
   redacted.user_versions =
     (await count(client, sql`UPDATE cpq.user_versions SET ${set} WHERE site = ${site} AND ${inWindow('valid_to')}`)) +
