@@ -8,6 +8,7 @@ import { expectInSync, rowVersions } from './helpers/db-equals-simulator.js';
 import { collectJsonLines } from './helpers/export-output.js';
 import { runSync } from '../src/sync/run.js';
 import { it } from './helpers/fixtures.js';
+import { scriptRequests } from './helpers/scripted-pages.js';
 import type { Harness } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
@@ -174,6 +175,35 @@ describe('group history', () => {
     expect(await userChanges(h, run.runId)).toEqual([
       expect.objectContaining({ change: 'update', login: a, diff: expect.objectContaining({ groups: { added: ['zzLater'], removed: [] } }) as unknown }),
     ]);
+  });
+
+  it('a group defined two ways (a label per company) keeps the stored definition whichever company is read last: identical runs log nothing', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_CONCURRENCY: '2' });
+    const [host] = h.sim.users('_host').map((u) => String(u.login));
+    const [partner] = h.sim.users('partner1').map((u) => String(u.login));
+    h.sim.addGroup('_host', host!, { variableName: 'shared', label: 'HostLabel', type: 'Sales' });
+    h.sim.addGroup('partner1', partner!, { variableName: 'shared', label: 'PartnerLabel', type: 'Partner' });
+    // Each run holds back one company's user pages, so that the other's copy is read first, then the other way round.
+    let slow = 'partner1';
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.includes(`/companies/${slow}/users`)) await new Promise((r) => setTimeout(r, 150));
+    });
+    const first = await h.sync({ full: true });
+    const [stored] = await h.t.query<{ label: string }>(`SELECT label FROM cpq.groups WHERE variable_name = 'shared'`);
+    expect(stored!.label).toBe('PartnerLabel');
+    for (const [i, company] of ['_host', 'partner1', '_host'].entries()) {
+      slow = company;
+      for (const full of [true, false]) {
+        h.sim.updateUser('_host', host!, { jobTitle: `title ${i} ${full}` }); // every run has a member of each company to read
+        h.sim.updateUser('partner1', partner!, { jobTitle: `title ${i} ${full}` });
+        const run = await h.sync({ full });
+        expect(await groupChanges(h, run.runId), `run ${run.runId} (${company} read last, ${full ? 'full' : 'incremental'})`).toEqual([]);
+      }
+    }
+    expect(await h.t.query(`SELECT label, type FROM cpq.group_history WHERE variable_name = 'shared'`)).toEqual([{ label: 'PartnerLabel', type: 'Partner' }]);
+    expect(first.status).toBe('succeeded');
   });
 
   it('a first load naming more groups than it holds at once (10,000) stages them as it goes: every group stored once, the copy read last winning', async ({

@@ -64,7 +64,8 @@ export class DirectLoad {
   /** Per company, the last login written per key range (by its index); a row of the range must come after it. */
   private readonly lastLogin = new Map<string, Map<number, string>>();
   /**
-   * Groups named by written rows, the last copy read winning; upserted into stage_groups by
+   * Groups named by written rows, the last copy read winning (then keptAsStored's rule, as
+   * stage_groups takes them: a company new to the database is loaded so); upserted into stage_groups by
    * `endPage` once GROUPS_HELD are held (a site may name a group per user: memory stays bounded),
    * and by `finish`.
    */
@@ -129,7 +130,7 @@ export class DirectLoad {
       // Upserted in the order taken (the client runs its queries in turn): a later copy still wins.
       const held = this.groups;
       this.groups = new Map();
-      await stageGroups(this.client, held);
+      await stageGroups(this.client, this.site, held);
     }
   }
 
@@ -193,6 +194,6 @@ export class DirectLoad {
     // Every page's rows were queued by its endPage, before the run waited for the queue.
     if (!this.page.empty) throw new Error('DirectLoad.finish: rows taken but not written (endPage not called)');
     if (this.nextIds) await this.nextIds.catch(() => undefined);
-    await stageGroups(this.client, this.groups);
+    await stageGroups(this.client, this.site, this.groups);
   }
 }

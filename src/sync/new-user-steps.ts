@@ -1,6 +1,6 @@
 import { step, type Step } from '../db/steps.js';
 import { BATCH_PARAMS, RUN_PARAMS, type BatchParam } from './merge-params.js';
-import { KEEP_UNLESS_DESCRIBED } from '../db/sql/stage-groups.js';
+import { KEEP_UNLESS_DESCRIBED, keptAsStored } from '../db/sql/stage-groups.js';
 import { dataColumns } from './merge-sql.js';
 
 /*
@@ -16,17 +16,19 @@ import { dataColumns } from './merge-sql.js';
 export const stageGroups = (name: string, users: string, where: string) =>
   step(
     name,
-    [],
-    () => `
+    RUN_PARAMS,
+    (p) => `
   INSERT INTO stage_groups (variable_name, label, type, described)
   SELECT DISTINCT ON (g.variable_name) g.variable_name, g.label, g.type, g.described
   FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
+  LEFT JOIN cpq.groups s ON s.site = ${p.site} AND s.variable_name = g.variable_name
   WHERE ${where}
-  -- The last copy that says label and type wins over any that does not (a CSV row of the same run).
-  ORDER BY g.variable_name, g.described DESC, g.seq DESC
+  -- The copy that says what the database stores wins (keptAsStored), else the last copy that says
+  -- label and type wins over any that does not (a CSV row of the same run).
+  ORDER BY g.variable_name, ((s.label, s.type) IS NOT DISTINCT FROM (g.label, g.type) AND s.variable_name IS NOT NULL) DESC, g.described DESC, g.seq DESC
   ON CONFLICT (variable_name) DO UPDATE
     -- A CSV export names groups without label or type: keep what a fuller read said.
-    SET ${KEEP_UNLESS_DESCRIBED}`,
+    SET ${KEEP_UNLESS_DESCRIBED} WHERE ${keptAsStored(p.site)}`,
   );
 
 /** Inserts the users of `users` that pass `where` into cpq.users and notes their new ids there. */
