@@ -719,6 +719,37 @@ describe('integration users', () => {
     ]);
   });
 
+  it('an integration user naming its company in another case than the company list (CPQ-MDB, PARTNER1) is filed under the listed company: no second row', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
+      { CPQ_COMPANIES: '_host,partner1' },
+    );
+    const [partnerLogin] = h.sim.users('partner1').map((u) => String(u.login));
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.endsWith('/integrationUsers')) return;
+      req.reply(
+        editPage(await req.real(), (page) => {
+          const [host, partner] = page.items as { login: string; company: { loginName: string } }[];
+          host!.company.loginName = 'CPQ-MDB';
+          // A partner's integration user, as its feed could name it.
+          partner!.login = partnerLogin!;
+          partner!.company.loginName = 'PARTNER1';
+        }),
+      );
+    });
+    const run = await h.sync();
+    expect(run.warnings).toEqual([]);
+    const rows = await h.t.query<Raw>(
+      `SELECT company_login, count(*)::int AS n, count(*) FILTER (WHERE is_integration_user)::int AS integration FROM cpq.users GROUP BY 1 ORDER BY 1`,
+    );
+    expect(rows).toEqual([
+      { company_login: '_host', n: 4 + 2, integration: 1 },
+      { company_login: 'partner1', n: 4, integration: 1 },
+    ]);
+  });
+
   it("rows an earlier release filed under the host's own login name end as deleted when the host is read in full, with a warning", async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 2, hostLoginName: 'cpq-mdb' });
     // As an earlier release did: integration users filed under cpq-mdb beside their _host rows

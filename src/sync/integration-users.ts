@@ -73,9 +73,9 @@ export function integrationEnabled(cpq: CpqConfig): boolean {
  * name mapped to `_host`, as the company feed names the host. The feed names the host by its own
  * login (Oracle's samples: `cpq-mdb`); filed under that name, the user would be a second row
  * beside its `_host` one, in a company no run reads in full, so never deleted. The host's own
- * names: CPQ_HOST_COMPANY and the company list's isHost entries. A name the list does not have
- * is kept as it is, and the run warns of it (`unlisted`): taken for the host's, it would merge
- * the users of one login in two companies into one.
+ * names: CPQ_HOST_COMPANY and the company list's isHost entries, in any case. A name the list
+ * does not have is kept as it is, and the run warns of it (`unlisted`): taken for the host's, it
+ * would merge the users of one login in two companies into one.
  */
 export class IntegrationCompanies {
   /** Names of companies the company list does not have. */
@@ -88,8 +88,10 @@ export class IntegrationCompanies {
 
   of(record: Raw): string {
     const company = canonicalize(record).get('company');
-    const loginName = isJsonObject(company) ? canonicalize(company).get('loginName') : undefined;
-    if (typeof loginName !== 'string' || loginName === '' || loginName === this.hostCompany) return '_host';
+    const sent = isJsonObject(company) ? canonicalize(company).get('loginName') : undefined;
+    if (typeof sent !== 'string' || sent === '') return '_host';
+    const loginName = this.spelledAsKnown(sent);
+    if (loginName === this.hostCompany) return '_host';
     if (this.list === undefined || loginName === '_host') return loginName;
     if (this.list.hostLogins.has(loginName)) return '_host';
     if (!this.list.listed.has(loginName)) this.unlisted.add(loginName);
@@ -102,6 +104,20 @@ export class IntegrationCompanies {
       );
     }
     return loginName;
+  }
+
+  /**
+   * A company's login name as CPQ_HOST_COMPANY or the company list spells it, when the feed
+   * spells it in another case (`acme` for the list's `Acme`) and exactly one known name matches
+   * so: filed under the feed's spelling, each such user would be a second row beside the one its
+   * company feed returns. A name known as sent, or matching none or several, stays as sent.
+   */
+  private spelledAsKnown(sent: string): string {
+    const known = [...(this.hostCompany === undefined ? [] : [this.hostCompany]), ...(this.list?.listed ?? [])];
+    if (known.includes(sent)) return sent;
+    const lower = sent.toLowerCase();
+    const matches = new Set(known.filter((name) => name.toLowerCase() === lower));
+    return matches.size === 1 ? [...matches][0]! : sent;
   }
 
   /**
