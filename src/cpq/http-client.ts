@@ -6,7 +6,7 @@ import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { TooComplexError, parseExactJson } from '../exact-json.js';
-import { cutCollectionBody } from './json-items.js';
+import { TwoItemsError, cutCollectionBody } from './json-items.js';
 import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
 import {
@@ -281,7 +281,13 @@ export class CpqHttpClient {
       }
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
       const contentType = response.headers.get('content-type');
-      const cut = options.collection ? cutCollectionBody(text) : undefined;
+      let cut: ReturnType<typeof cutCollectionBody>;
+      try {
+        cut = options.collection ? cutCollectionBody(text) : undefined;
+      } catch (err) {
+        if (err instanceof TwoItemsError) throw new SyncError('data', `GET ${url}: ${err.message}; refused rather than read one of them`);
+        throw err;
+      }
       if (cut) {
         // An item that is not valid JSON fails the run as the whole page would have.
         const invalid = (index: number, itemError: unknown): never => {

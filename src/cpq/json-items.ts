@@ -168,7 +168,7 @@ export class JsonItemsParser {
         throw new EntryContentError(`expected ":" after the key "${this.key}", found ${describeChar(c)}`);
       case State.Value:
         if (this.key !== 'items') return this.startCapture('value', i);
-        if (this.sawItems) throw new EntryContentError('the collection body has two "items" keys');
+        if (this.sawItems) throw new TwoItemsError();
         if (c !== LBRACKET) throw new EntryContentError('"items" in the collection body must be an array');
         this.sawItems = true;
         this.state = State.ItemOrEnd;
@@ -324,10 +324,20 @@ export class JsonItemsParser {
 }
 
 /**
+ * A collection body with two "items" keys: which is the page? JSON.parse would keep the last and
+ * drop the users of the other unseen, so it is refused, on every path.
+ */
+export class TwoItemsError extends EntryContentError {
+  constructor() {
+    super('the collection body has two "items" keys');
+  }
+}
+
+/**
  * A JSON page of users, `{"items":[...], "hasMore":..., ...}`, cut into the text of each item
  * (parsed later, one at a time: PageRecords), and its other values parsed as parseExactJson
- * would. Undefined for any other body (an array, two "items" keys, bad JSON outside the items):
- * the caller then parses it whole, which reports it or reads it as it always did.
+ * would. Undefined for any other body (an array, bad JSON outside the items): the caller then
+ * parses it whole, which reports it or reads it as it always did. Throws TwoItemsError.
  */
 export function cutCollectionBody(text: string): { envelope: Record<string, unknown>; itemTexts: string[] } | undefined {
   // The parser skips a byte-order mark, as a zip entry may start with one; the decoder of an HTTP
@@ -348,7 +358,8 @@ export function cutCollectionBody(text: string): { envelope: Record<string, unkn
   try {
     parser.write(text);
     parser.end();
-  } catch {
+  } catch (err) {
+    if (err instanceof TwoItemsError) throw err;
     return undefined;
   }
   return parser.envelope ? { envelope, itemTexts } : undefined;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { JsonItemsParser, cutCollectionBody } from '../../src/cpq/json-items.js';
+import { JsonItemsParser, TwoItemsError, cutCollectionBody } from '../../src/cpq/json-items.js';
 import { parseExactJson, parseExactRecord } from '../../src/exact-json.js';
 import { writeInChunks } from './chunks.js';
 import { comparable, jsonText, space, stringLiteral } from './json-texts.js';
@@ -8,7 +8,8 @@ import { comparable, jsonText, space, stringLiteral } from './json-texts.js';
 /*
  * A JSON page of users is cut into its items as it arrives (cutCollectionBody), each item parsed
  * when it is used, and an item's own text may become its raw. Whatever the page holds, the cut
- * page reads as the whole page parsed (or the page is handed back to be parsed whole); a page
+ * page reads as the whole page parsed (or the page is handed back to be parsed whole, or refused
+ * for a second items key, which JSON.parse would read as the page and drop the first); a page
  * JSON.parse refuses has an item that is refused; an item's text means exactly its parsed
  * value; cut into chunks anywhere, as a zip entry arrives, the items and texts are the same.
  */
@@ -25,26 +26,44 @@ function valid(text: string): boolean {
   }
 }
 
-/** A collection body: envelope members around one items array (or, sometimes, none or two, or a key spelled with escapes). */
-const page = fc
+/**
+ * A collection body: envelope members around one items array (or, sometimes, a second items key,
+ * or a key spelled with escapes), with how many of its keys read "items".
+ */
+const pageWithItemsKeys = fc
   .tuple(
     fc.array(fc.tuple(space, jsonText, space), { maxLength: 5 }),
     fc.array(fc.tuple(fc.constantFrom('"links"', '"hasMore"', '"__proto__"', '"count"', '"it\\u0065ms"', '"items"'), jsonText), { maxLength: 3 }),
     fc.array(fc.tuple(stringLiteral, jsonText), { maxLength: 2 }),
     space,
   )
-  .map(([items, named, other, ws]) => {
+  .map(([items, named, other, ws]): [string, number] => {
     const members = [`"items":[${items.map((p) => p.join('')).join(',')}]`, ...[...named, ...other].map(([k, v]) => `${k}:${v}`)];
-    return `${ws}{${members.join(`,${ws}`)}}${ws}`;
+    const itemsKeys = 1 + [...named, ...other].filter(([k]) => JSON.parse(k) === 'items').length;
+    return [`${ws}{${members.join(`,${ws}`)}}${ws}`, itemsKeys];
   });
+const page = pageWithItemsKeys.map(([text]) => text);
+
+/** cutCollectionBody's answer, or 'two items' where it refuses the page for a second items key. */
+function cut(text: string): ReturnType<typeof cutCollectionBody> | 'two items' {
+  try {
+    return cutCollectionBody(text);
+  } catch (err) {
+    if (err instanceof TwoItemsError) return 'two items';
+    throw err;
+  }
+}
 
 describe('a JSON page cut into its items', () => {
-  it('reads as the whole page parsed, each item text meaning its item; an invalid page has an invalid item', () => {
+  it('reads as the whole page parsed, each item text meaning its item; an invalid page has an invalid item; a second items key is refused', () => {
     fc.assert(
-      fc.property(page, (text) => {
-        const cut = cutCollectionBody(text);
-        if (cut === undefined) return;
-        const records = cut.itemTexts.map((itemText) => {
+      fc.property(pageWithItemsKeys, ([text, itemsKeys]) => {
+        const answer = cut(text);
+        // JSON.parse would keep the last items array and drop the users of the other unseen.
+        if (valid(text) && itemsKeys > 1) expect(answer).toBe('two items');
+        if (answer === 'two items') expect(itemsKeys).toBeGreaterThan(1);
+        if (answer === undefined || answer === 'two items') return;
+        const records = answer.itemTexts.map((itemText) => {
           try {
             return parseExactRecord(itemText);
           } catch {
@@ -57,7 +76,7 @@ describe('a JSON page cut into its items', () => {
         }
         const whole = parseExactJson(text) as Record<string, unknown>;
         const { items, ...envelope } = whole;
-        expect(comparable(cut.envelope)).toEqual(comparable(envelope));
+        expect(comparable(answer.envelope)).toEqual(comparable(envelope));
         expect(records.map((r) => (r === 'invalid' ? r : comparable(r.value)))).toEqual(comparable(items));
         for (const r of records)
           if (r !== 'invalid' && r.storedAsSent !== undefined) expect(comparable(parseExactJson(r.storedAsSent))).toEqual(comparable(r.value));
@@ -84,7 +103,7 @@ describe('a JSON page cut into its items', () => {
     };
     fc.assert(
       fc.property(
-        page.filter((text) => cutCollectionBody(text) !== undefined),
+        page.filter((text) => cut(text) !== undefined && cut(text) !== 'two items'),
         fc.array(fc.nat(), { maxLength: 6 }),
         (text, positions) => {
           const cuts = [...new Set(positions.map((p) => p % (text.length + 1)))].sort((a, b) => a - b);

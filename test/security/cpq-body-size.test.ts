@@ -138,8 +138,17 @@ describe('one record is bounded in values too, not only in characters', () => {
     );
   });
 
-  it('a page read whole (one the item cutter does not take apart: two "items" keys) holds at most MAX_BODY_VALUES values', async () => {
-    site!.serve('complex_whole', `{"items":[],"items":[${complex}],"hasMore":false}`);
+  it('a JSON page with two "items" keys fails the run, as its zip entry does: JSON.parse would keep the last and drop the users of the first', async () => {
+    site!.serve('two_items', '{"items":[{"login":"a"},{"login":"b"}],"hasMore":false,"items":[{"login":"c"}]}');
+    const error = await site!.refused('two_items');
+    expect(error.kind).toBe('data');
+    expect(error.message).toMatch(
+      /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/two_items\/users\?\S+: the collection body has two "items" keys; refused rather than read one of them$/,
+    );
+  });
+
+  it('a page read whole (one the item cutter does not take apart: an array) holds at most MAX_BODY_VALUES values', async () => {
+    site!.serve('complex_whole', `[${complex}]`);
     const error = await site!.refused('complex_whole');
     expect(error.message).toMatch(
       new RegExp(
