@@ -3,23 +3,28 @@ import { registerComplianceCommands } from './cli/compliance-commands.js';
 import { registerExportCommands } from './cli/export-commands.js';
 import { registerSyncCommands } from './cli/sync-commands.js';
 import { registerTryCommands } from './cli/try-commands.js';
-import { EXIT_CODES, errorMessage } from './errors.js';
+import { EXIT_CODES, errorMessage, oneLine } from './errors.js';
 import { loadDotenvFile } from './dotenv-file.js';
 import { setHeapGrowingFactor } from './heap-growth.js';
 
 try {
   loadDotenvFile();
 } catch (err) {
-  process.stderr.write(`cpq-sync: ${errorMessage(err)}\n`);
+  // A path or encoding from the environment may hold a line break or an escape sequence: one printable line.
+  process.stderr.write(`cpq-sync: ${oneLine(errorMessage(err))}\n`);
   process.exit(EXIT_CODES.config);
 }
 // After .env, so that it can set SYNC_HEAP_GROWING_PERCENT; before any command allocates.
 setHeapGrowingFactor();
 
+// A mistyped command line (an unknown option, a missing argument, a bad choice) is bad
+// configuration, exit code 2, said in one line: commander's default is exit code 1, and the
+// whole help after the error. Set before the commands are added, which inherit it.
 const program = new Command()
   .name('cpq-sync')
   .description('Copies the users of an Oracle CPQ site into Postgres and records what changed.')
-  .showHelpAfterError();
+  .configureOutput({ outputError: (text, write) => write(`cpq-sync: ${oneLine(text.replace(/^error: /, ''))} (see --help)\n`) })
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_CODES.config));
 
 registerSyncCommands(program);
 registerExportCommands(program);

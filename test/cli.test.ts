@@ -50,6 +50,28 @@ describe('cpq-sync CLI', () => {
     expect(out.stderr).toMatch(/^cpq-sync: invalid configuration: CPQ_PAGE_SIZE: "lots" is not a whole number from 1 to 1000\n$/);
   });
 
+  it('exit code 2 and one line for a mistyped command line: an unknown option, a missing argument, a bad choice, an unknown command', async () => {
+    const cases: [string[], string][] = [
+      [['status', '--lmit', '3'], "unknown option '--lmit' (Did you mean --limit?)"],
+      [['status', '--limit'], "option '--limit <n>' argument missing"],
+      [['snapshot', '--format', 'xml'], "option '--format <format>' argument 'xml' is invalid. Allowed choices are csv, jsonl."],
+      [['bogus'], "unknown command 'bogus'"],
+    ];
+    for (const [args, message] of cases) {
+      const out = await cli(args, {});
+      expect({ code: out.code, stderr: out.stderr, stdout: out.stdout }, args.join(' ')).toEqual({
+        code: 2,
+        stderr: `cpq-sync: ${message} (see --help)\n`,
+        stdout: '',
+      });
+    }
+    // A .env path holding a line break is shown on one line, its control characters escaped.
+    const out = await cli(['status'], { DOTENV_CONFIG_PATH: '/nonexistent\ncpq-sync: all good\u001b[2J' });
+    expect(out.code).toBe(2);
+    expect(out.stderr).not.toContain('\u001b');
+    expect(out.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
   it('exit code 4 when CPQ refuses the credentials, without printing them', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, auth: { basic: { username: 'u', password: 'right' } } });
     const out = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'wrong-secret-value' });
