@@ -291,4 +291,19 @@ describe('cpq-sync check against the simulator', () => {
     expect(unset.configuration).toMatchObject({ status: 'fail' });
     expect(unset.configuration.detail).toMatch(/^CPQ_BASE_URL is not set/);
   });
+
+  it('a schedule that `schedule` refuses fails the configuration step too (SYNC_CRON, SYNC_TIMEZONE)', async () => {
+    const base = { CPQ_BASE_URL: 'https://x.example.com' };
+    const cron = await runCheck({ ...base, SYNC_CRON: 'bogus' });
+    expect(cron.ok).toBe(false);
+    expect(cron.configuration).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/^invalid configuration: SYNC_CRON: "bogus" is not a cron expression/) as unknown,
+    });
+    const zone = await runCheck({ ...base, SYNC_TIMEZONE: 'Mars/Olympus' });
+    expect(zone.configuration).toMatchObject({
+      status: 'fail',
+      detail: 'invalid configuration: SYNC_TIMEZONE: "Mars/Olympus" is not an IANA time zone such as UTC or Europe/Berlin',
+    });
+  });
 });

@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, selectSites, type AppConfig, type SiteConfig } from '../config.js';
 import { errorMessage, printable } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { validateSchedule } from '../worker/cron-schedule.js';
 import { checkDatabase } from './database.js';
 import { checkSite } from './site.js';
 import { fail, pass, type StepResult, type StepStatus } from './step.js';
@@ -36,6 +37,8 @@ export async function runCheck(env: Record<string, string | undefined> = process
   try {
     config = loadConfig(env);
     sites = selectSites(config, siteNames);
+    // What `schedule` refuses at start: a configuration check that passed it would be wrong.
+    for (const site of sites) validateSchedule(site.cron, site.timezone);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     return {
