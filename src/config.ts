@@ -3,6 +3,7 @@ import { errorCode, hasControlCharacter } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
+import { nearMiss } from './near-miss.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
@@ -68,6 +69,12 @@ export interface AppConfig {
   cpq?: CpqConfig;
   /** Every site to sync: those of CPQ_SITES_FILE, or the environment's one, named `default`. */
   sites: SiteConfig[];
+  /**
+   * Variables the environment sets that cpq-sync does not read, yet that look like its own (a
+   * typo of one, or one of its prefixes): each as a line that names it, and the variable it may
+   * be a typo of. Logged as a warning by every command, shown by `check`.
+   */
+  unknownVariables: string[];
   lookbackMs: number;
   /** A stream whose last full read is older than this is read in full. */
   fullEveryMs: number;
@@ -341,7 +348,30 @@ export function loadConfig(env: Env = process.env): AppConfig {
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
     alerts,
+    unknownVariables: unknownVariables(env),
   };
+}
+
+/** Variables read before the configuration is: by the .env loader (src/dotenv-file.ts). */
+const DOTENV_VARIABLES = ['DOTENV_CONFIG_PATH', 'DOTENV_CONFIG_OVERRIDE', 'DOTENV_CONFIG_ENCODING', 'DOTENV_KEY'];
+/** Prefixes no other program's variables are likely to share: an unknown name under one is a mistake. */
+const OWN_PREFIXES = /^(CPQ|SYNC|ALERT|HISTORY|EMBEDDED_PG)_/;
+
+/**
+ * The variables of `env` that cpq-sync does not read but that look like its own, each named in a
+ * line. A misspelt one (HISTORY_RETENTON) would otherwise leave its setting at its default, here
+ * no retention at all, without a word. Names only: a variable's name is never a secret.
+ */
+export function unknownVariables(env: Env): string[] {
+  const known = [...Object.keys(envSchema.shape), ...DOTENV_VARIABLES];
+  const lines: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (known.includes(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(name)) continue;
+    const near = nearMiss(name, known);
+    if (near !== undefined) lines.push(`${name} is not a variable cpq-sync reads: did you mean ${near}?`);
+    else if (OWN_PREFIXES.test(name)) lines.push(`${name} is not a variable cpq-sync reads (see the Configuration section of the README)`);
+  }
+  return lines;
 }
 
 /**

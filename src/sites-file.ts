@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type * as Yaml from 'yaml';
 import { errorCode } from './errors.js';
 import { requireWhenUsed } from './require-when-used.js';
+import { nearMiss } from './near-miss.js';
 
 /*
  * CPQ_SITES_FILE: a JSON or YAML list of sites. Each site is read into the environment variables
@@ -177,23 +178,11 @@ const SECRET_KEYS = new Set(['password', 'token', 'oauth.clientSecret']);
 function unknownKey(where: (key?: string) => string, key: string, at: number, prefix: string): string {
   const keys = prefix === '' ? ['name', ...Object.keys(SITE_KEYS), 'oauth'] : Object.keys(OAUTH_KEYS);
   const known = keys.join(', ');
-  const near = keys.find((k) => editDistanceAtMost(key.toLowerCase(), k.toLowerCase(), 2));
+  const near = nearMiss(key, keys);
   const place = prefix === '' ? 'the site' : 'its oauth';
   // Not printed even then: a weak password is a near miss too (Passw0rd! of password).
   const guess = near === undefined ? '' : `; did you mean ${prefix}${near}?`;
   return `${where()}: key ${at + 1} of ${place} is not a known key (not printed: it may be a value typed in its place)${guess} (known: ${known})`;
-}
-
-/** Whether `a` becomes `b` by at most `max` one-character insertions, deletions or replacements. */
-function editDistanceAtMost(a: string, b: string, max: number): boolean {
-  if (Math.abs(a.length - b.length) > max || a.length > 64) return false;
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    previous = current;
-  }
-  return previous[b.length]! <= max;
 }
 
 /** A URL's origin (scheme, host, port), or undefined when it is not a URL. */

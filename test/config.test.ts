@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseDuration } from '../src/config-env.js';
+import { envSchema, parseDuration } from '../src/config-env.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 
 const base = { CPQ_BASE_URL: 'https://site.example.com' };
@@ -75,6 +76,31 @@ describe('configuration', () => {
       );
     }
     expect(loadConfig({ ...base, DATA_DIR: '  ' }).dataDir).toBe('./.data');
+  });
+
+  it("names the variables it does not read that look like its own: a typo (with what it may be), or one of its prefixes; never another program's", () => {
+    const config = loadConfig({
+      ...base,
+      HISTORY_RETENTON: '400d',
+      CPQ_CONCURENCY: '16',
+      CPQ_RETRIES: '3',
+      HTTP_PROXY: 'http://proxy:3128',
+      TEST_DATABASE_URL: 'postgres://x',
+      DOTENV_CONFIG_PATH: '/x',
+      npm_config_cache: '/x',
+    });
+    expect(config.unknownVariables).toEqual([
+      'CPQ_CONCURENCY is not a variable cpq-sync reads: did you mean CPQ_CONCURRENCY?',
+      'CPQ_RETRIES is not a variable cpq-sync reads (see the Configuration section of the README)',
+      'HISTORY_RETENTON is not a variable cpq-sync reads: did you mean HISTORY_RETENTION?',
+    ]);
+    expect(loadConfig(base).unknownVariables).toEqual([]);
+  });
+
+  it('.env.example lists every variable it reads, and no other', () => {
+    const example = readFileSync(fileURLToPath(new URL('../.env.example', import.meta.url)), 'utf8');
+    const listed = [...example.matchAll(/^#?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]!);
+    expect([...new Set(listed)].sort()).toEqual(Object.keys(envSchema.shape).sort());
   });
 
   it('reads HTTP_HOST with HTTP_PORT, and refuses it alone', () => {

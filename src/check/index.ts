@@ -4,7 +4,7 @@ import { createLogger } from '../logger.js';
 import { validateSchedule } from '../worker/cron-schedule.js';
 import { checkDatabase } from './database.js';
 import { checkSite } from './site.js';
-import { fail, pass, type StepResult, type StepStatus } from './step.js';
+import { fail, pass, warn, type StepResult, type StepStatus } from './step.js';
 
 export { checkDatabase, checkSchema, checkSyncLock } from './database.js';
 export { checkAccess, checkCompanies, checkHost, checkIntegrationUsers, checkSite, checkUsers, checkZipExport } from './site.js';
@@ -58,7 +58,11 @@ export async function runCheck(env: Record<string, string | undefined> = process
   );
   const database = { name: 'database', where: db.where, steps: db.steps };
   const ok = [...blocks, database].every((b) => b.steps.every((s) => s.status !== 'fail'));
-  return { ok, configuration: pass('configuration', 'valid'), sites: blocks, database };
+  const configuration =
+    config.unknownVariables.length === 0
+      ? pass('configuration', 'valid')
+      : warn('configuration', `valid; ${config.unknownVariables.join('; ')}`, 'correct the name, or remove the variable (its setting is at its default)');
+  return { ok, configuration, sites: blocks, database };
 }
 
 const MARKS: Record<StepStatus, string> = { pass: '✓', warn: '!', fail: '✗', skip: '-' };

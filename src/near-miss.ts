@@ -1,0 +1,16 @@
+/** Whether `a` becomes `b` by at most `max` one-character insertions, deletions or replacements. */
+export function editDistanceAtMost(a: string, b: string, max: number): boolean {
+  if (Math.abs(a.length - b.length) > max || a.length > 64) return false;
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]! <= max;
+}
+
+/** The first of `known` that `name` is a typo of (at most two characters off, case aside), if any. */
+export function nearMiss(name: string, known: readonly string[]): string | undefined {
+  return known.find((k) => editDistanceAtMost(name.toLowerCase(), k.toLowerCase(), 2));
+}
