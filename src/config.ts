@@ -356,6 +356,11 @@ export function loadConfig(env: Env = process.env): AppConfig {
 const DOTENV_VARIABLES = ['DOTENV_CONFIG_PATH', 'DOTENV_CONFIG_OVERRIDE', 'DOTENV_CONFIG_ENCODING', 'DOTENV_KEY'];
 /** Prefixes no other program's variables are likely to share: an unknown name under one is a mistake. */
 const OWN_PREFIXES = /^(CPQ|SYNC|ALERT|HISTORY|EMBEDDED_PG)_/;
+/**
+ * What Kubernetes sets in every container for each service of its namespace: a service named
+ * cpq-sync gives CPQ_SYNC_SERVICE_HOST, CPQ_SYNC_PORT_8080_TCP_ADDR and the like. Not a typo.
+ */
+const SERVICE_LINKS = /_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$/;
 
 /**
  * The variables of `env` that cpq-sync does not read but that look like its own, each named in a
@@ -366,7 +371,7 @@ export function unknownVariables(env: Env): string[] {
   const known = [...Object.keys(envSchema.shape), ...DOTENV_VARIABLES];
   const lines: string[] = [];
   for (const name of Object.keys(env).sort()) {
-    if (known.includes(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(name)) continue;
+    if (known.includes(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(name) || SERVICE_LINKS.test(name)) continue;
     const near = nearMiss(name, known);
     if (near !== undefined) lines.push(`${name} is not a variable cpq-sync reads: did you mean ${near}?`);
     else if (OWN_PREFIXES.test(name)) lines.push(`${name} is not a variable cpq-sync reads (see the Configuration section of the README)`);

@@ -88,6 +88,15 @@ describe('configuration', () => {
       TEST_DATABASE_URL: 'postgres://x',
       DOTENV_CONFIG_PATH: '/x',
       npm_config_cache: '/x',
+      // What Kubernetes sets for a service named cpq-sync.
+      CPQ_SYNC_SERVICE_HOST: '10.0.0.7',
+      CPQ_SYNC_SERVICE_PORT: '8080',
+      CPQ_SYNC_SERVICE_PORT_HTTP: '8080',
+      CPQ_SYNC_PORT: 'tcp://10.0.0.7:8080',
+      CPQ_SYNC_PORT_8080_TCP: 'tcp://10.0.0.7:8080',
+      CPQ_SYNC_PORT_8080_TCP_PROTO: 'tcp',
+      CPQ_SYNC_PORT_8080_TCP_PORT: '8080',
+      CPQ_SYNC_PORT_8080_TCP_ADDR: '10.0.0.7',
     });
     expect(config.unknownVariables).toEqual([
       'CPQ_CONCURENCY is not a variable cpq-sync reads: did you mean CPQ_CONCURRENCY?',
