@@ -94,6 +94,18 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
   } catch (err) {
     return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${yamlProblem(err)})`] };
   }
+  // Beside "sites", a key (a "defaults:" block, say) would be read by nobody: refused rather than ignored.
+  if (isRecord(document) && Array.isArray(document['sites'])) {
+    const others = Object.keys(document).filter((key) => key !== 'sites');
+    if (others.length > 0) {
+      return {
+        sites: [],
+        errors: [
+          `CPQ_SITES_FILE: ${file}: only "sites" is read at the top of the file, not ${others.map((k) => JSON.stringify(k)).join(', ')} (settings go in each site, or in the environment)`,
+        ],
+      };
+    }
+  }
   const list = isRecord(document) && Array.isArray(document['sites']) ? document['sites'] : document;
   if (!Array.isArray(list) || list.length === 0) {
     return { sites: [], errors: [`CPQ_SITES_FILE: ${file} must hold a non-empty list of sites (or an object whose "sites" is one)`] };

@@ -206,6 +206,13 @@ describe('CPQ_SITES_FILE', () => {
     expect(configError({ CPQ_SITES_FILE: file('empty.json', '{"sites": []}') })).toContain('must hold a non-empty list of sites');
   });
 
+  test('a key beside "sites" (a defaults block) is refused, not ignored', () => {
+    const withDefaults = file('defaults.yaml', 'defaults:\n  cron: "*/5 * * * *"\nsites:\n  - {name: a, baseUrl: https://a.example.com}\n');
+    expect(configError({ CPQ_SITES_FILE: withDefaults })).toMatch(
+      /CPQ_SITES_FILE: .*defaults\.yaml: only "sites" is read at the top of the file, not "defaults" \(settings go in each site, or in the environment\)/,
+    );
+  });
+
   test('a tag (!!int, !vault) is refused naming its line, never quoting it: the line may hold a password; nothing goes to stderr', () => {
     const warnings: unknown[] = [];
     const onWarning = (w: unknown) => warnings.push(w);
