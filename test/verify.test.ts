@@ -132,6 +132,13 @@ describe('proof of completeness', () => {
     const broken = await cli(['verify', '--chain'], env);
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain('BROKEN at run');
+    // --site: only the sites named, and a site this database does not know is refused.
+    expect(await cli(['verify', '--chain', '--site', 'default'], env)).toMatchObject({ code: 1, stdout: expect.stringContaining('BROKEN at run') as unknown });
+    const unknown = await cli(['verify', '--chain', '--site', 'nosuch'], env);
+    expect({ code: unknown.code, stderr: unknown.stderr }).toEqual({
+      code: 2,
+      stderr: 'cpq-sync: --site: no site named "nosuch" has run against this database (sites: default)\n',
+    });
 
     // Export files and their manifests.
     const dir = await mkdtemp(join(tmpdir(), 'cpq-verify-'));
@@ -158,5 +165,11 @@ describe('proof of completeness', () => {
     const missing = await cli(['verify', '--file', join(dir, 'nothing.csv')], {});
     expect(missing.code).toBe(1);
     expect(missing.stdout).toContain('nothing.csv.manifest.json does not exist');
+    // --file checks the file alone: with --chain or --site, which it would not do, it is refused.
+    const combined = await cli(['verify', '--file', snapshot, '--chain'], {});
+    expect({ code: combined.code, stderr: combined.stderr }).toEqual({
+      code: 2,
+      stderr: 'cpq-sync: --file checks an export file against its manifest alone: --chain and --site do not apply\n',
+    });
   });
 });

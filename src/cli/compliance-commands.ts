@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
 import { printable } from '../errors.js';
-import { command } from './command.js';
+import { command, requireKnownSites } from './command.js';
 
 /** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
 function osUser(): string {
@@ -92,6 +92,8 @@ export function registerComplianceCommands(program: Command): void {
       command(
         async (config, log) => {
           if (opts.file !== undefined) {
+            // A file is checked against its manifest alone: an option that would do nothing is refused rather than ignored.
+            if (opts.chain || opts.site) throw new ConfigError('--file checks an export file against its manifest alone: --chain and --site do not apply');
             const { verifyFile } = await import('../output.js');
             const check = await verifyFile(opts.file);
             const about = check.manifest === undefined ? '' : ` (${check.manifest.rows} rows, SHA-256 ${check.manifest.sha256})`;
@@ -110,7 +112,8 @@ export function registerComplianceCommands(program: Command): void {
           try {
             await requireMigrated(database.pool);
             if (opts.chain) {
-              const report = await verifyChain(database.pool);
+              await requireKnownSites(database.pool, opts.site);
+              const report = await verifyChain(database.pool, opts.site);
               process.stdout.write(formatChain(report));
               process.exitCode = report.breaks.length === 0 ? 0 : 1;
               return;

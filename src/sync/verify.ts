@@ -114,8 +114,8 @@ export interface ChainReport {
 }
 
 /** `cpq-sync verify --chain`: recomputes every seal and names, per site, the first run that no longer matches its own. */
-export async function verifyChain(pool: pg.Pool): Promise<ChainReport> {
-  const checks = await readSealChecks(pool);
+export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Promise<ChainReport> {
+  const checks = await readSealChecks(pool, only);
   const sites = new Map<string, { site: string; runs: number; head: string }>();
   const breaks = new Map<string, ChainBreak>();
   for (const c of checks) {
@@ -138,8 +138,8 @@ export async function verifyChain(pool: pg.Pool): Promise<ChainReport> {
     const earlier = breaks.get(site);
     if (earlier === undefined || BigInt(earlier.runId) > BigInt(runId)) breaks.set(site, { site, runId, problem });
   };
-  for (const u of await readUnsealedRuns(pool)) earliest(u.site, u.run_id, `run ${u.run_id} succeeded but has no seal (removed?)`);
-  for (const u of await readRowsOfUnfinishedRuns(pool)) {
+  for (const u of await readUnsealedRuns(pool, only)) earliest(u.site, u.run_id, `run ${u.run_id} succeeded but has no seal (removed?)`);
+  for (const u of await readRowsOfUnfinishedRuns(pool, only)) {
     earliest(u.site, u.run_id, `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`);
   }
   return { sites: [...sites.values()], breaks: [...breaks.values()] };

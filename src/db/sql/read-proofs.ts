@@ -1,5 +1,9 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+
+/** `site` is one of `sites`; true when none are named (every site). */
+const inSites = (site: RawBuilder<unknown>, sites: readonly string[] | undefined): RawBuilder<unknown> =>
+  sites === undefined ? sql`true` : sql`${site} = ANY(${[...sites]}::text[])`;
 
 export interface ActiveCount {
   company_login: string;
@@ -50,7 +54,7 @@ export interface SealCheck {
  * LATERAL subquery from being pulled up, which would compute each run's content hash twice (it is
  * read twice).
  */
-export async function readSealChecks(on: Queryable): Promise<SealCheck[]> {
+export async function readSealChecks(on: Queryable, sites?: readonly string[]): Promise<SealCheck[]> {
   return runCompiled(
     on,
     sql<SealCheck>`
@@ -59,18 +63,19 @@ export async function readSealChecks(on: Queryable): Promise<SealCheck[]> {
              cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now
       FROM cpq.run_seals s
       CROSS JOIN LATERAL (SELECT cpq.run_content_sha256(s.run_id) AS content_now OFFSET 0) n
+      WHERE ${inSites(sql`s.site`, sites)}
       WINDOW w AS (PARTITION BY s.site ORDER BY s.run_id)
       ORDER BY s.site, s.run_id`.compile(queryBuilder),
   );
 }
 
 /** Successful runs after a site's first seal that have none (a seal removed, or a run of a release that did not seal). */
-export async function readUnsealedRuns(on: Queryable): Promise<{ site: string; run_id: string }[]> {
+export async function readUnsealedRuns(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string }[]> {
   return runCompiled(
     on,
     sql<{ site: string; run_id: string }>`
       SELECT r.site, r.id::text AS run_id FROM cpq.sync_runs r
-      WHERE r.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
+      WHERE ${inSites(sql`r.site`, sites)} AND r.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
         AND r.id > (SELECT min(s.run_id) FROM cpq.run_seals s WHERE s.site = r.site)
       ORDER BY r.site, r.id`.compile(queryBuilder),
   );
@@ -82,12 +87,12 @@ export async function readUnsealedRuns(on: Queryable): Promise<{ site: string; r
  * and no seal covers them (seals cover sealed runs), while the as-of functions and the change log
  * would show them. One indexed probe per table for each such run (failed runs are few).
  */
-export async function readRowsOfUnfinishedRuns(on: Queryable): Promise<{ site: string; run_id: string; status: string }[]> {
+export async function readRowsOfUnfinishedRuns(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string; status: string }[]> {
   return runCompiled(
     on,
     sql<{ site: string; run_id: string; status: string }>`
       SELECT r.site, r.id::text AS run_id, r.status FROM cpq.sync_runs r
-      WHERE r.status <> 'succeeded'
+      WHERE ${inSites(sql`r.site`, sites)} AND r.status <> 'succeeded'
         AND (EXISTS (SELECT 1 FROM cpq.user_change_log x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.group_changes x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.user_versions x WHERE x.ended_by_run_id = r.id)
