@@ -285,6 +285,56 @@ describe('group history', () => {
     }
   });
 
+  it('a group a CSV export named first (no label) takes the label JSON gives it later: a CSV copy never stands for the stored definition', async ({
+    startHarness,
+  }) => {
+    for (const batch of ['3', '1000']) {
+      const h = await startHarness(
+        { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 1, groups: 3, zipExport: { entries: [{ format: 'csv' }] } },
+        { CPQ_EXPORT_FORMAT: 'zip', SYNC_MERGE_BATCH_USERS: batch },
+      );
+      const integration = h.sim.integrationUsers()[0]!;
+      const [member] = h.sim.users('_host').filter((u) => u.login !== integration.login);
+      h.sim.addGroup('_host', String(member!.login), { variableName: 'csvOnly', label: 'Never sent by CSV', type: 'Sales' });
+      await h.sync({ full: true });
+      const stored = () => h.t.query(`SELECT label, type FROM cpq.groups WHERE variable_name = 'csvOnly'`);
+      expect(await stored(), `batch ${batch}`).toEqual([{ label: null, type: null }]);
+      h.sim.addGroup('_host', String(integration.login), { variableName: 'csvOnly', label: 'Described', type: 'Sales' });
+      const run = await h.sync({ full: true });
+      expect(await stored(), `batch ${batch}`).toEqual([{ label: 'Described', type: 'Sales' }]);
+      expect((await groupChanges(h, run.runId)).map((c) => [c.change, c.group_variable_name])).toEqual([['update', 'csvOnly']]);
+    }
+  });
+
+  it('a company loaded first (directly or staged) whose users define a group two ways keeps the stored definition if one of them says it', async ({
+    startHarness,
+  }) => {
+    for (const direct of ['true', 'false']) {
+      const h = await startHarness(
+        { partnerCompanies: 2, usersPerCompany: 3, integrationUsers: 0 },
+        { CPQ_COMPANIES: '_host', SYNC_DIRECT_FIRST_LOAD: direct },
+      );
+      const group = { variableName: 'twoWays', label: 'A', type: 'Sales' };
+      h.sim.addGroup('_host', String(h.sim.users('_host')[0]!.login), group);
+      await h.sync({ full: true });
+      // partner2 is new to the database: its first user says A, the one read after it B.
+      const [first, second] = h.sim
+        .users('partner2')
+        .map((u) => String(u.login))
+        .sort();
+      h.sim.addGroup('partner2', first!, group);
+      h.sim.addGroup('partner2', second!, { ...group, label: 'B' });
+      // partner2 alone: the host's member, which says A too, is not read again, so only partner2's copies decide.
+      const config = withCpq(h.config, { companies: ['partner2'] });
+      const run = await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log });
+      expect(await h.t.query(`SELECT label FROM cpq.groups WHERE variable_name = 'twoWays'`), `direct ${direct}`).toEqual([{ label: 'A' }]);
+      expect(
+        (await groupChanges(h, run.runId)).filter((c) => c.group_variable_name === 'twoWays'),
+        `direct ${direct}`,
+      ).toEqual([]);
+    }
+  });
+
   it('writes nothing for groups in a failed run; the next run logs the change once', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 },

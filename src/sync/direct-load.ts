@@ -64,12 +64,15 @@ export class DirectLoad {
   /** Per company, the last login written per key range (by its index); a row of the range must come after it. */
   private readonly lastLogin = new Map<string, Map<number, string>>();
   /**
-   * Groups named by written rows, the last copy read winning (then keptAsStored's rule, as
-   * stage_groups takes them: a company new to the database is loaded so); upserted into stage_groups by
-   * `endPage` once GROUPS_HELD are held (a site may name a group per user: memory stays bounded),
-   * and by `finish`.
+   * The group definitions named by written rows, each distinct copy once, in the order last read
+   * (a group defined two ways is held twice: stageGroups chooses, as the merge does, so that a
+   * copy saying what the database stores is not lost to a later one); upserted into stage_groups
+   * by `endPage` once GROUPS_HELD are held (a site may name a group per user: memory stays
+   * bounded), and by `finish`.
    */
-  private groups = new Map<string, GroupDefinition>();
+  private groups = new Map<string, GroupDefinition[]>();
+  /** How many copies `groups` holds, all groups together. */
+  private groupCopies = 0;
   private ids: number[] = [];
   private nextIds: Promise<number[]> | undefined;
   private rowsWritten = 0;
@@ -126,11 +129,12 @@ export class DirectLoad {
   async endPage(): Promise<void> {
     const copies = this.page.close();
     if (copies) await this.stager.enqueueCopies(copies);
-    if (this.groups.size >= GROUPS_HELD) {
+    if (this.groupCopies >= GROUPS_HELD) {
       // Upserted in the order taken (the client runs its queries in turn): a later copy still wins.
       const held = this.groups;
       this.groups = new Map();
-      await stageGroups(this.client, this.site, held);
+      this.groupCopies = 0;
+      await stageGroups(this.client, this.site, copiesOf(held));
     }
   }
 
@@ -149,16 +153,32 @@ export class DirectLoad {
       ]);
       for (const g of row.groups ?? []) {
         memberships.add([this.site, id, g.variableName, at]);
-        // A copy that does not say label and type (a CSV row) never replaces one that does.
-        if (row.groupsDescribed || this.groups.get(g.variableName)?.described !== true) {
-          this.groups.set(g.variableName, { label: g.label, type: g.type, described: row.groupsDescribed });
-        }
+        this.holdGroupCopy(g.variableName, g.label, g.type, row.groupsDescribed);
       }
       for (const p of row.accessPermissions ?? []) permissions.add([this.site, id, p.type, p.variableName, p.name, p.hasAccess, at]);
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.
       changes.add([this.site, this.runId, 'insert', id, row.companyLogin, row.login, row.values[PARTY_NUMBER], row.dateModified, at, null]);
     });
     this.rowsWritten += rows.length;
+  }
+
+  /** Notes a copy of a group's definition as the last read; most groups only ever have one, compared without allocating. */
+  private holdGroupCopy(variableName: string, label: string | null, type: string | null, described: boolean): void {
+    const copies = this.groups.get(variableName);
+    const last = copies?.[copies.length - 1];
+    if (last !== undefined && last.label === label && last.type === type && last.described === described) return;
+    const same = (c: GroupDefinition) => c.label === label && c.type === type && c.described === described;
+    const copy = { label, type, described };
+    this.groupCopies++;
+    if (copies === undefined) this.groups.set(variableName, [copy]);
+    else {
+      const earlier = copies.findIndex(same);
+      if (earlier >= 0) {
+        copies.splice(earlier, 1);
+        this.groupCopies--;
+      }
+      copies.push(copy);
+    }
   }
 
   /**
@@ -194,6 +214,13 @@ export class DirectLoad {
     // Every page's rows were queued by its endPage, before the run waited for the queue.
     if (!this.page.empty) throw new Error('DirectLoad.finish: rows taken but not written (endPage not called)');
     if (this.nextIds) await this.nextIds.catch(() => undefined);
-    await stageGroups(this.client, this.site, this.groups);
+    await stageGroups(this.client, this.site, copiesOf(this.groups));
   }
+}
+
+/** The held copies as stageGroups takes them: per group, in the order last read. */
+function copiesOf(groups: ReadonlyMap<string, GroupDefinition[]>): [string, GroupDefinition][] {
+  const out: [string, GroupDefinition][] = [];
+  for (const [name, copies] of groups) for (const copy of copies) out.push([name, copy]);
+  return out;
 }

@@ -1,6 +1,6 @@
 import { step, type Step } from '../db/steps.js';
 import { BATCH_PARAMS, RUN_PARAMS, type BatchParam } from './merge-params.js';
-import { KEEP_UNLESS_DESCRIBED, keptAsStored } from '../db/sql/stage-groups.js';
+import { KEEP_UNLESS_DESCRIBED, copyPreference, keptAsStored } from '../db/sql/stage-groups.js';
 import { dataColumns } from './merge-sql.js';
 
 /*
@@ -23,9 +23,7 @@ export const stageGroups = (name: string, users: string, where: string) =>
   FROM stage_user_groups g JOIN ${users} r ON r.seq = g.seq
   LEFT JOIN cpq.groups s ON s.site = ${p.site} AND s.variable_name = g.variable_name
   WHERE ${where}
-  -- The copy that says what the database stores wins (keptAsStored), else the last copy that says
-  -- label and type wins over any that does not (a CSV row of the same run).
-  ORDER BY g.variable_name, ((s.label, s.type) IS NOT DISTINCT FROM (g.label, g.type) AND s.variable_name IS NOT NULL) DESC, g.described DESC, g.seq DESC
+  ORDER BY g.variable_name, ${copyPreference('g', 's', 'g.seq')}
   ON CONFLICT (variable_name) DO UPDATE
     -- A CSV export names groups without label or type: keep what a fuller read said.
     SET ${KEEP_UNLESS_DESCRIBED} WHERE ${keptAsStored(p.site)}`,

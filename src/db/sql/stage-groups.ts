@@ -19,31 +19,49 @@ export const KEEP_UNLESS_DESCRIBED = `label = CASE WHEN excluded.described THEN 
        described = excluded.described OR stage_groups.described`;
 
 /**
- * The upsert's condition: the staged definition is not the one the site (`site`, SQL of the run's
- * site) stores. Companies are read in parallel: were the last copy always to win, a group defined
- * two ways (a label per company) would change with the order their reads ended, and runs reading
- * the same site would log label changes. So once a copy agrees with the database, none replaces it.
+ * The upsert's condition: the staged definition is not one that says (described: JSON, not a CSV
+ * row's nulls) what the site (`site`, SQL of the run's site) stores. Companies are read in
+ * parallel: were the last copy always to win, a group defined two ways (a label per company)
+ * would change with the order their reads ended, and runs reading the same site would log label
+ * changes. So once a copy agrees with the database, none replaces it.
  */
-export const keptAsStored = (site: string) => `NOT EXISTS (SELECT 1 FROM cpq.groups g WHERE g.site = ${site} AND g.variable_name = stage_groups.variable_name
-         AND (g.label, g.type) IS NOT DISTINCT FROM (stage_groups.label, stage_groups.type))`;
+export const keptAsStored = (
+  site: string,
+) => `NOT (stage_groups.described AND EXISTS (SELECT 1 FROM cpq.groups g WHERE g.site = ${site} AND g.variable_name = stage_groups.variable_name
+         AND (g.label, g.type) IS NOT DISTINCT FROM (stage_groups.label, stage_groups.type)))`;
 
 /**
- * Notes group definitions (by variable name) in the run's stage_groups; a null label or type of a
- * group not described (a CSV export) keeps what is already staged.
+ * The order in which the copies of one group read together are preferred (an ORDER BY's terms
+ * after the variable name; the first wins): one that says (described) what the site stores, then
+ * one that says a label and type at all over a CSV row's nulls, then the one read last. `copy` and
+ * `stored` are the aliases of the copies and of the site's cpq.groups row (LEFT JOINed), `seq` the
+ * copy's place in the reading order.
  */
-export async function stageGroups(client: pg.PoolClient, site: string, groups: ReadonlyMap<string, GroupDefinition>): Promise<void> {
-  if (groups.size === 0) return;
-  const names = [...groups.keys()];
-  const labels = names.map((n) => groups.get(n)!.label);
-  const types = names.map((n) => groups.get(n)!.type);
-  const described = names.map((n) => groups.get(n)!.described);
+export const copyPreference = (copy: string, stored: string, seq: string) =>
+  `(${copy}.described AND ${stored}.variable_name IS NOT NULL AND (${stored}.label, ${stored}.type) IS NOT DISTINCT FROM (${copy}.label, ${copy}.type)) DESC,
+   ${copy}.described DESC, ${seq} DESC`;
+
+/**
+ * Notes group definitions in the run's stage_groups: `copies` in the order read, a group possibly
+ * more than once (two companies defining it two ways), chosen between by copyPreference, then
+ * upserted by keptAsStored's rule.
+ */
+export async function stageGroups(client: pg.PoolClient, site: string, copies: readonly (readonly [string, GroupDefinition])[]): Promise<void> {
+  if (copies.length === 0) return;
+  const names = copies.map(([name]) => name);
+  const labels = copies.map(([, g]) => g.label);
+  const types = copies.map(([, g]) => g.type);
+  const described = copies.map(([, g]) => g.described);
   // stage_groups is a temporary table of the run, not in Database, and the upsert's SQL is shared
   // with the merge's steps (plain text with $n): a raw query, not the builder.
   await runCompiled(
     client,
     CompiledQuery.raw(
       `INSERT INTO stage_groups (variable_name, label, type, described)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[])
+       SELECT DISTINCT ON (n.variable_name) n.variable_name, n.label, n.type, n.described
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[]) WITH ORDINALITY AS n (variable_name, label, type, described, seq)
+       LEFT JOIN cpq.groups s ON s.site = $5 AND s.variable_name = n.variable_name
+       ORDER BY n.variable_name, ${copyPreference('n', 's', 'n.seq')}
        ON CONFLICT (variable_name) DO UPDATE SET ${KEEP_UNLESS_DESCRIBED} WHERE ${keptAsStored('$5')}`,
       [names, labels, types, described, site],
     ),
