@@ -336,6 +336,36 @@ describe('HISTORY_RETENTION', () => {
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
+  it('a restore undoing a deletion that has not expired redacts nothing of it, though an earlier deletion of the same user has expired', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
+    const config = { ...h.config, historyRetentionMs: 3000 };
+    const run = () => runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: true });
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await run();
+    const [login] = logins(h);
+    const record = h.sim.user('_host', login!)!;
+    h.sim.deleteUser('_host', login!);
+    await run(); // deleted (T0)
+    h.sim.addUser('_host', { ...record, email: 'second@life.example' }, { exact: true });
+    await run(); // restored
+    h.sim.updateUser('_host', login!, { email: 'third@life.example' });
+    await run();
+    h.sim.deleteUser('_host', login!);
+    await pause(1600);
+    await run(); // deleted again (T2), at least 1.6 s after T0
+    await pause(1600);
+    // The run restoring it cuts off past T0 (3.2 s ago and more), not past T2 (less than 3 s ago).
+    h.sim.addUser('_host', { ...record, email: 'fourth@life.example' }, { exact: true });
+    const restore = await run();
+    const [change] = await h.t.query<{ change: string }>(`SELECT change FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [restore.runId, login]);
+    expect(change!.change).toBe('restore');
+    // The version that ended with the second deletion, and the deleted one this run ended, are not past the retention.
+    expect(await findAnywhere(h.t, ['third@life.example'])).not.toEqual([]);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+
   it('a user restored by the run whose cutoff passes its deletion: the deleted person is redacted (versions, the restore diff), the restored row is not', async ({
     startHarness,
   }) => {

@@ -24,7 +24,8 @@ async function count(on: Queryable, update: RawBuilder<unknown>): Promise<number
  * keys in raw and in change diffs) of what expired since the last run, that is before `cutoff`
  * and not before the cutoff cpq.retention_state says is done: versions that ended then, users
  * deleted then (their row, every version and every change of theirs), and changes logged then.
- * A user `runId` restored counts as deleted then when the deletion it undid is: the merge, before
+ * A user `runId` restored counts as deleted then when the deletion it undid (the version this run
+ * ended, not an earlier deletion of the same user) is: the merge, before
  * this, moved that deletion into a version ending now (which the window would first reach a whole
  * retention later) and copied its values into the restore's diff; such a user's versions and
  * changes are redacted, its current row (the restored one) is not.
@@ -54,7 +55,8 @@ export async function redactExpired(client: Queryable, site: string, cutoff: Dat
       ? deletedNow
       : sql`${deletedNow} UNION SELECT l.user_id FROM cpq.user_change_log l
             WHERE l.run_id = ${runId}::bigint AND l.change = 'restore'
-              AND EXISTS (SELECT 1 FROM cpq.user_versions v WHERE v.id = l.user_id AND v.deleted_at >= ${from} AND v.deleted_at < ${to})`;
+              AND EXISTS (SELECT 1 FROM cpq.user_versions v WHERE v.id = l.user_id AND v.ended_by_run_id = ${runId}::bigint
+                          AND v.deleted_at >= ${from} AND v.deleted_at < ${to})`;
   const personalDiff = sql`diff IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_object_keys(diff) k WHERE cpq.is_personal_key(k))`;
   redacted.user_versions =
     (await count(client, sql`UPDATE cpq.user_versions SET ${set} WHERE site = ${site} AND ${inWindow('valid_to')}`)) +
