@@ -152,4 +152,30 @@ describe('tamper evidence', () => {
     }
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
+
+  it('a change row naming a run that does not exist is found; a run recorded failed after its commit, seal included, is left to its seal', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
+    await h.sync();
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    const client = await h.t.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(
+        `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+         VALUES (999999, $1, '_host', $2, 'update', '{"is_user_admin_perm_enabled": {"old": false, "new": true}}', 'default', '2025-06-01')`,
+        [user!.id, user!.login],
+      );
+      expect((await verifyChain(client as unknown as pg.Pool)).breaks).toEqual([
+        { site: 'default', runId: '999999', problem: 'change-log rows name run 999999, which does not exist: they were added, outside any seal' },
+      ]);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+    // Releases before 265adc1 could record as failed a run whose commit (and seal) reached the database.
+    await h.t.query(`UPDATE cpq.sync_runs SET status = 'failed' WHERE id = (SELECT max(run_id) FROM cpq.run_seals)`);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
 });

@@ -4,7 +4,7 @@ import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
-import { readActiveCounts, readRowsOfUnfinishedRuns, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
+import { readActiveCounts, readChangesOfNoRun, readRowsOfUnfinishedRuns, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
 import { textTable } from '../text-table.js';
 
@@ -139,6 +139,9 @@ export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Prom
     if (earlier === undefined || BigInt(earlier.runId) > BigInt(runId)) breaks.set(site, { site, runId, problem });
   };
   for (const u of await readUnsealedRuns(pool, only)) earliest(u.site, u.run_id, `run ${u.run_id} succeeded but has no seal (removed?)`);
+  for (const u of await readChangesOfNoRun(pool, only)) {
+    earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which does not exist: they were added, outside any seal`);
+  }
   for (const u of await readRowsOfUnfinishedRuns(pool, only)) {
     earliest(u.site, u.run_id, `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`);
   }

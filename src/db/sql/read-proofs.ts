@@ -85,14 +85,16 @@ export async function readUnsealedRuns(on: Queryable, sites?: readonly string[])
  * Runs that did not succeed yet are named by change-log rows or ended versions. Only a run's own
  * transaction writes those, and only a succeeded run commits it: such rows were added afterwards,
  * and no seal covers them (seals cover sealed runs), while the as-of functions and the change log
- * would show them. One indexed probe per table for each such run (failed runs are few).
+ * would show them. One indexed probe per table for each such run (failed runs are few). A run
+ * with a seal is left to it: releases before 265adc1 could record a run failed whose commit had
+ * reached the database, seal included.
  */
 export async function readRowsOfUnfinishedRuns(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string; status: string }[]> {
   return runCompiled(
     on,
     sql<{ site: string; run_id: string; status: string }>`
       SELECT r.site, r.id::text AS run_id, r.status FROM cpq.sync_runs r
-      WHERE ${inSites(sql`r.site`, sites)} AND r.status <> 'succeeded'
+      WHERE ${inSites(sql`r.site`, sites)} AND r.status <> 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
         AND (EXISTS (SELECT 1 FROM cpq.user_change_log x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.group_changes x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.user_versions x WHERE x.ended_by_run_id = r.id)
@@ -100,6 +102,20 @@ export async function readRowsOfUnfinishedRuns(on: Queryable, sites?: readonly s
           OR EXISTS (SELECT 1 FROM cpq.user_access_permission_versions x WHERE x.ended_by_run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.group_versions x WHERE x.ended_by_run_id = r.id))
       ORDER BY r.site, r.id`.compile(queryBuilder),
+  );
+}
+
+/**
+ * Run ids that change-log rows name but no run has: cpq.user_change_log keeps no foreign key to
+ * cpq.sync_runs (migration 0004), so a row can be added under any id, and no seal covers it.
+ */
+export async function readChangesOfNoRun(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string }[]> {
+  return runCompiled(
+    on,
+    sql<{ site: string; run_id: string }>`
+      SELECT DISTINCT l.site, l.run_id::text AS run_id FROM cpq.user_change_log l
+      WHERE ${inSites(sql`l.site`, sites)} AND NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = l.run_id)
+      ORDER BY l.site, run_id`.compile(queryBuilder),
   );
 }
 
