@@ -200,7 +200,8 @@ export const envSchema = z.object({
   ALERT_WEBHOOK_SECRET: optionalText,
   ALERT_WEBHOOK_SECRET_FILE: optionalText,
   ALERT_WEBHOOK_TIMEOUT: duration('10s'),
-  ALERT_RULES: z.string().default('all'),
+  // Empty is unset, as for the other variables (a blank Compose or Helm value): every rule.
+  ALERT_RULES: optionalText.transform((v) => v ?? 'all'),
   ALERT_GROUPS: z.string().default(''),
   ALERT_RETRY_BASE_DELAY: span('1m'),
   ALERT_RETRY_MAX_DELAY: span('1h'),

@@ -196,9 +196,9 @@ function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
     .filter((r) => r !== '');
   const unknown = names.filter((r) => r !== 'all' && r !== 'none' && !(ALERT_RULE_NAMES as readonly string[]).includes(r));
   if (unknown.length) throw new ConfigError(`ALERT_RULES: unknown rule ${unknown.join(', ')} (rules: ${ALERT_RULE_NAMES.join(', ')}, all, none)`);
-  // Set but empty would otherwise turn every alert off without a word: alerts off are asked for by name.
-  if (names.length === 0) throw new ConfigError('ALERT_RULES is empty: name the rules, or all (the default), or none to send no alerts');
-  if (names.includes('none') && names.length > 1) throw new ConfigError(`ALERT_RULES: none cannot be combined with other rules (${names.join(', ')})`);
+  // Commas alone would otherwise turn every alert off without a word: alerts off are asked for by name.
+  if (names.length === 0) throw new ConfigError('ALERT_RULES names no rule: name the rules, or all (the default), or none to send no alerts');
+  if (names.includes('none') && new Set(names).size > 1) throw new ConfigError(`ALERT_RULES: none cannot be combined with other rules (${names.join(', ')})`);
   const rules = names.includes('none') ? [] : names.includes('all') ? [...ALERT_RULE_NAMES] : ALERT_RULE_NAMES.filter((r) => names.includes(r));
   const groups = parsed.ALERT_GROUPS.split(',')
     .map((g) => g.trim())
@@ -322,7 +322,9 @@ export function loadConfig(env: Env = process.env): AppConfig {
   }
   const schedule = { cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE };
   const alerts = alertsConfigFrom(env, parsed);
-  const sites: SiteConfig[] = sitesFile ? loadSitesFile(sitesFile, env) : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule, alerts: alerts.rules }] : [];
+  // The variables the sites file names (${NAME}) are read too: not unknown ones.
+  const named = new Set<string>();
+  const sites: SiteConfig[] = sitesFile ? loadSitesFile(sitesFile, env, named) : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule, alerts: alerts.rules }] : [];
   return {
     ...(parsed.DATABASE_URL ? { databaseUrl: parsed.DATABASE_URL } : {}),
     dataDir: parsed.DATA_DIR,
@@ -348,7 +350,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
     alerts,
-    unknownVariables: unknownVariables(env),
+    unknownVariables: unknownVariables(env, named),
   };
 }
 
@@ -367,24 +369,47 @@ const SERVICE_LINKS = /_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|
  * line. A misspelt one (HISTORY_RETENTON) would otherwise leave its setting at its default, here
  * no retention at all, without a word. Names only: a variable's name is never a secret.
  */
-export function unknownVariables(env: Env): string[] {
+export function unknownVariables(env: Env, named: ReadonlySet<string> = new Set()): string[] {
+  return unknownNames(env, named).map(describeUnknown);
+}
+
+/**
+ * What a configuration error adds: the variables set that are typos of one cpq-sync reads (the
+ * typo is often the error's cause: CPQ_PASWORD leaves CPQ_PASSWORD unset), worded as
+ * unknownVariables words them.
+ */
+export function likelyTypos(env: Env): string[] {
+  return unknownNames(env, new Set())
+    .filter((v) => v.near !== undefined)
+    .map(describeUnknown);
+}
+
+function describeUnknown({ name, near }: { name: string; near?: string }): string {
+  return near === undefined
+    ? `${name} is not a variable cpq-sync reads (see the Configuration section of the README)`
+    : `${name} is not a variable cpq-sync reads: did you mean ${near}?`;
+}
+
+function unknownNames(env: Env, named: ReadonlySet<string>): { name: string; near?: string }[] {
   const known = [...Object.keys(envSchema.shape), ...DOTENV_VARIABLES];
-  const lines: string[] = [];
+  const out: { name: string; near?: string }[] = [];
   for (const name of Object.keys(env).sort()) {
-    if (known.includes(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(name) || SERVICE_LINKS.test(name)) continue;
+    // Variable names are case-sensitive, so history_retention is not HISTORY_RETENTION: compared in upper case.
+    const upper = name.toUpperCase();
+    if (known.includes(name) || named.has(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(upper) || SERVICE_LINKS.test(upper)) continue;
     const near = nearMiss(name, known);
-    if (near !== undefined) lines.push(`${name} is not a variable cpq-sync reads: did you mean ${near}?`);
-    else if (OWN_PREFIXES.test(name)) lines.push(`${name} is not a variable cpq-sync reads (see the Configuration section of the README)`);
+    if (near !== undefined) out.push({ name, near });
+    else if (OWN_PREFIXES.test(upper)) out.push({ name });
   }
-  return lines;
+  return out;
 }
 
 /**
  * The sites of CPQ_SITES_FILE, each validated by the environment's rules with its settings laid
  * over the environment. Every mistake of every site is reported at once, named by site and key.
  */
-function loadSitesFile(file: string, env: Env): SiteConfig[] {
-  const { sites: overlays, errors } = readSiteOverlays(file, env);
+function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] {
+  const { sites: overlays, errors } = readSiteOverlays(file, env, used);
   const sites: SiteConfig[] = [];
   for (const overlay of overlays) {
     const where = `CPQ_SITES_FILE: site "${overlay.name}"`;

@@ -10,7 +10,12 @@ export function editDistanceAtMost(a: string, b: string, max: number): boolean {
   return previous[b.length]! <= max;
 }
 
-/** The first of `known` that `name` is a typo of (at most two characters off, case aside), if any. */
+/** The one of `known` that `name` is likeliest a typo of (the fewest characters off, at most two, case aside), if any. */
 export function nearMiss(name: string, known: readonly string[]): string | undefined {
-  return known.find((k) => editDistanceAtMost(name.toLowerCase(), k.toLowerCase(), 2));
+  const lower = name.toLowerCase();
+  for (const distance of [0, 1, 2]) {
+    const near = known.find((k) => editDistanceAtMost(lower, k.toLowerCase(), distance));
+    if (near !== undefined) return near;
+  }
+  return undefined;
 }

@@ -69,8 +69,11 @@ export interface SiteOverlay {
 
 type Env = Record<string, string | undefined>;
 
-/** Parses the file (JSON, or YAML, of which JSON is a subset) into a list of sites and what is wrong with it. */
-export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]; errors: string[] } {
+/**
+ * Parses the file (JSON, or YAML, of which JSON is a subset) into a list of sites and what is
+ * wrong with it; adds to `used` the environment variables its settings name (`${NAME}`).
+ */
+export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { sites: SiteOverlay[]; errors: string[] } {
   let text: string;
   try {
     if (statSync(file).size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`] };
@@ -134,7 +137,7 @@ export function readSiteOverlays(file: string, env: Env): { sites: SiteOverlay[]
         errors.push(`${where(key)}: must be a string${key === 'companies' ? ' or a list of strings' : ''}`);
         return;
       }
-      const expanded = expandVariables(text, env);
+      const expanded = expandVariables(text, env, used);
       if (typeof expanded !== 'string') {
         // A secret's text is not printed, not even the part of it that reads as a variable's name.
         const name = SECRET_KEYS.has(key) ? '…' : expanded.missing;
@@ -226,12 +229,13 @@ function settingText(value: unknown, list: boolean): string | undefined {
 
 /**
  * Replaces each `${NAME}` by the environment variable NAME; reports the first one not set.
- * `$${NAME}` is the text `${NAME}` (a password may hold one).
+ * `$${NAME}` is the text `${NAME}` (a password may hold one). Adds each NAME read to `used`.
  */
-export function expandVariables(text: string, env: Env): string | { missing: string } {
+export function expandVariables(text: string, env: Env, used?: Set<string>): string | { missing: string } {
   let missing: string | undefined;
   const expanded = text.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, escaped: string, name: string) => {
     if (escaped) return whole.slice(1);
+    used?.add(name);
     const value = Object.hasOwn(env, name) ? env[name] : undefined;
     if (value === undefined) missing ??= name;
     return value ?? '';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { envSchema, parseDuration } from '../src/config-env.js';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, likelyTypos, loadConfig } from '../src/config.js';
 
 const base = { CPQ_BASE_URL: 'https://site.example.com' };
 
@@ -63,10 +63,14 @@ describe('configuration', () => {
     expect(loadConfig({ ...base, SYNC_LOOKBACK: '0', SYNC_FULL_EVERY: '3650d', CPQ_RETRY_BASE_DELAY: '0' }).lookbackMs).toBe(0);
   });
 
-  it('refuses a HISTORY_RETENTION without its unit (400 would be seconds), ALERT_RULES set but empty or none beside rules, a company named twice, an unreadable URL', () => {
+  it('refuses a HISTORY_RETENTION without its unit (400 would be seconds), ALERT_RULES naming no rule or none beside rules, a company named twice, an unreadable URL', () => {
     expect(() => loadConfig({ ...base, HISTORY_RETENTION: '400' })).toThrow(/HISTORY_RETENTION: "400" is not a duration with a unit such as 400d/);
     expect(loadConfig({ ...base, HISTORY_RETENTION: '400d' }).historyRetentionMs).toBe(400 * 86_400_000);
-    for (const rules of ['', ' ', ',']) expect(() => loadConfig({ ...base, ALERT_RULES: rules }), JSON.stringify(rules)).toThrow(/ALERT_RULES is empty/);
+    // Empty is unset (every rule), as a blank Compose or Helm value gives; commas alone name no rule.
+    for (const rules of ['', ' '])
+      expect(loadConfig({ ...base, ALERT_RULES: rules }).alerts.rules.rules, JSON.stringify(rules)).toEqual(loadConfig(base).alerts.rules.rules);
+    expect(() => loadConfig({ ...base, ALERT_RULES: ' , ' })).toThrow(/ALERT_RULES names no rule/);
+    expect(loadConfig({ ...base, ALERT_RULES: 'none,none' }).alerts.rules.rules).toEqual([]);
     expect(() => loadConfig({ ...base, ALERT_RULES: 'none,admin_flag' })).toThrow(/ALERT_RULES: none cannot be combined/);
     expect(loadConfig({ ...base, ALERT_RULES: 'none' }).alerts.rules.rules).toEqual([]);
     expect(() => loadConfig({ ...base, CPQ_COMPANIES: '_host, partnerA,_host' })).toThrow(/CPQ_COMPANIES: names a company twice/);
@@ -104,6 +108,24 @@ describe('configuration', () => {
       'HISTORY_RETENTON is not a variable cpq-sync reads: did you mean HISTORY_RETENTION?',
     ]);
     expect(loadConfig(base).unknownVariables).toEqual([]);
+    // In any case, and the nearest name when two are near.
+    expect(loadConfig({ ...base, history_retention: '400d', HTTP_OST: '127.0.0.1' }).unknownVariables).toEqual([
+      'HTTP_OST is not a variable cpq-sync reads: did you mean HTTP_HOST?',
+      'history_retention is not a variable cpq-sync reads: did you mean HISTORY_RETENTION?',
+    ]);
+    // A typo that makes the configuration wrong: the error cannot be read with it, so it is named with the error.
+    expect(likelyTypos({ ...base, CPQ_USERNAME: 'u', CPQ_PASWORD: 'x', CPQ_RETRIES: '3' })).toEqual([
+      'CPQ_PASWORD is not a variable cpq-sync reads: did you mean CPQ_PASSWORD?',
+    ]);
+  });
+
+  it('a variable a sites file names (${NAME}) is one it reads', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-sites-vars-'));
+    const file = join(dir, 'sites.yaml');
+    writeFileSync(file, '- {name: emea, baseUrl: https://emea.example.com, username: u, password: "${CPQ_EMEA_PASSWORD}"}\n');
+    expect(loadConfig({ CPQ_SITES_FILE: file, CPQ_EMEA_PASSWORD: 'pw', CPQ_OTHER_THING: 'x' }).unknownVariables).toEqual([
+      'CPQ_OTHER_THING is not a variable cpq-sync reads (see the Configuration section of the README)',
+    ]);
   });
 
   it('.env.example lists every variable it reads, and no other', () => {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ConfigError, loadConfig, type AppConfig } from '../config.js';
+import { ConfigError, likelyTypos, loadConfig, type AppConfig } from '../config.js';
 import { withHint } from '../error-hints.js';
 import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -23,7 +23,9 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
   } catch (err) {
     // The hint (the fix for the failures people meet first) is for the operator: the run record keeps the bare message.
     const hint = await import('../check/failure-hint.js').then(({ failureHint }) => failureHint(err, config, log)).catch(() => undefined);
-    const message = oneLine(withHint(err instanceof Error ? err.message : String(err), hint));
+    // A configuration error may come of a misspelt variable: named with it, in the same line.
+    const typos = err instanceof ConfigError ? likelyTypos(process.env) : [];
+    const message = oneLine(withHint([err instanceof Error ? err.message : String(err), ...typos].join('; '), hint));
     process.stderr.write(`cpq-sync: ${message}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
     process.exitCode = exitCodeOf(err);
