@@ -719,6 +719,16 @@ describe('integration users', () => {
     ]);
   });
 
+  it('a company list page with two "items" keys fails the run, rather than leave the companies of one of them out', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 2, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/companies')) req.reply((await req.real()).replace(/^\{/, '{"items":[{"loginName":"_host","isHost":true}],'));
+    });
+    const error = await h.syncError();
+    expect(error).toMatchObject({ kind: 'data' });
+    expect(error.message).toMatch(/\/rest\/v16\/companies\?\S+: the collection body has two "items" keys; refused rather than read one of them$/);
+  });
+
   it('an integration user naming its company in another case than the company list (CPQ-MDB, PARTNER1) is filed under the listed company: no second row', async ({
     startHarness,
   }) => {

@@ -259,7 +259,8 @@ async function probeLogins(client: CpqHttpClient, request: CollectionRequest, of
   const logins = await Promise.all(
     offsets.map(async (offset) => {
       const url = client.url(request.path, { ...(q ? { q } : {}), orderby: orderOf(request), limit: '1', offset: String(offset), fields: 'login' });
-      const { items } = readCollection(url, (await client.getJson(url)).body, 1);
+      const response = await client.getJson(url, { collection: true });
+      const { items } = readCollection(url, response.body, 1, response.records);
       if (items.length === 0) return undefined;
       const login = loginOf(items.value(0));
       if (login === undefined) throw new SyncError('data', `GET ${url}: the record has no login, so the read cannot be split at it`);
@@ -396,12 +397,13 @@ export async function* keysetPages(
 export async function* offsetPages(client: CpqHttpClient, path: string, query: Record<string, string>, pageSize: number): AsyncGenerator<Page> {
   for (let index = 0, offset = 0; ; index++) {
     const url = client.url(path, { ...query, limit: String(pageSize), offset: String(offset) });
-    const response = await client.getJson(url);
+    // As a collection: a page with two "items" keys is refused here too (a company of the first would be left out unseen).
+    const response = await client.getJson(url, { collection: true });
     // No limit check: an offset read is the company list's, which is held whole and bounded by
     // its names (listCompanies), and whose endpoint's paging is not documented.
     // Nor is a page that does not say hasMore followed: an endpoint that ignores limit and offset
     // answers the whole list every time, and a second request would only repeat it.
-    const page = readCollection(url, response.body, Number.POSITIVE_INFINITY);
+    const page = readCollection(url, response.body, Number.POSITIVE_INFINITY, response.records);
     yield { url, index, items: page.items, totalResults: page.totalResults };
     if (!page.hasMore || page.items.length === 0) return;
     offset += page.items.length;
