@@ -758,6 +758,11 @@ describe('integration users', () => {
       { company_login: '_host', n: 4 + 2, integration: 1 },
       { company_login: 'partner1', n: 4, integration: 1 },
     ]);
+    // The host named in two cases by CPQ_HOST_COMPANY and the list, and in a third by the feed: one company, the host.
+    const both = withCpq(h.config, { hostCompany: 'Cpq-Mdb', companies: ['*'] });
+    const again = await runSync({ pool: h.t.pool, db: h.t.db, config: both, log: h.log }, { full: true });
+    expect(again.warnings).toEqual([]);
+    expect(await h.t.query(`SELECT company_login, login FROM cpq.users WHERE company_login NOT IN ('_host', 'partner1')`)).toEqual([]);
   });
 
   it("rows an earlier release filed under the host's own login name end as deleted when the host is read in full, with a warning", async ({ startHarness }) => {

@@ -110,14 +110,16 @@ export class IntegrationCompanies {
    * A company's login name as CPQ_HOST_COMPANY or the company list spells it, when the feed
    * spells it in another case (`acme` for the list's `Acme`) and exactly one known name matches
    * so: filed under the feed's spelling, each such user would be a second row beside the one its
-   * company feed returns. A name known as sent, or matching none or several, stays as sent.
+   * company feed returns. A name known as sent, or matching none or several companies, stays as sent.
    */
   private spelledAsKnown(sent: string): string {
     const known = [...(this.hostCompany === undefined ? [] : [this.hostCompany]), ...(this.list?.listed ?? [])];
     if (known.includes(sent)) return sent;
     const lower = sent.toLowerCase();
-    const matches = new Set(known.filter((name) => name.toLowerCase() === lower));
-    return matches.size === 1 ? [...matches][0]! : sent;
+    const matches = [...new Set(known.filter((name) => name.toLowerCase() === lower))];
+    // Several names of the host's own (CPQ_HOST_COMPANY cpqmdb, the list's CpqMdb) are one company.
+    const isHost = (name: string) => name === this.hostCompany || this.list?.hostLogins.has(name) === true;
+    return matches.length === 1 || (matches.length > 1 && matches.every(isHost)) ? matches[0]! : sent;
   }
 
   /**
