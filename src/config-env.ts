@@ -85,7 +85,10 @@ const optionalText = z
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
 export const envSchema = z.object({
-  DATABASE_URL: optionalText,
+  // Checked here, as CPQ_BASE_URL is, so that a URL Node cannot read (a port above 65535) is bad configuration, named, not a database failure; never echoed (it may hold a password).
+  DATABASE_URL: optionalText.refine((v) => v === undefined || !/^postgres(ql)?:/i.test(v) || URL.canParse(v), {
+    error: 'is not a URL Node can read (a port above 65535, a space in the host, a password with an unescaped @ or /?)',
+  }),
   // Empty is unset: '' would put the embedded database in ./pg, a new and empty one.
   DATA_DIR: optionalText.transform((v) => v ?? './.data'),
   EMBEDDED_PG_PORT: integer(54329, 1024, 65535),
@@ -109,7 +112,10 @@ export const envSchema = z.object({
     )
     .refine((list) => list.length > 0, { error: 'must name at least one company, or *' })
     // Read twice, a company's users would be written twice in one run (a key violation at its end).
-    .refine((list) => new Set(list).size === list.length, { error: 'names a company twice' })
+    .superRefine((list, ctx) => {
+      const twice = list.filter((c, i) => list.indexOf(c) !== i);
+      if (twice.length > 0) ctx.addIssue({ code: 'custom', message: `names ${[...new Set(twice)].map((c) => JSON.stringify(c)).join(', ')} twice` });
+    })
     .refine((list) => list.every((c) => c !== '.' && c !== '..' && !/[/\\]/.test(c)), {
       error: 'company login names cannot be ".", ".." or hold / or \\ (they become part of URL paths)',
     }),

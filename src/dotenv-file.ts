@@ -5,7 +5,7 @@ import { ConfigError } from './config.js';
 
 /**
  * Reads `.env` in the working directory (or the file DOTENV_CONFIG_PATH names) into the
- * environment, variables already set winning (unless DOTENV_CONFIG_OVERRIDE=true, 1 or yes), unless another
+ * environment, variables already set winning (unless DOTENV_CONFIG_OVERRIDE=true, 1, yes or on), unless another
  * local user could have written it: in a folder others can write to (a shared working directory,
  * /tmp), someone else's `.env` would set what the operator left unset, DATABASE_URL among it
  * (every synced user's personal data to their database). Refused, not skipped: the operator meant
@@ -73,7 +73,8 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
       fd = blocking;
       if (again.dev !== file.dev || again.ino !== file.ino) throw new ConfigError(`${path} changed while it was opened`);
     }
-    const override = /^(true|1|yes)$/i.test(env.DOTENV_CONFIG_OVERRIDE ?? '');
+    // As every yes/no setting reads (config-env.ts flag): spaces around, any case, on as well.
+    const override = /^(true|1|yes|on)$/i.test((env.DOTENV_CONFIG_OVERRIDE ?? '').trim());
     dotenv.populate(env, dotenv.parse(readFileSync(fd).toString(encoding)), { override });
   } finally {
     closeSync(fd);

@@ -56,6 +56,8 @@ describe('cpq-sync CLI', () => {
       [['status', '--limit'], "option '--limit <n>' argument missing"],
       [['snapshot', '--format', 'xml'], "option '--format <format>' argument 'xml' is invalid. Allowed choices are csv, jsonl."],
       [['bogus'], "unknown command 'bogus'"],
+      [['snapshot', '--out', '-'], `option '--out <file>' argument '-' is invalid. "-" names no file; leave out --out to write to standard output`],
+      [['changes', '--after', '0', '--out', ''], `option '--out <file>' argument '' is invalid. "" names no file; leave out --out to write to standard output`],
     ];
     for (const [args, message] of cases) {
       const out = await cli(args, {});

@@ -73,7 +73,12 @@ describe('configuration', () => {
     expect(loadConfig({ ...base, ALERT_RULES: 'none,none' }).alerts.rules.rules).toEqual([]);
     expect(() => loadConfig({ ...base, ALERT_RULES: 'none,admin_flag' })).toThrow(/ALERT_RULES: none cannot be combined/);
     expect(loadConfig({ ...base, ALERT_RULES: 'none' }).alerts.rules.rules).toEqual([]);
-    expect(() => loadConfig({ ...base, CPQ_COMPANIES: '_host, partnerA,_host' })).toThrow(/CPQ_COMPANIES: names a company twice/);
+    expect(() => loadConfig({ ...base, CPQ_COMPANIES: '_host, partnerA,_host' })).toThrow(/CPQ_COMPANIES: names "_host" twice/);
+    // A DATABASE_URL Node cannot read is bad configuration, named, its text (a password) not shown.
+    expect(() => loadConfig({ ...base, DATABASE_URL: 'postgres://sync:S3cretPw@db:99999/x' })).toThrow(
+      /^invalid configuration: DATABASE_URL: is not a URL Node can read[^]*$/,
+    );
+    expect(() => loadConfig({ ...base, DATABASE_URL: 'postgres://sync:S3cretPw@db:99999/x' })).not.toThrow(/S3cretPw/);
     for (const url of ['https://site.example.com:99999', 'https://exa mple.com']) {
       expect(() => loadConfig({ CPQ_BASE_URL: url }), url).toThrow(
         new ConfigError('CPQ_BASE_URL is not a URL Node can read (a port above 65535, a space in the host?)'),

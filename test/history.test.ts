@@ -253,6 +253,8 @@ describe('exports', () => {
     expect(csvLines).toHaveLength(1 + 3 + 1);
     expect(csvLines.at(-1)).toContain('""Quote \\""and\\"", comma""');
     expect(() => parseSince('last tuesday')).toThrow(/--since must be a run id or an ISO date-time/);
+    // A run id is a bigint: 20 digits would fail in the database, unnamed.
+    expect(() => parseSince('99999999999999999999')).toThrow(/--since must be a run id or an ISO date-time/);
   });
 
   it('--since and --as-of read a date-time without a zone as UTC, whatever the TZ of the machine; a day the calendar lacks is refused', () => {

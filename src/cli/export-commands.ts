@@ -1,4 +1,4 @@
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config.js';
 import { instantArgument } from '../date-time.js';
 import { SyncError, errorMessage } from '../errors.js';
@@ -48,7 +48,7 @@ export function registerExportCommands(program: Command): void {
     )
     .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
     .option('--site <name...>', 'changes of these sites only (default: every site)')
-    .option('--out <file>', 'write to this file (with <file>.manifest.json: rows, watermark, SHA-256) instead of standard output')
+    .addOption(outOption('write to this file (with <file>.manifest.json: rows, watermark, SHA-256) instead of standard output'))
     .action((opts: { after?: string; since?: string; format: ExportFormat; site?: string[]; out?: string }) =>
       command(
         async (config, log) => {
@@ -90,7 +90,7 @@ export function registerExportCommands(program: Command): void {
     .description('write a compliance snapshot: every user with groups and permissions as of a time')
     .option('--as-of <time>', 'ISO date-time (default: now)')
     .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
-    .option('--out <file>', 'write to this file (with <file>.manifest.json: rows, run, SHA-256) instead of standard output')
+    .addOption(outOption('write to this file (with <file>.manifest.json: rows, run, SHA-256) instead of standard output'))
     .option('--with-raw', "add a raw column: each user's record as CPQ sent it, custom fields included")
     .option('--site <name...>', 'users of these sites only (default: every site)')
     .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; site?: string[] }) =>
@@ -126,4 +126,15 @@ export function registerExportCommands(program: Command): void {
         { logToStderr: opts.out === undefined },
       ),
     );
+}
+
+/**
+ * --out FILE. Empty names no file, and `-` (standard output to many tools) would make a file
+ * named "-": both refused as a mistyped command line (exit code 2); standard output is --out left out.
+ */
+function outOption(description: string): Option {
+  return new Option('--out <file>', description).argParser((file: string) => {
+    if (file === '' || file === '-') throw new InvalidArgumentError(`"${file}" names no file; leave out --out to write to standard output`);
+    return file;
+  });
 }

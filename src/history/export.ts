@@ -82,7 +82,8 @@ async function streamRows(
 
 /** `--since` as given: a run id (digits) or an ISO date-time. */
 export function parseSince(value: string): ChangesFrom {
-  if (/^\d+$/.test(value.trim())) return { runId: value.trim() };
+  // At most 18 digits, as --after: a run id is a bigint, and more digits would fail in the database's hands.
+  if (/^\d{1,18}$/.test(value.trim())) return { runId: value.trim() };
   const time = instantArgument(value);
   if (time === undefined) {
     throw new SyncError('config', `--since must be a run id or an ISO date-time such as 2025-03-03T00:00:00Z, got "${value}"`);

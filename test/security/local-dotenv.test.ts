@@ -84,14 +84,16 @@ describe('.env in the working directory', () => {
     expect(refused.stderr).toBe('cpq-sync: DOTENV_KEY: .env.vault is encrypted, and encrypted files are not read; decrypt it to .env\n');
   });
 
-  it('DOTENV_CONFIG_PATH may name a pipe (<(sops -d …)); DOTENV_CONFIG_OVERRIDE=true lets the file win over the environment', async ({ startHarness }) => {
+  it('DOTENV_CONFIG_PATH may name a pipe (<(sops -d …)); DOTENV_CONFIG_OVERRIDE (true, 1, yes or on, read as every flag is) lets the file win', async ({
+    startHarness,
+  }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
     const cwd = await sharedFolder();
     const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
       const child = spawn(
         'bash',
-        ['-c', `DOTENV_CONFIG_PATH=<(printf 'DATABASE_URL=%s\\n' "$URL") DOTENV_CONFIG_OVERRIDE=true exec "$0" "$1" status --json`, process.execPath, BIN],
+        ['-c', `DOTENV_CONFIG_PATH=<(printf 'DATABASE_URL=%s\\n' "$URL") DOTENV_CONFIG_OVERRIDE=' On ' exec "$0" "$1" status --json`, process.execPath, BIN],
         {
           cwd,
           env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', URL: h.t.url, DATABASE_URL: 'postgres://127.0.0.1:1/not-this-one' },
