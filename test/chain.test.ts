@@ -28,6 +28,28 @@ async function contentHashCalls(client: pg.PoolClient): Promise<number> {
   return Number(rows[0]!.calls);
 }
 
+/** A run, a run that fails (CPQ answers 500), then a run that succeeds. */
+async function runsWithOneFailed(h: Harness): Promise<void> {
+  await h.sync();
+  h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
+  await h.syncError();
+  h.sim.clearFaults();
+  await h.sync();
+}
+
+/** Runs `statement`, then verifyChain, in a transaction rolled back after: what verify would say of that forgery. */
+async function verifyAfter(h: Harness, statement: string, params: unknown[] = []) {
+  const client = await h.t.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(statement, params);
+    return await verifyChain(client as unknown as pg.Pool);
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
+
 describe('tamper evidence', () => {
   it('every successful run is sealed, chained to the one before, and the chain verifies', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
@@ -101,11 +123,7 @@ describe('tamper evidence', () => {
 
   it('a failed run is not sealed and leaves the chain intact', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
-    await h.sync();
-    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
-    await h.syncError();
-    h.sim.clearFaults();
-    await h.sync();
+    await runsWithOneFailed(h);
     const seals = await h.t.query<{ run_id: string; previous_run_id: string | null }>(
       `SELECT run_id::text, previous_run_id::text FROM cpq.run_seals ORDER BY run_id`,
     );
@@ -118,11 +136,7 @@ describe('tamper evidence', () => {
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
-    await h.sync();
-    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
-    await h.syncError();
-    h.sim.clearFaults();
-    await h.sync();
+    await runsWithOneFailed(h);
     const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
     const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
     // Review R's forgery: someone puts a user in an admin group for a while, and logs it, under the failed run's id.
@@ -133,22 +147,13 @@ describe('tamper evidence', () => {
        VALUES (${failed!.id}, ${user!.id}, '_host', '${user!.login}', 'update', '{"is_user_admin_perm_enabled": {"old": false, "new": true}}', 'default', now())`,
     ];
     for (const forgery of forgeries) {
-      const client = await h.t.pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query(forgery);
-        const report = await verifyChain(client as unknown as pg.Pool);
-        expect(report.breaks, forgery).toEqual([
-          {
-            site: 'default',
-            runId: failed!.id,
-            problem: `run ${failed!.id} failed, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`,
-          },
-        ]);
-      } finally {
-        await client.query('ROLLBACK');
-        client.release();
-      }
+      expect((await verifyAfter(h, forgery)).breaks, forgery).toEqual([
+        {
+          site: 'default',
+          runId: failed!.id,
+          problem: `run ${failed!.id} failed, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`,
+        },
+      ]);
     }
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
@@ -159,21 +164,15 @@ describe('tamper evidence', () => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
     await h.sync();
     const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
-    const client = await h.t.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(
-        `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
-         VALUES (999999, $1, '_host', $2, 'update', '{"is_user_admin_perm_enabled": {"old": false, "new": true}}', 'default', '2025-06-01')`,
-        [user!.id, user!.login],
-      );
-      expect((await verifyChain(client as unknown as pg.Pool)).breaks).toEqual([
-        { site: 'default', runId: '999999', problem: 'change-log rows name run 999999, which does not exist: they were added, outside any seal' },
-      ]);
-    } finally {
-      await client.query('ROLLBACK');
-      client.release();
-    }
+    const forged = await verifyAfter(
+      h,
+      `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES (999999, $1, '_host', $2, 'update', '{"is_user_admin_perm_enabled": {"old": false, "new": true}}', 'default', '2025-06-01')`,
+      [user!.id, user!.login],
+    );
+    expect(forged.breaks).toEqual([
+      { site: 'default', runId: '999999', problem: 'change-log rows name run 999999, which does not exist: they were added, outside any seal' },
+    ]);
     // Releases before 265adc1 could record as failed a run whose commit (and seal) reached the database.
     await h.t.query(`UPDATE cpq.sync_runs SET status = 'failed' WHERE id = (SELECT max(run_id) FROM cpq.run_seals)`);
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
