@@ -1,5 +1,5 @@
 import type { CpqAuthConfig, CpqConfig } from './config.js';
-import { SyncError, errorMessage } from './errors.js';
+import { SyncError, errorMessage, urlForMessages } from './errors.js';
 
 /*
  * The fix for the failures people meet first, appended to the one-line error of a command (and
@@ -67,7 +67,7 @@ export function describeAuth(auth: CpqAuthConfig): string {
     case 'bearer':
       return 'a bearer token (CPQ_TOKEN or CPQ_TOKEN_FILE)';
     case 'oauth':
-      return `an OAuth token for client "${auth.clientId}" from ${auth.tokenUrl} (CPQ_OAUTH_*)`;
+      return `an OAuth token for client "${auth.clientId}" from ${urlForMessages(auth.tokenUrl)} (CPQ_OAUTH_*)`;
     case 'none':
       return 'no credentials (no CPQ_* auth setting is set)';
   }

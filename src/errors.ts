@@ -136,3 +136,12 @@ export function toDatabaseOrInternal(err: unknown): SyncError {
   }
   return new SyncError('internal', message);
 }
+
+/** A URL with each query value shown as … (`?api-version=…&code=…`): an operator reads where, not what key. */
+export function urlForMessages(url: string): string {
+  if (!URL.canParse(url)) return url;
+  const parsed = new URL(url);
+  if (parsed.search === '' && parsed.hash === '') return url;
+  const names = [...parsed.searchParams.keys()];
+  return `${parsed.origin}${parsed.pathname}${names.length ? `?${names.map((n) => `${encodeURIComponent(n)}=…`).join('&')}` : ''}`;
+}

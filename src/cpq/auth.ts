@@ -1,6 +1,6 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
-import { SyncError, errorMessage, hasControlCharacter } from '../errors.js';
+import { SyncError, errorMessage, hasControlCharacter, urlForMessages } from '../errors.js';
 import { RequestSignal } from '../request-signal.js';
 import { readHead } from './http-bodies.js';
 import { RETRY_STATUSES, retryAfterMs, RetryableError } from './http-retry.js';
@@ -77,13 +77,15 @@ export class OAuthClientCredentials implements Authenticator {
   }
 
   private async requestToken(signal: AbortSignal): Promise<CachedToken> {
-    const url = this.config.tokenUrl;
+    const target = this.config.tokenUrl;
+    // Messages name the token URL without its query's values: some services take a key there.
+    const url = urlForMessages(target);
     const form = new URLSearchParams({ grant_type: 'client_credentials' });
     if (this.config.scope) form.set('scope', this.config.scope);
     let response: Response;
     try {
       response = await fetch(
-        url,
+        target,
         withDispatcher(
           {
             method: 'POST',

@@ -27,7 +27,7 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'planted', expires_in: 3600 }));
   });
   tokenUrl = await listen('127.0.0.1', (req, res) => {
-    if (req.url === '/redirect') return void res.writeHead(307, { location: `${foreignUrl}/token` }).end();
+    if (req.url?.startsWith('/redirect')) return void res.writeHead(307, { location: `${foreignUrl}/token` }).end();
     if (req.url === '/endless') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write('{"access_token":"');
@@ -83,6 +83,20 @@ describe('attack: a hostile OAuth token endpoint', () => {
       );
     expect(error).toHaveProperty('message', `POST ${tokenUrl}/endless: OAuth token response is not JSON`);
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(32 * 1024 * 1024);
+  });
+
+  it('a token URL whose query holds a key is named without its values', async () => {
+    const error = await oauth('/redirect?api-version=1.0&code=TOPSECRETvalue123')
+      .authorization()
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(error).toHaveProperty(
+      'message',
+      expect.stringMatching(new RegExp(`^POST ${tokenUrl}/redirect\\?api-version=…&code=…: OAuth token service answered 307`)) as unknown,
+    );
+    expect((error as Error).message).not.toContain('TOPSECRET');
   });
 
   it('a plain token response still works', async () => {
