@@ -719,6 +719,20 @@ describe('integration users', () => {
     ]);
   });
 
+  it('a company list spelling loginName in another case (LoginName) is read, as every field name is', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 2, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/companies')) req.reply((await req.real()).replaceAll('"loginName"', '"LoginName"'));
+    });
+    const run = await h.sync();
+    expect(run.status).toBe('succeeded');
+    expect(await h.t.query(`SELECT company_login, count(*)::int AS n FROM cpq.users GROUP BY 1 ORDER BY 1`)).toEqual([
+      { company_login: '_host', n: 2 },
+      { company_login: 'partner1', n: 2 },
+      { company_login: 'partner2', n: 2 },
+    ]);
+  });
+
   it('a company list page with two "items" keys fails the run, rather than leave the companies of one of them out', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 2, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
     scriptRequests(h.sim, async (req) => {

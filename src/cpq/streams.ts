@@ -3,6 +3,7 @@ import { SyncError, errorMessage } from '../errors.js';
 import { pathSegment, type CpqHttpClient } from './http-client.js';
 import { isJsonObject } from '../exact-json.js';
 import { keysetPages, offsetPages, readCollection, type Page } from './paging.js';
+import { canonicalize } from './user-fields.js';
 
 /** One feed of user records with its own incremental cursor in cpq.sync_state. */
 export interface StreamId {
@@ -77,7 +78,9 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
     page.items.values().forEach((item, i) => {
       const record = isJsonObject(item) ? item : {};
-      const login = record.loginName ?? record.login;
+      // Any case, as every other field name is read (isHost too): CPQ's names drift in case.
+      const fields = canonicalize(record);
+      const login = fields.get('loginName') ?? fields.get('login');
       if (typeof login !== 'string' || login === '') {
         throw new SyncError('data', `GET ${page.url}: company ${i} has no loginName`);
       }
