@@ -396,10 +396,11 @@ function unknownNames(env: Env, named: ReadonlySet<string>): { name: string; nea
   for (const name of Object.keys(env).sort()) {
     // Variable names are case-sensitive, so history_retention is not HISTORY_RETENTION: compared in upper case.
     const upper = name.toUpperCase();
-    if (known.includes(name) || named.has(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(upper) || SERVICE_LINKS.test(upper)) continue;
+    if (known.includes(name) || named.has(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(upper)) continue;
     const near = nearMiss(name, known);
+    // A typo first (HTPP_PORT), then what Kubernetes sets, then a name under our prefixes.
     if (near !== undefined) out.push({ name, near });
-    else if (OWN_PREFIXES.test(upper)) out.push({ name });
+    else if (OWN_PREFIXES.test(upper) && !SERVICE_LINKS.test(upper)) out.push({ name });
   }
   return out;
 }

@@ -114,7 +114,8 @@ describe('configuration', () => {
     ]);
     expect(loadConfig(base).unknownVariables).toEqual([]);
     // In any case, and the nearest name when two are near.
-    expect(loadConfig({ ...base, history_retention: '400d', HTTP_OST: '127.0.0.1' }).unknownVariables).toEqual([
+    expect(loadConfig({ ...base, history_retention: '400d', HTTP_OST: '127.0.0.1', HTPP_PORT: '8080' }).unknownVariables).toEqual([
+      'HTPP_PORT is not a variable cpq-sync reads: did you mean HTTP_PORT?',
       'HTTP_OST is not a variable cpq-sync reads: did you mean HTTP_HOST?',
       'history_retention is not a variable cpq-sync reads: did you mean HISTORY_RETENTION?',
     ]);

@@ -12,7 +12,7 @@ export interface GroupDefinition {
 /**
  * The upsert of a staged group definition over an earlier copy (stage_groups): the later copy wins,
  * but a null label or type of one not described keeps the earlier; and no copy replaces one that
- * says what the database stores (KEPT_AS_STORED).
+ * says what the database stores (keptAsStored).
  */
 export const KEEP_UNLESS_DESCRIBED = `label = CASE WHEN excluded.described THEN excluded.label ELSE coalesce(excluded.label, stage_groups.label) END,
        type = CASE WHEN excluded.described THEN excluded.type ELSE coalesce(excluded.type, stage_groups.type) END,
