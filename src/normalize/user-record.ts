@@ -156,9 +156,10 @@ class FieldReader {
   /**
    * The keys of `object` (just picked by `picker`) that no column reads, kept for the content
    * digest: a status {value, displayValue, reason} whose reason changed is a changed record, though
-   * no column changed; so is one whose displayValue sent under a second spelling changed. Kept as the rows are: a later copy of the same object (a group listed
-   * twice) replaces an earlier one, and a key's spelling does not count (of `Reason` and `reason`
-   * in one object, the first in string order is kept). `path` names the object (a group by its
+   * no column changed; so is one whose displayValue sent under a second spelling (the one no
+   * column reads, FieldPicker.lost) changed. Kept as the rows are: a later copy of the same object
+   * (a group listed twice) replaces an earlier one, and a key's spelling does not count (of
+   * `Reason` and `reason` in one object, both are kept, each under its exact key). `path` names the object (a group by its
    * variableName); `pathOf(path)` is called only when there is something to keep or replace, as
    * this runs for every group and permission of every user.
    */

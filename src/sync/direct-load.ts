@@ -70,7 +70,7 @@ export class DirectLoad {
    * by `endPage` once GROUPS_HELD are held (a site may name a group per user: memory stays
    * bounded), and by `finish`.
    */
-  private groups = new Map<string, GroupDefinition[]>();
+  private groups = new Map<string, HeldGroup>();
   /** How many copies `groups` holds, all groups together. */
   private groupCopies = 0;
   private ids: number[] = [];
@@ -162,23 +162,26 @@ export class DirectLoad {
     this.rowsWritten += rows.length;
   }
 
-  /** Notes a copy of a group's definition as the last read; most groups only ever have one, compared without allocating. */
+  /**
+   * Notes a copy of a group's definition as the last read. Most groups only ever have one, compared
+   * with it without allocating; the others keep each distinct copy once, by its text, so that a
+   * site sending a new label with every member costs a lookup per member, not a scan.
+   */
   private holdGroupCopy(variableName: string, label: string | null, type: string | null, described: boolean): void {
-    const copies = this.groups.get(variableName);
-    const last = copies?.[copies.length - 1];
-    if (last !== undefined && last.label === label && last.type === type && last.described === described) return;
-    const same = (c: GroupDefinition) => c.label === label && c.type === type && c.described === described;
+    const held = this.groups.get(variableName);
+    if (held !== undefined && held.last.label === label && held.last.type === type && held.last.described === described) return;
     const copy = { label, type, described };
     this.groupCopies++;
-    if (copies === undefined) this.groups.set(variableName, [copy]);
-    else {
-      const earlier = copies.findIndex(same);
-      if (earlier >= 0) {
-        copies.splice(earlier, 1);
-        this.groupCopies--;
-      }
-      copies.push(copy);
+    if (held === undefined) {
+      this.groups.set(variableName, { last: copy });
+      return;
     }
+    held.copies ??= new Map([[copyKey(held.last), held.last]]);
+    const key = copyKey(copy);
+    // Deleted first: a copy read again moves to the end, as the last read.
+    if (held.copies.delete(key)) this.groupCopies--;
+    held.copies.set(key, copy);
+    held.last = copy;
   }
 
   /**
@@ -218,9 +221,17 @@ export class DirectLoad {
   }
 }
 
+/** A group's copies held by DirectLoad: the last read, and every distinct one (in the order last read) once there are two. */
+interface HeldGroup {
+  last: GroupDefinition;
+  copies?: Map<string, GroupDefinition>;
+}
+
+const copyKey = (copy: GroupDefinition) => JSON.stringify([copy.label, copy.type, copy.described]);
+
 /** The held copies as stageGroups takes them: per group, in the order last read. */
-function copiesOf(groups: ReadonlyMap<string, GroupDefinition[]>): [string, GroupDefinition][] {
+function copiesOf(groups: ReadonlyMap<string, HeldGroup>): [string, GroupDefinition][] {
   const out: [string, GroupDefinition][] = [];
-  for (const [name, copies] of groups) for (const copy of copies) out.push([name, copy]);
+  for (const [name, held] of groups) for (const copy of held.copies?.values() ?? [held.last]) out.push([name, copy]);
   return out;
 }
