@@ -398,9 +398,11 @@ function unknownNames(env: Env, named: ReadonlySet<string>): { name: string; nea
     const upper = name.toUpperCase();
     if (known.includes(name) || named.has(name) || !/^[A-Z][A-Z0-9_]{5,}$/.test(upper)) continue;
     const near = nearMiss(name, known);
-    // A typo first (HTPP_PORT), then what Kubernetes sets, then a name under our prefixes.
-    if (near !== undefined) out.push({ name, near });
-    else if (OWN_PREFIXES.test(upper) && !SERVICE_LINKS.test(upper)) out.push({ name });
+    const serviceLink = SERVICE_LINKS.test(upper);
+    // A typo first (HTPP_PORT), then what Kubernetes sets, then a name under our prefixes. A
+    // service link a letter longer or shorter than ours is another program's (HTTPS_PORT).
+    if (near !== undefined && !(serviceLink && name.length !== near.length)) out.push({ name, near });
+    else if (OWN_PREFIXES.test(upper) && !serviceLink) out.push({ name });
   }
   return out;
 }

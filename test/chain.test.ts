@@ -158,7 +158,7 @@ describe('tamper evidence', () => {
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
-  it('a change row naming a run that does not exist is found; a run recorded failed after its commit, seal included, is left to its seal', async ({
+  it("a change row naming a run that does not exist, or another site's, is found; a run recorded failed after its commit, seal included, is left to its seal", async ({
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
@@ -171,8 +171,21 @@ describe('tamper evidence', () => {
       [user!.id, user!.login],
     );
     expect(forged.breaks).toEqual([
-      { site: 'default', runId: '999999', problem: 'change-log rows name run 999999, which does not exist: they were added, outside any seal' },
+      { site: 'default', runId: '999999', problem: 'change-log rows name run 999999, which is no run of this site: they were added, outside any seal' },
     ]);
+    // Another site's run: that site's seal reads its rows by run id, and so would call the other site broken.
+    const [run] = await h.t.query<{ id: string }>(`SELECT max(id)::text AS id FROM cpq.sync_runs`);
+    const otherSite = await verifyAfter(
+      h,
+      `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES ($1, $2, '_host', $3, 'delete', '{}', 'elsewhere', now())`,
+      [run!.id, user!.id, user!.login],
+    );
+    expect(otherSite.breaks).toContainEqual({
+      site: 'elsewhere',
+      runId: run!.id,
+      problem: `change-log rows name run ${run!.id}, which is no run of this site: they were added, outside any seal`,
+    });
     // Releases before 265adc1 could record as failed a run whose commit (and seal) reached the database.
     await h.t.query(`UPDATE cpq.sync_runs SET status = 'failed' WHERE id = (SELECT max(run_id) FROM cpq.run_seals)`);
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);

@@ -106,6 +106,8 @@ describe('configuration', () => {
       CPQ_SYNC_PORT_8080_TCP_PROTO: 'tcp',
       CPQ_SYNC_PORT_8080_TCP_PORT: '8080',
       CPQ_SYNC_PORT_8080_TCP_ADDR: '10.0.0.7',
+      // Another program's, one letter off ours (a service named https, an image's setting).
+      HTTPS_PORT: '8443',
     });
     expect(config.unknownVariables).toEqual([
       'CPQ_CONCURENCY is not a variable cpq-sync reads: did you mean CPQ_CONCURRENCY?',

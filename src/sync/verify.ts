@@ -140,7 +140,7 @@ export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Prom
   };
   for (const u of await readUnsealedRuns(pool, only)) earliest(u.site, u.run_id, `run ${u.run_id} succeeded but has no seal (removed?)`);
   for (const u of await readChangesOfNoRun(pool, only)) {
-    earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which does not exist: they were added, outside any seal`);
+    earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
   }
   for (const u of await readRowsOfUnfinishedRuns(pool, only)) {
     earliest(u.site, u.run_id, `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`);

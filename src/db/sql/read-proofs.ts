@@ -106,15 +106,16 @@ export async function readRowsOfUnfinishedRuns(on: Queryable, sites?: readonly s
 }
 
 /**
- * Run ids that change-log rows name but no run has: cpq.user_change_log keeps no foreign key to
- * cpq.sync_runs (migration 0004), so a row can be added under any id, and no seal covers it.
+ * Run ids that change-log rows name but no run of their site has: cpq.user_change_log keeps no
+ * foreign key to cpq.sync_runs (migration 0004), so a row can be added under any id, another
+ * site's run's too, and its site's seals do not cover it (a seal reads its run's rows by id).
  */
 export async function readChangesOfNoRun(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string }[]> {
   return runCompiled(
     on,
     sql<{ site: string; run_id: string }>`
       SELECT DISTINCT l.site, l.run_id::text AS run_id FROM cpq.user_change_log l
-      WHERE ${inSites(sql`l.site`, sites)} AND NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = l.run_id)
+      WHERE ${inSites(sql`l.site`, sites)} AND NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = l.run_id AND r.site = l.site)
       ORDER BY l.site, run_id`.compile(queryBuilder),
   );
 }
