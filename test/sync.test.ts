@@ -719,6 +719,17 @@ describe('integration users', () => {
     ]);
   });
 
+  it('a full read warns of the users that carry no dateModified: no incremental read can return their edits', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    for (const user of h.sim.users('_host').slice(0, 2)) h.sim.updateUser('_host', String(user.login), { dateModified: undefined });
+    const full = await h.sync({ full: true });
+    expect(full.warnings).toEqual([
+      'companies/_host: 2 of the records read carry no dateModified: incremental runs cannot return their edits, only full runs do (SYNC_FULL_EVERY, run --full)',
+    ]);
+    // An incremental read never returns them, so it has nothing to say of them.
+    expect((await h.sync()).warnings).toEqual([]);
+  });
+
   it('a company list spelling loginName in another case (LoginName) is read, as every field name is', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 2, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
     scriptRequests(h.sim, async (req) => {

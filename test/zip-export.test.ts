@@ -227,7 +227,7 @@ describe('zip export: archives written by other tools', () => {
 
   it('.json pages whose totalResults is above their different users (a repeat in place of a user, a stale count) are a short read: loaded, warned, nothing deleted', async () => {
     const dir = await bed.tempDir();
-    const user = (login: string) => `{"login":"${login}","lastname":"L","status":{"value":1,"displayValue":"Active"}}`;
+    const user = (login: string) => `{"login":"${login}","lastname":"L","status":{"value":1,"displayValue":"Active"},"dateModified":"2025-01-01T00:00:00Z"}`;
     const archive = async (name: string, bodies: string[]) => {
       const files = await Promise.all(
         bodies.map(async (body, i) => {

@@ -488,10 +488,7 @@ export class SyncRun {
       counted.map((p) => ({ stream: p.id.name, company: p.id.company!, direct: direct.loads(p.id.company!) })),
     );
     for (const p of counted) p.countedUsers(users.get(p.id.name) ?? 0);
-    for (const p of this.progress) {
-      const warning = p.finish();
-      if (warning) this.warn(warning);
-    }
+    for (const p of this.progress) for (const warning of p.finish()) this.warn(warning);
     const guard = {
       site,
       progress: this.progress,

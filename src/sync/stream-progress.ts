@@ -25,6 +25,8 @@ export class StreamProgress {
   /** Per key range, the last login read; and whether one came that was not after it. */
   private readonly lastLogins: string[] = [];
   private unordered = false;
+  /** How many records read carry no dateModified (no incremental read can return them). */
+  private undated = 0;
 
   constructor(
     readonly id: StreamId,
@@ -61,7 +63,8 @@ export class StreamProgress {
 
   saw(rows: UserRow[]) {
     for (const row of rows) {
-      if (row.dateModified && (this.cursor === null || laterTimestamp(row.dateModified, this.cursor))) this.cursor = row.dateModified;
+      if (!row.dateModified) this.undated++;
+      else if (this.cursor === null || laterTimestamp(row.dateModified, this.cursor)) this.cursor = row.dateModified;
       this.logins.add(row.login);
     }
   }
@@ -105,14 +108,23 @@ export class StreamProgress {
     return total !== null && this.usersRead < total;
   }
 
-  /** Ends the read: marks a short read in the report and returns the warning it deserves. */
-  finish(): string | undefined {
+  /** Ends the read: marks a short read in the report and returns the warnings it deserves. */
+  finish(): string[] {
+    const warnings: string[] = [];
     if (this.short) {
       this.report.shortRead = true;
       const repeats =
         this.users !== undefined && this.users < this.report.received ? ` (${this.report.received} records, for ${this.users} different users)` : '';
-      return `${this.id.name}: read ${this.usersRead} of ${this.report.totalResults} users that CPQ reported (totalResults)${repeats}; the read was short`;
+      warnings.push(
+        `${this.id.name}: read ${this.usersRead} of ${this.report.totalResults} users that CPQ reported (totalResults)${repeats}; the read was short`,
+      );
     }
-    return undefined;
+    // Incremental reads ask for dateModified at or after the cursor: a record without one is seen by full reads only.
+    if (this.undated > 0 && this.report.mode === 'full') {
+      warnings.push(
+        `${this.id.name}: ${this.undated} of the records read carry no dateModified: incremental runs cannot return their edits, only full runs do (SYNC_FULL_EVERY, run --full)`,
+      );
+    }
+    return warnings;
   }
 }
