@@ -27,7 +27,7 @@ const LONGEST_SPAN_MS = 100 * 365 * 86_400_000;
 /** Shows a bound of a duration's rule the way an operator writes one. */
 function shownMs(ms: number): string {
   if (ms === LONGEST_TIMER_MS) return `${ms}ms (about 24.8 days, the longest wait a timer keeps)`;
-  if (ms === LONGEST_SPAN_MS) return '36500d';
+  if (ms > 0 && ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
@@ -68,13 +68,20 @@ const integer = (fallback: number, min: number, max: number) =>
       return value;
     });
 
+/** A yes/no setting's value (true, 1, yes, on; false, 0, no, off or empty; any case, spaces around), or undefined for other text. */
+export function flagValue(text: string): boolean | undefined {
+  const t = text.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(t)) return true;
+  if (['false', '0', 'no', 'off', ''].includes(t)) return false;
+  return undefined;
+}
+
 const flag = z
   .string()
   .default('false')
   .transform((text, ctx) => {
-    const t = text.trim().toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(t)) return true;
-    if (['false', '0', 'no', 'off', ''].includes(t)) return false;
+    const value = flagValue(text);
+    if (value !== undefined) return value;
     ctx.addIssue({ code: 'custom', message: `"${text}" is not true or false` });
     return z.NEVER;
   });

@@ -2,6 +2,7 @@ import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readF
 import { homedir } from 'node:os';
 import dotenv from 'dotenv';
 import { ConfigError } from './config.js';
+import { flagValue } from './config-env.js';
 
 /**
  * Reads `.env` in the working directory (or the file DOTENV_CONFIG_PATH names) into the
@@ -73,8 +74,8 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
       fd = blocking;
       if (again.dev !== file.dev || again.ino !== file.ino) throw new ConfigError(`${path} changed while it was opened`);
     }
-    // As every yes/no setting reads (config-env.ts flag): spaces around, any case, on as well.
-    const override = /^(true|1|yes|on)$/i.test((env.DOTENV_CONFIG_OVERRIDE ?? '').trim());
+    // As every yes/no setting reads; any other text leaves the environment winning.
+    const override = flagValue(env.DOTENV_CONFIG_OVERRIDE ?? '') === true;
     dotenv.populate(env, dotenv.parse(readFileSync(fd).toString(encoding)), { override });
   } finally {
     closeSync(fd);

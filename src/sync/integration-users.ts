@@ -80,6 +80,7 @@ export function integrationEnabled(cpq: CpqConfig): boolean {
 export class IntegrationCompanies {
   /** Names of companies the company list does not have. */
   readonly unlisted = new Set<string>();
+  private byLowerCase: Map<string, string[]> | undefined;
 
   constructor(
     private readonly hostCompany: string | undefined,
@@ -113,13 +114,23 @@ export class IntegrationCompanies {
    * company feed returns. A name known as sent, or matching none or several companies, stays as sent.
    */
   private spelledAsKnown(sent: string): string {
-    const known = [...(this.hostCompany === undefined ? [] : [this.hostCompany]), ...(this.list?.listed ?? [])];
-    if (known.includes(sent)) return sent;
-    const lower = sent.toLowerCase();
-    const matches = [...new Set(known.filter((name) => name.toLowerCase() === lower))];
+    if (sent === this.hostCompany || this.list?.listed.has(sent) === true) return sent;
+    const matches = this.knownByLowerCase().get(sent.toLowerCase()) ?? [];
     // Several names of the host's own (CPQ_HOST_COMPANY cpqmdb, the list's CpqMdb) are one company.
     const isHost = (name: string) => name === this.hostCompany || this.list?.hostLogins.has(name) === true;
     return matches.length === 1 || (matches.length > 1 && matches.every(isHost)) ? matches[0]! : sent;
+  }
+
+  /** The known company names (CPQ_HOST_COMPANY's, the list's) by their lower case: made once, asked for every integration user. */
+  private knownByLowerCase(): Map<string, string[]> {
+    if (this.byLowerCase === undefined) {
+      this.byLowerCase = new Map();
+      for (const name of new Set([...(this.hostCompany === undefined ? [] : [this.hostCompany]), ...(this.list?.listed ?? [])])) {
+        const lower = name.toLowerCase();
+        this.byLowerCase.set(lower, [...(this.byLowerCase.get(lower) ?? []), name]);
+      }
+    }
+    return this.byLowerCase;
   }
 
   /**

@@ -58,14 +58,18 @@ afterAll(async () => {
 const oauth = (path: string) =>
   createAuthenticator({ kind: 'oauth', tokenUrl: `${tokenUrl}${path}`, clientId: 'client', clientSecret: 'very-secret-value', scope: undefined }, 5_000);
 
+/** What asking the token endpoint at `path` fails with (undefined when it answers a token). */
+const refusal = (path: string): Promise<unknown> =>
+  oauth(path)
+    .authorization()
+    .then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+
 describe('attack: a hostile OAuth token endpoint', () => {
   it('a redirect to another host is refused before that host is asked anything', async () => {
-    const error = await oauth('/redirect')
-      .authorization()
-      .then(
-        () => undefined,
-        (err: unknown) => err,
-      );
+    const error = await refusal('/redirect');
     expect(error).toHaveProperty(
       'message',
       `POST ${tokenUrl}/redirect: OAuth token service answered 307 (a redirect); redirects are not followed for the token request: set CPQ_OAUTH_TOKEN_URL to the final address`,
@@ -75,23 +79,13 @@ describe('attack: a hostile OAuth token endpoint', () => {
 
   it('an endless token response is cut, not read whole', async () => {
     const before = process.memoryUsage().arrayBuffers;
-    const error = await oauth('/endless')
-      .authorization()
-      .then(
-        () => undefined,
-        (err: unknown) => err,
-      );
+    const error = await refusal('/endless');
     expect(error).toHaveProperty('message', `POST ${tokenUrl}/endless: OAuth token response is not JSON`);
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(32 * 1024 * 1024);
   });
 
   it('a token URL whose query holds a key is named without its values', async () => {
-    const error = await oauth('/redirect?api-version=1.0&code=TOPSECRETvalue123')
-      .authorization()
-      .then(
-        () => undefined,
-        (err: unknown) => err,
-      );
+    const error = await refusal('/redirect?api-version=1.0&code=TOPSECRETvalue123');
     expect(error).toHaveProperty(
       'message',
       expect.stringMatching(new RegExp(`^POST ${tokenUrl}/redirect\\?api-version=…&code=…: OAuth token service answered 307`)) as unknown,
