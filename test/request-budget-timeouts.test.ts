@@ -10,7 +10,11 @@ import { it } from './helpers/harness.js';
  */
 
 const MAX_IN_FLIGHT = 8;
-const STALLED = 3;
+// Every place of the budget stalls: when the first stalled request times out (the cut), the client
+// has no other request in flight, so every request that reaches the simulator after it was sent
+// after the cut. (With only some stalled, a request the client sent just before the cut could
+// reach the simulator just after it, and be counted as sent under the halved budget.)
+const STALLED = MAX_IN_FLIGHT;
 const TIMEOUT_LOG = 'no response within the request timeout';
 
 describe('a run whose requests time out', () => {
@@ -31,12 +35,12 @@ describe('a run whose requests time out', () => {
         CPQ_MAX_RETRIES: '5',
       },
     );
-    // Per user-page request: how many requests had timed out at the client when it arrived, and
-    // the requests the client had in flight then (itself included). The simulator counts a
+    // Per user-page request: how many requests had timed out at the client when it arrived, the
+    // requests the client had in flight then (itself included), and how many were stalled so far. The simulator counts a
     // request until it sees its connection close; the client gives a stalled request up, and may
     // send the next one, before the simulator sees that close: a stalled request the client gave
     // up on is not counted, whether or not the simulator has seen it close.
-    const arrivals: Array<{ inFlight: number; timedOut: number }> = [];
+    const arrivals: Array<{ inFlight: number; timedOut: number; stalledSoFar: number }> = [];
     const stalled: number[] = [];
     let logged = 0;
     let timedOut = 0;
@@ -45,7 +49,8 @@ describe('a run whose requests time out', () => {
       // The client logs each timeout before it gives back the request's place, so before any request sent after it.
       for (; logged < h.logLines.length; logged++) if (h.logLines[logged]!.includes(TIMEOUT_LOG)) timedOut++;
       if (stalled.length === 0 && h.sim.inFlight >= MAX_IN_FLIGHT) {
-        // The budget is full: this request and the next two are never answered (all sent before any cut).
+        // The budget is full: this request and the next seven are never answered. The seven sent
+        // as the others are answered (60 ms), long before the first stalled one times out (1 s).
         h.sim.addFault({ match: { path: /\/users$/ }, times: STALLED, action: 'stall' });
         stalled.push(req.index);
       } else if (stalled.length > 0 && stalled.length < STALLED) {
@@ -54,7 +59,7 @@ describe('a run whose requests time out', () => {
       }
       // Only a stalled request the client gave up on can have closed: given up and still counted are the difference.
       const givenUpOpen = timedOut - stalled.filter((index) => h.sim.requests[index]!.closed).length;
-      arrivals.push({ inFlight: h.sim.inFlight - givenUpOpen, timedOut });
+      arrivals.push({ inFlight: h.sim.inFlight - givenUpOpen, timedOut, stalledSoFar: stalled.length });
     };
     const result = await h.sync();
     h.sim.onRequest = undefined;
@@ -70,12 +75,14 @@ describe('a run whose requests time out', () => {
     // Before the timeouts the run used its whole budget, never more.
     expect(Math.max(...arrivals.filter((a) => a.timedOut === 0).map((a) => a.inFlight))).toBe(MAX_IN_FLIGHT);
     expect(h.sim.maxInFlightSeen).toBe(MAX_IN_FLIGHT);
-    // Once the first of them timed out (one cut: all three were sent in the same round; another
-    // timeout only cuts further), at most half as many at once, the two still stalled included.
+    // Every place was stalled before the first stalled request timed out: at the cut the client had
+    // no other request in flight, so every later arrival was sent under the cut budget.
+    expect(arrivals.find((a) => a.stalledSoFar === STALLED)!.timedOut).toBe(0);
+    // Once the first of them timed out (one cut: all eight were sent in the same round; another
+    // timeout only cuts further), at most half as many at once, those still stalled included.
     // Each good answer grows the limit by 1/16 at 4: it takes 16 answers to reach 5, more than the
-    // five other requests in flight at the cut and the first six sent after it can give. (Counted
-    // from the last timeout instead, the answers between the three, up to 120 ms apart on a
-    // loaded machine, could already have grown it to 5.)
+    // first six requests sent after the cut can give. (Counted from the last timeout instead, the
+    // answers between the eight could already have grown it.)
     const after = arrivals.filter((a) => a.timedOut >= 1).slice(0, 6);
     expect(after).toHaveLength(6);
     for (const a of after) expect(a.inFlight).toBeLessThanOrEqual(MAX_IN_FLIGHT / 2);
