@@ -421,9 +421,7 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
       const parsed = parseEnv(overlay.env);
       const cpq = cpqConfigFrom(overlay.env, parsed);
       if (!cpq) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
-      const cron = validateDetailed(parsed.SYNC_CRON);
-      if (!cron.valid) problems.push(`cron: "${parsed.SYNC_CRON}" is not a cron expression`);
-      if (!isTimeZone(parsed.SYNC_TIMEZONE)) problems.push(`timezone: "${parsed.SYNC_TIMEZONE}" is not an IANA time zone such as UTC or Europe/Berlin`);
+      problems.push(...scheduleProblems(parsed.SYNC_CRON, parsed.SYNC_TIMEZONE));
       const alerts = alertRuleSettingsFrom(parsed);
       if (cpq && problems.length === 0) sites.push({ name: overlay.name, cpq, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts });
     } catch (err) {
@@ -434,6 +432,19 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
   }
   if (errors.length) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
   return sites;
+}
+
+/**
+ * What is wrong with a schedule, one problem per variable: none when node-cron and Intl take
+ * both. The worker checks its schedule with this (validateSchedule) as the sites file does.
+ */
+export function scheduleProblems(cron: string, timezone: string): string[] {
+  const problems: string[] = [];
+  const check = validateDetailed(cron);
+  // node-cron's reasons are joined with commas: a configuration error's problems are joined with semicolons.
+  if (!check.valid) problems.push(`SYNC_CRON: "${cron}" is not a cron expression (${check.errors.map((e) => e.message).join(', ')})`);
+  if (!isTimeZone(timezone)) problems.push(`SYNC_TIMEZONE: "${timezone}" is not an IANA time zone such as UTC or Europe/Berlin`);
+  return problems;
 }
 
 function isTimeZone(zone: string): boolean {

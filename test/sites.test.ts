@@ -139,7 +139,7 @@ describe('CPQ_SITES_FILE', () => {
       'site "vars", baseUrl: ${NOT_SET} names an environment variable that is not set',
       'site "vars": key 3 of the site is not a known key (not printed: it may be a value typed in its place) (known:',
       'site "vars": key 1 of its oauth is not a known key (not printed: it may be a value typed in its place); did you mean oauth.clientId?',
-      'site "vars", cron: "every day" is not a cron expression',
+      'site "vars", cron: "every day" is not a cron expression (expected 5 or 6 fields but got 2)',
     ]) {
       expect(message).toContain(expected);
     }

@@ -1,5 +1,5 @@
-import { createTask, validateDetailed, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
-import { ConfigError } from '../config.js';
+import { createTask, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
+import { ConfigError, scheduleProblems } from '../config.js';
 import type { Logger } from '../logger.js';
 
 export interface CronScheduleOptions {
@@ -22,16 +22,8 @@ export interface CronScheduleOptions {
 
 /** Checks SYNC_CRON and SYNC_TIMEZONE; throws ConfigError (exit code 2) naming the variable. */
 export function validateSchedule(cron: string, timezone: string): void {
-  const check = validateDetailed(cron);
-  if (!check.valid) {
-    const reason = check.errors.map((e) => e.message).join('; ');
-    throw new ConfigError(`invalid configuration: SYNC_CRON: "${cron}" is not a cron expression (${reason})`);
-  }
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: timezone });
-  } catch {
-    throw new ConfigError(`invalid configuration: SYNC_TIMEZONE: "${timezone}" is not an IANA time zone such as UTC or Europe/Berlin`);
-  }
+  const problems = scheduleProblems(cron, timezone);
+  if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
 }
 
 /** node-cron's own messages go to our logger. */
