@@ -153,10 +153,9 @@ export class FieldPicker {
   private readonly slots: Map<string, number>;
   private readonly ignored: ReadonlySet<string>;
   /**
-   * Per spelling received, where its value goes: slot * 2, plus 1 when the spelling is the
-   * canonical one (which wins over any other, see spellingWins); EXTRA for a field not picked,
-   * IGNORED for one of `ignored`. One lookup per key of every record, instead of its canonical
-   * name and then its slot.
+   * Per spelling received, the slot its value goes to; EXTRA for a field not picked, IGNORED for
+   * one of `ignored`. One lookup per key of every record, instead of its canonical name and then
+   * its slot.
    */
   private readonly bySpelling = new Map<string, number>();
   /** Per slot, the key whose value the object last picked holds there (valid where that result is set). */
@@ -183,22 +182,20 @@ export class FieldPicker {
     let losers = 0;
     // Own keys only: for...in would also walk whatever a polluted Object.prototype holds.
     for (const key of Object.keys(record)) {
-      const code = this.bySpelling.get(key) ?? this.learn(key);
-      if (code >= 0) {
-        const slot = code >> 1;
+      const slot = this.bySpelling.get(key) ?? this.learn(key);
+      if (slot >= 0) {
         if (out[slot] === UNSET) {
           out[slot] = record[key];
           this.keptKeys[slot] = key;
         } else {
-          // Two spellings of one field: spellingWins, with whether the key is the canonical spelling read from the code's low bit.
+          // Two spellings of one field (rare: the rule's cost is only paid here).
           losers++;
-          const kept = this.keptKeys[slot]!;
-          if ((code & 1) === 1 || (kept !== this.names[slot] && key < kept)) {
+          if (spellingWins(key, this.names[slot]!, this.keptKeys[slot])) {
             out[slot] = record[key];
             this.keptKeys[slot] = key;
           }
         }
-      } else if (code === EXTRA) extras++;
+      } else if (slot === EXTRA) extras++;
     }
     this.extras = extras;
     this.losers = losers;
@@ -216,14 +213,14 @@ export class FieldPicker {
    * another spelling's: no column holds it, yet it is data (raw keeps it).
    */
   lost(key: string): boolean {
-    const code = this.bySpelling.get(key) ?? this.learn(key);
-    return code >= 0 && this.keptKeys[code >> 1] !== key;
+    const slot = this.bySpelling.get(key) ?? this.learn(key);
+    return slot >= 0 && this.keptKeys[slot] !== key;
   }
 
   private learn(key: string): number {
     const name = canonicalFieldName(key);
     const slot = name === undefined ? undefined : this.slots.get(name);
-    const code = slot !== undefined ? slot * 2 + (key === name ? 1 : 0) : this.ignored.has(key.toLowerCase()) ? IGNORED : EXTRA;
+    const code = slot ?? (this.ignored.has(key.toLowerCase()) ? IGNORED : EXTRA);
     // Bounded: a hostile site could send a new spelling in every record.
     if (this.bySpelling.size < 10_000) this.bySpelling.set(key, code);
     return code;
