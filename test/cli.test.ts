@@ -56,6 +56,7 @@ describe('cpq-sync CLI', () => {
       [['status', '--limit'], "option '--limit <n>' argument missing"],
       [['snapshot', '--format', 'xml'], "option '--format <format>' argument 'xml' is invalid. Allowed choices are csv, jsonl."],
       [['bogus'], "unknown command 'bogus'"],
+      [['help', 'bogus'], "unknown command 'bogus'"],
       [['snapshot', '--out', '-'], `option '--out <file>' argument '-' is invalid. "-" names no file; leave out --out to write to standard output`],
       [['changes', '--after', '0', '--out', ''], `option '--out <file>' argument '' is invalid. "" names no file; leave out --out to write to standard output`],
     ];
@@ -67,6 +68,10 @@ describe('cpq-sync CLI', () => {
         stdout: '',
       });
     }
+    // help of help is the help, as help alone gives it (commander's own answer is the help as an error).
+    const helpOfHelp = await cli(['help', 'help'], {});
+    expect({ code: helpOfHelp.code, stderr: helpOfHelp.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(helpOfHelp.stdout).toMatch(/^Usage: cpq-sync \[options\] \[command\]\n/);
     // A .env path holding a line break is shown on one line, its control characters escaped.
     const out = await cli(['status'], { DOTENV_CONFIG_PATH: '/nonexistent\ncpq-sync: all good\u001b[2J' });
     expect(out.code).toBe(2);
