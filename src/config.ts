@@ -413,6 +413,9 @@ function unknownNames(env: Env, named: ReadonlySet<string>): { name: string; nea
  */
 function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] {
   const { sites: overlays, errors } = readSiteOverlays(file, env, used);
+  // A bad value a site takes from the environment is the environment's mistake: named once, by its
+  // variable, not once per site under a key the site does not have.
+  const environmentErrors = new Set<string>();
   const sites: SiteConfig[] = [];
   for (const overlay of overlays) {
     const where = `CPQ_SITES_FILE: site "${overlay.name}"`;
@@ -428,8 +431,13 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
       if (!(err instanceof ConfigError)) throw err;
       problems.push(...err.message.replace(/^invalid configuration: /, '').split('; '));
     }
-    errors.push(...problems.map((p) => `${where}, ${siteKeysIn(p)}`));
+    for (const problem of problems) {
+      const variable = /^([A-Z][A-Z0-9_]*): /.exec(problem)?.[1];
+      if (variable !== undefined && !overlay.own.has(variable) && env[variable] !== undefined) environmentErrors.add(problem);
+      else errors.push(`${where}, ${siteKeysIn(problem)}`);
+    }
   }
+  errors.push(...environmentErrors);
   if (errors.length) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
   return sites;
 }

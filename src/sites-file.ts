@@ -65,6 +65,8 @@ export interface SiteOverlay {
   name: string;
   /** The process environment with the site's settings laid over it. */
   env: Record<string, string | undefined>;
+  /** The variables the site's own settings set (the rest of env is the environment's). */
+  own: ReadonlySet<string>;
 }
 
 type Env = Record<string, string | undefined>;
@@ -176,7 +178,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
       );
     }
     const merged = namesAuth ? Object.fromEntries(Object.entries(env).filter(([variable]) => !AUTH_VARIABLES.includes(variable))) : env;
-    if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay } });
+    if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay }, own: new Set(Object.keys(overlay)) });
   });
   return { sites, errors };
 }

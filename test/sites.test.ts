@@ -206,6 +206,23 @@ describe('CPQ_SITES_FILE', () => {
     expect(configError({ CPQ_SITES_FILE: file('empty.json', '{"sites": []}') })).toContain('must hold a non-empty list of sites');
   });
 
+  test("a bad value a site takes from the environment is named once, by its variable; a site's own bad value by site and key", () => {
+    const sites = file(
+      'inherits.yaml',
+      `- {name: a, baseUrl: https://a.example.com, token: t}
+- {name: b, baseUrl: https://b.example.com, token: t, cron: "0 3 * * *"}
+- {name: c, baseUrl: https://c.example.com, token: t, cron: "every day", timezone: UTC}
+`,
+    );
+    const message = configError({ CPQ_SITES_FILE: sites, SYNC_CRON: 'bogus', SYNC_TIMEZONE: 'Mars/Olympus' });
+    const problems = message.replace(/^invalid configuration: /, '').split('; ');
+    expect(problems.filter((p) => p.startsWith('SYNC_CRON: "bogus" is not a cron expression'))).toHaveLength(1);
+    expect(problems.filter((p) => p.startsWith('SYNC_TIMEZONE: "Mars/Olympus" is not an IANA time zone'))).toHaveLength(1);
+    expect(problems.filter((p) => p.includes('site "c", cron: "every day" is not a cron expression'))).toHaveLength(1);
+    // Nothing else: no site is blamed for what it took from the environment.
+    expect(problems).toHaveLength(3);
+  });
+
   test('a key beside "sites" (a defaults block) is refused, not ignored', () => {
     const withDefaults = file('defaults.yaml', 'defaults:\n  cron: "*/5 * * * *"\nsites:\n  - {name: a, baseUrl: https://a.example.com}\n');
     expect(configError({ CPQ_SITES_FILE: withDefaults })).toMatch(
