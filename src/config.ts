@@ -420,16 +420,25 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
   for (const overlay of overlays) {
     const where = `CPQ_SITES_FILE: site "${overlay.name}"`;
     const problems: string[] = [];
-    try {
-      const parsed = parseEnv(overlay.env);
-      const cpq = cpqConfigFrom(overlay.env, parsed);
-      if (!cpq) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
+    // Each part read on its own: a bad credential does not hide a bad cron of the same site.
+    const read = <T>(part: () => T): { value: T } | undefined => {
+      try {
+        return { value: part() };
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        problems.push(...err.message.replace(/^invalid configuration: /, '').split('; '));
+        return undefined;
+      }
+    };
+    const parsed = read(() => parseEnv(overlay.env))?.value;
+    if (parsed) {
+      const cpq = read(() => cpqConfigFrom(overlay.env, parsed));
+      if (cpq && !cpq.value) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
       problems.push(...scheduleProblems(parsed.SYNC_CRON, parsed.SYNC_TIMEZONE));
-      const alerts = alertRuleSettingsFrom(parsed);
-      if (cpq && problems.length === 0) sites.push({ name: overlay.name, cpq, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts });
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      problems.push(...err.message.replace(/^invalid configuration: /, '').split('; '));
+      const alerts = read(() => alertRuleSettingsFrom(parsed));
+      if (cpq?.value && alerts && problems.length === 0) {
+        sites.push({ name: overlay.name, cpq: cpq.value, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts: alerts.value });
+      }
     }
     for (const problem of problems) {
       const variable = /^([A-Z][A-Z0-9_]*): /.exec(problem)?.[1];

@@ -223,6 +223,21 @@ describe('CPQ_SITES_FILE', () => {
     expect(problems).toHaveLength(3);
   });
 
+  test("a site's bad credentials do not hide its bad cron or alert rules", () => {
+    const sites = file(
+      'three.yaml',
+      '- {name: a, baseUrl: https://a.example.com, token: t, username: u, password: p, cron: "every day", alertRules: nosuch}\n',
+    );
+    const problems = configError({ CPQ_SITES_FILE: sites })
+      .replace(/^invalid configuration: /, '')
+      .split('; ');
+    expect(problems).toEqual([
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", more than one CPQ auth method is configured \(basic, bearer\)/),
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", cron: "every day" is not a cron expression/),
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", alertRules: unknown rule nosuch/),
+    ]);
+  });
+
   test('a key beside "sites" (a defaults block) is refused, not ignored', () => {
     const withDefaults = file('defaults.yaml', 'defaults:\n  cron: "*/5 * * * *"\nsites:\n  - {name: a, baseUrl: https://a.example.com}\n');
     expect(configError({ CPQ_SITES_FILE: withDefaults })).toMatch(
