@@ -156,6 +156,16 @@ describe('tamper evidence', () => {
       ]);
     }
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+    // A run started before runs were sealed (migration 0012 applied) whose commit reached the
+    // database yet whose release recorded it failed (review X): its rows are its own, and no seal
+    // can show it. Its rows stay as the forgery above left them.
+    await h.t.query(`INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES (${failed!.id}, ${user!.id}, '_host', '${user!.login}', 'update', '{"last_name": {"old": "A", "new": "B"}}', 'default', now())`);
+    expect((await verifyChain(h.t.pool)).breaks).toHaveLength(1);
+    await h.t.query(
+      `UPDATE cpq.sync_runs SET started_at = (SELECT timestamp::timestamptz - interval '1 second' FROM cpq.kysely_migration WHERE name = '0012_completeness_seals_erasures') WHERE id = ${failed!.id}`,
+    );
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
   it("a change row naming a run that does not exist, or another site's, is found; a run recorded failed after its commit, seal included, is left to its seal", async ({
