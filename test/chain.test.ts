@@ -95,6 +95,14 @@ describe('tamper evidence', () => {
     const report = await verifyChain(h.t.pool);
     expect(report.breaks.map((b) => b.runId)).toEqual([runs[2]]);
     expect(report.breaks[0]!.problem).toContain('chain hash does not follow');
+
+    // A seal removed (or a run a worker of a release before seals committed) is a break of its own.
+    await h.t.query(`DELETE FROM cpq.run_seals WHERE run_id = $1`, [runs.at(-1)]);
+    expect((await verifyChain(h.t.pool)).breaks).toContainEqual({
+      site: 'default',
+      runId: runs.at(-1),
+      problem: `run ${runs.at(-1)} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
+    });
   });
 
   it('sealing or verifying a run computes its content hash once, and sealing again gives the same seal', async ({ startHarness }) => {

@@ -138,7 +138,12 @@ export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Prom
     const earlier = breaks.get(site);
     if (earlier === undefined || BigInt(earlier.runId) > BigInt(runId)) breaks.set(site, { site, runId, problem });
   };
-  for (const u of await readUnsealedRuns(pool, only)) earliest(u.site, u.run_id, `run ${u.run_id} succeeded but has no seal (removed?)`);
+  for (const u of await readUnsealedRuns(pool, only))
+    earliest(
+      u.site,
+      u.run_id,
+      `run ${u.run_id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
+    );
   for (const u of await readChangesOfNoRun(pool, only)) {
     earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
   }
