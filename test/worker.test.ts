@@ -184,7 +184,9 @@ describe('schedule', () => {
     expect(() => validateSchedule('0 2 * * *', 'Mars/Olympus')).toThrow(/SYNC_TIMEZONE: "Mars\/Olympus" is not an IANA time zone/);
     expect(() => validateSchedule('0 2 * * *', 'Europe/Berlin')).not.toThrow();
     // Both at once, as the sites file reports them: a fixed cron does not reveal a wrong zone next.
-    expect(() => validateSchedule('61 * * * *', 'Mars/Olympus')).toThrow(/SYNC_CRON: "61 \* \* \* \*" is not a cron expression \(.+\); SYNC_TIMEZONE: "Mars\/Olympus"/);
+    expect(() => validateSchedule('61 * * * *', 'Mars/Olympus')).toThrow(
+      /SYNC_CRON: "61 \* \* \* \*" is not a cron expression \(.+\); SYNC_TIMEZONE: "Mars\/Olympus"/,
+    );
     expect(formatInZone(new Date('2025-01-15T01:00:00Z'), 'Europe/Berlin')).toBe('2025-01-15 02:00:00 Europe/Berlin');
   });
 });
