@@ -18,6 +18,7 @@ import { runSync } from '../src/sync/run.js';
 import { createTestDatabase } from './helpers/database.js';
 import { cli } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
+import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
 /*
  * Alerts on privileged access, end to end: the simulator changes users between runs, the run
@@ -280,6 +281,45 @@ describe('alerts on privileged access', () => {
     expect(hook.requests.map((r) => r.json.text)).toEqual([
       `CPQ default: \`_host/_custom_c0ffee\` was created as an integration user (run ${rows[0]!.run_id})`,
     ]);
+  });
+
+  it("no integration_user alert for the _host rows of users an earlier release filed under the host's own login name, as the run that retires those rows gives _host their integration fields (review X)", async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
+      alertEnv(hook.url, { ALERT_RULES: 'integration_user' }),
+    );
+    // As an earlier release did (test/sync.test.ts does the same): integration users filed under
+    // cpq-mdb beside their _host rows, made by a company list naming the host _host.
+    let listNamesHost = true;
+    scriptRequests(h.sim, async (req) => {
+      if (!listNamesHost || !req.path.endsWith('/companies')) return;
+      req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => c.isHost === true && (c.loginName = '_host'))));
+    });
+    await h.sync();
+    await h.sync();
+    expect(await outbox(h)).toEqual([]);
+    listNamesHost = false;
+    // In the run that retires them, a new integration user too: that one is news.
+    const created = await fetch(`${h.sim.baseUrl}/cpq/rest/v19/integrationUsers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ oauthClientId: 'c0ffee' }),
+    });
+    expect(created.status).toBe(201);
+    const run = await h.sync({ full: true });
+    expect(run.warnings).toEqual([
+      '2 users an earlier release filed under the host\'s own login name "cpq-mdb" ended as deleted: the host\'s users are under _host',
+    ]);
+    // Their _host rows did become integration users (the change log says so, README: upgrades).
+    const becameOne = await h.t.query<{ login: string }>(
+      `SELECT login FROM cpq.user_changes WHERE run_id = $1 AND company_login = '_host' AND change = 'update' AND diff -> 'is_integration_user' ->> 'new' = 'true' ORDER BY login`,
+      [run.runId],
+    );
+    expect(becameOne).toHaveLength(2);
+    expect(brief(await outbox(h))).toEqual([['_host', '_custom_c0ffee', 'integration_user', 'is_integration_user']]);
   });
 
   it('ALERT_RULES turns rules off: none writes nothing', async ({ startHarness }) => {

@@ -8,9 +8,16 @@ import type { Logger } from '../logger.js';
  * run changed, by `rules` (its site's: SiteConfig.alerts; see insertAlerts for the rules). Nothing when no webhook is configured: an alert
  * nobody can receive is not written.
  */
-export async function recordAlerts(client: pg.PoolClient, runId: string, config: AlertsConfig, rules: AlertRuleSettings, log: Logger): Promise<number> {
+export async function recordAlerts(
+  client: pg.PoolClient,
+  runId: string,
+  config: AlertsConfig,
+  rules: AlertRuleSettings,
+  log: Logger,
+  retiredHostAliases: readonly string[] = [],
+): Promise<number> {
   if (!config.webhook) return 0;
-  const written = await insertAlerts(client, runId, rules);
+  const written = await insertAlerts(client, runId, rules, retiredHostAliases);
   if (written > 0) log.info({ alerts: written }, 'alerts on privileged access written to the outbox');
   return written;
 }
