@@ -19,11 +19,13 @@ const TIMEOUT_LOG = 'no response within the request timeout';
 
 describe('a run whose requests time out', () => {
   it('halves the requests it sends at once after the timeouts, and still reads every user', async ({ startHarness }) => {
-    // Pages of 4 users taking 60 ms (much longer than loading one), four companies read at once in
-    // six ranges each: enough pages to keep eight requests in flight, and to keep the run going
-    // well past the one-second timeout of the stalled requests (320 pages, five at a time: 4 s).
+    // Pages of 4 users taking 150 ms (much longer than loading one), four companies read at once
+    // in six ranges each: enough pages to keep eight requests in flight, and to keep the run going
+    // well past the one-second timeout of the stalled requests (320 pages: several seconds). At
+    // 60 ms a loaded machine's client sent more slowly than it was answered, and had its whole
+    // budget out only near the end of the run, with too few pages left to stall (review W).
     const h = await startHarness(
-      { partnerCompanies: 3, usersPerCompany: 80, integrationUsers: 0, latency: { fixedMs: 60 } },
+      { partnerCompanies: 3, usersPerCompany: 80, integrationUsers: 0, latency: { fixedMs: 150 } },
       {
         CPQ_COMPANIES: '*',
         CPQ_PAGE_SIZE: '4',
@@ -50,7 +52,7 @@ describe('a run whose requests time out', () => {
       for (; logged < h.logLines.length; logged++) if (h.logLines[logged]!.includes(TIMEOUT_LOG)) timedOut++;
       if (stalled.length === 0 && h.sim.inFlight >= MAX_IN_FLIGHT) {
         // The budget is full: this request and the next seven are never answered. The seven sent
-        // as the others are answered (60 ms), long before the first stalled one times out (1 s).
+        // as the others are answered (150 ms), long before the first stalled one times out (1 s).
         h.sim.addFault({ match: { path: /\/users$/ }, times: STALLED, action: 'stall' });
         stalled.push(req.index);
       } else if (stalled.length > 0 && stalled.length < STALLED) {
