@@ -164,14 +164,22 @@ describe('tamper evidence', () => {
       ]);
     }
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
-    // A run started before runs were sealed (migration 0012 applied) whose commit reached the
-    // database yet whose release recorded it failed (review X): its rows are its own, and no seal
-    // can show it. Its rows stay as the forgery above left them.
-    await h.t.query(`INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
-       VALUES (${failed!.id}, ${user!.id}, '_host', '${user!.login}', 'update', '{"last_name": {"old": "A", "new": "B"}}', 'default', now())`);
-    expect((await verifyChain(h.t.pool)).breaks).toHaveLength(1);
+  });
+
+  it('a run older than the first seal, recorded failed, is left alone: a release before seals (migration 0012) recorded runs failed whose commit went through (review X)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
+    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
+    await h.syncError();
+    h.sim.clearFaults();
+    await h.sync();
+    const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
     await h.t.query(
-      `UPDATE cpq.sync_runs SET started_at = (SELECT timestamp::timestamptz - interval '1 second' FROM cpq.kysely_migration WHERE name = '0012_completeness_seals_erasures') WHERE id = ${failed!.id}`,
+      `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES ($1, $2, '_host', $3, 'update', '{"last_name": {"old": "A", "new": "B"}}', 'default', now())`,
+      [failed!.id, user!.id, user!.login],
     );
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
