@@ -74,6 +74,15 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * A database statement's failure as a command's: a SyncError of kind database ("database error:
+ * …", exit code 6), so that no command reports it as exit code 1, which verify and status give
+ * their findings. A SyncError already says what failed, and goes on as it is.
+ */
+export function asDatabaseError(err: unknown): never {
+  throw err instanceof SyncError ? err : new SyncError('database', `database error: ${errorMessage(err)}`);
+}
+
 /** The Node errno code of a system error (ENOENT, EADDRINUSE), if it has one. */
 export function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null | undefined)?.code;

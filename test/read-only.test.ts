@@ -40,6 +40,11 @@ describe('read-only commands', () => {
     }
     // A write is refused to the same role: the commands above did not need one.
     expect((await cli(['migrate'], env)).code).not.toBe(0);
+    // A statement the role may not run is a database error (exit code 6), not verify's exit code 1 of a broken chain.
+    await h.t.query(`REVOKE SELECT ON cpq.run_seals FROM cpq_reader`);
+    const denied = await cli(['verify', '--chain'], env);
+    expect({ code: denied.code, stderr: denied.stderr }).toEqual({ code: 6, stderr: 'cpq-sync: database error: permission denied for table run_seals\n' });
+    await h.t.query(`GRANT SELECT ON cpq.run_seals TO cpq_reader`);
 
     // A release ahead of the database: a migration it expects is not applied.
     await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name = '0011_alert_outbox'`);

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { ConfigError, likelyTypos, loadConfig, type AppConfig } from '../config.js';
 import { withHint } from '../error-hints.js';
-import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
+import { EXIT_CODES, SyncError, asDatabaseError, oneLine } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 
 function exitCodeOf(err: unknown): number {
@@ -36,9 +36,7 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
 export async function requireKnownSites(pool: pg.Pool, names: readonly string[] | undefined): Promise<void> {
   if (!names?.length) return;
   const { readSiteNames } = await import('../db/sql/read-site-names.js');
-  const known = await readSiteNames(pool).catch((err: unknown) => {
-    throw new SyncError('database', `database error: ${errorMessage(err)}`);
-  });
+  const known = await readSiteNames(pool).catch(asDatabaseError);
   const unknown = names.filter((n) => !known.includes(n));
   if (unknown.length > 0) {
     throw new ConfigError(
