@@ -353,10 +353,11 @@ describe('HISTORY_RETENTION', () => {
     h.sim.updateUser('_host', login!, { email: 'third@life.example' });
     await run();
     h.sim.deleteUser('_host', login!);
-    await pause(1600);
-    await run(); // deleted again (T2), at least 1.6 s after T0
-    await pause(1600);
-    // The run restoring it cuts off past T0 (3.2 s ago and more), not past T2 (less than 3 s ago).
+    // More than the retention after T0, so that any later cutoff is past T0, whatever the runs take.
+    await pause(3100);
+    await run(); // deleted again (T2), more than 3 s after T0
+    // The run restoring it cuts off past T0 (more than 3 s ago), not past T2 (as long ago as the end
+    // of T2's run and this run up to its cutoff take: far less than 3 s, even on a loaded machine).
     h.sim.addUser('_host', { ...record, email: 'fourth@life.example' }, { exact: true });
     const restore = await run();
     const [change] = await h.t.query<{ change: string }>(`SELECT change FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [restore.runId, login]);

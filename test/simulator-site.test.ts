@@ -180,13 +180,22 @@ describe('CPQ simulator', () => {
     it('stalls until the client gives up, and stop() still returns', async () => {
       const faultSim = new CpqSimulator({ usersPerCompany: 3 });
       const faultBase = await faultSim.start();
+      // Resolves once the n-th request has reached the simulator and taken its fault (onRequest runs
+      // right before; the macrotask after it is past the fault), however long getting there took.
+      let arrived = 0;
+      const waiting = new Map<number, () => void>();
+      faultSim.onRequest = () => waiting.get(++arrived)?.();
+      const reached = (n: number) =>
+        new Promise<void>((resolve) => (arrived >= n ? resolve() : waiting.set(n, resolve))).then(() => new Promise((r) => setImmediate(r)));
       faultSim.addFault({ action: 'stall' });
-      const started = Date.now();
-      await expect(fetch(`${faultBase}/rest/v19/companies/_host/users`, { signal: AbortSignal.timeout(200) })).rejects.toThrow();
-      expect(Date.now() - started).toBeLessThan(2000);
+      const givingUp = new AbortController();
+      const stalled = fetch(`${faultBase}/rest/v19/companies/_host/users`, { signal: givingUp.signal });
+      await reached(1);
+      givingUp.abort();
+      await expect(stalled).rejects.toThrow();
       faultSim.addFault({ action: 'stall' });
       const pending = fetch(`${faultBase}/rest/v19/companies/_host/users`).catch((error: unknown) => error);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await reached(2);
       await faultSim.stop();
       expect(await pending).toBeInstanceOf(Error);
       expect(faultSim.requests.map((r) => r.status)).toEqual([0, 0]);
