@@ -888,6 +888,13 @@ describe('integration users', () => {
     const error = await h.syncError();
     expect(error.message).toMatch(/503.*integration users need the company list to tell the host's own login name: set CPQ_HOST_COMPANY/);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+    // Not when CPQ refused the credentials or did not answer: the setting would not help (review Y).
+    h.sim.clearFaults();
+    h.sim.addFault({ match: { path: '/cpq/rest/v16/companies' }, times: 1000, status: 401 });
+    expect((await h.syncError()).message).toMatch(/^GET \S+: CPQ refused the credentials \(401\); check the CPQ_\* auth settings$/);
+    h.sim.clearFaults();
+    h.sim.addFault({ match: { path: '/cpq/rest/v16/companies' }, times: 1000, action: 'reset' });
+    expect((await h.syncError()).message).not.toContain('CPQ_HOST_COMPANY');
   });
 
   it('a field only the integration feed sends stays, run after run, when company reads are full and nothing changed (zip export)', async ({ startHarness }) => {

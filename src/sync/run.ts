@@ -406,7 +406,9 @@ export class SyncRun {
         companyList = await listCompanies(this.http, this.cpq).catch((err: unknown) => {
           // Without it, integration users that name the host by its own login would be filed under
           // that name beside their _host rows, in a company no run reads in full: never deleted.
-          if (err instanceof SyncError && err.kind !== 'interrupted') {
+          // Said when CPQ answered the list badly, not when it refused the credentials (401) or did
+          // not answer at all: every request would fail alike, and the setting would not help.
+          if (err instanceof SyncError && (err.kind === 'data' || (err.status !== undefined && err.status !== 401))) {
             throw new SyncError(
               err.kind,
               `${err.message}; integration users need the company list to tell the host's own login name: set CPQ_HOST_COMPANY to it to read them without the list`,
