@@ -8,14 +8,19 @@ const status = (h: Harness, args: string[] = []) => cli(['status', ...args], { D
 describe('cpq-sync status', () => {
   it('after a good run: runs and cursors as tables, exit code 0', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
-    const run = await h.sync();
+    const first = await h.sync();
+    // A user gone from CPQ: the full run that deletes it shows it.
+    h.sim.deleteUser('_host', String(h.sim.users('_host')[0]!.login));
+    const run = await h.sync({ full: true });
     const out = await status(h);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     const lines = out.stdout.split('\n');
     expect(lines[0]).toBe('Last runs (newest first, times in UTC)');
-    expect(lines[1]).toMatch(/^ {2}RUN +STARTED +TOOK +MODE +STATUS +SEEN +NEW +CHANGED +SAME +RETRIES +ERROR$/);
-    expect(lines[2]).toMatch(new RegExp(`^ +${run.runId}  \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d+\\.\\ds  full +succeeded +8 +8 +0 +0 +0$`));
+    expect(lines[1]).toMatch(/^ {2}RUN +STARTED +TOOK +MODE +STATUS +SEEN +NEW +CHANGED +SAME +DELETED +RESTORED +RETRIES +ERROR$/);
+    const started = '\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d+\\.\\ds';
+    expect(lines[2]).toMatch(new RegExp(`^ +${run.runId}  ${started}  full +succeeded +7 +0 +0 +7 +1 +0 +0$`));
+    expect(lines[3]).toMatch(new RegExp(`^ +${first.runId}  ${started}  full +succeeded +8 +8 +0 +0 +0 +0 +0$`));
     const cursors = lines.indexOf('Cursors (per stream)');
     expect(lines[cursors + 1]).toMatch(/^ {2}STREAM +CURSOR \(dateModified\) +LAST FULL READ +LAST RUN$/);
     expect(lines[cursors + 2]).toMatch(
@@ -33,7 +38,7 @@ describe('cpq-sync status', () => {
 
     const text = await status(h);
     expect(text.code).toBe(1);
-    expect(text.stdout).toMatch(/ failed +0 +0 +0 +0 +1 {2}GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?/);
+    expect(text.stdout).toMatch(/ failed +0 +0 +0 +0 +0 +0 +1 {2}GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?/);
     expect(text.stdout).toMatch(
       /\nLAST RUN FAILED: run \d+ at [\d-]+ [\d:]+: GET http:\/\/\S+: CPQ still answered 503 after 2 attempts\nLast success: [\d-]+ [\d:]+\n$/,
     );
@@ -87,7 +92,7 @@ describe('cpq-sync status', () => {
     await add('running');
     const out = await status(h);
     expect(out.code).toBe(0);
-    expect(out.stdout).toMatch(/ running +0 +0 +0 +0 +0\n/);
+    expect(out.stdout).toMatch(/ running +0 +0 +0 +0 +0 +0 +0\n/);
     await add('abandoned'); // a crash is a failure
     expect((await status(h)).code).toBe(1);
   });

@@ -20,6 +20,8 @@ export interface RunSummary {
   inserted: number;
   updated: number;
   unchanged: number;
+  deleted: number;
+  restored: number;
   httpRequests: number;
   /** Retried requests by HTTP status or `network`, as stored (the jsonb's text: written out verbatim, never parsed). */
   httpRetries: JsonText;
@@ -99,6 +101,8 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     inserted: r.users_inserted,
     updated: r.users_updated,
     unchanged: r.users_unchanged,
+    deleted: r.users_deleted,
+    restored: r.users_restored,
     httpRequests: r.http_requests,
     httpRetries: new JsonText(r.http_retries),
     streams: new JsonText(r.streams),
@@ -180,7 +184,7 @@ function formatSite(report: SiteStatus): string[] {
   if (report.runs.length === 0) {
     out.push('  none yet');
   } else {
-    const header = ['RUN', 'STARTED', 'TOOK', 'MODE', 'STATUS', 'SEEN', 'NEW', 'CHANGED', 'SAME', 'RETRIES', 'ERROR'];
+    const header = ['RUN', 'STARTED', 'TOOK', 'MODE', 'STATUS', 'SEEN', 'NEW', 'CHANGED', 'SAME', 'DELETED', 'RESTORED', 'RETRIES', 'ERROR'];
     const rows = report.runs.map((r) => [
       r.id,
       when(r.startedAt),
@@ -191,11 +195,13 @@ function formatSite(report: SiteStatus): string[] {
       String(r.inserted),
       String(r.updated),
       String(r.unchanged),
+      String(r.deleted),
+      String(r.restored),
       // A count for people to read: summed as numbers.
       String(Object.values(JSON.parse(r.httpRetries.text) as Record<string, number>).reduce((n, c) => n + c, 0)),
       truncate(r.error ?? '', 100),
     ]);
-    out.push(...table(header, rows, new Set([0, 2, 5, 6, 7, 8, 9])));
+    out.push(...table(header, rows, new Set([0, 2, 5, 6, 7, 8, 9, 10, 11])));
   }
   out.push('', 'Cursors (per stream)');
   if (report.cursors.length === 0) {

@@ -25,6 +25,8 @@ export async function readRecentRuns(on: Queryable, site: string, limit: number)
         'users_inserted',
         'users_updated',
         'users_unchanged',
+        'users_deleted',
+        'users_restored',
         'http_requests',
         // As text: node-postgres would parse jsonb with JSON.parse.
         sql<string>`http_retries::text`.as('http_retries'),
