@@ -90,7 +90,7 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
       await markDemoDatabase(database.pool);
     }
     const out = (text: string) => process.stdout.write(`${text}\n`);
-    out(`\nSimulated CPQ sites: emea at ${url}, americas at ${americasUrl}; database: ${database.where} (database cpq_demo)\n`);
+    out(`\nSimulated CPQ sites: emea at ${url}, americas at ${americasUrl}; database: ${database.where}${config.databaseUrl ? '' : ' (database cpq_demo)'}\n`);
     const first = await syncAll({ ...database, config, log }, true);
 
     const [host, partner] = [simulator.users('_host'), simulator.users('partner1')];
@@ -114,7 +114,9 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
     out(table((await database.pool.query<Record<string, unknown>>(SAMPLE_QUERY)).rows));
     out(
-      `\nThe data stays in ${database.where}${config.databaseUrl ? '' : ', database cpq_demo'}. Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync).\n`,
+      config.databaseUrl
+        ? `\nThe data stays in ${database.where}. Sync a real site into another database: a run into this one would mix it with the simulated sites.\n`
+        : `\nThe data stays in ${database.where}, database cpq_demo (psql reaches it only while a command runs the embedded server). Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync there).\n`,
     );
   } finally {
     await database.close();

@@ -14,6 +14,11 @@ describe('cpq-sync demo', () => {
     expect(demo.stdout).toMatch(/Simulated CPQ sites: emea at http:\/\/127\.0\.0\.1:\d+, americas at http:\/\/127\.0\.0\.1:\d+/);
     expect(demo.stdout).toMatch(/site emea, run \d+: full/);
     expect(demo.stdout).toMatch(/site americas, run \d+: full/);
+    // The operator's database: named as given (no "cpq_demo"), and kept for the demo alone (review Y).
+    expect(demo.stdout).not.toContain('cpq_demo');
+    expect(demo.stdout).toMatch(
+      /\nThe data stays in \S+\. Sync a real site into another database: a run into this one would mix it with the simulated sites\.\n+$/,
+    );
     expect(await t.query(`SELECT site, count(*)::int AS users FROM cpq.users GROUP BY site ORDER BY site`)).toEqual([
       { site: 'americas', users: 2 * 300 + 2 },
       { site: 'emea', users: 3 * 1000 + 5 + 1 },
