@@ -166,7 +166,7 @@ describe('tamper evidence', () => {
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
-  it('a run older than the first seal, recorded failed, is left alone: a release before seals (migration 0012) recorded runs failed whose commit went through (review X)', async ({
+  it('a run older than the first seal, recorded failed, whose rows are named is still a break, saying a release before seals could have recorded it so (review X, then Z)', async ({
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
@@ -176,12 +176,24 @@ describe('tamper evidence', () => {
     await h.sync();
     const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
     const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    // A forger's rows under a failed first run, or a release before seals that recorded it failed
+    // after its commit went through: verify cannot tell, so it names it, with both readings.
     await h.t.query(
       `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
        VALUES ($1, $2, '_host', $3, 'update', '{"last_name": {"old": "A", "new": "B"}}', 'default', now())`,
       [failed!.id, user!.id, user!.login],
     );
-    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+    const expected = {
+      site: 'default',
+      runId: failed!.id,
+      problem:
+        `run ${failed!.id} failed, yet change-log rows or ended versions name it: they were added afterwards, outside any seal` +
+        ' (or, if it started before migration 0012 was applied, by a release before seals that recorded it failed after its commit went through)',
+    };
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([expected]);
+    // With every seal removed too: still named (review Z).
+    await h.t.query(`DELETE FROM cpq.run_seals`);
+    expect((await verifyChain(h.t.pool)).breaks).toContainEqual(expected);
   });
 
   it("a change row naming a run that does not exist, or another site's, is found; a run recorded failed after its commit, seal included, is left to its seal", async ({

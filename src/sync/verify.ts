@@ -148,7 +148,14 @@ export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Prom
     earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
   }
   for (const u of await readRowsOfUnfinishedRuns(pool, only)) {
-    earliest(u.site, u.run_id, `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal`);
+    earliest(
+      u.site,
+      u.run_id,
+      `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal` +
+        (u.before_seals
+          ? ' (or, if it started before migration 0012 was applied, by a release before seals that recorded it failed after its commit went through)'
+          : ''),
+    );
   }
   return { sites: [...sites.values()], breaks: [...breaks.values()] };
 }

@@ -87,17 +87,22 @@ export async function readUnsealedRuns(on: Queryable, sites?: readonly string[])
  * and no seal covers them (seals cover sealed runs), while the as-of functions and the change log
  * would show them. One indexed probe per table for each such run (failed runs are few). A run
  * with a seal is left to it: releases before 265adc1 could record a run failed whose commit had
- * reached the database, seal included. So is a run older than the database's first seal: a
- * release before seals (migration 0012) recorded runs failed the same way, with no seal to show
- * it. (By run id, not by when 0012 was applied: cpq.kysely_migration is not cpq_reader's to read.)
+ * reached the database, seal included. A run older than the database's first seal is still
+ * named (before_seals): a release before seals (migration 0012) could record a run failed the
+ * same way, with no seal to show it, but so could a forger name a failed first run; which of the
+ * two it is, the run's record tells a reader who can see when 0012 was applied.
  */
-export async function readRowsOfUnfinishedRuns(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string; status: string }[]> {
+export async function readRowsOfUnfinishedRuns(
+  on: Queryable,
+  sites?: readonly string[],
+): Promise<{ site: string; run_id: string; status: string; before_seals: boolean }[]> {
   return runCompiled(
     on,
-    sql<{ site: string; run_id: string; status: string }>`
-      SELECT r.site, r.id::text AS run_id, r.status FROM cpq.sync_runs r
+    sql<{ site: string; run_id: string; status: string; before_seals: boolean }>`
+      SELECT r.site, r.id::text AS run_id, r.status,
+             coalesce(r.id < (SELECT min(s.run_id) FROM cpq.run_seals s), true) AS before_seals
+      FROM cpq.sync_runs r
       WHERE ${inSites(sql`r.site`, sites)} AND r.status <> 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
-        AND r.id > (SELECT min(s.run_id) FROM cpq.run_seals s)
         AND (EXISTS (SELECT 1 FROM cpq.user_change_log x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.group_changes x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.user_versions x WHERE x.ended_by_run_id = r.id)
