@@ -302,6 +302,17 @@ describe('alerts on privileged access', () => {
     await h.sync();
     expect(await outbox(h)).toEqual([]);
     listNamesHost = false;
+    // The first run after the upgrade is incremental (the schedule's): it gives the _host rows their
+    // integration fields while the alias rows stay (only a full read retires them): no alert either (review Z).
+    const incremental = await h.sync();
+    expect(incremental.mode).toBe('incremental');
+    const becameOne = (runIds: string[]) =>
+      h.t.query<{ login: string }>(
+        `SELECT login FROM cpq.user_changes WHERE run_id = ANY($1::bigint[]) AND company_login = '_host' AND change = 'update' AND diff -> 'is_integration_user' ->> 'new' = 'true' ORDER BY login`,
+        [runIds],
+      );
+    expect((await becameOne([incremental.runId])).length).toBeGreaterThan(0);
+    expect(await outbox(h)).toEqual([]);
     // In the run that retires them, a new integration user too: that one is news.
     const created = await fetch(`${h.sim.baseUrl}/cpq/rest/v19/integrationUsers`, {
       method: 'POST',
@@ -313,12 +324,8 @@ describe('alerts on privileged access', () => {
     expect(run.warnings).toEqual([
       '2 users an earlier release filed under the host\'s own login name "cpq-mdb" ended as deleted: the host\'s users are under _host',
     ]);
-    // Their _host rows did become integration users (the change log says so, README: upgrades).
-    const becameOne = await h.t.query<{ login: string }>(
-      `SELECT login FROM cpq.user_changes WHERE run_id = $1 AND company_login = '_host' AND change = 'update' AND diff -> 'is_integration_user' ->> 'new' = 'true' ORDER BY login`,
-      [run.runId],
-    );
-    expect(becameOne).toHaveLength(2);
+    // Over the two runs, both _host rows became integration users (the change log says so, README: upgrades).
+    expect(await becameOne([incremental.runId, run.runId])).toHaveLength(2);
     expect(brief(await outbox(h))).toEqual([['_host', '_custom_c0ffee', 'integration_user', 'is_integration_user']]);
   });
 

@@ -14,10 +14,10 @@ export async function recordAlerts(
   config: AlertsConfig,
   rules: AlertRuleSettings,
   log: Logger,
-  retiredHostAliases: readonly string[] = [],
+  hostAliases: readonly string[] = [],
 ): Promise<number> {
   if (!config.webhook) return 0;
-  const written = await insertAlerts(client, runId, rules, retiredHostAliases);
+  const written = await insertAlerts(client, runId, rules, hostAliases);
   if (written > 0) log.info({ alerts: written }, 'alerts on privileged access written to the outbox');
   return written;
 }

@@ -73,8 +73,6 @@ export class SyncRun {
   private effectiveAt: Date | undefined;
   /** HISTORY_RETENTION's cutoff this run redacted up to, by the database's clock; undefined without a retention. */
   private retainedFrom: Date | undefined;
-  /** The host aliases whose rows (an earlier release's filing of integration users) this run ended: no news to the alert rules. */
-  private retiredHostAliases: string[] = [];
 
   constructor(
     private readonly deps: SyncDeps,
@@ -335,10 +333,7 @@ export class SyncRun {
     const deleteIn = guard.integrationUsersKept ? [] : [...deletable];
     const deleteNonIntegrationIn = guard.integrationUsersKept ? deletable : [];
     // Rows an earlier release filed under a host alias: no feed returns them any more, whatever was read.
-    if (deletable.includes('_host')) {
-      this.retiredHostAliases = await this.endHostAliasRows(client, hostAliases, guard);
-      deleteIn.push(...this.retiredHostAliases);
-    }
+    if (deletable.includes('_host')) deleteIn.push(...(await this.endHostAliasRows(client, hostAliases, guard)));
     let held: string[] = [];
     // Every company of the site was read: those the database still holds that the list no longer
     // names (a partner organization removed) are no run's to delete, unless found here.
@@ -511,7 +506,8 @@ export class SyncRun {
     };
     const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });
     const counts = await mergeStaged(client, site, runId, effectiveAt(), deletions, batches.inserted + direct.written, log);
-    await recordAlerts(client, runId, config.alerts, this.site.alerts, log, this.retiredHostAliases);
+    // Host aliases: a user an earlier release filed under one is no new integration user (insertAlerts).
+    await recordAlerts(client, runId, config.alerts, this.site.alerts, log, hostAliases);
     await saveStreamCursors(
       client,
       { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate, clockOffsetMs: clock.offsetMs },

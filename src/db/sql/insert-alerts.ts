@@ -22,22 +22,18 @@ export function globToIlike(glob: string): string {
  * transaction, after the merge: the alerts commit or roll back with the changes they report.
  *
  * A company the run loaded for the first time (the run's site held no user of it before the
- * run) raises nothing: every existing admin would be "new". `retiredHostAliases`: the host's own
- * login names whose rows (an earlier release's filing of integration users) the run ended.
+ * run) raises nothing: every existing admin would be "new". `hostAliases`: the host's own
+ * login names other than the one its users are read under, which an earlier release filed
+ * integration users under (see the integration_user rule).
  */
-export async function insertAlerts(
-  client: pg.PoolClient,
-  runId: string,
-  settings: AlertRuleSettings,
-  retiredHostAliases: readonly string[] = [],
-): Promise<number> {
+export async function insertAlerts(client: pg.PoolClient, runId: string, settings: AlertRuleSettings, hostAliases: readonly string[] = []): Promise<number> {
   if (settings.rules.length === 0) return 0;
-  const rows = await runCompiled(client, insertAlertsQuery(runId, settings, retiredHostAliases));
+  const rows = await runCompiled(client, insertAlertsQuery(runId, settings, hostAliases));
   return Number(rows[0]?.n ?? 0);
 }
 
 /** The statement insertAlerts runs (exported for its query plan). */
-export function insertAlertsQuery(runId: string, settings: AlertRuleSettings, retiredHostAliases: readonly string[] = []) {
+export function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAliases: readonly string[] = []) {
   const rules = [...settings.rules];
   const groups = settings.groups.map(globToIlike);
   const flagNames = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `'${c}'`).join(', ')}]::text[]`);
@@ -102,12 +98,16 @@ export function insertAlertsQuery(runId: string, settings: AlertRuleSettings, re
               c.diff -> 'is_integration_user' -> 'old', 'true'::jsonb
        FROM live c
        WHERE 'integration_user' = ANY(${rules}::text[]) AND c.change <> 'insert' AND c.diff -> 'is_integration_user' ->> 'new' = 'true'
-         -- Not a _host row given its integration fields as the run ended the row an earlier
-         -- release filed the same user under, an integration user, beside it: one all along.
+         -- Not a _host row given the integration fields of the row an earlier release filed the
+         -- same user under, beside it, under a host alias: an integration user all along. That
+         -- row is still there (an incremental run, or a full one the guard kept from deleting),
+         -- or this run ended it.
          AND NOT (c.company_login = '_host' AND EXISTS (
-           SELECT 1 FROM cpq.user_change_log d JOIN cpq.users a ON a.id = d.user_id
-           WHERE d.run_id = ${runId}::bigint AND d.change = 'delete' AND d.company_login = ANY(${[...retiredHostAliases]}::text[])
-             AND d.login = c.login AND a.is_integration_user))
+           SELECT 1 FROM cpq.users a
+           WHERE a.site = (SELECT r.site FROM run r) AND a.company_login = ANY(${[...hostAliases]}::text[])
+             AND a.login = c.login AND a.is_integration_user
+             AND (a.deleted_at IS NULL OR EXISTS (
+               SELECT 1 FROM cpq.user_change_log d WHERE d.run_id = ${runId}::bigint AND d.user_id = a.id AND d.change = 'delete'))))
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'integration_user', 'is_integration_user', NULL, 'true'::jsonb
        FROM live c JOIN cpq.users u ON u.id = c.user_id
