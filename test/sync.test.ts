@@ -888,6 +888,10 @@ describe('integration users', () => {
     const error = await h.syncError();
     expect(error.message).toMatch(/503.*integration users need the company list to tell the host's own login name: set CPQ_HOST_COMPANY/);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+    // A role denied the list alone (403): the setting is the way round it (review Z).
+    h.sim.clearFaults();
+    h.sim.addFault({ match: { path: '/cpq/rest/v16/companies' }, times: 1000, status: 403 });
+    expect((await h.syncError()).message).toMatch(/CPQ refused the credentials \(403\).*set CPQ_HOST_COMPANY/);
     // Not when CPQ refused the credentials or did not answer: the setting would not help (review Y).
     h.sim.clearFaults();
     h.sim.addFault({ match: { path: '/cpq/rest/v16/companies' }, times: 1000, status: 401 });

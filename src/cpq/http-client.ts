@@ -422,7 +422,9 @@ export class CpqHttpClient {
         }
         if (response.status === 401 || response.status === 403) {
           await response.body?.cancel();
-          throw new SyncError('auth', `GET ${url}: CPQ refused the credentials (${response.status}); check the CPQ_* auth settings`);
+          throw new SyncError('auth', `GET ${url}: CPQ refused the credentials (${response.status}); check the CPQ_* auth settings`, {
+            status: response.status,
+          });
         }
         if (RETRY_STATUSES.has(response.status)) {
           await response.body?.cancel();
