@@ -32,10 +32,11 @@ registerComplianceCommands(program);
 registerTryCommands(program);
 
 // `help NAME` of no command gets the one line `NAME` itself gets, not commander's whole help as
-// an error; `help help` (commander's own error) is the help `help` prints.
+// an error; `help help` (commander's own error) is the help `help` prints. An option after help
+// (`help --help`) is commander's to read.
 const [first, second] = process.argv.slice(2);
 if (first === 'help' && second === 'help') program.help();
-if (first === 'help' && second !== undefined && !program.commands.some((c) => c.name() === second || c.aliases().includes(second))) {
+if (first === 'help' && second && !second.startsWith('-') && !program.commands.some((c) => c.name() === second || c.aliases().includes(second))) {
   program.error(`unknown command '${second}'`);
 }
 

@@ -69,9 +69,15 @@ describe('cpq-sync CLI', () => {
       });
     }
     // help of help is the help, as help alone gives it (commander's own answer is the help as an error).
-    const helpOfHelp = await cli(['help', 'help'], {});
-    expect({ code: helpOfHelp.code, stderr: helpOfHelp.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(helpOfHelp.stdout).toMatch(/^Usage: cpq-sync \[options\] \[command\]\n/);
+    // So is help with an option after it (review Z).
+    for (const args of [
+      ['help', 'help'],
+      ['help', '--help'],
+    ]) {
+      const helpOfHelp = await cli(args, {});
+      expect({ code: helpOfHelp.code, stderr: helpOfHelp.stderr }, args.join(' ')).toEqual({ code: 0, stderr: '' });
+      expect(helpOfHelp.stdout).toMatch(/^Usage: cpq-sync \[options\] \[command\]\n/);
+    }
     // A .env path holding a line break is shown on one line, its control characters escaped.
     const out = await cli(['status'], { DOTENV_CONFIG_PATH: '/nonexistent\ncpq-sync: all good\u001b[2J' });
     expect(out.code).toBe(2);
