@@ -431,14 +431,14 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
       }
     };
     const parsed = read(() => parseEnv(overlay.env))?.value;
-    if (parsed) {
-      const cpq = read(() => cpqConfigFrom(overlay.env, parsed));
-      if (cpq && !cpq.value) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
-      problems.push(...scheduleProblems(parsed.SYNC_CRON, parsed.SYNC_TIMEZONE));
-      const alerts = read(() => alertRuleSettingsFrom(parsed));
-      if (cpq?.value && alerts && problems.length === 0) {
-        sites.push({ name: overlay.name, cpq: cpq.value, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts: alerts.value });
-      }
+    const cpq = parsed && read(() => cpqConfigFrom(overlay.env, parsed));
+    if (cpq && !cpq.value) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
+    // Read apart from the rest: a bad baseUrl, which parseEnv refuses, does not hide it.
+    const schedule = envSchema.pick({ SYNC_CRON: true, SYNC_TIMEZONE: true }).parse(overlay.env);
+    problems.push(...scheduleProblems(schedule.SYNC_CRON, schedule.SYNC_TIMEZONE));
+    const alerts = parsed && read(() => alertRuleSettingsFrom(parsed));
+    if (parsed && cpq?.value && alerts && problems.length === 0) {
+      sites.push({ name: overlay.name, cpq: cpq.value, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts: alerts.value });
     }
     for (const problem of problems) {
       const variable = /^([A-Z][A-Z0-9_]*): /.exec(problem)?.[1];

@@ -223,6 +223,18 @@ describe('CPQ_SITES_FILE', () => {
     expect(problems).toHaveLength(3);
   });
 
+  test("a site's bad baseUrl does not hide its bad cron and timezone (review Z)", () => {
+    const sites = file('url.yaml', '- {name: a, baseUrl: "ftp://x", token: t, cron: bad, timezone: Nowhere}\n');
+    const problems = configError({ CPQ_SITES_FILE: sites })
+      .replace(/^invalid configuration: /, '')
+      .split('; ');
+    expect(problems).toEqual([
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", baseUrl: /),
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", cron: "bad" is not a cron expression/),
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", timezone: "Nowhere" is not an IANA time zone/),
+    ]);
+  });
+
   test("a site's bad credentials do not hide its bad cron or alert rules", () => {
     const sites = file(
       'three.yaml',
