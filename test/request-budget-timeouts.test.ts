@@ -38,10 +38,11 @@ describe('a run whose requests time out', () => {
       },
     );
     // Per user-page request: how many requests had timed out at the client when it arrived, the
-    // requests the client had in flight then (itself included), and how many were stalled so far. The simulator counts a
-    // request until it sees its connection close; the client gives a stalled request up, and may
-    // send the next one, before the simulator sees that close: a stalled request the client gave
-    // up on is not counted, whether or not the simulator has seen it close.
+    // requests the client had in flight then (itself included), and how many were stalled so far.
+    // The simulator counts a request until it sees its connection close; the client gives a
+    // stalled request up, and may send the next one, before the simulator sees that close: a
+    // stalled request the client gave up on is not counted, whether or not the simulator has seen
+    // it close.
     const arrivals: Array<{ inFlight: number; timedOut: number; stalledSoFar: number }> = [];
     const stalled: number[] = [];
     let logged = 0;
