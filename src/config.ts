@@ -384,6 +384,11 @@ export function likelyTypos(env: Env): string[] {
     .map(describeUnknown);
 }
 
+/** A configuration error's message with the likely typos of `env` after it, in one line's parts. */
+export function withLikelyTypos(message: string, env: Env): string {
+  return [message, ...likelyTypos(env)].join('; ');
+}
+
 function describeUnknown({ name, near }: { name: string; near?: string }): string {
   return near === undefined
     ? `${name} is not a variable cpq-sync reads (see the Configuration section of the README)`
@@ -434,7 +439,7 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
     const cpq = parsed && read(() => cpqConfigFrom(overlay.env, parsed));
     if (cpq && !cpq.value) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
     // Read apart from the rest: a bad baseUrl, which parseEnv refuses, does not hide it.
-    const schedule = envSchema.pick({ SYNC_CRON: true, SYNC_TIMEZONE: true }).parse(overlay.env);
+    const schedule = SCHEDULE_SCHEMA.parse(overlay.env);
     problems.push(...scheduleProblems(schedule.SYNC_CRON, schedule.SYNC_TIMEZONE));
     const alerts = parsed && read(() => alertRuleSettingsFrom(parsed));
     if (parsed && cpq?.value && alerts && problems.length === 0) {
@@ -450,6 +455,9 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
   if (errors.length) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
   return sites;
 }
+
+/** SYNC_CRON and SYNC_TIMEZONE alone, with their defaults (never fails: both are any text). */
+const SCHEDULE_SCHEMA = envSchema.pick({ SYNC_CRON: true, SYNC_TIMEZONE: true });
 
 /**
  * What is wrong with a schedule, one problem per variable: none when node-cron and Intl take

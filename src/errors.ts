@@ -75,12 +75,12 @@ export function errorMessage(err: unknown): string {
 }
 
 /**
- * A database statement's failure as a command's: a SyncError of kind database ("database error:
- * …", exit code 6), so that no command reports it as exit code 1, which verify and status give
- * their findings. A SyncError already says what failed, and goes on as it is.
+ * Rethrows a failure as a command's: a SyncError as it is, anything else classified by
+ * toDatabaseOrInternal, so that a database failure is exit code 6 ("database error: …"), not the
+ * exit code 1 that verify and status give their findings.
  */
-export function asDatabaseError(err: unknown): never {
-  throw err instanceof SyncError ? err : new SyncError('database', `database error: ${errorMessage(err)}`);
+export function rethrowAsSyncError(err: unknown): never {
+  throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
 }
 
 /** The Node errno code of a system error (ENOENT, EADDRINUSE), if it has one. */

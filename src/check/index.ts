@@ -1,4 +1,4 @@
-import { ConfigError, likelyTypos, loadConfig, selectSites, type AppConfig, type SiteConfig } from '../config.js';
+import { ConfigError, loadConfig, selectSites, withLikelyTypos, type AppConfig, type SiteConfig } from '../config.js';
 import { errorMessage, printable } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { validateSchedule } from '../worker/cron-schedule.js';
@@ -43,7 +43,7 @@ export async function runCheck(env: Record<string, string | undefined> = process
     if (!(err instanceof ConfigError)) throw err;
     return {
       ok: false,
-      configuration: fail('configuration', [errorMessage(err), ...likelyTypos(env)].join('; '), 'see .env.example and the Configuration section of the README'),
+      configuration: fail('configuration', withLikelyTypos(errorMessage(err), env), 'see .env.example and the Configuration section of the README'),
       sites: [],
       database: undefined,
     };

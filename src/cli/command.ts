@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { ConfigError, likelyTypos, loadConfig, type AppConfig } from '../config.js';
+import { ConfigError, loadConfig, withLikelyTypos, type AppConfig } from '../config.js';
 import { withHint } from '../error-hints.js';
-import { EXIT_CODES, SyncError, asDatabaseError, oneLine } from '../errors.js';
+import { EXIT_CODES, SyncError, rethrowAsSyncError, oneLine } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 
 function exitCodeOf(err: unknown): number {
@@ -24,8 +24,8 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
     // The hint (the fix for the failures people meet first) is for the operator: the run record keeps the bare message.
     const hint = await import('../check/failure-hint.js').then(({ failureHint }) => failureHint(err, config, log)).catch(() => undefined);
     // A configuration error may come of a misspelt variable: named with it, in the same line.
-    const typos = err instanceof ConfigError ? likelyTypos(process.env) : [];
-    const message = oneLine(withHint([err instanceof Error ? err.message : String(err), ...typos].join('; '), hint));
+    const text = err instanceof Error ? err.message : String(err);
+    const message = oneLine(withHint(err instanceof ConfigError ? withLikelyTypos(text, process.env) : text, hint));
     process.stderr.write(`cpq-sync: ${message}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
     process.exitCode = exitCodeOf(err);
@@ -36,7 +36,7 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
 export async function requireKnownSites(pool: pg.Pool, names: readonly string[] | undefined): Promise<void> {
   if (!names?.length) return;
   const { readSiteNames } = await import('../db/sql/read-site-names.js');
-  const known = await readSiteNames(pool).catch(asDatabaseError);
+  const known = await readSiteNames(pool).catch(rethrowAsSyncError);
   const unknown = names.filter((n) => !known.includes(n));
   if (unknown.length > 0) {
     throw new ConfigError(

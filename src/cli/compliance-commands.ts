@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
-import { asDatabaseError, printable } from '../errors.js';
+import { rethrowAsSyncError, printable } from '../errors.js';
 import { command, requireKnownSites } from './command.js';
 
 /** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
@@ -113,14 +113,14 @@ export function registerComplianceCommands(program: Command): void {
             await requireMigrated(database.pool);
             if (opts.chain) {
               await requireKnownSites(database.pool, opts.site);
-              const report = await verifyChain(database.pool, opts.site).catch(asDatabaseError);
+              const report = await verifyChain(database.pool, opts.site).catch(rethrowAsSyncError);
               process.stdout.write(formatChain(report));
               process.exitCode = report.breaks.length === 0 ? 0 : 1;
               return;
             }
             let exitCode = 0;
             for (const site of selectSites(config, opts.site ?? [])) {
-              const checks = await verifySite(site, database.pool, log).catch(asDatabaseError);
+              const checks = await verifySite(site, database.pool, log).catch(rethrowAsSyncError);
               process.stdout.write(formatCounts(site.name, checks));
               exitCode = Math.max(exitCode, countsExitCode(checks));
             }

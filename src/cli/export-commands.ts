@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config.js';
 import { instantArgument } from '../date-time.js';
-import { asDatabaseError } from '../errors.js';
+import { rethrowAsSyncError } from '../errors.js';
 import type { ExportFormat } from '../history/export.js';
 import { command, requireKnownSites } from './command.js';
 
@@ -26,7 +26,7 @@ export function registerExportCommands(program: Command): void {
             await requireKnownSites(database.pool, opts.site);
             // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
             const sites = opts.site ?? config.sites.map((s) => s.name);
-            const report = await readStatus(database.pool, { limit, sites }).catch(asDatabaseError);
+            const report = await readStatus(database.pool, { limit, sites }).catch(rethrowAsSyncError);
             process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
             process.exitCode = statusExitCode(report);
           } finally {

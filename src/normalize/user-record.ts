@@ -159,9 +159,9 @@ class FieldReader {
    * no column changed; so is one whose displayValue sent under a second spelling (the one no
    * column reads, FieldPicker.lost) changed. Kept as the rows are: a later copy of the same object
    * (a group listed twice) replaces an earlier one, and a key's spelling does not count (of
-   * `Reason` and `reason` in one object, both are kept, each under its exact key). `path` names the object (a group by its
-   * variableName); `pathOf(path)` is called only when there is something to keep or replace, as
-   * this runs for every group and permission of every user.
+   * `Reason` and `reason` in one object, both are kept, each under its exact key). `path` names
+   * the object (a group by its variableName); `pathOf(path)` is called only when there is
+   * something to keep or replace, as this runs for every group and permission of every user.
    */
   keepExtras<P>(picker: FieldPicker, object: Record<string, unknown>, path: P, pathOf: (path: P) => string): void {
     if (picker.extras === 0 && picker.losers === 0) {

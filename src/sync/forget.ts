@@ -3,7 +3,7 @@ import { lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/e
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
-import { SyncError, toDatabaseOrInternal } from '../errors.js';
+import { SyncError, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 
 export interface ForgetRequest {
   site: string;
@@ -78,6 +78,6 @@ async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Era
     return { erasureId, userId: user.id, rowsRedacted };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
-    throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
+    rethrowAsSyncError(err);
   }
 }

@@ -20,7 +20,7 @@ import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
-import { SyncError, errorMessage, oneLine, toDatabaseOrInternal } from '../errors.js';
+import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
@@ -91,9 +91,7 @@ export class SyncRun {
 
   async execute(): Promise<RunResult> {
     const { db, pool, log } = this.deps;
-    await migrate(db, { onAhead: logAhead(log) }).catch((err: unknown) => {
-      throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
-    });
+    await migrate(db, { onAhead: logAhead(log) }).catch(rethrowAsSyncError);
     const client = await pool.connect().catch((err: unknown) => {
       throw toDatabaseOrInternal(err);
     });

@@ -8,7 +8,7 @@ import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { readLatestCompanyCounts } from '../db/sql/read-proofs.js';
 import { countAlerts } from '../db/sql/count-alerts.js';
 import { readLastSuccess } from '../db/sql/read-last-success.js';
-import { EXIT_CODES, SyncError, asDatabaseError, errorCode, errorMessage, oneLine } from '../errors.js';
+import { EXIT_CODES, SyncError, rethrowAsSyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { SyncDeps } from '../sync/run-types.js';
 import { runSync } from '../sync/run.js';
 import { CronSchedule } from './cron-schedule.js';
@@ -72,7 +72,7 @@ export class SyncWorker {
   /** Applies migrations (so /readyz and `status` find the tables), opens HTTP_PORT, starts the schedule. */
   async start(): Promise<void> {
     const { config, log } = this.deps;
-    await migrate(this.deps.db, { onAhead: logAhead(log) }).catch(asDatabaseError);
+    await migrate(this.deps.db, { onAhead: logAhead(log) }).catch(rethrowAsSyncError);
     if (config.alerts.webhook) {
       this.alertRetry = setInterval(() => this.retryAlerts(), config.alerts.retryEveryMs);
       this.alertRetry.unref();
