@@ -312,11 +312,20 @@ export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefine
 
 /** Reads and validates the configuration; every problem is reported, one per line. */
 export function loadConfig(env: Env = process.env): AppConfig {
-  const parsed = parseEnv(env);
+  const scheduleErrors = ownSiteScheduleProblems(env);
+  let parsed: ParsedEnv;
+  let cpq: CpqConfig | undefined;
+  try {
+    parsed = parseEnv(env);
+    // With a sites file, the environment's CPQ settings are only the defaults its sites inherit: an
+    // incomplete set (no CPQ_BASE_URL, say) is not an error there.
+    cpq = parsed.CPQ_SITES_FILE ? undefined : cpqConfigFrom(env, parsed);
+  } catch (err) {
+    if (err instanceof ConfigError && scheduleErrors.length > 0) throw new ConfigError([err.message, ...scheduleErrors].join('; '));
+    throw err;
+  }
+  if (scheduleErrors.length > 0) throw new ConfigError(`invalid configuration: ${scheduleErrors.join('; ')}`);
   const sitesFile = parsed.CPQ_SITES_FILE;
-  // With a sites file, the environment's CPQ settings are only the defaults its sites inherit: an
-  // incomplete set (no CPQ_BASE_URL, say) is not an error there.
-  const cpq = sitesFile ? undefined : cpqConfigFrom(env, parsed);
   if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
     throw new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)');
   }
@@ -458,6 +467,19 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
 
 /** SYNC_CRON and SYNC_TIMEZONE alone, with their defaults (never fails: both are any text). */
 const SCHEDULE_SCHEMA = envSchema.pick({ SYNC_CRON: true, SYNC_TIMEZONE: true });
+/** The same with CPQ_SITES_FILE, which decides whether the environment has a site of its own. */
+const OWN_SITE_SCHEDULE_SCHEMA = envSchema.pick({ CPQ_SITES_FILE: true, SYNC_CRON: true, SYNC_TIMEZONE: true });
+
+/**
+ * What is wrong with the schedule of the environment's own site (no sites file, CPQ_BASE_URL set),
+ * read apart from its other settings as a sites file's site's schedule is: every command refuses a
+ * schedule `schedule` would, with a sites file or without, and a bad URL does not hide it.
+ */
+function ownSiteScheduleProblems(env: Env): string[] {
+  const own = OWN_SITE_SCHEDULE_SCHEMA.parse(env);
+  if (own.CPQ_SITES_FILE !== undefined || !env.CPQ_BASE_URL?.trim()) return [];
+  return scheduleProblems(own.SYNC_CRON, own.SYNC_TIMEZONE);
+}
 
 /**
  * What is wrong with a schedule, one problem per variable: none when node-cron and Intl take

@@ -241,8 +241,14 @@ describe('cpq-sync check against the simulator', () => {
 
     const client = await h.t.pool.connect();
     const release = gate();
-    const holding = withSyncLock(client, 'default', () => release.promise);
+    const locked = gate();
+    const holding = withSyncLock(client, 'default', () => {
+      locked.open();
+      return release.promise;
+    });
     try {
+      // The check starts once the lock is held: not while its request is still on the way.
+      await locked.promise;
       const held = await runCheck(envOf(h));
       expect(step(held, 'sync lock (default)')).toMatchObject({ status: 'warn', fix: 'a run started now would exit 7; wait for that one' });
       expect(step(held, 'sync lock (default)').detail).toMatch(/^held by the database session of pid \d+/);

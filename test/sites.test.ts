@@ -235,6 +235,27 @@ describe('CPQ_SITES_FILE', () => {
     ]);
   });
 
+  test("the environment's own site has its schedule checked as a sites file's site has, by every command, beside its other mistakes", () => {
+    const problems = (env: Record<string, string>) =>
+      configError(env)
+        .replace(/^invalid configuration: /, '')
+        .split('; ');
+    expect(problems({ CPQ_BASE_URL: 'https://a.example.com', SYNC_CRON: 'every day' })).toEqual([
+      expect.stringMatching(/^SYNC_CRON: "every day" is not a cron expression/),
+    ]);
+    // A bad URL (parseEnv refuses it) does not hide the schedule's mistakes.
+    expect(problems({ CPQ_BASE_URL: 'ftp://x', SYNC_CRON: 'bad', SYNC_TIMEZONE: 'Nowhere' })).toEqual([
+      expect.stringMatching(/^CPQ_BASE_URL: must be an http\(s\) URL/),
+      expect.stringMatching(/^SYNC_CRON: "bad" is not a cron expression/),
+      expect.stringMatching(/^SYNC_TIMEZONE: "Nowhere" is not an IANA time zone/),
+    ]);
+    // No site at all (commands that read only the database): the schedule is nobody's, and not read.
+    expect(loadConfig({ SYNC_CRON: 'bad' }).sites).toEqual([]);
+    // With a sites file whose every site names its own schedule, the environment's is nobody's either.
+    const own = file('own-schedules.yaml', '- {name: a, baseUrl: https://a.example.com, token: t, cron: "0 3 * * *", timezone: UTC}\n');
+    expect(loadConfig({ CPQ_SITES_FILE: own, CPQ_BASE_URL: 'https://a.example.com', SYNC_CRON: 'bad' }).sites.map((s) => s.cron)).toEqual(['0 3 * * *']);
+  });
+
   test("a site's bad credentials do not hide its bad cron or alert rules", () => {
     const sites = file(
       'three.yaml',

@@ -97,8 +97,13 @@ describe('the README lists every error a user meets first, as printed, with its 
         run: async () => {
           const client = await open.t.pool.connect();
           const release = gate();
-          const holding = withSyncLock(client, 'default', () => release.promise);
+          const locked = gate();
+          const holding = withSyncLock(client, 'default', () => {
+            locked.open();
+            return release.promise;
+          });
           try {
+            await locked.promise;
             return await runLine(open, {});
           } finally {
             release.open();

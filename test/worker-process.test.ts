@@ -101,6 +101,10 @@ describe('cpq-sync schedule (process)', () => {
     const site = await cli(['schedule'], { DATABASE_URL: db });
     expect(site.code).toBe(2);
     expect(site.stderr).toMatch(/CPQ_BASE_URL is not set/);
+    // A one-off run refuses the schedule the worker would refuse, with a sites file or without one.
+    const run = await cli(['run'], { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: db, SYNC_CRON: '61 * * * *' });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/^cpq-sync: invalid configuration: SYNC_CRON: "61 \* \* \* \*" is not a cron expression/);
   });
 
   it('embedded Postgres (no DATABASE_URL): SIGTERM mid-run still rolls back and records the run as interrupted', async ({ startHarness }) => {

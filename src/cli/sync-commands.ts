@@ -75,11 +75,11 @@ export function registerSyncCommands(program: Command): void {
     .action(() =>
       command(async (config, log) => {
         const { openDatabase } = await import('../db/connect.js');
-        const { validateSchedule } = await import('../worker/cron-schedule.js');
         const { ShutdownSignals } = await import('../worker/shutdown.js');
         const { SyncWorker } = await import('../worker/sync-worker.js');
-        // Before the database is opened: a bad schedule is a configuration error (exit code 2).
-        for (const site of selectSites(config)) validateSchedule(site.cron, site.timezone);
+        // Before the database is opened: no site at all is a configuration error (exit code 2), as a
+        // bad schedule is (loadConfig checks every site's).
+        selectSites(config);
         const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
         try {
           const database = await openDatabase(config, log, { concurrentRuns: config.worker.siteConcurrency });
