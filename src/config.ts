@@ -8,6 +8,22 @@ import { nearMiss } from './near-miss.js';
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
+
+  /**
+   * @param problems the message's problems one by one: a sites file names each by its site and
+   * key, which cutting the message at its semicolons would get wrong for a problem holding one.
+   */
+  constructor(
+    message: string,
+    readonly problems: readonly string[] = [message],
+  ) {
+    super(message);
+  }
+
+  /** One error for several problems, in one line: "invalid configuration: a; b". */
+  static listing(problems: readonly string[]): ConfigError {
+    return new ConfigError(`invalid configuration: ${problems.join('; ')}`, problems);
+  }
 }
 
 export type CpqAuthConfig =
@@ -162,7 +178,7 @@ function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
       // an error quoting the whole header, token included. Refused here, naming only the variable.
       if (hasControlCharacter(token!)) {
         const name = env['CPQ_TOKEN_FILE']?.trim() ? 'CPQ_TOKEN_FILE' : 'CPQ_TOKEN';
-        throw new ConfigError(`${name}: the token holds a line break or another control character; a bearer token is one line`);
+        throw new ConfigError(`${name}: the token holds a line break or another control character (a bearer token is one line)`);
       }
       return { kind: 'bearer', token: token! };
     case 'oauth': {
@@ -268,7 +284,7 @@ export function parseEnv(env: Env): ParsedEnv {
   const result = envSchema.safeParse(env);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+    throw ConfigError.listing(lines);
   }
   return result.data;
 }
@@ -321,10 +337,10 @@ export function loadConfig(env: Env = process.env): AppConfig {
     // incomplete set (no CPQ_BASE_URL, say) is not an error there.
     cpq = parsed.CPQ_SITES_FILE ? undefined : cpqConfigFrom(env, parsed);
   } catch (err) {
-    if (err instanceof ConfigError && scheduleErrors.length > 0) throw new ConfigError([err.message, ...scheduleErrors].join('; '));
+    if (err instanceof ConfigError && scheduleErrors.length > 0) throw ConfigError.listing([...err.problems, ...scheduleErrors]);
     throw err;
   }
-  if (scheduleErrors.length > 0) throw new ConfigError(`invalid configuration: ${scheduleErrors.join('; ')}`);
+  if (scheduleErrors.length > 0) throw ConfigError.listing(scheduleErrors);
   const sitesFile = parsed.CPQ_SITES_FILE;
   if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
     throw new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)');
@@ -440,7 +456,7 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
         return { value: part() };
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
-        problems.push(...err.message.replace(/^invalid configuration: /, '').split('; '));
+        problems.push(...err.problems);
         return undefined;
       }
     };
@@ -461,7 +477,7 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
     }
   }
   errors.push(...environmentErrors);
-  if (errors.length) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
+  if (errors.length) throw ConfigError.listing(errors);
   return sites;
 }
 

@@ -256,6 +256,17 @@ describe('CPQ_SITES_FILE', () => {
     expect(loadConfig({ CPQ_SITES_FILE: own, CPQ_BASE_URL: 'https://a.example.com', SYNC_CRON: 'bad' }).sites.map((s) => s.cron)).toEqual(['0 3 * * *']);
   });
 
+  test('a bad token is one problem: named once by its variable when inherited, once by site and key when the site names it (review Z)', () => {
+    const sites = file('tokens.yaml', '- {name: a, baseUrl: https://a.example.com}\n- {name: b, baseUrl: https://b.example.com, token: "${TOKEN_B}"}\n');
+    const problems = configError({ CPQ_SITES_FILE: sites, CPQ_TOKEN: 'abc\ndef', TOKEN_B: 'x\ny' })
+      .replace(/^invalid configuration: /, '')
+      .split('; ');
+    expect(problems).toEqual([
+      'CPQ_SITES_FILE: site "b", token: the token holds a line break or another control character (a bearer token is one line)',
+      'CPQ_TOKEN: the token holds a line break or another control character (a bearer token is one line)',
+    ]);
+  });
+
   test("a site's bad credentials do not hide its bad cron or alert rules", () => {
     const sites = file(
       'three.yaml',

@@ -23,7 +23,7 @@ export interface CronScheduleOptions {
 /** Checks SYNC_CRON and SYNC_TIMEZONE; throws ConfigError (exit code 2) naming the variable. */
 export function validateSchedule(cron: string, timezone: string): void {
   const problems = scheduleProblems(cron, timezone);
-  if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  if (problems.length > 0) throw ConfigError.listing(problems);
 }
 
 /** node-cron's own messages go to our logger. */

@@ -58,7 +58,7 @@ describe('a credential an HTTP header cannot carry is refused without being repe
     if (name === 'CPQ_TOKEN_FILE') writeFileSync(join(folder, 'token'), value);
     const err = refusal(() => loadConfig(env));
     expect(err).toBeInstanceOf(ConfigError);
-    expect(err.message).toBe(`${name}: the token holds a line break or another control character; a bearer token is one line`);
+    expect(err.message).toBe(`${name}: the token holds a line break or another control character (a bearer token is one line)`);
   });
 
   it('a token file ending in one line break is read without it, as before', () => {
