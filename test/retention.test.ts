@@ -107,6 +107,33 @@ describe('cpq-sync forget', () => {
     expect(await findAnywhere(h.t, personalValues(h, a!))).not.toEqual([]);
   });
 
+  it('leaves the alerts of a forgotten user as they were: a personal value found inside a rule, subject or digest by chance is not redacted there (review AC)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(
+      { usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 },
+      { ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/hook', ALERT_WEBHOOK_SECRET: 'x'.repeat(32) },
+    );
+    const [a, b, c] = logins(h);
+    // Personal values that occur in every alert's rule (admin_flag), subject (is_user_admin_perm_enabled) or key (hex digits).
+    h.sim.updateUser('_host', a!, { jobTitle: 'admin', isUserAdminPermEnabled: false });
+    h.sim.updateUser('_host', b!, { jobTitle: 'user', isUserAdminPermEnabled: false });
+    h.sim.updateUser('_host', c!, { billAddress2: '2', isUserAdminPermEnabled: false });
+    await h.sync();
+    for (const login of [a, b, c]) h.sim.updateUser('_host', login!, { isUserAdminPermEnabled: true });
+    await h.sync();
+    const alerts = `SELECT login, rule, subject, old_value, new_value, idempotency_key, status FROM cpq.alert_outbox WHERE login = ANY($1) ORDER BY id`;
+    const before = await h.t.query(alerts, [[a, b, c]]);
+    expect(before.filter((r) => r.rule === 'admin_flag')).toHaveLength(3);
+    for (const login of [a, b, c]) h.sim.deleteUser('_host', login!);
+    await h.sync({ full: true, allowMassDelete: true });
+    for (const login of [a, b, c]) {
+      await forgetUser(h.t.pool, { site: 'default', company: '_host', login: login!, reason: 'request 7', requestedBy: 'dpo' });
+    }
+    expect(await h.t.query(alerts, [[a, b, c]])).toEqual(before);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+
   it("waits for no run: while one holds the site's sync lock (it may write the user's data back when it commits), forget fails and erases nothing", async ({
     startHarness,
   }) => {
@@ -150,13 +177,13 @@ describe('cpq-sync forget', () => {
     h.sim.deleteUser('_host', a!);
     await h.sync({ full: true });
 
-    // An alert about the user, its values holding personal data (alerts name flags and groups, but
-    // forget scrubs whatever the outbox holds of the user).
+    // An alert about the user whose delivery failed, the webhook's answer quoting personal data
+    // (alerts name flags and groups; a receiver may echo whatever it likes).
     const [row] = await h.t.query<{ id: string; run_id: string }>(`SELECT id::text, last_changed_run_id::text AS run_id FROM cpq.users WHERE login = $1`, [a]);
     await h.t.query(
       `INSERT INTO cpq.alert_outbox (site, run_id, user_id, company_login, login, rule, subject, old_value, new_value, detected_at, idempotency_key, last_error)
-       VALUES ('default', $1, $2, '_host', $3, 'admin_flag', 'is_user_admin_perm_enabled', to_jsonb($4::text), 'true', now(), 'test-key', $5)`,
-      [row!.run_id, row!.id, a, values[0], `receiver refused ${values[1]!}`],
+       VALUES ('default', $1, $2, '_host', $3, 'admin_flag', 'is_user_admin_perm_enabled', 'false', 'true', now(), 'test-key', $4)`,
+      [row!.run_id, row!.id, a, `receiver refused ${values[0]!} and ${values[1]!}`],
     );
     const erasure = await forgetUser(h.t.pool, {
       site: 'default',

@@ -35,9 +35,15 @@ export async function recordErasure(
 
 /**
  * The alert outbox (cpq.alert_outbox, written by the alerts of another migration), when this
- * database has one: replaces each of `values` in the text and jsonb columns of the user's rows
- * (those whose site, company_login and login name the user) by "[redacted]". Returns the rows changed;
+ * database has one: replaces each of `values` in the `last_error` of the user's rows (those whose
+ * site, company_login and login name the user) by "[redacted]". Returns the rows changed;
  * undefined when there is no outbox, or it does not name users by site, company_login and login.
+ *
+ * Only `last_error`: it is the one column holding text from outside (a webhook's answer, which
+ * may quote the alert and whatever the receiver adds). The others hold no personal field (a
+ * rule, a flag's column, a group's or permission's name, booleans, times, a digest), and a
+ * personal value found inside them by chance (a job title "admin" in the rule admin_flag, a "2"
+ * in the idempotency key) is not one: rewriting it broke the row, or failed the erasure.
  */
 export async function scrubAlertOutbox(
   client: Queryable,
@@ -48,30 +54,20 @@ export async function scrubAlertOutbox(
 ): Promise<number | undefined> {
   const columns = await runCompiled(
     client,
-    sql<{ name: string; type: string }>`SELECT column_name AS name, data_type AS type FROM information_schema.columns
+    sql<{ name: string }>`SELECT column_name AS name FROM information_schema.columns
         WHERE table_schema = 'cpq' AND table_name = 'alert_outbox'`.compile(queryBuilder),
   );
   const names = new Set(columns.map((c) => c.name));
-  const keys = ['site', 'company_login', 'login'];
-  if (!keys.every((k) => names.has(k))) return undefined;
-  const scrubbed = columns.filter((c) => (c.type === 'text' || c.type === 'jsonb') && !keys.includes(c.name));
-  if (scrubbed.length === 0 || values.length === 0) return 0;
+  if (!['site', 'company_login', 'login'].every((k) => names.has(k))) return undefined;
+  if (!names.has('last_error') || values.length === 0) return 0;
   // Longest first, so that a value inside a longer one (a name inside an e-mail) does not leave the rest.
-  const ordered = [...values].sort((a, b) => b.length - a.length);
-  const replaced = (column: string, type: string) => {
-    // In jsonb text a value appears JSON-escaped (to_json(v) without its quotes).
-    let expression = type === 'jsonb' ? sql`${sql.ref(column)}::text` : sql`${sql.ref(column)}`;
-    for (const value of ordered) {
-      const needle = type === 'jsonb' ? JSON.stringify(value).slice(1, -1) : value;
-      expression = sql`replace(${expression}, ${needle}, '[redacted]')`;
-    }
-    return sql`${sql.ref(column)} = ${type === 'jsonb' ? sql`(${expression})::jsonb` : expression}`;
-  };
+  let expression = sql`last_error`;
+  for (const value of [...values].sort((a, b) => b.length - a.length)) expression = sql`replace(${expression}, ${value}, '[redacted]')`;
   const [row] = await runCompiled(
     client,
     sql<{ n: string }>`WITH changed AS (
-        UPDATE cpq.alert_outbox SET ${sql.join(scrubbed.map((c) => replaced(c.name, c.type)))}
-        WHERE site = ${site} AND company_login = ${company} AND login = ${login} RETURNING 1)
+        UPDATE cpq.alert_outbox SET last_error = ${expression}
+        WHERE site = ${site} AND company_login = ${company} AND login = ${login} AND last_error IS DISTINCT FROM ${expression} RETURNING 1)
       SELECT count(*)::text AS n FROM changed`.compile(queryBuilder),
   );
   return Number(row!.n);
