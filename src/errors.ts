@@ -112,6 +112,18 @@ export function printable(text: string): string {
   return text.replace(CONTROL_CHARACTERS, hexEscape);
 }
 
+/** Unpaired UTF-16 surrogates: no Unicode, so UTF-8 cannot carry them and jsonb refuses their escapes. */
+const LONE_SURROGATES = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * printable `text` with each unpaired surrogate written as \uXXXX too: what a run record stores
+ * (its error, its warnings) as it reads. A NUL that CPQ sent, quoted in a warning, made the record
+ * fail to save (Postgres text holds no NUL), and the failed run stayed "running".
+ */
+export function storable(text: string): string {
+  return printable(text).replace(LONE_SURROGATES, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
 /** DEL and the C1 controls, which JSON.stringify leaves as they are (U+009B is CSI to some terminals). */
 export const C1_CONTROLS = /[\u007f-\u009f]/g;
 

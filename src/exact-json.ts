@@ -35,6 +35,8 @@ const MARK_ESCAPED = `\\u0000${NONCE}:`;
  */
 const UNSTORABLE = `\u0000${NONCE}!`;
 const UNSTORABLE_ESCAPED = `\\u0000${NONCE}!`;
+/** What MARK and UNSTORABLE start with. */
+const MARKS_START = `\u0000${NONCE}`;
 const MARKED = new RegExp(`"${MARK_ESCAPED.replace(/\\/g, '\\\\')}([-+.\\deE]+)"`, 'g');
 /** Only a long literal or one with an exponent can be beyond Postgres numeric. */
 function mayOverflowNumeric(literal: string): boolean {
@@ -221,6 +223,15 @@ export function parseExactRecord(text: string): { value: unknown; storedAsSent: 
 /** A JSON object (not an array, null or an exact number) as parseExactJson returns them. */
 export function isJsonObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
+}
+
+/**
+ * `value` when it is a string as CPQ sent it; undefined for anything else, a number parseExactJson
+ * marked included. For text CPQ must send as text (a login, a loginName, a partyNumber): a check
+ * of typeof alone takes such a number for a string that starts with the mark.
+ */
+export function sentString(value: unknown): string | undefined {
+  return typeof value === 'string' && !value.startsWith(MARKS_START) ? value : undefined;
 }
 
 /** The literal of a number parseExactJson kept as sent, or undefined for any other value. */

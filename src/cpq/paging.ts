@@ -2,7 +2,7 @@ import { SyncError } from '../errors.js';
 import { canonicalize, loginField } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
-import { countValue, isJsonObject, markedNumberLiteral } from '../exact-json.js';
+import { countValue, isJsonObject, sentString } from '../exact-json.js';
 import { PageRecords } from './page-records.js';
 
 export interface Page {
@@ -61,7 +61,7 @@ interface Cursor {
 function loginOf(item: unknown): string | undefined {
   if (!isJsonObject(item)) return undefined;
   const login = loginField(item);
-  return typeof login === 'string' ? login : undefined;
+  return sentString(login);
 }
 
 /**
@@ -179,11 +179,11 @@ function nextAfter(request: CollectionRequest, page: ReadPage, after: Cursor | u
   if (!page.hasMore || page.items.length === 0) return undefined;
   const item = page.items.value(page.items.length - 1);
   const last = loginOf(item);
-  if (last === undefined) throw new SyncError('data', `GET ${page.url}: the last record of the page has no login, so paging cannot continue`);
+  if (last === undefined) throw new SyncError('data', `GET ${page.url}: the last record of the page has no login (as text), so paging cannot continue`);
   // Under any spelling; a record without it as text (none, or a number) pages on the login alone, as
   // every read did before the tie-break: a tie at that page's end may then be skipped, nothing fails.
   const key = request.tieBreak !== undefined && isJsonObject(item) ? canonicalize(item).get(request.tieBreak) : undefined;
-  const tie = typeof key === 'string' && key !== '' && markedNumberLiteral(key) === undefined ? key : undefined;
+  const tie = sentString(key) || undefined;
   if (last === after?.login && tie === after.tie) {
     throw new SyncError('data', `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
   }

@@ -1,7 +1,7 @@
 import type { CpqConfig } from '../config.js';
 import { SyncError, errorMessage } from '../errors.js';
 import { pathSegment, type CpqHttpClient } from './http-client.js';
-import { isJsonObject } from '../exact-json.js';
+import { isJsonObject, sentString } from '../exact-json.js';
 import { keysetPages, offsetPages, readCollection, type Page } from './paging.js';
 import { canonicalize } from './user-fields.js';
 
@@ -80,9 +80,9 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       const record = isJsonObject(item) ? item : {};
       // Any case, as every other field name is read (isHost too): CPQ's names drift in case.
       const fields = canonicalize(record);
-      const login = fields.get('loginName') ?? fields.get('login');
-      if (typeof login !== 'string' || login === '') {
-        throw new SyncError('data', `GET ${page.url}: company ${i} has no loginName`);
+      const login = sentString(fields.get('loginName') ?? fields.get('login'));
+      if (login === undefined || login === '') {
+        throw new SyncError('data', `GET ${page.url}: company ${i} has no loginName (as text)`);
       }
       try {
         pathSegment('loginName', login);

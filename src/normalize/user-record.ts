@@ -5,6 +5,7 @@ import {
   isJsonObject,
   isLosslessNumber,
   markedNumberLiteral,
+  sentString,
   numberLiteralOf,
   stringifyExactJson,
   unstorableNumber,
@@ -591,7 +592,8 @@ export function recordPlace(companyLogin: string, login: unknown, where: string)
 }
 
 function usableLogin(login: unknown): login is string {
-  return typeof login === 'string' && login.trim() !== '';
+  // Not a number, however long: {"login": 12345678901234567890} is refused as {"login": 12345} is.
+  return sentString(login)?.trim() ? true : false;
 }
 
 /** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */

@@ -6,7 +6,7 @@ import { loginField } from '../cpq/user-fields.js';
 import { zipUserPages } from '../cpq/zip-export.js';
 import { readIntegrationUserLogins } from '../db/sql/read-integration-user-logins.js';
 import { SyncError } from '../errors.js';
-import { isJsonObject } from '../exact-json.js';
+import { isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields } from '../normalize/feed-fields.js';
 import { normalizeUser, type UserRow } from '../normalize/user-record.js';
@@ -74,8 +74,8 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
       const rowAt = (i: number): UserRow => {
         // Each record once: a page's records are parsed one at a time (PageRecords).
         const { value: item, storedAsSent } = page.items.record(i);
-        const login = matchIntegration && isJsonObject(item) ? loginField(item) : undefined;
-        const integration = typeof login === 'string' ? integrationUsers.take(userKey(company, login)) : undefined;
+        const login = matchIntegration && isJsonObject(item) ? sentString(loginField(item)) : undefined;
+        const integration = login === undefined ? undefined : integrationUsers.take(userKey(company, login));
         const position = page.positions?.[i];
         const row = integration
           ? normalizeUser(

@@ -6,7 +6,7 @@ import { INTEGRATION_STREAM, companyStream, integrationUserDetail, integrationUs
 import { canonicalize } from '../cpq/user-fields.js';
 import { readStoredRecords } from '../db/sql/read-stored-records.js';
 import { SyncError } from '../errors.js';
-import { isJsonObject } from '../exact-json.js';
+import { isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
 import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
@@ -89,8 +89,8 @@ export class IntegrationCompanies {
 
   of(record: Raw): string {
     const company = canonicalize(record).get('company');
-    const sent = isJsonObject(company) ? canonicalize(company).get('loginName') : undefined;
-    if (typeof sent !== 'string' || sent === '') return '_host';
+    const sent = isJsonObject(company) ? sentString(canonicalize(company).get('loginName')) : undefined;
+    if (sent === undefined || sent === '') return '_host';
     const loginName = this.spelledAsKnown(sent);
     if (loginName === this.hostCompany) return '_host';
     if (this.list === undefined || loginName === '_host') return loginName;
@@ -184,9 +184,9 @@ export async function readIntegrationUsers(
     const fields = canonicalize(item);
     if (carriesItems(fields.get('groups'))) return item;
     // The list did not expand groups (no groups, or a collection without items): the detail endpoint has them.
-    const partyNumber = fields.get('partyNumber');
+    const partyNumber = sentString(fields.get('partyNumber'));
     const place = () => recordPlace(companies.of(item), fields.get('login'), `record ${i} of ${url}`);
-    if (typeof partyNumber !== 'string') throw new RecordError(`${place()}: integration user without partyNumber, cannot read its groups`);
+    if (partyNumber === undefined) throw new RecordError(`${place()}: integration user without partyNumber (as text), cannot read its groups`);
     // Refused here rather than by the URL builder, so that the error names the record and its field.
     const problem = pathSegmentProblem(partyNumber);
     if (problem !== undefined) throw new RecordError(`${place()}: field "partyNumber" ${JSON.stringify(partyNumber)} ${problem}, so its groups cannot be read`);

@@ -1,4 +1,5 @@
 import type { Db } from '../database.js';
+import { storable } from '../../errors.js';
 import { runEndTime } from './finish-run.js';
 
 /**
@@ -26,7 +27,7 @@ export async function recordFailedStart(db: Db, site: string, mode: 'full' | 'in
       status: 'failed',
       mode,
       finished_at: runEndTime(),
-      error,
+      error: storable(error),
       http_retries: '{}',
       streams: '[]',
       warnings: '[]',

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { HttpStats } from '../../cpq/http-stats.js';
+import { storable } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import type { StreamReport, SyncRunsTable } from '../schema.js';
 
@@ -47,7 +48,7 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
     mode: end.mode,
     pages: end.pages,
     streams: JSON.stringify(end.streams),
-    warnings: JSON.stringify(end.warnings),
+    warnings: JSON.stringify(end.warnings.map(storable)),
     http_requests: end.http.requests,
     http_retries: JSON.stringify(end.http.retries),
   };
@@ -63,7 +64,7 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
           users_restored: end.counts.restored,
           effective_at: end.effectiveAt,
         }
-      : { ...common, error: end.error };
+      : { ...common, error: storable(end.error) };
   let update = queryBuilder.updateTable('cpq.sync_runs').set(values).where('id', '=', runId);
   if (end.status !== 'succeeded') update = update.where('status', 'in', ['running', 'abandoned']);
   const written = await runCompiled(on, update.returning('id').compile());
