@@ -277,14 +277,27 @@ describe('health and metrics', () => {
         ago(startedMsAgo - 60_000),
         status === 'succeeded' ? null : `boom ${status}`,
       ]);
-    const check = async (at = now) => {
-      const report = await checkReadiness(h.t.pool, { sites: ['default'], staleAfterMs: 1.5 * day, now: () => at });
+    const check = async (at = now, upForMs?: number) => {
+      const report = await checkReadiness(h.t.pool, {
+        sites: ['default'],
+        staleAfterMs: 1.5 * day,
+        now: () => at,
+        ...(upForMs === undefined ? {} : { upForMs }),
+      });
       return { ...report.sites[0]!, ready: report.ready };
     };
 
     expect(await check()).toMatchObject({ ready: true, runs: 'ok', lastRun: null, lastSuccessAt: null });
+    // Never a success, nor a run recorded (each failed before its record: review AB): stale once the worker has tried for that long.
+    expect(await check(now, day)).toMatchObject({ ready: true, runs: 'ok' });
+    expect(await check(now, 2 * day)).toMatchObject({ ready: false, runs: expect.stringMatching(/^no run has succeeded since the worker started/) as unknown });
     await insert('succeeded', 1 * day);
     expect(await check()).toMatchObject({ ready: true, runs: 'ok' });
+    // No run recorded since that success, for longer than SYNC_STALE_AFTER: stale too.
+    expect(await check(new Date(now.getTime() + day))).toMatchObject({
+      ready: false,
+      runs: expect.stringMatching(/^no run has succeeded since .* \(longer than SYNC_STALE_AFTER; runs that fail before they are recorded/) as unknown,
+    });
     await insert('failed', 0.5 * day); // failing, but the last success is within 36 h
     expect(await check()).toMatchObject({ ready: true, lastRun: { status: 'failed', error: 'boom failed' } });
     await insert('interrupted', 0.3 * day); // a deploy says nothing about health: the failure still counts

@@ -11,6 +11,12 @@ export interface ReadinessOptions {
   staleAfterMs: number;
   /** A probe must answer quickly; a database that does not answer in time counts as unreachable. */
   timeoutMs?: number;
+  /**
+   * How long this worker has been up, by its own monotonic clock: a site that has never succeeded
+   * is stale once the worker has been trying for longer than SYNC_STALE_AFTER. Unset: such a site
+   * is ready (a one-off check, before any run).
+   */
+  upForMs?: number;
   now?: () => Date;
 }
 
@@ -59,10 +65,12 @@ export function publicReadiness(report: ReadinessReport, now: Date = report.chec
 }
 
 /**
- * Ready = the database answers, and no site's runs have been failing for longer than
- * SYNC_STALE_AFTER. One failed run after a good one does not flip readiness (CPQ has outages; the
- * next run retries); a streak of failures that outlasts SYNC_STALE_AFTER does. A site with no runs
- * yet is ready.
+ * Ready = the database answers, and every site's last success is within SYNC_STALE_AFTER. One
+ * failed run after a good one does not flip readiness (CPQ has outages; the next run retries); a
+ * streak of failures that outlasts SYNC_STALE_AFTER does, and so does no success at all for that
+ * long: a run that fails before it has a record (the database refusing its INSERT, no connection
+ * slot free, a tick that never fired) leaves no failure to count. A site that never succeeded is
+ * stale once the worker has been up for longer than that (upForMs), else ready.
  */
 export async function checkReadiness(source: Queryable, options: ReadinessOptions): Promise<ReadinessReport> {
   let healths;
@@ -87,17 +95,22 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
     // A run still `running` for longer than SYNC_STALE_AFTER hangs (holding its lock, so every
     // tick of the site is skipped): as stale as a streak of failures.
     const hung = older(runningSince);
-    const stale = older(failingSince) || hung;
+    const failing = older(failingSince);
+    const overdue = lastSuccessAt === null ? (options.upForMs ?? 0) > options.staleAfterMs : older(lastSuccessAt);
     return {
       site: options.sites[i]!,
-      ready: !stale,
+      ready: !(hung || failing || overdue),
       runs: hung
         ? `a run has been running since ${runningSince!.toISOString()} (longer than SYNC_STALE_AFTER)`
-        : stale
+        : failing
           ? `runs have not succeeded since ${failingSince!.toISOString()} (longer than SYNC_STALE_AFTER)`
-          : failingSince
-            ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within SYNC_STALE_AFTER`
-            : 'ok',
+          : overdue
+            ? lastSuccessAt === null
+              ? 'no run has succeeded since the worker started, longer ago than SYNC_STALE_AFTER (runs that fail before they are recorded leave no failed run: see the log)'
+              : `no run has succeeded since ${lastSuccessAt.toISOString()} (longer than SYNC_STALE_AFTER; runs that fail before they are recorded leave no failed run: see the log)`
+            : failingSince
+              ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within SYNC_STALE_AFTER`
+              : 'ok',
       lastRun: lastRun && {
         id: lastRun.id,
         status: lastRun.status,

@@ -72,6 +72,7 @@ export class SyncWorker {
   /** Applies migrations (so /readyz and `status` find the tables), opens HTTP_PORT, starts the schedule. */
   async start(): Promise<void> {
     const { config, log } = this.deps;
+    const startedAt = performance.now();
     await migrate(this.deps.db, { onAhead: logAhead(log) }).catch(rethrowAsSyncError);
     if (config.alerts.webhook) {
       this.alertRetry = setInterval(() => this.retryAlerts(), config.alerts.retryEveryMs);
@@ -81,7 +82,12 @@ export class SyncWorker {
       this.health = new HealthServer({
         port: config.worker.httpPort,
         host: config.worker.httpHost,
-        readiness: () => checkReadiness(this.healthDb, { sites: this.sites.map((s) => s.name), staleAfterMs: config.worker.staleAfterMs }),
+        readiness: () =>
+          checkReadiness(this.healthDb, {
+            sites: this.sites.map((s) => s.name),
+            staleAfterMs: config.worker.staleAfterMs,
+            upForMs: performance.now() - startedAt,
+          }),
         metrics: this.metrics,
         log,
       });
