@@ -89,12 +89,12 @@ export type CpqUserField = keyof typeof CPQ_USER_FIELDS;
 const STRUCTURAL_FIELDS = ['login', 'company', 'groups', 'accessPermissions', 'links'];
 
 /**
- * Names of the parts of nested objects: company {loginName, name}, collections {items}, groups and
- * permissions {variableName, label, hasAccess}, {value, displayValue}. Mapped inside those objects
- * only: at the top of a record, `label` or `name` is a custom field like any other (kept in raw,
- * hashed, and named in the diff when it changes).
+ * Names of the parts of nested objects: company {loginName, name}, collections {items, hasMore,
+ * totalResults}, groups and permissions {variableName, label, hasAccess}, {value, displayValue}.
+ * Mapped inside those objects only: at the top of a record, `label` or `name` is a custom field
+ * like any other (kept in raw, hashed, and named in the diff when it changes).
  */
-const NESTED_PARTS = new Set(['loginName', 'name', 'items', 'variableName', 'label', 'hasAccess', 'value', 'displayValue']);
+const NESTED_PARTS = new Set(['loginName', 'name', 'items', 'hasMore', 'totalResults', 'variableName', 'label', 'hasAccess', 'value', 'displayValue']);
 
 /** Other spellings seen for the same field (lower-cased). */
 const ALIASES: Record<string, string> = {

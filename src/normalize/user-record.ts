@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import {
+  countValue,
   displayValue,
   integerValue,
   isJsonObject,
@@ -300,9 +301,11 @@ class FieldReader {
 
 /** Keys of nested objects that are not the user's data: links; in an expanded collection, its paging too. */
 const LINKS = ['links'];
-const COLLECTION_KEYS = ['links', 'hasmore', 'limit', 'offset', 'count', 'totalresults'];
+/** A collection's keys besides items, hasMore and totalResults: what it says of its paging. */
+const COLLECTION_KEYS = ['links', 'limit', 'offset', 'count'];
 const CHOICE_PARTS = new FieldPicker(['value', 'displayValue'], LINKS);
-const ITEMS = new FieldPicker(['items'], COLLECTION_KEYS);
+// hasMore and totalResults picked as every field is, in any case (HasMore): each says whether the list was sent whole.
+const ITEMS = new FieldPicker(['items', 'hasMore', 'totalResults'], COLLECTION_KEYS);
 const GROUP_PARTS = new FieldPicker(['variableName', 'label', 'type'], LINKS);
 const PERMISSION_PARTS = new FieldPicker(['type', 'variableName', 'name', 'hasAccess'], LINKS);
 /** The fields of a user record normalize reads: USER_FIELDS (dateModified among them), then these. */
@@ -352,21 +355,40 @@ export function carriesItems(value: unknown): boolean {
   return Array.isArray(value) || (isJsonObject(value) && Array.isArray(ITEMS.pick(value)[0]));
 }
 
-function itemsOf(reader: FieldReader, field: string, value: unknown): unknown[] | undefined {
+/**
+ * The items of a group or permission list, or undefined when the record does not carry them.
+ * `parts`: an item's fields, which an object in the list's place must not hold (one item sent
+ * for the list).
+ */
+function itemsOf(reader: FieldReader, field: string, value: unknown, parts: FieldPicker): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
-  const items = isJsonObject(value) ? ITEMS.pick(value)[0] : value;
-  if (isJsonObject(value)) reader.keepExtras(ITEMS, value, field, String);
-  // A collection without items ({links} of one not expanded, {}, items null) says nothing of its
-  // members: not carried, as a missing field. Read as empty, every membership would be removed.
-  if (items === undefined || items === null) return undefined;
+  if (!isJsonObject(value)) return Array.isArray(value) ? value : reader.fail(`${field}.items`, `must be an array, got ${describe(value)}`);
+  const [items, hasMore, total] = ITEMS.pick(value);
+  reader.keepExtras(ITEMS, value, field, String);
+  if (items === undefined || items === null) {
+    // One item where the list belongs ({"variableName": "sales", ...}): taken for a list not
+    // expanded, it would leave the user's memberships as they were, and what it says unread.
+    if (parts.pick(value).some((part) => part !== undefined)) {
+      return reader.fail(field, 'is one item, not a list of items ({"items": [...]}); refused rather than leave the stored list as it was');
+    }
+    // A collection without items ({links} of one not expanded, {}, items null) says nothing of its
+    // members: not carried, as a missing field. Read as empty, every membership would be removed.
+    return undefined;
+  }
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
   // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
-  if (isJsonObject(value)) {
-    const total = value.totalResults;
-    if (value.hasMore === true)
+  // Said in any form it may take ("true", 3.0, 3E0); a form that says nothing certain is refused.
+  if (hasMore !== undefined && hasMore !== null) {
+    const more = hasMore === true || hasMore === 'true' ? true : hasMore === false || hasMore === 'false' ? false : undefined;
+    if (more === undefined) return reader.fail(`${field}.hasMore`, `must be true or false, got ${describe(hasMore)}`);
+    if (more)
       return reader.fail(`${field}.hasMore`, `is true: CPQ sent ${items.length} items of a longer list; refused rather than take it for the whole list`);
-    if (typeof total === 'number' && total > items.length)
-      return reader.fail(`${field}.totalResults`, `is ${total} but ${items.length} items were sent; refused rather than take them for the whole list`);
+  }
+  if (total !== undefined && total !== null) {
+    const count = countValue(total);
+    if (count === undefined) return reader.fail(`${field}.totalResults`, `must be a count, got ${describe(total)}`);
+    if (count > items.length)
+      return reader.fail(`${field}.totalResults`, `is ${count} but ${items.length} items were sent; refused rather than take them for the whole list`);
   }
   return items as unknown[];
 }
@@ -392,7 +414,7 @@ const GROUP_LABELS = itemLabels('groups', ['variableName', 'label', 'type']);
 const PERMISSION_LABELS = itemLabels('accessPermissions', ['type', 'variableName', 'name', 'hasAccess']);
 
 function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined {
-  const items = itemsOf(reader, 'groups', value);
+  const items = itemsOf(reader, 'groups', value, GROUP_PARTS);
   if (items === undefined) return undefined;
   const byName = new Map<string, GroupRow>();
   reader.groupsDescribed = false;
@@ -412,7 +434,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
 }
 
 function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermissionRow[] | undefined {
-  const items = itemsOf(reader, 'accessPermissions', value);
+  const items = itemsOf(reader, 'accessPermissions', value, PERMISSION_PARTS);
   if (items === undefined) return undefined;
   const byKey = new Map<string, AccessPermissionRow>();
   items.forEach((item, i) => {
