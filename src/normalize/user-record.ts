@@ -362,7 +362,7 @@ export function carriesItems(value: unknown): boolean {
  */
 function itemsOf(reader: FieldReader, field: string, value: unknown, parts: FieldPicker): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isJsonObject(value)) return Array.isArray(value) ? value : reader.fail(`${field}.items`, `must be an array, got ${describe(value)}`);
+  if (!isJsonObject(value)) return Array.isArray(value) ? (value as unknown[]) : reader.fail(`${field}.items`, `must be an array, got ${describe(value)}`);
   const [items, hasMore, total] = ITEMS.pick(value);
   reader.keepExtras(ITEMS, value, field, String);
   if (items === undefined || items === null) {
