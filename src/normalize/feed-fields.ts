@@ -24,26 +24,24 @@ import { carriesItems } from './user-record.js';
  * longer returns the user.
  */
 
-/** Fields the integration feed provides that a company-feed record may lack (canonical names). */
-const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set(['partyId', 'partyNumber', 'id', 'oauthClientId', 'company']);
-
 type Raw = Record<string, unknown>;
 
 const RELATIONS: ReadonlySet<string> = new Set(['groups', 'accessPermissions']);
 
 /**
  * A company-feed record of a stored integration user that this run's integration read did not
- * return: the integration feed's fields it lacks (under any spelling) are taken from `stored`,
- * the user's stored record, as a read of both feeds would have given them.
+ * return: every field it lacks (under any spelling) is taken from `stored`, the user's stored
+ * record, as a read of both feeds would have given them. Every field, not a list of the
+ * integration feed's: which fields a site's company feed leaves out is the site's (Oracle's v16
+ * sample has no isApplicationAdminPermEnabled, which the integration feed sends), and a field
+ * dropped for that reason was logged as cleared, alerted on, and set again by the next read of
+ * both feeds.
  */
 export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw {
   const present = fieldsIn(companyRecord);
-  const kept: Raw = {};
-  for (const [key, value] of Object.entries(stored)) {
-    const name = canonicalFieldName(key);
-    if (name !== undefined && INTEGRATION_FEED_FIELDS.has(name) && !present.has(name)) kept[key] = value;
-  }
-  return { ...companyRecord, ...kept };
+  // fromEntries, not assignment: a stored key "__proto__" stays an ordinary field.
+  const kept = Object.fromEntries(Object.entries(stored).filter(([key]) => !present.has(canonicalFieldName(key) ?? key)));
+  return { ...kept, ...companyRecord };
 }
 
 /**
