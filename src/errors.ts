@@ -80,7 +80,12 @@ export function errorMessage(err: unknown): string {
  * exit code 1 that verify and status give their findings.
  */
 export function rethrowAsSyncError(err: unknown): never {
-  throw err instanceof SyncError ? err : toDatabaseOrInternal(err);
+  throw asSyncError(err);
+}
+
+/** `err` as a SyncError: itself, or classified by toDatabaseOrInternal. */
+export function asSyncError(err: unknown): SyncError {
+  return err instanceof SyncError ? err : toDatabaseOrInternal(err);
 }
 
 /** The Node errno code of a system error (ENOENT, EADDRINUSE), if it has one. */

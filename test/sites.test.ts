@@ -384,6 +384,28 @@ describe('many sites in one database', () => {
     for (const sim of simulators.splice(0)) await sim.stop();
   });
 
+  it('a database failure no part of the run classified (its record refused) is a database error, exit code 6, not internal (review AB)', async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    const { config } = await threeSites(simulators, t.url);
+    await t.query(`CREATE FUNCTION refuse_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'permission denied for table sync_runs' USING ERRCODE = '42501'; END $$`);
+    await t.query(`CREATE TRIGGER refuse_runs BEFORE INSERT ON cpq.sync_runs FOR EACH ROW EXECUTE FUNCTION refuse_runs()`);
+    const outcomes = await runSites({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, config.sites.slice(0, 1), {}, 1);
+    expect(outcomes.map((o) => [o.error?.kind, o.error?.message])).toEqual([['database', 'database error: permission denied for table sync_runs']]);
+  });
+
+  it('sites still waiting their turn when asked to stop are not started: no run, no record (review AB)', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    const { config } = await threeSites(simulators, t.url);
+    const stop = new AbortController();
+    stop.abort();
+    const outcomes = await runSites({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, config.sites, { signal: stop.signal }, 1);
+    expect(outcomes.map((o) => o.error?.kind)).toEqual(['interrupted', 'interrupted', 'interrupted']);
+    expect(await t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`)).toEqual([{ n: 0 }]);
+  });
+
   it('each site is kept apart by site in every key; as-of functions, views and exports filter by site', async ({ createDatabase }) => {
     const log = pino({ level: 'silent' });
     const t = await createDatabase();

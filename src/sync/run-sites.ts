@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import type { SiteConfig } from '../config.js';
-import { SyncError, errorMessage } from '../errors.js';
+import { SyncError, asSyncError } from '../errors.js';
 import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
 import { runSync } from './run.js';
 
@@ -17,10 +17,15 @@ export async function runSites(deps: SyncDeps, sites: readonly SiteConfig[], opt
   return Promise.all(
     sites.map((site) =>
       limit(async (): Promise<SiteOutcome> => {
+        // Asked to stop while this site waited its turn: not started, so no run record says interrupted.
+        if (options.signal?.aborted) {
+          return { site: site.name, error: new SyncError('interrupted', 'not started: asked to stop (SIGTERM/SIGINT) before its turn', { site: site.name }) };
+        }
         try {
           return { site: site.name, result: await runSync(deps, { ...options, site: site.name }) };
         } catch (err) {
-          const error = err instanceof SyncError ? err : new SyncError('internal', errorMessage(err));
+          // A failure no part of the run classified (its record could not be written, no connection slot): the database's or internal.
+          const error = asSyncError(err);
           return { site: site.name, error: error.site === undefined ? error.with({ site: site.name }) : error };
         }
       }),

@@ -8,7 +8,7 @@ import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { readLatestCompanyCounts } from '../db/sql/read-proofs.js';
 import { countAlerts } from '../db/sql/count-alerts.js';
 import { readLastSuccess } from '../db/sql/read-last-success.js';
-import { EXIT_CODES, SyncError, rethrowAsSyncError, errorCode, errorMessage, oneLine } from '../errors.js';
+import { EXIT_CODES, asSyncError, rethrowAsSyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { SyncDeps } from '../sync/run-types.js';
 import { runSync } from '../sync/run.js';
 import { CronSchedule } from './cron-schedule.js';
@@ -183,7 +183,7 @@ export class SyncWorker {
         'scheduled run succeeded',
       );
     } catch (err) {
-      const error = err instanceof SyncError ? err : new SyncError('internal', errorMessage(err));
+      const error = asSyncError(err);
       if (error.kind === 'lock') {
         this.metrics.recordSkip(site.name, 'lock_held');
         log.info({ site: site.name }, 'run skipped: another worker holds the sync lock of this site and is syncing it');
