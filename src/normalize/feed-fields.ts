@@ -38,10 +38,18 @@ const RELATIONS: ReadonlySet<string> = new Set(['groups', 'accessPermissions']);
  * both feeds.
  */
 export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw {
-  const present = fieldsIn(companyRecord);
-  // fromEntries, not assignment: a stored key "__proto__" stays an ordinary field.
-  const kept = Object.fromEntries(Object.entries(stored).filter(([key]) => !present.has(canonicalFieldName(key) ?? key)));
-  return { ...kept, ...companyRecord };
+  return layOver(companyRecord, stored);
+}
+
+/**
+ * `record` with the fields of `under` it does not carry (by canonical name: a field it carries
+ * under another spelling replaces `under`'s; kept beside it, the other spelling could win when read).
+ */
+export function layOver(record: Raw, under: Raw): Raw {
+  const present = fieldsIn(record);
+  // fromEntries, not assignment: a key "__proto__" of `under` stays an ordinary field.
+  const kept = Object.fromEntries(Object.entries(under).filter(([key]) => !present.has(canonicalFieldName(key) ?? key)));
+  return { ...kept, ...record };
 }
 
 /**
@@ -58,13 +66,10 @@ export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | unde
   if (Object.entries(integrationRecord).some(uncarried)) {
     integrationRecord = Object.fromEntries(Object.entries(integrationRecord).filter((entry) => !uncarried(entry)));
   }
-  // By canonical name: a field the record carries under another spelling than the stored one
-  // (isSuperUserPermEnabled from the detail endpoint, isUserAdminPermEnabled in the list) replaces
-  // it; kept beside it, the stored spelling would win when read and a revoked flag stay set.
-  const present = fieldsIn(integrationRecord);
-  // fromEntries, not assignment: a stored key "__proto__" stays an ordinary field.
-  const kept = Object.fromEntries(Object.entries(stored).filter(([key]) => !present.has(canonicalFieldName(key) ?? key)));
-  return { ...kept, ...integrationRecord };
+  // By canonical name (layOver): a field the record carries under another spelling than the stored
+  // one (isSuperUserPermEnabled from the detail endpoint, isUserAdminPermEnabled in the list)
+  // replaces it; kept beside it, the stored spelling would win when read and a revoked flag stay set.
+  return layOver(integrationRecord, stored);
 }
 
 /** The fields a record carries: canonical names of known fields, keys as they are of the others. */

@@ -86,7 +86,8 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  */
 export const MAX_KEY_BYTES = 1024;
 
-function describe(value: unknown): string {
+/** A value as errors about records show it: a number's literal, a string quoted (40 characters at most), "an object". */
+export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   const digits = displayValue(value);
   if (digits !== undefined) return digits;
@@ -219,7 +220,7 @@ class FieldReader {
     }
     // A number in a text column is stored as it was written: 1.50 stays 1.50.
     const literal = numberLiteralOf(value) ?? (typeof value === 'boolean' ? String(value) : undefined);
-    if (literal === undefined) return this.fail(field, `must be text, got ${describe(value)}`);
+    if (literal === undefined) return this.fail(field, `must be text, got ${describeValue(value)}`);
     this.readInOtherForm(field);
     return literal;
   }
@@ -241,7 +242,7 @@ class FieldReader {
       this.readInOtherForm(field);
       return value === 'true';
     }
-    return this.fail(field, `must be true or false, got ${describe(value)}`);
+    return this.fail(field, `must be true or false, got ${describeValue(value)}`);
   }
 
   bigint(field: string, value: unknown): string | null {
@@ -258,8 +259,8 @@ class FieldReader {
   private whole(field: string, value: unknown, min: bigint, max: bigint, column: string): string | null {
     if (value === null || value === undefined || value === '') return null;
     const n = integerValue(value);
-    if (n === undefined) return this.fail(field, `must be a whole number, got ${describe(value)}`);
-    if (n < min || n > max) return this.fail(field, `${describe(value)} does not fit in ${column}`);
+    if (n === undefined) return this.fail(field, `must be a whole number, got ${describeValue(value)}`);
+    if (n < min || n > max) return this.fail(field, `${describeValue(value)} does not fit in ${column}`);
     const digits = n.toString();
     // A number written so (not "12", nor 1.2E1 for 12); a double without a String per value.
     const sameForm = typeof value === 'number' ? Number.isSafeInteger(value) && !Object.is(value, -0) : numberLiteralOf(value) === digits;
@@ -275,17 +276,17 @@ class FieldReader {
     const date = typeof value === 'string' ? DATE_PART.exec(value) : null;
     // V8 rolls 2025-02-31 over to March 3rd: check the calendar day ourselves. Year 0 does not exist in Postgres.
     if (typeof value !== 'string' || !date || date[1] === '0000' || !isCalendarDay(Number(date[1]), Number(date[2]), Number(date[3]))) {
-      return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
+      return this.fail(field, `must be an ISO-8601 date-time, got ${describeValue(value)}`);
     }
     const zoned = withExplicitZone(value);
-    if (Number.isNaN(Date.parse(zoned))) return this.fail(field, `must be an ISO-8601 date-time, got ${describe(value)}`);
+    if (Number.isNaN(Date.parse(zoned))) return this.fail(field, `must be an ISO-8601 date-time, got ${describeValue(value)}`);
     // Date keeps milliseconds; the microseconds are read from the text (Postgres stores them), and
     // finer digits are allowed only when they are zeros: refused rather than rounded.
     const fraction = FRACTION.exec(value)?.[1] ?? '';
     if (fraction.length > 6 && !/^0+$/.test(fraction.slice(6))) {
       return this.fail(
         field,
-        `has ${fraction.length} digits of a second, finer than the microseconds Postgres stores; refused rather than rounded: ${describe(value)}`,
+        `has ${fraction.length} digits of a second, finer than the microseconds Postgres stores; refused rather than rounded: ${describeValue(value)}`,
       );
     }
     const micro = fraction.slice(3, 6).padEnd(3, '0');
@@ -362,7 +363,7 @@ export function carriesItems(value: unknown): boolean {
  */
 function itemsOf(reader: FieldReader, field: string, value: unknown, parts: FieldPicker): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isJsonObject(value)) return Array.isArray(value) ? (value as unknown[]) : reader.fail(`${field}.items`, `must be an array, got ${describe(value)}`);
+  if (!isJsonObject(value)) return Array.isArray(value) ? (value as unknown[]) : reader.fail(`${field}.items`, `must be an array, got ${describeValue(value)}`);
   const [items, hasMore, total] = ITEMS.pick(value);
   reader.keepExtras(ITEMS, value, field, String);
   if (items === undefined || items === null) {
@@ -375,18 +376,18 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
     // members: not carried, as a missing field. Read as empty, every membership would be removed.
     return undefined;
   }
-  if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describe(items)}`);
+  if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describeValue(items)}`);
   // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
   // Said in any form it may take ("true", 3.0, 3E0); a form that says nothing certain is refused.
   if (hasMore !== undefined && hasMore !== null) {
     const more = hasMore === true || hasMore === 'true' ? true : hasMore === false || hasMore === 'false' ? false : undefined;
-    if (more === undefined) return reader.fail(`${field}.hasMore`, `must be true or false, got ${describe(hasMore)}`);
+    if (more === undefined) return reader.fail(`${field}.hasMore`, `must be true or false, got ${describeValue(hasMore)}`);
     if (more)
       return reader.fail(`${field}.hasMore`, `is true: CPQ sent ${items.length} items of a longer list; refused rather than take it for the whole list`);
   }
   if (total !== undefined && total !== null) {
     const count = countValue(total);
-    if (count === undefined) return reader.fail(`${field}.totalResults`, `must be a count, got ${describe(total)}`);
+    if (count === undefined) return reader.fail(`${field}.totalResults`, `must be a count, got ${describeValue(total)}`);
     if (count > items.length)
       return reader.fail(`${field}.totalResults`, `is ${count} but ${items.length} items were sent; refused rather than take them for the whole list`);
   }
@@ -420,7 +421,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
   reader.groupsDescribed = false;
   items.forEach((item, i) => {
     const at = GROUP_LABELS(i);
-    if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describe(item)}`);
+    if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describeValue(item)}`);
     const [name, label, type] = GROUP_PARTS.pick(item);
     reader.beginItem();
     const variableName = reader.key(at.variableName, name);
@@ -439,7 +440,7 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
   const byKey = new Map<string, AccessPermissionRow>();
   items.forEach((item, i) => {
     const at = PERMISSION_LABELS(i);
-    if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describe(item)}`);
+    if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describeValue(item)}`);
     const [typeValue, nameValue, label, hasAccess] = PERMISSION_PARTS.pick(item);
     reader.beginItem();
     const type = reader.key(at.type, typeValue);
@@ -636,13 +637,13 @@ function shown(text: string): string {
 export function normalizeUser(record: unknown, source: RecordSource, index: number, storedAsSent?: string): UserRow {
   const where = () => `${source.position ?? `record ${index}`} of ${source.origin}`;
   if (!isJsonObject(record)) {
-    throw new RecordError(`${where()}: expected a user object, got ${describe(record)}`);
+    throw new RecordError(`${where()}: expected a user object, got ${describeValue(record)}`);
   }
   const fields = RECORD_FIELDS.pick(record);
   const loginValue = fields[FIELD_COUNT];
   const company = fields[FIELD_COUNT + 1];
   if (!usableLogin(loginValue)) {
-    throw new RecordError(`${where()}: field "login" is missing or not text (got ${describe(loginValue)})`);
+    throw new RecordError(`${where()}: field "login" is missing or not text (got ${describeValue(loginValue)})`);
   }
   const reader = new FieldReader(() => recordPlace(source.companyLogin, loginValue, where()));
   const login = reader.key('login', loginValue)!;

@@ -8,8 +8,8 @@ import { readStoredRecords } from '../db/sql/read-stored-records.js';
 import { SyncError } from '../errors.js';
 import { isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
-import { keepCompanyFeedFields, keepIntegrationFeedFields } from '../normalize/feed-fields.js';
-import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
+import { keepCompanyFeedFields, keepIntegrationFeedFields, layOver } from '../normalize/feed-fields.js';
+import { RecordError, carriesItems, describeValue, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -87,10 +87,23 @@ export class IntegrationCompanies {
     private readonly list: CompanyList | undefined,
   ) {}
 
-  of(record: Raw): string {
+  /**
+   * `where`: the record's place, for the error when its company is there but unusable (not an
+   * object, a loginName that is not text): filed under _host, as a record without one is, its user
+   * would be merged into the host user of the same login, someone else.
+   */
+  of(record: Raw, where: () => string): string {
     const company = canonicalize(record).get('company');
-    const sent = isJsonObject(company) ? sentString(canonicalize(company).get('loginName')) : undefined;
-    if (sent === undefined || sent === '') return '_host';
+    if (company === undefined || company === null) return '_host';
+    if (!isJsonObject(company)) throw new RecordError(`${where()}: field "company" must be an object with a loginName, got ${describeValue(company)}`);
+    const value = canonicalize(company).get('loginName');
+    if (value === undefined || value === null) return '_host';
+    const sent = sentString(value);
+    if (sent === undefined || sent.trim() === '') {
+      throw new RecordError(
+        `${where()}: field "company.loginName" must be a company's login name, got ${sent === undefined ? describeValue(value) : JSON.stringify(sent)}`,
+      );
+    }
     const loginName = this.spelledAsKnown(sent);
     if (loginName === this.hostCompany) return '_host';
     if (this.list === undefined || loginName === '_host') return loginName;
@@ -182,16 +195,30 @@ export async function readIntegrationUsers(
   const readRecord = async (item: unknown, i: number, url: string): Promise<Raw | undefined> => {
     if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object`);
     const fields = canonicalize(item);
+    const where = `record ${i} of ${url}`;
+    const company = companies.of(item, () => where);
+    const place = () => recordPlace(company, fields.get('login'), where);
     if (carriesItems(fields.get('groups'))) return item;
     // The list did not expand groups (no groups, or a collection without items): the detail endpoint has them.
     const partyNumber = sentString(fields.get('partyNumber'));
-    const place = () => recordPlace(companies.of(item), fields.get('login'), `record ${i} of ${url}`);
     if (partyNumber === undefined) throw new RecordError(`${place()}: integration user without partyNumber (as text), cannot read its groups`);
     // Refused here rather than by the URL builder, so that the error names the record and its field.
     const problem = pathSegmentProblem(partyNumber);
     if (problem !== undefined) throw new RecordError(`${place()}: field "partyNumber" ${JSON.stringify(partyNumber)} ${problem}, so its groups cannot be read`);
     const detail = await integrationUserDetail(http, partyNumber);
-    return isJsonObject(detail) ? detail : undefined;
+    if (!isJsonObject(detail)) return undefined;
+    // The detail is of the user the list named, or the list's user would get another's groups and flags.
+    const told = canonicalize(detail);
+    for (const key of ['login', 'partyNumber'] as const) {
+      const said = told.get(key);
+      if (said !== undefined && said !== null && said !== fields.get(key)) {
+        throw new RecordError(
+          `${place()}: the detail of partyNumber ${JSON.stringify(partyNumber)} names another ${key} (${describeValue(said)}); refused rather than merge two users`,
+        );
+      }
+    }
+    // Laid over the list's record: what the detail leaves out (its company, say) is the list's, not nothing.
+    return layOver(detail, item);
   };
   try {
     for await (const page of integrationUserPages(http, cpq, progress.since)) {
@@ -199,7 +226,8 @@ export async function readIntegrationUsers(
       const records = await allUntilFirstFailure(page.items.values(), cpq.concurrency, (item, i) => readRecord(item, i, page.url));
       records.forEach((record, i) => {
         if (!record) return;
-        const row = normalizeUser(record, { companyLogin: companies.of(record), isIntegrationUser: true, origin: page.url }, i);
+        const where = `record ${i} of ${page.url}`;
+        const row = normalizeUser(record, { companyLogin: companies.of(record, () => where), isIntegrationUser: true, origin: page.url }, i);
         progress.saw([row]);
         found.add(row.companyLogin, row.login, record, page.url, i);
       });

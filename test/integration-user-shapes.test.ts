@@ -1,0 +1,78 @@
+import { describe, expect } from 'vitest';
+import { SyncError } from '../src/errors.js';
+import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
+import { rowVersions } from './helpers/db-equals-simulator.js';
+import { it, type Harness } from './helpers/harness.js';
+import { editPage, scriptRequests } from './helpers/scripted-pages.js';
+
+/*
+ * Integration users come with their company (company.loginName) and, when the list does not
+ * expand groups, from the detail endpoint too. A company that is there but unusable, or a detail
+ * answering for someone else, would file the user under another company's user of the same
+ * login (review AA: a partner's integration user merged into the host user "bob"): refused, naming
+ * the record, the database left as it was.
+ */
+
+const LIST_PATH = '/cpq/rest/v19/integrationUsers';
+
+async function refused(h: Harness): Promise<string> {
+  const before = await rowVersions(h.t);
+  const error = await h.syncError({ full: true });
+  if (!(error instanceof SyncError)) throw error;
+  expect(error.kind).toBe('data');
+  expect(await rowVersions(h.t)).toEqual(before);
+  return error.message;
+}
+
+/** Edits the first integration user of every list page the run reads. */
+function editFirstListed(h: Harness, edit: (user: Record<string, unknown>) => void): void {
+  scriptRequests(h.sim, async (req) => {
+    if (req.path !== LIST_PATH) return;
+    req.reply(editPage(await req.real(), (page) => page.items[0] && edit(page.items[0])));
+  });
+}
+
+describe('an integration user whose company or detail cannot be trusted is refused, not filed under _host', () => {
+  it('a company that is text, not an object', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2 });
+    await h.sync();
+    editFirstListed(h, (user) => (user.company = 'p1'));
+    expect(await refused(h)).toMatch(/^record 0 of \S+: field "company" must be an object with a loginName, got "p1"$/);
+  });
+
+  it('a company.loginName that is a number or blank', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2 });
+    await h.sync();
+    editFirstListed(h, (user) => (user.company = { loginName: 42 }));
+    expect(await refused(h)).toMatch(/^record 0 of \S+: field "company\.loginName" must be a company's login name, got 42$/);
+    editFirstListed(h, (user) => (user.company = { loginName: ' ' }));
+    expect(await refused(h)).toMatch(/^record 0 of \S+: field "company\.loginName" must be a company's login name, got " "$/);
+  });
+
+  it("a detail answering for another login than the list's", async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
+    await h.sync();
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.startsWith(`${LIST_PATH}/`)) return;
+      const detail = parseExactJson(await req.real()) as Record<string, unknown>;
+      req.reply(stringifyExactJson({ ...detail, login: 'someone.else' }));
+    });
+    expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another login \("someone\.else"\); refused rather than merge two users$/);
+  });
+
+  it("a detail that leaves out the company keeps the list's, and a run of the same data changes nothing", async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
+    await h.sync();
+    const users = `SELECT company_login, login, raw::text, content_hash, last_changed_run_id FROM cpq.users ORDER BY company_login, login`;
+    const before = await h.t.query(users);
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.startsWith(`${LIST_PATH}/`)) return;
+      // Exactly: partyId is beyond a double.
+      const { company: _company, ...detail } = parseExactJson(await req.real()) as Record<string, unknown>;
+      req.reply(stringifyExactJson(detail));
+    });
+    const result = await h.sync({ full: true });
+    expect({ inserted: result.inserted, updated: result.updated, deleted: result.deleted }).toEqual({ inserted: 0, updated: 0, deleted: 0 });
+    expect(await h.t.query(users)).toEqual(before);
+  });
+});
