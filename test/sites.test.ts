@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig, type AppConfig } from '../src/config.js';
 import { exportChanges, exportSnapshot, parseAfter } from '../src/history/export.js';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { createPool } from '../src/db/database.js';
+import { createDb, createPool } from '../src/db/database.js';
 import { registerSite } from '../src/db/sql/with-sync-lock.js';
 import { runSites } from '../src/sync/run-sites.js';
 import { cli } from './helpers/cli-process.js';
@@ -394,6 +394,27 @@ describe('many sites in one database', () => {
     await t.query(`CREATE TRIGGER refuse_runs BEFORE INSERT ON cpq.sync_runs FOR EACH ROW EXECUTE FUNCTION refuse_runs()`);
     const outcomes = await runSites({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, config.sites.slice(0, 1), {}, 1);
     expect(outcomes.map((o) => [o.error?.kind, o.error?.message])).toEqual([['database', 'database error: permission denied for table sync_runs']]);
+  });
+
+  it("runs write in READ COMMITTED whatever the database's default isolation: under REPEATABLE READ two sites' runs took one commit_seq (review AC)", async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    const { config } = await threeSites(simulators, t.url);
+    const db = new URL(t.url).pathname.slice(1);
+    await t.query(`ALTER DATABASE ${db} SET default_transaction_isolation = 'repeatable read'`);
+    // New connections take the setting: a pool of its own.
+    const pool = createPool(t.url);
+    try {
+      const deps = { pool, db: createDb(pool), config, log: pino({ level: 'silent' }) };
+      for (let round = 0; round < 2; round++) {
+        const outcomes = await runSites(deps, config.sites, {}, 3);
+        expect(outcomes.map((o) => o.error?.message)).toEqual([undefined, undefined, undefined]);
+      }
+      expect(await t.query(`SELECT count(DISTINCT commit_seq)::int AS n FROM cpq.sync_runs WHERE status = 'succeeded'`)).toEqual([{ n: 6 }]);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('sites still waiting their turn when asked to stop are not started: no run, no record (review AB)', async ({ createDatabase }) => {

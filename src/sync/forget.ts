@@ -52,7 +52,7 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
 async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Erasure> {
   const who = `${request.company}/${request.login}`;
   try {
-    await client.query('BEGIN');
+    await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
     const user = await lockUserForErasure(client, request.site, request.company, request.login);
     if (!user) throw new SyncError('config', `no user ${who} in site ${request.site}: nothing to forget`);
     if (user.deleted_at === null) {

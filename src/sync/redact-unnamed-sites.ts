@@ -29,7 +29,7 @@ export async function redactUnnamedSites(
     if (signal?.aborted) return;
     try {
       await withSyncLock(client, other, async () => {
-        await client.query('BEGIN');
+        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
         try {
           const redacted = await redactExpired(client, other, retainedFrom);
           await client.query('COMMIT');

@@ -152,7 +152,9 @@ export class SyncRun {
     runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
 
     try {
-      await client.query('BEGIN');
+      // Named: a database whose default is REPEATABLE READ would give the commit a snapshot older than
+      // the commit_order lock it waits for, and two runs the same commit_seq (migration 0017).
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
       // The merge joins the users it read to tables of millions of rows. With the default cost of
       // a random page (4, for spinning disks) the planner scans those tables whole rather than
       // probe their keys for a few thousand changed users (at 100k users: 40-90 ms per step
