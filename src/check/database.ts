@@ -5,6 +5,7 @@ import { openDatabase, type Database } from '../db/connect.js';
 import { redactUrl } from '../db/database.js';
 import { MIGRATIONS_DIR } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
+import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
 import { errorCode, errorMessage } from '../errors.js';
@@ -81,7 +82,12 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
     return { where, steps: [fail('database', message, databaseHint(message)), skip('schema', 'no connection'), ...lockSteps('no connection')] };
   }
   try {
-    const steps = [pass('database', `reachable: ${database.where}`)];
+    const problem = encodingProblem(await readDatabaseEncoding(database.db));
+    const steps = [
+      problem === undefined
+        ? pass('database', `reachable: ${database.where}`)
+        : fail('database', `reachable: ${database.where}; ${problem}`, "create the database anew with ENCODING 'UTF8' and point DATABASE_URL at it"),
+    ];
     const guarded = async (step: string, work: () => Promise<StepResult>) => {
       try {
         steps.push(await work());

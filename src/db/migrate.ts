@@ -6,6 +6,7 @@ import { SyncError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
+import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readSchemaMigrations } from './sql/read-schema-migrations.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
@@ -96,6 +97,9 @@ export interface MigrateOptions {
 }
 
 export async function migrate(db: Db, options: MigrateOptions = {}): Promise<string[]> {
+  // Before anything is written: every run migrates first, so none writes into such a database.
+  const problem = encodingProblem(await readDatabaseEncoding(db));
+  if (problem !== undefined) throw new SyncError('database', problem);
   await createSchema(db);
   const provider = new SqlFileMigrationProvider(options.dir ?? MIGRATIONS_DIR);
   // Migrations only ever add, so an older release keeps working on a newer schema; Kysely would
