@@ -258,3 +258,25 @@ describe('choice fields read own keys only', () => {
     }
   });
 });
+
+describe('a record nested thousands of levels deep', () => {
+  it('loads or fails naming its field, at every depth: never a stack overflow named nowhere (review AA)', () => {
+    const outcomes = new Set<string>();
+    for (let depth = 1000; depth <= 12_000; depth += 250) {
+      // An unknown field of nested objects, written as text (a recursive stringify would overflow
+      // first): raw, the digest of unknown fields and the sort of their keys each walk it.
+      const text = `{"login":"a","zz":${'{"b":'.repeat(depth)}1${',"a":0}'.repeat(depth)}}`;
+      const record = parseExactJson(text);
+      try {
+        normalizeUser(record, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0);
+        outcomes.add('loaded');
+      } catch (err) {
+        expect(err, `depth ${depth}`).toBeInstanceOf(RecordError);
+        expect((err as Error).message, `depth ${depth}`).toBe('user "_host/a" (record 0 of test): field "zz" is nested too deeply to be stored');
+        outcomes.add('refused');
+      }
+    }
+    // Both ends are reached: shallow records load, the deepest are refused.
+    expect([...outcomes].sort()).toEqual(['loaded', 'refused']);
+  });
+});

@@ -579,6 +579,30 @@ function findUnstorable(value: unknown, path: string): { path: string; problem: 
   return undefined;
 }
 
+/** Fails the record naming its most deeply nested field: one that exhausted the stack of a recursive walk. */
+function tooDeep(reader: FieldReader, record: Record<string, unknown>): never {
+  let deepest: string | undefined;
+  let most = 0;
+  for (const key of Object.keys(record)) {
+    const depth = nestingDepth(record[key]);
+    if (depth > most) [deepest, most] = [key, depth];
+  }
+  return reader.fail(deepest === undefined ? '(record)' : shown(deepest), 'is nested too deeply to be stored');
+}
+
+/** How many arrays and objects deep `value` goes, by a walk of its own (no recursion: this is for values too deep for one). */
+function nestingDepth(value: unknown): number {
+  let most = 0;
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, depth] = next;
+    if (typeof item !== 'object' || item === null || isLosslessNumber(item)) continue;
+    if (depth + 1 > most) most = depth + 1;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return most;
+}
+
 /** The record as exact JSON text for raw; a record Postgres cannot store fails naming the field. */
 function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
   let raw: string;
@@ -587,15 +611,7 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
     // JSON.stringify recurses: thousands of nested levels exhaust the stack.
-    const field = Object.keys(record).find((k) => {
-      try {
-        stringifyExactJson(record[k]);
-        return false;
-      } catch {
-        return true;
-      }
-    });
-    return reader.fail(field === undefined ? '(record)' : shown(field), 'is nested too deeply to be stored');
+    return tooDeep(reader, record);
   }
   // JSON.stringify writes NUL and lone surrogates (and other control characters) as \u escapes:
   // one fast scan, then the walk names the field (and rules out an escaped backslash).
@@ -673,10 +689,19 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   };
   // One object per user: the digest reads the row it is stored in.
   // Apart, so that a top-level key "status.reason" and the part reason of status cannot read alike.
-  const extras = reader.extrasJson();
+  let extras: string;
+  let unknown: string;
+  try {
+    extras = reader.extrasJson();
+    unknown = unknownFieldsJson(record);
+  } catch (err) {
+    // Their keys are sorted recursively, which a record JSON.stringify took for raw may still be
+    // too deep for (about 4000 levels): named, as rawJson names it, not an internal error.
+    if (!(err instanceof RangeError)) throw err;
+    return tooDeep(reader, record);
+  }
   const otherForms = reader.otherFormsText();
   const lost = lostSpellingsJson(record);
-  let unknown = unknownFieldsJson(record);
   if (extras !== '') unknown += `\u0004${extras}`;
   if (otherForms !== '') unknown += `\u0006${otherForms}`;
   if (lost !== '') unknown += `\u0007${lost}`;
