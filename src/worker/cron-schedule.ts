@@ -18,6 +18,8 @@ export interface CronScheduleOptions {
   name?: string;
   /** Called for a tick skipped because the previous one was still running. */
   onOverlap?: () => void;
+  /** Called for a tick that never ran: a later one was due by the time the process could run it. */
+  onMissed?: () => void;
 }
 
 /** Checks SYNC_CRON and SYNC_TIMEZONE; throws ConfigError (exit code 2) naming the variable. */
@@ -68,10 +70,18 @@ export class CronSchedule {
       noOverlap: true,
       name: options.name ?? 'cpq-sync',
       logger: cronLogger(options.log),
+      // A tick the process could not run on time (the VM paused, the event loop blocked by a long
+      // collection) runs late, named by when it was due, as long as the next is not due yet:
+      // node-cron's default (1 s late) dropped it, and a daily schedule lost its day.
+      missedExecutionTolerance: Number.MAX_SAFE_INTEGER,
     });
     this.task.on('execution:overlap', () => {
       options.log.info('tick skipped: the previous run of this worker is still going');
       options.onOverlap?.();
+    });
+    this.task.on('execution:missed', (context) => {
+      options.log.warn({ dueAt: context.date.toISOString() }, 'tick missed: the process could not run it before the next one was due');
+      options.onMissed?.();
     });
   }
 

@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** How a run this worker started ended. */
 export type RunOutcomeStatus = 'succeeded' | 'failed' | 'interrupted';
 /** Why a tick did not start a run: another process held the site's lock, or this one was still running the site, or another process had claimed the tick. */
-export type SkipReason = 'lock_held' | 'overlap' | 'claimed_elsewhere';
+export type SkipReason = 'lock_held' | 'overlap' | 'claimed_elsewhere' | 'missed';
 
 export interface RunObservation {
   site: string;
@@ -30,7 +30,7 @@ export interface WorkerMetricsOptions {
 }
 
 const RUN_STATUSES: RunOutcomeStatus[] = ['succeeded', 'failed', 'interrupted'];
-const SKIP_REASONS: SkipReason[] = ['lock_held', 'overlap', 'claimed_elsewhere'];
+const SKIP_REASONS: SkipReason[] = ['lock_held', 'overlap', 'claimed_elsewhere', 'missed'];
 const USER_CHANGES = ['inserted', 'updated', 'unchanged', 'deleted', 'restored'] as const;
 
 /**

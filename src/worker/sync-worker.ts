@@ -57,6 +57,7 @@ export class SyncWorker {
           log: deps.log.child({ site: site.name }),
           onTick: (dueAt) => this.tick(site, dueAt),
           onOverlap: () => this.metrics.recordSkip(site.name, 'overlap'),
+          onMissed: () => this.metrics.recordSkip(site.name, 'missed'),
         }),
     );
     this.healthDb = HealthConnection.forPool(deps.pool);
