@@ -1,6 +1,7 @@
 import { describe, expect } from 'vitest';
 import { formatDuration, type StatusReport } from '../src/worker/status.js';
 import { cli } from './helpers/cli-process.js';
+import { holdSyncLock } from './helpers/database.js';
 import { type Harness, it } from './helpers/harness.js';
 
 const status = (h: Harness, args: string[] = []) => cli(['status', ...args], { DATABASE_URL: h.t.url });
@@ -90,9 +91,26 @@ describe('cpq-sync status', () => {
     await add('succeeded');
     await add('interrupted');
     await add('running');
-    const out = await status(h);
-    expect(out.code).toBe(0);
-    expect(out.stdout).toMatch(/ running +0 +0 +0 +0 +0 +0 +0\n/);
+    // Its site's sync lock held, as by the run going on.
+    const client = await h.t.pool.connect();
+    const release = await holdSyncLock(client);
+    try {
+      const out = await status(h);
+      expect(out.code).toBe(0);
+      expect(out.stdout).toMatch(/ running +0 +0 +0 +0 +0 +0 +0\n/);
+    } finally {
+      await release();
+      client.release();
+    }
+    // The lock free: the process of the run is gone (review AB).
+    const dead = await status(h);
+    expect(dead.code).toBe(0);
+    expect(dead.stdout).toMatch(/ \? +full +dead +0 +0 +0 +0 +0 +0 +0\n/);
+    expect(dead.stdout).toMatch(
+      /dead: recorded running, but no session holds the site's sync lock \(run \d+\): its process died; the next run of the site records it abandoned\./,
+    );
+    const json = JSON.parse((await status(h, ['--json'])).stdout) as StatusReport;
+    expect(json.sites[0]!.runs[0]).toMatchObject({ status: 'running', presumedDead: true, durationSeconds: null });
     await add('abandoned'); // a crash is a failure
     expect((await status(h)).code).toBe(1);
   });

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { readRecentRuns } from '../db/sql/read-recent-runs.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
+import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
 import { printable } from '../errors.js';
@@ -11,9 +12,14 @@ export interface RunSummary {
   id: string;
   startedAt: string;
   finishedAt: string | null;
-  /** Up to now for a run still going; null for an abandoned one (when its process died is not known). */
+  /** Up to now for a run still going; null for an abandoned one, or a dead one (when its process died is not known). */
   durationSeconds: number | null;
   status: string;
+  /**
+   * True for a run recorded `running` whose site's sync lock no session holds: its process died
+   * (killed, the machine lost), and the next run of the site records it abandoned.
+   */
+  presumedDead?: true;
   mode: string;
   pages: number;
   usersSeen: number;
@@ -89,6 +95,7 @@ export async function readStatus(pool: pg.Pool, { sites = [], limit = 10 }: { si
 }
 
 async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promise<SiteStatus> {
+  const freeBefore = await lockIsFree(pool, site);
   const runs = (await readRecentRuns(pool, site, limit)).map((r) => ({
     id: r.id,
     startedAt: r.started_at,
@@ -109,6 +116,12 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     warnings: new JsonText(r.warnings),
     error: r.error,
   }));
+  // A run holds its site's lock for as long as it runs: recorded running with the lock free, its
+  // process is gone. Free before the runs were read and after: a run that started or ended
+  // meanwhile held it at one of the two.
+  if (freeBefore && runs.some((r) => r.status === 'running') && (await lockIsFree(pool, site))) {
+    for (const run of runs) if (run.status === 'running') Object.assign(run, { presumedDead: true, durationSeconds: null });
+  }
   const cursors = (await readStreamStates(pool, site)).map((s) => ({
     stream: s.stream,
     cursor: s.cursor,
@@ -130,6 +143,15 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     lastSuccessAt: iso(health.lastSuccessAt),
     lastRunFailed: health.lastRunFailed,
   };
+}
+
+/** Whether no session holds `site`'s sync lock; false when that cannot be read (the report then says what the record says). */
+async function lockIsFree(pool: pg.Pool, site: string): Promise<boolean> {
+  try {
+    return (await readSyncLockHolder(pool, site)) === null;
+  } catch {
+    return false;
+  }
 }
 
 /** 1 when the last run (of some site) that ended on its own failed, so that `cpq-sync status` can back an alert. */
@@ -190,7 +212,7 @@ function formatSite(report: SiteStatus): string[] {
       when(r.startedAt),
       r.durationSeconds === null ? '?' : r.status === 'running' ? `${formatDuration(r.durationSeconds)}…` : formatDuration(r.durationSeconds),
       r.mode,
-      r.status,
+      r.presumedDead ? 'dead' : r.status,
       String(r.usersSeen),
       String(r.inserted),
       String(r.updated),
@@ -202,6 +224,12 @@ function formatSite(report: SiteStatus): string[] {
       truncate(r.error ?? '', 100),
     ]);
     out.push(...table(header, rows, new Set([0, 2, 5, 6, 7, 8, 9, 10, 11])));
+    const dead = report.runs.filter((r) => r.presumedDead).map((r) => r.id);
+    if (dead.length > 0) {
+      out.push(
+        `  dead: recorded running, but no session holds the site's sync lock (run ${dead.join(', ')}): its process died; the next run of the site records it abandoned.`,
+      );
+    }
   }
   out.push('', 'Cursors (per stream)');
   if (report.cursors.length === 0) {
