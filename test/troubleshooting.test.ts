@@ -137,9 +137,9 @@ describe('the README lists every error a user meets first, as printed, with its 
   plainIt('the hints of the variants not made above: 403, a token, OAuth, a CA file that does not help, expiry, host names, timeouts', () => {
     const cpq = (env: Record<string, string>) => loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com', ...env }).cpq!;
     const basic = cpq({ CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'secret-value' });
-    expect(authHint(basic.auth, 'GET x: CPQ refused the credentials (403); check the CPQ_* auth settings')).toMatch(
-      /^tried Basic auth as user "sync" .*: accepted as someone, but refused this resource/,
-    );
+    expect(
+      authHint(basic.auth, "GET x: CPQ refused the credentials (403); check the auth settings (the CPQ_* variables, or the site's keys in CPQ_SITES_FILE)"),
+    ).toMatch(/^tried Basic auth as user "sync" .*: accepted as someone, but refused this resource/);
     expect(authHint(cpq({ CPQ_TOKEN: 'tok-value' }).auth, 'refused (401)')).toMatch(
       /^tried a bearer token \(CPQ_TOKEN or CPQ_TOKEN_FILE\): check those settings/,
     );

@@ -166,7 +166,10 @@ describe('downloadToFile', () => {
     const err = await http
       .downloadToFile(`${base}/denied`, { accept: 'application/zip', path: join(dir, 'b.zip'), maxBytes: 1 << 20, timeoutMs: HOUR })
       .catch((e: unknown) => e);
-    expect(err).toMatchObject({ kind: 'auth', message: `GET ${base}/denied: CPQ refused the credentials (401); check the CPQ_* auth settings` });
+    expect(err).toMatchObject({
+      kind: 'auth',
+      message: `GET ${base}/denied: CPQ refused the credentials (401); check the auth settings (the CPQ_* variables, or the site's keys in CPQ_SITES_FILE)`,
+    });
   });
 
   it('describes an error answer from its first bytes, without reading a huge body', async () => {

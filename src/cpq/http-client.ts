@@ -422,9 +422,13 @@ export class CpqHttpClient {
         }
         if (response.status === 401 || response.status === 403) {
           await response.body?.cancel();
-          throw new SyncError('auth', `GET ${url}: CPQ refused the credentials (${response.status}); check the CPQ_* auth settings`, {
-            status: response.status,
-          });
+          throw new SyncError(
+            'auth',
+            `GET ${url}: CPQ refused the credentials (${response.status}); check the auth settings (the CPQ_* variables, or the site's keys in CPQ_SITES_FILE)`,
+            {
+              status: response.status,
+            },
+          );
         }
         if (RETRY_STATUSES.has(response.status)) {
           await response.body?.cancel();
