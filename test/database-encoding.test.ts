@@ -35,4 +35,26 @@ describe('a database not in UTF8', () => {
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
     }
   });
+
+  it('SQL_ASCII (what embedded Postgres made without a locale, as in the Docker image) is taken: it stores the UTF-8 written, exactly', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const name = `cpq_ascii_${randomBytes(5).toString('hex')}`;
+    await admin((c) => c.query(`CREATE DATABASE ${name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`));
+    try {
+      const url = new URL(h.t.url);
+      url.pathname = `/${name}`;
+      const login = String(h.sim.users('_host')[0]!.login);
+      h.sim.updateUser('_host', login, { lastName: 'Müller-Øre 山田 😀' });
+      const run = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: url.toString() });
+      expect(run.code, run.stderr).toBe(0);
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      const rows = await client.query(`SELECT last_name, raw ->> 'lastName' AS raw FROM cpq.users WHERE login = $1`, [login]).finally(() => client.end());
+      expect(rows.rows).toEqual([{ last_name: 'Müller-Øre 山田 😀', raw: 'Müller-Øre 山田 😀' }]);
+    } finally {
+      await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    }
+  });
 });

@@ -34,8 +34,8 @@ const USER = 'postgres';
 export const PASSWORD_FILE = 'cpq-sync-password';
 
 /**
- * The only variables initdb and postgres get from this process: the locale and time zone
- * (initdb records them in a new cluster) and PATH (the shell of `archive_command`-like
+ * The only variables initdb and postgres get from this process: the locale (of their messages:
+ * a new cluster is UTF8 and C, see initdb) and time zone, and PATH (the shell of `archive_command`-like
  * settings). Nothing else: no CPQ_* credentials, no DATABASE_URL, nothing a superuser
  * session could read back with `COPY … TO PROGRAM 'env'`.
  */
@@ -230,11 +230,18 @@ async function initdb(runtime: Runtime, password: string): Promise<void> {
     }
   }
   try {
-    const child = spawn(join(binaryDir(), 'initdb'), [`--pgdata=${runtime.dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwfile}`], {
-      env: postgresEnvironment(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...runtime.account,
-    });
+    // UTF8 whatever this machine's locale (with none set, as in the Docker image, initdb chose
+    // SQL_ASCII); the C locale goes with any encoding, and sorts the same on every machine.
+    const flags = ['--encoding=UTF8', '--locale=C'];
+    const child = spawn(
+      join(binaryDir(), 'initdb'),
+      [`--pgdata=${runtime.dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwfile}`, ...flags],
+      {
+        env: postgresEnvironment(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...runtime.account,
+      },
+    );
     collect(runtime, child);
     const code = await new Promise<number | null>((done, fail) => {
       child.once('error', fail);

@@ -116,6 +116,30 @@ describe('the embedded Postgres, seen by another local user', () => {
     expect((await worker.exited).code).toBe(0);
   }, 90_000);
 
+  it('makes a UTF8 cluster sorting by C whatever the locale: with none set (the Docker image) initdb chose SQL_ASCII (review BA)', async () => {
+    const dir = await dataFolder();
+    const locale = ['LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_COLLATE'];
+    const saved = Object.fromEntries(locale.map((name) => [name, process.env[name]]));
+    for (const name of locale) delete process.env[name];
+    try {
+      const server = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'cpq_sync', persistent: false });
+      try {
+        const client = new pg.Client({ connectionString: server.url });
+        await client.connect();
+        const { rows } = await client
+          .query<{ encoding: string; collate: string }>(
+            `SELECT current_setting('server_encoding') AS encoding, datcollate AS collate FROM pg_database WHERE datname = current_database()`,
+          )
+          .finally(() => client.end());
+        expect(rows).toEqual([{ encoding: 'UTF8', collate: 'C' }]);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      for (const [name, value] of Object.entries(saved)) if (value !== undefined) process.env[name] = value;
+    }
+  });
+
   it('a data folder of the previous release (password "postgres") keeps its data and gets a random password at its first start', async () => {
     const dir = await dataFolder();
     const port = await freePort();

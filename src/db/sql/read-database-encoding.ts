@@ -8,11 +8,13 @@ export async function readDatabaseEncoding(db: Db): Promise<string> {
 }
 
 /**
- * Why a database of `encoding` cannot hold what CPQ sends, or undefined for UTF8. Names are any
- * Unicode: in LATIN1 the first name outside it fails a run months later, naming no user; in
- * SQL_ASCII Postgres checks nothing, and jsonb refuses the escape of any character beyond ASCII.
+ * Why a database of `encoding` cannot hold what CPQ sends, or undefined when it can. Names are
+ * any Unicode: in LATIN1 the first name outside it fails a run months later, naming no user.
+ * UTF8 holds them; so does SQL_ASCII, which converts nothing: the UTF-8 the sync writes is stored
+ * as its bytes and read back as it was (what embedded Postgres made where no locale was set, as
+ * in the Docker image, before its clusters were UTF8).
  */
 export function encodingProblem(encoding: string): string | undefined {
-  if (encoding === 'UTF8') return undefined;
+  if (encoding === 'UTF8' || encoding === 'SQL_ASCII') return undefined;
   return `the database's encoding is ${encoding}, and CPQ's names and values are any Unicode: use a database created with ENCODING 'UTF8' (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)`;
 }
