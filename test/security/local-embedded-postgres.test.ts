@@ -120,7 +120,7 @@ describe('the embedded Postgres, seen by another local user', () => {
     const dir = await dataFolder();
     const locale = ['LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_COLLATE'];
     const saved = Object.fromEntries(locale.map((name) => [name, process.env[name]]));
-    for (const name of locale) delete process.env[name];
+    for (const name of locale) Reflect.deleteProperty(process.env, name);
     try {
       const server = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'cpq_sync', persistent: false });
       try {
