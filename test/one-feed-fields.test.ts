@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
+import { canonicalFieldName } from '../src/cpq/user-fields.js';
+import { INTEGRATION_FEED_FIELDS } from '../src/normalize/feed-fields.js';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { matchesFilter, parseFilter } from '../src/simulator/filter.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
@@ -103,6 +106,46 @@ describe('an integration user read by the company feed alone keeps what the inte
     expect(hostReceived(both)).toBeGreaterThanOrEqual(1);
     expect(await changesOf(h, both.runId)).toEqual([]);
     expect(await stored(h, login)).toEqual(before);
+  });
+
+  it('a field only the company feed sends, left out of its record, is gone for an integration user as for any other (review BA)', async ({ startHarness }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { costCenter: 'CC1', jobTitle: 'Engineer' });
+    await h.sync();
+    expect(await stored(h, login)).toMatchObject({ is_integration_user: true });
+    // The host feed now leaves both out (and re-reads the user); the integration read returns nothing.
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    scriptRequests(h.sim, async (req) => {
+      if (req.path !== HOST_USERS_PATH) return;
+      req.reply(
+        editPage(await req.real(), (page) => {
+          for (const item of page.items) if (item.login === login) for (const key of ['costCenter', 'jobTitle']) Reflect.deleteProperty(item, key);
+        }),
+      );
+    });
+    h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 200, body: EMPTY_PAGE });
+    const run = await h.sync();
+    expect(run.mode).toBe('incremental');
+    expect(await changesOf(h, run.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'job_title', 'last_login', 'raw.costCenter'] }]);
+    // What the integration feed gave stays.
+    expect(await stored(h, login)).toMatchObject({ is_integration_user: true, party_number: expect.any(String) as unknown });
+  });
+
+  it("the fields it keeps are those of Oracle's v19 integration-user samples (../shared/cpq-api), but the login, links and groups", () => {
+    const doc = readFileSync(new URL('../../shared/cpq-api/integration-users-v19.txt', import.meta.url), 'utf8');
+    const samples = doc
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .flatMap((line) => {
+        const parsed = parseExactJson(line) as Raw;
+        return Array.isArray(parsed.items) ? (parsed.items as Raw[]) : [parsed];
+      })
+      .filter((record) => 'login' in record);
+    expect(samples.length).toBeGreaterThanOrEqual(3);
+    const names = new Set(samples.flatMap((record) => Object.keys(record).map((key) => canonicalFieldName(key) ?? key)));
+    for (const structural of ['login', 'links', 'groups']) names.delete(structural);
+    expect([...INTEGRATION_FEED_FIELDS].sort()).toEqual([...names].sort());
   });
 
   it('JSON: an edit between the integration read and the host read logs the edit alone', async ({ startHarness }) => {

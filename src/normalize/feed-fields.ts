@@ -24,21 +24,52 @@ import { carriesItems } from './user-record.js';
  * longer returns the user.
  */
 
+/**
+ * The fields the integration feed sends (canonical names): those of Oracle's v19 integration-user
+ * samples (list and detail), but the login, links and groups (a relation, kept by its own rule).
+ * A company-feed record of an integration user that lacks one of them (Oracle's v16 sample has no
+ * partyId, partyNumber, id, oauthClientId, company, isApplicationAdminPermEnabled) takes it from
+ * the stored record. Not every field it lacks: a field only the company feed sends (a name, a
+ * custom field) that it left out is gone, as for any user; kept, it would outlive its removal.
+ */
+export const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set([
+  'partyId',
+  'partyNumber',
+  'id',
+  'oauthClientId',
+  'company',
+  'isUserAdminPermEnabled',
+  'isApplicationAdminPermEnabled',
+  'isAccessAdminPermEnabled',
+  'isProxyPermEnabled',
+  'isWebServicesOnly',
+  'isNotifyEmail',
+  'isNotifyFax',
+  'dateAdded',
+  'dateModified',
+  'lastLogin',
+  'type',
+  'language',
+  'currency',
+  'numberFormat',
+  'timeZone',
+  'units',
+  'dateFormat',
+  'status',
+]);
+
 type Raw = Record<string, unknown>;
 
 const RELATIONS: ReadonlySet<string> = new Set(['groups', 'accessPermissions']);
 
 /**
  * A company-feed record of a stored integration user that this run's integration read did not
- * return: every field it lacks (under any spelling) is taken from `stored`, the user's stored
- * record, as a read of both feeds would have given them. Every field, not a list of the
- * integration feed's: which fields a site's company feed leaves out is the site's (Oracle's v16
- * sample has no isApplicationAdminPermEnabled, which the integration feed sends), and a field
- * dropped for that reason was logged as cleared, alerted on, and set again by the next read of
- * both feeds.
+ * return: the integration feed's fields it lacks (under any spelling) are taken from `stored`,
+ * the user's stored record, as a read of both feeds would have given them.
  */
 export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw): Raw {
-  return layOver(companyRecord, stored);
+  const fromIntegrationFeed = Object.fromEntries(Object.entries(stored).filter(([key]) => INTEGRATION_FEED_FIELDS.has(canonicalFieldName(key) ?? '')));
+  return layOver(companyRecord, fromIntegrationFeed);
 }
 
 /**

@@ -161,11 +161,11 @@ export class IntegrationCompanies {
 
 /**
  * Where this run reads the integration feed from. A user of both feeds that a company read
- * returns and the integration read does not is merged with its stored record's fields
- * (keepIntegrationFeedFields), as the integration feed last gave them; a change the integration
- * feed made meanwhile would wait for the read that returns it. So the integration read's window
- * covers every company read's: full when any company read is (a first load; the zip export,
- * always), else from the earliest cursor.
+ * returns and the integration read does not is merged with its stored integration fields
+ * (keepIntegrationFeedFields), those of Oracle's samples of that feed: a field only the
+ * integration feed sends beyond them would be dropped, logged as removed, and added back by the
+ * next read that returns it. So the integration read's window covers every company read's: full
+ * when any company read is (a first load; the zip export, always), else from the earliest cursor.
  */
 export function integrationSince(sinceFor: (id: StreamId) => Date | undefined, cpq: CpqConfig, companies: readonly string[]): Date | undefined {
   let since = sinceFor(INTEGRATION_STREAM);
