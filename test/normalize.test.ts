@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { integerValue, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 
@@ -260,23 +264,38 @@ describe('choice fields read own keys only', () => {
 });
 
 describe('a record nested thousands of levels deep', () => {
-  it('loads or fails naming its field, at every depth: never a stack overflow named nowhere (review AA)', () => {
-    const outcomes = new Set<string>();
-    for (let depth = 1000; depth <= 12_000; depth += 250) {
-      // An unknown field of nested objects, written as text (a recursive stringify would overflow
-      // first): raw, the digest of unknown fields and the sort of their keys each walk it.
-      const text = `{"login":"a","zz":${'{"b":'.repeat(depth)}1${',"a":0}'.repeat(depth)}}`;
-      const record = parseExactJson(text);
-      try {
-        normalizeUser(record, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0);
-        outcomes.add('loaded');
-      } catch (err) {
-        expect(err, `depth ${depth}`).toBeInstanceOf(RecordError);
-        expect((err as Error).message, `depth ${depth}`).toBe('user "_host/a" (record 0 of test): field "zz" is nested too deeply to be stored');
-        outcomes.add('refused');
+  it('loads or fails naming its field, at every depth and stack size: never a stack overflow named nowhere (reviews AA, BA)', () => {
+    // In processes of their own, with stacks of several sizes: which of the walks overflows first
+    // (raw's JSON.stringify, its check of what Postgres cannot store, the digest of unknown fields,
+    // the sort of their keys) depends on the stack. Arrays, objects of one key, objects of two; a
+    // plain innermost value, or one with a control character, which sends raw's check walking too.
+    const script = join(mkdtempSync(join(tmpdir(), 'cpq-deep-')), 'deep.mjs');
+    writeFileSync(
+      script,
+      `import { normalizeUser } from ${JSON.stringify(new URL('../dist/normalize/user-record.js', import.meta.url).href)};
+      const shapes = [(inner) => [inner], (inner) => ({ a: inner }), (inner) => ({ b: inner, a: 0 })];
+      const outcomes = {};
+      for (const [s, wrap] of shapes.entries()) for (const leaf of ['x', 'x\\u0001']) for (let depth = 500; depth <= 12000; depth += 250) {
+        let custom = leaf;
+        for (let i = 0; i < depth; i++) custom = wrap(custom);
+        let outcome;
+        try {
+          normalizeUser({ login: 'a', zz: custom }, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0);
+          outcome = 'loaded';
+        } catch (err) {
+          const named = err.name === 'RecordError' && err.message === 'user "_host/a" (record 0 of test): field "zz" is nested too deeply to be stored';
+          outcome = named ? 'refused' : err.name + ': ' + err.message + ' (shape ' + s + ', depth ' + depth + ')';
+        }
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       }
+      console.log(JSON.stringify(outcomes));`,
+    );
+    for (const stackKb of [300, 500, 984]) {
+      const child = spawnSync(process.execPath, [`--stack-size=${stackKb}`, script], { encoding: 'utf8' });
+      expect(child.stderr, `stack ${stackKb}`).toBe('');
+      const outcomes = JSON.parse(child.stdout) as Record<string, number>;
+      // Both ends are reached, and nothing else: shallow records load, the deepest are refused.
+      expect(Object.keys(outcomes).sort(), `stack ${stackKb}`).toEqual(['loaded', 'refused']);
     }
-    // Both ends are reached: shallow records load, the deepest are refused.
-    expect([...outcomes].sort()).toEqual(['loaded', 'refused']);
   });
 });

@@ -616,7 +616,14 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
   // JSON.stringify writes NUL and lone surrogates (and other control characters) as \u escapes:
   // one fast scan, then the walk names the field (and rules out an escaped backslash).
   if (raw.includes('\\u')) {
-    const bad = findUnstorable(record, '');
+    let bad: ReturnType<typeof findUnstorable>;
+    try {
+      bad = findUnstorable(record, '');
+    } catch (err) {
+      // Its walk recurses, and more deeply than JSON.stringify: named, as above.
+      if (!(err instanceof RangeError)) throw err;
+      return tooDeep(reader, record);
+    }
     if (bad) reader.fail(shown(bad.path), bad.problem);
   }
   return raw;
