@@ -44,9 +44,31 @@ describe('an integration user whose company or detail cannot be trusted is refus
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2 });
     await h.sync();
     editFirstListed(h, (user) => (user.company = { loginName: 42 }));
-    expect(await refused(h)).toMatch(/^record 0 of \S+: field "company\.loginName" must be a company's login name, got 42$/);
+    expect(await refused(h)).toMatch(
+      /^record 0 of \S+: field "company\.loginName" must be a company's login name, got 42, so the user's company is not known$/,
+    );
     editFirstListed(h, (user) => (user.company = { loginName: ' ' }));
-    expect(await refused(h)).toMatch(/^record 0 of \S+: field "company\.loginName" must be a company's login name, got " "$/);
+    expect(await refused(h)).toMatch(
+      /^record 0 of \S+: field "company\.loginName" must be a company's login name, got " ", so the user's company is not known$/,
+    );
+  });
+
+  it('a company without loginName (only its name)', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2 });
+    await h.sync();
+    editFirstListed(h, (user) => (user.company = { name: 'Partner One' }));
+    expect(await refused(h)).toMatch(/^record 0 of \S+: field "company\.loginName" is missing, so the user's company is not known$/);
+  });
+
+  it("a detail naming another company than the list's (review BA)", async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
+    await h.sync();
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.startsWith(`${LIST_PATH}/`)) return;
+      const detail = parseExactJson(await req.real()) as Record<string, unknown>;
+      req.reply(stringifyExactJson({ ...detail, company: { name: 'Partner', loginName: 'partner1' } }));
+    });
+    expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another company \("partner1"\); refused rather than merge two users$/);
   });
 
   it("a detail answering for another login than the list's", async ({ startHarness }) => {

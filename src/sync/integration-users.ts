@@ -89,20 +89,19 @@ export class IntegrationCompanies {
 
   /**
    * `where`: the record's place, for the error when its company is there but unusable (not an
-   * object, a loginName that is not text): filed under _host, as a record without one is, its user
-   * would be merged into the host user of the same login, someone else.
+   * object, no loginName, a loginName that is not text): filed under _host, as a record without
+   * one is, its user would be merged into the host user of the same login, someone else.
    */
   of(record: Raw, where: () => string): string {
     const company = canonicalize(record).get('company');
     if (company === undefined || company === null) return '_host';
     if (!isJsonObject(company)) throw new RecordError(`${where()}: field "company" must be an object with a loginName, got ${describeValue(company)}`);
     const value = canonicalize(company).get('loginName');
-    if (value === undefined || value === null) return '_host';
     const sent = sentString(value);
     if (sent === undefined || sent.trim() === '') {
-      throw new RecordError(
-        `${where()}: field "company.loginName" must be a company's login name, got ${sent === undefined ? describeValue(value) : JSON.stringify(sent)}`,
-      );
+      const got =
+        value === undefined ? 'is missing' : `must be a company's login name, got ${sent === undefined ? describeValue(value) : JSON.stringify(sent)}`;
+      throw new RecordError(`${where()}: field "company.loginName" ${got}, so the user's company is not known`);
     }
     const loginName = this.spelledAsKnown(sent);
     if (loginName === this.hostCompany) return '_host';
@@ -214,6 +213,15 @@ export async function readIntegrationUsers(
       if (said !== undefined && said !== null && said !== fields.get(key)) {
         throw new RecordError(
           `${place()}: the detail of partyNumber ${JSON.stringify(partyNumber)} names another ${key} (${describeValue(said)}); refused rather than merge two users`,
+        );
+      }
+    }
+    const saidCompany = told.get('company');
+    if (saidCompany !== undefined && saidCompany !== null) {
+      const detailCompany = companies.of(detail, () => `the detail of ${where}`);
+      if (detailCompany !== company) {
+        throw new RecordError(
+          `${place()}: the detail of partyNumber ${JSON.stringify(partyNumber)} names another company (${JSON.stringify(detailCompany)}); refused rather than merge two users`,
         );
       }
     }
