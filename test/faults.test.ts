@@ -231,7 +231,7 @@ describe('HTTP faults', () => {
       () => h.syncError(),
       before,
       'auth',
-      /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?\S+: CPQ refused the credentials \(401\); check the CPQ_\* auth settings$/,
+      /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?\S+: CPQ refused the credentials \(401\); check the auth settings \(the CPQ_\* variables, or the site's keys in CPQ_SITES_FILE\)$/,
     );
     expect(apiRequests(h)).toHaveLength(2); // the request, and one after renewing the token
     expect(h.sim.tokenRequests).toBe(2); // the run's token, and the renewal

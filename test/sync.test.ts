@@ -895,7 +895,9 @@ describe('integration users', () => {
     // Not when CPQ refused the credentials or did not answer: the setting would not help (review Y).
     h.sim.clearFaults();
     h.sim.addFault({ match: { path: '/cpq/rest/v16/companies' }, times: 1000, status: 401 });
-    expect((await h.syncError()).message).toMatch(/^GET \S+: CPQ refused the credentials \(401\); check the CPQ_\* auth settings$/);
+    expect((await h.syncError()).message).toMatch(
+      /^GET \S+: CPQ refused the credentials \(401\); check the auth settings \(the CPQ_\* variables, or the site's keys in CPQ_SITES_FILE\)$/,
+    );
     h.sim.clearFaults();
     h.sim.addFault({ match: { path: '/cpq/rest/v16/companies' }, times: 1000, action: 'reset' });
     expect((await h.syncError()).message).not.toContain('CPQ_HOST_COMPANY');

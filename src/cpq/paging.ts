@@ -86,16 +86,21 @@ export function readCollection(
   const items = records ?? body.items;
   if (!(items instanceof PageRecords) && !Array.isArray(items))
     throw new SyncError('data', `GET ${url}: expected items[] in the response, got ${items === undefined ? 'no items' : typeof items}`);
-  if (body.hasMore !== undefined && typeof body.hasMore !== 'boolean') {
+  // In any case, as every field name is read (HasMore, TotalResults): read in one spelling only,
+  // a page saying in another that more follow would end the read, and its users be left unread.
+  const envelope = canonicalize(body);
+  const hasMore = envelope.get('hasMore');
+  if (hasMore !== undefined && typeof hasMore !== 'boolean') {
     throw new SyncError('data', `GET ${url}: hasMore must be true or false`);
   }
   const count = items instanceof PageRecords ? items.length : (items as unknown[]).length;
   if (count > limit) throw new SyncError('data', `GET ${url}: the page holds ${count} items, more than the ${limit} asked for (limit); refused`);
-  const total = body.totalResults;
+  // One in no form of a count is as none (test/fixtures/bad/63): no short-read check, no deletions.
+  const totalResults = countValue(envelope.get('totalResults'));
   return {
     items: items instanceof PageRecords ? items : PageRecords.parsed(items as unknown[]),
-    hasMore: body.hasMore === undefined ? count >= limit : body.hasMore,
-    totalResults: countValue(total),
+    hasMore: hasMore ?? count >= limit,
+    totalResults,
   };
 }
 
