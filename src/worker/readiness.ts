@@ -12,9 +12,10 @@ export interface ReadinessOptions {
   /** A probe must answer quickly; a database that does not answer in time counts as unreachable. */
   timeoutMs?: number;
   /**
-   * How long this worker has been up, by its own monotonic clock: a site that has never succeeded
-   * is stale once the worker has been trying for longer than SYNC_STALE_AFTER. Unset: such a site
-   * is ready (a one-off check, before any run).
+   * How long this worker has been up, by its own monotonic clock. A site without a success for
+   * longer than SYNC_STALE_AFTER and no failed run to show for it (or none ever) is stale once the
+   * worker has been trying for that long too: one started after an outage has its ticks first.
+   * Unset (a check outside a worker): judged by the last success alone; never a success is ready.
    */
   upForMs?: number;
   now?: () => Date;
@@ -69,8 +70,9 @@ export function publicReadiness(report: ReadinessReport, now: Date = report.chec
  * failed run after a good one does not flip readiness (CPQ has outages; the next run retries); a
  * streak of failures that outlasts SYNC_STALE_AFTER does, and so does no success at all for that
  * long: a run that fails before it has a record (the database refusing its INSERT, no connection
- * slot free, a tick that never fired) leaves no failure to count. A site that never succeeded is
- * stale once the worker has been up for longer than that (upForMs), else ready.
+ * slot free, a tick that never fired) leaves no failure to count. That last rule waits until the
+ * worker has been up for SYNC_STALE_AFTER too (upForMs): started after an outage, or on a site
+ * that never succeeded, it has its ticks first.
  */
 export async function checkReadiness(source: Queryable, options: ReadinessOptions): Promise<ReadinessReport> {
   let healths;
@@ -96,7 +98,8 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
     // tick of the site is skipped): as stale as a streak of failures.
     const hung = older(runningSince);
     const failing = older(failingSince);
-    const overdue = lastSuccessAt === null ? (options.upForMs ?? 0) > options.staleAfterMs : older(lastSuccessAt);
+    const tried = options.upForMs === undefined ? lastSuccessAt !== null : options.upForMs > options.staleAfterMs;
+    const overdue = tried && (lastSuccessAt === null || older(lastSuccessAt));
     return {
       site: options.sites[i]!,
       ready: !(hung || failing || overdue),
