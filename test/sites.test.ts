@@ -406,6 +406,8 @@ describe('many sites in one database', () => {
     // New connections take the setting: a pool of its own.
     const pool = createPool(t.url);
     try {
+      // Every statement of ours too (tick claims, alert claims), not only the run's transaction.
+      expect((await pool.query<{ level: string }>(`SELECT current_setting('transaction_isolation') AS level`)).rows).toEqual([{ level: 'read committed' }]);
       const deps = { pool, db: createDb(pool), config, log: pino({ level: 'silent' }) };
       for (let round = 0; round < 2; round++) {
         const outcomes = await runSites(deps, config.sites, {}, 3);

@@ -83,9 +83,12 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
     // and operators in a database made by Postgres 14 or older. There a cpq_reader login's
     // public.convert_to(text, text) or %(numeric, integer), closer matches than the built-ins,
     // ran with the sync's rights inside its runs.
+    // default_transaction_isolation: every statement and transaction of ours is written for READ
+    // COMMITTED, whatever the database's default; under REPEATABLE READ a commit took the
+    // commit_seq of another site's run, and concurrent claims of one tick could fail to serialize.
     ...withOptions(
       connectionString,
-      `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)} -c search_path=pg_catalog,pg_temp`,
+      `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)} -c search_path=pg_catalog,pg_temp -c default_transaction_isolation=read\\ committed`,
     ),
   });
   // A client that loses its server must not crash the process, idle or checked out; the next
