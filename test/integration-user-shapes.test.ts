@@ -82,6 +82,17 @@ describe('an integration user whose company or detail cannot be trusted is refus
     expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another login \("someone\.else"\); refused rather than merge two users$/);
   });
 
+  it('one group sent where the list belongs, by the list and the detail alike, is refused as for a company user (review BA)', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
+    await h.sync();
+    const oneGroup = { variableName: 'sales', label: 'Sales', type: 'Sales' };
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === LIST_PATH) req.reply(editPage(await req.real(), (page) => page.items[0] && (page.items[0].groups = oneGroup)));
+      else if (req.path.startsWith(`${LIST_PATH}/`)) req.reply(stringifyExactJson({ ...(parseExactJson(await req.real()) as object), groups: oneGroup }));
+    });
+    expect(await refused(h)).toMatch(/field "groups" is one item, not a list of items/);
+  });
+
   it("a detail that leaves out the company keeps the list's, and a run of the same data changes nothing", async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
     await h.sync();
