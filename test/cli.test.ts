@@ -147,4 +147,24 @@ describe('cpq-sync changes and snapshot', () => {
     expect(lines[1]).toContain(`,${run.runId},`);
     expect(out.stdout).toMatch(/"msg":"snapshot written"/);
   });
+
+  it('snapshot refuses a time not yet past, and says when a run going on may take effect before its time (review AC)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const future = await cli(['snapshot', '--as-of', '2099-01-01T00:00:00Z'], { DATABASE_URL: h.t.url });
+    expect(future.code).toBe(2);
+    expect(future.stderr).toMatch(
+      /^cpq-sync: --as-of 2099-01-01T00:00:00\.000Z is after the database's now \(\S+\): a snapshot of a time not yet past would change as runs commit/,
+    );
+    expect(future.stdout).toBe('');
+    // A run of the site in progress (its record running), started before the snapshot's time.
+    const [running] = await h.t.query<{ id: string }>(
+      `INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'full') RETURNING id::text`,
+    );
+    const now = await cli(['snapshot', '--format', 'jsonl'], { DATABASE_URL: h.t.url });
+    expect(now.code).toBe(0);
+    expect(now.stdout.trim().split('\n')).toHaveLength(2);
+    expect(now.stderr).toContain(`run ${running!.id} of site default`);
+    expect(now.stderr).toMatch(/is in progress: once committed, its changes take effect from its first write, before this snapshot's time/);
+  });
 });

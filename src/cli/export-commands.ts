@@ -99,6 +99,7 @@ export function registerExportCommands(program: Command): void {
           const { exportSnapshot } = await import('../history/export.js');
           const { writeOutput } = await import('../output.js');
           const { readDatabaseNow } = await import('../db/sql/read-database-now.js');
+          const { findRunsInProgress } = await import('../db/sql/find-runs-in-progress.js');
           const given = opts.asOf === undefined ? undefined : instantArgument(opts.asOf);
           if (opts.asOf !== undefined && given === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
@@ -110,7 +111,21 @@ export function registerExportCommands(program: Command): void {
             await requireKnownSites(database.pool, opts.site);
             // Now by the database's clock, which dates the runs: by this machine's, one behind
             // would snapshot an older state, or none.
-            const asOf = given ?? (await readDatabaseNow(database.pool));
+            const now = await readDatabaseNow(database.pool);
+            if (given !== undefined && given > now) {
+              throw new ConfigError(
+                `--as-of ${given.toISOString()} is after the database's now (${now.toISOString()}): a snapshot of a time not yet past would change as runs commit; leave --as-of out for now`,
+              );
+            }
+            const asOf = given ?? now;
+            // A run going on may commit versions that start before asOf (at its first write): this
+            // snapshot is then of the state before it, and the same --as-of taken later differs.
+            for (const run of await findRunsInProgress(database.pool, asOf, opts.site ?? [])) {
+              log.warn(
+                { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
+                `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
+              );
+            }
             const { runs, users } = await writeOutput(
               opts.out,
               (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),
