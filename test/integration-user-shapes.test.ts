@@ -82,6 +82,24 @@ describe('an integration user whose company or detail cannot be trusted is refus
     expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another login \("someone\.else"\); refused rather than merge two users$/);
   });
 
+  it("a detail saying company null, or partyNumber null, while the list names them: refused, not taken for the list's (review BB)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
+    await h.sync();
+    let nulled = 'company';
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === LIST_PATH) {
+        req.reply(editPage(await req.real(), (page) => page.items[0] && (page.items[0].company = { name: 'Partner', loginName: 'partner1' })));
+      } else if (req.path.startsWith(`${LIST_PATH}/`)) {
+        req.reply(stringifyExactJson({ ...(parseExactJson(await req.real()) as object), company: { name: 'Partner', loginName: 'partner1' }, [nulled]: null }));
+      }
+    });
+    expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another company \("_host"\); refused rather than merge two users$/);
+    nulled = 'partyNumber';
+    expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another partyNumber \(null\); refused rather than merge two users$/);
+  });
+
   it('one group sent where the list belongs, by the list and the detail alike, is refused as for a company user (review BA)', async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
     await h.sync();

@@ -207,17 +207,18 @@ export async function readIntegrationUsers(
     const detail = await integrationUserDetail(http, partyNumber);
     if (!isJsonObject(detail)) return undefined;
     // The detail is of the user the list named, or the list's user would get another's groups and flags.
+    // A null is a claim too: laid over the list's, it would clear what the list said (a company
+    // null files the user under _host, merged with the host user of its login).
     const told = canonicalize(detail);
     for (const key of ['login', 'partyNumber'] as const) {
       const said = told.get(key);
-      if (said !== undefined && said !== null && said !== fields.get(key)) {
+      if (said !== undefined && said !== fields.get(key)) {
         throw new RecordError(
           `${place()}: the detail of partyNumber ${JSON.stringify(partyNumber)} names another ${key} (${describeValue(said)}); refused rather than merge two users`,
         );
       }
     }
-    const saidCompany = told.get('company');
-    if (saidCompany !== undefined && saidCompany !== null) {
+    if (told.has('company')) {
       const detailCompany = companies.of(detail, () => `the detail of ${where}`);
       if (detailCompany !== company) {
         throw new RecordError(
