@@ -419,7 +419,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     await admin.connect();
     try {
       const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-      if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(database)}`);
+      // UTF8 and C as the cluster initdb makes now, also in a cluster an older release made (SQL_ASCII where no locale was set).
+      if (exists.rowCount === 0) {
+        await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(database)} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+      }
     } finally {
       await admin.end();
     }

@@ -51,7 +51,8 @@ export default async function setup(project: TestProject) {
   const admin = new pg.Client({ connectionString: server.url });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${TEMPLATE}`);
+  // UTF8 whatever the server's template1 is (a LATIN1 one would be refused by migrate).
+  await admin.query(`CREATE DATABASE ${TEMPLATE} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
   await admin.end();
 
   const templateUrl = new URL(server.url);
