@@ -146,7 +146,7 @@ describe('the README lists every error a user meets first, as printed, with its 
     const oauth = cpq({ CPQ_OAUTH_TOKEN_URL: 'https://idp.example.com/token', CPQ_OAUTH_CLIENT_ID: 'cid', CPQ_OAUTH_CLIENT_SECRET: 'oauth-secret-value' });
     const refused = new SyncError(
       'auth',
-      'POST https://idp.example.com/token: OAuth token request refused (401): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE',
+      "POST https://idp.example.com/token: OAuth token request refused (401): check the client id, the client secret and the scope (CPQ_OAUTH_*, or the site's oauth keys in CPQ_SITES_FILE)",
     );
     expect(hintFor(refused, { cpq: oauth })).toBe(
       'tried an OAuth token for client "cid" from https://idp.example.com/token (CPQ_OAUTH_*): check CPQ_OAUTH_TOKEN_URL, the client id and secret, and CPQ_OAUTH_SCOPE',

@@ -120,7 +120,7 @@ export class OAuthClientCredentials implements Authenticator {
     if (response.status === 400 || response.status === 401 || response.status === 403) {
       throw new SyncError(
         'auth',
-        `POST ${url}: OAuth token request refused (${response.status}): check CPQ_OAUTH_CLIENT_ID, the client secret and CPQ_OAUTH_SCOPE`,
+        `POST ${url}: OAuth token request refused (${response.status}): check the client id, the client secret and the scope (CPQ_OAUTH_*, or the site's oauth keys in CPQ_SITES_FILE)`,
       );
     }
     if (RETRY_STATUSES.has(response.status) || response.status >= 500) {
