@@ -132,8 +132,9 @@ describe('an integration user read by the company feed alone keeps what the inte
     expect(await stored(h, login)).toMatchObject({ is_integration_user: true, party_number: expect.any(String) as unknown });
   });
 
-  it("the fields it keeps are those of Oracle's v19 integration-user samples (../shared/cpq-api), but the login, links and groups", () => {
-    const doc = readFileSync(new URL('../../shared/cpq-api/integration-users-v19.txt', import.meta.url), 'utf8');
+  it("the fields it keeps are those of Oracle's v19 integration-user samples, but the login, links and groups", () => {
+    // Oracle's samples, as ../shared/cpq-api/integration-users-v19.txt shows them (test/fixtures/cpq-api).
+    const doc = readFileSync(new URL('./fixtures/cpq-api/integration-users-v19-samples.jsonl', import.meta.url), 'utf8');
     const samples = doc
       .split('\n')
       .filter((line) => line.startsWith('{'))
