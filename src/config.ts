@@ -483,8 +483,6 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
 
 /** SYNC_CRON and SYNC_TIMEZONE alone, with their defaults (never fails: both are any text). */
 const SCHEDULE_SCHEMA = envSchema.pick({ SYNC_CRON: true, SYNC_TIMEZONE: true });
-/** The same with CPQ_SITES_FILE, which decides whether the environment has a site of its own. */
-const OWN_SITE_SCHEDULE_SCHEMA = envSchema.pick({ CPQ_SITES_FILE: true, SYNC_CRON: true, SYNC_TIMEZONE: true });
 
 /**
  * What is wrong with the schedule of the environment's own site (no sites file, CPQ_BASE_URL set),
@@ -492,9 +490,9 @@ const OWN_SITE_SCHEDULE_SCHEMA = envSchema.pick({ CPQ_SITES_FILE: true, SYNC_CRO
  * schedule `schedule` would, with a sites file or without, and a bad URL does not hide it.
  */
 function ownSiteScheduleProblems(env: Env): string[] {
-  const own = OWN_SITE_SCHEDULE_SCHEMA.parse(env);
-  if (own.CPQ_SITES_FILE !== undefined || !env.CPQ_BASE_URL?.trim()) return [];
-  return scheduleProblems(own.SYNC_CRON, own.SYNC_TIMEZONE);
+  if (env.CPQ_SITES_FILE?.trim() || !env.CPQ_BASE_URL?.trim()) return [];
+  const schedule = SCHEDULE_SCHEMA.parse(env);
+  return scheduleProblems(schedule.SYNC_CRON, schedule.SYNC_TIMEZONE);
 }
 
 /**

@@ -24,31 +24,44 @@ async function justAfterSlot(every: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, next - now + 50));
 }
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A schedule every `everySeconds`, started just after one of its slots; `meanwhile` runs, then it
+ * stops. Returns the ticks it ran (when due, when run) and how many it counted as missed.
+ */
+async function scheduleAround(everySeconds: number, meanwhile: () => Promise<void>): Promise<{ ran: { dueAt: number; at: number }[]; missed: number }> {
+  const ran: { dueAt: number; at: number }[] = [];
+  let missed = 0;
+  const schedule = new CronSchedule({
+    cron: `*/${everySeconds} * * * * *`,
+    timezone: 'UTC',
+    log: pino({ level: 'silent' }),
+    onTick: (dueAt) => {
+      ran.push({ dueAt: dueAt.getTime(), at: Date.now() });
+      return Promise.resolve();
+    },
+    onMissed: () => missed++,
+  });
+  try {
+    await justAfterSlot(everySeconds);
+    schedule.start();
+    await meanwhile();
+  } finally {
+    schedule.stop();
+  }
+  return { ran, missed };
+}
+
 describe('a tick the process could not run on time', () => {
   it('runs late, named by when it was due, while the next is not due yet', async () => {
-    const ran: { dueAt: number; at: number }[] = [];
-    let missed = 0;
-    const schedule = new CronSchedule({
-      cron: '*/6 * * * * *',
-      timezone: 'UTC',
-      log: pino({ level: 'silent' }),
-      onTick: (dueAt) => {
-        ran.push({ dueAt: dueAt.getTime(), at: Date.now() });
-        return Promise.resolve();
-      },
-      onMissed: () => missed++,
-    });
-    try {
-      await justAfterSlot(6);
-      schedule.start();
+    const { ran, missed } = await scheduleAround(6, async () => {
       // Blocked from 2 s before the next slot to 2.6 s after it: the slot's timer fires that late
       // (node-cron counts whole seconds: 2 s, beyond its default tolerance of 1 s).
-      await new Promise((resolve) => setTimeout(resolve, 3900));
+      await pause(3900);
       block(4600);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    } finally {
-      schedule.stop();
-    }
+      await pause(500);
+    });
     expect(missed).toBe(0);
     expect(ran).toHaveLength(1);
     expect(ran[0]!.dueAt % 6000).toBe(0);
@@ -56,28 +69,12 @@ describe('a tick the process could not run on time', () => {
   });
 
   it('one overtaken by a later tick is counted as missed, and the later one runs', async () => {
-    const ran: number[] = [];
-    let missed = 0;
-    const schedule = new CronSchedule({
-      cron: '*/2 * * * * *',
-      timezone: 'UTC',
-      log: pino({ level: 'silent' }),
-      onTick: (dueAt) => {
-        ran.push(dueAt.getTime());
-        return Promise.resolve();
-      },
-      onMissed: () => missed++,
-    });
-    try {
-      await justAfterSlot(2);
-      schedule.start();
-      await new Promise((resolve) => setTimeout(resolve, 200));
+    const { ran, missed } = await scheduleAround(2, async () => {
+      await pause(200);
       // Blocked across two slots (at about +1.75 s and +3.75 s): the first is overtaken.
       block(4600);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    } finally {
-      schedule.stop();
-    }
+      await pause(300);
+    });
     expect(missed).toBeGreaterThanOrEqual(1);
     expect(ran.length).toBeGreaterThanOrEqual(1);
   });

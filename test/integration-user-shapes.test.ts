@@ -32,6 +32,14 @@ function editFirstListed(h: Harness, edit: (user: Record<string, unknown>) => vo
   });
 }
 
+/** Edits every detail of an integration user the run reads, exactly (partyId is beyond a double). */
+function editDetails(h: Harness, edit: (detail: Record<string, unknown>) => Record<string, unknown>): void {
+  scriptRequests(h.sim, async (req) => {
+    if (!req.path.startsWith(`${LIST_PATH}/`)) return;
+    req.reply(stringifyExactJson(edit(parseExactJson(await req.real()) as Record<string, unknown>)));
+  });
+}
+
 describe('an integration user whose company or detail cannot be trusted is refused, not filed under _host', () => {
   it('a company that is text, not an object', async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2 });
@@ -63,22 +71,14 @@ describe('an integration user whose company or detail cannot be trusted is refus
   it("a detail naming another company than the list's (review BA)", async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
     await h.sync();
-    scriptRequests(h.sim, async (req) => {
-      if (!req.path.startsWith(`${LIST_PATH}/`)) return;
-      const detail = parseExactJson(await req.real()) as Record<string, unknown>;
-      req.reply(stringifyExactJson({ ...detail, company: { name: 'Partner', loginName: 'partner1' } }));
-    });
+    editDetails(h, (detail) => ({ ...detail, company: { name: 'Partner', loginName: 'partner1' } }));
     expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another company \("partner1"\); refused rather than merge two users$/);
   });
 
   it("a detail answering for another login than the list's", async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
     await h.sync();
-    scriptRequests(h.sim, async (req) => {
-      if (!req.path.startsWith(`${LIST_PATH}/`)) return;
-      const detail = parseExactJson(await req.real()) as Record<string, unknown>;
-      req.reply(stringifyExactJson({ ...detail, login: 'someone.else' }));
-    });
+    editDetails(h, (detail) => ({ ...detail, login: 'someone.else' }));
     expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another login \("someone\.else"\); refused rather than merge two users$/);
   });
 
@@ -116,12 +116,7 @@ describe('an integration user whose company or detail cannot be trusted is refus
     await h.sync();
     const users = `SELECT company_login, login, raw::text, content_hash, last_changed_run_id FROM cpq.users ORDER BY company_login, login`;
     const before = await h.t.query(users);
-    scriptRequests(h.sim, async (req) => {
-      if (!req.path.startsWith(`${LIST_PATH}/`)) return;
-      // Exactly: partyId is beyond a double.
-      const { company: _company, ...detail } = parseExactJson(await req.real()) as Record<string, unknown>;
-      req.reply(stringifyExactJson(detail));
-    });
+    editDetails(h, ({ company: _company, ...detail }) => detail);
     const result = await h.sync({ full: true });
     expect({ inserted: result.inserted, updated: result.updated, deleted: result.deleted }).toEqual({ inserted: 0, updated: 0, deleted: 0 });
     expect(await h.t.query(users)).toEqual(before);

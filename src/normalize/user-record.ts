@@ -579,6 +579,11 @@ function findUnstorable(value: unknown, path: string): { path: string; problem: 
   return undefined;
 }
 
+/** A RangeError of the stack, not of a value (an invalid date, a length). */
+function isStackOverflow(err: unknown): boolean {
+  return err instanceof RangeError && /call stack/i.test(err.message);
+}
+
 /** Fails the record naming its most deeply nested field: one that exhausted the stack of a recursive walk. */
 function tooDeep(reader: FieldReader, record: Record<string, unknown>): never {
   let deepest: string | undefined;
@@ -605,25 +610,11 @@ function nestingDepth(value: unknown): number {
 
 /** The record as exact JSON text for raw; a record Postgres cannot store fails naming the field. */
 function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
-  let raw: string;
-  try {
-    raw = stringifyExactJson(record);
-  } catch (err) {
-    if (!(err instanceof RangeError)) throw err;
-    // JSON.stringify recurses: thousands of nested levels exhaust the stack.
-    return tooDeep(reader, record);
-  }
+  const raw = stringifyExactJson(record);
   // JSON.stringify writes NUL and lone surrogates (and other control characters) as \u escapes:
   // one fast scan, then the walk names the field (and rules out an escaped backslash).
   if (raw.includes('\\u')) {
-    let bad: ReturnType<typeof findUnstorable>;
-    try {
-      bad = findUnstorable(record, '');
-    } catch (err) {
-      // Its walk recurses, and more deeply than JSON.stringify: named, as above.
-      if (!(err instanceof RangeError)) throw err;
-      return tooDeep(reader, record);
-    }
+    const bad = findUnstorable(record, '');
     if (bad) reader.fail(shown(bad.path), bad.problem);
   }
   return raw;
@@ -639,7 +630,7 @@ export function recordPlace(companyLogin: string, login: unknown, where: string)
 
 function usableLogin(login: unknown): login is string {
   // Not a number, however long: {"login": 12345678901234567890} is refused as {"login": 12345} is.
-  return sentString(login)?.trim() ? true : false;
+  return (sentString(login)?.trim() ?? '') !== '';
 }
 
 /** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
@@ -664,11 +655,26 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   }
   const fields = RECORD_FIELDS.pick(record);
   const loginValue = fields[FIELD_COUNT];
-  const company = fields[FIELD_COUNT + 1];
   if (!usableLogin(loginValue)) {
     throw new RecordError(`${where()}: field "login" is missing or not text (got ${describeValue(loginValue)})`);
   }
   const reader = new FieldReader(() => recordPlace(source.companyLogin, loginValue, where()));
+  try {
+    return readUser(reader, record, fields, source, storedAsSent);
+  } catch (err) {
+    // Walks of the record recurse (JSON.stringify for raw, the check of what Postgres cannot
+    // store, the sort of unknown fields' keys), each to a depth its frames and the stack allow:
+    // thousands of nested levels exhaust it in one or another. Whichever, the record fails naming
+    // its deepest field, not as an internal error naming nothing.
+    if (!isStackOverflow(err)) throw err;
+    return tooDeep(reader, record);
+  }
+}
+
+/** normalizeUser once the record is an object with a usable login: its row and digest. */
+function readUser(reader: FieldReader, record: Record<string, unknown>, fields: unknown[], source: RecordSource, storedAsSent: string | undefined): UserRow {
+  const loginValue = fields[FIELD_COUNT];
+  const company = fields[FIELD_COUNT + 1];
   const login = reader.key('login', loginValue)!;
   // The company's loginName (an integration user's own company.loginName, else the company read) is part of the users' key: bounded like the login.
   if (source.companyLogin.length * 3 > MAX_KEY_BYTES) reader.key('company.loginName', source.companyLogin);
@@ -696,17 +702,8 @@ export function normalizeUser(record: unknown, source: RecordSource, index: numb
   };
   // One object per user: the digest reads the row it is stored in.
   // Apart, so that a top-level key "status.reason" and the part reason of status cannot read alike.
-  let extras: string;
-  let unknown: string;
-  try {
-    extras = reader.extrasJson();
-    unknown = unknownFieldsJson(record);
-  } catch (err) {
-    // Their keys are sorted recursively, which a record JSON.stringify took for raw may still be
-    // too deep for (about 4000 levels): named, as rawJson names it, not an internal error.
-    if (!(err instanceof RangeError)) throw err;
-    return tooDeep(reader, record);
-  }
+  const extras = reader.extrasJson();
+  let unknown = unknownFieldsJson(record);
   const otherForms = reader.otherFormsText();
   const lost = lostSpellingsJson(record);
   if (extras !== '') unknown += `\u0004${extras}`;

@@ -191,13 +191,14 @@ export async function readIntegrationUsers(
   onAbsent: (warning: string) => void,
 ): Promise<IntegrationUsers> {
   const found = new IntegrationUsers();
-  const readRecord = async (item: unknown, i: number, url: string): Promise<Raw | undefined> => {
+  // The record to normalize and its company, found once from the list's record (the detail's must agree).
+  const readRecord = async (item: unknown, i: number, url: string): Promise<{ record: Raw; company: string } | undefined> => {
     if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object`);
     const fields = canonicalize(item);
     const where = `record ${i} of ${url}`;
     const company = companies.of(item, () => where);
     const place = () => recordPlace(company, fields.get('login'), where);
-    if (carriesItems(fields.get('groups'))) return item;
+    if (carriesItems(fields.get('groups'))) return { record: item, company };
     // The list did not expand groups (no groups, or a collection without items): the detail endpoint has them.
     const partyNumber = sentString(fields.get('partyNumber'));
     if (partyNumber === undefined) throw new RecordError(`${place()}: integration user without partyNumber (as text), cannot read its groups`);
@@ -227,16 +228,16 @@ export async function readIntegrationUsers(
       }
     }
     // Laid over the list's record: what the detail leaves out (its company, say) is the list's, not nothing.
-    return layOver(detail, item);
+    return { record: layOver(detail, item), company };
   };
   try {
     for await (const page of integrationUserPages(http, cpq, progress.since)) {
       progress.page(page);
       const records = await allUntilFirstFailure(page.items.values(), cpq.concurrency, (item, i) => readRecord(item, i, page.url));
-      records.forEach((record, i) => {
-        if (!record) return;
-        const where = `record ${i} of ${page.url}`;
-        const row = normalizeUser(record, { companyLogin: companies.of(record, () => where), isIntegrationUser: true, origin: page.url }, i);
+      records.forEach((read, i) => {
+        if (!read) return;
+        const { record, company } = read;
+        const row = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url }, i);
         progress.saw([row]);
         found.add(row.companyLogin, row.login, record, page.url, i);
       });

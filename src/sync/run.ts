@@ -92,9 +92,7 @@ export class SyncRun {
   async execute(): Promise<RunResult> {
     const { db, pool, log } = this.deps;
     await migrate(db, { onAhead: logAhead(log) }).catch(rethrowAsSyncError);
-    const client = await pool.connect().catch((err: unknown) => {
-      throw toDatabaseOrInternal(err);
-    });
+    const client = await pool.connect().catch(rethrowAsSyncError);
     // Postgres ending the session (a restart) is emitted on the client while we may be waiting on
     // CPQ; unheard, it would crash the process. The next query on the client fails and says so.
     const onConnectionError = (err: Error) => {
