@@ -40,7 +40,8 @@ FROM cpq.user_changes_flat WHERE run_id = ANY($1::bigint[]) AND field NOT IN ('d
 
 /** Runs every site of `config` once; the results, or the first failure thrown. */
 async function syncAll(deps: Parameters<typeof runSites>[0], full: boolean): Promise<RunResult[]> {
-  const outcomes = await runSites(deps, deps.config.sites, { full }, deps.config.sites.length);
+  // The simulated sites listen on new ports each time: the same CPQs, moved.
+  const outcomes = await runSites(deps, deps.config.sites, { full, cpqMoved: true }, deps.config.sites.length);
   for (const o of outcomes) if (o.error) throw o.error;
   return outcomes.map((o) => o.result!);
 }

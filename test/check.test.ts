@@ -76,6 +76,7 @@ describe('cpq-sync check against the simulator', () => {
       database: 'pass',
       schema: 'pass',
       'sync lock (default)': 'pass',
+      'cpq (default)': 'pass',
     });
     expect(report.ok).toBe(true);
     expect(step(report, 'credentials').detail).toBe('accepted: Basic auth as user "sync" (CPQ_USERNAME and CPQ_PASSWORD or CPQ_PASSWORD_FILE)');
@@ -280,7 +281,7 @@ describe('cpq-sync check against the simulator', () => {
     ]);
     expect(both.sites[0]!.steps.every((s) => s.status !== 'fail')).toBe(true);
     expect(both.sites[1]!.steps.find((s) => s.step === 'path prefix')?.fix).toMatch(/set CPQ_PATH_PREFIX=$/);
-    expect(both.database?.steps.map((s) => s.step)).toEqual(['database', 'schema', 'sync lock (eu)', 'sync lock (us)']);
+    expect(both.database?.steps.map((s) => s.step)).toEqual(['database', 'schema', 'sync lock (eu)', 'cpq (eu)', 'sync lock (us)', 'cpq (us)']);
     expect(both.ok).toBe(false);
 
     const out = await cli(['check', '--site', 'eu'], env);

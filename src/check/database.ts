@@ -1,15 +1,17 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AppConfig } from '../config.js';
+import type { AppConfig, SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
 import { redactUrl } from '../db/database.js';
 import { MIGRATIONS_DIR } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
+import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { siteCpqUrl } from '../sync/site-cpq-url.js';
 import { fail, pass, skip, warn, type StepResult } from './step.js';
 
 /** The migrations this release has, in the order they apply. */
@@ -55,13 +57,36 @@ export async function checkSyncLock(database: Database, site: string): Promise<S
   return warn(step, `held by the database session of pid ${holder.pid}${since}: a run is in progress`, 'a run started now would exit 7; wait for that one');
 }
 
+/** Whether the site's base URL names the CPQ its rows were read from (cpq.sites.cpq_url): a run of another fails. */
+export async function checkSiteCpq(database: Database, site: SiteConfig): Promise<StepResult> {
+  const step = `cpq (${site.name})`;
+  const cpqUrl = siteCpqUrl(site.cpq.baseUrl);
+  let recorded: string | null;
+  try {
+    recorded = await readSiteCpqUrl(database.pool, site.name);
+  } catch (err) {
+    // A schema from before sites (no cpq.sites) or before 0021 (no cpq_url): the next run migrates, then records it.
+    if (errorCode(err) === '42P01' || errorCode(err) === '42703') return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);
+    throw err;
+  }
+  if (recorded === null) return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);
+  if (recorded !== cpqUrl) {
+    return fail(
+      step,
+      `its rows were read from ${recorded}, its base URL names ${cpqUrl}: a run would exit 2`,
+      `if it is the same CPQ at a new address, cpq-sync run --site ${site.name} --cpq-moved; if another, give it a site name of its own`,
+    );
+  }
+  return pass(step, `its rows were read from ${recorded}`);
+}
+
 /**
  * The database steps: reachable, schema version, sync lock. Reads only. An embedded Postgres
  * that was never created is not created here (the first run does that); one that exists is
  * started for the check and stopped again, as `status` does.
  */
-export async function checkDatabase(config: AppConfig, log: Logger, sites: readonly string[]): Promise<{ where: string; steps: StepResult[] }> {
-  const lockSteps = (why: string) => sites.map((site) => skip(`sync lock (${site})`, why));
+export async function checkDatabase(config: AppConfig, log: Logger, sites: readonly SiteConfig[]): Promise<{ where: string; steps: StepResult[] }> {
+  const lockSteps = (why: string) => sites.flatMap((site) => [skip(`sync lock (${site.name})`, why), skip(`cpq (${site.name})`, why)]);
   if (!config.databaseUrl && !existsSync(join(config.dataDir, 'pg'))) {
     const where = `embedded Postgres in ${config.dataDir}`;
     return {
@@ -96,7 +121,10 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
       }
     };
     await guarded('schema', () => checkSchema(database));
-    for (const site of sites) await guarded(`sync lock (${site})`, () => checkSyncLock(database, site));
+    for (const site of sites) {
+      await guarded(`sync lock (${site.name})`, () => checkSyncLock(database, site.name));
+      await guarded(`cpq (${site.name})`, () => checkSiteCpq(database, site));
+    }
     return { where: database.where, steps };
   } finally {
     await database.close();

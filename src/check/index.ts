@@ -5,7 +5,7 @@ import { checkDatabase } from './database.js';
 import { checkSite } from './site.js';
 import { fail, pass, warn, type StepResult, type StepStatus } from './step.js';
 
-export { checkDatabase, checkSchema, checkSyncLock } from './database.js';
+export { checkDatabase, checkSchema, checkSiteCpq, checkSyncLock } from './database.js';
 export { checkAccess, checkCompanies, checkHost, checkIntegrationUsers, checkSite, checkUsers, checkZipExport } from './site.js';
 export type { StepResult, StepStatus } from './step.js';
 
@@ -48,11 +48,7 @@ export async function runCheck(env: Record<string, string | undefined> = process
   const log = createLogger({ level: config.logLevel, format: config.logFormat, destination: process.stderr });
   const blocks: CheckBlock[] = [];
   for (const site of sites) blocks.push({ name: site.name, where: site.cpq.baseUrl, steps: await checkSite(site.cpq, log) });
-  const db = await checkDatabase(
-    config,
-    log,
-    sites.map((s) => s.name),
-  );
+  const db = await checkDatabase(config, log, sites);
   const database = { name: 'database', where: db.where, steps: db.steps };
   const ok = [...blocks, database].every((b) => b.steps.every((s) => s.status !== 'fail'));
   const configuration =

@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { selectSites, withCpq } from '../config.js';
+import { ConfigError, selectSites, withCpq } from '../config.js';
 import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
 import { command } from './command.js';
 
@@ -12,7 +12,8 @@ export function registerSyncCommands(program: Command): void {
     .option('--allow-mass-delete', 'mark missing users deleted even above SYNC_MAX_DELETE_FRACTION')
     .addOption(new Option('--format <format>', 'how to read company users (overrides CPQ_EXPORT_FORMAT)').choices(['json', 'zip']))
     .option('--site <name...>', 'sync only these sites (default: every configured site)')
-    .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip'; site?: string[] }) =>
+    .option('--cpq-moved', "the site's CPQ is the same one at a new address: read its base URL although its rows were read from another (one site)")
+    .action((opts: { full?: boolean; allowMassDelete?: boolean; format?: 'json' | 'zip'; site?: string[]; cpqMoved?: boolean }) =>
       command(async (loaded, log) => {
         const { openDatabase } = await import('../db/connect.js');
         const { printSummary, terminalProgress } = await import('../progress/index.js');
@@ -21,6 +22,8 @@ export function registerSyncCommands(program: Command): void {
         // The configuration keeps every site it names (HISTORY_RETENTION tells them from sites it no longer names); the chosen ones run.
         const config = opts.format ? withCpq(loaded, { exportFormat: opts.format }) : loaded;
         const sites = selectSites(config, opts.site ?? []);
+        // Said of one site: with several, a site pointed at another CPQ by mistake would be taken too.
+        if (opts.cpqMoved && sites.length > 1) throw new ConfigError('--cpq-moved is said of one site: name it (--site NAME)');
         // SIGINT/SIGTERM: the runs roll back, are recorded `interrupted`, exit code 130.
         const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
         // In a terminal: one line per stream redrawn in place, then a table per company; otherwise the JSON lines.
@@ -33,6 +36,7 @@ export function registerSyncCommands(program: Command): void {
             const options = {
               full: opts.full === true,
               allowMassDelete: opts.allowMassDelete === true,
+              cpqMoved: opts.cpqMoved === true,
               signal: shutdown.signal,
               ...(terminal ? { progress: terminal.display } : {}),
             };

@@ -314,6 +314,8 @@ export interface SitesTable {
   name: string;
   lock_id: ColumnType<number, never, never>;
   created_at: Generated<Timestamp>;
+  /** Where the site's rows were read from (migration 0021); null until its first successful run of a release that records it. */
+  cpq_url: string | null;
 }
 
 /** A scheduled tick of a site that one `schedule` process claimed (so it runs once). */
@@ -457,7 +459,7 @@ const ENDED = ['valid_to', 'ended_by_run_id', 'version_id'] as const;
 
 /** Every column of every table and view in `Database`, by table (test/schema-types.test.ts compares it with the database). */
 export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly string[] } = {
-  'cpq.sites': columns<SitesTable>()('name', 'lock_id', 'created_at'),
+  'cpq.sites': columns<SitesTable>()('name', 'lock_id', 'created_at', 'cpq_url'),
   'cpq.scheduled_ticks': columns<ScheduledTicksTable>()('site', 'due_at', 'claimed_by', 'claimed_at'),
   'cpq.sync_runs': columns<SyncRunsTable>()(
     'site',

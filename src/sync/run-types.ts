@@ -16,6 +16,8 @@ export interface RunOptions {
   full?: boolean;
   /** Apply deletions even above SYNC_MAX_DELETE_FRACTION. */
   allowMassDelete?: boolean;
+  /** The site's CPQ moved: read its base URL even though its rows were read from another address (cpq.sites.cpq_url). */
+  cpqMoved?: boolean;
   signal?: AbortSignal;
   /** Told of each stream's pages as they are read (the terminal display of `run`). */
   progress?: ProgressSink;

@@ -19,6 +19,7 @@ import { readCursors, type StreamCursor } from '../db/sql/read-cursors.js';
 import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
+import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -36,6 +37,7 @@ import {
   stageIntegrationOnly,
 } from './integration-users.js';
 import { MergeBatches, mergeStaged, type MergeDeletions } from './merge.js';
+import { requireSameCpq, siteCpqUrl } from './site-cpq-url.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
 import { redactUnnamedSites } from './redact-unnamed-sites.js';
@@ -368,6 +370,12 @@ export class SyncRun {
   private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<Omit<RunResult, 'seconds'>> {
     const { config, pool } = this.deps;
     const site = this.site.name;
+    // Before the first request: a site's rows are those of one CPQ.
+    const cpqUrl = siteCpqUrl(this.cpq.baseUrl);
+    const recordedCpqUrl = await readSiteCpqUrl(client, site);
+    requireSameCpq(site, recordedCpqUrl, cpqUrl, this.options.cpqMoved === true);
+    if (recordedCpqUrl !== null && recordedCpqUrl !== cpqUrl)
+      this.warn(`site ${site} was synced from ${recordedCpqUrl}; from this run on, from ${cpqUrl} (--cpq-moved)`);
     // The database's clock, and always after the site's last run: valid_from follows commit order
     // whatever the clocks of the workers that write the history.
     const clock = await readRunClock(client, site);
@@ -516,6 +524,9 @@ export class SyncRun {
     const retainedFrom = config.historyRetentionMs === undefined ? undefined : new Date(Date.now() + clock.offsetMs - config.historyRetentionMs);
     this.retainedFrom = retainedFrom;
     await proveRun(client, site, runId, this.progress, retainedFrom, log);
+    // Last: the update holds the site's row until the commit, and another session adding the same
+    // site (registerSite) waits for it.
+    if (recordedCpqUrl !== cpqUrl) await recordSiteCpqUrl(client, site, cpqUrl);
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();

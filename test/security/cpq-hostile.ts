@@ -39,7 +39,9 @@ export async function hostileSite(env: Record<string, string> = {}): Promise<Hos
   const run: HostileSite['run'] = async (company, options = {}) => {
     const config: AppConfig = withCpq(h.config, { companies: [company], exportFormat: options.format ?? 'json', ...options.cpq });
     try {
-      return { result: await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }) };
+      // Attacks are served from addresses of their own too, each standing in for the site's CPQ:
+      // moves of it (cpq.sites.cpq_url), said so, or every one after the first would be refused as one.
+      return { result: await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { cpqMoved: true }) };
     } catch (error) {
       return { error };
     }

@@ -1,0 +1,146 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { runCheck } from '../src/check/index.js';
+import { loadConfig } from '../src/config.js';
+import { SyncError } from '../src/errors.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { runSync } from '../src/sync/run.js';
+import type { RunOptions } from '../src/sync/run-types.js';
+import { siteCpqUrl } from '../src/sync/site-cpq-url.js';
+import { cli } from './helpers/cli-process.js';
+import { it } from './helpers/fixtures.js';
+import type { Harness } from './helpers/harness.js';
+import { snapshotTables } from './helpers/harness.js';
+
+/** A second CPQ (another simulator, other users) that `h`'s site may be pointed at. */
+async function otherCpq(): Promise<{ sim: CpqSimulator; url: string }> {
+  const sim = new CpqSimulator({ seed: 99, usersPerCompany: 7 });
+  return { sim, url: await sim.start() };
+}
+
+/** Runs `h`'s site against `baseUrl` instead of its own simulator; the run's error, or undefined. */
+async function syncFrom(h: Harness, baseUrl: string, options: RunOptions = {}): Promise<SyncError | undefined> {
+  const config = loadConfig({ CPQ_BASE_URL: baseUrl, DATABASE_URL: h.t.url });
+  try {
+    await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, options);
+    return undefined;
+  } catch (err) {
+    if (err instanceof SyncError) return err;
+    throw err;
+  }
+}
+
+async function recordedUrl(h: Harness): Promise<string | null> {
+  const [row] = await h.t.query<{ cpq_url: string | null }>(`SELECT cpq_url FROM cpq.sites WHERE name = 'default'`);
+  return row!.cpq_url;
+}
+
+describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
+  test('is the base URL as URL spells it: host in lower case, no default port, no trailing slash; the path kept', () => {
+    expect(siteCpqUrl('HTTPS://CPQ.Example.COM:443/')).toBe('https://cpq.example.com');
+    expect(siteCpqUrl('https://cpq.example.com:8443//')).toBe('https://cpq.example.com:8443');
+    expect(siteCpqUrl('https://proxy.example.com/site-a/')).toBe('https://proxy.example.com/site-a');
+    expect(siteCpqUrl('https://proxy.example.com/site-a')).not.toBe(siteCpqUrl('https://proxy.example.com/site-b'));
+  });
+
+  it('is recorded by the first successful run; a run pointed at another CPQ fails before its first request, recorded, the database untouched', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness();
+    await h.sync();
+    expect(await recordedUrl(h)).toBe(siteCpqUrl(h.config.sites[0]!.cpq.baseUrl));
+    const before = await snapshotTables(h.t);
+    const other = await otherCpq();
+    try {
+      const error = await syncFrom(h, other.url);
+      expect(error?.kind).toBe('config');
+      expect(error?.message).toContain(`site default was synced from ${siteCpqUrl(h.config.sites[0]!.cpq.baseUrl)}`);
+      expect(error?.message).toContain(`now names ${siteCpqUrl(other.url)}`);
+      expect(error?.message).toContain('--cpq-moved');
+      expect(other.sim.requests).toHaveLength(0);
+      expect(await snapshotTables(h.t)).toEqual(before);
+      const [run] = await h.t.query<{ status: string; error: string }>(`SELECT status, error FROM cpq.sync_runs ORDER BY started_at DESC LIMIT 1`);
+      expect(run).toMatchObject({ status: 'failed', error: expect.stringContaining('another CPQ') as string });
+      // The same address spelt another way is the same CPQ.
+      expect(await syncFrom(h, `${h.config.sites[0]!.cpq.baseUrl.toUpperCase()}/`)).toBeUndefined();
+    } finally {
+      await other.sim.stop();
+    }
+  });
+
+  it('--cpq-moved reads the new address once, says so in the run record, and records it: the old address is then refused', async ({ startHarness }) => {
+    const h = await startHarness();
+    await h.sync();
+    const oldUrl = siteCpqUrl(h.config.sites[0]!.cpq.baseUrl);
+    const moved = await otherCpq();
+    try {
+      expect(await syncFrom(h, moved.url, { cpqMoved: true, allowMassDelete: true })).toBeUndefined();
+      expect(await recordedUrl(h)).toBe(siteCpqUrl(moved.url));
+      const [run] = await h.t.query<{ warnings: string[] }>(`SELECT warnings FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1`);
+      expect(run!.warnings).toContain(`site default was synced from ${oldUrl}; from this run on, from ${siteCpqUrl(moved.url)} (--cpq-moved)`);
+      expect(await syncFrom(h, moved.url)).toBeUndefined();
+      expect((await syncFrom(h, h.config.sites[0]!.cpq.baseUrl))?.message).toContain(`site default was synced from ${siteCpqUrl(moved.url)}`);
+    } finally {
+      await moved.sim.stop();
+    }
+  });
+
+  it('a run that fails records no address: the next, pointed elsewhere, is a first run still', async ({ startHarness }) => {
+    const h = await startHarness();
+    h.sim.addFault({ match: { path: /\/users$/ }, status: 404, times: Infinity });
+    expect(await h.syncError()).toBeInstanceOf(SyncError);
+    expect(await recordedUrl(h)).toBeNull();
+    const other = await otherCpq();
+    try {
+      expect(await syncFrom(h, other.url)).toBeUndefined();
+      expect(await recordedUrl(h)).toBe(siteCpqUrl(other.url));
+    } finally {
+      await other.sim.stop();
+    }
+  });
+
+  it("a site an earlier release synced (no address recorded) takes its next successful run's", async ({ startHarness }) => {
+    const h = await startHarness();
+    await h.sync();
+    await h.t.query(`UPDATE cpq.sites SET cpq_url = NULL`);
+    await h.sync();
+    expect(await recordedUrl(h)).toBe(siteCpqUrl(h.config.sites[0]!.cpq.baseUrl));
+  });
+
+  it('run: refused with exit code 2 naming --cpq-moved, as check says; --cpq-moved needs one site; with it the run succeeds', async ({ startHarness }) => {
+    const h = await startHarness();
+    await h.sync();
+    const moved = await otherCpq();
+    try {
+      const env = { CPQ_BASE_URL: moved.url, DATABASE_URL: h.t.url, LOG_LEVEL: 'error' };
+      const refused = await cli(['run'], env);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('cpq-sync run --site default --cpq-moved');
+      const accepted = await cli(['run', '--cpq-moved', '--allow-mass-delete'], env);
+      expect(accepted.code, accepted.stderr).toBe(0);
+      expect(await recordedUrl(h)).toBe(siteCpqUrl(moved.url));
+      // check says so before a run does.
+      const report = await runCheck({ ...env, CPQ_BASE_URL: h.sim.baseUrl });
+      expect(report.database?.steps.find((s) => s.step === 'cpq (default)')).toMatchObject({
+        status: 'fail',
+        detail: `its rows were read from ${siteCpqUrl(moved.url)}, its base URL names ${siteCpqUrl(h.sim.baseUrl)}: a run would exit 2`,
+      });
+      expect(report.ok).toBe(false);
+      expect((await runCheck(env)).database?.steps.find((s) => s.step === 'cpq (default)')).toMatchObject({ status: 'pass' });
+      const dir = mkdtempSync(join(tmpdir(), 'cpq-moved-'));
+      try {
+        const sitesFile = join(dir, 'sites.yaml');
+        writeFileSync(sitesFile, `sites:\n  - name: default\n    baseUrl: ${moved.url}\n  - name: other\n    baseUrl: ${h.sim.baseUrl}\n`);
+        const several = await cli(['run', '--cpq-moved'], { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, LOG_LEVEL: 'error' });
+        expect(several.code).toBe(2);
+        expect(several.stderr).toContain('--cpq-moved is said of one site: name it (--site NAME)');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      await moved.sim.stop();
+    }
+  });
+});
