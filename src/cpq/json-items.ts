@@ -333,11 +333,53 @@ export class TwoItemsError extends EntryContentError {
   }
 }
 
+/** The paging fields of a collection envelope, by their names in lower case: read in any case, as every field name is. */
+const PAGING_FIELDS = { hasmore: 'hasMore', totalresults: 'totalResults', offset: 'offset' } as const;
+export type PagingField = (typeof PAGING_FIELDS)[keyof typeof PAGING_FIELDS];
+
+/**
+ * A collection body saying a paging field twice, differently: in two spellings ("hasMore": false
+ * beside "HasMore": true) or in one (JSON.parse keeps the last of two equal keys). Taking either
+ * drops the other unread, and a page saying more follow could end the read, its users unread.
+ */
+export class RepeatedPagingFieldError extends EntryContentError {
+  constructor(name: PagingField, first: string, second: string) {
+    super(`the collection body says ${name} twice, differently ("${first}" and "${second}")`);
+  }
+}
+
+/** A collection envelope's paging fields (hasMore, totalResults, offset), taken key by key as they come; RepeatedPagingFieldError for one said twice differently. */
+export class PagingFields {
+  private readonly said = new Map<PagingField, { key: string; text: string; value: unknown }>();
+
+  /** Those of a body parsed whole (its equal keys already one, the last). */
+  static of(body: Record<string, unknown>): PagingFields {
+    const fields = new PagingFields();
+    for (const key of Object.keys(body)) fields.take(key, body[key]);
+    return fields;
+  }
+
+  take(key: string, value: unknown): void {
+    const name = Object.hasOwn(PAGING_FIELDS, key.toLowerCase()) ? PAGING_FIELDS[key.toLowerCase() as keyof typeof PAGING_FIELDS] : undefined;
+    if (name === undefined) return;
+    const text = JSON.stringify(value);
+    const before = this.said.get(name);
+    if (before !== undefined && before.text !== text) throw new RepeatedPagingFieldError(name, before.key, key);
+    this.said.set(name, { key, text, value });
+  }
+
+  /** The field's value as sent; undefined when the body does not say it. */
+  get(name: PagingField): unknown {
+    return this.said.get(name)?.value;
+  }
+}
+
 /**
  * A JSON page of users, `{"items":[...], "hasMore":..., ...}`, cut into the text of each item
  * (parsed later, one at a time: PageRecords), and its other values parsed as parseExactJson
  * would. Undefined for any other body (an array, bad JSON outside the items): the caller then
- * parses it whole, which reports it or reads it as it always did. Throws TwoItemsError.
+ * parses it whole, which reports it or reads it as it always did. Throws TwoItemsError, and
+ * RepeatedPagingFieldError.
  */
 export function cutCollectionBody(text: string): { envelope: Record<string, unknown>; itemTexts: string[] } | undefined {
   // The parser skips a byte-order mark, as a zip entry may start with one; the decoder of an HTTP
@@ -345,13 +387,17 @@ export function cutCollectionBody(text: string): { envelope: Record<string, unkn
   if (text.charCodeAt(0) === 0xfeff) return undefined;
   const itemTexts: string[] = [];
   const envelope: Record<string, unknown> = {};
+  const paging = new PagingFields();
   const parser = new JsonItemsParser(
     () => undefined,
     { chars: Number.POSITIVE_INFINITY, name: 'the page' },
     {
       // As JSON.parse builds an object: every key an own property (a "__proto__" key too, never the
       // prototype), the last of two equal keys winning.
-      envelope: (key, value) => Object.defineProperty(envelope, key, { value, writable: true, enumerable: true, configurable: true }),
+      envelope: (key, value) => {
+        paging.take(key, value);
+        Object.defineProperty(envelope, key, { value, writable: true, enumerable: true, configurable: true });
+      },
       itemText: (itemText) => itemTexts.push(itemText),
     },
   );
@@ -359,7 +405,7 @@ export function cutCollectionBody(text: string): { envelope: Record<string, unkn
     parser.write(text);
     parser.end();
   } catch (err) {
-    if (err instanceof TwoItemsError) throw err;
+    if (err instanceof TwoItemsError || err instanceof RepeatedPagingFieldError) throw err;
     return undefined;
   }
   return parser.envelope ? { envelope, itemTexts } : undefined;

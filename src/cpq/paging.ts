@@ -1,8 +1,9 @@
 import { SyncError } from '../errors.js';
-import { canonicalFieldName, canonicalize, loginField } from './user-fields.js';
+import { canonicalize, loginField } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
 import { countValue, isJsonObject, sentString } from '../exact-json.js';
+import { PagingFields, RepeatedPagingFieldError } from './json-items.js';
 import { PageRecords } from './page-records.js';
 
 export interface Page {
@@ -88,37 +89,26 @@ export function readCollection(
     throw new SyncError('data', `GET ${url}: expected items[] in the response, got ${items === undefined ? 'no items' : typeof items}`);
   // In any case, as every field name is read (HasMore, TotalResults): read in one spelling only,
   // a page saying in another that more follow would end the read, and its users be left unread.
-  const hasMore = envelopeField(url, body, 'hasMore');
+  let paging: PagingFields;
+  try {
+    paging = PagingFields.of(body);
+  } catch (err) {
+    if (err instanceof RepeatedPagingFieldError) throw new SyncError('data', `GET ${url}: ${err.message}; refused rather than take one`);
+    throw err;
+  }
+  const hasMore = paging.get('hasMore');
   if (hasMore !== undefined && typeof hasMore !== 'boolean') {
     throw new SyncError('data', `GET ${url}: hasMore must be true or false`);
   }
   const count = items instanceof PageRecords ? items.length : (items as unknown[]).length;
   if (count > limit) throw new SyncError('data', `GET ${url}: the page holds ${count} items, more than the ${limit} asked for (limit); refused`);
   // One in no form of a count is as none (test/fixtures/bad/63): no short-read check, no deletions.
-  const totalResults = countValue(envelopeField(url, body, 'totalResults'));
+  const totalResults = countValue(paging.get('totalResults'));
   return {
     items: items instanceof PageRecords ? items : PageRecords.parsed(items as unknown[]),
     hasMore: hasMore ?? count >= limit,
     totalResults,
   };
-}
-
-/**
- * A paging field of a page's envelope, under any spelling. Two spellings saying different things
- * ("hasMore": false beside "HasMore": true) are refused: taking either, the other is dropped
- * unread, and a page saying more follow could end the read.
- */
-function envelopeField(url: string, body: Record<string, unknown>, name: 'hasMore' | 'totalResults'): unknown {
-  let found: { key: string; value: unknown } | undefined;
-  for (const key of Object.keys(body)) {
-    if (canonicalFieldName(key) !== name) continue;
-    const value = body[key];
-    if (found !== undefined && JSON.stringify(found.value) !== JSON.stringify(value)) {
-      throw new SyncError('data', `GET ${url}: the page says ${name} twice, differently ("${found.key}" and "${key}"); refused rather than take one`);
-    }
-    found = { key, value };
-  }
-  return found?.value;
 }
 
 /** A page as read, before it is numbered in the stream. */

@@ -10,7 +10,7 @@ import { CsvRowsParser } from './csv-rows.js';
 import { PageRecords, type PageRecord } from './page-records.js';
 import { pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
 import { countValue, displayValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
-import { JsonItemsParser } from './json-items.js';
+import { JsonItemsParser, PagingFields } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
 import { ArchiveError, ZipArchive, type UserEntry } from './zip-archive.js';
@@ -173,17 +173,20 @@ function entryParser(entry: UserEntry, limit: RecordLimit, bodies: Body[], sink:
   switch (entry.format) {
     case 'json': {
       const body: Body = { entry: entry.name, items: 0, hasMore: undefined, offset: undefined, totalResults: undefined };
+      const paging = new PagingFields();
       bodies.push(body);
       return new JsonItemsParser(objects, limit, {
         itemText: (text, where) => {
           body.items++;
           itemText(text, where);
         },
+        // In any case, one said twice differently refused, as on a JSON page (PagingFields).
         envelope: (key, value) => {
-          const name = key.toLowerCase();
-          if (name === 'hasmore') body.hasMore = value;
-          if (name === 'offset' && value !== null) body.offset = value;
-          if (name === 'totalresults') body.totalResults = countValue(value);
+          paging.take(key, value);
+          body.hasMore = paging.get('hasMore');
+          const offset = paging.get('offset');
+          if (offset !== null) body.offset = offset;
+          body.totalResults = countValue(paging.get('totalResults'));
         },
       });
     }
