@@ -75,6 +75,26 @@ describe('an integration user whose company or detail cannot be trusted is refus
     expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another company \("partner1"\); refused rather than merge two users$/);
   });
 
+  it("Oracle's samples: the list names the host _host and the detail by its own login (cpq-mdb), which the company list does not have: one _host user, no warning; a partner's user so named is refused (review CB)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
+    editDetails(h, (detail) => ({ ...detail, company: { name: 'cpq-mdb', loginName: 'cpq-mdb' } }));
+    const result = await h.sync();
+    expect(result.warnings.filter((w) => w.includes('cpq-mdb'))).toEqual([]);
+    expect(await h.t.query(`SELECT company_login, count(*)::int AS n FROM cpq.users WHERE is_integration_user GROUP BY 1`)).toEqual([
+      { company_login: '_host', n: 2 },
+    ]);
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === LIST_PATH) {
+        req.reply(editPage(await req.real(), (page) => page.items[0] && (page.items[0].company = { name: 'Partner', loginName: 'partner1' })));
+      } else if (req.path.startsWith(`${LIST_PATH}/`)) {
+        req.reply(stringifyExactJson({ ...(parseExactJson(await req.real()) as object), company: { name: 'cpq-mdb', loginName: 'cpq-mdb' } }));
+      }
+    });
+    expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another company \("cpq-mdb"\); refused rather than merge two users$/);
+  });
+
   it("a detail answering for another login than the list's", async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 2, integrationListIncludesGroups: false });
     await h.sync();

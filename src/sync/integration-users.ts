@@ -93,8 +93,26 @@ export class IntegrationCompanies {
    * one is, its user would be merged into the host user of the same login, someone else.
    */
   of(record: Raw, where: () => string): string {
+    const { name, unlisted } = this.read(record, where);
+    if (unlisted) this.unlisted.add(name);
+    return name;
+  }
+
+  /**
+   * Whether the detail endpoint's record of a user (`detail`) names the company the list's record
+   * was filed under (`company`). Oracle's samples name the host `_host` in the list and by its own
+   * login in the detail (`cpq-mdb`): a name the company list does not have, beside the list's
+   * `_host`, is taken for that, not for another company.
+   */
+  detailAgrees(detail: Raw, company: string, where: () => string): { agrees: boolean; named: string } {
+    const { name, unlisted } = this.read(detail, where);
+    return { agrees: name === company || (company === '_host' && unlisted), named: name };
+  }
+
+  /** The company `record` names (see `of`), and whether the company list, which the run has, lacks it. */
+  private read(record: Raw, where: () => string): { name: string; unlisted: boolean } {
     const company = canonicalize(record).get('company');
-    if (company === undefined || company === null) return '_host';
+    if (company === undefined || company === null) return { name: '_host', unlisted: false };
     if (!isJsonObject(company)) throw new RecordError(`${where()}: field "company" must be an object with a loginName, got ${describeValue(company)}`);
     const value = canonicalize(company).get('loginName');
     const sent = sentString(value);
@@ -104,11 +122,11 @@ export class IntegrationCompanies {
       throw new RecordError(`${where()}: field "company.loginName" ${got}, so the user's company is not known`);
     }
     const loginName = this.spelledAsKnown(sent);
-    if (loginName === this.hostCompany) return '_host';
-    if (this.list === undefined || loginName === '_host') return loginName;
-    if (this.list.hostLogins.has(loginName)) return '_host';
-    if (!this.list.listed.has(loginName)) this.unlisted.add(loginName);
-    else if (!this.list.marksHost) {
+    if (loginName === this.hostCompany) return { name: '_host', unlisted: false };
+    if (this.list === undefined || loginName === '_host') return { name: loginName, unlisted: false };
+    if (this.list.hostLogins.has(loginName)) return { name: '_host', unlisted: false };
+    if (!this.list.listed.has(loginName)) return { name: loginName, unlisted: true };
+    if (!this.list.marksHost) {
       // The list names the company, but marks no entry as the host: it may be the host's own login,
       // whose users the _host feed returns too. Filed under that name, each would be two rows.
       throw new SyncError(
@@ -116,7 +134,7 @@ export class IntegrationCompanies {
         `integration users name the company ${JSON.stringify(loginName)}, and the company list marks no company as the host (isHost): set CPQ_HOST_COMPANY to the host's own login name`,
       );
     }
-    return loginName;
+    return { name: loginName, unlisted: false };
   }
 
   /**
@@ -220,10 +238,10 @@ export async function readIntegrationUsers(
       }
     }
     if (told.has('company')) {
-      const detailCompany = companies.of(detail, () => `the detail of ${where}`);
-      if (detailCompany !== company) {
+      const { agrees, named } = companies.detailAgrees(detail, company, () => `the detail of ${where}`);
+      if (!agrees) {
         throw new RecordError(
-          `${place()}: the detail of partyNumber ${JSON.stringify(partyNumber)} names another company (${JSON.stringify(detailCompany)}); refused rather than merge two users`,
+          `${place()}: the detail of partyNumber ${JSON.stringify(partyNumber)} names another company (${JSON.stringify(named)}); refused rather than merge two users`,
         );
       }
     }
