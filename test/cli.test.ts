@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect } from 'vitest';
-import { ALL_MIGRATIONS } from './helpers/database.js';
+import { ALL_MIGRATIONS, holdSyncLock } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 
 const BIN = fileURLToPath(new URL('../bin/cpq-sync.js', import.meta.url));
@@ -161,10 +161,23 @@ describe('cpq-sync changes and snapshot', () => {
     const [running] = await h.t.query<{ id: string }>(
       `INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'full') RETURNING id::text`,
     );
-    const now = await cli(['snapshot', '--format', 'jsonl'], { DATABASE_URL: h.t.url });
-    expect(now.code).toBe(0);
-    expect(now.stdout.trim().split('\n')).toHaveLength(2);
-    expect(now.stderr).toContain(`run ${running!.id} of site default`);
-    expect(now.stderr).toMatch(/is in progress: once committed, its changes take effect from its first write, before this snapshot's time/);
+    // Its site's lock held, as by the run going on.
+    const client = await h.t.pool.connect();
+    const release = await holdSyncLock(client);
+    try {
+      const now = await cli(['snapshot', '--format', 'jsonl'], { DATABASE_URL: h.t.url });
+      expect(now.code).toBe(0);
+      expect(now.stdout.trim().split('\n')).toHaveLength(2);
+      expect(now.stderr).toContain(`run ${running!.id} of site default`);
+      expect(now.stderr).toMatch(/is in progress: once committed, its changes take effect from its first write, before this snapshot's time/);
+    } finally {
+      await release();
+      client.release();
+    }
+    // The lock free: the run is dead and will never commit (review CB).
+    const dead = await cli(['snapshot', '--format', 'jsonl'], { DATABASE_URL: h.t.url });
+    expect(dead.code).toBe(0);
+    expect(dead.stdout.trim().split('\n')).toHaveLength(2);
+    expect(dead.stderr).not.toContain('is in progress');
   });
 });

@@ -102,15 +102,20 @@ describe('cpq-sync status', () => {
       await release();
       client.release();
     }
-    // The lock free: the process of the run is gone (review AB).
+    // The lock free: the process of the run is gone (review AB), a failure as the abandoned run the
+    // next run records it as, not a success until then (review CB).
     const dead = await status(h);
-    expect(dead.code).toBe(0);
+    expect(dead.code).toBe(1);
     expect(dead.stdout).toMatch(/ \? +full +dead +0 +0 +0 +0 +0 +0 +0\n/);
     expect(dead.stdout).toMatch(
       /dead: recorded running, but no session holds the site's sync lock \(run \d+\): its process died; the next run of the site records it abandoned\./,
     );
+    expect(dead.stdout).toMatch(
+      /\nLAST RUN ABANDONED: run \d+: recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned\n/,
+    );
     const json = JSON.parse((await status(h, ['--json'])).stdout) as StatusReport;
     expect(json.sites[0]!.runs[0]).toMatchObject({ status: 'running', presumedDead: true, durationSeconds: null });
+    expect(json.sites[0]).toMatchObject({ lastRunFailed: true, lastRun: { id: json.sites[0]!.runs[0]!.id, status: 'abandoned', finishedAt: null } });
     await add('abandoned'); // a crash is a failure
     expect((await status(h)).code).toBe(1);
   });

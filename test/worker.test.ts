@@ -13,6 +13,7 @@ import { checkReadiness } from '../src/worker/readiness.js';
 import { ShutdownSignals } from '../src/worker/shutdown.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { gate } from './helpers/cli-process.js';
+import { holdSyncLock } from './helpers/database.js';
 import { type Harness, it } from './helpers/harness.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
@@ -311,11 +312,29 @@ describe('health and metrics', () => {
     await insert('succeeded', 0.1 * day);
     expect(await check(new Date(now.getTime() + day))).toMatchObject({ ready: true, runs: 'ok' });
     // A run that hangs (still `running`, holding its site's lock) turns stale like failures do.
-    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at) VALUES ('default', 'running', 'incremental', $1)`, [ago(0.05 * day)]);
-    expect(await check()).toMatchObject({ ready: true, runs: 'ok' });
-    const hung = await check(new Date(now.getTime() + 2 * day));
-    expect(hung.ready).toBe(false);
-    expect(hung.runs).toMatch(/^a run has been running since .* \(longer than SYNC_STALE_AFTER\)$/);
+    const [running] = await h.t.query<{ id: string }>(
+      `INSERT INTO cpq.sync_runs (site, status, mode, started_at) VALUES ('default', 'running', 'incremental', $1) RETURNING id::text`,
+      [ago(0.05 * day)],
+    );
+    const client = await h.t.pool.connect();
+    const release = await holdSyncLock(client);
+    try {
+      expect(await check()).toMatchObject({ ready: true, runs: 'ok' });
+      const hung = await check(new Date(now.getTime() + 2 * day));
+      expect(hung.ready).toBe(false);
+      expect(hung.runs).toMatch(/^a run has been running since .* \(longer than SYNC_STALE_AFTER\)$/);
+    } finally {
+      await release();
+      client.release();
+    }
+    // Its lock free, its process is gone: a failure (the abandoned run the next run records), not
+    // a run going on for ever (review CB).
+    expect(await check()).toMatchObject({ ready: true, lastRun: { id: running!.id, status: 'abandoned', finishedAt: null } });
+    expect(await check(new Date(now.getTime() + 2 * day))).toMatchObject({
+      ready: false,
+      runs: expect.stringMatching(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER\)$/) as unknown,
+      lastRun: { status: 'abandoned', error: expect.stringMatching(/its process died/) as unknown },
+    });
 
     const nowhere = createPool('postgres://nobody:pw@127.0.0.1:1/none');
     cleanups.push(() => nowhere.end());

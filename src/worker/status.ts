@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import { readRecentRuns } from '../db/sql/read-recent-runs.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
-import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
 import { printable } from '../errors.js';
@@ -54,7 +53,7 @@ export interface SiteStatus {
   /** Newest first. */
   runs: RunSummary[];
   cursors: StreamCursor[];
-  /** The newest run that ended on its own (not running, not interrupted): what the exit code is about. */
+  /** The newest run that ended on its own (not running, not interrupted), a dead one as abandoned: what the exit code is about. */
   lastRun: { id: string; status: string; finishedAt: string | null; error: string | null } | null;
   lastSuccessAt: string | null;
   lastRunFailed: boolean;
@@ -95,8 +94,10 @@ export async function readStatus(pool: pg.Pool, { sites = [], limit = 10 }: { si
 }
 
 async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promise<SiteStatus> {
-  const freeBefore = await lockIsFree(pool, site);
-  const runs = (await readRecentRuns(pool, site, limit)).map((r) => ({
+  // First: a run that starts after it is no dead run, whatever the runs read next say of it.
+  const health = await readRunHealth(pool, site);
+  const dead = health.deadRunId === null ? null : BigInt(health.deadRunId);
+  const runs: RunSummary[] = (await readRecentRuns(pool, site, limit)).map((r) => ({
     id: r.id,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
@@ -116,11 +117,8 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     warnings: new JsonText(r.warnings),
     error: r.error,
   }));
-  // A run holds its site's lock for as long as it runs: recorded running with the lock free, its
-  // process is gone. Free before the runs were read and after: a run that started or ended
-  // meanwhile held it at one of the two.
-  if (freeBefore && runs.some((r) => r.status === 'running') && (await lockIsFree(pool, site))) {
-    for (const run of runs) if (run.status === 'running') Object.assign(run, { presumedDead: true, durationSeconds: null });
+  for (const run of runs) {
+    if (run.status === 'running' && dead !== null && BigInt(run.id) <= dead) Object.assign(run, { presumedDead: true, durationSeconds: null });
   }
   const cursors = (await readStreamStates(pool, site)).map((s) => ({
     stream: s.stream,
@@ -129,7 +127,6 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     lastRunId: s.last_run_id,
     updatedAt: s.updated_at,
   }));
-  const health = await readRunHealth(pool, site);
   return {
     site,
     runs,
@@ -143,15 +140,6 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     lastSuccessAt: iso(health.lastSuccessAt),
     lastRunFailed: health.lastRunFailed,
   };
-}
-
-/** Whether no session holds `site`'s sync lock; false when that cannot be read (the report then says what the record says). */
-async function lockIsFree(pool: pg.Pool, site: string): Promise<boolean> {
-  try {
-    return (await readSyncLockHolder(pool, site)) === null;
-  } catch {
-    return false;
-  }
 }
 
 /** 1 when the last run (of some site) that ended on its own failed, so that `cpq-sync status` can back an alert. */

@@ -24,6 +24,8 @@ export interface RunOutcomes {
   firstStarted: Date | null;
   /** When the oldest run still `running` started; null when none is. */
   runningSince: Date | null;
+  /** The newest run still `running`; null when none is. */
+  lastRunning: { id: string; started_at: Date } | null;
   /** The database's time when read: run times are the database's, so their age is measured by it. */
   now: Date;
 }
@@ -52,6 +54,22 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
         eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('site', '=', site).where('status', '=', 'succeeded').as('last_success'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).as('first_started'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).where('status', '=', 'running').as('running_since'),
+        eb
+          .selectFrom('cpq.sync_runs')
+          .select('id')
+          .where('site', '=', site)
+          .where('status', '=', 'running')
+          .orderBy('id', 'desc')
+          .limit(1)
+          .as('last_running_id'),
+        eb
+          .selectFrom('cpq.sync_runs')
+          .select('started_at')
+          .where('site', '=', site)
+          .where('status', '=', 'running')
+          .orderBy('id', 'desc')
+          .limit(1)
+          .as('last_running_started_at'),
         sql<Date>`clock_timestamp()`.as('now'),
       ])
       .compile(),
@@ -71,6 +89,8 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
     lastSuccess: row.last_success,
     firstStarted: row.first_started,
     runningSince: row.running_since,
+    lastRunning:
+      row.last_running_id === null || row.last_running_started_at === null ? null : { id: row.last_running_id, started_at: row.last_running_started_at },
     now: row.now,
   };
 }
