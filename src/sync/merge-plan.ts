@@ -273,7 +273,12 @@ const findChangedUsers = step(
    UNION ALL SELECT user_id, 'delete' FROM run_deleted`,
 );
 
-/** The change log: one row per changed user, the field diff of updates computed set-based. */
+/**
+ * The change log: one row per changed user, the field diff of updates computed set-based. Groups
+ * and permissions in code-point order (COLLATE "C"), as an insert's diff lists them
+ * (cpq.insert_diff): by the database's collation, the same change read differently in two
+ * databases (`Beta` after `alpha` under en-US), and so did their seals.
+ */
 const logUserChanges = step(
   'log user changes',
   RUN_PARAMS,
@@ -297,20 +302,20 @@ const logUserChanges = step(
    LEFT JOIN run_old o ON o.id = c.user_id
    LEFT JOIN (
      SELECT user_id,
-            coalesce(jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'added'), '[]') AS added,
-            coalesce(jsonb_agg(variable_name ORDER BY variable_name) FILTER (WHERE op = 'removed'), '[]') AS removed
+            coalesce(jsonb_agg(variable_name ORDER BY variable_name COLLATE "C") FILTER (WHERE op = 'added'), '[]') AS added,
+            coalesce(jsonb_agg(variable_name ORDER BY variable_name COLLATE "C") FILTER (WHERE op = 'removed'), '[]') AS removed
      FROM run_group_diff WHERE user_id IN (SELECT user_id FROM run_changed WHERE action <> 'insert') GROUP BY user_id
    ) g ON g.user_id = c.user_id
    LEFT JOIN (
      SELECT user_id,
             coalesce(jsonb_agg(jsonb_build_object('type', type, 'variableName', variable_name, 'name', new_name, 'hasAccess', new_has_access)
-                       ORDER BY type, variable_name) FILTER (WHERE op = 'added'), '[]') AS added,
+                       ORDER BY type COLLATE "C", variable_name COLLATE "C") FILTER (WHERE op = 'added'), '[]') AS added,
             coalesce(jsonb_agg(jsonb_build_object('type', type, 'variableName', variable_name, 'name', old_name, 'hasAccess', old_has_access)
-                       ORDER BY type, variable_name) FILTER (WHERE op = 'removed'), '[]') AS removed,
+                       ORDER BY type COLLATE "C", variable_name COLLATE "C") FILTER (WHERE op = 'removed'), '[]') AS removed,
             coalesce(jsonb_agg(jsonb_build_object('type', type, 'variableName', variable_name,
                        'old', jsonb_build_object('name', old_name, 'hasAccess', old_has_access),
                        'new', jsonb_build_object('name', new_name, 'hasAccess', new_has_access))
-                       ORDER BY type, variable_name) FILTER (WHERE op = 'changed'), '[]') AS changed
+                       ORDER BY type COLLATE "C", variable_name COLLATE "C") FILTER (WHERE op = 'changed'), '[]') AS changed
      FROM run_permission_diff WHERE user_id IN (SELECT user_id FROM run_changed WHERE action <> 'insert') GROUP BY user_id
    ) p ON p.user_id = c.user_id`,
 );

@@ -63,16 +63,17 @@ export function openSnapshot(
   ];
   // The sql tag, not the builder: aggregates of set-returning functions joined in CTEs read better
   // as SQL, and the rows are streamed by pg-cursor in array row mode, not run by runCompiled.
+  // In code-point order (COLLATE "C"): the same state is the same file from any database, whatever its collation.
   const query = sql`WITH g AS (
        SELECT g.user_id,
               jsonb_agg(jsonb_build_object('variableName', g.group_variable_name, 'label', gr.label, 'type', gr.type)
-                        ORDER BY g.group_variable_name) AS groups
+                        ORDER BY g.group_variable_name COLLATE "C") AS groups
        FROM cpq.user_groups_as_of(${asOf}) g LEFT JOIN cpq.groups_as_of(${asOf}) gr ON gr.site = g.site AND gr.variable_name = g.group_variable_name
        GROUP BY g.user_id
      ), p AS (
        SELECT p.user_id,
               jsonb_agg(jsonb_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access)
-                        ORDER BY p.type, p.variable_name) AS access_permissions
+                        ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C") AS access_permissions
        FROM cpq.user_access_permissions_as_of(${asOf}) p
        GROUP BY p.user_id
      )
@@ -82,6 +83,6 @@ export function openSnapshot(
      LEFT JOIN g ON g.user_id = u.id
      LEFT JOIN p ON p.user_id = u.id
      WHERE u.deleted_at IS NULL
-     ORDER BY u.site, u.company_login, u.login`.compile(queryBuilder);
+     ORDER BY u.site COLLATE "C", u.company_login COLLATE "C", u.login COLLATE "C"`.compile(queryBuilder);
   return { columns, cursor: client.query(new Cursor<(string | null)[]>(query.sql, [...query.parameters], { rowMode: 'array' })) };
 }
