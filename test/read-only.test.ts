@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
+import { runCheck } from '../src/check/index.js';
 import { CliProcess, Cleanups } from './helpers/cli-process.js';
 import { admin } from './helpers/database.js';
-import { it } from './helpers/harness.js';
+import { it } from './helpers/fixtures.js';
 
 /*
  * snapshot, changes and verify only read: they never migrate, so the cpq_reader role (migration
@@ -60,5 +64,56 @@ describe('read-only commands', () => {
     expect(oldest.stderr).toBe(
       'cpq-sync: the database schema is older than this release, or missing: run `cpq-sync migrate` with the role that owns schema cpq\n',
     );
+  });
+
+  it('check reads the schema version as cpq_reader too (review CC)', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 1, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const report = await runCheck({ CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: await readerUrl(h.t.url) });
+    expect(report.database?.steps.find((s) => s.step === 'schema')).toMatchObject({
+      status: 'pass',
+      detail: expect.stringMatching(/^up to date: version /) as unknown,
+    });
+  });
+
+  it('status, the exports, verify, alerts and forget create no embedded Postgres: none in DATA_DIR (and no DATABASE_URL) is exit code 6 naming DATA_DIR (review CC)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-no-embedded-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATA_DIR: join(dir, 'data') };
+    for (const args of [
+      ['status'],
+      ['snapshot'],
+      ['changes', '--after', '0'],
+      ['verify'],
+      ['alerts', 'list'],
+      ['alerts', 'retry'],
+      ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
+    ]) {
+      const out = await cli(args, env);
+      expect({ args, code: out.code, stderr: out.stderr }).toEqual({
+        args,
+        code: 6,
+        stderr: `cpq-sync: no database: DATABASE_URL is not set, and there is no embedded Postgres in ${join(dir, 'data')} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
+      });
+    }
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('forget and alerts retry refuse a database without the cpq schema, and do not create it (review CC)', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await t.query('DROP SCHEMA cpq CASCADE');
+    const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: t.url };
+    for (const args of [
+      ['alerts', 'retry'],
+      ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
+    ]) {
+      const out = await cli(args, env);
+      expect({ args, code: out.code, stderr: out.stderr }).toEqual({
+        args,
+        code: 6,
+        stderr: 'cpq-sync: the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)\n',
+      });
+    }
+    expect(await t.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'cpq'`)).toEqual([]);
   });
 });

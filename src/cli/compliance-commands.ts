@@ -48,7 +48,7 @@ export function registerComplianceCommands(program: Command): void {
           const limit = Number(opts.limit);
           if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 100_000)
             throw new ConfigError(`--limit must be a whole number from 1 to 100000, got "${opts.limit}"`);
-          const database = await openDatabase(config, log);
+          const database = await openDatabase(config, log, { existing: true });
           try {
             const rows = await readAlerts(database.pool, opts.status, limit);
             process.stdout.write(opts.json ? stringifyAlerts(rows) : formatAlerts(rows));
@@ -67,11 +67,11 @@ export function registerComplianceCommands(program: Command): void {
       command(async (config, log) => {
         const { deliverPendingAlerts } = await import('../alerts/delivery.js');
         const { openDatabase } = await import('../db/connect.js');
-        const { logAhead, migrate } = await import('../db/migrate.js');
+        const { logAhead, migrateSynced } = await import('../db/migrate.js');
         const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
-        const database = await openDatabase(config, log);
+        const database = await openDatabase(config, log, { existing: true });
         try {
-          await migrate(database.db, { onAhead: logAhead(log) });
+          await migrateSynced(database, { onAhead: logAhead(log) });
           const requeued = await requeueFailedAlerts(database.pool);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log });
           log.info({ requeued, ...report }, 'failed alerts requeued');
@@ -108,7 +108,7 @@ export function registerComplianceCommands(program: Command): void {
           const { requireMigrated } = await import('../db/migrate.js');
           const { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } = await import('../sync/verify.js');
           // Read-only: verify never migrates, so it works with the cpq_reader role.
-          const database = await openDatabase(config, log);
+          const database = await openDatabase(config, log, { existing: true });
           try {
             await requireMigrated(database.pool);
             if (opts.chain) {
@@ -149,11 +149,11 @@ export function registerComplianceCommands(program: Command): void {
         if (site === undefined)
           throw new ConfigError(`forget: several sites are configured; name one with --site (${config.sites.map((s) => s.name).join(', ')})`);
         const { openDatabase } = await import('../db/connect.js');
-        const { logAhead, migrate } = await import('../db/migrate.js');
+        const { logAhead, migrateSynced } = await import('../db/migrate.js');
         const { forgetUser } = await import('../sync/forget.js');
-        const database = await openDatabase(config, log);
+        const database = await openDatabase(config, log, { existing: true });
         try {
-          await migrate(database.db, { onAhead: logAhead(log) });
+          await migrateSynced(database, { onAhead: logAhead(log) });
           const requestedBy = opts.by ?? osUser();
           const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
           log.info({ site, company: opts.company, login: opts.login, ...erasure }, 'user forgotten');

@@ -21,7 +21,7 @@ export function registerExportCommands(program: Command): void {
           const limit = Number(opts.limit);
           if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000)
             throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
-          const database = await openDatabase(config, log);
+          const database = await openDatabase(config, log, { existing: true });
           try {
             await requireKnownSites(database.pool, opts.site);
             // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
@@ -57,7 +57,7 @@ export function registerExportCommands(program: Command): void {
           if ((opts.after === undefined) === (opts.since === undefined))
             throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
           const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
-          const database = await openDatabase(config, log);
+          const database = await openDatabase(config, log, { existing: true });
           try {
             // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
             await requireMigrated(database.pool);
@@ -105,7 +105,7 @@ export function registerExportCommands(program: Command): void {
           if (opts.asOf !== undefined && given === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
           }
-          const database = await openDatabase(config, log);
+          const database = await openDatabase(config, log, { existing: true });
           try {
             // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
             await requireMigrated(database.pool);

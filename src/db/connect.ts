@@ -3,6 +3,7 @@ import type { AppConfig } from '../config.js';
 import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createDb, createPool, redactUrl, type Db } from './database.js';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Database {
@@ -18,14 +19,31 @@ export interface OpenOptions {
   databaseName?: string;
   /** How many sync runs will use the pool at once (a run holds one connection and borrows others briefly). */
   concurrentRuns?: number;
+  /**
+   * For commands with nothing to do in a new database (status, the exports, verify, alerts, forget):
+   * without DATABASE_URL, an embedded Postgres that does not exist yet is refused, not created.
+   * Run where DATA_DIR or DATABASE_URL is not what the runs use (a cron job's environment), such
+   * a command made a cluster of its own, found no runs, and `status` exited 0.
+   */
+  existing?: boolean;
 }
 
 /** DATABASE_URL when set; otherwise the embedded Postgres under DATA_DIR, started here and stopped by close(). */
-export async function openDatabase(config: AppConfig, log: Logger, { databaseName = 'cpq_sync', concurrentRuns = 1 }: OpenOptions = {}): Promise<Database> {
+export async function openDatabase(
+  config: AppConfig,
+  log: Logger,
+  { databaseName = 'cpq_sync', concurrentRuns = 1, existing = false }: OpenOptions = {},
+): Promise<Database> {
   let url = config.databaseUrl;
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!url) {
     const dataDir = join(config.dataDir, 'pg');
+    if (existing && !existsSync(dataDir)) {
+      throw new SyncError(
+        'database',
+        `no database: DATABASE_URL is not set, and there is no embedded Postgres in ${config.dataDir} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
+      );
+    }
     log.debug({ dataDir }, 'starting embedded Postgres');
     // Loaded only when needed: it installs process exit hooks and ships large binaries.
     const { startEmbeddedPostgres } = await import('./embedded.js');

@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
-import { readSchemaMigrations } from './sql/read-schema-migrations.js';
+import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
@@ -134,13 +134,26 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
 }
 
 /**
+ * For the commands that write to a database runs have synced into (forget, alerts retry): the
+ * migrations of this release it lacks are applied, as a run would, but a database without the cpq
+ * schema is refused, not given one: pointed at another database (a warehouse), they created the
+ * schema there, then found nothing to do.
+ */
+export async function migrateSynced(database: { db: Db; pool: Queryable }, options: MigrateOptions = {}): Promise<string[]> {
+  if ((await readAppliedMigrations(database.pool)) === null) {
+    throw new SyncError('database', 'the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)');
+  }
+  return migrate(database.db, options);
+}
+
+/**
  * For the commands that only read (snapshot, changes, verify): they never migrate, so they work
  * with the cpq_reader role. A database that lacks a migration of this release fails with one line
  * that says to run `cpq-sync migrate`; a newer one is read as it is (migrations only add).
  */
 export async function requireMigrated(on: Queryable, dir = MIGRATIONS_DIR): Promise<void> {
   const expected = Object.keys(await new SqlFileMigrationProvider(dir).getMigrations());
-  const applied = await readSchemaMigrations(on);
+  const applied = await readAppliedMigrations(on);
   if (applied === null) {
     throw new SyncError('database', 'the database schema is older than this release, or missing: run `cpq-sync migrate` with the role that owns schema cpq');
   }
