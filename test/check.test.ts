@@ -294,6 +294,11 @@ describe('cpq-sync check against the simulator', () => {
     const out = await cli(['check'], { CPQ_BASE_URL: 'https://x.example.com', CPQ_PAGE_SIZE: 'lots' });
     expect(out.code).toBe(2);
     expect(out.stdout).toMatch(/^ {2}✗ configuration {2}invalid configuration: CPQ_PAGE_SIZE: "lots" is not a whole number from 1 to 1000\n/);
+    // --json keeps its shape: every key, database null (review CC).
+    const json = await cli(['check', '--json'], { CPQ_BASE_URL: 'https://x.example.com', CPQ_PAGE_SIZE: 'lots' });
+    expect(json.code).toBe(2);
+    expect(Object.keys(JSON.parse(json.stdout) as object)).toEqual(['ok', 'configuration', 'sites', 'database']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, sites: [], database: null });
     const unset = await runCheck({});
     expect(unset.configuration).toMatchObject({ status: 'fail' });
     expect(unset.configuration.detail).toMatch(/^CPQ_BASE_URL is not set/);

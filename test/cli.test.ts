@@ -131,6 +131,13 @@ describe('cpq-sync changes and snapshot', () => {
     const bad = await cli(['changes', '--since', 'yesterday'], env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--since must be a run id or an ISO date-time/);
+    // A run id this database has no run of: a typo, not "nothing changed" (review CC).
+    const unknown = await cli(['changes', '--since', '999999'], env);
+    expect({ code: unknown.code, stdout: unknown.stdout, stderr: unknown.stderr }).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'cpq-sync: --since 999999: this database has no run 999999 (cpq.sync_runs): is this the database it was read from?\n',
+    });
   });
 
   it('snapshot --out writes the file and names the run it reflects', async ({ startHarness }) => {
@@ -151,6 +158,12 @@ describe('cpq-sync changes and snapshot', () => {
   it('snapshot refuses a time not yet past, and says when a run going on may take effect before its time (review AC)', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
+    // A time before the first run has no state: a question without an answer (2), not bad data from CPQ (5) (review CC).
+    const before = await cli(['snapshot', '--as-of', '2000-01-01T00:00:00Z'], { DATABASE_URL: h.t.url });
+    expect({ code: before.code, stderr: before.stderr }).toEqual({
+      code: 2,
+      stderr: 'cpq-sync: no successful sync run took effect at or before 2000-01-01T00:00:00.000Z: there is no state to report\n',
+    });
     const future = await cli(['snapshot', '--as-of', '2099-01-01T00:00:00Z'], { DATABASE_URL: h.t.url });
     expect(future.code).toBe(2);
     expect(future.stderr).toMatch(

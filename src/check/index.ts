@@ -22,7 +22,8 @@ export interface CheckReport {
   ok: boolean;
   configuration: StepResult;
   sites: CheckBlock[];
-  database: CheckBlock | undefined;
+  /** null when the configuration failed: no database to look at. */
+  database: CheckBlock | null;
 }
 
 /**
@@ -42,7 +43,7 @@ export async function runCheck(env: Record<string, string | undefined> = process
       ok: false,
       configuration: fail('configuration', withLikelyTypos(errorMessage(err), env), 'see .env.example and the Configuration section of the README'),
       sites: [],
-      database: undefined,
+      database: null,
     };
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat, destination: process.stderr });

@@ -8,6 +8,7 @@ import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
 import { readLastWatermark } from '../db/sql/read-last-watermark.js';
+import { runExists } from '../db/sql/run-exists.js';
 import { instantArgument } from '../date-time.js';
 import { C1_CONTROLS, printable, SyncError } from '../errors.js';
 import { compactJsonText } from './exact-text.js';
@@ -125,6 +126,10 @@ export async function exportChanges(
         throw new SyncError('config', `--after ${from.after} is past the newest watermark of this database (${newest}): is this the database that printed it?`);
       }
     }
+    // A run id no run has is a typo or another database's, not "nothing changed since".
+    if ('runId' in from && !(await runExists(client, from.runId))) {
+      throw new SyncError('config', `--since ${from.runId}: this database has no run ${from.runId} (cpq.sync_runs): is this the database it was read from?`);
+    }
     const changes = await streamRows(openChangeLog(client, from, sites), format, out);
     return { changes, watermark: await readLastWatermark(client) };
   });
@@ -144,7 +149,9 @@ export async function snapshotRuns(client: pg.Pool | pg.PoolClient, asOf: Date, 
   const runs = await findSnapshotRuns(client, asOf, sites);
   if (runs.length === 0) {
     const of = sites.length > 0 ? ` of site ${sites.join(', ')}` : '';
-    throw new SyncError('data', `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report`);
+    // Asked of a time before the first run (or of a database no run has synced into): a question
+    // that has no answer, exit code 2; not bad data from CPQ (5).
+    throw new SyncError('config', `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report`);
   }
   return runs.map((r) => ({ site: r.site, runId: r.id, finishedAt: r.finished_at }));
 }
