@@ -363,6 +363,29 @@ describe('HISTORY_RETENTION', () => {
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
+  it("is applied after a site's run fails too, in a transaction of its own: a site whose runs keep failing kept deleted users' personal fields past it (the run itself changes nothing, and is recorded failed)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const [, b] = logins(h);
+    const deletedValues = personalValues(h, b!);
+    h.sim.deleteUser('_host', b!);
+    await h.sync({ full: true });
+    expect((await findAnywhere(h.t, deletedValues)).length).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 50));
+    // From now on CPQ refuses every request: the runs fail.
+    h.sim.addFault({ match: { path: /users/ }, status: 503, times: Infinity });
+    const config = { ...h.config, historyRetentionMs: 10 };
+    const deps = { pool: h.t.pool, db: h.t.db, config, log: h.log };
+    await expect(runSync(deps)).rejects.toThrow(/503/);
+    const [run] = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    expect(run!.status).toBe('failed');
+    expect(await findAnywhere(h.t, deletedValues)).toEqual([]);
+    expect(h.logLines.some((l) => l.includes('personal fields past HISTORY_RETENTION redacted after the failed run'))).toBe(true);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+
   it('a restore undoing a deletion that has not expired redacts nothing of it, though an earlier deletion of the same user has expired', async ({
     startHarness,
   }) => {

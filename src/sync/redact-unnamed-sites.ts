@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { readUnnamedSitesDue } from '../db/sql/read-unnamed-sites-due.js';
-import { redactExpired } from '../db/sql/redact-personal.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { redactSiteOutsideRun } from './redact-site.js';
 
 /** A site no run names is redacted at most this long after its cutoff moved: once an hour, not every run. */
 const UNNAMED_SITE_LAG_MS = 3_600_000;
@@ -29,16 +29,9 @@ export async function redactUnnamedSites(
     if (signal?.aborted) return;
     try {
       await withSyncLock(client, other, async () => {
-        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-        try {
-          const redacted = await redactExpired(client, other, retainedFrom);
-          await client.query('COMMIT');
-          if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) {
-            log.info({ unnamedSite: other, redacted }, 'personal fields past HISTORY_RETENTION redacted in a site the configuration does not name');
-          }
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw err;
+        const redacted = await redactSiteOutsideRun(client, other, retainedFrom);
+        if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) {
+          log.info({ unnamedSite: other, redacted }, 'personal fields past HISTORY_RETENTION redacted in a site the configuration does not name');
         }
       });
     } catch (err) {

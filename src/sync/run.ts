@@ -18,6 +18,7 @@ import { countHostAliasRows } from '../db/sql/count-host-alias-rows.js';
 import { readCursors, type StreamCursor } from '../db/sql/read-cursors.js';
 import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
+import { readDatabaseNow } from '../db/sql/read-database-now.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
@@ -40,6 +41,7 @@ import { MergeBatches, mergeStaged, type MergeDeletions } from './merge.js';
 import { requireSameCpq, siteCpqUrl } from './site-cpq-url.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
+import { redactSiteOutsideRun } from './redact-site.js';
 import { redactUnnamedSites } from './redact-unnamed-sites.js';
 import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
 import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
@@ -222,7 +224,29 @@ export class SyncRun {
         throw error;
       }
       runLog.error({ error: message, kind: error.kind }, 'sync run failed; nothing was changed');
+      if (error.kind !== 'interrupted') await this.redactAfterFailure(client, runLog);
       throw error;
+    }
+  }
+
+  /**
+   * Applies HISTORY_RETENTION to the site after its run failed and was recorded, in a transaction
+   * of its own, under the lock the run still holds: a site whose runs keep failing (revoked
+   * credentials, CPQ shut down) kept deleted users' personal fields past the retention until its
+   * next success. The run itself changed nothing; a failure here is logged, and the next run tries again.
+   */
+  private async redactAfterFailure(client: pg.PoolClient, log: Logger): Promise<void> {
+    const retentionMs = this.deps.config.historyRetentionMs;
+    if (retentionMs === undefined || this.connectionLost !== undefined) return;
+    try {
+      // By the database's clock, which dates what it redacts.
+      const retainedFrom = new Date((await readDatabaseNow(client)).getTime() - retentionMs);
+      const redacted = await redactSiteOutsideRun(client, this.site.name, retainedFrom);
+      if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) {
+        log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted after the failed run');
+      }
+    } catch (err) {
+      log.warn({ error: errorMessage(err) }, 'could not redact, past HISTORY_RETENTION, after the failed run; the next run tries again');
     }
   }
 
