@@ -3,6 +3,7 @@ import { finishRun } from '../src/db/sql/finish-run.js';
 import { SyncError } from '../src/errors.js';
 import { it } from './helpers/harness.js';
 import { holdSyncLock } from './helpers/database.js';
+import { cli } from './helpers/cli-process.js';
 
 /*
  * A run's result and its error carry what the run record says (run id, HTTP counts), so the
@@ -126,5 +127,19 @@ describe('run result and error', () => {
       await release();
       holder.release();
     }
+  });
+});
+
+describe('a port fetch refuses', () => {
+  it('fails the run at once, not retried, exit code 2, naming the port (review CC: "fetch failed", retried, no hint)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    // No server needs to listen there: fetch refuses the port before it connects.
+    const out = await cli(['run'], { CPQ_BASE_URL: 'http://127.0.0.1:6000', DATABASE_URL: h.t.url, CPQ_MAX_RETRIES: '5', CPQ_RETRY_BASE_DELAY: '5s' });
+    expect({ code: out.code, stderr: out.stderr }).toEqual({
+      code: 2,
+      stderr: expect.stringMatching(
+        /^cpq-sync: GET http:\/\/127\.0\.0\.1:6000\/\S+: Node's fetch refuses port 6000 \(one of the ports browsers block, WHATWG "bad ports"\): serve the site, or a proxy in front of it, on another port\n$/,
+      ) as unknown,
+    });
   });
 });

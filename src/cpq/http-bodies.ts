@@ -14,6 +14,14 @@ export function describeNetworkError(err: unknown): string {
 }
 
 /**
+ * Whether fetch refused the request's port before sending it: undici blocks the WHATWG "bad ports"
+ * (6000, 6665-6669, 10080, …) with the cause "bad port". No retry changes that.
+ */
+export function isBadPort(err: unknown): boolean {
+  return (err as { cause?: { message?: unknown } } | null)?.cause?.message === 'bad port';
+}
+
+/**
  * `text` with every credential of the given Authorization headers replaced by [redacted]: the
  * token or base64 part, and for Basic also `user:password` and the password. For excerpts of
  * error bodies, which a gateway may fill with the request it received.

@@ -14,6 +14,7 @@ import {
   credentialSecrets,
   describeBody,
   describeNetworkError,
+  isBadPort,
   readBodyCapped,
   readHead,
   redactCredentials,
@@ -450,6 +451,13 @@ export class CpqHttpClient {
           if (attempt >= this.policy.maxRetries) throw new SyncError('source', `${err.message}, after ${attempt + 1} attempts`);
           this.log.warn({ attempt: attempt + 1, error: err.message }, 'token request failed; retrying');
         } else {
+          if (isBadPort(err)) {
+            const { port } = new URL(url);
+            throw new SyncError(
+              'config',
+              `GET ${url}: Node's fetch refuses port ${port} (one of the ports browsers block, WHATWG "bad ports"): serve the site, or a proxy in front of it, on another port`,
+            );
+          }
           const timedOut = stall.fired > 0 || (err instanceof Error && err.name === 'TimeoutError');
           if (timedOut) this.budget.slowDown(slot);
           // A network error may quote the request's headers: credentials are cut out of it.
