@@ -49,12 +49,20 @@ describe('change log', () => {
   it('logs group and permission changes even when CPQ did not move dateModified', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     await h.sync();
-    const [a, b] = logins(h);
+    const [a, b, c] = logins(h);
     const oldGroup = (h.sim.user('_host', a!)!.groups as { items: Raw[] }).items[0]!.variableName as string;
     h.sim.removeGroup('_host', a!, oldGroup, { touch: false });
     h.sim.addGroup('_host', a!, { variableName: 'zzAuditors', label: 'Auditors', type: 'Administrator' }, { touch: false });
     const perm = (h.sim.user('_host', b!)!.accessPermissions as { items: Raw[] }).items[0]!;
     h.sim.setAccessPermission('_host', b!, { ...(perm as { type: string; variableName: string; name: string }), hasAccess: !perm.hasAccess }, { touch: false });
+    // A permission renamed, its access the same (review CA: a rename alone was neither stored nor logged, and no test saw it).
+    const renamed = (h.sim.user('_host', c!)!.accessPermissions as { items: Raw[] }).items[0]! as {
+      type: string;
+      variableName: string;
+      name: string;
+      hasAccess: boolean;
+    };
+    h.sim.setAccessPermission('_host', c!, { ...renamed, name: 'Renamed permission' }, { touch: false });
     const run = await h.sync({ full: true });
     const rows = await changes(h, run.runId);
     expect(rows.map((r) => [r.change, r.login])).toEqual(
@@ -78,6 +86,26 @@ describe('change log', () => {
         ],
       },
     });
+    expect(rows.find((r) => r.login === c)!.diff).toEqual({
+      accessPermissions: {
+        added: [],
+        removed: [],
+        changed: [
+          {
+            type: renamed.type,
+            variableName: renamed.variableName,
+            old: { name: renamed.name, hasAccess: renamed.hasAccess },
+            new: { name: 'Renamed permission', hasAccess: renamed.hasAccess },
+          },
+        ],
+      },
+    });
+    expect(
+      await h.t.query(`SELECT p.name FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id WHERE u.login = $1 AND p.variable_name = $2`, [
+        c,
+        renamed.variableName,
+      ]),
+    ).toEqual([{ name: 'Renamed permission' }]);
     const flat = await h.t.query<Raw>(`SELECT login, field, added, removed FROM cpq.user_changes_flat WHERE run_id = $1 AND login = $2`, [run.runId, a]);
     expect(flat).toEqual([{ login: a, field: 'groups', added: ['zzAuditors'], removed: [oldGroup] }]);
   });

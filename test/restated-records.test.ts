@@ -32,6 +32,17 @@ describe('restated records', () => {
     const csv = await runSync({ pool: h.t.pool, db: h.t.db, config: asCsvZip(h), log: h.log }, { full: true });
     expect(await changesOf(h, csv.runId)).toEqual([]);
     expect({ updated: csv.updated, unchanged: csv.unchanged }).toEqual({ updated: 0, unchanged: first.inserted });
+    // Restated in other words, each user once at any time, the instant before the restatement
+    // too (review CA: a restated row keeping its old valid_from was returned twice, untested).
+    const [restating] = await h.t.query<{ effective_at: Date; ended: number }>(
+      `SELECT effective_at, (SELECT count(*)::int FROM cpq.user_versions WHERE ended_by_run_id = r.id) AS ended FROM cpq.sync_runs r WHERE id = $1`,
+      [csv.runId],
+    );
+    expect(restating!.ended).toBeGreaterThan(0);
+    const twice = await h.t.query(`SELECT login FROM cpq.users_as_of($1) GROUP BY site, company_login, login HAVING count(*) > 1`, [
+      new Date(restating!.effective_at.getTime() - 1),
+    ]);
+    expect(twice).toEqual([]);
     const json = await h.sync({ full: true });
     expect(await changesOf(h, json.runId)).toEqual([]);
     expect(json.updated).toBe(0);

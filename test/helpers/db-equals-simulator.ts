@@ -366,6 +366,16 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
     }
   }
 
+  // History is one line per user: no version overlaps another, or the current row (a version
+  // ending after the current row starts returns the user twice from users_as_of: review CA).
+  const overlapping = await t.query<{ id: string; valid_from: string; valid_to: string }>(
+    `SELECT v.id::text, v.valid_from::text, v.valid_to::text FROM cpq.user_versions v JOIN cpq.users u ON u.id = v.id WHERE v.valid_to > u.valid_from
+     UNION ALL
+     SELECT a.id::text, a.valid_from::text, a.valid_to::text FROM cpq.user_versions a JOIN cpq.user_versions b
+       ON b.id = a.id AND b.valid_from > a.valid_from AND a.valid_to > b.valid_from`,
+  );
+  expect(overlapping, 'versions overlapping a later version or the current row').toEqual([]);
+
   // The replay must end where the tables are.
   const columns = DIFF_COLUMNS.map((c) => `${asText(`u.${c.column}`, c.pgType)} AS "${c.column}"`).join(', ');
   const users = await t.query<Raw & { id: string; deleted: boolean }>(
