@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse as parseLossless } from 'lossless-json';
 import { parseExactJson, parseExactRecord, stringifyExactJson } from '../../src/exact-json.js';
+import { compactJsonText } from '../../src/history/exact-text.js';
 import { comparable, jsonText, literal, oracle } from './json-texts.js';
 
 /*
@@ -44,6 +45,20 @@ function readsAsTheOracle(text: string) {
 describe('exact JSON, generated texts', () => {
   it('reads every text as JSON.parse does, each number exact, and refuses what JSON.parse refuses', () => {
     fc.assert(fc.property(jsonText, readsAsTheOracle), { numRuns: runs });
+  });
+
+  it('compactJsonText (how exports write jsonb) drops the whitespace between tokens and nothing else', () => {
+    fc.assert(
+      fc.property(jsonText, (text) => {
+        if (oracle(text) === 'invalid') return;
+        const compact = compactJsonText(text);
+        expect(oracle(compact)).toEqual(oracle(text));
+        // No whitespace left outside strings: the same text with its strings taken out has none.
+        expect(compact.replace(/"(?:[^"\\]|\\.)*"/g, '""')).not.toMatch(/[ \t\r\n]/);
+      }),
+      { numRuns: runs },
+    );
+    expect(compactJsonText('{"a": "say \\"hi there\\" now"}')).toBe('{"a":"say \\"hi there\\" now"}');
   });
 
   it('a text cut, doubled or spliced stays as valid or invalid as JSON.parse says', () => {

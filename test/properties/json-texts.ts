@@ -9,7 +9,9 @@ import { markedNumberLiteral, numericOverflow, unstorableNumber } from '../../sr
  * lossless-json reads it.
  */
 
-const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'.split('')), minLength: min, maxLength: max });
+// size 'max': every length up to max alike. At the default size the integer part never passed 11
+// digits, and the pre-pass's rule for literals beyond 2^53 went untried (review CA).
+const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'.split('')), minLength: min, maxLength: max, size: 'max' });
 export const literal = fc
   .record({
     sign: fc.constantFrom('', '-'),
@@ -20,12 +22,21 @@ export const literal = fc
     fraction: fc.option(digits(1, 22), { nil: undefined }),
     exponent: fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), digits(1, 3)), { nil: undefined }),
   })
-  .map(({ sign, int, fraction, exponent }) => `${sign}${int}${fraction === undefined ? '' : `.${fraction}`}${exponent === undefined ? '' : exponent.join('')}`);
+  .map(({ sign, int, fraction, exponent }) => `${sign}${int}${fraction === undefined ? '' : `.${fraction}`}${exponent === undefined ? '' : exponent.join('')}`)
+  .chain((general) =>
+    fc.oneof(
+      fc.constant(general),
+      // Integers alone, in the band where those of 16 digits stop being exact as doubles (2^53
+      // up): the pre-pass checks integer literals from 16 characters on, and a check from 17 went
+      // unseen, the literals above rarely being integers of that length (review CA).
+      fc.tuple(fc.constantFrom('', '-'), fc.bigInt({ min: 2n ** 53n - 2n, max: 10n ** 16n - 1n })).map(([sign, n]) => `${sign}${n}`),
+    ),
+  );
 /** A JSON text of any shape, with hostile strings (escapes, quotes, backslashes) and literals, and any whitespace. */
 export const space = fc.constantFrom('', ' ', '\n  ', '\t', '\r\n');
 export const stringLiteral = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 12 }).map((s) => JSON.stringify(s)),
-  fc.constantFrom('"\\u0000"', '"\\ud800"', '"\\\\"', '"a\\"b"', '"\\\\\\""', '"\\u0031\\u0032"', '"12345678901234567890"'),
+  fc.constantFrom('"\\u0000"', '"\\ud800"', '"\\\\"', '"a\\"b"', '"\\\\\\""', '"\\u0031\\u0032"', '"12345678901234567890"', '"say \\"hi there\\" now"'),
 );
 export const { text: jsonText } = fc.letrec<{ text: string; value: string; array: string; object: string }>((tie) => ({
   text: fc.tuple(space, tie('value'), space).map((p) => p.join('')),
