@@ -21,8 +21,8 @@ async function otherCpq(): Promise<{ sim: CpqSimulator; url: string }> {
 }
 
 /** Runs `h`'s site against `baseUrl` instead of its own simulator; the run's error, or undefined. */
-async function syncFrom(h: Harness, baseUrl: string, options: RunOptions = {}): Promise<SyncError | undefined> {
-  const config = loadConfig({ CPQ_BASE_URL: baseUrl, DATABASE_URL: h.t.url });
+async function syncFrom(h: Harness, baseUrl: string, options: RunOptions = {}, env: Record<string, string> = {}): Promise<SyncError | undefined> {
+  const config = loadConfig({ CPQ_BASE_URL: baseUrl, DATABASE_URL: h.t.url, ...env });
   try {
     await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, options);
     return undefined;
@@ -38,8 +38,13 @@ async function recordedUrl(h: Harness): Promise<string | null> {
 }
 
 describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
-  test('is the base URL as URL spells it: host in lower case, no default port, no trailing slash; the path kept', () => {
+  test("is the REST API's root as URL spells it: base URL and CPQ_PATH_PREFIX, host in lower case without a trailing dot, no default port, no trailing slash", () => {
     expect(siteCpqUrl('HTTPS://CPQ.Example.COM:443/')).toBe('https://cpq.example.com');
+    expect(siteCpqUrl('https://cpq.example.com.')).toBe('https://cpq.example.com');
+    // /cpq in the base URL or in CPQ_PATH_PREFIX: the same root (review CD).
+    expect(siteCpqUrl('https://cpq.example.com/cpq/', '')).toBe(siteCpqUrl('https://cpq.example.com', '/cpq'));
+    expect(siteCpqUrl('https://cpq.example.com', '/cpq')).toBe('https://cpq.example.com/cpq');
+    expect(siteCpqUrl('http://[0:0::1]:8080/')).toBe('http://[::1]:8080');
     expect(siteCpqUrl('https://cpq.example.com:8443//')).toBe('https://cpq.example.com:8443');
     expect(siteCpqUrl('https://proxy.example.com/site-a/')).toBe('https://proxy.example.com/site-a');
     expect(siteCpqUrl('https://proxy.example.com/site-a')).not.toBe(siteCpqUrl('https://proxy.example.com/site-b'));
@@ -99,6 +104,14 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
     } finally {
       await other.sim.stop();
     }
+  });
+
+  it('/cpq moved from the base URL into CPQ_PATH_PREFIX (as the README advises) is the same CPQ (review CD)', async ({ startHarness }) => {
+    const h = await startHarness({ pathPrefix: '/cpq' }, { CPQ_PATH_PREFIX: '/cpq' });
+    const root = h.sim.baseUrl;
+    expect(await syncFrom(h, `${root}/cpq`, {}, { CPQ_PATH_PREFIX: '', CPQ_INTEGRATION_USERS: 'off' })).toBeUndefined();
+    expect(await recordedUrl(h)).toBe(`${siteCpqUrl(root)}/cpq`);
+    expect(await syncFrom(h, root, {}, { CPQ_PATH_PREFIX: '/cpq', CPQ_INTEGRATION_USERS: 'off' })).toBeUndefined();
   });
 
   it("a site an earlier release synced (no address recorded) takes its next successful run's", async ({ startHarness }) => {

@@ -60,7 +60,7 @@ export async function checkSyncLock(database: Database, site: string): Promise<S
 /** Whether the site's base URL names the CPQ its rows were read from (cpq.sites.cpq_url): a run of another fails. */
 export async function checkSiteCpq(database: Database, site: SiteConfig): Promise<StepResult> {
   const step = `cpq (${site.name})`;
-  const cpqUrl = siteCpqUrl(site.cpq.baseUrl);
+  const cpqUrl = siteCpqUrl(site.cpq.baseUrl, site.cpq.pathPrefix);
   let recorded: string | null;
   try {
     recorded = await readSiteCpqUrl(database.pool, site.name);

@@ -395,7 +395,7 @@ export class SyncRun {
     const { config, pool } = this.deps;
     const site = this.site.name;
     // Before the first request: a site's rows are those of one CPQ.
-    const cpqUrl = siteCpqUrl(this.cpq.baseUrl);
+    const cpqUrl = siteCpqUrl(this.cpq.baseUrl, this.cpq.pathPrefix);
     const recordedCpqUrl = await readSiteCpqUrl(client, site);
     requireSameCpq(site, recordedCpqUrl, cpqUrl, this.options.cpqMoved === true);
     if (recordedCpqUrl !== null && recordedCpqUrl !== cpqUrl)

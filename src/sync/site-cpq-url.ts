@@ -1,14 +1,16 @@
 import { SyncError } from '../errors.js';
 
 /**
- * The address a site's rows are read from, as cpq.sites.cpq_url records it: the base URL's scheme,
- * host, port and path, in the form URL gives them (host in lower case, no default port, no
- * trailing slash), so that spelling the same address another way is no move.
- * CPQ_PATH_PREFIX is left out: it says where the site's REST API is, not which site it is.
+ * The address a site's rows are read from, as cpq.sites.cpq_url records it: the root of its REST
+ * API, the base URL's scheme, host, port and path followed by CPQ_PATH_PREFIX, in the form URL
+ * gives them (host in lower case and without a trailing dot, no default port, no trailing slash),
+ * so that spelling the same root another way (`https://cpq.example.com/cpq` with no prefix, or
+ * `https://cpq.example.com` with `/cpq`) is no move.
  */
-export function siteCpqUrl(baseUrl: string): string {
+export function siteCpqUrl(baseUrl: string, pathPrefix = ''): string {
   const url = new URL(baseUrl);
-  return url.origin + url.pathname.replace(/\/+$/, '');
+  url.hostname = url.hostname.replace(/\.$/, '');
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}${pathPrefix}`.replace(/\/+$/, '');
 }
 
 /**
