@@ -3,10 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { readLatestCompanyCounts } from '../src/db/sql/read-proofs.js';
+import { loadConfig } from '../src/config.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { siteCpqUrl } from '../src/sync/site-cpq-url.js';
 import { countsExitCode, verifySite } from '../src/sync/verify.js';
 import { WorkerMetrics } from '../src/worker/metrics.js';
 import { CliProcess } from './helpers/cli-process.js';
 import { it, type Harness } from './helpers/harness.js';
+import { scriptRequests } from './helpers/scripted-pages.js';
 
 interface CountRow {
   company_login: string;
@@ -110,6 +114,27 @@ describe('proof of completeness', () => {
     expect(text).toContain('cpq_sync_company_users{site="default",company="_host",source="cpq"} 5');
     expect(text).toContain('cpq_sync_company_users{site="default",company="_host",source="database"} 5');
     expect(text).toContain(`cpq_sync_company_users{site="default",company="${partner}",source="cpq"} 8`);
+  });
+
+  it("refuses a base URL naming another CPQ than the site's rows came from, and a count said twice differently (review CD)", async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const other = new CpqSimulator({ seed: 5, usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
+    const otherUrl = await other.start();
+    try {
+      const elsewhere = loadConfig({ CPQ_BASE_URL: otherUrl, DATABASE_URL: h.t.url }).sites[0]!;
+      await expect(verifySite(elsewhere, h.t.pool, h.log)).rejects.toThrow(
+        `site default was synced from ${siteCpqUrl(h.sim.baseUrl)}, and its base URL (CPQ_BASE_URL, or its baseUrl in CPQ_SITES_FILE) now names ${siteCpqUrl(otherUrl)}: its counts would be compared with another CPQ's`,
+      );
+      expect(other.requests).toHaveLength(0);
+    } finally {
+      await other.stop();
+    }
+    // The count read as a page is: the last of two totalResults is not taken.
+    scriptRequests(h.sim, async (req) => {
+      if (req.query.totalResults === 'true') req.reply((await req.real()).replace(/\}$/, ',"totalResults":999}'));
+    });
+    await expect(verifySite(h.config.sites[0]!, h.t.pool, h.log)).rejects.toThrow(/says totalResults twice, differently/);
   });
 
   it('the CLI: verify prints a table and exits 1 on a difference; --chain and --file exit 0 when intact, 1 when not', async ({ startHarness }) => {

@@ -205,7 +205,8 @@ export async function checkUsers(client: CpqHttpClient, cpq: CpqConfig, companie
       totalResults: 'true',
     });
     try {
-      const page = readCollection(url, (await client.getJson(url)).body, 1);
+      const response = await client.getJson(url, { collection: true });
+      const page = readCollection(url, response.body, 1, response.records);
       counts.push(`${company} ${page.totalResults ?? '?'}`);
       const first = page.items.length > 0 ? page.items.value(0) : undefined;
       if (isJsonObject(first) && canonicalize(first).get('groups') === undefined) unexpanded.push(company);
@@ -234,13 +235,13 @@ export async function checkIntegrationUsers(client: CpqHttpClient, cpq: CpqConfi
   }
   const url = client.url('/cpq/rest/v19/integrationUsers', { limit: '1', totalResults: 'true' });
   try {
-    const response = await client.getJson(url, { allow404: true });
+    const response = await client.getJson(url, { allow404: true, collection: true });
     if (response.status === 404) {
       return cpq.integrationUsers === 'on'
         ? fail(`integration users`, `GET ${url} answered 404`, 'this site has no integration users: set CPQ_INTEGRATION_USERS=auto or off')
         : warn('integration users', `GET ${url} answered 404: run will skip the feed with a warning`, 'set CPQ_INTEGRATION_USERS=off to skip it quietly');
     }
-    const page = readCollection(url, response.body, 1);
+    const page = readCollection(url, response.body, 1, response.records);
     return pass('integration users', `${INTEGRATION_STREAM.name} answers: ${page.totalResults ?? page.items.length} (totalResults)`);
   } catch (err) {
     return fail('integration users', errorMessage(err), requestFix(err, cpq));

@@ -134,6 +134,7 @@ export async function companyGone(client: CpqHttpClient, config: CpqConfig, comp
  */
 export async function companyUserCount(client: CpqHttpClient, config: CpqConfig, company: string, goneAsNone = false): Promise<number | undefined> {
   const url = client.url(companyUsersPath(config, company), { limit: '1', offset: '0', totalResults: 'true' });
-  const response = await client.getJson(url, { allow404: goneAsNone });
-  return response.status === 404 ? 0 : readCollection(url, response.body, 1).totalResults;
+  // As a page is read (collection): a body saying totalResults twice, differently, is refused, not the last one taken.
+  const response = await client.getJson(url, { allow404: goneAsNone, collection: true });
+  return response.status === 404 ? 0 : readCollection(url, response.body, 1, response.records).totalResults;
 }

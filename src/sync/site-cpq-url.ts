@@ -16,13 +16,20 @@ export function siteCpqUrl(baseUrl: string, pathPrefix = ''): string {
 /**
  * Throws unless a run of `site` may read `cpqUrl`: the address its rows were read from (`recorded`),
  * or none yet; or another when the operator said the site's CPQ moved (`moved`). Users are keyed by
- * company and login only, so another CPQ's would be merged into the site's rows.
+ * company and login only, so another CPQ's would be merged into the site's rows (`otherwise`: what
+ * would happen instead, said in the error).
  */
-export function requireSameCpq(site: string, recorded: string | null, cpqUrl: string, moved: boolean): void {
+export function requireSameCpq(
+  site: string,
+  recorded: string | null,
+  cpqUrl: string,
+  moved: boolean,
+  otherwise = "another CPQ's users would be merged into its rows",
+): void {
   if (recorded === null || recorded === cpqUrl || moved) return;
   throw new SyncError(
     'config',
-    `site ${site} was synced from ${recorded}, and its base URL (CPQ_BASE_URL, or its baseUrl in CPQ_SITES_FILE) now names ${cpqUrl}: another CPQ's users would be merged into its rows. ` +
+    `site ${site} was synced from ${recorded}, and its base URL (CPQ_BASE_URL, or its baseUrl in CPQ_SITES_FILE) now names ${cpqUrl}: ${otherwise}. ` +
       `If it is the same CPQ at a new address, run once with --cpq-moved (cpq-sync run --site ${site} --cpq-moved); if it is another CPQ, give it a site name of its own`,
   );
 }

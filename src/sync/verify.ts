@@ -4,9 +4,11 @@ import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
+import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { readActiveCounts, readChangesOfNoRun, readRowsOfUnfinishedRuns, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
 import { textTable } from '../text-table.js';
+import { requireSameCpq, siteCpqUrl } from './site-cpq-url.js';
 
 /** One company: what CPQ holds now against what the database holds active. */
 export interface CompanyCountCheck {
@@ -65,8 +67,14 @@ export async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg
   });
 }
 
-/** verifyCounts for one configured site, with its own HTTP client. */
-export function verifySite(site: SiteConfig, pool: pg.Pool, log: Logger): Promise<CompanyCountCheck[]> {
+/**
+ * verifyCounts for one configured site, with its own HTTP client; refused, before any request, when
+ * the site's base URL names another CPQ than its rows were read from (cpq.sites.cpq_url): its
+ * counts, compared with another CPQ's, would say nothing (review CD: "every company matches").
+ */
+export async function verifySite(site: SiteConfig, pool: pg.Pool, log: Logger): Promise<CompanyCountCheck[]> {
+  const recorded = await readSiteCpqUrl(pool, site.name);
+  requireSameCpq(site.name, recorded, siteCpqUrl(site.cpq.baseUrl, site.cpq.pathPrefix), false, "its counts would be compared with another CPQ's");
   const http = new CpqHttpClient(site.cpq, createAuthenticator(site.cpq.auth, site.cpq.requestTimeoutMs, site.cpq.ca), log);
   return verifyCounts(http, site.cpq, pool, site.name);
 }
