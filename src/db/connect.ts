@@ -47,7 +47,7 @@ export async function openDatabase(
     log.debug({ dataDir }, 'starting embedded Postgres');
     // Loaded only when needed: it installs process exit hooks and ships large binaries.
     const { startEmbeddedPostgres } = await import('./embedded.js');
-    const embedded = await startEmbeddedPostgres({ dataDir, port: config.embeddedPort, database: databaseName });
+    const embedded = await startEmbeddedPostgres({ dataDir, port: config.embeddedPort, database: databaseName, existing });
     url = embedded.url;
     stopEmbedded = embedded.stop;
   }

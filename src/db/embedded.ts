@@ -20,6 +20,8 @@ export interface EmbeddedOptions {
   dataDir: string;
   port: number;
   database?: string;
+  /** The database must be there already: a command with nothing to do in a new one (status, the exports) does not create it. */
+  existing?: boolean;
   persistent?: boolean;
   onLog?: (line: string) => void;
 }
@@ -420,6 +422,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     try {
       const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
       // UTF8 and C as the cluster initdb makes now, also in a cluster an older release made (SQL_ASCII where no locale was set).
+      if (exists.rowCount === 0 && options.existing === true) {
+        throw new SyncError(
+          'database',
+          `no database: DATABASE_URL is not set, and the embedded Postgres in ${options.dataDir} holds no database ${database} for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
+        );
+      }
       if (exists.rowCount === 0) {
         await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(database)} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
       }

