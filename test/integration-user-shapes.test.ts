@@ -93,6 +93,15 @@ describe('an integration user whose company or detail cannot be trusted is refus
       }
     });
     expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another company \("cpq-mdb"\); refused rather than merge two users$/);
+    // A list record naming no company (filed under _host for want of one) is no list saying _host (review CD).
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === LIST_PATH) {
+        req.reply(editPage(await req.real(), (page) => page.items[0] && delete page.items[0].company));
+      } else if (req.path.startsWith(`${LIST_PATH}/`)) {
+        req.reply(stringifyExactJson({ ...(parseExactJson(await req.real()) as object), company: { name: 'cpq-mdb', loginName: 'cpq-mdb' } }));
+      }
+    });
+    expect(await refused(h)).toMatch(/the detail of partyNumber "[^"]+" names another company \("cpq-mdb"\); refused rather than merge two users$/);
   });
 
   it("a detail answering for another login than the list's", async ({ startHarness }) => {

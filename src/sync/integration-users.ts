@@ -100,13 +100,16 @@ export class IntegrationCompanies {
 
   /**
    * Whether the detail endpoint's record of a user (`detail`) names the company the list's record
-   * was filed under (`company`). Oracle's samples name the host `_host` in the list and by its own
-   * login in the detail (`cpq-mdb`): a name the company list does not have, beside the list's
-   * `_host`, is taken for that, not for another company.
+   * (`listed`) was filed under (`company`). Oracle's samples name the host `_host` in the list and
+   * by its own login in the detail (`cpq-mdb`): a name the company list does not have, beside a
+   * list record saying `_host` in so many words, is taken for that; beside one naming no company
+   * (filed under `_host` for want of one), it names another company.
    */
-  detailAgrees(detail: Raw, company: string, where: () => string): { agrees: boolean; named: string } {
+  detailAgrees(detail: Raw, listed: Raw, company: string, where: () => string): { agrees: boolean; named: string } {
     const { name, unlisted } = this.read(detail, where);
-    return { agrees: name === company || (company === '_host' && unlisted), named: name };
+    const listCompany = canonicalize(listed).get('company');
+    const listSaysHost = isJsonObject(listCompany) && sentString(canonicalize(listCompany).get('loginName')) === '_host';
+    return { agrees: name === company || (listSaysHost && unlisted), named: name };
   }
 
   /** The company `record` names (see `of`), and whether the company list, which the run has, lacks it. */
@@ -238,7 +241,7 @@ export async function readIntegrationUsers(
       }
     }
     if (told.has('company')) {
-      const { agrees, named } = companies.detailAgrees(detail, company, () => `the detail of ${where}`);
+      const { agrees, named } = companies.detailAgrees(detail, item, company, () => `the detail of ${where}`);
       if (!agrees) {
         throw new RecordError(
           `${place()}: the detail of partyNumber ${JSON.stringify(partyNumber)} names another company (${JSON.stringify(named)}); refused rather than merge two users`,
