@@ -1,6 +1,7 @@
-import { describe, expect, vi } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { instantArgument } from '../src/date-time.js';
 import { exportChanges, exportSnapshot, parseSince, type ExportFormat } from '../src/history/export.js';
+import { refusesDeletion } from '../src/sync/deletion-guard.js';
 import { expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { collect } from './helpers/export-output.js';
 import { type Harness, it, snapshotTables } from './helpers/harness.js';
@@ -112,6 +113,16 @@ describe('change log', () => {
 });
 
 describe('deletions', () => {
+  test('SYNC_MAX_DELETE_FRACTION: a read missing more than the fraction deletes nothing; exactly the fraction deletes (review CA: the boundary was not pinned)', () => {
+    const guard = { maxDeleteFraction: 0.2, massDeleteMin: 0, allowMassDelete: false };
+    expect(refusesDeletion(2, 10, guard)).toBe(false);
+    expect(refusesDeletion(3, 10, guard)).toBe(true);
+    expect(refusesDeletion(3, 10, { ...guard, allowMassDelete: true })).toBe(false);
+    // SYNC_MASS_DELETE_MIN: up to that many missing users are deleted whatever their fraction.
+    expect(refusesDeletion(3, 10, { ...guard, massDeleteMin: 3 })).toBe(false);
+    expect(refusesDeletion(4, 10, { ...guard, massDeleteMin: 3 })).toBe(true);
+  });
+
   it('a full sync marks users CPQ no longer returns as deleted, ends their memberships, and restores them when they return', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
     await h.sync();

@@ -1,4 +1,6 @@
-import { describe, expect } from 'vitest';
+import fc from 'fast-check';
+import { describe, expect, test } from 'vitest';
+import { userKey } from '../src/sync/integration-users.js';
 import { SyncError } from '../src/errors.js';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { rowVersions } from './helpers/db-equals-simulator.js';
@@ -149,5 +151,18 @@ describe('an integration user whose company or detail cannot be trusted is refus
     const result = await h.sync({ full: true });
     expect({ inserted: result.inserted, updated: result.updated, deleted: result.deleted }).toEqual({ inserted: 0, updated: 0, deleted: 0 });
     expect(await h.t.query(users)).toEqual(before);
+  });
+});
+
+describe('integration users are keyed by company and login apart', () => {
+  test('two users whose company and login run together alike (partner1/0ops, partner10/ops) have two keys', () => {
+    expect(userKey('partner1', '0ops')).not.toBe(userKey('partner10', 'ops'));
+    fc.assert(
+      fc.property(fc.string(), fc.string(), fc.string(), fc.string(), (c1, l1, c2, l2) => {
+        fc.pre(c1 !== c2 || l1 !== l2);
+        expect(userKey(c1, l1)).not.toBe(userKey(c2, l2));
+      }),
+      { numRuns: 500 },
+    );
   });
 });

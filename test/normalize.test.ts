@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { integerValue, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
+import { countValue, integerValue, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 
 const modules = { integerValue, parseExactJson, stringifyExactJson };
 import { retryAfterMs, backoffMs } from '../src/cpq/http-retry.js';
@@ -209,13 +209,45 @@ describe('normalizing a CPQ user record', () => {
     expect(() => normalizeUser({ login: 'jj', accessPermissions: { items: [], totalResults: 3 } }, source, 2)).toThrow(
       'field "accessPermissions.totalResults" is 3 but 0 items were sent; refused rather than take them for the whole list',
     );
+    // One short of its totalResults is in part too (review CA: n + 1 against n was never tried).
+    const g2 = { variableName: 'g2', label: 'G2', type: 'Sales' };
+    expect(() => normalizeUser({ login: 'jj', groups: { items: [g1, g2], totalResults: 3 } }, source, 2)).toThrow(
+      'field "groups.totalResults" is 3 but 2 items were sent; refused rather than take them for the whole list',
+    );
     // The whole list, however CPQ describes it, is read as before.
     const whole = normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: false, totalResults: 1, count: 1 } }, source, 2);
     expect(whole.groups?.map((g) => g.variableName)).toEqual(['g1']);
   });
+
+  it('keeps two permissions whose type and name run together alike (type "ab" name "c", type "a" name "bc")', () => {
+    const row = normalizeUser(
+      {
+        login: 'jj',
+        accessPermissions: {
+          items: [
+            { type: 'ab', variableName: 'c', name: 'One', hasAccess: true },
+            { type: 'a', variableName: 'bc', name: 'Other', hasAccess: false },
+          ],
+        },
+      },
+      source,
+      0,
+    );
+    expect(row.accessPermissions?.map((p) => [p.type, p.variableName, p.name]).sort()).toEqual([
+      ['a', 'bc', 'Other'],
+      ['ab', 'c', 'One'],
+    ]);
+  });
 });
 
 describe('exact JSON', () => {
+  it('takes no negative number for a count: a totalResults of -1 (a common "unknown") says nothing, rather than enable deletions', () => {
+    expect(countValue(-1)).toBeUndefined();
+    expect(countValue(parseExactJson('-1'))).toBeUndefined();
+    expect(countValue(0)).toBe(0);
+    expect(countValue(parseExactJson('3E0'))).toBe(3);
+  });
+
   it('keeps integers beyond 2^53 exact and leaves strings that look like them alone', () => {
     const text = '{"a":181556695830934950,"b":[-935719302534024740, 12],"s":"x\\" 181556695830934950","t":"9007199254740993","f":1.5,"safe":9007199254740991}';
     const { parseExactJson, stringifyExactJson, integerValue } = modules;
