@@ -32,6 +32,14 @@ async function readerUrl(databaseUrl: string): Promise<string> {
 
 const cli = (args: string[], env: Record<string, string>) => new CliProcess(args, env).exited;
 
+/** Runs each command line with `env`: each fails with exit code 6 and exactly `stderr`. */
+async function expectEachRefused(commands: string[][], env: Record<string, string>, stderr: string): Promise<void> {
+  for (const args of commands) {
+    const out = await cli(args, env);
+    expect({ args, code: out.code, stderr: out.stderr }).toEqual({ args, code: 6, stderr });
+  }
+}
+
 describe('read-only commands', () => {
   it('snapshot, changes and verify work as cpq_reader; an older schema is one line saying to migrate', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
@@ -80,22 +88,19 @@ describe('read-only commands', () => {
     const dir = await mkdtemp(join(tmpdir(), 'cpq-no-embedded-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATA_DIR: join(dir, 'data') };
-    for (const args of [
-      ['status'],
-      ['snapshot'],
-      ['changes', '--after', '0'],
-      ['verify'],
-      ['alerts', 'list'],
-      ['alerts', 'retry'],
-      ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
-    ]) {
-      const out = await cli(args, env);
-      expect({ args, code: out.code, stderr: out.stderr }).toEqual({
-        args,
-        code: 6,
-        stderr: `cpq-sync: no database: DATABASE_URL is not set, and there is no embedded Postgres in ${join(dir, 'data')} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
-      });
-    }
+    await expectEachRefused(
+      [
+        ['status'],
+        ['snapshot'],
+        ['changes', '--after', '0'],
+        ['verify'],
+        ['alerts', 'list'],
+        ['alerts', 'retry'],
+        ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
+      ],
+      env,
+      `cpq-sync: no database: DATABASE_URL is not set, and there is no embedded Postgres in ${join(dir, 'data')} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
+    );
     expect(await readdir(dir)).toEqual([]);
   });
 
@@ -103,17 +108,14 @@ describe('read-only commands', () => {
     const t = await createDatabase();
     await t.query('DROP SCHEMA cpq CASCADE');
     const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: t.url };
-    for (const args of [
-      ['alerts', 'retry'],
-      ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
-    ]) {
-      const out = await cli(args, env);
-      expect({ args, code: out.code, stderr: out.stderr }).toEqual({
-        args,
-        code: 6,
-        stderr: 'cpq-sync: the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)\n',
-      });
-    }
+    await expectEachRefused(
+      [
+        ['alerts', 'retry'],
+        ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
+      ],
+      env,
+      'cpq-sync: the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)\n',
+    );
     expect(await t.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'cpq'`)).toEqual([]);
   });
 });

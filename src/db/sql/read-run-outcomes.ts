@@ -35,7 +35,7 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
   const rows = await runCompiled(
     on,
     queryBuilder
-      // One row whether or not any run concluded: the lateral join of at most one run to it.
+      // One row whether or not any run concluded (or is running): the lateral joins of at most one run each to it.
       .selectFrom(sql`(SELECT 1)`.as('one'))
       .leftJoinLateral(
         (eb) =>
@@ -49,27 +49,23 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
             .as('c'),
         (join) => join.onTrue(),
       )
-      .select(['c.id', 'c.status', 'c.started_at', 'c.finished_at', 'c.error'])
+      .leftJoinLateral(
+        (eb) =>
+          eb
+            .selectFrom('cpq.sync_runs')
+            .select(['id as running_id', 'started_at as running_started_at'])
+            .where('site', '=', site)
+            .where('status', '=', 'running')
+            .orderBy('id', 'desc')
+            .limit(1)
+            .as('r'),
+        (join) => join.onTrue(),
+      )
+      .select(['c.id', 'c.status', 'c.started_at', 'c.finished_at', 'c.error', 'r.running_id', 'r.running_started_at'])
       .select((eb) => [
         eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('site', '=', site).where('status', '=', 'succeeded').as('last_success'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).as('first_started'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).where('status', '=', 'running').as('running_since'),
-        eb
-          .selectFrom('cpq.sync_runs')
-          .select('id')
-          .where('site', '=', site)
-          .where('status', '=', 'running')
-          .orderBy('id', 'desc')
-          .limit(1)
-          .as('last_running_id'),
-        eb
-          .selectFrom('cpq.sync_runs')
-          .select('started_at')
-          .where('site', '=', site)
-          .where('status', '=', 'running')
-          .orderBy('id', 'desc')
-          .limit(1)
-          .as('last_running_started_at'),
         sql<Date>`clock_timestamp()`.as('now'),
       ])
       .compile(),
@@ -89,8 +85,7 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
     lastSuccess: row.last_success,
     firstStarted: row.first_started,
     runningSince: row.running_since,
-    lastRunning:
-      row.last_running_id === null || row.last_running_started_at === null ? null : { id: row.last_running_id, started_at: row.last_running_started_at },
+    lastRunning: row.running_id === null || row.running_started_at === null ? null : { id: row.running_id, started_at: row.running_started_at },
     now: row.now,
   };
 }
