@@ -5,6 +5,7 @@ import { SyncError } from '../src/errors.js';
 import type { CpqSimulator, SimulatorOptions, ZipExportOptions } from '../src/simulator/index.js';
 import type { TestDatabase } from './helpers/database.js';
 import { ZipTestBed, databaseContents, filesIn, pythonZip } from './helpers/zip.js';
+import { hostileSite, zipExport } from './security/cpq-hostile.js';
 
 let bed = new ZipTestBed();
 afterEach(async () => {
@@ -551,5 +552,25 @@ describe('zip export: transport', () => {
     expect(error!.message).toMatch(
       /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users: CPQ answered 406 with "\{"title":"Not Acceptable","status":406,"detail":"The zip exp…"$/,
     );
+  });
+});
+
+describe('zip export: the totalResults of a list that fills its last page exactly', () => {
+  it('is counted against: 4 users read in pages of 2 with totalResults 5 is a short read, with 4 a whole one (review CA)', async () => {
+    const site = await hostileSite({ CPQ_PAGE_SIZE: '2' });
+    try {
+      const items = [1, 2, 3, 4].map((i) => ({ login: `z${i}` }));
+      for (const [totalResults, shortRead] of [
+        [4, false],
+        [5, true],
+      ] as const) {
+        site.serve('exact', zipExport([{ name: 'users.json', text: JSON.stringify({ items, hasMore: false, totalResults }) }]), 'application/zip');
+        const { result, error } = await site.run('exact', { format: 'zip' });
+        expect(error).toBeUndefined();
+        expect(result!.streams.find((s) => s.stream === 'companies/exact')).toMatchObject({ received: 4, totalResults, shortRead });
+      }
+    } finally {
+      await site.close();
+    }
   });
 });
