@@ -3,9 +3,10 @@
 -- Users are keyed by site, company and login, not by the CPQ they came from: a site pointed at
 -- another CPQ (its baseUrl changed, two sites' names swapped in the sites file, two deployments
 -- giving one name to different CPQs) merged that CPQ's users into the site's rows, one person
--- becoming another's next version. A run now compares the address it reads (CPQ_BASE_URL or the
--- site's baseUrl, as scheme://host[:port]/path) with the one recorded here, and refuses another
--- before its first request, until an operator says the site's CPQ moved (`run --cpq-moved`).
+-- becoming another's next version. A run now compares the root of the REST API it reads (the
+-- base URL followed by CPQ_PATH_PREFIX, as scheme://host[:port]/path) with the one recorded here,
+-- and refuses another before its first request, until an operator says the site's CPQ moved
+-- (`run --cpq-moved`).
 --
 -- NULL until a run of this release succeeds: a site synced by an earlier release takes the address
 -- of its next successful run, as a new site does.

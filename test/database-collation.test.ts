@@ -49,16 +49,39 @@ describe('a database whose collation is not C (ICU en-US)', () => {
       expect(logged.rows[0]!.diff.groups.added).toEqual(['Beta', '_under', 'alpha', 'Ärger']);
       expect(logged.rows[0]!.diff.accessPermissions.added.map((p) => `${p.type}/${p.variableName}`)).toEqual(['Sales/Alpha', 'Sales/zeta', 'admin/x']);
 
+      // Removed and changed lists too (review CE: only `added` was looked at).
+      for (const variableName of ['alpha', 'Beta', '_under']) h.sim.removeGroup('_host', login, variableName);
+      for (const [type, variableName] of [
+        ['Sales', 'zeta'],
+        ['Sales', 'Alpha'],
+      ] as const) {
+        h.sim.setAccessPermission('_host', login, { type, variableName, name: variableName, hasAccess: false });
+      }
+      h.sim.addUser('_host', { login: 'alpha-user' });
+      h.sim.addUser('_host', { login: 'Beta-user' });
+      expect((await cli(['run'], env)).code).toBe(0);
+      const second = await client.query<{
+        diff: { groups: { removed: string[] }; accessPermissions: { changed: { type: string; variableName: string }[] } };
+      }>(`SELECT diff FROM cpq.user_change_log WHERE change = 'update' AND login = $1 ORDER BY id DESC LIMIT 1`, [login]);
+      expect(second.rows[0]!.diff.groups.removed).toEqual(['Beta', '_under', 'alpha']);
+      expect(second.rows[0]!.diff.accessPermissions.changed.map((p) => `${p.type}/${p.variableName}`)).toEqual(['Sales/Alpha', 'Sales/zeta']);
+
       const out = join(await mkdtemp(join(tmpdir(), 'cpq-icu-')), 'snapshot.jsonl');
       expect((await cli(['snapshot', '--format', 'jsonl', '--out', out], env)).code).toBe(0);
-      const user = (await readFile(out, 'utf8'))
+      const rows = (await readFile(out, 'utf8'))
         .trim()
         .split('\n')
-        .map((line) => JSON.parse(line) as { login: string; groups: { variableName: string }[] })
-        .find((u) => u.login === login)!;
+        .map((line) => JSON.parse(line) as { login: string; groups: { variableName: string }[]; access_permissions: { type: string; variableName: string }[] });
+      // Rows by login in code-point order: Beta-user and User… before alpha-user.
+      const logins = rows.map((r) => r.login);
+      expect(logins).toEqual([...logins].sort());
+      expect(logins.indexOf('Beta-user')).toBeLessThan(logins.indexOf('alpha-user'));
+      const user = rows.find((u) => u.login === login)!;
       const names = user.groups.map((g) => g.variableName);
       expect(names).toEqual([...names].sort());
-      expect(names.indexOf('Beta')).toBeLessThan(names.indexOf('alpha'));
+      const permissions = user.access_permissions.map((p) => `${p.type}/${p.variableName}`);
+      expect(permissions).toEqual([...permissions].sort());
+      expect(permissions.indexOf('Sales/Alpha')).toBeLessThan(permissions.indexOf('Sales/zeta'));
     } finally {
       await client.end().catch(() => undefined);
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));

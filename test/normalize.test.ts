@@ -209,6 +209,13 @@ describe('normalizing a CPQ user record', () => {
     expect(() => normalizeUser({ login: 'jj', accessPermissions: { items: [], totalResults: 3 } }, source, 2)).toThrow(
       'field "accessPermissions.totalResults" is 3 but 0 items were sent; refused rather than take them for the whole list',
     );
+    // hasMore or totalResults in two spellings that disagree: the one picked may say the list is whole (review CE).
+    expect(() => normalizeUser({ login: 'jj', groups: { items: [g1], hasMore: false, HasMore: true } }, source, 2)).toThrow(
+      'field "groups" says hasMore twice, differently ("hasMore" and "HasMore"); refused rather than take one',
+    );
+    expect(() => normalizeUser({ login: 'jj', accessPermissions: { items: [], totalResults: 0, TotalResults: 3 } }, source, 2)).toThrow(
+      'field "accessPermissions" says totalResults twice, differently ("totalResults" and "TotalResults"); refused rather than take one',
+    );
     // One short of its totalResults is in part too (review CA: n + 1 against n was never tried).
     const g2 = { variableName: 'g2', label: 'G2', type: 'Sales' };
     expect(() => normalizeUser({ login: 'jj', groups: { items: [g1, g2], totalResults: 3 } }, source, 2)).toThrow(

@@ -62,7 +62,7 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       const error = await syncFrom(h, other.url);
       expect(error?.kind).toBe('config');
       expect(error?.message).toContain(`site default was synced from ${siteCpqUrl(h.config.sites[0]!.cpq.baseUrl)}`);
-      expect(error?.message).toContain(`now names ${siteCpqUrl(other.url)}`);
+      expect(error?.message).toContain(`now name ${siteCpqUrl(other.url)}`);
       expect(error?.message).toContain('--cpq-moved');
       expect(other.sim.requests).toHaveLength(0);
       expect(await snapshotTables(h.t)).toEqual(before);

@@ -124,7 +124,7 @@ describe('proof of completeness', () => {
     try {
       const elsewhere = loadConfig({ CPQ_BASE_URL: otherUrl, DATABASE_URL: h.t.url }).sites[0]!;
       await expect(verifySite(elsewhere, h.t.pool, h.log)).rejects.toThrow(
-        `site default was synced from ${siteCpqUrl(h.sim.baseUrl)}, and its base URL (CPQ_BASE_URL, or its baseUrl in CPQ_SITES_FILE) now names ${siteCpqUrl(otherUrl)}: its counts would be compared with another CPQ's`,
+        `site default was synced from ${siteCpqUrl(h.sim.baseUrl)}, and its base URL and path prefix (CPQ_BASE_URL and CPQ_PATH_PREFIX, or its baseUrl and pathPrefix in CPQ_SITES_FILE) now name ${siteCpqUrl(otherUrl)}: its counts would be compared with another CPQ's`,
       );
       expect(other.requests).toHaveLength(0);
     } finally {

@@ -81,12 +81,13 @@ export async function checkSiteCpq(database: Database, site: SiteConfig): Promis
 }
 
 /**
- * The database steps: reachable, schema version, sync lock. Reads only. An embedded Postgres
- * that was never created is not created here (the first run does that); one that exists is
- * started for the check and stopped again, as `status` does.
+ * The database steps: reachable, schema version, and per site its sync lock and its CPQ. Reads
+ * only. An embedded Postgres that was never created, or that lacks the runs' database, is not
+ * created here (the first run does that); one that exists is started for the check and stopped
+ * again, as `status` does.
  */
 export async function checkDatabase(config: AppConfig, log: Logger, sites: readonly SiteConfig[]): Promise<{ where: string; steps: StepResult[] }> {
-  const lockSteps = (why: string) => sites.flatMap((site) => [skip(`sync lock (${site.name})`, why), skip(`cpq (${site.name})`, why)]);
+  const siteSteps = (why: string) => sites.flatMap((site) => [skip(`sync lock (${site.name})`, why), skip(`cpq (${site.name})`, why)]);
   if (!config.databaseUrl && !existsSync(join(config.dataDir, 'pg'))) {
     const where = `embedded Postgres in ${config.dataDir}`;
     return {
@@ -94,17 +95,18 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
       steps: [
         warn('database', `${where} does not exist yet`, 'the first run creates it, or set DATABASE_URL'),
         skip('schema', 'no database yet'),
-        ...lockSteps('no database yet'),
+        ...siteSteps('no database yet'),
       ],
     };
   }
   let database: Database;
   try {
-    database = await openDatabase(config, log);
+    // An embedded cluster without the runs' database (one the demo made) is not given one.
+    database = await openDatabase(config, log, { existing: true });
   } catch (err) {
     const message = errorMessage(err);
     const where = config.databaseUrl ? redactUrl(config.databaseUrl) : `embedded Postgres in ${config.dataDir}`;
-    return { where, steps: [fail('database', message, databaseHint(message)), skip('schema', 'no connection'), ...lockSteps('no connection')] };
+    return { where, steps: [fail('database', message, databaseHint(message)), skip('schema', 'no connection'), ...siteSteps('no connection')] };
   }
   try {
     const problem = encodingProblem(await readDatabaseEncoding(database.db));

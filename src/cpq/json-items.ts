@@ -343,8 +343,12 @@ export type PagingField = (typeof PAGING_FIELDS)[keyof typeof PAGING_FIELDS];
  * drops the other unread, and a page saying more follow could end the read, its users unread.
  */
 export class RepeatedPagingFieldError extends EntryContentError {
+  /** What was said twice, without naming where: `hasMore twice, differently ("hasMore" and "HasMore")`. */
+  readonly said: string;
   constructor(name: PagingField, first: string, second: string) {
-    super(`the collection body says ${name} twice, differently ("${first}" and "${second}")`);
+    const said = `${name} twice, differently ("${first}" and "${second}")`;
+    super(`the collection body says ${said}`);
+    this.said = said;
   }
 }
 

@@ -1,7 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
+import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
 import { SyncError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
@@ -64,12 +64,9 @@ async function refuseMigrationLockHeldByReader(db: Db): Promise<void> {
   }
 }
 
-/** Names of the applied migrations; none when the database has no migration table yet. */
-async function appliedMigrations(db: Db): Promise<string[]> {
-  const { rows: table } = await sql<{ present: boolean }>`SELECT to_regclass('cpq.kysely_migration') IS NOT NULL AS present`.execute(db);
-  if (!table[0]?.present) return [];
-  const { rows } = await sql<{ name: string }>`SELECT name FROM cpq.kysely_migration`.execute(db);
-  return rows.map((r) => r.name);
+/** `db` as a Queryable, for the database operations of ./sql that take one. */
+function queryableOf(db: Db): Queryable {
+  return { query: async (text, values = []) => ({ rows: (await db.executeQuery(CompiledQuery.raw(text, values))).rows }) };
 }
 
 /** The log line for a database a newer release has migrated. */
@@ -105,7 +102,8 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   // Migrations only ever add, so an older release keeps working on a newer schema; Kysely would
   // refuse outright ("corrupted migrations"), stopping old workers during a rolling deploy.
   const known = Object.keys(await provider.getMigrations());
-  const applied = await appliedMigrations(db);
+  // None when the database has no migration table yet.
+  const applied = (await readAppliedMigrations(queryableOf(db))) ?? [];
   const ahead = applied.filter((name) => !known.includes(name));
   if (ahead.length > 0) {
     options.onAhead?.(ahead);

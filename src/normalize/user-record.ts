@@ -12,6 +12,7 @@ import {
   unstorableNumber,
 } from '../exact-json.js';
 import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
+import { PagingFields, RepeatedPagingFieldError } from '../cpq/json-items.js';
 import { canonicalTimestampMs, isCalendarDay, withExplicitZone } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
@@ -366,6 +367,15 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
   if (!isJsonObject(value)) return Array.isArray(value) ? (value as unknown[]) : reader.fail(`${field}.items`, `must be an array, got ${describeValue(value)}`);
   const [items, hasMore, total] = ITEMS.pick(value);
   reader.keepExtras(ITEMS, value, field, String);
+  // hasMore or totalResults in two spellings that disagree ("hasMore": false beside "HasMore":
+  // true): the picked one may be the one saying the list is whole. (One spelling twice is one key
+  // by the time the item is parsed: JSON.parse keeps the last.)
+  try {
+    PagingFields.of(value);
+  } catch (err) {
+    if (err instanceof RepeatedPagingFieldError) return reader.fail(field, `says ${err.said}; refused rather than take one`);
+    throw err;
+  }
   if (items === undefined || items === null) {
     // One item where the list belongs ({"variableName": "sales", ...}): taken for a list not
     // expanded, it would leave the user's memberships as they were, and what it says unread.

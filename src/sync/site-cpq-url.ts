@@ -29,7 +29,7 @@ export function requireSameCpq(
   if (recorded === null || recorded === cpqUrl || moved) return;
   throw new SyncError(
     'config',
-    `site ${site} was synced from ${recorded}, and its base URL (CPQ_BASE_URL, or its baseUrl in CPQ_SITES_FILE) now names ${cpqUrl}: ${otherwise}. ` +
+    `site ${site} was synced from ${recorded}, and its base URL and path prefix (CPQ_BASE_URL and CPQ_PATH_PREFIX, or its baseUrl and pathPrefix in CPQ_SITES_FILE) now name ${cpqUrl}: ${otherwise}. ` +
       `If it is the same CPQ at a new address, run once with --cpq-moved (cpq-sync run --site ${site} --cpq-moved); if it is another CPQ, give it a site name of its own`,
   );
 }

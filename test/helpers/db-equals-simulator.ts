@@ -372,7 +372,7 @@ export async function expectChangeLogConsistent(t: TestDatabase): Promise<void> 
     `SELECT v.id::text, v.valid_from::text, v.valid_to::text FROM cpq.user_versions v JOIN cpq.users u ON u.id = v.id WHERE v.valid_to > u.valid_from
      UNION ALL
      SELECT a.id::text, a.valid_from::text, a.valid_to::text FROM cpq.user_versions a JOIN cpq.user_versions b
-       ON b.id = a.id AND b.valid_from > a.valid_from AND a.valid_to > b.valid_from`,
+       ON b.id = a.id AND a.version_id < b.version_id AND tstzrange(a.valid_from, a.valid_to) && tstzrange(b.valid_from, b.valid_to)`,
   );
   expect(overlapping, 'versions overlapping a later version or the current row').toEqual([]);
 

@@ -140,7 +140,7 @@ describe('the embedded Postgres, seen by another local user', () => {
     }
   });
 
-  it("status and the exports do not create the runs' database in a cluster that lacks it (the demo's): exit code 6 (review CD)", async () => {
+  it("status, the exports and check do not create the runs' database in a cluster that lacks it (the demo's): exit code 6 (review CD)", async () => {
     const dir = await dataFolder();
     const port = await freePort();
     // A cluster in DATA_DIR holding the demo's database only.
@@ -155,6 +155,14 @@ describe('the embedded Postgres, seen by another local user', () => {
         stderr: `cpq-sync: no database: DATABASE_URL is not set, and the embedded Postgres in ${join(dir, 'pg')} holds no database cpq_sync for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
       });
     }
+    // check neither (review CE): its database step fails, saying so.
+    const check = await new CliProcess(['check', '--json'], env).exited;
+    expect(check.code).toBe(1);
+    expect((JSON.parse(check.stdout) as { database: { steps: { step: string; status: string; detail: string }[] } }).database.steps[0]).toMatchObject({
+      step: 'database',
+      status: 'fail',
+      detail: expect.stringContaining('holds no database cpq_sync for a run to have written') as unknown,
+    });
     const again = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port, database: 'cpq_demo' });
     try {
       const client = new pg.Client({ connectionString: again.url });
