@@ -386,6 +386,24 @@ describe('HISTORY_RETENTION', () => {
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
+  it('is not applied after an interrupted run: a shutdown waits for nothing more (the next run applies it)', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const [, b] = logins(h);
+    const deletedValues = personalValues(h, b!);
+    h.sim.deleteUser('_host', b!);
+    await h.sync({ full: true });
+    await new Promise((r) => setTimeout(r, 50));
+    const config = { ...h.config, historyRetentionMs: 10 };
+    const stop = new AbortController();
+    // Interrupted at its first request.
+    h.sim.onRequest = () => stop.abort();
+    await expect(runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { signal: stop.signal })).rejects.toThrow(/interrupted/);
+    const [run] = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    expect(run!.status).toBe('interrupted');
+    expect((await findAnywhere(h.t, deletedValues)).length).toBeGreaterThan(0);
+  });
+
   it('a restore undoing a deletion that has not expired redacts nothing of it, though an earlier deletion of the same user has expired', async ({
     startHarness,
   }) => {
