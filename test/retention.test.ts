@@ -9,7 +9,7 @@ import { runSync } from '../src/sync/run.js';
 import { verifyChain } from '../src/sync/verify.js';
 import { CliProcess } from './helpers/cli-process.js';
 import { holdSyncLock, type TestDatabase } from './helpers/database.js';
-import { it, type Harness } from './helpers/harness.js';
+import { it, type Harness, type StartHarness } from './helpers/harness.js';
 
 /** Users with personal data (integration users have next to none). */
 const logins = (h: Harness) =>
@@ -37,6 +37,17 @@ function unshared(h: Harness, login: string, values: unknown[]): string[] {
     .map((u) => JSON.stringify(u))
     .join('\n');
   return values.filter((v): v is string => typeof v === 'string' && v.length >= 4 && !others.includes(v));
+}
+
+/** A site synced, then synced again without one of its users (deleted in CPQ): the deleted user's personal values, still stored. */
+async function siteWithDeletedUser(startHarness: StartHarness): Promise<{ h: Harness; deletedValues: string[] }> {
+  const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
+  await h.sync();
+  const [, b] = logins(h);
+  const deletedValues = personalValues(h, b!);
+  h.sim.deleteUser('_host', b!);
+  await h.sync({ full: true });
+  return { h, deletedValues };
 }
 
 /** Every text and jsonb column of every table of schema cpq whose value contains one of `values`: "table.column: value". */
@@ -366,12 +377,7 @@ describe('HISTORY_RETENTION', () => {
   it("is applied after a site's run fails too, in a transaction of its own: a site whose runs keep failing kept deleted users' personal fields past it (the run itself changes nothing, and is recorded failed)", async ({
     startHarness,
   }) => {
-    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
-    await h.sync();
-    const [, b] = logins(h);
-    const deletedValues = personalValues(h, b!);
-    h.sim.deleteUser('_host', b!);
-    await h.sync({ full: true });
+    const { h, deletedValues } = await siteWithDeletedUser(startHarness);
     expect((await findAnywhere(h.t, deletedValues)).length).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 50));
     // From now on CPQ refuses every request: the runs fail.
@@ -387,12 +393,7 @@ describe('HISTORY_RETENTION', () => {
   });
 
   it('is not applied after an interrupted run: a shutdown waits for nothing more (the next run applies it)', async ({ startHarness }) => {
-    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
-    await h.sync();
-    const [, b] = logins(h);
-    const deletedValues = personalValues(h, b!);
-    h.sim.deleteUser('_host', b!);
-    await h.sync({ full: true });
+    const { h, deletedValues } = await siteWithDeletedUser(startHarness);
     await new Promise((r) => setTimeout(r, 50));
     const config = { ...h.config, historyRetentionMs: 10 };
     const stop = new AbortController();

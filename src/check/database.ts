@@ -61,14 +61,11 @@ export async function checkSyncLock(database: Database, site: string): Promise<S
 export async function checkSiteCpq(database: Database, site: SiteConfig): Promise<StepResult> {
   const step = `cpq (${site.name})`;
   const cpqUrl = siteCpqUrl(site.cpq.baseUrl, site.cpq.pathPrefix);
-  let recorded: string | null;
-  try {
-    recorded = await readSiteCpqUrl(database.pool, site.name);
-  } catch (err) {
+  const recorded = await readSiteCpqUrl(database.pool, site.name).catch((err: unknown) => {
     // A schema from before sites (no cpq.sites) or before 0021 (no cpq_url): the next run migrates, then records it.
-    if (errorCode(err) === '42P01' || errorCode(err) === '42703') return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);
+    if (errorCode(err) === '42P01' || errorCode(err) === '42703') return null;
     throw err;
-  }
+  });
   if (recorded === null) return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);
   if (recorded !== cpqUrl) {
     return fail(

@@ -100,7 +100,7 @@ export function registerExportCommands(program: Command): void {
           const { writeOutput } = await import('../output.js');
           const { readDatabaseNow } = await import('../db/sql/read-database-now.js');
           const { findRunsInProgress } = await import('../db/sql/find-runs-in-progress.js');
-          const { readSyncLockHolder } = await import('../db/sql/read-sync-lock-holder.js');
+          const { syncLockIsFree } = await import('../db/sql/read-sync-lock-holder.js');
           const given = opts.asOf === undefined ? undefined : instantArgument(opts.asOf);
           if (opts.asOf !== undefined && given === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
@@ -123,7 +123,7 @@ export function registerExportCommands(program: Command): void {
             // snapshot is then of the state before it, and the same --as-of taken later differs.
             // One whose site's lock no session holds is dead: it will never commit.
             for (const run of await findRunsInProgress(database.pool, asOf, opts.site ?? [])) {
-              if ((await readSyncLockHolder(database.pool, run.site).catch(() => undefined)) === null) continue;
+              if (await syncLockIsFree(database.pool, run.site)) continue;
               log.warn(
                 { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
                 `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,

@@ -354,7 +354,9 @@ export class RepeatedPagingFieldError extends EntryContentError {
 
 /** A collection envelope's paging fields (hasMore, totalResults, offset), taken key by key as they come; RepeatedPagingFieldError for one said twice differently. */
 export class PagingFields {
-  private readonly said = new Map<PagingField, { key: string; text: string; value: unknown }>();
+  // Made at the first paging key: a user's groups and permissions are read through `of` too, for
+  // every user, and most say none.
+  private said: Map<PagingField, { key: string; value: unknown }> | undefined;
 
   /** Those of a body parsed whole (its equal keys already one, the last). */
   static of(body: Record<string, unknown>): PagingFields {
@@ -364,17 +366,19 @@ export class PagingFields {
   }
 
   take(key: string, value: unknown): void {
-    const name = Object.hasOwn(PAGING_FIELDS, key.toLowerCase()) ? PAGING_FIELDS[key.toLowerCase() as keyof typeof PAGING_FIELDS] : undefined;
+    const lower = key.toLowerCase();
+    const name = Object.hasOwn(PAGING_FIELDS, lower) ? PAGING_FIELDS[lower as keyof typeof PAGING_FIELDS] : undefined;
     if (name === undefined) return;
-    const text = JSON.stringify(value);
+    this.said ??= new Map();
     const before = this.said.get(name);
-    if (before !== undefined && before.text !== text) throw new RepeatedPagingFieldError(name, before.key, key);
-    this.said.set(name, { key, text, value });
+    // Compared by their JSON text, and only when said again.
+    if (before !== undefined && JSON.stringify(before.value) !== JSON.stringify(value)) throw new RepeatedPagingFieldError(name, before.key, key);
+    this.said.set(name, { key, value });
   }
 
   /** The field's value as sent; undefined when the body does not say it. */
   get(name: PagingField): unknown {
-    return this.said.get(name)?.value;
+    return this.said?.get(name)?.value;
   }
 }
 

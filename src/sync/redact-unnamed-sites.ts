@@ -3,6 +3,7 @@ import { readUnnamedSitesDue } from '../db/sql/read-unnamed-sites-due.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { redactedAny } from '../db/sql/redact-personal.js';
 import { redactSiteOutsideRun } from './redact-site.js';
 
 /** A site no run names is redacted at most this long after its cutoff moved: once an hour, not every run. */
@@ -30,7 +31,7 @@ export async function redactUnnamedSites(
     try {
       await withSyncLock(client, other, async () => {
         const redacted = await redactSiteOutsideRun(client, other, retainedFrom);
-        if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) {
+        if (redactedAny(redacted)) {
           log.info({ unnamedSite: other, redacted }, 'personal fields past HISTORY_RETENTION redacted in a site the configuration does not name');
         }
       });

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { recordCompanyCounts } from '../db/sql/record-company-counts.js';
-import { redactExpired } from '../db/sql/redact-personal.js';
+import { redactExpired, redactedAny } from '../db/sql/redact-personal.js';
 import { sealRun } from '../db/sql/seal-run.js';
 import type { Logger } from '../logger.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -39,7 +39,7 @@ export async function proveRun(
   const counted = Date.now();
   if (retainedFrom !== undefined) {
     const redacted = await redactExpired(client, site, retainedFrom, runId);
-    if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted');
+    if (redactedAny(redacted)) log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted');
   }
   const redactedAt = Date.now();
   const chain = await sealRun(client, site, runId);

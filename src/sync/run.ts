@@ -41,6 +41,7 @@ import { MergeBatches, mergeStaged, type MergeDeletions } from './merge.js';
 import { requireSameCpq, siteCpqUrl } from './site-cpq-url.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
+import { redactedAny } from '../db/sql/redact-personal.js';
 import { redactSiteOutsideRun } from './redact-site.js';
 import { redactUnnamedSites } from './redact-unnamed-sites.js';
 import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
@@ -242,7 +243,7 @@ export class SyncRun {
       // By the database's clock, which dates what it redacts.
       const retainedFrom = new Date((await readDatabaseNow(client)).getTime() - retentionMs);
       const redacted = await redactSiteOutsideRun(client, this.site.name, retainedFrom);
-      if (redacted.users + redacted.user_versions + redacted.user_change_log > 0) {
+      if (redactedAny(redacted)) {
         log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted after the failed run');
       }
     } catch (err) {

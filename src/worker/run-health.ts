@@ -1,5 +1,5 @@
-import { readRunOutcomes, type CONCLUSIVE_STATUSES } from '../db/sql/read-run-outcomes.js';
-import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
+import { readRunOutcomes, type CONCLUSIVE_STATUSES, type RunOutcomes } from '../db/sql/read-run-outcomes.js';
+import { syncLockIsFree } from '../db/sql/read-sync-lock-holder.js';
 import type { Queryable } from '../db/compiled-query.js';
 
 export interface ConcludedRun {
@@ -35,32 +35,27 @@ const UNDEFINED_TABLE = '42P01';
 /** What a dead run's error reads as, until the next run records it abandoned. */
 export const DEAD_RUN_ERROR = "recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned";
 
-/** Whether no session holds `site`'s sync lock; false when that cannot be read (the record is then taken as it is). */
-async function lockIsFree(on: Queryable, site: string): Promise<boolean> {
-  try {
-    return (await readSyncLockHolder(on, site)) === null;
-  } catch {
-    return false;
-  }
-}
-
 /** Reads the verdict of `site`'s run history; a database without the cpq tables yet has no runs. */
 export async function readRunHealth(on: Queryable, site: string): Promise<RunHealth> {
   let outcomes;
-  // A run holds its site's lock for as long as it is recorded running: free before the runs were
-  // read and after, those recorded running have no process (one that started or ended meanwhile
-  // held it at one of the two).
-  let freeBefore;
   try {
-    freeBefore = await lockIsFree(on, site);
     outcomes = await readRunOutcomes(on, site);
   } catch (err) {
     if ((err as { code?: string }).code === UNDEFINED_TABLE)
       return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false, runningSince: null, deadRunId: null, now: undefined };
     throw err;
   }
-  const { lastConcluded: c, lastSuccess, firstStarted, lastRunning, now } = outcomes;
-  const dead = lastRunning !== null && freeBefore && (await lockIsFree(on, site)) ? lastRunning : null;
+  // A run holds its site's lock from before its record says running until after it says how it
+  // ended. A run recorded running, then the lock free, then the same run still recorded running:
+  // its process is gone (one that ended meanwhile is recorded so by the second read). The lock is
+  // asked about only while a run is recorded running: /readyz reads this for every site.
+  let dead: RunOutcomes['lastRunning'] = null;
+  const running = outcomes.lastRunning;
+  if (running !== null && (await syncLockIsFree(on, site))) {
+    outcomes = await readRunOutcomes(on, site);
+    if (outcomes.lastRunning?.id === running.id) dead = outcomes.lastRunning;
+  }
+  const { lastConcluded: c, lastSuccess, firstStarted, now } = outcomes;
   let lastRun: ConcludedRun | null = c && { id: c.id, status: c.status, startedAt: c.started_at, finishedAt: c.finished_at, error: c.error };
   // A dead run is the abandoned run it will be recorded as: a failure, not a run going on (or hanging).
   if (dead !== null && (lastRun === null || BigInt(dead.id) > BigInt(lastRun.id))) {

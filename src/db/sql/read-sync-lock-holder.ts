@@ -34,3 +34,12 @@ export async function readSyncLockHolder(on: Queryable, site: string): Promise<S
   );
   return rows[0] ?? null;
 }
+
+/** Whether no session holds `site`'s sync lock; false when that cannot be read (a caller then takes a run's record as it is). */
+export async function syncLockIsFree(on: Queryable, site: string): Promise<boolean> {
+  try {
+    return (await readSyncLockHolder(on, site)) === null;
+  } catch {
+    return false;
+  }
+}

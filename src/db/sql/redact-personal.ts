@@ -10,6 +10,11 @@ function redactedRow(): RawBuilder<unknown> {
 /** Rows redacted, by table. */
 export type RedactedRows = Record<'users' | 'user_versions' | 'user_change_log', number>;
 
+/** Whether a redaction changed any row: what is worth a log line. */
+export function redactedAny(redacted: RedactedRows): boolean {
+  return redacted.users + redacted.user_versions + redacted.user_change_log > 0;
+}
+
 /** Runs an UPDATE and returns how many rows it changed. */
 async function count(on: Queryable, update: RawBuilder<unknown>): Promise<number> {
   const [row] = await runCompiled(
