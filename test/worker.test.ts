@@ -266,6 +266,34 @@ describe('health and metrics', () => {
     expect(text).not.toContain(h.sim.baseUrl);
   });
 
+  it('/readyz: a worker just (re)started counts its own run that failed before it was recorded as a try (restarts cannot keep a site ready)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+    // The last success, two days ago: older than SYNC_STALE_AFTER (36 h), no failure recorded since.
+    await h.sync();
+    await h.t.query(`UPDATE cpq.sync_runs SET started_at = started_at - interval '2 days', finished_at = finished_at - interval '2 days'`);
+    const worker = workerFor(h);
+    await worker.start();
+    const readyz = async () => {
+      const res = await fetch(`http://127.0.0.1:${worker.httpPort}/readyz`);
+      return { status: res.status, body: (await res.json()) as { ready: boolean; staleSites: string[] } };
+    };
+    // Up for seconds: it has its ticks first.
+    expect(await readyz()).toMatchObject({ status: 200, body: { ready: true } });
+
+    // Every run now fails before its record exists (the database refuses it).
+    await h.t.query(`CREATE FUNCTION public.refuse_runs() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no runs today'; END $$`);
+    await h.t.query(`CREATE TRIGGER refuse_runs BEFORE INSERT ON cpq.sync_runs FOR EACH ROW EXECUTE FUNCTION public.refuse_runs()`);
+    await worker.runOnce();
+    expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs WHERE status <> 'succeeded'`)).toEqual([]);
+    expect(await readyz()).toMatchObject({ status: 503, body: { ready: false, staleSites: ['default'] } });
+
+    await h.t.query(`DROP TRIGGER refuse_runs ON cpq.sync_runs`);
+    await worker.runOnce();
+    expect(await readyz()).toMatchObject({ status: 200, body: { ready: true } });
+  });
+
   it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const day = 86_400_000;

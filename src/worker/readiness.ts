@@ -18,6 +18,14 @@ export interface ReadinessOptions {
    * Unset (a check outside a worker): judged by the last success alone; never a success is ready.
    */
   upForMs?: number;
+  /**
+   * Whether this worker's last attempt at a site failed before a run was recorded (the database
+   * refused the run's record or the tick's claim, no connection): a try, however recently the
+   * worker started. Without it a worker restarted more often than SYNC_STALE_AFTER (deploys, a
+   * crash loop) never counted as having tried, and a site whose every run fails unrecorded stayed
+   * ready for ever.
+   */
+  failedUnrecorded?: (site: string) => boolean;
   now?: () => Date;
 }
 
@@ -72,7 +80,9 @@ export function publicReadiness(report: ReadinessReport, now: Date = report.chec
  * long: a run that fails before it has a record (the database refusing its INSERT, no connection
  * slot free, a tick that never fired) leaves no failure to count. That last rule waits until the
  * worker has been up for SYNC_STALE_AFTER too (upForMs): started after an outage, or on a site
- * that never succeeded, it has its ticks first.
+ * that never succeeded, it has its ticks first; or, for a site that succeeded once, until one of
+ * this worker's own runs of it failed unrecorded (failedUnrecorded), so that restarts cannot
+ * keep it waiting.
  */
 export async function checkReadiness(source: Queryable, options: ReadinessOptions): Promise<ReadinessReport> {
   let healths;
@@ -98,10 +108,14 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
     // tick of the site is skipped): as stale as a streak of failures.
     const hung = older(runningSince);
     const failing = older(failingSince);
-    const tried = options.upForMs === undefined ? lastSuccessAt !== null : options.upForMs > options.staleAfterMs;
+    const site = options.sites[i]!;
+    const tried =
+      options.upForMs === undefined
+        ? lastSuccessAt !== null
+        : options.upForMs > options.staleAfterMs || (lastSuccessAt !== null && options.failedUnrecorded?.(site) === true);
     const overdue = tried && (lastSuccessAt === null || older(lastSuccessAt));
     return {
-      site: options.sites[i]!,
+      site,
       ready: !(hung || failing || overdue),
       runs: hung
         ? `a run has been running since ${runningSince!.toISOString()} (longer than SYNC_STALE_AFTER)`

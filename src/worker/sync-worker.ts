@@ -36,6 +36,8 @@ export class SyncWorker {
   private health: HealthServer | undefined;
   /** /readyz and /metrics read the database over this connection, never the sync's pool. */
   private readonly healthDb: HealthConnection;
+  /** The sites whose last attempt here failed before a run was recorded (/readyz counts it as a try). */
+  private readonly failedUnrecorded = new Set<string>();
   /** The sites this worker is running or has queued for a free slot, and the promise of each. */
   private readonly current = new Map<string, Promise<void>>();
   /** The port health and metrics listen on, once started; undefined when HTTP_PORT is unset. */
@@ -88,6 +90,7 @@ export class SyncWorker {
             sites: this.sites.map((s) => s.name),
             staleAfterMs: config.worker.staleAfterMs,
             upForMs: performance.now() - startedAt,
+            failedUnrecorded: (site) => this.failedUnrecorded.has(site),
           }),
         metrics: this.metrics,
         log,
@@ -117,6 +120,7 @@ export class SyncWorker {
         // Run anyway, and another worker might run the same tick: skip it; the next tick tries again
         // (and /readyz turns not ready if the database stays away past SYNC_STALE_AFTER).
         this.deps.log.error({ site: site.name, error: errorMessage(err) }, 'tick skipped: could not claim it in the database');
+        this.failedUnrecorded.add(site.name);
         return undefined;
       });
       if (claimed === undefined) return;
@@ -171,6 +175,7 @@ export class SyncWorker {
     this.metrics.runStarted(site.name);
     try {
       const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal });
+      this.failedUnrecorded.delete(site.name);
       this.metrics.recordRun({
         site: site.name,
         status: 'succeeded',
@@ -192,6 +197,11 @@ export class SyncWorker {
       }
       // A failure before the run had a row (migrations, the connection) has no run id and no HTTP counts.
       const status: RunObservation['status'] = error.kind === 'interrupted' ? 'interrupted' : 'failed';
+      // A recorded failure counts from its record (any worker, across restarts); a shutdown says nothing.
+      if (status === 'failed') {
+        if (error.runId === undefined) this.failedUnrecorded.add(site.name);
+        else this.failedUnrecorded.delete(site.name);
+      }
       this.metrics.recordRun({
         site: site.name,
         status,
