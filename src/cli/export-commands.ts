@@ -21,8 +21,12 @@ export function registerExportCommands(program: Command): void {
           const limit = Number(opts.limit);
           if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000)
             throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
+          const { requireSyncedInto } = await import('../db/migrate.js');
           const database = await openDatabase(config, log, { existing: true });
           try {
+            // A database without the cpq schema is not "no run yet" (a worker creates it at start):
+            // `status || alert` pointed at the wrong database must alert.
+            await requireSyncedInto(database.pool).catch(rethrowAsSyncError);
             await requireKnownSites(database.pool, opts.site);
             // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
             const sites = opts.site ?? config.sites.map((s) => s.name);

@@ -138,10 +138,18 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
  * schema there, then found nothing to do.
  */
 export async function migrateSynced(database: { db: Db; pool: Queryable }, options: MigrateOptions = {}): Promise<string[]> {
-  if ((await readAppliedMigrations(database.pool)) === null) {
+  await requireSyncedInto(database.pool);
+  return migrate(database.db, options);
+}
+
+/**
+ * Refuses a database without the cpq schema: every run and worker creates it first thing, so
+ * none means nothing ever ran against this database, most likely not the one the runs write.
+ */
+export async function requireSyncedInto(on: Queryable): Promise<void> {
+  if ((await readAppliedMigrations(on)) === null) {
     throw new SyncError('database', 'the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)');
   }
-  return migrate(database.db, options);
 }
 
 /**

@@ -64,11 +64,8 @@ export interface StatusReport {
   sites: SiteStatus[];
   /** Exit code 1 when true: the last run of some site failed. */
   lastRunFailed: boolean;
-  /** Set when the database has no cpq tables yet. */
-  note?: string;
 }
 
-const UNDEFINED_TABLE = '42P01';
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 /** Every value of the report leaves as the database holds it: times with their microseconds, jsonb as its text. */
@@ -81,15 +78,9 @@ export function stringifyStatus(report: StatusReport): string {
  * empty); read-only, it applies no migrations.
  */
 export async function readStatus(pool: pg.Pool, { sites = [], limit = 10 }: { sites?: readonly string[]; limit?: number } = {}): Promise<StatusReport> {
-  let report: SiteStatus[];
-  try {
-    const names = sites.length > 0 ? sites : await readSiteNames(pool);
-    report = [];
-    for (const site of names) report.push(await readSiteStatus(pool, site, limit));
-  } catch (err) {
-    if ((err as { code?: string }).code !== UNDEFINED_TABLE) throw err;
-    return { sites: [], lastRunFailed: false, note: 'the database has no cpq tables yet: nothing has run against it' };
-  }
+  const names = sites.length > 0 ? sites : await readSiteNames(pool);
+  const report: SiteStatus[] = [];
+  for (const site of names) report.push(await readSiteStatus(pool, site, limit));
   return { sites: report, lastRunFailed: report.some((s) => s.lastRunFailed) };
 }
 
@@ -177,7 +168,6 @@ function truncate(text: string, max: number): string {
  */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
-  if (report.note) out.push(report.note, '');
   // Nothing has run: the blocks of a site without runs.
   if (report.sites.length === 0) out.push(...formatSite({ site: '', runs: [], cursors: [], lastRun: null, lastSuccessAt: null, lastRunFailed: false }));
   report.sites.forEach((site, i) => {
