@@ -177,6 +177,27 @@ describe('cpq-sync check against the simulator', () => {
     expect(step(report, 'users').detail).toMatch(/_host 8;/); // 3 users and 5 integration users
   });
 
+  it('users: a first user whose groups or access permissions are only links (not expanded) warns that memberships will not be synced', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    expect(step(await runCheck(envOf(h)), 'users')).toMatchObject({ status: 'pass' });
+    const links = (relation: string) => ({ links: [{ rel: 'self', href: `${h.sim.baseUrl}/rest/v16/companies/_host/users/aaa/${relation}` }] });
+    const record = { login: 'aaa', firstName: 'A', lastName: 'A', email: 'a@example.com', dateModified: '2026-01-01T00:00:00.000Z' };
+    for (const shape of [
+      { groups: links('groups'), accessPermissions: { items: [] } },
+      { groups: { items: [] }, accessPermissions: links('accessPermissions') },
+    ]) {
+      h.sim.addUser('_host', { ...record, ...shape }, { exact: true });
+      expect(step(await runCheck(envOf(h)), 'users')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(/; no groups or access permissions listed in the first user of _host$/) as unknown,
+        fix: 'CPQ ignored expand=groups,accessPermissions: memberships will not be synced',
+      });
+      h.sim.deleteUser('_host', 'aaa');
+    }
+  });
+
   it('integration users: on against a site without them fails, auto warns, off skips', async ({ startHarness }) => {
     const h = await startHarness({ pathPrefix: '/cpq', fusion: false, partnerCompanies: 0, usersPerCompany: 2 });
     const env = envOf(h, { CPQ_PATH_PREFIX: '/cpq' });

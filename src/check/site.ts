@@ -14,6 +14,7 @@ import { authHint, describeAuth, otherPrefix, prefixHint, prefixSetting, tlsHint
 import { SyncError, errorMessage } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
+import { carriesItems } from '../normalize/user-record.js';
 import { integrationEnabled } from '../sync/integration-users.js';
 import { askPrefix } from './prefix.js';
 import { fail, pass, skip, warn, type StepResult } from './step.js';
@@ -209,7 +210,11 @@ export async function checkUsers(client: CpqHttpClient, cpq: CpqConfig, companie
       const page = readCollection(url, response.body, 1, response.records);
       counts.push(`${company} ${page.totalResults ?? '?'}`);
       const first = page.items.length > 0 ? page.items.value(0) : undefined;
-      if (isJsonObject(first) && canonicalize(first).get('groups') === undefined) unexpanded.push(company);
+      // As a run reads it: a list not sent ({"links": …} alone, or absent) leaves memberships unsynced.
+      if (isJsonObject(first)) {
+        const fields = canonicalize(first);
+        if (!carriesItems(fields.get('groups')) || !carriesItems(fields.get('accessPermissions'))) unexpanded.push(company);
+      }
     } catch (err) {
       return fail('users', errorMessage(err), requestFix(err, cpq));
     }
@@ -218,7 +223,7 @@ export async function checkUsers(client: CpqHttpClient, cpq: CpqConfig, companie
   if (unexpanded.length > 0) {
     return warn(
       'users',
-      `${detail}; no groups in the first user of ${list(unexpanded)}`,
+      `${detail}; no groups or access permissions listed in the first user of ${list(unexpanded)}`,
       'CPQ ignored expand=groups,accessPermissions: memberships will not be synced',
     );
   }
