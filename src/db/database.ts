@@ -86,9 +86,12 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
     // default_transaction_isolation: every statement and transaction of ours is written for READ
     // COMMITTED, whatever the database's default; under REPEATABLE READ a commit took the
     // commit_seq of another site's run, and concurrent claims of one tick could fail to serialize.
+    // DateStyle and IntervalStyle: node-postgres reads times and intervals only as ISO and
+    // postgres styles print them; under a database's or role's German or SQL DateStyle every
+    // time read back was null and every run failed.
     ...withOptions(
       connectionString,
-      `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)} -c search_path=pg_catalog,pg_temp -c default_transaction_isolation=read\\ committed`,
+      `-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 -c lock_timeout=${Math.round(lockTimeoutMs)} -c search_path=pg_catalog,pg_temp -c default_transaction_isolation=read\\ committed -c DateStyle=ISO -c IntervalStyle=postgres`,
     ),
   });
   // A client that loses its server must not crash the process, idle or checked out; the next
