@@ -7,6 +7,7 @@ import { runSync } from '../src/sync/run.js';
 import { verifySite } from '../src/sync/verify.js';
 import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
+import { claimScheduledTick } from '../src/db/sql/claim-scheduled-tick.js';
 
 type Raw = Record<string, unknown>;
 /** A numeric field as its digits: partyId is a LosslessNumber, the other ids plain numbers. */
@@ -25,6 +26,23 @@ async function usersIn(h: Harness, company: string) {
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 describe('full sync', () => {
+  it("a site takes one number of cpq.sites' lock_id identity, once: later runs and tick claims take none (2^31 of them made every run fail)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const lastValue = async () => (await h.t.query<{ n: string }>(`SELECT last_value::text AS n FROM cpq.sites_lock_id_seq`))[0]!.n;
+    await h.sync();
+    const taken = await lastValue();
+    const [site] = await h.t.query<{ lock_id: number }>(`SELECT lock_id FROM cpq.sites WHERE name = 'default'`);
+    expect(String(site!.lock_id)).toBe(taken);
+    await h.sync();
+    for (let i = 0; i < 3; i++) await claimScheduledTick(h.t.pool, 'default', new Date(Date.UTC(2026, 0, 1, 0, i)), 'worker-a');
+    expect(await lastValue()).toBe(taken);
+    // A new site still gets the next one.
+    await claimScheduledTick(h.t.pool, 'another', new Date(Date.UTC(2026, 0, 1)), 'worker-a');
+    expect(BigInt(await lastValue())).toBe(BigInt(taken) + 1n);
+  });
+
   it('reads every page of a company with keyset paging on login', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 53, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const result = await h.sync();

@@ -11,6 +11,11 @@ import { readSyncLockHolder } from './read-sync-lock-holder.js';
  * when the run rolls back.
  */
 export async function registerSite(on: Queryable, site: string): Promise<number> {
+  const lockIdOf = async () => (await runCompiled(on, queryBuilder.selectFrom('cpq.sites').select('lock_id').where('name', '=', site).compile()))[0]?.lock_id;
+  // Looked up first: an insert that does nothing still takes a number of the lock_id identity,
+  // and every run and every tick of every worker used one up (2^31, then every run failed).
+  const known = await lockIdOf();
+  if (known !== undefined) return known;
   // Two statements, not one with a CTE: when another session adds the same site at the same
   // moment, the insert waits for it and does nothing, and only a statement that starts after that
   // (a fresh snapshot) sees the row it added.
@@ -22,8 +27,7 @@ export async function registerSite(on: Queryable, site: string): Promise<number>
       .onConflict((oc) => oc.column('name').doNothing())
       .compile(),
   );
-  const rows = await runCompiled(on, queryBuilder.selectFrom('cpq.sites').select('lock_id').where('name', '=', site).compile());
-  return rows[0]!.lock_id;
+  return (await lockIdOf())!;
 }
 
 /** A site's sync lock held by a session that is no cpq-sync run (its role cannot write the tables): a failure, not a skip. */
