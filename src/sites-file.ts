@@ -117,7 +117,8 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
   }
   const errors: string[] = [];
   const sites: SiteOverlay[] = [];
-  const seen = new Set<string>();
+  // By lower case: emea and EMEA were two sites, each its own lock, every user stored twice.
+  const seen = new Map<string, string>();
   list.forEach((entry: unknown, index) => {
     const where = (key?: string) => `CPQ_SITES_FILE: site ${siteLabel(entry, index)}${key ? `, ${key}` : ''}`;
     if (!isRecord(entry)) {
@@ -127,10 +128,11 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     const name = entry['name'];
     if (typeof name !== 'string' || !SITE_NAME.test(name)) {
       errors.push(`${where('name')}: required, 1 to 64 letters, digits, - or _, starting with a letter or digit`);
-    } else if (seen.has(name)) {
-      errors.push(`${where('name')}: another site has the same name`);
+    } else if (seen.has(name.toLowerCase())) {
+      const other = seen.get(name.toLowerCase())!;
+      errors.push(`${where('name')}: another site has the same name${other === name ? '' : ` but for case (${other})`}`);
     } else {
-      seen.add(name);
+      seen.set(name.toLowerCase(), name);
     }
     const overlay: Env = {};
     const setting = (key: string, variable: string, value: unknown) => {

@@ -115,6 +115,8 @@ describe('CPQ_SITES_FILE', () => {
   pathPrefix: /wrong
 - name: dup
   baseUrl: https://dup2.example.com
+- name: DUP
+  baseUrl: https://dup3.example.com
 - name: auth
   baseUrl: https://auth.example.com
   username: u
@@ -133,6 +135,8 @@ describe('CPQ_SITES_FILE', () => {
     for (const expected of [
       'site #2, name: required, 1 to 64 letters, digits, - or _, starting with a letter or digit',
       'site "dup", name: another site has the same name',
+      // Names that differ in case only were two sites of one CPQ: every user stored twice (review CH).
+      'site "DUP", name: another site has the same name but for case (dup)',
       'site "dup", baseUrl: must be an http(s) URL',
       'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
       'site "auth", more than one CPQ auth method is configured (basic, bearer)',
