@@ -101,7 +101,8 @@ describe('process faults', () => {
     await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const port = await freePort();
-    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true };
+    // On loopback: restarted, the server keeps its address (its private socket folder is new each start).
+    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
     let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
     cleanups.push(() => server?.stop());
     const pool = createPool(server.url);

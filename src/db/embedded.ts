@@ -10,7 +10,7 @@ import pg from 'pg';
 import { EXIT_CODES, SyncError } from '../errors.js';
 
 export interface EmbeddedDatabase {
-  /** Loopback connection string, with this data folder's password. */
+  /** Connection string (the private socket, or loopback with `tcp`), with this data folder's password. */
   url: string;
   stop: () => Promise<void>;
 }
@@ -23,6 +23,12 @@ export interface EmbeddedOptions {
   /** The database must be there already: a command with nothing to do in a new one (status, the exports) does not create it. */
   existing?: boolean;
   persistent?: boolean;
+  /**
+   * Listen on 127.0.0.1 too (the test suite's servers: a restarted one keeps its address). Not for the
+   * CLI: a loopback port is anyone's once the server is gone, and the CLI kept connecting there
+   * (a local user listening on it was sent the superuser password, or received every run).
+   */
+  tcp?: boolean;
   onLog?: (line: string) => void;
 }
 
@@ -332,8 +338,9 @@ async function writePasswordFile(runtime: Runtime, password: string): Promise<vo
 /**
  * Starts the embedded Postgres of a data folder (initialising it the first time) and creates
  * `database` in it. The superuser has a random password of this folder (PASSWORD_FILE); the
- * server listens on 127.0.0.1 (scram-sha-256, password required) and on a Unix socket in a
- * folder only its account can enter; its environment holds only what postgresEnvironment keeps.
+ * server listens only on a Unix socket in a folder only its account can enter (scram-sha-256,
+ * password required), and on 127.0.0.1 with `tcp`; its environment holds only what
+ * postgresEnvironment keeps.
  */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dataDir = resolve(options.dataDir);
@@ -410,14 +417,15 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
     server = await startServer(runtime, [
       '-c',
-      'listen_addresses=127.0.0.1',
+      `listen_addresses=${options.tcp === true ? '127.0.0.1' : ''}`,
       // Bulk loads write a lot of WAL at once: fewer forced checkpoints, a less cramped cache.
       ...['-c', 'max_wal_size=4GB', '-c', 'shared_buffers=256MB', '-c', 'checkpoint_timeout=15min'],
     ]).catch((err: unknown) => {
       throw explain(`start on port ${options.port}`, err);
     });
-    const url = `postgres://${USER}:${password}@127.0.0.1:${options.port}/${database}`;
-    const admin = new pg.Client({ host: '127.0.0.1', port: options.port, user: USER, password, database: 'postgres' });
+    const host = options.tcp === true ? '127.0.0.1' : privateDir;
+    const url = `postgres://${USER}:${password}@${encodeURIComponent(host)}:${options.port}/${database}`;
+    const admin = new pg.Client({ host, port: options.port, user: USER, password, database: 'postgres' });
     await admin.connect();
     try {
       const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);

@@ -39,7 +39,7 @@ async function containerDatabase(): Promise<{ url: string; stop: () => Promise<v
 async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-test-'));
   await chmod(dir, 0o755);
-  return startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'postgres', persistent: false });
+  return startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), database: 'postgres', persistent: false, tcp: true });
 }
 
 /** Test database server, in the documented order: TEST_DATABASE_URL, a container runtime, embedded Postgres. */
