@@ -117,7 +117,7 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     out(
       config.databaseUrl
         ? `\nThe data stays in ${database.where}. Sync a real site into another database: a run into this one would mix it with the simulated sites.\n`
-        : `\nThe data stays in ${database.where}, database cpq_demo (psql reaches it only while a command runs the embedded server). Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync there).\n`,
+        : `\nThe data stays in ${database.where}, database cpq_demo (the embedded server runs only while a command does, on a private socket: to query the demo with other tools, run it with DATABASE_URL set). Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync there).\n`,
     );
   } finally {
     await database.close();
