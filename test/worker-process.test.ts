@@ -140,6 +140,59 @@ describe('cpq-sync schedule (process)', () => {
 });
 
 describe('cpq-sync run (process)', () => {
+  it('a run killed while its statement waits for a lock lets go of its session within seconds: the next run is not skipped, status says dead (review CH)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    expect((await cli(['run'], env)).code).toBe(0);
+    h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { lastName: 'Changed' });
+
+    // Another session holds a table the run writes: the run's statement waits for it.
+    const blocker = new pg.Client({ connectionString: h.t.url });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+    const run = spawnCli(['run'], env);
+    const waiting = async () =>
+      (
+        await h.t.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1`, [
+          (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid,
+        ])
+      )[0]?.pid;
+    let backend: number | undefined;
+    for (const deadline = Date.now() + 30_000; backend === undefined && Date.now() < deadline;) {
+      backend = await waiting();
+      if (backend === undefined) await new Promise((wake) => setTimeout(wake, 100));
+    }
+    expect(backend).toBeDefined();
+    run.kill('SIGKILL');
+    await run.exited;
+
+    // The server finds the client gone while the statement still waits (the lock is still held).
+    const gone = async () => (await h.t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [backend])).length === 0;
+    let left = false;
+    for (const deadline = Date.now() + 20_000; !left && Date.now() < deadline;) {
+      left = await gone();
+      if (!left) await new Promise((wake) => setTimeout(wake, 250));
+    }
+    expect(left).toBe(true);
+    const status = await cli(['status'], env);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toMatch(/LAST RUN ABANDONED: run \d+: recorded running, but no session holds its site's sync lock/);
+
+    await blocker.query('COMMIT');
+    const next = await cli(['run'], env);
+    expect(next.stderr).toBe('');
+    expect(next.code).toBe(0);
+    expect(await h.t.query(`SELECT status FROM cpq.sync_runs ORDER BY id`)).toEqual([
+      { status: 'succeeded' },
+      { status: 'abandoned' },
+      { status: 'succeeded' },
+    ]);
+  }, 90_000);
+
   it('exit code 7 when another run holds the lock; nothing is recorded; 0 once it is free', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
     const holder = new pg.Client({ connectionString: h.t.url });
