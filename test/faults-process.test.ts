@@ -163,6 +163,34 @@ describe('process faults', () => {
     await expectInSync({ sim, t, config });
   }, 90_000);
 
+  it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    await h.sync();
+    changeCpq(h.sim);
+    const before = await snapshotEverything(h.t);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d', CPQ_KEY_RANGES: '1' };
+    const held = holdRequests(h.sim, 2);
+    cleanups.push(held.release);
+    const run = spawnCli(['run'], env);
+    await held.reached;
+    await run.waitForLine(isPage);
+    // The session holding the site's sync lock is the run's.
+    const [session] = await h.t.query<{ pid: number }>(
+      `SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()`,
+    );
+    await h.t.query('SELECT pg_terminate_backend($1)', [session!.pid]);
+    // The CPQ request stays held: a run that went on reading would wait for it for ever.
+    const out = await run.exited;
+    // Which error the client saw first depends on what it was writing (the server's FATAL, or EPIPE).
+    expect(out.stderr).toMatch(/^cpq-sync: database error: [^\n]+\n$/);
+    expect(out.code).toBe(6);
+    const [faulty] = await h.t.query<{ status: string; error: string }>(`SELECT status, error FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    expect(faulty).toEqual({ status: 'failed', error: out.stderr.replace(/^cpq-sync: /, '').trim() });
+    expect(await snapshotEverything(h.t)).toEqual(before);
+  }, 60_000);
+
   it('Postgres unreachable at start: a clear one-line error without the password, exit 6, nothing asked of CPQ', async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await sim.start();

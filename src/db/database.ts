@@ -97,19 +97,7 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
   // A client that loses its server must not crash the process, idle or checked out; the next
   // query on it reports the problem.
   pool.on('error', () => undefined);
-  pool.on('connect', (client) => {
-    client.on('error', () => undefined);
-    // A process killed (or forced out after SHUTDOWN_TIMEOUT) while its statement waits for a
-    // lock or runs long: the server notices the socket closed only when the statement ends, and
-    // until then the session holds the site's sync lock (every run skipped, `status` showing it
-    // running). Checked every 5 s instead (Postgres 14+; not as a -c option, which 13 refuses at
-    // connect). Queued before anything the pool's user sends.
-    client
-      .query(
-        `SELECT pg_catalog.set_config('client_connection_check_interval', '5000', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`,
-      )
-      .catch(() => undefined);
-  });
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -22,6 +22,7 @@ import { readDatabaseNow } from '../db/sql/read-database-now.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
+import { watchClientConnection } from '../db/sql/watch-client-connection.js';
 import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -100,11 +101,16 @@ export class SyncRun {
     const client = await pool.connect().catch(rethrowAsSyncError);
     // Postgres ending the session (a restart) is emitted on the client while we may be waiting on
     // CPQ; unheard, it would crash the process. The next query on the client fails and says so.
+    // The reads stop too: with the session gone the lock is free and the transaction lost, and a
+    // run that went on reading (a zip export: hours, gigabytes) overlapped the site's next run.
     const onConnectionError = (err: Error) => {
-      this.connectionLost = err;
+      this.connectionLost ??= err; // the first; later ones follow from it
+      this.streamFailed.abort(err);
     };
     client.on('error', onConnectionError);
     try {
+      // The session that will hold the site's lock lets go of it soon after this process dies.
+      await watchClientConnection(client).catch(rethrowAsSyncError);
       return await withSyncLock(client, this.site.name, async () => {
         for (const runId of await abandonDeadRuns(client, this.site.name)) {
           log.warn({ site: this.site.name, runId }, 'marked a run left running by a dead process as abandoned');
@@ -196,26 +202,44 @@ export class SyncRun {
       const error = (
         interrupted
           ? new SyncError('interrupted', 'the run was interrupted (signal) before it finished')
-          : err instanceof SyncError
-            ? err
-            : err instanceof RecordError
-              ? new SyncError('data', err.message)
-              : toDatabaseOrInternal(err)
+          : // The connection's own error, not what the next query or the stopped reads said of it.
+            this.connectionLost !== undefined
+            ? toDatabaseOrInternal(this.connectionLost)
+            : err instanceof SyncError
+              ? err
+              : err instanceof RecordError
+                ? new SyncError('data', err.message)
+                : toDatabaseOrInternal(err)
       ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
       const message = oneLine(error.message);
       const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
-      const recorded = await finishRun(this.deps.pool, runId, {
-        status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
-        error: message,
-        mode,
-        pages,
-        streams,
-        warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
-        http: this.httpStats(),
-      }).catch((recordErr: unknown) => {
-        runLog.error({ error: errorMessage(recordErr) }, 'could not record the failed run');
-        return true;
-      });
+      const record = () =>
+        finishRun(this.deps.pool, runId, {
+          status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
+          error: message,
+          mode,
+          pages,
+          streams,
+          warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
+          http: this.httpStats(),
+        });
+      // Tried again after 1 s and 3 s when the connection was lost: a server restarting refused the
+      // first try, and the run was later recorded "abandoned: its process stopped", its cause lost.
+      const retries = this.connectionLost === undefined ? [] : [1000, 3000];
+      const recorded = await (async () => {
+        for (;;) {
+          try {
+            return await record();
+          } catch (recordErr) {
+            const wait = retries.shift();
+            if (wait === undefined) {
+              runLog.error({ error: errorMessage(recordErr) }, 'could not record the failed run');
+              return true;
+            }
+            await new Promise((wake) => setTimeout(wake, wait));
+          }
+        }
+      })();
       if (!recorded) {
         // Its COMMIT went through before the connection failed: the record says what committed.
         runLog.error(
