@@ -104,9 +104,12 @@ const INSTANT_ARGUMENT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?
  * An instant as given on the command line (`--since`, `--as-of`): an ISO date or date-time. One
  * without a zone is UTC, as a dateModified without one is: read in the machine's zone, the same
  * command would answer differently with the TZ of whoever runs it. Undefined for anything else,
- * a day the calendar lacks included.
+ * a day the calendar lacks and digits finer than a millisecond included.
  */
 export function instantArgument(text: string): Date | undefined {
+  // A Date holds milliseconds: finer digits (a time copied from SQL, which prints microseconds)
+  // were dropped without a word, and `--since` took in a run that committed before the time given.
+  if (/\.\d{3}\d*[1-9]/.test(text.trim())) return undefined;
   const m = INSTANT_ARGUMENT.exec(text.trim());
   if (!m || !isCalendarDay(Number(m[1]), Number(m[2]), Number(m[3]))) return undefined;
   const time = new Date(withExplicitZone(`${m[1]}-${m[2]}-${m[3]}T${m[4] ?? '00:00'}`));

@@ -314,6 +314,10 @@ describe('exports', () => {
     expect(parseSince('2025-03-03T09:30:00-05')).toEqual({ time: new Date('2025-03-03T14:30:00.000Z') });
     expect(() => parseSince('2025-02-30T00:00:00Z')).toThrow(/--since must be a run id or an ISO date-time/);
     expect(instantArgument('2025-03-03T09:30:00 tomorrow')).toBeUndefined();
+    // Finer than a millisecond is refused, not dropped (a time copied from SQL: review CJ); zeros past it are no finer.
+    expect(() => parseSince('2026-12-01T23:44:04.573365Z')).toThrow(/to the millisecond at most, got "2026-12-01T23:44:04\.573365Z"/);
+    expect(instantArgument('2025-03-03T09:30:00.1559999999Z')).toBeUndefined();
+    expect(instantArgument('2025-03-03T09:30:00.250000+01:00')).toEqual(new Date('2025-03-03T08:30:00.250Z'));
   });
 
   it('writes a compliance snapshot that names the run it reflects', async ({ startHarness }) => {

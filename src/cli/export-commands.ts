@@ -107,7 +107,7 @@ export function registerExportCommands(program: Command): void {
           const { syncLockIsFree } = await import('../db/sql/read-sync-lock-holder.js');
           const given = opts.asOf === undefined ? undefined : instantArgument(opts.asOf);
           if (opts.asOf !== undefined && given === undefined) {
-            throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, got "${opts.asOf}"`);
+            throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, to the millisecond at most, got "${opts.asOf}"`);
           }
           const database = await openDatabase(config, log, { existing: true });
           try {

@@ -87,7 +87,7 @@ export function parseSince(value: string): ChangesFrom {
   if (/^\d{1,18}$/.test(value.trim())) return { runId: value.trim() };
   const time = instantArgument(value);
   if (time === undefined) {
-    throw new SyncError('config', `--since must be a run id or an ISO date-time such as 2025-03-03T00:00:00Z, got "${value}"`);
+    throw new SyncError('config', `--since must be a run id or an ISO date-time such as 2025-03-03T00:00:00Z, to the millisecond at most, got "${value}"`);
   }
   return { time };
 }
