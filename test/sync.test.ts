@@ -651,6 +651,26 @@ describe('integration users', () => {
     }
   });
 
+  it('a company list entry saying isHost twice, differently (two spellings), is refused in either order: the first key sent made a partner the host, its users never read (review CK)', async ({
+    startHarness,
+  }) => {
+    for (const flags of [
+      { IsHost: true, isHost: false },
+      { isHost: false, IsHost: true },
+    ]) {
+      const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+      scriptRequests(h.sim, async (req) => {
+        if (!req.path.endsWith('/companies')) return;
+        req.reply(editPage(await req.real(), (page) => page.items.forEach((c) => c.loginName === 'partner1' && (delete c.isHost, Object.assign(c, flags)))));
+      });
+      expect(await h.syncError()).toMatchObject({
+        kind: 'data',
+        message: expect.stringMatching(/: the company list's entry "partner1" says isHost twice, differently; refused$/) as unknown,
+      });
+      expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
+    }
+  });
+
   it('a company list that marks no company as the host fails a run whose integration users name a listed company, naming CPQ_HOST_COMPANY: no user stored twice', async ({
     startHarness,
   }) => {

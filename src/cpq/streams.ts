@@ -95,7 +95,11 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
           `GET ${page.url}: the company list names ${JSON.stringify(login)} twice: it moved while it was read, so companies may be missing`,
         );
       }
-      const host = isHostEntry(record) || login === config.hostCompany;
+      const flags = new Set(hostFlags(record));
+      if (flags.size > 1) {
+        throw new SyncError('data', `GET ${page.url}: the company list's entry ${JSON.stringify(login)} says isHost twice, differently; refused`);
+      }
+      const host = flags.has(true) || login === config.hostCompany;
       logins.add(host ? '_host' : login);
       characters += login.length;
       listed.add(login);
@@ -112,14 +116,17 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
 }
 
 /**
- * Whether a company list entry is the host's. Oracle does not publish the list's field names (the
- * 24B release notes say to read the host's login defensively): `isHost` in any case, true or
- * "true". Taken for a partner organization, the host's own login would file its integration users
- * under that name, beside their _host rows.
+ * What a company list entry says of being the host's, once per spelling of the key. Oracle does
+ * not publish the list's field names (the 24B release notes say to read the host's login
+ * defensively): `isHost` in any case, true or "true". Taken for a partner organization, the
+ * host's own login would file its integration users under that name, beside their _host rows;
+ * and two spellings that disagree are refused (the first one sent decided which company was the
+ * host, and that company's users were never read).
  */
-function isHostEntry(record: Record<string, unknown>): boolean {
-  const flag = Object.entries(record).find(([key]) => key.toLowerCase() === 'ishost')?.[1];
-  return flag === true || (typeof flag === 'string' && flag.toLowerCase() === 'true');
+function hostFlags(record: Record<string, unknown>): boolean[] {
+  return Object.entries(record)
+    .filter(([key]) => key.toLowerCase() === 'ishost')
+    .map(([, flag]) => flag === true || (typeof flag === 'string' && flag.toLowerCase() === 'true'));
 }
 
 /** Whether CPQ no longer has `company`: its users collection answers 404. */
