@@ -364,3 +364,14 @@ export function displayValue(value: unknown): string | undefined {
     (isLosslessNumber(value) ? value.value : undefined);
   return literal === undefined ? undefined : shortLiteral(literal);
 }
+
+/** A value as errors about records show it: a number's literal, a string quoted (40 characters at most), "an object". */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  const digits = displayValue(value);
+  if (digits !== undefined) return digits;
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
+  return typeof value; // a function or a symbol: nothing a JSON parser produces
+}

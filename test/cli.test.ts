@@ -40,6 +40,8 @@ describe('cpq-sync CLI', () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.some((l) => l.msg === 'page read' && l.stream === 'companies/_host')).toBe(true);
     expect(lines.find((l) => l.msg === 'sync run succeeded')).toMatchObject({ inserted: 7 });
+    // Each key once in a line (the summary said "site" twice: review CK).
+    for (const line of out.stdout.trim().split('\n')) expect(line.match(/"site":/g)?.length ?? 0, line).toBeLessThanOrEqual(1);
     const rows = await h.t.query(`SELECT 1 FROM cpq.users`);
     expect(rows).toHaveLength(7);
   });

@@ -437,6 +437,12 @@ describe('zip export: broken and hostile archives are refused, nothing is loaded
       /zip export: entry "late.json": offset must be a whole number of 0 or more, not "0"; refused rather than taken for every user of the company$/,
     ],
     [
+      'a .json body whose offset is an object (review CK: printed [object Object])',
+      { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"offset":{},"items":[{"login":"late1"}],"hasMore":false}' }] },
+      {},
+      /zip export: entry "late.json": offset must be a whole number of 0 or more, not an object; refused rather than taken for every user of the company$/,
+    ],
+    [
       'a .json page whose hasMore is text',
       { entries: [{ format: 'jsonl' }], extraEntries: [{ name: 'late.json', content: '{"items":[{"login":"late1"}],"hasMore":"true"}' }] },
       {},

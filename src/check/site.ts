@@ -247,7 +247,7 @@ export async function checkIntegrationUsers(client: CpqHttpClient, cpq: CpqConfi
         : warn('integration users', `GET ${url} answered 404: run will skip the feed with a warning`, 'set CPQ_INTEGRATION_USERS=off to skip it quietly');
     }
     const page = readCollection(url, response.body, 1, response.records);
-    return pass('integration users', `${INTEGRATION_STREAM.name} answers: ${page.totalResults ?? page.items.length} (totalResults)`);
+    return pass('integration users', `${INTEGRATION_STREAM.name} answers: ${page.totalResults ?? '?'} (totalResults)`);
   } catch (err) {
     return fail('integration users', errorMessage(err), requestFix(err, cpq));
   }

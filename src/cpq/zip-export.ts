@@ -9,7 +9,7 @@ import { ExportColumnsError, exportColumns, type ExportColumns } from './export-
 import { CsvRowsParser } from './csv-rows.js';
 import { PageRecords, type PageRecord } from './page-records.js';
 import { pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
-import { countValue, displayValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
+import { countValue, describeValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
 import { JsonItemsParser, PagingFields } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
@@ -79,17 +79,6 @@ async function checkIsZip(client: CpqHttpClient, path: string, download: Downloa
   throw new SyncError('data', `GET ${download.url}: expected a zip archive, got ${type} with ${client.excerpt(text, download.contentType)}`);
 }
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  const digits = displayValue(value);
-  if (digits !== undefined) return digits;
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
-  // Anything else is an object (nothing else comes from a parser): printed as String() prints a plain object.
-  return Object.prototype.toString.call(value);
-}
-
 /** Text parser for one entry's format, handing each record (a plain object) to `sink`. */
 interface EntryParser {
   write(text: string): void;
@@ -117,7 +106,7 @@ function readPending(pending: PendingRecord, fail: (message: string) => SyncErro
 
 function checkObject(record: unknown, where: string, error: (message: string) => Error): asserts record is Record<string, unknown> {
   if (typeof record !== 'object' || record === null || Array.isArray(record) || isLosslessNumber(record)) {
-    throw error(`${where}: expected a user object, got ${describe(record)}`);
+    throw error(`${where}: expected a user object, got ${describeValue(record)}`);
   }
 }
 
@@ -148,7 +137,7 @@ function listingProblem(bodies: readonly Body[]): string | undefined {
   const oddMore = bodies.find((b) => b.hasMore !== undefined && typeof b.hasMore !== 'boolean');
   if (oddMore) return `entry ${oddMore.entry}: hasMore must be true or false; ${refused}`;
   const odd = bodies.find((b) => b.offset !== undefined && countValue(b.offset) === undefined);
-  if (odd) return `entry ${odd.entry}: offset must be a whole number of 0 or more, not ${describe(odd.offset)}; ${refused}`;
+  if (odd) return `entry ${odd.entry}: offset must be a whole number of 0 or more, not ${describeValue(odd.offset)}; ${refused}`;
   const placed = bodies.filter((b) => b.offset !== undefined);
   if (!bodies.some((b) => b.hasMore === true) && !placed.some((b) => countValue(b.offset) !== 0) && placed.length < 2) return undefined;
   const unplaced = bodies.find((b) => b.offset === undefined);

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import {
   countValue,
+  describeValue,
   displayValue,
   integerValue,
   isJsonObject,
@@ -86,17 +87,6 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  * bytes: they are keys of btree indexes, whose entries Postgres limits to about 2700 bytes.
  */
 export const MAX_KEY_BYTES = 1024;
-
-/** A value as errors about records show it: a number's literal, a string quoted (40 characters at most), "an object". */
-export function describeValue(value: unknown): string {
-  if (value === null) return 'null';
-  const digits = displayValue(value);
-  if (digits !== undefined) return digits;
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
-  return typeof value; // a function or a symbol: nothing a JSON parser produces
-}
 
 /** Marks, in FieldReader's extras, a lower-cased key that two spellings of one object share. */
 const CLASH: [string, unknown] = ['', undefined];

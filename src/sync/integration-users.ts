@@ -6,10 +6,10 @@ import { INTEGRATION_STREAM, companyStream, integrationUserDetail, integrationUs
 import { canonicalize } from '../cpq/user-fields.js';
 import { readStoredRecords } from '../db/sql/read-stored-records.js';
 import { SyncError } from '../errors.js';
-import { isJsonObject, sentString } from '../exact-json.js';
+import { describeValue, isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields, keepIntegrationFeedFields, layOver } from '../normalize/feed-fields.js';
-import { RecordError, carriesItems, describeValue, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
+import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -214,7 +214,7 @@ export async function readIntegrationUsers(
   const found = new IntegrationUsers();
   // The record to normalize and its company, found once from the list's record (the detail's must agree).
   const readRecord = async (item: unknown, i: number, url: string): Promise<{ record: Raw; company: string } | undefined> => {
-    if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object`);
+    if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object, got ${describeValue(item)}`);
     const fields = canonicalize(item);
     const where = `record ${i} of ${url}`;
     const company = companies.of(item, () => where);

@@ -176,7 +176,7 @@ export class SyncRun {
       // that came meanwhile still rolls the run back, as it would have a moment earlier.
       if (this.options.signal?.aborted) throw new SyncError('interrupted', 'the run was interrupted (signal) before it finished');
       await client.query('COMMIT');
-      runLog.info({ ...result, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
+      runLog.info({ ...result, site: undefined, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
       // After the commit: ANALYZE holds a lock on the tables until its transaction ends, which
       // inside the run would make another site's run finishing meanwhile wait for this one.
       if (result.inserted >= ANALYZE_AFTER_INSERTS) {
