@@ -2,7 +2,6 @@ import { hash } from 'node:crypto';
 import {
   countValue,
   describeValue,
-  displayValue,
   integerValue,
   isJsonObject,
   isLosslessNumber,
