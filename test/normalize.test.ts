@@ -35,6 +35,31 @@ describe('normalizing a CPQ user record', () => {
     expect(column(row, 'last_name')).toBe('new');
   });
 
+  it('a permission listed twice with different contents counts as the same copy in any order: granting access, then the greater name, then what no column holds (review CF)', () => {
+    const copies = [
+      { type: 'productFamily', variableName: 'laptops', name: '', hasAccess: false },
+      { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: true, reason: 'x' },
+      { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: null },
+      { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: true, reason: 'y' },
+      { type: 'productFamily', variableName: 'laptops', name: null, hasAccess: true },
+      { type: 'other', variableName: 'one', name: 'Other', hasAccess: false },
+    ];
+    const orders = [copies, [...copies].reverse(), [copies[3]!, copies[0]!, copies[5]!, copies[4]!, copies[2]!, copies[1]!]];
+    const rows = orders.map((items) => normalizeUser({ login: 'a', accessPermissions: { items } }, source, 0));
+    for (const row of rows) {
+      expect(row.accessPermissions).toEqual([
+        { type: 'other', variableName: 'one', name: 'Other', hasAccess: false },
+        { type: 'productFamily', variableName: 'laptops', name: 'Laptops', hasAccess: true },
+      ]);
+      expect(row.contentHash).toBe(rows[0]!.contentHash);
+    }
+    // The copy that counts is the one with reason y: the others change nothing the digest sees.
+    const onlyY = normalizeUser({ login: 'a', accessPermissions: { items: [copies[3]!, copies[5]!] } }, source, 0);
+    expect(onlyY.contentHash).toBe(rows[0]!.contentHash);
+    const onlyX = normalizeUser({ login: 'a', accessPermissions: { items: [copies[1]!, copies[5]!] } }, source, 0);
+    expect(onlyX.contentHash).not.toBe(rows[0]!.contentHash);
+  });
+
   it('splits {value, displayValue} into two columns, with the documented types', () => {
     const row = normalizeUser(
       { login: 'a', status: { value: 1, displayValue: 'Active' }, timeZone: { value: 'America/Chicago', displayValue: 'Chicago' } },

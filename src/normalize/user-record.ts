@@ -87,6 +87,12 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  */
 export const MAX_KEY_BYTES = 1024;
 
+/** What the digest keeps of one group or permission item (FieldReader.itemState). */
+interface ItemState {
+  extras: Map<string, [string, unknown]> | undefined;
+  forms: string[] | undefined;
+}
+
 /** Marks, in FieldReader's extras, a lower-cased key that two spellings of one object share. */
 const CLASH: [string, unknown] = ['', undefined];
 
@@ -127,6 +133,31 @@ class FieldReader {
     this.inItem = false;
     if (this.itemParts !== undefined) (this.itemForms ??= new Map()).set(path, this.itemParts);
     else this.itemForms?.delete(path);
+  }
+
+  /** What the digest keeps of the item at `path` (its extras and forms), to put back (restoreItem) when a copy read after it does not count. */
+  itemState(path: string): ItemState {
+    return { extras: this.extras?.get(path), forms: this.itemForms?.get(path) };
+  }
+
+  restoreItem(path: string, state: ItemState): void {
+    if (state.extras === undefined) this.extras?.delete(path);
+    else (this.extras ??= new Map()).set(path, state.extras);
+    if (state.forms === undefined) this.itemForms?.delete(path);
+    else (this.itemForms ??= new Map()).set(path, state.forms);
+  }
+
+  /** The item's extras and forms as one text, whatever its keys' order: to rank copies of one item ('' for none). */
+  itemText(path: string): string {
+    return this.itemTextOf(this.itemState(path));
+  }
+
+  itemTextOf({ extras, forms }: ItemState): string {
+    if (extras === undefined && forms === undefined) return '';
+    const parts: [string, unknown][] = [];
+    for (const [name, entry] of extras ?? []) if (entry !== CLASH) parts.push([name, withSortedKeys(entry[1])]);
+    parts.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return stringifyExactJson([parts, forms ?? []]);
   }
 
   /** The fields read from another form, for the digest; '' when none. */
@@ -436,7 +467,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
 function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermissionRow[] | undefined {
   const items = itemsOf(reader, 'accessPermissions', value, PERMISSION_PARTS);
   if (items === undefined) return undefined;
-  const byKey = new Map<string, AccessPermissionRow>();
+  const byKey = new Map<string, { row: AccessPermissionRow; text: string }>();
   items.forEach((item, i) => {
     const at = PERMISSION_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describeValue(item)}`);
@@ -446,20 +477,42 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     const variableName = reader.key(at.variableName, nameValue);
     if (!type) reader.fail(at.type, 'is missing');
     if (!variableName) reader.fail(at.variableName, 'is missing');
-    reader.keepExtras(PERMISSION_PARTS, item, [type, variableName], permissionPath);
     // Keyed by the type's length, not a separator: either part may hold any character, and two
     // permissions must never share a key (one would be lost).
-    byKey.set(`${type.length}:${type}${variableName}`, {
-      type,
-      variableName,
-      name: reader.text(at.name, label),
-      hasAccess: reader.boolean(at.hasAccess, hasAccess),
-    });
-    reader.endItem(permissionPath([type, variableName]));
+    const key = `${type.length}:${type}${variableName}`;
+    const kept = byKey.get(key);
+    const path = kept === undefined ? undefined : permissionPath([type, variableName]);
+    const before = path === undefined ? undefined : reader.itemState(path);
+    reader.keepExtras(PERMISSION_PARTS, item, [type, variableName], permissionPath);
+    const row = { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) };
+    reader.endItem(path ?? permissionPath([type, variableName]));
+    if (kept === undefined) {
+      byKey.set(key, { row, text: '' });
+      return;
+    }
+    // Listed again: one copy counts, the same whatever the order (see outranks).
+    if (kept.text === '' && before !== undefined) kept.text = reader.itemTextOf(before);
+    const text = reader.itemText(path!);
+    if (outranks(row, text, kept.row, kept.text)) byKey.set(key, { row, text });
+    else reader.restoreItem(path!, before!);
   });
   // By type, then variable name (the order of the digest and of the rows).
   const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-  return [...byKey.values()].sort((a, b) => byCodeUnit(a.type, b.type) || byCodeUnit(a.variableName, b.variableName));
+  return [...byKey.values()].map((k) => k.row).sort((a, b) => byCodeUnit(a.type, b.type) || byCodeUnit(a.variableName, b.variableName));
+}
+
+/**
+ * Of two different copies of one permission in a user's list, whether `a` is the one that counts
+ * rather than `b`, whatever their order (CPQ gives expanded lists none): the one granting access,
+ * then the greater name, then the greater text of what no column holds (`text`, FieldReader.itemText).
+ * The last copy counted, and the same CPQ data sent in another order flipped hasAccess, logging a
+ * change and raising an alert at every other run (review CF).
+ */
+function outranks(a: AccessPermissionRow, aText: string, b: AccessPermissionRow, bText: string): boolean {
+  const access = (p: AccessPermissionRow) => (p.hasAccess === true ? 2 : p.hasAccess === false ? 1 : 0);
+  if (access(a) !== access(b)) return access(a) > access(b);
+  if (a.name !== b.name) return a.name !== null && (b.name === null || a.name > b.name);
+  return aText > bText;
 }
 
 /** Fields we have no column for (kept in raw), in a stable order, as JSON; '' when there are none. */

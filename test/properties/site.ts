@@ -142,13 +142,18 @@ export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[
     user.groups.kind === 'items' ? [...new Set(user.groups.items.map((i) => groups[i]!.variableName))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) : [];
   const permissions = new Map<string, { type: string; variable_name: string; name: string | null; has_access: boolean | null }>();
   if (user.accessPermissions.kind === 'items') {
+    // A permission listed twice counts once, whatever the order: the copy granting access, then the greater name.
+    const access = (a: boolean | null) => (a === true ? 2 : a === false ? 1 : 0);
     for (const p of user.accessPermissions.items) {
-      permissions.set(JSON.stringify([p.type, p.variableName]), {
-        type: p.type,
-        variable_name: p.variableName,
-        name: p.name as string | null,
-        has_access: p.hasAccess as boolean | null,
-      });
+      const row = { type: p.type, variable_name: p.variableName, name: p.name as string | null, has_access: p.hasAccess as boolean | null };
+      const key = JSON.stringify([p.type, p.variableName]);
+      const kept = permissions.get(key);
+      const outranks =
+        kept === undefined ||
+        (access(row.has_access) !== access(kept.has_access)
+          ? access(row.has_access) > access(kept.has_access)
+          : row.name !== kept.name && row.name !== null && (kept.name === null || row.name > kept.name));
+      if (outranks) permissions.set(key, row);
     }
   }
   const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
