@@ -204,7 +204,6 @@ function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
   }
 }
 
-/** The ALERT_* settings; the webhook needs its secret, for every alert is signed. */
 /** ALERT_RULES and ALERT_GROUPS: the environment's, or a site's (alertRules, alertGroups) laid over them. */
 function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
   const names = parsed.ALERT_RULES.split(',')
@@ -222,6 +221,7 @@ function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
   return { rules, groups };
 }
 
+/** The ALERT_* settings; the webhook needs its secret, for every alert is signed. */
 function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
   const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE')?.trim();
   const key = secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE');
@@ -279,7 +279,7 @@ function readCaFile(file: string | undefined): string | undefined {
   }
 }
 
-/** Validates an environment; every problem is reported, one per line, by variable name. */
+/** Validates an environment; every problem is reported by variable name, all in one line (separated by ;). */
 export function parseEnv(env: Env): ParsedEnv {
   const result = envSchema.safeParse(env);
   if (!result.success) {
@@ -326,7 +326,7 @@ export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefine
   };
 }
 
-/** Reads and validates the configuration; every problem is reported, one per line. */
+/** Reads and validates the configuration; every problem is reported, all in one line (separated by ;). */
 export function loadConfig(env: Env = process.env): AppConfig {
   const scheduleErrors = ownSiteScheduleProblems(env);
   let parsed: ParsedEnv;
@@ -524,14 +524,6 @@ export function withCpq(config: AppConfig, patch: Partial<CpqConfig>): AppConfig
     ...(config.cpq ? { cpq: { ...config.cpq, ...patch } } : {}),
     sites: config.sites.map((site) => ({ ...site, cpq: { ...site.cpq, ...patch } })),
   };
-}
-
-/** The one site the environment names (no sites file): for commands that serve a single site. */
-export function requireCpq(config: AppConfig): CpqConfig {
-  if (config.sites.length > 1) throw new ConfigError('CPQ_SITES_FILE names several sites: say which one with --site NAME');
-  const only = config.sites[0]?.cpq ?? config.cpq;
-  if (!only) throw new ConfigError(NO_SITE);
-  return only;
 }
 
 const NO_SITE = 'CPQ_BASE_URL is not set: name the CPQ site to sync, e.g. https://mysite.bigmachines.com (or several in CPQ_SITES_FILE)';

@@ -23,7 +23,7 @@ export interface SyncErrorDetails {
   status?: number;
   /** The site whose run failed (CPQ_SITES_FILE's name; `default` for the environment's site). */
   site?: string;
-  /** The stream being read (`company:_host`, `integration-users`). */
+  /** The stream being read (`companies/_host`, `integrationUsers`). */
   stream?: string;
   /** The run it ended (its cpq.sync_runs row); unset when it ended before a run row existed. */
   runId?: string;

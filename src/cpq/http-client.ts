@@ -266,7 +266,8 @@ export class CpqHttpClient {
   /**
    * GET a JSON document. Resolves 404 as `{status: 404}` when `allow404`, else throws. A body
    * larger than CPQ_MAX_PAGE_BYTES fails as 'data' while it is read, without retrying. With
-   * `collection`, a page of users is cut into its items (cutCollectionBody), each parsed when used.
+   * `collection`, a collection page (users, companies, integration users) is cut into its items
+   * (cutCollectionBody), each parsed when used.
    */
   async getJson(url: string, options: { allow404?: boolean; collection?: boolean } = {}): Promise<JsonResponse> {
     return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response, _stall, sentAt) => {

@@ -12,8 +12,8 @@ export interface PageRecord {
  * outlive V8's young generation while the page is worked through (and the page read ahead of it
  * waits), so every one of them was copied and promoted, which cost a fifth of a first load's CPU
  * in garbage collection; parsed one at a time, each dies young. The JSON and JSON-lines entries of
- * a zip export are kept as texts the same way; other pages (CSV entries, integration users,
- * companies) come parsed.
+ * a zip export are kept as texts the same way, as are every JSON collection page's (companies and
+ * integration users too); only CSV entries come parsed.
  */
 export class PageRecords {
   private constructor(

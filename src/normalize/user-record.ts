@@ -408,7 +408,7 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
   }
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describeValue(items)}`);
   // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
-  // Said in any form it may take ("true", 3.0, 3E0); a form that says nothing certain is refused.
+  // hasMore as true or false, or their text; totalResults as a JSON number in any notation (3, 3.0, 3E0), not as text; a form that says nothing certain is refused.
   if (hasMore !== undefined && hasMore !== null) {
     const more = hasMore === true || hasMore === 'true' ? true : hasMore === false || hasMore === 'false' ? false : undefined;
     if (more === undefined) return reader.fail(`${field}.hasMore`, `must be true or false, got ${describeValue(hasMore)}`);
