@@ -94,6 +94,11 @@ export function errorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
+/** Postgres said a table (or view) does not exist: 42P01, as in a database no run has migrated yet. */
+export function isUndefinedTable(err: unknown): boolean {
+  return errorCode(err) === '42P01';
+}
+
 /** One line, whatever the error was, and printable in a terminal. */
 export function oneLine(message: string): string {
   return printable(

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { ConfigError, type AlertsConfig } from '../config.js';
 import type { AlertRow } from '../db/sql/claim-due-alerts.js';
 import { listAlerts } from '../db/sql/list-alerts.js';
-import { SyncError, rethrowAsSyncError, errorCode } from '../errors.js';
+import { SyncError, isUndefinedTable, rethrowAsSyncError } from '../errors.js';
 import { textTable } from '../text-table.js';
 import { alertPayload, postAlert, type PostResult } from './delivery.js';
 
@@ -55,7 +55,7 @@ export async function readAlerts(pool: pg.Pool, statuses: readonly AlertRow['sta
   try {
     return await listAlerts(pool, statuses, limit);
   } catch (err) {
-    if (errorCode(err) === '42P01') throw new SyncError('database', 'the database has no alert outbox (cpq.alert_outbox) yet: run cpq-sync migrate');
+    if (isUndefinedTable(err)) throw new SyncError('database', 'the database has no alert outbox (cpq.alert_outbox) yet: run cpq-sync migrate');
     rethrowAsSyncError(err);
   }
 }

@@ -9,7 +9,7 @@ import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-e
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
-import { errorCode, errorMessage } from '../errors.js';
+import { errorCode, errorMessage, isUndefinedTable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { siteCpqUrl } from '../sync/site-cpq-url.js';
 import { fail, pass, skip, warn, type StepResult } from './step.js';
@@ -49,7 +49,7 @@ export async function checkSyncLock(database: Database, site: string): Promise<S
     holder = await readSyncLockHolder(database.pool, site);
   } catch (err) {
     // A schema from before sites has no cpq.sites: no run of this release has taken a site's lock.
-    if (errorCode(err) === '42P01') return pass(step, 'free (no run of this release yet)');
+    if (isUndefinedTable(err)) return pass(step, 'free (no run of this release yet)');
     throw err;
   }
   if (holder === null) return pass(step, 'free');
@@ -63,7 +63,7 @@ export async function checkSiteCpq(database: Database, site: SiteConfig): Promis
   const cpqUrl = siteCpqUrl(site.cpq.baseUrl, site.cpq.pathPrefix);
   const recorded = await readSiteCpqUrl(database.pool, site.name).catch((err: unknown) => {
     // A schema from before sites (no cpq.sites) or before 0021 (no cpq_url): the next run migrates, then records it.
-    if (errorCode(err) === '42P01' || errorCode(err) === '42703') return null;
+    if (isUndefinedTable(err) || errorCode(err) === '42703') return null;
     throw err;
   });
   if (recorded === null) return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);

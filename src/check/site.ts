@@ -4,9 +4,9 @@ import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tl
 import type { CpqConfig } from '../config.js';
 import { createAuthenticator, type Authenticator } from '../cpq/auth.js';
 import { readHead } from '../cpq/http-bodies.js';
-import { CpqHttpClient, pathSegment } from '../cpq/http-client.js';
+import { CpqHttpClient } from '../cpq/http-client.js';
 import { readCollection } from '../cpq/paging.js';
-import { INTEGRATION_STREAM, listCompanies } from '../cpq/streams.js';
+import { INTEGRATION_STREAM, companyUsersPath, listCompanies } from '../cpq/streams.js';
 import { dispatcherFor, withDispatcher } from '../cpq/transport.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { zipExportUrl } from '../cpq/zip-export.js';
@@ -198,7 +198,7 @@ export async function checkUsers(client: CpqHttpClient, cpq: CpqConfig, companie
   const counts: string[] = [];
   const unexpanded: string[] = [];
   for (const company of companies) {
-    const url = client.url(`${cpq.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`, {
+    const url = client.url(companyUsersPath(cpq, company), {
       expand: 'groups,accessPermissions',
       orderby: 'login:asc',
       limit: '1',

@@ -18,7 +18,8 @@ export const INTEGRATION_STREAM: StreamId = { name: 'integrationUsers', kind: 'i
 
 const dateFilter = (since: Date | undefined) => (since ? { dateModified: { $gte: since.toISOString() } } : undefined);
 
-const companyUsersPath = (config: CpqConfig, company: string) => `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`;
+/** The path of a company's users collection (pages, counts, the zip export, check). */
+export const companyUsersPath = (config: CpqConfig, company: string) => `${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`;
 
 /** Users of one company (`_host` or a partner organization login), with groups and access permissions; a large read from a slow site split into up to CPQ_KEY_RANGES key ranges. */
 export function companyUserPages(client: CpqHttpClient, config: CpqConfig, company: string, since: Date | undefined): AsyncGenerator<Page> {

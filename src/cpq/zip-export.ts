@@ -8,11 +8,12 @@ import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
 import { PageRecords, type PageRecord } from './page-records.js';
-import { pathSegment, type CpqHttpClient, type DownloadResult } from './http-client.js';
+import type { CpqHttpClient, DownloadResult } from './http-client.js';
 import { countValue, describeValue, isLosslessNumber, parseExactRecord } from '../exact-json.js';
 import { JsonItemsParser, PagingFields } from './json-items.js';
 import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
+import { companyUsersPath } from './streams.js';
 import { ArchiveError, ZipArchive, type UserEntry } from './zip-archive.js';
 import { EntryContentError, notValidJson, recordLimit, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
@@ -59,7 +60,7 @@ async function removeTempDir(dir: string) {
 
 /** The URL of the export: the company-users collection, no query (the export takes no filter). */
 export function zipExportUrl(client: CpqHttpClient, config: CpqConfig, company: string): string {
-  return client.url(`${config.pathPrefix}/rest/v16/companies/${pathSegment('company', company)}/users`);
+  return client.url(companyUsersPath(config, company));
 }
 
 /** A body that is not a zip (CPQ sent JSON or an error page with 200) is named as what it is. */

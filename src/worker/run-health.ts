@@ -1,6 +1,7 @@
 import { readRunOutcomes, type CONCLUSIVE_STATUSES, type RunOutcomes } from '../db/sql/read-run-outcomes.js';
 import { syncLockIsFree } from '../db/sql/read-sync-lock-holder.js';
 import type { Queryable } from '../db/compiled-query.js';
+import { isUndefinedTable } from '../errors.js';
 
 export interface ConcludedRun {
   id: string;
@@ -30,8 +31,6 @@ export interface RunHealth {
   now: Date | undefined;
 }
 
-const UNDEFINED_TABLE = '42P01';
-
 /** What a dead run's error reads as, until the next run records it abandoned. */
 export const DEAD_RUN_ERROR = "recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned";
 
@@ -41,7 +40,7 @@ export async function readRunHealth(on: Queryable, site: string): Promise<RunHea
   try {
     outcomes = await readRunOutcomes(on, site);
   } catch (err) {
-    if ((err as { code?: string }).code === UNDEFINED_TABLE)
+    if (isUndefinedTable(err))
       return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false, runningSince: null, deadRunId: null, now: undefined };
     throw err;
   }
