@@ -253,7 +253,7 @@ function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
   };
 }
 
-/** Loopback addresses, where plain http cannot be read by anyone else. */
+/** Loopback addresses, where plain http does not cross a network (a local user may still listen on a port nothing holds: README, threat model). */
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
