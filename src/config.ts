@@ -91,6 +91,8 @@ export interface AppConfig {
    * be a typo of. Logged as a warning by every command, shown by `check`.
    */
   unknownVariables: string[];
+  /** What is wrong but stops nothing (a sites file holding a secret that others can read): logged as a warning by every command, shown by `check`. */
+  warnings: string[];
   lookbackMs: number;
   /** A stream whose last full read is older than this is read in full. */
   fullEveryMs: number;
@@ -349,7 +351,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const alerts = alertsConfigFrom(env, parsed);
   // The variables the sites file names (${NAME}) are read too: not unknown ones.
   const named = new Set<string>();
-  const sites: SiteConfig[] = sitesFile ? loadSitesFile(sitesFile, env, named) : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule, alerts: alerts.rules }] : [];
+  const fromFile = sitesFile ? loadSitesFile(sitesFile, env, named) : undefined;
+  const sites: SiteConfig[] = fromFile ? fromFile.sites : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule, alerts: alerts.rules }] : [];
   return {
     ...(parsed.DATABASE_URL ? { databaseUrl: parsed.DATABASE_URL } : {}),
     dataDir: parsed.DATA_DIR,
@@ -376,6 +379,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     logFormat: parsed.LOG_FORMAT,
     alerts,
     unknownVariables: unknownVariables(env, named),
+    warnings: fromFile?.warnings ?? [],
   };
 }
 
@@ -441,8 +445,8 @@ function unknownNames(env: Env, named: ReadonlySet<string>): { name: string; nea
  * The sites of CPQ_SITES_FILE, each validated by the environment's rules with its settings laid
  * over the environment. Every mistake of every site is reported at once, named by site and key.
  */
-function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] {
-  const { sites: overlays, errors } = readSiteOverlays(file, env, used);
+function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: SiteConfig[]; warnings: string[] } {
+  const { sites: overlays, errors, warnings } = readSiteOverlays(file, env, used);
   // A bad value a site takes from the environment is the environment's mistake: named once, by its
   // variable, not once per site under a key the site does not have.
   const environmentErrors = new Set<string>();
@@ -478,7 +482,7 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): SiteConfig[] 
   }
   errors.push(...environmentErrors);
   if (errors.length) throw ConfigError.listing(errors);
-  return sites;
+  return { sites, warnings };
 }
 
 /** SYNC_CRON and SYNC_TIMEZONE alone, with their defaults (never fails: both are any text). */

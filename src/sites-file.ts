@@ -75,13 +75,16 @@ type Env = Record<string, string | undefined>;
  * Parses the file (JSON, or YAML, of which JSON is a subset) into a list of sites and what is
  * wrong with it; adds to `used` the environment variables its settings name (`${NAME}`).
  */
-export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { sites: SiteOverlay[]; errors: string[] } {
+export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { sites: SiteOverlay[]; errors: string[]; warnings: string[] } {
   let text: string;
+  let mode: number;
   try {
-    if (statSync(file).size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`] };
+    const stat = statSync(file);
+    if (stat.size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`], warnings: [] };
+    mode = stat.mode;
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    return { sites: [], errors: [`CPQ_SITES_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`] };
+    return { sites: [], errors: [`CPQ_SITES_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`], warnings: [] };
   }
   let document: unknown;
   try {
@@ -97,7 +100,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     if (problem) throw problem;
     document = parsed.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${yamlProblem(err)})`] };
+    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${yamlProblem(err)})`], warnings: [] };
   }
   // Beside "sites", a key (a "defaults:" block, say) would be read by nobody: refused rather than ignored.
   if (isRecord(document) && Array.isArray(document['sites'])) {
@@ -108,15 +111,18 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
         errors: [
           `CPQ_SITES_FILE: ${file}: only "sites" is read at the top of the file, not ${others.map((k) => JSON.stringify(k)).join(', ')} (settings go in each site, or in the environment)`,
         ],
+        warnings: [],
       };
     }
   }
   const list = isRecord(document) && Array.isArray(document['sites']) ? document['sites'] : document;
   if (!Array.isArray(list) || list.length === 0) {
-    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} must hold a non-empty list of sites (or an object whose "sites" is one)`] };
+    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} must hold a non-empty list of sites (or an object whose "sites" is one)`], warnings: [] };
   }
   const errors: string[] = [];
   const sites: SiteOverlay[] = [];
+  // A password, token or client secret written in the file itself (not a ${NAME} of the environment).
+  let inlineSecret = false;
   // By lower case: emea and EMEA were two sites, each its own lock, every user stored twice.
   const seen = new Map<string, string>();
   list.forEach((entry: unknown, index) => {
@@ -141,6 +147,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
         errors.push(`${where(key)}: must be a string${key === 'companies' ? ' or a list of strings' : ''}`);
         return;
       }
+      if (SECRET_KEYS.has(key) && !text.includes('${')) inlineSecret = true;
       const expanded = expandVariables(text, env, used);
       if (typeof expanded !== 'string') {
         // A secret's text is not printed, not even the part of it that reads as a variable's name.
@@ -182,7 +189,15 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     const merged = namesAuth ? Object.fromEntries(Object.entries(env).filter(([variable]) => !AUTH_VARIABLES.includes(variable))) : env;
     if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay }, own: new Set(Object.keys(overlay)) });
   });
-  return { sites, errors };
+  // Readable by its group or every user, a file holding a secret gives it away: said at every start
+  // (the default umask makes files so), not refused, since nothing else is wrong with it.
+  const warnings =
+    inlineSecret && (mode & 0o044) !== 0
+      ? [
+          `CPQ_SITES_FILE: ${file} holds a password, token or client secret and other users can read it (mode ${(mode & 0o777).toString(8)}): chmod 600 it, or use passwordFile, tokenFile or oauth.clientSecretFile`,
+        ]
+      : [];
+  return { sites, errors, warnings };
 }
 
 /** Settings whose text is a secret: never printed, in part or whole. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -149,6 +149,27 @@ describe('CPQ_SITES_FILE', () => {
     }
     expect(message).not.toContain('very-secret-token');
     expect(message).not.toContain('site "good"');
+  });
+
+  test('a file holding a password, token or client secret that other users can read is a warning naming its mode, not the secret (review CG)', () => {
+    const inline = file('inline.yaml', '- name: emea\n  baseUrl: https://emea.example.com\n  token: tok-inline-SECRET-1\n');
+    const referenced = file('referenced.yaml', '- name: emea\n  baseUrl: https://emea.example.com\n  token: ${EMEA_TOKEN}\n');
+    const secretFile = file('emea-token', 'tok-in-its-own-file\n');
+    chmodSync(secretFile, 0o600);
+    const noSecret = file('none.yaml', `- name: emea\n  baseUrl: https://emea.example.com\n  tokenFile: ${secretFile}\n`);
+    const env = { EMEA_TOKEN: 'tok-env' };
+    for (const path of [inline, referenced, noSecret]) chmodSync(path, 0o644);
+    const warned = loadConfig({ ...env, CPQ_SITES_FILE: inline }).warnings;
+    expect(warned).toEqual([
+      `CPQ_SITES_FILE: ${inline} holds a password, token or client secret and other users can read it (mode 644): chmod 600 it, or use passwordFile, tokenFile or oauth.clientSecretFile`,
+    ]);
+    expect(warned.join()).not.toContain('tok-inline');
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: referenced }).warnings).toEqual([]);
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: noSecret }).warnings).toEqual([]);
+    chmodSync(inline, 0o640);
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: inline }).warnings[0]).toMatch(/\(mode 640\)/);
+    chmodSync(inline, 0o600);
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: inline }).warnings).toEqual([]);
   });
 
   test('every value is taken as written: a password of digits keeps its zeros, a long token its digits', () => {

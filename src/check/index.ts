@@ -52,10 +52,12 @@ export async function runCheck(env: Record<string, string | undefined> = process
   const db = await checkDatabase(config, log, sites);
   const database = { name: 'database', where: db.where, steps: db.steps };
   const ok = [...blocks, database].every((b) => b.steps.every((s) => s.status !== 'fail'));
-  const configuration =
-    config.unknownVariables.length === 0
-      ? pass('configuration', 'valid')
-      : warn('configuration', `valid; ${config.unknownVariables.join('; ')}`, 'correct the name, or remove the variable (its setting is at its default)');
+  const notes = [...config.unknownVariables, ...config.warnings];
+  const fixes = [
+    ...(config.unknownVariables.length > 0 ? ['correct the name, or remove the variable (its setting is at its default)'] : []),
+    ...(config.warnings.length > 0 ? ['chmod 600 the file that holds secrets'] : []),
+  ];
+  const configuration = notes.length === 0 ? pass('configuration', 'valid') : warn('configuration', `valid; ${notes.join('; ')}`, fixes.join('; '));
   return { ok, configuration, sites: blocks, database };
 }
 

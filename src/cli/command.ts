@@ -18,7 +18,7 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
     config = loadConfig();
     // Commands whose product is standard output keep their logs out of it.
     log = createLogger({ level: config.logLevel, format: config.logFormat, ...(options.logToStderr ? { destination: process.stderr } : {}) });
-    for (const line of config.unknownVariables) log.warn(line);
+    for (const line of [...config.unknownVariables, ...config.warnings]) log.warn(line);
     await work(config, log);
   } catch (err) {
     // The hint (the fix for the failures people meet first) is for the operator: the run record keeps the bare message.
