@@ -122,7 +122,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
   const errors: string[] = [];
   const sites: SiteOverlay[] = [];
   // A password, token or client secret written in the file itself (not a ${NAME} of the environment).
-  let inlineSecret = false;
+  const inline = { secret: false };
   // By lower case: emea and EMEA were two sites, each its own lock, every user stored twice.
   const seen = new Map<string, string>();
   list.forEach((entry: unknown, index) => {
@@ -147,7 +147,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
         errors.push(`${where(key)}: must be a string${key === 'companies' ? ' or a list of strings' : ''}`);
         return;
       }
-      if (SECRET_KEYS.has(key) && !text.includes('${')) inlineSecret = true;
+      if (SECRET_KEYS.has(key) && !text.includes('${')) inline.secret = true;
       const expanded = expandVariables(text, env, used);
       if (typeof expanded !== 'string') {
         // A secret's text is not printed, not even the part of it that reads as a variable's name.
@@ -192,7 +192,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
   // Readable by its group or every user, a file holding a secret gives it away: said at every start
   // (the default umask makes files so), not refused, since nothing else is wrong with it.
   const warnings =
-    inlineSecret && (mode & 0o044) !== 0
+    inline.secret && (mode & 0o044) !== 0
       ? [
           `CPQ_SITES_FILE: ${file} holds a password, token or client secret and other users can read it (mode ${(mode & 0o777).toString(8)}): chmod 600 it, or use passwordFile, tokenFile or oauth.clientSecretFile`,
         ]
