@@ -147,12 +147,8 @@ class FieldReader {
     else (this.itemForms ??= new Map()).set(path, state.forms);
   }
 
-  /** The item's extras and forms as one text, whatever its keys' order: to rank copies of one item ('' for none). */
-  itemText(path: string): string {
-    return this.itemTextOf(this.itemState(path));
-  }
-
-  itemTextOf({ extras, forms }: ItemState): string {
+  /** An item's extras and forms (itemState) as one text, whatever its keys' order: to rank copies of one item ('' for none). */
+  itemText({ extras, forms }: ItemState): string {
     if (extras === undefined && forms === undefined) return '';
     const parts: [string, unknown][] = [];
     for (const [name, entry] of extras ?? []) if (entry !== CLASH) parts.push([name, withSortedKeys(entry[1])]);
@@ -467,7 +463,8 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
 function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermissionRow[] | undefined {
   const items = itemsOf(reader, 'accessPermissions', value, PERMISSION_PARTS);
   if (items === undefined) return undefined;
-  const byKey = new Map<string, { row: AccessPermissionRow; text: string }>();
+  // Per key, the copy that counts, and (once the key is listed again) what no column holds of it.
+  const byKey = new Map<string, { row: AccessPermissionRow; text?: string }>();
   items.forEach((item, i) => {
     const at = PERMISSION_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describeValue(item)}`);
@@ -480,21 +477,21 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     // Keyed by the type's length, not a separator: either part may hold any character, and two
     // permissions must never share a key (one would be lost).
     const key = `${type.length}:${type}${variableName}`;
+    const path = permissionPath([type, variableName]);
     const kept = byKey.get(key);
-    const path = kept === undefined ? undefined : permissionPath([type, variableName]);
-    const before = path === undefined ? undefined : reader.itemState(path);
+    const before = kept && reader.itemState(path);
     reader.keepExtras(PERMISSION_PARTS, item, [type, variableName], permissionPath);
     const row = { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) };
-    reader.endItem(path ?? permissionPath([type, variableName]));
-    if (kept === undefined) {
-      byKey.set(key, { row, text: '' });
+    reader.endItem(path);
+    if (kept === undefined || before === undefined) {
+      byKey.set(key, { row });
       return;
     }
     // Listed again: one copy counts, the same whatever the order (see outranks).
-    if (kept.text === '' && before !== undefined) kept.text = reader.itemTextOf(before);
-    const text = reader.itemText(path!);
+    kept.text ??= reader.itemText(before);
+    const text = reader.itemText(reader.itemState(path));
     if (outranks(row, text, kept.row, kept.text)) byKey.set(key, { row, text });
-    else reader.restoreItem(path!, before!);
+    else reader.restoreItem(path, before);
   });
   // By type, then variable name (the order of the digest and of the rows).
   const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -504,7 +501,7 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
 /**
  * Of two different copies of one permission in a user's list, whether `a` is the one that counts
  * rather than `b`, whatever their order (CPQ gives expanded lists none): the one granting access,
- * then the greater name, then the greater text of what no column holds (`text`, FieldReader.itemText).
+ * then the greater name, then the greater text of what no column holds (FieldReader.itemText).
  * The last copy counted, and the same CPQ data sent in another order flipped hasAccess, logging a
  * change and raising an alert at every other run (review CF).
  */

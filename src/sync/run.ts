@@ -213,7 +213,7 @@ export class SyncRun {
       ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
       const message = oneLine(error.message);
       const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
-      const record = () =>
+      const recorded = await this.recordFailure(runLog, () =>
         finishRun(this.deps.pool, runId, {
           status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
           error: message,
@@ -222,24 +222,8 @@ export class SyncRun {
           streams,
           warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
           http: this.httpStats(),
-        });
-      // Tried again after 1 s and 3 s when the connection was lost: a server restarting refused the
-      // first try, and the run was later recorded "abandoned: its process stopped", its cause lost.
-      const retries = this.connectionLost === undefined ? [] : [1000, 3000];
-      const recorded = await (async () => {
-        for (;;) {
-          try {
-            return await record();
-          } catch (recordErr) {
-            const wait = retries.shift();
-            if (wait === undefined) {
-              runLog.error({ error: errorMessage(recordErr) }, 'could not record the failed run');
-              return true;
-            }
-            await new Promise((wake) => setTimeout(wake, wait));
-          }
-        }
-      })();
+        }),
+      );
       if (!recorded) {
         // Its COMMIT went through before the connection failed: the record says what committed.
         runLog.error(
@@ -251,6 +235,28 @@ export class SyncRun {
       runLog.error({ error: message, kind: error.kind }, 'sync run failed; nothing was changed');
       if (error.kind !== 'interrupted') await this.redactAfterFailure(client, runLog);
       throw error;
+    }
+  }
+
+  /**
+   * Records the failed run (`finish`: finishRun, false when the record was not written: the run's
+   * commit went through after all). Tried again after 1 s and 3 s when the connection was lost: a server restarting
+   * refused the one try, and the run was later recorded "abandoned: its process stopped", its
+   * cause lost. A record that cannot be written is logged, and counts as written.
+   */
+  private async recordFailure(log: Logger, finish: () => Promise<boolean>): Promise<boolean> {
+    const waits = this.connectionLost === undefined ? [] : [1000, 3000];
+    for (;;) {
+      try {
+        return await finish();
+      } catch (err) {
+        const wait = waits.shift();
+        if (wait === undefined) {
+          log.error({ error: errorMessage(err) }, 'could not record the failed run');
+          return true;
+        }
+        await new Promise((wake) => setTimeout(wake, wait));
+      }
     }
   }
 

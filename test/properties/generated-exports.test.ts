@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { exportChanges, exportSnapshot, parseAfter } from '../../src/history/export.js';
 import { collect } from '../helpers/export-output.js';
 import { startHarness } from '../helpers/harness.js';
-import { companyUser, groupPool, integrationUser, propertyTimeout, refusalOf, runs, type GroupDef } from './arbitraries.js';
-import { addToSimulator, resetSite, sentText, type PlacedUser } from './site.js';
+import { propertyTimeout, refusalOf, runs } from './arbitraries.js';
+import { SITE_COMPANIES, addToSimulator, resetSite, sentText, siteCase, withoutLinks } from './site.js';
 
 /*
  * Review CF: the exports of generated users. After a first run, every line of `snapshot --format
@@ -13,38 +13,17 @@ import { addToSimulator, resetSite, sentText, type PlacedUser } from './site.js'
  * whose line parses; each export's lines are valid JSON whatever the strings hold.
  */
 
-const COMPANIES = ['_host', 'partner1'] as const;
-
-const aCase = groupPool.chain((groups) =>
-  fc
-    .array(fc.constantFrom(...COMPANIES, 'integration'), { minLength: 1, maxLength: 5 })
-    .chain((kinds) =>
-      fc.tuple(
-        ...kinds.map((kind, i) =>
-          kind === 'integration'
-            ? integrationUser(i, groups.length).map((user): PlacedUser => ({ company: '_host', user }))
-            : companyUser(i, groups.length).map((user): PlacedUser => ({ company: kind, user })),
-        ),
-      ),
-    )
-    .map((users) => ({ groups, users })),
-);
-
-const WITHOUT_LINKS = (x: string) => `((${x} - 'links')
-  || CASE WHEN jsonb_typeof(${x}->'groups') = 'object' THEN jsonb_build_object('groups', (${x}->'groups') - 'links') ELSE '{}'::jsonb END
-  || CASE WHEN jsonb_typeof(${x}->'accessPermissions') = 'object' THEN jsonb_build_object('accessPermissions', (${x}->'accessPermissions') - 'links') ELSE '{}'::jsonb END)`;
-
 describe('exports of generated users (property, review CF)', () => {
   it(
     'snapshot jsonl --with-raw gives raw as sent and the stored groups; changes jsonl one insert per user',
     async () => {
       const h = await startHarness(
         { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false },
-        { CPQ_COMPANIES: COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
+        { CPQ_COMPANIES: SITE_COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
       );
       try {
         await fc.assert(
-          fc.asyncProperty(aCase, async ({ groups, users }: { groups: GroupDef[]; users: PlacedUser[] }) => {
+          fc.asyncProperty(siteCase, async ({ groups, users }) => {
             await resetSite(h.sim, h.t);
             for (const placed of users) addToSimulator(h.sim, placed, groups);
             if (users.some((p) => refusalOf(p.user) !== undefined)) return;
@@ -55,23 +34,19 @@ describe('exports of generated users (property, review CF)', () => {
             expect(lines.length, 'one line per user').toBe(users.length);
             for (const line of lines) {
               expect(() => JSON.parse(line) as unknown, `a snapshot line is JSON: ${line.slice(0, 200)}`).not.toThrow();
-              const [check] = await h.t.query<{ found: boolean; raw_ok: boolean; groups_ok: boolean; sent: string | null }>(
+              const [check] = await h.t.query<{ found: boolean; raw_ok: boolean; groups_ok: boolean }>(
                 `WITH l AS (SELECT $1::jsonb AS j)
                  SELECT u.id IS NOT NULL AS found,
-                        ${WITHOUT_LINKS("(l.j->'raw')")} = ${WITHOUT_LINKS('u.raw')} AS raw_ok,
-                        (l.j->'groups') = coalesce((SELECT jsonb_agg(g.group_variable_name ORDER BY g.group_variable_name COLLATE "C") FROM cpq.user_groups g WHERE g.user_id = u.id), '[]'::jsonb)
-                          OR (SELECT coalesce(jsonb_agg(x->'variableName'), '[]'::jsonb) FROM jsonb_array_elements(l.j->'groups') x) =
-                             coalesce((SELECT jsonb_agg(to_jsonb(g.group_variable_name) ORDER BY g.group_variable_name COLLATE "C") FROM cpq.user_groups g WHERE g.user_id = u.id), '[]'::jsonb) AS groups_ok,
-                        NULL AS sent
+                        ${withoutLinks("(l.j->'raw')")} = ${withoutLinks('u.raw')} AS raw_ok,
+                        (SELECT coalesce(jsonb_agg(x->'variableName'), '[]'::jsonb) FROM jsonb_array_elements(l.j->'groups') x) =
+                          coalesce((SELECT jsonb_agg(to_jsonb(g.group_variable_name) ORDER BY g.group_variable_name COLLATE "C") FROM cpq.user_groups g WHERE g.user_id = u.id), '[]'::jsonb) AS groups_ok
                  FROM l LEFT JOIN cpq.users u ON u.company_login = l.j->>'company_login' AND u.login = l.j->>'login'`,
                 [line],
               );
               expect(check, `snapshot line against its row: ${line.slice(0, 300)}`).toMatchObject({ found: true, raw_ok: true, groups_ok: true });
-              const placed = users.find((p) => {
-                const j = JSON.parse(line) as { company_login: string; login: string };
-                return p.company === j.company_login && p.user.login === j.login;
-              })!;
-              const [same] = await h.t.query<{ equal: boolean }>(`SELECT ${WITHOUT_LINKS("($1::jsonb->'raw')")} = $2::jsonb AS equal`, [
+              const { company_login: company, login } = JSON.parse(line) as { company_login: string; login: string };
+              const placed = users.find((p) => p.company === company && p.user.login === login)!;
+              const [same] = await h.t.query<{ equal: boolean }>(`SELECT ${withoutLinks("($1::jsonb->'raw')")} = $2::jsonb AS equal`, [
                 line,
                 sentText(placed.user, groups),
               ]);

@@ -5,8 +5,8 @@ import { runSync } from '../../src/sync/run.js';
 import { type Harness, startHarness } from '../helpers/harness.js';
 import { respell, type Spelling } from '../helpers/json-spelling.js';
 import { scriptRequests } from '../helpers/scripted-pages.js';
-import { companyUser, groupPool, integrationUser, propertyTimeout, refusalOf, runs, type GeneratedUser, type GroupDef } from './arbitraries.js';
-import { addToSimulator, expectStored, resetSite, type PlacedUser } from './site.js';
+import { propertyTimeout, refusalOf, runs, type GeneratedUser } from './arbitraries.js';
+import { SITE_COMPANIES, addToSimulator, expectStored, resetSite, siteCase } from './site.js';
 
 /*
  * Properties of one sync of generated users (test/properties/arbitraries.ts) through the real
@@ -19,28 +19,6 @@ import { addToSimulator, expectStored, resetSite, type PlacedUser } from './site
  * fast-check shrinks a failure to a minimal case and prints its seed and path; FC_NUM_RUNS
  * (npm run test:deep) runs more cases.
  */
-
-const COMPANIES = ['_host', 'partner1'] as const;
-
-interface Case {
-  groups: GroupDef[];
-  users: PlacedUser[];
-}
-
-const aCase: fc.Arbitrary<Case> = groupPool.chain((groups) =>
-  fc
-    .array(fc.constantFrom(...COMPANIES, 'integration'), { minLength: 1, maxLength: 5 })
-    .chain((kinds) =>
-      fc.tuple(
-        ...kinds.map((kind, i) =>
-          kind === 'integration'
-            ? integrationUser(i, groups.length).map((user): PlacedUser => ({ company: '_host', user }))
-            : companyUser(i, groups.length).map((user): PlacedUser => ({ company: kind, user })),
-        ),
-      ),
-    )
-    .map((users) => ({ groups, users })),
-);
 
 // The second run's JSON pages may spell the same values otherwise (escapes, whitespace): it must log nothing either way.
 const secondRun = fc.record({
@@ -74,11 +52,11 @@ describe('generated CPQ users (property)', () => {
     async () => {
       const h = await startHarness(
         { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 0, integrationUsers: 0, drift: false, zipExport: {} },
-        { CPQ_COMPANIES: COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
+        { CPQ_COMPANIES: SITE_COMPANIES.join(','), SYNC_MAX_DELETE_FRACTION: '1' },
       );
       try {
         await fc.assert(
-          fc.asyncProperty(aCase, secondRun, async ({ groups, users }, second) => {
+          fc.asyncProperty(siteCase, secondRun, async ({ groups, users }, second) => {
             await resetSite(h.sim, h.t);
             try {
               for (const placed of users) addToSimulator(h.sim, placed, groups);

@@ -1,10 +1,22 @@
+import fc from 'fast-check';
 import { expect } from 'vitest';
 import { USER_FIELDS } from '../../src/normalize/user-fields.js';
 import type { CpqSimulator } from '../../src/simulator/index.js';
 import { RawJson } from '../../src/simulator/index.js';
 import type { TestDatabase } from '../helpers/database.js';
 import { exactUtc } from '../helpers/exact-utc.js';
-import { relationJson, wireText, type GeneratedUser, type GroupDef, type Json, type PermissionItem, type SentField } from './arbitraries.js';
+import {
+  companyUser,
+  groupPool,
+  integrationUser,
+  relationJson,
+  wireText,
+  type GeneratedUser,
+  type GroupDef,
+  type Json,
+  type PermissionItem,
+  type SentField,
+} from './arbitraries.js';
 
 /*
  * Generated users into the simulator, and what the database must hold for them by the
@@ -16,6 +28,30 @@ export interface PlacedUser {
   company: string;
   user: GeneratedUser;
 }
+
+/** The companies of a generated site: the host and one partner organization. */
+export const SITE_COMPANIES = ['_host', 'partner1'] as const;
+
+/** A generated site: its groups, and one to five users of its companies (host users may be integration users). */
+export interface SiteCase {
+  groups: GroupDef[];
+  users: PlacedUser[];
+}
+
+export const siteCase: fc.Arbitrary<SiteCase> = groupPool.chain((groups) =>
+  fc
+    .array(fc.constantFrom(...SITE_COMPANIES, 'integration'), { minLength: 1, maxLength: 5 })
+    .chain((kinds) =>
+      fc.tuple(
+        ...kinds.map((kind, i) =>
+          kind === 'integration'
+            ? integrationUser(i, groups.length).map((user): PlacedUser => ({ company: '_host', user }))
+            : companyUser(i, groups.length).map((user): PlacedUser => ({ company: kind, user })),
+        ),
+      ),
+    )
+    .map((users) => ({ groups, users })),
+);
 
 /** The entry of a field that sets its column: the exact canonical spelling, else the first in code-unit order (README: two spellings of one field). */
 function winningEntries(user: GeneratedUser): Map<string, Json> {
@@ -185,10 +221,13 @@ export function columnsAsText(alias: string): string {
     .join(', ');
 }
 
-/** raw without the links CPQ adds (to the record and to expanded relations): what the generator wrote. */
-export const RAW_WITHOUT_LINKS = `((u.raw - 'links')
-  || CASE WHEN jsonb_typeof(u.raw->'groups') = 'object' THEN jsonb_build_object('groups', (u.raw->'groups') - 'links') ELSE '{}'::jsonb END
-  || CASE WHEN jsonb_typeof(u.raw->'accessPermissions') = 'object' THEN jsonb_build_object('accessPermissions', (u.raw->'accessPermissions') - 'links') ELSE '{}'::jsonb END)`;
+/** The jsonb record `x` (an SQL expression) without the links CPQ adds (to the record and to expanded relations): what the generator wrote. */
+export const withoutLinks = (x: string) => `((${x} - 'links')
+  || CASE WHEN jsonb_typeof(${x}->'groups') = 'object' THEN jsonb_build_object('groups', (${x}->'groups') - 'links') ELSE '{}'::jsonb END
+  || CASE WHEN jsonb_typeof(${x}->'accessPermissions') = 'object' THEN jsonb_build_object('accessPermissions', (${x}->'accessPermissions') - 'links') ELSE '{}'::jsonb END)`;
+
+/** cpq.users' raw (as `u`) without CPQ's links. */
+export const RAW_WITHOUT_LINKS = withoutLinks('u.raw');
 
 /**
  * Asserts that the database holds exactly these users (of `site`: the default one of a single-site
