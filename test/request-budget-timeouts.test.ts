@@ -75,9 +75,11 @@ describe('a run whose requests time out', () => {
     expect(timedOut).toBeGreaterThanOrEqual(STALLED);
     await expectInSync(h);
 
-    // Before the timeouts the run used its whole budget, never more.
+    // Before the timeouts the run used its whole budget, and never more at any time. (Not the
+    // simulator's raw maxInFlightSeen: it still counts a stalled request the client gave up on
+    // until it sees the close, which may come after the retry arrives: 9 or 10 on a busy machine.)
     expect(Math.max(...arrivals.filter((a) => a.timedOut === 0).map((a) => a.inFlight))).toBe(MAX_IN_FLIGHT);
-    expect(h.sim.maxInFlightSeen).toBe(MAX_IN_FLIGHT);
+    expect(Math.max(...arrivals.map((a) => a.inFlight))).toBe(MAX_IN_FLIGHT);
     // Every place was stalled before the first stalled request timed out: at the cut the client had
     // no other request in flight, so every later arrival was sent under the cut budget.
     expect(arrivals.find((a) => a.stalledSoFar === STALLED)!.timedOut).toBe(0);
