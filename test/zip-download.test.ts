@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -284,6 +285,38 @@ describe('zipUserPages', () => {
     const failing = zipUserPages(client(sim.baseUrl, { CPQ_MAX_RETRIES: '1' }), config, '_host');
     await expect(failing.next()).rejects.toMatchObject({ kind: 'source' });
     expect(await live()).toEqual([]);
+  });
+
+  it("removes the folders a killed process of this machine left, and no one else's", async () => {
+    // The name of a folder of this process, read while a read holds one.
+    const pages = zipUserPages(client(sim.baseUrl), config, '_host');
+    await pages.next();
+    const [own] = await live();
+    await pages.return(undefined);
+    const match = /^(cpq-sync-zip-.+-)([0-9]+)(-[A-Za-z0-9]{6})$/.exec(own ?? '');
+    expect(match?.[2], `${own} names this process`).toBe(String(process.pid));
+    const [, machinePart, , random] = match!;
+
+    // A process that ended, and one that runs (this test's parent), of this machine; one of another machine; a name of no process.
+    const child = spawn(process.execPath, ['-e', '']);
+    const deadPid = await new Promise<number>((resolve) => child.on('exit', () => resolve(child.pid!)));
+    const base = await mkdtemp(join(dir, 'sweep-'));
+    const folders = {
+      dead: `${machinePart!}${String(deadPid)}${random!}`,
+      running: `${machinePart!}${String(process.ppid)}${random!}`,
+      otherMachine: `cpq-sync-zip-elsewhere-${String(deadPid)}${random!}`,
+      unnamed: 'cpq-sync-zip-Ab12Cd',
+    };
+    for (const name of Object.values(folders)) {
+      await mkdir(join(base, name));
+      await writeFile(join(base, name, 'export.zip'), 'x');
+    }
+    await writeFile(join(base, `${machinePart!}${String(deadPid)}-file00`), 'a file, not a folder');
+
+    const swept = zipUserPages(client(sim.baseUrl), { ...config, zip: { ...config.zip, tmpDir: base } }, '_host');
+    await swept.next();
+    await swept.return(undefined);
+    expect((await readdir(base)).sort()).toEqual([folders.otherMachine, folders.running, folders.unnamed, `${machinePart!}${String(deadPid)}-file00`].sort());
   });
 
   it('says which folder is not usable for temporary files', async () => {

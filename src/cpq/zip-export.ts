@@ -1,10 +1,8 @@
-import { rmSync } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { CpqConfig } from '../config.js';
-import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
+import { SyncError, oneLine } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
 import { PageRecords, type PageRecord } from './page-records.js';
@@ -15,6 +13,7 @@ import { JsonLinesParser } from './json-lines.js';
 import type { Page } from './paging.js';
 import { companyUsersPath } from './streams.js';
 import { ArchiveError, ZipArchive, type UserEntry } from './zip-archive.js';
+import { makeZipTempDir, removeZipTempDir } from './zip-temp-dir.js';
 import { EntryContentError, notValidJson, recordLimit, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
@@ -24,39 +23,6 @@ import { EntryContentError, notValidJson, recordLimit, type RecordLimit, type Re
  * parser for its format, and the records come out as pages shaped like the JSON path's, which
  * share normalization and loading. Nothing holds more than a page of records and one chunk.
  */
-
-const TEMP_PREFIX = 'cpq-sync-zip-';
-
-/** Temporary folders alive right now: removed on exit too, should the process end mid-read. */
-const liveTempDirs = new Set<string>();
-let exitHookInstalled = false;
-
-async function makeTempDir(parent: string | undefined): Promise<string> {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const dir of liveTempDirs) rmSync(dir, { recursive: true, force: true });
-    });
-  }
-  const base = parent ?? tmpdir();
-  const dir = await mkdtemp(join(base, TEMP_PREFIX)).catch((err: unknown) => {
-    throw new SyncError(
-      'config',
-      `cannot create a temporary folder in ${base} for the zip export (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a writable folder`,
-    );
-  });
-  liveTempDirs.add(dir);
-  return dir;
-}
-
-/** Never throws (it runs in `finally`, where it must not hide the error that ended the read). */
-async function removeTempDir(dir: string) {
-  const removed = await rm(dir, { recursive: true, force: true }).then(
-    () => true,
-    () => false,
-  );
-  if (removed) liveTempDirs.delete(dir); // else the exit hook tries again
-}
 
 /** The URL of the export: the company-users collection, no query (the export takes no filter). */
 export function zipExportUrl(client: CpqHttpClient, config: CpqConfig, company: string): string {
@@ -225,7 +191,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
   const interrupted = () => {
     if (signal?.aborted) throw new SyncError('interrupted', `GET ${url}: interrupted`);
   };
-  const dir = await makeTempDir(config.zip.tmpDir);
+  const dir = await makeZipTempDir(config.zip.tmpDir);
   let archive: ZipArchive | undefined;
   try {
     const path = join(dir, 'export.zip');
@@ -302,6 +268,6 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
     throw err;
   } finally {
     archive?.close();
-    await removeTempDir(dir);
+    await removeZipTempDir(dir);
   }
 }

@@ -1,0 +1,95 @@
+import { rmSync } from 'node:fs';
+import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SyncError, errorCode, errorMessage } from '../errors.js';
+
+/*
+ * The private folder a zip export is downloaded to (mkdtemp: mode 0700, a name no one can guess).
+ * It is removed when the read ends, and on exit should the process end mid-read. A process killed
+ * (SIGKILL, the out-of-memory killer) runs neither: its folder, with a download of up to
+ * CPQ_ZIP_MAX_BYTES, stays. Each folder's name says which process on which machine made it, so the
+ * next process on that machine removes the folders of processes that no longer run; left to pile
+ * up, they would fill TMPDIR and fail every later zip read.
+ */
+
+const TEMP_PREFIX = 'cpq-sync-zip-';
+
+/** This machine's name as a folder name can hold it: processes of several containers may share one TMPDIR, each with its own process ids. */
+const machine = () =>
+  hostname()
+    .replace(/[^A-Za-z0-9.]/g, '_')
+    .slice(0, 64) || 'host';
+
+/** `cpq-sync-zip-<machine>-<pid>-` and mkdtemp's six characters. */
+const FOLDER = /^cpq-sync-zip-(.+)-([0-9]+)-[A-Za-z0-9]{6}$/;
+
+/** Temporary folders alive right now: removed on exit too, should the process end mid-read. */
+const liveTempDirs = new Set<string>();
+let exitHookInstalled = false;
+/** Parents already swept for the folders of dead processes: once per process and parent. */
+const swept = new Set<string>();
+
+export async function makeZipTempDir(parent: string | undefined): Promise<string> {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const dir of liveTempDirs) rmSync(dir, { recursive: true, force: true });
+    });
+  }
+  const base = parent ?? tmpdir();
+  if (!swept.has(base)) {
+    swept.add(base);
+    await removeFoldersOfDeadProcesses(base);
+  }
+  const dir = await mkdtemp(join(base, `${TEMP_PREFIX}${machine()}-${String(process.pid)}-`)).catch((err: unknown) => {
+    throw new SyncError(
+      'config',
+      `cannot create a temporary folder in ${base} for the zip export (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a writable folder`,
+    );
+  });
+  liveTempDirs.add(dir);
+  return dir;
+}
+
+/** Never throws (it runs in `finally`, where it must not hide the error that ended the read). */
+export async function removeZipTempDir(dir: string) {
+  const removed = await rm(dir, { recursive: true, force: true }).then(
+    () => true,
+    () => false,
+  );
+  if (removed) liveTempDirs.delete(dir); // else the exit hook tries again
+}
+
+/**
+ * Removes the folders, in `base`, of this machine's processes that no longer run. Only folders:
+ * of this user (another account's are not ours to judge), real (not a link), of this machine
+ * (a process id of another names another process), whose process is gone (a live process, even
+ * another user's, keeps its folder: its id may have been reused; the folder then waits for the
+ * next sweep after that process ends). Never throws: a folder it cannot remove stays as before.
+ */
+async function removeFoldersOfDeadProcesses(base: string): Promise<void> {
+  const names = await readdir(base).catch(() => [] as string[]);
+  const self = machine();
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const match = FOLDER.exec(name);
+    if (!match || match[1] !== self) continue;
+    const pid = Number(match[2]);
+    if (pid === process.pid || processRuns(pid)) continue;
+    const path = join(base, name);
+    const stat = await lstat(path).catch(() => undefined);
+    if (!stat?.isDirectory() || (uid !== undefined && stat.uid !== uid)) continue;
+    await rm(path, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** Whether a process of that id runs on this machine (EPERM: it does, as another user). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errorCode(err) !== 'ESRCH';
+  }
+}
