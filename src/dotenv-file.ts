@@ -1,8 +1,31 @@
 import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import dotenv from 'dotenv';
-import { ConfigError } from './config.js';
+import { ConfigError, type AppConfig } from './config.js';
 import { flagValue } from './config-env.js';
+
+/** What the last loadDotenvFile found wrong but not bad enough to refuse. */
+const warnings: string[] = [];
+
+/** The configuration with the .env file's warnings before its own: every command logs them, `check` shows them. */
+export function withDotenvWarnings(config: AppConfig): AppConfig {
+  return warnings.length === 0 ? config : { ...config, warnings: [...warnings, ...config.warnings] };
+}
+
+/** Variables whose value is a credential; DATABASE_URL when it holds a password. */
+const SECRET_VARIABLES = new Set(['CPQ_PASSWORD', 'CPQ_TOKEN', 'CPQ_OAUTH_CLIENT_SECRET', 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_URL', 'PGPASSWORD']);
+
+function holdsSecret(name: string, value: string): boolean {
+  if (value === '') return false;
+  if (SECRET_VARIABLES.has(name)) return true;
+  if (name !== 'DATABASE_URL') return false;
+  try {
+    const url = new URL(value);
+    return url.password !== '' || url.searchParams.has('password');
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Reads `.env` in the working directory (or the file DOTENV_CONFIG_PATH names) into the
@@ -16,6 +39,7 @@ import { flagValue } from './config-env.js';
  * same descriptor: a name checked and then opened again could be swapped in between.
  */
 export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
+  warnings.length = 0;
   const named = env.DOTENV_CONFIG_PATH ? env.DOTENV_CONFIG_PATH.replace(/^~(?=\/|$)/, homedir()) : undefined;
   const path = named ?? '.env';
   // dotenv/config read an encrypted .env.vault beside it when DOTENV_KEY was set; this does not.
@@ -76,7 +100,16 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     }
     // As every yes/no setting reads; any other text leaves the environment winning.
     const override = flagValue(env.DOTENV_CONFIG_OVERRIDE ?? '') === true;
-    dotenv.populate(env, dotenv.parse(readFileSync(fd).toString(encoding)), { override });
+    const values = dotenv.parse(readFileSync(fd).toString(encoding));
+    const secrets = Object.keys(values).filter((name) => holdsSecret(name, values[name]!));
+    // Readable by its group or every user, a file holding a secret gives it away: said at every
+    // start (the default umask makes files so), as for a sites file, not refused.
+    if (secrets.length > 0 && file.isFile() && (file.mode & 0o044) !== 0) {
+      warnings.push(
+        `${path} holds ${secrets.join(', ')} and other users can read it (mode ${(file.mode & 0o777).toString(8)}): chmod 600 it, or keep the secret in a file of its own (CPQ_PASSWORD_FILE and the like)`,
+      );
+    }
+    dotenv.populate(env, values, { override });
   } finally {
     closeSync(fd);
   }

@@ -1,3 +1,4 @@
+import { withDotenvWarnings } from '../dotenv-file.js';
 import { ConfigError, loadConfig, selectSites, withLikelyTypos, type AppConfig, type SiteConfig } from '../config.js';
 import { errorMessage, printable } from '../errors.js';
 import { createLogger } from '../logger.js';
@@ -35,7 +36,7 @@ export async function runCheck(env: Record<string, string | undefined> = process
   let config: AppConfig;
   let sites: SiteConfig[];
   try {
-    config = loadConfig(env);
+    config = withDotenvWarnings(loadConfig(env));
     sites = selectSites(config, siteNames);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

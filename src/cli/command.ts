@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { ConfigError, loadConfig, withLikelyTypos, type AppConfig } from '../config.js';
+import { withDotenvWarnings } from '../dotenv-file.js';
 import { withHint } from '../error-hints.js';
 import { EXIT_CODES, SyncError, rethrowAsSyncError, oneLine } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -15,7 +16,7 @@ export async function command(work: (config: AppConfig, log: Logger) => Promise<
   let log: Logger | undefined;
   let config: AppConfig | undefined;
   try {
-    config = loadConfig();
+    config = withDotenvWarnings(loadConfig());
     // Commands whose product is standard output keep their logs out of it.
     log = createLogger({ level: config.logLevel, format: config.logFormat, ...(options.logToStderr ? { destination: process.stderr } : {}) });
     for (const line of [...config.unknownVariables, ...config.warnings]) log.warn(line);

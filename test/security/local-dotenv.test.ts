@@ -38,6 +38,36 @@ describe('.env in the working directory', () => {
     expect(JSON.parse(out.stdout)).toMatchObject({ sites: [{ site: 'default' }] });
   });
 
+  it('holding a secret, readable by its group or every user: a warning at every start and in check, naming the variables and the mode, never the value', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const cwd = await sharedFolder();
+    const file = join(cwd, '.env');
+    const url = new URL(h.t.url);
+    url.password = url.password || 'db-secret-Zq9';
+    await writeFile(file, `CPQ_BASE_URL=${h.sim.baseUrl}\nCPQ_USERNAME=sync\nCPQ_PASSWORD=s3cret-Xy7\nDATABASE_URL=${url.href}\n`);
+    const warning = /\.env holds CPQ_PASSWORD, DATABASE_URL and other users can read it \(mode 644\): chmod 600 it/;
+    await chmod(file, 0o644);
+    // A wrong database password (trust clusters take any): the warning comes before anything is tried.
+    const started = await status(cwd);
+    expect(started.stderr).toMatch(warning);
+    const checked = await cli(['check'], { CPQ_RETRY_BASE_DELAY: '5ms' }, { cwd });
+    expect(checked.stdout).toMatch(/! configuration {2}valid; \S*\.env holds CPQ_PASSWORD, DATABASE_URL and other users can read it \(mode 644\)/);
+    for (const out of [started, checked]) {
+      expect(out.stdout + out.stderr).not.toContain('s3cret-Xy7');
+      expect(out.stdout + out.stderr).not.toContain(url.password);
+    }
+
+    await chmod(file, 0o600);
+    expect((await status(cwd)).stderr).not.toMatch(/other users can read it/);
+    // Readable, but no secret in it (DATABASE_URL without a password, the CPQ password in a file of its own).
+    await writeFile(file, `DATABASE_URL=postgres://db.example/cpq\nCPQ_PASSWORD_FILE=/run/secrets/cpq\n`);
+    await chmod(file, 0o644);
+    expect((await status(cwd)).stderr).not.toMatch(/other users can read it/);
+  });
+
   it('is refused, with one line and exit code 2, when its group or every user can write it', async () => {
     const cwd = await sharedFolder();
     const file = join(cwd, '.env');
