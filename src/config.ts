@@ -445,6 +445,19 @@ function unknownNames(env: Env, named: ReadonlySet<string>): { name: string; nea
  * The sites of CPQ_SITES_FILE, each validated by the environment's rules with its settings laid
  * over the environment. Every mistake of every site is reported at once, named by site and key.
  */
+/**
+ * The address a site's rows are read from, as cpq.sites.cpq_url records it: the root of its REST
+ * API, the base URL's scheme, host, port and path followed by CPQ_PATH_PREFIX, in the form URL
+ * gives them (host in lower case and without a trailing dot, no default port, no trailing slash),
+ * so that spelling the same root another way (`https://cpq.example.com/cpq` with no prefix, or
+ * `https://cpq.example.com` with `/cpq`) is no move.
+ */
+export function siteCpqUrl(baseUrl: string, pathPrefix = ''): string {
+  const url = new URL(baseUrl);
+  url.hostname = url.hostname.replace(/\.$/, '');
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}${pathPrefix}`.replace(/\/+$/, '');
+}
+
 function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: SiteConfig[]; warnings: string[] } {
   const { sites: overlays, errors, warnings } = readSiteOverlays(file, env, used);
   // A bad value a site takes from the environment is the environment's mistake: named once, by its
@@ -482,7 +495,29 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: Site
   }
   errors.push(...environmentErrors);
   if (errors.length) throw ConfigError.listing(errors);
-  return { sites, warnings };
+  return { sites, warnings: [...warnings, ...sitesReadingOneCpq(sites)] };
+}
+
+/**
+ * Two sites reading the same CPQ and some of the same companies: each stores those users as its
+ * own, every user twice (two locks, two histories). Maybe meant (a site renamed, kept a while), so
+ * said at every start, not refused.
+ */
+function sitesReadingOneCpq(sites: readonly SiteConfig[]): string[] {
+  const warnings: string[] = [];
+  sites.forEach((site, i) => {
+    const url = siteCpqUrl(site.cpq.baseUrl, site.cpq.pathPrefix);
+    const shares = (other: SiteConfig) =>
+      siteCpqUrl(other.cpq.baseUrl, other.cpq.pathPrefix) === url &&
+      (site.cpq.companies.includes('*') || other.cpq.companies.includes('*') || site.cpq.companies.some((c) => other.cpq.companies.includes(c)));
+    const earlier = sites.slice(0, i).find(shares);
+    if (earlier) {
+      warnings.push(
+        `CPQ_SITES_FILE: sites "${earlier.name}" and "${site.name}" both read ${url} and some of the same companies: each stores those users as its own, every user twice; remove one, or give each its own companies`,
+      );
+    }
+  });
+  return warnings;
 }
 
 /** SYNC_CRON and SYNC_TIMEZONE alone, with their defaults (never fails: both are any text). */

@@ -8,7 +8,7 @@ import { SyncError } from '../src/errors.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { runSync } from '../src/sync/run.js';
 import type { RunOptions } from '../src/sync/run-types.js';
-import { siteCpqUrl } from '../src/sync/site-cpq-url.js';
+import { siteCpqUrl } from '../src/config.js';
 import { cli } from './helpers/cli-process.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';

@@ -172,6 +172,27 @@ describe('CPQ_SITES_FILE', () => {
     expect(loadConfig({ ...env, CPQ_SITES_FILE: inline }).warnings).toEqual([]);
   });
 
+  test('two sites reading the same CPQ and some of the same companies: a warning at every start (every user would be stored twice); its own companies each, no warning', () => {
+    const env = { CPQ_TOKEN: 'tok' };
+    const sites = (a: string, b: string) =>
+      file(
+        'sites.yaml',
+        `- {name: emea, baseUrl: "https://cpq.example.com", pathPrefix: /cpq, ${a}}\n- {name: amer, baseUrl: "HTTPS://CPQ.example.com.:443/", pathPrefix: /cpq, ${b}}\n`,
+      );
+    const warning =
+      'CPQ_SITES_FILE: sites "emea" and "amer" both read https://cpq.example.com/cpq and some of the same companies: each stores those users as its own, every user twice; remove one, or give each its own companies';
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: sites('companies: [_host]', 'companies: [_host]') }).warnings).toEqual([warning]);
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: sites('companies: [_host, acme]', 'companies: [acme]') }).warnings).toEqual([warning]);
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: sites('companies: ["*"]', 'companies: [acme]') }).warnings).toEqual([warning]);
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: sites('companies: [_host]', 'companies: [acme, beta]') }).warnings).toEqual([]);
+    // Another path on the same host (a proxy in front of two CPQs) is another CPQ.
+    const proxied = file(
+      'proxied.yaml',
+      '- {name: a, baseUrl: "https://proxy.example.com/site-a"}\n- {name: b, baseUrl: "https://proxy.example.com/site-b"}\n',
+    );
+    expect(loadConfig({ ...env, CPQ_SITES_FILE: proxied }).warnings).toEqual([]);
+  });
+
   test('every value is taken as written: a password of digits keeps its zeros, a long token its digits', () => {
     const yaml = file('sites.yaml', '- name: a\n  baseUrl: https://a.example.com\n  username: 007\n  password: 0012345\n');
     expect(loadConfig({ CPQ_SITES_FILE: yaml }).sites[0]!.cpq.auth).toEqual({ kind: 'basic', username: '007', password: '0012345' });

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AppConfig, SiteConfig } from '../config.js';
+import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
 import { redactUrl } from '../db/database.js';
 import { MIGRATIONS_DIR } from '../db/migrate.js';
@@ -11,7 +11,6 @@ import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
 import { errorCode, errorMessage, isUndefinedTable } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { siteCpqUrl } from '../sync/site-cpq-url.js';
 import { fail, pass, skip, warn, type StepResult } from './step.js';
 
 /** The migrations this release has, in the order they apply. */

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { recordAlerts } from '../alerts/rules.js';
-import { ConfigError, selectSites, type CpqConfig, type SiteConfig } from '../config.js';
+import { ConfigError, selectSites, siteCpqUrl, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
@@ -39,7 +39,7 @@ import {
   stageIntegrationOnly,
 } from './integration-users.js';
 import { MergeBatches, mergeStaged, type MergeDeletions } from './merge.js';
-import { requireSameCpq, siteCpqUrl } from './site-cpq-url.js';
+import { requireSameCpq } from './site-cpq-url.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
 import { redactedAny } from '../db/sql/redact-personal.js';

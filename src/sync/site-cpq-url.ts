@@ -1,19 +1,6 @@
 import { SyncError } from '../errors.js';
 
 /**
- * The address a site's rows are read from, as cpq.sites.cpq_url records it: the root of its REST
- * API, the base URL's scheme, host, port and path followed by CPQ_PATH_PREFIX, in the form URL
- * gives them (host in lower case and without a trailing dot, no default port, no trailing slash),
- * so that spelling the same root another way (`https://cpq.example.com/cpq` with no prefix, or
- * `https://cpq.example.com` with `/cpq`) is no move.
- */
-export function siteCpqUrl(baseUrl: string, pathPrefix = ''): string {
-  const url = new URL(baseUrl);
-  url.hostname = url.hostname.replace(/\.$/, '');
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}${pathPrefix}`.replace(/\/+$/, '');
-}
-
-/**
  * Throws unless a run of `site` may read `cpqUrl`: the address its rows were read from (`recorded`),
  * or none yet; or another when the operator said the site's CPQ moved (`moved`). Users are keyed by
  * company and login only, so another CPQ's would be merged into the site's rows (`otherwise`: what

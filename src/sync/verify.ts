@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { CpqConfig, SiteConfig } from '../config.js';
+import { siteCpqUrl, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
@@ -8,7 +8,7 @@ import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { readActiveCounts, readChangesOfNoRun, readRowsOfUnfinishedRuns, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
 import { textTable } from '../text-table.js';
-import { requireSameCpq, siteCpqUrl } from './site-cpq-url.js';
+import { requireSameCpq } from './site-cpq-url.js';
 
 /** One company: what CPQ holds now against what the database holds active. */
 export interface CompanyCountCheck {
