@@ -186,7 +186,12 @@ describe('full sync', () => {
   }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
     const integrationFeed = (items: object[]) =>
-      h.sim.addFault({ match: { path: '/cpq/rest/v19/integrationUsers' }, times: Infinity, status: 200, body: JSON.stringify({ items, hasMore: false }) });
+      h.sim.addFault({
+        match: { path: '/cpq/rest/v19/integrationUsers' },
+        times: Infinity,
+        status: 200,
+        body: JSON.stringify({ items, hasMore: false, totalResults: items.length }),
+      });
     // Company ext is no company of the list, yet answers for its users (empty).
     h.sim.addFault({
       match: { path: '/cpq/rest/v16/companies/ext/users' },
@@ -586,7 +591,12 @@ describe('integration users', () => {
     };
     const integrationFeed = (items: object[]) => {
       h.sim.clearFaults();
-      h.sim.addFault({ match: { path: '/cpq/rest/v19/integrationUsers' }, times: Infinity, status: 200, body: JSON.stringify({ items, hasMore: false }) });
+      h.sim.addFault({
+        match: { path: '/cpq/rest/v19/integrationUsers' },
+        times: Infinity,
+        status: 200,
+        body: JSON.stringify({ items, hasMore: false, totalResults: items.length }),
+      });
     };
     integrationFeed([papi]);
     await h.sync();

@@ -21,7 +21,8 @@ import { carriesItems } from './user-record.js';
  * read keeps what the other feed gave: its typed columns, its part of `raw`, and so the content
  * hash, and it logs no change for them. Only the feed that provides a field changes or clears
  * it; `is_integration_user` ends only when a full, complete read of the integration feed no
- * longer returns the user.
+ * longer returns the user. A user both feeds return in one run takes the integration feed's
+ * value of a field both send, unless CPQ changed the user between the two reads (mergeBothFeeds).
  */
 
 /**
@@ -58,9 +59,60 @@ export const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set([
   'status',
 ]);
 
+/**
+ * Of INTEGRATION_FEED_FIELDS, those Oracle's v16 company-user sample does not have: the integration
+ * feed is the only one that provides them. A stored record's are not kept for an integration record
+ * that leaves one out (stageIntegrationOnly): as for any feed, a field its only provider leaves out is gone.
+ */
+export const INTEGRATION_ONLY_FIELDS: ReadonlySet<string> = new Set([
+  'partyId',
+  'partyNumber',
+  'id',
+  'oauthClientId',
+  'company',
+  'isApplicationAdminPermEnabled',
+]);
+
 type Raw = Record<string, unknown>;
 
+/** `stored` without the fields only the integration feed provides (INTEGRATION_ONLY_FIELDS), under any spelling. */
+export function withoutIntegrationOnlyFields(stored: Raw): Raw {
+  return Object.fromEntries(Object.entries(stored).filter(([key]) => !INTEGRATION_ONLY_FIELDS.has(canonicalFieldName(key) ?? '')));
+}
+
+/** A record's dateModified as milliseconds, when it is a time Date.parse reads. */
+function modifiedMs(record: Raw): number | undefined {
+  const key = Object.keys(record).find((k) => canonicalFieldName(k) === 'dateModified');
+  const value = key === undefined ? undefined : record[key];
+  const ms = typeof value === 'string' ? Date.parse(value) : NaN;
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/**
+ * A user both feeds returned this run. The integration feed is read first: when the company
+ * feed's record (read later) says it was modified later, CPQ changed the user between the two
+ * reads, and the company record's fields win, the integration record giving what it lacks (the
+ * fields only that feed sends); otherwise the integration record wins every field both send
+ * (keepCompanyFeedFields). Laid the other way, the row mixed the edit's company-only fields with
+ * the integration feed's values from before it: a state CPQ never held.
+ */
+export function mergeBothFeeds(integrationRecord: Raw, companyRecord: Raw): Raw {
+  const integrationMs = modifiedMs(integrationRecord);
+  const companyMs = modifiedMs(companyRecord);
+  if (integrationMs === undefined || companyMs === undefined || companyMs <= integrationMs) return keepCompanyFeedFields(integrationRecord, companyRecord);
+  return layOver(withoutUncarriedRelations(companyRecord), withoutUncarriedRelations(integrationRecord));
+}
+
 const RELATIONS: ReadonlySet<string> = new Set(['groups', 'accessPermissions']);
+
+/**
+ * `record` without a relation it does not carry ({links} of a collection not expanded): such a
+ * relation says nothing of its members, so the other feed's stay.
+ */
+function withoutUncarriedRelations(record: Raw): Raw {
+  const uncarried = ([key, value]: [string, unknown]) => RELATIONS.has(canonicalFieldName(key) ?? '') && !carriesItems(value);
+  return Object.entries(record).some(uncarried) ? Object.fromEntries(Object.entries(record).filter((entry) => !uncarried(entry))) : record;
+}
 
 /**
  * A company-feed record of a stored integration user that this run's integration read did not
@@ -87,20 +139,14 @@ export function layOver(record: Raw, under: Raw): Raw {
  * An integration-feed record of a stored user that this run's company reads did not return: the
  * stored record with the integration feed's fields laid over it, so what only the company feed
  * carries (names, addresses, access permissions) is kept. The same for a user both feeds returned
- * this run, over the company feed's record (company-read.ts).
+ * this run, over the company feed's record, unless that one is the later (mergeBothFeeds).
  */
 export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | undefined): Raw {
   if (!stored) return integrationRecord;
-  // A relation the integration record does not carry ({links} of a collection not expanded)
-  // says nothing of it: left out, so that the other feed's members stay.
-  const uncarried = ([key, value]: [string, unknown]) => RELATIONS.has(canonicalFieldName(key) ?? '') && !carriesItems(value);
-  if (Object.entries(integrationRecord).some(uncarried)) {
-    integrationRecord = Object.fromEntries(Object.entries(integrationRecord).filter((entry) => !uncarried(entry)));
-  }
   // By canonical name (layOver): a field the record carries under another spelling than the stored
   // one (isSuperUserPermEnabled from the detail endpoint, isUserAdminPermEnabled in the list)
   // replaces it; kept beside it, the stored spelling would win when read and a revoked flag stay set.
-  return layOver(integrationRecord, stored);
+  return layOver(withoutUncarriedRelations(integrationRecord), stored);
 }
 
 /** The fields a record carries: canonical names of known fields, keys as they are of the others. */

@@ -8,7 +8,7 @@ import { readIntegrationUserLogins } from '../db/sql/read-integration-user-login
 import { SyncError } from '../errors.js';
 import { isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
-import { keepCompanyFeedFields } from '../normalize/feed-fields.js';
+import { mergeBothFeeds } from '../normalize/feed-fields.js';
 import { normalizeUser, type UserRow } from '../normalize/user-record.js';
 import type { DirectLoad } from './direct-load.js';
 import { keepStoredIntegrationFields, userKey, type IntegrationUsers } from './integration-users.js';
@@ -79,8 +79,9 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
         const position = page.positions?.[i];
         const row = integration
           ? normalizeUser(
-              // By canonical name: a flag the two feeds spell differently is the integration feed's, once.
-              keepCompanyFeedFields(integration, item as Record<string, unknown>),
+              // By canonical name: a flag the two feeds spell differently is one field, once; the
+              // integration feed's unless CPQ changed the user between the two reads (mergeBothFeeds).
+              mergeBothFeeds(integration, item as Record<string, unknown>),
               { companyLogin: company, isIntegrationUser: true, origin: page.url, position },
               i,
             )

@@ -8,7 +8,7 @@ import { readStoredRecords } from '../db/sql/read-stored-records.js';
 import { SyncError } from '../errors.js';
 import { describeValue, isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
-import { keepCompanyFeedFields, keepIntegrationFeedFields, layOver } from '../normalize/feed-fields.js';
+import { keepCompanyFeedFields, keepIntegrationFeedFields, layOver, withoutIntegrationOnlyFields } from '../normalize/feed-fields.js';
 import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
@@ -201,7 +201,8 @@ export function integrationSince(sinceFor: (id: StreamId) => Date | undefined, c
 /**
  * Integration users keyed by company and login, complete with groups, read before company users.
  * `progress` is the stream's; on a site without the endpoint (404, CPQ_INTEGRATION_USERS=auto)
- * `onAbsent` is told why and none are returned.
+ * `onAbsent` is told why and none are returned; `onIncomplete` is told why a full read does not
+ * count as complete (no totalResults).
  */
 export async function readIntegrationUsers(
   http: CpqHttpClient,
@@ -210,6 +211,7 @@ export async function readIntegrationUsers(
   progress: StreamProgress,
   log: Logger,
   onAbsent: (warning: string) => void,
+  onIncomplete: (warning: string) => void,
 ): Promise<IntegrationUsers> {
   const found = new IntegrationUsers();
   // The record to normalize and its company, found once from the list's record (the detail's must agree).
@@ -266,7 +268,15 @@ export async function readIntegrationUsers(
     }
     // Counted by user: a repeat cannot hide a user left out, who would then stop being an integration user.
     progress.countedUsers(found.size);
-    found.complete = progress.report.mode === 'full' && !progress.short;
+    // And only totalResults shows that the keyset pages returned every user (as for a company read:
+    // where CPQ's sort and its $gt disagree, later pages skip users unseen); without it, a user a
+    // page skipped would stop being an integration user, or be marked deleted, and come back next run.
+    found.complete = progress.report.mode === 'full' && !progress.short && progress.report.totalResults !== null;
+    if (progress.report.mode === 'full' && progress.report.totalResults === null) {
+      onIncomplete(
+        `${INTEGRATION_STREAM.name}: CPQ sent no totalResults, so the read cannot show that its pages returned every integration user; none stops being one or is marked deleted this run`,
+      );
+    }
   } catch (err) {
     // Only the first page's 404 says the site has no such endpoint: a later one fails the read,
     // as any error in the middle of a list does (taken for the end of it, the users on the
@@ -292,7 +302,10 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
   if (left.length === 0) return;
   const existing = await readStoredRecords(client, site, left, { integrationOnly: false, key: userKey });
   const staged = left.map((u) => {
-    const record = keepCompanyFeedFields(u.record, existing.get(userKey(u.company, u.login)));
+    // What only the company feed gives is kept; not what only the integration feed gives, which this
+    // record, of the only feed that provides it, says afresh (a field it leaves out is gone).
+    const stored = existing.get(userKey(u.company, u.login));
+    const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(stored));
     return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
   });
   stager.take(INTEGRATION_STREAM.name, staged);

@@ -480,11 +480,19 @@ export class SyncRun {
       const integrationCompanies = new IntegrationCompanies(this.cpq.hostCompany, companyList);
       const aliases = integrationCompanies.hostAliases();
       hostAliases = aliases.filter((name) => !companies.includes(name));
-      integrationUsers = await readIntegrationUsers(this.http, this.cpq, integrationCompanies, progress, log, (warning) => {
-        // A site without the endpoint has no such stream: no report, no cursor.
-        this.progress.splice(this.progress.indexOf(progress), 1);
-        this.warn(warning);
-      });
+      integrationUsers = await readIntegrationUsers(
+        this.http,
+        this.cpq,
+        integrationCompanies,
+        progress,
+        log,
+        (warning) => {
+          // A site without the endpoint has no such stream: no report, no cursor.
+          this.progress.splice(this.progress.indexOf(progress), 1);
+          this.warn(warning);
+        },
+        (warning) => this.warn(warning),
+      );
       if (readAll && companyList !== undefined && !companyList.marksHost && integrationUsers.size > 0) {
         // The list's names are the company reads: the host's users would be read under its own
         // login, and its integration users (naming _host, or nothing) filed under _host.

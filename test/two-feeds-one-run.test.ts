@@ -1,0 +1,102 @@
+import { describe, expect } from 'vitest';
+import type { SimulatorOptions } from '../src/simulator/index.js';
+import { type Harness, it } from './helpers/harness.js';
+import { editPage, scriptRequests } from './helpers/scripted-pages.js';
+
+/*
+ * One user, two feeds (review CN): a host user that is also an integration user, read from the
+ * integration feed and then from the company feed, as one row.
+ */
+
+/** The integration feed sends no names (Oracle's v19 samples); under any spelling the simulator drifts to. */
+const dropNames = (u: Record<string, unknown>) => {
+  for (const key of Object.keys(u)) if (key.toLowerCase().replace(/_/g, '') === 'firstname') Reflect.deleteProperty(u, key);
+};
+type Raw = Record<string, unknown>;
+const INTEGRATION_USERS_PATH = '/cpq/rest/v19/integrationUsers';
+const HOST_USERS_PATH = '/cpq/rest/v16/companies/_host/users';
+
+async function row(h: Harness, login: string, columns: string) {
+  const [r] = await h.t.query<Raw>(`SELECT ${columns} FROM cpq.users WHERE company_login = '_host' AND login = $1`, [login]);
+  return r!;
+}
+async function changes(h: Harness, runId: string, login: string) {
+  return (
+    await h.t.query<{ change: string; diff: Raw | null }>(`SELECT change, diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [runId, login])
+  ).map((c) => ({ change: c.change, fields: Object.keys(c.diff ?? {}).sort() }));
+}
+
+describe('the site changes the user between the integration read and the company read of one run', () => {
+  it('the company record, read later and modified later, wins the fields both feeds send: the row is the state after the edit, not the new name beside the old admin flag', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 1 });
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { firstName: 'Ada', isUserAdminPermEnabled: true });
+    // The integration feed sends no names (Oracle's v19 samples; the simulator sends the whole record).
+    const stripNames = () =>
+      scriptRequests(h.sim, async (req) => {
+        if (req.path === INTEGRATION_USERS_PATH) req.reply(editPage(await req.real(), (p) => p.items.forEach(dropNames)));
+      });
+    stripNames();
+    await h.sync();
+    expect(await row(h, login, 'first_name, is_user_admin_perm_enabled, is_integration_user')).toEqual({
+      first_name: 'Ada',
+      is_user_admin_perm_enabled: true,
+      is_integration_user: true,
+    });
+    // One edit in CPQ (renamed and demoted at once), made after the integration feed was read and
+    // before the host feed is: both feeds return the user this run (a full run reads every user).
+    let edited = false;
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === INTEGRATION_USERS_PATH) req.reply(editPage(await req.real(), (p) => p.items.forEach(dropNames)));
+      if (req.path === HOST_USERS_PATH && !edited) {
+        edited = true;
+        h.sim.updateUser('_host', login, { firstName: 'Grace', isUserAdminPermEnabled: false });
+      }
+    });
+    const raced = await h.sync({ full: true });
+    const stored = await row(h, login, 'first_name, is_user_admin_perm_enabled, date_modified::text AS date_modified');
+    const inCpq = h.sim.user('_host', login)!;
+    // Either state CPQ held (before the edit, or after it) would do; the row is neither: the new
+    // name beside the revoked admin flag, dated before the edit, and the change row says "renamed" only.
+    const states = [
+      { first_name: 'Ada', is_user_admin_perm_enabled: true },
+      { first_name: 'Grace', is_user_admin_perm_enabled: false },
+    ];
+    expect(states).toContainEqual({ first_name: stored.first_name, is_user_admin_perm_enabled: stored.is_user_admin_perm_enabled });
+    expect(inCpq.isUserAdminPermEnabled).toBe(false);
+    expect(await changes(h, raced.runId, login)).toEqual([{ change: 'update', fields: ['date_modified', 'first_name', 'is_user_admin_perm_enabled'] }]);
+  });
+});
+
+describe('a field only the integration feed sends, left out of its record, is gone', () => {
+  it('host not synced (CPQ_COMPANIES = a partner): isApplicationAdminPermEnabled left out of the integration record is cleared, in incremental and full runs (it stayed true for ever)', async ({
+    startHarness,
+  }) => {
+    const sim: SimulatorOptions = { pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 1 };
+    const h = await startHarness(sim, (url) => ({ CPQ_BASE_URL: url }));
+    const partner = h.sim.companyLogins().find((c) => c !== '_host')!;
+    h.config.sites[0]!.cpq.companies.splice(0, Infinity, partner);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { isApplicationAdminPermEnabled: true });
+    await h.sync();
+    expect(await row(h, login, 'is_application_admin_perm_enabled, is_integration_user')).toEqual({
+      is_application_admin_perm_enabled: true,
+      is_integration_user: true,
+    });
+    // CPQ now sends the user without the flag (its record moved on: the incremental window returns it).
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === INTEGRATION_USERS_PATH)
+        req.reply(editPage(await req.real(), (p) => p.items.forEach((u) => Reflect.deleteProperty(u, 'isApplicationAdminPermEnabled'))));
+    });
+    for (const full of [false, true]) {
+      await h.sync({ full });
+      // A company-feed field its record leaves out is gone (README, one-feed fields); the same
+      // rule for the integration feed's own field: a full, complete read of the only feed that
+      // sends it does not send it.
+      expect(await row(h, login, 'is_application_admin_perm_enabled')).toEqual({ is_application_admin_perm_enabled: null });
+    }
+  });
+});
