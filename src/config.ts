@@ -344,6 +344,14 @@ export function loadConfig(env: Env = process.env): AppConfig {
   }
   if (scheduleErrors.length > 0) throw ConfigError.listing(scheduleErrors);
   const sitesFile = parsed.CPQ_SITES_FILE;
+  // Unset, DATABASE_URL means the embedded Postgres in DATA_DIR: a misspelt one would sync every
+  // user into a database on this machine no one looks at, every run succeeding.
+  const misspelt = unknownNames(env, new Set()).find((v) => v.near === 'DATABASE_URL');
+  if (!parsed.DATABASE_URL && misspelt) {
+    throw new ConfigError(
+      `${misspelt.name} is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (${parsed.DATA_DIR}), not your database; rename the variable, or unset ${misspelt.name} to use the embedded one`,
+    );
+  }
   if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
     throw new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)');
   }

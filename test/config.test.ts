@@ -150,6 +150,21 @@ describe('configuration', () => {
     );
   });
 
+  it('a misspelt DATABASE_URL without DATABASE_URL is refused: the embedded Postgres would take every user unseen (review CM)', () => {
+    for (const name of ['DATABSE_URL', 'database_url', 'DATABASE_URI']) {
+      expect(() => loadConfig({ ...base, [name]: 'postgres://db.example/cpq' })).toThrow(
+        new ConfigError(
+          `${name} is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (./.data), not your database; rename the variable, or unset ${name} to use the embedded one`,
+        ),
+      );
+    }
+    // Beside DATABASE_URL, the typo is only a warning (the setting is not at its default).
+    const both = loadConfig({ ...base, DATABASE_URL: 'postgres://db.example/cpq', DATABSE_URL: 'x' });
+    expect(both.databaseUrl).toBe('postgres://db.example/cpq');
+    expect(both.unknownVariables).toEqual(['DATABSE_URL is not a variable cpq-sync reads: did you mean DATABASE_URL?']);
+    expect(loadConfig(base).databaseUrl).toBeUndefined();
+  });
+
   it('reads companies and auth', () => {
     expect(loadConfig({ ...base, CPQ_COMPANIES: ' _host, partnerA ,' }).cpq!.companies).toEqual(['_host', 'partnerA']);
     expect(loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'p' }).cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'p' });
