@@ -297,6 +297,15 @@ export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefine
   if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP);
   if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP);
   if (!parsed.CPQ_BASE_URL) return undefined;
+  // A Fusion site's root given with its prefix: the company feed answers there, but the integration
+  // feed (always under /cpq) would be asked under /cpq/cpq, or, with auto, not at all: every
+  // integration user read as a plain user, without a word. A classic site behind a proxy path of
+  // that name says so with CPQ_INTEGRATION_USERS=off.
+  if (parsed.CPQ_PATH_PREFIX === '' && parsed.CPQ_INTEGRATION_USERS !== 'off' && /\/cpq\/*$/.test(new URL(parsed.CPQ_BASE_URL).pathname)) {
+    throw new ConfigError(
+      "CPQ_BASE_URL: ends in /cpq, the path prefix of a Fusion site: give the site's root (without /cpq) and set CPQ_PATH_PREFIX=/cpq, or else integration users are not read (for a classic site behind a proxy path /cpq, set CPQ_INTEGRATION_USERS=off)",
+    );
+  }
   const ca = readCaFile(parsed.CPQ_CA_FILE);
   return {
     baseUrl: parsed.CPQ_BASE_URL.replace(/\/+$/, ''),

@@ -165,6 +165,19 @@ describe('configuration', () => {
     expect(loadConfig(base).databaseUrl).toBeUndefined();
   });
 
+  it('a base URL ending in /cpq without CPQ_PATH_PREFIX is refused: integration users would not be read (review CM); with CPQ_INTEGRATION_USERS=off it is a classic site behind a proxy', () => {
+    const refusal = new ConfigError(
+      "CPQ_BASE_URL: ends in /cpq, the path prefix of a Fusion site: give the site's root (without /cpq) and set CPQ_PATH_PREFIX=/cpq, or else integration users are not read (for a classic site behind a proxy path /cpq, set CPQ_INTEGRATION_USERS=off)",
+    );
+    for (const url of ['https://cpq.example.com/cpq', 'https://cpq.example.com/cpq/', 'https://proxy.example.com/fusion/cpq']) {
+      expect(() => loadConfig({ CPQ_BASE_URL: url })).toThrow(refusal);
+      expect(() => loadConfig({ CPQ_BASE_URL: url, CPQ_INTEGRATION_USERS: 'on' })).toThrow(refusal);
+    }
+    expect(loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com/cpq', CPQ_INTEGRATION_USERS: 'off' }).cpq!.baseUrl).toBe('https://cpq.example.com/cpq');
+    expect(loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com', CPQ_PATH_PREFIX: '/cpq' }).cpq!.pathPrefix).toBe('/cpq');
+    expect(loadConfig({ CPQ_BASE_URL: 'https://proxy.example.com/cpqa' }).cpq!.baseUrl).toBe('https://proxy.example.com/cpqa');
+  });
+
   it('reads companies and auth', () => {
     expect(loadConfig({ ...base, CPQ_COMPANIES: ' _host, partnerA ,' }).cpq!.companies).toEqual(['_host', 'partnerA']);
     expect(loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: 'p' }).cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'p' });
