@@ -84,11 +84,16 @@ export function authHint(auth: CpqAuthConfig, message: string): string {
 
 const TLS_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|certificate|TLS|SSL/i;
 const TLS_NAME_ERROR = /ERR_TLS_CERT_ALTNAME_INVALID|Hostname\/IP does not match/i;
+const NOT_TLS = /WRONG_VERSION_NUMBER|packet length too long|unknown protocol|EPROTO/i;
 
 /** The fix for a certificate that did not verify; undefined for other network errors. */
 export function tlsHint(message: string, cpq: CpqConfig | undefined): string | undefined {
   if (TLS_NAME_ERROR.test(message)) {
     return 'the certificate does not name the host of CPQ_BASE_URL: use the host name the certificate was issued for';
+  }
+  // Not a certificate: what answered does not speak TLS at all (a plain http port).
+  if (NOT_TLS.test(message)) {
+    return 'the server at that host and port does not speak TLS: if it serves plain http, write http:// in CPQ_BASE_URL (allowed to loopback, or with CPQ_ALLOW_INSECURE_HTTP=true); otherwise check the port';
   }
   if (!TLS_ERROR.test(message)) return undefined;
   if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/.test(message))

@@ -236,6 +236,19 @@ describe('cpq-sync check against the simulator', () => {
     expect(trusted.ok).toBe(true);
   });
 
+  it('https:// to a port that serves plain http: the fix says so, not a CA file (review CM); the same hint for a run', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const plain = h.sim.baseUrl.replace(/^http:/, 'https:');
+    const notTls =
+      'the server at that host and port does not speak TLS: if it serves plain http, write http:// in CPQ_BASE_URL (allowed to loopback, or with CPQ_ALLOW_INSECURE_HTTP=true); otherwise check the port';
+    const report = await runCheck(envOf(h, { CPQ_BASE_URL: plain }));
+    expect(step(report, 'host')).toMatchObject({ status: 'fail', fix: notTls });
+    expect(step(report, 'host').detail).not.toMatch(/[\n\r]|\\x0a/);
+    const run = await cli(['run'], { ...envOf(h, { CPQ_BASE_URL: plain, CPQ_MAX_RETRIES: '0' }), DATABASE_URL: h.t.url });
+    expect(run.stderr).toContain(`hint: ${notTls}`);
+    expect(run.stderr).not.toContain('CPQ_CA_FILE');
+  });
+
   it('a host where nothing listens, and a server that answers 404 under both prefixes', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const dead = await runCheck(envOf(h, { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}` }));

@@ -11,7 +11,7 @@ import { dispatcherFor, withDispatcher } from '../cpq/transport.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { zipExportUrl } from '../cpq/zip-export.js';
 import { authHint, describeAuth, otherPrefix, prefixHint, prefixSetting, tlsHint, unreachableHint } from '../error-hints.js';
-import { SyncError, errorMessage } from '../errors.js';
+import { SyncError, errorMessage, oneLine } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { carriesItems } from '../normalize/user-record.js';
@@ -103,8 +103,9 @@ export async function checkHost(cpq: CpqConfig): Promise<StepResult> {
     }
     return fail('host', `${resolved}; the certificate does not verify: ${system.error ?? 'unknown reason'}`, tlsHint(system.error ?? 'CERT', cpq));
   } catch (err) {
-    const message = errorMessage(err);
-    return fail('host', `${resolved}; cannot connect to port ${url.port || (url.protocol === 'https:' ? 443 : 80)} (${message})`, unreachableHint(message));
+    // OpenSSL's texts end in a line break: one line, as every step's detail is.
+    const message = oneLine(errorMessage(err));
+    return fail('host', `${resolved}; cannot connect to port ${url.port || (url.protocol === 'https:' ? 443 : 80)} (${message})`, requestFix(err, cpq));
   }
 }
 
