@@ -177,6 +177,19 @@ describe('cpq-sync check against the simulator', () => {
     expect(step(report, 'users').detail).toMatch(/_host 8;/); // 3 users and 5 integration users
   });
 
+  it('companies the site lists that CPQ_COMPANIES leaves out (the default reads _host alone) are a warning naming them (review CM)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 1 });
+    expect(step(await runCheck(envOf(h)), 'companies')).toEqual({
+      step: 'companies',
+      status: 'warn',
+      detail: '3 listed; CPQ_COMPANIES reads _host; the users of partner1, partner2 are not synced',
+      fix: 'set CPQ_COMPANIES=* to sync every company, or name each company to sync',
+    });
+    expect(step(await runCheck(envOf(h, { CPQ_COMPANIES: 'partner2,_host,partner1' })), 'companies').status).toBe('pass');
+  });
+
   it('users: a first user whose groups or access permissions are only links (not expanded) warns that memberships will not be synced', async ({
     startHarness,
   }) => {

@@ -190,6 +190,18 @@ export async function checkCompanies(client: CpqHttpClient, cpq: CpqConfig): Pro
       companies: cpq.companies.filter((c) => listed.includes(c)),
     };
   }
+  // The default reads the host alone: a site's partner users left out, which "every user" does not say.
+  const unread = listed.filter((c) => !cpq.companies.includes(c));
+  if (unread.length > 0) {
+    return {
+      step: warn(
+        'companies',
+        `${listed.length} listed; CPQ_COMPANIES reads ${list(cpq.companies)}; the users of ${list(unread)} are not synced`,
+        'set CPQ_COMPANIES=* to sync every company, or name each company to sync',
+      ),
+      companies: cpq.companies,
+    };
+  }
   return { step: pass('companies', `${listed.length} listed; CPQ_COMPANIES reads ${list(cpq.companies)}`), companies: cpq.companies };
 }
 
