@@ -1,7 +1,14 @@
 -- cpq-user-sync schema, version 1: current state of users, groups and access permissions,
 -- the run record and the incremental cursors. Everything lives in schema cpq.
 
-CREATE SCHEMA IF NOT EXISTS cpq;
+-- Only when missing: CREATE SCHEMA IF NOT EXISTS needs the database's CREATE privilege even when
+-- the schema exists, which a role given a schema a DBA made for it does not have.
+DO $$
+BEGIN
+  IF to_regnamespace('cpq') IS NULL THEN
+    CREATE SCHEMA cpq;
+  END IF;
+END $$;
 
 CREATE TABLE cpq.sync_runs (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

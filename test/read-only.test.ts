@@ -74,13 +74,13 @@ describe('read-only commands', () => {
     );
   });
 
-  it('check reads the schema version as cpq_reader too (review CC)', async ({ startHarness }) => {
+  it('check reads the schema version as cpq_reader too (review CC), and says a run as it would fail (review CM: it passed)', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 1, partnerCompanies: 0, integrationUsers: 0 });
     await h.sync();
     const report = await runCheck({ CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: await readerUrl(h.t.url) });
     expect(report.database?.steps.find((s) => s.step === 'schema')).toMatchObject({
-      status: 'pass',
-      detail: expect.stringMatching(/^up to date: version /) as unknown,
+      status: 'fail',
+      detail: expect.stringMatching(/^version 0\d{3}_\w+, but role \w+ may not write the cpq tables/) as unknown,
     });
   });
 

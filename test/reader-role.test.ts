@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterEach, describe, expect, inject } from 'vitest';
 import { createDb, createPool, withOptions } from '../src/db/database.js';
+import { checkSchema } from '../src/check/database.js';
+import type { Database } from '../src/db/connect.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { SyncError } from '../src/errors.js';
@@ -346,6 +348,71 @@ describe('cpq_reader', () => {
     const reader = await loginAs(url.toString());
     expect((await reader.query(`SELECT count(*)::int AS n FROM cpq.users`)).rows).toEqual([{ n: 0 }]);
     await denied(reader, `INSERT INTO cpq.groups (variable_name) VALUES ('x')`);
+  });
+
+  it('a schema cpq a DBA made for the role, in a database where it may not create schemas, is migrated (review CM: every run failed, permission denied for database)', async () => {
+    const owner = `cpq_schema_owner_${randomBytes(5).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    const database = `cpq_dba_db_${randomBytes(5).toString('hex')}`;
+    await admin(async (c) => {
+      await c.query(`CREATE ROLE ${owner} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD '${password}'`);
+      await c.query(`CREATE DATABASE ${database}`);
+    });
+    cleanups.push(() =>
+      admin(async (c) => {
+        await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+        await c.query(`DROP ROLE IF EXISTS ${owner}`);
+      }),
+    );
+    await admin((c) => c.query(`REVOKE CREATE ON DATABASE ${database} FROM PUBLIC`), database);
+    const url = new URL(inject('adminDatabaseUrl'));
+    url.pathname = `/${database}`;
+    url.username = owner;
+    url.password = password;
+    const pool = createPool(url.toString());
+    const db = createDb(pool);
+    const schemaStep = async (on: pg.Pool) => {
+      const { status, detail, fix } = await checkSchema({ pool: on } as Database);
+      return { status, detail, fix };
+    };
+    try {
+      // check says what the first run will meet, before the DBA made the schema and after.
+      expect(await schemaStep(pool)).toEqual({
+        status: 'fail',
+        detail: `no cpq schema, and role ${owner} may not create one in database ${database}`,
+        fix: `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${owner} (or GRANT CREATE ON DATABASE ${database} TO ${owner})`,
+      });
+      await admin((c) => c.query(`CREATE SCHEMA cpq AUTHORIZATION ${owner}`), database);
+      expect(await schemaStep(pool)).toEqual({
+        status: 'warn',
+        detail: 'schema cpq exists, not migrated yet',
+        fix: 'the first run (or cpq-sync migrate) migrates it',
+      });
+      // CREATE SCHEMA IF NOT EXISTS checks the database's CREATE privilege before it looks: every run failed.
+      expect(await migrate(db)).toEqual(ALL_MIGRATIONS);
+      expect(await migrate(db)).toEqual([]);
+      expect((await schemaStep(pool)).status).toBe('pass');
+    } finally {
+      await db.destroy();
+    }
+    // A reporting login: it reads, and check says a run as it would fail (it passed, and every run failed).
+    await admin((c) => c.query(`GRANT CONNECT ON DATABASE ${database} TO cpq_reader`));
+    const readerName = `cpq_rr_${randomBytes(5).toString('hex')}`;
+    const readerPassword = randomBytes(12).toString('hex');
+    await admin((c) => c.query(`CREATE ROLE ${readerName} LOGIN PASSWORD '${readerPassword}' IN ROLE cpq_reader`));
+    cleanups.push(() => admin((c) => c.query(`DROP ROLE IF EXISTS ${readerName}`)));
+    url.username = readerName;
+    url.password = readerPassword;
+    const readerPool = createPool(url.toString());
+    try {
+      expect(await schemaStep(readerPool)).toEqual({
+        status: 'fail',
+        detail: expect.stringMatching(new RegExp(`^version \\S+, but role ${readerName} may not write the cpq tables`)) as unknown,
+        fix: 'run cpq-sync as the role that owns schema cpq (the one that migrated it)',
+      });
+    } finally {
+      await readerPool.end();
+    }
   });
 });
 

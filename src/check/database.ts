@@ -6,6 +6,7 @@ import { redactUrl } from '../db/database.js';
 import { MIGRATIONS_DIR } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
+import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
@@ -25,7 +26,7 @@ function releaseMigrations(): string[] {
 export async function checkSchema(database: Database): Promise<StepResult> {
   const applied = await readAppliedMigrations(database.pool);
   const known = releaseMigrations();
-  if (applied === null) return warn('schema', 'no cpq schema yet', 'the first run (or cpq-sync migrate) creates it');
+  if (applied === null) return unmigratedSchema(await readSchemaRights(database.pool));
   const latest = applied[applied.length - 1] ?? 'none';
   const ahead = applied.filter((name) => !known.includes(name));
   if (ahead.length > 0) return warn('schema', `migrated by a newer release (${ahead.join(', ')}); this one runs on it without migrating`);
@@ -37,7 +38,37 @@ export async function checkSchema(database: Database): Promise<StepResult> {
       'the next run applies them, or run cpq-sync migrate',
     );
   }
+  // A role that may read but not write (cpq_reader alone): every run would fail at its first write.
+  const rights = await readSchemaRights(database.pool);
+  if (rights.mayWriteUsers === false) {
+    return fail(
+      'schema',
+      `version ${latest}, but role ${rights.role} may not write the cpq tables (a reporting role?)`,
+      'run cpq-sync as the role that owns schema cpq (the one that migrated it)',
+    );
+  }
   return pass('schema', `up to date: version ${latest} (${applied.length} migrations)`);
+}
+
+/** A database no run has migrated: whether the first run can (the role may create the schema, or its tables in the one a DBA made). */
+function unmigratedSchema(rights: SchemaRights): StepResult {
+  const { role, database } = rights;
+  if (!rights.schemaExists) {
+    return rights.mayCreateSchema
+      ? warn('schema', 'no cpq schema yet', 'the first run (or cpq-sync migrate) creates it')
+      : fail(
+          'schema',
+          `no cpq schema, and role ${role} may not create one in database ${database}`,
+          `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${role} (or GRANT CREATE ON DATABASE ${database} TO ${role})`,
+        );
+  }
+  return rights.mayCreateInSchema === true
+    ? warn('schema', 'schema cpq exists, not migrated yet', 'the first run (or cpq-sync migrate) migrates it')
+    : fail(
+        'schema',
+        `schema cpq exists, not migrated yet, and role ${role} may not create tables in it`,
+        `run cpq-sync as the role that owns schema cpq, or have a DBA run GRANT CREATE, USAGE ON SCHEMA cpq TO ${role}`,
+      );
 }
 
 /** Whether a run of `site` could take its sync lock now; held means a run is going on, which is no setup problem. */

@@ -77,9 +77,13 @@ export function logAhead(log: Logger): (unknown: string[]) => void {
 /**
  * Schema cpq, made before anything can lock: IF NOT EXISTS is no guard against a session making
  * it at the same moment (two sites' first runs), which fails one of them with a unique violation
- * on pg_namespace (or duplicate_schema): the schema then exists, as asked.
+ * on pg_namespace (or duplicate_schema): the schema then exists, as asked. Looked up first:
+ * CREATE SCHEMA IF NOT EXISTS needs the database's CREATE privilege even when the schema exists,
+ * which a role given a schema a DBA made for it (the warehouse's usual policy) does not have.
  */
 async function createSchema(db: Db): Promise<void> {
+  const { rows } = await sql<{ exists: boolean }>`SELECT to_regnamespace('cpq') IS NOT NULL AS exists`.execute(db);
+  if (rows[0]?.exists === true) return;
   try {
     await sql`CREATE SCHEMA IF NOT EXISTS cpq`.execute(db);
   } catch (err) {
