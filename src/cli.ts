@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerComplianceCommands } from './cli/compliance-commands.js';
 import { registerExportCommands } from './cli/export-commands.js';
@@ -23,6 +24,12 @@ setHeapGrowingFactor();
 const program = new Command()
   .name('cpq-sync')
   .description('Copies the users of an Oracle CPQ site into Postgres and records what changed.')
+  // The release an operator reports: package.json beside src/ and dist/ alike.
+  .version(
+    (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version,
+    '-V, --version',
+    'prints the version',
+  )
   .configureOutput({ outputError: (text, write) => write(`cpq-sync: ${oneLine(text.replace(/^error: /, ''))} (see --help)\n`) })
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_CODES.config));
 

@@ -46,6 +46,11 @@ describe('cpq-sync CLI', () => {
     expect(rows).toHaveLength(7);
   });
 
+  it("--version (-V) prints the release, package.json's version, and exits 0 (review CM: unknown option)", async () => {
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) expect(await cli([flag], {})).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+
   it('exit code 2 and one line naming the variable for bad configuration', async () => {
     const out = await cli(['run'], { CPQ_BASE_URL: 'https://x.example.com', CPQ_PAGE_SIZE: 'lots', DATABASE_URL: 'postgres://127.0.0.1:1/none' });
     expect(out.code).toBe(2);

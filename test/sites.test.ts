@@ -10,6 +10,7 @@ import { createDb, createPool } from '../src/db/database.js';
 import { registerSite } from '../src/db/sql/with-sync-lock.js';
 import { runSites } from '../src/sync/run-sites.js';
 import { cli } from './helpers/cli-process.js';
+import { holdSyncLock } from './helpers/database.js';
 import { collect } from './helpers/export-output.js';
 import { it } from './helpers/fixtures.js';
 
@@ -622,6 +623,19 @@ describe('many sites in one database', () => {
 
     const some = await cli(['run', '--site', 'one', '--site', 'three'], env);
     expect(some.code).toBe(0);
+    // Every site named skipped, another run holding its lock: said so, not "failed" (review CM), exit code 7.
+    const holder = await t.pool.connect();
+    try {
+      await holdSyncLock(holder, 'one');
+      await holdSyncLock(holder, 'three');
+      const skipped = await cli(['run', '--site', 'one', '--site', 'three'], env);
+      expect(skipped.code).toBe(7);
+      expect(skipped.stderr).toMatch(/^cpq-sync: 2 of 2 sites skipped: site one: another cpq-sync run holds the sync lock of site one; .*; site three: /);
+      const mixed = await cli(['run'], env);
+      expect(mixed.stderr).toMatch(/^cpq-sync: 3 of 3 sites failed: /);
+    } finally {
+      holder.release(true);
+    }
     const unknown = await cli(['run', '--site', 'four'], env);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('--site: no site is named "four" (sites: one, two, three)');
@@ -635,7 +649,7 @@ describe('many sites in one database', () => {
     expect(report.sites.map((s) => [s.site, s.lastRunFailed, s.runs.length])).toEqual([
       ['one', false, 2],
       ['three', false, 2],
-      ['two', true, 1],
+      ['two', true, 2],
     ]);
   });
 });

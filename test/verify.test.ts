@@ -150,13 +150,13 @@ describe('proof of completeness', () => {
     expect(differs.stdout).toMatch(/\n_host\s+3\s+4\s+1\s+.*DIFFERENT\n\n1 of 1 companies differ\n/);
 
     const chain = await cli(['verify', '--chain'], env);
-    expect(chain.stdout).toMatch(/^site default: 1 sealed runs, chain head [0-9a-f]{64}\nevery seal matches what its run committed\n$/);
+    expect(chain.stdout).toMatch(/^site default: 1 sealed run, chain head [0-9a-f]{64}\nevery seal matches what its run committed\n$/);
     expect(chain.code).toBe(0);
     await h.t.query(`UPDATE cpq.user_change_log SET login = 'someone-else' WHERE id = (SELECT min(id) FROM cpq.user_change_log)`);
     const broken = await cli(['verify', '--chain'], env);
     expect(broken.code).toBe(1);
     expect(broken.stdout).toMatch(
-      /^site default: 1 sealed runs, chain BROKEN \(below\): its head [0-9a-f]{64} is not one to keep\nsite default: BROKEN at run \d+: /,
+      /^site default: 1 sealed run, chain BROKEN \(below\): its head [0-9a-f]{64} is not one to keep\nsite default: BROKEN at run \d+: /,
     );
     // --site: only the sites named, and a site this database does not know is refused.
     expect(await cli(['verify', '--chain', '--site', 'default'], env)).toMatchObject({ code: 1, stdout: expect.stringContaining('BROKEN at run') as unknown });

@@ -62,7 +62,9 @@ export function registerSyncCommands(program: Command): void {
             if (failed.length === 1 && sites.length === 1) throw failed[0]!.error;
             if (failed.length > 0) {
               const lines = failed.map((o) => `site ${o.site}: ${oneLine(o.error.message)}`);
-              throw new SyncError(failed[0]!.error.kind, `${failed.length} of ${sites.length} sites failed: ${lines.join('; ')}`);
+              // A site skipped because another run holds its lock did not fail: said as what it was.
+              const outcome = failed.every((o) => o.error.kind === 'lock') ? 'skipped' : 'failed';
+              throw new SyncError(failed[0]!.error.kind, `${failed.length} of ${sites.length} sites ${outcome}: ${lines.join('; ')}`);
             }
           } finally {
             terminal?.display.stop();

@@ -168,13 +168,15 @@ export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Prom
   return { sites: [...sites.values()], breaks: [...breaks.values()] };
 }
 
+const sealedRuns = (n: number) => `${n} sealed run${n === 1 ? '' : 's'}`;
+
 export function formatChain(report: ChainReport): string {
   // A broken site's head is printed as no head to keep: a later verify passing through it proves nothing.
   const broken = new Set(report.breaks.map((b) => b.site));
   const out = report.sites.map((s) =>
     broken.has(s.site)
-      ? `site ${s.site}: ${s.runs} sealed runs, chain BROKEN (below): its head ${s.head} is not one to keep`
-      : `site ${s.site}: ${s.runs} sealed runs, chain head ${s.head}`,
+      ? `site ${s.site}: ${sealedRuns(s.runs)}, chain BROKEN (below): its head ${s.head} is not one to keep`
+      : `site ${s.site}: ${sealedRuns(s.runs)}, chain head ${s.head}`,
   );
   if (report.sites.length === 0) out.push('no sealed runs yet');
   for (const b of report.breaks) out.push(`site ${b.site}: BROKEN at run ${b.runId}: ${b.problem}`);
