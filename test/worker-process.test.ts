@@ -203,7 +203,12 @@ describe('cpq-sync run (process)', () => {
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
     const locked = await cli(['run'], env);
     expect(locked.code).toBe(7);
-    expect(locked.stderr).toBe('cpq-sync: another cpq-sync run holds the sync lock of site default; this run was skipped\n');
+    const pid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    expect(locked.stderr).toMatch(
+      new RegExp(
+        `^cpq-sync: another cpq-sync run holds the sync lock of site default; this run was skipped: held by the database session of pid ${pid} since \\S+Z; if that run is stuck, stop its process, or end that session \\(SELECT pg_terminate_backend\\(${pid}\\)\\)\n$`,
+      ),
+    );
     expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(0);
     expect(h.sim.requests).toHaveLength(0);
 

@@ -61,7 +61,12 @@ export async function withSyncLock<T>(
         `the sync lock of site ${site} is held by a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync run: no run of this site can start until it lets go (SELECT pg_terminate_backend(${holder.pid}))`,
       );
     }
-    throw new SyncError('lock', whenHeld);
+    // Who holds it, and how to end it should it be stuck (a process stopped, not killed, keeps it).
+    const heldBy =
+      holder === null
+        ? ''
+        : `: held by the database session of pid ${holder.pid}${holder.since ? ` since ${holder.since.toISOString()}` : ''}; if that run is stuck, stop its process, or end that session (SELECT pg_terminate_backend(${holder.pid}))`;
+    throw new SyncError('lock', `${whenHeld}${heldBy}`);
   }
   try {
     return await work();
