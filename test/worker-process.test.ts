@@ -71,6 +71,29 @@ describe('cpq-sync schedule (process)', () => {
     expect(messages.at(-1)).toBe('worker stopped');
   });
 
+  it('run | head: standard output closed mid-run stops the run as SIGPIPE would: rolled back, recorded interrupted, one line, exit 130 (review CM: an unhandled EPIPE)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 45, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    await h.sync();
+    h.sim.addUser('partner1', { firstName: 'New', lastName: 'Person' });
+    const before = await snapshotEverything(h.t);
+    const held = holdRequests(h.sim, 3);
+    cleanups.push(held.release);
+    const run = spawnCli(['run', '--full'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10', CPQ_KEY_RANGES: '1' });
+    await held.reached;
+    await run.waitForLine((l) => l.msg === 'page read');
+    // The reader goes away (| head -1 exiting), then the site answers: the next log line meets a closed pipe.
+    run.child.stdout!.destroy();
+    held.release();
+    const out = await run.exited;
+    expect(out.code).toBe(130);
+    expect(out.stderr).toBe('cpq-sync: the run was interrupted (signal) before it finished\n');
+    const rows = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
+    expect(rows.map((r) => r.status)).toEqual(['succeeded', 'interrupted']);
+    expect(await snapshotEverything(h.t)).toEqual(before);
+  });
+
   it('idle: serves /healthz, /readyz and /metrics on HTTP_PORT and exits 0 promptly on SIGINT', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const worker = spawnCli(['schedule'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });

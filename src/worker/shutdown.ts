@@ -14,10 +14,12 @@ export interface ShutdownOptions {
   exit?: (code: number) => void;
   /** For tests; default process. */
   target?: NodeJS.EventEmitter;
+  /** Where the logs go, whose failure to be written stops as a signal does; default process.stdout. */
+  output?: NodeJS.EventEmitter;
 }
 
 /**
- * SIGINT/SIGTERM as a cooperative stop: the first signal aborts `signal` (the current run rolls
+ * SIGINT/SIGTERM (and standard output closed: SIGPIPE) as a cooperative stop: the first signal aborts `signal` (the current run rolls
  * back and records itself `interrupted`) and resolves `requested`; the command then winds down
  * on its own. A second signal, or SHUTDOWN_TIMEOUT passing, ends the process at once — Postgres
  * then rolls the open transaction back itself and the next run marks the row `abandoned`.
@@ -36,7 +38,20 @@ export class ShutdownSignals {
     this.target = options.target ?? process;
     this.requested = new Promise((resolve) => (this.resolveRequested = resolve));
     for (const name of SIGNALS) this.target.on(name, this.onSignal);
+    (options.output ?? process.stdout).on('error', this.onOutputError);
   }
+
+  /**
+   * Standard output closed under the logs (`run | head`): Node ignores SIGPIPE, and the write's
+   * EPIPE, unhandled, ended the process with a stack trace, the run left to be found abandoned.
+   * Taken as the signal it stands for: the run rolls back and is recorded interrupted.
+   */
+  private readonly onOutputError = () => {
+    this.outputFailed = true;
+    if (!this.signal.aborted) this.onSignal('SIGPIPE');
+  };
+  /** Once failed, the output keeps failing each later write: the listener then stays, past dispose. */
+  private outputFailed = false;
 
   private readonly onSignal = (name: NodeJS.Signals) => {
     const { log, timeoutMs } = this.options;
@@ -75,5 +90,6 @@ export class ShutdownSignals {
   dispose(): void {
     if (this.deadline) clearTimeout(this.deadline);
     for (const name of SIGNALS) this.target.removeListener(name, this.onSignal);
+    if (!this.outputFailed) (this.options.output ?? process.stdout).removeListener('error', this.onOutputError);
   }
 }
