@@ -242,14 +242,23 @@ export interface GeneratedSite {
 }
 
 export class SiteDataFactory {
-  readonly groupPool: readonly Group[];
+  private pool: readonly Group[];
+  /** The site's group definitions, which new users and integration-user writes take. */
+  get groupPool(): readonly Group[] {
+    return this.pool;
+  }
   readonly companies: readonly CompanyInfo[];
   private readonly permissionPool: ReadonlyArray<readonly [AccessPermission, AccessPermission]>;
   private readonly companyRefs = new Map<string, { name: string; loginName: string }>();
   private readonly loginWidth: number;
 
+  /** The site redefines a group (a test's relabel): its label and type from now on. */
+  redefineGroup(variableName: string, label: string, type: string): void {
+    this.pool = this.pool.map((g) => (g.variableName === variableName ? { variableName, label, type } : g));
+  }
+
   constructor(private readonly settings: DataSettings) {
-    this.groupPool = this.makeGroupPool();
+    this.pool = this.makeGroupPool();
     this.permissionPool = PERMISSION_ENTITIES.map(
       (entity) => [deepFreeze({ ...entity, hasAccess: true }), deepFreeze({ ...entity, hasAccess: false })] as const,
     );

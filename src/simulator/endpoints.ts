@@ -16,6 +16,8 @@ export interface EndpointSettings {
   drift: boolean;
   /** How the zip export is built, or undefined when the site has none (read per request, so tests can change it). */
   zipExport: () => ZipExportOptions | undefined;
+  /** A test's reordering of each user-collection page's items (CPQ need not keep a stable order within a page); undefined: as sorted. */
+  reorderPage?: () => (<T>(items: T[]) => T[]) | undefined;
 }
 
 /** What the endpoint needs to know about the HTTP request. */
@@ -217,6 +219,8 @@ export class CpqEndpoints {
     const envelope = collectionEnvelope(users, page, collectionHref, query, parseFieldList(query.get('excludeLinks')), (user) =>
       toWireUser(user, shapeFor(user)),
     );
+    const reorder = this.settings.reorderPage?.();
+    if (reorder && Array.isArray(envelope.items)) envelope.items = reorder(envelope.items as unknown[]);
     return { ...jsonText(200, stringifyWire(envelope)), users: envelope.count as number };
   }
 

@@ -42,6 +42,8 @@ export class CpqSimulator {
   readonly requests: RequestRecord[] = [];
   /** Awaited before each response is computed; tests mutate data here between pages. */
   onRequest?: (req: RequestRecord & { index: number }) => void | Promise<void>;
+  /** Reorders the items of every user-collection page from now on (tests: a site that keeps no stable order within a page); undefined: sorted. */
+  reorderPage?: <T>(items: T[]) => T[];
   /** Successful OAuth token grants. */
   tokenRequests = 0;
   /** With cachePages: responses rendered because none was kept for the request. */
@@ -84,6 +86,7 @@ export class CpqSimulator {
       integrationListIncludesGroups: o.integrationListIncludesGroups,
       drift: o.drift,
       zipExport: () => this.zipExport,
+      reorderPage: () => this.reorderPage,
     });
     this.authGate = new AuthGate(options.auth, o.now);
   }
@@ -206,6 +209,12 @@ export class CpqSimulator {
   removeGroup(company: string, login: string, variableName: string, opts: MutationOptions = {}): void {
     this.renderedPages.clear();
     this.store.removeGroup(company, login, variableName, this.nowIso(), opts);
+  }
+
+  /** Every member's item of the group, and the site's definition of it, take this label and type (dateModified = now unless touch: false). */
+  relabelGroup(variableName: string, label: string, type: string, opts: MutationOptions = {}): void {
+    this.renderedPages.clear();
+    this.store.relabelGroup(variableName, label, type, this.nowIso(), opts);
   }
 
   setAccessPermission(company: string, login: string, perm: AccessPermission, opts: MutationOptions = {}): void {

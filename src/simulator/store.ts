@@ -312,6 +312,28 @@ export class UserStore {
     this.replaceRelation(user, 'accessPermissions', items, nowIso, options);
   }
 
+  /**
+   * The site's group `variableName` gets another label and type: the pool's definition (new
+   * members and integration-user writes take it) and every member's item; each member's
+   * dateModified moves unless touch is false.
+   */
+  relabelGroup(variableName: string, label: string, type: string, nowIso: string, options: MutationOptions): void {
+    this.factory.redefineGroup(variableName, label, type);
+    for (const users of this.companies.values()) {
+      for (const user of users.values()) {
+        const items = this.relationItems<Group>(user, 'groups');
+        if (!items.some((g) => g.variableName === variableName)) continue;
+        this.replaceRelation(
+          user,
+          'groups',
+          items.map((g) => (g.variableName === variableName ? { ...g, label, type } : g)),
+          nowIso,
+          options,
+        );
+      }
+    }
+  }
+
   driftFor(company: string, login: string): FieldRenames {
     return this.driftSeed === undefined ? undefined : chooseDrift(this.driftSeed, company, login);
   }

@@ -312,6 +312,18 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
   await stager.endPage();
 }
 
+/** Both records date the user's creation (dateAdded, any spelling), at two different instants. */
+function addedAtAnotherTime(read: Raw, stored: Raw): boolean {
+  const at = (record: Raw) => {
+    const text = sentString(canonicalize(record).get('dateAdded'));
+    const ms = text === undefined ? NaN : Date.parse(text);
+    return Number.isNaN(ms) ? undefined : ms;
+  };
+  const a = at(read);
+  const b = at(stored);
+  return a !== undefined && b !== undefined && a !== b;
+}
+
 /**
  * Company-feed rows (none an integration user's) of users stored as integration users that this
  * run's integration read did not return (an incremental window that missed them, a feed that is
@@ -337,7 +349,12 @@ export async function keepStoredIntegrationFields(
     const before = stored.get(userKey(company, row.login));
     if (!before) return;
     const i = indexes[j]!;
-    const record = keepIntegrationFeedFields(page.items.value(i) as Raw, before);
+    const read = page.items.value(i) as Raw;
+    // Someone else now holds the login (the integration user was deleted, its login given to a
+    // new user, and no full read saw the deletion yet): CPQ dates a user's creation once, so
+    // another dateAdded is another user, and what the former holder had is not kept.
+    if (addedAtAnotherTime(read, before)) return;
+    const record = keepIntegrationFeedFields(read, before);
     rows[j] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
   });
 }

@@ -145,6 +145,12 @@ export interface EqualsOptions {
    * simulator), and then no other company may have present users.
    */
   companies?: string[];
+  /**
+   * The label and type cpq.groups holds per group when they need not be the record's: a group
+   * relabelled at the site since a present user was last read keeps the old words in that user's
+   * raw, while the one row of cpq.groups has the words of the last read (model-based tests).
+   */
+  groupDefinitions?: ReadonlyMap<string, { label: string | null; type: string | null }>;
 }
 
 /**
@@ -200,6 +206,7 @@ export async function expectDatabaseEqualsSimulator(
         variable_name: String(g.variableName),
         label: (g.label as string | undefined) ?? null,
         type: (g.type as string | undefined) ?? null,
+        ...options.groupDefinitions?.get(String(g.variableName)),
       }));
       const storedGroups = (groupsOf.get(row.id) ?? []).map(({ user_id: _u, ...g }) => g);
       const sortGroups = byKey((g: Membership) => g.variable_name);
