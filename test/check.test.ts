@@ -327,7 +327,9 @@ describe('cpq-sync check against the simulator', () => {
       ['us', us.sim.baseUrl],
     ]);
     expect(both.sites[0]!.steps.every((s) => s.status !== 'fail')).toBe(true);
-    expect(both.sites[1]!.steps.find((s) => s.step === 'path prefix')?.fix).toMatch(/set CPQ_PATH_PREFIX=$/);
+    // Named as the site's key, which wins over the environment's variable (review CM: .env edited to no effect).
+    expect(both.sites[1]!.steps.find((s) => s.step === 'path prefix')?.fix).toMatch(/set pathPrefix=$/);
+    expect(JSON.stringify(both.sites)).not.toMatch(/CPQ_PATH_PREFIX|CPQ_COMPANIES|CPQ_USERNAME/);
     expect(both.database?.steps.map((s) => s.step)).toEqual(['database', 'schema', 'sync lock (eu)', 'cpq (eu)', 'sync lock (us)', 'cpq (us)']);
     expect(both.ok).toBe(false);
 
@@ -335,6 +337,10 @@ describe('cpq-sync check against the simulator', () => {
     expect(out.code).toBe(0);
     expect(out.stdout).toContain(`site eu (${eu.sim.baseUrl})\n`);
     expect(out.stdout).not.toContain('site us');
+
+    // A run's hint names the site and its key too.
+    const run = await cli(['run', '--site', 'us'], env);
+    expect(run.stderr).toMatch(/; hint: for site us in CPQ_SITES_FILE: .*set pathPrefix=\n$/);
   });
 
   it('bad configuration: the configuration step fails with the one-line reason, exit code 2', async () => {

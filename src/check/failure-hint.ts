@@ -2,6 +2,7 @@ import type { AppConfig, CpqConfig } from '../config.js';
 import { hintFor, wantsPrefixProbe } from '../error-hints.js';
 import { SyncError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { siteKeysIn } from '../sites-file.js';
 import { probePrefixes } from './prefix.js';
 import { checkClient } from './site.js';
 
@@ -18,5 +19,10 @@ function siteOf(err: unknown, config: AppConfig): CpqConfig | undefined {
 export async function failureHint(err: unknown, config: AppConfig | undefined, log: Logger | undefined): Promise<string | undefined> {
   const cpq = config ? siteOf(err, config) : undefined;
   const prefixes = cpq && log && wantsPrefixProbe(err) ? await probePrefixes(checkClient(cpq, log).client) : undefined;
-  return hintFor(err, { ...(cpq ? { cpq } : {}), ...(prefixes ? { prefixes } : {}) });
+  const hint = hintFor(err, { ...(cpq ? { cpq } : {}), ...(prefixes ? { prefixes } : {}) });
+  // A site of CPQ_SITES_FILE is set by its keys there, which win over the environment's variables:
+  // the hint names those (pathPrefix, not CPQ_PATH_PREFIX), or an operator would edit .env to no effect.
+  const site = err instanceof SyncError ? err.site : undefined;
+  if (hint === undefined || config?.cpq !== undefined || site === undefined) return hint;
+  return `for site ${site} in CPQ_SITES_FILE: ${siteKeysIn(hint)}`;
 }

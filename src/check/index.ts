@@ -2,6 +2,7 @@ import { withDotenvWarnings } from '../dotenv-file.js';
 import { ConfigError, loadConfig, selectSites, withLikelyTypos, type AppConfig, type SiteConfig } from '../config.js';
 import { errorMessage, printable } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { siteKeysIn } from '../sites-file.js';
 import { checkDatabase } from './database.js';
 import { checkSite } from './site.js';
 import { fail, pass, warn, type StepResult, type StepStatus } from './step.js';
@@ -49,7 +50,13 @@ export async function runCheck(env: Record<string, string | undefined> = process
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat, destination: process.stderr });
   const blocks: CheckBlock[] = [];
-  for (const site of sites) blocks.push({ name: site.name, where: site.cpq.baseUrl, steps: await checkSite(site.cpq, log) });
+  // A site of CPQ_SITES_FILE is set by its keys there (pathPrefix, companies), which win over the
+  // environment's variables: its steps name those, or an operator would edit .env to no effect.
+  const ofSitesFile = config.cpq === undefined;
+  for (const site of sites) {
+    const steps = await checkSite(site.cpq, log);
+    blocks.push({ name: site.name, where: site.cpq.baseUrl, steps: ofSitesFile ? steps.map(inSiteKeys) : steps });
+  }
   const db = await checkDatabase(config, log, sites);
   const database = { name: 'database', where: db.where, steps: db.steps };
   const ok = [...blocks, database].every((b) => b.steps.every((s) => s.status !== 'fail'));
@@ -85,4 +92,9 @@ export function formatCheck(report: CheckReport): string {
 export function checkExitCode(report: CheckReport): number {
   if (report.configuration.status === 'fail') return 2;
   return report.ok ? 0 : 1;
+}
+
+/** A step of a CPQ_SITES_FILE site, its variables named as the site's keys (CPQ_PATH_PREFIX: pathPrefix). */
+function inSiteKeys(step: StepResult): StepResult {
+  return { ...step, detail: siteKeysIn(step.detail), ...(step.fix === undefined ? {} : { fix: siteKeysIn(step.fix) }) };
 }

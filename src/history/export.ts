@@ -123,7 +123,10 @@ export async function exportChanges(
     if ('after' in from) {
       const newest = await readLastWatermark(client);
       if (BigInt(from.after) > BigInt(newest)) {
-        throw new SyncError('config', `--after ${from.after} is past the newest watermark of this database (${newest}): it was printed by another database, or this one was restored from an older backup (see "Restoring the database from a backup" in the README before polling again: its next runs would take those numbers again)`);
+        throw new SyncError(
+          'config',
+          `--after ${from.after} is past the newest watermark of this database (${newest}): it was printed by another database, or this one was restored from an older backup (see "Restoring the database from a backup" in the README before polling again: its next runs would take those numbers again)`,
+        );
       }
     }
     // A run id no run has is a typo or another database's, not "nothing changed since".
