@@ -100,3 +100,34 @@ describe('a field only the integration feed sends, left out of its record, is go
     }
   });
 });
+
+describe('a complete integration read that no longer returns a stored integration user, beside an incremental company read', () => {
+  it('reads the company in full: the user stops being an integration user though its record did not move (review CN: it stayed one until the next full read)', async ({
+    startHarness,
+  }) => {
+    // The integration stream's last full read is older than the host's: a full run whose
+    // integration read answered 404 (auto) or was short does not count as one for that stream.
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2 }, { SYNC_FULL_EVERY: '8s' });
+    await h.sync();
+    await new Promise((wake) => setTimeout(wake, 4500));
+    h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 404, body: '{"title":"Not Found"}' });
+    const full = await h.sync({ full: true });
+    expect(full.streams.map((s) => s.stream)).toEqual(['companies/_host']);
+    await new Promise((wake) => setTimeout(wake, 4500));
+    // The OAuth client is unbound (the integration feed no longer lists the user); its host record is untouched.
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { oauthClientId: undefined }, { touch: false });
+    expect(h.sim.integrationUsers().map((u) => u.login)).not.toContain(login);
+    const run = await h.sync();
+    expect(run.streams.map((s) => [s.stream, s.mode, s.shortRead])).toEqual([
+      ['integrationUsers', 'full', false],
+      ['companies/_host', 'full', false],
+    ]);
+    expect(await row(h, login, 'is_integration_user, oauth_client_id')).toEqual({ is_integration_user: false, oauth_client_id: null });
+    const changes = await h.t.query<{ login: string; change: string }>(`SELECT login, change FROM cpq.user_changes WHERE run_id = $1`, [run.runId]);
+    expect(changes).toEqual([{ login, change: 'update' }]);
+    // The next run has nothing more to find: incremental again.
+    const next = await h.sync();
+    expect(next.streams.map((s) => s.mode)).toEqual(['incremental', 'incremental']);
+  });
+});

@@ -46,6 +46,21 @@ export interface CompanyRead {
 }
 
 /**
+ * Whether this run's complete integration read left out a user stored as an integration user of
+ * `company`: one no longer, whose company record need not have moved (an OAuth client unbound),
+ * so an incremental read of the company would leave it an integration user until its next full
+ * read. The company is then read in full, which gives each user's record as it is now.
+ */
+async function integrationUsersGone(run: CompanyRead, company: string): Promise<boolean> {
+  if (!run.integrationUsers.complete || run.firstLoads.has(company)) return false;
+  const stored = await readIntegrationUserLogins(run.pool, run.site, company);
+  const gone = [...stored].filter((login) => !run.integrationUsers.has(company, login)).length;
+  if (gone > 0)
+    run.log.info({ stream: companyStream(company).name, gone }, 'read in full: stored integration users the complete integration read no longer returned');
+  return gone > 0;
+}
+
+/**
  * Reads one company's users, page by page (JSON pages, from several key ranges at once when the
  * company is large, or the zip export), normalizes them (an
  * integration user read from its own feed becomes one row with its company-feed record), and
@@ -55,7 +70,8 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
   const id = companyStream(company);
   // The zip export has no filter: every zip read is a full read.
   const zip = run.cpq.exportFormat === 'zip';
-  const progress = run.track(id, zip ? undefined : run.sinceFor(id));
+  const incrementalSince = zip ? undefined : run.sinceFor(id);
+  const progress = run.track(id, incrementalSince !== undefined && (await integrationUsersGone(run, company)) ? undefined : incrementalSince);
   const since = progress.since;
   const pages = zip ? zipUserPages(run.http, run.cpq, company, run.signal) : companyUserPages(run.http, run.cpq, company, since);
   try {

@@ -36,6 +36,11 @@ export class IntegrationUsers {
     this.companies.add(company);
   }
 
+  /** Whether this user was read. */
+  has(company: string, login: string): boolean {
+    return this.byKey.has(userKey(company, login));
+  }
+
   /** Whether any integration user read belongs to `company`. */
   inCompany(company: string): boolean {
     return this.companies.has(company);
