@@ -485,6 +485,13 @@ describe('alerts between runs, metrics and the command line', () => {
     expect(verifySignature(sample!.body, sample!.headers['x-cpq-sync-signature'] as string, SECRET)).toBe(true);
     expect(sample!.json).toMatchObject({ type: 'cpq-sync.alert', site: 'default', rule: 'admin_flag', runId: '0' });
     expect(sent.stdout).toContain(String(sample!.json.idempotencyKey));
+    // With a sites file, the sample names its first site, not "default" (review CM); --site another.
+    const sitesFile = join(mkdtempSync(join(tmpdir(), 'cpq-alerts-test-')), 'sites.yaml');
+    writeFileSync(sitesFile, '- {name: emea, baseUrl: "https://emea.example.com"}\n- {name: apac, baseUrl: "https://apac.example.com"}\n');
+    expect((await cli(['alerts', 'test'], { ...env, CPQ_SITES_FILE: sitesFile })).code).toBe(0);
+    expect((await cli(['alerts', 'test', '--site', 'apac'], { ...env, CPQ_SITES_FILE: sitesFile })).code).toBe(0);
+    expect(hook.requests.slice(1).map((r) => r.json.site)).toEqual(['emea', 'apac']);
+    hook.requests.splice(1);
 
     hook.status = 403;
     const refused = await cli(['alerts', 'test'], env);

@@ -200,7 +200,9 @@ describe('health and metrics', () => {
     const port = (taken.address() as AddressInfo).port;
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: String(port) });
     const worker = workerFor(h);
-    await expect(worker.start()).rejects.toThrow(new ConfigError(`HTTP_PORT: cannot listen on port ${port} (EADDRINUSE)`));
+    await expect(worker.start()).rejects.toThrow(
+      new ConfigError(`HTTP_PORT: cannot listen on port ${port} (EADDRINUSE): another process listens there; choose another HTTP_PORT`),
+    );
   });
 
   it('HTTP_HOST: listens on that address only; one it cannot bind is a configuration error', async ({ startHarness }) => {

@@ -20,11 +20,12 @@ export function registerComplianceCommands(program: Command): void {
   alerts
     .command('test')
     .description('send a sample alert to ALERT_WEBHOOK_URL now, signed as real ones are; writes nothing to the database')
-    .addOption(new Option('--site <name>', 'the site the sample names').default('default'))
-    .action((opts: { site: string }) =>
+    .addOption(new Option('--site <name>', 'the site the sample names (default: the first configured site)'))
+    .action((opts: { site?: string }) =>
       command(async (config) => {
         const { sendTestAlert } = await import('../alerts/commands.js');
-        const { key, result } = await sendTestAlert(config.alerts, opts.site);
+        // With a sites file, a sample naming a site that is none of them would test nothing a receiver routes on.
+        const { key, result } = await sendTestAlert(config.alerts, opts.site ?? config.sites[0]?.name ?? DEFAULT_SITE);
         if (result.ok) {
           process.stdout.write(`test alert delivered (idempotency key ${key})\n`);
         } else {

@@ -99,7 +99,9 @@ export class SyncWorker {
       this.httpPort = await this.health.start().catch((err: unknown) => {
         const where = host === undefined ? `port ${port}` : `${host} port ${port}`;
         const name = host === undefined ? 'HTTP_PORT' : 'HTTP_HOST/HTTP_PORT';
-        throw new ConfigError(`${name}: cannot listen on ${where} (${errorCode(err) ?? errorMessage(err)})`);
+        const code = errorCode(err);
+        const hint = code === 'EADDRINUSE' ? `: another process listens there; choose another ${name === 'HTTP_PORT' ? 'HTTP_PORT' : 'port'}` : '';
+        throw new ConfigError(`${name}: cannot listen on ${where} (${code ?? errorMessage(err)})${hint}`);
       });
     }
     for (const schedule of this.schedules) schedule.start();
