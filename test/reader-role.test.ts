@@ -75,6 +75,31 @@ async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): 
 }
 
 /** A login role of this test, member of cpq_reader (or another role), connected to `databaseUrl`. */
+/**
+ * A new database and an ordinary login role (no superuser, CREATEROLE or CREATEDB), the role its
+ * owner or not; both dropped after the test. The URL logs in to it as the role.
+ */
+async function databaseWithRole(owned: boolean): Promise<{ url: URL; role: string; database: string }> {
+  const role = `cpq_owner_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  const database = `cpq_rr_db_${randomBytes(5).toString('hex')}`;
+  await admin(async (c) => {
+    await c.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD '${password}'`);
+    await c.query(`CREATE DATABASE ${database}${owned ? ` OWNER ${role}` : ''}`);
+  });
+  cleanups.push(() =>
+    admin(async (c) => {
+      await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await c.query(`DROP ROLE IF EXISTS ${role}`);
+    }),
+  );
+  const url = new URL(inject('adminDatabaseUrl'));
+  url.pathname = `/${database}`;
+  url.username = role;
+  url.password = password;
+  return { url, role, database };
+}
+
 async function loginAs(databaseUrl: string, memberOf = 'cpq_reader'): Promise<pg.Client> {
   const name = `cpq_rr_${randomBytes(5).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
@@ -320,23 +345,7 @@ describe('cpq_reader', () => {
     expect((await h.t.query(`SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'cpq_reader'`))[0]).toEqual({ n: 1 });
 
     // A database owned by an ordinary role (no superuser, no CREATEROLE), migrated by it.
-    const owner = `cpq_owner_${randomBytes(5).toString('hex')}`;
-    const password = randomBytes(12).toString('hex');
-    const database = `cpq_rr_db_${randomBytes(5).toString('hex')}`;
-    await admin(async (c) => {
-      await c.query(`CREATE ROLE ${owner} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD '${password}'`);
-      await c.query(`CREATE DATABASE ${database} OWNER ${owner}`);
-    });
-    cleanups.push(() =>
-      admin(async (c) => {
-        await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-        await c.query(`DROP ROLE IF EXISTS ${owner}`);
-      }),
-    );
-    const url = new URL(inject('adminDatabaseUrl'));
-    url.pathname = `/${database}`;
-    url.username = owner;
-    url.password = password;
+    const { url } = await databaseWithRole(true);
     const pool = createPool(url.toString());
     const db = createDb(pool);
     try {
@@ -351,24 +360,8 @@ describe('cpq_reader', () => {
   });
 
   it('a schema cpq a DBA made for the role, in a database where it may not create schemas, is migrated (review CM: every run failed, permission denied for database)', async () => {
-    const owner = `cpq_schema_owner_${randomBytes(5).toString('hex')}`;
-    const password = randomBytes(12).toString('hex');
-    const database = `cpq_dba_db_${randomBytes(5).toString('hex')}`;
-    await admin(async (c) => {
-      await c.query(`CREATE ROLE ${owner} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD '${password}'`);
-      await c.query(`CREATE DATABASE ${database}`);
-    });
-    cleanups.push(() =>
-      admin(async (c) => {
-        await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-        await c.query(`DROP ROLE IF EXISTS ${owner}`);
-      }),
-    );
+    const { url, role: owner, database } = await databaseWithRole(false);
     await admin((c) => c.query(`REVOKE CREATE ON DATABASE ${database} FROM PUBLIC`), database);
-    const url = new URL(inject('adminDatabaseUrl'));
-    url.pathname = `/${database}`;
-    url.username = owner;
-    url.password = password;
     const pool = createPool(url.toString());
     const db = createDb(pool);
     const schemaStep = async (on: pg.Pool) => {
