@@ -230,17 +230,7 @@ function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
   let webhook: AlertsConfig['webhook'];
   if (url) {
     // Neither the URL nor the secret goes into a message: a Slack webhook URL is a credential.
-    let parsedUrl: URL;
-    try {
-      parsedUrl = new URL(url);
-    } catch {
-      throw new ConfigError('ALERT_WEBHOOK_URL is not a URL');
-    }
-    if (parsedUrl.protocol !== 'https:' && parsedUrl.protocol !== 'http:') throw new ConfigError('ALERT_WEBHOOK_URL must be an http(s) URL');
-    if (parsedUrl.username || parsedUrl.password) throw new ConfigError('ALERT_WEBHOOK_URL must not contain a user name or password');
-    if (parsedUrl.protocol === 'http:' && !isLoopbackHost(parsedUrl.hostname) && !parsed.CPQ_ALLOW_INSECURE_HTTP) {
-      throw new ConfigError(`ALERT_WEBHOOK_URL uses plain http to ${parsedUrl.hostname}: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it`);
-    }
+    requireSecureUrl('ALERT_WEBHOOK_URL', url, parsed.CPQ_ALLOW_INSECURE_HTTP);
     if (!key) throw new ConfigError('ALERT_WEBHOOK_SECRET (or ALERT_WEBHOOK_SECRET_FILE) is required with ALERT_WEBHOOK_URL: every alert is signed');
     webhook = { url, secret: key, timeoutMs: parsed.ALERT_WEBHOOK_TIMEOUT };
   } else if (key) {
@@ -262,14 +252,21 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 /** Credentials over plain http to another machine can be read on the way: refused unless asked for. */
-function requireSecureUrl(name: string, url: string, allowInsecure: boolean) {
+/**
+ * The URL `name` gives, read as Node reads it: http(s), with no user name or password in it
+ * (`credentialsInstead` says where they go), plain http only to loopback or when the operator
+ * allows it. Never echoed: a webhook URL is a credential.
+ */
+function requireSecureUrl(name: string, url: string, allowInsecure: boolean, credentialsInstead = ''): URL {
   // Past the schema's pattern, a URL can still be one Node refuses (a port above 65535, a space in the host).
   if (!URL.canParse(url)) throw new ConfigError(`${name} is not a URL Node can read (a port above 65535, a space in the host?)`);
   const parsed = new URL(url);
-  if (parsed.username || parsed.password) throw new ConfigError(`${name} must not contain credentials: use the CPQ_* auth settings`);
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new ConfigError(`${name} must be an http(s) URL`);
+  if (parsed.username || parsed.password) throw new ConfigError(`${name} must not contain a user name or password${credentialsInstead}`);
   if (parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname) && !allowInsecure) {
     throw new ConfigError(`${name} uses plain http to ${parsed.hostname}: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it`);
   }
+  return parsed;
 }
 
 function readCaFile(file: string | undefined): string | undefined {
@@ -294,8 +291,9 @@ export function parseEnv(env: Env): ParsedEnv {
 /** The CPQ site an environment names (CPQ_* settings), or undefined when CPQ_BASE_URL is not set. */
 export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
   const auth = resolveAuth(env, parsed);
-  if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP);
-  if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP);
+  const useAuthSettings = ': use the CPQ_* auth settings';
+  if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings);
+  if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings);
   if (!parsed.CPQ_BASE_URL) return undefined;
   // A Fusion site's root given with its prefix: the company feed answers there, but the integration
   // feed (always under /cpq) would be asked under /cpq/cpq, or, with auto, not at all: every

@@ -570,7 +570,10 @@ describe('alert pieces', () => {
         { ALERT_WEBHOOK_URL: 'https://user:sekrit-token@hooks.example.com/', ALERT_WEBHOOK_SECRET: 's3cret' },
         'ALERT_WEBHOOK_URL must not contain a user name or password',
       ],
-      [{ ALERT_WEBHOOK_URL: 'sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' }, 'ALERT_WEBHOOK_URL is not a URL'],
+      [
+        { ALERT_WEBHOOK_URL: 'sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' },
+        'ALERT_WEBHOOK_URL is not a URL Node can read (a port above 65535, a space in the host?)',
+      ],
       [{ ALERT_WEBHOOK_URL: 'ftp://hooks.example.com/sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' }, 'ALERT_WEBHOOK_URL must be an http(s) URL'],
       [
         { ALERT_RULES: 'admin_flag,sekrit-token' },

@@ -214,7 +214,9 @@ describe('transport security settings', () => {
   });
 
   it('refuses credentials in the URL and reads CPQ_CA_FILE', () => {
-    expect(() => loadConfig({ CPQ_BASE_URL: 'https://user:pw@cpq.example.com' })).toThrow(/CPQ_BASE_URL must not contain credentials/);
+    expect(() => loadConfig({ CPQ_BASE_URL: 'https://user:pw@cpq.example.com' })).toThrow(
+      /CPQ_BASE_URL must not contain a user name or password: use the CPQ_\* auth settings/,
+    );
     const dir = mkdtempSync(join(tmpdir(), 'cpq-ca-'));
     writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
     expect(loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'ca.pem') }).cpq!.ca).toContain('BEGIN CERTIFICATE');
