@@ -84,10 +84,13 @@ function asSets(r: Rec): Rec {
 }
 const stable = (r: Rec) => JSON.stringify(r);
 /**
- * The same but for a group's label or type (README "Restated records"): no user change, but the
- * row and a new version take the record as read.
+ * A record that differs from the stored one only in what no column holds: no user change, but the
+ * row and a new version take the record as read (README "Restated records"). A group's label or
+ * type (cpq.groups keeps those), or a relation sent empty where it was not sent (the integration
+ * feed sends no access permissions): no member either way.
  */
-const restated = (a: Rec, b: Rec) => same(withoutGroupLabels(a), withoutGroupLabels(b));
+const restated = (a: Rec, b: Rec) => same(withoutGroupLabels(withRelations(a)), withoutGroupLabels(withRelations(b)));
+const withRelations = (r: Rec): Rec => ({ groups: { items: [] }, accessPermissions: { items: [] }, ...r });
 function withoutGroupLabels(r: Rec): Rec {
   const items = (r.groups as { items?: unknown } | undefined)?.items;
   if (!Array.isArray(items)) return r;
@@ -152,12 +155,13 @@ function applyRun(model: Model, sim: CpqSimulator, full: boolean, format: 'json'
     if (integrationFrom !== undefined && !(typeof record.dateModified === 'string' && record.dateModified >= integrationFrom)) continue;
     const k = key('_host', String(record.login));
     // The integration feed (v19) sends no access permissions: a user only it read this run keeps
-    // those its company feed gave last (src/normalize/feed-fields.ts; the simulator's v19 shape).
+    // those its company feed gave last (src/normalize/feed-fields.ts; the simulator's v19 shape),
+    // and a user new to the database, or deleted there (nothing of it is kept), has none.
     const previous = model.users.get(k);
-    if (read.has(k) || previous === undefined) read.set(k, { company: '_host', record });
+    if (read.has(k)) read.set(k, { company: '_host', record });
     else {
       const { accessPermissions: _sent, ...rest } = record;
-      const kept = previous.record.accessPermissions;
+      const kept = previous === undefined || previous.deleted ? undefined : previous.record.accessPermissions;
       read.set(k, { company: '_host', record: kept === undefined ? rest : { ...rest, accessPermissions: kept } });
     }
   }
