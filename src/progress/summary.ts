@@ -1,6 +1,6 @@
 import type { CompanyRunCounts } from '../db/sql/count-run-changes-by-company.js';
 import type { StreamReport } from '../db/schema.js';
-import { printable } from '../errors.js';
+import { textTable } from '../text-table.js';
 
 /** What the summary needs of a run: its streams and totals (a RunResult). */
 export interface RunTotals {
@@ -30,7 +30,7 @@ export function formatSummary(run: RunTotals, counts: readonly CompanyRunCounts[
     const c = byCompany.get(company);
     const seconds = streamSeconds.get(s.stream);
     return [
-      printable(company),
+      company,
       s.mode,
       String(s.received),
       ...[c?.inserted, c?.updated, c?.deleted, c?.restored, c?.unchanged].map((n) => String(n ?? 0)),
@@ -39,17 +39,7 @@ export function formatSummary(run: RunTotals, counts: readonly CompanyRunCounts[
   });
   const read = run.streams.reduce((n, s) => n + s.received, 0);
   rows.push(['total', '', String(read), ...[run.inserted, run.updated, run.deleted, run.restored, run.unchanged].map(String), run.seconds.toFixed(1)]);
-  const table = [[...COLUMNS], ...rows];
-  const widths = COLUMNS.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   // Names and modes to the left, numbers to the right.
-  return (
-    table
-      .map((r) =>
-        r
-          .map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
+  const numbers = new Set(COLUMNS.map((_, i) => i).filter((i) => i >= 2));
+  return `${textTable(COLUMNS, rows, numbers).join('\n')}\n`;
 }
