@@ -98,6 +98,20 @@ export function withExplicitZone(dateTime: string): string {
   return !ZONE_SUFFIX.test(dateTime) ? `${dateTime}Z` : HOURS_OFFSET.test(dateTime) ? `${dateTime}:00` : dateTime;
 }
 
+/** The fraction of a second, after the seconds: its digits past the millisecond are read by hand (Date keeps milliseconds). */
+export const SECOND_FRACTION = /:\d{2}\.(\d+)/;
+
+/**
+ * Microseconds since 1970 of a date-time CPQ sent (ISO-8601; none for a zone is UTC, as
+ * withExplicitZone reads it), to tell which of two is later or whether they are one instant;
+ * undefined when it is none. Not a value to store: the normalizer's timestamp is.
+ */
+export function instantMicros(dateTime: string): number | undefined {
+  const ms = Date.parse(withExplicitZone(dateTime));
+  if (Number.isNaN(ms)) return undefined;
+  return ms * 1000 + Number((SECOND_FRACTION.exec(dateTime)?.[1] ?? '').slice(3, 6).padEnd(3, '0'));
+}
+
 const INSTANT_ARGUMENT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?))?$/i;
 
 /**

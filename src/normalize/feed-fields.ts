@@ -1,4 +1,5 @@
 import { canonicalFieldName } from '../cpq/user-fields.js';
+import { instantMicros } from '../date-time.js';
 import { carriesItems } from './user-record.js';
 
 /**
@@ -80,12 +81,11 @@ export function withoutIntegrationOnlyFields(stored: Raw): Raw {
   return Object.fromEntries(Object.entries(stored).filter(([key]) => !INTEGRATION_ONLY_FIELDS.has(canonicalFieldName(key) ?? '')));
 }
 
-/** A record's dateModified as milliseconds, when it is a time Date.parse reads. */
-function modifiedMs(record: Raw): number | undefined {
+/** A record's dateModified as an instant (instantMicros), when it is a date-time. */
+function modifiedAt(record: Raw): number | undefined {
   const key = Object.keys(record).find((k) => canonicalFieldName(k) === 'dateModified');
   const value = key === undefined ? undefined : record[key];
-  const ms = typeof value === 'string' ? Date.parse(value) : NaN;
-  return Number.isNaN(ms) ? undefined : ms;
+  return typeof value === 'string' ? instantMicros(value) : undefined;
 }
 
 /**
@@ -97,9 +97,9 @@ function modifiedMs(record: Raw): number | undefined {
  * the integration feed's values from before it: a state CPQ never held.
  */
 export function mergeBothFeeds(integrationRecord: Raw, companyRecord: Raw): Raw {
-  const integrationMs = modifiedMs(integrationRecord);
-  const companyMs = modifiedMs(companyRecord);
-  if (integrationMs === undefined || companyMs === undefined || companyMs <= integrationMs) return keepCompanyFeedFields(integrationRecord, companyRecord);
+  const integrationAt = modifiedAt(integrationRecord);
+  const companyAt = modifiedAt(companyRecord);
+  if (integrationAt === undefined || companyAt === undefined || companyAt <= integrationAt) return keepCompanyFeedFields(integrationRecord, companyRecord);
   return layOver(withoutUncarriedRelations(companyRecord), withoutUncarriedRelations(integrationRecord));
 }
 

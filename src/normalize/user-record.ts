@@ -13,7 +13,7 @@ import {
 } from '../exact-json.js';
 import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
 import { PagingFields, RepeatedPagingFieldError } from '../cpq/json-items.js';
-import { canonicalTimestampMs, isCalendarDay, withExplicitZone } from '../date-time.js';
+import { SECOND_FRACTION, canonicalTimestampMs, isCalendarDay, withExplicitZone } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
 /** A CPQ record that cannot be loaded; the message names the record and the field. */
@@ -78,8 +78,6 @@ const NUL = '\u0000';
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const NUL_OR_DIGEST_MARK = /[\u0000-\u0005]/;
 const DATE_PART = /^(\d{4})-(\d{2})-(\d{2})T/;
-/** The fraction of a second, after the seconds: its digits past the millisecond are read by hand (Date keeps milliseconds). */
-const FRACTION = /:\d{2}\.(\d+)/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 /**
  * Longest login, partyNumber, group variableName and permission type/variableName, in UTF-8
@@ -299,7 +297,7 @@ class FieldReader {
     if (Number.isNaN(Date.parse(zoned))) return this.fail(field, `must be an ISO-8601 date-time, got ${describeValue(value)}`);
     // Date keeps milliseconds; the microseconds are read from the text (Postgres stores them), and
     // finer digits are allowed only when they are zeros: refused rather than rounded.
-    const fraction = FRACTION.exec(value)?.[1] ?? '';
+    const fraction = SECOND_FRACTION.exec(value)?.[1] ?? '';
     if (fraction.length > 6 && !/^0+$/.test(fraction.slice(6))) {
       return this.fail(
         field,

@@ -5,6 +5,7 @@ import type { Page } from '../cpq/paging.js';
 import { INTEGRATION_STREAM, companyStream, integrationUserDetail, integrationUserPages, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { readStoredRecords } from '../db/sql/read-stored-records.js';
+import { instantMicros } from '../date-time.js';
 import { SyncError } from '../errors.js';
 import { describeValue, isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
@@ -321,8 +322,7 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
 function addedAtAnotherTime(read: Raw, stored: Raw): boolean {
   const at = (record: Raw) => {
     const text = sentString(canonicalize(record).get('dateAdded'));
-    const ms = text === undefined ? NaN : Date.parse(text);
-    return Number.isNaN(ms) ? undefined : ms;
+    return text === undefined ? undefined : instantMicros(text);
   };
   const a = at(read);
   const b = at(stored);

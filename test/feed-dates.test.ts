@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { instantMicros } from '../src/date-time.js';
+import { mergeBothFeeds } from '../src/normalize/feed-fields.js';
+
+/*
+ * The two feeds' dates compared as the normalizer stores them (review CO): a date-time without a
+ * zone is UTC whatever the machine's TZ, microseconds count, `±hh` is an offset. A bare Date.parse
+ * read the zoneless one in the machine's zone, so on a machine not set to UTC the same instant
+ * written two ways was a "later edit", and the company feed won every field both send.
+ */
+
+function inZone<T>(tz: string, work: () => T): T {
+  const saved = process.env.TZ;
+  process.env.TZ = tz;
+  try {
+    return work();
+  } finally {
+    if (saved === undefined) delete process.env.TZ;
+    else process.env.TZ = saved;
+  }
+}
+
+describe('instantMicros', () => {
+  it('reads a date-time with no zone as UTC, an hours-only offset, and microseconds', () => {
+    inZone('America/Chicago', () => {
+      expect(instantMicros('2025-01-01T10:00:00')).toBe(instantMicros('2025-01-01T10:00:00.000Z'));
+      expect(instantMicros('2025-01-01T12:00:00+02')).toBe(instantMicros('2025-01-01T10:00:00Z'));
+      expect(instantMicros('2025-01-01T10:00:00.000001Z')! - instantMicros('2025-01-01T10:00:00Z')!).toBe(1);
+      expect(instantMicros('not a date')).toBeUndefined();
+    });
+  });
+});
+
+describe('mergeBothFeeds', () => {
+  it('the same instant, one feed writing Z and the other no zone, is no later edit in any TZ: the integration feed wins a field both send', () => {
+    for (const tz of ['America/Chicago', 'Asia/Tokyo', 'UTC']) {
+      inZone(tz, () => {
+        const integration = { login: 'u', dateModified: '2025-01-01T10:00:00.000Z', isUserAdminPermEnabled: true };
+        const company = { login: 'u', dateModified: '2025-01-01T10:00:00', isUserAdminPermEnabled: false };
+        expect(mergeBothFeeds(integration, company).isUserAdminPermEnabled, tz).toBe(true);
+      });
+    }
+  });
+
+  it('a company record modified a microsecond later wins it', () => {
+    const integration = { login: 'u', dateModified: '2025-01-01T10:00:00.000000Z', isUserAdminPermEnabled: true };
+    const company = { login: 'u', dateModified: '2025-01-01T10:00:00.000001Z', isUserAdminPermEnabled: false };
+    expect(mergeBothFeeds(integration, company).isUserAdminPermEnabled).toBe(false);
+  });
+});
