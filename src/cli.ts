@@ -15,6 +15,11 @@ try {
   process.stderr.write(`cpq-sync: ${oneLine(errorMessage(err))}\n`);
   process.exit(EXIT_CODES.config);
 }
+// The reader of standard output gone (`cpq-sync run | head`): every later write fails with EPIPE,
+// which, unhandled, ended the process with a stack trace. A run stops as on SIGPIPE
+// (src/worker/shutdown.ts), an export fails with one line (src/output.ts); before and after
+// those, what is written is lost, and the command goes on.
+process.stdout.on('error', () => undefined);
 // After .env, so that it can set SYNC_HEAP_GROWING_PERCENT; before any command allocates.
 setHeapGrowingFactor();
 
