@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { spawn } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -293,30 +294,36 @@ describe('zipUserPages', () => {
     await pages.next();
     const [own] = await live();
     await pages.return(undefined);
-    const match = /^(cpq-sync-zip-.+-)([0-9]+)(-[A-Za-z0-9]{6})$/.exec(own ?? '');
-    expect(match?.[2], `${own} names this process`).toBe(String(process.pid));
-    const [, machinePart, , random] = match!;
+    const match = /^(cpq-sync-zip-[A-Za-z0-9._]+-)([0-9]+)-([0-9]+)(-[A-Za-z0-9]{6})$/.exec(own ?? '');
+    expect(match?.[2], `${own} names this process's pid namespace`).toBe(/\[([0-9]+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]);
+    expect(match?.[3], `${own} names this process`).toBe(String(process.pid));
+    const [, machine, namespace, , random] = match!;
+    const machinePart = `${machine!}${namespace!}-`;
 
     // A process that ended, and one that runs (this test's parent), of this machine; one of another machine; a name of no process.
     const child = spawn(process.execPath, ['-e', '']);
     const deadPid = await new Promise<number>((resolve) => child.on('exit', () => resolve(child.pid!)));
     const base = await mkdtemp(join(dir, 'sweep-'));
     const folders = {
-      dead: `${machinePart!}${String(deadPid)}${random!}`,
-      running: `${machinePart!}${String(process.ppid)}${random!}`,
-      otherMachine: `cpq-sync-zip-elsewhere-${String(deadPid)}${random!}`,
+      dead: `${machinePart}${String(deadPid)}${random!}`,
+      running: `${machinePart}${String(process.ppid)}${random!}`,
+      otherMachine: `cpq-sync-zip-elsewhere-${namespace!}-${String(deadPid)}${random!}`,
+      // Another container of the same host name, its own process ids (review CO: its live download was removed).
+      otherNamespace: `${machine!}${String(Number(namespace) + 1)}-${String(deadPid)}${random!}`,
       unnamed: 'cpq-sync-zip-Ab12Cd',
     };
     for (const name of Object.values(folders)) {
       await mkdir(join(base, name));
       await writeFile(join(base, name, 'export.zip'), 'x');
     }
-    await writeFile(join(base, `${machinePart!}${String(deadPid)}-file00`), 'a file, not a folder');
+    await writeFile(join(base, `${machinePart}${String(deadPid)}-file00`), 'a file, not a folder');
 
     const swept = zipUserPages(client(sim.baseUrl), { ...config, zip: { ...config.zip, tmpDir: base } }, '_host');
     await swept.next();
     await swept.return(undefined);
-    expect((await readdir(base)).sort()).toEqual([folders.otherMachine, folders.running, folders.unnamed, `${machinePart!}${String(deadPid)}-file00`].sort());
+    expect((await readdir(base)).sort()).toEqual(
+      [folders.otherMachine, folders.otherNamespace, folders.running, folders.unnamed, `${machinePart}${String(deadPid)}-file00`].sort(),
+    );
   });
 
   it('says which folder is not usable for temporary files', async () => {

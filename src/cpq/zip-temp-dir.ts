@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { readlinkSync, rmSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,20 +9,34 @@ import { SyncError, errorCode, errorMessage } from '../errors.js';
  * It is removed when the read ends, and on exit should the process end mid-read. A process killed
  * (SIGKILL, the out-of-memory killer) runs neither: its folder, with a download of up to
  * CPQ_ZIP_MAX_BYTES, stays. Each folder's name says which process on which machine made it, so the
- * next process on that machine removes the folders of processes that no longer run; left to pile
- * up, they would fill TMPDIR and fail every later zip read.
+ * next process on that machine (in the same process-id namespace) removes the folders of processes
+ * that no longer run; left to pile up, they would fill TMPDIR and fail every later zip read.
  */
 
 const TEMP_PREFIX = 'cpq-sync-zip-';
 
-/** This machine's name as a folder name can hold it: processes of several containers may share one TMPDIR, each with its own process ids. */
+/** This machine's name as a folder name can hold it (no `-`). */
 const machine = () =>
   hostname()
     .replace(/[^A-Za-z0-9.]/g, '_')
     .slice(0, 64) || 'host';
 
-/** `cpq-sync-zip-<machine>-<pid>-` and mkdtemp's six characters. */
-const FOLDER = /^cpq-sync-zip-(.+)-([0-9]+)-[A-Za-z0-9]{6}$/;
+/**
+ * The process-id namespace of this process (the inode /proc/self/ns/pid names): containers that
+ * share a host name and a TMPDIR (host networking, replicas given one hostname) each number their
+ * processes anew, so a process id means something only within its namespace. `x` where it cannot
+ * be read (not Linux): such folders are never swept.
+ */
+function pidNamespace(): string {
+  try {
+    return /\[([0-9]+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? 'x';
+  } catch {
+    return 'x';
+  }
+}
+
+/** `cpq-sync-zip-<machine>-<pid namespace>-<pid>-` and mkdtemp's six characters. */
+const FOLDER = /^cpq-sync-zip-([A-Za-z0-9._]+)-([0-9]+|x)-([0-9]+)-[A-Za-z0-9]{6}$/;
 
 /** Temporary folders alive right now: removed on exit too, should the process end mid-read. */
 const liveTempDirs = new Set<string>();
@@ -42,7 +56,7 @@ export async function makeZipTempDir(parent: string | undefined): Promise<string
     swept.add(base);
     await removeFoldersOfDeadProcesses(base);
   }
-  const dir = await mkdtemp(join(base, `${TEMP_PREFIX}${machine()}-${String(process.pid)}-`)).catch((err: unknown) => {
+  const dir = await mkdtemp(join(base, `${TEMP_PREFIX}${machine()}-${pidNamespace()}-${String(process.pid)}-`)).catch((err: unknown) => {
     throw new SyncError(
       'config',
       `cannot create a temporary folder in ${base} for the zip export (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a writable folder`,
@@ -63,19 +77,21 @@ export async function removeZipTempDir(dir: string) {
 
 /**
  * Removes the folders, in `base`, of this machine's processes that no longer run. Only folders:
- * of this user (another account's are not ours to judge), real (not a link), of this machine
- * (a process id of another names another process), whose process is gone (a live process, even
+ * of this user (another account's are not ours to judge), real (not a link), of this machine and
+ * process-id namespace (a process id of another names another process), whose process is gone (a live process, even
  * another user's, keeps its folder: its id may have been reused; the folder then waits for the
  * next sweep after that process ends). Never throws: a folder it cannot remove stays as before.
  */
 async function removeFoldersOfDeadProcesses(base: string): Promise<void> {
+  const namespace = pidNamespace();
+  if (namespace === 'x') return;
   const names = await readdir(base).catch(() => [] as string[]);
   const self = machine();
   const uid = process.getuid?.();
   for (const name of names) {
     const match = FOLDER.exec(name);
-    if (!match || match[1] !== self) continue;
-    const pid = Number(match[2]);
+    if (!match || match[1] !== self || match[2] !== namespace) continue;
+    const pid = Number(match[3]);
     if (pid === process.pid || processRuns(pid)) continue;
     const path = join(base, name);
     const stat = await lstat(path).catch(() => undefined);
