@@ -295,19 +295,16 @@ export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefine
   if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings);
   if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings);
   if (!parsed.CPQ_BASE_URL) return undefined;
-  // A Fusion site's root given with its prefix: the company feed answers there, but the integration
-  // feed (always under /cpq) would be asked under /cpq/cpq, or, with auto, not at all: every
-  // integration user read as a plain user, without a word. A classic site behind a proxy path of
-  // that name says so with CPQ_INTEGRATION_USERS=off.
-  if (parsed.CPQ_PATH_PREFIX === '' && parsed.CPQ_INTEGRATION_USERS !== 'off' && /\/cpq\/*$/.test(new URL(parsed.CPQ_BASE_URL).pathname)) {
-    throw new ConfigError(
-      "CPQ_BASE_URL: ends in /cpq, the path prefix of a Fusion site: give the site's root (without /cpq) and set CPQ_PATH_PREFIX=/cpq, or else integration users are not read (for a classic site behind a proxy path /cpq, set CPQ_INTEGRATION_USERS=off)",
-    );
-  }
+  // A Fusion site's root given with its prefix (https://x.example.com/cpq, no CPQ_PATH_PREFIX): the
+  // same API root (siteCpqUrl), read as root and prefix. Taken as written, the company feed answered
+  // there, but the integration feed (always under /cpq) was asked under /cpq/cpq, or, with auto,
+  // not at all: every integration user read as a plain user, without a word.
+  const written = parsed.CPQ_BASE_URL.replace(/\/+$/, '');
+  const prefixInBase = parsed.CPQ_PATH_PREFIX === '' && written.endsWith('/cpq') && new URL(written).pathname.endsWith('/cpq');
   const ca = readCaFile(parsed.CPQ_CA_FILE);
   return {
-    baseUrl: parsed.CPQ_BASE_URL.replace(/\/+$/, ''),
-    pathPrefix: parsed.CPQ_PATH_PREFIX,
+    baseUrl: prefixInBase ? written.slice(0, -'/cpq'.length) : written,
+    pathPrefix: prefixInBase ? '/cpq' : parsed.CPQ_PATH_PREFIX,
     companies: parsed.CPQ_COMPANIES,
     ...(parsed.CPQ_HOST_COMPANY ? { hostCompany: parsed.CPQ_HOST_COMPANY } : {}),
     integrationUsers: parsed.CPQ_INTEGRATION_USERS,
