@@ -47,23 +47,30 @@ describe('.env in the working directory', () => {
     const file = join(cwd, '.env');
     const url = new URL(h.t.url);
     url.password = url.password || 'db-secret-Zq9';
-    await writeFile(file, `CPQ_BASE_URL=${h.sim.baseUrl}\nCPQ_USERNAME=sync\nCPQ_PASSWORD=s3cret-Xy7\nDATABASE_URL=${url.href}\n`);
-    const warning = /\.env holds CPQ_PASSWORD, DATABASE_URL and other users can read it \(mode 644\): chmod 600 it/;
+    // EMEA_PASSWORD: what a sites file's ${EMEA_PASSWORD} names (review CO: not warned of).
+    await writeFile(file, `CPQ_BASE_URL=${h.sim.baseUrl}\nCPQ_USERNAME=sync\nCPQ_PASSWORD=s3cret-Xy7\nDATABASE_URL=${url.href}\nEMEA_PASSWORD=emea-Pw4\n`);
+    const warning = /\.env holds CPQ_PASSWORD, DATABASE_URL, EMEA_PASSWORD and other users can read it \(mode 644\): chmod 600 it/;
     await chmod(file, 0o644);
     // A wrong database password (trust clusters take any): the warning comes before anything is tried.
     const started = await status(cwd);
     expect(started.stderr).toMatch(warning);
     const checked = await cli(['check'], { CPQ_RETRY_BASE_DELAY: '5ms' }, { cwd });
-    expect(checked.stdout).toMatch(/! configuration {2}valid; \S*\.env holds CPQ_PASSWORD, DATABASE_URL and other users can read it \(mode 644\)/);
+    expect(checked.stdout).toMatch(
+      /! configuration {2}valid; \S*\.env holds CPQ_PASSWORD, DATABASE_URL, EMEA_PASSWORD and other users can read it \(mode 644\)/,
+    );
     for (const out of [started, checked]) {
       expect(out.stdout + out.stderr).not.toContain('s3cret-Xy7');
+      expect(out.stdout + out.stderr).not.toContain('emea-Pw4');
       expect(out.stdout + out.stderr).not.toContain(url.password);
     }
 
     await chmod(file, 0o600);
     expect((await status(cwd)).stderr).not.toMatch(/other users can read it/);
     // Readable, but no secret in it (DATABASE_URL without a password, the CPQ password in a file of its own).
-    await writeFile(file, `DATABASE_URL=postgres://db.example/cpq\nCPQ_PASSWORD_FILE=/run/secrets/cpq\n`);
+    await writeFile(
+      file,
+      `DATABASE_URL=postgres://db.example/cpq\nCPQ_PASSWORD_FILE=/run/secrets/cpq\nCPQ_OAUTH_TOKEN_URL=https://idcs.example.com/oauth2/v1/token\n`,
+    );
     await chmod(file, 0o644);
     expect((await status(cwd)).stderr).not.toMatch(/other users can read it/);
   });
