@@ -454,10 +454,6 @@ function unknownNames(env: Env, named: ReadonlySet<string>): { name: string; nea
 }
 
 /**
- * The sites of CPQ_SITES_FILE, each validated by the environment's rules with its settings laid
- * over the environment. Every mistake of every site is reported at once, named by site and key.
- */
-/**
  * The address a site's rows are read from, as cpq.sites.cpq_url records it: the root of its REST
  * API, the base URL's scheme, host, port and path followed by CPQ_PATH_PREFIX, in the form URL
  * gives them (host in lower case and without a trailing dot, no default port, no trailing slash),
@@ -470,6 +466,10 @@ export function siteCpqUrl(baseUrl: string, pathPrefix = ''): string {
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}${pathPrefix}`.replace(/\/+$/, '');
 }
 
+/**
+ * The sites of CPQ_SITES_FILE, each validated by the environment's rules with its settings laid
+ * over the environment. Every mistake of every site is reported at once, named by site and key.
+ */
 function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: SiteConfig[]; warnings: string[] } {
   const { sites: overlays, errors, warnings } = readSiteOverlays(file, env, used);
   // A bad value a site takes from the environment is the environment's mistake: named once, by its

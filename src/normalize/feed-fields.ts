@@ -61,9 +61,10 @@ export const INTEGRATION_FEED_FIELDS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Of INTEGRATION_FEED_FIELDS, those Oracle's v16 company-user sample does not have: the integration
- * feed is the only one that provides them. A stored record's are not kept for an integration record
- * that leaves one out (stageIntegrationOnly): as for any feed, a field its only provider leaves out is gone.
+ * Of INTEGRATION_FEED_FIELDS, those Oracle's v16 company-user sample does not have: the company
+ * feed need not send them (sites from 25A add partyId and partyNumber, which an integration record
+ * carries too). A stored record's are not kept for an integration record that leaves one out
+ * (stageIntegrationOnly): as for any feed, a field its provider leaves out is gone.
  */
 export const INTEGRATION_ONLY_FIELDS: ReadonlySet<string> = new Set([
   'partyId',

@@ -21,7 +21,9 @@ export async function readSchemaRights(on: Queryable): Promise<SchemaRights> {
         to_regnamespace('cpq') IS NOT NULL AS "schemaExists",
         has_database_privilege(current_database(), 'CREATE') AS "mayCreateSchema",
         CASE WHEN to_regnamespace('cpq') IS NOT NULL THEN has_schema_privilege('cpq', 'CREATE') END AS "mayCreateInSchema",
-        CASE WHEN to_regclass('cpq.users') IS NOT NULL THEN has_table_privilege('cpq.users', 'INSERT, UPDATE') END AS "mayWriteUsers"`.compile(queryBuilder),
+        CASE WHEN to_regclass('cpq.users') IS NOT NULL THEN has_table_privilege('cpq.users', 'INSERT') AND has_table_privilege('cpq.users', 'UPDATE') END AS "mayWriteUsers"`.compile(
+      queryBuilder,
+    ),
   );
   return row!;
 }
