@@ -83,19 +83,25 @@ export function authHint(auth: CpqAuthConfig, message: string): string {
 }
 
 const TLS_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|certificate|TLS|SSL/i;
+/** The server ended the handshake (a TLS alert) before any certificate of its was judged. */
+const HANDSHAKE_REFUSED = /alert|handshake failure/i;
 const TLS_NAME_ERROR = /ERR_TLS_CERT_ALTNAME_INVALID|Hostname\/IP does not match/i;
-const NOT_TLS = /WRONG_VERSION_NUMBER|packet length too long|unknown protocol|EPROTO/i;
+/** What OpenSSL says of an answer that is no TLS (a plain http port). */
+const NOT_TLS = /WRONG_VERSION_NUMBER|wrong version number|packet length too long|unknown protocol/i;
 
-/** The fix for a certificate that did not verify; undefined for other network errors. */
+/** The fix for a TLS failure (no TLS at all, a handshake refused, a certificate that did not verify); undefined for other network errors. */
 export function tlsHint(message: string, cpq: CpqConfig | undefined): string | undefined {
   if (TLS_NAME_ERROR.test(message)) {
     return 'the certificate does not name the host of CPQ_BASE_URL: use the host name the certificate was issued for';
   }
-  // Not a certificate: what answered does not speak TLS at all (a plain http port).
   if (NOT_TLS.test(message)) {
     return 'the server at that host and port does not speak TLS: if it serves plain http, write http:// in CPQ_BASE_URL (allowed to loopback, or with CPQ_ALLOW_INSECURE_HTTP=true); otherwise check the port';
   }
   if (!TLS_ERROR.test(message)) return undefined;
+  // A handshake refused (a server asking for a client certificate, or speaking only an old TLS): no CA file helps.
+  if (HANDSHAKE_REFUSED.test(message)) {
+    return 'the TLS handshake with the site failed before its certificate was judged: check that the host and port of CPQ_BASE_URL serve TLS 1.2 or later, and whether the site asks for a client certificate (not supported)';
+  }
   if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/.test(message))
     return "the site's certificate is outside its validity dates: renew it, or check this machine's clock";
   return cpq?.ca

@@ -159,6 +159,15 @@ describe('the README lists every error a user meets first, as printed, with its 
     expect(tlsHint('CERT_HAS_EXPIRED certificate has expired', basic)).toMatch(/outside its validity dates/);
     expect(tlsHint("ERR_TLS_CERT_ALTNAME_INVALID Hostname/IP does not match certificate's altnames", basic)).toMatch(/does not name the host of CPQ_BASE_URL/);
     expect(tlsHint('ECONNREFUSED connect ECONNREFUSED 127.0.0.1:1', basic)).toBeUndefined();
+    // A handshake refused before any certificate was judged: no CA file helps (review CO).
+    for (const message of [
+      'EPROTO write EPROTO 40F7:error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure',
+      'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION tlsv1 alert protocol version',
+      'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED tlsv13 alert certificate required',
+    ]) {
+      expect(tlsHint(message, basic), message).toMatch(/^the TLS handshake with the site failed before its certificate was judged/);
+    }
+    expect(tlsHint('UNABLE_TO_VERIFY_LEAF_SIGNATURE unable to verify the first certificate', basic)).toMatch(/set CPQ_CA_FILE/);
     expect(unreachableHint('no response within the request timeout')).toMatch(/raise CPQ_REQUEST_TIMEOUT$/);
     expect(hintFor(new SyncError('data', 'GET x: expected JSON'), { cpq: basic })).toBeUndefined();
   });
