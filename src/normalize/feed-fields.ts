@@ -77,7 +77,7 @@ export const INTEGRATION_ONLY_FIELDS: ReadonlySet<string> = new Set([
 
 type Raw = Record<string, unknown>;
 
-/** `stored` without the fields only the integration feed provides (INTEGRATION_ONLY_FIELDS), under any spelling. */
+/** `stored` without the integration feed's fields the company feed need not send (INTEGRATION_ONLY_FIELDS), under any spelling. */
 export function withoutIntegrationOnlyFields(stored: Raw): Raw {
   return Object.fromEntries(Object.entries(stored).filter(([key]) => !INTEGRATION_ONLY_FIELDS.has(canonicalFieldName(key) ?? '')));
 }

@@ -308,8 +308,9 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
   if (left.length === 0) return;
   const existing = await readStoredRecords(client, site, left, { integrationOnly: false, key: userKey });
   const staged = left.map((u) => {
-    // What only the company feed gives is kept; not what only the integration feed gives, which this
-    // record, of the only feed that provides it, says afresh (a field it leaves out is gone).
+    // What only the company feed gives is kept; not the integration feed's fields the company feed
+    // need not send (INTEGRATION_ONLY_FIELDS): this record, of the feed that provides them, says
+    // them afresh, and one it leaves out is gone.
     const stored = existing.get(userKey(u.company, u.login));
     const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(stored));
     return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
