@@ -131,3 +131,33 @@ describe('a complete integration read that no longer returns a stored integratio
     expect(next.streams.map((s) => s.mode)).toEqual(['incremental', 'incremental']);
   });
 });
+
+describe('a CSV zip site (groups named only), the integration user edited between the two reads of one run', () => {
+  it("the company record wins its groups' membership, the integration record keeps their labels and types (review CO: the raced run's raw lost them)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 1, groups: 3, zipExport: { entries: [{ format: 'csv' }] } },
+      { CPQ_EXPORT_FORMAT: 'zip' },
+    );
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    await h.sync({ full: true });
+    const groupsOf = async () =>
+      (await h.t.query<{ groups: unknown }>(`SELECT raw->'groups' AS groups FROM cpq.users WHERE company_login = '_host' AND login = $1`, [login]))[0]!.groups;
+    const labelled = await groupsOf();
+    expect(JSON.stringify(labelled)).toContain('"label"');
+
+    let edited = false;
+    scriptRequests(h.sim, (req) => {
+      if (req.path === HOST_USERS_PATH && !edited) {
+        edited = true;
+        h.sim.updateUser('_host', login, { firstName: 'Grace' });
+      }
+    });
+    const raced = await h.sync({ full: true });
+    expect(await row(h, login, 'first_name')).toEqual({ first_name: 'Grace' });
+    // The same groups, each with its label and type (the links of the integration feed's collection aside).
+    expect((await groupsOf()) as { items: unknown }).toMatchObject({ items: (labelled as { items: unknown }).items });
+    expect(await changes(h, raced.runId, login)).toEqual([{ change: 'update', fields: ['date_modified', 'first_name'] }]);
+  });
+});

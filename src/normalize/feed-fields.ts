@@ -101,7 +101,37 @@ export function mergeBothFeeds(integrationRecord: Raw, companyRecord: Raw): Raw 
   const integrationAt = modifiedAt(integrationRecord);
   const companyAt = modifiedAt(companyRecord);
   if (integrationAt === undefined || companyAt === undefined || companyAt <= integrationAt) return keepCompanyFeedFields(integrationRecord, companyRecord);
-  return layOver(withoutUncarriedRelations(companyRecord), withoutUncarriedRelations(integrationRecord));
+  const integration = withoutUncarriedRelations(integrationRecord);
+  return layOver(describedGroups(withoutUncarriedRelations(companyRecord), integration), integration);
+}
+
+type Item = Record<string, unknown>;
+
+/** A relation's items, when it is `{items: [objects]}`. */
+function itemsOf(relation: unknown): Item[] | undefined {
+  if (typeof relation !== 'object' || relation === null) return undefined;
+  const items = (relation as { items?: unknown }).items;
+  return Array.isArray(items) && items.every((i) => typeof i === 'object' && i !== null && !Array.isArray(i)) ? (items as Item[]) : undefined;
+}
+
+/**
+ * `company`'s groups, each with the label and type `integration` gives the group of that name, when
+ * the company feed describes none (a CSV export names groups by variable name alone): the
+ * membership is the later record's, and what each group is called stays known (review CO: the
+ * raced run's raw and version lost every label, put back by the next run).
+ */
+function describedGroups(company: Raw, integration: Raw): Raw {
+  const key = Object.keys(company).find((k) => canonicalFieldName(k) === 'groups');
+  const otherKey = Object.keys(integration).find((k) => canonicalFieldName(k) === 'groups');
+  const items = key === undefined ? undefined : itemsOf(company[key]);
+  const known = otherKey === undefined ? undefined : itemsOf(integration[otherKey]);
+  if (key === undefined || items === undefined || known === undefined || items.some((g) => 'label' in g || 'type' in g)) return company;
+  const byName = new Map(known.map((g) => [g.variableName, g]));
+  const described = items.map((g) => {
+    const other = byName.get(g.variableName);
+    return other === undefined ? g : { ...g, ...('label' in other ? { label: other.label } : {}), ...('type' in other ? { type: other.type } : {}) };
+  });
+  return { ...company, [key]: { ...(company[key] as Raw), items: described } };
 }
 
 const RELATIONS: ReadonlySet<string> = new Set(['groups', 'accessPermissions']);
