@@ -12,15 +12,14 @@ export function withDotenvWarnings(config: AppConfig): AppConfig {
   return warnings.length === 0 ? config : { ...config, warnings: [...warnings, ...config.warnings] };
 }
 
-/** Variables whose value is a credential. */
-const SECRET_VARIABLES = new Set(['CPQ_PASSWORD', 'CPQ_TOKEN', 'CPQ_OAUTH_CLIENT_SECRET', 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_URL', 'PGPASSWORD']);
-/** A name a credential goes by: a sites file names its own as it likes (`password: ${EMEA_PASSWORD}`). */
+/** A name a credential goes by (CPQ_PASSWORD, PGPASSWORD; a sites file names its own as it likes: `password: ${EMEA_PASSWORD}`). */
 const SECRET_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY|CREDENTIAL/i;
 
 /** Whether a .env variable holds a credential: by its name (not a file's path or a URL named so), or a URL with a password in it (DATABASE_URL's). */
 function holdsSecret(name: string, value: string): boolean {
   if (value === '') return false;
-  if (SECRET_VARIABLES.has(name)) return true;
+  // A webhook URL is a credential (Slack's hold their token), whatever it holds.
+  if (name === 'ALERT_WEBHOOK_URL') return true;
   if (SECRET_NAME.test(name) && !/_(FILE|URL)$/i.test(name)) return true;
   if (!URL.canParse(value)) return false;
   const url = new URL(value);

@@ -42,16 +42,13 @@ export class ShutdownSignals {
   }
 
   /**
-   * Standard output closed under the logs (`run | head`): Node ignores SIGPIPE, and the write's
-   * EPIPE, unhandled, ended the process with a stack trace, the run left to be found abandoned.
-   * Taken as the signal it stands for: the run rolls back and is recorded interrupted.
+   * Standard output closed under the logs (`run | head`): Node ignores SIGPIPE, and each write
+   * fails with EPIPE instead (which cli.ts keeps from ending the process). Taken as the signal it
+   * stands for: the run rolls back and is recorded interrupted.
    */
   private readonly onOutputError = () => {
-    this.outputFailed = true;
     if (!this.signal.aborted) this.onSignal('SIGPIPE');
   };
-  /** Once failed, the output keeps failing each later write: the listener then stays, past dispose. */
-  private outputFailed = false;
 
   private readonly onSignal = (name: NodeJS.Signals) => {
     const { log, timeoutMs } = this.options;
@@ -90,6 +87,6 @@ export class ShutdownSignals {
   dispose(): void {
     if (this.deadline) clearTimeout(this.deadline);
     for (const name of SIGNALS) this.target.removeListener(name, this.onSignal);
-    if (!this.outputFailed) (this.options.output ?? process.stdout).removeListener('error', this.onOutputError);
+    (this.options.output ?? process.stdout).removeListener('error', this.onOutputError);
   }
 }
