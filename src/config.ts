@@ -491,7 +491,8 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: Site
     };
     const parsed = read(() => parseEnv(overlay.env))?.value;
     const cpq = parsed && read(() => cpqConfigFrom(overlay.env, parsed));
-    if (cpq && !cpq.value) problems.push('baseUrl: required (or CPQ_BASE_URL in the environment)');
+    // Not through siteKeysIn below, which would name CPQ_BASE_URL by the site's key too.
+    if (cpq && !cpq.value && !overlay.unset.has('CPQ_BASE_URL')) errors.push(`${where}, baseUrl: required (or CPQ_BASE_URL in the environment)`);
     // Read apart from the rest: a bad baseUrl, which parseEnv refuses, does not hide it.
     const schedule = SCHEDULE_SCHEMA.parse(overlay.env);
     problems.push(...scheduleProblems(schedule.SYNC_CRON, schedule.SYNC_TIMEZONE));
@@ -500,6 +501,8 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: Site
       sites.push({ name: overlay.name, cpq: cpq.value, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts: alerts.value });
     }
     for (const problem of problems) {
+      // "CPQ_PASSWORD … is required" after "password: ${EMEA_PASSWORD} … not set" would say it twice.
+      if (overlay.unset.has(/^[A-Z][A-Z0-9_]*/.exec(problem)?.[0] ?? '')) continue;
       const variable = /^([A-Z][A-Z0-9_]*): /.exec(problem)?.[1];
       if (variable !== undefined && !overlay.own.has(variable) && env[variable] !== undefined) environmentErrors.add(problem);
       else errors.push(`${where}, ${siteKeysIn(problem)}`);

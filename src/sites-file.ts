@@ -67,6 +67,8 @@ export interface SiteOverlay {
   env: Record<string, string | undefined>;
   /** The variables the site's own settings set (the rest of env is the environment's). */
   own: ReadonlySet<string>;
+  /** The variables of settings whose `${NAME}` is not set: already reported, so not reported again as missing. */
+  unset: ReadonlySet<string>;
 }
 
 type Env = Record<string, string | undefined>;
@@ -141,6 +143,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
       seen.set(name.toLowerCase(), name);
     }
     const overlay: Env = {};
+    const unset = new Set<string>();
     const setting = (key: string, variable: string, value: unknown) => {
       const text = settingText(value, key === 'companies');
       if (text === undefined) {
@@ -153,6 +156,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
         // A secret's text is not printed, not even the part of it that reads as a variable's name.
         const name = SECRET_KEYS.has(key) ? '…' : expanded.missing;
         errors.push(`${where(key)}: \${${name}} names an environment variable that is not set`);
+        unset.add(variable);
         return;
       }
       overlay[variable] = expanded;
@@ -187,7 +191,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
       );
     }
     const merged = namesAuth ? Object.fromEntries(Object.entries(env).filter(([variable]) => !AUTH_VARIABLES.includes(variable))) : env;
-    if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay }, own: new Set(Object.keys(overlay)) });
+    if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay }, own: new Set(Object.keys(overlay)), unset });
   });
   // Readable by its group or every user, a file holding a secret gives it away: said at every start
   // (the default umask makes files so), not refused, since nothing else is wrong with it.

@@ -152,6 +152,28 @@ describe('CPQ_SITES_FILE', () => {
     expect(message).not.toContain('site "good"');
   });
 
+  test('a ${NAME} not set is one error, not followed by the setting it left out being required; a site with no baseUrl names CPQ_BASE_URL as the other way (review CM)', () => {
+    const sites = file(
+      'unset-vars.yaml',
+      `- name: a
+  baseUrl: https://a.example.com
+  username: u
+  password: \${A_PASSWORD}
+- name: b
+  baseUrl: \${B_URL}
+  token: t
+- {name: c, token: t}
+`,
+    );
+    const message = configError({ CPQ_SITES_FILE: sites });
+    expect(message).toContain('site "a", password: ${…} names an environment variable that is not set');
+    expect(message).toContain('site "b", baseUrl: ${B_URL} names an environment variable that is not set');
+    expect(message).toContain('site "c", baseUrl: required (or CPQ_BASE_URL in the environment)');
+    expect(message).not.toMatch(/site "a", password \(or passwordFile\) is required/);
+    expect(message).not.toContain('site "b", baseUrl: required');
+    expect(message.split('; ')).toHaveLength(3);
+  });
+
   test('a file holding a password, token or client secret that other users can read is a warning naming its mode, not the secret (review CG)', () => {
     const inline = file('inline.yaml', '- name: emea\n  baseUrl: https://emea.example.com\n  token: tok-inline-SECRET-1\n');
     const referenced = file('referenced.yaml', '- name: emea\n  baseUrl: https://emea.example.com\n  token: ${EMEA_TOKEN}\n');
