@@ -89,6 +89,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     return { sites: [], errors: [`CPQ_SITES_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`], warnings: [] };
   }
   let document: unknown;
+  let keyPlace: KeyPlace = () => undefined;
   try {
     // One parser for both: YAML 1.2 reads every JSON document. The failsafe schema keeps every
     // scalar the text it is written as (a password 0012345 or a token of 23 digits is not turned
@@ -96,11 +97,14 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     // Problems are reported here, by their kind and place only: yaml's messages quote the source
     // (a tag, an escape sequence, the whole line), which may be a password's, and its warnings
     // would go to stderr as they are.
-    const parsed = (requireWhenUsed('yaml') as typeof Yaml).parseDocument(text, { schema: 'failsafe', logLevel: 'silent' });
+    const yaml = requireWhenUsed('yaml') as typeof Yaml;
+    const lineCounter = new yaml.LineCounter();
+    const parsed = yaml.parseDocument(text, { schema: 'failsafe', logLevel: 'silent', lineCounter });
     const problem = parsed.errors[0] ?? parsed.warnings[0];
     // A tag (!!int, !vault, …) is a problem too: the failsafe schema would take `!vault x` as the text "x".
     if (problem) throw problem;
     document = parsed.toJS({ maxAliasCount: 100 });
+    keyPlace = keyPlacesOf(yaml, parsed, lineCounter);
   } catch (err) {
     return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${yamlProblem(err)})`], warnings: [] };
   }
@@ -170,13 +174,14 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
         }
         Object.entries(value).forEach(([oauthKey, oauthValue], at) => {
           const variable = OAUTH_KEYS[oauthKey];
-          if (variable === undefined || !Object.hasOwn(OAUTH_KEYS, oauthKey)) errors.push(unknownKey(where, oauthKey, at, 'oauth.'));
+          if (variable === undefined || !Object.hasOwn(OAUTH_KEYS, oauthKey))
+            errors.push(unknownKey(where, oauthKey, keyPlace(index, 'oauth', oauthKey) ?? { at }, 'oauth.'));
           else setting(`oauth.${oauthKey}`, variable, oauthValue);
         });
         continue;
       }
       const variable = SITE_KEYS[key];
-      if (variable === undefined || !Object.hasOwn(SITE_KEYS, key)) errors.push(unknownKey(where, key, at, ''));
+      if (variable === undefined || !Object.hasOwn(SITE_KEYS, key)) errors.push(unknownKey(where, key, keyPlace(index, key) ?? { at }, ''));
       else setting(key, variable, value);
     }
     // A site that names any auth replaces the environment's auth whole. One that names none takes
@@ -213,14 +218,39 @@ const SECRET_KEYS = new Set(['password', 'token', 'oauth.clientSecret']);
  * its key belongs (`password:S3cret` without the space is one key; so is a passphrase whose key
  * was left out).
  */
-function unknownKey(where: (key?: string) => string, key: string, at: number, prefix: string): string {
+function unknownKey(where: (key?: string) => string, key: string, { at, line }: { at: number; line?: number }, prefix: string): string {
   const keys = prefix === '' ? ['name', ...Object.keys(SITE_KEYS), 'oauth'] : Object.keys(OAUTH_KEYS);
   const known = keys.join(', ');
   const near = nearMiss(key, keys);
   const place = prefix === '' ? 'the site' : 'its oauth';
   // Not printed even then: a weak password is a near miss too (Passw0rd! of password).
   const guess = near === undefined ? '' : `; did you mean ${prefix}${near}?`;
-  return `${where()}: key ${at + 1} of ${place} is not a known key (not printed: it may be a value typed in its place)${guess} (known: ${known})`;
+  return `${where()}: key ${at + 1} of ${place}${line === undefined ? '' : ` (line ${line})`} is not a known key (not printed: it may be a value typed in its place)${guess} (known: ${known})`;
+}
+
+/**
+ * Where a site's key is written (`oauth` and one of its keys for an oauth key): its place among the
+ * site's keys (0-based) and its line; undefined where the parsed file has no such node (an alias).
+ */
+type KeyPlace = (site: number, key: string, oauthKey?: string) => { at: number; line: number } | undefined;
+
+function keyPlacesOf(yaml: typeof Yaml, document: Yaml.Document, lines: Yaml.LineCounter): KeyPlace {
+  const root = document.contents;
+  const list = yaml.isMap(root) ? root.get('sites', true) : root;
+  const sites = yaml.isSeq(list) ? list.items : [];
+  // By the key's text: toJS orders integer-like keys first, so a key's place in the object is not its place in the file.
+  const placeOfKey = (map: unknown, key: string) => {
+    if (!yaml.isMap(map)) return undefined;
+    const at = map.items.findIndex((pair) => yaml.isScalar(pair.key) && String(pair.key.value) === key);
+    const node = map.items[at]?.key;
+    const start = yaml.isScalar(node) ? node.range?.[0] : undefined;
+    return start === undefined ? undefined : { at, line: lines.linePos(start).line };
+  };
+  return (site, key, oauthKey) => {
+    const map = sites[site];
+    if (oauthKey === undefined) return placeOfKey(map, key);
+    return yaml.isMap(map) ? placeOfKey(map.get(key, true), oauthKey) : undefined;
+  };
 }
 
 /** A URL's origin (scheme, host, port), or undefined when it is not a URL. */

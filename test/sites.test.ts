@@ -104,7 +104,7 @@ describe('CPQ_SITES_FILE', () => {
     expect(loadConfig({ CPQ_SITES_FILE: sites }).sites[0]!.cpq.auth).toEqual({ kind: 'basic', username: 'u', password: 'from-a-file' });
   });
 
-  test('every mistake is named by site and key, all at once, and no secret is repeated', () => {
+  test('every mistake is named by site and key (an unknown key by its line too), all at once, and no secret is repeated', () => {
     const sites = file(
       'sites.yaml',
       `- name: good
@@ -142,8 +142,8 @@ describe('CPQ_SITES_FILE', () => {
       'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
       'site "auth", more than one CPQ auth method is configured (basic, bearer)',
       'site "vars", baseUrl: ${NOT_SET} names an environment variable that is not set',
-      'site "vars": key 3 of the site is not a known key (not printed: it may be a value typed in its place) (known:',
-      'site "vars": key 1 of its oauth is not a known key (not printed: it may be a value typed in its place); did you mean oauth.clientId?',
+      'site "vars": key 3 of the site (line 18) is not a known key (not printed: it may be a value typed in its place) (known:',
+      'site "vars": key 1 of its oauth (line 21) is not a known key (not printed: it may be a value typed in its place); did you mean oauth.clientId?',
       'site "vars", cron: "every day" is not a cron expression (expected 5 or 6 fields but got 2)',
     ]) {
       expect(message).toContain(expected);
@@ -172,6 +172,13 @@ describe('CPQ_SITES_FILE', () => {
     expect(message).not.toMatch(/site "a", password \(or passwordFile\) is required/);
     expect(message).not.toContain('site "b", baseUrl: required');
     expect(message.split('; ')).toHaveLength(3);
+  });
+
+  test('an unknown key is named by its place and line as written, a number-like key too (which an object would list first)', () => {
+    const sites = file('wrapped.yaml', 'sites:\n  - name: w\n    baseUrl: https://w.example.com\n    "7": x\n    colour: blue\n');
+    const message = configError({ CPQ_SITES_FILE: sites });
+    expect(message).toContain('site "w": key 3 of the site (line 4) is not a known key');
+    expect(message).toContain('site "w": key 4 of the site (line 5) is not a known key');
   });
 
   test('a file holding a password, token or client secret that other users can read is a warning naming its mode, not the secret (review CG)', () => {
@@ -240,12 +247,14 @@ describe('CPQ_SITES_FILE', () => {
     for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz', 'horse', 'eyJhbGciOi']) expect(message).not.toContain(secret);
     // A token pasted where its file belongs: the file is not named.
     expect(message).toContain('site "c", tokenFile: cannot read the file it names (not printed: it may be the secret itself) (ENOENT)');
-    expect(message).toContain('site "a": key 4 of the site is not a known key (not printed: it may be a value typed in its place) (known:');
+    expect(message).toContain('site "a": key 4 of the site (line 1) is not a known key (not printed: it may be a value typed in its place) (known:');
     expect(message).toContain('site "b", password: ${…} names an environment variable that is not set');
-    expect(message).toContain('site "b": key 4 of its oauth is not a known key');
-    expect(message).toContain('site "b": key 5 of its oauth is not a known key');
+    expect(message).toContain('site "b": key 4 of its oauth (line 7) is not a known key');
+    expect(message).toContain('site "b": key 5 of its oauth (line 7) is not a known key');
     // A near miss of a known key is named: a typo is found at once.
-    expect(message).toContain('site "b": key 5 of the site is not a known key (not printed: it may be a value typed in its place); did you mean oauth?');
+    expect(message).toContain(
+      'site "b": key 5 of the site (line 6) is not a known key (not printed: it may be a value typed in its place); did you mean oauth?',
+    );
     expect(message).not.toContain('oauht');
   });
 
