@@ -10,12 +10,20 @@ export function editDistanceAtMost(a: string, b: string, max: number): boolean {
   return previous[b.length]! <= max;
 }
 
-/** The one of `known` that `name` is likeliest a typo of (the fewest characters off, at most two, case aside), if any. */
+/**
+ * The one of `known` that `name` is likeliest a typo of (the fewest characters off, at most two,
+ * case and a plural's ending aside: CPQ_COMPANY is three characters off CPQ_COMPANIES), if any.
+ */
 export function nearMiss(name: string, known: readonly string[]): string | undefined {
-  const lower = name.toLowerCase();
+  const stem = singular(name.toLowerCase());
   for (const distance of [0, 1, 2]) {
-    const near = known.find((k) => editDistanceAtMost(lower, k.toLowerCase(), distance));
+    const near = known.find((k) => editDistanceAtMost(stem, singular(k.toLowerCase()), distance));
     if (near !== undefined) return near;
   }
   return undefined;
+}
+
+/** A name's last word without its plural's ending (companies, company: company; hours: hour). */
+function singular(name: string): string {
+  return name.replace(/ies$/, 'y').replace(/([^s])s$/, '$1');
 }

@@ -121,6 +121,8 @@ describe('configuration', () => {
       'HTTP_OST is not a variable cpq-sync reads: did you mean HTTP_HOST?',
       'history_retention is not a variable cpq-sync reads: did you mean HISTORY_RETENTION?',
     ]);
+    // A singular for a plural is one mistake, not three characters off (review CM).
+    expect(loadConfig({ ...base, CPQ_COMPANY: '*' }).unknownVariables).toEqual(['CPQ_COMPANY is not a variable cpq-sync reads: did you mean CPQ_COMPANIES?']);
     // A typo that makes the configuration wrong: the error cannot be read with it, so it is named with the error.
     expect(likelyTypos({ ...base, CPQ_USERNAME: 'u', CPQ_PASWORD: 'x', CPQ_RETRIES: '3' })).toEqual([
       'CPQ_PASWORD is not a variable cpq-sync reads: did you mean CPQ_PASSWORD?',
