@@ -120,6 +120,29 @@ describe('cpq-sync status', () => {
     expect((await status(h)).code).toBe(1);
   });
 
+  it('sites this database has run that the configuration does not name are listed by name (a dead run of a renamed site is not hidden), and do not count in the exit code (review CM)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    await h.sync();
+    // The site's former name, left with a run whose process died (no session holds its lock).
+    await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('old-emea', 'running', 'full')`);
+    const configured = { DATABASE_URL: h.t.url, CPQ_BASE_URL: h.sim.baseUrl, CPQ_TOKEN: 't' };
+    const out = await cli(['status'], configured);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain('\nAlso in this database, not shown: old-emea (`status --site old-emea` shows one; its runs do not count in the exit code)\n');
+    const json = JSON.parse((await cli(['status', '--json'], configured)).stdout) as StatusReport;
+    expect(json.sites.map((s) => s.site)).toEqual(['default']);
+    expect(json.otherSites).toEqual(['old-emea']);
+    const old = await cli(['status', '--site', 'old-emea'], configured);
+    expect(old.code).toBe(1);
+    expect(old.stdout).toMatch(/ \? +full +dead /);
+    expect(old.stdout).toContain('Also in this database, not shown: default');
+    // Every site shown: nothing else to name.
+    const all = await status(h, ['--json']);
+    expect((JSON.parse(all.stdout) as StatusReport).otherSites).toEqual([]);
+  });
+
   it('a migrated database without runs: nothing to report, exit code 0; one without the cpq schema (nothing ever ran there): exit code 6', async ({
     startHarness,
   }) => {

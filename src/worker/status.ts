@@ -62,6 +62,11 @@ export interface SiteStatus {
 export interface StatusReport {
   /** Every site that has run against the database (or those asked for), by name. */
   sites: SiteStatus[];
+  /**
+   * The sites this database has run that the report leaves out (not configured any more, say): a
+   * dead run of a site moved to a sites file under another name would go unseen otherwise.
+   */
+  otherSites: string[];
   /** Exit code 1 when true: the last run of some site failed. */
   lastRunFailed: boolean;
 }
@@ -78,10 +83,12 @@ export function stringifyStatus(report: StatusReport): string {
  * empty); read-only, it applies no migrations.
  */
 export async function readStatus(pool: pg.Pool, { sites = [], limit = 10 }: { sites?: readonly string[]; limit?: number } = {}): Promise<StatusReport> {
-  const names = sites.length > 0 ? sites : await readSiteNames(pool);
+  const ran = await readSiteNames(pool);
+  const names = sites.length > 0 ? sites : ran;
   const report: SiteStatus[] = [];
   for (const site of names) report.push(await readSiteStatus(pool, site, limit));
-  return { sites: report, lastRunFailed: report.some((s) => s.lastRunFailed) };
+  const otherSites = ran.filter((site) => !names.includes(site));
+  return { sites: report, otherSites, lastRunFailed: report.some((s) => s.lastRunFailed) };
 }
 
 async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promise<SiteStatus> {
@@ -175,6 +182,13 @@ export function formatStatus(report: StatusReport): string {
     if (report.sites.length > 1) out.push(`Site ${site.site}`, '');
     out.push(...formatSite(site));
   });
+  if (report.otherSites.length > 0) {
+    const [first] = report.otherSites;
+    out.push(
+      '',
+      `Also in this database, not shown: ${report.otherSites.join(', ')} (\`status --site ${first}\` shows one; its runs do not count in the exit code)`,
+    );
+  }
   return `${out.join('\n')}\n`;
 }
 
