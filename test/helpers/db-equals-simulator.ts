@@ -23,9 +23,9 @@ const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 const PG_TEXT: Record<string, (column: string) => string> = {
   timestamptz: (c) => `to_char(${c} AT TIME ZONE 'UTC', ${ISO_UTC})`,
 };
-const asText = (column: string, pgType: string) => (PG_TEXT[pgType] ?? ((c: string) => `${c}::text`))(column);
+export const asText = (column: string, pgType: string) => (PG_TEXT[pgType] ?? ((c: string) => `${c}::text`))(column);
 /** A value of a change-log diff as the same text (a date-time there is in the sync's own form, .mmmZ or .mmmuuuZ). */
-const diffText = (column: string, value: unknown) => (TIMESTAMP_COLUMNS.has(column) && typeof value === 'string' ? exactUtc(value) : textOf(value));
+export const diffText = (column: string, value: unknown) => (TIMESTAMP_COLUMNS.has(column) && typeof value === 'string' ? exactUtc(value) : textOf(value));
 
 /** Columns a change-log diff can carry (every data column but raw and content_hash), with their Postgres types. */
 export const DIFF_COLUMNS: readonly { column: string; pgType: string }[] = [
@@ -121,7 +121,7 @@ interface Permission {
   has_access: boolean | null;
 }
 
-const permissionKey = (p: { type: unknown; variable_name?: unknown; variableName?: unknown }) =>
+export const permissionKey = (p: { type: unknown; variable_name?: unknown; variableName?: unknown }) =>
   JSON.stringify([String(p.type), String(p.variable_name ?? p.variableName)]);
 const byKey =
   <T>(key: (x: T) => string) =>
