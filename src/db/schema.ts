@@ -1,5 +1,6 @@
 import type { ColumnType, Generated, JSONColumnType, SelectType } from 'kysely';
 import { USER_VALUE_COLUMNS, type UserValueColumn, type UserValueColumnKinds } from '../normalize/user-fields.js';
+import type { AlertRule } from '../config.js';
 
 /*
  * Every table and view of schema cpq as Kysely sees it (Kysely's own cpq.kysely_migration* aside),
@@ -211,7 +212,8 @@ export interface AlertOutboxTable {
   user_id: Int8;
   company_login: string;
   login: string;
-  rule: 'admin_flag' | 'group_membership' | 'access_permission' | 'integration_user' | 'user_restored';
+  /** The CHECK of migration 0011 allows these (test/schema-types.test.ts). */
+  rule: AlertRule;
   subject: string;
   /** jsonb: a flag's value, a permission's {name, hasAccess}, a time; null where there was none. */
   old_value: ColumnType<unknown, string | null, string | null>;
