@@ -7,7 +7,6 @@ import { logAhead, migrate } from '../db/migrate.js';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { readLatestCompanyCounts } from '../db/sql/read-proofs.js';
 import { countAlerts } from '../db/sql/count-alerts.js';
-import { readLastSuccess } from '../db/sql/read-last-success.js';
 import { EXIT_CODES, asSyncError, rethrowAsSyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { SyncDeps } from '../sync/run-types.js';
 import { runSync } from '../sync/run.js';
@@ -15,6 +14,7 @@ import { CronSchedule } from './cron-schedule.js';
 import { HealthServer } from './health-server.js';
 import { WorkerMetrics, type RunObservation } from './metrics.js';
 import { HealthConnection, checkReadiness } from './readiness.js';
+import { readRunOutcomes } from '../db/sql/read-run-outcomes.js';
 
 /**
  * The long-running worker: syncs every configured site on its schedule (each site's cron and
@@ -68,7 +68,7 @@ export class SyncWorker {
       companyCounts: () => readLatestCompanyCounts(this.healthDb),
       sites: this.sites.map((s) => s.name),
       // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
-      lastSuccess: (site) => readLastSuccess(this.healthDb, site),
+      lastSuccess: async (site) => (await readRunOutcomes(this.healthDb, site)).lastSuccess,
     });
   }
 
