@@ -97,9 +97,11 @@ describe('user columns: one source of truth, every copy checked', () => {
     const migration = /```plpgsql\n([\s\S]*?)```/.exec(section)?.[1]?.replace(/^ {3}/gm, '');
     expect(migration).toContain('ALTER TABLE cpq.users ADD COLUMN nickname text;');
     const scratch = await createDatabase();
+    const before = (await columnsOf(scratch, 'user_history')).map((c) => c.name);
     await scratch.query(migration!);
     expect(await parityProblems(scratch)).toEqual([]);
-    expect((await columnsOf(scratch, 'user_history')).map((c) => c.name)).toContain('nickname');
+    // Every column keeps its place (valid_to before site), the new one last: a reader's SELECT * is unchanged but for it (review CR).
+    expect((await columnsOf(scratch, 'user_history')).map((c) => c.name)).toEqual([...before, 'nickname']);
     await expect(scratch.query(`SELECT nickname FROM cpq.users_as_of(now())`)).resolves.toEqual([]);
   });
 
