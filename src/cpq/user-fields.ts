@@ -96,8 +96,8 @@ const STRUCTURAL_FIELDS = ['login', 'company', 'groups', 'accessPermissions', 'l
  */
 const NESTED_PARTS = new Set(['loginName', 'name', 'items', 'hasMore', 'totalResults', 'variableName', 'label', 'hasAccess', 'value', 'displayValue']);
 
-/** Other spellings seen for the same field (lower-cased). */
-const ALIASES: Record<string, string> = {
+/** Other spellings seen for the same field (lower-cased; the generated records of test/properties send them too). */
+export const ALIASES: Readonly<Record<string, string>> = {
   issuperuserpermenabled: 'isUserAdminPermEnabled',
 };
 

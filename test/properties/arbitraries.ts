@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { RawJson } from '../../src/simulator/index.js';
+import { ALIASES } from '../../src/cpq/user-fields.js';
 import { USER_FIELDS, type UserField } from '../../src/normalize/user-fields.js';
 
 /*
@@ -208,11 +209,15 @@ function valueFor(spec: UserField): fc.Arbitrary<FieldValue> {
   }
 }
 
-/** The spellings CPQ uses for a field: the canonical one, the known aliases, and case drift. */
-const ALIASES: Record<string, string[]> = { isUserAdminPermEnabled: ['isSuperUserPermEnabled'], lastName: ['lastname'] };
+/** A field's fixed spellings: the canonical one, the mapping's aliases (src/cpq/user-fields.ts), all lower case. */
+function spellingsOf(field: string): string[] {
+  const aliases = Object.keys(ALIASES).filter((alias) => ALIASES[alias] === field);
+  return [...new Set([field, ...aliases, field.toLowerCase()])];
+}
 
+/** The spellings CPQ uses for a field: the fixed ones, and case drift. */
 function spellingOf(field: string): fc.Arbitrary<string> {
-  const fixed = [field, ...(ALIASES[field] ?? [])];
+  const fixed = spellingsOf(field);
   return fc.oneof(
     { weight: 6, arbitrary: fc.constant(field) },
     { weight: 2, arbitrary: fc.constantFrom(...fixed) },
@@ -359,7 +364,7 @@ export function companyUser(index: number, groupCount: number): fc.Arbitrary<Gen
       const spec = USER_FIELDS.find((s) => s.field === second)!;
       return sentField(spec).map((extra) => {
         const taken = new Set(u.fields.map((f) => f.key));
-        const keys = [spec.field, ...(ALIASES[spec.field] ?? [])].filter((k) => !taken.has(k));
+        const keys = spellingsOf(spec.field).filter((k) => !taken.has(k));
         return keys.length === 0 ? u : { ...u, fields: [...u.fields, { ...extra, key: keys[0]! }] };
       });
     })
