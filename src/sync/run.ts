@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
-import { recordAlerts } from '../alerts/rules.js';
+import { recordAlerts } from '../alerts/record-alerts.js';
 import { ConfigError, selectSites, siteCpqUrl, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
