@@ -1,5 +1,5 @@
 import { LosslessNumber, MAX_RECORD_VALUES } from '../exact-json.js';
-import { CPQ_USER_FIELDS, canonicalFieldName, type FieldKind } from './user-fields.js';
+import { CPQ_USER_FIELDS, canonicalFieldName, isChoice, type FieldKind } from './user-fields.js';
 
 /*
  * Export columns -> user record: how a row of a CSV export becomes the same kind of record a JSON
@@ -82,7 +82,7 @@ function leafOf(name: string, path: string[]): Leaf {
     if (top === 'login') return 'plainText';
     return kind ? LEAF_OF_KIND[kind] : 'text';
   }
-  if (kind === 'choiceText' || kind === 'choiceInt') {
+  if (isChoice(kind)) {
     const part = canonicalFieldName(path[1]!);
     return path.length === 2 && part === 'value' ? LEAF_OF_KIND[kind] : 'text';
   }

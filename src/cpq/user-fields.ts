@@ -13,9 +13,13 @@
  */
 export type FieldKind = 'text' | 'boolean' | 'bigint' | 'timestamp' | 'choiceText' | 'choiceInt';
 
+/** A `{value, displayValue}` field: two columns, `<column>` and `<column>_display`. */
+export const isChoice = (kind: FieldKind | undefined): kind is 'choiceText' | 'choiceInt' => kind === 'choiceText' || kind === 'choiceInt';
+
 /**
  * Every documented user field, by its canonical (v19) name, in the order of its columns in
- * cpq.users. An object literal (keys keep this order) so that the field names are types too:
+ * cpq.users (a field added since the first release gets its column after every other, the
+ * bookkeeping ones too: nothing reads the columns by place). An object literal (keys keep this order) so that the field names are types too:
  * the Kysely table type of cpq.users is derived from it (src/db/schema.ts).
  */
 export const CPQ_USER_FIELDS = {

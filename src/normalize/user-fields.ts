@@ -1,4 +1,4 @@
-import { CPQ_USER_FIELDS, type CpqUserField, type FieldKind } from '../cpq/user-fields.js';
+import { CPQ_USER_FIELDS, isChoice, type CpqUserField, type FieldKind } from '../cpq/user-fields.js';
 
 /**
  * The one mapping from CPQ user fields (../cpq/user-fields.ts) to cpq.users columns: each field
@@ -42,8 +42,6 @@ export const USER_FIELDS: readonly UserField[] = (Object.keys(CPQ_USER_FIELDS) a
   column: columnOf(field),
   kind: CPQ_USER_FIELDS[field],
 }));
-
-const isChoice = (kind: FieldKind) => kind === 'choiceText' || kind === 'choiceInt';
 
 /** Every cpq.users column the mapping fills, in a fixed order (choice fields bring their _display column). */
 export const USER_VALUE_COLUMNS: readonly string[] = USER_FIELDS.flatMap((u) => (isChoice(u.kind) ? [u.column, `${u.column}_display`] : [u.column]));

@@ -3,6 +3,7 @@ import { expect } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
 import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES } from '../../src/normalize/user-fields.js';
+import { isChoice } from '../../src/cpq/user-fields.js';
 import { stringifyExact, type CpqSimulator } from '../../src/simulator/index.js';
 import { unmappedFields } from '../../src/sync/merge-sql.js';
 import { RUN_BOOKKEEPING_TABLES, type TestDatabase } from './database.js';
@@ -58,7 +59,7 @@ function expectedColumns(record: Raw, viaIntegrationFeed: boolean): Record<strin
   const out: Record<string, string | null> = {};
   for (const spec of USER_FIELDS) {
     const value = r[spec.field];
-    if (spec.kind === 'choiceInt' || spec.kind === 'choiceText') {
+    if (isChoice(spec.kind)) {
       const choice = value && typeof value === 'object' && !isLosslessNumber(value) ? (value as Raw) : { value };
       out[spec.column] = textOf(choice.value);
       out[`${spec.column}_display`] = textOf(choice.displayValue);

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { USER_FIELDS } from '../../src/normalize/user-fields.js';
+import { isChoice } from '../../src/cpq/user-fields.js';
 import type { CpqSimulator } from '../../src/simulator/index.js';
 import { RawJson } from '../../src/simulator/index.js';
 import type { TestDatabase } from '../helpers/database.js';
@@ -206,7 +207,7 @@ export function columnsAsText(alias: string): string {
     { column: 'company_name', kind: 'text' },
     { column: 'is_integration_user', kind: 'boolean' },
     ...USER_FIELDS.flatMap((u) =>
-      u.kind === 'choiceText' || u.kind === 'choiceInt'
+      isChoice(u.kind)
         ? [
             { column: u.column, kind: u.kind },
             { column: `${u.column}_display`, kind: 'text' },
