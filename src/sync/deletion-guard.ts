@@ -29,6 +29,11 @@ export function refusesDeletion(missing: number, known: number, guard: DeletionL
   return missing > guard.massDeleteMin && missing > guard.maxDeleteFraction * known && !guard.allowMassDelete;
 }
 
+/** Why refusesDeletion refused, the end of each refusal's warning: both limits, since a deletion is refused only past both. */
+export function pastDeletionLimits(guard: DeletionLimits, rerunIf = 'this is real'): string {
+  return `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} and SYNC_MAX_DELETE_FRACTION=${guard.maxDeleteFraction} allow; nothing was marked deleted (rerun with --allow-mass-delete if ${rerunIf})`;
+}
+
 /**
  * Companies whose users this run may mark deleted: read in full, not short, and not losing
  * more than SYNC_MAX_DELETE_FRACTION of their known users, nor more than SYNC_MASS_DELETE_MIN
@@ -55,7 +60,6 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
       p.report.deletion = 'applied: none missing';
     } else eligible.push(p.id.company!);
   }
-  const fraction = guard.maxDeleteFraction;
   const allowed: string[] = [];
   const scope = guard.integrationUsersKept ? 'all but integration users' : 'all users';
   for (const c of await countDeletionCandidates(client, guard.site, runId, eligible, scope)) {
@@ -64,7 +68,7 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
       p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;
       guard.warn(
         `deletion aborted for ${p.id.name}: ${c.missing} of ${c.known} known users (${Math.round((100 * c.missing) / c.known)}%) ` +
-          `are missing from the read, above SYNC_MAX_DELETE_FRACTION=${fraction}; nothing was marked deleted (rerun with --allow-mass-delete if this is real)`,
+          `are missing from the read, ${pastDeletionLimits(guard)}`,
       );
     } else {
       p.report.deletion = c.missing > 0 ? `applied: ${c.missing} deleted` : 'applied: none missing';
@@ -100,7 +104,7 @@ export async function integrationDeletableCompanies(
     if (refusesDeletion(c.missing, c.known, guard)) {
       guard.warn(
         `deletion aborted for the integration users of company ${JSON.stringify(c.company)} (no company read covers it): ${c.missing} of ${c.known} ` +
-          `are missing from the integration feed, above SYNC_MAX_DELETE_FRACTION=${guard.maxDeleteFraction}; nothing was marked deleted (rerun with --allow-mass-delete if this is real)`,
+          `are missing from the integration feed, ${pastDeletionLimits(guard)}`,
       );
     } else allowed.push(c.company);
   }

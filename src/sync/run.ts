@@ -28,7 +28,14 @@ import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import { readCompany } from './company-read.js';
-import { deletableCompanies, integrationDeletableCompanies, refusesDeletion, type DeletionGuard, type DeletionLimits } from './deletion-guard.js';
+import {
+  deletableCompanies,
+  integrationDeletableCompanies,
+  pastDeletionLimits,
+  refusesDeletion,
+  type DeletionGuard,
+  type DeletionLimits,
+} from './deletion-guard.js';
 import { DirectLoad } from './direct-load.js';
 import {
   IntegrationCompanies,
@@ -296,7 +303,7 @@ export class SyncRun {
       if (refusesDeletion(withoutHostTwin, n, guard)) {
         this.warn(
           `${users} filed under ${JSON.stringify(name)}, which the company list names as the host's own login, are kept: ${withoutHostTwin} of them have no row of the same login under _host, ` +
-            `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} and SYNC_MAX_DELETE_FRACTION=${guard.maxDeleteFraction} allow (rerun with --allow-mass-delete if they are rows an earlier release filed there)`,
+            pastDeletionLimits(guard, 'they are rows an earlier release filed there'),
         );
         continue;
       }
@@ -364,7 +371,7 @@ export class SyncRun {
     if (refusesDeletion(n, n, guard)) {
       this.warn(
         `company ${JSON.stringify(company)} is gone from CPQ (not in the company list; its users answer 404): its ${users} kept as present, ` +
-          `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} (rerun with --allow-mass-delete to mark them deleted)`,
+          pastDeletionLimits(guard, 'the company is gone for good'),
       );
       return 'held';
     }
