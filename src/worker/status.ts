@@ -37,7 +37,8 @@ export interface RunSummary {
   error: string | null;
 }
 
-export interface StreamCursor {
+/** A stream's cursor as `status` reports it (times as stored text; src/db/sql/read-cursors.ts reads the same row for a run). */
+export interface CursorReport {
   /** `companies/<login>` or `integrationUsers`. */
   stream: string;
   /** The largest dateModified read; the next incremental run reads from here minus SYNC_LOOKBACK. */
@@ -52,7 +53,7 @@ export interface SiteStatus {
   site: string;
   /** Newest first. */
   runs: RunSummary[];
-  cursors: StreamCursor[];
+  cursors: CursorReport[];
   /** The newest run that ended on its own (not running, not interrupted), a dead one as abandoned: what the exit code is about. */
   lastRun: { id: string; status: string; finishedAt: string | null; error: string | null } | null;
   lastSuccessAt: string | null;
