@@ -297,6 +297,57 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
   return { child, stop: () => stopServer(child) };
 }
 
+/** The process id of the cpq-sync process that started the data folder's server, beside postmaster.pid. */
+const OWNER_FILE = 'cpq-sync-owner.pid';
+
+/** Whether a process of that id runs (EPERM: it does, as another user). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/** Whether process `pid` works in `dir`, as a postmaster does in its data folder (Linux's /proc; false where it cannot be told). */
+function worksIn(pid: number, dir: string): boolean {
+  try {
+    return realpathSync(`/proc/${String(pid)}/cwd`) === realpathSync(dir);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A server a cpq-sync process started and did not stop, because that process was killed
+ * (SIGKILL, the out-of-memory killer): postgres outlives its parent, holds the data folder
+ * (postmaster.pid), and every later start failed ("lock file already exists") until someone
+ * killed it by hand (review CP). Stopped here (fast shutdown: its open transactions roll back),
+ * with its private socket folder, when the process that started it no longer runs. A server
+ * whose starter still runs (another command using the folder) is left alone, and so is one
+ * started by a release that wrote no owner file. The process postmaster.pid names is signalled
+ * only while it works in this data folder: after a reboot the file is stale and its number may
+ * be any other process's.
+ */
+async function stopOrphanedServer(dataDir: string): Promise<void> {
+  const pidLines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+  const postmaster = Number(pidLines[0]);
+  const owner = Number((await readFile(join(dataDir, OWNER_FILE), 'utf8').catch(() => '')).trim());
+  if (!Number.isSafeInteger(postmaster) || postmaster <= 0 || !Number.isSafeInteger(owner) || owner <= 0) return;
+  if (owner === process.pid || processRuns(owner) || !processRuns(postmaster) || !worksIn(postmaster, dataDir)) return;
+  try {
+    process.kill(postmaster, 'SIGINT');
+  } catch {
+    return;
+  }
+  for (let waited = 0; processRuns(postmaster) && waited < 60_000; waited += 100) await new Promise((wake) => setTimeout(wake, 100));
+  const socketDir = pidLines[4]?.trim();
+  if (socketDir && dirname(socketDir) === tmpdir() && /^cpq-sync-pg-/.test(socketDir.slice(tmpdir().length + 1))) {
+    await rm(socketDir, { recursive: true, force: true });
+  }
+}
+
 /**
  * A folder made by an earlier release: its superuser password is `postgres`, known to every
  * local user. Started once with no TCP listener and an hba file that lets in only the
@@ -415,6 +466,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
           `embedded Postgres: ${passwordPath} does not hold a password this tool wrote; remove it to set a new one at the next start`,
         );
     }
+    await stopOrphanedServer(dataDir);
     server = await startServer(runtime, [
       '-c',
       `listen_addresses=${options.tcp === true ? '127.0.0.1' : ''}`,
@@ -423,6 +475,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     ]).catch((err: unknown) => {
       throw explain(`start on port ${options.port}`, err);
     });
+    // Who started it: a later start stops it should this process be killed without stopping it.
+    await writeFile(join(dataDir, OWNER_FILE), `${String(process.pid)}\n`, { mode: 0o644 });
     const host = options.tcp === true ? '127.0.0.1' : privateDir;
     const url = `postgres://${USER}:${password}@${encodeURIComponent(host)}:${options.port}/${database}`;
     const admin = new pg.Client({ host, port: options.port, user: USER, password, database: 'postgres' });

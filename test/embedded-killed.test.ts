@@ -1,0 +1,105 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { Cleanups, cli } from './helpers/cli-process.js';
+import { freePort } from './helpers/free-port.js';
+import { holdRequests } from './helpers/scripted-pages.js';
+
+/*
+ * `run` with the embedded Postgres (no DATABASE_URL), killed outright mid-run (SIGKILL, the
+ * out-of-memory killer): the README promises that the next run starts from the last good state.
+ * The server is a child of the killed process and outlives it, holding the data folder.
+ */
+
+const cleanups = new Cleanups();
+afterEach(async () => {
+  await cleanups.run();
+});
+
+const runs = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+};
+
+describe('embedded Postgres and a killed run', () => {
+  it('after SIGKILL mid-run, the next run starts the server again and syncs (no orphaned postmaster keeps the data folder)', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-embedded-killed-'));
+    chmodSync(dir, 0o755); // the server runs as user postgres when we are root
+    const dataDir = join(dir, 'data');
+    const postmasterPid = () => {
+      try {
+        return Number(readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      } catch {
+        return undefined;
+      }
+    };
+    cleanups.push(() => {
+      // Whatever the outcome, no server of this folder stays (this test started it).
+      const pid = postmasterPid();
+      if (pid !== undefined && runs(pid)) process.kill(pid, 'SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
+
+    const first = await cli(['run'], env);
+    expect(first.code, first.stderr).toBe(0);
+    sim.updateUser('_host', String(sim.users('_host')[0]!.login), { lastName: 'Edited' });
+
+    const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run', '--full'], env); // full: every page, so the second request is held
+    await Promise.race([
+      held.reached,
+      run.exited.then((o) => {
+        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
+      }),
+    ]);
+    await run.waitForLine((l) => l.msg === 'page read');
+    run.kill('SIGKILL');
+    await run.exited;
+    held.release();
+    sim.onRequest = undefined;
+
+    const again = await cli(['run'], env);
+    expect(again.stderr, 'the next run').toBe('');
+    expect(again.code, 'the next run').toBe(0);
+    expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
+    const status = await cli(['status', '--json'], env);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain('"abandoned"');
+  }, 120_000);
+
+  it('a stale postmaster.pid naming another live process (a reboot reused its number) is not signalled', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-embedded-stale-'));
+    chmodSync(dir, 0o755);
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dataDir = join(dir, 'data');
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()) };
+    const first = await cli(['run'], env);
+    expect(first.code, first.stderr).toBe(0);
+    // Stopped cleanly, then a stale lock file as a machine that lost power leaves it, naming a
+    // process that now runs something else, and an owner file naming a process gone.
+    const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
+    cleanups.push(() => bystander.kill('SIGKILL'));
+    const gone = spawn('true', [], { stdio: 'ignore' });
+    await new Promise((done) => gone.on('exit', done));
+    writeFileSync(join(dataDir, 'pg', 'postmaster.pid'), `${String(bystander.pid)}\n${join(dataDir, 'pg')}\n0\n1\n/tmp\n\n`);
+    writeFileSync(join(dataDir, 'pg', 'cpq-sync-owner.pid'), `${String(gone.pid)}\n`);
+    await cli(['run'], env);
+    expect(runs(bystander.pid!)).toBe(true);
+    expect(bystander.exitCode).toBeNull();
+  }, 120_000);
+});
