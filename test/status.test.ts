@@ -28,7 +28,13 @@ describe('cpq-sync status', () => {
       new RegExp(`^ {2}companies/_host +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +${run.runId}$`),
     );
     expect(lines[cursors + 3]).toMatch(/^ {2}companies\/partner1 /);
-    expect(out.stdout).toMatch(new RegExp(`\\nLast run succeeded: run ${run.runId} at \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2}\\n$`));
+    expect(out.stdout).toMatch(new RegExp(`\\nLast run succeeded: run ${run.runId} at \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2}, took \\d+\\.\\ds\\n$`));
+    // The duration of the last success, as the table's TOOK shows it and to the millisecond in JSON.
+    const took = /^ +\d+ +\S+ \S+ +(\S+)/.exec(lines[2]!)![1]!;
+    expect(out.stdout).toContain(`, took ${took}\n`);
+    const json = JSON.parse((await status(h, ['--json'])).stdout) as StatusReport;
+    expect(json.sites[0]!.lastSuccessDurationSeconds).toBe(json.sites[0]!.runs[0]!.durationSeconds);
+    expect(json.sites[0]!.lastSuccessDurationSeconds).toBeGreaterThan(0);
   });
 
   it('after a failed run: exit code 1, the error in the table and the verdict; --json for scripts', async ({ startHarness }) => {
@@ -41,7 +47,7 @@ describe('cpq-sync status', () => {
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/ failed +0 +0 +0 +0 +0 +0 +1 {2}GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/_host\/users\?/);
     expect(text.stdout).toMatch(
-      /\nLAST RUN FAILED: run \d+ at [\d-]+ [\d:]+: GET http:\/\/\S+: CPQ still answered 503 after 2 attempts\nLast success: [\d-]+ [\d:]+\n$/,
+      /\nLAST RUN FAILED: run \d+ at [\d-]+ [\d:]+: GET http:\/\/\S+: CPQ still answered 503 after 2 attempts\nLast success: [\d-]+ [\d:]+, took \d+\.\ds\n$/,
     );
 
     const json = await status(h, ['--json']);
@@ -73,6 +79,8 @@ describe('cpq-sync status', () => {
       },
     ]);
     expect(report.lastSuccessAt).toBe(report.runs[1]!.finishedAt);
+    // The failed run is not the last success: the good one's duration is.
+    expect(report.lastSuccessDurationSeconds).toBe(report.runs[1]!.durationSeconds);
 
     const limited = JSON.parse((await status(h, ['--json', '--limit', '1'])).stdout) as StatusReport;
     expect(limited.sites[0]!.runs.map((r) => r.status)).toEqual(['failed']);

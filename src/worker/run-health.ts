@@ -15,6 +15,8 @@ export interface RunHealth {
   /** The newest run that ended on its own, a dead one as `abandoned` (see deadRunId); null when there is none. */
   lastRun: ConcludedRun | null;
   lastSuccessAt: Date | null;
+  /** How long the last successful run took, in seconds; null when none has succeeded. */
+  lastSuccessSeconds: number | null;
   /** When the current streak of unsuccessful runs began; null when the last run succeeded. */
   failingSince: Date | null;
   /** True when the last run that ended on its own failed (or was abandoned by a crash, or died). */
@@ -41,7 +43,16 @@ export async function readRunHealth(on: Queryable, site: string): Promise<RunHea
     outcomes = await readRunOutcomes(on, site);
   } catch (err) {
     if (isUndefinedTable(err))
-      return { lastRun: null, lastSuccessAt: null, failingSince: null, lastRunFailed: false, runningSince: null, deadRunId: null, now: undefined };
+      return {
+        lastRun: null,
+        lastSuccessAt: null,
+        lastSuccessSeconds: null,
+        failingSince: null,
+        lastRunFailed: false,
+        runningSince: null,
+        deadRunId: null,
+        now: undefined,
+      };
     throw err;
   }
   // A run holds its site's lock from before its record says running until after it says how it
@@ -64,6 +75,7 @@ export async function readRunHealth(on: Queryable, site: string): Promise<RunHea
   return {
     lastRun,
     lastSuccessAt: lastSuccess,
+    lastSuccessSeconds: outcomes.lastSuccessSeconds,
     // Never succeeded: failing since the very first run.
     failingSince: lastRunFailed ? (lastSuccess ?? firstStarted) : null,
     lastRunFailed,

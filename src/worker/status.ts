@@ -57,6 +57,8 @@ export interface SiteStatus {
   /** The newest run that ended on its own (not running, not interrupted), a dead one as abandoned: what the exit code is about. */
   lastRun: { id: string; status: string; finishedAt: string | null; error: string | null } | null;
   lastSuccessAt: string | null;
+  /** How long the last successful run took (to the millisecond); null when none has succeeded. */
+  lastSuccessDurationSeconds: number | null;
   lastRunFailed: boolean;
 }
 
@@ -73,6 +75,8 @@ export interface StatusReport {
 }
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
+/** A duration as status reports it: to the millisecond. */
+const seconds = (s: number | null) => (s === null ? null : Math.round(s * 1000) / 1000);
 
 /** Every value of the report leaves as the database holds it: times with their microseconds, jsonb as its text. */
 export function stringifyStatus(report: StatusReport): string {
@@ -100,7 +104,7 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     id: r.id,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
-    durationSeconds: r.seconds === null ? null : Math.round(r.seconds * 1000) / 1000,
+    durationSeconds: seconds(r.seconds),
     status: r.status,
     mode: r.mode,
     pages: r.pages,
@@ -137,6 +141,7 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
       error: health.lastRun.error,
     },
     lastSuccessAt: iso(health.lastSuccessAt),
+    lastSuccessDurationSeconds: seconds(health.lastSuccessSeconds),
     lastRunFailed: health.lastRunFailed,
   };
 }
@@ -177,7 +182,8 @@ function truncate(text: string, max: number): string {
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
   // Nothing has run: the blocks of a site without runs.
-  if (report.sites.length === 0) out.push(...formatSite({ site: '', runs: [], cursors: [], lastRun: null, lastSuccessAt: null, lastRunFailed: false }));
+  if (report.sites.length === 0)
+    out.push(...formatSite({ site: '', runs: [], cursors: [], lastRun: null, lastSuccessAt: null, lastSuccessDurationSeconds: null, lastRunFailed: false }));
   report.sites.forEach((site, i) => {
     if (i > 0) out.push('');
     if (report.sites.length > 1) out.push(`Site ${site.site}`, '');
@@ -234,12 +240,13 @@ function formatSite(report: SiteStatus): string[] {
   }
   out.push('');
   const last = report.lastRun;
+  const took = report.lastSuccessDurationSeconds === null ? '' : `, took ${formatDuration(report.lastSuccessDurationSeconds)}`;
   if (!last) out.push('No run has finished yet.');
   else if (report.lastRunFailed) {
     out.push(
       `LAST RUN ${last.status.toUpperCase()}: run ${last.id}${last.finishedAt ? ` at ${when(last.finishedAt)}` : ''}: ${printable(last.error ?? 'no error recorded')}`,
-      `Last success: ${report.lastSuccessAt ? when(report.lastSuccessAt) : 'never'}`,
+      `Last success: ${report.lastSuccessAt ? `${when(report.lastSuccessAt)}${took}` : 'never'}`,
     );
-  } else out.push(`Last run succeeded: run ${last.id} at ${when(last.finishedAt)}`);
+  } else out.push(`Last run succeeded: run ${last.id} at ${when(last.finishedAt)}${took}`);
   return out;
 }

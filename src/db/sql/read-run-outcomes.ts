@@ -20,6 +20,8 @@ export interface RunOutcomes {
   } | null;
   /** When the last successful run finished; null when none has. */
   lastSuccess: Date | null;
+  /** How long that run took (finished_at - started_at, in seconds); null when none has succeeded. */
+  lastSuccessSeconds: number | null;
   /** When the first run started; null when there is none. */
   firstStarted: Date | null;
   /** When the oldest run still `running` started; null when none is. */
@@ -61,9 +63,32 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
             .as('r'),
         (join) => join.onTrue(),
       )
-      .select(['c.id', 'c.status', 'c.started_at', 'c.finished_at', 'c.error', 'r.running_id', 'r.running_started_at'])
+      .leftJoinLateral(
+        (eb) =>
+          eb
+            .selectFrom('cpq.sync_runs')
+            .select(['finished_at as last_success', sql<number>`extract(epoch FROM finished_at - started_at)::float8`.as('last_success_seconds')])
+            .where('site', '=', site)
+            .where('status', '=', 'succeeded')
+            // As max(finished_at) did: a DESC order would put a NULL first.
+            .where('finished_at', 'is not', null)
+            .orderBy('finished_at', 'desc')
+            .limit(1)
+            .as('s'),
+        (join) => join.onTrue(),
+      )
+      .select([
+        'c.id',
+        'c.status',
+        'c.started_at',
+        'c.finished_at',
+        'c.error',
+        'r.running_id',
+        'r.running_started_at',
+        's.last_success',
+        's.last_success_seconds',
+      ])
       .select((eb) => [
-        eb.selectFrom('cpq.sync_runs').select(eb.fn.max('finished_at').as('at')).where('site', '=', site).where('status', '=', 'succeeded').as('last_success'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).as('first_started'),
         eb.selectFrom('cpq.sync_runs').select(eb.fn.min('started_at').as('at')).where('site', '=', site).where('status', '=', 'running').as('running_since'),
         sql<Date>`clock_timestamp()`.as('now'),
@@ -83,6 +108,7 @@ export async function readRunOutcomes(on: Queryable, site: string): Promise<RunO
             error: row.error,
           },
     lastSuccess: row.last_success,
+    lastSuccessSeconds: row.last_success_seconds,
     firstStarted: row.first_started,
     runningSince: row.running_since,
     lastRunning: row.running_id === null || row.running_started_at === null ? null : { id: row.running_id, started_at: row.running_started_at },
