@@ -246,7 +246,7 @@ function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
 }
 
 /** Loopback addresses, where plain http does not cross a network (a local user may still listen on a port nothing holds: README, threat model). */
-export function isLoopbackHost(hostname: string): boolean {
+function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
@@ -289,7 +289,7 @@ export function parseEnv(env: Env): ParsedEnv {
 }
 
 /** The CPQ site an environment names (CPQ_* settings), or undefined when CPQ_BASE_URL is not set. */
-export function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
+function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
   const auth = resolveAuth(env, parsed);
   const useAuthSettings = ': use the CPQ_* auth settings';
   if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings);

@@ -1,5 +1,5 @@
 /** Whether `a` becomes `b` by at most `max` one-character insertions, deletions or replacements. */
-export function editDistanceAtMost(a: string, b: string, max: number): boolean {
+function editDistanceAtMost(a: string, b: string, max: number): boolean {
   if (Math.abs(a.length - b.length) > max || a.length > 64) return false;
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {

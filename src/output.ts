@@ -22,7 +22,7 @@ export interface Manifest extends Record<string, unknown> {
 }
 
 const MANIFEST_VERSION = 'cpq-sync export manifest v1';
-export const manifestPath = (file: string) => `${file}.manifest.json`;
+const manifestPath = (file: string) => `${file}.manifest.json`;
 
 /** A unique, unguessable temporary name in `file`'s folder, created exclusively (see writeOutput). */
 const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${randomBytes(12).toString('hex')}.partial`);

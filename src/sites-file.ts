@@ -15,7 +15,7 @@ import { nearMiss } from './near-miss.js';
  * A site's name: its key in every table, so kept to what needs no quoting anywhere; it starts
  * with a letter or digit, so that `--site NAME` is never read as an option.
  */
-export const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** A sites file larger than this is refused before it is read (hundreds of sites take a few KB each). */
 const MAX_FILE_BYTES = 1024 * 1024;
@@ -284,7 +284,7 @@ function settingText(value: unknown, list: boolean): string | undefined {
  * Replaces each `${NAME}` by the environment variable NAME; reports the first one not set.
  * `$${NAME}` is the text `${NAME}` (a password may hold one). Adds each NAME read to `used`.
  */
-export function expandVariables(text: string, env: Env, used?: Set<string>): string | { missing: string } {
+function expandVariables(text: string, env: Env, used?: Set<string>): string | { missing: string } {
   let missing: string | undefined;
   const expanded = text.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, escaped: string, name: string) => {
     if (escaped) return whole.slice(1);

@@ -154,7 +154,7 @@ export async function postAlert(webhook: Webhook, body: string, idempotencyKey: 
 }
 
 /** The wait before attempt `attempts + 1`: the base delay doubled per attempt made, at most the maximum. */
-export function retryDelayMs(config: Pick<AlertsConfig, 'retryBaseDelayMs' | 'retryMaxDelayMs'>, attempts: number): number {
+function retryDelayMs(config: Pick<AlertsConfig, 'retryBaseDelayMs' | 'retryMaxDelayMs'>, attempts: number): number {
   return Math.min(config.retryMaxDelayMs, config.retryBaseDelayMs * 2 ** Math.min(Math.max(attempts - 1, 0), 40));
 }
 

@@ -49,7 +49,7 @@ const PROTOTYPE_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
  * is in tens of groups. Unbounded, one header of a million columns, or of one column of half a
  * million dotted parts, or one cell of 2.5 million group names filled the image's 192 MB heap.
  */
-export const MAX_EXPORT_COLUMNS = 2_000;
+const MAX_EXPORT_COLUMNS = 2_000;
 const MAX_DOTTED_PARTS = 16;
 
 /** A record object: no prototype, so no key (`constructor`, `toString`...) is inherited or climbs to Object.prototype. */

@@ -139,7 +139,7 @@ const BY_SPELLING = new Map<string, string | null>();
  * JSON object's key order is no part of what it says, and jsonb does not keep it): whether `key`
  * replaces `kept`, the key whose value was kept so far (undefined when none was).
  */
-export function spellingWins(key: string, name: string, kept: string | undefined): boolean {
+function spellingWins(key: string, name: string, kept: string | undefined): boolean {
   return kept === undefined || key === name || (kept !== name && key < kept);
 }
 

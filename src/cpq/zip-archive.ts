@@ -31,7 +31,7 @@ export interface ArchiveLimits {
  * threat, and the size bounds cover it. Above it, CPQ data (text that compresses 5-20x) stays far
  * below any sensible ratio, while a zip bomb does not.
  */
-export const RATIO_CHECK_MIN_BYTES = 1024 * 1024;
+const RATIO_CHECK_MIN_BYTES = 1024 * 1024;
 
 export interface UserEntry {
   name: string;

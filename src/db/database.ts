@@ -35,7 +35,7 @@ export function redactUrl(url: string): string {
  * queues behind it: without a bound, a reporting login could hold every run in its transaction,
  * its site's sync lock with it, for as long as it liked. Migrations set their own (Kysely's).
  */
-export const DEFAULT_LOCK_TIMEOUT_MS = 30 * 60_000;
+const DEFAULT_LOCK_TIMEOUT_MS = 30 * 60_000;
 
 /**
  * The connection string without its own `options` parameter, and the options to connect with:

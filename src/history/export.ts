@@ -148,7 +148,7 @@ export interface SnapshotRun {
  * Per site, the last successful run whose versions start at or before `asOf` (its effective_at):
  * the state a snapshot at that time reflects.
  */
-export async function snapshotRuns(client: pg.Pool | pg.PoolClient, asOf: Date, sites: readonly string[] = []): Promise<SnapshotRun[]> {
+async function snapshotRuns(client: pg.Pool | pg.PoolClient, asOf: Date, sites: readonly string[] = []): Promise<SnapshotRun[]> {
   const runs = await findSnapshotRuns(client, asOf, sites);
   if (runs.length === 0) {
     const of = sites.length > 0 ? ` of site ${sites.join(', ')}` : '';

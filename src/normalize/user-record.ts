@@ -83,7 +83,7 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  * Longest login, partyNumber, group variableName and permission type/variableName, in UTF-8
  * bytes: they are keys of btree indexes, whose entries Postgres limits to about 2700 bytes.
  */
-export const MAX_KEY_BYTES = 1024;
+const MAX_KEY_BYTES = 1024;
 
 /** What the digest keeps of one group or permission item (FieldReader.itemState). */
 interface ItemState {

@@ -1,7 +1,7 @@
 import { QueryError } from './query.js';
 import { keepLinks, type Link } from './serialize.js';
 
-export const MAX_LIMIT = 1000;
+const MAX_LIMIT = 1000;
 
 export interface PageRequest {
   limit: number;

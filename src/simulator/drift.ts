@@ -16,9 +16,9 @@ export const CASE_VARIANTS: ReadonlyArray<readonly [canonical: string, wire: str
   ['shipZip', 'shipzip'],
 ];
 
-export const LASTNAME_DRIFT_RATE = 0.1;
-export const SUPERUSER_DRIFT_RATE = 0.1;
-export const CASE_DRIFT_RATE = 0.05;
+const LASTNAME_DRIFT_RATE = 0.1;
+const SUPERUSER_DRIFT_RATE = 0.1;
+const CASE_DRIFT_RATE = 0.05;
 
 /** canonical field name -> name sent on the wire; undefined when the user does not drift. */
 export type FieldRenames = ReadonlyMap<string, string> | undefined;

@@ -12,7 +12,7 @@ export interface HttpResponse {
   users?: number;
 }
 
-export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
 export function jsonText(status: number, body: string, headers: Record<string, string> = {}): HttpResponse {
   return { status, headers: { 'content-type': JSON_CONTENT_TYPE, ...headers }, body };

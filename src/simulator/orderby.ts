@@ -50,7 +50,7 @@ function typeRank(value: SortValue): number {
 }
 
 /** Missing/null first, then booleans, numbers, strings (by UTF-16 code unit, case-sensitive). */
-export function compareSortValues(a: SortValue, b: SortValue): number {
+function compareSortValues(a: SortValue, b: SortValue): number {
   const rankA = typeRank(a);
   const rankB = typeRank(b);
   if (rankA !== rankB) return rankA - rankB;

@@ -1,7 +1,7 @@
 /** Small deterministic PRNG helpers: the simulator must never depend on Math.random. */
 
 /** 32-bit FNV-1a over the parts, joined by a separator that cannot occur in logins. */
-export function hashParts(...parts: ReadonlyArray<string | number>): number {
+function hashParts(...parts: ReadonlyArray<string | number>): number {
   let hash = 0x811c9dc5;
   const text = parts.join('\u0001');
   for (let i = 0; i < text.length; i++) {

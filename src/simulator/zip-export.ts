@@ -46,7 +46,7 @@ export interface ZipExportOptions {
   archiveFile?: string;
 }
 
-export const ZIP_CONTENT_TYPE = 'application/zip';
+const ZIP_CONTENT_TYPE = 'application/zip';
 /** Zip-bomb padding: compresses about 1000 to 1. */
 const BOMB_PADDING_BYTES = 4 * 1024 * 1024;
 const BATCH_CHARS = 64 * 1024;

@@ -18,7 +18,7 @@ export interface MergeCounts {
 }
 
 /** Merges the users staged with afterSeq < seq <= toSeq that are new to the database; returns how many. */
-export async function mergeNewUsers(
+async function mergeNewUsers(
   client: pg.PoolClient,
   { site, runId, effectiveAt, afterSeq, toSeq }: { site: string; runId: string; effectiveAt: Date; afterSeq: number; toSeq: number },
   log?: Logger,

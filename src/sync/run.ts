@@ -63,7 +63,7 @@ const ANALYZE_AFTER_INSERTS = 10_000;
  * One sync run: every configured stream is read and staged inside one transaction, merged, and
  * committed together with the cursors and the run record, or rolled back whole.
  */
-export class SyncRun {
+class SyncRun {
   private readonly site: SiteConfig;
   private readonly cpq: CpqConfig;
   private readonly warnings: string[] = [];

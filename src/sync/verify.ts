@@ -30,7 +30,7 @@ export interface CompanyCountCheck {
  * company is the integration feed's to say, and need not be one CPQ lists) and those whose name
  * CPQ cannot be asked about.
  */
-export async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, site: string): Promise<CompanyCountCheck[]> {
+async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, site: string): Promise<CompanyCountCheck[]> {
   let companies = cpq.companies;
   const unlisted = new Set<string>();
   if (companies.includes('*')) {

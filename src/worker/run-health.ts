@@ -34,7 +34,7 @@ export interface RunHealth {
 }
 
 /** What a dead run's error reads as, until the next run records it abandoned. */
-export const DEAD_RUN_ERROR = "recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned";
+const DEAD_RUN_ERROR = "recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned";
 
 /** Reads the verdict of `site`'s run history; a database without the cpq tables yet has no runs. */
 export async function readRunHealth(on: Queryable, site: string): Promise<RunHealth> {

@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
 /** Exit code when a shutdown had to be forced (timeout): the process was stopped, not finished. */
-export const FORCED_EXIT_CODE = EXIT_CODES.internal;
+const FORCED_EXIT_CODE = EXIT_CODES.internal;
 
 export interface ShutdownOptions {
   log: Logger;

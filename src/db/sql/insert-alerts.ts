@@ -5,7 +5,7 @@ import { USER_VALUE_COLUMNS } from '../../normalize/user-fields.js';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /** The admin flags of a user row (`is_*_perm_enabled`): constants of the field mapping, never data. */
-export const ADMIN_FLAG_COLUMNS = USER_VALUE_COLUMNS.filter((c) => /^is_\w+_perm_enabled$/.test(c));
+const ADMIN_FLAG_COLUMNS = USER_VALUE_COLUMNS.filter((c) => /^is_\w+_perm_enabled$/.test(c));
 
 /** A glob (`*` any run of characters, `?` one character, all else literal) as an ILIKE pattern. */
 export function globToIlike(glob: string): string {
@@ -33,7 +33,7 @@ export async function insertAlerts(client: pg.PoolClient, runId: string, setting
 }
 
 /** The statement insertAlerts runs (exported for its query plan). */
-export function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAliases: readonly string[] = []) {
+function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAliases: readonly string[] = []) {
   const rules = [...settings.rules];
   const groups = settings.groups.map(globToIlike);
   const flagNames = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `'${c}'`).join(', ')}]::text[]`);
