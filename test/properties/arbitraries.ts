@@ -40,6 +40,17 @@ export function runs(ci: number, testTimeoutMs: number): fc.Parameters<unknown> 
   return { numRuns: NUM_RUNS_FROM_ENV ?? ci, plugins: [fc.interruptAfterTimeLimit(testTimeoutMs - 20_000)], ...replay };
 }
 
+/**
+ * fc.commands' settings of a model-based property: `ci` commands at most in CI; FC_MAX_COMMANDS
+ * for a deeper search (longer sequences, drawn at the largest size); FC_REPLAY_PATH replays a
+ * failure's sequence (printed as replayPath with its seed and path).
+ */
+export function commandSettings(ci: number): fc.CommandsContraints {
+  const max = process.env.FC_MAX_COMMANDS;
+  const replayPath = process.env.FC_REPLAY_PATH;
+  return { ...(max ? { maxCommands: Number(max), size: 'max' } : { maxCommands: ci }), ...(replayPath ? { replayPath } : {}) };
+}
+
 /** A property's vitest timeout: room for its CI cases and for shrinking a failure; an hour under FC_NUM_RUNS. */
 export function propertyTimeout(ciMs: number): number {
   return NUM_RUNS_FROM_ENV === undefined ? ciMs : 3_600_000;

@@ -6,7 +6,7 @@ import type { RunResult } from '../../src/sync/run-types.js';
 import { runSync } from '../../src/sync/run.js';
 import { expectInSync, rowVersions } from '../helpers/db-equals-simulator.js';
 import { startHarness, type Harness } from '../helpers/harness.js';
-import { anyText, propertyTimeout, runs } from './arbitraries.js';
+import { anyText, commandSettings, propertyTimeout, runs } from './arbitraries.js';
 
 /*
  * Model-based test of run sequences. The simulator is the site; the model is what the database
@@ -827,21 +827,14 @@ describe('run sequences against a model (property)', () => {
     'after every run the tables, the change log and every earlier as-of state equal the model',
     async () => {
       await fc.assert(
-        fc.asyncProperty(
-          fc.commands(commands, {
-            // FC_MAX_COMMANDS (a deeper search): longer sequences, drawn at the largest size
-            ...(process.env.FC_MAX_COMMANDS ? { maxCommands: Number(process.env.FC_MAX_COMMANDS), size: 'max' as const } : { maxCommands: 14 }),
-            ...(process.env.FC_REPLAY_PATH ? { replayPath: process.env.FC_REPLAY_PATH } : {}),
-          }),
-          async (cmds) => {
-            const { h, model } = await startCase();
-            try {
-              await fc.asyncModelRun(() => ({ model, real: { h } }), [...cmds, new Run(false, 'json'), new Run(true, 'json')]);
-            } finally {
-              await h.close();
-            }
-          },
-        ),
+        fc.asyncProperty(fc.commands(commands, commandSettings(14)), async (cmds) => {
+          const { h, model } = await startCase();
+          try {
+            await fc.asyncModelRun(() => ({ model, real: { h } }), [...cmds, new Run(false, 'json'), new Run(true, 'json')]);
+          } finally {
+            await h.close();
+          }
+        }),
         runs(12, propertyTimeout(240_000)),
       );
     },

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { cli } from '../helpers/cli-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { asText, DIFF_COLUMNS, diffText, permissionKey } from '../helpers/db-equals-simulator.js';
-import { anyText, propertyTimeout, runs } from './arbitraries.js';
+import { anyText, commandSettings, propertyTimeout, runs } from './arbitraries.js';
 
 /*
  * Model-based test of a downstream warehouse that polls the change log exactly as README "Polling
@@ -816,28 +816,22 @@ describe('a warehouse polling the change log (property)', () => {
     'receives every change exactly once, in commit order, exactly as stored, and rebuilds the tables',
     async () => {
       await fc.assert(
-        fc.asyncProperty(
-          fc.commands(commands, {
-            ...(process.env.FC_MAX_COMMANDS ? { maxCommands: Number(process.env.FC_MAX_COMMANDS), size: 'max' as const } : { maxCommands: 12 }),
-            ...(process.env.FC_REPLAY_PATH ? { replayPath: process.env.FC_REPLAY_PATH } : {}),
-          }),
-          async (cmds) => {
-            const real = await startCase();
-            try {
-              const model = emptyModel();
-              await fc.asyncModelRun(
-                () => ({ model, real }),
-                [...cmds, new Run('a', true, 'json', undefined), new Run('b', false, 'json', undefined), new Poll('jsonl')],
+        fc.asyncProperty(fc.commands(commands, commandSettings(12)), async (cmds) => {
+          const real = await startCase();
+          try {
+            const model = emptyModel();
+            await fc.asyncModelRun(
+              () => ({ model, real }),
+              [...cmds, new Run('a', true, 'json', undefined), new Run('b', false, 'json', undefined), new Poll('jsonl')],
+            );
+            if (process.env.WAREHOUSE_DEBUG)
+              console.log(
+                `case: ${model.wh.rows.length} rows, watermark ${model.wh.watermark}, ${new Set(model.wh.rows.map((r) => r.change)).size} kinds; mid-run polls so far ${STATS.midRunPolls} with ${STATS.midRunRows} rows`,
               );
-              if (process.env.WAREHOUSE_DEBUG)
-                console.log(
-                  `case: ${model.wh.rows.length} rows, watermark ${model.wh.watermark}, ${new Set(model.wh.rows.map((r) => r.change)).size} kinds; mid-run polls so far ${STATS.midRunPolls} with ${STATS.midRunRows} rows`,
-                );
-            } finally {
-              await closeCase(real);
-            }
-          },
-        ),
+          } finally {
+            await closeCase(real);
+          }
+        }),
         runs(4, propertyTimeout(240_000)),
       );
     },
