@@ -310,6 +310,17 @@ function processRuns(pid: number): boolean {
   }
 }
 
+/** The parent of process `pid` (Linux's /proc), or undefined where it cannot be told. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isSafeInteger(parent) ? parent : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether process `pid` works in `dir`, as a postmaster does in its data folder (Linux's /proc; false where it cannot be told). */
 function worksIn(pid: number, dir: string): boolean {
   try {
@@ -333,19 +344,37 @@ function worksIn(pid: number, dir: string): boolean {
 async function stopOrphanedServer(dataDir: string): Promise<void> {
   const pidLines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
   const postmaster = Number(pidLines[0]);
-  const owner = Number((await readFile(join(dataDir, OWNER_FILE), 'utf8').catch(() => '')).trim());
-  if (!Number.isSafeInteger(postmaster) || postmaster <= 0 || !Number.isSafeInteger(owner) || owner <= 0) return;
-  if (owner === process.pid || processRuns(owner) || !processRuns(postmaster) || !worksIn(postmaster, dataDir)) return;
+  // "<owner> <postmaster>": the server that owner started, not whichever holds the folder now (a
+  // server started by hand or by an older release, another command's server still starting).
+  const [owner, started] = (await readFile(join(dataDir, OWNER_FILE), 'utf8').catch(() => '')).trim().split(/\s+/).map(Number);
+  if (!Number.isSafeInteger(postmaster) || postmaster <= 0 || owner === undefined || !Number.isSafeInteger(owner) || owner <= 0) return;
+  if (started !== postmaster) return;
+  // Its starter is gone when it is no longer the server's parent (a reused number of the starter's is no parent of it).
+  const parent = parentOf(postmaster);
+  if (owner === process.pid || (parent === undefined ? processRuns(owner) : parent === owner) || !processRuns(postmaster) || !worksIn(postmaster, dataDir))
+    return;
   try {
     process.kill(postmaster, 'SIGINT');
   } catch {
     return;
   }
   for (let waited = 0; processRuns(postmaster) && waited < 60_000; waited += 100) await new Promise((wake) => setTimeout(wake, 100));
+  if (processRuns(postmaster)) return; // still shutting down: its socket stays, and the start below says the folder is held
   const socketDir = pidLines[4]?.trim();
   if (socketDir && dirname(socketDir) === tmpdir() && /^cpq-sync-pg-/.test(socketDir.slice(tmpdir().length + 1))) {
     await rm(socketDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * "<this process> <its postmaster>". As root the folder is the postgres account's: a link planted
+ * in the file's place is removed, not followed (O_EXCL does not follow one); one planted again in
+ * between only costs the owner file.
+ */
+async function writeOwnerFile(dataDir: string, postmaster: number | undefined): Promise<void> {
+  const path = join(dataDir, OWNER_FILE);
+  await rm(path, { force: true });
+  await writeFile(path, `${String(process.pid)} ${String(postmaster)}\n`, { mode: 0o644, flag: 'wx' }).catch(() => undefined);
 }
 
 /**
@@ -431,7 +460,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
 
   let server: ServerProcess | undefined;
   const stop = async () => {
-    await server?.stop();
+    if (server) {
+      await server.stop();
+      await rm(join(dataDir, OWNER_FILE), { force: true }); // stopped: no owner to outlive
+    }
     server = undefined;
     await rm(privateDir, { recursive: true, force: true });
     if (options.persistent === false) await rm(dataDir, { recursive: true, force: true });
@@ -476,7 +508,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       throw explain(`start on port ${options.port}`, err);
     });
     // Who started it: a later start stops it should this process be killed without stopping it.
-    await writeFile(join(dataDir, OWNER_FILE), `${String(process.pid)}\n`, { mode: 0o644 });
+    await writeOwnerFile(dataDir, server.child.pid);
     const host = options.tcp === true ? '127.0.0.1' : privateDir;
     const url = `postgres://${USER}:${password}@${encodeURIComponent(host)}:${options.port}/${database}`;
     const admin = new pg.Client({ host, port: options.port, user: USER, password, database: 'postgres' });
