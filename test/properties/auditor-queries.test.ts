@@ -1,0 +1,711 @@
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { withCpq, type AppConfig } from '../../src/config.js';
+import { CpqSimulator } from '../../src/simulator/index.js';
+import type { RunResult } from '../../src/sync/run-types.js';
+import { runSync } from '../../src/sync/run.js';
+import { startHarness, type Harness } from '../helpers/harness.js';
+import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
+
+/*
+ * The auditor's questions, generated. Random admin actions at the site (users created, deleted,
+ * restored, moved between companies; admin flags granted and revoked; groups joined and left,
+ * among them Administrator-type groups and groups relabelled or retyped; permissions granted,
+ * revoked, re-granted and removed; integration users posted) are interleaved with full,
+ * incremental, zip and failing runs. The model keeps, per successful run, its effective_at and
+ * the state the database must then hold (each user's presence, flags, groups and permissions;
+ * each group's label and type). At every run's effective_at, a microsecond before and after it,
+ * between runs and before the first, the README's SQL examples, run as written with only their
+ * date literal replaced, must answer what the model says:
+ *  - "Who had admin rights ... and since when": the users then present with the user-admin flag,
+ *    and since the first run of the uninterrupted run of states (present, flag set) in force then;
+ *  - "Members of Administrator-type groups on a date": memberships then, of groups whose type
+ *    was Administrator then, with the label they had then;
+ *  - "Everything that changed ..." from that instant on: the users changed by each later run;
+ *  - cpq.user_access_permissions_as_of: every permission held then;
+ * and after every run the reporting view cpq.administrators equals the model's current state.
+ */
+
+const COMPANIES = ['_host', 'partner1'] as const;
+const SITE = 'default';
+const LOOKBACK_MS = 2 * 60_000;
+const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const AS_OF_LITERAL = "'2025-03-03T00:00:00Z'";
+
+function readmeStatement(heading: RegExp): string {
+  const m = new RegExp(`${heading.source}[^\\n]*\\n(?:--[^\\n]*\\n)*([\\s\\S]*?);\\n`).exec(README);
+  if (!m?.[1]) throw new Error(`README has no statement under ${heading.source}`);
+  return m[1];
+}
+const asOfParam = (statement: string) => {
+  if (!statement.includes(AS_OF_LITERAL)) throw new Error(`the README's statement no longer asks about ${AS_OF_LITERAL}`);
+  return statement.replaceAll(AS_OF_LITERAL, '$1::timestamptz');
+};
+const ADMIN_SINCE = asOfParam(readmeStatement(/-- Who had admin rights/));
+const ADMIN_GROUPS = asOfParam(readmeStatement(/-- Members of Administrator-type groups/));
+/** The README's query for every admin right (flags and Administrator-type groups), where it has one. */
+const ANY_ADMIN = /-- Everyone with any admin right/.test(README) ? asOfParam(readmeStatement(/-- Everyone with any admin right/)) : undefined;
+const CHANGES_SINCE = (() => {
+  const s = readmeStatement(/-- Everything that changed in the last 7 days/);
+  const rel = "now() - interval '7 days'";
+  if (!s.includes(rel)) throw new Error("the README's change query no longer reads the last 7 days");
+  return s.replace(rel, '$1::timestamptz');
+})();
+
+type Rec = Record<string, unknown>;
+const key = (company: string, login: string) => `${company}\u0001${login}`;
+const FLAGS = ['isUserAdminPermEnabled', 'isAccessAdminPermEnabled', 'isApplicationAdminPermEnabled', 'isProxyPermEnabled'] as const;
+type Flag = (typeof FLAGS)[number];
+
+interface UserState {
+  company: string;
+  login: string;
+  present: boolean;
+  flags: Record<Flag, boolean>;
+  groups: string[];
+  /** `type/variableName=hasAccess` */
+  perms: string[];
+  /** the record as change detection reads it: keys and relations as sets, group labels and types left out (restated, README) */
+  content: string;
+}
+interface Snapshot {
+  runId: string;
+  /** effective_at in microseconds since the epoch */
+  e: bigint;
+  users: Map<string, UserState>;
+  defs: Map<string, { label: string | null; type: string | null }>;
+}
+/** What one site's rows in the database must be. */
+interface SiteModel {
+  site: string;
+  /** the record as last read, per user; absent = never read */
+  lastRead: Map<string, { company: string; login: string; record: string; present: boolean }>;
+  defs: Map<string, { label: string | null; type: string | null }>;
+  runs: Snapshot[];
+}
+/** Site `default` (the commands' site) and site `b`: another simulator of the same seed (the same logins), synced now and then. */
+interface Model extends SiteModel {
+  clock: { now: number };
+  b: SiteModel;
+  gone: { company: string; record: Rec }[];
+  groupDefs: Record<string, { label: string; type: string }>;
+  nextClient: number;
+}
+interface Real {
+  h: Harness;
+  b: { sim: CpqSimulator; config: AppConfig };
+}
+
+const items = (r: Rec, rel: string) => (r[rel] as { items?: Rec[] } | undefined)?.items ?? [];
+function stateOf(company: string, login: string, present: boolean, r: Rec): UserState {
+  return {
+    company,
+    login,
+    present,
+    flags: Object.fromEntries(FLAGS.map((f) => [f, r[f] === true])) as Record<Flag, boolean>,
+    groups: [...new Set(items(r, 'groups').map((g) => String(g.variableName)))].sort(),
+    perms: items(r, 'accessPermissions')
+      .map((p) => `${String(p.type)}/${String(p.variableName)}=${String(p.hasAccess)}`)
+      .sort(),
+    content: contentOf(r),
+  };
+}
+function contentOf(r: Rec): string {
+  const out: Rec = Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  out.groups = items(r, 'groups')
+    .map((g) => JSON.stringify({ ...g, label: null, type: null }))
+    .sort();
+  out.accessPermissions = items(r, 'accessPermissions')
+    .map((p) => JSON.stringify(p))
+    .sort();
+  return JSON.stringify(out);
+}
+
+/** A successful run: full (asked, zip or first) reads every site user and deletes the others; incremental reads the users modified since. */
+function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean): void {
+  const read: { company: string; record: Rec }[] = [];
+  const onSite = new Set<string>();
+  for (const company of COMPANIES)
+    for (const record of sim.users(company)) {
+      const k = key(company, String(record.login));
+      onSite.add(k);
+      const before = model.lastRead.get(k);
+      const text = JSON.stringify(record);
+      // Every action here moves dateModified to the site's now, so an incremental read (cursor - lookback) sees each.
+      if (full || !before || !before.present || before.record !== text) read.push({ company, record });
+    }
+  for (const { company, record } of read) {
+    const login = String(record.login);
+    model.lastRead.set(key(company, login), { company, login, record: JSON.stringify(record), present: true });
+    for (const g of items(record, 'groups'))
+      model.defs.set(String(g.variableName), { label: (g.label as string | undefined) ?? null, type: (g.type as string | undefined) ?? null });
+  }
+  if (full) for (const [k, u] of model.lastRead) if (u.present && !onSite.has(k)) u.present = false;
+}
+
+function snapshot(model: SiteModel, runId: string, e: bigint): Snapshot {
+  const users = new Map<string, UserState>();
+  for (const [k, u] of model.lastRead) users.set(k, stateOf(u.company, u.login, u.present, JSON.parse(u.record) as Rec));
+  return { runId, e, users, defs: new Map([...model.defs].map(([g, d]) => [g, { ...d }])) };
+}
+
+const micros = async (h: Harness, ts: string) =>
+  BigInt((await h.t.query<{ us: string }>(`SELECT (extract(epoch FROM $1::timestamptz) * 1000000)::bigint::text AS us`, [ts]))[0]!.us);
+function isoMicros(us: bigint): string {
+  const ms = us / 1000n;
+  const iso = new Date(Number(ms)).toISOString();
+  return `${iso.slice(0, 23)}${String(us % 1000n).padStart(3, '0')}Z`;
+}
+
+/** The state in force at `t`: that of the last run whose effective_at is at or before it. */
+const inForce = (model: SiteModel, t: bigint) => {
+  let k = -1;
+  model.runs.forEach((r, i) => {
+    if (r.e <= t) k = i;
+  });
+  return k;
+};
+
+function modelAdminSince(model: SiteModel, t: bigint): string[] {
+  const k = inForce(model, t);
+  if (k < 0) return [];
+  const out: string[] = [];
+  for (const [id, u] of model.runs[k]!.users) {
+    if (!u.present || !u.flags.isUserAdminPermEnabled) continue;
+    let j = k;
+    while (j > 0) {
+      const prev = model.runs[j - 1]!.users.get(id);
+      if (!prev?.present || !prev.flags.isUserAdminPermEnabled) break;
+      j--;
+    }
+    out.push(`${u.company}|${u.login}|true|${model.runs[j]!.e}`);
+  }
+  return out.map((r) => `${model.site}|${r}`).sort();
+}
+
+function modelAdminGroups(model: SiteModel, t: bigint): string[] {
+  const k = inForce(model, t);
+  if (k < 0) return [];
+  const snap = model.runs[k]!;
+  const out: string[] = [];
+  for (const u of snap.users.values()) {
+    if (!u.present) continue;
+    for (const g of u.groups) {
+      const d = snap.defs.get(g);
+      if (d?.type === 'Administrator') out.push(`${u.company}|${u.login}|${g}|${d.label}`);
+    }
+  }
+  return out.map((r) => `${model.site}|${r}`).sort();
+}
+
+function modelAnyAdmin(model: SiteModel, t: bigint): string[] {
+  const k = inForce(model, t);
+  if (k < 0) return [];
+  const snap = model.runs[k]!;
+  const out: string[] = [];
+  for (const u of snap.users.values()) {
+    if (!u.present) continue;
+    const groups = u.groups.filter((g) => snap.defs.get(g)?.type === 'Administrator');
+    const f = u.flags;
+    if (f.isUserAdminPermEnabled || f.isAccessAdminPermEnabled || f.isApplicationAdminPermEnabled || f.isProxyPermEnabled || groups.length > 0)
+      out.push(
+        `${u.company}|${u.login}|${f.isUserAdminPermEnabled}|${f.isAccessAdminPermEnabled}|${f.isApplicationAdminPermEnabled}|${f.isProxyPermEnabled}|${groups.join(',')}`,
+      );
+  }
+  return out.map((r) => `${model.site}|${r}`).sort();
+}
+
+function modelPermissions(model: SiteModel, t: bigint): string[] {
+  const k = inForce(model, t);
+  if (k < 0) return [];
+  const out: string[] = [];
+  for (const u of model.runs[k]!.users.values()) if (u.present) for (const p of u.perms) out.push(`${u.company}|${u.login}|${p}`);
+  return out.map((r) => `${model.site}|${r}`).sort();
+}
+
+/** Per later run: the change of each user and, for updates, which of the tracked fields changed. */
+function modelChangesAfter(model: SiteModel, t: bigint): string[] {
+  const out: string[] = [];
+  model.runs.forEach((run, i) => {
+    if (run.e <= t) return;
+    const prev = i > 0 ? model.runs[i - 1]!.users : new Map<string, UserState>();
+    for (const [id, u] of run.users) {
+      const p = prev.get(id);
+      const tag = (change: string) => `${run.e}|${change}|${u.company}|${u.login}`;
+      if (!p && u.present) out.push(tag('insert'));
+      else if (!p) continue;
+      else if (p.present && !u.present) out.push(tag('delete'));
+      else if (!p.present && u.present) out.push(tag('restore'));
+      else if (p.present && u.present) {
+        const fields: string[] = [];
+        const columns: Record<Flag, string> = {
+          isUserAdminPermEnabled: 'is_user_admin_perm_enabled',
+          isAccessAdminPermEnabled: 'is_access_admin_perm_enabled',
+          isApplicationAdminPermEnabled: 'is_application_admin_perm_enabled',
+          isProxyPermEnabled: 'is_proxy_perm_enabled',
+        };
+        for (const f of FLAGS) if (p.flags[f] !== u.flags[f]) fields.push(columns[f]);
+        if (p.groups.join() !== u.groups.join()) fields.push('groups');
+        if (p.perms.join() !== u.perms.join()) fields.push('accessPermissions');
+        if (p.content !== u.content) out.push(`${tag('update')}|${fields.sort().join(',')}`);
+      }
+    }
+  });
+  return out.map((r) => `${model.site}|${r}`).sort();
+}
+
+const TRACKED = new Set([
+  'is_user_admin_perm_enabled',
+  'is_access_admin_perm_enabled',
+  'is_application_admin_perm_enabled',
+  'is_proxy_perm_enabled',
+  'groups',
+  'accessPermissions',
+]);
+
+async function dbAdminSince(h: Harness, t: string): Promise<string[]> {
+  const rows = await h.t.query<{ site: string; company_login: string; login: string; a: boolean; since: string | null }>(
+    `SELECT q.site, q.company_login, q.login, q.is_user_admin_perm_enabled AS a, (extract(epoch FROM q.admin_since) * 1000000)::bigint::text AS since FROM (${ADMIN_SINCE}) q`,
+    [t],
+  );
+  return rows.map((r) => `${r.site}|${r.company_login}|${r.login}|${r.a}|${r.since}`).sort();
+}
+async function dbAdminGroups(h: Harness, t: string): Promise<string[]> {
+  const rows = await h.t.query<{ site: string; company_login: string; login: string; variable_name: string; label: string | null }>(ADMIN_GROUPS, [t]);
+  return rows.map((r) => `${r.site}|${r.company_login}|${r.login}|${r.variable_name}|${r.label}`).sort();
+}
+async function dbAnyAdmin(h: Harness, t: string, statement: string): Promise<string[]> {
+  const rows = await h.t.query<{ line: string }>(
+    `SELECT q.site || '|' || q.company_login || '|' || q.login || '|' || q.is_user_admin || '|' || q.is_access_admin || '|' || q.is_application_admin
+            || '|' || q.is_proxy || '|' || array_to_string(q.administrator_groups, ',') AS line FROM (${statement}) q`,
+    [t],
+  );
+  return rows.map((r) => r.line).sort();
+}
+async function dbPermissions(h: Harness, t: string): Promise<string[]> {
+  const rows = await h.t.query<{ site: string; company_login: string; login: string; p: string }>(
+    `SELECT u.site, u.company_login, u.login, p.type || '/' || p.variable_name || '=' || p.has_access AS p
+     FROM cpq.user_access_permissions_as_of($1::timestamptz) p JOIN cpq.users_as_of($1::timestamptz) u ON u.id = p.user_id
+     `,
+    [t],
+  );
+  return rows.map((r) => `${r.site}|${r.company_login}|${r.login}|${r.p}`).sort();
+}
+async function dbChangesAfter(h: Harness, t: string): Promise<string[]> {
+  const rows = await h.t.query<{ site: string; e: string; change: string; company_login: string; login: string; field: string | null }>(
+    `SELECT q.site, (extract(epoch FROM q.detected_at) * 1000000)::bigint::text AS e, q.change, q.company_login, q.login, q.field FROM (${CHANGES_SINCE}) q`,
+    [t],
+  );
+  const byChange = new Map<string, Set<string>>();
+  for (const r of rows) {
+    const tag = `${r.site}|${r.e}|${r.change}|${r.company_login}|${r.login}`;
+    const fields = byChange.get(tag) ?? new Set<string>();
+    if (r.change === 'update' && r.field !== null && TRACKED.has(r.field)) fields.add(r.field);
+    byChange.set(tag, fields);
+  }
+  return [...byChange].map(([tag, fields]) => (tag.includes('|update|') ? `${tag}|${[...fields].sort().join(',')}` : tag)).sort();
+}
+
+/** cpq.administrators (current) against the model's last state. */
+async function checkAdministratorsView(model: SiteModel, h: Harness): Promise<void> {
+  const snap = model.runs.at(-1)!;
+  const expected: string[] = [];
+  for (const u of snap.users.values()) {
+    if (!u.present) continue;
+    const adminGroups = u.groups.filter((g) => snap.defs.get(g)?.type === 'Administrator');
+    const f = u.flags;
+    if (!(f.isUserAdminPermEnabled || f.isAccessAdminPermEnabled || f.isApplicationAdminPermEnabled || f.isProxyPermEnabled || adminGroups.length)) continue;
+    expected.push(
+      `${u.company}|${u.login}|${f.isUserAdminPermEnabled}|${f.isAccessAdminPermEnabled}|${f.isApplicationAdminPermEnabled}|${f.isProxyPermEnabled}|${adminGroups.join(',')}`,
+    );
+  }
+  const rows = await h.t.query<{ line: string }>(
+    `SELECT company_login || '|' || login || '|' || is_user_admin || '|' || is_access_admin || '|' || is_application_admin || '|' || is_proxy || '|' || array_to_string(administrator_groups, ',') AS line
+     FROM cpq.administrators WHERE site = $1`,
+    [model.site],
+  );
+  expect(rows.map((r) => r.line).sort(), `cpq.administrators after run ${snap.runId}`).toEqual(expected.sort());
+}
+
+/** Every README query at every interesting instant. */
+async function checkInstants(model: Model, h: Harness): Promise<void> {
+  const sites = [model, model.b];
+  const all = sites.flatMap((m) => m.runs).sort((x, y) => (x.e < y.e ? -1 : x.e > y.e ? 1 : 0));
+  if (all.length === 0) return;
+  const instants = new Set<bigint>([all[0]!.e - 86_400_000_000n]);
+  all.forEach((r, i) => {
+    instants
+      .add(r.e - 1n)
+      .add(r.e)
+      .add(r.e + 1n);
+    const next = all[i + 1];
+    if (next) instants.add((r.e + next.e) / 2n);
+  });
+  const both = (f: (m: SiteModel, t: bigint) => string[], t: bigint) => sites.flatMap((m) => f(m, t)).sort();
+  for (const us of instants) {
+    const t = isoMicros(us);
+    const at = `at ${t} (runs ${all.map((r) => `${r.runId}@${isoMicros(r.e)}`).join(' ')})`;
+    expect(await dbAdminSince(h, t), `admin since ${at}`).toEqual(both(modelAdminSince, us));
+    expect(await dbAdminGroups(h, t), `Administrator-type group members ${at}`).toEqual(both(modelAdminGroups, us));
+    if (ANY_ADMIN !== undefined) expect(await dbAnyAdmin(h, t, ANY_ADMIN), `any admin right ${at}`).toEqual(both(modelAnyAdmin, us));
+    expect(await dbPermissions(h, t), `permissions ${at}`).toEqual(both(modelPermissions, us));
+    expect(await dbChangesAfter(h, t), `changes after ${at}`).toEqual(both(modelChangesAfter, us));
+  }
+}
+
+async function afterRun(model: SiteModel, h: Harness, sim: CpqSimulator, result: RunResult, full: boolean): Promise<void> {
+  expect(result.status).toBe('succeeded');
+  const [run] = await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]);
+  applyRun(model, sim, full);
+  model.runs.push(snapshot(model, result.runId, await micros(h, run!.e)));
+  await checkAdministratorsView(model, h);
+}
+
+// ------------------------------------------------------------------ commands
+
+type Cmd = fc.AsyncCommand<Model, Real>;
+const pick = <T>(xs: readonly T[], n: number): T | undefined => (xs.length === 0 ? undefined : xs[n % xs.length]);
+const iso = (model: Model) => new Date(model.clock.now).toISOString();
+
+class MoveClock implements Cmd {
+  constructor(readonly ms: number) {}
+  check = () => true;
+  async run(model: Model) {
+    model.clock.now += this.ms;
+  }
+  toString = () => `clock +${this.ms / 1000}s`;
+}
+class CreateUser implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly admin: boolean,
+    readonly groups: string[],
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    h.sim.addUser(this.company, {
+      isUserAdminPermEnabled: this.admin,
+      groups: { items: this.groups.map((g) => ({ variableName: g, ...model.groupDefs[g]! })) },
+    });
+  }
+  toString = () => `create user in ${this.company} (admin ${this.admin}, groups ${this.groups.join(',')})`;
+}
+class SetFlag implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly flag: Flag,
+    readonly value: boolean,
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const u = pick(h.sim.users(this.company), this.n);
+    if (u) h.sim.updateUser(this.company, String(u.login), { [this.flag]: this.value });
+  }
+  toString = () => `set ${this.flag}=${this.value} on user #${this.n} of ${this.company}`;
+}
+class DeleteUser implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const u = pick(h.sim.users(this.company), this.n);
+    if (!u) return;
+    h.sim.deleteUser(this.company, String(u.login));
+    model.gone.push({ company: this.company, record: u });
+  }
+  toString = () => `delete user #${this.n} of ${this.company}`;
+}
+class RestoreUser implements Cmd {
+  constructor(readonly n: number) {}
+  check = (m: Readonly<Model>) => m.gone.length > 0;
+  async run(model: Model, { h }: Real) {
+    const i = this.n % model.gone.length;
+    const { company, record } = model.gone[i]!;
+    if (h.sim.user(company, String(record.login))) return;
+    model.gone.splice(i, 1);
+    h.sim.addUser(company, { ...record, dateModified: iso(model) }, { exact: true });
+  }
+  toString = () => `restore deleted user #${this.n}`;
+}
+class MoveUser implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const u = pick(
+      h.sim.users(this.company).filter((x) => x.oauthClientId === undefined),
+      this.n,
+    );
+    if (!u) return;
+    const to = COMPANIES.find((c) => c !== this.company)!;
+    const login = String(u.login);
+    if (h.sim.user(to, login)) return;
+    h.sim.deleteUser(this.company, login);
+    h.sim.addUser(to, { ...u, dateModified: iso(model) }, { exact: true });
+  }
+  toString = () => `move user #${this.n} of ${this.company} to the other company`;
+}
+class ChangeGroups implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly group: string,
+    readonly add: boolean,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const u = pick(h.sim.users(this.company), this.n);
+    if (!u) return;
+    const has = items(u, 'groups').some((g) => g.variableName === this.group);
+    if (this.add && has) return;
+    if (this.add) h.sim.addGroup(this.company, String(u.login), { variableName: this.group, ...model.groupDefs[this.group]! });
+    else h.sim.removeGroup(this.company, String(u.login), this.group);
+  }
+  toString = () => `${this.add ? 'add' : 'remove'} group ${this.group} ${this.add ? 'to' : 'from'} user #${this.n} of ${this.company}`;
+}
+class SetPermission implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly variableName: string,
+    readonly access: boolean | 'remove',
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const u = pick(h.sim.users(this.company), this.n);
+    if (!u) return;
+    const login = String(u.login);
+    if (this.access === 'remove') {
+      const rest = items(u, 'accessPermissions').filter((p) => !(p.type === 'productFamily' && p.variableName === this.variableName));
+      if (rest.length !== items(u, 'accessPermissions').length) h.sim.updateUser(this.company, login, { accessPermissions: { items: rest } });
+    } else
+      h.sim.setAccessPermission(this.company, login, {
+        type: 'productFamily',
+        variableName: this.variableName,
+        name: this.variableName,
+        hasAccess: this.access,
+      });
+  }
+  toString = () => `permission ${this.variableName} ${this.access === 'remove' ? 'removed' : `= ${this.access}`} on user #${this.n} of ${this.company}`;
+}
+class RelabelGroup implements Cmd {
+  constructor(
+    readonly group: string,
+    readonly label: string,
+    readonly type: string,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    h.sim.relabelGroup(this.group, this.label, this.type);
+    model.groupDefs[this.group] = { label: this.label, type: this.type };
+    for (const g of model.gone)
+      g.record = {
+        ...g.record,
+        groups: { items: items(g.record, 'groups').map((i) => (i.variableName === this.group ? { ...i, label: this.label, type: this.type } : i)) },
+      };
+  }
+  toString = () => `relabel group ${this.group}: ${JSON.stringify(this.label)} / ${this.type}`;
+}
+class PostIntegrationUser implements Cmd {
+  constructor(readonly groups: string[]) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const response = await fetch(`${h.sim.baseUrl}/cpq/rest/v19/integrationUsers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ oauthClientId: `client${model.nextClient++}`, groups: { items: this.groups.map((variableName) => ({ variableName })) } }),
+    });
+    expect(response.status).toBe(201);
+  }
+  toString = () => `POST integration user with groups ${this.groups.join(',')}`;
+}
+class Run implements Cmd {
+  constructor(
+    readonly full: boolean,
+    readonly format: 'json' | 'zip',
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const config = withCpq(h.config, { exportFormat: this.format });
+    const result = await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: this.full });
+    await afterRun(model, h, h.sim, result, this.full || this.format === 'zip' || model.runs.length === 0);
+  }
+  toString = () => `run ${this.full ? 'full' : 'incremental'} ${this.format}`;
+}
+class FailingRun implements Cmd {
+  constructor(
+    readonly at: number,
+    readonly full: boolean,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    let seen = 0;
+    h.sim.onRequest = (req) => {
+      if (++seen === this.at) h.sim.addFault({ match: { method: req.method, path: req.path, query: req.query }, status: 500, times: 10_000 });
+    };
+    let result: RunResult | undefined;
+    try {
+      result = await runSync({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log }, { full: this.full });
+    } catch {
+      result = undefined;
+    } finally {
+      h.sim.onRequest = undefined;
+      h.sim.clearFaults();
+    }
+    if (result?.status === 'succeeded') await afterRun(model, h, h.sim, result, this.full || model.runs.length === 0);
+  }
+  toString = () => `run ${this.full ? 'full' : 'incremental'} failing at request ${this.at}`;
+}
+
+const SITE_B_GROUPS: Record<string, { label: string; type: string }> = {
+  adminAccessGroupsOnly: { label: 'Admin Access- Groups', type: 'Administrator' },
+  excludeMDBParts: { label: 'No Longer Used 07', type: 'Sales' },
+  grpA: { label: 'Group A', type: 'Sales' },
+  grpB: { label: 'Group B', type: 'Administrator' },
+};
+
+/** Site b: a user's flag set, or a group joined or left, and a run of b (full or incremental). */
+class SiteBChangeAndRun implements Cmd {
+  constructor(
+    readonly n: number,
+    readonly admin: boolean | undefined,
+    readonly group: string | undefined,
+    readonly full: boolean,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h, b }: Real) {
+    const u = pick(b.sim.users('_host'), this.n);
+    if (u && this.admin !== undefined) b.sim.updateUser('_host', String(u.login), { isUserAdminPermEnabled: this.admin });
+    if (u && this.group !== undefined) {
+      if (items(u, 'groups').some((g) => g.variableName === this.group)) b.sim.removeGroup('_host', String(u.login), this.group);
+      // site b's groups are defined as generated (site default's relabels are not b's)
+      else b.sim.addGroup('_host', String(u.login), { variableName: this.group, ...SITE_B_GROUPS[this.group]! });
+    }
+    const result = await runSync({ pool: h.t.pool, db: h.t.db, config: b.config, log: h.log }, { full: this.full });
+    await afterRun(model.b, h, b.sim, result, this.full || model.b.runs.length === 0);
+  }
+  toString = () =>
+    `site b: user #${this.n}${this.admin === undefined ? '' : ` admin ${this.admin}`}${this.group ? ` toggle group ${this.group}` : ''}, run ${this.full ? 'full' : 'incremental'}`;
+}
+
+const company = fc.constantFrom(...COMPANIES);
+const GROUPS = ['adminAccessGroupsOnly', 'excludeMDBParts', 'grpA', 'grpB'];
+const group = fc.constantFrom(...GROUPS);
+const commands = [
+  fc.integer({ min: 1, max: 3600 }).map((s) => new MoveClock(s * 1000)),
+  fc.tuple(company, fc.boolean(), fc.uniqueArray(group, { maxLength: 2 })).map(([c, a, g]) => new CreateUser(c, a, g)),
+  fc.tuple(company, fc.nat(), fc.constantFrom(...FLAGS, 'isUserAdminPermEnabled' as Flag), fc.boolean()).map(([c, n, f, v]) => new SetFlag(c, n, f, v)),
+  fc.tuple(company, fc.nat(), fc.boolean()).map(([c, n, v]) => new SetFlag(c, n, 'isUserAdminPermEnabled', v)),
+  fc.tuple(company, fc.nat()).map(([c, n]) => new DeleteUser(c, n)),
+  fc.nat().map((n) => new RestoreUser(n)),
+  fc.tuple(company, fc.nat()).map(([c, n]) => new MoveUser(c, n)),
+  fc.tuple(company, fc.nat(), group, fc.boolean()).map(([c, n, g, add]) => new ChangeGroups(c, n, g, add)),
+  fc
+    .tuple(company, fc.nat(), fc.constantFrom('laptops', 'phones'), fc.constantFrom<boolean | 'remove'>(true, false, 'remove'))
+    .map(([c, n, v, a]) => new SetPermission(c, n, v, a)),
+  fc.tuple(group, fc.constantFrom('Admins', 'Sales team', 'Renamed'), fc.constantFrom('Administrator', 'Sales')).map(([g, l, t]) => new RelabelGroup(g, l, t)),
+  fc.uniqueArray(fc.constantFrom('adminAccessGroupsOnly', 'excludeMDBParts'), { maxLength: 2 }).map((g) => new PostIntegrationUser(g)),
+  fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'json', 'zip')).map(([full, f]) => new Run(full, f)),
+  fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'zip')).map(([full, f]) => new Run(full, f)),
+  fc.tuple(fc.integer({ min: 1, max: 8 }), fc.boolean()).map(([at, full]) => new FailingRun(at, full)),
+  fc
+    .tuple(fc.nat(), fc.option(fc.boolean(), { nil: undefined }), fc.option(group, { nil: undefined }), fc.boolean())
+    .map(([n, a, g, full]) => new SiteBChangeAndRun(n, a, g, full)),
+];
+
+async function startCase(): Promise<{ h: Harness; model: Model; b: Real['b'] }> {
+  const clock = { now: Date.now() - 30 * 86_400_000 };
+  const options = {
+    pathPrefix: '/cpq',
+    partnerCompanies: 1,
+    usersPerCompany: 3,
+    integrationUsers: 1,
+    groups: 4,
+    drift: false,
+    zipExport: {},
+    now: () => new Date(clock.now),
+  } as const;
+  const h = await startHarness(options, {
+    CPQ_COMPANIES: COMPANIES.join(','),
+    CPQ_PAGE_SIZE: '2',
+    SYNC_LOOKBACK: `${LOOKBACK_MS / 1000}s`,
+    SYNC_MAX_DELETE_FRACTION: '1',
+  });
+  const simB = new CpqSimulator(options);
+  const urlB = await simB.start();
+  const site0 = h.config.sites[0]!;
+  const b = { sim: simB, config: { ...h.config, cpq: undefined, sites: [{ ...site0, name: 'b', cpq: { ...site0.cpq, baseUrl: urlB } }] } as AppConfig };
+  const model: Model = {
+    site: SITE,
+    b: { site: 'b', lastRead: new Map(), defs: new Map(), runs: [] },
+    clock,
+    lastRead: new Map(),
+    defs: new Map(),
+    runs: [],
+    gone: [],
+    groupDefs: structuredClone(SITE_B_GROUPS),
+    nextClient: 0,
+  };
+  return { h, model, b };
+}
+
+async function runCase(cmds: Iterable<Cmd>): Promise<void> {
+  const { h, model, b } = await startCase();
+  try {
+    await fc.asyncModelRun(() => ({ model, real: { h, b } }), cmds);
+    await checkInstants(model, h);
+  } finally {
+    await b.sim.stop();
+    await h.close();
+  }
+}
+
+describe("the README's auditor queries against a model (property)", () => {
+  it(
+    'at every instant, who had admin rights and since when, Administrator-group members, permissions and changes equal the model',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.commands(commands, commandSettings(14)), async (cmds) =>
+          runCase([new Run(true, 'json'), ...cmds, new MoveClock(1000), new Run(false, 'json'), new Run(true, 'json')]),
+        ),
+        runs(10, propertyTimeout(100_000)),
+      );
+    },
+    propertyTimeout(100_000),
+  );
+
+  /** Sequences a search found or the brief's boundaries, kept as they were minimized. */
+  const sequences: Record<string, Cmd[]> = {
+    // the model gave site b site default's relabelled label (model, not product: site b keeps its own groups)
+    'a group relabelled at one site, joined at the other': [
+      new Run(true, 'json'),
+      new RelabelGroup('adminAccessGroupsOnly', 'Admins', 'Administrator'),
+      new SiteBChangeAndRun(1_264_742_287, undefined, 'adminAccessGroupsOnly', false),
+    ],
+    'a group retyped to and from Administrator, a user deleted and restored, admin revoked and granted again': [
+      new Run(true, 'json'),
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', true),
+      new ChangeGroups('_host', 1, 'grpA', true),
+      new Run(false, 'json'),
+      new RelabelGroup('grpA', 'Admins', 'Administrator'),
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', false),
+      new Run(false, 'json'),
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', true),
+      new RelabelGroup('grpA', 'Sales team', 'Sales'),
+      new Run(false, 'zip'),
+      new DeleteUser('_host', 1),
+      new Run(true, 'json'),
+      new RestoreUser(0),
+      new Run(false, 'json'),
+      new MoveUser('_host', 1),
+      new Run(true, 'json'),
+    ],
+  };
+  for (const [name, cmds] of Object.entries(sequences)) it(`sequence: ${name}`, () => runCase(cmds), 60_000);
+});
