@@ -138,7 +138,9 @@ describe('cpq-sync status', () => {
     const configured = { DATABASE_URL: h.t.url, CPQ_BASE_URL: h.sim.baseUrl, CPQ_TOKEN: 't' };
     const out = await cli(['status'], configured);
     expect(out.code).toBe(0);
-    expect(out.stdout).toContain('\nAlso in this database, not shown: old-emea (`status --site old-emea` shows one; its runs do not count in the exit code)\n');
+    expect(out.stdout).toContain(
+      '\nAlso in this database, not shown: old-emea (`status --site old-emea` shows one; their runs do not count in the exit code)\n',
+    );
     const json = JSON.parse((await cli(['status', '--json'], configured)).stdout) as StatusReport;
     expect(json.sites.map((s) => s.site)).toEqual(['default']);
     expect(json.otherSites).toEqual(['old-emea']);

@@ -193,7 +193,7 @@ export function formatStatus(report: StatusReport): string {
     const [first] = report.otherSites;
     out.push(
       '',
-      `Also in this database, not shown: ${report.otherSites.join(', ')} (\`status --site ${first}\` shows one; its runs do not count in the exit code)`,
+      `Also in this database, not shown: ${report.otherSites.join(', ')} (\`status --site ${first}\` shows one; their runs do not count in the exit code)`,
     );
   }
   return `${out.join('\n')}\n`;
