@@ -100,14 +100,14 @@ const STRUCTURAL_FIELDS = ['login', 'company', 'groups', 'accessPermissions', 'l
  */
 const NESTED_PARTS = new Set(['loginName', 'name', 'items', 'hasMore', 'totalResults', 'variableName', 'label', 'hasAccess', 'value', 'displayValue']);
 
-/** Other spellings seen for the same field (lower-cased; the generated records of test/properties send them too). */
+/** Other spellings seen for the same field, as CPQ writes them (read in any case; the generated records of test/properties send them too). */
 export const ALIASES: Readonly<Record<string, string>> = {
-  issuperuserpermenabled: 'isUserAdminPermEnabled',
+  isSuperUserPermEnabled: 'isUserAdminPermEnabled',
 };
 
 const CANONICAL = new Map<string, string>();
 for (const name of [...Object.keys(CPQ_USER_FIELDS), ...STRUCTURAL_FIELDS, ...NESTED_PARTS]) CANONICAL.set(name.toLowerCase(), name);
-for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias, name);
+for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias.toLowerCase(), name);
 
 /** Every lower-cased top-level field name the mapping reads (canonical names, structural fields, aliases): the rest of a record is custom fields. */
 export const MAPPED_FIELD_KEYS: readonly string[] = [...CANONICAL.entries()]

@@ -220,7 +220,7 @@ function valueFor(spec: UserField): fc.Arbitrary<FieldValue> {
   }
 }
 
-/** A field's fixed spellings: the canonical one, the mapping's aliases (src/cpq/user-fields.ts), all lower case. */
+/** A field's fixed spellings: the canonical one, the mapping's aliases as CPQ writes them (src/cpq/user-fields.ts), all lower case. */
 function spellingsOf(field: string): string[] {
   const aliases = Object.keys(ALIASES).filter((alias) => ALIASES[alias] === field);
   return [...new Set([field, ...aliases, field.toLowerCase()])];
