@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import { CpqSimulator } from '../src/simulator/index.js';
@@ -12,7 +12,7 @@ import { admin, holdSyncLock, type TestDatabase } from './helpers/database.js';
 import { expectChangeLogConsistent, expectInSync, expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { dumpSchema } from './helpers/schema-dump.js';
-import { runs } from './properties/arbitraries.js';
+import { propertyTimeout, runs } from './properties/arbitraries.js';
 
 /*
  * Crash consistency, generated: the CLI (`run`, `schedule`) as a user runs it, against the real
@@ -379,323 +379,340 @@ function expectCleanExit(out: Outcome, fault: Fault, what: string): void {
 // ------------------------------------------------------------------ the properties
 
 describe('crash consistency under generated faults', () => {
-  it('`run` hit by a random fault at a random moment: nothing but its record changes, the record says so, nothing is left behind, and the next run catches up', async () => {
-    await fc.assert(
-      fc.asyncProperty(siteArb, editsArb, faultArb, fc.boolean(), async (site, edits, fault, faultFirstRun) => {
-        const tmp = mkdtempSync(join(tmpdir(), 'cpq-chaos-'));
-        chmodSync(tmp, 0o755);
-        const h = await startHarness(
-          {
-            seed: site.seed,
-            partnerCompanies: site.partners,
-            usersPerCompany: site.users,
-            integrationUsers: site.integrationUsers,
-            pathPrefix: site.fusion ? '/cpq' : '',
-            ...(site.zip ? { zipExport: {} } : {}),
-            ...(site.latencyMs > 0 ? { latency: { fixedMs: site.latencyMs } } : {}),
-          },
-          (url) => ({ CPQ_BASE_URL: url, CPQ_COMPANIES: '*', CPQ_PATH_PREFIX: site.fusion ? '/cpq' : '' }),
-        );
-        const env = siteEnv(h, site, tmp);
-        const armed = new Armed(h, fault);
-        try {
-          if (!faultFirstRun) {
-            const first = await cli(['run'], env);
-            expect(first.stderr, 'first run').toBe('');
-            expect(first.code, 'first run').toBe(0);
-            applyEdits(h.sim, edits, 'a');
-          }
-          const before = await dumpData(h.t);
-          const runsBefore = await runRows(h.t);
-          const sitesBefore = await sitesOf(h.t);
-
-          await armed.before();
-          const proc = cleanups.spawn(['run'], env);
-          armed.watch(proc);
-          const out = await Promise.race([
-            proc.exited,
-            sleep(60_000).then(() => {
-              throw new Error(`the faulty run did not end within 60 s; output:\n${proc.stdout.slice(-3000)}\n${proc.stderr}`);
-            }),
-          ]);
-          // The fault's own holds let go (a lock, a timeout), whatever happened.
-          await armed.stop();
-          expectCleanExit(out, fault, 'faulty run');
-
-          // Postgres ends the killed process's session: no session, no lock stays.
-          await waitFor('the sessions of the ended process to end', async () => {
-            const l = await leftovers(h.t);
-            return l.sessions === 0 && l.locks === 0;
-          });
-
-          const runsAfter = await runRows(h.t);
-          // Earlier runs' records are untouched.
-          expect(runsAfter.slice(0, runsBefore.length), 'earlier run records').toEqual(runsBefore);
-          const added = runsAfter.slice(runsBefore.length);
-          expect(added.length, 'run records the faulty run added').toBeLessThanOrEqual(1);
-          const record = added[0];
-          if (fault.kind === 'site-lock') {
-            expect(out.code, 'a run finding its lock held').toBe(7);
-            expect(added, 'a skipped run adds no record').toEqual([]);
-          }
-          if (out.code === 0) expect(record?.status, 'exit 0 is a succeeded run').toBe('succeeded');
-          if (record?.status !== 'succeeded') {
-            expect(await dumpData(h.t), 'every cpq table but the run records, as before the faulty run').toEqual(before);
-            const sitesNow = await sitesOf(h.t);
-            expect(sitesNow.slice(0, sitesBefore.length), 'site rows').toEqual(sitesBefore);
-            if (record !== undefined) {
-              // A process that could still write says why; one killed leaves `running`, for the next run to mark.
-              const allowed =
-                out.signal !== null || (fault.kind === 'signal' && fault.secondAfterMs !== null)
-                  ? ['failed', 'interrupted', 'running']
-                  : ['failed', 'interrupted'];
-              expect(allowed, `the faulty run's record (${record.status}: ${record.error ?? ''})`).toContain(record.status);
-              if (fault.kind === 'signal' && out.signal === null && fault.secondAfterMs === null) expect(record.status, 'a signalled run').toBe('interrupted');
-            }
-          }
-          // No zip folder stays but that of a process killed outright (the next zip read sweeps it).
-          if (out.signal !== 'SIGKILL' && !(fault.kind === 'signal' && fault.secondAfterMs !== null)) expect(zipFolders(tmp), 'zip temp folders').toEqual([]);
-
-          // One clean run catches up.
-          const clean = await cli(['run'], env);
-          expect(clean.stderr, 'clean run').toBe('');
-          expect(clean.code, `clean run; output:\n${clean.stdout.slice(-2000)}`).toBe(0);
-          const final = await runRows(h.t);
-          expect(
-            final.filter((r) => r.status === 'running'),
-            'runs left running',
-          ).toEqual([]);
-          if (record?.status === 'running') expect(final.find((r) => r.id === record.id)?.status).toBe('abandoned');
-          // The incremental clean run alone must have caught every edit but deletions (only full reads delete).
-          for (const company of h.sim.companyLogins()) {
-            const want = h.sim
-              .users(company)
-              .map((u) => String(u.login))
-              .sort();
-            const have = (
-              await h.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE company_login = $1 AND deleted_at IS NULL ORDER BY login COLLATE "C"`, [
-                company,
-              ])
-            ).map((r) => r.login);
-            expect(
-              want.filter((l) => !have.includes(l)),
-              `${company}: users CPQ has that the clean run left out`,
-            ).toEqual([]);
-          }
-          if (edits.some((e) => e.op === 'delete')) {
-            const full = await cli(['run', '--full'], env);
-            expect(full.code, `full run:\n${full.stdout.slice(-2000)}${full.stderr}`).toBe(0);
-          }
-          await expectInSync(h);
-          if (site.zip) expect(zipFolders(tmp), 'zip temp folders after the clean run').toEqual([]);
-          const verify = await cli(['verify'], env);
-          expect(verify.code, `verify:\n${verify.stdout}${verify.stderr}`).toBe(0);
-          const chain = await cli(['verify', '--chain'], env);
-          expect(chain.code, `verify --chain:\n${chain.stdout}${chain.stderr}`).toBe(0);
-        } finally {
-          await armed.stop();
-          await cleanups.run();
-          await h.close();
-          rmSync(tmp, { recursive: true, force: true });
-        }
-      }),
-      runs(6, 600_000),
-    );
-  }, 600_000);
-
-  it('a fresh database: `run` killed during its migrations (one process, or two at once) leaves a database the next run migrates and syncs', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom('SIGKILL' as const, 'SIGTERM' as const, 'SIGINT' as const),
-        fc.oneof(
-          fc.record({ on: fc.constant('sql' as const), n: fc.integer({ min: 1, max: 40 }), delayMs: fc.integer({ min: 0, max: 10 }) }),
-          fc.record({ on: fc.constant('time' as const), delayMs: fc.integer({ min: 0, max: 1500 }) }),
-        ),
-        fc.boolean(),
-        async (signal, trigger, two) => {
-          const sim = new CpqSimulator({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0 });
-          await sim.start();
-          const name = `cpq_chaos_${Math.random().toString(16).slice(2, 10)}`;
-          await admin((c) => c.query(`CREATE DATABASE ${name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`));
-          const url = new URL(process.env.TEST_DATABASE_URL ?? '');
-          url.pathname = `/${name}`;
-          const pool = createPool(url.toString());
-          const t: TestDatabase = {
-            url: url.toString(),
-            pool,
-            db: createDb(pool),
-            query: async <T extends pg.QueryResultRow>(text: string, params?: unknown[]) => (await pool.query<T>(text, params)).rows,
-            drop: async () => undefined,
-          };
-          const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: t.url, CPQ_COMPANIES: '*', CPQ_PAGE_SIZE: '5', SHUTDOWN_TIMEOUT: '10s' };
-          const h = { sim, t, config: loadConfig(env) } as unknown as Harness;
-          const fault: Fault = { kind: 'signal', signal, trigger, secondAfterMs: null };
+  it(
+    '`run` hit by a random fault at a random moment: nothing but its record changes, the record says so, nothing is left behind, and the next run catches up',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(siteArb, editsArb, faultArb, fc.boolean(), async (site, edits, fault, faultFirstRun) => {
+          const tmp = mkdtempSync(join(tmpdir(), 'cpq-chaos-'));
+          chmodSync(tmp, 0o755);
+          const h = await startHarness(
+            {
+              seed: site.seed,
+              partnerCompanies: site.partners,
+              usersPerCompany: site.users,
+              integrationUsers: site.integrationUsers,
+              pathPrefix: site.fusion ? '/cpq' : '',
+              ...(site.zip ? { zipExport: {} } : {}),
+              ...(site.latencyMs > 0 ? { latency: { fixedMs: site.latencyMs } } : {}),
+            },
+            (url) => ({ CPQ_BASE_URL: url, CPQ_COMPANIES: '*', CPQ_PATH_PREFIX: site.fusion ? '/cpq' : '' }),
+          );
+          const env = siteEnv(h, site, tmp);
           const armed = new Armed(h, fault);
           try {
-            const procs = two ? [cleanups.spawn(['run'], env), cleanups.spawn(['run'], env)] : [cleanups.spawn(['run'], env)];
-            armed.watch(procs[0]!);
-            const outs = await Promise.all(procs.map((p) => p.exited));
-            await armed.stop();
-            expectCleanExit(outs[0]!, fault, 'killed run');
-            if (outs[1]) {
-              // The other run either synced, or found the site's lock held (exit 7); never anything else.
-              expect(outs[1].stderr, 'concurrent run stderr').toMatch(/^(cpq-sync: [^\n]*\n)?$/);
-              expect([0, 7], `concurrent run exit code; ${outs[1].stderr}`).toContain(outs[1].code);
+            if (!faultFirstRun) {
+              const first = await cli(['run'], env);
+              expect(first.stderr, 'first run').toBe('');
+              expect(first.code, 'first run').toBe(0);
+              applyEdits(h.sim, edits, 'a');
             }
-            await waitFor('sessions to end', async () => {
-              const l = await leftovers(t).catch(() => ({ sessions: 0, locks: 0 }));
-              return l.sessions === 0 && l.locks === 0;
-            });
-            const clean = await cli(['run'], env);
-            expect(clean.stderr, 'clean run').toBe('');
-            expect(clean.code, `clean run:\n${clean.stdout.slice(-2000)}`).toBe(0);
-            const template = new URL(process.env.TEST_DATABASE_URL ?? '');
-            template.pathname = '/cpq_test_template';
-            const templatePool = new pg.Pool({ connectionString: template.toString() });
-            try {
-              expect(await dumpSchema(pool), 'the schema the migrations make').toBe(await dumpSchema(templatePool));
-            } finally {
-              await templatePool.end();
-            }
-            expect((await runRows(t)).filter((r) => r.status === 'running')).toEqual([]);
-            await expectInSync({ sim, t, config: loadConfig(env) });
-            const chain = await cli(['verify', '--chain'], env);
-            expect(chain.code, `verify --chain:\n${chain.stdout}${chain.stderr}`).toBe(0);
-          } finally {
-            await armed.stop();
-            await cleanups.run();
-            await sim.stop();
-            await pool.end();
-            await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-          }
-        },
-      ),
-      runs(5, 400_000),
-    );
-  }, 400_000);
+            const before = await dumpData(h.t);
+            const runsBefore = await runRows(h.t);
+            const sitesBefore = await sitesOf(h.t);
 
-  it('two sites, two `schedule` workers: one killed at a random moment harms neither site; the other worker brings both to their CPQ', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom('SIGKILL' as const, 'SIGTERM' as const, 'SIGINT' as const),
-        triggerArb,
-        fc.integer({ min: 5, max: 40 }),
-        fc.constantFrom(0, 10),
-        async (signal, trigger, users, latency) => {
-          const hs = [
-            await startHarness({
-              seed: 1,
-              partnerCompanies: 1,
-              usersPerCompany: users,
-              integrationUsers: 0,
-              ...(latency ? { latency: { fixedMs: latency } } : {}),
-            }),
-            await startHarness({
-              seed: 2,
-              partnerCompanies: 0,
-              usersPerCompany: users,
-              integrationUsers: 0,
-              ...(latency ? { latency: { fixedMs: latency } } : {}),
-            }),
-          ];
-          const t = hs[0]!.t; // one database for both sites
-          const dir = mkdtempSync(join(tmpdir(), 'cpq-chaos-sites-'));
-          const sitesFile = join(dir, 'sites.json');
-          writeFileSync(sitesFile, JSON.stringify(hs.map((h, i) => ({ name: `site${i}`, baseUrl: h.sim.baseUrl, companies: '*', cron: '*/1 * * * * *' }))));
-          const env = {
-            CPQ_SITES_FILE: sitesFile,
-            DATABASE_URL: t.url,
-            CPQ_PAGE_SIZE: '5',
-            SYNC_SITE_CONCURRENCY: '2',
-            SHUTDOWN_TIMEOUT: '10s',
-            HTTP_PORT: '0',
-          };
-          // The first simulator's requests drive the trigger.
-          const h0 = { ...hs[0]!, t };
-          const fault: Fault = { kind: 'signal', signal, trigger, secondAfterMs: null };
-          const armed = new Armed(h0, fault);
-          try {
-            const victim = cleanups.spawn(['schedule'], env);
-            const other = cleanups.spawn(['schedule'], env);
-            armed.watch(victim);
-            await waitFor('the victim to be stopped', () => armed.fired || victim.child.exitCode !== null, 30_000).catch(() => victim.kill('SIGKILL'));
-            if (!armed.fired) victim.kill(signal);
-            const out = await victim.exited;
+            await armed.before();
+            const proc = cleanups.spawn(['run'], env);
+            armed.watch(proc);
+            const out = await Promise.race([
+              proc.exited,
+              sleep(60_000).then(() => {
+                throw new Error(`the faulty run did not end within 60 s; output:\n${proc.stdout.slice(-3000)}\n${proc.stderr}`);
+              }),
+            ]);
+            // The fault's own holds let go (a lock, a timeout), whatever happened.
             await armed.stop();
-            // A signal before the worker installed its handlers (at once after spawn, nothing logged yet) ends it as the signal does.
-            if (out.signal === null) {
-              expect(out.stderr, 'victim stderr').toBe('');
-              expect(out.code, 'a worker stopped by a signal').toBe(0);
-            } else if (out.signal !== 'SIGKILL') expect(out.stdout, `a worker ended by ${out.signal} itself had logged nothing yet`).toBe('');
-            // CPQ changes; the surviving worker must bring each site there.
-            for (const [i, h] of hs.entries())
-              applyEdits(
-                h.sim,
-                [
-                  { op: 'update', company: 0, user: 1 },
-                  { op: 'add', company: 0, user: 0 },
-                ],
-                `s${i}`,
-              );
-            const mark = Date.now();
-            await waitFor(
-              'the other worker to sync both sites after the edits',
-              async () => {
-                const rows = await t.query<{ site: string }>(`SELECT site FROM cpq.sync_runs WHERE status = 'succeeded' AND started_at > $1 GROUP BY site`, [
-                  new Date(mark + 100),
-                ]);
-                return rows.length === 2;
-              },
-              60_000,
-            );
-            other.kill('SIGTERM');
-            const otherOut = await other.exited;
-            expect(otherOut.stderr, 'surviving worker stderr').toBe('');
-            expect(otherOut.code).toBe(0);
-            await waitFor('sessions to end', async () => {
-              const l = await leftovers(t);
+            expectCleanExit(out, fault, 'faulty run');
+
+            // Postgres ends the killed process's session: no session, no lock stays.
+            await waitFor('the sessions of the ended process to end', async () => {
+              const l = await leftovers(h.t);
               return l.sessions === 0 && l.locks === 0;
             });
-            const rows = await runRows(t);
-            // A run the victim left running stays so until its site's next run: there was one.
-            expect(
-              rows.filter((r) => r.status === 'running'),
-              'runs left running',
-            ).toEqual([]);
-            expect(
-              rows.filter((r) => r.status === 'failed'),
-              'failed runs',
-            ).toEqual([]);
-            for (const [i, h] of hs.entries()) {
-              const site = `site${i}`;
-              for (const company of h.sim.companyLogins()) {
-                const want = h.sim
-                  .users(company)
-                  .map((u) => String(u.login))
-                  .sort();
-                const have = (
-                  await t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE site = $1 AND company_login = $2 AND deleted_at IS NULL`, [site, company])
-                )
-                  .map((r) => r.login)
-                  .sort();
-                expect(have, `${site}/${company} logins`).toEqual(want);
+
+            const runsAfter = await runRows(h.t);
+            // Earlier runs' records are untouched.
+            expect(runsAfter.slice(0, runsBefore.length), 'earlier run records').toEqual(runsBefore);
+            const added = runsAfter.slice(runsBefore.length);
+            expect(added.length, 'run records the faulty run added').toBeLessThanOrEqual(1);
+            const record = added[0];
+            if (fault.kind === 'site-lock') {
+              expect(out.code, 'a run finding its lock held').toBe(7);
+              expect(added, 'a skipped run adds no record').toEqual([]);
+            }
+            if (out.code === 0) expect(record?.status, 'exit 0 is a succeeded run').toBe('succeeded');
+            if (record?.status !== 'succeeded') {
+              expect(await dumpData(h.t), 'every cpq table but the run records, as before the faulty run').toEqual(before);
+              const sitesNow = await sitesOf(h.t);
+              expect(sitesNow.slice(0, sitesBefore.length), 'site rows').toEqual(sitesBefore);
+              if (record !== undefined) {
+                // A process that could still write says why; one killed leaves `running`, for the next run to mark.
+                const allowed =
+                  out.signal !== null || (fault.kind === 'signal' && fault.secondAfterMs !== null)
+                    ? ['failed', 'interrupted', 'running']
+                    : ['failed', 'interrupted'];
+                expect(allowed, `the faulty run's record (${record.status}: ${record.error ?? ''})`).toContain(record.status);
+                if (fault.kind === 'signal' && out.signal === null && fault.secondAfterMs === null)
+                  expect(record.status, 'a signalled run').toBe('interrupted');
               }
             }
-            await expectReferencesResolve(t);
-            await expectChangeLogConsistent(t);
+            // No zip folder stays but that of a process killed outright (the next zip read sweeps it).
+            if (out.signal !== 'SIGKILL' && !(fault.kind === 'signal' && fault.secondAfterMs !== null)) expect(zipFolders(tmp), 'zip temp folders').toEqual([]);
+
+            // One clean run catches up.
+            const clean = await cli(['run'], env);
+            expect(clean.stderr, 'clean run').toBe('');
+            expect(clean.code, `clean run; output:\n${clean.stdout.slice(-2000)}`).toBe(0);
+            const final = await runRows(h.t);
+            expect(
+              final.filter((r) => r.status === 'running'),
+              'runs left running',
+            ).toEqual([]);
+            if (record?.status === 'running') expect(final.find((r) => r.id === record.id)?.status).toBe('abandoned');
+            // The incremental clean run alone must have caught every edit but deletions (only full reads delete).
+            for (const company of h.sim.companyLogins()) {
+              const want = h.sim
+                .users(company)
+                .map((u) => String(u.login))
+                .sort();
+              const have = (
+                await h.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE company_login = $1 AND deleted_at IS NULL ORDER BY login COLLATE "C"`, [
+                  company,
+                ])
+              ).map((r) => r.login);
+              expect(
+                want.filter((l) => !have.includes(l)),
+                `${company}: users CPQ has that the clean run left out`,
+              ).toEqual([]);
+            }
+            if (edits.some((e) => e.op === 'delete')) {
+              const full = await cli(['run', '--full'], env);
+              expect(full.code, `full run:\n${full.stdout.slice(-2000)}${full.stderr}`).toBe(0);
+            }
+            await expectInSync(h);
+            if (site.zip) expect(zipFolders(tmp), 'zip temp folders after the clean run').toEqual([]);
+            const verify = await cli(['verify'], env);
+            expect(verify.code, `verify:\n${verify.stdout}${verify.stderr}`).toBe(0);
             const chain = await cli(['verify', '--chain'], env);
             expect(chain.code, `verify --chain:\n${chain.stdout}${chain.stderr}`).toBe(0);
-            const verify = await cli(['verify', '--site', 'site0'], env);
-            expect(verify.code, `verify:\n${verify.stdout}${verify.stderr}`).toBe(0);
           } finally {
             await armed.stop();
             await cleanups.run();
-            for (const h of hs) await h.close();
-            rmSync(dir, { recursive: true, force: true });
+            await h.close();
+            rmSync(tmp, { recursive: true, force: true });
           }
-        },
-      ),
-      runs(4, 500_000),
-    );
-  }, 500_000);
+        }),
+        runs(6, propertyTimeout(600_000)),
+      );
+    },
+    propertyTimeout(600_000),
+  );
+
+  it(
+    'a fresh database: `run` killed during its migrations (one process, or two at once) leaves a database the next run migrates and syncs',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom('SIGKILL' as const, 'SIGTERM' as const, 'SIGINT' as const),
+          fc.oneof(
+            fc.record({ on: fc.constant('sql' as const), n: fc.integer({ min: 1, max: 40 }), delayMs: fc.integer({ min: 0, max: 10 }) }),
+            fc.record({ on: fc.constant('time' as const), delayMs: fc.integer({ min: 0, max: 1500 }) }),
+          ),
+          fc.boolean(),
+          async (signal, trigger, two) => {
+            const sim = new CpqSimulator({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0 });
+            await sim.start();
+            const name = `cpq_chaos_${Math.random().toString(16).slice(2, 10)}`;
+            await admin((c) => c.query(`CREATE DATABASE ${name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`));
+            // The test Postgres, whichever kind (TEST_DATABASE_URL, a container, the embedded one): as test/helpers/database.ts reaches it.
+            const url = new URL(inject('adminDatabaseUrl'));
+            url.pathname = `/${name}`;
+            const pool = createPool(url.toString());
+            const t: TestDatabase = {
+              url: url.toString(),
+              pool,
+              db: createDb(pool),
+              query: async <T extends pg.QueryResultRow>(text: string, params?: unknown[]) => (await pool.query<T>(text, params)).rows,
+              drop: async () => undefined,
+            };
+            const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: t.url, CPQ_COMPANIES: '*', CPQ_PAGE_SIZE: '5', SHUTDOWN_TIMEOUT: '10s' };
+            const h = { sim, t, config: loadConfig(env) } as unknown as Harness;
+            const fault: Fault = { kind: 'signal', signal, trigger, secondAfterMs: null };
+            const armed = new Armed(h, fault);
+            try {
+              const procs = two ? [cleanups.spawn(['run'], env), cleanups.spawn(['run'], env)] : [cleanups.spawn(['run'], env)];
+              armed.watch(procs[0]!);
+              const outs = await Promise.all(procs.map((p) => p.exited));
+              await armed.stop();
+              expectCleanExit(outs[0]!, fault, 'killed run');
+              if (outs[1]) {
+                // The other run either synced, or found the site's lock held (exit 7); never anything else.
+                expect(outs[1].stderr, 'concurrent run stderr').toMatch(/^(cpq-sync: [^\n]*\n)?$/);
+                expect([0, 7], `concurrent run exit code; ${outs[1].stderr}`).toContain(outs[1].code);
+              }
+              await waitFor('sessions to end', async () => {
+                const l = await leftovers(t).catch(() => ({ sessions: 0, locks: 0 }));
+                return l.sessions === 0 && l.locks === 0;
+              });
+              const clean = await cli(['run'], env);
+              expect(clean.stderr, 'clean run').toBe('');
+              expect(clean.code, `clean run:\n${clean.stdout.slice(-2000)}`).toBe(0);
+              const template = new URL(inject('adminDatabaseUrl'));
+              template.pathname = `/${inject('templateDatabase')}`;
+              const templatePool = new pg.Pool({ connectionString: template.toString() });
+              try {
+                expect(await dumpSchema(pool), 'the schema the migrations make').toBe(await dumpSchema(templatePool));
+              } finally {
+                await templatePool.end();
+              }
+              expect((await runRows(t)).filter((r) => r.status === 'running')).toEqual([]);
+              await expectInSync({ sim, t, config: loadConfig(env) });
+              const chain = await cli(['verify', '--chain'], env);
+              expect(chain.code, `verify --chain:\n${chain.stdout}${chain.stderr}`).toBe(0);
+            } finally {
+              await armed.stop();
+              await cleanups.run();
+              await sim.stop();
+              await pool.end();
+              await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+            }
+          },
+        ),
+        runs(5, propertyTimeout(400_000)),
+      );
+    },
+    propertyTimeout(400_000),
+  );
+
+  it(
+    'two sites, two `schedule` workers: one killed at a random moment harms neither site; the other worker brings both to their CPQ',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom('SIGKILL' as const, 'SIGTERM' as const, 'SIGINT' as const),
+          triggerArb,
+          fc.integer({ min: 5, max: 40 }),
+          fc.constantFrom(0, 10),
+          async (signal, trigger, users, latency) => {
+            const hs = [
+              await startHarness({
+                seed: 1,
+                partnerCompanies: 1,
+                usersPerCompany: users,
+                integrationUsers: 0,
+                ...(latency ? { latency: { fixedMs: latency } } : {}),
+              }),
+              await startHarness({
+                seed: 2,
+                partnerCompanies: 0,
+                usersPerCompany: users,
+                integrationUsers: 0,
+                ...(latency ? { latency: { fixedMs: latency } } : {}),
+              }),
+            ];
+            const t = hs[0]!.t; // one database for both sites
+            const dir = mkdtempSync(join(tmpdir(), 'cpq-chaos-sites-'));
+            const sitesFile = join(dir, 'sites.json');
+            writeFileSync(sitesFile, JSON.stringify(hs.map((h, i) => ({ name: `site${i}`, baseUrl: h.sim.baseUrl, companies: '*', cron: '*/1 * * * * *' }))));
+            const env = {
+              CPQ_SITES_FILE: sitesFile,
+              DATABASE_URL: t.url,
+              CPQ_PAGE_SIZE: '5',
+              SYNC_SITE_CONCURRENCY: '2',
+              SHUTDOWN_TIMEOUT: '10s',
+              HTTP_PORT: '0',
+            };
+            // The first simulator's requests drive the trigger.
+            const h0 = { ...hs[0]!, t };
+            const fault: Fault = { kind: 'signal', signal, trigger, secondAfterMs: null };
+            const armed = new Armed(h0, fault);
+            try {
+              const victim = cleanups.spawn(['schedule'], env);
+              const other = cleanups.spawn(['schedule'], env);
+              armed.watch(victim);
+              await waitFor('the victim to be stopped', () => armed.fired || victim.child.exitCode !== null, 30_000).catch(() => victim.kill('SIGKILL'));
+              if (!armed.fired) victim.kill(signal);
+              const out = await victim.exited;
+              await armed.stop();
+              // A signal before the worker installed its handlers (at once after spawn, nothing logged yet) ends it as the signal does.
+              if (out.signal === null) {
+                expect(out.stderr, 'victim stderr').toBe('');
+                expect(out.code, 'a worker stopped by a signal').toBe(0);
+              } else if (out.signal !== 'SIGKILL') expect(out.stdout, `a worker ended by ${out.signal} itself had logged nothing yet`).toBe('');
+              // CPQ changes; the surviving worker must bring each site there.
+              for (const [i, h] of hs.entries())
+                applyEdits(
+                  h.sim,
+                  [
+                    { op: 'update', company: 0, user: 1 },
+                    { op: 'add', company: 0, user: 0 },
+                  ],
+                  `s${i}`,
+                );
+              const mark = Date.now();
+              await waitFor(
+                'the other worker to sync both sites after the edits',
+                async () => {
+                  const rows = await t.query<{ site: string }>(`SELECT site FROM cpq.sync_runs WHERE status = 'succeeded' AND started_at > $1 GROUP BY site`, [
+                    new Date(mark + 100),
+                  ]);
+                  return rows.length === 2;
+                },
+                60_000,
+              );
+              other.kill('SIGTERM');
+              const otherOut = await other.exited;
+              expect(otherOut.stderr, 'surviving worker stderr').toBe('');
+              expect(otherOut.code).toBe(0);
+              await waitFor('sessions to end', async () => {
+                const l = await leftovers(t);
+                return l.sessions === 0 && l.locks === 0;
+              });
+              const rows = await runRows(t);
+              // A run the victim left running stays so until its site's next run: there was one.
+              expect(
+                rows.filter((r) => r.status === 'running'),
+                'runs left running',
+              ).toEqual([]);
+              expect(
+                rows.filter((r) => r.status === 'failed'),
+                'failed runs',
+              ).toEqual([]);
+              for (const [i, h] of hs.entries()) {
+                const site = `site${i}`;
+                for (const company of h.sim.companyLogins()) {
+                  const want = h.sim
+                    .users(company)
+                    .map((u) => String(u.login))
+                    .sort();
+                  const have = (
+                    await t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE site = $1 AND company_login = $2 AND deleted_at IS NULL`, [
+                      site,
+                      company,
+                    ])
+                  )
+                    .map((r) => r.login)
+                    .sort();
+                  expect(have, `${site}/${company} logins`).toEqual(want);
+                }
+              }
+              await expectReferencesResolve(t);
+              await expectChangeLogConsistent(t);
+              const chain = await cli(['verify', '--chain'], env);
+              expect(chain.code, `verify --chain:\n${chain.stdout}${chain.stderr}`).toBe(0);
+              const verify = await cli(['verify', '--site', 'site0'], env);
+              expect(verify.code, `verify:\n${verify.stdout}${verify.stderr}`).toBe(0);
+            } finally {
+              await armed.stop();
+              await cleanups.run();
+              for (const h of hs) await h.close();
+              rmSync(dir, { recursive: true, force: true });
+            }
+          },
+        ),
+        runs(4, propertyTimeout(500_000)),
+      );
+    },
+    propertyTimeout(500_000),
+  );
 });
