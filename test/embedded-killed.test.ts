@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -65,6 +65,11 @@ describe('embedded Postgres and a killed run', () => {
       }),
     ]);
     await run.waitForLine((l) => l.msg === 'page read');
+    // The killed process's private socket folder, which its server keeps until stopped.
+    const socketDir = readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8')
+      .split('\n')[4]!
+      .trim();
+    expect(existsSync(socketDir)).toBe(true);
     run.kill('SIGKILL');
     await run.exited;
     held.release();
@@ -74,6 +79,7 @@ describe('embedded Postgres and a killed run', () => {
     expect(again.stderr, 'the next run').toBe('');
     expect(again.code, 'the next run').toBe(0);
     expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
+    expect(existsSync(socketDir), "the orphan's socket folder").toBe(false);
     const status = await cli(['status', '--json'], env);
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toContain('"abandoned"');

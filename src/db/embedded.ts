@@ -361,8 +361,21 @@ async function stopOrphanedServer(dataDir: string): Promise<void> {
   for (let waited = 0; processRuns(postmaster) && waited < 60_000; waited += 100) await new Promise((wake) => setTimeout(wake, 100));
   if (processRuns(postmaster)) return; // still shutting down: its socket stays, and the start below says the folder is held
   const socketDir = pidLines[4]?.trim();
-  if (socketDir && dirname(socketDir) === tmpdir() && /^cpq-sync-pg-/.test(socketDir.slice(tmpdir().length + 1))) {
+  if (socketDir && dirname(socketDir) === tmpdir() && /^cpq-sync-pg-/.test(socketDir.slice(tmpdir().length + 1)) && ownedAlike(socketDir, dataDir)) {
     await rm(socketDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whether `path` is a folder (not a link) of the data folder's account. postmaster.pid is that
+ * account's to write: as root, the path it names must not make root remove another user's folder.
+ */
+function ownedAlike(path: string, dataDir: string): boolean {
+  try {
+    const folder = lstatSync(path);
+    return folder.isDirectory() && folder.uid === lstatSync(dataDir).uid;
+  } catch {
+    return false;
   }
 }
 
