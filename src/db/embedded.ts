@@ -297,7 +297,7 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
   return { child, stop: () => stopServer(child) };
 }
 
-/** The process id of the cpq-sync process that started the data folder's server, beside postmaster.pid. */
+/** Beside postmaster.pid while a cpq-sync process runs the data folder's server: "<that process's id> <the server's>". */
 const OWNER_FILE = 'cpq-sync-owner.pid';
 
 /** Whether a process of that id runs (EPERM: it does, as another user). */
@@ -335,11 +335,12 @@ function worksIn(pid: number, dir: string): boolean {
  * (SIGKILL, the out-of-memory killer): postgres outlives its parent, holds the data folder
  * (postmaster.pid), and every later start failed ("lock file already exists") until someone
  * killed it by hand (review CP). Stopped here (fast shutdown: its open transactions roll back),
- * with its private socket folder, when the process that started it no longer runs. A server
- * whose starter still runs (another command using the folder) is left alone, and so is one
- * started by a release that wrote no owner file. The process postmaster.pid names is signalled
- * only while it works in this data folder: after a reboot the file is stale and its number may
- * be any other process's.
+ * with its private socket folder, when the owner file names that very server and its starter is
+ * no longer its parent. A server whose starter still runs it (another command using the folder)
+ * is left alone, and so is one started otherwise (by hand, by an older release, another command's
+ * still starting: the file, removed at every clean stop, names none of them). The process
+ * postmaster.pid names is signalled only while it works in this data folder: after a reboot the
+ * file is stale and its number may be any other process's.
  */
 async function stopOrphanedServer(dataDir: string): Promise<void> {
   const pidLines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
