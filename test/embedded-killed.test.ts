@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { processRuns } from '../src/process-runs.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
@@ -18,15 +19,6 @@ const cleanups = new Cleanups();
 afterEach(async () => {
   await cleanups.run();
 });
-
-const runs = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-};
 
 describe('embedded Postgres and a killed run', () => {
   it('after SIGKILL mid-run, the next run starts the server again and syncs (no orphaned postmaster keeps the data folder)', async () => {
@@ -46,7 +38,7 @@ describe('embedded Postgres and a killed run', () => {
     cleanups.push(() => {
       // Whatever the outcome, no server of this folder stays (this test started it).
       const pid = postmasterPid();
-      if (pid !== undefined && runs(pid)) process.kill(pid, 'SIGINT');
+      if (pid !== undefined && processRuns(pid)) process.kill(pid, 'SIGINT');
       rmSync(dir, { recursive: true, force: true });
     });
     const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
@@ -105,7 +97,7 @@ describe('embedded Postgres and a killed run', () => {
     writeFileSync(join(dataDir, 'pg', 'postmaster.pid'), `${String(bystander.pid)}\n${join(dataDir, 'pg')}\n0\n1\n/tmp\n\n`);
     writeFileSync(join(dataDir, 'pg', 'cpq-sync-owner.pid'), `${String(gone.pid)}\n`);
     await cli(['run'], env);
-    expect(runs(bystander.pid!)).toBe(true);
+    expect(processRuns(bystander.pid!)).toBe(true);
     expect(bystander.exitCode).toBeNull();
   }, 120_000);
 });

@@ -3,6 +3,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { processRuns } from '../src/process-runs.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
@@ -17,15 +18,6 @@ const cleanups = new Cleanups();
 afterEach(async () => {
   await cleanups.run();
 });
-const runs = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-};
-
 describe('stale owner file', () => {
   it('a server not started by cpq-sync (an older release, pg_ctl by hand) is not stopped by `status`', async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
@@ -64,7 +56,7 @@ describe('stale owner file', () => {
     }
     const status = await cli(['status'], env);
     await new Promise((w) => setTimeout(w, 500));
-    expect(runs(other.pid!), `status stopped a server it did not start (status: ${status.code} ${status.stderr})`).toBe(true);
+    expect(processRuns(other.pid!), `status stopped a server it did not start (status: ${status.code} ${status.stderr})`).toBe(true);
     expect(other.signalCode ?? other.exitCode).toBeNull();
   }, 120_000);
 });

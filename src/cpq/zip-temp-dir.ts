@@ -3,6 +3,7 @@ import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, errorCode, errorMessage } from '../errors.js';
+import { processRuns } from '../process-runs.js';
 
 /*
  * The private folder a zip export is downloaded to (mkdtemp: mode 0700, a name no one can guess).
@@ -97,15 +98,5 @@ async function removeFoldersOfDeadProcesses(base: string): Promise<void> {
     const stat = await lstat(path).catch(() => undefined);
     if (!stat?.isDirectory() || (uid !== undefined && stat.uid !== uid)) continue;
     await rm(path, { recursive: true, force: true }).catch(() => undefined);
-  }
-}
-
-/** Whether a process of that id runs on this machine (EPERM: it does, as another user). */
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errorCode(err) !== 'ESRCH';
   }
 }

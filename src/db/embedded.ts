@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { EXIT_CODES, SyncError } from '../errors.js';
+import { processRuns } from '../process-runs.js';
 
 export interface EmbeddedDatabase {
   /** Connection string (the private socket, or loopback with `tcp`), with this data folder's password. */
@@ -299,16 +300,6 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
 
 /** Beside postmaster.pid while a cpq-sync process runs the data folder's server: "<that process's id> <the server's>". */
 const OWNER_FILE = 'cpq-sync-owner.pid';
-
-/** Whether a process of that id runs (EPERM: it does, as another user). */
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
 
 /** The parent of process `pid` (Linux's /proc), or undefined where it cannot be told. */
 function parentOf(pid: number): number | undefined {
