@@ -138,6 +138,11 @@ describe('cpq_reader', () => {
       const { rows } = await reader.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.${fn}(now())`);
       expect(rows[0]!.n, fn).toBe(count);
     }
+    // The auditor's function: the reader gets what the owner gets.
+    const rights = `SELECT login, admin_right, group_variable_name, since FROM cpq.admin_rights_as_of(now(), 'default') ORDER BY 1, 2, 3`;
+    const owned = await h.t.query(rights);
+    expect(owned.length, 'admin rights of the simulated users').toBeGreaterThan(0);
+    expect((await reader.query(rights)).rows).toEqual(owned);
 
     await denied(reader, `INSERT INTO cpq.groups (variable_name) VALUES ('x')`);
     await denied(reader, `UPDATE cpq.users SET last_name = 'x'`);

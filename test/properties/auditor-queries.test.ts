@@ -18,8 +18,10 @@ import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
  * each group's label and type). At every run's effective_at, a microsecond before and after it,
  * between runs and before the first, the README's SQL examples, run as written with only their
  * date literal replaced, must answer what the model says:
- *  - "Who had admin rights ... and since when": the users then present with the user-admin flag,
- *    and since the first run of the uninterrupted run of states (present, flag set) in force then;
+ *  - "Who had admin rights ... and since when" (cpq.admin_rights_as_of): each admin flag and each
+ *    Administrator-type group of each user then present, since the first run of the uninterrupted
+ *    run of states in force then that held it (present with the flag; present, a member and the
+ *    group's type Administrator);
  *  - "Members of Administrator-type groups on a date": memberships then, of groups whose type
  *    was Administrator then, with the label they had then;
  *  - "Everything that changed ..." from that instant on: the users changed by each later run;
@@ -167,19 +169,46 @@ const inForce = (model: SiteModel, t: bigint) => {
   return k;
 };
 
-function modelAdminSince(model: SiteModel, t: bigint): string[] {
+/** The admin flags' column names, as admin_right names them. */
+const FLAG_COLUMNS: Record<Flag, string> = {
+  isUserAdminPermEnabled: 'is_user_admin_perm_enabled',
+  isAccessAdminPermEnabled: 'is_access_admin_perm_enabled',
+  isApplicationAdminPermEnabled: 'is_application_admin_perm_enabled',
+  isProxyPermEnabled: 'is_proxy_perm_enabled',
+};
+
+/**
+ * Every admin right of every user present at `t` (each flag set, each Administrator-type group),
+ * since the first run of the uninterrupted run of states in force then that held it: the user
+ * present with the flag; or present, a member, and the group's type Administrator.
+ */
+function modelAdminRights(model: SiteModel, t: bigint): string[] {
   const k = inForce(model, t);
   if (k < 0) return [];
   const out: string[] = [];
-  for (const [id, u] of model.runs[k]!.users) {
-    if (!u.present || !u.flags.isUserAdminPermEnabled) continue;
+  const since = (held: (snap: Snapshot) => boolean) => {
     let j = k;
-    while (j > 0) {
-      const prev = model.runs[j - 1]!.users.get(id);
-      if (!prev?.present || !prev.flags.isUserAdminPermEnabled) break;
-      j--;
+    while (j > 0 && held(model.runs[j - 1]!)) j--;
+    return model.runs[j]!.e;
+  };
+  for (const [id, u] of model.runs[k]!.users) {
+    if (!u.present) continue;
+    for (const flag of FLAGS) {
+      if (!u.flags[flag]) continue;
+      const held = (snap: Snapshot) => {
+        const v = snap.users.get(id);
+        return v !== undefined && v.present && v.flags[flag];
+      };
+      out.push(`${u.company}|${u.login}|${FLAG_COLUMNS[flag]}||${since(held)}`);
     }
-    out.push(`${u.company}|${u.login}|true|${model.runs[j]!.e}`);
+    for (const g of u.groups) {
+      if (model.runs[k]!.defs.get(g)?.type !== 'Administrator') continue;
+      const held = (snap: Snapshot) => {
+        const v = snap.users.get(id);
+        return v !== undefined && v.present && v.groups.includes(g) && snap.defs.get(g)?.type === 'Administrator';
+      };
+      out.push(`${u.company}|${u.login}|administrator_group|${g}|${since(held)}`);
+    }
   }
   return out.map((r) => `${model.site}|${r}`).sort();
 }
@@ -264,12 +293,13 @@ const TRACKED = new Set([
   'accessPermissions',
 ]);
 
-async function dbAdminSince(h: Harness, t: string): Promise<string[]> {
-  const rows = await h.t.query<{ site: string; company_login: string; login: string; a: boolean; since: string | null }>(
-    `SELECT q.site, q.company_login, q.login, q.is_user_admin_perm_enabled AS a, (extract(epoch FROM q.admin_since) * 1000000)::bigint::text AS since FROM (${ADMIN_SINCE}) q`,
+async function dbAdminRights(h: Harness, t: string): Promise<string[]> {
+  const rows = await h.t.query<{ line: string }>(
+    `SELECT q.site || '|' || q.company_login || '|' || q.login || '|' || q.admin_right || '|' || coalesce(q.group_variable_name, '') || '|'
+            || (extract(epoch FROM q.since) * 1000000)::bigint::text AS line FROM (${ADMIN_SINCE}) q`,
     [t],
   );
-  return rows.map((r) => `${r.site}|${r.company_login}|${r.login}|${r.a}|${r.since}`).sort();
+  return rows.map((r) => r.line).sort();
 }
 async function dbAdminGroups(h: Harness, t: string): Promise<string[]> {
   const rows = await h.t.query<{ site: string; company_login: string; login: string; variable_name: string; label: string | null }>(ADMIN_GROUPS, [t]);
@@ -346,7 +376,7 @@ async function checkInstants(model: Model, h: Harness): Promise<void> {
   for (const us of instants) {
     const t = isoMicros(us);
     const at = `at ${t} (runs ${all.map((r) => `${r.runId}@${isoMicros(r.e)}`).join(' ')})`;
-    expect(await dbAdminSince(h, t), `admin since ${at}`).toEqual(both(modelAdminSince, us));
+    expect(await dbAdminRights(h, t), `admin rights and since when ${at}`).toEqual(both(modelAdminRights, us));
     expect(await dbAdminGroups(h, t), `Administrator-type group members ${at}`).toEqual(both(modelAdminGroups, us));
     if (ANY_ADMIN !== undefined) expect(await dbAnyAdmin(h, t, ANY_ADMIN), `any admin right ${at}`).toEqual(both(modelAnyAdmin, us));
     expect(await dbPermissions(h, t), `permissions ${at}`).toEqual(both(modelPermissions, us));

@@ -1,0 +1,113 @@
+import { describe, expect } from 'vitest';
+import { it } from './helpers/fixtures.js';
+import type { Harness } from './helpers/harness.js';
+
+/*
+ * cpq.admin_rights_as_of(ts): the auditor's "who had admin rights then, and since when", told as
+ * one story of five full runs. test/properties/auditor-queries.test.ts checks the same function,
+ * through the README's query, against a model over generated sequences.
+ */
+
+const NO_RIGHTS = {
+  isUserAdminPermEnabled: false,
+  isAccessAdminPermEnabled: false,
+  isApplicationAdminPermEnabled: false,
+  isProxyPermEnabled: false,
+  groups: { items: [] },
+};
+
+/** `login right [group] since run N`, with N the run whose effective_at the since equals (or the time itself). */
+async function rightsAt(h: Harness, at: string, runs: string[], site?: string): Promise<string[]> {
+  const rows = await h.t.query<{ login: string; admin_right: string; group_variable_name: string | null; since: string }>(
+    `SELECT login, admin_right, group_variable_name, since::text AS since FROM ${site === undefined ? 'cpq.admin_rights_as_of($1::timestamptz)' : 'cpq.admin_rights_as_of($1::timestamptz, $2)'}`,
+    site === undefined ? [at] : [at, site],
+  );
+  return rows
+    .map((r) => {
+      const n = runs.indexOf(r.since);
+      return `${r.login} ${r.admin_right}${r.group_variable_name === null ? '' : ` ${r.group_variable_name}`} since ${n < 0 ? r.since : `run ${n + 1}`}`;
+    })
+    .sort();
+}
+
+describe('cpq.admin_rights_as_of', () => {
+  it('each admin right of each user present then, since the start of the unbroken stretch in which they held it', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const [alice, bob, carol] = h.sim.users('_host').map((u) => String(u.login)) as [string, string, string];
+    for (const login of [alice, bob, carol]) h.sim.updateUser('_host', login, NO_RIGHTS);
+    const runs: string[] = [];
+    const run = async () => {
+      const result = await h.sync({ full: true });
+      expect(result.status).toBe('succeeded');
+      runs.push((await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]))[0]!.e);
+      return runs.at(-1)!;
+    };
+    const group = { variableName: 'siteAdmins', label: 'Site admins', type: 'Administrator' };
+
+    // Run 1: alice user admin, bob in an Administrator-type group, carol may log in as others.
+    h.sim.updateUser('_host', alice, { isUserAdminPermEnabled: true });
+    h.sim.addGroup('_host', bob, group);
+    h.sim.updateUser('_host', carol, { isProxyPermEnabled: true });
+    const e1 = await run();
+    // Run 2: alice's name changes (her right goes on); the group is retyped: bob's right ends though he stays a member.
+    h.sim.updateUser('_host', alice, { lastName: 'Renamed' });
+    h.sim.addGroup('_host', bob, { ...group, type: 'User' });
+    const e2 = await run();
+    // Run 3: the group is Administrator-type again: bob's right starts again; alice's flag is taken away.
+    h.sim.addGroup('_host', bob, group);
+    h.sim.updateUser('_host', alice, { isUserAdminPermEnabled: false });
+    const e3 = await run();
+    // Run 4: alice's flag is given back; carol is deleted.
+    h.sim.updateUser('_host', alice, { isUserAdminPermEnabled: true });
+    const carolRecord = h.sim.user('_host', carol)!;
+    h.sim.deleteUser('_host', carol);
+    const e4 = await run();
+    // Run 5: carol is back, with the same proxy permission.
+    h.sim.addUser('_host', { ...carolRecord, dateModified: new Date().toISOString() }, { exact: true });
+    await run();
+
+    const before = await h.t.query<{ t: string }>(`SELECT ($1::timestamptz - interval '1 microsecond')::text AS t`, [e1]);
+    expect(await rightsAt(h, before[0]!.t, runs), 'before the first run').toEqual([]);
+    expect(await rightsAt(h, e1, runs)).toEqual([
+      `${alice} is_user_admin_perm_enabled since run 1`,
+      `${bob} administrator_group siteAdmins since run 1`,
+      `${carol} is_proxy_perm_enabled since run 1`,
+    ]);
+    expect(await rightsAt(h, e2, runs), 'a name change does not start a right again; a group retyped ends it').toEqual([
+      `${alice} is_user_admin_perm_enabled since run 1`,
+      `${carol} is_proxy_perm_enabled since run 1`,
+    ]);
+    expect(await rightsAt(h, e3, runs), 'the group Administrator-type again: since then, not since bob joined').toEqual([
+      `${bob} administrator_group siteAdmins since run 3`,
+      `${carol} is_proxy_perm_enabled since run 1`,
+    ]);
+    expect(await rightsAt(h, e4, runs), 'a right given back starts again; a deleted user holds none').toEqual([
+      `${alice} is_user_admin_perm_enabled since run 4`,
+      `${bob} administrator_group siteAdmins since run 3`,
+    ]);
+    const now = new Date().toISOString();
+    expect(await rightsAt(h, now, runs), 'a restored user starts again').toEqual([
+      `${alice} is_user_admin_perm_enabled since run 4`,
+      `${bob} administrator_group siteAdmins since run 3`,
+      `${carol} is_proxy_perm_enabled since run 5`,
+    ]);
+
+    // One site's rights, by the site argument as the other as-of functions take it.
+    expect(await rightsAt(h, now, runs, 'default')).toEqual(await rightsAt(h, now, runs));
+    expect(await rightsAt(h, now, runs, 'elsewhere')).toEqual([]);
+
+    // Today, the same users and rights as cpq.administrators, one row per right.
+    const view = await h.t.query<{ line: string }>(
+      `SELECT login || ' ' || concat_ws(',', CASE WHEN is_access_admin THEN 'is_access_admin_perm_enabled' END,
+              CASE WHEN is_application_admin THEN 'is_application_admin_perm_enabled' END, CASE WHEN is_proxy THEN 'is_proxy_perm_enabled' END,
+              CASE WHEN is_user_admin THEN 'is_user_admin_perm_enabled' END,
+              (SELECT string_agg('administrator_group:' || g, ',' ORDER BY g) FROM unnest(administrator_groups) g)) AS line
+       FROM cpq.administrators`,
+    );
+    const fn = await h.t.query<{ line: string }>(
+      `SELECT login || ' ' || string_agg(admin_right || coalesce(':' || group_variable_name, ''), ',' ORDER BY admin_right = 'administrator_group', admin_right, group_variable_name) AS line
+       FROM cpq.admin_rights_as_of(now()) GROUP BY login`,
+    );
+    expect(fn.map((r) => r.line).sort()).toEqual(view.map((r) => r.line).sort());
+  });
+});
