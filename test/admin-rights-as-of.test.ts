@@ -1,4 +1,5 @@
 import { describe, expect } from 'vitest';
+import { ADMIN_FLAG_COLUMNS } from '../src/normalize/user-fields.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';
 
@@ -109,5 +110,20 @@ describe('cpq.admin_rights_as_of', () => {
        FROM cpq.admin_rights_as_of(now()) GROUP BY login`,
     );
     expect(fn.map((r) => r.line).sort()).toEqual(view.map((r) => r.line).sort());
+  });
+
+  it('counts every admin flag the admin_flag alert rule watches, as cpq.administrators does', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: ADMIN_FLAG_COLUMNS.length, integrationUsers: 0 });
+    const logins = h.sim.users('_host').map((u) => String(u.login));
+    for (const login of logins) h.sim.updateUser('_host', login, NO_RIGHTS);
+    await h.sync({ full: true });
+    expect(await h.t.query(`SELECT * FROM cpq.admin_rights_as_of(now())`)).toEqual([]);
+    // One flag per user, set in the row itself: a flag a later release maps (a new is_*_perm_enabled
+    // field) is set here without a simulator that knows it.
+    for (const [i, column] of ADMIN_FLAG_COLUMNS.entries()) await h.t.query(`UPDATE cpq.users SET ${column} = true WHERE login = $1`, [logins[i]]);
+    const rights = await h.t.query<{ login: string; admin_right: string }>(`SELECT login, admin_right FROM cpq.admin_rights_as_of(now()) ORDER BY login`);
+    expect(rights).toEqual(ADMIN_FLAG_COLUMNS.map((column, i) => ({ login: logins[i], admin_right: column })).sort((a, b) => (a.login! < b.login! ? -1 : 1)));
+    const view = await h.t.query<{ login: string }>(`SELECT login FROM cpq.administrators ORDER BY login`);
+    expect(view.map((r) => r.login)).toEqual([...logins].sort());
   });
 });

@@ -46,6 +46,13 @@ export const USER_FIELDS: readonly UserField[] = (Object.keys(CPQ_USER_FIELDS) a
 /** Every cpq.users column the mapping fills, in a fixed order (choice fields bring their _display column). */
 export const USER_VALUE_COLUMNS: readonly string[] = USER_FIELDS.flatMap((u) => (isChoice(u.kind) ? [u.column, `${u.column}_display`] : [u.column]));
 
+/**
+ * The admin flags of a user row (`is_*_perm_enabled`): what the admin_flag alert rule watches. The
+ * SQL of cpq.administrators and cpq.admin_rights_as_of names them one by one (a migration adds a
+ * new one there; test/admin-rights-as-of.test.ts fails until it does).
+ */
+export const ADMIN_FLAG_COLUMNS: readonly string[] = USER_VALUE_COLUMNS.filter((c) => /^is_\w+_perm_enabled$/.test(c));
+
 /** The Postgres types of the value columns. */
 export type UserValueColumnType = 'text' | 'boolean' | 'bigint' | 'timestamptz' | 'integer';
 

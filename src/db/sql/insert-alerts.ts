@@ -1,11 +1,8 @@
 import type pg from 'pg';
 import { sql } from 'kysely';
 import type { AlertRuleSettings } from '../../config.js';
-import { USER_VALUE_COLUMNS } from '../../normalize/user-fields.js';
+import { ADMIN_FLAG_COLUMNS } from '../../normalize/user-fields.js';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
-
-/** The admin flags of a user row (`is_*_perm_enabled`): constants of the field mapping, never data. */
-const ADMIN_FLAG_COLUMNS = USER_VALUE_COLUMNS.filter((c) => /^is_\w+_perm_enabled$/.test(c));
 
 /** A glob (`*` any run of characters, `?` one character, all else literal) as an ILIKE pattern. */
 export function globToIlike(glob: string): string {
