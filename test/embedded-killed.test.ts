@@ -77,6 +77,47 @@ describe('embedded Postgres and a killed run', () => {
     expect(status.stdout).toContain('"abandoned"');
   }, 120_000);
 
+  it('killed while its server starts (before it is ready), the next run stops that server and syncs', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-embedded-starting-'));
+    chmodSync(dir, 0o755);
+    const dataDir = join(dir, 'data');
+    const pidFile = join(dataDir, 'pg', 'postmaster.pid');
+    const readPidFile = () => {
+      try {
+        return readFileSync(pidFile, 'utf8').split('\n');
+      } catch {
+        return undefined;
+      }
+    };
+    cleanups.push(() => {
+      const pid = Number(readPidFile()?.[0]);
+      if (pid > 0 && processRuns(pid)) process.kill(pid, 'SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()) };
+    const first = await cli(['run'], env);
+    expect(first.code, first.stderr).toBe(0);
+
+    // The next start: killed the moment its server takes the folder, long before it is ready.
+    const run = cleanups.spawn(['run'], env);
+    let lines: string[] | undefined;
+    while ((lines = readPidFile()) === undefined && run.child.exitCode === null) await new Promise((wake) => setTimeout(wake, 1));
+    run.kill('SIGKILL');
+    await run.exited;
+    expect(lines, 'the server had taken the folder').toBeDefined();
+    expect(lines![7]?.trim(), 'the server was not ready yet').not.toBe('ready');
+    const orphan = Number(lines![0]);
+    expect(processRuns(orphan), 'the server outlived the killed process').toBe(true);
+
+    const again = await cli(['run'], env);
+    expect(again.stderr, 'the next run').toBe('');
+    expect(again.code, 'the next run').toBe(0);
+    expect(processRuns(orphan), 'the orphan').toBe(false);
+  }, 120_000);
+
   it('a stale postmaster.pid naming another live process (a reboot reused its number) is not signalled', async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await sim.start();

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { constants, existsSync, lstatSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -275,6 +275,10 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
     { env: postgresEnvironment(), stdio: ['ignore', 'pipe', 'pipe'], ...runtime.account },
   );
   running.add(child);
+  // At once, before the server takes the folder: a process killed while its server starts
+  // (crash recovery after a power loss can take minutes; the first start; the one-time upgrade's)
+  // leaves a server the next start must be able to tell as its own.
+  const owns = child.pid !== undefined && claimOwnerFile(runtime.dataDir, child.pid);
   collect(runtime, child);
   const exited = new Promise<never>((_, fail) => {
     child.once('error', fail);
@@ -293,9 +297,16 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
     await Promise.race([ready, exited]);
   } catch (err) {
     running.delete(child);
+    if (owns) releaseOwnerFile(runtime.dataDir, child.pid);
     throw err;
   }
-  return { child, stop: () => stopServer(child) };
+  return {
+    child,
+    stop: async () => {
+      await stopServer(child);
+      if (owns) releaseOwnerFile(runtime.dataDir, child.pid); // stopped: no owner to outlive
+    },
+  };
 }
 
 /** Beside postmaster.pid while a cpq-sync process runs the data folder's server: "<that process's id> <the server's>". */
@@ -327,9 +338,9 @@ function worksIn(pid: number, dir: string): boolean {
  * (postmaster.pid), and every later start failed ("lock file already exists") until someone
  * killed it by hand (review CP). Stopped here (fast shutdown: its open transactions roll back),
  * with its private socket folder, when the owner file names that very server and its starter is
- * no longer its parent. A server whose starter still runs it (another command using the folder)
- * is left alone, and so is one started otherwise (by hand, by an older release, another command's
- * still starting: the file, removed at every clean stop, names none of them). The process
+ * no longer its parent. A server whose starter still runs it (another command using the folder,
+ * or still starting it) is left alone, and so is one started otherwise (by hand, by an older
+ * release: the file, removed at every clean stop, names none of them). The process
  * postmaster.pid names is signalled only while it works in this data folder: after a reboot the
  * file is stale and its number may be any other process's.
  */
@@ -337,7 +348,7 @@ async function stopOrphanedServer(dataDir: string): Promise<void> {
   const pidLines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
   const postmaster = Number(pidLines[0]);
   // "<owner> <postmaster>": the server that owner started, not whichever holds the folder now (a
-  // server started by hand or by an older release, another command's server still starting).
+  // server started by hand or by an older release).
   const [owner, started] = (await readFile(join(dataDir, OWNER_FILE), 'utf8').catch(() => '')).trim().split(/\s+/).map(Number);
   if (!Number.isSafeInteger(postmaster) || postmaster <= 0 || owner === undefined || !Number.isSafeInteger(owner) || owner <= 0) return;
   if (started !== postmaster) return;
@@ -372,14 +383,39 @@ function ownedAlike(path: string, dataDir: string): boolean {
 }
 
 /**
- * "<this process> <its postmaster>". As root the folder is the postgres account's: a link planted
- * in the file's place is removed, not followed (O_EXCL does not follow one); one planted again in
- * between only costs the owner file.
+ * Writes "<this process> <postmaster>", the server it has just spawned, unless a live server
+ * already holds the folder (postmaster.pid): this start then fails on that server's lock, and the
+ * file stays that server's starter's. As root the folder is the postgres account's: a link
+ * planted in the file's place is removed, not followed (O_EXCL does not follow one); one planted
+ * again in between only costs the owner file. Whether it was written.
  */
-async function writeOwnerFile(dataDir: string, postmaster: number | undefined): Promise<void> {
+function claimOwnerFile(dataDir: string, postmaster: number): boolean {
+  let holder = NaN;
+  try {
+    holder = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
+  } catch {
+    // no lock file: no server holds the folder
+  }
+  if (Number.isSafeInteger(holder) && holder > 0 && holder !== postmaster && processRuns(holder) && worksIn(holder, dataDir)) return false;
   const path = join(dataDir, OWNER_FILE);
-  await rm(path, { force: true });
-  await writeFile(path, `${String(process.pid)} ${String(postmaster)}\n`, { mode: 0o644, flag: 'wx' }).catch(() => undefined);
+  try {
+    rmSync(path, { force: true });
+    writeFileSync(path, `${String(process.pid)} ${String(postmaster)}\n`, { mode: 0o644, flag: 'wx' });
+    return true;
+  } catch {
+    // Without the file a later start cannot stop this server should this process be killed: it says the folder is held.
+    return false;
+  }
+}
+
+/** Removes the owner file once its server stopped (or never started), if it still names that server. */
+function releaseOwnerFile(dataDir: string, postmaster: number): void {
+  const path = join(dataDir, OWNER_FILE);
+  try {
+    if (readFileSync(path, 'utf8').trim() === `${String(process.pid)} ${String(postmaster)}`) rmSync(path, { force: true });
+  } catch {
+    // already gone
+  }
 }
 
 /**
@@ -465,10 +501,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
 
   let server: ServerProcess | undefined;
   const stop = async () => {
-    if (server) {
-      await server.stop();
-      await rm(join(dataDir, OWNER_FILE), { force: true }); // stopped: no owner to outlive
-    }
+    if (server) await server.stop();
     server = undefined;
     await rm(privateDir, { recursive: true, force: true });
     if (options.persistent === false) await rm(dataDir, { recursive: true, force: true });
@@ -512,8 +545,6 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     ]).catch((err: unknown) => {
       throw explain(`start on port ${options.port}`, err);
     });
-    // Who started it: a later start stops it should this process be killed without stopping it.
-    await writeOwnerFile(dataDir, server.child.pid);
     const host = options.tcp === true ? '127.0.0.1' : privateDir;
     const url = `postgres://${USER}:${password}@${encodeURIComponent(host)}:${options.port}/${database}`;
     const admin = new pg.Client({ host, port: options.port, user: USER, password, database: 'postgres' });
