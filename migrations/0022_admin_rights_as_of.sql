@@ -10,12 +10,13 @@
 -- One row per user present at ts and right held then. `since` is the start of the unbroken
 -- stretch up to ts in which the right held: for a flag, the user's versions with the flag on and
 -- the user not deleted; for a group, the stretch in which the user was present, a member and the
--- group of type Administrator, which is the latest of the three stretches' starts. A stretch is
--- unbroken where one version ends at the instant the next begins (valid_to = valid_from); an
--- earlier grant taken away, or held before a deletion, does not count. As everywhere in the
--- history, times are runs' effective_at: a right seen by the first run shows that run's time
--- (CPQ does not say when it was granted), and retention's pruning of old versions starts the
--- stretch at the oldest version kept.
+-- group of type Administrator, which is the latest of the three stretches' starts; either way as
+-- the same person (CPQ id and dateAdded unchanged: a login given to someone new starts again).
+-- A stretch is unbroken where one version ends at the instant the next begins (valid_to =
+-- valid_from, as the sync writes them: every version of a run starts and ends at its
+-- effective_at); an earlier grant taken away, or held before a deletion, does not count. As
+-- everywhere in the history, times are runs' effective_at: a right seen by the first run shows
+-- that run's time (CPQ does not say when it was granted).
 --
 -- Called once per query, so it has a search_path of its own (0020).
 
@@ -61,6 +62,20 @@ AS $$
           WHERE h.id IN (SELECT f.user_id FROM flags f) AND h.valid_from <= ts AND h.deleted_at IS NULL AND v.held) s
     GROUP BY s.id, s.admin_right
   ),
+  -- A login CPQ gave to someone new is the same user id here (users are known by site, company
+  -- and login), and when no run saw the old holder deleted, its versions run on unbroken: the new
+  -- holder's CPQ id or dateAdded differs, and there a person's stretch starts.
+  identity_starts AS (
+    SELECT s.id, max(s.valid_from) FILTER (WHERE s.starts) AS since
+    FROM (SELECT h.id, h.valid_from,
+                 row_number() OVER w = 1
+                   OR (h.cpq_id IS NOT NULL AND lag(h.cpq_id) OVER w IS NOT NULL AND h.cpq_id <> lag(h.cpq_id) OVER w)
+                   OR (h.date_added IS NOT NULL AND lag(h.date_added) OVER w IS NOT NULL AND h.date_added <> lag(h.date_added) OVER w) AS starts
+          FROM cpq.user_history h
+          WHERE h.id IN (SELECT f.user_id FROM flags f UNION SELECT g.user_id FROM groups g) AND h.valid_from <= ts
+          WINDOW w AS (PARTITION BY h.id ORDER BY h.valid_from)) s
+    GROUP BY s.id
+  ),
   presence_starts AS (
     SELECT s.id, max(s.valid_from) FILTER (WHERE s.starts) AS since
     FROM (SELECT h.id, h.valid_from, lag(h.valid_to) OVER (PARTITION BY h.id ORDER BY h.valid_from) IS DISTINCT FROM h.valid_from AS starts
@@ -84,13 +99,15 @@ AS $$
           WHERE (t.site, t.variable_name) IN (SELECT g.site, g.group_variable_name FROM groups g) AND t.valid_from <= ts AND t.type = 'Administrator') s
     GROUP BY s.site, s.variable_name
   )
-  SELECT f.site, f.company_login, f.login, f.user_id, f.admin_right, NULL::text, fs.since
+  SELECT f.site, f.company_login, f.login, f.user_id, f.admin_right, NULL::text, greatest(fs.since, i.since)
   FROM flags f
   JOIN flag_starts fs ON fs.id = f.user_id AND fs.admin_right = f.admin_right
+  JOIN identity_starts i ON i.id = f.user_id
   UNION ALL
-  -- Present, a member and the group Administrator-type all at once: since the latest of the three starts.
-  SELECT g.site, g.company_login, g.login, g.user_id, 'administrator_group', g.group_variable_name, greatest(ps.since, ms.since, ts2.since)
+  -- Present, a member and the group Administrator-type all at once (as the same person): since the latest of the starts.
+  SELECT g.site, g.company_login, g.login, g.user_id, 'administrator_group', g.group_variable_name, greatest(ps.since, ms.since, ts2.since, i.since)
   FROM groups g
+  JOIN identity_starts i ON i.id = g.user_id
   JOIN presence_starts ps ON ps.id = g.user_id
   JOIN membership_starts ms ON ms.user_id = g.user_id AND ms.group_variable_name = g.group_variable_name
   JOIN type_starts ts2 ON ts2.site = g.site AND ts2.variable_name = g.group_variable_name

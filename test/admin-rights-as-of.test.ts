@@ -126,4 +126,34 @@ describe('cpq.admin_rights_as_of', () => {
     const view = await h.t.query<{ login: string }>(`SELECT login FROM cpq.administrators ORDER BY login`);
     expect(view.map((r) => r.login)).toEqual([...logins].sort());
   });
+
+  it('a login CPQ gave to someone new between two runs (no run saw the deletion): the new holder’s right starts with them (review CU)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const [login, other] = h.sim.users('_host').map((u) => String(u.login)) as [string, string];
+    for (const l of [login, other]) h.sim.updateUser('_host', l, NO_RIGHTS);
+    h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true });
+    h.sim.addGroup('_host', login, { variableName: 'siteAdmins', label: 'Site admins', type: 'Administrator' });
+    const first = await h.sync({ full: true });
+    expect(first.status).toBe('succeeded');
+    await new Promise((r) => setTimeout(r, 20));
+    h.sim.deleteUser('_host', login);
+    h.sim.addUser('_host', { ...NO_RIGHTS, login, firstName: 'Someone', lastName: 'Else', isUserAdminPermEnabled: true });
+    h.sim.addGroup('_host', login, { variableName: 'siteAdmins', label: 'Site admins', type: 'Administrator' });
+    const second = await h.sync({ full: true });
+    expect(second.status).toBe('succeeded');
+    const [{ e1, e2 }] = (await h.t.query<{ e1: string; e2: string }>(
+      `SELECT (SELECT effective_at::text FROM cpq.sync_runs WHERE id = $1) AS e1, (SELECT effective_at::text FROM cpq.sync_runs WHERE id = $2) AS e2`,
+      [first.runId, second.runId],
+    )) as [{ e1: string; e2: string }];
+    // One user id, two people: the versions run on unbroken, under two CPQ ids and dateAdded values.
+    const [ids] = await h.t.query<{ people: number; versions: number }>(
+      `SELECT count(DISTINCT (cpq_id, date_added))::int AS people, count(*)::int AS versions FROM cpq.user_history WHERE login = $1`,
+      [login],
+    );
+    expect(ids).toEqual({ people: 2, versions: 2 });
+    expect(await rightsAt(h, e1, [e1, e2])).toEqual([`${login} administrator_group siteAdmins since run 1`, `${login} is_user_admin_perm_enabled since run 1`]);
+    expect(await rightsAt(h, e2, [e1, e2])).toEqual([`${login} administrator_group siteAdmins since run 2`, `${login} is_user_admin_perm_enabled since run 2`]);
+  });
 });

@@ -16,9 +16,13 @@ const adminSince = (() => {
   return statement.replaceAll(AS_OF_LITERAL, '$1::timestamptz');
 })();
 
+/** The user-admin flag's holders then, and since when (the README's query answers for every admin right). */
 async function admins(h: Harness, asOf: Date): Promise<Record<string, Date>> {
-  const rows = await h.t.query<{ login: string; admin_since: Date }>(adminSince, [asOf]);
-  return Object.fromEntries(rows.map((r) => [r.login, r.admin_since]));
+  const rows = await h.t.query<{ login: string; since: Date }>(
+    `SELECT q.login, q.since FROM (${adminSince}) q WHERE q.admin_right = 'is_user_admin_perm_enabled'`,
+    [asOf],
+  );
+  return Object.fromEntries(rows.map((r) => [r.login, r.since]));
 }
 
 async function effectiveAt(h: Harness, runId: string): Promise<Date> {
