@@ -33,9 +33,9 @@ async function rightsAt(h: Harness, at: string, runs: string[], site?: string): 
 
 describe('cpq.admin_rights_as_of', () => {
   it('each admin right of each user present then, since the start of the unbroken stretch in which they held it', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
-    const [alice, bob, carol] = h.sim.users('_host').map((u) => String(u.login)) as [string, string, string];
-    for (const login of [alice, bob, carol]) h.sim.updateUser('_host', login, NO_RIGHTS);
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const [alice, bob, carol, dave] = h.sim.users('_host').map((u) => String(u.login)) as [string, string, string, string];
+    for (const login of [alice, bob, carol, dave]) h.sim.updateUser('_host', login, NO_RIGHTS);
     const runs: string[] = [];
     const run = async () => {
       const result = await h.sync({ full: true });
@@ -54,17 +54,20 @@ describe('cpq.admin_rights_as_of', () => {
     h.sim.updateUser('_host', alice, { lastName: 'Renamed' });
     h.sim.addGroup('_host', bob, { ...group, type: 'User' });
     const e2 = await run();
-    // Run 3: the group is Administrator-type again: bob's right starts again; alice's flag is taken away.
+    // Run 3: the group is Administrator-type again: bob's right starts again; alice's flag is taken away; dave joins the group.
     h.sim.addGroup('_host', bob, group);
+    h.sim.addGroup('_host', dave, group);
     h.sim.updateUser('_host', alice, { isUserAdminPermEnabled: false });
     const e3 = await run();
-    // Run 4: alice's flag is given back; carol is deleted.
+    // Run 4: alice's flag is given back; carol is deleted; dave leaves the group.
     h.sim.updateUser('_host', alice, { isUserAdminPermEnabled: true });
+    h.sim.removeGroup('_host', dave, group.variableName);
     const carolRecord = h.sim.user('_host', carol)!;
     h.sim.deleteUser('_host', carol);
     const e4 = await run();
-    // Run 5: carol is back, with the same proxy permission.
+    // Run 5: carol is back, with the same proxy permission; dave joins the group again.
     h.sim.addUser('_host', { ...carolRecord, dateModified: new Date().toISOString() }, { exact: true });
+    h.sim.addGroup('_host', dave, group);
     await run();
 
     const before = await h.t.query<{ t: string }>(`SELECT ($1::timestamptz - interval '1 microsecond')::text AS t`, [e1]);
@@ -81,16 +84,18 @@ describe('cpq.admin_rights_as_of', () => {
     expect(await rightsAt(h, e3, runs), 'the group Administrator-type again: since then, not since bob joined').toEqual([
       `${bob} administrator_group siteAdmins since run 3`,
       `${carol} is_proxy_perm_enabled since run 1`,
+      `${dave} administrator_group siteAdmins since run 3`,
     ]);
     expect(await rightsAt(h, e4, runs), 'a right given back starts again; a deleted user holds none').toEqual([
       `${alice} is_user_admin_perm_enabled since run 4`,
       `${bob} administrator_group siteAdmins since run 3`,
     ]);
     const now = new Date().toISOString();
-    expect(await rightsAt(h, now, runs), 'a restored user starts again').toEqual([
+    expect(await rightsAt(h, now, runs), 'a restored user starts again; so does a membership left and taken again').toEqual([
       `${alice} is_user_admin_perm_enabled since run 4`,
       `${bob} administrator_group siteAdmins since run 3`,
       `${carol} is_proxy_perm_enabled since run 5`,
+      `${dave} administrator_group siteAdmins since run 5`,
     ]);
 
     // One site's rights, by the site argument as the other as-of functions take it.
