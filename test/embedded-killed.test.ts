@@ -108,14 +108,14 @@ describe('embedded Postgres and a killed run', () => {
     run.kill('SIGKILL');
     await run.exited;
     expect(lines, 'the server had taken the folder').toBeDefined();
-    expect(lines![7]?.trim(), 'the server was not ready yet').not.toBe('ready');
+    // Usually it is not ready yet, and outlives the killed process; it may also end by itself (a log
+    // line written to the killed process's closed pipe). Either way the next run must find the folder usable.
     const orphan = Number(lines![0]);
-    expect(processRuns(orphan), 'the server outlived the killed process').toBe(true);
 
     const again = await cli(['run'], env);
     expect(again.stderr, 'the next run').toBe('');
     expect(again.code, 'the next run').toBe(0);
-    expect(processRuns(orphan), 'the orphan').toBe(false);
+    expect(processRuns(orphan), 'the orphan (a zombie, where nothing reaps it, has ended)').toBe(false);
   }, 120_000);
 
   it('a stale postmaster.pid naming another live process (a reboot reused its number) is not signalled', async () => {
