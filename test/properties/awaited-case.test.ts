@@ -15,13 +15,13 @@ describe('a case the time limit gave up on', () => {
           started++;
           try {
             // The first case is quick (so fast-check counts one run); the second outlasts the limit.
-            if (started > 1) await sleep(400);
+            if (started > 1) await sleep(1500);
           } finally {
             ended++;
           }
         }),
       ),
-      { numRuns: 5, plugins: [fc.interruptAfterTimeLimit(100)] },
+      { numRuns: 5, plugins: [fc.interruptAfterTimeLimit(500)] },
     );
     // fast-check stopped waiting: the second case it started is still running.
     expect(started).toBe(2);
@@ -39,12 +39,12 @@ describe('a case the time limit gave up on', () => {
         awaitedCase(async () => {
           started++;
           if (started === 1) return;
-          await sleep(300);
+          await sleep(1500);
           failed = true;
           throw new Error('planted failure after the time limit');
         }),
       ),
-      { numRuns: 5, plugins: [fc.interruptAfterTimeLimit(100)] },
+      { numRuns: 5, plugins: [fc.interruptAfterTimeLimit(500)] },
     );
     expect(failed).toBe(false);
     await expect(caseSettled()).resolves.toBeUndefined();
