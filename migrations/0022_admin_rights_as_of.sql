@@ -30,7 +30,7 @@ SET jit = off
 AS $$
   -- The rows in force at ts (present users, memberships, Administrator-type groups) each carry the
   -- start of their own version (valid_from, added_at). A right's stretch reaches further back only
-  -- through versions that ended before ts, so only those are read from the *_versions tables
+  -- through versions that ended by ts, so only those are read from the *_versions tables
   -- (never the current tables a second time, and never per user): for each ended version in which
   -- a condition held, the start of the unbroken stretch it belongs to (the last version that the
   -- previous such version does not end into), found in one sort. A row in force continues the

@@ -20,27 +20,34 @@ afterEach(async () => {
   await cleanups.run();
 });
 
+/** The lines of the data folder's postmaster.pid, or undefined while there is none. */
+function postmasterLines(dataDir: string): string[] | undefined {
+  try {
+    return readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+}
+
+/** A DATA_DIR in a world-readable temporary folder (the server runs as user postgres when we are root), removed after the test with any server of it (this test started it). */
+function dataFolder(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  const dataDir = join(dir, 'data');
+  cleanups.push(() => {
+    const pid = Number(postmasterLines(dataDir)?.[0]);
+    if (pid > 0 && processRuns(pid)) process.kill(pid, 'SIGINT');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dataDir;
+}
+
 describe('embedded Postgres and a killed run', () => {
   it('after SIGKILL mid-run, the next run starts the server again and syncs (no orphaned postmaster keeps the data folder)', async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
     await sim.start();
     cleanups.push(() => sim.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-embedded-killed-'));
-    chmodSync(dir, 0o755); // the server runs as user postgres when we are root
-    const dataDir = join(dir, 'data');
-    const postmasterPid = () => {
-      try {
-        return Number(readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
-      } catch {
-        return undefined;
-      }
-    };
-    cleanups.push(() => {
-      // Whatever the outcome, no server of this folder stays (this test started it).
-      const pid = postmasterPid();
-      if (pid !== undefined && processRuns(pid)) process.kill(pid, 'SIGINT');
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const dataDir = dataFolder('cpq-embedded-killed-');
     const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
 
     const first = await cli(['run'], env);
@@ -58,9 +65,7 @@ describe('embedded Postgres and a killed run', () => {
     ]);
     await run.waitForLine((l) => l.msg === 'page read');
     // The killed process's private socket folder, which its server keeps until stopped.
-    const socketDir = readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8')
-      .split('\n')[4]!
-      .trim();
+    const socketDir = postmasterLines(dataDir)![4]!.trim();
     expect(existsSync(socketDir)).toBe(true);
     run.kill('SIGKILL');
     await run.exited;
@@ -81,22 +86,7 @@ describe('embedded Postgres and a killed run', () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await sim.start();
     cleanups.push(() => sim.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-embedded-starting-'));
-    chmodSync(dir, 0o755);
-    const dataDir = join(dir, 'data');
-    const pidFile = join(dataDir, 'pg', 'postmaster.pid');
-    const readPidFile = () => {
-      try {
-        return readFileSync(pidFile, 'utf8').split('\n');
-      } catch {
-        return undefined;
-      }
-    };
-    cleanups.push(() => {
-      const pid = Number(readPidFile()?.[0]);
-      if (pid > 0 && processRuns(pid)) process.kill(pid, 'SIGINT');
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const dataDir = dataFolder('cpq-embedded-starting-');
     const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()) };
     const first = await cli(['run'], env);
     expect(first.code, first.stderr).toBe(0);
@@ -104,7 +94,7 @@ describe('embedded Postgres and a killed run', () => {
     // The next start: killed the moment its server takes the folder, long before it is ready.
     const run = cleanups.spawn(['run'], env);
     let lines: string[] | undefined;
-    while ((lines = readPidFile()) === undefined && run.child.exitCode === null) await new Promise((wake) => setTimeout(wake, 1));
+    while ((lines = postmasterLines(dataDir)) === undefined && run.child.exitCode === null) await new Promise((wake) => setTimeout(wake, 1));
     run.kill('SIGKILL');
     await run.exited;
     expect(lines, 'the server had taken the folder').toBeDefined();
