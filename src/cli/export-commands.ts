@@ -89,13 +89,19 @@ export function registerExportCommands(program: Command): void {
     );
   program
     .command('snapshot')
-    .description('write a compliance snapshot: every user with groups and permissions as of a time')
+    .description('write a compliance snapshot: every user with groups and permissions as of a time (--admin-rights: every admin right, since when)')
     .option('--as-of <time>', 'ISO date-time (default: now)')
     .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
     .addOption(outOption('write to this file (with <file>.manifest.json: rows, run, SHA-256) instead of standard output'))
     .option('--with-raw', "add a raw column: each user's record as CPQ sent it, custom fields included")
+    .addOption(
+      new Option(
+        '--admin-rights',
+        'instead of users: every admin right held then (each admin flag, each Administrator-type group), one row per user and right, with since when',
+      ).conflicts('withRaw'),
+    )
     .option('--site <name...>', 'users of these sites only (default: every site)')
-    .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; site?: string[] }) =>
+    .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; adminRights?: boolean; site?: string[] }) =>
       command(
         async (config, log) => {
           const { openDatabase } = await import('../db/connect.js');
@@ -133,12 +139,20 @@ export function registerExportCommands(program: Command): void {
                 `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
               );
             }
-            const { runs, users } = await writeOutput(
+            const adminRights = opts.adminRights === true;
+            const { runs, rows } = await writeOutput(
               opts.out,
-              (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, sites: opts.site ?? [] }),
-              (r) => ({ kind: 'snapshot', format: opts.format, rows: r.users, asOf: asOf.toISOString(), runs: r.runs }),
+              (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, adminRights, sites: opts.site ?? [] }),
+              (r) => ({
+                kind: 'snapshot',
+                format: opts.format,
+                rows: r.rows,
+                ...(adminRights ? { of: 'admin rights' } : {}),
+                asOf: asOf.toISOString(),
+                runs: r.runs,
+              }),
             );
-            log.info({ asOf: asOf.toISOString(), runs, users, out: opts.out ?? 'stdout' }, 'snapshot written');
+            log.info({ asOf: asOf.toISOString(), runs, [adminRights ? 'adminRights' : 'users']: rows, out: opts.out ?? 'stdout' }, 'snapshot written');
           } finally {
             await database.close();
           }

@@ -5,6 +5,7 @@ import type pg from 'pg';
 import type { TextColumn } from '../db/as-text.js';
 import { findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
 import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
+import { openAdminRights } from '../db/sql/open-admin-rights.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
 import { readLastWatermark } from '../db/sql/read-last-watermark.js';
@@ -162,15 +163,17 @@ async function snapshotRuns(client: pg.Pool | pg.PoolClient, asOf: Date, sites: 
 export interface SnapshotOptions {
   /** Adds `raw`: each user's record as CPQ sent it, custom fields included. */
   withRaw?: boolean;
+  /** Instead of users, their admin rights, one row per user and right, with since when (cpq.admin_rights_as_of). */
+  adminRights?: boolean;
   /** Only these sites (default: every site). */
   sites?: readonly string[];
 }
 
 /**
  * A compliance snapshot: every user present at `asOf` with groups and access permissions as the
- * database held them then. Every row names its site and the run of its site it reflects; the runs
- * are chosen and the rows are read in one snapshot, so they are those runs' state even when
- * another run commits meanwhile.
+ * database held them then (or, with `adminRights`, every admin right held then and since when).
+ * Every row names its site and the run of its site it reflects; the runs are chosen and the rows
+ * are read in one snapshot, so they are those runs' state even when another run commits meanwhile.
  */
 export async function exportSnapshot(
   pool: pg.Pool,
@@ -178,10 +181,11 @@ export async function exportSnapshot(
   format: ExportFormat,
   out: Writable,
   options: SnapshotOptions = {},
-): Promise<{ runs: SnapshotRun[]; users: number }> {
+): Promise<{ runs: SnapshotRun[]; rows: number }> {
   return inReadOnlySnapshot(pool, async (client) => {
     const runs = await snapshotRuns(client, asOf, options.sites);
-    const users = await streamRows(openSnapshot(client, { asOf, runIds: runs.map((r) => r.runId), withRaw: options.withRaw ?? false }), format, out);
-    return { runs, users };
+    const runIds = runs.map((r) => r.runId);
+    const rows = options.adminRights ? openAdminRights(client, { asOf, runIds }) : openSnapshot(client, { asOf, runIds, withRaw: options.withRaw ?? false });
+    return { runs, rows: await streamRows(rows, format, out) };
   });
 }
