@@ -45,7 +45,7 @@ describe('read-only commands', () => {
     const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
     await h.sync();
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: await readerUrl(h.t.url) };
-    for (const args of [['snapshot'], ['changes', '--after', '0'], ['verify'], ['verify', '--chain']]) {
+    for (const args of [['snapshot'], ['snapshot', '--admin-rights'], ['changes', '--after', '0'], ['verify'], ['verify', '--chain']]) {
       const out = await cli(args, env);
       expect(out.stderr.split('\n').filter((l) => l.startsWith('cpq-sync:'))).toEqual([]);
       expect(out.code, args.join(' ')).toBe(0);
