@@ -12,7 +12,7 @@ import { admin, holdSyncLock, type TestDatabase } from './helpers/database.js';
 import { expectChangeLogConsistent, expectInSync, expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { dumpSchema } from './helpers/schema-dump.js';
-import { awaitedCase, caseSettled, propertyTimeout, runs } from './properties/arbitraries.js';
+import { propertyTimeout, runs } from './properties/arbitraries.js';
 
 /*
  * Crash consistency, generated: the CLI (`run`, `schedule`) as a user runs it, against the real
@@ -29,11 +29,9 @@ import { awaitedCase, caseSettled, propertyTimeout, runs } from './properties/ar
  */
 
 const cleanups = new Cleanups();
-afterEach(async () => {
-  // A case the time limit gave up on first: its own clean-up must not kill the next test's processes.
-  await caseSettled();
-  await cleanups.run();
-}, 300_000);
+// A case the time limit gave up on is waited for after each test too (test/setup/property-cases.ts),
+// so that its own clean-up cannot kill the next test's processes.
+afterEach(() => cleanups.run(), 300_000);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -385,133 +383,126 @@ describe('crash consistency under generated faults', () => {
     '`run` hit by a random fault at a random moment: nothing but its record changes, the record says so, nothing is left behind, and the next run catches up',
     async () => {
       await fc.assert(
-        fc.asyncProperty(
-          siteArb,
-          editsArb,
-          faultArb,
-          fc.boolean(),
-          awaitedCase(async (site, edits, fault, faultFirstRun) => {
-            const tmp = mkdtempSync(join(tmpdir(), 'cpq-chaos-'));
-            chmodSync(tmp, 0o755);
-            const h = await startHarness(
-              {
-                seed: site.seed,
-                partnerCompanies: site.partners,
-                usersPerCompany: site.users,
-                integrationUsers: site.integrationUsers,
-                pathPrefix: site.fusion ? '/cpq' : '',
-                ...(site.zip ? { zipExport: {} } : {}),
-                ...(site.latencyMs > 0 ? { latency: { fixedMs: site.latencyMs } } : {}),
-              },
-              (url) => ({ CPQ_BASE_URL: url, CPQ_COMPANIES: '*', CPQ_PATH_PREFIX: site.fusion ? '/cpq' : '' }),
-            );
-            const env = siteEnv(h, site, tmp);
-            const armed = new Armed(h, fault);
-            try {
-              if (!faultFirstRun) {
-                const first = await cli(['run'], env);
-                expect(first.stderr, 'first run').toBe('');
-                expect(first.code, 'first run').toBe(0);
-                applyEdits(h.sim, edits, 'a');
-              }
-              const before = await dumpData(h.t);
-              const runsBefore = await runRows(h.t);
-              const sitesBefore = await sitesOf(h.t);
-
-              await armed.before();
-              const proc = cleanups.spawn(['run'], env);
-              armed.watch(proc);
-              const out = await Promise.race([
-                proc.exited,
-                sleep(60_000).then(() => {
-                  throw new Error(`the faulty run did not end within 60 s; output:\n${proc.stdout.slice(-3000)}\n${proc.stderr}`);
-                }),
-              ]);
-              // The fault's own holds let go (a lock, a timeout), whatever happened.
-              await armed.stop();
-              expectCleanExit(out, fault, 'faulty run');
-
-              // Postgres ends the killed process's session: no session, no lock stays.
-              await waitFor('the sessions of the ended process to end', async () => {
-                const l = await leftovers(h.t);
-                return l.sessions === 0 && l.locks === 0;
-              });
-
-              const runsAfter = await runRows(h.t);
-              // Earlier runs' records are untouched.
-              expect(runsAfter.slice(0, runsBefore.length), 'earlier run records').toEqual(runsBefore);
-              const added = runsAfter.slice(runsBefore.length);
-              expect(added.length, 'run records the faulty run added').toBeLessThanOrEqual(1);
-              const record = added[0];
-              if (fault.kind === 'site-lock') {
-                expect(out.code, 'a run finding its lock held').toBe(7);
-                expect(added, 'a skipped run adds no record').toEqual([]);
-              }
-              if (out.code === 0) expect(record?.status, 'exit 0 is a succeeded run').toBe('succeeded');
-              if (record?.status !== 'succeeded') {
-                expect(await dumpData(h.t), 'every cpq table but the run records, as before the faulty run').toEqual(before);
-                const sitesNow = await sitesOf(h.t);
-                expect(sitesNow.slice(0, sitesBefore.length), 'site rows').toEqual(sitesBefore);
-                if (record !== undefined) {
-                  // A process that could still write says why; one killed leaves `running`, for the next run to mark.
-                  const allowed =
-                    out.signal !== null || (fault.kind === 'signal' && fault.secondAfterMs !== null)
-                      ? ['failed', 'interrupted', 'running']
-                      : ['failed', 'interrupted'];
-                  expect(allowed, `the faulty run's record (${record.status}: ${record.error ?? ''})`).toContain(record.status);
-                  if (fault.kind === 'signal' && out.signal === null && fault.secondAfterMs === null)
-                    expect(record.status, 'a signalled run').toBe('interrupted');
-                }
-              }
-              // No zip folder stays but that of a process killed outright (the next zip read sweeps it).
-              if (out.signal !== 'SIGKILL' && !(fault.kind === 'signal' && fault.secondAfterMs !== null))
-                expect(zipFolders(tmp), 'zip temp folders').toEqual([]);
-
-              // One clean run catches up.
-              const clean = await cli(['run'], env);
-              expect(clean.stderr, 'clean run').toBe('');
-              expect(clean.code, `clean run; output:\n${clean.stdout.slice(-2000)}`).toBe(0);
-              const final = await runRows(h.t);
-              expect(
-                final.filter((r) => r.status === 'running'),
-                'runs left running',
-              ).toEqual([]);
-              if (record?.status === 'running') expect(final.find((r) => r.id === record.id)?.status).toBe('abandoned');
-              // The incremental clean run alone must have caught every edit but deletions (only full reads delete).
-              for (const company of h.sim.companyLogins()) {
-                const want = h.sim
-                  .users(company)
-                  .map((u) => String(u.login))
-                  .sort();
-                const have = (
-                  await h.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE company_login = $1 AND deleted_at IS NULL ORDER BY login COLLATE "C"`, [
-                    company,
-                  ])
-                ).map((r) => r.login);
-                expect(
-                  want.filter((l) => !have.includes(l)),
-                  `${company}: users CPQ has that the clean run left out`,
-                ).toEqual([]);
-              }
-              if (edits.some((e) => e.op === 'delete')) {
-                // The deletions are real: past SYNC_MASS_DELETE_MIN (1) and SYNC_MAX_DELETE_FRACTION the guard would rightly refuse them.
-                const full = await cli(['run', '--full', '--allow-mass-delete'], env);
-                expect(full.code, `full run:\n${full.stdout.slice(-2000)}${full.stderr}`).toBe(0);
-              }
-              await expectInSync(h);
-              if (site.zip) expect(zipFolders(tmp), 'zip temp folders after the clean run').toEqual([]);
-              const verify = await cli(['verify'], env);
-              expect(verify.code, `verify:\n${verify.stdout}${verify.stderr}`).toBe(0);
-              const chain = await cli(['verify', '--chain'], env);
-              expect(chain.code, `verify --chain:\n${chain.stdout}${chain.stderr}`).toBe(0);
-            } finally {
-              await armed.stop();
-              await cleanups.run();
-              await h.close();
-              rmSync(tmp, { recursive: true, force: true });
+        fc.asyncProperty(siteArb, editsArb, faultArb, fc.boolean(), async (site, edits, fault, faultFirstRun) => {
+          const tmp = mkdtempSync(join(tmpdir(), 'cpq-chaos-'));
+          chmodSync(tmp, 0o755);
+          const h = await startHarness(
+            {
+              seed: site.seed,
+              partnerCompanies: site.partners,
+              usersPerCompany: site.users,
+              integrationUsers: site.integrationUsers,
+              pathPrefix: site.fusion ? '/cpq' : '',
+              ...(site.zip ? { zipExport: {} } : {}),
+              ...(site.latencyMs > 0 ? { latency: { fixedMs: site.latencyMs } } : {}),
+            },
+            (url) => ({ CPQ_BASE_URL: url, CPQ_COMPANIES: '*', CPQ_PATH_PREFIX: site.fusion ? '/cpq' : '' }),
+          );
+          const env = siteEnv(h, site, tmp);
+          const armed = new Armed(h, fault);
+          try {
+            if (!faultFirstRun) {
+              const first = await cli(['run'], env);
+              expect(first.stderr, 'first run').toBe('');
+              expect(first.code, 'first run').toBe(0);
+              applyEdits(h.sim, edits, 'a');
             }
-          }),
-        ),
+            const before = await dumpData(h.t);
+            const runsBefore = await runRows(h.t);
+            const sitesBefore = await sitesOf(h.t);
+
+            await armed.before();
+            const proc = cleanups.spawn(['run'], env);
+            armed.watch(proc);
+            const out = await Promise.race([
+              proc.exited,
+              sleep(60_000).then(() => {
+                throw new Error(`the faulty run did not end within 60 s; output:\n${proc.stdout.slice(-3000)}\n${proc.stderr}`);
+              }),
+            ]);
+            // The fault's own holds let go (a lock, a timeout), whatever happened.
+            await armed.stop();
+            expectCleanExit(out, fault, 'faulty run');
+
+            // Postgres ends the killed process's session: no session, no lock stays.
+            await waitFor('the sessions of the ended process to end', async () => {
+              const l = await leftovers(h.t);
+              return l.sessions === 0 && l.locks === 0;
+            });
+
+            const runsAfter = await runRows(h.t);
+            // Earlier runs' records are untouched.
+            expect(runsAfter.slice(0, runsBefore.length), 'earlier run records').toEqual(runsBefore);
+            const added = runsAfter.slice(runsBefore.length);
+            expect(added.length, 'run records the faulty run added').toBeLessThanOrEqual(1);
+            const record = added[0];
+            if (fault.kind === 'site-lock') {
+              expect(out.code, 'a run finding its lock held').toBe(7);
+              expect(added, 'a skipped run adds no record').toEqual([]);
+            }
+            if (out.code === 0) expect(record?.status, 'exit 0 is a succeeded run').toBe('succeeded');
+            if (record?.status !== 'succeeded') {
+              expect(await dumpData(h.t), 'every cpq table but the run records, as before the faulty run').toEqual(before);
+              const sitesNow = await sitesOf(h.t);
+              expect(sitesNow.slice(0, sitesBefore.length), 'site rows').toEqual(sitesBefore);
+              if (record !== undefined) {
+                // A process that could still write says why; one killed leaves `running`, for the next run to mark.
+                const allowed =
+                  out.signal !== null || (fault.kind === 'signal' && fault.secondAfterMs !== null)
+                    ? ['failed', 'interrupted', 'running']
+                    : ['failed', 'interrupted'];
+                expect(allowed, `the faulty run's record (${record.status}: ${record.error ?? ''})`).toContain(record.status);
+                if (fault.kind === 'signal' && out.signal === null && fault.secondAfterMs === null)
+                  expect(record.status, 'a signalled run').toBe('interrupted');
+              }
+            }
+            // No zip folder stays but that of a process killed outright (the next zip read sweeps it).
+            if (out.signal !== 'SIGKILL' && !(fault.kind === 'signal' && fault.secondAfterMs !== null)) expect(zipFolders(tmp), 'zip temp folders').toEqual([]);
+
+            // One clean run catches up.
+            const clean = await cli(['run'], env);
+            expect(clean.stderr, 'clean run').toBe('');
+            expect(clean.code, `clean run; output:\n${clean.stdout.slice(-2000)}`).toBe(0);
+            const final = await runRows(h.t);
+            expect(
+              final.filter((r) => r.status === 'running'),
+              'runs left running',
+            ).toEqual([]);
+            if (record?.status === 'running') expect(final.find((r) => r.id === record.id)?.status).toBe('abandoned');
+            // The incremental clean run alone must have caught every edit but deletions (only full reads delete).
+            for (const company of h.sim.companyLogins()) {
+              const want = h.sim
+                .users(company)
+                .map((u) => String(u.login))
+                .sort();
+              const have = (
+                await h.t.query<{ login: string }>(`SELECT login FROM cpq.users WHERE company_login = $1 AND deleted_at IS NULL ORDER BY login COLLATE "C"`, [
+                  company,
+                ])
+              ).map((r) => r.login);
+              expect(
+                want.filter((l) => !have.includes(l)),
+                `${company}: users CPQ has that the clean run left out`,
+              ).toEqual([]);
+            }
+            if (edits.some((e) => e.op === 'delete')) {
+              // The deletions are real: past SYNC_MASS_DELETE_MIN (1) and SYNC_MAX_DELETE_FRACTION the guard would rightly refuse them.
+              const full = await cli(['run', '--full', '--allow-mass-delete'], env);
+              expect(full.code, `full run:\n${full.stdout.slice(-2000)}${full.stderr}`).toBe(0);
+            }
+            await expectInSync(h);
+            if (site.zip) expect(zipFolders(tmp), 'zip temp folders after the clean run').toEqual([]);
+            const verify = await cli(['verify'], env);
+            expect(verify.code, `verify:\n${verify.stdout}${verify.stderr}`).toBe(0);
+            const chain = await cli(['verify', '--chain'], env);
+            expect(chain.code, `verify --chain:\n${chain.stdout}${chain.stderr}`).toBe(0);
+          } finally {
+            await armed.stop();
+            await cleanups.run();
+            await h.close();
+            rmSync(tmp, { recursive: true, force: true });
+          }
+        }),
         runs(6, propertyTimeout(600_000)),
       );
     },
@@ -529,7 +520,7 @@ describe('crash consistency under generated faults', () => {
             fc.record({ on: fc.constant('time' as const), delayMs: fc.integer({ min: 0, max: 1500 }) }),
           ),
           fc.boolean(),
-          awaitedCase(async (signal, trigger, two) => {
+          async (signal, trigger, two) => {
             const sim = new CpqSimulator({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0 });
             await sim.start();
             const name = `cpq_chaos_${Math.random().toString(16).slice(2, 10)}`;
@@ -588,7 +579,7 @@ describe('crash consistency under generated faults', () => {
               await pool.end();
               await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
             }
-          }),
+          },
         ),
         runs(5, propertyTimeout(400_000)),
       );
@@ -605,7 +596,7 @@ describe('crash consistency under generated faults', () => {
           triggerArb,
           fc.integer({ min: 5, max: 40 }),
           fc.constantFrom(0, 10),
-          awaitedCase(async (signal, trigger, users, latency) => {
+          async (signal, trigger, users, latency) => {
             const hs = [
               await startHarness({
                 seed: 1,
@@ -720,7 +711,7 @@ describe('crash consistency under generated faults', () => {
               for (const h of hs) await h.close();
               rmSync(dir, { recursive: true, force: true });
             }
-          }),
+          },
         ),
         runs(4, propertyTimeout(500_000)),
       );

@@ -41,32 +41,6 @@ export function runs(ci: number, testTimeoutMs: number): fc.Parameters<unknown> 
 }
 
 /**
- * Cases of an async property that may still run: `runs`' time limit makes fast-check stop waiting
- * for a case (shrinking included) and report, but the case itself goes on. One left running
- * acts on whatever the next test set up: in chaos-process its clean-up killed the next test's
- * processes. A property whose cases spawn processes or share state wraps its predicate in
- * `awaitedCase` and calls `caseSettled` in afterEach.
- */
-const runningCases = new Set<Promise<unknown>>();
-
-export function awaitedCase<Ts extends unknown[]>(predicate: (...args: Ts) => Promise<void>): (...args: Ts) => Promise<void> {
-  return (...args: Ts) => {
-    const run = predicate(...args);
-    const settled: Promise<unknown> = run.then(
-      () => runningCases.delete(settled),
-      () => runningCases.delete(settled),
-    );
-    runningCases.add(settled);
-    return run;
-  };
-}
-
-/** Resolves once no case wrapped in `awaitedCase` runs (one fast-check gave up on included). */
-export async function caseSettled(): Promise<void> {
-  while (runningCases.size > 0) await Promise.all(runningCases);
-}
-
-/**
  * fc.commands' settings of a model-based property: `ci` commands at most in CI; FC_MAX_COMMANDS
  * for a deeper search (longer sequences, drawn at the largest size); FC_REPLAY_PATH replays a
  * failure's sequence (printed as replayPath with its seed and path).
