@@ -44,6 +44,25 @@ export interface UserEntry {
 const DEFLATE = 8;
 const STORED = 0;
 
+/** Longest entry name accepted: an export names its entries like users-0001.csv; the format allows 65,535 bytes. */
+const MAX_ENTRY_NAME_LENGTH = 1024;
+
+/**
+ * The entry without what yauzl parsed that this reader never uses: its extra fields (an object
+ * and a Buffer view per field: the 64 KiB a central directory record may give them hold 16,383
+ * empty ones, ~2.4 MB of heap), its comment (up to 64 KiB), and the raw views that keep the
+ * record's bytes (up to 192 KiB) alive. A hostile archive of 1000 such entries held whole would
+ * take gigabytes before any bound applied. openReadStream reads none of these (yauzl 3): it
+ * reads sizes, offset, method and flags, and the local header from the file.
+ */
+function shed(entry: yauzl.Entry): yauzl.Entry {
+  const parsed = entry as unknown as Record<string, unknown>;
+  parsed.extraFields = [];
+  parsed.comment = parsed.fileComment = '';
+  parsed.fileNameRaw = parsed.extraFieldRaw = parsed.fileCommentRaw = undefined;
+  return entry;
+}
+
 /** yauzl's reader of a local file header, which its type declarations leave out. */
 type LocalHeaderReader = (entry: yauzl.Entry, options: { minimal: true }, callback: (err: Error | null, header?: { fileDataStart: number }) => void) => void;
 
@@ -108,8 +127,12 @@ export class ZipArchive {
     let others = 0;
     let total = 0;
     for (let entry = await this.next(); entry; entry = await this.next()) {
-      all.push(entry);
       const name = quoteEntryName(entry.fileName);
+      // Every entry is held until all are checked (checkNoOverlap), so each must cost little.
+      if (entry.fileName.length > MAX_ENTRY_NAME_LENGTH) {
+        throw new ArchiveError(`entry ${name} has a name of ${entry.fileName.length} characters, more than ${MAX_ENTRY_NAME_LENGTH}; refused`);
+      }
+      all.push(shed(entry));
       if (names.has(entry.fileName)) throw new ArchiveError(`the archive holds two entries named ${name}; refused`);
       names.add(entry.fileName);
       const kind = entryKind(entry.fileName);

@@ -15,6 +15,8 @@ export interface CentralEntry {
   crc: number;
   compressedSize: number;
   size: number;
+  /** The central directory record's extra field (none when left out). */
+  extra?: Buffer;
 }
 
 /** A local file header followed by its data (`packed`), as a zip writer emits it. */
@@ -44,8 +46,9 @@ export function withDirectory(body: Buffer, entries: CentralEntry[]): Buffer {
     central.writeUInt32LE(e.compressedSize, 20);
     central.writeUInt32LE(e.size, 24);
     central.writeUInt16LE(Buffer.byteLength(e.name), 28);
+    central.writeUInt16LE(e.extra?.length ?? 0, 30);
     central.writeUInt32LE(e.offset, 42);
-    return Buffer.concat([central, Buffer.from(e.name, 'utf8')]);
+    return Buffer.concat([central, Buffer.from(e.name, 'utf8'), e.extra ?? Buffer.alloc(0)]);
   });
   const directory = Buffer.concat(centrals);
   const end = Buffer.alloc(22);

@@ -1,7 +1,12 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { localEntry, withDirectory, zipOf } from '../helpers/zip-bytes.js';
+import { localEntry, withDirectory, zipOf, type CentralEntry } from '../helpers/zip-bytes.js';
 import { hostileSite, type HostileSite } from './cpq-hostile.js';
 
 /*
@@ -104,5 +109,49 @@ describe('the total uncompressed size of an archive (CPQ_ZIP_MAX_TOTAL_BYTES)', 
     const { result, error: none } = await site!.run('total_cap', { format: 'zip', cpq: { zip: { ...site!.h.config.cpq!.zip, maxTotalBytes: total } } });
     expect(none).toBeUndefined();
     expect(result!.inserted).toBe(800);
+  });
+});
+
+describe('what each entry of the central directory costs (review CW)', () => {
+  /** One user entry, then `count` metadata entries (skipped, never read), each with the largest extra field: 16,383 empty fields. */
+  function manyExtraFields(count: number): Buffer {
+    const extra = Buffer.alloc(65_532);
+    for (let i = 0; i < extra.length; i += 4) extra.writeUInt16LE(0xcafe, i);
+    const users = usersJsonl('x', 2);
+    const locals = [localEntry('users.jsonl', 0, crc32(users), users, users.length)];
+    const entries: CentralEntry[] = [{ name: 'users.jsonl', offset: 0, method: 0, crc: crc32(users), compressedSize: users.length, size: users.length, extra }];
+    let offset = locals[0]!.length;
+    for (let i = 1; i <= count; i++) {
+      const local = localEntry(`__MACOSX/m${i}`, 0, 0, Buffer.alloc(0), 0);
+      entries.push({ name: `__MACOSX/m${i}`, offset, method: 0, crc: 0, compressedSize: 0, size: 0, extra });
+      locals.push(local);
+      offset += local.length;
+    }
+    return withDirectory(Buffer.concat(locals), entries);
+  }
+
+  it('300 entries with 16,383 extra fields each are read within a 64 MB heap (they took 2.4 MB of heap each, all held until checked)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zip-extra-'));
+    try {
+      const file = join(dir, 'export.zip');
+      await writeFile(file, manyExtraFields(300));
+      // The built reader in a process of its own, whose heap a hostile archive would exhaust.
+      const script = `import { ZipArchive } from ${JSON.stringify(new URL('../../dist/cpq/zip-archive.js', import.meta.url).href)};
+        const archive = await ZipArchive.open(process.argv[1], { maxBytes: 2 ** 32, maxEntries: 1000, maxRatio: 200, maxTotalBytes: 2 ** 34 });
+        const users = await archive.userEntries();
+        archive.close();
+        console.log(JSON.stringify(users.map((u) => u.name)));`;
+      const { stdout } = await promisify(execFile)(process.execPath, ['--max-old-space-size=64', '--input-type=module', '-e', script, file], { env: {} });
+      expect(JSON.parse(stdout)).toEqual(['"users.jsonl"']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an entry name longer than 1024 characters is refused, naming it shortened', async () => {
+    const name = `${'n'.repeat(1100)}.jsonl`;
+    site!.serve('long_name', zipOf([{ name, data: usersJsonl('l', 2) }], deflateRawSync), 'application/zip');
+    const error = await site!.refused('long_name', { format: 'zip' });
+    expect(error.message).toMatch(/zip export: entry "n{60}…n{34}\.jsonl" has a name of 1106 characters, more than 1024; refused$/);
   });
 });
