@@ -127,11 +127,22 @@ export function canonicalFieldName(received: string): string | undefined {
   let name = BY_SPELLING.get(received);
   if (name === undefined) {
     name = CANONICAL.get(received.toLowerCase()) ?? null;
-    if (BY_SPELLING.size < 10_000) BY_SPELLING.set(received, name);
+    if (keptInCache(received, BY_SPELLING)) BY_SPELLING.set(received, name);
   }
   return name ?? undefined;
 }
 const BY_SPELLING = new Map<string, string | null>();
+
+/**
+ * Whether a spelling may be remembered: the caches of spellings live as long as the process (a
+ * `schedule` worker's, across runs), and a hostile site could send new keys in every record, of
+ * any length up to a record's size. At most 10,000 spellings of at most 128 characters each: a
+ * longer key (no field's name is near it) is looked up again each time it comes, in time linear
+ * in its length, and never held.
+ */
+function keptInCache(key: string, cache: ReadonlyMap<string, unknown>): boolean {
+  return key.length <= 128 && cache.size < 10_000;
+}
 
 /**
  * When two received keys map to the same field (a record carrying both `lastname` and `lastName`),
@@ -225,8 +236,7 @@ export class FieldPicker {
     const name = canonicalFieldName(key);
     const slot = name === undefined ? undefined : this.slots.get(name);
     const code = slot ?? (this.ignored.has(key.toLowerCase()) ? IGNORED : EXTRA);
-    // Bounded: a hostile site could send a new spelling in every record.
-    if (this.bySpelling.size < 10_000) this.bySpelling.set(key, code);
+    if (keptInCache(key, this.bySpelling)) this.bySpelling.set(key, code);
     return code;
   }
 }
