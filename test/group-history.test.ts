@@ -258,6 +258,75 @@ describe('group history', () => {
     await expectGroupLogReplays(h.t);
   });
 
+  it('a JSON item naming only its group, beside items that describe theirs, clears neither label nor type, loaded directly or merged (review CV)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0 });
+    const at = '2025-01-01T00:00:00.000Z';
+    const admins = { variableName: 'admins', label: 'Admins', type: 'Administrator' };
+    const sales = { variableName: 'sales', label: 'Sales', type: 'Sales' };
+    const user = (login: string, items: Raw[]) => h.sim.addUser('_host', { login, dateAdded: at, dateModified: at, groups: { items } }, { exact: true });
+    // A first load (written directly): u1 describes admins; u2, read after it, names admins bare beside sales, described.
+    user('u1', [admins]);
+    user('u2', [sales, { variableName: 'admins' }]);
+    const first = await h.sync({ full: true });
+    expect(first.status).toBe('succeeded');
+    const stored = [
+      { variable_name: 'admins', label: 'Admins', type: 'Administrator' },
+      { variable_name: 'sales', label: 'Sales', type: 'Sales' },
+    ];
+    expect(await h.t.query(`SELECT variable_name, label, type FROM cpq.groups ORDER BY 1`)).toEqual(stored);
+    // A later read (staged, merged) in which no user describes admins: one names it alone, one beside sales.
+    for (const login of ['u1', 'u2']) h.sim.deleteUser('_host', login);
+    user('u1', [{ variableName: 'admins' }]);
+    user('u2', [sales, { variableName: 'admins' }]);
+    const second = await h.sync({ full: true });
+    expect(second.status).toBe('succeeded');
+    expect(await h.t.query(`SELECT variable_name, label, type FROM cpq.groups ORDER BY 1`)).toEqual(stored);
+    expect(await groupChanges(h, second.runId)).toEqual([]);
+    // Both are still members of an Administrator-type group, since the first run.
+    expect(
+      await h.t.query(`SELECT login, admin_right, group_variable_name, since = $1::timestamptz AS since_first FROM cpq.admin_rights_as_of(now()) ORDER BY 1`, [
+        (await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [first.runId]))[0]!.e,
+      ]),
+    ).toEqual([
+      { login: 'u1', admin_right: 'administrator_group', group_variable_name: 'admins', since_first: true },
+      { login: 'u2', admin_right: 'administrator_group', group_variable_name: 'admins', since_first: true },
+    ]);
+    await expectGroupLogReplays(h.t);
+  });
+
+  it('a CSV zip site: a group an integration user joins between its two reads keeps its label and type (review CV)', async ({ startHarness }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 1, groups: 3, zipExport: { entries: [{ format: 'csv' }] } },
+      { CPQ_EXPORT_FORMAT: 'zip' },
+    );
+    const integration = String(h.sim.integrationUsers()[0]!.login);
+    const [member] = h.sim.users('_host').filter((u) => u.login !== integration);
+    const raced = { variableName: 'raced', label: 'Raced admins', type: 'Administrator' };
+    // Labelled by the integration feed (JSON) while the integration user is a member; still stored once it has left.
+    h.sim.addGroup('_host', String(member!.login), raced);
+    h.sim.addGroup('_host', integration, raced);
+    await h.sync({ full: true });
+    h.sim.removeGroup('_host', integration, raced.variableName);
+    await h.sync({ full: true });
+    const stored = () => h.t.query(`SELECT label, type FROM cpq.groups WHERE variable_name = 'raced'`);
+    expect(await stored()).toEqual([{ label: 'Raced admins', type: 'Administrator' }]);
+    // It joins again after the integration feed was read: the company's CSV record (the later one)
+    // names the group, which the integration record has no label for, beside groups it labels.
+    let joined = false;
+    scriptRequests(h.sim, (req) => {
+      if (req.path === '/cpq/rest/v16/companies/_host/users' && !joined) {
+        joined = true;
+        h.sim.addGroup('_host', integration, raced);
+      }
+    });
+    const run = await h.sync({ full: true });
+    expect(joined).toBe(true);
+    expect(await stored()).toEqual([{ label: 'Raced admins', type: 'Administrator' }]);
+    expect(await groupChanges(h, run.runId)).toEqual([]);
+  });
+
   it('a CSV zip site whose integration users bring the labels (JSON): their label wins over the CSV copies, renamed and cleared, batched, merged or loaded directly', async ({
     startHarness,
   }) => {

@@ -27,6 +27,12 @@ export interface GroupRow {
   type: string | null;
 }
 
+/** Whether `row`'s group `variableName` said its label or type (UserRow.groupsDescribed). */
+export function groupDescribed(row: Pick<UserRow, 'groupsDescribed'>, variableName: string): boolean {
+  const described = row.groupsDescribed;
+  return typeof described === 'boolean' ? described : described.has(variableName);
+}
+
 export interface AccessPermissionRow {
   type: string;
   variableName: string;
@@ -47,10 +53,13 @@ export interface UserRow {
   /** Undefined when the record did not carry the relationship (not expanded): memberships are left alone. */
   groups: GroupRow[] | undefined;
   /**
-   * Whether its groups say their label and type (a JSON read: a null label is a cleared one), or
-   * name only their variableName (a CSV export, which has no label: it leaves the stored one).
+   * Which of its groups say their label or type (a JSON read: a null label is a cleared one), and
+   * which name only their variableName (a CSV export, which has no label, or an item of a JSON
+   * read that leaves them out: it leaves the stored ones): true for all, false for none, else the
+   * names of those that do. Per item: one bare item beside described ones is not a cleared label.
+   * Read it with groupDescribed.
    */
-  groupsDescribed: boolean;
+  groupsDescribed: boolean | ReadonlySet<string>;
   accessPermissions: AccessPermissionRow[] | undefined;
   /** The record as received, as exact JSON text. */
   raw: string;
@@ -101,8 +110,8 @@ class FieldReader {
    */
   private extras: Map<string, Map<string, [string, unknown]>> | undefined;
 
-  /** Whether the groups read said a label or type (UserRow.groupsDescribed). */
-  groupsDescribed = false;
+  /** Which groups read said a label or type (UserRow.groupsDescribed). */
+  groupsDescribed: boolean | ReadonlySet<string> = false;
   /** Whether a text value holds a character the content digest separates values with (see contentDigest). */
   holdsDigestMarks = false;
   /**
@@ -442,7 +451,8 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
   const items = itemsOf(reader, 'groups', value, GROUP_PARTS);
   if (items === undefined) return undefined;
   const byName = new Map<string, GroupRow>();
-  reader.groupsDescribed = false;
+  // The names whose item (the last of a name, as byName keeps) says neither label nor type; most reads have none.
+  let bare: Set<string> | undefined;
   items.forEach((item, i) => {
     const at = GROUP_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describeValue(item)}`);
@@ -451,11 +461,18 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
     const variableName = reader.key(at.variableName, name);
     if (!variableName) reader.fail(at.variableName, 'is missing');
     reader.keepExtras(GROUP_PARTS, item, variableName, groupPath);
-    if (label !== undefined || type !== undefined) reader.groupsDescribed = true;
+    if (label !== undefined || type !== undefined) bare?.delete(variableName);
+    else (bare ??= new Set()).add(variableName);
     byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
     reader.endItem(groupPath(variableName));
   });
+  reader.groupsDescribed = bare === undefined || bare.size === 0 ? true : bare.size === byName.size ? false : describedNames(byName, bare);
   return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
+}
+
+/** The names of `byName` not `bare`: a read whose items say label and type for some groups only. */
+function describedNames(byName: ReadonlyMap<string, GroupRow>, bare: ReadonlySet<string>): ReadonlySet<string> {
+  return new Set([...byName.keys()].filter((name) => !bare.has(name)));
 }
 
 function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermissionRow[] | undefined {

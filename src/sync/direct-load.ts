@@ -4,7 +4,7 @@ import { copyTarget } from '../db/copy.js';
 import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
 import { stageGroups, type GroupDefinition } from '../db/sql/stage-groups.js';
 import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
-import type { UserRow } from '../normalize/user-record.js';
+import { groupDescribed, type UserRow } from '../normalize/user-record.js';
 import { SharedPage, USER_ROW_COLUMNS, type Stager } from './stager.js';
 
 const PARTY_NUMBER = USER_VALUE_COLUMNS.indexOf('party_number');
@@ -153,7 +153,7 @@ export class DirectLoad {
       ]);
       for (const g of row.groups ?? []) {
         memberships.add([this.site, id, g.variableName, at]);
-        this.holdGroupCopy(g.variableName, g.label, g.type, row.groupsDescribed);
+        this.holdGroupCopy(g.variableName, g.label, g.type, groupDescribed(row, g.variableName));
       }
       for (const p of row.accessPermissions ?? []) permissions.add([this.site, id, p.type, p.variableName, p.name, p.hasAccess, at]);
       // An insert's diff is its first version: the cpq.user_changes view reads it from history.

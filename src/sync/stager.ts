@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type pg from 'pg';
 import { CopyRows, copyBytes, copyTarget, type CopyTarget, type CopyType } from '../db/copy.js';
 import { USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
-import type { UserRow } from '../normalize/user-record.js';
+import { groupDescribed, type UserRow } from '../normalize/user-record.js';
 
 /**
  * The columns a user row fills after the keys of the table it goes into, in the order of its
@@ -156,7 +156,7 @@ export class Stager {
         row.raw,
         row.contentHash,
       ]);
-      for (const g of row.groups ?? []) page.groups.add([seq, g.variableName, g.label, g.type, row.groupsDescribed]);
+      for (const g of row.groups ?? []) page.groups.add([seq, g.variableName, g.label, g.type, groupDescribed(row, g.variableName)]);
       for (const p of row.accessPermissions ?? []) page.permissions.add([seq, p.type, p.variableName, p.name, p.hasAccess]);
     }
   }

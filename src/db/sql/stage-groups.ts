@@ -5,7 +5,7 @@ import { runCompiled } from '../compiled-query.js';
 export interface GroupDefinition {
   label: string | null;
   type: string | null;
-  /** Read with its label and type (JSON): a null is a cleared one (UserRow.groupsDescribed). */
+  /** Read with its label or type (JSON): a null is a cleared one (UserRow.groupsDescribed). */
   described: boolean;
 }
 
