@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, existsSync, lstatSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, open, readFile, rm, rmdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -154,12 +154,14 @@ const run = promisify(execFile);
 /** Who runs initdb and postgres: ourselves, or the `postgres` user (created if missing) when we are root, as Postgres refuses root. */
 async function serverAccount(): Promise<{ uid: number; gid: number } | undefined> {
   if (process.getuid?.() !== 0) return undefined;
-  const ids = async () => ({ uid: Number((await run('id', ['-u', USER])).stdout), gid: Number((await run('id', ['-g', USER])).stdout) });
+  // Their environment is postgres's (PATH and the locale): the settings' secrets reach no child.
+  const env = postgresEnvironment();
+  const ids = async () => ({ uid: Number((await run('id', ['-u', USER], { env })).stdout), gid: Number((await run('id', ['-g', USER], { env })).stdout) });
   try {
     return await ids();
   } catch {
-    await run('groupadd', [USER]).catch(() => undefined);
-    await run('useradd', ['-g', USER, USER]);
+    await run('groupadd', [USER], { env }).catch(() => undefined);
+    await run('useradd', ['-g', USER, USER], { env });
     return ids();
   }
 }
@@ -224,11 +226,41 @@ function collect(runtime: Runtime, child: ChildProcess): void {
   child.stderr?.on('data', take);
 }
 
+/**
+ * Writes a new file (0600) in a folder of the server's account, given to that account. The owner
+ * is set on the file this call created (fchown on its descriptor), never by path: as root, a
+ * path the account can change would let it swap in a link between writing and chown (chown
+ * follows links), and have root give it any file on the machine (/etc/shadow).
+ */
+async function writeServerFile(runtime: Runtime, path: string, text: string): Promise<void> {
+  const file = await open(path, 'wx', 0o600);
+  try {
+    if (runtime.account) await file.chown(runtime.account.uid, runtime.account.gid);
+    await file.writeFile(text);
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * Removes a folder of the server's account and what it holds. As root, the removal of what is
+ * inside runs as that account (rm, with its rights): the account could otherwise swap a folder
+ * for a link while root walks the tree, and have root delete files anywhere. Root then removes
+ * only the emptied folder itself (rmdir follows no link), when the account may not.
+ */
+async function removeServerFolder(account: Runtime['account'], path: string): Promise<void> {
+  if (!account) {
+    await rm(path, { recursive: true, force: true });
+    return;
+  }
+  await run('rm', ['-rf', '--', path], { uid: account.uid, gid: account.gid, env: postgresEnvironment() }).catch(() => undefined);
+  await rmdir(path).catch(() => undefined);
+}
+
 async function initdb(runtime: Runtime, password: string): Promise<void> {
   const pwfile = join(runtime.privateDir, 'initdb-password');
-  await writeFile(pwfile, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  await writeServerFile(runtime, pwfile, `${password}\n`);
   if (runtime.account) {
-    await chown(pwfile, runtime.account.uid, runtime.account.gid);
     await mkdir(runtime.dataDir, { recursive: true, mode: 0o700 });
     // The folder made (or found) here, not whatever a link put in its place since would lead to.
     const folder = await open(runtime.dataDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
@@ -365,7 +397,9 @@ async function stopOrphanedServer(dataDir: string): Promise<void> {
   if (processRuns(postmaster)) return; // still shutting down: its socket stays, and the start below says the folder is held
   const socketDir = pidLines[4]?.trim();
   if (socketDir && dirname(socketDir) === tmpdir() && /^cpq-sync-pg-/.test(socketDir.slice(tmpdir().length + 1)) && ownedAlike(socketDir, dataDir)) {
-    await rm(socketDir, { recursive: true, force: true });
+    // As root, with the rights of the account that owns it (the data folder's), not root's.
+    const owner = lstatSync(socketDir);
+    await removeServerFolder(process.getuid?.() === 0 && owner.uid !== 0 ? { uid: owner.uid, gid: owner.gid } : undefined, socketDir);
   }
 }
 
@@ -427,8 +461,7 @@ function releaseOwnerFile(dataDir: string, postmaster: number): void {
  */
 async function upgradeFolder(runtime: Runtime, password: string): Promise<void> {
   const hbaFile = join(runtime.privateDir, 'upgrade-hba.conf');
-  await writeFile(hbaFile, `local all ${USER} trust\n`, { mode: 0o600, flag: 'wx' });
-  if (runtime.account) await chown(hbaFile, runtime.account.uid, runtime.account.gid);
+  await writeServerFile(runtime, hbaFile, `local all ${USER} trust\n`);
   const server = await startServer(runtime, ['-c', 'listen_addresses=', '-c', `hba_file=${hbaFile}`]);
   try {
     const client = new pg.Client({ host: runtime.privateDir, port: runtime.port, user: USER, database: 'postgres' });
@@ -439,10 +472,18 @@ async function upgradeFolder(runtime: Runtime, password: string): Promise<void> 
     } finally {
       await client.end();
     }
-    const hbaPath = join(runtime.dataDir, 'pg_hba.conf');
-    const hba = await readFile(hbaPath, 'utf8');
-    // Rewritten in place, so the file keeps its owner and mode.
-    await writeFile(hbaPath, hba.replace(/^(\s*(?:local|host)\b[^#\n]*\s)password(\s*(?:#.*)?)$/gm, '$1scram-sha-256$2'));
+    // Rewritten in place, so the file keeps its owner and mode; through one descriptor of the
+    // file itself (O_NOFOLLOW), as the folder is the server account's: a link it put there would
+    // otherwise have root read and write whatever the link names.
+    const hba = await open(join(runtime.dataDir, 'pg_hba.conf'), constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      const text = await hba.readFile('utf8');
+      const rewritten = Buffer.from(text.replace(/^(\s*(?:local|host)\b[^#\n]*\s)password(\s*(?:#.*)?)$/gm, '$1scram-sha-256$2'), 'utf8');
+      await hba.truncate(0);
+      await hba.write(rewritten, 0, rewritten.length, 0);
+    } finally {
+      await hba.close();
+    }
   } finally {
     await server.stop();
     await rm(hbaFile, { force: true });
@@ -451,9 +492,7 @@ async function upgradeFolder(runtime: Runtime, password: string): Promise<void> 
 }
 
 async function writePasswordFile(runtime: Runtime, password: string): Promise<void> {
-  const path = join(runtime.dataDir, PASSWORD_FILE);
-  await writeFile(path, `${password}\n`, { mode: 0o600, flag: 'wx' });
-  if (runtime.account) await chown(path, runtime.account.uid, runtime.account.gid);
+  await writeServerFile(runtime, join(runtime.dataDir, PASSWORD_FILE), `${password}\n`);
 }
 
 /**
@@ -503,8 +542,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const stop = async () => {
     if (server) await server.stop();
     server = undefined;
-    await rm(privateDir, { recursive: true, force: true });
-    if (options.persistent === false) await rm(dataDir, { recursive: true, force: true });
+    await removeServerFolder(account, privateDir);
+    if (options.persistent === false) await removeServerFolder(account, dataDir);
   };
   try {
     let password: string;
