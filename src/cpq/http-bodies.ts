@@ -1,4 +1,4 @@
-import { SyncError, oneLine } from '../errors.js';
+import { SyncError, oneLine, printable } from '../errors.js';
 
 /*
  * Reading CPQ's response bodies within limits, and describing them (and network failures) in one
@@ -99,7 +99,9 @@ export async function readHead(response: Response, maxBytes: number): Promise<st
 /**
  * The body as text, read piece by piece and refused as soon as it is larger than `maxBytes`
  * (announced in Content-Length or actually sent), so an endless or huge body never fills memory.
- * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD.
+ * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD; but a
+ * body that is not valid UTF-8 and whose Content-Type names another charset is decoded in that
+ * one (decodeBody).
  */
 export async function readBodyCapped(response: Response, url: string, maxBytes: number): Promise<string> {
   const tooLarge = () => new SyncError('data', `GET ${url}: the response is larger than CPQ_MAX_PAGE_BYTES (${maxBytes} bytes); refused`);
@@ -125,5 +127,35 @@ export async function readBodyCapped(response: Response, url: string, maxBytes: 
     await reader.cancel().catch(() => undefined);
     throw err;
   }
-  return new TextDecoder().decode(Buffer.concat(parts, size));
+  return decodeBody(Buffer.concat(parts, size), response.headers.get('content-type'), url);
+}
+
+/**
+ * JSON is UTF-8 (RFC 8259), and many servers label it with a charset it is not written in (a
+ * Java server's default ISO-8859-1 on UTF-8 bytes): a body that is valid UTF-8 is read as UTF-8,
+ * whatever its label says. One that is not, labelled with another charset, is written in that
+ * one (a proxy or server that encodes as it says, Müller as the one byte 0xFC): read as UTF-8,
+ * each such byte would become U+FFFD and the name be stored altered. A charset with no decoder
+ * here fails the read rather than guess; a body without a charset, or labelled UTF-8, that is
+ * not valid UTF-8 is decoded with U+FFFD for the bad bytes, as Response.text() does.
+ */
+export function decodeBody(bytes: Uint8Array, contentType: string | null, url: string): string {
+  const label = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(contentType ?? '')?.[1]?.trim();
+  if (label === undefined || label === '' || /^(utf-?8|unicode-1-1-utf-8)$/i.test(label)) return new TextDecoder().decode(bytes);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // Not UTF-8: the charset it names is what it is written in.
+  }
+  let text: string;
+  try {
+    // The constructor refuses a label it has no decoder for; decoding (not fatal) throws nothing.
+    text = new TextDecoder(label).decode(bytes);
+  } catch {
+    throw new SyncError(
+      'data',
+      `GET ${url}: the response is not valid UTF-8, and its Content-Type names the charset ${JSON.stringify(printable(label.slice(0, 40)))}, which cannot be decoded here; refused rather than store altered text`,
+    );
+  }
+  return text;
 }
