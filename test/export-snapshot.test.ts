@@ -1,5 +1,12 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect } from 'vitest';
+import type { AppConfig } from '../src/config.js';
 import { exportSnapshot } from '../src/history/export.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { runSync } from '../src/sync/run.js';
+import { cli } from './helpers/cli-process.js';
 import { untilWaitingForLock } from './helpers/database.js';
 import { collectJsonLines } from './helpers/export-output.js';
 import { it } from './helpers/fixtures.js';
@@ -42,5 +49,42 @@ describe('snapshot: the run it names is exactly the state it contains', () => {
     const now = await snapshotLines(h, later);
     expect(new Set(now.map((r) => r.snapshot_run_id))).toEqual(new Set([second.id]));
     expect(now.map((r) => r.login)).toContain('zz-late');
+  });
+});
+
+describe('snapshot: a site with no state at its time (review CY)', () => {
+  it('named with --site, it is refused; asked of every site, it is left out and said so, in the log and in the manifest', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const later = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0, seed: 7 });
+    const laterUrl = await later.start();
+    try {
+      expect((await h.sync({ full: true })).status).toBe('succeeded');
+      await new Promise((r) => setTimeout(r, 20));
+      const asOf = new Date();
+      await new Promise((r) => setTimeout(r, 20));
+      // Site b's first run takes effect after asOf.
+      const site = h.config.sites[0]!;
+      const b = { ...h.config, cpq: undefined, sites: [{ ...site, name: 'b', cpq: { ...site.cpq, baseUrl: laterUrl } }] } as AppConfig;
+      expect((await runSync({ pool: h.t.pool, db: h.t.db, config: b, log: h.log }, { full: true })).status).toBe('succeeded');
+
+      const refusal = `no successful sync run of site b took effect at or before ${asOf.toISOString()}: there is no state to report`;
+      for (const adminRights of [false, true]) {
+        await expect(collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out, { sites: ['default', 'b'], adminRights }))).rejects.toThrow(
+          refusal,
+        );
+      }
+      const dir = await mkdtemp(join(tmpdir(), 'snapshot-later-'));
+      const file = join(dir, 'users.csv');
+      const all = await cli(['snapshot', '--as-of', asOf.toISOString(), '--out', file], { DATABASE_URL: h.t.url });
+      expect(all.code, all.stderr).toBe(0);
+      const warning = all.stdout.split('\n').find((l) => l.includes('"level":40'));
+      expect(warning).toMatch(/"site":"b".*site b was first synced after .*: this snapshot holds nothing of it/);
+      const manifest = JSON.parse(await readFile(`${file}.manifest.json`, 'utf8')) as Record<string, unknown>;
+      expect(manifest).toMatchObject({ rows: 3, runs: [{ site: 'default' }], sitesSyncedOnlyLater: ['b'] });
+      const named = await cli(['snapshot', '--as-of', asOf.toISOString(), '--site', 'default', 'b'], { DATABASE_URL: h.t.url });
+      expect({ code: named.code, stdout: named.stdout, stderr: named.stderr }).toEqual({ code: 2, stdout: '', stderr: `cpq-sync: ${refusal}\n` });
+    } finally {
+      await later.stop();
+    }
   });
 });

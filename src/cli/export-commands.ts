@@ -140,7 +140,7 @@ export function registerExportCommands(program: Command): void {
               );
             }
             const adminRights = opts.adminRights === true;
-            const { runs, rows } = await writeOutput(
+            const { runs, rows, later } = await writeOutput(
               opts.out,
               (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, adminRights, sites: opts.site ?? [] }),
               (r) => ({
@@ -150,8 +150,16 @@ export function registerExportCommands(program: Command): void {
                 ...(adminRights ? { of: 'admin rights' } : {}),
                 asOf: asOf.toISOString(),
                 runs: r.runs,
+                ...(r.later.length > 0 ? { sitesSyncedOnlyLater: r.later.map((l) => l.site) } : {}),
               }),
             );
+            // Left out, not "none of its users": said where the reader of the file looks (its manifest) and here.
+            for (const { site, first } of later) {
+              log.warn(
+                { site, firstRunEffectiveAt: first.toISOString() },
+                `site ${site} was first synced after ${asOf.toISOString()} (its first run took effect at ${first.toISOString()}): this snapshot holds nothing of it`,
+              );
+            }
             log.info({ asOf: asOf.toISOString(), runs, [adminRights ? 'adminRights' : 'users']: rows, out: opts.out ?? 'stdout' }, 'snapshot written');
           } finally {
             await database.close();

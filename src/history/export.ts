@@ -3,7 +3,7 @@ import type { Writable } from 'node:stream';
 import type Cursor from 'pg-cursor';
 import type pg from 'pg';
 import type { TextColumn } from '../db/as-text.js';
-import { findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
+import { findSitesSyncedOnlyAfter, findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
 import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { openAdminRights } from '../db/sql/open-admin-rights.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
@@ -147,17 +147,26 @@ export interface SnapshotRun {
 
 /**
  * Per site, the last successful run whose versions start at or before `asOf` (its effective_at):
- * the state a snapshot at that time reflects.
+ * the state a snapshot at that time reflects. A site named in `sites` without such a run is
+ * refused, not left out of the file in silence (an auditor who asked for it would read "none of
+ * its users"); without `sites`, the sites synced only later are returned in `later`, for the
+ * caller to say so.
  */
-async function snapshotRuns(client: pg.Pool | pg.PoolClient, asOf: Date, sites: readonly string[] = []): Promise<SnapshotRun[]> {
+async function snapshotRuns(
+  client: pg.Pool | pg.PoolClient,
+  asOf: Date,
+  sites: readonly string[] = [],
+): Promise<{ runs: SnapshotRun[]; later: { site: string; first: Date }[] }> {
   const runs = await findSnapshotRuns(client, asOf, sites);
-  if (runs.length === 0) {
-    const of = sites.length > 0 ? ` of site ${sites.join(', ')}` : '';
+  const missing = sites.filter((site) => !runs.some((r) => r.site === site));
+  if (runs.length === 0 || missing.length > 0) {
+    const of = missing.length > 0 ? ` of site ${missing.join(', ')}` : '';
     // Asked of a time before the first run (or of a database no run has synced into): a question
     // that has no answer, exit code 2; not bad data from CPQ (5).
     throw new SyncError('config', `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report`);
   }
-  return runs.map((r) => ({ site: r.site, runId: r.id, finishedAt: r.finished_at }));
+  const later = sites.length > 0 ? [] : await findSitesSyncedOnlyAfter(client, asOf, sites);
+  return { runs: runs.map((r) => ({ site: r.site, runId: r.id, finishedAt: r.finished_at })), later };
 }
 
 export interface SnapshotOptions {
@@ -174,6 +183,7 @@ export interface SnapshotOptions {
  * database held them then (or, with `adminRights`, every admin right held then and since when).
  * Every row names its site and the run of its site it reflects; the runs are chosen and the rows
  * are read in one snapshot, so they are those runs' state even when another run commits meanwhile.
+ * `later`: the sites left out because their first run took effect after `asOf` (asked of every site).
  */
 export async function exportSnapshot(
   pool: pg.Pool,
@@ -181,11 +191,11 @@ export async function exportSnapshot(
   format: ExportFormat,
   out: Writable,
   options: SnapshotOptions = {},
-): Promise<{ runs: SnapshotRun[]; rows: number }> {
+): Promise<{ runs: SnapshotRun[]; rows: number; later: { site: string; first: Date }[] }> {
   return inReadOnlySnapshot(pool, async (client) => {
-    const runs = await snapshotRuns(client, asOf, options.sites);
+    const { runs, later } = await snapshotRuns(client, asOf, options.sites);
     const runIds = runs.map((r) => r.runId);
     const rows = options.adminRights ? openAdminRights(client, { asOf, runIds }) : openSnapshot(client, { asOf, runIds, withRaw: options.withRaw ?? false });
-    return { runs, rows: await streamRows(rows, format, out) };
+    return { runs, rows: await streamRows(rows, format, out), later };
   });
 }

@@ -24,3 +24,23 @@ export async function findSnapshotRuns(on: Queryable, asOf: Date, sites: readonl
   );
   return rows;
 }
+
+/**
+ * The sites (of `sites`, or every site when empty) whose runs took effect only after `asOf`: each
+ * with the effective_at of its first successful run. A snapshot at `asOf` has no state of them.
+ */
+export async function findSitesSyncedOnlyAfter(on: Queryable, asOf: Date, sites: readonly string[]): Promise<{ site: string; first: Date }[]> {
+  return runCompiled(
+    on,
+    queryBuilder
+      .selectFrom('cpq.sync_runs')
+      .select(['site', (eb) => eb.fn.min('effective_at').as('first')])
+      .where('status', '=', 'succeeded')
+      .$if(sites.length > 0, (q) => q.where('site', 'in', sites))
+      .groupBy('site')
+      .having((eb) => eb.fn.min('effective_at'), '>', asOf)
+      .orderBy('site')
+      .$narrowType<{ first: Date }>()
+      .compile(),
+  );
+}
