@@ -6,7 +6,8 @@ import type fc from 'fast-check';
  * goes on. One left running acts on whatever the next test set up: in chaos-process its clean-up
  * killed the next test's processes, and a property's afterAll that drops its database would meet
  * it there. test/setup/property-cases.ts installs `trackRunningCases` for every property of every
- * test file and waits for `casesSettled` after each test.
+ * test file and waits for `casesSettled` after each test (after the file's own afterEach hooks:
+ * a clean-up there may still meet such a case; the next test never does).
  */
 const running = new Set<Promise<unknown>>();
 
