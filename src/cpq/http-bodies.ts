@@ -133,11 +133,13 @@ export async function readBodyCapped(response: Response, url: string, maxBytes: 
 /**
  * JSON is UTF-8 (RFC 8259), and many servers label it with a charset it is not written in (a
  * Java server's default ISO-8859-1 on UTF-8 bytes): a body that is valid UTF-8 is read as UTF-8,
- * whatever its label says. One that is not, labelled with another charset, is written in that
- * one (a proxy or server that encodes as it says, Müller as the one byte 0xFC): read as UTF-8,
- * each such byte would become U+FFFD and the name be stored altered. A charset with no decoder
- * here fails the read rather than guess; a body without a charset, or labelled UTF-8, that is
- * not valid UTF-8 is decoded with U+FFFD for the bad bytes, as Response.text() does.
+ * whatever its label says, and so is one that holds any valid multi-byte UTF-8 sequence beside
+ * bytes that are not (UTF-8 with a stray byte: read in a one-byte charset, every ü on the page
+ * would become Ã¼; its bad bytes become U+FFFD). One with no such sequence, labelled with another
+ * charset, is written in that one (a proxy or server that encodes as it says, Müller as the one
+ * byte 0xFC): read as UTF-8, each such byte would become U+FFFD and the name be stored altered. A
+ * charset with no decoder here fails the read rather than guess; a body without a charset, or
+ * labelled UTF-8, is decoded as UTF-8 with U+FFFD for bad bytes, as Response.text() does.
  */
 export function decodeBody(bytes: Uint8Array, contentType: string | null, url: string): string {
   const label = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(contentType ?? '')?.[1]?.trim();
@@ -145,8 +147,9 @@ export function decodeBody(bytes: Uint8Array, contentType: string | null, url: s
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    // Not UTF-8: the charset it names is what it is written in.
+    // Not UTF-8 throughout: UTF-8 with bad bytes, or the charset it names.
   }
+  if (holdsUtf8Sequence(bytes)) return new TextDecoder().decode(bytes);
   let text: string;
   try {
     // The constructor refuses a label it has no decoder for; decoding (not fatal) throws nothing.
@@ -158,4 +161,27 @@ export function decodeBody(bytes: Uint8Array, contentType: string | null, url: s
     );
   }
   return text;
+}
+
+/**
+ * Whether `bytes` hold a valid multi-byte UTF-8 sequence (a lead byte and its continuation bytes,
+ * as RFC 3629 allows them: no overlong form, surrogate or code point past U+10FFFF). Text in a
+ * one-byte charset holds one only by the rare chance of such a pair of letters (Ã¼).
+ */
+function holdsUtf8Sequence(bytes: Uint8Array): boolean {
+  const continuation = (i: number, low = 0x80, high = 0xbf) => i < bytes.length && bytes[i]! >= low && bytes[i]! <= high;
+  for (let i = 0; i < bytes.length; i++) {
+    const lead = bytes[i]!;
+    if (lead < 0xc2 || lead > 0xf4) continue;
+    if (lead <= 0xdf) {
+      if (continuation(i + 1)) return true;
+    } else if (lead <= 0xef) {
+      const [low, high] = lead === 0xe0 ? [0xa0, 0xbf] : lead === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
+      if (continuation(i + 1, low, high) && continuation(i + 2)) return true;
+    } else {
+      const [low, high] = lead === 0xf0 ? [0x90, 0xbf] : lead === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+      if (continuation(i + 1, low, high) && continuation(i + 2) && continuation(i + 3)) return true;
+    }
+  }
+  return false;
 }
