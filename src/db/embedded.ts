@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, existsSync, lstatSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, open, readFile, rm, rmdir } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, open, readFile, rm, rmdir, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -207,7 +207,11 @@ interface Runtime {
   dataDir: string;
   port: number;
   account: { uid: number; gid: number } | undefined;
-  /** A private folder (0700, the server's) for the Unix socket and short-lived files; removed at stop. */
+  /**
+   * A private folder (0700, the server's) for the Unix socket; removed at stop. Nothing else is
+   * written there: as root, the server's account, owning it in the sticky /tmp, may rename it and
+   * put a link in its place between two of root's steps.
+   */
   privateDir: string;
   log: string[];
   onLog?: (line: string) => void;
@@ -227,10 +231,11 @@ function collect(runtime: Runtime, child: ChildProcess): void {
 }
 
 /**
- * Writes a new file (0600) in a folder of the server's account, given to that account. The owner
- * is set on the file this call created (fchown on its descriptor), never by path: as root, a
- * path the account can change would let it swap in a link between writing and chown (chown
- * follows links), and have root give it any file on the machine (/etc/shadow).
+ * Writes a new file (0600) for the server's account, given to that account, in or beside the data
+ * folder (whose parent the account may not change, so the path leads where it did). The owner is set on the file this
+ * call created (fchown on its descriptor), never by path: as root, a path the account can change
+ * would let it swap in a link between writing and chown (chown follows links), and have root
+ * give it any file on the machine (/etc/shadow). O_EXCL refuses a link or file in its place.
  */
 async function writeServerFile(runtime: Runtime, path: string, text: string): Promise<void> {
   const file = await open(path, 'wx', 0o600);
@@ -257,8 +262,26 @@ async function removeServerFolder(account: Runtime['account'], path: string): Pr
   await rmdir(path).catch(() => undefined);
 }
 
+/**
+ * An opened file of the data folder must be the server account's (ours, when we are not root) and
+ * have no other name: as root, a hard link the account made to a file of root's (where the kernel
+ * lets it: fs.protected_hardlinks=0) would have root change or read that file.
+ */
+async function requireServerFile(runtime: Runtime, file: FileHandle, name: string): Promise<void> {
+  const stats = await file.stat();
+  const owner = runtime.account?.uid ?? process.getuid?.();
+  if (stats.nlink !== 1 || (owner !== undefined && stats.uid !== owner)) {
+    throw new SyncError(
+      'database',
+      `embedded Postgres: ${join(runtime.dataDir, name)} is not the data folder's own file (${stats.nlink} names, owner ${stats.uid}); refused`,
+    );
+  }
+}
+
 async function initdb(runtime: Runtime, password: string): Promise<void> {
-  const pwfile = join(runtime.privateDir, 'initdb-password');
+  // Beside the data folder (initdb wants that one empty), in a folder no other user may change
+  // (foreignPathPart), so the path leads where it did: not in the private folder (see Runtime).
+  const pwfile = join(dirname(runtime.dataDir), `.cpq-sync-initdb-password-${randomBytes(6).toString('hex')}`);
   await writeServerFile(runtime, pwfile, `${password}\n`);
   if (runtime.account) {
     await mkdir(runtime.dataDir, { recursive: true, mode: 0o700 });
@@ -460,7 +483,9 @@ function releaseOwnerFile(dataDir: string, postmaster: number): void {
  * `scram-sha-256`, as initdb writes them now.
  */
 async function upgradeFolder(runtime: Runtime, password: string): Promise<void> {
-  const hbaFile = join(runtime.privateDir, 'upgrade-hba.conf');
+  // In the data folder (see writeServerFile); one a killed upgrade left is removed first (unlink follows no link).
+  const hbaFile = join(runtime.dataDir, 'cpq-sync-upgrade-hba.conf');
+  await rm(hbaFile, { force: true });
   await writeServerFile(runtime, hbaFile, `local all ${USER} trust\n`);
   const server = await startServer(runtime, ['-c', 'listen_addresses=', '-c', `hba_file=${hbaFile}`]);
   try {
@@ -477,6 +502,7 @@ async function upgradeFolder(runtime: Runtime, password: string): Promise<void> 
     // otherwise have root read and write whatever the link names.
     const hba = await open(join(runtime.dataDir, 'pg_hba.conf'), constants.O_RDWR | constants.O_NOFOLLOW);
     try {
+      await requireServerFile(runtime, hba, 'pg_hba.conf');
       const text = await hba.readFile('utf8');
       const rewritten = Buffer.from(text.replace(/^(\s*(?:local|host)\b[^#\n]*\s)password(\s*(?:#.*)?)$/gm, '$1scram-sha-256$2'), 'utf8');
       await hba.truncate(0);
@@ -564,6 +590,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       // through a link: the file itself, whatever is put in its place.
       const file = await open(passwordPath, constants.O_RDONLY | constants.O_NOFOLLOW);
       try {
+        await requireServerFile(runtime, file, PASSWORD_FILE);
         await file.chmod(0o600);
         password = (await file.readFile('utf8')).trim();
       } finally {
