@@ -109,7 +109,6 @@ export function registerExportCommands(program: Command): void {
           const { exportSnapshot } = await import('../history/export.js');
           const { writeOutput } = await import('../output.js');
           const { readDatabaseNow } = await import('../db/sql/read-database-now.js');
-          const { findRunsInProgress } = await import('../db/sql/find-runs-in-progress.js');
           const { syncLockIsFree } = await import('../db/sql/read-sync-lock-holder.js');
           const given = opts.asOf === undefined ? undefined : instantArgument(opts.asOf);
           if (opts.asOf !== undefined && given === undefined) {
@@ -131,18 +130,27 @@ export function registerExportCommands(program: Command): void {
             const asOf = given ?? now;
             // A run going on may commit versions that start before asOf (at its first write): this
             // snapshot is then of the state before it, and the same --as-of taken later differs.
-            // One whose site's lock no session holds is dead: it will never commit.
-            for (const run of await findRunsInProgress(database.pool, asOf, opts.site ?? [])) {
-              if (await syncLockIsFree(database.pool, run.site)) continue;
-              log.warn(
-                { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
-                `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
-              );
-            }
+            // One whose site's lock no session holds is dead: it will never commit. Asked in the
+            // snapshot's transaction, so that a run committing just before it is not named.
+            const warnInProgress = async (inProgress: { site: string; id: string; started_at: Date }[]) => {
+              for (const run of inProgress) {
+                if (await syncLockIsFree(database.pool, run.site)) continue;
+                log.warn(
+                  { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
+                  `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
+                );
+              }
+            };
             const adminRights = opts.adminRights === true;
             const { runs, rows, later } = await writeOutput(
               opts.out,
-              (out) => exportSnapshot(database.pool, asOf, opts.format, out, { withRaw: opts.withRaw === true, adminRights, sites: opts.site ?? [] }),
+              (out) =>
+                exportSnapshot(database.pool, asOf, opts.format, out, {
+                  withRaw: opts.withRaw === true,
+                  adminRights,
+                  sites: opts.site ?? [],
+                  onRunsInProgress: warnInProgress,
+                }),
               (r) => ({
                 kind: 'snapshot',
                 format: opts.format,

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import type Cursor from 'pg-cursor';
 import type pg from 'pg';
 import type { TextColumn } from '../db/as-text.js';
+import { findRunsInProgress } from '../db/sql/find-runs-in-progress.js';
 import { findSitesSyncedOnlyAfter, findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
 import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { openAdminRights } from '../db/sql/open-admin-rights.js';
@@ -176,6 +177,12 @@ export interface SnapshotOptions {
   adminRights?: boolean;
   /** Only these sites (default: every site). */
   sites?: readonly string[];
+  /**
+   * Called, in the snapshot's transaction before any row is read, with the runs (of those sites)
+   * recorded running that started at or before `asOf`: what the snapshot sees, not what was seen
+   * a moment before it began (a run committing in between is in the snapshot, not running).
+   */
+  onRunsInProgress?: (runs: { site: string; id: string; started_at: Date }[]) => Promise<void>;
 }
 
 /**
@@ -193,7 +200,10 @@ export async function exportSnapshot(
   options: SnapshotOptions = {},
 ): Promise<{ runs: SnapshotRun[]; rows: number; later: { site: string; first: Date }[] }> {
   return inReadOnlySnapshot(pool, async (client) => {
+    // The first statement takes the transaction's snapshot: the runs in progress and the rows are of one moment.
+    const inProgress = await findRunsInProgress(client, asOf, options.sites ?? []);
     const { runs, later } = await snapshotRuns(client, asOf, options.sites);
+    await options.onRunsInProgress?.(inProgress);
     const runIds = runs.map((r) => r.runId);
     const rows = options.adminRights ? openAdminRights(client, { asOf, runIds }) : openSnapshot(client, { asOf, runIds, withRaw: options.withRaw ?? false });
     return { runs, rows: await streamRows(rows, format, out), later };
