@@ -167,6 +167,34 @@ describe('cpq.admin_rights_as_of', () => {
   });
 });
 
+describe('cpq.admin_rights_as_of across a version that says neither CPQ id nor dateAdded (review CY)', () => {
+  for (const field of ['dateAdded', 'id'] as const) {
+    it(`a login given to someone new after a record without ${field}: the new holder's right starts with them`, async ({ startHarness }) => {
+      const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+      const logins = h.sim.users('_host').map((u) => String(u.login));
+      for (const other of logins) h.sim.updateUser('_host', other, NO_RIGHTS);
+      const login = logins[0]!;
+      const first = field === 'dateAdded' ? '2020-01-01T00:00:00.000Z' : 1001;
+      const next = field === 'dateAdded' ? '2024-01-01T00:00:00.000Z' : 2002;
+      const runs: string[] = [];
+      const run = async () => {
+        const result = await h.sync({ full: true });
+        expect(result.status).toBe('succeeded');
+        runs.push((await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]))[0]!.e);
+      };
+      // Run 1: the first holder, a user admin; run 2: their record once without the field; run 3: someone new, an admin too.
+      h.sim.updateUser('_host', login, { ...NO_RIGHTS, isUserAdminPermEnabled: true, [field]: first });
+      await run();
+      h.sim.updateUser('_host', login, { [field]: null });
+      await run();
+      h.sim.updateUser('_host', login, { firstName: 'Someone', lastName: 'Else', [field]: next });
+      await run();
+      expect(await rightsAt(h, runs[1]!, runs)).toEqual([`${login} is_user_admin_perm_enabled since run 1`]);
+      expect(await rightsAt(h, runs[2]!, runs)).toEqual([`${login} is_user_admin_perm_enabled since run 3`]);
+    });
+  }
+});
+
 describe('cpq-sync snapshot --admin-rights', () => {
   it('writes every admin right held at --as-of, one row per user and right, since when, naming the run it reflects', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
