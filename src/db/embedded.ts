@@ -84,32 +84,41 @@ function firstClosedFolder(path: string): string | undefined {
  * group-writable folder of this user's private group (umask 002 makes them) or root's is trusted. Checked as given, link by link, and
  * as resolved. As root, a data folder another user had replaced with a link was handed to the
  * postgres account (chown) and its password file's target made 0600 (chmod), wherever it led.
+ * `leaf` adds whom the path itself may belong to: the server's account its data folder, never a
+ * folder on the way to it (review CZ: as root, a link the account put in a folder of its own on
+ * the way had root hand it any folder named like the data folder, and create files beside it).
  */
-function foreignPathPart(path: string, trusted: { users: ReadonlySet<number>; groups: ReadonlySet<number> }): string | undefined {
-  const check = (full: string) => {
+function foreignPathPart(
+  path: string,
+  trusted: { users: ReadonlySet<number>; groups: ReadonlySet<number> },
+  leaf: { users: ReadonlySet<number>; groups: ReadonlySet<number> } = trusted,
+): string | undefined {
+  const check = (full: string, whole: boolean) => {
     const parts: string[] = [];
     for (let dir = resolve(full); ; dir = dirname(dir)) {
       parts.unshift(dir);
       if (dirname(dir) === dir) break;
     }
-    for (const part of parts) {
+    for (const [i, part] of parts.entries()) {
       let stats;
       try {
         stats = lstatSync(part);
       } catch {
         return undefined; // what does not exist yet, this process creates
       }
-      if (!trusted.users.has(stats.uid)) return `${part} belongs to uid ${stats.uid}`;
+      const own = whole && i === parts.length - 1 && !stats.isSymbolicLink() ? leaf : trusted;
+      if (!trusted.users.has(stats.uid) && !own.users.has(stats.uid)) return `${part} belongs to uid ${stats.uid}`;
       if (stats.isDirectory() && (stats.mode & 0o1000) === 0) {
         if ((stats.mode & 0o002) !== 0) return `${part} can be written by every user (no sticky bit)`;
-        if ((stats.mode & 0o020) !== 0 && !trusted.groups.has(stats.gid)) return `${part} can be written by its group ${stats.gid} (no sticky bit)`;
+        if ((stats.mode & 0o020) !== 0 && !trusted.groups.has(stats.gid) && !own.groups.has(stats.gid))
+          return `${part} can be written by its group ${stats.gid} (no sticky bit)`;
       }
     }
     return undefined;
   };
   let real = resolve(path);
   while (!existsSync(real) && dirname(real) !== real) real = dirname(real);
-  return check(path) ?? check(realpathSync(real));
+  return check(path, true) ?? check(realpathSync(real), real === resolve(path));
 }
 
 /**
@@ -544,10 +553,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
   }
   const account = await serverAccount();
-  const foreign = foreignPathPart(dataDir, {
-    users: new Set([0, process.getuid?.() ?? 0, ...(account ? [account.uid] : [])]),
-    groups: new Set([0, ...ownPrivateGroup(), ...(account ? [account.gid] : [])]),
-  });
+  // The folders on the way are yours or root's; the data folder itself may be the server account's (it is, once made).
+  const foreign = foreignPathPart(
+    dataDir,
+    { users: new Set([0, process.getuid?.() ?? 0]), groups: new Set([0, ...ownPrivateGroup()]) },
+    { users: new Set(account ? [account.uid] : []), groups: new Set(account ? [account.gid] : []) },
+  );
   if (foreign !== undefined) {
     throw new SyncError(
       'database',

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmod, chown, lchown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -274,6 +275,22 @@ describe('the embedded Postgres, seen by another local user', () => {
       await expect(startEmbeddedPostgres({ dataDir: join(grouped, 'pg'), port: await freePort() })).rejects.toThrow(
         `${grouped} can be written by its group ${NOBODY} (no sticky bit)`,
       );
+
+      // A folder of the postgres account's on the way (review CZ): the account links a name in it to a folder of
+      // root's; root would hand that folder's pg to postgres, and create initdb's password file beside it.
+      const postgresUid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
+      const postgresGid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
+      const theirs = join(shared, 'theirs');
+      await mkdir(theirs);
+      await chown(theirs, postgresUid, postgresGid);
+      await mkdir(join(victim, 'pg'));
+      await symlink(victim, join(theirs, 'cpq'));
+      await lchown(join(theirs, 'cpq'), postgresUid, postgresGid);
+      await expect(startEmbeddedPostgres({ dataDir: join(theirs, 'cpq', 'pg'), port: await freePort() })).rejects.toThrow(
+        `${theirs} belongs to uid ${postgresUid}`,
+      );
+      expect(await stat(join(victim, 'pg'))).toMatchObject({ uid: 0 });
+      expect((await readdir(victim)).filter((name) => name.startsWith('.cpq-sync'))).toEqual([]);
     },
   );
 });
