@@ -133,12 +133,13 @@ export async function readBodyCapped(response: Response, url: string, maxBytes: 
 /**
  * JSON is UTF-8 (RFC 8259), and many servers label it with a charset it is not written in (a
  * Java server's default ISO-8859-1 on UTF-8 bytes): a body that is valid UTF-8 is read as UTF-8,
- * whatever its label says, and so is one that holds any valid multi-byte UTF-8 sequence beside
- * bytes that are not (UTF-8 with a stray byte: read in a one-byte charset, every ü on the page
- * would become Ã¼; its bad bytes become U+FFFD). One with no such sequence, labelled with another
- * charset, is written in that one (a proxy or server that encodes as it says, Müller as the one
- * byte 0xFC): read as UTF-8, each such byte would become U+FFFD and the name be stored altered. A
- * charset with no decoder here fails the read rather than guess; a body without a charset, or
+ * whatever its label says. One that is not, labelled with another charset, is written in that one
+ * (a proxy or server that encodes as it says, Müller as the one byte 0xFC; read as UTF-8, each
+ * such byte would become U+FFFD and the name be stored altered), unless it also holds valid
+ * multi-byte UTF-8 sequences: then it may be UTF-8 with a stray byte (read in a one-byte charset,
+ * every ü of the page would become Ã¼) as well as text in that charset (É’ in windows-1252, most
+ * of GBK), and which it is cannot be told: refused, as is a charset with no decoder here, rather
+ * than a page's names stored altered by a guess (review CZ). A body without a charset, or
  * labelled UTF-8, is decoded as UTF-8 with U+FFFD for bad bytes, as Response.text() does.
  */
 export function decodeBody(bytes: Uint8Array, contentType: string | null, url: string): string {
@@ -147,9 +148,15 @@ export function decodeBody(bytes: Uint8Array, contentType: string | null, url: s
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    // Not UTF-8 throughout: UTF-8 with bad bytes, or the charset it names.
+    // Not UTF-8 throughout.
   }
-  if (holdsUtf8Sequence(bytes)) return new TextDecoder().decode(bytes);
+  const named = JSON.stringify(printable(label.slice(0, 40)));
+  if (holdsUtf8Sequence(bytes)) {
+    throw new SyncError(
+      'data',
+      `GET ${url}: the response is not valid UTF-8 yet holds UTF-8 sequences, and its Content-Type names the charset ${named}: which one it is written in cannot be told; refused rather than store altered text`,
+    );
+  }
   let text: string;
   try {
     // The constructor refuses a label it has no decoder for; decoding (not fatal) throws nothing.
@@ -157,7 +164,7 @@ export function decodeBody(bytes: Uint8Array, contentType: string | null, url: s
   } catch {
     throw new SyncError(
       'data',
-      `GET ${url}: the response is not valid UTF-8, and its Content-Type names the charset ${JSON.stringify(printable(label.slice(0, 40)))}, which cannot be decoded here; refused rather than store altered text`,
+      `GET ${url}: the response is not valid UTF-8, and its Content-Type names the charset ${named}, which cannot be decoded here; refused rather than store altered text`,
     );
   }
   return text;
@@ -165,8 +172,7 @@ export function decodeBody(bytes: Uint8Array, contentType: string | null, url: s
 
 /**
  * Whether `bytes` hold a valid multi-byte UTF-8 sequence (a lead byte and its continuation bytes,
- * as RFC 3629 allows them: no overlong form, surrogate or code point past U+10FFFF). Text in a
- * one-byte charset holds one only by the rare chance of such a pair of letters (Ã¼).
+ * as RFC 3629 allows them: no overlong form, surrogate or code point past U+10FFFF).
  */
 function holdsUtf8Sequence(bytes: Uint8Array): boolean {
   const continuation = (i: number, low = 0x80, high = 0xbf) => i < bytes.length && bytes[i]! >= low && bytes[i]! <= high;
