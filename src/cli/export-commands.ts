@@ -130,16 +130,23 @@ export function registerExportCommands(program: Command): void {
             const asOf = given ?? now;
             // A run going on may commit versions that start before asOf (at its first write): this
             // snapshot is then of the state before it, and the same --as-of taken later differs.
-            // One whose site's lock no session holds is dead: it will never commit. Asked in the
-            // snapshot's transaction, so that a run committing just before it is not named.
+            // One whose site's lock no session holds is dead: it will never commit. The locks are
+            // asked before the snapshot begins, the runs in its transaction: a run committing
+            // before it is in it (not named), one committing after is named (its lock was held),
+            // and one that started later began after asOf (review CY, review CZ).
+            const { findRunsInProgress } = await import('../db/sql/find-runs-in-progress.js');
+            const locked = new Set<string>();
+            for (const run of await findRunsInProgress(database.pool, asOf, opts.site ?? [])) {
+              if (!locked.has(run.site) && !(await syncLockIsFree(database.pool, run.site))) locked.add(run.site);
+            }
             const warnInProgress = async (inProgress: { site: string; id: string; started_at: Date }[]) => {
-              for (const run of inProgress) {
-                if (await syncLockIsFree(database.pool, run.site)) continue;
+              for (const run of inProgress.filter((r) => locked.has(r.site))) {
                 log.warn(
                   { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
                   `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
                 );
               }
+              return Promise.resolve();
             };
             const adminRights = opts.adminRights === true;
             const { runs, rows, later } = await writeOutput(
