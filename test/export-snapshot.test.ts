@@ -73,14 +73,19 @@ describe('snapshot: a site with no state at its time (review CY)', () => {
           refusal,
         );
       }
+      // Site c has only a failed run: no state at any time.
+      await h.t.query(`INSERT INTO cpq.sites (name) VALUES ('c') ON CONFLICT DO NOTHING`);
+      await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, finished_at) VALUES ('c', 'failed', 'full', now())`);
       const dir = await mkdtemp(join(tmpdir(), 'snapshot-later-'));
       const file = join(dir, 'users.csv');
       const all = await cli(['snapshot', '--as-of', asOf.toISOString(), '--out', file], { DATABASE_URL: h.t.url });
       expect(all.code, all.stderr).toBe(0);
-      const warning = all.stdout.split('\n').find((l) => l.includes('"level":40'));
-      expect(warning).toMatch(/"site":"b".*site b was first synced after .*: this snapshot holds nothing of it/);
+      const warnings = all.stdout.split('\n').filter((l) => l.includes('"level":40'));
+      expect(warnings).toHaveLength(2);
+      expect(warnings[0]).toMatch(/"site":"b".*site b had no successful run by \S+ \(its first took effect at \S+\): this snapshot holds nothing of it/);
+      expect(warnings[1]).toMatch(/"site":"c".*site c had no successful run by \S+ \(none yet\): this snapshot holds nothing of it/);
       const manifest = JSON.parse(await readFile(`${file}.manifest.json`, 'utf8')) as Record<string, unknown>;
-      expect(manifest).toMatchObject({ rows: 3, runs: [{ site: 'default' }], sitesSyncedOnlyLater: ['b'] });
+      expect(manifest).toMatchObject({ rows: 3, runs: [{ site: 'default' }], sitesLeftOut: ['b', 'c'] });
       const named = await cli(['snapshot', '--as-of', asOf.toISOString(), '--site', 'default', 'b'], { DATABASE_URL: h.t.url });
       expect({ code: named.code, stdout: named.stdout, stderr: named.stderr }).toEqual({ code: 2, stdout: '', stderr: `cpq-sync: ${refusal}\n` });
     } finally {

@@ -165,14 +165,14 @@ export function registerExportCommands(program: Command): void {
                 ...(adminRights ? { of: 'admin rights' } : {}),
                 asOf: asOf.toISOString(),
                 runs: r.runs,
-                ...(r.later.length > 0 ? { sitesSyncedOnlyLater: r.later.map((l) => l.site) } : {}),
+                ...(r.later.length > 0 ? { sitesLeftOut: r.later.map((l) => l.site) } : {}),
               }),
             );
             // Left out, not "none of its users": said where the reader of the file looks (its manifest) and here.
             for (const { site, first } of later) {
               log.warn(
-                { site, firstRunEffectiveAt: first.toISOString() },
-                `site ${site} was first synced after ${asOf.toISOString()} (its first run took effect at ${first.toISOString()}): this snapshot holds nothing of it`,
+                { site, firstRunEffectiveAt: first?.toISOString() ?? null },
+                `site ${site} had no successful run by ${asOf.toISOString()} (${first === null ? 'none yet' : `its first took effect at ${first.toISOString()}`}): this snapshot holds nothing of it`,
               );
             }
             log.info({ asOf: asOf.toISOString(), runs, [adminRights ? 'adminRights' : 'users']: rows, out: opts.out ?? 'stdout' }, 'snapshot written');

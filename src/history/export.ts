@@ -4,7 +4,7 @@ import type Cursor from 'pg-cursor';
 import type pg from 'pg';
 import type { TextColumn } from '../db/as-text.js';
 import { findRunsInProgress } from '../db/sql/find-runs-in-progress.js';
-import { findSitesSyncedOnlyAfter, findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
+import { findSitesNotSyncedBy, findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
 import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { openAdminRights } from '../db/sql/open-admin-rights.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
@@ -150,14 +150,14 @@ export interface SnapshotRun {
  * Per site, the last successful run whose versions start at or before `asOf` (its effective_at):
  * the state a snapshot at that time reflects. A site named in `sites` without such a run is
  * refused, not left out of the file in silence (an auditor who asked for it would read "none of
- * its users"); without `sites`, the sites synced only later are returned in `later`, for the
- * caller to say so.
+ * its users"); without `sites`, the sites without a successful run by then (synced only later,
+ * or never) are returned in `later`, for the caller to say so.
  */
 async function snapshotRuns(
   client: pg.Pool | pg.PoolClient,
   asOf: Date,
   sites: readonly string[] = [],
-): Promise<{ runs: SnapshotRun[]; later: { site: string; first: Date }[] }> {
+): Promise<{ runs: SnapshotRun[]; later: { site: string; first: Date | null }[] }> {
   const runs = await findSnapshotRuns(client, asOf, sites);
   const missing = sites.filter((site) => !runs.some((r) => r.site === site));
   if (runs.length === 0 || missing.length > 0) {
@@ -166,7 +166,7 @@ async function snapshotRuns(
     // that has no answer, exit code 2; not bad data from CPQ (5).
     throw new SyncError('config', `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report`);
   }
-  const later = sites.length > 0 ? [] : await findSitesSyncedOnlyAfter(client, asOf, sites);
+  const later = sites.length > 0 ? [] : await findSitesNotSyncedBy(client, asOf, sites);
   return { runs: runs.map((r) => ({ site: r.site, runId: r.id, finishedAt: r.finished_at })), later };
 }
 
@@ -190,7 +190,7 @@ export interface SnapshotOptions {
  * database held them then (or, with `adminRights`, every admin right held then and since when).
  * Every row names its site and the run of its site it reflects; the runs are chosen and the rows
  * are read in one snapshot, so they are those runs' state even when another run commits meanwhile.
- * `later`: the sites left out because their first run took effect after `asOf` (asked of every site).
+ * `later`: the sites left out because no successful run of theirs took effect by `asOf` (asked of every site).
  */
 export async function exportSnapshot(
   pool: pg.Pool,
@@ -198,7 +198,7 @@ export async function exportSnapshot(
   format: ExportFormat,
   out: Writable,
   options: SnapshotOptions = {},
-): Promise<{ runs: SnapshotRun[]; rows: number; later: { site: string; first: Date }[] }> {
+): Promise<{ runs: SnapshotRun[]; rows: number; later: { site: string; first: Date | null }[] }> {
   return inReadOnlySnapshot(pool, async (client) => {
     // The first statement takes the transaction's snapshot: the runs in progress and the rows are of one moment.
     const inProgress = await findRunsInProgress(client, asOf, options.sites ?? []);

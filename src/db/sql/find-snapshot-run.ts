@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
@@ -26,21 +27,18 @@ export async function findSnapshotRuns(on: Queryable, asOf: Date, sites: readonl
 }
 
 /**
- * The sites (of `sites`, or every site when empty) whose runs took effect only after `asOf`: each
- * with the effective_at of its first successful run. A snapshot at `asOf` has no state of them.
+ * The sites (of `sites`, or every site when empty) that had no successful run by `asOf`: each with
+ * the effective_at of its first successful run, later, or null when it has none (only failed or
+ * running ones). A snapshot at `asOf` has no state of them.
  */
-export async function findSitesSyncedOnlyAfter(on: Queryable, asOf: Date, sites: readonly string[]): Promise<{ site: string; first: Date }[]> {
+export async function findSitesNotSyncedBy(on: Queryable, asOf: Date, sites: readonly string[]): Promise<{ site: string; first: Date | null }[]> {
   return runCompiled(
     on,
-    queryBuilder
-      .selectFrom('cpq.sync_runs')
-      .select(['site', (eb) => eb.fn.min('effective_at').as('first')])
-      .where('status', '=', 'succeeded')
-      .$if(sites.length > 0, (q) => q.where('site', 'in', sites))
-      .groupBy('site')
-      .having((eb) => eb.fn.min('effective_at'), '>', asOf)
-      .orderBy('site')
-      .$narrowType<{ first: Date }>()
-      .compile(),
+    sql<{ site: string; first: Date | null }>`SELECT site, min(effective_at) FILTER (WHERE status = 'succeeded') AS first
+       FROM cpq.sync_runs
+       WHERE cardinality(${sites}::text[]) = 0 OR site = ANY(${sites}::text[])
+       GROUP BY site
+       HAVING NOT coalesce(bool_or(status = 'succeeded' AND effective_at <= ${asOf}), false)
+       ORDER BY site`.compile(queryBuilder),
   );
 }
