@@ -144,7 +144,7 @@ export async function readBodyCapped(response: Response, url: string, maxBytes: 
  */
 export function decodeBody(bytes: Uint8Array, contentType: string | null, url: string): string {
   const label = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(contentType ?? '')?.[1]?.trim();
-  if (label === undefined || label === '' || /^(utf-?8|unicode-1-1-utf-8)$/i.test(label)) return new TextDecoder().decode(bytes);
+  if (label === undefined || label === '' || utf8Label(label)) return new TextDecoder().decode(bytes);
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
@@ -154,7 +154,7 @@ export function decodeBody(bytes: Uint8Array, contentType: string | null, url: s
   if (holdsUtf8Sequence(bytes)) {
     throw new SyncError(
       'data',
-      `GET ${url}: the response is not valid UTF-8 yet holds UTF-8 sequences, and its Content-Type names the charset ${named}: which one it is written in cannot be told; refused rather than store altered text`,
+      `GET ${url}: the response is not valid UTF-8 (byte ${firstBadByte(bytes)} is not) yet holds UTF-8 sequences, and its Content-Type names the charset ${named}: which one it is written in cannot be told; refused rather than store altered text`,
     );
   }
   let text: string;
@@ -171,23 +171,45 @@ export function decodeBody(bytes: Uint8Array, contentType: string | null, url: s
 }
 
 /**
- * Whether `bytes` hold a valid multi-byte UTF-8 sequence (a lead byte and its continuation bytes,
- * as RFC 3629 allows them: no overlong form, surrogate or code point past U+10FFFF).
+ * The length of the valid multi-byte UTF-8 sequence that starts at `i` (a lead byte and its
+ * continuation bytes, as RFC 3629 allows them: no overlong form, surrogate or code point past
+ * U+10FFFF), or 0.
  */
-function holdsUtf8Sequence(bytes: Uint8Array): boolean {
-  const continuation = (i: number, low = 0x80, high = 0xbf) => i < bytes.length && bytes[i]! >= low && bytes[i]! <= high;
-  for (let i = 0; i < bytes.length; i++) {
-    const lead = bytes[i]!;
-    if (lead < 0xc2 || lead > 0xf4) continue;
-    if (lead <= 0xdf) {
-      if (continuation(i + 1)) return true;
-    } else if (lead <= 0xef) {
-      const [low, high] = lead === 0xe0 ? [0xa0, 0xbf] : lead === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
-      if (continuation(i + 1, low, high) && continuation(i + 2)) return true;
-    } else {
-      const [low, high] = lead === 0xf0 ? [0x90, 0xbf] : lead === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
-      if (continuation(i + 1, low, high) && continuation(i + 2) && continuation(i + 3)) return true;
-    }
+function utf8SequenceAt(bytes: Uint8Array, i: number): number {
+  const continuation = (at: number, low = 0x80, high = 0xbf) => at < bytes.length && bytes[at]! >= low && bytes[at]! <= high;
+  const lead = bytes[i]!;
+  if (lead < 0xc2 || lead > 0xf4) return 0;
+  if (lead <= 0xdf) return continuation(i + 1) ? 2 : 0;
+  if (lead <= 0xef) {
+    const [low, high] = lead === 0xe0 ? [0xa0, 0xbf] : lead === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
+    return continuation(i + 1, low, high) && continuation(i + 2) ? 3 : 0;
   }
+  const [low, high] = lead === 0xf0 ? [0x90, 0xbf] : lead === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+  return continuation(i + 1, low, high) && continuation(i + 2) && continuation(i + 3) ? 4 : 0;
+}
+
+/** Whether `bytes` hold a valid multi-byte UTF-8 sequence anywhere. */
+function holdsUtf8Sequence(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (utf8SequenceAt(bytes, i) > 0) return true;
   return false;
+}
+
+/** The offset of the first byte that neither is ASCII nor begins a valid UTF-8 sequence: for an operator to find it. */
+function firstBadByte(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const step = bytes[i]! < 0x80 ? 1 : utf8SequenceAt(bytes, i);
+    if (step === 0) return i;
+    i += step;
+  }
+  return i;
+}
+
+/** Whether a charset label is one of UTF-8's (utf8, unicode-1-1-utf-8, x-unicode20utf8, …, as the WHATWG decoder reads labels). */
+function utf8Label(label: string): boolean {
+  try {
+    return new TextDecoder(label).encoding === 'utf-8';
+  } catch {
+    return false;
+  }
 }

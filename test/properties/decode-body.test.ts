@@ -65,7 +65,7 @@ describe('decoding a response body', () => {
   it('UTF-8 with one stray byte, labelled ISO-8859-1, and one-byte text that happens to hold a UTF-8 sequence (É’, GBK): refused, not guessed', () => {
     const strayByte = Buffer.concat([Buffer.from('{"lastName":"Müller","x":"', 'utf8'), Buffer.from([0xff]), Buffer.from('"}', 'utf8')]);
     expect(() => decodeBody(strayByte, LATIN1, URL)).toThrow(
-      `GET ${URL}: the response is not valid UTF-8 yet holds UTF-8 sequences, and its Content-Type names the charset "ISO-8859-1": which one it is written in cannot be told; refused rather than store altered text`,
+      `GET ${URL}: the response is not valid UTF-8 (byte ${Buffer.byteLength('{"lastName":"Müller","x":"')} is not) yet holds UTF-8 sequences, and its Content-Type names the charset "ISO-8859-1": which one it is written in cannot be told; refused rather than store altered text`,
     );
     // JOSÉ’S in windows-1252: É (0xC9) and ’ (0x92) make a UTF-8 pair; Müller's ü (0xFC) is no UTF-8.
     expect(() => decodeBody(Buffer.from([0x4a, 0x4f, 0x53, 0xc9, 0x92, 0x53, 0x20, 0x4d, 0xfc]), 'text/json; charset=windows-1252', URL)).toThrow(AMBIGUOUS);
@@ -73,6 +73,12 @@ describe('decoding a response body', () => {
     expect(() => decodeBody(Buffer.from([0xd6, 0xa3, 0x20, 0xcd, 0xf5, 0xb7, 0xbc]), 'application/json; charset=gbk', URL)).toThrow(AMBIGUOUS);
     // Without such a pair, GBK is read as GBK.
     expect(decodeBody(Buffer.from([0xcd, 0xf5, 0xb7, 0xbc]), 'application/json; charset=gbk', URL)).toBe('王芳');
+  });
+
+  it('any label of UTF-8 (x-unicode20utf8, unicode11utf8) is UTF-8: a stray byte becomes U+FFFD, as with charset=utf-8 (review DA)', () => {
+    const bytes = Buffer.concat([Buffer.from('Müller ', 'utf8'), Buffer.from([0xff])]);
+    for (const label of ['x-unicode20utf8', 'unicode11utf8', 'UTF8'])
+      expect(decodeBody(bytes, `application/json; charset=${label}`, URL)).toBe('Müller \ufffd');
   });
 
   it('a charset with no decoder, on bytes that are not UTF-8, is refused by name', () => {
