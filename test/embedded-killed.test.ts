@@ -101,11 +101,15 @@ describe('embedded Postgres and a killed run', () => {
     // Usually it is not ready yet, and outlives the killed process; it may also end by itself (a log
     // line written to the killed process's closed pipe). Either way the next run must find the folder usable.
     const orphan = Number(lines![0]);
+    // Its start time too: once it has ended and been reaped, a busy machine may give its number to
+    // another process (pid_max is 32768 here; a fresh-clone CI run once saw the number alive again
+    // after a next run that had started its own server, which the orphan's lock would have stopped).
+    const orphanStart = startTimeOf(orphan);
 
     const again = await cli(['run'], env);
     expect(again.stderr, 'the next run').toBe('');
     expect(again.code, 'the next run').toBe(0);
-    expect(processRuns(orphan), 'the orphan (a zombie, where nothing reaps it, has ended)').toBe(false);
+    expect(processRuns(orphan) && startTimeOf(orphan) === orphanStart, 'the orphan (a zombie, where nothing reaps it, has ended)').toBe(false);
   }, 120_000);
 
   it('a stale postmaster.pid naming another live process (a reboot reused its number) is not signalled', async () => {
@@ -132,3 +136,13 @@ describe('embedded Postgres and a killed run', () => {
     expect(bystander.exitCode).toBeNull();
   }, 120_000);
 });
+
+/** When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or undefined when none runs. */
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
