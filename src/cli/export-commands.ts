@@ -139,14 +139,13 @@ export function registerExportCommands(program: Command): void {
             for (const run of await findRunsInProgress(database.pool, asOf, opts.site ?? [])) {
               if (!locked.has(run.site) && !(await syncLockIsFree(database.pool, run.site))) locked.add(run.site);
             }
-            const warnInProgress = async (inProgress: { site: string; id: string; started_at: Date }[]) => {
+            const warnInProgress = (inProgress: { site: string; id: string; started_at: Date }[]) => {
               for (const run of inProgress.filter((r) => locked.has(r.site))) {
                 log.warn(
                   { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
                   `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
                 );
               }
-              return Promise.resolve();
             };
             const adminRights = opts.adminRights === true;
             const { runs, rows, later } = await writeOutput(

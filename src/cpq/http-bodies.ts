@@ -101,7 +101,7 @@ export async function readHead(response: Response, maxBytes: number): Promise<st
  * (announced in Content-Length or actually sent), so an endless or huge body never fills memory.
  * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD; but a
  * body that is not valid UTF-8 and whose Content-Type names another charset is decoded in that
- * one (decodeBody).
+ * one, or refused when it could be either (decodeBody).
  */
 export async function readBodyCapped(response: Response, url: string, maxBytes: number): Promise<string> {
   const tooLarge = () => new SyncError('data', `GET ${url}: the response is larger than CPQ_MAX_PAGE_BYTES (${maxBytes} bytes); refused`);

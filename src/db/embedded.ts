@@ -241,10 +241,11 @@ function collect(runtime: Runtime, child: ChildProcess): void {
 
 /**
  * Writes a new file (0600) for the server's account, given to that account, in or beside the data
- * folder (whose parent the account may not change, so the path leads where it did). The owner is set on the file this
- * call created (fchown on its descriptor), never by path: as root, a path the account can change
- * would let it swap in a link between writing and chown (chown follows links), and have root
- * give it any file on the machine (/etc/shadow). O_EXCL refuses a link or file in its place.
+ * folder (whose parent the account may not change, so the path leads where it did). The owner is
+ * set on the file this call created (fchown on its descriptor), never by path: as root, a path the
+ * account can change would let it swap in a link between writing and chown (chown follows links),
+ * and have root give it any file on the machine (/etc/shadow). O_EXCL refuses a link or file in
+ * its place.
  */
 async function writeServerFile(runtime: Runtime, path: string, text: string): Promise<void> {
   const file = await open(path, 'wx', 0o600);

@@ -166,7 +166,7 @@ async function snapshotRuns(
     // that has no answer, exit code 2; not bad data from CPQ (5).
     throw new SyncError('config', `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report`);
   }
-  const later = sites.length > 0 ? [] : await findSitesNotSyncedBy(client, asOf, sites);
+  const later = sites.length > 0 ? [] : await findSitesNotSyncedBy(client, asOf, []);
   return { runs: runs.map((r) => ({ site: r.site, runId: r.id, finishedAt: r.finished_at })), later };
 }
 
@@ -182,7 +182,7 @@ export interface SnapshotOptions {
    * recorded running that started at or before `asOf`: what the snapshot sees, not what was seen
    * a moment before it began (a run committing in between is in the snapshot, not running).
    */
-  onRunsInProgress?: (runs: { site: string; id: string; started_at: Date }[]) => Promise<void>;
+  onRunsInProgress?: (runs: { site: string; id: string; started_at: Date }[]) => void | Promise<void>;
 }
 
 /**
