@@ -35,6 +35,13 @@ async function rightsAt(h: Harness, at: string, runs: string[], site?: string): 
     .sort();
 }
 
+/** A full run, which must succeed: its effective_at as Postgres prints it (what rightsAt's `since` is compared with). */
+async function fullRunAt(h: Harness): Promise<string> {
+  const result = await h.sync({ full: true });
+  expect(result.status).toBe('succeeded');
+  return (await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]))[0]!.e;
+}
+
 describe('cpq.admin_rights_as_of', () => {
   it('each admin right of each user present then, since the start of the unbroken stretch in which they held it', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
@@ -42,9 +49,7 @@ describe('cpq.admin_rights_as_of', () => {
     for (const login of [alice, bob, carol, dave]) h.sim.updateUser('_host', login, NO_RIGHTS);
     const runs: string[] = [];
     const run = async () => {
-      const result = await h.sync({ full: true });
-      expect(result.status).toBe('succeeded');
-      runs.push((await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]))[0]!.e);
+      runs.push(await fullRunAt(h));
       return runs.at(-1)!;
     };
     const group = { variableName: 'siteAdmins', label: 'Site admins', type: 'Administrator' };
@@ -177,11 +182,7 @@ describe('cpq.admin_rights_as_of across a version that says neither CPQ id nor d
       const first = field === 'dateAdded' ? '2020-01-01T00:00:00.000Z' : 1001;
       const next = field === 'dateAdded' ? '2024-01-01T00:00:00.000Z' : 2002;
       const runs: string[] = [];
-      const run = async () => {
-        const result = await h.sync({ full: true });
-        expect(result.status).toBe('succeeded');
-        runs.push((await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]))[0]!.e);
-      };
+      const run = async () => void runs.push(await fullRunAt(h));
       // Run 1: the first holder, a user admin; run 2: their record once without the field; run 3: someone new, an admin too.
       h.sim.updateUser('_host', login, { ...NO_RIGHTS, isUserAdminPermEnabled: true, [field]: first });
       await run();

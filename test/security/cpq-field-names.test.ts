@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 
 /*
  * Review CW: the caches of field spellings (which canonical field a received key is, per
@@ -11,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 describe('field-name caches hold no key of any length', () => {
   it('100 records, each with new 1 MiB keys at the top, in a group and in a permission, are normalized within a 64 MB heap', async () => {
     // The built normalizer in a process of its own, whose heap the keys would exhaust if held.
-    const script = `import { normalizeUser } from ${JSON.stringify(new URL('../../dist/normalize/user-record.js', import.meta.url).href)};
+    const script = `import { normalizeUser } from ${builtModule('normalize/user-record.js')};
       const source = { companyLogin: '_host', isIntegrationUser: false, origin: 'http://site/users' };
       const long = (tag, i) => tag + i + 'x'.repeat(1 << 20);
       let normalized = 0;
@@ -26,10 +25,6 @@ describe('field-name caches hold no key of any length', () => {
         if (row.login === 'user' + i) normalized++;
       }
       console.log(normalized);`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--max-old-space-size=64', '--input-type=module', '-e', script], {
-      env: {},
-      maxBuffer: 1 << 20,
-    });
-    expect(stdout.trim()).toBe('100');
+    expect((await runWithHeap(64, script)).trim()).toBe('100');
   });
 });

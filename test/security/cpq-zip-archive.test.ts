@@ -1,11 +1,10 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 import { localEntry, withDirectory, zipOf, type CentralEntry } from '../helpers/zip-bytes.js';
 import { hostileSite, type HostileSite } from './cpq-hostile.js';
 
@@ -136,13 +135,12 @@ describe('what each entry of the central directory costs (review CW)', () => {
       const file = join(dir, 'export.zip');
       await writeFile(file, manyExtraFields(300));
       // The built reader in a process of its own, whose heap a hostile archive would exhaust.
-      const script = `import { ZipArchive } from ${JSON.stringify(new URL('../../dist/cpq/zip-archive.js', import.meta.url).href)};
+      const script = `import { ZipArchive } from ${builtModule('cpq/zip-archive.js')};
         const archive = await ZipArchive.open(process.argv[1], { maxBytes: 2 ** 32, maxEntries: 1000, maxRatio: 200, maxTotalBytes: 2 ** 34 });
         const users = await archive.userEntries();
         archive.close();
         console.log(JSON.stringify(users.map((u) => u.name)));`;
-      const { stdout } = await promisify(execFile)(process.execPath, ['--max-old-space-size=64', '--input-type=module', '-e', script, file], { env: {} });
-      expect(JSON.parse(stdout)).toEqual(['"users.jsonl"']);
+      expect(JSON.parse(await runWithHeap(64, script, [file]))).toEqual(['"users.jsonl"']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -3,6 +3,7 @@ import Cursor from 'pg-cursor';
 import { sql } from 'kysely';
 import { isoUtcText, selectList, type TextColumn } from '../as-text.js';
 import { queryBuilder } from '../compiled-query.js';
+import { runOfSite, snapshotRunColumns } from './open-snapshot.js';
 
 const a = (name: string) => sql.ref(`a.${name}`);
 const text = (name: string): TextColumn => ({ name, json: false, expr: a(name) });
@@ -20,9 +21,7 @@ export function openAdminRights(
   { asOf, runIds }: { asOf: Date; runIds: readonly string[] },
 ): { columns: TextColumn[]; cursor: Cursor<(string | null)[]> } {
   const columns: TextColumn[] = [
-    { name: 'snapshot_as_of', json: false, expr: isoUtcText(sql`${asOf}::timestamptz`) },
-    { name: 'snapshot_run_id', json: false, expr: sql`run.id::text` },
-    { name: 'snapshot_run_finished_at', json: false, expr: isoUtcText(sql.ref('run.finished_at')) },
+    ...snapshotRunColumns(asOf),
     text('site'),
     text('company_login'),
     text('login'),
@@ -32,7 +31,7 @@ export function openAdminRights(
   ];
   const query = sql`SELECT ${selectList(columns)}
      FROM cpq.admin_rights_as_of(${asOf}) a
-     JOIN (SELECT site, id, finished_at FROM cpq.sync_runs WHERE id = ANY(${runIds}::bigint[])) run ON run.site = a.site
+     JOIN ${runOfSite(runIds)} ON run.site = a.site
      ORDER BY a.site COLLATE "C", a.company_login COLLATE "C", a.login COLLATE "C", a.admin_right COLLATE "C", a.group_variable_name COLLATE "C"`.compile(
     queryBuilder,
   );

@@ -43,6 +43,18 @@ const USER_COLUMNS: TextColumn[] = [
  */
 const ADDED_COLUMNS: TextColumn[] = [json('is_proxy_perm_enabled')];
 
+/** The columns that name what a snapshot's row reflects (its time, and the run of its site: `run`, runOfSite). */
+export function snapshotRunColumns(asOf: Date): TextColumn[] {
+  return [
+    { name: 'snapshot_as_of', json: false, expr: isoUtcText(sql`${asOf}::timestamptz`) },
+    { name: 'snapshot_run_id', json: false, expr: sql`run.id::text` },
+    { name: 'snapshot_run_finished_at', json: false, expr: isoUtcText(sql.ref('run.finished_at')) },
+  ];
+}
+
+/** `run`, the run of each site among `runIds` (one per site, findSnapshotRuns), to join on its site. */
+export const runOfSite = (runIds: readonly string[]) => sql`(SELECT site, id, finished_at FROM cpq.sync_runs WHERE id = ANY(${runIds}::bigint[])) run`;
+
 /**
  * Opens a cursor over every user present at `asOf` (cpq.users_as_of) in the sites of `runIds`,
  * with groups and access permissions as the database held them then, each row naming the run of
@@ -53,14 +65,7 @@ export function openSnapshot(
   client: pg.PoolClient,
   { asOf, runIds, withRaw }: { asOf: Date; runIds: readonly string[]; withRaw: boolean },
 ): { columns: TextColumn[]; cursor: Cursor<(string | null)[]> } {
-  const columns: TextColumn[] = [
-    { name: 'snapshot_as_of', json: false, expr: isoUtcText(sql`${asOf}::timestamptz`) },
-    { name: 'snapshot_run_id', json: false, expr: sql`run.id::text` },
-    { name: 'snapshot_run_finished_at', json: false, expr: isoUtcText(sql.ref('run.finished_at')) },
-    ...USER_COLUMNS,
-    ...(withRaw ? [json('raw')] : []),
-    ...ADDED_COLUMNS,
-  ];
+  const columns: TextColumn[] = [...snapshotRunColumns(asOf), ...USER_COLUMNS, ...(withRaw ? [json('raw')] : []), ...ADDED_COLUMNS];
   // The sql tag, not the builder: aggregates of set-returning functions joined in CTEs read better
   // as SQL, and the rows are streamed by pg-cursor in array row mode, not run by runCompiled.
   // In code-point order (COLLATE "C"): the same state is the same file from any database, whatever its collation.
@@ -79,7 +84,7 @@ export function openSnapshot(
      )
      SELECT ${selectList(columns)}
      FROM cpq.users_as_of(${asOf}) u
-     JOIN (SELECT site, id, finished_at FROM cpq.sync_runs WHERE id = ANY(${runIds}::bigint[])) run ON run.site = u.site
+     JOIN ${runOfSite(runIds)} ON run.site = u.site
      LEFT JOIN g ON g.user_id = u.id
      LEFT JOIN p ON p.user_id = u.id
      WHERE u.deleted_at IS NULL
