@@ -70,6 +70,9 @@ interface UserState {
   perms: string[];
   /** the record as change detection reads it: keys and relations as sets, group labels and types left out (restated, README) */
   content: string;
+  /** CPQ's id and dateAdded as sent (null when absent): where either changes, the login was given to someone new */
+  cpqId: string | null;
+  dateAdded: string | null;
 }
 interface Snapshot {
   runId: string;
@@ -111,10 +114,15 @@ function stateOf(company: string, login: string, present: boolean, r: Rec): User
       .map((p) => `${String(p.type)}/${String(p.variableName)}=${String(p.hasAccess)}`)
       .sort(),
     content: contentOf(r),
+    cpqId: typeof r.id === 'number' ? String(r.id) : null,
+    dateAdded: typeof r.dateAdded === 'string' ? r.dateAdded : null,
   };
 }
 function contentOf(r: Rec): string {
   const out: Rec = Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  // A mapped field sent as null says what leaving it out says (README, restated records); the
+  // simulator's users have no id until ChangeIdentity gives them one.
+  if (out.id === null) delete out.id;
   out.groups = items(r, 'groups')
     .map((g) => JSON.stringify({ ...g, label: null, type: null }))
     .sort();
@@ -178,21 +186,41 @@ const FLAG_COLUMNS: Record<Flag, string> = {
 };
 
 /**
+ * The index of the run from which user `id`'s state at run `k` is the same person: the last run
+ * whose state gives a CPQ id or dateAdded other than the last one any earlier state gave (a state
+ * without either carries the last one known on), or the user's first state.
+ */
+function personStart(model: SiteModel, id: string, k: number): number {
+  let start = -1;
+  let known: { cpqId: string | null; dateAdded: string | null } = { cpqId: null, dateAdded: null };
+  for (let j = 0; j <= k; j++) {
+    const u = model.runs[j]!.users.get(id);
+    if (!u) continue;
+    const differs = (now: string | null, before: string | null) => now !== null && before !== null && now !== before;
+    if (start < 0 || differs(u.cpqId, known.cpqId) || differs(u.dateAdded, known.dateAdded)) start = j;
+    known = { cpqId: u.cpqId ?? known.cpqId, dateAdded: u.dateAdded ?? known.dateAdded };
+  }
+  return start;
+}
+
+/**
  * Every admin right of every user present at `t` (each flag set, each Administrator-type group),
  * since the first run of the uninterrupted run of states in force then that held it: the user
- * present with the flag; or present, a member, and the group's type Administrator.
+ * present with the flag; or present, a member, and the group's type Administrator; and no earlier
+ * than the run from which the login is held by the same person.
  */
 function modelAdminRights(model: SiteModel, t: bigint): string[] {
   const k = inForce(model, t);
   if (k < 0) return [];
   const out: string[] = [];
-  const since = (held: (snap: Snapshot) => boolean) => {
-    let j = k;
-    while (j > 0 && held(model.runs[j - 1]!)) j--;
-    return model.runs[j]!.e;
-  };
   for (const [id, u] of model.runs[k]!.users) {
     if (!u.present) continue;
+    const person = personStart(model, id, k);
+    const since = (held: (snap: Snapshot) => boolean) => {
+      let j = k;
+      while (j > person && held(model.runs[j - 1]!)) j--;
+      return model.runs[j]!.e;
+    };
     for (const flag of FLAGS) {
       if (!u.flags[flag]) continue;
       const held = (snap: Snapshot) => {
@@ -481,6 +509,39 @@ class MoveUser implements Cmd {
   }
   toString = () => `move user #${this.n} of ${this.company} to the other company`;
 }
+/** CPQ sends a user's id or dateAdded as another value (the login given to someone new), as null, or as a value it had. */
+class ChangeIdentity implements Cmd {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+    readonly field: 'id' | 'dateAdded',
+    readonly value: number | null,
+  ) {}
+  check = () => true;
+  async run(_m: Model, { h }: Real) {
+    const u = pick(
+      h.sim.users(this.company).filter((x) => x.oauthClientId === undefined),
+      this.n,
+    );
+    if (!u) return;
+    const value = this.value === null ? null : this.field === 'id' ? 900_000 + this.value : new Date(Date.UTC(2020, 0, 1 + this.value)).toISOString();
+    h.sim.updateUser(this.company, String(u.login), { [this.field]: value });
+  }
+  toString = () => `${this.field} of user #${this.n} of ${this.company} = ${this.value === null ? 'null' : `value ${this.value}`}`;
+}
+/** A change, then a run. */
+class ThenRun implements Cmd {
+  constructor(
+    readonly change: Cmd,
+    readonly then: Run,
+  ) {}
+  check = (m: Readonly<Model>) => this.change.check(m);
+  async run(model: Model, real: Real) {
+    await this.change.run(model, real);
+    await this.then.run(model, real);
+  }
+  toString = () => `${String(this.change)}, then ${String(this.then)}`;
+}
 class ChangeGroups implements Cmd {
   constructor(
     readonly company: string,
@@ -637,6 +698,9 @@ const commands = [
   fc.tuple(company, fc.nat()).map(([c, n]) => new MoveUser(c, n)),
   fc.tuple(company, fc.nat(), group, fc.boolean()).map(([c, n, g, add]) => new ChangeGroups(c, n, g, add)),
   fc
+    .tuple(company, fc.nat(), fc.constantFrom<'id' | 'dateAdded'>('id', 'dateAdded'), fc.option(fc.integer({ min: 1, max: 3 }), { nil: null }))
+    .map(([c, n, f, v]) => new ChangeIdentity(c, n, f, v)),
+  fc
     .tuple(company, fc.nat(), fc.constantFrom('laptops', 'phones'), fc.constantFrom<boolean | 'remove'>(true, false, 'remove'))
     .map(([c, n, v, a]) => new SetPermission(c, n, v, a)),
   fc.tuple(group, fc.constantFrom('Admins', 'Sales team', 'Renamed'), fc.constantFrom('Administrator', 'Sales')).map(([g, l, t]) => new RelabelGroup(g, l, t)),
@@ -710,6 +774,36 @@ describe("the README's auditor queries against a model (property)", () => {
     propertyTimeout(100_000),
   );
 
+  // The same, narrowed to two host users whose rights are held while CPQ sends their id and
+  // dateAdded as other values, as null and as values they had: the person a login is held by.
+  // Each change is followed by a run, so that a few commands make the versions it takes.
+  const identityRun = fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'json', 'zip')).map(([full, f]) => new Run(full, f));
+  const identityChanges = [
+    fc
+      .tuple(fc.constantFrom(0, 1, 1), fc.constantFrom<'id' | 'dateAdded'>('id', 'dateAdded'), fc.constantFrom(null, 1, 2))
+      .map(([n, f, v]) => new ChangeIdentity('_host', n, f, v)),
+    fc
+      .tuple(fc.constantFrom(0, 1, 1), fc.constantFrom<'id' | 'dateAdded'>('id', 'dateAdded'), fc.constantFrom(null, 1, 2))
+      .map(([n, f, v]) => new ChangeIdentity('_host', n, f, v)),
+    fc.tuple(fc.constantFrom(1, 2), fc.constantFrom(...FLAGS), fc.boolean()).map(([n, f, v]) => new SetFlag('_host', n, f, v)),
+    fc.tuple(fc.constantFrom(1, 2), fc.constantFrom('grpB', 'adminAccessGroupsOnly'), fc.boolean()).map(([n, g, add]) => new ChangeGroups('_host', n, g, add)),
+    fc.constantFrom(1, 2).map((n) => new DeleteUser('_host', n)),
+    fc.nat().map((n) => new RestoreUser(n)),
+  ];
+  const identityCommands = identityChanges.map((change) => fc.tuple(change, identityRun).map(([c, r]) => new ThenRun(c, r)));
+  it(
+    'who had admin rights and since when, across the CPQ id and dateAdded a login is sent with',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.commands(identityCommands, commandSettings(14)), async (cmds) =>
+          runCase([new SetFlag('_host', 1, 'isUserAdminPermEnabled', true), new Run(true, 'json'), ...cmds, new MoveClock(1000), new Run(false, 'json')]),
+        ),
+        runs(10, propertyTimeout(100_000)),
+      );
+    },
+    propertyTimeout(100_000),
+  );
+
   /** Sequences a search found or the brief's boundaries, kept as they were minimized. */
   const sequences: Record<string, Cmd[]> = {
     // the model gave site b site default's relabelled label (model, not product: site b keeps its own groups)
@@ -735,6 +829,24 @@ describe("the README's auditor queries against a model (property)", () => {
       new Run(false, 'json'),
       new MoveUser('_host', 1),
       new Run(true, 'json'),
+    ],
+    // a login given to someone new across a record without the field (review CY), and back to a value it had
+    'an admin user’s id and dateAdded sent as null, then as new values, then as an old one': [
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', true),
+      new Run(true, 'json'),
+      new ChangeIdentity('_host', 1, 'dateAdded', null),
+      new Run(false, 'json'),
+      new ChangeIdentity('_host', 1, 'dateAdded', 2),
+      new Run(false, 'zip'),
+      new ChangeIdentity('_host', 1, 'id', null),
+      new Run(true, 'json'),
+      new ChangeIdentity('_host', 1, 'id', 1),
+      new ChangeIdentity('_host', 1, 'dateAdded', null),
+      new Run(false, 'json'),
+      new ChangeIdentity('_host', 1, 'id', 2),
+      new Run(false, 'json'),
+      new ChangeIdentity('_host', 1, 'id', 1),
+      new Run(true, 'zip'),
     ],
   };
   for (const [name, cmds] of Object.entries(sequences)) it(`sequence: ${name}`, () => runCase(cmds), 60_000);
