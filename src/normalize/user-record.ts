@@ -545,8 +545,11 @@ function lostSpellingsJson(record: Record<string, unknown>): string {
   if (RECORD_FIELDS.losers === 0) return '';
   const lost = Object.keys(record).filter((k) => RECORD_FIELDS.lost(k));
   const lower = lost.map((k) => k.toLowerCase());
+  // Counted once, not searched per key: a record of many spellings would cost their square (review DD).
+  const sharing = new Map<string, number>();
+  for (const l of lower) sharing.set(l, (sharing.get(l) ?? 0) + 1);
   const entries = lost.map((k, i): [string, unknown] => {
-    const shared = lower.indexOf(lower[i]!) !== lower.lastIndexOf(lower[i]!);
+    const shared = sharing.get(lower[i]!)! > 1;
     return [shared ? `${lower[i]!}\u0000${k}` : lower[i]!, withSortedKeys(record[k])];
   });
   return stringifyExactJson(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
