@@ -6,7 +6,7 @@ import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { TooComplexError, parseExactJson } from '../exact-json.js';
-import { RepeatedPagingFieldError, TwoItemsError, cutCollectionBody } from './json-items.js';
+import { ItemsFormError, RepeatedPagingFieldError, TwoItemsError, cutCollectionBody } from './json-items.js';
 import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
 import {
@@ -289,6 +289,7 @@ export class CpqHttpClient {
       } catch (err) {
         if (err instanceof TwoItemsError) throw new SyncError('data', `GET ${url}: ${err.message}; refused rather than read one of them`);
         if (err instanceof RepeatedPagingFieldError) throw new SyncError('data', `GET ${url}: ${err.message}; refused rather than take one`);
+        if (err instanceof ItemsFormError) throw new SyncError('data', `GET ${url}: ${err.message}; refused`);
         throw err;
       }
       if (cut) {

@@ -167,9 +167,16 @@ export class JsonItemsParser {
         }
         throw new EntryContentError(`expected ":" after the key "${this.key}", found ${describeChar(c)}`);
       case State.Value:
-        if (this.key !== 'items') return this.startCapture('value', i);
+        if (this.key !== 'items') {
+          // Read in one spelling only, an "Items" beside "items" would hold users never read
+          // (and a full read would delete them), as a second paging field's spelling would end it.
+          if (this.key.toLowerCase() === 'items') throw new ItemsFormError(`the collection body has "${this.key}", another spelling of "items"`);
+          return this.startCapture('value', i);
+        }
         if (this.sawItems) throw new TwoItemsError();
-        if (c !== LBRACKET) throw new EntryContentError('"items" in the collection body must be an array');
+        // Thrown, not left to a caller that reads the body whole: that keeps the last of two equal
+        // keys, and a second "items" (or "hasMore") after this one would pass unseen (review DC).
+        if (c !== LBRACKET) throw new ItemsFormError(`"items" in the collection body must be an array, got ${valueKind(c)}`);
         this.sawItems = true;
         this.state = State.ItemOrEnd;
         return i + 1;
@@ -327,6 +334,22 @@ export class JsonItemsParser {
  * A collection body with two "items" keys: which is the page? JSON.parse would keep the last and
  * drop the users of the other unseen, so it is refused, on every path.
  */
+/** What a JSON value starting with the character `c` is, for an error. */
+function valueKind(c: number): string {
+  if (c === LBRACE) return 'an object';
+  if (c === QUOTE) return 'text';
+  const first = String.fromCharCode(c);
+  if (first === 'n') return 'null';
+  if (first === 't' || first === 'f') return 'true or false';
+  return /[-\d]/.test(first) ? 'a number' : describeChar(c);
+}
+
+/**
+ * A collection body whose items are not one array under "items": refused as it is, since read
+ * whole (as JSON.parse reads it) a repeated key would no longer show.
+ */
+export class ItemsFormError extends EntryContentError {}
+
 export class TwoItemsError extends EntryContentError {
   constructor() {
     super('the collection body has two "items" keys');
@@ -386,8 +409,8 @@ export class PagingFields {
  * A JSON page of users, `{"items":[...], "hasMore":..., ...}`, cut into the text of each item
  * (parsed later, one at a time: PageRecords), and its other values parsed as parseExactJson
  * would. Undefined for any other body (an array, bad JSON outside the items): the caller then
- * parses it whole, which reports it or reads it as it always did. Throws TwoItemsError, and
- * RepeatedPagingFieldError.
+ * parses it whole, which reports it or reads it as it always did. Throws TwoItemsError,
+ * RepeatedPagingFieldError and ItemsFormError.
  */
 export function cutCollectionBody(text: string): { envelope: Record<string, unknown>; itemTexts: string[] } | undefined {
   // The parser skips a byte-order mark, as a zip entry may start with one; the decoder of an HTTP
@@ -413,7 +436,7 @@ export function cutCollectionBody(text: string): { envelope: Record<string, unkn
     parser.write(text);
     parser.end();
   } catch (err) {
-    if (err instanceof TwoItemsError || err instanceof RepeatedPagingFieldError) throw err;
+    if (err instanceof TwoItemsError || err instanceof RepeatedPagingFieldError || err instanceof ItemsFormError) throw err;
     return undefined;
   }
   return parser.envelope ? { envelope, itemTexts } : undefined;
