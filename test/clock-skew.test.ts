@@ -1,3 +1,6 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, vi } from 'vitest';
 import { checkReadiness } from '../src/worker/readiness.js';
@@ -75,6 +78,25 @@ describe('a machine whose clock is off', () => {
       { email: null, raw_email: '[redacted]' },
     ]);
   });
+
+  for (const stepMs of [HOUR, -HOUR]) {
+    it(`a clock stepped ${stepMs > 0 ? 'an hour ahead' : 'back an hour'} during a run dates the run by the database's clock, between its start and its end (review DE)`, async ({
+      startHarness,
+    }) => {
+      const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+      // The clock steps when the run asks for its first page: after it measured the database's clock at its start.
+      const stepFile = join(await mkdtemp(join(tmpdir(), 'clock-step-')), 'stepped');
+      h.sim.onRequest = async () => {
+        await writeFile(stepFile, '');
+      };
+      expect((await cli(['run'], skewed(h, 0, { CLOCK_STEP_FILE: stepFile, CLOCK_STEP_MS: String(stepMs) }))).code).toBe(0);
+      const [run] = await h.t.query<{ within: boolean }>(`SELECT effective_at BETWEEN started_at AND finished_at AS within FROM cpq.sync_runs`);
+      expect(run).toEqual({ within: true });
+      // And the history the next run continues is the one this run dated: as of now, the tables.
+      const [asOf] = await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.users_as_of(now())`);
+      expect(asOf).toEqual({ n: 3 });
+    });
+  }
 
   it('/readyz judges how long runs have failed by the database clock: a worker a day ahead took a failure after a success a day old for a streak of two', async ({
     startHarness,

@@ -86,7 +86,7 @@ export class DirectLoad {
     private readonly stager: Stager,
     private readonly site: string,
     private readonly runId: string,
-    private readonly effectiveAt: () => Date,
+    private readonly effectiveAt: () => Promise<Date>,
     firstLoads: Iterable<string>,
   ) {
     for (const company of firstLoads) this.lastLogin.set(company, new Map());
@@ -140,7 +140,7 @@ export class DirectLoad {
 
   private async encode(rows: UserRow[]) {
     const ids = await this.reserveIds(rows.length);
-    const at = this.effectiveAt().toISOString();
+    const at = (await this.effectiveAt()).toISOString();
     const { users, memberships, permissions, changes } = this.page.open();
     rows.forEach((row, i) => {
       const id = ids[i]!;

@@ -43,7 +43,7 @@ export class MergeBatches {
     private readonly stager: Stager,
     private readonly site: string,
     private readonly runId: string,
-    private readonly effectiveAt: () => Date,
+    private readonly effectiveAt: () => Promise<Date>,
     private readonly batchUsers: number,
     private readonly log?: Logger,
   ) {}
@@ -55,7 +55,7 @@ export class MergeBatches {
     await this.stager.enqueue(async () => {
       this.inserted += await mergeNewUsers(
         this.client,
-        { site: this.site, runId: this.runId, effectiveAt: this.effectiveAt(), afterSeq: from, toSeq: to },
+        { site: this.site, runId: this.runId, effectiveAt: await this.effectiveAt(), afterSeq: from, toSeq: to },
         this.log,
       );
     });

@@ -79,11 +79,6 @@ class SyncRun {
   private stager: Stager | undefined;
   /** The site's stream cursors as the run found them, read once under its sync lock (no other run writes them meanwhile). */
   private cursors: Map<string, StreamCursor> = new Map();
-  /**
-   * When the versions this run writes start (their valid_from, sync_runs.effective_at): fixed
-   * when its first merge, batch or final, begins, by the database's clock (readRunClock).
-   */
-  private effectiveAt: Date | undefined;
   /** HISTORY_RETENTION's cutoff this run redacted up to, by the database's clock; undefined without a retention. */
   private retainedFrom: Date | undefined;
 
@@ -456,7 +451,14 @@ class SyncRun {
     const stager = await Stager.create(client);
     this.stager = stager;
     const notBefore = clock.lastEffectiveAt === null ? -Infinity : clock.lastEffectiveAt.getTime() + 1;
-    const effectiveAt = () => (this.effectiveAt ??= new Date(Math.max(Date.now() + clock.offsetMs, notBefore)));
+    // Read from the database when first needed, not worked out from the offset measured at the
+    // start: a clock stepped in between (NTP, a VM resumed) dated the run an hour ahead, or before
+    // its own start, and snapshots and as-of answers followed it (review DE). On the pool: the
+    // run's client may be writing a COPY that waits for these rows.
+    // When the versions this run writes start (their valid_from, sync_runs.effective_at): fixed
+    // when its first merge, batch or final, or its first direct write begins.
+    let fixed: Promise<Date> | undefined;
+    const effectiveAt = () => (fixed ??= readDatabaseNow(pool).then((now) => new Date(Math.max(now.getTime(), notBefore))));
     const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
     const readAll = this.cpq.companies.includes('*');
     let integrationUsers = new IntegrationUsers();
@@ -581,17 +583,16 @@ class SyncRun {
       warn: (m: string) => this.warn(m),
     };
     const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });
-    const counts = await mergeStaged(client, site, runId, effectiveAt(), deletions, batches.inserted + direct.written, log);
+    const counts = await mergeStaged(client, site, runId, await effectiveAt(), deletions, batches.inserted + direct.written, log);
     // Host aliases: a user an earlier release filed under one is no new integration user (insertAlerts).
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log, hostAliases);
-    await saveStreamCursors(
-      client,
-      { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate, clockOffsetMs: clock.offsetMs },
-      this.progress,
-      (m) => this.warn(m),
+    // The database's clock now, not the start's offset: this machine's may have been stepped since.
+    const now = await readDatabaseNow(client);
+    await saveStreamCursors(client, { site, runId, lookbackMs: config.lookbackMs, siteDate: this.http.earliestSiteDate, now }, this.progress, (m) =>
+      this.warn(m),
     );
     // Expired by the database's clock, which dates what it redacts.
-    const retainedFrom = config.historyRetentionMs === undefined ? undefined : new Date(Date.now() + clock.offsetMs - config.historyRetentionMs);
+    const retainedFrom = config.historyRetentionMs === undefined ? undefined : new Date(now.getTime() - config.historyRetentionMs);
     this.retainedFrom = retainedFrom;
     await proveRun(client, site, runId, this.progress, retainedFrom, log);
     // Last: the update holds the site's row until the commit, and another session adding the same
@@ -600,7 +601,7 @@ class SyncRun {
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();
-    await finishRun(client, runId, { status: 'succeeded', mode, pages, counts, streams, warnings: this.warnings, http, effectiveAt: effectiveAt() });
+    await finishRun(client, runId, { status: 'succeeded', mode, pages, counts, streams, warnings: this.warnings, http, effectiveAt: await effectiveAt() });
     return { site, runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, http, ...counts };
   }
 }

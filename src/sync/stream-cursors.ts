@@ -49,12 +49,12 @@ export async function saveStreamCursors(
     runId,
     lookbackMs,
     siteDate,
-    clockOffsetMs,
-  }: { site: string; runId: string; lookbackMs: number; siteDate: Date | undefined; /** as ReadPlan's */ clockOffsetMs: number },
+    now: databaseNow,
+  }: { site: string; runId: string; lookbackMs: number; siteDate: Date | undefined; /** the database's clock */ now: Date },
   progress: readonly StreamProgress[],
   warn: (message: string) => void,
 ): Promise<void> {
-  const now = Date.now() + clockOffsetMs;
+  const now = databaseNow.getTime();
   for (const p of progress) {
     if (p.cursor !== null && Date.parse(p.cursor) > now + lookbackMs) {
       warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
