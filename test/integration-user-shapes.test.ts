@@ -154,6 +154,24 @@ describe('an integration user whose company or detail cannot be trusted is refus
   });
 });
 
+describe('the integration users a run holds are bounded together like one page (review DD)', () => {
+  // Each detail within the page bound, but held until the run's end: 1,000 details of 8 MiB on
+  // one list page took 4 GB of heap before the first was normalized.
+  it('details adding up to more than CPQ_MAX_PAGE_BYTES fail the run, naming the bound; the same number of smaller ones load', async ({ startHarness }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 8, integrationListIncludesGroups: false },
+      { CPQ_MAX_PAGE_BYTES: String(64 * 1024) },
+    );
+    await h.sync();
+    editDetails(h, (detail) => ({ ...detail, notes: 'x'.repeat(4_000) }));
+    expect((await h.sync({ full: true })).status).toBe('succeeded');
+    editDetails(h, (detail) => ({ ...detail, notes: 'y'.repeat(10_000) }));
+    expect(await refused(h)).toMatch(
+      /^GET \S+\/integrationUsers\S*: the integration users read add up to more than CPQ_MAX_PAGE_BYTES \(65536\) characters, and a run holds them all; refused$/,
+    );
+  });
+});
+
 describe('integration users are keyed by company and login apart', () => {
   test('two users whose company and login run together alike (partner1/0ops, partner10/ops) have two keys', () => {
     expect(userKey('partner1', '0ops')).not.toBe(userKey('partner10', 'ops'));

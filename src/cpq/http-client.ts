@@ -41,6 +41,8 @@ export interface JsonResponse {
   ms: number;
   /** With `collection`, a page of users: its items, parsed as they are used (`body` is then the rest of the page). */
   records?: PageRecords;
+  /** The body's length in characters (0 for a 404 read with allow404). */
+  chars: number;
 }
 
 /**
@@ -273,7 +275,7 @@ export class CpqHttpClient {
     return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response, _stall, sentAt) => {
       if (response.status === 404 && options.allow404) {
         await response.body?.cancel();
-        return { status: 404, url, body: undefined, ms: performance.now() - sentAt };
+        return { status: 404, url, body: undefined, ms: performance.now() - sentAt, chars: 0 };
       }
       if (!response.ok) {
         const text = await readHead(response, 4096);
@@ -303,10 +305,17 @@ export class CpqHttpClient {
           }
           throw this.notJson(url, text, contentType, itemError);
         };
-        return { status: response.status, url, body: cut.envelope, records: PageRecords.unparsed(cut.itemTexts, invalid), ms: performance.now() - sentAt };
+        return {
+          status: response.status,
+          url,
+          body: cut.envelope,
+          records: PageRecords.unparsed(cut.itemTexts, invalid),
+          ms: performance.now() - sentAt,
+          chars: text.length,
+        };
       }
       try {
-        return { status: response.status, url, body: parseExactJson(text), ms: performance.now() - sentAt };
+        return { status: response.status, url, body: parseExactJson(text), ms: performance.now() - sentAt, chars: text.length };
       } catch (err) {
         throw this.notJson(url, text, contentType, err);
       }

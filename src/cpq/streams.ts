@@ -48,10 +48,10 @@ export function integrationUserPages(client: CpqHttpClient, config: CpqConfig, s
 }
 
 /** The detail record of one integration user with its groups, or undefined when CPQ no longer has it. */
-export async function integrationUserDetail(client: CpqHttpClient, partyNumber: string): Promise<unknown> {
+export async function integrationUserDetail(client: CpqHttpClient, partyNumber: string): Promise<{ body: unknown; chars: number } | undefined> {
   const url = client.url(`/cpq/rest/v19/integrationUsers/${pathSegment('integration user partyNumber', partyNumber)}`, { expand: 'groups' });
   const response = await client.getJson(url, { allow404: true });
-  return response.status === 404 ? undefined : response.body;
+  return response.status === 404 ? undefined : { body: response.body, chars: response.chars };
 }
 
 /** The site's companies as `GET /rest/v16/companies` lists them. */

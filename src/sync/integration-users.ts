@@ -220,21 +220,38 @@ export async function readIntegrationUsers(
   onIncomplete: (warning: string) => void,
 ): Promise<IntegrationUsers> {
   const found = new IntegrationUsers();
-  // The record to normalize and its company, found once from the list's record (the detail's must agree).
-  const readRecord = async (item: unknown, i: number, url: string): Promise<{ record: Raw; company: string } | undefined> => {
+  // Every record read is held until the run's end (the company feeds merge over them), so they are
+  // bounded together like one page: a list page of 1,000 users whose details were each 8 MiB
+  // (each within the page bound) took 4 GB of heap before the first was normalized (review DD).
+  let heldChars = 0;
+  const hold = (chars: number, url: string) => {
+    heldChars += chars;
+    if (heldChars > cpq.maxPageBytes)
+      throw new SyncError(
+        'data',
+        `GET ${url}: the integration users read add up to more than CPQ_MAX_PAGE_BYTES (${cpq.maxPageBytes}) characters, and a run holds them all; refused`,
+      );
+  };
+  // The record to normalize and its company, found once from the list's record (the detail's must
+  // agree); `held` when its size was counted as it arrived (a detail).
+  const readRecord = async (item: unknown, i: number, url: string): Promise<{ record: Raw; company: string; held: boolean } | undefined> => {
     if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object, got ${describeValue(item)}`);
     const fields = canonicalize(item);
     const where = `record ${i} of ${url}`;
     const company = companies.of(item, () => where);
     const place = () => recordPlace(company, fields.get('login'), where);
-    if (carriesItems(fields.get('groups'))) return { record: item, company };
+    if (carriesItems(fields.get('groups'))) return { record: item, company, held: false };
     // The list did not expand groups (no groups, or a collection without items): the detail endpoint has them.
     const partyNumber = sentString(fields.get('partyNumber'));
     if (partyNumber === undefined) throw new RecordError(`${place()}: integration user without partyNumber (as text), cannot read its groups`);
     // Refused here rather than by the URL builder, so that the error names the record and its field.
     const problem = pathSegmentProblem(partyNumber);
     if (problem !== undefined) throw new RecordError(`${place()}: field "partyNumber" ${JSON.stringify(partyNumber)} ${problem}, so its groups cannot be read`);
-    const detail = await integrationUserDetail(http, partyNumber);
+    const read = await integrationUserDetail(http, partyNumber);
+    if (read === undefined) return undefined;
+    // Counted before the page's other details arrive, so that they are not all held first.
+    hold(read.chars, url);
+    const detail = read.body;
     if (!isJsonObject(detail)) return undefined;
     // The detail is of the user the list named, or the list's user would get another's groups and flags.
     // A null is a claim too: laid over the list's, it would clear what the list said (a company
@@ -257,7 +274,7 @@ export async function readIntegrationUsers(
       }
     }
     // Laid over the list's record: what the detail leaves out (its company, say) is the list's, not nothing.
-    return { record: layOver(detail, item), company };
+    return { record: layOver(detail, item), company, held: true };
   };
   try {
     for await (const page of integrationUserPages(http, cpq, progress.since)) {
@@ -265,8 +282,9 @@ export async function readIntegrationUsers(
       const records = await allUntilFirstFailure(page.items.values(), cpq.concurrency, (item, i) => readRecord(item, i, page.url));
       records.forEach((read, i) => {
         if (!read) return;
-        const { record, company } = read;
+        const { record, company, held } = read;
         const row = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url }, i);
+        if (!held) hold(row.raw.length, page.url);
         progress.saw([row]);
         found.add(row.companyLogin, row.login, record, page.url, i);
       });
