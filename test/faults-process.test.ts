@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
@@ -9,7 +9,7 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded
 import { migrate } from '../src/db/migrate.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli, type LogLine } from './helpers/cli-process.js';
-import type { TestDatabase } from './helpers/database.js';
+import { ALL_MIGRATIONS, migrateBefore, type TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { it } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
@@ -254,4 +254,99 @@ describe('process faults', () => {
     }
     await expectInSync(h);
   });
+});
+
+/** The backend of a cpq-sync process of this database that waits for a lock (a statement the test holds up): its pid, within 30 s. */
+async function backendWaitingForLock(t: TestDatabase): Promise<number> {
+  let pid: number | undefined;
+  await waitFor(
+    'a cpq-sync statement to wait for a lock',
+    async () =>
+      (pid = (
+        await t.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND wait_event_type = 'Lock'`,
+        )
+      )[0]?.pid) !== undefined,
+    30_000,
+  );
+  return pid!;
+}
+
+/** A session of the test's own (no cpq-sync one), ended after the test. */
+async function otherSession(t: TestDatabase): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: t.url });
+  await client.connect();
+  cleanups.push(() => client.end());
+  return client;
+}
+
+describe('commands other than run killed while a statement waits for a lock (review DE)', () => {
+  // Postgres sees a client gone only when it next writes to it, and a statement waiting for a lock
+  // writes nothing: without client_connection_check_interval the session stayed for as long as the
+  // lock was held, with whatever it held itself.
+  const ends = (t: TestDatabase, pid: number) =>
+    waitFor(
+      `the killed process's session (pid ${pid}) to end`,
+      async () => (await t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [pid])).length === 0,
+      20_000,
+    );
+
+  it("forget: its session ends within seconds, and the site's sync lock with it: the next run is not skipped, and nothing was erased", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+    await h.sync();
+    const login = String(h.sim.users('_host')[0]!.login);
+    h.sim.deleteUser('_host', login);
+    await h.sync({ full: true });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    // A transaction reading cpq.erasures (SHARE): forget's INSERT there, its last statement, waits for
+    // it, holding the site's sync lock and the user's rows.
+    const reader = await otherSession(h.t);
+    await reader.query('BEGIN');
+    await reader.query('LOCK TABLE cpq.erasures IN SHARE MODE');
+    const forget = spawnCli(['forget', '--company', '_host', '--login', login, '--reason', 'T-1', '--by', 'dpo'], env);
+    const backend = await backendWaitingForLock(h.t);
+    forget.kill('SIGKILL');
+    await forget.exited;
+
+    // The reader still holds its lock: the session ends by the connection check alone.
+    await ends(h.t, backend);
+    const run = await cli(['run'], env);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    await reader.query('ROLLBACK');
+    expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
+    expect(await h.t.query(`SELECT email IS NOT NULL AS kept FROM cpq.users WHERE login = $1`, [login])).toEqual([{ kept: true }]);
+  }, 90_000);
+
+  it('migrate: its session ends within seconds, and its queued ACCESS EXCLUSIVE request with it: readers of the table are no longer held behind it', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    // A database of the release before 0021, which adds a column to cpq.sites (ACCESS EXCLUSIVE).
+    await migrateBefore(h.t, '0021');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    // A report reading cpq.sites in a transaction: the migration waits for it (without a lock timeout, as it must).
+    const report = await otherSession(h.t);
+    await report.query('BEGIN');
+    await report.query('SELECT count(*) FROM cpq.sites');
+    const migrating = spawnCli(['migrate'], env);
+    const backend = await backendWaitingForLock(h.t);
+    migrating.kill('SIGKILL');
+    await migrating.exited;
+
+    await ends(h.t, backend);
+    // A reader that comes now is not queued behind a request nobody will use.
+    const later = await otherSession(h.t);
+    await later.query(`SET lock_timeout = '2s'`);
+    expect((await later.query(`SELECT count(*)::int AS n FROM cpq.sites`)).rows).toEqual([{ n: 0 }]);
+    await report.query('COMMIT');
+    const again = await cli(['migrate'], env);
+    expect(again.stderr).toBe('');
+    expect(again.code).toBe(0);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.kysely_migration WHERE name >= '0021'`)).toEqual([
+      { n: ALL_MIGRATIONS.filter((m) => m >= '0021').length },
+    ]);
+  }, 90_000);
 });

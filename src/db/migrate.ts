@@ -8,6 +8,7 @@ import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
+import { watchClientConnection } from './sql/watch-client-connection.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
@@ -121,6 +122,11 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   // On one connection without SYNC_LOCK_TIMEOUT: a migration waits for runs in progress to
   // commit (they hold their tables for as long as they read), as it always has.
   const { error, results } = await db.connection().execute(async (connection) => {
+    // Its DDL waits for ACCESS EXCLUSIVE with no bound, and every later reader of the table queues
+    // behind the request: a migration killed while waiting left its session, and the request,
+    // until the lock came (review DE). Left set when the connection goes back to the pool: it
+    // only ever makes a session of ours end sooner once its process is gone.
+    await watchClientConnection(queryableOf(connection));
     await sql`SET lock_timeout = 0`.execute(connection);
     try {
       return await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq' }).migrateToLatest();
