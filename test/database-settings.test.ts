@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { describe, expect } from 'vitest';
-import { admin } from './helpers/database.js';
-import { cli } from './helpers/cli-process.js';
+import pg from 'pg';
+import { afterEach, describe, expect } from 'vitest';
+import { createPool } from '../src/db/database.js';
+import { ALL_MIGRATIONS, admin, migrateBefore, type TestDatabase } from './helpers/database.js';
+import { Cleanups, cli, type CliProcess } from './helpers/cli-process.js';
+import { holdRequests } from './helpers/scripted-pages.js';
 import { it } from './helpers/harness.js';
 
 /*
@@ -45,5 +48,107 @@ describe('a database whose DateStyle and IntervalStyle are not the defaults', ()
     const changes = await cli(['changes', '--after', '0'], env);
     expect(changes.code).toBe(0);
     expect(changes.stdout.trim().split('\n')).toHaveLength(4); // three inserts, one update
+  });
+});
+
+/*
+ * Limits a DBA sets on a role or database for interactive sessions (ALTER ROLE ... SET): a run's
+ * transaction is idle while it waits on CPQ, and its statements, like a migration's, may wait for
+ * locks as long as SYNC_LOCK_TIMEOUT allows. Each such limit failed every run against a slow CPQ,
+ * or behind another site's commit, or a migration behind a run (review DE). The sessions of
+ * cpq-sync that hold something set them off for themselves; the database keeps them for others.
+ */
+describe('a database whose sessions are limited (idle_in_transaction_session_timeout, statement_timeout)', () => {
+  const cleanups = new Cleanups();
+  afterEach(() => cleanups.run());
+
+  /** Sets `setting` for every session of `t`'s database that starts from now on. */
+  const limit = (t: TestDatabase, setting: string) => t.query(`ALTER DATABASE ${new URL(t.url).pathname.slice(1)} SET ${setting} = '1s'`);
+
+  /**
+   * Waits until a cpq-sync session of `t`'s database has been in `state` (a condition on
+   * pg_stat_activity) for 3 s by the server's clock, three times the limit; or until `proc` ends
+   * (the limit ended its session). At most 30 s.
+   */
+  async function outlasted(t: TestDatabase, proc: CliProcess, state: string): Promise<void> {
+    for (const until = Date.now() + 30_000; Date.now() < until;) {
+      if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+      const rows = await t.query(
+        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND pid <> pg_backend_pid() AND ${state}`,
+      );
+      if (rows.length > 0) return;
+      await new Promise((wake) => setTimeout(wake, 50));
+    }
+    throw new Error(`no cpq-sync session was ${state} for long within 30 s`);
+  }
+
+  it('a run whose transaction waits on a slow CPQ longer than idle_in_transaction_session_timeout succeeds', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await limit(h.t, 'idle_in_transaction_session_timeout');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10', CPQ_KEY_RANGES: '1' };
+    // CPQ answers a page, then holds the next requests: the run's transaction is idle meanwhile.
+    const held = holdRequests(h.sim, 2);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run'], env);
+    await held.reached;
+    await run.waitForLine((l) => l.msg === 'page read');
+    await outlasted(h.t, run, `state = 'idle in transaction' AND now() - state_change > interval '3 s'`);
+    held.release();
+    const out = await run.exited;
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(await h.t.query(`SELECT status, users_inserted FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded', users_inserted: 30 }]);
+  }, 90_000);
+
+  it("a run whose commit waits for another site's longer than statement_timeout succeeds", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    await limit(h.t, 'statement_timeout');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    // Another site's run committing holds the commit order (the lock under which runs take their commit_seq).
+    const other = new pg.Client({ connectionString: h.t.url });
+    await other.connect();
+    cleanups.push(() => other.end());
+    await other.query('BEGIN');
+    await other.query('LOCK TABLE cpq.commit_order IN EXCLUSIVE MODE');
+    const run = cleanups.spawn(['run'], env);
+    await outlasted(h.t, run, `wait_event_type = 'Lock' AND now() - query_start > interval '3 s'`);
+    await other.query('COMMIT');
+    const out = await run.exited;
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+  }, 90_000);
+
+  it('a migration that waits for a transaction in progress longer than statement_timeout is applied', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    // A database of the release before 0021, which adds a column to cpq.sites (ACCESS EXCLUSIVE).
+    await migrateBefore(h.t, '0021');
+    await limit(h.t, 'statement_timeout');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    const report = new pg.Client({ connectionString: h.t.url });
+    await report.connect();
+    cleanups.push(() => report.end());
+    await report.query('BEGIN');
+    await report.query('SELECT count(*) FROM cpq.sites');
+    const migrating = cleanups.spawn(['migrate'], env);
+    await outlasted(h.t, migrating, `wait_event_type = 'Lock' AND now() - query_start > interval '3 s'`);
+    await report.query('COMMIT');
+    const out = await migrating.exited;
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.kysely_migration`)).toEqual([{ n: ALL_MIGRATIONS.length }]);
+  }, 90_000);
+
+  it("a run takes them off for its own sessions only: a new connection of the tool's pool has them still", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await limit(h.t, 'statement_timeout');
+    await limit(h.t, 'idle_in_transaction_session_timeout');
+    expect(await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url })).toMatchObject({ code: 0, stderr: '' });
+    const pool = createPool(h.t.url, 1);
+    try {
+      const { rows } = await pool.query(`SELECT current_setting('statement_timeout') AS st, current_setting('idle_in_transaction_session_timeout') AS it`);
+      expect(rows).toEqual([{ st: '1s', it: '1s' }]);
+    } finally {
+      await pool.end();
+    }
   });
 });

@@ -8,7 +8,7 @@ import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
-import { watchClientConnection } from './sql/watch-client-connection.js';
+import { prepareHoldingSession } from './sql/prepare-holding-session.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
@@ -124,9 +124,9 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   const { error, results } = await db.connection().execute(async (connection) => {
     // Its DDL waits for ACCESS EXCLUSIVE with no bound, and every later reader of the table queues
     // behind the request: a migration killed while waiting left its session, and the request,
-    // until the lock came (review DE). Left set when the connection goes back to the pool: it
-    // only ever makes a session of ours end sooner once its process is gone.
-    await watchClientConnection(queryableOf(connection));
+    // until the lock came; and a role's or database's statement_timeout cancelled the wait for the
+    // runs in progress, failing the migration and every run after it (review DE).
+    await prepareHoldingSession(queryableOf(connection));
     await sql`SET lock_timeout = 0`.execute(connection);
     try {
       return await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq' }).migrateToLatest();

@@ -3,7 +3,7 @@ import { lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/e
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
-import { watchClientConnection } from '../db/sql/watch-client-connection.js';
+import { prepareHoldingSession } from '../db/sql/prepare-holding-session.js';
 import { SyncError, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 
 export interface ForgetRequest {
@@ -37,8 +37,9 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
   try {
     // This session holds the site's sync lock while its statements may wait for locks (a report
     // reading cpq.erasures holds up the INSERT there): killed then, it let go of nothing until
-    // that lock was freed, and every run of the site was skipped meanwhile (review DE).
-    await watchClientConnection(client).catch(rethrowAsSyncError);
+    // that lock was freed, and every run of the site was skipped meanwhile; and a role's
+    // statement_timeout cancelled a wait SYNC_LOCK_TIMEOUT allows (review DE).
+    await prepareHoldingSession(client).catch(rethrowAsSyncError);
     // Not a site's first lock: a misspelt --site would be added to cpq.sites for good.
     if (!(await readSiteNames(client)).includes(request.site)) throw new SyncError('config', `no site ${request.site} in this database: nothing to forget`);
     // Under the site's sync lock: a run going on may have read the user's rows before this erasure

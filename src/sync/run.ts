@@ -22,7 +22,7 @@ import { readDatabaseNow } from '../db/sql/read-database-now.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
-import { watchClientConnection } from '../db/sql/watch-client-connection.js';
+import { prepareHoldingSession } from '../db/sql/prepare-holding-session.js';
 import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -111,8 +111,9 @@ class SyncRun {
     };
     client.on('error', onConnectionError);
     try {
-      // The session that will hold the site's lock lets go of it soon after this process dies.
-      await watchClientConnection(client).catch(rethrowAsSyncError);
+      // The session that will hold the site's lock lets go of it soon after this process dies, and
+      // no limit of the role's or database's for interactive sessions ends it while it waits on CPQ.
+      await prepareHoldingSession(client).catch(rethrowAsSyncError);
       return await withSyncLock(client, this.site.name, async () => {
         for (const runId of await abandonDeadRuns(client, this.site.name)) {
           log.warn({ site: this.site.name, runId }, 'marked a run left running by a dead process as abandoned');
