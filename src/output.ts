@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, renameSync, rmSync } from 'node:fs';
-import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { OWNER_TAG, leftByEndedProcess, ownerTag } from './process-runs.js';
 
 /** What an export's manifest says besides the file's digest: the rows and where they come from (run, watermark). */
 export type ManifestFields = { kind: 'snapshot' | 'changes'; format: string; rows: number } & Record<string, unknown>;
@@ -24,8 +25,39 @@ export interface Manifest extends Record<string, unknown> {
 const MANIFEST_VERSION = 'cpq-sync export manifest v1';
 const manifestPath = (file: string) => `${file}.manifest.json`;
 
-/** A unique, unguessable temporary name in `file`'s folder, created exclusively (see writeOutput). */
-const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${randomBytes(12).toString('hex')}.partial`);
+/**
+ * A unique, unguessable temporary name in `file`'s folder, created exclusively (see writeOutput):
+ * `.<file's name>.<ownerTag>.<24 random hex digits>.partial`. The owner tag names this process, so
+ * that a later write to `file` can tell a partial file a killed process left from one being written.
+ */
+const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${ownerTag()}.${randomBytes(12).toString('hex')}.partial`);
+
+/** What follows `.<file's name>.` in a partial file's name (partialName). */
+const PARTIAL = new RegExp(`^${OWNER_TAG}\\.[0-9a-f]{24}\\.partial$`);
+
+/**
+ * Removes the partial files of `file` that processes since ended left: a process killed mid-write
+ * (SIGKILL, the out-of-memory killer) runs no cleanup, and its partial file of personal data stayed
+ * for good. Only files named as partialName names `file`'s, by a process of this machine and
+ * process-id namespace that no longer runs (leftByEndedProcess: a running writer of the same file
+ * keeps its own), that are regular files (not a link, never followed: unlink removes the name
+ * only), of this user, and readable by no one else (as made: 0600). Never throws: a file it
+ * cannot remove stays as before.
+ */
+async function removePartialsOfEndedProcesses(file: string): Promise<void> {
+  const folder = dirname(file);
+  const prefix = `.${basename(file)}.`;
+  const names = await readdir(folder).catch(() => [] as string[]);
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const match = name.startsWith(prefix) ? PARTIAL.exec(name.slice(prefix.length)) : null;
+    if (!match || !leftByEndedProcess(match[1]!, match[2]!, match[3]!)) continue;
+    const path = join(folder, name);
+    const stats = await lstat(path).catch(() => undefined);
+    if (!stats?.isFile() || (uid !== undefined && stats.uid !== uid) || (stats.mode & 0o077) !== 0) continue;
+    await unlink(path).catch(() => undefined);
+  }
+}
 
 /**
  * Runs `write` against standard output, or against FILE written under a temporary name and
@@ -38,12 +70,17 @@ const partialName = (file: string) => join(dirname(file), `.${basename(file)}.${
  * nobody can guess, and is created exclusively (`wx`: O_CREAT|O_EXCL, which also refuses a
  * symlink at that name): in a folder other users can write to, a link planted in advance is
  * never followed and never written through. rename() replaces FILE itself, even when FILE is
- * a symlink, rather than writing to where a link points.
+ * a symlink, rather than writing to where a link points. A process killed mid-write (SIGKILL),
+ * which removes nothing, leaves its partial files: the next write to FILE removes them
+ * (removePartialsOfEndedProcesses).
  */
 export async function writeOutput<T>(file: string | undefined, write: (out: Writable) => Promise<T>, manifest?: (result: T) => ManifestFields): Promise<T> {
   if (file === undefined) return writeStdout(write);
   await requireFileOrNothing(file);
   if (manifest) await requireFileOrNothing(manifestPath(file));
+  // What a killed writer of this file left (its data, its manifest), before this one adds its own.
+  await removePartialsOfEndedProcesses(file);
+  await removePartialsOfEndedProcesses(manifestPath(file));
   const partial = partialName(file);
   const partials = [partial];
   let side: string | undefined;

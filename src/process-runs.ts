@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { errorCode } from './errors.js';
 
 /**
@@ -24,4 +25,48 @@ function isZombie(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** This machine's name as a file name can hold it (no `-`, which separates the parts of ownerTag). */
+const machine = () =>
+  hostname()
+    .replace(/[^A-Za-z0-9.]/g, '_')
+    .slice(0, 64) || 'host';
+
+/**
+ * The process-id namespace of this process (the inode /proc/self/ns/pid names): containers that
+ * share a host name and a folder (host networking, replicas given one hostname) each number their
+ * processes anew, so a process id means something only within its namespace. `x` where it cannot
+ * be read (not Linux): what such a process leaves is never judged (leftByEndedProcess).
+ */
+function pidNamespace(): string {
+  try {
+    return /\[([0-9]+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? 'x';
+  } catch {
+    return 'x';
+  }
+}
+
+/**
+ * `<machine>-<pid namespace>-<pid>`: put in the name of a temporary file or folder, it says which
+ * process made it, so that a later process can remove what a killed one (SIGKILL, the
+ * out-of-memory killer, which run no cleanup) left. OWNER_TAG matches it.
+ */
+export const ownerTag = () => `${machine()}-${pidNamespace()}-${String(process.pid)}`;
+
+/** An ownerTag as a pattern part: machine, pid namespace and pid captured, in that order. */
+export const OWNER_TAG = '([A-Za-z0-9._]+)-([0-9]+|x)-([0-9]+)';
+
+/**
+ * Whether the process an ownerTag names (its three parts) has ended: only a process of this
+ * machine and process-id namespace (a process id of another names another process), not this
+ * one, that no longer runs (a live process, even another user's, keeps what it made: its id may
+ * have been reused; that then waits for a later look after it ends). False where this process's
+ * namespace cannot be read.
+ */
+export function leftByEndedProcess(tagMachine: string, tagNamespace: string, tagPid: string): boolean {
+  const namespace = pidNamespace();
+  if (namespace === 'x' || tagMachine !== machine() || tagNamespace !== namespace) return false;
+  const pid = Number(tagPid);
+  return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !processRuns(pid);
 }

@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { chown, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
@@ -125,6 +125,107 @@ describe('an export whose destination fails', () => {
       } finally {
         await holder.query('ROLLBACK');
         holder.release();
+      }
+    }
+  });
+
+  it("SIGKILL mid-write (no cleanup runs): the next export to the same file removes the partial file left, not a running writer's nor anything not its own", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const folder = await mkdtemp(join(tmpdir(), 'cpq-sync-export-'));
+    dirs.push(folder);
+    const file = join(folder, 'snap.csv');
+    const partials = async () => (await readdir(folder)).filter((f) => f.startsWith('.snap.csv.') && f.endsWith('.partial')).sort();
+    const until = async (test: (names: string[]) => boolean) => {
+      for (let i = 0; i < 200 && !test(await partials()); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(test(await partials()), (await partials()).join(', ')).toBe(true);
+    };
+    const snapshot = () => {
+      const child = spawn(process.execPath, [BIN, 'snapshot', '--out', file], {
+        env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', DATABASE_URL: h.t.url },
+        stdio: 'ignore',
+      });
+      const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.on('close', (code, signal) => resolve({ code, signal })),
+      );
+      return { child, ended };
+    };
+    // The exports wait for a lock the test holds: their partial files exist, nothing is finished.
+    const holder = await h.t.pool.connect();
+    let released = false;
+    const release = async () => {
+      if (released) return;
+      released = true;
+      await holder.query('ROLLBACK');
+      holder.release();
+    };
+    const running: ReturnType<typeof snapshot>[] = [];
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+      const killed = snapshot();
+      await until((names) => names.length === 1);
+      const [left] = await partials();
+      killed.child.kill('SIGKILL');
+      expect(await killed.ended).toEqual({ code: null, signal: 'SIGKILL' });
+      // Left behind, personal data readable by its owner only; its name says which process made it.
+      expect(await partials()).toEqual([left]);
+      expect((await stat(join(folder, left!))).mode & 0o777).toBe(0o600);
+      const tag = /^\.snap\.csv\.([A-Za-z0-9._]+-(?:[0-9]+|x)-)([0-9]+)\.[0-9a-f]{24}\.partial$/.exec(left!);
+      expect(tag?.[2], `${left} names the process that wrote it`).toBe(String(killed.child.pid));
+      const owner = tag![1]!; // `<machine>-<pid namespace>-`
+      const deadPid = String(killed.child.pid);
+
+      // What the next export must not remove: a name of the dead process that is a link (to a file
+      // of ours), a folder, another user's file, or another file's partial; one of a running process.
+      const victim = join(folder, 'victim.txt');
+      await writeFile(victim, 'precious\n', { mode: 0o600 });
+      const hex = 'ab'.repeat(12);
+      const kept = {
+        link: `.snap.csv.${owner}${deadPid}.${'cd'.repeat(12)}.partial`,
+        folder: `.snap.csv.${owner}${deadPid}.${'ef'.repeat(12)}.partial`,
+        otherFile: `.other.csv.${owner}${deadPid}.${hex}.partial`,
+        running: `.snap.csv.${owner}${String(process.pid)}.${hex}.partial`,
+        readable: `.snap.csv.${owner}${deadPid}.${'01'.repeat(12)}.partial`,
+        ...(process.getuid?.() === 0 ? { otherUser: `.snap.csv.${owner}${deadPid}.${'23'.repeat(12)}.partial` } : {}),
+      };
+      await symlink(victim, join(folder, kept.link));
+      await mkdir(join(folder, kept.folder), { mode: 0o700 });
+      await writeFile(join(folder, kept.otherFile), 'x', { mode: 0o600 });
+      await writeFile(join(folder, kept.running), 'x', { mode: 0o600 });
+      await writeFile(join(folder, kept.readable), 'x', { mode: 0o644 });
+      if (kept.otherUser !== undefined) {
+        await writeFile(join(folder, kept.otherUser), 'x', { mode: 0o600 });
+        await chown(join(folder, kept.otherUser), 65534, 65534);
+      }
+      // The killed export's manifest, had it been killed while putting the pair in place.
+      const manifestLeft = `.snap.csv.manifest.json.${owner}${deadPid}.${hex}.partial`;
+      await writeFile(join(folder, manifestLeft), '{}', { mode: 0o600 });
+
+      // The next export removes what the killed one left; a second one, while the first still
+      // writes, leaves the first one's partial file alone.
+      const writers = (names: string[]) => names.filter((n) => !Object.values(kept).includes(n) && n !== left && n !== manifestLeft);
+      running.push(snapshot());
+      await until((names) => writers(names).length === 1);
+      expect(await partials(), "the killed export's partial files are gone").not.toContain(left);
+      expect(await partials()).not.toContain(manifestLeft);
+      const [first] = writers(await partials());
+      running.push(snapshot());
+      await until((names) => writers(names).length === 2);
+      expect(await partials(), 'the running export keeps its partial file').toContain(first);
+      await release();
+      for (const { ended } of running) expect(await ended).toEqual({ code: 0, signal: null });
+      expect((await readdir(folder)).sort()).toEqual(['snap.csv', 'snap.csv.manifest.json', 'victim.txt', ...Object.values(kept)].sort());
+      expect(await readFile(victim, 'utf8')).toBe('precious\n');
+      expect((await lstat(join(folder, kept.link))).isSymbolicLink()).toBe(true);
+      expect((await readFile(file, 'utf8')).split('\n').filter(Boolean)).toHaveLength(4); // a header and 3 users
+    } finally {
+      await release();
+      for (const { child, ended } of running) {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await ended;
       }
     }
   });

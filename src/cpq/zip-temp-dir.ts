@@ -1,9 +1,9 @@
-import { readlinkSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, errorCode, errorMessage } from '../errors.js';
-import { processRuns } from '../process-runs.js';
+import { OWNER_TAG, leftByEndedProcess, ownerTag } from '../process-runs.js';
 
 /*
  * The private folder a zip export is downloaded to (mkdtemp: mode 0700, a name no one can guess).
@@ -16,28 +16,8 @@ import { processRuns } from '../process-runs.js';
 
 const TEMP_PREFIX = 'cpq-sync-zip-';
 
-/** This machine's name as a folder name can hold it (no `-`). */
-const machine = () =>
-  hostname()
-    .replace(/[^A-Za-z0-9.]/g, '_')
-    .slice(0, 64) || 'host';
-
-/**
- * The process-id namespace of this process (the inode /proc/self/ns/pid names): containers that
- * share a host name and a TMPDIR (host networking, replicas given one hostname) each number their
- * processes anew, so a process id means something only within its namespace. `x` where it cannot
- * be read (not Linux): such folders are never swept.
- */
-function pidNamespace(): string {
-  try {
-    return /\[([0-9]+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? 'x';
-  } catch {
-    return 'x';
-  }
-}
-
-/** `cpq-sync-zip-<machine>-<pid namespace>-<pid>-` and mkdtemp's six characters. */
-const FOLDER = /^cpq-sync-zip-([A-Za-z0-9._]+)-([0-9]+|x)-([0-9]+)-[A-Za-z0-9]{6}$/;
+/** `cpq-sync-zip-<ownerTag>-` and mkdtemp's six characters. */
+const FOLDER = new RegExp(`^cpq-sync-zip-${OWNER_TAG}-[A-Za-z0-9]{6}$`);
 
 /** Temporary folders alive right now: removed on exit too, should the process end mid-read. */
 const liveTempDirs = new Set<string>();
@@ -57,7 +37,7 @@ export async function makeZipTempDir(parent: string | undefined): Promise<string
     swept.add(base);
     await removeFoldersOfDeadProcesses(base);
   }
-  const dir = await mkdtemp(join(base, `${TEMP_PREFIX}${machine()}-${pidNamespace()}-${String(process.pid)}-`)).catch((err: unknown) => {
+  const dir = await mkdtemp(join(base, `${TEMP_PREFIX}${ownerTag()}-`)).catch((err: unknown) => {
     throw new SyncError(
       'config',
       `cannot create a temporary folder in ${base} for the zip export (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a writable folder`,
@@ -78,22 +58,16 @@ export async function removeZipTempDir(dir: string) {
 
 /**
  * Removes the folders, in `base`, of this machine's processes that no longer run. Only folders:
- * of this user (another account's are not ours to judge), real (not a link), of this machine and
- * process-id namespace (a process id of another names another process), whose process is gone (a live process, even
- * another user's, keeps its folder: its id may have been reused; the folder then waits for the
- * next sweep after that process ends). Never throws: a folder it cannot remove stays as before.
+ * of this user (another account's are not ours to judge), real (not a link), named by a process of
+ * this machine and process-id namespace that has ended (leftByEndedProcess). Never throws: a
+ * folder it cannot remove stays as before.
  */
 async function removeFoldersOfDeadProcesses(base: string): Promise<void> {
-  const namespace = pidNamespace();
-  if (namespace === 'x') return;
   const names = await readdir(base).catch(() => [] as string[]);
-  const self = machine();
   const uid = process.getuid?.();
   for (const name of names) {
     const match = FOLDER.exec(name);
-    if (!match || match[1] !== self || match[2] !== namespace) continue;
-    const pid = Number(match[3]);
-    if (pid === process.pid || processRuns(pid)) continue;
+    if (!match || !leftByEndedProcess(match[1]!, match[2]!, match[3]!)) continue;
     const path = join(base, name);
     const stat = await lstat(path).catch(() => undefined);
     if (!stat?.isDirectory() || (uid !== undefined && stat.uid !== uid)) continue;
