@@ -268,7 +268,9 @@ describe('full sync', () => {
     // New names on every page, 10,000 characters each.
     listRequests = 0;
     names = (page) => [`p${page}-${'x'.repeat(10_000)}`];
-    expect((await h.syncError()).message).toMatch(/the company list's login names add up to more than CPQ_MAX_PAGE_BYTES \(65536\) characters; refused/);
+    expect((await h.syncError()).message).toMatch(
+      /the company list's 7 companies take more than CPQ_MAX_PAGE_BYTES \(65536\) to hold \(their login names' characters and 32 a company\); refused/,
+    );
     expect(listRequests).toBe(7);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.users`)).toEqual([{ n: 0 }]);
   });

@@ -66,16 +66,27 @@ export interface CompanyList {
   marksHost: boolean;
 }
 
+/**
+ * What listCompanies charges each company against CPQ_MAX_PAGE_BYTES besides its login name's
+ * characters. A company held costs ~50-80 bytes of heap besides its name (its string's header,
+ * an entry in `logins` and in `listed`, their tables growing by doubling, the array of logins
+ * returned): charged by its characters only, a list of 4-character names was bounded at 4 bytes a
+ * company, and filled the image's 192 MB heap (review DD) at half the bound. Charged 32, the list
+ * costs at most ~2.5 times the bound in heap, as a page of real users does (a page may cost up to 5).
+ */
+const HELD_PER_COMPANY = 32;
+
 /** The companies of the site (host first as `_host`). */
 export async function listCompanies(client: CpqHttpClient, config: CpqConfig): Promise<CompanyList> {
   const logins = new Set<string>();
   const listed = new Set<string>();
   const hostLogins = new Set<string>();
-  // The list is held whole: bounded like a page, and refused once it names a company twice (a list
-  // that says hasMore on every page, repeating itself, was asked for until memory ran out). Read
-  // by offset, a repeat also means the list moved while read: the companies it pushed past the
-  // offsets were never returned, and the run fails, loudly, rather than go on without them.
-  let characters = 0;
+  // The list is held whole: bounded like a page (what holding it costs, HELD_PER_COMPANY), and
+  // refused once it names a company twice (a list that says hasMore on every page, repeating
+  // itself, was asked for until memory ran out). Read by offset, a repeat also means the list moved
+  // while read: the companies it pushed past the offsets were never returned, and the run fails,
+  // loudly, rather than go on without them.
+  let held = 0;
   for await (const page of offsetPages(client, `${config.pathPrefix}/rest/v16/companies`, {}, config.pageSize)) {
     page.items.values().forEach((item, i) => {
       const record = isJsonObject(item) ? item : {};
@@ -101,17 +112,17 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
         throw new SyncError('data', `GET ${page.url}: the company list's entry ${JSON.stringify(login)} says isHost twice, differently; refused`);
       }
       const host = flags.has(true) || login === config.hostCompany;
+      held += login.length + HELD_PER_COMPANY;
+      if (held > config.maxPageBytes) {
+        throw new SyncError(
+          'data',
+          `GET ${page.url}: the company list's ${listed.size + 1} companies take more than CPQ_MAX_PAGE_BYTES (${config.maxPageBytes}) to hold (their login names' characters and ${HELD_PER_COMPANY} a company); refused`,
+        );
+      }
       logins.add(host ? '_host' : login);
-      characters += login.length;
       listed.add(login);
       if (host) hostLogins.add(login);
     });
-    if (characters > config.maxPageBytes) {
-      throw new SyncError(
-        'data',
-        `GET ${page.url}: the company list's login names add up to more than CPQ_MAX_PAGE_BYTES (${config.maxPageBytes}) characters; refused`,
-      );
-    }
   }
   return { logins: [...logins], listed, hostLogins, marksHost: hostLogins.size > 0 || listed.has('_host') };
 }
