@@ -330,10 +330,6 @@ export class JsonItemsParser {
   }
 }
 
-/**
- * A collection body with two "items" keys: which is the page? JSON.parse would keep the last and
- * drop the users of the other unseen, so it is refused, on every path.
- */
 /** What a JSON value starting with the character `c` is, for an error. */
 function valueKind(c: number): string {
   if (c === LBRACE) return 'an object';
@@ -350,6 +346,10 @@ function valueKind(c: number): string {
  */
 export class ItemsFormError extends EntryContentError {}
 
+/**
+ * A collection body with two "items" keys: which is the page? JSON.parse would keep the last and
+ * drop the users of the other unseen, so it is refused, on every path.
+ */
 export class TwoItemsError extends EntryContentError {
   constructor() {
     super('the collection body has two "items" keys');
