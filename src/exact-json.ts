@@ -96,6 +96,8 @@ interface Marked {
   depth: number;
   /** The text holds more values than the pre-pass was given leave to count: it stopped there. */
   tooComplex: boolean;
+  /** The values counted (brackets and commas), as maxValues bounds them. */
+  values: number;
 }
 
 /** The end of the string literal opening at `start` (the index of its closing quote), or -1 when it is never closed. */
@@ -168,18 +170,18 @@ function markInexactNumbers(text: string, maxValues: number): Marked {
       i = j;
     } else {
       if (c === LBRACE || c === LBRACKET) {
-        if (++values > maxValues) return { text, unstorable, depth, tooComplex: true };
+        if (++values > maxValues) return { text, unstorable, depth, tooComplex: true, values };
         open.push(c);
         if (open.length > depth) depth = open.length;
       } else if (c === RBRACE || c === RBRACKET) open.pop();
-      else if (c === COMMA && ++values > maxValues) return { text, unstorable, depth, tooComplex: true };
+      else if (c === COMMA && ++values > maxValues) return { text, unstorable, depth, tooComplex: true, values };
       if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) previous = c;
       i++;
     }
   }
-  if (parts === undefined) return { text, unstorable, depth, tooComplex: false };
+  if (parts === undefined) return { text, unstorable, depth, tooComplex: false, values };
   parts.push(text.slice(copied));
-  return { text: parts.join(''), unstorable, depth, tooComplex: false };
+  return { text: parts.join(''), unstorable, depth, tooComplex: false, values };
 }
 
 /**
@@ -189,6 +191,16 @@ function markInexactNumbers(text: string, maxValues: number): Marked {
  */
 export function parseExactJson(text: string, maxValues = MAX_BODY_VALUES): unknown {
   return parseMarked(text, markInexactNumbers(text, maxValues), maxValues);
+}
+
+/**
+ * parseExactJson of one part of a body, with the values it holds: for a body parsed in parts
+ * under one bound. Past `leftValues`, TooComplexError of `bodyValues`, the body's bound.
+ */
+export function parseExactJsonPart(text: string, leftValues: number, bodyValues = MAX_BODY_VALUES): { value: unknown; values: number } {
+  const marked = markInexactNumbers(text, leftValues);
+  if (marked.tooComplex) throw new TooComplexError(bodyValues);
+  return { value: parseMarked(text, marked, leftValues), values: marked.values };
 }
 
 /**
