@@ -251,6 +251,39 @@ describe('normalizing a CPQ user record', () => {
     expect(whole.groups?.map((g) => g.variableName)).toEqual(['g1']);
   });
 
+  it('refuses a list sent as one page of it: from an offset, with a count other than its items, full without hasMore false (review DC)', () => {
+    const g = (n: number) => ({ variableName: `g${n}`, label: `G${n}`, type: 'Sales' });
+    const read = (list: Record<string, unknown>) => () => normalizeUser({ login: 'jj', groups: list }, source, 2);
+    const refused = 'refused rather than take it for the whole list';
+    expect(read({ items: [g(3)], offset: 2, hasMore: false })).toThrow(
+      `user "_host/jj" (record 2 of http://site/users): field "groups.offset" is 2: CPQ sent the list from its item 2 on (counting from 0); ${refused}`,
+    );
+    expect(read({ items: [g(1)], count: 2 })).toThrow('field "groups.count" is 2 but 1 items were sent; refused rather than take them for the whole list');
+    expect(read({ items: [g(1), g(2)], count: 1 })).toThrow('field "groups.count" is 1 but 2 items were sent');
+    const full = `field "groups.limit" is 2 and 2 items were sent, without hasMore false: a full page may be followed by more; ${refused}`;
+    expect(read({ items: [g(1), g(2)], limit: 2, count: 2, offset: 0 })).toThrow(full);
+    expect(read({ items: [g(1), g(2)], limit: 2 })).toThrow(full);
+    expect(read({ items: [], Limit: 0 })).toThrow('field "groups.limit" is 0 and 0 items were sent');
+    // In any case, as hasMore is; two spellings that disagree, or a form that is no count, are refused.
+    expect(read({ items: [g(1)], OFFSET: 1 })).toThrow('field "groups.offset" is 1:');
+    expect(read({ items: [g(1)], LIMIT: 1 })).toThrow('field "groups.limit" is 1 and 1 items were sent');
+    expect(read({ items: [g(1)], count: 1, Count: 2 })).toThrow(
+      'field "groups" says count twice, differently ("count" and "Count"); refused rather than take one',
+    );
+    expect(read({ items: [g(1)], offset: '1' })).toThrow('field "groups.offset" must be a count, got "1"');
+    expect(read({ items: [g(1)], limit: -1 })).toThrow('field "groups.limit" must be a count, got -1');
+    // The whole list: offset 0, count its items, a limit not reached, or reached with hasMore false; null says nothing.
+    for (const list of [
+      { items: [g(1), g(2)], offset: 0, count: 2, limit: 25 },
+      { items: [g(1), g(2)], offset: 0, count: 2, limit: 2, hasMore: false },
+      { items: [g(1), g(2)], Limit: 2, HasMore: 'false' },
+      { items: [g(1), g(2)], offset: null, count: null, limit: null },
+      { items: [g(1), g(2)], offset: parseExactJson('0E0'), count: parseExactJson('2.0') },
+    ]) {
+      expect(read(list)().groups?.map((r) => r.variableName)).toEqual(['g1', 'g2']);
+    }
+  });
+
   it('keeps two permissions whose type and name run together alike (type "ab" name "c", type "a" name "bc")', () => {
     const row = normalizeUser(
       {

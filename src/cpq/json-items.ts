@@ -362,9 +362,16 @@ export class TwoItemsError extends EntryContentError {
   }
 }
 
-/** The paging fields of a collection envelope, by their names in lower case: read in any case, as every field name is. */
-const PAGING_FIELDS = { hasmore: 'hasMore', totalresults: 'totalResults', offset: 'offset' } as const;
-export type PagingField = (typeof PAGING_FIELDS)[keyof typeof PAGING_FIELDS];
+export type PagingField = 'hasMore' | 'totalResults' | 'offset' | 'count' | 'limit';
+/** Paging fields by their names in lower case: read in any case, as every field name is. */
+type PagingNames = Readonly<Record<string, PagingField>>;
+/** The paging fields of a collection envelope. */
+const PAGING_FIELDS: PagingNames = { hasmore: 'hasMore', totalresults: 'totalResults', offset: 'offset' };
+/**
+ * Those of a user's expanded groups or permissions, and what it says of its size (count, limit):
+ * no next page of it is read, so each may tell that the list was sent in part (itemsOf).
+ */
+export const EXPANDED_LIST_PAGING: PagingNames = { ...PAGING_FIELDS, count: 'count', limit: 'limit' };
 
 /**
  * A collection body saying a paging field twice, differently: in two spellings ("hasMore": false
@@ -381,22 +388,27 @@ export class RepeatedPagingFieldError extends EntryContentError {
   }
 }
 
-/** A collection envelope's paging fields (hasMore, totalResults, offset), taken key by key as they come; RepeatedPagingFieldError for one said twice differently. */
+/**
+ * A collection envelope's paging fields (hasMore, totalResults, offset; `names` says which),
+ * taken key by key as they come; RepeatedPagingFieldError for one said twice differently.
+ */
 export class PagingFields {
   // Made at the first paging key: a user's groups and permissions are read through `of` too, for
   // every user, and most say none.
   private said: Map<PagingField, { key: string; value: unknown }> | undefined;
 
+  constructor(private readonly names: PagingNames = PAGING_FIELDS) {}
+
   /** Those of a body parsed whole (its equal keys already one, the last). */
-  static of(body: Record<string, unknown>): PagingFields {
-    const fields = new PagingFields();
+  static of(body: Record<string, unknown>, names: PagingNames = PAGING_FIELDS): PagingFields {
+    const fields = new PagingFields(names);
     for (const key of Object.keys(body)) fields.take(key, body[key]);
     return fields;
   }
 
   take(key: string, value: unknown): void {
     const lower = key.toLowerCase();
-    const name = Object.hasOwn(PAGING_FIELDS, lower) ? PAGING_FIELDS[lower as keyof typeof PAGING_FIELDS] : undefined;
+    const name = Object.hasOwn(this.names, lower) ? this.names[lower] : undefined;
     if (name === undefined) return;
     this.said ??= new Map();
     const before = this.said.get(name);

@@ -12,7 +12,7 @@ import {
   unstorableNumber,
 } from '../exact-json.js';
 import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
-import { PagingFields, RepeatedPagingFieldError } from '../cpq/json-items.js';
+import { EXPANDED_LIST_PAGING, PagingFields, RepeatedPagingFieldError } from '../cpq/json-items.js';
 import { SECOND_FRACTION, canonicalTimestampMs, isCalendarDay, withExplicitZone } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
 
@@ -388,13 +388,15 @@ export function carriesItems(value: unknown): boolean {
 function itemsOf(reader: FieldReader, field: string, value: unknown, parts: FieldPicker): unknown[] | undefined {
   if (value === undefined || value === null) return undefined;
   if (!isJsonObject(value)) return Array.isArray(value) ? (value as unknown[]) : reader.fail(`${field}.items`, `must be an array, got ${describeValue(value)}`);
-  const [items, hasMore, total] = ITEMS.pick(value);
+  const [items, hasMore, totalValue] = ITEMS.pick(value);
   reader.keepExtras(ITEMS, value, field, String);
-  // hasMore or totalResults in two spellings that disagree ("hasMore": false beside "HasMore":
-  // true): the picked one may be the one saying the list is whole. (One spelling twice is one key
-  // by the time the item is parsed: JSON.parse keeps the last.)
+  // A paging field in two spellings that disagree ("hasMore": false beside "HasMore": true): the
+  // picked one may be the one saying the list is whole. (One spelling twice is one key by the time
+  // the item is parsed: JSON.parse keeps the last.) offset, count and limit are read from here, in
+  // any case as hasMore is.
+  let paging: PagingFields;
   try {
-    PagingFields.of(value);
+    paging = PagingFields.of(value, EXPANDED_LIST_PAGING);
   } catch (err) {
     if (err instanceof RepeatedPagingFieldError) return reader.fail(field, `says ${err.said}; refused rather than take one`);
     throw err;
@@ -411,20 +413,45 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
   }
   if (!Array.isArray(items)) return reader.fail(`${field}.items`, `must be an array, got ${describeValue(items)}`);
   // A list CPQ says it sent in part: taken as whole, every member it left out would be removed.
-  // hasMore as true or false, or their text; totalResults as a JSON number in any notation (3, 3.0, 3E0), not as text; a form that says nothing certain is refused.
+  // hasMore as true or false, or their text; totalResults, offset, count and limit as a JSON number
+  // in any notation (3, 3.0, 3E0), not as text; a form that says nothing certain is refused.
+  let more: boolean | undefined;
   if (hasMore !== undefined && hasMore !== null) {
-    const more = hasMore === true || hasMore === 'true' ? true : hasMore === false || hasMore === 'false' ? false : undefined;
+    more = hasMore === true || hasMore === 'true' ? true : hasMore === false || hasMore === 'false' ? false : undefined;
     if (more === undefined) return reader.fail(`${field}.hasMore`, `must be true or false, got ${describeValue(hasMore)}`);
     if (more)
       return reader.fail(`${field}.hasMore`, `is true: CPQ sent ${items.length} items of a longer list; refused rather than take it for the whole list`);
   }
-  if (total !== undefined && total !== null) {
-    const count = countValue(total);
-    if (count === undefined) return reader.fail(`${field}.totalResults`, `must be a count, got ${describeValue(total)}`);
-    if (count > items.length)
-      return reader.fail(`${field}.totalResults`, `is ${count} but ${items.length} items were sent; refused rather than take them for the whole list`);
+  const total = listCount(reader, field, 'totalResults', totalValue);
+  if (total !== undefined && total > items.length)
+    return reader.fail(`${field}.totalResults`, `is ${total} but ${items.length} items were sent; refused rather than take them for the whole list`);
+  // The paging of a page of the list (review DC): past its start, said to hold another number of
+  // items than were sent, or full without hasMore false (a JSON page of users is read on then:
+  // readCollection), it is not the whole list.
+  const offset = listCount(reader, field, 'offset', paging.get('offset'));
+  if (offset !== undefined && offset > 0)
+    return reader.fail(
+      `${field}.offset`,
+      `is ${offset}: CPQ sent the list from its item ${offset} on (counting from 0); refused rather than take it for the whole list`,
+    );
+  const count = listCount(reader, field, 'count', paging.get('count'));
+  if (count !== undefined && count !== items.length)
+    return reader.fail(`${field}.count`, `is ${count} but ${items.length} items were sent; refused rather than take them for the whole list`);
+  const limit = listCount(reader, field, 'limit', paging.get('limit'));
+  if (limit !== undefined && items.length >= limit && more !== false) {
+    return reader.fail(
+      `${field}.limit`,
+      `is ${limit} and ${items.length} items were sent, without hasMore false: a full page may be followed by more; refused rather than take it for the whole list`,
+    );
   }
   return items as unknown[];
+}
+
+/** A list's totalResults, offset, count or limit: undefined when it does not say it (or says null); a value that is no count fails the record. */
+function listCount(reader: FieldReader, field: string, name: string, value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const count = countValue(value);
+  return count ?? reader.fail(`${field}.${name}`, `must be a count, got ${describeValue(value)}`);
 }
 
 /**
