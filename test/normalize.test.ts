@@ -284,6 +284,27 @@ describe('normalizing a CPQ user record', () => {
     }
   });
 
+  it('refuses a list with items in two spellings, reads a sole one in any case (review DC)', () => {
+    const g = (n: number) => ({ variableName: `g${n}`, label: `G${n}`, type: 'Sales' });
+    const p = (n: number) => ({ type: 't', variableName: `p${n}`, name: `P${n}`, hasAccess: true });
+    expect(() => normalizeUser({ login: 'jj', groups: { items: [g(1)], Items: [g(2)] } }, source, 2)).toThrow(
+      'user "_host/jj" (record 2 of http://site/users): field "groups" has items in 2 spellings ("items", "Items"); refused rather than take one',
+    );
+    // Whichever the picker would take, and whatever they hold: the same list twice, null beside a list.
+    expect(() => normalizeUser({ login: 'jj', groups: { ITEMS: [g(2)], items: [g(1)], Items: [] } }, source, 2)).toThrow(
+      'field "groups" has items in 3 spellings ("ITEMS", "items", "Items"); refused rather than take one',
+    );
+    expect(() => normalizeUser({ login: 'jj', accessPermissions: { Items: [p(1)], items: [p(1)] } }, source, 2)).toThrow(
+      'field "accessPermissions" has items in 2 spellings ("Items", "items")',
+    );
+    expect(() => normalizeUser({ login: 'jj', groups: { items: null, Items: [g(1)] } }, source, 2)).toThrow('field "groups" has items in 2 spellings');
+    // One spelling, in any case, is the list, as hasMore is read in any case.
+    const row = normalizeUser({ login: 'jj', groups: { Items: [g(1), g(2)] }, accessPermissions: { ITEMS: [p(1)], HasMore: false } }, source, 2);
+    expect(row.groups?.map((r) => r.variableName)).toEqual(['g1', 'g2']);
+    expect(row.accessPermissions?.map((r) => r.variableName)).toEqual(['p1']);
+    expect(row.contentHash).toBe(normalizeUser({ login: 'jj', groups: { items: [g(1), g(2)] }, accessPermissions: { items: [p(1)] } }, source, 2).contentHash);
+  });
+
   it('keeps two permissions whose type and name run together alike (type "ab" name "c", type "a" name "bc")', () => {
     const row = normalizeUser(
       {

@@ -389,6 +389,16 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
   if (value === undefined || value === null) return undefined;
   if (!isJsonObject(value)) return Array.isArray(value) ? (value as unknown[]) : reader.fail(`${field}.items`, `must be an array, got ${describeValue(value)}`);
   const [items, hasMore, totalValue] = ITEMS.pick(value);
+  // items in two spellings ("items" beside "Items"): the picker takes one, and the members of the
+  // other were dropped unseen (review DC). Refused, as a page with two "items" keys is (TwoItemsError).
+  if (ITEMS.losers > 0) {
+    const spellings = Object.keys(value).filter((key) => key.toLowerCase() === 'items');
+    if (spellings.length > 1)
+      return reader.fail(
+        field,
+        `has items in ${spellings.length} spellings (${spellings.map((k) => `"${shown(k)}"`).join(', ')}); refused rather than take one`,
+      );
+  }
   reader.keepExtras(ITEMS, value, field, String);
   // A paging field in two spellings that disagree ("hasMore": false beside "HasMore": true): the
   // picked one may be the one saying the list is whole. (One spelling twice is one key by the time
