@@ -404,6 +404,50 @@ describe('group history', () => {
     }
   });
 
+  it('a group listed twice in one user with different label and type keeps the same copy whichever order CPQ sends them in: no change rows or versions after the first run (review DC)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0 });
+    const at = '2025-01-01T00:00:00.000Z';
+    const copies = [
+      { variableName: 'sales', label: 'Sales', type: 'Sales' },
+      { variableName: 'sales', label: 'Sales EMEA', type: 'Partner', region: 'EMEA' },
+      { variableName: 'other', label: 'Other', type: 'Sales' },
+    ];
+    // CPQ gives an expanded list no order: each run sends the same copies, in one order or the other.
+    const send = (items: Raw[]) => {
+      h.sim.deleteUser('_host', 'u1');
+      h.sim.addUser('_host', { login: 'u1', dateAdded: at, dateModified: at, groups: { items } }, { exact: true });
+    };
+    h.sim.addUser('_host', { login: 'u1', dateAdded: at, dateModified: at, groups: { items: copies } }, { exact: true });
+    const first = await h.sync({ full: true });
+    expect(first.status).toBe('succeeded');
+    const stored = [
+      { variable_name: 'other', label: 'Other', type: 'Sales' },
+      { variable_name: 'sales', label: 'Sales EMEA', type: 'Partner' },
+    ];
+    expect(await h.t.query(`SELECT variable_name, label, type FROM cpq.groups ORDER BY 1`)).toEqual(stored);
+    // The change logs, the versions and the memberships are not written again (users and groups rows are: when last seen).
+    const logged = async () => {
+      const { group_changes, group_versions, user_change_log, user_versions, user_groups, user_group_versions } = await rowVersions(h.t);
+      const groups = await h.t.query(`SELECT variable_name, label, type, valid_from FROM cpq.groups ORDER BY 1`);
+      return { group_changes, group_versions, user_change_log, user_versions, user_groups, user_group_versions, groups };
+    };
+    const before = await logged();
+    for (const [i, items] of [[...copies].reverse(), copies, [copies[1]!, copies[2]!, copies[0]!], [...copies].reverse()].entries()) {
+      send(items);
+      const run = await h.sync({ full: true });
+      const where = `run ${i + 2}: ${items.map((g) => `${g.variableName}/${g.label}`).join(', ')}`;
+      expect(await groupChanges(h, run.runId), where).toEqual([]);
+      expect(await userChanges(h, run.runId), where).toEqual([]);
+      expect(run.unchanged, where).toBe(1);
+      expect(await logged(), where).toEqual(before);
+    }
+    expect(await h.t.query(`SELECT variable_name, label, type FROM cpq.groups ORDER BY 1`)).toEqual(stored);
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.group_versions`)).toEqual([{ n: 0 }]);
+    await expectGroupLogReplays(h.t);
+  });
+
   it('writes nothing for groups in a failed run; the next run logs the change once', async ({ startHarness }) => {
     const h = await startHarness(
       { partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0, groups: 4 },

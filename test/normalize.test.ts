@@ -60,6 +60,50 @@ describe('normalizing a CPQ user record', () => {
     expect(onlyX.contentHash).not.toBe(rows[0]!.contentHash);
   });
 
+  it('a group listed twice with different contents counts as the same copy in any order: saying label or type, then the greater label, type, what no column holds (review DC)', () => {
+    const copies = [
+      { variableName: 'sales', label: 'Sales', type: 'Sales' },
+      { variableName: 'sales', label: 'Sales EMEA', type: null, reason: 'x' },
+      { variableName: 'sales', label: 'Sales EMEA', type: 'Admin', reason: 'x' },
+      { variableName: 'sales', label: 'Sales EMEA', type: 'Admin', reason: 'y' },
+      { variableName: 'sales', label: null, type: 'Zeta' },
+      { variableName: 'sales', expiresOn: '2030' },
+      { variableName: 'other', label: 'Other', type: 'Sales' },
+    ];
+    const orders = [copies, [...copies].reverse(), [copies[3]!, copies[0]!, copies[6]!, copies[5]!, copies[4]!, copies[2]!, copies[1]!]];
+    const rows = orders.map((items) => normalizeUser({ login: 'a', groups: { items } }, source, 0));
+    for (const row of rows) {
+      expect(row.groups).toEqual([
+        { variableName: 'other', label: 'Other', type: 'Sales' },
+        { variableName: 'sales', label: 'Sales EMEA', type: 'Admin' },
+      ]);
+      expect(row.groupsDescribed).toBe(true);
+      expect(row.contentHash).toBe(rows[0]!.contentHash);
+    }
+    // The copy that counts is the one with reason y: the others change nothing the digest sees.
+    const onlyY = normalizeUser({ login: 'a', groups: { items: [copies[3]!, copies[6]!] } }, source, 0);
+    expect(onlyY.contentHash).toBe(rows[0]!.contentHash);
+    const onlyX = normalizeUser({ login: 'a', groups: { items: [copies[2]!, copies[6]!] } }, source, 0);
+    expect(onlyX.contentHash).not.toBe(rows[0]!.contentHash);
+    // A copy saying neither label nor type counts only when every copy says neither: then the stored ones stay.
+    for (const items of [
+      [copies[5]!, { variableName: 'sales' }],
+      [{ variableName: 'sales' }, copies[5]!],
+    ]) {
+      const bare = normalizeUser({ login: 'a', groups: { items: [...items, copies[6]!] } }, source, 0);
+      expect(bare.groups).toContainEqual({ variableName: 'sales', label: null, type: null });
+      expect(bare.groupsDescribed).toEqual(new Set(['other']));
+    }
+    // A label in another JSON form: the same row, and the same copy counts in either order.
+    const forms = [
+      { variableName: 'n', label: '123' },
+      { variableName: 'n', label: parseExactJson('123') },
+    ];
+    const [a, b] = [forms, [...forms].reverse()].map((items) => normalizeUser({ login: 'a', groups: { items } }, source, 0));
+    expect(a!.groups).toEqual(b!.groups);
+    expect(a!.contentHash).toBe(b!.contentHash);
+  });
+
   it('splits {value, displayValue} into two columns, with the documented types', () => {
     const row = normalizeUser(
       { login: 'a', status: { value: 1, displayValue: 'Active' }, timeZone: { value: 'America/Chicago', displayValue: 'Chicago' } },
@@ -173,14 +217,16 @@ describe('normalizing a CPQ user record', () => {
     expect(digest({ company: { name: 'A', loginName: '_host', region: 'EU' } })).not.toBe(digest({ company: { name: 'A', loginName: '_host' } }));
   });
 
-  it('digests extras as the rows keep them: a later copy of a group wins, and neither spelling, key order nor item order counts', () => {
+  it('digests extras as the rows keep them: of a group listed twice the copy that counts, and neither spelling, key order nor item order counts', () => {
     const digest = (record: Record<string, unknown>) => normalizeUser({ login: 'jj', ...record }, source, 0).contentHash;
     const groups = (...items: Record<string, unknown>[]) => digest({ groups: { items } });
     const g1 = (extra: Record<string, unknown>) => ({ variableName: 'g1', label: 'G1', type: 'Sales', ...extra });
     const g2 = { variableName: 'g2', label: 'G2', type: 'Sales', expiresOn: '2031' };
-    // The row keeps the last copy of g1, and so does the digest.
+    // The row keeps the copy of g1 that counts (equal columns: the greater extras), and so does the digest, in either order.
     expect(groups(g1({ expiresOn: '2025' }), g1({ expiresOn: '2030' }))).toBe(groups(g1({ expiresOn: '2030' })));
-    expect(groups(g1({ expiresOn: '2025' }), g1({}))).toBe(groups(g1({})));
+    expect(groups(g1({ expiresOn: '2030' }), g1({ expiresOn: '2025' }))).toBe(groups(g1({ expiresOn: '2030' })));
+    expect(groups(g1({ expiresOn: '2025' }), g1({}))).toBe(groups(g1({ expiresOn: '2025' })));
+    expect(groups(g1({}), g1({ expiresOn: '2025' }))).toBe(groups(g1({ expiresOn: '2025' })));
     expect(groups(g1({ expiresOn: '2025' }), g2)).toBe(groups(g2, g1({ expiresOn: '2025' })));
     const permission = (type: string, variableName: string, extra: Record<string, unknown>) => ({ type, variableName, name: 'P', hasAccess: true, ...extra });
     const permissions = (...items: Record<string, unknown>[]) => digest({ accessPermissions: { items } });

@@ -185,7 +185,8 @@ class FieldReader {
    * digest: a status {value, displayValue, reason} whose reason changed is a changed record, though
    * no column changed; so is one whose displayValue sent under a second spelling (the one no
    * column reads, FieldPicker.lost) changed. Kept as the rows are: a later copy of the same object
-   * (a group listed twice) replaces an earlier one, and a key's spelling does not count (of
+   * (a group or permission listed twice) replaces an earlier one, which restoreItem puts back when
+   * the later copy is not the one that counts, and a key's spelling does not count (of
    * `Reason` and `reason` in one object, both are kept, each under its exact key). `path` names
    * the object (a group by its variableName); `pathOf(path)` is called only when there is
    * something to keep or replace, as this runs for every group and permission of every user.
@@ -484,12 +485,18 @@ const MAX_KEPT_LABELS = 1000;
 const GROUP_LABELS = itemLabels('groups', ['variableName', 'label', 'type']);
 const PERMISSION_LABELS = itemLabels('accessPermissions', ['type', 'variableName', 'name', 'hasAccess']);
 
+/** A copy of a group in a user's list: its row, whether it says its label or type, and (once its name is listed again) what no column holds of it. */
+interface GroupCopy {
+  row: GroupRow;
+  described: boolean;
+  text?: string;
+}
+
 function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined {
   const items = itemsOf(reader, 'groups', value, GROUP_PARTS);
   if (items === undefined) return undefined;
-  const byName = new Map<string, GroupRow>();
-  // The names whose item (the last of a name, as byName keeps) says neither label nor type; most reads have none.
-  let bare: Set<string> | undefined;
+  // Per name, the copy that counts.
+  const byName = new Map<string, GroupCopy>();
   items.forEach((item, i) => {
     const at = GROUP_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describeValue(item)}`);
@@ -497,19 +504,48 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
     reader.beginItem();
     const variableName = reader.key(at.variableName, name);
     if (!variableName) reader.fail(at.variableName, 'is missing');
+    const path = groupPath(variableName);
+    const kept = byName.get(variableName);
+    const before = kept && reader.itemState(path);
     reader.keepExtras(GROUP_PARTS, item, variableName, groupPath);
-    if (label !== undefined || type !== undefined) bare?.delete(variableName);
-    else (bare ??= new Set()).add(variableName);
-    byName.set(variableName, { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) });
-    reader.endItem(groupPath(variableName));
+    const copy: GroupCopy = {
+      row: { variableName, label: reader.text(at.label, label), type: reader.text(at.type, type) },
+      described: label !== undefined || type !== undefined,
+    };
+    reader.endItem(path);
+    if (kept === undefined || before === undefined) {
+      byName.set(variableName, copy);
+      return;
+    }
+    // Listed again: one copy counts, the same whatever the order (see groupOutranks).
+    kept.text ??= reader.itemText(before);
+    copy.text = reader.itemText(reader.itemState(path));
+    if (groupOutranks(copy, kept)) byName.set(variableName, copy);
+    else reader.restoreItem(path, before);
   });
-  reader.groupsDescribed = bare === undefined || bare.size === 0 ? true : bare.size === byName.size ? false : describedNames(byName, bare);
-  return [...byName.values()].sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
+  // The names whose copy that counts says neither label nor type; most reads have none.
+  let bare = 0;
+  for (const copy of byName.values()) if (!copy.described) bare++;
+  reader.groupsDescribed =
+    bare === 0 ? true : bare === byName.size ? false : new Set([...byName.values()].filter((c) => c.described).map((c) => c.row.variableName));
+  return [...byName.values()].map((c) => c.row).sort((a, b) => (a.variableName < b.variableName ? -1 : a.variableName > b.variableName ? 1 : 0));
 }
 
-/** The names of `byName` not `bare`: a read whose items say label and type for some groups only. */
-function describedNames(byName: ReadonlyMap<string, GroupRow>, bare: ReadonlySet<string>): ReadonlySet<string> {
-  return new Set([...byName.keys()].filter((name) => !bare.has(name)));
+/**
+ * Of two different copies of one group in a user's list, whether `a` is the one that counts
+ * rather than `b`, whatever their order (CPQ gives expanded lists none), as for permissions
+ * (outranks): the one saying its label or type (a copy saying neither leaves the stored ones),
+ * then the greater label, then the greater type (null, cleared, below any text), then the greater
+ * text of what no column holds (FieldReader.itemText). The last copy counted, and the same CPQ data
+ * sent in another order flipped cpq.groups' label or type, a change row and a version at every
+ * other run (review DC).
+ */
+function groupOutranks(a: GroupCopy, b: GroupCopy): boolean {
+  if (a.described !== b.described) return a.described;
+  const [x, y] = [a.row, b.row];
+  if (x.label !== y.label) return x.label !== null && (y.label === null || x.label > y.label);
+  if (x.type !== y.type) return x.type !== null && (y.type === null || x.type > y.type);
+  return a.text! > b.text!;
 }
 
 function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermissionRow[] | undefined {
