@@ -43,6 +43,19 @@ describe('full sync', () => {
     expect(BigInt(await lastValue())).toBe(BigInt(taken) + 1n);
   });
 
+  it('a load of 10,000 users leaves the statistics the as-of functions plan by: a snapshot right after one planned a loop over every user’s groups (review DB)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10_000, integrationUsers: 0 });
+    expect((await h.sync()).inserted).toBeGreaterThanOrEqual(10_000);
+    const stats = await h.t.query<{ column: string }>(
+      `SELECT tablename || '.' || attname AS column FROM pg_stats
+        WHERE schemaname = 'cpq' AND (tablename, attname) IN (('users', 'valid_from'), ('users', 'deleted_at'), ('sync_runs', 'site'), ('user_groups', 'user_id'))
+        ORDER BY 1`,
+    );
+    expect(stats.map((s) => s.column)).toEqual(['sync_runs.site', 'user_groups.user_id', 'users.deleted_at', 'users.valid_from']);
+  });
+
   it('reads every page of a company with keyset paging on login', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 53, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     const result = await h.sync();

@@ -4,9 +4,13 @@ import type pg from 'pg';
 /**
  * Planner statistics for what a big load wrote, without waiting for autovacuum: the next run's
  * merge joins its few changed users to these tables, and with no statistics it may scan them
- * whole instead of using keys. Only the columns the merge joins and filters on: statistics of
- * raw would take seconds.
+ * whole instead of using keys. Only the columns the merge joins and filters on, and valid_from,
+ * which the as-of functions filter on: without it, a snapshot taken right after a first load of
+ * 30,000 users was planned as a nested loop over every user's groups and took 2.5 minutes instead
+ * of 2 s (review DB). Statistics of raw would take seconds. The run records, for the same join.
  */
 export async function analyzeUserTables(client: pg.PoolClient): Promise<void> {
-  await client.query('ANALYZE cpq.users (id, site, company_login, login, deleted_at, first_seen_run_id), cpq.user_groups, cpq.user_access_permissions');
+  await client.query(
+    'ANALYZE cpq.users (id, site, company_login, login, deleted_at, first_seen_run_id, valid_from), cpq.user_groups, cpq.user_access_permissions, cpq.sync_runs',
+  );
 }
