@@ -131,7 +131,7 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       const refused = await cli(['run'], env);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('cpq-sync run --site default --cpq-moved');
-      const accepted = await cli(['run', '--cpq-moved', '--allow-mass-delete'], env);
+      const accepted = await cli(['run', '--cpq-moved'], env);
       expect(accepted.code, accepted.stderr).toBe(0);
       expect(await recordedUrl(h)).toBe(siteCpqUrl(moved.url));
       // check says so before a run does.

@@ -683,6 +683,48 @@ describe('many sites in one database', () => {
       ['two', true, 2],
     ]);
   });
+
+  it('a refused mass deletion names the command that deletes (--full, --site); --allow-mass-delete without --full is refused, exit 2 (review DB)', async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    for (let i = 0; i < 2; i++) simulators.push(new CpqSimulator({ seed: i + 1, partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }));
+    const urls = await Promise.all(simulators.map((s) => s.start()));
+    const sitesFile = file('sites.yaml', `- {name: one, baseUrl: "${urls[0]}"}\n- {name: two, baseUrl: "${urls[1]}"}\n`);
+    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url };
+    expect((await cli(['run'], env)).code).toBe(0);
+    for (const user of simulators[0]!.users('_host').slice(0, 3)) simulators[0]!.deleteUser('_host', String(user.login));
+    const present = () => t.query(`SELECT site, count(*)::int AS n FROM cpq.users WHERE deleted_at IS NULL GROUP BY site ORDER BY site`);
+    const runs = () => t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs`);
+
+    const refused = await cli(['run', '--full'], env);
+    expect(refused.code, refused.stderr).toBe(0);
+    const warning = refused.stdout.split('\n').find((l) => l.includes('deletion aborted'));
+    expect(warning).toContain(
+      'deletion aborted for companies/_host: 3 of 5 known users (60%) are missing from the read, more than SYNC_MASS_DELETE_MIN=1 and SYNC_MAX_DELETE_FRACTION=0.2 allow; nothing was marked deleted (if this is real: cpq-sync run --site one --full --allow-mass-delete)',
+    );
+    expect(await present()).toEqual([
+      { site: 'one', n: 5 },
+      { site: 'two', n: 5 },
+    ]);
+
+    // Without --full the run may read incrementally and delete nothing: refused before anything runs.
+    const before = await runs();
+    const incremental = await cli(['run', '--site', 'one', '--allow-mass-delete'], env);
+    expect(incremental.code).toBe(2);
+    expect(incremental.stderr).toBe(
+      'cpq-sync: --allow-mass-delete lets a full read delete past the deletion guard, and without --full this run may read incrementally and delete nothing: add --full (cpq-sync run --site one --full --allow-mass-delete)\n',
+    );
+    expect(await runs()).toEqual(before);
+
+    // The command the warning names deletes them.
+    const allowed = await cli(['run', '--site', 'one', '--full', '--allow-mass-delete'], env);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(await present()).toEqual([
+      { site: 'one', n: 2 },
+      { site: 'two', n: 5 },
+    ]);
+  });
 });
 
 const EXIT_AUTH = 4;

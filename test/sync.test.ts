@@ -162,7 +162,7 @@ describe('full sync', () => {
     // All 4 of its users would go: more than SYNC_MASS_DELETE_MIN (1).
     const refused = await h.sync({ full: true });
     expect(refused.warnings).toEqual([
-      `company "${gone}" is gone from CPQ (not in the company list; its users answer 404): its 4 users are kept as present, more than SYNC_MASS_DELETE_MIN=1 and SYNC_MAX_DELETE_FRACTION=0.2 allow; nothing was marked deleted (rerun with --allow-mass-delete if the company is gone for good)`,
+      `company "${gone}" is gone from CPQ (not in the company list; its users answer 404): its 4 users are kept as present, more than SYNC_MASS_DELETE_MIN=1 and SYNC_MAX_DELETE_FRACTION=0.2 allow; nothing was marked deleted (if the company is gone for good: cpq-sync run --full --allow-mass-delete)`,
     ]);
     expect(refused.deleted).toBe(0);
     // verify names it: CPQ holds none of its users now.

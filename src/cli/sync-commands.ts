@@ -9,7 +9,7 @@ export function registerSyncCommands(program: Command): void {
     .command('run')
     .description('run one sync now: full the first time, incremental afterwards')
     .option('--full', 'read every user, ignoring the stored cursors')
-    .option('--allow-mass-delete', 'mark missing users deleted even above SYNC_MAX_DELETE_FRACTION')
+    .option('--allow-mass-delete', 'with --full: mark missing users deleted even above SYNC_MAX_DELETE_FRACTION and SYNC_MASS_DELETE_MIN')
     .addOption(new Option('--format <format>', 'how to read company users (overrides CPQ_EXPORT_FORMAT)').choices(['json', 'zip']))
     .option('--site <name...>', 'sync only these sites (default: every configured site)')
     .option('--cpq-moved', "the site's CPQ is the same one at a new address: read its base URL although its rows were read from another (one site)")
@@ -22,6 +22,13 @@ export function registerSyncCommands(program: Command): void {
         // The configuration keeps every site it names (HISTORY_RETENTION tells them from sites it no longer names); the chosen ones run.
         const config = opts.format ? withCpq(loaded, { exportFormat: opts.format }) : loaded;
         const sites = selectSites(config, opts.site ?? []);
+        // Only a full read deletes: without --full a run may read incrementally, and the flag would do nothing, silently.
+        if (opts.allowMassDelete && !opts.full) {
+          const site = opts.site?.length ? `--site ${opts.site.join(' ')} ` : '';
+          throw new ConfigError(
+            `--allow-mass-delete lets a full read delete past the deletion guard, and without --full this run may read incrementally and delete nothing: add --full (cpq-sync run ${site}--full --allow-mass-delete)`,
+          );
+        }
         // Said of one site: with several, a site pointed at another CPQ by mistake would be taken too.
         if (opts.cpqMoved && sites.length > 1) throw new ConfigError('--cpq-moved is said of one site: name it (--site NAME)');
         // SIGINT/SIGTERM: the runs roll back, are recorded `interrupted`, exit code 130.

@@ -14,6 +14,8 @@ export interface DeletionGuard {
   massDeleteMin: number;
   /** --allow-mass-delete. */
   allowMassDelete: boolean;
+  /** The command that lets this site's deletion through (massDeleteCommand): a refusal names it. */
+  rerun: string;
   /** Stored integration users are not deleted by company reads this run (MergeDeletions.deleteNonIntegrationIn). */
   integrationUsersKept: boolean;
   /** Company reads are JSON pages, read by key (not a zip export, whose records come in any order). */
@@ -21,17 +23,26 @@ export interface DeletionGuard {
   warn: (message: string) => void;
 }
 
-/** The settings that bound one deletion: SYNC_MAX_DELETE_FRACTION, SYNC_MASS_DELETE_MIN, --allow-mass-delete. */
-export type DeletionLimits = Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete'>;
+/** The settings that bound one deletion: SYNC_MAX_DELETE_FRACTION, SYNC_MASS_DELETE_MIN, --allow-mass-delete (and the command that gives it). */
+export type DeletionLimits = Pick<DeletionGuard, 'maxDeleteFraction' | 'massDeleteMin' | 'allowMassDelete' | 'rerun'>;
+
+/**
+ * The command that lets a refused deletion through: --allow-mass-delete applies to full reads
+ * only (an incremental read deletes nothing), so with --full; with --site when the configuration
+ * has several sites (the others need no such run).
+ */
+export function massDeleteCommand(site: string, severalSites: boolean): string {
+  return `cpq-sync run ${severalSites ? `--site ${site} ` : ''}--full --allow-mass-delete`;
+}
 
 /** Whether the guard refuses to delete `missing` of a company's `known` users. */
-export function refusesDeletion(missing: number, known: number, guard: DeletionLimits): boolean {
+export function refusesDeletion(missing: number, known: number, guard: Omit<DeletionLimits, 'rerun'>): boolean {
   return missing > guard.massDeleteMin && missing > guard.maxDeleteFraction * known && !guard.allowMassDelete;
 }
 
 /** Why refusesDeletion refused, the end of each refusal's warning: both limits, since a deletion is refused only past both. */
 export function pastDeletionLimits(guard: DeletionLimits, rerunIf = 'this is real'): string {
-  return `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} and SYNC_MAX_DELETE_FRACTION=${guard.maxDeleteFraction} allow; nothing was marked deleted (rerun with --allow-mass-delete if ${rerunIf})`;
+  return `more than SYNC_MASS_DELETE_MIN=${guard.massDeleteMin} and SYNC_MAX_DELETE_FRACTION=${guard.maxDeleteFraction} allow; nothing was marked deleted (if ${rerunIf}: ${guard.rerun})`;
 }
 
 /**

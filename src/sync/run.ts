@@ -31,6 +31,7 @@ import { readCompany } from './company-read.js';
 import {
   deletableCompanies,
   integrationDeletableCompanies,
+  massDeleteCommand,
   pastDeletionLimits,
   refusesDeletion,
   type DeletionGuard,
@@ -577,6 +578,7 @@ class SyncRun {
       maxDeleteFraction: config.maxDeleteFraction,
       massDeleteMin: config.massDeleteMin,
       allowMassDelete: this.options.allowMassDelete === true,
+      rerun: massDeleteCommand(site, config.sites.length > 1),
       // A user only the integration feed returns is no company read's to delete, unless that feed
       // was read in full: short, or absent this once, it may have left the user out.
       integrationUsersKept: integrationEnabled(this.cpq) && !integrationUsers.complete,
