@@ -4,8 +4,11 @@ import { join } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { runCheck, type CheckReport, type StepResult } from '../src/check/index.js';
+import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
 import { cli, gate } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
@@ -307,6 +310,44 @@ describe('cpq-sync check against the simulator', () => {
       client.release();
     }
     expect(step(await runCheck(envOf(h)), 'sync lock (default)')).toMatchObject({ status: 'pass', detail: 'free' });
+  });
+
+  it('the sync lock held by a session that cannot write the tables (a reporting login): the step fails naming its role and pid, as a run would (review DB)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    await h.sync();
+    const role = `cpq_ck_${randomBytes(5).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    await h.t.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' IN ROLE cpq_reader`);
+    const url = new URL(h.t.url);
+    url.username = role;
+    url.password = password;
+    const reader = new pg.Client({ connectionString: url.toString() });
+    try {
+      await reader.connect();
+      const { rows } = await reader.query<{ lock_id: number; pid: number }>(`SELECT lock_id, pg_backend_pid() AS pid FROM cpq.sites WHERE name = 'default'`);
+      const { pid, lock_id } = rows[0]!;
+      await reader.query(`SELECT pg_advisory_lock($1, $2)`, [SITE_LOCK_CLASS, lock_id]);
+      const out = await cli(['check'], envOf(h));
+      expect(out.code).toBe(1);
+      const lines = out.stdout.split('\n');
+      const at = lines.findIndex((l) => l.includes('sync lock (default)'));
+      expect(lines[at]).toBe(
+        `  ✗ sync lock (default)  held by a session of role ${role} (pid ${pid}), which cannot write the cpq tables, so it is no cpq-sync run: a run started now would exit 6`,
+      );
+      expect(lines[at + 1]!.trim()).toBe(`fix: no run of this site can start until it lets go: end that session (SELECT pg_terminate_backend(${pid}))`);
+      expect(out.stdout).toMatch(/\nsome checks failed\n$/);
+      // The run says the same, exit code 6.
+      const run = await cli(['run'], envOf(h, { LOG_LEVEL: 'error' }));
+      expect(run.code).toBe(6);
+      expect(run.stderr).toContain(
+        `the sync lock of site default is held by a session of role ${role} (pid ${pid}), which cannot write the cpq tables, so it is no cpq-sync run: no run of this site can start until it lets go (SELECT pg_terminate_backend(${pid}))`,
+      );
+    } finally {
+      await reader.end().catch(() => undefined);
+      await h.t.query(`DROP ROLE IF EXISTS ${role}`);
+    }
   });
 
   it('several sites (CPQ_SITES_FILE): a block of steps per site, a lock step per site; --site checks the ones named', async ({ startHarness }) => {

@@ -8,7 +8,7 @@ import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
-import { readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
+import { outsiderHolder, readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
 import { errorCode, errorMessage, isUndefinedTable } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -71,7 +71,7 @@ function unmigratedSchema(rights: SchemaRights): StepResult {
       );
 }
 
-/** Whether a run of `site` could take its sync lock now; held means a run is going on, which is no setup problem. */
+/** Whether a run of `site` could take its sync lock now; held by a run means one is going on, which is no setup problem; held by a session that cannot write the tables is one. */
 export async function checkSyncLock(database: Database, site: string): Promise<StepResult> {
   const step = `sync lock (${site})`;
   let holder: Awaited<ReturnType<typeof readSyncLockHolder>>;
@@ -83,6 +83,11 @@ export async function checkSyncLock(database: Database, site: string): Promise<S
     throw err;
   }
   if (holder === null) return pass(step, 'free');
+  // A session that cannot write the tables (a reporting login) is no run: every run of the site fails until it lets go.
+  if (holder.canWrite === false) {
+    const { who, end } = outsiderHolder(holder);
+    return fail(step, `held by ${who}: a run started now would exit 6`, `no run of this site can start until it lets go: end that session (${end})`);
+  }
   const since = holder.since ? ` since ${holder.since.toISOString()}` : '';
   return warn(step, `held by the database session of pid ${holder.pid}${since}: a run is in progress`, 'a run started now would exit 7; wait for that one');
 }

@@ -35,6 +35,18 @@ export async function readSyncLockHolder(on: Queryable, site: string): Promise<S
   return rows[0] ?? null;
 }
 
+/**
+ * A holder that cannot write the cpq tables (canWrite false: a reporting login with cpq_reader) is
+ * no cpq-sync run: what it is, and how to end it. Said by the run it stops (SyncLockHeldByOutsider,
+ * exit code 6) and by `check`.
+ */
+export function outsiderHolder(holder: SyncLockHolder): { who: string; end: string } {
+  return {
+    who: `a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync run`,
+    end: `SELECT pg_terminate_backend(${holder.pid})`,
+  };
+}
+
 /** Whether no session holds `site`'s sync lock; false when that cannot be read (a caller then takes a run's record as it is). */
 export async function syncLockIsFree(on: Queryable, site: string): Promise<boolean> {
   try {

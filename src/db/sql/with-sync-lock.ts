@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { SyncError } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { SITE_LOCK_CLASS } from '../site-lock-key.js';
-import { readSyncLockHolder } from './read-sync-lock-holder.js';
+import { outsiderHolder, readSyncLockHolder } from './read-sync-lock-holder.js';
 
 /**
  * Adds `site` to cpq.sites unless it is there (its first run, or its first scheduled tick);
@@ -57,9 +57,8 @@ export async function withSyncLock<T>(
     // That is a failure to see and act on, not a run in progress.
     const holder = await readSyncLockHolder(client, site).catch(() => null);
     if (holder?.canWrite === false) {
-      throw new SyncLockHeldByOutsider(
-        `the sync lock of site ${site} is held by a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync run: no run of this site can start until it lets go (SELECT pg_terminate_backend(${holder.pid}))`,
-      );
+      const { who, end } = outsiderHolder(holder);
+      throw new SyncLockHeldByOutsider(`the sync lock of site ${site} is held by ${who}: no run of this site can start until it lets go (${end})`);
     }
     // Who holds it, and how to end it should it be stuck (a process stopped, not killed, keeps it).
     const heldBy =
