@@ -72,7 +72,7 @@ describe('read-only commands', () => {
     const oldest = await cli(['changes', '--after', '0'], env);
     expect(oldest.code).toBe(6);
     expect(oldest.stderr).toBe(
-      'cpq-sync: the database schema is older than this release, or missing: run `cpq-sync migrate` with the role that owns schema cpq\n',
+      'cpq-sync: the database schema is older than this release, or not migrated: run `cpq-sync migrate` with the role that owns schema cpq\n',
     );
   });
 
@@ -106,12 +106,20 @@ describe('read-only commands', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('forget and alerts retry refuse a database without the cpq schema, and do not create it (review CC)', async ({ createDatabase }) => {
+  it('every command but run, schedule and migrate refuses a database without the cpq schema in one line, saying no run synced into it, not to migrate (review CC, review DB)', async ({
+    createDatabase,
+  }) => {
     const t = await createDatabase();
     await t.query('DROP SCHEMA cpq CASCADE');
     const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: t.url };
+    // The read-only ones said to run cpq-sync migrate, which would have created the schema in this, the wrong, database.
     await expectEachRefused(
       [
+        ['status'],
+        ['verify'],
+        ['snapshot'],
+        ['changes', '--after', '0'],
+        ['alerts', 'list'],
         ['alerts', 'retry'],
         ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
       ],
@@ -119,5 +127,16 @@ describe('read-only commands', () => {
       'cpq-sync: the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)\n',
     );
     expect(await t.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'cpq'`)).toEqual([]);
+    // A schema that is there (a DBA made it) but not migrated: the read-only commands say to migrate.
+    await t.query('CREATE SCHEMA cpq');
+    await expectEachRefused(
+      [['verify'], ['snapshot'], ['changes', '--after', '0']],
+      env,
+      'cpq-sync: the database schema is older than this release, or not migrated: run `cpq-sync migrate` with the role that owns schema cpq\n',
+    );
+    await expectEachRefused([['alerts', 'list']], env, 'cpq-sync: the database has no alert outbox (cpq.alert_outbox) yet: run cpq-sync migrate\n');
+    expect(await t.query(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'cpq'`)).toEqual([
+      { n: 0 },
+    ]);
   });
 });

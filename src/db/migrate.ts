@@ -9,6 +9,7 @@ import type { Queryable } from './compiled-query.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { prepareHoldingSession } from './sql/prepare-holding-session.js';
+import { readSchemaRights } from './sql/read-schema-rights.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
@@ -153,31 +154,44 @@ export async function migrateSynced(database: { db: Db; pool: Queryable }, optio
 }
 
 /**
- * Refuses a database without the cpq schema: every run and worker creates it first thing, so
- * none means nothing ever ran against this database, most likely not the one the runs write.
+ * The failure of a command that needs what runs make in a database where it is not there, the one
+ * place these lines come from. No cpq schema at all: every run and worker creates it first thing,
+ * so none means nothing ever ran against this database, most likely not the one the runs write
+ * (`cpq-sync migrate` would create the schema there). A schema that exists but lacks what this
+ * release needs: `older`, which says to migrate.
  */
+export async function schemaMissing(on: Queryable, older: string): Promise<SyncError> {
+  const rights = await readSchemaRights(on);
+  return new SyncError(
+    'database',
+    rights.schemaExists ? older : 'the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)',
+  );
+}
+
+const MIGRATE = 'run `cpq-sync migrate` with the role that owns schema cpq';
+
+/** Refuses a database no run has synced into: without the cpq schema, or with one that holds no migration (schemaMissing). */
 export async function requireSyncedInto(on: Queryable): Promise<void> {
   if ((await readAppliedMigrations(on)) === null) {
-    throw new SyncError('database', 'the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)');
+    throw await schemaMissing(on, `the database's cpq schema is not migrated: no run has synced into it (is DATABASE_URL the database the runs write?)`);
   }
 }
 
 /**
  * For the commands that only read (snapshot, changes, verify): they never migrate, so they work
  * with the cpq_reader role. A database that lacks a migration of this release fails with one line
- * that says to run `cpq-sync migrate`; a newer one is read as it is (migrations only add).
+ * that says to run `cpq-sync migrate`, one without the cpq schema with the line of a database no
+ * run has synced into (schemaMissing); a newer one is read as it is (migrations only add).
  */
 export async function requireMigrated(on: Queryable, dir = MIGRATIONS_DIR): Promise<void> {
   const expected = Object.keys(await new SqlFileMigrationProvider(dir).getMigrations());
   const applied = await readAppliedMigrations(on);
-  if (applied === null) {
-    throw new SyncError('database', 'the database schema is older than this release, or missing: run `cpq-sync migrate` with the role that owns schema cpq');
-  }
+  if (applied === null) throw await schemaMissing(on, `the database schema is older than this release, or not migrated: ${MIGRATE}`);
   const missing = expected.filter((name) => !applied.includes(name));
   if (missing.length > 0) {
     throw new SyncError(
       'database',
-      `the database schema is older than this release (${missing.length} migration${missing.length === 1 ? '' : 's'} not applied, the first ${missing[0]!}): run \`cpq-sync migrate\` with the role that owns schema cpq`,
+      `the database schema is older than this release (${missing.length} migration${missing.length === 1 ? '' : 's'} not applied, the first ${missing[0]!}): ${MIGRATE}`,
     );
   }
 }
