@@ -212,12 +212,12 @@ function withPlace(err: unknown, where: string): unknown {
   );
 }
 
-/** The outcome of `cpq-sync verify --file`: problems empty when the file is the one the manifest describes. */
-export interface FileCheck {
-  file: string;
-  manifest: Manifest | undefined;
-  problems: string[];
-}
+/**
+ * The outcome of `cpq-sync verify --file`: problems empty when the file is the one the manifest
+ * describes; `unchecked` (why) when there was nothing to compare (no manifest, or one that is
+ * none, or a file that cannot be read): that is no mismatch.
+ */
+export type FileCheck = { file: string; manifest: Manifest; problems: string[]; unchecked?: undefined } | { file: string; unchecked: string };
 
 function isManifest(value: unknown): value is Manifest {
   if (typeof value !== 'object' || value === null) return false;
@@ -233,9 +233,9 @@ export async function verifyFile(file: string): Promise<FileCheck> {
     parsed = JSON.parse(await readFile(side, 'utf8'));
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'is not JSON';
-    return { file, manifest: undefined, problems: [`${side} ${why}: the file has no manifest to check it against`] };
+    return { file, unchecked: `${side} ${why}: the file has no manifest to check it against` };
   }
-  if (!isManifest(parsed)) return { file, manifest: undefined, problems: [`${side} is not a cpq-sync export manifest`] };
+  if (!isManifest(parsed)) return { file, unchecked: `${side} is not a cpq-sync export manifest` };
   const manifest = parsed;
   const digest = createHash('sha256');
   let bytes = 0;
@@ -247,7 +247,7 @@ export async function verifyFile(file: string): Promise<FileCheck> {
       }
     });
   } catch (err) {
-    return { file, manifest, problems: [`${file} cannot be read: ${(err as Error).message}`] };
+    return { file, unchecked: `${file} cannot be read: ${(err as Error).message}` };
   }
   const sha256 = digest.digest('hex');
   const problems: string[] = [];

@@ -188,9 +188,14 @@ describe('proof of completeness', () => {
     const altered = await cli(['verify', '--file', changes], {});
     expect(altered.code).toBe(1);
     expect(altered.stdout).toMatch(/DIFFERS: SHA-256 [0-9a-f]{64}, the manifest says [0-9a-f]{64}\n$/);
-    const missing = await cli(['verify', '--file', join(dir, 'nothing.csv')], {});
-    expect(missing.code).toBe(1);
-    expect(missing.stdout).toContain('nothing.csv.manifest.json does not exist');
+    // Nothing to check it against is no mismatch: an error, exit code 2, one line on stderr (review DB: "DIFFERS", exit code 1).
+    const nothing = join(dir, 'nothing.csv');
+    const missing = await cli(['verify', '--file', nothing], {});
+    expect({ code: missing.code, stdout: missing.stdout, stderr: missing.stderr }).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `cpq-sync: cannot check ${nothing}: ${nothing}.manifest.json does not exist: the file has no manifest to check it against\n`,
+    });
     // --file checks the file alone: with --chain or --site, which it would not do, it is refused.
     const combined = await cli(['verify', '--file', snapshot, '--chain'], {});
     expect({ code: combined.code, stderr: combined.stderr }).toEqual({

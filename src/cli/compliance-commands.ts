@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
-import { rethrowAsSyncError, printable } from '../errors.js';
+import { SyncError, rethrowAsSyncError, printable } from '../errors.js';
 import { command, requireKnownSites } from './command.js';
 
 /** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
@@ -87,7 +87,7 @@ export function registerComplianceCommands(program: Command): void {
       "prove completeness: each company's user count in CPQ now against the users the database holds (exit code 1 on any difference); --chain: the run seals; --file: an export file",
     )
     .option('--chain', 'recompute every run seal and name, per site, the first run whose stored content no longer matches (exit code 1)')
-    .option('--file <file>', 'check an export file against its <file>.manifest.json (exit code 1 when it differs)')
+    .option('--file <file>', 'check an export file against its <file>.manifest.json (exit code 1 when it differs, 2 when it cannot be checked)')
     .option('--site <name...>', 'only these sites (default: every configured site)')
     .action((opts: { chain?: boolean; file?: string; site?: string[] }) =>
       command(
@@ -97,7 +97,9 @@ export function registerComplianceCommands(program: Command): void {
             if (opts.chain || opts.site) throw new ConfigError('--file checks an export file against its manifest alone: --chain and --site do not apply');
             const { verifyFile } = await import('../output.js');
             const check = await verifyFile(opts.file);
-            const about = check.manifest === undefined ? '' : ` (${check.manifest.rows} rows, SHA-256 ${check.manifest.sha256})`;
+            // Nothing to compare is no mismatch (exit code 1): an error, exit code 2, as for a bad command line.
+            if (check.unchecked !== undefined) throw new SyncError('config', `cannot check ${opts.file}: ${check.unchecked}`);
+            const about = ` (${check.manifest.rows} rows, SHA-256 ${check.manifest.sha256})`;
             // The manifest is what this command checks, so untrusted: its text is printable, never escape sequences.
             process.stdout.write(
               `${printable(check.problems.length === 0 ? `${opts.file}: matches its manifest${about}` : `${opts.file}: DIFFERS: ${check.problems.join('; ')}`)}\n`,
