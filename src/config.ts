@@ -419,15 +419,18 @@ export function unknownVariables(env: Env, named: ReadonlySet<string> = new Set(
  * typo is often the error's cause: CPQ_PASWORD leaves CPQ_PASSWORD unset), worded as
  * unknownVariables words them.
  */
-export function likelyTypos(env: Env): string[] {
+export function likelyTypos(env: Env, except: (typo: { name: string; near?: string }) => boolean = () => false): string[] {
   return unknownNames(env, new Set())
-    .filter((v) => v.near !== undefined)
+    .filter((v) => v.near !== undefined && !except(v))
     .map(describeUnknown);
 }
 
-/** A configuration error's message with the likely typos of `env` after it, in one line's parts. */
+/**
+ * A configuration error's message with the likely typos of `env` after it, in one line's parts;
+ * not one the message already asks about (DATABSE_URL set, DATABASE_URL not: "did you mean DATABASE_URL?").
+ */
 export function withLikelyTypos(message: string, env: Env): string {
-  return [message, ...likelyTypos(env)].join('; ');
+  return [message, ...likelyTypos(env, (v) => message.includes(v.name) && message.includes(`did you mean ${v.near}?`))].join('; ');
 }
 
 function describeUnknown({ name, near }: { name: string; near?: string }): string {

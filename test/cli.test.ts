@@ -57,6 +57,19 @@ describe('cpq-sync CLI', () => {
     expect(out.stderr).toMatch(/^cpq-sync: invalid configuration: CPQ_PAGE_SIZE: "lots" is not a whole number from 1 to 1000\n$/);
   });
 
+  it('exit code 2 and one line: a misspelt DATABASE_URL without DATABASE_URL is asked about once, not twice (review DB)', async () => {
+    const misspelt = await cli(['status'], { DATABSE_URL: 'postgres://127.0.0.1:1/none' });
+    expect({ code: misspelt.code, stderr: misspelt.stderr }).toEqual({
+      code: 2,
+      stderr:
+        'cpq-sync: DATABSE_URL is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (./.data), not your database; rename the variable, or unset DATABSE_URL to use the embedded one\n',
+    });
+    // Another typo is still named after it.
+    const two = await cli(['status'], { DATABSE_URL: 'postgres://127.0.0.1:1/none', SYNC_CRONN: '* * * * *' });
+    expect(two.stderr).toMatch(/did you mean DATABASE_URL\?.*; SYNC_CRONN is not a variable cpq-sync reads: did you mean SYNC_CRON\?\n$/);
+    expect(two.stderr.match(/did you mean DATABASE_URL/g)).toHaveLength(1);
+  });
+
   it('exit code 2 and one line for a mistyped command line: an unknown option, a missing argument, a bad choice, an unknown command', async () => {
     const cases: [string[], string][] = [
       [['status', '--lmit', '3'], "unknown option '--lmit' (Did you mean --limit?)"],
