@@ -168,7 +168,14 @@ function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
     parsed.CPQ_OAUTH_TOKEN_URL || parsed.CPQ_OAUTH_CLIENT_ID || clientSecret ? 'oauth' : undefined,
   ].filter((k) => k !== undefined);
   if (chosen.length > 1) {
-    throw new ConfigError(`more than one CPQ auth method is configured (${chosen.join(', ')}): set exactly one`);
+    // Each method by the variables set for it: which to unset is the reader's to choose.
+    const set = (names: string[]) => names.filter((name) => env[name]?.trim()).join(' and ');
+    const variables: Record<string, string> = {
+      basic: set(['CPQ_USERNAME', 'CPQ_PASSWORD', 'CPQ_PASSWORD_FILE']),
+      bearer: set(['CPQ_TOKEN', 'CPQ_TOKEN_FILE']),
+      oauth: set(['CPQ_OAUTH_TOKEN_URL', 'CPQ_OAUTH_CLIENT_ID', 'CPQ_OAUTH_CLIENT_SECRET', 'CPQ_OAUTH_CLIENT_SECRET_FILE']),
+    };
+    throw ConfigError.listing([`more than one CPQ auth method is configured (${chosen.map((k) => `${k} by ${variables[k]}`).join(', ')}): set exactly one`]);
   }
   switch (chosen[0]) {
     case 'basic':

@@ -70,6 +70,21 @@ describe('cpq-sync CLI', () => {
     expect(two.stderr.match(/did you mean DATABASE_URL/g)).toHaveLength(1);
   });
 
+  it('exit code 2 and one line: two CPQ auth methods are an invalid configuration naming the variables set (review DB)', async () => {
+    const auth = await cli(['run'], {
+      CPQ_BASE_URL: 'https://x.example.com',
+      CPQ_TOKEN: 'not-shown-token',
+      CPQ_USERNAME: 'u',
+      CPQ_PASSWORD: 'not-shown-password',
+      DATABASE_URL: 'postgres://127.0.0.1:1/none',
+    });
+    expect({ code: auth.code, stderr: auth.stderr }).toEqual({
+      code: 2,
+      stderr:
+        'cpq-sync: invalid configuration: more than one CPQ auth method is configured (basic by CPQ_USERNAME and CPQ_PASSWORD, bearer by CPQ_TOKEN): set exactly one\n',
+    });
+  });
+
   it('exit code 2 and one line for a mistyped command line: an unknown option, a missing argument, a bad choice, an unknown command', async () => {
     const cases: [string[], string][] = [
       [['status', '--lmit', '3'], "unknown option '--lmit' (Did you mean --limit?)"],

@@ -140,7 +140,7 @@ describe('CPQ_SITES_FILE', () => {
       'site "DUP", name: another site has the same name but for case (dup)',
       'site "dup", baseUrl: must be an http(s) URL',
       'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
-      'site "auth", more than one CPQ auth method is configured (basic, bearer)',
+      'site "auth", more than one CPQ auth method is configured (basic by username, bearer by token)',
       'site "vars", baseUrl: ${NOT_SET} names an environment variable that is not set',
       'site "vars": key 3 of the site (line 18) is not a known key (not printed: it may be a value typed in its place) (known:',
       'site "vars": key 1 of its oauth (line 21) is not a known key (not printed: it may be a value typed in its place); did you mean oauth.clientId?',
@@ -354,7 +354,7 @@ describe('CPQ_SITES_FILE', () => {
       .replace(/^invalid configuration: /, '')
       .split('; ');
     expect(problems).toEqual([
-      expect.stringMatching(/^CPQ_SITES_FILE: site "a", more than one CPQ auth method is configured \(basic, bearer\)/),
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", more than one CPQ auth method is configured \(basic by username and password, bearer by token\)/),
       expect.stringMatching(/^CPQ_SITES_FILE: site "a", cron: "every day" is not a cron expression/),
       expect.stringMatching(/^CPQ_SITES_FILE: site "a", alertRules: unknown rule nosuch/),
     ]);
