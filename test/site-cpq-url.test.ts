@@ -131,8 +131,11 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       const refused = await cli(['run'], env);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('cpq-sync run --site default --cpq-moved');
-      const accepted = await cli(['run', '--cpq-moved'], env);
+      const accepted = await cli(['run', '--cpq-moved'], { ...env, LOG_LEVEL: 'warn' });
       expect(accepted.code, accepted.stderr).toBe(0);
+      // Its warning names the site and run, as the run's info lines do (review DB: it named neither).
+      const warned = accepted.stdout.split('\n').find((l) => l.includes('(--cpq-moved)'));
+      expect(JSON.parse(warned!)).toMatchObject({ level: 40, site: 'default', runId: expect.stringMatching(/^\d+$/) as unknown });
       expect(await recordedUrl(h)).toBe(siteCpqUrl(moved.url));
       // check says so before a run does.
       const report = await runCheck({ ...env, CPQ_BASE_URL: h.sim.baseUrl });

@@ -80,6 +80,8 @@ class SyncRun {
   private stager: Stager | undefined;
   /** The site's stream cursors as the run found them, read once under its sync lock (no other run writes them meanwhile). */
   private cursors: Map<string, StreamCursor> = new Map();
+  /** The run's logger (its lines name the site and run), once the run has its record. */
+  private runLog: Logger | undefined;
   /** HISTORY_RETENTION's cutoff this run redacted up to, by the database's clock; undefined without a retention. */
   private retainedFrom: Date | undefined;
 
@@ -95,7 +97,8 @@ class SyncRun {
 
   private warn(message: string) {
     this.warnings.push(message);
-    this.deps.log.warn(message);
+    // Through the run's logger: a warning line names its site and run, as the info lines do.
+    (this.runLog ?? this.deps.log).warn(message);
   }
 
   async execute(): Promise<RunResult> {
@@ -158,6 +161,7 @@ class SyncRun {
     this.cursors = await readCursors(db, site);
     const runId = await createRun(db, site, this.readsAll ? 'full' : 'incremental');
     const runLog = log.child({ site, runId });
+    this.runLog = runLog;
     this.readSignal = this.options.signal ? AbortSignal.any([this.options.signal, this.streamFailed.signal]) : this.streamFailed.signal;
     this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca), runLog, this.readSignal);
     const started = Date.now();
