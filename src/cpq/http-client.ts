@@ -254,6 +254,24 @@ export class CpqHttpClient {
     return redactCredentials(message, this.sentAuthorizations);
   }
 
+  /**
+   * Where a body holds a credential this client sent, as sent or with its `/` escaped as JSON may
+   * write it (`\/`); -1 when nowhere. A gateway that reflects the request into a 200 answer put
+   * the Basic header into a user's field: into cpq.users.raw, or quoted by the field's error into
+   * the run record and the logs (review DD). Searched as it is, not in every form quotesSecret
+   * reads: a page may be CPQ_MAX_PAGE_BYTES, and a few searches of it cost milliseconds.
+   */
+  private credentialAt(text: string): number {
+    for (const secret of credentialSecrets(this.sentAuthorizations)) {
+      if (secret.length < CREDENTIAL_ECHO_CHARS) continue;
+      for (const form of secret.includes('/') ? [secret, secret.replaceAll('/', '\\/')] : [secret]) {
+        const at = text.indexOf(form);
+        if (at >= 0) return at;
+      }
+    }
+    return -1;
+  }
+
   /** Whether `text` quotes, in any form quotesSecret reads, a credential this client sent. */
   private quotesCredentials(text: string): boolean {
     return quotesSecret(text, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS);
@@ -284,6 +302,13 @@ export class CpqHttpClient {
         });
       }
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
+      const echoed = this.credentialAt(text);
+      if (echoed >= 0) {
+        throw new SyncError(
+          'data',
+          `GET ${url}: the response holds a credential this run sent (at character ${echoed}); refused, so that it reaches neither the database nor the logs`,
+        );
+      }
       const contentType = response.headers.get('content-type');
       let cut: ReturnType<typeof cutCollectionBody>;
       try {
