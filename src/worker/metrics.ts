@@ -59,7 +59,7 @@ export class WorkerMetrics {
     });
     this.skipped = new Counter({
       name: 'cpq_sync_runs_skipped_total',
-      help: 'Scheduled ticks that started no run, by site: lock_held (another worker was syncing it), overlap (this worker still was), claimed_elsewhere (another worker took the tick)',
+      help: 'Scheduled ticks that started no run, by site: lock_held (another worker was syncing it), overlap (this worker still was), claimed_elsewhere (another worker took the tick), missed (the process could not run it before the next was due)',
       labelNames: ['site', 'reason'],
       registers,
     });
