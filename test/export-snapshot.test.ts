@@ -87,7 +87,12 @@ describe('snapshot: a site with no state at its time (review CY)', () => {
       const manifest = JSON.parse(await readFile(`${file}.manifest.json`, 'utf8')) as Record<string, unknown>;
       expect(manifest).toMatchObject({ rows: 3, runs: [{ site: 'default' }], sitesLeftOut: ['b', 'c'] });
       const named = await cli(['snapshot', '--as-of', asOf.toISOString(), '--site', 'default', 'b'], { DATABASE_URL: h.t.url });
-      expect({ code: named.code, stdout: named.stdout, stderr: named.stderr }).toEqual({ code: 2, stdout: '', stderr: `cpq-sync: ${refusal}\n` });
+      expect({ code: named.code, stdout: named.stdout }).toEqual({ code: 2, stdout: '' });
+      // With a time that has a state of every site named: a millisecond after b's first run took effect.
+      const [{ e }] = (await h.t.query<{ e: Date }>(`SELECT effective_at AS e FROM cpq.sync_runs WHERE site = 'b' AND status = 'succeeded'`)) as [{ e: Date }];
+      expect(named.stderr).toBe(`cpq-sync: ${refusal} (an --as-of at or after ${new Date(e.getTime() + 1).toISOString()} has one)\n`);
+      const withC = await cli(['snapshot', '--as-of', asOf.toISOString(), '--site', 'b', 'c'], { DATABASE_URL: h.t.url });
+      expect(withC.stderr).toMatch(/: there is no state to report \(no later time has one yet\)\n$/);
     } finally {
       await later.stop();
     }

@@ -164,7 +164,18 @@ async function snapshotRuns(
     const of = missing.length > 0 ? ` of site ${missing.join(', ')}` : '';
     // Asked of a time before the first run (or of a database no run has synced into): a question
     // that has no answer, exit code 2; not bad data from CPQ (5).
-    throw new SyncError('config', `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report`);
+    // And a time that has one, so that the operator need not look it up (review DB): of named
+    // sites, when all of them have a state; of every site, when the first has one. A millisecond
+    // on: a Date drops the microseconds of effective_at, and the time must not fall before it.
+    const firsts = (await findSitesNotSyncedBy(client, asOf, missing)).map((f) => f.first);
+    const known = firsts.filter((f): f is Date => f !== null).map(Number);
+    const from = missing.length > 0 ? (known.length === missing.length ? Math.max(...known) : undefined) : known.length > 0 ? Math.min(...known) : undefined;
+    throw new SyncError(
+      'config',
+      `no successful sync run${of} took effect at or before ${asOf.toISOString()}: there is no state to report (${
+        from === undefined ? 'no later time has one yet' : `an --as-of at or after ${new Date(from + 1).toISOString()} has one`
+      })`,
+    );
   }
   const later = sites.length > 0 ? [] : await findSitesNotSyncedBy(client, asOf, []);
   return { runs: runs.map((r) => ({ site: r.site, runId: r.id, finishedAt: r.finished_at })), later };
