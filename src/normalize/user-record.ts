@@ -455,7 +455,20 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
       `is ${limit} and ${items.length} items were sent, without hasMore false: a full page may be followed by more; refused rather than take it for the whole list`,
     );
   }
+  // A link to the next page says the same, with no count at all (review DJ).
+  if (more !== false && linksToNext(value))
+    return reader.fail(`${field}.links`, `name a next page: CPQ sent ${items.length} items of a longer list; refused rather than take it for the whole list`);
   return items as unknown[];
+}
+
+/** Whether a collection's links (any spelling of the key) hold one whose rel is "next". */
+function linksToNext(collection: Record<string, unknown>): boolean {
+  for (const key of Object.keys(collection)) {
+    if (key.toLowerCase() !== 'links') continue;
+    const links = collection[key];
+    if (Array.isArray(links) && links.some((l) => isJsonObject(l) && typeof l.rel === 'string' && l.rel.toLowerCase() === 'next')) return true;
+  }
+  return false;
 }
 
 /** A list's totalResults, offset, count or limit: undefined when it does not say it (or says null); a value that is no count fails the record. */
