@@ -170,6 +170,19 @@ describe('the integration users a run holds are bounded together like one page (
       /^GET \S+\/integrationUsers\S*: the integration users read add up to more than CPQ_MAX_PAGE_BYTES \(65536\) characters, and a run holds them all; refused$/,
     );
   });
+
+  it('so do the list’s records, large on page after page while the details are small (review DJ)', async ({ startHarness }) => {
+    const h = await startHarness(
+      { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 8, integrationListIncludesGroups: false },
+      { CPQ_MAX_PAGE_BYTES: String(64 * 1024), CPQ_PAGE_SIZE: '2' },
+    );
+    await h.sync();
+    // The first user of each of the four list pages: 80,000 characters, each page within the bound.
+    editFirstListed(h, (user) => (user.notes = 'z'.repeat(20_000)));
+    expect(await refused(h)).toMatch(
+      /: the integration users read add up to more than CPQ_MAX_PAGE_BYTES \(65536\) characters, and a run holds them all; refused$/,
+    );
+  });
 });
 
 describe('integration users are keyed by company and login apart', () => {

@@ -233,14 +233,14 @@ export async function readIntegrationUsers(
       );
   };
   // The record to normalize and its company, found once from the list's record (the detail's must
-  // agree); `held` when its size was counted as it arrived (a detail).
-  const readRecord = async (item: unknown, i: number, url: string): Promise<{ record: Raw; company: string; held: boolean } | undefined> => {
+  // agree); `counted`: the characters of it counted as they arrived (a detail's).
+  const readRecord = async (item: unknown, i: number, url: string): Promise<{ record: Raw; company: string; counted: number } | undefined> => {
     if (!isJsonObject(item)) throw new RecordError(`record ${i} of ${url}: expected a user object, got ${describeValue(item)}`);
     const fields = canonicalize(item);
     const where = `record ${i} of ${url}`;
     const company = companies.of(item, () => where);
     const place = () => recordPlace(company, fields.get('login'), where);
-    if (carriesItems(fields.get('groups'))) return { record: item, company, held: false };
+    if (carriesItems(fields.get('groups'))) return { record: item, company, counted: 0 };
     // The list did not expand groups (no groups, or a collection without items): the detail endpoint has them.
     const partyNumber = sentString(fields.get('partyNumber'));
     if (partyNumber === undefined) throw new RecordError(`${place()}: integration user without partyNumber (as text), cannot read its groups`);
@@ -274,7 +274,7 @@ export async function readIntegrationUsers(
       }
     }
     // Laid over the list's record: what the detail leaves out (its company, say) is the list's, not nothing.
-    return { record: layOver(detail, item), company, held: true };
+    return { record: layOver(detail, item), company, counted: read.chars };
   };
   try {
     for await (const page of integrationUserPages(http, cpq, progress.since)) {
@@ -282,9 +282,10 @@ export async function readIntegrationUsers(
       const records = await allUntilFirstFailure(page.items.values(), cpq.concurrency, (item, i) => readRecord(item, i, page.url));
       records.forEach((read, i) => {
         if (!read) return;
-        const { record, company, held } = read;
+        const { record, company, counted } = read;
         const row = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url }, i);
-        if (!held) hold(row.raw.length, page.url);
+        // The rest of what is held: a list record, or what the list's record adds to a detail's (review DJ).
+        hold(Math.max(0, row.raw.length - counted), page.url);
         progress.saw([row]);
         found.add(row.companyLogin, row.login, record, page.url, i);
       });
