@@ -207,7 +207,7 @@ class SyncRun {
       await client.query('ROLLBACK').catch(() => undefined);
       // A stream's own failure stays the reason even when a signal arrives while the others stop.
       const interrupted = this.options.signal?.aborted === true && (this.firstStreamFailure?.afterInterrupt ?? true);
-      const error = (
+      let error = (
         interrupted
           ? new SyncError('interrupted', 'the run was interrupted (signal) before it finished')
           : // The connection's own error, not what the next query or the stopped reads said of it.
@@ -219,7 +219,9 @@ class SyncRun {
                 ? new SyncError('data', err.message)
                 : toDatabaseOrInternal(err)
       ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
-      const message = oneLine(error.message);
+      // Never a credential in the run record, the log or the error thrown (review DJ).
+      const message = oneLine(this.http.withoutCredentials(error.message, `a ${error.kind} error`));
+      if (message !== oneLine(error.message)) error = new SyncError(error.kind, message, error.details());
       const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
       const recorded = await this.recordFailure(runLog, () =>
         finishRun(this.deps.pool, runId, {
