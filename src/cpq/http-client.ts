@@ -154,7 +154,7 @@ function credentialEcho(credential: string): { run: string; pattern: RegExp } {
       .toString(16)
       .padStart(4, '0')
       .replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`);
-  const forms = [...credential].map((c) => `(?:${c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}|\\\\u${hex(c)}${c === '/' ? '|\\\\\\/' : ''})`);
+  const forms = credential.split('').map((c) => `(?:${c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}|\\\\u${hex(c)}${c === '/' ? '|\\\\\\/' : ''})`);
   const run = (credential.match(/[A-Za-z0-9]+/g) ?? []).reduce((a, b) => (b.length > a.length ? b : a), '');
   return { run, pattern: new RegExp(forms.join('')) };
 }
