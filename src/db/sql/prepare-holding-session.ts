@@ -22,8 +22,9 @@ import type { Queryable } from '../compiled-query.js';
  * first); and a session ended while idle between statements (idle_session_timeout, 14 and later)
  * lets go of the site's sync lock under a run still going. What bounds such a session instead:
  * SYNC_LOCK_TIMEOUT, CPQ's timeouts, and this connection check and TCP keepalives once its process
- * is gone. Every other session (a reporting login's, `snapshot`'s, /readyz's) keeps the limits
- * it is given.
+ * is gone. The process's later short statements on this connection run without them too (review
+ * DJ); other processes' sessions (a reporting login's, `snapshot`'s) and /readyz's keep the limits
+ * they are given.
  */
 export async function prepareHoldingSession(on: Queryable): Promise<void> {
   await on.query(`SELECT pg_catalog.set_config('statement_timeout', '0', false), pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)`);
