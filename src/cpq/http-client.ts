@@ -138,12 +138,6 @@ const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|
 const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 
 /**
- * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
- * backoff and jitter (network errors, 408, 429, 5xx) honouring Retry-After up to
- * CPQ_RETRY_MAX_DELAY, the site's request budget (CPQ_MAX_IN_FLIGHT), and exact JSON.
- * Error messages name the method and URL (which never holds credentials) and what went wrong.
- */
-/**
  * How a credential may stand in a JSON text: each character as it is or as a `\uXXXX` escape (a
  * `/` as `\/` too); and its longest run of letters and digits, which JSON writers never escape.
  */
@@ -159,6 +153,12 @@ function credentialEcho(credential: string): { run: string; pattern: RegExp } {
   return { run, pattern: new RegExp(forms.join('')) };
 }
 
+/**
+ * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
+ * backoff and jitter (network errors, 408, 429, 5xx) honouring Retry-After up to
+ * CPQ_RETRY_MAX_DELAY, the site's request budget (CPQ_MAX_IN_FLIGHT), and exact JSON.
+ * Error messages name the method and URL (which never holds credentials) and what went wrong.
+ */
 export class CpqHttpClient {
   readonly stats: HttpStats = { requests: 0, retries: {} };
   /**
@@ -180,7 +180,7 @@ export class CpqHttpClient {
   readonly readAhead: RequestBudget;
   private readonly policy: RetryPolicy;
   private readonly dispatcher: Dispatcher | undefined;
-  /** Authorization headers sent so far, kept out of the body excerpts in error messages. */
+  /** Authorization headers sent so far: kept out of error messages, and looked for in the bodies read (credentialAt). */
   private readonly sentAuthorizations = new Set<string>();
   /** credentialAt's search of each credential sent, made once. */
   private readonly credentialEchoes = new Map<string, { run: string; pattern: RegExp }>();
@@ -266,7 +266,6 @@ export class CpqHttpClient {
     return describeBody(redactCredentials(head, this.sentAuthorizations), contentType);
   }
 
-  /** A network error's message, the same way: none that quotes the credentials in any form, else exact copies cut out. */
   /**
    * A message (a network error's, a failed run's) without the credentials sent: none that quotes
    * them in any form, else exact copies cut out (the password too: a record's error quotes its

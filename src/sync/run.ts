@@ -459,12 +459,12 @@ class SyncRun {
     const stager = await Stager.create(client);
     this.stager = stager;
     const notBefore = clock.lastEffectiveAt === null ? -Infinity : clock.lastEffectiveAt.getTime() + 1;
-    // Read from the database when first needed, not worked out from the offset measured at the
-    // start: a clock stepped in between (NTP, a VM resumed) dated the run an hour ahead, or before
-    // its own start, and snapshots and as-of answers followed it (review DE). On the pool: the
-    // run's client may be writing a COPY that waits for these rows.
     // When the versions this run writes start (their valid_from, sync_runs.effective_at): fixed
-    // when its first merge, batch or final, or its first direct write begins.
+    // when its first merge, batch or final, or its first direct write begins, by the database's
+    // clock read then, not worked out from the offset measured at the start: a clock stepped in
+    // between (NTP, a VM resumed) dated the run an hour ahead, or before its own start, and
+    // snapshots and as-of answers followed it (review DE). On the pool: the run's client may be
+    // writing a COPY that waits for these rows.
     let fixed: Promise<Date> | undefined;
     const effectiveAt = () => (fixed ??= readDatabaseNow(pool).then((now) => new Date(Math.max(now.getTime(), notBefore))));
     const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
