@@ -320,6 +320,24 @@ describe('commands other than run killed while a statement waits for a lock (rev
     expect(await h.t.query(`SELECT email IS NOT NULL AS kept FROM cpq.users WHERE login = $1`, [login])).toEqual([{ kept: true }]);
   }, 90_000);
 
+  it('snapshot: its query ends within seconds, not at its own end (it ran on for minutes in a slow plan)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const env = { DATABASE_URL: h.t.url };
+    // A session holding cpq.users whole: the snapshot's query waits for it, as a slow one runs.
+    const holder = await otherSession(h.t);
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+    const snapshot = spawnCli(['snapshot', '--format', 'jsonl'], env);
+    const backend = await backendWaitingForLock(h.t);
+    snapshot.kill('SIGKILL');
+    await snapshot.exited;
+
+    // The holder still holds its lock: the query ends by the connection check alone.
+    await ends(h.t, backend);
+    await holder.query('ROLLBACK');
+  }, 90_000);
+
   it('migrate: its session ends within seconds, and its queued ACCESS EXCLUSIVE request with it: readers of the table are no longer held behind it', async ({
     startHarness,
   }) => {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { watchClientConnection } from './prepare-holding-session.js';
 // Not converted: transaction control on one client of the pool (a Kysely transaction runs on a
 // connection of its own, and the caller streams with pg-cursor on this one); no parameters, no rows.
 
@@ -10,6 +11,9 @@ export async function inReadOnlySnapshot<T>(pool: pg.Pool, work: (client: pg.Poo
   const client = await pool.connect();
   let broken: Error | boolean | undefined;
   try {
+    // A killed export's query ends within seconds instead of running on (session-level: the
+    // connection goes back to the pool with it, a check that costs nothing while no statement runs).
+    await watchClientConnection(client);
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const result = await work(client);
     await client.query('COMMIT');

@@ -28,7 +28,17 @@ import type { Queryable } from '../compiled-query.js';
  */
 export async function prepareHoldingSession(on: Queryable): Promise<void> {
   await on.query(`SELECT pg_catalog.set_config('statement_timeout', '0', false), pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)`);
+  await watchClientConnection(on);
+  await on.query(`SELECT pg_catalog.set_config('idle_session_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`);
+}
+
+/**
+ * The connection check alone (see above), for a session that keeps the limits it is given: an
+ * export's, whose query, once its process was killed, ran on to its end (2 minutes of a slow
+ * snapshot plan), holding its locks and a core.
+ */
+export async function watchClientConnection(on: Queryable): Promise<void> {
   await on.query(
-    `SELECT pg_catalog.set_config('client_connection_check_interval', '5000', false), pg_catalog.set_config('idle_session_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`,
+    `SELECT pg_catalog.set_config('client_connection_check_interval', '5000', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`,
   );
 }
