@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
-import { createPool } from '../src/db/database.js';
+import { createDb, createPool } from '../src/db/database.js';
+import { runSync } from '../src/sync/run.js';
 import { ALL_MIGRATIONS, admin, migrateBefore, type TestDatabase } from './helpers/database.js';
 import { Cleanups, cli, type CliProcess } from './helpers/cli-process.js';
 import { holdRequests } from './helpers/scripted-pages.js';
@@ -137,6 +138,35 @@ describe('a database whose sessions are limited (idle_in_transaction_session_tim
     expect(out.code).toBe(0);
     expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.kysely_migration`)).toEqual([{ n: ALL_MIGRATIONS.length }]);
   }, 90_000);
+
+  it('a run puts them back before its connection returns to the pool: each connection of the pool has them after', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await limit(h.t, 'statement_timeout');
+    await limit(h.t, 'idle_in_transaction_session_timeout');
+    const pool = createPool(h.t.url, 3);
+    const clients: pg.PoolClient[] = [];
+    try {
+      expect((await runSync({ pool, db: createDb(pool), config: h.config, log: h.log })).status).toBe('succeeded');
+      const kept = pool.idleCount;
+      expect(kept, 'connections the run left in the pool').toBeGreaterThan(0);
+      // Every connection the pool holds at once: those the run used (its own session among them), then new ones.
+      for (let i = 0; i < 3; i++) clients.push(await pool.connect());
+      const settings = await Promise.all(
+        clients.map(
+          async (c) =>
+            (
+              await c.query<{ st: string; it: string }>(
+                `SELECT current_setting('statement_timeout') AS st, current_setting('idle_in_transaction_session_timeout') AS it`,
+              )
+            ).rows[0],
+        ),
+      );
+      expect(settings).toEqual(Array(3).fill({ st: '1s', it: '1s' }));
+    } finally {
+      for (const c of clients) c.release();
+      await pool.end();
+    }
+  });
 
   it("a run takes them off for its own sessions only: a new connection of the tool's pool has them still", async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });

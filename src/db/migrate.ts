@@ -8,7 +8,7 @@ import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
-import { prepareHoldingSession } from './sql/prepare-holding-session.js';
+import { endHoldingSession, prepareHoldingSession } from './sql/prepare-holding-session.js';
 import { readSchemaRights } from './sql/read-schema-rights.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
@@ -133,6 +133,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
       return await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq' }).migrateToLatest();
     } finally {
       await sql`RESET lock_timeout`.execute(connection);
+      await endHoldingSession(queryableOf(connection));
     }
   });
   if (error) {

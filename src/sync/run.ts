@@ -22,7 +22,7 @@ import { readDatabaseNow } from '../db/sql/read-database-now.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
-import { prepareHoldingSession } from '../db/sql/prepare-holding-session.js';
+import { endHoldingSession, prepareHoldingSession } from '../db/sql/prepare-holding-session.js';
 import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -128,9 +128,16 @@ class SyncRun {
       if (err instanceof SyncLockHeldByOutsider) throw await this.recordNotStarted(err);
       throw err;
     } finally {
+      // Back to the pool with the limits this session took off (endHoldingSession); a client whose
+      // connection broke, or that cannot be reset, must not go back at all.
+      const unreset =
+        this.connectionLost === undefined &&
+        !(await endHoldingSession(client).then(
+          () => true,
+          () => false,
+        ));
       client.off('error', onConnectionError);
-      // A client whose connection broke must not go back to the pool.
-      client.release(this.connectionLost);
+      client.release(this.connectionLost ?? unreset);
     }
   }
 

@@ -3,8 +3,7 @@ import type { Queryable } from '../compiled-query.js';
 /**
  * Readies a session that holds something for long: a run's (its site's sync lock, its
  * transaction), forget's (the site's sync lock), a migration's (its DDL's locks). Session-level,
- * and left so when the connection goes back to the pool: the pool is this process's own, and its
- * other statements are short ones of this tool.
+ * until endHoldingSession puts them back before the connection returns to the pool.
  *
  * Has the server look for this session's client every 5 s while a statement runs
  * (client_connection_check_interval, Postgres 14 and later; a no-op before). A run killed, or
@@ -22,9 +21,7 @@ import type { Queryable } from '../compiled-query.js';
  * first); and a session ended while idle between statements (idle_session_timeout, 14 and later)
  * lets go of the site's sync lock under a run still going. What bounds such a session instead:
  * SYNC_LOCK_TIMEOUT, CPQ's timeouts, and this connection check and TCP keepalives once its process
- * is gone. The process's later short statements on this connection run without them too (review
- * DJ); other processes' sessions (a reporting login's, `snapshot`'s) and /readyz's keep the limits
- * they are given.
+ * is gone. Other sessions (a reporting login's, `snapshot`'s, /readyz's) keep the limits they are given.
  */
 export async function prepareHoldingSession(on: Queryable): Promise<void> {
   await on.query(`SELECT pg_catalog.set_config('statement_timeout', '0', false), pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)`);
@@ -40,5 +37,18 @@ export async function prepareHoldingSession(on: Queryable): Promise<void> {
 export async function watchClientConnection(on: Queryable): Promise<void> {
   await on.query(
     `SELECT pg_catalog.set_config('client_connection_check_interval', '5000', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`,
+  );
+}
+
+/**
+ * Puts back what prepareHoldingSession set off, to what the role and database give a session
+ * (pg_settings.reset_val, what RESET restores), before the connection goes back to the pool: the
+ * process's later statements on it are short ones (/readyz's, the run records'), which those
+ * limits should bound (review DJ). A setting this server does not know is simply not listed.
+ */
+export async function endHoldingSession(on: Queryable): Promise<void> {
+  await on.query(
+    `SELECT pg_catalog.set_config(name, reset_val, false) FROM pg_catalog.pg_settings
+      WHERE name IN ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout', 'client_connection_check_interval')`,
   );
 }
