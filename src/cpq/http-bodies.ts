@@ -22,11 +22,6 @@ export function isBadPort(err: unknown): boolean {
 }
 
 /**
- * `text` with every credential of the given Authorization headers replaced by [redacted]: the
- * token or base64 part, and for Basic also `user:password` and the password. For excerpts of
- * error bodies, which a gateway may fill with the request it received.
- */
-/**
  * JSON.parse's message without the few characters of the body V8 quotes in it (`Unexpected
  * token 'B', "Basic dXNl"... is not valid JSON`): cut from the body at any length, they may hold
  * the start of a credential that a gateway echoed back, which redactCredentials cannot match.
@@ -38,16 +33,24 @@ export function withoutBodyExcerpt(jsonError: string): string {
   return quote < 0 ? jsonError : jsonError.slice(0, quote).replace(/[\s,.]+$/, '');
 }
 
-/** The secrets of Authorization headers we sent: the credential (a token, or Basic's base64), and Basic's password. */
+/**
+ * What an Authorization header we sent keeps secret: its credential (the part after the scheme: a
+ * token, or Basic's base64) and, for Basic, the decoded `user:password` and the password.
+ */
+export function headerSecrets(header: string): { credential: string; pair?: string; password?: string } {
+  const credential = header.replace(/^\S+\s+/, '');
+  if (!/^basic\s/i.test(header)) return { credential };
+  const pair = Buffer.from(credential, 'base64').toString('utf8');
+  return { credential, pair, password: pair.slice(pair.indexOf(':') + 1) };
+}
+
+/** The secrets of Authorization headers we sent that quotesSecret looks for: each credential, and Basic's password. */
 export function credentialSecrets(authorizations: Iterable<string>): string[] {
   const secrets: string[] = [];
   for (const header of authorizations) {
-    const credential = header.replace(/^\S+\s+/, '');
+    const { credential, password } = headerSecrets(header);
     secrets.push(credential);
-    if (/^basic\s/i.test(header)) {
-      const decoded = Buffer.from(credential, 'base64').toString('utf8');
-      secrets.push(decoded.slice(decoded.indexOf(':') + 1));
-    }
+    if (password !== undefined) secrets.push(password);
   }
   return secrets;
 }
@@ -55,16 +58,15 @@ export function credentialSecrets(authorizations: Iterable<string>): string[] {
 /** How many characters of a credential in a row make a text one that quotes it (quotesSecret). */
 export const CREDENTIAL_ECHO_CHARS = 8;
 
+/**
+ * `text` with every secret of the given Authorization headers (headerSecrets) replaced by
+ * [redacted]. For excerpts of error bodies, which a gateway may fill with the request it received.
+ */
 export function redactCredentials(text: string, authorizations: Iterable<string>): string {
   let out = text;
   for (const header of authorizations) {
-    const credential = header.replace(/^\S+\s+/, '');
-    const secrets = [credential];
-    if (/^basic\s/i.test(header)) {
-      const decoded = Buffer.from(credential, 'base64').toString('utf8');
-      secrets.push(decoded, decoded.slice(decoded.indexOf(':') + 1));
-    }
-    for (const secret of secrets) if (secret !== '') out = out.split(secret).join('[redacted]');
+    const { credential, pair, password } = headerSecrets(header);
+    for (const secret of [credential, pair, password]) if (secret) out = out.split(secret).join('[redacted]');
   }
   return out;
 }

@@ -12,6 +12,7 @@ import { RequestBudget, type Slot } from './request-budget.js';
 import {
   CREDENTIAL_ECHO_CHARS,
   credentialSecrets,
+  headerSecrets,
   describeBody,
   describeNetworkError,
   isBadPort,
@@ -140,8 +141,10 @@ const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 /**
  * How a credential may stand in a JSON text: each character as it is or as a `\uXXXX` escape (a
  * `/` as `\/` too); and its longest run of letters and digits, which JSON writers never escape.
+ * Null for a credential shorter than CREDENTIAL_ECHO_CHARS, which is not searched for.
  */
-function credentialEcho(credential: string): { run: string; pattern: RegExp } {
+function credentialEcho(credential: string): { run: string; pattern: RegExp } | null {
+  if (credential.length < CREDENTIAL_ECHO_CHARS) return null;
   const hex = (c: string) =>
     c
       .charCodeAt(0)
@@ -182,8 +185,8 @@ export class CpqHttpClient {
   private readonly dispatcher: Dispatcher | undefined;
   /** Authorization headers sent so far: kept out of error messages, and looked for in the bodies read (credentialAt). */
   private readonly sentAuthorizations = new Set<string>();
-  /** credentialAt's search of each credential sent, made once. */
-  private readonly credentialEchoes = new Map<string, { run: string; pattern: RegExp }>();
+  /** credentialAt's search of each Authorization header sent, made once; null for a credential too short to search for. */
+  private readonly credentialEchoes = new Map<string, { run: string; pattern: RegExp } | null>();
 
   constructor(
     private readonly config: Pick<
@@ -288,14 +291,12 @@ export class CpqHttpClient {
    */
   private credentialAt(text: string): number {
     for (const header of this.sentAuthorizations) {
-      const credential = header.replace(/^\S+\s+/, '');
-      if (credential.length < CREDENTIAL_ECHO_CHARS) continue;
-      let echo = this.credentialEchoes.get(credential);
+      let echo = this.credentialEchoes.get(header);
       if (echo === undefined) {
-        echo = credentialEcho(credential);
-        this.credentialEchoes.set(credential, echo);
+        echo = credentialEcho(headerSecrets(header).credential);
+        this.credentialEchoes.set(header, echo);
       }
-      if (echo.run.length >= CREDENTIAL_ECHO_CHARS && !text.includes(echo.run)) continue;
+      if (echo === null || (echo.run.length >= CREDENTIAL_ECHO_CHARS && !text.includes(echo.run))) continue;
       const found = echo.pattern.exec(text);
       if (found) return found.index;
     }
