@@ -126,12 +126,33 @@ function describedGroups(company: Raw, integration: Raw): Raw {
   const items = key === undefined ? undefined : itemsOf(company[key]);
   const known = otherKey === undefined ? undefined : itemsOf(integration[otherKey]);
   if (key === undefined || items === undefined || known === undefined || items.some((g) => 'label' in g || 'type' in g)) return company;
-  const byName = new Map(known.map((g) => [g.variableName, g]));
+  // A group the integration record lists twice: the copy readGroups counts (groupOutranks), not the
+  // last, which made the label follow the order CPQ happened to send (review DC left this one).
+  const byName = new Map<unknown, Item>();
+  for (const g of known) {
+    const kept = byName.get(g.variableName);
+    if (kept === undefined || describesBetter(g, kept)) byName.set(g.variableName, g);
+  }
   const described = items.map((g) => {
     const other = byName.get(g.variableName);
     return other === undefined ? g : { ...g, ...('label' in other ? { label: other.label } : {}), ...('type' in other ? { type: other.type } : {}) };
   });
   return { ...company, [key]: { ...(company[key] as Raw), items: described } };
+}
+
+/**
+ * Of two copies of a group, whether `a` is the one whose label and type count, as groupOutranks
+ * (user-record.ts) chooses for a user's own list: the one saying its label or type, then the
+ * greater label, then the greater type, text above null or anything else. Copies equal in both
+ * give the same label and type whichever is kept.
+ */
+function describesBetter(a: Item, b: Item): boolean {
+  const says = (g: Item) => 'label' in g || 'type' in g;
+  if (says(a) !== says(b)) return says(a);
+  const text = (v: unknown) => (typeof v === 'string' ? v : null);
+  const greater = (x: string | null, y: string | null) => x !== null && (y === null || x > y);
+  const [labelA, labelB] = [text(a.label), text(b.label)];
+  return labelA !== labelB ? greater(labelA, labelB) : greater(text(a.type), text(b.type));
 }
 
 const RELATIONS: ReadonlySet<string> = new Set(['groups', 'accessPermissions']);
