@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { errorCode, hasControlCharacter } from './errors.js';
+import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
@@ -182,14 +182,15 @@ function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
       if (!parsed.CPQ_USERNAME) throw new ConfigError('CPQ_USERNAME is required with CPQ_PASSWORD');
       if (!password) throw new ConfigError('CPQ_PASSWORD (or CPQ_PASSWORD_FILE) is required with CPQ_USERNAME');
       return { kind: 'basic', username: parsed.CPQ_USERNAME, password };
-    case 'bearer':
+    case 'bearer': {
       // It goes into the Authorization header as it is: fetch would refuse a line break there with
-      // an error quoting the whole header, token included. Refused here, naming only the variable.
-      if (hasControlCharacter(token!)) {
-        const name = env['CPQ_TOKEN_FILE']?.trim() ? 'CPQ_TOKEN_FILE' : 'CPQ_TOKEN';
-        throw new ConfigError(`${name}: the token holds a line break or another control character (a bearer token is one line)`);
-      }
+      // an error quoting the whole header, token included, and a character past Latin-1 in every
+      // request, retried as unreachable. Refused here, naming only the variable.
+      const name = env['CPQ_TOKEN_FILE']?.trim() ? 'CPQ_TOKEN_FILE' : 'CPQ_TOKEN';
+      if (hasControlCharacter(token!)) throw new ConfigError(`${name}: the token holds a line break or another control character (a bearer token is one line)`);
+      if (!isHeaderText(token!)) throw new ConfigError(`${name}: the token holds a character an HTTP header cannot carry (past Latin-1)`);
       return { kind: 'bearer', token: token! };
+    }
     case 'oauth': {
       const missing = [
         parsed.CPQ_OAUTH_TOKEN_URL ? undefined : 'CPQ_OAUTH_TOKEN_URL',

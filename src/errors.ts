@@ -148,6 +148,11 @@ export function hasControlCharacter(text: string): boolean {
   return text.search(CONTROL_CHARACTERS) !== -1;
 }
 
+/** Whether fetch can send `text` as a header's value: no character past Latin-1 (U+00FF), which it refuses before sending. */
+export function isHeaderText(text: string): boolean {
+  return !/[\u0100-\uffff]/.test(text);
+}
+
 /**
  * A failure that is not a SyncError, classified: 'database' for what Postgres or the connection
  * to it reported, 'internal' for anything else.

@@ -1,6 +1,6 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
-import { SyncError, errorMessage, hasControlCharacter, urlForMessages } from '../errors.js';
+import { SyncError, errorMessage, hasControlCharacter, isHeaderText, urlForMessages } from '../errors.js';
 import { RequestSignal } from '../request-signal.js';
 import { readHead } from './http-bodies.js';
 import { RETRY_STATUSES, retryAfterMs, RetryableError } from './http-retry.js';
@@ -140,6 +140,11 @@ export class OAuthClientCredentials implements Authenticator {
     // an error quoting the header, token included. Refused without repeating it.
     if (hasControlCharacter(body.access_token)) {
       throw new SyncError('auth', `POST ${url}: OAuth token response's access_token holds a line break or another control character; refused`);
+    }
+    // Nor can it carry a character past Latin-1: fetch threw before sending, and every request of
+    // the run was retried as unreachable (7 attempts, 24 s, each error naming the character).
+    if (!isHeaderText(body.access_token)) {
+      throw new SyncError('auth', `POST ${url}: OAuth token response's access_token holds a character an HTTP header cannot carry; refused`);
     }
     const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 3600) * 1000;
     // Renew when 90% of the lifetime has passed, but at most a minute early for long-lived tokens.

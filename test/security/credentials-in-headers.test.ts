@@ -53,12 +53,17 @@ describe('a credential an HTTP header cannot carry is refused without being repe
     ['CPQ_TOKEN_FILE', 'a token file with a line break inside', `${TOKEN}\n`],
     ['CPQ_TOKEN', 'a token with a line break inside', TOKEN],
     ['CPQ_TOKEN', 'a token with an escape character', 'abc\u001b[2Kdef'],
-  ])('%s: %s', (name, _what, value) => {
+    ['CPQ_TOKEN', 'a token with a character past Latin-1', 'abc\u20acdef'],
+  ])('%s: %s', (name, what, value) => {
     const env = name === 'CPQ_TOKEN_FILE' ? { ...base, CPQ_TOKEN_FILE: join(folder, 'token') } : { ...base, CPQ_TOKEN: value };
     if (name === 'CPQ_TOKEN_FILE') writeFileSync(join(folder, 'token'), value);
     const err = refusal(() => loadConfig(env));
     expect(err).toBeInstanceOf(ConfigError);
-    expect(err.message).toBe(`${name}: the token holds a line break or another control character (a bearer token is one line)`);
+    expect(err.message).toBe(
+      what.includes('Latin-1')
+        ? `${name}: the token holds a character an HTTP header cannot carry (past Latin-1)`
+        : `${name}: the token holds a line break or another control character (a bearer token is one line)`,
+    );
   });
 
   it('a token file ending in one line break is read without it, as before', () => {
@@ -76,6 +81,50 @@ describe('a credential an HTTP header cannot carry is refused without being repe
     expect(err!.kind).toBe('auth');
     expect(err!.message).toBe(`POST ${tokenUrl}: OAuth token response's access_token holds a line break or another control character; refused`);
     expect(err!.message).not.toContain('SUPERSECRET');
+  });
+});
+
+describe('an OAuth access_token an HTTP header cannot carry (a character beyond Latin-1)', () => {
+  it('fails the run once (auth), naming the token service, without the token and without a retry', async () => {
+    let tokenRequests = 0;
+    let cpqRequests = 0;
+    const servers = [
+      createServer((_req, res) => {
+        tokenRequests++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'SECRET\u20acTOKEN', expires_in: 3600 }));
+      }),
+      createServer((_req, res) => {
+        cpqRequests++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      }),
+    ];
+    const [tokens, cpq] = await Promise.all(
+      servers.map(async (s) => {
+        await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+        return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+      }),
+    );
+    try {
+      const config = loadConfig({
+        CPQ_BASE_URL: cpq!,
+        CPQ_OAUTH_TOKEN_URL: `${tokens!}/token`,
+        CPQ_OAUTH_CLIENT_ID: 'client',
+        CPQ_OAUTH_CLIENT_SECRET: 'client-secret',
+        CPQ_ALLOW_INSECURE_HTTP: 'true',
+        CPQ_RETRY_BASE_DELAY_MS: '1',
+      }).cpq!;
+      const client = new CpqHttpClient(config, createAuthenticator(config.auth, 5_000), pino({ level: 'silent' }));
+      const error = await client.getJson(client.url('/x')).then(
+        () => undefined,
+        (err: unknown) => err as SyncError,
+      );
+      expect(error).toBeInstanceOf(SyncError);
+      expect(error!.message).toBe(`POST ${tokens!}/token: OAuth token response's access_token holds a character an HTTP header cannot carry; refused`);
+      expect(error!.kind).toBe('auth');
+      expect([tokenRequests, cpqRequests]).toEqual([1, 0]);
+    } finally {
+      for (const s of servers) s.close();
+    }
   });
 });
 
