@@ -51,19 +51,27 @@ describe('mergeBothFeeds', () => {
 
 describe('mergeBothFeeds, a CSV company record (groups named only) and an integration record listing a group twice', () => {
   it('each group gets the label and type of the copy a user’s own list counts, whatever the order of the copies', () => {
-    const company = { login: 'u', dateModified: '2025-01-02T00:00:00Z', groups: { items: [{ variableName: 'g1' }, { variableName: 'g2' }] } };
+    const company = {
+      login: 'u',
+      dateModified: '2025-01-02T00:00:00Z',
+      groups: { items: [{ variableName: 'g1' }, { variableName: 'g2' }, { variableName: 'g3' }] },
+    };
     const copies = [
       { variableName: 'g1', label: 'Alpha', type: 'sales' },
       { variableName: 'g1', label: 'Beta', type: 'sales' },
       { variableName: 'g2' },
       { variableName: 'g2', type: 'admin' },
       { variableName: 'g2', label: null, type: 'zeta' },
+      // A number stands as the text it is stored as: 5 is "5", above "10".
+      { variableName: 'g3', label: 5 },
+      { variableName: 'g3', label: '10' },
     ];
     const merged = (items: object[]) => mergeBothFeeds({ login: 'u', dateModified: '2025-01-01T00:00:00Z', groups: { items } }, company).groups;
     const expected = {
       items: [
         { variableName: 'g1', label: 'Beta', type: 'sales' },
         { variableName: 'g2', label: null, type: 'zeta' },
+        { variableName: 'g3', label: 5 },
       ],
     };
     expect(merged(copies)).toEqual(expected);

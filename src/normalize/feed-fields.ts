@@ -1,6 +1,6 @@
 import { canonicalFieldName } from '../cpq/user-fields.js';
 import { instantMicros } from '../date-time.js';
-import { carriesItems } from './user-record.js';
+import { carriesItems, storedText } from './user-record.js';
 
 /**
  * Which feed provides which user fields, and the one rule for a field a read did not include:
@@ -141,15 +141,15 @@ function describedGroups(company: Raw, integration: Raw): Raw {
 }
 
 /**
- * Of two copies of a group, whether `a` is the one whose label and type count, as groupOutranks
- * (user-record.ts) chooses for a user's own list: the one saying its label or type, then the
- * greater label, then the greater type, text above null or anything else. Copies equal in both
- * give the same label and type whichever is kept.
+ * Of two copies of a group, whether `a` is the one whose label and type count: groupOutranks'
+ * choice (user-record.ts) for a user's own list, on the texts the columns store (storedText): the
+ * one saying its label or type, then the greater label, then the greater type, text above null.
+ * Copies equal in both give the same label and type whichever is kept.
  */
 function describesBetter(a: Item, b: Item): boolean {
   const says = (g: Item) => 'label' in g || 'type' in g;
   if (says(a) !== says(b)) return says(a);
-  const text = (v: unknown) => (typeof v === 'string' ? v : null);
+  const text = (v: unknown) => storedText(v) ?? null;
   const greater = (x: string | null, y: string | null) => x !== null && (y === null || x > y);
   const [labelA, labelB] = [text(a.label), text(b.label)];
   return labelA !== labelB ? greater(labelA, labelB) : greater(text(a.type), text(b.type));

@@ -232,22 +232,16 @@ class FieldReader {
   }
 
   text(field: string, value: unknown): string | null {
-    if (value === null || value === undefined) return null;
-    if (typeof value === 'string') {
-      const literal = markedNumberLiteral(value);
-      if (literal !== undefined) return literal;
-      if (NUL_OR_DIGEST_MARK.test(value)) {
-        if (value.includes(NUL)) this.fail(field, unstorableNumber(value) ?? 'contains a NUL character, which Postgres text cannot store');
-        // Group and permission items are digested as JSON: only the values written apart count.
-        if (!this.inItem) this.holdsDigestMarks = true;
-      }
-      return value;
+    const text = storedText(value);
+    if (text === undefined) return this.fail(field, `must be text, got ${describeValue(value)}`);
+    if (typeof value !== 'string') {
+      if (text !== null) this.readInOtherForm(field);
+    } else if (text === value && NUL_OR_DIGEST_MARK.test(value)) {
+      if (value.includes(NUL)) this.fail(field, unstorableNumber(value) ?? 'contains a NUL character, which Postgres text cannot store');
+      // Group and permission items are digested as JSON: only the values written apart count.
+      if (!this.inItem) this.holdsDigestMarks = true;
     }
-    // A number in a text column is stored as it was written: 1.50 stays 1.50.
-    const literal = numberLiteralOf(value) ?? (typeof value === 'boolean' ? String(value) : undefined);
-    if (literal === undefined) return this.fail(field, `must be text, got ${describeValue(value)}`);
-    this.readInOtherForm(field);
-    return literal;
+    return text;
   }
 
   /** Text that is part of an index key (login, partyNumber, group and permission names): bounded in size. */
@@ -370,6 +364,17 @@ function readField(reader: FieldReader, spec: UserField, value: unknown, out: Co
       return;
     }
   }
+}
+
+/**
+ * What a text column stores of a value CPQ sent: a string as it is, a number as it was written
+ * (1.50 stays 1.50), true or false; null for null or absent; undefined for what no text column
+ * holds (an object, an array).
+ */
+export function storedText(value: unknown): string | null | undefined {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return markedNumberLiteral(value) ?? value;
+  return numberLiteralOf(value) ?? (typeof value === 'boolean' ? String(value) : undefined);
 }
 
 /**
