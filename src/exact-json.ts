@@ -186,7 +186,7 @@ function markInexactNumbers(text: string, maxValues: number): Marked {
 
 /**
  * JSON.parse that keeps every number literal as sent (see above): a literal a double would
- * change comes back as a marked string, read with `numberLiteral`. Throws SyntaxError on bad JSON,
+ * change comes back as a marked string, read with `markedNumberLiteral`. Throws SyntaxError on bad JSON,
  * TooComplexError past `maxValues` values (a body's bound by default).
  */
 export function parseExactJson(text: string, maxValues = MAX_BODY_VALUES): unknown {

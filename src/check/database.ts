@@ -8,7 +8,7 @@ import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
-import { outsiderHolder, readSyncLockHolder } from '../db/sql/read-sync-lock-holder.js';
+import { outsiderHolder, readSyncLockHolder, runHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
 import { errorCode, errorMessage, isUndefinedTable } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -88,8 +88,7 @@ export async function checkSyncLock(database: Database, site: string): Promise<S
     const { who, end } = outsiderHolder(holder);
     return fail(step, `held by ${who}: a run started now would exit 6`, `no run of this site can start until it lets go: end that session (${end})`);
   }
-  const since = holder.since ? ` since ${holder.since.toISOString()}` : '';
-  return warn(step, `held by the database session of pid ${holder.pid}${since}: a run is in progress`, 'a run started now would exit 7; wait for that one');
+  return warn(step, `held by ${runHolder(holder)}: a run is in progress`, 'a run started now would exit 7; wait for that one');
 }
 
 /** Whether the site's base URL names the CPQ its rows were read from (cpq.sites.cpq_url): a run of another fails. */

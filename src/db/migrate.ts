@@ -8,7 +8,7 @@ import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
-import { endHoldingSession, prepareHoldingSession } from './sql/prepare-holding-session.js';
+import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
 import { readSchemaRights } from './sql/read-schema-rights.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */

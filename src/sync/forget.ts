@@ -3,7 +3,7 @@ import { lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/e
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
-import { endHoldingSession, prepareHoldingSession } from '../db/sql/prepare-holding-session.js';
+import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
 import { SyncError, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 
 export interface ForgetRequest {
@@ -51,13 +51,7 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
       `a run of site ${request.site} is going on (it holds the site's sync lock) and could write ${who}'s data back: forget again once it has finished`,
     );
   } finally {
-    // Back to the pool with the limits this session took off; one that cannot be reset, not at all.
-    client.release(
-      !(await endHoldingSession(client).then(
-        () => true,
-        () => false,
-      )),
-    );
+    await releaseHoldingSession(client);
   }
 }
 

@@ -22,7 +22,7 @@ import { readDatabaseNow } from '../db/sql/read-database-now.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
-import { endHoldingSession, prepareHoldingSession } from '../db/sql/prepare-holding-session.js';
+import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
 import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -128,16 +128,9 @@ class SyncRun {
       if (err instanceof SyncLockHeldByOutsider) throw await this.recordNotStarted(err);
       throw err;
     } finally {
-      // Back to the pool with the limits this session took off (endHoldingSession); a client whose
-      // connection broke, or that cannot be reset, must not go back at all.
-      const unreset =
-        this.connectionLost === undefined &&
-        !(await endHoldingSession(client).then(
-          () => true,
-          () => false,
-        ));
+      // Back to the pool with the limits this session took off; a client whose connection broke must not go back.
+      await releaseHoldingSession(client, this.connectionLost);
       client.off('error', onConnectionError);
-      client.release(this.connectionLost ?? unreset);
     }
   }
 
@@ -448,8 +441,8 @@ class SyncRun {
     requireSameCpq(site, recordedCpqUrl, cpqUrl, this.options.cpqMoved === true);
     if (recordedCpqUrl !== null && recordedCpqUrl !== cpqUrl)
       this.warn(`site ${site} was synced from ${recordedCpqUrl}; from this run on, from ${cpqUrl} (--cpq-moved)`);
-    // The database's clock, and always after the site's last run: valid_from follows commit order
-    // whatever the clocks of the workers that write the history.
+    // The floor of the run's effective time (after the site's last run) and the offset of the
+    // database's clock from ours, which readsFrom's lookback is measured in.
     const clock = await readRunClock(client, site);
     const sinceFor = readsFrom(this.cursors, {
       full: this.options.full === true,

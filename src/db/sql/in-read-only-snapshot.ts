@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { watchClientConnection } from './prepare-holding-session.js';
+import { watchClientConnection } from './holding-session.js';
 // Not converted: transaction control on one client of the pool (a Kysely transaction runs on a
 // connection of its own, and the caller streams with pg-cursor on this one); no parameters, no rows.
 

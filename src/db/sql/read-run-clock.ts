@@ -10,9 +10,12 @@ export interface RunClock {
 }
 
 /**
- * Where a run's effective time comes from. Workers on several machines write one history: by
- * their own clocks, one an hour ahead would date its versions after a later run's, and a version
- * would end before it began. The database's clock is the one they share.
+ * What a run needs of the database's clock at its start: the floor of its effective time (after
+ * the site's last run: valid_from follows commit order whatever the workers' clocks), and the
+ * offset readsFrom turns this process's times into the database's by. The effective time itself is
+ * read when the run's first write begins (readDatabaseNow). Workers on several machines write one
+ * history: by their own clocks, one an hour ahead would date its versions after a later run's, and
+ * a version would end before it began. The database's clock is the one they share.
  */
 export async function readRunClock(on: Queryable, site: string): Promise<RunClock> {
   const before = Date.now();

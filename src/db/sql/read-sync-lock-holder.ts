@@ -47,6 +47,11 @@ export function outsiderHolder(holder: SyncLockHolder): { who: string; end: stri
   };
 }
 
+/** A holder that can write the cpq tables, so a run's session: "the database session of pid N since T". */
+export function runHolder(holder: SyncLockHolder): string {
+  return `the database session of pid ${holder.pid}${holder.since ? ` since ${holder.since.toISOString()}` : ''}`;
+}
+
 /** Whether no session holds `site`'s sync lock; false when that cannot be read (a caller then takes a run's record as it is). */
 export async function syncLockIsFree(on: Queryable, site: string): Promise<boolean> {
   try {

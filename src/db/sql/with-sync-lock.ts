@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { SyncError } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { SITE_LOCK_CLASS } from '../site-lock-key.js';
-import { outsiderHolder, readSyncLockHolder } from './read-sync-lock-holder.js';
+import { outsiderHolder, readSyncLockHolder, runHolder } from './read-sync-lock-holder.js';
 
 /**
  * Adds `site` to cpq.sites unless it is there (its first run, or its first scheduled tick);
@@ -39,7 +39,9 @@ export class SyncLockHeldByOutsider extends SyncError {
 
 /**
  * Runs `work` holding `site`'s sync lock on `client`, or fails with a 'lock' SyncError (`whenHeld`
- * its message) when another session holds it. Session-level: held by this connection for the
+ * its message, and who holds it: runHolder) when another run's session holds it, and with
+ * SyncLockHeldByOutsider (a 'database' error, exit code 6) when a session that cannot write the
+ * cpq tables does (outsiderHolder). Session-level: held by this connection for the
  * whole run (across its transaction), and released by Postgres if the process dies. One run per site at a time; runs of
  * different sites go on side by side.
  */
@@ -64,7 +66,7 @@ export async function withSyncLock<T>(
     const heldBy =
       holder === null
         ? ''
-        : `: held by the database session of pid ${holder.pid}${holder.since ? ` since ${holder.since.toISOString()}` : ''}; if that run is stuck, stop its process, or end that session (SELECT pg_terminate_backend(${holder.pid}))`;
+        : `: held by ${runHolder(holder)}; if that run is stuck, stop its process, or end that session (SELECT pg_terminate_backend(${holder.pid}))`;
     throw new SyncError('lock', `${whenHeld}${heldBy}`);
   }
   try {

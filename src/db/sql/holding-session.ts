@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Queryable } from '../compiled-query.js';
 
 /**
@@ -51,4 +52,18 @@ export async function endHoldingSession(on: Queryable): Promise<void> {
     `SELECT pg_catalog.set_config(name, reset_val, false) FROM pg_catalog.pg_settings
       WHERE name IN ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout', 'client_connection_check_interval')`,
   );
+}
+
+/**
+ * Returns a holding session's client to its pool with its limits put back (endHoldingSession);
+ * destroys it instead when its connection was `lost` or cannot be reset.
+ */
+export async function releaseHoldingSession(client: pg.PoolClient, lost?: Error): Promise<void> {
+  const unreset =
+    lost === undefined &&
+    !(await endHoldingSession(client).then(
+      () => true,
+      () => false,
+    ));
+  client.release(lost ?? unreset);
 }
