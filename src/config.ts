@@ -514,6 +514,9 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: Site
     for (const problem of problems) {
       // "CPQ_PASSWORD … is required" after "password: ${EMEA_PASSWORD} … not set" would say it twice.
       if (overlay.unset.has(/^[A-Z][A-Z0-9_]*/.exec(problem)?.[0] ?? '')) continue;
+      // So would "OAuth client credentials need oauth.clientSecret" after "oauth.clientSecret: ${…} … not set".
+      const named = problem.match(/\bCPQ_[A-Z0-9_]+\b/g) ?? [];
+      if (problem.startsWith('OAuth client credentials need ') && named.every((v) => overlay.unset.has(v))) continue;
       const variable = /^([A-Z][A-Z0-9_]*): /.exec(problem)?.[1];
       if (variable !== undefined && !overlay.own.has(variable) && env[variable] !== undefined) environmentErrors.add(problem);
       else errors.push(`${where}, ${siteKeysIn(problem)}`);

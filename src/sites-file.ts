@@ -148,7 +148,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     }
     const overlay: Env = {};
     const unset = new Set<string>();
-    const setting = (key: string, variable: string, value: unknown) => {
+    const setting = (key: string, variable: string, value: unknown, line?: number) => {
       const text = settingText(value, key === 'companies');
       if (text === undefined) {
         errors.push(`${where(key)}: must be a string${key === 'companies' ? ' or a list of strings' : ''}`);
@@ -157,9 +157,12 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
       if (SECRET_KEYS.has(key) && !text.includes('${')) inline.secret = true;
       const expanded = expandVariables(text, env, used);
       if (typeof expanded !== 'string') {
-        // A secret's text is not printed, not even the part of it that reads as a variable's name.
-        const name = SECRET_KEYS.has(key) ? '…' : expanded.missing;
-        errors.push(`${where(key)}: \${${name}} names an environment variable that is not set`);
+        // A secret's text is not printed, not even the part of it that reads as a variable's name,
+        // unless the setting is the reference alone, spelt as environment variables are
+        // (`${EMEA_PASSWORD}`): a reference, not a password; hidden, the operator could not tell
+        // which variable to set (review DN).
+        const name = !SECRET_KEYS.has(key) || (text === `\${${expanded.missing}}` && ENV_NAME.test(expanded.missing)) ? expanded.missing : '…';
+        errors.push(`${where(key)}${line === undefined ? '' : ` (line ${line})`}: \${${name}} names an environment variable that is not set`);
         unset.add(variable);
         return;
       }
@@ -176,13 +179,13 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
           const variable = OAUTH_KEYS[oauthKey];
           if (variable === undefined || !Object.hasOwn(OAUTH_KEYS, oauthKey))
             errors.push(unknownKey(where, oauthKey, keyPlace(index, 'oauth', oauthKey) ?? { at }, 'oauth.'));
-          else setting(`oauth.${oauthKey}`, variable, oauthValue);
+          else setting(`oauth.${oauthKey}`, variable, oauthValue, keyPlace(index, 'oauth', oauthKey)?.line);
         });
         continue;
       }
       const variable = SITE_KEYS[key];
       if (variable === undefined || !Object.hasOwn(SITE_KEYS, key)) errors.push(unknownKey(where, key, keyPlace(index, key) ?? { at }, ''));
-      else setting(key, variable, value);
+      else setting(key, variable, value, keyPlace(index, key)?.line);
     }
     // A site that names any auth replaces the environment's auth whole. One that names none takes
     // the environment's, unless the environment's belongs to another host (CPQ_BASE_URL): one
@@ -209,8 +212,11 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
   return { sites, errors, warnings };
 }
 
-/** Settings whose text is a secret: never printed, in part or whole. */
+/** Settings whose text is a secret: never printed, in part or whole (but for a `${NAME}` that is the whole of it). */
 const SECRET_KEYS = new Set(['password', 'token', 'oauth.clientSecret']);
+
+/** An environment variable's name as one is spelt: capitals, digits and `_`. */
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
 /**
  * An unknown key, named only when it is a near miss of a known one (a typo: `pasword`, `clientID`),

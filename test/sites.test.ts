@@ -141,7 +141,7 @@ describe('CPQ_SITES_FILE', () => {
       'site "dup", baseUrl: must be an http(s) URL',
       'site "dup", pathPrefix: must be empty (classic site) or /cpq (Fusion site)',
       'site "auth", more than one CPQ auth method is configured (basic by username, bearer by token)',
-      'site "vars", baseUrl: ${NOT_SET} names an environment variable that is not set',
+      'site "vars", baseUrl (line 17): ${NOT_SET} names an environment variable that is not set',
       'site "vars": key 3 of the site (line 18) is not a known key (not printed: it may be a value typed in its place) (known:',
       'site "vars": key 1 of its oauth (line 21) is not a known key (not printed: it may be a value typed in its place); did you mean oauth.clientId?',
       'site "vars", cron: "every day" is not a cron expression (expected 5 or 6 fields but got 2)',
@@ -166,12 +166,43 @@ describe('CPQ_SITES_FILE', () => {
 `,
     );
     const message = configError({ CPQ_SITES_FILE: sites });
-    expect(message).toContain('site "a", password: ${…} names an environment variable that is not set');
-    expect(message).toContain('site "b", baseUrl: ${B_URL} names an environment variable that is not set');
+    expect(message).toContain('site "a", password (line 4): ${A_PASSWORD} names an environment variable that is not set');
+    expect(message).toContain('site "b", baseUrl (line 6): ${B_URL} names an environment variable that is not set');
     expect(message).toContain('site "c", baseUrl: required (or CPQ_BASE_URL in the environment)');
     expect(message).not.toMatch(/site "a", password \(or passwordFile\) is required/);
     expect(message).not.toContain('site "b", baseUrl: required');
     expect(message.split('; ')).toHaveLength(3);
+  });
+
+  test('a secret setting that is a ${NAME} alone names the variable not set, and its line: one line, said once (review DN)', async () => {
+    const sites = file(
+      'secret-vars.yaml',
+      `- name: emea
+  baseUrl: https://emea.example.com
+  username: sync
+  password: \${EMEA_PASSWORD}
+- name: us
+  baseUrl: https://us.example.com
+  oauth:
+    tokenUrl: https://us.example.com/token
+    clientId: c
+    clientSecret: "\${US_CLIENT_SECRET}"
+- name: apac
+  baseUrl: https://apac.example.com
+  token: tok-\${APAC_SUFFIX}
+`,
+    );
+    const expected = [
+      'CPQ_SITES_FILE: site "emea", password (line 4): ${EMEA_PASSWORD} names an environment variable that is not set',
+      'CPQ_SITES_FILE: site "us", oauth.clientSecret (line 10): ${US_CLIENT_SECRET} names an environment variable that is not set',
+      // Within other text, it may be part of a secret typed in the file: not printed.
+      'CPQ_SITES_FILE: site "apac", token (line 13): ${…} names an environment variable that is not set',
+    ];
+    expect(configError({ CPQ_SITES_FILE: sites }).split('; ')).toEqual([`invalid configuration: ${expected[0]!}`, ...expected.slice(1)]);
+    chmodSync(sites, 0o600);
+    const run = await cli(['run'], { CPQ_SITES_FILE: sites });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(`cpq-sync: invalid configuration: ${expected.join('; ')}\n`);
   });
 
   test('an unknown key is named by its place and line as written, a number-like key too (which an object would list first)', () => {
@@ -248,7 +279,7 @@ describe('CPQ_SITES_FILE', () => {
     // A token pasted where its file belongs: the file is not named.
     expect(message).toContain('site "c", tokenFile: cannot read the file it names (not printed: it may be the secret itself) (ENOENT)');
     expect(message).toContain('site "a": key 4 of the site (line 1) is not a known key (not printed: it may be a value typed in its place) (known:');
-    expect(message).toContain('site "b", password: ${…} names an environment variable that is not set');
+    expect(message).toContain('site "b", password (line 5): ${…} names an environment variable that is not set');
     expect(message).toContain('site "b": key 4 of its oauth (line 7) is not a known key');
     expect(message).toContain('site "b": key 5 of its oauth (line 7) is not a known key');
     // A near miss of a known key is named: a typo is found at once.
