@@ -40,14 +40,14 @@ function unshared(h: Harness, login: string, values: unknown[]): string[] {
 }
 
 /** A site synced, then synced again without one of its users (deleted in CPQ): the deleted user's personal values, still stored. */
-async function siteWithDeletedUser(startHarness: StartHarness): Promise<{ h: Harness; deletedValues: string[] }> {
+async function siteWithDeletedUser(startHarness: StartHarness): Promise<{ h: Harness; deletedValues: string[]; deletedLogin: string }> {
   const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
   await h.sync();
   const [, b] = logins(h);
   const deletedValues = personalValues(h, b!);
   h.sim.deleteUser('_host', b!);
   await h.sync({ full: true });
-  return { h, deletedValues };
+  return { h, deletedValues, deletedLogin: b! };
 }
 
 /** Every text and jsonb column of every table of schema cpq whose value contains one of `values`: "table.column: value". */
@@ -259,6 +259,59 @@ describe('cpq-sync forget (the command)', () => {
     expect(done.code).toBe(0);
     expect(done.stdout).toContain(`forgot _host/${a!} in site default (erasure 1): redacted 1 users, `);
     expect(await h.t.query(`SELECT requested_by, reason FROM cpq.erasures`)).toEqual([{ requested_by: 'dpo', reason: 'ticket 7' }]);
+  });
+});
+
+describe('cpq-sync forget, run again (review DN)', () => {
+  it('for a user forgotten already and nothing came back: no second row, says when and by whom on stderr, exit 0', async ({ startHarness }) => {
+    const { h, deletedLogin: b } = await siteWithDeletedUser(startHarness);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    const args = (by: string) => ['forget', '--company', '_host', '--login', b, '--reason', 'ticket 7', '--by', by];
+    const first = await new CliProcess(args('dpo'), env).exited;
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain(`forgot _host/${b} in site default (erasure 1): redacted 1 users, `);
+    // As stored, to the microsecond (the form status and the exports print times in).
+    const [{ at }] = (await h.t.query<{ at: string }>(
+      `SELECT to_char(erased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.') || to_char(erased_at, CASE WHEN extract(microseconds FROM erased_at)::numeric % 1000 = 0 THEN 'MS' ELSE 'US' END) || 'Z' AS at FROM cpq.erasures`,
+    )) as [{ at: string }];
+    const second = await new CliProcess(args('someone else'), env).exited;
+    expect(second.code).toBe(0);
+    expect(second.stdout).toBe('');
+    expect(second.stderr).toBe(
+      `cpq-sync: _host/${b} in site default was forgotten already (erasure 1, ${at}, asked by dpo): nothing left to erase, nothing recorded\n`,
+    );
+    expect(await h.t.query(`SELECT id::int, requested_by FROM cpq.erasures`)).toEqual([{ id: 1, requested_by: 'dpo' }]);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+
+  it('for a user that came back and was deleted again since: erases what came back and records it as usual', async ({ startHarness }) => {
+    const { h, deletedValues, deletedLogin: b } = await siteWithDeletedUser(startHarness);
+    const request = { site: 'default', company: '_host', login: b, reason: 'request 7', requestedBy: 'dpo' };
+    const first = await forgetUser(h.t.pool, request);
+    expect(first.earlier).toBeUndefined();
+    expect(await findAnywhere(h.t, deletedValues)).toEqual([]);
+    // The login comes back (restored under the same user id), with new personal data, and is deleted again.
+    const back = ['back.again@example.org', 'Backagain-Surname'];
+    h.sim.addUser('_host', { login: b, firstName: 'Returning', lastName: back[1], email: back[0] });
+    await h.sync({ full: true });
+    h.sim.deleteUser('_host', b);
+    await h.sync({ full: true });
+    expect((await findAnywhere(h.t, back)).length).toBeGreaterThan(0);
+    const second = await forgetUser(h.t.pool, { ...request, reason: 'request 8' });
+    expect(second.earlier).toBeUndefined();
+    expect(second.userId).toBe(first.userId);
+    expect(second.rowsRedacted.users).toBe(1);
+    expect(second.rowsRedacted.user_versions).toBeGreaterThanOrEqual(1);
+    expect(await findAnywhere(h.t, back)).toEqual([]);
+    expect(await h.t.query(`SELECT reason FROM cpq.erasures ORDER BY id`)).toEqual([{ reason: 'request 7' }, { reason: 'request 8' }]);
+    // And a third time: nothing left, nothing recorded.
+    const third = await forgetUser(h.t.pool, { ...request, reason: 'request 9' });
+    expect(third).toMatchObject({
+      erasureId: second.erasureId,
+      earlier: { requestedBy: 'dpo' },
+      rowsRedacted: { users: 0, user_versions: 0, user_change_log: 0 },
+    });
+    expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.erasures`)).toEqual([{ n: 2 }]);
   });
 });
 

@@ -159,6 +159,13 @@ export function registerComplianceCommands(program: Command): void {
           await migrateSynced(database, { onAhead: logAhead(log) });
           const requestedBy = opts.by ?? osUser();
           const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
+          if (erasure.earlier) {
+            const { erasedAt, requestedBy: by } = erasure.earlier;
+            process.stderr.write(
+              `cpq-sync: ${printable(`${opts.company}/${opts.login}`)} in site ${site} was forgotten already (erasure ${erasure.erasureId}, ${erasedAt}, asked by ${printable(by)}): nothing left to erase, nothing recorded\n`,
+            );
+            return;
+          }
           log.info({ site, company: opts.company, login: opts.login, ...erasure }, 'user forgotten');
           const rows = Object.entries(erasure.rowsRedacted)
             .map(([table, n]) => `${n} ${table}`)

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
+import { lastErasure, lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
@@ -16,10 +16,16 @@ export interface ForgetRequest {
 }
 
 export interface Erasure {
+  /** The erasure recorded; with `earlier`, the earlier one (none was recorded now). */
   erasureId: string;
   userId: string;
   /** Rows redacted, by table. */
   rowsRedacted: Record<string, number>;
+  /**
+   * Set when nothing was left to erase and an erasure of this user is recorded already (a
+   * `forget` run twice): no row is added to cpq.erasures; when and by whom it was erased.
+   */
+  earlier?: { erasedAt: string; requestedBy: string };
 }
 
 /**
@@ -71,6 +77,16 @@ async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Era
     const rowsRedacted: Record<string, number> = { ...(await redactUser(client, user.id)) };
     const outbox = await scrubAlertOutbox(client, request.site, request.company, request.login, values);
     if (outbox !== undefined) rowsRedacted.alert_outbox = outbox;
+    // Forgotten already, and nothing came back since (a user restored and deleted again has new
+    // rows to erase, and is recorded as usual): a second row would record an erasure of nothing.
+    // One with nothing to erase and no erasure recorded (the retention redacted it) is recorded: the request was met.
+    if (Object.values(rowsRedacted).every((n) => n === 0)) {
+      const earlier = await lastErasure(client, request.site, request.company, request.login, user.id);
+      if (earlier) {
+        await client.query('ROLLBACK');
+        return { erasureId: earlier.id, userId: user.id, rowsRedacted, earlier: { erasedAt: earlier.erasedAt, requestedBy: earlier.requestedBy } };
+      }
+    }
     const erasureId = await recordErasure(client, {
       site: request.site,
       company: request.company,

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { isoUtcText } from '../as-text.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /** The user `forget` names, locked for the rest of its transaction; undefined when there is none. */
@@ -71,4 +72,21 @@ export async function scrubAlertOutbox(
       SELECT count(*)::text AS n FROM changed`.compile(queryBuilder),
   );
   return Number(row!.n);
+}
+
+/** The newest erasure recorded for this user (its id, when, who asked), or undefined when none is. */
+export async function lastErasure(
+  client: Queryable,
+  site: string,
+  company: string,
+  login: string,
+  userId: string,
+): Promise<{ id: string; erasedAt: string; requestedBy: string } | undefined> {
+  const [row] = await runCompiled(
+    client,
+    sql<{ id: string; erased_at: string; requested_by: string }>`SELECT id::text AS id, ${isoUtcText(sql.ref('erased_at'))} AS erased_at, requested_by
+        FROM cpq.erasures WHERE site = ${site} AND company_login = ${company} AND login = ${login} AND user_id = ${userId}::bigint
+        ORDER BY id DESC LIMIT 1`.compile(queryBuilder),
+  );
+  return row && { id: row.id, erasedAt: row.erased_at, requestedBy: row.requested_by };
 }

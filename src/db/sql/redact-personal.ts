@@ -84,15 +84,27 @@ export async function redactExpired(client: Queryable, site: string, cutoff: Dat
   return redacted;
 }
 
-/** One user's rows: its current row, every version, every change. */
+/** A user row or version that still holds a personal field: a personal column set, or a personal key of raw not redacted. */
+function holdsPersonal(): RawBuilder<unknown> {
+  return sql`(${sql.join(
+    [...PERSONAL_COLUMNS.map((c) => sql`${sql.ref(c)} IS NOT NULL`), sql`raw IS DISTINCT FROM cpq.redact_personal_fields(raw)`],
+    sql` OR `,
+  )})`;
+}
+
+/**
+ * One user's rows: its current row, every version, every change; only those that still hold a
+ * personal field, so that the counts say what was erased (none, for a user forgotten already).
+ */
 export async function redactUser(client: Queryable, userId: string): Promise<RedactedRows> {
   const set = redactedRow();
   return {
-    users: await count(client, sql`UPDATE cpq.users SET ${set} WHERE id = ${userId}::bigint`),
-    user_versions: await count(client, sql`UPDATE cpq.user_versions SET ${set} WHERE id = ${userId}::bigint`),
+    users: await count(client, sql`UPDATE cpq.users SET ${set} WHERE id = ${userId}::bigint AND ${holdsPersonal()}`),
+    user_versions: await count(client, sql`UPDATE cpq.user_versions SET ${set} WHERE id = ${userId}::bigint AND ${holdsPersonal()}`),
     user_change_log: await count(
       client,
-      sql`UPDATE cpq.user_change_log SET diff = cpq.redact_personal_fields(diff) WHERE user_id = ${userId}::bigint AND diff IS NOT NULL`,
+      sql`UPDATE cpq.user_change_log SET diff = cpq.redact_personal_fields(diff)
+          WHERE user_id = ${userId}::bigint AND diff IS DISTINCT FROM cpq.redact_personal_fields(diff)`,
     ),
   };
 }
