@@ -418,6 +418,50 @@ describe('alerts on privileged access', () => {
     expect(row!.last_error).toMatch(/^the webhook could not be reached \((ECONNREFUSED|UND_ERR_SOCKET)\)$/);
   });
 
+  it('a webhook refusing every alert (400) is one log line per delivery pass, not one per alert, naming the answer, the count and `alerts retry` (review DN)', async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    hook.status = 400;
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, alertEnv(hook.url));
+    const env = { ...alertEnv(hook.url), CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    await h.sync();
+    for (const login of h.sim.users('_host').map((u) => String(u.login))) {
+      h.sim.addGroup('_host', login, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    }
+    const alertLines = (stdout: string) =>
+      stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { level: number; msg: string })
+        .filter((l) => /alert/i.test(l.msg));
+    const expected = {
+      level: 50,
+      msg: '30 alerts refused by the webhook (the webhook answered HTTP 400: no_service): marked failed; fix the receiver or ALERT_WEBHOOK_URL, then `cpq-sync alerts retry` sends them again (`cpq-sync alerts list` shows them)',
+    };
+    const run = await cli(['run'], env);
+    expect(run.code).toBe(0);
+    expect(hook.requests).toHaveLength(30);
+    expect(alertLines(run.stdout)).toEqual([
+      expect.objectContaining({ msg: 'alerts on privileged access written to the outbox' }),
+      expect.objectContaining(expected),
+    ]);
+    expect((await outbox(h)).map((r) => r.status)).toEqual(Array(30).fill('failed'));
+
+    // alerts retry against the same refusal: one line for the pass, and the requeue's.
+    const retried = await cli(['alerts', 'retry'], env);
+    expect(retried.code).toBe(0);
+    expect(hook.requests).toHaveLength(60);
+    expect(alertLines(retried.stdout).map((l) => l.msg)).toEqual([expected.msg, 'failed alerts requeued']);
+
+    // Fixed: retry sends them all, one line for the pass.
+    hook.status = 200;
+    const fixed = await cli(['alerts', 'retry'], env);
+    expect(alertLines(fixed.stdout).map((l) => l.msg)).toEqual(['alert delivery pass', 'failed alerts requeued']);
+    expect((await outbox(h)).map((r) => r.status)).toEqual(Array(30).fill('delivered'));
+    expect(fixed.stdout).not.toContain('tokenpart');
+  });
+
   it('does not follow a redirect', async ({ startHarness }) => {
     const elsewhere = await receiver();
     const hook = await receiver({ location: elsewhere.url });

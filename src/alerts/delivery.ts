@@ -169,6 +169,35 @@ export interface DeliveryReport {
 const BATCH = 20;
 
 /**
+ * One line per delivery pass, whatever the number of alerts (each alert's outcome is at debug
+ * level, and in `alerts list`): refusals at error level, with the count, the webhook's answer
+ * (the most frequent, and how many others) and what to do; a pass that left one pending at warn level.
+ */
+function logPass(
+  log: Logger,
+  report: DeliveryReport,
+  refusals: ReadonlyMap<string, number>,
+  pending: { attempts: number; retryInMs: number; error: string } | undefined,
+) {
+  const pendingText = pending
+    ? `the webhook could not take one now (${pending.error}): it and the alerts after it stay pending, retried in ${Math.ceil(pending.retryInMs / 1000)} s`
+    : '';
+  if (report.failed > 0) {
+    const [answer] = [...refusals.entries()].sort((a, b) => b[1] - a[1])[0]!;
+    const others = refusals.size > 1 ? `, and ${refusals.size - 1} other answer${refusals.size > 2 ? 's' : ''}` : '';
+    const plural = report.failed === 1 ? 'alert' : 'alerts';
+    log.error(
+      { ...report, error: answer, ...(pending ? { pendingError: pending.error, retryInMs: pending.retryInMs } : {}) },
+      `${report.failed} ${plural} refused by the webhook (${answer}${others}): marked failed; fix the receiver or ALERT_WEBHOOK_URL, then \`cpq-sync alerts retry\` sends them again (\`cpq-sync alerts list\` shows them)${pendingText ? `; ${pendingText}` : ''}`,
+    );
+  } else if (pending) {
+    log.warn({ ...report, attempts: pending.attempts, retryInMs: pending.retryInMs, error: pending.error }, `alert not delivered: ${pendingText}`);
+  } else if (report.delivered > 0) {
+    log.info({ ...report }, 'alert delivery pass');
+  }
+}
+
+/**
  * Delivers the pending alerts that are due, oldest first, one at a time, and records each
  * outcome. The first alert the receiver cannot take for now (down, timeout, 5xx, 429) ends the
  * pass: it and the rest of its batch wait for the backoff, so a receiver that is down costs
@@ -180,6 +209,9 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
   const report: DeliveryReport = { delivered: 0, failed: 0, retrying: 0 };
   const webhook = config.webhook;
   if (!webhook) return report;
+  // What the pass's one log line says: a webhook refusing every alert logged a line per alert.
+  const refusals = new Map<string, number>();
+  let pending: { attempts: number; retryInMs: number; error: string } | undefined;
   try {
     for (;;) {
       if (signal?.aborted) break;
@@ -208,16 +240,12 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
         if (outcome.status === 'delivered') report.delivered++;
         else if (outcome.status === 'failed') {
           report.failed++;
-          log.error(
-            { alertId: alert.id, rule: alert.rule, error: outcome.error },
-            'alert refused by the webhook: marked failed (cpq-sync alerts retry sends it again)',
-          );
+          refusals.set(outcome.error, (refusals.get(outcome.error) ?? 0) + 1);
+          log.debug({ alertId: alert.id, rule: alert.rule, error: outcome.error }, 'alert refused by the webhook: marked failed');
         } else {
           report.retrying++;
-          log.warn(
-            { alertId: alert.id, attempts: alert.attempts + 1, retryInMs: outcome.retryInMs, error: outcome.error },
-            'alert not delivered; it stays pending',
-          );
+          pending = { attempts: alert.attempts + 1, retryInMs: outcome.retryInMs, error: outcome.error };
+          log.debug({ alertId: alert.id, ...pending }, 'alert not delivered; it stays pending');
           await releaseAlerts(
             on,
             batch.slice(i + 1).map((a) => a.id),
@@ -232,6 +260,6 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
   } catch (err) {
     log.warn({ error: oneLine(errorMessage(err)) }, 'alert delivery stopped by a database error; pending alerts wait for the next attempt');
   }
-  if (report.delivered + report.failed + report.retrying > 0) log.info({ ...report }, 'alert delivery pass');
+  logPass(log, report, refusals, pending);
   return report;
 }
