@@ -86,6 +86,50 @@ describe('cpq-sync status', () => {
     expect(limited.sites[0]!.runs.map((r) => r.status)).toEqual(['failed']);
   });
 
+  it("shows a run's warnings (a count and the first, in text and --json), and a run going on with no counts yet rather than 0 users seen (review DN)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const good = await h.sync();
+    // A run that warned, as a run records its warnings (here two, the first with a control character).
+    await h.t.query(`UPDATE cpq.sync_runs SET warnings = $1::jsonb WHERE id = $2`, [
+      JSON.stringify(['the deletion guard held back 2 deletions of company _host\u001b[2J (run with --allow-mass-delete)', 'a second warning']),
+      good.runId,
+    ]);
+    const client = await h.t.pool.connect();
+    const release = await holdSyncLock(client);
+    try {
+      const [{ id: running }] = (await h.t.query<{ id: string }>(
+        `INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'running', 'incremental') RETURNING id::text AS id`,
+      )) as [{ id: string }];
+      const out = await status(h);
+      expect(out.code).toBe(0);
+      const lines = out.stdout.split('\n');
+      expect(lines[2]).toMatch(new RegExp(`^ +${running} +\\S+ \\S+ +\\d+\\.\\ds… +incremental +running +… +… +… +… +… +… +…$`));
+      expect(lines[3]).toMatch(new RegExp(`^ +${good.runId} .* full +succeeded +3 +3 +0 +0 +0 +0 +0$`));
+      expect(lines[4]).toBe(
+        `  run ${good.runId} warned: the deletion guard held back 2 deletions of company _host\\x1b[2J (run with --allow-mass-delete) (and 1 more: status --json lists them)`,
+      );
+      const json = JSON.parse((await status(h, ['--json'])).stdout) as StatusReport;
+      const [now, before] = json.sites[0]!.runs;
+      expect(now).toMatchObject({
+        id: running,
+        status: 'running',
+        pages: null,
+        usersSeen: null,
+        inserted: null,
+        updated: null,
+        httpRequests: null,
+        warningCount: 0,
+      });
+      expect(before).toMatchObject({ id: good.runId, usersSeen: 3, warningCount: 2 });
+      expect((before!.warnings as unknown as string[])[1]).toBe('a second warning');
+    } finally {
+      await release();
+      client.release();
+    }
+  });
+
   it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const add = (status: string) =>
@@ -105,7 +149,8 @@ describe('cpq-sync status', () => {
     try {
       const out = await status(h);
       expect(out.code).toBe(0);
-      expect(out.stdout).toMatch(/ running +0 +0 +0 +0 +0 +0 +0\n/);
+      // Its counts are written when it ends: not 0 users seen (review DN).
+      expect(out.stdout).toMatch(/ running +… +… +… +… +… +… +…\n/);
     } finally {
       await release();
       client.release();
@@ -114,7 +159,7 @@ describe('cpq-sync status', () => {
     // next run records it as, not a success until then (review CB).
     const dead = await status(h);
     expect(dead.code).toBe(1);
-    expect(dead.stdout).toMatch(/ \? +full +dead +0 +0 +0 +0 +0 +0 +0\n/);
+    expect(dead.stdout).toMatch(/ \? +full +dead +\? +\? +\? +\? +\? +\? +\?\n/);
     expect(dead.stdout).toMatch(
       /dead: recorded running, but no session holds the site's sync lock \(run \d+\): its process died; the next run of the site records it abandoned\./,
     );
@@ -122,7 +167,7 @@ describe('cpq-sync status', () => {
       /\nLAST RUN ABANDONED: run \d+: recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned\n/,
     );
     const json = JSON.parse((await status(h, ['--json'])).stdout) as StatusReport;
-    expect(json.sites[0]!.runs[0]).toMatchObject({ status: 'running', presumedDead: true, durationSeconds: null });
+    expect(json.sites[0]!.runs[0]).toMatchObject({ status: 'running', presumedDead: true, durationSeconds: null, usersSeen: null, inserted: null });
     expect(json.sites[0]).toMatchObject({ lastRunFailed: true, lastRun: { id: json.sites[0]!.runs[0]!.id, status: 'abandoned', finishedAt: null } });
     await add('abandoned'); // a crash is a failure
     expect((await status(h)).code).toBe(1);

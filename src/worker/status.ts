@@ -20,20 +20,23 @@ export interface RunSummary {
    */
   presumedDead?: true;
   mode: string;
-  pages: number;
-  usersSeen: number;
-  inserted: number;
-  updated: number;
-  unchanged: number;
-  deleted: number;
-  restored: number;
-  httpRequests: number;
+  /** These counts are written when a run ends: null for a run recorded running (going on, or dead), which has none yet. */
+  pages: number | null;
+  usersSeen: number | null;
+  inserted: number | null;
+  updated: number | null;
+  unchanged: number | null;
+  deleted: number | null;
+  restored: number | null;
+  httpRequests: number | null;
   /** Retried requests by HTTP status or `network`, as stored (the jsonb's text: written out verbatim, never parsed). */
   httpRetries: JsonText;
   /** Per feed: mode, since, pages, received, totalResults, shortRead, keyRanges, deletion; as stored. */
   streams: JsonText;
   /** As stored. */
   warnings: JsonText;
+  /** How many warnings the run recorded. */
+  warningCount: number;
   error: string | null;
 }
 
@@ -75,6 +78,16 @@ export interface StatusReport {
 }
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
+
+/** The warnings a run recorded (a JSON array of strings, as finishRun writes it); none for anything else. */
+function warningsOf(text: string): string[] {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return Array.isArray(parsed) ? parsed.map((w) => (typeof w === 'string' ? w : JSON.stringify(w))) : [];
+  } catch {
+    return [];
+  }
+}
 /** A duration as status reports it: to the millisecond. */
 const seconds = (s: number | null) => (s === null ? null : Math.round(s * 1000) / 1000);
 
@@ -100,26 +113,31 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
   // First: a run that starts after it is no dead run, whatever the runs read next say of it.
   const health = await readRunHealth(pool, site);
   const dead = health.deadRunId === null ? null : BigInt(health.deadRunId);
-  const runs: RunSummary[] = (await readRecentRuns(pool, site, limit)).map((r) => ({
-    id: r.id,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-    durationSeconds: seconds(r.seconds),
-    status: r.status,
-    mode: r.mode,
-    pages: r.pages,
-    usersSeen: r.users_seen,
-    inserted: r.users_inserted,
-    updated: r.users_updated,
-    unchanged: r.users_unchanged,
-    deleted: r.users_deleted,
-    restored: r.users_restored,
-    httpRequests: r.http_requests,
-    httpRetries: new JsonText(r.http_retries),
-    streams: new JsonText(r.streams),
-    warnings: new JsonText(r.warnings),
-    error: r.error,
-  }));
+  const runs: RunSummary[] = (await readRecentRuns(pool, site, limit)).map((r) => {
+    // A run's counts are written when it ends: a run recorded running has none yet (not 0 users seen).
+    const ended = <T>(value: T) => (r.status === 'running' ? null : value);
+    return {
+      id: r.id,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+      durationSeconds: seconds(r.seconds),
+      status: r.status,
+      mode: r.mode,
+      pages: ended(r.pages),
+      usersSeen: ended(r.users_seen),
+      inserted: ended(r.users_inserted),
+      updated: ended(r.users_updated),
+      unchanged: ended(r.users_unchanged),
+      deleted: ended(r.users_deleted),
+      restored: ended(r.users_restored),
+      httpRequests: ended(r.http_requests),
+      httpRetries: new JsonText(r.http_retries),
+      streams: new JsonText(r.streams),
+      warnings: new JsonText(r.warnings),
+      warningCount: warningsOf(r.warnings).length,
+      error: r.error,
+    };
+  });
   for (const run of runs) {
     if (run.status === 'running' && dead !== null && BigInt(run.id) <= dead) Object.assign(run, { presumedDead: true, durationSeconds: null });
   }
@@ -206,23 +224,34 @@ function formatSite(report: SiteStatus): string[] {
     out.push('  none yet');
   } else {
     const header = ['RUN', 'STARTED', 'TOOK', 'MODE', 'STATUS', 'SEEN', 'NEW', 'CHANGED', 'SAME', 'DELETED', 'RESTORED', 'RETRIES', 'ERROR'];
-    const rows = report.runs.map((r) => [
-      r.id,
-      when(r.startedAt),
-      r.durationSeconds === null ? '?' : r.status === 'running' ? `${formatDuration(r.durationSeconds)}…` : formatDuration(r.durationSeconds),
-      r.mode,
-      r.presumedDead ? 'dead' : r.status,
-      String(r.usersSeen),
-      String(r.inserted),
-      String(r.updated),
-      String(r.unchanged),
-      String(r.deleted),
-      String(r.restored),
-      // A count for people to read: summed as numbers.
-      String(Object.values(JSON.parse(r.httpRetries.text) as Record<string, number>).reduce((n, c) => n + c, 0)),
-      truncate(r.error ?? '', 100),
-    ]);
+    const rows = report.runs.map((r) => {
+      // Counts are written when a run ends: one going on shows …, a dead one ?.
+      const count = (n: number | null) => (r.status === 'running' ? (r.presumedDead ? '?' : '…') : String(n));
+      return [
+        r.id,
+        when(r.startedAt),
+        r.durationSeconds === null ? '?' : r.status === 'running' ? `${formatDuration(r.durationSeconds)}…` : formatDuration(r.durationSeconds),
+        r.mode,
+        r.presumedDead ? 'dead' : r.status,
+        count(r.usersSeen),
+        count(r.inserted),
+        count(r.updated),
+        count(r.unchanged),
+        count(r.deleted),
+        count(r.restored),
+        // A count for people to read: summed as numbers.
+        count(Object.values(JSON.parse(r.httpRetries.text) as Record<string, number>).reduce((n, c) => n + c, 0)),
+        truncate(r.error ?? '', 100),
+      ];
+    });
     out.push(...table(header, rows, new Set([0, 2, 5, 6, 7, 8, 9, 10, 11])));
+    // A run's warnings (a guard that held back deletions, a short read, a CPQ clock off) were in --json only.
+    for (const run of report.runs) {
+      const [first] = warningsOf(run.warnings.text);
+      if (first === undefined) continue;
+      const more = run.warningCount > 1 ? ` (and ${run.warningCount - 1} more: status --json lists them)` : '';
+      out.push(`  run ${run.id} warned: ${truncate(printable(first), 200)}${more}`);
+    }
     const dead = report.runs.filter((r) => r.presumedDead).map((r) => r.id);
     if (dead.length > 0) {
       out.push(
