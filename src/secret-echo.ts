@@ -4,7 +4,7 @@
  * secret cut out: a gateway or framework may echo a request escaped (JSON's `\/`, `\u002f`),
  * URL-encoded (`Basic%20…%3D`), as HTML entities, in hex or base64, with characters between the
  * secret's, or only in part (cut at some length), and an exact match of the secret misses each.
- * What is scanned is bounded by the caller (an excerpt's first few KiB).
+ * What is scanned is bounded by the caller (an excerpt's first few KiB, or an error message).
  */
 
 /** Percent-escapes undone (`%uXXXX` too), as bytes read as UTF-8 (`%C3%BC` is ü); `+` is a space, as in a form. */

@@ -55,7 +55,10 @@ export function credentialSecrets(authorizations: Iterable<string>): string[] {
   return secrets;
 }
 
-/** How many characters of a credential in a row make a text one that quotes it (quotesSecret). */
+/**
+ * How many characters of a credential in a row make a text one that quotes it (quotesSecret); and
+ * the shortest credential CpqHttpClient looks for in the bodies it reads (credentialEcho).
+ */
 export const CREDENTIAL_ECHO_CHARS = 8;
 
 /**

@@ -258,6 +258,14 @@ export class CpqHttpClient {
     return new SyncError('data', `GET ${url}: ${what}`);
   }
 
+  /** The error of an answer that is not 2xx (nor a retried status): its status and the head of its body (excerpt). */
+  private async refusedAnswer(url: string, response: Response): Promise<SyncError> {
+    const text = await readHead(response, EXCERPT_SCAN_CHARS);
+    return new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, {
+      status: response.status,
+    });
+  }
+
   /**
    * A body excerpt for an error message, without the credentials we sent: none of a body that
    * quotes them in any form (a gateway echoing the request), else one with any exact copy cut out.
@@ -326,12 +334,7 @@ export class CpqHttpClient {
         await response.body?.cancel();
         return { status: 404, url, body: undefined, ms: performance.now() - sentAt, chars: 0 };
       }
-      if (!response.ok) {
-        const text = await readHead(response, 4096);
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, {
-          status: response.status,
-        });
-      }
+      if (!response.ok) throw await this.refusedAnswer(url, response);
       const text = await readBodyCapped(response, url, this.config.maxPageBytes);
       const echoed = this.credentialAt(text);
       if (echoed >= 0) {
@@ -391,18 +394,13 @@ export class CpqHttpClient {
    * site's sync lock for as long as it liked.
    */
   async downloadToFile(url: string, options: { accept: string; path: string; maxBytes: number; timeoutMs: number }): Promise<DownloadResult> {
-    const timeoutMs = this.config.requestTimeoutMs;
+    const stallMs = this.config.requestTimeoutMs;
     // One deadline for the download, retries included: per attempt, a site could trickle until
     // just before it, drop the connection, and be asked again.
     const startedAt = performance.now();
-    return this.withRetries(url, { accept: options.accept, stallMs: timeoutMs }, async (response, stall) => {
-      stall.restart(timeoutMs);
-      if (!response.ok) {
-        const text = await readHead(response, 4096);
-        throw new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, {
-          status: response.status,
-        });
-      }
+    return this.withRetries(url, { accept: options.accept, stallMs }, async (response, stall) => {
+      stall.restart(stallMs);
+      if (!response.ok) throw await this.refusedAnswer(url, response);
       const announced = Number(response.headers.get('content-length') ?? NaN);
       if (announced > options.maxBytes) {
         await response.body?.cancel();
@@ -414,7 +412,7 @@ export class CpqHttpClient {
       let bytes = 0;
       try {
         for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) {
-          stall.restart(timeoutMs);
+          stall.restart(stallMs);
           if (performance.now() - startedAt > options.timeoutMs) {
             throw new SyncError(
               'source',

@@ -5,9 +5,10 @@ import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type ItemTextSin
  * A `.json` entry of the zip export, read as a stream: either a collection body
  * `{"items": [...], ...}` or a bare array of users. A whole entry may be hundreds of MB, so it is
  * never held: this scanner walks the text chunk by chunk, checks the envelope's punctuation
- * itself, and cuts out the text of each item (and of each other envelope value). Every piece is
- * then parsed by parseExactJson (an item by parseExactRecord, which also hands over its text to
- * be stored as sent), or an item is handed over as its text, to be parsed when used (the
+ * itself, and cuts out the text of each item (and of each other envelope value). An item is then
+ * parsed by parseExactRecord (which also hands over its text to be stored as sent), each other
+ * envelope value by parseExactJsonPart under one bound shared by them all; or an item is handed
+ * over as its text, to be parsed when used (the
  * `itemText` option), so numbers (int64 exactness), strings, duplicate keys and every other rule
  * are exactly those of a JSON response. String literals are skipped with indexOf, natively:
  * only punctuation is looked at one character at a time.

@@ -412,7 +412,7 @@ export async function* offsetPages(client: CpqHttpClient, path: string, query: R
     // As a collection: a page with two "items" keys is refused here too (a company of the first would be left out unseen).
     const response = await client.getJson(url, { collection: true });
     // No limit check: an offset read is the company list's, which is held whole and bounded by
-    // its names (listCompanies), and whose endpoint's paging is not documented.
+    // what holding it costs (listCompanies, HELD_PER_COMPANY), and whose endpoint's paging is not documented.
     // Nor is a page that does not say hasMore followed: an endpoint that ignores limit and offset
     // answers the whole list every time, and a second request would only repeat it.
     const page = readCollection(url, response.body, Number.POSITIVE_INFINITY, response.records);

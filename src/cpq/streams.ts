@@ -47,7 +47,10 @@ export function integrationUserPages(client: CpqHttpClient, config: CpqConfig, s
   });
 }
 
-/** The detail record of one integration user with its groups, or undefined when CPQ no longer has it. */
+/**
+ * The detail record of one integration user with its groups, and its length in characters (for the
+ * bound on what a run holds of them); undefined when CPQ no longer has it.
+ */
 export async function integrationUserDetail(client: CpqHttpClient, partyNumber: string): Promise<{ body: unknown; chars: number } | undefined> {
   const url = client.url(`/cpq/rest/v19/integrationUsers/${pathSegment('integration user partyNumber', partyNumber)}`, { expand: 'groups' });
   const response = await client.getJson(url, { allow404: true });

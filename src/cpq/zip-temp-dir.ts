@@ -17,7 +17,7 @@ import { OWNER_TAG, leftByEndedProcess, ownerTag } from '../process-runs.js';
 const TEMP_PREFIX = 'cpq-sync-zip-';
 
 /** `cpq-sync-zip-<ownerTag>-` and mkdtemp's six characters. */
-const FOLDER = new RegExp(`^cpq-sync-zip-${OWNER_TAG}-[A-Za-z0-9]{6}$`);
+const FOLDER = new RegExp(`^${TEMP_PREFIX}${OWNER_TAG}-[A-Za-z0-9]{6}$`);
 
 /** Temporary folders alive right now: removed on exit too, should the process end mid-read. */
 const liveTempDirs = new Set<string>();

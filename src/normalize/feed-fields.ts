@@ -107,8 +107,8 @@ export function mergeBothFeeds(integrationRecord: Raw, companyRecord: Raw): Raw 
 
 type Item = Record<string, unknown>;
 
-/** A relation's items, when it is `{items: [objects]}`. */
-function itemsOf(relation: unknown): Item[] | undefined {
+/** A relation's items, when it is `{items: [objects]}` under exactly that key (user-record's itemsOf reads any spelling, and pages). */
+function itemObjects(relation: unknown): Item[] | undefined {
   if (typeof relation !== 'object' || relation === null) return undefined;
   const items = (relation as { items?: unknown }).items;
   return Array.isArray(items) && items.every((i) => typeof i === 'object' && i !== null && !Array.isArray(i)) ? (items as Item[]) : undefined;
@@ -123,8 +123,8 @@ function itemsOf(relation: unknown): Item[] | undefined {
 function describedGroups(company: Raw, integration: Raw): Raw {
   const key = Object.keys(company).find((k) => canonicalFieldName(k) === 'groups');
   const otherKey = Object.keys(integration).find((k) => canonicalFieldName(k) === 'groups');
-  const items = key === undefined ? undefined : itemsOf(company[key]);
-  const known = otherKey === undefined ? undefined : itemsOf(integration[otherKey]);
+  const items = key === undefined ? undefined : itemObjects(company[key]);
+  const known = otherKey === undefined ? undefined : itemObjects(integration[otherKey]);
   if (key === undefined || items === undefined || known === undefined || items.some((g) => 'label' in g || 'type' in g)) return company;
   // A group the integration record lists twice: the copy readGroups counts (groupOutranks), not the
   // last, which made the label follow the order CPQ happened to send (review DC left this one).
