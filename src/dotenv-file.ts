@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import dotenv from 'dotenv';
 import { ConfigError, type AppConfig } from './config.js';
 import { flagValue } from './config-env.js';
+import { foreignWriter } from './foreign-writer.js';
 
 /** What the last loadDotenvFile found wrong but not bad enough to refuse. */
 const warnings: string[] = [];
@@ -74,12 +75,7 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
         ['', link],
         [link.isSymbolicLink() ? ' (what the link names)' : '', file],
       ] as const) {
-        const problem =
-          stats.uid !== uid && stats.uid !== 0
-            ? `is owned by uid ${stats.uid}, not by this user (${uid}) or root`
-            : !stats.isSymbolicLink() && (stats.mode & 0o022) !== 0
-              ? `can be written by ${(stats.mode & 0o002) !== 0 ? 'every user' : 'its group'} (mode ${(stats.mode & 0o777).toString(8)})`
-              : undefined;
+        const problem = foreignWriter(stats, uid);
         if (problem !== undefined) {
           throw new ConfigError(
             `${path}${what} ${problem}: refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)`,

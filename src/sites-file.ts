@@ -1,6 +1,7 @@
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
 import type * as Yaml from 'yaml';
 import { errorCode } from './errors.js';
+import { foreignWriter } from './foreign-writer.js';
 import { requireWhenUsed } from './require-when-used.js';
 import { nearMiss } from './near-miss.js';
 
@@ -80,13 +81,43 @@ type Env = Record<string, string | undefined>;
 export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { sites: SiteOverlay[]; errors: string[]; warnings: string[] } {
   let text: string;
   let mode: number;
+  let fd: number | undefined;
   try {
-    const stat = statSync(file);
+    // The link and the file it names are checked, then read through the one descriptor opened
+    // (without waiting on a FIFO first): a name checked and opened again could be swapped between.
+    const link = lstatSync(file);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const stat = fstatSync(fd);
+    const uid = process.getuid?.();
+    if (uid !== undefined) {
+      // Whoever may write it chooses each site's baseUrl, and which secrets go there (passwordFile
+      // names any file this process reads, ${NAME} any variable of its environment): refused, as a .env is (review DM).
+      for (const [what, stats] of [
+        ['', link],
+        [link.isSymbolicLink() ? ' (what the link names)' : '', stat],
+      ] as const) {
+        const problem = foreignWriter(stats, uid);
+        if (problem !== undefined) {
+          const refusal = `CPQ_SITES_FILE: ${file}${what} ${problem}: refusing to read it, since whoever wrote it chooses where credentials are sent; make it yours and not writable by others (chown, chmod go-w)`;
+          return { sites: [], errors: [refusal], warnings: [] };
+        }
+      }
+    }
     if (stat.size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`], warnings: [] };
+    if (stat.isFIFO()) {
+      // A pipe (<(sops -d …)), read as it comes through a blocking descriptor that must be the same pipe.
+      const blocking = openSync(file, constants.O_RDONLY);
+      const again = fstatSync(blocking);
+      closeSync(fd);
+      fd = blocking;
+      if (again.dev !== stat.dev || again.ino !== stat.ino) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} changed while it was opened`], warnings: [] };
+    }
     mode = stat.mode;
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(fd, 'utf8');
   } catch (err) {
     return { sites: [], errors: [`CPQ_SITES_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`], warnings: [] };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
   let document: unknown;
   let keyPlace: KeyPlace = () => undefined;
