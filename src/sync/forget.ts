@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { analyzeErasedTables } from '../db/sql/analyze-erased-tables.js';
 import { lastErasure, lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
@@ -96,6 +97,7 @@ async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Era
       requestedBy: request.requestedBy,
       rowsRedacted,
     });
+    await analyzeErasedTables(client);
     await client.query('COMMIT');
     return { erasureId, userId: user.id, rowsRedacted };
   } catch (err) {

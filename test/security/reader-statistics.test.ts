@@ -1,0 +1,53 @@
+import pg from 'pg';
+import { describe, expect } from 'vitest';
+import { forgetUser } from '../../src/sync/forget.js';
+import { it } from '../helpers/harness.js';
+
+/*
+ * A reporting login (cpq_reader) reads pg_stats of every column it may SELECT: the most common
+ * values and histogram bounds ANALYZE (autovacuum's, or a run's own) sampled. On a site of a few
+ * hundred users each e-mail address is among them, and stayed there after `forget` erased it
+ * from every row (review DM), until some later ANALYZE.
+ */
+describe('pg_stats after forget', () => {
+  it("holds none of the forgotten user's personal values for a reporting login", async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 40, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const victim = h.sim.users('_host').find((u) => typeof u.email === 'string' && u.email !== '')!;
+    const login = String(victim.login);
+    const email = String(victim.email);
+    h.sim.updateUser('_host', login, { email: `x${email}` });
+    await h.sync();
+    h.sim.deleteUser('_host', login);
+    await h.sync({ full: true });
+    // What autovacuum does to a table of real size soon after a load.
+    await h.t.query('ANALYZE');
+    const role = `reporting_dm_${process.pid}`;
+    await h.t.query(`CREATE ROLE ${role} LOGIN; GRANT cpq_reader TO ${role}`);
+    const url = new URL(h.t.url);
+    url.username = role;
+    url.password = '';
+    const reader = new pg.Client({ connectionString: url.href });
+    await reader.connect();
+    try {
+      const statsHolding = async (value: string) =>
+        (
+          await reader.query<{ place: string }>(
+            `SELECT tablename || '.' || attname AS place FROM pg_stats
+              WHERE schemaname = 'cpq' AND (strpos(most_common_vals::text, $1) > 0 OR strpos(histogram_bounds::text, $1) > 0)
+              ORDER BY 1`,
+            [value],
+          )
+        ).rows.map((r) => r.place);
+      // The reader sees it there before (it may read the rows too, then).
+      expect(await statsHolding(email)).toContain('users.email');
+      await forgetUser(h.t.pool, { site: 'default', company: '_host', login, reason: 'ticket 7', requestedBy: 'dpo' });
+      expect((await reader.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.users WHERE email = $1`, [email])).rows[0]!.n).toBe(0);
+      expect(await statsHolding(email)).toEqual([]);
+      expect(await statsHolding(`x${email}`)).toEqual([]);
+    } finally {
+      await reader.end();
+      await h.t.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined);
+    }
+  });
+});
