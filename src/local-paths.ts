@@ -1,0 +1,82 @@
+import { existsSync, lstatSync, readFileSync, realpathSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
+/**
+ * The first part of `path` (a folder on the way, or the path itself) that another local user
+ * could change: one owned by a user not in `trusted.users`, or a folder every user, or a group not
+ * in `trusted.groups`, may write to without the sticky bit (they may rename what is in it). A
+ * group-writable folder of this user's private group (umask 002 makes them) or root's is trusted. Checked as given, link by link, and
+ * as resolved. As root, a data folder another user had replaced with a link was handed to the
+ * postgres account (chown) and its password file's target made 0600 (chmod), wherever it led.
+ * `leaf` adds whom the path itself may belong to: the server's account its data folder, never a
+ * folder on the way to it (review CZ: as root, a link the account put in a folder of its own on
+ * the way had root hand it any folder named like the data folder, and create files beside it).
+ */
+export function foreignPathPart(
+  path: string,
+  trusted: { users: ReadonlySet<number>; groups: ReadonlySet<number> },
+  leaf: { users: ReadonlySet<number>; groups: ReadonlySet<number> } = trusted,
+): string | undefined {
+  const check = (full: string, whole: boolean) => {
+    const parts: string[] = [];
+    for (let dir = resolve(full); ; dir = dirname(dir)) {
+      parts.unshift(dir);
+      if (dirname(dir) === dir) break;
+    }
+    for (const [i, part] of parts.entries()) {
+      let stats;
+      try {
+        stats = lstatSync(part);
+      } catch {
+        return undefined; // what does not exist yet, this process creates
+      }
+      const own = whole && i === parts.length - 1 && !stats.isSymbolicLink() ? leaf : trusted;
+      if (!trusted.users.has(stats.uid) && !own.users.has(stats.uid)) return `${part} belongs to uid ${stats.uid}`;
+      if (stats.isDirectory() && (stats.mode & 0o1000) === 0) {
+        if ((stats.mode & 0o002) !== 0) return `${part} can be written by every user (no sticky bit)`;
+        if ((stats.mode & 0o020) !== 0 && !trusted.groups.has(stats.gid) && !own.groups.has(stats.gid))
+          return `${part} can be written by its group ${stats.gid} (no sticky bit)`;
+      }
+    }
+    return undefined;
+  };
+  let real = resolve(path);
+  while (!existsSync(real) && dirname(real) !== real) real = dirname(real);
+  return check(path, true) ?? check(realpathSync(real), real === resolve(path));
+}
+
+/**
+ * This process's group when it is this user's alone (a user private group, as umask 002 goes
+ * with): no other account has it as its primary group or is listed in it. A shared one (`users`)
+ * lets its other members rename what its group may write.
+ */
+export function ownPrivateGroup(): number[] {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  if (uid === undefined || gid === undefined || gid === 0) return [];
+  try {
+    const accounts = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((line) => line.split(':'));
+    const me = accounts.find((a) => Number(a[2]) === uid)?.[0];
+    if (accounts.some((a) => a.length > 3 && Number(a[2]) !== uid && Number(a[3]) === gid)) return [];
+    const group = readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .map((line) => line.split(':'))
+      .find((g) => Number(g[2]) === gid);
+    const members = (group?.[3] ?? '').split(',').filter((m) => m !== '' && m !== me);
+    return members.length === 0 ? [gid] : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Why another local user could swap a folder this process makes in `dir` (TMPDIR) for one of
+ * theirs, or undefined: a part of its path someone else owns, or that its group (not this user's
+ * private one, nor root's) or every user may write without the sticky bit. /tmp, root's and
+ * sticky, is fine: there only a folder's owner may rename it.
+ */
+export function tmpdirProblem(dir: string): string | undefined {
+  return foreignPathPart(dir, { users: new Set([0, process.getuid?.() ?? 0]), groups: new Set([0, ...ownPrivateGroup()]) });
+}
