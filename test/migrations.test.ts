@@ -1,5 +1,7 @@
 import { describe, expect } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
+import { checkSchema } from '../src/check/database.js';
+import type { Database } from '../src/db/connect.js';
 import { migrate } from '../src/db/migrate.js';
 import { ALL_MIGRATIONS, migrateBefore } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
@@ -107,5 +109,25 @@ describe('a database migrated by a newer release', () => {
     const ahead: string[][] = [];
     expect(await migrate(t.db, { onAhead: (names) => ahead.push(names) })).toEqual([]);
     expect(ahead).toEqual([['9999_from_the_future']]);
+  });
+});
+
+describe('a database migrated by another build of an older release', () => {
+  // Migration 0017 was renamed before release (0017_commit_order_row_lock, then _table_lock): a
+  // database a build between the two migrated records the first name, which sorts before this
+  // release's last migration, so no newer release wrote it. Taken for one, it was never migrated
+  // again (`migrate` exited 0) and every run failed on a column a later migration adds.
+  it('is refused, naming the migration, not taken for a newer one', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await migrateBefore(t, '0017');
+    await t.query(`INSERT INTO cpq.kysely_migration (name, timestamp) VALUES ('0017_commit_order_row_lock', now())`);
+    const ahead: string[][] = [];
+    await expect(migrate(t.db, { onAhead: (names) => ahead.push(names) })).rejects.toThrow(
+      /records migration 0017_commit_order_row_lock, which this release does not have and which sorts before its last \(0023_[\w]+\): not a newer release's/,
+    );
+    expect(ahead).toEqual([]);
+    const { status, detail } = await checkSchema({ pool: t.pool } as Database);
+    expect(status).toBe('fail');
+    expect(detail).toContain('0017_commit_order_row_lock');
   });
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
 import { redactUrl } from '../db/database.js';
-import { MIGRATIONS_DIR } from '../db/migrate.js';
+import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrations, foreignMigrationsProblem } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
@@ -28,6 +28,8 @@ export async function checkSchema(database: Database): Promise<StepResult> {
   const known = releaseMigrations();
   if (applied === null) return unmigratedSchema(await readSchemaRights(database.pool));
   const latest = applied[applied.length - 1] ?? 'none';
+  const foreign = foreignMigrations(applied, known);
+  if (foreign.length > 0) return fail('schema', foreignMigrationsProblem(foreign, known), FOREIGN_MIGRATIONS_FIX);
   const ahead = applied.filter((name) => !known.includes(name));
   if (ahead.length > 0) return warn('schema', `migrated by a newer release (${ahead.join(', ')}); this one runs on it without migrating`);
   const pending = known.filter((name) => !applied.includes(name));

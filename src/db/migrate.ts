@@ -71,6 +71,26 @@ function queryableOf(db: Db): Queryable {
   return { query: async (text, values = []) => ({ rows: (await db.executeQuery(CompiledQuery.raw(text, values))).rows }) };
 }
 
+/**
+ * Applied migrations this release lacks that sort before its last: no newer release wrote them
+ * (Kysely applies in name order, so a newer release's come after this one's), but a build whose
+ * migrations differ (one renamed or withdrawn before release). Taken for a newer release's, the
+ * database was never migrated again while every run failed on what the later migrations add.
+ */
+export function foreignMigrations(applied: readonly string[], known: readonly string[]): string[] {
+  const last = [...known].sort().at(-1);
+  return last === undefined ? [] : applied.filter((name) => !known.includes(name) && name < last);
+}
+
+/** The one line for a database foreignMigrations finds in (migrate's error, check's failure). */
+export function foreignMigrationsProblem(foreign: readonly string[], known: readonly string[]): string {
+  const s = foreign.length === 1 ? '' : 's';
+  return `the database records migration${s} ${foreign.join(', ')}, which this release does not have and which sort${foreign.length === 1 ? 's' : ''} before its last (${[...known].sort().at(-1) ?? ''}): not a newer release's, but another build's (a migration renamed or withdrawn before release), so this release cannot tell what the schema holds`;
+}
+
+/** What to do about it. */
+export const FOREIGN_MIGRATIONS_FIX = 'restore the database from a backup taken before that build migrated it, or sync into a new database';
+
 /** The log line for a database a newer release has migrated. */
 export function logAhead(log: Logger): (unknown: string[]) => void {
   return (unknown) => log.warn({ migrations: unknown }, 'the database was migrated by a newer release; continuing without migrating');
@@ -110,6 +130,8 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   const known = Object.keys(await provider.getMigrations());
   // None when the database has no migration table yet.
   const applied = (await readAppliedMigrations(queryableOf(db))) ?? [];
+  const foreign = foreignMigrations(applied, known);
+  if (foreign.length > 0) throw new SyncError('database', `${foreignMigrationsProblem(foreign, known)}: ${FOREIGN_MIGRATIONS_FIX}`);
   const ahead = applied.filter((name) => !known.includes(name));
   if (ahead.length > 0) {
     options.onAhead?.(ahead);
