@@ -127,12 +127,14 @@ export class OAuthClientCredentials implements Authenticator {
       throw new RetryableError(`POST ${url}: OAuth token service answered ${response.status}`, retryAfterMs(response.headers.get('retry-after')));
     }
     if (!response.ok) throw new SyncError('source', `POST ${url}: OAuth token service answered ${response.status}`);
-    let body: { access_token?: unknown; expires_in?: unknown; token_type?: unknown };
+    let parsed: unknown;
     try {
-      body = JSON.parse(text) as typeof body;
+      parsed = JSON.parse(text);
     } catch {
       throw new SyncError('auth', `POST ${url}: OAuth token response is not JSON`);
     }
+    // Any JSON: `null` (read as an object, it threw a TypeError, retried as CPQ unreachable) has no token either.
+    const body: { access_token?: unknown; expires_in?: unknown } = typeof parsed === 'object' && parsed !== null ? parsed : {};
     if (typeof body.access_token !== 'string' || body.access_token === '') {
       throw new SyncError('auth', `POST ${url}: OAuth token response has no access_token`);
     }

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthenticator } from '../../src/cpq/auth.js';
+import { SyncError } from '../../src/errors.js';
 
 /*
  * The OAuth token endpoint is part of what answers us, so it is not trusted either: a 307 from it
@@ -44,6 +45,7 @@ beforeAll(async () => {
       more();
       return;
     }
+    if (req.url === '/null') return void res.writeHead(200, { 'content-type': 'application/json' }).end('null');
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'good-token', expires_in: 3600 }));
   });
 });
@@ -91,6 +93,12 @@ describe('attack: a hostile OAuth token endpoint', () => {
       expect.stringMatching(new RegExp(`^POST ${tokenUrl}/redirect\\?api-version=…&code=…: OAuth token service answered 307`)) as unknown,
     );
     expect((error as Error).message).not.toContain('TOPSECRET');
+  });
+
+  it('a token response of JSON null fails as an auth error, not as CPQ unreachable after every retry', async () => {
+    const error = await refusal('/null');
+    expect(error).toBeInstanceOf(SyncError);
+    expect(error).toMatchObject({ kind: 'auth', message: `POST ${tokenUrl}/null: OAuth token response has no access_token` });
   });
 
   it('a plain token response still works', async () => {
