@@ -58,6 +58,13 @@ export function pathSegment(what: string, name: string): string {
   return encodeURIComponent(name);
 }
 
+/**
+ * Credentials sent (Authorization headers) that bodies and errors are searched for: the last ones,
+ * twice as many as CPQ_MAX_IN_FLIGHT's largest value, so the one of every request in flight (what a
+ * reflecting gateway echoes); an older OAuth token has expired or been refused.
+ */
+const SENT_AUTHORIZATIONS_KEPT = 128;
+
 /** How much of a body an error excerpt looks at: far more than it shows (60 characters), so that a secret quoted across its end is seen. */
 const EXCERPT_SCAN_CHARS = 4096;
 
@@ -140,20 +147,37 @@ const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 
 /**
  * How a credential may stand in a JSON text: each character as it is or as a `\uXXXX` escape (a
- * `/` as `\/` too); and its longest run of letters and digits, which JSON writers never escape.
- * Null for a credential shorter than CREDENTIAL_ECHO_CHARS, which is not searched for.
+ * `/` as `\/` too), made when first needed (a pattern ~15 times the credential's size); and its
+ * longest run of letters and digits, which JSON writers never escape.
  */
-function credentialEcho(credential: string): { run: string; pattern: RegExp } | null {
-  if (credential.length < CREDENTIAL_ECHO_CHARS) return null;
-  const hex = (c: string) =>
-    c
-      .charCodeAt(0)
-      .toString(16)
-      .padStart(4, '0')
-      .replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`);
-  const forms = credential.split('').map((c) => `(?:${c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}|\\\\u${hex(c)}${c === '/' ? '|\\\\\\/' : ''})`);
-  const run = (credential.match(/[A-Za-z0-9]+/g) ?? []).reduce((a, b) => (b.length > a.length ? b : a), '');
-  return { run, pattern: new RegExp(forms.join('')) };
+class CredentialEcho {
+  readonly run: string;
+  private made: RegExp | undefined;
+
+  /** The search of `credential`; null for one shorter than CREDENTIAL_ECHO_CHARS, which is not searched for. */
+  static of(credential: string): CredentialEcho | null {
+    return credential.length < CREDENTIAL_ECHO_CHARS ? null : new CredentialEcho(credential);
+  }
+
+  private constructor(private readonly credential: string) {
+    this.run = (credential.match(/[A-Za-z0-9]+/g) ?? []).reduce((a, b) => (b.length > a.length ? b : a), '');
+  }
+
+  get pattern(): RegExp {
+    const hex = (c: string) =>
+      c
+        .charCodeAt(0)
+        .toString(16)
+        .padStart(4, '0')
+        .replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`);
+    this.made ??= new RegExp(
+      this.credential
+        .split('')
+        .map((c) => `(?:${c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}|\\\\u${hex(c)}${c === '/' ? '|\\\\\\/' : ''})`)
+        .join(''),
+    );
+    return this.made;
+  }
 }
 
 /**
@@ -183,10 +207,13 @@ export class CpqHttpClient {
   readonly readAhead: RequestBudget;
   private readonly policy: RetryPolicy;
   private readonly dispatcher: Dispatcher | undefined;
-  /** Authorization headers sent so far: kept out of error messages, and looked for in the bodies read (credentialAt). */
+  /**
+   * The Authorization headers sent last (at most SENT_AUTHORIZATIONS_KEPT, oldest first): kept out
+   * of error messages, and looked for in the bodies read (credentialAt).
+   */
   private readonly sentAuthorizations = new Set<string>();
-  /** credentialAt's search of each Authorization header sent, made once; null for a credential too short to search for. */
-  private readonly credentialEchoes = new Map<string, { run: string; pattern: RegExp } | null>();
+  /** credentialAt's search of each Authorization header kept (sentAuthorizations), made once; null for a credential too short to search for. */
+  private readonly credentialEchoes = new Map<string, CredentialEcho | null>();
 
   constructor(
     private readonly config: Pick<
@@ -301,7 +328,7 @@ export class CpqHttpClient {
     for (const header of this.sentAuthorizations) {
       let echo = this.credentialEchoes.get(header);
       if (echo === undefined) {
-        echo = credentialEcho(headerSecrets(header).credential);
+        echo = CredentialEcho.of(headerSecrets(header).credential);
         this.credentialEchoes.set(header, echo);
       }
       if (echo === null || (echo.run.length >= CREDENTIAL_ECHO_CHARS && !text.includes(echo.run))) continue;
@@ -309,6 +336,24 @@ export class CpqHttpClient {
       if (found) return found.index;
     }
     return -1;
+  }
+
+  /**
+   * Keeps `authorization` among the headers sent last, dropping the oldest (and its search) past
+   * SENT_AUTHORIZATIONS_KEPT. Every one ever sent was kept: a site refusing each OAuth token once
+   * (a 401, so a renewal per request) had the client hold ~25 KB and search one more token in every
+   * page per request (1,100 requests of 3,000-character tokens filled a 64 MB heap; review DL).
+   */
+  private noteSent(authorization: string) {
+    if (this.sentAuthorizations.delete(authorization)) {
+      this.sentAuthorizations.add(authorization);
+      return;
+    }
+    this.sentAuthorizations.add(authorization);
+    if (this.sentAuthorizations.size <= SENT_AUTHORIZATIONS_KEPT) return;
+    const oldest = this.sentAuthorizations.values().next().value!;
+    this.sentAuthorizations.delete(oldest);
+    this.credentialEchoes.delete(oldest);
   }
 
   /** Whether `text` quotes, in any form quotesSecret reads, a credential this client sent. */
@@ -465,7 +510,7 @@ export class CpqHttpClient {
       const request = new RequestSignal(this.signal, deadlineMs);
       try {
         const authorization = await this.auth.authorization();
-        if (authorization) this.sentAuthorizations.add(authorization);
+        if (authorization) this.noteSent(authorization);
         this.stats.requests++;
         if (stallMs !== undefined) stall.restart(stallMs);
         const init = withDispatcher(

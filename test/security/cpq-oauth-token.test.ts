@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthenticator } from '../../src/cpq/auth.js';
 import { SyncError } from '../../src/errors.js';
+import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 
 /*
  * The OAuth token endpoint is part of what answers us, so it is not trusted either: a 307 from it
@@ -14,6 +16,7 @@ const servers: Server[] = [];
 const foreignRequests: string[] = [];
 let tokenUrl = '';
 let foreignUrl = '';
+let onceUrl = '';
 
 async function listen(host: string, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
   const server = createServer(handler);
@@ -47,6 +50,19 @@ beforeAll(async () => {
     }
     if (req.url === '/null') return void res.writeHead(200, { 'content-type': 'application/json' }).end('null');
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'good-token', expires_in: 3600 }));
+  });
+  // A site whose every token works once: the second request with it gets a 401, so each request
+  // of the client renews the token; its token service hands out a new JWT-sized token each time.
+  const usedOnce = new Set<string>();
+  onceUrl = await listen('127.0.0.1', (req, res) => {
+    if (req.url === '/token') {
+      const token = randomBytes(3000).toString('base64url');
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: token, expires_in: 3600 }));
+    }
+    const authorization = req.headers.authorization ?? '';
+    if (usedOnce.has(authorization)) return void res.writeHead(401).end();
+    usedOnce.add(authorization);
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"items":[],"hasMore":false}');
   });
 });
 
@@ -100,6 +116,23 @@ describe('attack: a hostile OAuth token endpoint', () => {
     expect(error).toBeInstanceOf(SyncError);
     expect(error).toMatchObject({ kind: 'auth', message: `POST ${tokenUrl}/null: OAuth token response has no access_token` });
   });
+
+  it('a site that takes each token once (a renewal per request) keeps the heap bounded: only the credentials sent last are searched for', async () => {
+    // The client in a process of its own whose 64 MB heap held 1,100 such tokens before (each
+    // kept, with a search pattern ~15 times its size, and all searched in every page read: 28 s).
+    const script = `import { CpqHttpClient } from ${builtModule('cpq/http-client.js')};
+      import { createAuthenticator } from ${builtModule('cpq/auth.js')};
+      const base = process.argv[1];
+      const auth = createAuthenticator({ kind: 'oauth', tokenUrl: base + '/token', clientId: 'client', clientSecret: 'very-secret-value' }, 5000);
+      const quiet = { warn() {}, info() {}, debug() {}, error() {} };
+      const client = new CpqHttpClient(
+        { baseUrl: base, requestTimeoutMs: 5000, maxRetries: 0, retryBaseDelayMs: 1, retryMaxDelayMs: 10, ca: undefined, maxPageBytes: 1 << 24, maxInFlight: 4 },
+        auth, quiet);
+      for (let i = 0; i < 1500; i++) await client.getJson(base + '/rest/v16/companies/_host/users?page=' + i, { collection: true });
+      console.log(client.stats.requests);`;
+    // Each request: the 401 with the token of the request before, then the request with a new token.
+    expect(Number(await runWithHeap(64, script, [onceUrl]))).toBe(2999);
+  }, 60_000);
 
   it('a plain token response still works', async () => {
     expect(await oauth('/token').authorization()).toBe('Bearer good-token');
