@@ -111,6 +111,27 @@ describe('the total uncompressed size of an archive (CPQ_ZIP_MAX_TOTAL_BYTES)', 
   });
 });
 
+describe('the compression ratio of the archive as a whole (review DL)', () => {
+  it('entries of up to 1 MiB each (not held to CPQ_ZIP_MAX_RATIO one by one) are held to it together', async () => {
+    // 999 entries of 1 MiB of line breaks beside the users made a 1.1 MB download 1 GiB of text: 36 s of CPU.
+    const entries = [
+      { name: 'users.jsonl', data: usersJsonl('r', 5), deflate: true },
+      ...Array.from({ length: 20 }, (_, i) => ({ name: `pad-${i}.jsonl`, data: Buffer.alloc(1024 * 1024, '\n'), deflate: true })),
+    ];
+    site!.serve('ratio_whole', zipOf(entries, deflateRawSync), 'application/zip');
+    const error = await site!.refused('ratio_whole', { format: 'zip' });
+    expect(error.message).toMatch(
+      /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/ratio_whole\/users: zip export: the user entries expand \d+x together \(an archive of \d+ bytes to \d+\), beyond CPQ_ZIP_MAX_RATIO \(200\); refused as a possible zip bomb$/,
+    );
+    // Text that compresses as CPQ data does, in as many small entries, loads.
+    const fine = Array.from({ length: 20 }, (_, i) => ({ name: `part-${i}.jsonl`, data: usersJsonl(`f${i}_`, 30), deflate: true }));
+    site!.serve('ratio_whole', zipOf(fine, deflateRawSync), 'application/zip');
+    const { result, error: none } = await site!.run('ratio_whole', { format: 'zip' });
+    expect(none).toBeUndefined();
+    expect(result!.inserted).toBe(600);
+  });
+});
+
 describe('what each entry of the central directory costs (review CW)', () => {
   /** One user entry, then `count` metadata entries (skipped, never read), each with the largest extra field: 16,383 empty fields. */
   function manyExtraFields(count: number): Buffer {
