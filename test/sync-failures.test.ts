@@ -1,3 +1,5 @@
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import { formatStatus, readStatus } from '../src/worker/status.js';
@@ -251,6 +253,37 @@ describe('run lifecycle', () => {
     const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs`);
     expect(runs).toEqual([{ status: 'interrupted' }]);
   });
+
+  it('a signal while the run waits for its OAuth token ends the run at once, recorded as interrupted (review DL)', async ({ startHarness }) => {
+    // A token service that never answers: the token request did not hear the run's signal, so a
+    // SIGTERM waited for CPQ_REQUEST_TIMEOUT (60 s), past SHUTDOWN_TIMEOUT's 30 s: exit 1 by force,
+    // the run left "running".
+    const asked: ServerResponse[] = [];
+    const tokenService = createServer((_req, res) => void asked.push(res));
+    await new Promise<void>((resolve) => tokenService.listen(0, '127.0.0.1', resolve));
+    try {
+      const h = await startHarness(
+        { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
+        {
+          CPQ_OAUTH_TOKEN_URL: `http://127.0.0.1:${(tokenService.address() as AddressInfo).port}/token`,
+          CPQ_OAUTH_CLIENT_ID: 'client',
+          CPQ_OAUTH_CLIENT_SECRET: 'client-secret',
+          CPQ_REQUEST_TIMEOUT: '20s',
+        },
+      );
+      const controller = new AbortController();
+      const failed = h.syncError({ signal: controller.signal });
+      while (asked.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      const abortedAt = performance.now();
+      controller.abort();
+      expect(await failed).toHaveProperty('kind', 'interrupted');
+      expect(performance.now() - abortedAt).toBeLessThan(5_000);
+      expect(await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs`)).toEqual([{ status: 'interrupted' }]);
+    } finally {
+      tokenService.closeAllConnections();
+      await new Promise((resolve) => tokenService.close(resolve));
+    }
+  }, 60_000);
 
   it('a signal while the run waits at its commit (another run holds the commit order) still rolls it back', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });

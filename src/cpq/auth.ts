@@ -46,6 +46,8 @@ export class OAuthClientCredentials implements Authenticator {
     private readonly timeoutMs: number,
     private readonly now: () => number = Date.now,
     private readonly dispatcher?: Dispatcher,
+    /** The run's: a signal ends a token request waited for (a SIGTERM waited CPQ_REQUEST_TIMEOUT, past SHUTDOWN_TIMEOUT). */
+    private readonly signal?: AbortSignal,
   ) {}
 
   async authorization(): Promise<string> {
@@ -68,7 +70,7 @@ export class OAuthClientCredentials implements Authenticator {
 
   private async grant(): Promise<CachedToken> {
     // The request timeout bounds the answer, body included (see RequestSignal for why not AbortSignal.timeout).
-    const request = new RequestSignal(undefined, this.timeoutMs);
+    const request = new RequestSignal(this.signal, this.timeoutMs);
     try {
       return await this.requestToken(request.signal);
     } finally {
@@ -156,7 +158,7 @@ export class OAuthClientCredentials implements Authenticator {
   }
 }
 
-export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number, ca?: string): Authenticator {
+export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number, ca?: string, signal?: AbortSignal): Authenticator {
   switch (config.kind) {
     case 'none':
       return new StaticAuthenticator(undefined);
@@ -165,6 +167,6 @@ export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number, ca
     case 'bearer':
       return new StaticAuthenticator(`Bearer ${config.token}`);
     case 'oauth':
-      return new OAuthClientCredentials(config, timeoutMs, Date.now, dispatcherFor(ca));
+      return new OAuthClientCredentials(config, timeoutMs, Date.now, dispatcherFor(ca), signal);
   }
 }

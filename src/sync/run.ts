@@ -163,7 +163,12 @@ class SyncRun {
     const runLog = log.child({ site, runId });
     this.runLog = runLog;
     this.readSignal = this.options.signal ? AbortSignal.any([this.options.signal, this.streamFailed.signal]) : this.streamFailed.signal;
-    this.http = new CpqHttpClient(this.cpq, createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca), runLog, this.readSignal);
+    this.http = new CpqHttpClient(
+      this.cpq,
+      createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca, this.readSignal),
+      runLog,
+      this.readSignal,
+    );
     const started = Date.now();
     const seconds = () => (Date.now() - started) / 1000;
     runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
