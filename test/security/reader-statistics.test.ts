@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { forgetUser } from '../../src/sync/forget.js';
@@ -23,10 +24,12 @@ describe('pg_stats after forget', () => {
     // What autovacuum does to a table of real size soon after a load.
     await h.t.query('ANALYZE');
     const role = `reporting_dm_${process.pid}`;
-    await h.t.query(`CREATE ROLE ${role} LOGIN; GRANT cpq_reader TO ${role}`);
+    // With a password: a server that asks for one (scram, as embedded Postgres and most do) is answered.
+    const password = randomBytes(12).toString('hex');
+    await h.t.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'; GRANT cpq_reader TO ${role}`);
     const url = new URL(h.t.url);
     url.username = role;
-    url.password = '';
+    url.password = password;
     const reader = new pg.Client({ connectionString: url.href });
     await reader.connect();
     try {
