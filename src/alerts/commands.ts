@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { ConfigError, type AlertsConfig } from '../config.js';
 import type { AlertRow } from '../db/sql/claim-due-alerts.js';
-import { schemaMissing } from '../db/migrate.js';
+import { missingSchemaError } from '../db/migrate.js';
 import { listAlerts } from '../db/sql/list-alerts.js';
 import { isUndefinedTable, rethrowAsSyncError } from '../errors.js';
 import { textTable } from '../text-table.js';
@@ -51,14 +51,14 @@ export async function sendTestAlert(config: AlertsConfig, site: string): Promise
 /**
  * The pending and failed alerts (or those of `statuses`), newest first. Reads only: a database
  * that lacks the outbox (migrated by an older release) is a one-line error saying to migrate; one
- * without the cpq schema, that no run has synced into it (schemaMissing).
+ * without the cpq schema, that no run has synced into it (missingSchemaError).
  */
 export async function readAlerts(pool: pg.Pool, statuses: readonly AlertRow['status'][], limit: number): Promise<AlertRow[]> {
   try {
     return await listAlerts(pool, statuses, limit);
   } catch (err) {
     if (!isUndefinedTable(err)) rethrowAsSyncError(err);
-    throw await schemaMissing(pool, 'the database has no alert outbox (cpq.alert_outbox) yet: run cpq-sync migrate').catch(rethrowAsSyncError);
+    throw await missingSchemaError(pool, 'the database has no alert outbox (cpq.alert_outbox) yet: run cpq-sync migrate').catch(rethrowAsSyncError);
   }
 }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
 import { redactUrl } from '../db/database.js';
-import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrations, foreignMigrationsProblem } from '../db/migrate.js';
+import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrations, foreignMigrationsProblem, migrationFiles } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
@@ -16,10 +16,7 @@ import { fail, pass, skip, warn, type StepResult } from './step.js';
 
 /** The migrations this release has, in the order they apply. */
 function releaseMigrations(): string[] {
-  return readdirSync(MIGRATIONS_DIR)
-    .filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f))
-    .sort()
-    .map((f) => f.replace(/\.sql$/, ''));
+  return migrationFiles(readdirSync(MIGRATIONS_DIR)).map((f) => f.replace(/\.sql$/, ''));
 }
 
 /** The schema version: applied migrations against this release's. Pending ones are applied by the next run, so they only warn. */

@@ -19,11 +19,16 @@ export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '
  * Kysely's Migrator applies them in name order, in a transaction, under its own lock, and
  * records them in cpq.kysely_migration.
  */
+/** The migration files among `files` (a folder's names), in the order they apply: `0001_name.sql`. */
+export function migrationFiles(files: readonly string[]): string[] {
+  return files.filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort();
+}
+
 class SqlFileMigrationProvider implements MigrationProvider {
   constructor(private readonly dir: string) {}
 
   async getMigrations(): Promise<Record<string, Migration>> {
-    const files = (await readdir(this.dir)).filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort();
+    const files = migrationFiles(await readdir(this.dir));
     const migrations: Record<string, Migration> = {};
     for (const file of files) {
       const text = await readFile(join(this.dir, file), 'utf8');
@@ -181,22 +186,22 @@ export async function migrateSynced(database: { db: Db; pool: Queryable }, optio
  * place these lines come from. No cpq schema at all: every run and worker creates it first thing,
  * so none means nothing ever ran against this database, most likely not the one the runs write
  * (`cpq-sync migrate` would create the schema there). A schema that exists but lacks what this
- * release needs: `older`, which says to migrate.
+ * release needs, or holds none: `whenSchemaExists`, which says what to do.
  */
-export async function schemaMissing(on: Queryable, older: string): Promise<SyncError> {
+export async function missingSchemaError(on: Queryable, whenSchemaExists: string): Promise<SyncError> {
   const rights = await readSchemaRights(on);
   return new SyncError(
     'database',
-    rights.schemaExists ? older : 'the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)',
+    rights.schemaExists ? whenSchemaExists : 'the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)',
   );
 }
 
 const MIGRATE = 'run `cpq-sync migrate` with the role that owns schema cpq';
 
-/** Refuses a database no run has synced into: without the cpq schema, or with one that holds no migration (schemaMissing). */
+/** Refuses a database no run has synced into: without the cpq schema, or with one that holds no migration (missingSchemaError). */
 export async function requireSyncedInto(on: Queryable): Promise<void> {
   if ((await readAppliedMigrations(on)) === null) {
-    throw await schemaMissing(on, `the database's cpq schema is not migrated: no run has synced into it (is DATABASE_URL the database the runs write?)`);
+    throw await missingSchemaError(on, `the database's cpq schema is not migrated: no run has synced into it (is DATABASE_URL the database the runs write?)`);
   }
 }
 
@@ -204,12 +209,12 @@ export async function requireSyncedInto(on: Queryable): Promise<void> {
  * For the commands that only read (snapshot, changes, verify): they never migrate, so they work
  * with the cpq_reader role. A database that lacks a migration of this release fails with one line
  * that says to run `cpq-sync migrate`, one without the cpq schema with the line of a database no
- * run has synced into (schemaMissing); a newer one is read as it is (migrations only add).
+ * run has synced into (missingSchemaError); a newer one is read as it is (migrations only add).
  */
 export async function requireMigrated(on: Queryable, dir = MIGRATIONS_DIR): Promise<void> {
   const expected = Object.keys(await new SqlFileMigrationProvider(dir).getMigrations());
   const applied = await readAppliedMigrations(on);
-  if (applied === null) throw await schemaMissing(on, `the database schema is older than this release, or not migrated: ${MIGRATE}`);
+  if (applied === null) throw await missingSchemaError(on, `the database schema is older than this release, or not migrated: ${MIGRATE}`);
   const missing = expected.filter((name) => !applied.includes(name));
   if (missing.length > 0) {
     throw new SyncError(
