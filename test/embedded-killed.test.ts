@@ -20,13 +20,21 @@ afterEach(async () => {
   await cleanups.run();
 });
 
-/** The lines of the data folder's postmaster.pid, or undefined while there is none. */
+/**
+ * The lines of the data folder's postmaster.pid, or undefined while there is none or its server
+ * has not written its number in it yet: postgres creates the file (O_EXCL) and writes its lines
+ * with a later write(), and a busy machine may run a reader in between. That empty file's "" was
+ * taken for the killed-while-starting test's orphan: process 0, which kill(0, 0) finds (this
+ * process's group) and no /proc entry gives a start time, so the orphan "still ran".
+ */
 function postmasterLines(dataDir: string): string[] | undefined {
+  let lines;
   try {
-    return readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n');
+    lines = readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n');
   } catch {
     return undefined;
   }
+  return lines.length > 1 && /^[0-9]+$/.test(lines[0]!) ? lines : undefined;
 }
 
 /** A DATA_DIR in a world-readable temporary folder (the server runs as user postgres when we are root), removed after the test with any server of it (this test started it). */
@@ -102,8 +110,7 @@ describe('embedded Postgres and a killed run', () => {
     // line written to the killed process's closed pipe). Either way the next run must find the folder usable.
     const orphan = Number(lines![0]);
     // Its start time too: once it has ended and been reaped, a busy machine may give its number to
-    // another process (pid_max is 32768 here; a fresh-clone CI run once saw the number alive again
-    // after a next run that had started its own server, which the orphan's lock would have stopped).
+    // another process (pid_max is 32768 here).
     const orphanStart = startTimeOf(orphan);
 
     const again = await cli(['run'], env);
