@@ -2,12 +2,15 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { processRuns } from '../src/process-runs.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
 import { holdRequests } from './helpers/scripted-pages.js';
+
+const PAUSE_AT_OWNER_FILE = fileURLToPath(new URL('./fixtures/pause-at-owner-file.mjs', import.meta.url));
 
 /*
  * `run` with the embedded Postgres (no DATABASE_URL), killed outright mid-run (SIGKILL, the
@@ -117,6 +120,30 @@ describe('embedded Postgres and a killed run', () => {
     expect(again.stderr, 'the next run').toBe('');
     expect(again.code, 'the next run').toBe(0);
     expect(processRuns(orphan) && startTimeOf(orphan) === orphanStart, 'the orphan (a zombie, where nothing reaps it, has ended)').toBe(false);
+  }, 120_000);
+
+  it('killed after spawning its server and before writing the owner file that names it, leaves no server: the next run syncs', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dataDir = dataFolder('cpq-embedded-unowned-');
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()) };
+    expect((await cli(['run'], env)).code).toBe(0);
+
+    // The next start held at the owner file's write (a busy machine's pause there), and killed in it.
+    const mark = join(dataDir, '..', 'paused');
+    const run = cleanups.spawn(['run'], { ...env, NODE_OPTIONS: `--import=${PAUSE_AT_OWNER_FILE}`, PAUSE_MARK_FILE: mark, PAUSE_MS: '30000' });
+    while (!existsSync(mark) && run.child.exitCode === null) await new Promise((wake) => setTimeout(wake, 5));
+    expect(existsSync(mark), 'the start reached the owner file').toBe(true);
+    // Time for a server started at once to take the folder, as one did.
+    await new Promise((wake) => setTimeout(wake, 2000));
+    expect(postmasterLines(dataDir), 'a server took the folder before its owner file named it').toBeUndefined();
+    run.kill('SIGKILL');
+    await run.exited;
+
+    const again = await cli(['run'], env);
+    expect(again.stderr, 'the next run').toBe('');
+    expect(again.code, 'the next run').toBe(0);
   }, 120_000);
 
   it('a stale postmaster.pid naming another live process (a reboot reused its number) is not signalled', async () => {

@@ -265,16 +265,36 @@ async function initdb(runtime: Runtime, password: string): Promise<void> {
  */
 async function startServer(runtime: Runtime, flags: string[]): Promise<ServerProcess> {
   installExitHooks();
+  // Through a shell that becomes postgres (exec keeps the process number) once it reads a line:
+  // the server takes the folder only after the owner file names it. Started at once, a server
+  // whose starter was killed before writing the file (a busy machine's millisecond) was an orphan
+  // no later start could tell as its own, and every later run failed on its lock (review DK).
+  // The starter killed first closes the pipe: the shell reads nothing and no server starts. PWD,
+  // which the shell sets, is not passed on: the server's environment stays postgresEnvironment's.
   const child = spawn(
-    join(binaryDir(), 'postgres'),
-    ['-D', runtime.dataDir, '-p', String(runtime.port), '-c', `unix_socket_directories=${runtime.privateDir}`, ...flags],
-    { env: postgresEnvironment(), stdio: ['ignore', 'pipe', 'pipe'], ...runtime.account },
+    '/bin/sh',
+    [
+      '-c',
+      'read -r _ && unset PWD OLDPWD && exec "$0" "$@" </dev/null',
+      join(binaryDir(), 'postgres'),
+      '-D',
+      runtime.dataDir,
+      '-p',
+      String(runtime.port),
+      '-c',
+      `unix_socket_directories=${runtime.privateDir}`,
+      ...flags,
+    ],
+    { env: postgresEnvironment(), stdio: ['pipe', 'pipe', 'pipe'], ...runtime.account },
   );
   running.add(child);
-  // At once, before the server takes the folder: a process killed while its server starts
-  // (crash recovery after a power loss can take minutes; the first start; the one-time upgrade's)
-  // leaves a server the next start must be able to tell as its own.
+  // Before the server takes the folder: a process killed while its server starts (crash recovery
+  // after a power loss can take minutes; the first start; the one-time upgrade's) leaves a server
+  // the next start must be able to tell as its own.
   const owns = child.pid !== undefined && claimOwnerFile(runtime.dataDir, child.pid);
+  // A shell gone already (it could not start) is heard through 'exit' below, not as a write error.
+  child.stdin.on('error', () => undefined);
+  child.stdin.end('\n');
   collect(runtime, child);
   const exited = new Promise<never>((_, fail) => {
     child.once('error', fail);
