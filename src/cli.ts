@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerComplianceCommands } from './cli/compliance-commands.js';
-import { registerExportCommands } from './cli/export-commands.js';
+import { registerReadCommands } from './cli/read-commands.js';
 import { registerSyncCommands } from './cli/sync-commands.js';
 import { registerTryCommands } from './cli/try-commands.js';
 import { EXIT_CODES, errorMessage, oneLine } from './errors.js';
@@ -39,7 +39,7 @@ const program = new Command()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_CODES.config));
 
 registerSyncCommands(program);
-registerExportCommands(program);
+registerReadCommands(program);
 registerComplianceCommands(program);
 registerTryCommands(program);
 

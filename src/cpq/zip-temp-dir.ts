@@ -45,7 +45,7 @@ export async function makeZipTempDir(parent: string | undefined): Promise<string
   }
   if (!swept.has(base)) {
     swept.add(base);
-    await removeFoldersOfDeadProcesses(base);
+    await removeFoldersOfEndedProcesses(base);
   }
   const dir = await mkdtemp(join(base, `${TEMP_PREFIX}${ownerTag()}-`)).catch((err: unknown) => {
     throw new SyncError(
@@ -72,7 +72,7 @@ export async function removeZipTempDir(dir: string) {
  * this machine and process-id namespace that has ended (leftByEndedProcess). Never throws: a
  * folder it cannot remove stays as before.
  */
-async function removeFoldersOfDeadProcesses(base: string): Promise<void> {
+async function removeFoldersOfEndedProcesses(base: string): Promise<void> {
   const names = await readdir(base).catch(() => [] as string[]);
   const uid = process.getuid?.();
   for (const name of names) {

@@ -6,7 +6,7 @@ import type { ExportFormat } from '../history/export.js';
 import { command, requireKnownSites } from './command.js';
 
 /** The commands that read what was synced: the runs (status), the change log (changes) and snapshots (snapshot). They never migrate. */
-export function registerExportCommands(program: Command): void {
+export function registerReadCommands(program: Command): void {
   program
     .command('status')
     .description('per site, the last runs and the cursor per stream; exit code 1 when the last run of a site failed (for alerts)')
