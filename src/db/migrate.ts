@@ -10,6 +10,7 @@ import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encod
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
 import { readSchemaRights } from './sql/read-schema-rights.js';
+import { outsiderHolder, readAdvisoryLockHolder } from './sql/read-sync-lock-holder.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
@@ -51,23 +52,14 @@ const KYSELY_MIGRATION_LOCK = 3853314791062309107n;
  * with no run record. A holder that can write is another worker migrating: waited for.
  */
 async function refuseMigrationLockHeldByReader(db: Db): Promise<void> {
-  const high = Number(KYSELY_MIGRATION_LOCK >> 32n);
-  const low = Number(KYSELY_MIGRATION_LOCK & 0xffffffffn);
-  const { rows } = await sql<{ pid: number; role: string | null; can_write: boolean | null }>`
-    SELECT l.pid, a.usename::text AS role,
-      CASE WHEN a.usesysid IS NOT NULL AND to_regclass('cpq.users') IS NOT NULL THEN EXISTS (
-        SELECT 1 FROM pg_roles r WHERE pg_has_role(a.usesysid, r.oid, 'MEMBER') AND has_table_privilege(r.oid, 'cpq.users', 'INSERT')
-      ) END AS can_write
-    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid = ${high} AND l.objid = ${low}
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    LIMIT 1`.execute(db);
-  const holder = rows[0];
-  if (holder?.can_write === false) {
-    throw new SyncError(
-      'database',
-      `the migration lock is held by a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync migration: this release cannot migrate until it lets go (SELECT pg_terminate_backend(${holder.pid}))`,
-    );
+  const holder = await readAdvisoryLockHolder(queryableOf(db), {
+    classid: Number(KYSELY_MIGRATION_LOCK >> 32n),
+    objid: Number(KYSELY_MIGRATION_LOCK & 0xffffffffn),
+    objsubid: 1,
+  });
+  if (holder?.canWrite === false) {
+    const { who, end } = outsiderHolder(holder, 'migration');
+    throw new SyncError('database', `the migration lock is held by ${who}: this release cannot migrate until it lets go (${end})`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { SITE_LOCK_CLASS } from '../site-lock-key.js';
 
@@ -20,16 +20,29 @@ export interface SyncLockHolder {
  * objid, with objsubid 2.
  */
 export async function readSyncLockHolder(on: Queryable, site: string): Promise<SyncLockHolder | null> {
+  return readAdvisoryLockHolder(on, { classid: SITE_LOCK_CLASS, objid: sql`(SELECT lock_id FROM cpq.sites WHERE name = ${site})`, objsubid: 2 });
+}
+
+/**
+ * Who holds an advisory lock of this database, as pg_locks shows it (a one-key lock split into
+ * classid and objid with objsubid 1, a two-key one with objsubid 2), or null when no session does.
+ * canWrite is null before the first migration made cpq.users (Kysely's migration lock, review DQ:
+ * migrate kept its own copy of this query).
+ */
+export async function readAdvisoryLockHolder(
+  on: Queryable,
+  lock: { classid: number; objid: number | RawBuilder<unknown>; objsubid: 1 | 2 },
+): Promise<SyncLockHolder | null> {
   const rows = await runCompiled(
     on,
     sql<SyncLockHolder>`SELECT l.pid, coalesce(a.xact_start, a.state_change) AS since, a.usename::text AS role,
-       CASE WHEN a.usesysid IS NOT NULL THEN EXISTS (
+       CASE WHEN a.usesysid IS NOT NULL AND to_regclass('cpq.users') IS NOT NULL THEN EXISTS (
          -- Itself, or a role it can SET ROLE to (a NOINHERIT login, or role=... in its connection options).
          SELECT 1 FROM pg_roles r WHERE pg_has_role(a.usesysid, r.oid, 'MEMBER') AND has_table_privilege(r.oid, 'cpq.users', 'INSERT')
        ) END AS "canWrite"
      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-       AND l.classid = ${SITE_LOCK_CLASS} AND l.objid = (SELECT lock_id FROM cpq.sites WHERE name = ${site})
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = ${lock.objsubid} AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND l.classid = ${lock.classid} AND l.objid = ${lock.objid}
      LIMIT 1`.compile(queryBuilder),
   );
   return rows[0] ?? null;
@@ -40,9 +53,9 @@ export async function readSyncLockHolder(on: Queryable, site: string): Promise<S
  * no cpq-sync run: what it is, and how to end it. Said by the run it stops (SyncLockHeldByOutsider,
  * exit code 6) and by `check`.
  */
-export function outsiderHolder(holder: SyncLockHolder): { who: string; end: string } {
+export function outsiderHolder(holder: SyncLockHolder, of: 'run' | 'migration' = 'run'): { who: string; end: string } {
   return {
-    who: `a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync run`,
+    who: `a session of role ${holder.role} (pid ${holder.pid}), which cannot write the cpq tables, so it is no cpq-sync ${of}`,
     end: `SELECT pg_terminate_backend(${holder.pid})`,
   };
 }
