@@ -106,10 +106,9 @@ export function registerReadCommands(program: Command): void {
         async (config, log) => {
           const { openDatabase } = await import('../db/connect.js');
           const { requireMigrated } = await import('../db/migrate.js');
-          const { exportSnapshot } = await import('../history/export.js');
+          const { exportSnapshot, sitesWithLiveRuns } = await import('../history/export.js');
           const { writeOutput } = await import('../output.js');
           const { readDatabaseNow } = await import('../db/sql/read-database-now.js');
-          const { syncLockIsFree } = await import('../db/sql/read-sync-lock-holder.js');
           const given = opts.asOf === undefined ? undefined : instantArgument(opts.asOf);
           if (opts.asOf !== undefined && given === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, to the millisecond at most, got "${opts.asOf}"`);
@@ -128,17 +127,8 @@ export function registerReadCommands(program: Command): void {
               );
             }
             const asOf = given ?? now;
-            // A run going on may commit versions that start before asOf (at its first write): this
-            // snapshot is then of the state before it, and the same --as-of taken later differs.
-            // One whose site's lock no session holds is dead: it will never commit. The locks are
-            // asked before the snapshot begins, the runs in its transaction: a run committing
-            // before it is in it (not named), one committing after is named (its lock was held),
-            // and one that started later began after asOf (review CY, review CZ).
-            const { findRunsInProgress } = await import('../db/sql/find-runs-in-progress.js');
-            const locked = new Set<string>();
-            for (const run of await findRunsInProgress(database.pool, asOf, opts.site ?? [])) {
-              if (!locked.has(run.site) && !(await syncLockIsFree(database.pool, run.site))) locked.add(run.site);
-            }
+            // A live run's changes may take effect before asOf once committed: named below (sitesWithLiveRuns).
+            const locked = await sitesWithLiveRuns(database.pool, asOf, opts.site ?? []);
             const warnInProgress = (inProgress: { site: string; id: string; started_at: Date }[]) => {
               for (const run of inProgress.filter((r) => locked.has(r.site))) {
                 log.warn(

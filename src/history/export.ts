@@ -10,6 +10,7 @@ import { openAdminRights } from '../db/sql/open-admin-rights.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
 import { readLastWatermark } from '../db/sql/read-last-watermark.js';
+import { syncLockIsFree } from '../db/sql/read-sync-lock-holder.js';
 import { runExists } from '../db/sql/run-exists.js';
 import { instantArgument } from '../date-time.js';
 import { C1_CONTROLS, printable, SyncError } from '../errors.js';
@@ -194,6 +195,23 @@ export interface SnapshotOptions {
    * a moment before it began (a run committing in between is in the snapshot, not running).
    */
   onRunsInProgress?: (runs: { site: string; id: string; started_at: Date }[]) => void | Promise<void>;
+}
+
+/**
+ * The sites (of `sites`, or every site) with a run recorded running that started at or before
+ * `asOf` and whose sync lock a session holds, so a live run: it may commit versions that start
+ * before asOf (at its first write), and a snapshot of asOf taken now is then of the state without
+ * them. One whose site's lock no session holds is dead: it will never commit. Asked before the
+ * snapshot begins, its runs in its transaction (onRunsInProgress): a run committing before it is in
+ * it (not named), one committing after is named (its lock was held), and one that started later
+ * began after asOf (review CY, review CZ).
+ */
+export async function sitesWithLiveRuns(pool: pg.Pool, asOf: Date, sites: readonly string[]): Promise<Set<string>> {
+  const live = new Set<string>();
+  for (const run of await findRunsInProgress(pool, asOf, sites)) {
+    if (!live.has(run.site) && !(await syncLockIsFree(pool, run.site))) live.add(run.site);
+  }
+  return live;
 }
 
 /**
