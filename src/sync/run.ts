@@ -5,7 +5,7 @@ import { ConfigError, selectSites, siteCpqUrl, type CpqConfig, type SiteConfig }
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
-import { INTEGRATION_STREAM, companyGone, listCompanies, type StreamId } from '../cpq/streams.js';
+import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { logAhead, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
@@ -432,6 +432,86 @@ class SyncRun {
     return { requests: this.http.stats.requests, retries: { ...this.http.stats.retries } };
   }
 
+  /**
+   * The integration feed of the site (a site whose integrationUsers endpoint is absent gives an
+   * empty one, with a warning), and the host's other login names that are no company this run
+   * reads (hostAliases). Refuses a configuration that would file the host's users and its
+   * integration users under two names.
+   */
+  private async readIntegrationFeed(
+    read: {
+      listed: CompanyList | undefined;
+      companies: readonly string[];
+      readAll: boolean;
+      sinceFor: (id: StreamId) => Date | undefined;
+      track: (id: StreamId, since: Date | undefined) => StreamProgress;
+    },
+    log: Logger,
+  ): Promise<{ integrationUsers: IntegrationUsers; hostAliases: string[] }> {
+    const { companies, readAll, sinceFor, track } = read;
+    let companyList = read.listed;
+    // The list tells the host's own login name, which integration users name it by.
+    if (companyList === undefined && this.cpq.hostCompany === undefined) {
+      companyList = await listCompanies(this.http, this.cpq).catch((err: unknown) => {
+        // Without it, integration users that name the host by its own login would be filed under
+        // that name beside their _host rows, in a company no run reads in full: never deleted.
+        // Said when CPQ answered the list badly, not when it refused the credentials (401) or did
+        // not answer at all: every request would fail alike, and the setting would not help.
+        if (err instanceof SyncError && (err.kind === 'data' || (err.status !== undefined && err.status !== 401))) {
+          throw new SyncError(
+            err.kind,
+            `${err.message}; integration users need the company list to tell the host's own login name: set CPQ_HOST_COMPANY to it to read them without the list`,
+            {
+              ...(err.status === undefined ? {} : { status: err.status }),
+            },
+          );
+        }
+        throw err;
+      });
+    }
+    const progress = track(INTEGRATION_STREAM, integrationSince(sinceFor, this.cpq, companies));
+    const integrationCompanies = new IntegrationCompanies(this.cpq.hostCompany, companyList);
+    const aliases = integrationCompanies.hostAliases();
+    const hostAliases = aliases.filter((name) => !companies.includes(name));
+    const integrationUsers = await readIntegrationUsers(
+      this.http,
+      this.cpq,
+      integrationCompanies,
+      progress,
+      log,
+      (warning) => {
+        // A site without the endpoint has no such stream: no report, no cursor.
+        this.progress.splice(this.progress.indexOf(progress), 1);
+        this.warn(warning);
+      },
+      (warning) => this.warn(warning),
+    );
+    if (readAll && companyList !== undefined && !companyList.marksHost && integrationUsers.size > 0) {
+      // The list's names are the company reads: the host's users would be read under its own
+      // login, and its integration users (naming _host, or nothing) filed under _host.
+      throw new SyncError(
+        'config',
+        "the company list marks no company as the host (isHost), so with CPQ_COMPANIES=* the host's users would be stored under its own login name and its integration users under _host: set CPQ_HOST_COMPANY to the host's own login name",
+      );
+    }
+    const hostByOwnLogin = aliases.find((name) => companies.includes(name));
+    if (hostByOwnLogin !== undefined && this.progress.includes(progress)) {
+      // Where the site has the integration feed (an absent one took its stream off), the host's
+      // users would be filed under that name and its integration users under _host: each
+      // integration user two rows, one of them not an integration user.
+      throw new SyncError(
+        'config',
+        `CPQ_COMPANIES names the host company by its own login name ${JSON.stringify(hostByOwnLogin)}: name it _host, under which its integration users are filed`,
+      );
+    }
+    for (const name of integrationCompanies.unlisted) {
+      this.warn(
+        `integration users name the company ${JSON.stringify(name)}, which the company list does not have; they are stored under that name: if it is the host's own login name, set CPQ_HOST_COMPANY=${name}`,
+      );
+    }
+    return { integrationUsers, hostAliases };
+  }
+
   /** Whether the run reads every user: --full, or a site with no stream read yet (its first run). */
   private get readsAll(): boolean {
     return this.options.full === true || this.cursors.size === 0;
@@ -474,71 +554,11 @@ class SyncRun {
     const effectiveAt = () => (fixed ??= readDatabaseNow(pool).then((now) => new Date(Math.max(now.getTime(), notBefore))));
     const batches = new MergeBatches(client, stager, site, runId, effectiveAt, config.mergeBatchUsers, log);
     const readAll = this.cpq.companies.includes('*');
-    let integrationUsers = new IntegrationUsers();
-    let hostAliases: string[] = [];
-    let companyList = readAll ? await listCompanies(this.http, this.cpq) : undefined;
-    const companies = companyList !== undefined ? companyList.logins : this.cpq.companies;
-    if (integrationEnabled(this.cpq)) {
-      // The list tells the host's own login name, which integration users name it by.
-      if (companyList === undefined && this.cpq.hostCompany === undefined) {
-        companyList = await listCompanies(this.http, this.cpq).catch((err: unknown) => {
-          // Without it, integration users that name the host by its own login would be filed under
-          // that name beside their _host rows, in a company no run reads in full: never deleted.
-          // Said when CPQ answered the list badly, not when it refused the credentials (401) or did
-          // not answer at all: every request would fail alike, and the setting would not help.
-          if (err instanceof SyncError && (err.kind === 'data' || (err.status !== undefined && err.status !== 401))) {
-            throw new SyncError(
-              err.kind,
-              `${err.message}; integration users need the company list to tell the host's own login name: set CPQ_HOST_COMPANY to it to read them without the list`,
-              {
-                ...(err.status === undefined ? {} : { status: err.status }),
-              },
-            );
-          }
-          throw err;
-        });
-      }
-      const progress = track(INTEGRATION_STREAM, integrationSince(sinceFor, this.cpq, companies));
-      const integrationCompanies = new IntegrationCompanies(this.cpq.hostCompany, companyList);
-      const aliases = integrationCompanies.hostAliases();
-      hostAliases = aliases.filter((name) => !companies.includes(name));
-      integrationUsers = await readIntegrationUsers(
-        this.http,
-        this.cpq,
-        integrationCompanies,
-        progress,
-        log,
-        (warning) => {
-          // A site without the endpoint has no such stream: no report, no cursor.
-          this.progress.splice(this.progress.indexOf(progress), 1);
-          this.warn(warning);
-        },
-        (warning) => this.warn(warning),
-      );
-      if (readAll && companyList !== undefined && !companyList.marksHost && integrationUsers.size > 0) {
-        // The list's names are the company reads: the host's users would be read under its own
-        // login, and its integration users (naming _host, or nothing) filed under _host.
-        throw new SyncError(
-          'config',
-          "the company list marks no company as the host (isHost), so with CPQ_COMPANIES=* the host's users would be stored under its own login name and its integration users under _host: set CPQ_HOST_COMPANY to the host's own login name",
-        );
-      }
-      const hostByOwnLogin = aliases.find((name) => companies.includes(name));
-      if (hostByOwnLogin !== undefined && this.progress.includes(progress)) {
-        // Where the site has the integration feed (an absent one took its stream off), the host's
-        // users would be filed under that name and its integration users under _host: each
-        // integration user two rows, one of them not an integration user.
-        throw new SyncError(
-          'config',
-          `CPQ_COMPANIES names the host company by its own login name ${JSON.stringify(hostByOwnLogin)}: name it _host, under which its integration users are filed`,
-        );
-      }
-      for (const name of integrationCompanies.unlisted) {
-        this.warn(
-          `integration users name the company ${JSON.stringify(name)}, which the company list does not have; they are stored under that name: if it is the host's own login name, set CPQ_HOST_COMPANY=${name}`,
-        );
-      }
-    }
+    const listed = readAll ? await listCompanies(this.http, this.cpq) : undefined;
+    const companies = listed !== undefined ? listed.logins : this.cpq.companies;
+    const { integrationUsers, hostAliases } = integrationEnabled(this.cpq)
+      ? await this.readIntegrationFeed({ listed, companies, readAll, sinceFor, track }, log)
+      : { integrationUsers: new IntegrationUsers(), hostAliases: [] };
     const firstLoads = await findFirstLoadCompanies(client, site, companies);
     const direct = new DirectLoad(client, pool, stager, site, runId, effectiveAt, config.directFirstLoad ? firstLoads : []);
     const read = {
