@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import dotenv from 'dotenv';
 import { ConfigError, type AppConfig } from './config.js';
 import { flagValue } from './config-env.js';
-import { foreignWriter } from './foreign-writer.js';
+import { foreignWriterOfOpened } from './foreign-writer.js';
 
 /** What the last loadDotenvFile found wrong but not bad enough to refuse. */
 const warnings: string[] = [];
@@ -71,16 +71,11 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     const uid = process.getuid?.();
     if (uid !== undefined) {
       // The link (one someone else owns may be pointed elsewhere) and the file it led to.
-      for (const [what, stats] of [
-        ['', link],
-        [link.isSymbolicLink() ? ' (what the link names)' : '', file],
-      ] as const) {
-        const problem = foreignWriter(stats, uid);
-        if (problem !== undefined) {
-          throw new ConfigError(
-            `${path}${what} ${problem}: refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)`,
-          );
-        }
+      const problem = foreignWriterOfOpened(link, file, uid);
+      if (problem !== undefined) {
+        throw new ConfigError(
+          `${path}${problem}: refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)`,
+        );
       }
     }
     if (!file.isFile() && (named === undefined || file.isDirectory())) throw new ConfigError(`${path} is not a file`);

@@ -15,3 +15,19 @@ export function foreignWriter(stats: Stats, uid: number): string | undefined {
     return `can be written by ${(stats.mode & 0o002) !== 0 ? 'every user' : 'its group'} (mode ${(stats.mode & 0o777).toString(8)})`;
   return undefined;
 }
+
+/**
+ * foreignWriter of a configuration file opened through a name: of the name itself (a link someone
+ * else owns may be pointed elsewhere), then of the file it led to; the problem, after which of the
+ * two (" (what the link names) is owned by ..."), or undefined.
+ */
+export function foreignWriterOfOpened(link: Stats, file: Stats, uid: number): string | undefined {
+  for (const [what, stats] of [
+    ['', link],
+    [link.isSymbolicLink() ? ' (what the link names)' : '', file],
+  ] as const) {
+    const problem = foreignWriter(stats, uid);
+    if (problem !== undefined) return `${what} ${problem}`;
+  }
+  return undefined;
+}

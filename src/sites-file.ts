@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
 import type * as Yaml from 'yaml';
 import { errorCode } from './errors.js';
-import { foreignWriter } from './foreign-writer.js';
+import { foreignWriterOfOpened } from './foreign-writer.js';
 import { requireWhenUsed } from './require-when-used.js';
 import { nearMiss } from './near-miss.js';
 
@@ -92,15 +92,10 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     if (uid !== undefined) {
       // Whoever may write it chooses each site's baseUrl, and which secrets go there (passwordFile
       // names any file this process reads, ${NAME} any variable of its environment): refused, as a .env is (review DM).
-      for (const [what, stats] of [
-        ['', link],
-        [link.isSymbolicLink() ? ' (what the link names)' : '', stat],
-      ] as const) {
-        const problem = foreignWriter(stats, uid);
-        if (problem !== undefined) {
-          const refusal = `CPQ_SITES_FILE: ${file}${what} ${problem}: refusing to read it, since whoever wrote it chooses where credentials are sent; make it yours and not writable by others (chown, chmod go-w)`;
-          return { sites: [], errors: [refusal], warnings: [] };
-        }
+      const problem = foreignWriterOfOpened(link, stat, uid);
+      if (problem !== undefined) {
+        const refusal = `CPQ_SITES_FILE: ${file}${problem}: refusing to read it, since whoever wrote it chooses where credentials are sent; make it yours and not writable by others (chown, chmod go-w)`;
+        return { sites: [], errors: [refusal], warnings: [] };
       }
     }
     if (stat.size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`], warnings: [] };
