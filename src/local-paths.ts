@@ -64,7 +64,11 @@ export function ownPrivateGroup(): number[] {
       .split('\n')
       .map((line) => line.split(':'))
       .find((g) => Number(g[2]) === gid);
-    const members = (group?.[3] ?? '').split(',').filter((m) => m !== '' && m !== me);
+    // Known to be private only when /etc/group lists it under the user's own name with no other
+    // member: a group from a directory (SSSD, LDAP: "domain users") is in neither file, and was
+    // taken for private though every account of the domain has it (review DR).
+    if (group === undefined || me === undefined || group[0] !== me) return [];
+    const members = (group[3] ?? '').split(',').filter((m) => m !== '' && m !== me);
     return members.length === 0 ? [gid] : [];
   } catch {
     return [];
