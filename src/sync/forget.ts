@@ -85,6 +85,9 @@ async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Era
       const earlier = await lastErasure(client, request.site, request.company, request.login, user.id);
       if (earlier) {
         await client.query('ROLLBACK');
+        // The statistics still, outside the transaction: an erasure by a release before they were
+        // refreshed left the values in pg_stats, and forget run again is how to clear them (review DR).
+        await analyzeErasedTables(client);
         return { erasureId: earlier.id, userId: user.id, rowsRedacted, earlier: { erasedAt: earlier.erasedAt, requestedBy: earlier.requestedBy } };
       }
     }

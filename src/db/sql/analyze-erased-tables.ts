@@ -12,5 +12,6 @@ import type pg from 'pg';
  * next ANALYZE then refreshes them.
  */
 export async function analyzeErasedTables(client: pg.PoolClient): Promise<void> {
-  await client.query('ANALYZE cpq.users, cpq.user_versions, cpq.user_change_log');
+  // cpq.alert_outbox too: forget scrubs the personal values its delivery errors quote (review DR).
+  await client.query('ANALYZE cpq.users, cpq.user_versions, cpq.user_change_log, cpq.alert_outbox');
 }
