@@ -269,8 +269,9 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
   // the server takes the folder only after the owner file names it. Started at once, a server
   // whose starter was killed before writing the file (a busy machine's millisecond) was an orphan
   // no later start could tell as its own, and every later run failed on its lock (review DK).
-  // The starter killed first closes the pipe: the shell reads nothing and no server starts. PWD,
-  // which the shell sets, is not passed on: the server's environment stays postgresEnvironment's.
+  // The starter killed first closes the pipe: the shell reads nothing and no server starts. PWD
+  // and OLDPWD, which the shell sets, are not passed on; where /bin/sh is bash, SHLVL and _ are
+  // (bash exports them to what it runs): no secret, and postgres reads neither.
   const child = spawn(
     '/bin/sh',
     [
