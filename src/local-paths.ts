@@ -76,11 +76,14 @@ export function ownPrivateGroup(): number[] {
 }
 
 /**
- * Why another local user could swap a folder this process makes in `dir` (TMPDIR) for one of
- * theirs, or undefined: a part of its path someone else owns, or that its group (not this user's
- * private one, nor root's) or every user may write without the sticky bit. /tmp, root's and
- * sticky, is fine: there only a folder's owner may rename it.
+ * Why `dir` (TMPDIR) is refused for `folder`, a private folder this process makes in it, or
+ * undefined: another local user could swap that folder for one of theirs where a part of its path
+ * is someone else's, or its group (not this user's private one, nor root's) or every user may
+ * write it without the sticky bit. /tmp, root's and sticky, is fine: there only a folder's owner
+ * may rename it. `exposed` says what they would then get; `orElse`, another way out.
  */
-export function tmpdirProblem(dir: string): string | undefined {
-  return foreignPathPart(dir, { users: new Set([0, process.getuid?.() ?? 0]), groups: new Set([0, ...ownPrivateGroup()]) });
+export function tmpdirRefusal(dir: string, folder: string, exposed = '', orElse = ''): string | undefined {
+  const problem = foreignPathPart(dir, { users: new Set([0, process.getuid?.() ?? 0]), groups: new Set([0, ...ownPrivateGroup()]) });
+  if (problem === undefined) return undefined;
+  return `refusing TMPDIR ${dir} for ${folder}: ${problem}, so another local user could put a folder of theirs in its place${exposed}; set TMPDIR to a folder only you (or root) can change (/tmp is fine)${orElse}`;
 }

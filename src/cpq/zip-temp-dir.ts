@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, errorCode, errorMessage } from '../errors.js';
 import { OWNER_TAG, leftByEndedProcess, ownerTag } from '../process-runs.js';
-import { tmpdirProblem } from '../local-paths.js';
+import { tmpdirRefusal } from '../local-paths.js';
 
 /*
  * The private folder a zip export is downloaded to (mkdtemp: mode 0700, a name no one can guess).
@@ -36,13 +36,8 @@ export async function makeZipTempDir(parent: string | undefined): Promise<string
   const base = parent ?? tmpdir();
   // Where another user may rename what is in TMPDIR, they could put a folder of theirs in the
   // place of this private one, and read the download or have it written through a link of theirs (review DM).
-  const problem = tmpdirProblem(base);
-  if (problem !== undefined) {
-    throw new SyncError(
-      'config',
-      `refusing TMPDIR ${base} for the zip export's private folder: ${problem}, so another local user could put a folder of theirs in its place; set TMPDIR to a folder only you (or root) can change (/tmp is fine)`,
-    );
-  }
+  const refusal = tmpdirRefusal(base, "the zip export's private folder");
+  if (refusal !== undefined) throw new SyncError('config', refusal);
   if (!swept.has(base)) {
     swept.add(base);
     await removeFoldersOfEndedProcesses(base);

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { EXIT_CODES, SyncError } from '../errors.js';
 import { processRuns } from '../process-runs.js';
-import { foreignPathPart, ownPrivateGroup, tmpdirProblem } from '../local-paths.js';
+import { foreignPathPart, ownPrivateGroup, tmpdirRefusal } from '../local-paths.js';
 
 export interface EmbeddedDatabase {
   /** Connection string (the private socket, or loopback with `tcp`), with this data folder's password. */
@@ -522,13 +522,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   // folder its group or every user may write without the sticky bit, or someone else's), they put
   // a folder of theirs, with a socket of theirs, in its place, and the next connection sent them
   // the superuser's password (asked for in clear text) or every run (review DM).
-  const tmpProblem = tmpdirProblem(tmpdir());
-  if (tmpProblem !== undefined) {
-    throw new SyncError(
-      'database',
-      `embedded Postgres: refusing TMPDIR ${tmpdir()} for its private socket folder: ${tmpProblem}, so another local user could put a folder of theirs in its place and be sent the database password; set TMPDIR to a folder only you (or root) can change (/tmp is fine), or set DATABASE_URL`,
-    );
-  }
+  const refusal = tmpdirRefusal(tmpdir(), 'its private socket folder', ' and be sent the database password', ', or set DATABASE_URL');
+  if (refusal !== undefined) throw new SyncError('database', `embedded Postgres: ${refusal}`);
   // 0755 whatever the umask: a folder its group may write would be refused at the next start.
   await mkdir(dirname(dataDir), { recursive: true, mode: 0o755 });
   const privateDir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-'));
