@@ -345,10 +345,8 @@ export class CpqHttpClient {
    * page per request (1,100 requests of 3,000-character tokens filled a 64 MB heap; review DL).
    */
   private noteSent(authorization: string) {
-    if (this.sentAuthorizations.delete(authorization)) {
-      this.sentAuthorizations.add(authorization);
-      return;
-    }
+    // Deleted and added again: a Set keeps insertion order, so the one sent last goes last.
+    this.sentAuthorizations.delete(authorization);
     this.sentAuthorizations.add(authorization);
     if (this.sentAuthorizations.size <= SENT_AUTHORIZATIONS_KEPT) return;
     const oldest = this.sentAuthorizations.values().next().value!;
