@@ -69,20 +69,18 @@ function queryableOf(db: Db): Queryable {
 }
 
 /**
- * Applied migrations this release lacks that sort before its last: no newer release wrote them
- * (Kysely applies in name order, so a newer release's come after this one's), but a build whose
+ * The one line for a database that records migrations this release lacks and that sort before its
+ * last (migrate's error, check's failure), or undefined. No newer release wrote them (Kysely
+ * applies in name order, so a newer release's come after this one's), but a build whose
  * migrations differ (one renamed or withdrawn before release). Taken for a newer release's, the
  * database was never migrated again while every run failed on what the later migrations add.
  */
-export function foreignMigrations(applied: readonly string[], known: readonly string[]): string[] {
+export function foreignMigrationsProblem(applied: readonly string[], known: readonly string[]): string | undefined {
   const last = [...known].sort().at(-1);
-  return last === undefined ? [] : applied.filter((name) => !known.includes(name) && name < last);
-}
-
-/** The one line for a database foreignMigrations finds in (migrate's error, check's failure). */
-export function foreignMigrationsProblem(foreign: readonly string[], known: readonly string[]): string {
+  const foreign = last === undefined ? [] : applied.filter((name) => !known.includes(name) && name < last);
+  if (foreign.length === 0) return undefined;
   const s = foreign.length === 1 ? '' : 's';
-  return `the database records migration${s} ${foreign.join(', ')}, which this release does not have and which sort${foreign.length === 1 ? 's' : ''} before its last (${[...known].sort().at(-1) ?? ''}): not a newer release's, but another build's (a migration renamed or withdrawn before release), so this release cannot tell what the schema holds`;
+  return `the database records migration${s} ${foreign.join(', ')}, which this release does not have and which sort${foreign.length === 1 ? 's' : ''} before its last (${last ?? ''}): not a newer release's, but another build's (a migration renamed or withdrawn before release), so this release cannot tell what the schema holds`;
 }
 
 /** What to do about it. */
@@ -127,8 +125,8 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   const known = Object.keys(await provider.getMigrations());
   // None when the database has no migration table yet.
   const applied = (await readAppliedMigrations(queryableOf(db))) ?? [];
-  const foreign = foreignMigrations(applied, known);
-  if (foreign.length > 0) throw new SyncError('database', `${foreignMigrationsProblem(foreign, known)}: ${FOREIGN_MIGRATIONS_FIX}`);
+  const foreign = foreignMigrationsProblem(applied, known);
+  if (foreign !== undefined) throw new SyncError('database', `${foreign}: ${FOREIGN_MIGRATIONS_FIX}`);
   const ahead = applied.filter((name) => !known.includes(name));
   if (ahead.length > 0) {
     options.onAhead?.(ahead);
@@ -173,6 +171,9 @@ export async function migrateSynced(database: { db: Db; pool: Queryable }, optio
   return migrate(database.db, options);
 }
 
+/** Why a database without what runs make is most likely not the one they write. */
+const NOT_SYNCED_INTO = 'no run has synced into it (is DATABASE_URL the database the runs write?)';
+
 /**
  * The failure of a command that needs what runs make in a database where it is not there, the one
  * place these lines come from. No cpq schema at all: every run and worker creates it first thing,
@@ -182,10 +183,7 @@ export async function migrateSynced(database: { db: Db; pool: Queryable }, optio
  */
 export async function missingSchemaError(on: Queryable, whenSchemaExists: string): Promise<SyncError> {
   const rights = await readSchemaRights(on);
-  return new SyncError(
-    'database',
-    rights.schemaExists ? whenSchemaExists : 'the database has no cpq schema: no run has synced into it (is DATABASE_URL the database the runs write?)',
-  );
+  return new SyncError('database', rights.schemaExists ? whenSchemaExists : `the database has no cpq schema: ${NOT_SYNCED_INTO}`);
 }
 
 const MIGRATE = 'run `cpq-sync migrate` with the role that owns schema cpq';
@@ -193,7 +191,7 @@ const MIGRATE = 'run `cpq-sync migrate` with the role that owns schema cpq';
 /** Refuses a database no run has synced into: without the cpq schema, or with one that holds no migration (missingSchemaError). */
 export async function requireSyncedInto(on: Queryable): Promise<void> {
   if ((await readAppliedMigrations(on)) === null) {
-    throw await missingSchemaError(on, `the database's cpq schema is not migrated: no run has synced into it (is DATABASE_URL the database the runs write?)`);
+    throw await missingSchemaError(on, `the database's cpq schema is not migrated: ${NOT_SYNCED_INTO}`);
   }
 }
 
