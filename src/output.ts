@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, renameSync, rmSync } from 'node:fs';
-import { lstat, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { OWNER_TAG, leftByEndedProcess, ownerTag } from './process-runs.js';
+import { OWNER_TAG, leftoversOfEndedProcesses, ownerTag } from './process-runs.js';
 
 /** What an export's manifest says besides the file's digest: the rows and where they come from (run, watermark). */
 export type ManifestFields = { kind: 'snapshot' | 'changes'; format: string; rows: number } & Record<string, unknown>;
@@ -45,17 +45,10 @@ const PARTIAL = new RegExp(`^${OWNER_TAG}\\.[0-9a-f]{24}\\.partial$`);
  * cannot remove stays as before.
  */
 async function removePartialsOfEndedProcesses(file: string): Promise<void> {
-  const folder = dirname(file);
   const prefix = `.${basename(file)}.`;
-  const names = await readdir(folder).catch(() => [] as string[]);
-  const uid = process.getuid?.();
-  for (const name of names) {
-    const match = name.startsWith(prefix) ? PARTIAL.exec(name.slice(prefix.length)) : null;
-    if (!match || !leftByEndedProcess(match[1]!, match[2]!, match[3]!)) continue;
-    const path = join(folder, name);
-    const stats = await lstat(path).catch(() => undefined);
-    if (!stats?.isFile() || (uid !== undefined && stats.uid !== uid) || (stats.mode & 0o077) !== 0) continue;
-    await unlink(path).catch(() => undefined);
+  const partials = await leftoversOfEndedProcesses(dirname(file), (name) => (name.startsWith(prefix) ? PARTIAL.exec(name.slice(prefix.length)) : null));
+  for (const { path, stats } of partials) {
+    if (stats.isFile() && (stats.mode & 0o077) === 0) await unlink(path).catch(() => undefined);
   }
 }
 

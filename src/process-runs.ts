@@ -1,4 +1,6 @@
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { errorCode } from './errors.js';
 
@@ -69,4 +71,25 @@ export function leftByEndedProcess(tagMachine: string, tagNamespace: string, tag
   if (namespace === 'x' || tagMachine !== machine() || tagNamespace !== namespace) return false;
   const pid = Number(tagPid);
   return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !processRuns(pid);
+}
+
+/**
+ * What processes since ended left in `folder`, for the caller to remove: the entries whose name
+ * `tagOf` finds an ownerTag in (its three groups, in OWNER_TAG's order) naming a process that has
+ * ended (leftByEndedProcess: a running one keeps its own), of this user (another account's are not
+ * ours to judge), each with its lstat (a link is never followed). Never throws: a folder or entry
+ * it cannot read is left out.
+ */
+export async function leftoversOfEndedProcesses(folder: string, tagOf: (name: string) => RegExpExecArray | null): Promise<{ path: string; stats: Stats }[]> {
+  const names = await readdir(folder).catch(() => [] as string[]);
+  const uid = process.getuid?.();
+  const leftovers: { path: string; stats: Stats }[] = [];
+  for (const name of names) {
+    const tag = tagOf(name);
+    if (!tag || !leftByEndedProcess(tag[1]!, tag[2]!, tag[3]!)) continue;
+    const path = join(folder, name);
+    const stats = await lstat(path).catch(() => undefined);
+    if (stats !== undefined && (uid === undefined || stats.uid === uid)) leftovers.push({ path, stats });
+  }
+  return leftovers;
 }

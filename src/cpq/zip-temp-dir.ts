@@ -1,9 +1,9 @@
 import { rmSync } from 'node:fs';
-import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, errorCode, errorMessage } from '../errors.js';
-import { OWNER_TAG, leftByEndedProcess, ownerTag } from '../process-runs.js';
+import { OWNER_TAG, leftoversOfEndedProcesses, ownerTag } from '../process-runs.js';
 import { tmpdirRefusal } from '../local-paths.js';
 
 /*
@@ -68,14 +68,7 @@ export async function removeZipTempDir(dir: string) {
  * folder it cannot remove stays as before.
  */
 async function removeFoldersOfEndedProcesses(base: string): Promise<void> {
-  const names = await readdir(base).catch(() => [] as string[]);
-  const uid = process.getuid?.();
-  for (const name of names) {
-    const match = FOLDER.exec(name);
-    if (!match || !leftByEndedProcess(match[1]!, match[2]!, match[3]!)) continue;
-    const path = join(base, name);
-    const stat = await lstat(path).catch(() => undefined);
-    if (!stat?.isDirectory() || (uid !== undefined && stat.uid !== uid)) continue;
-    await rm(path, { recursive: true, force: true }).catch(() => undefined);
+  for (const { path, stats } of await leftoversOfEndedProcesses(base, (name) => FOLDER.exec(name))) {
+    if (stats.isDirectory()) await rm(path, { recursive: true, force: true }).catch(() => undefined);
   }
 }
