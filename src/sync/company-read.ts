@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { CpqConfig } from '../config.js';
 import type { CpqHttpClient } from '../cpq/http-client.js';
+import type { Page } from '../cpq/paging.js';
 import { companyStream, companyUserPages, type StreamId } from '../cpq/streams.js';
 import { loginField } from '../cpq/user-fields.js';
 import { zipUserPages } from '../cpq/zip-export.js';
@@ -107,43 +108,9 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
       };
       const count = page.items.length;
       const sliceAt = (start: number) => Array.from({ length: Math.min(SLICE, count - start) }, (_, k) => rowAt(start + k));
-      let staged = 0;
-      if (run.firstLoads.has(company)) {
-        // Written a slice at a time (see SLICE); only rows the direct load cannot take are staged,
-        // once the rows taken are queued: a merge batch must find those in cpq.users.
-        const rest: UserRow[] = [];
-        for (let start = 0; start < count; start += SLICE) {
-          const slice = sliceAt(start);
-          progress.saw(slice);
-          for (const row of await run.direct.take(company, slice, page.range)) rest.push(row);
-        }
-        await run.direct.endPage();
-        run.stager.take(id.name, rest);
-        staged = rest.length;
-      } else {
-        // Staged a slice at a time, as a first load is written. Without a complete integration
-        // read, a user stored as an integration user keeps the integration feed's stored fields:
-        // those rows wait for the page's end, to be looked up at once.
-        const held: UserRow[] = [];
-        const heldAt: number[] = [];
-        for (let start = 0; start < count; start += SLICE) {
-          const ready: UserRow[] = [];
-          sliceAt(start).forEach((row, k) => {
-            if (storedIntegration?.has(row.login) && !row.isIntegrationUser) {
-              held.push(row);
-              heldAt.push(start + k);
-            } else ready.push(row);
-          });
-          progress.saw(ready);
-          run.stager.take(id.name, ready);
-        }
-        if (held.length > 0) {
-          await keepStoredIntegrationFields(run.pool, run.site, company, page, held, heldAt);
-          progress.saw(held);
-          run.stager.take(id.name, held);
-        }
-        staged = count;
-      }
+      const staged = run.firstLoads.has(company)
+        ? await loadPageDirectly(run, company, id.name, page, sliceAt, progress)
+        : await stagePage(run, company, id.name, page, sliceAt, progress, storedIntegration);
       if (staged > 0) {
         await run.stager.endPage();
         // An incremental read is users the database mostly holds already: a batch would probe
@@ -167,4 +134,64 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
   } catch (err) {
     throw err instanceof SyncError && err.stream === undefined ? err.with({ stream: id.name }) : err;
   }
+}
+
+/**
+ * A first load's page, written a slice at a time (see SLICE); only rows the direct load cannot
+ * take are staged, once the rows taken are queued: a merge batch must find those in cpq.users.
+ * How many rows were staged.
+ */
+async function loadPageDirectly(
+  run: CompanyRead,
+  company: string,
+  stream: string,
+  page: Page,
+  sliceAt: (start: number) => UserRow[],
+  progress: StreamProgress,
+): Promise<number> {
+  const rest: UserRow[] = [];
+  for (let start = 0; start < page.items.length; start += SLICE) {
+    const slice = sliceAt(start);
+    progress.saw(slice);
+    for (const row of await run.direct.take(company, slice, page.range)) rest.push(row);
+  }
+  await run.direct.endPage();
+  run.stager.take(stream, rest);
+  return rest.length;
+}
+
+/**
+ * A page of a company the database holds users of, staged a slice at a time as a first load is
+ * written. Without a complete integration read, a user stored as an integration user keeps the
+ * integration feed's stored fields (`storedIntegration` names them): those rows wait for the
+ * page's end, to be looked up at once. How many rows were staged: all of the page's.
+ */
+async function stagePage(
+  run: CompanyRead,
+  company: string,
+  stream: string,
+  page: Page,
+  sliceAt: (start: number) => UserRow[],
+  progress: StreamProgress,
+  storedIntegration: ReadonlySet<string> | undefined,
+): Promise<number> {
+  const held: UserRow[] = [];
+  const heldAt: number[] = [];
+  for (let start = 0; start < page.items.length; start += SLICE) {
+    const ready: UserRow[] = [];
+    sliceAt(start).forEach((row, k) => {
+      if (storedIntegration?.has(row.login) && !row.isIntegrationUser) {
+        held.push(row);
+        heldAt.push(start + k);
+      } else ready.push(row);
+    });
+    progress.saw(ready);
+    run.stager.take(stream, ready);
+  }
+  if (held.length > 0) {
+    await keepStoredIntegrationFields(run.pool, run.site, company, page, held, heldAt);
+    progress.saw(held);
+    run.stager.take(stream, held);
+  }
+  return page.items.length;
 }
