@@ -154,6 +154,20 @@ class FieldReader {
     else (this.itemForms ??= new Map()).set(path, state.forms);
   }
 
+  /**
+   * Of two copies of one item of a user's list (a group or permission listed again), the one that
+   * counts by `outranks`, whatever their order: `kept`, read first (`before`: its item's state),
+   * or `copy`, just read. The digest then keeps what no column holds of that one (restoreItem puts
+   * `kept`'s back). Each copy's itemText is worked out once, for the ranking.
+   */
+  countingCopy<C extends { text?: string }>(path: string, kept: C, before: ItemState, copy: C, outranks: (a: C, b: C) => boolean): C {
+    kept.text ??= this.itemText(before);
+    copy.text = this.itemText(this.itemState(path));
+    if (outranks(copy, kept)) return copy;
+    this.restoreItem(path, before);
+    return kept;
+  }
+
   /** An item's extras and forms (itemState) as one text, whatever its keys' order: to rank copies of one item ('' for none). */
   itemText({ extras, forms }: ItemState): string {
     if (extras === undefined && forms === undefined) return '';
@@ -531,15 +545,8 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
       described: label !== undefined || type !== undefined,
     };
     reader.endItem(path);
-    if (kept === undefined || before === undefined) {
-      byName.set(variableName, copy);
-      return;
-    }
     // Listed again: one copy counts, the same whatever the order (see groupOutranks).
-    kept.text ??= reader.itemText(before);
-    copy.text = reader.itemText(reader.itemState(path));
-    if (groupOutranks(copy, kept)) byName.set(variableName, copy);
-    else reader.restoreItem(path, before);
+    byName.set(variableName, kept === undefined || before === undefined ? copy : reader.countingCopy(path, kept, before, copy, groupOutranks));
   });
   // The names whose copy that counts says neither label nor type; most reads have none.
   let bare = 0;
@@ -552,7 +559,7 @@ function readGroups(reader: FieldReader, value: unknown): GroupRow[] | undefined
 /**
  * Of two different copies of one group in a user's list, whether `a` is the one that counts
  * rather than `b`, whatever their order (CPQ gives expanded lists none), as for permissions
- * (outranks): the one saying its label or type (a copy saying neither leaves the stored ones),
+ * (permissionOutranks): the one saying its label or type (a copy saying neither leaves the stored ones),
  * then the greater label, then the greater type (null, cleared, below any text), then the greater
  * text of what no column holds (FieldReader.itemText). The last copy counted, and the same CPQ data
  * sent in another order flipped cpq.groups' label or type, a change row and a version at every
@@ -566,11 +573,17 @@ function groupOutranks(a: GroupCopy, b: GroupCopy): boolean {
   return a.text! > b.text!;
 }
 
+/** A copy of a permission in a user's list: its row and (once its key is listed again) what no column holds of it. */
+interface PermissionCopy {
+  row: AccessPermissionRow;
+  text?: string;
+}
+
 function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermissionRow[] | undefined {
   const items = itemsOf(reader, 'accessPermissions', value, PERMISSION_PARTS);
   if (items === undefined) return undefined;
-  // Per key, the copy that counts, and (once the key is listed again) what no column holds of it.
-  const byKey = new Map<string, { row: AccessPermissionRow; text?: string }>();
+  // Per key, the copy that counts.
+  const byKey = new Map<string, PermissionCopy>();
   items.forEach((item, i) => {
     const at = PERMISSION_LABELS(i);
     if (!isJsonObject(item)) reader.fail(at.item, `must be an object, got ${describeValue(item)}`);
@@ -587,17 +600,10 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
     const kept = byKey.get(key);
     const before = kept && reader.itemState(path);
     reader.keepExtras(PERMISSION_PARTS, item, [type, variableName], permissionPath);
-    const row = { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) };
+    const copy: PermissionCopy = { row: { type, variableName, name: reader.text(at.name, label), hasAccess: reader.boolean(at.hasAccess, hasAccess) } };
     reader.endItem(path);
-    if (kept === undefined || before === undefined) {
-      byKey.set(key, { row });
-      return;
-    }
-    // Listed again: one copy counts, the same whatever the order (see outranks).
-    kept.text ??= reader.itemText(before);
-    const text = reader.itemText(reader.itemState(path));
-    if (outranks(row, text, kept.row, kept.text)) byKey.set(key, { row, text });
-    else reader.restoreItem(path, before);
+    // Listed again: one copy counts, the same whatever the order (see permissionOutranks).
+    byKey.set(key, kept === undefined || before === undefined ? copy : reader.countingCopy(path, kept, before, copy, permissionOutranks));
   });
   // By type, then variable name (the order of the digest and of the rows).
   const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -611,11 +617,12 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
  * The last copy counted, and the same CPQ data sent in another order flipped hasAccess, logging a
  * change and raising an alert at every other run (review CF).
  */
-function outranks(a: AccessPermissionRow, aText: string, b: AccessPermissionRow, bText: string): boolean {
+function permissionOutranks(a: PermissionCopy, b: PermissionCopy): boolean {
   const access = (p: AccessPermissionRow) => (p.hasAccess === true ? 2 : p.hasAccess === false ? 1 : 0);
-  if (access(a) !== access(b)) return access(a) > access(b);
-  if (a.name !== b.name) return a.name !== null && (b.name === null || a.name > b.name);
-  return aText > bText;
+  const [x, y] = [a.row, b.row];
+  if (access(x) !== access(y)) return access(x) > access(y);
+  if (x.name !== y.name) return x.name !== null && (y.name === null || x.name > y.name);
+  return a.text! > b.text!;
 }
 
 /** Fields we have no column for (kept in raw), in a stable order, as JSON; '' when there are none. */
