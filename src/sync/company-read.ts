@@ -108,9 +108,8 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
       };
       const count = page.items.length;
       const sliceAt = (start: number) => Array.from({ length: Math.min(SLICE, count - start) }, (_, k) => rowAt(start + k));
-      const staged = run.firstLoads.has(company)
-        ? await loadPageDirectly(run, company, id.name, page, sliceAt, progress)
-        : await stagePage(run, company, id.name, page, sliceAt, progress, storedIntegration);
+      const write: PageWrite = { run, company, stream: id.name, page, sliceAt, progress };
+      const staged = run.firstLoads.has(company) ? await loadPageDirectly(write) : await stagePage(write, storedIntegration);
       if (staged > 0) {
         await run.stager.endPage();
         // An incremental read is users the database mostly holds already: a batch would probe
@@ -136,19 +135,24 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
   }
 }
 
+/** A page being written, for loadPageDirectly or stagePage. */
+interface PageWrite {
+  run: CompanyRead;
+  company: string;
+  /** The stream's name (what it stages under). */
+  stream: string;
+  page: Page;
+  /** The page's rows from item `start` on, at most SLICE, normalized when asked for. */
+  sliceAt: (start: number) => UserRow[];
+  progress: StreamProgress;
+}
+
 /**
  * A first load's page, written a slice at a time (see SLICE); only rows the direct load cannot
  * take are staged, once the rows taken are queued: a merge batch must find those in cpq.users.
  * How many rows were staged.
  */
-async function loadPageDirectly(
-  run: CompanyRead,
-  company: string,
-  stream: string,
-  page: Page,
-  sliceAt: (start: number) => UserRow[],
-  progress: StreamProgress,
-): Promise<number> {
+async function loadPageDirectly({ run, company, stream, page, sliceAt, progress }: PageWrite): Promise<number> {
   const rest: UserRow[] = [];
   for (let start = 0; start < page.items.length; start += SLICE) {
     const slice = sliceAt(start);
@@ -166,15 +170,7 @@ async function loadPageDirectly(
  * integration feed's stored fields (`storedIntegration` names them): those rows wait for the
  * page's end, to be looked up at once. How many rows were staged: all of the page's.
  */
-async function stagePage(
-  run: CompanyRead,
-  company: string,
-  stream: string,
-  page: Page,
-  sliceAt: (start: number) => UserRow[],
-  progress: StreamProgress,
-  storedIntegration: ReadonlySet<string> | undefined,
-): Promise<number> {
+async function stagePage({ run, company, stream, page, sliceAt, progress }: PageWrite, storedIntegration: ReadonlySet<string> | undefined): Promise<number> {
   const held: UserRow[] = [];
   const heldAt: number[] = [];
   for (let start = 0; start < page.items.length; start += SLICE) {
