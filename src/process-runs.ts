@@ -59,6 +59,12 @@ export const ownerTag = () => `${machine()}-${pidNamespace()}-${String(process.p
 /** An ownerTag as a pattern part: machine, pid namespace and pid captured, in that order. */
 export const OWNER_TAG = '([A-Za-z0-9._]+)-([0-9]+|x)-([0-9]+)';
 
+/** Whether an ownerTag's machine and namespace are this process's, so that its process id means a process here (false where the namespace cannot be read). */
+export function taggedHere(tagMachine: string, tagNamespace: string): boolean {
+  const namespace = pidNamespace();
+  return namespace !== 'x' && tagMachine === machine() && tagNamespace === namespace;
+}
+
 /**
  * Whether the process an ownerTag names (its three parts) has ended: only a process of this
  * machine and process-id namespace (a process id of another names another process), not this
@@ -67,8 +73,7 @@ export const OWNER_TAG = '([A-Za-z0-9._]+)-([0-9]+|x)-([0-9]+)';
  * namespace cannot be read.
  */
 export function leftByEndedProcess(tagMachine: string, tagNamespace: string, tagPid: string): boolean {
-  const namespace = pidNamespace();
-  if (namespace === 'x' || tagMachine !== machine() || tagNamespace !== namespace) return false;
+  if (!taggedHere(tagMachine, tagNamespace)) return false;
   const pid = Number(tagPid);
   return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !processRuns(pid);
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,11 @@ function postmasterLines(dataDir: string): string[] | undefined {
     return undefined;
   }
   return lines.length > 1 && /^[0-9]+$/.test(lines[0]!) ? lines : undefined;
+}
+
+/** The owner files in the data folder (cpq-sync-owner…): one per server a live process started, and what killed ones left. */
+function ownerFiles(dataDir: string): string[] {
+  return readdirSync(join(dataDir, 'pg')).filter((name) => name.startsWith('cpq-sync-owner'));
 }
 
 /** A DATA_DIR in a world-readable temporary folder (the server runs as user postgres when we are root), removed after the test with any server of it (this test started it). */
@@ -144,6 +149,93 @@ describe('embedded Postgres and a killed run', () => {
     const again = await cli(['run'], env);
     expect(again.stderr, 'the next run').toBe('');
     expect(again.code, 'the next run').toBe(0);
+  }, 120_000);
+
+  it('two commands starting on one folder at once: the server that takes it is named by its starter, and once that starter is killed the next run stops it', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dataDir = dataFolder('cpq-embedded-two-starts-');
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
+    expect((await cli(['run'], env)).code).toBe(0);
+
+    // `status` spawns its server, which waits for its owner file: held there (a busy machine's
+    // pause), having found no server in the folder.
+    const mark = join(dataDir, '..', 'paused');
+    const go = join(dataDir, '..', 'go');
+    const status = cleanups.spawn(['status'], {
+      ...env,
+      NODE_OPTIONS: `--import=${PAUSE_AT_OWNER_FILE}`,
+      PAUSE_MARK_FILE: mark,
+      PAUSE_UNTIL_FILE: go,
+      PAUSE_MS: '60000',
+    });
+    while (!existsSync(mark) && status.child.exitCode === null) await new Promise((wake) => setTimeout(wake, 5));
+    expect(existsSync(mark), 'the start reached the owner file').toBe(true);
+    // Meanwhile `run` starts: its server takes the folder, and the run is held mid-sync.
+    const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run', '--full'], env);
+    await Promise.race([
+      held.reached,
+      run.exited.then((o) => {
+        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
+      }),
+    ]);
+    await run.waitForLine((l) => l.msg === 'page read');
+    const server = Number(postmasterLines(dataDir)![0]);
+    // `status` goes on: its server finds the folder held and exits, and so does `status`.
+    writeFileSync(go, '');
+    const second = await status.exited;
+    expect(second.code, second.stderr).toBe(6);
+    expect(second.stderr).toContain('postmaster.pid');
+    expect(Number(postmasterLines(dataDir)![0]), "the run's server holds the folder").toBe(server);
+    const left = ownerFiles(dataDir);
+    run.kill('SIGKILL');
+    await run.exited;
+    held.release();
+    sim.onRequest = undefined;
+
+    const again = await cli(['run'], env);
+    expect(again.stderr, `the next run (owner files left by the two: ${left.join(', ') || 'none'})`).toBe('');
+    expect(again.code, 'the next run').toBe(0);
+    expect(processRuns(server), "the killed run's server").toBe(false);
+    // The killed run's record went with its server; `status`'s with its failed start; the last run's at its stop.
+    expect(ownerFiles(dataDir)).toEqual([]);
+  }, 120_000);
+
+  it("an orphan named by the previous release's one owner file (cpq-sync-owner.pid) is stopped by the next run", async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dataDir = dataFolder('cpq-embedded-legacy-owner-');
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
+    expect((await cli(['run'], env)).code).toBe(0);
+    const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run', '--full'], env);
+    await Promise.race([
+      held.reached,
+      run.exited.then((o) => {
+        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
+      }),
+    ]);
+    await run.waitForLine((l) => l.msg === 'page read');
+    const server = Number(postmasterLines(dataDir)![0]);
+    run.kill('SIGKILL');
+    await run.exited;
+    held.release();
+    sim.onRequest = undefined;
+    // What that release left: its one file, "<starter> <server>", and no record of this one.
+    const pg = join(dataDir, 'pg');
+    for (const name of ownerFiles(dataDir)) rmSync(join(pg, name));
+    writeFileSync(join(pg, 'cpq-sync-owner.pid'), `${String(run.child.pid)} ${String(server)}\n`);
+
+    const again = await cli(['run'], env);
+    expect(again.stderr, 'the next run').toBe('');
+    expect(again.code, 'the next run').toBe(0);
+    expect(processRuns(server), "the killed run's server").toBe(false);
+    expect(ownerFiles(dataDir), 'the stale file of the previous release').toEqual([]);
   }, 120_000);
 
   it('a stale postmaster.pid naming another live process (a reboot reused its number) is not signalled', async () => {

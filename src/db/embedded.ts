@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, lstatSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { constants, existsSync, lstatSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, open, readFile, rm, rmdir, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { EXIT_CODES, SyncError } from '../errors.js';
-import { processRuns } from '../process-runs.js';
+import { OWNER_TAG, leftByEndedProcess, ownerTag, processRuns, taggedHere } from '../process-runs.js';
 import { foreignPathPart, ownPrivateGroup, tmpdirRefusal } from '../local-paths.js';
 
 export interface EmbeddedDatabase {
@@ -266,7 +266,7 @@ async function initdb(runtime: Runtime, password: string): Promise<void> {
 async function startServer(runtime: Runtime, flags: string[]): Promise<ServerProcess> {
   installExitHooks();
   // Through a shell that becomes postgres (exec keeps the process number) once it reads a line:
-  // the server takes the folder only after the owner file names it. Started at once, a server
+  // the server takes the folder only after its owner record names it. Started at once, a server
   // whose starter was killed before writing the file (a busy machine's millisecond) was an orphan
   // no later start could tell as its own, and every later run failed on its lock (review DK).
   // The starter killed first closes the pipe: the shell reads nothing and no server starts. PWD
@@ -292,7 +292,7 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
   // Before the server takes the folder: a process killed while its server starts (crash recovery
   // after a power loss can take minutes; the first start; the one-time upgrade's) leaves a server
   // the next start must be able to tell as its own.
-  const owns = child.pid !== undefined && claimOwnerFile(runtime.dataDir, child.pid);
+  const record = child.pid === undefined ? undefined : claimOwnerFile(runtime.dataDir, child.pid);
   // A shell gone already (it could not start) is heard through 'exit' below, not as a write error.
   child.stdin.on('error', () => undefined);
   child.stdin.end('\n');
@@ -314,20 +314,83 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
     await Promise.race([ready, exited]);
   } catch (err) {
     running.delete(child);
-    if (owns) releaseOwnerFile(runtime.dataDir, child.pid);
+    releaseOwnerFile(record);
     throw err;
   }
   return {
     child,
     stop: async () => {
       await stopServer(child);
-      if (owns) releaseOwnerFile(runtime.dataDir, child.pid); // stopped: no owner to outlive
+      releaseOwnerFile(record); // stopped: no owner to outlive
     },
   };
 }
 
-/** Beside postmaster.pid while a cpq-sync process runs the data folder's server: "<that process's id> <the server's>". */
-const OWNER_FILE = 'cpq-sync-owner.pid';
+/**
+ * Owner records, beside postmaster.pid: `cpq-sync-owner.<ownerTag>.<server's process id>.pid`, one
+ * for each server a cpq-sync process starts, written before that server may take the folder and
+ * removed once it has stopped (its text, "<starter's id> <server's>", is for a reader: the name is
+ * what is read). One file per start, not one for the folder: two commands starting on one folder
+ * within milliseconds each removed and wrote the one file, so the loser of the folder's lock could
+ * remove the winner's file and then, its start failed, its own; the winner's server, named by
+ * none, was an orphan no later start could stop once its starter was killed. Here each start
+ * writes and removes only its own name, which no other live process can write (it holds this
+ * process's tag and its own child's number), and removes another's only once the process the name
+ * gives has ended (removeStaleOwnerRecords): whatever the order of the starts, the server holding
+ * the folder is named by the record its starter wrote, found by the number postmaster.pid gives.
+ * (A claim of one name through link() would still need a rule for when a later start may remove a
+ * claim it did not make, the same question in another place.)
+ */
+const OWNER_RECORD = new RegExp(`^cpq-sync-owner\\.${OWNER_TAG}\\.([0-9]+)\\.pid$`);
+
+/** The one owner file of earlier releases, "<starter's id> <server's>": read (their orphan is stopped) and, stale, removed; never written. */
+const LEGACY_OWNER_FILE = 'cpq-sync-owner.pid';
+
+interface OwnerRecord {
+  /** The file's name in the data folder. */
+  name: string;
+  starter: number;
+  server: number;
+  /** Whether the starter's number means a process here (this machine and process-id namespace). */
+  here: boolean;
+  /** Whether the starter has ended (leftByEndedProcess). */
+  ended: boolean;
+}
+
+/** The owner records of the data folder (an earlier release's file among them), unreadable ones left out. */
+function ownerRecords(dataDir: string): OwnerRecord[] {
+  let names: string[];
+  try {
+    names = readdirSync(dataDir);
+  } catch {
+    return [];
+  }
+  const records: OwnerRecord[] = [];
+  for (const name of names) {
+    const match = OWNER_RECORD.exec(name);
+    if (match) {
+      records.push({
+        name,
+        starter: Number(match[3]),
+        server: Number(match[4]),
+        here: taggedHere(match[1]!, match[2]!),
+        ended: leftByEndedProcess(match[1]!, match[2]!, match[3]!),
+      });
+    } else if (name === LEGACY_OWNER_FILE) {
+      const text = (() => {
+        try {
+          return readFileSync(join(dataDir, name), 'utf8');
+        } catch {
+          return ''; // gone meanwhile: no starter
+        }
+      })();
+      const [starter, server] = text.trim().split(/\s+/).map(Number);
+      if (starter === undefined || !Number.isSafeInteger(starter) || starter <= 0) continue;
+      records.push({ name, starter, server: server ?? NaN, here: true, ended: starter !== process.pid && !processRuns(starter) });
+    }
+  }
+  return records;
+}
 
 /** The parent of process `pid` (Linux's /proc), or undefined where it cannot be told. */
 function parentOf(pid: number): number | undefined {
@@ -354,24 +417,31 @@ function worksIn(pid: number, dir: string): boolean {
  * (SIGKILL, the out-of-memory killer): postgres outlives its parent, holds the data folder
  * (postmaster.pid), and every later start failed ("lock file already exists") until someone
  * killed it by hand (review CP). Stopped here (fast shutdown: its open transactions roll back),
- * with its private socket folder, when the owner file names that very server and its starter is
- * no longer its parent. A server whose starter still runs it (another command using the folder,
- * or still starting it) is left alone, and so is one started otherwise (by hand, by an older
- * release: the file, removed at every clean stop, names none of them). The process
- * postmaster.pid names is signalled only while it works in this data folder: after a reboot the
- * file is stale and its number may be any other process's.
+ * with its private socket folder, when an owner record names that very server and no starter a
+ * record gives for it is still its parent. A server whose starter still runs it (another command
+ * using the folder, or still starting it) is left alone, and so is one started otherwise (by hand,
+ * by a release older than the owner file: records, removed at every clean stop, name none of
+ * them). The process postmaster.pid names is signalled only while it works in this data folder:
+ * after a reboot the file is stale and its number may be any other process's.
  */
 async function stopOrphanedServer(dataDir: string): Promise<void> {
   const pidLines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
   const postmaster = Number(pidLines[0]);
-  // "<owner> <postmaster>": the server that owner started, not whichever holds the folder now (a
-  // server started by hand or by an older release).
-  const [owner, started] = (await readFile(join(dataDir, OWNER_FILE), 'utf8').catch(() => '')).trim().split(/\s+/).map(Number);
-  if (!Number.isSafeInteger(postmaster) || postmaster <= 0 || owner === undefined || !Number.isSafeInteger(owner) || owner <= 0) return;
-  if (started !== postmaster) return;
+  if (!Number.isSafeInteger(postmaster) || postmaster <= 0) return;
+  // The records of the server that holds the folder now, not of whichever a record names (a
+  // server started by hand or by an older release has none). More than one only where a number
+  // came back to a server while a killed starter's record of the first still lay there.
+  const starters = ownerRecords(dataDir)
+    .filter((record) => record.here && record.server === postmaster)
+    .map((record) => record.starter);
+  if (starters.length === 0) return;
   // Its starter is gone when it is no longer the server's parent (a reused number of the starter's is no parent of it).
   const parent = parentOf(postmaster);
-  if (owner === process.pid || (parent === undefined ? processRuns(owner) : parent === owner) || !processRuns(postmaster) || !worksIn(postmaster, dataDir))
+  if (
+    starters.some((starter) => starter === process.pid || (parent === undefined ? processRuns(starter) : parent === starter)) ||
+    !processRuns(postmaster) ||
+    !worksIn(postmaster, dataDir)
+  )
     return;
   try {
     process.kill(postmaster, 'SIGINT');
@@ -402,38 +472,42 @@ function ownedAlike(path: string, dataDir: string): boolean {
 }
 
 /**
- * Writes "<this process> <postmaster>", the server it has just spawned, unless a live server
- * already holds the folder (postmaster.pid): this start then fails on that server's lock, and the
- * file stays that server's starter's. As root the folder is the postgres account's: a link
- * planted in the file's place is removed, not followed (O_EXCL does not follow one); one planted
- * again in between only costs the owner file. Whether it was written.
+ * Writes the owner record of the server this process has just spawned (`postmaster`, not yet
+ * reaped: no other process has its number), whether or not another server holds the folder: this
+ * start then fails on that server's lock and removes its own record, no other. A file of the same
+ * name can only be left by an ended process (it names this live one): it is removed. As root the
+ * folder is the postgres account's: a link planted in the record's place is removed, not followed
+ * (O_EXCL does not follow one); one planted again in between only costs the record. Its path, or
+ * undefined when it could not be written.
  */
-function claimOwnerFile(dataDir: string, postmaster: number): boolean {
-  let holder = NaN;
-  try {
-    holder = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
-  } catch {
-    // no lock file: no server holds the folder
-  }
-  if (Number.isSafeInteger(holder) && holder > 0 && holder !== postmaster && processRuns(holder) && worksIn(holder, dataDir)) return false;
-  const path = join(dataDir, OWNER_FILE);
+function claimOwnerFile(dataDir: string, postmaster: number): string | undefined {
+  const path = join(dataDir, `cpq-sync-owner.${ownerTag()}.${String(postmaster)}.pid`);
   try {
     rmSync(path, { force: true });
     writeFileSync(path, `${String(process.pid)} ${String(postmaster)}\n`, { mode: 0o644, flag: 'wx' });
-    return true;
+    return path;
   } catch {
-    // Without the file a later start cannot stop this server should this process be killed: it says the folder is held.
-    return false;
+    // Without the record a later start cannot stop this server should this process be killed: it says the folder is held.
+    return undefined;
   }
 }
 
-/** Removes the owner file once its server stopped (or never started), if it still names that server. */
-function releaseOwnerFile(dataDir: string, postmaster: number): void {
-  const path = join(dataDir, OWNER_FILE);
-  try {
-    if (readFileSync(path, 'utf8').trim() === `${String(process.pid)} ${String(postmaster)}`) rmSync(path, { force: true });
-  } catch {
-    // already gone
+/** Removes this process's owner record once its server stopped (or never started). */
+function releaseOwnerFile(path: string | undefined): void {
+  if (path !== undefined) rmSync(path, { force: true });
+}
+
+/**
+ * Removes the owner records of starters that have ended (killed: a clean stop removes its own)
+ * and whose server no longer works in the folder: one still there is an orphan stopOrphanedServer
+ * could not stop yet, whose record the next start needs. A live starter's record stays, whatever
+ * its server does: its starter removes it. Records of another machine or process-id namespace
+ * (a folder shared by containers) are never judged.
+ */
+function removeStaleOwnerRecords(dataDir: string): void {
+  for (const record of ownerRecords(dataDir)) {
+    if (!record.ended || (Number.isSafeInteger(record.server) && record.server > 0 && processRuns(record.server) && worksIn(record.server, dataDir))) continue;
+    rmSync(join(dataDir, record.name), { force: true }); // unlink: a link in its place is removed, not followed
   }
 }
 
@@ -573,6 +647,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
         );
     }
     await stopOrphanedServer(dataDir);
+    removeStaleOwnerRecords(dataDir);
     server = await startServer(runtime, [
       '-c',
       `listen_addresses=${options.tcp === true ? '127.0.0.1' : ''}`,
