@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, lstatSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, open, readFile, rm, rmdir, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -379,9 +379,16 @@ function ownerRecords(dataDir: string): OwnerRecord[] {
     } else if (name === LEGACY_OWNER_FILE) {
       const text = (() => {
         try {
-          return readFileSync(join(dataDir, name), 'utf8');
+          // As root the folder is the postgres account's: not through a link it put there, nor
+          // held up by a FIFO in the file's place (O_NONBLOCK: read at once, empty).
+          const fd = openSync(join(dataDir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+          try {
+            return readFileSync(fd, 'utf8');
+          } finally {
+            closeSync(fd);
+          }
         } catch {
-          return ''; // gone meanwhile: no starter
+          return ''; // gone meanwhile, or a link: no starter
         }
       })();
       const [starter, server] = text.trim().split(/\s+/).map(Number);

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,4 +43,23 @@ describe('owner file', () => {
     },
     120_000,
   );
+
+  it("a FIFO planted as the previous release's cpq-sync-owner.pid does not hold up the next start", async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-owner-fifo-'));
+    chmodSync(dir, 0o755);
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dataDir = join(dir, 'data');
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()) };
+    const first = await cli(['run'], env);
+    expect(first.code, first.stderr).toBe(0);
+    // As root the folder is the postgres account's, which may put a FIFO there: a read of it waits for a writer that never comes.
+    execFileSync('mkfifo', [join(dataDir, 'pg', 'cpq-sync-owner.pid')]);
+    const status = cleanups.spawn(['status'], env);
+    const outcome = await Promise.race([status.exited, new Promise<undefined>((wake) => setTimeout(() => wake(undefined), 30_000))]);
+    expect(outcome, '`status` still waits after 30 s').toBeDefined();
+    expect(outcome!.code, outcome!.stderr).toBe(0);
+  }, 120_000);
 });
