@@ -204,6 +204,35 @@ describe('embedded Postgres and a killed run', () => {
     expect(ownerFiles(dataDir)).toEqual([]);
   }, 120_000);
 
+  it('a command started while another uses the folder fails at once with one line naming that command (exit code 7), and runs once it has ended', async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dataDir = dataFolder('cpq-embedded-in-use-');
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
+    expect((await cli(['run'], env)).code).toBe(0);
+    const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run', '--full'], env);
+    await Promise.race([
+      held.reached,
+      run.exited.then((o) => {
+        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
+      }),
+    ]);
+    const server = Number(postmasterLines(dataDir)![0]);
+    const line = `cpq-sync: embedded Postgres: the data folder ${join(dataDir, 'pg')} is in use: another cpq-sync command (process ${String(run.child.pid)}) is using it, with its server (process ${String(server)}); one command at a time uses the embedded Postgres: run this one once that one has ended, or set DATABASE_URL to a Postgres server commands can share\n`;
+    for (const command of [['status'], ['run']]) {
+      const second = await cli(command, env);
+      expect(second.stderr, command[0]).toBe(line);
+      expect(second.code, command[0]).toBe(7);
+    }
+    held.release();
+    const first = await run.exited;
+    expect(first.code, first.stderr).toBe(0);
+    expect((await cli(['status'], env)).code, 'status once the run ended').toBe(0);
+  }, 120_000);
+
   it("an orphan named by the previous release's one owner file (cpq-sync-owner.pid) is stopped by the next run", async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
     await sim.start();

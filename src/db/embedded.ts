@@ -466,6 +466,28 @@ async function stopOrphanedServer(dataDir: string): Promise<void> {
 }
 
 /**
+ * Who holds the data folder, when a live server works in it (postmaster.pid), worded for the
+ * error: another command started it (its records' live starters), a killed one left it (still
+ * shutting down), or this tool did not start it. Undefined when the folder is free. Without this,
+ * a command started while another used the folder (`status` beside a `schedule` worker) failed on
+ * postgres's own line, "lock file "postmaster.pid" already exists" (review DT).
+ */
+function folderHolder(dataDir: string): string | undefined {
+  let holder = NaN;
+  try {
+    holder = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
+  } catch {
+    return undefined; // no lock file: no server holds the folder
+  }
+  if (!Number.isSafeInteger(holder) || holder <= 0 || !processRuns(holder) || !worksIn(holder, dataDir)) return undefined;
+  const records = ownerRecords(dataDir).filter((record) => record.here && record.server === holder);
+  const starters = records.filter((record) => !record.ended).map((record) => record.starter);
+  if (starters.length > 0) return `another cpq-sync command (process ${starters.join(', ')}) is using it, with its server (process ${String(holder)})`;
+  if (records.length > 0) return `the server a killed cpq-sync command left (process ${String(holder)}) is still shutting down`;
+  return `a Postgres server this tool did not start (process ${String(holder)}) holds it`;
+}
+
+/**
  * Whether `path` is a folder (not a link) of the data folder's account. postmaster.pid is that
  * account's to write: as root, the path it names must not make root remove another user's folder.
  */
@@ -655,6 +677,13 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
     await stopOrphanedServer(dataDir);
     removeStaleOwnerRecords(dataDir);
+    const holder = folderHolder(dataDir);
+    if (holder !== undefined) {
+      throw new SyncError(
+        'lock',
+        `embedded Postgres: the data folder ${dataDir} is in use: ${holder}; one command at a time uses the embedded Postgres: run this one once that one has ended, or set DATABASE_URL to a Postgres server commands can share`,
+      );
+    }
     server = await startServer(runtime, [
       '-c',
       `listen_addresses=${options.tcp === true ? '127.0.0.1' : ''}`,
