@@ -85,6 +85,40 @@ describe('a migration and SYNC_LOCK_TIMEOUT', () => {
   });
 });
 
+describe("a migration behind a reporting session's open transaction", () => {
+  it('does not hold every later reader of the table behind its queued lock while it waits, names the session it waits for, and is applied once it ends', async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    // 0019 replaces cpq.administrators (ACCESS EXCLUSIVE on the view), which a report is reading.
+    await migrateBefore(t, '0019');
+    const report = await t.pool.connect();
+    const later = await t.pool.connect();
+    const pool = createPool(t.url, 2);
+    try {
+      await report.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await report.query('SELECT count(*) FROM cpq.administrators');
+      const reportPid = (await report.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const waits: string[] = [];
+      const migrated = migrate(createDb(pool), { lockWaitMs: 200, onLockWait: (holders) => waits.push(holders) });
+      migrated.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // Another report of the same view: held behind the migration's queued ACCESS EXCLUSIVE request,
+      // it waited for as long as the first report stayed open (here, its own statement_timeout).
+      await later.query(`SET statement_timeout = '1s'`);
+      expect((await later.query<{ n: number }>('SELECT count(*)::int AS n FROM cpq.administrators')).rows).toEqual([{ n: 0 }]);
+      expect(waits.length).toBeGreaterThan(0);
+      expect(waits[0]).toContain(`pid ${reportPid}`);
+      await report.query('COMMIT');
+      expect(await migrated).toContain('0019_administrators_with_proxy');
+    } finally {
+      report.release();
+      later.release();
+      await pool.end();
+    }
+  });
+});
+
 describe('migrating an empty database from several processes at once', () => {
   it("succeeds in each (two sites' first runs): creating schema cpq at once is no failure", async ({ createDatabase }) => {
     const t = await createDatabase();

@@ -68,11 +68,11 @@ export function registerComplianceCommands(program: Command): void {
       command(async (config, log) => {
         const { deliverPendingAlerts } = await import('../alerts/delivery.js');
         const { openDatabase } = await import('../db/connect.js');
-        const { logAhead, migrateSynced } = await import('../db/migrate.js');
+        const { migrateLogged, migrateSynced } = await import('../db/migrate.js');
         const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
         const database = await openDatabase(config, log, { existing: true });
         try {
-          await migrateSynced(database, { onAhead: logAhead(log) });
+          await migrateSynced(database, migrateLogged(log));
           const requeued = await requeueFailedAlerts(database.pool);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log });
           log.info({ requeued, ...report }, 'failed alerts requeued');
@@ -152,11 +152,11 @@ export function registerComplianceCommands(program: Command): void {
         if (site === undefined)
           throw new ConfigError(`forget: several sites are configured; name one with --site (${config.sites.map((s) => s.name).join(', ')})`);
         const { openDatabase } = await import('../db/connect.js');
-        const { logAhead, migrateSynced } = await import('../db/migrate.js');
+        const { migrateLogged, migrateSynced } = await import('../db/migrate.js');
         const { forgetUser } = await import('../sync/forget.js');
         const database = await openDatabase(config, log, { existing: true });
         try {
-          await migrateSynced(database, { onAhead: logAhead(log) });
+          await migrateSynced(database, migrateLogged(log));
           const requestedBy = opts.by ?? osUser();
           const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
           if (erasure.earlier) {

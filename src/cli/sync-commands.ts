@@ -118,10 +118,10 @@ export function registerSyncCommands(program: Command): void {
     .action(() =>
       command(async (config, log) => {
         const { openDatabase } = await import('../db/connect.js');
-        const { logAhead, migrate } = await import('../db/migrate.js');
+        const { migrateLogged, migrate } = await import('../db/migrate.js');
         const database = await openDatabase(config, log);
         try {
-          const applied = await migrate(database.db, { onAhead: logAhead(log) });
+          const applied = await migrate(database.db, migrateLogged(log));
           log.info({ applied, database: database.where }, applied.length ? 'migrations applied' : 'database is up to date');
         } finally {
           await database.close();

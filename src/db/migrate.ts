@@ -1,7 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
+import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
 import { SyncError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
@@ -10,6 +10,7 @@ import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encod
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
 import { readSchemaRights } from './sql/read-schema-rights.js';
+import { describeCpqLockHolders, readCpqLockHolders } from './sql/read-cpq-lock-holders.js';
 import { outsiderHolder, readAdvisoryLockHolder } from './sql/read-sync-lock-holder.js';
 
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
@@ -45,6 +46,7 @@ class SqlFileMigrationProvider implements MigrationProvider {
 
 /** Kysely's migration lock (PostgresAdapter): one advisory key, which pg_locks shows split in two. */
 const KYSELY_MIGRATION_LOCK = 3853314791062309107n;
+const KYSELY_MIGRATION_LOCK_KEYS = { classid: Number(KYSELY_MIGRATION_LOCK >> 32n), objid: Number(KYSELY_MIGRATION_LOCK & 0xffffffffn) };
 
 /**
  * Fails when Kysely's migration lock is held by a session that cannot write the cpq tables: any
@@ -53,8 +55,7 @@ const KYSELY_MIGRATION_LOCK = 3853314791062309107n;
  */
 async function refuseMigrationLockHeldByReader(db: Db): Promise<void> {
   const holder = await readAdvisoryLockHolder(queryableOf(db), {
-    classid: Number(KYSELY_MIGRATION_LOCK >> 32n),
-    objid: Number(KYSELY_MIGRATION_LOCK & 0xffffffffn),
+    ...KYSELY_MIGRATION_LOCK_KEYS,
     objsubid: 1,
   });
   if (holder?.canWrite === false) {
@@ -91,6 +92,15 @@ export function logAhead(log: Logger): (unknown: string[]) => void {
   return (unknown) => log.warn({ migrations: unknown }, 'the database was migrated by a newer release; continuing without migrating');
 }
 
+/** What every command that migrates tells its log: a database ahead of this release, a migration waiting for locks. */
+export function migrateLogged(log: Logger): MigrateOptions {
+  return {
+    onAhead: logAhead(log),
+    onLockWait: (holders) =>
+      log.warn({ holders }, 'the migrations wait for the sessions holding the cpq tables (holders); trying again, with no reader held behind them meanwhile'),
+  };
+}
+
 /**
  * Schema cpq, made before anything can lock: IF NOT EXISTS is no guard against a session making
  * it at the same moment (two sites' first runs), which fails one of them with a unique violation
@@ -112,7 +122,22 @@ export interface MigrateOptions {
   dir?: string;
   /** Told when the database is ahead of this release and migrating was skipped. */
   onAhead?: (unknown: string[]) => void;
+  /** Told, naming them, when sessions held the locks the migration asked for longer than lockWaitMs: it tries again. */
+  onLockWait?: (holders: string) => void;
+  /** How long one attempt waits for a lock (MIGRATION_LOCK_WAIT_MS). */
+  lockWaitMs?: number;
 }
+
+/**
+ * How long an attempt at the migrations waits for a lock: every reader of the table it asks for
+ * waits behind it that long at most. Then it waits 1 s, 2 s, 4 s, … up to
+ * MIGRATION_RETRY_MAX_MS between attempts, with nothing queued.
+ */
+export const MIGRATION_LOCK_WAIT_MS = 3000;
+const MIGRATION_RETRY_MAX_MS = 60_000;
+
+/** lock_timeout ran out (SQLSTATE lock_not_available). */
+const LOCK_NOT_AVAILABLE = '55P03';
 
 export async function migrate(db: Db, options: MigrateOptions = {}): Promise<string[]> {
   // Before anything is written: every run migrates first, so none writes into such a database.
@@ -137,27 +162,51 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   // a run waiting for it would wait up to an hour before its run record is even written.
   if (known.every((name) => applied.includes(name))) return [];
   await refuseMigrationLockHeldByReader(db);
-  // On one connection without SYNC_LOCK_TIMEOUT: a migration waits for runs in progress to
-  // commit (they hold their tables for as long as they read), as it always has.
-  const { error, results } = await db.connection().execute(async (connection) => {
-    // Its DDL waits for ACCESS EXCLUSIVE with no bound, and every later reader of the table queues
-    // behind the request: a migration killed while waiting left its session, and the request,
-    // until the lock came; and a role's or database's statement_timeout cancelled the wait for the
-    // runs in progress, failing the migration and every run after it (review DE).
+  const lockWaitMs = options.lockWaitMs ?? MIGRATION_LOCK_WAIT_MS;
+  for (let retryMs = 1000; ; retryMs = Math.min(retryMs * 2, MIGRATION_RETRY_MAX_MS)) {
+    const { error, results } = await migrateOnce(db, provider, lockWaitMs);
+    if (errorCode(error) === LOCK_NOT_AVAILABLE) {
+      // Rolled back whole: the readers queued behind its lock requests go on, and it tries again.
+      const holders = await readCpqLockHolders(queryableOf(db), KYSELY_MIGRATION_LOCK_KEYS).then(describeCpqLockHolders, errorMessage);
+      options.onLockWait?.(holders);
+      await new Promise((resolve) => setTimeout(resolve, retryMs));
+      continue;
+    }
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+      throw new SyncError('database', `migration ${failed} failed: ${errorMessage(error)}`);
+    }
+    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  }
+}
+
+/**
+ * One attempt at the pending migrations, in Kysely's one transaction, on a connection of its own
+ * whose lock requests wait at most `lockWaitMs`. Its DDL asks for ACCESS EXCLUSIVE locks, and while
+ * such a request waits every later reader of that table or view queues behind it: waited for
+ * without a bound, behind a report's open transaction (a REPEATABLE READ session, a pg_dump) or a
+ * run in progress, it held every reporting query of the table for as long as that lasted. So it
+ * gives up soon, rolled back whole, and migrate tries again: a migration still waits for the runs
+ * in progress to commit, as long as they take, but in short turns.
+ */
+async function migrateOnce(db: Db, provider: MigrationProvider, lockWaitMs: number): Promise<MigrationResultSet> {
+  return db.connection().execute(async (connection) => {
+    // A role's or database's statement_timeout cancelled the wait for the runs in progress, failing
+    // the migration and every run after it (review DE); and a migration killed while its request
+    // waited kept its session, and the request, until the lock came (the connection check).
     await prepareHoldingSession(queryableOf(connection));
-    await sql`SET lock_timeout = 0`.execute(connection);
+    await sql.raw(`SET lock_timeout = ${Math.round(lockWaitMs)}`).execute(connection);
+    const outcome = await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq' }).migrateToLatest();
     try {
-      return await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq' }).migrateToLatest();
-    } finally {
       await sql`RESET lock_timeout`.execute(connection);
       await endHoldingSession(queryableOf(connection));
+    } catch (err) {
+      // A connection the migration lost (its session ended, the server restarted) cannot be put
+      // back, and Kysely discards it; its own failure is the one to tell.
+      if (!outcome.error) throw err;
     }
+    return outcome;
   });
-  if (error) {
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new SyncError('database', `migration ${failed} failed: ${errorMessage(error)}`);
-  }
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
 
 /**

@@ -6,7 +6,7 @@ import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
-import { logAhead, migrate } from '../db/migrate.js';
+import { migrateLogged, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
@@ -103,7 +103,7 @@ class SyncRun {
 
   async execute(): Promise<RunResult> {
     const { db, pool, log } = this.deps;
-    await migrate(db, { onAhead: logAhead(log) }).catch(rethrowAsSyncError);
+    await migrate(db, migrateLogged(log)).catch(rethrowAsSyncError);
     const client = await pool.connect().catch(rethrowAsSyncError);
     // Postgres ending the session (a restart) is emitted on the client while we may be waiting on
     // CPQ; unheard, it would crash the process. The next query on the client fails and says so.

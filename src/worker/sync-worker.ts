@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { ConfigError, selectSites, type SiteConfig } from '../config.js';
 import { claimScheduledTick } from '../db/sql/claim-scheduled-tick.js';
-import { logAhead, migrate } from '../db/migrate.js';
+import { migrateLogged, migrate } from '../db/migrate.js';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { readLatestCompanyCounts } from '../db/sql/read-proofs.js';
 import { countAlerts } from '../db/sql/count-alerts.js';
@@ -76,7 +76,7 @@ export class SyncWorker {
   async start(): Promise<void> {
     const { config, log } = this.deps;
     const startedAt = performance.now();
-    await migrate(this.deps.db, { onAhead: logAhead(log) }).catch(rethrowAsSyncError);
+    await migrate(this.deps.db, migrateLogged(log)).catch(rethrowAsSyncError);
     if (config.alerts.webhook) {
       this.alertRetry = setInterval(() => this.retryAlerts(), config.alerts.retryEveryMs);
       this.alertRetry.unref();
