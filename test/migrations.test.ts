@@ -3,6 +3,7 @@ import { createDb, createPool } from '../src/db/database.js';
 import { checkSchema } from '../src/check/database.js';
 import type { Database } from '../src/db/connect.js';
 import { migrate } from '../src/db/migrate.js';
+import { SyncError } from '../src/errors.js';
 import { ALL_MIGRATIONS, migrateBefore } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
@@ -114,6 +115,49 @@ describe("a migration behind a reporting session's open transaction", () => {
     } finally {
       report.release();
       later.release();
+      await pool.end();
+    }
+  });
+});
+
+describe('a migration whose session the server ends', () => {
+  it("fails with one line naming the migration and the server's reason, as a database error; nothing is applied, and the next migrate applies it", async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    await migrateBefore(t, '0019');
+    const report = await t.pool.connect();
+    const pool = createPool(t.url, 2);
+    try {
+      await report.query('BEGIN');
+      await report.query('SELECT count(*) FROM cpq.administrators');
+      const migrated = migrate(createDb(pool), { lockWaitMs: 20_000 });
+      migrated.catch(() => undefined);
+      let ended = false;
+      for (const until = Date.now() + 10_000; !ended && Date.now() < until;) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const rows = await t.query<{ ended: boolean }>(
+          `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND wait_event_type = 'Lock'`,
+        );
+        ended = rows.some((r) => r.ended);
+      }
+      expect(ended).toBe(true);
+      // Before: "Postgres connection has been discarded", an internal error (exit code 1), naming no migration.
+      const failure = await migrated.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failure).toBeInstanceOf(SyncError);
+      expect((failure as SyncError).kind).toBe('database');
+      expect((failure as SyncError).message).toMatch(
+        /^migration 0019_administrators_with_proxy failed: terminating connection due to administrator command; rolled back: no migration of this release was applied$/,
+      );
+      await report.query('COMMIT');
+      expect(await t.query(`SELECT max(name) AS last FROM cpq.kysely_migration`)).toEqual([{ last: '0018_insert_diffs_name_custom_fields' }]);
+      expect(await migrate(t.db)).toContain('0019_administrators_with_proxy');
+    } finally {
+      report.release();
       await pool.end();
     }
   });

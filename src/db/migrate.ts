@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
-import { SyncError, errorCode, errorMessage } from '../errors.js';
+import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
@@ -27,16 +27,36 @@ export function migrationFiles(files: readonly string[]): string[] {
 }
 
 class SqlFileMigrationProvider implements MigrationProvider {
+  /**
+   * The last migration whose SQL failed, and Postgres's error: when the failure lost the connection
+   * (its session ended, the server restarted), Kysely's rollback and lock release on it fail in
+   * turn, and what it returns is only "Postgres connection has been discarded".
+   */
+  private failure: { name: string; error: unknown } | undefined;
+
   constructor(private readonly dir: string) {}
+
+  /** The failure recorded since the last call (see `failure`), forgotten. */
+  takeFailure(): { name: string; error: unknown } | undefined {
+    const failure = this.failure;
+    this.failure = undefined;
+    return failure;
+  }
 
   async getMigrations(): Promise<Record<string, Migration>> {
     const files = migrationFiles(await readdir(this.dir));
     const migrations: Record<string, Migration> = {};
     for (const file of files) {
       const text = await readFile(join(this.dir, file), 'utf8');
-      migrations[file.replace(/\.sql$/, '')] = {
+      const name = file.replace(/\.sql$/, '');
+      migrations[name] = {
         up: async (db) => {
-          await sql.raw(text).execute(db);
+          try {
+            await sql.raw(text).execute(db);
+          } catch (error) {
+            this.failure = { name, error };
+            throw error;
+          }
         },
       };
     }
@@ -164,7 +184,9 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   await refuseMigrationLockHeldByReader(db);
   const lockWaitMs = options.lockWaitMs ?? MIGRATION_LOCK_WAIT_MS;
   for (let retryMs = 1000; ; retryMs = Math.min(retryMs * 2, MIGRATION_RETRY_MAX_MS)) {
-    const { error, results } = await migrateOnce(db, provider, lockWaitMs);
+    const outcome = await migrateOnce(db, provider, lockWaitMs);
+    const failure = provider.takeFailure();
+    const error = failure?.error ?? outcome.error;
     if (errorCode(error) === LOCK_NOT_AVAILABLE) {
       // Rolled back whole: the readers queued behind its lock requests go on, and it tries again.
       const holders = await readCpqLockHolders(queryableOf(db), KYSELY_MIGRATION_LOCK_KEYS).then(describeCpqLockHolders, errorMessage);
@@ -172,11 +194,15 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
       await new Promise((resolve) => setTimeout(resolve, retryMs));
       continue;
     }
-    if (error) {
-      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-      throw new SyncError('database', `migration ${failed} failed: ${errorMessage(error)}`);
+    if (outcome.error) {
+      const failed = failure?.name ?? outcome.results?.find((r) => r.status === 'Error')?.migrationName;
+      // The pending migrations are applied in one transaction: all or none.
+      throw new SyncError(
+        'database',
+        `${failed === undefined ? 'the migrations' : `migration ${failed}`} failed: ${oneLine(errorMessage(error))}; rolled back: no migration of this release was applied`,
+      );
     }
-    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    return (outcome.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
   }
 }
 
