@@ -1,8 +1,11 @@
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { createDb, createPool } from '../src/db/database.js';
 import { checkSchema } from '../src/check/database.js';
 import type { Database } from '../src/db/connect.js';
-import { migrate } from '../src/db/migrate.js';
+import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SyncError } from '../src/errors.js';
 import { ALL_MIGRATIONS, migrateBefore } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
@@ -159,6 +162,44 @@ describe('a migration whose session the server ends', () => {
     } finally {
       report.release();
       await pool.end();
+    }
+  });
+});
+
+describe("a new release's migration that a reporting team's view is in the way of", () => {
+  /** This release's migrations and one more, `0999_next.sql` holding `text`: a later release's. */
+  function nextRelease(text: string): string {
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
+    for (const file of readdirSync(MIGRATIONS_DIR)) cpSync(join(MIGRATIONS_DIR, file), join(dir, file));
+    writeFileSync(join(dir, '0999_next.sql'), text);
+    return dir;
+  }
+
+  it('fails in one line naming the objects that depend on what it changes, and applies nothing', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await t.query(`CREATE SCHEMA reporting`);
+    await t.query(`CREATE VIEW reporting.admin_emails AS SELECT u.email FROM cpq.administrators a JOIN cpq.users u ON u.id = a.user_id`);
+    await t.query(`CREATE VIEW reporting.site_urls AS SELECT name, cpq_url FROM cpq.sites`);
+    const cases = [
+      {
+        sql: 'ALTER TABLE cpq.sites ALTER COLUMN cpq_url TYPE varchar(2000);',
+        message:
+          /^migration 0999_next failed: cannot alter type of a column used by a view or rule \(rule _RETURN on view reporting\.site_urls depends on column "cpq_url"\); rolled back: no migration of this release was applied$/,
+      },
+      {
+        sql: 'DROP VIEW cpq.administrators;',
+        message:
+          /^migration 0999_next failed: cannot drop view cpq\.administrators because other objects depend on it \(view reporting\.admin_emails depends on view cpq\.administrators\); rolled back: no migration of this release was applied$/,
+      },
+    ];
+    for (const { sql, message } of cases) {
+      const dir = nextRelease(sql);
+      try {
+        await expect(migrate(t.db, { dir })).rejects.toThrow(message);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      expect(await t.query(`SELECT count(*)::int AS n FROM cpq.kysely_migration`)).toEqual([{ n: ALL_MIGRATIONS.length }]);
     }
   });
 });

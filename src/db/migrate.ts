@@ -156,6 +156,20 @@ export interface MigrateOptions {
 export const MIGRATION_LOCK_WAIT_MS = 3000;
 const MIGRATION_RETRY_MAX_MS = 60_000;
 
+/**
+ * Postgres's message for a migration's failure, with its DETAIL when that names the objects in the
+ * way: a view, materialized view or rule a reporting team or DBA built on a cpq table or view
+ * (dependent_objects_still_exist; feature_not_supported, as for a column type a view uses). The
+ * message alone named neither. Other details are left out: a constraint's names the key values,
+ * users' logins among them.
+ */
+function migrationErrorMessage(error: unknown): string {
+  const detail = (error as { detail?: unknown } | null | undefined)?.detail;
+  const code = errorCode(error);
+  if (typeof detail !== 'string' || detail === '' || (code !== '2BP01' && code !== '0A000')) return errorMessage(error);
+  return `${errorMessage(error)} (${detail.split('\n').join('; ')})`;
+}
+
 /** lock_timeout ran out (SQLSTATE lock_not_available). */
 const LOCK_NOT_AVAILABLE = '55P03';
 
@@ -199,7 +213,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
       // The pending migrations are applied in one transaction: all or none.
       throw new SyncError(
         'database',
-        `${failed === undefined ? 'the migrations' : `migration ${failed}`} failed: ${oneLine(errorMessage(error))}; rolled back: no migration of this release was applied`,
+        `${failed === undefined ? 'the migrations' : `migration ${failed}`} failed: ${oneLine(migrationErrorMessage(error))}; rolled back: no migration of this release was applied`,
       );
     }
     return (outcome.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
