@@ -6,7 +6,8 @@ import { runSync } from '../src/sync/run.js';
 import { ALL_MIGRATIONS, admin, migrateBefore, type TestDatabase } from './helpers/database.js';
 import { Cleanups, cli, type CliProcess } from './helpers/cli-process.js';
 import { holdRequests } from './helpers/scripted-pages.js';
-import { it } from './helpers/harness.js';
+import { it, snapshotTables } from './helpers/harness.js';
+import { runCheck } from '../src/check/index.js';
 
 /*
  * node-postgres reads timestamptz only from ISO text: under a database's (or role's) DateStyle of
@@ -182,4 +183,37 @@ describe('a database whose sessions are limited (idle_in_transaction_session_tim
       await pool.end();
     }
   });
+});
+
+describe('a database that is read-only to the sync (a standby given by mistake, default_transaction_read_only set by a DBA)', () => {
+  it('every command that writes fails before anything, in one line saying why and what to do; check fails its database step; the next run once writable succeeds', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    expect(await cli(['run'], env)).toMatchObject({ code: 0, stderr: '' });
+    const before = await snapshotTables(h.t);
+    const runs = await h.t.query('SELECT * FROM cpq.sync_runs ORDER BY id');
+    const database = new URL(h.t.url).pathname.slice(1);
+    // From the admin database: a session of this one opened from now on would be read-only itself.
+    await admin((c) => c.query(`ALTER DATABASE ${database} SET default_transaction_read_only = on`));
+    const line =
+      /^cpq-sync: the database is read-only: sessions of role \w+ start read-only \(default_transaction_read_only is on for the database, the role or DATABASE_URL's options\), so nothing can be written: turn it off for this role \(ALTER ROLE \w+ SET default_transaction_read_only = off\) or its database, or point DATABASE_URL at a database the runs may write\n$/;
+    for (const command of [['run'], ['migrate'], ['forget', '--company', '_host', '--login', 'nosuch', '--reason', 'test']]) {
+      const out = await cli(command, env);
+      expect(out.code, command[0]).toBe(6);
+      // Before: "database error: cannot execute UPDATE in a read-only transaction" (SELECT FOR UPDATE for forget), no cause named.
+      expect(out.stderr, command[0]).toMatch(line);
+    }
+    const report = await runCheck({ ...env, LOG_LEVEL: 'silent' });
+    expect(report.ok).toBe(false);
+    const step = report.database?.steps.find((s) => s.step === 'database');
+    expect(step?.status).toBe('fail');
+    expect(step?.detail).toMatch(/; the database is read-only: sessions of role \w+ start read-only/);
+    expect(step?.fix).toMatch(/^turn it off for this role \(ALTER ROLE \w+ SET default_transaction_read_only = off\)/);
+    await admin((c) => c.query(`ALTER DATABASE ${database} RESET default_transaction_read_only`));
+    expect(await snapshotTables(h.t)).toEqual(before);
+    expect(await h.t.query('SELECT * FROM cpq.sync_runs ORDER BY id')).toEqual(runs);
+    expect(await cli(['run'], env)).toMatchObject({ code: 0, stderr: '' });
+  }, 90_000);
 });

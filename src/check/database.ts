@@ -7,6 +7,7 @@ import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrationsProblem, migra
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
+import { readWriteAccess, writeAccessProblem } from '../db/sql/read-only-database.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { outsiderHolder, readSyncLockHolder, runHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
@@ -140,10 +141,14 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
   }
   try {
     const problem = encodingProblem(await readDatabaseEncoding(database.db));
+    // Read-only (a standby, default_transaction_read_only): every run would exit 6 before writing.
+    const readOnly = writeAccessProblem(await readWriteAccess(database.db));
     const steps = [
-      problem === undefined
-        ? pass('database', `reachable: ${database.where}`)
-        : fail('database', `reachable: ${database.where}; ${problem}`, "create the database anew with ENCODING 'UTF8' and point DATABASE_URL at it"),
+      problem !== undefined
+        ? fail('database', `reachable: ${database.where}; ${problem}`, "create the database anew with ENCODING 'UTF8' and point DATABASE_URL at it")
+        : readOnly !== undefined
+          ? fail('database', `reachable: ${database.where}; ${readOnly.problem}`, readOnly.fix)
+          : pass('database', `reachable: ${database.where}`),
     ];
     const guarded = async (step: string, work: () => Promise<StepResult>) => {
       try {

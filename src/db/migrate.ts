@@ -10,6 +10,7 @@ import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encod
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
 import { readSchemaRights } from './sql/read-schema-rights.js';
+import { readWriteAccess, writeAccessProblem } from './sql/read-only-database.js';
 import { describeCpqLockHolders, readCpqLockHolders } from './sql/read-cpq-lock-holders.js';
 import { outsiderHolder, readAdvisoryLockHolder } from './sql/read-sync-lock-holder.js';
 
@@ -177,6 +178,8 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   // Before anything is written: every run migrates first, so none writes into such a database.
   const problem = encodingProblem(await readDatabaseEncoding(db));
   if (problem !== undefined) throw new SyncError('database', problem);
+  const readOnly = writeAccessProblem(await readWriteAccess(db));
+  if (readOnly !== undefined) throw new SyncError('database', `${readOnly.problem}: ${readOnly.fix}`);
   await createSchema(db);
   const provider = new SqlFileMigrationProvider(options.dir ?? MIGRATIONS_DIR);
   // Migrations only ever add, so an older release keeps working on a newer schema; Kysely would
