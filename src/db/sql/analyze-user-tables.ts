@@ -10,7 +10,11 @@ import type pg from 'pg';
  * of 2 s (review DB). Statistics of raw would take seconds. The run records, for the same join.
  */
 export async function analyzeUserTables(client: pg.PoolClient): Promise<void> {
+  // SKIP_LOCKED (Postgres 12 and later): run after the commit, still under the site's sync lock,
+  // it waited for SHARE UPDATE EXCLUSIVE behind a DBA's VACUUM or CREATE INDEX CONCURRENTLY, up to
+  // SYNC_LOCK_TIMEOUT, the run's process held and the site's runs skipped (review DU). A table
+  // skipped (Postgres says so in a notice) is left to autovacuum's next ANALYZE.
   await client.query(
-    'ANALYZE cpq.users (id, site, company_login, login, deleted_at, first_seen_run_id, valid_from), cpq.user_groups, cpq.user_access_permissions, cpq.sync_runs',
+    'ANALYZE (SKIP_LOCKED) cpq.users (id, site, company_login, login, deleted_at, first_seen_run_id, valid_from), cpq.user_groups, cpq.user_access_permissions, cpq.sync_runs',
   );
 }
