@@ -154,6 +154,21 @@ export function isHeaderText(text: string): boolean {
 }
 
 /**
+ * The PL/pgSQL functions outside schema cpq a Postgres error was raised in, innermost first, from
+ * its CONTEXT (`PL/pgSQL function audit.record() line 1 at SQL statement`): a DBA's audit trigger
+ * on a cpq table, written for the default search path, failed every run with Postgres's message
+ * alone (`relation "log" does not exist`), which names no cpq object. Only the function's name:
+ * the context's other lines quote statements and COPY rows, values included. A SQL-language
+ * function's line names no schema, so it cannot be told from cpq's own.
+ */
+function foreignFunctions(err: unknown): string[] {
+  const where = (err as { where?: unknown } | null | undefined)?.where;
+  if (typeof where !== 'string') return [];
+  const names = where.split('\n').flatMap((line) => /^PL\/pgSQL function (\S+?\(.*?\)) line \d+/.exec(line)?.[1] ?? []);
+  return [...new Set(names.filter((name) => !name.startsWith('cpq.')))];
+}
+
+/**
  * A failure that is not a SyncError, classified: 'database' for what Postgres or the connection
  * to it reported, 'internal' for anything else.
  */
@@ -168,7 +183,9 @@ export function toDatabaseOrInternal(err: unknown): SyncError {
     );
   }
   if (errorCode(err) !== undefined || /Connection terminated|not queryable|connection error/i.test(message)) {
-    return new SyncError('database', `database error: ${message}`);
+    const foreign = foreignFunctions(err);
+    const where = foreign.length === 0 ? '' : ` (in function ${foreign.join(', ')}, which is not cpq-sync's: a trigger or rule added to a cpq table?)`;
+    return new SyncError('database', `database error: ${message}${where}`);
   }
   return new SyncError('internal', message);
 }

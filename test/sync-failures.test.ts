@@ -111,6 +111,26 @@ describe('failures', () => {
     expect(err).toHaveProperty('kind', 'data');
   });
 
+  it("a failure inside a DBA's trigger on a cpq table names the trigger's function, not only Postgres's message, and changes nothing", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    // An audit trigger written for the default search_path: the sync's (pg_catalog, pg_temp) finds no "log".
+    await h.t.query(`CREATE SCHEMA audit; CREATE TABLE audit.log (login text)`);
+    await h.t.query(`CREATE FUNCTION audit.record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO log VALUES (NEW.login); RETURN NEW; END $$`);
+    await h.t.query(`CREATE TRIGGER audit_users AFTER UPDATE ON cpq.users FOR EACH ROW EXECUTE FUNCTION audit.record()`);
+    const before = await snapshotTables(h.t);
+    h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { firstName: 'Changed' });
+    const err = await h.syncError();
+    // Before: 'database error: relation "log" does not exist', which no cpq table or view is.
+    const expected = `database error: relation "log" does not exist (in function audit.record(), which is not cpq-sync's: a trigger or rule added to a cpq table?)`;
+    expect(err.message).toBe(expected);
+    expect(err).toHaveProperty('kind', 'database');
+    expect(await h.t.query(`SELECT error FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`)).toEqual([{ error: expected }]);
+    expect(await snapshotTables(h.t)).toEqual(before);
+  });
+
   it('records a short read (fewer rows than totalResults) as a warning', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     let n = 0;
