@@ -163,6 +163,43 @@ describe('process faults', () => {
     await expectInSync({ sim, t, config });
   }, 90_000);
 
+  it('Postgres down for 8 s mid-run (a crash recovery, a failover): the run waits for it to record why it failed, instead of leaving its record running (review DU)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-down-'));
+    await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const port = await freePort();
+    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
+    let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
+    cleanups.push(() => server?.stop());
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    // A lookback that reads every user again: the run has pages to read after the one held.
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d' };
+    expect((await cli(['run'], env)).code).toBe(0);
+    changeCpq(sim);
+
+    const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
+    const run = spawnCli(['run'], env);
+    await held.reached;
+    await run.waitForLine(isPage);
+    await server.stop();
+    server = undefined;
+    await new Promise((resolve) => setTimeout(resolve, 8000));
+    server = await startEmbeddedPostgres(pgOptions);
+    held.release();
+    const out = await run.exited;
+    expect(out.code).toBe(6);
+    const pool = createPool(server.url, 1);
+    cleanups.push(() => pool.end());
+    // Before: tried 1 s and 3 s after the failure, then given up: the record stayed `running` until the
+    // next run marked it abandoned ("the process running it stopped"), its cause lost.
+    expect((await pool.query(`SELECT status, error FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`)).rows).toEqual([
+      { status: 'failed', error: out.stderr.replace(/^cpq-sync: /, '').trim() },
+    ]);
+  }, 90_000);
+
   it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
     startHarness,
   }) => {

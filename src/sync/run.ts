@@ -255,12 +255,14 @@ class SyncRun {
 
   /**
    * Records the failed run (`finish`: finishRun, false when the record was not written: the run's
-   * commit went through after all). Tried again after 1 s and 3 s when the connection was lost: a server restarting
-   * refused the one try, and the run was later recorded "abandoned: its process stopped", its
-   * cause lost. A record that cannot be written is logged, and counts as written.
+   * commit went through after all). Tried again when the connection was lost, for up to half a
+   * minute: a server restarting refused the one try, and the run was later recorded "abandoned:
+   * its process stopped", its cause lost; tries 1 s and 3 s after were still too soon for a
+   * server down 8 s (a crash recovery, a failover), and the record stayed `running` (review DU).
+   * A record that cannot be written is logged, and counts as written.
    */
   private async recordFailure(log: Logger, finish: () => Promise<boolean>): Promise<boolean> {
-    const waits = this.connectionLost === undefined ? [] : [1000, 3000];
+    const waits = this.connectionLost === undefined ? [] : [1000, 2000, 4000, 8000, 15_000];
     for (;;) {
       try {
         return await finish();
