@@ -204,6 +204,45 @@ describe("a new release's migration that a reporting team's view is in the way o
   });
 });
 
+describe('a migration behind sessions that never all let go at once', () => {
+  it('tries in short turns for its patience, then waits in the queue and is applied while they go on', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await migrateBefore(t, '0019');
+    // Two reports taking turns on the view 0019 replaces, each open 1.2 s and begun before the
+    // other ends (an older release's runs of two sites, back to back): some session always holds
+    // it, so an attempt that gives up after a short wait never gets it.
+    const reports = [await t.pool.connect(), await t.pool.connect()];
+    const pool = createPool(t.url, 2);
+    let stop = false;
+    const turns = reports.map(async (report, k) => {
+      await new Promise((resolve) => setTimeout(resolve, k * 600));
+      while (!stop) {
+        await report.query('BEGIN');
+        await report.query('SELECT count(*) FROM cpq.administrators');
+        await new Promise((resolve) => setTimeout(resolve, 1200));
+        await report.query('COMMIT');
+      }
+    });
+    try {
+      const nexts: string[] = [];
+      const started = Date.now();
+      const migrated = await Promise.race([
+        migrate(createDb(pool), { lockWaitMs: 100, patienceMs: 2000, onLockWait: (_, next) => nexts.push(next) }),
+        new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`still not migrated after 20 s (tries: ${nexts.join(', ')})`)), 20_000)),
+      ]);
+      expect(migrated).toContain('0019_administrators_with_proxy');
+      expect(nexts[0]).toBe('retry');
+      expect(nexts.at(-1)).toBe('queue');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    } finally {
+      stop = true;
+      await Promise.all(turns);
+      for (const report of reports) report.release();
+      await pool.end();
+    }
+  });
+});
+
 describe('migrating an empty database from several processes at once', () => {
   it("succeeds in each (two sites' first runs): creating schema cpq at once is no failure", async ({ createDatabase }) => {
     const t = await createDatabase();

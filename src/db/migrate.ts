@@ -117,8 +117,13 @@ export function logAhead(log: Logger): (unknown: string[]) => void {
 export function migrateLogged(log: Logger): MigrateOptions {
   return {
     onAhead: logAhead(log),
-    onLockWait: (holders) =>
-      log.warn({ holders }, 'the migrations wait for the sessions holding the cpq tables (holders); trying again, with no reader held behind them meanwhile'),
+    onLockWait: (holders, next) =>
+      log.warn(
+        { holders },
+        next === 'retry'
+          ? 'the migrations wait for the sessions holding the cpq tables (holders); trying again, with no reader held behind them meanwhile'
+          : 'the migrations wait for the sessions holding the cpq tables (holders); tried in short turns for 10 minutes, they now wait as long as it takes, and readers of those tables queue behind them',
+      ),
   };
 }
 
@@ -143,10 +148,15 @@ export interface MigrateOptions {
   dir?: string;
   /** Told when the database is ahead of this release and migrating was skipped. */
   onAhead?: (unknown: string[]) => void;
-  /** Told, naming them, when sessions held the locks the migration asked for longer than lockWaitMs: it tries again. */
-  onLockWait?: (holders: string) => void;
+  /**
+   * Told, naming them, when sessions held the locks the migration asked for longer than lockWaitMs:
+   * it tries again, in a short turn (`retry`) or, past patienceMs, waiting as long as it takes (`queue`).
+   */
+  onLockWait?: (holders: string, next: 'retry' | 'queue') => void;
   /** How long one attempt waits for a lock (MIGRATION_LOCK_WAIT_MS). */
   lockWaitMs?: number;
+  /** How long it tries in short turns before it waits without a bound (MIGRATION_PATIENCE_MS). */
+  patienceMs?: number;
 }
 
 /**
@@ -156,6 +166,15 @@ export interface MigrateOptions {
  */
 export const MIGRATION_LOCK_WAIT_MS = 3000;
 const MIGRATION_RETRY_MAX_MS = 60_000;
+
+/**
+ * How long the migrations try in short turns before an attempt waits for its locks without a
+ * bound, queued as they always were: short turns never get a lock that some session always holds
+ * (the runs of several sites by an older release's workers in a rolling upgrade, one starting
+ * before the last ends), and every worker of this release waits on the migrations. Readers then
+ * queue behind the request again, only after this long.
+ */
+export const MIGRATION_PATIENCE_MS = 10 * 60_000;
 
 /**
  * Postgres's message for a migration's failure, with its DETAIL when that names the objects in the
@@ -200,15 +219,18 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   if (known.every((name) => applied.includes(name))) return [];
   await refuseMigrationLockHeldByReader(db);
   const lockWaitMs = options.lockWaitMs ?? MIGRATION_LOCK_WAIT_MS;
+  const queueFrom = Date.now() + (options.patienceMs ?? MIGRATION_PATIENCE_MS);
   for (let retryMs = 1000; ; retryMs = Math.min(retryMs * 2, MIGRATION_RETRY_MAX_MS)) {
-    const outcome = await migrateOnce(db, provider, lockWaitMs);
+    // lock_timeout 0 once patience ran out: this attempt waits as long as it takes.
+    const outcome = await migrateOnce(db, provider, Date.now() < queueFrom ? lockWaitMs : 0);
     const failure = provider.takeFailure();
     const error = failure?.error ?? outcome.error;
     if (errorCode(error) === LOCK_NOT_AVAILABLE) {
       // Rolled back whole: the readers queued behind its lock requests go on, and it tries again.
       const holders = await readCpqLockHolders(queryableOf(db), KYSELY_MIGRATION_LOCK_KEYS).then(describeCpqLockHolders, errorMessage);
-      options.onLockWait?.(holders);
-      await new Promise((resolve) => setTimeout(resolve, retryMs));
+      const wait = Math.min(retryMs, Math.max(0, queueFrom - Date.now()));
+      options.onLockWait?.(holders, Date.now() + wait < queueFrom ? 'retry' : 'queue');
+      await new Promise((resolve) => setTimeout(resolve, wait));
       continue;
     }
     if (outcome.error) {
@@ -225,7 +247,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
 
 /**
  * One attempt at the pending migrations, in Kysely's one transaction, on a connection of its own
- * whose lock requests wait at most `lockWaitMs`. Its DDL asks for ACCESS EXCLUSIVE locks, and while
+ * whose lock requests wait at most `lockWaitMs` (0: as long as it takes). Its DDL asks for ACCESS EXCLUSIVE locks, and while
  * such a request waits every later reader of that table or view queues behind it: waited for
  * without a bound, behind a report's open transaction (a REPEATABLE READ session, a pg_dump) or a
  * run in progress, it held every reporting query of the table for as long as that lasted. So it
