@@ -102,6 +102,25 @@ describe('a database whose sessions are limited (idle_in_transaction_session_tim
     expect(await h.t.query(`SELECT status, users_inserted FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded', users_inserted: 30 }]);
   }, 90_000);
 
+  it('a run whose transaction lasts longer than transaction_timeout (Postgres 17 and later) succeeds', async ({ startHarness, skip }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    const version = (await h.t.query<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`))[0]!.version;
+    skip(version < 170000, `transaction_timeout came with Postgres 17; this server is ${String(version)}`);
+    await limit(h.t, 'transaction_timeout');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_PAGE_SIZE: '10', CPQ_KEY_RANGES: '1' };
+    const held = holdRequests(h.sim, 2);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run'], env);
+    await held.reached;
+    await run.waitForLine((l) => l.msg === 'page read');
+    await outlasted(h.t, run, `xact_start IS NOT NULL AND now() - xact_start > interval '3 s'`);
+    held.release();
+    const out = await run.exited;
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(await h.t.query(`SELECT status, users_inserted FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded', users_inserted: 30 }]);
+  }, 90_000);
+
   it("a run whose commit waits for another site's longer than statement_timeout succeeds", async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
     await limit(h.t, 'statement_timeout');

@@ -20,7 +20,8 @@ import type { Queryable } from '../compiled-query.js';
  * against any slow CPQ); its statements, forget's and a migration's wait for locks as long as
  * SYNC_LOCK_TIMEOUT allows, or without a bound for a migration (statement_timeout cancelled them
  * first); and a session ended while idle between statements (idle_session_timeout, 14 and later)
- * lets go of the site's sync lock under a run still going. What bounds such a session instead:
+ * lets go of the site's sync lock under a run still going; a transaction ended past a set length
+ * (transaction_timeout, 17 and later) ended every run longer than it. What bounds such a session instead:
  * SYNC_LOCK_TIMEOUT, CPQ's timeouts, and this connection check and TCP keepalives once its process
  * is gone. Other sessions (a reporting login's, `snapshot`'s, /readyz's) keep the limits they are given.
  */
@@ -28,6 +29,7 @@ export async function prepareHoldingSession(on: Queryable): Promise<void> {
   await on.query(`SELECT pg_catalog.set_config('statement_timeout', '0', false), pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)`);
   await watchClientConnection(on);
   await on.query(`SELECT pg_catalog.set_config('idle_session_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000`);
+  await on.query(`SELECT pg_catalog.set_config('transaction_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 170000`);
 }
 
 /**
@@ -50,7 +52,7 @@ export async function watchClientConnection(on: Queryable): Promise<void> {
 export async function endHoldingSession(on: Queryable): Promise<void> {
   await on.query(
     `SELECT pg_catalog.set_config(name, reset_val, false) FROM pg_catalog.pg_settings
-      WHERE name IN ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout', 'client_connection_check_interval')`,
+      WHERE name IN ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout', 'transaction_timeout', 'client_connection_check_interval')`,
   );
 }
 
