@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseConnectionUrl } from './connection-url.js';
 
 /*
  * The environment variables and how each is read: their defaults, and the rule each value must
@@ -93,7 +94,7 @@ const optionalText = z
 
 export const envSchema = z.object({
   // Checked here, as CPQ_BASE_URL is, so that a URL Node cannot read (a port above 65535) is bad configuration, named, not a database failure; never echoed (it may hold a password).
-  DATABASE_URL: optionalText.refine((v) => v === undefined || !/^postgres(ql)?:/i.test(v) || URL.canParse(v), {
+  DATABASE_URL: optionalText.refine((v) => v === undefined || !/^postgres(ql)?:/i.test(v) || parseConnectionUrl(v) !== undefined, {
     error: 'is not a URL Node can read (a port above 65535, a space in the host, a password with an unescaped @ or /?)',
   }),
   // Empty is unset: '' would put the embedded database in ./pg, a new and empty one.

@@ -4,6 +4,7 @@ import dotenv from 'dotenv';
 import { ConfigError, type AppConfig } from './config.js';
 import { flagValue } from './config-env.js';
 import { foreignWriterOfOpened } from './foreign-writer.js';
+import { parseConnectionUrl } from './connection-url.js';
 
 /** What the last loadDotenvFile found wrong but not bad enough to refuse. */
 const warnings: string[] = [];
@@ -22,9 +23,8 @@ function holdsSecret(name: string, value: string): boolean {
   // A webhook URL is a credential (Slack's hold their token), whatever it holds.
   if (name === 'ALERT_WEBHOOK_URL') return true;
   if (SECRET_NAME.test(name) && !/_(FILE|URL)$/i.test(name)) return true;
-  if (!URL.canParse(value)) return false;
-  const url = new URL(value);
-  return url.password !== '' || url.searchParams.has('password');
+  const url = parseConnectionUrl(value);
+  return url !== undefined && (url.password !== '' || url.searchParams.has('password'));
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { parseConnectionUrl, urlText } from '../connection-url.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -13,16 +14,13 @@ const SECRET_PARAM = /pass|pwd|secret|token|key|auth|cred/i;
 
 /** Hides the password of a connection string, in its user part and its query string, for logs and errors. */
 export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    for (const name of [...new Set(parsed.searchParams.keys())]) {
-      if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, '***');
-    }
-    return parsed.toString();
-  } catch {
-    return '(unparseable connection string)';
+  const parsed = parseConnectionUrl(url);
+  if (parsed === undefined) return '(unparseable connection string)';
+  if (parsed.password) parsed.password = '***';
+  for (const name of [...new Set(parsed.searchParams.keys())]) {
+    if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, '***');
   }
+  return urlText(parsed);
 }
 
 /**

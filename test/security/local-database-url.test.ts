@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { redactUrl } from '../../src/db/database.js';
 import { cli } from '../helpers/cli-process.js';
@@ -47,5 +49,33 @@ describe("a password in DATABASE_URL's query string", () => {
       'postgres://u:***@db:5432/w?PASSWORD=***&sslpassword=***&sslmode=require&password=***',
     );
     expect(redactUrl('postgres://db/w?sslmode=verify-full&host=%2Fvar%2Frun')).toBe('postgres://db/w?sslmode=verify-full&host=%2Fvar%2Frun');
+  });
+});
+
+describe('DATABASE_URL in the socket form with an empty host (postgres://user:pw@/db?host=/run/postgresql)', () => {
+  it('is read as node-postgres reads it: `migrate` connects through the socket, and names the database with the password hidden', async ({
+    createDatabase,
+    skip,
+  }) => {
+    const t = await createDatabase();
+    const given = new URL(t.url);
+    // The server's own socket folder (the embedded one's private folder; none reachable in a container).
+    const folder = (await t.query<{ dirs: string }>(`SELECT current_setting('unix_socket_directories') AS dirs`))[0]!.dirs.split(',')[0]!.trim();
+    const port = (await t.query<{ port: string }>(`SELECT current_setting('port') AS port`))[0]!.port;
+    skip(!existsSync(join(folder, `.s.PGSQL.${port}`)), `the test server has no socket this process can reach (${folder || 'none'})`);
+    const password = decodeURIComponent(given.password);
+    expect(password.length).toBeGreaterThan(3);
+    const url = `postgres://${given.username}:${given.password}@${given.pathname}?host=${encodeURIComponent(folder)}&port=${port}`;
+    const out = await cli(['migrate'], { DATABASE_URL: url });
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`postgres://${given.username}:***@${given.pathname}?host=`);
+    expect(out.stdout + out.stderr).not.toContain(password);
+  });
+
+  it('redactUrl hides its password and keeps its empty host', () => {
+    expect(redactUrl('postgres://sync:S3cret@/warehouse?host=/run/postgresql&password=x')).toBe(
+      'postgres://sync:***@/warehouse?host=%2Frun%2Fpostgresql&password=***',
+    );
   });
 });

@@ -73,6 +73,12 @@ describe('.env in the working directory', () => {
     );
     await chmod(file, 0o644);
     expect((await status(cwd)).stderr).not.toMatch(/other users can read it/);
+    // The socket form, whose empty host the URL standard refuses, holds a password too.
+    await writeFile(file, `DATABASE_URL=postgres://sync:sock-Pw8@/cpq?host=/run/postgresql\n`);
+    await chmod(file, 0o644);
+    const socketForm = await status(cwd);
+    expect(socketForm.stderr).toMatch(/\.env holds DATABASE_URL and other users can read it \(mode 644\)/);
+    expect(socketForm.stdout + socketForm.stderr).not.toContain('sock-Pw8');
   });
 
   it('is refused, with one line and exit code 2, when its group or every user can write it', async () => {
