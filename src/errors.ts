@@ -169,6 +169,12 @@ function foreignFunctions(err: unknown): string[] {
 }
 
 /**
+ * Node's codes for a connection to Postgres that broke under an open session (the server stopped or
+ * restarted, a network failure): `read ECONNRESET` alone did not say the database went away (review DU).
+ */
+const LOST_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+
+/**
  * A failure that is not a SyncError, classified: 'database' for what Postgres or the connection
  * to it reported, 'internal' for anything else.
  */
@@ -180,6 +186,12 @@ export function toDatabaseOrInternal(err: unknown): SyncError {
     return new SyncError(
       'database',
       `database error: ${message}: a statement waited longer than SYNC_LOCK_TIMEOUT for a lock on the cpq tables, held or queued for by another session (pg_locks, pg_blocking_pids); nothing was changed`,
+    );
+  }
+  if (LOST_CONNECTION_CODES.has(errorCode(err) ?? '') || /^Connection terminated unexpectedly$/.test(message)) {
+    return new SyncError(
+      'database',
+      `database error: lost the connection to Postgres (${message}): the server stopped, restarted or ended this session, and rolled back what was not committed`,
     );
   }
   if (errorCode(err) !== undefined || /Connection terminated|not queryable|connection error/i.test(message)) {

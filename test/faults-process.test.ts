@@ -191,6 +191,9 @@ describe('process faults', () => {
     held.release();
     const out = await run.exited;
     expect(out.code).toBe(6);
+    expect(out.stderr).toMatch(
+      /^cpq-sync: database error: lost the connection to Postgres \([^)]+\): the server stopped, restarted or ended this session, and rolled back what was not committed\n$/,
+    );
     const pool = createPool(server.url, 1);
     cleanups.push(() => pool.end());
     // Before: tried 1 s and 3 s after the failure, then given up: the record stayed `running` until the
