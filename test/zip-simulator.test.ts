@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
-import type { CpqSimulator, ZipExportOptions } from '../src/simulator/index.js';
+import { RawJson, type CpqSimulator, type ZipExportOptions } from '../src/simulator/index.js';
 import { ZipTestBed } from './helpers/zip.js';
 
 /*
@@ -84,6 +84,25 @@ describe('simulator zip export', () => {
     expect(row).toMatch(new RegExp(`^${String(user.login)},`));
     const groups = ((user.groups as { items?: { variableName: string }[] }).items ?? []).map((g) => g.variableName).join(';');
     expect(row).toContain(groups);
+  });
+
+  it('writes an exact number literal (RawJson) as one CSV cell, as written, not as an object of dotted columns', async () => {
+    sim.addUser(
+      'partner1',
+      { login: 'zz-exact', id: new RawJson('3024590297.0'), status: { value: new RawJson('1E0'), displayValue: 'Active' } },
+      { exact: true },
+    );
+    try {
+      const file = await exportOf({ entries: [{ format: 'csv' }] }, 'partner1');
+      const lines = readEntry(file, 'users.csv').split('\r\n');
+      const header = lines[0]!.split(',');
+      const row = lines.find((line) => line.startsWith('zz-exact,'))!.split(',');
+      expect(header.filter((column) => column.endsWith('.text'))).toEqual([]);
+      expect(row[header.indexOf('id')]).toBe('3024590297.0');
+      expect(row[header.indexOf('status.value')]).toBe('1E0');
+    } finally {
+      sim.deleteUser('partner1', 'zz-exact');
+    }
   });
 
   const valid: [string, ZipExportOptions, [string, number][]][] = [

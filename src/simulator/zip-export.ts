@@ -84,7 +84,9 @@ function* jsonLinesContent(users: readonly StoredUser[], wire: (user: StoredUser
 
 // ------------------------------------------------------------------ CSV
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v);
+// An exact number literal (RawJson, LosslessNumber) is one cell, not an object of dotted columns.
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !isLosslessNumber(v) && !(v instanceof RawJson);
 
 /** Header spellings the CSV uses when drift is on, to exercise case-insensitive names and aliases. */
 const CSV_HEADER_DRIFT: Record<string, string> = {
