@@ -142,52 +142,135 @@ export const anyJson: fc.Arbitrary<Json> = fc.letrec<{ value: Json }>((tie) => (
 // ------------------------------------------------------------------ documented fields
 
 /**
- * A fraction of a second as ISO-8601 writes it: none, milliseconds, microseconds, or nine digits
- * whose last three are zeros (all that Postgres can store exactly).
+ * A fraction of a second as ISO-8601 writes it: none, or one to nine digits whose digits past the
+ * sixth are zeros (all that Postgres can store exactly; finer ones are refused, see valueFor).
  */
 const secondFraction: fc.Arbitrary<string> = fc.oneof(
   fc.constant(''),
   fc.integer({ min: 0, max: 999 }).map((n) => `.${String(n).padStart(3, '0')}`),
   fc.integer({ min: 0, max: 999_999 }).map((n) => `.${String(n).padStart(6, '0')}`),
-  fc.integer({ min: 0, max: 999_999 }).map((n) => `.${String(n).padStart(6, '0')}000`),
+  fc
+    .tuple(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 999_999 }), fc.integer({ min: 0, max: 3 }))
+    .map(([width, n, zeros]) => `.${String(n).padStart(6, '0').slice(0, width)}${'0'.repeat(zeros)}`),
 );
 
-/** An ISO-8601 date-time in each form CPQ could send: a fraction of a second or none, Z or an offset (±hh, ±hhmm, ±hh:mm). */
-export const isoDateTime: fc.Arbitrary<string> = fc
-  .tuple(
-    fc.date({ min: new Date('1971-01-01T00:00:00Z'), max: new Date('2099-12-31T23:59:59Z'), noInvalidDate: true }),
-    secondFraction,
-    fc.oneof(
-      fc.constant('Z'),
-      fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 14 }), fc.constantFrom(0, 30, 45), fc.constantFrom('', ':', 'hours only')),
+/**
+ * An ISO-8601 date-time in each form CPQ could send: seconds or none, a fraction of a second or
+ * none, Z (either case), an offset (±hh, ±hhmm, ±hh:mm) or no zone at all (UTC, as CPQ documents
+ * its times); and days at the edges of what Postgres and the calendar allow.
+ */
+export const isoDateTime: fc.Arbitrary<string> = fc.oneof(
+  {
+    weight: 12,
+    arbitrary: fc
+      .tuple(
+        fc.date({ min: new Date('1971-01-01T00:00:00Z'), max: new Date('2099-12-31T23:59:59Z'), noInvalidDate: true }),
+        secondFraction,
+        fc.boolean(),
+        fc.oneof(
+          { weight: 3, arbitrary: fc.constantFrom('Z', 'z', '') },
+          {
+            weight: 2,
+            arbitrary: fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 14 }), fc.constantFrom(0, 30, 45), fc.constantFrom('', ':', 'hours only')),
+          },
+        ),
+      )
+      .map(([date, fraction, withSeconds, zone]) => {
+        // A time without seconds has no fraction either.
+        const clock = (local: string) => (withSeconds || fraction !== '' ? `${local.slice(0, 19)}${fraction}` : local.slice(0, 16));
+        if (typeof zone === 'string') return `${clock(date.toISOString())}${zone}`;
+        const [sign, hours, withMinutes, style] = zone;
+        const minutes = style === 'hours only' ? 0 : withMinutes;
+        const offsetMinutes = (sign === '-' ? -1 : 1) * (hours * 60 + minutes);
+        const local = new Date(date.getTime() + offsetMinutes * 60_000).toISOString(); // the wall-clock time at that offset
+        const hh = String(hours).padStart(2, '0');
+        const zoneText = style === 'hours only' ? `${sign}${hh}` : `${sign}${hh}${style}${String(minutes).padStart(2, '0')}`;
+        return `${clock(local)}${zoneText}`;
+      }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '0001-01-01T00:00:00Z',
+      '9999-12-31T23:59:59.999999Z',
+      '1969-12-31T23:59:59.999999Z',
+      '1900-01-01T00:00:00-00:00',
+      '2024-02-29T12:00:00+14:00',
+      '2025-06-30T24:00:00Z',
+      '2000-01-01T00:00:00.000000000+00',
     ),
-  )
-  .map(([date, fraction, zone]) => {
-    if (zone === 'Z') return `${date.toISOString().slice(0, 19)}${fraction}Z`;
-    const [sign, hours, withMinutes, style] = zone;
-    const minutes = style === 'hours only' ? 0 : withMinutes;
-    const offsetMinutes = (sign === '-' ? -1 : 1) * (hours * 60 + minutes);
-    const local = new Date(date.getTime() + offsetMinutes * 60_000).toISOString(); // the wall-clock time at that offset
-    const hh = String(hours).padStart(2, '0');
-    const zoneText = style === 'hours only' ? `${sign}${hh}` : `${sign}${hh}${style}${String(minutes).padStart(2, '0')}`;
-    return `${local.slice(0, 19)}${fraction}${zoneText}`;
-  });
+  },
+);
 
-const int64Text = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String);
-const pastInt64Text = fc.oneof(fc.bigInt({ min: 2n ** 63n, max: 2n ** 70n }), fc.bigInt({ min: -(2n ** 70n), max: -(2n ** 63n) - 1n })).map(String);
+/** Whole numbers written otherwise than as digits alone: 12 as 12.0, 1.2E1, 1200e-2, "12" with spaces... */
+function wholeNotation(n: bigint): fc.Arbitrary<string> {
+  const sign = n < 0n ? '-' : '';
+  const d = (n < 0n ? -n : n).toString();
+  const mantissa = d.length > 1 ? `${d[0]}.${d.slice(1)}` : d;
+  return fc.constantFrom(
+    `${sign}${d}.0`,
+    `${sign}${d}.000`,
+    `${sign}${d}e0`,
+    `${sign}${d}E+0`,
+    `${sign}${d === '0' ? '0' : `${d}00`}e-2`,
+    `${sign}${mantissa}E${d.length - 1}`,
+    `${sign}${mantissa}e+${d.length - 1}`,
+    `${sign}${d === '0' ? '0.000E-3' : `0.${d}e${d.length}`}`,
+  );
+}
+
+/** A JSON number literal for a whole number in [min, max], in any notation; the zeros of every sign and form often. */
+function wholeLiteral(min: bigint, max: bigint): fc.Arbitrary<string> {
+  return fc.oneof(
+    { weight: 3, arbitrary: fc.bigInt({ min, max }).chain(wholeNotation) },
+    { weight: 1, arbitrary: fc.constantFrom('-0', '-0.0', '0e5', '0.0', '-0E-7') },
+  );
+}
+
+/** A value no whole-number column takes: a fraction, a number past the column, or text that is no integer. */
+function notWhole(min: bigint, max: bigint): fc.Arbitrary<Json> {
+  return fc.oneof(
+    fc.constantFrom('1.5', '1e-1', '-0.000001', '12.30000000000000000001').map(num),
+    fc.oneof(fc.constant(max + 1n), fc.constant(min - 1n), fc.bigInt({ min: max + 1n, max: max * 4n })).chain((n) => wholeNotation(n).map(num)),
+    fc.constantFrom<Json>('1e2', '+5', '0x10', '1,000', '\uff11\uff12', '12abc', true, {}, [num('1')]),
+  );
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const INT32_MIN = -(2n ** 31n);
+const INT32_MAX = 2n ** 31n - 1n;
+const int64Text = fc.bigInt({ min: INT64_MIN, max: INT64_MAX }).map(String);
 
 /** A documented field's value, and whether it breaks the documented rule (the record is refused). */
 export interface FieldValue {
   value: Json;
+  /** The field the run's error names: the canonical name, a part (`status.value`), or `key` for the key the value is sent under. */
   refused?: string;
 }
 
+/** Text as a text column takes it: any string, or a number (stored as written) or true/false. */
+const textValue: fc.Arbitrary<Json> = fc.oneof(
+  { weight: 10, arbitrary: anyText },
+  { weight: 1, arbitrary: numberLiteral.map(num) },
+  { weight: 1, arbitrary: fc.boolean() },
+);
+
+/** A string Postgres cannot store, as CPQ can send it in JSON (`\u0000`, a lone `\ud800`). */
+const unstorableText: fc.Arbitrary<string> = fc
+  .tuple(anyText, fc.constantFrom('\u0000', '\ud800', '\udfff', 'a\udc00b', '\u0000\ud800'), anyText)
+  .map(([a, bad, b]) => a + bad + b);
+
+/** Whether a string holds an unpaired UTF-16 surrogate. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A field's value as CPQ may send it, by the documented rules (valueFor's values all load). */
 function valueFor(spec: UserField): fc.Arbitrary<FieldValue> {
   const ok = (a: fc.Arbitrary<Json>) => a.map((value) => ({ value }));
   const nullish = ok(fc.constant(null));
   switch (spec.kind) {
     case 'text':
-      return fc.oneof({ weight: 8, arbitrary: ok(anyText) }, { weight: 1, arbitrary: nullish });
+      return fc.oneof({ weight: 8, arbitrary: ok(textValue) }, { weight: 1, arbitrary: nullish });
     case 'boolean':
       return fc.oneof(
         { weight: 6, arbitrary: ok(fc.boolean()) },
@@ -196,26 +279,80 @@ function valueFor(spec: UserField): fc.Arbitrary<FieldValue> {
       );
     case 'bigint':
       return fc.oneof(
-        { weight: 8, arbitrary: ok(int64Text.map(num)) },
-        { weight: 1, arbitrary: ok(int64Text) },
+        { weight: 6, arbitrary: ok(int64Text.map(num)) },
+        { weight: 2, arbitrary: ok(wholeLiteral(INT64_MIN, INT64_MAX).map(num)) },
+        {
+          weight: 1,
+          arbitrary: ok(
+            fc.oneof(
+              int64Text,
+              int64Text.map((t) => ` ${t}\t`),
+              fc.constantFrom('', '-0', '007'),
+            ),
+          ),
+        },
         { weight: 1, arbitrary: nullish },
-        { weight: 1, arbitrary: pastInt64Text.map((d) => ({ value: num(d), refused: spec.field })) },
       );
     case 'timestamp':
-      return fc.oneof(
-        { weight: 8, arbitrary: ok(isoDateTime) },
-        { weight: 1, arbitrary: nullish },
-        // Finer than microseconds, not zeros: refused rather than rounded.
-        { weight: 1, arbitrary: fc.integer({ min: 1, max: 9 }).map((n) => ({ value: `2025-01-01T00:00:00.123456${n}Z`, refused: spec.field })) },
-      );
+      return fc.oneof({ weight: 8, arbitrary: ok(isoDateTime) }, { weight: 1, arbitrary: ok(fc.constantFrom(null, '')) });
     case 'choiceText':
     case 'choiceInt': {
-      const value: fc.Arbitrary<Json> = spec.kind === 'choiceText' ? anyText : fc.integer().map((n) => num(String(n)));
+      const value: fc.Arbitrary<Json> =
+        spec.kind === 'choiceText'
+          ? textValue
+          : fc.oneof({ weight: 4, arbitrary: fc.integer().map((n) => num(String(n))) }, { weight: 1, arbitrary: wholeLiteral(INT32_MIN, INT32_MAX).map(num) });
       return fc.oneof(
-        { weight: 6, arbitrary: ok(fc.record({ value, displayValue: fc.oneof(anyText, fc.constant(null)) }, { requiredKeys: ['value'] })) },
+        { weight: 6, arbitrary: ok(fc.record({ value, displayValue: fc.oneof(textValue, fc.constant(null)) }, { requiredKeys: ['value'] })) },
         { weight: 1, arbitrary: ok(value) },
         { weight: 1, arbitrary: nullish },
       );
+    }
+  }
+}
+
+/** A value of a field that breaks the documented rules, and the field the run's error must name. */
+function brokenValueFor(spec: UserField): fc.Arbitrary<FieldValue> {
+  const refused = (a: fc.Arbitrary<Json>, field = spec.field) => a.map((value) => ({ value, refused: field }));
+  // A NUL fails the reader (by the field's name); a lone surrogate the check of raw (by the key it is sent under).
+  const unstorable = (field: string, key: string) =>
+    unstorableText.map((value): FieldValue => ({ value, refused: value.includes('\u0000') || !LONE_SURROGATE.test(value) ? field : key }));
+  switch (spec.kind) {
+    case 'text':
+      return fc.oneof(refused(fc.constantFrom<Json>({}, [], { value: 'x' }, ['a'])), unstorable(spec.field, 'key'));
+    case 'boolean':
+      return refused(fc.constantFrom<Json>('TRUE', 'yes', '', num('1'), num('0'), {}, []));
+    case 'bigint':
+      return refused(notWhole(INT64_MIN, INT64_MAX));
+    case 'timestamp':
+      return refused(
+        fc.oneof(
+          // Finer than microseconds, not zeros: refused rather than rounded.
+          fc.integer({ min: 1, max: 9 }).map((n) => `2025-01-01T00:00:00.123456${n}Z`),
+          fc.constantFrom<Json>(
+            '2025-02-30T00:00:00Z',
+            '1900-02-29T00:00:00Z',
+            '2025-01-01',
+            '2025-01-01T10:00:60Z',
+            '2025-01-01 10:00:00Z',
+            '0000-01-01T00:00:00Z',
+            '9999-12-31T23:59:59-01:00',
+            'yesterday',
+            num('1735689600000'),
+            {},
+          ),
+        ),
+      );
+    case 'choiceText':
+    case 'choiceInt': {
+      const part = `${spec.field}.value`;
+      const bad: fc.Arbitrary<FieldValue> =
+        spec.kind === 'choiceInt'
+          ? refused(notWhole(INT32_MIN, INT32_MAX), part)
+          : fc.oneof(refused(fc.constantFrom<Json>({}, ['a']), part), unstorable(part, 'key.value'));
+      // Bare, the value is the field itself: a lone surrogate is then named by the key alone.
+      return fc
+        .tuple(bad, fc.boolean())
+        .map(([v, bare]) => (bare ? { ...v, refused: v.refused === 'key.value' ? 'key' : v.refused } : { ...v, value: { value: v.value, displayValue: 'x' } }));
     }
   }
 }
@@ -338,6 +475,8 @@ export interface GeneratedUser {
   /** Documented fields in the order sent (a second spelling of a field may follow as another entry). */
   fields: SentField[];
   custom: [key: string, value: Json][];
+  /** The custom field (as errors show its path) whose text Postgres cannot store: the run is refused naming it. */
+  customRefused?: string;
   groups: Relation<number>;
   accessPermissions: Relation<PermissionItem>;
 }
@@ -351,7 +490,49 @@ function sentField(spec: UserField): fc.Arbitrary<SentField> {
     .map(([key, v]) => ({ field: spec.field, key, value: v.value, ...(v.refused ? { refused: v.refused } : {}) }));
 }
 
-/** A CPQ company user; logins are unique within a case by the caller's `index`. */
+/**
+ * A name as the run's errors show it (src/normalize/user-record.ts): at most 100 UTF-16 units,
+ * control characters and unpaired surrogates as \u escapes.
+ */
+export function shownInError(text: string): string {
+  const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
+  return cut.replace(
+    // eslint-disable-next-line no-control-regex -- control characters are what errors escape
+    /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/** What breaks a record: one documented field's value, or a custom field holding (or named with) text Postgres cannot store. */
+type Break = { kind: 'field'; spec: UserField; broken: FieldValue } | { kind: 'custom'; key: string; value: Json; refused: string };
+
+const recordBreak: fc.Arbitrary<Break> = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(...COMPANY_FIELDS).chain((spec) => brokenValueFor(spec).map((broken): Break => ({ kind: 'field', spec, broken }))),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(anyText, unstorableText, anyJson, fc.constantFrom('value', 'name', 'nested')).map(([text, bad, other, where]): Break => {
+      const key = where === 'name' ? `c_${bad}` : `c_${text}`;
+      const value = where === 'value' ? bad : where === 'name' ? other : [null, bad];
+      return { kind: 'custom', key, value, refused: shownInError(where === 'nested' ? `${key}[1]` : key) };
+    }),
+  },
+);
+
+/** The user with its record broken so: every entry of the field takes the value (or the field is added), or the custom field is set. */
+function withBreak<U extends { fields: SentField[]; custom: [string, Json][] }>(user: U, b: Break): U {
+  if (b.kind === 'custom') return { ...user, custom: [...user.custom.filter(([k]) => k !== b.key), [b.key, b.value]] };
+  const { spec, broken } = b;
+  const named = (key: string) => broken.refused!.replace(/^key/, key);
+  const fields = user.fields.some((f) => f.field === spec.field)
+    ? user.fields.map((f) => (f.field === spec.field ? { ...f, value: broken.value, refused: named(f.key) } : f))
+    : [...user.fields, { field: spec.field, key: spec.field, value: broken.value, refused: named(spec.field) }];
+  return { ...user, fields };
+}
+
+/** A CPQ company user; logins are unique within a case by the caller's `index`. About one in eleven breaks a documented rule (the run is refused). */
 export function companyUser(index: number, groupCount: number): fc.Arbitrary<GeneratedUser> {
   return fc
     .record({
@@ -368,6 +549,7 @@ export function companyUser(index: number, groupCount: number): fc.Arbitrary<Gen
       ),
       groups: relation(fc.nat({ max: groupCount - 1 })),
       accessPermissions: relation(permissionItem),
+      broken: fc.oneof({ weight: 10, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: recordBreak }),
     })
     .chain((u) => {
       const second = u.second;
@@ -379,10 +561,12 @@ export function companyUser(index: number, groupCount: number): fc.Arbitrary<Gen
         return keys.length === 0 ? u : { ...u, fields: [...u.fields, { ...extra, key: keys[0]! }] };
       });
     })
+    .map((u) => (u.broken === null ? u : withBreak(u, u.broken)))
     .map((u) => ({
       login: `u${index}${u.suffix}`,
       fields: u.fields,
       custom: u.custom,
+      ...(u.broken?.kind === 'custom' ? { customRefused: u.broken.refused } : {}),
       groups: u.groups,
       accessPermissions: u.accessPermissions,
     }));
@@ -426,5 +610,5 @@ export function integrationUser(index: number, groupCount: number): fc.Arbitrary
 
 /** The first refusal a user's record carries (by the documented rules), if any. */
 export function refusalOf(user: GeneratedUser): string | undefined {
-  return user.fields.find((f) => f.refused !== undefined)?.refused;
+  return user.fields.find((f) => f.refused !== undefined)?.refused ?? user.customRefused;
 }

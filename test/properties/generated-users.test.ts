@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { withCpq, type AppConfig } from '../../src/config.js';
+import type { ZipExportOptions } from '../../src/simulator/index.js';
 import { runSync } from '../../src/sync/run.js';
 import { type Harness, startHarness } from '../helpers/harness.js';
 import { respell, type Spelling } from '../helpers/json-spelling.js';
@@ -14,16 +15,34 @@ import { SITE_COMPANIES, addToSimulator, expectStored, resetSite, siteCase } fro
  *  - the run succeeds, or fails naming the one record it refused (company/login and field);
  *  - raw equals what was sent, as jsonb (compared in Postgres with the exact text sent);
  *  - typed columns, memberships and permissions follow the documented mapping;
+ *  - the first run reads JSON pages or a zip export (JSON, JSON-array or JSON-lines entries, one
+ *    or two): the database is the same either way;
  *  - an immediate second run, incremental or full, JSON or zip, logs no change.
  * The site is a Fusion one: host users may be integration users, read from both feeds.
  * fast-check shrinks a failure to a minimal case and prints its seed and path; FC_NUM_RUNS
  * (npm run test:deep) runs more cases.
  */
 
+/**
+ * The entries of a zip export: a collection body, an array, JSON lines, or the users split between
+ * entries of two kinds. Each loads exactly what the JSON pages load (README "Zip export").
+ */
+const zipEntries = fc.constantFrom<NonNullable<ZipExportOptions['entries']>>(
+  [{ format: 'json' }],
+  [{ format: 'json-array' }],
+  [{ format: 'jsonl' }],
+  [{ format: 'jsonl' }, { format: 'json' }],
+  [{ format: 'json-array' }, { format: 'jsonl' }],
+);
+
+// The first run reads JSON pages or a zip export: the database must be the same either way.
+const firstRun = fc.record({ format: fc.constantFrom<'json' | 'zip'>('json', 'zip'), entries: zipEntries });
+
 // The second run's JSON pages may spell the same values otherwise (escapes, whitespace): it must log nothing either way.
 const secondRun = fc.record({
   full: fc.boolean(),
   format: fc.constantFrom<'json' | 'zip'>('json', 'zip'),
+  entries: zipEntries,
   spelling: fc.constantFrom<'as sent' | Spelling>('as sent', 'escaped', 'spaced'),
 });
 
@@ -56,13 +75,19 @@ describe('generated CPQ users (property)', () => {
       );
       try {
         await fc.assert(
-          fc.asyncProperty(siteCase, secondRun, async ({ groups, users }, second) => {
+          fc.asyncProperty(siteCase, firstRun, secondRun, async ({ groups, users }, first, second) => {
             await resetSite(h.sim, h.t);
+            const run = (format: 'json' | 'zip', full: boolean) =>
+              runSync({ pool: h.t.pool, db: h.t.db, config: withFormat(h.config, format), log: h.log }, { full });
             try {
               for (const placed of users) addToSimulator(h.sim, placed, groups);
+              h.sim.setZipExport({ entries: first.entries });
               const refused = users.filter((p) => refusalOf(p.user) !== undefined);
               if (refused.length > 0) {
-                const error = await h.syncError();
+                const error = await run(first.format, false).then(
+                  () => new Error('expected the sync run to fail, but it succeeded'),
+                  (err: unknown) => err as Error,
+                );
                 const message = error.message.split('\n')[0]!;
                 expect(error.message, 'one line').not.toContain('\n');
                 // Errors show control characters as \u escapes (logins here are short enough to be shown whole).
@@ -72,24 +97,26 @@ describe('generated CPQ users (property)', () => {
                 const named = refused.filter(
                   (p) =>
                     message.includes(`"${p.company}/${shown(p.user.login)}"`) &&
-                    p.user.fields.some((f) => f.refused !== undefined && message.includes(`field "${f.refused}"`)),
+                    (p.user.fields.some((f) => f.refused !== undefined && message.includes(`field "${f.refused}"`)) ||
+                      (p.user.customRefused !== undefined && message.includes(`field "${p.user.customRefused}"`))),
                 );
                 expect(named.length, `the error names a refused record and its field: ${message}`).toBeGreaterThan(0);
                 const [{ count }] = (await h.t.query<{ count: string }>(`SELECT count(*)::text AS count FROM cpq.users`)) as [{ count: string }];
                 expect(count, 'nothing loaded').toBe('0');
                 return;
               }
-              const first = await h.sync();
-              expect(first.status).toBe('succeeded');
+              const loaded = await run(first.format, false);
+              expect(loaded.status).toBe('succeeded');
               await expectStored(h.t, users, groups);
 
-              const log = { pool: h.t.pool, db: h.t.db, config: withFormat(h.config, second.format), log: h.log };
+              h.sim.setZipExport({ entries: second.entries });
               // Only JSON pages: a zip read's requests ask for the archive, which a JSON answer is not.
               if (second.format === 'json' && second.spelling !== 'as sent') respellAnswers(h, second.spelling);
-              const again = await runSync(log, { full: second.full }).finally(() => (h.sim.onRequest = undefined));
+              const again = await run(second.format, second.full).finally(() => (h.sim.onRequest = undefined));
               expect(again.status).toBe('succeeded');
               const changes = await h.t.query(`SELECT change, login, diff::text FROM cpq.user_changes WHERE run_id = $1`, [again.runId]);
-              expect(changes, `changes logged by a second run (${second.full ? 'full' : 'incremental'}, ${second.format}, ${second.spelling})`).toEqual([]);
+              const how = `${first.format} then ${second.full ? 'full' : 'incremental'} ${second.format} (${second.format === 'zip' ? JSON.stringify(second.entries) : second.spelling})`;
+              expect(changes, `changes logged by a second run: ${how}`).toEqual([]);
               expect({ inserted: again.inserted, updated: again.updated, deleted: again.deleted, restored: again.restored }).toEqual({
                 inserted: 0,
                 updated: 0,
