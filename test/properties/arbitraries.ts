@@ -349,10 +349,16 @@ function brokenValueFor(spec: UserField): fc.Arbitrary<FieldValue> {
         spec.kind === 'choiceInt'
           ? refused(notWhole(INT32_MIN, INT32_MAX), part)
           : fc.oneof(refused(fc.constantFrom<Json>({}, ['a']), part), unstorable(part, 'key.value'));
-      // Bare, the value is the field itself: a lone surrogate is then named by the key alone.
+      // Bare, the value is the field itself: a lone surrogate is then named by the key alone. An
+      // object is never sent bare: it would be the {value, displayValue} object, without a value.
+      const isObject = (v: Json) => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof RawJson);
       return fc
         .tuple(bad, fc.boolean())
-        .map(([v, bare]) => (bare ? { ...v, refused: v.refused === 'key.value' ? 'key' : v.refused } : { ...v, value: { value: v.value, displayValue: 'x' } }));
+        .map(([v, bare]) =>
+          bare && !isObject(v.value)
+            ? { ...v, refused: v.refused === 'key.value' ? 'key' : v.refused }
+            : { ...v, value: { value: v.value, displayValue: 'x' } },
+        );
     }
   }
 }
@@ -503,7 +509,7 @@ export function shownInError(text: string): string {
   );
 }
 
-/** What breaks a record: one documented field's value, or a custom field holding (or named with) text Postgres cannot store. */
+/** What breaks a record: one documented field's value, or a custom field holding (or named with) text, or holding a number, Postgres cannot store. */
 type Break = { kind: 'field'; spec: UserField; broken: FieldValue } | { kind: 'custom'; key: string; value: Json; refused: string };
 
 const recordBreak: fc.Arbitrary<Break> = fc.oneof(
@@ -513,9 +519,10 @@ const recordBreak: fc.Arbitrary<Break> = fc.oneof(
   },
   {
     weight: 1,
-    arbitrary: fc.tuple(anyText, unstorableText, anyJson, fc.constantFrom('value', 'name', 'nested')).map(([text, bad, other, where]): Break => {
+    arbitrary: fc.tuple(anyText, unstorableText, anyJson, fc.constantFrom('value', 'name', 'nested', 'number')).map(([text, bad, other, where]): Break => {
       const key = where === 'name' ? `c_${bad}` : `c_${text}`;
-      const value = where === 'value' ? bad : where === 'name' ? other : [null, bad];
+      // A number Postgres numeric cannot hold (more than 131072 digits before the point, 16383 after).
+      const value = where === 'value' ? bad : where === 'name' ? other : where === 'number' ? num(text.length % 2 ? '1e999999' : '-1.5E-99999') : [null, bad];
       return { kind: 'custom', key, value, refused: shownInError(where === 'nested' ? `${key}[1]` : key) };
     }),
   },

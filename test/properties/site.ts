@@ -55,7 +55,7 @@ export const siteCase: fc.Arbitrary<SiteCase> = groupPool.chain((groups) =>
 );
 
 /** The entry of a field that sets its column: the exact canonical spelling, else the first in code-unit order (README: two spellings of one field). */
-function winningEntries(user: GeneratedUser): Map<string, Json> {
+export function winningEntries(user: GeneratedUser): Map<string, Json> {
   const kept = new Map<string, SentField>();
   for (const entry of user.fields) {
     const other = kept.get(entry.field);
