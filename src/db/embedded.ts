@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { EXIT_CODES, SyncError } from '../errors.js';
+import { EXIT_CODES, SyncError, errorCode, errorMessage } from '../errors.js';
 import { OWNER_TAG, leftByEndedProcess, ownerTag, processRuns, taggedHere } from '../process-runs.js';
 import { foreignPathPart, ownPrivateGroup, tmpdirRefusal } from '../local-paths.js';
 
@@ -223,7 +223,12 @@ async function initdb(runtime: Runtime, password: string): Promise<void> {
   // Beside the data folder (initdb wants that one empty), in a folder no other user may change
   // (foreignPathPart), so the path leads where it did: not in the private folder (see Runtime).
   const pwfile = join(dirname(runtime.dataDir), `.cpq-sync-initdb-password-${randomBytes(6).toString('hex')}`);
-  await writeServerFile(runtime, pwfile, `${password}\n`);
+  // The first file written in DATA_DIR: one this account may not write (made by root, mode 0555) is said so, not by this file's name.
+  await writeServerFile(runtime, pwfile, `${password}\n`).catch((err: unknown) => {
+    throw new Error(
+      `cannot write in ${dirname(runtime.dataDir)} (DATA_DIR) (${errorCode(err) ?? errorMessage(err)}); set DATA_DIR to a folder you can write, or set DATABASE_URL`,
+    );
+  });
   if (runtime.account) {
     await mkdir(runtime.dataDir, { recursive: true, mode: 0o700 });
     // The folder made (or found) here, not whatever a link put in its place since would lead to.
@@ -628,8 +633,19 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const refusal = tmpdirRefusal(tmpdir(), 'its private socket folder', ' and be sent the database password', ', or set DATABASE_URL');
   if (refusal !== undefined) throw new SyncError('database', `embedded Postgres: ${refusal}`);
   // 0755 whatever the umask: a folder its group may write would be refused at the next start.
-  await mkdir(dirname(dataDir), { recursive: true, mode: 0o755 });
-  const privateDir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-'));
+  // An ordinary account meets EACCES here (DATA_DIR under /var/lib, /srv): said as a setting to change.
+  await mkdir(dirname(dataDir), { recursive: true, mode: 0o755 }).catch((err: unknown) => {
+    throw new SyncError(
+      'database',
+      `embedded Postgres: cannot create the data folder ${dirname(dataDir)} (DATA_DIR) (${errorCode(err) ?? errorMessage(err)}); set DATA_DIR to a folder you can write, or set DATABASE_URL`,
+    );
+  });
+  const privateDir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-')).catch((err: unknown) => {
+    throw new SyncError(
+      'database',
+      `embedded Postgres: cannot create its private socket folder in ${tmpdir()} (TMPDIR) (${errorCode(err) ?? errorMessage(err)}); set TMPDIR to a folder you can write (/tmp is fine), or set DATABASE_URL`,
+    );
+  });
   if (account) await chown(privateDir, account.uid, account.gid);
   const runtime: Runtime = { dataDir, port: options.port, account, privateDir, log: [], ...(options.onLog ? { onLog: options.onLog } : {}) };
   const explain = (what: string, err: unknown) => {
