@@ -45,6 +45,19 @@ export function foreignPathPart(
   return check(path, true) ?? check(realpathSync(real), real === resolve(path));
 }
 
+/** `postgres (uid 101)`: a uid with the name /etc/passwd gives it, for messages (`uid 101` where it gives none). */
+export function uidName(uid: number): string {
+  try {
+    const name = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((line) => line.split(':'))
+      .find((a) => a.length > 3 && a[2] === String(uid))?.[0];
+    return name ? `${name} (uid ${uid})` : `uid ${uid}`;
+  } catch {
+    return `uid ${uid}`;
+  }
+}
+
 /**
  * This process's group when it is this user's alone (a user private group, as umask 002 goes
  * with): no other account has it as its primary group or is listed in it. A shared one (`users`)

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { EXIT_CODES, SyncError, errorCode, errorMessage } from '../errors.js';
 import { OWNER_TAG, leftByEndedProcess, ownerTag, processRuns, taggedHere } from '../process-runs.js';
-import { foreignPathPart, ownPrivateGroup, tmpdirRefusal } from '../local-paths.js';
+import { foreignPathPart, ownPrivateGroup, tmpdirRefusal, uidName } from '../local-paths.js';
 
 export interface EmbeddedDatabase {
   /** Connection string (the private socket, or loopback with `tcp`), with this data folder's password. */
@@ -614,6 +614,22 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
   }
   const account = await serverAccount();
+  // Not root, the server runs as this user, and Postgres runs only as its data folder's owner: a
+  // folder another account made (a run as root makes it the postgres account's) cannot be used,
+  // whoever could change the path to it; said so, not as a folder someone could point elsewhere.
+  const me = process.getuid?.();
+  let folder;
+  try {
+    folder = account === undefined ? lstatSync(dataDir, { throwIfNoEntry: false }) : undefined;
+  } catch {
+    folder = undefined; // a folder on the way it may not enter: the steps below say so
+  }
+  if (me !== undefined && folder?.isDirectory() && folder.uid !== me) {
+    throw new SyncError(
+      'database',
+      `embedded Postgres: the data folder ${dataDir} belongs to ${uidName(folder.uid)}, not to this user, ${uidName(me)}, and only its owner may run its server (as root, cpq-sync makes it postgres'); run cpq-sync as the account that made it, or set DATA_DIR to a folder of yours, or set DATABASE_URL`,
+    );
+  }
   // The folders on the way are yours or root's; the data folder itself may be the server account's (it is, once made).
   const foreign = foreignPathPart(
     dataDir,

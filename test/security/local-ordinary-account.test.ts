@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -74,5 +74,21 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and the embedded Postgres
     expect(unwritable.stderr).toBe(
       `cpq-sync: embedded Postgres initialisation failed in ${join(roots, 'pg')}: cannot write in ${roots} (DATA_DIR) (EACCES); set DATA_DIR to a folder you can write, or set DATABASE_URL\n`,
     );
+  });
+  it("a data folder another account made (a run as root makes it the postgres account's): one line saying whose it is and what to do, exit code 6", async () => {
+    const port = String(await freePort());
+    for (const owner of [0, 12345]) {
+      const dataDir = await folder(NOBODY, 0o755);
+      const pg = join(dataDir, 'pg');
+      await mkdir(pg, { mode: 0o700 });
+      await chown(pg, owner, owner);
+      for (const command of ['migrate', 'status']) {
+        const out = await asNobody([command], { DATA_DIR: dataDir, EMBEDDED_PG_PORT: port });
+        expect(out).toMatchObject({ code: 6, stdout: '' });
+        expect(out.stderr).toBe(
+          `cpq-sync: embedded Postgres: the data folder ${pg} belongs to ${owner === 0 ? 'root (uid 0)' : 'uid 12345'}, not to this user, nobody (uid 65534), and only its owner may run its server (as root, cpq-sync makes it postgres'); run cpq-sync as the account that made it, or set DATA_DIR to a folder of yours, or set DATABASE_URL\n`,
+        );
+      }
+    }
   });
 });
