@@ -198,6 +198,16 @@ async function writeStdout<T>(write: (out: Writable) => Promise<T>): Promise<T> 
 function withPlace(err: unknown, where: string): unknown {
   // A system call's failure (the file, the pipe), not the database's (which has a code too).
   if (!(err instanceof Error) || (err as NodeJS.ErrnoException).syscall === undefined) return err;
+  // The temporary file (partialName) could not be made in the folder: said of the folder, which
+  // is what to change, not of a random name the reader never chose (an ordinary account's EACCES).
+  const { code, path } = err as NodeJS.ErrnoException;
+  if (path !== undefined && dirname(path) === dirname(where) && basename(path).startsWith(`.${basename(where)}.`)) {
+    if (code === 'ENOENT') return new Error(`cannot write ${where}: there is no folder ${dirname(where)}; create it, or choose another for --out`);
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+      return new Error(
+        `cannot write ${where}: cannot create a file in ${dirname(where)} (${code}), where it is written under a temporary name and renamed into place; choose a folder you can write for --out`,
+      );
+  }
   return new Error(
     (err as NodeJS.ErrnoException).code === 'EPIPE'
       ? `${where} was closed before the export was written whole (EPIPE)`

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, type Outcome } from '../helpers/cli-process.js';
+import { createTestDatabase } from '../helpers/database.js';
 import { freePort } from '../helpers/free-port.js';
 
 /*
@@ -89,6 +90,31 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and the embedded Postgres
           `cpq-sync: embedded Postgres: the data folder ${pg} belongs to ${owner === 0 ? 'root (uid 0)' : 'uid 12345'}, not to this user, nobody (uid 65534), and only its owner may run its server (as root, cpq-sync makes it postgres'); run cpq-sync as the account that made it, or set DATA_DIR to a folder of yours, or set DATABASE_URL\n`,
         );
       }
+    }
+  });
+});
+
+describe.skipIf(!isRoot)('an ordinary account (nobody) and --out (skipped unless root: only root can run the CLI as nobody)', () => {
+  it('a folder it cannot write, or none: one line naming the file and the folder, not the temporary name', async () => {
+    const t = await createTestDatabase();
+    try {
+      const roots = await folder(0, 0o755);
+      for (const [args, file] of [
+        [['snapshot'], join(roots, 'snap.csv')],
+        [['changes', '--since', '2020-01-01'], join(roots, 'changes.jsonl')],
+      ] as const) {
+        const out = await asNobody([...args, '--out', file], { DATABASE_URL: t.url });
+        expect(out.code).toBe(1);
+        expect(out.stderr).toBe(
+          `cpq-sync: cannot write ${file}: cannot create a file in ${roots} (EACCES), where it is written under a temporary name and renamed into place; choose a folder you can write for --out\n`,
+        );
+      }
+      const missing = join(roots, 'none', 'snap.csv');
+      const out = await asNobody(['snapshot', '--out', missing], { DATABASE_URL: t.url });
+      expect(out.code).toBe(1);
+      expect(out.stderr).toBe(`cpq-sync: cannot write ${missing}: there is no folder ${join(roots, 'none')}; create it, or choose another for --out\n`);
+    } finally {
+      await t.drop();
     }
   });
 });
