@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
 import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
+import { foreignWriterOfOpened } from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
@@ -145,16 +146,53 @@ export interface AlertsConfig {
 
 type Env = Record<string, string | undefined>;
 
-function secret(env: Env, name: string, fileName: string): string | undefined {
+/**
+ * A setting given as itself (`name`) or by a file (`fileName`). With `chooses` (what whoever writes
+ * the file would choose: where alerts go), a file another local user could have written is refused.
+ */
+function secret(env: Env, name: string, fileName: string, chooses?: string): string | undefined {
   const direct = env[name]?.trim() ? env[name] : undefined;
   const file = env[fileName]?.trim();
   if (direct !== undefined && file) throw new ConfigError(`${name} and ${fileName} are both set: use one`);
   if (!file) return direct;
   try {
-    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    return (chooses === undefined ? readFileSync(file, 'utf8') : readOwnFile(file, fileName, chooses)).replace(/\r?\n$/, '');
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     // The value is not printed: it may be the secret itself, pasted where its file's path belongs.
     throw new ConfigError(`${fileName}: cannot read the file it names (not printed: it may be the secret itself) (${errorCode(err) ?? 'error'})`);
+  }
+}
+
+/**
+ * The text of a file whose writer `chooses` something (where alerts go), unless another local user
+ * could have written it: refused as a .env or a sites file is (foreignWriterOfOpened), since a
+ * member of a group that may write it had every alert sent to a listener of theirs (review DV).
+ * The file opened is the one checked and read; a pipe (<(sops -d …)) is read as it comes, through a
+ * second descriptor that must be the same pipe. Its path is not printed (see secret).
+ */
+function readOwnFile(file: string, fileName: string, chooses: string): string {
+  const link = lstatSync(file);
+  let fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stats = fstatSync(fd);
+    const uid = process.getuid?.();
+    const problem = uid === undefined ? undefined : foreignWriterOfOpened(link, stats, uid);
+    if (problem !== undefined) {
+      throw new ConfigError(
+        `${fileName}: the file it names${problem}: refusing to read it, since whoever wrote it ${chooses}; make it yours and not writable by others (chown, chmod go-w)`,
+      );
+    }
+    if (stats.isFIFO()) {
+      const blocking = openSync(file, constants.O_RDONLY);
+      const again = fstatSync(blocking);
+      closeSync(fd);
+      fd = blocking;
+      if (again.dev !== stats.dev || again.ino !== stats.ino) throw new ConfigError(`${fileName}: the file it names changed while it was opened`);
+    }
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -233,7 +271,7 @@ function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
 
 /** The ALERT_* settings; the webhook needs its secret, for every alert is signed. */
 function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
-  const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE')?.trim();
+  const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE', 'chooses where every alert is sent')?.trim();
   const key = secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE');
   let webhook: AlertsConfig['webhook'];
   if (url) {

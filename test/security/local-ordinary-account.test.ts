@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -115,6 +116,49 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and --out (skipped unless
       expect(out.stderr).toBe(`cpq-sync: cannot write ${missing}: there is no folder ${join(roots, 'none')}; create it, or choose another for --out\n`);
     } finally {
       await t.drop();
+    }
+  });
+});
+
+describe.skipIf(!isRoot)('an ordinary account (nobody) and ALERT_WEBHOOK_URL_FILE (skipped unless root: only root can run the CLI as nobody)', () => {
+  it('one another local user could write is refused, one line, exit code 2, and no alert leaves; its own is read', async () => {
+    // The listener a member of the file's group would point the alerts to.
+    const received: string[] = [];
+    const server = createServer((req, res) => {
+      received.push(req.url ?? '');
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/theirs`;
+      const dir = await folder(NOBODY, 0o755);
+      const file = join(dir, 'webhook-url');
+      const send = () => asNobody(['alerts', 'test'], { ALERT_WEBHOOK_URL_FILE: file, ALERT_WEBHOOK_SECRET: 'k' });
+      // nogroup is no private group of nobody's (not named so, and the primary group of other accounts): its members may write it.
+      for (const [uid, mode, problem] of [
+        [NOBODY, 0o664, 'can be written by its group (mode 664)'],
+        [NOBODY, 0o666, 'can be written by every user (mode 666)'],
+        [12345, 0o644, 'is owned by uid 12345, not by this user (65534) or root'],
+      ] as const) {
+        await rm(file, { force: true });
+        await writeFile(file, `${url}\n`);
+        await chown(file, uid, NOBODY);
+        await chmod(file, mode);
+        const out = await send();
+        expect(out).toMatchObject({ code: 2, stdout: '' });
+        expect(out.stderr).toBe(
+          `cpq-sync: ALERT_WEBHOOK_URL_FILE: the file it names ${problem}: refusing to read it, since whoever wrote it chooses where every alert is sent; make it yours and not writable by others (chown, chmod go-w)\n`,
+        );
+      }
+      expect(received).toEqual([]);
+      await chmod(file, 0o644);
+      await chown(file, NOBODY, NOBODY);
+      const own = await send();
+      expect(own.code).toBe(0);
+      expect(received).toEqual(['/theirs']);
+    } finally {
+      await new Promise((done) => server.close(done));
     }
   });
 });
