@@ -60,32 +60,38 @@ export function uidName(uid: number): string {
 
 /**
  * This process's group when it is this user's alone (a user private group, as umask 002 goes
- * with): no other account has it as its primary group or is listed in it. A shared one (`users`)
- * lets its other members rename what its group may write.
+ * with): /etc/group names it after this user (as /etc/passwd does), no other account has it as its
+ * primary group, and no name /etc/group gives it lists another member. A shared one (`users`), or
+ * one known by neither file, lets its other members rename what its group may write.
  */
 export function ownPrivateGroup(): number[] {
   const uid = process.getuid?.();
   const gid = process.getgid?.();
   if (uid === undefined || gid === undefined || gid === 0) return [];
   try {
-    const accounts = readFileSync('/etc/passwd', 'utf8')
-      .split('\n')
-      .map((line) => line.split(':'));
-    const me = accounts.find((a) => Number(a[2]) === uid)?.[0];
-    if (accounts.some((a) => a.length > 3 && Number(a[2]) !== uid && Number(a[3]) === gid)) return [];
-    const group = readFileSync('/etc/group', 'utf8')
-      .split('\n')
-      .map((line) => line.split(':'))
-      .find((g) => Number(g[2]) === gid);
-    // Known to be private only when /etc/group lists it under the user's own name with no other
-    // member: a group from a directory (SSSD, LDAP: "domain users") is in neither file, and was
-    // taken for private though every account of the domain has it (review DR).
-    if (group === undefined || me === undefined || group[0] !== me) return [];
-    const members = (group[3] ?? '').split(',').filter((m) => m !== '' && m !== me);
-    return members.length === 0 ? [gid] : [];
+    return privateGroupIn(uid, gid, readFileSync('/etc/passwd', 'utf8'), readFileSync('/etc/group', 'utf8'));
   } catch {
     return [];
   }
+}
+
+/** ownPrivateGroup's answer for `uid` and `gid` from the text of /etc/passwd and /etc/group. */
+export function privateGroupIn(uid: number, gid: number, passwd: string, group: string): number[] {
+  const accounts = passwd.split('\n').map((line) => line.split(':'));
+  const me = accounts.find((a) => a.length > 3 && Number(a[2]) === uid)?.[0];
+  if (accounts.some((a) => a.length > 3 && Number(a[2]) !== uid && Number(a[3]) === gid)) return [];
+  // Every name /etc/group gives the gid: a second one (groupadd -o) listing another account made
+  // that account a member too, and what "your" group may write was theirs to change (review DV).
+  const names = group
+    .split('\n')
+    .map((line) => line.split(':'))
+    .filter((g) => g.length > 2 && g[2] !== '' && Number(g[2]) === gid);
+  // Known to be private only when /etc/group lists it under the user's own name with no other
+  // member: a group from a directory (SSSD, LDAP: "domain users") is in neither file, and was
+  // taken for private though every account of the domain has it (review DR).
+  if (me === undefined || !names.some((g) => g[0] === me)) return [];
+  const members = names.flatMap((g) => (g[3] ?? '').split(',')).filter((m) => m.trim() !== '' && m.trim() !== me);
+  return members.length === 0 ? [gid] : [];
 }
 
 /**

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, type Outcome } from '../helpers/cli-process.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { freePort } from '../helpers/free-port.js';
+import { privateGroupIn } from '../../src/local-paths.js';
 
 /*
  * Most operators run cpq-sync as an ordinary account (the Docker image as uid 1000, a systemd
@@ -160,5 +161,31 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and ALERT_WEBHOOK_URL_FIL
     } finally {
       await new Promise((done) => server.close(done));
     }
+  });
+});
+
+describe("your private group (ownPrivateGroup: what umask 002 makes group-writable is trusted only in it), from /etc/passwd and /etc/group's text", () => {
+  const passwd = ['root:x:0:0:root:/root:/bin/bash', 'op:x:1001:1001::/home/op:/bin/sh', 'other:x:1002:1002::/home/other:/bin/sh', ''].join('\n');
+  const op = (group: string, accounts = passwd) => privateGroupIn(1001, 1001, accounts, group);
+
+  it('is the group named after the user, with no other member: taken', () => {
+    expect(op('root:x:0:\nop:x:1001:\nother:x:1002:\n')).toEqual([1001]);
+    expect(op('op:x:1001:op\n')).toEqual([1001]);
+  });
+
+  it('is not a group another account is a member of, or has as its primary group', () => {
+    expect(op('op:x:1001:other\n')).toEqual([]);
+    expect(op('op:x:1001:', `${passwd}svc:x:1003:1001::/:/bin/sh\n`)).toEqual([]);
+  });
+
+  it("is not a group /etc/group lacks (a directory's, or one only /etc/passwd gives) or names otherwise: refused, not guessed", () => {
+    expect(op('other:x:1002:\n')).toEqual([]);
+    expect(op('ops:x:1001:\n')).toEqual([]);
+    expect(privateGroupIn(1001, 1001, '', 'op:x:1001:\n')).toEqual([]);
+  });
+
+  it('is not a group a second name of the same gid (groupadd -o) lists another member of', () => {
+    expect(op('op:x:1001:\nalias:x:1001:other\n')).toEqual([]);
+    expect(op('alias:x:1001:other\nop:x:1001:\n')).toEqual([]);
   });
 });
