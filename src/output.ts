@@ -5,6 +5,7 @@ import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { errorCode } from './errors.js';
 import { OWNER_TAG, leftoversOfEndedProcesses, ownerTag } from './process-runs.js';
 
 /** What an export's manifest says besides the file's digest: the rows and where they come from (run, watermark). */
@@ -235,8 +236,13 @@ export async function verifyFile(file: string): Promise<FileCheck> {
   try {
     parsed = JSON.parse(await readFile(side, 'utf8'));
   } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'is not JSON';
-    return { file, unchecked: `${side} ${why}: the file has no manifest to check it against` };
+    const code = errorCode(err);
+    // One this account may not read (an auditor's account, the export being 0600) is not said to
+    // be no JSON, which reads as a tampered manifest.
+    if (code !== undefined && code !== 'ENOENT') {
+      return { file, unchecked: `${side} cannot be read (${code}): run verify as an account that may read the file and its manifest` };
+    }
+    return { file, unchecked: `${side} ${code === 'ENOENT' ? 'does not exist' : 'is not JSON'}: the file has no manifest to check it against` };
   }
   if (!isManifest(parsed)) return { file, unchecked: `${side} is not a cpq-sync export manifest` };
   const manifest = parsed;

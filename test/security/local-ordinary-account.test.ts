@@ -164,6 +164,20 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and ALERT_WEBHOOK_URL_FIL
   });
 });
 
+describe.skipIf(!isRoot)('an ordinary account (nobody) and verify --file (skipped unless root: only root can run the CLI as nobody)', () => {
+  it("an export and manifest it may not read (0600, another account's): said so, not that the manifest is no JSON", async () => {
+    const dir = await folder(0, 0o755);
+    const file = join(dir, 'snap.csv');
+    await writeFile(file, 'login\n', { mode: 0o600 });
+    await writeFile(`${file}.manifest.json`, '{}\n', { mode: 0o600 });
+    const out = await asNobody(['verify', '--file', file], {});
+    expect(out).toMatchObject({ code: 2, stdout: '' });
+    expect(out.stderr).toBe(
+      `cpq-sync: cannot check ${file}: ${file}.manifest.json cannot be read (EACCES): run verify as an account that may read the file and its manifest\n`,
+    );
+  });
+});
+
 describe("your private group (ownPrivateGroup: what umask 002 makes group-writable is trusted only in it), from /etc/passwd and /etc/group's text", () => {
   const passwd = ['root:x:0:0:root:/root:/bin/bash', 'op:x:1001:1001::/home/op:/bin/sh', 'other:x:1002:1002::/home/other:/bin/sh', ''].join('\n');
   const op = (group: string, accounts = passwd) => privateGroupIn(1001, 1001, accounts, group);
