@@ -614,9 +614,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
   }
   const account = await serverAccount();
+  // The folders on the way are yours or root's; the data folder itself may be the server account's (it is, once made).
+  const trusted = { users: new Set([0, process.getuid?.() ?? 0]), groups: new Set([0, ...ownPrivateGroup()]) };
   // Not root, the server runs as this user, and Postgres runs only as its data folder's owner: a
-  // folder another account made (a run as root makes it the postgres account's) cannot be used,
-  // whoever could change the path to it; said so, not as a folder someone could point elsewhere.
+  // folder another account made (a run as root makes it the postgres account's), on a path no one
+  // else may change, cannot be used; said so, not as a folder someone could point elsewhere. On a
+  // path another account may change, that is what is said (and no advice to run as its owner).
   const me = process.getuid?.();
   let folder;
   try {
@@ -624,18 +627,16 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   } catch {
     folder = undefined; // a folder on the way it may not enter: the steps below say so
   }
-  if (me !== undefined && folder?.isDirectory() && folder.uid !== me) {
+  if (me !== undefined && folder?.isDirectory() && folder.uid !== me && foreignPathPart(dirname(dataDir), trusted) === undefined) {
     throw new SyncError(
       'database',
       `embedded Postgres: the data folder ${dataDir} belongs to ${uidName(folder.uid)}, not to this user, ${uidName(me)}, and only its owner may run its server (as root, cpq-sync makes it postgres'); run cpq-sync as the account that made it, or set DATA_DIR to a folder of yours, or set DATABASE_URL`,
     );
   }
-  // The folders on the way are yours or root's; the data folder itself may be the server account's (it is, once made).
-  const foreign = foreignPathPart(
-    dataDir,
-    { users: new Set([0, process.getuid?.() ?? 0]), groups: new Set([0, ...ownPrivateGroup()]) },
-    { users: new Set(account ? [account.uid] : []), groups: new Set(account ? [account.gid] : []) },
-  );
+  const foreign = foreignPathPart(dataDir, trusted, {
+    users: new Set(account ? [account.uid] : []),
+    groups: new Set(account ? [account.gid] : []),
+  });
   if (foreign !== undefined) {
     throw new SyncError(
       'database',

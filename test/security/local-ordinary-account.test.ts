@@ -93,6 +93,15 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and the embedded Postgres
         );
       }
     }
+    // On a path another account may change, that is what is said: no advice to run as its owner.
+    const theirs = await folder(12345, 0o755);
+    await mkdir(join(theirs, 'pg'), { mode: 0o700 });
+    await chown(join(theirs, 'pg'), 12345, 12345);
+    const planted = await asNobody(['migrate'], { DATA_DIR: theirs, EMBEDDED_PG_PORT: port });
+    expect(planted).toMatchObject({ code: 6, stdout: '' });
+    expect(planted.stderr).toBe(
+      `cpq-sync: embedded Postgres: refusing the data folder ${join(theirs, 'pg')}: ${theirs} belongs to uid 12345, so another local user could point it elsewhere; set DATA_DIR to a folder only you (or root) can change, or set DATABASE_URL\n`,
+    );
   });
 });
 
