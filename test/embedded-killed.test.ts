@@ -58,6 +58,31 @@ function dataFolder(prefix: string): string {
   return dataDir;
 }
 
+/** A simulator of 30 users, synced once by `run` into a DATA_DIR of its own (dataFolder): the start of the tests of two commands on one folder. */
+async function syncedFolder(prefix: string): Promise<{ sim: CpqSimulator; dataDir: string; env: Record<string, string> }> {
+  const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+  await sim.start();
+  cleanups.push(() => sim.stop());
+  const dataDir = dataFolder(prefix);
+  const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
+  expect((await cli(['run'], env)).code).toBe(0);
+  return { sim, dataDir, env };
+}
+
+/** A full `run` (every page, so its second request is held) held mid-sync: its server holds the folder until `held.release()`. */
+async function heldRun(sim: CpqSimulator, env: Record<string, string>) {
+  const held = holdRequests(sim, 1);
+  cleanups.push(held.release);
+  const run = cleanups.spawn(['run', '--full'], env);
+  await Promise.race([
+    held.reached,
+    run.exited.then((o) => {
+      throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
+    }),
+  ]);
+  return { run, held };
+}
+
 describe('embedded Postgres and a killed run', () => {
   it('after SIGKILL mid-run, the next run starts the server again and syncs (no orphaned postmaster keeps the data folder)', async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
@@ -70,15 +95,7 @@ describe('embedded Postgres and a killed run', () => {
     expect(first.code, first.stderr).toBe(0);
     sim.updateUser('_host', String(sim.users('_host')[0]!.login), { lastName: 'Edited' });
 
-    const held = holdRequests(sim, 1);
-    cleanups.push(held.release);
-    const run = cleanups.spawn(['run', '--full'], env); // full: every page, so the second request is held
-    await Promise.race([
-      held.reached,
-      run.exited.then((o) => {
-        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
-      }),
-    ]);
+    const { run, held } = await heldRun(sim, env);
     await run.waitForLine((l) => l.msg === 'page read');
     // The killed process's private socket folder, which its server keeps until stopped.
     const socketDir = postmasterLines(dataDir)![4]!.trim();
@@ -152,12 +169,7 @@ describe('embedded Postgres and a killed run', () => {
   }, 120_000);
 
   it('two commands starting on one folder at once: the server that takes it is named by its starter, and once that starter is killed the next run stops it', async () => {
-    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
-    await sim.start();
-    cleanups.push(() => sim.stop());
-    const dataDir = dataFolder('cpq-embedded-two-starts-');
-    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
-    expect((await cli(['run'], env)).code).toBe(0);
+    const { sim, dataDir, env } = await syncedFolder('cpq-embedded-two-starts-');
 
     // `status` spawns its server, which waits for its owner file: held there (a busy machine's
     // pause), having found no server in the folder.
@@ -173,15 +185,7 @@ describe('embedded Postgres and a killed run', () => {
     while (!existsSync(mark) && status.child.exitCode === null) await new Promise((wake) => setTimeout(wake, 5));
     expect(existsSync(mark), 'the start reached the owner file').toBe(true);
     // Meanwhile `run` starts: its server takes the folder, and the run is held mid-sync.
-    const held = holdRequests(sim, 1);
-    cleanups.push(held.release);
-    const run = cleanups.spawn(['run', '--full'], env);
-    await Promise.race([
-      held.reached,
-      run.exited.then((o) => {
-        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
-      }),
-    ]);
+    const { run, held } = await heldRun(sim, env);
     await run.waitForLine((l) => l.msg === 'page read');
     const server = Number(postmasterLines(dataDir)![0]);
     // `status` goes on: its server finds the folder held and exits, and so does `status`.
@@ -205,21 +209,8 @@ describe('embedded Postgres and a killed run', () => {
   }, 120_000);
 
   it('a command started while another uses the folder fails at once with one line naming that command (exit code 7), and runs once it has ended', async () => {
-    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
-    await sim.start();
-    cleanups.push(() => sim.stop());
-    const dataDir = dataFolder('cpq-embedded-in-use-');
-    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
-    expect((await cli(['run'], env)).code).toBe(0);
-    const held = holdRequests(sim, 1);
-    cleanups.push(held.release);
-    const run = cleanups.spawn(['run', '--full'], env);
-    await Promise.race([
-      held.reached,
-      run.exited.then((o) => {
-        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
-      }),
-    ]);
+    const { sim, dataDir, env } = await syncedFolder('cpq-embedded-in-use-');
+    const { run, held } = await heldRun(sim, env);
     const server = Number(postmasterLines(dataDir)![0]);
     const line = `cpq-sync: embedded Postgres: the data folder ${join(dataDir, 'pg')} is in use: another cpq-sync command (process ${String(run.child.pid)}) is using it, with its server (process ${String(server)}); one command at a time uses the embedded Postgres: run this one once that one has ended, or set DATABASE_URL to a Postgres server commands can share\n`;
     for (const command of [['status'], ['run']]) {
@@ -234,21 +225,8 @@ describe('embedded Postgres and a killed run', () => {
   }, 120_000);
 
   it("an orphan named by the previous release's one owner file (cpq-sync-owner.pid) is stopped by the next run", async () => {
-    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
-    await sim.start();
-    cleanups.push(() => sim.stop());
-    const dataDir = dataFolder('cpq-embedded-legacy-owner-');
-    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), CPQ_PAGE_SIZE: '10' };
-    expect((await cli(['run'], env)).code).toBe(0);
-    const held = holdRequests(sim, 1);
-    cleanups.push(held.release);
-    const run = cleanups.spawn(['run', '--full'], env);
-    await Promise.race([
-      held.reached,
-      run.exited.then((o) => {
-        throw new Error(`the run ended first: ${o.code} ${o.stdout.slice(-1500)} ${o.stderr}`);
-      }),
-    ]);
+    const { sim, dataDir, env } = await syncedFolder('cpq-embedded-legacy-owner-');
+    const { run, held } = await heldRun(sim, env);
     await run.waitForLine((l) => l.msg === 'page read');
     const server = Number(postmasterLines(dataDir)![0]);
     run.kill('SIGKILL');
