@@ -3,7 +3,7 @@ import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
-import { foreignWriterOfOpened } from './foreign-writer.js';
+import { foreignWriterOfOpened, reopenPipeBlocking } from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
@@ -184,11 +184,9 @@ function readOwnFile(file: string, fileName: string, chooses: string): string {
       );
     }
     if (stats.isFIFO()) {
-      const blocking = openSync(file, constants.O_RDONLY);
-      const again = fstatSync(blocking);
-      closeSync(fd);
+      const blocking = reopenPipeBlocking(fd, stats, () => openSync(file, constants.O_RDONLY));
+      if (blocking === undefined) throw new ConfigError(`${fileName}: the file it names changed while it was opened`);
       fd = blocking;
-      if (again.dev !== stats.dev || again.ino !== stats.ino) throw new ConfigError(`${fileName}: the file it names changed while it was opened`);
     }
     return readFileSync(fd, 'utf8');
   } finally {

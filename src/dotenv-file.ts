@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import dotenv from 'dotenv';
 import { ConfigError, type AppConfig } from './config.js';
 import { flagValue } from './config-env.js';
-import { foreignWriterOfOpened } from './foreign-writer.js';
+import { foreignWriterOfOpened, reopenPipeBlocking } from './foreign-writer.js';
 import { parseConnectionUrl } from './connection-url.js';
 
 /** What the last loadDotenvFile found wrong but not bad enough to refuse. */
@@ -82,11 +82,9 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     if (!file.isFile()) {
       // A pipe named on purpose (DOTENV_CONFIG_PATH=<(sops -d …), /dev/stdin), checked: read as it
       // comes, through a second descriptor that must be the same pipe.
-      const blocking = opened(constants.O_RDONLY);
-      const again = fstatSync(blocking);
-      closeSync(fd);
+      const blocking = reopenPipeBlocking(fd, file, () => opened(constants.O_RDONLY));
+      if (blocking === undefined) throw new ConfigError(`${path} changed while it was opened`);
       fd = blocking;
-      if (again.dev !== file.dev || again.ino !== file.ino) throw new ConfigError(`${path} changed while it was opened`);
     }
     // As every yes/no setting reads; any other text leaves the environment winning.
     const override = flagValue(env.DOTENV_CONFIG_OVERRIDE ?? '') === true;

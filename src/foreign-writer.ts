@@ -1,4 +1,4 @@
-import type { Stats } from 'node:fs';
+import { closeSync, fstatSync, type Stats } from 'node:fs';
 import { ownPrivateGroup } from './local-paths.js';
 
 /**
@@ -30,4 +30,21 @@ export function foreignWriterOfOpened(link: Stats, file: Stats, uid: number): st
     if (problem !== undefined) return `${what} ${problem}`;
   }
   return undefined;
+}
+
+/**
+ * A pipe opened without waiting (O_NONBLOCK: someone else's FIFO would otherwise hold the start
+ * before any check), once checked, opened again by `open` blocking, so that it is read as it
+ * comes (`<(sops -d …)`): the new descriptor, the first one closed; or undefined, the new one
+ * closed, when the name now leads to another file than the one checked (swapped meanwhile).
+ */
+export function reopenPipeBlocking(fd: number, checked: Stats, open: () => number): number | undefined {
+  const blocking = open();
+  const again = fstatSync(blocking);
+  if (again.dev !== checked.dev || again.ino !== checked.ino) {
+    closeSync(blocking);
+    return undefined;
+  }
+  closeSync(fd);
+  return blocking;
 }

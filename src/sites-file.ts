@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
 import type * as Yaml from 'yaml';
 import { errorCode } from './errors.js';
-import { foreignWriterOfOpened } from './foreign-writer.js';
+import { foreignWriterOfOpened, reopenPipeBlocking } from './foreign-writer.js';
 import { requireWhenUsed } from './require-when-used.js';
 import { nearMiss } from './near-miss.js';
 
@@ -101,11 +101,9 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     if (stat.size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`], warnings: [] };
     if (stat.isFIFO()) {
       // A pipe (<(sops -d …)), read as it comes through a blocking descriptor that must be the same pipe.
-      const blocking = openSync(file, constants.O_RDONLY);
-      const again = fstatSync(blocking);
-      closeSync(fd);
+      const blocking = reopenPipeBlocking(fd, stat, () => openSync(file, constants.O_RDONLY));
+      if (blocking === undefined) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} changed while it was opened`], warnings: [] };
       fd = blocking;
-      if (again.dev !== stat.dev || again.ino !== stat.ino) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} changed while it was opened`], warnings: [] };
     }
     mode = stat.mode;
     text = readFileSync(fd, 'utf8');
