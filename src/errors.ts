@@ -169,10 +169,12 @@ function foreignFunctions(err: unknown): string[] {
 }
 
 /**
- * Node's codes for a connection to Postgres that broke under an open session (the server stopped or
- * restarted, a network failure): `read ECONNRESET` alone did not say the database went away (review DU).
+ * The codes of a connection to Postgres that broke under an open session: Node's (a network
+ * failure, the server gone: `read ECONNRESET` alone did not say the database went away, review DU)
+ * and Postgres's own as it ends the session (admin_shutdown: a fast stop or pg_terminate_backend;
+ * crash_shutdown), which of the two a stopping server gives depends on what the session was doing.
  */
-const LOST_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+const LOST_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02']);
 
 /**
  * A failure that is not a SyncError, classified: 'database' for what Postgres or the connection
