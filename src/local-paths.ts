@@ -45,13 +45,18 @@ export function foreignPathPart(
   return check(path, true) ?? check(realpathSync(real), real === resolve(path));
 }
 
+/** The entries of /etc/passwd's text (name, password, uid, gid, …), each split at its colons; lines too short to hold a gid left out. */
+function accountsIn(passwd: string): string[][] {
+  return passwd
+    .split('\n')
+    .map((line) => line.split(':'))
+    .filter((a) => a.length > 3);
+}
+
 /** `postgres (uid 101)`: a uid with the name /etc/passwd gives it, for messages (`uid 101` where it gives none). */
 export function uidName(uid: number): string {
   try {
-    const name = readFileSync('/etc/passwd', 'utf8')
-      .split('\n')
-      .map((line) => line.split(':'))
-      .find((a) => a.length > 3 && a[2] === String(uid))?.[0];
+    const name = accountsIn(readFileSync('/etc/passwd', 'utf8')).find((a) => Number(a[2]) === uid)?.[0];
     return name ? `${name} (uid ${uid})` : `uid ${uid}`;
   } catch {
     return `uid ${uid}`;
@@ -77,9 +82,9 @@ export function ownPrivateGroup(): number[] {
 
 /** ownPrivateGroup's answer for `uid` and `gid` from the text of /etc/passwd and /etc/group. */
 export function privateGroupIn(uid: number, gid: number, passwd: string, group: string): number[] {
-  const accounts = passwd.split('\n').map((line) => line.split(':'));
-  const me = accounts.find((a) => a.length > 3 && Number(a[2]) === uid)?.[0];
-  if (accounts.some((a) => a.length > 3 && Number(a[2]) !== uid && Number(a[3]) === gid)) return [];
+  const accounts = accountsIn(passwd);
+  const me = accounts.find((a) => Number(a[2]) === uid)?.[0];
+  if (accounts.some((a) => Number(a[2]) !== uid && Number(a[3]) === gid)) return [];
   // Every name /etc/group gives the gid: a second one (groupadd -o) listing another account made
   // that account a member too, and what "your" group may write was theirs to change (review DV).
   const names = group

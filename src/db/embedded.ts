@@ -424,6 +424,11 @@ function worksIn(pid: number, dir: string): boolean {
   }
 }
 
+/** The lines of the data folder's postmaster.pid (the server's number first, its socket folder fifth); [''] without one. */
+async function readPostmasterLines(dataDir: string): Promise<string[]> {
+  return (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+}
+
 /**
  * A server a cpq-sync process started and did not stop, because that process was killed
  * (SIGKILL, the out-of-memory killer): postgres outlives its parent, holds the data folder
@@ -437,7 +442,7 @@ function worksIn(pid: number, dir: string): boolean {
  * after a reboot the file is stale and its number may be any other process's.
  */
 async function stopOrphanedServer(dataDir: string): Promise<void> {
-  const pidLines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+  const pidLines = await readPostmasterLines(dataDir);
   const postmaster = Number(pidLines[0]);
   if (!Number.isSafeInteger(postmaster) || postmaster <= 0) return;
   // The records of the server that holds the folder now, not of whichever a record names (a
@@ -477,13 +482,9 @@ async function stopOrphanedServer(dataDir: string): Promise<void> {
  * a command started while another used the folder (`status` beside a `schedule` worker) failed on
  * postgres's own line, "lock file "postmaster.pid" already exists" (review DT).
  */
-function folderHolder(dataDir: string): string | undefined {
-  let holder = NaN;
-  try {
-    holder = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
-  } catch {
-    return undefined; // no lock file: no server holds the folder
-  }
+async function folderHolder(dataDir: string): Promise<string | undefined> {
+  // No lock file: no server holds the folder.
+  const holder = Number((await readPostmasterLines(dataDir))[0]);
   if (!Number.isSafeInteger(holder) || holder <= 0 || !processRuns(holder) || !worksIn(holder, dataDir)) return undefined;
   const records = ownerRecords(dataDir).filter((record) => record.here && record.server === holder);
   const starters = records.filter((record) => !record.ended).map((record) => record.starter);
@@ -710,7 +711,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     }
     await stopOrphanedServer(dataDir);
     removeStaleOwnerRecords(dataDir);
-    const holder = folderHolder(dataDir);
+    const holder = await folderHolder(dataDir);
     if (holder !== undefined) {
       throw new SyncError(
         'lock',
