@@ -176,18 +176,23 @@ function foreignFunctions(err: unknown): string[] {
  */
 const LOST_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02']);
 
+/** lock_timeout ran out (SQLSTATE lock_not_available). */
+export const LOCK_NOT_AVAILABLE = '55P03';
+
 /**
  * A failure that is not a SyncError, classified: 'database' for what Postgres or the connection
- * to it reported, 'internal' for anything else.
+ * to it reported, 'internal' for anything else. `lockHolders`: for a lock timeout, the sessions
+ * that could have stopped the statement (describeWriteBlockersOf), read while they still held.
  */
-export function toDatabaseOrInternal(err: unknown): SyncError {
+export function toDatabaseOrInternal(err: unknown, lockHolders?: string): SyncError {
   const message = errorMessage(err);
   // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code, or
   // only a message when node-postgres lost the connection itself.
-  if (errorCode(err) === '55P03') {
+  if (errorCode(err) === LOCK_NOT_AVAILABLE) {
+    const who = lockHolders === undefined ? 'pg_locks, pg_blocking_pids' : `as it gave up: ${lockHolders}`;
     return new SyncError(
       'database',
-      `database error: ${message}: a statement waited longer than SYNC_LOCK_TIMEOUT for a lock on the cpq tables, held or queued for by another session (pg_locks, pg_blocking_pids); nothing was changed`,
+      `database error: ${message}: a statement waited longer than SYNC_LOCK_TIMEOUT for a lock on the cpq tables, held or queued for by another session (${who}); nothing was changed`,
     );
   }
   if (LOST_CONNECTION_CODES.has(errorCode(err) ?? '') || /^Connection terminated unexpectedly$/.test(message)) {

@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
-import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
+import { LOCK_NOT_AVAILABLE, SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
@@ -189,9 +189,6 @@ function migrationErrorMessage(error: unknown): string {
   if (typeof detail !== 'string' || detail === '' || (code !== '2BP01' && code !== '0A000')) return errorMessage(error);
   return `${errorMessage(error)} (${detail.split('\n').join('; ')})`;
 }
-
-/** lock_timeout ran out (SQLSTATE lock_not_available). */
-const LOCK_NOT_AVAILABLE = '55P03';
 
 export async function migrate(db: Db, options: MigrateOptions = {}): Promise<string[]> {
   // Before anything is written: every run migrates first, so none writes into such a database.

@@ -3,6 +3,7 @@ import { analyzeErasedTables } from '../db/sql/analyze-erased-tables.js';
 import { lastErasure, lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
+import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
 import { SyncError, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
@@ -105,6 +106,7 @@ async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Era
     return { erasureId, userId: user.id, rowsRedacted };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
-    rethrowAsSyncError(err);
+    if (err instanceof SyncError) throw err;
+    throw toDatabaseOrInternal(err, await describeWriteBlockersOf(client, err));
   }
 }

@@ -9,6 +9,7 @@ import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type 
 import { migrateLogged, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
+import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishRun } from '../db/sql/finish-run.js';
@@ -210,6 +211,8 @@ class SyncRun {
     } catch (err) {
       await this.stager?.abandon();
       await client.query('ROLLBACK').catch(() => undefined);
+      // Read now, while they still hold: who stopped a run at 3 a.m. is gone from pg_locks by morning.
+      const lockHolders = this.connectionLost === undefined ? await describeWriteBlockersOf(client, err) : undefined;
       // A stream's own failure stays the reason even when a signal arrives while the others stop.
       const interrupted = this.options.signal?.aborted === true && (this.firstStreamFailure?.afterInterrupt ?? true);
       let error = (
@@ -222,7 +225,7 @@ class SyncRun {
               ? err
               : err instanceof RecordError
                 ? new SyncError('data', err.message)
-                : toDatabaseOrInternal(err)
+                : toDatabaseOrInternal(err, lockHolders)
       ).with({ site, runId, http: this.httpStats(), seconds: seconds() });
       // Never a credential in the run record, the log or the error thrown (review DJ).
       const message = oneLine(this.http.withoutCredentials(error.message, `a ${error.kind} error`));
