@@ -109,7 +109,10 @@ describe('a run that waited longer than SYNC_LOCK_TIMEOUT', () => {
     const pool = createPool(h.t.url, 2, 1000);
     cleanups.push(() => pool.end());
     const request = { site: 'default', company: '_host', login: login!, reason: 'GDPR art. 17 request 42', requestedBy: 'dpo' };
-    const error = await forgetUser(pool, request).catch((e: unknown) => e as Error);
+    const error = await forgetUser(pool, request).then(
+      () => new Error('expected forget to fail on its lock timeout'),
+      (e: unknown) => e as Error,
+    );
     expect(error).toMatchObject({ kind: 'database' });
     expect(error.message).toMatch(
       new RegExp(`SYNC_LOCK_TIMEOUT .*as it gave up: pid ${dbaPid} \\(role postgres, application nightly-maintenance, [^)]*\\): ExclusiveLock on cpq\\.users`),

@@ -13,7 +13,7 @@ import { checkReadiness } from '../src/worker/readiness.js';
 import { ShutdownSignals } from '../src/worker/shutdown.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { gate } from './helpers/cli-process.js';
-import { holdSyncLock } from './helpers/database.js';
+import { holdSyncLock, migrateBefore } from './helpers/database.js';
 import { type Harness, it } from './helpers/harness.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
@@ -203,6 +203,32 @@ describe('health and metrics', () => {
     await expect(worker.start()).rejects.toThrow(
       new ConfigError(`HTTP_PORT: cannot listen on port ${port} (EADDRINUSE): another process listens there; choose another HTTP_PORT`),
     );
+  });
+
+  it('answers /healthz while its migrations wait for their locks (a liveness probe restarted it, and its migration, over and over), with /readyz not ready until they are applied', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+    // 0019 replaces cpq.administrators, which a report reads in an open transaction.
+    await migrateBefore(h.t, '0019');
+    const report = await h.t.pool.connect();
+    cleanups.push(async () => report.release());
+    await report.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await report.query('SELECT count(*) FROM cpq.administrators');
+    const { log, lines } = capturingLogger();
+    const worker = workerFor(h, log);
+    const started = worker.start();
+    started.catch(() => undefined);
+    const port = await until('HTTP_PORT to answer', async () => worker.httpPort);
+    await until('the migration to wait for its locks', async () => lines.some((l) => String(l.msg).startsWith('the migrations wait')));
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    const notReady = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(notReady.status).toBe(503);
+    await until('the reason in the log', async () => lines.find((l) => l.msg === 'readiness: not ready' && String(l.database).startsWith('migrating')));
+    await report.query('COMMIT');
+    await started;
+    expect(await h.t.query(`SELECT name FROM cpq.kysely_migration WHERE name LIKE '0019%'`)).toHaveLength(1);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
   });
 
   it('HTTP_HOST: listens on that address only; one it cannot bind is a configuration error', async ({ startHarness }) => {

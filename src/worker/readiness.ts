@@ -43,7 +43,7 @@ export interface SiteReadiness {
 export interface ReadinessReport {
   /** The database answers and no site is stale. */
   ready: boolean;
-  /** "ok", or why the database could not be read. */
+  /** "ok", or why the database could not be read (or was not: `migrating: …`). */
   database: string;
   sites: SiteReadiness[];
   /** The sites whose runs have been failing for longer than SYNC_STALE_AFTER. */
@@ -71,6 +71,11 @@ export function publicReadiness(report: ReadinessReport, now: Date = report.chec
     lastSuccessAgeSeconds: oldest === null ? null : Math.max(0, Math.round((now.getTime() - oldest) / 1000)),
     staleSites: report.staleSites,
   };
+}
+
+/** Readiness while the worker applies this release's migrations: not ready, and nothing read (the tables may not be there yet). */
+export function migratingReadiness(): ReadinessReport {
+  return { ready: false, database: "migrating: this release's migrations are not applied yet", sites: [], staleSites: [], checkedAt: new Date() };
 }
 
 /**

@@ -13,7 +13,7 @@ import { runSync } from '../sync/run.js';
 import { CronSchedule } from './cron-schedule.js';
 import { HealthServer } from './health-server.js';
 import { WorkerMetrics, type RunObservation } from './metrics.js';
-import { HealthConnection, checkReadiness } from './readiness.js';
+import { HealthConnection, checkReadiness, migratingReadiness } from './readiness.js';
 import { readRunOutcomes } from '../db/sql/read-run-outcomes.js';
 
 /**
@@ -42,6 +42,8 @@ export class SyncWorker {
   private readonly current = new Map<string, Promise<void>>();
   /** The port health and metrics listen on, once started; undefined when HTTP_PORT is unset. */
   httpPort: number | undefined;
+  /** This release's migrations are applied: until then /readyz says not ready, and reads nothing. */
+  private migrated = false;
   /** Retries pending alerts between runs (every ALERT_RETRY_EVERY), and the pass under way. */
   private alertRetry: NodeJS.Timeout | undefined;
   private alertPass: Promise<unknown> | undefined;
@@ -72,37 +74,30 @@ export class SyncWorker {
     });
   }
 
-  /** Applies migrations (so /readyz and `status` find the tables), opens HTTP_PORT, starts the schedule. */
+  /**
+   * Opens HTTP_PORT, applies migrations (so /readyz and `status` find the tables), starts the
+   * schedule. The port first: a migration may wait minutes for its locks (a report's open
+   * transaction, an older release's runs), and a liveness probe that got no answer meanwhile
+   * restarted the worker, and its migration with it, again and again. /readyz says not ready until
+   * the migrations are applied.
+   */
   async start(): Promise<void> {
     const { config, log } = this.deps;
     const startedAt = performance.now();
-    await migrate(this.deps.db, migrateLogged(log)).catch(rethrowAsSyncError);
+    if (config.worker.httpPort !== undefined) await this.listen(config.worker.httpPort, config.worker.httpHost, startedAt);
+    try {
+      await migrate(this.deps.db, migrateLogged(log)).catch(rethrowAsSyncError);
+    } catch (err) {
+      // The command fails; a server left listening would keep its process alive.
+      await this.health?.stop();
+      this.health = undefined;
+      await this.healthDb.close();
+      throw err;
+    }
+    this.migrated = true;
     if (config.alerts.webhook) {
       this.alertRetry = setInterval(() => this.retryAlerts(), config.alerts.retryEveryMs);
       this.alertRetry.unref();
-    }
-    if (config.worker.httpPort !== undefined) {
-      this.health = new HealthServer({
-        port: config.worker.httpPort,
-        host: config.worker.httpHost,
-        readiness: () =>
-          checkReadiness(this.healthDb, {
-            sites: this.sites.map((s) => s.name),
-            staleAfterMs: config.worker.staleAfterMs,
-            upForMs: performance.now() - startedAt,
-            failedUnrecorded: (site) => this.failedUnrecorded.has(site),
-          }),
-        metrics: this.metrics,
-        log,
-      });
-      const { httpPort: port, httpHost: host } = config.worker;
-      this.httpPort = await this.health.start().catch((err: unknown) => {
-        const where = host === undefined ? `port ${port}` : `${host} port ${port}`;
-        const name = host === undefined ? 'HTTP_PORT' : 'HTTP_HOST/HTTP_PORT';
-        const code = errorCode(err);
-        const hint = code === 'EADDRINUSE' ? `: another process listens there; choose another ${name === 'HTTP_PORT' ? 'HTTP_PORT' : 'port'}` : '';
-        throw new ConfigError(`${name}: cannot listen on ${where} (${code ?? errorMessage(err)})${hint}`);
-      });
     }
     for (const schedule of this.schedules) schedule.start();
     log.info(
@@ -110,6 +105,33 @@ export class SyncWorker {
       'worker started',
     );
     for (const schedule of this.schedules) schedule.logNextRun();
+  }
+
+  /** Health and metrics on HTTP_PORT (HTTP_HOST); a port it cannot take is a configuration error. */
+  private async listen(port: number, host: string | undefined, startedAt: number): Promise<void> {
+    const { config, log } = this.deps;
+    this.health = new HealthServer({
+      port,
+      host,
+      readiness: () =>
+        this.migrated
+          ? checkReadiness(this.healthDb, {
+              sites: this.sites.map((s) => s.name),
+              staleAfterMs: config.worker.staleAfterMs,
+              upForMs: performance.now() - startedAt,
+              failedUnrecorded: (site) => this.failedUnrecorded.has(site),
+            })
+          : Promise.resolve(migratingReadiness()),
+      metrics: this.metrics,
+      log,
+    });
+    this.httpPort = await this.health.start().catch((err: unknown) => {
+      const where = host === undefined ? `port ${port}` : `${host} port ${port}`;
+      const name = host === undefined ? 'HTTP_PORT' : 'HTTP_HOST/HTTP_PORT';
+      const code = errorCode(err);
+      const hint = code === 'EADDRINUSE' ? `: another process listens there; choose another ${name === 'HTTP_PORT' ? 'HTTP_PORT' : 'port'}` : '';
+      throw new ConfigError(`${name}: cannot listen on ${where} (${code ?? errorMessage(err)})${hint}`);
+    });
   }
 
   /**
