@@ -1,9 +1,9 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
-import { foreignWriterOfOpened, reopenPipeBlocking } from './foreign-writer.js';
+import { ConfigFileRefused, readOwnConfigFile } from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
@@ -166,31 +166,20 @@ function secret(env: Env, name: string, fileName: string, chooses?: string): str
 
 /**
  * The text of a file whose writer `chooses` something (where alerts go), unless another local user
- * could have written it: refused as a .env or a sites file is (foreignWriterOfOpened), since a
+ * could have written it: refused as a .env or a sites file is (readOwnConfigFile), since a
  * member of a group that may write it had every alert sent to a listener of theirs (review DV).
- * The file opened is the one checked and read; a pipe (<(sops -d …)) is read as it comes, through a
- * second descriptor that must be the same pipe. Its path is not printed (see secret).
+ * Its path is not printed (see secret).
  */
 function readOwnFile(file: string, fileName: string, chooses: string): string {
-  const link = lstatSync(file);
-  let fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    const stats = fstatSync(fd);
-    const uid = process.getuid?.();
-    const problem = uid === undefined ? undefined : foreignWriterOfOpened(link, stats, uid);
-    if (problem !== undefined) {
-      throw new ConfigError(
-        `${fileName}: the file it names${problem}: refusing to read it, since whoever wrote it ${chooses}; make it yours and not writable by others (chown, chmod go-w)`,
-      );
-    }
-    if (stats.isFIFO()) {
-      const blocking = reopenPipeBlocking(fd, stats, () => openSync(file, constants.O_RDONLY));
-      if (blocking === undefined) throw new ConfigError(`${fileName}: the file it names changed while it was opened`);
-      fd = blocking;
-    }
-    return readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
+    return readOwnConfigFile(file)!.bytes.toString('utf8');
+  } catch (err) {
+    if (!(err instanceof ConfigFileRefused)) throw err;
+    const refusal =
+      err.reason === 'foreign-writer'
+        ? `: refusing to read it, since whoever wrote it ${chooses}; make it yours and not writable by others (chown, chmod go-w)`
+        : '';
+    throw new ConfigError(`${fileName}: the file it names${err.problem}${refusal}`);
   }
 }
 

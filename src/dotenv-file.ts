@@ -1,9 +1,11 @@
-import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { homedir } from 'node:os';
+import { isAbsolute } from 'node:path';
 import dotenv from 'dotenv';
 import { ConfigError, type AppConfig } from './config.js';
 import { flagValue } from './config-env.js';
-import { foreignWriterOfOpened, reopenPipeBlocking } from './foreign-writer.js';
+import { ConfigFileRefused, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
+import { errorCode } from './errors.js';
 import { parseConnectionUrl } from './connection-url.js';
 
 /** What the last loadDotenvFile found wrong but not bad enough to refuse. */
@@ -35,8 +37,7 @@ function holdsSecret(name: string, value: string): boolean {
  * (every synced user's personal data to their database). Refused, not skipped: the operator meant
  * some `.env` to apply.
  *
- * The file is opened once, and what is checked is the file opened (fstat), then read from that
- * same descriptor: a name checked and then opened again could be swapped in between.
+ * What is checked is the file read (readOwnConfigFile).
  */
 export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
   warnings.length = 0;
@@ -48,57 +49,48 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
   }
   const encoding = env.DOTENV_CONFIG_ENCODING ?? 'utf8';
   if (!Buffer.isEncoding(encoding)) throw new ConfigError(`DOTENV_CONFIG_ENCODING: "${encoding}" is not an encoding`);
-  let link: Stats;
   try {
-    link = lstatSync(path);
+    lstatSync(path);
   } catch {
     if (named !== undefined) throw new ConfigError(`DOTENV_CONFIG_PATH: cannot read ${path}`);
     return; // none
   }
-  const opened = (flags: number) => {
-    try {
-      return openSync(path, flags);
-    } catch (err) {
-      throw new ConfigError(`${path}: cannot be opened (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  };
-  // Without waiting on a FIFO: someone else's would hold the start before any check.
-  let fd = opened(constants.O_RDONLY | constants.O_NONBLOCK);
+  let read;
   try {
-    const file = fstatSync(fd);
-    // A folder named .env (a Python virtual environment's usual name) is no configuration.
-    if (file.isDirectory() && named === undefined) return;
-    const uid = process.getuid?.();
-    if (uid !== undefined) {
-      // The link (one someone else owns may be pointed elsewhere) and the file it led to.
-      const problem = foreignWriterOfOpened(link, file, uid);
-      if (problem !== undefined) {
-        throw new ConfigError(
-          `${path}${problem}: refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)`,
-        );
-      }
-    }
-    if (!file.isFile() && (named === undefined || file.isDirectory())) throw new ConfigError(`${path} is not a file`);
-    if (!file.isFile()) {
-      // A pipe named on purpose (DOTENV_CONFIG_PATH=<(sops -d …), /dev/stdin), checked: read as it
-      // comes, through a second descriptor that must be the same pipe.
-      const blocking = reopenPipeBlocking(fd, file, () => opened(constants.O_RDONLY));
-      if (blocking === undefined) throw new ConfigError(`${path} changed while it was opened`);
-      fd = blocking;
-    }
-    // As every yes/no setting reads; any other text leaves the environment winning.
-    const override = flagValue(env.DOTENV_CONFIG_OVERRIDE ?? '') === true;
-    const values = dotenv.parse(readFileSync(fd).toString(encoding));
-    const secrets = Object.keys(values).filter((name) => holdsSecret(name, values[name]!));
-    // Readable by its group or every user, a file holding a secret gives it away: said at every
-    // start (the default umask makes files so), as for a sites file, not refused.
-    if (secrets.length > 0 && file.isFile() && (file.mode & 0o044) !== 0) {
-      warnings.push(
-        `${path} holds ${secrets.join(', ')} and other users can read it (mode ${(file.mode & 0o777).toString(8)}): chmod 600 it, or keep the secret in a file of its own (CPQ_PASSWORD_FILE and the like)`,
+    read = readOwnConfigFile(path, {
+      skip: (file) => {
+        // A folder named .env (a Python virtual environment's usual name) is no configuration; a
+        // FIFO, socket or device under that name is none anyone wrote on purpose, and is not read.
+        if (named === undefined && !file.isFile() && !file.isDirectory()) throw new ConfigError(`${path} is not a file`);
+        return file.isDirectory() && named === undefined;
+      },
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    if (err instanceof ConfigFileRefused && err.reason === 'foreign-writer') {
+      throw new ConfigError(
+        `${path}${err.problem}: refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)`,
       );
     }
-    dotenv.populate(env, values, { override });
-  } finally {
-    closeSync(fd);
+    if (err instanceof ConfigFileRefused) throw new ConfigError(`${path}${err.problem}`);
+    const code = errorCode(err);
+    // A relative name says which folder: the working directory is not always the one meant.
+    const where = isAbsolute(path) ? path : `${path} (in ${process.cwd()})`;
+    if (code === 'EISDIR') throw new ConfigError(`${path} is not a file`);
+    throw new ConfigError(`${where}: cannot be opened (${code ?? 'error'})`);
   }
+  if (read === undefined) return;
+  const { bytes, file } = read;
+  // As every yes/no setting reads; any other text leaves the environment winning.
+  const override = flagValue(env.DOTENV_CONFIG_OVERRIDE ?? '') === true;
+  const values = dotenv.parse(bytes.toString(encoding));
+  const secrets = Object.keys(values).filter((name) => holdsSecret(name, values[name]!));
+  // Readable by another user, a file holding a secret gives it away: said at every start (the
+  // default umask makes files so), as for a sites file, not refused.
+  if (secrets.length > 0 && file.isFile() && othersMayRead(file)) {
+    warnings.push(
+      `${path} holds ${secrets.join(', ')} and other users can read it (mode ${(file.mode & 0o777).toString(8)}): chmod 600 it, or keep the secret in a file of its own (CPQ_PASSWORD_FILE and the like)`,
+    );
+  }
+  dotenv.populate(env, values, { override });
 }

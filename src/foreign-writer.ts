@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { ownPrivateGroup } from './local-paths.js';
 
 /**
@@ -6,9 +6,10 @@ import { ownPrivateGroup } from './local-paths.js';
  * the link naming it), or undefined: owned by someone other than this user (`uid`) or root, or,
  * not being a link, writable by every user, or by its group unless that group is this user's
  * private one (umask 002, the default of user private groups, makes every file so). `.env` and
- * CPQ_SITES_FILE are refused so: whoever writes either chooses where the credentials go.
+ * CPQ_SITES_FILE are refused so (readOwnConfigFile): whoever writes either chooses where the
+ * credentials go.
  */
-export function foreignWriter(stats: Stats, uid: number): string | undefined {
+function foreignWriter(stats: Stats, uid: number): string | undefined {
   if (stats.uid !== uid && stats.uid !== 0) return `is owned by uid ${stats.uid}, not by this user (${uid}) or root`;
   const groupWrites = (stats.mode & 0o020) !== 0 && !ownPrivateGroup().includes(stats.gid);
   if (!stats.isSymbolicLink() && ((stats.mode & 0o002) !== 0 || groupWrites))
@@ -21,7 +22,7 @@ export function foreignWriter(stats: Stats, uid: number): string | undefined {
  * else owns may be pointed elsewhere), then of the file it led to; the problem, after which of the
  * two (" (what the link names) is owned by ..."), or undefined.
  */
-export function foreignWriterOfOpened(link: Stats, file: Stats, uid: number): string | undefined {
+function foreignWriterOfOpened(link: Stats, file: Stats, uid: number): string | undefined {
   for (const [what, stats] of [
     ['', link],
     [link.isSymbolicLink() ? ' (what the link names)' : '', file],
@@ -38,7 +39,7 @@ export function foreignWriterOfOpened(link: Stats, file: Stats, uid: number): st
  * comes (`<(sops -d …)`): the new descriptor, the first one closed; or undefined, the new one
  * closed, when the name now leads to another file than the one checked (swapped meanwhile).
  */
-export function reopenPipeBlocking(fd: number, checked: Stats, open: () => number): number | undefined {
+function reopenPipeBlocking(fd: number, checked: Stats, open: () => number): number | undefined {
   const blocking = open();
   const again = fstatSync(blocking);
   if (again.dev !== checked.dev || again.ino !== checked.ino) {
@@ -47,4 +48,57 @@ export function reopenPipeBlocking(fd: number, checked: Stats, open: () => numbe
   }
   closeSync(fd);
   return blocking;
+}
+
+/**
+ * Whether a user other than this one may read the file: every user may, or its group may and that
+ * group is not this user's private one (a secret in a file of mode 660 under umask 002 is this
+ * user's alone, and was warned about for nothing, review DV).
+ */
+export function othersMayRead(file: Stats, privateGroups: readonly number[] = ownPrivateGroup()): boolean {
+  return (file.mode & 0o004) !== 0 || ((file.mode & 0o040) !== 0 && !privateGroups.includes(file.gid));
+}
+
+/** Why readOwnConfigFile did not read a file: what follows its name in the refusal (" is owned by uid 1001, …", " changed while it was opened", …). */
+export class ConfigFileRefused extends Error {
+  constructor(
+    readonly reason: 'foreign-writer' | 'changed' | 'too-large',
+    readonly problem: string,
+  ) {
+    super(problem);
+  }
+}
+
+/**
+ * A configuration file whose writer chooses what this process does (`.env`, CPQ_SITES_FILE,
+ * ALERT_WEBHOOK_URL_FILE), read unless another local user could have written it
+ * (foreignWriterOfOpened): its bytes and what it is; undefined when `skip` says so of what was
+ * opened (a folder named .env). The file checked is the one read: the name is opened once
+ * (without waiting on a FIFO, which someone else's would otherwise hold the start with), checked
+ * through that descriptor, and read from it; a pipe or device named on purpose (`<(sops -d …)`,
+ * /dev/stdin) is read as it comes, through a second descriptor that must be the same one.
+ * Throws ConfigFileRefused, or the system's error (ENOENT, EACCES, EISDIR …) for its caller to word.
+ */
+export function readOwnConfigFile(
+  path: string,
+  options: { maxBytes?: number; skip?: (file: Stats) => boolean } = {},
+): { bytes: Buffer; file: Stats } | undefined {
+  const link = lstatSync(path);
+  let fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const file = fstatSync(fd);
+    if (options.skip?.(file) === true) return undefined;
+    const uid = process.getuid?.();
+    const problem = uid === undefined ? undefined : foreignWriterOfOpened(link, file, uid);
+    if (problem !== undefined) throw new ConfigFileRefused('foreign-writer', problem);
+    if (options.maxBytes !== undefined && file.size > options.maxBytes) throw new ConfigFileRefused('too-large', ` is larger than ${options.maxBytes} bytes`);
+    if (!file.isFile() && !file.isDirectory()) {
+      const blocking = reopenPipeBlocking(fd, file, () => openSync(path, constants.O_RDONLY));
+      if (blocking === undefined) throw new ConfigFileRefused('changed', ' changed while it was opened');
+      fd = blocking;
+    }
+    return { bytes: readFileSync(fd), file };
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -1,7 +1,7 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import type * as Yaml from 'yaml';
 import { errorCode } from './errors.js';
-import { foreignWriterOfOpened, reopenPipeBlocking } from './foreign-writer.js';
+import { ConfigFileRefused, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
 import { requireWhenUsed } from './require-when-used.js';
 import { nearMiss } from './near-miss.js';
 
@@ -80,37 +80,23 @@ type Env = Record<string, string | undefined>;
  */
 export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { sites: SiteOverlay[]; errors: string[]; warnings: string[] } {
   let text: string;
-  let mode: number;
-  let fd: number | undefined;
+  let stats: Stats;
   try {
-    // The link and the file it names are checked, then read through the one descriptor opened
-    // (without waiting on a FIFO first): a name checked and opened again could be swapped between.
-    const link = lstatSync(file);
-    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
-    const stat = fstatSync(fd);
-    const uid = process.getuid?.();
-    if (uid !== undefined) {
-      // Whoever may write it chooses each site's baseUrl, and which secrets go there (passwordFile
-      // names any file this process reads, ${NAME} any variable of its environment): refused, as a .env is (review DM).
-      const problem = foreignWriterOfOpened(link, stat, uid);
-      if (problem !== undefined) {
-        const refusal = `CPQ_SITES_FILE: ${file}${problem}: refusing to read it, since whoever wrote it chooses where credentials are sent; make it yours and not writable by others (chown, chmod go-w)`;
-        return { sites: [], errors: [refusal], warnings: [] };
-      }
-    }
-    if (stat.size > MAX_FILE_BYTES) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is larger than ${MAX_FILE_BYTES} bytes; refused`], warnings: [] };
-    if (stat.isFIFO()) {
-      // A pipe (<(sops -d …)), read as it comes through a blocking descriptor that must be the same pipe.
-      const blocking = reopenPipeBlocking(fd, stat, () => openSync(file, constants.O_RDONLY));
-      if (blocking === undefined) return { sites: [], errors: [`CPQ_SITES_FILE: ${file} changed while it was opened`], warnings: [] };
-      fd = blocking;
-    }
-    mode = stat.mode;
-    text = readFileSync(fd, 'utf8');
+    // Whoever may write it chooses each site's baseUrl, and which secrets go there (passwordFile
+    // names any file this process reads, ${NAME} any variable of its environment): refused, as a .env is (review DM).
+    const read = readOwnConfigFile(file, { maxBytes: MAX_FILE_BYTES })!;
+    stats = read.file;
+    text = read.bytes.toString('utf8');
   } catch (err) {
-    return { sites: [], errors: [`CPQ_SITES_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`], warnings: [] };
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+    if (err instanceof ConfigFileRefused && err.reason === 'foreign-writer') {
+      const refusal = `CPQ_SITES_FILE: ${file}${err.problem}: refusing to read it, since whoever wrote it chooses where credentials are sent; make it yours and not writable by others (chown, chmod go-w)`;
+      return { sites: [], errors: [refusal], warnings: [] };
+    }
+    const problem =
+      err instanceof ConfigFileRefused
+        ? `${file}${err.problem}${err.reason === 'too-large' ? '; refused' : ''}`
+        : `cannot read ${file} (${errorCode(err) ?? 'error'})`;
+    return { sites: [], errors: [`CPQ_SITES_FILE: ${problem}`], warnings: [] };
   }
   let document: unknown;
   let keyPlace: KeyPlace = () => undefined;
@@ -225,12 +211,12 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     const merged = namesAuth ? Object.fromEntries(Object.entries(env).filter(([variable]) => !AUTH_VARIABLES.includes(variable))) : env;
     if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay }, own: new Set(Object.keys(overlay)), unset });
   });
-  // Readable by its group or every user, a file holding a secret gives it away: said at every start
-  // (the default umask makes files so), not refused, since nothing else is wrong with it.
+  // Readable by another user, a file holding a secret gives it away: said at every start (the
+  // default umask makes files so), not refused, since nothing else is wrong with it.
   const warnings =
-    inline.secret && (mode & 0o044) !== 0
+    inline.secret && othersMayRead(stats)
       ? [
-          `CPQ_SITES_FILE: ${file} holds a password, token or client secret and other users can read it (mode ${(mode & 0o777).toString(8)}): chmod 600 it, or use passwordFile, tokenFile or oauth.clientSecretFile`,
+          `CPQ_SITES_FILE: ${file} holds a password, token or client secret and other users can read it (mode ${(stats.mode & 0o777).toString(8)}): chmod 600 it, or use passwordFile, tokenFile or oauth.clientSecretFile`,
         ]
       : [];
   return { sites, errors, warnings };

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -7,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, type Outcome } from '../helpers/cli-process.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { freePort } from '../helpers/free-port.js';
+import { othersMayRead } from '../../src/foreign-writer.js';
 import { privateGroupIn } from '../../src/local-paths.js';
 
 /*
@@ -33,9 +35,9 @@ async function folder(uid: number, mode: number): Promise<string> {
   return dir;
 }
 
-/** The built CLI run as nobody, in a working folder of its own, with only the given environment (plus PATH and TMPDIR). */
-async function asNobody(args: string[], env: Record<string, string>): Promise<Outcome> {
-  const cwd = await folder(NOBODY, 0o755);
+/** The built CLI run as nobody, in a working folder of its own (`cwd`, or a new one), with only the given environment (plus PATH and TMPDIR). */
+async function asNobody(args: string[], env: Record<string, string>, cwd?: string): Promise<Outcome> {
+  cwd ??= await folder(NOBODY, 0o755);
   const child = spawn(process.execPath, [BIN, ...args], {
     uid: NOBODY,
     gid: NOBODY,
@@ -173,6 +175,16 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and ALERT_WEBHOOK_URL_FIL
   });
 });
 
+describe.skipIf(!isRoot)('an ordinary account (nobody) and a .env it may not read (skipped unless root: only root can run the CLI as nobody)', () => {
+  it('is one line naming the folder it is in (the working directory is not always the one meant), exit code 2', async () => {
+    const cwd = await folder(NOBODY, 0o755);
+    await writeFile(join(cwd, '.env'), 'SYNC_CRON=0 3 * * *\n', { mode: 0o600 });
+    const out = await asNobody(['status'], {}, cwd);
+    expect(out).toMatchObject({ code: 2, stdout: '' });
+    expect(out.stderr).toBe(`cpq-sync: .env (in ${cwd}): cannot be opened (EACCES)\n`);
+  });
+});
+
 describe.skipIf(!isRoot)('an ordinary account (nobody) and verify --file (skipped unless root: only root can run the CLI as nobody)', () => {
   it("an export and manifest it may not read (0600, another account's): said so, not that the manifest is no JSON", async () => {
     const dir = await folder(0, 0o755);
@@ -184,6 +196,25 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and verify --file (skippe
     expect(out.stderr).toBe(
       `cpq-sync: cannot check ${file}: ${file}.manifest.json cannot be read (EACCES): run verify as an account that may read the file and its manifest\n`,
     );
+  });
+});
+
+describe('who else may read a file holding a secret (othersMayRead: a .env or sites file warned about)', () => {
+  it('every user, or a group other than your private one; not your private group alone (umask 002 and chmod 660), not the owner alone', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-readers-'));
+    dirs.push(dir);
+    const file = join(dir, 'secret');
+    await writeFile(file, 'x');
+    const readers = async (mode: number, privateGroups: number[]) => {
+      await chmod(file, mode);
+      return othersMayRead(statSync(file), privateGroups);
+    };
+    const gid = statSync(file).gid;
+    expect(await readers(0o600, [])).toBe(false);
+    expect(await readers(0o604, [gid])).toBe(true);
+    expect(await readers(0o640, [])).toBe(true);
+    expect(await readers(0o640, [gid + 1])).toBe(true);
+    expect(await readers(0o660, [gid])).toBe(false);
   });
 });
 
