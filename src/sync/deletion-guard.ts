@@ -46,9 +46,10 @@ export function pastDeletionLimits(guard: DeletionLimits, rerunIf = 'this is rea
 }
 
 /**
- * Companies whose users this run may mark deleted: read in full, not short, and not losing
- * more than SYNC_MAX_DELETE_FRACTION of their known users, nor more than SYNC_MASS_DELETE_MIN
- * (unless --allow-mass-delete).
+ * Companies whose users this run may mark deleted: read in full, not short, with totalResults
+ * when read by key, and not losing
+ * both more than SYNC_MAX_DELETE_FRACTION of their known users and more than SYNC_MASS_DELETE_MIN
+ * (refusesDeletion: past one limit alone is allowed; past both, only with --allow-mass-delete).
  * Refusals are recorded in the run's warnings and the stream's report.
  */
 export async function deletableCompanies(client: pg.PoolClient, runId: string, guard: DeletionGuard): Promise<string[]> {

@@ -14,7 +14,7 @@ export interface RunOptions {
   site?: string;
   /** Read every stream in full, ignoring stored cursors. */
   full?: boolean;
-  /** Apply deletions even above SYNC_MAX_DELETE_FRACTION. */
+  /** Apply deletions even past both SYNC_MAX_DELETE_FRACTION and SYNC_MASS_DELETE_MIN (refusesDeletion). */
   allowMassDelete?: boolean;
   /** The site's CPQ moved: read its base URL even though its rows were read from another address (cpq.sites.cpq_url). */
   cpqMoved?: boolean;
