@@ -81,6 +81,8 @@ export function pathSegmentProblem(name: string): string | undefined {
 
 // eslint-disable-next-line no-control-regex -- matching NUL is the point
 const UNSTORABLE_NAME = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** What downloadToFile wrote. */
 export interface DownloadResult {
   url: string;
   bytes: number;

@@ -47,5 +47,3 @@ export function describeDelay(ms: number): string {
   if (ms < 120_000) return `${Math.round(ms / 100) / 10}s`;
   return ms < 2 * 3_600_000 ? `${Math.round(ms / 60_000)}min` : `${Math.round(ms / 360_000) / 10}h`;
 }
-
-/** What downloadToFile wrote. */
