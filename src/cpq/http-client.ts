@@ -184,7 +184,8 @@ class CredentialEcho {
 
 /**
  * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
- * backoff and jitter (network errors, 408, 429, 5xx) honouring Retry-After up to
+ * backoff and jitter (network errors and RETRY_STATUSES: 408, 429, 500, 502, 503, 504; not
+ * another 5xx such as 501, which no retry mends) honouring Retry-After up to
  * CPQ_RETRY_MAX_DELAY, the site's request budget (CPQ_MAX_IN_FLIGHT), and exact JSON.
  * Error messages name the method and URL (which never holds credentials) and what went wrong.
  */
