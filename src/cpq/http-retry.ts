@@ -28,7 +28,7 @@ export function backoffMs(attempt: number, policy: RetryPolicy, random = Math.ra
 
 /**
  * A failure before the request could be sent that is worth retrying like the request itself:
- * the OAuth token service unreachable or answering 429/5xx. Its message names the token
+ * the OAuth token service unreachable or answering 408, 429 or 5xx. Its message names the token
  * request; `retryAfterMs` is the Retry-After it sent, if any.
  */
 export class RetryableError extends Error {
