@@ -46,14 +46,14 @@ async function syncAll(deps: Parameters<typeof runSites>[0], full: boolean): Pro
   return outcomes.map((o) => o.result!);
 }
 
+/** The demo's simulated sites. */
+const DEMO_SITES = ['emea', 'americas'];
+
 /**
  * The demo: two simulated Fusion sites, `emea` (3 companies, 1,000 users each, integration users)
  * and `americas` (a smaller one), and the embedded Postgres; a full sync of both, a few edits in
  * CPQ, an incremental sync, and a summary.
  */
-/** The demo's simulated sites. */
-const DEMO_SITES = ['emea', 'americas'];
-
 export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
   const simulator = new CpqSimulator({ seed: 7, partnerCompanies: 2, usersPerCompany: 1000, integrationUsers: 5, pathPrefix: '/cpq', zipExport: {} });
   const americas = new CpqSimulator({ seed: 8, partnerCompanies: 1, usersPerCompany: 300, integrationUsers: 2, pathPrefix: '/cpq', zipExport: {} });
