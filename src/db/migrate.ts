@@ -17,16 +17,16 @@ import { outsiderHolder, readAdvisoryLockHolder } from './sql/read-sync-lock-hol
 /** migrations/ at the package root, whether running from src/ (tests) or dist/. */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
 
-/**
- * Migrations are plain SQL files (`NNNN_name.sql`), readable by the DBAs who review them.
- * Kysely's Migrator applies them in name order, in a transaction, under its own lock, and
- * records them in cpq.kysely_migration.
- */
 /** The migration files among `files` (a folder's names), in the order they apply: `0001_name.sql`. */
 export function migrationFiles(files: readonly string[]): string[] {
   return files.filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort();
 }
 
+/**
+ * Migrations are plain SQL files (`NNNN_name.sql`), readable by the DBAs who review them.
+ * Kysely's Migrator applies them in name order, in a transaction, under its own lock, and
+ * records them in cpq.kysely_migration.
+ */
 class SqlFileMigrationProvider implements MigrationProvider {
   /**
    * The last migration whose SQL failed, and Postgres's error: when the failure lost the connection
