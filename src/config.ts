@@ -284,11 +284,11 @@ function isLoopbackHost(hostname: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
-/** Credentials over plain http to another machine can be read on the way: refused unless asked for. */
 /**
  * The URL `name` gives, read as Node reads it: http(s), with no user name or password in it
  * (`credentialsInstead` says where they go), plain http only to loopback or when the operator
- * allows it. Never echoed: a webhook URL is a credential.
+ * allows it (credentials over plain http to another machine can be read on the way). Never
+ * echoed: a webhook URL is a credential.
  */
 function requireSecureUrl(name: string, url: string, allowInsecure: boolean, credentialsInstead = ''): URL {
   // Past the schema's pattern, a URL can still be one Node refuses (a port above 65535, a space in the host).

@@ -281,7 +281,7 @@ describe('a database migrated by another build of an older release', () => {
     await t.query(`INSERT INTO cpq.kysely_migration (name, timestamp) VALUES ('0017_commit_order_row_lock', now())`);
     const ahead: string[][] = [];
     await expect(migrate(t.db, { onAhead: (names) => ahead.push(names) })).rejects.toThrow(
-      /records migration 0017_commit_order_row_lock, which this release does not have and which sorts before its last \(0023_[\w]+\): not a newer release's/,
+      /records migration 0017_commit_order_row_lock, which this release does not have and which sorts before its last \(\d{4}_[\w]+\): not a newer release's/,
     );
     expect(ahead).toEqual([]);
     const { status, detail } = await checkSchema({ pool: t.pool } as Database);

@@ -16,16 +16,6 @@ export interface HealthServerOptions {
 }
 
 /**
- * /healthz (the process is up and answering), /readyz (database reachable, runs not failing
- * beyond SYNC_STALE_AFTER) and /metrics (Prometheus). Read-only GET/HEAD; no credentials
- * appear in any answer.
- *
- * /readyz says ready or not and the age of the last success, to every client alike: the
- * reasons (database errors, a failed run's error text with URLs, logins, field values) go to
- * the worker's log when readiness changes, never over HTTP. Telling loopback clients more would
- * not be safe: a proxy or service-mesh sidecar on the host makes every stranger a loopback client.
- */
-/**
  * Connections served at once; more are closed as they arrive. Probes and a scraper need a few;
  * many more leave room for probes while someone holds connections open (each for at most
  * HEADERS_TIMEOUT_MS), and far fewer than the descriptors a process has (1,024 at the least).
@@ -36,6 +26,16 @@ export const HEADERS_TIMEOUT_MS = 2_000;
 const REQUEST_TIMEOUT_MS = 10_000;
 const KEEP_ALIVE_TIMEOUT_MS = 2_000;
 
+/**
+ * /healthz (the process is up and answering), /readyz (database reachable, runs not failing
+ * beyond SYNC_STALE_AFTER) and /metrics (Prometheus). Read-only GET/HEAD; no credentials
+ * appear in any answer.
+ *
+ * /readyz says ready or not and the age of the last success, to every client alike: the
+ * reasons (database errors, a failed run's error text with URLs, logins, field values) go to
+ * the worker's log when readiness changes, never over HTTP. Telling loopback clients more would
+ * not be safe: a proxy or service-mesh sidecar on the host makes every stranger a loopback client.
+ */
 export class HealthServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
