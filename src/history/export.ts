@@ -67,10 +67,14 @@ async function streamRows(
             })
             .join(',')}}`;
   let count = 0;
+  const reading = { failed: false };
   try {
     if (format === 'csv') await write(out, `${columns.map((c) => c.name).join(',')}\n`);
     for (;;) {
-      const rows = await cursor.read(BATCH);
+      const rows = await cursor.read(BATCH).catch((err: unknown) => {
+        reading.failed = true;
+        throw err;
+      });
       if (rows.length === 0) break;
       count += rows.length;
       const text = rows.map(line).join('\n');
@@ -79,7 +83,10 @@ async function streamRows(
       await write(out, `${terminal && format === 'jsonl' ? text.replace(C1_CONTROLS, (c) => `\\u00${c.charCodeAt(0).toString(16)}`) : text}\n`);
     }
   } finally {
-    await cursor.close();
+    // A failed read left no portal to close (Postgres ended it with the error, or the session is
+    // gone), and close() waits for a reply a lost connection never sends: with nothing else
+    // pending, Node ended the export with exit code 13 and not a word.
+    if (!reading.failed) await cursor.close();
   }
   return count;
 }

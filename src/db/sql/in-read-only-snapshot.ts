@@ -1,4 +1,5 @@
-import type pg from 'pg';
+import pg from 'pg';
+import { asSyncError } from '../../errors.js';
 import { watchClientConnection } from './holding-session.js';
 // Not converted: transaction control on one client of the pool (a Kysely transaction runs on a
 // connection of its own, and the caller streams with pg-cursor on this one); no parameters, no rows.
@@ -20,7 +21,9 @@ export async function inReadOnlySnapshot<T>(pool: pg.Pool, work: (client: pg.Poo
     return result;
   } catch (err) {
     await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr instanceof Error ? rollbackErr : Boolean(rollbackErr)));
-    throw err;
+    // What Postgres said, or a session that is gone (the ROLLBACK failed too), is a database
+    // failure (exit code 6, named as one); a failing output (a full disk) stays what it is.
+    throw err instanceof pg.DatabaseError || broken !== undefined ? asSyncError(err) : err;
   } finally {
     client.release(broken);
   }
