@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
-import { LOCK_NOT_AVAILABLE, SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
+import { LOCK_NOT_AVAILABLE, SyncError, errorCode, errorMessage, oneLine, rethrowAsSyncError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
@@ -299,9 +299,17 @@ export async function missingSchemaError(on: Queryable, whenSchemaExists: string
 
 const MIGRATE = 'run `cpq-sync migrate` with the role that owns schema cpq';
 
+/**
+ * readAppliedMigrations, its failure a database failure (exit code 6, named as one): a session
+ * ended under it (Postgres restarted) was an internal error, exit code 1, in the read commands.
+ */
+function readAppliedMigrationsOrFail(on: Queryable): Promise<string[] | null> {
+  return readAppliedMigrations(on).catch(rethrowAsSyncError);
+}
+
 /** Refuses a database no run has synced into: without the cpq schema, or with one that holds no migration (missingSchemaError). */
 export async function requireSyncedInto(on: Queryable): Promise<void> {
-  if ((await readAppliedMigrations(on)) === null) {
+  if ((await readAppliedMigrationsOrFail(on)) === null) {
     throw await missingSchemaError(on, `the database's cpq schema is not migrated: ${NOT_SYNCED_INTO}`);
   }
 }
@@ -314,7 +322,7 @@ export async function requireSyncedInto(on: Queryable): Promise<void> {
  */
 export async function requireMigrated(on: Queryable, dir = MIGRATIONS_DIR): Promise<void> {
   const expected = Object.keys(await new SqlFileMigrationProvider(dir).getMigrations());
-  const applied = await readAppliedMigrations(on);
+  const applied = await readAppliedMigrationsOrFail(on);
   if (applied === null) throw await missingSchemaError(on, `the database schema is older than this release, or not migrated: ${MIGRATE}`);
   const missing = expected.filter((name) => !applied.includes(name));
   if (missing.length > 0) {
