@@ -100,6 +100,8 @@ describe('cpq-sync schedule (process)', () => {
     const listening = await worker.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)');
     const base = `http://127.0.0.1:${String(listening.port)}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    // The port opens before the migrations are checked, and /readyz says not ready until they are (the log's 'worker started').
+    await worker.waitForLine((l) => l.msg === 'worker started');
     expect(await (await fetch(`${base}/readyz`)).json()).toMatchObject({ ready: true });
     expect(await (await fetch(`${base}/metrics`)).text()).toContain('cpq_sync_runs_total{site="default",status="succeeded"} 0');
     const next = await worker.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('next run at'));
