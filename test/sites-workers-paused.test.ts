@@ -48,7 +48,7 @@ describe('many workers, one paused mid-run', () => {
     const sitesFile = join(dir, 'sites.json');
     writeFileSync(sitesFile, JSON.stringify(names.map((name, i) => ({ name, baseUrl: urls[i], companies: '*', cron: EVERY_SECOND }))));
     // One site at a time per worker: the one running beta runs nothing else while it hangs.
-    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url, SYNC_SITE_CONCURRENCY: '1', SHUTDOWN_TIMEOUT: '5s' };
+    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url, SYNC_SITE_CONCURRENCY: '1', SHUTDOWN_TIMEOUT: '5s', HTTP_PORT: '0', SYNC_STALE_AFTER: '4s' };
     const workers = [0, 1, 2].map(() => cleanups.spawn(['schedule'], env));
 
     // The warehouse polls throughout, loading a batch only on exit code 0.
@@ -88,6 +88,16 @@ describe('many workers, one paused mid-run', () => {
       w.lines().some((l) => l.msg === 'run skipped: another worker holds the sync lock of this site and is syncing it' && l.site === 'beta');
     await until('a tick of beta skipped for its lock', () => others.some(skippedBeta));
     expect((await runs('beta')).map((r) => r.status)).toEqual(['running']);
+    // Its run has been running longer than SYNC_STALE_AFTER: the others' /readyz say so, naming beta alone.
+    const readyz = async (w: CliProcess) => {
+      const port = (await w.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)')).port;
+      const res = await fetch(`http://127.0.0.1:${String(port)}/readyz`);
+      return { status: res.status, body: (await res.json()) as { staleSites: string[] } };
+    };
+    await until('beta stale on the other workers', async () => {
+      const answers = await Promise.all(others.map(readyz));
+      return answers.every((a) => a.status === 503 && a.body.staleSites.join() === 'beta');
+    });
 
     // Resumed, its run goes on and succeeds: it was never dead, so never abandoned.
     betaHeld.open();
