@@ -115,6 +115,30 @@ describe('embedded Postgres and a killed run', () => {
     expect(status.stdout).toContain('"abandoned"');
   }, 120_000);
 
+  it('Ctrl-C at a terminal (SIGINT to the whole process group) mid-run: the run rolls back, is recorded interrupted, and exits 130 at once', async () => {
+    const { sim, dataDir, env } = await syncedFolder('cpq-embedded-ctrl-c-');
+    sim.updateUser('_host', String(sim.users('_host')[0]!.login), { lastName: 'Edited' });
+    const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
+    // As a shell runs a command in the foreground: the group the terminal's Ctrl-C signals.
+    const run = cleanups.spawn(['run', '--full'], env, { detached: true });
+    await held.reached;
+    await run.waitForLine((l) => l.msg === 'page read');
+    const started = Date.now();
+    process.kill(-run.child.pid!, 'SIGINT');
+    held.release();
+    const outcome = await run.exited;
+    // Reached by the same signal, the server stopped first: the run waited out SHUTDOWN_TIMEOUT
+    // (30 s) trying to record its failure, exited 1, and was left recorded `running`.
+    expect(outcome.code, outcome.stdout.slice(-1500) + outcome.stderr).toBe(130);
+    expect(Date.now() - started, 'ms to exit').toBeLessThan(10_000);
+    expect(postmasterLines(dataDir), 'the server stopped with the command').toBeUndefined();
+    const status = await cli(['status', '--json'], env);
+    expect(status.code, status.stderr).toBe(0);
+    const runs = (JSON.parse(status.stdout) as { sites: { runs: { status: string; presumedDead?: boolean }[] }[] }).sites[0]!.runs;
+    expect(runs[0]).toMatchObject({ status: 'interrupted' });
+  }, 120_000);
+
   it('killed while its server starts (before it is ready), the next run stops that server and syncs', async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await sim.start();

@@ -291,7 +291,11 @@ async function startServer(runtime: Runtime, flags: string[]): Promise<ServerPro
       `unix_socket_directories=${runtime.privateDir}`,
       ...flags,
     ],
-    { env: postgresEnvironment(), stdio: ['pipe', 'pipe', 'pipe'], ...runtime.account },
+    // detached: a process group of its own, so that Ctrl-C at a terminal (SIGINT to the whole
+    // foreground group) reaches this process alone, which rolls its run back, records it
+    // interrupted and stops the server; reached by it too, the server went first, and the run
+    // waited out SHUTDOWN_TIMEOUT trying to record its failure, exited 1 and was left `running`.
+    { env: postgresEnvironment(), stdio: ['pipe', 'pipe', 'pipe'], detached: true, ...runtime.account },
   );
   running.add(child);
   // Before the server takes the folder: a process killed while its server starts (crash recovery

@@ -16,6 +16,8 @@ export interface CliOptions {
   /** Default: this checkout's bin/cpq-sync.js. */
   bin?: string;
   cwd?: string;
+  /** A process group of its own (the group a terminal's Ctrl-C signals): `process.kill(-child.pid, …)` reaches it and its children. */
+  detached?: boolean;
 }
 
 /** The built CLI as a user runs it, with only the given environment (plus PATH), JSON logs. */
@@ -30,6 +32,7 @@ export class CliProcess {
     this.child = spawn(process.execPath, [options.bin ?? BIN, ...args], {
       env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', ...env },
       ...(options.cwd ? { cwd: options.cwd } : {}),
+      ...(options.detached ? { detached: true } : {}),
     });
     this.child.stdout!.on('data', (d: Buffer) => {
       this.stdout += d.toString();
