@@ -150,6 +150,8 @@ export async function readBodyCapped(response: Response, url: string, maxBytes: 
 export function decodeBody(bytes: Uint8Array, contentType: string | null, url: string): string {
   const label = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(contentType ?? '')?.[1]?.trim();
   if (label === undefined || label === '' || utf8Label(label)) return new TextDecoder().decode(bytes);
+  const utf16 = utf16Encoding(label, bytes);
+  if (utf16 !== undefined) return decodeUtf16(bytes, utf16, label, url);
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
@@ -208,6 +210,40 @@ function firstBadByte(bytes: Uint8Array): number {
     i += step;
   }
   return i;
+}
+
+/**
+ * The UTF-16 a body labelled UTF-16 is written in, when it shows it is: a byte-order mark (which
+ * decides the byte order, whatever the label says, as the WHATWG decode does), or a NUL byte, which
+ * UTF-16 has in every ASCII character and JSON in UTF-8 never holds (outside strings only
+ * whitespace may stand, inside them a control character is escaped). Read as UTF-8 first, as
+ * other labels are, an honest UTF-16 page of ASCII text was valid UTF-8 full of NULs, and refused
+ * as "not valid JSON" (review DW). Otherwise (no label of UTF-16, or bytes without either sign)
+ * undefined: the UTF-8 rule applies.
+ */
+function utf16Encoding(label: string, bytes: Uint8Array): 'utf-16le' | 'utf-16be' | undefined {
+  let encoding: string;
+  try {
+    encoding = new TextDecoder(label).encoding;
+  } catch {
+    return undefined;
+  }
+  if (encoding !== 'utf-16le' && encoding !== 'utf-16be') return undefined;
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return 'utf-16be';
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return 'utf-16le';
+  return bytes.includes(0) ? encoding : undefined;
+}
+
+/** `bytes` in that UTF-16 (a byte-order mark dropped), or refused naming the label when they are not (an odd length, an unpaired surrogate). */
+function decodeUtf16(bytes: Uint8Array, encoding: 'utf-16le' | 'utf-16be', label: string, url: string): string {
+  try {
+    return new TextDecoder(encoding, { fatal: true }).decode(bytes);
+  } catch {
+    throw new SyncError(
+      'data',
+      `GET ${url}: the response is not valid ${encoding.toUpperCase()}, the charset its Content-Type names (${JSON.stringify(printable(label.slice(0, 40)))}); refused rather than store altered text`,
+    );
+  }
 }
 
 /** Whether a charset label is one of UTF-8's (utf8, unicode-1-1-utf-8, x-unicode20utf8, …, as the WHATWG decoder reads labels). */

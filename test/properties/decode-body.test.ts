@@ -81,6 +81,36 @@ describe('decoding a response body', () => {
       expect(decodeBody(bytes, `application/json; charset=${label}`, URL)).toBe('Müller \ufffd');
   });
 
+  it('a JSON text in UTF-16, either byte order, with or without a byte-order mark, reads back as itself under a UTF-16 label (review DW)', () => {
+    // Read as UTF-8 first, an ASCII-only UTF-16 page was valid UTF-8 full of NULs, and refused as not JSON.
+    const utf16 = (text: string, order: 'le' | 'be', bom: boolean) => {
+      const le = Buffer.from(`${bom ? '\ufeff' : ''}${text}`, 'utf16le');
+      return order === 'le' ? le : le.swap16();
+    };
+    fc.assert(
+      fc.property(
+        unicode,
+        fc.constantFrom<'le' | 'be'>('le', 'be'),
+        fc.boolean(),
+        fc.constantFrom('utf-16', 'UTF-16LE', 'utf-16be', 'unicodefffe', 'csunicode'),
+        (name, order, bom, label) => {
+          const text = JSON.stringify({ items: [{ login: 'u1', lastName: name }] });
+          const declared = new TextDecoder(label).encoding === 'utf-16be' ? 'be' : 'le';
+          // Without a byte-order mark, the label says the byte order.
+          fc.pre(bom || declared === order);
+          expect(decodeBody(utf16(text, order, bom), `application/json; charset=${label}`, URL)).toBe(text);
+        },
+      ),
+      runs(500, 60_000),
+    );
+    // An odd number of bytes is no UTF-16: refused naming the charset, not read with U+FFFD.
+    expect(() => decodeBody(Buffer.concat([utf16('{"items":[]}', 'le', false), Buffer.from([0x20])]), 'application/json; charset=utf-16le', URL)).toThrow(
+      `GET ${URL}: the response is not valid UTF-16LE, the charset its Content-Type names ("utf-16le"); refused rather than store altered text`,
+    );
+    // UTF-8 labelled UTF-16 (no NUL, no byte-order mark) is still read as UTF-8.
+    expect(decodeBody(Buffer.from('{"lastName":"Müller"}', 'utf8'), 'application/json; charset=utf-16', URL)).toBe('{"lastName":"Müller"}');
+  });
+
   it('a charset with no decoder, on bytes that are not UTF-8, is refused by name', () => {
     expect(() => decodeBody(Buffer.from('M\u00fcller', 'latin1'), 'application/json; charset=x-made-up', URL)).toThrow(
       `GET ${URL}: the response is not valid UTF-8, and its Content-Type names the charset "x-made-up", which cannot be decoded here; refused rather than store altered text`,
