@@ -23,10 +23,13 @@ export interface MutationOptions {
   spelling?: Record<string, string>;
 }
 
-/** Integration users are host users bound 1:1 to an OAuth client. */
+/**
+ * Integration users are users bound 1:1 to an OAuth client: the host's (Oracle's samples), and a
+ * partner organization's, which the feed (across all companies) returns with its company.
+ */
 export function isIntegrationUser(user: StoredUser): boolean {
   const clientId = user.record.oauthClientId;
-  return user.company === HOST_COMPANY && typeof clientId === 'string' && clientId !== '';
+  return typeof clientId === 'string' && clientId !== '';
 }
 
 export function compareCodeUnits(a: string, b: string): number {

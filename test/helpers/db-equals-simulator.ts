@@ -198,7 +198,8 @@ export async function expectDatabaseEqualsSimulator(
     for (const record of records) {
       const login = String(record.login);
       const row = byLogin.get(login)!;
-      const isIntegration = integrationFeed && company === '_host' && typeof record.oauthClientId === 'string' && record.oauthClientId !== '';
+      // As the simulator's integration feed returns them (isIntegrationUser): any company's users bound to an OAuth client.
+      const isIntegration = integrationFeed && typeof record.oauthClientId === 'string' && record.oauthClientId !== '';
       const actual = Object.fromEntries(DIFF_COLUMNS.map((c) => [c.column, row[c.column] as string | null]));
       expect(actual, `${company}/${login}: columns`).toEqual(expectedColumns(record, isIntegration));
       expect(storedRawText(row.raw_text), `${company}/${login}: raw`).toBe(expectedRawText(sim, company, record, isIntegration));
