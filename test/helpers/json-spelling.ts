@@ -25,3 +25,25 @@ export function respell(text: string, spelling: Spelling): string {
     return spelling === 'spaced' ? `\n\t${token} ` : token;
   });
 }
+
+/** Values a decoy key holds: each a value the reader would refuse or could not store, were it the one read. */
+const DECOYS = ['null', '"\\u0000"', '1e999999', '{"items":null}', '[1,{"a":"\\ud800"}]', 'true', '"decoy"'];
+
+/**
+ * `text` (a JSON collection page) with every key of every object inside its items written twice:
+ * first with a decoy value, then as sent. JSON.parse and Postgres jsonb both keep the last copy of
+ * a key, so a reader that reads the page as JSON reads exactly what it read without the decoys.
+ * The page's own keys (items, hasMore, totalResults) are left alone: a page saying one twice is refused.
+ */
+export function withDecoys(text: string): string {
+  let depth = 0;
+  let n = 0;
+  const tokens = /"(?:[^"\\]|\\.)*"|[[\]{}]/g;
+  return text.replace(tokens, (token, offset: number) => {
+    if (token === '{' || token === '[') depth++;
+    else if (token === '}' || token === ']') depth--;
+    else if (depth >= 3 && /^\s*:/.test(text.slice(offset + token.length, offset + token.length + 8)))
+      return `${token}:${DECOYS[n++ % DECOYS.length]!},${token}`;
+    return token;
+  });
+}

@@ -478,6 +478,11 @@ export interface GeneratedUser {
   login: string;
   /** Integration users only: `company` as the v19 feed sends it. */
   company?: { name: string; loginName: string };
+  /**
+   * Integration users only: `company` sent in a shape that names no company (a string, a number, a
+   * list, no or a blank loginName), which fails the run naming the record and this field.
+   */
+  brokenCompany?: { value: Json; refused: string };
   /** Documented fields in the order sent (a second spelling of a field may follow as another entry). */
   fields: SentField[];
   custom: [key: string, value: Json][];
@@ -539,8 +544,12 @@ function withBreak<U extends { fields: SentField[]; custom: [string, Json][] }>(
   return { ...user, fields };
 }
 
-/** A CPQ company user; logins are unique within a case by the caller's `index`. About one in eleven breaks a documented rule (the run is refused). */
-export function companyUser(index: number, groupCount: number): fc.Arbitrary<GeneratedUser> {
+/**
+ * A CPQ company user; logins are unique within a case by the caller's `index`. About one in
+ * `brokenOneIn` breaks a documented rule (the run is refused): a case of many users needs fewer,
+ * or most of its cases would test a refusal only.
+ */
+export function companyUser(index: number, groupCount: number, brokenOneIn = 11): fc.Arbitrary<GeneratedUser> {
   return fc
     .record({
       suffix: fc.oneof({ weight: 3, arbitrary: fc.constant('') }, { weight: 1, arbitrary: anyText }),
@@ -560,7 +569,7 @@ export function companyUser(index: number, groupCount: number): fc.Arbitrary<Gen
       ),
       groups: relation(fc.nat({ max: groupCount - 1 })),
       accessPermissions: relation(permissionItem),
-      broken: fc.oneof({ weight: 10, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: recordBreak }),
+      broken: fc.oneof({ weight: brokenOneIn - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: recordBreak }),
     })
     .chain((u) => {
       const second = u.second;
@@ -590,11 +599,11 @@ const PARTY_FIELDS = USER_FIELDS.filter((spec) => ['partyId', 'partyNumber', 'oa
  * that also carries partyId, partyNumber, oauthClientId and company, which only the v19
  * integration-user feed sends. partyNumber and oauthClientId are unique by `index`.
  */
-export function integrationUser(index: number, groupCount: number): fc.Arbitrary<GeneratedUser> {
+export function integrationUser(index: number, groupCount: number, brokenOneIn = 11): fc.Arbitrary<GeneratedUser> {
   const [partyId, partyNumber, oauthClientId] = PARTY_FIELDS.map((spec) => spec.field);
   return fc
     .tuple(
-      companyUser(index, groupCount),
+      companyUser(index, groupCount, brokenOneIn),
       fc.tuple(spellingOf(partyId!), valueFor(PARTY_FIELDS.find((p) => p.field === partyId)!)),
       fc.tuple(spellingOf(partyNumber!), spellingOf(oauthClientId!), fc.oneof(fc.constant(''), anyText)),
       anyText,
@@ -619,7 +628,40 @@ export function integrationUser(index: number, groupCount: number): fc.Arbitrary
     }));
 }
 
+/** A `company` of an integration user that names no company, and the field the run's error names. */
+const brokenCompany: fc.Arbitrary<{ value: Json; refused: string }> = fc.oneof(
+  fc.constantFrom<Json>('partner1', '_host', num('5'), true, [{ loginName: '_host' }]).map((value) => ({ value, refused: 'company' })),
+  fc
+    .constantFrom<Json>(
+      {},
+      { name: 'x' },
+      { loginName: '' },
+      { loginName: '  ' },
+      { loginName: num('7') },
+      { loginName: null },
+      { loginName: { loginName: '_host' } },
+    )
+    .map((value) => ({ value, refused: 'company.loginName' })),
+);
+
+/**
+ * An integration user as `integrationUser` makes it, of `companyLogin` (the host or a partner
+ * organization), about one in `brokenOneIn` with a company that names none.
+ */
+export function integrationUserOf(index: number, groupCount: number, companyLogin: string, brokenOneIn = 11): fc.Arbitrary<GeneratedUser> {
+  return fc
+    .tuple(
+      integrationUser(index, groupCount, brokenOneIn),
+      fc.oneof({ weight: brokenOneIn - 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: brokenCompany }),
+    )
+    .map(([user, broken]) => ({
+      ...user,
+      company: { name: user.company!.name, loginName: companyLogin },
+      ...(broken === undefined ? {} : { brokenCompany: broken }),
+    }));
+}
+
 /** The first refusal a user's record carries (by the documented rules), if any. */
 export function refusalOf(user: GeneratedUser): string | undefined {
-  return user.fields.find((f) => f.refused !== undefined)?.refused ?? user.customRefused;
+  return user.fields.find((f) => f.refused !== undefined)?.refused ?? user.customRefused ?? user.brokenCompany?.refused;
 }

@@ -10,6 +10,7 @@ import {
   companyUser,
   groupPool,
   integrationUser,
+  integrationUserOf,
   relationJson,
   wireText,
   type GeneratedUser,
@@ -33,26 +34,70 @@ export interface PlacedUser {
 /** The companies of a generated site: the host and one partner organization. */
 export const SITE_COMPANIES = ['_host', 'partner1'] as const;
 
-/** A generated site: its groups, and one to five users of its companies (host users may be integration users). */
+/**
+ * A generated site: its groups, and one to eight users of its companies (users of either company
+ * may be integration users, which the v19 feed returns across companies).
+ */
 export interface SiteCase {
   groups: GroupDef[];
   users: PlacedUser[];
 }
 
-export const siteCase: fc.Arbitrary<SiteCase> = groupPool.chain((groups) =>
-  fc
-    .array(fc.constantFrom(...SITE_COMPANIES, 'integration'), { minLength: 1, maxLength: 5 })
-    .chain((kinds) =>
-      fc.tuple(
-        ...kinds.map((kind, i) =>
-          kind === 'integration'
-            ? integrationUser(i, groups.length).map((user): PlacedUser => ({ company: '_host', user }))
-            : companyUser(i, groups.length).map((user): PlacedUser => ({ company: kind, user })),
+/** A login in the other case (`U3` for `u3`): logins are compared exactly, so it is another user (README, bad-input case 06). */
+const otherCase = (login: string) => login.replace(/^./, (c) => (c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase()));
+
+/**
+ * Logins shared: a later user takes an earlier one's login in the other case (a case twin, in any
+ * company), or as it is when the two are in different companies (the integration feed, across
+ * companies, then sends one login twice, told apart by partyNumber).
+ */
+function shareLogins(users: PlacedUser[], shares: readonly { from: number; to: number; same: boolean }[]): PlacedUser[] {
+  const out = users.slice();
+  for (const { from, to, same } of shares) {
+    const [a, b] = [from % out.length, to % out.length].sort((x, y) => x - y) as [number, number];
+    if (a === b) continue;
+    const login = same ? out[a]!.user.login : otherCase(out[a]!.user.login);
+    const taken = out.some((p, i) => i !== b && p.company === out[b]!.company && p.user.login === login);
+    if (!taken && login !== out[b]!.user.login) out[b] = { ...out[b]!, user: { ...out[b]!.user, login } };
+  }
+  return out;
+}
+
+/**
+ * A generated site. `wide` (the generated-users property): up to eight users, integration users of
+ * the partner organization too, some with a company that names none, and shared logins; otherwise
+ * one to five users, integration users of the host only, each login its own, as the properties
+ * whose models assume so (edits, exports, CSV) take them.
+ */
+export function siteCaseOf(wide: boolean): fc.Arbitrary<SiteCase> {
+  // About a quarter of wide cases refused, as of the narrow ones: more users, each broken less often.
+  const brokenOneIn = wide ? 20 : 11;
+  const kinds = wide ? ([...SITE_COMPANIES, 'integration', 'partner integration'] as const) : ([...SITE_COMPANIES, 'integration'] as const);
+  return groupPool.chain((groups) =>
+    fc
+      .array(fc.constantFrom(...kinds), { minLength: 1, maxLength: wide ? 8 : 5, size: 'small' })
+      .chain((chosen) =>
+        fc.tuple(
+          fc.tuple(
+            ...chosen.map((kind, i) =>
+              kind === '_host' || kind === 'partner1'
+                ? companyUser(i, groups.length, brokenOneIn).map((user): PlacedUser => ({ company: kind, user }))
+                : wide
+                  ? integrationUserOf(i, groups.length, kind === 'integration' ? '_host' : 'partner1', brokenOneIn).map((user): PlacedUser => ({
+                      company: user.company!.loginName,
+                      user,
+                    }))
+                  : integrationUser(i, groups.length).map((user): PlacedUser => ({ company: '_host', user })),
+            ),
+          ),
+          wide ? fc.array(fc.record({ from: fc.nat(), to: fc.nat(), same: fc.boolean() }), { maxLength: 2 }) : fc.constant([]),
         ),
-      ),
-    )
-    .map((users) => ({ groups, users })),
-);
+      )
+      .map(([users, shares]) => ({ groups, users: shareLogins(users, shares) })),
+  );
+}
+
+export const siteCase: fc.Arbitrary<SiteCase> = siteCaseOf(false);
 
 /** The entry of a field that sets its column: the exact canonical spelling, else the first in code-unit order (README: two spellings of one field). */
 export function winningEntries(user: GeneratedUser): Map<string, Json> {
@@ -76,7 +121,7 @@ const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableNam
 /** What follows a record's fields: its custom fields, company, groups and access permissions. */
 function addAfterFields(record: Record<string, Json>, user: GeneratedUser, groups: readonly GroupDef[]): void {
   for (const [key, value] of user.custom) record[key] = value;
-  if (user.company) record.company = user.company;
+  if (user.company) record.company = user.brokenCompany ? user.brokenCompany.value : user.company;
   const g = relationJson(user.groups, groupJson(groups));
   const p = relationJson(user.accessPermissions, permissionJson);
   if (g !== undefined) record.groups = g;
