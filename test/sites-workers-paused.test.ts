@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { Cleanups, cli, gate, type CliProcess } from './helpers/cli-process.js';
+import { Cleanups, cli, gate, until, type CliProcess } from './helpers/cli-process.js';
 import { expectChangeLogConsistent, expectReferencesResolve } from './helpers/db-equals-simulator.js';
 import { it } from './helpers/fixtures.js';
 
@@ -20,14 +20,6 @@ const cleanups = new Cleanups();
 afterEach(async () => {
   await cleanups.run();
 });
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('many workers, one paused mid-run', () => {
   it('a worker paused holding a site keeps it; the others sync the rest and skip it; resumed, it finishes; the poller gets each change once', async ({
@@ -70,7 +62,7 @@ describe('many workers, one paused mid-run', () => {
     const runs = (site: string) =>
       t.query<{ id: string; status: string; started_at: Date }>(`SELECT id::text, status, started_at FROM cpq.sync_runs WHERE site = $1 ORDER BY id`, [site]);
     const succeededSince = async (site: string, since: Date) => (await runs(site)).some((r) => r.status === 'succeeded' && r.started_at > since);
-    await until('beta running', async () => (await runs('beta')).some((r) => r.status === 'running'));
+    await until('beta running', async () => (await runs('beta')).some((r) => r.status === 'running'), 30_000);
     const holder = workers.find((w) => w.lines().some((l) => l.msg === 'sync run started' && l.site === 'beta'))!;
     holder.kill('SIGSTOP');
     const paused = new Date();
@@ -86,7 +78,7 @@ describe('many workers, one paused mid-run', () => {
     );
     const skippedBeta = (w: CliProcess) =>
       w.lines().some((l) => l.msg === 'run skipped: another worker holds the sync lock of this site and is syncing it' && l.site === 'beta');
-    await until('a tick of beta skipped for its lock', () => others.some(skippedBeta));
+    await until('a tick of beta skipped for its lock', () => others.some(skippedBeta), 30_000);
     expect((await runs('beta')).map((r) => r.status)).toEqual(['running']);
     // Its run has been running longer than SYNC_STALE_AFTER: the others' /readyz say so, naming beta alone.
     const readyz = async (w: CliProcess) => {
@@ -94,19 +86,23 @@ describe('many workers, one paused mid-run', () => {
       const res = await fetch(`http://127.0.0.1:${String(port)}/readyz`);
       return { status: res.status, body: (await res.json()) as { staleSites: string[] } };
     };
-    await until('beta stale on the other workers', async () => {
-      const answers = await Promise.all(others.map(readyz));
-      return answers.every((a) => a.status === 503 && a.body.staleSites.join() === 'beta');
-    });
+    await until(
+      'beta stale on the other workers',
+      async () => {
+        const answers = await Promise.all(others.map(readyz));
+        return answers.every((a) => a.status === 503 && a.body.staleSites.join() === 'beta');
+      },
+      30_000,
+    );
 
     // Resumed, its run goes on and succeeds: it was never dead, so never abandoned.
     betaHeld.open();
     holder.kill('SIGCONT');
-    await until('beta synced', async () => (await runs('beta')).some((r) => r.status === 'succeeded'));
+    await until('beta synced', async () => (await runs('beta')).some((r) => r.status === 'succeeded'), 30_000);
     expect((await runs('beta'))[0]!.status).toBe('succeeded');
     beta.addUser('_host');
     const edited = new Date();
-    await until('the edit of beta synced', () => succeededSince('beta', edited));
+    await until('the edit of beta synced', () => succeededSince('beta', edited), 30_000);
 
     // Every worker stops cleanly, within SHUTDOWN_TIMEOUT.
     polling.on = false;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { Cleanups, gate } from './helpers/cli-process.js';
+import { Cleanups, gate, until } from './helpers/cli-process.js';
 import { it } from './helpers/fixtures.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
@@ -12,14 +12,6 @@ const cleanups = new Cleanups();
 afterEach(async () => {
   await cleanups.run();
 });
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface RunRow {
   id: string;

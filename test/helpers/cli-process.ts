@@ -124,3 +124,12 @@ export class Cleanups {
     for (const step of this.steps.splice(0).reverse()) await step();
   }
 }
+
+/** Waits until `check` holds, polling every 100 ms; fails naming `what` after `timeoutMs`. */
+export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
