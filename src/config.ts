@@ -27,6 +27,66 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * The mistakes found so far in reading a configuration: each check runs whatever the ones before
+ * it found, so that one mistake does not hide the next (README: every wrong value is named, all
+ * in one line).
+ */
+class Mistakes {
+  private readonly errors: ConfigError[] = [];
+  /** Variables whose values the schema refused: they stand at their defaults while the rest is checked. */
+  private readonly refused = new Set<string>();
+
+  /** `part`'s value, or undefined when it throws a ConfigError, which is kept to be reported with the rest. */
+  attempt<T>(part: () => T): { value: T } | undefined {
+    try {
+      return { value: part() };
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.add(err);
+      return undefined;
+    }
+  }
+
+  add(error: ConfigError): void {
+    // A problem that names a refused variable was found with its default standing in: the refused
+    // value is the mistake (an HTTP_HOST "without HTTP_PORT" when HTTP_PORT was refused).
+    const kept = error.problems.filter((problem) => !(problem.match(/\b[A-Z][A-Z0-9_]*[A-Z0-9]\b/g) ?? []).some((name) => this.refused.has(name)));
+    if (kept.length === error.problems.length) this.errors.push(error);
+    else if (kept.length > 0) this.errors.push(ConfigError.listing(kept));
+  }
+
+  /**
+   * The environment as the schema reads it. A value it refuses is named, and the variable stands
+   * at its default for the checks that follow: a bad CPQ_PAGE_SIZE does not hide an unreadable
+   * CPQ_PASSWORD_FILE.
+   */
+  parse(env: Env): ParsedEnv {
+    const result = envSchema.safeParse(env);
+    if (result.success) return result.data;
+    this.add(ConfigError.listing(result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`)));
+    // Every rule is of one variable, so each issue names the variable it refuses (path[0]).
+    for (const issue of result.error.issues) this.refused.add(String(issue.path[0]));
+    return envSchema.parse(Object.fromEntries(Object.entries(env).filter(([name]) => !this.refused.has(name))));
+  }
+
+  /** Whether the schema refused `name`'s value. */
+  refuses(name: string): boolean {
+    return this.refused.has(name);
+  }
+
+  /** Every problem found, each once (the environment's bad value, read again by each site of a sites file, is one problem). */
+  get problems(): string[] {
+    return [...new Set(this.errors.flatMap((error) => error.problems))];
+  }
+
+  /** Throws what was found: one mistake as it is, several in one line. */
+  throwAny(): void {
+    if (this.errors.length === 1) throw this.errors[0]!;
+    if (this.errors.length > 1) throw ConfigError.listing(this.problems);
+  }
+}
+
 export type CpqAuthConfig =
   | { kind: 'none' }
   | { kind: 'basic'; username: string; password: string }
@@ -184,13 +244,17 @@ function readOwnFile(file: string, fileName: string, chooses: string): string {
 }
 
 function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
-  const password = secret(env, 'CPQ_PASSWORD', 'CPQ_PASSWORD_FILE');
-  const token = secret(env, 'CPQ_TOKEN', 'CPQ_TOKEN_FILE');
-  const clientSecret = secret(env, 'CPQ_OAUTH_CLIENT_SECRET', 'CPQ_OAUTH_CLIENT_SECRET_FILE');
+  const mistakes = new Mistakes();
+  const password = mistakes.attempt(() => secret(env, 'CPQ_PASSWORD', 'CPQ_PASSWORD_FILE'));
+  const token = mistakes.attempt(() => secret(env, 'CPQ_TOKEN', 'CPQ_TOKEN_FILE'));
+  const clientSecret = mistakes.attempt(() => secret(env, 'CPQ_OAUTH_CLIENT_SECRET', 'CPQ_OAUTH_CLIENT_SECRET_FILE'));
+  // A secret whose file cannot be read (undefined: named above) still says which method is meant,
+  // so that what else that method lacks is named with it.
+  const given = (value: { value: string | undefined } | undefined) => value === undefined || Boolean(value.value);
   const chosen = [
-    parsed.CPQ_USERNAME || password ? 'basic' : undefined,
-    token ? 'bearer' : undefined,
-    parsed.CPQ_OAUTH_TOKEN_URL || parsed.CPQ_OAUTH_CLIENT_ID || clientSecret ? 'oauth' : undefined,
+    parsed.CPQ_USERNAME || given(password) ? 'basic' : undefined,
+    given(token) ? 'bearer' : undefined,
+    parsed.CPQ_OAUTH_TOKEN_URL || parsed.CPQ_OAUTH_CLIENT_ID || given(clientSecret) ? 'oauth' : undefined,
   ].filter((k) => k !== undefined);
   if (chosen.length > 1) {
     // Each method by the variables set for it: which to unset is the reader's to choose.
@@ -200,41 +264,48 @@ function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
       bearer: set(['CPQ_TOKEN', 'CPQ_TOKEN_FILE']),
       oauth: set(['CPQ_OAUTH_TOKEN_URL', 'CPQ_OAUTH_CLIENT_ID', 'CPQ_OAUTH_CLIENT_SECRET', 'CPQ_OAUTH_CLIENT_SECRET_FILE']),
     };
-    throw ConfigError.listing([`more than one CPQ auth method is configured (${chosen.map((k) => `${k} by ${variables[k]}`).join(', ')}): set exactly one`]);
+    mistakes.add(
+      ConfigError.listing([`more than one CPQ auth method is configured (${chosen.map((k) => `${k} by ${variables[k]}`).join(', ')}): set exactly one`]),
+    );
+    mistakes.throwAny();
   }
   switch (chosen[0]) {
     case 'basic':
-      if (!parsed.CPQ_USERNAME) throw new ConfigError('CPQ_USERNAME is required with CPQ_PASSWORD');
-      if (!password) throw new ConfigError('CPQ_PASSWORD (or CPQ_PASSWORD_FILE) is required with CPQ_USERNAME');
-      return { kind: 'basic', username: parsed.CPQ_USERNAME, password };
+      if (!parsed.CPQ_USERNAME) mistakes.add(new ConfigError('CPQ_USERNAME is required with CPQ_PASSWORD'));
+      if (password && !password.value) mistakes.add(new ConfigError('CPQ_PASSWORD (or CPQ_PASSWORD_FILE) is required with CPQ_USERNAME'));
+      mistakes.throwAny();
+      return { kind: 'basic', username: parsed.CPQ_USERNAME!, password: password!.value! };
     case 'bearer': {
+      mistakes.throwAny();
       // It goes into the Authorization header as it is: fetch would refuse a line break there with
       // an error quoting the whole header, token included, and a character past Latin-1 in every
       // request, retried as unreachable. Refused here, naming only the variable.
       const name = env['CPQ_TOKEN_FILE']?.trim() ? 'CPQ_TOKEN_FILE' : 'CPQ_TOKEN';
-      if (hasControlCharacter(token!)) throw new ConfigError(`${name}: the token holds a line break or another control character (a bearer token is one line)`);
-      if (!isHeaderText(token!)) throw new ConfigError(`${name}: the token holds a character an HTTP header cannot carry (past Latin-1)`);
-      return { kind: 'bearer', token: token! };
+      const text = token!.value!;
+      if (hasControlCharacter(text)) throw new ConfigError(`${name}: the token holds a line break or another control character (a bearer token is one line)`);
+      if (!isHeaderText(text)) throw new ConfigError(`${name}: the token holds a character an HTTP header cannot carry (past Latin-1)`);
+      return { kind: 'bearer', token: text };
     }
     case 'oauth': {
       const missing = [
         parsed.CPQ_OAUTH_TOKEN_URL ? undefined : 'CPQ_OAUTH_TOKEN_URL',
         parsed.CPQ_OAUTH_CLIENT_ID ? undefined : 'CPQ_OAUTH_CLIENT_ID',
-        clientSecret ? undefined : 'CPQ_OAUTH_CLIENT_SECRET',
+        clientSecret && !clientSecret.value ? 'CPQ_OAUTH_CLIENT_SECRET' : undefined,
       ].filter((m) => m !== undefined);
-      if (missing.length) throw new ConfigError(`OAuth client credentials need ${missing.join(', ')}`);
-      if (!/^https?:\/\//i.test(parsed.CPQ_OAUTH_TOKEN_URL!)) {
-        throw new ConfigError('CPQ_OAUTH_TOKEN_URL must be an http(s) URL');
-      }
+      if (missing.length) mistakes.add(new ConfigError(`OAuth client credentials need ${missing.join(', ')}`));
+      if (parsed.CPQ_OAUTH_TOKEN_URL && !/^https?:\/\//i.test(parsed.CPQ_OAUTH_TOKEN_URL))
+        mistakes.add(new ConfigError('CPQ_OAUTH_TOKEN_URL must be an http(s) URL'));
+      mistakes.throwAny();
       return {
         kind: 'oauth',
         tokenUrl: parsed.CPQ_OAUTH_TOKEN_URL!,
         clientId: parsed.CPQ_OAUTH_CLIENT_ID!,
-        clientSecret: clientSecret!,
+        clientSecret: clientSecret!.value!,
         ...(parsed.CPQ_OAUTH_SCOPE ? { scope: parsed.CPQ_OAUTH_SCOPE } : {}),
       };
     }
     default:
+      mistakes.throwAny();
       return { kind: 'none' };
   }
 }
@@ -258,20 +329,25 @@ function alertRuleSettingsFrom(parsed: ParsedEnv): AlertRuleSettings {
 
 /** The ALERT_* settings; the webhook needs its secret, for every alert is signed. */
 function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
-  const url = secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE', 'chooses where every alert is sent')?.trim();
-  const key = secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE');
+  const mistakes = new Mistakes();
+  const url = mistakes.attempt(() => secret(env, 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_URL_FILE', 'chooses where every alert is sent')?.trim());
+  const key = mistakes.attempt(() => secret(env, 'ALERT_WEBHOOK_SECRET', 'ALERT_WEBHOOK_SECRET_FILE'));
   let webhook: AlertsConfig['webhook'];
-  if (url) {
-    // Neither the URL nor the secret goes into a message: a Slack webhook URL is a credential.
-    requireSecureUrl('ALERT_WEBHOOK_URL', url, parsed.CPQ_ALLOW_INSECURE_HTTP);
-    if (!key) throw new ConfigError('ALERT_WEBHOOK_SECRET (or ALERT_WEBHOOK_SECRET_FILE) is required with ALERT_WEBHOOK_URL: every alert is signed');
-    webhook = { url, secret: key, timeoutMs: parsed.ALERT_WEBHOOK_TIMEOUT };
-  } else if (key) {
-    throw new ConfigError('ALERT_WEBHOOK_SECRET is set but ALERT_WEBHOOK_URL is not: set the URL too, or neither (no alerts)');
+  // Neither the URL nor the secret goes into a message: a Slack webhook URL is a credential. One
+  // whose file cannot be read is named above, and the other is not blamed for its absence.
+  if (url?.value) {
+    mistakes.attempt(() => requireSecureUrl('ALERT_WEBHOOK_URL', url.value!, parsed.CPQ_ALLOW_INSECURE_HTTP));
+    if (key && !key.value)
+      mistakes.add(new ConfigError('ALERT_WEBHOOK_SECRET (or ALERT_WEBHOOK_SECRET_FILE) is required with ALERT_WEBHOOK_URL: every alert is signed'));
+    if (key?.value) webhook = { url: url.value, secret: key.value, timeoutMs: parsed.ALERT_WEBHOOK_TIMEOUT };
+  } else if (url && key?.value) {
+    mistakes.add(new ConfigError('ALERT_WEBHOOK_SECRET is set but ALERT_WEBHOOK_URL is not: set the URL too, or neither (no alerts)'));
   }
+  const rules = mistakes.attempt(() => alertRuleSettingsFrom(parsed));
+  mistakes.throwAny();
   return {
     webhook,
-    rules: alertRuleSettingsFrom(parsed),
+    rules: rules!.value,
     retryBaseDelayMs: parsed.ALERT_RETRY_BASE_DELAY,
     retryMaxDelayMs: Math.max(parsed.ALERT_RETRY_MAX_DELAY, parsed.ALERT_RETRY_BASE_DELAY),
     retryEveryMs: parsed.ALERT_RETRY_EVERY,
@@ -311,22 +387,15 @@ function readCaFile(file: string | undefined): string | undefined {
   }
 }
 
-/** Validates an environment; every problem is reported by variable name, all in one line (separated by ;). */
-export function parseEnv(env: Env): ParsedEnv {
-  const result = envSchema.safeParse(env);
-  if (!result.success) {
-    const lines = result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
-    throw ConfigError.listing(lines);
-  }
-  return result.data;
-}
-
 /** The CPQ site an environment names (CPQ_* settings), or undefined when CPQ_BASE_URL is not set. */
 function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
-  const auth = resolveAuth(env, parsed);
+  const mistakes = new Mistakes();
+  const auth = mistakes.attempt(() => resolveAuth(env, parsed))?.value;
   const useAuthSettings = ': use the CPQ_* auth settings';
-  if (parsed.CPQ_BASE_URL) requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings);
-  if (auth.kind === 'oauth') requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings);
+  if (parsed.CPQ_BASE_URL) mistakes.attempt(() => requireSecureUrl('CPQ_BASE_URL', parsed.CPQ_BASE_URL!, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings));
+  if (auth?.kind === 'oauth') mistakes.attempt(() => requireSecureUrl('CPQ_OAUTH_TOKEN_URL', auth.tokenUrl, parsed.CPQ_ALLOW_INSECURE_HTTP, useAuthSettings));
+  const ca = parsed.CPQ_BASE_URL ? mistakes.attempt(() => readCaFile(parsed.CPQ_CA_FILE))?.value : undefined;
+  mistakes.throwAny();
   if (!parsed.CPQ_BASE_URL) return undefined;
   // A Fusion site's root given with its prefix (https://x.example.com/cpq, no CPQ_PATH_PREFIX): the
   // same API root (siteCpqUrl), read as root and prefix. Taken as written, the company feed answered
@@ -334,14 +403,13 @@ function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
   // not at all: every integration user read as a plain user, without a word.
   const written = parsed.CPQ_BASE_URL.replace(/\/+$/, '');
   const prefixInBase = parsed.CPQ_PATH_PREFIX === '' && written.endsWith('/cpq') && new URL(written).pathname.endsWith('/cpq');
-  const ca = readCaFile(parsed.CPQ_CA_FILE);
   return {
     baseUrl: prefixInBase ? written.slice(0, -'/cpq'.length) : written,
     pathPrefix: prefixInBase ? '/cpq' : parsed.CPQ_PATH_PREFIX,
     companies: parsed.CPQ_COMPANIES,
     ...(parsed.CPQ_HOST_COMPANY ? { hostCompany: parsed.CPQ_HOST_COMPANY } : {}),
     integrationUsers: parsed.CPQ_INTEGRATION_USERS,
-    auth,
+    auth: auth!,
     ...(ca ? { ca } : {}),
     pageSize: parsed.CPQ_PAGE_SIZE,
     concurrency: parsed.CPQ_CONCURRENCY,
@@ -367,37 +435,34 @@ function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
 
 /** Reads and validates the configuration; every problem is reported, all in one line (separated by ;). */
 export function loadConfig(env: Env = process.env): AppConfig {
+  const mistakes = new Mistakes();
+  const parsed = mistakes.parse(env);
   const scheduleErrors = ownSiteScheduleProblems(env);
-  let parsed: ParsedEnv;
-  let cpq: CpqConfig | undefined;
-  try {
-    parsed = parseEnv(env);
-    // With a sites file, the environment's CPQ settings are only the defaults its sites inherit: an
-    // incomplete set (no CPQ_BASE_URL, say) is not an error there.
-    cpq = parsed.CPQ_SITES_FILE ? undefined : cpqConfigFrom(env, parsed);
-  } catch (err) {
-    if (err instanceof ConfigError && scheduleErrors.length > 0) throw ConfigError.listing([...err.problems, ...scheduleErrors]);
-    throw err;
-  }
-  if (scheduleErrors.length > 0) throw ConfigError.listing(scheduleErrors);
+  if (scheduleErrors.length > 0) mistakes.add(ConfigError.listing(scheduleErrors));
+  // With a sites file, the environment's CPQ settings are only the defaults its sites inherit: an
+  // incomplete set (no CPQ_BASE_URL, say) is not an error there.
+  const cpq = parsed.CPQ_SITES_FILE ? undefined : mistakes.attempt(() => cpqConfigFrom(env, parsed))?.value;
   const sitesFile = parsed.CPQ_SITES_FILE;
   // Unset, DATABASE_URL means the embedded Postgres in DATA_DIR: a misspelt one would sync every
   // user into a database on this machine no one looks at, every run succeeding.
   const misspelt = unknownNames(env, new Set()).find((v) => v.near === 'DATABASE_URL');
   if (!parsed.DATABASE_URL && misspelt) {
-    throw new ConfigError(
-      `${misspelt.name} is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (${parsed.DATA_DIR}), not your database; rename the variable, or unset ${misspelt.name} to use the embedded one`,
+    mistakes.add(
+      new ConfigError(
+        `${misspelt.name} is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (${parsed.DATA_DIR}), not your database; rename the variable, or unset ${misspelt.name} to use the embedded one`,
+      ),
     );
   }
   if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
-    throw new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)');
+    mistakes.add(new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)'));
   }
   const schedule = { cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE };
-  const alerts = alertsConfigFrom(env, parsed);
+  const alerts = mistakes.attempt(() => alertsConfigFrom(env, parsed))?.value;
   // The variables the sites file names (${NAME}) are read too: not unknown ones.
   const named = new Set<string>();
-  const fromFile = sitesFile ? loadSitesFile(sitesFile, env, named) : undefined;
-  const sites: SiteConfig[] = fromFile ? fromFile.sites : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule, alerts: alerts.rules }] : [];
+  const fromFile = sitesFile ? mistakes.attempt(() => loadSitesFile(sitesFile, env, named))?.value : undefined;
+  mistakes.throwAny();
+  const sites: SiteConfig[] = fromFile ? fromFile.sites : cpq ? [{ name: DEFAULT_SITE, cpq, ...schedule, alerts: alerts!.rules }] : [];
   return {
     ...(parsed.DATABASE_URL ? { databaseUrl: parsed.DATABASE_URL } : {}),
     dataDir: parsed.DATA_DIR,
@@ -422,7 +487,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     },
     logLevel: parsed.LOG_LEVEL,
     logFormat: parsed.LOG_FORMAT,
-    alerts,
+    alerts: alerts!,
     unknownVariables: unknownVariables(env, named),
     warnings: fromFile?.warnings ?? [],
   };
@@ -514,26 +579,21 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: Site
   const sites: SiteConfig[] = [];
   for (const overlay of overlays) {
     const where = `CPQ_SITES_FILE: site "${overlay.name}"`;
-    const problems: string[] = [];
     // Each part read on its own: a bad credential does not hide a bad cron of the same site.
-    const read = <T>(part: () => T): { value: T } | undefined => {
-      try {
-        return { value: part() };
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        problems.push(...err.problems);
-        return undefined;
-      }
-    };
-    const parsed = read(() => parseEnv(overlay.env))?.value;
-    const cpq = parsed && read(() => cpqConfigFrom(overlay.env, parsed));
+    const mistakes = new Mistakes();
+    const parsed = mistakes.parse(overlay.env);
+    const cpq = mistakes.attempt(() => cpqConfigFrom(overlay.env, parsed));
     // Not through siteKeysIn below, which would name CPQ_BASE_URL by the site's key too.
-    if (cpq && !cpq.value && !overlay.unset.has('CPQ_BASE_URL')) errors.push(`${where}, baseUrl: required (or CPQ_BASE_URL in the environment)`);
-    // Read apart from the rest: a bad baseUrl, which parseEnv refuses, does not hide it.
+    if (cpq && !cpq.value && !overlay.unset.has('CPQ_BASE_URL') && !mistakes.refuses('CPQ_BASE_URL')) {
+      errors.push(`${where}, baseUrl: required (or CPQ_BASE_URL in the environment)`);
+    }
+    // Read from the site's own text: a bad baseUrl, which the schema refuses, does not hide it.
     const schedule = SCHEDULE_SCHEMA.parse(overlay.env);
-    problems.push(...scheduleProblems(schedule.SYNC_CRON, schedule.SYNC_TIMEZONE));
-    const alerts = parsed && read(() => alertRuleSettingsFrom(parsed));
-    if (parsed && cpq?.value && alerts && problems.length === 0) {
+    const scheduleErrors = scheduleProblems(schedule.SYNC_CRON, schedule.SYNC_TIMEZONE);
+    if (scheduleErrors.length > 0) mistakes.add(ConfigError.listing(scheduleErrors));
+    const alerts = mistakes.attempt(() => alertRuleSettingsFrom(parsed));
+    const problems = mistakes.problems;
+    if (cpq?.value && alerts && problems.length === 0) {
       sites.push({ name: overlay.name, cpq: cpq.value, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts: alerts.value });
     }
     for (const problem of problems) {

@@ -40,6 +40,64 @@ describe('configuration', () => {
     expect(() => loadConfig({ CPQ_BASE_URL: 'ftp://x' })).toThrow(/CPQ_BASE_URL: must be an http\(s\) URL/);
   });
 
+  it('names an unreadable *_FILE with every other mistake at once, not after they are fixed (review DY)', () => {
+    const missing = join(mkdtempSync(join(tmpdir(), 'cpq-config-')), 'missing');
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+      throw new Error('loadConfig accepted a wrong configuration');
+    };
+    const cannotRead = (name: string) => `${name}: cannot read the file it names (not printed: it may be the secret itself) (ENOENT)`;
+    // A value the schema refuses, beside each file: every one is named.
+    expect(
+      problems({
+        ...base,
+        CPQ_PAGE_SIZE: 'abc',
+        CPQ_USERNAME: 'u',
+        CPQ_PASSWORD_FILE: missing,
+        CPQ_CA_FILE: `${missing}.pem`,
+        ALERT_WEBHOOK_URL: 'https://hooks.example.com/x',
+        ALERT_WEBHOOK_SECRET_FILE: missing,
+      }),
+    ).toEqual([
+      'CPQ_PAGE_SIZE: "abc" is not a whole number from 1 to 1000',
+      cannotRead('CPQ_PASSWORD_FILE'),
+      `CPQ_CA_FILE: cannot read ${missing}.pem (ENOENT)`,
+      cannotRead('ALERT_WEBHOOK_SECRET_FILE'),
+    ]);
+    // Mistakes past the schema, each found by its own check, named together too.
+    expect(
+      problems({
+        CPQ_BASE_URL: 'http://cpq.example.com',
+        CPQ_PASSWORD: 'p',
+        CPQ_CA_FILE: missing,
+        HTTP_HOST: '127.0.0.1',
+        ALERT_RULES: 'nonsense',
+        ALERT_WEBHOOK_SECRET: 's',
+      }),
+    ).toEqual([
+      'CPQ_USERNAME is required with CPQ_PASSWORD',
+      'CPQ_BASE_URL uses plain http to cpq.example.com: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it',
+      `CPQ_CA_FILE: cannot read ${missing} (ENOENT)`,
+      'HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)',
+      'ALERT_WEBHOOK_SECRET is set but ALERT_WEBHOOK_URL is not: set the URL too, or neither (no alerts)',
+      expect.stringMatching(/^ALERT_RULES: unknown rule nonsense /),
+    ]);
+    // A refused value stands at its default while the rest are checked, and what the default alone
+    // would be blamed for is not named: the refused value is the mistake.
+    expect(problems({ CPQ_BASE_URL: 'http://cpq.example.com', CPQ_ALLOW_INSECURE_HTTP: 'maybe', HTTP_HOST: '::1', HTTP_PORT: 'x' })).toEqual([
+      expect.stringMatching(/^CPQ_ALLOW_INSECURE_HTTP: /),
+      expect.stringMatching(/^HTTP_PORT: /),
+    ]);
+    // An unreadable password file still says that basic auth is meant: the missing user name is named with it.
+    expect(problems({ ...base, CPQ_PASSWORD_FILE: missing })).toEqual([cannotRead('CPQ_PASSWORD_FILE'), 'CPQ_USERNAME is required with CPQ_PASSWORD']);
+    // One mistake alone reads as it always did.
+    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: missing })).toThrow(new ConfigError(cannotRead('CPQ_PASSWORD_FILE')));
+  });
+
   it('bounds every duration: a wait at most what a Node timer keeps (longer ones fire after 1 ms), timeouts at least 1 ms, spans at most a century', () => {
     const refused = (env: Record<string, string>, message: RegExp) => expect(() => loadConfig({ ...base, ...env })).toThrow(message);
     for (const name of [

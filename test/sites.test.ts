@@ -344,6 +344,21 @@ describe('CPQ_SITES_FILE', () => {
     ]);
   });
 
+  test("a site's unreadable passwordFile and caFile are named beside its other mistakes, not after they are fixed (review DY)", () => {
+    const sites = file(
+      'files.yaml',
+      '- {name: a, baseUrl: https://a.example.com, username: u, passwordFile: /nonexistent/pw, caFile: /nonexistent/ca.pem, pathPrefix: /x}\n',
+    );
+    const problems = configError({ CPQ_SITES_FILE: sites })
+      .replace(/^invalid configuration: /, '')
+      .split('; ');
+    expect(problems).toEqual([
+      expect.stringMatching(/^CPQ_SITES_FILE: site "a", pathPrefix: must be empty/),
+      'CPQ_SITES_FILE: site "a", passwordFile: cannot read the file it names (not printed: it may be the secret itself) (ENOENT)',
+      'CPQ_SITES_FILE: site "a", caFile: cannot read /nonexistent/ca.pem (ENOENT)',
+    ]);
+  });
+
   test("the environment's own site has its schedule checked as a sites file's site has, by every command, beside its other mistakes", () => {
     const problems = (env: Record<string, string>) =>
       configError(env)
@@ -352,7 +367,7 @@ describe('CPQ_SITES_FILE', () => {
     expect(problems({ CPQ_BASE_URL: 'https://a.example.com', SYNC_CRON: 'every day' })).toEqual([
       expect.stringMatching(/^SYNC_CRON: "every day" is not a cron expression/),
     ]);
-    // A bad URL (parseEnv refuses it) does not hide the schedule's mistakes.
+    // A bad URL (the schema refuses it) does not hide the schedule's mistakes.
     expect(problems({ CPQ_BASE_URL: 'ftp://x', SYNC_CRON: 'bad', SYNC_TIMEZONE: 'Nowhere' })).toEqual([
       expect.stringMatching(/^CPQ_BASE_URL: must be an http\(s\) URL/),
       expect.stringMatching(/^SYNC_CRON: "bad" is not a cron expression/),
