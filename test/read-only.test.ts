@@ -54,6 +54,9 @@ describe('read-only commands', () => {
     // nothing to apply, writes nothing since a role given its schema need not create it.)
     const run = await cli(['run'], env);
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 6, stderr: expect.stringMatching(/^cpq-sync: .*permission denied/) as unknown });
+    // So is alerts retry's (it requeues failed alerts): a database error, exit code 6, not an internal one (review DY).
+    const retry = await cli(['alerts', 'retry'], env);
+    expect({ code: retry.code, stderr: retry.stderr }).toEqual({ code: 6, stderr: 'cpq-sync: database error: permission denied for table alert_outbox\n' });
     // A statement the role may not run is a database error (exit code 6), not verify's exit code 1 of a broken chain.
     await h.t.query(`REVOKE SELECT ON cpq.run_seals FROM cpq_reader`);
     const denied = await cli(['verify', '--chain'], env);

@@ -73,8 +73,9 @@ export function registerComplianceCommands(program: Command): void {
         const database = await openDatabase(config, log, { existing: true });
         try {
           await migrateSynced(database, migrateLogged(log));
-          const requeued = await requeueFailedAlerts(database.pool);
-          const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log });
+          // Postgres refusing (a read-only login) is a database error, exit code 6, as for every command.
+          const requeued = await requeueFailedAlerts(database.pool).catch(rethrowAsSyncError);
+          const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log }).catch(rethrowAsSyncError);
           log.info({ requeued, ...report }, 'failed alerts requeued');
         } finally {
           await database.close();
