@@ -203,6 +203,52 @@ describe('process faults', () => {
     ]);
   }, 90_000);
 
+  it('SIGTERM while Postgres is down and the run waits to record its failure: the run stops trying and exits at once, not by force at SHUTDOWN_TIMEOUT (review DZ)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-down-term-'));
+    await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const port = await freePort();
+    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
+    let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
+    cleanups.push(() => server?.stop());
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d', SHUTDOWN_TIMEOUT: '20s' };
+    expect((await cli(['run'], env)).code).toBe(0);
+    changeCpq(sim);
+
+    const held = holdRequests(sim, 1);
+    cleanups.push(held.release);
+    const run = spawnCli(['run'], env);
+    await held.reached;
+    await run.waitForLine(isPage);
+    await server.stop();
+    server = undefined;
+    // The run fails at once and tries, for half a minute (1 s, 2 s, 4 s, ... apart), to record why;
+    // 3 s in, it is asked to stop.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const asked = Date.now();
+    run.kill('SIGTERM');
+    const out = await run.exited;
+    const seconds = (Date.now() - asked) / 1000;
+    // Before: every try ran its course, and SHUTDOWN_TIMEOUT (20 s here) ended the process by force, exit code 1.
+    expect({ code: out.code, within5s: seconds < 5 }).toEqual({ code: 6, within5s: true });
+    expect(out.stderr).toMatch(/^cpq-sync: database error: lost the connection to Postgres /);
+    expect(out.stdout).toContain('could not record the failed run: asked to stop, it is left running and the next run marks it abandoned');
+    // The record left running is the next run's to mark abandoned; nothing else was changed.
+    server = await startEmbeddedPostgres(pgOptions);
+    held.release();
+    expect((await cli(['run'], env)).code).toBe(0);
+    const pool = createPool(server.url, 1);
+    cleanups.push(() => pool.end());
+    expect((await pool.query(`SELECT status FROM cpq.sync_runs ORDER BY id`)).rows.map((r: { status: string }) => r.status)).toEqual([
+      'succeeded',
+      'abandoned',
+      'succeeded',
+    ]);
+  }, 120_000);
+
   it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
     startHarness,
   }) => {

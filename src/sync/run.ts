@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { recordAlerts } from '../alerts/record-alerts.js';
@@ -262,20 +263,26 @@ class SyncRun {
    * minute: a server restarting refused the one try, and the run was later recorded "abandoned:
    * its process stopped", its cause lost; tries 1 s and 3 s after were still too soon for a
    * server down 8 s (a crash recovery, a failover), and the record stayed `running` (review DU).
+   * Asked to stop (SIGTERM) meanwhile, it tries once more and stops: the process is due to exit,
+   * and a shutdown kept waiting for the database was ended by force at SHUTDOWN_TIMEOUT (review
+   * DZ); the record left `running` is marked abandoned by the site's next run.
    * A record that cannot be written is logged, and counts as written.
    */
   private async recordFailure(log: Logger, finish: () => Promise<boolean>): Promise<boolean> {
+    const signal = this.options.signal;
     const waits = this.connectionLost === undefined ? [] : [1000, 2000, 4000, 8000, 15_000];
     for (;;) {
       try {
         return await finish();
       } catch (err) {
-        const wait = waits.shift();
+        const wait = signal?.aborted ? undefined : waits.shift();
         if (wait === undefined) {
-          log.error({ error: errorMessage(err) }, 'could not record the failed run');
+          const stopping =
+            signal?.aborted && this.connectionLost !== undefined ? ': asked to stop, it is left running and the next run marks it abandoned' : '';
+          log.error({ error: errorMessage(err) }, `could not record the failed run${stopping}`);
           return true;
         }
-        await new Promise((wake) => setTimeout(wake, wait));
+        await sleep(wait, undefined, signal ? { signal } : {}).catch(() => undefined);
       }
     }
   }
