@@ -20,10 +20,11 @@ import { readRunOutcomes } from '../db/sql/read-run-outcomes.js';
  * The long-running worker: syncs every configured site on its schedule (each site's cron and
  * timezone), at most SYNC_SITE_CONCURRENCY sites at once in this process, so a slow site never
  * holds back the others. Any number of workers may share one database: each due tick of a site
- * runs on exactly one of them (the first to claim it in cpq.scheduled_ticks once it has a free
- * slot), and a site never runs twice at once (runSync's per-site advisory lock). A worker that
- * dies mid-run releases the lock with its connection; the next tick, on any worker, marks that
- * run abandoned and syncs the site. Serves health and metrics on HTTP_PORT when set.
+ * runs on at most one of them (the first to claim it in cpq.scheduled_ticks once it has a free
+ * slot; a claim is not handed on if that worker dies before the run), and a site never runs twice
+ * at once (runSync's per-site advisory lock). A worker that dies mid-run releases the lock with
+ * its connection; the next tick, on any worker, marks that run abandoned and syncs the site.
+ * Serves health and metrics on HTTP_PORT when set.
  */
 export class SyncWorker {
   readonly metrics: WorkerMetrics;
@@ -141,7 +142,7 @@ export class SyncWorker {
   private tick(site: SiteConfig, dueAt: Date): Promise<void> {
     return this.enqueue(site, async () => {
       const claimed = await claimScheduledTick(this.deps.pool, site.name, dueAt, this.workerId).catch((err: unknown) => {
-        // Run anyway, and another worker might run the same tick: skip it; the next tick tries again
+        // Run unclaimed, it might run on another worker too: skipped; the next tick tries again
         // (and /readyz turns not ready if the database stays away past SYNC_STALE_AFTER).
         this.deps.log.error({ site: site.name, error: errorMessage(err) }, 'tick skipped: could not claim it in the database');
         this.failedUnrecorded.add(site.name);

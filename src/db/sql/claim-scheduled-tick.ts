@@ -9,8 +9,9 @@ const KEEP_TICKS = '30 days';
 /**
  * Claims `site`'s tick due at `dueAt` for `worker`; true when this call claimed it, false when
  * another `schedule` process sharing the database already had. Every process with the same
- * schedule names a tick by the same time, so each due tick runs on exactly one of them. Also
- * forgets the site's ticks older than KEEP_TICKS.
+ * schedule names a tick by the same time, so each due tick runs on at most one of them (a claim
+ * is kept if its worker dies before the run: the next tick syncs the site). Also forgets the
+ * site's ticks older than KEEP_TICKS.
  */
 export async function claimScheduledTick(pool: pg.Pool, site: string, dueAt: Date, worker: string): Promise<boolean> {
   // A tick names its site (a foreign key): the first tick of a new site adds it.
