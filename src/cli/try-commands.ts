@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { ConfigError } from '../config.js';
+import { errorCode, errorMessage } from '../errors.js';
 import { command } from './command.js';
 
 /** The commands for trying the tool without a CPQ site: a simulated site (simulate) and the demo. */
@@ -39,7 +40,13 @@ export function registerTryCommands(program: Command): void {
               zipExport: {},
             });
             simulators.push(simulator);
-            const url = await simulator.start(whole('port') + i, opts.host);
+            const port = whole('port') + i;
+            const url = await simulator.start(port, opts.host).catch((err: unknown) => {
+              // A port taken or an address not this machine's is the command line's mistake: exit code 2, one line.
+              const code = errorCode(err);
+              const hint = code === 'EADDRINUSE' ? ': another process listens there; choose another --port' : '';
+              throw new ConfigError(`--port/--host: cannot listen on ${opts.host} port ${port} (${code ?? errorMessage(err)})${hint}`);
+            });
             sites.push({ name: count === 1 ? 'default' : `site${i + 1}`, baseUrl: url, pathPrefix: opts.prefix, companies: '*' });
             log.info({ url, pathPrefix: opts.prefix, companies: simulator.companyLogins() }, 'CPQ simulator listening (Ctrl-C to stop)');
           }
