@@ -79,7 +79,8 @@ function encodedForms(secret: string): string[] {
  * digits of one of `secrets` (or of its hex or base64), ignoring case, compatibility forms and
  * whatever else stands between them: hiding a text that only looks like a secret costs an
  * excerpt, showing one leaks it. A secret with fewer than `window` letters and digits counts only
- * whole and with its case (`admin` would otherwise hide every answer that names an Admin); empty
+ * whole, with its case, and standing alone (standsAlone): `admin` would otherwise hide every
+ * answer that names an Admin, and a one-letter password nearly every error (review DY). Empty
  * ones are skipped.
  */
 export function quotesSecret(text: string, secrets: Iterable<string>, window: number): boolean {
@@ -92,15 +93,33 @@ export function quotesSecret(text: string, secrets: Iterable<string>, window: nu
   }
   for (const secret of secrets) {
     if (secret === '') continue;
-    // Too short to have a run of its own (or mostly punctuation): it counts whole, with its case.
+    // Too short to have a run of its own (or mostly punctuation): it counts whole, with its case, standing alone.
     if (skeleton(secret).length < window) {
-      if (forms.some((f) => f.includes(secret))) return true;
+      if (forms.some((f) => standsAlone(f, secret))) return true;
       continue;
     }
     for (const form of [secret, ...encodedForms(secret)]) {
       const s = skeleton(form);
       for (let i = 0; i + window <= s.length; i++) if (runs.has(s.slice(i, i + window))) return true;
     }
+  }
+  return false;
+}
+
+const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
+
+/**
+ * Whether `text` holds `secret` not as part of a longer run of letters and digits: where the
+ * secret begins (ends) with a letter or digit, the character before (after) it is none. An echo
+ * sets a credential apart (`u:pw`, `"pw"`, `Basic dTp4`); a word that holds it does not quote it.
+ */
+function standsAlone(text: string, secret: string): boolean {
+  const joinsBefore = LETTER_OR_DIGIT.test(secret.slice(0, 1));
+  const joinsAfter = LETTER_OR_DIGIT.test(secret.slice(-1));
+  for (let at = text.indexOf(secret); at !== -1; at = text.indexOf(secret, at + 1)) {
+    const before = text.slice(Math.max(0, at - 1), at);
+    const after = text.slice(at + secret.length, at + secret.length + 1);
+    if (!(joinsBefore && LETTER_OR_DIGIT.test(before)) && !(joinsAfter && LETTER_OR_DIGIT.test(after))) return true;
   }
   return false;
 }

@@ -68,6 +68,19 @@ describe('a page that holds the credential the run sent is refused without repea
     await refusedWithoutRepeating(h, /^a data error that quotes the credentials sent \(not shown\)$/);
   });
 
+  it('a one-letter password hides an error only where it stands alone, not every error holding that letter (review DY)', async ({ startHarness }) => {
+    const h = await start(startHarness, 'e');
+    expect((await h.sync()).status).toBe('succeeded');
+    // An error that holds the letter inside its words (every one does) is shown: it was "a data error that quotes the credentials sent".
+    reflect(h, (u) => (u.partyId = 'twelve'));
+    const shown = await h.syncError({ full: true });
+    expect(shown.message).toMatch(/partyId/);
+    expect(shown.message).not.toMatch(/quotes the credentials/);
+    // The password standing alone in the error is still not shown.
+    reflect(h, (u) => (u.partyId = MARK), 'e');
+    expect((await h.syncError({ full: true })).message).toBe('a data error that quotes the credentials sent (not shown)');
+  });
+
   it('a password that is a common word a page holds (a department "Purchasing") fails nothing (review DJ)', async ({ startHarness }) => {
     const h = await start(startHarness, 'Purchasing');
     reflect(h, (u) => (u.department = 'Purchasing'));
