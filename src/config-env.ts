@@ -98,6 +98,8 @@ export const envSchema = z.object({
     error: 'is not a URL Node can read (a port above 65535, a space in the host, a password with an unescaped @ or /?)',
   }),
   // Empty is unset: '' would put the embedded database in ./pg, a new and empty one.
+  // Longest a new database connection may take to be made: a server that accepts and never answers held every command for ever.
+  DATABASE_CONNECT_TIMEOUT: duration('60s'),
   DATA_DIR: optionalText.transform((v) => v ?? './.data'),
   EMBEDDED_PG_PORT: integer(54329, 1024, 65535),
 

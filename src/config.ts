@@ -139,6 +139,8 @@ export interface AppConfig {
   embeddedPort: number;
   /** SYNC_LOCK_TIMEOUT: how long a statement waits for a lock (createPool). */
   lockTimeoutMs: number;
+  /** DATABASE_CONNECT_TIMEOUT: longest a new database connection may take to be made. */
+  connectTimeoutMs: number;
   /**
    * The site the environment alone names (CPQ_BASE_URL and the other CPQ_* settings); undefined
    * when CPQ_BASE_URL is not set, and when CPQ_SITES_FILE is (its sites inherit those settings).
@@ -468,6 +470,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     dataDir: parsed.DATA_DIR,
     embeddedPort: parsed.EMBEDDED_PG_PORT,
     lockTimeoutMs: parsed.SYNC_LOCK_TIMEOUT,
+    connectTimeoutMs: parsed.DATABASE_CONNECT_TIMEOUT,
     ...(cpq ? { cpq } : {}),
     sites,
     lookbackMs: parsed.SYNC_LOOKBACK,

@@ -176,6 +176,14 @@ function foreignFunctions(err: unknown): string[] {
  */
 const LOST_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02']);
 
+/**
+ * node-postgres gave up making a connection after DATABASE_CONNECT_TIMEOUT (its
+ * connectionTimeoutMillis): it says only "timeout expired", with no code.
+ */
+export function isConnectTimeout(err: unknown): boolean {
+  return errorCode(err) === undefined && errorMessage(err) === 'timeout expired';
+}
+
 /** lock_timeout ran out (SQLSTATE lock_not_available). */
 export const LOCK_NOT_AVAILABLE = '55P03';
 
@@ -194,6 +202,9 @@ export function toDatabaseOrInternal(err: unknown, lockHolders?: string): SyncEr
       'database',
       `database error: ${message}: a statement waited longer than SYNC_LOCK_TIMEOUT for a lock on the cpq tables, held or queued for by another session (${who}); nothing was changed`,
     );
+  }
+  if (isConnectTimeout(err)) {
+    return new SyncError('database', 'database error: a new connection to Postgres got no answer within DATABASE_CONNECT_TIMEOUT');
   }
   if (LOST_CONNECTION_CODES.has(errorCode(err) ?? '') || /^Connection terminated unexpectedly$/.test(message)) {
     return new SyncError(

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { AppConfig } from '../config.js';
-import { SyncError, errorMessage } from '../errors.js';
+import { SyncError, errorMessage, isConnectTimeout } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createDb, createPool, redactUrl, type Db } from './database.js';
 import { existsSync } from 'node:fs';
@@ -53,14 +53,15 @@ export async function openDatabase(
   }
   // One run holds a connection for its transaction and borrows up to two more at moments (user
   // ids, stored records, recording its failure).
-  const pool = createPool(url, 2 + 2 * concurrentRuns, config.lockTimeoutMs);
+  const pool = createPool(url, 2 + 2 * concurrentRuns, config.lockTimeoutMs, config.connectTimeoutMs);
   try {
     const client = await pool.connect();
     client.release();
   } catch (err) {
     await pool.end().catch(() => undefined);
     await stopEmbedded?.();
-    throw new SyncError('database', `cannot connect to Postgres at ${redactUrl(url)}: ${errorMessage(err)}`);
+    const why = isConnectTimeout(err) ? `no answer within DATABASE_CONNECT_TIMEOUT (${config.connectTimeoutMs / 1000} s)` : errorMessage(err);
+    throw new SyncError('database', `cannot connect to Postgres at ${redactUrl(url)}: ${why}`);
   }
   const db = createDb(pool);
   return {

@@ -66,8 +66,25 @@ export function withOptions(connectionString: string, ours: string): { connectio
   };
 }
 
-export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS): pg.Pool {
+/** DATABASE_CONNECT_TIMEOUT's default. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
+
+/**
+ * A pool of connections to `connectionString`, each made within `connectTimeoutMs`
+ * (DATABASE_CONNECT_TIMEOUT): without a bound, a server that accepts the connection and never
+ * answers (a proxy or load balancer whose database is down) held every command, and a SIGTERM past
+ * SHUTDOWN_TIMEOUT, for ever.
+ */
+export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS): pg.Pool {
+  // Set on each client, not as the pool's connectionTimeoutMillis: that one also bounds the wait
+  // for a free client of the pool, which a run may spend behind another site's.
+  class BoundedClient extends pg.Client {
+    constructor(config?: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
+    }
+  }
   const pool = new pg.Pool({
+    Client: BoundedClient as unknown as new () => pg.ClientBase,
     max,
     application_name: 'cpq-user-sync',
     // TCP keepalive both ways. A run's connection holds its site's lock: if the machine running
