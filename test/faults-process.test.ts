@@ -8,7 +8,7 @@ import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { Cleanups, cli, type LogLine } from './helpers/cli-process.js';
+import { Cleanups, cli, type CliProcess, type LogLine } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, migrateBefore, type TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { it } from './helpers/harness.js';
@@ -46,6 +46,43 @@ function changeCpq(sim: CpqSimulator) {
 
 const isPage = (l: LogLine) => l.msg === 'page read';
 const statuses = async (t: TestDatabase) => (await t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs r ORDER BY r.id`)).map((r) => r.status);
+
+/**
+ * A site synced once into an embedded Postgres of its own; then a run held on CPQ after its first
+ * page, and the server stopped under it. `restart` starts the server again and lets CPQ answer.
+ */
+async function runWhosePostgresStops(
+  extraEnv: Record<string, string> = {},
+): Promise<{ run: CliProcess; env: Record<string, string>; restart: () => Promise<string> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-down-'));
+  await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
+  let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
+  cleanups.push(() => server?.stop());
+  const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
+  await sim.start();
+  cleanups.push(() => sim.stop());
+  // A lookback that reads every user again: the run has pages to read after the one held.
+  const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d', ...extraEnv };
+  expect((await cli(['run'], env)).code).toBe(0);
+  changeCpq(sim);
+
+  const held = holdRequests(sim, 1);
+  cleanups.push(held.release);
+  const run = spawnCli(['run'], env);
+  await held.reached;
+  await run.waitForLine(isPage);
+  await server.stop();
+  server = undefined;
+  const restart = async () => {
+    server = await startEmbeddedPostgres(pgOptions);
+    held.release();
+    return server.url;
+  };
+  return { run, env, restart };
+}
 
 describe('process faults', () => {
   it('SIGKILL mid-run: nothing the run read is kept; the next run marks it abandoned and catches up', async ({ startHarness }) => {
@@ -164,37 +201,15 @@ describe('process faults', () => {
   }, 90_000);
 
   it('Postgres down for 8 s mid-run (a crash recovery, a failover): the run waits for it to record why it failed, instead of leaving its record running (review DU)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-down-'));
-    await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const port = await freePort();
-    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
-    let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
-    cleanups.push(() => server?.stop());
-    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
-    await sim.start();
-    cleanups.push(() => sim.stop());
-    // A lookback that reads every user again: the run has pages to read after the one held.
-    const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d' };
-    expect((await cli(['run'], env)).code).toBe(0);
-    changeCpq(sim);
-
-    const held = holdRequests(sim, 1);
-    cleanups.push(held.release);
-    const run = spawnCli(['run'], env);
-    await held.reached;
-    await run.waitForLine(isPage);
-    await server.stop();
-    server = undefined;
+    const { run, restart } = await runWhosePostgresStops();
     await new Promise((resolve) => setTimeout(resolve, 8000));
-    server = await startEmbeddedPostgres(pgOptions);
-    held.release();
+    const url = await restart();
     const out = await run.exited;
     expect(out.code).toBe(6);
     expect(out.stderr).toMatch(
       /^cpq-sync: database error: lost the connection to Postgres \([^)]+\): the server stopped, restarted or ended this session, and rolled back what was not committed\n$/,
     );
-    const pool = createPool(server.url, 1);
+    const pool = createPool(url, 1);
     cleanups.push(() => pool.end());
     // Before: tried 1 s and 3 s after the failure, then given up: the record stayed `running` until the
     // next run marked it abandoned ("the process running it stopped"), its cause lost.
@@ -204,27 +219,7 @@ describe('process faults', () => {
   }, 90_000);
 
   it('SIGTERM while Postgres is down and the run waits to record its failure: the run stops trying and exits at once, not by force at SHUTDOWN_TIMEOUT (review DZ)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-down-term-'));
-    await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const port = await freePort();
-    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
-    let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
-    cleanups.push(() => server?.stop());
-    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
-    await sim.start();
-    cleanups.push(() => sim.stop());
-    const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d', SHUTDOWN_TIMEOUT: '20s' };
-    expect((await cli(['run'], env)).code).toBe(0);
-    changeCpq(sim);
-
-    const held = holdRequests(sim, 1);
-    cleanups.push(held.release);
-    const run = spawnCli(['run'], env);
-    await held.reached;
-    await run.waitForLine(isPage);
-    await server.stop();
-    server = undefined;
+    const { run, env, restart } = await runWhosePostgresStops({ SHUTDOWN_TIMEOUT: '20s' });
     // The run fails at once and tries, for half a minute (1 s, 2 s, 4 s, ... apart), to record why;
     // 3 s in, it is asked to stop.
     await new Promise((resolve) => setTimeout(resolve, 3000));
@@ -237,10 +232,9 @@ describe('process faults', () => {
     expect(out.stderr).toMatch(/^cpq-sync: database error: lost the connection to Postgres /);
     expect(out.stdout).toContain('could not record the failed run: asked to stop, it is left running and the next run marks it abandoned');
     // The record left running is the next run's to mark abandoned; nothing else was changed.
-    server = await startEmbeddedPostgres(pgOptions);
-    held.release();
+    const url = await restart();
     expect((await cli(['run'], env)).code).toBe(0);
-    const pool = createPool(server.url, 1);
+    const pool = createPool(url, 1);
     cleanups.push(() => pool.end());
     expect((await pool.query(`SELECT status FROM cpq.sync_runs ORDER BY id`)).rows.map((r: { status: string }) => r.status)).toEqual([
       'succeeded',
