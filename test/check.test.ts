@@ -384,6 +384,26 @@ describe('cpq-sync check against the simulator', () => {
     expect(run.stderr).toMatch(/; hint: for site us in CPQ_SITES_FILE: .*set pathPrefix=\n$/);
   });
 
+  it("a configuration warning that is not about a file's mode is not given chmod as its fix: two sites reading one CPQ", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    const file = join(mkdtempSync(join(tmpdir(), 'cpq-check-')), 'sites.json');
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { name: 'a', baseUrl: h.sim.baseUrl },
+        { name: 'b', baseUrl: h.sim.baseUrl },
+      ]),
+      { mode: 0o600 },
+    );
+    const report = await runCheck({ DATABASE_URL: h.t.url, CPQ_SITES_FILE: file, CPQ_RETRY_BASE_DELAY: '5ms' });
+    // The warning says what to do itself; "chmod 600 the file that holds secrets" sent the operator to a file that holds none.
+    expect(report.configuration).toEqual({
+      step: 'configuration',
+      status: 'warn',
+      detail: `valid; CPQ_SITES_FILE: sites "a" and "b" both read ${h.sim.baseUrl} and some of the same companies: each stores those users as its own, every user twice; remove one, or give each its own companies`,
+    });
+  });
+
   it('bad configuration: the configuration step fails with the one-line reason, exit code 2', async () => {
     const out = await cli(['check'], { CPQ_BASE_URL: 'https://x.example.com', CPQ_PAGE_SIZE: 'lots' });
     expect(out.code).toBe(2);
