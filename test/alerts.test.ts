@@ -16,7 +16,7 @@ import { SyncWorker } from '../src/worker/sync-worker.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { runSync } from '../src/sync/run.js';
 import { createTestDatabase } from './helpers/database.js';
-import { cli } from './helpers/cli-process.js';
+import { CliProcess, cli, until } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 import { editPage, scriptRequests } from './helpers/scripted-pages.js';
 
@@ -460,6 +460,35 @@ describe('alerts on privileged access', () => {
     expect(alertLines(fixed.stdout).map((l) => l.msg)).toEqual(['alert delivery pass', 'failed alerts requeued']);
     expect((await outbox(h)).map((r) => r.status)).toEqual(Array(30).fill('delivered'));
     expect(fixed.stdout).not.toContain('tokenpart');
+  });
+
+  it("a shutdown while an alert is being sent gives the pass's alerts back, due at once, and says so in one line", async ({ startHarness }) => {
+    const hook = await receiver();
+    hook.hang = true;
+    const env = alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, env);
+    await h.sync();
+    for (const login of h.sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .slice(0, 2)) {
+      h.sim.addGroup('_host', login, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    }
+    const run = new CliProcess(['run'], { ...env, CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url });
+    await until('the first alert reaches the webhook', () => hook.requests.length === 1);
+    run.child.kill('SIGTERM');
+    await run.exited;
+    const rows = await h.t.query<OutboxRow & { due: boolean }>(`SELECT *, next_attempt_at <= now() AS due FROM cpq.alert_outbox ORDER BY id`);
+    expect(rows.map((r) => [r.status, r.attempts, r.due])).toEqual([
+      ['pending', 0, true],
+      ['pending', 0, true],
+    ]);
+    // The pass logged nothing: the operator, told the run "rolls back", could not tell the alerts were not sent.
+    const alertLines = run.lines().filter((l) => /alert/i.test(l.msg ?? ''));
+    expect(alertLines.map((l) => [l.level, l.msg])).toEqual([
+      [30, 'alerts on privileged access written to the outbox'],
+      [40, 'alert delivery interrupted by shutdown: 2 alerts given back, pending and due at once; the next run or delivery pass sends them'],
+    ]);
   });
 
   it('does not follow a redirect', async ({ startHarness }) => {

@@ -171,27 +171,39 @@ const BATCH = 20;
 /**
  * One line per delivery pass, whatever the number of alerts (each alert's outcome is at debug
  * level, and in `alerts list`): refusals at error level, with the count, the webhook's answer
- * (the most frequent, and how many others) and what to do; a pass that left one pending at warn level.
+ * (the most frequent, and how many others) and what to do; a pass that left one pending, or was
+ * cut short by a shutdown (`interrupted`: the alerts it gave back), at warn level.
  */
 function logPass(
   log: Logger,
   report: DeliveryReport,
   refusals: ReadonlyMap<string, number>,
   pending: { attempts: number; retryInMs: number; error: string } | undefined,
+  interrupted: number,
 ) {
   const pendingText = pending
     ? `the webhook could not take one now (${pending.error}): it and the alerts after it stay pending, retried in ${Math.ceil(pending.retryInMs / 1000)} s`
-    : '';
+    : interrupted > 0
+      ? `interrupted by shutdown: ${interrupted} ${interrupted === 1 ? 'alert' : 'alerts'} given back, pending and due at once; the next run or delivery pass sends them`
+      : '';
   if (report.failed > 0) {
     const [answer] = [...refusals.entries()].sort((a, b) => b[1] - a[1])[0]!;
     const others = refusals.size > 1 ? `, and ${refusals.size - 1} other answer${refusals.size > 2 ? 's' : ''}` : '';
     const plural = report.failed === 1 ? 'alert' : 'alerts';
     log.error(
-      { ...report, error: answer, ...(pending ? { pendingError: pending.error, retryInMs: pending.retryInMs } : {}) },
+      {
+        ...report,
+        error: answer,
+        ...(pending ? { pendingError: pending.error, retryInMs: pending.retryInMs } : {}),
+        ...(interrupted > 0 ? { interrupted } : {}),
+      },
       `${report.failed} ${plural} refused by the webhook (${answer}${others}): marked failed; fix the receiver or ALERT_WEBHOOK_URL, then \`cpq-sync alerts retry\` sends them again (\`cpq-sync alerts list\` shows them)${pendingText ? `; ${pendingText}` : ''}`,
     );
   } else if (pending) {
     log.warn({ ...report, attempts: pending.attempts, retryInMs: pending.retryInMs, error: pending.error }, `alert not delivered: ${pendingText}`);
+  } else if (interrupted > 0) {
+    // Silent, a shutdown during the pass (after the run committed) left the alerts unsent with no word of it.
+    log.warn({ ...report, interrupted }, `alert delivery ${pendingText}`);
   } else if (report.delivered > 0) {
     log.info({ ...report }, 'alert delivery pass');
   }
@@ -212,6 +224,7 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
   // What the pass's one log line says: a webhook refusing every alert logged a line per alert.
   const refusals = new Map<string, number>();
   let pending: { attempts: number; retryInMs: number; error: string } | undefined;
+  let interrupted = 0;
   try {
     for (;;) {
       if (signal?.aborted) break;
@@ -229,6 +242,7 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
             batch.slice(i).map((a) => a.id),
             0,
           );
+          interrupted = batch.length - i;
           stopped = true;
           break;
         }
@@ -260,6 +274,6 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
   } catch (err) {
     log.warn({ error: oneLine(errorMessage(err)) }, 'alert delivery stopped by a database error; pending alerts wait for the next attempt');
   }
-  logPass(log, report, refusals, pending);
+  logPass(log, report, refusals, pending, interrupted);
   return report;
 }
