@@ -119,6 +119,23 @@ export function unreachableHint(message: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The fix for a redirect to another origin, which no request follows (src/cpq/http-client.ts):
+ * an address that moves to https says which to set; any other, most often a sign-in page in
+ * front of the site, that CPQ_BASE_URL must be where the REST API answers itself.
+ */
+export function redirectHint(message: string): string | undefined {
+  const [, from, to] = /CPQ redirected from (\S+) to (\S+); redirects are followed only within/.exec(message) ?? [];
+  if (from === undefined || to === undefined) return undefined;
+  // `to` is an origin, or "a ftp: URL" (never a path: the message names origins alone).
+  const url = (text: string) => (URL.canParse(text) ? new URL(text) : undefined);
+  const [source, target] = [url(from), url(to)];
+  if (source?.protocol === 'http:' && target?.protocol === 'https:' && source.hostname === target.hostname) {
+    return `CPQ moves this address to https: set CPQ_BASE_URL=${target.origin}`;
+  }
+  return `CPQ sends the REST API on to ${to} (a sign-in page in front of the site?): set CPQ_BASE_URL to the address the REST API answers at itself, https://<site>.bigmachines.com`;
+}
+
 /** The fix for a database that could not be reached; the message already names it, password hidden. */
 export function databaseHint(message: string): string | undefined {
   if (!message.startsWith('cannot connect to Postgres')) return undefined;
@@ -139,7 +156,7 @@ export function hintFor(err: unknown, facts: HintFacts = {}): string | undefined
       return cpq ? authHint(cpq.auth, message) : undefined;
     case 'source': {
       if (err.status === 404 && cpq && facts.prefixes) return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1]);
-      return tlsHint(message, cpq) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined);
+      return tlsHint(message, cpq) ?? redirectHint(message) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined);
     }
     case 'database':
       return databaseHint(message);

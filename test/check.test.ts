@@ -281,6 +281,43 @@ describe('cpq-sync check against the simulator', () => {
     expect(step(report, 'credentials').status).toBe('skip');
   });
 
+  it('CPQ_BASE_URL that redirects the API to another origin (a single sign-on page, http to https): the fix says what to set, in check and in a run', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const redirecting = (to: (port: number, path: string) => string) => {
+      const server = createHttpServer((req, res) => {
+        res.writeHead(302, { location: to((server.address() as AddressInfo).port, req.url ?? '/') }).end('moved');
+      });
+      servers.push(server);
+      return new Promise<string>((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
+    };
+    const env = (base: string) => ({
+      CPQ_BASE_URL: base,
+      CPQ_USERNAME: 'u',
+      CPQ_PASSWORD: 'pw-not-shown',
+      CPQ_MAX_RETRIES: '0',
+      DATABASE_URL: h.t.url,
+    });
+
+    const sso = await redirecting((_port, path) => `https://idp.example.com/login?return=${encodeURIComponent(path)}`);
+    const toLogin = await runCheck(env(sso));
+    expect(step(toLogin, 'credentials')).toMatchObject({
+      status: 'fail',
+      detail: `GET ${sso}/rest/v16/companies?limit=1: CPQ redirected from ${sso} to https://idp.example.com; redirects are followed only within ${sso}`,
+      fix: 'CPQ sends the REST API on to https://idp.example.com (a sign-in page in front of the site?): set CPQ_BASE_URL to the address the REST API answers at itself, https://<site>.bigmachines.com',
+    });
+
+    const plain = await redirecting((port, path) => `https://127.0.0.1:${port}${path}`);
+    const toHttps = await runCheck(env(plain));
+    expect(step(toHttps, 'credentials').fix).toBe(`CPQ moves this address to https: set CPQ_BASE_URL=https://127.0.0.1:${new URL(plain).port}`);
+    // A run says the same.
+    const run = await cli(['run'], env(plain));
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(new RegExp(`; hint: CPQ moves this address to https: set CPQ_BASE_URL=https://127\\.0\\.0\\.1:${new URL(plain).port}\n$`));
+    expect(JSON.stringify(toLogin) + JSON.stringify(toHttps) + run.stderr).not.toContain('pw-not-shown');
+  });
+
   it('the database: unreachable (password hidden), and the sync lock held by a run', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const down = await runCheck(envOf(h, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/none` }));

@@ -10,7 +10,7 @@ import { INTEGRATION_STREAM, companyUsersPath, listCompanies } from '../cpq/stre
 import { dispatcherFor, withDispatcher } from '../cpq/transport.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { zipExportUrl } from '../cpq/zip-export.js';
-import { authHint, describeAuth, otherPrefix, prefixHint, prefixSetting, tlsHint, unreachableHint } from '../error-hints.js';
+import { authHint, describeAuth, otherPrefix, prefixHint, prefixSetting, redirectHint, tlsHint, unreachableHint } from '../error-hints.js';
 import { SyncError, errorMessage, oneLine } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
@@ -33,7 +33,7 @@ export function checkClient(cpq: CpqConfig, log: Logger): { client: CpqHttpClien
 function requestFix(err: unknown, cpq: CpqConfig): string | undefined {
   const message = errorMessage(err);
   if (err instanceof SyncError && err.kind === 'auth') return authHint(cpq.auth, message);
-  return tlsHint(message, cpq) ?? unreachableHint(message);
+  return tlsHint(message, cpq) ?? redirectHint(message) ?? unreachableHint(message);
 }
 
 const list = (names: string[]) => (names.length > LISTED ? `${names.slice(0, LISTED).join(', ')} and ${names.length - LISTED} more` : names.join(', '));
