@@ -143,6 +143,9 @@ export function databaseHint(message: string): string | undefined {
   if (/database "[^"]*" does not exist/.test(message)) return 'create that database first, or name an existing one in DATABASE_URL';
   if (/ENOTFOUND|EAI_AGAIN/.test(message)) return 'the host of DATABASE_URL does not resolve: check its spelling';
   if (/ECONNREFUSED/.test(message)) return 'nothing listens at that host and port: start Postgres, or correct DATABASE_URL';
+  if (/no answer within DATABASE_CONNECT_TIMEOUT/.test(message)) {
+    return 'something at that host and port took the connection but did not answer as Postgres: check the port in DATABASE_URL, and that Postgres (or the pooler in front of it) is not stuck; a database that resumes from pause may need a longer DATABASE_CONNECT_TIMEOUT';
+  }
   return 'check DATABASE_URL, and that Postgres runs and lets this machine in (pg_hba.conf)';
 }
 

@@ -38,14 +38,16 @@ describe('DATABASE_CONNECT_TIMEOUT', () => {
       expect({ command, code: out.code, within10s: Date.now() - started < 10_000 }).toEqual({ command, code: 6, within10s: true });
       expect(out.stderr).toMatch(
         new RegExp(
-          `^cpq-sync: cannot connect to Postgres at postgres://sync:\\*\\*\\*@127\\.0\\.0\\.1:${port}/warehouse: no answer within DATABASE_CONNECT_TIMEOUT \\(1 s\\)[^\\n]*\\n$`,
+          `^cpq-sync: cannot connect to Postgres at postgres://sync:\\*\\*\\*@127\\.0\\.0\\.1:${port}/warehouse: no answer within DATABASE_CONNECT_TIMEOUT \\(1 s\\); hint: something at that host and port took the connection but did not answer as Postgres: [^\\n]*\\n$`,
         ),
       );
       expect(out.stderr + out.stdout).not.toContain('Silent-Pa55');
     }
     const check = await cli(['check'], env);
     expect(check.code).toBe(1);
-    expect(check.stdout).toMatch(/✗ database +cannot connect to Postgres at \S+: no answer within DATABASE_CONNECT_TIMEOUT \(1 s\)\n/);
+    expect(check.stdout).toMatch(
+      /✗ database +cannot connect to Postgres at \S+: no answer within DATABASE_CONNECT_TIMEOUT \(1 s\)\n +fix: something at that host and port took the connection/,
+    );
   }, 60_000);
 
   it('a connection made later that gets no answer (a pool growing mid-run) is a database error, exit code 6, not an internal one', async () => {

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:tls';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it as plainIt } from 'vitest';
 import { loadConfig } from '../src/config.js';
@@ -38,12 +37,14 @@ function pattern(entry: string): RegExp {
   return new RegExp(`^${parts.join('.+?')}$`);
 }
 
-const servers: (Server | HttpServer)[] = [];
+const servers: NetServer[] = [];
+const sockets: Socket[] = [];
 afterEach(() => {
+  for (const s of sockets.splice(0)) s.destroy();
   for (const s of servers.splice(0)) s.close();
 });
 
-async function listen(server: Server | HttpServer): Promise<number> {
+async function listen(server: NetServer): Promise<number> {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
@@ -82,6 +83,13 @@ describe('the README lists every error a user meets first, as printed, with its 
       'host does not resolve': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: 'https://nosuch.invalid', CPQ_MAX_RETRIES: '0' }) },
       'database down': { code: 6, run: async () => runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/warehouse` }) },
       'database password': { code: 6, run: () => runLine(open, { DATABASE_URL: wrongPassword.toString() }) },
+      'database does not answer': {
+        code: 6,
+        run: async () => {
+          const silent = await listen(createTcpServer((socket) => void sockets.push(socket.on('data', () => undefined))));
+          return runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${silent}/warehouse`, DATABASE_CONNECT_TIMEOUT: '1s' });
+        },
+      },
       'no such database': {
         code: 6,
         run: () => {
