@@ -460,6 +460,15 @@ describe('alerts on privileged access', () => {
     expect(alertLines(fixed.stdout).map((l) => l.msg)).toEqual(['alert delivery pass', 'failed alerts requeued']);
     expect((await outbox(h)).map((r) => r.status)).toEqual(Array(30).fill('delivered'));
     expect(fixed.stdout).not.toContain('tokenpart');
+
+    // Without a webhook, retry is refused, and no failed alert is made pending (it did, sent nothing, and exited 0: review EC).
+    await h.t.query(`UPDATE cpq.alert_outbox SET status = 'failed'`);
+    const nowhere = await cli(['alerts', 'retry'], { CPQ_BASE_URL: env.CPQ_BASE_URL, DATABASE_URL: env.DATABASE_URL });
+    expect({ code: nowhere.code, stderr: nowhere.stderr }).toEqual({
+      code: 2,
+      stderr: 'cpq-sync: ALERT_WEBHOOK_URL is not set: name the webhook that receives alerts (and ALERT_WEBHOOK_SECRET)\n',
+    });
+    expect(new Set((await outbox(h)).map((r) => r.status))).toEqual(new Set(['failed']));
   });
 
   it("a shutdown while an alert is being sent gives the pass's alerts back, due at once, and says so in one line", async ({ startHarness }) => {
@@ -565,6 +574,10 @@ describe('alerts between runs, metrics and the command line', () => {
     expect((await cli(['alerts', 'test', '--site', 'apac'], { ...env, CPQ_SITES_FILE: sitesFile })).code).toBe(0);
     expect(hook.requests.slice(1).map((r) => r.json.site)).toEqual(['emea', 'apac']);
     hook.requests.splice(1);
+    // A site no configuration names is refused, naming those it has: such a sample tests nothing a receiver routes on (review EC).
+    const unknown = await cli(['alerts', 'test', '--site', 'nosuch'], { ...env, CPQ_SITES_FILE: sitesFile });
+    expect({ code: unknown.code, stderr: unknown.stderr }).toEqual({ code: 2, stderr: 'cpq-sync: --site: no site is named "nosuch" (sites: emea, apac)\n' });
+    expect(hook.requests).toHaveLength(1);
 
     hook.status = 403;
     const refused = await cli(['alerts', 'test'], env);

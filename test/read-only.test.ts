@@ -55,7 +55,7 @@ describe('read-only commands', () => {
     const run = await cli(['run'], env);
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 6, stderr: expect.stringMatching(/^cpq-sync: .*permission denied/) as unknown });
     // So is alerts retry's (it requeues failed alerts): a database error, exit code 6, not an internal one (review DY).
-    const retry = await cli(['alerts', 'retry'], env);
+    const retry = await cli(['alerts', 'retry'], { ...env, ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/hook', ALERT_WEBHOOK_SECRET: 'not-sent' });
     expect({ code: retry.code, stderr: retry.stderr }).toEqual({ code: 6, stderr: 'cpq-sync: database error: permission denied for table alert_outbox\n' });
     // A statement the role may not run is a database error (exit code 6), not verify's exit code 1 of a broken chain.
     await h.t.query(`REVOKE SELECT ON cpq.run_seals FROM cpq_reader`);

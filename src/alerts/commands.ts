@@ -9,7 +9,7 @@ import { textTable } from '../text-table.js';
 import { alertPayload, postAlert, type PostResult } from './delivery.js';
 
 /** ALERT_WEBHOOK_URL and its secret, or a one-line error saying what to set. */
-function requireWebhook(config: AlertsConfig): NonNullable<AlertsConfig['webhook']> {
+export function requireWebhook(config: AlertsConfig): NonNullable<AlertsConfig['webhook']> {
   if (!config.webhook) throw new ConfigError('ALERT_WEBHOOK_URL is not set: name the webhook that receives alerts (and ALERT_WEBHOOK_SECRET)');
   return config.webhook;
 }

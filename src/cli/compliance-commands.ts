@@ -24,8 +24,10 @@ export function registerComplianceCommands(program: Command): void {
     .action((opts: { site?: string }) =>
       command(async (config) => {
         const { sendTestAlert } = await import('../alerts/commands.js');
-        // With a sites file, a sample naming a site that is none of them would test nothing a receiver routes on.
-        const { key, result } = await sendTestAlert(config.alerts, opts.site ?? config.sites[0]?.name ?? DEFAULT_SITE);
+        // With a sites file, a sample naming a site that is none of them would test nothing a receiver routes on:
+        // --site names a configured one (selectSites refuses another, naming them), or the first is named.
+        const site = opts.site !== undefined && config.sites.length > 0 ? selectSites(config, [opts.site])[0]!.name : opts.site;
+        const { key, result } = await sendTestAlert(config.alerts, site ?? config.sites[0]?.name ?? DEFAULT_SITE);
         if (result.ok) {
           process.stdout.write(`test alert delivered (idempotency key ${key})\n`);
         } else {
@@ -67,12 +69,15 @@ export function registerComplianceCommands(program: Command): void {
     .action(() =>
       command(async (config, log) => {
         const { deliverPendingAlerts } = await import('../alerts/delivery.js');
+        const { requireWebhook } = await import('../alerts/commands.js');
         const { openDatabase } = await import('../db/connect.js');
         const { migrateLogged, migrateSynced } = await import('../db/migrate.js');
         const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
         const database = await openDatabase(config, log, { existing: true });
         try {
           await migrateSynced(database, migrateLogged(log));
+          // Without a webhook the failed alerts were made pending, none was sent, and the command exited 0 (review EC).
+          requireWebhook(config.alerts);
           // Postgres refusing (a read-only login) is a database error, exit code 6, as for every command.
           const requeued = await requeueFailedAlerts(database.pool).catch(rethrowAsSyncError);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log }).catch(rethrowAsSyncError);
