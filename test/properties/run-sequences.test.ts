@@ -19,7 +19,9 @@ import { anyText, commandSettings, propertyTimeout, runs } from './arbitraries.j
  *  - the tables equal the model (test/helpers/db-equals-simulator.ts, given the model as the site);
  *  - the run's change rows are exactly the model's diffs (insert/update/delete/restore per user),
  *    and replaying the whole change log gives the tables (expectChangeLogConsistent);
- *  - the as-of functions at every earlier run's effective_at give that run's state.
+ *  - the as-of functions (users, memberships, permissions, group definitions; every row, deleted
+ *    users' included) give each run's state at its effective_at and halfway to the next run, and
+ *    the state of the run before it (none before the first) a microsecond before it.
  * An interrupted run changes no row.
  */
 
@@ -200,7 +202,10 @@ interface TablesState {
   users: string[];
   memberships: string[];
   permissions: string[];
+  groups: string[];
 }
+const PARTS = ['users', 'memberships', 'permissions', 'groups'] as const;
+const NO_STATE: TablesState = { users: [], memberships: [], permissions: [], groups: [] };
 
 /**
  * Every row of the present users, their memberships and permissions, as JSON text: from the
@@ -230,17 +235,35 @@ async function tablesState(h: Harness, asOf?: string): Promise<TablesState> {
       )
       .sort();
   };
+  // Every row, deleted users' included: the tables hold them (deleted_at set), and so must as-of.
   return {
-    users: await lines('users', `SELECT to_jsonb(u) AS line FROM ${from('users')} u WHERE u.deleted_at IS NULL`),
-    memberships: await lines(
-      'user_groups',
-      `SELECT to_jsonb(g) AS line FROM ${from('user_groups')} g JOIN ${from('users')} u ON u.id = g.user_id WHERE u.deleted_at IS NULL`,
-    ),
-    permissions: await lines(
-      'user_access_permissions',
-      `SELECT to_jsonb(p) AS line FROM ${from('user_access_permissions')} p JOIN ${from('users')} u ON u.id = p.user_id WHERE u.deleted_at IS NULL`,
-    ),
+    users: await lines('users', `SELECT to_jsonb(u) AS line FROM ${from('users')} u`),
+    memberships: await lines('user_groups', `SELECT to_jsonb(g) AS line FROM ${from('user_groups')} g`),
+    permissions: await lines('user_access_permissions', `SELECT to_jsonb(p) AS line FROM ${from('user_access_permissions')} p`),
+    groups: await lines('groups', `SELECT to_jsonb(g) AS line FROM ${from('groups')} g`),
   };
+}
+
+/** `as of` rows against the tables' rows: the ones as-of lacks and the ones it invents, per part. */
+function tablesDiff(expected: TablesState, actual: TablesState): Record<string, { missing: string[]; extra: string[] }> {
+  const out: Record<string, { missing: string[]; extra: string[] }> = {};
+  for (const part of PARTS) {
+    const missing = expected[part].filter((line) => !actual[part].includes(line));
+    const extra = actual[part].filter((line) => !expected[part].includes(line));
+    if (missing.length > 0 || extra.length > 0) out[part] = { missing, extra };
+  }
+  return out;
+}
+
+/** A time as Postgres' text, `us` microseconds after `ts` (negative: before). */
+async function shifted(h: Harness, ts: string, us: bigint): Promise<string> {
+  const [row] = await h.t.query<{ t: string }>(`SELECT ($1::timestamptz + $2::bigint * interval '1 microsecond')::text AS t`, [ts, us.toString()]);
+  return row!.t;
+}
+/** The midpoint of two times, as Postgres' text. */
+async function midpoint(h: Harness, a: string, b: string): Promise<string> {
+  const [row] = await h.t.query<{ t: string }>(`SELECT ($1::timestamptz + ($2::timestamptz - $1::timestamptz) / 2)::text AS t`, [a, b]);
+  return row!.t;
 }
 
 function presentState(model: Model): Map<string, string> {
@@ -264,16 +287,21 @@ async function checkRun(model: Model, real: Real, result: RunResult, expectedCha
   // The tables now equal the model (checked above): what the as-of functions must give for this run from now on.
   model.history.push({ runId: result.runId, effectiveAt: run!.effective_at, present: presentState(model), tables: await tablesState(h) });
   // The as-of state at every run so far equals the model's state after that run.
-  for (const past of model.history) {
-    const asOfTables = await tablesState(h, past.effectiveAt);
-    for (const part of ['users', 'memberships', 'permissions'] as const) {
-      const missing = past.tables[part].filter((line) => !asOfTables[part].includes(line));
-      const extra = asOfTables[part].filter((line) => !past.tables[part].includes(line));
-      expect({ missing, extra }, `${part} as of run ${past.runId}: rows the tables held then but as-of lacks, and rows as-of invents`).toEqual({
-        missing: [],
-        extra: [],
-      });
-    }
+  for (const [i, past] of model.history.entries()) {
+    // At the run's effective_at its state; a microsecond before, the state of the run before it (none
+    // before the first); halfway to the next run, still its own.
+    const before = model.history[i - 1];
+    const next = model.history[i + 1];
+    const instants: [string, TablesState, string][] = [
+      [past.effectiveAt, past.tables, `run ${past.runId}'s effective_at`],
+      [await shifted(h, past.effectiveAt, -1n), before?.tables ?? NO_STATE, `a microsecond before run ${past.runId}`],
+    ];
+    if (next) instants.push([await midpoint(h, past.effectiveAt, next.effectiveAt), past.tables, `between runs ${past.runId} and ${next.runId}`]);
+    for (const [at, expected, what] of instants)
+      expect(
+        tablesDiff(expected, await tablesState(h, at)),
+        `as of ${what} (${at}): rows the tables held then but as-of lacks, and rows as-of invents`,
+      ).toEqual({});
     const asOf = await h.t.query<{ company_login: string; login: string; raw: string }>(
       `SELECT company_login, login, raw::text AS raw FROM cpq.users_as_of($1::timestamptz) WHERE deleted_at IS NULL`,
       [past.effectiveAt],
