@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { withCpq, type AppConfig } from '../../src/config.js';
 import { CpqSimulator } from '../../src/simulator/index.js';
 import type { RunResult } from '../../src/sync/run-types.js';
+import { forgetUser } from '../../src/sync/forget.js';
 import { runSync } from '../../src/sync/run.js';
 import { startHarness, type Harness } from '../helpers/harness.js';
 import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
@@ -12,7 +13,8 @@ import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
  * The auditor's questions, generated. Random admin actions at the site (users created, deleted,
  * restored, moved between companies; admin flags granted and revoked; groups joined and left,
  * among them Administrator-type groups and groups relabelled or retyped; permissions granted,
- * revoked, re-granted and removed; integration users posted) are interleaved with full,
+ * revoked, re-granted and removed; integration users posted; deleted users forgotten, which
+ * changes none of the answers below) are interleaved with full,
  * incremental, zip and failing runs. The model keeps, per successful run, its effective_at and
  * the state the database must then hold (each user's presence, flags, groups and permissions;
  * each group's label and type). At every run's effective_at, a microsecond before and after it,
@@ -603,6 +605,26 @@ class RelabelGroup implements Cmd {
   }
   toString = () => `relabel group ${this.group}: ${JSON.stringify(this.label)} / ${this.type}`;
 }
+/**
+ * `forget` of a user site default holds as deleted (site b, a simulator of the same seed, has the
+ * same logins): it redacts personal fields only, so no answer here may change, of either site,
+ * neither now nor once CPQ gives the login back (RestoreUser).
+ */
+class Forget implements Cmd {
+  constructor(readonly n: number) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const u = pick(
+      [...model.lastRead.values()].filter((x) => !x.present),
+      this.n,
+    );
+    if (!u) return;
+    const erased = await forgetUser(h.t.pool, { site: SITE, company: u.company, login: u.login, reason: 'property test', requestedBy: 'test' });
+    // Something erased now, or an erasure of it recorded already (forget run twice).
+    expect(erased.earlier !== undefined || Object.values(erased.rowsRedacted).some((n) => n > 0), `forget ${u.company}/${u.login}`).toBe(true);
+  }
+  toString = () => `forget deleted user #${this.n}`;
+}
 class PostIntegrationUser implements Cmd {
   constructor(readonly groups: string[]) {}
   check = () => true;
@@ -708,6 +730,7 @@ const commands = [
   fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'json', 'zip')).map(([full, f]) => new Run(full, f)),
   fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'zip')).map(([full, f]) => new Run(full, f)),
   fc.tuple(fc.integer({ min: 1, max: 8 }), fc.boolean()).map(([at, full]) => new FailingRun(at, full)),
+  fc.nat().map((n) => new Forget(n)),
   fc
     .tuple(fc.nat(), fc.option(fc.boolean(), { nil: undefined }), fc.option(group, { nil: undefined }), fc.boolean())
     .map(([n, a, g, full]) => new SiteBChangeAndRun(n, a, g, full)),
@@ -828,6 +851,28 @@ describe("the README's auditor queries against a model (property)", () => {
       new RestoreUser(0),
       new Run(false, 'json'),
       new MoveUser('_host', 1),
+      new Run(true, 'json'),
+    ],
+    // forget (compliance erasure) of a deleted admin, who then comes back in CPQ with the right
+    // (restored, the right starting again), is deleted and forgotten again
+    'an admin deleted, forgotten, given back by CPQ, deleted and forgotten again': [
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', true),
+      new ChangeGroups('_host', 1, 'adminAccessGroupsOnly', true),
+      new Run(true, 'json'),
+      new DeleteUser('_host', 1),
+      new Run(true, 'json'),
+      new Forget(0),
+      new Forget(0),
+      new MoveClock(1000),
+      new Run(false, 'json'),
+      new RestoreUser(0),
+      new Run(false, 'json'),
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', false),
+      new Run(false, 'zip'),
+      new DeleteUser('_host', 1),
+      new Run(true, 'json'),
+      new Forget(0),
+      new RestoreUser(0),
       new Run(true, 'json'),
     ],
     // a login given to someone new across a record without the field (review CY), and back to a value it had
