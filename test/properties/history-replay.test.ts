@@ -1,11 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { withCpq, type AppConfig } from '../../src/config.js';
+import { exportSnapshot } from '../../src/history/export.js';
 import { PERSONAL_COLUMNS } from '../../src/normalize/personal-fields.js';
 import { CpqSimulator } from '../../src/simulator/index.js';
 import { forgetUser } from '../../src/sync/forget.js';
 import type { RunResult } from '../../src/sync/run-types.js';
 import { runSync } from '../../src/sync/run.js';
+import { collectJsonLines } from '../helpers/export-output.js';
 import { startHarness, type Harness } from '../helpers/harness.js';
 import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
 
@@ -27,6 +29,10 @@ import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
  *    Administrator then), since the first state of the unbroken run of states that held it, and
  *    not before the state from which the same person holds the login (README: another CPQ id or
  *    dateAdded than the last one known starts again);
+ *  - `snapshot --as-of` and `snapshot --admin-rights --as-of` (exportSnapshot), at each run's
+ *    effective_at (a millisecond, as --as-of takes), a millisecond before and between runs, name
+ *    per site the run in force and write its present users (flags, groups with their labels and
+ *    types then, permissions) and the rights above, and are refused before any run;
  *  - a failed run changes no row of the site, its history, change log or cursors;
  *  - forget changes no row but the forgotten user's personal fields: the references are redacted
  *    alike (cpq.redact_personal_fields for raw) and must still be what as-of gives.
@@ -260,6 +266,89 @@ async function checkHistory(h: Harness, site: SiteState): Promise<void> {
       expectedRights(site, await micros(at)),
     );
   }
+}
+
+/** The run in force at `us` (index), or -1. */
+const inForce = (site: SiteState, us: bigint) => site.runs.reduce((k, r, i) => (r.us <= us ? i : k), -1);
+const cp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** `site|run|company|login|flags|groups|permissions` of each user present in the state in force at `us`, as `snapshot` must write it. */
+function expectedSnapshot(site: SiteState, us: bigint): string[] {
+  const k = inForce(site, us);
+  if (k < 0) return [];
+  const t = site.runs[k]!.tables;
+  const defs = new Map(t.groups.map((l) => JSON.parse(l) as Rec).map((g) => [String(g.variable_name), g]));
+  const out: string[] = [];
+  for (const u of t.users.map((l) => JSON.parse(l) as Rec)) {
+    if (u.deleted_at !== null) continue;
+    const groups = t.memberships
+      .map((l) => JSON.parse(l) as Rec)
+      .filter((m) => String(m.user_id) === String(u.id))
+      .map((m) => String(m.group_variable_name))
+      .sort(cp)
+      .map((g) => ({ variableName: g, label: defs.get(g)?.label ?? null, type: defs.get(g)?.type ?? null }));
+    const perms = t.permissions
+      .map((l) => JSON.parse(l) as Rec)
+      .filter((p) => String(p.user_id) === String(u.id))
+      .map((p) => ({ type: p.type, variableName: p.variable_name, name: p.name, hasAccess: p.has_access }))
+      .sort((a, b) => cp(String(a.type), String(b.type)) || cp(String(a.variableName), String(b.variableName)));
+    const flags = FLAGS.map((f) => String(u[f]));
+    out.push([site.name, site.runs[k]!.runId, u.company_login, u.login, ...flags, JSON.stringify(groups), JSON.stringify(perms)].join('|'));
+  }
+  return out.sort(cp);
+}
+
+/**
+ * `snapshot --as-of` and `snapshot --admin-rights --as-of` (exportSnapshot), at a millisecond (what
+ * --as-of takes): per site, the run in force then (snapshot_run_id), its present users with groups
+ * (labels and types then) and permissions, and the admin rights admin_rights_as_of gives; refused
+ * when no site had a run by then.
+ */
+async function checkSnapshots(h: Harness, sites: SiteState[], ms: bigint): Promise<void> {
+  const asOf = new Date(Number(ms));
+  const us = ms * 1000n;
+  const what = `snapshot --as-of ${asOf.toISOString()} (runs ${sites.map((s) => `${s.name}: ${s.runs.map((r) => `${r.runId}@${r.e}`).join(' ')}`).join('; ')})`;
+  if (sites.every((s) => inForce(s, us) < 0)) {
+    await expect(
+      collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out)),
+      what,
+    ).rejects.toThrow(/no successful sync run took effect at or before/);
+    return;
+  }
+  const users = await collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out));
+  const actual = users
+    .map((r) =>
+      [
+        r.site,
+        r.snapshot_run_id,
+        r.company_login,
+        r.login,
+        ...FLAGS.map((f) => String(r[f])),
+        JSON.stringify((r.groups as Rec[]).map((g) => ({ variableName: g.variableName, label: g.label, type: g.type }))),
+        JSON.stringify((r.access_permissions as Rec[]).map((p) => ({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess }))),
+      ].join('|'),
+    )
+    .sort(cp);
+  expect(actual, what).toEqual(sites.flatMap((s) => expectedSnapshot(s, us)).sort(cp));
+  const rights = await collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out, { adminRights: true }));
+  const runOf = (site: string) => {
+    const s = sites.find((x) => x.name === site)!;
+    return s.runs[inForce(s, us)]!.runId;
+  };
+  for (const r of rights) expect(r.snapshot_run_id, `${what}: run of ${String(r.site)}`).toBe(runOf(String(r.site)));
+  const since = async (iso: string) =>
+    (await h.t.query<{ us: string }>(`SELECT (extract(epoch FROM $1::timestamptz) * 1000000)::bigint::text AS us`, [iso]))[0]!.us;
+  const lines: string[] = [];
+  for (const r of rights)
+    lines.push(
+      `${String(r.site)}|${String(r.company_login)}|${String(r.login)}|${String(r.admin_right)}|${String(r.group_variable_name ?? '')}|${await since(String(r.since))}`,
+    );
+  expect(lines.sort(cp), `${what}: admin rights`).toEqual(
+    sites
+      .filter((s) => inForce(s, us) >= 0)
+      .flatMap((s) => expectedRights(s, us).map((l) => `${s.name}|${l}`))
+      .sort(cp),
+  );
 }
 
 async function recordRun(h: Harness, site: SiteState, result: RunResult): Promise<void> {
@@ -626,6 +715,14 @@ async function runCase(cmds: Iterable<Cmd>): Promise<void> {
     await fc.asyncModelRun(() => ({ model, real: { h, b } }), cmds);
     await checkHistory(h, model.a);
     await checkHistory(h, model.b);
+    // effective_at is taken to the millisecond (a Date): each is an --as-of a snapshot takes.
+    const all = [...model.a.runs, ...model.b.runs].map((r) => r.us / 1000n).sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+    const instants = new Set<bigint>(all.length > 0 ? [all[0]! - 86_400_000n] : []);
+    all.forEach((ms, i) => {
+      instants.add(ms).add(ms - 1n);
+      if (all[i + 1] !== undefined) instants.add((ms + all[i + 1]!) / 2n);
+    });
+    for (const ms of instants) await checkSnapshots(h, [model.a, model.b], ms);
   } finally {
     await simB.stop();
     await h.close();
