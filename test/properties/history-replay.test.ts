@@ -341,7 +341,7 @@ async function checkSnapshots(h: Harness, sites: SiteState[], ms: bigint): Promi
   const lines: string[] = [];
   for (const r of rights)
     lines.push(
-      `${String(r.site)}|${String(r.company_login)}|${String(r.login)}|${String(r.admin_right)}|${String(r.group_variable_name ?? '')}|${await since(String(r.since))}`,
+      `${String(r.site)}|${String(r.company_login)}|${String(r.login)}|${String(r.admin_right)}|${r.group_variable_name === null ? '' : (r.group_variable_name as string)}|${await since(String(r.since))}`,
     );
   expect(lines.sort(cp), `${what}: admin rights`).toEqual(
     sites
