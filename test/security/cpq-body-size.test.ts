@@ -3,6 +3,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BODY_VALUES, MAX_RECORD_VALUES } from '../../src/exact-json.js';
+import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 import { hostileSite, zipExport, type HostileSite } from './cpq-hostile.js';
 
 /*
@@ -13,6 +14,8 @@ import { hostileSite, zipExport, type HostileSite } from './cpq-hostile.js';
  */
 
 const CAP = 1024 * 1024;
+/** A page within the default 16 MiB cap holding 5.6 million empty objects as its items. */
+const TINY_ITEMS_PAGE = Buffer.from(`{"items":[${'{},'.repeat(5_592_000)}{}],"hasMore":false}`);
 let site: HostileSite | undefined;
 let server: Server | undefined;
 let baseUrl = '';
@@ -42,6 +45,8 @@ beforeAll(async () => {
     if (path === '/rest/v16/companies/endless/users') {
       res.writeHead(200, { 'content-type': 'application/json' });
       endless(res, path, '{"items":[{"login":"a","note":"', filler, 512 * CAP);
+    } else if (path === '/rest/v16/companies/tiny_items/users') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(TINY_ITEMS_PAGE.length) }).end(TINY_ITEMS_PAGE);
     } else if (path === '/rest/v16/companies/announced/users') {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(512 * CAP) });
       endless(res, path, '{"items":[{"login":"a","note":"', filler, 512 * CAP);
@@ -154,6 +159,32 @@ describe('one record is bounded in values too, not only in characters', () => {
         `^GET http://127\\.0\\.0\\.1:\\d+/rest/v16/companies/complex/users\\?\\S+: items\\[0\\] holds more than ${MAX_RECORD_VALUES} values \\(objects, arrays and their members\\); refused before parsing, as too complex$`,
       ),
     );
+  });
+
+  // Each item is held as its text until it is used: 5.6 million texts of `{}` (16 MiB, within the
+  // page cap) took more than the image's 192 MB heap while the page was cut, before its item count
+  // could be checked against the limit asked for, and the process died with every site's run.
+  it(`a JSON page of millions of tiny items fails the run once it passes ${MAX_BODY_VALUES} items, within a 64 MB heap`, async () => {
+    const error = await site!.refused('tiny_items', { cpq: { baseUrl } });
+    expect(error.kind).toBe('data');
+    expect(error.message).toMatch(
+      new RegExp(`^GET ${baseUrl}/rest/v16/companies/tiny_items/users\\?\\S+: the collection body holds more than ${MAX_BODY_VALUES} items; refused$`),
+    );
+    // The built client in a process of its own, whose heap the cut page would exhaust.
+    const script = `import { loadConfig } from ${builtModule('config.js')};
+      import { CpqHttpClient } from ${builtModule('cpq/http-client.js')};
+      const config = loadConfig({ CPQ_BASE_URL: process.argv[1], CPQ_MAX_RETRIES: '0' }).cpq;
+      const log = new Proxy({}, { get: (_, key) => (key === 'child' ? () => log : () => undefined) });
+      const auth = { authorization: async () => undefined, renew: async () => false };
+      const client = new CpqHttpClient(config, auth, log);
+      try {
+        const page = await client.getJson(process.argv[1] + '/rest/v16/companies/tiny_items/users', { collection: true });
+        console.log(JSON.stringify({ items: page.records.length }));
+      } catch (err) {
+        console.log(JSON.stringify({ error: err.message }));
+      }`;
+    const out = JSON.parse(await runWithHeap(64, script, [baseUrl])) as { error?: string };
+    expect(out.error).toMatch(/: the collection body holds more than 300000 items; refused$/);
   });
 
   it('a JSON page with two "items" keys fails the run, as its zip entry does: JSON.parse would keep the last and drop the users of the first', async () => {
