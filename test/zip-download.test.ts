@@ -5,6 +5,7 @@ import { readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -202,6 +203,32 @@ describe('downloadToFile', () => {
       );
     }
     expect(http.stats.requests).toBe(2);
+  });
+
+  // fetch decodes a Content-Encoding unseen: 64 KB of gzip on the wire became a 64 MiB file, and
+  // at CPQ_ZIP_MAX_BYTES (4 GiB) 4 MB did, past the ratio bound the archive's entries are held to.
+  it('asks for the export as sent, and refuses one sent gzip-encoded anyway before writing it, without retrying', async () => {
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 });
+    const base = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/zip', 'content-encoding': 'gzip', 'content-length': String(bomb.length) }).end(bomb);
+    });
+    const path = join(dir, 'a.zip');
+    const err = await client(base)
+      .downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 30, timeoutMs: HOUR })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SyncError);
+    expect(err).toMatchObject({
+      kind: 'data',
+      message: `GET ${base}/x: the export came with Content-Encoding "gzip", though asked for as sent (Accept-Encoding: identity); refused, as an encoded body may expand far beyond what was sent`,
+    });
+    expect(attempts).toHaveLength(1);
+    expect(attempts[0]!.headers['accept-encoding']).toBe('identity');
+    expect(
+      await stat(path).then(
+        (s) => s.size,
+        () => 0,
+      ),
+    ).toBe(0);
   });
 
   it('stops when the run is interrupted', async () => {

@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CpqConfig } from '../config.js';
-import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
+import { SyncError, errorCode, errorMessage, oneLine, printable } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { TooComplexError, parseExactJson } from '../exact-json.js';
@@ -437,16 +437,27 @@ export class CpqHttpClient {
    * the message names CPQ_ZIP_MAX_BYTES, the setting it comes from. A body still arriving
    * `timeoutMs` after the download began (retries included) fails without retrying (CPQ_ZIP_DOWNLOAD_TIMEOUT): a
    * site trickling a byte now and then would otherwise hold the run, its transaction and its
-   * site's sync lock for as long as it liked.
+   * site's sync lock for as long as it liked. The body is asked for as sent (Accept-Encoding:
+   * identity: a zip is compressed already) and refused with any other Content-Encoding, which
+   * fetch would decode unseen: 4 MB of gzip on the wire wrote 4 GiB (CPQ_ZIP_MAX_BYTES) to TMPDIR,
+   * past the ratio bound (CPQ_ZIP_MAX_RATIO) that holds the archive's own entries.
    */
   async downloadToFile(url: string, options: { accept: string; path: string; maxBytes: number; timeoutMs: number }): Promise<DownloadResult> {
     const stallMs = this.config.requestTimeoutMs;
     // One deadline for the download, retries included: per attempt, a site could trickle until
     // just before it, drop the connection, and be asked again.
     const startedAt = performance.now();
-    return this.withRetries(url, { accept: options.accept, stallMs }, async (response, stall) => {
+    return this.withRetries(url, { accept: options.accept, acceptEncoding: 'identity', stallMs }, async (response, stall) => {
       stall.restart(stallMs);
       if (!response.ok) throw await this.refusedAnswer(url, response);
+      const encoding = response.headers.get('content-encoding')?.trim();
+      if (encoding && encoding.toLowerCase() !== 'identity') {
+        await response.body?.cancel().catch(() => undefined);
+        throw new SyncError(
+          'data',
+          `GET ${url}: the export came with Content-Encoding ${JSON.stringify(printable(encoding.slice(0, 40)))}, though asked for as sent (Accept-Encoding: identity); refused, as an encoded body may expand far beyond what was sent`,
+        );
+      }
       const announced = Number(response.headers.get('content-length') ?? NaN);
       if (announced > options.maxBytes) {
         await response.body?.cancel();
@@ -494,10 +505,10 @@ export class CpqHttpClient {
    */
   private async withRetries<T>(
     url: string,
-    request: { accept: string; deadlineMs?: number; stallMs?: number },
+    request: { accept: string; acceptEncoding?: string; deadlineMs?: number; stallMs?: number },
     handle: (response: Response, stall: StallTimer, sentAt: number) => Promise<T>,
   ): Promise<T> {
-    const { accept, deadlineMs, stallMs } = request;
+    const { accept, acceptEncoding, deadlineMs, stallMs } = request;
     let renewedAuth = false;
     for (let attempt = 0; ; attempt++) {
       this.signal?.throwIfAborted();
@@ -515,7 +526,11 @@ export class CpqHttpClient {
         this.stats.requests++;
         if (stallMs !== undefined) stall.restart(stallMs);
         const init = withDispatcher(
-          { headers: { accept, ...(authorization ? { authorization } : {}) }, signal: AbortSignal.any([stall.signal, request.signal]), redirect: 'manual' },
+          {
+            headers: { accept, ...(acceptEncoding ? { 'accept-encoding': acceptEncoding } : {}), ...(authorization ? { authorization } : {}) },
+            signal: AbortSignal.any([stall.signal, request.signal]),
+            redirect: 'manual',
+          },
           this.dispatcher,
         );
         const sentAt = performance.now();
