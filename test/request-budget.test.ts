@@ -196,6 +196,38 @@ describe('the OAuth token service', () => {
   });
 });
 
+describe('CPQ_REQUEST_TIMEOUT and the token', () => {
+  // The deadline of a request ran from before its token was fetched: a token service taking most
+  // of CPQ_REQUEST_TIMEOUT left CPQ the rest, and a site answering in time was taken for one that
+  // timed out (retried, its budget halved, or the run failed as CPQ unreachable).
+  it('bounds what CPQ takes to answer, not the wait for a new OAuth token', async () => {
+    const slowly = (ms: number, body: string) =>
+      createServer((_req, res) => void setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(body), ms));
+    const token = slowly(1200, JSON.stringify({ access_token: 'slow-token', expires_in: 3600 }));
+    const cpq = slowly(1200, '{"items":[],"hasMore":false}');
+    const servers = [token, cpq];
+    try {
+      for (const server of servers) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const [tokenUrl, baseUrl] = servers.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      const config = loadConfig({
+        CPQ_BASE_URL: baseUrl!,
+        ...oauthEnv(tokenUrl!),
+        CPQ_REQUEST_TIMEOUT: '2s',
+        CPQ_MAX_RETRIES: '0',
+      }).cpq!;
+      const client = new CpqHttpClient(config, createAuthenticator(config.auth, config.requestTimeoutMs), pino({ level: 'silent' }));
+      const page = await client.getJson(client.url('/rest/v16/companies/_host/users'), { collection: true });
+      expect(page.records?.length).toBe(0);
+      expect(client.budget.limit).toBe(config.maxInFlight);
+    } finally {
+      for (const server of servers) {
+        server.closeAllConnections();
+        server.close();
+      }
+    }
+  });
+});
+
 describe('overlap', () => {
   it('requests the next keyset page as soon as the previous page is read, before it is used', async () => {
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 });

@@ -516,13 +516,16 @@ export class CpqHttpClient {
       let waitMs: number | undefined;
       const stall = new StallTimer();
       const slot = await this.slot(url);
-      // The run's signal and the deadline, both let go of when the attempt ends (see RequestSignal);
-      // a timer cleared then, unlike AbortSignal.timeout, also frees the request's abort listeners
-      // (and what they hold) at once, not when it would have fired.
-      const request = new RequestSignal(this.signal, deadlineMs);
+      let request: RequestSignal | undefined;
       try {
         const authorization = await this.auth.authorization();
         if (authorization) this.noteSent(authorization);
+        // The run's signal and the deadline, both let go of when the attempt ends (see RequestSignal);
+        // a timer cleared then, unlike AbortSignal.timeout, also frees the request's abort listeners
+        // (and what they hold) at once, not when it would have fired. Started once the token is
+        // there: a token request has its own timeout, and counted here a slow token service left
+        // CPQ the rest of the deadline, so a site answering in time was taken for one timing out.
+        request = new RequestSignal(this.signal, deadlineMs);
         this.stats.requests++;
         if (stallMs !== undefined) stall.restart(stallMs);
         const init = withDispatcher(
@@ -597,7 +600,7 @@ export class CpqHttpClient {
         }
       } finally {
         stall.stop();
-        request.done();
+        request?.done();
         slot.release();
       }
       if (waitMs !== undefined && waitMs > this.policy.maxDelayMs) {
