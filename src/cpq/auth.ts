@@ -9,8 +9,8 @@ import { dispatcherFor, withDispatcher } from './transport.js';
 /** Supplies the Authorization header and, for renewable credentials, a fresh one after a 401. */
 export interface Authenticator {
   authorization(): Promise<string | undefined>;
-  /** Drops cached credentials; true when retrying with a new header can help. */
-  renew(): Promise<boolean>;
+  /** Drops cached credentials, when they are those `refused` (the header a 401 answered) or it is not given; true when retrying with a new header can help. */
+  renew(refused?: string): Promise<boolean>;
 }
 
 const TOKEN_RESPONSE_MAX_BYTES = 64 * 1024;
@@ -55,8 +55,12 @@ export class OAuthClientCredentials implements Authenticator {
     return (await this.fetchToken()).header;
   }
 
-  async renew(): Promise<boolean> {
-    this.token = undefined;
+  async renew(refused?: string): Promise<boolean> {
+    // Only the token refused: a token expiring mid-run is refused to every request in flight with
+    // it, and each dropping the token cached took a grant per request, even when a request before
+    // it had just fetched a new one (which a token service keeping one token per client then
+    // revoked under the requests already renewed once: they failed the run as refused).
+    if (refused === undefined || this.token?.header === refused) this.token = undefined;
     return true;
   }
 

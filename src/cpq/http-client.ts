@@ -545,7 +545,7 @@ export class CpqHttpClient {
         }
         stall.stop();
         this.noteSiteDate(response.headers.get('date'));
-        if (response.status === 401 && !renewedAuth && (await this.auth.renew())) {
+        if (response.status === 401 && !renewedAuth && (await this.auth.renew(authorization))) {
           await response.body?.cancel();
           renewedAuth = true;
           attempt--;

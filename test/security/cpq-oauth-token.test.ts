@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Logger } from 'pino';
 import { createAuthenticator } from '../../src/cpq/auth.js';
+import { CpqHttpClient } from '../../src/cpq/http-client.js';
 import { SyncError } from '../../src/errors.js';
 import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 
@@ -133,6 +135,40 @@ describe('attack: a hostile OAuth token endpoint', () => {
     // Each request: the 401 with the token of the request before, then the request with a new token.
     expect(Number(await runWithHeap(64, script, [onceUrl]))).toBe(2999);
   }, 60_000);
+
+  // A token expiring mid-run is refused to every request in flight with it. Each 401 dropped the
+  // token cached, also one a request before it had just fetched: a grant per request in flight,
+  // and where the token service keeps one token per client (each grant revoking the one before),
+  // the requests already renewed once were refused again and the run failed as refused credentials.
+  it('a token refused to several requests in flight is renewed once, not once per request', async () => {
+    let grants = 0;
+    let refusedSoFar = 0;
+    const base = await listen('127.0.0.1', (req, res) => {
+      if (req.url === '/token') {
+        grants++;
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: `tok-${grants}`, expires_in: 3600 }));
+      }
+      const sent = req.headers.authorization;
+      // The first token has expired: each request with it is refused, one after the other.
+      if (sent === 'Bearer tok-1') return void setTimeout(() => res.writeHead(401).end(), 150 * ++refusedSoFar);
+      // One token per client: only the newest is good.
+      setTimeout(() => {
+        if (sent === `Bearer tok-${grants}`) res.writeHead(200, { 'content-type': 'application/json' }).end('{"items":[]}');
+        else res.writeHead(401).end();
+      }, 300);
+    });
+    const auth = createAuthenticator({ kind: 'oauth', tokenUrl: `${base}/token`, clientId: 'client', clientSecret: 'very-secret-value' }, 5000);
+    const quiet = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
+    const client = new CpqHttpClient(
+      { baseUrl: base, requestTimeoutMs: 5000, maxRetries: 0, retryBaseDelayMs: 1, retryMaxDelayMs: 10, ca: undefined, maxPageBytes: 1 << 20, maxInFlight: 4 },
+      auth,
+      quiet,
+    );
+    const pages = await Promise.all([0, 1, 2, 3].map((i) => client.getJson(`${base}/rest/v16/companies/_host/users?page=${i}`, { collection: true })));
+    expect(pages.map((page) => page.status)).toEqual([200, 200, 200, 200]);
+    expect(refusedSoFar).toBe(4);
+    expect(grants).toBe(2);
+  });
 
   it('a plain token response still works', async () => {
     expect(await oauth('/token').authorization()).toBe('Bearer good-token');
