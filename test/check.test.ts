@@ -5,6 +5,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:tls';
 import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { runCheck, type CheckReport, type StepResult } from '../src/check/index.js';
@@ -232,6 +233,39 @@ describe('cpq-sync check against the simulator', () => {
     const report = await runCheck(envOf(h, { CPQ_EXPORT_FORMAT: 'zip' }));
     expect(step(report, 'zip export')).toMatchObject({ status: 'fail', fix: 'this site has no zip export: set CPQ_EXPORT_FORMAT=json' });
     expect(step(report, 'zip export').detail).toMatch(/answered 406$/);
+  });
+
+  // A run refuses an export sent with a Content-Encoding (fetch would decode it unseen, up to
+  // CPQ_ZIP_MAX_BYTES on disk from a few MB); check, which read the decoded head, passed it.
+  it('the zip export: one sent gzip-encoded though asked for as sent fails the step, as it fails a run', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, zipExport: {} });
+    const asked: (string | undefined)[] = [];
+    // In front of the simulator: the zip export gzip-encoded whatever was asked, anything else as it is.
+    const front = createHttpServer((req, res) => {
+      const zip = req.headers.accept === 'application/zip';
+      if (zip) asked.push(req.headers['accept-encoding']);
+      const headers = Object.fromEntries(['accept', 'authorization'].filter((k) => req.headers[k]).map((k) => [k, String(req.headers[k])]));
+      void fetch(h.sim.baseUrl + (req.url ?? '/'), { headers }).then(async (r) => {
+        const body = Buffer.from(await r.arrayBuffer());
+        const sent = zip && r.ok ? gzipSync(body) : body;
+        res.writeHead(r.status, {
+          'content-type': r.headers.get('content-type') ?? 'application/octet-stream',
+          ...(sent !== body ? { 'content-encoding': 'gzip' } : {}),
+        });
+        res.end(sent);
+      });
+    });
+    servers.push(front);
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const report = await runCheck(envOf(h, { CPQ_BASE_URL: `http://127.0.0.1:${(front.address() as AddressInfo).port}`, CPQ_EXPORT_FORMAT: 'zip' }));
+    expect(step(report, 'zip export')).toMatchObject({
+      status: 'fail',
+      fix: 'a run refuses such an export: have CPQ, or the proxy in front of it, send the export as it is, or set CPQ_EXPORT_FORMAT=json',
+    });
+    expect(step(report, 'zip export').detail).toMatch(
+      /\/users answered 200 with Content-Encoding "gzip", though asked for as sent \(Accept-Encoding: identity\)$/,
+    );
+    expect(asked).toEqual(['identity']);
   });
 
   it('TLS: an unknown CA fails the host step with CPQ_CA_FILE as the fix; with the CA file it verifies', async ({ startHarness }) => {

@@ -3,7 +3,7 @@ import { connect as tcpConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
 import type { CpqConfig } from '../config.js';
 import { createAuthenticator, type Authenticator } from '../cpq/auth.js';
-import { readHead } from '../cpq/http-bodies.js';
+import { contentEncoding, readHead } from '../cpq/http-bodies.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
 import { readCollection } from '../cpq/paging.js';
 import { INTEGRATION_STREAM, companyUsersPath, listCompanies } from '../cpq/streams.js';
@@ -282,7 +282,8 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
       url,
       withDispatcher(
         {
-          headers: { accept: 'application/zip', ...(authorization ? { authorization } : {}) },
+          // As a run asks for it (CpqHttpClient.downloadToFile), which refuses it encoded.
+          headers: { accept: 'application/zip', 'accept-encoding': 'identity', ...(authorization ? { authorization } : {}) },
           redirect: 'manual',
           signal: request.signal,
         },
@@ -294,6 +295,14 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
       return fail('zip export', `GET ${url} (Accept: application/zip) answered ${response.status}`, 'this site has no zip export: set CPQ_EXPORT_FORMAT=json');
     }
     if (!response.ok) return fail('zip export', `GET ${url} (Accept: application/zip) answered ${response.status}`);
+    const encoding = contentEncoding(response);
+    if (encoding !== undefined) {
+      return fail(
+        'zip export',
+        `GET ${url} answered ${response.status} with Content-Encoding ${encoding}, though asked for as sent (Accept-Encoding: identity)`,
+        'a run refuses such an export: have CPQ, or the proxy in front of it, send the export as it is, or set CPQ_EXPORT_FORMAT=json',
+      );
+    }
     if (head !== 'PK\u0003\u0004' && head !== 'PK\u0005\u0006') {
       return fail(
         'zip export',

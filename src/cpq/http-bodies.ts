@@ -81,6 +81,15 @@ export function describeBody(text: string, contentType: string | null): string {
   return `"${head}${text.length > 60 ? '…' : ''}"`;
 }
 
+/**
+ * The Content-Encoding of a response, for a message, when it has one other than identity; else
+ * undefined. fetch decodes such a body unseen, whatever was asked for.
+ */
+export function contentEncoding(response: Response): string | undefined {
+  const encoding = response.headers.get('content-encoding')?.trim();
+  return encoding && encoding.toLowerCase() !== 'identity' ? JSON.stringify(printable(encoding.slice(0, 40))) : undefined;
+}
+
 /** The first bytes of an error body as text, without reading a possibly huge body to the end. */
 export async function readHead(response: Response, maxBytes: number): Promise<string> {
   if (!response.body) return '';

@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CpqConfig } from '../config.js';
-import { SyncError, errorCode, errorMessage, oneLine, printable } from '../errors.js';
+import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { TooComplexError, parseExactJson } from '../exact-json.js';
@@ -11,6 +11,7 @@ import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
 import {
   CREDENTIAL_ECHO_CHARS,
+  contentEncoding,
   credentialSecrets,
   headerSecrets,
   describeBody,
@@ -450,12 +451,12 @@ export class CpqHttpClient {
     return this.withRetries(url, { accept: options.accept, acceptEncoding: 'identity', stallMs }, async (response, stall) => {
       stall.restart(stallMs);
       if (!response.ok) throw await this.refusedAnswer(url, response);
-      const encoding = response.headers.get('content-encoding')?.trim();
-      if (encoding && encoding.toLowerCase() !== 'identity') {
+      const encoding = contentEncoding(response);
+      if (encoding !== undefined) {
         await response.body?.cancel().catch(() => undefined);
         throw new SyncError(
           'data',
-          `GET ${url}: the export came with Content-Encoding ${JSON.stringify(printable(encoding.slice(0, 40)))}, though asked for as sent (Accept-Encoding: identity); refused, as an encoded body may expand far beyond what was sent`,
+          `GET ${url}: the export came with Content-Encoding ${encoding}, though asked for as sent (Accept-Encoding: identity); refused, as an encoded body may expand far beyond what was sent`,
         );
       }
       const announced = Number(response.headers.get('content-length') ?? NaN);
