@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
+import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, type CpqConfig } from '../src/config.js';
 import { CpqHttpClient } from '../src/cpq/http-client.js';
@@ -56,6 +57,36 @@ afterEach(async () => {
 
 const HOUR = 3_600_000;
 const body = Buffer.from('PK\u0003\u0004'.padEnd(4000, 'x'));
+
+// Node's fetch ends a request after 300 s without headers or body data (its default dispatcher's
+// headersTimeout and bodyTimeout), whatever CPQ_REQUEST_TIMEOUT says: CPQ_REQUEST_TIMEOUT=10m
+// failed a site taking 5 minutes to start an export after 301.5 s, as UND_ERR_HEADERS_TIMEOUT,
+// on every attempt. Here a default dispatcher with 1 s timeouts stands in for those 300 s.
+describe('a CPQ_REQUEST_TIMEOUT past the 300 s of the default dispatcher of fetch bounds the wait for CPQ', () => {
+  let before: Dispatcher;
+  beforeEach(() => {
+    before = getGlobalDispatcher();
+    setGlobalDispatcher(new Agent({ headersTimeout: 1000, bodyTimeout: 1000 }));
+  });
+  afterEach(() => setGlobalDispatcher(before));
+
+  it('a page and an export whose headers, then body, each take 3 s are read with a timeout of 10 minutes', async () => {
+    const base = await serve(async (_req, res) => {
+      await sleep(3000);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"items":[');
+      await sleep(3000);
+      res.end('],"hasMore":false}');
+    });
+    const http = client(base, { CPQ_REQUEST_TIMEOUT: '10m', CPQ_MAX_RETRIES: '0' });
+    const [page, download] = await Promise.all([
+      http.getJson(`${base}/page`, { collection: true }),
+      http.downloadToFile(`${base}/export`, { accept: 'application/zip', path: join(dir, 'a.zip'), maxBytes: 1 << 20, timeoutMs: HOUR }),
+    ]);
+    expect(page.records?.length).toBe(0);
+    expect(download.bytes).toBe('{"items":[],"hasMore":false}'.length);
+  }, 30_000);
+});
 
 describe('downloadToFile', () => {
   it('streams the body to the file with the Accept and Authorization headers', async () => {

@@ -287,7 +287,7 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
           redirect: 'manual',
           signal: request.signal,
         },
-        dispatcherFor(cpq.ca),
+        dispatcherFor(cpq.ca, cpq.requestTimeoutMs),
       ),
     );
     const head = await readHead(response, 4);

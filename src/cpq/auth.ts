@@ -171,6 +171,6 @@ export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number, ca
     case 'bearer':
       return new StaticAuthenticator(`Bearer ${config.token}`);
     case 'oauth':
-      return new OAuthClientCredentials(config, timeoutMs, Date.now, dispatcherFor(ca), signal);
+      return new OAuthClientCredentials(config, timeoutMs, Date.now, dispatcherFor(ca, timeoutMs), signal);
   }
 }

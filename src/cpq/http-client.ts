@@ -229,7 +229,7 @@ export class CpqHttpClient {
     private readonly signal?: AbortSignal,
   ) {
     this.policy = { maxRetries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs, maxDelayMs: config.retryMaxDelayMs };
-    this.dispatcher = dispatcherFor(config.ca);
+    this.dispatcher = dispatcherFor(config.ca, config.requestTimeoutMs);
     this.budget = new RequestBudget(config.maxInFlight);
     this.readAhead = new RequestBudget(config.maxInFlight);
   }
