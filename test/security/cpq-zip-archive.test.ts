@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32, deflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 import { localEntry, withDirectory, zipOf, type CentralEntry } from '../helpers/zip-bytes.js';
@@ -31,6 +31,24 @@ function usersJsonl(prefix: string, count: number, filler = 200): Buffer {
   const lines = Array.from({ length: count }, (_, i) => JSON.stringify({ login: `${prefix}${i}`, firstName: randomBytes(filler / 2).toString('hex') }));
   return Buffer.from(lines.join('\n') + '\n', 'utf8');
 }
+
+describe('a Content-Encoding over the export (a bomb that is no zip entry)', () => {
+  // fetch decoded it unseen, past every zip bound: 4 MB of gzip wrote 4 GiB to TMPDIR. An honest
+  // archive, gzip-encoded, stands in for it here: it is refused before it is written.
+  it('an export sent gzip-encoded though asked for as sent fails the run, which changes nothing', async () => {
+    const archive = zipOf([{ name: 'users.jsonl', data: usersJsonl('encoded', 3), deflate: true }], deflateRawSync);
+    site!.front.serve('/rest/v16/companies/gzip_encoded/users', {
+      status: 200,
+      headers: { 'content-type': 'application/zip', 'content-encoding': 'gzip' },
+      body: gzipSync(archive),
+    });
+    const error = await site!.refused('gzip_encoded', { format: 'zip' });
+    expect(error.kind).toBe('data');
+    expect(error.message).toMatch(
+      /^GET http:\/\/127\.0\.0\.1:\d+\/rest\/v16\/companies\/gzip_encoded\/users: the export came with Content-Encoding "gzip", though asked for as sent \(Accept-Encoding: identity\); refused, as an encoded body may expand far beyond what was sent$/,
+    );
+  });
+});
 
 describe('overlapping entries (a zip bomb that shares its compressed data)', () => {
   it('many entries pointing at one deflated run of users are refused before anything is loaded', async () => {
