@@ -40,6 +40,10 @@ class Receiver {
   status = 200;
   /** When set, requests get no answer at all (a receiver that hangs). */
   hang = false;
+  /** How long each answer takes (a slow receiver). */
+  delayMs = 0;
+  /** When each request arrived (Date.now()), in order. */
+  readonly arrivals: number[] = [];
   private server: Server | undefined;
   private held: (() => void)[] = [];
   url = '';
@@ -51,12 +55,15 @@ class Receiver {
       req.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8');
         this.requests.push({ headers: req.headers, body, json: JSON.parse(body) as Record<string, unknown> });
+        this.arrivals.push(Date.now());
         if (this.hang) {
           this.held.push(() => res.destroy());
           return;
         }
-        res.writeHead(this.status, { 'content-type': 'text/plain', ...headers });
-        res.end(this.status === 200 ? 'ok' : 'no_service');
+        setTimeout(() => {
+          res.writeHead(this.status, { 'content-type': 'text/plain', ...headers });
+          res.end(this.status === 200 ? 'ok' : 'no_service');
+        }, this.delayMs);
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
@@ -554,6 +561,53 @@ describe('alerts between runs, metrics and the command line', () => {
     expect(text).toContain('cpq_sync_alerts{status="pending"} 0');
     expect(text).toContain('cpq_sync_alerts{status="delivered"} 1');
     expect(text).toContain('cpq_sync_alerts{status="failed"} 0');
+  });
+
+  it('a slow webhook holds up no site: run sends the alerts once after every site, the worker in the background (review EC)', async ({ startHarness }) => {
+    const hook = await receiver();
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' }));
+    const other = new CpqSimulator({ seed: 9, partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await other.start();
+    const sitesFile = join(mkdtempSync(join(tmpdir(), 'cpq-alerts-slow-')), 'sites.json');
+    writeFileSync(
+      sitesFile,
+      JSON.stringify([
+        { name: 'emea', baseUrl: h.sim.baseUrl },
+        { name: 'apac', baseUrl: other.baseUrl },
+      ]),
+    );
+    const env = { ...alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' }), CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, SYNC_SITE_CONCURRENCY: '1' };
+    try {
+      expect((await cli(['run'], env)).code).toBe(0);
+      for (const login of h.sim.users('_host').map((u) => String(u.login))) {
+        h.sim.addGroup('_host', login, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+      }
+      // Each alert takes a second to be taken: sent after emea's run, they kept apac waiting its turn 3 s.
+      hook.delayMs = 1000;
+      expect((await cli(['run'], env)).code).toBe(0);
+      const [apac] = await h.t.query<{ started_at: Date }>(`SELECT started_at FROM cpq.sync_runs WHERE site = 'apac' ORDER BY id DESC LIMIT 1`);
+      expect(apac!.started_at.getTime()).toBeLessThan(hook.arrivals[0]!);
+      expect((await outbox(h)).map((r) => r.status)).toEqual(['delivered', 'delivered', 'delivered']);
+
+      // The worker: a run's alerts go out in its background pass, and the run ends without waiting for a webhook that hangs.
+      hook.hang = true;
+      const [a] = h.sim.users('_host').map((u) => String(u.login));
+      h.sim.addGroup('_host', a!, { variableName: 'zzAdminsToo', label: 'Admins', type: 'Administrator' });
+      const config = loadConfig(env);
+      const worker = new SyncWorker({ pool: h.t.pool, db: h.t.db, config, log: h.log });
+      try {
+        const started = Date.now();
+        await worker.runOnce('emea');
+        expect(Date.now() - started).toBeLessThan(10_000);
+        await until('the background pass reaches the webhook', () => hook.requests.length === 4);
+      } finally {
+        await worker.stop();
+      }
+      // Stopped mid-pass: the alert is given back, pending, to be sent by the next pass.
+      expect((await outbox(h)).map((r) => r.status)).toEqual(['delivered', 'delivered', 'delivered', 'pending']);
+    } finally {
+      await other.stop();
+    }
   });
 
   it('cpq-sync alerts test sends a signed sample; alerts list shows pending and failed ones, as a table or JSON', async ({ startHarness }) => {

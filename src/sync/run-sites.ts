@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { deliverPendingAlerts } from '../alerts/delivery.js';
 import type { SiteConfig } from '../config.js';
 import { SyncError, asSyncError } from '../errors.js';
 import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
@@ -10,9 +11,18 @@ export type SiteOutcome = { site: string; result: RunResult; error?: undefined }
 /**
  * Runs each of `sites` once, at most `concurrency` at a time. Sites are independent: each has its
  * own lock, transaction and run record, so one site's failure (bad credentials, a held lock, an
- * outage) neither stops nor rolls back another. Never throws; the outcomes are in `sites` order.
+ * outage) neither stops nor rolls back another. The due alerts are sent once, after every site:
+ * sent after each site's run, a slow webhook held up the sites waiting their turn (review EC).
+ * Never throws; the outcomes are in `sites` order.
  */
 export async function runSites(deps: SyncDeps, sites: readonly SiteConfig[], options: Omit<RunOptions, 'site'>, concurrency: number): Promise<SiteOutcome[]> {
+  const outcomes = await runEach(deps, sites, options, concurrency);
+  // A database error ends the pass with a warning; the alerts stay pending for the next one.
+  await deliverPendingAlerts({ on: deps.pool, config: deps.config.alerts, log: deps.log, signal: options.signal });
+  return outcomes;
+}
+
+function runEach(deps: SyncDeps, sites: readonly SiteConfig[], options: Omit<RunOptions, 'site'>, concurrency: number): Promise<SiteOutcome[]> {
   const limit = pLimit(concurrency);
   return Promise.all(
     sites.map((site) =>
@@ -22,7 +32,7 @@ export async function runSites(deps: SyncDeps, sites: readonly SiteConfig[], opt
           return { site: site.name, error: new SyncError('interrupted', 'not started: asked to stop (SIGTERM/SIGINT) before its turn', { site: site.name }) };
         }
         try {
-          return { site: site.name, result: await runSync(deps, { ...options, site: site.name }) };
+          return { site: site.name, result: await runSync(deps, { ...options, site: site.name, deliverAlerts: false }) };
         } catch (err) {
           // A failure no part of the run classified (its record could not be written, no connection slot): the database's or internal.
           const error = asSyncError(err);

@@ -656,6 +656,6 @@ export async function runSync(deps: SyncDeps, options: RunOptions = {}): Promise
   const result = await new SyncRun(deps, options).execute();
   // After the commit and the sync lock: the run's alerts, and any earlier ones still pending. A
   // webhook that is down leaves them pending (retried later) and fails nothing.
-  await deliverPendingAlerts({ on: deps.pool, config: deps.config.alerts, log: deps.log, signal: options.signal });
+  if (options.deliverAlerts !== false) await deliverPendingAlerts({ on: deps.pool, config: deps.config.alerts, log: deps.log, signal: options.signal });
   return result;
 }

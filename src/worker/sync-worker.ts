@@ -48,6 +48,8 @@ export class SyncWorker {
   /** Retries pending alerts between runs (every ALERT_RETRY_EVERY), and the pass under way. */
   private alertRetry: NodeJS.Timeout | undefined;
   private alertPass: Promise<unknown> | undefined;
+  /** Asked for a pass while one was going: another follows it. */
+  private alertPassAgain = false;
 
   constructor(private readonly deps: SyncDeps) {
     this.sites = selectSites(deps.config);
@@ -199,7 +201,10 @@ export class SyncWorker {
     const elapsed = () => (Date.now() - startedAt) / 1000;
     this.metrics.runStarted(site.name);
     try {
-      const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal });
+      // Its alerts go out in the background pass: sent here, a slow webhook kept the site's slot,
+      // and the sites queued behind it, busy (review EC).
+      const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal, deliverAlerts: false });
+      this.retryAlerts();
       this.failedUnrecorded.delete(site.name);
       this.metrics.recordRun({
         site: site.name,
@@ -244,12 +249,24 @@ export class SyncWorker {
     }
   }
 
-  /** The pending alerts that are due, sent between runs (each run sends them too, after its commit); one pass at a time. */
+  /**
+   * The pending alerts that are due, sent in the background: every ALERT_RETRY_EVERY, and after
+   * each run that committed. One pass at a time; asked while one is going, another follows it,
+   * so that a run's alerts never wait for the next interval.
+   */
   private retryAlerts(): void {
-    if (this.alertPass || this.stopping.signal.aborted) return;
+    if (this.stopping.signal.aborted) return;
+    if (this.alertPass) {
+      this.alertPassAgain = true;
+      return;
+    }
     const { pool, config, log } = this.deps;
     this.alertPass = deliverPendingAlerts({ on: pool, config: config.alerts, log, signal: this.stopping.signal }).finally(() => {
       this.alertPass = undefined;
+      if (this.alertPassAgain) {
+        this.alertPassAgain = false;
+        this.retryAlerts();
+      }
     });
   }
 
