@@ -37,6 +37,33 @@ describe('cpq-sync status', () => {
     expect(json.sites[0]!.lastSuccessDurationSeconds).toBeGreaterThan(0);
   });
 
+  it('a site whose last success is older than SYNC_STALE_AFTER (its worker stopped) is stale: exit code 1, said in text and --json (review EC)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    expect((await status(h)).code).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Before: the last run succeeded, so exit code 0 however long ago, and `status || alert` never fired for a dead worker.
+    const env = { DATABASE_URL: h.t.url, SYNC_STALE_AFTER: '1s' };
+    const text = await cli(['status'], env);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(
+      /\nLast run succeeded: run \d+ at [\d-]+ [\d:]+, took [^\n]+\nSTALE: no run has succeeded since [\d-]+ [\d:]+, longer ago than SYNC_STALE_AFTER: is the worker running\?\n$/,
+    );
+    const json = await cli(['status', '--json'], env);
+    expect(json.code).toBe(1);
+    const report = JSON.parse(json.stdout) as StatusReport;
+    expect({ stale: report.stale, lastRunFailed: report.lastRunFailed, site: report.sites[0]!.stale }).toEqual({
+      stale: true,
+      lastRunFailed: false,
+      site: expect.stringMatching(/^no run has succeeded since /) as unknown,
+    });
+    // Within SYNC_STALE_AFTER again once a run succeeds.
+    await h.sync();
+    expect((await cli(['status'], { DATABASE_URL: h.t.url, SYNC_STALE_AFTER: '1h' })).code).toBe(0);
+  });
+
   it('after a failed run: exit code 1, the error in the table and the verdict; --json for scripts', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_MAX_RETRIES: '1' });
     const good = await h.sync();

@@ -30,7 +30,7 @@ export function registerReadCommands(program: Command): void {
             await requireKnownSites(database.pool, opts.site);
             // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
             const sites = opts.site ?? config.sites.map((s) => s.name);
-            const report = await readStatus(database.pool, { limit, sites }).catch(rethrowAsSyncError);
+            const report = await readStatus(database.pool, { limit, sites, staleAfterMs: config.worker.staleAfterMs }).catch(rethrowAsSyncError);
             process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
             process.exitCode = statusExitCode(report);
           } finally {

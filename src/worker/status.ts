@@ -5,7 +5,7 @@ import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
 import { printable } from '../errors.js';
 import { textTable } from '../text-table.js';
-import { readRunHealth } from './run-health.js';
+import { readRunHealth, type RunHealth } from './run-health.js';
 
 export interface RunSummary {
   id: string;
@@ -63,6 +63,11 @@ export interface SiteStatus {
   /** How long the last successful run took (to the millisecond); null when none has succeeded. */
   lastSuccessDurationSeconds: number | null;
   lastRunFailed: boolean;
+  /**
+   * Why the site is stale, as /readyz says it: no run has succeeded for longer than
+   * SYNC_STALE_AFTER, or a run has been running that long; null when it is not.
+   */
+  stale: string | null;
 }
 
 export interface StatusReport {
@@ -75,6 +80,8 @@ export interface StatusReport {
   otherSites: string[];
   /** Exit code 1 when true: the last run of some site failed. */
   lastRunFailed: boolean;
+  /** Exit code 1 when true too: some site is stale (its worker stopped, say). */
+  stale: boolean;
 }
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -98,18 +105,34 @@ export function stringifyStatus(report: StatusReport): string {
 
 /**
  * Reads each site's last runs and cursors (`sites`: those to report, every site that has run when
- * empty); read-only, it applies no migrations.
+ * empty); read-only, it applies no migrations. `staleAfterMs` (SYNC_STALE_AFTER): a site whose
+ * last success is older, or whose run has been running longer, is stale. A worker that stopped
+ * leaves its last run succeeded: without this, `status` said all was well for ever (review EC).
  */
-export async function readStatus(pool: pg.Pool, { sites = [], limit = 10 }: { sites?: readonly string[]; limit?: number } = {}): Promise<StatusReport> {
+export async function readStatus(
+  pool: pg.Pool,
+  { sites = [], limit = 10, staleAfterMs }: { sites?: readonly string[]; limit?: number; staleAfterMs?: number } = {},
+): Promise<StatusReport> {
   const ran = await readSiteNames(pool);
   const names = sites.length > 0 ? sites : ran;
   const report: SiteStatus[] = [];
-  for (const site of names) report.push(await readSiteStatus(pool, site, limit));
+  for (const site of names) report.push(await readSiteStatus(pool, site, limit, staleAfterMs));
   const otherSites = ran.filter((site) => !names.includes(site));
-  return { sites: report, otherSites, lastRunFailed: report.some((s) => s.lastRunFailed) };
+  return { sites: report, otherSites, lastRunFailed: report.some((s) => s.lastRunFailed), stale: report.some((s) => s.stale !== null) };
 }
 
-async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promise<SiteStatus> {
+/** Why a site is stale (see SiteStatus.stale), judged by the database's clock as /readyz judges it. */
+function staleness(health: RunHealth, staleAfterMs: number | undefined): string | null {
+  const now = health.now;
+  if (staleAfterMs === undefined || now === undefined) return null;
+  const older = (since: Date | null): since is Date => since !== null && now.getTime() - since.getTime() > staleAfterMs;
+  if (older(health.runningSince)) return `a run has been running since ${when(health.runningSince.toISOString())}, longer than SYNC_STALE_AFTER`;
+  if (older(health.lastSuccessAt))
+    return `no run has succeeded since ${when(health.lastSuccessAt.toISOString())}, longer ago than SYNC_STALE_AFTER: is the worker running?`;
+  return null;
+}
+
+async function readSiteStatus(pool: pg.Pool, site: string, limit: number, staleAfterMs: number | undefined): Promise<SiteStatus> {
   // First: a run that starts after it is no dead run, whatever the runs read next say of it.
   const health = await readRunHealth(pool, site);
   const dead = health.deadRunId === null ? null : BigInt(health.deadRunId);
@@ -161,12 +184,13 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number): Promi
     lastSuccessAt: iso(health.lastSuccessAt),
     lastSuccessDurationSeconds: seconds(health.lastSuccessSeconds),
     lastRunFailed: health.lastRunFailed,
+    stale: staleness(health, staleAfterMs),
   };
 }
 
-/** 1 when the last run (of some site) that ended on its own failed, so that `cpq-sync status` can back an alert. */
+/** 1 when the last run (of some site) that ended on its own failed, or a site is stale, so that `cpq-sync status` can back an alert. */
 export function statusExitCode(report: StatusReport): number {
-  return report.lastRunFailed ? 1 : 0;
+  return report.lastRunFailed || report.stale ? 1 : 0;
 }
 
 /** "1h 02m", "3m 07s", "12.3s". */
@@ -201,7 +225,18 @@ export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
   // Nothing has run: the blocks of a site without runs.
   if (report.sites.length === 0)
-    out.push(...formatSite({ site: '', runs: [], cursors: [], lastRun: null, lastSuccessAt: null, lastSuccessDurationSeconds: null, lastRunFailed: false }));
+    out.push(
+      ...formatSite({
+        site: '',
+        runs: [],
+        cursors: [],
+        lastRun: null,
+        lastSuccessAt: null,
+        lastSuccessDurationSeconds: null,
+        lastRunFailed: false,
+        stale: null,
+      }),
+    );
   report.sites.forEach((site, i) => {
     if (i > 0) out.push('');
     if (report.sites.length > 1) out.push(`Site ${site.site}`, '');
@@ -277,5 +312,6 @@ function formatSite(report: SiteStatus): string[] {
       `Last success: ${report.lastSuccessAt ? `${when(report.lastSuccessAt)}${took}` : 'never'}`,
     );
   } else out.push(`Last run succeeded: run ${last.id} at ${when(last.finishedAt)}${took}`);
+  if (report.stale !== null) out.push(`STALE: ${report.stale}`);
   return out;
 }
