@@ -94,12 +94,17 @@ const optionalText = z
 
 export const envSchema = z.object({
   // Checked here, as CPQ_BASE_URL is, so that a URL Node cannot read (a port above 65535) is bad configuration, named, not a database failure; never echoed (it may hold a password).
-  DATABASE_URL: optionalText.refine((v) => v === undefined || !/^postgres(ql)?:/i.test(v) || parseConnectionUrl(v) !== undefined, {
-    error: 'is not a URL Node can read (a port above 65535, a space in the host, a password with an unescaped @ or /?)',
-  }),
-  // Empty is unset: '' would put the embedded database in ./pg, a new and empty one.
+  DATABASE_URL: optionalText
+    // libpq's other form: node-postgres read it as a host name ("getaddrinfo ENOTFOUND base"), with a hint about DNS (review EC).
+    .refine((v) => v === undefined || !/^\s*[a-z_]+\s*=/i.test(v), {
+      error: 'is a key=value connection string (host=… dbname=…), which is not read: write it as a URL, postgres://user:password@host:5432/database',
+    })
+    .refine((v) => v === undefined || !/^postgres(ql)?:/i.test(v) || parseConnectionUrl(v) !== undefined, {
+      error: 'is not a URL Node can read (a port above 65535, a space in the host, a password with an unescaped @ or /?)',
+    }),
   // Longest a new database connection may take to be made: a server that accepts and never answers held every command for ever.
   DATABASE_CONNECT_TIMEOUT: duration('60s'),
+  // Empty is unset: '' would put the embedded database in ./pg, a new and empty one.
   DATA_DIR: optionalText.transform((v) => v ?? './.data'),
   EMBEDDED_PG_PORT: integer(54329, 1024, 65535),
 

@@ -40,6 +40,17 @@ describe('configuration', () => {
     expect(() => loadConfig({ CPQ_BASE_URL: 'ftp://x' })).toThrow(/CPQ_BASE_URL: must be an http\(s\) URL/);
   });
 
+  it('refuses a key=value DATABASE_URL (libpq form) in one line without its password, asking for a URL (review EC: it failed as a host that does not resolve)', () => {
+    const refused = () => loadConfig({ ...base, DATABASE_URL: 'host=db.example.com port=5432 dbname=warehouse user=sync password=Kv-Secret-1' });
+    expect(refused).toThrow(
+      'invalid configuration: DATABASE_URL: is a key=value connection string (host=… dbname=…), which is not read: write it as a URL, postgres://user:password@host:5432/database',
+    );
+    expect(refused).not.toThrow(/Kv-Secret-1/);
+    expect(loadConfig({ ...base, DATABASE_URL: 'postgres://sync:pw@db.example.com:5432/warehouse' }).databaseUrl).toBe(
+      'postgres://sync:pw@db.example.com:5432/warehouse',
+    );
+  });
+
   it('names an unreadable *_FILE with every other mistake at once, not after they are fixed (review DY)', () => {
     const missing = join(mkdtempSync(join(tmpdir(), 'cpq-config-')), 'missing');
     const problems = (env: Record<string, string>) => {
