@@ -1,13 +1,30 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { withCpq, type AppConfig } from '../../src/config.js';
+import { withCpq } from '../../src/config.js';
 import { CpqSimulator } from '../../src/simulator/index.js';
 import type { RunResult } from '../../src/sync/run-types.js';
 import { forgetUser } from '../../src/sync/forget.js';
 import { runSync } from '../../src/sync/run.js';
-import { startHarness, type Harness } from '../helpers/harness.js';
+import type { Harness } from '../helpers/harness.js';
 import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
+import {
+  COMPANIES,
+  CreateUser,
+  MoveClock,
+  MoveUser,
+  RelabelGroup,
+  RestoreUser,
+  companyUsers,
+  items,
+  micros,
+  pick,
+  runFailingAt,
+  siteBConfig,
+  startCaseHarness,
+  type Rec,
+  type TwoSiteReal,
+} from './history-commands.js';
 
 /*
  * The auditor's questions, generated. Random admin actions at the site (users created, deleted,
@@ -31,9 +48,7 @@ import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
  * and after every run the reporting view cpq.administrators equals the model's current state.
  */
 
-const COMPANIES = ['_host', 'partner1'] as const;
 const SITE = 'default';
-const LOOKBACK_MS = 2 * 60_000;
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const AS_OF_LITERAL = "'2025-03-03T00:00:00Z'";
 
@@ -57,7 +72,6 @@ const CHANGES_SINCE = (() => {
   return s.replace(rel, '$1::timestamptz');
 })();
 
-type Rec = Record<string, unknown>;
 const key = (company: string, login: string) => `${company}\u0001${login}`;
 const FLAGS = ['isUserAdminPermEnabled', 'isAccessAdminPermEnabled', 'isApplicationAdminPermEnabled', 'isProxyPermEnabled'] as const;
 type Flag = (typeof FLAGS)[number];
@@ -99,12 +113,8 @@ interface Model extends SiteModel {
   groupDefs: Record<string, { label: string; type: string }>;
   nextClient: number;
 }
-interface Real {
-  h: Harness;
-  b: { sim: CpqSimulator; config: AppConfig };
-}
+type Real = TwoSiteReal;
 
-const items = (r: Rec, rel: string) => (r[rel] as { items?: Rec[] } | undefined)?.items ?? [];
 function stateOf(company: string, login: string, present: boolean, r: Rec): UserState {
   return {
     company,
@@ -162,8 +172,6 @@ function snapshot(model: SiteModel, runId: string, e: bigint): Snapshot {
   return { runId, e, users, defs: new Map([...model.defs].map(([g, d]) => [g, { ...d }])) };
 }
 
-const micros = async (h: Harness, ts: string) =>
-  BigInt((await h.t.query<{ us: string }>(`SELECT (extract(epoch FROM $1::timestamptz) * 1000000)::bigint::text AS us`, [ts]))[0]!.us);
 function isoMicros(us: bigint): string {
   const ms = us / 1000n;
   const iso = new Date(Number(ms)).toISOString();
@@ -425,32 +433,8 @@ async function afterRun(model: SiteModel, h: Harness, sim: CpqSimulator, result:
 // ------------------------------------------------------------------ commands
 
 type Cmd = fc.AsyncCommand<Model, Real>;
-const pick = <T>(xs: readonly T[], n: number): T | undefined => (xs.length === 0 ? undefined : xs[n % xs.length]);
-const iso = (model: Model) => new Date(model.clock.now).toISOString();
+// MoveClock, CreateUser, RestoreUser, MoveUser and RelabelGroup (touch left as true): ./history-commands.ts.
 
-class MoveClock implements Cmd {
-  constructor(readonly ms: number) {}
-  check = () => true;
-  async run(model: Model) {
-    model.clock.now += this.ms;
-  }
-  toString = () => `clock +${this.ms / 1000}s`;
-}
-class CreateUser implements Cmd {
-  constructor(
-    readonly company: string,
-    readonly admin: boolean,
-    readonly groups: string[],
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    h.sim.addUser(this.company, {
-      isUserAdminPermEnabled: this.admin,
-      groups: { items: this.groups.map((g) => ({ variableName: g, ...model.groupDefs[g]! })) },
-    });
-  }
-  toString = () => `create user in ${this.company} (admin ${this.admin}, groups ${this.groups.join(',')})`;
-}
 class SetFlag implements Cmd {
   constructor(
     readonly company: string,
@@ -479,38 +463,6 @@ class DeleteUser implements Cmd {
   }
   toString = () => `delete user #${this.n} of ${this.company}`;
 }
-class RestoreUser implements Cmd {
-  constructor(readonly n: number) {}
-  check = (m: Readonly<Model>) => m.gone.length > 0;
-  async run(model: Model, { h }: Real) {
-    const i = this.n % model.gone.length;
-    const { company, record } = model.gone[i]!;
-    if (h.sim.user(company, String(record.login))) return;
-    model.gone.splice(i, 1);
-    h.sim.addUser(company, { ...record, dateModified: iso(model) }, { exact: true });
-  }
-  toString = () => `restore deleted user #${this.n}`;
-}
-class MoveUser implements Cmd {
-  constructor(
-    readonly company: string,
-    readonly n: number,
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    const u = pick(
-      h.sim.users(this.company).filter((x) => x.oauthClientId === undefined),
-      this.n,
-    );
-    if (!u) return;
-    const to = COMPANIES.find((c) => c !== this.company)!;
-    const login = String(u.login);
-    if (h.sim.user(to, login)) return;
-    h.sim.deleteUser(this.company, login);
-    h.sim.addUser(to, { ...u, dateModified: iso(model) }, { exact: true });
-  }
-  toString = () => `move user #${this.n} of ${this.company} to the other company`;
-}
 /** CPQ sends a user's id or dateAdded as another value (the login given to someone new), as null, or as a value it had. */
 class ChangeIdentity implements Cmd {
   constructor(
@@ -521,10 +473,7 @@ class ChangeIdentity implements Cmd {
   ) {}
   check = () => true;
   async run(_m: Model, { h }: Real) {
-    const u = pick(
-      h.sim.users(this.company).filter((x) => x.oauthClientId === undefined),
-      this.n,
-    );
+    const u = pick(companyUsers(h.sim, this.company), this.n);
     if (!u) return;
     const value = this.value === null ? null : this.field === 'id' ? 900_000 + this.value : new Date(Date.UTC(2020, 0, 1 + this.value)).toISOString();
     h.sim.updateUser(this.company, String(u.login), { [this.field]: value });
@@ -587,24 +536,6 @@ class SetPermission implements Cmd {
   }
   toString = () => `permission ${this.variableName} ${this.access === 'remove' ? 'removed' : `= ${this.access}`} on user #${this.n} of ${this.company}`;
 }
-class RelabelGroup implements Cmd {
-  constructor(
-    readonly group: string,
-    readonly label: string,
-    readonly type: string,
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    h.sim.relabelGroup(this.group, this.label, this.type);
-    model.groupDefs[this.group] = { label: this.label, type: this.type };
-    for (const g of model.gone)
-      g.record = {
-        ...g.record,
-        groups: { items: items(g.record, 'groups').map((i) => (i.variableName === this.group ? { ...i, label: this.label, type: this.type } : i)) },
-      };
-  }
-  toString = () => `relabel group ${this.group}: ${JSON.stringify(this.label)} / ${this.type}`;
-}
 /**
  * `forget` of a user site default holds as deleted (site b, a simulator of the same seed, has the
  * same logins): it redacts personal fields only, so no answer here may change, of either site,
@@ -659,19 +590,7 @@ class FailingRun implements Cmd {
   ) {}
   check = () => true;
   async run(model: Model, { h }: Real) {
-    let seen = 0;
-    h.sim.onRequest = (req) => {
-      if (++seen === this.at) h.sim.addFault({ match: { method: req.method, path: req.path, query: req.query }, status: 500, times: 10_000 });
-    };
-    let result: RunResult | undefined;
-    try {
-      result = await runSync({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log }, { full: this.full });
-    } catch {
-      result = undefined;
-    } finally {
-      h.sim.onRequest = undefined;
-      h.sim.clearFaults();
-    }
+    const { result } = await runFailingAt(h, this.at, this.full);
     if (result?.status === 'succeeded') await afterRun(model, h, h.sim, result, this.full || model.runs.length === 0);
   }
   toString = () => `run ${this.full ? 'full' : 'incremental'} failing at request ${this.at}`;
@@ -738,27 +657,9 @@ const commands = [
 ];
 
 async function startCase(): Promise<{ h: Harness; model: Model; b: Real['b'] }> {
-  const clock = { now: Date.now() - 30 * 86_400_000 };
-  const options = {
-    pathPrefix: '/cpq',
-    partnerCompanies: 1,
-    usersPerCompany: 3,
-    integrationUsers: 1,
-    groups: 4,
-    drift: false,
-    zipExport: {},
-    now: () => new Date(clock.now),
-  } as const;
-  const h = await startHarness(options, {
-    CPQ_COMPANIES: COMPANIES.join(','),
-    CPQ_PAGE_SIZE: '2',
-    SYNC_LOOKBACK: `${LOOKBACK_MS / 1000}s`,
-    SYNC_MAX_DELETE_FRACTION: '1',
-  });
+  const { clock, options, h } = await startCaseHarness();
   const simB = new CpqSimulator(options);
-  const urlB = await simB.start();
-  const site0 = h.config.sites[0]!;
-  const b = { sim: simB, config: { ...h.config, cpq: undefined, sites: [{ ...site0, name: 'b', cpq: { ...site0.cpq, baseUrl: urlB } }] } as AppConfig };
+  const b = { sim: simB, config: siteBConfig(h, await simB.start()) };
   const model: Model = {
     site: SITE,
     b: { site: 'b', lastRead: new Map(), defs: new Map(), runs: [] },

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { withCpq, type AppConfig } from '../../src/config.js';
+import { withCpq } from '../../src/config.js';
 import { exportSnapshot } from '../../src/history/export.js';
 import { PERSONAL_COLUMNS } from '../../src/normalize/personal-fields.js';
 import { CpqSimulator } from '../../src/simulator/index.js';
@@ -8,8 +8,31 @@ import { forgetUser } from '../../src/sync/forget.js';
 import type { RunResult } from '../../src/sync/run-types.js';
 import { runSync } from '../../src/sync/run.js';
 import { collectJsonLines } from '../helpers/export-output.js';
-import { startHarness, type Harness } from '../helpers/harness.js';
+import type { Harness } from '../helpers/harness.js';
 import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
+import {
+  COMPANIES,
+  CreateUser,
+  MoveClock,
+  MoveUser,
+  NO_TABLES,
+  PARTS,
+  RelabelGroup,
+  RestoreUser,
+  companyUsers,
+  items,
+  micros,
+  midpoint,
+  pick,
+  runFailingAt,
+  shifted,
+  siteBConfig,
+  startCaseHarness,
+  tablesDiff,
+  type Rec,
+  type Tables,
+  type TwoSiteReal,
+} from './history-commands.js';
 
 /*
  * History replayed against the tables themselves (review EA). No model of the sync: after every
@@ -38,8 +61,6 @@ import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
  *    alike (cpq.redact_personal_fields for raw) and must still be what as-of gives.
  */
 
-const COMPANIES = ['_host', 'partner1'] as const;
-const LOOKBACK_MS = 2 * 60_000;
 const FLAGS = ['is_user_admin_perm_enabled', 'is_access_admin_perm_enabled', 'is_application_admin_perm_enabled', 'is_proxy_perm_enabled'] as const;
 const FLAG_FIELDS: Record<(typeof FLAGS)[number], string> = {
   is_user_admin_perm_enabled: 'isUserAdminPermEnabled',
@@ -55,22 +76,13 @@ const GROUP_DEFS: Record<string, { label: string; type: string }> = {
 };
 const GROUPS = Object.keys(GROUP_DEFS);
 
-type Rec = Record<string, unknown>;
-/** One site's rows, as Postgres' jsonb text (keys in jsonb's order), per table. */
-interface Tables {
-  users: string[];
-  memberships: string[];
-  permissions: string[];
-  groups: string[];
-}
-const PARTS = ['users', 'memberships', 'permissions', 'groups'] as const;
-const NONE: Tables = { users: [], memberships: [], permissions: [], groups: [] };
 interface RunState {
   runId: string;
   /** effective_at, Postgres' text */
   e: string;
   /** effective_at in microseconds since the epoch */
   us: bigint;
+  /** the site's rows, as Postgres' jsonb text (keys in jsonb's order) */
   tables: Tables;
 }
 interface SiteState {
@@ -85,10 +97,7 @@ interface Model {
   gone: { company: string; record: Rec }[];
   groupDefs: Record<string, { label: string; type: string }>;
 }
-interface Real {
-  h: Harness;
-  b: { sim: CpqSimulator; config: AppConfig };
-}
+type Real = TwoSiteReal;
 
 const FROM: Record<(typeof PARTS)[number], string> = {
   users: 'users',
@@ -99,7 +108,7 @@ const FROM: Record<(typeof PARTS)[number], string> = {
 
 /** A site's rows now (`at` undefined) or as of `at` (the two-argument as-of functions). */
 async function tablesOf(h: Harness, site: string, at?: string): Promise<Tables> {
-  const out = { ...NONE };
+  const out = { ...NO_TABLES };
   for (const part of PARTS) {
     const from = at === undefined ? `cpq.${FROM[part]} r WHERE r.site = $1` : `cpq.${FROM[part]}_as_of($2::timestamptz, $1) r`;
     const rows = await h.t.query<{ line: string }>(
@@ -131,16 +140,6 @@ async function everything(h: Harness, site: string): Promise<string[]> {
     lines.push(...rows.map((r) => `${table} ${r.line}`));
   }
   return lines.sort();
-}
-
-function diff(expected: Tables, actual: Tables): Record<string, { missing: string[]; extra: string[] }> {
-  const out: Record<string, { missing: string[]; extra: string[] }> = {};
-  for (const part of PARTS) {
-    const missing = expected[part].filter((l) => !actual[part].includes(l));
-    const extra = actual[part].filter((l) => !expected[part].includes(l));
-    if (missing.length > 0 || extra.length > 0) out[part] = { missing, extra };
-  }
-  return out;
 }
 
 // ------------------------------------------------------------------ the auditor's answer, from the states
@@ -243,27 +242,22 @@ async function actualRights(h: Harness, site: string, at: string): Promise<strin
 
 /** Every instant worth asking about, per site: each run's effective_at, a microsecond before it, halfway to the next, a day before the first. */
 async function checkHistory(h: Harness, site: SiteState): Promise<void> {
-  const shift = async (ts: string, us: number) =>
-    (await h.t.query<{ t: string }>(`SELECT ($1::timestamptz + $2::bigint * interval '1 microsecond')::text AS t`, [ts, us]))[0]!.t;
-  const mid = async (a: string, b: string) =>
-    (await h.t.query<{ t: string }>(`SELECT ($1::timestamptz + ($2::timestamptz - $1::timestamptz) / 2)::text AS t`, [a, b]))[0]!.t;
-  const micros = async (ts: string) =>
-    BigInt((await h.t.query<{ us: string }>(`SELECT (extract(epoch FROM $1::timestamptz) * 1000000)::bigint::text AS us`, [ts]))[0]!.us);
   const asks: { at: string; expected: Tables; what: string }[] = [];
   for (const [i, run] of site.runs.entries()) {
     const next = site.runs[i + 1];
     asks.push({ at: run.e, expected: run.tables, what: `run ${run.runId}'s effective_at` });
-    asks.push({ at: await shift(run.e, -1), expected: site.runs[i - 1]?.tables ?? NONE, what: `a microsecond before run ${run.runId}` });
-    if (next) asks.push({ at: await mid(run.e, next.e), expected: run.tables, what: `between runs ${run.runId} and ${next.runId}` });
+    asks.push({ at: await shifted(h, run.e, -1n), expected: site.runs[i - 1]?.tables ?? NO_TABLES, what: `a microsecond before run ${run.runId}` });
+    if (next) asks.push({ at: await midpoint(h, run.e, next.e), expected: run.tables, what: `between runs ${run.runId} and ${next.runId}` });
   }
-  if (site.runs[0]) asks.push({ at: await shift(site.runs[0].e, -86_400_000_000), expected: NONE, what: 'a day before the first run' });
+  if (site.runs[0]) asks.push({ at: await shifted(h, site.runs[0].e, -86_400_000_000n), expected: NO_TABLES, what: 'a day before the first run' });
   const runList = site.runs.map((r) => `${r.runId}@${r.e}`).join(' ');
   for (const { at, expected, what } of asks) {
-    expect(diff(expected, await tablesOf(h, site.name, at)), `site ${site.name}, as of ${what} (${at}; runs ${runList}): rows lacking, rows invented`).toEqual(
-      {},
-    );
+    expect(
+      tablesDiff(expected, await tablesOf(h, site.name, at)),
+      `site ${site.name}, as of ${what} (${at}; runs ${runList}): rows lacking, rows invented`,
+    ).toEqual({});
     expect(await actualRights(h, site.name, at), `site ${site.name}, admin rights as of ${what} (${at}; runs ${runList})`).toEqual(
-      expectedRights(site, await micros(at)),
+      expectedRights(site, await micros(h, at)),
     );
   }
 }
@@ -336,8 +330,7 @@ async function checkSnapshots(h: Harness, sites: SiteState[], ms: bigint): Promi
     return s.runs[inForce(s, us)]!.runId;
   };
   for (const r of rights) expect(r.snapshot_run_id, `${what}: run of ${String(r.site)}`).toBe(runOf(String(r.site)));
-  const since = async (iso: string) =>
-    (await h.t.query<{ us: string }>(`SELECT (extract(epoch FROM $1::timestamptz) * 1000000)::bigint::text AS us`, [iso]))[0]!.us;
+  const since = async (iso: string) => (await micros(h, iso)).toString();
   const lines: string[] = [];
   for (const r of rights)
     lines.push(
@@ -363,34 +356,7 @@ async function recordRun(h: Harness, site: SiteState, result: RunResult): Promis
 // ------------------------------------------------------------------ commands
 
 type Cmd = fc.AsyncCommand<Model, Real>;
-const pick = <T>(xs: readonly T[], n: number): T | undefined => (xs.length === 0 ? undefined : xs[n % xs.length]);
-const items = (r: Rec, rel: string) => (r[rel] as { items?: Rec[] } | undefined)?.items ?? [];
-/** Company users CPQ's company feed sends (an integration user is posted through the integration feed). */
-const companyUsers = (sim: CpqSimulator, company: string) => sim.users(company).filter((u) => u.oauthClientId === undefined);
-
-class MoveClock implements Cmd {
-  constructor(readonly ms: number) {}
-  check = () => true;
-  async run(model: Model) {
-    model.clock.now += this.ms;
-  }
-  toString = () => `clock +${this.ms / 1000}s`;
-}
-class CreateUser implements Cmd {
-  constructor(
-    readonly company: string,
-    readonly admin: boolean,
-    readonly groups: string[],
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    h.sim.addUser(this.company, {
-      isUserAdminPermEnabled: this.admin,
-      groups: { items: this.groups.map((g) => ({ variableName: g, ...model.groupDefs[g]! })) },
-    });
-  }
-  toString = () => `create user in ${this.company} (admin ${this.admin}, groups ${this.groups.join(',')})`;
-}
+// MoveClock, CreateUser, RestoreUser, MoveUser and RelabelGroup: ./history-commands.ts.
 /** An admin flag set; `touch` false: CPQ leaves dateModified as it was (an incremental read misses it). */
 class SetFlag implements Cmd {
   constructor(
@@ -446,25 +412,6 @@ class ChangeGroups implements Cmd {
   toString = () =>
     `${this.add ? 'add' : 'remove'} group ${this.group} ${this.add ? 'to' : 'from'} user #${this.n} of ${this.company}${this.touch ? '' : ' (dateModified kept)'}`;
 }
-class RelabelGroup implements Cmd {
-  constructor(
-    readonly group: string,
-    readonly label: string,
-    readonly type: string,
-    readonly touch: boolean,
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    h.sim.relabelGroup(this.group, this.label, this.type, { touch: this.touch });
-    model.groupDefs[this.group] = { label: this.label, type: this.type };
-    for (const g of model.gone)
-      g.record = {
-        ...g.record,
-        groups: { items: items(g.record, 'groups').map((i) => (i.variableName === this.group ? { ...i, label: this.label, type: this.type } : i)) },
-      };
-  }
-  toString = () => `relabel group ${this.group}: ${JSON.stringify(this.label)} / ${this.type}${this.touch ? '' : " (members' dateModified kept)"}`;
-}
 class SetPermission implements Cmd {
   constructor(
     readonly company: string,
@@ -492,19 +439,6 @@ class DeleteUser implements Cmd {
     model.gone.push({ company: this.company, record: u });
   }
   toString = () => `delete user #${this.n} of ${this.company}`;
-}
-/** A deleted user back in CPQ as it was (same dateAdded: the same person). */
-class RestoreUser implements Cmd {
-  constructor(readonly n: number) {}
-  check = (m: Readonly<Model>) => m.gone.length > 0;
-  async run(model: Model, { h }: Real) {
-    const i = this.n % model.gone.length;
-    const { company, record } = model.gone[i]!;
-    if (h.sim.user(company, String(record.login))) return;
-    model.gone.splice(i, 1);
-    h.sim.addUser(company, { ...record, dateModified: new Date(model.clock.now).toISOString() }, { exact: true });
-  }
-  toString = () => `restore deleted user #${this.n}`;
 }
 /** A user deleted in CPQ and a new one created under the same login (another dateAdded), with or without a run seeing the gap. */
 class RecreateUser implements Cmd {
@@ -540,23 +474,6 @@ class CaseTwin implements Cmd {
     h.sim.addUser(this.company, { login: twin, isUserAdminPermEnabled: true });
   }
   toString = () => `create the case twin of user #${this.n} of ${this.company}, an admin`;
-}
-class MoveUser implements Cmd {
-  constructor(
-    readonly company: string,
-    readonly n: number,
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    const u = pick(companyUsers(h.sim, this.company), this.n);
-    if (!u) return;
-    const to = COMPANIES.find((c) => c !== this.company)!;
-    const login = String(u.login);
-    if (h.sim.user(to, login)) return;
-    h.sim.deleteUser(this.company, login);
-    h.sim.addUser(to, { ...u, dateModified: new Date(model.clock.now).toISOString() }, { exact: true });
-  }
-  toString = () => `move user #${this.n} of ${this.company} to the other company`;
 }
 /** `forget` of a user site default holds as deleted; the references are redacted as the database must be. */
 class Forget implements Cmd {
@@ -621,19 +538,7 @@ class FailingRun implements Cmd {
   check = () => true;
   async run(model: Model, { h }: Real) {
     const before = await everything(h, 'default');
-    let seen = 0;
-    h.sim.onRequest = (req) => {
-      if (++seen === this.at) h.sim.addFault({ match: { method: req.method, path: req.path, query: req.query }, status: 500, times: 10_000 });
-    };
-    let result: RunResult | undefined;
-    try {
-      result = await runSync({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log }, { full: this.full });
-    } catch {
-      result = undefined;
-    } finally {
-      h.sim.onRequest = undefined;
-      h.sim.clearFaults();
-    }
+    const { result } = await runFailingAt(h, this.at, this.full);
     if (result?.status === 'succeeded') await recordRun(h, model.a, result);
     else expect(await everything(h, 'default'), `a run failing at request ${this.at} changed rows`).toEqual(before);
   }
@@ -689,28 +594,10 @@ const commands = [
 ];
 
 async function runCase(cmds: Iterable<Cmd>): Promise<void> {
-  const clock = { now: Date.now() - 30 * 86_400_000 };
-  const options = {
-    pathPrefix: '/cpq',
-    partnerCompanies: 1,
-    usersPerCompany: 3,
-    integrationUsers: 1,
-    groups: 4,
-    drift: false,
-    zipExport: {},
-    now: () => new Date(clock.now),
-  } as const;
-  const h = await startHarness(options, {
-    CPQ_COMPANIES: COMPANIES.join(','),
-    CPQ_PAGE_SIZE: '2',
-    SYNC_LOOKBACK: `${LOOKBACK_MS / 1000}s`,
-    SYNC_MAX_DELETE_FRACTION: '1',
-  });
+  const { clock, options, h } = await startCaseHarness();
   const simB = new CpqSimulator(options);
   try {
-    const urlB = await simB.start();
-    const site0 = h.config.sites[0]!;
-    const b = { sim: simB, config: { ...h.config, cpq: undefined, sites: [{ ...site0, name: 'b', cpq: { ...site0.cpq, baseUrl: urlB } }] } as AppConfig };
+    const b = { sim: simB, config: siteBConfig(h, await simB.start()) };
     const model: Model = { clock, a: { name: 'default', runs: [] }, b: { name: 'b', runs: [] }, gone: [], groupDefs: structuredClone(GROUP_DEFS) };
     await fc.asyncModelRun(() => ({ model, real: { h, b } }), cmds);
     await checkHistory(h, model.a);

@@ -5,8 +5,24 @@ import type { CpqSimulator } from '../../src/simulator/index.js';
 import type { RunResult } from '../../src/sync/run-types.js';
 import { runSync } from '../../src/sync/run.js';
 import { expectInSync, rowVersions } from '../helpers/db-equals-simulator.js';
-import { startHarness, type Harness } from '../helpers/harness.js';
+import type { Harness } from '../helpers/harness.js';
 import { anyText, commandSettings, propertyTimeout, runs } from './arbitraries.js';
+import {
+  COMPANIES,
+  LOOKBACK_MS,
+  MoveClock,
+  MoveUser,
+  NO_TABLES,
+  RestoreUser,
+  midpoint,
+  pick,
+  runFailingAt,
+  shifted,
+  startCaseHarness,
+  tablesDiff,
+  type Rec,
+  type Tables,
+} from './history-commands.js';
 
 /*
  * Model-based test of run sequences. The simulator is the site; the model is what the database
@@ -25,8 +41,6 @@ import { anyText, commandSettings, propertyTimeout, runs } from './arbitraries.j
  * An interrupted run changes no row.
  */
 
-const COMPANIES = ['_host', 'partner1'] as const;
-const LOOKBACK_MS = 2 * 60_000;
 const INTEGRATION_PATH = '/cpq/rest/v19/integrationUsers';
 const POOL_GROUPS = ['adminAccessGroupsOnly', 'excludeMDBParts'];
 /** One label and type per group name, as the site defines them (the first two from Oracle's sample, as the simulator's pool). */
@@ -37,7 +51,6 @@ const GROUP_DEFINITIONS: Record<string, { label: string; type: string }> = {
   grpB: { label: 'Group B', type: 'Partner' },
 };
 
-type Rec = Record<string, unknown>;
 const key = (company: string, login: string) => `${company}\u0001${login}`;
 
 interface ModelUser {
@@ -56,7 +69,7 @@ interface Model {
   gone: { company: string; record: Rec }[];
   clock: { now: number };
   /** Per successful run: effective_at and the present users' records then. */
-  history: { runId: string; effectiveAt: string; present: Map<string, string>; tables: TablesState }[];
+  history: { runId: string; effectiveAt: string; present: Map<string, string>; tables: Tables }[];
   nextClient: number;
   /** The site's label and type of each group a command adds (RelabelGroup changes them). */
   groupDefs: Record<string, { label: string; type: string }>;
@@ -198,20 +211,11 @@ function applyRun(model: Model, sim: CpqSimulator, full: boolean, format: 'json'
   return changes;
 }
 
-interface TablesState {
-  users: string[];
-  memberships: string[];
-  permissions: string[];
-  groups: string[];
-}
-const PARTS = ['users', 'memberships', 'permissions', 'groups'] as const;
-const NO_STATE: TablesState = { users: [], memberships: [], permissions: [], groups: [] };
-
 /**
  * Every row of the present users, their memberships and permissions, as JSON text: from the
  * current tables, or from the as-of functions at `asOf` (which promise the same columns).
  */
-async function tablesState(h: Harness, asOf?: string): Promise<TablesState> {
+async function tablesState(h: Harness, asOf?: string): Promise<Tables> {
   const from = (table: string) => (asOf === undefined ? `cpq.${table}` : `cpq.${table}_as_of($1::timestamptz)`);
   const params = asOf === undefined ? [] : [asOf];
   // The table's own columns (the as-of functions add their validity columns), but last_synced_at:
@@ -244,28 +248,6 @@ async function tablesState(h: Harness, asOf?: string): Promise<TablesState> {
   };
 }
 
-/** `as of` rows against the tables' rows: the ones as-of lacks and the ones it invents, per part. */
-function tablesDiff(expected: TablesState, actual: TablesState): Record<string, { missing: string[]; extra: string[] }> {
-  const out: Record<string, { missing: string[]; extra: string[] }> = {};
-  for (const part of PARTS) {
-    const missing = expected[part].filter((line) => !actual[part].includes(line));
-    const extra = actual[part].filter((line) => !expected[part].includes(line));
-    if (missing.length > 0 || extra.length > 0) out[part] = { missing, extra };
-  }
-  return out;
-}
-
-/** A time as Postgres' text, `us` microseconds after `ts` (negative: before). */
-async function shifted(h: Harness, ts: string, us: bigint): Promise<string> {
-  const [row] = await h.t.query<{ t: string }>(`SELECT ($1::timestamptz + $2::bigint * interval '1 microsecond')::text AS t`, [ts, us.toString()]);
-  return row!.t;
-}
-/** The midpoint of two times, as Postgres' text. */
-async function midpoint(h: Harness, a: string, b: string): Promise<string> {
-  const [row] = await h.t.query<{ t: string }>(`SELECT ($1::timestamptz + ($2::timestamptz - $1::timestamptz) / 2)::text AS t`, [a, b]);
-  return row!.t;
-}
-
 function presentState(model: Model): Map<string, string> {
   const out = new Map<string, string>();
   for (const [k, u] of model.users) if (!u.deleted) out.set(k, stable(u.record));
@@ -292,9 +274,9 @@ async function checkRun(model: Model, real: Real, result: RunResult, expectedCha
     // before the first); halfway to the next run, still its own.
     const before = model.history[i - 1];
     const next = model.history[i + 1];
-    const instants: [string, TablesState, string][] = [
+    const instants: [string, Tables, string][] = [
       [past.effectiveAt, past.tables, `run ${past.runId}'s effective_at`],
-      [await shifted(h, past.effectiveAt, -1n), before?.tables ?? NO_STATE, `a microsecond before run ${past.runId}`],
+      [await shifted(h, past.effectiveAt, -1n), before?.tables ?? NO_TABLES, `a microsecond before run ${past.runId}`],
     ];
     if (next) instants.push([await midpoint(h, past.effectiveAt, next.effectiveAt), past.tables, `between runs ${past.runId} and ${next.runId}`]);
     for (const [at, expected, what] of instants)
@@ -327,16 +309,7 @@ async function checkRun(model: Model, real: Real, result: RunResult, expectedCha
 
 type Cmd = fc.AsyncCommand<Model, Real>;
 
-const pick = <T>(items: readonly T[], n: number): T | undefined => (items.length === 0 ? undefined : items[n % items.length]);
-
-class MoveClock implements Cmd {
-  constructor(readonly ms: number) {}
-  check = () => true;
-  async run(model: Model) {
-    model.clock.now += this.ms;
-  }
-  toString = () => `clock +${this.ms / 1000}s`;
-}
+// MoveClock, RestoreUser and MoveUser: ./history-commands.ts.
 
 class CreateUser implements Cmd {
   constructor(readonly company: string) {}
@@ -437,19 +410,6 @@ class DeleteUser implements Cmd {
     model.gone.push({ company: this.company, record: user });
   }
   toString = () => `delete user #${this.n} of ${this.company}`;
-}
-
-class RestoreUser implements Cmd {
-  constructor(readonly n: number) {}
-  check = (model: Readonly<Model>) => model.gone.length > 0;
-  async run(model: Model, { h }: Real) {
-    const i = this.n % model.gone.length;
-    const { company, record } = model.gone[i]!;
-    if (h.sim.user(company, String(record.login))) return;
-    model.gone.splice(i, 1);
-    h.sim.addUser(company, { ...record, dateModified: new Date(model.clock.now).toISOString() }, { exact: true });
-  }
-  toString = () => `restore deleted user #${this.n}`;
 }
 
 class ChangeGroups implements Cmd {
@@ -627,19 +587,7 @@ class FailingRun implements Cmd {
   async run(model: Model, real: Real) {
     const { h } = real;
     const before = await rowVersions(h.t);
-    let seen = 0;
-    h.sim.onRequest = (req) => {
-      if (++seen === this.at) h.sim.addFault({ match: { method: req.method, path: req.path, query: req.query }, status: 500, times: 10_000 });
-    };
-    let result: RunResult | undefined;
-    try {
-      result = await runSync({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log }, { full: this.full });
-    } catch {
-      result = undefined;
-    } finally {
-      h.sim.onRequest = undefined;
-      h.sim.clearFaults();
-    }
+    const { result, seen } = await runFailingAt(h, this.at, this.full);
     if (result && result.status === 'succeeded' && seen < this.at) {
       await checkRun(model, real, result, applyRun(model, h.sim, this.full, 'json'));
       return;
@@ -648,28 +596,6 @@ class FailingRun implements Cmd {
     expect(await rowVersions(h.t), 'rows after a failed run').toEqual(before);
   }
   toString = () => `run ${this.full ? 'full' : 'incremental'} json failing at request ${this.at} (500)`;
-}
-
-/** A company user moves to the other company: gone from one, there (same record, login kept) in the other, modified now. */
-class MoveUser implements Cmd {
-  constructor(
-    readonly company: string,
-    readonly n: number,
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    const user = pick(
-      h.sim.users(this.company).filter((u) => u.oauthClientId === undefined),
-      this.n,
-    );
-    if (!user) return;
-    const to = COMPANIES.find((c) => c !== this.company)!;
-    const login = String(user.login);
-    if (h.sim.user(to, login)) return;
-    h.sim.deleteUser(this.company, login);
-    h.sim.addUser(to, { ...user, dateModified: new Date(model.clock.now).toISOString() }, { exact: true });
-  }
-  toString = () => `move user #${this.n} of ${this.company} to the other company`;
 }
 
 /** A deleted user's login is given to a new user of the same company (someone else: a fresh record). */
@@ -820,20 +746,7 @@ const commands = [
 
 /** A case's site (a few users per company, one integration user, the clock the commands move) and its empty model. */
 async function startCase(): Promise<{ h: Harness; model: Model }> {
-  const clock = { now: Date.now() - 30 * 86_400_000 };
-  const h = await startHarness(
-    {
-      pathPrefix: '/cpq',
-      partnerCompanies: 1,
-      usersPerCompany: 3,
-      integrationUsers: 1,
-      groups: 4,
-      drift: false,
-      zipExport: {},
-      now: () => new Date(clock.now),
-    },
-    { CPQ_COMPANIES: COMPANIES.join(','), CPQ_PAGE_SIZE: '2', SYNC_LOOKBACK: `${LOOKBACK_MS / 1000}s`, SYNC_MAX_DELETE_FRACTION: '1' },
-  );
+  const { clock, h } = await startCaseHarness();
   const model: Model = {
     users: new Map(),
     cursors: new Map(),
