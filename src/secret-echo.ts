@@ -24,13 +24,20 @@ function urlDecoded(text: string): string {
 
 const codePoint = (n: number) => String.fromCodePoint(Math.min(n, 0x10ffff));
 
-/** Backslash escapes undone: JSON's and JavaScript's (`\u002f`, `\u{2f}`, `\x2f`, `\/`). */
+/** What JSON's and JavaScript's one-letter escapes stand for: a line break, not the letter n. */
+const CONTROL_ESCAPES: Record<string, string> = { n: '\n', r: '\r', t: '\t', b: '\b', f: '\f', v: '\v' };
+
+/**
+ * Backslash escapes undone: JSON's and JavaScript's (`\u002f`, `\u{2f}`, `\x2f`, `\/`, `\n`). `\n`
+ * is read as the line break it stands for: read as `n`, a short password after it seemed part of
+ * a word (standsAlone), and an escaped echo of it was shown.
+ */
 const backslashDecoded = (text: string) =>
   text
     .replace(/\\u\{([0-9a-fA-F]{1,6})\}/g, (_, hex: string) => codePoint(parseInt(hex, 16)))
     .replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
     .replace(/\\x([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-    .replace(/\\(.)/g, '$1');
+    .replace(/\\(.)/g, (_, c: string) => CONTROL_ESCAPES[c] ?? c);
 
 const ENTITIES: Record<string, string> = { quot: '"', amp: '&', lt: '<', gt: '>', apos: "'", sol: '/', equals: '=', plus: '+', colon: ':', nbsp: ' ' };
 

@@ -81,6 +81,21 @@ describe('a page that holds the credential the run sent is refused without repea
     expect((await h.syncError({ full: true })).message).toBe('a data error that quotes the credentials sent (not shown)');
   });
 
+  it('a short password escaped (URL, HTML) right after an escaped line break or tab still stands alone: the error is not shown', async ({ startHarness }) => {
+    // Escaped, it is not the text redactCredentials cuts out: quotesSecret alone keeps it out of the error.
+    const h = await start(startHarness, 'p@s5');
+    expect((await h.sync()).status).toBe('succeeded');
+    for (const [before, echo] of [
+      ['\n', 'p%40s5'],
+      ['\t', 'p&#64;s5'],
+      ['\r\n', 'p%40s5'],
+    ]) {
+      reflect(h, (u) => (u.partyId = `refused:${before}${MARK}`), echo);
+      const { message } = await h.syncError({ full: true });
+      expect({ echo, message }).toEqual({ echo, message: 'a data error that quotes the credentials sent (not shown)' });
+    }
+  });
+
   it('a password that is a common word a page holds (a department "Purchasing") fails nothing (review DJ)', async ({ startHarness }) => {
     const h = await start(startHarness, 'Purchasing');
     reflect(h, (u) => (u.department = 'Purchasing'));
