@@ -678,6 +678,14 @@ describe('alerts between runs, metrics and the command line', () => {
 });
 
 describe('alert pieces', () => {
+  it('alerts retry without ALERT_WEBHOOK_URL is refused as a setting missing, exit code 2, before any database is opened (it was exit code 6 with the database away)', async () => {
+    const away = await cli(['alerts', 'retry'], { DATABASE_URL: 'postgres://sync:pw@127.0.0.1:1/warehouse' });
+    expect({ code: away.code, stderr: away.stderr }).toEqual({
+      code: 2,
+      stderr: 'cpq-sync: ALERT_WEBHOOK_URL is not set: name the webhook that receives alerts (and ALERT_WEBHOOK_SECRET)\n',
+    });
+  });
+
   it('reads the ALERT_* settings, with one-line errors that never show the URL or the secret', () => {
     const base = { CPQ_BASE_URL: 'https://site.example.com' };
     expect(loadConfig(base).alerts).toEqual({

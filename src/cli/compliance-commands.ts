@@ -73,11 +73,12 @@ export function registerComplianceCommands(program: Command): void {
         const { openDatabase } = await import('../db/connect.js');
         const { migrateLogged, migrateSynced } = await import('../db/migrate.js');
         const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
+        // Without a webhook the failed alerts were made pending, none was sent, and the command exited 0 (review EC).
+        // Before the database: a setting missing is exit code 2 whether or not the database answers.
+        requireWebhook(config.alerts);
         const database = await openDatabase(config, log, { existing: true });
         try {
           await migrateSynced(database, migrateLogged(log));
-          // Without a webhook the failed alerts were made pending, none was sent, and the command exited 0 (review EC).
-          requireWebhook(config.alerts);
           // Postgres refusing (a read-only login) is a database error, exit code 6, as for every command.
           const requeued = await requeueFailedAlerts(database.pool).catch(rethrowAsSyncError);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log }).catch(rethrowAsSyncError);
