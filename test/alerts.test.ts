@@ -18,7 +18,7 @@ import { runSync } from '../src/sync/run.js';
 import { createTestDatabase } from './helpers/database.js';
 import { CliProcess, cli, until } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
-import { editPage, scriptRequests } from './helpers/scripted-pages.js';
+import { editPage, holdRequests, scriptRequests } from './helpers/scripted-pages.js';
 
 /*
  * Alerts on privileged access, end to end: the simulator changes users between runs, the run
@@ -606,6 +606,52 @@ describe('alerts between runs, metrics and the command line', () => {
       // Stopped mid-pass: the alert is given back, pending, to be sent by the next pass.
       expect((await outbox(h)).map((r) => r.status)).toEqual(['delivered', 'delivered', 'delivered', 'pending']);
     } finally {
+      await other.stop();
+    }
+  });
+
+  it('run asked to stop while a later site runs sends no alert, and says so in a warning: they stay pending (review ED)', async ({ startHarness }) => {
+    const hook = await receiver();
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
+    const other = new CpqSimulator({ seed: 9, partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await other.start();
+    const sitesFile = join(mkdtempSync(join(tmpdir(), 'cpq-alerts-stop-')), 'sites.json');
+    writeFileSync(
+      sitesFile,
+      JSON.stringify([
+        { name: 'emea', baseUrl: h.sim.baseUrl },
+        { name: 'apac', baseUrl: other.baseUrl },
+      ]),
+    );
+    const env = { ...alertEnv(hook.url), CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, SYNC_SITE_CONCURRENCY: '1' };
+    let release: () => void = () => undefined;
+    try {
+      expect((await cli(['run'], env)).code).toBe(0);
+      for (const login of h.sim.users('_host').map((u) => String(u.login))) {
+        h.sim.addGroup('_host', login, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+      }
+      // emea commits its alerts; apac's first request is held, and the run is asked to stop then.
+      const apacHeld = holdRequests(other, 0);
+      release = apacHeld.release;
+      const run = new CliProcess(['run'], env);
+      await apacHeld.reached;
+      run.kill('SIGTERM');
+      const out = await run.exited;
+      apacHeld.release();
+      expect(out.code).toBe(130);
+      expect(
+        run
+          .lines()
+          .filter((l) => /alert/i.test(l.msg ?? ''))
+          .map((l) => [l.level, l.msg]),
+      ).toEqual([
+        [30, 'alerts on privileged access written to the outbox'],
+        [40, 'alerts not sent: asked to stop; the pending ones go out with the next run, the worker, or `cpq-sync alerts retry`'],
+      ]);
+      expect(hook.requests).toEqual([]);
+      expect((await outbox(h)).map((r) => r.status)).toEqual(['pending', 'pending', 'pending']);
+    } finally {
+      release();
       await other.stop();
     }
   });

@@ -17,8 +17,13 @@ export type SiteOutcome = { site: string; result: RunResult; error?: undefined }
  */
 export async function runSites(deps: SyncDeps, sites: readonly SiteConfig[], options: Omit<RunOptions, 'site'>, concurrency: number): Promise<SiteOutcome[]> {
   const outcomes = await runEach(deps, sites, options, concurrency);
-  // A database error ends the pass with a warning; the alerts stay pending for the next one.
-  await deliverPendingAlerts({ on: deps.pool, config: deps.config.alerts, log: deps.log, signal: options.signal });
+  if (options.signal?.aborted && deps.config.alerts.webhook) {
+    // Asked to stop: no pass, or it would hold the exit; said, since a site that committed before the signal has its alerts waiting (review ED).
+    deps.log.warn('alerts not sent: asked to stop; the pending ones go out with the next run, the worker, or `cpq-sync alerts retry`');
+  } else {
+    // A database error ends the pass with a warning; the alerts stay pending for the next one.
+    await deliverPendingAlerts({ on: deps.pool, config: deps.config.alerts, log: deps.log, signal: options.signal });
+  }
   return outcomes;
 }
 
