@@ -32,6 +32,9 @@ async function readerUrl(databaseUrl: string): Promise<string> {
 
 const cli = (args: string[], env: Record<string, string>) => new CliProcess(args, env).exited;
 
+/** A webhook no alert reaches in these tests: `alerts retry` refuses to run without one, before it opens the database. */
+const WEBHOOK = { ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/hook', ALERT_WEBHOOK_SECRET: 'not-sent' };
+
 /** Runs each command line with `env`: each fails with exit code 6 and exactly `stderr`. */
 async function expectEachRefused(commands: string[][], env: Record<string, string>, stderr: string): Promise<void> {
   for (const args of commands) {
@@ -55,7 +58,7 @@ describe('read-only commands', () => {
     const run = await cli(['run'], env);
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 6, stderr: expect.stringMatching(/^cpq-sync: .*permission denied/) as unknown });
     // So is alerts retry's (it requeues failed alerts): a database error, exit code 6, not an internal one (review DY).
-    const retry = await cli(['alerts', 'retry'], { ...env, ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/hook', ALERT_WEBHOOK_SECRET: 'not-sent' });
+    const retry = await cli(['alerts', 'retry'], { ...env, ...WEBHOOK });
     expect({ code: retry.code, stderr: retry.stderr }).toEqual({ code: 6, stderr: 'cpq-sync: database error: permission denied for table alert_outbox\n' });
     // A statement the role may not run is a database error (exit code 6), not verify's exit code 1 of a broken chain.
     await h.t.query(`REVOKE SELECT ON cpq.run_seals FROM cpq_reader`);
@@ -92,7 +95,8 @@ describe('read-only commands', () => {
   it('status, the exports, verify, alerts and forget create no embedded Postgres: none in DATA_DIR (and no DATABASE_URL) is exit code 6 naming DATA_DIR (review CC)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cpq-no-embedded-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATA_DIR: join(dir, 'data') };
+    // A webhook set: alerts retry without one is refused before it looks for a database.
+    const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATA_DIR: join(dir, 'data'), ...WEBHOOK };
     await expectEachRefused(
       [
         ['status'],
@@ -114,7 +118,7 @@ describe('read-only commands', () => {
   }) => {
     const t = await createDatabase();
     await t.query('DROP SCHEMA cpq CASCADE');
-    const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: t.url };
+    const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: t.url, ...WEBHOOK };
     // The read-only ones said to run cpq-sync migrate, which would have created the schema in this, the wrong, database.
     await expectEachRefused(
       [
