@@ -112,6 +112,24 @@ function alertEnv(url: string, extra: Record<string, string> = {}) {
   return { ALERT_WEBHOOK_URL: url, ALERT_WEBHOOK_SECRET: SECRET, ALERT_GROUPS: 'zz*Admin*', ALERT_RETRY_BASE_DELAY: '0', ...extra };
 }
 
+/**
+ * The harness's site as `emea` and a second simulated site, `apac`, in one sites file, synced one
+ * site at a time: the simulator of apac (to stop) and the environment that runs both with `settings`.
+ */
+async function withApac(h: Harness, settings: Record<string, string>): Promise<{ other: CpqSimulator; env: Record<string, string> }> {
+  const other = new CpqSimulator({ seed: 9, partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+  await other.start();
+  const sitesFile = join(mkdtempSync(join(tmpdir(), 'cpq-alerts-sites-')), 'sites.json');
+  writeFileSync(
+    sitesFile,
+    JSON.stringify([
+      { name: 'emea', baseUrl: h.sim.baseUrl },
+      { name: 'apac', baseUrl: other.baseUrl },
+    ]),
+  );
+  return { other, env: { ...settings, CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, SYNC_SITE_CONCURRENCY: '1' } };
+}
+
 type Raw = Record<string, unknown>;
 const items = (user: Raw | undefined, relation: 'groups' | 'accessPermissions') => (user?.[relation] as { items?: Raw[] } | undefined)?.items ?? [];
 
@@ -566,17 +584,7 @@ describe('alerts between runs, metrics and the command line', () => {
   it('a slow webhook holds up no site: run sends the alerts once after every site, the worker in the background (review EC)', async ({ startHarness }) => {
     const hook = await receiver();
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' }));
-    const other = new CpqSimulator({ seed: 9, partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
-    await other.start();
-    const sitesFile = join(mkdtempSync(join(tmpdir(), 'cpq-alerts-slow-')), 'sites.json');
-    writeFileSync(
-      sitesFile,
-      JSON.stringify([
-        { name: 'emea', baseUrl: h.sim.baseUrl },
-        { name: 'apac', baseUrl: other.baseUrl },
-      ]),
-    );
-    const env = { ...alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' }), CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, SYNC_SITE_CONCURRENCY: '1' };
+    const { other, env } = await withApac(h, alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' }));
     try {
       expect((await cli(['run'], env)).code).toBe(0);
       for (const login of h.sim.users('_host').map((u) => String(u.login))) {
@@ -613,17 +621,7 @@ describe('alerts between runs, metrics and the command line', () => {
   it('run asked to stop while a later site runs sends no alert, and says so in a warning: they stay pending (review ED)', async ({ startHarness }) => {
     const hook = await receiver();
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
-    const other = new CpqSimulator({ seed: 9, partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
-    await other.start();
-    const sitesFile = join(mkdtempSync(join(tmpdir(), 'cpq-alerts-stop-')), 'sites.json');
-    writeFileSync(
-      sitesFile,
-      JSON.stringify([
-        { name: 'emea', baseUrl: h.sim.baseUrl },
-        { name: 'apac', baseUrl: other.baseUrl },
-      ]),
-    );
-    const env = { ...alertEnv(hook.url), CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, SYNC_SITE_CONCURRENCY: '1' };
+    const { other, env } = await withApac(h, alertEnv(hook.url));
     let release: () => void = () => undefined;
     try {
       expect((await cli(['run'], env)).code).toBe(0);
