@@ -138,6 +138,16 @@ describe('a run within the request budget', () => {
     );
   });
 
+  it('a Retry-After of more digits than a number holds is named as longer than a year, not as Infinity', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '5', CPQ_RETRY_MAX_DELAY: '2s' });
+    h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 503, headers: { 'retry-after': '9'.repeat(400) } });
+    const err = await h.syncError();
+    expect(err).toMatchObject({ kind: 'source' });
+    expect(err.message).toMatch(
+      /: CPQ answered 503 and asked to wait more than a year \(Retry-After\), longer than CPQ_RETRY_MAX_DELAY \(2s\); the run stops rather than wait$/,
+    );
+  });
+
   it('a Retry-After within CPQ_RETRY_MAX_DELAY holds the whole site, not only the request it answered', async ({ startHarness }) => {
     // Pages take 100 ms; the 429 (a fault) is answered at once, while the other company's first page is on its way.
     const h = await startHarness(

@@ -41,8 +41,14 @@ export class RetryableError extends Error {
   }
 }
 
-/** A duration in a message: milliseconds below a second, seconds below two minutes, else minutes or hours. */
+const YEAR_MS = 365 * 86_400_000;
+
+/**
+ * A duration in a message: milliseconds below a second, seconds below two minutes, else minutes or
+ * hours. Past a year it says so: a Retry-After of hundreds of digits is Infinity as a number.
+ */
 export function describeDelay(ms: number): string {
+  if (!(ms <= YEAR_MS)) return 'more than a year';
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 120_000) return `${Math.round(ms / 100) / 10}s`;
   return ms < 2 * 3_600_000 ? `${Math.round(ms / 60_000)}min` : `${Math.round(ms / 360_000) / 10}h`;
