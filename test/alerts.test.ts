@@ -275,6 +275,7 @@ describe('alerts on privileged access', () => {
       sims[1]!.addGroup('_host', a!, { variableName: 'zzAdminsToo', label: 'Admins', type: 'Administrator' });
       await runSync(deps, { site: 'emea' });
       const apac = await runSync(deps, { site: 'apac' });
+      await deliverPendingAlerts({ on: t.pool, config: config.alerts, log: deps.log });
       const rows = await t.query<OutboxRow>(`SELECT * FROM cpq.alert_outbox`);
       expect(rows.map((r) => [r.site, r.run_id, r.login, r.rule, r.subject])).toEqual([['apac', apac.runId, a, 'group_membership', 'zzAdminsToo']]);
       expect(hook.requests.map((r) => [r.json.site, r.json.text])).toEqual([

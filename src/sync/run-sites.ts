@@ -37,7 +37,7 @@ function runEach(deps: SyncDeps, sites: readonly SiteConfig[], options: Omit<Run
           return { site: site.name, error: new SyncError('interrupted', 'not started: asked to stop (SIGTERM/SIGINT) before its turn', { site: site.name }) };
         }
         try {
-          return { site: site.name, result: await runSync(deps, { ...options, site: site.name, deliverAlerts: false }) };
+          return { site: site.name, result: await runSync(deps, { ...options, site: site.name }) };
         } catch (err) {
           // A failure no part of the run classified (its record could not be written, no connection slot): the database's or internal.
           const error = asSyncError(err);

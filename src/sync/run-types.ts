@@ -21,12 +21,6 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Told of each stream's pages as they are read (the terminal display of `run`). */
   progress?: ProgressSink;
-  /**
-   * Send the due alerts once the run has committed (default true). False when the caller sends
-   * them itself (the worker between runs, `run` once after every site): a slow webhook then holds
-   * up no site's next run.
-   */
-  deliverAlerts?: boolean;
 }
 
 export interface RunResult extends MergeCounts {

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { recordAlerts } from '../alerts/record-alerts.js';
 import { ConfigError, selectSites, siteCpqUrl, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
@@ -652,10 +651,10 @@ class SyncRun {
   }
 }
 
+/**
+ * One run of one site. The alerts it records stay pending: its caller sends them (`run` once after
+ * every site, the worker in its background pass), so that a slow webhook holds up no site's next run.
+ */
 export async function runSync(deps: SyncDeps, options: RunOptions = {}): Promise<RunResult> {
-  const result = await new SyncRun(deps, options).execute();
-  // After the commit and the sync lock: the run's alerts, and any earlier ones still pending. A
-  // webhook that is down leaves them pending (retried later) and fails nothing.
-  if (options.deliverAlerts !== false) await deliverPendingAlerts({ on: deps.pool, config: deps.config.alerts, log: deps.log, signal: options.signal });
-  return result;
+  return new SyncRun(deps, options).execute();
 }

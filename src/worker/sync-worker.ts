@@ -99,7 +99,7 @@ export class SyncWorker {
     }
     this.migrated = true;
     if (config.alerts.webhook) {
-      this.alertRetry = setInterval(() => this.retryAlerts(), config.alerts.retryEveryMs);
+      this.alertRetry = setInterval(() => this.sendDueAlerts(), config.alerts.retryEveryMs);
       this.alertRetry.unref();
     }
     for (const schedule of this.schedules) schedule.start();
@@ -203,8 +203,8 @@ export class SyncWorker {
     try {
       // Its alerts go out in the background pass: sent here, a slow webhook kept the site's slot,
       // and the sites queued behind it, busy (review EC).
-      const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal, deliverAlerts: false });
-      this.retryAlerts();
+      const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal });
+      this.sendDueAlerts();
       this.failedUnrecorded.delete(site.name);
       this.metrics.recordRun({
         site: site.name,
@@ -254,7 +254,7 @@ export class SyncWorker {
    * each run that committed. One pass at a time; asked while one is going, another follows it,
    * so that a run's alerts never wait for the next interval.
    */
-  private retryAlerts(): void {
+  private sendDueAlerts(): void {
     if (this.stopping.signal.aborted) return;
     if (this.alertPass) {
       this.alertPassAgain = true;
@@ -265,7 +265,7 @@ export class SyncWorker {
       this.alertPass = undefined;
       if (this.alertPassAgain) {
         this.alertPassAgain = false;
-        this.retryAlerts();
+        this.sendDueAlerts();
       }
     });
   }

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { test } from 'vitest';
+import { deliverPendingAlerts } from '../../src/alerts/delivery.js';
 import { loadConfig, type AppConfig } from '../../src/config.js';
 import type { Logger } from '../../src/logger.js';
 import { REDACT_PATHS } from '../../src/logger.js';
@@ -55,7 +56,12 @@ export async function startHarness(
     CPQ_KEY_RANGES: '1',
     ...(typeof env === 'function' ? env(url) : env),
   });
-  const sync = (options?: RunOptions) => runSync({ pool: t.pool, db: t.db, config, log }, options);
+  // As `cpq-sync run` does: the run, then its alerts (and any earlier ones still pending).
+  const sync = async (options?: RunOptions) => {
+    const result = await runSync({ pool: t.pool, db: t.db, config, log }, options);
+    await deliverPendingAlerts({ on: t.pool, config: config.alerts, log, signal: options?.signal });
+    return result;
+  };
   return {
     sim,
     t,
