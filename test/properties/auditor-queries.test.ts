@@ -14,6 +14,8 @@ import {
   MoveClock,
   MoveUser,
   RelabelGroup,
+  DeleteUser,
+  PostIntegrationUser,
   RestoreUser,
   companyUsers,
   items,
@@ -449,20 +451,6 @@ class SetFlag implements Cmd {
   }
   toString = () => `set ${this.flag}=${this.value} on user #${this.n} of ${this.company}`;
 }
-class DeleteUser implements Cmd {
-  constructor(
-    readonly company: string,
-    readonly n: number,
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    const u = pick(h.sim.users(this.company), this.n);
-    if (!u) return;
-    h.sim.deleteUser(this.company, String(u.login));
-    model.gone.push({ company: this.company, record: u });
-  }
-  toString = () => `delete user #${this.n} of ${this.company}`;
-}
 /** CPQ sends a user's id or dateAdded as another value (the login given to someone new), as null, or as a value it had. */
 class ChangeIdentity implements Cmd {
   constructor(
@@ -557,19 +545,6 @@ class Forget implements Cmd {
   }
   toString = () => `forget deleted user #${this.n}`;
 }
-class PostIntegrationUser implements Cmd {
-  constructor(readonly groups: string[]) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    const response = await fetch(`${h.sim.baseUrl}/cpq/rest/v19/integrationUsers`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ oauthClientId: `client${model.nextClient++}`, groups: { items: this.groups.map((variableName) => ({ variableName })) } }),
-    });
-    expect(response.status).toBe(201);
-  }
-  toString = () => `POST integration user with groups ${this.groups.join(',')}`;
-}
 class Run implements Cmd {
   constructor(
     readonly full: boolean,
@@ -630,7 +605,7 @@ class SiteBChangeAndRun implements Cmd {
 const company = fc.constantFrom(...COMPANIES);
 const GROUPS = ['adminAccessGroupsOnly', 'excludeMDBParts', 'grpA', 'grpB'];
 const group = fc.constantFrom(...GROUPS);
-const commands = [
+const commands: fc.Arbitrary<Cmd>[] = [
   fc.integer({ min: 1, max: 3600 }).map((s) => new MoveClock(s * 1000)),
   fc.tuple(company, fc.boolean(), fc.uniqueArray(group, { maxLength: 2 })).map(([c, a, g]) => new CreateUser(c, a, g)),
   fc.tuple(company, fc.nat(), fc.constantFrom(...FLAGS, 'isUserAdminPermEnabled' as Flag), fc.boolean()).map(([c, n, f, v]) => new SetFlag(c, n, f, v)),

@@ -1,4 +1,5 @@
 import type fc from 'fast-check';
+import { expect } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
 import type { CpqSimulator } from '../../src/simulator/index.js';
 import type { RunResult } from '../../src/sync/run-types.js';
@@ -14,6 +15,8 @@ import { startHarness, type Harness } from '../helpers/harness.js';
 
 export const COMPANIES = ['_host', 'partner1'] as const;
 export const LOOKBACK_MS = 2 * 60_000;
+/** The integration feed of the case's site (its path prefix is /cpq). */
+export const INTEGRATION_PATH = '/cpq/rest/v19/integrationUsers';
 
 export type Rec = Record<string, unknown>;
 
@@ -95,6 +98,10 @@ interface GroupsModel extends GoneModel {
   /** The site's label and type of each group a command adds (RelabelGroup changes them). */
   groupDefs: Record<string, { label: string; type: string }>;
 }
+interface ClientModel {
+  /** The number in the next integration user's OAuth client id. */
+  nextClient: number;
+}
 interface SiteReal {
   h: Harness;
 }
@@ -122,6 +129,35 @@ export class CreateUser implements fc.AsyncCommand<GroupsModel, SiteReal> {
     });
   }
   toString = () => `create user in ${this.company} (admin ${this.admin}, groups ${this.groups.join(',')})`;
+}
+/** A company user deleted at the site, kept in the model to give back (RestoreUser). */
+export class DeleteUser implements fc.AsyncCommand<GoneModel, SiteReal> {
+  constructor(
+    readonly company: string,
+    readonly n: number,
+  ) {}
+  check = () => true;
+  async run(model: GoneModel, { h }: SiteReal) {
+    const user = pick(h.sim.users(this.company), this.n);
+    if (!user) return;
+    h.sim.deleteUser(this.company, String(user.login));
+    model.gone.push({ company: this.company, record: user });
+  }
+  toString = () => `delete user #${this.n} of ${this.company}`;
+}
+/** An integration user created through CPQ's integration feed, in the groups named. */
+export class PostIntegrationUser implements fc.AsyncCommand<ClientModel, SiteReal> {
+  constructor(readonly groups: string[]) {}
+  check = () => true;
+  async run(model: ClientModel, { h }: SiteReal) {
+    const response = await fetch(`${h.sim.baseUrl}${INTEGRATION_PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ oauthClientId: `client${model.nextClient++}`, groups: { items: this.groups.map((variableName) => ({ variableName })) } }),
+    });
+    expect(response.status).toBe(201);
+  }
+  toString = () => `POST integration user with groups ${this.groups.join(',')}`;
 }
 /** A deleted user back in CPQ as it was (same dateAdded: the same person), modified now. */
 export class RestoreUser implements fc.AsyncCommand<GoneModel, SiteReal> {

@@ -9,10 +9,13 @@ import type { Harness } from '../helpers/harness.js';
 import { anyText, commandSettings, propertyTimeout, runs } from './arbitraries.js';
 import {
   COMPANIES,
+  INTEGRATION_PATH,
   LOOKBACK_MS,
   MoveClock,
   MoveUser,
   NO_TABLES,
+  DeleteUser,
+  PostIntegrationUser,
   RestoreUser,
   midpoint,
   pick,
@@ -41,7 +44,6 @@ import {
  * An interrupted run changes no row.
  */
 
-const INTEGRATION_PATH = '/cpq/rest/v19/integrationUsers';
 const POOL_GROUPS = ['adminAccessGroupsOnly', 'excludeMDBParts'];
 /** One label and type per group name, as the site defines them (the first two from Oracle's sample, as the simulator's pool). */
 const GROUP_DEFINITIONS: Record<string, { label: string; type: string }> = {
@@ -397,21 +399,6 @@ class RenameUser implements Cmd {
   toString = () => `rename user #${this.n} of ${this.company}: login + ${JSON.stringify(this.suffix)}`;
 }
 
-class DeleteUser implements Cmd {
-  constructor(
-    readonly company: string,
-    readonly n: number,
-  ) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    const user = pick(h.sim.users(this.company), this.n);
-    if (!user) return;
-    h.sim.deleteUser(this.company, String(user.login));
-    model.gone.push({ company: this.company, record: user });
-  }
-  toString = () => `delete user #${this.n} of ${this.company}`;
-}
-
 class ChangeGroups implements Cmd {
   constructor(
     readonly company: string,
@@ -454,20 +441,6 @@ class ChangePermission implements Cmd {
       );
   }
   toString = () => `set permission laptops=${this.hasAccess} on user #${this.n} of ${this.company}${this.touch ? '' : ' (dateModified kept)'}`;
-}
-
-class PostIntegrationUser implements Cmd {
-  constructor(readonly groups: string[]) {}
-  check = () => true;
-  async run(model: Model, { h }: Real) {
-    const response = await fetch(`${h.sim.baseUrl}${INTEGRATION_PATH}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ oauthClientId: `client${model.nextClient++}`, groups: { items: this.groups.map((variableName) => ({ variableName })) } }),
-    });
-    expect(response.status).toBe(201);
-  }
-  toString = () => `POST integration user with groups ${this.groups.join(',')}`;
 }
 
 class PatchIntegrationUser implements Cmd {
@@ -702,7 +675,7 @@ const fieldText: fc.Arbitrary<string> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x', 'Ω', '\u{1F600}', 'é'), fc.integer({ min: 200, max: 5000 })).map(([c, n]) => c.repeat(n)) },
 );
-const commands = [
+const commands: fc.Arbitrary<Cmd>[] = [
   fc.integer({ min: 1, max: 3 * 3600 }).map((s) => new MoveClock(s * 1000)),
   fc.integer({ min: 1, max: 3 }).map(() => new MoveClock(LOOKBACK_MS / 2)),
   company.map((c) => new CreateUser(c)),
