@@ -6,7 +6,6 @@ import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
-import { migrate } from '../src/db/migrate.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli, type CliProcess, type LogLine } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, migrateBefore, type TestDatabase } from './helpers/database.js';
@@ -47,17 +46,37 @@ function changeCpq(sim: CpqSimulator) {
 const isPage = (l: LogLine) => l.msg === 'page read';
 const statuses = async (t: TestDatabase) => (await t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs r ORDER BY r.id`)).map((r) => r.status);
 
+/** The database at `url` as tests read it; its pool closes with the test. */
+function databaseAt(url: string): TestDatabase {
+  const pool = createPool(url, 1);
+  const db = createDb(pool);
+  cleanups.push(() => db.destroy());
+  return {
+    url,
+    pool,
+    db,
+    query: async <T extends pg.QueryResultRow>(text: string, params?: unknown[]) => (await pool.query<T>(text, params)).rows,
+    drop: async () => undefined,
+  };
+}
+
 /**
- * A site synced once into an embedded Postgres of its own; then a run held on CPQ after its first
- * page, and the server stopped under it. `restart` starts the server again and lets CPQ answer.
+ * A site synced once into an embedded Postgres of its own, and changed since (`before`: every
+ * table then); then a run held on CPQ after its first page, and the server stopped under it.
+ * `restart` starts the server again, at the same address, and lets CPQ answer.
  */
-async function runWhosePostgresStops(
-  extraEnv: Record<string, string> = {},
-): Promise<{ run: CliProcess; env: Record<string, string>; restart: () => Promise<string> }> {
+async function runWhosePostgresStops(extraEnv: Record<string, string> = {}): Promise<{
+  run: CliProcess;
+  env: Record<string, string>;
+  sim: CpqSimulator;
+  before: Awaited<ReturnType<typeof snapshotEverything>>;
+  restart: () => Promise<string>;
+}> {
   const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-down-'));
   await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const port = await freePort();
+  // On loopback: restarted, the server keeps its address (its private socket folder is new each start).
   const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
   let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
   cleanups.push(() => server?.stop());
@@ -68,12 +87,16 @@ async function runWhosePostgresStops(
   const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d', ...extraEnv };
   expect((await cli(['run'], env)).code).toBe(0);
   changeCpq(sim);
+  const atStart = databaseAt(server.url);
+  const before = await snapshotEverything(atStart);
+  await atStart.pool.end();
 
   const held = holdRequests(sim, 1);
   cleanups.push(held.release);
   const run = spawnCli(['run'], env);
   await held.reached;
   await run.waitForLine(isPage);
+  // The run's transaction is open, a page staged.
   await server.stop();
   server = undefined;
   const restart = async () => {
@@ -81,7 +104,7 @@ async function runWhosePostgresStops(
     held.release();
     return server.url;
   };
-  return { run, env, restart };
+  return { run, env, sim, before, restart };
 }
 
 describe('process faults', () => {
@@ -130,61 +153,15 @@ describe('process faults', () => {
     await expectInSync(h);
   });
 
-  // Known bug: the run's pg client has no 'error' listener, so Postgres terminating the session
-  // (57P01, fast shutdown) while the run waits on CPQ crashes the process with an unhandled
-  // 'error' event (exit 1, a stack trace, the run left `running`) instead of failing the run.
-  it('Postgres restarted mid-run: the run fails with a one-line database error (exit 6), changes nothing, and the next run catches up [fails: unhandled pg error event crashes the CLI]', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-restart-'));
-    await chmod(dir, 0o755); // the embedded server runs as user postgres when we are root
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const port = await freePort();
-    // On loopback: restarted, the server keeps its address (its private socket folder is new each start).
-    const pgOptions = { dataDir: join(dir, 'pg'), port, database: 'cpq_sync', persistent: true, tcp: true };
-    let server: EmbeddedDatabase | undefined = await startEmbeddedPostgres(pgOptions);
-    cleanups.push(() => server?.stop());
-    const pool = createPool(server.url);
-    const db = createDb(pool);
-    cleanups.push(() => db.destroy());
-    await migrate(db);
-    const t: TestDatabase = {
-      url: server.url,
-      pool,
-      db,
-      query: async <T extends pg.QueryResultRow>(text: string, params?: unknown[]) => (await pool.query<T>(text, params)).rows,
-      drop: async () => undefined,
-    };
-
-    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 });
-    await sim.start();
-    cleanups.push(() => sim.stop());
-    const env = { CPQ_BASE_URL: sim.baseUrl, DATABASE_URL: server.url, CPQ_PAGE_SIZE: '10', SYNC_LOOKBACK: '5000d' };
-    const config = loadConfig(env);
-    const first = await cli(['run'], env);
-    expect(first.code).toBe(0);
-    changeCpq(sim);
-    const before = await snapshotEverything(t);
-
-    const held = holdRequests(sim, 1);
-    cleanups.push(held.release);
-    const run = spawnCli(['run'], env);
-    await held.reached;
-    await run.waitForLine(isPage);
-    // The run's transaction is open, a page staged; Postgres goes down and comes back.
-    await server.stop();
-    server = undefined;
-    server = await startEmbeddedPostgres(pgOptions);
-    held.release();
+  it('Postgres restarted mid-run: the run fails with a one-line database error (exit 6), changes nothing, and the next run catches up', async () => {
+    const { run, env, sim, before, restart } = await runWhosePostgresStops();
+    const url = await restart();
     const out = await run.exited;
     // Soft: the rest (nothing changed, the next run catches up) is checked whatever happened here.
     expect.soft(out.stderr, 'one line on stderr, no crash').toMatch(/^cpq-sync: database error: [^\n]+\n$/);
     expect.soft(out.code, 'exit code').toBe(6);
 
-    await waitFor('the pool to reconnect', async () =>
-      pool.query('SELECT 1').then(
-        () => true,
-        () => false,
-      ),
-    );
+    const t = databaseAt(url);
     expect(await snapshotEverything(t)).toEqual(before);
     const [faulty] = await t.query<{ status: string; error: string | null }>(`SELECT status, error FROM cpq.sync_runs r ORDER BY r.id DESC LIMIT 1`);
     expect
@@ -197,7 +174,7 @@ describe('process faults', () => {
     // A run the crash left `running` is marked abandoned by this one; either way it kept nothing.
     expect((await statuses(t)).filter((s) => s !== 'failed' && s !== 'abandoned')).toEqual(['succeeded', 'succeeded']);
     expect(await statuses(t)).toHaveLength(3);
-    await expectInSync({ sim, t, config });
+    await expectInSync({ sim, t, config: loadConfig(env) });
   }, 90_000);
 
   it('Postgres down for 8 s mid-run (a crash recovery, a failover): the run waits for it to record why it failed, instead of leaving its record running (review DU)', async () => {
@@ -209,8 +186,7 @@ describe('process faults', () => {
     expect(out.stderr).toMatch(
       /^cpq-sync: database error: lost the connection to Postgres \([^)]+\): the server stopped, restarted or ended this session, and rolled back what was not committed\n$/,
     );
-    const pool = createPool(url, 1);
-    cleanups.push(() => pool.end());
+    const { pool } = databaseAt(url);
     // Before: tried 1 s and 3 s after the failure, then given up: the record stayed `running` until the
     // next run marked it abandoned ("the process running it stopped"), its cause lost.
     expect((await pool.query(`SELECT status, error FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`)).rows).toEqual([
@@ -234,8 +210,7 @@ describe('process faults', () => {
     // The record left running is the next run's to mark abandoned; nothing else was changed.
     const url = await restart();
     expect((await cli(['run'], env)).code).toBe(0);
-    const pool = createPool(url, 1);
-    cleanups.push(() => pool.end());
+    const { pool } = databaseAt(url);
     expect((await pool.query(`SELECT status FROM cpq.sync_runs ORDER BY id`)).rows.map((r: { status: string }) => r.status)).toEqual([
       'succeeded',
       'abandoned',
