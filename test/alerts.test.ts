@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect } from 'vitest';
-import { alertPayload, deliverPendingAlerts } from '../src/alerts/delivery.js';
+import { alertPayload, deliverPendingAlerts, postAlert } from '../src/alerts/delivery.js';
 import { verifySignature } from '../src/alerts/signing.js';
 import { globToIlike } from '../src/db/sql/insert-alerts.js';
 import pino from 'pino';
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { loadConfig } from '../src/config.js';
 import { countAlerts } from '../src/db/sql/count-alerts.js';
 import { requeueFailedAlerts } from '../src/db/sql/requeue-failed-alerts.js';
@@ -790,6 +791,26 @@ describe('alert pieces', () => {
       loadConfig({ ...base, ALERT_WEBHOOK_URL: 'http://h.example.com/x', ALERT_WEBHOOK_SECRET: 's', CPQ_ALLOW_INSECURE_HTTP: 'true' }).alerts.webhook,
     ).toBeDefined();
   });
+
+  // Node's fetch ends a request after 300 s without an answer (its default dispatcher's
+  // headersTimeout), whatever ALERT_WEBHOOK_TIMEOUT says; here a default dispatcher with 1 s
+  // timeouts stands in for those 300 s, as in zip-download.test.ts.
+  it('an ALERT_WEBHOOK_TIMEOUT past the default dispatcher timeouts of fetch bounds the POST, not those timeouts', async () => {
+    const slow = createServer((req, res) => {
+      req.resume();
+      setTimeout(() => res.writeHead(204).end(), 3000);
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const before = getGlobalDispatcher();
+    setGlobalDispatcher(new Agent({ headersTimeout: 1000, bodyTimeout: 1000 }));
+    try {
+      const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}/hook`;
+      expect(await postAlert({ url, secret: SECRET, timeoutMs: 600_000 }, '{}', 'k1')).toEqual({ ok: true });
+    } finally {
+      setGlobalDispatcher(before);
+      await new Promise((resolve) => slow.close(resolve));
+    }
+  }, 30_000);
 
   it('globs become ILIKE patterns with %, _ and \\ taken literally', () => {
     expect(globToIlike('admin*')).toBe('admin%');

@@ -1,5 +1,6 @@
 import type { AlertsConfig } from '../config.js';
 import { claimDueAlerts, type AlertRow } from '../db/sql/claim-due-alerts.js';
+import { dispatcherFor, withDispatcher } from '../cpq/transport.js';
 import type { Queryable } from '../db/compiled-query.js';
 import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
 import { releaseAlerts } from '../db/sql/release-alerts.js';
@@ -117,18 +118,23 @@ export async function postAlert(webhook: Webhook, body: string, idempotencyKey: 
   // Let go of once the answer is read (see RequestSignal for why not AbortSignal.timeout).
   const request = new RequestSignal(signal, webhook.timeoutMs);
   try {
-    const response = await fetch(webhook.url, {
-      method: 'POST',
-      redirect: 'manual',
-      signal: request.signal,
-      headers: {
-        'content-type': 'application/json',
-        'user-agent': 'cpq-user-sync',
-        [SIGNATURE_HEADER]: signBody(body, webhook.secret),
-        [IDEMPOTENCY_HEADER]: idempotencyKey,
+    // A timeout of 5 minutes or more takes a dispatcher without fetch's own 300 s limits.
+    const init = withDispatcher(
+      {
+        method: 'POST',
+        redirect: 'manual',
+        signal: request.signal,
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'cpq-user-sync',
+          [SIGNATURE_HEADER]: signBody(body, webhook.secret),
+          [IDEMPOTENCY_HEADER]: idempotencyKey,
+        },
+        body,
       },
-      body,
-    });
+      dispatcherFor(undefined, webhook.timeoutMs),
+    );
+    const response = await fetch(webhook.url, init);
     if (response.ok) {
       await response.body?.cancel();
       return { ok: true };

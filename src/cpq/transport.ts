@@ -13,8 +13,9 @@ export const DEFAULT_DISPATCHER_TIMEOUT_MS = 300_000;
 const dispatchers = new Map<string, Dispatcher>();
 
 /**
- * The fetch dispatcher of requests to CPQ and its OAuth token service, whose callers bound each
- * request themselves (CPQ_REQUEST_TIMEOUT, as a deadline or as the longest pause of a download):
+ * The fetch dispatcher of requests to CPQ, its OAuth token service and the alert webhook, whose
+ * callers bound each request themselves (CPQ_REQUEST_TIMEOUT, as a deadline or as the longest pause
+ * of a download; ALERT_WEBHOOK_TIMEOUT):
  * undefined, the default one, unless a CA file is given (the system's roots plus CPQ_CA_FILE;
  * certificates are verified either way) or `timeoutMs` is not shorter than the default one's own
  * timeouts. Then an undici Agent, with those timeouts off: the default dispatcher failed a site
