@@ -400,6 +400,27 @@ describe('alerts on privileged access', () => {
     for (const req of hook.requests) expect(verifySignature(req.body, req.headers['x-cpq-sync-signature'] as string, SECRET)).toBe(true);
   });
 
+  it('a run that fails still sends the alerts earlier runs left pending: a cron of runs that keep failing does not hold them (review EC)', async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    hook.status = 503;
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url));
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    await h.sync();
+    expect((await outbox(h)).map((r) => r.status)).toEqual(['pending']);
+
+    hook.status = 200;
+    h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, status: 400, times: 1000 });
+    const failed = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, ...alertEnv(hook.url) });
+    expect(failed.code).not.toBe(0);
+    expect((await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`))[0]!.status).toBe('failed');
+    expect((await outbox(h)).map((r) => r.status)).toEqual(['delivered']);
+    expect(hook.requests.at(-1)!.json).toMatchObject({ login: a, rule: 'group_membership' });
+  });
+
   it('a receiver that is unreachable or hangs costs one bounded attempt; a refusal marks the alert failed until requeued', async ({ startHarness }) => {
     const hook = await receiver();
     const h = await startHarness(
