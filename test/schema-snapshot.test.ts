@@ -13,7 +13,14 @@ import { dumpSchema } from './helpers/schema-dump.js';
 const SNAPSHOT = new URL('./fixtures/schema.sql', import.meta.url);
 
 describe('schema snapshot', () => {
-  it('a freshly migrated database has exactly the committed schema (test/fixtures/schema.sql)', async ({ fileDatabase: t }) => {
+  it('a freshly migrated database has exactly the committed schema (test/fixtures/schema.sql)', async ({ fileDatabase: t, skip }) => {
+    const version = (await t.query<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`))[0]!.version;
+    // Postgres 15 and older print a view's columns qualified by their table (users.login): the dump
+    // would differ in every view. npm test's embedded server is 17.
+    skip(
+      version < 160000,
+      `the committed dump is as Postgres 16 and later print views; this server is ${String(version)} (without TEST_DATABASE_URL the tests use an embedded 17)`,
+    );
     const dump = await dumpSchema(t.pool);
     if (process.env.UPDATE_SCHEMA_SNAPSHOT === '1' || !existsSync(SNAPSHOT)) writeFileSync(SNAPSHOT, dump);
     expect(dump).toBe(readFileSync(SNAPSHOT, 'utf8'));
