@@ -128,16 +128,38 @@ export async function readChangesOfNoRun(on: Queryable, sites?: readonly string[
   );
 }
 
-/** Per site and company: CPQ's totalResults at its last full read, and the users the database held active after its last run. */
+/**
+ * Per site and company: CPQ's totalResults at its last full read, and the users the database held
+ * active after its last run. Read at every /metrics scrape from a table that gains rows with every
+ * run, so it costs a few index probes per company (migration 0024), not a look at every row: the
+ * pairs are found by skipping from one to the next in the index, and each one's latest rows by
+ * its latest run id.
+ */
 export async function readLatestCompanyCounts(on: Queryable): Promise<{ site: string; company: string; cpq: number | null; database: number }[]> {
   const rows = await runCompiled(
     on,
     sql<{ site: string; company: string; cpq: string | null; database: string }>`
-      SELECT DISTINCT ON (k.site, k.company_login) k.site, k.company_login AS company, k.active_rows::text AS database,
-             (SELECT f.total_results::text FROM cpq.run_company_counts f
-              WHERE f.site = k.site AND f.company_login = k.company_login AND f.mode = 'full' ORDER BY f.run_id DESC LIMIT 1) AS cpq
-      FROM cpq.run_company_counts k
-      ORDER BY k.site, k.company_login, k.run_id DESC`.compile(queryBuilder),
+      WITH RECURSIVE pairs AS (
+        (SELECT site, company_login FROM cpq.run_company_counts ORDER BY site, company_login LIMIT 1)
+        UNION ALL
+        SELECT n.site, n.company_login FROM pairs p
+        CROSS JOIN LATERAL (
+          SELECT c.site, c.company_login FROM cpq.run_company_counts c
+          WHERE (c.site, c.company_login) > (p.site, p.company_login)
+          ORDER BY c.site, c.company_login LIMIT 1
+        ) n
+      )
+      SELECT p.site, p.company_login AS company, k.active_rows::text AS database, f.total_results::text AS cpq
+      FROM pairs p
+      CROSS JOIN LATERAL (
+        SELECT c.active_rows FROM cpq.run_company_counts c
+        WHERE c.site = p.site AND c.company_login = p.company_login ORDER BY c.run_id DESC LIMIT 1
+      ) k
+      LEFT JOIN LATERAL (
+        SELECT c.total_results FROM cpq.run_company_counts c
+        WHERE c.site = p.site AND c.company_login = p.company_login AND c.mode = 'full' ORDER BY c.run_id DESC LIMIT 1
+      ) f ON true
+      ORDER BY p.site, p.company_login`.compile(queryBuilder),
   );
   return rows.map((r) => ({ site: r.site, company: r.company, cpq: r.cpq === null ? null : Number(r.cpq), database: Number(r.database) }));
 }

@@ -1,0 +1,64 @@
+import { describe, expect } from 'vitest';
+import { readLatestCompanyCounts } from '../src/db/sql/read-proofs.js';
+import { WorkerMetrics } from '../src/worker/metrics.js';
+import { HealthConnection } from '../src/worker/readiness.js';
+import { it } from './helpers/fixtures.js';
+
+/*
+ * What /metrics reads at every scrape must not grow with the runs a worker has made.
+ * cpq.run_company_counts gains a row per run and company and is never pruned; the per-company
+ * counts read from it looked at every row once per row, so a `schedule` soak (3 sites every
+ * 5-7 s) took 0.5 s per scrape after 14 minutes (1,242 rows) and the health connection's 2 s
+ * statement timeout soon after: cpq_sync_company_users froze, and /readyz waited behind it.
+ */
+describe('per-company counts of /metrics after many runs', () => {
+  it('answer within the health connection timeout, with each company’s latest counts, over 10,000 rows', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    const runsPerSite = 3500;
+    const lastFull = 3480; // the last multiple of 60
+    await t.query(`INSERT INTO cpq.sites (name) VALUES ('emea'), ('us')`);
+    // Runs of the two sites interleaved, as a worker's are: emea's is the odd id, us's the even one.
+    await t.query(
+      `INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at)
+       SELECT CASE WHEN g % 2 = 1 THEN 'emea' ELSE 'us' END, 'succeeded', 'incremental',
+              now() - interval '1 day' + g * interval '1 second', now() - interval '1 day' + g * interval '1 second'
+       FROM generate_series(1, $1::int) g ORDER BY g`,
+      [runsPerSite * 2],
+    );
+    const runs = await t.query<{ id: string; site: string; n: string }>(
+      `SELECT id::text, site, (row_number() OVER (PARTITION BY site ORDER BY id))::text AS n FROM cpq.sync_runs ORDER BY id`,
+    );
+    expect(runs).toHaveLength(runsPerSite * 2);
+    // emea: _host and acme every run, read in full every 60th (the last, run 3480); us: _host every run (never in
+    // full: no CPQ count), and beta only in its first 100 runs (a partner no longer read).
+    await t.query(
+      `INSERT INTO cpq.run_company_counts (run_id, company_login, site, mode, total_results, received, received_checksum, active_rows, active_checksum, active_source)
+       SELECT r.id, c.company, r.site, CASE WHEN r.site = 'emea' AND r.n % 60 = 0 THEN 'full' ELSE 'incremental' END,
+              r.n + 1000, 0, '', r.n, '', 'table'
+       FROM (SELECT id, site, row_number() OVER (PARTITION BY site ORDER BY id) AS n FROM cpq.sync_runs) r
+       CROSS JOIN LATERAL (VALUES ('_host'), (CASE WHEN r.site = 'emea' THEN 'acme' WHEN r.n <= 100 THEN 'beta' END)) c(company)
+       WHERE c.company IS NOT NULL`,
+    );
+    const [counted] = await t.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM cpq.run_company_counts`);
+    expect(Number(counted?.rows)).toBeGreaterThan(10_000);
+    await t.query(`ANALYZE cpq.run_company_counts`);
+
+    // The connection /metrics reads through, with its 2 s statement timeout.
+    const health = HealthConnection.forPool(t.pool);
+    try {
+      const expected = [
+        { site: 'emea', company: '_host', cpq: 1000 + lastFull, database: runsPerSite },
+        { site: 'emea', company: 'acme', cpq: 1000 + lastFull, database: runsPerSite },
+        { site: 'us', company: '_host', cpq: null, database: runsPerSite },
+        { site: 'us', company: 'beta', cpq: null, database: 100 },
+      ];
+      expect(await readLatestCompanyCounts(health)).toEqual(expected);
+      const metrics = new WorkerMetrics({ sites: ['emea', 'us'], processMetrics: false, companyCounts: () => readLatestCompanyCounts(health) });
+      const text = await metrics.text();
+      expect(text).toContain(`cpq_sync_company_users{site="emea",company="acme",source="cpq"} ${1000 + lastFull}`);
+      expect(text).toContain(`cpq_sync_company_users{site="us",company="beta",source="database"} 100`);
+    } finally {
+      await health.close();
+    }
+  }, 60_000);
+});
