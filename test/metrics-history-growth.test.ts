@@ -1,5 +1,7 @@
 import { describe, expect } from 'vitest';
+import type { Queryable } from '../src/db/compiled-query.js';
 import { readLatestCompanyCounts } from '../src/db/sql/read-proofs.js';
+import { readRunOutcomes } from '../src/db/sql/read-run-outcomes.js';
 import { WorkerMetrics } from '../src/worker/metrics.js';
 import { HealthConnection } from '../src/worker/readiness.js';
 import { it } from './helpers/fixtures.js';
@@ -9,7 +11,8 @@ import { it } from './helpers/fixtures.js';
  * cpq.run_company_counts gains a row per run and company and is never pruned; the per-company
  * counts read from it looked at every row once per row, so a `schedule` soak (3 sites every
  * 5-7 s) took 0.5 s per scrape after 14 minutes (1,242 rows) and the health connection's 2 s
- * statement timeout soon after: cpq_sync_company_users froze, and /readyz waited behind it.
+ * statement timeout soon after: cpq_sync_company_users froze, and /readyz waited behind it. So
+ * must what /readyz reads from cpq.sync_runs, which keeps every run too.
  */
 describe('per-company counts of /metrics after many runs', () => {
   it('answer within the health connection timeout, with each company’s latest counts, over 10,000 rows', async ({ createDatabase }) => {
@@ -60,5 +63,43 @@ describe('per-company counts of /metrics after many runs', () => {
     } finally {
       await health.close();
     }
+  }, 60_000);
+
+  it("each site's last success and first run are found without reading every run of the site (/readyz, /metrics, status)", async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await t.query(`INSERT INTO cpq.sites (name) VALUES ('emea'), ('us')`);
+    // 20,000 runs, the two sites' interleaved; every 10th failed; us's last one still running.
+    await t.query(
+      `INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at)
+       SELECT CASE WHEN g % 2 = 1 THEN 'emea' ELSE 'us' END, CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'succeeded' END, 'incremental',
+              timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute', timestamptz '2026-01-01 00:00:30+00' + g * interval '1 minute'
+       FROM generate_series(1, 20000) g ORDER BY g`,
+    );
+    await t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at) VALUES ('us', 'running', 'incremental', timestamptz '2026-02-01 00:00:00+00')`);
+    await t.query(`ANALYZE cpq.sync_runs`);
+
+    const outcomes = await readRunOutcomes(t.pool, 'emea');
+    expect({ lastSuccess: outcomes.lastSuccess?.toISOString(), firstStarted: outcomes.firstStarted?.toISOString() }).toEqual({
+      lastSuccess: new Date(Date.parse('2026-01-01T00:00:30Z') + 19999 * 60_000).toISOString(),
+      firstStarted: new Date(Date.parse('2026-01-01T00:00:00Z') + 60_000).toISOString(),
+    });
+    const us = await readRunOutcomes(t.pool, 'us');
+    // us's last run (20,000) failed: its last success is run 19,998.
+    expect(us.lastSuccess?.toISOString()).toBe(new Date(Date.parse('2026-01-01T00:00:30Z') + 19998 * 60_000).toISOString());
+    expect(us.runningSince?.toISOString()).toBe('2026-02-01T00:00:00.000Z');
+
+    // How Postgres reads it: the plan of the very query, with its parameters.
+    const plans: string[] = [];
+    const explaining: Queryable = {
+      query: async (text, values) => {
+        const rows = await t.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, values);
+        plans.push(rows.map((r) => r['QUERY PLAN']).join('\n'));
+        return { rows: await t.query(text, values) };
+      },
+    };
+    await readRunOutcomes(explaining, 'emea');
+    expect(plans).toHaveLength(1);
+    expect(plans[0]).toContain('sync_runs');
+    expect(plans[0]).not.toMatch(/Seq Scan on sync_runs/);
   }, 60_000);
 });
