@@ -36,7 +36,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0021_site_cpq_url.sql', '146d61b815b2b67ba3f474230d7c5e25f191a784e3bdd82d24d3c277db924709'],
   ['0022_admin_rights_as_of.sql', '4371665e187f8b7779c5c80788e559b93c3635135be77c51a2c661aae9deef47'],
   ['0023_admin_rights_new_person_across_nulls.sql', 'a58999a7b8dcf52cb4dc26c6727d383905cb28971f524d3bcdc6045668e6a788'],
-  ['0024_run_company_counts_latest_index.sql', 'b4694a347ca5b46fa06b35c0df5a62437393b86482b73771a2e7c122cdbe36f6'],
+  ['0024_run_company_counts_latest_index.sql', 'c2ff4c39e2cfd9679a835d5caee88ddb9bc836813ac8d3776c743cb0635ed41b'],
   ['0025_sync_runs_site_time_indexes.sql', '9130495761087a9de15c10f8ed11b9d1acbe434b1bc889afb9603cbefbc7223b'],
 ];
 
