@@ -71,10 +71,11 @@ class SyncRun {
   private readonly warnings: string[] = [];
   private readonly progress: StreamProgress[] = [];
   private http!: CpqHttpClient;
-  /** The run's signal to its reads: aborted when the run is interrupted or one stream fails. */
-  private readSignal!: AbortSignal;
-  /** Aborted by the first stream that fails, so the others stop at their next request. */
-  private readonly streamFailed = new AbortController();
+  /**
+   * The reads' signal: aborted by the first stream that fails (so the others stop at their next
+   * request), by the connection lost, or by the run's own signal (interrupted).
+   */
+  private readonly stopReads = new AbortController();
   /** The first stream failure, and whether the run had been interrupted (SIGTERM) before it. */
   private firstStreamFailure: { error: unknown; afterInterrupt: boolean } | undefined;
   private connectionLost: Error | undefined;
@@ -112,9 +113,16 @@ class SyncRun {
     // run that went on reading (a zip export: hours, gigabytes) overlapped the site's next run.
     const onConnectionError = (err: Error) => {
       this.connectionLost ??= err; // the first; later ones follow from it
-      this.streamFailed.abort(err);
+      this.stopReads.abort(err);
     };
     client.on('error', onConnectionError);
+    // The run's signal reaches the reads through a listener removed when the run ends, not through
+    // AbortSignal.any: Node 20 keeps a signal made by AbortSignal.any, while it has listeners (the
+    // reads add some), for as long as its sources live, and a worker's signal lives as long as the
+    // process: about 1 KB a run, for good (review EF).
+    const interrupt = () => this.stopReads.abort(this.options.signal?.reason);
+    if (this.options.signal?.aborted) interrupt();
+    else this.options.signal?.addEventListener('abort', interrupt, { once: true });
     try {
       // The session that will hold the site's lock lets go of it soon after this process dies, and
       // no limit of the role's or database's for interactive sessions ends it while it waits on CPQ.
@@ -132,6 +140,7 @@ class SyncRun {
       // Back to the pool with the limits this session took off; a client whose connection broke must not go back.
       await releaseHoldingSession(client, this.connectionLost);
       client.off('error', onConnectionError);
+      this.options.signal?.removeEventListener('abort', interrupt);
     }
   }
 
@@ -163,12 +172,11 @@ class SyncRun {
     const runId = await createRun(db, site, this.readsAll ? 'full' : 'incremental');
     const runLog = log.child({ site, runId });
     this.runLog = runLog;
-    this.readSignal = this.options.signal ? AbortSignal.any([this.options.signal, this.streamFailed.signal]) : this.streamFailed.signal;
     this.http = new CpqHttpClient(
       this.cpq,
-      createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca, this.readSignal),
+      createAuthenticator(this.cpq.auth, this.cpq.requestTimeoutMs, this.cpq.ca, this.stopReads.signal),
       runLog,
-      this.readSignal,
+      this.stopReads.signal,
     );
     const started = Date.now();
     const seconds = () => (Date.now() - started) / 1000;
@@ -578,7 +586,7 @@ class SyncRun {
       cpq: this.cpq,
       pool,
       log,
-      signal: this.readSignal,
+      signal: this.stopReads.signal,
       integrationUsers,
       firstLoads,
       direct,
@@ -596,7 +604,7 @@ class SyncRun {
       (company) => readCompany(read, company),
       (err) => {
         this.firstStreamFailure = { error: err, afterInterrupt: this.options.signal?.aborted === true };
-        this.streamFailed.abort();
+        this.stopReads.abort();
       },
     );
     await stageIntegrationOnly(site, integrationUsers, stager, client);

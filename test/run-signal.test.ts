@@ -1,0 +1,37 @@
+import { getEventListeners } from 'node:events';
+import { describe, expect } from 'vitest';
+import { it } from './helpers/harness.js';
+
+/*
+ * A worker passes one signal, its own, to every run for the life of the process. Node 20 keeps a
+ * signal made from it by AbortSignal.any, while that signal has listeners (a run's reads add some),
+ * for as long as the worker's signal lives: about 1 KB per run, never given back (review EF's
+ * soak). A run must leave nothing behind on the signal it was given.
+ */
+
+/** The signals Node made from `signal` with AbortSignal.any and still tracks (an internal of Node's AbortSignal). */
+function signalsMadeFrom(signal: AbortSignal): number {
+  const symbol = Object.getOwnPropertySymbols(signal).find((s) => s.description === 'kDependantSignals');
+  const made = symbol === undefined ? undefined : (signal as unknown as Record<symbol, Set<WeakRef<AbortSignal>> | undefined>)[symbol];
+  return made?.size ?? 0;
+}
+
+describe("the signal a run is given (the worker's, for the life of the process)", () => {
+  it('sees what AbortSignal.any makes from a signal (the check itself can fail)', () => {
+    const source = new AbortController();
+    expect(signalsMadeFrom(source.signal)).toBe(0);
+    AbortSignal.any([source.signal, new AbortController().signal]).addEventListener('abort', () => undefined);
+    expect(signalsMadeFrom(source.signal)).toBe(1);
+  });
+
+  it('keeps no signal made from it, nor a listener, once runs end, succeeded or failed', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 0 }, { CPQ_COMPANIES: '*', CPQ_PAGE_SIZE: '2' });
+    const worker = new AbortController();
+    await h.sync({ signal: worker.signal });
+    await h.sync({ signal: worker.signal });
+    h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, status: 400, times: 1 });
+    await expect(h.sync({ signal: worker.signal })).rejects.toThrow();
+    expect(signalsMadeFrom(worker.signal)).toBe(0);
+    expect(getEventListeners(worker.signal, 'abort')).toEqual([]);
+  });
+});
