@@ -109,7 +109,7 @@ describe('cpq-sync forget', () => {
     await h.sync();
     const [a] = logins(h);
     const request = { site: 'default', company: '_host', login: a!, reason: 'GDPR art. 17 request 42', requestedBy: 'dpo@example.com' };
-    await expect(forgetUser(h.t.pool, request)).rejects.toThrow(`refusing to forget _host/${a!}: CPQ still has this user`);
+    await expect(forgetUser(h.t.pool, request)).rejects.toThrow(`refusing to forget _host/${a!}: the database holds this user as present`);
     await expect(forgetUser(h.t.pool, { ...request, login: 'nobody' })).rejects.toThrow('no user _host/nobody in site default');
     // A misspelt site is not added to cpq.sites (where --site of status, changes and snapshot would then accept it).
     await expect(forgetUser(h.t.pool, { ...request, site: 'defualt' })).rejects.toThrow('no site defualt in this database: nothing to forget');
@@ -251,9 +251,14 @@ describe('cpq-sync forget (the command)', () => {
     const refused = await new CliProcess(args, env).exited;
     expect(refused.code).toBe(2);
     expect(refused.stderr).toBe(
-      `cpq-sync: refusing to forget _host/${a!}: CPQ still has this user (not deleted in the last full read), so the next run would copy it back; delete it in CPQ and sync first\n`,
+      `cpq-sync: refusing to forget _host/${a!}: the database holds this user as present (no full read has found it deleted), so the next run would copy it back while CPQ has it; delete it in CPQ, then run a full read (cpq-sync run --full --site default), and forget again\n`,
     );
     h.sim.deleteUser('_host', a!);
+    // Deleted in CPQ, then an incremental run (the usual mistake): still present, and the refusal says --full.
+    await h.sync();
+    const incremental = await new CliProcess(args, env).exited;
+    expect(incremental.code).toBe(2);
+    expect(incremental.stderr).toContain('cpq-sync run --full --site default');
     await h.sync({ full: true });
     const done = await new CliProcess(args, env).exited;
     expect(done.code).toBe(0);

@@ -34,7 +34,7 @@ export interface Erasure {
  * `cpq-sync forget`: redacts one deleted user's personal fields everywhere this database holds
  * them (current row, every version, raw records, change diffs, the alert outbox) and records who
  * asked, when and why in cpq.erasures, in one transaction, under the site's sync lock. A user the database holds as present is
- * refused: CPQ still has it, so the next run would copy its data back.
+ * refused: CPQ may still have it (only a full read marks a user deleted), so the next run would copy its data back.
  */
 export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise<Erasure> {
   if (request.reason.trim() === '') throw new SyncError('config', 'forget needs a --reason (recorded in cpq.erasures)');
@@ -72,7 +72,8 @@ async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Era
     if (user.deleted_at === null) {
       throw new SyncError(
         'config',
-        `refusing to forget ${who}: CPQ still has this user (not deleted in the last full read), so the next run would copy it back; delete it in CPQ and sync first`,
+        // Only a full read marks a user deleted: the usual mistake is an incremental run after the deletion in CPQ.
+        `refusing to forget ${who}: the database holds this user as present (no full read has found it deleted), so the next run would copy it back while CPQ has it; delete it in CPQ, then run a full read (cpq-sync run --full --site ${request.site}), and forget again`,
       );
     }
     const values = await personalValues(client, user.id);
