@@ -139,7 +139,11 @@ export function redirectHint(message: string): string | undefined {
 /** The fix for a database that could not be reached; the message already names it, password hidden. */
 export function databaseHint(message: string): string | undefined {
   if (!message.startsWith('cannot connect to Postgres')) return undefined;
-  if (/password authentication failed|no password supplied|SASL/i.test(message)) return 'the database refused the user or password: check DATABASE_URL';
+  // node-postgres's words when the URL has no password and the server asks for one: no refusal by the server at all.
+  if (/client password must be a string|no password supplied/i.test(message)) {
+    return 'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database) or set PGPASSWORD';
+  }
+  if (/password authentication failed|SASL/i.test(message)) return 'the database refused the user or password: check DATABASE_URL';
   if (/database "[^"]*" does not exist/.test(message)) return 'create that database first, or name an existing one in DATABASE_URL';
   if (/ENOTFOUND|EAI_AGAIN/.test(message)) return 'the host of DATABASE_URL does not resolve: check its spelling';
   if (/ECONNREFUSED/.test(message)) return 'nothing listens at that host and port: start Postgres, or correct DATABASE_URL';

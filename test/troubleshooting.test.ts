@@ -71,14 +71,16 @@ describe('the README lists every error a user meets first, as printed, with its 
     servers.push(front);
     const wrongPassword = new URL(open.t.url);
     wrongPassword.password = 'not-the-password';
-    // A server that trusts every local connection (initdb --auth=trust) takes any password: the
-    // case cannot happen there, and its entry is not required. npm test's servers ask for one.
+    // A server that trusts every local connection (initdb --auth=trust) takes any password, or
+    // none: those two cases cannot happen there, and their entries are not required. npm test's servers ask for one.
     const probe = new pg.Client({ connectionString: wrongPassword.toString() });
     const trustsAnyPassword = await probe.connect().then(
       () => true,
       () => false,
     );
     await probe.end().catch(() => undefined);
+    const noPassword = new URL(open.t.url);
+    noPassword.password = '';
 
     const cases: Record<string, { code: number; run: () => Promise<{ code: number | null; line: string }> }> = {
       'classic prefix on a Fusion site': { code: 3, run: () => runLine(fusion, {}) },
@@ -91,7 +93,12 @@ describe('the README lists every error a user meets first, as printed, with its 
       'nothing listens': { code: 3, run: async () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}`, CPQ_MAX_RETRIES: '0' }) },
       'host does not resolve': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: 'https://nosuch.invalid', CPQ_MAX_RETRIES: '0' }) },
       'database down': { code: 6, run: async () => runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/warehouse` }) },
-      ...(trustsAnyPassword ? {} : { 'database password': { code: 6, run: () => runLine(open, { DATABASE_URL: wrongPassword.toString() }) } }),
+      ...(trustsAnyPassword
+        ? {}
+        : {
+            'database password': { code: 6, run: () => runLine(open, { DATABASE_URL: wrongPassword.toString() }) },
+            'database URL without a password': { code: 6, run: () => runLine(open, { DATABASE_URL: noPassword.toString() }) },
+          }),
       'database does not answer': {
         code: 6,
         run: async () => {
@@ -141,7 +148,8 @@ describe('the README lists every error a user meets first, as printed, with its 
       expect(matching, `${name}: no README entry matches\n${line}`).toHaveLength(1);
       met.add(matching[0]!);
     }
-    const excused = (e: string) => trustsAnyPassword && e.includes('the database refused the user or password');
+    const excused = (e: string) =>
+      trustsAnyPassword && (e.includes('the database refused the user or password') || e.includes('DATABASE_URL names no password'));
     expect(entries.filter((e) => !met.has(e) && !excused(e))).toEqual([]);
   });
 
