@@ -45,7 +45,7 @@ export function wantsPrefixProbe(err: unknown): boolean {
  * answers, the company when the configured prefix answers (its companies exist, this one does
  * not), else the site's address.
  */
-export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl?: string): string {
+export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl?: string, baseUrl?: string): string {
   const other = otherPrefix(configured);
   if (!answers(probe[configured]) && answers(probe[other])) {
     return `this site answers under ${prefixSetting(other)}, not under ${prefixSetting(configured)}: set CPQ_PATH_PREFIX=${other}`;
@@ -55,6 +55,11 @@ export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl
     return company === undefined
       ? `the path prefix is right (${prefixSetting(configured)}); this resource is not on the site`
       : `the site has no company "${decodeURIComponent(company)}": check CPQ_COMPANIES (cpq-sync check lists the site's companies)`;
+  }
+  // A base URL with a path (an API address copied whole, a sign-in page's): the prefixes were asked under that path.
+  const base = baseUrl !== undefined && URL.canParse(baseUrl) ? new URL(baseUrl) : undefined;
+  if (base !== undefined && base.pathname.replace(/\/+$/, '') !== '') {
+    return `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path ${base.pathname} of CPQ_BASE_URL: give the site's root, without a path: set CPQ_BASE_URL=${base.origin}`;
   }
   return 'neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies: check CPQ_BASE_URL (scheme, host, port)';
 }
@@ -162,7 +167,7 @@ export function hintFor(err: unknown, facts: HintFacts = {}): string | undefined
     case 'auth':
       return cpq ? authHint(cpq.auth, message) : undefined;
     case 'source': {
-      if (err.status === 404 && cpq && facts.prefixes) return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1]);
+      if (err.status === 404 && cpq && facts.prefixes) return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1], cpq.baseUrl);
       return tlsHint(message, cpq) ?? redirectHint(message) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined);
     }
     case 'database':

@@ -313,6 +313,14 @@ describe('cpq-sync check against the simulator', () => {
       fix: 'neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies: check CPQ_BASE_URL (scheme, host, port)',
     });
     expect(step(report, 'credentials').status).toBe('skip');
+
+    // The API's address copied whole into CPQ_BASE_URL (operator review EG): the fix names the path and the root to set, in check and in a run.
+    const withPath = `${h.sim.baseUrl}/rest/v16`;
+    const rootFix = `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path /rest/v16 of CPQ_BASE_URL: give the site's root, without a path: set CPQ_BASE_URL=${h.sim.baseUrl}`;
+    expect(step(await runCheck(envOf(h, { CPQ_BASE_URL: withPath })), 'path prefix')).toMatchObject({ status: 'fail', fix: rootFix });
+    const run = await cli(['run'], envOf(h, { CPQ_BASE_URL: withPath }));
+    expect(run.code).toBe(3);
+    expect(run.stderr).toContain(`; hint: ${rootFix}\n`);
   });
 
   it('CPQ_BASE_URL that redirects the API to another origin (a single sign-on page, http to https): the fix says what to set, in check and in a run', async ({

@@ -147,7 +147,7 @@ export async function checkAccess(client: CpqHttpClient, cpq: CpqConfig): Promis
   const prefixStep = fail(
     'path prefix',
     `GET ${client.url(`${configured}/rest/v16/companies`)} answered 404 (${prefixSetting(configured)})`,
-    prefixHint(configured, probe),
+    prefixHint(configured, probe, undefined, cpq.baseUrl),
   );
   if (second.kind === 'ok') return { steps: [pass('credentials', `accepted (under ${prefixSetting(other)}): ${tried}`), prefixStep], prefix: other };
   if (second.kind === 'refused') {
