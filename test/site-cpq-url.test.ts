@@ -131,6 +131,8 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       const refused = await cli(['run'], env);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('cpq-sync run --site default --cpq-moved');
+      // A typo meets this refusal first: it says so before --cpq-moved (operator review EG).
+      expect(refused.stderr).toContain('If the new address is a mistake (a typo, a path added), correct it; if it is the same CPQ');
       const accepted = await cli(['run', '--cpq-moved'], { ...env, LOG_LEVEL: 'warn' });
       expect(accepted.code, accepted.stderr).toBe(0);
       // Its warning names the site and run, as the run's info lines do (review DB: it named neither).
@@ -142,6 +144,7 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       expect(report.database?.steps.find((s) => s.step === 'cpq (default)')).toMatchObject({
         status: 'fail',
         detail: `its rows were read from ${siteCpqUrl(moved.url)}, its base URL names ${siteCpqUrl(h.sim.baseUrl)}: a run would exit 2`,
+        fix: 'if the new address is a mistake (a typo, a path added), correct it; if it is the same CPQ at a new address, cpq-sync run --site default --cpq-moved; if another, give it a site name of its own',
       });
       expect(report.ok).toBe(false);
       expect((await runCheck(env)).database?.steps.find((s) => s.step === 'cpq (default)')).toMatchObject({ status: 'pass' });

@@ -106,7 +106,7 @@ export async function checkSiteCpq(database: Database, site: SiteConfig): Promis
     return fail(
       step,
       `its rows were read from ${recorded}, its base URL names ${cpqUrl}: a run would exit 2`,
-      `if it is the same CPQ at a new address, cpq-sync run --site ${site.name} --cpq-moved; if another, give it a site name of its own`,
+      `if the new address is a mistake (a typo, a path added), correct it; if it is the same CPQ at a new address, cpq-sync run --site ${site.name} --cpq-moved; if another, give it a site name of its own`,
     );
   }
   return pass(step, `its rows were read from ${recorded}`);

@@ -17,6 +17,7 @@ export function requireSameCpq(
   throw new SyncError(
     'config',
     `site ${site} was synced from ${recorded}, and its base URL and path prefix (CPQ_BASE_URL and CPQ_PATH_PREFIX, or its baseUrl and pathPrefix in CPQ_SITES_FILE) now name ${cpqUrl}: ${otherwise}. ` +
-      `If it is the same CPQ at a new address, run once with --cpq-moved (cpq-sync run --site ${site} --cpq-moved); if it is another CPQ, give it a site name of its own`,
+      // A typo in a base URL the site had synced from meets this refusal before any request: say it first.
+      `If the new address is a mistake (a typo, a path added), correct it; if it is the same CPQ at a new address, run once with --cpq-moved (cpq-sync run --site ${site} --cpq-moved); if it is another CPQ, give it a site name of its own`,
   );
 }
