@@ -77,7 +77,9 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     // A relative name says which folder: the working directory is not always the one meant.
     const where = isAbsolute(path) ? path : `${path} (in ${process.cwd()})`;
     if (code === 'EISDIR') throw new ConfigError(`${path} is not a file`);
-    throw new ConfigError(`${where}: cannot be opened (${code ?? 'error'})`);
+    // A service account running where the operator made the file (review EG: it named no fix).
+    const fix = code === 'EACCES' || code === 'EPERM' ? '; run cpq-sync as the account that made it, or let this account read it (chown, chmod u+r)' : '';
+    throw new ConfigError(`${where}: cannot be opened (${code ?? 'error'})${fix}`);
   }
   if (read === undefined) return;
   const { bytes, file } = read;

@@ -181,7 +181,9 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and a .env it may not rea
     await writeFile(join(cwd, '.env'), 'SYNC_CRON=0 3 * * *\n', { mode: 0o600 });
     const out = await asNobody(['status'], {}, cwd);
     expect(out).toMatchObject({ code: 2, stdout: '' });
-    expect(out.stderr).toBe(`cpq-sync: .env (in ${cwd}): cannot be opened (EACCES)\n`);
+    expect(out.stderr).toBe(
+      `cpq-sync: .env (in ${cwd}): cannot be opened (EACCES); run cpq-sync as the account that made it, or let this account read it (chown, chmod u+r)\n`,
+    );
   });
 });
 
