@@ -71,8 +71,9 @@ describe('the README lists every error a user meets first, as printed, with its 
     servers.push(front);
     const wrongPassword = new URL(open.t.url);
     wrongPassword.password = 'not-the-password';
-    // A server that trusts every local connection (initdb --auth=trust) takes any password, or
-    // none: those two cases cannot happen there, and their entries are not required. npm test's servers ask for one.
+    // A server that trusts every local connection (initdb --auth=trust) takes any password, or none:
+    // those two cases cannot happen there, and their entries are not required. npm test's servers
+    // ask for one.
     const probe = new pg.Client({ connectionString: wrongPassword.toString() });
     const trustsAnyPassword = await probe.connect().then(
       () => true,
