@@ -1,6 +1,6 @@
 import type { AlertsConfig } from '../config.js';
 import { claimDueAlerts, type AlertRow } from '../db/sql/claim-due-alerts.js';
-import { dispatcherFor, withDispatcher } from '../cpq/transport.js';
+import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 import type { Queryable } from '../db/compiled-query.js';
 import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
 import { releaseAlerts } from '../db/sql/release-alerts.js';

@@ -7,7 +7,7 @@ import { contentEncoding, readHead } from '../cpq/http-bodies.js';
 import { CpqHttpClient } from '../cpq/http-client.js';
 import { readCollection } from '../cpq/paging.js';
 import { INTEGRATION_STREAM, companyUsersPath, listCompanies } from '../cpq/streams.js';
-import { dispatcherFor, withDispatcher } from '../cpq/transport.js';
+import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { zipExportUrl } from '../cpq/zip-export.js';
 import { authHint, describeAuth, otherPrefix, prefixHint, prefixSetting, redirectHint, tlsHint, unreachableHint } from '../error-hints.js';

@@ -4,7 +4,7 @@ import { SyncError, errorMessage, hasControlCharacter, isHeaderText, urlForMessa
 import { RequestSignal } from '../request-signal.js';
 import { readHead } from './http-bodies.js';
 import { RETRY_STATUSES, retryAfterMs, RetryableError } from './http-retry.js';
-import { dispatcherFor, withDispatcher } from './transport.js';
+import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 
 /** Supplies the Authorization header and, for renewable credentials, a fresh one after a 401. */
 export interface Authenticator {

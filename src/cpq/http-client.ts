@@ -26,7 +26,7 @@ import { quotesSecret } from '../secret-echo.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
 import { RequestSignal } from '../request-signal.js';
-import { dispatcherFor, withDispatcher } from './transport.js';
+import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 
 /** Answers that mean CPQ is overloaded: the site's request budget is cut (timeouts too). */
 const SLOW_DOWN_STATUSES = new Set([429, 503]);

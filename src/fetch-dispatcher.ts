@@ -1,7 +1,7 @@
 import { rootCertificates } from 'node:tls';
 import type * as Undici from 'undici';
 import type { Dispatcher } from 'undici';
-import { requireWhenUsed } from '../require-when-used.js';
+import { requireWhenUsed } from './require-when-used.js';
 
 /**
  * How long the default dispatcher of Node's fetch waits for a response's headers, and between two
