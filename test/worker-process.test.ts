@@ -69,6 +69,8 @@ describe('cpq-sync schedule (process)', () => {
     expect(messages).toContain('shutdown requested: no new runs; the current run rolls back and is recorded as interrupted');
     expect(messages).toContain('run interrupted by shutdown: rolled back and recorded as interrupted');
     expect(messages.at(-1)).toBe('worker stopped');
+    // A shutdown asked for is no failure: no line at error level (it logged "sync run failed" at error, review EF).
+    expect(worker.lines().filter((l) => Number(l.level) >= 50)).toEqual([]);
   });
 
   it('run | head: standard output closed mid-run stops the run as SIGPIPE would: rolled back, recorded interrupted, one line, exit 130 (review CM: an unhandled EPIPE)', async ({

@@ -258,7 +258,9 @@ class SyncRun {
         );
         throw error;
       }
-      runLog.error({ error: message, kind: error.kind }, 'sync run failed; nothing was changed');
+      // A shutdown is asked for, not a failure: no error line for an operator to chase (review EF).
+      if (error.kind === 'interrupted') runLog.info({ error: message }, 'sync run interrupted; rolled back, nothing was changed');
+      else runLog.error({ error: message, kind: error.kind }, 'sync run failed; nothing was changed');
       if (error.kind !== 'interrupted') await this.redactAfterFailure(client, runLog);
       throw error;
     }
