@@ -40,6 +40,8 @@ describe('cpq-sync CLI', () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.some((l) => l.msg === 'page read' && l.stream === 'companies/_host')).toBe(true);
     expect(lines.find((l) => l.msg === 'sync run succeeded')).toMatchObject({ inserted: 7 });
+    // The last line, the one a cron log keeps, counts every kind of change (it had no deleted or restored: review EG).
+    expect(lines.at(-1)).toMatchObject({ msg: 'done', inserted: 7, updated: 0, unchanged: 0, deleted: 0, restored: 0 });
     // Each key once in a line (the summary said "site" twice: review CK).
     for (const line of out.stdout.trim().split('\n')) expect(line.match(/"site":/g)?.length ?? 0, line).toBeLessThanOrEqual(1);
     const rows = await h.t.query(`SELECT 1 FROM cpq.users`);

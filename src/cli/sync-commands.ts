@@ -59,6 +59,8 @@ export function registerSyncCommands(program: Command): void {
                   inserted: result.inserted,
                   updated: result.updated,
                   unchanged: result.unchanged,
+                  deleted: result.deleted,
+                  restored: result.restored,
                   warnings: result.warnings.length,
                 },
                 'done',
