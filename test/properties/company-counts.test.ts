@@ -1,0 +1,87 @@
+import fc from 'fast-check';
+import { describe, expect } from 'vitest';
+import { readLatestCompanyCounts } from '../../src/db/sql/read-proofs.js';
+import { it } from '../helpers/fixtures.js';
+import { propertyTimeout, runs } from './arbitraries.js';
+
+/*
+ * readLatestCompanyCounts skips from one (site, company) to the next in migration 0024's index
+ * (a recursive query) rather than reading every row. It must answer as the query it replaced
+ * did, kept here as written before: for any runs of any sites, each company's active rows of its
+ * latest run and CPQ's total at its latest full read (NULL when none, or when that read recorded
+ * none), in the same order. Asked with the planner free (the skip scan through the index) and
+ * with index scans off (the same query read another way).
+ */
+const BEFORE_SKIP_SCAN = `
+  SELECT DISTINCT ON (k.site, k.company_login) k.site, k.company_login AS company, k.active_rows::text AS database,
+         (SELECT f.total_results::text FROM cpq.run_company_counts f
+          WHERE f.site = k.site AND f.company_login = k.company_login AND f.mode = 'full' ORDER BY f.run_id DESC LIMIT 1) AS cpq
+  FROM cpq.run_company_counts k
+  ORDER BY k.site, k.company_login, k.run_id DESC`;
+
+const SITES = ['emea', 'us', 'US', 'a-b', 'ab', 'z_1'];
+// Logins that sort differently by byte and by a language's rules, and one that differs only in case.
+const COMPANIES = ['_host', 'acme', 'Acme', 'a b', 'ab', 'a-b', 'é', 'z'];
+
+/** One run: its site, and per company it read, its mode, CPQ's total (null: none recorded) and the rows held active. */
+const run = fc.record({
+  site: fc.constantFrom(...SITES),
+  counts: fc.uniqueArray(
+    fc.record({
+      company: fc.constantFrom(...COMPANIES),
+      mode: fc.constantFrom('full', 'incremental', 'incremental'),
+      total: fc.option(fc.nat(1000), { freq: 4 }),
+      active: fc.nat(1000),
+    }),
+    { selector: (c) => c.company, maxLength: 4 },
+  ),
+});
+
+describe('per-company counts of /metrics (property)', () => {
+  it(
+    'the skip scan answers as the query before it did, for any runs of any sites',
+    async ({ createDatabase }) => {
+      const t = await createDatabase();
+      await t.query(`INSERT INTO cpq.sites (name) SELECT unnest($1::text[])`, [SITES]);
+      await fc.assert(
+        fc.asyncProperty(fc.array(run, { maxLength: 30 }), async (runsMade) => {
+          await t.query('DELETE FROM cpq.run_company_counts');
+          await t.query('DELETE FROM cpq.sync_runs');
+          for (const r of runsMade) {
+            const [made] = await t.query<{ id: string }>(
+              `INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at) VALUES ($1, 'succeeded', 'incremental', now(), now()) RETURNING id::text`,
+              [r.site],
+            );
+            for (const c of r.counts) {
+              await t.query(
+                `INSERT INTO cpq.run_company_counts (run_id, company_login, site, mode, total_results, received, received_checksum, active_rows, active_checksum, active_source)
+                 VALUES ($1, $2, $3, $4, $5, 0, '', $6, '', 'table')`,
+                [made!.id, c.company, r.site, c.mode, c.total, c.active],
+              );
+            }
+          }
+          const before = (await t.query<{ site: string; company: string; cpq: string | null; database: string }>(BEFORE_SKIP_SCAN)).map((r) => ({
+            site: r.site,
+            company: r.company,
+            cpq: r.cpq === null ? null : Number(r.cpq),
+            database: Number(r.database),
+          }));
+          expect(await readLatestCompanyCounts(t.pool)).toEqual(before);
+          const client = await t.pool.connect();
+          try {
+            await client.query('BEGIN');
+            await client.query('SET LOCAL enable_indexscan = off');
+            await client.query('SET LOCAL enable_indexonlyscan = off');
+            await client.query('SET LOCAL enable_bitmapscan = off');
+            expect(await readLatestCompanyCounts(client)).toEqual(before);
+          } finally {
+            await client.query('ROLLBACK');
+            client.release();
+          }
+        }),
+        runs(60, propertyTimeout(90_000)),
+      );
+    },
+    propertyTimeout(90_000),
+  );
+});
