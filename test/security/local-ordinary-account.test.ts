@@ -80,6 +80,31 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and the embedded Postgres
       `cpq-sync: embedded Postgres initialisation failed in ${join(roots, 'pg')}: cannot write in ${roots} (DATA_DIR) (EACCES); set DATA_DIR to a folder you can write, or set DATABASE_URL\n`,
     );
   });
+  it('check, before any data folder exists, fails the database step with the reason and fix the first run exits 6 with', async () => {
+    const port = String(await freePort());
+    const roots = await folder(0, 0o755);
+    const own = await folder(NOBODY, 0o755);
+    const file = join(own, 'a-file');
+    await writeFile(file, '');
+    await chown(file, NOBODY, NOBODY);
+    const cpq = { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}`, CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'not-used', CPQ_MAX_RETRIES: '0' };
+    // One it may not create, one under a file, a file in its place, and one there already that it may not write.
+    for (const dataDir of [join(roots, 'data'), join(file, 'data'), file, roots]) {
+      const first = await asNobody(['migrate'], { DATA_DIR: dataDir, EMBEDDED_PG_PORT: port });
+      expect(first).toMatchObject({ code: 6, stdout: '' });
+      const line = first.stderr.replace(/^cpq-sync: /, '').replace(/\n$/, '');
+      const cut = line.indexOf('; ');
+      const checked = await asNobody(['check', '--json'], { ...cpq, DATA_DIR: dataDir, EMBEDDED_PG_PORT: port });
+      expect(checked.code).toBe(1);
+      const report = JSON.parse(checked.stdout) as { database: { steps: { step: string; status: string; detail: string; fix: string }[] } };
+      expect(report.database.steps.find((s) => s.step === 'database')).toEqual({
+        step: 'database',
+        status: 'fail',
+        detail: `embedded Postgres in ${dataDir} does not exist yet, and the first run would fail (exit code 6): ${line.slice(0, cut)}`,
+        fix: line.slice(cut + 2),
+      });
+    }
+  });
   it("a data folder another account made (a run as root makes it the postgres account's): one line saying whose it is and what to do, exit code 6", async () => {
     const port = String(await freePort());
     for (const owner of [0, 12345]) {
