@@ -82,6 +82,27 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
     constructor(config?: pg.ClientConfig) {
       super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
     }
+
+    // A connection that failed to open is ended: node-postgres leaves the socket of one whose
+    // authentication it failed itself (a DATABASE_URL without a password, to a server asking for
+    // one: its SASL step throws) open until the server's authentication_timeout, a minute by
+    // default, and the process, its one-line error printed, could not exit until then.
+    override connect(): Promise<pg.Client>;
+    override connect(callback: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): void;
+    override connect(callback?: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): Promise<pg.Client> | void {
+      const endFailed = () => void this.end().catch(() => undefined);
+      if (callback === undefined) {
+        return super.connect().catch((err: unknown) => {
+          endFailed();
+          throw err;
+        });
+      }
+      const told = callback as (err: Error | null, c?: pg.Client) => void;
+      super.connect((err: Error | null, c?: pg.Client) => {
+        if (err) endFailed();
+        told(err, c);
+      });
+    }
   }
   const pool = new pg.Pool({
     Client: BoundedClient as unknown as new () => pg.ClientBase,
