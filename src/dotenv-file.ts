@@ -78,7 +78,7 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     const where = isAbsolute(path) ? path : `${path} (in ${process.cwd()})`;
     if (code === 'EISDIR') throw new ConfigError(`${path} is not a file`);
     // A service account running where the operator made the file (review EG: it named no fix).
-    const fix = code === 'EACCES' || code === 'EPERM' ? '; run cpq-sync as the account that made it, or let this account read it (chown, chmod u+r)' : '';
+    const fix = code === 'EACCES' || code === 'EPERM' ? '; run cpq-sync as the account that made it, or chown the file to this account' : '';
     throw new ConfigError(`${where}: cannot be opened (${code ?? 'error'})${fix}`);
   }
   if (read === undefined) return;

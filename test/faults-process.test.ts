@@ -50,7 +50,11 @@ const statuses = async (t: TestDatabase) => (await t.query<{ status: string }>(`
 function databaseAt(url: string): TestDatabase {
   const pool = createPool(url, 1);
   const db = createDb(pool);
-  cleanups.push(() => db.destroy());
+  // Kysely's destroy ends the pool only once the Kysely instance was used; most callers query the pool.
+  cleanups.push(async () => {
+    await db.destroy();
+    if (!pool.ended) await pool.end();
+  });
   return {
     url,
     pool,

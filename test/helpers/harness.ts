@@ -56,7 +56,8 @@ export async function startHarness(
     CPQ_KEY_RANGES: '1',
     ...(typeof env === 'function' ? env(url) : env),
   });
-  // As `cpq-sync run` does: the run, then its alerts (and any earlier ones still pending).
+  // As `cpq-sync run` does after a run that succeeded: the run, then its alerts (and any earlier
+  // ones still pending). `run` sends them after a failed run too; alerts.test shows that through the CLI.
   const sync = async (options?: RunOptions) => {
     const result = await runSync({ pool: t.pool, db: t.db, config, log }, options);
     await deliverPendingAlerts({ on: t.pool, config: config.alerts, log, signal: options?.signal });

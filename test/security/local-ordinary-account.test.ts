@@ -207,7 +207,7 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and a .env it may not rea
     const out = await asNobody(['status'], {}, cwd);
     expect(out).toMatchObject({ code: 2, stdout: '' });
     expect(out.stderr).toBe(
-      `cpq-sync: .env (in ${cwd}): cannot be opened (EACCES); run cpq-sync as the account that made it, or let this account read it (chown, chmod u+r)\n`,
+      `cpq-sync: .env (in ${cwd}): cannot be opened (EACCES); run cpq-sync as the account that made it, or chown the file to this account\n`,
     );
   });
 });
