@@ -2,13 +2,13 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { afterEach, describe, expect, it as plainIt } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { authHint, hintFor, tlsHint, unreachableHint } from '../src/error-hints.js';
 import { SyncError } from '../src/errors.js';
 import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
 import { cli, gate } from './helpers/cli-process.js';
+import { acceptsAnyPassword } from './helpers/database.js';
 import { freePort } from './helpers/free-port.js';
 import { it, type Harness } from './helpers/harness.js';
 import { frontUrl, tlsFront } from './helpers/tls-front.js';
@@ -74,12 +74,7 @@ describe('the README lists every error a user meets first, as printed, with its 
     // A server that trusts every local connection (initdb --auth=trust) takes any password, or none:
     // those two cases cannot happen there, and their entries are not required. npm test's servers
     // ask for one.
-    const probe = new pg.Client({ connectionString: wrongPassword.toString() });
-    const trustsAnyPassword = await probe.connect().then(
-      () => true,
-      () => false,
-    );
-    await probe.end().catch(() => undefined);
+    const trustsAnyPassword = await acceptsAnyPassword(open.t.url);
     const noPassword = new URL(open.t.url);
     noPassword.password = '';
 

@@ -100,3 +100,19 @@ export async function migrateBefore(t: TestDatabase, first: string): Promise<voi
     rmSync(earlier, { recursive: true, force: true });
   }
 }
+
+/**
+ * Whether the server at `url` lets a wrong password in (initdb --auth=trust, as reviewers'
+ * clusters are): there a test of a refused or missing password cannot happen.
+ */
+export async function acceptsAnyPassword(url: string): Promise<boolean> {
+  const wrong = new URL(url);
+  wrong.password = 'not-the-password';
+  const probe = new pg.Client({ connectionString: wrong.toString() });
+  const accepted = await probe.connect().then(
+    () => true,
+    () => false,
+  );
+  await probe.end().catch(() => undefined);
+  return accepted;
+}
