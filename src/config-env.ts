@@ -25,11 +25,15 @@ const LONGEST_TIMER_MS = 2 ** 31 - 1;
 /** The bound of the durations that only move dates (a lookback, a retention): a century, well inside what Date and Postgres hold. */
 const LONGEST_SPAN_MS = 100 * 365 * 86_400_000;
 
+/** A duration the way an operator writes one (`36h`, `90s`, `250ms`): in the largest unit that keeps it whole. */
+export function durationSetting(ms: number): string {
+  if (ms > 0) for (const unit of ['d', 'h', 'm'] as const) if (ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
 /** Shows a bound of a duration's rule the way an operator writes one. */
 function shownMs(ms: number): string {
-  if (ms === LONGEST_TIMER_MS) return `${ms}ms (about 24.8 days, the longest wait a timer keeps)`;
-  if (ms > 0 && ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+  return ms === LONGEST_TIMER_MS ? `${ms}ms (about 24.8 days, the longest wait a timer keeps)` : durationSetting(ms);
 }
 
 /**

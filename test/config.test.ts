@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { envSchema, parseDuration } from '../src/config-env.js';
+import { durationSetting, envSchema, parseDuration } from '../src/config-env.js';
 import { ConfigError, likelyTypos, loadConfig } from '../src/config.js';
 
 const base = { CPQ_BASE_URL: 'https://site.example.com' };
@@ -31,6 +31,13 @@ describe('configuration', () => {
     expect(parseDuration('250ms')).toBe(250);
     expect(parseDuration('7d')).toBe(604_800_000);
     expect(parseDuration('soon')).toBeUndefined();
+  });
+
+  it('shows a duration as an operator writes it, in the largest unit that keeps it whole, and reads back the same', () => {
+    const shown = ['36h', '90s', '2m', '250ms', '7d', '1500ms', '0s'].map((text) => durationSetting(parseDuration(text)!));
+    expect(shown).toEqual(['36h', '90s', '2m', '250ms', '7d', '1500ms', '0s']);
+    expect(durationSetting(parseDuration('120s')!)).toBe('2m');
+    expect(durationSetting(parseDuration('48h')!)).toBe('2d');
   });
 
   it('names every wrong value in one message', () => {

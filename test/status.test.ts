@@ -49,7 +49,7 @@ describe('cpq-sync status', () => {
     const text = await cli(['status'], env);
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(
-      /\nLast run succeeded: run \d+ at [\d-]+ [\d:]+, took [^\n]+\nSTALE: no run has succeeded since [\d-]+ [\d:]+, longer ago than SYNC_STALE_AFTER: is the worker running\?\n$/,
+      /\nLast run succeeded: run \d+ at [\d-]+ [\d:]+, took [^\n]+\nSTALE: no run has succeeded since [\d-]+ [\d:]+, longer ago than SYNC_STALE_AFTER=1s: is the worker running\?\n$/,
     );
     const json = await cli(['status', '--json'], env);
     expect(json.code).toBe(1);

@@ -354,7 +354,7 @@ describe('health and metrics', () => {
     // worker has been up for that long (one just started after an outage has its ticks first: review BA).
     expect(await check(new Date(now.getTime() + day), 2 * day)).toMatchObject({
       ready: false,
-      runs: expect.stringMatching(/^no run has succeeded since .* \(longer than SYNC_STALE_AFTER; runs that fail before they are recorded/) as unknown,
+      runs: expect.stringMatching(/^no run has succeeded since .* \(longer than SYNC_STALE_AFTER=36h; runs that fail before they are recorded/) as unknown,
     });
     expect(await check(new Date(now.getTime() + day), 60_000)).toMatchObject({ ready: true, runs: 'ok' });
     expect(await check(new Date(now.getTime() + day))).toMatchObject({ ready: false });
@@ -364,7 +364,7 @@ describe('health and metrics', () => {
     expect(await check()).toMatchObject({ ready: true, lastRun: { status: 'failed' } });
     const dayLater = await check(new Date(now.getTime() + day)); // no success for 2 days
     expect(dayLater.ready).toBe(false);
-    expect(dayLater.runs).toMatch(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER\)$/);
+    expect(dayLater.runs).toMatch(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER=36h\)$/);
     await insert('succeeded', 0.1 * day);
     expect(await check(new Date(now.getTime() + day))).toMatchObject({ ready: true, runs: 'ok' });
     // A run that hangs (still `running`, holding its site's lock) turns stale like failures do.
@@ -378,7 +378,7 @@ describe('health and metrics', () => {
       expect(await check()).toMatchObject({ ready: true, runs: 'ok' });
       const hung = await check(new Date(now.getTime() + 2 * day));
       expect(hung.ready).toBe(false);
-      expect(hung.runs).toMatch(/^a run has been running since .* \(longer than SYNC_STALE_AFTER\)$/);
+      expect(hung.runs).toMatch(/^a run has been running since .* \(longer than SYNC_STALE_AFTER=36h\)$/);
     } finally {
       await release();
       client.release();
@@ -388,7 +388,7 @@ describe('health and metrics', () => {
     expect(await check()).toMatchObject({ ready: true, lastRun: { id: running!.id, status: 'abandoned', finishedAt: null } });
     expect(await check(new Date(now.getTime() + 2 * day))).toMatchObject({
       ready: false,
-      runs: expect.stringMatching(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER\)$/) as unknown,
+      runs: expect.stringMatching(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER=36h\)$/) as unknown,
       lastRun: { status: 'abandoned', error: expect.stringMatching(/its process died/) as unknown },
     });
 

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Queryable } from '../db/compiled-query.js';
+import { durationSetting } from '../config-env.js';
 import { errorMessage, oneLine } from '../errors.js';
 import { readRunHealth } from './run-health.js';
 import { withTimeout } from './timeout.js';
@@ -114,6 +115,8 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
     const hung = older(runningSince);
     const failing = older(failingSince);
     const site = options.sites[i]!;
+    // The limit's value in the message: an operator reading /readyz need not find the setting to judge it.
+    const limit = `SYNC_STALE_AFTER=${durationSetting(options.staleAfterMs)}`;
     const tried =
       options.upForMs === undefined
         ? lastSuccessAt !== null
@@ -123,15 +126,15 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
       site,
       ready: !(hung || failing || overdue),
       runs: hung
-        ? `a run has been running since ${runningSince!.toISOString()} (longer than SYNC_STALE_AFTER)`
+        ? `a run has been running since ${runningSince!.toISOString()} (longer than ${limit})`
         : failing
-          ? `runs have not succeeded since ${failingSince!.toISOString()} (longer than SYNC_STALE_AFTER)`
+          ? `runs have not succeeded since ${failingSince!.toISOString()} (longer than ${limit})`
           : overdue
             ? lastSuccessAt === null
-              ? 'no run has succeeded since the worker started, longer ago than SYNC_STALE_AFTER (runs that fail before they are recorded leave no failed run: see the log)'
-              : `no run has succeeded since ${lastSuccessAt.toISOString()} (longer than SYNC_STALE_AFTER; runs that fail before they are recorded leave no failed run: see the log)`
+              ? `no run has succeeded since the worker started, longer ago than ${limit} (runs that fail before they are recorded leave no failed run: see the log)`
+              : `no run has succeeded since ${lastSuccessAt.toISOString()} (longer than ${limit}; runs that fail before they are recorded leave no failed run: see the log)`
             : failingSince
-              ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within SYNC_STALE_AFTER`
+              ? `the last run failed; runs have not succeeded since ${failingSince.toISOString()}, within ${limit}`
               : 'ok',
       lastRun: lastRun && {
         id: lastRun.id,

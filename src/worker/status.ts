@@ -3,6 +3,7 @@ import { readRecentRuns } from '../db/sql/read-recent-runs.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
+import { durationSetting } from '../config-env.js';
 import { printable } from '../errors.js';
 import { textTable } from '../text-table.js';
 import { readRunHealth, type RunHealth } from './run-health.js';
@@ -126,9 +127,10 @@ function staleness(health: RunHealth, staleAfterMs: number | undefined): string 
   const now = health.now;
   if (staleAfterMs === undefined || now === undefined) return null;
   const older = (since: Date | null): since is Date => since !== null && now.getTime() - since.getTime() > staleAfterMs;
-  if (older(health.runningSince)) return `a run has been running since ${when(health.runningSince.toISOString())}, longer than SYNC_STALE_AFTER`;
+  const limit = `SYNC_STALE_AFTER=${durationSetting(staleAfterMs)}`;
+  if (older(health.runningSince)) return `a run has been running since ${when(health.runningSince.toISOString())}, longer than ${limit}`;
   if (older(health.lastSuccessAt))
-    return `no run has succeeded since ${when(health.lastSuccessAt.toISOString())}, longer ago than SYNC_STALE_AFTER: is the worker running?`;
+    return `no run has succeeded since ${when(health.lastSuccessAt.toISOString())}, longer ago than ${limit}: is the worker running?`;
   return null;
 }
 
