@@ -498,13 +498,30 @@ describe('alerts on privileged access', () => {
 
     // alerts retry against the same refusal: one line for the pass, and the requeue's.
     const retried = await cli(['alerts', 'retry'], env);
-    expect(retried.code).toBe(0);
+    // Not delivered: exit code 1, as `alerts test`, and one line saying so.
+    expect({ code: retried.code, stderr: retried.stderr }).toEqual({
+      code: 1,
+      stderr: 'cpq-sync: not every alert was delivered: 30 refused by the webhook again (failed); `cpq-sync alerts list` shows them\n',
+    });
     expect(hook.requests).toHaveLength(60);
     expect(alertLines(retried.stdout).map((l) => l.msg)).toEqual([expected.msg, 'failed alerts requeued']);
+
+    // The webhook down: they stay pending, exit code 1 too.
+    hook.status = 503;
+    const down = await cli(['alerts', 'retry'], env);
+    expect({ code: down.code, stderr: down.stderr }).toEqual({
+      code: 1,
+      stderr:
+        'cpq-sync: not every alert was delivered: the webhook could not take them now (they stay pending, sent by the next run or worker pass); `cpq-sync alerts list` shows them\n',
+    });
+    expect(hook.requests).toHaveLength(61);
+    expect(new Set((await outbox(h)).map((r) => r.status))).toEqual(new Set(['pending']));
+    await h.t.query(`UPDATE cpq.alert_outbox SET next_attempt_at = now()`);
 
     // Fixed: retry sends them all, one line for the pass.
     hook.status = 200;
     const fixed = await cli(['alerts', 'retry'], env);
+    expect({ code: fixed.code, stderr: fixed.stderr }).toEqual({ code: 0, stderr: '' });
     expect(alertLines(fixed.stdout).map((l) => l.msg)).toEqual(['alert delivery pass', 'failed alerts requeued']);
     expect((await outbox(h)).map((r) => r.status)).toEqual(Array(30).fill('delivered'));
     expect(fixed.stdout).not.toContain('tokenpart');

@@ -83,6 +83,17 @@ export function registerComplianceCommands(program: Command): void {
           const requeued = await requeueFailedAlerts(database.pool).catch(rethrowAsSyncError);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log }).catch(rethrowAsSyncError);
           log.info({ requeued, ...report }, 'failed alerts requeued');
+          // As `alerts test`: exit code 1 when the pass did not deliver every alert it tried, so
+          // `cpq-sync alerts retry || page-someone` tells a receiver still refusing from one that took them.
+          if (report.failed + report.retrying > 0) {
+            // A pass ends at the first alert the webhook cannot take now: the alerts after it are not counted, only said to wait.
+            const why = [
+              ...(report.failed > 0 ? [`${report.failed} refused by the webhook again (failed)`] : []),
+              ...(report.retrying > 0 ? ['the webhook could not take them now (they stay pending, sent by the next run or worker pass)'] : []),
+            ];
+            process.stderr.write(`cpq-sync: not every alert was delivered: ${why.join('; ')}; \`cpq-sync alerts list\` shows them\n`);
+            process.exitCode = 1;
+          }
         } finally {
           await database.close();
         }
