@@ -242,7 +242,9 @@ describe('cpq-sync forget', () => {
 });
 
 describe('cpq-sync forget (the command)', () => {
-  it('exits 2 with one line for a user CPQ still has, and 0 with what it redacted for a deleted one', async ({ startHarness }) => {
+  it('exits 2 with one line for a user CPQ still has, 7 while a run of the site holds its lock, and 0 with what it redacted for a deleted one', async ({
+    startHarness,
+  }) => {
     const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 0, integrationUsers: 0 });
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
     await h.sync();
@@ -260,6 +262,18 @@ describe('cpq-sync forget (the command)', () => {
     expect(incremental.code).toBe(2);
     expect(incremental.stderr).toContain('cpq-sync run --full --site default');
     await h.sync({ full: true });
+    // A run of the site going on (it holds the sync lock): exit code 7, as a run finding its lock held, and nothing erased.
+    const client = await h.t.pool.connect();
+    const release = await holdSyncLock(client);
+    try {
+      const busy = await new CliProcess(args, { ...env, SYNC_LOCK_TIMEOUT: '1s' }).exited;
+      expect(busy.code).toBe(7);
+      expect(busy.stderr).toMatch(/^cpq-sync: a run of site default is going on \(it holds the site's sync lock\)[^\n]*\n$/);
+    } finally {
+      await release();
+      client.release();
+    }
+    expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
     const done = await new CliProcess(args, env).exited;
     expect(done.code).toBe(0);
     expect(done.stdout).toContain(`forgot _host/${a!} in site default (erasure 1): redacted 1 users, `);

@@ -148,6 +148,12 @@ describe('proof of completeness', () => {
     const differs = await cli(['verify'], env);
     expect(differs.code).toBe(1);
     expect(differs.stdout).toMatch(/\n_host\s+3\s+4\s+1\s+.*DIFFERENT\n\n1 of 1 companies differ\n/);
+    // CPQ not answering is no difference but run's failure, with run's exit code (3) and one line.
+    h.sim.addFault({ match: { path: /./ }, times: Infinity, status: 503, body: 'Down for maintenance' });
+    const away = await cli(['verify'], { ...env, CPQ_MAX_RETRIES: '0' });
+    h.sim.clearFaults();
+    expect({ code: away.code, stdout: away.stdout }).toEqual({ code: 3, stdout: '' });
+    expect(away.stderr).toMatch(/^cpq-sync: [^\n]*503[^\n]*\n$/);
 
     const chain = await cli(['verify', '--chain'], env);
     expect(chain.stdout).toMatch(/^site default: 1 sealed run, chain head [0-9a-f]{64}\nevery seal matches what its run committed\n$/);
