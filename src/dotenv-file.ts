@@ -49,11 +49,14 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
   }
   const encoding = env.DOTENV_CONFIG_ENCODING ?? 'utf8';
   if (!Buffer.isEncoding(encoding)) throw new ConfigError(`DOTENV_CONFIG_ENCODING: "${encoding}" is not an encoding`);
+  // A relative name says which folder: the working directory is not always the one meant.
+  const where = isAbsolute(path) ? path : `${path} (in ${process.cwd()})`;
   try {
     lstatSync(path);
-  } catch {
-    if (named !== undefined) throw new ConfigError(`DOTENV_CONFIG_PATH: cannot read ${path}`);
-    return; // none
+  } catch (err) {
+    if (named === undefined) return; // none
+    const code = errorCode(err);
+    throw new ConfigError(`DOTENV_CONFIG_PATH: ${code === 'ENOENT' ? `${where} does not exist` : `cannot read ${where} (${code ?? 'error'})`}`);
   }
   let read;
   try {
@@ -74,9 +77,7 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     }
     if (err instanceof ConfigFileRefused) throw new ConfigError(`${path}${err.problem}`);
     const code = errorCode(err);
-    // A relative name says which folder: the working directory is not always the one meant.
-    const where = isAbsolute(path) ? path : `${path} (in ${process.cwd()})`;
-    if (code === 'EISDIR') throw new ConfigError(`${path} is not a file`);
+    if (code === 'EISDIR') throw new ConfigError(`${where} is a folder, not a file`);
     // A service account running where the operator made the file (review EG: it named no fix).
     const fix = code === 'EACCES' || code === 'EPERM' ? '; run cpq-sync as the account that made it, or chown the file to this account' : '';
     throw new ConfigError(`${where}: cannot be opened (${code ?? 'error'})${fix}`);

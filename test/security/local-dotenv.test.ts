@@ -115,6 +115,18 @@ describe('.env in the working directory', () => {
     expect(refused.stderr).toMatch(/^cpq-sync: \S+cpq-sync\.env can be written by every user \(mode 666\): refusing to read it/);
   });
 
+  it('DOTENV_CONFIG_PATH naming nothing, or a folder: one line saying which, in which folder, and why (review EG)', async () => {
+    const cwd = await sharedFolder();
+    await mkdir(join(cwd, 'conf'));
+    const missing = await cli(['status'], { DOTENV_CONFIG_PATH: 'nosuch.env' }, { cwd });
+    expect({ code: missing.code, stderr: missing.stderr }).toEqual({
+      code: 2,
+      stderr: `cpq-sync: DOTENV_CONFIG_PATH: nosuch.env (in ${cwd}) does not exist\n`,
+    });
+    const folder = await cli(['status'], { DOTENV_CONFIG_PATH: join(cwd, 'conf') }, { cwd });
+    expect({ code: folder.code, stderr: folder.stderr }).toEqual({ code: 2, stderr: `cpq-sync: ${join(cwd, 'conf')} is a folder, not a file\n` });
+  });
+
   it('DOTENV_KEY set for other programs stops nothing; beside an encrypted .env.vault it is refused aloud', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
