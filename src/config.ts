@@ -658,10 +658,36 @@ function ownSiteScheduleProblems(env: Env): string[] {
 export function scheduleProblems(cron: string, timezone: string): string[] {
   const problems: string[] = [];
   const check = validateDetailed(cron);
-  // node-cron's reasons are joined with commas: a configuration error's problems are joined with semicolons.
-  if (!check.valid) problems.push(`SYNC_CRON: "${cron}" is not a cron expression (${check.errors.map((e) => e.message).join(', ')})`);
+  // Joined with commas: a configuration error's problems are joined with semicolons.
+  if (!check.valid) problems.push(`SYNC_CRON: "${cron}" is not a cron expression: ${check.errors.map(cronErrorText).join(', ')}`);
   if (!isTimeZone(timezone)) problems.push(`SYNC_TIMEZONE: "${timezone}" is not an IANA time zone such as UTC or Europe/Berlin`);
   return problems;
+}
+
+/** Each field of a cron expression, as cron(5) names it, with the values it takes. */
+const CRON_FIELDS: Record<string, { name: string; one: string; values: string }> = {
+  second: { name: 'second', one: 'a second', values: '0-59' },
+  minute: { name: 'minute', one: 'a minute', values: '0-59' },
+  hour: { name: 'hour', one: 'an hour', values: '0-23' },
+  dayOfMonth: { name: 'day of month', one: 'a day of month', values: '1-31' },
+  month: { name: 'month', one: 'a month', values: '1-12 or jan-dec' },
+  dayOfWeek: { name: 'day of week', one: 'a day of week', values: '0-7 or sun-sat' },
+};
+
+/**
+ * One of node-cron's reasons in the operator's words: its own say "25 is a invalid expression for
+ * hour", naming neither the values the field takes nor the fields an expression has (review EG).
+ */
+function cronErrorText(error: { field: string; value?: string; message: string }): string {
+  const field = CRON_FIELDS[error.field];
+  const fields = /^expected 5 or 6 fields but got (\d+)$/.exec(error.message);
+  if (fields) return `it has ${fields[1]} fields, not five (minute hour day-of-month month day-of-week) or six with a second first`;
+  if (error.message === 'pattern includes illegal characters')
+    return 'it holds a character no cron field takes (they take letters, digits and * , - / # ? only)';
+  const impossible = /^(\S+) (\S+) is an impossible day of month/.exec(error.message);
+  if (impossible) return `day of month ${impossible[1]} never comes in month ${impossible[2]}`;
+  if (field === undefined || error.value === undefined) return error.message;
+  return `${field.name} "${error.value}" is not ${field.one} (${field.values}, as numbers, ranges a-b, lists a,b, * or steps */n)`;
 }
 
 function isTimeZone(zone: string): boolean {

@@ -144,7 +144,7 @@ describe('CPQ_SITES_FILE', () => {
       'site "vars", baseUrl (line 17): ${NOT_SET} names an environment variable that is not set',
       'site "vars": key 3 of the site (line 18) is not a known key (not printed: it may be a value typed in its place) (known:',
       'site "vars": key 1 of its oauth (line 21) is not a known key (not printed: it may be a value typed in its place); did you mean oauth.clientId?',
-      'site "vars", cron: "every day" is not a cron expression (expected 5 or 6 fields but got 2)',
+      'site "vars", cron: "every day" is not a cron expression: it has 2 fields, not five (minute hour day-of-month month day-of-week) or six with a second first',
     ]) {
       expect(message).toContain(expected);
     }

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { afterEach, describe, expect } from 'vitest';
-import { ConfigError } from '../src/config.js';
+import { ConfigError, scheduleProblems } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import type { Logger } from '../src/logger.js';
 import { validateSchedule, formatInZone } from '../src/worker/cron-schedule.js';
@@ -186,8 +186,20 @@ describe('schedule', () => {
     expect(() => validateSchedule('0 2 * * *', 'Europe/Berlin')).not.toThrow();
     // Both at once, as the sites file reports them: a fixed cron does not reveal a wrong zone next.
     expect(() => validateSchedule('61 * * * *', 'Mars/Olympus')).toThrow(
-      /SYNC_CRON: "61 \* \* \* \*" is not a cron expression \(.+\); SYNC_TIMEZONE: "Mars\/Olympus"/,
+      /SYNC_CRON: "61 \* \* \* \*" is not a cron expression: .+; SYNC_TIMEZONE: "Mars\/Olympus"/,
     );
+    // In the operator's words: the field, the values it takes, the fields an expression has (review EG: node-cron's "25 is a invalid expression for hour").
+    const cronProblem = (cron: string) => scheduleProblems(cron, 'UTC')[0]!.replace(`SYNC_CRON: "${cron}" is not a cron expression: `, '');
+    expect(['0 25 * * *', '*/0 * * * *', '0 2 * 13 *', '0 2 * * 9', 'every day', '0 0 31 2 *', '0 2 * * $'].map(cronProblem)).toEqual([
+      'hour "25" is not an hour (0-23, as numbers, ranges a-b, lists a,b, * or steps */n)',
+      'minute "*/0" is not a minute (0-59, as numbers, ranges a-b, lists a,b, * or steps */n)',
+      'month "13" is not a month (1-12 or jan-dec, as numbers, ranges a-b, lists a,b, * or steps */n)',
+      'day of week "9" is not a day of week (0-7 or sun-sat, as numbers, ranges a-b, lists a,b, * or steps */n)',
+      'it has 2 fields, not five (minute hour day-of-month month day-of-week) or six with a second first',
+      'day of month 31 never comes in month 2',
+      'it holds a character no cron field takes (they take letters, digits and * , - / # ? only)',
+    ]);
+    expect(scheduleProblems('0 2 * * *', 'UTC')).toEqual([]);
     expect(formatInZone(new Date('2025-01-15T01:00:00Z'), 'Europe/Berlin')).toBe('2025-01-15 02:00:00 Europe/Berlin');
   });
 });
