@@ -25,6 +25,8 @@ export interface HintFacts {
   cpq?: CpqConfig;
   /** Asked only when `wantsPrefixProbe` says the failure was a 404 from CPQ. */
   prefixes?: PrefixProbe;
+  /** The same, asked at the root of a base URL with a path, when neither prefix answered under that path. */
+  rootPrefixes?: PrefixProbe;
 }
 
 export const otherPrefix = (prefix: PathPrefix): PathPrefix => (prefix === '' ? '/cpq' : '');
@@ -35,6 +37,16 @@ export const prefixSetting = (prefix: PathPrefix): string =>
 
 const answers = (a: PrefixAnswer) => a.kind === 'ok' || a.kind === 'refused';
 
+/** The path of a base URL beyond its origin (an API address copied whole, a gateway's), or undefined when it has none. */
+export function baseUrlPath(baseUrl: string): { origin: string; path: string } | undefined {
+  const base = URL.canParse(baseUrl) ? new URL(baseUrl) : undefined;
+  return base === undefined || base.pathname.replace(/\/+$/, '') === '' ? undefined : { origin: base.origin, path: base.pathname };
+}
+
+/** Whether the root of a base URL with a path is worth asking: neither prefix answered under that path. */
+export const wantsRootProbe = (probe: PrefixProbe, baseUrl: string): boolean =>
+  baseUrlPath(baseUrl) !== undefined && !answers(probe['']) && !answers(probe['/cpq']);
+
 /** A 404 from CPQ: the path prefix, or the company, may be wrong; the CLI asks both prefixes before hinting. */
 export function wantsPrefixProbe(err: unknown): boolean {
   return err instanceof SyncError && err.kind === 'source' && err.status === 404;
@@ -43,9 +55,10 @@ export function wantsPrefixProbe(err: unknown): boolean {
 /**
  * The fix for a 404 from CPQ, knowing how both prefixes answered: the other prefix when only it
  * answers, the company when the configured prefix answers (its companies exist, this one does
- * not), else the site's address.
+ * not), else the site's address. For a base URL with a path, `root` is how its root answered:
+ * only a root that answers makes dropping the path the fix (a gateway's path may be meant).
  */
-export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl?: string, baseUrl?: string): string {
+export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl?: string, baseUrl?: string, root?: PrefixProbe): string {
   const other = otherPrefix(configured);
   if (!answers(probe[configured]) && answers(probe[other])) {
     return `this site answers under ${prefixSetting(other)}, not under ${prefixSetting(configured)}: set CPQ_PATH_PREFIX=${other}`;
@@ -56,10 +69,16 @@ export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl
       ? `the path prefix is right (${prefixSetting(configured)}); this resource is not on the site`
       : `the site has no company "${decodeURIComponent(company)}": check CPQ_COMPANIES (cpq-sync check lists the site's companies)`;
   }
-  // A base URL with a path (an API address copied whole, a sign-in page's): the prefixes were asked under that path.
-  const base = baseUrl !== undefined && URL.canParse(baseUrl) ? new URL(baseUrl) : undefined;
-  if (base !== undefined && base.pathname.replace(/\/+$/, '') !== '') {
-    return `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path ${base.pathname} of CPQ_BASE_URL: give the site's root, without a path: set CPQ_BASE_URL=${base.origin}`;
+  // A base URL with a path (an API address copied whole, a gateway's): the prefixes were asked under that path.
+  const withPath = baseUrl === undefined ? undefined : baseUrlPath(baseUrl);
+  if (withPath !== undefined) {
+    const under = `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path ${withPath.path} of CPQ_BASE_URL`;
+    const atRoot = root === undefined ? undefined : [configured, other].find((prefix) => answers(root[prefix]));
+    if (root !== undefined && atRoot === undefined) {
+      return `${under}, nor at its root ${withPath.origin}: check that path (a gateway's, mistyped?) and the host in CPQ_BASE_URL`;
+    }
+    const prefix = atRoot === undefined || atRoot === configured ? '' : ` and ${prefixSetting(atRoot)}`;
+    return `${under}${root === undefined ? '' : `; its root ${withPath.origin} answers`}: give the site's root, without a path: set CPQ_BASE_URL=${withPath.origin}${prefix}`;
   }
   return 'neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies: check CPQ_BASE_URL (scheme, host, port)';
 }
@@ -167,7 +186,9 @@ export function hintFor(err: unknown, facts: HintFacts = {}): string | undefined
     case 'auth':
       return cpq ? authHint(cpq.auth, message) : undefined;
     case 'source': {
-      if (err.status === 404 && cpq && facts.prefixes) return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1], cpq.baseUrl);
+      if (err.status === 404 && cpq && facts.prefixes) {
+        return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1], cpq.baseUrl, facts.rootPrefixes);
+      }
       return tlsHint(message, cpq) ?? redirectHint(message) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined);
     }
     case 'database':

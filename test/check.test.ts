@@ -316,11 +316,23 @@ describe('cpq-sync check against the simulator', () => {
 
     // The API's address copied whole into CPQ_BASE_URL (operator review EG): the fix names the path and the root to set, in check and in a run.
     const withPath = `${h.sim.baseUrl}/rest/v16`;
-    const rootFix = `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path /rest/v16 of CPQ_BASE_URL: give the site's root, without a path: set CPQ_BASE_URL=${h.sim.baseUrl}`;
+    // Its root answers (asked before saying so, review EI): drop the path.
+    const under = `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path /rest/v16 of CPQ_BASE_URL`;
+    const rootFix = `${under}; its root ${h.sim.baseUrl} answers: give the site's root, without a path: set CPQ_BASE_URL=${h.sim.baseUrl}`;
     expect(step(await runCheck(envOf(h, { CPQ_BASE_URL: withPath })), 'path prefix')).toMatchObject({ status: 'fail', fix: rootFix });
     const run = await cli(['run'], envOf(h, { CPQ_BASE_URL: withPath }));
     expect(run.code).toBe(3);
     expect(run.stderr).toContain(`; hint: ${rootFix}\n`);
+    // The root answers under the other prefix only: both to set.
+    const otherFix = `${under}; its root ${h.sim.baseUrl} answers: give the site's root, without a path: set CPQ_BASE_URL=${h.sim.baseUrl} and CPQ_PATH_PREFIX= (empty, a classic site)`;
+    expect(step(await runCheck(envOf(h, { CPQ_BASE_URL: withPath, CPQ_PATH_PREFIX: '/cpq' })), 'path prefix')).toMatchObject({ status: 'fail', fix: otherFix });
+    // A gateway's path, mistyped: the root does not answer either, so dropping the path is not the fix.
+    const gateway = `http://127.0.0.1:${(notCpq.address() as AddressInfo).port}/gateway/v1`;
+    const gatewayFix = `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path /gateway/v1 of CPQ_BASE_URL, nor at its root http://127.0.0.1:${(notCpq.address() as AddressInfo).port}: check that path (a gateway's, mistyped?) and the host in CPQ_BASE_URL`;
+    expect(step(await runCheck(envOf(h, { CPQ_BASE_URL: gateway })), 'path prefix')).toMatchObject({ status: 'fail', fix: gatewayFix });
+    const gatewayRun = await cli(['run'], envOf(h, { CPQ_BASE_URL: gateway }));
+    expect(gatewayRun.code).toBe(3);
+    expect(gatewayRun.stderr).toContain(`; hint: ${gatewayFix}\n`);
   });
 
   it('CPQ_BASE_URL that redirects the API to another origin (a single sign-on page, http to https): the fix says what to set, in check and in a run', async ({

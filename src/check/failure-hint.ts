@@ -3,7 +3,7 @@ import { hintFor, wantsPrefixProbe } from '../error-hints.js';
 import { SyncError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { siteKeysIn } from '../sites-file.js';
-import { probePrefixes } from './prefix.js';
+import { probePrefixes, probeRoot } from './prefix.js';
 import { checkClient } from './site.js';
 
 /** The configuration of the site a failure came from: the one its SyncError names, else the only one. */
@@ -19,7 +19,8 @@ function siteOf(err: unknown, config: AppConfig): CpqConfig | undefined {
 export async function failureHint(err: unknown, config: AppConfig | undefined, log: Logger | undefined): Promise<string | undefined> {
   const cpq = config ? siteOf(err, config) : undefined;
   const prefixes = cpq && log && wantsPrefixProbe(err) ? await probePrefixes(checkClient(cpq, log).client) : undefined;
-  const hint = hintFor(err, { ...(cpq ? { cpq } : {}), ...(prefixes ? { prefixes } : {}) });
+  const rootPrefixes = cpq && log && prefixes ? await probeRoot(prefixes, cpq.baseUrl, (baseUrl) => checkClient({ ...cpq, baseUrl }, log).client) : undefined;
+  const hint = hintFor(err, { ...(cpq ? { cpq } : {}), ...(prefixes ? { prefixes } : {}), ...(rootPrefixes ? { rootPrefixes } : {}) });
   // A site of CPQ_SITES_FILE is set by its keys there, which win over the environment's variables:
   // the hint names those (pathPrefix, not CPQ_PATH_PREFIX), or an operator would edit .env to no effect.
   const site = err instanceof SyncError ? err.site : undefined;

@@ -1,6 +1,6 @@
 import { SyncError, errorMessage } from '../errors.js';
 import type { CpqHttpClient } from '../cpq/http-client.js';
-import type { PathPrefix, PrefixAnswer, PrefixProbe } from '../error-hints.js';
+import { baseUrlPath, wantsRootProbe, type PathPrefix, type PrefixAnswer, type PrefixProbe } from '../error-hints.js';
 
 /** How the site answers `GET {prefix}/rest/v16/companies?limit=1`: the cheapest request every CPQ site serves. */
 export async function askPrefix(client: CpqHttpClient, prefix: PathPrefix): Promise<PrefixAnswer & { message?: string }> {
@@ -17,4 +17,15 @@ export async function askPrefix(client: CpqHttpClient, prefix: PathPrefix): Prom
 /** How the site answers under each path prefix, for the hint on a 404. */
 export async function probePrefixes(client: CpqHttpClient): Promise<PrefixProbe> {
   return { '': await askPrefix(client, ''), '/cpq': await askPrefix(client, '/cpq') };
+}
+
+/**
+ * How the root of a base URL with a path answers under each prefix, when neither answered under
+ * that path: the hint says to drop the path only when the root answers. Same host, same
+ * credentials: no request goes anywhere the operator did not name.
+ */
+export async function probeRoot(probe: PrefixProbe, baseUrl: string, clientAt: (baseUrl: string) => CpqHttpClient): Promise<PrefixProbe | undefined> {
+  const withPath = baseUrlPath(baseUrl);
+  if (withPath === undefined || !wantsRootProbe(probe, baseUrl)) return undefined;
+  return probePrefixes(clientAt(withPath.origin));
 }

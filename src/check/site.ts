@@ -16,7 +16,7 @@ import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { carriesItems } from '../normalize/user-record.js';
 import { integrationEnabled } from '../sync/integration-users.js';
-import { askPrefix } from './prefix.js';
+import { askPrefix, probeRoot } from './prefix.js';
 import { fail, pass, skip, warn, type StepResult } from './step.js';
 import { RequestSignal } from '../request-signal.js';
 
@@ -115,7 +115,11 @@ export async function checkHost(cpq: CpqConfig): Promise<StepResult> {
  * remaining steps use it (so one check shows every problem). Returns the prefix that answers,
  * or undefined when the next steps cannot run.
  */
-export async function checkAccess(client: CpqHttpClient, cpq: CpqConfig): Promise<{ steps: StepResult[]; prefix: CpqConfig['pathPrefix'] | undefined }> {
+export async function checkAccess(
+  client: CpqHttpClient,
+  cpq: CpqConfig,
+  clientAt: (baseUrl: string) => CpqHttpClient,
+): Promise<{ steps: StepResult[]; prefix: CpqConfig['pathPrefix'] | undefined }> {
   const configured = cpq.pathPrefix;
   const tried = describeAuth(cpq.auth);
   const first = await askPrefix(client, configured);
@@ -147,7 +151,7 @@ export async function checkAccess(client: CpqHttpClient, cpq: CpqConfig): Promis
   const prefixStep = fail(
     'path prefix',
     `GET ${client.url(`${configured}/rest/v16/companies`)} answered 404 (${prefixSetting(configured)})`,
-    prefixHint(configured, probe, undefined, cpq.baseUrl),
+    prefixHint(configured, probe, undefined, cpq.baseUrl, await probeRoot(probe, cpq.baseUrl, clientAt)),
   );
   if (second.kind === 'ok') return { steps: [pass('credentials', `accepted (under ${prefixSetting(other)}): ${tried}`), prefixStep], prefix: other };
   if (second.kind === 'refused') {
@@ -324,7 +328,7 @@ export async function checkSite(cpq: CpqConfig, log: Logger): Promise<StepResult
   const host = await checkHost(cpq);
   if (host.status === 'fail') return [host, ...later.map((step) => skip(step, 'skipped: the host step failed'))];
   const { client, auth } = checkClient(cpq, log);
-  const access = await checkAccess(client, cpq);
+  const access = await checkAccess(client, cpq, (baseUrl) => checkClient({ ...cpq, baseUrl }, log).client);
   if (access.prefix === undefined) return [host, ...access.steps, ...later.slice(2).map((step) => skip(step, 'skipped: CPQ did not answer'))];
   const site = { ...cpq, pathPrefix: access.prefix };
   const companies = await checkCompanies(client, site);
