@@ -1,4 +1,5 @@
 import type { CpqAuthConfig, CpqConfig } from './config.js';
+import { parseConnectionUrl } from './connection-url.js';
 import { SyncError, errorMessage, urlForMessages } from './errors.js';
 
 /*
@@ -160,14 +161,33 @@ export function redirectHint(message: string): string | undefined {
   return `CPQ sends the REST API on to ${to} (a sign-in page in front of the site?): set CPQ_BASE_URL to the address the REST API answers at itself, https://<site>.bigmachines.com`;
 }
 
+/**
+ * Where the password of a refused connection came from: the URL the message names, else
+ * PGPASSWORD, else nowhere. With none, node-postgres sends none (SCRAM fails in the client), an
+ * empty one (`password` method: "empty password returned by client"), or the MD5 of none
+ * ("password authentication failed"): none of them says a password is missing.
+ */
+function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPASSWORD' | 'none' {
+  const url = /^cannot connect to Postgres at (\S+): /.exec(message)?.[1];
+  const parsed = url === undefined ? undefined : parseConnectionUrl(url);
+  if (parsed === undefined || parsed.password !== '') return 'url';
+  return env.PGPASSWORD ? 'PGPASSWORD' : 'none';
+}
+
 /** The fix for a database that could not be reached; the message already names it, password hidden. */
-export function databaseHint(message: string): string | undefined {
+export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (!message.startsWith('cannot connect to Postgres')) return undefined;
-  // node-postgres's words when the URL has no password and the server asks for one: no refusal by the server at all.
-  if (/client password must be a string|no password supplied/i.test(message)) {
-    return 'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database) or set PGPASSWORD';
+  const passwordAsked = /client password must be a string|no password supplied|empty password returned by client|password authentication failed|SASL/i;
+  if (passwordAsked.test(message)) {
+    switch (passwordSource(message, env)) {
+      case 'none':
+        return 'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database) or set PGPASSWORD';
+      case 'PGPASSWORD':
+        return 'the database refused the user of DATABASE_URL or the password of PGPASSWORD (the URL names none): check both';
+      case 'url':
+        return 'the database refused the user or password: check DATABASE_URL';
+    }
   }
-  if (/password authentication failed|SASL/i.test(message)) return 'the database refused the user or password: check DATABASE_URL';
   if (/database "[^"]*" does not exist/.test(message)) return 'create that database first, or name an existing one in DATABASE_URL';
   if (/ENOTFOUND|EAI_AGAIN/.test(message)) return 'the host of DATABASE_URL does not resolve: check its spelling';
   if (/ECONNREFUSED/.test(message)) return 'nothing listens at that host and port: start Postgres, or correct DATABASE_URL';

@@ -1,4 +1,5 @@
-import { describe, expect } from 'vitest';
+import { describe, expect, it as plain } from 'vitest';
+import { databaseHint } from '../src/error-hints.js';
 import { cli } from './helpers/cli-process.js';
 import { acceptsAnyPassword } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
@@ -23,5 +24,33 @@ describe('a DATABASE_URL without a password, to a server that asks for one', () 
     expect(out.code).toBe(6);
     expect(out.stderr).toMatch(/; hint: DATABASE_URL names no password and the server asks for one: write it in the URL \(.*\) or set PGPASSWORD\n$/);
     expect(took).toBeLessThan(10_000);
+  });
+});
+
+describe('the hint, whatever authentication method asked for the password', () => {
+  // The server's and node-postgres's words, as Postgres 15 gave them to this URL with pg_hba's md5
+  // and password methods (a test server's pg_hba is not the test's to change): each said
+  // "check DATABASE_URL", or nothing of the password, for a URL that names none.
+  const url = 'postgres://sync@db.example.com:5432/warehouse';
+  const refusals = {
+    'scram-sha-256': `cannot connect to Postgres at ${url}: SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string`,
+    md5: `cannot connect to Postgres at ${url}: password authentication failed for user "sync"`,
+    password: `cannot connect to Postgres at ${url}: empty password returned by client`,
+  };
+  plain('says the URL names no password, or that PGPASSWORD was refused, or the URL password', () => {
+    for (const [method, message] of Object.entries(refusals)) {
+      expect(databaseHint(message, {}), method).toBe(
+        'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database) or set PGPASSWORD',
+      );
+    }
+    expect(databaseHint(refusals.md5, { PGPASSWORD: 'x' })).toBe(
+      'the database refused the user of DATABASE_URL or the password of PGPASSWORD (the URL names none): check both',
+    );
+    const withPassword = refusals.md5.replace('sync@', 'sync:***@');
+    expect(databaseHint(withPassword, {})).toBe('the database refused the user or password: check DATABASE_URL');
+    // A socket URL (no host before the path) is read as node-postgres reads it.
+    expect(databaseHint(refusals.md5.replace('db.example.com:5432/warehouse', '/warehouse?host=/run/postgresql'), {})).toMatch(
+      /^DATABASE_URL names no password/,
+    );
   });
 });

@@ -94,6 +94,10 @@ describe('the README lists every error a user meets first, as printed, with its 
         : {
             'database password': { code: 6, run: () => runLine(open, { DATABASE_URL: wrongPassword.toString() }) },
             'database URL without a password': { code: 6, run: () => runLine(open, { DATABASE_URL: noPassword.toString() }) },
+            'database URL without a password, PGPASSWORD wrong': {
+              code: 6,
+              run: () => runLine(open, { DATABASE_URL: noPassword.toString(), PGPASSWORD: 'not-the-password' }),
+            },
           }),
       'database does not answer': {
         code: 6,
@@ -145,7 +149,8 @@ describe('the README lists every error a user meets first, as printed, with its 
       met.add(matching[0]!);
     }
     const excused = (e: string) =>
-      trustsAnyPassword && (e.includes('the database refused the user or password') || e.includes('DATABASE_URL names no password'));
+      trustsAnyPassword &&
+      (e.includes('the database refused the user or password') || e.includes('DATABASE_URL names no password') || e.includes('the password of PGPASSWORD'));
     expect(entries.filter((e) => !met.has(e) && !excused(e))).toEqual([]);
   });
 
