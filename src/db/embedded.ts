@@ -118,23 +118,33 @@ function closedFolderProblem(dataDir: string): string | undefined {
 export function embeddedFolderProblem(dataDir: string): string | undefined {
   const closed = closedFolderProblem(resolve(dataDir));
   if (closed !== undefined) return closed;
-  const fix = 'set DATA_DIR to a folder you can write, or set DATABASE_URL';
   const folder = dirname(resolve(dataDir));
   // DATA_DIR there already: the start's mkdir of it passes (a file in its place: EEXIST), and its
   // first write in it fails (initdb's password file), in these words.
   if (existsSync(folder)) {
-    if (!statSync(folder).isDirectory()) return `embedded Postgres: cannot create the data folder ${folder} (DATA_DIR) (EEXIST); ${fix}`;
+    if (!statSync(folder).isDirectory()) return cannotCreateDataFolder(folder, 'EEXIST');
     const code = accessCode(folder);
-    return code === undefined
-      ? undefined
-      : `embedded Postgres initialisation failed in ${resolve(dataDir)}: cannot write in ${folder} (DATA_DIR) (${code}); ${fix}`;
+    return code === undefined ? undefined : failedIn('initialisation', resolve(dataDir), cannotWriteIn(folder, code));
   }
   // The start makes DATA_DIR and the folders above it: the nearest one that exists must take them.
   let path = folder;
   while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
   const code = statSync(path).isDirectory() ? accessCode(path) : 'ENOTDIR';
-  return code === undefined ? undefined : `embedded Postgres: cannot create the data folder ${folder} (DATA_DIR) (${code}); ${fix}`;
+  return code === undefined ? undefined : cannotCreateDataFolder(folder, code);
 }
+
+/*
+ * The start's words for a DATA_DIR it cannot use, which check's embeddedFolderProblem foresees:
+ * one function each, so that both say the same (review EI found them apart).
+ */
+const DATA_DIR_FIX = 'set DATA_DIR to a folder you can write, or set DATABASE_URL';
+/** The start could not make DATA_DIR (mkdir). */
+const cannotCreateDataFolder = (folder: string, code: string) =>
+  `embedded Postgres: cannot create the data folder ${folder} (DATA_DIR) (${code}); ${DATA_DIR_FIX}`;
+/** initdb's first file in DATA_DIR (its password file) could not be written; the start says it under failedIn. */
+const cannotWriteIn = (folder: string, code: string) => `cannot write in ${folder} (DATA_DIR) (${code}); ${DATA_DIR_FIX}`;
+/** A step of the start that failed in the data folder, and why. */
+const failedIn = (what: string, dataDir: string, detail: string) => `embedded Postgres ${what} failed in ${dataDir}: ${detail}`;
 
 /** Why this user may not make entries in the folder `path` (its error code), or undefined. */
 function accessCode(path: string): string | undefined {
@@ -293,9 +303,7 @@ async function initdb(runtime: Runtime, password: string): Promise<void> {
   const pwfile = join(dirname(runtime.dataDir), `.cpq-sync-initdb-password-${randomBytes(6).toString('hex')}`);
   // The first file written in DATA_DIR: one this account may not write (made by root, mode 0555) is said so, not by this file's name.
   await writeServerFile(runtime, pwfile, `${password}\n`).catch((err: unknown) => {
-    throw new Error(
-      `cannot write in ${dirname(runtime.dataDir)} (DATA_DIR) (${errorCode(err) ?? errorMessage(err)}); set DATA_DIR to a folder you can write, or set DATABASE_URL`,
-    );
+    throw new Error(cannotWriteIn(dirname(runtime.dataDir), errorCode(err) ?? errorMessage(err)));
   });
   if (runtime.account) {
     await mkdir(runtime.dataDir, { recursive: true, mode: 0o700 });
@@ -715,10 +723,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   // 0755 whatever the umask: a folder its group may write would be refused at the next start.
   // An ordinary account meets EACCES here (DATA_DIR under /var/lib, /srv): said as a setting to change.
   await mkdir(dirname(dataDir), { recursive: true, mode: 0o755 }).catch((err: unknown) => {
-    throw new SyncError(
-      'database',
-      `embedded Postgres: cannot create the data folder ${dirname(dataDir)} (DATA_DIR) (${errorCode(err) ?? errorMessage(err)}); set DATA_DIR to a folder you can write, or set DATABASE_URL`,
-    );
+    throw new SyncError('database', cannotCreateDataFolder(dirname(dataDir), errorCode(err) ?? errorMessage(err)));
   });
   const privateDir = await mkdtemp(join(tmpdir(), 'cpq-sync-pg-')).catch((err: unknown) => {
     throw new SyncError(
@@ -730,7 +735,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const runtime: Runtime = { dataDir, port: options.port, account, privateDir, log: [], ...(options.onLog ? { onLog: options.onLog } : {}) };
   const explain = (what: string, err: unknown) => {
     const detail = [err instanceof Error ? err.message : '', ...runtime.log.slice(-5)].filter(Boolean).join(' | ');
-    return new SyncError('database', `embedded Postgres ${what} failed in ${dataDir}: ${detail.replace(/\s+/g, ' ').trim() || 'no output'}`);
+    return new SyncError('database', failedIn(what, dataDir, detail.replace(/\s+/g, ' ').trim() || 'no output'));
   };
 
   let server: ServerProcess | undefined;
