@@ -5,7 +5,7 @@ import type { Queryable } from '../db/compiled-query.js';
 import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
 import { releaseAlerts } from '../db/sql/release-alerts.js';
 import { errorCode, errorMessage, oneLine, printable } from '../errors.js';
-import { RequestSignal } from '../request-signal.js';
+import { LinkedSignal } from '../linked-signal.js';
 import { quotesSecret } from '../secret-echo.js';
 import type { Logger } from '../logger.js';
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signBody } from './signing.js';
@@ -115,8 +115,8 @@ async function briefBody(response: Response, webhookUrl: string): Promise<string
  * credential) or the secret.
  */
 export async function postAlert(webhook: Webhook, body: string, idempotencyKey: string, signal?: AbortSignal): Promise<PostResult> {
-  // Let go of once the answer is read (see RequestSignal for why not AbortSignal.timeout).
-  const request = new RequestSignal(signal, webhook.timeoutMs);
+  // Let go of once the answer is read (see LinkedSignal for why not AbortSignal.timeout).
+  const request = new LinkedSignal(signal, webhook.timeoutMs);
   try {
     // A timeout of 5 minutes or more takes a dispatcher without fetch's own 300 s limits.
     const init = withDispatcher(

@@ -18,7 +18,7 @@ import { carriesItems } from '../normalize/user-record.js';
 import { integrationEnabled } from '../sync/integration-users.js';
 import { askPrefix, probeRoot } from './prefix.js';
 import { fail, pass, skip, warn, type StepResult } from './step.js';
-import { RequestSignal } from '../request-signal.js';
+import { LinkedSignal } from '../linked-signal.js';
 
 /** Companies named in a step's line before "and N more". */
 const LISTED = 10;
@@ -278,8 +278,8 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
   if (cpq.exportFormat !== 'zip') return skip('zip export', 'not used (CPQ_EXPORT_FORMAT=json)');
   if (company === undefined) return skip('zip export', 'no company to read');
   const url = zipExportUrl(client, cpq, company);
-  // Let go of once the answer is read (see RequestSignal for why not AbortSignal.timeout).
-  const request = new RequestSignal(undefined, cpq.requestTimeoutMs);
+  // Let go of once the answer is read (see LinkedSignal for why not AbortSignal.timeout).
+  const request = new LinkedSignal(undefined, cpq.requestTimeoutMs);
   try {
     const authorization = await auth.authorization();
     const response = await fetch(

@@ -1,7 +1,7 @@
 import type { CpqAuthConfig } from '../config.js';
 import type { Dispatcher } from 'undici';
 import { SyncError, errorMessage, hasControlCharacter, isHeaderText, urlForMessages } from '../errors.js';
-import { RequestSignal } from '../request-signal.js';
+import { LinkedSignal } from '../linked-signal.js';
 import { readHead } from './http-bodies.js';
 import { RETRY_STATUSES, retryAfterMs, RetryableError } from './http-retry.js';
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
@@ -73,8 +73,8 @@ export class OAuthClientCredentials implements Authenticator {
   }
 
   private async grant(): Promise<CachedToken> {
-    // The request timeout bounds the answer, body included (see RequestSignal for why not AbortSignal.timeout).
-    const request = new RequestSignal(this.signal, this.timeoutMs);
+    // The request timeout bounds the answer, body included (see LinkedSignal for why not AbortSignal.timeout).
+    const request = new LinkedSignal(this.signal, this.timeoutMs);
     try {
       return await this.requestToken(request.signal);
     } finally {

@@ -25,7 +25,7 @@ import {
 import { quotesSecret } from '../secret-echo.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
-import { RequestSignal } from '../request-signal.js';
+import { LinkedSignal } from '../linked-signal.js';
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 
 /** Answers that mean CPQ is overloaded: the site's request budget is cut (timeouts too). */
@@ -517,16 +517,16 @@ export class CpqHttpClient {
       let waitMs: number | undefined;
       const stall = new StallTimer();
       const slot = await this.slot(url);
-      let request: RequestSignal | undefined;
+      let request: LinkedSignal | undefined;
       try {
         const authorization = await this.auth.authorization();
         if (authorization) this.noteSent(authorization);
-        // The run's signal and the deadline, both let go of when the attempt ends (see RequestSignal);
+        // The run's signal and the deadline, both let go of when the attempt ends (see LinkedSignal);
         // a timer cleared then, unlike AbortSignal.timeout, also frees the request's abort listeners
         // (and what they hold) at once, not when it would have fired. Started once the token is
         // there: a token request has its own timeout, and counted here a slow token service left
         // CPQ the rest of the deadline, so a site answering in time was taken for one timing out.
-        request = new RequestSignal(this.signal, deadlineMs);
+        request = new LinkedSignal(this.signal, deadlineMs);
         this.stats.requests++;
         if (stallMs !== undefined) stall.restart(stallMs);
         const init = withDispatcher(

@@ -25,6 +25,7 @@ import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
 import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
+import { LinkedSignal } from '../linked-signal.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
@@ -73,9 +74,10 @@ class SyncRun {
   private http!: CpqHttpClient;
   /**
    * The reads' signal: aborted by the first stream that fails (so the others stop at their next
-   * request), by the connection lost, or by the run's own signal (interrupted).
+   * request), by the connection lost, or by the run's own signal (interrupted), to which it is
+   * linked until the run ends (see LinkedSignal: a worker's signal lives as long as the process).
    */
-  private readonly stopReads = new AbortController();
+  private readonly stopReads: LinkedSignal;
   /** The first stream failure, and whether the run had been interrupted (SIGTERM) before it. */
   private firstStreamFailure: { error: unknown; afterInterrupt: boolean } | undefined;
   private connectionLost: Error | undefined;
@@ -95,6 +97,7 @@ class SyncRun {
     if (sites.length > 1) throw new ConfigError('CPQ_SITES_FILE names several sites: say which one to sync (--site NAME)');
     this.site = sites[0]!;
     this.cpq = this.site.cpq;
+    this.stopReads = new LinkedSignal(options.signal);
   }
 
   private warn(message: string) {
@@ -104,6 +107,16 @@ class SyncRun {
   }
 
   async execute(): Promise<RunResult> {
+    try {
+      return await this.migrateAndRun();
+    } finally {
+      // Linked to the run's signal since the constructor: let go of it however the run ends (a
+      // migration or connection failing first included).
+      this.stopReads.done();
+    }
+  }
+
+  private async migrateAndRun(): Promise<RunResult> {
     const { db, pool, log } = this.deps;
     await migrate(db, migrateLogged(log)).catch(rethrowAsSyncError);
     const client = await pool.connect().catch(rethrowAsSyncError);
@@ -116,13 +129,6 @@ class SyncRun {
       this.stopReads.abort(err);
     };
     client.on('error', onConnectionError);
-    // The run's signal reaches the reads through a listener removed when the run ends, not through
-    // AbortSignal.any: Node 20 keeps a signal made by AbortSignal.any, while it has listeners (the
-    // reads add some), for as long as its sources live, and a worker's signal lives as long as the
-    // process: about 1 KB a run, for good (review EF).
-    const interrupt = () => this.stopReads.abort(this.options.signal?.reason);
-    if (this.options.signal?.aborted) interrupt();
-    else this.options.signal?.addEventListener('abort', interrupt, { once: true });
     try {
       // The session that will hold the site's lock lets go of it soon after this process dies, and
       // no limit of the role's or database's for interactive sessions ends it while it waits on CPQ.
@@ -140,7 +146,6 @@ class SyncRun {
       // Back to the pool with the limits this session took off; a client whose connection broke must not go back.
       await releaseHoldingSession(client, this.connectionLost);
       client.off('error', onConnectionError);
-      this.options.signal?.removeEventListener('abort', interrupt);
     }
   }
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /*
  * The OAuth token request and an alert's POST, like every CPQ request (cpq-content-encodings),
- * each have a signal of their own, let go of when the request ends (src/request-signal.ts). With
+ * each have a signal of their own, let go of when the request ends (src/linked-signal.ts). With
  * AbortSignal.timeout, an answer that Node 20's fetch refuses (six Content-Encodings) left its
  * body stream on that signal: when the timeout fired, after the request had long failed, the
  * stream emitted an 'error' nobody heard and the process died. Each is run in a process of its
