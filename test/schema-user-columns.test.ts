@@ -10,7 +10,7 @@ import { it } from './helpers/fixtures.js';
 /*
  * The user columns have one source of truth, src/cpq/user-fields.ts (the fields) and
  * src/normalize/user-fields.ts (their columns); the migrations repeat them in cpq.users,
- * cpq.user_versions, the cpq.user_history view, cpq.users_as_of and cpq.insert_diff. These tests
+ * cpq.user_versions, the cpq.user_history view, cpq.users_as_of and cpq.insert_diff_row. These tests
  * fail when a migration leaves any of them behind (README "Adding a CPQ field").
  */
 
@@ -43,12 +43,12 @@ async function parityProblems(t: TestDatabase): Promise<string[]> {
   return problems;
 }
 
-/** The statement that redefines cpq.insert_diff (migrations/0005, 0018, 0020) as it is, around the current FIELD_DIFF and INSERTED_UNMAPPED_DIFF. */
+/** The statement that redefines cpq.insert_diff_row (migrations/0027; cpq.insert_diff before it: 0005, 0018, 0020) as it is, around the current FIELD_DIFF and INSERTED_UNMAPPED_DIFF. */
 function insertDiffStatement(body: string): string {
   const replaced = body
     .replace(/^ {2}SELECT \('\{' \|\| (?:pg_catalog\.)?concat_ws\(.*$/m, () => `  SELECT ${FIELD_DIFF}`)
     .replace(/^ {4}\|\| \(SELECT coalesce\((?:pg_catalog\.)?jsonb_object_agg\('raw\.'.*$/m, () => `    || ${INSERTED_UNMAPPED_DIFF}`);
-  return `CREATE OR REPLACE FUNCTION cpq.insert_diff(p_user_id bigint, p_valid_from timestamptz) RETURNS jsonb\nLANGUAGE sql STABLE AS $body$${replaced}$body$;\n`;
+  return `CREATE OR REPLACE FUNCTION cpq.insert_diff_row(p_user_id bigint, p_valid_from timestamptz) RETURNS TABLE (diff jsonb)\nLANGUAGE sql STABLE ROWS 1 AS $body$${replaced}$body$;\n`;
 }
 
 describe('user columns: one source of truth, every copy checked', () => {
@@ -76,16 +76,16 @@ describe('user columns: one source of truth, every copy checked', () => {
     await expect(t.query(`SELECT * FROM cpq.users_as_of(now())`)).resolves.toEqual([]);
   });
 
-  it("computes an insert's field diff with the merge's own expression: cpq.insert_diff, as migrated, holds FIELD_DIFF, which names every user column", async ({
+  it("computes an insert's field diff with the merge's own expression: cpq.insert_diff_row, as migrated, holds FIELD_DIFF, which names every user column", async ({
     fileDatabase: t,
   }) => {
-    const [fn] = await t.query<{ body: string }>(`SELECT prosrc AS body FROM pg_proc WHERE oid = 'cpq.insert_diff(bigint, timestamptz)'::regprocedure`);
+    const [fn] = await t.query<{ body: string }>(`SELECT prosrc AS body FROM pg_proc WHERE oid = 'cpq.insert_diff_row(bigint, timestamptz)'::regprocedure`);
     if (!fn!.body.includes(`SELECT ${FIELD_DIFF}\n    || ${INSERTED_UNMAPPED_DIFF}\n`)) {
       // What the new migration needs (README "Adding a CPQ field"): the same function around the current FIELD_DIFF.
       const file = join(tmpdir(), 'cpq-insert-diff.sql');
       writeFileSync(file, insertDiffStatement(fn!.body));
       expect.fail(
-        `cpq.insert_diff does not hold the merge's FIELD_DIFF and INSERTED_UNMAPPED_DIFF: add ${file} to the migration that changes the user columns`,
+        `cpq.insert_diff_row does not hold the merge's FIELD_DIFF and INSERTED_UNMAPPED_DIFF: add ${file} to the migration that changes the user columns`,
       );
     }
     for (const { column } of USER_VALUE_COLUMN_TYPES) expect(FIELD_DIFF).toContain(`'"${column}":{"old":'`);

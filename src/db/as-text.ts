@@ -11,7 +11,7 @@ import { sql, type Expression, type RawBuilder } from 'kysely';
  * CPQ sends dates (2025-09-26T12:17:59.000Z), or microseconds when the value has any
  * (2025-09-26T12:17:59.123456Z; a JavaScript Date would drop them), whatever the session time
  * zone. Null stays null. The SQL around the expression, once, for both forms below. Functions
- * are named with their schema, and extract's numeric meets numerics: cpq.insert_diff holds this
+ * are named with their schema, and extract's numeric meets numerics: cpq.insert_diff_row holds this
  * text, and must not run a function or operator another role put in its caller's search_path
  * (migrations/0020; `numeric % integer` has no exact match in pg_catalog, so a
  * public.%(numeric, integer) would have been taken).

@@ -31,7 +31,7 @@ const asJson = (expr: string, column: string) => {
 /**
  * The field diff of an updated user as one jsonb: `"col":{"old":...,"new":...}` for every column
  * whose value differs between the old row `o` and the new row `u`. Against an empty `o` it is
- * the field part of an insert's diff: cpq.insert_diff (migrations/0020; before it 0005, 0016, 0018) holds a copy
+ * the field part of an insert's diff: cpq.insert_diff_row (migrations/0027; before it cpq.insert_diff: 0005, 0016, 0018, 0020) holds a copy
  * of it, hence functions named with their schema (see isoUtcParts).
  * Built as text and parsed once: jsonb_each/jsonb_object_agg per row costs ten times more.
  * concat_ws skips NULLs; it takes at most 100 arguments, hence the chunks.
@@ -59,8 +59,8 @@ export const unmappedFields = (raw: string) =>
 
 /**
  * The custom-field part of an insert's diff, from its first version `u`: `"raw.<field>":{"old":
- * null,"new":...}` for each field unmappedFields holds, '{}' when none. cpq.insert_diff
- * (migrations/0020; before it 0018) holds a copy of it, on a line of its own after FIELD_DIFF's.
+ * null,"new":...}` for each field unmappedFields holds, '{}' when none. cpq.insert_diff_row
+ * (migrations/0027; before it cpq.insert_diff: 0018, 0020) holds a copy of it, on a line of its own after FIELD_DIFF's.
  */
 export const INSERTED_UNMAPPED_DIFF = `(SELECT coalesce(pg_catalog.jsonb_object_agg('raw.' || e.key, pg_catalog.jsonb_build_object('old', NULL, 'new', e.value)), '{}'::jsonb) FROM pg_catalog.jsonb_each(${unmappedFields('u.raw')}) e)`;
 
