@@ -45,8 +45,8 @@ export class SyncWorker {
   httpPort: number | undefined;
   /** This release's migrations are applied: until then /readyz says not ready, and reads nothing. */
   private migrated = false;
-  /** Retries pending alerts between runs (every ALERT_RETRY_EVERY), and the pass under way. */
-  private alertRetry: NodeJS.Timeout | undefined;
+  /** Sends the due alerts between runs (every ALERT_RETRY_EVERY), and the pass under way. */
+  private alertTimer: NodeJS.Timeout | undefined;
   private alertPass: Promise<unknown> | undefined;
   /** Asked for a pass while one was going: another follows it. */
   private alertPassAgain = false;
@@ -99,8 +99,8 @@ export class SyncWorker {
     }
     this.migrated = true;
     if (config.alerts.webhook) {
-      this.alertRetry = setInterval(() => this.sendDueAlerts(), config.alerts.retryEveryMs);
-      this.alertRetry.unref();
+      this.alertTimer = setInterval(() => this.sendDueAlerts(), config.alerts.retryEveryMs);
+      this.alertTimer.unref();
     }
     for (const schedule of this.schedules) schedule.start();
     log.info(
@@ -275,7 +275,7 @@ export class SyncWorker {
     for (const schedule of this.schedules) schedule.stop();
     this.stopping.abort(new Error('worker stopping'));
     await Promise.all(this.current.values());
-    clearInterval(this.alertRetry);
+    clearInterval(this.alertTimer);
     await this.alertPass;
     await this.health?.stop();
     await this.healthDb.close();
