@@ -581,6 +581,15 @@ describe('integration users', () => {
     integrationFeed(200, { items: [user('svc2', '902')], hasMore: false, totalResults: 1 });
     expect(await h.sync({ full: true })).toMatchObject({ deleted: 1 });
     expect(await present()).toEqual(['svc2']);
+    // One user kept is warned of too (review EK: only two were, and a warning from 2 up passed).
+    integrationFeed(200, { items: [], hasMore: false, totalResults: 1 }); // short
+    const one = await h.sync({ full: true });
+    expect(one).toMatchObject({ deleted: 0 });
+    expect(one.warnings).toContain(
+      '1 stored integration user is missing from the company reads and kept: the integration feed was not read in full this run (short, or it answered 404); ' +
+        'they are marked deleted by a run that reads it in full (a site that no longer has the integration endpoint: set CPQ_INTEGRATION_USERS=off)',
+    );
+    expect(await present()).toEqual(['svc2']);
   });
 
   it('a 404 on a later page of the integration feed fails the run: it is no sign that the site has no such endpoint', async ({ startHarness }) => {
@@ -625,6 +634,36 @@ describe('integration users', () => {
     expect(await row()).toMatchObject({ deleted: true });
     const [change] = await h.t.query<{ change: string }>(`SELECT change FROM cpq.user_changes WHERE login = 'papi' ORDER BY id DESC LIMIT 1`);
     expect(change!.change).toBe('delete');
+  });
+
+  it('the deletion guard holds for the integration users of a company no company read covers: all of them gone is refused, unless allowed (review EK)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '_host' });
+    const integrationFeed = (items: object[]) => {
+      h.sim.clearFaults();
+      h.sim.addFault({
+        match: { path: '/cpq/rest/v19/integrationUsers' },
+        times: Infinity,
+        status: 200,
+        body: JSON.stringify({ items, hasMore: false, totalResults: items.length }),
+      });
+    };
+    const papis = [1, 2, 3, 4, 5].map((i) => ({ login: `papi${i}`, partyNumber: `90${i}`, company: { loginName: 'partner1' }, groups: { items: [] } }));
+    integrationFeed(papis);
+    await h.sync();
+    const present = async () =>
+      (await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.users WHERE login LIKE 'papi%' AND deleted_at IS NULL`))[0]!.n;
+    expect(await present()).toBe(5);
+    integrationFeed([]);
+    const refused = await h.sync({ full: true });
+    expect(refused).toMatchObject({ deleted: 0 });
+    expect(refused.warnings.join('\n')).toMatch(
+      /^deletion aborted for the integration users of company "partner1" \(no company read covers it\): 5 of 5 are missing from the integration feed, more than SYNC_MASS_DELETE_MIN=\d+ and SYNC_MAX_DELETE_FRACTION=[\d.]+ allow; nothing was marked deleted/m,
+    );
+    expect(await present()).toBe(5);
+    expect(await h.sync({ full: true, allowMassDelete: true })).toMatchObject({ deleted: 5 });
+    expect(await present()).toBe(0);
   });
 
   it('maps the host company login name that integration users report to _host', async ({ startHarness }) => {

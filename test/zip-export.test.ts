@@ -105,6 +105,21 @@ describe('zip export: the same database as the JSON path', () => {
     expectSameTables(before, await databaseContents(t));
   });
 
+  it('a full zip read, which sends no totalResults, marks the users its export no longer holds deleted: only a keyset read needs the count (review EK)', async () => {
+    const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0, zipExport: { entries: [{ format: 'jsonl' }] } });
+    const t = await bed.database();
+    await bed.sync(sim, t, ZIP);
+    const whole = await bed.run(sim, t, ZIP, { full: true });
+    expect(whole.result!.streams.find((s) => s.stream === 'companies/_host')).toMatchObject({ deletion: 'applied: none missing' });
+    const gone = String(sim.users('_host')[3]!['login']);
+    sim.deleteUser('_host', gone);
+    const { result, error } = await bed.run(sim, t, ZIP, { full: true });
+    expect(error).toBeUndefined();
+    expect(result!.streams.find((s) => s.stream === 'companies/_host')).toMatchObject({ mode: 'full', totalResults: null, deletion: 'applied: 1 deleted' });
+    expect(result!.deleted).toBe(1);
+    expect(await t.query(`SELECT login FROM cpq.users WHERE deleted_at IS NOT NULL`)).toEqual([{ login: gone }]);
+  });
+
   it('.csv: the same typed columns and memberships; what CSV cannot carry is stated and checked', async () => {
     // No integration users: their sparse records would show CSV's one blind spot for text fields
     // (an empty cell is "", never "absent"), covered in the last assertion below.
