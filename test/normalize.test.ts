@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { countValue, integerValue, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 
 const modules = { integerValue, parseExactJson, stringifyExactJson };
-import { retryAfterMs, backoffMs } from '../src/cpq/http-retry.js';
+import { retryAfterMs, backoffMs, describeDelay } from '../src/cpq/http-retry.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
 import { RecordError, normalizeUser } from '../src/normalize/user-record.js';
 
@@ -410,6 +410,25 @@ describe('retry timing', () => {
     expect(backoffMs(0, policy, () => 1)).toBe(100);
     expect(backoffMs(3, policy, () => 1)).toBe(800);
     expect(backoffMs(10, policy, () => 1)).toBe(1000);
+  });
+
+  it('a Retry-After date already past asks for no wait, not a negative one (review EK)', () => {
+    expect(retryAfterMs('Wed, 01 Jan 2025 00:00:30 GMT', Date.parse('2025-01-01T00:01:00Z'))).toBe(0);
+  });
+
+  it('names a delay in the unit a person reads: ms below a second, s below two minutes, min below two hours, h up to a year (review EK)', () => {
+    expect(describeDelay(999)).toBe('999ms');
+    expect(describeDelay(1000)).toBe('1s');
+    expect(describeDelay(59_999)).toBe('60s');
+    expect(describeDelay(119_900)).toBe('119.9s');
+    expect(describeDelay(120_000)).toBe('2min');
+    expect(describeDelay(3_600_000)).toBe('60min');
+    expect(describeDelay(2 * 3_600_000 - 60_000)).toBe('119min');
+    expect(describeDelay(2 * 3_600_000)).toBe('2h');
+    expect(describeDelay(365 * 86_400_000)).toBe('8760h');
+    expect(describeDelay(365 * 86_400_000 + 1)).toBe('more than a year');
+    // A Retry-After of hundreds of digits is Infinity once read.
+    expect(describeDelay(Number(retryAfterMs('9'.repeat(400))))).toBe('more than a year');
   });
 });
 

@@ -30,6 +30,14 @@ describe('failures', () => {
     expect(run!.http_retries).toEqual({ '503': 1, '429': 1 });
   });
 
+  it('retries each status the client names: 408, 429, 500, 502, 503 and 504 (review EK: 408 and 504 were in no test)', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 }, { CPQ_MAX_RETRIES: '6' });
+    const path = '/rest/v16/companies/_host/users';
+    for (const status of [408, 429, 500, 502, 503, 504]) h.sim.addFault({ match: { path }, times: 1, status });
+    expect((await h.sync()).inserted).toBe(5);
+    expect(h.sim.requests.filter((r) => r.path === path).map((r) => r.status)).toEqual([408, 429, 500, 502, 503, 504, 200]);
+  });
+
   it('gives up after the configured retries with a clear error', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5 }, { CPQ_MAX_RETRIES: '2' });
     h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, times: Infinity, status: 502 });
