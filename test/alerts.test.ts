@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -5,7 +6,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect } from 'vitest';
 import { alertPayload, deliverPendingAlerts, postAlert } from '../src/alerts/delivery.js';
-import { verifySignature } from '../src/alerts/signing.js';
+import { signBody, verifySignature } from '../src/alerts/signing.js';
 import { globToIlike } from '../src/db/sql/insert-alerts.js';
 import pino from 'pino';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
@@ -894,5 +895,16 @@ describe('alert pieces', () => {
     expect(payload.text.split('').filter((c) => c < ' ')).toEqual([]);
     // The fields for programs keep the value as CPQ sent it.
     expect(payload.login).toBe(login);
+  });
+
+  it("signs as the README's receiver checks: sha256= and the hex HMAC-SHA256 of the body's UTF-8 bytes under the secret, computed here apart from signBody (review EK)", () => {
+    const body = JSON.stringify(groupAlert('zoë.müller', 'Admins'));
+    const expected = `sha256=${createHmac('sha256', SECRET).update(Buffer.from(body, 'utf8')).digest('hex')}`;
+    expect(signBody(body, SECRET)).toBe(expected);
+    expect(verifySignature(body, expected, SECRET)).toBe(true);
+    expect(verifySignature(body, undefined, SECRET)).toBe(false);
+    // A header of another length is refused, not thrown on (timingSafeEqual throws on one).
+    expect(verifySignature(body, expected.slice(0, -1), SECRET)).toBe(false);
+    expect(verifySignature(`${body} `, expected, SECRET)).toBe(false);
   });
 });
