@@ -467,6 +467,28 @@ describe('alerts on privileged access', () => {
     expect(row!.last_error).toMatch(/^the webhook could not be reached \((ECONNREFUSED|UND_ERR_SOCKET)\)$/);
   });
 
+  it('a refusal is for good but for 408, 425, 429 and 5xx, which are tried again; any 3xx is a redirect, not followed (review EK)', async () => {
+    const hook = await receiver();
+    const answer = async (status: number) => {
+      hook.status = status;
+      return postAlert({ url: hook.url, secret: SECRET, timeoutMs: 10_000 }, '{}', 'k1');
+    };
+    for (const status of [408, 425, 429, 500, 503, 599]) {
+      expect(await answer(status), `HTTP ${status}`).toEqual({ ok: false, permanent: false, error: `the webhook answered HTTP ${status}: no_service` });
+    }
+    for (const status of [400, 401, 404, 409, 499]) {
+      expect(await answer(status), `HTTP ${status}`).toEqual({ ok: false, permanent: true, error: `the webhook answered HTTP ${status}: no_service` });
+    }
+    for (const status of [300, 302, 308, 399]) {
+      expect(await answer(status), `HTTP ${status}`).toEqual({
+        ok: false,
+        permanent: true,
+        error: `the webhook answered HTTP ${status}: no_service (a redirect, not followed)`,
+      });
+    }
+    expect(await answer(200)).toEqual({ ok: true });
+  });
+
   it('a webhook refusing every alert (400) is one log line per delivery pass, not one per alert, naming the answer, the count and `alerts retry` (review DN)', async ({
     startHarness,
   }) => {
