@@ -426,7 +426,7 @@ describe('alerts on privileged access', () => {
     const hook = await receiver();
     const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
-      alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '300ms', ALERT_RETRY_BASE_DELAY: '1h' }),
+      alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '300ms', ALERT_RETRY_BASE_DELAY: '1h', ALERT_RETRY_MAX_DELAY: '1d' }),
     );
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
@@ -437,7 +437,13 @@ describe('alerts on privileged access', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     let [row] = await outbox(h);
     expect(row).toMatchObject({ status: 'pending', attempts: 1, last_error: 'the webhook did not answer within 300 ms' });
-    // Backoff: not due for an hour, so a delivery pass now sends nothing.
+    // Backoff: after the first attempt, ALERT_RETRY_BASE_DELAY itself, well under the maximum (review EK: twice it passed every test).
+    const [{ wait }] = (await h.t.query<{ wait: number }>(`SELECT extract(epoch FROM next_attempt_at - now())::float8 AS wait FROM cpq.alert_outbox`)) as [
+      { wait: number },
+    ];
+    expect(wait).toBeGreaterThan(3600 - 60);
+    expect(wait).toBeLessThanOrEqual(3600);
+    // Not due for an hour, so a delivery pass now sends nothing.
     hook.hang = false;
     const before = hook.requests.length;
     expect(await deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log })).toEqual({ delivered: 0, failed: 0, retrying: 0 });
