@@ -115,6 +115,22 @@ describe('proof of completeness', () => {
     expect(text).toContain(`cpq_sync_company_users{site="default",company="${partner}",source="cpq"} 8`);
   });
 
+  it('a company whose count CPQ does not report is no match, and one company unmatched is exit code 1 though another matches (review EK)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1' });
+    await h.sync();
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/_host/users')) req.reply((await req.realAnswer({ ...req.query, totalResults: 'false' })).body);
+    });
+    const checks = await verifySite(h.config.sites[0]!, h.t.pool, h.log);
+    expect(checks.map((c) => [c.company, c.cpq, c.database, c.ok])).toEqual([
+      ['_host', undefined, 3, false],
+      ['partner1', 3, 3, true],
+    ]);
+    expect(countsExitCode(checks)).toBe(1);
+  });
+
   it("refuses a base URL naming another CPQ than the site's rows came from, and a count said twice differently (review CD)", async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
     await h.sync();
