@@ -198,6 +198,15 @@ describe('cpq-sync status', () => {
     expect(json.sites[0]).toMatchObject({ lastRunFailed: true, lastRun: { id: json.sites[0]!.runs[0]!.id, status: 'abandoned', finishedAt: null } });
     await add('abandoned'); // a crash is a failure
     expect((await status(h)).code).toBe(1);
+    // Two runs recorded running, the lock free: both are dead, not only the newest (review EK).
+    await add('running');
+    await add('running');
+    const twice = JSON.parse((await status(h, ['--json'])).stdout) as StatusReport;
+    expect(twice.sites[0]!.runs.slice(0, 3).map((r) => [r.status, r.presumedDead ?? false])).toEqual([
+      ['running', true],
+      ['running', true],
+      ['abandoned', false],
+    ]);
   });
 
   it('sites this database has run that the configuration does not name are listed by name (a dead run of a renamed site is not hidden), and do not count in the exit code (review CM)', async ({
