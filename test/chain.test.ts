@@ -82,6 +82,19 @@ describe('tamper evidence', () => {
     expect(report.breaks[0]!.problem).toContain(`run ${runs[1]} committed no longer matches its seal`);
   });
 
+  it('rows of two runs altered: the first of them is named, not the last (review EK)', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const report = await verifyAfter(
+      h,
+      `UPDATE cpq.user_change_log SET diff = diff || '{"forged": true}'::jsonb
+       WHERE id IN (SELECT min(id) FROM cpq.user_change_log WHERE run_id IN ($1::bigint, $2::bigint) GROUP BY run_id)`,
+      [runs[1], runs[2]],
+    );
+    expect(report.breaks.map((b) => b.runId)).toEqual([runs[1]]);
+    expect(report.breaks[0]!.problem).toContain(`run ${runs[1]} committed no longer matches its seal`);
+  });
+
   it('an ended version deleted, or a seal recomputed for altered content, is found too', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);
