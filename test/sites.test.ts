@@ -172,6 +172,11 @@ describe('CPQ_SITES_FILE', () => {
     expect(message).not.toMatch(/site "a", password \(or passwordFile\) is required/);
     expect(message).not.toContain('site "b", baseUrl: required');
     expect(message.split('; ')).toHaveLength(3);
+    // A name every object answers to (Object.prototype's) is no variable set (review EK: a mutant reading env[name] passed).
+    const inherited = file('inherited-vars.yaml', `- {name: d, baseUrl: "\${constructor}", username: "\${__proto__}", password: p}\n`);
+    expect(configError({ CPQ_SITES_FILE: inherited })).toBe(
+      'invalid configuration: CPQ_SITES_FILE: site "d", baseUrl (line 1): ${constructor} names an environment variable that is not set; CPQ_SITES_FILE: site "d", username (line 1): ${__proto__} names an environment variable that is not set',
+    );
   });
 
   test('a secret setting that is a ${NAME} alone names the variable not set, and its line: one line, said once (review DN)', async () => {
