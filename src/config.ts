@@ -674,14 +674,22 @@ const CRON_FIELDS: Record<string, { name: string; one: string; values: string }>
   dayOfWeek: { name: 'day of week', one: 'a day of week', values: '0-7 or sun-sat' },
 };
 
+/** The nicknames node-cron takes in place of the fields. */
+const CRON_NICKNAMES = '@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly';
+
 /**
  * One of node-cron's reasons in the operator's words: its own say "25 is a invalid expression for
  * hour", naming neither the values the field takes nor the fields an expression has (review EG).
  */
 function cronErrorText(error: { field: string; value?: string; message: string }): string {
   const field = CRON_FIELDS[error.field];
+  const five = 'five (minute hour day-of-month month day-of-week) or six with a second first';
+  // node-cron calls an empty expression one of illegal characters, and a blank one a field of its own.
+  if (error.field === 'expression' && error.value?.trim() === '') return `it is empty: a cron expression has ${five}`;
   const fields = /^expected 5 or 6 fields but got (\d+)$/.exec(error.message);
-  if (fields) return `it has ${fields[1]} fields, not five (minute hour day-of-month month day-of-week) or six with a second first`;
+  if (fields) return `it has ${fields[1]} field${fields[1] === '1' ? '' : 's'}, not ${five}`;
+  // node-cron takes an @ only in a whole nickname: another is refused as an illegal character.
+  if (error.message === 'pattern includes illegal characters' && error.value?.trim().startsWith('@')) return `it is not one of the nicknames ${CRON_NICKNAMES}`;
   if (error.message === 'pattern includes illegal characters')
     return 'it holds a character no cron field takes (they take letters, digits and * , - / # ? only)';
   const impossible = /^(\S+) (\S+) is an impossible day of month/.exec(error.message);

@@ -199,6 +199,17 @@ describe('schedule', () => {
       'day of month 31 never comes in month 2',
       'it holds a character no cron field takes (they take letters, digits and * , - / # ? only)',
     ]);
+    // node-cron's reasons for these were untrue in the operator's words: an empty or blank one
+    // held "a character no cron field takes" or "1 fields", an unknown nickname's @ was refused
+    // though @daily is taken.
+    expect(['', '   ', 'daily', '@reboot', ' @Weekly2'].map(cronProblem)).toEqual([
+      'it is empty: a cron expression has five (minute hour day-of-month month day-of-week) or six with a second first',
+      'it is empty: a cron expression has five (minute hour day-of-month month day-of-week) or six with a second first',
+      'it has 1 field, not five (minute hour day-of-month month day-of-week) or six with a second first',
+      'it is not one of the nicknames @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly',
+      'it is not one of the nicknames @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly',
+    ]);
+    expect(scheduleProblems('@Daily', 'UTC')).toEqual([]);
     expect(scheduleProblems('0 2 * * *', 'UTC')).toEqual([]);
     expect(formatInZone(new Date('2025-01-15T01:00:00Z'), 'Europe/Berlin')).toBe('2025-01-15 02:00:00 Europe/Berlin');
   });
