@@ -48,6 +48,10 @@ describe('the hint, whatever authentication method asked for the password', () =
     );
     const withPassword = refusals.md5.replace('sync@', 'sync:***@');
     expect(databaseHint(withPassword, {})).toBe('the database refused the user or password: check DATABASE_URL');
+    // node-postgres takes a password parameter as the URL's password (the message shows it as ***).
+    expect(databaseHint(refusals.md5.replace('/warehouse', '/warehouse?password=***'), { PGPASSWORD: 'x' })).toBe(
+      'the database refused the user or password: check DATABASE_URL',
+    );
     // A socket URL (no host before the path) is read as node-postgres reads it.
     expect(databaseHint(refusals.md5.replace('db.example.com:5432/warehouse', '/warehouse?host=/run/postgresql'), {})).toMatch(
       /^DATABASE_URL names no password/,
