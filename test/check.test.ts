@@ -1,7 +1,7 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:tls';
 import { randomBytes } from 'node:crypto';
@@ -333,6 +333,39 @@ describe('cpq-sync check against the simulator', () => {
     const gatewayRun = await cli(['run'], envOf(h, { CPQ_BASE_URL: gateway }));
     expect(gatewayRun.code).toBe(3);
     expect(gatewayRun.stderr).toContain(`; hint: ${gatewayFix}\n`);
+  });
+
+  it('a base URL with a path whose root never answers: the root is asked once under each prefix, at once, so the line waits one request timeout (it waited four)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const rootAsks: string[] = [];
+    const held: ServerResponse[] = [];
+    const gatewayOnly = createHttpServer((req, res) => {
+      if (req.url?.startsWith('/gateway/')) return void res.writeHead(404).end('no');
+      rootAsks.push(req.url ?? '');
+      held.push(res);
+    });
+    servers.push(gatewayOnly);
+    await new Promise<void>((resolve) => gatewayOnly.listen(0, '127.0.0.1', resolve));
+    const root = `http://127.0.0.1:${(gatewayOnly.address() as AddressInfo).port}`;
+    const env = envOf(h, { CPQ_BASE_URL: `${root}/gateway/v1`, CPQ_REQUEST_TIMEOUT: '2s' });
+    const asked = ['/cpq/rest/v16/companies?limit=1', '/rest/v16/companies?limit=1'];
+    const fix = `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path /gateway/v1 of CPQ_BASE_URL, nor at its root ${root}: check that path (a gateway's, mistyped?) and the host in CPQ_BASE_URL`;
+    try {
+      let started = Date.now();
+      expect(step(await runCheck(env), 'path prefix')).toMatchObject({ status: 'fail', fix });
+      // Retried one after another, the four asks took 8 s and more.
+      expect(Date.now() - started).toBeLessThan(6_000);
+      expect(rootAsks.splice(0).sort()).toEqual(asked);
+      started = Date.now();
+      const run = await cli(['run'], env);
+      expect(run.stderr).toContain(`; hint: ${fix}\n`);
+      expect(Date.now() - started).toBeLessThan(8_000);
+      expect(rootAsks.sort()).toEqual(asked);
+    } finally {
+      for (const res of held) res.destroy();
+    }
   });
 
   it('CPQ_BASE_URL that redirects the API to another origin (a single sign-on page, http to https): the fix says what to set, in check and in a run', async ({

@@ -19,7 +19,8 @@ function siteOf(err: unknown, config: AppConfig): CpqConfig | undefined {
 export async function failureHint(err: unknown, config: AppConfig | undefined, log: Logger | undefined): Promise<string | undefined> {
   const cpq = config ? siteOf(err, config) : undefined;
   const prefixes = cpq && log && wantsPrefixProbe(err) ? await probePrefixes(checkClient(cpq, log).client) : undefined;
-  const rootPrefixes = cpq && log && prefixes ? await probeRoot(prefixes, cpq.baseUrl, (baseUrl) => checkClient({ ...cpq, baseUrl }, log).client) : undefined;
+  const rootPrefixes =
+    cpq && log && prefixes ? await probeRoot(prefixes, cpq.baseUrl, (baseUrl) => checkClient({ ...cpq, baseUrl, maxRetries: 0 }, log).client) : undefined;
   const hint = hintFor(err, { ...(cpq ? { cpq } : {}), ...(prefixes ? { prefixes } : {}), ...(rootPrefixes ? { rootPrefixes } : {}) });
   // A site of CPQ_SITES_FILE is set by its keys there, which win over the environment's variables:
   // the hint names those (pathPrefix, not CPQ_PATH_PREFIX), or an operator would edit .env to no effect.

@@ -22,10 +22,14 @@ export async function probePrefixes(client: CpqHttpClient): Promise<PrefixProbe>
 /**
  * How the root of a base URL with a path answers under each prefix, when neither answered under
  * that path: the hint says to drop the path only when the root answers. Same host, same
- * credentials: no request goes anywhere the operator did not name.
+ * credentials: no request goes anywhere the operator did not name. `clientAt` gives a client that
+ * does not retry, and both prefixes are asked at once: a root that never answers (a gateway
+ * routing only its own paths) holds the failure's line for one request timeout, not four.
  */
 export async function probeRoot(probe: PrefixProbe, baseUrl: string, clientAt: (baseUrl: string) => CpqHttpClient): Promise<PrefixProbe | undefined> {
   const withPath = baseUrlPath(baseUrl);
   if (withPath === undefined || !wantsRootProbe(probe, baseUrl)) return undefined;
-  return probePrefixes(clientAt(withPath.origin));
+  const client = clientAt(withPath.origin);
+  const [plain, cpq] = await Promise.all([askPrefix(client, ''), askPrefix(client, '/cpq')]);
+  return { '': plain, '/cpq': cpq };
 }

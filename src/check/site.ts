@@ -328,7 +328,7 @@ export async function checkSite(cpq: CpqConfig, log: Logger): Promise<StepResult
   const host = await checkHost(cpq);
   if (host.status === 'fail') return [host, ...later.map((step) => skip(step, 'skipped: the host step failed'))];
   const { client, auth } = checkClient(cpq, log);
-  const access = await checkAccess(client, cpq, (baseUrl) => checkClient({ ...cpq, baseUrl }, log).client);
+  const access = await checkAccess(client, cpq, (baseUrl) => checkClient({ ...cpq, baseUrl, maxRetries: 0 }, log).client);
   if (access.prefix === undefined) return [host, ...access.steps, ...later.slice(2).map((step) => skip(step, 'skipped: CPQ did not answer'))];
   const site = { ...cpq, pathPrefix: access.prefix };
   const companies = await checkCompanies(client, site);
