@@ -44,6 +44,8 @@ class Receiver {
   hang = false;
   /** How long each answer takes (a slow receiver). */
   delayMs = 0;
+  /** Run before each answer (something else happening while the alert is sent). */
+  beforeAnswer: (() => Promise<unknown>) | undefined;
   /** When each request arrived (Date.now()), in order. */
   readonly arrivals: number[] = [];
   private server: Server | undefined;
@@ -63,8 +65,10 @@ class Receiver {
           return;
         }
         setTimeout(() => {
-          res.writeHead(this.status, { 'content-type': 'text/plain', ...headers });
-          res.end(this.status === 200 ? 'ok' : 'no_service');
+          void (this.beforeAnswer?.() ?? Promise.resolve()).then(() => {
+            res.writeHead(this.status, { 'content-type': 'text/plain', ...headers });
+            res.end(this.status === 200 ? 'ok' : 'no_service');
+          });
         }, this.delayMs);
       });
     });
@@ -493,6 +497,29 @@ describe('alerts on privileged access', () => {
       });
     }
     expect(await answer(200)).toEqual({ ok: true });
+  });
+
+  it('alerts retry whose pass a database error ends exits 6 with that error, not 0 as if it had delivered what it tried', async ({ startHarness }) => {
+    const hook = await receiver();
+    hook.status = 400;
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, alertEnv(hook.url));
+    const env = { ...alertEnv(hook.url), CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    await h.sync();
+    h.sim.addGroup('_host', String(h.sim.users('_host')[0]!.login), { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    await h.sync();
+    expect((await outbox(h)).map((r) => r.status)).toEqual(['failed']);
+    // The webhook refuses it again, and the outbox cannot be written meanwhile: the refusal is recorded nowhere.
+    hook.beforeAnswer = () => h.t.query(`ALTER TABLE cpq.alert_outbox RENAME TO alert_outbox_away`);
+    try {
+      const retried = await cli(['alerts', 'retry'], env);
+      expect(hook.requests).toHaveLength(2);
+      expect({ code: retried.code, stderr: retried.stderr }).toEqual({
+        code: 6,
+        stderr: 'cpq-sync: alert delivery stopped by a database error: relation "cpq.alert_outbox" does not exist\n',
+      });
+    } finally {
+      await h.t.query(`ALTER TABLE cpq.alert_outbox_away RENAME TO alert_outbox`);
+    }
   });
 
   it('a webhook refusing every alert (400) is one log line per delivery pass, not one per alert, naming the answer, the count and `alerts retry` (review DN)', async ({

@@ -170,6 +170,8 @@ export interface DeliveryReport {
   failed: number;
   /** Attempted and left pending for a later attempt. */
   retrying: number;
+  /** The database error that ended the pass, when one did: the alerts not recorded wait for the next attempt. */
+  stoppedBy?: string;
 }
 
 const BATCH = 20;
@@ -278,7 +280,8 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
       if (stopped) break;
     }
   } catch (err) {
-    log.warn({ error: oneLine(errorMessage(err)) }, 'alert delivery stopped by a database error; pending alerts wait for the next attempt');
+    report.stoppedBy = oneLine(errorMessage(err));
+    log.warn({ error: report.stoppedBy }, 'alert delivery stopped by a database error; pending alerts wait for the next attempt');
   }
   logPass(log, report, refusals, pending, interrupted);
   return report;

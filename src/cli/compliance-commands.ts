@@ -83,6 +83,9 @@ export function registerComplianceCommands(program: Command): void {
           const requeued = await requeueFailedAlerts(database.pool).catch(rethrowAsSyncError);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log }).catch(rethrowAsSyncError);
           log.info({ requeued, ...report }, 'failed alerts requeued');
+          // The pass logs a database error and returns (a run or the worker goes on): for this command it is
+          // the failure, exit code 6, not a pass that delivered what it tried.
+          if (report.stoppedBy !== undefined) throw new SyncError('database', `alert delivery stopped by a database error: ${report.stoppedBy}`);
           // As `alerts test`: exit code 1 when the pass did not deliver every alert it tried, so
           // `cpq-sync alerts retry || page-someone` tells a receiver still refusing from one that took them.
           if (report.failed + report.retrying > 0) {
