@@ -77,7 +77,8 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     }
     if (err instanceof ConfigFileRefused) throw new ConfigError(`${path}${err.problem}`);
     const code = errorCode(err);
-    if (code === 'EISDIR') throw new ConfigError(`${where} is a folder, not a file`);
+    // Only a named one: a folder named .env is passed over (above).
+    if (code === 'EISDIR') throw new ConfigError(`DOTENV_CONFIG_PATH: ${where} is a folder, not a file`);
     // A service account running where the operator made the file (review EG: it named no fix).
     const fix = code === 'EACCES' || code === 'EPERM' ? '; run cpq-sync as the account that made it, or chown the file to this account' : '';
     throw new ConfigError(`${where}: cannot be opened (${code ?? 'error'})${fix}`);

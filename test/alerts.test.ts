@@ -557,7 +557,7 @@ describe('alerts on privileged access', () => {
     // Not delivered: exit code 1, as `alerts test`, and one line saying so.
     expect({ code: retried.code, stderr: retried.stderr }).toEqual({
       code: 1,
-      stderr: 'cpq-sync: not every alert was delivered: 30 refused by the webhook again (failed); `cpq-sync alerts list` shows them\n',
+      stderr: 'cpq-sync: not every alert was delivered: 30 refused by the webhook (failed); `cpq-sync alerts list` shows them\n',
     });
     expect(hook.requests).toHaveLength(60);
     expect(alertLines(retried.stdout).map((l) => l.msg)).toEqual([expected.msg, 'failed alerts requeued']);

@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
-import { embeddedFolderProblem } from '../db/embedded.js';
+import { DATA_DIR_FIX, embeddedFolderProblem } from '../db/embedded.js';
 import { redactUrl } from '../db/database.js';
 import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrationsProblem, migrationFiles } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
@@ -139,7 +139,7 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
           : fail(
               'database',
               `${where} does not exist yet, and the first run would fail (exit code 6): ${cut < 0 ? problem : problem.slice(0, cut)}`,
-              cut < 0 ? 'set DATA_DIR to a folder you can write, or set DATABASE_URL' : problem.slice(cut + 2),
+              cut < 0 ? DATA_DIR_FIX : problem.slice(cut + 2),
             ),
         skip('schema', 'no database yet'),
         ...siteSteps('no database yet'),

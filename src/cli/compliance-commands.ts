@@ -91,7 +91,7 @@ export function registerComplianceCommands(program: Command): void {
           if (report.failed + report.retrying > 0) {
             // A pass ends at the first alert the webhook cannot take now: the alerts after it are not counted, only said to wait.
             const why = [
-              ...(report.failed > 0 ? [`${report.failed} refused by the webhook again (failed)`] : []),
+              ...(report.failed > 0 ? [`${report.failed} refused by the webhook (failed)`] : []),
               ...(report.retrying > 0 ? ['the webhook could not take them now (they stay pending, sent by the next run or worker pass)'] : []),
             ];
             process.stderr.write(`cpq-sync: not every alert was delivered: ${why.join('; ')}; \`cpq-sync alerts list\` shows them\n`);

@@ -137,7 +137,7 @@ export function embeddedFolderProblem(dataDir: string): string | undefined {
  * The start's words for a DATA_DIR it cannot use, which check's embeddedFolderProblem foresees:
  * one function each, so that both say the same (review EI found them apart).
  */
-const DATA_DIR_FIX = 'set DATA_DIR to a folder you can write, or set DATABASE_URL';
+export const DATA_DIR_FIX = 'set DATA_DIR to a folder you can write, or set DATABASE_URL';
 /** The start could not make DATA_DIR (mkdir). */
 const cannotCreateDataFolder = (folder: string, code: string) =>
   `embedded Postgres: cannot create the data folder ${folder} (DATA_DIR) (${code}); ${DATA_DIR_FIX}`;

@@ -124,7 +124,10 @@ describe('.env in the working directory', () => {
       stderr: `cpq-sync: DOTENV_CONFIG_PATH: nosuch.env (in ${cwd}) does not exist\n`,
     });
     const folder = await cli(['status'], { DOTENV_CONFIG_PATH: join(cwd, 'conf') }, { cwd });
-    expect({ code: folder.code, stderr: folder.stderr }).toEqual({ code: 2, stderr: `cpq-sync: ${join(cwd, 'conf')} is a folder, not a file\n` });
+    expect({ code: folder.code, stderr: folder.stderr }).toEqual({
+      code: 2,
+      stderr: `cpq-sync: DOTENV_CONFIG_PATH: ${join(cwd, 'conf')} is a folder, not a file\n`,
+    });
   });
 
   it('DOTENV_KEY set for other programs stops nothing; beside an encrypted .env.vault it is refused aloud', async ({ startHarness }) => {
