@@ -107,6 +107,8 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
   }
   // Run times are the database's clock: a worker whose own clock is off must not judge their age by it.
   const now = options.now?.() ?? healths.find((h) => h.now !== undefined)?.now ?? new Date();
+  // The limit's value in the messages: an operator reading /readyz need not find the setting to judge it.
+  const limit = `SYNC_STALE_AFTER=${durationSetting(options.staleAfterMs)}`;
   const sites = healths.map((health, i): SiteReadiness => {
     const { lastRun, lastSuccessAt, failingSince, runningSince } = health;
     const older = (since: Date | null) => since !== null && now.getTime() - since.getTime() > options.staleAfterMs;
@@ -115,8 +117,6 @@ export async function checkReadiness(source: Queryable, options: ReadinessOption
     const hung = older(runningSince);
     const failing = older(failingSince);
     const site = options.sites[i]!;
-    // The limit's value in the message: an operator reading /readyz need not find the setting to judge it.
-    const limit = `SYNC_STALE_AFTER=${durationSetting(options.staleAfterMs)}`;
     const tried =
       options.upForMs === undefined
         ? lastSuccessAt !== null
