@@ -163,9 +163,10 @@ export function redirectHint(message: string): string | undefined {
 
 /**
  * Where the password of a refused connection came from: the URL the message names (before its
- * host, or its `password` parameter, which node-postgres reads as well), else PGPASSWORD, else nowhere. With none, node-postgres sends none (SCRAM fails in the client), an
- * empty one (`password` method: "empty password returned by client"), or the MD5 of none
- * ("password authentication failed"): none of them says a password is missing.
+ * host, or its `password` parameter, which node-postgres reads as well), else PGPASSWORD, else
+ * nowhere. With none, node-postgres sends none (SCRAM fails in the client), an empty one
+ * (`password` method: "empty password returned by client"), or the MD5 of none ("password
+ * authentication failed"): none of them says a password is missing.
  */
 function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPASSWORD' | 'none' {
   const url = /^cannot connect to Postgres at (\S+): /.exec(message)?.[1];
