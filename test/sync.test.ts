@@ -1,3 +1,4 @@
+import type { CpqSimulator } from '../src/simulator/server.js';
 import { inspect } from 'node:util';
 import { isLosslessNumber } from 'lossless-json';
 import { describe, expect } from 'vitest';
@@ -25,6 +26,16 @@ async function usersIn(h: Harness, company: string) {
 
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** Makes the simulator's integration-user feed answer exactly `items`, in one page (any earlier fault cleared). */
+function serveIntegrationUsers(sim: CpqSimulator, items: object[]): void {
+  sim.clearFaults();
+  sim.addFault({
+    match: { path: '/cpq/rest/v19/integrationUsers' },
+    times: Infinity,
+    status: 200,
+    body: JSON.stringify({ items, hasMore: false, totalResults: items.length }),
+  });
+}
 describe('full sync', () => {
   it("a site takes one number of cpq.sites' lock_id identity, once: later runs and tick claims take none (2^31 of them made every run fail)", async ({
     startHarness,
@@ -613,15 +624,7 @@ describe('integration users', () => {
       dateModified: '2026-01-01T00:00:00.000Z',
       groups: { items: [{ variableName: 'admins' }] },
     };
-    const integrationFeed = (items: object[]) => {
-      h.sim.clearFaults();
-      h.sim.addFault({
-        match: { path: '/cpq/rest/v19/integrationUsers' },
-        times: Infinity,
-        status: 200,
-        body: JSON.stringify({ items, hasMore: false, totalResults: items.length }),
-      });
-    };
+    const integrationFeed = (items: object[]) => serveIntegrationUsers(h.sim, items);
     integrationFeed([papi]);
     await h.sync();
     const row = async () =>
@@ -640,15 +643,7 @@ describe('integration users', () => {
     startHarness,
   }) => {
     const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '_host' });
-    const integrationFeed = (items: object[]) => {
-      h.sim.clearFaults();
-      h.sim.addFault({
-        match: { path: '/cpq/rest/v19/integrationUsers' },
-        times: Infinity,
-        status: 200,
-        body: JSON.stringify({ items, hasMore: false, totalResults: items.length }),
-      });
-    };
+    const integrationFeed = (items: object[]) => serveIntegrationUsers(h.sim, items);
     const papis = [1, 2, 3, 4, 5].map((i) => ({ login: `papi${i}`, partyNumber: `90${i}`, company: { loginName: 'partner1' }, groups: { items: [] } }));
     integrationFeed(papis);
     await h.sync();
