@@ -1,4 +1,4 @@
-import { existsSync, lstatSync } from 'node:fs';
+import { existsSync, lstatSync, readlinkSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute } from 'node:path';
 import dotenv from 'dotenv';
@@ -51,8 +51,9 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
   if (!Buffer.isEncoding(encoding)) throw new ConfigError(`DOTENV_CONFIG_ENCODING: "${encoding}" is not an encoding`);
   // A relative name says which folder: the working directory is not always the one meant.
   const where = isAbsolute(path) ? path : `${path} (in ${process.cwd()})`;
+  let entry: Stats;
   try {
-    lstatSync(path);
+    entry = lstatSync(path);
   } catch (err) {
     if (named === undefined) return; // none
     const code = errorCode(err);
@@ -77,6 +78,11 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
     }
     if (err instanceof ConfigFileRefused) throw new ConfigError(`${path}${err.problem}`);
     const code = errorCode(err);
+    // A link left behind when its target moved (a secrets mount not there yet, a release folder removed):
+    // "ENOENT" of a name that is there would send the operator looking for the wrong file (review EL).
+    if (code === 'ENOENT' && entry.isSymbolicLink()) {
+      throw new ConfigError(`${named === undefined ? '' : 'DOTENV_CONFIG_PATH: '}${where} is a link to ${readlinkSync(path)}, which does not exist`);
+    }
     // Only a named one: a folder named .env is passed over (above).
     if (code === 'EISDIR') throw new ConfigError(`DOTENV_CONFIG_PATH: ${where} is a folder, not a file`);
     // A service account running where the operator made the file (review EG: it named no fix).

@@ -130,6 +130,22 @@ describe('.env in the working directory', () => {
     });
   });
 
+  it('a link to a file that is not there (a secrets mount not yet made) is named as a link, with its target, not as a missing name (review EL)', async () => {
+    const cwd = await sharedFolder();
+    await symlink('/run/secrets/nosuch-cpq-sync.env', join(cwd, 'linked.env'));
+    const named = await cli(['status'], { DOTENV_CONFIG_PATH: 'linked.env' }, { cwd });
+    expect({ code: named.code, stderr: named.stderr }).toEqual({
+      code: 2,
+      stderr: `cpq-sync: DOTENV_CONFIG_PATH: linked.env (in ${cwd}) is a link to /run/secrets/nosuch-cpq-sync.env, which does not exist\n`,
+    });
+    await symlink('/run/secrets/nosuch-cpq-sync.env', join(cwd, '.env'));
+    const unnamed = await cli(['status'], {}, { cwd });
+    expect({ code: unnamed.code, stderr: unnamed.stderr }).toEqual({
+      code: 2,
+      stderr: `cpq-sync: .env (in ${cwd}) is a link to /run/secrets/nosuch-cpq-sync.env, which does not exist\n`,
+    });
+  });
+
   it('DOTENV_KEY set for other programs stops nothing; beside an encrypted .env.vault it is refused aloud', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
