@@ -168,11 +168,14 @@ export function redirectHint(message: string): string | undefined {
  * (`password` method: "empty password returned by client"), or the MD5 of none ("password
  * authentication failed"): none of them says a password is missing.
  */
-function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPASSWORD' | 'none' {
+function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPASSWORD' | { file: string } | 'none' {
   const url = /^cannot connect to Postgres at (\S+): /.exec(message)?.[1];
   const parsed = url === undefined ? undefined : parseConnectionUrl(url);
   if (parsed === undefined || parsed.password !== '' || parsed.searchParams.get('password')) return 'url';
-  return env.PGPASSWORD ? 'PGPASSWORD' : 'none';
+  if (env.PGPASSWORD) return 'PGPASSWORD';
+  // Noted by the connection (password-file.ts).
+  const file = / \(password from (.+)\)$/.exec(message)?.[1];
+  return file === undefined ? 'none' : { file };
 }
 
 /** The fix for a database that could not be reached; the message already names it, password hidden. */
@@ -180,13 +183,16 @@ export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.e
   if (!message.startsWith('cannot connect to Postgres')) return undefined;
   const passwordAsked = /client password must be a string|no password supplied|empty password returned by client|password authentication failed|SASL/i;
   if (passwordAsked.test(message)) {
-    switch (passwordSource(message, env)) {
+    const source = passwordSource(message, env);
+    switch (source) {
       case 'none':
-        return 'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database) or set PGPASSWORD';
+        return 'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database), set PGPASSWORD, or add a line for it to ~/.pgpass (PGPASSFILE)';
       case 'PGPASSWORD':
         return 'the database refused the user of DATABASE_URL or the password of PGPASSWORD (the URL names none): check both';
       case 'url':
         return 'the database refused the user or password: check DATABASE_URL';
+      default:
+        return `the database refused the user of DATABASE_URL or the password ${source.file} gives it (the URL names none, nor PGPASSWORD): check both`;
     }
   }
   if (/database "[^"]*" does not exist/.test(message)) return 'create that database first, or name an existing one in DATABASE_URL';

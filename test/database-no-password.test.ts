@@ -1,3 +1,6 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it as plain } from 'vitest';
 import { databaseHint } from '../src/error-hints.js';
 import { cli } from './helpers/cli-process.js';
@@ -22,7 +25,9 @@ describe('a DATABASE_URL without a password, to a server that asks for one', () 
     const out = await cli(['migrate'], { DATABASE_URL: noPassword.toString() });
     const took = Date.now() - started;
     expect(out.code).toBe(6);
-    expect(out.stderr).toMatch(/; hint: DATABASE_URL names no password and the server asks for one: write it in the URL \(.*\) or set PGPASSWORD\n$/);
+    expect(out.stderr).toMatch(
+      /; hint: DATABASE_URL names no password and the server asks for one: write it in the URL \(.*\), set PGPASSWORD, or add a line for it to ~\/\.pgpass \(PGPASSFILE\)\n$/,
+    );
     expect(took).toBeLessThan(10_000);
   });
 });
@@ -40,9 +45,13 @@ describe('the hint, whatever authentication method asked for the password', () =
   plain('says the URL names no password, or that PGPASSWORD was refused, or the URL password', () => {
     for (const [method, message] of Object.entries(refusals)) {
       expect(databaseHint(message, {}), method).toBe(
-        'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database) or set PGPASSWORD',
+        'DATABASE_URL names no password and the server asks for one: write it in the URL (postgres://user:password@host/database), set PGPASSWORD, or add a line for it to ~/.pgpass (PGPASSFILE)',
       );
     }
+    // The connection notes a password the password file gave (a line of ~/.pgpass the operator wrote).
+    expect(databaseHint(`${refusals.md5} (password from /home/sync/.pgpass)`, {})).toBe(
+      'the database refused the user of DATABASE_URL or the password /home/sync/.pgpass gives it (the URL names none, nor PGPASSWORD): check both',
+    );
     expect(databaseHint(refusals.md5, { PGPASSWORD: 'x' })).toBe(
       'the database refused the user of DATABASE_URL or the password of PGPASSWORD (the URL names none): check both',
     );
@@ -56,5 +65,45 @@ describe('the hint, whatever authentication method asked for the password', () =
     expect(databaseHint(refusals.md5.replace('db.example.com:5432/warehouse', '/warehouse?host=/run/postgresql'), {})).toMatch(
       /^DATABASE_URL names no password/,
     );
+  });
+});
+
+describe('a password from the password file (PGPASSFILE, or ~/.pgpass), as psql takes it', () => {
+  it("is used without a word on stderr; a wrong one is named as the file's; one others can read is ignored, with its warning", async ({
+    createDatabase,
+    skip,
+  }) => {
+    const t = await createDatabase();
+    skip(await acceptsAnyPassword(t.url), 'this server takes any password (trust), so it never asks for one');
+    const url = new URL(t.url);
+    const password = decodeURIComponent(url.password);
+    url.password = '';
+    const folder = await mkdtemp(join(tmpdir(), 'cpq-pgpass-'));
+    const file = join(folder, 'pgpass');
+    // host:port:database:user:password, ':' and '\\' escaped as the format asks.
+    const line = (pw: string) => `${url.hostname}:${url.port || '5432'}:*:${decodeURIComponent(url.username)}:${pw.replace(/([:\\])/g, '\\$1')}\n`;
+    try {
+      await writeFile(file, line(password), { mode: 0o600 });
+      // node-postgres read the file itself, and printed a DeprecationWarning (pgpass support ends in pg 9) on stderr at every command.
+      const right = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file });
+      expect({ code: right.code, stderr: right.stderr }).toEqual({ code: 0, stderr: '' });
+
+      await writeFile(file, line('not-the-password'));
+      const wrong = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file });
+      expect(wrong.code).toBe(6);
+      expect(wrong.stderr).toMatch(
+        new RegExp(
+          `^cpq-sync: cannot connect to Postgres at \\S+: .* \\(password from ${file}\\); hint: the database refused the user of DATABASE_URL or the password ${file} gives it \\(the URL names none, nor PGPASSWORD\\): check both\\n$`,
+        ),
+      );
+
+      await writeFile(file, line(password));
+      await chmod(file, 0o644);
+      const loose = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file });
+      expect(loose.code).toBe(6);
+      expect(loose.stderr).toMatch(new RegExp(`^WARNING: password file "${file}" has group or world access; .*\\n.*; hint: DATABASE_URL names no password`));
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
   });
 });

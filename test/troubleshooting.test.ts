@@ -1,6 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it as plainIt } from 'vitest';
 import { loadConfig } from '../src/config.js';
@@ -98,6 +100,14 @@ describe('the README lists every error a user meets first, as printed, with its 
               code: 6,
               run: () => runLine(open, { DATABASE_URL: noPassword.toString(), PGPASSWORD: 'not-the-password' }),
             },
+            'database URL without a password, the password file wrong': {
+              code: 6,
+              run: () => {
+                const file = join(mkdtempSync(join(tmpdir(), 'cpq-pgpass-')), 'pgpass');
+                writeFileSync(file, `${noPassword.hostname}:${noPassword.port}:*:${noPassword.username}:not-the-password\n`, { mode: 0o600 });
+                return runLine(open, { DATABASE_URL: noPassword.toString(), PGPASSFILE: file });
+              },
+            },
           }),
       'database does not answer': {
         code: 6,
@@ -150,7 +160,10 @@ describe('the README lists every error a user meets first, as printed, with its 
     }
     const excused = (e: string) =>
       trustsAnyPassword &&
-      (e.includes('the database refused the user or password') || e.includes('DATABASE_URL names no password') || e.includes('the password of PGPASSWORD'));
+      (e.includes('the database refused the user or password') ||
+        e.includes('DATABASE_URL names no password') ||
+        e.includes('the password of PGPASSWORD') ||
+        e.includes('(password from <file>)'));
     expect(entries.filter((e) => !met.has(e) && !excused(e))).toEqual([]);
   });
 

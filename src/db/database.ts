@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { parseConnectionUrl, urlText } from '../connection-url.js';
 import type { Database } from './schema.js';
+import { readPasswordFileWhenNone, withPasswordFileNoted } from './password-file.js';
 
 export type Db = Kysely<Database>;
 
@@ -81,6 +82,7 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
   class BoundedClient extends pg.Client {
     constructor(config?: pg.ClientConfig) {
       super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
+      readPasswordFileWhenNone(this);
     }
 
     // A connection that failed to open is ended: node-postgres leaves the socket of one whose
@@ -94,13 +96,13 @@ export function createPool(connectionString: string, max = 4, lockTimeoutMs = DE
       if (callback === undefined) {
         return super.connect().catch((err: unknown) => {
           endFailed();
-          throw err;
+          throw withPasswordFileNoted(this, err);
         });
       }
       const told = callback as (err: Error | null, c?: pg.Client) => void;
       super.connect((err: Error | null, c?: pg.Client) => {
         if (err) endFailed();
-        told(err, c);
+        told(err && withPasswordFileNoted(this, err), c);
       });
     }
   }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Queryable } from '../db/compiled-query.js';
+import { readPasswordFileWhenNone } from '../db/password-file.js';
 import { durationSetting } from '../config-env.js';
 import { errorMessage, oneLine } from '../errors.js';
 import { readRunHealth } from './run-health.js';
@@ -187,6 +188,7 @@ export class HealthConnection implements Queryable {
         lock_timeout: this.timeoutMs,
         connectionTimeoutMillis: this.timeoutMs,
       });
+      readPasswordFileWhenNone(client);
       // A connection that dies while idle must not crash the worker; the next query reports it.
       client.on('error', () => this.drop(client));
       await client.connect();
