@@ -27,8 +27,14 @@ export interface HintFacts {
   /** Asked only when `wantsPrefixProbe` says the failure was a 404 from CPQ. */
   prefixes?: PrefixProbe;
   /** The same, asked at the root of a base URL with a path, when neither prefix answered under that path. */
-  rootPrefixes?: PrefixProbe;
+  rootPrefixes?: RootProbe;
 }
+
+/**
+ * How a base URL's root answered (src/check/prefix.ts): under each prefix, and, when it refused the
+ * credentials, whether it refused a path no site has too. A gateway's own login refuses everything.
+ */
+export type RootProbe = PrefixProbe & { refusesEveryPath?: boolean };
 
 export const otherPrefix = (prefix: PathPrefix): PathPrefix => (prefix === '' ? '/cpq' : '');
 
@@ -59,7 +65,7 @@ export function wantsPrefixProbe(err: unknown): boolean {
  * not), else the site's address. For a base URL with a path, `root` is how its root answered:
  * only a root that answers makes dropping the path the fix (a gateway's path may be meant).
  */
-export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl?: string, baseUrl?: string, root?: PrefixProbe): string {
+export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl?: string, baseUrl?: string, root?: RootProbe): string {
   const other = otherPrefix(configured);
   if (!answers(probe[configured]) && answers(probe[other])) {
     return `this site answers under ${prefixSetting(other)}, not under ${prefixSetting(configured)}: set CPQ_PATH_PREFIX=${other}`;
@@ -77,6 +83,11 @@ export function prefixHint(configured: PathPrefix, probe: PrefixProbe, failedUrl
     const atRoot = root === undefined ? undefined : [configured, other].find((prefix) => answers(root[prefix]));
     if (root !== undefined && atRoot === undefined) {
       return `${under}, nor at its root ${withPath.origin}: check that path (a gateway's, mistyped?) and the host in CPQ_BASE_URL`;
+    }
+    // Its refusal says nothing of where the site is (review EL): told to drop the path, the operator
+    // would only meet the same refusal at the root.
+    if (root?.refusesEveryPath === true) {
+      return `${under}, and its root ${withPath.origin} refuses every request, one for a path no site has among them (a gateway's own login, or a site refusing these credentials): check that path (a gateway's, mistyped?), the host in CPQ_BASE_URL and the credentials`;
     }
     const prefix = atRoot === undefined || atRoot === configured ? '' : ` and ${prefixSetting(atRoot)}`;
     return `${under}${root === undefined ? '' : `; its root ${withPath.origin} answers`}: give the site's root, without a path: set CPQ_BASE_URL=${withPath.origin}${prefix}`;

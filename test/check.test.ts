@@ -368,6 +368,28 @@ describe('cpq-sync check against the simulator', () => {
     }
   });
 
+  it("a base URL with a path whose root refuses every request (a gateway's own login): not told to drop the path, since a refusal says nothing of where the site is (review EL)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const rootAsks: string[] = [];
+    const gatewayLogin = createHttpServer((req, res) => {
+      if (req.url?.startsWith('/gateway/')) return void res.writeHead(404).end('no');
+      rootAsks.push(req.url ?? '');
+      res.writeHead(401, { 'www-authenticate': 'Bearer realm="gateway"' }).end('sign in first');
+    });
+    servers.push(gatewayLogin);
+    await new Promise<void>((resolve) => gatewayLogin.listen(0, '127.0.0.1', resolve));
+    const root = `http://127.0.0.1:${(gatewayLogin.address() as AddressInfo).port}`;
+    const env = envOf(h, { CPQ_BASE_URL: `${root}/gateway/v1` });
+    const fix = `neither CPQ_PATH_PREFIX= (empty) nor /cpq answers at /rest/v16/companies under the path /gateway/v1 of CPQ_BASE_URL, and its root ${root} refuses every request, one for a path no site has among them (a gateway's own login, or a site refusing these credentials): check that path (a gateway's, mistyped?), the host in CPQ_BASE_URL and the credentials`;
+    expect(step(await runCheck(env), 'path prefix')).toMatchObject({ status: 'fail', fix });
+    expect(rootAsks.splice(0).sort()).toEqual(['/cpq/rest/v16/companies?limit=1', '/rest/v16/companies?limit=1', '/rest/v16/cpq-sync-no-such-resource']);
+    const run = await cli(['run'], env);
+    expect(run.code).toBe(3);
+    expect(run.stderr).toContain(`; hint: ${fix}\n`);
+  });
+
   it('CPQ_BASE_URL that redirects the API to another origin (a single sign-on page, http to https): the fix says what to set, in check and in a run', async ({
     startHarness,
   }) => {
