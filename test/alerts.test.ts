@@ -621,6 +621,38 @@ describe('alerts on privileged access', () => {
     ]);
   });
 
+  it('`alerts retry` stopped by SIGTERM while an alert is being sent gives the alerts back, due at once, exit code 130 (they stayed claimed for the lease: review EL)', async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    hook.status = 400;
+    const env = alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, env);
+    await h.sync();
+    for (const login of h.sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .slice(0, 2)) {
+      h.sim.addGroup('_host', login, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    }
+    await h.sync();
+    expect((await outbox(h)).map((r) => r.status)).toEqual(['failed', 'failed']);
+    hook.hang = true;
+    const retry = new CliProcess(['alerts', 'retry'], { ...env, CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url });
+    await until('the first requeued alert reaches the webhook', () => hook.requests.length === 3);
+    retry.child.kill('SIGTERM');
+    const { code, stderr } = await retry.exited;
+    expect({ code, stderr }).toEqual({
+      code: 130,
+      stderr: 'cpq-sync: alerts retry interrupted: the alerts not yet sent are pending and due at once; the next run, worker pass or alerts retry sends them\n',
+    });
+    const rows = await h.t.query<OutboxRow & { due: boolean }>(`SELECT *, next_attempt_at <= now() AS due FROM cpq.alert_outbox ORDER BY id`);
+    expect(rows.map((r) => [r.status, r.due])).toEqual([
+      ['pending', true],
+      ['pending', true],
+    ]);
+  });
+
   it('does not follow a redirect', async ({ startHarness }) => {
     const elsewhere = await receiver();
     const hook = await receiver({ location: elsewhere.url });

@@ -73,16 +73,30 @@ export function registerComplianceCommands(program: Command): void {
         const { openDatabase } = await import('../db/connect.js');
         const { migrateLogged, migrateSynced } = await import('../db/migrate.js');
         const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
+        const { ShutdownSignals } = await import('../worker/shutdown.js');
         // Without a webhook the failed alerts were made pending, none was sent, and the command exited 0 (review EC).
         // Before the database: a setting missing is exit code 2 whether or not the database answers.
         requireWebhook(config.alerts);
-        const database = await openDatabase(config, log, { existing: true });
+        // SIGINT/SIGTERM: the pass gives back the alerts it holds, due at once, as a run's does. Killed
+        // outright, it left them claimed until their lease ran out (a batch's timeouts and a minute).
+        const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+        const database = await openDatabase(config, log, { existing: true }).catch((err: unknown) => {
+          shutdown.dispose();
+          throw err;
+        });
+        shutdown.takeOverSignals();
         try {
           await migrateSynced(database, migrateLogged(log));
           // Postgres refusing (a read-only login) is a database error, exit code 6, as for every command.
           const requeued = await requeueFailedAlerts(database.pool).catch(rethrowAsSyncError);
-          const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log }).catch(rethrowAsSyncError);
+          const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log, signal: shutdown.signal }).catch(rethrowAsSyncError);
           log.info({ requeued, ...report }, 'failed alerts requeued');
+          if (shutdown.signal.aborted) {
+            throw new SyncError(
+              'interrupted',
+              'alerts retry interrupted: the alerts not yet sent are pending and due at once; the next run, worker pass or alerts retry sends them',
+            );
+          }
           // The pass logs a database error and returns (a run or the worker goes on): for this command it is
           // the failure, exit code 6, not a pass that delivered what it tried.
           if (report.stoppedBy !== undefined) throw new SyncError('database', `alert delivery stopped by a database error: ${report.stoppedBy}`);
@@ -99,6 +113,7 @@ export function registerComplianceCommands(program: Command): void {
           }
         } finally {
           await database.close();
+          shutdown.dispose();
         }
       }),
     );
