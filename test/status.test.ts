@@ -155,6 +155,9 @@ describe('cpq-sync status', () => {
       await release();
       client.release();
     }
+    // One warning: the line is that warning alone, with no "(and 0 more…)" (review EK, mutant ST8).
+    await h.t.query(`UPDATE cpq.sync_runs SET warnings = $1::jsonb WHERE id = $2`, [JSON.stringify(['the only warning']), good.runId]);
+    expect((await status(h)).stdout.split('\n').filter((l) => l.includes('warned:'))).toEqual([`  run ${good.runId} warned: the only warning`]);
   });
 
   it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async ({ startHarness }) => {
