@@ -95,6 +95,36 @@ describe('tamper evidence', () => {
     expect(report.breaks[0]!.problem).toContain(`run ${runs[1]} committed no longer matches its seal`);
   });
 
+  it('breaks of different kinds in one site: the earliest run is named, whichever check found it (review EK, mutant VF7)', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    // The seal check finds the second run; the rows naming no run name a later one: the second is named.
+    const later = await verifyAfter(
+      h,
+      `WITH altered AS (UPDATE cpq.user_change_log SET diff = diff || '{"forged": true}'::jsonb WHERE id = (SELECT min(id) FROM cpq.user_change_log WHERE run_id = $1))
+       INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES (999999, $2, '_host', $3, 'update', '{}', 'default', now())`,
+      [runs[1], user!.id, user!.login],
+    );
+    expect(later.breaks.map((b) => b.runId)).toEqual([runs[1]]);
+    // The seal check finds the third run; the rows naming no run name an earlier one: that one is named.
+    const earlier = await verifyAfter(
+      h,
+      `WITH altered AS (UPDATE cpq.user_change_log SET diff = diff || '{"forged": true}'::jsonb WHERE id = (SELECT min(id) FROM cpq.user_change_log WHERE run_id = $1))
+       INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES ($2, $3, '_host', $4, 'update', '{}', 'default', now())`,
+      [runs[2], String(BigInt(runs[0]!) - 1n), user!.id, user!.login],
+    );
+    expect(earlier.breaks).toEqual([
+      {
+        site: 'default',
+        runId: String(BigInt(runs[0]!) - 1n),
+        problem: `change-log rows name run ${String(BigInt(runs[0]!) - 1n)}, which is no run of this site: they were added, outside any seal`,
+      },
+    ]);
+  });
+
   it('an ended version deleted, or a seal recomputed for altered content, is found too', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);
