@@ -380,6 +380,17 @@ describe('cpq_reader', () => {
         detail: `no cpq schema, and role ${owner} may not create one in database ${database}`,
         fix: `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${owner} (or GRANT CREATE ON DATABASE ${database} TO ${owner})`,
       });
+      // A run (or cpq-sync migrate) says the same, as a database failure (exit code 6): it said
+      // `permission denied for database …` alone, and migrate exited 1, an internal error.
+      const refused = await migrate(db).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(SyncError);
+      expect(refused).toMatchObject({
+        kind: 'database',
+        message: `no cpq schema, and role ${owner} may not create one in database ${database}: have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${owner} (or GRANT CREATE ON DATABASE ${database} TO ${owner})`,
+      });
       await admin((c) => c.query(`CREATE SCHEMA cpq AUTHORIZATION ${owner}`), database);
       expect(await schemaStep(pool)).toEqual({
         status: 'warn',

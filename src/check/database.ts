@@ -4,7 +4,7 @@ import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
 import { DATA_DIR_FIX, embeddedFolderProblem } from '../db/embedded.js';
 import { redactUrl } from '../db/database.js';
-import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrationsProblem, migrationFiles } from '../db/migrate.js';
+import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrationsProblem, migrationFiles, noSchemaRightsFix, noSchemaRightsProblem } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
@@ -57,11 +57,7 @@ function unmigratedSchema(rights: SchemaRights): StepResult {
   if (!rights.schemaExists) {
     return rights.mayCreateSchema
       ? warn('schema', 'no cpq schema yet', 'the first run (or cpq-sync migrate) creates it')
-      : fail(
-          'schema',
-          `no cpq schema, and role ${role} may not create one in database ${database}`,
-          `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${role} (or GRANT CREATE ON DATABASE ${database} TO ${role})`,
-        );
+      : fail('schema', noSchemaRightsProblem(role, database), noSchemaRightsFix(role, database));
   }
   return rights.mayCreateInSchema === true
     ? warn('schema', 'schema cpq exists, not migrated yet', 'the first run (or cpq-sync migrate) migrates it')

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { ConfigError, selectSites, withCpq } from '../config.js';
-import { EXIT_CODES, SyncError, errorMessage, oneLine } from '../errors.js';
+import { EXIT_CODES, SyncError, errorMessage, oneLine, rethrowAsSyncError } from '../errors.js';
 import { command } from './command.js';
 
 /** The commands that sync: one run now (run), the worker (schedule), migrations (migrate), and the setup check (check). */
@@ -123,7 +123,8 @@ export function registerSyncCommands(program: Command): void {
         const { migrateLogged, migrate } = await import('../db/migrate.js');
         const database = await openDatabase(config, log);
         try {
-          const applied = await migrate(database.db, migrateLogged(log));
+          // A database error is exit code 6, as for a run (it was 1, an internal error).
+          const applied = await migrate(database.db, migrateLogged(log)).catch(rethrowAsSyncError);
           log.info({ applied, database: database.where }, applied.length ? 'migrations applied' : 'database is up to date');
         } finally {
           await database.close();

@@ -134,14 +134,32 @@ export function migrateLogged(log: Logger): MigrateOptions {
  * CREATE SCHEMA IF NOT EXISTS needs the database's CREATE privilege even when the schema exists,
  * which a role given a schema a DBA made for it (the warehouse's usual policy) does not have.
  */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
 async function createSchema(db: Db): Promise<void> {
   const { rows } = await sql<{ exists: boolean }>`SELECT to_regnamespace('cpq') IS NOT NULL AS exists`.execute(db);
   if (rows[0]?.exists === true) return;
   try {
     await sql`CREATE SCHEMA IF NOT EXISTS cpq`.execute(db);
   } catch (err) {
+    // A role without the database's CREATE: `permission denied for database …` alone did not say
+    // what to do, and `cpq-sync migrate` took it for an internal error (exit code 1). Said as check says it.
+    if (errorCode(err) === INSUFFICIENT_PRIVILEGE) {
+      const { role, database } = await readSchemaRights(queryableOf(db));
+      throw new SyncError('database', `${noSchemaRightsProblem(role, database)}: ${noSchemaRightsFix(role, database)}`);
+    }
     if (errorCode(err) !== '23505' && errorCode(err) !== '42P06') throw err;
   }
+}
+
+/** No schema cpq, and `role` may not create one: what `check` and a run that would create it say. */
+export function noSchemaRightsProblem(role: string, database: string): string {
+  return `no cpq schema, and role ${role} may not create one in database ${database}`;
+}
+
+/** What a DBA does about noSchemaRightsProblem. */
+export function noSchemaRightsFix(role: string, database: string): string {
+  return `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${role} (or GRANT CREATE ON DATABASE ${database} TO ${role})`;
 }
 
 export interface MigrateOptions {
