@@ -593,6 +593,8 @@ describe('cpq-sync check, an embedded Postgres not made yet (operator review EG)
     const database = step(report, 'database');
     expect(database.status).toBe('fail');
     expect(database.detail).toMatch(/does not exist yet, and the first run would fail \(exit code 6\): .*not-a-folder/);
+    // The fix is DATA_DIR's: as root it said to move the project, which leaves DATA_DIR where it is.
+    expect(database.fix).toMatch(/^set DATA_DIR to /);
     expect(report.ok).toBe(false);
     const run = await cli(['run'], env);
     expect(run.code).toBe(6);

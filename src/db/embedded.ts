@@ -97,13 +97,17 @@ function firstClosedFolder(path: string): string | undefined {
  * only its parents matter; and postgres makes its socket in a private folder under TMPDIR.
  */
 function closedFolderProblem(dataDir: string): string | undefined {
-  for (const path of [binaryDir(), dirname(dataDir), tmpdir()]) {
+  // The fix is the setting that places that path: moving the project moves neither a DATA_DIR set
+  // elsewhere nor TMPDIR (it said to, for both).
+  const places = [
+    { path: binaryDir(), fix: 'put the project in a world-readable folder (e.g. /srv or /tmp)' },
+    { path: dirname(dataDir), fix: 'set DATA_DIR to a folder in a world-readable place (e.g. under /srv or /tmp)' },
+    { path: tmpdir(), fix: 'set TMPDIR to a world-readable folder (e.g. /tmp)' },
+  ];
+  for (const { path, fix } of places) {
     const closed = firstClosedFolder(path);
     if (closed) {
-      return (
-        `embedded Postgres runs as user "postgres", which cannot enter ${closed} (no execute bit for others) to reach ${path}; ` +
-        'put the project in a world-readable folder (e.g. /srv or /tmp), or set DATABASE_URL to an existing Postgres'
-      );
+      return `embedded Postgres runs as user "postgres", which cannot enter ${closed} (no execute bit for others) to reach ${path}; ${fix}, or set DATABASE_URL to an existing Postgres`;
     }
   }
   return undefined;
