@@ -522,6 +522,24 @@ describe('alerts on privileged access', () => {
     }
   });
 
+  it('a run whose database has no outbox (its migration refused: a read-only role, a LATIN1 database) logs no delivery error: there is no alert to send', async () => {
+    const hook = await receiver();
+    const t = await createTestDatabase();
+    try {
+      // As in a database no run could migrate: the run's one line says why, and the pass after it
+      // added a warning that alert delivery was stopped by a database error (relation does not exist).
+      await t.query(`ALTER TABLE cpq.alert_outbox RENAME TO alert_outbox_away`);
+      const lines: string[] = [];
+      const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
+      const config = loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com', ...alertEnv(hook.url) });
+      expect(await deliverPendingAlerts({ on: t.pool, config: config.alerts, log })).toEqual({ delivered: 0, failed: 0, retrying: 0 });
+      expect(lines).toEqual([]);
+      expect(hook.requests).toEqual([]);
+    } finally {
+      await t.drop();
+    }
+  });
+
   it('a webhook refusing every alert (400) is one log line per delivery pass, not one per alert, naming the answer, the count and `alerts retry` (review DN)', async ({
     startHarness,
   }) => {
