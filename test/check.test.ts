@@ -524,6 +524,13 @@ describe('cpq-sync check against the simulator', () => {
     expect(out.code).toBe(0);
     expect(out.stdout).toContain(`site eu (${eu.sim.baseUrl})\n`);
     expect(out.stdout).not.toContain('site us');
+    // A --site no configuration names: the fix is the sites it names, not the Configuration section.
+    expect((await runCheck(env, ['asia'])).configuration).toEqual({
+      step: 'configuration',
+      status: 'fail',
+      detail: '--site: no site is named "asia" (sites: eu, us)',
+      fix: 'name one of the sites listed, or leave --site out to check every one',
+    });
 
     // A run's hint names the site and its key too.
     const run = await cli(['run', '--site', 'us'], env);

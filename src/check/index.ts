@@ -41,12 +41,11 @@ export async function runCheck(env: Record<string, string | undefined> = process
     sites = selectSites(config, siteNames);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    return {
-      ok: false,
-      configuration: fail('configuration', withLikelyTypos(errorMessage(err), env), 'see .env.example and the Configuration section of the README'),
-      sites: [],
-      database: null,
-    };
+    // A --site the configuration does not name is fixed on the command line, not in the configuration.
+    const fix = errorMessage(err).startsWith('--site: ')
+      ? 'name one of the sites listed, or leave --site out to check every one'
+      : 'see .env.example and the Configuration section of the README';
+    return { ok: false, configuration: fail('configuration', withLikelyTypos(errorMessage(err), env), fix), sites: [], database: null };
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat, destination: process.stderr });
   const blocks: CheckBlock[] = [];
