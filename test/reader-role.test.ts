@@ -364,6 +364,26 @@ describe('cpq_reader', () => {
     await denied(reader, `INSERT INTO cpq.groups (variable_name) VALUES ('x')`);
   });
 
+  it('a schema cpq the role may use but not create tables in: a run (or migrate) fails with the fix check gives, exit code 6', async () => {
+    const { url, role, database } = await databaseWithRole(false);
+    await admin((c) => c.query(`CREATE SCHEMA cpq; GRANT USAGE ON SCHEMA cpq TO ${role}`), database);
+    const db = createDb(createPool(url.toString()));
+    try {
+      const refused = await migrate(db).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(SyncError);
+      // It said only `the migrations failed: permission denied for schema cpq; rolled back: …`.
+      expect(refused).toMatchObject({
+        kind: 'database',
+        message: `the migrations failed: permission denied for schema cpq; rolled back: no migration of this release was applied; role ${role} may not create tables in schema cpq: run cpq-sync as the role that owns schema cpq, or have a DBA run GRANT CREATE, USAGE ON SCHEMA cpq TO ${role}`,
+      });
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it('a schema cpq a DBA made for the role, in a database where it may not create schemas, is migrated (review CM: every run failed, permission denied for database)', async () => {
     const { url, role: owner, database } = await databaseWithRole(false);
     await admin((c) => c.query(`REVOKE CREATE ON DATABASE ${database} FROM PUBLIC`), database);

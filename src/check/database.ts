@@ -4,7 +4,15 @@ import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connect.js';
 import { DATA_DIR_FIX, embeddedFolderProblem } from '../db/embedded.js';
 import { redactUrl } from '../db/database.js';
-import { MIGRATIONS_DIR, FOREIGN_MIGRATIONS_FIX, foreignMigrationsProblem, migrationFiles, noSchemaRightsFix, noSchemaRightsProblem } from '../db/migrate.js';
+import {
+  MIGRATIONS_DIR,
+  FOREIGN_MIGRATIONS_FIX,
+  foreignMigrationsProblem,
+  migrationFiles,
+  noCreateInSchemaFix,
+  noSchemaRightsFix,
+  noSchemaRightsProblem,
+} from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
@@ -61,11 +69,7 @@ function unmigratedSchema(rights: SchemaRights): StepResult {
   }
   return rights.mayCreateInSchema === true
     ? warn('schema', 'schema cpq exists, not migrated yet', 'the first run (or cpq-sync migrate) migrates it')
-    : fail(
-        'schema',
-        `schema cpq exists, not migrated yet, and role ${role} may not create tables in it`,
-        `run cpq-sync as the role that owns schema cpq, or have a DBA run GRANT CREATE, USAGE ON SCHEMA cpq TO ${role}`,
-      );
+    : fail('schema', `schema cpq exists, not migrated yet, and role ${role} may not create tables in it`, noCreateInSchemaFix(role));
 }
 
 /** Whether a run of `site` could take its sync lock now; held by a run means one is going on, which is no setup problem; held by a session that cannot write the tables is one. */

@@ -157,6 +157,16 @@ export function noSchemaRightsProblem(role: string, database: string): string {
   return `no cpq schema, and role ${role} may not create one in database ${database}`;
 }
 
+/** Schema cpq there, and `role` may not create its tables in it: what `check` and a run that would migrate it say. */
+export function noCreateInSchemaProblem(role: string): string {
+  return `role ${role} may not create tables in schema cpq`;
+}
+
+/** What to do about noCreateInSchemaProblem. */
+export function noCreateInSchemaFix(role: string): string {
+  return `run cpq-sync as the role that owns schema cpq, or have a DBA run GRANT CREATE, USAGE ON SCHEMA cpq TO ${role}`;
+}
+
 /** What a DBA does about noSchemaRightsProblem. */
 export function noSchemaRightsFix(role: string, database: string): string {
   return `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${role} (or GRANT CREATE ON DATABASE ${database} TO ${role})`;
@@ -250,10 +260,13 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
     }
     if (outcome.error) {
       const failed = failure?.name ?? outcome.results?.find((r) => r.status === 'Error')?.migrationName;
+      // A schema a DBA made that this role may use but not create tables in: what to do, as check says it.
+      const rights = errorCode(error) === INSUFFICIENT_PRIVILEGE ? await readSchemaRights(queryableOf(db)).catch(() => undefined) : undefined;
+      const fix = rights?.mayCreateInSchema === false ? `; ${noCreateInSchemaProblem(rights.role)}: ${noCreateInSchemaFix(rights.role)}` : '';
       // The pending migrations are applied in one transaction: all or none.
       throw new SyncError(
         'database',
-        `${failed === undefined ? 'the migrations' : `migration ${failed}`} failed: ${oneLine(migrationErrorMessage(error))}; rolled back: no migration of this release was applied`,
+        `${failed === undefined ? 'the migrations' : `migration ${failed}`} failed: ${oneLine(migrationErrorMessage(error))}; rolled back: no migration of this release was applied${fix}`,
       );
     }
     return (outcome.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
