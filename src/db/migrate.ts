@@ -127,6 +127,9 @@ export function migrateLogged(log: Logger): MigrateOptions {
   };
 }
 
+/** Postgres's insufficient_privilege: a role refused a CREATE. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
 /**
  * Schema cpq, made before anything can lock: IF NOT EXISTS is no guard against a session making
  * it at the same moment (two sites' first runs), which fails one of them with a unique violation
@@ -134,8 +137,6 @@ export function migrateLogged(log: Logger): MigrateOptions {
  * CREATE SCHEMA IF NOT EXISTS needs the database's CREATE privilege even when the schema exists,
  * which a role given a schema a DBA made for it (the warehouse's usual policy) does not have.
  */
-const INSUFFICIENT_PRIVILEGE = '42501';
-
 async function createSchema(db: Db): Promise<void> {
   const { rows } = await sql<{ exists: boolean }>`SELECT to_regnamespace('cpq') IS NOT NULL AS exists`.execute(db);
   if (rows[0]?.exists === true) return;
