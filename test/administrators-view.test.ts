@@ -1,5 +1,17 @@
-import { describe, expect } from 'vitest';
-import { it } from './helpers/harness.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { runSites } from '../src/sync/run-sites.js';
+import { it } from './helpers/fixtures.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const step of cleanups.splice(0).reverse()) await step();
+});
 
 /*
  * cpq.administrators aggregates the Administrator-type memberships per user before joining users
@@ -69,5 +81,78 @@ describe('cpq.administrators', () => {
     const third = await compare();
     for (const r of third) expect(r.administrator_groups).not.toContain('zzAuditors');
     expect(third.find((r) => r.login === logins[0])?.administrator_groups ?? []).not.toContain('aaAdmins');
+  });
+
+  it("shows each site's own admin rights: two sites with the same company and login, different memberships, one group name typed differently", async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    // One seed: both sites have the same company (_host) and the same logins.
+    const sims = [0, 1].map(() => new CpqSimulator({ seed: 1, partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }));
+    for (const sim of sims) cleanups.push(() => sim.stop());
+    const urls = await Promise.all(sims.map((s) => s.start()));
+    const [alpha, beta] = sims as [CpqSimulator, CpqSimulator];
+    const logins = alpha.users('_host').map((u) => String(u.login));
+    expect(beta.users('_host').map((u) => String(u.login))).toEqual(logins);
+    const [both, second, third, fourth] = logins as [string, string, string, string];
+    const noRights = { isUserAdminPermEnabled: false, isAccessAdminPermEnabled: false, isApplicationAdminPermEnabled: false, isProxyPermEnabled: false };
+    const plain = { variableName: 'salesTeam', label: 'Sales team', type: 'Sales' };
+    for (const sim of sims) for (const login of logins) sim.updateUser('_host', login, { ...noRights, groups: [plain] });
+    // alpha: `shared` is an Administrator group and `both` is in it; `second` has a flag.
+    alpha.addGroup('_host', both, { variableName: 'shared', label: 'Shared', type: 'Administrator' });
+    alpha.updateUser('_host', second, { isAccessAdminPermEnabled: true });
+    // beta: `shared` is a Sales group (same name, another type), `both` and `third` are in it;
+    // `second` has no flag but is in `betaAdmins`, an Administrator group alpha does not have;
+    // `fourth` has the proxy flag, which alpha's `fourth` lacks.
+    beta.addGroup('_host', both, { variableName: 'shared', label: 'Shared', type: 'Sales' });
+    beta.addGroup('_host', third, { variableName: 'shared', label: 'Shared', type: 'Sales' });
+    beta.addGroup('_host', second, { variableName: 'betaAdmins', label: 'Beta admins', type: 'Administrator' });
+    beta.updateUser('_host', fourth, { isProxyPermEnabled: true });
+
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-admins-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const sitesFile = join(dir, 'sites.json');
+    writeFileSync(
+      sitesFile,
+      JSON.stringify([
+        { name: 'alpha', baseUrl: urls[0] },
+        { name: 'beta', baseUrl: urls[1] },
+      ]),
+      { mode: 0o600 },
+    );
+    const config = loadConfig({ CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url });
+    const outcomes = await runSites({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, config.sites, {}, 2);
+    expect(outcomes.map((o) => [o.site, o.error?.message])).toEqual([
+      ['alpha', undefined],
+      ['beta', undefined],
+    ]);
+    expect(await t.query(`SELECT site, variable_name, type FROM cpq.groups WHERE variable_name = 'shared' ORDER BY site`)).toEqual([
+      { site: 'alpha', variable_name: 'shared', type: 'Administrator' },
+      { site: 'beta', variable_name: 'shared', type: 'Sales' },
+    ]);
+
+    const rows = await t.query(
+      `SELECT site, company_login, login, is_user_admin, is_access_admin, is_application_admin, is_proxy, administrator_groups
+       FROM cpq.administrators ORDER BY site, login`,
+    );
+    const row = (site: string, login: string, rights: Partial<Record<'is_access_admin' | 'is_proxy', boolean>>, groups: string[]) => ({
+      site,
+      company_login: '_host',
+      login,
+      is_user_admin: false,
+      is_access_admin: false,
+      is_application_admin: false,
+      is_proxy: false,
+      ...rights,
+      administrator_groups: groups,
+    });
+    expect(rows).toEqual([
+      row('alpha', both, {}, ['shared']),
+      row('alpha', second, { is_access_admin: true }, []),
+      row('beta', second, {}, ['betaAdmins']),
+      row('beta', fourth, { is_proxy: true }, []),
+    ]);
+    // And as the view before 0028 answered.
+    expect(await t.query(ROWS('SELECT * FROM cpq.administrators'))).toEqual(await t.query(ROWS(BEFORE_0028)));
   });
 });
