@@ -31,7 +31,7 @@ describe('HTTPS to CPQ', () => {
     const { runSync } = await import('../src/sync/run.js');
     const config = loadConfig({ CPQ_BASE_URL: url, DATABASE_URL: h.t.url, CPQ_MAX_RETRIES: '0' });
     await expect(runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log })).rejects.toThrow(
-      /CPQ unreachable after 1 attempts \(.*(SELF_SIGNED|UNABLE_TO_VERIFY|self-signed).*\)/i,
+      /CPQ unreachable after 1 attempt \(.*(SELF_SIGNED|UNABLE_TO_VERIFY|self-signed).*\)/i,
     );
   });
 

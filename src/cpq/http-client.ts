@@ -118,6 +118,9 @@ class StallTimer {
   }
 }
 
+/** "1 attempt", "3 attempts": with CPQ_MAX_RETRIES=0 a failure said "after 1 attempts". */
+const attemptsText = (n: number): string => `${n} attempt${n === 1 ? '' : 's'}`;
+
 /**
  * Where a redirect from `from` (a request for `url`) may go: only to the same origin (scheme, host
  * and port) as the request, so a CPQ response cannot hand the run data from another host, or move
@@ -578,7 +581,7 @@ export class CpqHttpClient {
         if (err instanceof RetryableError) {
           retryReason = 'token';
           waitMs = err.retryAfterMs;
-          if (attempt >= this.policy.maxRetries) throw new SyncError('source', `${err.message}, after ${attempt + 1} attempts`);
+          if (attempt >= this.policy.maxRetries) throw new SyncError('source', `${err.message}, after ${attemptsText(attempt + 1)}`);
           this.log.warn({ attempt: attempt + 1, error: err.message }, 'token request failed; retrying');
         } else {
           if (isBadPort(err)) {
@@ -595,7 +598,7 @@ export class CpqHttpClient {
           retryReason = 'network';
           waitMs = undefined;
           if (attempt >= this.policy.maxRetries) {
-            throw new SyncError('source', `GET ${url}: CPQ unreachable after ${attempt + 1} attempts (${reason})`);
+            throw new SyncError('source', `GET ${url}: CPQ unreachable after ${attemptsText(attempt + 1)} (${reason})`);
           }
           this.log.warn({ url, attempt: attempt + 1, error: reason }, 'request failed; retrying');
         }
@@ -612,7 +615,7 @@ export class CpqHttpClient {
         );
       }
       if (attempt >= this.policy.maxRetries) {
-        throw new SyncError('source', `GET ${url}: CPQ still answered ${retryReason} after ${attempt + 1} attempts`, { status: Number(retryReason) });
+        throw new SyncError('source', `GET ${url}: CPQ still answered ${retryReason} after ${attemptsText(attempt + 1)}`, { status: Number(retryReason) });
       }
       this.stats.retries[retryReason] = (this.stats.retries[retryReason] ?? 0) + 1;
       const delay = waitMs ?? backoffMs(attempt, this.policy);

@@ -43,7 +43,7 @@ describe('a CPQ answer with more Content-Encodings than fetch decodes', () => {
     });
     expect(out.stderr).not.toMatch(/Unhandled 'error' event|AbortError/);
     expect(out.code).toBe(3);
-    expect(out.stderr).toMatch(/GET \S+\/companies\/_host\/users\S*: CPQ unreachable after 1 attempts/);
+    expect(out.stderr).toMatch(/GET \S+\/companies\/_host\/users\S*: CPQ unreachable after 1 attempt /);
     const runs = await s.h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
     expect(runs).toEqual([{ status: 'failed' }]);
     expect(await s.h.t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs WHERE status = 'succeeded'`)).toEqual(before);
