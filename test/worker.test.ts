@@ -1,15 +1,19 @@
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { afterEach, describe, expect } from 'vitest';
-import { ConfigError, scheduleProblems } from '../src/config.js';
+import { ConfigError, loadConfig, scheduleProblems } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import type { Logger } from '../src/logger.js';
 import { validateSchedule, formatInZone } from '../src/worker/cron-schedule.js';
 import { checkReadiness } from '../src/worker/readiness.js';
+import { CpqSimulator } from '../src/simulator/index.js';
 import { ShutdownSignals } from '../src/worker/shutdown.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { gate } from './helpers/cli-process.js';
@@ -177,6 +181,51 @@ describe('schedule', () => {
     expect(rows).toEqual([{ status: 'interrupted', error: expect.stringMatching(/interrupted/) as unknown }]);
     expect(await h.t.query(`SELECT 1 FROM cpq.users`)).toHaveLength(0);
     expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_total{site="default",status="interrupted"}')).toBe(1);
+  });
+
+  it('stop() while a site waits for a slot (SYNC_SITE_CONCURRENCY): the waiting site is not started, so nothing of it is recorded or asked of its CPQ', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const apac = new CpqSimulator({ seed: 9, partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await apac.start();
+    cleanups.push(() => apac.stop());
+    let apacRequests = 0;
+    apac.onRequest = async () => {
+      apacRequests++;
+    };
+    const sitesFile = join(mkdtempSync(join(tmpdir(), 'cpq-worker-sites-')), 'sites.json');
+    writeFileSync(
+      sitesFile,
+      JSON.stringify([
+        { name: 'emea', baseUrl: h.sim.baseUrl },
+        { name: 'apac', baseUrl: apac.baseUrl },
+      ]),
+    );
+    const config = loadConfig({
+      CPQ_SITES_FILE: sitesFile,
+      DATABASE_URL: h.t.url,
+      SYNC_SITE_CONCURRENCY: '1',
+      SYNC_CRON: NEVER_SOON,
+      CPQ_RETRY_BASE_DELAY: '5ms',
+    });
+    const hold = gate();
+    const reached = gate();
+    h.sim.onRequest = async () => {
+      reached.open();
+      await hold.promise; // emea's run takes the one slot and waits; apac queues behind it
+    };
+    cleanups.push(hold.open);
+    const worker = workerFor({ ...h, config });
+    await worker.start();
+    const both = worker.runOnce();
+    await reached.promise;
+    await worker.stop();
+    await both;
+    expect(await h.t.query(`SELECT site, status FROM cpq.sync_runs ORDER BY id`)).toEqual([{ site: 'emea', status: 'interrupted' }]);
+    expect(apacRequests).toBe(0);
+    const text = await worker.metrics.text();
+    for (const status of ['succeeded', 'failed', 'interrupted']) expect(metricValue(text, `cpq_sync_runs_total{site="apac",status="${status}"}`)).toBe(0);
   });
 
   it('rejects a bad SYNC_CRON or SYNC_TIMEZONE with a configuration error naming the variable', () => {
