@@ -394,6 +394,16 @@ describe('health and metrics', () => {
     expect(await readyz()).toMatchObject({ status: 200, body: { ready: true } });
   });
 
+  it('a migration that fails closes HTTP_PORT again: the command exits rather than answer /healthz with nothing running', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+    // A migration of another build (review of 0017's rename): migrate refuses the database.
+    await h.t.query(`INSERT INTO cpq.kysely_migration (name, timestamp) VALUES ('0001_withdrawn_before_release', now())`);
+    const worker = workerFor(h);
+    await expect(worker.start()).rejects.toThrow(/records migration 0001_withdrawn_before_release/);
+    expect(worker.httpPort).toBeGreaterThan(0);
+    await expect(fetch(`http://127.0.0.1:${worker.httpPort}/healthz`)).rejects.toMatchObject({ cause: { code: 'ECONNREFUSED' } });
+  });
+
   it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const day = 86_400_000;
