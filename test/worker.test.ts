@@ -404,6 +404,35 @@ describe('health and metrics', () => {
     await expect(fetch(`http://127.0.0.1:${worker.httpPort}/healthz`)).rejects.toMatchObject({ cause: { code: 'ECONNREFUSED' } });
   });
 
+  it('/readyz: a site that never succeeded, whose every run fails before it is recorded, turns not ready once the worker has been up for SYNC_STALE_AFTER', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 },
+      { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0', SYNC_STALE_AFTER: '5s' },
+    );
+    const worker = workerFor(h);
+    const startedAt = Date.now();
+    await worker.start();
+    const readyz = async () => {
+      const res = await fetch(`http://127.0.0.1:${worker.httpPort}/readyz`);
+      return { status: res.status, body: (await res.json()) as { ready: boolean; staleSites: string[] } };
+    };
+    await h.t.query(`CREATE FUNCTION public.refuse_runs() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no runs today'; END $$`);
+    await h.t.query(`CREATE TRIGGER refuse_runs BEFORE INSERT ON cpq.sync_runs FOR EACH ROW EXECUTE FUNCTION public.refuse_runs()`);
+    await worker.runOnce();
+    expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toEqual([]);
+    // Up for less than SYNC_STALE_AFTER, with no success to judge by: it has its ticks first.
+    expect(await readyz()).toMatchObject({ status: 200, body: { ready: true } });
+    await sleep(Math.max(0, startedAt + 5_500 - Date.now()));
+    await worker.runOnce();
+    expect(await readyz()).toMatchObject({ status: 503, body: { ready: false, staleSites: ['default'] } });
+    const harness = h;
+    await until('the reason in the log', async () =>
+      harness.logLines.some((l) => l.includes('readiness: not ready') && l.includes('no run has succeeded since the worker started')),
+    );
+  });
+
   it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const day = 86_400_000;
