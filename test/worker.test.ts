@@ -433,6 +433,26 @@ describe('health and metrics', () => {
     );
   });
 
+  it('a tick the database refuses to claim is a try that failed for /readyz, not a tick another worker took', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND, HTTP_PORT: '0' });
+    // The last success, two days ago: older than SYNC_STALE_AFTER (36 h).
+    await h.sync();
+    await h.t.query(`UPDATE cpq.sync_runs SET started_at = started_at - interval '2 days', finished_at = finished_at - interval '2 days'`);
+    await h.t.query(`CREATE FUNCTION public.refuse_ticks() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no ticks today'; END $$`);
+    await h.t.query(`CREATE TRIGGER refuse_ticks BEFORE INSERT ON cpq.scheduled_ticks FOR EACH ROW EXECUTE FUNCTION public.refuse_ticks()`);
+    const worker = workerFor(h);
+    await worker.start();
+    const harness = h;
+    await until('a tick it could not claim', async () => harness.logLines.some((l) => l.includes('tick skipped: could not claim it in the database')));
+    const res = await fetch(`http://127.0.0.1:${worker.httpPort}/readyz`);
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ ready: false, staleSites: ['default'] });
+    await worker.stop();
+    expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_skipped_total{site="default",reason="claimed_elsewhere"}')).toBe(0);
+    expect(h.logLines.filter((l) => l.includes('another worker took it'))).toEqual([]);
+    expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(1);
+  });
+
   it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     const day = 86_400_000;
