@@ -496,6 +496,11 @@ describe('health and metrics', () => {
     const dayLater = await check(new Date(now.getTime() + day)); // no success for 2 days
     expect(dayLater.ready).toBe(false);
     expect(dayLater.runs).toMatch(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER=36h\)$/);
+    // Recorded failures count however recently the worker (re)started: restarts cannot keep the site ready.
+    expect(await check(new Date(now.getTime() + day), 60_000)).toMatchObject({
+      ready: false,
+      runs: expect.stringMatching(/^runs have not succeeded since .* \(longer than SYNC_STALE_AFTER=36h\)$/) as unknown,
+    });
     await insert('succeeded', 0.1 * day);
     expect(await check(new Date(now.getTime() + day))).toMatchObject({ ready: true, runs: 'ok' });
     // A run that hangs (still `running`, holding its site's lock) turns stale like failures do.
@@ -510,6 +515,11 @@ describe('health and metrics', () => {
       const hung = await check(new Date(now.getTime() + 2 * day));
       expect(hung.ready).toBe(false);
       expect(hung.runs).toMatch(/^a run has been running since .* \(longer than SYNC_STALE_AFTER=36h\)$/);
+      // Seen by a worker (re)started a minute ago, which has tried nothing itself yet: the hang alone makes it not ready.
+      expect(await check(new Date(now.getTime() + 2 * day), 60_000)).toMatchObject({
+        ready: false,
+        runs: expect.stringMatching(/^a run has been running since /) as unknown,
+      });
     } finally {
       await release();
       client.release();
