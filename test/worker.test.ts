@@ -12,7 +12,7 @@ import { ConfigError, loadConfig, scheduleProblems } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import type { Logger } from '../src/logger.js';
 import { validateSchedule, formatInZone } from '../src/worker/cron-schedule.js';
-import { checkReadiness } from '../src/worker/readiness.js';
+import { checkReadiness, publicReadiness } from '../src/worker/readiness.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { ShutdownSignals } from '../src/worker/shutdown.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
@@ -451,6 +451,24 @@ describe('health and metrics', () => {
     expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_skipped_total{site="default",reason="claimed_elsewhere"}')).toBe(0);
     expect(h.logLines.filter((l) => l.includes('another worker took it'))).toEqual([]);
     expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(1);
+  });
+
+  it('/readyz: lastSuccessAgeSeconds is the age of the least recently synced site, and null while any site never succeeded', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
+    const hour = 3_600_000;
+    const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const succeeded = (site: string, msAgo: number) =>
+      h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at) VALUES ($1, 'succeeded', 'incremental', $2, $2)`, [
+        site,
+        new Date(now.getTime() - msAgo),
+      ]);
+    const readiness = async () => publicReadiness(await checkReadiness(h.t.pool, { sites: ['emea', 'apac'], staleAfterMs: 36 * hour, now: () => now }));
+    await succeeded('emea', hour);
+    expect(await readiness()).toEqual({ ready: true, lastSuccessAgeSeconds: null, staleSites: [] });
+    await succeeded('apac', 3 * hour);
+    expect(await readiness()).toEqual({ ready: true, lastSuccessAgeSeconds: 3 * 3600, staleSites: [] });
+    await succeeded('emea', 2 * hour); // an older success of emea changes nothing: its last is an hour ago
+    expect(await readiness()).toEqual({ ready: true, lastSuccessAgeSeconds: 3 * 3600, staleSites: [] });
   });
 
   it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async ({ startHarness }) => {
