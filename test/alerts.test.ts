@@ -764,6 +764,41 @@ describe('alerts between runs, metrics and the command line', () => {
     }
   });
 
+  it('schedule: an alert raised while a background pass is going is sent by another pass right after it, not at the next ALERT_RETRY_EVERY', async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
+      alertEnv(hook.url, { ALERT_RETRY_EVERY: '1h', ALERT_RETRY_BASE_DELAY: '1h' }),
+    );
+    await h.sync();
+    const [a, b] = h.sim.users('_host').map((u) => String(u.login));
+    const worker = new SyncWorker({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log });
+    await worker.start();
+    try {
+      // a's alert: its pass waits for the webhook's answer (a refusal to retry in an hour), and
+      // meanwhile another run commits b's alert; the webhook takes the next one.
+      hook.status = 500;
+      hook.beforeAnswer = async () => {
+        hook.beforeAnswer = async () => {
+          hook.status = 200;
+        };
+        h.sim.addGroup('_host', b!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+        await worker.runOnce();
+      };
+      h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+      await worker.runOnce();
+      await until("b's alert delivered", async () => (await outbox(h)).some((r) => r.login === b && r.status === 'delivered'), 15_000);
+    } finally {
+      await worker.stop();
+    }
+    expect((await outbox(h)).map((r) => [r.login, r.status, r.attempts])).toEqual([
+      [a, 'pending', 1],
+      [b, 'delivered', 1],
+    ]);
+  });
+
   it('run asked to stop while a later site runs sends no alert, and says so in a warning: they stay pending (review ED)', async ({ startHarness }) => {
     const hook = await receiver();
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
