@@ -17,6 +17,7 @@ import { WorkerMetrics, type WorkerMetricsOptions } from '../src/worker/metrics.
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { runSync } from '../src/sync/run.js';
+import { createDb, createPool } from '../src/db/database.js';
 import { createTestDatabase } from './helpers/database.js';
 import { CliProcess, cli, until } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
@@ -797,6 +798,32 @@ describe('alerts between runs, metrics and the command line', () => {
       [a, 'pending', 1],
       [b, 'delivered', 1],
     ]);
+  });
+
+  it('schedule stopped while its background pass waits on the webhook: stop() returns once the alert is given back, due at once, before the database closes', async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
+      alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s', ALERT_RETRY_EVERY: '1h' }),
+    );
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    hook.hang = true;
+    // The worker's own pool, ended right after stop() as `cpq-sync schedule` closes its database.
+    const pool = createPool(h.t.url);
+    const worker = new SyncWorker({ pool, db: createDb(pool), config: h.config, log: h.log });
+    await worker.start();
+    await worker.runOnce();
+    await until('the background pass reaches the webhook', () => hook.requests.length === 1);
+    await worker.stop();
+    await pool.end();
+    const rows = await h.t.query<{ status: string; due: boolean; attempts: number }>(
+      `SELECT status, next_attempt_at <= now() AS due, attempts FROM cpq.alert_outbox`,
+    );
+    expect(rows).toEqual([{ status: 'pending', due: true, attempts: 0 }]);
   });
 
   it('run asked to stop while a later site runs sends no alert, and says so in a warning: they stay pending (review ED)', async ({ startHarness }) => {
