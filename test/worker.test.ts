@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -469,6 +469,51 @@ describe('health and metrics', () => {
     expect(await readiness()).toEqual({ ready: true, lastSuccessAgeSeconds: 3 * 3600, staleSites: [] });
     await succeeded('emea', 2 * hour); // an older success of emea changes nothing: its last is an hour ago
     expect(await readiness()).toEqual({ ready: true, lastSuccessAgeSeconds: 3 * 3600, staleSites: [] });
+  });
+
+  it('/readyz is ready again once the database is back: a health connection that could not connect is opened anew', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 }, { SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
+    // The worker reaches Postgres through a proxy that goes away and comes back on its port.
+    const target = new URL(h.t.url);
+    const sockets = new Set<Socket>();
+    let proxy: NetServer | undefined;
+    const proxyUp = (port: number) =>
+      new Promise<number>((resolve) => {
+        const server = createNetServer((client) => {
+          const upstream = connect(Number(target.port), target.hostname);
+          for (const socket of [client, upstream]) {
+            sockets.add(socket);
+            socket.on('close', () => sockets.delete(socket));
+            socket.on('error', () => undefined);
+          }
+          client.pipe(upstream).pipe(client);
+        });
+        proxy = server;
+        server.listen(port, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+      });
+    const proxyDown = () =>
+      new Promise<void>((resolve) => {
+        const server = proxy;
+        proxy = undefined;
+        for (const socket of sockets) socket.destroy();
+        if (server) server.close(() => resolve());
+        else resolve();
+      });
+    const port = await proxyUp(0);
+    cleanups.push(proxyDown);
+    const viaProxy = new URL(h.t.url);
+    viaProxy.port = String(port);
+    const pool = createPool(viaProxy.toString());
+    cleanups.push(() => pool.end());
+    const worker = workerFor(h, h.log, pool);
+    await worker.start();
+    const readyz = async () => (await fetch(`http://127.0.0.1:${worker.httpPort}/readyz`)).status;
+    expect(await readyz()).toBe(200);
+    await proxyDown();
+    expect(await readyz()).toBe(503);
+    expect(await readyz()).toBe(503); // a connection refused, not only the one that broke
+    await proxyUp(port);
+    await until('/readyz ready again', async () => (await readyz()) === 200, 10_000);
   });
 
   it('/readyz: not ready once runs have failed for longer than SYNC_STALE_AFTER, or when the database is unreachable', async ({ startHarness }) => {
