@@ -297,10 +297,13 @@ describe('health and metrics', () => {
     const notReady = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect(notReady.status).toBe(503);
     await until('the reason in the log', async () => lines.find((l) => l.msg === 'readiness: not ready' && String(l.database).startsWith('migrating')));
+    // Logged as a warning, so that an alert on the worker's warnings sees it; being ready again is news, not a warning.
+    expect(lines.find((l) => l.msg === 'readiness: not ready')?.level).toBe(40);
     await report.query('COMMIT');
     await started;
     expect(await h.t.query(`SELECT name FROM cpq.kysely_migration WHERE name LIKE '0019%'`)).toHaveLength(1);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    expect(lines.find((l) => l.msg === 'readiness: ready')?.level).toBe(30);
   });
 
   it('HTTP_HOST: listens on that address only; one it cannot bind is a configuration error', async ({ startHarness }) => {
