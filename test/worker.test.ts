@@ -160,6 +160,8 @@ describe('schedule', () => {
     const skipped = (text: string) => metricValue(text, 'cpq_sync_runs_skipped_total{site="default",reason="lock_held"}') ?? 0;
     expect(skipped(await workerA.metrics.text())).toBe(a.lines.filter(isLockSkip).length);
     expect(skipped(await workerB.metrics.text())).toBe(b.lines.filter(isLockSkip).length);
+    // A tick that found the lock held ended its attempt: neither worker says a run is in progress.
+    for (const worker of [workerA, workerB]) expect(metricValue(await worker.metrics.text(), 'cpq_sync_run_in_progress{site="default"}')).toBe(0);
   });
 
   it('stop() mid-run: the run rolls back and is recorded as interrupted', async ({ startHarness }) => {
