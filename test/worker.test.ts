@@ -339,9 +339,17 @@ describe('health and metrics', () => {
     expect(await ready.json()).toEqual({ ready: true, lastSuccessAgeSeconds: null, staleSites: [] });
     expect((await fetch(`${base}/nope`)).status).toBe(404);
     expect((await fetch(`${base}/healthz`, { method: 'POST' })).status).toBe(405);
+    // Before any run every series is there at zero, so that rate() and alerts see zeros rather than gaps; no success yet reads 0.
+    const before = await (await fetch(`${base}/metrics`)).text();
+    for (const reason of ['lock_held', 'overlap', 'claimed_elsewhere', 'missed']) {
+      expect(metricValue(before, `cpq_sync_runs_skipped_total{site="default",reason="${reason}"}`)).toBe(0);
+    }
+    expect(metricValue(before, 'cpq_sync_last_success_timestamp_seconds{site="default"}')).toBe(0);
 
     h.sim.addFault({ status: 503, headers: { 'retry-after': '0' } });
+    const runStarted = Date.now();
     await worker.runOnce();
+    const runTook = (Date.now() - runStarted) / 1000;
     h.sim.addFault({ status: 500, times: Infinity });
     await worker.runOnce(); // fails after CPQ_MAX_RETRIES
     h.sim.clearFaults();
@@ -357,6 +365,10 @@ describe('health and metrics', () => {
     expect(metricValue(text, 'cpq_sync_users_synced_total{site="default",change="updated"}')).toBe(0);
     expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{site="default",status="succeeded"}')).toBe(1);
     expect(metricValue(text, 'cpq_sync_run_duration_seconds_count{site="default",status="failed"}')).toBe(1);
+    // What the run took, not a constant: more than nothing, no more than runOnce() took.
+    const tookSum = metricValue(text, 'cpq_sync_run_duration_seconds_sum{site="default",status="succeeded"}')!;
+    expect(tookSum).toBeGreaterThan(0);
+    expect(tookSum).toBeLessThanOrEqual(runTook);
     expect(metricValue(text, 'cpq_sync_http_retries_total{site="default",status="503"}')).toBe(1);
     // The failed run's retries come from its run record.
     expect(metricValue(text, 'cpq_sync_http_retries_total{site="default",status="500"}')).toBe(h.config.cpq!.maxRetries);
