@@ -335,6 +335,20 @@ describe('HTTP faults', () => {
     await cleanRunThenInSync(h);
   });
 
+  it('pages that never say hasMore: a full page is followed by the next, so the read ends at a page that is not full, with every user', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 20, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/users') && !isNestedRequest(req)) req.reply(editPage(await req.real(), (p) => delete (p as Record<string, unknown>).hasMore));
+    });
+    const result = await h.sync();
+    expect(result).toMatchObject({ inserted: 20, warnings: [] });
+    // Two full pages, then the empty one that ends the read.
+    expect(apiRequests(h)).toHaveLength(3);
+    expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ pages: 3, received: 20, totalResults: 20, shortRead: false })]);
+  });
+
   it('pages that end where an earlier page ended (a, b, a, b, ...) fail the run at the first repeat, instead of being asked for forever', async ({
     startHarness,
   }) => {
