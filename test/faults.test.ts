@@ -349,6 +349,19 @@ describe('HTTP faults', () => {
     expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ pages: 3, received: 20, totalResults: 20, shortRead: false })]);
   });
 
+  it('pages that always say hasMore true: the empty page after the last user ends the read (no login to page on from), with every user', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 20, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/users') && !isNestedRequest(req)) req.reply(editPage(await req.real(), (p) => (p.hasMore = true)));
+    });
+    const result = await h.sync();
+    expect(result).toMatchObject({ inserted: 20, warnings: [] });
+    expect(apiRequests(h)).toHaveLength(3);
+    expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ pages: 3, received: 20, totalResults: 20, shortRead: false })]);
+  });
+
   it('pages that end where an earlier page ended (a, b, a, b, ...) fail the run at the first repeat, instead of being asked for forever', async ({
     startHarness,
   }) => {
