@@ -202,6 +202,20 @@ describe("a new release's migration that a reporting team's view is in the way o
       expect(await t.query(`SELECT count(*)::int AS n FROM cpq.kysely_migration`)).toEqual([{ n: ALL_MIGRATIONS.length }]);
     }
   });
+
+  it("names no other DETAIL: a unique index's names the duplicated key values, users' logins among them", async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await t.query(`CREATE TABLE cpq.logins_seen (login text)`);
+    await t.query(`INSERT INTO cpq.logins_seen VALUES ('jane.doe@example.com'), ('jane.doe@example.com')`);
+    const dir = nextRelease('CREATE UNIQUE INDEX logins_seen_login ON cpq.logins_seen (login);');
+    try {
+      await expect(migrate(t.db, { dir })).rejects.toThrow(
+        /^migration 0999_next failed: could not create unique index "logins_seen_login"; rolled back: no migration of this release was applied$/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('a migration behind sessions that never all let go at once', () => {
