@@ -112,3 +112,33 @@ describe('an integration read without totalResults is not complete: nothing stop
     });
   });
 });
+
+describe('integration users of two companies that share a login', () => {
+  it('a page that ends at one of them is followed by the other: the next page goes on after (login, partyNumber), and both are stored', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site, { CPQ_PAGE_SIZE: '2' });
+    const users = [integrationUser('aaa', 0, 'acme'), integrationUser('svc', 1, 'acme'), integrationUser('svc', 2, 'beta'), integrationUser('zzz', 3, 'beta')];
+    // CPQ honouring q and orderby=login:asc,partyNumber:asc, with totalResults.
+    const key = (u: Raw) => `${String(u.login)}\u0000${String(u.partyNumber)}`;
+    scriptRequests(h.sim, (req) => {
+      if (req.path !== INTEGRATION_USERS_PATH) return;
+      const filter = req.query.q === undefined ? undefined : parseFilter(req.query.q);
+      const sorted = users.filter((u) => filter === undefined || matchesFilter(filter, u)).sort((a, b) => (key(a) < key(b) ? -1 : 1));
+      const items = sorted.slice(0, Number(req.query.limit));
+      req.reply(JSON.stringify({ items, hasMore: sorted.length > items.length, ...(req.query.totalResults ? { totalResults: sorted.length } : {}) }));
+    });
+    const result = await h.sync({ full: true });
+    // Read whole: no short read (the companies, which the company list does not name, are warned of apart).
+    expect(result.warnings.filter((w) => w.startsWith('integrationUsers:'))).toEqual([]);
+    const stored = await h.t.query<{ company_login: string; login: string; party_number: string }>(
+      `SELECT company_login, login, party_number FROM cpq.users WHERE is_integration_user AND deleted_at IS NULL ORDER BY login, party_number`,
+    );
+    expect(stored).toEqual([
+      { company_login: 'acme', login: 'aaa', party_number: 'P0' },
+      { company_login: 'acme', login: 'svc', party_number: 'P1' },
+      { company_login: 'beta', login: 'svc', party_number: 'P2' },
+      { company_login: 'beta', login: 'zzz', party_number: 'P3' },
+    ]);
+  });
+});
