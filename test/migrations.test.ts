@@ -257,6 +257,29 @@ describe('a migration behind sessions that never all let go at once', () => {
   });
 });
 
+describe('a migration lock held by a session that can write the tables (another worker of this release migrating)', () => {
+  it('is waited for, not refused as a reader would be: the migrations are applied once it lets go', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    await migrateBefore(t, '0019');
+    const holder = await t.pool.connect();
+    try {
+      // Kysely's migration lock, as its Migrator takes it; this role owns schema cpq.
+      await holder.query('SELECT pg_advisory_lock(3853314791062309107)');
+      const migrated = migrate(t.db, { lockWaitMs: 200 });
+      const outcome = migrated.then(
+        () => 'applied',
+        (err: unknown) => `failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      const waited = await Promise.race([outcome, new Promise((resolve) => setTimeout(() => resolve('waiting'), 1500))]);
+      expect(waited).toBe('waiting');
+      await holder.query('SELECT pg_advisory_unlock(3853314791062309107)');
+      expect(await migrated).toContain('0019_administrators_with_proxy');
+    } finally {
+      holder.release();
+    }
+  });
+});
+
 describe('migrating an empty database from several processes at once', () => {
   it("succeeds in each (two sites' first runs): creating schema cpq at once is no failure", async ({ createDatabase }) => {
     const t = await createDatabase();
