@@ -362,6 +362,21 @@ describe('HTTP faults', () => {
     expect((await lastRun(h)).streams).toEqual([expect.objectContaining({ pages: 3, received: 20, totalResults: 20, shortRead: false })]);
   });
 
+  it('a company list whose pages always say hasMore true ends at its first empty page instead of asking for it forever', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 2, usersPerCompany: 2, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    let listed = 0;
+    scriptRequests(h.sim, async (req) => {
+      if (!req.path.endsWith('/companies')) return;
+      // A bound for this test only: asked for more than a few times, the list fails the run.
+      if (++listed > 5) req.reply('{"title":"asked too often"}', { status: 400 });
+      else req.reply(editPage(await req.real(), (p) => (p.hasMore = true)));
+    });
+    const result = await h.sync();
+    expect(result).toMatchObject({ inserted: 6, warnings: [] });
+    // The list, then the empty page after it.
+    expect(listed).toBe(2);
+  });
+
   it('pages that end where an earlier page ended (a, b, a, b, ...) fail the run at the first repeat, instead of being asked for forever', async ({
     startHarness,
   }) => {
