@@ -175,7 +175,7 @@ export function redirectHint(message: string): string | undefined {
 /**
  * Where the password of a refused connection came from: the URL the message names (before its
  * host, or its `password` parameter, which node-postgres reads as well), else PGPASSWORD, else
- * nowhere. With none, node-postgres sends none (SCRAM fails in the client), an empty one
+ * the password file (noted in the message by password-file.ts), else nowhere. With none, node-postgres sends none (SCRAM fails in the client), an empty one
  * (`password` method: "empty password returned by client"), or the MD5 of none ("password
  * authentication failed"): none of them says a password is missing.
  */
@@ -184,7 +184,6 @@ function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPAS
   const parsed = url === undefined ? undefined : parseConnectionUrl(url);
   if (parsed === undefined || parsed.password !== '' || parsed.searchParams.get('password')) return 'url';
   if (env.PGPASSWORD) return 'PGPASSWORD';
-  // Noted by the connection (password-file.ts).
   const file = / \(password from (.+)\)$/.exec(message)?.[1];
   return file === undefined ? 'none' : { file };
 }

@@ -117,6 +117,13 @@ async function loginAs(databaseUrl: string, memberOf = 'cpq_reader'): Promise<pg
   return client;
 }
 
+/** The error `migrate` fails with on `db`, or undefined when it migrated. */
+const migrationRefusal = (db: Parameters<typeof migrate>[0]): Promise<unknown> =>
+  migrate(db).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+
 const denied = async (client: pg.Client, sql: string) => {
   await expect(client.query(sql), sql).rejects.toThrow(/permission denied|must be owner/);
 };
@@ -369,10 +376,7 @@ describe('cpq_reader', () => {
     await admin((c) => c.query(`CREATE SCHEMA cpq; GRANT USAGE ON SCHEMA cpq TO ${role}`), database);
     const db = createDb(createPool(url.toString()));
     try {
-      const refused = await migrate(db).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
+      const refused = await migrationRefusal(db);
       expect(refused).toBeInstanceOf(SyncError);
       // It said only `the migrations failed: permission denied for schema cpq; rolled back: …`.
       expect(refused).toMatchObject({
@@ -402,10 +406,7 @@ describe('cpq_reader', () => {
       });
       // A run (or cpq-sync migrate) says the same, as a database failure (exit code 6): it said
       // `permission denied for database …` alone, and migrate exited 1, an internal error.
-      const refused = await migrate(db).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
+      const refused = await migrationRefusal(db);
       expect(refused).toBeInstanceOf(SyncError);
       expect(refused).toMatchObject({
         kind: 'database',

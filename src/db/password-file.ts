@@ -9,7 +9,7 @@ import pgpass from 'pgpass/lib/helper.js';
  * the account's home folder, as libpq finds it; node-postgres read ./.pgpass of the working
  * directory then, a file anyone who can write there could have made.
  */
-export function passwordFileName(env: NodeJS.ProcessEnv = process.env): string {
+function passwordFileName(env: NodeJS.ProcessEnv = process.env): string {
   return env.PGPASSFILE || join(env.HOME || homedir(), '.pgpass');
 }
 
