@@ -50,13 +50,16 @@ describe('a record of many second spellings costs time in proportion to them', (
     return out.filter((v) => v !== name);
   }
 
-  it('40,000 variants of each of two fields are normalized in well under two seconds (before: half a minute)', () => {
+  it('40,000 variants of each of two fields are normalized in well under two seconds of CPU (before: half a minute)', () => {
     const record: Record<string, unknown> = { login: 'u1', billStateProvince: 'IL', shipStateProvince: 'IL' };
     for (const key of [...caseVariants('billStateProvince', 40_000), ...caseVariants('shipStateProvince', 40_000)]) record[key] = 'x';
-    const start = performance.now();
+    const cpuBefore = process.cpuUsage();
     const row = normalizeUser(record, { companyLogin: '_host', isIntegrationUser: false, origin: 'http://site/users' }, 0);
-    // A bound some ten times what it takes, and a tenth of what the search per key took.
-    expect(performance.now() - start).toBeLessThan(2000);
+    // CPU time, not wall time: other processes on a loaded machine (a CI beside review sessions)
+    // stretched the wall time past the bound (2.1 s and 5.2 s seen), not the work. A bound some ten
+    // times what it takes, and a tenth of what the search per key took.
+    const cpu = process.cpuUsage(cpuBefore);
+    expect((cpu.user + cpu.system) / 1000).toBeLessThan(2000);
     expect(row.login).toBe('u1');
     expect(Object.keys(JSON.parse(row.raw) as object)).toHaveLength(Object.keys(record).length);
   });
