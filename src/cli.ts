@@ -4,6 +4,7 @@ import { registerComplianceCommands } from './cli/compliance-commands.js';
 import { registerReadCommands } from './cli/read-commands.js';
 import { registerSyncCommands } from './cli/sync-commands.js';
 import { registerTryCommands } from './cli/try-commands.js';
+import { ConfigError } from './config.js';
 import { EXIT_CODES, errorMessage, oneLine } from './errors.js';
 import { loadDotenvFile } from './dotenv-file.js';
 import { setHeapGrowingFactor } from './heap-growth.js';
@@ -12,7 +13,9 @@ try {
   loadDotenvFile();
 } catch (err) {
   // A path or encoding from the environment may hold a line break or an escape sequence: one printable line.
-  process.stderr.write(`cpq-sync: ${oneLine(errorMessage(err))}\n`);
+  // Said as every other configuration mistake is: "invalid configuration: …".
+  const text = err instanceof ConfigError ? ConfigError.listing(err.problems).message : errorMessage(err);
+  process.stderr.write(`cpq-sync: ${oneLine(text)}\n`);
   process.exit(EXIT_CODES.config);
 }
 // The reader of standard output gone (`cpq-sync run | head`): every later write fails with EPIPE,

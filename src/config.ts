@@ -80,10 +80,9 @@ class Mistakes {
     return [...new Set(this.errors.flatMap((error) => error.problems))];
   }
 
-  /** Throws what was found: one mistake as it is, several in one line. */
+  /** Throws what was found, one mistake or several, in one line that starts "invalid configuration:". */
   throwAny(): void {
-    if (this.errors.length === 1) throw this.errors[0]!;
-    if (this.errors.length > 1) throw ConfigError.listing(this.problems);
+    if (this.errors.length > 0) throw ConfigError.listing(this.problems);
   }
 }
 

@@ -64,7 +64,7 @@ describe('cpq-sync CLI', () => {
     expect({ code: misspelt.code, stderr: misspelt.stderr }).toEqual({
       code: 2,
       stderr:
-        'cpq-sync: DATABSE_URL is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (./.data), not your database; rename the variable, or unset DATABSE_URL to use the embedded one\n',
+        'cpq-sync: invalid configuration: DATABSE_URL is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (./.data), not your database; rename the variable, or unset DATABSE_URL to use the embedded one\n',
     });
     // Another typo is still named after it.
     const two = await cli(['status'], { DATABSE_URL: 'postgres://127.0.0.1:1/none', SYNC_CRONN: '* * * * *' });

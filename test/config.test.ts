@@ -112,8 +112,8 @@ describe('configuration', () => {
     ]);
     // An unreadable password file still says that basic auth is meant: the missing user name is named with it.
     expect(problems({ ...base, CPQ_PASSWORD_FILE: missing })).toEqual([cannotRead('CPQ_PASSWORD_FILE'), 'CPQ_USERNAME is required with CPQ_PASSWORD']);
-    // One mistake alone reads as it always did.
-    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: missing })).toThrow(new ConfigError(cannotRead('CPQ_PASSWORD_FILE')));
+    // One mistake alone is said as several are: one line that starts "invalid configuration:".
+    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: missing })).toThrow(ConfigError.listing([cannotRead('CPQ_PASSWORD_FILE')]));
   });
 
   it('bounds every duration: a wait at most what a Node timer keeps (longer ones fire after 1 ms), timeouts at least 1 ms, spans at most a century', () => {
@@ -157,7 +157,7 @@ describe('configuration', () => {
     expect(() => loadConfig({ ...base, DATABASE_URL: 'postgres://sync:S3cretPw@db:99999/x' })).not.toThrow(/S3cretPw/);
     for (const url of ['https://site.example.com:99999', 'https://exa mple.com']) {
       expect(() => loadConfig({ CPQ_BASE_URL: url }), url).toThrow(
-        new ConfigError('CPQ_BASE_URL is not a URL Node can read (a port above 65535, a space in the host?)'),
+        ConfigError.listing(['CPQ_BASE_URL is not a URL Node can read (a port above 65535, a space in the host?)']),
       );
     }
     expect(loadConfig({ ...base, DATA_DIR: '  ' }).dataDir).toBe('./.data');
@@ -224,16 +224,16 @@ describe('configuration', () => {
     expect(loadConfig({ ...base, HTTP_PORT: '8080', HTTP_HOST: ' 127.0.0.1 ' }).worker).toMatchObject({ httpPort: 8080, httpHost: '127.0.0.1' });
     expect(loadConfig({ ...base, HTTP_PORT: '8080' }).worker.httpHost).toBeUndefined();
     expect(() => loadConfig({ ...base, HTTP_HOST: '127.0.0.1' })).toThrow(
-      new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)'),
+      ConfigError.listing(['HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)']),
     );
   });
 
   it('a misspelt DATABASE_URL without DATABASE_URL is refused: the embedded Postgres would take every user unseen (review CM)', () => {
     for (const name of ['DATABSE_URL', 'database_url', 'DATABASE_URI']) {
       expect(() => loadConfig({ ...base, [name]: 'postgres://db.example/cpq' })).toThrow(
-        new ConfigError(
+        ConfigError.listing([
           `${name} is set but DATABASE_URL is not: did you mean DATABASE_URL? Without it cpq-sync uses an embedded Postgres in DATA_DIR (./.data), not your database; rename the variable, or unset ${name} to use the embedded one`,
-        ),
+        ]),
       );
     }
     // Beside DATABASE_URL, the typo is only a warning (the setting is not at its default).

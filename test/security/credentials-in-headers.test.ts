@@ -61,8 +61,8 @@ describe('a credential an HTTP header cannot carry is refused without being repe
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toBe(
       what.includes('Latin-1')
-        ? `${name}: the token holds a character an HTTP header cannot carry (past Latin-1)`
-        : `${name}: the token holds a line break or another control character (a bearer token is one line)`,
+        ? `invalid configuration: ${name}: the token holds a character an HTTP header cannot carry (past Latin-1)`
+        : `invalid configuration: ${name}: the token holds a line break or another control character (a bearer token is one line)`,
     );
   });
 

@@ -94,7 +94,7 @@ describe('.env in the working directory', () => {
       expect(out.code).toBe(2);
       expect(out.stdout).toBe('');
       expect(out.stderr).toBe(
-        `cpq-sync: .env can be written by ${who} (mode ${mode.toString(8)}): refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)\n`,
+        `cpq-sync: invalid configuration: .env can be written by ${who} (mode ${mode.toString(8)}): refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)\n`,
       );
     }
   });
@@ -112,7 +112,7 @@ describe('.env in the working directory', () => {
     await chmod(file, 0o666);
     const refused = await cli(['status', '--json'], { DOTENV_CONFIG_PATH: file }, { cwd });
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/^cpq-sync: \S+cpq-sync\.env can be written by every user \(mode 666\): refusing to read it/);
+    expect(refused.stderr).toMatch(/^cpq-sync: invalid configuration: \S+cpq-sync\.env can be written by every user \(mode 666\): refusing to read it/);
   });
 
   it('DOTENV_CONFIG_PATH naming nothing, or a folder: one line saying which, in which folder, and why (review EG)', async () => {
@@ -121,12 +121,12 @@ describe('.env in the working directory', () => {
     const missing = await cli(['status'], { DOTENV_CONFIG_PATH: 'nosuch.env' }, { cwd });
     expect({ code: missing.code, stderr: missing.stderr }).toEqual({
       code: 2,
-      stderr: `cpq-sync: DOTENV_CONFIG_PATH: nosuch.env (in ${cwd}) does not exist\n`,
+      stderr: `cpq-sync: invalid configuration: DOTENV_CONFIG_PATH: nosuch.env (in ${cwd}) does not exist\n`,
     });
     const folder = await cli(['status'], { DOTENV_CONFIG_PATH: join(cwd, 'conf') }, { cwd });
     expect({ code: folder.code, stderr: folder.stderr }).toEqual({
       code: 2,
-      stderr: `cpq-sync: DOTENV_CONFIG_PATH: ${join(cwd, 'conf')} is a folder, not a file\n`,
+      stderr: `cpq-sync: invalid configuration: DOTENV_CONFIG_PATH: ${join(cwd, 'conf')} is a folder, not a file\n`,
     });
   });
 
@@ -136,13 +136,13 @@ describe('.env in the working directory', () => {
     const named = await cli(['status'], { DOTENV_CONFIG_PATH: 'linked.env' }, { cwd });
     expect({ code: named.code, stderr: named.stderr }).toEqual({
       code: 2,
-      stderr: `cpq-sync: DOTENV_CONFIG_PATH: linked.env (in ${cwd}) is a link to /run/secrets/nosuch-cpq-sync.env, which does not exist\n`,
+      stderr: `cpq-sync: invalid configuration: DOTENV_CONFIG_PATH: linked.env (in ${cwd}) is a link to /run/secrets/nosuch-cpq-sync.env, which does not exist\n`,
     });
     await symlink('/run/secrets/nosuch-cpq-sync.env', join(cwd, '.env'));
     const unnamed = await cli(['status'], {}, { cwd });
     expect({ code: unnamed.code, stderr: unnamed.stderr }).toEqual({
       code: 2,
-      stderr: `cpq-sync: .env (in ${cwd}) is a link to /run/secrets/nosuch-cpq-sync.env, which does not exist\n`,
+      stderr: `cpq-sync: invalid configuration: .env (in ${cwd}) is a link to /run/secrets/nosuch-cpq-sync.env, which does not exist\n`,
     });
   });
 
@@ -155,7 +155,7 @@ describe('.env in the working directory', () => {
     await writeFile(join(cwd, '.env.vault'), 'DOTENV_VAULT_PRODUCTION="…"\n', { mode: 0o600 });
     const refused = await cli(['status', '--json'], { DOTENV_KEY: 'dotenv://:key_1234@dotenv.org/vault/.env.vault?environment=production' }, { cwd });
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toBe('cpq-sync: DOTENV_KEY: .env.vault is encrypted, and encrypted files are not read; decrypt it to .env\n');
+    expect(refused.stderr).toBe('cpq-sync: invalid configuration: DOTENV_KEY: .env.vault is encrypted, and encrypted files are not read; decrypt it to .env\n');
   });
 
   it('DOTENV_CONFIG_PATH may name a pipe (<(sops -d …)); DOTENV_CONFIG_OVERRIDE (true, 1, yes or on, read as every flag is) lets the file win', async ({
@@ -190,13 +190,15 @@ describe('.env in the working directory', () => {
     await symlink(theirs, join(cwd, '.env'));
     const linked = await status(cwd);
     expect(linked.code).toBe(2);
-    expect(linked.stderr).toMatch(/^cpq-sync: \.env \(what the link names\) is owned by uid 65534, not by this user \(0\) or root: refusing to read it/);
+    expect(linked.stderr).toMatch(
+      /^cpq-sync: invalid configuration: \.env \(what the link names\) is owned by uid 65534, not by this user \(0\) or root: refusing to read it/,
+    );
     await rm(join(cwd, '.env'));
     await writeFile(join(cwd, '.env'), 'DATABASE_URL=postgres://attacker.example/db\n', { mode: 0o644 });
     await chown(join(cwd, '.env'), NOBODY, NOBODY);
     const owned = await status(cwd);
     expect(owned.code).toBe(2);
-    expect(owned.stderr).toMatch(/^cpq-sync: \.env is owned by uid 65534, not by this user \(0\) or root: refusing to read it/);
+    expect(owned.stderr).toMatch(/^cpq-sync: invalid configuration: \.env is owned by uid 65534, not by this user \(0\) or root: refusing to read it/);
     // Their FIFO at the path DOTENV_CONFIG_PATH names is refused at once, not waited on for a writer.
     const fifo = join(cwd, 'app.env');
     execFileSync('mkfifo', ['-m', '0600', fifo]);

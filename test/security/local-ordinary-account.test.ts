@@ -185,7 +185,7 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and ALERT_WEBHOOK_URL_FIL
         const out = await send();
         expect(out).toMatchObject({ code: 2, stdout: '' });
         expect(out.stderr).toBe(
-          `cpq-sync: ALERT_WEBHOOK_URL_FILE: the file it names ${problem}: refusing to read it, since whoever wrote it chooses where every alert is sent; make it yours and not writable by others (chown, chmod go-w)\n`,
+          `cpq-sync: invalid configuration: ALERT_WEBHOOK_URL_FILE: the file it names ${problem}: refusing to read it, since whoever wrote it chooses where every alert is sent; make it yours and not writable by others (chown, chmod go-w)\n`,
         );
       }
       expect(received).toEqual([]);
@@ -207,7 +207,7 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and a .env it may not rea
     const out = await asNobody(['status'], {}, cwd);
     expect(out).toMatchObject({ code: 2, stdout: '' });
     expect(out.stderr).toBe(
-      `cpq-sync: .env (in ${cwd}): cannot be opened (EACCES); run cpq-sync as the account that made it, or chown the file to this account\n`,
+      `cpq-sync: invalid configuration: .env (in ${cwd}): cannot be opened (EACCES); run cpq-sync as the account that made it, or chown the file to this account\n`,
     );
   });
 });
