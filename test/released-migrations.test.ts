@@ -52,6 +52,19 @@ describe('released migrations', () => {
       createHash('sha256')
         .update(readFileSync(join(MIGRATIONS_DIR, file)))
         .digest('hex');
+    const released = new Map(RELEASED);
+    // Named, with the line RELEASED needs for a new file: toEqual's diff of 29 pairs elides them.
+    const unlisted = files.filter((f) => !released.has(f)).map((f) => `['${f}', '${sha256(f)}'],`);
+    const changed = files.filter((f) => released.has(f) && released.get(f) !== sha256(f));
+    const missing = RELEASED.map(([f]) => f).filter((f) => !files.includes(f));
+    expect(
+      { unlisted, changed, missing },
+      'unlisted: add each line to RELEASED; changed or missing: restore the file, and put the change in a new migration',
+    ).toEqual({
+      unlisted: [],
+      changed: [],
+      missing: [],
+    });
     expect(files.map((f) => [f, sha256(f)])).toEqual(RELEASED.map(([f, h]) => [f, h]));
   });
 });
