@@ -220,6 +220,14 @@ describe('configuration', () => {
     expect([...new Set(listed)].sort()).toEqual(Object.keys(envSchema.shape).sort());
   });
 
+  it("README's tables name every variable it reads (the Configuration table, the alerts' own), and no other", () => {
+    const readme = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
+    // The first cell of a table row: `CPQ_USERNAME`, `CPQ_PASSWORD` / `CPQ_PASSWORD_FILE` names three.
+    const firstCells = readme.split('\n').flatMap((line) => (line.startsWith('| ') ? [line.split('|')[1]!] : []));
+    const documented = firstCells.flatMap((cell) => [...cell.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]!));
+    expect([...new Set(documented)].sort()).toEqual(Object.keys(envSchema.shape).sort());
+  });
+
   it('reads HTTP_HOST with HTTP_PORT, and refuses it alone', () => {
     expect(loadConfig({ ...base, HTTP_PORT: '8080', HTTP_HOST: ' 127.0.0.1 ' }).worker).toMatchObject({ httpPort: 8080, httpHost: '127.0.0.1' });
     expect(loadConfig({ ...base, HTTP_PORT: '8080' }).worker.httpHost).toBeUndefined();
