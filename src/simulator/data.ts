@@ -305,6 +305,9 @@ export class SiteDataFactory {
     const dates = this.makeDates(rng);
     const ssoEnabled = rng.chance(0.3);
 
+    // Each draw from `rng` moves every later one: the groups, permissions and statuses of every
+    // seeded user, which tests count (test/zip-export.test.ts: 175 permissions for 80 users). A new
+    // field draws from a sequence of its own, SeededRandom.forParts(seed, '<field>', company, index).
     const fullRecord: UserRecord = {
       login,
       isNotifyFax: rng.chance(0.1),

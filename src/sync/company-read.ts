@@ -142,7 +142,11 @@ interface PageWrite {
   /** The stream's name (what it stages under). */
   stream: string;
   page: Page;
-  /** The page's rows from item `start` on, at most SLICE, normalized when asked for. */
+  /**
+   * The page's rows from item `start` on, at most SLICE, normalized when asked for: one per item,
+   * in order (stagePage takes row k for item start + k, the index keepStoredIntegrationFields
+   * looks the record up by), so a row to leave out is left out by the caller, not here.
+   */
   sliceAt: (start: number) => UserRow[];
   progress: StreamProgress;
 }
