@@ -21,8 +21,8 @@ const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** A sites file larger than this is refused before it is read (hundreds of sites take a few KB each). */
 const MAX_FILE_BYTES = 1024 * 1024;
 
-/** The keys a site may hold at its top level, and the variable each stands for. */
-const SITE_KEYS: Record<string, string> = {
+/** The keys a site may hold at its top level, and the variable each stands for (README "Several sites" lists them: test/sites.test.ts). */
+export const SITE_KEYS: Record<string, string> = {
   baseUrl: 'CPQ_BASE_URL',
   pathPrefix: 'CPQ_PATH_PREFIX',
   companies: 'CPQ_COMPANIES',
@@ -41,7 +41,7 @@ const SITE_KEYS: Record<string, string> = {
   tokenFile: 'CPQ_TOKEN_FILE',
 };
 /** The keys of a site's `oauth` object. */
-const OAUTH_KEYS: Record<string, string> = {
+export const OAUTH_KEYS: Record<string, string> = {
   tokenUrl: 'CPQ_OAUTH_TOKEN_URL',
   clientId: 'CPQ_OAUTH_CLIENT_ID',
   clientSecret: 'CPQ_OAUTH_CLIENT_SECRET',

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -8,6 +8,7 @@ import { exportChanges, exportSnapshot, parseAfter } from '../src/history/export
 import { CpqSimulator } from '../src/simulator/index.js';
 import { createDb, createPool } from '../src/db/database.js';
 import { registerSite } from '../src/db/sql/with-sync-lock.js';
+import { OAUTH_KEYS, SITE_KEYS } from '../src/sites-file.js';
 import { runSites } from '../src/sync/run-sites.js';
 import { cli } from './helpers/cli-process.js';
 import { holdSyncLock } from './helpers/database.js';
@@ -39,6 +40,14 @@ function configError(env: Record<string, string>): string {
 }
 
 describe('CPQ_SITES_FILE', () => {
+  test("README's list of what a site may set names every key a site may hold, and no other", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const start = readme.indexOf('A site may set ');
+    const list = readme.slice(start, readme.indexOf('. Every setting a', start));
+    const named = [...list.matchAll(/`([a-z][A-Za-z]*)`/g)].map((m) => m[1]!);
+    expect(named.sort()).toEqual(['name', 'oauth', ...Object.keys(SITE_KEYS), ...Object.keys(OAUTH_KEYS)].sort());
+  });
+
   test('without it, the environment defines one site named default', () => {
     const config = loadConfig({ CPQ_BASE_URL: 'https://one.example.com', SYNC_CRON: '5 3 * * *' });
     expect(config.sites).toHaveLength(1);
