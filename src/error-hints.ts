@@ -188,6 +188,11 @@ function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPAS
   return file === undefined ? 'none' : { file };
 }
 
+/** A name as SQL quotes it, ready to paste into psql. */
+function sqlIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
 /** The fix for a database that could not be reached; the message already names it, password hidden. */
 export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (!message.startsWith('cannot connect to Postgres')) return undefined;
@@ -206,6 +211,20 @@ export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.e
     }
   }
   if (/database "[^"]*" does not exist/.test(message)) return 'create that database first, or name an existing one in DATABASE_URL';
+  // The server let the role in, but not into that database (REVOKE CONNECT … FROM PUBLIC, as
+  // hardened servers do): neither the URL nor pg_hba.conf is what is wrong.
+  const noConnect = /permission denied for database "([^"]*)"/.exec(message)?.[1];
+  if (noConnect !== undefined) {
+    const url = /^cannot connect to Postgres at (\S+): /.exec(message)?.[1];
+    const role = (url === undefined ? undefined : parseConnectionUrl(url)?.username) || undefined;
+    const grantee = role === undefined ? '<role>' : sqlIdentifier(decodeURIComponent(role));
+    return `the role of DATABASE_URL may not connect to database ${noConnect}: its owner (or a superuser) grants it, GRANT CONNECT ON DATABASE ${sqlIdentifier(noConnect)} TO ${grantee}`;
+  }
+  // Said only by a server that asks no password of that user (trust, peer, cert): one that asks
+  // for one says its password failed instead, so as not to tell who exists.
+  const noRole = /role "([^"]*)" does not exist/.exec(message)?.[1];
+  if (noRole !== undefined)
+    return `the server has no role ${noRole}: check the user name in DATABASE_URL, or have a DBA create it (CREATE ROLE ${sqlIdentifier(noRole)} LOGIN)`;
   if (/ENOTFOUND|EAI_AGAIN/.test(message)) return 'the host of DATABASE_URL does not resolve: check its spelling';
   if (/ECONNREFUSED/.test(message)) return 'nothing listens at that host and port: start Postgres, or correct DATABASE_URL';
   if (/no answer within DATABASE_CONNECT_TIMEOUT/.test(message)) {
