@@ -110,6 +110,42 @@ describe('change log', () => {
     const flat = await h.t.query<Raw>(`SELECT login, field, added, removed FROM cpq.user_changes_flat WHERE run_id = $1 AND login = $2`, [run.runId, a]);
     expect(flat).toEqual([{ login: a, field: 'groups', added: ['zzAuditors'], removed: [oldGroup] }]);
   });
+  it('a permission CPQ removed alone (nothing else changed, dateModified not moved) is removed, versioned and logged', async ({ startHarness }) => {
+    // Review EQ, mutant MP5: a restatement check blind to stored permissions the read no longer
+    // lists took such a user for restated: no change row, and the removed permission stayed stored.
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const [a] = logins(h);
+    const items = (h.sim.user('_host', a!)!.accessPermissions as { items: Raw[] }).items;
+    expect(items.length).toBeGreaterThan(1);
+    const [gone, ...kept] = items as { type: string; variableName: string; name: string; hasAccess: boolean }[];
+    h.sim.updateUser('_host', a!, { accessPermissions: { items: kept } }, { touch: false });
+    const run = await h.sync({ full: true });
+    const rows = await changes(h, run.runId);
+    expect(rows).toEqual([
+      {
+        change: 'update',
+        login: a,
+        diff: {
+          accessPermissions: {
+            added: [],
+            removed: [{ type: gone!.type, variableName: gone!.variableName, name: gone!.name, hasAccess: gone!.hasAccess }],
+            changed: [],
+          },
+        },
+      },
+    ]);
+    const stored = await h.t.query<{ type: string; variable_name: string }>(
+      `SELECT p.type, p.variable_name FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id WHERE u.login = $1 ORDER BY 1, 2`,
+      [a],
+    );
+    expect(stored.map((p) => `${p.type}/${p.variable_name}`)).toEqual(kept.map((p) => `${p.type}/${p.variableName}`).sort());
+    const ended = await h.t.query(
+      `SELECT v.type, v.variable_name FROM cpq.user_access_permission_versions v JOIN cpq.users u ON u.id = v.user_id WHERE u.login = $1 AND v.ended_by_run_id = $2`,
+      [a, run.runId],
+    );
+    expect(ended).toEqual([{ type: gone!.type, variable_name: gone!.variableName }]);
+  });
 });
 
 describe('deletions', () => {
