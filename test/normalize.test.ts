@@ -190,6 +190,29 @@ describe('normalizing a CPQ user record', () => {
     );
   });
 
+  it('bounds every key field (login, partyNumber, group and permission names) at 1024 UTF-8 bytes, not characters (review EQ)', () => {
+    // Mutants N8 (partyNumber read as plain text) and N34 (the byte count skipped for keys of at most
+    // 1024 characters) passed every test: such a key failed the whole run's COPY on the index
+    // ("index row size exceeds") instead of the one record, by name. "€" is 3 bytes in UTF-8.
+    const fits = '€'.repeat(341); // 1023 bytes
+    const over = '€'.repeat(342); // 1026 bytes in 342 characters
+    const refusal = (field: string) => `field "${field}" is 1026 bytes long; at most 1024 bytes are supported for this key field`;
+    expect(normalizeUser({ login: fits }, source, 0).login).toBe(fits);
+    expect(() => normalizeUser({ login: over }, source, 0)).toThrow(refusal('login'));
+    expect(column(normalizeUser({ login: 'a', partyNumber: fits }, source, 0), 'party_number')).toBe(fits);
+    expect(() => normalizeUser({ login: 'a', partyNumber: over }, source, 0)).toThrow(refusal('partyNumber'));
+    expect(() => normalizeUser({ login: 'a', partyNumber: 'p'.repeat(1025) }, source, 0)).toThrow(
+      'field "partyNumber" is 1025 bytes long; at most 1024 bytes are supported for this key field',
+    );
+    expect(() => normalizeUser({ login: 'a', groups: { items: [{ variableName: over }] } }, source, 0)).toThrow(refusal('groups.items[0].variableName'));
+    expect(() => normalizeUser({ login: 'a', accessPermissions: { items: [{ type: over, variableName: 'v' }] } }, source, 0)).toThrow(
+      refusal('accessPermissions.items[0].type'),
+    );
+    expect(() => normalizeUser({ login: 'a', accessPermissions: { items: [{ type: 't', variableName: over }] } }, source, 0)).toThrow(
+      refusal('accessPermissions.items[0].variableName'),
+    );
+  });
+
   it('keeps a date-time to the microsecond (Postgres stores microseconds), refuses finer digits rather than round them, reads ±hh offsets', () => {
     const lastLogin = (value: string) => column(normalizeUser({ login: 'jj', lastLogin: value }, source, 0), 'last_login');
     expect(lastLogin('2025-09-26T12:17:59.123456Z')).toBe('2025-09-26T12:17:59.123456Z');
