@@ -187,6 +187,29 @@ describe('deletions', () => {
     await expectReferencesResolve(h.t);
   });
 
+  it('a full read deletes a user CPQ no longer returns though another company holds a user of the same login, and keeps that one (review EQ)', async ({
+    startHarness,
+  }) => {
+    // Mutant MP9: matching the users read by login alone (company left out) kept _host/shared
+    // stored as present for as long as partner1 had a user "shared", though CPQ had deleted it.
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_COMPANIES: '*' });
+    const partner = h.sim.companyLogins().find((c) => c !== '_host')!;
+    h.sim.addUser('_host', { login: 'shared', firstName: 'Host' });
+    h.sim.addUser(partner, { login: 'shared', firstName: 'Partner' });
+    await h.sync({ full: true });
+    h.sim.deleteUser('_host', 'shared');
+    const run = await h.sync({ full: true });
+    expect(run.deleted).toBe(1);
+    const rows = await h.t.query<{ company_login: string; deleted: boolean }>(
+      `SELECT company_login, deleted_at IS NOT NULL AS deleted FROM cpq.users WHERE login = 'shared' ORDER BY company_login`,
+    );
+    expect(rows).toEqual([
+      { company_login: '_host', deleted: true },
+      { company_login: partner, deleted: false },
+    ]);
+    expect((await changes(h, run.runId)).map((c) => [c.change, c.login])).toEqual([['delete', 'shared']]);
+  });
+
   it('a short read deletes nothing', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '10' });
     await h.sync();
