@@ -114,6 +114,17 @@ describe('normalizing a CPQ user record', () => {
     expect([column(row, 'time_zone'), column(row, 'time_zone_display')]).toEqual(['America/Chicago', 'Chicago']);
   });
 
+  it("a choice's integer value fits in a 32-bit integer column or fails the record by name (review EQ)", () => {
+    // Mutant N3: reading it in the 64-bit range passed every test; a value of 2^31 then failed the
+    // whole run's COPY into the integer column instead of refusing the one record.
+    const status = (value: unknown) => column(normalizeUser({ login: 'a', status: { value, displayValue: 'x' } }, source, 0), 'status');
+    expect(status(2147483647)).toBe('2147483647');
+    expect(status(-2147483648)).toBe('-2147483648');
+    expect(() => status(2147483648)).toThrow('field "status.value" 2147483648 does not fit in a 32-bit integer');
+    expect(() => status(-2147483649)).toThrow('field "status.value" -2147483649 does not fit in a 32-bit integer');
+    expect(() => normalizeUser({ login: 'a', units: 4294967296 }, source, 0)).toThrow('field "units.value" 4294967296 does not fit in a 32-bit integer');
+  });
+
   it('keeps two access permissions apart whatever characters their type and variable name hold', () => {
     const permission = (type: string, variableName: string) => ({ type, variableName, name: 'P', hasAccess: true });
     const row = normalizeUser(
