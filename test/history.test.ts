@@ -208,6 +208,11 @@ describe('deletions', () => {
       { company_login: partner, deleted: false },
     ]);
     expect((await changes(h, run.runId)).map((c) => [c.change, c.login])).toEqual([['delete', 'shared']]);
+    // Mutant MP16: the deletion left last_changed_run_id at the run that inserted the user.
+    const [deleted] = await h.t.query<{ last_changed_run_id: string }>(
+      `SELECT last_changed_run_id::text FROM cpq.users WHERE company_login = '_host' AND login = 'shared'`,
+    );
+    expect(deleted!.last_changed_run_id).toBe(run.runId);
   });
 
   it('a short read deletes nothing', async ({ startHarness }) => {
