@@ -109,6 +109,18 @@ describe('change log', () => {
     ).toEqual([{ name: 'Renamed permission' }]);
     const flat = await h.t.query<Raw>(`SELECT login, field, added, removed FROM cpq.user_changes_flat WHERE run_id = $1 AND login = $2`, [run.runId, a]);
     expect(flat).toEqual([{ login: a, field: 'groups', added: ['zzAuditors'], removed: [oldGroup] }]);
+    // The changed permission's history (review EQ: mutant MP22 left the old version unended, MP23
+    // the current row valid from before the change, overlapping it): the old version ends where the
+    // new one starts, at this run.
+    const history = await h.t.query<Raw>(
+      `SELECT v.has_access AS old_access, v.valid_to = p.valid_from AS adjoins, v.valid_to > v.valid_from AS ordered, p.has_access AS new_access
+       FROM cpq.user_access_permissions p
+       JOIN cpq.users u ON u.id = p.user_id
+       JOIN cpq.user_access_permission_versions v ON v.user_id = p.user_id AND v.type = p.type AND v.variable_name = p.variable_name AND v.ended_by_run_id = $3
+       WHERE u.login = $1 AND p.variable_name = $2`,
+      [b, perm.variableName, run.runId],
+    );
+    expect(history).toEqual([{ old_access: perm.hasAccess, adjoins: true, ordered: true, new_access: !perm.hasAccess }]);
   });
   it('a permission CPQ removed alone (nothing else changed, dateModified not moved) is removed, versioned and logged', async ({ startHarness }) => {
     // Review EQ, mutant MP5: a restatement check blind to stored permissions the read no longer
