@@ -195,6 +195,10 @@ describe('deletions', () => {
     expect(back.restored).toBe(1);
     const [restored] = await changes(h, back.runId);
     expect(restored).toMatchObject({ change: 'restore', login: gone });
+    // The restore's diff names the deletion it undoes (review EQ: mutant MP25 logged its old deleted_at as null).
+    const deletedAt = (deletion!.diff.deleted_at as Raw).new;
+    expect(deletedAt).toEqual(expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/));
+    expect(restored!.diff.deleted_at).toEqual({ old: deletedAt, new: null });
     expect((await h.t.query<Raw>(`SELECT deleted_at FROM cpq.users WHERE login = $1`, [gone]))[0]!.deleted_at).toBeNull();
     await expectReferencesResolve(h.t);
   });
