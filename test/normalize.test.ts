@@ -224,6 +224,18 @@ describe('normalizing a CPQ user record', () => {
     );
   });
 
+  it('refuses a blank login; digests null apart from empty text, and a relation not carried apart from an empty one (review EQ)', () => {
+    // Mutant N28: a login of spaces was taken for a user.
+    expect(() => normalizeUser({ login: '   ' }, source, 4)).toThrow('record 4 of http://site/users: field "login" is missing or not text (got "   ")');
+    const hash = (record: Record<string, unknown>) => normalizeUser({ login: 'a', ...record }, source, 0).contentHash;
+    // Mutant N21: null and "" read alike, so a value going from one to the other was an unchanged record, its row left as it was.
+    expect(hash({ jobTitle: '' })).not.toBe(hash({ jobTitle: null }));
+    // Mutant N22: groups not carried (the stored memberships stay) digested as an empty list, so a
+    // later read emptying them matched the digest stored from the one that did not carry them.
+    expect(hash({})).not.toBe(hash({ groups: { items: [] } }));
+    expect(hash({})).not.toBe(hash({ accessPermissions: { items: [] } }));
+  });
+
   it('keeps a date-time to the microsecond (Postgres stores microseconds), refuses finer digits rather than round them, reads ±hh offsets', () => {
     const lastLogin = (value: string) => column(normalizeUser({ login: 'jj', lastLogin: value }, source, 0), 'last_login');
     expect(lastLogin('2025-09-26T12:17:59.123456Z')).toBe('2025-09-26T12:17:59.123456Z');
