@@ -236,6 +236,19 @@ describe('normalizing a CPQ user record', () => {
     expect(hash({})).not.toBe(hash({ accessPermissions: { items: [] } }));
   });
 
+  it("stores the company's name from company.name, not its loginName (review EQ)", () => {
+    // Mutant N29: the name read from company.loginName passed every test, integration users' company_name then held the company's login.
+    const row = normalizeUser(
+      { login: 'a', company: { loginName: 'acme', name: 'Acme Ltd' } },
+      { ...source, companyLogin: 'acme', isIntegrationUser: true },
+      0,
+    );
+    expect(row.companyName).toBe('Acme Ltd');
+    expect(
+      normalizeUser({ login: 'a', company: { loginName: 'acme' } }, { ...source, companyLogin: 'acme', isIntegrationUser: true }, 0).companyName,
+    ).toBeNull();
+  });
+
   it('keeps a date-time to the microsecond (Postgres stores microseconds), refuses finer digits rather than round them, reads ±hh offsets', () => {
     const lastLogin = (value: string) => column(normalizeUser({ login: 'jj', lastLogin: value }, source, 0), 'last_login');
     expect(lastLogin('2025-09-26T12:17:59.123456Z')).toBe('2025-09-26T12:17:59.123456Z');
