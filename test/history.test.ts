@@ -122,6 +122,40 @@ describe('change log', () => {
     );
     expect(history).toEqual([{ old_access: perm.hasAccess, adjoins: true, ordered: true, new_access: !perm.hasAccess }]);
   });
+  it('a permission whose name or access goes to null, or back, is a change (null compared as a value, not as unknown)', async ({ startHarness }) => {
+    // Review EQ, mutant MP20: comparing the stored and read permission with <> instead of IS DISTINCT
+    // FROM missed every change to or from null (NULL <> 'x' is unknown): the old name stayed stored.
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const [a] = logins(h);
+    const perm = (h.sim.user('_host', a!)!.accessPermissions as { items: Raw[] }).items[0]! as {
+      type: string;
+      variableName: string;
+      name: string;
+      hasAccess: boolean;
+    };
+    const stored = async () =>
+      h.t.query(
+        `SELECT p.name, p.has_access FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id WHERE u.login = $1 AND p.variable_name = $2`,
+        [a, perm.variableName],
+      );
+    const changedTo = async (name: string | null, hasAccess: boolean | null, old: { name: string | null; hasAccess: boolean | null }) => {
+      h.sim.setAccessPermission('_host', a!, { ...perm, name, hasAccess } as never, { touch: false });
+      const run = await h.sync({ full: true });
+      expect(await changes(h, run.runId)).toEqual([
+        {
+          change: 'update',
+          login: a,
+          diff: {
+            accessPermissions: { added: [], removed: [], changed: [{ type: perm.type, variableName: perm.variableName, old, new: { name, hasAccess } }] },
+          },
+        },
+      ]);
+      expect(await stored()).toEqual([{ name, has_access: hasAccess }]);
+    };
+    await changedTo(null, null, { name: perm.name, hasAccess: perm.hasAccess });
+    await changedTo(perm.name, perm.hasAccess, { name: null, hasAccess: null });
+  });
   it('a permission CPQ removed alone (nothing else changed, dateModified not moved) is removed, versioned and logged', async ({ startHarness }) => {
     // Review EQ, mutant MP5: a restatement check blind to stored permissions the read no longer
     // lists took such a user for restated: no change row, and the removed permission stayed stored.
