@@ -94,6 +94,17 @@ describe('normalizing a CPQ user record', () => {
       expect(bare.groups).toContainEqual({ variableName: 'sales', label: null, type: null });
       expect(bare.groupsDescribed).toEqual(new Set(['other']));
     }
+    // An item saying its type and no label describes the group (its label cleared), as one saying its
+    // label and no type does (review EQ, mutant N16: reading only the label took it for bare, and the
+    // stored label stayed).
+    for (const item of [
+      { variableName: 'typed', type: 'Sales' },
+      { variableName: 'labelled', label: 'L' },
+    ]) {
+      expect(normalizeUser({ login: 'a', groups: { items: [item, { variableName: 'bare' }] } }, source, 0).groupsDescribed).toEqual(
+        new Set([item.variableName]),
+      );
+    }
     // A label in another JSON form: the same row, and the same copy counts in either order.
     const forms = [
       { variableName: 'n', label: '123' },
