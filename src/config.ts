@@ -21,7 +21,7 @@ export class ConfigError extends Error {
     super(message);
   }
 
-  /** One error for several problems, in one line: "invalid configuration: a; b". */
+  /** One error for one problem or several, in one line: "invalid configuration: a; b". */
   static listing(problems: readonly string[]): ConfigError {
     return new ConfigError(`invalid configuration: ${problems.join('; ')}`, problems);
   }

@@ -180,12 +180,17 @@ export function redirectHint(message: string): string | undefined {
  * authentication failed"): none of them says a password is missing.
  */
 function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPASSWORD' | { file: string } | 'none' {
-  const url = /^cannot connect to Postgres at (\S+): /.exec(message)?.[1];
-  const parsed = url === undefined ? undefined : parseConnectionUrl(url);
+  const parsed = connectionUrlIn(message);
   if (parsed === undefined || parsed.password !== '' || parsed.searchParams.get('password')) return 'url';
   if (env.PGPASSWORD) return 'PGPASSWORD';
   const file = / \(password from (.+)\)$/.exec(message)?.[1];
   return file === undefined ? 'none' : { file };
+}
+
+/** The database URL a connection error names (its password hidden), parsed. */
+function connectionUrlIn(message: string): URL | undefined {
+  const url = /^cannot connect to Postgres at (\S+): /.exec(message)?.[1];
+  return url === undefined ? undefined : parseConnectionUrl(url);
 }
 
 /** A name as SQL quotes it, ready to paste into psql. */
@@ -215,9 +220,8 @@ export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.e
   // hardened servers do): neither the URL nor pg_hba.conf is what is wrong.
   const noConnect = /permission denied for database "([^"]*)"/.exec(message)?.[1];
   if (noConnect !== undefined) {
-    const url = /^cannot connect to Postgres at (\S+): /.exec(message)?.[1];
-    const role = (url === undefined ? undefined : parseConnectionUrl(url)?.username) || undefined;
-    const grantee = role === undefined ? '<role>' : sqlIdentifier(decodeURIComponent(role));
+    const role = connectionUrlIn(message)?.username;
+    const grantee = role ? sqlIdentifier(decodeURIComponent(role)) : '<role>';
     return `the role of DATABASE_URL may not connect to database ${noConnect}: its owner (or a superuser) grants it, GRANT CONNECT ON DATABASE ${sqlIdentifier(noConnect)} TO ${grantee}`;
   }
   // Said only by a server that asks no password of that user (trust, peer, cert): one that asks

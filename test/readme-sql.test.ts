@@ -9,10 +9,11 @@ const blocks = [...readFileSync(new URL('../README.md', import.meta.url), 'utf8'
     .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
     .filter((s) => s !== ''),
 );
+const makesReportingLogin = (block: string[]) => block.some((s) => /^CREATE ROLE reporting\b/.test(s));
 /** The read-only access block: a DBA makes the reporting login with it. */
-const roleSetUp = blocks.filter((b) => b.some((s) => /^CREATE ROLE reporting\b/.test(s))).flat();
+const roleSetUp = blocks.filter(makesReportingLogin).flat();
 /** Every other example: what the people who report run, as that login. */
-const reportingQueries = blocks.filter((b) => !b.some((s) => /^CREATE ROLE reporting\b/.test(s))).flat();
+const reportingQueries = blocks.filter((b) => !makesReportingLogin(b)).flat();
 
 // The README's `CREATE ROLE reporting` makes a role of the whole server, which an earlier run of
 // this file on the same server (TEST_DATABASE_URL) left behind: gone first, so that it runs again.
