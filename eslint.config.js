@@ -20,6 +20,16 @@ export default tseslint.config(
       // Methods that implement an async interface (an authenticator, a simulator handler) may have
       // nothing to await; the interface, not the body, decides that they return a promise.
       '@typescript-eslint/require-await': 'off',
+      // `SELECT id::text ... ORDER BY id` sorts by the text the SELECT made ('10' before '9'): an
+      // unqualified ORDER BY name means the output column before the table's. A test read the
+      // tenth run first and failed CI at random (sites-workers-paused); order by r.id instead.
+      'no-restricted-syntax': [
+        'error',
+        ...['TemplateElement[value.raw', 'Literal[value'].map((node) => ({
+          selector: `${node}=/(?:SELECT|,)\\s*(\\w+)::text\\s*(?:,|FROM\\b)[^;]*ORDER BY\\s+\\1\\b/i]`,
+          message: 'ORDER BY a name the SELECT casts to text sorts by that text (10 before 9): qualify it (ORDER BY r.id) or alias the cast.',
+        })),
+      ],
     },
   },
 );

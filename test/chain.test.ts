@@ -17,7 +17,7 @@ async function history(h: Harness) {
   h.sim.deleteUser('_host', c!);
   h.sim.updateUser('_host', a!, { lastName: 'Third' });
   await h.sync({ full: true });
-  return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id`)).map((r) => r.id);
+  return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
 }
 
 /** How many times this transaction called cpq.run_content_sha256 (track_functions must be on). */
@@ -55,7 +55,7 @@ describe('tamper evidence', () => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);
     const seals = await h.t.query<{ run_id: string; previous_run_id: string | null; content_sha256: string; chain_sha256: string }>(
-      `SELECT run_id::text, previous_run_id::text, content_sha256, chain_sha256 FROM cpq.run_seals ORDER BY run_id`,
+      `SELECT run_id::text, previous_run_id::text, content_sha256, chain_sha256 FROM cpq.run_seals ORDER BY run_seals.run_id`,
     );
     expect(seals.map((s) => s.run_id)).toEqual(runs);
     expect(seals.map((s) => s.previous_run_id)).toEqual([null, ...runs.slice(0, -1)]);
@@ -70,9 +70,10 @@ describe('tamper evidence', () => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);
     // Someone grants themselves admin after the fact, in the second run's change log.
-    const [row] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log WHERE run_id = $1 AND change = 'update' ORDER BY id LIMIT 1`, [
-      runs[1],
-    ]);
+    const [row] = await h.t.query<{ id: string }>(
+      `SELECT id::text FROM cpq.user_change_log WHERE run_id = $1 AND change = 'update' ORDER BY user_change_log.id LIMIT 1`,
+      [runs[1]],
+    );
     await h.t.query(`UPDATE cpq.user_change_log SET diff = diff || '{"is_access_admin_perm_enabled": {"old": false, "new": true}}'::jsonb WHERE id = $1`, [
       row!.id,
     ]);
@@ -98,7 +99,7 @@ describe('tamper evidence', () => {
   it('breaks of different kinds in one site: the earliest run is named, whichever check found it (review EK, mutant VF7)', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);
-    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
     // The seal check finds the second run; the rows naming no run name a later one: the second is named.
     const later = await verifyAfter(
       h,
@@ -176,7 +177,7 @@ describe('tamper evidence', () => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
     await runsWithOneFailed(h);
     const seals = await h.t.query<{ run_id: string; previous_run_id: string | null }>(
-      `SELECT run_id::text, previous_run_id::text FROM cpq.run_seals ORDER BY run_id`,
+      `SELECT run_id::text, previous_run_id::text FROM cpq.run_seals ORDER BY run_seals.run_id`,
     );
     expect(seals).toHaveLength(2);
     expect(seals[1]!.previous_run_id).toBe(seals[0]!.run_id);
@@ -189,7 +190,7 @@ describe('tamper evidence', () => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
     await runsWithOneFailed(h);
     const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
-    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
     // Review R's forgery: someone puts a user in an admin group for a while, and logs it, under the failed run's id.
     const forgeries = [
       `INSERT INTO cpq.user_group_versions (user_id, group_variable_name, added_at, valid_to, ended_by_run_id, site)
@@ -218,7 +219,7 @@ describe('tamper evidence', () => {
     h.sim.clearFaults();
     await h.sync();
     const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
-    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
     // A forger's rows under a failed first run, or a release before seals that recorded it failed
     // after its commit went through: verify cannot tell, so it names it, with both readings.
     await h.t.query(
@@ -244,7 +245,7 @@ describe('tamper evidence', () => {
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
     await h.sync();
-    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY id LIMIT 1`);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
     const forged = await verifyAfter(
       h,
       `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)

@@ -75,7 +75,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     const idle = await poll(h, third.watermark);
     expect(idle).toEqual({ changes: 0, watermark: third.watermark, changeIds: [] });
     // Exactly once: the polls together hold every change of the log, each once.
-    const all = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log ORDER BY id`);
+    const all = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.user_change_log ORDER BY user_change_log.id`);
     expect([...first.changeIds, ...second.changeIds, ...third.changeIds].sort()).toEqual(all.map((r) => r.id).sort());
   });
 
@@ -123,7 +123,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     expect(afterTwo.changeIds).toEqual([two.changeId]);
 
     const seqs = await h.t.query<{ id: string; commit_seq: string }>(
-      `SELECT id::text, commit_seq::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY commit_seq`,
+      `SELECT id::text, commit_seq::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.commit_seq`,
     );
     expect(seqs.map((r) => r.commit_seq)).toEqual(['1', '2', '3']);
     expect(seqs.map((r) => r.id).slice(1)).toEqual([one.runId, two.runId]);
@@ -198,7 +198,7 @@ describe('migration 0009 on a database of an earlier release', () => {
 
     expect(await migrate(h.t.db)).toContain('0009_commit_order');
     const runs = await h.t.query<{ id: string; commit_seq: string | null; same: boolean }>(
-      `SELECT id::text, commit_seq::text, committed_at = finished_at AS same FROM cpq.sync_runs ORDER BY id`,
+      `SELECT id::text, commit_seq::text, committed_at = finished_at AS same FROM cpq.sync_runs ORDER BY sync_runs.id`,
     );
     expect(runs).toEqual([
       { id: '1', commit_seq: '1', same: true },

@@ -39,13 +39,13 @@ describe('insert diffs of cpq.user_changes', () => {
       // The view as 0010 defined it (its last form before 0027), with the function as it was.
       const before = await client.query<{ id: string; diff: string | null }>(
         `SELECT id::text, (CASE WHEN diff IS NULL AND change = 'insert' THEN pg_temp.insert_diff_before(user_id, detected_at) ELSE diff END)::text AS diff
-         FROM cpq.user_change_log ORDER BY id`,
+         FROM cpq.user_change_log ORDER BY user_change_log.id`,
       );
-      const now = await client.query<{ id: string; diff: string | null }>(`SELECT id::text, diff::text FROM cpq.user_changes ORDER BY id`);
+      const now = await client.query<{ id: string; diff: string | null }>(`SELECT id::text, diff::text FROM cpq.user_changes ORDER BY user_changes.id`);
       expect(now.rows).toEqual(before.rows);
       const scalar = await client.query<{ id: string; diff: string | null }>(
         `SELECT id::text, (CASE WHEN diff IS NULL AND change = 'insert' THEN cpq.insert_diff(user_id, detected_at) ELSE diff END)::text AS diff
-         FROM cpq.user_change_log ORDER BY id`,
+         FROM cpq.user_change_log ORDER BY user_change_log.id`,
       );
       expect(scalar.rows).toEqual(before.rows);
 

@@ -29,7 +29,7 @@ describe('per-company counts of /metrics after many runs', () => {
       [runsPerSite * 2],
     );
     const runs = await t.query<{ id: string; site: string; n: string }>(
-      `SELECT id::text, site, (row_number() OVER (PARTITION BY site ORDER BY id))::text AS n FROM cpq.sync_runs ORDER BY id`,
+      `SELECT id::text, site, (row_number() OVER (PARTITION BY site ORDER BY sync_runs.id))::text AS n FROM cpq.sync_runs ORDER BY sync_runs.id`,
     );
     expect(runs).toHaveLength(runsPerSite * 2);
     // emea: _host and acme every run, read in full every 60th (the last, run 3480); us: _host every run (never in

@@ -35,7 +35,7 @@ describe('run result and error', () => {
     expect(err).toBeInstanceOf(SyncError);
     assert.instanceOf(err, SyncError); // narrows; the line above has already failed otherwise
     const error = err;
-    const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY sync_runs.id DESC LIMIT 1`);
     expect(row!.status).toBe('failed');
     expect(error).toMatchObject({ kind: 'source', status: 503, stream: 'companies/_host', runId: row!.id });
     expect(error.http).toEqual({ requests: row!.http_requests, retries: row!.http_retries });
@@ -82,7 +82,7 @@ describe('run result and error', () => {
     );
     h.sim.addFault({ match: { path: HOST_USERS }, times: 1, status: 502 });
     const result = await h.sync();
-    const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
+    const [row] = await h.t.query<RunRow>(`SELECT id::text, status, http_requests, http_retries FROM cpq.sync_runs ORDER BY sync_runs.id DESC LIMIT 1`);
     expect(row).toMatchObject({ id: result.runId, status: 'succeeded' });
     expect(result.http).toEqual({ requests: row!.http_requests, retries: row!.http_retries });
     expect(result.http).toEqual({ requests: 3 + 1, retries: { '502': 1 } });

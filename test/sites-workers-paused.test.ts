@@ -60,7 +60,10 @@ describe('many workers, one paused mid-run', () => {
     })();
 
     const runs = (site: string) =>
-      t.query<{ id: string; status: string; started_at: Date }>(`SELECT id::text, status, started_at FROM cpq.sync_runs WHERE site = $1 ORDER BY id`, [site]);
+      t.query<{ id: string; status: string; started_at: Date }>(
+        `SELECT id::text, status, started_at FROM cpq.sync_runs WHERE site = $1 ORDER BY sync_runs.id`,
+        [site],
+      );
     const succeededSince = async (site: string, since: Date) => (await runs(site)).some((r) => r.status === 'succeeded' && r.started_at > since);
     await until('beta running', async () => (await runs('beta')).some((r) => r.status === 'running'), 30_000);
     const holder = workers.find((w) => w.lines().some((l) => l.msg === 'sync run started' && l.site === 'beta'))!;
@@ -137,7 +140,7 @@ describe('many workers, one paused mid-run', () => {
     await expectReferencesResolve(t);
     await expectChangeLogConsistent(t);
     // The poller received every change exactly once.
-    const logged = await t.query<{ id: string }>(`SELECT id::text FROM cpq.user_changes ORDER BY id`);
+    const logged = await t.query<{ id: string }>(`SELECT id::text FROM cpq.user_changes ORDER BY user_changes.id`);
     expect([...received].sort()).toEqual(logged.map((r) => r.id).sort());
     expect(new Set(received).size).toBe(received.length);
   });

@@ -51,7 +51,7 @@ async function history(h: Harness): Promise<string[]> {
   h.sim.deleteUser('_host', logins[4]!);
   h.sim.updateUser('_host', logins[0]!, { lastName: 'Again' });
   await h.sync({ full: true });
-  return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY id`)).map((r) => r.id);
+  return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
 }
 
 describe('seal lines (migration 0014)', () => {
@@ -64,9 +64,9 @@ describe('seal lines (migration 0014)', () => {
       await h.t.query(fromMigration0013('without_personal_fields'));
       await h.t.query(fromMigration0013('run_content_sha256'));
       const ended = await h.t.query<{ version_id: string }>(
-        'SELECT version_id::text FROM cpq.user_versions WHERE ended_by_run_id IS NOT NULL ORDER BY version_id',
+        'SELECT version_id::text FROM cpq.user_versions WHERE ended_by_run_id IS NOT NULL ORDER BY user_versions.version_id',
       );
-      const logged = await h.t.query<{ id: string }>('SELECT id::text FROM cpq.user_change_log ORDER BY id');
+      const logged = await h.t.query<{ id: string }>('SELECT id::text FROM cpq.user_change_log ORDER BY user_change_log.id');
       expect(ended.length).toBeGreaterThan(2);
 
       const hashes = async (on: { query: (text: string, params?: unknown[]) => Promise<{ rows: { now: string; v13: string }[] }> }) =>

@@ -300,7 +300,7 @@ function replay(rows: readonly ChangeRow[]): Map<string, Replayed> {
 
 async function expectReplayEqualsTables(model: Model, real: Real): Promise<void> {
   const { t } = real;
-  const all = await t.query<{ id: string }>(`SELECT id::text FROM cpq.user_changes ORDER BY id`);
+  const all = await t.query<{ id: string }>(`SELECT id::text FROM cpq.user_changes ORDER BY user_changes.id`);
   expect([...model.wh.ids].sort(), 'change ids received against the change log').toEqual(all.map((r) => r.id).sort());
   const state = replay(model.wh.rows);
   const columns = DIFF_COLUMNS.map((c) => `${asText(`u.${c.column}`, c.pgType)} AS "${c.column}"`).join(', ');
