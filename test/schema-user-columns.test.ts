@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
@@ -82,7 +82,8 @@ describe('user columns: one source of truth, every copy checked', () => {
     const [fn] = await t.query<{ body: string }>(`SELECT prosrc AS body FROM pg_proc WHERE oid = 'cpq.insert_diff_row(bigint, timestamptz)'::regprocedure`);
     if (!fn!.body.includes(`SELECT ${FIELD_DIFF}\n    || ${INSERTED_UNMAPPED_DIFF}\n`)) {
       // What the new migration needs (README "Adding a CPQ field"): the same function around the current FIELD_DIFF.
-      const file = join(tmpdir(), 'cpq-insert-diff.sql');
+      // In a folder of its own: a fixed name in the shared temp folder could be a link another account planted.
+      const file = join(mkdtempSync(join(tmpdir(), 'cpq-insert-diff-')), 'insert-diff.sql');
       writeFileSync(file, insertDiffStatement(fn!.body));
       expect.fail(
         `cpq.insert_diff_row does not hold the merge's FIELD_DIFF and INSERTED_UNMAPPED_DIFF: add ${file} to the migration that changes the user columns`,
