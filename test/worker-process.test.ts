@@ -113,7 +113,9 @@ describe('cpq-sync schedule (process)', () => {
     worker.kill('SIGINT');
     const out = await worker.exited;
     expect(out.code).toBe(0);
-    expect(Date.now() - signalledAt).toBeLessThan(3_000);
+    // Promptly: well within the default SHUTDOWN_TIMEOUT (30 s, after which it would exit 1). It
+    // takes 0.3-0.5 s at load 11; 3 s left a loaded CI little room for a process's exit.
+    expect(Date.now() - signalledAt).toBeLessThan(10_000);
     expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(0);
   });
 
