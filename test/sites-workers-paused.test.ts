@@ -66,7 +66,11 @@ describe('many workers, one paused mid-run', () => {
       );
     const succeededSince = async (site: string, since: Date) => (await runs(site)).some((r) => r.status === 'succeeded' && r.started_at > since);
     await until('beta running', async () => (await runs('beta')).some((r) => r.status === 'running'), 30_000);
-    const holder = workers.find((w) => w.lines().some((l) => l.msg === 'sync run started' && l.site === 'beta'))!;
+    // Waited for, not looked up once: a run logs 'sync run started' after its record is committed,
+    // and the line can reach this process after the query above saw the record (holder undefined).
+    const runsBeta = (w: CliProcess) => w.lines().some((l) => l.msg === 'sync run started' && l.site === 'beta');
+    await until('the worker running beta to say so', () => workers.some(runsBeta), 30_000);
+    const holder = workers.find(runsBeta)!;
     holder.kill('SIGSTOP');
     const paused = new Date();
     cleanups.push(() => holder.kill('SIGCONT'));
