@@ -40,7 +40,9 @@ describe('many workers, one paused mid-run', () => {
     const sitesFile = join(dir, 'sites.json');
     writeFileSync(sitesFile, JSON.stringify(names.map((name, i) => ({ name, baseUrl: urls[i], companies: '*', cron: EVERY_SECOND }))));
     // One site at a time per worker: the one running beta runs nothing else while it hangs.
-    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url, SYNC_SITE_CONCURRENCY: '1', SHUTDOWN_TIMEOUT: '5s', HTTP_PORT: '0', SYNC_STALE_AFTER: '4s' };
+    // SHUTDOWN_TIMEOUT: a run a SIGTERM stops rolls back and records itself first (1.3 s here at
+    // load 14, for one worker of three); 5 s left a loaded CI little room before a forced exit 1.
+    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url, SYNC_SITE_CONCURRENCY: '1', SHUTDOWN_TIMEOUT: '20s', HTTP_PORT: '0', SYNC_STALE_AFTER: '4s' };
     const workers = [0, 1, 2].map(() => cleanups.spawn(['schedule'], env));
 
     // The warehouse polls throughout, loading a batch only on exit code 0.
@@ -119,7 +121,7 @@ describe('many workers, one paused mid-run', () => {
       w.kill('SIGTERM');
       const out = await w.exited;
       expect(out.code, out.stderr).toBe(0);
-      expect(Date.now() - asked).toBeLessThan(5_000);
+      expect(Date.now() - asked).toBeLessThan(20_000);
     }
     await poll();
 
