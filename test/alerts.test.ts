@@ -717,7 +717,9 @@ describe('alerts between runs, metrics and the command line', () => {
     const worker = new SyncWorker({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log });
     await worker.start();
     try {
-      for (let i = 0; i < 100 && (await outbox(h))[0]!.status !== 'delivered'; i++) await new Promise((r) => setTimeout(r, 50));
+      // Waited for up to until's minute, not for 100 turns of 50 ms (5 s and the queries): the
+      // worker's start and its first pass are what a loaded machine stretches.
+      await until('the pending alert delivered by the worker', async () => (await outbox(h))[0]!.status === 'delivered');
     } finally {
       await worker.stop();
     }
