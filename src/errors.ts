@@ -184,6 +184,11 @@ export function isConnectTimeout(err: unknown): boolean {
   return errorCode(err) === undefined && errorMessage(err) === 'timeout expired';
 }
 
+/** Postgres cancelled a statement that ran past statement_timeout (57014 is also a cancel asked for: told apart by its message). */
+export function isStatementTimeout(err: unknown): boolean {
+  return errorCode(err) === '57014' && /statement timeout/.test(errorMessage(err));
+}
+
 /** lock_timeout ran out (SQLSTATE lock_not_available). */
 export const LOCK_NOT_AVAILABLE = '55P03';
 

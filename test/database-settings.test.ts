@@ -139,6 +139,34 @@ describe('a database whose sessions are limited (idle_in_transaction_session_tim
     expect(out.code).toBe(0);
   }, 90_000);
 
+  it('a failed run whose record waits longer than statement_timeout (its row locked by another session) is recorded failed once it can be', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    await limit(h.t, 'statement_timeout');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_RETRY_MAX: '0' };
+    // CPQ holds the run's first request; meanwhile another session locks the run's record.
+    const held = holdRequests(h.sim, 0);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run'], env);
+    await held.reached;
+    const locker = new pg.Client({ connectionString: h.t.url });
+    await locker.connect();
+    cleanups.push(() => locker.end());
+    await locker.query('BEGIN');
+    const locked = await locker.query(`SELECT id FROM cpq.sync_runs WHERE status = 'running' FOR UPDATE`);
+    expect(locked.rowCount, "the run's record").toBe(1);
+    // The site refuses the credentials: the run fails, and its record waits on the lock past the limit.
+    h.sim.addFault({ status: 401, times: Infinity });
+    held.release();
+    await run.waitForLine((l) => l.msg === 'could not record the failed run yet; trying again');
+    await locker.query('COMMIT');
+    const out = await run.exited;
+    expect(out.stderr).toMatch(/^cpq-sync: [^\n]*\n$/);
+    expect(out.code).toBe(4);
+    expect(await h.t.query(`SELECT status, error IS NOT NULL AS has_error FROM cpq.sync_runs`)).toEqual([{ status: 'failed', has_error: true }]);
+  }, 90_000);
+
   it('a migration that waits for a transaction in progress longer than statement_timeout is applied', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     // A database of the release before 0021, which adds a column to cpq.sites (ACCESS EXCLUSIVE).

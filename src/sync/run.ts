@@ -24,7 +24,7 @@ import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
-import { SyncError, errorMessage, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
+import { SyncError, errorMessage, isStatementTimeout, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import { LinkedSignal } from '../linked-signal.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -280,16 +280,22 @@ class SyncRun {
    * Asked to stop (SIGTERM) meanwhile, it tries once more and stops: the process is due to exit,
    * and a shutdown kept waiting for the database was ended by force at SHUTDOWN_TIMEOUT (review
    * DZ); the record left `running` is marked abandoned by the site's next run.
+   * Tried again too when the database's statement_timeout (a role's or database's, which the
+   * record's pool session keeps) cancelled it: a short limit on a loaded server, or the record's
+   * row locked by another session meanwhile, left the record `running` with its cause lost.
    * A record that cannot be written is logged, and counts as written.
    */
   private async recordFailure(log: Logger, finish: () => Promise<boolean>): Promise<boolean> {
     const signal = this.options.signal;
     const waits = this.connectionLost === undefined ? [] : [1000, 2000, 4000, 8000, 15_000];
+    const timeoutWaits = [200, 1000, 3000];
     for (;;) {
       try {
         return await finish();
       } catch (err) {
-        const wait = signal?.aborted ? undefined : waits.shift();
+        const timedOut = isStatementTimeout(err);
+        const wait = signal?.aborted ? undefined : (timedOut ? timeoutWaits : waits).shift();
+        if (timedOut && wait !== undefined) log.warn({ error: errorMessage(err), waitMs: wait }, 'could not record the failed run yet; trying again');
         if (wait === undefined) {
           const stopping =
             signal?.aborted && this.connectionLost !== undefined ? ': asked to stop, it is left running and the next run marks it abandoned' : '';
