@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import type { CpqSimulator, SimulatorOptions, ZipExportOptions } from '../src/simulator/index.js';
 import type { TestDatabase } from './helpers/database.js';
-import { ZipTestBed, databaseContents, filesIn, pythonZip } from './helpers/zip.js';
+import { ZipTestBed, databaseContents, filesIn, python3, pythonZip } from './helpers/zip.js';
 import { hostileSite, zipExport } from './security/cpq-hostile.js';
 
 let bed = new ZipTestBed();
@@ -205,7 +205,7 @@ describe('zip export: archives written by other tools', () => {
   it.each(modes)('Python zipfile, %s', async (_name, args) => {
     const source = await bed.fetchExport(base.sim, '_host', { entries: [{ format: 'json' }, { format: 'jsonl' }] });
     const archive = join(await bed.tempDir(), 'python.zip');
-    pythonZip(archive, ['--from-zip', source, ...args]);
+    await pythonZip(archive, ['--from-zip', source, ...args]);
     await expectSameAsJson(archive);
   });
 
@@ -216,9 +216,7 @@ describe('zip export: archives written by other tools', () => {
     const { Readable } = await import('node:stream');
     // The entry text, read back from the simulator's own export by Python (which checks its CRC).
     const source = await bed.fetchExport(base.sim, '_host', { entries: [{ format: 'jsonl' }] });
-    const text = await import('node:child_process').then(({ execFileSync }) =>
-      execFileSync('python3', ['-c', 'import sys,zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("users.jsonl"))', source]),
-    );
+    const text = await python3(['-c', 'import sys,zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("users.jsonl"))', source]);
     const zip = new ZipFile();
     zip.addEmptyDirectory('data/');
     zip.addReadStream(Readable.from([text]), 'data/users.jsonl', { forceZip64Format: true, compress: true });
@@ -234,7 +232,7 @@ describe('zip export: archives written by other tools', () => {
     await writeFile(join(dir, 'p1.json'), `{"items":[${user('u1')},${user('u2')}],"offset":0,"limit":2,"count":2,"hasMore":true,"totalResults":3}`);
     await writeFile(join(dir, 'p2.json'), `{"items":[${user('u3')}],"offset":2,"limit":2,"count":1,"hasMore":false,"totalResults":3}`);
     const archive = join(dir, 'paged.zip');
-    pythonZip(archive, [`part-1.json=${join(dir, 'p1.json')}`, `part-2.json=${join(dir, 'p2.json')}`]);
+    await pythonZip(archive, [`part-1.json=${join(dir, 'p1.json')}`, `part-2.json=${join(dir, 'p2.json')}`]);
     const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0, zipExport: { archiveFile: archive } });
     const t = await bed.database();
     await bed.sync(sim, t, ZIP);
@@ -251,7 +249,7 @@ describe('zip export: archives written by other tools', () => {
           return `part-${i + 1}.json=${join(dir, `${name}-${i}.json`)}`;
         }),
       );
-      pythonZip(join(dir, `${name}.zip`), files);
+      await pythonZip(join(dir, `${name}.zip`), files);
       return join(dir, `${name}.zip`);
     };
     const whole = await archive('whole', [`{"items":[${['u1', 'u2', 'u3', 'u4'].map(user).join(',')}],"hasMore":false}`]);
@@ -285,7 +283,7 @@ describe('zip export: archives written by other tools', () => {
       'login,partyId,partyNumber,id,LastName,status.value,status.displayValue\r\ncsv-user,9223372036854775807,9223372036854775807,3024590297,L,1,Active\r\n',
     );
     const archive = join(dir, 'int64.zip');
-    pythonZip(archive, [`users.json=${join(dir, 'a.json')}`, `users.jsonl=${join(dir, 'b.jsonl')}`, `users.csv=${join(dir, 'c.csv')}`]);
+    await pythonZip(archive, [`users.json=${join(dir, 'a.json')}`, `users.jsonl=${join(dir, 'b.jsonl')}`, `users.csv=${join(dir, 'c.csv')}`]);
     const sim = await bed.simulator({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0, zipExport: { archiveFile: archive } });
     const t = await bed.database();
     await bed.sync(sim, t, ZIP);

@@ -1,10 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { RawJson, type CpqSimulator, type ZipExportOptions } from '../src/simulator/index.js';
-import { ZipTestBed } from './helpers/zip.js';
+import { python3, ZipTestBed } from './helpers/zip.js';
 
 /*
  * The simulator's zip export, checked from outside: Python's zipfile (an independent reader that
@@ -27,14 +26,12 @@ interface Inspection {
   error?: string;
 }
 
-function inspect(file: string): Inspection {
-  return JSON.parse(execFileSync('python3', ['-c', INSPECT, file]).toString()) as Inspection;
+async function inspect(file: string): Promise<Inspection> {
+  return JSON.parse((await python3(['-c', INSPECT, file])).toString()) as Inspection;
 }
 
-function readEntry(file: string, name: string): string {
-  return execFileSync('python3', ['-c', 'import sys,zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))', file, name]).toString(
-    'utf8',
-  );
+async function readEntry(file: string, name: string): Promise<string> {
+  return (await python3(['-c', 'import sys,zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))', file, name])).toString('utf8');
 }
 
 const bed = new ZipTestBed();
@@ -64,20 +61,20 @@ describe('simulator zip export', () => {
     const collection = parseExactJson(
       await (await fetch(`${sim.baseUrl}/rest/v16/companies/_host/users?expand=groups,accessPermissions&orderby=login:asc&limit=1000`)).text(),
     ) as { items: unknown[] };
-    const first = (parseExactJson(readEntry(file, 'users-1.json')) as { items: unknown[] }).items;
-    const second = readEntry(file, 'users-2.jsonl')
+    const first = (parseExactJson(await readEntry(file, 'users-1.json')) as { items: unknown[] }).items;
+    const second = (await readEntry(file, 'users-2.jsonl'))
       .trimEnd()
       .split('\n')
       .map((line) => parseExactJson(line));
     expect([...first, ...second].map((u) => stringifyExactJson(u))).toEqual(collection.items.map((u) => stringifyExactJson(u)));
     expect(collection.items).toHaveLength(42);
-    const text = readEntry(file, 'users-1.json') + readEntry(file, 'users-2.jsonl');
+    const text = (await readEntry(file, 'users-1.json')) + (await readEntry(file, 'users-2.jsonl'));
     expect(text).toContain('"lastname"');
   });
 
   it('writes CSV with a header of JSON field names, dotted objects and ;-separated groups', async () => {
     const file = await exportOf({ entries: [{ format: 'csv' }] });
-    const [header, row] = readEntry(file, 'users.csv').split('\r\n');
+    const [header, row] = (await readEntry(file, 'users.csv')).split('\r\n');
     expect(header).toMatch(/^login,/);
     expect(header!.split(',')).toEqual(expect.arrayContaining(['lastname', 'EMAIL', 'status.value', 'status.displayValue', 'TimeZone.Value', 'groups']));
     const user = sim.users('_host')[0]!;
@@ -94,7 +91,7 @@ describe('simulator zip export', () => {
     );
     try {
       const file = await exportOf({ entries: [{ format: 'csv' }] }, 'partner1');
-      const lines = readEntry(file, 'users.csv').split('\r\n');
+      const lines = (await readEntry(file, 'users.csv')).split('\r\n');
       const header = lines[0]!.split(',');
       const row = lines.find((line) => line.startsWith('zz-exact,'))!.split(',');
       expect(header.filter((column) => column.endsWith('.text'))).toEqual([]);
@@ -120,7 +117,7 @@ describe('simulator zip export', () => {
     ],
   ];
   it.each(valid)('Python reads the %s archive and every CRC matches', async (_name, options, entries) => {
-    const found = inspect(await exportOf(options));
+    const found = await inspect(await exportOf(options));
     expect(found.error).toBeUndefined();
     expect(found.bad).toBeNull();
     expect(found.entries!.map(([name, , method]) => [name, method])).toEqual(entries);
@@ -135,7 +132,7 @@ describe('simulator zip export', () => {
     ['too-many-entries', (found) => expect(found.entries!.length).toBe(1002)],
   ];
   it.each(broken)('Python sees the %s variant as the tests mean it', async (fault, check) => {
-    const found = inspect(await exportOf({ fault }));
+    const found = await inspect(await exportOf({ fault }));
     if (check instanceof RegExp) expect(found.error ?? String(found.bad)).toMatch(check);
     else check(found);
   });
@@ -144,6 +141,6 @@ describe('simulator zip export', () => {
     const file = join(await bed.tempDir(), 'given.zip');
     await writeFile(file, Buffer.from('PK\u0005\u0006'.padEnd(22, '\u0000'), 'latin1'));
     const served = await exportOf({ archiveFile: file });
-    expect(inspect(served)).toEqual({ entries: [], bad: null });
+    expect(await inspect(served)).toEqual({ entries: [], bad: null });
   });
 });

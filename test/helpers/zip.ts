@@ -1,7 +1,8 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.js';
@@ -14,8 +15,16 @@ import { RUN_BOOKKEEPING_TABLES, createTestDatabase, type TestDatabase } from '.
 /** The Python zip writer the tests use as an independent writer (see the script's docstring). */
 export const MAKE_ZIP = fileURLToPath(new URL('../fixtures/zip/make-zip.py', import.meta.url));
 
-export function pythonZip(out: string, args: string[]): void {
-  execFileSync('python3', [MAKE_ZIP, out, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Python run without blocking: a test's simulator lives in this process, and an event loop
+ * blocked for seconds let its keep-alive timer close a socket the next request was just written
+ * on (fetch failed, ECONNRESET, on a loaded CI).
+ */
+export const python3 = async (args: string[]): Promise<Buffer> =>
+  (await promisify(execFile)('python3', args, { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 })).stdout;
+
+export async function pythonZip(out: string, args: string[]): Promise<void> {
+  await python3([MAKE_ZIP, out, ...args]);
 }
 
 /** The path prefix each simulator was started with, whichever test bed started it. */
