@@ -451,7 +451,10 @@ describe('crash consistency under generated faults', () => {
                   out.signal !== null || (fault.kind === 'signal' && fault.secondAfterMs !== null)
                     ? ['failed', 'interrupted', 'running']
                     : ['failed', 'interrupted'];
-                expect(allowed, `the faulty run's record (${record.status}: ${record.error ?? ''})`).toContain(record.status);
+                expect(
+                  allowed,
+                  `the faulty run's record (${record.status}: ${record.error ?? ''}); its output:\n${out.stdout.slice(-3000)}${out.stderr}`,
+                ).toContain(record.status);
                 if (fault.kind === 'signal' && out.signal === null && fault.secondAfterMs === null)
                   expect(record.status, 'a signalled run').toBe('interrupted');
               }

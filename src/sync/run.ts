@@ -12,7 +12,7 @@ import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
-import { finishRun } from '../db/sql/finish-run.js';
+import { finishFailedRun, finishRun } from '../db/sql/finish-run.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readIntegrationUserCompanies } from '../db/sql/read-integration-user-companies.js';
 import { countHostAliasRows } from '../db/sql/count-host-alias-rows.js';
@@ -245,7 +245,7 @@ class SyncRun {
       if (message !== oneLine(error.message)) error = new SyncError(error.kind, message, error.details());
       const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
       const recorded = await this.recordFailure(runLog, () =>
-        finishRun(this.deps.pool, runId, {
+        finishFailedRun(this.deps.pool, runId, {
           status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
           error: message,
           mode,
@@ -272,7 +272,7 @@ class SyncRun {
   }
 
   /**
-   * Records the failed run (`finish`: finishRun, false when the record was not written: the run's
+   * Records the failed run (`finish`: finishFailedRun, false when the record was not written: the run's
    * commit went through after all). Tried again when the connection was lost, for up to half a
    * minute: a server restarting refused the one try, and the run was later recorded "abandoned:
    * its process stopped", its cause lost; tries 1 s and 3 s after were still too soon for a
@@ -280,9 +280,8 @@ class SyncRun {
    * Asked to stop (SIGTERM) meanwhile, it tries once more and stops: the process is due to exit,
    * and a shutdown kept waiting for the database was ended by force at SHUTDOWN_TIMEOUT (review
    * DZ); the record left `running` is marked abandoned by the site's next run.
-   * Tried again too when the database's statement_timeout (a role's or database's, which the
-   * record's pool session keeps) cancelled it: a short limit on a loaded server, or the record's
-   * row locked by another session meanwhile, left the record `running` with its cause lost.
+   * Tried again too when a statement_timeout cancelled a try (finishFailedRun raises a role's or
+   * database's short limit for the record, but under it the statement that raises it can be cancelled too).
    * A record that cannot be written is logged, and counts as written.
    */
   private async recordFailure(log: Logger, finish: () => Promise<boolean>): Promise<boolean> {

@@ -1,8 +1,10 @@
 import { sql } from 'kysely';
+import type pg from 'pg';
 import type { HttpStats } from '../../cpq/http-stats.js';
 import { storable } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import type { StreamReport, SyncRunsTable } from '../schema.js';
+import { releaseHoldingSession } from './holding-session.js';
 
 /**
  * When a run ended, by the database's clock, as started_at is: a worker whose clock is off would
@@ -69,4 +71,33 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
   if (end.status !== 'succeeded') update = update.where('status', 'in', ['running', 'abandoned']);
   const written = await runCompiled(on, update.returning('id').compile());
   return written.length === 1;
+}
+
+/**
+ * The least statement_timeout a failed run's record is written under, in milliseconds: a role's
+ * or database's lower limit (meant for reporting queries) is raised to it for that one statement.
+ */
+export const FAILED_RECORD_STATEMENT_TIMEOUT_MS = 30_000;
+
+/**
+ * finishRun for a run that rolled back, on a connection of `pool` whose statement_timeout is
+ * raised to FAILED_RECORD_STATEMENT_TIMEOUT_MS for the while when the role or database set it
+ * lower: under a 5 ms limit on a loaded server the record's UPDATE was cancelled on every try, and
+ * the run stayed `running`, its cause lost, for its site's next run to call abandoned. The setting
+ * is the session's (a transaction would sit idle between its statements, which an
+ * idle_in_transaction_session_timeout as short ends), put back before the connection returns to
+ * the pool as a run's own session puts back its limits (releaseHoldingSession).
+ */
+export async function finishFailedRun(pool: pg.Pool, runId: string, end: FailedRun): Promise<boolean> {
+  const client = await pool.connect();
+  try {
+    await client.query(
+      `SELECT pg_catalog.set_config('statement_timeout', $1, false) FROM pg_catalog.pg_settings
+        WHERE name = 'statement_timeout' AND setting::bigint BETWEEN 1 AND $2::bigint - 1`,
+      [String(FAILED_RECORD_STATEMENT_TIMEOUT_MS), FAILED_RECORD_STATEMENT_TIMEOUT_MS],
+    );
+    return await finishRun(client, runId, end);
+  } finally {
+    await releaseHoldingSession(client);
+  }
 }
