@@ -9,6 +9,7 @@ import { collectJsonLines } from './helpers/export-output.js';
 import { runSync } from '../src/sync/run.js';
 import { it } from './helpers/fixtures.js';
 import { scriptRequests } from './helpers/scripted-pages.js';
+import { until, type LogLine } from './helpers/cli-process.js';
 import type { Harness } from './helpers/harness.js';
 
 type Raw = Record<string, unknown>;
@@ -185,12 +186,31 @@ describe('group history', () => {
     const [partner] = h.sim.users('partner1').map((u) => String(u.login));
     h.sim.addGroup('_host', host!, { variableName: 'shared', label: 'HostLabel', type: 'Sales' });
     h.sim.addGroup('partner1', partner!, { variableName: 'shared', label: 'PartnerLabel', type: 'Partner' });
-    // Each run holds back one company's user pages, so that the other's copy is read first, then the other way round.
+    // Each run holds back one company's user pages until the other company's are all read (its
+    // stream logged the page that brought it to its total), so that the other's copy is read
+    // first, then the other way round. A delay instead (150 ms) left the order to the machine:
+    // on a loaded CI the other company's page could be read after the held one.
     let slow = 'partner1';
+    const other = () => (slow === '_host' ? 'partner1' : '_host');
+    const pagesRead = (runId?: string) =>
+      h.logLines.map((text) => JSON.parse(text) as LogLine).filter((line) => line.msg === 'page read' && (runId === undefined || line.runId === runId));
+    let logsBefore = 0;
+    const otherRead = () =>
+      pagesRead()
+        .slice(logsBefore)
+        .some((line) => line.stream === `companies/${other()}` && line.received === line.totalResults);
     scriptRequests(h.sim, async (req) => {
-      if (req.path.includes(`/companies/${slow}/users`)) await new Promise((r) => setTimeout(r, 150));
+      if (req.path.includes(`/companies/${slow}/users`)) await until(`companies/${other()} read`, otherRead);
     });
-    const first = await h.sync({ full: true });
+    // The order the run read the companies in, as its log tells: the gate above makes it.
+    const readOrder = (runId: string) => pagesRead(runId).map((line) => line.stream);
+    const sync = async (options: { full: boolean }) => {
+      logsBefore = pagesRead().length;
+      const run = await h.sync(options);
+      expect(readOrder(run.runId), `run ${run.runId}`).toEqual([`companies/${other()}`, `companies/${slow}`]);
+      return run;
+    };
+    const first = await sync({ full: true });
     const [stored] = await h.t.query<{ label: string }>(`SELECT label FROM cpq.groups WHERE variable_name = 'shared'`);
     expect(stored!.label).toBe('PartnerLabel');
     for (const [i, company] of ['_host', 'partner1', '_host'].entries()) {
@@ -198,7 +218,7 @@ describe('group history', () => {
       for (const full of [true, false]) {
         h.sim.updateUser('_host', host!, { jobTitle: `title ${i} ${full}` }); // every run has a member of each company to read
         h.sim.updateUser('partner1', partner!, { jobTitle: `title ${i} ${full}` });
-        const run = await h.sync({ full });
+        const run = await sync({ full });
         expect(await groupChanges(h, run.runId), `run ${run.runId} (${company} read last, ${full ? 'full' : 'incremental'})`).toEqual([]);
       }
     }
