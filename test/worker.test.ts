@@ -127,9 +127,11 @@ describe('schedule', () => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 5, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND });
     const hold = gate();
     let first = true;
+    let reached = false;
     h.sim.onRequest = async () => {
       if (first) {
         first = false;
+        reached = true;
         await hold.promise;
       }
     };
@@ -143,13 +145,21 @@ describe('schedule', () => {
     const workerB = workerFor(h, b.log, poolB);
     await Promise.all([workerA.start(), workerB.start()]);
 
+    // The held run has reached CPQ: it took the lock, recorded itself and logged 'sync run started'
+    // before its first request, and keeps the lock until let go. Looked for as soon as lock skips
+    // were seen instead, the holder could still be between taking the lock and logging (a few
+    // queries, which a loaded CI stretches past the other worker's ticks a second apart), and
+    // worker A, not yet logging it, was taken for the worker that holds no lock.
+    await until('the first run to reach CPQ', async () => reached, 60_000);
+    const holders = [a, b].filter((w) => w.lines.some((l) => l.msg === 'sync run started'));
+    expect(holders).toHaveLength(1);
+    const [holder, other] = holders[0] === a ? [a, b] : [b, a];
     const isLockSkip = (l: Record<string, unknown>) => l.msg === 'run skipped: another worker holds the sync lock of this site and is syncing it';
     const lockSkips = () => [...a.lines, ...b.lines].filter(isLockSkip);
-    await until('two lock skips', async () => lockSkips().length >= 2);
+    await until('two lock skips', async () => lockSkips().length >= 2, 60_000);
     const harness = h;
     expect((await runs(harness)).map((r) => r.status)).toEqual(['running']);
     // While the first run is held, every skip comes from the worker that is not running it.
-    const [holder, other] = a.lines.some((l) => l.msg === 'sync run started') ? [a, b] : [b, a];
     expect(holder.lines.filter(isLockSkip)).toHaveLength(0);
     expect(other.lines.filter(isLockSkip).length).toBeGreaterThanOrEqual(2);
     hold.open();
