@@ -7,6 +7,7 @@ import { checkSchema } from '../src/check/database.js';
 import type { Database } from '../src/db/connect.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SyncError } from '../src/errors.js';
+import { until } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, migrateBefore } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
@@ -106,7 +107,9 @@ describe("a migration behind a reporting session's open transaction", () => {
       const waits: string[] = [];
       const migrated = migrate(createDb(pool), { lockWaitMs: 200, onLockWait: (holders) => waits.push(holders) });
       migrated.catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // The migration has met the report's lock at least once: a fixed 1.5 s could end, on a
+      // loaded CI, before the migration had got that far, and the test failed (no wait seen).
+      await until('the migration to wait for the report', () => waits.length > 0);
       // Another report of the same view: held behind the migration's queued ACCESS EXCLUSIVE request,
       // it waited for as long as the first report stayed open (here, its own statement_timeout).
       await later.query(`SET statement_timeout = '1s'`);
