@@ -11,6 +11,7 @@ import { RequestBudget } from '../src/cpq/request-budget.js';
 import { SyncError } from '../src/errors.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { expectInSync } from './helpers/db-equals-simulator.js';
+import { until } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
 import { it } from './helpers/harness.js';
 
@@ -251,8 +252,9 @@ describe('overlap', () => {
       const pages = keysetPages(client, { path: HOST_USERS, query: {}, filter: undefined, pageSize: 5 });
       const first = await pages.next();
       expect(first.done).toBe(false);
-      // The first page is not used yet: the second was asked for all the same.
-      await sleep(100);
+      // The first page is not used yet: the second was asked for all the same. Waited for (until),
+      // not given 100 ms: on a loaded CI the request could reach the simulator later than that.
+      await until('the second page to be asked for', () => sim.requests.length >= 2);
       expect(sim.requests.map((r) => r.query.q)).toEqual([undefined, JSON.stringify({ login: { $gt: sim.users('_host')[4]!.login } })]);
       const rest: unknown[] = [];
       for await (const page of pages) rest.push(...page.items.values());
