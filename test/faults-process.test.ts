@@ -208,7 +208,9 @@ describe('process faults', () => {
     const out = await run.exited;
     const seconds = (Date.now() - asked) / 1000;
     // Before: every try ran its course, and SHUTDOWN_TIMEOUT (20 s here) ended the process by force, exit code 1.
-    expect({ code: out.code, within5s: seconds < 5 }).toEqual({ code: 6, within5s: true });
+    // Within 15 s, not the 5 s an idle machine takes at most: still short of SHUTDOWN_TIMEOUT and of the
+    // tries left (27 s of waits), with room for a loaded CI's slow exit.
+    expect({ code: out.code, within15s: seconds < 15 }).toEqual({ code: 6, within15s: true });
     expect(out.stderr).toMatch(/^cpq-sync: database error: lost the connection to Postgres /);
     expect(out.stdout).toContain('could not record the failed run: asked to stop, it is left running and the next run marks it abandoned');
     // The record left running is the next run's to mark abandoned; nothing else was changed.
