@@ -4,6 +4,7 @@ import { describe, expect } from 'vitest';
 import { SyncError } from '../src/errors.js';
 import type { RunOptions } from '../src/sync/run-types.js';
 import { expectChangeLogConsistent, expectDatabaseEqualsSimulator, expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
+import { until } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 import { editPage, isNestedRequest, repeatOnSecondPage, repeatOneDropOne, scriptRequests } from './helpers/scripted-pages.js';
 
@@ -309,8 +310,13 @@ describe('HTTP faults', () => {
   it('a stream that fails stops the others: the run ends without reading on, and no request follows it', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 40, integrationUsers: 0 }, { CPQ_COMPANIES: '_host,partner1', CPQ_PAGE_SIZE: '2' });
     const before = await snapshotEverything(h.t);
-    // _host has 20 slow pages to go when partner1's first page arrives broken.
+    // _host has 20 slow pages to go when partner1's first page arrives broken. Its pages after the
+    // first wait for partner1's request to have come: on a loaded CI that request could come late,
+    // after _host had read all 20 at 20 ms each, and the bound below failed with nothing wrong.
+    let partnerAsked = false;
     h.sim.onRequest = async (req) => {
+      if (req.path === '/rest/v16/companies/partner1/users') partnerAsked = true;
+      if (req.path === HOST_USERS && req.index > 0) await until("partner1's request", () => partnerAsked);
       if (req.path === HOST_USERS) await sleep(20);
     };
     h.sim.addFault({ match: { path: '/rest/v16/companies/partner1/users' }, status: 200, body: '{"items": [' });
