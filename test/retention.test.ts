@@ -279,6 +279,20 @@ describe('cpq-sync forget (the command)', () => {
     expect(done.stdout).toContain(`forgot _host/${a!} in site default (erasure 1): redacted 1 users, `);
     expect(await h.t.query(`SELECT requested_by, reason FROM cpq.erasures`)).toEqual([{ requested_by: 'dpo', reason: 'ticket 7' }]);
   });
+
+  it('refuses a blank or whitespace-only --reason: exit 2, one line, nothing erased or recorded', async ({ startHarness }) => {
+    const { h, deletedValues, deletedLogin: b } = await siteWithDeletedUser(startHarness);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    for (const reason of ['', ' \t ']) {
+      const refused = await new CliProcess(['forget', '--company', '_host', '--login', b, '--reason', reason, '--by', 'dpo'], env).exited;
+      expect({ code: refused.code, stderr: refused.stderr }, JSON.stringify(reason)).toEqual({
+        code: 2,
+        stderr: 'cpq-sync: forget needs a --reason (recorded in cpq.erasures)\n',
+      });
+    }
+    expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
+    expect(await findAnywhere(h.t, deletedValues)).not.toEqual([]);
+  });
 });
 
 describe('cpq-sync forget, run again (review DN)', () => {
