@@ -348,6 +348,48 @@ describe('cpq-sync forget, run again (review DN)', () => {
   });
 });
 
+describe('cpq-sync forget, the alert outbox', () => {
+  /**
+   * A deleted user whose first and last name are inside its e-mail address (so that the order the
+   * values are replaced in shows), with what the tests below need: `outboxRow` adds an alert whose
+   * delivery failed with a receiver's answer quoting whatever it likes, naming the user, or with
+   * `names` another site's or company's user of the same login.
+   */
+  async function deletedUserNamedInEmail(startHarness: StartHarness) {
+    const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const [login] = logins(h);
+    const email = 'Zorblat.Quuxley@example.org';
+    h.sim.updateUser('_host', login!, { firstName: 'Zorblat', lastName: 'Quuxley', email });
+    await h.sync();
+    h.sim.deleteUser('_host', login!);
+    await h.sync({ full: true });
+    const [user] = await h.t.query<{ id: string; run_id: string }>(`SELECT id::text, last_changed_run_id::text AS run_id FROM cpq.users WHERE login = $1`, [
+      login,
+    ]);
+    const outboxRow = async (lastError: string | null, names: { site?: string; company?: string } = {}) => {
+      const [row] = await h.t.query<{ id: string }>(
+        `INSERT INTO cpq.alert_outbox (site, run_id, user_id, company_login, login, rule, subject, old_value, new_value, detected_at, idempotency_key, last_error)
+         VALUES ($1, $2, $3, $4, $5, 'admin_flag', 'is_user_admin_perm_enabled', 'false', 'true', now(), gen_random_uuid()::text, $6) RETURNING id::text`,
+        [names.site ?? 'default', user!.run_id, user!.id, names.company ?? '_host', login, lastError],
+      );
+      return row!.id;
+    };
+    const lastError = async (id: string) => (await h.t.query<{ e: string | null }>(`SELECT last_error AS e FROM cpq.alert_outbox WHERE id = $1`, [id]))[0]!.e;
+    const forget = () => forgetUser(h.t.pool, { site: 'default', company: '_host', login: login!, reason: 'request 7', requestedBy: 'dpo' });
+    return { h, email, outboxRow, lastError, forget };
+  }
+
+  it("leaves the alerts of another company's user of the same login as they were", async ({ startHarness }) => {
+    const { email, outboxRow, lastError, forget } = await deletedUserNamedInEmail(startHarness);
+    const own = await outboxRow(`receiver refused ${email}`);
+    const other = await outboxRow(`receiver refused ${email}`, { company: 'partner-1' });
+    expect((await forget()).rowsRedacted.alert_outbox).toBe(1);
+    expect(await lastError(own)).toBe('receiver refused [redacted]');
+    expect(await lastError(other)).toBe(`receiver refused ${email}`);
+  });
+});
+
 describe('HISTORY_RETENTION', () => {
   it('`run --site alpha` leaves a site the sites file names to its own runs: not taken for one no longer named', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
