@@ -388,6 +388,16 @@ describe('cpq-sync forget, the alert outbox', () => {
     expect(await lastError(own)).toBe('receiver refused [redacted]');
     expect(await lastError(other)).toBe(`receiver refused ${email}`);
   });
+
+  it("leaves the alerts of another site's user of the same login as they were", async ({ startHarness }) => {
+    const { h, email, outboxRow, lastError, forget } = await deletedUserNamedInEmail(startHarness);
+    await h.t.query(`INSERT INTO cpq.sites (name) VALUES ('other') ON CONFLICT DO NOTHING`);
+    const own = await outboxRow(`receiver refused ${email}`);
+    const other = await outboxRow(`receiver refused ${email}`, { site: 'other' });
+    expect((await forget()).rowsRedacted.alert_outbox).toBe(1);
+    expect(await lastError(own)).toBe('receiver refused [redacted]');
+    expect(await lastError(other)).toBe(`receiver refused ${email}`);
+  });
 });
 
 describe('HISTORY_RETENTION', () => {
