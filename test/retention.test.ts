@@ -398,6 +398,15 @@ describe('cpq-sync forget, the alert outbox', () => {
     expect(await lastError(own)).toBe('receiver refused [redacted]');
     expect(await lastError(other)).toBe(`receiver refused ${email}`);
   });
+
+  it('replaces each personal value by the text the README names, the longer first: a name inside an e-mail address leaves none of it', async ({
+    startHarness,
+  }) => {
+    const { email, outboxRow, lastError, forget } = await deletedUserNamedInEmail(startHarness);
+    const row = await outboxRow(`receiver refused ${email} (Zorblat Quuxley)`);
+    await forget();
+    expect(await lastError(row)).toBe('receiver refused [redacted] ([redacted] [redacted])');
+  });
 });
 
 describe('HISTORY_RETENTION', () => {
