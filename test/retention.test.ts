@@ -407,6 +407,15 @@ describe('cpq-sync forget, the alert outbox', () => {
     await forget();
     expect(await lastError(row)).toBe('receiver refused [redacted] ([redacted] [redacted])');
   });
+
+  it('counts the rows it changed, not those of the user with nothing personal in their delivery error', async ({ startHarness }) => {
+    const { email, outboxRow, lastError, forget } = await deletedUserNamedInEmail(startHarness);
+    await outboxRow(`receiver refused ${email}`);
+    const plain = await outboxRow('HTTP 503');
+    await outboxRow(null);
+    expect((await forget()).rowsRedacted.alert_outbox).toBe(1);
+    expect(await lastError(plain)).toBe('HTTP 503');
+  });
 });
 
 describe('HISTORY_RETENTION', () => {
