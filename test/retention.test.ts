@@ -416,6 +416,15 @@ describe('cpq-sync forget, the alert outbox', () => {
     expect((await forget()).rowsRedacted.alert_outbox).toBe(1);
     expect(await lastError(plain)).toBe('HTTP 503');
   });
+
+  it('records in cpq.erasures the rows it redacted, by table, the alert outbox among them', async ({ startHarness }) => {
+    const { h, email, outboxRow, forget } = await deletedUserNamedInEmail(startHarness);
+    await outboxRow(`receiver refused ${email}`);
+    const erasure = await forget();
+    expect(erasure.rowsRedacted).toMatchObject({ users: 1, alert_outbox: 1 });
+    const [recorded] = await h.t.query<{ rows_redacted: Record<string, number> }>(`SELECT rows_redacted FROM cpq.erasures WHERE id = $1`, [erasure.erasureId]);
+    expect(recorded!.rows_redacted).toEqual(erasure.rowsRedacted);
+  });
 });
 
 describe('HISTORY_RETENTION', () => {
