@@ -53,4 +53,35 @@ describe('pg_stats after forget', () => {
       await h.t.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined);
     }
   });
+
+  it('forget run again for a user forgotten already clears the values an earlier erasure left in pg_stats (review DR)', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 40, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const victim = h.sim.users('_host').find((u) => typeof u.email === 'string' && u.email !== '')!;
+    const login = String(victim.login);
+    const email = String(victim.email);
+    h.sim.deleteUser('_host', login);
+    await h.sync({ full: true });
+    await h.t.query('ANALYZE');
+    const statsHolding = async (value: string) =>
+      (
+        await h.t.query<{ place: string }>(
+          `SELECT tablename || '.' || attname AS place FROM pg_stats
+            WHERE schemaname = 'cpq' AND (strpos(most_common_vals::text, $1) > 0 OR strpos(histogram_bounds::text, $1) > 0)
+            ORDER BY 1`,
+          [value],
+        )
+      ).map((r) => r.place);
+    expect(await statsHolding(email)).toContain('users.email');
+    // An erasure that left the statistics as they were, as a release before review DM did: with a
+    // statistics target of 0, ANALYZE leaves the column's statistics alone.
+    await h.t.query('ALTER TABLE cpq.users ALTER COLUMN email SET STATISTICS 0');
+    const request = { site: 'default', company: '_host', login, reason: 'ticket 7', requestedBy: 'dpo' };
+    expect((await forgetUser(h.t.pool, request)).earlier).toBeUndefined();
+    await h.t.query('ALTER TABLE cpq.users ALTER COLUMN email SET STATISTICS -1');
+    expect(await statsHolding(email)).toContain('users.email');
+    // Run again: nothing left to erase, nothing recorded, but the statistics are refreshed.
+    expect((await forgetUser(h.t.pool, request)).earlier).toMatchObject({ requestedBy: 'dpo' });
+    expect(await statsHolding(email)).toEqual([]);
+  });
 });
