@@ -98,3 +98,22 @@ describe('snapshot: a site with no state at its time (review CY)', () => {
     }
   });
 });
+
+describe('snapshot: a time before any state, the time to ask instead (review DB)', () => {
+  it('of named sites, the last of their first runs, so that every one has a state; of every site, the first of them', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    // Sites b and c, whose first successful runs took effect a day and two days after asOf.
+    await h.t.query(`INSERT INTO cpq.sites (name) VALUES ('b'), ('c') ON CONFLICT DO NOTHING`);
+    await h.t.query(
+      `INSERT INTO cpq.sync_runs (site, status, mode, finished_at, effective_at) VALUES ('b', 'succeeded', 'full', $1, $1), ('c', 'succeeded', 'full', $2, $2)`,
+      ['2020-01-02T00:00:00Z', '2020-01-03T00:00:00Z'],
+    );
+    const asOf = new Date('2020-01-01T00:00:00Z');
+    const refusal = (of: string, time: string) =>
+      `no successful sync run${of} took effect at or before 2020-01-01T00:00:00.000Z: there is no state to report (an --as-of at or after ${time} has one)`;
+    await expect(collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out, { sites: ['b', 'c'] }))).rejects.toThrow(
+      refusal(' of site b, c', '2020-01-03T00:00:00.001Z'),
+    );
+    await expect(collectJsonLines((out) => exportSnapshot(h.t.pool, asOf, 'jsonl', out))).rejects.toThrow(refusal('', '2020-01-02T00:00:00.001Z'));
+  });
+});
