@@ -67,6 +67,50 @@ describe('CSV exports and spreadsheets', () => {
   });
 });
 
+/** The records of a CSV text as RFC 4180 reads them: a line break (CRLF, LF or CR alone) ends a record unless it is inside quotes. */
+function records(csv: string): string[][] {
+  const out: string[][] = [];
+  let row: string[] = [];
+  let cell = '';
+  let quoted = false;
+  for (let i = 0; i < csv.length; i++) {
+    const c = csv[i]!;
+    if (quoted) {
+      if (c === '"' && csv[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      row.push(cell);
+      cell = '';
+    } else if (c === '\r' || c === '\n') {
+      if (c === '\r' && csv[i + 1] === '\n') i++;
+      row.push(cell);
+      out.push(row);
+      row = [];
+      cell = '';
+    } else cell += c;
+  }
+  if (cell !== '' || row.length > 0) out.push([...row, cell]);
+  return out;
+}
+
+describe('CSV cells holding a line break', () => {
+  it('are quoted, as RFC 4180 asks, whether the break is CR, LF or both: each stays one cell of its record', async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
+    const [a, b] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.updateUser('_host', a!, { firstName: 'Ann\rMarie', lastName: 'Line\nBreak' });
+    h.sim.updateUser('_host', b!, { lastName: 'Both\r\nKinds' });
+    await h.sync();
+    const [header, ...rows] = records(await collect((out) => exportSnapshot(h.t.pool, new Date(), 'csv', out)));
+    for (const row of rows) expect(row, JSON.stringify(row)).toHaveLength(header!.length);
+    const cell = (login: string, column: string) => rows.find((r) => r[header!.indexOf('login')] === login)?.[header!.indexOf(column)];
+    expect([cell(a!, 'first_name'), cell(a!, 'last_name'), cell(b!, 'last_name')]).toEqual(['Ann\rMarie', 'Line\nBreak', 'Both\r\nKinds']);
+  });
+});
+
 describe('exports written to a terminal', () => {
   it("show CPQ's control characters as \\xNN in CSV and as \\u escapes in JSON lines, so that none acts on the terminal; to a file or pipe, they are written as they are", async ({
     startHarness,
