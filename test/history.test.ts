@@ -412,6 +412,20 @@ describe('exports', () => {
     expect(() => parseSince('99999999999999999999')).toThrow(/--since must be a run id or an ISO date-time/);
   });
 
+  it('writes an export larger than one read of its cursor whole: every row on a line of its own, across reads too', async ({ startHarness }) => {
+    // More rows than one of export.ts's cursor reads (2000 at a time): rows of two reads must not run together.
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2001, integrationUsers: 0 });
+    await h.sync();
+    const users = logins(h).sort();
+    for (const format of ['jsonl', 'csv'] as ExportFormat[]) {
+      const text = await collect((out) => exportSnapshot(h.t.pool, new Date(), format, out));
+      expect(text.endsWith('\n'), format).toBe(true);
+      const lines = text.slice(0, -1).split('\n');
+      if (format === 'jsonl') expect(lines.map((l) => String((JSON.parse(l) as Raw).login)).sort()).toEqual(users);
+      else expect(lines).toHaveLength(1 + users.length);
+    }
+  });
+
   it('--since and --as-of read a date-time without a zone as UTC, whatever the TZ of the machine; a day the calendar lacks is refused', () => {
     const tz = process.env.TZ;
     try {
