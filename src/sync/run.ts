@@ -8,7 +8,7 @@ import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { migrateLogged, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
-import { analyzeUserTables } from '../db/sql/analyze-user-tables.js';
+import { analyzeUserTables, userStatisticsAreStale } from '../db/sql/analyze-user-tables.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
@@ -58,9 +58,6 @@ import { redactUnnamedSites } from './redact-unnamed-sites.js';
 import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
 import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
 import { StreamProgress } from './stream-progress.js';
-
-/** A run that inserted at least this many users analyzes the tables it filled, once committed. */
-const ANALYZE_AFTER_INSERTS = 10_000;
 
 /**
  * One sync run: every configured stream is read and staged inside one transaction, merged, and
@@ -206,9 +203,10 @@ class SyncRun {
       runLog.info({ ...result, site: undefined, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
       // After the commit: ANALYZE holds a lock on the tables until its transaction ends, which
       // inside the run would make another site's run finishing meanwhile wait for this one.
-      if (result.inserted >= ANALYZE_AFTER_INSERTS) {
-        await analyzeUserTables(client).catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not analyze the user tables'));
-      }
+      const written = result.inserted + result.updated + result.deleted + result.restored;
+      await userStatisticsAreStale(client, this.site.name, written)
+        .then((stale) => (stale ? analyzeUserTables(client) : undefined))
+        .catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not analyze the user tables'));
       if (this.retainedFrom !== undefined) {
         // After the commit, so that no other site's lock is held for the length of this run's
         // transaction; a failure here leaves this run succeeded (the next run tries again).
