@@ -91,4 +91,25 @@ describe("the planner's statistics after a run", () => {
     expect(run.inserted + run.updated + run.deleted + run.restored).toBe(0);
     expect(await analyzeCount(t)).toBe(1);
   });
+
+  it('are taken by the first run on a restored database, which has its row counts (pg_restore creates the indexes after the rows) but no statistics, even one that wrote nothing', async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 60, integrationUsers: 0 });
+    cleanups.push(() => sim.stop());
+    const config = loadConfig({ CPQ_BASE_URL: await sim.start(), DATABASE_URL: t.url });
+    const sync = () => runSync({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) });
+    const siteStatistics = async () => (await t.query(`SELECT 1 FROM pg_stats WHERE schemaname = 'cpq' AND tablename = 'users' AND attname = 'site'`)).length;
+    await sync();
+    // What a restore leaves: the rows, reltuples (set by the CREATE INDEX that pg_restore runs after
+    // loading them) and no pg_statistic rows.
+    await t.query(`DELETE FROM pg_catalog.pg_statistic WHERE starelid IN (SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = 'cpq'::regnamespace)`);
+    const [users] = await t.query<{ reltuples: number }>(`SELECT reltuples FROM pg_class WHERE oid = 'cpq.users'::regclass`);
+    expect(users!.reltuples).toBe(60);
+    expect(await siteStatistics()).toBe(0);
+    const run = await sync();
+    expect(run.inserted + run.updated + run.deleted + run.restored).toBe(0);
+    expect(await siteStatistics()).toBe(1);
+  });
 });

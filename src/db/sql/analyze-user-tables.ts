@@ -21,8 +21,14 @@ const STALE_SHARE = 0.1;
  * rows), which a small site among large ones never reaches.
  */
 export async function userStatisticsAreStale(client: pg.PoolClient, site: string, written: number): Promise<boolean> {
-  const analyzed = await client.query<{ reltuples: number }>(`SELECT reltuples FROM pg_catalog.pg_class WHERE oid = 'cpq.users'::regclass`);
-  if ((analyzed.rows[0]?.reltuples ?? -1) < 0) return true;
+  // Whether statistics exist, not whether reltuples is known: pg_restore creates the indexes after
+  // loading the rows, and CREATE INDEX sets reltuples to the rows it indexed, so a restored
+  // database has reltuples and no statistics at all (review EY). An empty table analyzed keeps
+  // none either, and is analyzed again: nothing to read.
+  const analyzed = await client.query<{ known: boolean }>(
+    `SELECT EXISTS (SELECT FROM pg_catalog.pg_stats WHERE schemaname = 'cpq' AND tablename = 'users' AND attname = 'site') AS known`,
+  );
+  if (analyzed.rows[0]?.known !== true) return true;
   if (written === 0) return false;
   const plan = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>('EXPLAIN (FORMAT JSON) SELECT 1 FROM cpq.users WHERE site = $1', [
     site,
