@@ -112,4 +112,31 @@ describe("the planner's statistics after a run", () => {
     expect(run.inserted + run.updated + run.deleted + run.restored).toBe(0);
     expect(await siteStatistics()).toBe(1);
   });
+
+  it('are renewed by a run that deleted a third of a site: the planner learns that some users are deleted', async ({ createDatabase }) => {
+    const t = await createDatabase();
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 600, integrationUsers: 0 });
+    cleanups.push(() => sim.stop());
+    const config = loadConfig({ CPQ_BASE_URL: await sim.start(), DATABASE_URL: t.url, SYNC_MAX_DELETE_FRACTION: '0.5' });
+    const sync = () => runSync({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, { full: true });
+    const deletedNullFraction = async () => {
+      const [row] = await t.query<{ null_frac: number }>(
+        `SELECT null_frac FROM pg_stats WHERE schemaname = 'cpq' AND tablename = 'users' AND attname = 'deleted_at'`,
+      );
+      return row!.null_frac;
+    };
+    await sync();
+    expect(await deletedNullFraction()).toBe(1);
+    // A third, not just over a tenth: a full read rewrites every user's row, and until VACUUM the
+    // planner, scaling its row count by the table's pages, believes the site has twice its users
+    // (a run deleting 70 of 600 analyzed nothing). Hence too the deletion guard raised to a half.
+    for (const login of sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .slice(0, 200))
+      sim.deleteUser('_host', login);
+    expect((await sync()).deleted).toBe(200);
+    // Every user is sampled at this size: the fraction is exact.
+    expect(await deletedNullFraction()).toBeCloseTo(400 / 600, 5);
+  });
 });
