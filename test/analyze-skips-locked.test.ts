@@ -1,6 +1,10 @@
+import pino from 'pino';
 import { describe, expect } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { createPool } from '../src/db/database.js';
-import { analyzeUserTables } from '../src/db/sql/analyze-user-tables.js';
+import { analyzeUserTables, userStatisticsAreStale } from '../src/db/sql/analyze-user-tables.js';
+import { CpqSimulator } from '../src/simulator/index.js';
+import { runSync } from '../src/sync/run.js';
 import { it } from './helpers/fixtures.js';
 
 /*
@@ -39,6 +43,36 @@ describe('the ANALYZE after a big load', () => {
       vacuum.release();
       client.release();
       await pool.end();
+    }
+  });
+
+  it('is not asked for, rather than waited for, while another session holds cpq.users whole (VACUUM FULL, CLUSTER, ALTER TABLE): the check of the statistics does not wait either', async ({
+    createDatabase,
+  }) => {
+    const t = await createDatabase();
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    // A first load, analyzed: the check goes on to ask the planner how many users the site has.
+    const config = loadConfig({ CPQ_BASE_URL: await sim.start(), DATABASE_URL: t.url });
+    const vacuum = await t.pool.connect();
+    // A lock timeout short enough that, waited out, the check fails here rather than answers.
+    const pool = createPool(t.url, 1, 3000);
+    const client = await pool.connect();
+    try {
+      await runSync({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) });
+      await vacuum.query('BEGIN');
+      await vacuum.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+      await expect(userStatisticsAreStale(client, 'default', 100)).resolves.toBe(false);
+      // The check ended its transaction: the connection is idle, holding nothing.
+      const [state] = await t.query<{ state: string }>(`SELECT state FROM pg_stat_activity WHERE pid = $1`, [
+        (client as unknown as { processID: number }).processID,
+      ]);
+      expect(state!.state).toBe('idle');
+    } finally {
+      await vacuum.query('ROLLBACK');
+      vacuum.release();
+      client.release();
+      await pool.end();
+      await sim.stop();
     }
   });
 });
