@@ -41,18 +41,18 @@ async function analyzeCount(t: TestDatabase): Promise<number> {
 
 /*
  * Plans over a site's users are made from the planner's statistics. A run that wrote a site's users
- * the statistics do not know (its first load, or a tenth of the site changed) analyzes the user
+ * the statistics do not know (its first load, or over 50 and a tenth of the site changed) analyzes the user
  * tables once committed: before, only runs inserting 10,000 users or more did, and a snapshot
  * right after the first load of a site of 2,001 users was planned as a nested loop over every
  * user's groups (the planner believed the site had one user) and took 22 s instead of 0.2 s;
  * cpq.admin_rights_as_of of 3,000 users took 4 s instead of 15 ms.
  */
 describe("the planner's statistics after a run", () => {
-  it('know the users of a small site after its first load, also beside a larger site loaded first; a run that changed a few users leaves them, one that changed over a tenth renews them', async ({
+  it('know the users of a small site after its first load, also beside a larger site loaded first; a run that changed a few users leaves them, one that changed over 50 and a tenth renews them; a tiny site is left to autovacuum', async ({
     createDatabase,
   }) => {
     const t = await createDatabase();
-    const sims = [600, 60].map((users) => new CpqSimulator({ partnerCompanies: 0, usersPerCompany: users, integrationUsers: 0 }));
+    const sims = [600, 100, 30].map((users) => new CpqSimulator({ partnerCompanies: 0, usersPerCompany: users, integrationUsers: 0 }));
     for (const sim of sims) cleanups.push(() => sim.stop());
     const urls = await Promise.all(sims.map((s) => s.start()));
     const dir = mkdtempSync(join(tmpdir(), 'cpq-statistics-'));
@@ -63,6 +63,7 @@ describe("the planner's statistics after a run", () => {
       JSON.stringify([
         { name: 'large', baseUrl: urls[0] },
         { name: 'small', baseUrl: urls[1] },
+        { name: 'tiny', baseUrl: urls[2] },
       ]),
       { mode: 0o600 },
     );
@@ -76,22 +77,25 @@ describe("the planner's statistics after a run", () => {
     // The statistics now say every user is of site large; without a new ANALYZE the planner
     // believes site small has one user, whatever its first load wrote.
     await sync('small');
-    expect(await siteRows('small')).toBeGreaterThanOrEqual(30);
-    expect(await siteRows('small')).toBeLessThanOrEqual(120);
+    expect(await siteRows('small')).toBeGreaterThanOrEqual(50);
+    expect(await siteRows('small')).toBeLessThanOrEqual(200);
     expect(await siteRows('large')).toBeGreaterThanOrEqual(300);
 
     const [large] = sims as [CpqSimulator];
     const logins = large.users('_host').map((u) => String(u.login));
     // The two first loads.
     expect(await validFromsKnown(t)).toBe(2);
+    // 30 users the statistics do not know: under autovacuum's floor of 50, no ANALYZE.
+    expect((await sync('tiny')).inserted).toBe(30);
+    expect(await validFromsKnown(t)).toBe(2);
     // 5 of 600: no ANALYZE (at a million users one costs seconds, for a nightly run of a few changes).
     for (const login of logins.slice(0, 5)) large.updateUser('_host', login, { firstName: 'Renamed' });
     expect((await sync('large')).updated).toBe(5);
     expect(await validFromsKnown(t)).toBe(2);
-    // 70 of 600: more than a tenth, renewed (the two runs' changes are known now).
-    for (const login of logins.slice(5, 75)) large.updateUser('_host', login, { firstName: 'Renamed' });
-    expect((await sync('large')).updated).toBe(70);
-    expect(await validFromsKnown(t)).toBe(4);
+    // 200 of 600: more than 50 and a tenth, renewed (the three runs' changes and tiny's load are known now).
+    for (const login of logins.slice(5, 205)) large.updateUser('_host', login, { firstName: 'Renamed' });
+    expect((await sync('large')).updated).toBe(200);
+    expect(await validFromsKnown(t)).toBe(5);
   });
 
   it('are taken by a run on tables never analyzed (a new database, or one restored: a restore brings no statistics), even one that wrote nothing', async ({
@@ -128,7 +132,7 @@ describe("the planner's statistics after a run", () => {
     expect(await siteStatistics()).toBe(1);
   });
 
-  it('are renewed by a run that deleted a third of a site: the planner learns that some users are deleted', async ({ createDatabase }) => {
+  it('are renewed by a run that deleted over 40% of a site: the planner learns that some users are deleted', async ({ createDatabase }) => {
     const t = await createDatabase();
     const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 600, integrationUsers: 0 });
     cleanups.push(() => sim.stop());
@@ -142,16 +146,16 @@ describe("the planner's statistics after a run", () => {
     };
     await sync();
     expect(await deletedNullFraction()).toBe(1);
-    // A third, not just over a tenth: a full read rewrites every user's row, and until VACUUM the
-    // planner, scaling its row count by the table's pages, believes the site has twice its users
-    // (a run deleting 70 of 600 analyzed nothing). Hence too the deletion guard raised to a half.
+    // Well over 50 and a tenth: a full read rewrites every user's row, and until VACUUM the planner,
+    // scaling its row count by the table's pages, believes the site has twice its users (50 + 120
+    // here; a run deleting 70 of 600 analyzed nothing). Hence too the deletion guard raised to a half.
     for (const login of sim
       .users('_host')
       .map((u) => String(u.login))
-      .slice(0, 200))
+      .slice(0, 250))
       sim.deleteUser('_host', login);
-    expect((await sync()).deleted).toBe(200);
+    expect((await sync()).deleted).toBe(250);
     // Every user is sampled at this size: the fraction is exact.
-    expect(await deletedNullFraction()).toBeCloseTo(400 / 600, 5);
+    expect(await deletedNullFraction()).toBeCloseTo(350 / 600, 5);
   });
 });

@@ -203,10 +203,13 @@ class SyncRun {
       runLog.info({ ...result, site: undefined, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
       // After the commit: ANALYZE holds a lock on the tables until its transaction ends, which
       // inside the run would make another site's run finishing meanwhile wait for this one.
+      // Not once a signal came: the run is committed, and the process is ending (review EY).
       const written = result.inserted + result.updated + result.deleted + result.restored;
-      await userStatisticsAreStale(client, this.site.name, written)
-        .then((stale) => (stale ? analyzeUserTables(client) : undefined))
-        .catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not analyze the user tables'));
+      if (!this.options.signal?.aborted) {
+        await userStatisticsAreStale(client, this.site.name, written)
+          .then((stale) => (stale ? analyzeUserTables(client) : undefined))
+          .catch((err: unknown) => runLog.warn({ error: errorMessage(err) }, 'could not analyze the user tables'));
+      }
       if (this.retainedFrom !== undefined) {
         // After the commit, so that no other site's lock is held for the length of this run's
         // transaction; a failure here leaves this run succeeded (the next run tries again).
