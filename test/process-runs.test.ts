@@ -13,6 +13,10 @@ describe('processRuns', () => {
     const parent = spawn('sh', ['-c', 'sleep 30 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const child = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+      // The shell prints the id before it becomes the long sleep, and a shell reaps its children
+      // (dash does, between builtins): killed before the exec, the background sleep was reaped and
+      // left no zombie (official CI at 18c4626: ENOENT on its /proc/<pid>/stat).
+      await until('the shell to become the long sleep', () => readFileSync(`/proc/${String(parent.pid)}/comm`, 'utf8') === 'sleep\n', 10_000);
       expect(processRuns(child), 'the background sleep while it sleeps').toBe(true);
       expect(processRuns(parent.pid!), 'the long sleep').toBe(true);
       process.kill(child, 'SIGKILL');
