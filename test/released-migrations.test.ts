@@ -41,6 +41,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0026_user_lookup_by_login_indexes.sql', '2284446a4be1f394d2c6bde6a62785f313907c8079ba3a01bfeb1402a8ba4859'],
   ['0027_insert_diffs_inlined.sql', 'b5c69f2ee39f6a63c79afee200133658b27ad30f60b535f801deb902184f4f4c'],
   ['0028_administrators_groups_first.sql', 'a76549e35e1505b979f08af28805e679c27c5f18deadf650207097da614c4aa3'],
+  ['0029_admin_rights_without_nested_loops.sql', 'a9338428fd6a280c32800f2d8ecc392772786c50a532a4eb565a26328c578b90'],
 ];
 
 describe('released migrations', () => {

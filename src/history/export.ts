@@ -6,6 +6,7 @@ import type { TextColumn } from '../db/as-text.js';
 import { findRunsInProgress } from '../db/sql/find-runs-in-progress.js';
 import { findSitesNotSyncedBy, findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
 import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
+import { joinWithoutNestedLoops } from '../db/sql/join-without-nested-loops.js';
 import { openAdminRights } from '../db/sql/open-admin-rights.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
 import { openSnapshot } from '../db/sql/open-snapshot.js';
@@ -241,6 +242,10 @@ export async function exportSnapshot(
     const { runs, later } = await snapshotRuns(client, asOf, options.sites);
     await options.onRunsInProgress?.(inProgress);
     const runIds = runs.map((r) => r.runId);
+    // Every user of the sites with all their groups and permissions, or their admin rights: joins
+    // the planner misjudges (see joinWithoutNestedLoops) must not become a nested loop over every
+    // user's aggregates. (cpq.admin_rights_as_of sets this for itself too, for reports of its own.)
+    await joinWithoutNestedLoops(client);
     const rows = options.adminRights ? openAdminRights(client, { asOf, runIds }) : openSnapshot(client, { asOf, runIds, withRaw: options.withRaw ?? false });
     return { runs, rows: await streamRows(rows, format, out), later };
   });
