@@ -1,47 +1,8 @@
-import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { exportSnapshot } from '../src/history/export.js';
+import { planNodes, plansOf } from './helpers/auto-explain.js';
 import { collectJsonLines } from './helpers/export-output.js';
-import { it, type Harness } from './helpers/harness.js';
-
-interface PlanNode {
-  'Node Type': string;
-  'Join Filter'?: string;
-  Plans?: PlanNode[];
-}
-
-/** Every node of a plan, depth first. */
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
-
-/**
- * Runs `read` on a pool of one connection into which auto_explain was loaded, and returns the plan
- * of each statement it ran (those inside functions too) with the text of that statement.
- */
-async function plansOf(h: Harness, read: (pool: pg.Pool) => Promise<unknown>): Promise<{ query: string; plan: PlanNode }[]> {
-  const pool = new pg.Pool({ connectionString: h.t.url, max: 1 });
-  const plans: { query: string; plan: PlanNode }[] = [];
-  try {
-    const client = await pool.connect();
-    client.on('notice', (n: { message?: string }) => {
-      const text = n.message ?? '';
-      const json = text.indexOf('{');
-      if (!text.startsWith('duration') || json < 0) return;
-      const entry = JSON.parse(text.slice(json)) as { 'Query Text': string; Plan: PlanNode };
-      plans.push({ query: entry['Query Text'], plan: entry.Plan });
-    });
-    await client.query(`LOAD 'auto_explain'`);
-    for (const setting of ['log_min_duration = 0', 'log_level = notice', 'log_format = json', 'log_nested_statements = on']) {
-      await client.query(`SET auto_explain.${setting}`);
-    }
-    client.release();
-    await read(pool);
-  } finally {
-    await pool.end();
-  }
-  return plans;
-}
+import { it } from './helpers/harness.js';
 
 /*
  * A snapshot and cpq.admin_rights_as_of read every user of a site with all their memberships (and
@@ -71,25 +32,25 @@ describe('whole reads of a site', () => {
     expect(estimate!['QUERY PLAN'][0].Plan['Plan Rows']).toBeLessThan(10);
 
     let lines: unknown[] = [];
-    const snapshot = (await plansOf(h, async (pool) => (lines = await collectJsonLines((out) => exportSnapshot(pool, asOf, 'jsonl', out))))).filter((p) =>
+    const snapshot = (await plansOf(h.t.url, async (pool) => (lines = await collectJsonLines((out) => exportSnapshot(pool, asOf, 'jsonl', out))))).filter((p) =>
       p.query.includes('cpq.user_groups_as_of'),
     );
     expect(lines).toHaveLength(200);
     expect(snapshot).toHaveLength(1);
-    const snapshotJoins = nodes(snapshot[0]!.plan).map((n) => n['Node Type']);
+    const snapshotJoins = planNodes(snapshot[0]!.plan).map((n) => n['Node Type']);
     expect(snapshotJoins).toContain('Hash Join');
     expect(snapshotJoins).not.toContain('Nested Loop');
 
     let rights = 0;
     const body = (
-      await plansOf(h, async (pool) => {
+      await plansOf(h.t.url, async (pool) => {
         const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM cpq.admin_rights_as_of($1::timestamptz, 'default')`, [asOf]);
         rights = Number(rows[0]!.n);
       })
     ).filter((p) => p.query.includes('WITH present AS'));
     expect(rights).toBeGreaterThan(50);
     expect(body).toHaveLength(1);
-    const filtering = nodes(body[0]!.plan).filter((n) => n['Node Type'] === 'Nested Loop' && n['Join Filter'] !== undefined);
+    const filtering = planNodes(body[0]!.plan).filter((n) => n['Node Type'] === 'Nested Loop' && n['Join Filter'] !== undefined);
     expect(filtering.map((n) => n['Join Filter'])).toEqual([]);
   });
 });

@@ -69,17 +69,23 @@ export function openSnapshot(
   // The sql tag, not the builder: aggregates of set-returning functions joined in CTEs read better
   // as SQL, and the rows are streamed by pg-cursor in array row mode, not run by runCompiled.
   // In code-point order (COLLATE "C"): the same state is the same file from any database, whatever its collation.
+  // The memberships and permissions of the snapshot's sites only: aggregated before the join, those
+  // of every site were (a snapshot of 100 users beside a site of 64,000 took 3 s). An array, not a
+  // join: the filter then reaches each branch of the as-of functions' UNION ALL.
+  const sitesOfRuns = sql`ARRAY(SELECT site FROM cpq.sync_runs WHERE id = ANY(${runIds}::bigint[]))`;
   const query = sql`WITH g AS (
        SELECT g.user_id,
               jsonb_agg(jsonb_build_object('variableName', g.group_variable_name, 'label', gr.label, 'type', gr.type)
                         ORDER BY g.group_variable_name COLLATE "C") AS groups
        FROM cpq.user_groups_as_of(${asOf}) g LEFT JOIN cpq.groups_as_of(${asOf}) gr ON gr.site = g.site AND gr.variable_name = g.group_variable_name
+       WHERE g.site = ANY(${sitesOfRuns})
        GROUP BY g.user_id
      ), p AS (
        SELECT p.user_id,
               jsonb_agg(jsonb_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access)
                         ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C") AS access_permissions
        FROM cpq.user_access_permissions_as_of(${asOf}) p
+       WHERE p.site = ANY(${sitesOfRuns})
        GROUP BY p.user_id
      )
      SELECT ${selectList(columns)}
