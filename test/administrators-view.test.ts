@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
@@ -85,6 +82,7 @@ describe('cpq.administrators', () => {
 
   it("shows each site's own admin rights: two sites with the same company and login, different memberships, one group name typed differently", async ({
     createDatabase,
+    writeSitesFile,
   }) => {
     const t = await createDatabase();
     // One seed: both sites have the same company (_host) and the same logins.
@@ -109,17 +107,10 @@ describe('cpq.administrators', () => {
     beta.addGroup('_host', second, { variableName: 'betaAdmins', label: 'Beta admins', type: 'Administrator' });
     beta.updateUser('_host', fourth, { isProxyPermEnabled: true });
 
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-admins-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const sitesFile = join(dir, 'sites.json');
-    writeFileSync(
-      sitesFile,
-      JSON.stringify([
-        { name: 'alpha', baseUrl: urls[0] },
-        { name: 'beta', baseUrl: urls[1] },
-      ]),
-      { mode: 0o600 },
-    );
+    const sitesFile = writeSitesFile([
+      { name: 'alpha', baseUrl: urls[0] },
+      { name: 'beta', baseUrl: urls[1] },
+    ]);
     const config = loadConfig({ CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url });
     const outcomes = await runSites({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, config.sites, {}, 2);
     expect(outcomes.map((o) => [o.site, o.error?.message])).toEqual([

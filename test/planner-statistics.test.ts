@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
@@ -50,23 +47,17 @@ async function analyzeCount(t: TestDatabase): Promise<number> {
 describe("the planner's statistics after a run", () => {
   it('know the users of a small site after its first load, also beside a larger site loaded first; a run that changed a few users leaves them, one that changed over 50 and a tenth renews them; a tiny site is left to autovacuum', async ({
     createDatabase,
+    writeSitesFile,
   }) => {
     const t = await createDatabase();
     const sims = [600, 100, 30].map((users) => new CpqSimulator({ partnerCompanies: 0, usersPerCompany: users, integrationUsers: 0 }));
     for (const sim of sims) cleanups.push(() => sim.stop());
     const urls = await Promise.all(sims.map((s) => s.start()));
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-statistics-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const sitesFile = join(dir, 'sites.json');
-    writeFileSync(
-      sitesFile,
-      JSON.stringify([
-        { name: 'large', baseUrl: urls[0] },
-        { name: 'small', baseUrl: urls[1] },
-        { name: 'tiny', baseUrl: urls[2] },
-      ]),
-      { mode: 0o600 },
-    );
+    const sitesFile = writeSitesFile([
+      { name: 'large', baseUrl: urls[0] },
+      { name: 'small', baseUrl: urls[1] },
+      { name: 'tiny', baseUrl: urls[2] },
+    ]);
     const config = loadConfig({ CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url });
     const sync = (site: string) => runSync({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, { site });
     const siteRows = (site: string) => estimatedRows(t, `SELECT * FROM cpq.users_as_of(now()) WHERE site = '${site}' AND deleted_at IS NULL`);

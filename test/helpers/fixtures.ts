@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { it as harnessIt, startHarness, type Harness } from './harness.js';
@@ -9,7 +12,9 @@ import { it as harnessIt, startHarness, type Harness } from './harness.js';
  *   transaction open beside the code under test (ended; a transaction left open is rolled back);
  * - `createDatabase()`: a fresh test database with no simulator (dropped);
  * - `fileDatabase`: one fresh test database shared by the tests of a file that only read it
- *   (dropped when the file's tests end).
+ *   (dropped when the file's tests end);
+ * - `writeSitesFile(sites)`: the path of a CPQ_SITES_FILE of those sites (JSON, readable by its
+ *   owner only: such a file may hold keys) in a folder of its own (removed).
  */
 export const it = harnessIt
   // eslint-disable-next-line no-empty-pattern -- vitest reads the fixtures a fixture needs from this pattern
@@ -35,6 +40,20 @@ export const it = harnessIt
       const t = await createTestDatabase();
       databases.push(t);
       return t;
+    };
+  })
+  // eslint-disable-next-line no-empty-pattern -- as above
+  .extend('writeSitesFile', async ({}, { onCleanup }) => {
+    const dirs: string[] = [];
+    onCleanup(() => {
+      for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+    });
+    return (sites: readonly Record<string, unknown>[]): string => {
+      const dir = mkdtempSync(join(tmpdir(), 'cpq-sites-'));
+      dirs.push(dir);
+      const file = join(dir, 'sites.json');
+      writeFileSync(file, JSON.stringify(sites), { mode: 0o600 });
+      return file;
     };
   })
   // eslint-disable-next-line no-empty-pattern -- as above
