@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
@@ -24,22 +21,15 @@ afterEach(async () => {
  * with actual rows), and on the rows the snapshot wrote.
  */
 describe('a snapshot of one site', () => {
-  it("aggregates that site's memberships and permissions only, not those of the others", async ({ createDatabase }) => {
+  it("aggregates that site's memberships and permissions only, not those of the others", async ({ createDatabase, writeSitesFile }) => {
     const t = await createDatabase();
     const sims = [300, 20].map((users) => new CpqSimulator({ partnerCompanies: 0, usersPerCompany: users, integrationUsers: 0 }));
     for (const sim of sims) cleanups.push(() => sim.stop());
     const urls = await Promise.all(sims.map((s) => s.start()));
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-one-site-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const sitesFile = join(dir, 'sites.json');
-    writeFileSync(
-      sitesFile,
-      JSON.stringify([
-        { name: 'large', baseUrl: urls[0] },
-        { name: 'small', baseUrl: urls[1] },
-      ]),
-      { mode: 0o600 },
-    );
+    const sitesFile = writeSitesFile([
+      { name: 'large', baseUrl: urls[0] },
+      { name: 'small', baseUrl: urls[1] },
+    ]);
     const config = loadConfig({ CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url });
     for (const site of ['large', 'small']) {
       const run = await runSync({ pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) }, { site });
