@@ -29,9 +29,11 @@ export function openAdminRights(
     text('group_variable_name'),
     { name: 'since', json: false, expr: isoUtcText(a('since')) },
   ];
+  // Per site: cpq.admin_rights_as_of(ts, site) reads that site's users and versions only
+  // (migrations/0030), where the one-argument form joined to the runs read every site's.
   const query = sql`SELECT ${selectList(columns)}
-     FROM cpq.admin_rights_as_of(${asOf}) a
-     JOIN ${runOfSite(runIds)} ON run.site = a.site
+     FROM ${runOfSite(runIds)}
+     CROSS JOIN LATERAL cpq.admin_rights_as_of(${asOf}::timestamptz, run.site) a
      ORDER BY a.site COLLATE "C", a.company_login COLLATE "C", a.login COLLATE "C", a.admin_right COLLATE "C", a.group_variable_name COLLATE "C"`.compile(
     queryBuilder,
   );
