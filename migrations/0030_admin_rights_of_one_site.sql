@@ -1,16 +1,22 @@
--- cpq-user-sync schema, version 30: cpq.admin_rights_as_of(ts, site) reads that site only.
+-- cpq-user-sync schema, version 30: cpq.admin_rights_as_of(ts, site) sorts and joins that site's
+-- rows only.
 --
--- The two-argument form filtered the rows of the one-argument one, which reads and sorts every
--- site's users, memberships and versions: the admin rights of a site of 100 users beside one of
--- 64,000 took 0.7 s, as long as the large site's (the snapshot's --admin-rights --site calls it).
--- The body (0023's) is now the two-argument form's, with the site filtered in every table it
--- reads; a NULL site reads every site, and the one-argument form is that call. A user's versions,
--- memberships and their versions are all of the user's site, so each stretch is the same as
--- before. Grants and owners stay (CREATE OR REPLACE), and so do the settings, repeated here: a
--- function with SET is not inlined, and its plan is made without knowing ts or the site (0022:
--- JIT compiled for seconds; 0029: nested loops over every user's stretches).
+-- The two-argument form filtered the rows of the one-argument one, which reads, sorts and joins
+-- every site's users, memberships and versions: the admin rights of a site of 100 users beside one
+-- of 64,000 took 0.7 s, about as long as the large site's (the snapshot's --admin-rights --site
+-- calls it). The body (0023's) is now cpq.admin_rights_as_of_site_or_all, with the site filtered in
+-- every table it reads (each is still scanned whole: the plan is made without knowing the site, so
+-- no index on site serves it; the sorts and joins are of that site's rows). A NULL site is every
+-- site: the one-argument form is that call. The two-argument form is STRICT, so that a NULL site
+-- still gives no rows, as the other as-of functions' two-argument forms do and as it did (a caller
+-- binding an unset site must not get every site's admins). A user's versions, memberships and
+-- their versions are all of the user's site, so each stretch is the same as before. Grants and
+-- owners of the two public forms stay (CREATE OR REPLACE); the new function is executable as
+-- every function here is (PUBLIC keeps EXECUTE; cpq_reader has USAGE on the schema). The settings
+-- are the body's: a function with SET is not inlined, and its plan is made without knowing ts or
+-- the site (0022: JIT compiled for seconds; 0029: nested loops over every user's stretches).
 
-CREATE OR REPLACE FUNCTION cpq.admin_rights_as_of(ts timestamptz, p_site text)
+CREATE OR REPLACE FUNCTION cpq.admin_rights_as_of_site_or_all(ts timestamptz, p_site text)
 RETURNS TABLE (site text, company_login text, login text, user_id bigint, admin_right text, group_variable_name text, since timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -127,10 +133,14 @@ AS $$
   LEFT JOIN type_stretches ts2 ON ts2.site = g.site AND ts2.variable_name = g.group_variable_name AND ts2.valid_to = g.type_from
 $$;
 
+CREATE OR REPLACE FUNCTION cpq.admin_rights_as_of(ts timestamptz, p_site text)
+RETURNS TABLE (site text, company_login text, login text, user_id bigint, admin_right text, group_variable_name text, since timestamptz)
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM cpq.admin_rights_as_of_site_or_all(ts, p_site) $$;
+
 CREATE OR REPLACE FUNCTION cpq.admin_rights_as_of(ts timestamptz)
 RETURNS TABLE (site text, company_login text, login text, user_id bigint, admin_right text, group_variable_name text, since timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-SET jit = off
-SET enable_nestloop = off
-AS $$ SELECT * FROM cpq.admin_rights_as_of(ts, NULL::text) $$;
+AS $$ SELECT * FROM cpq.admin_rights_as_of_site_or_all(ts, NULL::text) $$;

