@@ -29,8 +29,8 @@ export function openAdminRights(
     text('group_variable_name'),
     { name: 'since', json: false, expr: isoUtcText(a('since')) },
   ];
-  // Per site: cpq.admin_rights_as_of(ts, site) reads that site's users and versions only
-  // (migrations/0030), where the one-argument form joined to the runs read every site's.
+  // Per site: cpq.admin_rights_as_of(ts, site) sorts and joins that site's users and versions only
+  // (migrations/0030), where the one-argument form joined to the runs did every site's.
   const query = sql`SELECT ${selectList(columns)}
      FROM ${runOfSite(runIds)}
      CROSS JOIN LATERAL cpq.admin_rights_as_of(${asOf}::timestamptz, run.site) a
