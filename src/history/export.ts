@@ -6,6 +6,7 @@ import type { TextColumn } from '../db/as-text.js';
 import { findRunsInProgress } from '../db/sql/find-runs-in-progress.js';
 import { findSitesNotSyncedBy, findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
 import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
+import { evaluateWithoutJit } from '../db/sql/evaluate-without-jit.js';
 import { joinWithoutNestedLoops } from '../db/sql/join-without-nested-loops.js';
 import { openAdminRights } from '../db/sql/open-admin-rights.js';
 import { openChangeLog, type ChangesFrom } from '../db/sql/open-change-log.js';
@@ -69,14 +70,28 @@ async function streamRows(
             .join(',')}}`;
   let count = 0;
   const reading = { failed: false };
+  const readBatch = () => {
+    const batch = cursor.read(BATCH).catch((err: unknown) => {
+      reading.failed = true;
+      throw err;
+    });
+    // Awaited in the loop, or in finally when the output failed first: never left unhandled.
+    batch.catch(() => undefined);
+    return batch;
+  };
+  let inFlight: Promise<(string | null)[][]> | undefined;
   try {
     if (format === 'csv') await write(out, `${columns.map((c) => c.name).join(',')}\n`);
+    inFlight = readBatch();
     for (;;) {
-      const rows = await cursor.read(BATCH).catch((err: unknown) => {
-        reading.failed = true;
-        throw err;
-      });
+      const rows = await inFlight;
+      inFlight = undefined;
       if (rows.length === 0) break;
+      // The next batch is asked for before this one is formatted and written: Postgres computes it
+      // (an insert's diff is built from history as it is read) while this process writes, where
+      // each waited for the other before (a first export of 32,000 changes: 18 s, of which 12 s
+      // this process sat idle).
+      inFlight = readBatch();
       count += rows.length;
       const text = rows.map(line).join('\n');
       // JSON escapes C0 controls but not DEL and C1 (U+009B is CSI to some terminals): to a
@@ -84,6 +99,9 @@ async function streamRows(
       await write(out, `${terminal && format === 'jsonl' ? text.replace(C1_CONTROLS, (c) => `\\u00${c.charCodeAt(0).toString(16)}`) : text}\n`);
     }
   } finally {
+    // A read still in flight (the output failed meanwhile) is let finish before the portal is closed,
+    // so that the close is never sent in the middle of a read.
+    if (inFlight) await inFlight.catch(() => undefined);
     // A failed read left no portal to close (Postgres ended it with the error, or the session is
     // gone), and close() waits for a reply a lost connection never sends: with nothing else
     // pending, Node ended the export with exit code 13 and not a word.
@@ -144,6 +162,7 @@ export async function exportChanges(
     if ('runId' in from && !(await runExists(client, from.runId))) {
       throw new SyncError('config', `--since ${from.runId}: this database has no run ${from.runId} (cpq.sync_runs): is this the database it was read from?`);
     }
+    await evaluateWithoutJit(client);
     const changes = await streamRows(openChangeLog(client, from, sites), format, out);
     return { changes, watermark: await readLastWatermark(client) };
   });
