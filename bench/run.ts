@@ -25,7 +25,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -341,8 +341,8 @@ function table(rows: Measured[], floor: number, eltFloor: number): string {
       cpuPer1000(r)?.toFixed(0) ?? '',
       r.postgresCpuSeconds?.toFixed(2) ?? '',
       r.maxRssMb === undefined ? '' : r.maxRssMb.toFixed(0),
-      r.name.startsWith('floor') ? '' : (r.seconds / floor).toFixed(2),
-      r.name.startsWith('floor') ? '' : (r.seconds / eltFloor).toFixed(2),
+      r.name.startsWith('floor') || r.name.includes('export:') ? '' : (r.seconds / floor).toFixed(2),
+      r.name.startsWith('floor') || r.name.includes('export:') ? '' : (r.seconds / eltFloor).toFixed(2),
       r.note ?? '',
     ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
@@ -571,6 +571,21 @@ async function main() {
     // Its update of every user's last_synced_at leaves as many dead rows: cleaned up, unmeasured,
     // before the floors and the zip sync, as before the incremental runs.
     await settle(jsonDb);
+
+    // What a warehouse and an auditor read back: the whole change log (a warehouse's first poll,
+    // whose insert diffs are built from history as they are read) and a snapshot of every user,
+    // each to a file. Their rows (from the file's manifest) stand in the users column.
+    for (const [name, command] of [
+      ['6. export: changes --after 0', ['changes', '--after', '0']],
+      ['7. export: snapshot', ['snapshot']],
+    ] as const) {
+      const file = join(dir, 'export.out');
+      const exported = await runCli([...command, '--out', file], { DATABASE_URL: jsonDb });
+      const { rows } = JSON.parse(await readFile(`${file}.manifest.json`, 'utf8')) as { rows: number };
+      recordSync(name, exported, rows, `${rows} rows, ${((await stat(file)).size / 2 ** 20).toFixed(0)} MB`);
+      await rm(file);
+      await rm(`${file}.manifest.json`);
+    }
 
     const load = await loadFloor(jsonDb, dir, 'text');
     record({
