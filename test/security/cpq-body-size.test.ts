@@ -3,6 +3,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BODY_VALUES, MAX_RECORD_VALUES } from '../../src/exact-json.js';
+import { until } from '../helpers/cli-process.js';
 import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 import { hostileSite, zipExport, type HostileSite } from './cpq-hostile.js';
 
@@ -21,10 +22,13 @@ let server: Server | undefined;
 let baseUrl = '';
 /** Bytes the endless responses managed to write before the client hung up, per path. */
 const written = new Map<string, number>();
+/** Paths whose endless response is over: the client hung up, or the safety stop was reached. */
+const closed = new Set<string>();
 
 /** Writes `chunk` again and again until the client closes the connection (or `limit` bytes, a safety stop for the test). */
 function endless(res: ServerResponse, path: string, head: string, chunk: string, limit: number) {
   let sent = 0;
+  res.once('close', () => closed.add(path));
   const more = () => {
     while (sent < limit && !res.destroyed) {
       sent += chunk.length;
@@ -71,15 +75,17 @@ describe('JSON pages are read with a cap on their size (CPQ_MAX_PAGE_BYTES)', ()
     expect(error.message).toMatch(
       new RegExp(`^GET ${baseUrl}/rest/v16/companies/endless/users\\?\\S+: the response is larger than CPQ_MAX_PAGE_BYTES \\(${CAP} bytes\\); refused$`),
     );
-    // The client hung up soon after the cap, not at the server's safety stop.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The client hung up soon after the cap, not at the server's safety stop. Counted once the
+    // response is over: a fixed pause could end, on a loaded machine, before the server saw the
+    // hang-up, and a client still reading would pass with the bytes it had read so far.
+    await until('the server to see the endless response end', () => closed.has('/rest/v16/companies/endless/users'));
     expect(written.get('/rest/v16/companies/endless/users')).toBeLessThan(16 * CAP);
   });
 
   it('a page announced larger than the cap is refused before its body is read', async () => {
     const error = await site!.refused('announced', { cpq: { baseUrl, maxPageBytes: CAP } });
     expect(error.message).toMatch(/rest\/v16\/companies\/announced\/users\?\S+: the response is larger than CPQ_MAX_PAGE_BYTES \(1048576 bytes\); refused$/);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await until('the server to see the announced response end', () => closed.has('/rest/v16/companies/announced/users'));
     expect(written.get('/rest/v16/companies/announced/users')).toBeLessThan(16 * CAP);
   });
 
