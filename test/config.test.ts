@@ -1,12 +1,23 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { durationSetting, envSchema, parseDuration } from '../src/config-env.js';
 import { ConfigError, likelyTypos, loadConfig } from '../src/config.js';
 
 const base = { CPQ_BASE_URL: 'https://site.example.com' };
+
+/** Folders the tests wrote files in, removed when the file's tests end: left, each run added four to the temporary folder. */
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 describe('configuration', () => {
   it('applies the documented defaults', () => {
@@ -59,7 +70,7 @@ describe('configuration', () => {
   });
 
   it('names an unreadable *_FILE with every other mistake at once, not after they are fixed (review DY)', () => {
-    const missing = join(mkdtempSync(join(tmpdir(), 'cpq-config-')), 'missing');
+    const missing = join(tempDir('cpq-config-'), 'missing');
     const problems = (env: Record<string, string>) => {
       try {
         loadConfig(env);
@@ -206,7 +217,7 @@ describe('configuration', () => {
   });
 
   it('a variable a sites file names (${NAME}) is one it reads', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-sites-vars-'));
+    const dir = tempDir('cpq-sites-vars-');
     const file = join(dir, 'sites.yaml');
     writeFileSync(file, '- {name: emea, baseUrl: https://emea.example.com, username: u, password: "${CPQ_EMEA_PASSWORD}"}\n');
     expect(loadConfig({ CPQ_SITES_FILE: file, CPQ_EMEA_PASSWORD: 'pw', CPQ_OTHER_THING: 'x' }).unknownVariables).toEqual([
@@ -277,7 +288,7 @@ describe('configuration', () => {
   });
 
   it('reads secrets from files without echoing them in errors', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-config-'));
+    const dir = tempDir('cpq-config-');
     writeFileSync(join(dir, 'password'), 'from-a-file\n');
     const config = loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: join(dir, 'password') });
     expect(config.cpq!.auth).toEqual({ kind: 'basic', username: 'u', password: 'from-a-file' });
@@ -306,7 +317,7 @@ describe('transport security settings', () => {
     expect(() => loadConfig({ CPQ_BASE_URL: 'https://user:pw@cpq.example.com' })).toThrow(
       /CPQ_BASE_URL must not contain a user name or password: use the CPQ_\* auth settings/,
     );
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-ca-'));
+    const dir = tempDir('cpq-ca-');
     writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
     expect(loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'ca.pem') }).cpq!.ca).toContain('BEGIN CERTIFICATE');
     expect(() => loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'nope.pem') })).toThrow(/CPQ_CA_FILE: cannot read .*nope\.pem \(ENOENT\)/);
