@@ -8,7 +8,7 @@ import type { Database } from '../src/db/connect.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SyncError } from '../src/errors.js';
 import { until } from './helpers/cli-process.js';
-import { ALL_MIGRATIONS, migrateBefore } from './helpers/database.js';
+import { ALL_MIGRATIONS, migrateBefore, untilWaitingForLock } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
 describe('migrations', () => {
@@ -80,6 +80,11 @@ describe('a migration and SYNC_LOCK_TIMEOUT', () => {
       await run.query('BEGIN');
       await run.query('LOCK TABLE cpq.users IN ROW EXCLUSIVE MODE');
       const migrated = migrate(createDb(pool));
+      migrated.catch(() => undefined);
+      // The run goes on for longer than the pool's 300 ms lock_timeout once the migration waits for
+      // it: counted from a fixed start, the pause could end, on a loaded CI, before the migration
+      // had asked for its lock, and the test pass without a wait.
+      await untilWaitingForLock(t);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       await run.query('COMMIT');
       expect(await migrated).toContain('0015_integration_users_index');
@@ -229,23 +234,40 @@ describe('a migration behind sessions that never all let go at once', () => {
     // other ends (an older release's runs of two sites, back to back): some session always holds
     // it, so an attempt that gives up after a short wait never gets it.
     const reports = [await t.pool.connect(), await t.pool.connect()];
+    const pids = await Promise.all(reports.map(async (r) => (await r.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid));
     const pool = createPool(t.url, 2);
     let stop = false;
+    const holding = [false, false];
+    const nexts: string[] = [];
+    // A report ends its turn once the other holds the view, or, once the migration waits in the
+    // queue, waits behind its request: with fixed pauses alone, a loaded CI's late timer could leave
+    // a moment with neither, a short turn take the lock, and the test fail with nothing wrong.
+    const otherHolds = async (k: number) =>
+      stop ||
+      holding[1 - k]! ||
+      (nexts.includes('queue') && (await t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [pids[1 - k]])).length > 0);
     const turns = reports.map(async (report, k) => {
-      await new Promise((resolve) => setTimeout(resolve, k * 600));
+      if (k === 1) {
+        await until('the first report to hold the view', () => stop || holding[0]!);
+        await new Promise((resolve) => setTimeout(resolve, 600));
+      }
       while (!stop) {
         await report.query('BEGIN');
         await report.query('SELECT count(*) FROM cpq.administrators');
+        holding[k] = true;
         await new Promise((resolve) => setTimeout(resolve, 1200));
+        await until('the other report to take its turn', () => otherHolds(k));
+        holding[k] = false;
         await report.query('COMMIT');
       }
     });
     try {
-      const nexts: string[] = [];
+      // The first attempt finds the view held.
+      await until('the first report to hold the view', () => holding[0]!);
       const started = Date.now();
       const migrated = await Promise.race([
         migrate(createDb(pool), { lockWaitMs: 100, patienceMs: 2000, onLockWait: (_, next) => nexts.push(next) }),
-        new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`still not migrated after 20 s (tries: ${nexts.join(', ')})`)), 20_000)),
+        new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`still not migrated after 60 s (tries: ${nexts.join(', ')})`)), 60_000)),
       ]);
       expect(migrated).toContain('0019_administrators_with_proxy');
       expect(nexts[0]).toBe('retry');
@@ -273,6 +295,9 @@ describe('a migration lock held by a session that can write the tables (another 
         () => 'applied',
         (err: unknown) => `failed: ${err instanceof Error ? err.message : String(err)}`,
       );
+      // Still waiting 1.5 s (attempts of 200 ms, tried again) after it is seen waiting for the lock:
+      // counted from its start, a loaded CI's pause could end before it had even looked at the lock.
+      await untilWaitingForLock(t);
       const waited = await Promise.race([outcome, new Promise((resolve) => setTimeout(() => resolve('waiting'), 1500))]);
       expect(waited).toBe('waiting');
       await holder.query('SELECT pg_advisory_unlock(3853314791062309107)');

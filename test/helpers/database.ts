@@ -64,14 +64,17 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-/** Waits until a backend of this database waits for a lock (a statement the test holds up), at most 5 s. */
+/**
+ * Waits until a backend of this database waits for a lock (a statement the test holds up), at most
+ * 30 s: a loaded CI can take seconds to get a statement that far.
+ */
 export async function untilWaitingForLock(t: TestDatabase): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
     const rows = await t.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
     if (rows.length > 0) return;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error('no backend started waiting for a lock');
+  throw new Error('no backend started waiting for a lock within 30 s');
 }
 
 /**
