@@ -44,6 +44,7 @@ function changeCpq(sim: CpqSimulator) {
 }
 
 const isPage = (l: LogLine) => l.msg === 'page read';
+const isRecordRetry = (l: LogLine) => l.msg === 'could not record the failed run yet; trying again';
 const statuses = async (t: TestDatabase) => (await t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs r ORDER BY r.id`)).map((r) => r.status);
 
 /** The database at `url` as tests read it; its pool closes with the test. */
@@ -183,6 +184,9 @@ describe('process faults', () => {
 
   it('Postgres down for 8 s mid-run (a crash recovery, a failover): the run waits for it to record why it failed, instead of leaving its record running (review DU)', async () => {
     const { run, restart } = await runWhosePostgresStops();
+    // Down 8 s from the run's first try at its record: counted from the stop, a loaded CI's slow
+    // run could meet the server again within its old 3 s of tries, and the test pass on them.
+    await run.waitForLine(isRecordRetry, 30_000);
     await new Promise((resolve) => setTimeout(resolve, 8000));
     const url = await restart();
     const out = await run.exited;
@@ -201,8 +205,9 @@ describe('process faults', () => {
   it('SIGTERM while Postgres is down and the run waits to record its failure: the run stops trying and exits at once, not by force at SHUTDOWN_TIMEOUT (review DZ)', async () => {
     const { run, env, restart } = await runWhosePostgresStops({ SHUTDOWN_TIMEOUT: '20s' });
     // The run fails at once and tries, for half a minute (1 s, 2 s, 4 s, ... apart), to record why;
-    // 3 s in, it is asked to stop.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // once it waits to try again, it is asked to stop. A fixed 3 s could end, on a loaded CI, before
+    // the run had failed, and the signal then tested an ordinary interrupted run.
+    await run.waitForLine(isRecordRetry, 30_000);
     const asked = Date.now();
     run.kill('SIGTERM');
     const out = await run.exited;

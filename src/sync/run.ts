@@ -295,7 +295,9 @@ class SyncRun {
       } catch (err) {
         const timedOut = isStatementTimeout(err);
         const wait = signal?.aborted ? undefined : (timedOut ? timeoutWaits : waits).shift();
-        if (timedOut && wait !== undefined) log.warn({ error: errorMessage(err), waitMs: wait }, 'could not record the failed run yet; trying again');
+        // Said for a lost connection too: the run may wait half a minute for a server coming back,
+        // silent until then (and a test can tell it is waiting).
+        if (wait !== undefined) log.warn({ error: errorMessage(err), waitMs: wait }, 'could not record the failed run yet; trying again');
         if (wait === undefined) {
           const stopping =
             signal?.aborted && this.connectionLost !== undefined ? ': asked to stop, it is left running and the next run marks it abandoned' : '';
