@@ -5,6 +5,8 @@ import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { HEADERS_TIMEOUT_MS, MAX_CONNECTIONS } from '../../src/worker/health-server.js';
 import { SyncWorker } from '../../src/worker/sync-worker.js';
+import { until } from '../helpers/cli-process.js';
+import { untilWaitingForLock } from '../helpers/database.js';
 import { type Harness, it } from '../helpers/harness.js';
 
 const cleanups: (() => unknown)[] = [];
@@ -111,7 +113,9 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     const { port } = await startWorker(h);
     const lock = await lockRuns(h.t.url);
     const flood = Array.from({ length: 60 }, (_, i) => get('127.0.0.1', port, i % 3 === 2 ? '/metrics' : '/readyz'));
-    await new Promise((wake) => setTimeout(wake, 500)); // the requests have reached the worker and wait on the lock
+    // The requests have reached the worker and its health query waits on the lock (a fixed wait
+    // could end, on a loaded machine, before any had, and the checks below pass on an idle worker).
+    await untilWaitingForLock(h.t);
 
     // The sync's pool still answers at once: none of its connections is held by the flood.
     expect(h.t.pool.waitingCount).toBe(0);
@@ -153,10 +157,9 @@ describe('/readyz and /healthz, asked by anyone who reaches the port', () => {
     );
     cleanups.push(() => sockets.forEach((s) => s.destroy()));
     const open = () => sockets.filter((s) => !s.closed).length;
-    await new Promise((wake) => setTimeout(wake, 500));
-    expect(open()).toBeLessThanOrEqual(MAX_CONNECTIONS);
-    await new Promise((wake) => setTimeout(wake, HEADERS_TIMEOUT_MS + 2500));
-    expect(open()).toBe(0);
+    // Those over the limit are closed at once, well before the headers timeout closes the rest.
+    await until(`at most ${MAX_CONNECTIONS} connections open`, () => open() <= MAX_CONNECTIONS, HEADERS_TIMEOUT_MS - 500);
+    await until('every idle connection closed by the server', () => open() === 0, HEADERS_TIMEOUT_MS + 10_000);
     expect((await get('127.0.0.1', port, '/healthz')).status).toBe(200);
   });
 
