@@ -71,6 +71,12 @@ describe('exact JSON, generated texts', () => {
     fc.assert(fc.property(damaged, readsAsTheOracle), { numRuns: runs });
   });
 
+  it('a key said twice with copies that differ reads as its last copy (a damaged text the soak found)', () => {
+    const text = '{"\u{10000}"\r\n:9007199254740990,\t"12345678901234567890":0,"12345678901234567890":0e0}';
+    readsAsTheOracle(text);
+    expect(comparable(parseExactJson(text))).toEqual({ '\u{10000}': 9007199254740990, '12345678901234567890': { literal: '0e0' } });
+  });
+
   it('a record kept as sent means what the stringified record means', () => {
     fc.assert(
       fc.property(jsonText, (text) => {
