@@ -66,6 +66,10 @@ function shed(entry: yauzl.Entry): yauzl.Entry {
 /** yauzl's reader of a local file header, which its type declarations leave out. */
 type LocalHeaderReader = (entry: yauzl.Entry, options: { minimal: true }, callback: (err: Error | null, header?: { fileDataStart: number }) => void) => void;
 
+/** yauzl's reader of the archive file and its cursor past the last central directory record read, which its type declarations leave out. */
+type CursorReader = { read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null, bytesRead: number) => void): void };
+const CENTRAL_DIRECTORY_RECORD = 0x02014b50;
+
 /** yauzl's messages, said in terms of what was wrong with the archive. */
 function describeOpenError(err: Error): string {
   const message = err.message;
@@ -157,6 +161,11 @@ export class ZipArchive {
       }
       users.push({ name, format: kind.format, uncompressedSize: entry.uncompressedSize, compressedSize: entry.compressedSize, entry });
     }
+    // yauzl stops after the entry count of the end record: one damaged byte of it (2 read as 1)
+    // ended the directory early and dropped the entries after that count unseen (a soak found it).
+    if (await this.directoryGoesOn()) {
+      throw new ArchiveError(`the archive's central directory holds more entries than its end record counts (${this.zip.entryCount}); refused as damaged`);
+    }
     // Entries of up to RATIO_CHECK_MIN_BYTES each are not held to the ratio one by one, so, held
     // to it together: 999 of 1 MiB of line breaks beside the users made a 1.1 MB download 1 GiB of
     // text to read (36 s of CPU; review DL).
@@ -195,6 +204,20 @@ export class ZipArchive {
         throw new ArchiveError(`entries ${before.name} and ${span.name} share bytes of the archive (overlapping entries); refused as a possible zip bomb`);
       }
     }
+  }
+
+  /** Whether another central directory record follows the last one yauzl read (the end record's count said fewer). */
+  private directoryGoesOn(): Promise<boolean> {
+    const zip = this.zip as unknown as { reader: CursorReader; readEntryCursor: number };
+    const at = zip.readEntryCursor;
+    if (at + 4 > this.zip.fileSize) return Promise.resolve(false);
+    const signature = Buffer.alloc(4);
+    return new Promise((resolve, reject) => {
+      zip.reader.read(signature, 0, 4, at, (err, bytesRead) => {
+        if (err) reject(new ArchiveError(describeOpenError(err)));
+        else resolve(bytesRead === 4 && signature.readUInt32LE(0) === CENTRAL_DIRECTORY_RECORD);
+      });
+    });
   }
 
   /** Where an entry's compressed data starts: after its local header, whose name and extra field lengths may differ from the central directory's. */

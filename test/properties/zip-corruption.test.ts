@@ -116,4 +116,24 @@ describe('a zip export with one byte damaged', () => {
     },
     propertyTimeout(60_000),
   );
+
+  it('an end record counting one entry fewer than the central directory holds is refused, not read short (found by a soak)', async () => {
+    const written = [
+      { name: 'users.jsonl', text: '{{{{"{', compress: true },
+      { name: 'part-2.json', text: '{é{é{{{é{{{', compress: false },
+    ];
+    const archive = await archiveOf(written, false);
+    const file = join(dir, 'short-count.zip');
+    expect(await readEntries(archive, file)).toEqual([
+      { format: 'jsonl', text: '{{{{"{' },
+      { format: 'json', text: '{é{é{{{é{{{' },
+    ]);
+    // The end of central directory record (no comment: the last 22 bytes); its total entry count is at offset 10.
+    const eocd = archive.length - 22;
+    expect(archive.readUInt32LE(eocd)).toBe(0x06054b50);
+    const damaged = Buffer.from(archive);
+    damaged.writeUInt16LE(1, eocd + 10);
+    expect(await readEntries(damaged, file)).toBe('failed');
+    await rm(file, { force: true });
+  });
 });
