@@ -36,8 +36,11 @@ export const NUM_RUNS_FROM_ENV = Number(process.env.FC_NUM_RUNS ?? '') || undefi
  */
 export function runs(ci: number, testTimeoutMs: number): fc.Parameters<unknown> {
   const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true };
-  // Stop (shrinking included) before vitest's timeout would, so that a failure is still reported with its seed.
-  return { numRuns: NUM_RUNS_FROM_ENV ?? ci, plugins: [fc.interruptAfterTimeLimit(testTimeoutMs - 20_000)], ...replay };
+  // Stop (shrinking included) before vitest's timeout would, so that a failure is still reported
+  // with its seed. A deep run (FC_NUM_RUNS) stopped so fails: it would pass with fewer cases than
+  // it asked for, in silence.
+  const timeLimit = fc.interruptAfterTimeLimit(testTimeoutMs - 20_000, { failOnInterrupt: NUM_RUNS_FROM_ENV !== undefined });
+  return { numRuns: NUM_RUNS_FROM_ENV ?? ci, plugins: [timeLimit], ...replay };
 }
 
 /**

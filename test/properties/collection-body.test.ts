@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { JsonItemsParser, RepeatedPagingFieldError, TwoItemsError, cutCollectionBody } from '../../src/cpq/json-items.js';
 import { parseExactJson, parseExactRecord } from '../../src/exact-json.js';
+import { propertyTimeout, runs } from './arbitraries.js';
 import { writeInChunks } from './chunks.js';
 import { comparable, jsonText, space, stringLiteral } from './json-texts.js';
 
@@ -15,7 +16,8 @@ import { comparable, jsonText, space, stringLiteral } from './json-texts.js';
  * value; cut into chunks anywhere, as a zip entry arrives, the items and texts are the same.
  */
 
-const runs = Number(process.env.FC_NUM_RUNS ?? 200);
+// The shared settings: FC_NUM_RUNS, FC_SEED and FC_PATH (a failure's replay), a time limit that reports.
+const settings = runs(200, propertyTimeout(120_000));
 
 /** JSON.parse's verdict (duplicate keys allowed: the last one wins). */
 function valid(text: string): boolean {
@@ -90,7 +92,7 @@ describe('a JSON page cut into its items', () => {
         for (const r of records)
           if (r !== 'invalid' && r.storedAsSent !== undefined) expect(comparable(parseExactJson(r.storedAsSent))).toEqual(comparable(r.value));
       }),
-      { numRuns: runs },
+      settings,
     );
   });
 
@@ -100,7 +102,7 @@ describe('a JSON page cut into its items', () => {
         fc.pre(valid(text) && text.split('"items"').length === 2 && !text.includes('it\\u0065ms') && hasMores <= 1);
         expect(cutCollectionBody(text)).toBeDefined();
       }),
-      { numRuns: runs },
+      settings,
     );
   });
 
@@ -119,7 +121,7 @@ describe('a JSON page cut into its items', () => {
           expect(read(text, cuts)).toEqual(read(text, []));
         },
       ),
-      { numRuns: runs },
+      settings,
     );
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseExactJson } from '../../src/exact-json.js';
 import { normalizeUser } from '../../src/normalize/user-record.js';
 import { RawJson } from '../../src/simulator/index.js';
-import { type Json, anyJson, anyText, num, runs, wireText } from './arbitraries.js';
+import { type Json, anyJson, anyText, num, propertyTimeout, runs, wireText } from './arbitraries.js';
 
 /*
  * The content digest says whether a user changed: the same content restated (keys in another
@@ -125,7 +125,7 @@ describe('content digest', () => {
           values: sent.values,
         });
       }),
-      runs(300, 60_000),
+      runs(300, propertyTimeout(120_000)),
     );
   });
 
@@ -146,7 +146,7 @@ describe('content digest', () => {
         fc.pre(!('refused' in before) && !('refused' in after));
         expect((after as { contentHash: string }).contentHash).not.toBe((before as { contentHash: string }).contentHash);
       }),
-      runs(200, 60_000),
+      runs(200, propertyTimeout(120_000)),
     );
   });
 
@@ -176,7 +176,7 @@ describe('content digest', () => {
         // Of two copies equal but for a form, the same one counts whatever their order (a group's last one did until review DC).
         expect((sent(other, own) as { contentHash: string }).contentHash).toBe((earlierOtherForm as { contentHash: string }).contentHash);
       }),
-      runs(200, 60_000),
+      runs(200, propertyTimeout(120_000)),
     );
   });
 });

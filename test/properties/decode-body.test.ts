@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeBody } from '../../src/cpq/http-bodies.js';
-import { runs } from './arbitraries.js';
+import { propertyTimeout, runs } from './arbitraries.js';
 
 /*
  * A response's text from its bytes and its Content-Type's charset (reviews CV, CX, CZ): UTF-8
@@ -40,7 +40,7 @@ describe('decoding a response body', () => {
       fc.property(unicode, fc.constantFrom(LATIN1, 'application/json', 'application/json; charset=utf-8'), (text, contentType) => {
         expect(decodeBody(Buffer.from(text, 'utf8'), contentType, URL)).toBe(text);
       }),
-      runs(500, 60_000),
+      runs(500, propertyTimeout(120_000)),
     );
   });
 
@@ -58,7 +58,7 @@ describe('decoding a response body', () => {
         else if (holdsUtf8Character(bytes)) expect(decode).toThrow(AMBIGUOUS);
         else expect(decode()).toBe(new TextDecoder('windows-1252').decode(bytes));
       }),
-      runs(500, 60_000),
+      runs(500, propertyTimeout(120_000)),
     );
   });
 
@@ -101,7 +101,7 @@ describe('decoding a response body', () => {
           expect(decodeBody(utf16(text, order, bom), `application/json; charset=${label}`, URL)).toBe(text);
         },
       ),
-      runs(500, 60_000),
+      runs(500, propertyTimeout(120_000)),
     );
     // An odd number of bytes is no UTF-16: refused naming the charset, not read with U+FFFD.
     expect(() => decodeBody(Buffer.concat([utf16('{"items":[]}', 'le', false), Buffer.from([0x20])]), 'application/json; charset=utf-16le', URL)).toThrow(

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseLossless } from 'lossless-json';
 import { parseExactJson, parseExactRecord, stringifyExactJson } from '../../src/exact-json.js';
 import { compactJsonText } from '../../src/history/exact-text.js';
+import { propertyTimeout, runs } from './arbitraries.js';
 import { comparable, jsonText, literal, oracle } from './json-texts.js';
 
 /*
@@ -16,7 +17,8 @@ import { comparable, jsonText, literal, oracle } from './json-texts.js';
 // Strings that look like numbers, dates among them: they must stay strings.
 const nearby = fc.constantFrom('"2024-03-19T01:31:00.000Z"', '"1.50"', '"-0"', '"1e5"', '"x\\"1.0"', '"12345678901234567"');
 
-const runs = Number(process.env.FC_NUM_RUNS ?? 300);
+// The shared settings: FC_NUM_RUNS, FC_SEED and FC_PATH (a failure's replay), a time limit that reports.
+const settings = runs(300, propertyTimeout(120_000));
 
 describe('exact JSON, generated literals', () => {
   it('a number literal comes back as written, alone, in an array or in an object', () => {
@@ -26,7 +28,7 @@ describe('exact JSON, generated literals', () => {
           expect(stringifyExactJson(parseExactJson(text))).toBe(text);
         }
       }),
-      { numRuns: runs },
+      settings,
     );
   });
 });
@@ -44,7 +46,7 @@ function readsAsTheOracle(text: string) {
 
 describe('exact JSON, generated texts', () => {
   it('reads every text as JSON.parse does, each number exact, and refuses what JSON.parse refuses', () => {
-    fc.assert(fc.property(jsonText, readsAsTheOracle), { numRuns: runs });
+    fc.assert(fc.property(jsonText, readsAsTheOracle), settings);
   });
 
   it('compactJsonText (how exports write jsonb) drops the whitespace between tokens and nothing else', () => {
@@ -56,7 +58,7 @@ describe('exact JSON, generated texts', () => {
         // No whitespace left outside strings: the same text with its strings taken out has none.
         expect(compact.replace(/"(?:[^"\\]|\\.)*"/g, '""')).not.toMatch(/[ \t\r\n]/);
       }),
-      { numRuns: runs },
+      settings,
     );
     expect(compactJsonText('{"a": "say \\"hi there\\" now"}')).toBe('{"a":"say \\"hi there\\" now"}');
   });
@@ -68,7 +70,7 @@ describe('exact JSON, generated texts', () => {
         const i = at % (text.length + 1);
         return text.slice(0, i) + insert + text.slice(i + (cut % 3));
       });
-    fc.assert(fc.property(damaged, readsAsTheOracle), { numRuns: runs });
+    fc.assert(fc.property(damaged, readsAsTheOracle), settings);
   });
 
   it('a key said twice with copies that differ reads as its last copy (a damaged text the soak found)', () => {
@@ -86,7 +88,7 @@ describe('exact JSON, generated texts', () => {
         expect(storedAsSent).toBe(text);
         expect(parseLossless(storedAsSent)).toEqual(parseLossless(stringifyExactJson(value)));
       }),
-      { numRuns: runs },
+      settings,
     );
   });
 });

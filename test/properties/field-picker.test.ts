@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CPQ_USER_FIELDS, FieldPicker, MAPPED_FIELD_KEYS, canonicalize } from '../../src/cpq/user-fields.js';
-import { runs } from './arbitraries.js';
+import { propertyTimeout, runs } from './arbitraries.js';
 
 const CANONICAL_NAMES = [...new Set([...Object.keys(CPQ_USER_FIELDS), 'login', 'groups', 'items', 'variableName', 'value', 'displayValue'])];
 
@@ -26,7 +26,7 @@ describe('FieldPicker', () => {
           expect(picker.pick(record)).toEqual(names.map((name) => canonical.get(name)));
         },
       ),
-      runs(500, 60_000),
+      runs(500, propertyTimeout(120_000)),
     );
   });
 });
