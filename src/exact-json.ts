@@ -378,11 +378,21 @@ export function displayValue(value: unknown): string | undefined {
 }
 
 /** A value as errors about records show it: a number's literal, a string quoted (40 characters at most), "an object". */
+/**
+ * The first `units` UTF-16 units of `text`, one fewer when the cut would split a surrogate pair:
+ * half of one is shown escaped (\ud83d), which names a lone surrogate the text does not hold.
+ */
+export function headOf(text: string, units: number): string {
+  const code = text.charCodeAt(units - 1);
+  const next = text.charCodeAt(units);
+  return code >= 0xd800 && code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff ? text.slice(0, units - 1) : text.slice(0, units);
+}
+
 export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   const digits = displayValue(value);
   if (digits !== undefined) return digits;
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${headOf(value, 40)}…` : value);
   if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
   return typeof value; // a function or a symbol: nothing a JSON parser produces

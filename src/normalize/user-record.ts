@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import {
   countValue,
   describeValue,
+  headOf,
   integerValue,
   isJsonObject,
   isLosslessNumber,
@@ -800,7 +801,7 @@ function usableLogin(login: unknown): login is string {
 
 /** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
 function shown(text: string): string {
-  const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
+  const cut = text.length > 100 ? `${headOf(text, 100)}…` : text;
   return cut.replace(
     // eslint-disable-next-line no-control-regex -- escaping control characters is what this does
     /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
