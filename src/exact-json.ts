@@ -388,6 +388,16 @@ export function headOf(text: string, units: number): string {
   return code >= 0xd800 && code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff ? text.slice(0, units - 1) : text.slice(0, units);
 }
 
+/** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
+export function shownName(text: string): string {
+  const cut = text.length > 100 ? `${headOf(text, 100)}…` : text;
+  return cut.replace(
+    // eslint-disable-next-line no-control-regex -- escaping control characters is what this does
+    /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   const digits = displayValue(value);

@@ -2,7 +2,7 @@ import { SyncError } from '../errors.js';
 import { canonicalize, loginField } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
-import { countValue, isJsonObject, sentString } from '../exact-json.js';
+import { countValue, isJsonObject, sentString, shownName } from '../exact-json.js';
 import { PagingFields, RepeatedPagingFieldError } from './json-items.js';
 import { PageRecords } from './page-records.js';
 
@@ -197,7 +197,10 @@ function nextAfter(request: CollectionRequest, page: ReadPage, after: Cursor | u
   const key = request.tieBreak !== undefined && isJsonObject(item) ? canonicalize(item).get(request.tieBreak) : undefined;
   const tie = sentString(key) || undefined;
   if (last === after?.login && tie === after.tie) {
-    throw new SyncError('data', `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${last}" again), so paging would not progress`);
+    throw new SyncError(
+      'data',
+      `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${shownName(last)}" again), so paging would not progress`,
+    );
   }
   return tie === undefined ? { login: last } : { login: last, tie };
 }
@@ -223,7 +226,10 @@ class PassedPageEnds {
   check(next: Cursor, url: string): void {
     const key = PassedPageEnds.key(next);
     if (this.ends.has(key)) {
-      throw new SyncError('data', `GET ${url}: CPQ did not honour the login filter (the page ended at "${next.login}" again), so paging would not progress`);
+      throw new SyncError(
+        'data',
+        `GET ${url}: CPQ did not honour the login filter (the page ended at "${shownName(next.login)}" again), so paging would not progress`,
+      );
     }
     this.ends.add(key);
   }

@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import {
   countValue,
   describeValue,
-  headOf,
+  shownName as shown,
   integerValue,
   isJsonObject,
   isLosslessNumber,
@@ -797,16 +797,6 @@ export function recordPlace(companyLogin: string, login: unknown, where: string)
 function usableLogin(login: unknown): login is string {
   // Not a number, however long: {"login": 12345678901234567890} is refused as {"login": 12345} is.
   return (sentString(login)?.trim() ?? '') !== '';
-}
-
-/** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
-function shown(text: string): string {
-  const cut = text.length > 100 ? `${headOf(text, 100)}…` : text;
-  return cut.replace(
-    // eslint-disable-next-line no-control-regex -- escaping control characters is what this does
-    /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
 }
 
 /**
