@@ -505,11 +505,13 @@ function sentField(spec: UserField): fc.Arbitrary<SentField> {
 }
 
 /**
- * A name as the run's errors show it (src/normalize/user-record.ts): at most 100 UTF-16 units,
- * control characters and unpaired surrogates as \u escapes.
+ * A name as the run's errors show it (shownName, src/exact-json.ts): at most 100 UTF-16 units
+ * (99 when the 100th begins a surrogate pair: a pair is never cut in half), control characters
+ * and unpaired surrogates as \u escapes.
  */
 export function shownInError(text: string): string {
-  const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
+  const splitsPair = /^[\ud800-\udbff][\udc00-\udfff]$/.test(text.slice(99, 101));
+  const cut = text.length > 100 ? `${text.slice(0, splitsPair ? 99 : 100)}…` : text;
   return cut.replace(
     // eslint-disable-next-line no-control-regex -- control characters are what errors escape
     /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
