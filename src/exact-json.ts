@@ -377,7 +377,6 @@ export function displayValue(value: unknown): string | undefined {
   return literal === undefined ? undefined : shortLiteral(literal);
 }
 
-/** A value as errors about records show it: a number's literal, a string quoted (40 characters at most), "an object". */
 /**
  * The first `units` UTF-16 units of `text`, one fewer when the cut would split a surrogate pair:
  * half of one is shown escaped (\ud83d), which names a lone surrogate the text does not hold.
@@ -398,6 +397,7 @@ export function shownName(text: string): string {
   );
 }
 
+/** A value as errors about records show it: a number's literal, a string quoted (40 characters at most), "an object". */
 export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   const digits = displayValue(value);
