@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import {
   countValue,
   describeValue,
-  shownName as shown,
+  shownName,
   integerValue,
   isJsonObject,
   isLosslessNumber,
@@ -417,7 +417,7 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
     if (spellings.length > 1)
       return reader.fail(
         field,
-        `has items in ${spellings.length} spellings (${spellings.map((k) => `"${shown(k)}"`).join(', ')}); refused rather than take one`,
+        `has items in ${spellings.length} spellings (${spellings.map((k) => `"${shownName(k)}"`).join(', ')}); refused rather than take one`,
       );
   }
   reader.keepExtras(ITEMS, value, field, String);
@@ -758,7 +758,7 @@ function tooDeep(reader: FieldReader, record: Record<string, unknown>): never {
     const depth = nestingDepth(record[key]);
     if (depth > most) [deepest, most] = [key, depth];
   }
-  return reader.fail(deepest === undefined ? '(record)' : shown(deepest), 'is nested too deeply to be stored');
+  return reader.fail(deepest === undefined ? '(record)' : shownName(deepest), 'is nested too deeply to be stored');
 }
 
 /** How many arrays and objects deep `value` goes, by a walk of its own (no recursion: this is for values too deep for one). */
@@ -781,7 +781,7 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
   // one fast scan, then the walk names the field (and rules out an escaped backslash).
   if (raw.includes('\\u')) {
     const bad = findUnstorable(record, '');
-    if (bad) reader.fail(shown(bad.path), bad.problem);
+    if (bad) reader.fail(shownName(bad.path), bad.problem);
   }
   return raw;
 }
@@ -791,7 +791,7 @@ function rawJson(reader: FieldReader, record: Record<string, unknown>): string {
  * login is one normalizeUser takes (text, not blank), else only `where`.
  */
 export function recordPlace(companyLogin: string, login: unknown, where: string): string {
-  return usableLogin(login) ? `user "${companyLogin}/${shown(login)}" (${where})` : where;
+  return usableLogin(login) ? `user "${companyLogin}/${shownName(login)}" (${where})` : where;
 }
 
 function usableLogin(login: unknown): login is string {
