@@ -387,6 +387,15 @@ export function headOf(text: string, units: number): string {
   return code >= 0xd800 && code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff ? text.slice(0, units - 1) : text.slice(0, units);
 }
 
+/** The last `units` UTF-16 units of `text`, one fewer when the cut would split a surrogate pair (as headOf). */
+export function tailOf(text: string, units: number): string {
+  const start = text.length - units;
+  if (start <= 0) return text;
+  const code = text.charCodeAt(start);
+  const before = text.charCodeAt(start - 1);
+  return code >= 0xdc00 && code <= 0xdfff && before >= 0xd800 && before <= 0xdbff ? text.slice(start + 1) : text.slice(start);
+}
+
 /** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
 export function shownName(text: string): string {
   const cut = text.length > 100 ? `${headOf(text, 100)}…` : text;

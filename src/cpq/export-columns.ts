@@ -1,4 +1,4 @@
-import { LosslessNumber, MAX_RECORD_VALUES } from '../exact-json.js';
+import { LosslessNumber, MAX_RECORD_VALUES, shownName } from '../exact-json.js';
 import { CPQ_USER_FIELDS, canonicalFieldName, isChoice, type FieldKind } from './user-fields.js';
 
 /*
@@ -71,10 +71,10 @@ const LEAF_OF_KIND: Record<FieldKind, Leaf> = {
 function leafOf(name: string, path: string[]): Leaf {
   const top = canonicalFieldName(path[0]!);
   if (top !== undefined && NOT_IN_CSV.has(top)) {
-    throw new ExportColumnsError(`column "${name}": ${top} cannot be given in a CSV export (groups can, as one ;-separated column)`);
+    throw new ExportColumnsError(`column "${shownName(name)}": ${top} cannot be given in a CSV export (groups can, as one ;-separated column)`);
   }
   if (top === 'groups') {
-    if (path.length > 1) throw new ExportColumnsError(`column "${name}": groups are one column named groups holding ;-separated variable names`);
+    if (path.length > 1) throw new ExportColumnsError(`column "${shownName(name)}": groups are one column named groups holding ;-separated variable names`);
     return 'groupList';
   }
   const kind = top === undefined ? undefined : KIND_OF.get(top);
@@ -87,7 +87,7 @@ function leafOf(name: string, path: string[]): Leaf {
     return path.length === 2 && part === 'value' ? LEAF_OF_KIND[kind] : 'text';
   }
   if (kind !== undefined || top === 'login')
-    throw new ExportColumnsError(`column "${name}": ${top} is not an object, so it has no "${path.slice(1).join('.')}"`);
+    throw new ExportColumnsError(`column "${shownName(name)}": ${top} is not an object, so it has no "${shownName(path.slice(1).join('.'))}"`);
   return 'text';
 }
 
@@ -139,12 +139,11 @@ export function exportColumns(header: readonly string[]): ExportColumns {
     const name = raw.trim();
     if (name === '') throw new ExportColumnsError(`column ${index + 1} has no name`);
     const path = name.split('.', MAX_DOTTED_PARTS + 1);
-    if (path.length > MAX_DOTTED_PARTS)
-      throw new ExportColumnsError(`column "${name.length > 80 ? `${name.slice(0, 80)}…` : name}" nests more than ${MAX_DOTTED_PARTS} levels deep; refused`);
-    if (path.some((p) => p === '')) throw new ExportColumnsError(`column "${name}" has an empty part in its dotted name`);
+    if (path.length > MAX_DOTTED_PARTS) throw new ExportColumnsError(`column "${shownName(name)}" nests more than ${MAX_DOTTED_PARTS} levels deep; refused`);
+    if (path.some((p) => p === '')) throw new ExportColumnsError(`column "${shownName(name)}" has an empty part in its dotted name`);
     const unsafe = path.find((p) => PROTOTYPE_NAMES.has(p.toLowerCase()));
     if (unsafe !== undefined)
-      throw new ExportColumnsError(`column "${name}": "${unsafe}" is not accepted as a field name (it names JavaScript's prototype chain)`);
+      throw new ExportColumnsError(`column "${shownName(name)}": "${unsafe}" is not accepted as a field name (it names JavaScript's prototype chain)`);
     const leaf = leafOf(name, path);
     // Objects are grouped case-insensitively (Status.value + status.displayValue is one object),
     // and a name may not both hold a value and be an object.
@@ -158,8 +157,8 @@ export function exportColumns(header: readonly string[]): ExportColumns {
         if (last || existing.children === undefined) {
           throw new ExportColumnsError(
             existing.column.toLowerCase() === name.toLowerCase()
-              ? `columns "${existing.column}" and "${name}" name the same field`
-              : `columns "${existing.column}" and "${name}" conflict: one is inside the other`,
+              ? `columns "${shownName(existing.column)}" and "${shownName(name)}" name the same field`
+              : `columns "${shownName(existing.column)}" and "${shownName(name)}" conflict: one is inside the other`,
           );
         }
         parents.push(existing.key);

@@ -1,5 +1,5 @@
 import { errorMessage } from '../errors.js';
-import { TooComplexError } from '../exact-json.js';
+import { TooComplexError, headOf, tailOf } from '../exact-json.js';
 
 /**
  * What an entry of CPQ's zip export holds, decided by its name only. Names are labels here,
@@ -31,9 +31,9 @@ export function entryKind(name: string): EntryKind {
   return format ? { kind: 'users', format } : { kind: 'unknown' };
 }
 
-/** An entry name fit for a one-line error message: quoted, control characters escaped, long names shortened. */
+/** An entry name fit for a one-line error message: quoted, control characters escaped, long names shortened to head and tail (never half a surrogate pair). */
 export function quoteEntryName(name: string): string {
-  return JSON.stringify(name.length > 120 ? `${name.slice(0, 60)}…${name.slice(-40)}` : name);
+  return JSON.stringify(name.length > 120 ? `${headOf(name, 60)}…${tailOf(name, 40)}` : name);
 }
 
 /** The content of an entry does not follow its format; the message names the place (line or item). */
