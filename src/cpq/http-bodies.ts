@@ -1,4 +1,5 @@
 import { SyncError, oneLine, printable } from '../errors.js';
+import { headOf } from '../exact-json.js';
 
 /*
  * Reading CPQ's response bodies within limits, and describing them (and network failures) in one
@@ -75,7 +76,7 @@ export function redactCredentials(text: string, authorizations: Iterable<string>
 }
 
 export function describeBody(text: string, contentType: string | null): string {
-  const head = oneLine(text.slice(0, 60));
+  const head = oneLine(headOf(text, 60));
   if (text.trim() === '') return 'an empty body';
   if (/html/i.test(contentType ?? '') || /^\s*</.test(text)) return `an HTML page ("${head}…")`;
   return `"${head}${text.length > 60 ? '…' : ''}"`;

@@ -1,4 +1,4 @@
-import { MAX_BODY_VALUES, TooComplexError, parseExactJsonPart, parseExactRecord } from '../exact-json.js';
+import { MAX_BODY_VALUES, TooComplexError, parseExactJsonPart, parseExactRecord, shownName } from '../exact-json.js';
 import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type ItemTextSink, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
@@ -300,7 +300,7 @@ export class JsonItemsParser {
         try {
           this.key = JSON.parse(text) as string;
         } catch {
-          throw new EntryContentError(`a key of the collection body is not a valid JSON string (${text.slice(0, 40)})`);
+          throw new EntryContentError(`a key of the collection body is not a valid JSON string (${shownName(text)})`);
         }
         this.state = State.Colon;
         return;
