@@ -158,6 +158,12 @@ describe('cpq-sync status', () => {
     // One warning: the line is that warning alone, with no "(and 0 more…)" (review EK, mutant ST8).
     await h.t.query(`UPDATE cpq.sync_runs SET warnings = $1::jsonb WHERE id = $2`, [JSON.stringify(['the only warning']), good.runId]);
     expect((await status(h)).stdout.split('\n').filter((l) => l.includes('warned:'))).toEqual([`  run ${good.runId} warned: the only warning`]);
+    // A long warning is cut at 200 characters, never inside an emoji: here its 199th and 200th UTF-16 units are one.
+    await h.t.query(`UPDATE cpq.sync_runs SET warnings = $1::jsonb WHERE id = $2`, [
+      JSON.stringify([`${'w'.repeat(198)}\u{1f600}${'x'.repeat(50)}`]),
+      good.runId,
+    ]);
+    expect((await status(h)).stdout.split('\n').filter((l) => l.includes('warned:'))).toEqual([`  run ${good.runId} warned: ${'w'.repeat(198)}…`]);
   });
 
   it('the exit code follows the last run that ended on its own: interrupted and running runs are passed over', async ({ startHarness }) => {

@@ -5,6 +5,7 @@ import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
 import { durationSetting } from '../config-env.js';
 import { printable } from '../errors.js';
+import { headOf } from '../exact-json.js';
 import { textTable } from '../text-table.js';
 import { readRunHealth, type RunHealth } from './run-health.js';
 
@@ -215,8 +216,9 @@ const when = (text: string | null) =>
 
 const table = (header: string[], rows: string[][], rightAligned: Set<number>) => textTable(header, rows, rightAligned).map((l) => `  ${l}`);
 
+/** `text` in at most `max` characters, the last an ellipsis; never half an emoji (headOf). */
 function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+  return text.length <= max ? text : `${headOf(text, max - 1)}…`;
 }
 
 /**
