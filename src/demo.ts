@@ -2,11 +2,14 @@ import { ConfigError, loadConfig, type AppConfig, type SiteConfig } from './conf
 import { openDatabase } from './db/connect.js';
 import { markDemoDatabase, readHoldsCpqTables, readIsDemoDatabase } from './db/sql/demo-database.js';
 import { readSiteNames } from './db/sql/read-site-names.js';
+import { headOf } from './exact-json.js';
 import type { Logger } from './logger.js';
 import { CpqSimulator } from './simulator/index.js';
 import { runSites } from './sync/run-sites.js';
 import type { RunResult } from './sync/run-types.js';
+import { textTable } from './text-table.js';
 
+/** Query rows as a terminal table (textTable), each cell at most 48 characters. */
 function table(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
   const columns = Object.keys(rows[0]!);
@@ -21,11 +24,14 @@ function table(rows: Record<string, unknown>[]): string {
             : typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v === undefined
               ? String(v)
               : typeof v;
-    return text.length > 48 ? `${text.slice(0, 47)}…` : text;
+    return text.length > 48 ? `${headOf(text, 47)}…` : text;
   };
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ');
-  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
+  return textTable(
+    columns,
+    rows.map((r) => columns.map((c) => cell(r[c]))),
+    new Set(),
+    { rule: true },
+  ).join('\n');
 }
 
 const SAMPLE_QUERY = `SELECT site, company_login, count(*) AS users,

@@ -16,6 +16,8 @@ describe('cpq-sync demo', () => {
     expect(demo.stdout).toMatch(/site americas, run \d+: full/);
     // The operator's database: named as given (no "cpq_demo"), and kept for the demo alone (review Y).
     expect(demo.stdout).not.toContain('cpq_demo');
+    // The sample query as a table: its header, a rule under it, a row per site and company.
+    expect(demo.stdout).toMatch(/\nsite +company_login +users +admins +integration\n-+ {2}-+ {2}-+ {2}-+ {2}-+\namericas +_host +\d+ +\d+ +\d+\n/);
     expect(demo.stdout).toMatch(
       /\nThe data stays in \S+\. Sync a real site into another database: a run into this one would mix it with the simulated sites\.\n+$/,
     );
