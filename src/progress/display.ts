@@ -10,7 +10,8 @@ export function progressWanted(logFormat: 'auto' | 'json' | 'pretty', out: { isT
 }
 
 const BAR_WIDTH = 24;
-const number = (n: number) => Math.round(n).toLocaleString('en-US');
+/** A count as `1,234`. */
+export const formatCount = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /** Seconds as `42s`, `3m 05s`, `1h 02m`. */
 export function formatDuration(seconds: number): string {
@@ -30,21 +31,42 @@ interface Shown {
 }
 
 /**
+ * How far a count is: `[█████░░░░░]  4,000 of 10,000  1,234 users/s  5s left`, `done` when all
+ * came; without a total (or none yet), no bar, only the count: `3,000 users  1,500 users/s`.
+ */
+export function countText(done: number, total: number | null, seconds: number, unit: string): string {
+  const rate = done / Math.max(0.001, seconds);
+  if (total === null || total <= 0) return `${formatCount(done)} ${unit}  ${formatCount(rate)} ${unit}/s`;
+  const fraction = Math.min(1, done / total);
+  const filled = Math.round(fraction * BAR_WIDTH);
+  const bar = `[${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}]`;
+  const left = done >= total ? 'done' : rate > 0 ? `${formatDuration((total - done) / rate)} left` : '';
+  return `${bar}  ${formatCount(done)} of ${formatCount(total)}  ${formatCount(rate)} ${unit}/s  ${left}`.trimEnd();
+}
+
+/**
  * One stream's line: `companies/_host  [█████░░░░░]  4,000 of 10,000  1,234 users/s  5s left`.
  * Without totalResults (a zip export, a site that does not send it) there is no bar, only the count.
  */
 export function streamLine(report: Readonly<StreamReport>, startedAt: number, now: number, nameWidth: number, label = report.stream): string {
-  const seconds = Math.max(0.001, (now - startedAt) / 1000);
-  const rate = report.received / seconds;
   // A stream is named after its company, as CPQ spells it: printable, so it cannot act on the terminal.
-  const name = printable(label).padEnd(nameWidth);
-  const total = report.totalResults;
-  if (total === null || total <= 0) return `${name}  ${number(report.received)} users  ${number(rate)} users/s`;
-  const fraction = Math.min(1, report.received / total);
-  const filled = Math.round(fraction * BAR_WIDTH);
-  const bar = `[${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}]`;
-  const left = report.received >= total ? 'done' : rate > 0 ? `${formatDuration((total - report.received) / rate)} left` : '';
-  return `${name}  ${bar}  ${number(report.received)} of ${number(total)}  ${number(rate)} users/s  ${left}`.trimEnd();
+  return `${printable(label).padEnd(nameWidth)}  ${countText(report.received, report.totalResults, (now - startedAt) / 1000, 'users')}`;
+}
+
+/**
+ * Where log lines go while a display shows (`showing`): printed above its lines by the next
+ * redraw; otherwise straight to `out`. Each write must be whole lines (pino-pretty writes one
+ * entry at a time).
+ */
+export function logAbove(bars: MultiBar, out: NodeJS.WritableStream, showing: () => boolean): Writable {
+  return new Writable({
+    write: (chunk: Buffer | string, _encoding, done) => {
+      const text = chunk.toString();
+      if (!showing()) out.write(text);
+      else bars.log(text.endsWith('\n') ? text : `${text}\n`);
+      done();
+    },
+  });
 }
 
 /**
@@ -127,19 +149,9 @@ export class ProgressDisplay implements ProgressSink {
     );
   }
 
-  /**
-   * Where log lines go while the display shows: printed above the stream lines. Each write must
-   * be whole lines (pino-pretty writes one entry at a time).
-   */
+  /** Where log lines go while the display shows: printed above the stream lines (logAbove). */
   logStream(): Writable {
-    return new Writable({
-      write: (chunk: Buffer | string, _encoding, done) => {
-        const text = chunk.toString();
-        if (this.stopped || this.shown.size === 0) this.out.write(text);
-        else this.bars.log(text.endsWith('\n') ? text : `${text}\n`);
-        done();
-      },
-    });
+    return logAbove(this.bars, this.out, () => !this.stopped && this.shown.size > 0);
   }
 
   /** Draws the last state of every line and gives the terminal back. */
