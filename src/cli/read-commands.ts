@@ -2,7 +2,8 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config.js';
 import { instantArgument } from '../date-time.js';
 import { rethrowAsSyncError } from '../errors.js';
-import type { ExportFormat } from '../history/export.js';
+import type { ChangesExport, ExportFormat } from '../history/export.js';
+import type { Logger } from '../logger.js';
 import { command, requireKnownSites } from './command.js';
 
 /** The commands that read what was synced: the runs (status), the change log (changes) and snapshots (snapshot). They never migrate. */
@@ -57,6 +58,8 @@ export function registerReadCommands(program: Command): void {
           const { openDatabase } = await import('../db/connect.js');
           const { requireMigrated } = await import('../db/migrate.js');
           const { exportChanges, parseAfter, parseSince } = await import('../history/export.js');
+          // Not progress/index.js: what run's summary needs (its query, its table) stays unloaded.
+          const { exportProgress } = await import('../progress/export-display.js');
           const { writeOutput } = await import('../output.js');
           if ((opts.after === undefined) === (opts.since === undefined))
             throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
@@ -66,17 +69,26 @@ export function registerReadCommands(program: Command): void {
             // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
             await requireMigrated(database.pool);
             await requireKnownSites(database.pool, opts.site);
-            const { changes, watermark } = await writeOutput(
-              opts.out,
-              (out) => exportChanges(database.pool, from, opts.format, out, opts.site ?? []),
-              (r) => ({
-                kind: 'changes',
-                format: opts.format,
-                rows: r.changes,
-                from: opts.after !== undefined ? { after: opts.after } : { since: opts.since },
-                watermark: r.watermark,
-              }),
-            );
+            // To a file from a terminal: a line redrawn in place (rows, rate, time left), then a summary.
+            const terminal = exportProgress(config, opts.out, process.stderr);
+            let written: ChangesExport;
+            try {
+              written = await writeOutput(
+                opts.out,
+                (out) => exportChanges(database.pool, from, opts.format, out, opts.site ?? [], terminal?.display),
+                (r) => ({
+                  kind: 'changes',
+                  format: opts.format,
+                  rows: r.changes,
+                  from: opts.after !== undefined ? { after: opts.after } : { since: opts.since },
+                  watermark: r.watermark,
+                }),
+              );
+              await terminal?.display.finish();
+            } finally {
+              terminal?.display.stop();
+            }
+            const { changes, watermark } = written;
             log.debug({ changes, watermark }, 'change log written');
             // Last, and only once every row is written: a consumer stores it with the rows it loaded.
             process.stderr.write(`watermark: ${watermark}\n`);
@@ -107,6 +119,8 @@ export function registerReadCommands(program: Command): void {
           const { openDatabase } = await import('../db/connect.js');
           const { requireMigrated } = await import('../db/migrate.js');
           const { exportSnapshot, sitesWithLiveRuns } = await import('../history/export.js');
+          // Not progress/index.js: what run's summary needs (its query, its table) stays unloaded.
+          const { exportProgress } = await import('../progress/export-display.js');
           const { writeOutput } = await import('../output.js');
           const { readDatabaseNow } = await import('../db/sql/read-database-now.js');
           const given = opts.asOf === undefined ? undefined : instantArgument(opts.asOf);
@@ -129,34 +143,45 @@ export function registerReadCommands(program: Command): void {
             const asOf = given ?? now;
             // A live run's changes may take effect before asOf once committed: named below (sitesWithLiveRuns).
             const locked = await sitesWithLiveRuns(database.pool, asOf, opts.site ?? []);
-            const warnInProgress = (inProgress: { site: string; id: string; started_at: Date }[]) => {
+            const warnInProgress = (inProgress: { site: string; id: string; started_at: Date }[], on: Logger) => {
               for (const run of inProgress.filter((r) => locked.has(r.site))) {
-                log.warn(
+                on.warn(
                   { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
                   `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
                 );
               }
             };
             const adminRights = opts.adminRights === true;
-            const { runs, rows, later } = await writeOutput(
-              opts.out,
-              (out) =>
-                exportSnapshot(database.pool, asOf, opts.format, out, {
-                  withRaw: opts.withRaw === true,
-                  adminRights,
-                  sites: opts.site ?? [],
-                  onRunsInProgress: warnInProgress,
+            // To a file from a terminal: a line redrawn in place (rows, rate), then a summary.
+            const terminal = exportProgress(config, opts.out, process.stderr);
+            let written: Awaited<ReturnType<typeof exportSnapshot>>;
+            try {
+              written = await writeOutput(
+                opts.out,
+                (out) =>
+                  exportSnapshot(database.pool, asOf, opts.format, out, {
+                    withRaw: opts.withRaw === true,
+                    adminRights,
+                    sites: opts.site ?? [],
+                    // Logged while the line shows: printed above it.
+                    onRunsInProgress: (inProgress) => warnInProgress(inProgress, terminal?.log ?? log),
+                    ...(terminal ? { progress: terminal.display } : {}),
+                  }),
+                (r) => ({
+                  kind: 'snapshot',
+                  format: opts.format,
+                  rows: r.rows,
+                  ...(adminRights ? { of: 'admin rights' } : {}),
+                  asOf: asOf.toISOString(),
+                  runs: r.runs,
+                  ...(r.later.length > 0 ? { sitesLeftOut: r.later.map((l) => l.site) } : {}),
                 }),
-              (r) => ({
-                kind: 'snapshot',
-                format: opts.format,
-                rows: r.rows,
-                ...(adminRights ? { of: 'admin rights' } : {}),
-                asOf: asOf.toISOString(),
-                runs: r.runs,
-                ...(r.later.length > 0 ? { sitesLeftOut: r.later.map((l) => l.site) } : {}),
-              }),
-            );
+              );
+              await terminal?.display.finish();
+            } finally {
+              terminal?.display.stop();
+            }
+            const { runs, rows, later } = written;
             // Left out, not "none of its users": said where the reader of the file looks (its manifest) and here.
             for (const { site, first } of later) {
               log.warn(

@@ -20,6 +20,15 @@ import { compactJsonText } from './exact-text.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
 
+/**
+ * Told of an export's rows as they are written (the terminal's display, src/progress): the total
+ * when the export knows it without counting, then the rows written so far after each batch.
+ */
+export interface ExportProgress {
+  expect(total: number): void;
+  written(rows: number): void;
+}
+
 const BATCH = 2000;
 
 /** What a spreadsheet runs as a formula when a cell begins with it (OWASP's CSV injection rule). */
@@ -55,6 +64,7 @@ async function streamRows(
   { columns, cursor }: { columns: readonly TextColumn[]; cursor: Cursor<(string | null)[]> },
   format: ExportFormat,
   out: Writable,
+  progress?: ExportProgress,
 ): Promise<number> {
   const keys = columns.map((c) => `${JSON.stringify(c.name)}:`);
   const terminal = (out as { isTTY?: boolean }).isTTY === true;
@@ -97,6 +107,8 @@ async function streamRows(
       // JSON escapes C0 controls but not DEL and C1 (U+009B is CSI to some terminals): to a
       // terminal, those are written as \u escapes too, which leave the JSON the same value.
       await write(out, `${terminal && format === 'jsonl' ? text.replace(C1_CONTROLS, (c) => `\\u00${c.charCodeAt(0).toString(16)}`) : text}\n`);
+      // Once a batch, not a row: the display keeps the number and redraws on its own timer.
+      progress?.written(count);
     }
   } finally {
     // A read still in flight (the output failed meanwhile) is let finish before the portal is closed,
@@ -147,6 +159,7 @@ export async function exportChanges(
   format: ExportFormat,
   out: Writable,
   sites: readonly string[] = [],
+  progress?: ExportProgress,
 ): Promise<ChangesExport> {
   return inReadOnlySnapshot(pool, async (client) => {
     if ('after' in from) {
@@ -162,10 +175,27 @@ export async function exportChanges(
     if ('runId' in from && !(await runExists(client, from.runId))) {
       throw new SyncError('config', `--since ${from.runId}: this database has no run ${from.runId} (cpq.sync_runs): is this the database it was read from?`);
     }
+    // The total from the runs' counters, a row per run: a count of the change log itself would read
+    // what the export reads. Known for --after only; --since's runs are chosen in the export's query.
+    if (progress && 'after' in from) progress.expect(await changesLoggedAfter(client, from.after, sites));
     await evaluateWithoutJit(client);
-    const changes = await streamRows(openChangeLog(client, from, sites), format, out);
+    const changes = await streamRows(openChangeLog(client, from, sites), format, out, progress);
     return { changes, watermark: await readLastWatermark(client) };
   });
+}
+
+/**
+ * How many change rows the committed runs after the watermark `after` (of `sites`, or of every
+ * site) logged: each run counts its inserts, updates, deletions and restores as it logs them, a
+ * row each (cpq.sync_runs), and the change log keeps its rows for good (a retention redacts them).
+ */
+async function changesLoggedAfter(client: pg.PoolClient, after: string, sites: readonly string[]): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(
+    `SELECT coalesce(sum(users_inserted + users_updated + users_deleted + users_restored), 0)::text AS n
+     FROM cpq.sync_runs WHERE commit_seq > $1 AND (cardinality($2::text[]) = 0 OR site = ANY($2::text[]))`,
+    [after, sites],
+  );
+  return Number(rows[0]!.n);
 }
 
 export interface SnapshotRun {
@@ -222,6 +252,8 @@ export interface SnapshotOptions {
    * a moment before it began (a run committing in between is in the snapshot, not running).
    */
   onRunsInProgress?: (runs: { site: string; id: string; started_at: Date }[]) => void | Promise<void>;
+  /** Told of the rows as they are written. No total: only a count of the users present, as long as the export's read, would give one. */
+  progress?: ExportProgress;
 }
 
 /**
@@ -266,6 +298,6 @@ export async function exportSnapshot(
     // user's aggregates. (cpq.admin_rights_as_of sets this for itself too, for reports of its own.)
     await joinWithoutNestedLoops(client);
     const rows = options.adminRights ? openAdminRights(client, { asOf, runIds }) : openSnapshot(client, { asOf, runIds, withRaw: options.withRaw ?? false });
-    return { runs, rows: await streamRows(rows, format, out), later };
+    return { runs, rows: await streamRows(rows, format, out, options.progress), later };
   });
 }

@@ -6,6 +6,7 @@ import { ProgressDisplay, progressWanted } from './display.js';
 import { formatSummary, type RunTotals } from './summary.js';
 
 export { ProgressDisplay, formatDuration, progressWanted, streamLine } from './display.js';
+export { ExportDisplay, exportLine, exportProgress, exportSummary } from './export-display.js';
 export { formatSummary } from './summary.js';
 
 /** The log message of each page read: a line per page would scroll the display away, so it goes to debug while it shows. */
