@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it as plainIt } from 'vitest';
-import { exportLine, exportSummary } from '../src/progress/index.js';
+import { ExportDisplay, exportLine, exportSummary } from '../src/progress/index.js';
 import { BIN, cli } from './helpers/cli-process.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';
@@ -59,6 +60,23 @@ describe('the line of an export, and its summary', () => {
     // A file's name as typed, control characters and all, cannot act on the terminal.
     expect(exportLine('a\x1b[2Jb.csv', 0, null, started, started)).toBe('a\\x1b[2Jb.csv  0 rows  0 rows/s  0s elapsed');
     expect(exportSummary('users.csv', 12_345, 4_096_000, 3.21)).toBe('wrote 12,345 rows (4,096,000 bytes) to users.csv in 3.2 s\n');
+  });
+});
+
+describe('the end of an export', () => {
+  plainIt('a file gone from under the display once in place (moved by another process) fails nothing: the summary leaves out its size', async () => {
+    const out = Object.assign(new PassThrough(), { isTTY: true, columns: 200 });
+    let drawn = '';
+    out.on('data', (d: Buffer) => (drawn += d.toString()));
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-export-progress-'));
+    try {
+      const display = new ExportDisplay(out, join(dir, 'moved.csv'));
+      display.written(2000);
+      await display.finish();
+      expect(drawn.replace(ANSI, '')).toMatch(new RegExp(`wrote 2,000 rows to ${escaped(join(dir, 'moved.csv'))} in \\d+\\.\\d s\n$`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -18,8 +18,9 @@ export function exportLine(file: string, rows: number, total: number | null, sta
 }
 
 /** The line left once an export is in place: `wrote 12,345 rows (4,096,000 bytes) to users.csv in 3.2 s`. */
-export function exportSummary(file: string, rows: number, bytes: number, seconds: number): string {
-  return `wrote ${formatCount(rows)} rows (${formatCount(bytes)} bytes) to ${printable(file)} in ${seconds.toFixed(1)} s\n`;
+export function exportSummary(file: string, rows: number, bytes: number | undefined, seconds: number): string {
+  const size = bytes === undefined ? '' : ` (${formatCount(bytes)} bytes)`;
+  return `wrote ${formatCount(rows)} rows${size} to ${printable(file)} in ${seconds.toFixed(1)} s\n`;
 }
 
 /**
@@ -77,7 +78,11 @@ export class ExportDisplay implements ExportProgress {
   /** The export is in place: the line gives way to the summary, with the file's size. */
   async finish(): Promise<void> {
     const seconds = (Date.now() - this.startedAt) / 1000;
-    const { size } = await stat(this.file);
+    // The export is done: a file gone from under it already (moved by another process) must not fail it, only its size go unsaid.
+    const size = await stat(this.file).then(
+      (s) => s.size,
+      () => undefined,
+    );
     this.stop();
     this.out.write(exportSummary(this.file, this.rows, size, seconds));
   }
