@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gate } from '../helpers/cli-process.js';
+import { propertyTimeout, runs } from './arbitraries.js';
 import { casesSettled } from './running-cases.js';
 
 /*
@@ -10,6 +11,18 @@ import { casesSettled } from './running-cases.js';
  * the test to let it go (a gate), not for a sleep that must outlast the limit.
  */
 const TIME_LIMIT_MS = 5_000;
+
+/** Each test's timeout: CI's default (vitest.config.ts), an hour under FC_NUM_RUNS as for every property. */
+const TIMEOUT = propertyTimeout(120_000);
+
+/**
+ * The shared settings (FC_NUM_RUNS, FC_SEED), with the time limit these tests are about in place
+ * of runs()' own: that one is the test timeout's and fails a deep run it interrupts, where here an
+ * interruption is the point. No FC_PATH: the cases ignore their values, and a path would replay one.
+ */
+function givingUpAfterTimeLimit(ci: number): fc.Parameters<unknown> {
+  return { ...runs(ci, TIMEOUT), path: undefined, plugins: [fc.interruptAfterTimeLimit(TIME_LIMIT_MS)] };
+}
 
 /** fc.assert with a bound on its own wait: a time limit that never interrupts fails the test (not the test timeout). */
 async function assertWithin(run: Promise<void>, what: string): Promise<void> {
@@ -34,7 +47,7 @@ const turn = () => new Promise((r) => setImmediate(r));
  * The plugin test/setup/property-cases.ts installs for every property (no wrapper in the test):
  * casesSettled waits for a case fast-check's time limit gave up on.
  */
-describe('a case the time limit gave up on', () => {
+describe('a case the time limit gave up on', { timeout: TIMEOUT }, () => {
   it('goes on after fc.assert returns, and casesSettled waits for its end (clean-up included)', async () => {
     let started = 0;
     let ended = 0;
@@ -52,7 +65,7 @@ describe('a case the time limit gave up on', () => {
               ended++;
             }
           }),
-          { numRuns: 5, plugins: [fc.interruptAfterTimeLimit(TIME_LIMIT_MS)] },
+          givingUpAfterTimeLimit(5),
         ),
         'the time limit did not give up on the second case',
       );
@@ -81,7 +94,7 @@ describe('a case the time limit gave up on', () => {
             failed = true;
             throw new Error('planted failure after the time limit');
           }),
-          { numRuns: 5, plugins: [fc.interruptAfterTimeLimit(TIME_LIMIT_MS)] },
+          givingUpAfterTimeLimit(5),
         ),
         'the time limit did not give up on the second case',
       );
@@ -94,11 +107,16 @@ describe('a case the time limit gave up on', () => {
   });
 
   it('a synchronous property still runs synchronously, and its failure is still reported', () => {
-    expect(() => fc.assert(fc.property(fc.nat(), (n) => n >= 0))).not.toThrow();
+    expect(() =>
+      fc.assert(
+        fc.property(fc.nat(), (n) => n >= 0),
+        runs(100, TIMEOUT),
+      ),
+    ).not.toThrow();
     expect(() =>
       fc.assert(
         fc.property(fc.nat(), (n) => n < 0),
-        { numRuns: 3 },
+        runs(3, TIMEOUT),
       ),
     ).toThrow(/Property failed/);
   });
