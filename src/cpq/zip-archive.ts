@@ -69,6 +69,10 @@ type LocalHeaderReader = (entry: yauzl.Entry, options: { minimal: true }, callba
 /** yauzl's reader of the archive file and its cursor past the last central directory record read, which its type declarations leave out. */
 type CursorReader = { read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null, bytesRead: number) => void): void };
 const CENTRAL_DIRECTORY_RECORD = 0x02014b50;
+const END_RECORD = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+const END_RECORD_SIZE = 22;
+const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
+const ZIP64_LOCATOR_SIZE = 20;
 
 /** yauzl's messages, said in terms of what was wrong with the archive. */
 function describeOpenError(err: Error): string {
@@ -163,9 +167,9 @@ export class ZipArchive {
     }
     // yauzl stops after the entry count of the end record: one damaged byte of it (2 read as 1)
     // ended the directory early and dropped the entries after that count unseen (a soak found it).
-    if (await this.directoryGoesOn()) {
-      throw new ArchiveError(`the archive's central directory holds more entries than its end record counts (${this.zip.entryCount}); refused as damaged`);
-    }
+    // The directory must end where the end records begin: looking for one more record there was
+    // not enough, as a second damaged byte, in that record's signature, hid it.
+    await this.checkDirectoryEnd();
     // Entries of up to RATIO_CHECK_MIN_BYTES each are not held to the ratio one by one, so, held
     // to it together: 999 of 1 MiB of line breaks beside the users made a 1.1 MB download 1 GiB of
     // text to read (36 s of CPU; review DL).
@@ -206,16 +210,44 @@ export class ZipArchive {
     }
   }
 
-  /** Whether another central directory record follows the last one yauzl read (the end record's count said fewer). */
-  private directoryGoesOn(): Promise<boolean> {
-    const zip = this.zip as unknown as { reader: CursorReader; readEntryCursor: number };
-    const at = zip.readEntryCursor;
-    if (at + 4 > this.zip.fileSize) return Promise.resolve(false);
-    const signature = Buffer.alloc(4);
+  /**
+   * Refuses a central directory that does not end where the end records begin (the zip64 end
+   * record when a zip64 locator precedes the end record, as yauzl reads it; else the end record):
+   * whatever lies between, more directory records or other bytes, was not read, and writers put
+   * the end records right after the directory.
+   */
+  private async checkDirectoryEnd(): Promise<void> {
+    const at = (this.zip as unknown as { readEntryCursor: number }).readEntryCursor;
+    const size = this.zip.fileSize;
+    // As yauzl finds the end record: the last signature at least 22 bytes from the end, within the
+    // largest comment of it, and the zip64 locator's signature right before it.
+    const tailLength = Math.min(size, ZIP64_LOCATOR_SIZE + END_RECORD_SIZE + 0xffff);
+    const tail = await this.readAt(size - tailLength, tailLength);
+    const end = tail.lastIndexOf(END_RECORD, tailLength - END_RECORD_SIZE);
+    if (end < 0) throw new ArchiveError(describeOpenError(new Error('end of central directory record signature not found')));
+    const zip64 = end >= ZIP64_LOCATOR_SIZE && tail.readUInt32LE(end - ZIP64_LOCATOR_SIZE) === ZIP64_LOCATOR_SIGNATURE;
+    const expected = zip64 ? Number(tail.readBigUInt64LE(end - ZIP64_LOCATOR_SIZE + 8)) : size - tailLength + end;
+    if (at === expected) return;
+    const record = zip64 ? 'zip64 end record' : 'end record';
+    const why =
+      at > expected
+        ? 'its last entry runs into them'
+        : at + 4 <= size && (await this.readAt(at, 4)).readUInt32LE(0) === CENTRAL_DIRECTORY_RECORD
+          ? `it holds more entries than its ${record} counts (${this.zip.entryCount})`
+          : `bytes that are no entry of it lie between (its ${record} counts ${this.zip.entryCount})`;
+    throw new ArchiveError(
+      `the archive's central directory ends at byte ${at}, not at byte ${expected} where its end records begin: ${why}; refused as damaged`,
+    );
+  }
+
+  /** `length` bytes of the archive file from `position` (fewer at its end). */
+  private readAt(position: number, length: number): Promise<Buffer> {
+    const reader = (this.zip as unknown as { reader: CursorReader }).reader;
+    const buffer = Buffer.alloc(length);
     return new Promise((resolve, reject) => {
-      zip.reader.read(signature, 0, 4, at, (err, bytesRead) => {
+      reader.read(buffer, 0, length, position, (err, bytesRead) => {
         if (err) reject(new ArchiveError(describeOpenError(err)));
-        else resolve(bytesRead === 4 && signature.readUInt32LE(0) === CENTRAL_DIRECTORY_RECORD);
+        else resolve(buffer.subarray(0, bytesRead));
       });
     });
   }

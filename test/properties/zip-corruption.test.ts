@@ -15,6 +15,9 @@ import { propertyTimeout, runs } from './arbitraries.js';
  * entry of the same format: the name only labels errors.)
  */
 
+const CENTRAL_RECORD = Buffer.from([0x50, 0x4b, 0x01, 0x02]);
+const ZIP64_END_RECORD = Buffer.from([0x50, 0x4b, 0x06, 0x06]);
+
 const LIMITS = { maxBytes: 1 << 20, maxEntries: 100, maxRatio: 1000, maxTotalBytes: 1 << 22 };
 
 let dir: string;
@@ -31,12 +34,12 @@ interface Written {
   compress: boolean;
 }
 
-/** The archive yazl writes of these entries (and a folder), as bytes. */
-async function archiveOf(entries: Written[], folder: boolean): Promise<Buffer> {
+/** The archive yazl writes of these entries (and a folder), as bytes; zip64: its zip64 extra fields and end records, whatever the sizes. */
+async function archiveOf(entries: Written[], folder: boolean, zip64 = false): Promise<Buffer> {
   const zip = new ZipFile();
   if (folder) zip.addEmptyDirectory('data/');
-  for (const e of entries) zip.addBuffer(Buffer.from(e.text), e.name, { compress: e.compress, mtime: new Date(Date.UTC(2026, 0, 1)) });
-  zip.end();
+  for (const e of entries) zip.addBuffer(Buffer.from(e.text), e.name, { compress: e.compress, mtime: new Date(Date.UTC(2026, 0, 1)), forceZip64Format: zip64 });
+  zip.end({ forceZip64Format: zip64, comment: '' });
   const parts: Buffer[] = [];
   for await (const part of zip.outputStream as AsyncIterable<Buffer>) parts.push(part);
   return Buffer.concat(parts);
@@ -134,6 +137,40 @@ describe('a zip export with one byte damaged', () => {
     const damaged = Buffer.from(archive);
     damaged.writeUInt16LE(1, eocd + 10);
     expect(await readEntries(damaged, file)).toBe('failed');
+    await rm(file, { force: true });
+  });
+
+  it.each([
+    ['a plain archive', false],
+    ['a zip64 archive (the count in its zip64 end record)', true],
+  ])('%s: a count one short and the record after it damaged too is refused, naming where the directory ends', async (_, zip64) => {
+    const written = [
+      { name: 'users.jsonl', text: '{"a":1}', compress: false },
+      { name: 'part-2.json', text: '{"b":2}', compress: true },
+    ];
+    const archive = await archiveOf(written, false, zip64);
+    const file = join(dir, `short-count-and-signature-${zip64}.zip`);
+    expect(await readEntries(archive, file)).toEqual([
+      { format: 'jsonl', text: '{"a":1}' },
+      { format: 'json', text: '{"b":2}' },
+    ]);
+    const damaged = Buffer.from(archive);
+    // The count yauzl reads: the end record's (offset 10), or the zip64 end record's (offset 32).
+    if (zip64) damaged.writeUInt32LE(1, damaged.indexOf(ZIP64_END_RECORD) + 32);
+    else damaged.writeUInt16LE(1, damaged.length - 22 + 10);
+    // The second central directory record no longer starts with its signature: the check that
+    // looked for another record after the count found none, and part-2.json went unread.
+    const second = damaged.indexOf(CENTRAL_RECORD, damaged.indexOf(CENTRAL_RECORD) + 4);
+    damaged[second + 3]! ^= 0x40;
+    await writeFile(file, damaged);
+    const archiveRead = await ZipArchive.open(file, LIMITS);
+    try {
+      await expect(archiveRead.userEntries()).rejects.toThrow(
+        new RegExp(`^the archive's central directory ends at byte ${second}, not at byte \\d+ where its end records begin`),
+      );
+    } finally {
+      archiveRead.close();
+    }
     await rm(file, { force: true });
   });
 });
