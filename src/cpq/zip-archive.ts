@@ -1,5 +1,6 @@
 import type yauzl from 'yauzl';
-import type { Readable } from 'node:stream';
+import { close, fstat, open as openFile, read } from 'node:fs';
+import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { USER_ENTRY_EXTENSIONS, entryKind, quoteEntryName, type UserEntryFormat } from './zip-entry-kind.js';
 
@@ -69,6 +70,10 @@ type LocalHeaderReader = (entry: yauzl.Entry, options: { minimal: true }, callba
 /** yauzl's reader of the archive file and its cursor past the last central directory record read, which its type declarations leave out. */
 type CursorReader = { read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null, bytesRead: number) => void): void };
 const CENTRAL_DIRECTORY_RECORD = 0x02014b50;
+const FLAG_DATA_DESCRIPTOR = 0x0008;
+const DATA_DESCRIPTOR = 0x08074b50;
+/** How much of an entry's data one read of the file takes. */
+const READ_CHUNK_BYTES = 64 * 1024;
 const END_RECORD = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
 const END_RECORD_SIZE = 22;
 const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
@@ -95,23 +100,77 @@ function describeReadError(name: string, err: Error & { code?: string }): string
 }
 
 export class ZipArchive {
+  /** Where the central directory starts (yauzl's cursor before it reads the first record). */
+  private readonly directoryStart: number;
+
   private constructor(
     private readonly zip: yauzl.ZipFile,
     private readonly limits: ArchiveLimits,
   ) {
     // Errors arrive through the promises below; this keeps a late one from being an unhandled 'error' event.
     zip.on('error', () => undefined);
+    this.directoryStart = (zip as unknown as { readEntryCursor: number }).readEntryCursor;
   }
 
   static async open(path: string, limits: ArchiveLimits): Promise<ZipArchive> {
     // Loaded here, not at start-up: only zip runs read an archive.
-    const { open } = (await import('yauzl')).default;
+    const { fromRandomAccessReader, RandomAccessReader } = (await import('yauzl')).default;
+    const fd = await new Promise<number>((resolve, reject) => openFile(path, 'r', (err, opened) => (err ? reject(err) : resolve(opened))));
+    let size: number;
+    try {
+      size = await new Promise<number>((resolve, reject) => fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats.size))));
+    } catch (err) {
+      close(fd, () => undefined);
+      throw err;
+    }
+    /*
+     * yauzl's own file reader, but refusing a read outside the file: a zip64 offset is 8 bytes, and
+     * one damaged high byte points past 2^53, where fs.read throws instead of calling back. Thrown
+     * inside yauzl's callbacks, it escaped as an uncaught exception and the read never settled.
+     */
+    class BoundedReader extends RandomAccessReader {
+      override _readStreamForRange(start: number, end: number): Readable {
+        // Not fs.createReadStream on the shared descriptor: destroying one (an entry read stopped
+        // early) closes the descriptor, whatever autoClose says.
+        let at = start;
+        return new Readable({
+          read() {
+            const length = Math.min(READ_CHUNK_BYTES, end - at);
+            if (length <= 0) {
+              this.push(null);
+              return;
+            }
+            read(fd, Buffer.alloc(length), 0, length, at, (err, bytesRead, buffer) => {
+              if (err) this.destroy(err);
+              else if (bytesRead === 0)
+                this.push(null); // the file ended early: yauzl's byte count says so
+              else {
+                at += bytesRead;
+                this.push(buffer.subarray(0, bytesRead));
+              }
+            });
+          },
+        });
+      }
+      override read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null, bytesRead?: number) => void) {
+        if (!Number.isSafeInteger(position) || position < 0 || position + length > size) {
+          setImmediate(() => callback(new Error(`an offset points outside the archive's ${size} bytes, to byte ${position}`)));
+          return;
+        }
+        read(fd, buffer, offset, length, position, (err, bytesRead) => callback(err, bytesRead));
+      }
+      override close(callback: (err: Error | null) => void) {
+        close(fd, callback);
+      }
+    }
     return new Promise((resolve, reject) => {
-      open(
-        path,
+      fromRandomAccessReader(
+        new BoundedReader(),
+        size,
         { lazyEntries: true, autoClose: false, decodeStrings: true, validateEntrySizes: true, strictFileNames: false },
         (err, zip: yauzl.ZipFile | undefined) => {
           if (err || !zip) {
+            close(fd, () => undefined);
             reject(new ArchiveError(describeOpenError(err ?? new Error('unknown error'))));
             return;
           }
@@ -184,7 +243,7 @@ export class ZipArchive {
         `the archive holds no user entry (${USER_ENTRY_EXTENSIONS.join(', ')})${others ? `, only ${others} folder or metadata entries` : ''}`,
       );
     }
-    await this.checkNoOverlap(all);
+    await this.checkEntriesTile(all);
     return users;
   }
 
@@ -193,12 +252,17 @@ export class ZipArchive {
    * well-formed archive each entry has bytes of its own, while a zip bomb of the overlapping kind
    * points many entries at one run of compressed data, so that each entry passes the per-entry
    * bounds and the archive as a whole expands without limit.
+   *
+   * And refuses bytes between one entry and the next (or the central directory) other than the
+   * entry's data descriptor, when it says what the central directory says: writers put entries
+   * one after another, and a central record whose sizes were damaged to say less (zeros: a stored
+   * entry then reads as empty, the CRC-32 of nothing being 0) leaves its data unread there.
    */
-  private async checkNoOverlap(entries: yauzl.Entry[]) {
-    const spans: { start: number; end: number; name: string }[] = [];
+  private async checkEntriesTile(entries: yauzl.Entry[]) {
+    const spans: { start: number; end: number; name: string; entry: yauzl.Entry }[] = [];
     for (const entry of entries) {
       const dataStart = await this.dataStart(entry);
-      spans.push({ start: entry.relativeOffsetOfLocalHeader, end: dataStart + entry.compressedSize, name: quoteEntryName(entry.fileName) });
+      spans.push({ start: entry.relativeOffsetOfLocalHeader, end: dataStart + entry.compressedSize, name: quoteEntryName(entry.fileName), entry });
     }
     spans.sort((a, b) => a.start - b.start);
     for (let i = 1; i < spans.length; i++) {
@@ -207,6 +271,18 @@ export class ZipArchive {
       if (span.start < before.end) {
         throw new ArchiveError(`entries ${before.name} and ${span.name} share bytes of the archive (overlapping entries); refused as a possible zip bomb`);
       }
+    }
+    for (let i = 0; i < spans.length; i++) {
+      const span = spans[i]!;
+      const next = spans[i + 1]?.start ?? this.directoryStart;
+      const gap = next - span.end;
+      if (gap === 0 && (span.entry.generalPurposeBitFlag & FLAG_DATA_DESCRIPTOR) === 0) continue;
+      if (gap > 0 && gap <= 24 && (span.entry.generalPurposeBitFlag & FLAG_DATA_DESCRIPTOR) !== 0 && describes(await this.readAt(span.end, gap), span.entry))
+        continue;
+      const what = i + 1 < spans.length ? `the next entry (${spans[i + 1]!.name})` : 'the central directory';
+      throw new ArchiveError(
+        `entry ${span.name} ends at byte ${span.end}, but ${what} begins at byte ${next}: the ${gap} bytes between are not its data descriptor as its central directory record describes it; refused as damaged`,
+      );
     }
   }
 
@@ -343,6 +419,19 @@ export class ZipArchive {
   close() {
     if (this.zip.isOpen) this.zip.close();
   }
+}
+
+/**
+ * Whether `bytes` are a data descriptor of `entry` as its central record describes it: CRC-32 and
+ * both sizes, with or without the descriptor's signature, the sizes in 4 bytes or (zip64) 8.
+ */
+function describes(bytes: Buffer, entry: yauzl.Entry): boolean {
+  const body = bytes.length === 16 || bytes.length === 24 ? (bytes.readUInt32LE(0) === DATA_DESCRIPTOR ? bytes.subarray(4) : undefined) : bytes;
+  if (body === undefined || (body.length !== 12 && body.length !== 20)) return false;
+  const wide = body.length === 20;
+  const compressed = wide ? Number(body.readBigUInt64LE(4)) : body.readUInt32LE(4);
+  const uncompressed = wide ? Number(body.readBigUInt64LE(12)) : body.readUInt32LE(8);
+  return body.readUInt32LE(0) === entry.crc32 >>> 0 && compressed === entry.compressedSize && uncompressed === entry.uncompressedSize;
 }
 
 const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
