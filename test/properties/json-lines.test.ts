@@ -9,7 +9,9 @@ import { comparable, jsonText, oracle } from './json-texts.js';
  * A `.jsonl` entry of a zip export: one user per line. Whatever JSON each line holds, with blank
  * lines, \n or \r\n line ends, a byte-order mark, a last line without its line end, and fed in
  * any chunks, the parser reads each line as JSON.parse reads it (every number exact), and refuses
- * the entry naming the first line that is not JSON. A blank line is one String.prototype.trim()
+ * the entry naming the first line that is not JSON. Only \n ends a line (README: \n or \r\n line
+ * ends): a lone \r, at a line's end or before another \r\n, is JSON whitespace inside the line,
+ * which a second value on the same line then makes invalid. A blank line is one String.prototype.trim()
  * empties: JSON's whitespace, and also Unicode's (a no-break space, U+2028), which JSON.parse
  * would refuse; such a line holds no user either way, and is skipped.
  */
@@ -24,7 +26,8 @@ const entry = fc
     fc.array(
       fc.tuple(
         fc.oneof({ weight: 6, arbitrary: lineOfJson }, { weight: 2, arbitrary: blank }, { weight: 1, arbitrary: broken }),
-        fc.constantFrom('\n', '\r\n'),
+        // A lone \r (old Mac line ends) joins the line to the next one; before \r\n it stays in the line.
+        fc.constantFrom('\n', '\r\n', '\r', '\r\r\n'),
       ),
       {
         maxLength: 6,
@@ -39,10 +42,16 @@ const entry = fc
       ),
     ),
   )
-  .map(([bom, lines, last]) => ({
-    text: `${bom ? '\uFEFF' : ''}${lines.map(([line, end]) => line + end).join('')}${last ?? ''}`,
-    lines: [...lines.map(([line]) => line), ...(last === null ? [] : [last])],
-  }));
+  .map(([bom, lines, last]) => ({ bom, text: `${bom ? '\uFEFF' : ''}${lines.map(([line, end]) => line + end).join('')}${last ?? ''}` }));
+
+/**
+ * The lines of an entry as JSON lines defines them, from its text: split at each \n, one \r before
+ * it dropped (a \r\n line end), and the last (a line without its line end, or nothing) kept when not empty.
+ */
+function linesOf(text: string, bom: boolean): string[] {
+  const lines = (bom ? text.slice(1) : text).split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+  return lines.at(-1) === '' ? lines.slice(0, -1) : lines;
+}
 
 /** What the parser reads, in the chunks `cuts` makes: each record comparable, or the line it refuses. */
 function read(text: string, cuts: number[]): unknown[] | { refused: string } {
@@ -62,9 +71,8 @@ describe('a JSON-lines entry', () => {
       fc.assert(
         fc.property(
           entry.chain((e) => fc.tuple(fc.constant(e), chunkCuts(e.text, 5))),
-          ([{ text, lines }, cuts]) => {
-            // A last line's bare \r ends it, as the \r of a \r\n does.
-            const texts = lines.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+          ([{ bom, text }, cuts]) => {
+            const texts = linesOf(text, bom);
             const firstInvalid = texts.findIndex((line) => line.trim() !== '' && oracle(line) === 'invalid');
             const expected = firstInvalid >= 0 ? { refused: `line ${firstInvalid + 1}` } : texts.filter((line) => line.trim() !== '').map(oracle);
             expect(read(text, cuts)).toEqual(expected);
