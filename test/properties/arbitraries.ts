@@ -70,6 +70,32 @@ export const anyText: fc.Arbitrary<string> = fc
   )
   .map((s) => s.replaceAll('\u0000', ''));
 
+/**
+ * Text that makes a name of `prefixLength` units (`u3`, `c_`) run past the 100 UTF-16 units errors
+ * show of it (shownName, src/exact-json.ts): often with a surrogate pair across the cut (units 100
+ * and 101) or beside it, with control characters, line breaks and quotes among the units before;
+ * else simply long, of any text.
+ */
+export function pastTheCut(prefixLength: number): fc.Arbitrary<string> {
+  const unit = fc.constantFrom('a', 'Z', '7', 'é', 'ｶ', ' ', '\n', '\r', '\t', '\u0001', '\u001f', '\u007f', '\u2028', '"', '\\', '.', '[');
+  const pair = fc.constantFrom('\u{1F600}', '\u{10FFFF}', '\u{1D11E}', '\u{20000}');
+  return fc.oneof(
+    {
+      weight: 3,
+      arbitrary: fc
+        // The pair starts at unit 99 (0-based: it would be cut in half), or one unit before or after.
+        .tuple(
+          fc.oneof({ weight: 2, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(-1, 1) }),
+          fc.array(unit, { minLength: 100, maxLength: 100 }),
+          pair,
+          anyText,
+        )
+        .map(([shift, units, astral, tail]) => units.slice(0, 99 + shift - prefixLength).join('') + astral + tail),
+    },
+    { weight: 1, arbitrary: fc.string({ unit: 'grapheme', minLength: 95, maxLength: 140 }).map((s) => s.replaceAll('\u0000', '')) },
+  );
+}
+
 // eslint-disable-next-line @typescript-eslint/no-misused-spread -- ASCII digits: one code point each
 const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: min, maxLength: max });
 
@@ -265,7 +291,7 @@ const unstorableText: fc.Arbitrary<string> = fc
   .map(([a, bad, b]) => a + bad + b);
 
 /** Whether a string holds an unpaired UTF-16 surrogate. */
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** A field's value as CPQ may send it, by the documented rules (valueFor's values all load). */
 function valueFor(spec: UserField): fc.Arbitrary<FieldValue> {
@@ -529,12 +555,22 @@ const recordBreak: fc.Arbitrary<Break> = fc.oneof(
   },
   {
     weight: 1,
-    arbitrary: fc.tuple(anyText, unstorableText, anyJson, fc.constantFrom('value', 'name', 'nested', 'number')).map(([text, bad, other, where]): Break => {
-      const key = where === 'name' ? `c_${bad}` : `c_${text}`;
-      // A number Postgres numeric cannot hold (more than 131072 digits before the point, 16383 after).
-      const value = where === 'value' ? bad : where === 'name' ? other : where === 'number' ? num(text.length % 2 ? '1e999999' : '-1.5E-99999') : [null, bad];
-      return { kind: 'custom', key, value, refused: shownInError(where === 'nested' ? `${key}[1]` : key) };
-    }),
+    arbitrary: fc
+      .tuple(fc.oneof(anyText, pastTheCut(2)), unstorableText, anyJson, fc.constantFrom('value', 'name', 'long name', 'nested', 'number'))
+      .map(([text, bad, other, where]): Break => {
+        // A long name: what Postgres cannot store in it may fall before the cut errors make of it or after.
+        const key = where === 'name' ? `c_${bad}` : where === 'long name' ? `c_${text}${bad}` : `c_${text}`;
+        // A number Postgres numeric cannot hold (more than 131072 digits before the point, 16383 after).
+        const value =
+          where === 'value'
+            ? bad
+            : where === 'name' || where === 'long name'
+              ? other
+              : where === 'number'
+                ? num(text.length % 2 ? '1e999999' : '-1.5E-99999')
+                : [null, bad];
+        return { kind: 'custom', key, value, refused: shownInError(where === 'nested' ? `${key}[1]` : key) };
+      }),
   },
 );
 
@@ -557,7 +593,7 @@ function withBreak<U extends { fields: SentField[]; custom: [string, Json][] }>(
 export function companyUser(index: number, groupCount: number, brokenOneIn = 11): fc.Arbitrary<GeneratedUser> {
   return fc
     .record({
-      suffix: fc.oneof({ weight: 3, arbitrary: fc.constant('') }, { weight: 1, arbitrary: anyText }),
+      suffix: fc.oneof({ weight: 6, arbitrary: fc.constant('') }, { weight: 2, arbitrary: anyText }, { weight: 1, arbitrary: pastTheCut(`u${index}`.length) }),
       fields: fc.subarray(COMPANY_FIELDS).chain((specs) => fc.tuple(...specs.map(sentField))),
       // a second spelling of one field in the same record (lastname and lastName both sent), in about
       // one user in five: fc.option's freq is the odds of none (1 in freq), so { freq: 5 } gave four in five
@@ -567,7 +603,7 @@ export function companyUser(index: number, groupCount: number, brokenOneIn = 11)
       ),
       custom: fc.uniqueArray(
         fc.tuple(
-          anyText.map((k) => `c_${k}`),
+          fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: pastTheCut(2) }).map((k) => `c_${k}`),
           anyJson,
         ),
         { maxLength: 3, selector: ([k]) => k },

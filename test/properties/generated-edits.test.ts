@@ -4,7 +4,7 @@ import { withCpq } from '../../src/config.js';
 import type { ZipExportOptions } from '../../src/simulator/index.js';
 import { runSync } from '../../src/sync/run.js';
 import { snapshotTables, startHarness } from '../helpers/harness.js';
-import { companyUser, integrationUser, propertyTimeout, refusalOf, runs, type GeneratedUser } from './arbitraries.js';
+import { LONE_SURROGATE, companyUser, integrationUser, propertyTimeout, refusalOf, runs, type GeneratedUser } from './arbitraries.js';
 import {
   SITE_COMPANIES,
   addToSimulator,
@@ -155,6 +155,8 @@ describe('generated users edited between runs (property)', () => {
             if (refused.length > 0) {
               expect(outcome, 'the second run is refused').toBeInstanceOf(Error);
               expect((outcome as Error).message, 'one line').not.toContain('\n');
+              // Names past 100 units are cut, a surrogate pair never in half.
+              expect(LONE_SURROGATE.test((outcome as Error).message), 'a lone surrogate in the error').toBe(false);
               expect(await snapshotTables(h.t), 'every table as the first run left it').toEqual(before);
               const [last] = await h.t.query<{ status: string; error: string | null }>(`SELECT status, error FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
               expect(last!.status).toBe('failed');

@@ -6,7 +6,7 @@ import { runSync } from '../../src/sync/run.js';
 import { type Harness, startHarness } from '../helpers/harness.js';
 import { respell, withDecoys, type Spelling } from '../helpers/json-spelling.js';
 import { editPage, scriptRequests } from '../helpers/scripted-pages.js';
-import { propertyTimeout, refusalOf, runs, type GeneratedUser } from './arbitraries.js';
+import { LONE_SURROGATE, propertyTimeout, refusalOf, runs, shownInError, type GeneratedUser } from './arbitraries.js';
 import { SITE_COMPANIES, addToSimulator, expectStored, resetSite, siteCaseOf } from './site.js';
 
 /*
@@ -135,13 +135,13 @@ describe('generated CPQ users (property)', () => {
                 );
                 const message = error.message.split('\n')[0]!;
                 expect(error.message, 'one line').not.toContain('\n');
-                // Errors show control characters as \u escapes (logins here are short enough to be shown whole).
-                // eslint-disable-next-line no-control-regex -- shows the control characters a login holds, so it must match them
-                const shown = (login: string) => login.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-                // A record breaking two rules is refused for whichever its reader meets first.
+                // Names past 100 units are cut, a surrogate pair never in half: the error holds no lone surrogate.
+                expect(LONE_SURROGATE.test(error.message), `a lone surrogate in the error: ${JSON.stringify(error.message)}`).toBe(false);
+                // A record breaking two rules is refused for whichever its reader meets first. Errors show
+                // logins cut at 100 units, control characters as \u escapes.
                 const named = refused.filter(
                   (p) =>
-                    (message.includes(`"${p.company}/${shown(p.user.login)}"`) &&
+                    (message.includes(`"${p.company}/${shownInError(p.user.login)}"`) &&
                       (p.user.fields.some((f) => f.refused !== undefined && message.includes(`field "${f.refused}"`)) ||
                         (p.user.customRefused !== undefined && message.includes(`field "${p.user.customRefused}"`)))) ||
                     // A company that names none is refused before the user's company, and so the user, is known: by its place in the feed.
