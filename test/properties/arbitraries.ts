@@ -168,6 +168,51 @@ export const anyJson: fc.Arbitrary<Json> = fc.letrec<{ value: Json }>((tie) => (
   ),
 })).value;
 
+// ------------------------------------------------------------------ keys said twice
+
+/**
+ * What a value sent with keys said twice means (README: a key written twice counts as its last
+ * copy, as JSON.parse and jsonb read it): the text is a RawJson, so the simulator sends it as it is.
+ */
+const MEANINGS = new WeakMap<RawJson, Json>();
+
+/** An earlier copy of a key: any value, or one the rules refuse or Postgres cannot store, were it the copy read. */
+export const earlierCopy: fc.Arbitrary<Json> = fc.oneof(
+  { weight: 2, arbitrary: anyJson },
+  { weight: 1, arbitrary: fc.constantFrom<Json>('\u0000', 'a\ud800', num('1e999999'), null, {}, [num('1')], true, 'x') },
+);
+
+/** An object with some of its keys said first with another value (and one key it then leaves out said, too: a later copy wins over nothing). */
+const repeatedObject: fc.Arbitrary<Json> = fc
+  .tuple(fc.dictionary(anyText, anyJson, { minKeys: 1, maxKeys: 3 }), fc.array(fc.tuple(fc.nat(), earlierCopy), { minLength: 1, maxLength: 3 }))
+  .map(([object, copies]) => {
+    const keys = Object.keys(object);
+    const earlier = copies.map(([k, value]) => `${JSON.stringify(keys[k % keys.length]!)}:${wireText(value)}`);
+    const text = `{${[...earlier, ...Object.entries(object).map(([k, v]) => `${JSON.stringify(k)}:${wireText(v)}`)].join(',')}}`;
+    const raw = new RawJson(text);
+    MEANINGS.set(raw, object);
+    return raw;
+  });
+
+/** A custom field's value: any JSON, at times an object saying keys twice, alone or inside an array or another object. */
+export const customJson: fc.Arbitrary<Json> = fc.oneof(
+  { weight: 6, arbitrary: anyJson },
+  { weight: 1, arbitrary: repeatedObject },
+  { weight: 1, arbitrary: fc.tuple(anyJson, repeatedObject).map(([other, repeated]): Json => [other, repeated]) },
+  { weight: 1, arbitrary: fc.tuple(anyText, repeatedObject).map(([key, repeated]): Json => ({ [key]: repeated })) },
+);
+
+/** A value as read: every object that says a key twice as its last copies (the reference model's reading). */
+export function lastCopy(value: Json): Json {
+  if (value instanceof RawJson) return MEANINGS.has(value) ? lastCopy(MEANINGS.get(value)!) : value;
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(lastCopy);
+  const out: { [key: string]: Json } = {};
+  for (const [key, item] of Object.entries(value))
+    Object.defineProperty(out, key, { value: lastCopy(item), enumerable: true, writable: true, configurable: true });
+  return out;
+}
+
 // ------------------------------------------------------------------ documented fields
 
 /**
@@ -519,6 +564,13 @@ export interface GeneratedUser {
   customRefused?: string;
   groups: Relation<number>;
   accessPermissions: Relation<PermissionItem>;
+  /**
+   * Keys of the record (as sent: a field's spelling, a custom field's name) said twice, first with
+   * `earlier`, then with the value above, which counts (README: the last copy).
+   */
+  repeats?: { key: string; earlier: Json }[];
+  /** A key every group item, or every permission item, says twice: first with `earlier`, then with its own value. */
+  itemRepeats?: { groups?: { key: string; earlier: Json }; accessPermissions?: { key: string; earlier: Json } };
 }
 
 /** Documented fields a company user can carry (v16 records carry no partyId/partyNumber; oauthClientId makes an integration user). */
@@ -548,7 +600,21 @@ export function shownInError(text: string): string {
 /** What breaks a record: one documented field's value, or a custom field holding (or named with) text, or holding a number, Postgres cannot store. */
 type Break = { kind: 'field'; spec: UserField; broken: FieldValue } | { kind: 'custom'; key: string; value: Json; refused: string };
 
-const recordBreak: fc.Arbitrary<Break> = fc.oneof(
+/**
+ * A break of a record; with `repeats`, also a custom field whose object says a key twice, a value
+ * that can be stored first and the last, which counts, one Postgres cannot store.
+ */
+function recordBreak(repeats: boolean): fc.Arbitrary<Break> {
+  const lastCopyBad: fc.Arbitrary<Break> = fc.tuple(anyText, anyText, anyJson, unstorableText).map(([name, inner, first, bad]): Break => {
+    const raw = new RawJson(`{${JSON.stringify(inner)}:${wireText(first)},${JSON.stringify(inner)}:${JSON.stringify(bad)}}`);
+    MEANINGS.set(raw, { [inner]: bad });
+    const key = `c_${name}`;
+    return { kind: 'custom', key, value: raw, refused: shownInError(`${key}.${inner}`) };
+  });
+  return repeats ? fc.oneof({ weight: 4, arbitrary: anyBreak }, { weight: 1, arbitrary: lastCopyBad }) : anyBreak;
+}
+
+const anyBreak: fc.Arbitrary<Break> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.constantFrom(...COMPANY_FIELDS).chain((spec) => brokenValueFor(spec).map((broken): Break => ({ kind: 'field', spec, broken }))),
@@ -590,7 +656,34 @@ function withBreak<U extends { fields: SentField[]; custom: [string, Json][] }>(
  * `brokenOneIn` breaks a documented rule (the run is refused): a case of many users needs fewer,
  * or most of its cases would test a refusal only.
  */
-export function companyUser(index: number, groupCount: number, brokenOneIn = 11): fc.Arbitrary<GeneratedUser> {
+/** Documented fields the simulator reads itself (to filter, sort, or tell integration users): never said twice, so that it reads them still. */
+const READ_BY_THE_SIMULATOR = new Set(['login', 'dateModified', 'dateAdded', 'partyNumber', 'oauthClientId', 'company', 'groups', 'accessPermissions']);
+
+/** Keys of the record (and of its group and permission items) said twice, chosen among the keys it ends up with. */
+const repeatChoices = fc.record({
+  record: fc.oneof(fc.constant<[number, Json][]>([]), fc.array(fc.tuple(fc.nat(), earlierCopy), { minLength: 1, maxLength: 3 })),
+  groups: fc.option(fc.tuple(fc.constantFrom('variableName', 'label', 'type'), earlierCopy), { freq: 2, nil: undefined }),
+  accessPermissions: fc.option(fc.tuple(fc.constantFrom('type', 'variableName', 'name', 'hasAccess'), earlierCopy), { freq: 2, nil: undefined }),
+});
+
+/** The user with some keys said twice (`repeats`, `itemRepeats`) as `choices` picks them. */
+function withRepeats(user: GeneratedUser, choices: typeof repeatChoices extends fc.Arbitrary<infer C> ? C : never): GeneratedUser {
+  const keys = [...user.fields.filter((f) => !READ_BY_THE_SIMULATOR.has(f.field)).map((f) => f.key), ...user.custom.map(([k]) => k)];
+  const repeats = keys.length === 0 ? [] : choices.record.map(([k, earlier]) => ({ key: keys[k % keys.length]!, earlier }));
+  const item = (c: [string, Json] | undefined) => (c === undefined ? undefined : { key: c[0], earlier: c[1] });
+  const itemRepeats = { groups: item(choices.groups), accessPermissions: item(choices.accessPermissions) };
+  return {
+    ...user,
+    ...(repeats.length > 0 ? { repeats } : {}),
+    ...(itemRepeats.groups || itemRepeats.accessPermissions ? { itemRepeats } : {}),
+  };
+}
+
+/**
+ * `repeats`: custom fields may hold objects saying a key twice, and keys of the record and of its
+ * group and permission items may be said twice (the simulator sends them so; a CSV export cannot).
+ */
+export function companyUser(index: number, groupCount: number, brokenOneIn = 11, repeats = false): fc.Arbitrary<GeneratedUser> {
   return fc
     .record({
       suffix: fc.oneof({ weight: 6, arbitrary: fc.constant('') }, { weight: 2, arbitrary: anyText }, { weight: 1, arbitrary: pastTheCut(`u${index}`.length) }),
@@ -604,13 +697,14 @@ export function companyUser(index: number, groupCount: number, brokenOneIn = 11)
       custom: fc.uniqueArray(
         fc.tuple(
           fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: pastTheCut(2) }).map((k) => `c_${k}`),
-          anyJson,
+          repeats ? customJson : anyJson,
         ),
         { maxLength: 3, selector: ([k]) => k },
       ),
       groups: relation(fc.nat({ max: groupCount - 1 })),
       accessPermissions: relation(permissionItem),
-      broken: fc.oneof({ weight: brokenOneIn - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: recordBreak }),
+      broken: fc.oneof({ weight: brokenOneIn - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: recordBreak(repeats) }),
+      repeated: repeats ? repeatChoices.map((c) => c as typeof c | null) : fc.constant(null),
     })
     .chain((u) => {
       const second = u.second;
@@ -630,7 +724,9 @@ export function companyUser(index: number, groupCount: number, brokenOneIn = 11)
       ...(u.broken?.kind === 'custom' ? { customRefused: u.broken.refused } : {}),
       groups: u.groups,
       accessPermissions: u.accessPermissions,
-    }));
+      repeated: u.repeated,
+    }))
+    .map(({ repeated, ...user }) => (repeated === null ? user : withRepeats(user, repeated)));
 }
 
 const PARTY_FIELDS = USER_FIELDS.filter((spec) => ['partyId', 'partyNumber', 'oauthClientId'].includes(spec.field));
@@ -640,11 +736,11 @@ const PARTY_FIELDS = USER_FIELDS.filter((spec) => ['partyId', 'partyNumber', 'oa
  * that also carries partyId, partyNumber, oauthClientId and company, which only the v19
  * integration-user feed sends. partyNumber and oauthClientId are unique by `index`.
  */
-export function integrationUser(index: number, groupCount: number, brokenOneIn = 11): fc.Arbitrary<GeneratedUser> {
+export function integrationUser(index: number, groupCount: number, brokenOneIn = 11, repeats = false): fc.Arbitrary<GeneratedUser> {
   const [partyId, partyNumber, oauthClientId] = PARTY_FIELDS.map((spec) => spec.field);
   return fc
     .tuple(
-      companyUser(index, groupCount, brokenOneIn),
+      companyUser(index, groupCount, brokenOneIn, repeats),
       fc.tuple(spellingOf(partyId!), valueFor(PARTY_FIELDS.find((p) => p.field === partyId)!)),
       fc.tuple(spellingOf(partyNumber!), spellingOf(oauthClientId!), fc.oneof(fc.constant(''), anyText)),
       anyText,
@@ -689,10 +785,10 @@ const brokenCompany: fc.Arbitrary<{ value: Json; refused: string }> = fc.oneof(
  * An integration user as `integrationUser` makes it, of `companyLogin` (the host or a partner
  * organization), about one in `brokenOneIn` with a company that names none.
  */
-export function integrationUserOf(index: number, groupCount: number, companyLogin: string, brokenOneIn = 11): fc.Arbitrary<GeneratedUser> {
+export function integrationUserOf(index: number, groupCount: number, companyLogin: string, brokenOneIn = 11, repeats = false): fc.Arbitrary<GeneratedUser> {
   return fc
     .tuple(
-      integrationUser(index, groupCount, brokenOneIn),
+      integrationUser(index, groupCount, brokenOneIn, repeats),
       fc.oneof({ weight: brokenOneIn - 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: brokenCompany }),
     )
     .map(([user, broken]) => ({

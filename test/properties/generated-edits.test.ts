@@ -70,7 +70,7 @@ const editCase = siteCase
             { weight: 1, arbitrary: fc.constant<Edit>({ kind: 'delete' }) },
             {
               weight: 3,
-              arbitrary: (p.user.company ? integrationUser(i, groups.length) : companyUser(i, groups.length)).map((user): Edit => ({
+              arbitrary: (p.user.company ? integrationUser(i, groups.length, 11, true) : companyUser(i, groups.length, 11, true)).map((user): Edit => ({
                 kind: 'replace',
                 user: sameKeys(p.user, { ...user, login: p.user.login }),
               })),
@@ -81,7 +81,9 @@ const editCase = siteCase
       // Logins u5 and u6: no generated login of the first run (u0 to u4, with any suffix) is one of them.
       added: fc
         .array(fc.constantFrom(...SITE_COMPANIES), { maxLength: 2 })
-        .chain((companies) => fc.tuple(...companies.map((company, k) => companyUser(5 + k, groups.length).map((user): PlacedUser => ({ company, user }))))),
+        .chain((companies) =>
+          fc.tuple(...companies.map((company, k) => companyUser(5 + k, groups.length, 11, true).map((user): PlacedUser => ({ company, user })))),
+        ),
       second: fc.record({
         full: fc.boolean(),
         // Both runs' CPQ_PAGE_SIZE: pages of a few users (an edited, added or deleted user moves the

@@ -11,6 +11,7 @@ import {
   groupPool,
   integrationUser,
   integrationUserOf,
+  lastCopy,
   relationJson,
   wireText,
   type GeneratedUser,
@@ -70,6 +71,7 @@ function shareLogins(users: PlacedUser[], shares: readonly { from: number; to: n
  * whose models assume so (edits, exports, CSV) take them.
  */
 export function siteCaseOf(wide: boolean): fc.Arbitrary<SiteCase> {
+  // Either way, records may say keys twice (companyUser's `repeats`): JSON pages and zip entries carry them as sent.
   // About a quarter of wide cases refused, as of the narrow ones: more users, each broken less often.
   const brokenOneIn = wide ? 20 : 11;
   const kinds = wide ? ([...SITE_COMPANIES, 'integration', 'partner integration'] as const) : ([...SITE_COMPANIES, 'integration'] as const);
@@ -81,13 +83,13 @@ export function siteCaseOf(wide: boolean): fc.Arbitrary<SiteCase> {
           fc.tuple(
             ...chosen.map((kind, i) =>
               kind === '_host' || kind === 'partner1'
-                ? companyUser(i, groups.length, brokenOneIn).map((user): PlacedUser => ({ company: kind, user }))
+                ? companyUser(i, groups.length, brokenOneIn, true).map((user): PlacedUser => ({ company: kind, user }))
                 : wide
-                  ? integrationUserOf(i, groups.length, kind === 'integration' ? '_host' : 'partner1', brokenOneIn).map((user): PlacedUser => ({
+                  ? integrationUserOf(i, groups.length, kind === 'integration' ? '_host' : 'partner1', brokenOneIn, true).map((user): PlacedUser => ({
                       company: user.company!.loginName,
                       user,
                     }))
-                  : integrationUser(i, groups.length).map((user): PlacedUser => ({ company: '_host', user })),
+                  : integrationUser(i, groups.length, 11, true).map((user): PlacedUser => ({ company: '_host', user })),
             ),
           ),
           wide ? fc.array(fc.record({ from: fc.nat(), to: fc.nat(), same: fc.boolean() }), { maxLength: 2 }) : fc.constant([]),
@@ -118,18 +120,39 @@ function groupJson(groups: readonly GroupDef[]) {
 
 const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess });
 
-/** What follows a record's fields: its custom fields, company, groups and access permissions. */
-function addAfterFields(record: Record<string, Json>, user: GeneratedUser, groups: readonly GroupDef[]): void {
-  for (const [key, value] of user.custom) record[key] = value;
+/**
+ * A value sent after earlier copies of its key: `"key":earlier,…,"key":value` in the record's text.
+ * Not one JSON value, so not made by RawJson's constructor (which checks that it is): the simulator
+ * writes a RawJson's text as it is, after the key it is the value of.
+ */
+function saidTwice(key: string, earlier: readonly Json[], value: Json): RawJson {
+  const text = [...earlier, value].map(wireText).join(`,${JSON.stringify(key)}:`);
+  return Object.freeze(Object.assign(Object.create(RawJson.prototype) as RawJson, { text }));
+}
+
+/** An item (a group, a permission) sent with `repeat.key` said first with `repeat.earlier`. */
+function itemSaidTwice(item: Json, repeat: { key: string; earlier: Json } | undefined): Json {
+  if (repeat === undefined) return item;
+  return new RawJson(`{${JSON.stringify(repeat.key)}:${wireText(repeat.earlier)},${wireText(item).slice(1)}`);
+}
+
+/**
+ * What follows a record's fields: its custom fields, company, groups and access permissions; `sent`:
+ * as sent (item keys said twice), else as read (the last copies).
+ */
+function addAfterFields(record: Record<string, Json>, user: GeneratedUser, groups: readonly GroupDef[], sent = false): void {
+  for (const [key, value] of user.custom) record[key] = sent ? value : lastCopy(value);
   if (user.company) record.company = user.brokenCompany ? user.brokenCompany.value : user.company;
-  const g = relationJson(user.groups, groupJson(groups));
-  const p = relationJson(user.accessPermissions, permissionJson);
+  const repeat = sent ? user.itemRepeats : undefined;
+  const g = relationJson(user.groups, (i) => itemSaidTwice(groupJson(groups)(i), repeat?.groups));
+  const p = relationJson(user.accessPermissions, (item) => itemSaidTwice(permissionJson(item), repeat?.accessPermissions));
   if (g !== undefined) record.groups = g;
   if (p !== undefined) record.accessPermissions = p;
 }
 
 /**
- * The user as CPQ sends it (links aside), as exact JSON text. An integration user is read from
+ * The user as CPQ sends it (links aside) and as it is read (a key said twice as its last copy), as
+ * exact JSON text. An integration user is read from
  * both feeds and stored as one record: the v19 copy (every field, groups) over the v16 one
  * (no partyId, partyNumber or company; access permissions), which together are the whole record.
  */
@@ -158,7 +181,13 @@ export function addToSimulator(sim: CpqSimulator, placed: PlacedUser, groups: re
       record[entry.key] = entry.value; // a second spelling: an extra key as far as the simulator is concerned
     }
   });
-  addAfterFields(record, user, groups);
+  addAfterFields(record, user, groups, true);
+  // Keys said twice: each earlier copy before the value, under the key as sent.
+  for (const key of Object.keys(record)) {
+    const wire = spelling[key] ?? key;
+    const earlier = (user.repeats ?? []).filter((r) => r.key === wire).map((r) => r.earlier);
+    if (earlier.length > 0) record[key] = saidTwice(wire, earlier, record[key]!);
+  }
   sim.addUser(placed.company, record, { exact: true, spelling });
 }
 
