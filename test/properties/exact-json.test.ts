@@ -1,6 +1,5 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parse as parseLossless } from 'lossless-json';
 import { parseExactJson, parseExactRecord, stringifyExactJson } from '../../src/exact-json.js';
 import { compactJsonText } from '../../src/history/exact-text.js';
 import { propertyTimeout, runs } from './arbitraries.js';
@@ -86,7 +85,8 @@ describe('exact JSON, generated texts', () => {
         const { value, storedAsSent } = parseExactRecord(text);
         if (storedAsSent === undefined) return;
         expect(storedAsSent).toBe(text);
-        expect(parseLossless(storedAsSent)).toEqual(parseLossless(stringifyExactJson(value)));
+        // As the oracle reads it: a key said twice counts as its last copy (lossless-json would refuse it).
+        expect(oracle(storedAsSent)).toEqual(oracle(stringifyExactJson(value)));
       }),
       settings,
     );

@@ -48,10 +48,19 @@ export const { text: jsonText } = fc.letrec<{ text: string; value: string; array
       { maxLength: 4 },
     )
     .map((items) => `[${items.join(',')}]`),
-  // Keys unique by what they say (lossless-json, the oracle, refuses duplicates; JSON.parse keeps the last).
+  // Keys said twice at times, the copies apart or side by side, the same or differing: JSON allows
+  // it and the last copy counts, as JSON.parse and the oracle (lastCopyLossless) read it.
   object: fc
-    .uniqueArray(fc.tuple(space, stringLiteral, space, tie('value'), space), { maxLength: 4, selector: (m) => JSON.parse(m[1]) as string })
-    .map((members) => `{${members.map(([a, k, b, v, c]) => `${a}${k}${b}:${v}${c}`).join(',')}}`),
+    .tuple(
+      fc.array(fc.tuple(space, stringLiteral, space, tie('value'), space), { maxLength: 4 }),
+      fc.array(fc.tuple(fc.nat(), fc.nat(), space, tie('value')), { maxLength: 2 }),
+    )
+    .map(([members, again]) => {
+      const all = members.slice();
+      // A key of an earlier member said again, with another value, at a place among the members.
+      for (const [which, at, a, v] of again) if (members.length > 0) all.splice(at % (all.length + 1), 0, [a, members[which % members.length]![1], '', v, '']);
+      return `{${all.map(([a, k, b, v, c]) => `${a}${k}${b}:${v}${c}`).join(',')}}`;
+    }),
 }));
 
 /** What a text should parse to: each number as a double when that gives its literal back, else as its literal, marked unstorable when Postgres numeric cannot hold it. */
