@@ -358,14 +358,18 @@ export function integerValue(value: unknown): bigint | undefined {
   return parts.negative ? -magnitude : magnitude;
 }
 
+const MAX_COUNT = BigInt(Number.MAX_SAFE_INTEGER);
+
 /**
  * A count or a place in a list as a JSON number gives it, in any notation (4, 4.0, 4e0): a whole
- * number of 0 or more; undefined for anything else, text included.
+ * number from 0 to 2^53 - 1; undefined for anything else, text included.
  */
 export function countValue(value: unknown): number | undefined {
   if (typeof value === 'string' && markedNumberLiteral(value) === undefined) return undefined;
   const whole = integerValue(value);
-  return whole === undefined || whole < 0n ? undefined : Number(whole);
+  // Past 2^53 - 1 no count: no site holds that many users, and a double would round it (a proof's
+  // totalResults stored as 9007199254740992 when CPQ said ...993).
+  return whole === undefined || whole < 0n || whole > MAX_COUNT ? undefined : Number(whole);
 }
 
 /** A value as JSON-ish text for messages: exact numbers show their literal, at most 40 characters of it. */
