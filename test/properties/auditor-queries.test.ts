@@ -11,12 +11,14 @@ import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
 import {
   COMPANIES,
   CreateUser,
+  LOOKBACK_MS,
   MoveClock,
   MoveUser,
   RelabelGroup,
   DeleteUser,
   PostIntegrationUser,
   RestoreUser,
+  clockMove,
   companyUsers,
   items,
   micros,
@@ -104,6 +106,8 @@ interface SiteModel {
   site: string;
   /** the record as last read, per user; absent = never read */
   lastRead: Map<string, { company: string; login: string; record: string; present: boolean }>;
+  /** Each stream's cursor (ms): `_host`, `partner1`, `integrationUsers` */
+  cursors: Map<string, number>;
   defs: Map<string, { label: string | null; type: string | null }>;
   runs: Snapshot[];
 }
@@ -146,26 +150,61 @@ function contentOf(r: Rec): string {
   return JSON.stringify(out);
 }
 
-/** A successful run: full (asked, zip or first) reads every site user and deletes the others; incremental reads the users modified since. */
-function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean): void {
-  const read: { company: string; record: Rec }[] = [];
+const INTEGRATION = 'integrationUsers';
+const isIntegrationUser = (r: Rec) => typeof r.oauthClientId === 'string' && r.oauthClientId !== '';
+const modifiedAt = (r: Rec) => Date.parse(String(r.dateModified));
+
+/**
+ * A successful run, by README "What a run does" and SYNC_LOOKBACK: a stream without a cursor, or
+ * of a full (asked, zip) run, reads every user, and a full run deletes the users it no longer
+ * finds; an incremental read returns the users whose dateModified is at or after its cursor less
+ * SYNC_LOOKBACK, whatever changed (the site's clock may have gone back: an edit dated before the
+ * window is not read). The integration feed reads from the earliest of the cursors, in full when a
+ * company read is. A stream's cursor then moves to the newest dateModified it read, never past
+ * the run's start by CPQ's clock (its Date header, to the second) nor the database's, and never
+ * back. An integration user the integration feed reads alone takes that record with the access
+ * permissions the company feed gave (one-feed fields), none where the row was deleted or new.
+ */
+function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean, zip: boolean, siteNow: number): void {
+  const since = (stream: string) => {
+    const cursor = model.cursors.get(stream);
+    return full || zip || cursor === undefined ? undefined : cursor - LOOKBACK_MS;
+  };
+  const integrationSince = COMPANIES.map(since).reduce((a, b) => (a === undefined || b === undefined ? undefined : Math.min(a, b)), since(INTEGRATION));
+  const inWindow = (record: Rec, from: number | undefined) => from === undefined || modifiedAt(record) >= from;
+  const newest = new Map<string, number>();
+  const saw = (stream: string, record: Rec) => newest.set(stream, Math.max(newest.get(stream) ?? -Infinity, modifiedAt(record)));
+  const read = new Map<string, { company: string; record: Rec; byCompany: boolean }>();
   const onSite = new Set<string>();
   for (const company of COMPANIES)
     for (const record of sim.users(company)) {
       const k = key(company, String(record.login));
       onSite.add(k);
-      const before = model.lastRead.get(k);
-      const text = JSON.stringify(record);
-      // Every action here moves dateModified to the site's now, so an incremental read (cursor - lookback) sees each.
-      if (full || !before || !before.present || before.record !== text) read.push({ company, record });
+      if (inWindow(record, since(company))) {
+        read.set(k, { company, record, byCompany: true });
+        saw(company, record);
+      }
+      if (isIntegrationUser(record) && inWindow(record, integrationSince)) {
+        if (!read.has(k)) read.set(k, { company, record, byCompany: false });
+        saw(INTEGRATION, record);
+      }
     }
-  for (const { company, record } of read) {
+  for (const [k, { company, record, byCompany }] of read) {
     const login = String(record.login);
-    model.lastRead.set(key(company, login), { company, login, record: JSON.stringify(record), present: true });
+    const before = model.lastRead.get(k);
+    let stored = record;
+    if (!byCompany) {
+      const { accessPermissions: _none, ...v19 } = record;
+      const kept = before?.present ? (JSON.parse(before.record) as Rec).accessPermissions : undefined;
+      stored = kept === undefined ? v19 : { ...v19, accessPermissions: kept };
+    }
+    model.lastRead.set(k, { company, login, record: JSON.stringify(stored), present: true });
     for (const g of items(record, 'groups'))
       model.defs.set(String(g.variableName), { label: (g.label as string | undefined) ?? null, type: (g.type as string | undefined) ?? null });
   }
-  if (full) for (const [k, u] of model.lastRead) if (u.present && !onSite.has(k)) u.present = false;
+  if (full || zip || model.runs.length === 0) for (const [k, u] of model.lastRead) if (u.present && !onSite.has(k)) u.present = false;
+  const bound = Math.min(Math.floor(siteNow / 1000) * 1000, Date.now());
+  for (const [stream, ms] of newest) model.cursors.set(stream, Math.max(model.cursors.get(stream) ?? -Infinity, Math.min(ms, bound)));
 }
 
 function snapshot(model: SiteModel, runId: string, e: bigint): Snapshot {
@@ -424,10 +463,10 @@ async function checkInstants(model: Model, h: Harness): Promise<void> {
   }
 }
 
-async function afterRun(model: SiteModel, h: Harness, sim: CpqSimulator, result: RunResult, full: boolean): Promise<void> {
+async function afterRun(model: SiteModel, h: Harness, sim: CpqSimulator, result: RunResult, full: boolean, zip: boolean, siteNow: number): Promise<void> {
   expect(result.status).toBe('succeeded');
   const [run] = await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]);
-  applyRun(model, sim, full);
+  applyRun(model, sim, full, zip, siteNow);
   model.runs.push(snapshot(model, result.runId, await micros(h, run!.e)));
   await checkAdministratorsView(model, h);
 }
@@ -554,7 +593,7 @@ class Run implements Cmd {
   async run(model: Model, { h }: Real) {
     const config = withCpq(h.config, { exportFormat: this.format });
     const result = await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: this.full });
-    await afterRun(model, h, h.sim, result, this.full || this.format === 'zip' || model.runs.length === 0);
+    await afterRun(model, h, h.sim, result, this.full, this.format === 'zip', model.clock.now);
   }
   toString = () => `run ${this.full ? 'full' : 'incremental'} ${this.format}`;
 }
@@ -566,7 +605,7 @@ class FailingRun implements Cmd {
   check = () => true;
   async run(model: Model, { h }: Real) {
     const { result } = await runFailingAt(h, this.at, this.full);
-    if (result?.status === 'succeeded') await afterRun(model, h, h.sim, result, this.full || model.runs.length === 0);
+    if (result?.status === 'succeeded') await afterRun(model, h, h.sim, result, this.full, false, model.clock.now);
   }
   toString = () => `run ${this.full ? 'full' : 'incremental'} failing at request ${this.at}`;
 }
@@ -596,7 +635,7 @@ class SiteBChangeAndRun implements Cmd {
       else b.sim.addGroup('_host', String(u.login), { variableName: this.group, ...SITE_B_GROUPS[this.group]! });
     }
     const result = await runSync({ pool: h.t.pool, db: h.t.db, config: b.config, log: h.log }, { full: this.full });
-    await afterRun(model.b, h, b.sim, result, this.full || model.b.runs.length === 0);
+    await afterRun(model.b, h, b.sim, result, this.full, false, model.clock.now);
   }
   toString = () =>
     `site b: user #${this.n}${this.admin === undefined ? '' : ` admin ${this.admin}`}${this.group ? ` toggle group ${this.group}` : ''}, run ${this.full ? 'full' : 'incremental'}`;
@@ -606,7 +645,7 @@ const company = fc.constantFrom(...COMPANIES);
 const GROUPS = ['adminAccessGroupsOnly', 'excludeMDBParts', 'grpA', 'grpB'];
 const group = fc.constantFrom(...GROUPS);
 const commands: fc.Arbitrary<Cmd>[] = [
-  fc.integer({ min: 1, max: 3600 }).map((s) => new MoveClock(s * 1000)),
+  clockMove,
   fc.tuple(company, fc.boolean(), fc.uniqueArray(group, { maxLength: 2 })).map(([c, a, g]) => new CreateUser(c, a, g)),
   fc.tuple(company, fc.nat(), fc.constantFrom(...FLAGS, 'isUserAdminPermEnabled' as Flag), fc.boolean()).map(([c, n, f, v]) => new SetFlag(c, n, f, v)),
   fc.tuple(company, fc.nat(), fc.boolean()).map(([c, n, v]) => new SetFlag(c, n, 'isUserAdminPermEnabled', v)),
@@ -637,9 +676,10 @@ async function startCase(): Promise<{ h: Harness; model: Model; b: Real['b'] }> 
   const b = { sim: simB, config: siteBConfig(h, await simB.start()) };
   const model: Model = {
     site: SITE,
-    b: { site: 'b', lastRead: new Map(), defs: new Map(), runs: [] },
+    b: { site: 'b', lastRead: new Map(), cursors: new Map(), defs: new Map(), runs: [] },
     clock,
     lastRead: new Map(),
+    cursors: new Map(),
     defs: new Map(),
     runs: [],
     gone: [],
@@ -751,6 +791,29 @@ describe("the README's auditor queries against a model (property)", () => {
       new Forget(0),
       new RestoreUser(0),
       new Run(true, 'json'),
+    ],
+    // the site's clock reset back by hours: the edits after it are dated before the cursor, so
+    // incremental reads (from the cursor less SYNC_LOOKBACK) miss them until a full read; the
+    // integration user's edit is read by the integration feed alone (partner1's cursor is
+    // earlier), which keeps the access permissions the company feed gave
+    "the site's clock reset back by hours, then standing still: an edit dated before the cursor": [
+      new MoveClock(-3 * 3_600_000),
+      new Run(true, 'json'),
+      new MoveClock(3 * 3_600_000),
+      new SetFlag('_host', 0, 'isUserAdminPermEnabled', true),
+      new Run(false, 'json'),
+      new MoveClock(-3_600_000),
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', true),
+      new SetPermission('_host', 0, 'laptops', true),
+      new SetFlag('_host', 0, 'isProxyPermEnabled', true),
+      new Run(false, 'json'),
+      new MoveClock(0),
+      new ChangeGroups('_host', 1, 'grpB', true),
+      new Run(false, 'json'),
+      new Run(true, 'json'),
+      new MoveClock(0),
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', false),
+      new Run(false, 'json'),
     ],
     // a login given to someone new across a record without the field (review CY), and back to a value it had
     'an admin user’s id and dateAdded sent as null, then as new values, then as an old one': [

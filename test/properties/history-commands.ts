@@ -1,4 +1,4 @@
-import type fc from 'fast-check';
+import fc from 'fast-check';
 import { expect } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
 import type { CpqSimulator } from '../../src/simulator/index.js';
@@ -106,14 +106,31 @@ interface SiteReal {
   h: Harness;
 }
 
+/** The site's clock (its dateModified, dateAdded and Date header) moved by `ms`: forward, not at all (0), or back (negative). */
 export class MoveClock implements fc.AsyncCommand<ClockModel, unknown> {
   constructor(readonly ms: number) {}
   check = () => true;
   async run(model: ClockModel) {
     model.clock.now += this.ms;
   }
-  toString = () => `clock +${this.ms / 1000}s`;
+  toString = () => (this.ms === 0 ? 'clock stands still' : `clock ${this.ms < 0 ? '-' : '+'}${Math.abs(this.ms) / 1000}s`);
 }
+
+/**
+ * How a real site's clock moves between edits and runs: mostly forward (by seconds to an hour, or
+ * by less than a second, within the second a Date header names), but it may also stand still (two
+ * edits, or an edit and a run, at one dateModified), step back by less than SYNC_LOOKBACK (skew
+ * the lookback is there for), or be reset back by hours (an edit then dated before the cursor).
+ */
+export const clockMove: fc.Arbitrary<MoveClock> = fc
+  .oneof(
+    { weight: 4, arbitrary: fc.integer({ min: 1, max: 3600 }).map((s) => s * 1000) },
+    { weight: 1, arbitrary: fc.integer({ min: 1, max: 999 }) },
+    { weight: 2, arbitrary: fc.constant(0) },
+    { weight: 2, arbitrary: fc.integer({ min: 1, max: LOOKBACK_MS / 1000 }).map((s) => -s * 1000) },
+    { weight: 2, arbitrary: fc.integer({ min: 1, max: 48 }).map((h) => -h * 3_600_000) },
+  )
+  .map((ms) => new MoveClock(ms));
 /** A company user, an admin or not, in the groups named (as the site defines them now). */
 export class CreateUser implements fc.AsyncCommand<GroupsModel, SiteReal> {
   constructor(

@@ -19,6 +19,7 @@ import {
   PARTS,
   RelabelGroup,
   RestoreUser,
+  clockMove,
   companyUsers,
   items,
   micros,
@@ -43,7 +44,10 @@ import {
  * type groups joined, left, relabelled and retyped, users deleted, restored, re-created under the
  * same login as someone new, given a case twin, moved to the other company) are interleaved with
  * full, incremental, zip JSON and zip CSV runs (CSV keeps group labels and permissions as they
- * were), runs failing at a random request, and `forget` of deleted users. Then:
+ * were), some repeated at once (the second must write nothing), runs failing at a random request,
+ * and `forget` of deleted users. The site's clock moves forward, stands still (edits and runs at
+ * one dateModified), steps back within SYNC_LOOKBACK or is reset back by hours (clockMove): the
+ * history is by the database's clock (effective_at), so none of the checks below depends on it. Then:
  *  - at each run's effective_at and halfway to the next, each as-of function (two-argument form)
  *    gives that state's rows exactly; a microsecond before it, the state of the run before (none
  *    before the first);
@@ -140,6 +144,19 @@ async function everything(h: Harness, site: string): Promise<string[]> {
     lines.push(...rows.map((r) => `${table} ${r.line}`));
   }
   return lines.sort();
+}
+
+/**
+ * What a run writes (everything() but the bookkeeping each run moves: last_synced_at, and a
+ * stream's last run, last full read and update time): a run that finds nothing new changes none of it.
+ */
+async function written(h: Harness, site: string): Promise<string[]> {
+  const bookkeeping = new Set(['last_synced_at', 'last_run_id', 'last_full_sync_at', 'updated_at']);
+  return (await everything(h, site)).map((line) => {
+    const at = line.indexOf(' ');
+    const row = Object.entries(JSON.parse(line.slice(at + 1)) as Rec).filter(([key]) => !bookkeeping.has(key));
+    return `${line.slice(0, at)} ${JSON.stringify(Object.fromEntries(row))}`;
+  });
 }
 
 // ------------------------------------------------------------------ the auditor's answer, from the states
@@ -512,10 +529,17 @@ class Forget implements Cmd {
   }
   toString = () => `forget deleted user #${this.n}`;
 }
+/**
+ * A run; `again`: then the same run once more, the site and its clock as they were, which must
+ * write nothing (README: a re-read user with the same content logs nothing; running the same sync
+ * twice logs changes only the first time): no row, version, change or cursor but the bookkeeping
+ * every run moves.
+ */
 class Run implements Cmd {
   constructor(
     readonly full: boolean,
     readonly format: 'json' | 'zip-json' | 'zip-csv',
+    readonly again = false,
   ) {}
   check = () => true;
   async run(model: Model, { h }: Real) {
@@ -523,11 +547,15 @@ class Run implements Cmd {
     h.sim.setZipExport(this.format === 'zip-csv' ? { entries: [{ format: 'csv' }] } : {});
     try {
       await recordRun(h, model.a, await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: this.full }));
+      if (!this.again) return;
+      const before = await written(h, 'default');
+      await recordRun(h, model.a, await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: this.full }));
+      expect(await written(h, 'default'), `the same ${String(this)} again changed rows`).toEqual(before);
     } finally {
       h.sim.setZipExport({});
     }
   }
-  toString = () => `run ${this.full ? 'full' : 'incremental'} ${this.format}`;
+  toString = () => `run ${this.full ? 'full' : 'incremental'} ${this.format}${this.again ? ', twice' : ''}`;
 }
 /** A run CPQ fails at its `at`-th request (every later one too): it must change nothing. */
 class FailingRun implements Cmd {
@@ -570,7 +598,7 @@ const company = fc.constantFrom(...COMPANIES);
 const group = fc.constantFrom(...GROUPS);
 const flag = fc.constantFrom(...FLAGS);
 const commands = [
-  fc.integer({ min: 1, max: 3600 }).map((s) => new MoveClock(s * 1000)),
+  clockMove,
   fc.tuple(company, fc.boolean(), fc.uniqueArray(group, { maxLength: 2 })).map(([c, a, g]) => new CreateUser(c, a, g)),
   fc.tuple(company, fc.nat(), flag, fc.boolean(), fc.boolean()).map(([c, n, f, v, t]) => new SetFlag(c, n, f, v, t)),
   fc.tuple(company, fc.nat(), fc.boolean(), fc.integer({ min: 1, max: 86_400 })).map(([c, n, a, s]) => new BackdatedEdit(c, n, a, s * 1000)),
@@ -585,8 +613,10 @@ const commands = [
   fc.tuple(company, fc.nat()).map(([c, n]) => new CaseTwin(c, n)),
   fc.tuple(company, fc.nat()).map(([c, n]) => new MoveUser(c, n)),
   fc.nat().map((n) => new Forget(n)),
-  fc.tuple(fc.boolean(), fc.constantFrom<Run['format']>('json', 'json', 'zip-json', 'zip-csv')).map(([full, f]) => new Run(full, f)),
-  fc.tuple(fc.boolean(), fc.constantFrom<Run['format']>('json', 'zip-csv')).map(([full, f]) => new Run(full, f)),
+  fc
+    .tuple(fc.boolean(), fc.constantFrom<Run['format']>('json', 'json', 'zip-json', 'zip-csv'), fc.boolean())
+    .map(([full, f, again]) => new Run(full, f, again)),
+  fc.tuple(fc.boolean(), fc.constantFrom<Run['format']>('json', 'zip-csv'), fc.boolean()).map(([full, f, again]) => new Run(full, f, again)),
   fc.tuple(fc.integer({ min: 1, max: 10 }), fc.boolean()).map(([at, full]) => new FailingRun(at, full)),
   fc
     .tuple(fc.nat(), fc.option(fc.boolean(), { nil: undefined }), fc.option(group, { nil: undefined }), fc.boolean())
