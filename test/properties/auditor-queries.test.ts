@@ -165,7 +165,7 @@ const modifiedAt = (r: Rec) => Date.parse(String(r.dateModified));
  * back. An integration user the integration feed reads alone takes that record with the access
  * permissions the company feed gave (one-feed fields), none where the row was deleted or new.
  */
-function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean, zip: boolean, siteNow: number): void {
+function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean, zip: boolean, siteNow: number, integrationFeed?: Map<string, Rec>): void {
   const since = (stream: string) => {
     const cursor = model.cursors.get(stream);
     return full || zip || cursor === undefined ? undefined : cursor - LOOKBACK_MS;
@@ -180,14 +180,19 @@ function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean, zip: boole
     for (const record of sim.users(company)) {
       const k = key(company, String(record.login));
       onSite.add(k);
-      if (inWindow(record, since(company))) {
-        read.set(k, { company, record, byCompany: true });
-        saw(company, record);
+      const v19 = integrationFeed?.get(k) ?? record;
+      const byCompany = inWindow(record, since(company));
+      if (byCompany) saw(company, record);
+      const byIntegration = isIntegrationUser(v19) && inWindow(v19, integrationSince);
+      if (byIntegration) saw(INTEGRATION, v19);
+      if (!byIntegration) {
+        if (byCompany) read.set(k, { company, record, byCompany });
+        continue;
       }
-      if (isIntegrationUser(record) && inWindow(record, integrationSince)) {
-        if (!read.has(k)) read.set(k, { company, record, byCompany: false });
-        saw(INTEGRATION, record);
-      }
+      // Both feeds: the company record when it says it was modified later (CPQ changed the user
+      // between the two reads), else the integration record with the company feed's permissions.
+      if (byCompany && modifiedAt(record) > modifiedAt(v19)) read.set(k, { company, record, byCompany });
+      else read.set(k, { company, record: byCompany ? { ...v19, accessPermissions: record.accessPermissions } : v19, byCompany });
     }
   for (const [k, { company, record, byCompany }] of read) {
     const login = String(record.login);
@@ -463,10 +468,19 @@ async function checkInstants(model: Model, h: Harness): Promise<void> {
   }
 }
 
-async function afterRun(model: SiteModel, h: Harness, sim: CpqSimulator, result: RunResult, full: boolean, zip: boolean, siteNow: number): Promise<void> {
+async function afterRun(
+  model: SiteModel,
+  h: Harness,
+  sim: CpqSimulator,
+  result: RunResult,
+  full: boolean,
+  zip: boolean,
+  siteNow: number,
+  integrationFeed?: Map<string, Rec>,
+): Promise<void> {
   expect(result.status).toBe('succeeded');
   const [run] = await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]);
-  applyRun(model, sim, full, zip, siteNow);
+  applyRun(model, sim, full, zip, siteNow, integrationFeed);
   model.runs.push(snapshot(model, result.runId, await micros(h, run!.e)));
   await checkAdministratorsView(model, h);
 }
@@ -597,6 +611,43 @@ class Run implements Cmd {
   }
   toString = () => `run ${this.full ? 'full' : 'incremental'} ${this.format}`;
 }
+/**
+ * An incremental JSON run during which, after the integration feed was read and before the first
+ * company page is served, an integration user's flag is set at the site, its clock moved by `ms`
+ * first: forward (the company record is the later), not at all (both records carry one
+ * dateModified), or back (the company record says it is the earlier).
+ */
+class EditBetweenFeeds implements Cmd {
+  constructor(
+    readonly n: number,
+    readonly flag: Flag,
+    readonly value: boolean,
+    readonly ms: number,
+  ) {}
+  check = () => true;
+  async run(model: Model, { h }: Real) {
+    const u = pick(h.sim.integrationUsers(), this.n);
+    const siteNow = model.clock.now;
+    const integrationFeed = new Map(h.sim.integrationUsers().map((r) => [key('_host', String(r.login)), r] as const));
+    let edited = false;
+    h.sim.onRequest = (req) => {
+      if (edited || !u || !req.path.includes('/companies/')) return;
+      edited = true;
+      model.clock.now += this.ms;
+      h.sim.updateUser('_host', String(u.login), { [this.flag]: this.value });
+    };
+    let result: RunResult;
+    try {
+      result = await runSync({ pool: h.t.pool, db: h.t.db, config: h.config, log: h.log }, {});
+    } finally {
+      h.sim.onRequest = undefined;
+    }
+    // CPQ's Date headers after the edit give its clock as moved: the cursors stop at the earlier of the two.
+    await afterRun(model, h, h.sim, result, false, false, Math.min(siteNow, model.clock.now), integrationFeed);
+  }
+  toString = () =>
+    `integration user #${this.n}: ${this.flag}=${this.value} between the two feeds' reads, the clock moved ${this.ms / 1000}s, in an incremental run`;
+}
 class FailingRun implements Cmd {
   constructor(
     readonly at: number,
@@ -664,6 +715,9 @@ const commands: fc.Arbitrary<Cmd>[] = [
   fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'json', 'zip')).map(([full, f]) => new Run(full, f)),
   fc.tuple(fc.boolean(), fc.constantFrom<'json' | 'zip'>('json', 'zip')).map(([full, f]) => new Run(full, f)),
   fc.tuple(fc.integer({ min: 1, max: 8 }), fc.boolean()).map(([at, full]) => new FailingRun(at, full)),
+  fc
+    .tuple(fc.nat(), fc.constantFrom(...FLAGS), fc.boolean(), fc.constantFrom(0, 0, 1, 1000, -1000, -3_600_000))
+    .map(([n, f, v, ms]) => new EditBetweenFeeds(n, f, v, ms)),
   fc.nat().map((n) => new Forget(n)),
   fc
     .tuple(fc.nat(), fc.option(fc.boolean(), { nil: undefined }), fc.option(group, { nil: undefined }), fc.boolean())
@@ -814,6 +868,29 @@ describe("the README's auditor queries against a model (property)", () => {
       new MoveClock(0),
       new SetFlag('_host', 1, 'isUserAdminPermEnabled', false),
       new Run(false, 'json'),
+    ],
+    // an integration user edited between the two feeds' reads of one run: the clock standing still
+    // (the integration record wins), back (the same), forward (the company record wins)
+    "an integration user's flag set between the two feeds' reads, the site's clock still, back and forward": [
+      new Run(true, 'json'),
+      new EditBetweenFeeds(0, 'isUserAdminPermEnabled', true, 0),
+      new MoveClock(1000),
+      new EditBetweenFeeds(0, 'isProxyPermEnabled', true, -1000),
+      new EditBetweenFeeds(0, 'isUserAdminPermEnabled', false, 1000),
+      new MoveClock(1000),
+      new Run(false, 'json'),
+    ],
+    // found by the search (a model error): the run's later Date headers give CPQ's clock as set
+    // back, so the host cursor stops an hour back and the next incremental read finds the user
+    // created then
+    "the site's clock set back an hour during a run, a user created then": [
+      new Run(true, 'json'),
+      new SetFlag('_host', 66_376_513, 'isUserAdminPermEnabled', false),
+      new EditBetweenFeeds(0, 'isUserAdminPermEnabled', false, -3_600_000),
+      new CreateUser('_host', false, []),
+      new MoveClock(1000),
+      new Run(false, 'json'),
+      new Run(true, 'json'),
     ],
     // a login given to someone new across a record without the field (review CY), and back to a value it had
     'an admin user’s id and dateAdded sent as null, then as new values, then as an old one': [
