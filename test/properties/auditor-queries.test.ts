@@ -137,7 +137,8 @@ function stateOf(company: string, login: string, present: boolean, r: Rec): User
   };
 }
 function contentOf(r: Rec): string {
-  const out: Rec = Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  // Relations in the keys' order whether the record carries them or not (none = no items).
+  const out: Rec = Object.fromEntries(Object.entries({ ...r, groups: null, accessPermissions: null }).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   // A mapped field sent as null says what leaving it out says (README, restated records); the
   // simulator's users have no id until ChangeIdentity gives them one.
   if (out.id === null) delete out.id;
@@ -888,6 +889,18 @@ describe("the README's auditor queries against a model (property)", () => {
       new SetFlag('_host', 66_376_513, 'isUserAdminPermEnabled', false),
       new EditBetweenFeeds(0, 'isUserAdminPermEnabled', false, -3_600_000),
       new CreateUser('_host', false, []),
+      new MoveClock(1000),
+      new Run(false, 'json'),
+      new Run(true, 'json'),
+    ],
+    // found by the search (a model error): an integration user posted while the clock is back,
+    // read first by the integration feed alone (no accessPermissions), then by both (no items):
+    // the same content, no change
+    'an integration user posted while the clock is back, read by the integration feed alone, then by both': [
+      new Run(true, 'json'),
+      new EditBetweenFeeds(0, 'isUserAdminPermEnabled', false, 0),
+      new EditBetweenFeeds(0, 'isUserAdminPermEnabled', false, -3_600_000),
+      new PostIntegrationUser([]),
       new MoveClock(1000),
       new Run(false, 'json'),
       new Run(true, 'json'),
