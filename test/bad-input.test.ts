@@ -152,11 +152,11 @@ describe('bad input corpus (test/fixtures/bad)', () => {
 });
 
 describe('bad input with a lasting effect', () => {
-  // Known bug (src/sync/run.ts StreamProgress.saw/saveCursors): the cursor is the largest
-  // dateModified read, unbounded, so one record dated in the future moves it there and every
-  // incremental read after asks only for users modified since then: edits are missed until the
-  // next full read (SYNC_FULL_EVERY, 7 days by default).
-  it('a dateModified far in the future loads, and later edits are still read by incremental runs [fails: the cursor jumps to the future]', async ({
+  // A cursor that took the largest dateModified read, unbounded, would jump to the one record dated
+  // in the future, and every incremental read after would ask only for users modified since then:
+  // edits missed until the next full read (SYNC_FULL_EVERY). The cursor never passes the moment
+  // its run began (README: "a record dated in the future does not move the incremental cursor").
+  it('a dateModified far in the future loads, and later edits are still read by incremental runs (the cursor does not jump to the future)', async ({
     startHarness,
   }) => {
     const own = await startHarness({ partnerCompanies: 0, usersPerCompany: 10, integrationUsers: 0 });
