@@ -1113,6 +1113,41 @@ describe('incremental sync', () => {
     expect(Object.fromEntries(rows.map((r) => [r.login, r.last_name]))).toEqual({ [logins[0]!]: 'EditedDuringTheRead', [logins[5]!]: 'EditedLater' });
   });
 
+  it("a site's clock set back by more than SYNC_LOOKBACK is warned of (incremental reads miss what it dates before the cursor), and a full read reads those edits", async ({
+    startHarness,
+  }) => {
+    let clock = Date.now();
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, now: () => new Date(clock) },
+      { CPQ_COMPANIES: '_host', SYNC_LOOKBACK: '10m' },
+    );
+    const [a, b] = h.sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .sort(byCodeUnit);
+    h.sim.updateUser('_host', a!, { title: 'Now' });
+    expect(await h.sync()).toMatchObject({ mode: 'full', warnings: [] });
+    // The cursor is now about the site's present. A step back within SYNC_LOOKBACK is skew the
+    // lookback covers: read, no warning.
+    clock -= 5 * 60_000;
+    h.sim.updateUser('_host', a!, { title: 'FiveMinutesBack' });
+    expect(await h.sync()).toMatchObject({ mode: 'incremental', updated: 1, warnings: [] });
+    // The site's clock is then reset three hours back.
+    clock -= 3 * 3_600_000;
+    h.sim.updateUser('_host', b!, { lastName: 'EditedAfterTheReset' });
+    const missed = await h.sync();
+    expect(missed).toMatchObject({ mode: 'incremental', updated: 0 });
+    expect(missed.warnings).toEqual([
+      expect.stringMatching(
+        /^companies\/_host: CPQ's clock \(its Date header, \S+\) is more than SYNC_LOOKBACK behind this stream's cursor \(\S+\): it went back, and incremental reads miss the edits it dates before the cursor until it passes it again; run `cpq-sync run --full` to read them now$/,
+      ),
+    ]);
+    const lastName = async () => (await h.t.query<{ last_name: string }>(`SELECT last_name FROM cpq.users WHERE login = $1`, [b]))[0]!.last_name;
+    expect(await lastName()).not.toBe('EditedAfterTheReset');
+    expect(await h.sync({ full: true })).toMatchObject({ mode: 'full', updated: 1 });
+    expect(await lastName()).toBe('EditedAfterTheReset');
+  });
+
   it('a second full read of unchanged data changes nothing but last_synced_at', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 25, integrationUsers: 0 });
     await h.sync();

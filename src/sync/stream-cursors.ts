@@ -60,7 +60,22 @@ export async function saveStreamCursors(
       warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
     }
     const complete = !p.report.shortRead;
-    await saveCursor(client, { site, stream: p.id.name, cursor: complete ? p.cursor : null, fullRead: complete && p.report.mode === 'full', runId, siteDate });
+    const before = await saveCursor(client, {
+      site,
+      stream: p.id.name,
+      cursor: complete ? p.cursor : null,
+      fullRead: complete && p.report.mode === 'full',
+      runId,
+      siteDate,
+    });
+    // A cursor never passes its run's start by CPQ's clock, so a later run's clock behind it by more
+    // than the lookback went back (a reset): incremental reads, from the cursor, miss what it dates
+    // before it until it passes the cursor again. Only a full read finds those edits.
+    if (before !== null && siteDate !== undefined && siteDate.getTime() < before.getTime() - lookbackMs) {
+      warn(
+        `${p.id.name}: CPQ's clock (its Date header, ${siteDate.toISOString()}) is more than SYNC_LOOKBACK behind this stream's cursor (${before.toISOString()}): it went back, and incremental reads miss the edits it dates before the cursor until it passes it again; run \`cpq-sync run --full\` to read them now`,
+      );
+    }
   }
 }
 
