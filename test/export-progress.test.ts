@@ -1,40 +1,15 @@
-import { spawn } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it as plainIt } from 'vitest';
 import { ExportDisplay, exportLine, exportSummary } from '../src/progress/index.js';
-import { BIN, cli } from './helpers/cli-process.js';
+import { cli, cliLine, inPty, quoted } from './helpers/cli-process.js';
 import { it } from './helpers/fixtures.js';
 import type { Harness } from './helpers/harness.js';
 
 // eslint-disable-next-line no-control-regex -- terminal escape sequences start with ESC
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
-
-const quoted = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
-
-/** The built CLI with these arguments, as one shell command line (`then`: a redirection after it). */
-const cliLine = (args: string[], then = '') => `${[process.execPath, BIN, ...args].map(quoted).join(' ')}${then}`;
-
-/**
- * A command line in a pseudo-terminal: util-linux `script` gives it a real pty (stdout and stderr
- * isTTY, unless the line redirects them) and copies what it draws to our pipe, escape sequences
- * included, both streams in one.
- */
-function inPty(line: string, env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qefc', line, '/dev/null'], {
-      env: { PATH: process.env.PATH ?? '', TERM: 'xterm', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
 
 const FULL_BAR = `\\[${'█'.repeat(24)}\\]`;
 const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');

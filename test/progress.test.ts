@@ -1,31 +1,15 @@
-import { spawn } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it as plainIt } from 'vitest';
 import { ProgressDisplay, formatDuration, formatSummary, streamLine } from '../src/progress/index.js';
 import type { StreamReport } from '../src/db/schema.js';
-import { BIN, cli, type LogLine } from './helpers/cli-process.js';
+import { cli, cliLine, inPty, type LogLine } from './helpers/cli-process.js';
 import { it, type Harness } from './helpers/harness.js';
 
 // eslint-disable-next-line no-control-regex -- terminal escape sequences start with ESC
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
-/**
- * `cpq-sync run` in a pseudo-terminal: util-linux `script` gives the child a real pty (stdout
- * isTTY) and copies what it draws to our pipe, escape sequences included.
- */
-function runInPty(env: Record<string, string>, args: string[] = []): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qefc', [process.execPath, BIN, 'run', ...args].join(' '), '/dev/null'], {
-      env: { PATH: process.env.PATH ?? '', TERM: 'xterm', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
+/** `cpq-sync run` in a pseudo-terminal (inPty). */
+const runInPty = (env: Record<string, string>, args: string[] = []) => inPty(cliLine(['run', ...args]), env);
 
 const envOf = (h: Harness, env: Record<string, string> = {}) => ({
   CPQ_BASE_URL: h.sim.baseUrl,

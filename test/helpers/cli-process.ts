@@ -133,3 +133,28 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** A word for a POSIX shell command line: single-quoted. */
+export const quoted = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
+
+/** The built CLI with these arguments, as one shell command line (`then`: a redirection after it). */
+export const cliLine = (args: string[], then = '') => `${[process.execPath, BIN, ...args].map(quoted).join(' ')}${then}`;
+
+/**
+ * A command line in a pseudo-terminal: util-linux `script` gives it a real pty (stdout and stderr
+ * isTTY, unless the line redirects them) and copies what it draws to our pipe, escape sequences
+ * included, both streams in one.
+ */
+export function inPty(line: string, env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qefc', line, '/dev/null'], {
+      env: { PATH: process.env.PATH ?? '', TERM: 'xterm', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
