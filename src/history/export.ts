@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import type Cursor from 'pg-cursor';
 import type pg from 'pg';
 import type { TextColumn } from '../db/as-text.js';
+import { countChangesLoggedAfter } from '../db/sql/count-changes-logged-after.js';
 import { evaluateWithoutJit } from '../db/sql/evaluate-without-jit.js';
 import { findRunsInProgress } from '../db/sql/find-runs-in-progress.js';
 import { findSitesNotSyncedBy, findSnapshotRuns } from '../db/sql/find-snapshot-run.js';
@@ -177,25 +178,11 @@ export async function exportChanges(
     }
     // The total from the runs' counters, a row per run: a count of the change log itself would read
     // what the export reads. Known for --after only; --since's runs are chosen in the export's query.
-    if (progress && 'after' in from) progress.expect(await changesLoggedAfter(client, from.after, sites));
+    if (progress && 'after' in from) progress.expect(await countChangesLoggedAfter(client, from.after, sites));
     await evaluateWithoutJit(client);
     const changes = await streamRows(openChangeLog(client, from, sites), format, out, progress);
     return { changes, watermark: await readLastWatermark(client) };
   });
-}
-
-/**
- * How many change rows the committed runs after the watermark `after` (of `sites`, or of every
- * site) logged: each run counts its inserts, updates, deletions and restores as it logs them, a
- * row each (cpq.sync_runs), and the change log keeps its rows for good (a retention redacts them).
- */
-async function changesLoggedAfter(client: pg.PoolClient, after: string, sites: readonly string[]): Promise<number> {
-  const { rows } = await client.query<{ n: string }>(
-    `SELECT coalesce(sum(users_inserted + users_updated + users_deleted + users_restored), 0)::text AS n
-     FROM cpq.sync_runs WHERE commit_seq > $1 AND (cardinality($2::text[]) = 0 OR site = ANY($2::text[]))`,
-    [after, sites],
-  );
-  return Number(rows[0]!.n);
 }
 
 export interface SnapshotRun {
