@@ -40,7 +40,8 @@ export function readsFrom(cursors: ReadonlyMap<string, StreamCursor>, plan: Read
  * unread users would be skipped by incremental runs until the next full read), and a cursor
  * never goes past the run's start by either clock, the database's or CPQ's (`siteDate`, see
  * CpqHttpClient.earliestSiteDate): one record dated in the future would hide every later edit
- * (warned), and edits made during a long read, on pages already read, are dated after it.
+ * (warned), and edits made during a long read, on pages already read, are dated after it. A
+ * site's clock found more than the lookback behind a stream's cursor (set back) is warned of too.
  */
 export async function saveStreamCursors(
   client: pg.PoolClient,
