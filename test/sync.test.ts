@@ -1113,7 +1113,7 @@ describe('incremental sync', () => {
     expect(Object.fromEntries(rows.map((r) => [r.login, r.last_name]))).toEqual({ [logins[0]!]: 'EditedDuringTheRead', [logins[5]!]: 'EditedLater' });
   });
 
-  it("a site's clock set back by more than SYNC_LOOKBACK is warned of (incremental reads miss what it dates before the cursor), and a full read reads those edits", async ({
+  it("a site's clock set back by more than SYNC_LOOKBACK is warned of, and the stream's next read is a full one that reads the edits it dates before the old cursor; incremental reads then follow the clock", async ({
     startHarness,
   }) => {
     let clock = Date.now();
@@ -1121,7 +1121,7 @@ describe('incremental sync', () => {
       { partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0, now: () => new Date(clock) },
       { CPQ_COMPANIES: '_host', SYNC_LOOKBACK: '10m' },
     );
-    const [a, b] = h.sim
+    const [a, b, c] = h.sim
       .users('_host')
       .map((u) => String(u.login))
       .sort(byCodeUnit);
@@ -1132,20 +1132,53 @@ describe('incremental sync', () => {
     clock -= 5 * 60_000;
     h.sim.updateUser('_host', a!, { title: 'FiveMinutesBack' });
     expect(await h.sync()).toMatchObject({ mode: 'incremental', updated: 1, warnings: [] });
-    // The site's clock is then reset three hours back.
+    // The site's clock is then reset three hours back: the edit is dated before the cursor.
     clock -= 3 * 3_600_000;
     h.sim.updateUser('_host', b!, { lastName: 'EditedAfterTheReset' });
     const missed = await h.sync();
     expect(missed).toMatchObject({ mode: 'incremental', updated: 0 });
     expect(missed.warnings).toEqual([
       expect.stringMatching(
-        /^companies\/_host: CPQ's clock \(its Date header, \S+\) is more than SYNC_LOOKBACK behind this stream's cursor \(\S+\): it went back, and incremental reads miss the edits it dates before the cursor until it passes it again; run `cpq-sync run --full` to read them now$/,
+        /^companies\/_host: CPQ's clock \(its Date header, \S+\) is more than SYNC_LOOKBACK behind this stream's cursor \(\S+\): it went back; an incremental read misses the edits it dates before the cursor: the cursor is cleared, so the stream's next read is a full one \(`cpq-sync run --full` reads them now\)$/,
       ),
     ]);
-    const lastName = async () => (await h.t.query<{ last_name: string }>(`SELECT last_name FROM cpq.users WHERE login = $1`, [b]))[0]!.last_name;
-    expect(await lastName()).not.toBe('EditedAfterTheReset');
-    expect(await h.sync({ full: true })).toMatchObject({ mode: 'full', updated: 1 });
-    expect(await lastName()).toBe('EditedAfterTheReset');
+    const lastName = async (login: string) =>
+      (await h.t.query<{ last_name: string }>(`SELECT last_name FROM cpq.users WHERE login = $1`, [login]))[0]!.last_name;
+    expect(await lastName(b!)).not.toBe('EditedAfterTheReset');
+    // Without --full: the cleared cursor makes the next read a full one, and the cursor follows the
+    // clock back, to the newest dateModified that read found no later than the site's Date.
+    expect(await h.sync()).toMatchObject({ mode: 'full', updated: 1, warnings: [] });
+    expect(await lastName(b!)).toBe('EditedAfterTheReset');
+    // So later edits, dated by the reset clock, are read incrementally again.
+    clock += 60_000;
+    h.sim.updateUser('_host', c!, { lastName: 'EditedLaterStill' });
+    expect(await h.sync()).toMatchObject({ mode: 'incremental', updated: 1, warnings: [] });
+    expect(await lastName(c!)).toBe('EditedLaterStill');
+  });
+
+  it("a full read that finds the site's clock set back reads every user and moves the cursor back to what it read", async ({ startHarness }) => {
+    let clock = Date.now();
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, now: () => new Date(clock) },
+      { CPQ_COMPANIES: '_host', SYNC_LOOKBACK: '10m' },
+    );
+    const [a, b] = h.sim
+      .users('_host')
+      .map((u) => String(u.login))
+      .sort(byCodeUnit);
+    h.sim.updateUser('_host', a!, { title: 'BeforeTheReset' });
+    expect(await h.sync()).toMatchObject({ mode: 'full', warnings: [] });
+    const cursor = async () => (await h.t.query<{ cursor: Date | null }>(`SELECT cursor FROM cpq.sync_state WHERE stream = 'companies/_host'`))[0]!.cursor;
+    const before = await cursor();
+    clock -= 2 * 3_600_000;
+    h.sim.updateUser('_host', b!, { lastName: 'EditedAfterTheReset' });
+    const full = await h.sync({ full: true });
+    expect(full).toMatchObject({ mode: 'full', updated: 1 });
+    const after = await cursor();
+    expect(after!.getTime()).toBeLessThan(before!.getTime() - 3_600_000);
+    expect(full.warnings).toEqual([
+      `companies/_host: CPQ's clock (its Date header, ${new Date(Math.floor(clock / 1000) * 1000).toISOString()}) is more than SYNC_LOOKBACK behind this stream's cursor (${before!.toISOString()}): it went back; this full read read every user, and the cursor moves back to ${after!.toISOString()}`,
+    ]);
   });
 
   it('a second full read of unchanged data changes nothing but last_synced_at', async ({ startHarness }) => {

@@ -41,7 +41,9 @@ export function readsFrom(cursors: ReadonlyMap<string, StreamCursor>, plan: Read
  * never goes past the run's start by either clock, the database's or CPQ's (`siteDate`, see
  * CpqHttpClient.earliestSiteDate): one record dated in the future would hide every later edit
  * (warned), and edits made during a long read, on pages already read, are dated after it. A
- * site's clock found more than the lookback behind a stream's cursor (set back) is warned of too.
+ * site's clock found more than the lookback behind a stream's cursor (set back) is warned of, and
+ * the cursor follows it back (saveCursor): the stream's next read, or this one if full, reads
+ * the edits the clock now dates before the old cursor.
  */
 export async function saveStreamCursors(
   client: pg.PoolClient,
@@ -61,20 +63,16 @@ export async function saveStreamCursors(
       warn(`${p.id.name}: a record has dateModified ${p.cursor}, in the future; the cursor stops at the present`);
     }
     const complete = !p.report.shortRead;
-    const before = await saveCursor(client, {
-      site,
-      stream: p.id.name,
-      cursor: complete ? p.cursor : null,
-      fullRead: complete && p.report.mode === 'full',
-      runId,
-      siteDate,
-    });
-    // A cursor never passes its run's start by CPQ's clock, so a later run's clock behind it by more
-    // than the lookback went back (a reset): incremental reads, from the cursor, miss what it dates
-    // before it until it passes the cursor again. Only a full read finds those edits.
-    if (before !== null && siteDate !== undefined && siteDate.getTime() < before.getTime() - lookbackMs) {
+    const fullRead = complete && p.report.mode === 'full';
+    const saved = await saveCursor(client, { site, stream: p.id.name, cursor: complete ? p.cursor : null, fullRead, runId, siteDate, lookbackMs });
+    if (saved.clockWentBack) {
+      const outcome = fullRead
+        ? saved.after === null
+          ? 'this full read read every user, and the cursor is cleared'
+          : `this full read read every user, and the cursor moves back to ${saved.after.toISOString()}`
+        : "an incremental read misses the edits it dates before the cursor: the cursor is cleared, so the stream's next read is a full one (`cpq-sync run --full` reads them now)";
       warn(
-        `${p.id.name}: CPQ's clock (its Date header, ${siteDate.toISOString()}) is more than SYNC_LOOKBACK behind this stream's cursor (${before.toISOString()}): it went back, and incremental reads miss the edits it dates before the cursor until it passes it again; run \`cpq-sync run --full\` to read them now`,
+        `${p.id.name}: CPQ's clock (its Date header, ${siteDate!.toISOString()}) is more than SYNC_LOOKBACK behind this stream's cursor (${saved.before!.toISOString()}): it went back; ${outcome}`,
       );
     }
   }

@@ -163,7 +163,9 @@ const modifiedAt = (r: Rec) => Date.parse(String(r.dateModified));
  * window is not read). The integration feed reads from the earliest of the cursors, in full when a
  * company read is. A stream's cursor then moves to the newest dateModified it read, never past
  * the run's start by CPQ's clock (its Date header, to the second) nor the database's, and never
- * back. An integration user the integration feed reads alone takes that record with the access
+ * back, unless that clock is more than SYNC_LOOKBACK behind the cursor (set back): then a full
+ * read's cursor is the newest it read (so bounded), and any other read's is cleared (the next
+ * read is full). An integration user the integration feed reads alone takes that record with the access
  * permissions the company feed gave (one-feed fields), none where the row was deleted or new.
  */
 function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean, zip: boolean, siteNow: number, integrationFeed?: Map<string, Rec>): void {
@@ -209,8 +211,19 @@ function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean, zip: boole
       model.defs.set(String(g.variableName), { label: (g.label as string | undefined) ?? null, type: (g.type as string | undefined) ?? null });
   }
   if (full || zip || model.runs.length === 0) for (const [k, u] of model.lastRead) if (u.present && !onSite.has(k)) u.present = false;
-  const bound = Math.min(Math.floor(siteNow / 1000) * 1000, Date.now());
-  for (const [stream, ms] of newest) model.cursors.set(stream, Math.max(model.cursors.get(stream) ?? -Infinity, Math.min(ms, bound)));
+  const siteDate = Math.floor(siteNow / 1000) * 1000;
+  const bound = Math.min(siteDate, Date.now());
+  for (const stream of [...COMPANIES, INTEGRATION]) {
+    const cursor = model.cursors.get(stream);
+    const ms = newest.get(stream);
+    const moved = ms === undefined ? undefined : Math.min(ms, bound);
+    if (cursor !== undefined && siteDate < cursor - LOOKBACK_MS) {
+      // The site's clock went back: a full read's cursor is what it read, any other is cleared.
+      const fullRead = (stream === INTEGRATION ? integrationSince : since(stream)) === undefined;
+      if (fullRead && moved !== undefined) model.cursors.set(stream, moved);
+      else model.cursors.delete(stream);
+    } else if (moved !== undefined) model.cursors.set(stream, Math.max(cursor ?? -Infinity, moved));
+  }
 }
 
 function snapshot(model: SiteModel, runId: string, e: bigint): Snapshot {
@@ -847,8 +860,9 @@ describe("the README's auditor queries against a model (property)", () => {
       new RestoreUser(0),
       new Run(true, 'json'),
     ],
-    // the site's clock reset back by hours: the edits after it are dated before the cursor, so
-    // incremental reads (from the cursor less SYNC_LOOKBACK) miss them until a full read; the
+    // the site's clock reset back by hours: the edits after it are dated before the cursor, so an
+    // incremental read (from the cursor less SYNC_LOOKBACK) misses them, and clears the cursor:
+    // the next read is a full one; the
     // integration user's edit is read by the integration feed alone (partner1's cursor is
     // earlier), which keeps the access permissions the company feed gave
     "the site's clock reset back by hours, then standing still: an edit dated before the cursor": [
