@@ -37,6 +37,25 @@ describe('cpq-sync status', () => {
     expect(json.sites[0]!.lastSuccessDurationSeconds).toBeGreaterThan(0);
   });
 
+  it('a stream without a cursor, as a site clock set back leaves it, says its next read is full', async ({ startHarness }) => {
+    let clock = Date.now();
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0, now: () => new Date(clock) },
+      { CPQ_COMPANIES: '_host', SYNC_LOOKBACK: '10m' },
+    );
+    // A user edited now: the cursor is the site's present.
+    h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { title: 'Now' });
+    await h.sync();
+    clock -= 3 * 3_600_000;
+    const run = await h.sync();
+    expect(run.warnings).toHaveLength(1);
+    const lines = (await status(h)).stdout.split('\n');
+    // Before: "(no users read yet)", though the stream had read users.
+    expect(lines[lines.indexOf('Cursors (per stream)') + 2]).toMatch(
+      new RegExp(`^ {2}companies/_host +\\(none: the next read is full\\) +\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} +${run.runId}$`),
+    );
+  });
+
   it('a site whose last success is older than SYNC_STALE_AFTER (its worker stopped) is stale: exit code 1, said in text and --json (review EC)', async ({
     startHarness,
   }) => {

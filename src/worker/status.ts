@@ -303,7 +303,7 @@ function formatSite(report: SiteStatus): string[] {
     out.push('  none yet');
   } else {
     const header = ['STREAM', 'CURSOR (dateModified)', 'LAST FULL READ', 'LAST RUN'];
-    const rows = report.cursors.map((c) => [c.stream, when(c.cursor) || '(no users read yet)', when(c.lastFullSyncAt), c.lastRunId ?? '']);
+    const rows = report.cursors.map((c) => [c.stream, when(c.cursor) || '(none: the next read is full)', when(c.lastFullSyncAt), c.lastRunId ?? '']);
     out.push(...table(header, rows, new Set([3])));
   }
   out.push('');
