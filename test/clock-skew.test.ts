@@ -98,6 +98,34 @@ describe('a machine whose clock is off', () => {
     });
   }
 
+  // Two companies read one after the other: the clock steps at the run's first request, after the
+  // run measured the database's clock and the first company chose how to read, before the second did.
+  for (const { stepMs, fullEvery, backdate } of [
+    { stepMs: 2 * HOUR, fullEvery: '1h', backdate: '0' },
+    { stepMs: -2 * HOUR, fullEvery: '23h', backdate: '1 day' },
+  ]) {
+    it(`SYNC_FULL_EVERY=${fullEvery} decides every stream by the database clock when the worker's clock steps ${stepMs > 0 ? 'two hours ahead' : 'two hours back'} during the run (the second company was read ${stepMs > 0 ? 'in full' : 'incrementally'}: mixed)`, async ({
+      startHarness,
+    }) => {
+      const companies = { CPQ_COMPANIES: '_host,partner1', CPQ_CONCURRENCY: '1' };
+      const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 0 }, companies);
+      await h.sync();
+      // The last full read, by the database's clock, a day old (or just now).
+      await h.t.query(`UPDATE cpq.sync_state SET last_full_sync_at = last_full_sync_at - $1::interval`, [backdate]);
+      const stepFile = join(await mkdtemp(join(tmpdir(), 'clock-step-')), 'stepped');
+      h.sim.onRequest = async () => {
+        await writeFile(stepFile, '');
+      };
+      const run = await cli(['run'], skewed(h, 0, { ...companies, SYNC_FULL_EVERY: fullEvery, CLOCK_STEP_FILE: stepFile, CLOCK_STEP_MS: String(stepMs) }));
+      expect(run.code).toBe(0);
+      const mode = stepMs > 0 ? 'incremental' : 'full';
+      expect(await h.t.query(`SELECT mode, streams->0->>'mode' AS first, streams->1->>'mode' AS second FROM cpq.sync_runs ORDER BY id`)).toEqual([
+        { mode: 'full', first: 'full', second: 'full' },
+        { mode, first: mode, second: mode },
+      ]);
+    });
+  }
+
   it('/readyz judges how long runs have failed by the database clock: a worker a day ahead took a failure after a success a day old for a streak of two', async ({
     startHarness,
   }) => {

@@ -563,12 +563,21 @@ class SyncRun {
     // The floor of the run's effective time (after the site's last run) and the offset of the
     // database's clock from ours, which readsFrom's lookback is measured in.
     const clock = await readRunClock(client, site);
-    const sinceFor = readsFrom(this.cursors, {
+    const plannedFrom = readsFrom(this.cursors, {
       full: this.options.full === true,
       fullEveryMs: config.fullEveryMs,
       lookbackMs: config.lookbackMs,
       clockOffsetMs: clock.offsetMs,
     });
+    // Whether SYNC_FULL_EVERY is due is decided here, for every stream with a cursor, while the
+    // offset just measured holds: a stream read later (a company after others, after requests)
+    // would add it to this process's clock then, and a clock stepped in between (NTP, a VM
+    // resumed) read a stream in full an hour early, or skipped its due full read and the
+    // deletions only that finds. A stream without a cursor is read in full whatever the time.
+    const starts = new Map(
+      [...this.cursors.keys()].map((name) => [name, plannedFrom(name === INTEGRATION_STREAM.name ? INTEGRATION_STREAM : { name, kind: 'company' })] as const),
+    );
+    const sinceFor = (id: StreamId) => (starts.has(id.name) ? starts.get(id.name) : plannedFrom(id));
     const track = (id: StreamId, since: Date | undefined) => {
       const progress = new StreamProgress(id, since, this.options.progress?.forSite?.(this.site.name) ?? this.options.progress);
       this.progress.push(progress);
