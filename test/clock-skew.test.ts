@@ -2,10 +2,10 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, vi } from 'vitest';
+import { afterEach, describe, expect, onTestFinished, vi } from 'vitest';
 import { checkReadiness } from '../src/worker/readiness.js';
 import type { StatusReport } from '../src/worker/status.js';
-import { cli } from './helpers/cli-process.js';
+import { CliProcess, cli } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 
 /*
@@ -125,6 +125,22 @@ describe('a machine whose clock is off', () => {
       ]);
     });
   }
+
+  it("a Retry-After pause is timed by a clock that does not step: stepped back a day during it, the run's next request waited a day", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    h.sim.addFault({ status: 429, headers: { 'retry-after': '3' } });
+    const stepFile = join(await mkdtemp(join(tmpdir(), 'clock-step-')), 'stepped');
+    const run = new CliProcess(['run'], skewed(h, 0, { CLOCK_STEP_FILE: stepFile, CLOCK_STEP_MS: String(-24 * HOUR) }));
+    // Before the fix it waited the day out: gone with the test, whatever ended it.
+    onTestFinished(() => run.kill('SIGKILL'));
+    // The clock steps back once the run has taken the pause, while it waits (three seconds).
+    await run.waitForLine((line) => line.msg === 'CPQ asked us to retry');
+    await writeFile(stepFile, '');
+    expect((await run.exited).code).toBe(0);
+    expect(await h.t.query(`SELECT status, http_retries FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded', http_retries: { '429': 1 } }]);
+  });
 
   it('/readyz judges how long runs have failed by the database clock: a worker a day ahead took a failure after a success a day old for a streak of two', async ({
     startHarness,

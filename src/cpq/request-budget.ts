@@ -31,7 +31,9 @@ export class RequestBudget {
 
   constructor(
     readonly max: number,
-    private readonly now: () => number = Date.now,
+    // A clock that never steps: a pause is a span (Retry-After), and this process's clock stepped
+    // back a day during one (NTP, a VM resumed) held every request of the site a day.
+    private readonly now: () => number = () => performance.now(),
   ) {
     if (!Number.isSafeInteger(max) || max < 1) throw new Error('the request budget must be a positive integer');
     this.allowance = max;
