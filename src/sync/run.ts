@@ -560,24 +560,15 @@ class SyncRun {
     requireSameCpq(site, recordedCpqUrl, cpqUrl, this.options.cpqMoved === true);
     if (recordedCpqUrl !== null && recordedCpqUrl !== cpqUrl)
       this.warn(`site ${site} was synced from ${recordedCpqUrl}; from this run on, from ${cpqUrl} (--cpq-moved)`);
-    // The floor of the run's effective time (after the site's last run) and the offset of the
-    // database's clock from ours, which readsFrom's lookback is measured in.
+    // The floor of the run's effective time (after the site's last run) and the database's time,
+    // which SYNC_FULL_EVERY is judged by for every stream of the run.
     const clock = await readRunClock(client, site);
-    const plannedFrom = readsFrom(this.cursors, {
+    const sinceFor = readsFrom(this.cursors, {
       full: this.options.full === true,
       fullEveryMs: config.fullEveryMs,
       lookbackMs: config.lookbackMs,
-      clockOffsetMs: clock.offsetMs,
+      databaseNow: clock.now,
     });
-    // Whether SYNC_FULL_EVERY is due is decided here, for every stream with a cursor, while the
-    // offset just measured holds: a stream read later (a company after others, after requests)
-    // would add it to this process's clock then, and a clock stepped in between (NTP, a VM
-    // resumed) read a stream in full an hour early, or skipped its due full read and the
-    // deletions only that finds. A stream without a cursor is read in full whatever the time.
-    const starts = new Map(
-      [...this.cursors.keys()].map((name) => [name, plannedFrom(name === INTEGRATION_STREAM.name ? INTEGRATION_STREAM : { name, kind: 'company' })] as const),
-    );
-    const sinceFor = (id: StreamId) => (starts.has(id.name) ? starts.get(id.name) : plannedFrom(id));
     const track = (id: StreamId, since: Date | undefined) => {
       const progress = new StreamProgress(id, since, this.options.progress?.forSite?.(this.site.name) ?? this.options.progress);
       this.progress.push(progress);

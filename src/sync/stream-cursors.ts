@@ -17,8 +17,13 @@ export interface ReadPlan {
   fullEveryMs: number;
   /** SYNC_LOOKBACK: an incremental read starts this long before the cursor. */
   lookbackMs: number;
-  /** The database's time less this process's (readRunClock): last_full_sync_at is the database's. */
-  clockOffsetMs: number;
+  /**
+   * The database's time at the run's start (readRunClock): last_full_sync_at is the database's,
+   * and every stream is judged by this one instant, not by this process's clock when it is read: a
+   * clock stepped during the run (NTP, a VM resumed) read a company in full early, or skipped its
+   * due full read and the deletions only that finds.
+   */
+  databaseNow: Date;
 }
 
 /**
@@ -30,7 +35,7 @@ export function readsFrom(cursors: ReadonlyMap<string, StreamCursor>, plan: Read
   return (id) => {
     const stream = cursors.get(id.name);
     if (plan.full || !stream?.cursor || !stream.last_full_sync_at) return undefined;
-    if (Date.now() + plan.clockOffsetMs - new Date(stream.last_full_sync_at).getTime() >= plan.fullEveryMs) return undefined;
+    if (plan.databaseNow.getTime() - new Date(stream.last_full_sync_at).getTime() >= plan.fullEveryMs) return undefined;
     return new Date(new Date(stream.cursor).getTime() - plan.lookbackMs);
   };
 }
