@@ -79,14 +79,19 @@ const END_RECORD_SIZE = 22;
 const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
 const ZIP64_LOCATOR_SIZE = 20;
 
-/** yauzl's messages, said in terms of what was wrong with the archive. */
-function describeOpenError(err: Error): string {
-  const message = err.message;
-  if (/end of central directory record signature not found/i.test(message)) return 'the archive is truncated or not a zip (no end of central directory record)';
-  if (/invalid relative path|absolute path|invalid characters in fileName/i.test(message)) return `an entry has an unsafe name (${message})`;
-  if (/strong encryption/i.test(message)) return `an entry is encrypted (${message})`;
-  return `the archive is corrupt (${message})`;
+/** yauzl's messages, said in terms of what was wrong with the archive; `where` says where in it (yauzl's own messages name no entry or offset). */
+function describeOpenError(err: Error, where: string): string {
+  const message = oneLine(err.message);
+  if (/end of central directory record signature not found/i.test(message))
+    return `the archive is truncated or not a zip (no end of central directory record ${where})`;
+  const unsafe = /^(invalid relative path|absolute path|invalid characters in fileName): (.*)$/is.exec(err.message);
+  if (unsafe) return `entry ${quoteEntryName(unsafe[2]!)} has an unsafe name (${unsafe[1]!}), ${where}`;
+  if (/strong encryption/i.test(message)) return `an entry is encrypted (${message}), ${where}`;
+  return `the archive is corrupt (${message}), ${where}`;
 }
+
+/** yauzl's messages, being one line (a name in one may hold a line break). */
+const oneLine = (message: string) => message.replace(/\s+/g, ' ');
 
 function describeReadError(name: string, err: Error & { code?: string }): string {
   const message = err.message.replace(/\s+/g, ' ');
@@ -170,14 +175,30 @@ export class ZipArchive {
         { lazyEntries: true, autoClose: false, decodeStrings: true, validateEntrySizes: true, strictFileNames: false },
         (err, zip: yauzl.ZipFile | undefined) => {
           if (err || !zip) {
-            close(fd, () => undefined);
-            reject(new ArchiveError(describeOpenError(err ?? new Error('unknown error'))));
+            const failed = err ?? new Error('unknown error');
+            void endRecordsWhere(fd, size)
+              .then(
+                (where) => reject(new ArchiveError(describeOpenError(failed, where))),
+                // The file that yauzl just read cannot be read again: its message, with no more said of where.
+                () => reject(new ArchiveError(describeOpenError(failed, 'reading its end records'))),
+              )
+              .finally(() => close(fd, () => undefined));
             return;
           }
           const archive = new ZipArchive(zip, limits);
           if (zip.entryCount > limits.maxEntries) {
-            archive.close();
-            reject(new ArchiveError(`the archive holds ${zip.entryCount} entries, more than CPQ_ZIP_MAX_ENTRIES (${limits.maxEntries}); refused`));
+            // The count yauzl read, and where: one damaged byte of it makes an honest archive's.
+            void endRecordsOf(fd, size)
+              .then(
+                (found) => (found?.zip64 === undefined ? `its end record at byte ${found?.end}` : `its zip64 end record at byte ${found.zip64}`),
+                () => 'its end records',
+              )
+              .then((counted) => {
+                archive.close();
+                reject(
+                  new ArchiveError(`the archive holds ${zip.entryCount} entries by ${counted}, more than CPQ_ZIP_MAX_ENTRIES (${limits.maxEntries}); refused`),
+                );
+              });
             return;
           }
           resolve(archive);
@@ -297,12 +318,12 @@ export class ZipArchive {
     const size = this.zip.fileSize;
     // As yauzl finds the end record: the last signature at least 22 bytes from the end, within the
     // largest comment of it, and the zip64 locator's signature right before it.
-    const tailLength = Math.min(size, ZIP64_LOCATOR_SIZE + END_RECORD_SIZE + 0xffff);
-    const tail = await this.readAt(size - tailLength, tailLength);
-    const end = tail.lastIndexOf(END_RECORD, tailLength - END_RECORD_SIZE);
-    if (end < 0) throw new ArchiveError(describeOpenError(new Error('end of central directory record signature not found')));
-    const zip64 = end >= ZIP64_LOCATOR_SIZE && tail.readUInt32LE(end - ZIP64_LOCATOR_SIZE) === ZIP64_LOCATOR_SIGNATURE;
-    const expected = zip64 ? Number(tail.readBigUInt64LE(end - ZIP64_LOCATOR_SIZE + 8)) : size - tailLength + end;
+    const tailLength = tailLengthOf(size);
+    const found = endRecordsIn(await this.readAt(size - tailLength, tailLength), size);
+    if (found === undefined)
+      throw new ArchiveError(describeOpenError(new Error('end of central directory record signature not found'), noEndRecordWhere(size)));
+    const zip64 = found.zip64 !== undefined;
+    const expected = found.zip64 ?? found.end;
     if (at === expected) return;
     const record = zip64 ? 'zip64 end record' : 'end record';
     const why =
@@ -322,7 +343,7 @@ export class ZipArchive {
     const buffer = Buffer.alloc(length);
     return new Promise((resolve, reject) => {
       reader.read(buffer, 0, length, position, (err, bytesRead) => {
-        if (err) reject(new ArchiveError(describeOpenError(err)));
+        if (err) reject(new ArchiveError(describeOpenError(err, `reading ${length} bytes at byte ${position}`)));
         else resolve(buffer.subarray(0, bytesRead));
       });
     });
@@ -333,7 +354,7 @@ export class ZipArchive {
     const read = (this.zip as unknown as { readLocalFileHeader: LocalHeaderReader }).readLocalFileHeader.bind(this.zip);
     return new Promise((resolve, reject) => {
       read(entry, { minimal: true }, (err, header) => {
-        if (err || !header) reject(new ArchiveError(`entry ${quoteEntryName(entry.fileName)}: ${describeOpenError(err ?? new Error('unknown error'))}`));
+        if (err || !header) reject(new ArchiveError(describeOpenError(err ?? new Error('unknown error'), localHeaderWhere(entry))));
         else resolve(header.fileDataStart);
       });
     });
@@ -357,6 +378,10 @@ export class ZipArchive {
   }
 
   private next(): Promise<yauzl.Entry | undefined> {
+    // Where the record yauzl reads next starts, and which of the end record's count it is: yauzl's
+    // errors about it name neither.
+    const zip = this.zip as unknown as { readEntryCursor: number; entriesRead: number };
+    const where = `reading the central directory record at byte ${zip.readEntryCursor} (entry ${zip.entriesRead + 1} of ${this.zip.entryCount})`;
     return new Promise((resolve, reject) => {
       const done = () => {
         this.zip.off('entry', onEntry);
@@ -373,7 +398,7 @@ export class ZipArchive {
       };
       const onError = (err: Error) => {
         done();
-        reject(new ArchiveError(describeOpenError(err)));
+        reject(new ArchiveError(describeOpenError(err, where)));
       };
       this.zip.on('entry', onEntry);
       this.zip.on('end', onEnd);
@@ -390,7 +415,7 @@ export class ZipArchive {
   async *bytes(user: UserEntry): AsyncGenerator<Buffer> {
     const stream = await new Promise<Readable>((resolve, reject) => {
       this.zip.openReadStream(user.entry, (err, readStream: Readable | undefined) => {
-        if (err || !readStream) reject(new ArchiveError(describeReadError(user.name, err ?? new Error('unknown error'))));
+        if (err || !readStream) reject(new ArchiveError(`${describeReadError(user.name, err ?? new Error('unknown error'))}, ${localHeaderWhere(user.entry)}`));
         else resolve(readStream);
       });
     });
@@ -435,3 +460,44 @@ function describes(bytes: Buffer, entry: yauzl.Entry): boolean {
 }
 
 const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
+
+/** How much of the file's end yauzl searches for the end record: the record, the largest comment, and a zip64 locator before it. */
+const tailLengthOf = (size: number) => Math.min(size, ZIP64_LOCATOR_SIZE + END_RECORD_SIZE + 0xffff);
+
+/**
+ * Where the end records begin, found as yauzl finds them in the file's last bytes (`tail`): the
+ * last end record signature at least 22 bytes from the end, and the zip64 end record a zip64
+ * locator right before it points to. Undefined when there is no end record.
+ */
+function endRecordsIn(tail: Buffer, size: number): { end: number; zip64?: number } | undefined {
+  if (tail.length < END_RECORD_SIZE) return undefined;
+  const at = tail.lastIndexOf(END_RECORD, tail.length - END_RECORD_SIZE);
+  if (at < 0) return undefined;
+  const end = size - tail.length + at;
+  if (at >= ZIP64_LOCATOR_SIZE && tail.readUInt32LE(at - ZIP64_LOCATOR_SIZE) === ZIP64_LOCATOR_SIGNATURE) {
+    return { end, zip64: Number(tail.readBigUInt64LE(at - ZIP64_LOCATOR_SIZE + 8)) };
+  }
+  return { end };
+}
+
+const noEndRecordWhere = (size: number) => `in its last ${tailLengthOf(size)} bytes, from byte ${size - tailLengthOf(size)}`;
+
+/** The end records of the archive open as `fd`, found as yauzl finds them. */
+async function endRecordsOf(fd: number, size: number): Promise<{ end: number; zip64?: number } | undefined> {
+  const length = tailLengthOf(size);
+  if (length === 0) return undefined; // fs.read throws on a read of nothing
+  const tail = Buffer.alloc(length);
+  const bytesRead = await new Promise<number>((resolve, reject) => read(fd, tail, 0, length, size - length, (err, n) => (err ? reject(err) : resolve(n))));
+  return endRecordsIn(tail.subarray(0, bytesRead), size);
+}
+
+/** Where yauzl read when it refused to open the archive (it says not): its end record and the zip64 end record that one points to. */
+async function endRecordsWhere(fd: number, size: number): Promise<string> {
+  const found = await endRecordsOf(fd, size);
+  if (found === undefined) return noEndRecordWhere(size);
+  const zip64 = found.zip64 === undefined ? '' : ` and the zip64 end record it points to, at byte ${found.zip64}`;
+  return `reading its end record at byte ${found.end}${zip64}`;
+}
+
+const localHeaderWhere = (entry: yauzl.Entry) =>
+  `reading the local header of entry ${quoteEntryName(entry.fileName)} at byte ${entry.relativeOffsetOfLocalHeader}`;

@@ -387,6 +387,7 @@ describe('a zip export of any writer, zip64 or not, with many bytes damaged', ()
           const read = await readEntries(damaged, file, refusals);
           if (read === 'failed') {
             expect(refusals[0]).toMatch(/^[^\n]+$/);
+            expect(refusals[0]).toMatch(/(entry|entries|named) "|byte \d/);
           } else if (reordered) {
             expect(sorted(read)).toEqual(sorted(expected));
           } else {
@@ -400,4 +401,112 @@ describe('a zip export of any writer, zip64 or not, with many bytes damaged', ()
     },
     propertyTimeout(90_000),
   );
+});
+
+describe("yauzl's refusals name where in the archive they happened", () => {
+  /*
+   * yauzl's own messages name no entry and no offset ("invalid central directory file header
+   * signature: 0x2014b51"): a run failed on one said nothing of where to look. Each is one line
+   * naming the record yauzl was reading (by its byte, and the entry by name where known).
+   */
+  const two = () =>
+    zipOf(
+      [
+        { name: 'users.jsonl', data: Buffer.from('{"a":1}') },
+        { name: 'more.jsonl', data: Buffer.from('{"b":2}'), deflate: true },
+      ],
+      (data) => deflateRawSync(data),
+    );
+  const zip64 = () => zipOf([{ name: 'users.jsonl', data: Buffer.from('{"a":1}') }], (data) => deflateRawSync(data), { zip64: true });
+  const named = (name: string) => zipOf([{ name, data: Buffer.from('{"a":1}') }], (data) => deflateRawSync(data));
+  const cases: [string, () => Buffer, (archive: Buffer) => RegExp][] = [
+    [
+      "a central directory record's signature",
+      () => {
+        const archive = two();
+        archive[directoryLayout(archive).records[1]!.start]! ^= 0x01;
+        return archive;
+      },
+      () =>
+        new RegExp(
+          `^the archive is corrupt \\(invalid central directory file header signature: 0x2014b51\\), reading the central directory record at byte ${directoryLayout(two()).records[1]!.start} \\(entry 2 of 2\\)$`,
+        ),
+    ],
+    [
+      "a stored entry's sizes that disagree in its central directory record",
+      () => {
+        const archive = two();
+        archive.writeUInt32LE(3, directoryLayout(archive).records[0]!.start + 20);
+        return archive;
+      },
+      () =>
+        /^the archive is corrupt \(compressed\/uncompressed size mismatch for stored file: 3 != 7\), reading the central directory record at byte \d+ \(entry 1 of 2\)$/,
+    ],
+    [
+      "a local header's signature",
+      () => {
+        const archive = two();
+        archive[archive.indexOf('PK\u0003\u0004', 1)]! ^= 0x01;
+        return archive;
+      },
+      () =>
+        new RegExp(
+          `^the archive is corrupt \\(invalid local file header signature: 0x4034b51\\), reading the local header of entry "more.jsonl" at byte ${two().indexOf('PK\u0003\u0004', 1)}$`,
+        ),
+    ],
+    [
+      "the zip64 end record's signature",
+      () => {
+        const archive = zip64();
+        archive[directoryLayout(archive).endRecords]! ^= 0x01;
+        return archive;
+      },
+      (archive) =>
+        new RegExp(
+          `^the archive is corrupt \\(invalid zip64 end of central directory record signature\\), reading its end record at byte ${archive.length - 22} and the zip64 end record it points to, at byte ${directoryLayout(zip64()).endRecords}$`,
+        ),
+    ],
+    [
+      'bytes after the end record (its comment length disagrees)',
+      () => Buffer.concat([two(), Buffer.from('junk')]),
+      (archive) =>
+        new RegExp(
+          `^the archive is corrupt \\(Invalid comment length\\. Expected: 4\\. Found: 0\\..*\\), reading its end record at byte ${archive.length - 26}$`,
+        ),
+    ],
+    [
+      'an end record on another disk',
+      () => {
+        const archive = two();
+        archive.writeUInt16LE(1, archive.length - 22 + 4);
+        return archive;
+      },
+      (archive) =>
+        new RegExp(
+          `^the archive is corrupt \\(multi-disk zip files are not supported: found disk number: 1\\), reading its end record at byte ${archive.length - 22}$`,
+        ),
+    ],
+    [
+      'an archive cut before its end record',
+      () => two().subarray(0, 40),
+      () => /^the archive is truncated or not a zip \(no end of central directory record in its last 40 bytes, from byte 0\)$/,
+    ],
+    [
+      'an entry name climbing out of its folder',
+      () => named('../users.json'),
+      () => /^entry "\.\.\/users\.json" has an unsafe name \(invalid relative path\), reading the central directory record at byte \d+ \(entry 1 of 1\)$/,
+    ],
+    [
+      'an absolute entry name holding a line break',
+      () => named('/etc/a\nb.json'),
+      () => /^entry "\/etc\/a\\nb\.json" has an unsafe name \(absolute path\), reading the central directory record at byte \d+ \(entry 1 of 1\)$/,
+    ],
+  ];
+  it.each(cases)('%s', async (_, damaged, message) => {
+    const archive = damaged();
+    const refusals: string[] = [];
+    expect(await readEntries(archive, join(dir, 'where.zip'), refusals)).toBe('failed');
+    expect(refusals).toEqual([expect.stringMatching(message(archive))]);
+    await rm(join(dir, 'where.zip'), { force: true });
+  });
 });
