@@ -261,7 +261,7 @@ export class ZipArchive {
     }
     if (users.length === 0) {
       throw new ArchiveError(
-        `the archive holds no user entry (${USER_ENTRY_EXTENSIONS.join(', ')})${others ? `, only ${others} folder or metadata entries` : ''}`,
+        `the archive holds no user entry (${USER_ENTRY_EXTENSIONS.join(', ')})${others ? `, only ${others} folder or metadata entries` : ''}, in its central directory of ${this.zip.entryCount} at byte ${this.directoryStart}`,
       );
     }
     await this.checkEntriesTile(all);
