@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deflateRawSync } from 'node:zlib';
-import { ZipFile } from 'yazl';
 import { ArchiveError, ZipArchive } from '../../src/cpq/zip-archive.js';
-import { zipStream } from '../../src/simulator/zip-writer.js';
-import { directoryLayout, withDirectoryRecords, zipOf, type DirectoryLayout } from '../helpers/zip-bytes.js';
+import { directoryLayout, zipOf, type DirectoryLayout } from '../helpers/zip-bytes.js';
+import { WRITERS, archiveOf, damagedBy, manyBytes, nameBytes, writtenBy } from '../helpers/zip-damage.js';
 import { propertyTimeout, runs } from './arbitraries.js';
 
 /*
@@ -30,51 +29,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-interface Written {
-  name: string;
-  text: string;
-  compress: boolean;
-}
-
-/** The archive yazl writes of these entries (and a folder), as bytes; zip64: its zip64 extra fields and end records, whatever the sizes. */
-async function archiveOf(entries: Written[], folder: boolean, zip64 = false): Promise<Buffer> {
-  const zip = new ZipFile();
-  if (folder) zip.addEmptyDirectory('data/');
-  for (const e of entries) zip.addBuffer(Buffer.from(e.text), e.name, { compress: e.compress, mtime: new Date(Date.UTC(2026, 0, 1)), forceZip64Format: zip64 });
-  zip.end({ forceZip64Format: zip64, comment: '' });
-  const parts: Buffer[] = [];
-  for await (const part of zip.outputStream as AsyncIterable<Buffer>) parts.push(part);
-  return Buffer.concat(parts);
-}
-
-/**
- * The writers of the property on many bytes: yazl, the simulator's streaming writer (data
- * descriptors), and zip-bytes (by hand); each also with zip64 extra fields and end records for a
- * small archive, as streaming writers emit them, and by hand with the end record keeping the true
- * counts beside the zip64 ones.
- */
-const WRITERS = ['yazl', 'yazl zip64', 'streaming', 'streaming zip64', 'by hand', 'by hand zip64', 'by hand zip64, true end record'] as const;
-type Writer = (typeof WRITERS)[number];
-
-async function writtenBy(writer: Writer, entries: Written[], folder: boolean): Promise<Buffer> {
-  const zip64 = writer.includes('zip64');
-  if (writer.startsWith('yazl')) return archiveOf(entries, folder, zip64);
-  if (writer.startsWith('streaming')) {
-    const parts: Buffer[] = [];
-    const all = [
-      ...(folder ? [{ name: 'data/' }] : []),
-      ...entries.map((e) => ({ name: e.name, content: () => [Buffer.from(e.text)], compression: e.compress ? ('deflate' as const) : ('store' as const) })),
-    ];
-    for await (const part of zipStream(all, { zip64 }) as AsyncIterable<Buffer>) parts.push(part);
-    return Buffer.concat(parts);
-  }
-  const all = [
-    ...(folder ? [{ name: 'data/', data: Buffer.alloc(0) }] : []),
-    ...entries.map((e) => ({ name: e.name, data: Buffer.from(e.text), deflate: e.compress })),
-  ];
-  return zipOf(all, (data) => deflateRawSync(data), { zip64, trueEndRecord: writer.endsWith('true end record') });
-}
 
 /** The user entries read from an archive file, each as its format and bytes, or 'failed'. */
 async function readEntries(bytes: Buffer, file: string, refusals?: string[]): Promise<{ format: string; text: string }[] | 'failed'> {
@@ -115,16 +69,6 @@ const entries = fc.uniqueArray(
  * the central directory, where one byte can turn a user entry into another kind of entry.
  */
 const damage = fc.record({ inName: fc.boolean(), at: fc.nat(), xor: fc.oneof(fc.integer({ min: 1, max: 255 }), fc.constant(0x41)) });
-
-/** The positions of every byte of every entry name in the archive. */
-function nameBytes(archive: Buffer, written: Written[]): number[] {
-  const positions: number[] = [];
-  for (const { name } of written) {
-    const bytes = Buffer.from(name);
-    for (let at = archive.indexOf(bytes); at >= 0; at = archive.indexOf(bytes, at + 1)) for (let i = 0; i < bytes.length; i++) positions.push(at + i);
-  }
-  return positions;
-}
 
 const formatOf = (name: string) => ({ json: 'json', jsonl: 'jsonl', ndjson: 'jsonl', csv: 'csv' })[name.slice(name.lastIndexOf('.') + 1).toLowerCase()];
 
@@ -279,87 +223,6 @@ describe('an entry whose central directory record says less than its local bytes
  * reading fails with one line, or gives exactly the user entries written. A swap makes another
  * honest archive of the same entries, listed in another order.
  */
-
-const hit = fc.record({ at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) });
-const manyBytes = fc.oneof(
-  fc.record({
-    kind: fc.constant('bytes' as const),
-    where: fc.constantFrom('anywhere', 'names', 'headers'),
-    hits: fc.array(hit, { minLength: 2, maxLength: 6 }),
-  }),
-  fc.record({
-    kind: fc.constant('run' as const),
-    at: fc.nat(),
-    fill: fc.uint8Array({ minLength: 2, maxLength: 64 }),
-    same: fc.option(fc.constantFrom(0, 0xff)),
-  }),
-  fc.record({ kind: fc.constant('cut' as const), keep: fc.nat() }),
-  fc.record({
-    kind: fc.constant('record' as const),
-    op: fc.constantFrom('copy over another', 'copy added', 'swap'),
-    i: fc.nat(),
-    j: fc.nat(),
-    consistent: fc.boolean(),
-    hits: fc.array(hit, { maxLength: 2 }),
-  }),
-);
-type ManyBytes = typeof manyBytes extends fc.Arbitrary<infer T> ? T : never;
-
-/** The positions of the fixed parts of every header and record (local, central, zip64 and end), found by signature. */
-function headerBytes(archive: Buffer): number[] {
-  const positions: number[] = [];
-  for (const [signature, length] of [
-    [0x04034b50, 30],
-    [0x02014b50, 46],
-    [0x06064b50, 56],
-    [0x07064b50, 20],
-    [0x06054b50, 22],
-  ] as const) {
-    const bytes = Buffer.alloc(4);
-    bytes.writeUInt32LE(signature);
-    for (let at = archive.indexOf(bytes); at >= 0; at = archive.indexOf(bytes, at + 1))
-      for (let i = 0; i < length && at + i < archive.length; i++) positions.push(at + i);
-  }
-  return positions;
-}
-
-function xorAt(archive: Buffer, positions: number[], hits: { at: number; xor: number }[]): Buffer {
-  const damaged = Buffer.from(archive);
-  for (const { at, xor } of hits) if (positions.length > 0) damaged[positions[at % positions.length]!]! ^= xor;
-  return damaged;
-}
-
-const everyByte = (archive: Buffer) => Array.from(archive.keys());
-
-/** The archive as damaged, and whether the damage may only have reordered its entries. */
-function damagedBy(archive: Buffer, written: Written[], damage: ManyBytes): { damaged: Buffer; reordered: boolean } {
-  switch (damage.kind) {
-    case 'bytes': {
-      const where = { anywhere: everyByte(archive), names: nameBytes(archive, written), headers: headerBytes(archive) }[damage.where];
-      return { damaged: xorAt(archive, where, damage.hits), reordered: false };
-    }
-    case 'run': {
-      const damaged = Buffer.from(archive);
-      const at = damage.at % damaged.length;
-      const fill = damage.same === null ? Buffer.from(damage.fill) : Buffer.alloc(damage.fill.length, damage.same);
-      fill.copy(damaged, at, 0, Math.min(fill.length, damaged.length - at));
-      return { damaged, reordered: false };
-    }
-    case 'cut':
-      return { damaged: archive.subarray(0, damage.keep % archive.length), reordered: false };
-    case 'record': {
-      const layout = directoryLayout(archive);
-      const records = layout.records.map((r) => archive.subarray(r.start, r.end));
-      const i = damage.i % records.length;
-      const j = damage.j % records.length;
-      if (damage.op === 'copy over another') records[j] = records[i]!;
-      else if (damage.op === 'copy added') records.splice(j, 0, records[i]!);
-      else [records[i], records[j]] = [records[j]!, records[i]!];
-      const damaged = withDirectoryRecords(archive, layout, records, damage.consistent);
-      return { damaged: xorAt(damaged, everyByte(damaged), damage.hits), reordered: damage.op === 'swap' };
-    }
-  }
-}
 
 const sorted = (entries: { format: string | undefined; text: string }[]) =>
   [...entries].sort((a, b) => (`${a.format ?? ''}\u0000${a.text}` < `${b.format ?? ''}\u0000${b.text}` ? -1 : 1));
