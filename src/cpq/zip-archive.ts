@@ -94,7 +94,7 @@ function describeOpenError(err: Error, where: string): string {
 const oneLine = (message: string) => message.replace(/\s+/g, ' ');
 
 function describeReadError(name: string, err: Error & { code?: string }): string {
-  const message = err.message.replace(/\s+/g, ' ');
+  const message = oneLine(err.message);
   if (/too many bytes in the stream/i.test(message))
     return `entry ${name} holds more data than its header declares (${message}); refused as a possible zip bomb`;
   if (/not enough bytes in the stream/i.test(message)) return `entry ${name} holds less data than its header declares (${message}); the archive is corrupt`;
