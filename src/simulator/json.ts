@@ -60,6 +60,14 @@ export function toWireValue(value: unknown): unknown {
   return copy ?? source;
 }
 
+/**
+ * A key's value sent after earlier copies of the key (`key` as sent): marked as a RawJson is, its
+ * text `earlier,"key":…,"key":value`, which follows the key's first `"key":` in the record.
+ */
+export function saidAfter(key: string, earlier: readonly unknown[], value: unknown): string {
+  return RAW_MARK + [...earlier, value].map(stringifyExact).join(`,${JSON.stringify(key)}:`);
+}
+
 /** JSON text of a value prepared by toWireValue, with int64 digits and RawJson texts written verbatim. */
 export function stringifyWire(value: unknown): string {
   let text = JSON.stringify(value);

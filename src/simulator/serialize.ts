@@ -1,5 +1,5 @@
 import type { StoredUser } from './store.js';
-import { setOwn, toWireValue } from './json.js';
+import { saidAfter, setOwn, toWireValue } from './json.js';
 
 export interface Link {
   rel: string;
@@ -37,7 +37,9 @@ export function toWireUser(user: StoredUser, shape: UserWireShape): Record<strin
     if (!shape.includePartyKeys && (key === 'partyId' || key === 'partyNumber')) continue;
     if (!shape.includeCompany && key === 'company') continue;
     if (shape.fields && !shape.fields.has(key)) continue;
-    setOwn(out, renames?.get(key) ?? key, toWireValue(record[key]));
+    const wire = renames?.get(key) ?? key;
+    const earlier = user.earlier?.get(key);
+    setOwn(out, wire, earlier === undefined ? toWireValue(record[key]) : saidAfter(wire, earlier, record[key]));
   }
   const links: Link[] = [{ rel: 'self', href: shape.selfHref }];
   for (const relation of RELATIONS) links.push({ rel: 'child', href: `${shape.selfHref}/${relation}` });

@@ -13,6 +13,8 @@ export interface StoredUser {
   spelling?: FieldRenames;
   /** Added with `exact`: groups and accessPermissions are sent as stored (missing, null, without items...), not normalized to `{items}`. */
   exact?: boolean;
+  /** Keys (as the record holds them) said before their value with other values: see MutationOptions.earlierCopies. */
+  earlier?: ReadonlyMap<string, readonly unknown[]>;
 }
 
 export interface MutationOptions {
@@ -21,6 +23,13 @@ export interface MutationOptions {
   exact?: boolean;
   /** addUser/updateUser: canonical field name -> the name it is sent under (e.g. lastName -> lastname). */
   spelling?: Record<string, string>;
+  /**
+   * addUser: key of the record -> values the key is said with first, in order, before the record's
+   * own (`"login":"a","login":"b"`, JSON allowing a key twice). The record holds the last copy, as
+   * a JSON reader reads it, so that the simulator's own reads (login order and filter, dateModified,
+   * partyNumber, oauthClientId, company) take the copy that counts.
+   */
+  earlierCopies?: Record<string, readonly unknown[]>;
 }
 
 /**
@@ -198,6 +207,7 @@ export class UserStore {
     const added = this.companies.get(company)!.get(login)!;
     if (options.spelling) added.spelling = new Map(Object.entries(options.spelling));
     if (options.exact) added.exact = true;
+    if (options.earlierCopies) added.earlier = new Map(Object.entries(options.earlierCopies).map(([key, copies]) => [key, copies.map(importValue)]));
     this.changed('membership');
     return login;
   }

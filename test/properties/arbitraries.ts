@@ -565,8 +565,8 @@ export interface GeneratedUser {
   groups: Relation<number>;
   accessPermissions: Relation<PermissionItem>;
   /**
-   * Keys of the record (as sent: a field's spelling, a custom field's name) said twice, first with
-   * `earlier`, then with the value above, which counts (README: the last copy).
+   * Keys of the record (as sent: login, company, a field's spelling, a custom field's name) said
+   * twice, first with `earlier`, then with the value above, which counts (README: the last copy).
    */
   repeats?: { key: string; earlier: Json }[];
   /** A key every group item, or every permission item, says twice: first with `earlier`, then with its own value. */
@@ -656,8 +656,58 @@ function withBreak<U extends { fields: SentField[]; custom: [string, Json][] }>(
  * `brokenOneIn` breaks a documented rule (the run is refused): a case of many users needs fewer,
  * or most of its cases would test a refusal only.
  */
-/** Documented fields the simulator reads itself (to filter, sort, or tell integration users): never said twice, so that it reads them still. */
-const READ_BY_THE_SIMULATOR = new Set(['login', 'dateModified', 'dateAdded', 'partyNumber', 'oauthClientId', 'company', 'groups', 'accessPermissions']);
+/**
+ * Keys that say who a user is, when it changed and which company it is of, read by the product for
+ * identity, cursor and company (and by the simulator, to filter, sort and tell integration users).
+ */
+const IDENTITY_FIELDS = new Set(['login', 'dateModified', 'dateAdded', 'partyNumber', 'oauthClientId', 'company']);
+
+/**
+ * An earlier copy of an identity key of user `index`: often one that reads as another user's login,
+ * partyNumber or OAuth client, another time or the other company (taken for the copy that counts, it
+ * would merge, misplace or mis-date the user), else any earlier copy (another type, unstorable...).
+ */
+function identityEarlierCopy(field: string, index: number): fc.Arbitrary<Json> {
+  const other = index + 1;
+  const likely: fc.Arbitrary<Json> =
+    field === 'login'
+      ? fc.constantFrom<Json>(`u${other}`, `U${index}`, `u${index}x`, '', ' ')
+      : field === 'partyNumber'
+        ? fc.constantFrom<Json>(`PN${other}`, `PN${index}/x`, '', num(String(index)))
+        : field === 'oauthClientId'
+          ? fc.constantFrom<Json>(`oc${other}`, '', null)
+          : field === 'company'
+            ? fc.constantFrom<Json>({ name: 'other', loginName: 'partner1' }, { name: 'host', loginName: '_host' }, { loginName: 'nobody' }, 'partner1', {})
+            : isoDateTime;
+  return fc.oneof({ weight: 2, arbitrary: likely }, { weight: 1, arbitrary: earlierCopy });
+}
+
+/**
+ * The user with some of its identity keys present (`login`, and of `fields` those it carries) said
+ * twice or three times, about one user in three; the copies it already says twice are kept.
+ */
+function withIdentityRepeats(user: GeneratedUser, index: number, fields: readonly string[]): fc.Arbitrary<GeneratedUser> {
+  const keys = [
+    ...(fields.includes('login') ? ['login'] : []),
+    ...user.fields.filter((f) => fields.includes(f.field)).map((f) => f.key),
+    ...(fields.includes('company') && (user.company || user.brokenCompany) ? ['company'] : []),
+  ];
+  const fieldOf = (key: string) => (key === 'login' || key === 'company' ? key : user.fields.find((f) => f.key === key)!.field);
+  if (keys.length === 0) return fc.constant(user);
+  return fc
+    .oneof({ weight: 2, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.subarray(keys, { minLength: 1 }) })
+    .chain((chosen) =>
+      fc.tuple(
+        ...chosen.map((key) =>
+          fc.array(identityEarlierCopy(fieldOf(key), index), { minLength: 1, maxLength: 2 }).map((copies) => copies.map((earlier) => ({ key, earlier }))),
+        ),
+      ),
+    )
+    .map((said) => {
+      const repeats = [...(user.repeats ?? []), ...said.flat()];
+      return repeats.length === 0 ? user : { ...user, repeats };
+    });
+}
 
 /** Keys of the record (and of its group and permission items) said twice, chosen among the keys it ends up with. */
 const repeatChoices = fc.record({
@@ -668,7 +718,7 @@ const repeatChoices = fc.record({
 
 /** The user with some keys said twice (`repeats`, `itemRepeats`) as `choices` picks them. */
 function withRepeats(user: GeneratedUser, choices: typeof repeatChoices extends fc.Arbitrary<infer C> ? C : never): GeneratedUser {
-  const keys = [...user.fields.filter((f) => !READ_BY_THE_SIMULATOR.has(f.field)).map((f) => f.key), ...user.custom.map(([k]) => k)];
+  const keys = [...user.fields.filter((f) => !IDENTITY_FIELDS.has(f.field)).map((f) => f.key), ...user.custom.map(([k]) => k)];
   const repeats = keys.length === 0 ? [] : choices.record.map(([k, earlier]) => ({ key: keys[k % keys.length]!, earlier }));
   const item = (c: [string, Json] | undefined) => (c === undefined ? undefined : { key: c[0], earlier: c[1] });
   const itemRepeats = { groups: item(choices.groups), accessPermissions: item(choices.accessPermissions) };
@@ -726,7 +776,8 @@ export function companyUser(index: number, groupCount: number, brokenOneIn = 11,
       accessPermissions: u.accessPermissions,
       repeated: u.repeated,
     }))
-    .map(({ repeated, ...user }) => (repeated === null ? user : withRepeats(user, repeated)));
+    .map(({ repeated, ...user }) => (repeated === null ? user : withRepeats(user, repeated)))
+    .chain((user) => (repeats ? withIdentityRepeats(user, index, ['login', 'dateModified', 'dateAdded']) : fc.constant(user)));
 }
 
 const PARTY_FIELDS = USER_FIELDS.filter((spec) => ['partyId', 'partyNumber', 'oauthClientId'].includes(spec.field));
@@ -762,7 +813,8 @@ export function integrationUser(index: number, groupCount: number, brokenOneIn =
         { field: oauthClientId!, key: clientKey, value: `oc${index}${suffix}` },
       ],
       company: { name: companyName, loginName: '_host' },
-    }));
+    }))
+    .chain((user) => (repeats ? withIdentityRepeats(user, index, ['partyNumber', 'oauthClientId', 'company']) : fc.constant(user)));
 }
 
 /** A `company` of an integration user that names no company, and the field the run's error names. */

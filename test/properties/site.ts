@@ -120,16 +120,6 @@ function groupJson(groups: readonly GroupDef[]) {
 
 const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess });
 
-/**
- * A value sent after earlier copies of its key: `"key":earlier,…,"key":value` in the record's text.
- * Not one JSON value, so not made by RawJson's constructor (which checks that it is): the simulator
- * writes a RawJson's text as it is, after the key it is the value of.
- */
-function saidTwice(key: string, earlier: readonly Json[], value: Json): RawJson {
-  const text = [...earlier, value].map(wireText).join(`,${JSON.stringify(key)}:`);
-  return Object.freeze(Object.assign(Object.create(RawJson.prototype) as RawJson, { text }));
-}
-
 /** An item (a group, a permission) sent with `repeat.key` said first with `repeat.earlier`. */
 function itemSaidTwice(item: Json, repeat: { key: string; earlier: Json } | undefined): Json {
   if (repeat === undefined) return item;
@@ -182,13 +172,15 @@ export function addToSimulator(sim: CpqSimulator, placed: PlacedUser, groups: re
     }
   });
   addAfterFields(record, user, groups, true);
-  // Keys said twice: each earlier copy before the value, under the key as sent.
+  // Keys said twice: each earlier copy before the value, under the key as sent. The simulator holds
+  // the last copy, and reads it (login, dateModified, partyNumber, company...) as the product must.
+  const earlierCopies: Record<string, Json[]> = {};
   for (const key of Object.keys(record)) {
     const wire = spelling[key] ?? key;
     const earlier = (user.repeats ?? []).filter((r) => r.key === wire).map((r) => r.earlier);
-    if (earlier.length > 0) record[key] = saidTwice(wire, earlier, record[key]!);
+    if (earlier.length > 0) earlierCopies[key] = earlier;
   }
-  sim.addUser(placed.company, record, { exact: true, spelling });
+  sim.addUser(placed.company, record, { exact: true, spelling, earlierCopies });
 }
 
 /** Empties the simulator and every cpq table (migrations kept): a new case without a new database, which costs ~1 s. */
