@@ -467,34 +467,53 @@ export interface GroupDef {
   type: Json;
 }
 
+/**
+ * A group or permission name past the 100 UTF-16 units errors show of a name (pastTheCut), never
+ * blank: such a name is a key (cpq.groups, a membership, a permission), a column and a diff's entry,
+ * stored and compared whole.
+ */
+const longName: fc.Arbitrary<string> = pastTheCut(0).filter((s) => s.trim() !== '');
+
 /** A few group definitions per case: the same variableName always has the same label and type. */
-export const groupPool: fc.Arbitrary<GroupDef[]> = fc.uniqueArray(
-  fc.record({
-    variableName: fc.oneof(
-      fc.stringMatching(/^[a-z][A-Za-z0-9_]{0,10}$/),
-      anyText.filter((s) => s.trim() !== ''),
-    ),
-    label: fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: fc.constant(null) }),
-    type: fc.oneof({ weight: 4, arbitrary: fc.constantFrom<Json>('Administrator', 'Sales', 'Partner') }, { weight: 1, arbitrary: fc.constant(null) }),
-  }),
-  { minLength: 1, maxLength: 4, selector: (g) => g.variableName },
-);
+export const groupPool: fc.Arbitrary<GroupDef[]> = fc
+  .uniqueArray(
+    fc.record({
+      variableName: fc.oneof(
+        { weight: 3, arbitrary: fc.stringMatching(/^[a-z][A-Za-z0-9_]{0,10}$/) },
+        { weight: 3, arbitrary: anyText.filter((s) => s.trim() !== '') },
+        { weight: 1, arbitrary: longName },
+      ),
+      label: fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: longName }, { weight: 1, arbitrary: fc.constant(null) }),
+      type: fc.oneof({ weight: 4, arbitrary: fc.constantFrom<Json>('Administrator', 'Sales', 'Partner') }, { weight: 1, arbitrary: fc.constant(null) }),
+    }),
+    { minLength: 1, maxLength: 4, selector: (g) => g.variableName },
+  )
+  .chain((groups) => {
+    // At times a twin of a long name, the same up to the cut and past it, then one unit more: two
+    // groups, which a name cut where it is a key would make one.
+    const long = groups.find((g) => g.variableName.length > 100);
+    if (long === undefined) return fc.constant(groups);
+    const twin = `${long.variableName}2`;
+    return fc.boolean().map((add) => (add && !groups.some((g) => g.variableName === twin) ? [...groups, { ...long, variableName: twin }] : groups));
+  });
 
 /**
  * A permission's type or variable name: the usual few, pieces that read as one another once
- * joined by a separator (`a\u0001b` + `c` against `a` + `b\u0001c`: a key made so lost one), or any text.
+ * joined by a separator (`a\u0001b` + `c` against `a` + `b\u0001c`: a key made so lost one), any
+ * text, or a long name.
  */
 const permissionKeyPart = (usual: readonly string[]) =>
   fc.oneof(
     { weight: 4, arbitrary: fc.constantFrom(...usual) },
     { weight: 1, arbitrary: fc.constantFrom('a', 'b', 'c', 'a\u0001b', 'b\u0001c', 'a:b', 'b:c') },
     { weight: 1, arbitrary: anyText.filter((s) => s.trim() !== '') },
+    { weight: 1, arbitrary: longName },
   );
 
 const permissionItem = fc.record({
   type: permissionKeyPart(['productFamily', 'dataTableFolder', 'supportedProductFamily']),
   variableName: permissionKeyPart(['laptops', 'servers', 'pricing', 'Ωmega']),
-  name: fc.oneof(anyText as fc.Arbitrary<Json>, fc.constant(null)),
+  name: fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: longName }, { weight: 1, arbitrary: fc.constant(null) }),
   hasAccess: fc.oneof(fc.boolean() as fc.Arbitrary<Json>, fc.constant(null)),
 });
 
