@@ -19,9 +19,16 @@ const FLAGS = [
   ['isApplicationAdminPermEnabled', 'is_application_admin_perm_enabled'],
   ['isProxyPermEnabled', 'is_proxy_perm_enabled'],
 ] as const;
+/**
+ * A watched name past the 100 UTF-16 units errors show of a name, a line break between its `zz` and
+ * `admin` and a surrogate pair across units 100-101, and its twin one unit longer: two groups, each
+ * its own alert subject whole.
+ */
+const LONG = `zz\r\nAdmin ${'é'.repeat(89)}\u{1F600}\ttail`;
 /** ALERT_GROUPS below is zz*admin*: matched ignoring case, `_` literal. */
-const GROUPS = ['zzAdminSales', 'ZZADMINX', 'zz_admin', 'readers', 'zzReaders'];
-const WATCHED = (g: string) => /^zz.*admin/i.test(g);
+const GROUPS = ['zzAdminSales', 'ZZADMINX', 'zz_admin', 'readers', 'zzReaders', LONG, `${LONG}2`];
+// `*` is any run of characters, line breaks too (ILIKE's %): the `s` flag.
+const WATCHED = (g: string) => /^zz.*admin/is.test(g);
 const PERMS = [
   { type: 'dataTableFolder', variableName: 'discountMatrix', name: 'Discount Matrix' },
   { type: 'fileManagerFolder', variableName: 'pricingDocs', name: 'Pricing docs' },
