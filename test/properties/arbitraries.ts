@@ -559,6 +559,18 @@ export interface PermissionItem {
   hasAccess: Json;
 }
 
+/**
+ * A user's permissions; at times, beside one with a long variableName, its twin, the same name one
+ * unit longer: two permissions, which a key of names cut where errors cut them would make one.
+ */
+const permissionRelation: fc.Arbitrary<Relation<PermissionItem>> = relation(permissionItem).chain((r) => {
+  const long = r.kind === 'items' ? r.items.find((p) => p.variableName.length > 100) : undefined;
+  if (r.kind !== 'items' || long === undefined) return fc.constant(r);
+  const twin = { ...long, variableName: `${long.variableName}2` };
+  const taken = r.items.some((p) => p.type === twin.type && p.variableName === twin.variableName);
+  return fc.boolean().map((add) => (add && !taken ? { kind: 'items' as const, items: [...r.items, twin] } : r));
+});
+
 /** One documented field as sent: its canonical name, the key it is sent under, its value. */
 export interface SentField {
   field: string;
@@ -771,7 +783,7 @@ export function companyUser(index: number, groupCount: number, brokenOneIn = 11,
         { maxLength: 3, selector: ([k]) => k },
       ),
       groups: relation(fc.nat({ max: groupCount - 1 })),
-      accessPermissions: relation(permissionItem),
+      accessPermissions: permissionRelation,
       broken: fc.oneof({ weight: brokenOneIn - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: recordBreak(repeats) }),
       repeated: repeats ? repeatChoices.map((c) => c as typeof c | null) : fc.constant(null),
     })
