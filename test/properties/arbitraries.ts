@@ -683,11 +683,6 @@ function withBreak<U extends { fields: SentField[]; custom: [string, Json][] }>(
 }
 
 /**
- * A CPQ company user; logins are unique within a case by the caller's `index`. About one in
- * `brokenOneIn` breaks a documented rule (the run is refused): a case of many users needs fewer,
- * or most of its cases would test a refusal only.
- */
-/**
  * Keys that say who a user is, when it changed and which company it is of, read by the product for
  * identity, cursor and company (and by the simulator, to filter, sort and tell integration users).
  */
@@ -761,6 +756,9 @@ function withRepeats(user: GeneratedUser, choices: typeof repeatChoices extends 
 }
 
 /**
+ * A CPQ company user; logins are unique within a case by the caller's `index`. About one in
+ * `brokenOneIn` breaks a documented rule (the run is refused): a case of many users needs fewer,
+ * or most of its cases would test a refusal only.
  * `repeats`: custom fields may hold objects saying a key twice, and keys of the record and of its
  * group and permission items may be said twice (the simulator sends them so; a CSV export cannot).
  */
