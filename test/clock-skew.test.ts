@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, onTestFinished, vi } from 'vitest';
+import { createAuthenticator } from '../src/cpq/auth.js';
 import { checkReadiness } from '../src/worker/readiness.js';
 import type { StatusReport } from '../src/worker/status.js';
 import { CliProcess, cli } from './helpers/cli-process.js';
@@ -140,6 +141,31 @@ describe('a machine whose clock is off', () => {
     await writeFile(stepFile, '');
     expect((await run.exited).code).toBe(0);
     expect(await h.t.query(`SELECT status, http_retries FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded', http_retries: { '429': 1 } }]);
+  });
+
+  it("an OAuth token's lifetime is timed by a clock that does not step: the worker's clock stepped a day ahead took a new token at once, stepped back kept one past its expiry", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({
+      partnerCompanies: 0,
+      usersPerCompany: 1,
+      integrationUsers: 0,
+      auth: { oauth: { clientId: 'c', clientSecret: 's', tokenTtlSeconds: 2 } },
+    });
+    // The worker's clock (Date) is the test's from before the authenticator is made, as a preloaded
+    // one would be in the CLI; it stands still unless stepped. The token service's goes on.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+    const auth = createAuthenticator({ kind: 'oauth', tokenUrl: `${h.sim.baseUrl}/oauth2/v1/token`, clientId: 'c', clientSecret: 's' }, 5000);
+    const first = await auth.authorization();
+    vi.setSystemTime(Date.now() + 24 * HOUR);
+    expect(await auth.authorization()).toBe(first);
+    expect(h.sim.tokenRequests).toBe(1);
+    // Back a day behind the grant, then the token's two seconds (renewed at 90%) really pass.
+    vi.setSystemTime(Date.now() - 48 * HOUR);
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    expect(await auth.authorization()).not.toBe(first);
+    vi.useRealTimers();
+    expect(h.sim.tokenRequests).toBe(2);
   });
 
   it('/readyz judges how long runs have failed by the database clock: a worker a day ahead took a failure after a success a day old for a streak of two', async ({

@@ -44,7 +44,10 @@ export class OAuthClientCredentials implements Authenticator {
   constructor(
     private readonly config: Extract<CpqAuthConfig, { kind: 'oauth' }>,
     private readonly timeoutMs: number,
-    private readonly now: () => number = Date.now,
+    // A token's lifetime is a span: the monotonic clock measures it. By Date, a worker's clock
+    // stepped ahead (NTP, a VM resumed) dropped a good token, and stepped back kept one past its
+    // expiry, until CPQ refused it.
+    private readonly now: () => number = () => performance.now(),
     private readonly dispatcher?: Dispatcher,
     /** The run's: a signal ends a token request waited for (a SIGTERM waited CPQ_REQUEST_TIMEOUT, past SHUTDOWN_TIMEOUT). */
     private readonly signal?: AbortSignal,
@@ -171,6 +174,6 @@ export function createAuthenticator(config: CpqAuthConfig, timeoutMs: number, ca
     case 'bearer':
       return new StaticAuthenticator(`Bearer ${config.token}`);
     case 'oauth':
-      return new OAuthClientCredentials(config, timeoutMs, Date.now, dispatcherFor(ca, timeoutMs), signal);
+      return new OAuthClientCredentials(config, timeoutMs, undefined, dispatcherFor(ca, timeoutMs), signal);
   }
 }
