@@ -2,6 +2,7 @@ import type yauzl from 'yauzl';
 import { close, fstat, open as openFile, read } from 'node:fs';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
+import { oneLine } from '../errors.js';
 import { USER_ENTRY_EXTENSIONS, entryKind, quoteEntryName, type UserEntryFormat } from './zip-entry-kind.js';
 
 /*
@@ -89,9 +90,6 @@ function describeOpenError(err: Error, where: string): string {
   if (/strong encryption/i.test(message)) return `an entry is encrypted (${message}), ${where}`;
   return `the archive is corrupt (${message}), ${where}`;
 }
-
-/** yauzl's messages, being one line (a name in one may hold a line break). */
-const oneLine = (message: string) => message.replace(/\s+/g, ' ');
 
 function describeReadError(name: string, err: Error & { code?: string }): string {
   const message = oneLine(err.message);
