@@ -143,6 +143,17 @@ describe('a machine whose clock is off', () => {
     expect(await h.t.query(`SELECT status, http_retries FROM cpq.sync_runs`)).toEqual([{ status: 'succeeded', http_retries: { '429': 1 } }]);
   });
 
+  it("a Retry-After date is counted from CPQ's own Date: a site whose clock is an hour ahead of the worker's asked for 3 seconds and got an hour (past CPQ_RETRY_MAX_DELAY: the run failed)", async ({
+    startHarness,
+  }) => {
+    const siteNow = () => new Date(Date.now() + HOUR);
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, now: siteNow }, { CPQ_RETRY_MAX_DELAY: '60s' });
+    h.sim.addFault({ status: 429, headers: { 'retry-after': new Date(siteNow().getTime() + 3_000).toUTCString() } });
+    const result = await h.sync();
+    expect(result).toMatchObject({ status: 'succeeded', inserted: 3 });
+    expect(await h.t.query(`SELECT http_retries FROM cpq.sync_runs`)).toEqual([{ http_retries: { '429': 1 } }]);
+  });
+
   it("an OAuth token's lifetime is timed by a clock that does not step: the worker's clock stepped a day ahead took a new token at once, stepped back kept one past its expiry", async ({
     startHarness,
   }) => {

@@ -468,10 +468,23 @@ describe('exact JSON', () => {
 describe('retry timing', () => {
   it('reads Retry-After in seconds and as an HTTP date', () => {
     const now = Date.parse('2025-01-01T00:00:00Z');
-    expect(retryAfterMs('7', now)).toBe(7000);
-    expect(retryAfterMs('Wed, 01 Jan 2025 00:00:30 GMT', now)).toBe(30_000);
-    expect(retryAfterMs('garbage', now)).toBeUndefined();
-    expect(retryAfterMs(null, now)).toBeUndefined();
+    expect(retryAfterMs('7', null, now)).toBe(7000);
+    expect(retryAfterMs('Wed, 01 Jan 2025 00:00:30 GMT', null, now)).toBe(30_000);
+    expect(retryAfterMs('garbage', null, now)).toBeUndefined();
+    expect(retryAfterMs(null, null, now)).toBeUndefined();
+  });
+
+  it("counts a Retry-After date from the response's own Date, the server's clock, when that is an HTTP date; else from ours", () => {
+    const now = Date.parse('2025-01-01T01:00:00Z');
+    // CPQ's clock an hour behind ours: 30 seconds by it, not none.
+    expect(retryAfterMs('Wed, 01 Jan 2025 00:00:30 GMT', 'Wed, 01 Jan 2025 00:00:00 GMT', now)).toBe(30_000);
+    // An hour ahead: 30 seconds, not an hour and 30 seconds.
+    expect(retryAfterMs('Wed, 01 Jan 2025 02:00:30 GMT', 'Wed, 01 Jan 2025 02:00:00 GMT', now)).toBe(30_000);
+    // A Date that is no HTTP date (or of a year before 1970) is no clock: ours counts.
+    expect(retryAfterMs('Wed, 01 Jan 2025 01:00:30 GMT', 'yesterday', now)).toBe(30_000);
+    expect(retryAfterMs('Wed, 01 Jan 2025 01:00:30 GMT', 'Thu, 01 Jan 0099 00:00:00 GMT', now)).toBe(30_000);
+    // Seconds are seconds whatever the Date.
+    expect(retryAfterMs('7', 'Wed, 01 Jan 2025 00:00:00 GMT', now)).toBe(7000);
   });
 
   it('backs off exponentially with jitter, up to the ceiling', () => {
@@ -483,7 +496,7 @@ describe('retry timing', () => {
   });
 
   it('a Retry-After date already past asks for no wait, not a negative one (review EK)', () => {
-    expect(retryAfterMs('Wed, 01 Jan 2025 00:00:30 GMT', Date.parse('2025-01-01T00:01:00Z'))).toBe(0);
+    expect(retryAfterMs('Wed, 01 Jan 2025 00:00:30 GMT', null, Date.parse('2025-01-01T00:01:00Z'))).toBe(0);
   });
 
   it('names a delay in the unit a person reads: ms below a second, s below two minutes, min below two hours, h up to a year (review EK)', () => {

@@ -133,7 +133,10 @@ export class OAuthClientCredentials implements Authenticator {
       );
     }
     if (RETRY_STATUSES.has(response.status) || response.status >= 500) {
-      throw new RetryableError(`POST ${url}: OAuth token service answered ${response.status}`, retryAfterMs(response.headers.get('retry-after')));
+      throw new RetryableError(
+        `POST ${url}: OAuth token service answered ${response.status}`,
+        retryAfterMs(response.headers.get('retry-after'), response.headers.get('date')),
+      );
     }
     if (!response.ok) throw new SyncError('source', `POST ${url}: OAuth token service answered ${response.status}`);
     let parsed: unknown;

@@ -23,7 +23,7 @@ import {
   withoutBodyExcerpt,
 } from './http-bodies.js';
 import { quotesSecret } from '../secret-echo.js';
-import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, retryAfterMs, type RetryPolicy } from './http-retry.js';
+import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, httpDate, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
 import { LinkedSignal } from '../linked-signal.js';
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
@@ -146,8 +146,6 @@ function redirectTarget(url: string, from: string, location: string): string {
   return to.toString();
 }
 
-/** An HTTP date as RFC 9110 has servers send it, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. */
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) \d{2}:\d{2}:\d{2} GMT$/;
 /** How far from our clock a Date header is before it is logged. */
 const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 
@@ -246,9 +244,8 @@ export class CpqHttpClient {
    */
   private noteSiteDate(header: string | null) {
     if (header === null) return;
-    const year = IMF_FIXDATE.exec(header)?.[1];
-    const at = year === undefined ? NaN : Date.parse(header);
-    const valid = Number(year) >= 1970 && new Date(at).getUTCFullYear() === Number(year);
+    const at = httpDate(header);
+    const valid = at !== undefined;
     if (!this.oddSiteDateLogged && !(valid && Math.abs(at - Date.now()) <= SITE_CLOCK_NOTED_MS)) {
       this.oddSiteDateLogged = true;
       this.log.warn(
@@ -568,7 +565,7 @@ export class CpqHttpClient {
         if (RETRY_STATUSES.has(response.status)) {
           await response.body?.cancel();
           retryReason = String(response.status);
-          waitMs = retryAfterMs(response.headers.get('retry-after'));
+          waitMs = retryAfterMs(response.headers.get('retry-after'), response.headers.get('date'));
           if (SLOW_DOWN_STATUSES.has(response.status)) this.budget.slowDown(slot);
         } else {
           const result = await handle(response, stall, sentAt);

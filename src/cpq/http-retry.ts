@@ -11,13 +11,33 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-/** Retry-After in seconds or as an HTTP date, in milliseconds from now; undefined when absent or unreadable. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+/** An HTTP date as RFC 9110 has servers send it, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) \d{2}:\d{2}:\d{2} GMT$/;
+
+/**
+ * A Date header's time (ms), when it is an HTTP date (RFC 9110's IMF-fixdate) of a year from 1970
+ * that Date.parse reads as written: it reads "0" as the year 2000, and "0099" as 1999.
+ */
+export function httpDate(header: string | null): number | undefined {
+  const year = header === null ? undefined : IMF_FIXDATE.exec(header)?.[1];
+  if (year === undefined || Number(year) < 1970) return undefined;
+  const at = Date.parse(header!);
+  return new Date(at).getUTCFullYear() === Number(year) ? at : undefined;
+}
+
+/**
+ * Retry-After in seconds or as an HTTP date, in milliseconds; undefined when absent or unreadable.
+ * A date is by the server's clock, so it counts from the response's own Date (`dateHeader`, as
+ * RFC 9110 says) when that is an HTTP date, else from `now`: by ours, a worker's clock behind
+ * CPQ's by an hour waited an hour (past CPQ_RETRY_MAX_DELAY: the run failed), and one ahead did
+ * not wait at all.
+ */
+export function retryAfterMs(header: string | null, dateHeader: string | null = null, now = Date.now()): number | undefined {
   if (!header) return undefined;
   const trimmed = header.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
   const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - (httpDate(dateHeader) ?? now));
 }
 
 export function backoffMs(attempt: number, policy: RetryPolicy, random = Math.random): number {
