@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CpqSimulator } from '../src/simulator/index.js';
+import { CpqSimulator, RawJson } from '../src/simulator/index.js';
 
 /*
  * A record may say a key twice (JSON allows it; the last copy counts, README "A record is read as
@@ -30,6 +30,31 @@ describe('simulator: keys said twice (earlierCopies)', () => {
       // In login order by the last copies, and found by it.
       expect((JSON.parse(await get('users?orderby=login:desc')) as { items: { login: string }[] }).items.map((u) => u.login)).toEqual(['b', 'a']);
       expect((JSON.parse(await get('users/b')) as { login: string }).login).toBe('b');
+    } finally {
+      await sim.stop();
+    }
+  });
+
+  it("sends a relation's earlier copies before it, and an exact relation text with the relation's links", async () => {
+    const sim = new CpqSimulator({ seed: 1, partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0 });
+    const base = await sim.start(0);
+    try {
+      sim.addUser(
+        '_host',
+        {
+          login: 'a',
+          groups: new RawJson('{"items":null,"items":[{"variableName":"g"}]}'),
+          accessPermissions: { items: [{ type: 'T', variableName: 'p', hasAccess: true }] },
+        },
+        { exact: true, earlierCopies: { groups: [{ items: [] }], accessPermissions: [null, { items: [{ variableName: 'x' }] }] } },
+      );
+      const self = `${base}/rest/v16/companies/_host/users/a`;
+      const text = await (await fetch(`${self}?expand=groups,accessPermissions`, { headers: { accept: 'application/json' } })).text();
+      const links = (relation: string) => `"links":[{"rel":"self","href":"${self}/${relation}"},{"rel":"parent","href":"${self}"}]`;
+      expect(text).toContain(`"groups":{"items":[]},"groups":{"items":null,"items":[{"variableName":"g"}],${links('groups')}}`);
+      expect(text).toContain(
+        `"accessPermissions":null,"accessPermissions":{"items":[{"variableName":"x"}]},"accessPermissions":{"items":[{"type":"T","variableName":"p","hasAccess":true}],${links('accessPermissions')}}`,
+      );
     } finally {
       await sim.stop();
     }

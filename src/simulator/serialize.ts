@@ -1,5 +1,5 @@
 import type { StoredUser } from './store.js';
-import { saidAfter, setOwn, toWireValue } from './json.js';
+import { RawJson, saidAfter, setOwn, toWireValue } from './json.js';
 
 export interface Link {
   rel: string;
@@ -57,8 +57,10 @@ export function toWireUser(user: StoredUser, shape: UserWireShape): Record<strin
         ],
         shape.excludeLinks,
       );
-      const plainObject = typeof value === 'object' && value !== null && !Array.isArray(value);
-      if (value !== undefined) out[relation] = plainObject ? { ...(toWireValue(value) as object), links } : toWireValue(value);
+      if (value === undefined) continue;
+      const sent = value instanceof RawJson ? withLinks(value, links) : isPlainObject(value) ? { ...value, links } : value;
+      const earlier = user.earlier?.get(relation);
+      out[relation] = earlier === undefined ? toWireValue(sent) : saidAfter(relation, earlier, sent);
       continue;
     }
     out[relation] = {
@@ -73,4 +75,16 @@ export function toWireUser(user: StoredUser, shape: UserWireShape): Record<strin
     };
   }
   return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** An object sent as exact text (its keys said twice, say), with the relation's links added after its own keys. */
+function withLinks(value: RawJson, links: Link[]): RawJson {
+  const text = value.text.trim();
+  if (!text.startsWith('{')) return value;
+  const inner = text.slice(1, -1).trim();
+  return new RawJson(`{${inner}${inner === '' ? '' : ','}"links":${JSON.stringify(links)}}`);
 }

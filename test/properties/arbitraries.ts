@@ -602,6 +602,8 @@ export interface GeneratedUser {
   repeats?: { key: string; earlier: Json }[];
   /** A key every group item, or every permission item, says twice: first with `earlier`, then with its own value. */
   itemRepeats?: { groups?: { key: string; earlier: Json }; accessPermissions?: { key: string; earlier: Json } };
+  /** The `items` of the user's groups, or of its permissions, said first with `earlier`, then with the list, which counts. */
+  listRepeats?: { groups?: Json; accessPermissions?: Json };
 }
 
 /** Documented fields a company user can carry (v16 records carry no partyId/partyNumber; oauthClientId makes an integration user). */
@@ -735,22 +737,62 @@ function withIdentityRepeats(user: GeneratedUser, index: number, fields: readonl
     });
 }
 
-/** Keys of the record (and of its group and permission items) said twice, chosen among the keys it ends up with. */
+/**
+ * An earlier copy of a user's `groups` or `accessPermissions`, or of the `items` in it: often a list
+ * that reads as memberships or permissions the user does not have (taken for the copy that counts,
+ * it would add, drop or keep them), or one saying nothing of it; else any earlier copy.
+ */
+const earlierList: fc.Arbitrary<Json> = fc.oneof(
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom<Json>(
+      [],
+      null,
+      [{ variableName: 'earlierGroup', label: 'Earlier', type: 'Sales' }],
+      [{ type: 'Earlier', variableName: 'earlierPermission', name: 'Earlier', hasAccess: true }],
+    ),
+  },
+  { weight: 1, arbitrary: earlierCopy },
+);
+const earlierRelation: fc.Arbitrary<Json> = fc.oneof(
+  { weight: 2, arbitrary: earlierList.map((items): Json => ({ items })) },
+  { weight: 1, arbitrary: fc.constantFrom<Json>(null, {}, { items: [], hasMore: true }) },
+  { weight: 1, arbitrary: earlierCopy },
+);
+
+/** Keys of the record (and of its group and permission lists and items) said twice, chosen among the keys it ends up with. */
 const repeatChoices = fc.record({
   record: fc.oneof(fc.constant<[number, Json][]>([]), fc.array(fc.tuple(fc.nat(), earlierCopy), { minLength: 1, maxLength: 3 })),
+  relations: fc.oneof(
+    { weight: 3, arbitrary: fc.constant<['groups' | 'accessPermissions', Json][]>([]) },
+    {
+      weight: 1,
+      arbitrary: fc.array(fc.tuple(fc.constantFrom('groups' as const, 'accessPermissions' as const), earlierRelation), { minLength: 1, maxLength: 2 }),
+    },
+  ),
+  // About one list in four (fc.option's freq is the odds of none, so it would give three in four).
+  lists: fc.record({
+    groups: fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: earlierList }),
+    accessPermissions: fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: earlierList }),
+  }),
   groups: fc.option(fc.tuple(fc.constantFrom('variableName', 'label', 'type'), earlierCopy), { freq: 2, nil: undefined }),
   accessPermissions: fc.option(fc.tuple(fc.constantFrom('type', 'variableName', 'name', 'hasAccess'), earlierCopy), { freq: 2, nil: undefined }),
 });
 
-/** The user with some keys said twice (`repeats`, `itemRepeats`) as `choices` picks them. */
+/** The user with some keys said twice (`repeats`, `listRepeats`, `itemRepeats`) as `choices` picks them. */
 function withRepeats(user: GeneratedUser, choices: typeof repeatChoices extends fc.Arbitrary<infer C> ? C : never): GeneratedUser {
   const keys = [...user.fields.filter((f) => !IDENTITY_FIELDS.has(f.field)).map((f) => f.key), ...user.custom.map(([k]) => k)];
   const repeats = keys.length === 0 ? [] : choices.record.map(([k, earlier]) => ({ key: keys[k % keys.length]!, earlier }));
+  // A relation the record carries may be said twice, and the items of one sent with items said twice.
+  for (const [key, earlier] of choices.relations) if (user[key].kind !== 'missing') repeats.push({ key, earlier });
+  const list = (relation: 'groups' | 'accessPermissions') => (user[relation].kind === 'items' ? choices.lists[relation] : undefined);
+  const listRepeats = { groups: list('groups'), accessPermissions: list('accessPermissions') };
   const item = (c: [string, Json] | undefined) => (c === undefined ? undefined : { key: c[0], earlier: c[1] });
   const itemRepeats = { groups: item(choices.groups), accessPermissions: item(choices.accessPermissions) };
   return {
     ...user,
     ...(repeats.length > 0 ? { repeats } : {}),
+    ...(listRepeats.groups !== undefined || listRepeats.accessPermissions !== undefined ? { listRepeats } : {}),
     ...(itemRepeats.groups || itemRepeats.accessPermissions ? { itemRepeats } : {}),
   };
 }

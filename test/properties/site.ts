@@ -126,18 +126,25 @@ function itemSaidTwice(item: Json, repeat: { key: string; earlier: Json } | unde
   return new RawJson(`{${JSON.stringify(repeat.key)}:${wireText(repeat.earlier)},${wireText(item).slice(1)}`);
 }
 
+/** A list of items (`{"items": [...]}`) sent with its `items` said first with `earlier`. */
+function itemsSaidTwice(list: Json | undefined, earlier: Json | undefined): Json | undefined {
+  if (earlier === undefined || list === undefined) return list;
+  return new RawJson(`{"items":${wireText(earlier)},${wireText(list).slice(1)}`);
+}
+
 /**
  * What follows a record's fields: its custom fields, company, groups and access permissions; `sent`:
- * as sent (item keys said twice), else as read (the last copies).
+ * as sent (list and item keys said twice), else as read (the last copies).
  */
 function addAfterFields(record: Record<string, Json>, user: GeneratedUser, groups: readonly GroupDef[], sent = false): void {
   for (const [key, value] of user.custom) record[key] = sent ? value : lastCopy(value);
   if (user.company) record.company = user.brokenCompany ? user.brokenCompany.value : user.company;
   const repeat = sent ? user.itemRepeats : undefined;
+  const lists = sent ? user.listRepeats : undefined;
   const g = relationJson(user.groups, (i) => itemSaidTwice(groupJson(groups)(i), repeat?.groups));
   const p = relationJson(user.accessPermissions, (item) => itemSaidTwice(permissionJson(item), repeat?.accessPermissions));
-  if (g !== undefined) record.groups = g;
-  if (p !== undefined) record.accessPermissions = p;
+  if (g !== undefined) record.groups = itemsSaidTwice(g, lists?.groups)!;
+  if (p !== undefined) record.accessPermissions = itemsSaidTwice(p, lists?.accessPermissions)!;
 }
 
 /**
