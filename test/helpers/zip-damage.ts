@@ -7,7 +7,7 @@ import { directoryLayout, withDirectoryRecords, zipOf } from './zip-bytes.js';
 /*
  * Zip archives of the same entries by several writers, and the ways a download of one can come
  * damaged: bytes anywhere, in names or in headers, a run of bytes overwritten, the archive cut
- * short, central directory records copied or swapped. The reader's property
+ * short, central directory records copied or swapped, letters of stored data changed. The reader's property
  * (test/properties/zip-corruption.test.ts) and the database's (zip-refused-run.test.ts) share them.
  */
 
@@ -73,7 +73,9 @@ export const hit = fc.record({ at: fc.nat(), xor: fc.integer({ min: 1, max: 255 
  * bytes overwritten, the archive cut short at any point, and central directory records copied or
  * swapped (the end records kept, or made to agree), or the end records counting fewer entries than
  * the directory holds (with a byte of the headers too: where a count one short hides the records
- * after it, the next one's signature damaged hid them from a check that looked for one more).
+ * after it, the next one's signature damaged hid them from a check that looked for one more), or
+ * letters of a stored entry's data changed to other letters (text as readable as before, which
+ * only the entry's CRC-32 tells from what was written).
  */
 export const manyBytes = fc.oneof(
   fc.record({
@@ -97,6 +99,10 @@ export const manyBytes = fc.oneof(
     hits: fc.array(hit, { maxLength: 2 }),
   }),
   fc.record({ kind: fc.constant('count' as const), fewer: fc.integer({ min: 1, max: 3 }), hits: fc.array(hit, { maxLength: 1 }) }),
+  fc.record({
+    kind: fc.constant('letters' as const),
+    hits: fc.array(fc.record({ at: fc.nat(), shift: fc.integer({ min: 1, max: 25 }) }), { minLength: 1, maxLength: 3 }),
+  }),
 );
 export type ManyBytes = typeof manyBytes extends fc.Arbitrary<infer T> ? T : never;
 
@@ -114,6 +120,22 @@ export function headerBytes(archive: Buffer): number[] {
     bytes.writeUInt32LE(signature);
     for (let at = archive.indexOf(bytes); at >= 0; at = archive.indexOf(bytes, at + 1))
       for (let i = 0; i < length && at + i < archive.length; i++) positions.push(at + i);
+  }
+  return positions;
+}
+
+/**
+ * The positions of the ASCII letters of every stored (not deflated) entry's data: another letter
+ * there leaves the text as readable as it was (JSON, CSV), so only the entry's CRC-32 tells.
+ */
+export function storedLetterBytes(archive: Buffer, written: Written[]): number[] {
+  const positions: number[] = [];
+  for (const e of written) {
+    if (e.compress) continue;
+    const bytes = Buffer.from(e.text);
+    const at = archive.indexOf(bytes);
+    if (at < 0 || bytes.length === 0) continue;
+    for (let i = 0; i < bytes.length; i++) if (/[A-Za-z]/.test(String.fromCharCode(bytes[i]!))) positions.push(at + i);
   }
   return positions;
 }
@@ -163,6 +185,17 @@ export function damagedBy(archive: Buffer, written: Written[], damage: ManyBytes
       for (const at of [end + 8, end + 10]) if (damaged.readUInt16LE(at) !== 0xffff) damaged.writeUInt16LE(count, at);
       if (layout.zip64) for (const at of [layout.endRecords + 24, layout.endRecords + 32]) damaged.writeBigUInt64LE(BigInt(count), at);
       return { damaged: xorAt(damaged, headerBytes(damaged), damage.hits), reordered: false };
+    }
+    case 'letters': {
+      const positions = storedLetterBytes(archive, written);
+      const damaged = Buffer.from(archive);
+      for (const { at, shift } of damage.hits) {
+        if (positions.length === 0) break;
+        const p = positions[at % positions.length]!;
+        const base = damaged[p]! >= 0x61 ? 0x61 : 0x41;
+        damaged[p] = base + ((damaged[p]! - base + shift) % 26);
+      }
+      return { damaged, reordered: false };
     }
   }
 }
