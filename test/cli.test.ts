@@ -53,6 +53,18 @@ describe('cpq-sync CLI', () => {
     for (const flag of ['--version', '-V']) expect(await cli([flag], {})).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
   });
 
+  it("--help of a command says what the README's Commands table says of it (status exited 1 for stale sites unsaid, demo had one site)", async () => {
+    const help = async (command: string) => {
+      const out = await cli([command, '--help'], {});
+      expect({ code: out.code, stderr: out.stderr }, command).toEqual({ code: 0, stderr: '' });
+      // commander wraps the description at 80 columns.
+      return out.stdout.replace(/\s+/g, ' ');
+    };
+    expect(await help('status')).toContain('exit code 1 when the last run of a site failed or was abandoned (its process died), or when a site is stale');
+    expect(await help('demo')).toContain('two simulated sites');
+    expect(await help('schedule')).toContain('each site synced on its schedule');
+  });
+
   it('exit code 2 and one line naming the variable for bad configuration', async () => {
     const out = await cli(['run'], { CPQ_BASE_URL: 'https://x.example.com', CPQ_PAGE_SIZE: 'lots', DATABASE_URL: 'postgres://127.0.0.1:1/none' });
     expect(out.code).toBe(2);

@@ -10,7 +10,9 @@ import { command, requireKnownSites } from './command.js';
 export function registerReadCommands(program: Command): void {
   program
     .command('status')
-    .description('per site, the last runs and the cursor per stream; exit code 1 when the last run of a site failed (for alerts)')
+    .description(
+      'per site, the last runs and the cursor per stream; exit code 1 when the last run of a site failed or was abandoned (its process died), or when a site is stale: no success within SYNC_STALE_AFTER (for alerts)',
+    )
     .option('--json', 'JSON for scripts instead of tables')
     .addOption(new Option('--limit <n>', 'how many runs to list per site').default('10'))
     .option('--site <name...>', 'only these sites (default: the configured sites, else every site that has run)')

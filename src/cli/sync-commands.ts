@@ -86,7 +86,9 @@ export function registerSyncCommands(program: Command): void {
     );
   program
     .command('schedule')
-    .description('keep running: a sync on SYNC_CRON (in SYNC_TIMEZONE) until SIGTERM/SIGINT; health and metrics on HTTP_PORT')
+    .description(
+      'keep running: each site synced on its schedule (SYNC_CRON in SYNC_TIMEZONE, or its own cron in CPQ_SITES_FILE) until SIGTERM/SIGINT; health and metrics on HTTP_PORT',
+    )
     .action(() =>
       command(async (config, log) => {
         const { openDatabase } = await import('../db/connect.js');

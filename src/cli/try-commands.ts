@@ -63,7 +63,7 @@ export function registerTryCommands(program: Command): void {
     );
   program
     .command('demo')
-    .description('simulated site + embedded Postgres: a full sync, some edits, an incremental sync, a summary')
+    .description('two simulated sites + embedded Postgres: a full sync, some edits, an incremental sync, a summary')
     .action(() =>
       command(async (config, log) => {
         const { runDemo } = await import('../demo.js');
