@@ -53,3 +53,44 @@ describe("the README's admin-since query", () => {
     expect(await admins(h, third)).toEqual({ [kept!]: first, [revoked!]: third, [deleted!]: third });
   });
 });
+
+const DAY_START = "'2025-03-03T00:00:00Z'";
+const DAY_END = "'2025-03-04T00:00:00Z'";
+const adminsDuringDay = (() => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const statement = /-- Who held an admin right at any time[^\n]*\n(?:--[^\n]*\n)*([\s\S]*?);\n/.exec(readme)?.[1];
+  if (!statement?.includes(DAY_START) || !statement.includes(DAY_END))
+    throw new Error(`the README's admin query of a whole day no longer asks about ${DAY_START} to ${DAY_END}`);
+  return statement.replaceAll(DAY_START, '$1::timestamptz').replaceAll(DAY_END, '$2::timestamptz');
+})();
+
+describe("the README's query of who held an admin right at any time on a day", () => {
+  it('names the rights held as the day began and those a run of the day gave, not those given at its end', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    const [kept, revoked, dayOnly, after] = h.sim.users('_host').map((u) => String(u.login));
+    for (const login of [kept!, revoked!]) h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true });
+    for (const login of [dayOnly!, after!]) h.sim.updateUser('_host', login, { isUserAdminPermEnabled: false });
+    const first = await effectiveAt(h, (await h.sync()).runId);
+
+    // During the day: one loses the right, another holds it only until the next run.
+    h.sim.updateUser('_host', revoked!, { isUserAdminPermEnabled: false });
+    h.sim.updateUser('_host', dayOnly!, { isUserAdminPermEnabled: true });
+    const second = await effectiveAt(h, (await h.sync({ full: true })).runId);
+
+    // The run that ends the day (its window is up to this run's time, excluded).
+    h.sim.updateUser('_host', dayOnly!, { isUserAdminPermEnabled: false });
+    h.sim.updateUser('_host', after!, { isUserAdminPermEnabled: true });
+    const third = await effectiveAt(h, (await h.sync({ full: true })).runId);
+
+    // The day from just before the second run to the third: it began with the first run's state.
+    const dayStart = new Date(second.getTime() - 1);
+    expect(dayStart.getTime()).toBeGreaterThan(first.getTime());
+    const rows = await h.t.query<{ login: string; since: Date }>(
+      `SELECT q.login, q.since FROM (${adminsDuringDay}) q WHERE q.admin_right = 'is_user_admin_perm_enabled'`,
+      [dayStart, third],
+    );
+    expect(Object.fromEntries(rows.map((r) => [r.login, r.since]))).toEqual({ [kept!]: first, [revoked!]: first, [dayOnly!]: second });
+    // The query of the day's start alone misses the one who held it only during the day.
+    expect(await admins(h, dayStart)).toEqual({ [kept!]: first, [revoked!]: first });
+  });
+});
