@@ -48,6 +48,27 @@ describe('cpq-sync CLI', () => {
     expect(rows).toHaveLength(7);
   });
 
+  it('LOG_LEVEL=debug logs the merge, step by step, after the pages: what a run that prints nothing at info is doing (README: Slow, stuck or failed)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 7, integrationUsers: 0 });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    expect((await cli(['run'], env)).code).toBe(0);
+    h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { lastName: 'Edited' });
+    const out = await cli(['run', '--full'], { ...env, LOG_LEVEL: 'debug' });
+    expect(out.code).toBe(0);
+    const lines = out.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lastPage = lines.findLastIndex((l) => l.msg === 'page read');
+    const steps = lines.flatMap((l, i) => (l.msg === 'merge step' ? [i] : []));
+    expect(steps.length).toBeGreaterThan(1);
+    expect(steps[0]!).toBeGreaterThan(lastPage);
+    const first = lines[steps[0]!]!;
+    expect([typeof first.step, typeof first.ms]).toEqual(['string', 'number']);
+  });
+
   it("--version (-V) prints the release, package.json's version, and exits 0 (review CM: unknown option)", async () => {
     const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     for (const flag of ['--version', '-V']) expect(await cli([flag], {})).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
