@@ -156,6 +156,18 @@ export function unreachableHint(message: string): string | undefined {
 }
 
 /**
+ * The fix for a site that kept answering a status worth retrying (src/cpq/http-client.ts) until
+ * the retries ran out: a failure of CPQ's, not of the setup, which the next run tries again.
+ */
+export function retriesSpentHint(message: string): string | undefined {
+  const [, status] = /CPQ still answered (\d{3}) after/.exec(message) ?? [];
+  if (status === undefined) return undefined;
+  if (status === '429')
+    return 'CPQ kept asking this client to slow down: the next run tries again; if it lasts, lower CPQ_MAX_IN_FLIGHT or raise CPQ_MAX_RETRIES';
+  return "CPQ (or a proxy in front of it) kept failing: the next run tries again; if it lasts, ask the site's administrators (an outage, maintenance)";
+}
+
+/**
  * The fix for a redirect to another origin, which no request follows (src/cpq/http-client.ts):
  * an address that moves to https says which to set; any other, most often a sign-in page in
  * front of the site, that CPQ_BASE_URL must be where the REST API answers itself.
@@ -249,7 +261,9 @@ export function hintFor(err: unknown, facts: HintFacts = {}): string | undefined
       if (err.status === 404 && cpq && facts.prefixes) {
         return prefixHint(cpq.pathPrefix, facts.prefixes, /^GET (\S+):/.exec(message)?.[1], cpq.baseUrl, facts.rootPrefixes);
       }
-      return tlsHint(message, cpq) ?? redirectHint(message) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined);
+      return (
+        tlsHint(message, cpq) ?? redirectHint(message) ?? (/unreachable/.test(message) ? unreachableHint(message) : undefined) ?? retriesSpentHint(message)
+      );
     }
     case 'database':
       return databaseHint(message);

@@ -70,6 +70,8 @@ describe('the README lists every error a user meets first, as printed, with its 
     const basic = { CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'right' };
 
     const notCpq = await listen(createHttpServer((_req, res) => res.writeHead(404, { 'content-type': 'text/plain' }).end('not here')));
+    // A site that fails every request with a status worth retrying, until the retries run out.
+    const failing = (status: number) => listen(createHttpServer((_req, res) => res.writeHead(status, { 'content-type': 'text/plain' }).end('try later')));
     const front = await tlsFront(Number(new URL(open.sim.baseUrl).port));
     servers.push(front);
     const wrongPassword = new URL(open.t.url);
@@ -90,6 +92,8 @@ describe('the README lists every error a user meets first, as printed, with its 
       'no credentials': { code: 4, run: () => runLine(classic, {}) },
       'unknown CA': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: frontUrl(front), CPQ_MAX_RETRIES: '0' }) },
       'nothing listens': { code: 3, run: async () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${await freePort()}`, CPQ_MAX_RETRIES: '0' }) },
+      'CPQ keeps failing': { code: 3, run: async () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${await failing(503)}`, CPQ_MAX_RETRIES: '1' }) },
+      'CPQ keeps throttling': { code: 3, run: async () => runLine(open, { CPQ_BASE_URL: `http://127.0.0.1:${await failing(429)}`, CPQ_MAX_RETRIES: '1' }) },
       'host does not resolve': { code: 3, run: () => runLine(open, { CPQ_BASE_URL: 'https://nosuch.invalid', CPQ_MAX_RETRIES: '0' }) },
       'database down': { code: 6, run: async () => runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${await freePort()}/warehouse` }) },
       ...(trustsAnyPassword

@@ -10,7 +10,7 @@ import { INTEGRATION_STREAM, companyUsersPath, listCompanies } from '../cpq/stre
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { zipExportUrl } from '../cpq/zip-export.js';
-import { authHint, describeAuth, otherPrefix, prefixHint, prefixSetting, redirectHint, tlsHint, unreachableHint } from '../error-hints.js';
+import { authHint, describeAuth, otherPrefix, prefixHint, prefixSetting, redirectHint, retriesSpentHint, tlsHint, unreachableHint } from '../error-hints.js';
 import { SyncError, errorMessage, oneLine } from '../errors.js';
 import { isJsonObject } from '../exact-json.js';
 import type { Logger } from '../logger.js';
@@ -29,11 +29,11 @@ export function checkClient(cpq: CpqConfig, log: Logger): { client: CpqHttpClien
   return { client: new CpqHttpClient({ ...cpq, maxRetries: Math.min(cpq.maxRetries, 1) }, auth, log), auth };
 }
 
-/** The fix for a failed request: the hint for a certificate, a dead host or refused credentials. */
+/** The fix for a failed request: the hint for a certificate, a dead host, a site that kept failing or refused credentials. */
 function requestFix(err: unknown, cpq: CpqConfig): string | undefined {
   const message = errorMessage(err);
   if (err instanceof SyncError && err.kind === 'auth') return authHint(cpq.auth, message);
-  return tlsHint(message, cpq) ?? redirectHint(message) ?? unreachableHint(message);
+  return tlsHint(message, cpq) ?? redirectHint(message) ?? unreachableHint(message) ?? retriesSpentHint(message);
 }
 
 const list = (names: string[]) => (names.length > LISTED ? `${names.slice(0, LISTED).join(', ')} and ${names.length - LISTED} more` : names.join(', '));
