@@ -61,7 +61,12 @@ const GROUPS_HELD = 10_000;
  * staged.
  */
 export class DirectLoad {
-  /** Per company, the last login written per key range (by its index); a row of the range must come after it. */
+  /**
+   * Per company loaded, once its first rows come, the last login written per key range (by its
+   * index); a row of the range must come after it. Made when a company's rows come, not for every
+   * first load at once: an empty Map costs ~215 bytes, and a first run of a long company list
+   * held one per listed company before reading any.
+   */
   private readonly lastLogin = new Map<string, Map<number, string>>();
   /**
    * The group definitions named by written rows, each distinct copy once, in the order last read
@@ -87,14 +92,12 @@ export class DirectLoad {
     private readonly site: string,
     private readonly runId: string,
     private readonly effectiveAt: () => Promise<Date>,
-    firstLoads: Iterable<string>,
-  ) {
-    for (const company of firstLoads) this.lastLogin.set(company, new Map());
-  }
+    private readonly firstLoads: ReadonlySet<string>,
+  ) {}
 
   /** Whether it loads `company` (a first load): its rows skip staging. */
   loads(company: string): boolean {
-    return this.lastLogin.has(company);
+    return this.firstLoads.has(company);
   }
 
   /** How many users it took (all of them new), each written once its page's endPage ran. */
@@ -107,8 +110,9 @@ export class DirectLoad {
    * into COPY rows at once; returns the others, to be staged. `endPage` writes what was taken.
    */
   async take(company: string, rows: UserRow[], range?: KeyRange): Promise<UserRow[]> {
-    const ranges = this.lastLogin.get(company);
-    if (ranges === undefined) return rows;
+    if (!this.firstLoads.has(company)) return rows;
+    let ranges = this.lastLogin.get(company);
+    if (ranges === undefined) this.lastLogin.set(company, (ranges = new Map<number, string>()));
     const index = range?.index ?? 0;
     let last = ranges.get(index) ?? '';
     const direct: UserRow[] = [];

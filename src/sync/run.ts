@@ -594,7 +594,7 @@ class SyncRun {
       ? await this.readIntegrationFeed({ listed, companies, readAll, sinceFor, track }, log)
       : { integrationUsers: new IntegrationUsers(), hostAliases: [] };
     const firstLoads = await findFirstLoadCompanies(client, site, companies);
-    const direct = new DirectLoad(client, pool, stager, site, runId, effectiveAt, config.directFirstLoad ? firstLoads : []);
+    const direct = new DirectLoad(client, pool, stager, site, runId, effectiveAt, config.directFirstLoad ? firstLoads : new Set());
     const read = {
       site,
       http: this.http,
