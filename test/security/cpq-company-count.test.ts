@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { builtModule, runWithHeap } from '../helpers/small-heap.js';
+import { fourCharacterName } from './cpq-hostile.js';
 
 /*
  * A company list within its bound (CPQ_MAX_PAGE_BYTES, each company charged its login name's
@@ -16,9 +17,6 @@ const COMPANIES = 150_000;
 const BOUND = 8 * 1024 * 1024;
 /** The user pages answered before the site refuses the next: the run then fails, naming the refusal, unless its heap ran out first. */
 const ANSWERED = 200;
-const DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-/** Company `i` as a 4-character login name. */
-const name = (i: number) => Array.from({ length: 4 }, (_, d) => DIGITS[Math.floor(i / 62 ** d) % 62]).join('');
 
 let server: Server | undefined;
 let baseUrl = '';
@@ -34,7 +32,7 @@ beforeAll(async () => {
     if (url.pathname === '/rest/v16/companies') {
       const offset = Number(url.searchParams.get('offset'));
       const end = Math.min(COMPANIES, offset + Number(url.searchParams.get('limit')));
-      const items = Array.from({ length: end - offset }, (_, i) => `{"loginName":"${name(offset + i)}","isHost":${offset + i === 0}}`);
+      const items = Array.from({ length: end - offset }, (_, i) => `{"loginName":"${fourCharacterName(offset + i)}","isHost":${offset + i === 0}}`);
       body = `{"items":[${items.join(',')}],"hasMore":${end < COMPANIES}}`;
     } else if (/^\/rest\/v16\/companies\/[^/]+\/users$/.test(url.pathname)) {
       userPages++;

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtModule, runWithHeap } from '../helpers/small-heap.js';
+import { fourCharacterName } from './cpq-hostile.js';
 
 /*
  * Review DD: the company list (CPQ_COMPANIES=*) is held whole, and was bounded by its login names'
@@ -13,9 +14,6 @@ import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 
 const BOUND = 8 * 1024 * 1024;
 const PER_PAGE = 10_000;
-const DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-/** Company `i` as a 4-character login name (62^4: 14.7 million of them). */
-const name = (i: number) => Array.from({ length: 4 }, (_, d) => DIGITS[Math.floor(i / 62 ** d) % 62]).join('');
 
 let server: Server | undefined;
 let baseUrl = '';
@@ -28,7 +26,7 @@ beforeAll(async () => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname !== '/rest/v16/companies') return void res.writeHead(404).end();
     const offset = Number(url.searchParams.get('offset'));
-    const items = Array.from({ length: PER_PAGE }, (_, i) => `{"loginName":"${name(offset + i)}"}`);
+    const items = Array.from({ length: PER_PAGE }, (_, i) => `{"loginName":"${fourCharacterName(offset + i)}"}`);
     served = Math.max(served, offset + PER_PAGE);
     res.writeHead(200, { 'content-type': 'application/json' }).end(`{"items":[${items.join(',')}],"hasMore":true}`);
   });

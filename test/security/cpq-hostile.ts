@@ -77,3 +77,7 @@ export function zipExport(entries: { name: string; text: string }[]): Buffer {
     deflateRawSync,
   );
 }
+
+const DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+/** Company `i` as a 4-character login name (62^4: 14.7 million of them), for company lists as long as a bound allows. */
+export const fourCharacterName = (i: number) => Array.from({ length: 4 }, (_, d) => DIGITS[Math.floor(i / 62 ** d) % 62]).join('');
