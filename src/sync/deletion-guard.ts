@@ -74,8 +74,10 @@ export async function deletableCompanies(client: pg.PoolClient, runId: string, g
   }
   const allowed: string[] = [];
   const scope = guard.integrationUsersKept ? 'all but integration users' : 'all users';
+  // Looked up by company, not searched: a run of every company of a long list has a full read each.
+  const readOf = new Map(full.map((p) => [p.id.company!, p]));
   for (const c of await countDeletionCandidates(client, guard.site, runId, eligible, scope)) {
-    const p = full.find((f) => f.id.company === c.company)!;
+    const p = readOf.get(c.company)!;
     if (refusesDeletion(c.missing, c.known, guard)) {
       p.report.deletion = `aborted: ${c.missing} of ${c.known} would be deleted`;
       guard.warn(

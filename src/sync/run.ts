@@ -439,23 +439,26 @@ class SyncRun {
     // Rows an earlier release filed under a host alias: no feed returns them any more, whatever was read.
     if (deletable.includes('_host')) deleteIn.push(...(await this.endHostAliasRows(client, hostAliases, guard)));
     let held: string[] = [];
+    // Sets, not lists searched per company: the database's companies against a list of up to
+    // hundreds of thousands (CPQ_COMPANIES=*) cost the square of their number.
+    const readNames = new Set([...companies, ...hostAliases]);
     // Every company of the site was read: those the database still holds that the list no longer
     // names (a partner organization removed) are no run's to delete, unless found here.
     if (readAll && this.progress.some((p) => p.id.kind === 'company' && p.report.mode === 'full')) {
-      const unread = (company: string) => !companies.includes(company) && !hostAliases.includes(company) && !integrationUsers.inCompany(company);
+      const unread = (company: string) => !readNames.has(company) && !integrationUsers.inCompany(company);
       const removedCompanies = await this.endRemovedCompanies(client, unread, integrationUsers.complete, guard);
       deleteIn.push(...removedCompanies.removed);
       held = removedCompanies.held;
     }
-    // Integration users of companies no company read covers: the integration feed alone returns them.
+    // Integration users of companies no company read covers: the integration feed alone returns
+    // them. Not those whose users are deleted or held already.
+    const settled = new Set([...deleteIn, ...held]);
     const integrationDeleteIn = integrationUsers.complete
       ? await integrationDeletableCompanies(
           client,
           runId,
           guard,
-          (await readIntegrationUserCompanies(client, this.site.name)).filter(
-            (c) => !companies.includes(c) && !hostAliases.includes(c) && !deleteIn.includes(c) && !held.includes(c),
-          ),
+          (await readIntegrationUserCompanies(client, this.site.name)).filter((c) => !readNames.has(c) && !settled.has(c)),
         )
       : [];
     return { deleteIn, deleteNonIntegrationIn, integrationDeleteIn };

@@ -35,8 +35,9 @@ async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, 
   const unlisted = new Set<string>();
   if (companies.includes('*')) {
     companies = (await listCompanies(http, cpq)).logins;
+    const listed = new Set(companies);
     for (const [company, present] of await countPresentUsers(pool, site)) {
-      if (companies.includes(company) || present.integrationUsers === present.users || pathSegmentProblem(company) !== undefined) continue;
+      if (listed.has(company) || present.integrationUsers === present.users || pathSegmentProblem(company) !== undefined) continue;
       unlisted.add(company);
     }
     companies = [...companies, ...unlisted];
