@@ -149,14 +149,28 @@ function redirectTarget(url: string, from: string, location: string): string {
 /** How far from our clock a Date header is before it is logged. */
 const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 
+/** A JSON escape that may stand for one character of a credential: `\uXXXX` (any case), or `\/`. */
+const CHARACTER_ESCAPE = /\\u[0-9a-fA-F]{4}|\\\//g;
+
+/** How many characters of a JSON text, from `at`, stand for one character when its escapes are read (CHARACTER_ESCAPE's). */
+function escapedLength(text: string, at: number): number {
+  if (text[at] !== '\\') return 1;
+  if (text[at + 1] === '/') return 2;
+  return /^u[0-9a-fA-F]{4}/.test(text.slice(at + 1, at + 6)) ? 6 : 1;
+}
+
 /**
  * How a credential may stand in a JSON text: each character as it is or as a `\uXXXX` escape (a
- * `/` as `\/` too), made when first needed (a pattern ~15 times the credential's size); and its
- * longest run of letters and digits, which JSON writers never escape.
+ * `/` as `\/` too); and its longest run of letters and digits, which JSON writers never escape.
+ * Found by reading the text's escapes and searching the credential as it is (indexOf), in time
+ * linear in the text: a pattern of one alternative per character backtracked at every place the
+ * text began like the credential (a token of 1,000 A's in a 1 MB page of 999 A's a line took
+ * 4.5 s, of 4,000 A's 47 s), and one of 8,000 characters or more could not be compiled at all
+ * ("Stack overflow"), an error taken for a network error (it quotes the pattern): the page was
+ * asked for again at each retry, and the run failed as "CPQ unreachable".
  */
 class CredentialEcho {
   readonly run: string;
-  private made: RegExp | undefined;
 
   /** The search of `credential`; null for one shorter than CREDENTIAL_ECHO_CHARS, which is not searched for. */
   static of(credential: string): CredentialEcho | null {
@@ -167,20 +181,16 @@ class CredentialEcho {
     this.run = (credential.match(/[A-Za-z0-9]+/g) ?? []).reduce((a, b) => (b.length > a.length ? b : a), '');
   }
 
-  get pattern(): RegExp {
-    const hex = (c: string) =>
-      c
-        .charCodeAt(0)
-        .toString(16)
-        .padStart(4, '0')
-        .replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`);
-    this.made ??= new RegExp(
-      this.credential
-        .split('')
-        .map((c) => `(?:${c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}|\\\\u${hex(c)}${c === '/' ? '|\\\\\\/' : ''})`)
-        .join(''),
-    );
-    return this.made;
+  /** Where in `text` the credential stands, as it is or escaped; -1 when nowhere. */
+  indexIn(text: string): number {
+    if (!text.includes('\\')) return text.indexOf(this.credential);
+    const read = text.replace(CHARACTER_ESCAPE, (escape) => (escape === '\\/' ? '/' : String.fromCharCode(parseInt(escape.slice(2), 16))));
+    const found = read.indexOf(this.credential);
+    if (found < 0) return -1;
+    // Back to a place in the text as sent: each character read stood for one or more of it.
+    let at = 0;
+    for (let i = 0; i < found; i++) at += escapedLength(text, at);
+    return at;
   }
 }
 
@@ -325,7 +335,7 @@ export class CpqHttpClient {
    * answer put the Basic header into a user's field: into cpq.users.raw, or quoted by the field's
    * error into the run record and the logs (review DD). The bare password is not searched for: a
    * common word (`Purchasing`) would refuse every page naming it (review DJ); errors are cleared of
-   * it instead (withoutCredentials). A page may be CPQ_MAX_PAGE_BYTES: the pattern runs only where
+   * it instead (withoutCredentials). A page may be CPQ_MAX_PAGE_BYTES: the search runs only where
    * the credential's longest run of letters and digits (never escaped) stands, 0.3 ms a 3 MB page.
    */
   private credentialAt(text: string): number {
@@ -336,8 +346,8 @@ export class CpqHttpClient {
         this.credentialEchoes.set(header, echo);
       }
       if (echo === null || (echo.run.length >= CREDENTIAL_ECHO_CHARS && !text.includes(echo.run))) continue;
-      const found = echo.pattern.exec(text);
-      if (found) return found.index;
+      const found = echo.indexIn(text);
+      if (found >= 0) return found;
     }
     return -1;
   }

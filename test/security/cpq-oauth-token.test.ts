@@ -170,6 +170,38 @@ describe('attack: a hostile OAuth token endpoint', () => {
     expect(grants).toBe(2);
   });
 
+  it('a 16,000-character token echoed in a page is found in time linear in the page, and refused without quoting it', async () => {
+    // A token service may hand out any token up to its response's 64 KiB. The credential was
+    // searched for with one regular expression of an alternative per character: from about 8,000
+    // characters V8 could not compile it ("Stack overflow"), and that error, which quotes the
+    // pattern, was taken for a network error quoting the credential: the page was asked for again
+    // at every retry, and the run failed as "CPQ unreachable". Shorter, it backtracked at every
+    // place the page began like the token (1,000 A's against 1 MB of 999-A lines: 4.5 s).
+    const token = `+${'A'.repeat(15_998)}B`;
+    // Its + escaped, as a JSON writer may, after escaped slashes.
+    const page = `{"items":[{"note":"\\/\\/","login":"\\u002B${token.slice(1)}"}],"hasMore":false}`;
+    const base = await listen('127.0.0.1', (req, res) => {
+      const body = req.url === '/token' ? JSON.stringify({ access_token: token, expires_in: 3600 }) : page;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+    });
+    const auth = createAuthenticator({ kind: 'oauth', tokenUrl: `${base}/token`, clientId: 'client', clientSecret: 'very-secret-value' }, 5000);
+    const quiet = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
+    const client = new CpqHttpClient(
+      { baseUrl: base, requestTimeoutMs: 5000, maxRetries: 0, retryBaseDelayMs: 1, retryMaxDelayMs: 10, ca: undefined, maxPageBytes: 1 << 20, maxInFlight: 4 },
+      auth,
+      quiet,
+    );
+    const url = `${base}/rest/v16/companies/_host/users`;
+    const error = await client.getJson(url, { collection: true }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(SyncError);
+    expect((error as Error).message).toBe(
+      `GET ${url}: the response holds a credential this run sent (at character ${page.indexOf('\\u002B')}); refused, so that it reaches neither the database nor the logs`,
+    );
+  });
+
   it('a plain token response still works', async () => {
     expect(await oauth('/token').authorization()).toBe('Bearer good-token');
   });
