@@ -97,10 +97,18 @@ export class CsvRowsParser {
           break;
         }
         case State.Quoted: {
-          const quote = chunk.indexOf('"', i);
+          // A doubled quote within the chunk stays in the field's text, undoubled when taken: one
+          // piece per quote cost the field an array slot each, none of them counted against the
+          // row's bound (a field of 16 MiB of "" held 8 million slots, and its row was counted empty).
+          let quote = chunk.indexOf('"', i);
+          let doubled = false;
+          while (quote >= 0 && quote + 1 < n && chunk.charCodeAt(quote + 1) === QUOTE) {
+            doubled = true;
+            quote = chunk.indexOf('"', quote + 2);
+          }
           const end = quote < 0 ? n : quote;
           this.countLines(chunk, i, end);
-          this.take(chunk, segment, end);
+          this.take(chunk, segment, end, doubled);
           if (quote < 0) {
             i = n;
             break;
@@ -110,8 +118,10 @@ export class CsvRowsParser {
           break;
         }
         case State.QuoteInQuoted:
+          // A quote doubled across two chunks (the first ended on it).
           if (c === QUOTE) {
             this.field.push('"');
+            this.grow(2);
             this.state = State.Quoted;
             segment = ++i;
           } else if (c === COMMA) {
@@ -137,9 +147,13 @@ export class CsvRowsParser {
     if (this.cells.length > 0) this.emit();
   }
 
-  private take(chunk: string, from: number, to: number) {
+  /** Takes the field's text from `from` to `to` of the chunk, its doubled quotes undoubled when `doubled`. */
+  private take(chunk: string, from: number, to: number, doubled = false) {
     if (to <= from) return;
-    this.field.push(chunk.slice(from, to));
+    const text = chunk.slice(from, to);
+    // split and join, not replaceAll: V8 keeps replaceAll's result as one piece per replacement
+    // (~1 MB for 32,768 quotes undoubled, 32 bytes a character) until it is read.
+    this.field.push(doubled ? text.split('""').join('"') : text);
     this.grow(to - from);
   }
 

@@ -114,6 +114,13 @@ describe('zip exports: one record and one page of records are bounded too', () =
       () => `login,firstName\r\na,b\r\nhuge,${noise(2 * CAP)}\r\n`,
       /entry "users\.csv": line 3: a row longer than CPQ_MAX_PAGE_BYTES \(1048576\) \(a quote left open\?\); refused$/,
     ],
+    [
+      // Mostly doubled quotes (with noise, to pass the compression-ratio bound): each was held as a
+      // piece of its own, and none was counted against the row's bound, so this row was loaded.
+      'quoted_users.csv',
+      () => `login,firstName\r\na,b\r\nhuge,"${Array.from({ length: (2 * CAP) / 116 }, () => `${'""'.repeat(50)}${noise(16)}`).join('')}"\r\n`,
+      /entry "quoted_users\.csv": line 3: a row longer than CPQ_MAX_PAGE_BYTES \(1048576\) \(a quote left open\?\); refused$/,
+    ],
   ] as const)('a %s entry with one huge record fails the run naming the entry and the cap', async (name, text, expected) => {
     const company = `huge_${name.replace(/\W/g, '_')}`;
     site!.serve(company, zipExport([{ name, text: text(user('huge', 2 * CAP)) }]), 'application/zip');
