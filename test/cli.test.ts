@@ -74,7 +74,7 @@ describe('cpq-sync CLI', () => {
     for (const flag of ['--version', '-V']) expect(await cli([flag], {})).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
   });
 
-  it("--help of a command says what the README's Commands table says of it (status exited 1 for stale sites unsaid, demo had one site)", async () => {
+  it("--help of a command says what the README's Commands table says of it (status exited 1 for stale sites unsaid, demo had one site, run read in full only the first time)", async () => {
     const help = async (command: string) => {
       const out = await cli([command, '--help'], {});
       expect({ code: out.code, stderr: out.stderr }, command).toEqual({ code: 0, stderr: '' });
@@ -84,6 +84,7 @@ describe('cpq-sync CLI', () => {
     expect(await help('status')).toContain('exit code 1 when the last run of a site failed or was abandoned (its process died), or when a site is stale');
     expect(await help('demo')).toContain('two simulated sites');
     expect(await help('schedule')).toContain('each site synced on its schedule');
+    expect(await help('run')).toContain('full the first time (per stream) and every SYNC_FULL_EVERY, incremental otherwise');
   });
 
   it('exit code 2 and one line naming the variable for bad configuration', async () => {

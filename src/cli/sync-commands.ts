@@ -7,7 +7,7 @@ import { command } from './command.js';
 export function registerSyncCommands(program: Command): void {
   program
     .command('run')
-    .description('run one sync now: full the first time, incremental afterwards')
+    .description('run one sync now: full the first time (per stream) and every SYNC_FULL_EVERY, incremental otherwise')
     .option('--full', 'read every user, ignoring the stored cursors')
     .option('--allow-mass-delete', 'with --full: mark missing users deleted even above SYNC_MAX_DELETE_FRACTION and SYNC_MASS_DELETE_MIN')
     .addOption(new Option('--format <format>', 'how to read company users (overrides CPQ_EXPORT_FORMAT)').choices(['json', 'zip']))
