@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { spawn } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { constants, readlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -276,6 +276,43 @@ describe('downloadToFile', () => {
     });
     setTimeout(() => abort.abort(), 100);
     await expect(pending).rejects.toMatchObject({ kind: 'interrupted' });
+  });
+
+  // Node 20's fetch (its bundled undici 6: nodejs/undici#4089) leaves a body that had all arrived
+  // but was not yet all read neither closed nor errored when its request is aborted: the next read
+  // waited forever. A chaos run's SIGINT landing while a small export was being written to its
+  // file held the run past SHUTDOWN_TIMEOUT, its record left `running`. Here the file is a FIFO
+  // nobody reads, so the download is held writing while the whole body arrives, then aborted.
+  it('stops when the run is interrupted after the whole export has arrived but before it is all written', async () => {
+    let sent!: () => void;
+    const finished = new Promise<void>((resolve) => (sent = resolve));
+    const base = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/zip' });
+      res.end(Buffer.alloc(100_000, 0x41), sent);
+    });
+    const path = join(dir, 'a.zip');
+    execFileSync('mkfifo', [path]);
+    // The pipe's reader, open so that the download's open for writing does not wait; read only once aborted.
+    const reader = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const abort = new AbortController();
+      const pending = client(base, {}, abort.signal)
+        .downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20, timeoutMs: HOUR })
+        .catch((e: unknown) => e);
+      await finished;
+      await sleep(300); // the rest of the body reaches fetch while the download waits on the full pipe
+      abort.abort();
+      // Let the write held on the pipe end (a disk's would have): what follows is the body's read.
+      const drained = Buffer.alloc(1 << 16);
+      for (let i = 0; i < 40; i++) {
+        await reader.read(drained, 0, drained.length, null).catch(() => undefined);
+        await sleep(10);
+      }
+      const outcome = await Promise.race([pending, sleep(3000).then(() => 'still reading 3 s after the abort')]);
+      expect(outcome).toMatchObject({ kind: 'interrupted' });
+    } finally {
+      await reader.close();
+    }
   });
 });
 

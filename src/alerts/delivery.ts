@@ -1,5 +1,6 @@
 import type { AlertsConfig } from '../config.js';
 import { claimDueAlerts, type AlertRow } from '../db/sql/claim-due-alerts.js';
+import { bodyChunks } from '../fetch-body.js';
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 import type { Queryable } from '../db/compiled-query.js';
 import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
@@ -91,13 +92,12 @@ const URL_ECHO_CHARS = 12;
  * The receiver's words, briefly; none when they quote the webhook's path or query in any form (a
  * 404 page of many frameworks names the path it was asked for): a Slack URL's path is its secret.
  */
-async function briefBody(response: Response, webhookUrl: string): Promise<string> {
+async function briefBody(response: Response, webhookUrl: string, signal: AbortSignal): Promise<string> {
   try {
-    if (!response.body) return '';
     const url = new URL(webhookUrl);
     const secret = (url.pathname + url.search).replace(/^\//, '');
     // The first chunk is plenty; leaving the loop cancels the rest of the body.
-    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    for await (const chunk of bodyChunks(response, signal)) {
       const text = Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.length, ERROR_BODY_CHARS * 4)).toString('utf8');
       if (quotesSecret(text, [secret], URL_ECHO_CHARS)) return '(its answer quotes the webhook URL: not shown)';
       return oneLine(text.replace(/[^\x20-\x7e\s]/g, '?')).slice(0, ERROR_BODY_CHARS);
@@ -139,7 +139,7 @@ export async function postAlert(webhook: Webhook, body: string, idempotencyKey: 
       await response.body?.cancel();
       return { ok: true };
     }
-    const said = await briefBody(response, webhook.url);
+    const said = await briefBody(response, webhook.url, request.signal);
     const error = `the webhook answered HTTP ${response.status}${said ? `: ${said}` : ''}`;
     if (response.status >= 300 && response.status < 400) return { ok: false, permanent: true, error: `${error} (a redirect, not followed)` };
     const transient = response.status === 408 || response.status === 425 || response.status === 429 || response.status >= 500;

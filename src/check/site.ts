@@ -294,7 +294,7 @@ export async function checkZipExport(client: CpqHttpClient, auth: Authenticator,
         dispatcherFor(cpq.ca, cpq.requestTimeoutMs),
       ),
     );
-    const head = await readHead(response, 4);
+    const head = await readHead(response, 4, request.signal);
     if (response.status === 406 || response.status === 404) {
       return fail('zip export', `GET ${url} (Accept: application/zip) answered ${response.status}`, 'this site has no zip export: set CPQ_EXPORT_FORMAT=json');
     }

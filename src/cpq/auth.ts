@@ -119,7 +119,7 @@ export class OAuthClientCredentials implements Authenticator {
       throw new RetryableError(`POST ${url}: OAuth token service unreachable (${reason})`);
     }
     // A token response is a few hundred bytes: anything past 64 KiB is cut, and then not JSON.
-    const text = await readHead(response, TOKEN_RESPONSE_MAX_BYTES);
+    const text = await readHead(response, TOKEN_RESPONSE_MAX_BYTES, signal);
     if (response.status >= 300 && response.status < 400) {
       throw new SyncError(
         'auth',

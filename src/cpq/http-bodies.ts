@@ -1,5 +1,6 @@
 import { SyncError, oneLine, printable } from '../errors.js';
 import { headOf } from '../exact-json.js';
+import { bodyChunks } from '../fetch-body.js';
 
 /*
  * Reading CPQ's response bodies within limits, and describing them (and network failures) in one
@@ -91,22 +92,14 @@ export function contentEncoding(response: Response): string | undefined {
   return encoding && encoding.toLowerCase() !== 'identity' ? JSON.stringify(printable(encoding.slice(0, 40))) : undefined;
 }
 
-/** The first bytes of an error body as text, without reading a possibly huge body to the end. */
-export async function readHead(response: Response, maxBytes: number): Promise<string> {
-  if (!response.body) return '';
-  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+/** The first bytes of an error body as text, without reading a possibly huge body to the end; `signal`: the request's (see bodyChunks). */
+export async function readHead(response: Response, maxBytes: number, signal: AbortSignal | undefined): Promise<string> {
   const parts: Uint8Array[] = [];
   let size = 0;
-  try {
-    while (size < maxBytes) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      parts.push(value);
-      size += value.byteLength;
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
+  for await (const value of bodyChunks(response, signal)) {
+    parts.push(value);
+    size += value.byteLength;
+    if (size >= maxBytes) break;
   }
   return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8');
 }
@@ -116,31 +109,21 @@ export async function readHead(response: Response, maxBytes: number): Promise<st
  * (announced in Content-Length or actually sent), so an endless or huge body never fills memory.
  * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD; but a
  * body that is not valid UTF-8 and whose Content-Type names another charset is decoded in that
- * one, or refused when it could be either (decodeBody).
+ * one, or refused when it could be either (decodeBody). `signal`: the request's (see bodyChunks).
  */
-export async function readBodyCapped(response: Response, url: string, maxBytes: number): Promise<string> {
+export async function readBodyCapped(response: Response, url: string, maxBytes: number, signal: AbortSignal | undefined): Promise<string> {
   const tooLarge = () => new SyncError('data', `GET ${url}: the response is larger than CPQ_MAX_PAGE_BYTES (${maxBytes} bytes); refused`);
   const announced = Number(response.headers.get('content-length') ?? NaN);
   if (announced > maxBytes) {
     await response.body?.cancel().catch(() => undefined);
     throw tooLarge();
   }
-  if (!response.body) return '';
-  // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   const parts: Uint8Array[] = [];
   let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) throw tooLarge();
-      parts.push(value);
-    }
-  } catch (err) {
-    await reader.cancel().catch(() => undefined);
-    throw err;
+  for await (const value of bodyChunks(response, signal)) {
+    size += value.byteLength;
+    if (size > maxBytes) throw tooLarge();
+    parts.push(value);
   }
   return decodeBody(Buffer.concat(parts, size), response.headers.get('content-type'), url);
 }

@@ -26,6 +26,7 @@ import { quotesSecret } from '../secret-echo.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, httpDate, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
 import { LinkedSignal } from '../linked-signal.js';
+import { bodyChunks } from '../fetch-body.js';
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
 
 /** Answers that mean CPQ is overloaded: the site's request budget is cut (timeouts too). */
@@ -300,8 +301,8 @@ export class CpqHttpClient {
   }
 
   /** The error of an answer that is not 2xx (nor a retried status): its status and the head of its body (excerpt). */
-  private async refusedAnswer(url: string, response: Response): Promise<SyncError> {
-    const text = await readHead(response, EXCERPT_SCAN_CHARS);
+  private async refusedAnswer(url: string, response: Response, signal: AbortSignal): Promise<SyncError> {
+    const text = await readHead(response, EXCERPT_SCAN_CHARS, signal);
     return new SyncError('source', `GET ${url}: CPQ answered ${response.status} with ${this.excerpt(text, response.headers.get('content-type'))}`, {
       status: response.status,
     });
@@ -386,13 +387,13 @@ export class CpqHttpClient {
    * (cutCollectionBody), each parsed when used.
    */
   async getJson(url: string, options: { allow404?: boolean; collection?: boolean } = {}): Promise<JsonResponse> {
-    return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response, _stall, sentAt) => {
+    return this.withRetries(url, { accept: 'application/json', deadlineMs: this.config.requestTimeoutMs }, async (response, { sentAt, signal }) => {
       if (response.status === 404 && options.allow404) {
         await response.body?.cancel();
         return { status: 404, url, body: undefined, ms: performance.now() - sentAt, chars: 0 };
       }
-      if (!response.ok) throw await this.refusedAnswer(url, response);
-      const text = await readBodyCapped(response, url, this.config.maxPageBytes);
+      if (!response.ok) throw await this.refusedAnswer(url, response, signal);
+      const text = await readBodyCapped(response, url, this.config.maxPageBytes, signal);
       const echoed = this.credentialAt(text);
       if (echoed >= 0) {
         throw new SyncError(
@@ -458,9 +459,9 @@ export class CpqHttpClient {
     // One deadline for the download, retries included: per attempt, a site could trickle until
     // just before it, drop the connection, and be asked again.
     const startedAt = performance.now();
-    return this.withRetries(url, { accept: options.accept, acceptEncoding: 'identity', stallMs }, async (response, stall) => {
+    return this.withRetries(url, { accept: options.accept, acceptEncoding: 'identity', stallMs }, async (response, { stall, signal }) => {
       stall.restart(stallMs);
-      if (!response.ok) throw await this.refusedAnswer(url, response);
+      if (!response.ok) throw await this.refusedAnswer(url, response, signal);
       const encoding = contentEncoding(response);
       if (encoding !== undefined) {
         await response.body?.cancel().catch(() => undefined);
@@ -479,7 +480,7 @@ export class CpqHttpClient {
       });
       let bytes = 0;
       try {
-        for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) {
+        for await (const chunk of bodyChunks(response, signal)) {
           stall.restart(stallMs);
           if (performance.now() - startedAt > options.timeoutMs) {
             throw new SyncError(
@@ -507,8 +508,9 @@ export class CpqHttpClient {
    * The request loop shared by every GET: auth (renewed once after a 401), 401/403 as 'auth',
    * retries with backoff for network errors and RETRY_STATUSES, interruption by the run's signal,
    * redirects followed only within the request's origin (redirectTarget), at most MAX_REDIRECTS.
-   * `handle` reads the body of any other response; a SyncError from it ends the loop, any other
-   * error (the connection dropped mid-body, a stall) counts as a network error and is retried.
+   * `handle` reads the body of any other response, through the attempt's signal (bodyChunks); a
+   * SyncError from it ends the loop, any other error (the connection dropped mid-body, a stall)
+   * counts as a network error and is retried.
    * `deadlineMs` bounds the whole request, body included; `stallMs` instead bounds the wait for
    * the headers, and `handle` re-arms the stall timer as body data arrives (see downloadToFile).
    * Each attempt holds a place in the request budget until its body is read or it failed, never
@@ -517,7 +519,7 @@ export class CpqHttpClient {
   private async withRetries<T>(
     url: string,
     request: { accept: string; acceptEncoding?: string; deadlineMs?: number; stallMs?: number },
-    handle: (response: Response, stall: StallTimer, sentAt: number) => Promise<T>,
+    handle: (response: Response, attempt: { stall: StallTimer; sentAt: number; signal: AbortSignal }) => Promise<T>,
   ): Promise<T> {
     const { accept, acceptEncoding, deadlineMs, stallMs } = request;
     let renewedAuth = false;
@@ -539,10 +541,11 @@ export class CpqHttpClient {
         request = new LinkedSignal(this.signal, deadlineMs);
         this.stats.requests++;
         if (stallMs !== undefined) stall.restart(stallMs);
+        const signal = AbortSignal.any([stall.signal, request.signal]);
         const init = withDispatcher(
           {
             headers: { accept, ...(acceptEncoding ? { 'accept-encoding': acceptEncoding } : {}), ...(authorization ? { authorization } : {}) },
-            signal: AbortSignal.any([stall.signal, request.signal]),
+            signal,
             redirect: 'manual',
           },
           this.dispatcher,
@@ -578,7 +581,7 @@ export class CpqHttpClient {
           waitMs = retryAfterMs(response.headers.get('retry-after'), response.headers.get('date'));
           if (SLOW_DOWN_STATUSES.has(response.status)) this.budget.slowDown(slot);
         } else {
-          const result = await handle(response, stall, sentAt);
+          const result = await handle(response, { stall, sentAt, signal });
           this.budget.succeeded();
           return result;
         }
