@@ -229,6 +229,38 @@ describe('process faults', () => {
     ]);
   }, 120_000);
 
+  it('SIGTERM while a statement of the run waits for a lock another session holds: the statement is cancelled, the run rolls back and is recorded interrupted within SHUTDOWN_TIMEOUT', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+    await h.sync();
+    changeCpq(h.sim);
+    const before = await snapshotEverything(h.t);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
+    // A session holding cpq.users whole (a DBA's maintenance, a migration of another tool): the
+    // run's first read of it waits, for up to SYNC_LOCK_TIMEOUT (30 minutes).
+    const holder = await otherSession(h.t);
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+    const run = spawnCli(['run'], env);
+    await backendWaitingForLock(h.t);
+    const asked = Date.now();
+    run.kill('SIGTERM');
+    const out = await run.exited;
+    const seconds = (Date.now() - asked) / 1000;
+    // Before: the statement waited on, SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
+    expect({ code: out.code, within5s: seconds < 5, stderr: out.stderr }).toEqual({
+      code: 130,
+      within5s: true,
+      stderr: expect.stringMatching(/^cpq-sync: [^\n]*interrupted[^\n]*\n$/) as unknown,
+    });
+    await holder.query('ROLLBACK');
+    expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
+    expect(await snapshotEverything(h.t)).toEqual(before);
+    expect((await cli(['run'], env)).code).toBe(0);
+    await expectInSync(h);
+  }, 90_000);
+
   it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
     startHarness,
   }) => {

@@ -8,6 +8,7 @@ import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { migrateLogged, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
+import { cancelOnAbort } from '../db/cancel-on-abort.js';
 import { analyzeUserTables, userStatisticsAreStale } from '../db/sql/analyze-user-tables.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
@@ -184,10 +185,14 @@ class SyncRun {
     const seconds = () => (Date.now() - started) / 1000;
     runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
 
+    // Called before the commit and the rollback, which no signal may cancel.
+    let stopCancelling: () => void = () => undefined;
     try {
       // Named: a database whose default is REPEATABLE READ would give the commit a snapshot older than
       // the commit_order lock it waits for, and two runs the same commit_seq (migration 0017).
       await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      // A signal cancels the statement in progress (a lock wait, a long merge), which fails the run as interrupted.
+      stopCancelling = cancelOnAbort(client, this.options.signal);
       // The merge joins the users it read to tables of millions of rows. With the default cost of
       // a random page (4, for spinning disks) the planner scans those tables whole rather than
       // probe their keys for a few thousand changed users (at 100k users: 40-90 ms per step
@@ -196,6 +201,7 @@ class SyncRun {
       await client.query('SET LOCAL random_page_cost = 1.1');
       runLog.debug({ lz4: await preferLz4Compression(client) }, 'compression of what the run writes');
       const result = await this.inTransaction(client, runId, runLog);
+      stopCancelling();
       // The last statement may have waited (another site's run holding the commit order): a signal
       // that came meanwhile still rolls the run back, as it would have a moment earlier.
       if (this.options.signal?.aborted) throw new SyncError('interrupted', 'the run was interrupted (signal) before it finished');
@@ -223,6 +229,7 @@ class SyncRun {
       }
       return { ...result, seconds: seconds() };
     } catch (err) {
+      stopCancelling();
       await this.stager?.abandon();
       await client.query('ROLLBACK').catch(() => undefined);
       // Read now, while they still hold: who stopped a run at 3 a.m. is gone from pg_locks by morning.

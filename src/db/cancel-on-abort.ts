@@ -1,0 +1,45 @@
+import { connect } from 'node:net';
+import type pg from 'pg';
+
+/** What node-postgres keeps of a connection that its type declarations leave out: where it goes, and its backend's key. */
+interface ClientKey {
+  host: string;
+  port: number;
+  processID: number | null;
+  secretKey: number | null;
+}
+
+/** The protocol's CancelRequest code (1234 in the high 16 bits, 5678 in the low). */
+const CANCEL_REQUEST_CODE = 80877102;
+
+/**
+ * Until the returned function is called, `signal` aborting cancels the statement `client` is
+ * running then: it fails with "canceling statement due to user request", its transaction aborted
+ * (a session reading its next command ignores the request). A statement waits for a lock for up
+ * to SYNC_LOCK_TIMEOUT (30 minutes), and a merge of a large site runs for minutes: a run asked to
+ * stop waited them out, past SHUTDOWN_TIMEOUT, and was ended by force, its record left `running`.
+ *
+ * Postgres' cancel request, sent as libpq's PQcancel sends it: on a connection of its own, without
+ * TLS (the server reads it before any encryption or authentication), through no pool, so neither a
+ * pool whose connections all wait nor the lock waited for holds it up. Best effort: a request
+ * that cannot be delivered leaves the statement to end as it would have.
+ */
+export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => undefined;
+  const onAbort = () => {
+    const { host, port, processID, secretKey } = client as unknown as ClientKey;
+    if (processID === null || secretKey === null) return;
+    const request = Buffer.alloc(16);
+    request.writeInt32BE(16, 0);
+    request.writeInt32BE(CANCEL_REQUEST_CODE, 4);
+    request.writeInt32BE(processID, 8);
+    request.writeInt32BE(secretKey, 12);
+    // A host that is a folder is where the server's Unix socket is, as node-postgres reads it.
+    const socket = host.startsWith('/') ? connect(`${host}/.s.PGSQL.${port}`) : connect(port, host);
+    socket.on('error', () => undefined);
+    // The server closes the connection once it has read the request.
+    socket.end(request);
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
