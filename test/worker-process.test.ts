@@ -169,6 +169,36 @@ describe('cpq-sync schedule (process)', () => {
 });
 
 describe('cpq-sync run (process)', () => {
+  it("SIGTERM while the run's statement waits for a lock another session holds: the statement is cancelled, the run recorded interrupted, exit 0 within SHUTDOWN_TIMEOUT", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
+    await h.sync();
+    h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { lastName: 'Changed' });
+    const beforeAll = await snapshotEverything(h.t);
+    // Another session holds a table the run reads and writes: the run's statement would wait up to SYNC_LOCK_TIMEOUT (30 minutes).
+    const blocker = new pg.Client({ connectionString: h.t.url });
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+    const worker = spawnCli(['schedule'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: EVERY_SECOND, SHUTDOWN_TIMEOUT: '6s' });
+    const waiting = async () =>
+      (await h.t.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND wait_event_type = 'Lock'`))
+        .length > 0;
+    for (const deadline = Date.now() + 30_000; !(await waiting()) && Date.now() < deadline;) await new Promise((wake) => setTimeout(wake, 100));
+    expect(await waiting()).toBe(true);
+
+    const signalledAt = Date.now();
+    worker.kill('SIGTERM');
+    const out = await worker.exited;
+    // Before: the statement waited on; SHUTDOWN_TIMEOUT (6 s) ended the worker by force, exit code 1, its run left running.
+    expect({ code: out.code, within5s: Date.now() - signalledAt < 5000, stderr: out.stderr }).toEqual({ code: 0, within5s: true, stderr: '' });
+    await blocker.query('ROLLBACK');
+    expect((await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`)).map((r) => r.status)).toEqual(['succeeded', 'interrupted']);
+    expect(await snapshotEverything(h.t)).toEqual(beforeAll);
+  }, 90_000);
+
   it('a run killed while its statement waits for a lock lets go of its session within seconds: the next run is not skipped, status says dead (review CH)', async ({
     startHarness,
   }) => {
