@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import type pg from 'pg';
+import type { Queryable } from './compiled-query.js';
 
 /** What node-postgres keeps of a connection that its type declarations leave out: where it goes, and its backend's key. */
 interface ClientKey {
@@ -42,4 +43,27 @@ export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undef
   };
   signal.addEventListener('abort', onAbort, { once: true });
   return () => signal.removeEventListener('abort', onAbort);
+}
+
+/**
+ * `pool` as a run's statements outside its transaction use it (committed state, ids, the clock):
+ * each on a connection of its own that `signal` cancels as cancelOnAbort does, none started once
+ * it has aborted. Such a statement can wait for a lock too: one asked for cpq.users whole (a
+ * VACUUM FULL, another tool's migration) queues behind the run's own transaction, and a read of the
+ * table on another connection queues behind it, until SYNC_LOCK_TIMEOUT, while the run waits for it.
+ */
+export function cancellableOn(pool: pg.Pool, signal: AbortSignal | undefined): Queryable {
+  return {
+    async query(text, values) {
+      signal?.throwIfAborted();
+      const client = await pool.connect();
+      const stop = cancelOnAbort(client, signal);
+      try {
+        return await client.query(text, values);
+      } finally {
+        stop();
+        client.release();
+      }
+    },
+  };
 }

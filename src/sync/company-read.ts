@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type { Queryable } from '../db/compiled-query.js';
 import type { CpqConfig } from '../config.js';
 import type { CpqHttpClient } from '../cpq/http-client.js';
 import type { Page } from '../cpq/paging.js';
@@ -30,7 +30,8 @@ export interface CompanyRead {
   site: string;
   http: CpqHttpClient;
   cpq: CpqConfig;
-  pool: pg.Pool;
+  /** The pool, for statements outside the run's transaction; cancelled with the run (cancellableOn). */
+  pool: Queryable;
   log: Logger;
   /** Aborted when the run is interrupted or another stream failed. */
   signal: AbortSignal;

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Queryable } from '../db/compiled-query.js';
 import type { KeyRange } from '../cpq/paging.js';
 import { copyTarget } from '../db/copy.js';
 import { reserveUserIds } from '../db/sql/reserve-user-ids.js';
@@ -87,7 +88,7 @@ export class DirectLoad {
   /** `firstLoads`: the companies to load directly, of those the database holds no user of (findFirstLoadCompanies). */
   constructor(
     private readonly client: pg.PoolClient,
-    private readonly pool: pg.Pool,
+    private readonly pool: Queryable,
     private readonly stager: Stager,
     private readonly site: string,
     private readonly runId: string,

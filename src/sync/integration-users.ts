@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Queryable } from '../db/compiled-query.js';
 import type { CpqConfig } from '../config.js';
 import { pathSegmentProblem, type CpqHttpClient } from '../cpq/http-client.js';
 import type { Page } from '../cpq/paging.js';
@@ -357,7 +358,7 @@ function addedAtAnotherTime(read: Raw, stored: Raw): boolean {
  * record `indexes[j]`; rewrites those entries of `rows` in place.
  */
 export async function keepStoredIntegrationFields(
-  pool: pg.Pool,
+  pool: Queryable,
   site: string,
   company: string,
   page: Page,

@@ -8,7 +8,7 @@ import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { migrateLogged, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
-import { cancelOnAbort } from '../db/cancel-on-abort.js';
+import { cancelOnAbort, cancellableOn } from '../db/cancel-on-abort.js';
 import { analyzeUserTables, userStatisticsAreStale } from '../db/sql/analyze-user-tables.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
@@ -562,7 +562,9 @@ class SyncRun {
   }
 
   private async inTransaction(client: pg.PoolClient, runId: string, log: Logger): Promise<Omit<RunResult, 'seconds'>> {
-    const { config, pool } = this.deps;
+    const { config } = this.deps;
+    // Its statements outside the transaction, cancelled with the run as its own are (cancelOnAbort).
+    const pool = cancellableOn(this.deps.pool, this.options.signal);
     const site = this.site.name;
     // Before the first request: a site's rows are those of one CPQ.
     const cpqUrl = siteCpqUrl(this.cpq.baseUrl, this.cpq.pathPrefix);

@@ -1,6 +1,5 @@
-import type pg from 'pg';
 import { sql } from 'kysely';
-import { queryBuilder, runCompiled } from '../compiled-query.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
  * The logins of a company's present users stored as integration users, by the partial index of
@@ -8,7 +7,7 @@ import { queryBuilder, runCompiled } from '../compiled-query.js';
  * integration fields (keepStoredIntegrationFields), instead of asking page by page. A deleted
  * user's fields are not kept for a user of that login coming back (see readStoredRecords).
  */
-export async function readIntegrationUserLogins(on: pg.Pool | pg.PoolClient, site: string, company: string): Promise<Set<string>> {
+export async function readIntegrationUserLogins(on: Queryable, site: string, company: string): Promise<Set<string>> {
   const rows = await runCompiled(
     on,
     sql<{

@@ -1,7 +1,6 @@
-import type pg from 'pg';
 import { sql } from 'kysely';
 import { parseExactJson } from '../../exact-json.js';
-import { queryBuilder, runCompiled } from '../compiled-query.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
  * The stored records (`raw`, numbers exact) of the given present users, keyed by
@@ -10,7 +9,7 @@ import { queryBuilder, runCompiled } from '../compiled-query.js';
  * integration user), and must not be given the old one's name, email or access permissions.
  */
 export async function readStoredRecords(
-  on: pg.Pool | pg.PoolClient,
+  on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   { integrationOnly, key }: { integrationOnly: boolean; key: (company: string, login: string) => string },
