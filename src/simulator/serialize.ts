@@ -1,5 +1,6 @@
 import type { StoredUser } from './store.js';
 import { RawJson, saidAfter, setOwn, toWireValue } from './json.js';
+import { isPlainObject } from './query.js';
 
 export interface Link {
   rel: string;
@@ -75,10 +76,6 @@ export function toWireUser(user: StoredUser, shape: UserWireShape): Record<strin
     };
   }
   return out;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** An object sent as exact text (its keys said twice, say), with the relation's links added after its own keys. */

@@ -27,6 +27,17 @@ async function listen(host: string, handler: (req: IncomingMessage, res: ServerR
   return `http://${host}:${(server.address() as AddressInfo).port}`;
 }
 
+/** A CPQ client of `base` (no retries, quiet) whose OAuth token comes from `base`/token. */
+function oauthClientOf(base: string): CpqHttpClient {
+  const auth = createAuthenticator({ kind: 'oauth', tokenUrl: `${base}/token`, clientId: 'client', clientSecret: 'very-secret-value' }, 5000);
+  const quiet = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
+  return new CpqHttpClient(
+    { baseUrl: base, requestTimeoutMs: 5000, maxRetries: 0, retryBaseDelayMs: 1, retryMaxDelayMs: 10, ca: undefined, maxPageBytes: 1 << 20, maxInFlight: 4 },
+    auth,
+    quiet,
+  );
+}
+
 beforeAll(async () => {
   foreignUrl = await listen('127.0.0.2', (req, res) => {
     foreignRequests.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`);
@@ -157,13 +168,7 @@ describe('attack: a hostile OAuth token endpoint', () => {
         else res.writeHead(401).end();
       }, 300);
     });
-    const auth = createAuthenticator({ kind: 'oauth', tokenUrl: `${base}/token`, clientId: 'client', clientSecret: 'very-secret-value' }, 5000);
-    const quiet = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
-    const client = new CpqHttpClient(
-      { baseUrl: base, requestTimeoutMs: 5000, maxRetries: 0, retryBaseDelayMs: 1, retryMaxDelayMs: 10, ca: undefined, maxPageBytes: 1 << 20, maxInFlight: 4 },
-      auth,
-      quiet,
-    );
+    const client = oauthClientOf(base);
     const pages = await Promise.all([0, 1, 2, 3].map((i) => client.getJson(`${base}/rest/v16/companies/_host/users?page=${i}`, { collection: true })));
     expect(pages.map((page) => page.status)).toEqual([200, 200, 200, 200]);
     expect(refusedSoFar).toBe(4);
@@ -184,13 +189,7 @@ describe('attack: a hostile OAuth token endpoint', () => {
       const body = req.url === '/token' ? JSON.stringify({ access_token: token, expires_in: 3600 }) : page;
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
     });
-    const auth = createAuthenticator({ kind: 'oauth', tokenUrl: `${base}/token`, clientId: 'client', clientSecret: 'very-secret-value' }, 5000);
-    const quiet = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
-    const client = new CpqHttpClient(
-      { baseUrl: base, requestTimeoutMs: 5000, maxRetries: 0, retryBaseDelayMs: 1, retryMaxDelayMs: 10, ca: undefined, maxPageBytes: 1 << 20, maxInFlight: 4 },
-      auth,
-      quiet,
-    );
+    const client = oauthClientOf(base);
     const url = `${base}/rest/v16/companies/_host/users`;
     const error = await client.getJson(url, { collection: true }).then(
       () => undefined,
