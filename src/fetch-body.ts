@@ -13,25 +13,27 @@ export async function* bodyChunks(response: Response, signal: AbortSignal | unde
   if (!response.body) return;
   // A fetch body is a byte stream; the DOM-less lib types it ReadableStream<any>.
   const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_resolve, reject) => {
-    if (!signal) return;
-    // Thrown as fetch throws it; this code aborts with Errors (a DOMException when no reason is given), anything else is made one.
-    onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  // Raced below; a rejection after the last read must not count as unhandled.
-  aborted.catch(() => undefined);
+  // Thrown as fetch throws it; this code aborts with Errors (a DOMException when no reason is given), anything else is made one.
+  const abortError = ({ reason }: AbortSignal): Error => (reason instanceof Error ? reason : new Error(String(reason)));
+  // The abort cancels the body, which ends a read waiting (it resolves as done), rather than each
+  // read being raced with one promise of the abort: every race left a reaction on that promise
+  // holding its result, so each piece read stayed in memory until the body ended (a 4 GiB export
+  // held whole).
+  const onAbort = () => void reader.cancel().catch(() => undefined);
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     for (;;) {
-      const { done, value } = await Promise.race([reader.read(), aborted]);
-      if (done) return;
-      yield value;
+      if (signal?.aborted) throw abortError(signal);
+      const read = await reader.read().catch((err: unknown) => {
+        // Fetch errors the body with the abort's reason as it lets go of it: the abort, said as one.
+        throw signal?.aborted ? abortError(signal) : err;
+      });
+      if (signal?.aborted) throw abortError(signal);
+      if (read.done) return;
+      yield read.value;
     }
   } finally {
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-    // Also ends a read left waiting by the race (it resolves as done).
+    signal?.removeEventListener('abort', onAbort);
     await reader.cancel().catch(() => undefined);
   }
 }
