@@ -294,6 +294,57 @@ describe('process faults', () => {
     expect(await snapshotEverything(h.t)).toEqual(before);
   }, 90_000);
 
+  it("SIGTERM while the run's statements on other connections of its pool wait for a lock and one more waits for a connection: that one is not started once it gets one, and the run is recorded interrupted within SHUTDOWN_TIMEOUT", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 7, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
+    const env = {
+      CPQ_BASE_URL: h.sim.baseUrl,
+      CPQ_PATH_PREFIX: '/cpq',
+      DATABASE_URL: h.t.url,
+      CPQ_COMPANIES: '*',
+      CPQ_CONCURRENCY: '4',
+      SHUTDOWN_TIMEOUT: '6s',
+    };
+    expect((await cli(['run'], env)).code).toBe(0);
+    const before = await snapshotEverything(h.t);
+    // The company list and the integration feed are read, the first four companies' pages held:
+    // by then the run's transaction has read cpq.users (a share lock it keeps to its end).
+    const start = h.sim.requests.length;
+    const held = holdRequests(h.sim, 2);
+    cleanups.push(held.release);
+    const run = spawnCli(['run'], env);
+    await waitFor('four company pages to be held', async () => h.sim.requests.length - start >= 6);
+    const locker = await otherSession(h.t);
+    const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const locked = locker.query('BEGIN').then(() => locker.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE'));
+    await waitFor(
+      'the LOCK to queue',
+      async () => (await h.t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [lockerPid])).length > 0,
+    );
+    // The four workers take the next four companies, each first looking up its stored
+    // integration users on a connection of the pool (four: the run's own and three more): three
+    // wait behind the LOCK, the fourth for one of theirs.
+    held.release();
+    await waitFor(
+      "three of the run's statements to wait for the lock",
+      async () =>
+        (
+          await h.t.query(
+            `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND wait_event_type = 'Lock'`,
+          )
+        ).length === 3,
+    );
+    // Before: the three cancelled gave their connection to the fourth, which started its statement
+    // (the signal aborted before it was armed) and waited behind the LOCK; SHUTDOWN_TIMEOUT ended the
+    // process by force (exit code 1), its record left running.
+    await expectInterruptedWithin5s(run);
+    await locked;
+    await locker.query('ROLLBACK');
+    expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
+    expect(await snapshotEverything(h.t)).toEqual(before);
+  }, 90_000);
+
   it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
     startHarness,
   }) => {

@@ -57,11 +57,18 @@ export function cancellableOn(pool: pg.Pool, signal: AbortSignal | undefined): Q
     async query(text, values) {
       signal?.throwIfAborted();
       const client = await pool.connect();
-      const stop = cancelOnAbort(client, signal);
       try {
-        return await client.query(text, values);
+        // Asked again: the pool's connections all busy (its other statements waiting for that
+        // lock), this one came when a cancelled one let go of it, after the signal, which then
+        // cancels nothing more: the statement waited behind the lock until SYNC_LOCK_TIMEOUT.
+        signal?.throwIfAborted();
+        const stop = cancelOnAbort(client, signal);
+        try {
+          return await client.query(text, values);
+        } finally {
+          stop();
+        }
       } finally {
-        stop();
         client.release();
       }
     },
