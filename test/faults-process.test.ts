@@ -345,6 +345,40 @@ describe('process faults', () => {
     expect(await snapshotEverything(h.t)).toEqual(before);
   }, 90_000);
 
+  it('SIGTERM while the run waits for a lock before its transaction begins: its first statement waiting for another lock is not left to wait, the run is recorded interrupted within SHUTDOWN_TIMEOUT', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+    await h.sync();
+    const before = await snapshotEverything(h.t);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
+    // A session holding cpq.sync_runs against writes: the run waits before its transaction, to mark runs abandoned.
+    const runs = await otherSession(h.t);
+    await runs.query('BEGIN');
+    await runs.query('LOCK TABLE cpq.sync_runs IN EXCLUSIVE MODE');
+    const run = spawnCli(['run'], env);
+    await backendWaitingForLock(h.t);
+    const asked = Date.now();
+    run.kill('SIGTERM');
+    // Another session then holds cpq.sites whole, and the first lets go: the run's transaction
+    // begins after the signal, and its first read of cpq.sites waits.
+    const sites = await otherSession(h.t);
+    await sites.query('BEGIN');
+    await sites.query('LOCK TABLE cpq.sites IN ACCESS EXCLUSIVE MODE');
+    await runs.query('ROLLBACK');
+    // Before: the cancel was armed on a signal already aborted, which cancels nothing: the read
+    // waited; SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
+    const out = await run.exited;
+    await sites.query('ROLLBACK');
+    expect({ code: out.code, within5s: Date.now() - asked < 5000, stderr: out.stderr }).toEqual({
+      code: 130,
+      within5s: true,
+      stderr: expect.stringMatching(/^cpq-sync: [^\n]*interrupted[^\n]*\n$/) as unknown,
+    });
+    expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
+    expect(await snapshotEverything(h.t)).toEqual(before);
+  }, 90_000);
+
   it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
     startHarness,
   }) => {

@@ -193,6 +193,9 @@ class SyncRun {
       await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
       // A signal cancels the statement in progress (a lock wait, a long merge), which fails the run as interrupted.
       stopCancelling = cancelOnAbort(client, this.options.signal);
+      // A signal that came before (the run waited for a lock to mark dead runs or to create its
+      // record) has nothing to cancel now, and would cancel none of the statements to come.
+      this.options.signal?.throwIfAborted();
       // The merge joins the users it read to tables of millions of rows. With the default cost of
       // a random page (4, for spinning disks) the planner scans those tables whole rather than
       // probe their keys for a few thousand changed users (at 100k users: 40-90 ms per step
