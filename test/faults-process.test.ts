@@ -257,14 +257,7 @@ describe('process faults', () => {
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
-    const env = {
-      CPQ_BASE_URL: h.sim.baseUrl,
-      CPQ_PATH_PREFIX: '/cpq',
-      DATABASE_URL: h.t.url,
-      CPQ_COMPANIES: '*',
-      CPQ_CONCURRENCY: '1',
-      SHUTDOWN_TIMEOUT: '6s',
-    };
+    const env = fusionEnv(h, 1);
     expect((await cli(['run'], env)).code).toBe(0);
     const before = await snapshotEverything(h.t);
     // The company list and the integration feed are read, the host's page held: by then the run's
@@ -277,35 +270,18 @@ describe('process faults', () => {
     // the run, and every later reader of the table behind it: the next company's look-up of its
     // stored integration users, on another connection of the run's pool, would wait up to
     // SYNC_LOCK_TIMEOUT, the run waiting for it.
-    const locker = await otherSession(h.t);
-    const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    const locked = locker.query('BEGIN').then(() => locker.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE'));
-    await waitFor(
-      'the LOCK to queue',
-      async () => (await h.t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [lockerPid])).length > 0,
-    );
+    const { locker, locked } = await queueUsersLock(h.t);
     held.release();
     await backendWaitingForLock(h.t);
     // Before: the pool's statement waited on; SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
-    await expectInterruptedWithin5s(run);
-    await locked;
-    await locker.query('ROLLBACK');
-    expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
-    expect(await snapshotEverything(h.t)).toEqual(before);
+    await expectInterruptedPastQueuedLock(run, h.t, { locker, locked }, before);
   }, 90_000);
 
   it("SIGTERM while the run's statements on other connections of its pool wait for a lock and one more waits for a connection: that one is not started once it gets one, and the run is recorded interrupted within SHUTDOWN_TIMEOUT", async ({
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 7, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
-    const env = {
-      CPQ_BASE_URL: h.sim.baseUrl,
-      CPQ_PATH_PREFIX: '/cpq',
-      DATABASE_URL: h.t.url,
-      CPQ_COMPANIES: '*',
-      CPQ_CONCURRENCY: '4',
-      SHUTDOWN_TIMEOUT: '6s',
-    };
+    const env = fusionEnv(h, 4);
     expect((await cli(['run'], env)).code).toBe(0);
     const before = await snapshotEverything(h.t);
     // The company list and the integration feed are read, the first four companies' pages held:
@@ -315,34 +291,16 @@ describe('process faults', () => {
     cleanups.push(held.release);
     const run = spawnCli(['run'], env);
     await waitFor('four company pages to be held', async () => h.sim.requests.length - start >= 6);
-    const locker = await otherSession(h.t);
-    const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    const locked = locker.query('BEGIN').then(() => locker.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE'));
-    await waitFor(
-      'the LOCK to queue',
-      async () => (await h.t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [lockerPid])).length > 0,
-    );
+    const { locker, locked } = await queueUsersLock(h.t);
     // The four workers take the next four companies, each first looking up its stored
     // integration users on a connection of the pool (four: the run's own and three more): three
     // wait behind the LOCK, the fourth for one of theirs.
     held.release();
-    await waitFor(
-      "three of the run's statements to wait for the lock",
-      async () =>
-        (
-          await h.t.query(
-            `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND wait_event_type = 'Lock'`,
-          )
-        ).length === 3,
-    );
+    await waitFor("three of the run's statements to wait for the lock", async () => (await backendsWaitingForLock(h.t)).length === 3);
     // Before: the three cancelled gave their connection to the fourth, which started its statement
     // (the signal aborted before it was armed) and waited behind the LOCK; SHUTDOWN_TIMEOUT ended the
     // process by force (exit code 1), its record left running.
-    await expectInterruptedWithin5s(run);
-    await locked;
-    await locker.query('ROLLBACK');
-    expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
-    expect(await snapshotEverything(h.t)).toEqual(before);
+    await expectInterruptedPastQueuedLock(run, h.t, { locker, locked }, before);
   }, 90_000);
 
   it('SIGTERM while the run waits for a lock before its transaction begins: its first statement waiting for another lock is not left to wait, the run is recorded interrupted within SHUTDOWN_TIMEOUT', async ({
@@ -358,23 +316,17 @@ describe('process faults', () => {
     await runs.query('LOCK TABLE cpq.sync_runs IN EXCLUSIVE MODE');
     const run = spawnCli(['run'], env);
     await backendWaitingForLock(h.t);
-    const asked = Date.now();
-    run.kill('SIGTERM');
-    // Another session then holds cpq.sites whole, and the first lets go: the run's transaction
-    // begins after the signal, and its first read of cpq.sites waits.
     const sites = await otherSession(h.t);
-    await sites.query('BEGIN');
-    await sites.query('LOCK TABLE cpq.sites IN ACCESS EXCLUSIVE MODE');
-    await runs.query('ROLLBACK');
+    // Once the signal is sent, another session holds cpq.sites whole, and the first lets go: the
+    // run's transaction begins after the signal, and its first read of cpq.sites waits.
     // Before: the cancel was armed on a signal already aborted, which cancels nothing: the read
     // waited; SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
-    const out = await run.exited;
-    await sites.query('ROLLBACK');
-    expect({ code: out.code, within5s: Date.now() - asked < 5000, stderr: out.stderr }).toEqual({
-      code: 130,
-      within5s: true,
-      stderr: expect.stringMatching(/^cpq-sync: [^\n]*interrupted[^\n]*\n$/) as unknown,
+    await expectInterruptedWithin5s(run, async () => {
+      await sites.query('BEGIN');
+      await sites.query('LOCK TABLE cpq.sites IN ACCESS EXCLUSIVE MODE');
+      await runs.query('ROLLBACK');
     });
+    await sites.query('ROLLBACK');
     expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
     expect(await snapshotEverything(h.t)).toEqual(before);
   }, 90_000);
@@ -472,32 +424,79 @@ describe('process faults', () => {
   });
 });
 
+/** The backends of cpq-sync processes of this database that wait for a lock (statements the test holds up): their pids. */
+async function backendsWaitingForLock(t: TestDatabase): Promise<number[]> {
+  const rows = await t.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND wait_event_type = 'Lock'`,
+  );
+  return rows.map((r) => r.pid);
+}
+
 /** The backend of a cpq-sync process of this database that waits for a lock (a statement the test holds up): its pid, within 30 s. */
 async function backendWaitingForLock(t: TestDatabase): Promise<number> {
   let pid: number | undefined;
-  await waitFor(
-    'a cpq-sync statement to wait for a lock',
-    async () =>
-      (pid = (
-        await t.query<{ pid: number }>(
-          `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cpq-user-sync' AND wait_event_type = 'Lock'`,
-        )
-      )[0]?.pid) !== undefined,
-    30_000,
-  );
+  await waitFor('a cpq-sync statement to wait for a lock', async () => (pid = (await backendsWaitingForLock(t))[0]) !== undefined, 30_000);
   return pid!;
 }
 
-/** SIGTERM to a `run`: it must roll back and exit 130 within 5 s (well short of the tests' SHUTDOWN_TIMEOUT of 6 s), saying it was interrupted. */
-async function expectInterruptedWithin5s(run: CliProcess): Promise<void> {
+/**
+ * SIGTERM to a `run`, then `meanwhile` (what the test changes once the signal is sent): it must
+ * roll back and exit 130 within 5 s (well short of the tests' SHUTDOWN_TIMEOUT of 6 s), saying it was interrupted.
+ */
+async function expectInterruptedWithin5s(run: CliProcess, meanwhile: () => Promise<void> = async () => undefined): Promise<void> {
   const asked = Date.now();
   run.kill('SIGTERM');
+  await meanwhile();
   const out = await run.exited;
   expect({ code: out.code, within5s: Date.now() - asked < 5000, stderr: out.stderr }).toEqual({
     code: 130,
     within5s: true,
     stderr: expect.stringMatching(/^cpq-sync: [^\n]*interrupted[^\n]*\n$/) as unknown,
   });
+}
+
+/** `run`'s environment for the harness's fusion site (path prefix /cpq), every company read `concurrency` at a time. */
+function fusionEnv(h: { sim: CpqSimulator; t: TestDatabase }, concurrency: number): Record<string, string> {
+  return {
+    CPQ_BASE_URL: h.sim.baseUrl,
+    CPQ_PATH_PREFIX: '/cpq',
+    DATABASE_URL: h.t.url,
+    CPQ_COMPANIES: '*',
+    CPQ_CONCURRENCY: String(concurrency),
+    SHUTDOWN_TIMEOUT: '6s',
+  };
+}
+
+/**
+ * A session asking for cpq.users whole (a VACUUM FULL, another tool's migration), once its request
+ * is queued (behind a run's transaction that has read the table): `locked` settles when it has it.
+ */
+async function queueUsersLock(t: TestDatabase): Promise<{ locker: pg.Client; locked: Promise<unknown> }> {
+  const locker = await otherSession(t);
+  const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const locked = locker.query('BEGIN').then(() => locker.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE'));
+  await waitFor(
+    'the LOCK to queue',
+    async () => (await t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [lockerPid])).length > 0,
+  );
+  return { locker, locked };
+}
+
+/**
+ * expectInterruptedWithin5s for a run whose reads wait behind queueUsersLock's LOCK: then the LOCK
+ * is granted and let go, and the run is recorded interrupted, every cpq table as `before`.
+ */
+async function expectInterruptedPastQueuedLock(
+  run: CliProcess,
+  t: TestDatabase,
+  { locker, locked }: { locker: pg.Client; locked: Promise<unknown> },
+  before: Awaited<ReturnType<typeof snapshotEverything>>,
+): Promise<void> {
+  await expectInterruptedWithin5s(run);
+  await locked;
+  await locker.query('ROLLBACK');
+  expect(await statuses(t)).toEqual(['succeeded', 'interrupted']);
+  expect(await snapshotEverything(t)).toEqual(before);
 }
 
 /** A session of the test's own (no cpq-sync one), ended after the test. */
