@@ -1,6 +1,8 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
@@ -260,19 +262,7 @@ describe('process faults', () => {
     const env = fusionEnv(h, 1);
     expect((await cli(['run'], env)).code).toBe(0);
     const before = await snapshotEverything(h.t);
-    // The company list and the integration feed are read, the host's page held: by then the run's
-    // transaction has read cpq.users (a share lock it keeps to its end).
-    const held = holdRequests(h.sim, 2);
-    cleanups.push(held.release);
-    const run = spawnCli(['run'], env);
-    await held.reached;
-    // A session asking for cpq.users whole (a VACUUM FULL, another tool's migration) queues behind
-    // the run, and every later reader of the table behind it: the next company's look-up of its
-    // stored integration users, on another connection of the run's pool, would wait up to
-    // SYNC_LOCK_TIMEOUT, the run waiting for it.
-    const { locker, locked } = await queueUsersLock(h.t);
-    held.release();
-    await backendWaitingForLock(h.t);
+    const { run, locker, locked } = await runBehindQueuedLock(h, env);
     // Before: the pool's statement waited on; SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
     await expectInterruptedPastQueuedLock(run, h.t, { locker, locked }, before);
   }, 90_000);
@@ -301,6 +291,37 @@ describe('process faults', () => {
     // (the signal aborted before it was armed) and waited behind the LOCK; SHUTDOWN_TIMEOUT ended the
     // process by force (exit code 1), its record left running.
     await expectInterruptedPastQueuedLock(run, h.t, { locker, locked }, before);
+  }, 90_000);
+
+  it("SIGTERM as the run's statement on another connection of its pool ends of itself: the cancel sent for it, arriving late, cancels no later statement on that connection (the failed run's record)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
+    const env = fusionEnv(h, 1);
+    expect((await cli(['run'], env)).code).toBe(0);
+    const before = await snapshotEverything(h.t);
+    // As in the test above, the next company's look-up, on another connection of the pool, waits
+    // behind a LOCK queued behind the run; here the run reaches Postgres through a proxy that passes
+    // each cancel on 2 s late.
+    const { run, locker, lockerPid, locked } = await runBehindQueuedLock(h, { ...env, DATABASE_URL: await cancelsLateProxy(h.t, 2000) });
+    // The run's record held by another session for 3 s: the run's writing it waits (on a
+    // connection of the pool, the last one let go of: the look-up's).
+    const record = await otherSession(h.t);
+    await record.query('BEGIN');
+    await record.query(`SELECT 1 FROM cpq.sync_runs WHERE status = 'running' FOR UPDATE`);
+    // Once the signal is sent, the LOCK asked for gives up: the look-up ends of itself before
+    // the cancel sent for it (2 s late) arrives.
+    // Before: the look-up's connection went back to the pool with that cancel on its way, and it
+    // cancelled the record's update waiting there: the run left `running`.
+    await expectInterruptedWithin5s(run, async () => {
+      await h.t.query('SELECT pg_cancel_backend($1)', [lockerPid]);
+      await locked.catch(() => undefined);
+      await locker.query('ROLLBACK');
+      await sleep(3000);
+      await record.query('ROLLBACK');
+    });
+    expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
+    expect(await snapshotEverything(h.t)).toEqual(before);
   }, 90_000);
 
   it('SIGTERM while the run waits for a lock before its transaction begins: its first statement waiting for another lock is not left to wait, the run is recorded interrupted within SHUTDOWN_TIMEOUT', async ({
@@ -471,7 +492,7 @@ function fusionEnv(h: { sim: CpqSimulator; t: TestDatabase }, concurrency: numbe
  * A session asking for cpq.users whole (a VACUUM FULL, another tool's migration), once its request
  * is queued (behind a run's transaction that has read the table): `locked` settles when it has it.
  */
-async function queueUsersLock(t: TestDatabase): Promise<{ locker: pg.Client; locked: Promise<unknown> }> {
+async function queueUsersLock(t: TestDatabase): Promise<{ locker: pg.Client; lockerPid: number; locked: Promise<unknown> }> {
   const locker = await otherSession(t);
   const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   const locked = locker.query('BEGIN').then(() => locker.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE'));
@@ -479,7 +500,29 @@ async function queueUsersLock(t: TestDatabase): Promise<{ locker: pg.Client; loc
     'the LOCK to queue',
     async () => (await t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [lockerPid])).length > 0,
   );
-  return { locker, locked };
+  return { locker, lockerPid, locked };
+}
+
+/**
+ * `run` of the harness's fusion site, started with `env`, its host's page held until a session
+ * asking for cpq.users whole (a VACUUM FULL, another tool's migration) is queued behind the run's
+ * transaction (which has read cpq.users by then, a share lock it keeps to its end), then let go:
+ * every later reader of the table waits behind it, and the next company's look-up of its stored
+ * integration users, on another connection of the run's pool, would wait up to SYNC_LOCK_TIMEOUT,
+ * the run waiting for it. Returned once that look-up waits.
+ */
+async function runBehindQueuedLock(
+  h: { sim: CpqSimulator; t: TestDatabase },
+  env: Record<string, string>,
+): Promise<{ run: CliProcess; locker: pg.Client; lockerPid: number; locked: Promise<unknown> }> {
+  const held = holdRequests(h.sim, 2);
+  cleanups.push(held.release);
+  const run = spawnCli(['run'], env);
+  await held.reached;
+  const lock = await queueUsersLock(h.t);
+  held.release();
+  await backendWaitingForLock(h.t);
+  return { run, ...lock };
 }
 
 /**
@@ -498,6 +541,51 @@ async function expectInterruptedPastQueuedLock(
   expect(await statuses(t)).toEqual(['succeeded', 'interrupted']);
   expect(await snapshotEverything(t)).toEqual(before);
 }
+
+/**
+ * A DATABASE_URL to the test database through a TCP proxy (on port 63300) that holds each
+ * CancelRequest `delayMs` before passing it on: a cancel comes on a connection of its own, which
+ * a loaded server or network may take longer to bring in than the statement it is meant for
+ * takes to end of itself.
+ */
+async function cancelsLateProxy(t: TestDatabase, delayMs: number): Promise<string> {
+  const target = new URL(t.url);
+  const sockets = new Set<Socket>();
+  const kept = (socket: Socket) => {
+    sockets.add(socket.on('error', () => undefined).on('close', () => sockets.delete(socket)));
+    return socket;
+  };
+  // Half-open: the cancel's sender ends its side at once, and must see the connection close only once the server has read it.
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    kept(client).once('data', (first) => {
+      client.pause();
+      const cancel = first.length >= 8 && first.readInt32BE(4) === CANCEL_REQUEST_CODE;
+      setTimeout(
+        () => {
+          const upstream = kept(connect(Number(target.port), target.hostname));
+          upstream.write(first);
+          client.pipe(upstream).pipe(client);
+        },
+        cancel ? delayMs : 0,
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(63300, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  const url = new URL(t.url);
+  url.hostname = '127.0.0.1';
+  url.port = '63300';
+  return url.toString();
+}
+
+/** The protocol's CancelRequest code, as a CancelRequest packet holds it after its length. */
+const CANCEL_REQUEST_CODE = 80877102;
 
 /** A session of the test's own (no cpq-sync one), ended after the test. */
 async function otherSession(t: TestDatabase): Promise<pg.Client> {

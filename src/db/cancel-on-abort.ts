@@ -13,6 +13,9 @@ interface ClientKey {
 /** The protocol's CancelRequest code (1234 in the high 16 bits, 5678 in the low). */
 const CANCEL_REQUEST_CODE = 80877102;
 
+/** How long a cancel request may take to be delivered (its connection closed by the server) before it is given up. */
+const CANCEL_DELIVERY_MS = 5000;
+
 /**
  * Until the returned function is called, `signal` aborting cancels the statement `client` is
  * running then: it fails with "canceling statement due to user request", its transaction aborted
@@ -24,9 +27,16 @@ const CANCEL_REQUEST_CODE = 80877102;
  * TLS (the server reads it before any encryption or authentication), through no pool, so neither a
  * pool whose connections all wait nor the lock waited for holds it up. Best effort: a request
  * that cannot be delivered leaves the statement to end as it would have.
+ *
+ * The returned function resolves once a request sent has been delivered (the server closes its
+ * connection once it has signalled the session), or given up after CANCEL_DELIVERY_MS: the
+ * request cancels whatever the session runs when it arrives, and one still on its way when its
+ * statement ended of itself cancelled the next statement on the connection (the run's COMMIT or
+ * ROLLBACK, or another user of the pool's connection: the failed run's record, left `running`).
  */
-export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undefined): () => void {
-  if (!signal) return () => undefined;
+export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undefined): () => Promise<void> {
+  if (!signal) return async () => undefined;
+  let delivered: Promise<void> | undefined;
   const onAbort = () => {
     const { host, port, processID, secretKey } = client as unknown as ClientKey;
     if (processID === null || secretKey === null) return;
@@ -38,11 +48,16 @@ export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undef
     // A host that is a folder is where the server's Unix socket is, as node-postgres reads it.
     const socket = host.startsWith('/') ? connect(`${host}/.s.PGSQL.${port}`) : connect(port, host);
     socket.on('error', () => undefined);
+    socket.setTimeout(CANCEL_DELIVERY_MS, () => socket.destroy());
+    delivered = new Promise((resolve) => socket.on('close', () => resolve()));
     // The server closes the connection once it has read the request.
     socket.end(request);
   };
   signal.addEventListener('abort', onAbort, { once: true });
-  return () => signal.removeEventListener('abort', onAbort);
+  return async () => {
+    signal.removeEventListener('abort', onAbort);
+    await delivered;
+  };
 }
 
 /**
@@ -66,7 +81,7 @@ export function cancellableOn(pool: pg.Pool, signal: AbortSignal | undefined): Q
         try {
           return await client.query(text, values);
         } finally {
-          stop();
+          await stop();
         }
       } finally {
         client.release();

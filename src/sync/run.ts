@@ -185,8 +185,8 @@ class SyncRun {
     const seconds = () => (Date.now() - started) / 1000;
     runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
 
-    // Called before the commit and the rollback, which no signal may cancel.
-    let stopCancelling: () => void = () => undefined;
+    // Awaited before the commit and the rollback, which no signal may cancel: a cancel on its way lands before them.
+    let stopCancelling: () => Promise<void> = async () => undefined;
     try {
       // Named: a database whose default is REPEATABLE READ would give the commit a snapshot older than
       // the commit_order lock it waits for, and two runs the same commit_seq (migration 0017).
@@ -204,7 +204,7 @@ class SyncRun {
       await client.query('SET LOCAL random_page_cost = 1.1');
       runLog.debug({ lz4: await preferLz4Compression(client) }, 'compression of what the run writes');
       const result = await this.inTransaction(client, runId, runLog);
-      stopCancelling();
+      await stopCancelling();
       // The last statement may have waited (another site's run holding the commit order): a signal
       // that came meanwhile still rolls the run back, as it would have a moment earlier.
       if (this.options.signal?.aborted) throw new SyncError('interrupted', 'the run was interrupted (signal) before it finished');
@@ -232,7 +232,7 @@ class SyncRun {
       }
       return { ...result, seconds: seconds() };
     } catch (err) {
-      stopCancelling();
+      await stopCancelling();
       await this.stager?.abandon();
       await client.query('ROLLBACK').catch(() => undefined);
       // Read now, while they still hold: who stopped a run at 3 a.m. is gone from pg_locks by morning.
