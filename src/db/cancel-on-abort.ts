@@ -31,8 +31,9 @@ const CANCEL_DELIVERY_MS = 5000;
  * The returned function resolves once a request sent has been delivered (the server closes its
  * connection once it has signalled the session), or given up after CANCEL_DELIVERY_MS: the
  * request cancels whatever the session runs when it arrives, and one still on its way when its
- * statement ended of itself cancelled the next statement on the connection (the run's COMMIT or
- * ROLLBACK, or another user of the pool's connection: the failed run's record, left `running`).
+ * statement ended of itself cancelled the next statement on the connection (the run's ROLLBACK
+ * or its unlock of the site, or another user of the pool's connection: the failed run's record,
+ * left `running`).
  */
 export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undefined): () => Promise<void> {
   if (!signal) return async () => undefined;
