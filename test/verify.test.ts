@@ -5,7 +5,7 @@ import { describe, expect } from 'vitest';
 import { readLatestCompanyCounts } from '../src/db/sql/read-proofs.js';
 import { loadConfig, siteCpqUrl } from '../src/config.js';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { countsExitCode, verifySite } from '../src/sync/verify.js';
+import { countsExitCode, formatCounts, verifySite } from '../src/sync/verify.js';
 import { WorkerMetrics } from '../src/worker/metrics.js';
 import { CliProcess } from './helpers/cli-process.js';
 import { it, type Harness } from './helpers/harness.js';
@@ -224,5 +224,53 @@ describe('proof of completeness', () => {
       code: 2,
       stderr: 'cpq-sync: --file checks an export file against its manifest alone: --chain and --site do not apply\n',
     });
+  });
+  it('verify finds users changed in cpq.users outside a run: a login swapped, a user marked deleted and one added, where the counts still agree (review FQ)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 1, integrationUsers: 2 }, { CPQ_COMPANIES: '*' });
+    await h.sync();
+    const site = h.config.sites[0]!;
+    // Runs that change users since the last count keep verify ok: an incremental run adding one,
+    // and a full run deleting one (both carried by the change log after the latest counts).
+    h.sim.addUser('_host', { login: 'newcomer' });
+    await h.sync();
+    h.sim.deleteUser('_host', 'newcomer');
+    await h.sync({ full: true });
+    const honest = await verifySite(site, h.t.pool, h.log);
+    // _host holds the 2 integration users besides its 5.
+    expect(honest.map((c) => [c.company, c.cpq, c.database, c.ok])).toEqual(
+      h.sim.companyLogins().map((c) => [c, c === '_host' ? 7 : 5, c === '_host' ? 7 : 5, true]),
+    );
+    expect(formatCounts('default', honest)).toContain('every company matches (2)');
+
+    // An insider renames a user in cpq.users: CPQ and the database both count 7, and the last full
+    // read's logins matched, yet the database holds a login CPQ does not and lacks one it has.
+    const [alice] = h.sim.users('_host').map((u) => String(u.login));
+    await h.t.query(`UPDATE cpq.users SET login = 'mallory' WHERE site = 'default' AND company_login = '_host' AND login = $1`, [alice]);
+    const swapped = await verifySite(site, h.t.pool, h.log);
+    const host = swapped.find((c) => c.company === '_host')!;
+    expect([host.cpq, host.database, host.lastFullRead?.checksumsEqual, host.ok]).toEqual([7, 7, true, false]);
+    expect(countsExitCode(swapped)).toBe(1);
+    const text = formatCounts('default', swapped);
+    expect(text).toMatch(/\n_host\s+7\s+7\s+0\s+[0-9a-f]{16}\s+run \d+: 7 received, logins match\s+NOT AS LOGGED\n/);
+    expect(text).toMatch(
+      /\n_host: the database holds 7 users, checksum [0-9a-f]{16}; its change log since run \d+ says 7, checksum [0-9a-f]{16}: cpq.users was changed outside a run\n/,
+    );
+
+    // Undone, and instead one user marked deleted and another added by SQL on the partner company.
+    await h.t.query(`UPDATE cpq.users SET login = $1 WHERE login = 'mallory'`, [alice]);
+    const partner = h.sim.companyLogins().find((c) => c !== '_host')!;
+    await h.t.query(`UPDATE cpq.users SET deleted_at = now() WHERE id = (SELECT min(id) FROM cpq.users WHERE company_login = $1)`, [partner]);
+    await h.t.query(
+      `INSERT INTO cpq.users (site, company_login, login, is_integration_user, raw, content_hash, first_seen_at, last_synced_at, last_changed_at, valid_from)
+       VALUES ('default', $1, 'planted', false, '{}', 'x', now(), now(), now(), now())`,
+      [partner],
+    );
+    const planted = await verifySite(site, h.t.pool, h.log);
+    expect(planted.map((c) => [c.company, c.cpq, c.database, c.ok])).toEqual([
+      ['_host', 7, 7, true],
+      [partner, 5, 5, false],
+    ]);
   });
 });

@@ -7,6 +7,7 @@ import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { readActiveCounts, readChangesOfNoRun, readRowsOfUnfinishedRuns, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
+import { printable } from '../errors.js';
 import { textTable } from '../text-table.js';
 import { requireSameCpq } from './site-cpq-url.js';
 
@@ -19,6 +20,12 @@ export interface CompanyCountCheck {
   databaseChecksum: string;
   /** The last full read recorded for the company: records received and whether their logins' checksum equals the active logins' after it. */
   lastFullRead: { runId: string; received: number; checksumsEqual: boolean } | undefined;
+  /**
+   * The active users the change log accounts for (the latest counts record, run `sinceRunId`,
+   * carried forward by later runs' changes), when they are not those the database holds: users
+   * changed in cpq.users outside a run. Undefined when they agree, or no counts were recorded.
+   */
+  notAsLogged: { sinceRunId: string; rows: number; checksum: string } | undefined;
   ok: boolean;
 }
 
@@ -50,6 +57,10 @@ async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, 
   return stored.map((s) => {
     const database = Number(s.active_rows);
     const count = now.get(s.company_login);
+    const notAsLogged =
+      s.logged_since_run_id !== null && (s.logged_rows !== s.active_rows || s.logged_checksum !== s.active_checksum)
+        ? { sinceRunId: s.logged_since_run_id, rows: Number(s.logged_rows), checksum: s.logged_checksum! }
+        : undefined;
     return {
       company: s.company_login,
       cpq: count,
@@ -63,7 +74,8 @@ async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, 
               received: Number(s.last_full_received),
               checksumsEqual: s.last_full_received_checksum === s.last_full_active_checksum,
             },
-      ok: count === database,
+      notAsLogged,
+      ok: count === database && notAsLogged === undefined,
     };
   });
 }
@@ -96,14 +108,22 @@ export function formatCounts(site: string, checks: readonly CompanyCountCheck[])
     c.lastFullRead === undefined
       ? 'none recorded'
       : `run ${c.lastFullRead.runId}: ${c.lastFullRead.received} received, logins ${c.lastFullRead.checksumsEqual ? 'match' : 'DIFFER'}`,
-    c.ok ? 'ok' : 'DIFFERENT',
+    c.ok ? 'ok' : c.cpq === c.database ? 'NOT AS LOGGED' : 'DIFFERENT',
   ]);
   const differ = checks.filter((c) => !c.ok).length;
+  const notAsLogged = checks.flatMap((c) =>
+    c.notAsLogged === undefined
+      ? []
+      : [
+          `${printable(c.company)}: the database holds ${c.database} users, checksum ${c.databaseChecksum}; its change log since run ${c.notAsLogged.sinceRunId} says ${c.notAsLogged.rows}, checksum ${c.notAsLogged.checksum}: cpq.users was changed outside a run`,
+        ],
+  );
   return [
     `site ${site}`,
     ...table(['company', 'CPQ now', 'database', 'difference', 'login checksum', 'last full read', 'verdict'], rows),
     '',
     differ === 0 ? `every company matches (${checks.length})` : `${differ} of ${checks.length} companies differ`,
+    ...notAsLogged,
     '',
   ].join('\n');
 }

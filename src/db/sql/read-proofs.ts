@@ -14,23 +14,54 @@ export interface ActiveCount {
   last_full_received: string | null;
   last_full_received_checksum: string | null;
   last_full_active_checksum: string | null;
+  /**
+   * The company's latest counts record (of any run) carried forward by the change log's inserts,
+   * restores and deletions of later runs: the active users the change log says the database holds
+   * now. Null when no run recorded counts of the company (a database before migration 0012).
+   */
+  logged_since_run_id: string | null;
+  logged_rows: string | null;
+  logged_checksum: string | null;
 }
 
-/** Per company: the users the database holds active now (count, login checksum), and its last recorded full read. */
+/**
+ * Per company: the users the database holds active now (count, login checksum), its last recorded
+ * full read, and the active users its change log accounts for (`logged_*`). Only a run adds,
+ * restores or deletes users of cpq.users (forget and HISTORY_RETENTION redact fields), each with a
+ * change-log row in the same transaction (record-company-counts.ts carries counts forward by the same rows), so the two agree
+ * unless cpq.users was changed outside a run: a login renamed, a user added or marked deleted by
+ * SQL, which CPQ's count alone does not show when the number stays the same.
+ */
 export async function readActiveCounts(on: Queryable, site: string, companies: readonly string[]): Promise<ActiveCount[]> {
   return runCompiled(
     on,
     sql<ActiveCount>`
-      SELECT c.company AS company_login, count(u.id)::text AS active_rows, cpq.login_checksum(sum(cpq.login_hash(u.login))) AS active_checksum,
+      SELECT c.company AS company_login, a.n::text AS active_rows, cpq.login_checksum(a.h) AS active_checksum,
              f.run_id::text AS last_full_run_id, f.received::text AS last_full_received,
-             f.received_checksum AS last_full_received_checksum, f.active_checksum AS last_full_active_checksum
+             f.received_checksum AS last_full_received_checksum, f.active_checksum AS last_full_active_checksum,
+             l.run_id::text AS logged_since_run_id, (l.active_rows + coalesce(d.n, 0))::text AS logged_rows,
+             CASE WHEN l.run_id IS NOT NULL THEN cpq.login_checksum(('x' || l.active_checksum)::bit(64)::bigint + coalesce(d.h, 0)) END AS logged_checksum
       FROM unnest(${[...companies]}::text[]) AS c(company)
-      LEFT JOIN cpq.users u ON u.site = ${site} AND u.company_login = c.company AND u.deleted_at IS NULL
+      CROSS JOIN LATERAL (
+        SELECT count(*) AS n, sum(cpq.login_hash(u.login)) AS h FROM cpq.users u
+        WHERE u.site = ${site} AND u.company_login = c.company AND u.deleted_at IS NULL
+      ) a
       LEFT JOIN LATERAL (
         SELECT k.run_id, k.received, k.received_checksum, k.active_checksum FROM cpq.run_company_counts k
         WHERE k.site = ${site} AND k.company_login = c.company AND k.mode = 'full' ORDER BY k.run_id DESC LIMIT 1
       ) f ON true
-      GROUP BY c.company, f.run_id, f.received, f.received_checksum, f.active_checksum
+      LEFT JOIN LATERAL (
+        SELECT k.run_id, k.active_rows, k.active_checksum FROM cpq.run_company_counts k
+        WHERE k.site = ${site} AND k.company_login = c.company ORDER BY k.run_id DESC LIMIT 1
+      ) l ON true
+      -- Runs after the latest counts that changed the company without reading it (its users
+      -- deleted when CPQ no longer lists it) are in the change log too.
+      LEFT JOIN LATERAL (
+        SELECT sum(CASE x.change WHEN 'delete' THEN -1 ELSE 1 END) AS n,
+               sum(CASE x.change WHEN 'delete' THEN -1 ELSE 1 END * cpq.login_hash(x.login)::numeric) AS h
+        FROM cpq.user_change_log x
+        WHERE x.run_id > l.run_id AND x.site = ${site} AND x.company_login = c.company AND x.change IN ('insert', 'restore', 'delete')
+      ) d ON true
       ORDER BY c.company`.compile(queryBuilder),
   );
 }
