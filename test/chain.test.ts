@@ -135,7 +135,7 @@ describe('tamper evidence', () => {
 
     // Resealing the altered run alone does not help: its chain hash no longer follows... unless
     // the whole chain after it is recomputed, which is why the head hash is kept elsewhere.
-    await h.t.query(`UPDATE cpq.run_seals SET content_sha256 = cpq.run_content_sha256(run_id) WHERE run_id = $1`, [runs[2]]);
+    await h.t.query(`UPDATE cpq.run_seals SET content_sha256 = cpq.run_content_sha256(run_id, lines) WHERE run_id = $1`, [runs[2]]);
     const report = await verifyChain(h.t.pool);
     expect(report.breaks.map((b) => b.runId)).toEqual([runs[2]]);
     expect(report.breaks[0]!.problem).toContain('chain hash does not follow');
@@ -147,6 +147,59 @@ describe('tamper evidence', () => {
       runId: runs.at(-1),
       problem: `run ${runs.at(-1)} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
     });
+  });
+
+  it("a run's completeness proof (cpq.run_company_counts) altered afterwards is found: a full read whose logins differed made to match (review FQ)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 1, integrationUsers: 0 });
+    const runs = await history(h);
+    const [full] = await h.t.query<{ company_login: string }>(
+      `SELECT company_login FROM cpq.run_company_counts WHERE run_id = $1 AND mode = 'full' ORDER BY company_login LIMIT 1`,
+      [runs[2]],
+    );
+    // What verify would print as "logins DIFFER", rewritten to "logins match"; or a count row removed.
+    const forged = await verifyAfter(
+      h,
+      `UPDATE cpq.run_company_counts SET received = received + 1, received_checksum = 'ffffffffffffffff' WHERE run_id = $1 AND company_login = $2`,
+      [runs[2], full!.company_login],
+    );
+    expect(forged.breaks.map((b) => [b.runId, b.problem])).toEqual([[runs[2], expect.stringContaining('no longer matches its seal')]]);
+    const removed = await verifyAfter(h, `DELETE FROM cpq.run_company_counts WHERE run_id = $1`, [runs[0]]);
+    expect(removed.breaks.map((b) => b.runId)).toEqual([runs[0]]);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+  });
+
+  it('seals made before migration 0032 (lines 1, without the counts) still verify; a seal of lines 2 set back to 1 is found (review FQ)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 1, integrationUsers: 0 });
+    const runs = await history(h);
+    const seals = await h.t.query<{ lines: number }>(`SELECT lines FROM cpq.run_seals ORDER BY run_id`);
+    expect(seals.map((s) => s.lines)).toEqual([2, 2, 2]);
+    // Each seal set back to what the release before 0032 stored: the content of 0014's lines, and
+    // the chain over it.
+    const client = await h.t.pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (const run of runs) {
+        await client.query(
+          `UPDATE cpq.run_seals s SET lines = 1, content_sha256 = cpq.run_content_sha256(s.run_id),
+             chain_sha256 = cpq.run_chain_sha256(s.site, s.run_id, (SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.run_id = s.previous_run_id), cpq.run_content_sha256(s.run_id))
+           WHERE s.run_id = $1`,
+          [run],
+        );
+      }
+      const old = await verifyChain(client as unknown as pg.Pool);
+      expect(old.breaks).toEqual([]);
+      expect(old.sites.map((s) => s.runs)).toEqual([3]);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    // A forger cannot move a new seal to the old lines to leave the counts outside it.
+    const downgraded = await verifyAfter(h, `UPDATE cpq.run_seals SET lines = 1 WHERE run_id = $1`, [runs[1]]);
+    expect(downgraded.breaks.map((b) => b.runId)).toEqual([runs[1]]);
   });
 
   it('sealing or verifying a run computes its content hash once, and sealing again gives the same seal', async ({ startHarness }) => {
@@ -236,6 +289,34 @@ describe('tamper evidence', () => {
     };
     expect((await verifyChain(h.t.pool)).breaks).toEqual([expected]);
     // With every seal removed too: still named (review Z).
+    await h.t.query(`DELETE FROM cpq.run_seals`);
+    expect((await verifyChain(h.t.pool)).breaks).toContainEqual(expected);
+  });
+
+  it('a failed run older than the first seal, recorded succeeded afterwards with rows added under it, is a break: it started after migration 0012, so a release that seals ran it (review FQ)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
+    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
+    await h.syncError();
+    h.sim.clearFaults();
+    await h.sync();
+    const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
+    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
+    // A forged admin right, back-dated, under the failed first run; its status then set to succeeded.
+    await h.t.query(
+      `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+       VALUES ($1, $2, '_host', $3, 'update', '{"isUserAdminPermEnabled": {"old": false, "new": true}}', 'default', now() - interval '1 day')`,
+      [failed!.id, user!.id, user!.login],
+    );
+    await h.t.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = coalesce(finished_at, now()) WHERE id = $1`, [failed!.id]);
+    const expected = {
+      site: 'default',
+      runId: failed!.id,
+      problem: `run ${failed!.id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
+    };
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([expected]);
+    // A site none of whose runs has a seal is held to the same.
     await h.t.query(`DELETE FROM cpq.run_seals`);
     expect((await verifyChain(h.t.pool)).breaks).toContainEqual(expected);
   });

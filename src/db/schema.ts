@@ -253,6 +253,8 @@ export interface RunSealsTable {
   content_sha256: string;
   chain_sha256: string;
   sealed_at: Generated<Timestamp>;
+  /** Which lines content_sha256 covers: 1, migrations 0012-0014's; 2, with the run's cpq.run_company_counts (migration 0032). */
+  lines: Generated<1 | 2>;
 }
 
 /** Locked (EXCLUSIVE) while a run takes its commit_seq (migration 0017); holds no data. */
@@ -518,7 +520,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'active_checksum',
     'active_source',
   ),
-  'cpq.run_seals': columns<RunSealsTable>()('run_id', 'site', 'previous_run_id', 'content_sha256', 'chain_sha256', 'sealed_at'),
+  'cpq.run_seals': columns<RunSealsTable>()('run_id', 'site', 'previous_run_id', 'content_sha256', 'chain_sha256', 'sealed_at', 'lines'),
   'cpq.retention_state': columns<RetentionStateTable>()('site', 'redacted_before', 'updated_at'),
   'cpq.commit_order': columns<CommitOrderTable>()('only_row'),
   'cpq.erasures': columns<ErasuresTable>()(

@@ -73,13 +73,17 @@ describe('seal lines (migration 0014)', () => {
         (await on.query(`SELECT cpq.run_content_sha256(r)::text AS now, seal_v13.run_content_sha256(r)::text AS v13 FROM unnest($1::bigint[]) AS r`, [runIds]))
           .rows;
 
-      // The runs as synced first: same hashes, and they are the sealed ones.
+      // The runs as synced first: same hashes, and they are what the seals (of lines 2 since
+      // migration 0032: these lines, then the run's company counts) were built on.
       const client = await h.t.pool.connect();
       try {
-        const sealed = await h.t.query<{ content_sha256: string }>('SELECT content_sha256 FROM cpq.run_seals ORDER BY run_id');
+        const sealed = await h.t.query<{ built_on: boolean }>(
+          `SELECT encode(sha256(decode(cpq.run_content_sha256(run_id), 'hex') || coalesce((SELECT string_agg(sha256(convert_to(jsonb_build_array('company_counts', jsonb_strip_nulls(to_jsonb(k)))::text, 'UTF8')), ''::bytea ORDER BY k.company_login COLLATE "C") FROM cpq.run_company_counts k WHERE k.run_id = s.run_id), ''::bytea)), 'hex') = content_sha256 AS built_on
+           FROM cpq.run_seals s ORDER BY run_id`,
+        );
+        expect(sealed.map((s) => s.built_on)).toEqual(runIds.map(() => true));
         const plain = await hashes(client);
-        expect(plain.map((r) => r.now)).toEqual(sealed.map((s) => s.content_sha256));
-        expect(plain.map((r) => r.v13)).toEqual(sealed.map((s) => s.content_sha256));
+        expect(plain.map((r) => r.now)).toEqual(plain.map((r) => r.v13));
 
         await fc.assert(
           fc.asyncProperty(

@@ -93,21 +93,28 @@ export async function readSealChecks(on: Queryable, sites?: readonly string[]): 
              s.content_sha256, n.content_now, s.chain_sha256,
              cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now
       FROM cpq.run_seals s
-      CROSS JOIN LATERAL (SELECT cpq.run_content_sha256(s.run_id) AS content_now OFFSET 0) n
+      CROSS JOIN LATERAL (SELECT cpq.run_content_sha256(s.run_id, s.lines) AS content_now OFFSET 0) n
       WHERE ${inSites(sql`s.site`, sites)}
       WINDOW w AS (PARTITION BY s.site ORDER BY s.run_id)
       ORDER BY s.site, s.run_id`.compile(queryBuilder),
   );
 }
 
-/** Successful runs after a site's first seal that have none (a seal removed, or a run of a release that did not seal). */
+/**
+ * Successful runs that have no seal though a release that seals ran them (a seal removed, or a run
+ * of a release that did not seal): those after the site's first seal, and those that started once
+ * migration 0012 was applied (cpq.seals_began_at(), migration 0032). The second also holds a site's runs before its first seal (or of a
+ * site with none) to it: else a failed run there, its status set to succeeded, took rows added
+ * under it for the unsealed history of a release before seals (review FQ).
+ */
 export async function readUnsealedRuns(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string }[]> {
   return runCompiled(
     on,
     sql<{ site: string; run_id: string }>`
       SELECT r.site, r.id::text AS run_id FROM cpq.sync_runs r
       WHERE ${inSites(sql`r.site`, sites)} AND r.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
-        AND r.id > (SELECT min(s.run_id) FROM cpq.run_seals s WHERE s.site = r.site)
+        AND (r.id > (SELECT min(s.run_id) FROM cpq.run_seals s WHERE s.site = r.site)
+          OR r.started_at >= cpq.seals_began_at())
       ORDER BY r.site, r.id`.compile(queryBuilder),
   );
 }
