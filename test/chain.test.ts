@@ -321,6 +321,46 @@ describe('tamper evidence', () => {
     expect((await verifyChain(h.t.pool)).breaks).toContainEqual(expected);
   });
 
+  it("an ended version or group change of a site under another site's run is found by a verify of that site alone (--site), as a change row is (review FQ)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const [other] = await h.t.query<{ id: string }>(`INSERT INTO cpq.sync_runs (site, mode, status) VALUES ('elsewhere', 'full', 'failed') RETURNING id::text`);
+    // A copy of an ended version, back-dated by a year, ended by the other site's run: the as-of
+    // functions of site default show it, and no seal of site default reads it.
+    const copyVersion = `INSERT INTO cpq.user_versions OVERRIDING SYSTEM VALUE
+       SELECT (jsonb_populate_record(NULL::cpq.user_versions, to_jsonb(v) || jsonb_build_object(
+         'version_id', (SELECT max(version_id) + 1 FROM cpq.user_versions), 'ended_by_run_id', $1::bigint,
+         'valid_from', v.valid_from - interval '1 year', 'valid_to', v.valid_from - interval '300 days'))).*
+       FROM cpq.user_versions v WHERE v.ended_by_run_id = $2 LIMIT 1`;
+    const forged = await verifyAfter(h, copyVersion, [other!.id, runs[2]]);
+    expect(forged.breaks).toContainEqual({
+      site: 'default',
+      runId: other!.id,
+      problem: `ended versions or group changes name run ${other!.id}, which is no run of this site: they were added, outside any seal`,
+    });
+    const groupChange = await verifyAfter(
+      h,
+      `INSERT INTO cpq.group_changes OVERRIDING SYSTEM VALUE
+       SELECT (jsonb_populate_record(NULL::cpq.group_changes, to_jsonb(g) || jsonb_build_object('id', (SELECT max(id) + 1 FROM cpq.group_changes), 'run_id', $1::bigint))).*
+       FROM cpq.group_changes g LIMIT 1`,
+      [other!.id],
+    );
+    expect(groupChange.breaks.map((b) => [b.site, b.runId])).toContainEqual(['default', other!.id]);
+    // What verify --chain --site default reads: the same.
+    const client = await h.t.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(copyVersion, [other!.id, runs[2]]);
+      expect((await verifyChain(client as unknown as pg.Pool, ['default'])).breaks.map((b) => [b.site, b.runId])).toEqual([['default', other!.id]]);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+    expect((await verifyChain(h.t.pool, ['default'])).breaks).toEqual([]);
+  });
+
   it("a change row naming a run that does not exist, or another site's, is found; a run recorded failed after its commit, seal included, is left to its seal", async ({
     startHarness,
   }) => {

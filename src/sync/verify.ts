@@ -5,7 +5,14 @@ import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
-import { readActiveCounts, readChangesOfNoRun, readRowsOfUnfinishedRuns, readSealChecks, readUnsealedRuns } from '../db/sql/read-proofs.js';
+import {
+  readActiveCounts,
+  readChangesOfNoRun,
+  readEndedOfOtherSites,
+  readRowsOfUnfinishedRuns,
+  readSealChecks,
+  readUnsealedRuns,
+} from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
 import { printable } from '../errors.js';
 import { textTable } from '../text-table.js';
@@ -175,6 +182,9 @@ export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Prom
     );
   for (const u of await readChangesOfNoRun(pool, only)) {
     earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
+  }
+  for (const u of await readEndedOfOtherSites(pool, only)) {
+    earliest(u.site, u.run_id, `ended versions or group changes name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
   }
   for (const u of await readRowsOfUnfinishedRuns(pool, only)) {
     earliest(

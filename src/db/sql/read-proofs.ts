@@ -167,6 +167,27 @@ export async function readChangesOfNoRun(on: Queryable, sites?: readonly string[
 }
 
 /**
+ * Runs that ended versions or logged group changes of a site but are runs of another site. Those
+ * tables' foreign keys hold the run to exist, not to be of the row's site, and a seal reads its
+ * run's rows by id: a verify of the row's site alone (--site) reads no seal that covers them, yet
+ * its as-of answers show them (review FQ). Each table is read whole, as the seals read each of
+ * their ended rows.
+ */
+export async function readEndedOfOtherSites(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string }[]> {
+  const of = (table: string, run: string) => sql`SELECT DISTINCT site, ${sql.ref(run)} AS run_id FROM ${sql.table(table)} WHERE ${inSites(sql`site`, sites)}`;
+  return runCompiled(
+    on,
+    sql<{ site: string; run_id: string }>`
+      SELECT DISTINCT x.site, x.run_id::text AS run_id
+      FROM (${of('cpq.group_changes', 'run_id')} UNION ${of('cpq.user_versions', 'ended_by_run_id')}
+            UNION ${of('cpq.user_group_versions', 'ended_by_run_id')} UNION ${of('cpq.user_access_permission_versions', 'ended_by_run_id')}
+            UNION ${of('cpq.group_versions', 'ended_by_run_id')}) x
+      WHERE NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = x.run_id AND r.site = x.site)
+      ORDER BY x.site, run_id`.compile(queryBuilder),
+  );
+}
+
+/**
  * Per site and company: CPQ's totalResults at its last full read, and the users the database held
  * active after its last run. Read at every /metrics scrape from a table that gains rows with every
  * run, so it costs a few index probes per company (migration 0024), not a look at every row: the
