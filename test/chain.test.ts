@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { readSealChecks } from '../src/db/sql/read-proofs.js';
 import { sealRun } from '../src/db/sql/seal-run.js';
-import { verifyChain } from '../src/sync/verify.js';
+import { verifyChain, type ChainBreak } from '../src/sync/verify.js';
 import { it, type Harness } from './helpers/harness.js';
 
 const logins = (h: Harness, company = '_host') => h.sim.users(company).map((u) => String(u.login));
@@ -35,6 +35,33 @@ async function runsWithOneFailed(h: Harness): Promise<void> {
   await h.syncError();
   h.sim.clearFaults();
   await h.sync();
+}
+
+/** A first run that fails (CPQ answers 500), then one that succeeds: the failed run, older than the site's first seal, and a user. */
+async function failedFirstRun(h: Harness): Promise<{ failed: { id: string }; user: { id: string; login: string } }> {
+  h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
+  await h.syncError();
+  h.sim.clearFaults();
+  await h.sync();
+  const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
+  const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
+  return { failed: failed!, user: user! };
+}
+
+/** A change-log row of `user`'s update, `diff`, detected at the SQL `detectedAt`, added under run `runId`. */
+async function logUpdateUnder(h: Harness, runId: string, user: { id: string; login: string }, diff: string, detectedAt: string): Promise<void> {
+  await h.t.query(
+    `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+     VALUES ($1, $2, '_host', $3, 'update', $4, 'default', ${detectedAt})`,
+    [runId, user.id, user.login, diff],
+  );
+}
+
+/** verify --chain names `expected` alone, and still names it once every seal is removed. */
+async function expectNamedWithAndWithoutSeals(h: Harness, expected: ChainBreak): Promise<void> {
+  expect((await verifyChain(h.t.pool)).breaks).toEqual([expected]);
+  await h.t.query(`DELETE FROM cpq.run_seals`);
+  expect((await verifyChain(h.t.pool)).breaks).toContainEqual(expected);
 }
 
 /** Runs `statement`, then verifyChain, in a transaction rolled back after: what verify would say of that forgery. */
@@ -267,58 +294,36 @@ describe('tamper evidence', () => {
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
-    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
-    await h.syncError();
-    h.sim.clearFaults();
-    await h.sync();
-    const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
-    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
+    const { failed, user } = await failedFirstRun(h);
     // A forger's rows under a failed first run, or a release before seals that recorded it failed
     // after its commit went through: verify cannot tell, so it names it, with both readings.
-    await h.t.query(
-      `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
-       VALUES ($1, $2, '_host', $3, 'update', '{"last_name": {"old": "A", "new": "B"}}', 'default', now())`,
-      [failed!.id, user!.id, user!.login],
-    );
+    await logUpdateUnder(h, failed.id, user, '{"last_name": {"old": "A", "new": "B"}}', 'now()');
     const expected = {
       site: 'default',
-      runId: failed!.id,
+      runId: failed.id,
       problem:
-        `run ${failed!.id} failed, yet change-log rows or ended versions name it: they were added afterwards, outside any seal` +
+        `run ${failed.id} failed, yet change-log rows or ended versions name it: they were added afterwards, outside any seal` +
         ' (or, if it started before migration 0012 was applied, by a release before seals that recorded it failed after its commit went through)',
     };
-    expect((await verifyChain(h.t.pool)).breaks).toEqual([expected]);
     // With every seal removed too: still named (review Z).
-    await h.t.query(`DELETE FROM cpq.run_seals`);
-    expect((await verifyChain(h.t.pool)).breaks).toContainEqual(expected);
+    await expectNamedWithAndWithoutSeals(h, expected);
   });
 
   it('a failed run older than the first seal, recorded succeeded afterwards with rows added under it, is a break: it started after migration 0012, so a release that seals ran it (review FQ)', async ({
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
-    h.sim.addFault({ match: { path: /\/users$/ }, times: 100, status: 500 });
-    await h.syncError();
-    h.sim.clearFaults();
-    await h.sync();
-    const [failed] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'failed'`);
-    const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
+    const { failed, user } = await failedFirstRun(h);
     // A forged admin right, back-dated, under the failed first run; its status then set to succeeded.
-    await h.t.query(
-      `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
-       VALUES ($1, $2, '_host', $3, 'update', '{"isUserAdminPermEnabled": {"old": false, "new": true}}', 'default', now() - interval '1 day')`,
-      [failed!.id, user!.id, user!.login],
-    );
-    await h.t.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = coalesce(finished_at, now()) WHERE id = $1`, [failed!.id]);
+    await logUpdateUnder(h, failed.id, user, '{"isUserAdminPermEnabled": {"old": false, "new": true}}', "now() - interval '1 day'");
+    await h.t.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = coalesce(finished_at, now()) WHERE id = $1`, [failed.id]);
     const expected = {
       site: 'default',
-      runId: failed!.id,
-      problem: `run ${failed!.id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
+      runId: failed.id,
+      problem: `run ${failed.id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
     };
-    expect((await verifyChain(h.t.pool)).breaks).toEqual([expected]);
     // A site none of whose runs has a seal is held to the same.
-    await h.t.query(`DELETE FROM cpq.run_seals`);
-    expect((await verifyChain(h.t.pool)).breaks).toContainEqual(expected);
+    await expectNamedWithAndWithoutSeals(h, expected);
   });
 
   it("an ended version or group change of a site under another site's run is found by a verify of that site alone (--site), as a change row is (review FQ)", async ({
