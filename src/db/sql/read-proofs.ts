@@ -28,9 +28,10 @@ export interface ActiveCount {
  * Per company: the users the database holds active now (count, login checksum), its last recorded
  * full read, and the active users its change log accounts for (`logged_*`). Only a run adds,
  * restores or deletes users of cpq.users (forget and HISTORY_RETENTION redact fields), each with a
- * change-log row in the same transaction (record-company-counts.ts carries counts forward by the same rows), so the two agree
- * unless cpq.users was changed outside a run: a login renamed, a user added or marked deleted by
- * SQL, which CPQ's count alone does not show when the number stays the same.
+ * change-log row in the same transaction (record-company-counts.ts carries counts forward by the
+ * same rows), so the two agree unless cpq.users was changed outside a run: a login renamed, a user
+ * added or marked deleted by SQL, which CPQ's count alone does not show when the number stays the
+ * same.
  */
 export async function readActiveCounts(on: Queryable, site: string, companies: readonly string[]): Promise<ActiveCount[]> {
   return runCompiled(
@@ -103,9 +104,10 @@ export async function readSealChecks(on: Queryable, sites?: readonly string[]): 
 /**
  * Successful runs that have no seal though a release that seals ran them (a seal removed, or a run
  * of a release that did not seal): those after the site's first seal, and those that started once
- * migration 0012 was applied (cpq.seals_began_at(), migration 0032). The second also holds a site's runs before its first seal (or of a
- * site with none) to it: else a failed run there, its status set to succeeded, took rows added
- * under it for the unsealed history of a release before seals (review FQ).
+ * migration 0012 was applied (cpq.seals_began_at(), migration 0032). The second also holds a
+ * site's runs before its first seal (or of a site with none) to it: else a failed run there, its
+ * status set to succeeded, took rows added under it for the unsealed history of a release before
+ * seals (review FQ).
  */
 export async function readUnsealedRuns(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string }[]> {
   return runCompiled(

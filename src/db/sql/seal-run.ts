@@ -4,8 +4,9 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
 /**
  * Seals a run, in its transaction, as its last write to the audit record: the SHA-256 of what it
  * committed (cpq.run_content_sha256, migration 0012 defines it; of lines 2, migration 0032, with
- * the run's cpq.run_company_counts) chained to the previous sealed run of its site. Runs of a site hold its sync lock until they commit, so the previous seal is
- * the newest committed one. Returns the chain hash.
+ * the run's cpq.run_company_counts) chained to the previous sealed run of its site. Runs of a site
+ * hold its sync lock until they commit, so the previous seal is the newest committed one. Returns
+ * the chain hash.
  *
  * The content hash is MATERIALIZED: the CTE is read twice below, and Postgres would otherwise
  * inline it and compute the hash twice (run_content_sha256 is STABLE), which doubled the seal.
