@@ -150,19 +150,33 @@ function redirectTarget(url: string, from: string, location: string): string {
 /** How far from our clock a Date header is before it is logged. */
 const SITE_CLOCK_NOTED_MS = 24 * 3600_000;
 
-/** A JSON escape that may stand for one character of a credential: `\uXXXX` (any case), or `\/`. */
-const CHARACTER_ESCAPE = /\\u[0-9a-fA-F]{4}|\\\//g;
+/**
+ * A JSON escape, each of which stands for one character of a credential: `\uXXXX` (any case), or
+ * one of the short escapes (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`). A bearer token may hold
+ * `"` and `\` (a header carries them), which a JSON writer must escape; and a `\\` read as one
+ * character keeps the `\u0041` after it from being taken for an `A`.
+ */
+const JSON_ESCAPE = /\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])/g;
 
-/** How many characters of a JSON text, from `at`, stand for one character when its escapes are read (CHARACTER_ESCAPE's). */
+/** The character each short JSON escape stands for, by the letter after its backslash. */
+const SHORT_ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+
+/** The character a JSON_ESCAPE stands for. */
+function escapedCharacter(escape: string): string {
+  return escape[1] === 'u' ? String.fromCharCode(parseInt(escape.slice(2), 16)) : SHORT_ESCAPES[escape[1]!]!;
+}
+
+/** How many characters of a JSON text, from `at`, stand for one character when its escapes are read (JSON_ESCAPE's, as replace meets them). */
 function escapedLength(text: string, at: number): number {
   if (text[at] !== '\\') return 1;
-  if (text[at + 1] === '/') return 2;
-  return /^u[0-9a-fA-F]{4}/.test(text.slice(at + 1, at + 6)) ? 6 : 1;
+  const next = text[at + 1];
+  if (next === 'u') return /^[0-9a-fA-F]{4}$/.test(text.slice(at + 2, at + 6)) ? 6 : 1;
+  return next !== undefined && Object.hasOwn(SHORT_ESCAPES, next) ? 2 : 1;
 }
 
 /**
- * How a credential may stand in a JSON text: each character as it is or as a `\uXXXX` escape (a
- * `/` as `\/` too); and its longest run of letters and digits, which JSON writers never escape.
+ * How a credential may stand in a JSON text: each character as it is or escaped (JSON_ESCAPE); and
+ * its longest run of letters and digits, which JSON writers never escape.
  * Found by reading the text's escapes and searching the credential as it is (indexOf), in time
  * linear in the text: a pattern of one alternative per character backtracked at every place the
  * text began like the credential (a token of 1,000 A's in a 1 MB page of 999 A's a line took
@@ -185,7 +199,7 @@ class CredentialEcho {
   /** Where in `text` the credential stands, as it is or escaped; -1 when nowhere. */
   indexIn(text: string): number {
     if (!text.includes('\\')) return text.indexOf(this.credential);
-    const read = text.replace(CHARACTER_ESCAPE, (escape) => (escape === '\\/' ? '/' : String.fromCharCode(parseInt(escape.slice(2), 16))));
+    const read = text.replace(JSON_ESCAPE, escapedCharacter);
     const found = read.indexOf(this.credential);
     if (found < 0) return -1;
     // Back to a place in the text as sent: each character read stood for one or more of it.

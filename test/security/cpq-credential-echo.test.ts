@@ -102,3 +102,20 @@ describe('a page that holds the credential the run sent is refused without repea
     expect((await h.sync({ full: true })).status).toBe('succeeded');
   });
 });
+
+describe('a bearer token holding " and \\ (a header carries them) echoed as a JSON writer must escape them', () => {
+  const TOKEN = 'tok"en\\u0041-Zq9x7Wv5';
+  const ESCAPED = JSON.stringify(TOKEN).slice(1, -1); // tok\"en\\u0041-Zq9x7Wv5: the \\ is one backslash, the u0041 after it letters
+  it('is refused without repeating it', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, { CPQ_TOKEN: TOKEN });
+    expect((await h.sync()).status).toBe('succeeded');
+    reflect(h, (u) => (u.notes = `Bearer ${MARK}`), ESCAPED);
+    const before = await rowVersions(h.t);
+    const error = await h.syncError({ full: true });
+    expect(error).toBeInstanceOf(SyncError);
+    expect(error.message).toMatch(HOLDS);
+    expect(await rowVersions(h.t)).toEqual(before);
+    const said = [error.message, ...h.logLines, JSON.stringify(await h.t.query(`SELECT error, warnings, streams FROM cpq.sync_runs`))].join('\n');
+    expect(said).not.toContain('Zq9x7Wv5');
+  });
+});
