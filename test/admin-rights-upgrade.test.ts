@@ -91,8 +91,11 @@ describe('cpq.admin_rights_as_of, upgraded to migration 0030', () => {
     times.push(new Date().toISOString());
 
     // The functions as 0029 left them (0023's body, 0029's setting, 0022's two-argument form),
-    // and 0030 not applied: what a database of the release before holds.
-    await t.query(`DELETE FROM cpq.kysely_migration WHERE name = '0030_admin_rights_of_one_site'`);
+    // and 0030 not applied: what a database of the release before holds. Nor the migrations after
+    // it (0031's run progress), which a release before 0030 never applied either.
+    await t.query(`DELETE FROM cpq.kysely_migration WHERE name >= '0030'`);
+    await t.query(`ALTER TABLE cpq.sync_runs DROP COLUMN progress, DROP COLUMN progress_at`);
+    await t.query(`DROP FUNCTION cpq.write_run_progress(bigint, jsonb)`);
     await t.query(readFileSync(join(MIGRATIONS_DIR, '0023_admin_rights_new_person_across_nulls.sql'), 'utf8'));
     await t.query(readFileSync(join(MIGRATIONS_DIR, '0029_admin_rights_without_nested_loops.sql'), 'utf8'));
     await t.query(`CREATE OR REPLACE FUNCTION cpq.admin_rights_as_of(ts timestamptz, p_site text)
@@ -105,7 +108,7 @@ describe('cpq.admin_rights_as_of, upgraded to migration 0030', () => {
     expect(before.at(-1)!.south!.length).toBeGreaterThan(0);
     expect(before.at(-1)!['null site']).toEqual([]);
 
-    expect(await migrate(t.db)).toEqual(['0030_admin_rights_of_one_site']);
+    expect(await migrate(t.db)).toEqual(['0030_admin_rights_of_one_site', '0031_run_progress']);
     const after = [];
     for (const at of times) after.push(await rightsAt(t, at));
     expect(after).toEqual(before);

@@ -43,6 +43,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0028_administrators_groups_first.sql', 'a76549e35e1505b979f08af28805e679c27c5f18deadf650207097da614c4aa3'],
   ['0029_admin_rights_without_nested_loops.sql', 'a9338428fd6a280c32800f2d8ecc392772786c50a532a4eb565a26328c578b90'],
   ['0030_admin_rights_of_one_site.sql', '6436b5a0b7671e09e652e04c4ef089a035b68464e1c6567f23ffa8c4c4774169'],
+  ['0031_run_progress.sql', '16bb044a35b82ecdb30660d31e7c440ed409a3a9e032f78786f597a7bfd7a784'],
   ['0032_seal_company_counts.sql', 'fe647140afc9dbfcfd687a872f81e3510d936afe66833c0f62e5f68cd63ccf9d'],
 ];
 

@@ -101,6 +101,7 @@ describe('run result and error', () => {
       streams: [],
       warnings: [],
       http: { requests: 0, retries: {} },
+      progress: null,
     };
     expect(await finishRun(h.t.pool, result.runId, failed)).toBe(false);
     expect(await h.t.query(`SELECT status, error FROM cpq.sync_runs WHERE id = $1`, [result.runId])).toEqual([{ status: 'succeeded', error: null }]);

@@ -28,6 +28,7 @@ describe('a run record stores what it quotes', () => {
       warnings: [`integration users name the ${hostile}`],
       http: { requests: 1, retries: {} },
       error: `data error: ${hostile}`,
+      progress: null,
     });
     expect(written).toBe(true);
     const [row] = await t.query<{ status: string; error: string; warnings: string[] }>(`SELECT status, error, warnings FROM cpq.sync_runs WHERE id = $1`, [

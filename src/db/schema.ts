@@ -49,6 +49,32 @@ export interface SyncRunsTable {
   /** 1, 2, 3, ... in the order successful runs committed (migration 0009's trigger numbers them). */
   commit_seq: Filled<string | null>;
   committed_at: Filled<Date | null>;
+  /**
+   * How far the run has come (migration 0031): written while it runs (cpq.write_run_progress), and
+   * at its end as it stood then; null for a run that wrote none (an older release's, or one that
+   * ended before its reads began).
+   */
+  progress: ColumnType<RunProgressReport | null, string | undefined, string>;
+  /** When `progress` was written, by the database's clock. */
+  progress_at: ColumnType<Date | null, never, Date | string>;
+}
+
+/** What a run is doing: reading CPQ, merging what it read, sealing the run, waiting to commit. */
+export type RunPhase = 'reading' | 'merging' | 'sealing' | 'committing';
+
+/** A run's progress as cpq.sync_runs.progress holds it (see src/sync/run-progress.ts). */
+export interface RunProgressReport {
+  phase: RunPhase;
+  /** Pages read, of every stream started so far. */
+  pages: number;
+  /** Users received (records, a repeat counted twice), of every stream started so far. */
+  received: number;
+  /** The sum of the totalResults CPQ reported for the streams started so far; null when none has reported one yet. */
+  totalResults: number | null;
+  /** Streams whose read has ended. */
+  streamsDone: number;
+  /** Streams the run reads in all; null until the company list is read (CPQ_COMPANIES=*). */
+  streams: number | null;
 }
 
 export interface StreamReport {
@@ -487,6 +513,8 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'error',
     'commit_seq',
     'committed_at',
+    'progress',
+    'progress_at',
   ),
   'cpq.sync_state': columns<SyncStateTable>()('site', 'stream', 'cursor', 'last_full_sync_at', 'last_run_id', 'updated_at'),
   'cpq.users': columns<UsersTable>()(...USER_VERSION, ...USER_VALUES),

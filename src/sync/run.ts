@@ -14,6 +14,7 @@ import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishFailedRun, finishRun } from '../db/sql/finish-run.js';
+import { writeRunProgress } from '../db/sql/write-run-progress.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readIntegrationUserCompanies } from '../db/sql/read-integration-user-companies.js';
 import { countHostAliasRows } from '../db/sql/count-host-alias-rows.js';
@@ -59,6 +60,7 @@ import { redactUnnamedSites } from './redact-unnamed-sites.js';
 import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors.js';
 import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
 import { StreamProgress } from './stream-progress.js';
+import { RunProgress } from './run-progress.js';
 
 /**
  * One sync run: every configured stream is read and staged inside one transaction, merged, and
@@ -86,6 +88,8 @@ class SyncRun {
   private runLog: Logger | undefined;
   /** HISTORY_RETENTION's cutoff this run redacted up to, by the database's clock; undefined without a retention. */
   private retainedFrom: Date | undefined;
+  /** How far the run has come, written to its record as it goes; from the start of its transaction's work. */
+  private runProgress: RunProgress | undefined;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -233,6 +237,7 @@ class SyncRun {
       return { ...result, seconds: seconds() };
     } catch (err) {
       await stopCancelling();
+      this.runProgress?.stop();
       await this.stager?.abandon();
       await client.query('ROLLBACK').catch(() => undefined);
       // Read now, while they still hold: who stopped a run at 3 a.m. is gone from pg_locks by morning.
@@ -264,6 +269,7 @@ class SyncRun {
           streams,
           warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
           http: this.httpStats(),
+          progress: this.runProgress?.report ?? null,
         }),
       );
       if (!recorded) {
@@ -584,8 +590,17 @@ class SyncRun {
       lookbackMs: config.lookbackMs,
       databaseNow: clock.now,
     });
+    // Written on the pool, outside the transaction, as it goes: `status` shows it while the run reads.
+    const runProgress = new RunProgress(this.progress, (report) => writeRunProgress(pool, runId, report), log);
+    this.runProgress = runProgress;
+    const display = this.options.progress?.forSite?.(this.site.name) ?? this.options.progress;
     const track = (id: StreamId, since: Date | undefined) => {
-      const progress = new StreamProgress(id, since, this.options.progress?.forSite?.(this.site.name) ?? this.options.progress);
+      const progress = new StreamProgress(id, since, {
+        update: (report, startedAt) => {
+          display?.update(report, startedAt);
+          runProgress.changed();
+        },
+      });
       this.progress.push(progress);
       return progress;
     };
@@ -605,9 +620,12 @@ class SyncRun {
     const readAll = this.cpq.companies.includes('*');
     const listed = readAll ? await listCompanies(this.http, this.cpq) : undefined;
     const companies = listed !== undefined ? listed.logins : this.cpq.companies;
+    runProgress.readsCompanies(companies.length);
     const { integrationUsers, hostAliases } = integrationEnabled(this.cpq)
       ? await this.readIntegrationFeed({ listed, companies, readAll, sinceFor, track }, log)
       : { integrationUsers: new IntegrationUsers(), hostAliases: [] };
+    // Read whole (an absent feed took its stream off: nothing to count).
+    if (this.progress.some((p) => p.id.kind === 'integration')) runProgress.streamDone();
     const firstLoads = await findFirstLoadCompanies(client, site, companies);
     const direct = new DirectLoad(client, pool, stager, site, runId, effectiveAt, config.directFirstLoad ? firstLoads : new Set());
     const read = {
@@ -631,12 +649,16 @@ class SyncRun {
     await allUntilFirstFailure(
       companies,
       this.cpq.concurrency,
-      (company) => readCompany(read, company),
+      async (company) => {
+        await readCompany(read, company);
+        runProgress.streamDone();
+      },
       (err) => {
         this.firstStreamFailure = { error: err, afterInterrupt: this.options.signal?.aborted === true };
         this.stopReads.abort();
       },
     );
+    runProgress.enter('merging');
     await stageIntegrationOnly(site, integrationUsers, stager, client);
     await stager.finish();
     await direct.finish();
@@ -667,6 +689,7 @@ class SyncRun {
     };
     const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });
     const counts = await mergeStaged(client, site, runId, await effectiveAt(), deletions, batches.inserted + direct.written, log);
+    runProgress.enter('sealing');
     // Host aliases: a user an earlier release filed under one is no new integration user (insertAlerts).
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log, hostAliases);
     // The database's clock now, not the start's offset: this machine's may have been stepped since.
@@ -684,7 +707,21 @@ class SyncRun {
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();
-    await finishRun(client, runId, { status: 'succeeded', mode, pages, counts, streams, warnings: this.warnings, http, effectiveAt: await effectiveAt() });
+    // The update below holds the record until the commit, and waits for another site's run to
+    // commit first (migration 0017): a progress write meanwhile finds the record locked, and skips it.
+    runProgress.enter('committing');
+    runProgress.stop();
+    await finishRun(client, runId, {
+      status: 'succeeded',
+      mode,
+      pages,
+      counts,
+      streams,
+      warnings: this.warnings,
+      http,
+      effectiveAt: await effectiveAt(),
+      progress: runProgress.report,
+    });
     return { site, runId, status: 'succeeded', mode, pages, streams, warnings: this.warnings, http, ...counts };
   }
 }

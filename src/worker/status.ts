@@ -7,6 +7,8 @@ import { durationSetting } from '../config-env.js';
 import { printable } from '../errors.js';
 import { headOf } from '../exact-json.js';
 import { textTable } from '../text-table.js';
+import type { RunProgressReport } from '../db/schema.js';
+import { formatCount } from '../progress/display.js';
 import { readRunHealth, type RunHealth } from './run-health.js';
 
 export interface RunSummary {
@@ -40,6 +42,16 @@ export interface RunSummary {
   /** How many warnings the run recorded. */
   warningCount: number;
   error: string | null;
+  /**
+   * How far the run has come (cpq.sync_runs.progress), with when it was written (by the database's
+   * clock): a running run writes it every few seconds and at each change of phase, so a dead one
+   * shows the last it wrote; an ended run keeps it as it stood at its end. Null when none was written.
+   */
+  progress: RunProgressSummary | null;
+}
+
+export interface RunProgressSummary extends RunProgressReport {
+  writtenAt: string;
 }
 
 /** A stream's cursor as `status` reports it (times as stored text; src/db/sql/read-cursors.ts reads the same row for a run). */
@@ -162,6 +174,8 @@ async function readSiteStatus(pool: pg.Pool, site: string, limit: number, staleA
       warnings: new JsonText(r.warnings),
       warningCount: warningsOf(r.warnings).length,
       error: r.error,
+      // Whole numbers a run counted, far below 2^53: parsed exactly.
+      progress: r.progress === null || r.progress_at === null ? null : { ...(JSON.parse(r.progress) as RunProgressReport), writtenAt: r.progress_at },
     };
   });
   for (const run of runs) {
@@ -256,6 +270,13 @@ export function formatStatus(report: StatusReport): string {
   return `${out.join('\n')}\n`;
 }
 
+/** "12,000 of 100,000 users, 12 pages, 1 of 4 streams": the total when CPQ reported one, the streams' when known. */
+function progressText(p: RunProgressReport): string {
+  const users = p.totalResults === null ? `${formatCount(p.received)} users` : `${formatCount(p.received)} of ${formatCount(p.totalResults)} users`;
+  const streams = p.streams === null ? `${formatCount(p.streamsDone)} streams done` : `${formatCount(p.streamsDone)} of ${formatCount(p.streams)} streams`;
+  return `${users}, ${formatCount(p.pages)} page${p.pages === 1 ? '' : 's'}, ${streams}`;
+}
+
 function formatSite(report: SiteStatus): string[] {
   const out: string[] = [];
   out.push('Last runs (newest first, times in UTC)');
@@ -290,6 +311,14 @@ function formatSite(report: SiteStatus): string[] {
       if (first === undefined) continue;
       const more = run.warningCount > 1 ? ` (and ${run.warningCount - 1} more: status --json lists them)` : '';
       out.push(`  run ${run.id} warned: ${truncate(printable(first), 200)}${more}`);
+    }
+    // The counts are written when a run ends; meanwhile, how far it has come.
+    for (const run of report.runs) {
+      if (run.status !== 'running' || run.progress === null) continue;
+      const p = run.progress;
+      const phase = printable(p.phase);
+      const doing = run.presumedDead ? `was ${phase} when it last wrote` : `is ${phase}`;
+      out.push(`  run ${run.id} ${doing}: ${progressText(p)} (as of ${when(p.writtenAt)})`);
     }
     const dead = report.runs.filter((r) => r.presumedDead).map((r) => r.id);
     if (dead.length > 0) {

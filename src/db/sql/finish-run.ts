@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { HttpStats } from '../../cpq/http-stats.js';
 import { storable } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
-import type { StreamReport, SyncRunsTable } from '../schema.js';
+import type { RunProgressReport, StreamReport, SyncRunsTable } from '../schema.js';
 import { releaseHoldingSession } from './holding-session.js';
 
 /**
@@ -20,6 +20,11 @@ interface RunEnd {
   streams: StreamReport[];
   warnings: string[];
   http: HttpStats;
+  /**
+   * How far the run had come when it ended (the phase a failed run failed in); null for one that
+   * ended before its reads began. Replaces what the run wrote as it went (writeRunProgress).
+   */
+  progress: RunProgressReport | null;
 }
 
 /** A run that committed: its counts, and when the versions it wrote start. */
@@ -53,6 +58,7 @@ export async function finishRun(on: Queryable, runId: string, end: SucceededRun 
     warnings: JSON.stringify(end.warnings.map(storable)),
     http_requests: end.http.requests,
     http_retries: JSON.stringify(end.http.retries),
+    ...(end.progress === null ? {} : { progress: JSON.stringify(end.progress), progress_at: runEndTime() }),
   };
   const values =
     end.status === 'succeeded'

@@ -33,6 +33,8 @@ export async function readRecentRuns(on: Queryable, site: string, limit: number)
         sql<string>`streams::text`.as('streams'),
         sql<string>`warnings::text`.as('warnings'),
         'error',
+        sql<string | null>`progress::text`.as('progress'),
+        isoUtcText(eb.ref('progress_at')).as('progress_at'),
       ])
       .where('site', '=', site)
       .orderBy('id', 'desc')

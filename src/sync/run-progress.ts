@@ -1,0 +1,119 @@
+import type { RunPhase, RunProgressReport } from '../db/schema.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { StreamProgress } from './stream-progress.js';
+
+/**
+ * How often at most a run writes its progress while it reads (besides each change of phase): a
+ * page of 1,000 users comes every few tenths of a second, and `status` is read by people.
+ */
+export const RUN_PROGRESS_INTERVAL_MS = 2000;
+
+/**
+ * A run's progress (cpq.sync_runs.progress), summed from its streams' reports, and written to its
+ * record outside its transaction: at most every RUN_PROGRESS_INTERVAL_MS as pages come (the last
+ * change written at the end of the interval it came in), at once on a change of phase. Best
+ * effort, never awaited by the run: one write at a time, a failure logged at debug (the write
+ * cannot wait for a lock: writeRunProgress), and nothing written once stopped.
+ */
+export class RunProgress {
+  private phase: RunPhase = 'reading';
+  /** The company streams the run reads, once the company list is known. */
+  private companies: number | undefined;
+  private done = 0;
+  private lastWrite = -Infinity;
+  private timer: NodeJS.Timeout | undefined;
+  private writing = false;
+  /** A change of phase came while a write was on its way: written once it is done. */
+  private due = false;
+  private stopped = false;
+
+  constructor(
+    /** The run's streams, as the run tracks them (a stream taken off, an absent integration feed, is no longer counted). */
+    private readonly streams: readonly StreamProgress[],
+    private readonly write: (progress: RunProgressReport) => Promise<boolean>,
+    private readonly log: Logger,
+    private readonly intervalMs = RUN_PROGRESS_INTERVAL_MS,
+  ) {}
+
+  /** The progress as it stands. */
+  get report(): RunProgressReport {
+    const totals = this.streams.flatMap((p) => (p.report.totalResults === null ? [] : [p.report.totalResults]));
+    const others = this.streams.filter((p) => p.id.kind !== 'company').length;
+    return {
+      phase: this.phase,
+      pages: this.streams.reduce((n, p) => n + p.report.pages, 0),
+      received: this.streams.reduce((n, p) => n + p.report.received, 0),
+      totalResults: totals.length === 0 ? null : totals.reduce((n, t) => n + t, 0),
+      streamsDone: this.done,
+      streams: this.companies === undefined ? null : this.companies + others,
+    };
+  }
+
+  /** The run reads `n` companies (known once the company list is read, for CPQ_COMPANIES=*). */
+  readsCompanies(n: number): void {
+    this.companies = n;
+    this.changed();
+  }
+
+  /** A stream's read ended (its last page read). */
+  streamDone(): void {
+    this.done++;
+    this.changed();
+  }
+
+  /** The run moves on to `phase`: written at once. */
+  enter(phase: RunPhase): void {
+    this.phase = phase;
+    this.flush();
+  }
+
+  /** Something counted changed (a stream started, a page read): written within the interval. */
+  changed(): void {
+    if (this.stopped || this.timer !== undefined) return;
+    const wait = this.lastWrite + this.intervalMs - Date.now();
+    if (wait <= 0) {
+      this.flush();
+      return;
+    }
+    // Not kept alive by it: a run that ends meanwhile stops it, and a process exiting need not wait.
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush();
+    }, wait).unref();
+  }
+
+  /** No more writes: the run's end writes its record, progress included (finishRun). */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private flush(): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.writing) {
+      this.due = true;
+      return;
+    }
+    this.writing = true;
+    this.lastWrite = Date.now();
+    this.write(this.report)
+      .then(
+        (written) => {
+          if (!written) this.log.debug('run progress not written: its record is locked, or no longer running');
+        },
+        (err: unknown) => this.log.debug({ error: errorMessage(err) }, 'run progress not written'),
+      )
+      .finally(() => {
+        this.writing = false;
+        if (this.due) {
+          this.due = false;
+          this.flush();
+        }
+      })
+      .catch(() => undefined);
+  }
+}
