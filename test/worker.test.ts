@@ -18,6 +18,7 @@ import { ShutdownSignals } from '../src/worker/shutdown.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { gate } from './helpers/cli-process.js';
 import { holdSyncLock, migrateBefore } from './helpers/database.js';
+import { holdRequests } from './helpers/scripted-pages.js';
 import { type Harness, it } from './helpers/harness.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
@@ -674,5 +675,29 @@ describe('shutdown signals', () => {
     expect(target.listeners('SIGTERM')).not.toContain(foreign);
     expect(target.listeners('SIGHUP')).toEqual([foreign]);
     shutdown.dispose();
+  });
+});
+
+describe('cpq_sync_run_users_read', () => {
+  it("is the users this worker's run of the site has received so far, as its page lines say, and 0 once it ended", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '5', CPQ_COMPANIES: '_host,partner1' });
+    const worker = workerFor(h);
+    // Three requests answered, the next held: the run is in the middle of its read.
+    const held = holdRequests(h.sim, 3);
+    cleanups.push(held.release);
+    const read = (text: string) => metricValue(text, 'cpq_sync_run_users_read{site="default"}');
+    expect(read(await worker.metrics.text())).toBe(0);
+    const running = worker.runOnce();
+    await held.reached;
+    const pages = () => h.logLines.map((l) => JSON.parse(l) as { msg: string; stream: string; received: number }).filter((l) => l.msg === 'page read');
+    await until('the pages before the held request to be read', async () => pages().length === 3);
+    const received = new Map(pages().map((l) => [l.stream, l.received]));
+    const sum = [...received.values()].reduce((n, r) => n + r, 0);
+    expect(sum).toBeGreaterThan(0);
+    expect(read(await worker.metrics.text())).toBe(sum);
+    held.release();
+    await running;
+    expect((await runs(h)).map((r) => r.status)).toEqual(['succeeded']);
+    expect(read(await worker.metrics.text())).toBe(0);
   });
 });

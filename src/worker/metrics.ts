@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ProgressSink } from '../sync/stream-progress.js';
 
 /** How a run this worker started ended. */
 export type RunOutcomeStatus = 'succeeded' | 'failed' | 'interrupted';
@@ -46,6 +47,9 @@ export class WorkerMetrics {
   private readonly duration: Histogram<'site' | 'status'>;
   private readonly retries: Counter<'site' | 'status'>;
   private readonly inProgress: Gauge<'site'>;
+  private readonly usersRead: Gauge<'site'>;
+  /** Per site, users received so far by each stream of the run in progress. */
+  private readonly received = new Map<string, Map<string, number>>();
   private readonly shortReads: Counter<'site'>;
   private readonly deletionRefusals: Counter<'site'>;
 
@@ -88,6 +92,12 @@ export class WorkerMetrics {
       labelNames: ['site'],
       registers,
     });
+    this.usersRead = new Gauge({
+      name: 'cpq_sync_run_users_read',
+      help: "Users received so far by this worker's run of the site in progress, of every stream (0 when none runs)",
+      labelNames: ['site'],
+      registers,
+    });
     this.shortReads = new Counter({
       name: 'cpq_sync_short_reads_total',
       help: 'Streams of successful runs that read fewer users than CPQ reported (totalResults): their cursor stays, nothing is deleted',
@@ -122,6 +132,7 @@ export class WorkerMetrics {
       for (const reason of SKIP_REASONS) this.skipped.inc({ site, reason }, 0);
       for (const change of USER_CHANGES) this.users.inc({ site, change }, 0);
       this.inProgress.set({ site }, 0);
+      this.usersRead.set({ site }, 0);
       this.shortReads.inc({ site }, 0);
       this.deletionRefusals.inc({ site }, 0);
     }
@@ -160,11 +171,32 @@ export class WorkerMetrics {
   /** A run of `site` is being attempted (it may still find the lock held). */
   runStarted(site: string): void {
     this.inProgress.set({ site }, 1);
+    this.readDone(site);
+  }
+
+  /** What the run of `site` tells of its streams' reads (RunOptions.progress): cpq_sync_run_users_read. */
+  readsOf(site: string): ProgressSink {
+    return {
+      update: (report) => {
+        const streams = this.received.get(site) ?? new Map<string, number>();
+        this.received.set(site, streams.set(report.stream, report.received));
+        this.usersRead.set(
+          { site },
+          [...streams.values()].reduce((n, r) => n + r, 0),
+        );
+      },
+    };
+  }
+
+  private readDone(site: string): void {
+    this.received.delete(site);
+    this.usersRead.set({ site }, 0);
   }
 
   recordRun(run: RunObservation): void {
     const { site } = run;
     this.inProgress.set({ site }, 0);
+    this.readDone(site);
     this.runs.inc({ site, status: run.status });
     this.duration.observe({ site, status: run.status }, run.durationSeconds);
     if (run.users) for (const change of USER_CHANGES) this.users.inc({ site, change }, run.users[change] ?? 0);
@@ -178,7 +210,10 @@ export class WorkerMetrics {
 
   recordSkip(site: string, reason: SkipReason): void {
     // lock_held ends an attempt that runStarted() announced; overlap and claimed_elsewhere leave the running one alone.
-    if (reason === 'lock_held') this.inProgress.set({ site }, 0);
+    if (reason === 'lock_held') {
+      this.inProgress.set({ site }, 0);
+      this.readDone(site);
+    }
     this.skipped.inc({ site, reason });
   }
 

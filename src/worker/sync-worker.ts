@@ -203,7 +203,7 @@ export class SyncWorker {
     try {
       // Its alerts go out in the background pass: sent here, a slow webhook kept the site's slot,
       // and the sites queued behind it, busy (review EC).
-      const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal });
+      const result = await runSync(this.deps, { site: site.name, signal: this.stopping.signal, progress: this.metrics.readsOf(site.name) });
       this.sendDueAlerts();
       this.failedUnrecorded.delete(site.name);
       this.metrics.recordRun({
