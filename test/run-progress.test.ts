@@ -260,6 +260,13 @@ describe('migration 0031', () => {
     await h.t.query(
       `INSERT INTO cpq.sync_runs (site, status, mode, finished_at) VALUES ('default', 'failed', 'full', now()), ('default', 'running', 'full', NULL)`,
     );
+    // status, which never migrates, of a newer release against it (its workers not upgraded yet): no progress, no error.
+    const before = await cli(['status', '--json'], { DATABASE_URL: h.t.url });
+    expect(before.stderr).toBe('');
+    expect((JSON.parse(before.stdout) as StatusReport).sites[0]!.runs.map((r) => [r.status, r.progress])).toEqual([
+      ['running', null],
+      ['failed', null],
+    ]);
     expect(await cli(['migrate'], { DATABASE_URL: h.t.url })).toMatchObject({ code: 0 });
     const old = await readStatus(h.t.pool, { sites: ['default'] });
     expect(old.sites[0]!.runs.map((r) => [r.status, r.progress])).toEqual([

@@ -33,8 +33,10 @@ export async function readRecentRuns(on: Queryable, site: string, limit: number)
         sql<string>`streams::text`.as('streams'),
         sql<string>`warnings::text`.as('warnings'),
         'error',
-        sql<string | null>`progress::text`.as('progress'),
-        isoUtcText(eb.ref('progress_at')).as('progress_at'),
+        // Through the row as jsonb: `status` never migrates, and a newer release's status against a
+        // database of the release before (its workers not upgraded yet) reads null, not an error.
+        sql<string | null>`NULLIF(pg_catalog.to_jsonb(sync_runs) -> 'progress', 'null'::jsonb)::text`.as('progress'),
+        isoUtcText(sql<Date | null>`(pg_catalog.to_jsonb(sync_runs) ->> 'progress_at')::timestamptz`).as('progress_at'),
       ])
       .where('site', '=', site)
       .orderBy('id', 'desc')
