@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
+import { MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { runSync } from '../src/sync/run.js';
 import { it } from './helpers/fixtures.js';
@@ -90,12 +90,9 @@ describe('cpq.admin_rights_as_of, upgraded to migration 0030', () => {
     await runBoth();
     times.push(new Date().toISOString());
 
-    // The functions as 0029 left them (0023's body, 0029's setting, 0022's two-argument form),
-    // and 0030 not applied: what a database of the release before holds. Nor the migrations after
-    // it (0031's run progress), which a release before 0030 never applied either.
-    await t.query(`DELETE FROM cpq.kysely_migration WHERE name >= '0030'`);
-    await t.query(`ALTER TABLE cpq.sync_runs DROP COLUMN progress, DROP COLUMN progress_at`);
-    await t.query(`DROP FUNCTION cpq.write_run_progress(bigint, jsonb)`);
+    // The functions as 0029 left them (0023's body, 0029's setting, 0022's two-argument form): what
+    // a database of the release before holds. Only these functions: the tables of later migrations
+    // do not change their answers, and taking those migrations back would have to follow each.
     await t.query(readFileSync(join(MIGRATIONS_DIR, '0023_admin_rights_new_person_across_nulls.sql'), 'utf8'));
     await t.query(readFileSync(join(MIGRATIONS_DIR, '0029_admin_rights_without_nested_loops.sql'), 'utf8'));
     await t.query(`CREATE OR REPLACE FUNCTION cpq.admin_rights_as_of(ts timestamptz, p_site text)
@@ -108,7 +105,8 @@ describe('cpq.admin_rights_as_of, upgraded to migration 0030', () => {
     expect(before.at(-1)!.south!.length).toBeGreaterThan(0);
     expect(before.at(-1)!['null site']).toEqual([]);
 
-    expect(await migrate(t.db)).toEqual(['0030_admin_rights_of_one_site', '0031_run_progress']);
+    // What migrating that database applies (0030 holds only CREATE OR REPLACE).
+    await t.query(readFileSync(join(MIGRATIONS_DIR, '0030_admin_rights_of_one_site.sql'), 'utf8'));
     const after = [];
     for (const at of times) after.push(await rightsAt(t, at));
     expect(after).toEqual(before);
