@@ -28,6 +28,12 @@ const TABLES = [
   'user_change_log',
 ];
 
+/**
+ * Columns a run writes that no migration can fill in for the runs of an earlier release: 0031's
+ * progress, null for those runs (as the README says), written by every run since.
+ */
+const WRITTEN_BY_RUNS_SINCE: Record<string, string[]> = { sync_runs: ['progress', 'progress_at'] };
+
 async function columnsOf(t: TestDatabase, table: string): Promise<string[]> {
   const rows = await t.query<{ column_name: string }>(
     `SELECT column_name FROM information_schema.columns WHERE table_schema = 'cpq' AND table_name = $1 ORDER BY ordinal_position`,
@@ -120,8 +126,10 @@ describe('migration 0010 on a database of the release before sites', () => {
 
     // Every row is site default, and the database is the one the sync wrote, table by table.
     for (const table of TABLES) {
-      const columns = await columnsOf(h.t, table);
+      const later = WRITTEN_BY_RUNS_SINCE[table] ?? [];
+      const columns = (await columnsOf(h.t, table)).filter((column) => !later.includes(column));
       expect(await rowsOf(old, table, columns), table).toEqual(await rowsOf(h.t, table, columns));
+      for (const column of later) expect(await old.query(`SELECT DISTINCT "${column}" AS value FROM cpq."${table}"`), column).toEqual([{ value: null }]);
       expect(await old.query(`SELECT DISTINCT site FROM cpq."${table}"`), table).toEqual(
         (await old.query(`SELECT 1 FROM cpq."${table}" LIMIT 1`)).length ? [{ site: 'default' }] : [],
       );
