@@ -48,8 +48,11 @@ export class WorkerMetrics {
   private readonly retries: Counter<'site' | 'status'>;
   private readonly inProgress: Gauge<'site'>;
   private readonly usersRead: Gauge<'site'>;
-  /** Per site, users received so far by each stream of the run in progress. */
-  private readonly received = new Map<string, Map<string, number>>();
+  /**
+   * Per site, users received so far by each stream of the run in progress, and their sum, kept as
+   * pages come: summing the streams at each page would cost the square of the companies read.
+   */
+  private readonly received = new Map<string, { streams: Map<string, number>; total: number }>();
   private readonly shortReads: Counter<'site'>;
   private readonly deletionRefusals: Counter<'site'>;
 
@@ -178,12 +181,11 @@ export class WorkerMetrics {
   readsOf(site: string): ProgressSink {
     return {
       update: (report) => {
-        const streams = this.received.get(site) ?? new Map<string, number>();
-        this.received.set(site, streams.set(report.stream, report.received));
-        this.usersRead.set(
-          { site },
-          [...streams.values()].reduce((n, r) => n + r, 0),
-        );
+        const run = this.received.get(site) ?? { streams: new Map<string, number>(), total: 0 };
+        run.total += report.received - (run.streams.get(report.stream) ?? 0);
+        run.streams.set(report.stream, report.received);
+        this.received.set(site, run);
+        this.usersRead.set({ site }, run.total);
       },
     };
   }
