@@ -20,10 +20,10 @@ async function history(h: Harness) {
   return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
 }
 
-/** How many times this transaction called cpq.run_content_sha256 (track_functions must be on). */
+/** How many times this transaction called cpq.run_lines3_sha256, the lines of a seal of lines 3 (track_functions must be on). */
 async function contentHashCalls(client: pg.PoolClient): Promise<number> {
   const { rows } = await client.query<{ calls: string }>(
-    `SELECT pg_stat_get_xact_function_calls('cpq.run_content_sha256(bigint)'::regprocedure)::text AS calls`,
+    `SELECT pg_stat_get_xact_function_calls('cpq.run_lines3_sha256(bigint)'::regprocedure)::text AS calls`,
   );
   return Number(rows[0]!.calls);
 }
@@ -197,36 +197,83 @@ describe('tamper evidence', () => {
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
-  it('seals made before migration 0032 (lines 1, without the counts) still verify; a seal of lines 2 set back to 1 is found (review FQ)', async ({
+  it('seals made before migration 0032 (lines 1, without the counts) and before 0033 (lines 2) still verify; a seal set back to older lines is found (reviews FQ, FS)', async ({
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 1, integrationUsers: 0 });
     const runs = await history(h);
     const seals = await h.t.query<{ lines: number }>(`SELECT lines FROM cpq.run_seals ORDER BY run_id`);
-    expect(seals.map((s) => s.lines)).toEqual([2, 2, 2]);
-    // Each seal set back to what the release before 0032 stored: the content of 0014's lines, and
-    // the chain over it.
-    const client = await h.t.pool.connect();
-    try {
-      await client.query('BEGIN');
-      for (const run of runs) {
-        await client.query(
-          `UPDATE cpq.run_seals s SET lines = 1, content_sha256 = cpq.run_content_sha256(s.run_id),
-             chain_sha256 = cpq.run_chain_sha256(s.site, s.run_id, (SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.run_id = s.previous_run_id), cpq.run_content_sha256(s.run_id))
-           WHERE s.run_id = $1`,
-          [run],
-        );
+    expect(seals.map((s) => s.lines)).toEqual([3, 3, 3]);
+    // Each seal set back to what an older release stored: the content of its lines, and the chain
+    // over it (in run order, so that each seal's chain follows from the one just rewritten).
+    for (const lines of [1, 2]) {
+      const client = await h.t.pool.connect();
+      try {
+        await client.query('BEGIN');
+        for (const run of runs) {
+          await client.query(
+            `UPDATE cpq.run_seals s SET lines = $2, content_sha256 = cpq.run_content_sha256(s.run_id, $2::smallint),
+               chain_sha256 = cpq.run_chain_sha256(s.site, s.run_id, (SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.run_id = s.previous_run_id), cpq.run_content_sha256(s.run_id, $2::smallint))
+             WHERE s.run_id = $1`,
+            [run, lines],
+          );
+        }
+        const old = await verifyChain(client as unknown as pg.Pool);
+        expect(old.breaks).toEqual([]);
+        expect(old.sites.map((s) => s.runs)).toEqual([3]);
+        await client.query('ROLLBACK');
+      } finally {
+        client.release();
       }
-      const old = await verifyChain(client as unknown as pg.Pool);
-      expect(old.breaks).toEqual([]);
-      expect(old.sites.map((s) => s.runs)).toEqual([3]);
-      await client.query('ROLLBACK');
-    } finally {
-      client.release();
     }
-    // A forger cannot move a new seal to the old lines to leave the counts outside it.
-    const downgraded = await verifyAfter(h, `UPDATE cpq.run_seals SET lines = 1 WHERE run_id = $1`, [runs[1]]);
-    expect(downgraded.breaks.map((b) => b.runId)).toEqual([runs[1]]);
+    // A forger cannot move a new seal to older lines to leave the counts, or the nulls inside a
+    // row's jsonb, outside it: a run that ended versions, and the first, which ended none.
+    for (const lines of [1, 2]) {
+      for (const run of [runs[0], runs[1]]) {
+        const downgraded = await verifyAfter(h, `UPDATE cpq.run_seals SET lines = $2 WHERE run_id = $1`, [run, lines]);
+        expect(downgraded.breaks.map((b) => b.runId)).toEqual([run]);
+      }
+    }
+  });
+
+  it("a null added or removed inside a sealed row's jsonb (a version's raw, a group change's diff), or a change's diff set from SQL NULL to JSON null, is found (review FS)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 1, integrationUsers: 0 });
+    await h.sync();
+    const [a, b] = logins(h);
+    // A custom field holding a nested null, kept in raw; the next runs end the version holding it.
+    h.sim.updateUser('_host', a!, { lastName: 'Second', customNote: { reason: null, code: 1 } });
+    h.sim.addGroup('_host', b!, { variableName: 'auditors', label: 'Auditors', type: 'Administrator' });
+    await h.sync();
+    h.sim.updateUser('_host', a!, { lastName: 'Third' });
+    await h.sync();
+    const runs = (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
+    const [version] = await h.t.query<{ version_id: string; note: unknown }>(
+      `SELECT version_id::text, raw -> 'customNote' AS note FROM cpq.user_versions WHERE ended_by_run_id = $1 AND raw ? 'customNote'`,
+      [runs[2]],
+    );
+    expect(version!.note).toEqual({ reason: null, code: 1 });
+    const [groupChange] = await h.t.query<{ id: string; run_id: string }>(
+      `SELECT id::text, run_id::text FROM cpq.group_changes ORDER BY group_changes.id LIMIT 1`,
+    );
+    const [insert] = await h.t.query<{ id: string }>(
+      `SELECT id::text FROM cpq.user_change_log WHERE run_id = $1 AND change = 'insert' AND diff IS NULL ORDER BY user_change_log.id LIMIT 1`,
+      [runs[0]],
+    );
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+
+    const namedAfter = async (statement: string, params: unknown[]) =>
+      (await verifyAfter(h, statement, params)).breaks.map((x) => [x.runId, x.problem.includes('no longer matches its seal')]);
+    const inRaw = (set: string) => `UPDATE cpq.user_versions SET raw = ${set} WHERE version_id = $1`;
+    expect(await namedAfter(inRaw(`raw #- '{customNote,reason}'`), [version!.version_id])).toEqual([[runs[2], true]]);
+    expect(await namedAfter(inRaw(`jsonb_set(raw, '{customNote,since}', 'null')`), [version!.version_id])).toEqual([[runs[2], true]]);
+    expect(await namedAfter(inRaw(`raw || '{"customAttr7": null}'`), [version!.version_id])).toEqual([[runs[2], true]]);
+    expect(await namedAfter(`UPDATE cpq.group_changes SET diff = diff || '{"note": null}' WHERE id = $1`, [groupChange!.id])).toEqual([
+      [groupChange!.run_id, true],
+    ]);
+    expect(await namedAfter(`UPDATE cpq.user_change_log SET diff = 'null' WHERE id = $1`, [insert!.id])).toEqual([[runs[0], true]]);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
   it('sealing or verifying a run computes its content hash once, and sealing again gives the same seal', async ({ startHarness }) => {
@@ -238,7 +285,7 @@ describe('tamper evidence', () => {
     try {
       await client.query('BEGIN');
       // track_functions counts this transaction's calls of a function that is not inlined, which
-      // run_content_sha256 (a SQL function with SET clauses) never is.
+      // run_lines3_sha256 (a SQL function with SET clauses) never is.
       await client.query(`SET LOCAL track_functions = 'all'`);
       await client.query('DELETE FROM cpq.run_seals WHERE run_id = $1', [last]);
       expect(await sealRun(client, 'default', last)).toBe(sealed!.chain_sha256);

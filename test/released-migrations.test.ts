@@ -45,6 +45,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0030_admin_rights_of_one_site.sql', '6436b5a0b7671e09e652e04c4ef089a035b68464e1c6567f23ffa8c4c4774169'],
   ['0031_run_progress.sql', '16bb044a35b82ecdb30660d31e7c440ed409a3a9e032f78786f597a7bfd7a784'],
   ['0032_seal_company_counts.sql', 'fe647140afc9dbfcfd687a872f81e3510d936afe66833c0f62e5f68cd63ccf9d'],
+  ['0033_seal_nested_nulls.sql', '2b64dc2db057d988071cfa7337ef496de4ab6dab4a64a0b1386d629c135834b4'],
 ];
 
 describe('released migrations', () => {

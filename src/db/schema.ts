@@ -279,8 +279,11 @@ export interface RunSealsTable {
   content_sha256: string;
   chain_sha256: string;
   sealed_at: Generated<Timestamp>;
-  /** Which lines content_sha256 covers: 1, migrations 0012-0014's; 2, with the run's cpq.run_company_counts (migration 0032). */
-  lines: Generated<1 | 2>;
+  /**
+   * Which lines content_sha256 covers: 1, migrations 0012-0014's; 2, with the run's
+   * cpq.run_company_counts (migration 0032); 3, with the nulls inside its rows' jsonb values too (0033).
+   */
+  lines: Generated<1 | 2 | 3>;
 }
 
 /** Locked (EXCLUSIVE) while a run takes its commit_seq (migration 0017); holds no data. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect } from 'vitest';
+import { RawJson } from '../../src/simulator/index.js';
 import { it, type Harness } from '../helpers/harness.js';
 import { anyJson, anyText, propertyTimeout, runs, wireText, type Json } from './arbitraries.js';
 
@@ -73,12 +74,12 @@ describe('seal lines (migration 0014)', () => {
         (await on.query(`SELECT cpq.run_content_sha256(r)::text AS now, seal_v13.run_content_sha256(r)::text AS v13 FROM unnest($1::bigint[]) AS r`, [runIds]))
           .rows;
 
-      // The runs as synced first: same hashes, and they are what the seals (of lines 2 since
-      // migration 0032: these lines, then the run's company counts) were built on.
+      // The runs as synced first: same hashes, and they are what a seal of lines 2 (migration
+      // 0032: these lines, then the run's company counts) is built on.
       const client = await h.t.pool.connect();
       try {
         const sealed = await h.t.query<{ built_on: boolean }>(
-          `SELECT encode(sha256(decode(cpq.run_content_sha256(run_id), 'hex') || coalesce((SELECT string_agg(sha256(convert_to(jsonb_build_array('company_counts', jsonb_strip_nulls(to_jsonb(k)))::text, 'UTF8')), ''::bytea ORDER BY k.company_login COLLATE "C") FROM cpq.run_company_counts k WHERE k.run_id = s.run_id), ''::bytea)), 'hex') = content_sha256 AS built_on
+          `SELECT encode(sha256(decode(cpq.run_content_sha256(run_id), 'hex') || coalesce((SELECT string_agg(sha256(convert_to(jsonb_build_array('company_counts', jsonb_strip_nulls(to_jsonb(k)))::text, 'UTF8')), ''::bytea ORDER BY k.company_login COLLATE "C") FROM cpq.run_company_counts k WHERE k.run_id = s.run_id), ''::bytea)), 'hex') = cpq.run_content_sha256(run_id, 2::smallint) AS built_on
            FROM cpq.run_seals s ORDER BY run_id`,
         );
         expect(sealed.map((s) => s.built_on)).toEqual(runIds.map(() => true));
@@ -114,4 +115,54 @@ describe('seal lines (migration 0014)', () => {
     },
     propertyTimeout(120_000),
   );
+
+  it(
+    "of lines 3 (migration 0033) tell apart every stored raw of an ended version: a null inside it too, which 0014's lines strip",
+    async ({ startHarness }) => {
+      const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+      const runIds = await history(h);
+      const [ended] = await h.t.query<{ version_id: string; run: string }>(
+        'SELECT version_id::text, ended_by_run_id::text AS run FROM cpq.user_versions ORDER BY user_versions.version_id LIMIT 1',
+      );
+      expect(runIds).toContain(ended!.run);
+      const client = await h.t.pool.connect();
+      /** The lines-3 and lines-1 hashes of the version's run with its raw set to `raw`, and the text of what a seal keeps of that raw. */
+      const sealedWith = async (raw: Json) => {
+        await client.query('UPDATE cpq.user_versions SET raw = $2::jsonb WHERE version_id = $1', [ended!.version_id, wireText(raw)]);
+        const { rows } = await client.query<{ lines3: string; lines1: string; kept: string }>(
+          `SELECT cpq.run_lines3_sha256($1) AS lines3, cpq.run_content_sha256($1) AS lines1, cpq.without_personal_fields($2::jsonb)::text AS kept`,
+          [ended!.run, wireText(raw)],
+        );
+        return rows[0]!;
+      };
+      try {
+        await fc.assert(
+          fc.asyncProperty(record, async (raw) => {
+            await client.query('BEGIN');
+            try {
+              const whole = await sealedWith(raw);
+              const stripped = await sealedWith(withoutNullKeys(raw));
+              // Equal hashes exactly when what the seal keeps of the two is the same jsonb text.
+              expect(whole.lines3 === stripped.lines3).toBe(whole.kept === stripped.kept);
+              // What 0014's lines missed: they cannot tell the two apart.
+              expect(whole.lines1).toBe(stripped.lines1);
+            } finally {
+              await client.query('ROLLBACK');
+            }
+          }),
+          runs(40, propertyTimeout(120_000)),
+        );
+      } finally {
+        client.release();
+      }
+    },
+    propertyTimeout(120_000),
+  );
 });
+
+/** `value` without the null-valued keys of its objects, at every depth (what jsonb_strip_nulls does); arrays keep their nulls. */
+function withoutNullKeys(value: Json): Json {
+  if (value === null || typeof value !== 'object' || value instanceof RawJson) return value;
+  if (Array.isArray(value)) return value.map(withoutNullKeys);
+  return Object.fromEntries(Object.entries(value).flatMap(([key, item]) => (item === null ? [] : [[key, withoutNullKeys(item)]])));
+}
