@@ -46,6 +46,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0031_run_progress.sql', '16bb044a35b82ecdb30660d31e7c440ed409a3a9e032f78786f597a7bfd7a784'],
   ['0032_seal_company_counts.sql', 'fe647140afc9dbfcfd687a872f81e3510d936afe66833c0f62e5f68cd63ccf9d'],
   ['0033_seal_nested_nulls.sql', '2b64dc2db057d988071cfa7337ef496de4ab6dab4a64a0b1386d629c135834b4'],
+  ['0034_definer_functions_pg_temp_last.sql', '65b4209fc9ac0a70f9fa63f3991c71fa62cec87f95c9c2011ee42698d304c593'],
 ];
 
 describe('released migrations', () => {

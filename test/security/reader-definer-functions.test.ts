@@ -1,0 +1,62 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { describe, expect } from 'vitest';
+import { it } from '../helpers/harness.js';
+
+/*
+ * A SECURITY DEFINER function runs as its owner, the migrating role. Postgres searches the
+ * caller's temporary schema first for tables and types when search_path does not name pg_temp,
+ * and any role may create temporary objects (TEMP is PUBLIC's by default). cpq.seals_began_at()
+ * (0032) casts to timestamptz with search_path = pg_catalog alone: a reporting login that made a
+ * domain pg_temp.timestamptz whose CHECK calls its own function ran that function as the owner
+ * when it called cpq.seals_began_at(), as `verify --chain` does (review FU): here, deleting
+ * every seal, which cpq_reader may not.
+ */
+describe('SECURITY DEFINER functions called by a reporting login', () => {
+  it("never run the caller's temporary domain or function as their owner", async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
+    await h.sync();
+    const seals = async () => (await h.t.query<{ n: number }>('SELECT count(*)::int AS n FROM cpq.run_seals'))[0]!.n;
+    expect(await seals()).toBe(1);
+    const definers = (
+      await h.t.query<{ name: string }>(
+        `SELECT p.oid::regprocedure::text AS name FROM pg_proc p
+          WHERE p.pronamespace = 'cpq'::regnamespace AND p.prosecdef AND has_function_privilege('cpq_reader', p.oid, 'EXECUTE')
+          ORDER BY 1`,
+      )
+    ).map((r) => r.name);
+    expect(definers).toEqual(['cpq.applied_migrations()', 'cpq.seals_began_at()']);
+
+    const role = `reporting_fu_${process.pid}`;
+    const password = randomBytes(12).toString('hex');
+    await h.t.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'; GRANT cpq_reader TO ${role}`);
+    const url = new URL(h.t.url);
+    url.username = role;
+    url.password = password;
+    const reader = new pg.Client({ connectionString: url.href });
+    await reader.connect();
+    try {
+      await expect(reader.query('DELETE FROM cpq.run_seals')).rejects.toThrow(/permission denied/);
+      // Shadows every type name the functions could look up unqualified: each domain's CHECK
+      // deletes the seals, as whoever evaluates it.
+      await reader.query(`CREATE FUNCTION pg_temp.erase() RETURNS boolean LANGUAGE sql AS $$ DELETE FROM cpq.run_seals; SELECT true $$`);
+      for (const [name, base] of [
+        ['timestamptz', 'pg_catalog.timestamptz'],
+        ['text', 'pg_catalog.text'],
+        ['varchar', 'pg_catalog.varchar'],
+      ]) {
+        await reader.query(`CREATE DOMAIN pg_temp.${name} AS ${base} CHECK (pg_temp.erase())`);
+      }
+      for (const name of definers) {
+        await reader.query(`SELECT * FROM ${name.replace('()', '')}()`).catch(() => undefined);
+      }
+      // What the functions answer is unchanged, for the reader too.
+      expect((await reader.query<{ at: Date | null }>('SELECT cpq.seals_began_at() AS at')).rows[0]!.at).toBeInstanceOf(Date);
+      expect((await reader.query('SELECT * FROM cpq.applied_migrations()')).rows.length).toBeGreaterThan(30);
+    } finally {
+      await reader.end();
+      await h.t.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined);
+    }
+    expect(await seals()).toBe(1);
+  });
+});
