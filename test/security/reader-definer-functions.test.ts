@@ -59,4 +59,34 @@ describe('SECURITY DEFINER functions called by a reporting login', () => {
     }
     expect(await seals()).toBe(1);
   });
+
+  it("may neither write a running run's progress nor lock its record (migration 0031)", async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
+    const { runId } = await h.sync();
+    // As a run in progress looks: write_run_progress writes only a run recorded `running`.
+    await h.t.query(`UPDATE cpq.sync_runs SET status = 'running', progress = NULL, progress_at = NULL WHERE id = $1`, [runId]);
+    const role = `reporting_fu_${process.pid}`;
+    const password = randomBytes(12).toString('hex');
+    await h.t.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'; GRANT cpq_reader TO ${role}`);
+    const url = new URL(h.t.url);
+    url.username = role;
+    url.password = password;
+    const reader = new pg.Client({ connectionString: url.href });
+    await reader.connect();
+    try {
+      await expect(reader.query(`SELECT cpq.write_run_progress($1::bigint, '{"phase":"forged"}'::jsonb)`, [runId])).rejects.toThrow(/permission denied/);
+      await expect(reader.query(`SELECT id FROM cpq.sync_runs WHERE id = $1 FOR KEY SHARE`, [runId])).rejects.toThrow(/permission denied/);
+      await expect(reader.query(`LOCK TABLE cpq.sync_runs IN ROW EXCLUSIVE MODE`)).rejects.toThrow();
+      await reader.query('BEGIN');
+      await expect(reader.query(`LOCK TABLE cpq.sync_runs IN ROW EXCLUSIVE MODE`)).rejects.toThrow(/permission denied/);
+      await reader.query('ROLLBACK');
+    } finally {
+      await reader.end();
+      await h.t.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined);
+    }
+    // The run's own role writes it.
+    const written = await h.t.query<{ w: boolean }>(`SELECT cpq.write_run_progress($1::bigint, '{"phase":"reading"}'::jsonb) AS w`, [runId]);
+    expect(written[0]!.w).toBe(true);
+    expect((await h.t.query<{ phase: string }>(`SELECT progress->>'phase' AS phase FROM cpq.sync_runs WHERE id = $1`, [runId]))[0]!.phase).toBe('reading');
+  });
 });
