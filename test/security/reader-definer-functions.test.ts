@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { it } from '../helpers/harness.js';
+import { connectReaderLogin } from './reader-login.js';
 
 /*
  * A SECURITY DEFINER function runs as its owner, the migrating role. Postgres searches the
@@ -27,14 +26,7 @@ describe('SECURITY DEFINER functions called by a reporting login', () => {
     ).map((r) => r.name);
     expect(definers).toEqual(['cpq.applied_migrations()', 'cpq.seals_began_at()']);
 
-    const role = `reporting_fu_${process.pid}`;
-    const password = randomBytes(12).toString('hex');
-    await h.t.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'; GRANT cpq_reader TO ${role}`);
-    const url = new URL(h.t.url);
-    url.username = role;
-    url.password = password;
-    const reader = new pg.Client({ connectionString: url.href });
-    await reader.connect();
+    const { reader, end } = await connectReaderLogin(h.t, 'reporting_fu');
     try {
       await expect(reader.query('DELETE FROM cpq.run_seals')).rejects.toThrow(/permission denied/);
       // Shadows every type name the functions could look up unqualified: each domain's CHECK
@@ -54,8 +46,7 @@ describe('SECURITY DEFINER functions called by a reporting login', () => {
       expect((await reader.query<{ at: Date | null }>('SELECT cpq.seals_began_at() AS at')).rows[0]!.at).toBeInstanceOf(Date);
       expect((await reader.query('SELECT * FROM cpq.applied_migrations()')).rows.length).toBeGreaterThan(30);
     } finally {
-      await reader.end();
-      await h.t.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined);
+      await end();
     }
     expect(await seals()).toBe(1);
   });
@@ -65,14 +56,7 @@ describe('SECURITY DEFINER functions called by a reporting login', () => {
     const { runId } = await h.sync();
     // As a run in progress looks: write_run_progress writes only a run recorded `running`.
     await h.t.query(`UPDATE cpq.sync_runs SET status = 'running', progress = NULL, progress_at = NULL WHERE id = $1`, [runId]);
-    const role = `reporting_fu_${process.pid}`;
-    const password = randomBytes(12).toString('hex');
-    await h.t.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'; GRANT cpq_reader TO ${role}`);
-    const url = new URL(h.t.url);
-    url.username = role;
-    url.password = password;
-    const reader = new pg.Client({ connectionString: url.href });
-    await reader.connect();
+    const { reader, end } = await connectReaderLogin(h.t, 'reporting_fu_progress');
     try {
       await expect(reader.query(`SELECT cpq.write_run_progress($1::bigint, '{"phase":"forged"}'::jsonb)`, [runId])).rejects.toThrow(/permission denied/);
       await expect(reader.query(`SELECT id FROM cpq.sync_runs WHERE id = $1 FOR KEY SHARE`, [runId])).rejects.toThrow(/permission denied/);
@@ -81,8 +65,7 @@ describe('SECURITY DEFINER functions called by a reporting login', () => {
       await expect(reader.query(`LOCK TABLE cpq.sync_runs IN ROW EXCLUSIVE MODE`)).rejects.toThrow(/permission denied/);
       await reader.query('ROLLBACK');
     } finally {
-      await reader.end();
-      await h.t.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined);
+      await end();
     }
     // The run's own role writes it.
     const written = await h.t.query<{ w: boolean }>(`SELECT cpq.write_run_progress($1::bigint, '{"phase":"reading"}'::jsonb) AS w`, [runId]);

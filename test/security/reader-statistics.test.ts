@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { forgetUser } from '../../src/sync/forget.js';
 import { it } from '../helpers/harness.js';
+import { connectReaderLogin } from './reader-login.js';
 
 /*
  * A reporting login (cpq_reader) reads pg_stats of every column it may SELECT: the most common
@@ -23,15 +22,7 @@ describe('pg_stats after forget', () => {
     await h.sync({ full: true });
     // What autovacuum does to a table of real size soon after a load.
     await h.t.query('ANALYZE');
-    const role = `reporting_dm_${process.pid}`;
-    // With a password: a server that asks for one (scram, as embedded Postgres and most do) is answered.
-    const password = randomBytes(12).toString('hex');
-    await h.t.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'; GRANT cpq_reader TO ${role}`);
-    const url = new URL(h.t.url);
-    url.username = role;
-    url.password = password;
-    const reader = new pg.Client({ connectionString: url.href });
-    await reader.connect();
+    const { reader, end } = await connectReaderLogin(h.t, 'reporting_dm');
     try {
       const statsHolding = async (value: string) =>
         (
@@ -49,8 +40,7 @@ describe('pg_stats after forget', () => {
       expect(await statsHolding(email)).toEqual([]);
       expect(await statsHolding(`x${email}`)).toEqual([]);
     } finally {
-      await reader.end();
-      await h.t.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined);
+      await end();
     }
   });
 
