@@ -1,6 +1,9 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { companyStream } from '../src/cpq/streams.js';
-import { StreamProgress } from '../src/sync/stream-progress.js';
+import { PageRecords } from '../src/cpq/page-records.js';
+import { INTEGRATION_STREAM, companyStream } from '../src/cpq/streams.js';
+import { ReadTotals, StreamProgress } from '../src/sync/stream-progress.js';
+import { propertyTimeout, runs } from './properties/arbitraries.js';
 
 /*
  * A read is counted by user in the database only when its logins did not all come in order: each
@@ -30,4 +33,52 @@ describe('StreamProgress: whether a read may hold a user twice', () => {
     expect(readOf([['a'], ['n', { index: 0, count: 2, to: 'm' }]])).toBe(true);
     expect(readOf([['a'], ['b', { index: 1, count: 2, from: 'm' }]])).toBe(true);
   });
+});
+
+/*
+ * A run's progress and the worker's gauge read the totals its streams add to page by page, not a
+ * sum over the streams at each look (O(streams), and a run of CPQ_COMPANIES=* reads ~450,000 of
+ * them): the totals must be that sum exactly, whatever order the pages come in and however a
+ * stream's totalResults comes (first page, last page, told again, changed).
+ */
+describe('ReadTotals: what the streams of a run have read, summed as they read', () => {
+  const timeout = propertyTimeout(30_000);
+  const page = fc.record({ stream: fc.nat(5), items: fc.nat(1000), totalResults: fc.option(fc.nat(100_000), { nil: undefined }) });
+
+  it(
+    "is the sum of its streams' reports after every page",
+    () => {
+      fc.assert(
+        fc.property(fc.nat(6), fc.boolean(), fc.array(page, { maxLength: 40 }), (companies, integration, pages) => {
+          const totals = new ReadTotals();
+          const streams = Array.from({ length: companies }, (_, i) => new StreamProgress(companyStream(`c${i}`), undefined, undefined, totals));
+          if (integration) streams.push(new StreamProgress(INTEGRATION_STREAM, undefined, undefined, totals));
+          const sums = () => {
+            const reported = streams.flatMap((p) => (p.report.totalResults === null ? [] : [p.report.totalResults]));
+            return {
+              pages: streams.reduce((n, p) => n + p.report.pages, 0),
+              received: streams.reduce((n, p) => n + p.report.received, 0),
+              totalResults: reported.reduce((n, t) => n + t, 0),
+              reporting: reported.length,
+              companyStreams: companies,
+            };
+          };
+          for (const p of pages) {
+            if (streams.length === 0) break;
+            const stream = streams[p.stream % streams.length]!;
+            stream.page({
+              url: 'http://cpq.test/users',
+              index: stream.report.pages,
+              items: PageRecords.of(p.items, () => ({ value: {}, storedAsSent: undefined })),
+              totalResults: p.totalResults,
+            });
+            const { pages, received, totalResults, reporting, companyStreams } = totals;
+            expect({ pages, received, totalResults, reporting, companyStreams }).toEqual(sums());
+          }
+        }),
+        runs(200, timeout),
+      );
+    },
+    timeout,
+  );
 });

@@ -1,7 +1,7 @@
 import type { RunPhase, RunProgressReport } from '../db/schema.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { StreamProgress } from './stream-progress.js';
+import { ReadTotals, type StreamProgress } from './stream-progress.js';
 
 /**
  * How often at most a run writes its progress while it reads (besides each change of phase): a
@@ -10,7 +10,7 @@ import type { StreamProgress } from './stream-progress.js';
 export const RUN_PROGRESS_INTERVAL_MS = 2000;
 
 /**
- * A run's progress (cpq.sync_runs.progress), summed from its streams' reports, and written to its
+ * A run's progress (cpq.sync_runs.progress), from the totals its streams add to as they read, and written to its
  * record outside its transaction: at most every RUN_PROGRESS_INTERVAL_MS as pages come (the last
  * change written at the end of the interval it came in), at once on a change of phase. Best
  * effort, never awaited by the run: one write at a time, a failure logged at debug (the write
@@ -27,6 +27,8 @@ export class RunProgress {
   /** A change of phase came while a write was on its way: written once it is done. */
   private due = false;
   private stopped = false;
+  /** What the run's streams read, summed as they read: given to each (StreamProgress). */
+  readonly read = new ReadTotals();
 
   constructor(
     /** The run's streams, as the run tracks them (a stream taken off, an absent integration feed, is no longer counted). */
@@ -38,13 +40,14 @@ export class RunProgress {
 
   /** The progress as it stands. */
   get report(): RunProgressReport {
-    const totals = this.streams.flatMap((p) => (p.report.totalResults === null ? [] : [p.report.totalResults]));
-    const others = this.streams.filter((p) => p.id.kind !== 'company').length;
+    const read = this.read;
+    // A stream is taken off before its first page only (an absent integration feed): it added nothing to the totals.
+    const others = this.streams.length - read.companyStreams;
     return {
       phase: this.phase,
-      pages: this.streams.reduce((n, p) => n + p.report.pages, 0),
-      received: this.streams.reduce((n, p) => n + p.report.received, 0),
-      totalResults: totals.length === 0 ? null : totals.reduce((n, t) => n + t, 0),
+      pages: read.pages,
+      received: read.received,
+      totalResults: read.reporting === 0 ? null : read.totalResults,
       streamsDone: this.done,
       streams: this.companies === undefined ? null : this.companies + others,
     };

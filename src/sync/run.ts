@@ -595,12 +595,18 @@ class SyncRun {
     this.runProgress = runProgress;
     const display = this.options.progress?.forSite?.(this.site.name) ?? this.options.progress;
     const track = (id: StreamId, since: Date | undefined) => {
-      const progress = new StreamProgress(id, since, {
-        update: (report, startedAt) => {
-          display?.update(report, startedAt);
-          runProgress.changed();
+      const progress = new StreamProgress(
+        id,
+        since,
+        {
+          update: (report, startedAt) => {
+            display?.update(report, startedAt);
+            display?.totals?.(runProgress.read);
+            runProgress.changed();
+          },
         },
-      });
+        runProgress.read,
+      );
       this.progress.push(progress);
       return progress;
     };

@@ -5,10 +5,28 @@ import type { StreamReport } from '../db/schema.js';
 import type { UserRow } from '../normalize/user-record.js';
 import { LoginChecksum } from './login-checksum.js';
 
+/**
+ * What the streams of a run have read so far, summed as each page comes: O(1) a page, where summing
+ * the streams at each look would cost O(streams) (a run of CPQ_COMPANIES=* may read ~450,000
+ * companies). The run's progress (RunProgress) and the worker's gauge read it.
+ */
+export class ReadTotals {
+  /** Pages read, and users received (records, a repeat counted twice). */
+  pages = 0;
+  received = 0;
+  /** The sum of the totalResults the streams reported, and how many streams reported one. */
+  totalResults = 0;
+  reporting = 0;
+  /** Company streams started. */
+  companyStreams = 0;
+}
+
 /** Told how each stream's read goes, for a display (`run` in a terminal); the run works the same without one. */
 export interface ProgressSink {
   /** A stream started (no page yet) or counted a page: its report as it stands, and when it started (ms since the epoch). */
   update(report: Readonly<StreamReport>, startedAt: number): void;
+  /** After each update: what the run's streams have read so far, all together (the worker's gauge). */
+  totals?(totals: Readonly<ReadTotals>): void;
   /** The sink for one site's run, when runs of several sites share a display; without it, runs share this one. */
   forSite?(site: string): ProgressSink;
 }
@@ -32,6 +50,8 @@ export class StreamProgress {
     readonly id: StreamId,
     since: Date | undefined,
     private readonly sink?: ProgressSink,
+    /** The run's totals, which its pages add to; its own when none is given. */
+    private readonly totals = new ReadTotals(),
   ) {
     this.report = {
       stream: id.name,
@@ -43,6 +63,7 @@ export class StreamProgress {
       shortRead: false,
       keyRanges: null,
     };
+    if (id.kind === 'company') totals.companyStreams++;
     sink?.update(this.report, this.startedAt);
   }
 
@@ -52,10 +73,18 @@ export class StreamProgress {
   }
 
   page(page: Page) {
+    const totals = this.totals;
     this.report.pages++;
+    totals.pages++;
     this.report.received += page.items.length;
+    totals.received += page.items.length;
     // The first page of a JSON read says it; a zip read's last page, once the archive was read.
-    if (page.totalResults !== undefined) this.report.totalResults = page.totalResults;
+    if (page.totalResults !== undefined) {
+      const before = this.report.totalResults;
+      if (before === null) totals.reporting++;
+      totals.totalResults += page.totalResults - (before ?? 0);
+      this.report.totalResults = page.totalResults;
+    }
     // The first page is read alone, before the split: the ranges show from the pages after it.
     if (page.range && page.range.count > 1) this.report.keyRanges = page.range.count;
     this.sink?.update(this.report, this.startedAt);

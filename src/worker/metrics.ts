@@ -48,11 +48,6 @@ export class WorkerMetrics {
   private readonly retries: Counter<'site' | 'status'>;
   private readonly inProgress: Gauge<'site'>;
   private readonly usersRead: Gauge<'site'>;
-  /**
-   * Per site, users received so far by each stream of the run in progress, and their sum, kept as
-   * pages come: summing the streams at each page would cost the square of the companies read.
-   */
-  private readonly received = new Map<string, { streams: Map<string, number>; total: number }>();
   private readonly shortReads: Counter<'site'>;
   private readonly deletionRefusals: Counter<'site'>;
 
@@ -177,21 +172,15 @@ export class WorkerMetrics {
     this.readDone(site);
   }
 
-  /** What the run of `site` tells of its streams' reads (RunOptions.progress): cpq_sync_run_users_read. */
+  /** What the run of `site` tells of its streams' reads (RunOptions.progress): cpq_sync_run_users_read, the run's own sum. */
   readsOf(site: string): ProgressSink {
     return {
-      update: (report) => {
-        const run = this.received.get(site) ?? { streams: new Map<string, number>(), total: 0 };
-        run.total += report.received - (run.streams.get(report.stream) ?? 0);
-        run.streams.set(report.stream, report.received);
-        this.received.set(site, run);
-        this.usersRead.set({ site }, run.total);
-      },
+      update: () => undefined,
+      totals: (totals) => this.usersRead.set({ site }, totals.received),
     };
   }
 
   private readDone(site: string): void {
-    this.received.delete(site);
     this.usersRead.set({ site }, 0);
   }
 
