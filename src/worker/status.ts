@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { readRecentRuns } from '../db/sql/read-recent-runs.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
+import { syncRunsHaveProgress } from '../db/sql/sync-runs-have-progress.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
 import { durationSetting } from '../config-env.js';
@@ -129,8 +130,10 @@ export async function readStatus(
 ): Promise<StatusReport> {
   const ran = await readSiteNames(pool);
   const names = sites.length > 0 ? sites : ran;
+  // Asked once: it never migrates, and may read a database not migrated to 0031 yet.
+  const progress = await syncRunsHaveProgress(pool);
   const report: SiteStatus[] = [];
-  for (const site of names) report.push(await readSiteStatus(pool, site, limit, staleAfterMs));
+  for (const site of names) report.push(await readSiteStatus(pool, site, { limit, staleAfterMs, progress }));
   const otherSites = ran.filter((site) => !names.includes(site));
   return { sites: report, otherSites, lastRunFailed: report.some((s) => s.lastRunFailed), stale: report.some((s) => s.stale !== null) };
 }
@@ -147,11 +150,15 @@ function staleness(health: RunHealth, staleAfterMs: number | undefined): string 
   return null;
 }
 
-async function readSiteStatus(pool: pg.Pool, site: string, limit: number, staleAfterMs: number | undefined): Promise<SiteStatus> {
+async function readSiteStatus(
+  pool: pg.Pool,
+  site: string,
+  { limit, staleAfterMs, progress }: { limit: number; staleAfterMs: number | undefined; progress: boolean },
+): Promise<SiteStatus> {
   // First: a run that starts after it is no dead run, whatever the runs read next say of it.
   const health = await readRunHealth(pool, site);
   const dead = health.deadRunId === null ? null : BigInt(health.deadRunId);
-  const runs: RunSummary[] = (await readRecentRuns(pool, site, limit)).map((r) => {
+  const runs: RunSummary[] = (await readRecentRuns(pool, site, limit, progress)).map((r) => {
     // A run's counts are written when it ends: a run recorded running has none yet (not 0 users seen).
     const ended = <T>(value: T) => (r.status === 'running' ? null : value);
     return {

@@ -5,9 +5,10 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
 /**
  * The last `limit` runs of `site`, newest first, as the database holds them: times as ISO text (with their
  * microseconds), jsonb as its text; `seconds` the run's duration, up to now for a run still going,
- * null for an abandoned one (when its process died is not known).
+ * null for an abandoned one (when its process died is not known). `progress`: whether the table has
+ * its progress columns (syncRunsHaveProgress); without them, every run reads none.
  */
-export async function readRecentRuns(on: Queryable, site: string, limit: number) {
+export async function readRecentRuns(on: Queryable, site: string, limit: number, progress: boolean) {
   return runCompiled(
     on,
     queryBuilder
@@ -33,10 +34,10 @@ export async function readRecentRuns(on: Queryable, site: string, limit: number)
         sql<string>`streams::text`.as('streams'),
         sql<string>`warnings::text`.as('warnings'),
         'error',
-        // Through the row as jsonb: `status` never migrates, and a newer release's status against a
-        // database of the release before (its workers not upgraded yet) reads null, not an error.
-        sql<string | null>`NULLIF(pg_catalog.to_jsonb(sync_runs) -> 'progress', 'null'::jsonb)::text`.as('progress'),
-        isoUtcText(sql<Date | null>`(pg_catalog.to_jsonb(sync_runs) ->> 'progress_at')::timestamptz`).as('progress_at'),
+        // Named only when they exist: a newer release's status against a database of the release
+        // before (its workers not upgraded yet) reads null, not an error.
+        (progress ? sql<string | null>`NULLIF(progress, 'null'::jsonb)::text` : sql<string | null>`NULL::text`).as('progress'),
+        isoUtcText(progress ? eb.ref('progress_at') : sql<Date | null>`NULL::timestamptz`).as('progress_at'),
       ])
       .where('site', '=', site)
       .orderBy('id', 'desc')
