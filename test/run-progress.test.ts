@@ -82,6 +82,16 @@ async function statusOf(h: Harness): Promise<{ text: string; json: StatusReport 
 
 const count = (n: number) => n.toLocaleString('en-US');
 
+/** A session in a transaction that took `lock` (a LOCK TABLE statement); ROLLBACK on it lets go. */
+async function holdLock(h: Harness, lock: string): Promise<pg.Client> {
+  const blocker = new pg.Client({ connectionString: h.t.url });
+  await blocker.connect();
+  cleanups.push(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query(lock);
+  return blocker;
+}
+
 describe('a running run shows how far it has come', () => {
   it('in status and status --json: its pages, users read of those CPQ reported and streams, as read; moving on; then merging', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 23, integrationUsers: 0 });
@@ -123,11 +133,7 @@ describe('a running run shows how far it has come', () => {
 
     // An incremental run held in its merge: a session holds cpq.users against writes (not reads).
     h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { lastName: 'Changed' });
-    const blocker = new pg.Client({ connectionString: h.t.url });
-    await blocker.connect();
-    cleanups.push(() => blocker.end());
-    await blocker.query('BEGIN');
-    await blocker.query('LOCK TABLE cpq.users IN SHARE MODE');
+    const blocker = await holdLock(h, 'LOCK TABLE cpq.users IN SHARE MODE');
     const merging = cleanups.spawn(['run'], env(h));
     await untilWaitingForLock(h.t);
     const mergeId = await untilRecorded(h.t, () => ({ phase: 'merging', ...readSoFar(merging.lines(), 2) }));
@@ -138,6 +144,23 @@ describe('a running run shows how far it has come', () => {
     );
     await blocker.query('ROLLBACK');
     expect(await merging.exited).toMatchObject({ code: 0 });
+  });
+
+  it("a run waiting for another site's run to commit shows committing, not the phase before", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0 });
+    // Another run taking its commit number (migration 0017): this run's record update waits for it.
+    const blocker = await holdLock(h, 'LOCK TABLE cpq.commit_order IN EXCLUSIVE MODE');
+    const run = cleanups.spawn(['run'], env(h));
+    await untilWaitingForLock(h.t);
+    const [waiting] = await h.t.query<{ id: string }>(`SELECT id::text AS id FROM cpq.sync_runs WHERE status = 'running'`);
+    const id = waiting!.id;
+    // As it waits: no later write is due, so what it shows now it shows for the whole wait.
+    const { text, json } = await statusOf(h);
+    expect(json.sites[0]!.runs[0]).toMatchObject({ id, status: 'running', progress: { phase: 'committing', streamsDone: 2, streams: 2 } });
+    expect(text).toContain(`\n  run ${id} is committing: `);
+    await blocker.query('ROLLBACK');
+    expect(await run.exited).toMatchObject({ code: 0 });
+    expect(await recorded(h.t, id)).toMatchObject({ phase: 'committing', streamsDone: 2 });
   });
 
   it('a dead run shows the last progress it wrote', async ({ startHarness }) => {

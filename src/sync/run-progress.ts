@@ -13,8 +13,8 @@ export const RUN_PROGRESS_INTERVAL_MS = 2000;
  * A run's progress (cpq.sync_runs.progress), from the totals its streams add to as they read, and written to its
  * record outside its transaction: at most every RUN_PROGRESS_INTERVAL_MS as pages come (the last
  * change written at the end of the interval it came in), at once on a change of phase. Best
- * effort, never awaited by the run: one write at a time, a failure logged at debug (the write
- * cannot wait for a lock: writeRunProgress), and nothing written once stopped.
+ * effort, never awaited by the run but for its last phase (`last`): one write at a time, a failure
+ * logged at debug (the write cannot wait for a lock: writeRunProgress), and nothing written once stopped.
  */
 export class RunProgress {
   private phase: RunPhase = 'reading';
@@ -23,7 +23,8 @@ export class RunProgress {
   private done = 0;
   private lastWrite = -Infinity;
   private timer: NodeJS.Timeout | undefined;
-  private writing = false;
+  /** The write on its way: one at a time, so that none overtakes a later one. */
+  private writing: Promise<void> | undefined;
   /** A change of phase came while a write was on its way: written once it is done. */
   private due = false;
   private stopped = false;
@@ -86,9 +87,26 @@ export class RunProgress {
     }, wait).unref();
   }
 
+  /**
+   * The run moves on to its last phase before its end writes its record (finishRun): written, and
+   * awaited, after the write on its way, and nothing written after. Awaited, unlike the other
+   * phases: the end's update locks the record while it waits for another site's run to commit
+   * (migration 0017), and a write sent beside it found the record locked and was skipped (or, a
+   * write on its way, was never sent), so `status` showed the phase before for all that wait. It
+   * costs the run one statement that never waits for the record's lock and gives up a table lock
+   * after 50 ms (writeRunProgress).
+   */
+  async last(phase: RunPhase): Promise<void> {
+    this.phase = phase;
+    this.stop();
+    await this.writing;
+    await this.writeNow();
+  }
+
   /** No more writes: the run's end writes its record, progress included (finishRun). */
   stop(): void {
     this.stopped = true;
+    this.due = false;
     clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -101,22 +119,22 @@ export class RunProgress {
       this.due = true;
       return;
     }
-    this.writing = true;
+    this.writing = this.writeNow().finally(() => {
+      this.writing = undefined;
+      if (this.due) {
+        this.due = false;
+        this.flush();
+      }
+    });
+  }
+
+  /** Writes the progress as it stands; a failure is logged at debug, never thrown. */
+  private async writeNow(): Promise<void> {
     this.lastWrite = Date.now();
-    this.write(this.report)
-      .then(
-        (written) => {
-          if (!written) this.log.debug('run progress not written: its record is locked, or no longer running');
-        },
-        (err: unknown) => this.log.debug({ error: errorMessage(err) }, 'run progress not written'),
-      )
-      .finally(() => {
-        this.writing = false;
-        if (this.due) {
-          this.due = false;
-          this.flush();
-        }
-      })
-      .catch(() => undefined);
+    try {
+      if (!(await this.write(this.report))) this.log.debug('run progress not written: its record is locked, or no longer running');
+    } catch (err) {
+      this.log.debug({ error: errorMessage(err) }, 'run progress not written');
+    }
   }
 }

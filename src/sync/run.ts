@@ -713,10 +713,10 @@ class SyncRun {
 
     const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
     const http = this.httpStats();
-    // The update below holds the record until the commit, and waits for another site's run to
-    // commit first (migration 0017): a progress write meanwhile finds the record locked, and skips it.
-    runProgress.enter('committing');
-    runProgress.stop();
+    // Written before the update below, which holds the record until the commit and waits for
+    // another site's run to commit first (migration 0017): a progress write meanwhile would find the
+    // record locked, and skip it.
+    await runProgress.last('committing');
     await finishRun(client, runId, {
       status: 'succeeded',
       mode,
