@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import type { RunProgressReport, StreamReport } from '../src/db/schema.js';
 import { runSync } from '../src/sync/run.js';
-import { readStatus, type StatusReport } from '../src/worker/status.js';
+import { formatStatus, readStatus, type StatusReport } from '../src/worker/status.js';
 import { Cleanups, cli, until, type CliProcess, type LogLine } from './helpers/cli-process.js';
 import { migrateBefore, untilWaitingForLock, type TestDatabase } from './helpers/database.js';
 import { it, snapshotTables, type Harness } from './helpers/harness.js';
@@ -110,7 +110,7 @@ describe('a running run shows how far it has come', () => {
     expect(shown.progress).toEqual({ ...early, writtenAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/) as unknown });
     const total = early.totalResults!;
     expect(text).toContain(
-      `\n  run ${id} is reading: ${count(early.received)} of ${count(total)} users, ${count(early.pages)} pages, ${early.streamsDone} of 2 streams (as of ${shown.progress!.writtenAt.replace('T', ' ').replace(/\.\d+Z$/, '')})\n`,
+      `\n  run ${id} is reading: ${count(early.received)} of ${count(total)} users of the streams begun, ${count(early.pages)} pages, ${early.streamsDone} of 2 streams (as of ${shown.progress!.writtenAt.replace('T', ' ').replace(/\.\d+Z$/, '')})\n`,
     );
 
     // Five more requests: _host read whole, partner1 begun.
@@ -180,7 +180,7 @@ describe('a running run shows how far it has come', () => {
     expect(shown).toMatchObject({ id, status: 'running', presumedDead: true });
     expect(shown.progress).toMatchObject(written);
     expect(text).toContain(
-      `\n  run ${id} was reading when it last wrote: ${count(written.received)} of ${count(written.totalResults!)} users, ${count(written.pages)} pages, ${written.streamsDone} of 2 streams (as of `,
+      `\n  run ${id} was reading when it last wrote: ${count(written.received)} of ${count(written.totalResults!)} users of the streams begun, ${count(written.pages)} pages, ${written.streamsDone} of 2 streams (as of `,
     );
   });
 
@@ -213,6 +213,11 @@ describe('a running run shows how far it has come', () => {
     expect(run!.progress.streamsDone).toBe(1);
     const status = await readStatus(h.t.pool, { sites: ['default'] });
     expect(status.sites[0]!.runs[0]!.progress).toMatchObject({ ...run!.progress, writtenAt: expect.any(String) as unknown });
+    // In text too: the phase it failed in, and what it had read.
+    const p = run!.progress;
+    expect(formatStatus(status)).toContain(
+      `\n  run ${run!.id} failed while reading: ${count(p.received)} of ${count(p.totalResults!)} users of the streams begun, ${count(p.pages)} pages, 1 of 2 streams\n`,
+    );
   });
 
   it("never waits for a lock: the run finishes while DDL queued behind its transaction holds every later request for cpq.sync_runs, its record's included", async ({

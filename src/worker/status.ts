@@ -277,9 +277,15 @@ export function formatStatus(report: StatusReport): string {
   return `${out.join('\n')}\n`;
 }
 
-/** "12,000 of 100,000 users, 12 pages, 1 of 4 streams": the total when CPQ reported one, the streams' when known. */
+/**
+ * "12,000 of 100,000 users of the streams begun, 12 pages, 1 of 4 streams": the total when CPQ
+ * reported one, the streams' when known. The total is that of the streams begun only: a run of
+ * CPQ_COMPANIES=* showed "1,203,001 of 1,250,000 users" with 1,200 of 450,001 streams read, which
+ * reads as a run nearly done; said so until every stream is done.
+ */
 function progressText(p: RunProgressReport): string {
-  const users = p.totalResults === null ? `${formatCount(p.received)} users` : `${formatCount(p.received)} of ${formatCount(p.totalResults)} users`;
+  const begun = p.streams !== null && p.streamsDone === p.streams ? '' : ' of the streams begun';
+  const users = p.totalResults === null ? `${formatCount(p.received)} users` : `${formatCount(p.received)} of ${formatCount(p.totalResults)} users${begun}`;
   const streams = p.streams === null ? `${formatCount(p.streamsDone)} streams done` : `${formatCount(p.streamsDone)} of ${formatCount(p.streams)} streams`;
   return `${users}, ${formatCount(p.pages)} page${p.pages === 1 ? '' : 's'}, ${streams}`;
 }
@@ -319,13 +325,18 @@ function formatSite(report: SiteStatus): string[] {
       const more = run.warningCount > 1 ? ` (and ${run.warningCount - 1} more: status --json lists them)` : '';
       out.push(`  run ${run.id} warned: ${truncate(printable(first), 200)}${more}`);
     }
-    // The counts are written when a run ends; meanwhile, how far it has come.
+    // The counts are written when a run ends; meanwhile, how far it has come. A run that failed or
+    // was interrupted: the phase it stopped in (past reading: every stream was read), and what it had read.
     for (const run of report.runs) {
-      if (run.status !== 'running' || run.progress === null) continue;
+      if (run.progress === null) continue;
       const p = run.progress;
       const phase = printable(p.phase);
-      const doing = run.presumedDead ? `was ${phase} when it last wrote` : `is ${phase}`;
-      out.push(`  run ${run.id} ${doing}: ${progressText(p)} (as of ${when(p.writtenAt)})`);
+      if (run.status === 'running') {
+        const doing = run.presumedDead ? `was ${phase} when it last wrote` : `is ${phase}`;
+        out.push(`  run ${run.id} ${doing}: ${progressText(p)} (as of ${when(p.writtenAt)})`);
+      } else if (run.status === 'failed' || run.status === 'interrupted') {
+        out.push(`  run ${run.id} ${run.status === 'failed' ? 'failed' : 'was interrupted'} while ${phase}: ${progressText(p)}`);
+      }
     }
     const dead = report.runs.filter((r) => r.presumedDead).map((r) => r.id);
     if (dead.length > 0) {
