@@ -163,6 +163,20 @@ describe('a running run shows how far it has come', () => {
     expect(await recorded(h.t, id)).toMatchObject({ phase: 'committing', streamsDone: 2 });
   });
 
+  it('with CPQ_COMPANIES=*, while it reads the company list', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 5, integrationUsers: 0 });
+    // Every request held: the first is the company list's.
+    const held = holdRequests(h.sim, 0);
+    cleanups.push(held.release);
+    const run = cleanups.spawn(['run'], env(h, { CPQ_COMPANIES: '*' }));
+    await held.reached;
+    const id = await untilRecorded(h.t, () => ({ phase: 'reading', pages: 0, received: 0, totalResults: null, streamsDone: 0, streams: null }));
+    expect((await statusOf(h)).text).toContain(`\n  run ${id} is reading: the company list, no user yet (as of `);
+    held.release();
+    expect(await run.exited).toMatchObject({ code: 0 });
+    expect(await recorded(h.t, id)).toMatchObject({ phase: 'committing', streamsDone: 2, streams: 2 });
+  });
+
   it('a dead run shows the last progress it wrote', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 12, integrationUsers: 0 });
     const held = holdRequests(h.sim, 2);

@@ -593,6 +593,8 @@ class SyncRun {
     // Written on the pool, outside the transaction, as it goes: `status` shows it while the run reads.
     const runProgress = new RunProgress(this.progress, (report) => writeRunProgress(pool, runId, report), log);
     this.runProgress = runProgress;
+    // At once: with CPQ_COMPANIES=*, the company list (~450 pages for 450,000 companies) comes first.
+    runProgress.enter('reading');
     const display = this.options.progress?.forSite?.(this.site.name) ?? this.options.progress;
     const track = (id: StreamId, since: Date | undefined) => {
       const progress = new StreamProgress(

@@ -279,15 +279,16 @@ export function formatStatus(report: StatusReport): string {
 
 /**
  * "12,000 of 100,000 users of the streams begun, 12 pages, 1 of 4 streams": the total when CPQ
- * reported one, the streams' when known. The total is that of the streams begun only: a run of
+ * reported one; "the company list" until it is read. The total is that of the streams begun only: a run of
  * CPQ_COMPANIES=* showed "1,203,001 of 1,250,000 users" with 1,200 of 450,001 streams read, which
  * reads as a run nearly done; said so until every stream is done.
  */
 function progressText(p: RunProgressReport): string {
-  const begun = p.streams !== null && p.streamsDone === p.streams ? '' : ' of the streams begun';
+  // The streams are known once the company list is read (CPQ_COMPANIES=*), before any begins.
+  if (p.streams === null) return 'the company list, no user yet';
+  const begun = p.streamsDone === p.streams ? '' : ' of the streams begun';
   const users = p.totalResults === null ? `${formatCount(p.received)} users` : `${formatCount(p.received)} of ${formatCount(p.totalResults)} users${begun}`;
-  const streams = p.streams === null ? `${formatCount(p.streamsDone)} streams done` : `${formatCount(p.streamsDone)} of ${formatCount(p.streams)} streams`;
-  return `${users}, ${formatCount(p.pages)} page${p.pages === 1 ? '' : 's'}, ${streams}`;
+  return `${users}, ${formatCount(p.pages)} page${p.pages === 1 ? '' : 's'}, ${formatCount(p.streamsDone)} of ${formatCount(p.streams)} streams`;
 }
 
 function formatSite(report: SiteStatus): string[] {
