@@ -1,5 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect } from 'vitest';
+import { cancelOnAbort, cancellableOn } from '../src/db/cancel-on-abort.js';
+import { createTestDatabase } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 
 /*
@@ -33,5 +35,28 @@ describe("the signal a run is given (the worker's, for the life of the process)"
     await expect(h.sync({ signal: worker.signal })).rejects.toThrow();
     expect(signalsMadeFrom(worker.signal)).toBe(0);
     expect(getEventListeners(worker.signal, 'abort')).toEqual([]);
+  });
+});
+
+describe('a cancel armed on a signal that has aborted already', () => {
+  // A listener added to an aborted signal never fires: the statement armed so waited for its lock
+  // as if no shutdown had come. Each caller had to check the signal itself, right after arming.
+  it('is refused: cancelOnAbort throws the reason, and a statement through cancellableOn is not started', async () => {
+    const t = await createTestDatabase();
+    try {
+      const stopped = new AbortController();
+      stopped.abort(new Error('shutting down'));
+      const client = await t.pool.connect();
+      try {
+        expect(() => cancelOnAbort(client, stopped.signal)).toThrow('shutting down');
+      } finally {
+        client.release();
+      }
+      const before = (await t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.sites`))[0]!.n;
+      await expect(cancellableOn(t.pool, stopped.signal).query(`INSERT INTO cpq.sites (name) VALUES ('refused')`)).rejects.toThrow('shutting down');
+      expect(await t.query(`SELECT count(*)::int AS n FROM cpq.sites`)).toEqual([{ n: before }]);
+    } finally {
+      await t.drop();
+    }
   });
 });

@@ -28,6 +28,10 @@ const CANCEL_DELIVERY_MS = 5000;
  * pool whose connections all wait nor the lock waited for holds it up. Best effort: a request
  * that cannot be delivered leaves the statement to end as it would have.
  *
+ * Refuses a signal that has aborted already (throws its reason): a listener added then never
+ * fires, and the statement to come, armed against a shutdown that had come, waited as if none had
+ * (run.ts's transaction begun after a signal that came while the run waited for a lock before it).
+ *
  * The returned function resolves once a request sent has been delivered (the server closes its
  * connection once it has signalled the session), or given up after CANCEL_DELIVERY_MS: the
  * request cancels whatever the session runs when it arrives, and one still on its way when its
@@ -37,6 +41,7 @@ const CANCEL_DELIVERY_MS = 5000;
  */
 export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undefined): () => Promise<void> {
   if (!signal) return async () => undefined;
+  signal.throwIfAborted();
   let delivered: Promise<void> | undefined;
   const onAbort = () => {
     const { host, port, processID, secretKey } = client as unknown as ClientKey;
@@ -72,21 +77,24 @@ export function cancellableOn(pool: pg.Pool, signal: AbortSignal | undefined): Q
   return {
     async query(text, values) {
       signal?.throwIfAborted();
+      // The pool's connections all busy (its other statements waiting for that lock), this one
+      // may come when a cancelled one lets go of it, after the signal: cancelOnAbort refuses it.
       const client = await pool.connect();
       try {
-        // Asked again: the pool's connections all busy (its other statements waiting for that
-        // lock), this one came when a cancelled one let go of it, after the signal, which then
-        // cancels nothing more: the statement waited behind the lock until SYNC_LOCK_TIMEOUT.
-        signal?.throwIfAborted();
-        const stop = cancelOnAbort(client, signal);
-        try {
-          return await client.query(text, values);
-        } finally {
-          await stop();
-        }
+        return await cancellableQuery(client, signal, text, values);
       } finally {
         client.release();
       }
     },
   };
+}
+
+/** One statement on `client`, cancelled by `signal` (cancelOnAbort); its cancel, if sent, delivered before it returns. */
+async function cancellableQuery(client: pg.PoolClient, signal: AbortSignal | undefined, text: string, values: unknown[] | undefined) {
+  const stop = cancelOnAbort(client, signal);
+  try {
+    return await client.query(text, values);
+  } finally {
+    await stop();
+  }
 }

@@ -195,11 +195,9 @@ class SyncRun {
       // Named: a database whose default is REPEATABLE READ would give the commit a snapshot older than
       // the commit_order lock it waits for, and two runs the same commit_seq (migration 0017).
       await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      // A signal cancels the statement in progress (a lock wait, a long merge), which fails the run as interrupted.
+      // A signal cancels the statement in progress (a lock wait, a long merge), which fails the run as
+      // interrupted; one that came before (as the run created its record) fails it here (refused).
       stopCancelling = cancelOnAbort(client, this.options.signal);
-      // A signal that came before (the run waited for a lock to mark dead runs or to create its
-      // record) has nothing to cancel now, and would cancel none of the statements to come.
-      this.options.signal?.throwIfAborted();
       // The merge joins the users it read to tables of millions of rows. With the default cost of
       // a random page (4, for spinning disks) the planner scans those tables whole rather than
       // probe their keys for a few thousand changed users (at 100k users: 40-90 ms per step
