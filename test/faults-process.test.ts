@@ -324,33 +324,36 @@ describe('process faults', () => {
     expect(await snapshotEverything(h.t)).toEqual(before);
   }, 90_000);
 
-  it('SIGTERM while the run waits for a lock before its transaction begins: its first statement waiting for another lock is not left to wait, the run is recorded interrupted within SHUTDOWN_TIMEOUT', async ({
-    startHarness,
-  }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
-    await h.sync();
-    const before = await snapshotEverything(h.t);
-    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
-    // A session holding cpq.sync_runs against writes: the run waits before its transaction, to mark runs abandoned.
-    const runs = await otherSession(h.t);
-    await runs.query('BEGIN');
-    await runs.query('LOCK TABLE cpq.sync_runs IN EXCLUSIVE MODE');
-    const run = spawnCli(['run'], env);
-    await backendWaitingForLock(h.t);
-    const sites = await otherSession(h.t);
-    // Once the signal is sent, another session holds cpq.sites whole, and the first lets go: the
-    // run's transaction begins after the signal, and its first read of cpq.sites waits.
-    // Before: the cancel was armed on a signal already aborted, which cancels nothing: the read
-    // waited; SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
-    await expectInterruptedWithin5s(run, async () => {
-      await sites.query('BEGIN');
-      await sites.query('LOCK TABLE cpq.sites IN ACCESS EXCLUSIVE MODE');
-      await runs.query('ROLLBACK');
-    });
-    await sites.query('ROLLBACK');
-    expect(await statuses(h.t)).toEqual(['succeeded', 'interrupted']);
-    expect(await snapshotEverything(h.t)).toEqual(before);
-  }, 90_000);
+  // Each statement a run waits on before its transaction, held by a session holding what it asks for.
+  const beforeTheRecord = [
+    { what: "its site's look-up (cpq.sites held whole)", hold: 'LOCK TABLE cpq.sites IN ACCESS EXCLUSIVE MODE' },
+    { what: 'marking runs left running abandoned (cpq.sync_runs held against writes)', hold: 'LOCK TABLE cpq.sync_runs IN EXCLUSIVE MODE' },
+    { what: 'reading its cursors (cpq.sync_state held whole)', hold: 'LOCK TABLE cpq.sync_state IN ACCESS EXCLUSIVE MODE' },
+  ];
+  for (const { what, hold } of beforeTheRecord) {
+    it(`SIGTERM while the run, before it has a record, waits for a lock another session holds: ${what}: the statement is cancelled, the run exits interrupted within SHUTDOWN_TIMEOUT, nothing recorded`, async ({
+      startHarness,
+    }) => {
+      const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+      await h.sync();
+      changeCpq(h.sim);
+      const before = await snapshotEverything(h.t);
+      const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
+      const holder = await otherSession(h.t);
+      await holder.query('BEGIN');
+      await holder.query(hold);
+      const run = spawnCli(['run'], env);
+      await backendWaitingForLock(h.t);
+      // Before: nothing cancelled the statement; SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
+      await expectInterruptedWithin5s(run);
+      await holder.query('ROLLBACK');
+      // The run had no record to mark interrupted; it wrote none as the process ended.
+      expect(await statuses(h.t)).toEqual(['succeeded']);
+      expect(await snapshotEverything(h.t)).toEqual(before);
+      expect((await cli(['run'], env)).code).toBe(0);
+      await expectInSync(h);
+    }, 90_000);
+  }
 
   it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
     startHarness,

@@ -19,7 +19,7 @@ describe('a run record stores what it quotes', () => {
   const shown = 'company "a\\x00b\\ud800c\\x1b[2J"';
 
   it('a failed run: its error and warnings, with a NUL, an unpaired surrogate and an escape sequence written as text', async () => {
-    const runId = await createRun(t.db, 'default', 'full');
+    const runId = await createRun(t.pool, 'default', 'full');
     const written = await finishRun(t.pool, runId, {
       status: 'failed',
       mode: 'full',

@@ -89,6 +89,15 @@ export function cancellableOn(pool: pg.Pool, signal: AbortSignal | undefined): Q
   };
 }
 
+/**
+ * `client` (a session the caller holds: a run's, across its site's lock and its transaction) as
+ * its statements outside that transaction use it: each cancelled by `signal` as cancelOnAbort
+ * does, none started once it has aborted, and a cancel sent delivered before the next statement.
+ */
+export function cancellableSession(client: pg.PoolClient, signal: AbortSignal | undefined): Queryable {
+  return { query: (text, values) => cancellableQuery(client, signal, text, values) };
+}
+
 /** One statement on `client`, cancelled by `signal` (cancelOnAbort); its cancel, if sent, delivered before it returns. */
 async function cancellableQuery(client: pg.PoolClient, signal: AbortSignal | undefined, text: string, values: unknown[] | undefined) {
   const stop = cancelOnAbort(client, signal);

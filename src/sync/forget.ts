@@ -52,12 +52,9 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
     if (!(await readSiteNames(client)).includes(request.site)) throw new SyncError('config', `no site ${request.site} in this database: nothing to forget`);
     // Under the site's sync lock: a run going on may have read the user's rows before this erasure
     // and would write them back, in a restore's diff and an ended version, when it commits.
-    return await withSyncLock(
-      client,
-      request.site,
-      () => erase(client, request),
-      `a run of site ${request.site} is going on (it holds the site's sync lock) and could write ${who}'s data back: forget again once it has finished`,
-    );
+    return await withSyncLock(client, request.site, () => erase(client, request), {
+      whenHeld: `a run of site ${request.site} is going on (it holds the site's sync lock) and could write ${who}'s data back: forget again once it has finished`,
+    });
   } finally {
     await releaseHoldingSession(client);
   }

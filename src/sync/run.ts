@@ -8,7 +8,7 @@ import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { migrateLogged, migrate } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
-import { cancelOnAbort, cancellableOn } from '../db/cancel-on-abort.js';
+import { cancelOnAbort, cancellableOn, cancellableSession } from '../db/cancel-on-abort.js';
 import { analyzeUserTables, userStatisticsAreStale } from '../db/sql/analyze-user-tables.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
@@ -111,6 +111,13 @@ class SyncRun {
   async execute(): Promise<RunResult> {
     try {
       return await this.migrateAndRun();
+    } catch (err) {
+      // Asked to stop before the run had its record (a statement waiting for a lock, cancelled):
+      // there is no record to mark interrupted, and none is written as the process ends.
+      if (this.options.signal?.aborted && !(err instanceof SyncError && err.runId !== undefined)) {
+        throw new SyncError('interrupted', 'the run was interrupted (signal) before it started; nothing was recorded', { site: this.site.name });
+      }
+      throw err;
     } finally {
       // Linked to the run's signal since the constructor: let go of it however the run ends (a
       // migration or connection failing first included).
@@ -131,16 +138,25 @@ class SyncRun {
       this.stopReads.abort(err);
     };
     client.on('error', onConnectionError);
+    // Its statements before the transaction, cancelled by a signal as the transaction's are: one
+    // waiting for a lock another session holds (cpq.sites, cpq.sync_runs) held a shutdown until
+    // SHUTDOWN_TIMEOUT ended it by force.
+    const session = cancellableSession(client, this.options.signal);
     try {
       // The session that will hold the site's lock lets go of it soon after this process dies, and
       // no limit of the role's or database's for interactive sessions ends it while it waits on CPQ.
-      await prepareHoldingSession(client).catch(rethrowAsSyncError);
-      return await withSyncLock(client, this.site.name, async () => {
-        for (const runId of await abandonDeadRuns(client, this.site.name)) {
-          log.warn({ site: this.site.name, runId }, 'marked a run left running by a dead process as abandoned');
-        }
-        return await this.locked(client);
-      });
+      await prepareHoldingSession(session).catch(rethrowAsSyncError);
+      return await withSyncLock(
+        client,
+        this.site.name,
+        async () => {
+          for (const runId of await abandonDeadRuns(session, this.site.name)) {
+            log.warn({ site: this.site.name, runId }, 'marked a run left running by a dead process as abandoned');
+          }
+          return await this.locked(client);
+        },
+        { signal: this.options.signal },
+      );
     } catch (err) {
       if (err instanceof SyncLockHeldByOutsider) throw await this.recordNotStarted(err);
       throw err;
@@ -157,10 +173,10 @@ class SyncRun {
    * `status`, /readyz and whatever watches failed runs would see nothing wrong.
    */
   private async recordNotStarted(err: SyncError): Promise<SyncError> {
-    const { db, log } = this.deps;
+    const { db, pool, log } = this.deps;
     const site = this.site.name;
     try {
-      this.cursors = await readCursors(db, site);
+      this.cursors = await readCursors(pool, site);
       const error = oneLine(err.message);
       const runId = await recordFailedStart(db, site, this.readsAll ? 'full' : 'incremental', error);
       log.error({ site, runId, error }, 'sync run could not start');
@@ -172,11 +188,13 @@ class SyncRun {
   }
 
   private async locked(client: pg.PoolClient): Promise<RunResult> {
-    const { db, log } = this.deps;
+    const { log } = this.deps;
     const site = this.site.name;
+    // On the pool (committed state: the record stays when the run rolls back), cancelled by a signal.
+    const pool = cancellableOn(this.deps.pool, this.options.signal);
     // What the record says until the streams say how they read: a first run reads in full, even one that fails before any stream starts.
-    this.cursors = await readCursors(db, site);
-    const runId = await createRun(db, site, this.readsAll ? 'full' : 'incremental');
+    this.cursors = await readCursors(pool, site);
+    const runId = await createRun(pool, site, this.readsAll ? 'full' : 'incremental');
     const runLog = log.child({ site, runId });
     this.runLog = runLog;
     this.http = new CpqHttpClient(

@@ -1,5 +1,4 @@
-import type pg from 'pg';
-import { queryBuilder, runCompiled } from '../compiled-query.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
  * Marks `site`'s runs still `running` as `abandoned`; returns their ids. Only for a caller holding
@@ -7,9 +6,9 @@ import { queryBuilder, runCompiled } from '../compiled-query.js';
  * `finished_at` stays empty: when that process died is not known (now is only when it was found,
  * perhaps a day later), and a run's duration is then unknown, not that long.
  */
-export async function abandonDeadRuns(client: pg.PoolClient, site: string): Promise<string[]> {
+export async function abandonDeadRuns(on: Queryable, site: string): Promise<string[]> {
   const rows = await runCompiled(
-    client,
+    on,
     queryBuilder
       .updateTable('cpq.sync_runs')
       .set((eb) => ({

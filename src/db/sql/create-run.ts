@@ -1,4 +1,5 @@
 import type { Db } from '../database.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { storable } from '../../errors.js';
 import { runEndTime } from './finish-run.js';
 
@@ -6,13 +7,16 @@ import { runEndTime } from './finish-run.js';
  * Opens the run record (`running`) outside the run's transaction, so that it stays, and says
  * why, when the run fails; returns the run id.
  */
-export async function createRun(db: Db, site: string, mode: 'full' | 'incremental'): Promise<string> {
-  const run = await db
-    .insertInto('cpq.sync_runs')
-    .values({ site, status: 'running', mode, http_retries: '{}', streams: '[]', warnings: '[]' })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return run.id;
+export async function createRun(on: Queryable, site: string, mode: 'full' | 'incremental'): Promise<string> {
+  const [run] = await runCompiled(
+    on,
+    queryBuilder
+      .insertInto('cpq.sync_runs')
+      .values({ site, status: 'running', mode, http_retries: '{}', streams: '[]', warnings: '[]' })
+      .returning('id')
+      .compile(),
+  );
+  return run!.id;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Db } from '../database.js';
+import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 export interface StreamCursor {
   stream: string;
@@ -8,7 +8,10 @@ export interface StreamCursor {
 }
 
 /** The stored cursor of every stream of `site`, by stream name. */
-export async function readCursors(db: Db, site: string): Promise<Map<string, StreamCursor>> {
-  const rows = await db.selectFrom('cpq.sync_state').select(['stream', 'cursor', 'last_full_sync_at']).where('site', '=', site).execute();
+export async function readCursors(on: Queryable, site: string): Promise<Map<string, StreamCursor>> {
+  const rows = await runCompiled(
+    on,
+    queryBuilder.selectFrom('cpq.sync_state').select(['stream', 'cursor', 'last_full_sync_at']).where('site', '=', site).compile(),
+  );
   return new Map(rows.map((s) => [s.stream, s] as const));
 }

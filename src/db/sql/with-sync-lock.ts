@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { SyncError } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { SITE_LOCK_CLASS } from '../site-lock-key.js';
+import { cancellableSession } from '../cancel-on-abort.js';
 import { outsiderHolder, readSyncLockHolder, runHolder } from './read-sync-lock-holder.js';
 
 /**
@@ -44,14 +45,19 @@ export class SyncLockHeldByOutsider extends SyncError {
  * cpq tables does (outsiderHolder). Session-level: held by this connection for the
  * whole run (across its transaction), and released by Postgres if the process dies. One run per site at a time; runs of
  * different sites go on side by side.
+ *
+ * `signal` cancels the site's look-up (cancelOnAbort), which waits for a session holding cpq.sites
+ * whole: a shutdown then waited for it, and was ended by force at SHUTDOWN_TIMEOUT. Not the
+ * lock's taking, which never waits: cancelled after it took the lock, the statement would fail
+ * with the lock held, and the session go back to its pool holding it.
  */
 export async function withSyncLock<T>(
   client: pg.PoolClient,
   site: string,
   work: () => Promise<T>,
-  whenHeld = `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`,
+  { whenHeld = `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`, signal }: { whenHeld?: string; signal?: AbortSignal } = {},
 ): Promise<T> {
-  const lockId = await registerSite(client, site);
+  const lockId = await registerSite(cancellableSession(client, signal), site);
   const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SITE_LOCK_CLASS}, ${lockId}) AS locked`.compile(queryBuilder));
   if (!rows[0]?.locked) {
     // Any role may take any advisory lock: a session that cannot write the tables (a reporting
