@@ -355,6 +355,26 @@ describe('process faults', () => {
     }, 90_000);
   }
 
+  it('SIGTERM while the migrations a run applies first wait for a lock another session holds: they are cancelled and rolled back, the run exits interrupted within SHUTDOWN_TIMEOUT, nothing recorded', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    // A database of the release before 0021, which adds a column to cpq.sites (ACCESS EXCLUSIVE).
+    await migrateBefore(h.t, '0021');
+    const applied = async () => (await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.kysely_migration`))[0]!.n;
+    const before = await applied();
+    // A report reading cpq.sites in a transaction: each attempt at the migrations waits for it.
+    const report = await otherSession(h.t);
+    await report.query('BEGIN');
+    await report.query('SELECT count(*) FROM cpq.sites');
+    const run = spawnCli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' });
+    await backendWaitingForLock(h.t);
+    // Before: the attempts went on (10 minutes of them, then one without a bound); SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
+    await expectInterruptedWithin5s(run);
+    await report.query('COMMIT');
+    expect({ applied: await applied(), runs: await statuses(h.t) }).toEqual({ applied: before, runs: [] });
+  }, 90_000);
+
   it("the run's session ended by the server while the run waits on CPQ: the reads stop at once, the run fails with a database error (exit 6) and is recorded failed (review CH)", async ({
     startHarness,
   }) => {

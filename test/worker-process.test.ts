@@ -8,7 +8,7 @@ import { Cleanups, cli } from './helpers/cli-process.js';
 import { it, snapshotTables } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
 import { holdRequests } from './helpers/scripted-pages.js';
-import { holdSyncLock } from './helpers/database.js';
+import { holdSyncLock, migrateBefore } from './helpers/database.js';
 import { snapshotEverything } from './helpers/db-equals-simulator.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
@@ -197,6 +197,36 @@ describe('cpq-sync run (process)', () => {
     await blocker.query('ROLLBACK');
     expect((await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`)).map((r) => r.status)).toEqual(['succeeded', 'interrupted']);
     expect(await snapshotEverything(h.t)).toEqual(beforeAll);
+  }, 90_000);
+
+  it('SIGTERM while the migrations it applies at start wait for a lock another session holds: they are cancelled and rolled back, exit 0 within SHUTDOWN_TIMEOUT', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    // A database of the release before 0021, which adds a column to cpq.sites (ACCESS EXCLUSIVE).
+    await migrateBefore(h.t, '0021');
+    const applied = async () => (await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.kysely_migration`))[0]!.n;
+    const before = await applied();
+    // A report reading cpq.sites in a transaction: each attempt at the migrations waits for it.
+    const report = new pg.Client({ connectionString: h.t.url });
+    await report.connect();
+    cleanups.push(() => report.end());
+    await report.query('BEGIN');
+    await report.query('SELECT count(*) FROM cpq.sites');
+    const worker = spawnCli(['schedule'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: EVERY_SECOND, SHUTDOWN_TIMEOUT: '6s' });
+    await worker.waitForLine(
+      (l) => l.msg === 'the migrations wait for the sessions holding the cpq tables (holders); trying again, with no reader held behind them meanwhile',
+      30_000,
+    );
+
+    const signalledAt = Date.now();
+    worker.kill('SIGTERM');
+    const out = await worker.exited;
+    // Before: the attempts went on (10 minutes of them, then one without a bound); SHUTDOWN_TIMEOUT (6 s) ended the worker by force, exit code 1.
+    expect({ code: out.code, within5s: Date.now() - signalledAt < 5000, stderr: out.stderr }).toEqual({ code: 0, within5s: true, stderr: '' });
+    expect(out.stdout).toContain('worker stopped while it migrated the database');
+    await report.query('COMMIT');
+    expect({ applied: await applied(), runs: await h.t.query(`SELECT status FROM cpq.sync_runs`) }).toEqual({ applied: before, runs: [] });
   }, 90_000);
 
   it('a run killed while its statement waits for a lock lets go of its session within seconds: the next run is not skipped, status says dead (review CH)', async ({

@@ -104,7 +104,8 @@ export function registerSyncCommands(program: Command): void {
           try {
             if (shutdown.signal.aborted) return;
             const worker = new SyncWorker({ ...database, config, log });
-            await worker.start();
+            // Stopped while it migrated: nothing started, nothing to stop.
+            if (!(await worker.start(shutdown.signal))) return;
             // The action (and so the process) lives until a signal; then the current run rolls back.
             await shutdown.requested;
             await worker.stop();

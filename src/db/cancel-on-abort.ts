@@ -90,6 +90,30 @@ export function cancellableOn(pool: pg.Pool, signal: AbortSignal | undefined): Q
 }
 
 /**
+ * `pool` for a Kysely instance (createDb) whose statements may wait for locks through a shutdown
+ * (the migrations a run or a worker applies first): each statement of each of its connections
+ * cancelled by `signal` as cancelOnAbort does, none started once it has aborted. A transaction
+ * whose ROLLBACK is refused so ends all the same: Kysely discards its connection, and the server
+ * rolls back what the connection's end leaves open.
+ */
+export function cancellablePool(pool: pg.Pool, signal: AbortSignal | undefined): pg.Pool {
+  const connections = {
+    async connect() {
+      signal?.throwIfAborted();
+      const client = await pool.connect();
+      return {
+        query: (text: string, values?: unknown[]) => cancellableQuery(client, signal, text, values),
+        release: (destroy?: boolean | Error) => client.release(destroy),
+      };
+    },
+    // The pool is its owner's to end.
+    end: async () => undefined,
+  };
+  // Only what Kysely's PostgresDialect asks of a pool (connect, end) and of its clients (query, release).
+  return connections as unknown as pg.Pool;
+}
+
+/**
  * `client` (a session the caller holds: a run's, across its site's lock and its transaction) as
  * its statements outside that transaction use it: each cancelled by `signal` as cancelOnAbort
  * does, none started once it has aborted, and a cancel sent delivered before the next statement.

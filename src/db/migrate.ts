@@ -4,8 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
 import { LOCK_NOT_AVAILABLE, SyncError, errorCode, errorMessage, oneLine, rethrowAsSyncError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Db } from './database.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { createDb, type Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
+import { cancellablePool } from './cancel-on-abort.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
@@ -186,6 +189,8 @@ export interface MigrateOptions {
   lockWaitMs?: number;
   /** How long it tries in short turns before it waits without a bound (MIGRATION_PATIENCE_MS). */
   patienceMs?: number;
+  /** Cuts short the wait between attempts (see migrateUntilAborted). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -256,7 +261,8 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
       const holders = await readCpqLockHolders(queryableOf(db), KYSELY_MIGRATION_LOCK_KEYS).then(describeCpqLockHolders, errorMessage);
       const wait = Math.min(retryMs, Math.max(0, queueFrom - Date.now()));
       options.onLockWait?.(holders, Date.now() + wait < queueFrom ? 'retry' : 'queue');
-      await new Promise((resolve) => setTimeout(resolve, wait));
+      // Cut short by a signal: the next attempt's first statement is then refused (cancelOnAbort).
+      await sleep(wait, undefined, options.signal ? { signal: options.signal } : {}).catch(() => undefined);
       continue;
     }
     if (outcome.error) {
@@ -301,6 +307,18 @@ async function migrateOnce(db: Db, provider: MigrationProvider, lockWaitMs: numb
     }
     return outcome;
   });
+}
+
+/**
+ * migrate as a run and the worker do before their runs: every statement on `pool` cancelled by
+ * `signal` (cancellablePool), none started once it has aborted, the waits between attempts cut
+ * short. A SIGTERM while a migration waited for a lock (a report's open transaction, an older
+ * release's run) waited on with it, for up to 10 minutes of attempts, then without a bound, and
+ * SHUTDOWN_TIMEOUT ended the process by force. The pending migrations apply in one transaction:
+ * cancelled, none is applied.
+ */
+export function migrateUntilAborted(pool: pg.Pool, signal: AbortSignal | undefined, options: MigrateOptions = {}): Promise<string[]> {
+  return migrate(createDb(cancellablePool(pool, signal)), { ...options, ...(signal ? { signal } : {}) });
 }
 
 /**

@@ -6,7 +6,7 @@ import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
-import { migrateLogged, migrate } from '../db/migrate.js';
+import { migrateLogged, migrateUntilAborted } from '../db/migrate.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { cancelOnAbort, cancellableOn, cancellableSession } from '../db/cancel-on-abort.js';
 import { analyzeUserTables, userStatisticsAreStale } from '../db/sql/analyze-user-tables.js';
@@ -126,8 +126,8 @@ class SyncRun {
   }
 
   private async migrateAndRun(): Promise<RunResult> {
-    const { db, pool, log } = this.deps;
-    await migrate(db, migrateLogged(log)).catch(rethrowAsSyncError);
+    const { pool, log } = this.deps;
+    await migrateUntilAborted(pool, this.options.signal, migrateLogged(log)).catch(rethrowAsSyncError);
     const client = await pool.connect().catch(rethrowAsSyncError);
     // Postgres ending the session (a restart) is emitted on the client while we may be waiting on
     // CPQ; unheard, it would crash the process. The next query on the client fails and says so.

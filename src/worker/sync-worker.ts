@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { ConfigError, selectSites, type SiteConfig } from '../config.js';
 import { claimScheduledTick } from '../db/sql/claim-scheduled-tick.js';
-import { migrateLogged, migrate } from '../db/migrate.js';
+import { migrateLogged, migrateUntilAborted } from '../db/migrate.js';
 import { deliverPendingAlerts } from '../alerts/delivery.js';
 import { readLatestCompanyCounts } from '../db/sql/read-proofs.js';
 import { countAlerts } from '../db/sql/count-alerts.js';
@@ -82,19 +82,25 @@ export class SyncWorker {
    * schedule. The port first: a migration may wait minutes for its locks (a report's open
    * transaction, an older release's runs), and a liveness probe that got no answer meanwhile
    * restarted the worker, and its migration with it, again and again. /readyz says not ready until
-   * the migrations are applied.
+   * the migrations are applied. `shutdown` (SIGTERM) cancels them (migrateUntilAborted): false
+   * then, the worker not started, its port closed.
    */
-  async start(): Promise<void> {
+  async start(shutdown?: AbortSignal): Promise<boolean> {
     const { config, log } = this.deps;
     const startedAt = performance.now();
     if (config.worker.httpPort !== undefined) await this.listen(config.worker.httpPort, config.worker.httpHost, startedAt);
     try {
-      await migrate(this.deps.db, migrateLogged(log)).catch(rethrowAsSyncError);
+      await migrateUntilAborted(this.deps.pool, shutdown, migrateLogged(log)).catch(rethrowAsSyncError);
     } catch (err) {
       // The command fails; a server left listening would keep its process alive.
       await this.health?.stop();
       this.health = undefined;
       await this.healthDb.close();
+      // Asked to stop: no failure (cancelled, the pending migrations roll back whole; the next start applies them).
+      if (shutdown?.aborted) {
+        log.info('worker stopped while it migrated the database; its next start applies what was not applied');
+        return false;
+      }
       throw err;
     }
     this.migrated = true;
@@ -108,6 +114,7 @@ export class SyncWorker {
       'worker started',
     );
     for (const schedule of this.schedules) schedule.logNextRun();
+    return true;
   }
 
   /** Health and metrics on HTTP_PORT (HTTP_HOST); a port it cannot take is a configuration error. */
