@@ -12,7 +12,7 @@ import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli, type CliProcess, type LogLine } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, migrateBefore, type TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
-import { it } from './helpers/harness.js';
+import { it, type Harness, type StartHarness } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
 import { holdRequests } from './helpers/scripted-pages.js';
 
@@ -258,10 +258,7 @@ describe('process faults', () => {
   it("SIGTERM while the run's statement on another connection of its pool waits for a lock queued behind the run's own: it is cancelled too, and the run recorded interrupted within SHUTDOWN_TIMEOUT", async ({
     startHarness,
   }) => {
-    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
-    const env = fusionEnv(h, 1);
-    expect((await cli(['run'], env)).code).toBe(0);
-    const before = await snapshotEverything(h.t);
+    const { h, env, before } = await syncedFusionSite(startHarness, 1, 1);
     const { run, locker, locked } = await runBehindQueuedLock(h, env);
     // Before: the pool's statement waited on; SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
     await expectInterruptedPastQueuedLock(run, h.t, { locker, locked }, before);
@@ -270,10 +267,7 @@ describe('process faults', () => {
   it("SIGTERM while the run's statements on other connections of its pool wait for a lock and one more waits for a connection: that one is not started once it gets one, and the run is recorded interrupted within SHUTDOWN_TIMEOUT", async ({
     startHarness,
   }) => {
-    const h = await startHarness({ partnerCompanies: 7, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
-    const env = fusionEnv(h, 4);
-    expect((await cli(['run'], env)).code).toBe(0);
-    const before = await snapshotEverything(h.t);
+    const { h, env, before } = await syncedFusionSite(startHarness, 7, 4);
     // The company list and the integration feed are read, the first four companies' pages held:
     // by then the run's transaction has read cpq.users (a share lock it keeps to its end).
     const start = h.sim.requests.length;
@@ -296,10 +290,7 @@ describe('process faults', () => {
   it("SIGTERM as the run's statement on another connection of its pool ends of itself: the cancel sent for it, arriving late, cancels no later statement on that connection (the failed run's record)", async ({
     startHarness,
   }) => {
-    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
-    const env = fusionEnv(h, 1);
-    expect((await cli(['run'], env)).code).toBe(0);
-    const before = await snapshotEverything(h.t);
+    const { h, env, before } = await syncedFusionSite(startHarness, 1, 1);
     // As in the test above, the next company's look-up, on another connection of the pool, waits
     // behind a LOCK queued behind the run; here the run reaches Postgres through a proxy that passes
     // each cancel on 2 s late.
@@ -509,6 +500,22 @@ function fusionEnv(h: { sim: CpqSimulator; t: TestDatabase }, concurrency: numbe
     CPQ_CONCURRENCY: String(concurrency),
     SHUTDOWN_TIMEOUT: '6s',
   };
+}
+
+/**
+ * The harness's fusion site (path prefix /cpq, `partnerCompanies` partner organizations of 6 users,
+ * one integration user), synced once by `run` with fusionEnv(`concurrency`): the harness, that
+ * environment, and every table after the run.
+ */
+async function syncedFusionSite(
+  startHarness: StartHarness,
+  partnerCompanies: number,
+  concurrency: number,
+): Promise<{ h: Harness; env: Record<string, string>; before: Awaited<ReturnType<typeof snapshotEverything>> }> {
+  const h = await startHarness({ partnerCompanies, usersPerCompany: 6, integrationUsers: 1, pathPrefix: '/cpq' });
+  const env = fusionEnv(h, concurrency);
+  expect((await cli(['run'], env)).code).toBe(0);
+  return { h, env, before: await snapshotEverything(h.t) };
 }
 
 /**
