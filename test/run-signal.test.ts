@@ -1,4 +1,6 @@
 import { getEventListeners } from 'node:events';
+import { createServer, Socket } from 'node:net';
+import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { cancelOnAbort, cancellableOn } from '../src/db/cancel-on-abort.js';
 import { createTestDatabase } from './helpers/database.js';
@@ -59,4 +61,57 @@ describe('a cancel armed on a signal that has aborted already', () => {
       await t.drop();
     }
   });
+});
+
+describe("a signal's cancel request", () => {
+  // A host name with several addresses (round-robin DNS, a failover pair), looked up again for the
+  // cancel's connection, may lead to another server than the session's, which has no such session:
+  // the statement waited on through the shutdown.
+  it("goes to the address the session's socket is connected to, not to where its configured host leads now", async () => {
+    const t = await createTestDatabase();
+    const server = new URL(t.url);
+    // Where the configured host leads now: a server that takes a connection and answers nothing, as
+    // another Postgres does a cancel for a session it does not have.
+    const reachedElsewhere: Socket[] = [];
+    const elsewhere = createServer((socket) => {
+      reachedElsewhere.push(socket.on('error', () => undefined));
+      socket.end();
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(63321, '127.0.0.1', resolve));
+    const configured = new URL(t.url);
+    configured.hostname = '127.0.0.1';
+    configured.port = '63321';
+    const pool = new pg.Pool({
+      connectionString: configured.toString(),
+      max: 1,
+      // The session's socket reaches the server itself, as the name led when it connected.
+      stream: () => {
+        const socket = new Socket();
+        const connectTo = socket.connect.bind(socket);
+        socket.connect = () => connectTo(Number(server.port), server.hostname);
+        return socket;
+      },
+    });
+    try {
+      const client = await pool.connect();
+      try {
+        const stopping = new AbortController();
+        const stop = cancelOnAbort(client, stopping.signal);
+        const started = Date.now();
+        const sleeping = client.query('SELECT pg_sleep(20)');
+        setTimeout(() => stopping.abort(), 500);
+        await expect(sleeping).rejects.toThrow('canceling statement due to user request');
+        await stop();
+        // Before: the cancel went to 127.0.0.1:63321, and the statement slept its 20 s.
+        expect({ within10s: Date.now() - started < 10_000, reachedElsewhere: reachedElsewhere.length }).toEqual({ within10s: true, reachedElsewhere: 0 });
+      } finally {
+        client.release();
+      }
+    } finally {
+      await pool.end();
+      for (const socket of reachedElsewhere) socket.destroy();
+      await new Promise((resolve) => elsewhere.close(resolve));
+      await t.drop();
+    }
+  }, 60_000);
 });

@@ -8,6 +8,8 @@ interface ClientKey {
   port: number;
   processID: number | null;
   secretKey: number | null;
+  /** The session's socket (TLS over it once encrypted): the address it is connected to, none for a Unix socket. */
+  connection?: { stream?: { remoteAddress?: string; remotePort?: number } };
 }
 
 /** The protocol's CancelRequest code (1234 in the high 16 bits, 5678 in the low). */
@@ -44,15 +46,24 @@ export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undef
   signal.throwIfAborted();
   let delivered: Promise<void> | undefined;
   const onAbort = () => {
-    const { host, port, processID, secretKey } = client as unknown as ClientKey;
+    const { host, port, processID, secretKey, connection } = client as unknown as ClientKey;
     if (processID === null || secretKey === null) return;
     const request = Buffer.alloc(16);
     request.writeInt32BE(16, 0);
     request.writeInt32BE(CANCEL_REQUEST_CODE, 4);
     request.writeInt32BE(processID, 8);
     request.writeInt32BE(secretKey, 12);
-    // A host that is a folder is where the server's Unix socket is, as node-postgres reads it.
-    const socket = host.startsWith('/') ? connect(`${host}/.s.PGSQL.${port}`) : connect(port, host);
+    // To the address the session's own socket is connected to: a host name with several addresses
+    // (round-robin DNS, a failover pair) could give a new connection another server, which has
+    // no such session, and the statement waited on. A Unix socket has none: a host that is a
+    // folder is where the server's socket is, as node-postgres reads it.
+    const { remoteAddress, remotePort } = connection?.stream ?? {};
+    const socket =
+      remoteAddress !== undefined && remotePort !== undefined
+        ? connect(remotePort, remoteAddress)
+        : host.startsWith('/')
+          ? connect(`${host}/.s.PGSQL.${port}`)
+          : connect(port, host);
     socket.on('error', () => undefined);
     socket.setTimeout(CANCEL_DELIVERY_MS, () => socket.destroy());
     delivered = new Promise((resolve) => socket.on('close', () => resolve()));
