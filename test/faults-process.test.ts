@@ -234,16 +234,9 @@ describe('process faults', () => {
   it('SIGTERM while a statement of the run waits for a lock another session holds: the statement is cancelled, the run rolls back and is recorded interrupted within SHUTDOWN_TIMEOUT', async ({
     startHarness,
   }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
-    await h.sync();
-    changeCpq(h.sim);
-    const before = await snapshotEverything(h.t);
-    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
     // A session holding cpq.users whole (a DBA's maintenance, a migration of another tool): the
     // run's first read of it waits, for up to SYNC_LOCK_TIMEOUT (30 minutes).
-    const holder = await otherSession(h.t);
-    await holder.query('BEGIN');
-    await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
+    const { h, before, env, holder } = await syncedSiteHeld(startHarness, 'LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
     const run = spawnCli(['run'], env);
     await backendWaitingForLock(h.t);
     // Before: the statement waited on, SHUTDOWN_TIMEOUT ended the process by force (exit code 1), its record left running.
@@ -325,14 +318,7 @@ describe('process faults', () => {
     it(`SIGTERM while the run, before it has a record, waits for a lock another session holds: ${what}: the statement is cancelled, the run exits interrupted within SHUTDOWN_TIMEOUT, nothing recorded`, async ({
       startHarness,
     }) => {
-      const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
-      await h.sync();
-      changeCpq(h.sim);
-      const before = await snapshotEverything(h.t);
-      const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
-      const holder = await otherSession(h.t);
-      await holder.query('BEGIN');
-      await holder.query(hold);
+      const { h, before, env, holder } = await syncedSiteHeld(startHarness, hold);
       const run = spawnCli(['run'], env);
       await backendWaitingForLock(h.t);
       // Before: nothing cancelled the statement; SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
@@ -500,6 +486,25 @@ function fusionEnv(h: { sim: CpqSimulator; t: TestDatabase }, concurrency: numbe
     CPQ_CONCURRENCY: String(concurrency),
     SHUTDOWN_TIMEOUT: '6s',
   };
+}
+
+/**
+ * A site synced once and changed since (`before`: every table then), `run`'s environment for it
+ * (SHUTDOWN_TIMEOUT 6 s), and a session of the test's own that holds, in its transaction, what `hold` takes.
+ */
+async function syncedSiteHeld(
+  startHarness: StartHarness,
+  hold: string,
+): Promise<{ h: Harness; before: Awaited<ReturnType<typeof snapshotEverything>>; env: Record<string, string>; holder: pg.Client }> {
+  const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+  await h.sync();
+  changeCpq(h.sim);
+  const before = await snapshotEverything(h.t);
+  const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
+  const holder = await otherSession(h.t);
+  await holder.query('BEGIN');
+  await holder.query(hold);
+  return { h, before, env, holder };
 }
 
 /**
