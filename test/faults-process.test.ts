@@ -10,7 +10,7 @@ import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli, type CliProcess, type LogLine } from './helpers/cli-process.js';
-import { ALL_MIGRATIONS, migrateBefore, type TestDatabase } from './helpers/database.js';
+import { ALL_MIGRATIONS, migrateBefore, migrationsHeldByReport, type TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { it, type Harness, type StartHarness } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
@@ -336,14 +336,8 @@ describe('process faults', () => {
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
-    // A database of the release before 0021, which adds a column to cpq.sites (ACCESS EXCLUSIVE).
-    await migrateBefore(h.t, '0021');
-    const applied = async () => (await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.kysely_migration`))[0]!.n;
-    const before = await applied();
-    // A report reading cpq.sites in a transaction: each attempt at the migrations waits for it.
     const report = await otherSession(h.t);
-    await report.query('BEGIN');
-    await report.query('SELECT count(*) FROM cpq.sites');
+    const { applied, before } = await migrationsHeldByReport(h.t, report);
     const run = spawnCli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' });
     await backendWaitingForLock(h.t);
     // Before: the attempts went on (10 minutes of them, then one without a bound); SHUTDOWN_TIMEOUT ended the process by force (exit code 1).

@@ -8,7 +8,7 @@ import { Cleanups, cli } from './helpers/cli-process.js';
 import { it, snapshotTables } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
 import { holdRequests } from './helpers/scripted-pages.js';
-import { holdSyncLock, migrateBefore } from './helpers/database.js';
+import { holdSyncLock, migrationsHeldByReport } from './helpers/database.js';
 import { snapshotEverything } from './helpers/db-equals-simulator.js';
 
 const EVERY_SECOND = '*/1 * * * * *';
@@ -203,16 +203,10 @@ describe('cpq-sync run (process)', () => {
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
-    // A database of the release before 0021, which adds a column to cpq.sites (ACCESS EXCLUSIVE).
-    await migrateBefore(h.t, '0021');
-    const applied = async () => (await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.kysely_migration`))[0]!.n;
-    const before = await applied();
-    // A report reading cpq.sites in a transaction: each attempt at the migrations waits for it.
     const report = new pg.Client({ connectionString: h.t.url });
     await report.connect();
     cleanups.push(() => report.end());
-    await report.query('BEGIN');
-    await report.query('SELECT count(*) FROM cpq.sites');
+    const { applied, before } = await migrationsHeldByReport(h.t, report);
     const worker = spawnCli(['schedule'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: EVERY_SECOND, SHUTDOWN_TIMEOUT: '6s' });
     await worker.waitForLine(
       (l) => l.msg === 'the migrations wait for the sessions holding the cpq tables (holders); trying again, with no reader held behind them meanwhile',

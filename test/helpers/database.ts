@@ -105,6 +105,21 @@ export async function migrateBefore(t: TestDatabase, first: string): Promise<voi
 }
 
 /**
+ * A database of the release before 0021 (which adds a column to cpq.sites: ACCESS EXCLUSIVE), and a
+ * report reading cpq.sites in a transaction on `report` (open, left to the caller to end): every
+ * attempt at the migrations waits for it. `applied()`: how many migrations the database records
+ * (`before`: as the report began).
+ */
+export async function migrationsHeldByReport(t: TestDatabase, report: pg.ClientBase): Promise<{ applied: () => Promise<number>; before: number }> {
+  await migrateBefore(t, '0021');
+  const applied = async () => (await t.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.kysely_migration`))[0]!.n;
+  const before = await applied();
+  await report.query('BEGIN');
+  await report.query('SELECT count(*) FROM cpq.sites');
+  return { applied, before };
+}
+
+/**
  * Whether the server at `url` lets a wrong password in (initdb --auth=trust, as reviewers'
  * clusters are): there a test of a refused or missing password cannot happen.
  */
