@@ -48,7 +48,8 @@ export class RunProgress {
       phase: this.phase,
       pages: read.pages,
       received: read.received,
-      totalResults: read.reporting === 0 ? null : read.totalResults,
+      // A sum past 2^53 - 1 (a site reporting absurd counts) is no count, as one such totalResults is not (countValue).
+      totalResults: read.reporting === 0 || read.totalResults > BigInt(Number.MAX_SAFE_INTEGER) ? null : Number(read.totalResults),
       streamsDone: this.done,
       streams: this.companies === undefined ? null : this.companies + others,
     };

@@ -14,8 +14,11 @@ export class ReadTotals {
   /** Pages read, and users received (records, a repeat counted twice). */
   pages = 0;
   received = 0;
-  /** The sum of the totalResults the streams reported, and how many streams reported one. */
-  totalResults = 0;
+  /**
+   * The sum of the totalResults the streams reported, and how many streams reported one. A bigint:
+   * each is at most 2^53 - 1 (countValue), their sum is not, and a double would round it.
+   */
+  totalResults = 0n;
   reporting = 0;
   /** Company streams started. */
   companyStreams = 0;
@@ -82,7 +85,7 @@ export class StreamProgress {
     if (page.totalResults !== undefined) {
       const before = this.report.totalResults;
       if (before === null) totals.reporting++;
-      totals.totalResults += page.totalResults - (before ?? 0);
+      totals.totalResults += BigInt(page.totalResults) - BigInt(before ?? 0);
       this.report.totalResults = page.totalResults;
     }
     // The first page is read alone, before the split: the ranges show from the pages after it.
