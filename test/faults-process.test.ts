@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect, createServer, type Socket } from 'node:net';
@@ -10,7 +11,7 @@ import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli, type CliProcess, type LogLine } from './helpers/cli-process.js';
-import { ALL_MIGRATIONS, migrateBefore, migrationsHeldByReport, type TestDatabase } from './helpers/database.js';
+import { ALL_MIGRATIONS, admin, holdSyncLock, migrateBefore, migrationsHeldByReport, type TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { it, type Harness, type StartHarness } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
@@ -332,6 +333,29 @@ describe('process faults', () => {
     }, 90_000);
   }
 
+  // What a run that could not start (its site's lock held by a session that is no cpq-sync run) waits on to record itself.
+  const beforeTheFailedStart = [
+    { what: 'reading its cursors (cpq.sync_state held whole)', hold: 'LOCK TABLE cpq.sync_state IN ACCESS EXCLUSIVE MODE' },
+    { what: 'writing its record (cpq.sync_runs held against writes)', hold: 'LOCK TABLE cpq.sync_runs IN EXCLUSIVE MODE' },
+  ];
+  for (const { what, hold } of beforeTheFailedStart) {
+    it(`SIGTERM while a run that could not start (its site's lock held by a reporting login) waits to record itself: ${what}: the statement is cancelled, the run exits interrupted within SHUTDOWN_TIMEOUT, nothing recorded`, async ({
+      startHarness,
+    }) => {
+      const { h, before, env, holder } = await syncedSiteHeld(startHarness, hold);
+      const unlock = await holdSyncLock(await readerSession(h.t));
+      const run = spawnCli(['run'], env);
+      await backendWaitingForLock(h.t);
+      // Before: the record's statements ran on the pool uncancelled; SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
+      await expectInterruptedWithin5s(run);
+      await holder.query('ROLLBACK');
+      expect(await statuses(h.t)).toEqual(['succeeded']);
+      expect(await snapshotEverything(h.t)).toEqual(before);
+      await unlock();
+      expect((await cli(['run'], env)).code).toBe(0);
+    }, 90_000);
+  }
+
   it('SIGTERM while the migrations a run applies first wait for a lock another session holds: they are cancelled and rolled back, the run exits interrupted within SHUTDOWN_TIMEOUT, nothing recorded', async ({
     startHarness,
   }) => {
@@ -619,6 +643,21 @@ const CANCEL_REQUEST_CODE = 80877102;
 /** A session of the test's own (no cpq-sync one), ended after the test. */
 async function otherSession(t: TestDatabase): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: t.url });
+  await client.connect();
+  cleanups.push(() => client.end());
+  return client;
+}
+
+/** A session of a new login role that is a member of cpq_reader only (a reporting login); the role is dropped with the test. */
+async function readerSession(t: TestDatabase): Promise<pg.Client> {
+  const name = `cpq_rr_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  await admin((c) => c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}' IN ROLE cpq_reader`));
+  cleanups.push(() => admin((c) => c.query(`DROP ROLE IF EXISTS ${name}`)));
+  const url = new URL(t.url);
+  url.username = name;
+  url.password = password;
+  const client = new pg.Client({ connectionString: url.toString() });
   await client.connect();
   cleanups.push(() => client.end());
   return client;
