@@ -333,6 +333,35 @@ describe('process faults', () => {
     }, 90_000);
   }
 
+  it('SIGTERM while the run, committed, redacts a site the configuration does not name and waits for a lock another session holds: the redaction is cancelled and rolled back, the run exits succeeded within SHUTDOWN_TIMEOUT', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    // A site no run names any more, redacted long ago: the run redacts it after its commit.
+    await h.t.query(`INSERT INTO cpq.sites (name) VALUES ('gone')`);
+    await h.t.query(`INSERT INTO cpq.retention_state (site, redacted_before) VALUES ('gone', '2000-01-01T00:00:00Z')`);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s', HISTORY_RETENTION: '30d' };
+    // A report's session holding that site's retention state: the redaction's first statement waits for it.
+    const holder = await otherSession(h.t);
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM cpq.retention_state WHERE site = 'gone' FOR UPDATE`);
+    const run = spawnCli(['run'], env);
+    await backendWaitingForLock(h.t);
+    const asked = Date.now();
+    run.kill('SIGTERM');
+    const out = await run.exited;
+    // Before: the redaction waited on (up to SYNC_LOCK_TIMEOUT); SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
+    expect({ code: out.code, within5s: Date.now() - asked < 5000, stderr: out.stderr }).toEqual({ code: 0, within5s: true, stderr: '' });
+    await holder.query('ROLLBACK');
+    const redactedBefore = async () =>
+      (await h.t.query<{ at: string }>(`SELECT redacted_before::text AS at FROM cpq.retention_state WHERE site = 'gone'`))[0]!.at;
+    expect({ runs: await statuses(h.t), gone: await redactedBefore() }).toEqual({ runs: ['succeeded', 'succeeded'], gone: '2000-01-01 00:00:00+00' });
+    // The next run redoes it.
+    expect((await cli(['run'], env)).code).toBe(0);
+    expect(await redactedBefore()).not.toBe('2000-01-01 00:00:00+00');
+  }, 90_000);
+
   // What a run that could not start (its site's lock held by a session that is no cpq-sync run) waits on to record itself.
   const beforeTheFailedStart = [
     { what: 'reading its cursors (cpq.sync_state held whole)', hold: 'LOCK TABLE cpq.sync_state IN ACCESS EXCLUSIVE MODE' },

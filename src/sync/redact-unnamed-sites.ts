@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { readUnnamedSitesDue } from '../db/sql/read-unnamed-sites-due.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
+import { cancelOnAbort, cancellableSession } from '../db/cancel-on-abort.js';
 import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { redactedAny } from '../db/sql/redact-personal.js';
@@ -16,6 +17,10 @@ const UNNAMED_SITE_LAG_MS = 3_600_000;
  * its own under that site's sync lock, taken only when free and let go at once: a run of that
  * site (another deployment's) starting meanwhile is skipped, as for any held lock, for no longer
  * than one site's redaction.
+ *
+ * `signal` cancels each statement (cancelOnAbort): one waiting for a lock (a report's session
+ * holding a site's retention state or rows) held a shutdown until SHUTDOWN_TIMEOUT ended the
+ * process by force, the run committed. A redaction cancelled rolls back whole; the next run redoes it.
  */
 export async function redactUnnamedSites(
   client: pg.PoolClient,
@@ -24,18 +29,28 @@ export async function redactUnnamedSites(
   log: Logger,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const due = await readUnnamedSitesDue(client, named, new Date(retainedFrom.getTime() - UNNAMED_SITE_LAG_MS));
+  // A shutdown waits for none of them: the run has committed; the next one goes on.
+  if (signal?.aborted) return;
+  const due = await readUnnamedSitesDue(cancellableSession(client, signal), named, new Date(retainedFrom.getTime() - UNNAMED_SITE_LAG_MS));
   for (const other of due) {
-    // A shutdown waits for no more of them: the run has committed; the next one goes on.
     if (signal?.aborted) return;
     try {
-      await withSyncLock(client, other, async () => {
-        const redacted = await redactSiteOutsideRun(client, other, retainedFrom);
-        if (redactedAny(redacted)) {
-          log.info({ unnamedSite: other, redacted }, 'personal fields past HISTORY_RETENTION redacted in a site the configuration does not name');
-        }
-      });
+      await withSyncLock(
+        client,
+        other,
+        async () => {
+          const stopCancelling = cancelOnAbort(client, signal);
+          // A cancel sent is delivered before the site's unlock: landing on it, it left the lock held by the session.
+          const redacted = await redactSiteOutsideRun(client, other, retainedFrom).finally(stopCancelling);
+          if (redactedAny(redacted)) {
+            log.info({ unnamedSite: other, redacted }, 'personal fields past HISTORY_RETENTION redacted in a site the configuration does not name');
+          }
+        },
+        { signal },
+      );
     } catch (err) {
+      // Cancelled by the shutdown: rolled back, and no news (the next run redoes it).
+      if (signal?.aborted) return;
       // Its lock held by a run of it (which redacts it itself) is no news; anything else is personal
       // data kept past its retention, said where the operator sees it. The next run tries again.
       if (err instanceof SyncError && err.kind === 'lock') {
