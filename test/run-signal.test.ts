@@ -3,7 +3,9 @@ import { createServer, Socket } from 'node:net';
 import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { cancelOnAbort, cancellableOn } from '../src/db/cancel-on-abort.js';
-import { createTestDatabase } from './helpers/database.js';
+import { createPool } from '../src/db/database.js';
+import { migrateUntilAborted } from '../src/db/migrate.js';
+import { ALL_MIGRATIONS, createTestDatabase, migrateBefore } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 
 /*
@@ -111,6 +113,52 @@ describe("a signal's cancel request", () => {
       await pool.end();
       for (const socket of reachedElsewhere) socket.destroy();
       await new Promise((resolve) => elsewhere.close(resolve));
+      await t.drop();
+    }
+  }, 60_000);
+});
+
+describe('a signal that comes once the migrations a run applies first have committed', () => {
+  // Between their commit and the statements after it (Kysely's unlock of its session-level
+  // migration lock, putting back the limits the session took off): those were refused, and the
+  // connection went back to the pool holding the migration lock, its lock_timeout the migration's.
+  it('leaves the migrations applied, and their connection is not given back to the pool with the migration lock or its limits', async () => {
+    const t = await createTestDatabase();
+    const pool = createPool(t.url);
+    try {
+      await migrateBefore(t, '0021');
+      const shutdown = new AbortController();
+      // The signal sent as the migrations' COMMIT returns (the one after their rows are written), on the connection that ran it.
+      let migrated = false;
+      pool.on('connect', (client) => {
+        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+        (client as unknown as { query: typeof query }).query = (...args) => {
+          if (typeof args[0] === 'string' && args[0].startsWith('insert') && args[0].includes('"kysely_migration"')) migrated = true;
+          const result = query(...args);
+          // Kysely's statements (a promise); the pool's own pass a callback, left as they are.
+          if (result instanceof Promise) {
+            return result.then((r: pg.QueryResult) => {
+              if (r.command === 'COMMIT' && migrated) shutdown.abort(new Error('shutting down'));
+              return r;
+            });
+          }
+          return result;
+        };
+      });
+      const settings = `SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement, current_setting('idle_session_timeout') AS idle`;
+      const fresh = (await pool.query(settings)).rows[0] as unknown;
+      await migrateUntilAborted(pool, shutdown.signal).catch(() => undefined);
+      expect(shutdown.signal.aborted).toBe(true);
+      const applied = await t.query<{ name: string }>(`SELECT name FROM cpq.kysely_migration WHERE name >= '0021' ORDER BY name`);
+      expect(applied.map((r) => r.name)).toEqual(ALL_MIGRATIONS.filter((m) => m >= '0021'));
+      expect(await t.query(`SELECT pid FROM pg_locks WHERE locktype = 'advisory'`)).toEqual([]);
+      // Every connection the pool keeps, each as a new one is.
+      const kept = await Promise.all(Array.from({ length: pool.idleCount }, () => pool.connect()));
+      const keptSettings = await Promise.all(kept.map(async (c) => (await c.query(settings)).rows[0] as unknown));
+      for (const c of kept) c.release();
+      expect(keptSettings).toEqual(keptSettings.map(() => fresh));
+    } finally {
+      await pool.end();
       await t.drop();
     }
   }, 60_000);

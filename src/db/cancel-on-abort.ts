@@ -114,7 +114,10 @@ export function cancellablePool(pool: pg.Pool, signal: AbortSignal | undefined):
       const client = await pool.connect();
       return {
         query: (text: string, values?: unknown[]) => cancellableQuery(client, signal, text, values),
-        release: (destroy?: boolean | Error) => client.release(destroy),
+        // Released once the signal came, a statement of it may have been refused midway (after the
+        // migrations' commit: Kysely's unlock of its session-level migration lock, putting back the
+        // limits the session took off): discarded, its session's end letting go of what it holds.
+        release: (destroy?: boolean | Error) => client.release(destroy || signal?.aborted === true),
       };
     },
     // The pool is its owner's to end.

@@ -253,7 +253,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   const queueFrom = Date.now() + (options.patienceMs ?? MIGRATION_PATIENCE_MS);
   for (let retryMs = 1000; ; retryMs = Math.min(retryMs * 2, MIGRATION_RETRY_MAX_MS)) {
     // lock_timeout 0 once patience ran out: this attempt waits as long as it takes.
-    const outcome = await migrateOnce(db, provider, Date.now() < queueFrom ? lockWaitMs : 0);
+    const outcome = await migrateOnce(db, provider, Date.now() < queueFrom ? lockWaitMs : 0, options.signal);
     const failure = provider.takeFailure();
     const error = failure?.error ?? outcome.error;
     if (errorCode(error) === LOCK_NOT_AVAILABLE) {
@@ -289,7 +289,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
  * gives up soon, rolled back whole, and migrate tries again: a migration still waits for the runs
  * in progress to commit, as long as they take, but in short turns.
  */
-async function migrateOnce(db: Db, provider: MigrationProvider, lockWaitMs: number): Promise<MigrationResultSet> {
+async function migrateOnce(db: Db, provider: MigrationProvider, lockWaitMs: number, signal: AbortSignal | undefined): Promise<MigrationResultSet> {
   return db.connection().execute(async (connection) => {
     // A role's or database's statement_timeout cancelled the wait for the runs in progress, failing
     // the migration and every run after it (review DE); and a migration killed while its request
@@ -302,8 +302,10 @@ async function migrateOnce(db: Db, provider: MigrationProvider, lockWaitMs: numb
       await endHoldingSession(queryableOf(connection));
     } catch (err) {
       // A connection the migration lost (its session ended, the server restarted) cannot be put
-      // back, and Kysely discards it; its own failure is the one to tell.
-      if (!outcome.error) throw err;
+      // back, and Kysely discards it; its own failure is the one to tell. Refused by a signal that
+      // came once the migrations committed (migrateUntilAborted), they are applied all the same,
+      // and said so; the connection, its limits not reset, is discarded (cancellablePool).
+      if (!outcome.error && !signal?.aborted) throw err;
     }
     return outcome;
   });
