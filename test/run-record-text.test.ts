@@ -38,7 +38,7 @@ describe('a run record stores what it quotes', () => {
   });
 
   it('a run that could not start', async () => {
-    const runId = await recordFailedStart(t.db, 'default', 'incremental', `lock held: ${hostile}`);
+    const runId = await recordFailedStart(t.pool, 'default', 'incremental', `lock held: ${hostile}`);
     const [row] = await t.query<{ error: string }>(`SELECT error FROM cpq.sync_runs WHERE id = $1`, [runId]);
     expect(row!.error).toBe(`lock held: ${shown}`);
   });

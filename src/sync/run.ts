@@ -7,9 +7,8 @@ import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import type { HttpStats } from '../cpq/http-stats.js';
 import { INTEGRATION_STREAM, companyGone, listCompanies, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { migrateLogged, migrateUntilAborted } from '../db/migrate.js';
-import { createDb } from '../db/database.js';
 import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
-import { cancelOnAbort, cancellableOn, cancellablePool, cancellableSession } from '../db/cancel-on-abort.js';
+import { cancelOnAbort, cancellableOn, cancellableSession } from '../db/cancel-on-abort.js';
 import { analyzeUserTables, userStatisticsAreStale } from '../db/sql/analyze-user-tables.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
@@ -179,9 +178,10 @@ class SyncRun {
     try {
       // Cancelled by a signal, as the run's statements are: one waiting for a lock on cpq.sync_state
       // or cpq.sync_runs held a shutdown until SHUTDOWN_TIMEOUT ended the process by force.
-      this.cursors = await readCursors(cancellableOn(pool, this.options.signal), site);
+      const cancellable = cancellableOn(pool, this.options.signal);
+      this.cursors = await readCursors(cancellable, site);
       const error = oneLine(err.message);
-      const runId = await recordFailedStart(createDb(cancellablePool(pool, this.options.signal)), site, this.readsAll ? 'full' : 'incremental', error);
+      const runId = await recordFailedStart(cancellable, site, this.readsAll ? 'full' : 'incremental', error);
       log.error({ site, runId, error }, 'sync run could not start');
       return err.with({ site, runId });
     } catch (recordErr) {

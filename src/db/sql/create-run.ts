@@ -1,4 +1,3 @@
-import type { Db } from '../database.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { storable } from '../../errors.js';
 import { runEndTime } from './finish-run.js';
@@ -23,20 +22,23 @@ export async function createRun(on: Queryable, site: string, mode: 'full' | 'inc
  * Records a run that could not start (its site's lock held by a session that is no cpq-sync run)
  * as failed, in one statement: a record left `running` meanwhile would be taken for a dead run's.
  */
-export async function recordFailedStart(db: Db, site: string, mode: 'full' | 'incremental', error: string): Promise<string> {
-  const run = await db
-    .insertInto('cpq.sync_runs')
-    .values({
-      site,
-      status: 'failed',
-      mode,
-      finished_at: runEndTime(),
-      error: storable(error),
-      http_retries: '{}',
-      streams: '[]',
-      warnings: '[]',
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return run.id;
+export async function recordFailedStart(on: Queryable, site: string, mode: 'full' | 'incremental', error: string): Promise<string> {
+  const [run] = await runCompiled(
+    on,
+    queryBuilder
+      .insertInto('cpq.sync_runs')
+      .values({
+        site,
+        status: 'failed',
+        mode,
+        finished_at: runEndTime(),
+        error: storable(error),
+        http_retries: '{}',
+        streams: '[]',
+        warnings: '[]',
+      })
+      .returning('id')
+      .compile(),
+  );
+  return run!.id;
 }
