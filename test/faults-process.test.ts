@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect, createServer, type Socket } from 'node:net';
@@ -11,10 +10,11 @@ import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli, type CliProcess, type LogLine } from './helpers/cli-process.js';
-import { ALL_MIGRATIONS, admin, holdSyncLock, migrateBefore, migrationsHeldByReport, type TestDatabase } from './helpers/database.js';
+import { ALL_MIGRATIONS, holdSyncLock, migrateBefore, migrationsHeldByReport, type TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
 import { it, type Harness, type StartHarness } from './helpers/harness.js';
 import { freePort } from './helpers/free-port.js';
+import { connectReaderLogin } from './helpers/reader-login.js';
 import { holdRequests } from './helpers/scripted-pages.js';
 
 /*
@@ -669,17 +669,9 @@ async function otherSession(t: TestDatabase): Promise<pg.Client> {
 
 /** A session of a new login role that is a member of cpq_reader only (a reporting login); the role is dropped with the test. */
 async function readerSession(t: TestDatabase): Promise<pg.Client> {
-  const name = `cpq_rr_${randomBytes(5).toString('hex')}`;
-  const password = randomBytes(12).toString('hex');
-  await admin((c) => c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}' IN ROLE cpq_reader`));
-  cleanups.push(() => admin((c) => c.query(`DROP ROLE IF EXISTS ${name}`)));
-  const url = new URL(t.url);
-  url.username = name;
-  url.password = password;
-  const client = new pg.Client({ connectionString: url.toString() });
-  await client.connect();
-  cleanups.push(() => client.end());
-  return client;
+  const { reader, end } = await connectReaderLogin(t.url);
+  cleanups.push(end);
+  return reader;
 }
 
 describe('commands other than run killed while a statement waits for a lock (review DE)', () => {

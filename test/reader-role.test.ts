@@ -13,6 +13,7 @@ import { readRunHealth } from '../src/worker/run-health.js';
 import { ALL_MIGRATIONS } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 import { Cleanups } from './helpers/cli-process.js';
+import { connectReaderLogin } from './helpers/reader-login.js';
 
 /*
  * cpq_reader (migrations/0003_reader_role.sql): a login role that is granted cpq_reader reads
@@ -74,7 +75,6 @@ async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): 
   }
 }
 
-/** A login role of this test, member of cpq_reader (or another role), connected to `databaseUrl`. */
 /**
  * A new database and an ordinary login role (no superuser, CREATEROLE or CREATEDB), the role its
  * owner or not; both dropped after the test. The URL logs in to it as the role.
@@ -100,21 +100,11 @@ async function databaseWithRole(owned: boolean): Promise<{ url: URL; role: strin
   return { url, role, database };
 }
 
+/** A login role of this test, member of cpq_reader (or another role), connected to `databaseUrl`. */
 async function loginAs(databaseUrl: string, memberOf = 'cpq_reader'): Promise<pg.Client> {
-  const name = `cpq_rr_${randomBytes(5).toString('hex')}`;
-  const password = randomBytes(12).toString('hex');
-  await admin(async (c) => {
-    await c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
-    await c.query(`GRANT ${memberOf} TO ${name}`);
-  });
-  cleanups.push(() => admin((c) => c.query(`DROP ROLE IF EXISTS ${name}`)));
-  const url = new URL(databaseUrl);
-  url.username = name;
-  url.password = password;
-  const client = new pg.Client({ connectionString: url.toString() });
-  await client.connect();
-  cleanups.push(() => client.end());
-  return client;
+  const { reader, end } = await connectReaderLogin(databaseUrl, memberOf);
+  cleanups.push(end);
+  return reader;
 }
 
 /** The error `migrate` fails with on `db`, or undefined when it migrated. */

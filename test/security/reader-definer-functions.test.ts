@@ -1,6 +1,6 @@
 import { describe, expect } from 'vitest';
 import { it } from '../helpers/harness.js';
-import { connectReaderLogin } from './reader-login.js';
+import { connectReaderLogin } from '../helpers/reader-login.js';
 
 /*
  * A SECURITY DEFINER function runs as its owner, the migrating role. Postgres searches the
@@ -26,7 +26,7 @@ describe('SECURITY DEFINER functions called by a reporting login', () => {
     ).map((r) => r.name);
     expect(definers).toEqual(['cpq.applied_migrations()', 'cpq.seals_began_at()']);
 
-    const { reader, end } = await connectReaderLogin(h.t, 'reporting_fu');
+    const { reader, end } = await connectReaderLogin(h.t.url);
     try {
       await expect(reader.query('DELETE FROM cpq.run_seals')).rejects.toThrow(/permission denied/);
       // Shadows every type name the functions could look up unqualified: each domain's CHECK
@@ -56,7 +56,7 @@ describe('SECURITY DEFINER functions called by a reporting login', () => {
     const { runId } = await h.sync();
     // As a run in progress looks: write_run_progress writes only a run recorded `running`.
     await h.t.query(`UPDATE cpq.sync_runs SET status = 'running', progress = NULL, progress_at = NULL WHERE id = $1`, [runId]);
-    const { reader, end } = await connectReaderLogin(h.t, 'reporting_fu_progress');
+    const { reader, end } = await connectReaderLogin(h.t.url);
     try {
       await expect(reader.query(`SELECT cpq.write_run_progress($1::bigint, '{"phase":"forged"}'::jsonb)`, [runId])).rejects.toThrow(/permission denied/);
       await expect(reader.query(`SELECT id FROM cpq.sync_runs WHERE id = $1 FOR KEY SHARE`, [runId])).rejects.toThrow(/permission denied/);

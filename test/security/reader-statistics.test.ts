@@ -1,7 +1,7 @@
 import { describe, expect } from 'vitest';
 import { forgetUser } from '../../src/sync/forget.js';
 import { it } from '../helpers/harness.js';
-import { connectReaderLogin } from './reader-login.js';
+import { connectReaderLogin } from '../helpers/reader-login.js';
 
 /*
  * A reporting login (cpq_reader) reads pg_stats of every column it may SELECT: the most common
@@ -22,7 +22,7 @@ describe('pg_stats after forget', () => {
     await h.sync({ full: true });
     // What autovacuum does to a table of real size soon after a load.
     await h.t.query('ANALYZE');
-    const { reader, end } = await connectReaderLogin(h.t, 'reporting_dm');
+    const { reader, end } = await connectReaderLogin(h.t.url);
     try {
       const statsHolding = async (value: string) =>
         (

@@ -1,0 +1,37 @@
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import pg from 'pg';
+import { admin } from './database.js';
+
+/**
+ * A reporting login (a member of `memberOf`, cpq_reader unless told), connected to `databaseUrl`:
+ * with a password, so that a server that asks for one (scram, as embedded Postgres and most do) is
+ * answered. Roles are the server's, not a database's: the login's name is random, and `end`
+ * closes the connection and drops the login, with whatever it owns in that database.
+ */
+export async function connectReaderLogin(databaseUrl: string, memberOf = 'cpq_reader'): Promise<{ reader: pg.Client; end: () => Promise<void> }> {
+  const role = `cpq_rr_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  await admin((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' IN ROLE ${memberOf}`));
+  const url = new URL(databaseUrl);
+  url.username = role;
+  url.password = password;
+  const reader = new pg.Client({ connectionString: url.href });
+  await reader.connect();
+  return {
+    reader,
+    end: async () => {
+      await reader.end();
+      // As the server's admin, in the login's database: DROP OWNED reaches only the database it runs in.
+      const ownerUrl = new URL(inject('adminDatabaseUrl'));
+      ownerUrl.pathname = new URL(databaseUrl).pathname;
+      const owner = new pg.Client({ connectionString: ownerUrl.href });
+      await owner.connect();
+      try {
+        await owner.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+      } finally {
+        await owner.end();
+      }
+    },
+  };
+}
