@@ -8,6 +8,7 @@ import { afterEach, describe, expect } from 'vitest';
 import { alertPayload, deliverPendingAlerts, postAlert } from '../src/alerts/delivery.js';
 import { signBody, verifySignature } from '../src/alerts/signing.js';
 import { globToIlike } from '../src/db/sql/insert-alerts.js';
+import pg from 'pg';
 import pino from 'pino';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { loadConfig } from '../src/config.js';
@@ -18,7 +19,7 @@ import { SyncWorker } from '../src/worker/sync-worker.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { runSync } from '../src/sync/run.js';
 import { createDb, createPool } from '../src/db/database.js';
-import { createTestDatabase } from './helpers/database.js';
+import { createTestDatabase, untilWaitingForLock } from './helpers/database.js';
 import { CliProcess, cli, until } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 import { editPage, holdRequests, scriptRequests } from './helpers/scripted-pages.js';
@@ -670,6 +671,44 @@ describe('alerts on privileged access', () => {
       ['pending', true],
       ['pending', true],
     ]);
+  });
+
+  it('`alerts retry` stopped by SIGTERM while its requeue waits for a lock another session holds: cancelled, exit code 130 within SHUTDOWN_TIMEOUT, no alert changed', async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    hook.status = 400;
+    const env = alertEnv(hook.url);
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, env);
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    await h.sync();
+    const before = await outbox(h);
+    expect(before.map((r) => r.status)).toEqual(['failed']);
+    // A report's session holding the outbox against writes: the requeue's UPDATE waits for it.
+    const holder = new pg.Client({ connectionString: h.t.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE cpq.alert_outbox IN EXCLUSIVE MODE');
+      const retry = new CliProcess(['alerts', 'retry'], { ...env, CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' });
+      await untilWaitingForLock(h.t);
+      const asked = Date.now();
+      retry.child.kill('SIGTERM');
+      const { code, stderr } = await retry.exited;
+      // Before: the UPDATE waited on; SHUTDOWN_TIMEOUT (6 s) ended the process by force, exit code 1.
+      expect({ code, within5s: Date.now() - asked < 5000, stderr }).toEqual({
+        code: 130,
+        within5s: true,
+        stderr: 'cpq-sync: alerts retry interrupted before it made the failed alerts pending: no alert was changed\n',
+      });
+      await holder.query('ROLLBACK');
+    } finally {
+      await holder.end();
+    }
+    expect(await outbox(h)).toEqual(before);
+    expect(hook.requests).toHaveLength(1);
   });
 
   it('does not follow a redirect', async ({ startHarness }) => {

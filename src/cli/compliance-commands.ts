@@ -73,6 +73,7 @@ export function registerComplianceCommands(program: Command): void {
         const { openDatabase } = await import('../db/connect.js');
         const { migrateLogged, migrateSynced } = await import('../db/migrate.js');
         const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
+        const { cancellableOn } = await import('../db/cancel-on-abort.js');
         const { ShutdownSignals } = await import('../worker/shutdown.js');
         // Without a webhook the failed alerts were made pending, none was sent, and the command exited 0 (review EC).
         // Before the database: a setting missing is exit code 2 whether or not the database answers.
@@ -86,9 +87,17 @@ export function registerComplianceCommands(program: Command): void {
         });
         shutdown.takeOverSignals();
         try {
-          await migrateSynced(database, migrateLogged(log));
+          // Its migrations and the requeue cancelled by the signal, as a run's statements are: one
+          // waiting for a lock (a report holding the outbox) held SIGTERM until SHUTDOWN_TIMEOUT ended
+          // the process by force, exit code 1.
+          const stoppedBefore = (err: unknown): never => {
+            if (shutdown.signal.aborted)
+              throw new SyncError('interrupted', 'alerts retry interrupted before it made the failed alerts pending: no alert was changed');
+            throw err;
+          };
+          await migrateSynced(database.pool, { ...migrateLogged(log), signal: shutdown.signal }).catch(stoppedBefore);
           // Postgres refusing (a read-only login) is a database error, exit code 6, as for every command.
-          const requeued = await requeueFailedAlerts(database.pool).catch(rethrowAsSyncError);
+          const requeued = await requeueFailedAlerts(cancellableOn(database.pool, shutdown.signal)).catch(rethrowAsSyncError).catch(stoppedBefore);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log, signal: shutdown.signal }).catch(rethrowAsSyncError);
           log.info({ requeued, ...report }, 'failed alerts requeued');
           if (shutdown.signal.aborted) {
@@ -192,7 +201,7 @@ export function registerComplianceCommands(program: Command): void {
         const { forgetUser } = await import('../sync/forget.js');
         const database = await openDatabase(config, log, { existing: true });
         try {
-          await migrateSynced(database, migrateLogged(log));
+          await migrateSynced(database.pool, migrateLogged(log));
           const requestedBy = opts.by ?? osUser();
           const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
           if (erasure.earlier) {

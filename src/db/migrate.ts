@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { createDb, type Db } from './database.js';
 import type { Queryable } from './compiled-query.js';
-import { cancellablePool } from './cancel-on-abort.js';
+import { cancellableOn, cancellablePool } from './cancel-on-abort.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
@@ -329,9 +329,10 @@ export function migrateUntilAborted(pool: pg.Pool, signal: AbortSignal | undefin
  * schema is refused, not given one: pointed at another database (a warehouse), they created the
  * schema there, then found nothing to do.
  */
-export async function migrateSynced(database: { db: Db; pool: Queryable }, options: MigrateOptions = {}): Promise<string[]> {
-  await requireSyncedInto(database.pool);
-  return migrate(database.db, options);
+export async function migrateSynced(pool: pg.Pool, options: MigrateOptions = {}): Promise<string[]> {
+  await requireSyncedInto(cancellableOn(pool, options.signal));
+  // Its statements cancelled by options.signal, as a run's migrations are (alerts retry takes SIGTERM).
+  return migrateUntilAborted(pool, options.signal, options);
 }
 
 /** Why a database without what runs make is most likely not the one they write. */
