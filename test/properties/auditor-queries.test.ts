@@ -157,8 +157,8 @@ const modifiedAt = (r: Rec) => Date.parse(String(r.dateModified));
 
 /**
  * A successful run, by README "What a run does" and SYNC_LOOKBACK: a stream without a cursor, or
- * of a full (asked, zip) run, reads every user, and a full run deletes the users it no longer
- * finds; an incremental read returns the users whose dateModified is at or after its cursor less
+ * of a full (asked, zip) run, reads every user, and a company read in full deletes the users it no
+ * longer finds; an incremental read returns the users whose dateModified is at or after its cursor less
  * SYNC_LOOKBACK, whatever changed (the site's clock may have gone back: an edit dated before the
  * window is not read). The integration feed reads from the earliest of the cursors, in full when a
  * company read is. A stream's cursor then moves to the newest dateModified it read, never past
@@ -210,7 +210,12 @@ function applyRun(model: SiteModel, sim: CpqSimulator, full: boolean, zip: boole
     for (const g of items(record, 'groups'))
       model.defs.set(String(g.variableName), { label: (g.label as string | undefined) ?? null, type: (g.type as string | undefined) ?? null });
   }
-  if (full || zip || model.runs.length === 0) for (const [k, u] of model.lastRead) if (u.present && !onSite.has(k)) u.present = false;
+  // A company read in full (asked, zip, or without a cursor: its first read, or one cleared by the
+  // site's clock set back) deletes the users CPQ no longer returns; a stored integration user only
+  // when the integration feed was read in full too (README, Deletions).
+  const deletes = (u: { company: string; record: string }) =>
+    since(u.company) === undefined && (integrationSince === undefined || !isIntegrationUser(JSON.parse(u.record) as Rec));
+  for (const [k, u] of model.lastRead) if (u.present && !onSite.has(k) && deletes(u)) u.present = false;
   const siteDate = Math.floor(siteNow / 1000) * 1000;
   const bound = Math.min(siteDate, Date.now());
   for (const stream of [...COMPANIES, INTEGRATION]) {
@@ -918,6 +923,19 @@ describe("the README's auditor queries against a model (property)", () => {
       new MoveClock(1000),
       new Run(false, 'json'),
       new Run(true, 'json'),
+    ],
+    // found by the search (a model error): a partner1 user deleted and given back (partner1's
+    // cursor is now the site's clock), another deleted; the site's clock set back an hour during a
+    // run clears partner1's cursor, so its next read is a full one, which deletes that user
+    'a user deleted, then the clock set back an hour during a run: the company read next in full': [
+      new Run(true, 'json'),
+      new DeleteUser('partner1', 0),
+      new RestoreUser(595_826_945),
+      new DeleteUser('partner1', 1_976_361_692),
+      new EditBetweenFeeds(1_587_401_151, 'isUserAdminPermEnabled', false, 0),
+      new EditBetweenFeeds(791_678_796, 'isAccessAdminPermEnabled', true, -3_600_000),
+      new MoveClock(1000),
+      new Run(false, 'json'),
     ],
     // a login given to someone new across a record without the field (review CY), and back to a value it had
     'an admin user’s id and dateAdded sent as null, then as new values, then as an old one': [
