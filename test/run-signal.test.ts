@@ -148,7 +148,7 @@ describe('a signal that comes once the migrations a run applies first have commi
       });
       const settings = `SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement, current_setting('idle_session_timeout') AS idle`;
       const fresh = (await pool.query(settings)).rows[0] as unknown;
-      await migrateUntilAborted(pool, shutdown.signal).catch(() => undefined);
+      await migrateUntilAborted(pool, { signal: shutdown.signal }).catch(() => undefined);
       expect(shutdown.signal.aborted).toBe(true);
       const applied = await t.query<{ name: string }>(`SELECT name FROM cpq.kysely_migration WHERE name >= '0021' ORDER BY name`);
       expect(applied.map((r) => r.name)).toEqual(ALL_MIGRATIONS.filter((m) => m >= '0021'));

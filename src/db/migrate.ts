@@ -313,14 +313,14 @@ async function migrateOnce(db: Db, provider: MigrationProvider, lockWaitMs: numb
 
 /**
  * migrate as a run and the worker do before their runs: every statement on `pool` cancelled by
- * `signal` (cancellablePool), none started once it has aborted, the waits between attempts cut
+ * `options.signal` (cancellablePool), none started once it has aborted, the waits between attempts cut
  * short. A SIGTERM while a migration waited for a lock (a report's open transaction, an older
  * release's run) waited on with it, for up to 10 minutes of attempts, then without a bound, and
  * SHUTDOWN_TIMEOUT ended the process by force. The pending migrations apply in one transaction:
  * cancelled, none is applied.
  */
-export function migrateUntilAborted(pool: pg.Pool, signal: AbortSignal | undefined, options: MigrateOptions = {}): Promise<string[]> {
-  return migrate(createDb(cancellablePool(pool, signal)), { ...options, ...(signal ? { signal } : {}) });
+export function migrateUntilAborted(pool: pg.Pool, options: MigrateOptions = {}): Promise<string[]> {
+  return migrate(createDb(cancellablePool(pool, options.signal)), options);
 }
 
 /**
@@ -332,7 +332,7 @@ export function migrateUntilAborted(pool: pg.Pool, signal: AbortSignal | undefin
 export async function migrateSynced(pool: pg.Pool, options: MigrateOptions = {}): Promise<string[]> {
   await requireSyncedInto(cancellableOn(pool, options.signal));
   // Its statements cancelled by options.signal, as a run's migrations are (alerts retry takes SIGTERM).
-  return migrateUntilAborted(pool, options.signal, options);
+  return migrateUntilAborted(pool, options);
 }
 
 /** Why a database without what runs make is most likely not the one they write. */

@@ -127,7 +127,7 @@ class SyncRun {
 
   private async migrateAndRun(): Promise<RunResult> {
     const { pool, log } = this.deps;
-    await migrateUntilAborted(pool, this.options.signal, migrateLogged(log)).catch(rethrowAsSyncError);
+    await migrateUntilAborted(pool, { ...migrateLogged(log), signal: this.options.signal }).catch(rethrowAsSyncError);
     const client = await pool.connect().catch(rethrowAsSyncError);
     // Postgres ending the session (a restart) is emitted on the client while we may be waiting on
     // CPQ; unheard, it would crash the process. The next query on the client fails and says so.

@@ -90,7 +90,7 @@ export class SyncWorker {
     const startedAt = performance.now();
     if (config.worker.httpPort !== undefined) await this.listen(config.worker.httpPort, config.worker.httpHost, startedAt);
     try {
-      await migrateUntilAborted(this.deps.pool, shutdown, migrateLogged(log)).catch(rethrowAsSyncError);
+      await migrateUntilAborted(this.deps.pool, { ...migrateLogged(log), signal: shutdown }).catch(rethrowAsSyncError);
     } catch (err) {
       // The command fails; a server left listening would keep its process alive.
       await this.health?.stop();
