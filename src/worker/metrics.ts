@@ -169,7 +169,7 @@ export class WorkerMetrics {
   /** A run of `site` is being attempted (it may still find the lock held). */
   runStarted(site: string): void {
     this.inProgress.set({ site }, 1);
-    this.readDone(site);
+    this.usersRead.set({ site }, 0);
   }
 
   /** What the run of `site` tells of its streams' reads (RunOptions.progress): cpq_sync_run_users_read, the run's own sum. */
@@ -180,14 +180,10 @@ export class WorkerMetrics {
     };
   }
 
-  private readDone(site: string): void {
-    this.usersRead.set({ site }, 0);
-  }
-
   recordRun(run: RunObservation): void {
     const { site } = run;
     this.inProgress.set({ site }, 0);
-    this.readDone(site);
+    this.usersRead.set({ site }, 0);
     this.runs.inc({ site, status: run.status });
     this.duration.observe({ site, status: run.status }, run.durationSeconds);
     if (run.users) for (const change of USER_CHANGES) this.users.inc({ site, change }, run.users[change] ?? 0);
@@ -203,7 +199,7 @@ export class WorkerMetrics {
     // lock_held ends an attempt that runStarted() announced; overlap and claimed_elsewhere leave the running one alone.
     if (reason === 'lock_held') {
       this.inProgress.set({ site }, 0);
-      this.readDone(site);
+      this.usersRead.set({ site }, 0);
     }
     this.skipped.inc({ site, reason });
   }
