@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
+import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { RawJson } from '../../src/simulator/index.js';
 import { it, type Harness } from '../helpers/harness.js';
@@ -90,9 +91,8 @@ describe('seal lines (migration 0014)', () => {
           fc.asyncProperty(
             fc.array(record, { minLength: ended.length, maxLength: ended.length }),
             fc.array(fc.option(record, { nil: undefined }), { minLength: logged.length, maxLength: logged.length }),
-            async (raws, diffs) => {
-              await client.query('BEGIN');
-              try {
+            (raws, diffs) =>
+              rolledBack(client, async () => {
                 await client.query(
                   `UPDATE cpq.user_versions v SET raw = r.raw::jsonb FROM unnest($1::bigint[], $2::text[]) AS r(id, raw) WHERE v.version_id = r.id`,
                   [ended.map((e) => e.version_id), raws.map(wireText)],
@@ -102,10 +102,7 @@ describe('seal lines (migration 0014)', () => {
                   [logged.map((l) => l.id), diffs.map((d) => (d === undefined ? null : wireText(d)))],
                 );
                 for (const row of await hashes(client)) expect(row.now).toBe(row.v13);
-              } finally {
-                await client.query('ROLLBACK');
-              }
-            },
+              }),
           ),
           runs(40, propertyTimeout(120_000)),
         );
@@ -137,19 +134,16 @@ describe('seal lines (migration 0014)', () => {
       };
       try {
         await fc.assert(
-          fc.asyncProperty(record, async (raw) => {
-            await client.query('BEGIN');
-            try {
+          fc.asyncProperty(record, (raw) =>
+            rolledBack(client, async () => {
               const whole = await sealedWith(raw);
               const stripped = await sealedWith(withoutNullKeys(raw));
               // Equal hashes exactly when what the seal keeps of the two is the same jsonb text.
               expect(whole.lines3 === stripped.lines3).toBe(whole.kept === stripped.kept);
               // What 0014's lines missed: they cannot tell the two apart.
               expect(whole.lines1).toBe(stripped.lines1);
-            } finally {
-              await client.query('ROLLBACK');
-            }
-          }),
+            }),
+          ),
           runs(40, propertyTimeout(120_000)),
         );
       } finally {
@@ -159,6 +153,16 @@ describe('seal lines (migration 0014)', () => {
     propertyTimeout(120_000),
   );
 });
+
+/** `check` in a transaction of `client` rolled back after it: every case starts from the runs as synced. */
+async function rolledBack(client: pg.PoolClient, check: () => Promise<void>): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await check();
+  } finally {
+    await client.query('ROLLBACK');
+  }
+}
 
 /** `value` without the null-valued keys of its objects, at every depth (what jsonb_strip_nulls does); arrays keep their nulls. */
 function withoutNullKeys(value: Json): Json {
