@@ -301,18 +301,21 @@ function formatSite(report: SiteStatus): string[] {
     const rows = report.runs.map((r) => {
       // Counts are written when a run ends: one going on shows …, a dead one ?.
       const count = (n: number | null) => (r.status === 'running' ? (r.presumedDead ? '?' : '…') : String(n));
+      // A run that ended without committing (failed, interrupted, abandoned) changed no user: its
+      // record holds 0 for them, which read as "saw none" beside a progress line saying what it read.
+      const users = (n: number | null) => (r.status === 'running' || r.status === 'succeeded' ? count(n) : '-');
       return [
         r.id,
         when(r.startedAt),
         r.durationSeconds === null ? '?' : r.status === 'running' ? `${formatDuration(r.durationSeconds)}…` : formatDuration(r.durationSeconds),
         r.mode,
         r.presumedDead ? 'dead' : r.status,
-        count(r.usersSeen),
-        count(r.inserted),
-        count(r.updated),
-        count(r.unchanged),
-        count(r.deleted),
-        count(r.restored),
+        users(r.usersSeen),
+        users(r.inserted),
+        users(r.updated),
+        users(r.unchanged),
+        users(r.deleted),
+        users(r.restored),
         // A count for people to read: summed as numbers.
         count(Object.values(JSON.parse(r.httpRetries.text) as Record<string, number>).reduce((n, c) => n + c, 0)),
         truncate(r.error ?? '', 100),
