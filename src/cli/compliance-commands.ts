@@ -161,9 +161,21 @@ export function registerComplianceCommands(program: Command): void {
             await requireMigrated(database.pool);
             if (opts.chain) {
               await requireKnownSites(database.pool, opts.site);
-              const report = await verifyChain(database.pool, opts.site).catch(rethrowAsSyncError);
-              process.stdout.write(formatChain(report));
-              process.exitCode = report.breaks.length === 0 ? 0 : 1;
+              // SIGINT/SIGTERM cancels the hashes being computed, on every session, and ends their
+              // transactions (exit code 130): killed outright, each session's statement ran on to its end.
+              const { ShutdownSignals } = await import('../worker/shutdown.js');
+              const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+              shutdown.takeOverSignals();
+              try {
+                const report = await verifyChain(database.pool, opts.site, shutdown.signal).catch((err: unknown) => {
+                  if (shutdown.signal.aborted) throw new SyncError('interrupted', 'verify --chain interrupted: no seal was reported');
+                  return rethrowAsSyncError(err);
+                });
+                process.stdout.write(formatChain(report));
+                process.exitCode = report.breaks.length === 0 ? 0 : 1;
+              } finally {
+                shutdown.dispose();
+              }
               return;
             }
             let exitCode = 0;

@@ -1,8 +1,10 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { siteCpqUrl, type CpqConfig, type SiteConfig } from '../config.js';
 import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
+import type { Queryable } from '../db/compiled-query.js';
+import { inSharedSnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import {
@@ -10,7 +12,9 @@ import {
   readChangesOfNoRun,
   readEndedOfOtherSites,
   readRowsOfUnfinishedRuns,
+  readRunContent,
   readSealChecks,
+  readSeals,
   readUnsealedRuns,
 } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
@@ -149,9 +153,40 @@ export interface ChainReport {
   breaks: ChainBreak[];
 }
 
-/** `cpq-sync verify --chain`: recomputes every seal and names, per site, the first run that no longer matches its own. */
-export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Promise<ChainReport> {
-  const checks = await readSealChecks(pool, only);
+/**
+ * How many sessions verify --chain recomputes the runs' content hashes on at once. A run's hash is
+ * one statement on one core of the database server (200-300 µs per version it ended), so one
+ * session took as long as every run's added up; several take about as long as the largest run's,
+ * when the server has the cores. Four: the pool of a command that is no worker holds four (one
+ * run's), and a verify run beside the workers should not take every core of the server from them.
+ */
+export const VERIFY_SESSIONS = 4;
+
+/**
+ * `cpq-sync verify --chain`: recomputes every seal and names, per site, the first run that no
+ * longer matches its own. With a pool: on up to VERIFY_SESSIONS sessions of one snapshot
+ * (inSharedSnapshot), each run's content hash on one of them, then the chain and the other checks
+ * on the first, so that a run committing meanwhile is not read in part (as one statement read it).
+ * With a session in a transaction of its own (`pool` a client): on it alone, what it sees.
+ * `signal` cancels the statements running.
+ */
+export async function verifyChain(pool: pg.Pool, only?: readonly string[], signal?: AbortSignal): Promise<ChainReport> {
+  if (pool instanceof pg.Pool) return inSharedSnapshot(pool, VERIFY_SESSIONS, signal, (sessions) => verifyChainOn(sessions, only));
+  return verifyChainOn([pool], only);
+}
+
+async function verifyChainOn(sessions: readonly Queryable[], only: readonly string[] | undefined): Promise<ChainReport> {
+  const on = sessions[0]!;
+  const seals = await readSeals(on, only);
+  const contentNow = new Map<string, string>();
+  let next = 0;
+  await Promise.all(
+    sessions.map(async (session) => {
+      for (let seal = seals[next++]; seal !== undefined; seal = seals[next++])
+        contentNow.set(seal.run_id, await readRunContent(session, seal.run_id, seal.lines));
+    }),
+  );
+  const checks = await readSealChecks(on, only, contentNow);
   const sites = new Map<string, { site: string; runs: number; head: string }>();
   const breaks = new Map<string, ChainBreak>();
   for (const c of checks) {
@@ -174,19 +209,19 @@ export async function verifyChain(pool: pg.Pool, only?: readonly string[]): Prom
     const earlier = breaks.get(site);
     if (earlier === undefined || BigInt(earlier.runId) > BigInt(runId)) breaks.set(site, { site, runId, problem });
   };
-  for (const u of await readUnsealedRuns(pool, only))
+  for (const u of await readUnsealedRuns(on, only))
     earliest(
       u.site,
       u.run_id,
       `run ${u.run_id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
     );
-  for (const u of await readChangesOfNoRun(pool, only)) {
+  for (const u of await readChangesOfNoRun(on, only)) {
     earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
   }
-  for (const u of await readEndedOfOtherSites(pool, only)) {
+  for (const u of await readEndedOfOtherSites(on, only)) {
     earliest(u.site, u.run_id, `ended versions or group changes name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
   }
-  for (const u of await readRowsOfUnfinishedRuns(pool, only)) {
+  for (const u of await readRowsOfUnfinishedRuns(on, only)) {
     earliest(
       u.site,
       u.run_id,

@@ -65,16 +65,16 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 /**
- * Waits until a backend of this database waits for a lock (a statement the test holds up), at most
- * 30 s: a loaded CI can take seconds to get a statement that far.
+ * Waits until `backends` backends of this database wait for a lock (statements the test holds up),
+ * at most 30 s: a loaded CI can take seconds to get a statement that far. Returns those waiting.
  */
-export async function untilWaitingForLock(t: TestDatabase): Promise<void> {
+export async function untilWaitingForLock(t: TestDatabase, backends = 1): Promise<{ pid: number }[]> {
   for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
-    const rows = await t.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-    if (rows.length > 0) return;
+    const rows = await t.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+    if (rows.length >= backends) return rows;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error('no backend started waiting for a lock within 30 s');
+  throw new Error(`${backends === 1 ? 'no backend' : `not ${backends} backends`} started waiting for a lock within 30 s`);
 }
 
 /**

@@ -82,11 +82,38 @@ export interface SealCheck {
 }
 
 /**
- * Every seal with its content and chain hash recomputed now, by site and run. OFFSET 0 keeps the
- * LATERAL subquery from being pulled up, which would compute each run's content hash twice (it is
- * read twice).
+ * The sealed runs, those that changed the most users first (by their run records): sessions taking
+ * them in this order end about together, where a large run taken last was left to one session
+ * while the others had finished. The records only order the work: every seal is read whatever
+ * they say.
  */
-export async function readSealChecks(on: Queryable, sites?: readonly string[]): Promise<SealCheck[]> {
+export async function readSeals(on: Queryable, sites?: readonly string[]): Promise<{ run_id: string; lines: number }[]> {
+  return runCompiled(
+    on,
+    sql<{ run_id: string; lines: number }>`
+      SELECT s.run_id::text, s.lines FROM cpq.run_seals s
+      LEFT JOIN cpq.sync_runs r ON r.id = s.run_id
+      WHERE ${inSites(sql`s.site`, sites)}
+      ORDER BY coalesce(r.users_inserted + r.users_updated + r.users_deleted + r.users_restored, 0) DESC, s.run_id`.compile(queryBuilder),
+  );
+}
+
+/** cpq.run_content_sha256 of one run now, of the seal's `lines`: the whole cost of verifying it (jsonb work on every row it sealed). */
+export async function readRunContent(on: Queryable, runId: string, lines: number): Promise<string> {
+  const [row] = await runCompiled(
+    on,
+    sql<{ content: string }>`SELECT cpq.run_content_sha256(${runId}::bigint, ${lines}::smallint) AS content`.compile(queryBuilder),
+  );
+  return row!.content;
+}
+
+/**
+ * Every seal with its content and chain hash recomputed now, by site and run. A run's content
+ * hash is taken from `contentNow` when it holds one (readRunContent of the same snapshot,
+ * computed on several sessions at once), else computed here. OFFSET 0 keeps the LATERAL subquery
+ * from being pulled up, which would compute each run's content hash twice (it is read twice).
+ */
+export async function readSealChecks(on: Queryable, sites?: readonly string[], contentNow: ReadonlyMap<string, string> = new Map()): Promise<SealCheck[]> {
   return runCompiled(
     on,
     sql<SealCheck>`
@@ -94,7 +121,8 @@ export async function readSealChecks(on: Queryable, sites?: readonly string[]): 
              s.content_sha256, n.content_now, s.chain_sha256,
              cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now
       FROM cpq.run_seals s
-      CROSS JOIN LATERAL (SELECT cpq.run_content_sha256(s.run_id, s.lines) AS content_now OFFSET 0) n
+      LEFT JOIN unnest(${[...contentNow.keys()]}::bigint[], ${[...contentNow.values()]}::text[]) AS g(run_id, content_now) ON g.run_id = s.run_id
+      CROSS JOIN LATERAL (SELECT coalesce(g.content_now, cpq.run_content_sha256(s.run_id, s.lines)) AS content_now OFFSET 0) n
       WHERE ${inSites(sql`s.site`, sites)}
       WINDOW w AS (PARTITION BY s.site ORDER BY s.run_id)
       ORDER BY s.site, s.run_id`.compile(queryBuilder),
