@@ -2,6 +2,7 @@ import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
 import { SyncError, rethrowAsSyncError, printable } from '../errors.js';
+import type { ShutdownSignals } from '../worker/shutdown.js';
 import { command, requireKnownSites } from './command.js';
 
 /** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
@@ -157,25 +158,24 @@ export function registerComplianceCommands(program: Command): void {
           const { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } = await import('../sync/verify.js');
           // Read-only: verify never migrates, so it works with the cpq_reader role.
           const database = await openDatabase(config, log, { existing: true });
+          let shutdown: ShutdownSignals | undefined;
           try {
             await requireMigrated(database.pool);
             if (opts.chain) {
               await requireKnownSites(database.pool, opts.site);
               // SIGINT/SIGTERM cancels the hashes being computed, on every session, and ends their
               // transactions (exit code 130): killed outright, each session's statement ran on to its end.
+              // Listening until the database is closed: a second signal then exits at once, the
+              // embedded server stopped by the exit hook (with the signals taken over, nothing else would).
               const { ShutdownSignals } = await import('../worker/shutdown.js');
-              const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
-              shutdown.takeOverSignals();
-              try {
-                const report = await verifyChain(database.pool, opts.site, shutdown.signal).catch((err: unknown) => {
-                  if (shutdown.signal.aborted) throw new SyncError('interrupted', 'verify --chain interrupted: no seal was reported');
-                  return rethrowAsSyncError(err);
-                });
-                process.stdout.write(formatChain(report));
-                process.exitCode = report.breaks.length === 0 ? 0 : 1;
-              } finally {
-                shutdown.dispose();
-              }
+              const signals = (shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs }));
+              signals.takeOverSignals();
+              const report = await verifyChain(database.pool, opts.site, signals.signal).catch((err: unknown) => {
+                if (signals.signal.aborted) throw new SyncError('interrupted', 'verify --chain interrupted: no seal was reported');
+                return rethrowAsSyncError(err);
+              });
+              process.stdout.write(formatChain(report));
+              process.exitCode = report.breaks.length === 0 ? 0 : 1;
               return;
             }
             let exitCode = 0;
@@ -187,6 +187,7 @@ export function registerComplianceCommands(program: Command): void {
             process.exitCode = exitCode;
           } finally {
             await database.close();
+            shutdown?.dispose();
           }
         },
         { logToStderr: true },
