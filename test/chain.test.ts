@@ -70,7 +70,7 @@ async function verifyAfter(h: Harness, statement: string, params: unknown[] = []
   try {
     await client.query('BEGIN');
     await client.query(statement, params);
-    return await verifyChain(client as unknown as pg.Pool);
+    return await verifyChain(client);
   } finally {
     await client.query('ROLLBACK');
     client.release();
@@ -218,7 +218,7 @@ describe('tamper evidence', () => {
             [run, lines],
           );
         }
-        const old = await verifyChain(client as unknown as pg.Pool);
+        const old = await verifyChain(client);
         expect(old.breaks).toEqual([]);
         expect(old.sites.map((s) => s.runs)).toEqual([3]);
         await client.query('ROLLBACK');
@@ -405,7 +405,7 @@ describe('tamper evidence', () => {
     try {
       await client.query('BEGIN');
       await client.query(copyVersion, [other!.id, runs[2]]);
-      expect((await verifyChain(client as unknown as pg.Pool, ['default'])).breaks.map((b) => [b.site, b.runId])).toEqual([['default', other!.id]]);
+      expect((await verifyChain(client, ['default'])).breaks.map((b) => [b.site, b.runId])).toEqual([['default', other!.id]]);
     } finally {
       await client.query('ROLLBACK');
       client.release();

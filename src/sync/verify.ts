@@ -167,12 +167,12 @@ export const VERIFY_SESSIONS = 4;
  * longer matches its own. With a pool: on up to VERIFY_SESSIONS sessions of one snapshot
  * (inSharedSnapshot), each run's content hash on one of them, then the chain and the other checks
  * on the first, so that a run committing meanwhile is not read in part (as one statement read it).
- * With a session in a transaction of its own (`pool` a client): on it alone, what it sees.
+ * With a client (a session in a transaction of its own): on it alone, what it sees.
  * `signal` cancels the statements running.
  */
-export async function verifyChain(pool: pg.Pool, only?: readonly string[], signal?: AbortSignal): Promise<ChainReport> {
-  if (pool instanceof pg.Pool) return inSharedSnapshot(pool, VERIFY_SESSIONS, signal, (sessions) => verifyChainOn(sessions, only));
-  return verifyChainOn([pool], only);
+export async function verifyChain(on: pg.Pool | pg.PoolClient, only?: readonly string[], signal?: AbortSignal): Promise<ChainReport> {
+  if (on instanceof pg.Pool) return inSharedSnapshot(on, VERIFY_SESSIONS, signal, (sessions) => verifyChainOn(sessions, only));
+  return verifyChainOn([on], only);
 }
 
 async function verifyChainOn(sessions: readonly Queryable[], only: readonly string[] | undefined): Promise<ChainReport> {
