@@ -4,6 +4,7 @@ import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { cancelOnAbort, cancellableOn } from '../src/db/cancel-on-abort.js';
 import { createPool } from '../src/db/database.js';
+import { SyncError } from '../src/errors.js';
 import { migrateUntilAborted } from '../src/db/migrate.js';
 import { until } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, createTestDatabase, migrateBefore } from './helpers/database.js';
@@ -168,5 +169,53 @@ describe('a signal that comes once the migrations a run applies first have commi
       await pool.end();
       await t.drop();
     }
+  }, 60_000);
+});
+
+describe("a signal that comes while the run's session is between two statements of its transaction", () => {
+  // Postgres ignores a cancel request that reaches a session reading its next command: the request
+  // sent at the signal cancelled nothing, and the statement the run sent next ran uncancelled.
+  it('leaves no later statement of the transaction to wait: the run is interrupted within seconds', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 4, integrationUsers: 0 });
+    await h.sync();
+    h.sim.updateUser('_host', String(h.sim.users('_host')[0]!.login), { lastName: 'Changed' });
+    // Another site's run taking its commit number (migration 0017): the record's update, the
+    // run's last statement, waits for it.
+    const holder = new pg.Client({ connectionString: h.t.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE cpq.commit_order IN EXCLUSIVE MODE');
+      const shutdown = new AbortController();
+      // The signal sent as the run's last progress write (on another connection) returns: the
+      // run's own session is then idle in its transaction, between its statements.
+      const watched = new WeakSet<pg.PoolClient>();
+      h.t.pool.on('acquire', (client) => {
+        if (watched.has(client)) return;
+        watched.add(client);
+        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+        (client as unknown as { query: typeof query }).query = (...args) => {
+          const result = query(...args);
+          const committing = typeof args[0] === 'string' && args[0].includes('cpq.write_run_progress') && JSON.stringify(args[1]).includes('committing');
+          if (committing && result instanceof Promise) return result.finally(() => shutdown.abort(new Error('shutting down')));
+          return result;
+        };
+      });
+      const run = h.sync({ signal: shutdown.signal }).then(
+        () => 'succeeded',
+        (err: unknown) => (err instanceof SyncError ? err.kind : String(err)),
+      );
+      await until('the signal', () => shutdown.signal.aborted, 30_000);
+      const asked = Date.now();
+      const settled = await Promise.race([run, new Promise((resolve) => setTimeout(() => resolve('still waiting'), 5000))]);
+      await holder.query('ROLLBACK');
+      // Before: the update waited for the lock (up to SYNC_LOCK_TIMEOUT), SHUTDOWN_TIMEOUT ending the process by force.
+      expect({ settled, within5s: Date.now() - asked < 5000 }).toEqual({ settled: 'interrupted', within5s: true });
+      expect(await run).toBe('interrupted');
+    } finally {
+      await holder.end();
+    }
+    const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
+    expect(runs.map((r) => r.status)).toEqual(['succeeded', 'interrupted']);
   }, 60_000);
 });

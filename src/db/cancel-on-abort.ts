@@ -33,6 +33,13 @@ const CANCEL_DELIVERY_MS = 5000;
  * Refuses a signal that has aborted already (throws its reason): a listener added then never
  * fires, and the statement to come, armed against a shutdown that had come, waited as if none had
  * (run.ts's transaction begun after a signal that came while the run waited for a lock before it).
+ * And, once it has aborted, refuses every later statement on `client` (its reason, as a rejected
+ * promise) until the returned function is called: Postgres ignores a cancel request that reaches
+ * a session between statements, reading its next command, and a run's transaction is so whenever
+ * it works on another connection or in JavaScript (its last progress write, before the update of
+ * its record that waits for another site's commit): the statement it sent next ran uncancelled,
+ * waited for its lock, and SHUTDOWN_TIMEOUT ended the process by force. A ROLLBACK is still sent:
+ * refused, it left the transaction of the refused statement open on a session going back to its pool.
  *
  * The returned function resolves once a request sent has been delivered (the server closes its
  * connection once it has signalled the session), or given up after CANCEL_DELIVERY_MS: the
@@ -44,6 +51,7 @@ const CANCEL_DELIVERY_MS = 5000;
 export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undefined): () => Promise<void> {
   if (!signal) return async () => undefined;
   signal.throwIfAborted();
+  const disarm = refuseOnceAborted(client, signal);
   let delivered: Promise<void> | undefined;
   const onAbort = () => {
     const { host, port, processID, secretKey, connection } = client as unknown as ClientKey;
@@ -71,9 +79,61 @@ export function cancelOnAbort(client: pg.PoolClient, signal: AbortSignal | undef
     socket.end(request);
   };
   signal.addEventListener('abort', onAbort, { once: true });
+  let stopped = false;
   return async () => {
-    signal.removeEventListener('abort', onAbort);
+    // Called twice by run.ts when a signal came as its transaction ended (stopped, then rolled back).
+    if (!stopped) {
+      stopped = true;
+      signal.removeEventListener('abort', onAbort);
+      disarm();
+    }
     await delivered;
+  };
+}
+
+/** The clients cancelOnAbort has armed: the signals armed on each, and what puts back its own query. */
+const armed = new WeakMap<pg.ClientBase, { signals: AbortSignal[]; restore: () => void }>();
+
+/**
+ * Has `client` refuse its statements but a ROLLBACK once `signal` (or another signal armed on it)
+ * has aborted (see cancelOnAbort); returns what disarms it. Its query is wrapped on the instance
+ * while any signal is armed on it, and put back as it was once none is.
+ */
+function refuseOnceAborted(client: pg.ClientBase, signal: AbortSignal): () => void {
+  let guard = armed.get(client);
+  if (guard === undefined) {
+    const own = Object.getOwnPropertyDescriptor(client, 'query');
+    // Called on the client, as node-postgres calls it.
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    const signals: AbortSignal[] = [];
+    const refusing = (...args: unknown[]): unknown => {
+      const aborted = signals.find((s) => s.aborted);
+      if (aborted === undefined || (typeof args[0] === 'string' && /^\s*rollback\b/i.test(args[0]))) return query(...args);
+      const reason: unknown = aborted.reason;
+      const callback = args.at(-1);
+      if (typeof callback === 'function') {
+        queueMicrotask(() => (callback as (err: unknown) => void)(reason));
+        return undefined;
+      }
+      // A COPY's or a cursor's stream: thrown, in the async function that asks for it.
+      if (typeof (args[0] as { submit?: unknown } | null)?.submit === 'function') throw reason;
+      return Promise.reject(reason instanceof Error ? reason : new Error(String(reason)));
+    };
+    Object.defineProperty(client, 'query', { value: refusing, configurable: true, writable: true });
+    const restore = () => {
+      if (own === undefined) delete (client as { query?: unknown }).query;
+      else Object.defineProperty(client, 'query', own);
+    };
+    guard = { signals, restore };
+    armed.set(client, guard);
+  }
+  const { signals } = guard;
+  signals.push(signal);
+  return () => {
+    signals.splice(signals.indexOf(signal), 1);
+    if (signals.length > 0) return;
+    armed.delete(client);
+    guard.restore();
   };
 }
 
