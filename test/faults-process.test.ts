@@ -375,6 +375,36 @@ describe('process faults', () => {
     expect(await redactedBefore()).not.toBe('2000-01-01 00:00:00+00');
   }, 90_000);
 
+  it('SIGTERM while a failed run redacts its site past HISTORY_RETENTION and waits for a lock another session holds: the redaction is cancelled and rolled back, the run exits failed within SHUTDOWN_TIMEOUT', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s', HISTORY_RETENTION: '30d', CPQ_MAX_RETRIES: '0' };
+    expect((await cli(['run'], env)).code).toBe(0);
+    const redactedBefore = async () =>
+      (await h.t.query<{ at: string }>(`SELECT redacted_before::text AS at FROM cpq.retention_state WHERE site = 'default'`))[0]!.at;
+    const redacted = await redactedBefore();
+    // CPQ refusing the users: the run fails, and redacts the site after its rollback.
+    h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, status: 400, times: 5 });
+    // A report's session holding the site's retention state: the redaction's first statement waits for it.
+    const holder = await otherSession(h.t);
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM cpq.retention_state WHERE site = 'default' FOR UPDATE`);
+    const run = spawnCli(['run'], env);
+    await backendWaitingForLock(h.t);
+    const asked = Date.now();
+    run.kill('SIGTERM');
+    const out = await run.exited;
+    // Before: the redaction waited on (up to SYNC_LOCK_TIMEOUT); SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
+    expect({ code: out.code, within5s: Date.now() - asked < 5000, stderr: out.stderr }).toEqual({
+      code: 3,
+      within5s: true,
+      stderr: expect.stringMatching(/^cpq-sync: [^\n]*400[^\n]*\n$/) as unknown,
+    });
+    await holder.query('ROLLBACK');
+    expect({ runs: await statuses(h.t), redacted: await redactedBefore() }).toEqual({ runs: ['succeeded', 'failed'], redacted });
+  }, 90_000);
+
   it('SIGTERM while the migrations a run applies first wait for a lock another session holds: they are cancelled and rolled back, the run exits interrupted within SHUTDOWN_TIMEOUT, nothing recorded', async ({
     startHarness,
   }) => {

@@ -349,10 +349,15 @@ class SyncRun {
    * of its own, under the lock the run still holds: a site whose runs keep failing (revoked
    * credentials, CPQ shut down) kept deleted users' personal fields past the retention until its
    * next success. The run itself changed nothing; a failure here is logged, and the next run tries again.
+   * Cancelled by a signal (cancelOnAbort), as the redaction of unnamed sites is: one waiting for a
+   * lock (a report's session holding the site's retention state) held a shutdown until
+   * SHUTDOWN_TIMEOUT ended the process by force; rolled back, the next run redoes it.
    */
   private async redactAfterFailure(client: pg.PoolClient, log: Logger): Promise<void> {
     const retentionMs = this.deps.config.historyRetentionMs;
-    if (retentionMs === undefined || this.connectionLost !== undefined) return;
+    const signal = this.options.signal;
+    if (retentionMs === undefined || this.connectionLost !== undefined || signal?.aborted) return;
+    const stopCancelling = cancelOnAbort(client, signal);
     try {
       // By the database's clock, which dates what it redacts.
       const retainedFrom = new Date((await readDatabaseNow(client)).getTime() - retentionMs);
@@ -361,7 +366,11 @@ class SyncRun {
         log.info({ redacted }, 'personal fields past HISTORY_RETENTION redacted after the failed run');
       }
     } catch (err) {
-      log.warn({ error: errorMessage(err) }, 'could not redact, past HISTORY_RETENTION, after the failed run; the next run tries again');
+      // Cancelled by the shutdown: rolled back, and no news (the next run redoes it).
+      if (!signal?.aborted) log.warn({ error: errorMessage(err) }, 'could not redact, past HISTORY_RETENTION, after the failed run; the next run tries again');
+    } finally {
+      // A cancel sent is delivered before the site's unlock: landing on it, it left the lock held by the session.
+      await stopCancelling();
     }
   }
 
