@@ -355,17 +355,9 @@ describe('process faults', () => {
     await h.t.query(`INSERT INTO cpq.sites (name) VALUES ('gone')`);
     await h.t.query(`INSERT INTO cpq.retention_state (site, redacted_before) VALUES ('gone', '2000-01-01T00:00:00Z')`);
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s', HISTORY_RETENTION: '30d' };
-    // A report's session holding that site's retention state: the redaction's first statement waits for it.
-    const holder = await otherSession(h.t);
-    await holder.query('BEGIN');
-    await holder.query(`SELECT 1 FROM cpq.retention_state WHERE site = 'gone' FOR UPDATE`);
-    const run = spawnCli(['run'], env);
-    await backendWaitingForLock(h.t);
-    const asked = Date.now();
-    run.kill('SIGTERM');
-    const out = await run.exited;
+    const { out, within5s, holder } = await sigtermWhileRetentionHeld(h, 'gone', env);
     // Before: the redaction waited on (up to SYNC_LOCK_TIMEOUT); SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
-    expect({ code: out.code, within5s: Date.now() - asked < 5000, stderr: out.stderr }).toEqual({ code: 0, within5s: true, stderr: '' });
+    expect({ code: out.code, within5s, stderr: out.stderr }).toEqual({ code: 0, within5s: true, stderr: '' });
     await holder.query('ROLLBACK');
     const redactedBefore = async () =>
       (await h.t.query<{ at: string }>(`SELECT redacted_before::text AS at FROM cpq.retention_state WHERE site = 'gone'`))[0]!.at;
@@ -386,17 +378,9 @@ describe('process faults', () => {
     const redacted = await redactedBefore();
     // CPQ refusing the users: the run fails, and redacts the site after its rollback.
     h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, status: 400, times: 5 });
-    // A report's session holding the site's retention state: the redaction's first statement waits for it.
-    const holder = await otherSession(h.t);
-    await holder.query('BEGIN');
-    await holder.query(`SELECT 1 FROM cpq.retention_state WHERE site = 'default' FOR UPDATE`);
-    const run = spawnCli(['run'], env);
-    await backendWaitingForLock(h.t);
-    const asked = Date.now();
-    run.kill('SIGTERM');
-    const out = await run.exited;
+    const { out, within5s, holder } = await sigtermWhileRetentionHeld(h, 'default', env);
     // Before: the redaction waited on (up to SYNC_LOCK_TIMEOUT); SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
-    expect({ code: out.code, within5s: Date.now() - asked < 5000, stderr: out.stderr }).toEqual({
+    expect({ code: out.code, within5s, stderr: out.stderr }).toEqual({
       code: 3,
       within5s: true,
       stderr: expect.stringMatching(/^cpq-sync: [^\n]*400[^\n]*\n$/) as unknown,
@@ -572,6 +556,27 @@ async function syncedSiteHeld(
   await holder.query('BEGIN');
   await holder.query(hold);
   return { h, before, env, holder };
+}
+
+/**
+ * `run` with `env`, SIGTERM once a statement of it waits for `site`'s retention state, which a
+ * report's session (`holder`, in its transaction, left to the caller to end) holds: how it exited,
+ * and whether within 5 s of the signal.
+ */
+async function sigtermWhileRetentionHeld(
+  h: Harness,
+  site: string,
+  env: Record<string, string>,
+): Promise<{ out: Awaited<CliProcess['exited']>; within5s: boolean; holder: pg.Client }> {
+  const holder = await otherSession(h.t);
+  await holder.query('BEGIN');
+  await holder.query(`SELECT 1 FROM cpq.retention_state WHERE site = $1 FOR UPDATE`, [site]);
+  const run = spawnCli(['run'], env);
+  await backendWaitingForLock(h.t);
+  const asked = Date.now();
+  run.kill('SIGTERM');
+  const out = await run.exited;
+  return { out, within5s: Date.now() - asked < 5000, holder };
 }
 
 /**
