@@ -389,6 +389,35 @@ describe('process faults', () => {
     expect({ runs: await statuses(h.t), redacted: await redactedBefore() }).toEqual({ runs: ['succeeded', 'failed'], redacted });
   }, 90_000);
 
+  it("SIGTERM while the run's record is locked by another session: the interrupted run's record write waits no longer than half of SHUTDOWN_TIMEOUT, the run exits 130, its record left for the next run to mark abandoned", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 6, integrationUsers: 0 });
+    await h.sync();
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SHUTDOWN_TIMEOUT: '6s' };
+    // Its first request held: the run has its record, and its transaction is open.
+    const held = holdRequests(h.sim, 0);
+    cleanups.push(held.release);
+    const run = spawnCli(['run'], env);
+    await held.reached;
+    // Another session (a DBA's, another tool's) holding the running record's row.
+    const [running] = await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'running'`);
+    const holder = await otherSession(h.t);
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM cpq.sync_runs WHERE id = $1 FOR NO KEY UPDATE', [running!.id]);
+    const asked = Date.now();
+    run.kill('SIGTERM');
+    held.release();
+    const out = await run.exited;
+    // Before: the record's update waited for the row (up to SYNC_LOCK_TIMEOUT); SHUTDOWN_TIMEOUT ended the process by force (exit code 1).
+    expect({ code: out.code, within5s: Date.now() - asked < 5000 }).toEqual({ code: 130, within5s: true });
+    expect(out.stdout).toContain('could not record the failed run: asked to stop, it is left running and the next run marks it abandoned');
+    await holder.query('ROLLBACK');
+    expect(await statuses(h.t)).toEqual(['succeeded', 'running']);
+    expect((await cli(['run'], env)).code).toBe(0);
+    expect(await statuses(h.t)).toEqual(['succeeded', 'abandoned', 'succeeded']);
+  }, 90_000);
+
   it('SIGTERM while the migrations a run applies first wait for a lock another session holds: they are cancelled and rolled back, the run exits interrupted within SHUTDOWN_TIMEOUT, nothing recorded', async ({
     startHarness,
   }) => {

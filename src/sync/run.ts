@@ -279,17 +279,22 @@ class SyncRun {
       const message = oneLine(this.http.withoutCredentials(error.message, `a ${error.kind} error`));
       if (message !== oneLine(error.message)) error = new SyncError(error.kind, message, error.details());
       const { mode, pages, streams } = summarizeStreams(this.progress, this.readsAll);
-      const recorded = await this.recordFailure(runLog, () =>
-        finishFailedRun(this.deps.pool, runId, {
-          status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
-          error: message,
-          mode,
-          pages,
-          streams,
-          warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
-          http: this.httpStats(),
-          progress: this.runProgress?.report ?? null,
-        }),
+      const recorded = await this.recordFailure(runLog, (giveUp) =>
+        finishFailedRun(
+          this.deps.pool,
+          runId,
+          {
+            status: error.kind === 'interrupted' ? 'interrupted' : 'failed',
+            error: message,
+            mode,
+            pages,
+            streams,
+            warnings: [...this.warnings, 'the run was rolled back: the database is as the last good run left it'],
+            http: this.httpStats(),
+            progress: this.runProgress?.report ?? null,
+          },
+          giveUp,
+        ),
       );
       if (!recorded) {
         // Its COMMIT went through before the connection failed: the record says what committed.
@@ -315,18 +320,32 @@ class SyncRun {
    * server down 8 s (a crash recovery, a failover), and the record stayed `running` (review DU).
    * Asked to stop (SIGTERM) meanwhile, it tries once more and stops: the process is due to exit,
    * and a shutdown kept waiting for the database was ended by force at SHUTDOWN_TIMEOUT (review
-   * DZ); the record left `running` is marked abandoned by the site's next run.
+   * DZ); the record left `running` is marked abandoned by the site's next run. So is a try still
+   * waiting half of SHUTDOWN_TIMEOUT after the signal (`giveUp`, cancelOnAbort): one waiting for the
+   * record's row (another session holding it) waited up to SYNC_LOCK_TIMEOUT, and the process was
+   * ended by force.
    * Tried again too when a statement_timeout cancelled a try (finishFailedRun raises a role's or
    * database's short limit for the record, but under it the statement that raises it can be cancelled too).
    * A record that cannot be written is logged, and counts as written.
    */
-  private async recordFailure(log: Logger, finish: () => Promise<boolean>): Promise<boolean> {
+  private async recordFailure(log: Logger, finish: (giveUp: AbortSignal) => Promise<boolean>): Promise<boolean> {
     const signal = this.options.signal;
     const waits = this.connectionLost === undefined ? [] : [1000, 2000, 4000, 8000, 15_000];
     const timeoutWaits = [200, 1000, 3000];
+    const graceMs = this.deps.config.worker.shutdownTimeoutMs / 2;
     for (;;) {
+      const giveUp = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      const onStop = () => {
+        timer = setTimeout(() => giveUp.abort(new Error('the record was not written within half of SHUTDOWN_TIMEOUT of the signal')), graceMs);
+      };
+      if (signal?.aborted) onStop();
+      else signal?.addEventListener('abort', onStop, { once: true });
       try {
-        return await finish();
+        return await finish(giveUp.signal).finally(() => {
+          signal?.removeEventListener('abort', onStop);
+          clearTimeout(timer);
+        });
       } catch (err) {
         const timedOut = isStatementTimeout(err);
         const wait = signal?.aborted ? undefined : (timedOut ? timeoutWaits : waits).shift();
@@ -334,8 +353,7 @@ class SyncRun {
         // silent until then (and a test can tell it is waiting).
         if (wait !== undefined) log.warn({ error: errorMessage(err), waitMs: wait }, 'could not record the failed run yet; trying again');
         if (wait === undefined) {
-          const stopping =
-            signal?.aborted && this.connectionLost !== undefined ? ': asked to stop, it is left running and the next run marks it abandoned' : '';
+          const stopping = signal?.aborted ? ': asked to stop, it is left running and the next run marks it abandoned' : '';
           log.error({ error: errorMessage(err) }, `could not record the failed run${stopping}`);
           return true;
         }

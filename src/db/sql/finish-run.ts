@@ -5,6 +5,7 @@ import { storable } from '../../errors.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import type { RunProgressReport, StreamReport, SyncRunsTable } from '../schema.js';
 import { releaseHoldingSession } from './holding-session.js';
+import { cancelOnAbort } from '../cancel-on-abort.js';
 
 /**
  * When a run ended, by the database's clock, as started_at is: a worker whose clock is off would
@@ -92,9 +93,11 @@ export const FAILED_RECORD_STATEMENT_TIMEOUT_MS = 30_000;
  * the run stayed `running`, its cause lost, for its site's next run to call abandoned. The setting
  * is the session's (a transaction would sit idle between its statements, which an
  * idle_in_transaction_session_timeout as short ends), put back before the connection returns to
- * the pool as a run's own session puts back its limits (releaseHoldingSession).
+ * the pool as a run's own session puts back its limits (releaseHoldingSession). `giveUp` cancels
+ * the record's update (cancelOnAbort): one waiting for the record's row (another session holding
+ * it) waited up to SYNC_LOCK_TIMEOUT through a shutdown.
  */
-export async function finishFailedRun(pool: pg.Pool, runId: string, end: FailedRun): Promise<boolean> {
+export async function finishFailedRun(pool: pg.Pool, runId: string, end: FailedRun, giveUp?: AbortSignal): Promise<boolean> {
   const client = await pool.connect();
   try {
     await client.query(
@@ -102,7 +105,13 @@ export async function finishFailedRun(pool: pg.Pool, runId: string, end: FailedR
         WHERE name = 'statement_timeout' AND setting::bigint BETWEEN 1 AND $2::bigint - 1`,
       [String(FAILED_RECORD_STATEMENT_TIMEOUT_MS), FAILED_RECORD_STATEMENT_TIMEOUT_MS],
     );
-    return await finishRun(client, runId, end);
+    const stopCancelling = cancelOnAbort(client, giveUp);
+    try {
+      return await finishRun(client, runId, end);
+    } finally {
+      // Delivered before the session's limits are put back: landing on that, it left them off.
+      await stopCancelling();
+    }
   } finally {
     await releaseHoldingSession(client);
   }
