@@ -679,7 +679,7 @@ async function expectInterruptedPastQueuedLock(
 }
 
 /**
- * A DATABASE_URL to the test database through a TCP proxy (on port 63300) that holds each
+ * A DATABASE_URL to the test database through a TCP proxy (on a port the kernel picks) that holds each
  * CancelRequest `delayMs` before passing it on: a cancel comes on a connection of its own, which
  * a loaded server or network may take longer to bring in than the statement it is meant for
  * takes to end of itself.
@@ -706,7 +706,8 @@ async function cancelsLateProxy(t: TestDatabase, delayMs: number): Promise<strin
       );
     });
   });
-  await new Promise<void>((resolve) => server.listen(63300, '127.0.0.1', resolve));
+  // Not a fixed port: one is another test's or process's on a shared machine.
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(
     () =>
       new Promise<void>((resolve) => {
@@ -716,7 +717,7 @@ async function cancelsLateProxy(t: TestDatabase, delayMs: number): Promise<strin
   );
   const url = new URL(t.url);
   url.hostname = '127.0.0.1';
-  url.port = '63300';
+  url.port = String((server.address() as { port: number }).port);
   return url.toString();
 }
 
