@@ -81,7 +81,11 @@ export function registerComplianceCommands(program: Command): void {
         requireWebhook(config.alerts);
         // SIGINT/SIGTERM: the pass gives back the alerts it holds, due at once, as a run's does. Killed
         // outright, it left them claimed until their lease ran out (a batch's timeouts and a minute).
-        const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+        const shutdown = new ShutdownSignals({
+          log,
+          timeoutMs: config.worker.shutdownTimeoutMs,
+          stopping: 'the alerts not yet sent are given back, due at once',
+        });
         const database = await openDatabase(config, log, { existing: true }).catch((err: unknown) => {
           shutdown.dispose();
           throw err;
@@ -168,7 +172,11 @@ export function registerComplianceCommands(program: Command): void {
               // Listening until the database is closed: a second signal then exits at once, the
               // embedded server stopped by the exit hook (with the signals taken over, nothing else would).
               const { ShutdownSignals } = await import('../worker/shutdown.js');
-              const signals = (shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs }));
+              const signals = (shutdown = new ShutdownSignals({
+                log,
+                timeoutMs: config.worker.shutdownTimeoutMs,
+                stopping: 'the seals being recomputed are cancelled, and nothing is reported',
+              }));
               signals.takeOverSignals();
               const report = await verifyChain(database.pool, opts.site, signals.signal).catch((err: unknown) => {
                 if (signals.signal.aborted) throw new SyncError('interrupted', 'verify --chain interrupted: no seal was reported');

@@ -16,6 +16,8 @@ export interface ShutdownOptions {
   target?: NodeJS.EventEmitter;
   /** Where the logs go, whose failure to be written stops as a signal does; default process.stdout. */
   output?: NodeJS.EventEmitter;
+  /** What the command does when asked to stop, as the first signal's log line says it; default a run's and the worker's. */
+  stopping?: string;
 }
 
 /**
@@ -57,7 +59,10 @@ export class ShutdownSignals {
       this.exit(EXIT_CODES.interrupted);
       return;
     }
-    log.info({ signal: name, timeoutMs }, 'shutdown requested: no new runs; the current run rolls back and is recorded as interrupted');
+    log.info(
+      { signal: name, timeoutMs },
+      `shutdown requested: ${this.options.stopping ?? 'no new runs; the current run rolls back and is recorded as interrupted'}`,
+    );
     this.deadline = setTimeout(() => {
       log.error({ timeoutMs }, 'shutdown did not finish within SHUTDOWN_TIMEOUT; exiting by force');
       this.exit(FORCED_EXIT_CODE);
