@@ -69,6 +69,14 @@ export class SyncError extends Error {
   }
 }
 
+/**
+ * Throws an 'interrupted' SyncError (exit code 130) when `signal` has aborted: what a command checks
+ * before a step it would not take once asked to stop, `message` saying what was left undone.
+ */
+export function throwIfInterrupted(signal: AbortSignal | undefined, message: string, details?: SyncErrorDetails): void {
+  if (signal?.aborted) throw new SyncError('interrupted', message, details);
+}
+
 /** The message of anything thrown: an Error's message, or the value as text. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -184,9 +192,12 @@ export function isConnectTimeout(err: unknown): boolean {
   return errorCode(err) === undefined && errorMessage(err) === 'timeout expired';
 }
 
-/** Postgres cancelled a statement that ran past statement_timeout (57014 is also a cancel asked for: told apart by its message). */
+/** query_canceled: a cancel asked for (cancelOnAbort's), or a statement_timeout. */
+export const QUERY_CANCELED = '57014';
+
+/** Postgres cancelled a statement that ran past statement_timeout (QUERY_CANCELED is also a cancel asked for: told apart by its message). */
 export function isStatementTimeout(err: unknown): boolean {
-  return errorCode(err) === '57014' && /statement timeout/.test(errorMessage(err));
+  return errorCode(err) === QUERY_CANCELED && /statement timeout/.test(errorMessage(err));
 }
 
 /** lock_timeout ran out (SQLSTATE lock_not_available). */

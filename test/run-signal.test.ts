@@ -7,7 +7,7 @@ import { createPool } from '../src/db/database.js';
 import { SyncError } from '../src/errors.js';
 import { migrateUntilAborted } from '../src/db/migrate.js';
 import { until } from './helpers/cli-process.js';
-import { ALL_MIGRATIONS, createTestDatabase, migrateBefore } from './helpers/database.js';
+import { ALL_MIGRATIONS, createTestDatabase, migrateBefore, untilWaitingForLock } from './helpers/database.js';
 import { it } from './helpers/harness.js';
 
 /*
@@ -218,5 +218,57 @@ describe("a signal that comes while the run's session is between two statements 
     }
     const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'interrupted']);
+  }, 60_000);
+});
+
+describe('a signal that comes before the run has its record', () => {
+  const stoppedBefore = 'the run was interrupted (signal) before it started; nothing was recorded';
+
+  it('is the whole message when the signal alone stopped the run', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const shutdown = new AbortController();
+    shutdown.abort(new Error('received SIGTERM'));
+    const err = await h.sync({ signal: shutdown.signal }).catch((e: unknown) => e);
+    expect(err instanceof SyncError ? { kind: err.kind, message: err.message } : err).toEqual({ kind: 'interrupted', message: stoppedBefore });
+  });
+
+  // A failure of the run's own that came as the signal did was hidden behind "interrupted": the
+  // next start was the first to tell it.
+  it('says what the run failed with as it stopped: its session ended by the server as the signal came', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await h.sync();
+    const holder = new pg.Client({ connectionString: h.t.url });
+    const terminator = new pg.Client({ connectionString: h.t.url });
+    await holder.connect();
+    await terminator.connect();
+    try {
+      // The site's look-up, a statement before the run's record, waits for the table.
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE cpq.sites IN ACCESS EXCLUSIVE MODE');
+      const shutdown = new AbortController();
+      const run = h.sync({ signal: shutdown.signal }).catch((e: unknown) => e);
+      const [waiting] = await untilWaitingForLock(h.t);
+      // The termination is written to a session already open before the signal is sent: it ends
+      // the run's session before the signal's cancel request, which first needs a connection and
+      // a backend of its own, reaches it (and a backend told both to end and to cancel ends).
+      const terminated = terminator.query('SELECT pg_terminate_backend($1)', [waiting!.pid]);
+      shutdown.abort(new Error('received SIGTERM'));
+      await terminated;
+      const err = await run;
+      expect(err).toBeInstanceOf(SyncError);
+      const { kind, message } = err as SyncError;
+      // Before: the message was stoppedBefore alone.
+      expect({ kind, message }).toEqual({
+        kind: 'interrupted',
+        message: expect.stringMatching(
+          /^the run was interrupted \(signal\) before it started; nothing was recorded \(as it stopped: [^)]*terminating connection due to administrator command[^)]*\)$/,
+        ) as unknown,
+      });
+    } finally {
+      await holder.query('ROLLBACK');
+      await Promise.all([holder.end(), terminator.end()]);
+    }
+    const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
+    expect(runs.map((r) => r.status)).toEqual(['succeeded']);
   }, 60_000);
 });

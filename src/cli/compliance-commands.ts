@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
-import { SyncError, rethrowAsSyncError, printable } from '../errors.js';
+import { SyncError, rethrowAsSyncError, printable, throwIfInterrupted } from '../errors.js';
 import type { ShutdownSignals } from '../worker/shutdown.js';
 import { command, requireKnownSites } from './command.js';
 
@@ -96,8 +96,7 @@ export function registerComplianceCommands(program: Command): void {
           // waiting for a lock (a report holding the outbox) held SIGTERM until SHUTDOWN_TIMEOUT ended
           // the process by force, exit code 1.
           const stoppedBefore = (err: unknown): never => {
-            if (shutdown.signal.aborted)
-              throw new SyncError('interrupted', 'alerts retry interrupted before it made the failed alerts pending: no alert was changed');
+            throwIfInterrupted(shutdown.signal, 'alerts retry interrupted before it made the failed alerts pending: no alert was changed');
             throw err;
           };
           await migrateSynced(database.pool, { ...migrateLogged(log), signal: shutdown.signal }).catch(stoppedBefore);
@@ -179,7 +178,7 @@ export function registerComplianceCommands(program: Command): void {
               }));
               signals.takeOverSignals();
               const report = await verifyChain(database.pool, opts.site, signals.signal).catch((err: unknown) => {
-                if (signals.signal.aborted) throw new SyncError('interrupted', 'verify --chain interrupted: no seal was reported');
+                throwIfInterrupted(signals.signal, 'verify --chain interrupted: no seal was reported');
                 return rethrowAsSyncError(err);
               });
               process.stdout.write(formatChain(report));

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { ConfigError, selectSites, withCpq } from '../config.js';
-import { EXIT_CODES, SyncError, errorMessage, oneLine, rethrowAsSyncError } from '../errors.js';
+import { EXIT_CODES, SyncError, errorMessage, oneLine, rethrowAsSyncError, throwIfInterrupted } from '../errors.js';
 import { command } from './command.js';
 
 /** The commands that sync: one run now (run), the worker (schedule), migrations (migrate), and the setup check (check). */
@@ -39,7 +39,7 @@ export function registerSyncCommands(program: Command): void {
           const database = await openDatabase(config, log, { concurrentRuns: Math.min(sites.length, config.worker.siteConcurrency) });
           shutdown.takeOverSignals();
           try {
-            if (shutdown.signal.aborted) throw new SyncError('interrupted', 'interrupted before the run started; nothing was recorded');
+            throwIfInterrupted(shutdown.signal, 'interrupted before the run started; nothing was recorded');
             const options = {
               full: opts.full === true,
               allowMassDelete: opts.allowMassDelete === true,

@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CpqConfig } from '../config.js';
-import { SyncError, errorCode, errorMessage, oneLine } from '../errors.js';
+import { SyncError, errorCode, errorMessage, oneLine, throwIfInterrupted } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
 import { TooComplexError, parseExactJson } from '../exact-json.js';
@@ -601,7 +601,7 @@ export class CpqHttpClient {
         }
       } catch (err) {
         if (err instanceof SyncError) throw err;
-        if (this.signal?.aborted) throw new SyncError('interrupted', `GET ${url}: interrupted`);
+        throwIfInterrupted(this.signal, `GET ${url}: interrupted`);
         if (err instanceof RetryableError) {
           retryReason = 'token';
           waitMs = err.retryAfterMs;

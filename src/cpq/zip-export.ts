@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { CpqConfig } from '../config.js';
-import { SyncError, oneLine } from '../errors.js';
+import { SyncError, oneLine, throwIfInterrupted } from '../errors.js';
 import { ExportColumnsError, exportColumns, type ExportColumns } from './export-columns.js';
 import { CsvRowsParser } from './csv-rows.js';
 import { PageRecords, type PageRecord } from './page-records.js';
@@ -189,7 +189,7 @@ export async function* zipUserPages(client: CpqHttpClient, config: CpqConfig, co
   const url = zipExportUrl(client, config, company);
   const fail = (message: string) => new SyncError('data', `GET ${url}: zip export: ${oneLine(message)}`);
   const interrupted = () => {
-    if (signal?.aborted) throw new SyncError('interrupted', `GET ${url}: interrupted`);
+    throwIfInterrupted(signal, `GET ${url}: interrupted`);
   };
   const dir = await makeZipTempDir(config.zip.tmpDir);
   let archive: ZipArchive | undefined;

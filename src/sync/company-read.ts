@@ -6,7 +6,7 @@ import { companyStream, companyUserPages, type StreamId } from '../cpq/streams.j
 import { loginField } from '../cpq/user-fields.js';
 import { zipUserPages } from '../cpq/zip-export.js';
 import { readIntegrationUserLogins } from '../db/sql/read-integration-user-logins.js';
-import { SyncError } from '../errors.js';
+import { SyncError, throwIfInterrupted } from '../errors.js';
 import { isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { mergeBothFeeds } from '../normalize/feed-fields.js';
@@ -84,7 +84,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
     for await (const page of pages) {
       // Another stream failed (or the run was interrupted) while this page was on its way: the
       // run is over, so nothing more is written.
-      if (run.signal.aborted) throw new SyncError('interrupted', `${id.name}: stopped, the run is ending`);
+      throwIfInterrupted(run.signal, `${id.name}: stopped, the run is ending`);
       progress.page(page);
       const { integrationUsers } = run;
       // Most companies have no integration users: skip re-keying their records.

@@ -26,7 +26,17 @@ import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
 import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
-import { SyncError, errorMessage, isStatementTimeout, oneLine, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
+import {
+  QUERY_CANCELED,
+  SyncError,
+  errorCode,
+  errorMessage,
+  isStatementTimeout,
+  oneLine,
+  rethrowAsSyncError,
+  throwIfInterrupted,
+  toDatabaseOrInternal,
+} from '../errors.js';
 import { LinkedSignal } from '../linked-signal.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
@@ -113,9 +123,16 @@ class SyncRun {
       return await this.migrateAndRun();
     } catch (err) {
       // Asked to stop before the run had its record (a statement waiting for a lock, cancelled):
-      // there is no record to mark interrupted, and none is written as the process ends.
-      if (this.options.signal?.aborted && !(err instanceof SyncError && err.runId !== undefined)) {
-        throw new SyncError('interrupted', 'the run was interrupted (signal) before it started; nothing was recorded', { site: this.site.name });
+      // there is no record to mark interrupted, and none is written as the process ends. What
+      // the run failed with is said too, unless it is the signal's own doing (its reason, as a
+      // refused statement throws it, or a cancelled statement's error): a failure of the run's own
+      // that came as the signal did (a migration's, the connection's) was otherwise hidden behind
+      // "interrupted", and the next start was the first to tell it.
+      const { signal } = this.options;
+      if (signal?.aborted && !(err instanceof SyncError && err.runId !== undefined)) {
+        const ownDoing = errorMessage(err) === errorMessage(signal.reason) || errorCode(err) === QUERY_CANCELED;
+        const failure = ownDoing ? '' : ` (as it stopped: ${oneLine(errorMessage(err))})`;
+        throw new SyncError('interrupted', `the run was interrupted (signal) before it started; nothing was recorded${failure}`, { site: this.site.name });
       }
       throw err;
     } finally {
@@ -230,7 +247,7 @@ class SyncRun {
       await stopCancelling();
       // The last statement may have waited (another site's run holding the commit order): a signal
       // that came meanwhile still rolls the run back, as it would have a moment earlier.
-      if (this.options.signal?.aborted) throw new SyncError('interrupted', 'the run was interrupted (signal) before it finished');
+      throwIfInterrupted(this.options.signal, 'the run was interrupted (signal) before it finished');
       await client.query('COMMIT');
       runLog.info({ ...result, site: undefined, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
       // After the commit: ANALYZE holds a lock on the tables until its transaction ends, which
