@@ -350,32 +350,36 @@ class SyncRun {
     const waits = this.connectionLost === undefined ? [] : [1000, 2000, 4000, 8000, 15_000];
     const timeoutWaits = [200, 1000, 3000];
     const graceMs = this.deps.config.worker.shutdownTimeoutMs / 2;
-    for (;;) {
-      const giveUp = new AbortController();
-      let timer: NodeJS.Timeout | undefined;
-      const onStop = () => {
-        timer = setTimeout(() => giveUp.abort(new Error('the record was not written within half of SHUTDOWN_TIMEOUT of the signal')), graceMs);
-      };
-      if (signal?.aborted) onStop();
-      else signal?.addEventListener('abort', onStop, { once: true });
-      try {
-        return await finish(giveUp.signal).finally(() => {
-          signal?.removeEventListener('abort', onStop);
-          clearTimeout(timer);
-        });
-      } catch (err) {
-        const timedOut = isStatementTimeout(err);
-        const wait = signal?.aborted ? undefined : (timedOut ? timeoutWaits : waits).shift();
-        // Said for a lost connection too: the run may wait half a minute for a server coming back,
-        // silent until then (and a test can tell it is waiting).
-        if (wait !== undefined) log.warn({ error: errorMessage(err), waitMs: wait }, 'could not record the failed run yet; trying again');
-        if (wait === undefined) {
-          const stopping = signal?.aborted ? ': asked to stop, it is left running and the next run marks it abandoned' : '';
-          log.error({ error: errorMessage(err) }, `could not record the failed run${stopping}`);
-          return true;
+    // One for the whole write, its clock started by the signal: a try then gives up half of
+    // SHUTDOWN_TIMEOUT after the signal, however many came before it.
+    const giveUp = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const onStop = () => {
+      timer = setTimeout(() => giveUp.abort(new Error('the record was not written within half of SHUTDOWN_TIMEOUT of the signal')), graceMs);
+    };
+    if (signal?.aborted) onStop();
+    else signal?.addEventListener('abort', onStop, { once: true });
+    try {
+      for (;;) {
+        try {
+          return await finish(giveUp.signal);
+        } catch (err) {
+          const timedOut = isStatementTimeout(err);
+          const wait = signal?.aborted ? undefined : (timedOut ? timeoutWaits : waits).shift();
+          // Said for a lost connection too: the run may wait half a minute for a server coming back,
+          // silent until then (and a test can tell it is waiting).
+          if (wait !== undefined) log.warn({ error: errorMessage(err), waitMs: wait }, 'could not record the failed run yet; trying again');
+          if (wait === undefined) {
+            const stopping = signal?.aborted ? ': asked to stop, it is left running and the next run marks it abandoned' : '';
+            log.error({ error: errorMessage(err) }, `could not record the failed run${stopping}`);
+            return true;
+          }
+          await sleep(wait, undefined, signal ? { signal } : {}).catch(() => undefined);
         }
-        await sleep(wait, undefined, signal ? { signal } : {}).catch(() => undefined);
       }
+    } finally {
+      signal?.removeEventListener('abort', onStop);
+      clearTimeout(timer);
     }
   }
 
