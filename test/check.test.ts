@@ -170,6 +170,15 @@ describe('cpq-sync check against the simulator', () => {
     expect(step(none, 'credentials').fix).toMatch(/^tried no credentials .*: set CPQ_USERNAME and CPQ_PASSWORD, CPQ_TOKEN, or the CPQ_OAUTH_\* settings$/);
   });
 
+  // Before: the step failed with CPQ's error alone, read as the credentials refused.
+  it('CPQ failing (a 5xx, after its retry) fails the credentials step as not known, not as refused', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2 });
+    h.sim.addFault({ match: { path: '/rest/v16/companies' }, status: 503, times: Infinity });
+    const report = await runCheck(envOf(h));
+    expect(step(report, 'credentials')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^not known: .*503/) as unknown });
+    expect(step(report, 'path prefix')).toMatchObject({ status: 'skip', detail: 'not known until CPQ answers' });
+  });
+
   it('a company the site does not list fails the companies step; the users step reads the others', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3 });
     const report = await runCheck(envOf(h, { CPQ_COMPANIES: '_host,nosuch' }));
@@ -417,7 +426,7 @@ describe('cpq-sync check against the simulator', () => {
     const toLogin = await runCheck(env(sso));
     expect(step(toLogin, 'credentials')).toMatchObject({
       status: 'fail',
-      detail: `GET ${sso}/rest/v16/companies?limit=1: CPQ redirected from ${sso} to https://idp.example.com; redirects are followed only within ${sso}`,
+      detail: `not known: GET ${sso}/rest/v16/companies?limit=1: CPQ redirected from ${sso} to https://idp.example.com; redirects are followed only within ${sso}`,
       fix: 'CPQ sends the REST API on to https://idp.example.com (a sign-in page in front of the site?): set CPQ_BASE_URL to the address the REST API answers at itself, https://<site>.bigmachines.com',
     });
 

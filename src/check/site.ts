@@ -134,14 +134,22 @@ export async function checkAccess(
         ],
         prefix: undefined,
       };
-    case 'error':
+    case 'error': {
+      // A failed token request is the credentials' failure; CPQ failing (a 5xx after its retry, no
+      // answer) judged none: the step fails saying it could not tell, not as if they were refused.
+      const token = /OAuth token/.test(first.message);
       return {
         steps: [
-          fail('credentials', first.message, /OAuth token/.test(first.message) ? authHint(cpq.auth, first.message) : requestFix(new Error(first.message), cpq)),
+          fail(
+            'credentials',
+            token ? first.message : `not known: ${first.message}`,
+            token ? authHint(cpq.auth, first.message) : requestFix(new Error(first.message), cpq),
+          ),
           skip('path prefix', 'not known until CPQ answers'),
         ],
         prefix: undefined,
       };
+    }
     case 'missing':
       break;
   }
