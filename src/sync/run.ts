@@ -130,7 +130,7 @@ class SyncRun {
       // "interrupted", and the next start was the first to tell it.
       const { signal } = this.options;
       if (signal?.aborted && !(err instanceof SyncError && err.runId !== undefined)) {
-        const ownDoing = errorMessage(err) === errorMessage(signal.reason) || errorCode(err) === QUERY_CANCELED;
+        const ownDoing = errorMessage(err) === errorMessage(signal.reason) || (errorCode(err) === QUERY_CANCELED && !isStatementTimeout(err));
         const failure = ownDoing ? '' : ` (as it stopped: ${oneLine(errorMessage(err))})`;
         throw new SyncError('interrupted', `the run was interrupted (signal) before it started; nothing was recorded${failure}`, { site: this.site.name });
       }
