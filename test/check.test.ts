@@ -452,10 +452,15 @@ describe('cpq-sync check against the simulator', () => {
     const client = await h.t.pool.connect();
     const release = gate();
     const locked = gate();
-    const holding = withSyncLock(client, 'default', () => {
-      locked.open();
-      return release.promise;
-    });
+    const holding = withSyncLock(
+      client,
+      'default',
+      () => {
+        locked.open();
+        return release.promise;
+      },
+      { log: h.log },
+    );
     try {
       // The check starts once the lock is held: not while its request is still on the way.
       await locked.promise;

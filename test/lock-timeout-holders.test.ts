@@ -109,7 +109,7 @@ describe('a run that waited longer than SYNC_LOCK_TIMEOUT', () => {
     const pool = createPool(h.t.url, 2, 1000);
     cleanups.push(() => pool.end());
     const request = { site: 'default', company: '_host', login: login!, reason: 'GDPR art. 17 request 42', requestedBy: 'dpo' };
-    const error = await forgetUser(pool, request).then(
+    const error = await forgetUser(pool, request, h.log).then(
       () => new Error('expected forget to fail on its lock timeout'),
       (e: unknown) => e as Error,
     );
@@ -118,6 +118,6 @@ describe('a run that waited longer than SYNC_LOCK_TIMEOUT', () => {
       new RegExp(`SYNC_LOCK_TIMEOUT .*as it gave up: pid ${dbaPid} \\(role postgres, application nightly-maintenance, [^)]*\\): ExclusiveLock on cpq\\.users`),
     );
     await dba.query('ROLLBACK');
-    expect(await forgetUser(pool, request)).toMatchObject({ erasureId: '1' });
+    expect(await forgetUser(pool, request, h.log)).toMatchObject({ erasureId: '1' });
   });
 });

@@ -109,10 +109,10 @@ describe('cpq-sync forget', () => {
     await h.sync();
     const [a] = logins(h);
     const request = { site: 'default', company: '_host', login: a!, reason: 'GDPR art. 17 request 42', requestedBy: 'dpo@example.com' };
-    await expect(forgetUser(h.t.pool, request)).rejects.toThrow(`refusing to forget _host/${a!}: the database holds this user as present`);
-    await expect(forgetUser(h.t.pool, { ...request, login: 'nobody' })).rejects.toThrow('no user _host/nobody in site default');
+    await expect(forgetUser(h.t.pool, request, h.log)).rejects.toThrow(`refusing to forget _host/${a!}: the database holds this user as present`);
+    await expect(forgetUser(h.t.pool, { ...request, login: 'nobody' }, h.log)).rejects.toThrow('no user _host/nobody in site default');
     // A misspelt site is not added to cpq.sites (where --site of status, changes and snapshot would then accept it).
-    await expect(forgetUser(h.t.pool, { ...request, site: 'defualt' })).rejects.toThrow('no site defualt in this database: nothing to forget');
+    await expect(forgetUser(h.t.pool, { ...request, site: 'defualt' }, h.log)).rejects.toThrow('no site defualt in this database: nothing to forget');
     expect(await h.t.query(`SELECT name FROM cpq.sites`)).toEqual([{ name: 'default' }]);
     expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
     expect(await findAnywhere(h.t, personalValues(h, a!))).not.toEqual([]);
@@ -139,7 +139,7 @@ describe('cpq-sync forget', () => {
     for (const login of [a, b, c]) h.sim.deleteUser('_host', login!);
     await h.sync({ full: true, allowMassDelete: true });
     for (const login of [a, b, c]) {
-      await forgetUser(h.t.pool, { site: 'default', company: '_host', login: login!, reason: 'request 7', requestedBy: 'dpo' });
+      await forgetUser(h.t.pool, { site: 'default', company: '_host', login: login!, reason: 'request 7', requestedBy: 'dpo' }, h.log);
     }
     expect(await h.t.query(alerts, [[a, b, c]])).toEqual(before);
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
@@ -158,7 +158,7 @@ describe('cpq-sync forget', () => {
     try {
       const release = await holdSyncLock(running);
       const request = { site: 'default', company: '_host', login: a!, reason: 'GDPR art. 17 request 43', requestedBy: 'dpo@example.com' };
-      await expect(forgetUser(h.t.pool, request)).rejects.toMatchObject({
+      await expect(forgetUser(h.t.pool, request, h.log)).rejects.toMatchObject({
         kind: 'lock',
         message: expect.stringMatching(
           new RegExp(
@@ -169,7 +169,7 @@ describe('cpq-sync forget', () => {
       expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
       expect(await findAnywhere(h.t, values)).not.toEqual([]);
       await release();
-      expect((await forgetUser(h.t.pool, request)).rowsRedacted).toMatchObject({ users: 1 });
+      expect((await forgetUser(h.t.pool, request, h.log)).rowsRedacted).toMatchObject({ users: 1 });
     } finally {
       running.release();
     }
@@ -200,13 +200,17 @@ describe('cpq-sync forget', () => {
        VALUES ('default', $1, $2, '_host', $3, 'admin_flag', 'is_user_admin_perm_enabled', 'false', 'true', now(), 'test-key', $4)`,
       [row!.run_id, row!.id, a, `receiver refused ${values[0]!} and ${values[1]!}`],
     );
-    const erasure = await forgetUser(h.t.pool, {
-      site: 'default',
-      company: '_host',
-      login: a!,
-      reason: 'GDPR art. 17 request 42',
-      requestedBy: 'dpo@example.com',
-    });
+    const erasure = await forgetUser(
+      h.t.pool,
+      {
+        site: 'default',
+        company: '_host',
+        login: a!,
+        reason: 'GDPR art. 17 request 42',
+        requestedBy: 'dpo@example.com',
+      },
+      h.log,
+    );
     expect(erasure.rowsRedacted.users).toBe(1);
     expect(erasure.rowsRedacted.user_versions).toBeGreaterThanOrEqual(2);
     expect(erasure.rowsRedacted.user_change_log).toBeGreaterThanOrEqual(1);
@@ -320,7 +324,7 @@ describe('cpq-sync forget, run again (review DN)', () => {
   it('for a user that came back and was deleted again since: erases what came back and records it as usual', async ({ startHarness }) => {
     const { h, deletedValues, deletedLogin: b } = await siteWithDeletedUser(startHarness);
     const request = { site: 'default', company: '_host', login: b, reason: 'request 7', requestedBy: 'dpo' };
-    const first = await forgetUser(h.t.pool, request);
+    const first = await forgetUser(h.t.pool, request, h.log);
     expect(first.earlier).toBeUndefined();
     expect(await findAnywhere(h.t, deletedValues)).toEqual([]);
     // The login comes back (restored under the same user id), with new personal data, and is deleted again.
@@ -330,7 +334,7 @@ describe('cpq-sync forget, run again (review DN)', () => {
     h.sim.deleteUser('_host', b);
     await h.sync({ full: true });
     expect((await findAnywhere(h.t, back)).length).toBeGreaterThan(0);
-    const second = await forgetUser(h.t.pool, { ...request, reason: 'request 8' });
+    const second = await forgetUser(h.t.pool, { ...request, reason: 'request 8' }, h.log);
     expect(second.earlier).toBeUndefined();
     expect(second.userId).toBe(first.userId);
     expect(second.rowsRedacted.users).toBe(1);
@@ -338,7 +342,7 @@ describe('cpq-sync forget, run again (review DN)', () => {
     expect(await findAnywhere(h.t, back)).toEqual([]);
     expect(await h.t.query(`SELECT reason FROM cpq.erasures ORDER BY id`)).toEqual([{ reason: 'request 7' }, { reason: 'request 8' }]);
     // And a third time: nothing left, nothing recorded.
-    const third = await forgetUser(h.t.pool, { ...request, reason: 'request 9' });
+    const third = await forgetUser(h.t.pool, { ...request, reason: 'request 9' }, h.log);
     expect(third).toMatchObject({
       erasureId: second.erasureId,
       earlier: { requestedBy: 'dpo' },
@@ -376,7 +380,7 @@ describe('cpq-sync forget, the alert outbox', () => {
       return row!.id;
     };
     const lastError = async (id: string) => (await h.t.query<{ e: string | null }>(`SELECT last_error AS e FROM cpq.alert_outbox WHERE id = $1`, [id]))[0]!.e;
-    const forget = () => forgetUser(h.t.pool, { site: 'default', company: '_host', login: login!, reason: 'request 7', requestedBy: 'dpo' });
+    const forget = () => forgetUser(h.t.pool, { site: 'default', company: '_host', login: login!, reason: 'request 7', requestedBy: 'dpo' }, h.log);
     return { h, email, outboxRow, lastError, forget };
   }
 

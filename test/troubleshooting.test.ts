@@ -174,10 +174,15 @@ describe('the README lists every error a user meets first, as printed, with its 
           const client = await open.t.pool.connect();
           const release = gate();
           const locked = gate();
-          const holding = withSyncLock(client, 'default', () => {
-            locked.open();
-            return release.promise;
-          });
+          const holding = withSyncLock(
+            client,
+            'default',
+            () => {
+              locked.open();
+              return release.promise;
+            },
+            { log: open.log },
+          );
           try {
             await locked.promise;
             return await runLine(open, {});

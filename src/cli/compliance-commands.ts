@@ -223,7 +223,7 @@ export function registerComplianceCommands(program: Command): void {
         try {
           await migrateSynced(database.pool, migrateLogged(log));
           const requestedBy = opts.by ?? osUser();
-          const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy });
+          const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy }, log);
           if (erasure.earlier) {
             const { erasedAt, requestedBy: by } = erasure.earlier;
             process.stderr.write(

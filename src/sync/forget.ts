@@ -7,6 +7,7 @@ import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
 import { SyncError, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
+import type { Logger } from '../logger.js';
 
 export interface ForgetRequest {
   site: string;
@@ -36,7 +37,7 @@ export interface Erasure {
  * asked, when and why in cpq.erasures, in one transaction, under the site's sync lock. A user the database holds as present is
  * refused: CPQ may still have it (only a full read marks a user deleted), so the next run would copy its data back.
  */
-export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise<Erasure> {
+export async function forgetUser(pool: pg.Pool, request: ForgetRequest, log: Logger): Promise<Erasure> {
   if (request.reason.trim() === '') throw new SyncError('config', 'forget needs a --reason (recorded in cpq.erasures)');
   const who = `${request.company}/${request.login}`;
   const client = await pool.connect().catch((err: unknown) => {
@@ -54,6 +55,7 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest): Promise
     // and would write them back, in a restore's diff and an ended version, when it commits.
     return await withSyncLock(client, request.site, () => erase(client, request), {
       whenHeld: `a run of site ${request.site} is going on (it holds the site's sync lock) and could write ${who}'s data back: forget again once it has finished`,
+      log,
     });
   } finally {
     await releaseHoldingSession(client);

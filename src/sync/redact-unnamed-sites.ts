@@ -46,7 +46,7 @@ export async function redactUnnamedSites(
             log.info({ unnamedSite: other, redacted }, 'personal fields past HISTORY_RETENTION redacted in a site the configuration does not name');
           }
         },
-        { signal },
+        { signal, log },
       );
     } catch (err) {
       // Cancelled by the shutdown: rolled back, and no news (the next run redoes it).

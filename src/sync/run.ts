@@ -172,7 +172,7 @@ class SyncRun {
           }
           return await this.locked(client);
         },
-        { signal: this.options.signal },
+        { signal: this.options.signal, log },
       );
     } catch (err) {
       if (err instanceof SyncLockHeldByOutsider) throw await this.recordNotStarted(err);

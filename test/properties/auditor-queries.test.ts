@@ -610,7 +610,7 @@ class Forget implements Cmd {
       this.n,
     );
     if (!u) return;
-    const erased = await forgetUser(h.t.pool, { site: SITE, company: u.company, login: u.login, reason: 'property test', requestedBy: 'test' });
+    const erased = await forgetUser(h.t.pool, { site: SITE, company: u.company, login: u.login, reason: 'property test', requestedBy: 'test' }, h.log);
     // Recorded now, or an erasure of it recorded already (forget run twice); a user CPQ sent no
     // personal field for is recorded with nothing erased (README: the request was met).
     expect(erased.erasureId, `forget ${u.company}/${u.login}`).toMatch(/^\d+$/);

@@ -503,7 +503,11 @@ class Forget implements Cmd {
     const u = pick(deleted, this.n);
     if (!u) return;
     const before = await everything(h, 'default');
-    const erased = await forgetUser(h.t.pool, { site: 'default', company: u.company_login, login: u.login, reason: 'property test', requestedBy: 'test' });
+    const erased = await forgetUser(
+      h.t.pool,
+      { site: 'default', company: u.company_login, login: u.login, reason: 'property test', requestedBy: 'test' },
+      h.log,
+    );
     for (const run of model.a.runs) {
       run.tables = {
         ...run.tables,

@@ -35,7 +35,7 @@ describe('pg_stats after forget', () => {
         ).rows.map((r) => r.place);
       // The reader sees it there before (it may read the rows too, then).
       expect(await statsHolding(email)).toContain('users.email');
-      await forgetUser(h.t.pool, { site: 'default', company: '_host', login, reason: 'ticket 7', requestedBy: 'dpo' });
+      await forgetUser(h.t.pool, { site: 'default', company: '_host', login, reason: 'ticket 7', requestedBy: 'dpo' }, h.log);
       expect((await reader.query<{ n: number }>(`SELECT count(*)::int AS n FROM cpq.users WHERE email = $1`, [email])).rows[0]!.n).toBe(0);
       expect(await statsHolding(email)).toEqual([]);
       expect(await statsHolding(`x${email}`)).toEqual([]);
@@ -67,11 +67,11 @@ describe('pg_stats after forget', () => {
     // statistics target of 0, ANALYZE leaves the column's statistics alone.
     await h.t.query('ALTER TABLE cpq.users ALTER COLUMN email SET STATISTICS 0');
     const request = { site: 'default', company: '_host', login, reason: 'ticket 7', requestedBy: 'dpo' };
-    expect((await forgetUser(h.t.pool, request)).earlier).toBeUndefined();
+    expect((await forgetUser(h.t.pool, request, h.log)).earlier).toBeUndefined();
     await h.t.query('ALTER TABLE cpq.users ALTER COLUMN email SET STATISTICS -1');
     expect(await statsHolding(email)).toContain('users.email');
     // Run again: nothing left to erase, nothing recorded, but the statistics are refreshed.
-    expect((await forgetUser(h.t.pool, request)).earlier).toMatchObject({ requestedBy: 'dpo' });
+    expect((await forgetUser(h.t.pool, request, h.log)).earlier).toMatchObject({ requestedBy: 'dpo' });
     expect(await statsHolding(email)).toEqual([]);
   });
 });

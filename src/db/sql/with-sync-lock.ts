@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { sql } from 'kysely';
-import { SyncError } from '../../errors.js';
+import { SyncError, errorMessage } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { SITE_LOCK_CLASS } from '../site-lock-key.js';
 import { cancellableSession } from '../cancel-on-abort.js';
@@ -50,12 +51,22 @@ export class SyncLockHeldByOutsider extends SyncError {
  * whole: a shutdown then waited for it, and was ended by force at SHUTDOWN_TIMEOUT. Not the
  * lock's taking, which never waits: cancelled after it took the lock, the statement would fail
  * with the lock held, and the session go back to its pool holding it.
+ *
+ * An unlock that fails (a cancel landing on it, a statement refused once a signal armed on the
+ * session has aborted: cancelOnAbort, a session gone) ends the session, which lets go of the lock,
+ * and says so on `log` (a warning naming the site): back in its pool still holding it, the session
+ * had every later run of the site that got it skipped as "another run holds the lock" until the pool
+ * closed it. The caller releases the client as before; its pool discards an ended one.
  */
 export async function withSyncLock<T>(
   client: pg.PoolClient,
   site: string,
   work: () => Promise<T>,
-  { whenHeld = `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`, signal }: { whenHeld?: string; signal?: AbortSignal } = {},
+  {
+    whenHeld = `another cpq-sync run holds the sync lock of site ${site}; this run was skipped`,
+    signal,
+    log,
+  }: { whenHeld?: string; signal?: AbortSignal; log: Logger },
 ): Promise<T> {
   const lockId = await registerSite(cancellableSession(client, signal), site);
   const rows = await runCompiled(client, sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SITE_LOCK_CLASS}, ${lockId}) AS locked`.compile(queryBuilder));
@@ -78,6 +89,11 @@ export async function withSyncLock<T>(
   try {
     return await work();
   } finally {
-    await runCompiled(client, sql`SELECT pg_advisory_unlock(${SITE_LOCK_CLASS}, ${lockId})`.compile(queryBuilder)).catch(() => undefined);
+    await runCompiled(client, sql`SELECT pg_advisory_unlock(${SITE_LOCK_CLASS}, ${lockId})`.compile(queryBuilder)).catch(async (err: unknown) => {
+      log.warn({ site, error: errorMessage(err) }, "could not release the site's sync lock: its database session is ended, which lets go of it");
+      // Awaited: the server lets go of the session's locks before it closes the connection, so the
+      // lock is free once this returns. A connection already broken is closed at once.
+      await client.end().catch(() => undefined);
+    });
   }
 }
