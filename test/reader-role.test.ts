@@ -564,3 +564,24 @@ describe('cpq functions and a reporting login that may create functions in publi
     expect(await ran()).toEqual([]);
   });
 });
+
+describe('connectReaderLogin (the helper that makes these logins)', () => {
+  it('drops the login it made when its connect fails, and throws the connect error', async () => {
+    // The logins it makes are members of this role alone: counted without another test's in the way.
+    const group = `cpq_rg_${randomBytes(5).toString('hex')}`;
+    await admin((c) => c.query(`CREATE ROLE ${group} NOLOGIN`));
+    try {
+      // A database the server does not have: the connect fails once the login exists.
+      const nowhere = new URL(inject('adminDatabaseUrl'));
+      nowhere.pathname = `/cpq_no_such_db_${randomBytes(5).toString('hex')}`;
+      await expect(connectReaderLogin(nowhere.href, group)).rejects.toThrow(/database "cpq_no_such_db_[0-9a-f]+" does not exist/);
+      // Before: the login stayed, a member of the group, on the server for good.
+      const members = await admin(
+        async (c) => (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_auth_members WHERE roleid = $1::regrole`, [group])).rows[0]!.n,
+      );
+      expect(members).toBe(0);
+    } finally {
+      await admin((c) => c.query(`DROP ROLE ${group}`));
+    }
+  });
+});

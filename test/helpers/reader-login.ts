@@ -7,7 +7,8 @@ import { admin } from './database.js';
  * A reporting login (a member of `memberOf`, cpq_reader unless told), connected to `databaseUrl`:
  * with a password, so that a server that asks for one (scram, as embedded Postgres and most do) is
  * answered. Roles are the server's, not a database's: the login's name is random, and `end`
- * closes the connection and drops the login, with whatever it owns in that database.
+ * closes the connection and drops the login, with whatever it owns in that database; a connect
+ * that fails drops the login before its error is thrown.
  */
 export async function connectReaderLogin(databaseUrl: string, memberOf = 'cpq_reader'): Promise<{ reader: pg.Client; end: () => Promise<void> }> {
   const role = `cpq_rr_${randomBytes(5).toString('hex')}`;
@@ -17,7 +18,15 @@ export async function connectReaderLogin(databaseUrl: string, memberOf = 'cpq_re
   url.username = role;
   url.password = password;
   const reader = new pg.Client({ connectionString: url.href });
-  await reader.connect();
+  try {
+    await reader.connect();
+  } catch (err) {
+    // Roles are the server's: left here, a login of every failed connect stayed on a shared
+    // TEST_DATABASE_URL server. It owns nothing yet, so DROP ROLE alone, from the admin's database
+    // (the login's may be the one it could not connect to). What failed is the connect's error.
+    await admin((c) => c.query(`DROP ROLE ${role}`)).catch(() => undefined);
+    throw err;
+  }
   return {
     reader,
     end: async () => {
