@@ -162,7 +162,7 @@ export async function exportChanges(
   sites: readonly string[] = [],
   progress?: ExportProgress,
 ): Promise<ChangesExport> {
-  return inReadOnlySnapshot(pool, async (client) => {
+  return inReadOnlySnapshot(pool, async ([{ client }]) => {
     if ('after' in from) {
       const newest = await readLastWatermark(client);
       if (BigInt(from.after) > BigInt(newest)) {
@@ -274,7 +274,7 @@ export async function exportSnapshot(
   out: Writable,
   options: SnapshotOptions = {},
 ): Promise<{ runs: SnapshotRun[]; rows: number; later: { site: string; first: Date | null }[] }> {
-  return inReadOnlySnapshot(pool, async (client) => {
+  return inReadOnlySnapshot(pool, async ([{ client }]) => {
     // The first statement takes the transaction's snapshot: the runs in progress and the rows are of one moment.
     const inProgress = await findRunsInProgress(client, asOf, options.sites ?? []);
     const { runs, later } = await snapshotRuns(client, asOf, options.sites);

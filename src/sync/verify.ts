@@ -4,7 +4,7 @@ import { createAuthenticator } from '../cpq/auth.js';
 import { CpqHttpClient, pathSegmentProblem } from '../cpq/http-client.js';
 import { companyUserCount, listCompanies } from '../cpq/streams.js';
 import type { Queryable } from '../db/compiled-query.js';
-import { inSharedSnapshot } from '../db/sql/in-read-only-snapshot.js';
+import { inReadOnlySnapshot } from '../db/sql/in-read-only-snapshot.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import {
@@ -165,14 +165,21 @@ export const VERIFY_SESSIONS = 4;
 /**
  * `cpq-sync verify --chain`: recomputes every seal and names, per site, the first run that no
  * longer matches its own. With a pool: on up to VERIFY_SESSIONS sessions of one snapshot
- * (inSharedSnapshot), each run's content hash on one of them, then the chain and the other checks
+ * (inReadOnlySnapshot), each run's content hash on one of them, then the chain and the other checks
  * on the first, so that a run committing meanwhile is not read in part (as one statement read it).
  * With a client (a session in a transaction of its own): on it alone, what it sees.
  * `signal` cancels the statements running.
  */
 export async function verifyChain(on: pg.Pool | pg.PoolClient, only?: readonly string[], signal?: AbortSignal): Promise<ChainReport> {
-  if (on instanceof pg.Pool) return inSharedSnapshot(on, VERIFY_SESSIONS, signal, (sessions) => verifyChainOn(sessions, only));
-  return verifyChainOn([on], only);
+  if (!(on instanceof pg.Pool)) return verifyChainOn([on], only);
+  return inReadOnlySnapshot(
+    on,
+    (sessions) => {
+      const statements = sessions.map((s) => s.on);
+      return verifyChainOn(statements, only);
+    },
+    { sessions: VERIFY_SESSIONS, signal },
+  );
 }
 
 async function verifyChainOn(sessions: readonly Queryable[], only: readonly string[] | undefined): Promise<ChainReport> {
