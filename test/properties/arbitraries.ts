@@ -579,6 +579,66 @@ export interface SentField {
   refused?: string;
 }
 
+/**
+ * How the items of a user's groups or permissions are written (JSON reads only, as `repeats`; a
+ * CSV export says no item's keys): each part under a key in any case (`VariableName`, `hasaccess`:
+ * CPQ's field names drift in case, as lastname and lastName), and keys no column holds after the
+ * parts (links, or whatever a site adds, `__proto__` too), which raw keeps.
+ */
+export interface ItemForm {
+  /** Per part (canonical name), the key it is sent under. */
+  keys: Record<string, string>;
+  extras: [key: string, value: Json][];
+}
+
+/** A part's key in any case: the canonical name most often. */
+const partKey = (part: string): fc.Arbitrary<string> =>
+  fc.oneof(
+    { weight: 2, arbitrary: fc.constant(part) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .array(fc.boolean(), { minLength: part.length, maxLength: part.length })
+        // eslint-disable-next-line @typescript-eslint/no-misused-spread -- part names are ASCII identifiers, so code points match part.length above
+        .map((up) => [...part].map((c, i) => (up[i] ? c.toUpperCase() : c.toLowerCase())).join('')),
+    },
+  );
+
+/** An item form of these parts: their keys' case, and up to two extras named as no part is in any case. */
+function itemForm(parts: readonly string[]): fc.Arbitrary<ItemForm> {
+  const lower = new Set(parts.map((p) => p.toLowerCase()));
+  const extraKey = fc
+    .oneof(
+      { weight: 2, arbitrary: fc.constantFrom('links', 'displayOrder', 'name', 'label', 'value', 'id', '__proto__', 'constructor', 'toString') },
+      { weight: 1, arbitrary: anyText },
+    )
+    .filter((k) => !lower.has(k.toLowerCase()));
+  const extraValue = fc.oneof(
+    { weight: 1, arbitrary: fc.constant<Json>([{ rel: 'self', href: 'https://cpq.example/rest/v19/groups/x' }]) },
+    { weight: 3, arbitrary: anyJson },
+  );
+  return fc.record({
+    keys: fc.tuple(...parts.map(partKey)).map((keys) => Object.fromEntries(parts.map((p, i) => [p, keys[i]!]))),
+    extras: fc.uniqueArray(fc.tuple(extraKey, extraValue), { maxLength: 2, selector: ([k]) => k.toLowerCase() }),
+  });
+}
+
+/** About one user's groups, or permissions, in four written in another form. */
+const itemForms = fc.record({
+  groups: fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: itemForm(['variableName', 'label', 'type']) }),
+  accessPermissions: fc.oneof(
+    { weight: 3, arbitrary: fc.constant(undefined) },
+    { weight: 1, arbitrary: itemForm(['type', 'variableName', 'name', 'hasAccess']) },
+  ),
+});
+
+/** An item as sent in `form`: its parts under the form's keys, then the form's extras (as exact text: a key "__proto__" is a key like any other). */
+export function itemInForm(parts: Record<string, Json>, form: ItemForm | undefined): Json {
+  if (form === undefined) return parts;
+  const entries: [string, Json][] = [...Object.entries(parts).map(([part, value]): [string, Json] => [form.keys[part] ?? part, value]), ...form.extras];
+  return new RawJson(`{${entries.map(([k, v]) => `${JSON.stringify(k)}:${wireText(v)}`).join(',')}}`);
+}
+
 export interface GeneratedUser {
   login: string;
   /** Integration users only: `company` as the v19 feed sends it. */
@@ -604,6 +664,8 @@ export interface GeneratedUser {
   itemRepeats?: { groups?: { key: string; earlier: Json }; accessPermissions?: { key: string; earlier: Json } };
   /** The `items` of the user's groups, or of its permissions, said first with `earlier`, then with the list, which counts. */
   listRepeats?: { groups?: Json; accessPermissions?: Json };
+  /** How the user's group items, or permission items, are written, when not as the documented keys alone. */
+  itemForms?: { groups?: ItemForm; accessPermissions?: ItemForm };
 }
 
 /** Documented fields a company user can carry (v16 records carry no partyId/partyNumber; oauthClientId makes an integration user). */
@@ -826,6 +888,7 @@ export function companyUser(index: number, groupCount: number, brokenOneIn = 11,
       accessPermissions: permissionRelation,
       broken: fc.oneof({ weight: brokenOneIn - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: recordBreak(repeats) }),
       repeated: repeats ? repeatChoices.map((c) => c as typeof c | null) : fc.constant(null),
+      forms: repeats ? itemForms : fc.constant({ groups: undefined, accessPermissions: undefined }),
     })
     .chain((u) => {
       const second = u.second;
@@ -845,6 +908,7 @@ export function companyUser(index: number, groupCount: number, brokenOneIn = 11,
       ...(u.broken?.kind === 'custom' ? { customRefused: u.broken.refused } : {}),
       groups: u.groups,
       accessPermissions: u.accessPermissions,
+      ...(u.forms.groups || u.forms.accessPermissions ? { itemForms: u.forms } : {}),
       repeated: u.repeated,
     }))
     .map(({ repeated, ...user }) => (repeated === null ? user : withRepeats(user, repeated)))

@@ -11,11 +11,13 @@ import {
   groupPool,
   integrationUser,
   integrationUserOf,
+  itemInForm,
   lastCopy,
   relationJson,
   wireText,
   type GeneratedUser,
   type GroupDef,
+  type ItemForm,
   type Json,
   type PermissionItem,
   type SentField,
@@ -111,19 +113,20 @@ export function winningEntries(user: GeneratedUser): Map<string, Json> {
   return new Map([...kept].map(([field, entry]) => [field, entry.value]));
 }
 
-function groupJson(groups: readonly GroupDef[]) {
+function groupJson(groups: readonly GroupDef[], form: ItemForm | undefined) {
   return (index: number): Json => {
     const g = groups[index]!;
-    return { variableName: g.variableName, label: g.label, type: g.type };
+    return itemInForm({ variableName: g.variableName, label: g.label, type: g.type }, form);
   };
 }
 
-const permissionJson = (p: PermissionItem): Json => ({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess });
+const permissionJson = (p: PermissionItem, form: ItemForm | undefined): Json =>
+  itemInForm({ type: p.type, variableName: p.variableName, name: p.name, hasAccess: p.hasAccess }, form);
 
-/** An item (a group, a permission) sent with `repeat.key` said first with `repeat.earlier`. */
-function itemSaidTwice(item: Json, repeat: { key: string; earlier: Json } | undefined): Json {
+/** An item (a group, a permission) sent with `repeat.key` (under the key its form sends it) said first with `repeat.earlier`. */
+function itemSaidTwice(item: Json, repeat: { key: string; earlier: Json } | undefined, form: ItemForm | undefined): Json {
   if (repeat === undefined) return item;
-  return new RawJson(`{${JSON.stringify(repeat.key)}:${wireText(repeat.earlier)},${wireText(item).slice(1)}`);
+  return new RawJson(`{${JSON.stringify(form?.keys[repeat.key] ?? repeat.key)}:${wireText(repeat.earlier)},${wireText(item).slice(1)}`);
 }
 
 /** A list of items (`{"items": [...]}`) sent with its `items` said first with `earlier`. */
@@ -141,8 +144,11 @@ function addAfterFields(record: Record<string, Json>, user: GeneratedUser, group
   if (user.company) record.company = user.brokenCompany ? user.brokenCompany.value : user.company;
   const repeat = sent ? user.itemRepeats : undefined;
   const lists = sent ? user.listRepeats : undefined;
-  const g = relationJson(user.groups, (i) => itemSaidTwice(groupJson(groups)(i), repeat?.groups));
-  const p = relationJson(user.accessPermissions, (item) => itemSaidTwice(permissionJson(item), repeat?.accessPermissions));
+  const forms = user.itemForms;
+  const g = relationJson(user.groups, (i) => itemSaidTwice(groupJson(groups, forms?.groups)(i), repeat?.groups, forms?.groups));
+  const p = relationJson(user.accessPermissions, (item) =>
+    itemSaidTwice(permissionJson(item, forms?.accessPermissions), repeat?.accessPermissions, forms?.accessPermissions),
+  );
   if (g !== undefined) record.groups = itemsSaidTwice(g, lists?.groups)!;
   if (p !== undefined) record.accessPermissions = itemsSaidTwice(p, lists?.accessPermissions)!;
 }
