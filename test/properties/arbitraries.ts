@@ -514,7 +514,12 @@ const permissionItem = fc.record({
   type: permissionKeyPart(['productFamily', 'dataTableFolder', 'supportedProductFamily']),
   variableName: permissionKeyPart(['laptops', 'servers', 'pricing', 'Ωmega']),
   name: fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: longName }, { weight: 1, arbitrary: fc.constant(null) }),
-  hasAccess: fc.oneof(fc.boolean() as fc.Arbitrary<Json>, fc.constant(null)),
+  // "true" and "false" as a boolean field takes them (valueFor).
+  hasAccess: fc.oneof(
+    { weight: 4, arbitrary: fc.boolean() },
+    { weight: 2, arbitrary: fc.constant(null) },
+    { weight: 1, arbitrary: fc.constantFrom('true', 'false') },
+  ),
 });
 
 /** A relation as sent: missing, null, without items, with items null or empty, or items with duplicated entries. */

@@ -269,6 +269,9 @@ export function expectedColumns(placed: PlacedUser): Record<string, string | nul
   return out;
 }
 
+/** A permission's hasAccess as has_access holds it: true, false, or null; "true" and "false" as a boolean column reads them. */
+const accessOf = (value: Json): boolean | null => (value === null ? null : value === true || value === 'true');
+
 /** Group memberships and permissions the user must hold after its first read (missing or null relations: none). */
 export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[]) {
   const { user } = placed;
@@ -279,7 +282,7 @@ export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[
     // A permission listed twice counts once, whatever the order: the copy granting access, then the greater name.
     const access = (a: boolean | null) => (a === true ? 2 : a === false ? 1 : 0);
     for (const p of user.accessPermissions.items) {
-      const row = { type: p.type, variable_name: p.variableName, name: p.name as string | null, has_access: p.hasAccess as boolean | null };
+      const row = { type: p.type, variable_name: p.variableName, name: p.name as string | null, has_access: accessOf(p.hasAccess) };
       const key = JSON.stringify([p.type, p.variableName]);
       const kept = permissions.get(key);
       const outranks =
