@@ -10,8 +10,8 @@ import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
 import { runCheck, type CheckReport, type StepResult } from '../src/check/index.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
-import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
-import { cli, gate } from './helpers/cli-process.js';
+import { cli } from './helpers/cli-process.js';
+import { whileRunHoldsSyncLock } from './helpers/database.js';
 import { freePort } from './helpers/free-port.js';
 import { it, snapshotTables, type Harness } from './helpers/harness.js';
 import { TEST_CERT_FILE, frontUrl, tlsFront } from './helpers/tls-front.js';
@@ -449,30 +449,11 @@ describe('cpq-sync check against the simulator', () => {
     expect(step(down, 'schema').status).toBe('skip');
     expect(down.database?.where).toMatch(/^postgres:\/\/sync:\*\*\*@127\.0\.0\.1:\d+\/none$/);
 
-    const client = await h.t.pool.connect();
-    const release = gate();
-    const locked = gate();
-    const holding = withSyncLock(
-      client,
-      'default',
-      () => {
-        locked.open();
-        return release.promise;
-      },
-      { log: h.log },
-    );
-    try {
-      // The check starts once the lock is held: not while its request is still on the way.
-      await locked.promise;
-      const held = await runCheck(envOf(h));
-      expect(step(held, 'sync lock (default)')).toMatchObject({ status: 'warn', fix: 'a run started now would exit 7; wait for that one' });
-      expect(step(held, 'sync lock (default)').detail).toMatch(/^held by the database session of pid \d+/);
-      expect(held.ok).toBe(true);
-    } finally {
-      release.open();
-      await holding;
-      client.release();
-    }
+    // The check starts once the lock is held: not while its request is still on the way.
+    const held = await whileRunHoldsSyncLock(h.t.pool, h.log, () => runCheck(envOf(h)));
+    expect(step(held, 'sync lock (default)')).toMatchObject({ status: 'warn', fix: 'a run started now would exit 7; wait for that one' });
+    expect(step(held, 'sync lock (default)').detail).toMatch(/^held by the database session of pid \d+/);
+    expect(held.ok).toBe(true);
     expect(step(await runCheck(envOf(h)), 'sync lock (default)')).toMatchObject({ status: 'pass', detail: 'free' });
   });
 

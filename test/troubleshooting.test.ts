@@ -9,9 +9,8 @@ import { afterEach, describe, expect, it as plainIt } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { authHint, hintFor, tlsHint, unreachableHint } from '../src/error-hints.js';
 import { SyncError } from '../src/errors.js';
-import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
-import { cli, gate } from './helpers/cli-process.js';
-import { acceptsAnyPassword, admin } from './helpers/database.js';
+import { cli } from './helpers/cli-process.js';
+import { acceptsAnyPassword, admin, whileRunHoldsSyncLock } from './helpers/database.js';
 import { freePort } from './helpers/free-port.js';
 import { it, type Harness } from './helpers/harness.js';
 import { frontUrl, tlsFront } from './helpers/tls-front.js';
@@ -170,28 +169,7 @@ describe('the README lists every error a user meets first, as printed, with its 
       'no site': { code: 2, run: () => runLine(open, { CPQ_BASE_URL: '' }) },
       'a run holds the lock': {
         code: 7,
-        run: async () => {
-          const client = await open.t.pool.connect();
-          const release = gate();
-          const locked = gate();
-          const holding = withSyncLock(
-            client,
-            'default',
-            () => {
-              locked.open();
-              return release.promise;
-            },
-            { log: open.log },
-          );
-          try {
-            await locked.promise;
-            return await runLine(open, {});
-          } finally {
-            release.open();
-            await holding;
-            client.release();
-          }
-        },
+        run: () => whileRunHoldsSyncLock(open.t.pool, open.log, () => runLine(open, {})),
       },
     };
 

@@ -7,7 +7,9 @@ import { inject } from 'vitest';
 import { createDb, createPool, type Db } from '../../src/db/database.js';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { SITE_LOCK_CLASS } from '../../src/db/site-lock-key.js';
-import { registerSite } from '../../src/db/sql/with-sync-lock.js';
+import { registerSite, withSyncLock } from '../../src/db/sql/with-sync-lock.js';
+import type { Logger } from '../../src/logger.js';
+import { gate } from './cli-process.js';
 
 /**
  * The tables about runs rather than users, as an SQL list: those a run writes outside its
@@ -75,6 +77,34 @@ export async function untilWaitingForLock(t: TestDatabase, backends = 1): Promis
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`${backends === 1 ? 'no backend' : `not ${backends} backends`} started waiting for a lock within 30 s`);
+}
+
+/**
+ * `work`, run while a session of `pool` holds site default's sync lock as a run does
+ * (withSyncLock), from once it is held (not while its request is on the way); the lock is let go
+ * of and the session released after.
+ */
+export async function whileRunHoldsSyncLock<T>(pool: pg.Pool, log: Logger, work: () => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  const release = gate();
+  const locked = gate();
+  const holding = withSyncLock(
+    client,
+    'default',
+    () => {
+      locked.open();
+      return release.promise;
+    },
+    { log },
+  );
+  try {
+    await locked.promise;
+    return await work();
+  } finally {
+    release.open();
+    await holding;
+    client.release();
+  }
 }
 
 /**
