@@ -200,6 +200,16 @@ export function isStatementTimeout(err: unknown): boolean {
   return errorCode(err) === QUERY_CANCELED && /statement timeout/.test(errorMessage(err));
 }
 
+/**
+ * `err` is what `signal`, aborted, did: its reason (a statement refused once it aborted: cancelOnAbort)
+ * or a statement it cancelled (QUERY_CANCELED, not a statement_timeout). Such an error is passed on
+ * as it is, not wrapped, so that a run stopped before its record can tell it from a failure of its own.
+ */
+export function isSignalsDoing(err: unknown, signal: AbortSignal | undefined): boolean {
+  if (!signal?.aborted) return false;
+  return errorMessage(err) === errorMessage(signal.reason) || (errorCode(err) === QUERY_CANCELED && !isStatementTimeout(err));
+}
+
 /** lock_timeout ran out (SQLSTATE lock_not_available). */
 export const LOCK_NOT_AVAILABLE = '55P03';
 

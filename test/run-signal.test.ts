@@ -232,6 +232,30 @@ describe('a signal that comes before the run has its record', () => {
     expect(err instanceof SyncError ? { kind: err.kind, message: err.message } : err).toEqual({ kind: 'interrupted', message: stoppedBefore });
   });
 
+  // Review GA: the migration's cancel came back as "migration … failed: canceling statement due to
+  // user request", a failure of the run's own to execute; it is the signal's doing.
+  it('is the whole message when the signal cancelled a pending migration waiting for its lock', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    await migrateBefore(h.t, '0021');
+    const holder = new pg.Client({ connectionString: h.t.url });
+    await holder.connect();
+    try {
+      // A report reading cpq.sites: migration 0021 waits for it.
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE cpq.sites IN ACCESS SHARE MODE');
+      const shutdown = new AbortController();
+      const run = h.sync({ signal: shutdown.signal }).catch((e: unknown) => e);
+      await untilWaitingForLock(h.t);
+      shutdown.abort(new Error('received SIGTERM'));
+      const err = await run;
+      // Before: "… nothing was recorded (as it stopped: migration 0021_site_cpq_url failed: canceling statement due to user request; …)".
+      expect(err instanceof SyncError ? { kind: err.kind, message: err.message } : err).toEqual({ kind: 'interrupted', message: stoppedBefore });
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+  }, 60_000);
+
   // A failure of the run's own that came as the signal did was hidden behind "interrupted": the
   // next start was the first to tell it.
   it('says what the run failed with as it stopped: its session ended by the server as the signal came', async ({ startHarness }) => {

@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompiledQuery, Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
-import { LOCK_NOT_AVAILABLE, SyncError, errorCode, errorMessage, oneLine, rethrowAsSyncError } from '../errors.js';
+import { LOCK_NOT_AVAILABLE, SyncError, errorCode, errorMessage, isSignalsDoing, oneLine, rethrowAsSyncError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
@@ -266,6 +266,8 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
       continue;
     }
     if (outcome.error) {
+      // Cancelled or refused by the signal: passed on as it is, the signal's doing (isSignalsDoing).
+      if (isSignalsDoing(error, options.signal)) throw error;
       const failed = failure?.name ?? outcome.results?.find((r) => r.status === 'Error')?.migrationName;
       // A schema a DBA made that this role may use but not create tables in: what to do, as check says it.
       const rights = errorCode(error) === INSUFFICIENT_PRIVILEGE ? await readSchemaRights(queryableOf(db)).catch(() => undefined) : undefined;

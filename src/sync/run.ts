@@ -27,10 +27,9 @@ import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
 import {
-  QUERY_CANCELED,
   SyncError,
-  errorCode,
   errorMessage,
+  isSignalsDoing,
   isStatementTimeout,
   oneLine,
   rethrowAsSyncError,
@@ -130,8 +129,7 @@ class SyncRun {
       // "interrupted", and the next start was the first to tell it.
       const { signal } = this.options;
       if (signal?.aborted && !(err instanceof SyncError && err.runId !== undefined)) {
-        const ownDoing = errorMessage(err) === errorMessage(signal.reason) || (errorCode(err) === QUERY_CANCELED && !isStatementTimeout(err));
-        const failure = ownDoing ? '' : ` (as it stopped: ${oneLine(errorMessage(err))})`;
+        const failure = isSignalsDoing(err, signal) ? '' : ` (as it stopped: ${oneLine(errorMessage(err))})`;
         throw new SyncError('interrupted', `the run was interrupted (signal) before it started; nothing was recorded${failure}`, { site: this.site.name });
       }
       throw err;
@@ -144,7 +142,12 @@ class SyncRun {
 
   private async migrateAndRun(): Promise<RunResult> {
     const { pool, log } = this.deps;
-    await migrateUntilAborted(pool, { ...migrateLogged(log), signal: this.options.signal }).catch(rethrowAsSyncError);
+    // What the signal did is passed on as it is (execute tells it apart); any other failure as a SyncError.
+    const rethrowUnlessSignals = (err: unknown): never => {
+      if (isSignalsDoing(err, this.options.signal)) throw err;
+      return rethrowAsSyncError(err);
+    };
+    await migrateUntilAborted(pool, { ...migrateLogged(log), signal: this.options.signal }).catch(rethrowUnlessSignals);
     const client = await pool.connect().catch(rethrowAsSyncError);
     // Postgres ending the session (a restart) is emitted on the client while we may be waiting on
     // CPQ; unheard, it would crash the process. The next query on the client fails and says so.
@@ -162,7 +165,7 @@ class SyncRun {
     try {
       // The session that will hold the site's lock lets go of it soon after this process dies, and
       // no limit of the role's or database's for interactive sessions ends it while it waits on CPQ.
-      await prepareHoldingSession(session).catch(rethrowAsSyncError);
+      await prepareHoldingSession(session).catch(rethrowUnlessSignals);
       return await withSyncLock(
         client,
         this.site.name,
