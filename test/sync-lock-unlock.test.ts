@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { cancelOnAbort } from '../src/db/cancel-on-abort.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { readSyncLockHolder } from '../src/db/sql/read-sync-lock-holder.js';
-import { withSyncLock } from '../src/db/sql/with-sync-lock.js';
+import { sessionEnded, withSyncLock } from '../src/db/sql/with-sync-lock.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 /*
@@ -90,6 +90,46 @@ describe("a site's sync lock whose unlock fails", () => {
       expect(result).toBe('done');
       expect(warnings).toMatchObject([{ level: 40, site: 'default', error: expect.stringContaining('current transaction is aborted') as unknown }]);
       expect(await afterRelease(t, pid)).toEqual({ holder: null, sessionAlive: false, anotherSessionTakesTheLock: true });
+    } finally {
+      await t.drop();
+    }
+  });
+
+  // Review GA: the outer unlock was sent on the ended session, and warned a second time.
+  it('nested on one client (a run around its redaction of the sites no longer named): the inner unlock failing ends the session, the outer lock goes with it, and the outer unlock is not sent', async () => {
+    const t = await createTestDatabase();
+    try {
+      const lines: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+      const client = await t.pool.connect();
+      let ended: boolean;
+      try {
+        ended = await withSyncLock(
+          client,
+          'default',
+          async () => {
+            await withSyncLock(
+              client,
+              'unnamed',
+              async () => {
+                // Its transaction left aborted: the unlock fails.
+                await client.query('BEGIN');
+                await client.query('SELECT 1 / 0').catch(() => undefined);
+              },
+              { log },
+            );
+            return sessionEnded(client);
+          },
+          { log },
+        );
+      } finally {
+        client.release();
+      }
+      expect(ended).toBe(true);
+      // One warning, the inner site's.
+      expect(lines.map((line) => (JSON.parse(line) as { site: string }).site)).toEqual(['unnamed']);
+      expect(await readSyncLockHolder(t.pool, 'default')).toBeNull();
+      expect(await anotherSessionTakesTheLock(t)).toBe(true);
     } finally {
       await t.drop();
     }

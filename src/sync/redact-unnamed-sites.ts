@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { readUnnamedSitesDue } from '../db/sql/read-unnamed-sites-due.js';
-import { withSyncLock } from '../db/sql/with-sync-lock.js';
+import { sessionEnded, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { cancelOnAbort, cancellableSession } from '../db/cancel-on-abort.js';
 import { SyncError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -32,8 +32,16 @@ export async function redactUnnamedSites(
   // A shutdown waits for none of them: the run has committed; the next one goes on.
   if (signal?.aborted) return;
   const due = await readUnnamedSitesDue(cancellableSession(client, signal), named, new Date(retainedFrom.getTime() - UNNAMED_SITE_LAG_MS));
-  for (const other of due) {
+  for (const [i, other] of due.entries()) {
     if (signal?.aborted) return;
+    // An unlock that failed ended the run's session (withSyncLock): each site left would fail on it.
+    if (sessionEnded(client)) {
+      log.warn(
+        { unnamedSites: due.slice(i) },
+        'sites the configuration does not name were not redacted this time: the session ended; the next run redacts them',
+      );
+      return;
+    }
     try {
       await withSyncLock(
         client,

@@ -56,7 +56,10 @@ export class SyncLockHeldByOutsider extends SyncError {
  * session has aborted: cancelOnAbort, a session gone) ends the session, which lets go of the lock,
  * and says so on `log` (a warning naming the site): back in its pool still holding it, the session
  * had every later run of the site that got it skipped as "another run holds the lock" until the pool
- * closed it. The caller releases the client as before; its pool discards an ended one.
+ * closed it. The caller releases the client as before; its pool discards an ended one. Ending
+ * it lets go of every lock it holds: a withSyncLock around this one on the same client (a run's,
+ * around its redaction of the sites the configuration does not name) has lost its own, and its
+ * unlock is not sent (sessionEnded).
  */
 export async function withSyncLock<T>(
   client: pg.PoolClient,
@@ -89,11 +92,23 @@ export async function withSyncLock<T>(
   try {
     return await work();
   } finally {
-    await runCompiled(client, sql`SELECT pg_advisory_unlock(${SITE_LOCK_CLASS}, ${lockId})`.compile(queryBuilder)).catch(async (err: unknown) => {
-      log.warn({ site, error: errorMessage(err) }, "could not release the site's sync lock: its database session is ended, which lets go of it");
-      // Awaited: the server lets go of the session's locks before it closes the connection, so the
-      // lock is free once this returns. A connection already broken is closed at once.
-      await client.end().catch(() => undefined);
-    });
+    // Ended by a withSyncLock inside this one: the lock went with the session.
+    if (!endedSessions.has(client)) {
+      await runCompiled(client, sql`SELECT pg_advisory_unlock(${SITE_LOCK_CLASS}, ${lockId})`.compile(queryBuilder)).catch(async (err: unknown) => {
+        log.warn({ site, error: errorMessage(err) }, "could not release the site's sync lock: its database session is ended, which lets go of it");
+        endedSessions.add(client);
+        // Awaited: the server lets go of the session's locks before it closes the connection, so the
+        // lock is free once this returns. A connection already broken is closed at once.
+        await client.end().catch(() => undefined);
+      });
+    }
   }
+}
+
+/** The sessions withSyncLock ended because an unlock failed. */
+const endedSessions = new WeakSet<pg.PoolClient>();
+
+/** withSyncLock ended `client`'s session (an unlock failed): it holds no lock, and takes no statement. */
+export function sessionEnded(client: pg.PoolClient): boolean {
+  return endedSessions.has(client);
 }
