@@ -98,7 +98,8 @@ export async function whileRunHoldsSyncLock<T>(pool: pg.Pool, log: Logger, work:
     { log },
   );
   try {
-    await locked.promise;
+    // Or its failure (the lock held by another session), not a wait until the test's timeout.
+    await Promise.race([locked.promise, holding]);
     return await work();
   } finally {
     release.open();
