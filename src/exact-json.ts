@@ -35,9 +35,24 @@ const MARK_ESCAPED = `\\u0000${NONCE}:`;
  */
 const UNSTORABLE = `\u0000${NONCE}!`;
 const UNSTORABLE_ESCAPED = `\\u0000${NONCE}!`;
-/** What MARK and UNSTORABLE start with. */
+/**
+ * The mark of a literal Postgres can hold but would write out far longer than it was sent: past
+ * the growth a text's numbers may take (MAX_WRITTEN_OUT_GROWTH). Refused as UNSTORABLE is.
+ */
+const OVERGROWN = `\u0000${NONCE}~`;
+const OVERGROWN_ESCAPED = `\\u0000${NONCE}~`;
+/** What MARK, UNSTORABLE and OVERGROWN start with. */
 const MARKS_START = `\u0000${NONCE}`;
 const MARKED = new RegExp(`"${MARK_ESCAPED.replace(/\\/g, '\\\\')}([-+.\\deE]+)"`, 'g');
+/**
+ * How many characters the numbers of one text (a record, a body) may add, beyond the text's own
+ * length, when Postgres writes them out. jsonb keeps a number's value, not its notation, and
+ * writes it without an exponent: 1e131071 (8 characters) reads back from raw::text, an export or
+ * a change's diff as 131072 digits. Unbounded, a record of a few kilobytes read back as
+ * gigabytes: a hostile site's way to exhaust the next run's memory (readStoredRecords) or an
+ * export's. 1e400 or a double's largest value (309 digits) stay far inside it.
+ */
+export const MAX_WRITTEN_OUT_GROWTH = 65_536;
 /** Only a long literal or one with an exponent can be beyond Postgres numeric. */
 function mayOverflowNumeric(literal: string): boolean {
   return literal.length > NUMERIC_MAX_SCALE || literal.includes('e') || literal.includes('E');
@@ -90,7 +105,7 @@ export class TooComplexError extends Error {
 interface Marked {
   /** The text with every inexact number literal marked; the text itself when none is. */
   text: string;
-  /** A literal Postgres numeric cannot hold was marked as such. */
+  /** A literal Postgres numeric cannot hold, or that took the text past its growth (OVERGROWN), was marked as such. */
   unstorable: boolean;
   /** The deepest nesting of arrays and objects. */
   depth: number;
@@ -114,10 +129,18 @@ function stringEnd(text: string, start: number): number {
   return end;
 }
 
-/** The marked string that stands for an inexact literal. */
-function markOf(literal: string): { mark: string; unstorable: boolean } {
-  const unstorable = mayOverflowNumeric(literal) && numericOverflow(literal) !== undefined;
-  return { mark: `"${unstorable ? UNSTORABLE_ESCAPED : MARK_ESCAPED}${literal}"`, unstorable };
+/**
+ * The marked string that stands for an inexact literal, and how much longer Postgres writes it
+ * out than it is written (0 for a literal it cannot hold). `growthLeft`: what the text's numbers
+ * may still add; a literal growing past it is marked OVERGROWN.
+ */
+function markOf(literal: string, growthLeft: number): { mark: string; unstorable: boolean; growth: number } {
+  const parts = mayOverflowNumeric(literal) ? decimalParts(literal) : undefined;
+  if (parts === undefined) return { mark: `"${MARK_ESCAPED}${literal}"`, unstorable: false, growth: 0 };
+  if (partsOverflow(literal, parts) !== undefined) return { mark: `"${UNSTORABLE_ESCAPED}${literal}"`, unstorable: true, growth: 0 };
+  const growth = Math.max(0, writtenOutLength(parts) - literal.length);
+  const overgrown = growth > growthLeft;
+  return { mark: `"${overgrown ? OVERGROWN_ESCAPED : MARK_ESCAPED}${literal}"`, unstorable: overgrown, growth };
 }
 
 /**
@@ -135,6 +158,7 @@ function markInexactNumbers(text: string, maxValues: number): Marked {
   let parts: string[] | undefined;
   let copied = 0;
   let unstorable = false;
+  let growthLeft = MAX_WRITTEN_OUT_GROWTH + n;
   /** The last character that was not whitespace, outside strings and numbers (0 at the start). */
   let previous = 0;
   let i = 0;
@@ -160,7 +184,8 @@ function markInexactNumbers(text: string, maxValues: number): Marked {
         const literal = text.slice(i, j);
         const inValuePlace = previous === COLON || previous === LBRACKET || previous === 0 || (previous === COMMA && open[open.length - 1] === LBRACKET);
         if (inValuePlace && String(Number(literal)) !== literal && JSON_NUMBER.test(literal)) {
-          const marked = markOf(literal);
+          const marked = markOf(literal, growthLeft);
+          growthLeft -= marked.growth;
           unstorable ||= marked.unstorable;
           (parts ??= []).push(text.slice(copied, i), marked.mark);
           copied = j;
@@ -258,6 +283,10 @@ export function markedNumberLiteral(value: unknown): string | undefined {
 export function unstorableNumber(value: unknown): string | undefined {
   if (typeof value === 'string' && value.startsWith(UNSTORABLE))
     return `${shortLiteral(value.slice(UNSTORABLE.length))} ${numericOverflow(value.slice(UNSTORABLE.length))}`;
+  if (typeof value === 'string' && value.startsWith(OVERGROWN)) {
+    const literal = value.slice(OVERGROWN.length);
+    return `${shortLiteral(literal)}, ${writtenOutLength(decimalParts(literal)!)} characters as Postgres writes it out (jsonb drops the exponent): past the ${MAX_WRITTEN_OUT_GROWTH} characters one record's numbers may add to its length`;
+  }
   if (isLosslessNumber(value) && mayOverflowNumeric(value.value)) {
     const overflow = numericOverflow(value.value);
     if (overflow) return `${shortLiteral(value.value)} ${overflow}`;
@@ -299,8 +328,15 @@ const NUMERIC_MAX_SCALE = 16383;
 /** Postgres's numeric input refuses an exponent of INT_MAX / 2 or more, in either direction. */
 const NUMERIC_MAX_EXPONENT = 1073741823;
 
-/** The parts of a JSON number literal: value = sign (digits) x 10^exponent, digits without leading zeros. */
-function decimalParts(literal: string): { negative: boolean; digits: string; exponent: number; scale: number } | undefined {
+/** The parts of a JSON number literal: value = sign (digits) x 10^exponent, digits without leading zeros; the scale as written. */
+interface DecimalParts {
+  negative: boolean;
+  digits: string;
+  exponent: number;
+  scale: number;
+}
+
+function decimalParts(literal: string): DecimalParts | undefined {
   const m = NUMBER_PARTS.exec(literal);
   if (!m) return undefined;
   const fraction = m[3] ?? '';
@@ -315,7 +351,11 @@ function decimalParts(literal: string): { negative: boolean; digits: string; exp
  */
 export function numericOverflow(literal: string): string | undefined {
   const parts = decimalParts(literal);
-  if (!parts) return undefined;
+  return parts && partsOverflow(literal, parts);
+}
+
+/** numericOverflow of a literal already taken apart. */
+function partsOverflow(literal: string, parts: DecimalParts): string | undefined {
   // Postgres refuses a written exponent this large whatever the digits, even 0e2000000000
   // (Postgres 15 from 2^30 - 1 on; later versions from 2^31).
   const written = Number(/[eE]([+-]?\d+)$/.exec(literal)?.[1] ?? '0');
@@ -326,6 +366,15 @@ export function numericOverflow(literal: string): string | undefined {
     return `needs ${integerDigits} digits before the decimal point; Postgres stores at most ${NUMERIC_MAX_INTEGER_DIGITS}`;
   if (parts.scale > NUMERIC_MAX_SCALE) return `needs ${parts.scale} digits after the decimal point; Postgres stores at most ${NUMERIC_MAX_SCALE}`;
   return undefined;
+}
+
+/**
+ * The length of a number literal Postgres can hold as numeric (and jsonb) writes it out: no
+ * exponent, the written scale (1.50e1 is 15.0), no minus before a zero.
+ */
+function writtenOutLength({ negative, digits, exponent, scale }: DecimalParts): number {
+  const integerPart = digits === '' ? 1 : Math.max(1, digits.length + exponent);
+  return (negative && digits !== '' ? 1 : 0) + integerPart + (scale > 0 ? scale + 1 : 0);
 }
 
 /** Whole numbers in a typed column: int64 at most, so anything past 20 digits is out of range. */
@@ -377,6 +426,7 @@ export function displayValue(value: unknown): string | undefined {
   const literal =
     markedNumberLiteral(value) ??
     (typeof value === 'string' && value.startsWith(UNSTORABLE) ? value.slice(UNSTORABLE.length) : undefined) ??
+    (typeof value === 'string' && value.startsWith(OVERGROWN) ? value.slice(OVERGROWN.length) : undefined) ??
     (isLosslessNumber(value) ? value.value : undefined);
   return literal === undefined ? undefined : shortLiteral(literal);
 }

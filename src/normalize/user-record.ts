@@ -242,6 +242,12 @@ class FieldReader {
     return stringifyExactJson(parts.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
+  /** Why a value is a number the record cannot be stored with (unstorableNumber), as the record's failure says it. */
+  private unstorable(value: unknown): string | undefined {
+    const number = unstorableNumber(value);
+    return number === undefined ? undefined : `holds the number ${number}`;
+  }
+
   fail(field: string, message: string): never {
     throw new RecordError(`${this.where()}: field "${field}" ${message}`);
   }
@@ -252,7 +258,7 @@ class FieldReader {
     if (typeof value !== 'string') {
       if (text !== null) this.readInOtherForm(field);
     } else if (text === value && NUL_OR_DIGEST_MARK.test(value)) {
-      if (value.includes(NUL)) this.fail(field, unstorableNumber(value) ?? 'contains a NUL character, which Postgres text cannot store');
+      if (value.includes(NUL)) this.fail(field, this.unstorable(value) ?? 'contains a NUL character, which Postgres text cannot store');
       // Group and permission items are digested as JSON: only the values written apart count.
       if (!this.inItem) this.holdsDigestMarks = true;
     }
@@ -293,7 +299,7 @@ class FieldReader {
   private whole(field: string, value: unknown, min: bigint, max: bigint, column: string): string | null {
     if (value === null || value === undefined || value === '') return null;
     const n = integerValue(value);
-    if (n === undefined) return this.fail(field, `must be a whole number, got ${describeValue(value)}`);
+    if (n === undefined) return this.fail(field, this.unstorable(value) ?? `must be a whole number, got ${describeValue(value)}`);
     if (n < min || n > max) return this.fail(field, `${describeValue(value)} does not fit in ${column}`);
     const digits = n.toString();
     // A number written so (not "12", nor 1.2E1 for 12); a double without a String per value.

@@ -726,14 +726,15 @@ const anyBreak: fc.Arbitrary<Break> = fc.oneof(
       .map(([text, bad, other, where]): Break => {
         // A long name: what Postgres cannot store in it may fall before the cut errors make of it or after.
         const key = where === 'name' ? `c_${bad}` : where === 'long name' ? `c_${text}${bad}` : `c_${text}`;
-        // A number Postgres numeric cannot hold (more than 131072 digits before the point, 16383 after).
+        // A number Postgres numeric cannot hold (more than 131072 digits before the point, 16383
+        // after), or one it holds but writes out 16000 times longer than sent (MAX_WRITTEN_OUT_GROWTH).
         const value =
           where === 'value'
             ? bad
             : where === 'name' || where === 'long name'
               ? other
               : where === 'number'
-                ? num(text.length % 2 ? '1e999999' : '-1.5E-99999')
+                ? num(['1e999999', '-1.5E-99999', '1e131071'][text.length % 3]!)
                 : [null, bad];
         return { kind: 'custom', key, value, refused: shownInError(where === 'nested' ? `${key}[1]` : key) };
       }),

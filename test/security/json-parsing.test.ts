@@ -61,6 +61,30 @@ describe('attack: JSON built to make number parsing quadratic', () => {
   });
 });
 
+describe('attack: numbers Postgres writes out far longer than sent', () => {
+  // jsonb writes 1e131071 (8 characters) as 131072 digits: stored, this 100 KiB record read back
+  // from raw as 1.5 GB (the next run's stored integration users, an export), past the heap and
+  // Postgres's 1 GB limit on a value. Refused before anything is stored, naming its first number
+  // past the bound (the second: the first fits in 65536 characters and the record's own length),
+  // in linear time.
+  it('a record of 100 KiB of 1e131071 is refused, naming the number that passes the bound', () => {
+    const text = `{"login":"u1","n":[${Array(11_000).fill('1e131071').join(',')}]}`;
+    const { result, ms } = timed(() => parseExactRecord(text));
+    expect(ms).toBeLessThan(1000);
+    expect(result.storedAsSent).toBeUndefined();
+    expect(() => normalizeUser(result.value, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0, result.storedAsSent)).toThrow(
+      `field "n[1]" holds the number 1e131071, 131072 characters as Postgres writes it out (jsonb drops the exponent): past the 65536 characters one record's numbers may add to its length`,
+    );
+  });
+
+  it('a number in a typed column that passes the bound is named as such, not as a wrong type', () => {
+    const { value, storedAsSent } = parseExactRecord('{"login":"u1","partyId":1e70000}');
+    expect(() => normalizeUser(value, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0, storedAsSent)).toThrow(
+      /field "partyId" holds the number 1e70000, 70001 characters as Postgres writes it out/,
+    );
+  });
+});
+
 describe('the exact-number pre-pass never makes invalid JSON valid', () => {
   // Before, a long literal was marked wherever it stood, so these became strings and parsed.
   it.each([
