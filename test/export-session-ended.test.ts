@@ -1,5 +1,9 @@
+import pg from 'pg';
 import { describe, expect } from 'vitest';
+import { inReadOnlySnapshot } from '../src/db/sql/in-read-only-snapshot.js';
+import { SyncError } from '../src/errors.js';
 import { CliProcess } from './helpers/cli-process.js';
+import { freePort } from './helpers/free-port.js';
 import { untilWaitingForLock } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
 
@@ -52,4 +56,20 @@ describe('a read command whose database session ends', () => {
       }
     });
   }
+});
+
+describe('a read command whose snapshot cannot connect', () => {
+  // The schema check connected, then the server went away before the export's own session: the
+  // refused connect is a Node system error (ECONNREFUSED), not a pg.DatabaseError, and was passed
+  // on as it was, an internal error (exit code 1) rather than the database's (exit code 6).
+  it('a refused connect is a database failure, as Postgres refusing it is', async () => {
+    const pool = new pg.Pool({ host: '127.0.0.1', port: await freePort(), user: 'nobody', database: 'none', max: 2 });
+    try {
+      const failed = await inReadOnlySnapshot(pool, () => Promise.resolve('read')).catch((err: unknown) => err);
+      expect(failed).toBeInstanceOf(SyncError);
+      expect(failed).toMatchObject({ kind: 'database', message: expect.stringMatching(/^database error: connect ECONNREFUSED 127\.0\.0\.1:\d+$/) as unknown });
+    } finally {
+      await pool.end();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { SyncError, asSyncError } from '../../errors.js';
+import { SyncError, asSyncError, isSignalsDoing } from '../../errors.js';
 import { LinkedSignal } from '../../linked-signal.js';
 import { cancellableSession } from '../cancel-on-abort.js';
 import type { Queryable } from '../compiled-query.js';
@@ -71,6 +71,7 @@ export async function inReadOnlySnapshot<T>(
     return { client, on };
   };
   const free = pool.options.max - pool.totalCount + pool.idleCount;
+  let opening = true;
   try {
     const opened: [SnapshotSession, ...SnapshotSession[]] = [await open(undefined)];
     // One session reads in its own snapshot: exported only for others to import.
@@ -86,12 +87,16 @@ export async function inReadOnlySnapshot<T>(
         }
       }
     }
+    opening = false;
     return await work(opened);
   } catch (err) {
     // Every other session's statement cancelled, so that its ROLLBACK does not wait for it to end.
     stop.abort(err);
     const gone = await rollBack();
-    throw err instanceof pg.DatabaseError || gone ? asSyncError(err) : err;
+    // Opening a session fails only by the database or the connection to it (a refused connect is
+    // a Node system error, ECONNREFUSED, not a pg.DatabaseError), unless the signal stopped it.
+    const databases = err instanceof pg.DatabaseError || gone || (opening && !isSignalsDoing(err, signal));
+    throw databases ? asSyncError(err) : err;
   } finally {
     stop.done();
     await rollBack();
