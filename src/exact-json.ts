@@ -50,7 +50,8 @@ const MARKED = new RegExp(`"${MARK_ESCAPED.replace(/\\/g, '\\\\')}([-+.\\deE]+)"
  * writes it without an exponent: 1e131071 (8 characters) reads back from raw::text, an export or
  * a change's diff as 131072 digits. Unbounded, a record of a few kilobytes read back as
  * gigabytes: a hostile site's way to exhaust the next run's memory (readStoredRecords) or an
- * export's. 1e400 or a double's largest value (309 digits) stay far inside it.
+ * export's. 1e400 or a double's largest value (309 digits) stay far inside it; counted all the
+ * same (1e+308, as a double gives it back, is 309 characters too).
  */
 export const MAX_WRITTEN_OUT_GROWTH = 65_536;
 /** Only a long literal or one with an exponent can be beyond Postgres numeric. */
@@ -130,9 +131,10 @@ function stringEnd(text: string, start: number): number {
 }
 
 /**
- * The marked string that stands for an inexact literal, and how much longer Postgres writes it
- * out than it is written (0 for a literal it cannot hold). `growthLeft`: what the text's numbers
- * may still add; a literal growing past it is marked OVERGROWN.
+ * The marked string that stands for a literal (an inexact one, or one a double gives back that
+ * grows past the bound), and how much longer Postgres writes it out than it is written (0 for one
+ * it cannot hold, or that is marked OVERGROWN). `growthLeft`: what the text's numbers may still
+ * add; a literal growing past it is marked OVERGROWN.
  */
 function markOf(literal: string, growthLeft: number): { mark: string; unstorable: boolean; growth: number } {
   const parts = mayOverflowNumeric(literal) ? decimalParts(literal) : undefined;
@@ -140,7 +142,9 @@ function markOf(literal: string, growthLeft: number): { mark: string; unstorable
   if (partsOverflow(literal, parts) !== undefined) return { mark: `"${UNSTORABLE_ESCAPED}${literal}"`, unstorable: true, growth: 0 };
   const growth = Math.max(0, writtenOutLength(parts) - literal.length);
   const overgrown = growth > growthLeft;
-  return { mark: `"${overgrown ? OVERGROWN_ESCAPED : MARK_ESCAPED}${literal}"`, unstorable: overgrown, growth };
+  // An overgrown literal fails the record by itself: not counted, so that a later literal that
+  // fits is not marked too (a partyId of 1E2 named as the culprit instead of the number that was).
+  return { mark: `"${overgrown ? OVERGROWN_ESCAPED : MARK_ESCAPED}${literal}"`, unstorable: overgrown, growth: overgrown ? 0 : growth };
 }
 
 /**
@@ -183,12 +187,18 @@ function markInexactNumbers(text: string, maxValues: number): Marked {
       if (!simple || j - i >= 16 || (j - i === 2 && c === MINUS && text.charCodeAt(i + 1) === ZERO)) {
         const literal = text.slice(i, j);
         const inValuePlace = previous === COLON || previous === LBRACKET || previous === 0 || (previous === COMMA && open[open.length - 1] === LBRACKET);
-        if (inValuePlace && String(Number(literal)) !== literal && JSON_NUMBER.test(literal)) {
+        const exact = String(Number(literal)) === literal;
+        // A double gives 1e+308 and 5e-324 back as written (String writes a lowercase e), yet
+        // Postgres writes them out in 309 and 326 characters: their growth counts too, and they
+        // are marked only when it passes the bound.
+        if (inValuePlace && (!exact || literal.includes('e')) && JSON_NUMBER.test(literal)) {
           const marked = markOf(literal, growthLeft);
           growthLeft -= marked.growth;
           unstorable ||= marked.unstorable;
-          (parts ??= []).push(text.slice(copied, i), marked.mark);
-          copied = j;
+          if (!exact || marked.unstorable) {
+            (parts ??= []).push(text.slice(copied, i), marked.mark);
+            copied = j;
+          }
         }
       }
       previous = ZERO;
@@ -285,7 +295,7 @@ export function unstorableNumber(value: unknown): string | undefined {
     return `${shortLiteral(value.slice(UNSTORABLE.length))} ${numericOverflow(value.slice(UNSTORABLE.length))}`;
   if (typeof value === 'string' && value.startsWith(OVERGROWN)) {
     const literal = value.slice(OVERGROWN.length);
-    return `${shortLiteral(literal)}, ${writtenOutLength(decimalParts(literal)!)} characters as Postgres writes it out (jsonb drops the exponent): past the ${MAX_WRITTEN_OUT_GROWTH} characters one record's numbers may add to its length`;
+    return `${shortLiteral(literal)}, ${writtenOutLength(decimalParts(literal)!)} characters as Postgres writes it out (jsonb drops the exponent): past what one record's numbers may add to its length (${MAX_WRITTEN_OUT_GROWTH} characters and the record's own length)`;
   }
   if (isLosslessNumber(value) && mayOverflowNumeric(value.value)) {
     const overflow = numericOverflow(value.value);

@@ -73,7 +73,21 @@ describe('attack: numbers Postgres writes out far longer than sent', () => {
     expect(ms).toBeLessThan(1000);
     expect(result.storedAsSent).toBeUndefined();
     expect(() => normalizeUser(result.value, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0, result.storedAsSent)).toThrow(
-      `field "n[1]" holds the number 1e131071, 131072 characters as Postgres writes it out (jsonb drops the exponent): past the 65536 characters one record's numbers may add to its length`,
+      `field "n[1]" holds the number 1e131071, 131072 characters as Postgres writes it out (jsonb drops the exponent): past what one record's numbers may add to its length (65536 characters and the record's own length)`,
+    );
+  });
+
+  it('a record of 100 KiB of 5e-324 (a double gives it back as written; Postgres writes 326 characters) is refused', () => {
+    const { value, storedAsSent } = parseExactRecord(`{"login":"u1","n":[${Array(15_000).fill('5e-324').join(',')}]}`);
+    expect(() => normalizeUser(value, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0, storedAsSent)).toThrow(
+      /field "n\[\d+\]" holds the number 5e-324, 326 characters as Postgres writes it out/,
+    );
+  });
+
+  it('the number that passes the bound is named, not a later one that fits (a partyId of 1E2)', () => {
+    const { value, storedAsSent } = parseExactRecord('{"login":"u1","custom":{"wide":[1e60000,1e60000]},"partyId":1E2}');
+    expect(() => normalizeUser(value, { companyLogin: '_host', isIntegrationUser: false, origin: 'test' }, 0, storedAsSent)).toThrow(
+      /field "custom\.wide\[1\]" holds the number 1e60000, 60001 characters/,
     );
   });
 
