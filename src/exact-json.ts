@@ -387,6 +387,25 @@ function writtenOutLength({ negative, digits, exponent, scale }: DecimalParts): 
   return (negative && digits !== '' ? 1 : 0) + integerPart + (scale > 0 ? scale + 1 : 0);
 }
 
+/**
+ * The number `text` spells, as parseExactJson reads it, when `text` is a JSON number literal
+ * that Postgres numeric (and so jsonb) writes out as `written` (1E2 and 100, 1.5e-3 and 0.0015,
+ * -0 and 0; not 1.50 and 1.5: numeric keeps the written scale); else undefined. For a number a
+ * text column stored as sent: the spelling jsonb's copy of it lost. Compared by the literals'
+ * parts, never written out (a hostile 1e131071 stays 8 characters).
+ */
+export function numberAsWritten(text: string, written: string): unknown {
+  if (!JSON_NUMBER.test(text)) return undefined;
+  const a = decimalParts(text);
+  const b = decimalParts(written);
+  if (a === undefined || b === undefined || a.scale !== b.scale) return undefined;
+  const value = ({ negative, digits, exponent }: DecimalParts) => {
+    const significant = digits.replace(/0+$/, '');
+    return significant === '' ? '0' : `${negative ? '-' : ''}${significant}e${exponent + digits.length - significant.length}`;
+  };
+  return value(a) === value(b) ? parseExactJson(text) : undefined;
+}
+
 /** Whole numbers in a typed column: int64 at most, so anything past 20 digits is out of range. */
 const MAX_INTEGER_DIGITS = 20;
 const BEYOND_EVERY_INTEGER_COLUMN = 10n ** BigInt(MAX_INTEGER_DIGITS);

@@ -150,7 +150,7 @@ function keptInCache(key: string, cache: ReadonlyMap<string, unknown>): boolean 
  * JSON object's key order is no part of what it says, and jsonb does not keep it): whether `key`
  * replaces `kept`, the key whose value was kept so far (undefined when none was).
  */
-function spellingWins(key: string, name: string, kept: string | undefined): boolean {
+export function spellingWins(key: string, name: string, kept: string | undefined): boolean {
   return kept === undefined || key === name || (kept !== name && key < kept);
 }
 

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { parseExactJson } from '../../exact-json.js';
+import { SPELLED_COLUMNS, withStoredSpellings, type StoredPermission } from '../../normalize/stored-spellings.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
@@ -7,6 +8,8 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
  * `key(company, login)`; `integrationOnly` leaves out users not stored as integration users. A
  * deleted user's record is left out: a user of that login coming back may be someone else (a new
  * integration user), and must not be given the old one's name, email or access permissions.
+ * Each number of a text field or an access permission is spelled as its column or row holds it
+ * (withStoredSpellings): jsonb kept its value only (1E2 reads back from raw as 100).
  */
 export async function readStoredRecords(
   on: Queryable,
@@ -17,13 +20,24 @@ export async function readStoredRecords(
   const companies = users.map((u) => u.company);
   const logins = users.map((u) => u.login);
   const onlyIntegration = integrationOnly ? sql` AND is_integration_user` : sql``;
+  const texts = sql.join(SPELLED_COLUMNS.map((c) => sql.ref(`u.${c.column}`)));
   // The sql tag, not the builder: a row-value IN over unnest() of two parameters reads better as SQL.
-  // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s.
+  // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s. The text
+  // columns and permission rows as JSON of text (json, not jsonb: nothing in them is a number).
   const rows = await runCompiled(
     on,
-    sql<{ company_login: string; login: string; raw: string }>`SELECT company_login, login, raw::text AS raw FROM cpq.users
+    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: StoredPermission[] | null }>`
+     SELECT company_login, login, raw::text AS raw, json_build_array(${texts}) AS texts,
+       (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access))
+          FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions
+     FROM cpq.users u
      WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
        AND deleted_at IS NULL${onlyIntegration}`.compile(queryBuilder),
   );
-  return new Map(rows.map((r) => [key(r.company_login, r.login), parseExactJson(r.raw) as Record<string, unknown>]));
+  return new Map(
+    rows.map((r) => [
+      key(r.company_login, r.login),
+      withStoredSpellings(parseExactJson(r.raw) as Record<string, unknown>, { texts: r.texts, permissions: r.permissions ?? [] }),
+    ]),
+  );
 }
