@@ -323,10 +323,23 @@ export interface FieldValue {
   refused?: string;
 }
 
+/**
+ * A number jsonb gives back in another spelling (1E2 as 100, -0 as 0, 1.5e-3 as 0.0015): where text
+ * belongs it is stored as written, and a run that takes it from the stored record must keep that
+ * spelling (src/normalize/stored-spellings.ts).
+ */
+const respelledNumber: fc.Arbitrary<Json> = fc
+  .oneof(
+    fc.constantFrom('1E2', '-0', '-0.0', '1.5e-3', '1.50E1', '2e+0', '100E-2'),
+    numberLiteral.filter((l) => /[eE]/.test(l)),
+  )
+  .map(num);
+
 /** Text as a text column takes it: any string, or a number (stored as written) or true/false. */
 const textValue: fc.Arbitrary<Json> = fc.oneof(
   { weight: 10, arbitrary: anyText },
   { weight: 1, arbitrary: numberLiteral.map(num) },
+  { weight: 1, arbitrary: respelledNumber },
   { weight: 1, arbitrary: fc.boolean() },
 );
 
@@ -483,8 +496,17 @@ export const groupPool: fc.Arbitrary<GroupDef[]> = fc
         { weight: 3, arbitrary: anyText.filter((s) => s.trim() !== '') },
         { weight: 1, arbitrary: longName },
       ),
-      label: fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: longName }, { weight: 1, arbitrary: fc.constant(null) }),
-      type: fc.oneof({ weight: 4, arbitrary: fc.constantFrom<Json>('Administrator', 'Sales', 'Partner') }, { weight: 1, arbitrary: fc.constant(null) }),
+      label: fc.oneof(
+        { weight: 4, arbitrary: anyText },
+        { weight: 1, arbitrary: longName },
+        { weight: 1, arbitrary: respelledNumber },
+        { weight: 1, arbitrary: fc.constant(null) },
+      ),
+      type: fc.oneof(
+        { weight: 4, arbitrary: fc.constantFrom<Json>('Administrator', 'Sales', 'Partner') },
+        { weight: 1, arbitrary: respelledNumber },
+        { weight: 1, arbitrary: fc.constant(null) },
+      ),
     }),
     { minLength: 1, maxLength: 4, selector: (g) => g.variableName },
   )
@@ -513,8 +535,13 @@ const permissionKeyPart = (usual: readonly string[]) =>
 const permissionItem = fc.record({
   type: permissionKeyPart(['productFamily', 'dataTableFolder', 'supportedProductFamily']),
   variableName: permissionKeyPart(['laptops', 'servers', 'pricing', 'Ωmega']),
-  name: fc.oneof({ weight: 4, arbitrary: anyText }, { weight: 1, arbitrary: longName }, { weight: 1, arbitrary: fc.constant(null) }),
-  // "true" and "false" as a boolean field takes them (valueFor).
+  name: fc.oneof(
+    { weight: 4, arbitrary: anyText },
+    { weight: 1, arbitrary: longName },
+    { weight: 1, arbitrary: respelledNumber },
+    { weight: 1, arbitrary: fc.constant(null) },
+  ),
+  // "true" and "false"" as a boolean field takes them (valueFor).
   hasAccess: fc.oneof(
     { weight: 4, arbitrary: fc.boolean() },
     { weight: 2, arbitrary: fc.constant(null) },

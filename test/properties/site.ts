@@ -282,7 +282,7 @@ export function expectedRelations(placed: PlacedUser, groups: readonly GroupDef[
     // A permission listed twice counts once, whatever the order: the copy granting access, then the greater name.
     const access = (a: boolean | null) => (a === true ? 2 : a === false ? 1 : 0);
     for (const p of user.accessPermissions.items) {
-      const row = { type: p.type, variable_name: p.variableName, name: p.name as string | null, has_access: accessOf(p.hasAccess) };
+      const row = { type: p.type, variable_name: p.variableName, name: literal(p.name), has_access: accessOf(p.hasAccess) };
       const key = JSON.stringify([p.type, p.variableName]);
       const kept = permissions.get(key);
       const outranks =
@@ -391,6 +391,6 @@ export async function expectStored(
     expect(
       stored.find((s) => s.variable_name === g.variableName),
       `group ${g.variableName}`,
-    ).toEqual({ variable_name: g.variableName, label: g.label, type: g.type });
+    ).toEqual({ variable_name: g.variableName, label: literal(g.label), type: literal(g.type) });
   }
 }
