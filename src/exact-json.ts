@@ -406,6 +406,19 @@ export function numberAsWritten(text: string, written: string): unknown {
   return value(a) === value(b) ? parseExactJson(text) : undefined;
 }
 
+/**
+ * The number `literal` spells, spelled `0.` (or `-0.`), then `zeros` zeros, then its digits, with
+ * the exponent that keeps its value and scale (100 with 3 zeros: 0.000100E6): of the spellings
+ * Postgres numeric writes out alike, one that sorts as text before any text not starting so.
+ * Undefined for what is no JSON number literal.
+ */
+export function spelledLow(literal: string, zeros: number): unknown {
+  const parts = JSON_NUMBER.test(literal) ? decimalParts(literal) : undefined;
+  if (parts === undefined) return undefined;
+  const { negative, digits, exponent } = parts;
+  return parseExactJson(`${negative ? '-' : ''}0.${'0'.repeat(zeros)}${digits || '0'}E${exponent + (digits || '0').length + zeros}`);
+}
+
 /** Whole numbers in a typed column: int64 at most, so anything past 20 digits is out of range. */
 const MAX_INTEGER_DIGITS = 20;
 const BEYOND_EVERY_INTEGER_COLUMN = 10n ** BigInt(MAX_INTEGER_DIGITS);

@@ -1,6 +1,6 @@
 import { canonicalFieldName, isChoice, spellingWins } from '../cpq/user-fields.js';
-import { isJsonObject, numberAsWritten, numberLiteralOf } from '../exact-json.js';
-import { storedText } from './user-record.js';
+import { isJsonObject, numberAsWritten, numberLiteralOf, spelledLow } from '../exact-json.js';
+import { storedText, type AccessPermissionRow } from './user-record.js';
 import { USER_FIELDS } from './user-fields.js';
 
 /**
@@ -13,19 +13,11 @@ import { USER_FIELDS } from './user-fields.js';
 
 type Raw = Record<string, unknown>;
 
-/** A stored permission row, as the first read of its item wrote it. */
-export interface StoredPermission {
-  type: string;
-  variableName: string;
-  name: string | null;
-  hasAccess: boolean | null;
-}
-
 /** What a user's stored row holds as text, read with its `raw` (readStoredRecords). */
 export interface StoredSpellings {
   /** Per text column of cpq.users (USER_FIELDS' text columns and choice columns, SPELLED_COLUMNS), its text or null. */
   texts: readonly (string | null)[];
-  permissions: readonly StoredPermission[];
+  permissions: readonly AccessPermissionRow[];
 }
 
 /** A text column of a field: the field's canonical name, the part of its {value, displayValue} ('' for a plain text field), the column. */
@@ -116,7 +108,7 @@ function accessOf(value: unknown): boolean | null | undefined {
 }
 
 /** accessPermissions (a list, or {items}) with its items' numbers spelled as the stored rows hold them; undefined when nothing is put back. */
-function permissionsRespelled(value: unknown, rows: readonly StoredPermission[]): unknown {
+function permissionsRespelled(value: unknown, rows: readonly AccessPermissionRow[]): unknown {
   if (rows.length === 0) return undefined;
   if (Array.isArray(value)) return itemsRespelled(value, rows);
   if (!isJsonObject(value)) return undefined;
@@ -138,24 +130,27 @@ interface ItemParts {
  * number, hasAccess the same), each row with one item where it can be: two items whose key differs
  * only in a number's spelling (1E2 and 100) are two rows, and stay two, never merged into one. The
  * items with the fewest rows to choose from choose first, and an item with nothing to put back
- * (no number) before any: so an item that fits only one row gets it.
+ * (no number) before any: so an item that fits only one row gets it. Each item is compared with
+ * each row: quadratic in a user's permissions, paid only by the few users these reads concern.
  */
-function itemsRespelled(items: unknown[], rows: readonly StoredPermission[]): unknown[] | undefined {
+function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]): unknown[] | undefined {
   const parts = items.map((item): ItemParts | undefined => {
     if (!isJsonObject(item)) return undefined;
     const keys = PERMISSION_TEXTS.map((p) => pickedKey(item, p));
     return { keys, hasNumber: keys.some((k) => k !== undefined && numberLiteralOf(item[k]) !== undefined) };
   });
-  const fits = (i: number, row: StoredPermission) => {
-    const item = items[i] as Raw;
-    const { keys } = parts[i]!;
-    const access = pickedKey(item, 'hasAccess');
-    if (accessOf(access === undefined ? undefined : item[access]) !== row.hasAccess) return false;
-    return PERMISSION_TEXTS.every((p, j) => {
-      const v = keys[j] === undefined ? undefined : item[keys[j]];
-      return numberLiteralOf(v) !== undefined ? respelled(v, row[p]) !== undefined : storedText(v) === row[p];
-    });
+  const part = (i: number, j: number) => {
+    const key = parts[i]!.keys[j];
+    return key === undefined ? undefined : (items[i] as Raw)[key];
   };
+  const partFits = (value: unknown, text: string | null) =>
+    numberLiteralOf(value) !== undefined ? respelled(value, text) !== undefined : storedText(value) === text;
+  const keyFits = (i: number, row: AccessPermissionRow) => partFits(part(i, 0), row.type) && partFits(part(i, 1), row.variableName);
+  const accessAt = (i: number) => {
+    const key = pickedKey(items[i] as Raw, 'hasAccess');
+    return accessOf(key === undefined ? undefined : (items[i] as Raw)[key]);
+  };
+  const fits = (i: number, row: AccessPermissionRow) => keyFits(i, row) && partFits(part(i, 2), row.name) && accessAt(i) === row.hasAccess;
   const choices = new Map<number, number[]>();
   items.forEach((_, i) => {
     if (parts[i] !== undefined)
@@ -169,18 +164,52 @@ function itemsRespelled(items: unknown[], rows: readonly StoredPermission[]): un
   );
   const taken = new Set<number>();
   let out: unknown[] | undefined;
+  const respell = (i: number, row: AccessPermissionRow, which: readonly number[]) => {
+    let item = items[i] as Raw;
+    for (const j of which) {
+      const key = parts[i]!.keys[j];
+      if (key !== undefined) item = withPart(item, key, respelled(item[key], row[PERMISSION_TEXTS[j]!]));
+    }
+    if (item !== items[i]) (out ??= items.slice())[i] = item;
+  };
   for (const i of order) {
+    if (!parts[i]!.hasNumber && choices.get(i)!.length === 0) continue;
     const fitting = choices.get(i)!;
     const r = fitting.find((x) => !taken.has(x)) ?? fitting[0];
-    if (r === undefined) continue;
-    taken.add(r);
-    if (!parts[i]!.hasNumber) continue;
-    let item = items[i] as Raw;
-    PERMISSION_TEXTS.forEach((p, j) => {
-      const key = parts[i]!.keys[j];
-      if (key !== undefined) item = withPart(item, key, respelled(item[key], rows[r]![p]));
-    });
-    if (item !== items[i]) (out ??= items.slice())[i] = item;
+    if (r !== undefined) {
+      taken.add(r);
+      if (parts[i]!.hasNumber) respell(i, rows[r]!, [0, 1, 2]);
+      continue;
+    }
+    // No row reads as this item: a copy of a permission listed twice that does not count (the row
+    // is the other copy's). Its key is that of a row it loses to (permissionOutranks: the copy
+    // granting access, then the greater name), spelled so. Its name, where the spelling jsonb gave
+    // it would now outrank the row's (1.0E2 lost to 1.5e-3; 100 does not), is spelled as the
+    // row's (the same number) or low (0.000100E6): the copy still loses, and its value is as stored.
+    const rank = (a: boolean | null | undefined) => (a === true ? 2 : a === false ? 1 : 0);
+    const mine = rank(accessAt(i));
+    const nameValue = part(i, 2);
+    const name = storedText(nameValue);
+    // Equal in hasAccess, whether the name as jsonb gave it outranks the row's.
+    const nameOutranks = (row: AccessPermissionRow) => name !== null && name !== undefined && (row.name === null || name > row.name);
+    const losesAsItIs = (row: AccessPermissionRow) => (mine !== rank(row.hasAccess) ? mine < rank(row.hasAccess) : !nameOutranks(row));
+    // The name spelled to lose to the row's: the row's spelling of the same number, else a low one.
+    const lowName = (row: AccessPermissionRow) => {
+      const literal = numberLiteralOf(nameValue);
+      if (literal === undefined || row.name === null || mine !== rank(row.hasAccess)) return undefined;
+      const low = respelled(nameValue, row.name) ?? spelledLow(literal, row.name.length);
+      const text = storedText(low);
+      return typeof text === 'string' && text <= row.name ? low : undefined;
+    };
+    const keyed = rows.filter((candidate) => keyFits(i, candidate));
+    const asItIs = keyed.find(losesAsItIs);
+    const row = asItIs ?? keyed.find((candidate) => lowName(candidate) !== undefined) ?? keyed[0];
+    if (row === undefined) continue;
+    respell(i, row, [0, 1]);
+    const nameKey = parts[i]!.keys[2];
+    const low = asItIs === undefined ? lowName(row) : undefined;
+    if (nameKey === undefined || low === undefined) continue;
+    (out ??= items.slice())[i] = withPart(out[i] as Raw, nameKey, low);
   }
   return out;
 }

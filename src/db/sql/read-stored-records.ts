@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { parseExactJson } from '../../exact-json.js';
-import { SPELLED_COLUMNS, withStoredSpellings, type StoredPermission } from '../../normalize/stored-spellings.js';
+import { SPELLED_COLUMNS, withStoredSpellings } from '../../normalize/stored-spellings.js';
+import type { AccessPermissionRow } from '../../normalize/user-record.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
@@ -26,7 +27,7 @@ export async function readStoredRecords(
   // columns and permission rows as JSON of text (json, not jsonb: nothing in them is a number).
   const rows = await runCompiled(
     on,
-    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: StoredPermission[] | null }>`
+    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: AccessPermissionRow[] | null }>`
      SELECT company_login, login, raw::text AS raw, json_build_array(${texts}) AS texts,
        (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access))
           FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions
