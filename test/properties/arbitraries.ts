@@ -487,6 +487,14 @@ export interface GroupDef {
  */
 const longName: fc.Arbitrary<string> = pastTheCut(0).filter((s) => s.trim() !== '');
 
+/** A group's label or a permission's name: any text, a long name, a number jsonb respells, or null. */
+const describingText: fc.Arbitrary<Json> = fc.oneof(
+  { weight: 4, arbitrary: anyText },
+  { weight: 1, arbitrary: longName },
+  { weight: 1, arbitrary: respelledNumber },
+  { weight: 1, arbitrary: fc.constant(null) },
+);
+
 /** A few group definitions per case: the same variableName always has the same label and type. */
 export const groupPool: fc.Arbitrary<GroupDef[]> = fc
   .uniqueArray(
@@ -496,12 +504,7 @@ export const groupPool: fc.Arbitrary<GroupDef[]> = fc
         { weight: 3, arbitrary: anyText.filter((s) => s.trim() !== '') },
         { weight: 1, arbitrary: longName },
       ),
-      label: fc.oneof(
-        { weight: 4, arbitrary: anyText },
-        { weight: 1, arbitrary: longName },
-        { weight: 1, arbitrary: respelledNumber },
-        { weight: 1, arbitrary: fc.constant(null) },
-      ),
+      label: describingText,
       type: fc.oneof(
         { weight: 4, arbitrary: fc.constantFrom<Json>('Administrator', 'Sales', 'Partner') },
         { weight: 1, arbitrary: respelledNumber },
@@ -535,13 +538,8 @@ const permissionKeyPart = (usual: readonly string[]) =>
 const permissionItem = fc.record({
   type: permissionKeyPart(['productFamily', 'dataTableFolder', 'supportedProductFamily']),
   variableName: permissionKeyPart(['laptops', 'servers', 'pricing', 'Ωmega']),
-  name: fc.oneof(
-    { weight: 4, arbitrary: anyText },
-    { weight: 1, arbitrary: longName },
-    { weight: 1, arbitrary: respelledNumber },
-    { weight: 1, arbitrary: fc.constant(null) },
-  ),
-  // "true" and "false"" as a boolean field takes them (valueFor).
+  name: describingText,
+  // "true" and "false" as a boolean field takes them (valueFor).
   hasAccess: fc.oneof(
     { weight: 4, arbitrary: fc.boolean() },
     { weight: 2, arbitrary: fc.constant(null) },

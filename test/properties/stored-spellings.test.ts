@@ -6,6 +6,7 @@ import { USER_VALUE_COLUMNS } from '../../src/normalize/user-fields.js';
 import { RecordError, normalizeUser, type UserRow } from '../../src/normalize/user-record.js';
 import { it } from '../helpers/fixtures.js';
 import { propertyTimeout, runs } from './arbitraries.js';
+import { literal } from './json-texts.js';
 
 /*
  * jsonb keeps a number's value, not its spelling; a text column keeps the spelling (1E2 stays
@@ -17,21 +18,6 @@ import { propertyTimeout, runs } from './arbitraries.js';
 
 const settings = runs(150, propertyTimeout(120_000));
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
-const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'.split('')), minLength: min, maxLength: max });
-
-/** A JSON number literal of a few digits, a fraction and an exponent at times. */
-const literal = fc
-  .record({
-    sign: fc.constantFrom('', '-'),
-    int: fc.oneof(
-      fc.constant('0'),
-      fc.tuple(fc.constantFrom(...'123456789'.split('')), digits(0, 3)).map(([a, b]) => a + b),
-    ),
-    fraction: fc.option(digits(1, 3), { nil: undefined }),
-    exponent: fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.integer({ min: 0, max: 6 })), { nil: undefined }),
-  })
-  .map(({ sign, int, fraction, exponent }) => `${sign}${int}${fraction === undefined ? '' : `.${fraction}`}${exponent ? exponent.join('') : ''}`);
-
 /** The same number spelled otherwise (the point moved, a zero added, the sign of a zero), or a text that is no JSON number. */
 function respell(text: string, how: number): string {
   const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text)!;
