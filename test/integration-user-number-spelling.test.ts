@@ -27,7 +27,7 @@ const PERMISSIONS = parseExactJson(
 /** The user's text columns and permission rows that a number's spelling could change. */
 async function stored(h: Harness, login: string) {
   const [user] = await h.t.query<Raw>(
-    `SELECT last_name, type_display, language, content_hash, last_changed_run_id::text AS last_changed_run_id FROM cpq.users WHERE login = $1`,
+    `SELECT last_name, type_display, language, company_name, content_hash, last_changed_run_id::text AS last_changed_run_id FROM cpq.users WHERE login = $1`,
     [login],
   );
   const permissions = await h.t.query<Raw>(
@@ -52,6 +52,7 @@ async function spelledUser(h: Harness): Promise<{ login: string; before: Awaited
     lastName: new RawJson('1E2'),
     type: new RawJson('{"value":"FullAccess","displayValue":1.50E1}'),
     language: new RawJson('{"value":-0,"displayValue":"English"}'),
+    company: parseExactJson('{"loginName":"_host","name":1E2}'),
   });
   // The host read sends the permissions (the simulator keeps a user's permissions as a list of its own).
   scriptRequests(h.sim, async (req) => {
@@ -62,6 +63,7 @@ async function spelledUser(h: Harness): Promise<{ login: string; before: Awaited
   h.sim.onRequest = undefined;
   const before = await stored(h, login);
   expect(before).toMatchObject({
+    company_name: '1E2',
     last_name: '1E2',
     type_display: '1.50E1',
     language: '-0',
@@ -104,7 +106,7 @@ describe('a number stored as text keeps its spelling when a run takes it from th
             for (const item of page.items) {
               if (item.login !== login) continue;
               item.accessPermissions = PERMISSIONS;
-              for (const key of ['type', 'language']) Reflect.deleteProperty(item, key);
+              for (const key of ['type', 'language', 'company']) Reflect.deleteProperty(item, key);
             }
           }),
         );
@@ -112,7 +114,13 @@ describe('a number stored as text keeps its spelling when a run takes it from th
     const run = await h.sync();
     expect(run.streams.find((s) => s.stream === 'companies/_host')!.received).toBeGreaterThanOrEqual(1);
     expect(await changesOf(h, run.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
-    expect(await stored(h, login)).toMatchObject({ last_name: '1E2', type_display: '1.50E1', language: '-0', permissions: before.permissions });
+    expect(await stored(h, login)).toMatchObject({
+      company_name: '1E2',
+      last_name: '1E2',
+      type_display: '1.50E1',
+      language: '-0',
+      permissions: before.permissions,
+    });
   });
 
   it('a field the integration feed sends in another spelling of the same number is a change, and logged', async ({ startHarness }) => {

@@ -15,25 +15,31 @@ type Raw = Record<string, unknown>;
 
 /** What a user's stored row holds as text, read with its `raw` (readStoredRecords). */
 export interface StoredSpellings {
-  /** Per text column of cpq.users (USER_FIELDS' text columns and choice columns, SPELLED_COLUMNS), its text or null. */
+  /** Per text column of cpq.users a record's field gives (SPELLED_COLUMNS), its text or null. */
   texts: readonly (string | null)[];
   permissions: readonly AccessPermissionRow[];
 }
 
-/** A text column of a field: the field's canonical name, the part of its {value, displayValue} ('' for a plain text field), the column. */
+/** A text column of a field: the field's canonical name, the part of it ('' for a plain text field), the column. */
 interface SpelledColumn {
   field: string;
-  part: '' | 'value' | 'displayValue';
+  part: '' | 'value' | 'displayValue' | 'name';
   column: string;
 }
 
-/** The text columns of cpq.users whose value a record's field gives, in the order of StoredSpellings.texts. */
-export const SPELLED_COLUMNS: readonly SpelledColumn[] = USER_FIELDS.flatMap((f): SpelledColumn[] => {
-  if (f.kind === 'text') return [{ field: f.field, part: '', column: f.column }];
-  if (!isChoice(f.kind)) return [];
-  const display: SpelledColumn = { field: f.field, part: 'displayValue', column: `${f.column}_display` };
-  return f.kind === 'choiceText' ? [{ field: f.field, part: 'value', column: f.column }, display] : [display];
-});
+/**
+ * The text columns of cpq.users whose value a record's field gives, in the order of
+ * StoredSpellings.texts: USER_FIELDS' text and choice columns, and company.name's.
+ */
+export const SPELLED_COLUMNS: readonly SpelledColumn[] = [
+  ...USER_FIELDS.flatMap((f): SpelledColumn[] => {
+    if (f.kind === 'text') return [{ field: f.field, part: '', column: f.column }];
+    if (!isChoice(f.kind)) return [];
+    const display: SpelledColumn = { field: f.field, part: 'displayValue', column: `${f.column}_display` };
+    return f.kind === 'choiceText' ? [{ field: f.field, part: 'value', column: f.column }, display] : [display];
+  }),
+  { field: 'company', part: 'name', column: 'company_name' },
+];
 
 /** Per canonical field, its columns' places in StoredSpellings.texts by part. */
 const COLUMNS_OF = new Map<string, Map<string, number>>();

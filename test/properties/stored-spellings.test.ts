@@ -71,6 +71,7 @@ describe('the spelling of a number a text column stored', () => {
   });
   const record = fc.record({
     lastName: part,
+    companyName: part,
     type: fc.tuple(fc.constantFrom('"Full"', '1E2', '-0'), part),
     items: fc.array(item, { maxLength: 5 }),
     itemsKey: fc.constantFrom('items', 'Items'),
@@ -78,11 +79,11 @@ describe('the spelling of a number a text column stored', () => {
 
   it('a record re-read from raw, its spellings put back from its stored row, reads as its first read did', async ({ fileDatabase }) => {
     await fc.assert(
-      fc.asyncProperty(record, async ({ lastName, type, items, itemsKey }) => {
+      fc.asyncProperty(record, async ({ lastName, companyName, type, items, itemsKey }) => {
         const permissions = items.map(
           (i) => `{"${i.keys[0]}":${i.type},"${i.keys[1]}":${i.variableName},"${i.keys[2]}":${i.name},"${i.keys[3]}":${i.hasAccess}${i.extra}}`,
         );
-        const text = `{"login":"u1","lastName":${lastName},"type":{"value":${type[0]},"displayValue":${type[1]}},"accessPermissions":{"${itemsKey}":[${permissions.join(',')}]}}`;
+        const text = `{"login":"u1","lastName":${lastName},"company":{"loginName":"_host","name":${companyName}},"type":{"value":${type[0]},"displayValue":${type[1]}},"accessPermissions":{"${itemsKey}":[${permissions.join(',')}]}}`;
         const source = { companyLogin: '_host', isIntegrationUser: true, origin: 'x' };
         let first: UserRow;
         try {
@@ -92,10 +93,13 @@ describe('the spelling of a number a text column stored', () => {
           throw err;
         }
         const [stored] = await fileDatabase.query<{ raw: string }>('SELECT $1::jsonb::text AS raw', [first.raw]);
-        const texts = SPELLED_COLUMNS.map((c) => first.values[USER_VALUE_COLUMNS.indexOf(c.column)] as string | null);
+        const texts = SPELLED_COLUMNS.map((c) =>
+          c.column === 'company_name' ? first.companyName : (first.values[USER_VALUE_COLUMNS.indexOf(c.column)] as string | null),
+        );
         const reread = withStoredSpellings(parseExactJson(stored!.raw) as Record<string, unknown>, { texts, permissions: first.accessPermissions ?? [] });
         const again = normalizeUser(reread, source, 0);
         expect(again.values, text).toEqual(first.values);
+        expect(again.companyName, text).toBe(first.companyName);
         expect(again.accessPermissions, text).toEqual(first.accessPermissions);
       }),
       settings,
