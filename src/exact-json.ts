@@ -395,15 +395,25 @@ function writtenOutLength({ negative, digits, exponent, scale }: DecimalParts): 
  * parts, never written out (a hostile 1e131071 stays 8 characters).
  */
 export function numberAsWritten(text: string, written: string): unknown {
-  if (!JSON_NUMBER.test(text)) return undefined;
-  const a = decimalParts(text);
-  const b = decimalParts(written);
-  if (a === undefined || b === undefined || a.scale !== b.scale) return undefined;
-  const value = ({ negative, digits, exponent }: DecimalParts) => {
-    const significant = digits.replace(/0+$/, '');
-    return significant === '' ? '0' : `${negative ? '-' : ''}${significant}e${exponent + digits.length - significant.length}`;
-  };
-  return value(a) === value(b) ? parseExactJson(text) : undefined;
+  const a = numberSignature(text);
+  return a !== undefined && a === numberSignature(written) ? parseExactJson(text) : undefined;
+}
+
+/**
+ * What Postgres numeric keeps of a JSON number literal, its value and written scale, as a text
+ * two literals share exactly when numeric writes them out alike (1E2 and 100: "1e2/0"; 1.50 and
+ * 1.5 differ); undefined for what is no JSON number literal. Never writes the number out.
+ */
+export function numberSignature(literal: string): string | undefined {
+  const parts = JSON_NUMBER.test(literal) ? decimalParts(literal) : undefined;
+  if (parts === undefined) return undefined;
+  const { negative, digits, exponent, scale } = parts;
+  // By hand, not /0+$/: that retries from each zero of a long inner run of zeros (quadratic).
+  let end = digits.length;
+  while (end > 0 && digits.charCodeAt(end - 1) === ZERO) end--;
+  const significant = digits.slice(0, end);
+  const value = significant === '' ? '0' : `${negative ? '-' : ''}${significant}e${exponent + digits.length - significant.length}`;
+  return `${value}/${scale}`;
 }
 
 /**

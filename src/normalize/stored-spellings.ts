@@ -1,5 +1,5 @@
 import { canonicalFieldName, isChoice, spellingWins } from '../cpq/user-fields.js';
-import { isJsonObject, numberAsWritten, numberLiteralOf, spelledLow } from '../exact-json.js';
+import { isJsonObject, numberAsWritten, numberLiteralOf, numberSignature, spelledLow } from '../exact-json.js';
 import { storedText, type AccessPermissionRow } from './user-record.js';
 import { USER_FIELDS } from './user-fields.js';
 
@@ -49,13 +49,17 @@ SPELLED_COLUMNS.forEach((c, i) => {
 });
 
 /**
- * The key of `object` whose value a reader takes for the part `name` (canonical): the one
- * FieldPicker picks (spellingWins) of the keys of that canonical name; undefined when none.
+ * Per canonical name, the key of `object` whose value a reader takes for it: the one FieldPicker
+ * picks (spellingWins) of the keys of that name. One pass over the keys: looked up per name, a
+ * record of many keys cost their square.
  */
-function pickedKey(object: Raw, name: string): string | undefined {
-  let kept: string | undefined;
-  for (const key of Object.keys(object)) if (canonicalFieldName(key) === name && spellingWins(key, name, kept)) kept = key;
-  return kept;
+function pickedKeys(object: Raw): Map<string, string> {
+  const picked = new Map<string, string>();
+  for (const key of Object.keys(object)) {
+    const name = canonicalFieldName(key);
+    if (name !== undefined && spellingWins(key, name, picked.get(name))) picked.set(name, key);
+  }
+  return picked;
 }
 
 /** `value` spelled as `text` when it is a number Postgres writes out as the number `text` spells; else undefined. */
@@ -76,13 +80,12 @@ function withPart(object: Raw, key: string, value: unknown): Raw {
  * Returns `record` itself when nothing is put back.
  */
 export function withStoredSpellings(record: Raw, stored: StoredSpellings): Raw {
-  let out = record;
-  for (const key of Object.keys(record)) {
-    const name = canonicalFieldName(key);
-    if (name === undefined || pickedKey(record, name) !== key) continue;
+  const replaced = new Map<string, unknown>();
+  for (const [name, key] of pickedKeys(record)) {
     const value = record[key];
     if (name === 'accessPermissions') {
-      out = withPart(out, key, permissionsRespelled(value, stored.permissions));
+      const permissions = permissionsRespelled(value, stored.permissions);
+      if (permissions !== undefined) replaced.set(key, permissions);
       continue;
     }
     const columns = COLUMNS_OF.get(name);
@@ -90,17 +93,20 @@ export function withStoredSpellings(record: Raw, stored: StoredSpellings): Raw {
     if (!isJsonObject(value)) {
       // A bare scalar of a choice field is read as its value.
       const at = columns.get('') ?? columns.get('value');
-      out = withPart(out, key, at === undefined ? undefined : respelled(value, stored.texts[at]!));
+      const spelled = at === undefined ? undefined : respelled(value, stored.texts[at]!);
+      if (spelled !== undefined) replaced.set(key, spelled);
       continue;
     }
+    const partKeys = pickedKeys(value);
     let choice = value;
     for (const [part, at] of columns) {
-      const partKey = part === '' ? undefined : pickedKey(choice, part);
+      const partKey = part === '' ? undefined : partKeys.get(part);
       if (partKey !== undefined) choice = withPart(choice, partKey, respelled(choice[partKey], stored.texts[at]!));
     }
-    if (choice !== value) out = withPart(out, key, choice);
+    if (choice !== value) replaced.set(key, choice);
   }
-  return out;
+  // One copy of the record, its keys in their places.
+  return replaced.size === 0 ? record : Object.fromEntries(Object.entries(record).map(([k, v]) => [k, replaced.has(k) ? replaced.get(k) : v]));
 }
 
 const PERMISSION_TEXTS = ['type', 'variableName', 'name'] as const;
@@ -118,16 +124,49 @@ function permissionsRespelled(value: unknown, rows: readonly AccessPermissionRow
   if (rows.length === 0) return undefined;
   if (Array.isArray(value)) return itemsRespelled(value, rows);
   if (!isJsonObject(value)) return undefined;
-  const key = pickedKey(value, 'items');
+  const key = pickedKeys(value).get('items');
   const items = key === undefined ? undefined : value[key];
   const respelledItems = Array.isArray(items) ? itemsRespelled(items, rows) : undefined;
   return respelledItems === undefined ? undefined : withPart(value, key!, respelledItems);
 }
 
-/** One permission item: its keys of each part (pickedKey) and whether a text part is a number. */
+/** One permission item: its keys of each part (pickedKeys) and whether a text part is a number. */
 interface ItemParts {
   keys: (string | undefined)[];
   hasNumber: boolean;
+}
+
+/**
+ * How one text part of a permission is matched, as a key of the indexes below: a number by what
+ * Postgres numeric keeps of it (numberSignature: 1E2 and 100 alike), anything else by the text a
+ * column stores of it (storedText). A row's text that is a number literal is found both ways (an
+ * item may hold it as text or as a number). Undefined for an item's part no row can hold.
+ */
+function itemPartKey(value: unknown): string | undefined {
+  const literal = numberLiteralOf(value);
+  if (literal !== undefined) return `n${numberSignature(literal)}`;
+  const text = storedText(value);
+  return text === undefined ? undefined : text === null ? 'z' : `s${text}`;
+}
+function rowPartKeys(text: string | null): string[] {
+  if (text === null) return ['z'];
+  const signature = numberSignature(text);
+  return signature === undefined ? [`s${text}`] : [`s${text}`, `n${signature}`];
+}
+
+/** The rows under each key their parts can be matched by (every combination of their parts' keys), in the rows' order. */
+function rowIndex(rows: readonly AccessPermissionRow[], keysOf: (row: AccessPermissionRow) => string[][]): Map<string, number[]> {
+  const index = new Map<string, number[]>();
+  rows.forEach((row, r) => {
+    let keys = [''];
+    for (const alternatives of keysOf(row)) keys = keys.flatMap((k) => alternatives.map((a) => `${k}\u0000${a}`));
+    for (const key of keys) {
+      const list = index.get(key);
+      if (list === undefined) index.set(key, [r]);
+      else list.push(r);
+    }
+  });
+  return index;
 }
 
 /**
@@ -136,39 +175,54 @@ interface ItemParts {
  * number, hasAccess the same), each row with one item where it can be: two items whose key differs
  * only in a number's spelling (1E2 and 100) are two rows, and stay two, never merged into one. The
  * items with the fewest rows to choose from choose first, and an item with nothing to put back
- * (no number) before any: so an item that fits only one row gets it. Each item is compared with
- * each row: quadratic in a user's permissions, paid only by the few users these reads concern.
+ * (no number) before any: so an item that fits only one row gets it. Rows are found through an
+ * index of their parts' keys, not by comparing each item with each row: a hostile user of many
+ * permissions cost the square of their number.
  */
 function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]): unknown[] | undefined {
   const parts = items.map((item): ItemParts | undefined => {
     if (!isJsonObject(item)) return undefined;
-    const keys = PERMISSION_TEXTS.map((p) => pickedKey(item, p));
-    return { keys, hasNumber: keys.some((k) => k !== undefined && numberLiteralOf(item[k]) !== undefined) };
+    const picked = pickedKeys(item);
+    const keys = [...PERMISSION_TEXTS.map((p) => picked.get(p)), picked.get('hasAccess')];
+    return { keys, hasNumber: keys.slice(0, 3).some((k) => k !== undefined && numberLiteralOf(item[k]) !== undefined) };
   });
+  // Nothing to spell back: no item holds a number in a text part.
+  if (!parts.some((p) => p?.hasNumber)) return undefined;
   const part = (i: number, j: number) => {
     const key = parts[i]!.keys[j];
     return key === undefined ? undefined : (items[i] as Raw)[key];
   };
-  const partFits = (value: unknown, text: string | null) =>
-    numberLiteralOf(value) !== undefined ? respelled(value, text) !== undefined : storedText(value) === text;
-  const keyFits = (i: number, row: AccessPermissionRow) => partFits(part(i, 0), row.type) && partFits(part(i, 1), row.variableName);
-  const accessAt = (i: number) => {
-    const key = pickedKey(items[i] as Raw, 'hasAccess');
-    return accessOf(key === undefined ? undefined : (items[i] as Raw)[key]);
+  const accessAt = (i: number) => accessOf(part(i, 3));
+  const accessKey = (access: boolean | null) => (access === null ? 'z' : String(access));
+  const byKey = rowIndex(rows, (row) => [rowPartKeys(row.type), rowPartKeys(row.variableName)]);
+  const byRow = rowIndex(rows, (row) => [rowPartKeys(row.type), rowPartKeys(row.variableName), rowPartKeys(row.name), [accessKey(row.hasAccess)]]);
+  /** The index key of item i's parts (`count` of them, hasAccess as a fourth), or undefined when a part fits no row. */
+  const itemKey = (i: number, count: number) => {
+    let key = '';
+    for (let j = 0; j < count; j++) {
+      const k = j === 3 ? (accessAt(i) === undefined ? undefined : accessKey(accessAt(i)!)) : itemPartKey(part(i, j));
+      if (k === undefined) return undefined;
+      key += `\u0000${k}`;
+    }
+    return key;
   };
-  const fits = (i: number, row: AccessPermissionRow) => keyFits(i, row) && partFits(part(i, 2), row.name) && accessAt(i) === row.hasAccess;
+  const none: number[] = [];
   const choices = new Map<number, number[]>();
   items.forEach((_, i) => {
-    if (parts[i] !== undefined)
-      choices.set(
-        i,
-        rows.flatMap((row, r) => (fits(i, row) ? [r] : [])),
-      );
+    if (parts[i] !== undefined) choices.set(i, byRow.get(itemKey(i, 4) ?? '') ?? none);
   });
   const order = [...choices.keys()].sort(
     (a, b) => Number(parts[a]!.hasNumber) - Number(parts[b]!.hasNumber) || choices.get(a)!.length - choices.get(b)!.length || a - b,
   );
   const taken = new Set<number>();
+  // Per list of rows (items of one key share it), how far its rows are taken: each row is passed over once.
+  const next = new Map<number[], number>();
+  const untaken = (fitting: number[]) => {
+    let at = next.get(fitting) ?? 0;
+    while (at < fitting.length && taken.has(fitting[at]!)) at++;
+    next.set(fitting, at);
+    return fitting[at];
+  };
   let out: unknown[] | undefined;
   const respell = (i: number, row: AccessPermissionRow, which: readonly number[]) => {
     let item = items[i] as Raw;
@@ -178,10 +232,12 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
     }
     if (item !== items[i]) (out ??= items.slice())[i] = item;
   };
+  // The copies listed twice (below) search the rows of their key; bounded, the rest keep jsonb's spelling.
+  let searchesLeft = 8 * (items.length + rows.length);
   for (const i of order) {
     if (!parts[i]!.hasNumber && choices.get(i)!.length === 0) continue;
     const fitting = choices.get(i)!;
-    const r = fitting.find((x) => !taken.has(x)) ?? fitting[0];
+    const r = untaken(fitting) ?? fitting[0];
     if (r !== undefined) {
       taken.add(r);
       if (parts[i]!.hasNumber) respell(i, rows[r]!, [0, 1, 2]);
@@ -207,7 +263,9 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
       const text = storedText(low);
       return typeof text === 'string' && text <= row.name ? low : undefined;
     };
-    const keyed = rows.filter((candidate) => keyFits(i, candidate));
+    const keyed = (byKey.get(itemKey(i, 2) ?? '') ?? none).map((r) => rows[r]!);
+    searchesLeft -= keyed.length + (part(i, 2) === undefined ? 0 : keyed.reduce((n, row) => n + (row.name?.length ?? 0), 0));
+    if (searchesLeft < 0) continue;
     const asItIs = keyed.find(losesAsItIs);
     const row = asItIs ?? keyed.find((candidate) => lowName(candidate) !== undefined) ?? keyed[0];
     if (row === undefined) continue;
