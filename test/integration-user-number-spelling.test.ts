@@ -17,11 +17,18 @@ const HOST_USERS_PATH = '/cpq/rest/v16/companies/_host/users';
 const EMPTY_PAGE = '{"items":[],"hasMore":false}';
 const site: SimulatorOptions = { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 1 };
 
-/** Two permissions whose keys differ only in the spelling of one number, and a name sent as a number. */
+/**
+ * Two permissions whose keys differ only in the spelling of one number, a name sent as a number,
+ * and a permission listed twice whose key is a number and whose names are long (review GD: the
+ * copy that does not count ran out of a search bound and kept jsonb's spelling, 0.0015, which
+ * read as a second permission).
+ */
 const PERMISSIONS = parseExactJson(
   '{"items":[{"type":"productFamily","variableName":1E2,"name":1E2,"hasAccess":true},' +
     '{"type":"productFamily","variableName":100,"name":"100","hasAccess":false},' +
-    '{"Type":"-0","VariableName":"v","NAME":1.5e-3,"hasAccess":true,"note":"kept"}]}',
+    '{"Type":"-0","VariableName":"v","NAME":1.5e-3,"hasAccess":true,"note":"kept"},' +
+    '{"type":"productFamily","variableName":1.5e-3,"name":"Quote approval for partner organizations","hasAccess":true},' +
+    '{"type":"productFamily","variableName":1.5e-3,"name":"Approve quotes","hasAccess":true}]}',
 );
 
 /** The user's text columns and permission rows that a number's spelling could change. */
@@ -69,6 +76,7 @@ async function spelledUser(h: Harness): Promise<{ login: string; before: Awaited
     language: '-0',
     permissions: [
       { type: '-0', variable_name: 'v', name: '1.5e-3', has_access: true },
+      { type: 'productFamily', variable_name: '1.5e-3', name: 'Quote approval for partner organizations', has_access: true },
       { type: 'productFamily', variable_name: '100', name: '100', has_access: false },
       { type: 'productFamily', variable_name: '1E2', name: '1E2', has_access: true },
     ],

@@ -233,7 +233,9 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
     if (item !== items[i]) (out ??= items.slice())[i] = item;
   };
   // The copies listed twice (below) search the rows of their key; bounded, the rest keep jsonb's spelling.
-  let searchesLeft = 8 * (items.length + rows.length);
+  // Linear in what the user holds: its items, its rows and their names (a name spelled low is as long as the row's).
+  let searchesLeft = 8 * (items.length + rows.length + rows.reduce((n, row) => n + (row.name?.length ?? 0), 0));
+  const decisions = new Map<string, { row: AccessPermissionRow | undefined; low: unknown }>();
   for (const i of order) {
     if (!parts[i]!.hasNumber && choices.get(i)!.length === 0) continue;
     const fitting = choices.get(i)!;
@@ -263,15 +265,26 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
       const text = storedText(low);
       return typeof text === 'string' && text <= row.name ? low : undefined;
     };
-    const keyed = (byKey.get(itemKey(i, 2) ?? '') ?? none).map((r) => rows[r]!);
-    searchesLeft -= keyed.length + (part(i, 2) === undefined ? 0 : keyed.reduce((n, row) => n + (row.name?.length ?? 0), 0));
-    if (searchesLeft < 0) continue;
-    const asItIs = keyed.find(losesAsItIs);
-    const row = asItIs ?? keyed.find((candidate) => lowName(candidate) !== undefined) ?? keyed[0];
+    // Copies alike (the same key, access and name) are decided once: a permission listed many
+    // times costs one search.
+    const ofKeyAt = itemKey(i, 2) ?? '';
+    const decisionKey = `${ofKeyAt}\u0001${mine}\u0001${numberLiteralOf(nameValue) === undefined ? 't' : 'n'}${name === undefined ? 'u' : name === null ? 'z' : `s${name}`}`;
+    let decision = decisions.get(decisionKey);
+    if (decision === undefined) {
+      const ofKey = byKey.get(ofKeyAt) ?? none;
+      // Counted before the search, which it bounds: its rows, and their names where one may be spelled low.
+      searchesLeft -= ofKey.length + (numberLiteralOf(nameValue) === undefined ? 0 : ofKey.reduce((n, r) => n + (rows[r]!.name?.length ?? 0), 0));
+      if (searchesLeft < 0) continue;
+      const keyed = ofKey.map((r) => rows[r]!);
+      const asItIs = keyed.find(losesAsItIs);
+      const found = asItIs ?? keyed.find((candidate) => lowName(candidate) !== undefined) ?? keyed[0];
+      decision = { row: found, low: asItIs === undefined && found !== undefined ? lowName(found) : undefined };
+      decisions.set(decisionKey, decision);
+    }
+    const { row, low } = decision;
     if (row === undefined) continue;
     respell(i, row, [0, 1]);
     const nameKey = parts[i]!.keys[2];
-    const low = asItIs === undefined ? lowName(row) : undefined;
     if (nameKey === undefined || low === undefined) continue;
     (out ??= items.slice())[i] = withPart(out[i] as Raw, nameKey, low);
   }

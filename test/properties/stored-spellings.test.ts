@@ -65,7 +65,8 @@ describe('the spelling of a number a text column stored', () => {
     keys: fc.constantFrom(['type', 'variableName', 'name', 'hasAccess'], ['Type', 'VariableName', 'NAME', 'hasaccess']),
     type: fc.constantFrom('"productFamily"', '1E2', '100', '"100"'),
     variableName: part.filter((p) => p !== 'null'),
-    name: part,
+    // A long name too: the search for a copy listed twice was bounded by a budget a 24-character name used up (review GD).
+    name: fc.oneof(part, fc.constant('"Quote approval for partner organizations"')),
     hasAccess: fc.constantFrom('true', 'false', 'null', '"true"'),
     extra: fc.constantFrom('', ',"note":1E2'),
   });

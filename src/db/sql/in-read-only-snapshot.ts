@@ -93,8 +93,9 @@ export async function inReadOnlySnapshot<T>(
     // Every other session's statement cancelled, so that its ROLLBACK does not wait for it to end.
     stop.abort(err);
     const gone = await rollBack();
-    // Opening a session fails only by the database or the connection to it (a refused connect is
-    // a Node system error, ECONNREFUSED, not a pg.DatabaseError), unless the signal stopped it.
+    // What opening a session throws comes of the database or the connection to it (a refused
+    // connect is a Node system error, ECONNREFUSED, not a pg.DatabaseError), unless the signal
+    // stopped it: classified by asSyncError (a bug of ours would still be an internal error).
     const databases = err instanceof pg.DatabaseError || gone || (opening && !isSignalsDoing(err, signal));
     throw databases ? asSyncError(err) : err;
   } finally {

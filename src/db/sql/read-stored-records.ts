@@ -24,12 +24,14 @@ export async function readStoredRecords(
   const texts = sql.join(SPELLED_COLUMNS.map((c) => sql.ref(`u.${c.column}`)));
   // The sql tag, not the builder: a row-value IN over unnest() of two parameters reads better as SQL.
   // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s. The text
-  // columns and permission rows as JSON of text (json, not jsonb: nothing in them is a number).
+  // columns and permission rows as JSON of text (json, not jsonb: nothing in them is a number);
+  // the rows in their key's code-unit order, so that the row a copy listed twice is matched with
+  // does not follow the order the heap happens to hold them in.
   const rows = await runCompiled(
     on,
     sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: AccessPermissionRow[] | null }>`
      SELECT company_login, login, raw::text AS raw, json_build_array(${texts}) AS texts,
-       (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access))
+       (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access) ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C")
           FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions
      FROM cpq.users u
      WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
