@@ -271,6 +271,8 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
     const decisionKey = `${ofKeyAt}\u0001${mine}\u0001${numberLiteralOf(nameValue) === undefined ? 't' : 'n'}${name === undefined ? 'u' : name === null ? 'z' : `s${name}`}`;
     let decision = decisions.get(decisionKey);
     if (decision === undefined) {
+      // Spent: no more searching (nor counting), so each further copy costs nothing.
+      if (searchesLeft < 0) continue;
       const ofKey = byKey.get(ofKeyAt) ?? none;
       // Counted before the search, which it bounds: its rows, and their names where one may be spelled low.
       searchesLeft -= ofKey.length + (numberLiteralOf(nameValue) === undefined ? 0 : ofKey.reduce((n, r) => n + (rows[r]!.name?.length ?? 0), 0));
