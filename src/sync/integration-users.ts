@@ -11,6 +11,7 @@ import { SyncError } from '../errors.js';
 import { describeValue, isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { keepCompanyFeedFields, keepIntegrationFeedFields, layOver, withoutIntegrationOnlyFields } from '../normalize/feed-fields.js';
+import { withStoredSpellings } from '../normalize/stored-spellings.js';
 import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
@@ -326,7 +327,7 @@ export async function readIntegrationUsers(
 export async function stageIntegrationOnly(site: string, users: IntegrationUsers, stager: Stager, client: pg.PoolClient): Promise<void> {
   const left = users.remaining();
   if (left.length === 0) return;
-  const existing = await readStoredRecords(client, site, left, { integrationOnly: false, key: userKey });
+  const existing = await storedRecords(client, site, left, false);
   const staged = left.map((u) => {
     // What only the company feed gives is kept; not the integration feed's fields the company feed
     // need not send (INTEGRATION_ONLY_FIELDS): this record, of the feed that provides them, says
@@ -337,6 +338,20 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
   });
   stager.take(INTEGRATION_STREAM.name, staged);
   await stager.endPage();
+}
+
+/**
+ * The stored records of `users` (readStoredRecords), keyed by userKey, each number spelled as its
+ * text column or permission row holds it: jsonb gave back its value only (stored-spellings.ts).
+ */
+async function storedRecords(
+  on: Queryable,
+  site: string,
+  users: readonly { company: string; login: string }[],
+  integrationOnly: boolean,
+): Promise<Map<string, Raw>> {
+  const stored = await readStoredRecords(on, site, users, { integrationOnly, key: userKey });
+  return new Map([...stored].map(([key, { record, spellings }]) => [key, withStoredSpellings(record, spellings)]));
 }
 
 /** Both records date the user's creation (dateAdded, any spelling), at two different instants. */
@@ -369,7 +384,7 @@ export async function keepStoredIntegrationFields(
   if (candidates.length === 0) return;
   // Committed state, on another connection of the pool: the run's own connection is busy with
   // COPY, and nothing this run writes before its final merge touches a stored user.
-  const stored = await readStoredRecords(pool, site, candidates, { integrationOnly: true, key: userKey });
+  const stored = await storedRecords(pool, site, candidates, true);
   if (stored.size === 0) return;
   rows.forEach((row, j) => {
     const before = stored.get(userKey(company, row.login));

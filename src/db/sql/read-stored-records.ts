@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { parseExactJson } from '../../exact-json.js';
-import { SPELLED_COLUMNS, withStoredSpellings } from '../../normalize/stored-spellings.js';
+import { SPELLED_COLUMNS, type StoredSpellings } from '../../normalize/stored-spellings.js';
 import type { AccessPermissionRow } from '../../normalize/user-record.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
@@ -9,15 +9,16 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
  * `key(company, login)`; `integrationOnly` leaves out users not stored as integration users. A
  * deleted user's record is left out: a user of that login coming back may be someone else (a new
  * integration user), and must not be given the old one's name, email or access permissions.
- * Each number of a text field or an access permission is spelled as its column or row holds it
- * (withStoredSpellings): jsonb kept its value only (1E2 reads back from raw as 100).
+ * With each record, what its row holds as text (its text columns, its permission rows): the
+ * spelling of a number jsonb kept the value of only (1E2 reads back from raw as 100), which the
+ * caller puts back (withStoredSpellings).
  */
 export async function readStoredRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   { integrationOnly, key }: { integrationOnly: boolean; key: (company: string, login: string) => string },
-): Promise<Map<string, Record<string, unknown>>> {
+): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings }>> {
   const companies = users.map((u) => u.company);
   const logins = users.map((u) => u.login);
   const onlyIntegration = integrationOnly ? sql` AND is_integration_user` : sql``;
@@ -40,7 +41,7 @@ export async function readStoredRecords(
   return new Map(
     rows.map((r) => [
       key(r.company_login, r.login),
-      withStoredSpellings(parseExactJson(r.raw) as Record<string, unknown>, { texts: r.texts, permissions: r.permissions ?? [] }),
+      { record: parseExactJson(r.raw) as Record<string, unknown>, spellings: { texts: r.texts, permissions: r.permissions ?? [] } },
     ]),
   );
 }
