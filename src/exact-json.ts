@@ -417,16 +417,18 @@ export function numberSignature(literal: string): string | undefined {
 }
 
 /**
- * The number `literal` spells, spelled `0.` (or `-0.`), then `zeros` zeros, then its digits, with
- * the exponent that keeps its value and scale (100 with 3 zeros: 0.000100E6): of the spellings
- * Postgres numeric writes out alike, one that sorts as text before any text not starting so.
- * Undefined for what is no JSON number literal.
+ * The number `literal` spells, spelled `0.` (`-0.` for a negative number or a zero: Postgres
+ * numeric writes -0 as 0), then `zeros` zeros, then its digits, with the exponent that keeps its
+ * value and scale (100 with 3 zeros: 0.000100E6): of the spellings Postgres numeric writes out
+ * alike, one that sorts as text before any text not starting so. Undefined for what is no JSON
+ * number literal.
  */
 export function spelledLow(literal: string, zeros: number): unknown {
   const parts = JSON_NUMBER.test(literal) ? decimalParts(literal) : undefined;
   if (parts === undefined) return undefined;
   const { negative, digits, exponent } = parts;
-  return parseExactJson(`${negative ? '-' : ''}0.${'0'.repeat(zeros)}${digits || '0'}E${exponent + (digits || '0').length + zeros}`);
+  const zero = digits === '';
+  return parseExactJson(`${negative || zero ? '-' : ''}0.${'0'.repeat(zeros)}${digits || '0'}E${exponent + (digits || '0').length + zeros}`);
 }
 
 /** Whole numbers in a typed column: int64 at most, so anything past 20 digits is out of range. */

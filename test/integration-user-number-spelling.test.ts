@@ -147,3 +147,65 @@ describe('a number stored as text keeps its spelling when a run takes it from th
     expect(await stored(h, login)).toMatchObject({ last_name: '1E2', type_display: '15.0' });
   });
 });
+
+/**
+ * Groups named, labelled and typed by numbers: two whose names differ only in the spelling of one
+ * number (1E2 and "100", two groups), a label and a type that jsonb respells (1.50E1, -0).
+ */
+const GROUPS = parseExactJson(
+  '{"items":[{"variableName":1E2,"label":1.50E1,"type":"-0"},{"variableName":"100","label":"hundred","type":-0},' +
+    '{"VariableName":"g","Label":1E2,"type":null,"note":"kept"}]}',
+);
+
+/** The user's group rows and the site's groups, and what the runs logged of groups. */
+async function storedGroups(h: Harness, login: string) {
+  const members = await h.t.query<Raw>(
+    `SELECT g.group_variable_name AS variable_name FROM cpq.user_groups g JOIN cpq.users u ON u.id = g.user_id WHERE u.login = $1 ORDER BY g.group_variable_name COLLATE "C"`,
+    [login],
+  );
+  const groups = await h.t.query<Raw>(`SELECT variable_name, label, type, valid_from::text FROM cpq.groups ORDER BY variable_name COLLATE "C"`);
+  const [logged] = await h.t.query<Raw>(
+    `SELECT (SELECT count(*) FROM cpq.group_changes)::int AS group_changes, (SELECT count(*) FROM cpq.group_versions)::int AS group_versions,
+            (SELECT count(*) FROM cpq.user_group_versions)::int AS user_group_versions`,
+  );
+  return { members: members.map((m) => m.variable_name), groups, logged };
+}
+
+describe('a group named, labelled or typed by a number keeps its spelling when a run takes the groups from the stored record', () => {
+  it('the integration feed reads the user without its groups (list and detail carry no items): groups and labels kept as written, nothing logged', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site);
+    await h.sync();
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    const withGroups = (groups: unknown) => (page: { items: Raw[] }) => page.items.forEach((u) => u.login === login && (u.groups = groups));
+    // The integration feed's groups count for an integration user (both feeds read it).
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === INTEGRATION_USERS_PATH) req.reply(editPage(await req.real(), withGroups(GROUPS)));
+    });
+    await h.sync();
+    const before = await storedGroups(h, login);
+    expect(before.members).toEqual(['100', '1E2', 'g']);
+    expect(before.groups.filter((g) => ['100', '1E2', 'g'].includes(g.variable_name as string))).toMatchObject([
+      { variable_name: '100', label: 'hundred', type: '-0' },
+      { variable_name: '1E2', label: '1.50E1', type: '-0' },
+      { variable_name: 'g', label: '1E2', type: null },
+    ]);
+    // The host read misses the user; the integration list and the detail say where its groups are, without them.
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    const links = { links: [{ rel: 'related', href: `${h.sim.baseUrl}/cpq/rest/v19/integrationUsers/x/groups` }] };
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === HOST_USERS_PATH) req.reply(EMPTY_PAGE);
+      else if (req.path === INTEGRATION_USERS_PATH) req.reply(editPage(await req.real(), withGroups(links)));
+      else if (req.path.startsWith(`${INTEGRATION_USERS_PATH}/`)) {
+        const detail = parseExactJson(await req.real()) as Raw;
+        req.reply(JSON.stringify({ ...detail, groups: links }));
+      }
+    });
+    const run = await h.sync();
+    expect(run.streams.find((s) => s.stream === 'integrationUsers')!.received).toBeGreaterThanOrEqual(1);
+    expect(h.sim.requests.some((r) => r.path.startsWith(`${INTEGRATION_USERS_PATH}/`))).toBe(true);
+    expect(await changesOf(h, run.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
+    expect(await storedGroups(h, login)).toEqual(before);
+  });
+});

@@ -1,6 +1,6 @@
 import { canonicalFieldName, isChoice, spellingWins } from '../cpq/user-fields.js';
 import { isJsonObject, numberAsWritten, numberLiteralOf, numberSignature, spelledLow } from '../exact-json.js';
-import { storedText, type AccessPermissionRow } from './user-record.js';
+import { storedText, type AccessPermissionRow, type GroupRow } from './user-record.js';
 import { USER_FIELDS } from './user-fields.js';
 
 /**
@@ -18,6 +18,8 @@ export interface StoredSpellings {
   /** Per text column of cpq.users a record's field gives (SPELLED_COLUMNS), its text or null. */
   texts: readonly (string | null)[];
   permissions: readonly AccessPermissionRow[];
+  /** Its group rows, each with the label and type cpq.groups holds of the group. */
+  groups: readonly GroupRow[];
 }
 
 /** A text column of a field: the field's canonical name, the part of it ('' for a plain text field), the column. */
@@ -74,18 +76,18 @@ function withPart(object: Raw, key: string, value: unknown): Raw {
 }
 
 /**
- * `record` (a stored record, parsed from raw) with each number of a text field, a choice's parts
- * and an access permission's parts spelled as the stored columns and rows hold it, where they hold
- * a spelling of that very number. Other values, custom fields included, are as `record` has them.
+ * `record` (a stored record, parsed from raw) with each number of a text field, a choice's parts,
+ * an access permission's parts and a group's parts spelled as the stored columns and rows hold it,
+ * where they hold a spelling of that very number. Other values, custom fields included, are as `record` has them.
  * Returns `record` itself when nothing is put back.
  */
 export function withStoredSpellings(record: Raw, stored: StoredSpellings): Raw {
   const replaced = new Map<string, unknown>();
   for (const [name, key] of pickedKeys(record)) {
     const value = record[key];
-    if (name === 'accessPermissions') {
-      const permissions = permissionsRespelled(value, stored.permissions);
-      if (permissions !== undefined) replaced.set(key, permissions);
+    if (name === 'accessPermissions' || name === 'groups') {
+      const list = name === 'groups' ? listRespelled(value, stored.groups, groupsRespelled) : listRespelled(value, stored.permissions, itemsRespelled);
+      if (list !== undefined) replaced.set(key, list);
       continue;
     }
     const columns = COLUMNS_OF.get(name);
@@ -110,6 +112,8 @@ export function withStoredSpellings(record: Raw, stored: StoredSpellings): Raw {
 }
 
 const PERMISSION_TEXTS = ['type', 'variableName', 'name'] as const;
+// hasAccess last: a boolean, never a number to put back (itemParts looks at it too; no number reads as one).
+const PERMISSION_PARTS = [...PERMISSION_TEXTS, 'hasAccess'] as const;
 
 /** hasAccess as the permission row stores it (FieldReader.boolean). */
 function accessOf(value: unknown): boolean | null | undefined {
@@ -119,18 +123,18 @@ function accessOf(value: unknown): boolean | null | undefined {
   return undefined;
 }
 
-/** accessPermissions (a list, or {items}) with its items' numbers spelled as the stored rows hold them; undefined when nothing is put back. */
-function permissionsRespelled(value: unknown, rows: readonly AccessPermissionRow[]): unknown {
+/** accessPermissions or groups (a list, or {items}) with its items' numbers spelled as the stored rows hold them; undefined when nothing is put back. */
+function listRespelled<Row>(value: unknown, rows: readonly Row[], respellItems: (items: unknown[], rows: readonly Row[]) => unknown[] | undefined): unknown {
   if (rows.length === 0) return undefined;
-  if (Array.isArray(value)) return itemsRespelled(value, rows);
+  if (Array.isArray(value)) return respellItems(value, rows);
   if (!isJsonObject(value)) return undefined;
   const key = pickedKeys(value).get('items');
   const items = key === undefined ? undefined : value[key];
-  const respelledItems = Array.isArray(items) ? itemsRespelled(items, rows) : undefined;
+  const respelledItems = Array.isArray(items) ? respellItems(items, rows) : undefined;
   return respelledItems === undefined ? undefined : withPart(value, key!, respelledItems);
 }
 
-/** One permission item: its keys of each part (pickedKeys) and whether a text part is a number. */
+/** One permission or group item: its keys of each part (pickedKeys) and whether a text part is a number. */
 interface ItemParts {
   keys: (string | undefined)[];
   hasNumber: boolean;
@@ -155,7 +159,7 @@ function rowPartKeys(text: string | null): string[] {
 }
 
 /** The rows under each key their parts can be matched by (every combination of their parts' keys), in the rows' order. */
-function rowIndex(rows: readonly AccessPermissionRow[], keysOf: (row: AccessPermissionRow) => string[][]): Map<string, number[]> {
+function rowIndex<Row>(rows: readonly Row[], keysOf: (row: Row) => string[][]): Map<string, number[]> {
   const index = new Map<string, number[]>();
   rows.forEach((row, r) => {
     let keys = [''];
@@ -170,6 +174,89 @@ function rowIndex(rows: readonly AccessPermissionRow[], keysOf: (row: AccessPerm
 }
 
 /**
+ * Rows claimed one item each: `untaken(list)` is the first row of `list` (a list of an index of
+ * rows) not in `taken`. Per list (items of one key share it), how far its rows are taken is kept,
+ * so each row of it is passed over once.
+ */
+function rowClaims(): { taken: Set<number>; untaken: (fitting: number[]) => number | undefined } {
+  const taken = new Set<number>();
+  const next = new Map<number[], number>();
+  const untaken = (fitting: number[]) => {
+    let at = next.get(fitting) ?? 0;
+    while (at < fitting.length && taken.has(fitting[at]!)) at++;
+    next.set(fitting, at);
+    return fitting[at];
+  };
+  return { taken, untaken };
+}
+
+/**
+ * Rows for items, one item to a row at most, each item given one of the rows it fits. In stages,
+ * each item of a stage without a row takes the first untaken row of its list; then each item of
+ * `order` still without one looks for a row through the others (an augmenting path: a row taken
+ * by an item that can move to another free row of its list, and so on), so that as many rows get
+ * an item as can: each row was read from an item of this record, and greedy alone could give an
+ * item a row that only another one fits (type "100" and variableName 1E2 took row 100/100 of an
+ * item 1E2/"100" that jsonb made 100/"100" too). Steps bound the search: once spent, greedy's
+ * answer stands (linear in what the user holds: a hostile list of many alike items).
+ */
+function matchRows(stages: readonly (readonly [readonly number[], (i: number) => number[]])[], order: readonly number[], steps: number): Map<number, number> {
+  const rowOf = new Map<number, number>();
+  const owner = new Map<number, number>();
+  const { taken, untaken } = rowClaims();
+  const give = (i: number, r: number) => {
+    rowOf.set(i, r);
+    owner.set(r, i);
+    taken.add(r);
+  };
+  for (const [items, fitting] of stages) {
+    for (const i of items) {
+      const r = rowOf.has(i) ? undefined : untaken(fitting(i));
+      if (r !== undefined) give(i, r);
+    }
+  }
+  const fittingOf = stages[stages.length - 1]![1];
+  for (const start of order) {
+    if (rowOf.has(start) || steps <= 0) continue;
+    // Depth first, without recursion: each frame an item and how far along its rows; `via` the row it holds.
+    const visited = new Set<number>();
+    const stack: { item: number; at: number; via: number | undefined }[] = [{ item: start, at: 0, via: undefined }];
+    while (stack.length > 0 && steps-- > 0) {
+      const frame = stack[stack.length - 1]!;
+      const list = fittingOf(frame.item);
+      if (frame.at >= list.length) {
+        stack.pop();
+        continue;
+      }
+      const r = list[frame.at++]!;
+      if (visited.has(r)) continue;
+      visited.add(r);
+      const holder = owner.get(r);
+      if (holder !== undefined) {
+        stack.push({ item: holder, at: 0, via: r });
+        continue;
+      }
+      // A free row: each item on the path takes the next one's row, the last this one.
+      let row = r;
+      for (let k = stack.length - 1; k >= 0; k--) {
+        give(stack[k]!.item, row);
+        row = stack[k]!.via!;
+      }
+      break;
+    }
+  }
+  return rowOf;
+}
+
+/** One item's parts: the keys of `names` it holds (pickedKeys), and whether one of them is a number. */
+function itemParts(item: unknown, names: readonly string[]): ItemParts | undefined {
+  if (!isJsonObject(item)) return undefined;
+  const picked = pickedKeys(item);
+  const keys = names.map((p) => picked.get(p));
+  return { keys, hasNumber: keys.some((k) => k !== undefined && numberLiteralOf(item[k]) !== undefined) };
+}
+
+/**
  * The items with their numbers spelled as the rows hold them; undefined when none changes. Each
  * item is matched with a row it reads as (a text part equal, a number part a spelling of that
  * number, hasAccess the same), each row with one item where it can be: two items whose key differs
@@ -180,12 +267,7 @@ function rowIndex(rows: readonly AccessPermissionRow[], keysOf: (row: AccessPerm
  * permissions cost the square of their number.
  */
 function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]): unknown[] | undefined {
-  const parts = items.map((item): ItemParts | undefined => {
-    if (!isJsonObject(item)) return undefined;
-    const picked = pickedKeys(item);
-    const keys = [...PERMISSION_TEXTS.map((p) => picked.get(p)), picked.get('hasAccess')];
-    return { keys, hasNumber: keys.slice(0, 3).some((k) => k !== undefined && numberLiteralOf(item[k]) !== undefined) };
-  });
+  const parts = items.map((item) => itemParts(item, PERMISSION_PARTS));
   // Nothing to spell back: no item holds a number in a text part.
   if (!parts.some((p) => p?.hasNumber)) return undefined;
   const part = (i: number, j: number) => {
@@ -214,15 +296,7 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
   const order = [...choices.keys()].sort(
     (a, b) => Number(parts[a]!.hasNumber) - Number(parts[b]!.hasNumber) || choices.get(a)!.length - choices.get(b)!.length || a - b,
   );
-  const taken = new Set<number>();
-  // Per list of rows (items of one key share it), how far its rows are taken: each row is passed over once.
-  const next = new Map<number[], number>();
-  const untaken = (fitting: number[]) => {
-    let at = next.get(fitting) ?? 0;
-    while (at < fitting.length && taken.has(fitting[at]!)) at++;
-    next.set(fitting, at);
-    return fitting[at];
-  };
+  const matched = matchRows([[order, (i) => choices.get(i)!]], order, 8 * (items.length + rows.length));
   let out: unknown[] | undefined;
   const respell = (i: number, row: AccessPermissionRow, which: readonly number[]) => {
     let item = items[i] as Raw;
@@ -238,10 +312,8 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
   const decisions = new Map<string, { row: AccessPermissionRow | undefined; low: unknown }>();
   for (const i of order) {
     if (!parts[i]!.hasNumber && choices.get(i)!.length === 0) continue;
-    const fitting = choices.get(i)!;
-    const r = untaken(fitting) ?? fitting[0];
+    const r = matched.get(i) ?? choices.get(i)![0];
     if (r !== undefined) {
-      taken.add(r);
       if (parts[i]!.hasNumber) respell(i, rows[r]!, [0, 1, 2]);
       continue;
     }
@@ -289,6 +361,162 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
     const nameKey = parts[i]!.keys[2];
     if (nameKey === undefined || low === undefined) continue;
     (out ??= items.slice())[i] = withPart(out[i] as Raw, nameKey, low);
+  }
+  return out;
+}
+
+const GROUP_PARTS = ['variableName', 'label', 'type'] as const;
+
+/**
+ * The group items with their numbers spelled as the rows hold them (the user's group rows, each
+ * with the label and type cpq.groups holds of it); undefined when none changes. Two steps:
+ * - Which group each item names. Each row was read from an item of this record, so each gets one
+ *   (groups 1E2 and "100" stay two): an item whose name fits one row is of it; the others, through
+ *   an index of the rows' parts, take the rows left, first an item that reads as a row in name,
+ *   label and type, then one that does not describe its group, then any (cpq.groups' label is the
+ *   site's, which another user's record may have changed). An item left over is a copy listed
+ *   twice: of a row it reads as (and may be the copy that counts), else of one whose copy that
+ *   counts it loses to, else the first.
+ * - Which copy of a group counts (groupOutranks, comparing texts: jsonb's 100 for 1.0E2 outranks
+ *   1.5e-3): the one that reads as the row in label and type, else the first. It is spelled as the
+ *   row; the other copies as it, a label or type that is a number spelled low (spelledLow) where
+ *   it can be, so that they still lose.
+ */
+function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[] | undefined {
+  const parts = items.map((item) => itemParts(item, GROUP_PARTS));
+  if (!parts.some((p) => p?.hasNumber)) return undefined;
+  const part = (i: number, j: number) => {
+    const key = parts[i]!.keys[j];
+    return key === undefined ? undefined : (items[i] as Raw)[key];
+  };
+  const itemKey = (i: number, count: number) => {
+    let key = '';
+    for (let j = 0; j < count; j++) {
+      const k = itemPartKey(part(i, j));
+      if (k === undefined) return undefined;
+      key += `\u0000${k}`;
+    }
+    return key;
+  };
+  // By label and type only an item that says them: one that does not leaves the site's, whatever they are.
+  const describes = (i: number) => parts[i]!.keys[1] !== undefined || parts[i]!.keys[2] !== undefined;
+  const byName = rowIndex(rows, (row) => [rowPartKeys(row.variableName)]);
+  const byRow = rowIndex(rows, (row) => [rowPartKeys(row.variableName), rowPartKeys(row.label), rowPartKeys(row.type)]);
+  const none: number[] = [];
+  const listed = [...items.keys()].filter((i) => parts[i] !== undefined);
+  const named = new Map(listed.map((i) => [i, byName.get(itemKey(i, 1) ?? '') ?? none]));
+  const described = new Map(listed.map((i) => [i, describes(i) ? (byRow.get(itemKey(i, 3) ?? '') ?? none) : none]));
+  // Per row, the keys its label and type are found by (made once: a row may have many copies).
+  const rowKeys = new Map<number, [string[], string[]]>();
+  /** Whether item i reads as row r in label and type (its name it was given r by). */
+  const readsAs = (i: number, r: number) => {
+    if (!describes(i)) return false;
+    let keys = rowKeys.get(r);
+    if (keys === undefined) rowKeys.set(r, (keys = [rowPartKeys(rows[r]!.label), rowPartKeys(rows[r]!.type)]));
+    return keys.every((alternatives, j) => alternatives.includes(itemPartKey(part(i, j + 1)) ?? '\u0001'));
+  };
+
+  // Which group each item names.
+  const ofName = (i: number) => named.get(i)!;
+  const rowOf = matchRows(
+    [
+      [listed.filter((i) => named.get(i)!.length === 1), ofName],
+      [
+        listed.filter((i) => described.get(i)!.length > 0).sort((a, b) => described.get(a)!.length - described.get(b)!.length || a - b),
+        (i) => described.get(i)!,
+      ],
+      [listed.filter((i) => !describes(i)), ofName],
+      [listed.filter((i) => describes(i)), ofName],
+    ],
+    listed,
+    8 * (items.length + rows.length),
+  );
+
+  // An item left over that reads as a row in name, label and type is a copy of it, and may be the one that counts.
+  for (const i of listed) if (!rowOf.has(i) && described.get(i)!.length > 0) rowOf.set(i, described.get(i)![0]!);
+  // Which copy counts, per row: one that reads as it in label and type, else the first.
+  const takers = new Map<number, number>();
+  for (const [i, r] of rowOf) {
+    const t = takers.get(r);
+    if (t === undefined || (!readsAs(t, r) && readsAs(i, r))) takers.set(r, i);
+  }
+  /** What item i holds as text, by part: what the columns store of it (storedText), null where it says nothing. */
+  const textOf = (i: number, item: Raw, j: number) => {
+    const key = parts[i]!.keys[j];
+    return key === undefined ? null : (storedText(item[key]) ?? null);
+  };
+  // Low spellings and the search for a copy's row cost the texts compared: bounded by what the user
+  // holds, linear in it; once spent, a copy keeps jsonb's spelling.
+  let budget = 8 * (items.length + rows.length + rows.reduce((n, row) => n + (row.label?.length ?? 0) + (row.type?.length ?? 0), 0));
+  /**
+   * Item i with each part spelled as `texts` holds it where it is the same number. A copy's label
+   * or type that is a number is spelled low, where a spelling of it sorts before the text: the
+   * copy then loses to the one that counts whatever its spelling was (-0 lost to 0; spelled as the
+   * row's 0, it would tie, and its type outrank).
+   */
+  const spelledAs = (i: number, texts: readonly (string | null)[], copy: boolean): Raw => {
+    let item = items[i] as Raw;
+    texts.forEach((text, j) => {
+      const key = parts[i]!.keys[j];
+      if (key === undefined) return;
+      const value = item[key];
+      const literal = numberLiteralOf(value);
+      let spelled: unknown;
+      if (copy && j > 0 && literal !== undefined && text !== null) {
+        budget -= text.length + literal.length;
+        const low = budget < 0 ? undefined : spelledLow(literal, text.length);
+        const lowText = storedText(low);
+        spelled = typeof lowText === 'string' && lowText < text ? low : undefined;
+      }
+      item = withPart(item, key, spelled ?? respelled(value, text));
+    });
+    return item;
+  };
+  const spelled = new Map<number, Raw>();
+  for (const [r, t] of takers) spelled.set(t, spelledAs(t, [rows[r]!.variableName, rows[r]!.label, rows[r]!.type], false));
+  /** Copy i spelled against the copy that counts of row r: its name as the row's, its label and type as that copy's. */
+  const copyAs = (i: number, r: number) => {
+    const t = takers.get(r)!;
+    return spelledAs(i, [rows[r]!.variableName, textOf(t, spelled.get(t)!, 1), textOf(t, spelled.get(t)!, 2)], true);
+  };
+  /** Whether `item`, copy i spelled against the copy t that counts, loses to it (groupOutranks on the texts the columns store); a tie is left to what no column holds, as it was. */
+  const losesTo = (i: number, item: Raw, t: number) => {
+    if (describes(i) !== describes(t)) return !describes(i);
+    for (const j of [1, 2]) {
+      const [mine, theirs] = [textOf(i, item, j), textOf(t, spelled.get(t)!, j)];
+      if (mine !== theirs) return !(mine !== null && (theirs === null || mine > theirs));
+    }
+    return true;
+  };
+  // Per copy alike (the same parts as jsonb gave them, saying them or not), the row of a copy left over: searched once.
+  const copyRows = new Map<string, number | undefined>();
+  const copyRow = (i: number): number | undefined => {
+    const alike = itemKey(i, 3);
+    if (alike === undefined) return named.get(i)![0];
+    const decision = `${alike}\u0001${describes(i)}`;
+    if (copyRows.has(decision)) return copyRows.get(decision);
+    let found: number | undefined;
+    for (const r of named.get(i)!) {
+      const t = takers.get(r)!;
+      budget -= 1 + (textOf(t, spelled.get(t)!, 1)?.length ?? 0) + (textOf(t, spelled.get(t)!, 2)?.length ?? 0);
+      if (budget < 0) break;
+      if (losesTo(i, copyAs(i, r), t)) {
+        found = r;
+        break;
+      }
+    }
+    copyRows.set(decision, found ?? named.get(i)![0]);
+    return found ?? named.get(i)![0];
+  };
+  let out: unknown[] | undefined;
+  for (const i of listed) {
+    if (!parts[i]!.hasNumber) continue;
+    let item = spelled.get(i);
+    if (item === undefined) {
+      const r = rowOf.get(i) ?? (budget < 0 ? undefined : copyRow(i));
+      item = r === undefined ? undefined : copyAs(i, r);
+    }
+    if (item !== undefined && item !== items[i]) (out ??= items.slice())[i] = item;
   }
   return out;
 }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { parseExactJson } from '../../exact-json.js';
 import { SPELLED_COLUMNS, type StoredSpellings } from '../../normalize/stored-spellings.js';
-import type { AccessPermissionRow } from '../../normalize/user-record.js';
+import type { AccessPermissionRow, GroupRow } from '../../normalize/user-record.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 
 /**
@@ -9,7 +9,8 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
  * `key(company, login)`; `integrationOnly` leaves out users not stored as integration users. A
  * deleted user's record is left out: a user of that login coming back may be someone else (a new
  * integration user), and must not be given the old one's name, email or access permissions.
- * With each record, what its row holds as text (its text columns, its permission rows): the
+ * With each record, what its row holds as text (its text columns, its permission and group rows,
+ * the label and type cpq.groups holds of each group): the
  * spelling of a number jsonb kept the value of only (1E2 reads back from raw as 100), which the
  * caller puts back (withStoredSpellings).
  */
@@ -30,10 +31,13 @@ export async function readStoredRecords(
   // does not follow the order the heap happens to hold them in.
   const rows = await runCompiled(
     on,
-    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: AccessPermissionRow[] | null }>`
+    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: AccessPermissionRow[] | null; groups: GroupRow[] | null }>`
      SELECT company_login, login, raw::text AS raw, json_build_array(${texts}) AS texts,
        (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access) ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C")
-          FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions
+          FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions,
+       (SELECT json_agg(json_build_object('variableName', m.group_variable_name, 'label', g.label, 'type', g.type) ORDER BY m.group_variable_name COLLATE "C")
+          FROM cpq.user_groups m LEFT JOIN cpq.groups g ON g.site = m.site AND g.variable_name = m.group_variable_name
+          WHERE m.site = u.site AND m.user_id = u.id) AS groups
      FROM cpq.users u
      WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
        AND deleted_at IS NULL${onlyIntegration}`.compile(queryBuilder),
@@ -41,7 +45,7 @@ export async function readStoredRecords(
   return new Map(
     rows.map((r) => [
       key(r.company_login, r.login),
-      { record: parseExactJson(r.raw) as Record<string, unknown>, spellings: { texts: r.texts, permissions: r.permissions ?? [] } },
+      { record: parseExactJson(r.raw) as Record<string, unknown>, spellings: { texts: r.texts, permissions: r.permissions ?? [], groups: r.groups ?? [] } },
     ]),
   );
 }
