@@ -1,6 +1,6 @@
 import { canonicalFieldName, isChoice, spellingWins } from '../cpq/user-fields.js';
 import { isJsonObject, numberAsWritten, numberLiteralOf, numberSignature, spelledLow } from '../exact-json.js';
-import { storedText, type AccessPermissionRow, type GroupRow } from './user-record.js';
+import { accessRank, booleanValue, storedText, type AccessPermissionRow, type GroupRow } from './user-record.js';
 import { USER_FIELDS } from './user-fields.js';
 
 /**
@@ -115,14 +115,6 @@ const PERMISSION_TEXTS = ['type', 'variableName', 'name'] as const;
 // hasAccess last: a boolean, never a number to put back (itemParts looks at it too; no number reads as one).
 const PERMISSION_PARTS = [...PERMISSION_TEXTS, 'hasAccess'] as const;
 
-/** hasAccess as the permission row stores it (FieldReader.boolean). */
-function accessOf(value: unknown): boolean | null | undefined {
-  if (value === null || value === undefined) return null;
-  if (value === true || value === 'true') return true;
-  if (value === false || value === 'false') return false;
-  return undefined;
-}
-
 /** accessPermissions or groups (a list, or {items}) with its items' numbers spelled as the stored rows hold them; undefined when nothing is put back. */
 function listRespelled<Row>(value: unknown, rows: readonly Row[], respellItems: (items: unknown[], rows: readonly Row[]) => unknown[] | undefined): unknown {
   if (rows.length === 0) return undefined;
@@ -188,6 +180,14 @@ function rowClaims(): { taken: Set<number>; untaken: (fitting: number[]) => numb
     return fitting[at];
   };
   return { taken, untaken };
+}
+
+/** What item i of `items` holds in its part j (its key `parts` found), undefined where it holds none. */
+function partOf(items: unknown[], parts: readonly (ItemParts | undefined)[]): (i: number, j: number) => unknown {
+  return (i, j) => {
+    const key = parts[i]!.keys[j];
+    return key === undefined ? undefined : (items[i] as Raw)[key];
+  };
 }
 
 /**
@@ -262,7 +262,8 @@ function itemParts(item: unknown, names: readonly string[]): ItemParts | undefin
  * number, hasAccess the same), each row with one item where it can be: two items whose key differs
  * only in a number's spelling (1E2 and 100) are two rows, and stay two, never merged into one. The
  * items with the fewest rows to choose from choose first, and an item with nothing to put back
- * (no number) before any: so an item that fits only one row gets it. Rows are found through an
+ * (no number) before any; an item left without a row then looks for one through the others
+ * (matchRows): so an item that fits only one row gets it. Rows are found through an
  * index of their parts' keys, not by comparing each item with each row: a hostile user of many
  * permissions cost the square of their number.
  */
@@ -270,11 +271,8 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
   const parts = items.map((item) => itemParts(item, PERMISSION_PARTS));
   // Nothing to spell back: no item holds a number in a text part.
   if (!parts.some((p) => p?.hasNumber)) return undefined;
-  const part = (i: number, j: number) => {
-    const key = parts[i]!.keys[j];
-    return key === undefined ? undefined : (items[i] as Raw)[key];
-  };
-  const accessAt = (i: number) => accessOf(part(i, 3));
+  const part = partOf(items, parts);
+  const accessAt = (i: number) => booleanValue(part(i, 3));
   const accessKey = (access: boolean | null) => (access === null ? 'z' : String(access));
   const byKey = rowIndex(rows, (row) => [rowPartKeys(row.type), rowPartKeys(row.variableName)]);
   const byRow = rowIndex(rows, (row) => [rowPartKeys(row.type), rowPartKeys(row.variableName), rowPartKeys(row.name), [accessKey(row.hasAccess)]]);
@@ -322,17 +320,16 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
     // granting access, then the greater name), spelled so. Its name, where the spelling jsonb gave
     // it would now outrank the row's (1.0E2 lost to 1.5e-3; 100 does not), is spelled as the
     // row's (the same number) or low (0.000100E6): the copy still loses, and its value is as stored.
-    const rank = (a: boolean | null | undefined) => (a === true ? 2 : a === false ? 1 : 0);
-    const mine = rank(accessAt(i));
+    const mine = accessRank(accessAt(i));
     const nameValue = part(i, 2);
     const name = storedText(nameValue);
     // Equal in hasAccess, whether the name as jsonb gave it outranks the row's.
     const nameOutranks = (row: AccessPermissionRow) => name !== null && name !== undefined && (row.name === null || name > row.name);
-    const losesAsItIs = (row: AccessPermissionRow) => (mine !== rank(row.hasAccess) ? mine < rank(row.hasAccess) : !nameOutranks(row));
+    const losesAsItIs = (row: AccessPermissionRow) => (mine !== accessRank(row.hasAccess) ? mine < accessRank(row.hasAccess) : !nameOutranks(row));
     // The name spelled to lose to the row's: the row's spelling of the same number, else a low one.
     const lowName = (row: AccessPermissionRow) => {
       const literal = numberLiteralOf(nameValue);
-      if (literal === undefined || row.name === null || mine !== rank(row.hasAccess)) return undefined;
+      if (literal === undefined || row.name === null || mine !== accessRank(row.hasAccess)) return undefined;
       const low = respelled(nameValue, row.name) ?? spelledLow(literal, row.name.length);
       const text = storedText(low);
       return typeof text === 'string' && text <= row.name ? low : undefined;
@@ -385,10 +382,7 @@ const GROUP_PARTS = ['variableName', 'label', 'type'] as const;
 function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[] | undefined {
   const parts = items.map((item) => itemParts(item, GROUP_PARTS));
   if (!parts.some((p) => p?.hasNumber)) return undefined;
-  const part = (i: number, j: number) => {
-    const key = parts[i]!.keys[j];
-    return key === undefined ? undefined : (items[i] as Raw)[key];
-  };
+  const part = partOf(items, parts);
   const itemKey = (i: number, count: number) => {
     let key = '';
     for (let j = 0; j < count; j++) {

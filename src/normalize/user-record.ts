@@ -276,13 +276,10 @@ class FieldReader {
   }
 
   boolean(field: string, value: unknown): boolean | null {
-    if (value === null || value === undefined) return null;
-    if (typeof value === 'boolean') return value;
-    if (value === 'true' || value === 'false') {
-      this.readInOtherForm(field);
-      return value === 'true';
-    }
-    return this.fail(field, `must be true or false, got ${describeValue(value)}`);
+    const read = booleanValue(value);
+    if (read === undefined) return this.fail(field, `must be true or false, got ${describeValue(value)}`);
+    if (typeof value === 'string') this.readInOtherForm(field);
+    return read;
   }
 
   bigint(field: string, value: unknown): string | null {
@@ -618,6 +615,22 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
 }
 
 /**
+ * A flag as a boolean column stores it: true or false, also written as text ("true"), null when
+ * unsaid; undefined for anything else (FieldReader.boolean refuses it).
+ */
+export function booleanValue(value: unknown): boolean | null | undefined {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'boolean') return value;
+  if (value === 'true' || value === 'false') return value === 'true';
+  return undefined;
+}
+
+/** How a copy of a permission ranks by its hasAccess (permissionOutranks): granting, then denying, then unsaid. */
+export function accessRank(access: boolean | null | undefined): number {
+  return access === true ? 2 : access === false ? 1 : 0;
+}
+
+/**
  * Of two different copies of one permission in a user's list, whether `a` is the one that counts
  * rather than `b`, whatever their order (CPQ gives expanded lists none): the one granting access,
  * then the greater name, then the greater text of what no column holds (FieldReader.itemText).
@@ -625,9 +638,8 @@ function readAccessPermissions(reader: FieldReader, value: unknown): AccessPermi
  * change and raising an alert at every other run (review CF).
  */
 function permissionOutranks(a: PermissionCopy, b: PermissionCopy): boolean {
-  const access = (p: AccessPermissionRow) => (p.hasAccess === true ? 2 : p.hasAccess === false ? 1 : 0);
   const [x, y] = [a.row, b.row];
-  if (access(x) !== access(y)) return access(x) > access(y);
+  if (accessRank(x.hasAccess) !== accessRank(y.hasAccess)) return accessRank(x.hasAccess) > accessRank(y.hasAccess);
   if (x.name !== y.name) return x.name !== null && (y.name === null || x.name > y.name);
   return a.text! > b.text!;
 }
