@@ -417,18 +417,19 @@ export function numberSignature(literal: string): string | undefined {
 }
 
 /**
- * The number `literal` spells, spelled `0.` (`-0.` for a negative number or a zero: Postgres
- * numeric writes -0 as 0), then `zeros` zeros, then its digits, with the exponent that keeps its
- * value and scale (100 with 3 zeros: 0.000100E6): of the spellings Postgres numeric writes out
- * alike, one that sorts as text before any text not starting so. Undefined for what is no JSON
- * number literal.
+ * The number `literal` spells, spelled `0.` (`-0.` for a negative number), then `zeros` zeros,
+ * then its digits, with the exponent that keeps its value and scale (100 with 3 zeros:
+ * 0.000100E6): of the spellings Postgres numeric writes out alike, one that sorts as text before
+ * any text not starting so (a text it starts with sorts before it). A zero is spelled -0 (Postgres
+ * numeric writes it as 0), with its scale's zeros. Undefined for what is no JSON number literal.
  */
 export function spelledLow(literal: string, zeros: number): unknown {
   const parts = JSON_NUMBER.test(literal) ? decimalParts(literal) : undefined;
   if (parts === undefined) return undefined;
-  const { negative, digits, exponent } = parts;
-  const zero = digits === '';
-  return parseExactJson(`${negative || zero ? '-' : ''}0.${'0'.repeat(zeros)}${digits || '0'}E${exponent + (digits || '0').length + zeros}`);
+  const { negative, digits, exponent, scale } = parts;
+  // A zero: -0, or -0. and its scale's zeros, the first of its spellings in text order (-0 below -0.0).
+  if (digits === '') return parseExactJson(scale === 0 ? '-0' : `-0.${'0'.repeat(scale)}`);
+  return parseExactJson(`${negative ? '-' : ''}0.${'0'.repeat(zeros)}${digits}E${exponent + digits.length + zeros}`);
 }
 
 /** Whole numbers in a typed column: int64 at most, so anything past 20 digits is out of range. */

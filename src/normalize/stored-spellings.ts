@@ -126,6 +126,11 @@ function listRespelled<Row>(value: unknown, rows: readonly Row[], respellItems: 
   return respelledItems === undefined ? undefined : withPart(value, key!, respelledItems);
 }
 
+/** The length of a row's texts: what spelling an item as the row costs. */
+function rowLength(...texts: (string | null)[]): number {
+  return texts.reduce((n, text) => n + (text?.length ?? 0), 1);
+}
+
 /** One permission or group item: its keys of each part (pickedKeys) and whether a text part is a number. */
 interface ItemParts {
   keys: (string | undefined)[];
@@ -133,7 +138,7 @@ interface ItemParts {
 }
 
 /**
- * How one text part of a permission is matched, as a key of the indexes below: a number by what
+ * How one text part of a permission or group is matched, as a key of the indexes below: a number by what
  * Postgres numeric keeps of it (numberSignature: 1E2 and 100 alike), anything else by the text a
  * column stores of it (storedText). A row's text that is a number literal is found both ways (an
  * item may hold it as text or as a number). Undefined for an item's part no row can hold.
@@ -304,15 +309,23 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
     }
     if (item !== items[i]) (out ??= items.slice())[i] = item;
   };
-  // The copies listed twice (below) search the rows of their key; bounded, the rest keep jsonb's spelling.
-  // Linear in what the user holds: its items, its rows and their names (a name spelled low is as long as the row's).
-  let searchesLeft = 8 * (items.length + rows.length + rows.reduce((n, row) => n + (row.name?.length ?? 0), 0));
+  // The copies listed twice (below) search the rows of their key and take a row's spelling, a
+  // copy each: bounded, the rest keep jsonb's spelling. Linear in what the user holds: its items,
+  // its rows and their texts (a row's text may be a long spelling of a short number: 1E000…0 is 1).
+  let searchesLeft = 8 * (items.length + rows.length + rows.reduce((n, row) => n + rowLength(row.type, row.variableName, row.name), 0));
   const decisions = new Map<string, { row: AccessPermissionRow | undefined; low: unknown }>();
   for (const i of order) {
     if (!parts[i]!.hasNumber && choices.get(i)!.length === 0) continue;
-    const r = matched.get(i) ?? choices.get(i)![0];
+    const own = matched.get(i);
+    if (own !== undefined) {
+      respell(i, rows[own]!, [0, 1, 2]);
+      continue;
+    }
+    const r = choices.get(i)![0];
     if (r !== undefined) {
-      if (parts[i]!.hasNumber) respell(i, rows[r]!, [0, 1, 2]);
+      // A copy that reads as a row another copy took: spelled as it, charged.
+      searchesLeft -= rowLength(rows[r]!.type, rows[r]!.variableName, rows[r]!.name);
+      if (searchesLeft >= 0) respell(i, rows[r]!, [0, 1, 2]);
       continue;
     }
     // No row reads as this item: a copy of a permission listed twice that does not count (the row
@@ -354,6 +367,8 @@ function itemsRespelled(items: unknown[], rows: readonly AccessPermissionRow[]):
     }
     const { row, low } = decision;
     if (row === undefined) continue;
+    searchesLeft -= rowLength(row.type, row.variableName, row.name);
+    if (searchesLeft < 0) continue;
     respell(i, row, [0, 1]);
     const nameKey = parts[i]!.keys[2];
     if (nameKey === undefined || low === undefined) continue;
@@ -371,13 +386,14 @@ const GROUP_PARTS = ['variableName', 'label', 'type'] as const;
  *   (groups 1E2 and "100" stay two): an item whose name fits one row is of it; the others, through
  *   an index of the rows' parts, take the rows left, first an item that reads as a row in name,
  *   label and type, then one that does not describe its group, then any (cpq.groups' label is the
- *   site's, which another user's record may have changed). An item left over is a copy listed
- *   twice: of a row it reads as (and may be the copy that counts), else of one whose copy that
- *   counts it loses to, else the first.
+ *   site's, which another user's record may have changed), then through the others (matchRows).
+ *   An item left over is a copy listed twice: of a row it reads as (and may be the copy that
+ *   counts), else of one whose copy that counts it loses to, else of the first of its name.
  * - Which copy of a group counts (groupOutranks, comparing texts: jsonb's 100 for 1.0E2 outranks
- *   1.5e-3): the one that reads as the row in label and type, else the first. It is spelled as the
- *   row; the other copies as it, a label or type that is a number spelled low (spelledLow) where
- *   it can be, so that they still lose.
+ *   1.5e-3): the one that reads as the row in label and type, else the first given the row. It is
+ *   spelled as the row; the other copies get the row's name and, only where the one that counts
+ *   reads as the row (else which copy counted is not known), a label or type that would outrank
+ *   it spelled low (spelledLow) or as it, so that they still lose (copyAs).
  */
 function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[] | undefined {
   const parts = items.map((item) => itemParts(item, GROUP_PARTS));
@@ -428,59 +444,89 @@ function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[]
 
   // An item left over that reads as a row in name, label and type is a copy of it, and may be the one that counts.
   for (const i of listed) if (!rowOf.has(i) && described.get(i)!.length > 0) rowOf.set(i, described.get(i)![0]!);
-  // Which copy counts, per row: one that reads as it in label and type, else the first.
+  // Which copy counts, per row: one that reads as it in label and type, else the first matched.
   const takers = new Map<number, number>();
   for (const [i, r] of rowOf) {
     const t = takers.get(r);
     if (t === undefined || (!readsAs(t, r) && readsAs(i, r))) takers.set(r, i);
   }
-  /** What item i holds as text, by part: what the columns store of it (storedText), null where it says nothing. */
+  // Spelling a copy as a row costs the row's texts, a copy each: bounded by what was read (the
+  // user's items, its rows and their texts), linear in it; once spent, a copy keeps jsonb's
+  // spelling. A row's text may be a long spelling of a short number (1E000…0 is 1).
+  let budget = 8 * (items.length + rows.reduce((n, row) => n + rowLength(row.variableName, row.label, row.type), 0));
+  const spelled = new Map<number, Raw>();
+  for (const [r, t] of takers) {
+    let item = items[t] as Raw;
+    [rows[r]!.variableName, rows[r]!.label, rows[r]!.type].forEach((text, j) => {
+      const key = parts[t]!.keys[j];
+      if (key !== undefined) item = withPart(item, key, respelled(item[key], text));
+    });
+    spelled.set(t, item);
+  }
+  /** What item i holds as text in part j: what the columns store of it (storedText), null where it says nothing. */
   const textOf = (i: number, item: Raw, j: number) => {
     const key = parts[i]!.keys[j];
     return key === undefined ? null : (storedText(item[key]) ?? null);
   };
-  // Low spellings and the search for a copy's row cost the texts compared: bounded by what the user
-  // holds, linear in it; once spent, a copy keeps jsonb's spelling.
-  let budget = 8 * (items.length + rows.length + rows.reduce((n, row) => n + (row.label?.length ?? 0) + (row.type?.length ?? 0), 0));
+  // Per row, the texts of the copy that counts, as spelled (read once: copies of a row share them).
+  const takerTexts = new Map<number, [string | null, string | null]>();
+  const textsOf = (r: number) => {
+    let texts = takerTexts.get(r);
+    if (texts === undefined) {
+      const t = takers.get(r)!;
+      takerTexts.set(r, (texts = [textOf(t, spelled.get(t)!, 1), textOf(t, spelled.get(t)!, 2)]));
+    }
+    return texts;
+  };
   /**
-   * Item i with each part spelled as `texts` holds it where it is the same number. A copy's label
-   * or type that is a number is spelled low, where a spelling of it sorts before the text: the
-   * copy then loses to the one that counts whatever its spelling was (-0 lost to 0; spelled as the
-   * row's 0, it would tie, and its type outrank).
+   * Copy i of row r, spelled to lose to the copy that counts (groupOutranks, comparing texts),
+   * or undefined when it cannot be or the budget is spent. Its name as the row's. Its label, then
+   * its type, where it would outrank as jsonb spells it (jsonb's 100 for 1.0E2 outranks 1.5e-3):
+   * spelled low (spelledLow) where a spelling of it sorts below, else as the copy that counts
+   * where it is that number (a tie: the next part decides). Where the copy that counts does not
+   * read as the row (the site's label is another user's), which copy counted is not known, and
+   * the copy keeps jsonb's label and type.
    */
-  const spelledAs = (i: number, texts: readonly (string | null)[], copy: boolean): Raw => {
-    let item = items[i] as Raw;
-    texts.forEach((text, j) => {
+  const copyAs = (i: number, r: number): Raw | undefined => {
+    const t = takers.get(r)!;
+    const nameKey = parts[i]!.keys[0];
+    budget -= rowLength(rows[r]!.variableName);
+    if (budget < 0 || nameKey === undefined) return undefined;
+    let item = withPart(items[i] as Raw, nameKey, respelled((items[i] as Raw)[nameKey], rows[r]!.variableName));
+    if (!readsAs(t, r) || describes(i) !== describes(t)) return item;
+    const theirs = textsOf(r);
+    /** The copy with part j spelled low, below `other`, where it is a number that can be (charged), else undefined. */
+    const lowered = (j: number, other: string | null): Raw | undefined => {
       const key = parts[i]!.keys[j];
-      if (key === undefined) return;
-      const value = item[key];
-      const literal = numberLiteralOf(value);
-      let spelled: unknown;
-      if (copy && j > 0 && literal !== undefined && text !== null) {
-        budget -= text.length + literal.length;
-        const low = budget < 0 ? undefined : spelledLow(literal, text.length);
-        const lowText = storedText(low);
-        spelled = typeof lowText === 'string' && lowText < text ? low : undefined;
-      }
-      item = withPart(item, key, spelled ?? respelled(value, text));
-    });
+      const literal = key === undefined ? undefined : numberLiteralOf(item[key]);
+      if (literal === undefined || other === null) return undefined;
+      budget -= rowLength(other) + literal.length;
+      if (budget < 0) return undefined;
+      const low = spelledLow(literal, other.length);
+      const lowText = storedText(low);
+      return typeof lowText === 'string' && lowText < other ? withPart(item, key!, low) : undefined;
+    };
+    for (const j of [1, 2]) {
+      const mine = textOf(i, item, j);
+      const other = j === 1 ? theirs[0] : theirs[1];
+      if (mine === other) continue;
+      if (mine === null || (other !== null && mine < other)) return item;
+      // It outranks as jsonb spells it: spelled low here, or in the label it ties on, else as the
+      // copy that counts where it is that number (a tie: the next part decides).
+      const low = lowered(j, other) ?? (j === 2 && textOf(i, item, 1) === theirs[0] ? lowered(1, theirs[0]) : undefined);
+      if (low !== undefined) return low;
+      const key = parts[i]!.keys[j]!;
+      const same = respelled(item[key], other);
+      if (same === undefined) return undefined;
+      item = withPart(item, key, same);
+    }
     return item;
   };
-  const spelled = new Map<number, Raw>();
-  for (const [r, t] of takers) spelled.set(t, spelledAs(t, [rows[r]!.variableName, rows[r]!.label, rows[r]!.type], false));
-  /** Copy i spelled against the copy that counts of row r: its name as the row's, its label and type as that copy's. */
-  const copyAs = (i: number, r: number) => {
+  /** Whether copy i, spelled as copyAs spells it, loses to the copy that counts of row r (where that one is known to count). */
+  const losesTo = (i: number, r: number) => {
     const t = takers.get(r)!;
-    return spelledAs(i, [rows[r]!.variableName, textOf(t, spelled.get(t)!, 1), textOf(t, spelled.get(t)!, 2)], true);
-  };
-  /** Whether `item`, copy i spelled against the copy t that counts, loses to it (groupOutranks on the texts the columns store); a tie is left to what no column holds, as it was. */
-  const losesTo = (i: number, item: Raw, t: number) => {
     if (describes(i) !== describes(t)) return !describes(i);
-    for (const j of [1, 2]) {
-      const [mine, theirs] = [textOf(i, item, j), textOf(t, spelled.get(t)!, j)];
-      if (mine !== theirs) return !(mine !== null && (theirs === null || mine > theirs));
-    }
-    return true;
+    return readsAs(t, r) && copyAs(i, r) !== undefined;
   };
   // Per copy alike (the same parts as jsonb gave them, saying them or not), the row of a copy left over: searched once.
   const copyRows = new Map<string, number | undefined>();
@@ -491,10 +537,8 @@ function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[]
     if (copyRows.has(decision)) return copyRows.get(decision);
     let found: number | undefined;
     for (const r of named.get(i)!) {
-      const t = takers.get(r)!;
-      budget -= 1 + (textOf(t, spelled.get(t)!, 1)?.length ?? 0) + (textOf(t, spelled.get(t)!, 2)?.length ?? 0);
       if (budget < 0) break;
-      if (losesTo(i, copyAs(i, r), t)) {
+      if (losesTo(i, r)) {
         found = r;
         break;
       }

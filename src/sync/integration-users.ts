@@ -327,7 +327,7 @@ export async function readIntegrationUsers(
 export async function stageIntegrationOnly(site: string, users: IntegrationUsers, stager: Stager, client: pg.PoolClient): Promise<void> {
   const left = users.remaining();
   if (left.length === 0) return;
-  const existing = await storedRecords(client, site, left, false);
+  const existing = await storedRecords(client, site, left, { integrationOnly: false, groups: true });
   const staged = left.map((u) => {
     // What only the company feed gives is kept; not the integration feed's fields the company feed
     // need not send (INTEGRATION_ONLY_FIELDS): this record, of the feed that provides them, says
@@ -342,15 +342,15 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
 
 /**
  * The stored records of `users` (readStoredRecords), keyed by userKey, each number spelled as its
- * text column or permission row holds it: jsonb gave back its value only (stored-spellings.ts).
+ * text column, permission or group row holds it: jsonb gave back its value only (stored-spellings.ts).
  */
 async function storedRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
-  integrationOnly: boolean,
+  options: { integrationOnly: boolean; groups: boolean },
 ): Promise<Map<string, Raw>> {
-  const stored = await readStoredRecords(on, site, users, { integrationOnly, key: userKey });
+  const stored = await readStoredRecords(on, site, users, { ...options, key: userKey });
   return new Map([...stored].map(([key, { record, spellings }]) => [key, withStoredSpellings(record, spellings)]));
 }
 
@@ -384,7 +384,8 @@ export async function keepStoredIntegrationFields(
   if (candidates.length === 0) return;
   // Committed state, on another connection of the pool: the run's own connection is busy with
   // COPY, and nothing this run writes before its final merge touches a stored user.
-  const stored = await storedRecords(pool, site, candidates, true);
+  // Not their groups: a company record's are its own (keepIntegrationFeedFields keeps none of the stored).
+  const stored = await storedRecords(pool, site, candidates, { integrationOnly: true, groups: false });
   if (stored.size === 0) return;
   rows.forEach((row, j) => {
     const before = stored.get(userKey(company, row.login));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { numberAsWritten, numberLiteralOf, parseExactJson } from '../../src/exact-json.js';
+import { numberAsWritten, numberLiteralOf, parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { SPELLED_COLUMNS, withStoredSpellings } from '../../src/normalize/stored-spellings.js';
 
 /*
@@ -68,6 +68,41 @@ describe('attack: stored spellings built to cost the square of their size', () =
     ) as Record<string, unknown>;
     const { ms } = timed(() => withStoredSpellings(stored, { texts: SPELLED_COLUMNS.map(() => null), permissions: [], groups }));
     expect(ms).toBeLessThan(10_000);
+  });
+
+  it('copies of a group and a permission whose stored text is a long spelling of a short number are not each given it (review GF)', () => {
+    // The copy that counted was labelled (named) 1E000…0, a spelling of 1 a million characters
+    // long: as it sorts above 1, the 2,000 copies labelled 1 lost to it. Given that spelling each,
+    // the re-read record took 20 s and 1.1 GB, and no longer fit a string.
+    const long = `1E${'0'.repeat(1_000_000)}`;
+    const copies = 2_000;
+    const stored = parseExactJson(
+      `{"login":"u1","groups":[${Array.from({ length: copies }, () => '{"variableName":"g","label":1}').join(',')}],` +
+        `"accessPermissions":[${Array.from({ length: copies }, () => '{"type":"t","variableName":"v","name":1,"hasAccess":true}').join(',')}]}`,
+    ) as Record<string, unknown>;
+    const groups = [{ variableName: 'g', label: long, type: null }];
+    const permissions = [{ type: 't', variableName: 'v', name: long, hasAccess: true }];
+    const { result, ms } = timed(() => withStoredSpellings(stored, { texts: SPELLED_COLUMNS.map(() => null), permissions, groups }));
+    expect(ms).toBeLessThan(10_000);
+    // The one copy that counts takes the long spelling back, each; the others at most a bounded number of times.
+    expect(stringifyExactJson(result).length).toBeLessThan(20 * long.length);
+  });
+
+  it('copies of a group spread over a group named by a long spelling of their number are bounded (review GF)', () => {
+    // Group 100 listed 20,000 times, labelled otherwise than its row; another group named by a
+    // 1,000-character spelling of 100. Each copy given that name made a 3 MB record 92 MB.
+    const long = `0.${'0'.repeat(990)}1E993`;
+    const count = 20_000;
+    const stored = parseExactJson(
+      `{"login":"u1","groups":[{"variableName":100,"label":"b"},{"variableName":100,"label":"c"},${Array.from({ length: count }, () => '{"variableName":100,"label":"a"}').join(',')}]}`,
+    ) as Record<string, unknown>;
+    const groups = [
+      { variableName: long, label: 'b', type: null },
+      { variableName: '100', label: 'c', type: null },
+    ];
+    const { result, ms } = timed(() => withStoredSpellings(stored, { texts: SPELLED_COLUMNS.map(() => null), permissions: [], groups }));
+    expect(ms).toBeLessThan(10_000);
+    expect(stringifyExactJson(result).length).toBeLessThan(20 * (count * 30 + long.length));
   });
 
   it('a number of 200,000 digits with a long inner run of zeros is compared in linear time', () => {

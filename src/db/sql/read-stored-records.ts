@@ -9,8 +9,8 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
  * `key(company, login)`; `integrationOnly` leaves out users not stored as integration users. A
  * deleted user's record is left out: a user of that login coming back may be someone else (a new
  * integration user), and must not be given the old one's name, email or access permissions.
- * With each record, what its row holds as text (its text columns, its permission and group rows,
- * the label and type cpq.groups holds of each group): the
+ * With each record, what its row holds as text (its text columns, its permission rows, and with
+ * `groups` its group rows with the label and type cpq.groups holds of each group): the
  * spelling of a number jsonb kept the value of only (1E2 reads back from raw as 100), which the
  * caller puts back (withStoredSpellings).
  */
@@ -18,7 +18,7 @@ export async function readStoredRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
-  { integrationOnly, key }: { integrationOnly: boolean; key: (company: string, login: string) => string },
+  { integrationOnly, groups: withGroups, key }: { integrationOnly: boolean; groups: boolean; key: (company: string, login: string) => string },
 ): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings }>> {
   const companies = users.map((u) => u.company);
   const logins = users.map((u) => u.login);
@@ -31,21 +31,36 @@ export async function readStoredRecords(
   // does not follow the order the heap happens to hold them in.
   const rows = await runCompiled(
     on,
-    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: AccessPermissionRow[] | null; groups: GroupRow[] | null }>`
+    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: AccessPermissionRow[] | null; groups: string[] | null }>`
      SELECT company_login, login, raw::text AS raw, json_build_array(${texts}) AS texts,
        (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access) ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C")
           FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions,
-       (SELECT json_agg(json_build_object('variableName', m.group_variable_name, 'label', g.label, 'type', g.type) ORDER BY m.group_variable_name COLLATE "C")
-          FROM cpq.user_groups m LEFT JOIN cpq.groups g ON g.site = m.site AND g.variable_name = m.group_variable_name
-          WHERE m.site = u.site AND m.user_id = u.id) AS groups
+       ${withGroups ? sql`(SELECT json_agg(m.group_variable_name ORDER BY m.group_variable_name COLLATE "C") FROM cpq.user_groups m WHERE m.site = u.site AND m.user_id = u.id)` : sql`NULL`} AS groups
      FROM cpq.users u
      WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
        AND deleted_at IS NULL${onlyIntegration}`.compile(queryBuilder),
   );
+  // Each group's label and type once, not per member: they are the site's, and one record may have
+  // made them long (a label of megabytes, repeated for every user read, was a result of gigabytes).
+  const names = [...new Set(rows.flatMap((r) => r.groups ?? []))];
+  const described = new Map<string, GroupRow>();
+  if (names.length > 0) {
+    const groups = await runCompiled(
+      on,
+      sql<GroupRow>`SELECT variable_name AS "variableName", label, type FROM cpq.groups WHERE site = ${site} AND variable_name = ANY(${names}::text[])`.compile(
+        queryBuilder,
+      ),
+    );
+    for (const g of groups) described.set(g.variableName, g);
+  }
+  const groupRow = (name: string): GroupRow => described.get(name) ?? { variableName: name, label: null, type: null };
   return new Map(
     rows.map((r) => [
       key(r.company_login, r.login),
-      { record: parseExactJson(r.raw) as Record<string, unknown>, spellings: { texts: r.texts, permissions: r.permissions ?? [], groups: r.groups ?? [] } },
+      {
+        record: parseExactJson(r.raw) as Record<string, unknown>,
+        spellings: { texts: r.texts, permissions: r.permissions ?? [], groups: (r.groups ?? []).map(groupRow) },
+      },
     ]),
   );
 }
