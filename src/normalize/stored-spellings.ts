@@ -446,9 +446,15 @@ function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[]
   for (const i of listed) if (!rowOf.has(i) && described.get(i)!.length > 0) rowOf.set(i, described.get(i)![0]!);
   // Which copy counts, per row: one that reads as it in label and type, else the first matched.
   const takers = new Map<number, number>();
+  // Per row, whether its copy that counts reads as it: decided once (a long label compared per copy cost their product).
+  const counts = new Map<number, boolean>();
   for (const [i, r] of rowOf) {
-    const t = takers.get(r);
-    if (t === undefined || (!readsAs(t, r) && readsAs(i, r))) takers.set(r, i);
+    if (counts.get(r) === true) continue;
+    const reads = readsAs(i, r);
+    if (!takers.has(r) || reads) {
+      takers.set(r, i);
+      counts.set(r, reads);
+    }
   }
   // Spelling a copy as a row costs the row's texts, a copy each: bounded by what was read (the
   // user's items, its rows and their texts), linear in it; once spent, a copy keeps jsonb's
@@ -493,7 +499,7 @@ function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[]
     budget -= rowLength(rows[r]!.variableName);
     if (budget < 0 || nameKey === undefined) return undefined;
     let item = withPart(items[i] as Raw, nameKey, respelled((items[i] as Raw)[nameKey], rows[r]!.variableName));
-    if (!readsAs(t, r) || describes(i) !== describes(t)) return item;
+    if (counts.get(r) !== true || describes(i) !== describes(t)) return item;
     const theirs = textsOf(r);
     /** The copy with part j spelled low, below `other`, where it is a number that can be (charged), else undefined. */
     const lowered = (j: number, other: string | null): Raw | undefined => {
@@ -526,7 +532,7 @@ function groupsRespelled(items: unknown[], rows: readonly GroupRow[]): unknown[]
   const losesTo = (i: number, r: number) => {
     const t = takers.get(r)!;
     if (describes(i) !== describes(t)) return !describes(i);
-    return readsAs(t, r) && copyAs(i, r) !== undefined;
+    return counts.get(r) === true && copyAs(i, r) !== undefined;
   };
   // Per copy alike (the same parts as jsonb gave them, saying them or not), the row of a copy left over: searched once.
   const copyRows = new Map<string, number | undefined>();

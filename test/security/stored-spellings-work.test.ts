@@ -105,6 +105,18 @@ describe('attack: stored spellings built to cost the square of their size', () =
     expect(stringifyExactJson(result).length).toBeLessThan(20 * (count * 30 + long.length));
   });
 
+  it('copies of a group whose copy that counts has a long text label are decided in linear time (review GG)', () => {
+    // Whether the copy that counts reads as its row was decided again for each copy: its label of
+    // a million characters compared 4,000 times took 20 s.
+    const label = 'L'.repeat(1_000_000);
+    const stored = parseExactJson(
+      `{"login":"u1","groups":[{"variableName":"g","label":"${label}"},${Array.from({ length: 4_000 }, () => '{"variableName":"g","label":1}').join(',')}]}`,
+    ) as Record<string, unknown>;
+    const groups = [{ variableName: 'g', label, type: null }];
+    const { ms } = timed(() => withStoredSpellings(stored, { texts: SPELLED_COLUMNS.map(() => null), permissions: [], groups }));
+    expect(ms).toBeLessThan(10_000);
+  });
+
   it('a number of 200,000 digits with a long inner run of zeros is compared in linear time', () => {
     const digits = `1${'0'.repeat(200_000)}1`;
     const { result, ms } = timed(() => numberAsWritten(`${digits}e-3`, `${digits.slice(0, -3)}.${digits.slice(-3)}`));
