@@ -68,7 +68,11 @@ describe('exact JSON, generated texts', () => {
       .map(([text, at, cut, insert]) => {
         const i = at % (text.length + 1);
         return text.slice(0, i) + insert + text.slice(i + (cut % 3));
-      });
+      })
+      // Not an exponent of 5 or 6 digits, which a splice makes of one of 3 (0.6e90100): numeric holds
+      // it, but written out it grows past the bound, and the oracle does not model that bound
+      // (number-growth's property does, with Postgres the judge; deep run of review GE, seed 235771138).
+      .filter((text) => !/[eE][+-]?0*\d{5,6}(?!\d)/.test(text));
     fc.assert(fc.property(damaged, readsAsTheOracle), settings);
   });
 

@@ -17,7 +17,9 @@ declare module 'vitest' {
   }
 }
 
-const TEMPLATE = 'cpq_test_template';
+// One per test run: two runs against one TEST_DATABASE_URL each dropped and re-created the other's
+// (template "cpq_test_template" does not exist, review GE's deep runs beside the developer's).
+const TEMPLATE = `cpq_test_template_${process.pid}`;
 
 async function containerDatabase(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {
   try {
@@ -65,6 +67,10 @@ export default async function setup(project: TestProject) {
   project.provide('adminDatabaseUrl', server.url);
   project.provide('templateDatabase', TEMPLATE);
   return async () => {
+    // A server the run did not start keeps its databases: the template is the run's own to drop.
+    const cleanup = new pg.Client({ connectionString: server.url });
+    await cleanup.connect();
+    await cleanup.query(`DROP DATABASE IF EXISTS ${TEMPLATE} WITH (FORCE)`).finally(() => cleanup.end());
     await server.stop();
   };
 }
