@@ -151,13 +151,20 @@ export function applyRun(model: Model, sim: CpqSimulator, full: boolean, format:
       read.set(k, { company: '_host', record: kept === undefined ? rest : { ...rest, accessPermissions: kept } });
     }
   }
-  // A cursor never passes the run's start by CPQ's clock: the Date header of its answers, to the second.
+  // A cursor never passes the run's start by CPQ's clock: the Date header of its answers, to the
+  // second; and never goes back, unless that clock is more than SYNC_LOOKBACK behind it (set back,
+  // src/db/sql/save-cursor.ts): then a full read's cursor is the newest it read, and any other
+  // read's is cleared, so that the stream's next read is a full one.
   const siteDate = new Date(Math.floor(model.clock.now / 1000) * 1000).toISOString();
-  for (const [stream, newestRead] of newest) {
-    const d = newestRead > siteDate ? siteDate : newestRead;
+  const readInFull = (stream: string) => (stream === 'integrationUsers' ? integrationFrom === undefined : fullCompanies.has(stream.slice('companies/'.length)));
+  for (const stream of [...COMPANIES.map((company) => `companies/${company}`), 'integrationUsers']) {
+    const newestRead = newest.get(stream);
+    const moved = newestRead === undefined ? undefined : newestRead > siteDate ? siteDate : newestRead;
     const stored = model.cursors.get(stream);
-    // incremental reads note only what they read; the newest overall is what a full read saw
-    if (stored === undefined || d > stored) model.cursors.set(stream, d);
+    if (stored !== undefined && Date.parse(siteDate) < Date.parse(stored) - LOOKBACK_MS) {
+      if (readInFull(stream) && moved !== undefined) model.cursors.set(stream, moved);
+      else model.cursors.delete(stream);
+    } else if (moved !== undefined && (stored === undefined || moved > stored)) model.cursors.set(stream, moved);
   }
 
   const changes = new Map<string, string>();
@@ -235,6 +242,15 @@ export async function checkRun(model: Model, real: Real, result: RunResult, expe
   );
   const logged = Object.fromEntries(rows.map((r) => [key(r.company_login, r.login), r.change]));
   expect(logged, `change rows of run ${result.runId} against the model's diffs`).toEqual(Object.fromEntries(expectedChanges));
+  // Each stream's cursor as the model moved it: where its next incremental read starts, or none (a full read next).
+  const cursors = await h.t.query<{ stream: string; ms: string }>(
+    `SELECT stream, round(extract(epoch FROM cursor) * 1000)::bigint::text AS ms FROM cpq.sync_state WHERE site = $1 AND cursor IS NOT NULL`,
+    [h.config.sites[0]!.name],
+  );
+  expect(
+    Object.fromEntries(cursors.map((r) => [r.stream, new Date(Number(r.ms)).toISOString()])),
+    `the streams' cursors after run ${result.runId} against the model's`,
+  ).toEqual(Object.fromEntries([...model.cursors].map(([stream, cursor]) => [stream, new Date(Date.parse(cursor)).toISOString()])));
 
   const [run] = await h.t.query<{ effective_at: string }>(`SELECT effective_at::text FROM cpq.sync_runs WHERE id = $1`, [result.runId]);
   // The tables now equal the model (checked above): what the as-of functions must give for this run from now on.
