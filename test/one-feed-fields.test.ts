@@ -352,6 +352,126 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     expect(change).toMatchObject({ change: 'update' });
     expect(change!.diff.is_integration_user).toEqual({ old: true, new: false });
     expect((await stored(h, login)).is_integration_user).toBe(false);
+    // What the company feed gave it is kept for integration users only.
+    expect(await companyFieldsOf(h, login)).toBeUndefined();
+  });
+});
+
+/** The fields the company feed gave the user at its last read, as cpq.user_company_fields holds them (undefined: no row). */
+async function companyFieldsOf(h: Harness, login: string): Promise<string[] | undefined> {
+  const rows = await h.t.query<{ fields: string[] }>(
+    `SELECT f.fields FROM cpq.user_company_fields f JOIN cpq.users u ON u.id = f.user_id WHERE u.company_login = '_host' AND u.login = $1`,
+    [login],
+  );
+  return rows[0]?.fields;
+}
+
+/** The top-level keys of the user's stored raw. */
+async function rawKeys(h: Harness, login: string): Promise<string[]> {
+  return Object.keys(JSON.parse(String((await stored(h, login)).raw)) as Raw).sort();
+}
+
+/**
+ * Serves the integration feed's record of `login` with `fields` added, in the list and the detail;
+ * while `misses.host()` (or `misses.integration()`), a read of that feed that does not return the
+ * user (an incremental window that missed it).
+ */
+function integrationFeedSends(h: Harness, login: string, fields: () => Raw, misses: { host: () => boolean; integration: () => boolean }): void {
+  scriptRequests(h.sim, async (req) => {
+    if (req.path === HOST_USERS_PATH && misses.host()) req.reply(EMPTY_PAGE);
+    if (req.path === INTEGRATION_USERS_PATH && misses.integration()) req.reply(EMPTY_PAGE);
+    else if (req.path === INTEGRATION_USERS_PATH)
+      req.reply(editPage(await req.real(), (p) => p.items.forEach((u) => u.login === login && Object.assign(u, fields()))));
+    if (req.path.startsWith(`${INTEGRATION_USERS_PATH}/`)) req.reply(stringifyExactJson({ ...(parseExactJson(await req.real()) as Raw), ...fields() }));
+  });
+}
+
+describe('a field no column names: kept by a read of one feed only if the other feed gave it (cpq.user_company_fields)', () => {
+  it("a custom field the integration feed stops sending is gone after a read of that feed alone; the company feed's own custom field stays, and the row does not grow", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { costCenter: 'CC1' });
+    let sent: Raw = { c7: 1 };
+    let hostMisses = false;
+    integrationFeedSends(h, login, () => sent, { host: () => hostMisses, integration: () => false });
+    await h.sync();
+    expect(await rawKeys(h, login)).toEqual(expect.arrayContaining(['c7', 'costCenter']));
+    expect(await companyFieldsOf(h, login)).toEqual(expect.arrayContaining(['costCenter', 'login']));
+    expect(await companyFieldsOf(h, login)).not.toContain('c7');
+
+    // The integration feed now sends c8 instead, and only it returns the user (an edit dates it in
+    // the integration read's window; the host read misses it).
+    hostMisses = true;
+    const keysBefore = (await rawKeys(h, login)).length;
+    for (const field of ['c8', 'c9']) {
+      sent = { [field]: 2 };
+      h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+      const run = await h.sync();
+      expect(hostReceived(run)).toBe(0);
+      const keys = await rawKeys(h, login);
+      expect(keys, `after the integration feed alone sent ${field}`).toContain(field);
+      expect(keys).toContain('costCenter');
+      expect(
+        keys.filter((k) => /^c\d$/.test(k)),
+        'custom fields of the integration feed kept',
+      ).toEqual([field]);
+      expect(keys).toHaveLength(keysBefore);
+      const [change] = await changesOf(h, run.runId);
+      expect(change).toMatchObject({ login, change: 'update' });
+      expect(change!.fields).toContain(`raw.${field}`);
+    }
+  });
+
+  it('a custom field only the integration feed sends is kept by a read of the company feed alone: no removal logged, none added back', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    let integrationMisses = false;
+    integrationFeedSends(h, login, () => ({ c7: 1 }), { host: () => false, integration: () => integrationMisses });
+    await h.sync();
+    expect(await rawKeys(h, login)).toContain('c7');
+
+    // The host read re-reads the user (edited); the integration read returns nothing.
+    integrationMisses = true;
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    const companyAlone = await h.sync();
+    expect(hostReceived(companyAlone)).toBeGreaterThanOrEqual(1);
+    expect(await changesOf(h, companyAlone.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
+    expect(await rawKeys(h, login)).toContain('c7');
+
+    // Both feeds again: nothing to log.
+    integrationMisses = false;
+    const both = await h.sync();
+    expect(await changesOf(h, both.runId)).toEqual([]);
+    expect(await rawKeys(h, login)).toContain('c7');
+  });
+
+  it('a row stored without the list (before migration 0035) keeps every stored field, as before, until a read of the company feed records it', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    let sent: Raw = { c7: 1 };
+    let hostMisses = false;
+    integrationFeedSends(h, login, () => sent, { host: () => hostMisses, integration: () => false });
+    await h.sync();
+    await h.t.query(`DELETE FROM cpq.user_company_fields`);
+    hostMisses = true;
+    sent = {};
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    await h.sync();
+    // Which feed gave c7 is not known: it is taken for the company feed's, and kept.
+    expect(await rawKeys(h, login)).toContain('c7');
+    expect(await companyFieldsOf(h, login)).toContain('c7');
+    // A read of both feeds records what the company feed gives, and c7, which neither sends, is gone.
+    hostMisses = false;
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    await h.sync();
+    expect(await rawKeys(h, login)).not.toContain('c7');
+    expect(await companyFieldsOf(h, login)).not.toContain('c7');
   });
 });
 

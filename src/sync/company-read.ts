@@ -9,7 +9,7 @@ import { readIntegrationUserLogins } from '../db/sql/read-integration-user-login
 import { SyncError, throwIfInterrupted } from '../errors.js';
 import { isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
-import { mergeBothFeeds } from '../normalize/feed-fields.js';
+import { fieldsIn, mergeBothFeeds } from '../normalize/feed-fields.js';
 import { normalizeUser, type UserRow } from '../normalize/user-record.js';
 import type { DirectLoad } from './direct-load.js';
 import { keepStoredIntegrationFields, userKey, type IntegrationUsers } from './integration-users.js';
@@ -104,6 +104,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
               i,
             )
           : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, storedAsSent);
+        if (integration) integrationUsers.noteCompanyFields(company, row.login, fieldsIn(item as Record<string, unknown>));
         progress.read(row.login, page.range);
         return row;
       };
@@ -190,7 +191,7 @@ async function stagePage({ run, company, stream, page, sliceAt, progress }: Page
     run.stager.take(stream, ready);
   }
   if (held.length > 0) {
-    await keepStoredIntegrationFields(run.pool, run.site, company, page, held, heldAt);
+    await keepStoredIntegrationFields(run.pool, run.site, company, page, held, heldAt, run.integrationUsers);
     progress.saw(held);
     run.stager.take(stream, held);
   }

@@ -6,11 +6,19 @@ import type { Page } from '../cpq/paging.js';
 import { INTEGRATION_STREAM, companyStream, integrationUserDetail, integrationUserPages, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { readStoredRecords } from '../db/sql/read-stored-records.js';
+import type { CompanyFieldsOf } from '../db/sql/save-company-fields.js';
 import { instantMicros } from '../date-time.js';
 import { SyncError } from '../errors.js';
 import { describeValue, isJsonObject, sentString } from '../exact-json.js';
 import type { Logger } from '../logger.js';
-import { keepCompanyFeedFields, keepIntegrationFeedFields, layOver, withoutIntegrationOnlyFields } from '../normalize/feed-fields.js';
+import {
+  fieldsIn,
+  givenByCompanyFeed,
+  keepCompanyFeedFields,
+  keepIntegrationFeedFields,
+  layOver,
+  withoutIntegrationOnlyFields,
+} from '../normalize/feed-fields.js';
 import { withStoredSpellings } from '../normalize/stored-spellings.js';
 import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
@@ -33,6 +41,21 @@ export class IntegrationUsers {
 
   /** The companies that have any: the records of the others are not looked up. */
   private readonly companies = new Set<string>();
+
+  /**
+   * Per integration user this run stores, of whichever feed, the fields the company feed gave
+   * (fieldsIn of its record; for a user it did not return, those recorded before): saved after the
+   * merge (saveCompanyFields). Of a user staged twice, the copy staged last, as in the merge.
+   */
+  private readonly companyFieldsByKey = new Map<string, CompanyFieldsOf>();
+
+  noteCompanyFields(company: string, login: string, fields: Iterable<string>): void {
+    this.companyFieldsByKey.set(userKey(company, login), { company, login, fields: [...fields].sort() });
+  }
+
+  companyFields(): CompanyFieldsOf[] {
+    return [...this.companyFieldsByKey.values()];
+  }
 
   add(company: string, login: string, record: Raw, origin: string, index: number) {
     this.byKey.set(userKey(company, login), { company, login, record, origin, index, taken: false });
@@ -329,12 +352,16 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
   if (left.length === 0) return;
   const existing = await storedRecords(client, site, left, { integrationOnly: false, groups: true });
   const staged = left.map((u) => {
-    // What only the company feed gives is kept; not the integration feed's fields the company feed
-    // need not send (INTEGRATION_ONLY_FIELDS): this record, of the feed that provides them, says
-    // them afresh, and one it leaves out is gone.
+    // What the company feed gave is kept; not the integration feed's fields the company feed need
+    // not send (INTEGRATION_ONLY_FIELDS), nor any other field only the integration feed gave: this
+    // record, of the feed that provides them, says them afresh, and one it leaves out is gone.
     const stored = existing.get(userKey(u.company, u.login));
-    const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(stored));
-    return normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
+    const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(givenByCompanyFeed(stored.record, stored.companyFields)));
+    const row = normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
+    // The company feed's fields as they were: it did not read the user (all of a record stored
+    // without the list, as read above; none of a user new to the database).
+    users.noteCompanyFields(row.companyLogin, row.login, stored === undefined ? [] : (stored.companyFields ?? fieldsIn(stored.record)));
+    return row;
   });
   stager.take(INTEGRATION_STREAM.name, staged);
   await stager.endPage();
@@ -342,16 +369,17 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
 
 /**
  * The stored records of `users` (readStoredRecords), keyed by userKey, each number spelled as its
- * text column, permission or group row holds it: jsonb gave back its value only (stored-spellings.ts).
+ * text column, permission or group row holds it: jsonb gave back its value only (stored-spellings.ts);
+ * with the fields the company feed gave, where recorded.
  */
 async function storedRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   options: { integrationOnly: boolean; groups: boolean },
-): Promise<Map<string, Raw>> {
+): Promise<Map<string, { record: Raw; companyFields: ReadonlySet<string> | undefined }>> {
   const stored = await readStoredRecords(on, site, users, { ...options, key: userKey });
-  return new Map([...stored].map(([key, { record, spellings }]) => [key, withStoredSpellings(record, spellings)]));
+  return new Map([...stored].map(([key, { record, spellings, companyFields }]) => [key, { record: withStoredSpellings(record, spellings), companyFields }]));
 }
 
 /** Both records date the user's creation (dateAdded, any spelling), at two different instants. */
@@ -370,7 +398,8 @@ function addedAtAnotherTime(read: Raw, stored: Raw): boolean {
  * run's integration read did not return (an incremental window that missed them, a feed that is
  * off or absent): they stay integration users, with the integration feed's fields as stored (see
  * feed-fields.ts), so the re-read logs no change for them. `rows[j]` is the row of the page's
- * record `indexes[j]`; rewrites those entries of `rows` in place.
+ * record `indexes[j]`; rewrites those entries of `rows` in place, and notes the company feed's
+ * fields of each in `integrationUsers`.
  */
 export async function keepStoredIntegrationFields(
   pool: Queryable,
@@ -379,6 +408,7 @@ export async function keepStoredIntegrationFields(
   page: Page,
   rows: UserRow[],
   indexes: readonly number[],
+  integrationUsers: IntegrationUsers,
 ): Promise<void> {
   const candidates = rows.map((row) => ({ company, login: row.login }));
   if (candidates.length === 0) return;
@@ -395,8 +425,9 @@ export async function keepStoredIntegrationFields(
     // Someone else now holds the login (the integration user was deleted, its login given to a
     // new user, and no full read saw the deletion yet): CPQ dates a user's creation once, so
     // another dateAdded is another user, and what the former holder had is not kept.
-    if (addedAtAnotherTime(read, before)) return;
-    const record = keepIntegrationFeedFields(read, before);
+    if (addedAtAnotherTime(read, before.record)) return;
+    const record = keepIntegrationFeedFields(read, before.record, before.companyFields);
     rows[j] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
+    integrationUsers.noteCompanyFields(company, rows[j].login, fieldsIn(read));
   });
 }

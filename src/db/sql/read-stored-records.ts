@@ -12,14 +12,15 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
  * With each record, what its row holds as text (its text columns, its permission rows, and with
  * `groups` its group rows with the label and type cpq.groups holds of each group): the
  * spelling of a number jsonb kept the value of only (1E2 reads back from raw as 100), which the
- * caller puts back (withStoredSpellings).
+ * caller puts back (withStoredSpellings); and for an integration user, the fields the company
+ * feed gave at its last read (cpq.user_company_fields), undefined where none are recorded.
  */
 export async function readStoredRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   { integrationOnly, groups: withGroups, key }: { integrationOnly: boolean; groups: boolean; key: (company: string, login: string) => string },
-): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings }>> {
+): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings; companyFields: ReadonlySet<string> | undefined }>> {
   const companies = users.map((u) => u.company);
   const logins = users.map((u) => u.login);
   const onlyIntegration = integrationOnly ? sql` AND is_integration_user` : sql``;
@@ -31,11 +32,20 @@ export async function readStoredRecords(
   // does not follow the order the heap happens to hold them in.
   const rows = await runCompiled(
     on,
-    sql<{ company_login: string; login: string; raw: string; texts: (string | null)[]; permissions: AccessPermissionRow[] | null; groups: string[] | null }>`
+    sql<{
+      company_login: string;
+      login: string;
+      raw: string;
+      texts: (string | null)[];
+      permissions: AccessPermissionRow[] | null;
+      groups: string[] | null;
+      company_fields: string[] | null;
+    }>`
      SELECT company_login, login, raw::text AS raw, json_build_array(${texts}) AS texts,
        (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access) ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C")
           FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions,
-       ${withGroups ? sql`(SELECT json_agg(m.group_variable_name ORDER BY m.group_variable_name COLLATE "C") FROM cpq.user_groups m WHERE m.site = u.site AND m.user_id = u.id)` : sql`NULL`} AS groups
+       ${withGroups ? sql`(SELECT json_agg(m.group_variable_name ORDER BY m.group_variable_name COLLATE "C") FROM cpq.user_groups m WHERE m.site = u.site AND m.user_id = u.id)` : sql`NULL`} AS groups,
+       (SELECT f.fields FROM cpq.user_company_fields f WHERE f.user_id = u.id) AS company_fields
      FROM cpq.users u
      WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
        AND deleted_at IS NULL${onlyIntegration}`.compile(queryBuilder),
@@ -60,6 +70,7 @@ export async function readStoredRecords(
       {
         record: parseExactJson(r.raw) as Record<string, unknown>,
         spellings: { texts: r.texts, permissions: r.permissions ?? [], groups: (r.groups ?? []).map(groupRow) },
+        companyFields: r.company_fields === null ? undefined : new Set(r.company_fields),
       },
     ]),
   );
