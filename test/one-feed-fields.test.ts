@@ -112,19 +112,16 @@ describe('an integration user read by the company feed alone keeps what the inte
     const h = await startHarness(site);
     const login = String(h.sim.integrationUsers()[0]!.login);
     h.sim.updateUser('_host', login, { costCenter: 'CC1', jobTitle: 'Engineer' });
+    // The integration feed sends neither (Oracle's v19 samples have no names; the simulator sends every field).
+    let hostOmits: string[] = [];
+    let integrationMisses = false;
+    feedsSend(h, login, () => ({ host: { omit: hostOmits }, integration: { omit: ['costCenter', 'jobTitle'] } }), { integration: () => integrationMisses });
     await h.sync();
     expect(await stored(h, login)).toMatchObject({ is_integration_user: true });
     // The host feed now leaves both out (and re-reads the user); the integration read returns nothing.
     h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
-    scriptRequests(h.sim, async (req) => {
-      if (req.path !== HOST_USERS_PATH) return;
-      req.reply(
-        editPage(await req.real(), (page) => {
-          for (const item of page.items) if (item.login === login) for (const key of ['costCenter', 'jobTitle']) Reflect.deleteProperty(item, key);
-        }),
-      );
-    });
-    h.sim.addFault({ match: { path: INTEGRATION_USERS_PATH }, times: 1, status: 200, body: EMPTY_PAGE });
+    hostOmits = ['costCenter', 'jobTitle'];
+    integrationMisses = true;
     const run = await h.sync();
     expect(run.mode).toBe('incremental');
     expect(await changesOf(h, run.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'job_title', 'last_login', 'raw.costCenter'] }]);
@@ -352,18 +349,19 @@ describe('a one-feed field changed by its own feed is still logged', () => {
     expect(change).toMatchObject({ change: 'update' });
     expect(change!.diff.is_integration_user).toEqual({ old: true, new: false });
     expect((await stored(h, login)).is_integration_user).toBe(false);
-    // What the company feed gave it is kept for integration users only.
-    expect(await companyFieldsOf(h, login)).toBeUndefined();
+    // Which feed gave which field is kept for integration users only.
+    expect(await feedFieldsOf(h, login)).toBeUndefined();
   });
 });
 
-/** The fields the company feed gave the user at its last read, as cpq.user_company_fields holds them (undefined: no row). */
-async function companyFieldsOf(h: Harness, login: string): Promise<string[] | undefined> {
-  const rows = await h.t.query<{ fields: string[] }>(
-    `SELECT f.fields FROM cpq.user_company_fields f JOIN cpq.users u ON u.id = f.user_id WHERE u.company_login = '_host' AND u.login = $1`,
+/** The fields each feed's record had at its last read of the user, as cpq.user_feed_fields holds them (undefined: no row). */
+async function feedFieldsOf(h: Harness, login: string): Promise<{ company: string[] | null; integration: string[] | null } | undefined> {
+  const rows = await h.t.query<{ company: string[] | null; integration: string[] | null }>(
+    `SELECT f.company_fields AS company, f.integration_fields AS integration
+     FROM cpq.user_feed_fields f JOIN cpq.users u ON u.id = f.user_id WHERE u.company_login = '_host' AND u.login = $1`,
     [login],
   );
-  return rows[0]?.fields;
+  return rows[0];
 }
 
 /** The top-level keys of the user's stored raw. */
@@ -371,42 +369,61 @@ async function rawKeys(h: Harness, login: string): Promise<string[]> {
   return Object.keys(JSON.parse(String((await stored(h, login)).raw)) as Raw).sort();
 }
 
+/** What each feed sends of the user beyond what the simulator gives it: fields added, and fields left out. */
+interface FeedEdit {
+  add?: Raw;
+  omit?: string[];
+}
+
 /**
- * Serves the integration feed's record of `login` with `fields` added, in the list and the detail;
- * while `misses.host()` (or `misses.integration()`), a read of that feed that does not return the
- * user (an incremental window that missed it).
+ * Serves the user `login` edited in each feed (the integration feed's list and detail alike):
+ * `edits()` says how, read at each request; while `misses.host()` (or `misses.integration()`), a
+ * read of that feed that does not return the user (an incremental window that missed it).
  */
-function integrationFeedSends(h: Harness, login: string, fields: () => Raw, misses: { host: () => boolean; integration: () => boolean }): void {
+function feedsSend(
+  h: Harness,
+  login: string,
+  edits: () => { host?: FeedEdit; integration?: FeedEdit },
+  misses: { host?: () => boolean; integration?: () => boolean } = {},
+): void {
+  const edited = (user: Raw, edit: FeedEdit | undefined) => {
+    for (const key of edit?.omit ?? []) Reflect.deleteProperty(user, key);
+    return Object.assign(user, edit?.add ?? {});
+  };
   scriptRequests(h.sim, async (req) => {
-    if (req.path === HOST_USERS_PATH && misses.host()) req.reply(EMPTY_PAGE);
-    if (req.path === INTEGRATION_USERS_PATH && misses.integration()) req.reply(EMPTY_PAGE);
-    else if (req.path === INTEGRATION_USERS_PATH)
-      req.reply(editPage(await req.real(), (p) => p.items.forEach((u) => u.login === login && Object.assign(u, fields()))));
-    if (req.path.startsWith(`${INTEGRATION_USERS_PATH}/`)) req.reply(stringifyExactJson({ ...(parseExactJson(await req.real()) as Raw), ...fields() }));
+    const host = req.path === HOST_USERS_PATH;
+    if (host || req.path === INTEGRATION_USERS_PATH) {
+      if ((host ? misses.host : misses.integration)?.() === true) req.reply(EMPTY_PAGE);
+      else req.reply(editPage(await req.real(), (p) => p.items.forEach((u) => u.login === login && edited(u, host ? edits().host : edits().integration))));
+    }
+    if (req.path.startsWith(`${INTEGRATION_USERS_PATH}/`)) req.reply(stringifyExactJson(edited(parseExactJson(await req.real()) as Raw, edits().integration)));
   });
 }
 
-describe('a field no column names: kept by a read of one feed only if the other feed gave it (cpq.user_company_fields)', () => {
+describe("a field no column names: a read of one feed keeps it only if the other feed's last record had it (cpq.user_feed_fields)", () => {
   it("a custom field the integration feed stops sending is gone after a read of that feed alone; the company feed's own custom field stays, and the row does not grow", async ({
     startHarness,
   }) => {
     const h = await startHarness(site);
     const login = String(h.sim.integrationUsers()[0]!.login);
     h.sim.updateUser('_host', login, { costCenter: 'CC1' });
-    let sent: Raw = { c7: 1 };
+    // costCenter is the company feed's alone; c7, then c8, then c9 the integration feed's alone.
+    let integrationAdds: Raw = { c7: 1 };
     let hostMisses = false;
-    integrationFeedSends(h, login, () => sent, { host: () => hostMisses, integration: () => false });
+    feedsSend(h, login, () => ({ integration: { add: integrationAdds, omit: ['costCenter'] } }), { host: () => hostMisses });
     await h.sync();
     expect(await rawKeys(h, login)).toEqual(expect.arrayContaining(['c7', 'costCenter']));
-    expect(await companyFieldsOf(h, login)).toEqual(expect.arrayContaining(['costCenter', 'login']));
-    expect(await companyFieldsOf(h, login)).not.toContain('c7');
+    const lists = await feedFieldsOf(h, login);
+    expect(lists?.company).toEqual(expect.arrayContaining(['costCenter', 'login']));
+    expect(lists?.company).not.toContain('c7');
+    expect(lists?.integration).toEqual(expect.arrayContaining(['c7', 'login', 'oauthClientId']));
+    expect(lists?.integration).not.toContain('costCenter');
 
-    // The integration feed now sends c8 instead, and only it returns the user (an edit dates it in
-    // the integration read's window; the host read misses it).
+    // Only the integration feed returns the user now (an edit dates it in that read's window; the host read misses it).
     hostMisses = true;
     const keysBefore = (await rawKeys(h, login)).length;
     for (const field of ['c8', 'c9']) {
-      sent = { [field]: 2 };
+      integrationAdds = { [field]: 2 };
       h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
       const run = await h.sync();
       expect(hostReceived(run)).toBe(0);
@@ -430,7 +447,7 @@ describe('a field no column names: kept by a read of one feed only if the other 
     const h = await startHarness(site);
     const login = String(h.sim.integrationUsers()[0]!.login);
     let integrationMisses = false;
-    integrationFeedSends(h, login, () => ({ c7: 1 }), { host: () => false, integration: () => integrationMisses });
+    feedsSend(h, login, () => ({ integration: { add: { c7: 1 } } }), { integration: () => integrationMisses });
     await h.sync();
     expect(await rawKeys(h, login)).toContain('c7');
 
@@ -449,29 +466,78 @@ describe('a field no column names: kept by a read of one feed only if the other 
     expect(await rawKeys(h, login)).toContain('c7');
   });
 
-  it('a row stored without the list (before migration 0035) keeps every stored field, as before, until a read of the company feed records it', async ({
+  it('a custom field both feeds sent, that the company feed stops sending, stays while the integration feed alone was read last; gone when neither sends it', async ({
     startHarness,
   }) => {
     const h = await startHarness(site);
     const login = String(h.sim.integrationUsers()[0]!.login);
-    let sent: Raw = { c7: 1 };
-    let hostMisses = false;
-    integrationFeedSends(h, login, () => sent, { host: () => hostMisses, integration: () => false });
+    let hostSends = true;
+    let integrationSends = true;
+    let integrationMisses = false;
+    feedsSend(h, login, () => ({ host: hostSends ? { add: { shared: 'S' } } : {}, integration: integrationSends ? { add: { shared: 'S' } } : {} }), {
+      integration: () => integrationMisses,
+    });
     await h.sync();
-    await h.t.query(`DELETE FROM cpq.user_company_fields`);
+    expect(await rawKeys(h, login)).toContain('shared');
+    // The company feed no longer sends it, and alone returns the user: the integration feed's last record had it.
+    hostSends = false;
+    integrationMisses = true;
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    const companyAlone = await h.sync();
+    expect(await changesOf(h, companyAlone.runId)).toEqual([{ login, change: 'update', fields: ['date_modified', 'last_login'] }]);
+    expect(await rawKeys(h, login)).toContain('shared');
+    // Both feeds, neither sending it: gone, and logged.
+    integrationSends = false;
+    integrationMisses = false;
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    const both = await h.sync();
+    expect(await rawKeys(h, login)).not.toContain('shared');
+    expect((await changesOf(h, both.runId))[0]!.fields).toContain('raw.shared');
+  });
+
+  it("a login given to another integration user (another dateAdded), read by the integration feed alone, keeps nothing of the former holder's (review GI)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { costCenter: 'FORMER-HOLDER' });
+    let newHolder = false;
+    feedsSend(h, login, () => ({ integration: { omit: ['costCenter'], add: newHolder ? { dateAdded: '2031-01-01T00:00:00.000Z' } : {} } }), {
+      host: () => newHolder,
+    });
+    await h.sync();
+    expect(await rawKeys(h, login)).toContain('costCenter');
+    // The former holder is deleted in CPQ and its login given to a new integration user; only the integration feed returns it.
+    newHolder = true;
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    await h.sync();
+    const raw = JSON.parse(String((await stored(h, login)).raw)) as Raw;
+    expect(raw.dateAdded).toBe('2031-01-01T00:00:00.000Z');
+    expect(raw.costCenter, "the former holder's company field").toBeUndefined();
+    expect((await feedFieldsOf(h, login))?.company).toEqual([]);
+  });
+
+  it('a row stored without the lists (before migration 0035) is read as before, until a read of both feeds records them', async ({ startHarness }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    let integrationAdds: Raw = { c7: 1 };
+    let hostMisses = false;
+    feedsSend(h, login, () => ({ integration: { add: integrationAdds } }), { host: () => hostMisses });
+    await h.sync();
+    await h.t.query(`DELETE FROM cpq.user_feed_fields`);
     hostMisses = true;
-    sent = {};
+    integrationAdds = {};
     h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
     await h.sync();
     // Which feed gave c7 is not known: it is taken for the company feed's, and kept.
     expect(await rawKeys(h, login)).toContain('c7');
-    expect(await companyFieldsOf(h, login)).toContain('c7');
-    // A read of both feeds records what the company feed gives, and c7, which neither sends, is gone.
+    expect((await feedFieldsOf(h, login))?.company).toContain('c7');
+    // A read of both feeds records what each gives, and c7, which neither sends, is gone.
     hostMisses = false;
     h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
     await h.sync();
     expect(await rawKeys(h, login)).not.toContain('c7');
-    expect(await companyFieldsOf(h, login)).not.toContain('c7');
+    expect((await feedFieldsOf(h, login))?.company).not.toContain('c7');
   });
 });
 

@@ -61,8 +61,8 @@ const REPORTING = [
   'erasures',
   'alert_outbox',
   'commit_order',
-  // Which fields the company feed gave each integration user (migration 0035): names only.
-  'user_company_fields',
+  // Which fields each feed gave each integration user (migration 0035): names only.
+  'user_feed_fields',
 ];
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {

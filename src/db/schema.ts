@@ -200,12 +200,13 @@ export interface UserGroupsTable {
   added_at: Generated<Timestamp>;
 }
 
-/** Per integration user, the fields the company feed gave at its last read (migration 0035): what a read of one feed keeps of the other's. */
-export interface UserCompanyFieldsTable {
+/** Per integration user, the fields each feed's record had at its last read (migration 0035): what a read of one feed keeps of the other's. */
+export interface UserFeedFieldsTable {
   user_id: Int8;
   site: string;
-  /** Top-level field names: canonical for known fields, as sent for the others. */
-  fields: string[];
+  /** Top-level field names: canonical for known fields, as sent for the others; null where not known. */
+  company_fields: string[] | null;
+  integration_fields: string[] | null;
 }
 
 export interface UserGroupVersionsTable extends Ended {
@@ -378,7 +379,7 @@ export interface Database {
   'cpq.group_versions': GroupVersionsTable;
   'cpq.group_changes': GroupChangesTable;
   'cpq.user_groups': UserGroupsTable;
-  'cpq.user_company_fields': UserCompanyFieldsTable;
+  'cpq.user_feed_fields': UserFeedFieldsTable;
   'cpq.user_group_versions': UserGroupVersionsTable;
   'cpq.user_access_permissions': UserAccessPermissionsTable;
   'cpq.user_access_permission_versions': UserAccessPermissionVersionsTable;
@@ -535,7 +536,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
   'cpq.group_versions': columns<GroupVersionsTable>()('site', 'variable_name', 'label', 'type', 'first_seen_at', 'last_synced_at', 'valid_from', ...ENDED),
   'cpq.group_changes': columns<GroupChangesTable>()('site', 'id', 'run_id', 'change', 'group_variable_name', 'detected_at', 'diff'),
   'cpq.user_groups': columns<UserGroupsTable>()('site', 'user_id', 'group_variable_name', 'added_at'),
-  'cpq.user_company_fields': columns<UserCompanyFieldsTable>()('user_id', 'site', 'fields'),
+  'cpq.user_feed_fields': columns<UserFeedFieldsTable>()('user_id', 'site', 'company_fields', 'integration_fields'),
   'cpq.user_group_versions': columns<UserGroupVersionsTable>()('site', 'user_id', 'group_variable_name', 'added_at', ...ENDED),
   'cpq.user_access_permissions': columns<UserAccessPermissionsTable>()('site', 'user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from'),
   'cpq.user_access_permission_versions': columns<UserAccessPermissionVersionsTable>()(

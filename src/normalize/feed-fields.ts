@@ -169,30 +169,31 @@ function withoutUncarriedRelations(record: Raw): Raw {
 /**
  * A company-feed record of a stored integration user that this run's integration read did not
  * return: the integration feed's fields it lacks (under any spelling) are taken from `stored`,
- * the user's stored record, as a read of both feeds would have given them. Those are the fields
- * Oracle's samples of that feed name (INTEGRATION_FEED_FIELDS) and, where the company feed's
- * fields of its last read are known (`companyFields`, cpq.user_company_fields), any other field
- * it did not give but a relation (a company record's groups and permissions are its own): a
- * custom field only the integration feed sends, dropped here, was logged as removed and added
- * back by that feed's next read.
+ * the user's stored record, as a read of both feeds would have given them: those the integration
+ * feed's record had at its last read (`integrationFields`, cpq.user_feed_fields), a relation aside
+ * (a company record's groups and permissions are its own); where that list is not known (a row
+ * stored before it was kept), the fields Oracle's samples of that feed name (INTEGRATION_FEED_FIELDS).
+ * Before the list, a custom field only the integration feed sends was dropped here, logged as
+ * removed, and added back by that feed's next read.
  */
-export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw, companyFields: ReadonlySet<string> | undefined): Raw {
-  const givenByIntegrationFeed = (name: string) =>
-    INTEGRATION_FEED_FIELDS.has(name) || (companyFields !== undefined && !companyFields.has(name) && !RELATIONS.has(name));
+export function keepIntegrationFeedFields(companyRecord: Raw, stored: Raw, integrationFields: readonly string[] | undefined): Raw {
+  const given = integrationFields === undefined ? undefined : new Set(integrationFields);
+  const givenByIntegrationFeed = (name: string) => (given === undefined ? INTEGRATION_FEED_FIELDS.has(name) : given.has(name) && !RELATIONS.has(name));
   return layOver(companyRecord, Object.fromEntries(Object.entries(stored).filter(([key]) => givenByIntegrationFeed(canonicalFieldName(key) ?? key))));
 }
 
 /**
- * Of a stored integration user's record, what the company feed gave: the fields of its last read
- * (`companyFields`, cpq.user_company_fields). A read of the integration feed alone keeps these and
- * no other field it leaves out: one only that feed gave, and now leaves out, is gone (kept, a
- * site sending a new custom field in every run grew the row by a record per run). Without the list
- * (a row stored before it was kept, or a company user's) every stored field is taken for the
- * company feed's.
+ * Of a stored integration user's record, what the company feed gave: the fields its record had at
+ * its last read (`companyFields`, cpq.user_feed_fields). A read of the integration feed alone
+ * keeps these and no other field it leaves out: one only that feed gave, and now leaves out, is
+ * gone (kept, a site sending a new custom field in every run grew the row by a record per run).
+ * Without the list (a row stored before it was kept, or a company user's) every stored field is
+ * taken for the company feed's.
  */
-export function givenByCompanyFeed(stored: Raw, companyFields: ReadonlySet<string> | undefined): Raw {
+export function givenByCompanyFeed(stored: Raw, companyFields: readonly string[] | undefined): Raw {
   if (companyFields === undefined) return stored;
-  return Object.fromEntries(Object.entries(stored).filter(([key]) => companyFields.has(canonicalFieldName(key) ?? key)));
+  const given = new Set(companyFields);
+  return Object.fromEntries(Object.entries(stored).filter(([key]) => given.has(canonicalFieldName(key) ?? key)));
 }
 
 /**
@@ -220,7 +221,7 @@ export function keepCompanyFeedFields(integrationRecord: Raw, stored: Raw | unde
   return layOver(withoutUncarriedRelations(integrationRecord), stored);
 }
 
-/** The fields a record carries: canonical names of known fields, keys as they are of the others (as cpq.user_company_fields names them). */
+/** The fields a record carries: canonical names of known fields, keys as they are of the others (as cpq.user_feed_fields names them). */
 export function fieldsIn(record: Raw): Set<string> {
   return new Set(Object.keys(record).map((key) => canonicalFieldName(key) ?? key));
 }

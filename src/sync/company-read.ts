@@ -104,7 +104,8 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
               i,
             )
           : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, storedAsSent);
-        if (integration) integrationUsers.noteCompanyFields(company, row.login, fieldsIn(item as Record<string, unknown>));
+        if (integration)
+          integrationUsers.noteFeedFields(company, row.login, { company: fieldsIn(item as Record<string, unknown>), integration: fieldsIn(integration) });
         progress.read(row.login, page.range);
         return row;
       };

@@ -6,7 +6,7 @@ import type { Page } from '../cpq/paging.js';
 import { INTEGRATION_STREAM, companyStream, integrationUserDetail, integrationUserPages, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { canonicalize } from '../cpq/user-fields.js';
 import { readStoredRecords } from '../db/sql/read-stored-records.js';
-import type { CompanyFieldsOf } from '../db/sql/save-company-fields.js';
+import type { FeedFields, FeedFieldsOf } from '../db/sql/save-feed-fields.js';
 import { instantMicros } from '../date-time.js';
 import { SyncError } from '../errors.js';
 import { describeValue, isJsonObject, sentString } from '../exact-json.js';
@@ -43,18 +43,19 @@ export class IntegrationUsers {
   private readonly companies = new Set<string>();
 
   /**
-   * Per integration user this run stores, of whichever feed, the fields the company feed gave
-   * (fieldsIn of its record; for a user it did not return, those recorded before): saved after the
-   * merge (saveCompanyFields). Of a user staged twice, the copy staged last, as in the merge.
+   * Per integration user this run stores, of whichever feed, the fields each feed's record had
+   * (fieldsIn; of a feed that did not return the user, those recorded before): saved after the
+   * merge (saveFeedFields). Of a user staged twice, the copy staged last, as in the merge.
    */
-  private readonly companyFieldsByKey = new Map<string, CompanyFieldsOf>();
+  private readonly feedFieldsByKey = new Map<string, FeedFieldsOf>();
 
-  noteCompanyFields(company: string, login: string, fields: Iterable<string>): void {
-    this.companyFieldsByKey.set(userKey(company, login), { company, login, fields: [...fields].sort() });
+  noteFeedFields(company: string, login: string, fields: { company: Iterable<string> | undefined; integration: Iterable<string> | undefined }): void {
+    const list = (names: Iterable<string> | undefined) => (names === undefined ? undefined : [...names].sort());
+    this.feedFieldsByKey.set(userKey(company, login), { company_login: company, login, company: list(fields.company), integration: list(fields.integration) });
   }
 
-  companyFields(): CompanyFieldsOf[] {
-    return [...this.companyFieldsByKey.values()];
+  feedFields(): FeedFieldsOf[] {
+    return [...this.feedFieldsByKey.values()];
   }
 
   add(company: string, login: string, record: Raw, origin: string, index: number) {
@@ -213,10 +214,11 @@ export class IntegrationCompanies {
 /**
  * Where this run reads the integration feed from. A user of both feeds that a company read
  * returns and the integration read does not is merged with its stored integration fields
- * (keepIntegrationFeedFields), those of Oracle's samples of that feed: a field only the
- * integration feed sends beyond them would be dropped, logged as removed, and added back by the
- * next read that returns it. So the integration read's window covers every company read's: full
- * when any company read is (a first load; the zip export, always), else from the earliest cursor.
+ * (keepIntegrationFeedFields); of a row stored without the feeds' lists (before migration 0035),
+ * those of Oracle's samples of that feed: a field only the integration feed sends beyond them
+ * would be dropped, logged as removed, and added back by the next read that returns it. So the
+ * integration read's window covers every company read's: full when any company read is (a first
+ * load; the zip export, always), else from the earliest cursor.
  */
 export function integrationSince(sinceFor: (id: StreamId) => Date | undefined, cpq: CpqConfig, companies: readonly string[]): Date | undefined {
   let since = sinceFor(INTEGRATION_STREAM);
@@ -355,12 +357,15 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
     // What the company feed gave is kept; not the integration feed's fields the company feed need
     // not send (INTEGRATION_ONLY_FIELDS), nor any other field only the integration feed gave: this
     // record, of the feed that provides them, says them afresh, and one it leaves out is gone.
-    const stored = existing.get(userKey(u.company, u.login));
-    const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(givenByCompanyFeed(stored.record, stored.companyFields)));
+    const found = existing.get(userKey(u.company, u.login));
+    // Another dateAdded is another user given the login (review GI): nothing of the former holder is kept.
+    const stored = found && !addedAtAnotherTime(u.record, found.record) ? found : undefined;
+    const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(givenByCompanyFeed(stored.record, stored.feedFields.company)));
     const row = normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
-    // The company feed's fields as they were: it did not read the user (all of a record stored
-    // without the list, as read above; none of a user new to the database).
-    users.noteCompanyFields(row.companyLogin, row.login, stored === undefined ? [] : (stored.companyFields ?? fieldsIn(stored.record)));
+    // The company feed's fields as they were, since it did not read the user: all of a record stored
+    // without the list, as read above; none of a user new to the database.
+    const companyFields = stored === undefined ? [] : (stored.feedFields.company ?? fieldsIn(stored.record));
+    users.noteFeedFields(row.companyLogin, row.login, { company: companyFields, integration: fieldsIn(u.record) });
     return row;
   });
   stager.take(INTEGRATION_STREAM.name, staged);
@@ -370,16 +375,16 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
 /**
  * The stored records of `users` (readStoredRecords), keyed by userKey, each number spelled as its
  * text column, permission or group row holds it: jsonb gave back its value only (stored-spellings.ts);
- * with the fields the company feed gave, where recorded.
+ * with the fields each feed gave, where recorded.
  */
 async function storedRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   options: { integrationOnly: boolean; groups: boolean },
-): Promise<Map<string, { record: Raw; companyFields: ReadonlySet<string> | undefined }>> {
+): Promise<Map<string, { record: Raw; feedFields: FeedFields }>> {
   const stored = await readStoredRecords(on, site, users, { ...options, key: userKey });
-  return new Map([...stored].map(([key, { record, spellings, companyFields }]) => [key, { record: withStoredSpellings(record, spellings), companyFields }]));
+  return new Map([...stored].map(([key, { record, spellings, feedFields }]) => [key, { record: withStoredSpellings(record, spellings), feedFields }]));
 }
 
 /** Both records date the user's creation (dateAdded, any spelling), at two different instants. */
@@ -398,8 +403,8 @@ function addedAtAnotherTime(read: Raw, stored: Raw): boolean {
  * run's integration read did not return (an incremental window that missed them, a feed that is
  * off or absent): they stay integration users, with the integration feed's fields as stored (see
  * feed-fields.ts), so the re-read logs no change for them. `rows[j]` is the row of the page's
- * record `indexes[j]`; rewrites those entries of `rows` in place, and notes the company feed's
- * fields of each in `integrationUsers`.
+ * record `indexes[j]`; rewrites those entries of `rows` in place, and notes each one's feeds'
+ * fields in `integrationUsers`.
  */
 export async function keepStoredIntegrationFields(
   pool: Queryable,
@@ -426,8 +431,8 @@ export async function keepStoredIntegrationFields(
     // new user, and no full read saw the deletion yet): CPQ dates a user's creation once, so
     // another dateAdded is another user, and what the former holder had is not kept.
     if (addedAtAnotherTime(read, before.record)) return;
-    const record = keepIntegrationFeedFields(read, before.record, before.companyFields);
+    const record = keepIntegrationFeedFields(read, before.record, before.feedFields.integration);
     rows[j] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
-    integrationUsers.noteCompanyFields(company, rows[j].login, fieldsIn(read));
+    integrationUsers.noteFeedFields(company, rows[j].login, { company: fieldsIn(read), integration: before.feedFields.integration });
   });
 }

@@ -11,7 +11,7 @@ import { abandonDeadRuns } from '../db/sql/abandon-dead-runs.js';
 import { cancelOnAbort, cancellableOn, cancellableSession } from '../db/cancel-on-abort.js';
 import { analyzeUserTables, userStatisticsAreStale } from '../db/sql/analyze-user-tables.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
-import { saveCompanyFields } from '../db/sql/save-company-fields.js';
+import { saveFeedFields } from '../db/sql/save-feed-fields.js';
 import { createRun, recordFailedStart } from '../db/sql/create-run.js';
 import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishFailedRun, finishRun } from '../db/sql/finish-run.js';
@@ -768,7 +768,7 @@ class SyncRun {
     };
     const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });
     const counts = await mergeStaged(client, site, runId, await effectiveAt(), deletions, batches.inserted + direct.written, log);
-    await saveCompanyFields(client, site, integrationUsers.companyFields());
+    await saveFeedFields(client, site, integrationUsers.feedFields());
     runProgress.enter('sealing');
     // Host aliases: a user an earlier release filed under one is no new integration user (insertAlerts).
     await recordAlerts(client, runId, config.alerts, this.site.alerts, log, hostAliases);

@@ -3,6 +3,7 @@ import { parseExactJson } from '../../exact-json.js';
 import { SPELLED_COLUMNS, type StoredSpellings } from '../../normalize/stored-spellings.js';
 import type { AccessPermissionRow, GroupRow } from '../../normalize/user-record.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+import type { FeedFields } from './save-feed-fields.js';
 
 /**
  * The stored records (`raw`, numbers exact) of the given present users, keyed by
@@ -12,18 +13,18 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
  * With each record, what its row holds as text (its text columns, its permission rows, and with
  * `groups` its group rows with the label and type cpq.groups holds of each group): the
  * spelling of a number jsonb kept the value of only (1E2 reads back from raw as 100), which the
- * caller puts back (withStoredSpellings); and for an integration user, the fields the company
- * feed gave at its last read (cpq.user_company_fields), undefined where none are recorded.
+ * caller puts back (withStoredSpellings); and for an integration user, the fields each feed's
+ * record had at its last read (cpq.user_feed_fields), undefined where not recorded.
  */
 export async function readStoredRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   { integrationOnly, groups: withGroups, key }: { integrationOnly: boolean; groups: boolean; key: (company: string, login: string) => string },
-): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings; companyFields: ReadonlySet<string> | undefined }>> {
+): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings; feedFields: FeedFields }>> {
   const companies = users.map((u) => u.company);
   const logins = users.map((u) => u.login);
-  const onlyIntegration = integrationOnly ? sql` AND is_integration_user` : sql``;
+  const onlyIntegration = integrationOnly ? sql` AND u.is_integration_user` : sql``;
   const texts = sql.join(SPELLED_COLUMNS.map((c) => sql.ref(`u.${c.column}`)));
   // The sql tag, not the builder: a row-value IN over unnest() of two parameters reads better as SQL.
   // raw as text: node-postgres would parse jsonb with JSON.parse and round the int64s. The text
@@ -40,15 +41,17 @@ export async function readStoredRecords(
       permissions: AccessPermissionRow[] | null;
       groups: string[] | null;
       company_fields: string[] | null;
+      integration_fields: string[] | null;
     }>`
-     SELECT company_login, login, raw::text AS raw, json_build_array(${texts}) AS texts,
+     SELECT u.company_login, u.login, u.raw::text AS raw, json_build_array(${texts}) AS texts,
        (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access) ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C")
           FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions,
        ${withGroups ? sql`(SELECT json_agg(m.group_variable_name ORDER BY m.group_variable_name COLLATE "C") FROM cpq.user_groups m WHERE m.site = u.site AND m.user_id = u.id)` : sql`NULL`} AS groups,
-       (SELECT f.fields FROM cpq.user_company_fields f WHERE f.user_id = u.id) AS company_fields
-     FROM cpq.users u
-     WHERE site = ${site} AND (company_login, login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
-       AND deleted_at IS NULL${onlyIntegration}`.compile(queryBuilder),
+       f.company_fields, f.integration_fields
+     -- A list of a user stored as no integration user is an older release's leftover (its runs do not remove them).
+     FROM cpq.users u LEFT JOIN cpq.user_feed_fields f ON f.user_id = u.id AND u.is_integration_user
+     WHERE u.site = ${site} AND (u.company_login, u.login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
+       AND u.deleted_at IS NULL${onlyIntegration}`.compile(queryBuilder),
   );
   // Each group's label and type once, not per member: they are the site's, and one record may have
   // made them long (a label of megabytes, repeated for every user read, was a result of gigabytes).
@@ -70,7 +73,7 @@ export async function readStoredRecords(
       {
         record: parseExactJson(r.raw) as Record<string, unknown>,
         spellings: { texts: r.texts, permissions: r.permissions ?? [], groups: (r.groups ?? []).map(groupRow) },
-        companyFields: r.company_fields === null ? undefined : new Set(r.company_fields),
+        feedFields: { company: r.company_fields ?? undefined, integration: r.integration_fields ?? undefined },
       },
     ]),
   );
