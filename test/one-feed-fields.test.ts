@@ -517,6 +517,36 @@ describe("a field no column names: a read of one feed keeps it only if the other
     expect((await feedFieldsOf(h, login))?.company).toEqual([]);
   });
 
+  it("a login given to another integration user, read by the integration feed alone (it sends no permissions): the former holder's access permissions are removed, and logged", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.setAccessPermission('_host', login, { type: 'productFamily', variableName: 'servers', name: 'Servers', hasAccess: true });
+    let newHolder = false;
+    feedsSend(h, login, () => ({ integration: newHolder ? { add: { dateAdded: '2031-01-01T00:00:00.000Z' } } : {} }), { host: () => newHolder });
+    await h.sync();
+    const permissions = () =>
+      h.t.query<{ variable_name: string }>(
+        `SELECT p.variable_name FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id WHERE u.company_login = '_host' AND u.login = $1`,
+        [login],
+      );
+    expect((await permissions()).map((p) => p.variable_name)).toContain('servers');
+    newHolder = true;
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    const reused = await h.sync();
+    expect(hostReceived(reused)).toBe(0);
+    expect(await permissions(), "the former holder's permissions").toEqual([]);
+    const [change] = await h.t.query<{ diff: Raw }>(`SELECT diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [reused.runId, login]);
+    expect((change!.diff.accessPermissions as { removed: { variableName: string }[] }).removed.map((p) => p.variableName)).toContain('servers');
+    expect(JSON.parse(String((await stored(h, login)).raw)) as Raw).not.toHaveProperty('accessPermissions');
+    // Read again the same way: nothing more to say.
+    h.sim.updateUser('_host', login, { lastLogin: new Date(Date.now() + 1000).toISOString() });
+    const again = await h.sync();
+    expect((await changesOf(h, again.runId)).map((c) => c.fields.filter((f) => f === 'accessPermissions'))).toEqual([[]]);
+    expect(await permissions()).toEqual([]);
+  });
+
   it('a row stored without the lists (before migration 0035) is read as before, until a read of both feeds records them', async ({ startHarness }) => {
     const h = await startHarness(site);
     const login = String(h.sim.integrationUsers()[0]!.login);

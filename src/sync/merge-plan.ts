@@ -25,7 +25,13 @@ const findRunUsers = step(
   RUN_PARAMS,
   (p) => `CREATE TEMP TABLE run_users ON COMMIT DROP AS
    SELECT DISTINCT ON (s.company_login, s.login)
-     s.seq, s.company_login, s.login, s.has_groups, s.has_permissions,
+     s.seq, s.company_login, s.login,
+     -- A record dated to another creation than the stored row's is another user given the login
+     -- (CPQ dates a user's creation once; no full read saw the deletion yet): what the former
+     -- holder had is not theirs, so a relation the record does not carry (the integration feed
+     -- sends no access permissions, a CSV export none either) is read as empty, not left as it was.
+     s.has_groups OR coalesce(s.date_added <> u.date_added, false) AS has_groups,
+     s.has_permissions OR coalesce(s.date_added <> u.date_added, false) AS has_permissions,
      u.id AS user_id,
      CASE
        WHEN u.id IS NULL THEN 'insert'
@@ -69,12 +75,12 @@ const findRestatedUsers = step(
    WHERE r.action = 'update' AND s.seq = r.seq AND u.id = r.user_id
      AND CASE
        WHEN (${DIFF_COLUMNS.map((c) => `u.${c}`).join(', ')}) IS DISTINCT FROM (${DIFF_COLUMNS.map((c) => `s.${c}`).join(', ')}) THEN false
-       WHEN s.has_groups AND (
+       WHEN r.has_groups AND (
          EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq
                  AND NOT EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id AND ug.group_variable_name = g.variable_name))
          OR EXISTS (SELECT 1 FROM cpq.user_groups ug WHERE ug.user_id = r.user_id
                     AND NOT EXISTS (SELECT 1 FROM stage_user_groups g WHERE g.seq = r.seq AND g.variable_name = ug.group_variable_name))) THEN false
-       WHEN s.has_permissions AND (
+       WHEN r.has_permissions AND (
          EXISTS (SELECT 1 FROM stage_user_permissions p WHERE p.seq = r.seq
                  AND NOT EXISTS (SELECT 1 FROM cpq.user_access_permissions up WHERE up.user_id = r.user_id AND up.type = p.type
                                  AND up.variable_name = p.variable_name AND (up.name, up.has_access) IS NOT DISTINCT FROM (p.name, p.has_access)))

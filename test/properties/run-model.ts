@@ -142,12 +142,15 @@ export function applyRun(model: Model, sim: CpqSimulator, full: boolean, format:
     const k = key('_host', String(record.login));
     // The integration feed (v19) sends no access permissions: a user only it read this run keeps
     // those its company feed gave last (src/normalize/feed-fields.ts; the simulator's v19 shape),
-    // and a user new to the database, or deleted there (nothing of it is kept), has none.
+    // and a user new to the database, or deleted there, or another user given the login (another
+    // dateAdded: nothing of the former holder is kept, src/sync/merge-plan.ts), has none.
     const previous = model.users.get(k);
     if (read.has(k)) read.set(k, { company: '_host', record });
     else {
       const { accessPermissions: _sent, ...rest } = record;
-      const kept = previous === undefined || previous.deleted ? undefined : previous.record.accessPermissions;
+      const [before, now] = [previous?.record.dateAdded, record.dateAdded];
+      const anotherUser = typeof before === 'string' && typeof now === 'string' && Date.parse(before) !== Date.parse(now);
+      const kept = previous === undefined || previous.deleted || anotherUser ? undefined : previous.record.accessPermissions;
       read.set(k, { company: '_host', record: kept === undefined ? rest : { ...rest, accessPermissions: kept } });
     }
   }

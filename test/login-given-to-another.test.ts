@@ -1,0 +1,64 @@
+import { describe, expect } from 'vitest';
+import { withCpq } from '../src/config.js';
+import { runSync } from '../src/sync/run.js';
+import { expectChangeLogConsistent } from './helpers/db-equals-simulator.js';
+import { type Harness, it } from './helpers/harness.js';
+
+/**
+ * A user deleted in CPQ whose login is given to someone new before a full read saw the deletion:
+ * the next record of that login is dated to another creation (dateAdded), and is another user.
+ * What the former holder had is never kept (README "One-feed fields"), relations included: a
+ * record that does not carry one (a CSV export has no access permissions, the integration feed
+ * none either) reads it as empty for the new holder, where for the same user it leaves it as it was.
+ */
+
+const permissionsOf = async (h: Harness, login: string) =>
+  (
+    await h.t.query<{ variable_name: string }>(
+      `SELECT p.variable_name FROM cpq.user_access_permissions p JOIN cpq.users u ON u.id = p.user_id
+       WHERE u.company_login = '_host' AND u.login = $1 ORDER BY 1`,
+      [login],
+    )
+  ).map((p) => p.variable_name);
+
+const SERVERS = { type: 'productFamily', variableName: 'servers', name: 'Servers', hasAccess: true };
+
+describe('a login given to another user', () => {
+  it("read from a CSV export (no access permissions): the former holder's are removed and logged; the same user's are left as they were", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } });
+    const csvRun = () => runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+    const kept = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z' });
+    const reused = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z' });
+    for (const login of [kept, reused]) h.sim.setAccessPermission('_host', login, SERVERS);
+    await h.sync({ full: true });
+    expect(await permissionsOf(h, kept)).toContain('servers');
+    expect(await permissionsOf(h, reused)).toContain('servers');
+
+    h.sim.deleteUser('_host', reused);
+    h.sim.addUser('_host', { login: reused, dateAdded: '2031-01-01T00:00:00.000Z' });
+    h.sim.updateUser('_host', kept, { jobTitle: 'Edited' });
+    const csv = await csvRun();
+    // The same user, edited: CSV cannot say its permissions, which stay.
+    expect(await permissionsOf(h, kept)).toContain('servers');
+    // Another user holds the login: none of the former holder's, and the change row says so.
+    expect(await permissionsOf(h, reused)).toEqual([]);
+    const [change] = await h.t.query<{ diff: Record<string, { removed?: { variableName: string }[] }> }>(
+      `SELECT diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`,
+      [csv.runId, reused],
+    );
+    expect(change!.diff.accessPermissions?.removed?.map((p) => p.variableName)).toContain('servers');
+    expect(Object.keys(change!.diff)).toContain('date_added');
+
+    // The JSON pages say the new holder's own, logged as added.
+    const json = await h.sync({ full: true });
+    const own = ((h.sim.user('_host', reused)!.accessPermissions as { items?: { variableName: string }[] } | undefined)?.items ?? []).map(
+      (p) => p.variableName,
+    );
+    expect(await permissionsOf(h, reused)).toEqual([...own].sort());
+    const added = await h.t.query(`SELECT 1 FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [json.runId, reused]);
+    expect(added).toHaveLength(own.length > 0 ? 1 : 0);
+    await expectChangeLogConsistent(h.t);
+  });
+});
