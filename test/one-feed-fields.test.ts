@@ -547,6 +547,44 @@ describe("a field no column names: a read of one feed keeps it only if the other
     expect(await permissions()).toEqual([]);
   });
 
+  it('a first load read in key ranges that returns an integration user twice keeps the lists of the copy it stores, not of the copy read last (review GI)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(
+      { ...site, usersPerCompany: 40, integrationUsers: 0 },
+      { CPQ_PAGE_SIZE: '4', CPQ_KEY_RANGES: '3', CPQ_SPLIT_SLOWER_THAN: '0ms' },
+    );
+    // An integration user in the middle of the logins: read by a range before the last one.
+    const middle = String(h.sim.users('_host')[12]!.login);
+    const login = h.sim.addUser('_host', { login: `${middle}-int`, oauthClientId: 'client-in-the-middle' });
+    let lastRangeServed: () => void = () => {};
+    const served = new Promise<void>((resolve) => (lastRangeServed = resolve));
+    let injected = false;
+    scriptRequests(h.sim, async (req) => {
+      if (req.path !== HOST_USERS_PATH || req.query.limit !== '4') return;
+      const q = req.query.q ?? '';
+      const body = await req.real();
+      const items = (parseExactJson(body) as { items: unknown[] }).items.length;
+      if (!injected && !q.includes('$lt') && q.includes('login') && items < 4) {
+        // The last range's last page sends the user again, out of its bounds (staged, and kept
+        // over the copy loaded directly), with a field the other copy lacks.
+        injected = true;
+        req.reply(editPage(body, (p) => p.items.push({ ...(p.items[0] ?? {}), ...h.sim.user('_host', login)!, costCenter: 'STAGED' })));
+        setTimeout(lastRangeServed, 300);
+      } else if (body.includes(`"${login}"`)) {
+        // Its own range's copy is read after it.
+        await served;
+        req.reply(body);
+      }
+    });
+    const run = await h.sync();
+    expect(injected).toBe(true);
+    expect(run.streams.find((s) => s.stream === 'companies/_host')).toMatchObject({ keyRanges: 3 });
+    const raw = JSON.parse(String((await stored(h, login)).raw)) as Raw;
+    expect(raw.costCenter, 'the staged copy is stored').toBe('STAGED');
+    expect((await feedFieldsOf(h, login))?.company, "the stored copy's company fields").toContain('costCenter');
+  });
+
   it('a row stored without the lists (before migration 0035) is read as before, until a read of both feeds records them', async ({ startHarness }) => {
     const h = await startHarness(site);
     const login = String(h.sim.integrationUsers()[0]!.login);

@@ -104,8 +104,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
               i,
             )
           : normalizeUser(item, { companyLogin: company, isIntegrationUser: false, origin: page.url, position }, i, storedAsSent);
-        if (integration)
-          integrationUsers.noteFeedFields(company, row.login, { company: fieldsIn(item as Record<string, unknown>), integration: fieldsIn(integration) });
+        if (integration) integrationUsers.noteFeedFields(row, { company: fieldsIn(item as Record<string, unknown>), integration: fieldsIn(integration) });
         progress.read(row.login, page.range);
         return row;
       };

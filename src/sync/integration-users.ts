@@ -44,18 +44,36 @@ export class IntegrationUsers {
 
   /**
    * Per integration user this run stores, of whichever feed, the fields each feed's record had
-   * (fieldsIn; of a feed that did not return the user, those recorded before): saved after the
-   * merge (saveFeedFields). Of a user staged twice, the copy staged last, as in the merge.
+   * (fieldsIn; of a feed that did not return the user, those recorded before), per copy of the
+   * user read (by the row's content hash, the last noted of each): saved after the merge
+   * (saveFeedFields), those of the copy whose row the database then holds. Not simply the copy
+   * noted last: a first load keeps a staged copy over one loaded directly, whichever was read
+   * later (direct-load.ts), and the lists must be of the record kept.
    */
-  private readonly feedFieldsByKey = new Map<string, FeedFieldsOf>();
+  private readonly feedFieldsByKey = new Map<string, Map<string, FeedFieldsOf>>();
 
-  noteFeedFields(company: string, login: string, fields: { company: Iterable<string> | undefined; integration: Iterable<string> | undefined }): void {
+  noteFeedFields(
+    row: Pick<UserRow, 'companyLogin' | 'login' | 'contentHash'>,
+    fields: { company: Iterable<string> | undefined; integration: Iterable<string> | undefined },
+  ): void {
     const list = (names: Iterable<string> | undefined) => (names === undefined ? undefined : [...names].sort());
-    this.feedFieldsByKey.set(userKey(company, login), { company_login: company, login, company: list(fields.company), integration: list(fields.integration) });
+    const key = userKey(row.companyLogin, row.login);
+    const copies = this.feedFieldsByKey.get(key) ?? new Map<string, FeedFieldsOf>();
+    this.feedFieldsByKey.set(key, copies);
+    // Deleted first, so that the order of the values is the order last noted.
+    copies.delete(row.contentHash);
+    copies.set(row.contentHash, {
+      company_login: row.companyLogin,
+      login: row.login,
+      content_hash: row.contentHash,
+      company: list(fields.company),
+      integration: list(fields.integration),
+    });
   }
 
+  /** Every copy's lists, each user's in the order last noted. */
   feedFields(): FeedFieldsOf[] {
-    return [...this.feedFieldsByKey.values()];
+    return [...this.feedFieldsByKey.values()].flatMap((copies) => [...copies.values()]);
   }
 
   add(company: string, login: string, record: Raw, origin: string, index: number) {
@@ -365,7 +383,7 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
     // The company feed's fields as they were, since it did not read the user: all of a record stored
     // without the list, as read above; none of a user new to the database.
     const companyFields = stored === undefined ? [] : (stored.feedFields.company ?? fieldsIn(stored.record));
-    users.noteFeedFields(row.companyLogin, row.login, { company: companyFields, integration: fieldsIn(u.record) });
+    users.noteFeedFields(row, { company: companyFields, integration: fieldsIn(u.record) });
     return row;
   });
   stager.take(INTEGRATION_STREAM.name, staged);
@@ -433,6 +451,6 @@ export async function keepStoredIntegrationFields(
     if (addedAtAnotherTime(read, before.record)) return;
     const record = keepIntegrationFeedFields(read, before.record, before.feedFields.integration);
     rows[j] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
-    integrationUsers.noteFeedFields(company, rows[j].login, { company: fieldsIn(read), integration: before.feedFields.integration });
+    integrationUsers.noteFeedFields(rows[j], { company: fieldsIn(read), integration: before.feedFields.integration });
   });
 }

@@ -7,17 +7,20 @@ export interface FeedFields {
   integration: readonly string[] | undefined;
 }
 
-/** An integration user the run stored, and its FeedFields. */
+/** A copy of an integration user the run read (its row's content hash), and its FeedFields. */
 export interface FeedFieldsOf extends FeedFields {
   company_login: string;
   login: string;
+  content_hash: string;
 }
 
 /**
  * Records, after the run's merge and in its transaction, the fields each feed gave each
  * integration user of `users` (migration 0035: what a later read of one feed keeps of the
  * other's), and removes the rows of the site's users that are no longer integration users or are
- * deleted: a user coming back as one must not be given lists its row no longer matches.
+ * deleted: a user coming back as one must not be given lists its row no longer matches. Of a
+ * user read more than once, the lists of the copy the merge kept (the row's content hash), else
+ * of the one last in `users`.
  */
 export async function saveFeedFields(on: Queryable, site: string, users: readonly FeedFieldsOf[]): Promise<void> {
   if (users.length > 0) {
@@ -26,14 +29,15 @@ export async function saveFeedFields(on: Queryable, site: string, users: readonl
     await runCompiled(
       on,
       sql`INSERT INTO cpq.user_feed_fields (user_id, site, company_fields, integration_fields)
-          SELECT u.id, u.site,
+          SELECT DISTINCT ON (u.id) u.id, u.site,
                  CASE WHEN given.company_fields IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(given.company_fields::json)) END,
                  CASE WHEN given.integration_fields IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(given.integration_fields::json)) END
-          FROM unnest(${users.map((u) => u.company_login)}::text[], ${users.map((u) => u.login)}::text[],
+          FROM unnest(${users.map((u) => u.company_login)}::text[], ${users.map((u) => u.login)}::text[], ${users.map((u) => u.content_hash)}::text[],
                       ${users.map((u) => list(u.company))}::text[], ${users.map((u) => list(u.integration))}::text[])
-            AS given(company_login, login, company_fields, integration_fields)
+            WITH ORDINALITY AS given(company_login, login, content_hash, company_fields, integration_fields, n)
           JOIN cpq.users u ON u.site = ${site} AND u.company_login = given.company_login AND u.login = given.login
           WHERE u.is_integration_user AND u.deleted_at IS NULL
+          ORDER BY u.id, given.content_hash = u.content_hash DESC, given.n DESC
           ON CONFLICT (user_id) DO UPDATE SET company_fields = excluded.company_fields, integration_fields = excluded.integration_fields
           -- Unchanged lists are not rewritten: a full integration read (every zip run) reads every integration user.
           WHERE (cpq.user_feed_fields.company_fields, cpq.user_feed_fields.integration_fields)
