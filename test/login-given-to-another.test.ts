@@ -6,10 +6,11 @@ import { type Harness, it } from './helpers/harness.js';
 
 /**
  * A user deleted in CPQ whose login is given to someone new before a full read saw the deletion:
- * the next record of that login is dated to another creation (dateAdded), and is another user.
- * What the former holder had is never kept (README "One-feed fields"), relations included: a
- * record that does not carry one (a CSV export has no access permissions, the integration feed
- * none either) reads it as empty for the new holder, where for the same user it leaves it as it was.
+ * the next record of that login, dated to another creation (dateAdded) or given another CPQ id
+ * than the last one known, is another user. What the former holder had is never
+ * kept (README "One-feed fields"), relations included: a record that does not carry one (a CSV
+ * export has no access permissions, the integration feed none either) reads it as empty for the
+ * new holder, where for the same user it leaves it as it was.
  */
 
 const permissionsOf = async (h: Harness, login: string) =>
@@ -60,5 +61,43 @@ describe('a login given to another user', () => {
     const added = await h.t.query(`SELECT 1 FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [json.runId, reused]);
     expect(added).toHaveLength(own.length > 0 ? 1 : 0);
     await expectChangeLogConsistent(h.t);
+  });
+
+  it("told apart by the last dateAdded known, across a read that sent none (review GJ): the former holder's permissions are removed", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } });
+    const csvRun = () => runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+    const reused = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z' });
+    h.sim.setAccessPermission('_host', reused, SERVERS);
+    await h.sync({ full: true });
+    // The same user, read once without its dateAdded (an empty CSV cell): null stored, permissions left.
+    h.sim.updateUser('_host', reused, { dateAdded: null });
+    await csvRun();
+    const dateAdded = async () => (await h.t.query<{ d: string | null }>(`SELECT date_added::text AS d FROM cpq.users WHERE login = $1`, [reused]))[0]!.d;
+    expect(await dateAdded()).toBeNull();
+    expect(await permissionsOf(h, reused)).toContain('servers');
+    h.sim.deleteUser('_host', reused);
+    h.sim.addUser('_host', { login: reused, dateAdded: '2031-01-01T00:00:00.000Z' });
+    await csvRun();
+    expect(await dateAdded()).toMatch(/^2031-01-01/);
+    expect(await permissionsOf(h, reused), "the former holder's permissions").toEqual([]);
+  });
+
+  it("told apart by another CPQ id, its dateAdded the same: the former holder's permissions are removed", async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } });
+    const csvRun = () => runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+    const added = '2030-01-01T00:00:00.000Z';
+    const reused = h.sim.addUser('_host', { dateAdded: added, id: 1111 });
+    h.sim.setAccessPermission('_host', reused, SERVERS);
+    await h.sync({ full: true });
+    expect(await permissionsOf(h, reused)).toContain('servers');
+    // Read again by the CSV export, as the same user: left as they were.
+    await csvRun();
+    expect(await permissionsOf(h, reused)).toContain('servers');
+    h.sim.deleteUser('_host', reused);
+    h.sim.addUser('_host', { login: reused, dateAdded: added, id: 2222 });
+    await csvRun();
+    expect(await permissionsOf(h, reused), "the former holder's permissions").toEqual([]);
   });
 });

@@ -517,6 +517,25 @@ describe("a field no column names: a read of one feed keeps it only if the other
     expect((await feedFieldsOf(h, login))?.company).toEqual([]);
   });
 
+  it("a login given to another integration user with another CPQ id (its dateAdded the same), read by the integration feed alone, keeps nothing of the former holder's", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness(site);
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { costCenter: 'FORMER-HOLDER' });
+    let newHolder = false;
+    feedsSend(h, login, () => ({ integration: { omit: ['costCenter'], add: { id: newHolder ? 2222 : 1111 } } }), { host: () => newHolder });
+    await h.sync();
+    expect(await rawKeys(h, login)).toContain('costCenter');
+    newHolder = true;
+    h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
+    await h.sync();
+    const row = await stored(h, login);
+    expect(row.cpq_id).toBe('2222');
+    expect((JSON.parse(String(row.raw)) as Raw).costCenter, "the former holder's company field").toBeUndefined();
+    expect((await feedFieldsOf(h, login))?.company).toEqual([]);
+  });
+
   it("a login given to another integration user, read by the integration feed alone (it sends no permissions): the former holder's access permissions are removed, and logged", async ({
     startHarness,
   }) => {

@@ -5,7 +5,7 @@ import { pathSegmentProblem, type CpqHttpClient } from '../cpq/http-client.js';
 import type { Page } from '../cpq/paging.js';
 import { INTEGRATION_STREAM, companyStream, integrationUserDetail, integrationUserPages, type CompanyList, type StreamId } from '../cpq/streams.js';
 import { canonicalize } from '../cpq/user-fields.js';
-import { readStoredRecords } from '../db/sql/read-stored-records.js';
+import { readStoredRecords, type KnownHolder } from '../db/sql/read-stored-records.js';
 import type { FeedFields, FeedFieldsOf } from '../db/sql/save-feed-fields.js';
 import { instantMicros } from '../date-time.js';
 import { SyncError } from '../errors.js';
@@ -20,7 +20,7 @@ import {
   withoutIntegrationOnlyFields,
 } from '../normalize/feed-fields.js';
 import { withStoredSpellings } from '../normalize/stored-spellings.js';
-import { RecordError, carriesItems, normalizeUser, recordPlace, type UserRow } from '../normalize/user-record.js';
+import { RecordError, carriesItems, normalizeUser, recordPlace, storedText, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -376,8 +376,8 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
     // not send (INTEGRATION_ONLY_FIELDS), nor any other field only the integration feed gave: this
     // record, of the feed that provides them, says them afresh, and one it leaves out is gone.
     const found = existing.get(userKey(u.company, u.login));
-    // Another dateAdded is another user given the login (review GI): nothing of the former holder is kept.
-    const stored = found && !addedAtAnotherTime(u.record, found.record) ? found : undefined;
+    // Another user given the login (review GI): nothing of the former holder is kept.
+    const stored = found && !heldByAnother(u.record, found.holder) ? found : undefined;
     const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(givenByCompanyFeed(stored.record, stored.feedFields.company)));
     const row = normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
     // The company feed's fields as they were, since it did not read the user: all of a record stored
@@ -393,27 +393,31 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
 /**
  * The stored records of `users` (readStoredRecords), keyed by userKey, each number spelled as its
  * text column, permission or group row holds it: jsonb gave back its value only (stored-spellings.ts);
- * with the fields each feed gave, where recorded.
+ * with the fields each feed gave, where recorded, and who was last known to hold the login.
  */
 async function storedRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   options: { integrationOnly: boolean; groups: boolean },
-): Promise<Map<string, { record: Raw; feedFields: FeedFields }>> {
+): Promise<Map<string, { record: Raw; feedFields: FeedFields; holder: KnownHolder }>> {
   const stored = await readStoredRecords(on, site, users, { ...options, key: userKey });
-  return new Map([...stored].map(([key, { record, spellings, feedFields }]) => [key, { record: withStoredSpellings(record, spellings), feedFields }]));
+  return new Map(
+    [...stored].map(([key, { record, spellings, feedFields, holder }]) => [key, { record: withStoredSpellings(record, spellings), feedFields, holder }]),
+  );
 }
 
-/** Both records date the user's creation (dateAdded, any spelling), at two different instants. */
-function addedAtAnotherTime(read: Raw, stored: Raw): boolean {
-  const at = (record: Raw) => {
-    const text = sentString(canonicalize(record).get('dateAdded'));
-    return text === undefined ? undefined : instantMicros(text);
-  };
-  const a = at(read);
-  const b = at(stored);
-  return a !== undefined && b !== undefined && a !== b;
+/**
+ * Whether `read` is of another user than the one last known to hold its login: its dateAdded (any
+ * spelling) at another instant, or its CPQ id another number (db/sql/last-known-identity.ts, the
+ * merge's rule). A record without either, or with one that is not a date or an integer, says nothing.
+ */
+function heldByAnother(read: Raw, known: KnownHolder): boolean {
+  const fields = canonicalize(read);
+  const instant = (text: string | null | undefined) => (text == null ? undefined : instantMicros(text));
+  const integer = (text: string | null | undefined) => (text != null && /^-?\d+$/.test(text) ? BigInt(text) : undefined);
+  const differ = <T>(a: T | undefined, b: T | undefined) => a !== undefined && b !== undefined && a !== b;
+  return differ(instant(sentString(fields.get('dateAdded'))), instant(known.dateAdded)) || differ(integer(storedText(fields.get('id'))), integer(known.cpqId));
 }
 
 /**
@@ -446,9 +450,8 @@ export async function keepStoredIntegrationFields(
     const i = indexes[j]!;
     const read = page.items.value(i) as Raw;
     // Someone else now holds the login (the integration user was deleted, its login given to a
-    // new user, and no full read saw the deletion yet): CPQ dates a user's creation once, so
-    // another dateAdded is another user, and what the former holder had is not kept.
-    if (addedAtAnotherTime(read, before.record)) return;
+    // new user, and no full read saw the deletion yet): what the former holder had is not kept.
+    if (heldByAnother(read, before.holder)) return;
     const record = keepIntegrationFeedFields(read, before.record, before.feedFields.integration);
     rows[j] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
     integrationUsers.noteFeedFields(rows[j], { company: fieldsIn(read), integration: before.feedFields.integration });

@@ -1,5 +1,6 @@
 import { step, type Step } from '../db/steps.js';
 import { knownBeforeRun } from '../db/sql/known-before-run.js';
+import { heldByAnother } from '../db/sql/last-known-identity.js';
 import { isoUtcSql } from '../db/as-text.js';
 import { GROUP_STEPS } from './group-steps.js';
 import { MERGE_PARAMS, RUN_PARAMS, type MergeParam } from './merge-params.js';
@@ -26,12 +27,12 @@ const findRunUsers = step(
   (p) => `CREATE TEMP TABLE run_users ON COMMIT DROP AS
    SELECT DISTINCT ON (s.company_login, s.login)
      s.seq, s.company_login, s.login,
-     -- A record dated to another creation than the stored row's is another user given the login
-     -- (CPQ dates a user's creation once; no full read saw the deletion yet): what the former
-     -- holder had is not theirs, so a relation the record does not carry (the integration feed
-     -- sends no access permissions, a CSV export none either) is read as empty, not left as it was.
-     s.has_groups OR coalesce(s.date_added <> u.date_added, false) AS has_groups,
-     s.has_permissions OR coalesce(s.date_added <> u.date_added, false) AS has_permissions,
+     -- Another user given the login (heldByAnother): what the former holder had is not theirs, so
+     -- a relation the record does not carry (the integration feed sends no access permissions, a
+     -- CSV export none either) is read as empty, not left as it was.
+     s.has_groups OR another.holder AS has_groups,
+     s.has_permissions OR another.holder AS has_permissions,
+     another.holder AS another_holder,
      u.id AS user_id,
      CASE
        WHEN u.id IS NULL THEN 'insert'
@@ -45,6 +46,7 @@ const findRunUsers = step(
      END AS action
    FROM stage_users s
    LEFT JOIN cpq.users u ON u.site = ${p.site} AND u.company_login = s.company_login AND u.login = s.login
+   CROSS JOIN LATERAL (SELECT ${heldByAnother('s', 'u')} AS holder) another
    ORDER BY s.company_login, s.login, s.seq DESC`,
 );
 

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { withCpq, type AppConfig } from '../../src/config.js';
+import { instantMicros } from '../../src/date-time.js';
+import { storedText } from '../../src/normalize/user-record.js';
 import type { CpqSimulator } from '../../src/simulator/index.js';
 import type { RunResult } from '../../src/sync/run-types.js';
 import { expectInSync } from '../helpers/db-equals-simulator.js';
@@ -143,13 +145,16 @@ export function applyRun(model: Model, sim: CpqSimulator, full: boolean, format:
     // The integration feed (v19) sends no access permissions: a user only it read this run keeps
     // those its company feed gave last (src/normalize/feed-fields.ts; the simulator's v19 shape),
     // and a user new to the database, or deleted there, or another user given the login (another
-    // dateAdded: nothing of the former holder is kept, src/sync/merge-plan.ts), has none.
+    // dateAdded or CPQ id: nothing of the former holder is kept, db/sql/last-known-identity.ts), has none.
     const previous = model.users.get(k);
     if (read.has(k)) read.set(k, { company: '_host', record });
     else {
       const { accessPermissions: _sent, ...rest } = record;
-      const [before, now] = [previous?.record.dateAdded, record.dateAdded];
-      const anotherUser = typeof before === 'string' && typeof now === 'string' && Date.parse(before) !== Date.parse(now);
+      const instant = (value: unknown) => (typeof value === 'string' ? instantMicros(value) : undefined);
+      const id = (value: unknown) => storedText(value) ?? undefined;
+      const differ = (a: unknown, b: unknown) => a !== undefined && b !== undefined && a !== b;
+      const anotherUser =
+        previous !== undefined && (differ(instant(previous.record.dateAdded), instant(record.dateAdded)) || differ(id(previous.record.id), id(record.id)));
       const kept = previous === undefined || previous.deleted || anotherUser ? undefined : previous.record.accessPermissions;
       read.set(k, { company: '_host', record: kept === undefined ? rest : { ...rest, accessPermissions: kept } });
     }

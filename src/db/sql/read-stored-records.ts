@@ -3,7 +3,15 @@ import { parseExactJson } from '../../exact-json.js';
 import { SPELLED_COLUMNS, type StoredSpellings } from '../../normalize/stored-spellings.js';
 import type { AccessPermissionRow, GroupRow } from '../../normalize/user-record.js';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
+import { isoUtcSql } from '../as-text.js';
+import { lastKnown } from './last-known-identity.js';
 import type { FeedFields } from './save-feed-fields.js';
+
+/** The last dateAdded (ISO-8601 UTC text) and CPQ id (text) known of a stored user (last-known-identity.ts); null where none is. */
+export interface KnownHolder {
+  dateAdded: string | null;
+  cpqId: string | null;
+}
 
 /**
  * The stored records (`raw`, numbers exact) of the given present users, keyed by
@@ -14,14 +22,15 @@ import type { FeedFields } from './save-feed-fields.js';
  * `groups` its group rows with the label and type cpq.groups holds of each group): the
  * spelling of a number jsonb kept the value of only (1E2 reads back from raw as 100), which the
  * caller puts back (withStoredSpellings); and for an integration user, the fields each feed's
- * record had at its last read (cpq.user_feed_fields), undefined where not recorded.
+ * record had at its last read (cpq.user_feed_fields), undefined where not recorded; and the
+ * dateAdded and CPQ id last known of the user (KnownHolder), which tell another user given the login.
  */
 export async function readStoredRecords(
   on: Queryable,
   site: string,
   users: readonly { company: string; login: string }[],
   { integrationOnly, groups: withGroups, key }: { integrationOnly: boolean; groups: boolean; key: (company: string, login: string) => string },
-): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings; feedFields: FeedFields }>> {
+): Promise<Map<string, { record: Record<string, unknown>; spellings: StoredSpellings; feedFields: FeedFields; holder: KnownHolder }>> {
   const companies = users.map((u) => u.company);
   const logins = users.map((u) => u.login);
   const onlyIntegration = integrationOnly ? sql` AND u.is_integration_user` : sql``;
@@ -42,12 +51,15 @@ export async function readStoredRecords(
       groups: string[] | null;
       company_fields: string[] | null;
       integration_fields: string[] | null;
+      known_date_added: string | null;
+      known_cpq_id: string | null;
     }>`
      SELECT u.company_login, u.login, u.raw::text AS raw, json_build_array(${texts}) AS texts,
        (SELECT json_agg(json_build_object('type', p.type, 'variableName', p.variable_name, 'name', p.name, 'hasAccess', p.has_access) ORDER BY p.type COLLATE "C", p.variable_name COLLATE "C")
           FROM cpq.user_access_permissions p WHERE p.site = u.site AND p.user_id = u.id) AS permissions,
        ${withGroups ? sql`(SELECT json_agg(m.group_variable_name ORDER BY m.group_variable_name COLLATE "C") FROM cpq.user_groups m WHERE m.site = u.site AND m.user_id = u.id)` : sql`NULL`} AS groups,
-       f.company_fields, f.integration_fields
+       f.company_fields, f.integration_fields,
+       ${sql.raw(isoUtcSql(lastKnown('u', 'date_added')))} AS known_date_added, ${sql.raw(lastKnown('u', 'cpq_id'))}::text AS known_cpq_id
      -- A list of a user stored as no integration user is an older release's leftover (its runs do not remove them).
      FROM cpq.users u LEFT JOIN cpq.user_feed_fields f ON f.user_id = u.id AND u.is_integration_user
      WHERE u.site = ${site} AND (u.company_login, u.login) IN (SELECT * FROM unnest(${companies}::text[], ${logins}::text[]))
@@ -74,6 +86,7 @@ export async function readStoredRecords(
         record: parseExactJson(r.raw) as Record<string, unknown>,
         spellings: { texts: r.texts, permissions: r.permissions ?? [], groups: (r.groups ?? []).map(groupRow) },
         feedFields: { company: r.company_fields ?? undefined, integration: r.integration_fields ?? undefined },
+        holder: { dateAdded: r.known_date_added, cpqId: r.known_cpq_id },
       },
     ]),
   );
