@@ -2,6 +2,7 @@ import { describe, expect } from 'vitest';
 import { withCpq } from '../src/config.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent } from './helpers/db-equals-simulator.js';
+import type { SimulatorOptions } from '../src/simulator/index.js';
 import { type Harness, it } from './helpers/harness.js';
 
 /**
@@ -24,12 +25,18 @@ const permissionsOf = async (h: Harness, login: string) =>
 
 const SERVERS = { type: 'productFamily', variableName: 'servers', name: 'Servers', hasAccess: true };
 
+/** A small site whose zip export is CSV, and a full run that reads it (the harness's own runs read JSON pages). */
+async function withCsvExport(startHarness: (options: SimulatorOptions) => Promise<Harness>) {
+  const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } });
+  const csvRun = () => runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+  return { h, csvRun };
+}
+
 describe('a login given to another user', () => {
   it("read from a CSV export (no access permissions): the former holder's are removed and logged; the same user's are left as they were", async ({
     startHarness,
   }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } });
-    const csvRun = () => runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+    const { h, csvRun } = await withCsvExport(startHarness);
     const kept = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z' });
     const reused = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z' });
     for (const login of [kept, reused]) h.sim.setAccessPermission('_host', login, SERVERS);
@@ -66,8 +73,7 @@ describe('a login given to another user', () => {
   it("told apart by the last dateAdded known, across a read that sent none (review GJ): the former holder's permissions are removed", async ({
     startHarness,
   }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } });
-    const csvRun = () => runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+    const { h, csvRun } = await withCsvExport(startHarness);
     const reused = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z' });
     h.sim.setAccessPermission('_host', reused, SERVERS);
     await h.sync({ full: true });
@@ -85,8 +91,7 @@ describe('a login given to another user', () => {
   });
 
   it("told apart by another CPQ id, its dateAdded the same: the former holder's permissions are removed", async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0, zipExport: { entries: [{ format: 'csv' }] } });
-    const csvRun = () => runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+    const { h, csvRun } = await withCsvExport(startHarness);
     const added = '2030-01-01T00:00:00.000Z';
     const reused = h.sim.addUser('_host', { dateAdded: added, id: 1111 });
     h.sim.setAccessPermission('_host', reused, SERVERS);
