@@ -58,9 +58,14 @@ describe('a login given to another user', () => {
     );
     expect(change!.diff.accessPermissions?.removed?.map((p) => p.variableName)).toContain('servers');
     expect(Object.keys(change!.diff)).toContain('date_added');
+    // The run says so: one login, not the user edited.
+    expect(csv.warnings.filter((w) => /held by another user/.test(w))).toEqual([
+      "1 login is now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, the former holder's groups and access permissions ended",
+    ]);
 
-    // The JSON pages say the new holder's own, logged as added.
+    // The JSON pages say the new holder's own, logged as added; the same holder, no warning.
     const json = await h.sync({ full: true });
+    expect(json.warnings).toEqual([]);
     const own = ((h.sim.user('_host', reused)!.accessPermissions as { items?: { variableName: string }[] } | undefined)?.items ?? []).map(
       (p) => p.variableName,
     );
@@ -88,6 +93,26 @@ describe('a login given to another user', () => {
     await csvRun();
     expect(await dateAdded()).toMatch(/^2031-01-01/);
     expect(await permissionsOf(h, reused), "the former holder's permissions").toEqual([]);
+  });
+
+  it("a new holder's dateAdded, sent once it was read without one, is compared with its own CPQ id's holder, not a former holder's dateAdded (review GL): its own permissions stay", async ({
+    startHarness,
+  }) => {
+    const { h, csvRun } = await withCsvExport(startHarness);
+    const login = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z', id: 1111 });
+    h.sim.setAccessPermission('_host', login, SERVERS);
+    await h.sync({ full: true });
+    // Given to someone new, told apart by its id; its JSON record has no dateAdded, and its own permission.
+    h.sim.deleteUser('_host', login);
+    h.sim.addUser('_host', { login, dateAdded: null, id: 2222, accessPermissions: { items: [] } });
+    h.sim.setAccessPermission('_host', login, { ...SERVERS, variableName: 'storage', name: 'Storage' });
+    await h.sync({ full: true });
+    expect(await permissionsOf(h, login)).toEqual(['storage']);
+    // The same new holder, its dateAdded sent now, read from the CSV export: the same user.
+    h.sim.updateUser('_host', login, { dateAdded: '2031-01-01T00:00:00.000Z' });
+    const csv = await csvRun();
+    expect(await permissionsOf(h, login), 'its own permission').toEqual(['storage']);
+    expect(csv.warnings.filter((w) => /held by another user/.test(w))).toEqual([]);
   });
 
   it("told apart by another CPQ id, its dateAdded the same: the former holder's permissions are removed", async ({ startHarness }) => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { canonicalFieldName } from '../src/cpq/user-fields.js';
 import { INTEGRATION_FEED_FIELDS } from '../src/normalize/feed-fields.js';
-import { parseExactJson, stringifyExactJson } from '../src/exact-json.js';
+import { LosslessNumber, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 import { matchesFilter, parseFilter } from '../src/simulator/filter.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
 import { parseOrderBy, sortByKeys } from '../src/simulator/orderby.js';
@@ -495,9 +495,16 @@ describe("a field no column names: a read of one feed keeps it only if the other
     expect((await changesOf(h, both.runId))[0]!.fields).toContain('raw.shared');
   });
 
-  for (const [told, formerHolder, newHolder] of [
-    ['another dateAdded (review GI)', {}, { dateAdded: '2031-01-01T00:00:00.000Z' }],
-    ['another CPQ id, its dateAdded the same (review GJ)', { id: 1111 }, { id: 2222 }],
+  // [told apart by, what the integration feed adds for the former holder, for the new one, what the new one's raw then says]
+  for (const [told, formerHolder, newHolder, says] of [
+    ['another dateAdded (review GI)', {}, { dateAdded: '2031-01-01T00:00:00.000Z' }, { dateAdded: '2031-01-01T00:00:00.000Z' }],
+    ['another CPQ id, its dateAdded the same (review GJ)', { id: 1111 }, { id: 2222 }, { id: 2222 }],
+    [
+      'another CPQ id written as a decimal, 2222.0, which the normalizer reads as 2222 (review GL)',
+      { id: 1111 },
+      { id: new LosslessNumber('2222.0') },
+      { id: 2222 },
+    ],
   ] as const) {
     it(`a login given to another integration user, told apart by ${told}, read by the integration feed alone, keeps nothing of the former holder's`, async ({
       startHarness,
@@ -514,7 +521,7 @@ describe("a field no column names: a read of one feed keeps it only if the other
       h.sim.updateUser('_host', login, { lastLogin: new Date().toISOString() });
       await h.sync();
       const raw = JSON.parse(String((await stored(h, login)).raw)) as Raw;
-      expect(raw).toMatchObject(newHolder);
+      expect(raw).toMatchObject(says);
       expect(raw.costCenter, "the former holder's company field").toBeUndefined();
       expect((await feedFieldsOf(h, login))?.company).toEqual([]);
     });

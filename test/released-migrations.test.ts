@@ -48,6 +48,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0033_seal_nested_nulls.sql', '2b64dc2db057d988071cfa7337ef496de4ab6dab4a64a0b1386d629c135834b4'],
   ['0034_definer_functions_pg_temp_last.sql', '65b4209fc9ac0a70f9fa63f3991c71fa62cec87f95c9c2011ee42698d304c593'],
   ['0035_user_feed_fields.sql', 'e7fb72b00c17e4c798e19d7a3cc7fd2e72bda51d3c25ab0535bf875fa1193d2e'],
+  ['0036_user_known_identity.sql', '773f6725b7dcb3626413177eee4ebd75a08a8ee238853698b221a00b5c831571'],
 ];
 
 describe('released migrations', () => {

@@ -209,6 +209,14 @@ export interface UserFeedFieldsTable {
   integration_fields: string[] | null;
 }
 
+/** Of a login's current holder, the dateAdded and CPQ id a read last sent where the user's row holds null (migration 0036; last-known-identity.ts). */
+export interface UserKnownIdentityTable {
+  user_id: Int8;
+  site: string;
+  date_added: Timestamp | null;
+  cpq_id: Int8 | null;
+}
+
 export interface UserGroupVersionsTable extends Ended {
   /** The CPQ site the row came from (CPQ_SITES_FILE; `default` for the environment's site). */
   site: string;
@@ -380,6 +388,7 @@ export interface Database {
   'cpq.group_changes': GroupChangesTable;
   'cpq.user_groups': UserGroupsTable;
   'cpq.user_feed_fields': UserFeedFieldsTable;
+  'cpq.user_known_identity': UserKnownIdentityTable;
   'cpq.user_group_versions': UserGroupVersionsTable;
   'cpq.user_access_permissions': UserAccessPermissionsTable;
   'cpq.user_access_permission_versions': UserAccessPermissionVersionsTable;
@@ -537,6 +546,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
   'cpq.group_changes': columns<GroupChangesTable>()('site', 'id', 'run_id', 'change', 'group_variable_name', 'detected_at', 'diff'),
   'cpq.user_groups': columns<UserGroupsTable>()('site', 'user_id', 'group_variable_name', 'added_at'),
   'cpq.user_feed_fields': columns<UserFeedFieldsTable>()('user_id', 'site', 'company_fields', 'integration_fields'),
+  'cpq.user_known_identity': columns<UserKnownIdentityTable>()('user_id', 'site', 'date_added', 'cpq_id'),
   'cpq.user_group_versions': columns<UserGroupVersionsTable>()('site', 'user_id', 'group_variable_name', 'added_at', ...ENDED),
   'cpq.user_access_permissions': columns<UserAccessPermissionsTable>()('site', 'user_id', 'type', 'variable_name', 'name', 'has_access', 'valid_from'),
   'cpq.user_access_permission_versions': columns<UserAccessPermissionVersionsTable>()(

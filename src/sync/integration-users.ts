@@ -20,7 +20,8 @@ import {
   withoutIntegrationOnlyFields,
 } from '../normalize/feed-fields.js';
 import { withStoredSpellings } from '../normalize/stored-spellings.js';
-import { RecordError, carriesItems, normalizeUser, recordPlace, storedText, type UserRow } from '../normalize/user-record.js';
+import { USER_VALUE_COLUMNS } from '../normalize/user-fields.js';
+import { RecordError, carriesItems, normalizeUser, recordPlace, type ColumnValue, type UserRow } from '../normalize/user-record.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import type { Stager } from './stager.js';
 import type { StreamProgress } from './stream-progress.js';
@@ -376,10 +377,17 @@ export async function stageIntegrationOnly(site: string, users: IntegrationUsers
     // not send (INTEGRATION_ONLY_FIELDS), nor any other field only the integration feed gave: this
     // record, of the feed that provides them, says them afresh, and one it leaves out is gone.
     const found = existing.get(userKey(u.company, u.login));
+    const source = { companyLogin: u.company, isIntegrationUser: true, origin: u.origin };
+    const read = normalizeUser(u.record, source, u.index);
     // Another user given the login (review GI): nothing of the former holder is kept.
-    const stored = found && !heldByAnother(u.record, found.holder) ? found : undefined;
-    const record = keepCompanyFeedFields(u.record, stored && withoutIntegrationOnlyFields(givenByCompanyFeed(stored.record, stored.feedFields.company)));
-    const row = normalizeUser(record, { companyLogin: u.company, isIntegrationUser: true, origin: u.origin }, u.index);
+    const stored = found && !heldByAnother(read, found.holder) ? found : undefined;
+    const row = stored
+      ? normalizeUser(
+          keepCompanyFeedFields(u.record, withoutIntegrationOnlyFields(givenByCompanyFeed(stored.record, stored.feedFields.company))),
+          source,
+          u.index,
+        )
+      : read;
     // The company feed's fields as they were, since it did not read the user: all of a record stored
     // without the list, as read above; none of a user new to the database.
     const companyFields = stored === undefined ? [] : (stored.feedFields.company ?? fieldsIn(stored.record));
@@ -407,17 +415,21 @@ async function storedRecords(
   );
 }
 
+const DATE_ADDED = USER_VALUE_COLUMNS.indexOf('date_added');
+const CPQ_ID = USER_VALUE_COLUMNS.indexOf('cpq_id');
+
 /**
- * Whether `read` is of another user than the one last known to hold its login: its dateAdded (any
- * spelling) at another instant, or its CPQ id another number (db/sql/last-known-identity.ts, the
- * merge's rule). A record without either, or with one that is not a date or an integer, says nothing.
+ * Whether `read` (a record normalized alone) is of another user than the one last known to hold
+ * its login: its dateAdded at another instant, or its CPQ id another number. The merge's rule
+ * (db/sql/last-known-identity.ts), on the columns the merge compares, as the normalizer reads them
+ * (`2222.0` is the id 2222; review GL): a record without either says nothing.
  */
-function heldByAnother(read: Raw, known: KnownHolder): boolean {
-  const fields = canonicalize(read);
-  const instant = (text: string | null | undefined) => (text == null ? undefined : instantMicros(text));
-  const integer = (text: string | null | undefined) => (text != null && /^-?\d+$/.test(text) ? BigInt(text) : undefined);
+function heldByAnother(read: UserRow, known: KnownHolder): boolean {
+  const text = (value: ColumnValue | undefined) => (typeof value === 'string' ? value : undefined);
+  const instant = (value: string | null | undefined) => (value == null ? undefined : instantMicros(value));
+  const integer = (value: string | null | undefined) => (value == null ? undefined : BigInt(value));
   const differ = <T>(a: T | undefined, b: T | undefined) => a !== undefined && b !== undefined && a !== b;
-  return differ(instant(sentString(fields.get('dateAdded'))), instant(known.dateAdded)) || differ(integer(storedText(fields.get('id'))), integer(known.cpqId));
+  return differ(instant(text(read.values[DATE_ADDED])), instant(known.dateAdded)) || differ(integer(text(read.values[CPQ_ID])), integer(known.cpqId));
 }
 
 /**
@@ -451,7 +463,7 @@ export async function keepStoredIntegrationFields(
     const read = page.items.value(i) as Raw;
     // Someone else now holds the login (the integration user was deleted, its login given to a
     // new user, and no full read saw the deletion yet): what the former holder had is not kept.
-    if (heldByAnother(read, before.holder)) return;
+    if (heldByAnother(row, before.holder)) return;
     const record = keepIntegrationFeedFields(read, before.record, before.feedFields.integration);
     rows[j] = normalizeUser(record, { companyLogin: company, isIntegrationUser: true, origin: page.url, position: page.positions?.[i] }, i);
     integrationUsers.noteFeedFields(rows[j], { company: fieldsIn(read), integration: before.feedFields.integration });

@@ -1,6 +1,6 @@
 import { step, type Step } from '../db/steps.js';
 import { knownBeforeRun } from '../db/sql/known-before-run.js';
-import { heldByAnother } from '../db/sql/last-known-identity.js';
+import { heldByAnother, keptIdentity } from '../db/sql/last-known-identity.js';
 import { isoUtcSql } from '../db/as-text.js';
 import { GROUP_STEPS } from './group-steps.js';
 import { MERGE_PARAMS, RUN_PARAMS, type MergeParam } from './merge-params.js';
@@ -48,6 +48,27 @@ const findRunUsers = step(
    LEFT JOIN cpq.users u ON u.site = ${p.site} AND u.company_login = s.company_login AND u.login = s.login
    CROSS JOIN LATERAL (SELECT ${heldByAnother('s', 'u')} AS holder) another
    ORDER BY s.company_login, s.login, s.seq DESC`,
+);
+
+/**
+ * The dateAdded and CPQ id last known of each stored login's holder, where the row is to hold
+ * null (last-known-identity.ts): written before the users are, which read the stored row. Only
+ * rows replaced by a record that says otherwise (an unchanged one says the same).
+ */
+const keepKnownIdentity = step(
+  'keep the identity last known',
+  RUN_PARAMS,
+  (p) => `WITH kept AS (
+     SELECT r.user_id, ${keptIdentity('s', 'u', 'r.another_holder', 'date_added')} AS date_added, ${keptIdentity('s', 'u', 'r.another_holder', 'cpq_id')} AS cpq_id
+     FROM run_users r JOIN stage_users s ON s.seq = r.seq JOIN cpq.users u ON u.id = r.user_id
+     WHERE r.action IN ('update', 'restore', 'reinsert')
+   ), cleared AS (
+     DELETE FROM cpq.user_known_identity k USING kept WHERE k.user_id = kept.user_id AND kept.date_added IS NULL AND kept.cpq_id IS NULL
+   )
+   INSERT INTO cpq.user_known_identity (user_id, site, date_added, cpq_id)
+   SELECT user_id, ${p.site}, date_added, cpq_id FROM kept WHERE date_added IS NOT NULL OR cpq_id IS NOT NULL
+   ON CONFLICT (user_id) DO UPDATE SET date_added = excluded.date_added, cpq_id = excluded.cpq_id
+   WHERE (cpq.user_known_identity.date_added, cpq.user_known_identity.cpq_id) IS DISTINCT FROM (excluded.date_added, excluded.cpq_id)`,
 );
 
 /** The steps below join run_users by seq and user id; without statistics the planner guesses its size. */
@@ -346,6 +367,7 @@ const relogReinsertedUsers = step(
 export const mergeSteps = (userColumns: readonly string[]): Step<MergeParam>[] => [
   findRunUsers,
   indexRunUsers,
+  keepKnownIdentity,
   findRestatedUsers,
   findDeletedUsers,
   keepReplacedUsers,

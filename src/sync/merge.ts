@@ -81,6 +81,9 @@ export interface MergeDeletions {
 /**
  * Merges what was staged; `deletions` says which users missing from the run are marked deleted,
  * `insertedEarlier` how many users this run inserted already (merge batches and direct loads).
+ * `warn` is told how many stored logins the run found held by someone new: a person the
+ * change log then shows taking over a row, whom an auditor should hear of, and many at once is
+ * a site dating its users otherwise than before (README, One-feed fields).
  */
 export async function mergeStaged(
   client: pg.PoolClient,
@@ -89,11 +92,17 @@ export async function mergeStaged(
   effectiveAt: Date,
   deletions: MergeDeletions,
   insertedEarlier: number,
+  warn: (message: string) => void,
   log?: Logger,
 ): Promise<MergeCounts> {
   await runSteps(client, mergeSteps(await userColumns(client)), { site, runId, effectiveAt, ...deletions }, 'merge step', log);
   const actions = await countMergeActions(client);
   const count = (action: string) => actions.get(action) ?? 0;
+  const taken = count('another holder');
+  if (taken > 0)
+    warn(
+      `${taken} ${taken === 1 ? 'login is' : 'logins are'} now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, the former holder's groups and access permissions ended`,
+    );
   const counts = {
     // 'batched' and 'reinsert' users are among insertedEarlier.
     inserted: insertedEarlier + count('insert'),

@@ -767,7 +767,7 @@ class SyncRun {
       warn: (m: string) => this.warn(m),
     };
     const deletions = await this.planDeletions(client, runId, guard, { readAll, companies, hostAliases, integrationUsers });
-    const counts = await mergeStaged(client, site, runId, await effectiveAt(), deletions, batches.inserted + direct.written, log);
+    const counts = await mergeStaged(client, site, runId, await effectiveAt(), deletions, batches.inserted + direct.written, (m) => this.warn(m), log);
     await saveFeedFields(client, site, integrationUsers.feedFields());
     runProgress.enter('sealing');
     // Host aliases: a user an earlier release filed under one is no new integration user (insertAlerts).

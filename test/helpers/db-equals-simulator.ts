@@ -439,6 +439,7 @@ export async function expectReferencesResolve(t: TestDatabase): Promise<void> {
        (SELECT count(*)::int FROM cpq.user_access_permissions p WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.id = p.user_id)) AS permissions_users,
        (SELECT count(*)::int FROM cpq.user_changes c WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.id = c.user_id)) AS changes_users,
        (SELECT count(*)::int FROM cpq.user_feed_fields f WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.id = f.user_id AND u.site = f.site)) AS feed_fields_users,
+       (SELECT count(*)::int FROM cpq.user_known_identity k WHERE NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.id = k.user_id AND u.site = k.site)) AS known_identity_users,
        (SELECT count(*)::int FROM cpq.user_changes c WHERE NOT EXISTS (SELECT 1 FROM cpq.sync_runs r WHERE r.id = c.run_id AND r.status = 'succeeded')) AS changes_runs`,
   );
   expect(dangling).toEqual({
@@ -448,6 +449,7 @@ export async function expectReferencesResolve(t: TestDatabase): Promise<void> {
     permissions_users: 0,
     changes_users: 0,
     feed_fields_users: 0,
+    known_identity_users: 0,
     changes_runs: 0,
   });
 }

@@ -13,7 +13,8 @@ import { propertyTimeout, runs } from './arbitraries.js';
  * counts), while runs read JSON pages (which carry access permissions) or a CSV export (which
  * carries none). The truth after every run: a login's permission rows are those its holder was
  * last sent with by a JSON read since it took the login, none where no JSON read has seen that
- * holder yet; and the run's change row removes exactly the permissions that went.
+ * holder yet; the run's change row removes exactly the permissions that went; and the run warns
+ * of as many logins held by someone new as it found.
  */
 
 const COMPANY = '_host';
@@ -50,7 +51,7 @@ interface Holder {
   permissions: Map<Permission, boolean>;
 }
 
-/** What the database must hold of a login: the dateAdded and id last read (not null), and its permissions. */
+/** What the database must hold of a login: its holder's dateAdded and id last read (not null), and its permissions. */
 interface Stored {
   dateAdded: string | undefined;
   id: number | undefined;
@@ -104,14 +105,18 @@ describe('who holds a login, read from JSON pages and a CSV export (property)', 
                 format === 'json'
                   ? await h.sync({ full: true })
                   : await runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { exportFormat: 'zip' }), log: h.log }, { full: true });
+              let taken = 0;
               for (const [i, login] of logins.entries()) {
                 const holder = holders[i]!;
                 const before = stored[i]!;
                 const sent = { dateAdded: holder.sends.dateAdded ? holder.dateAdded : undefined, id: holder.sends.id ? holder.id : undefined };
                 const differ = <T>(a: T | undefined, b: T | undefined) => a !== undefined && b !== undefined && a !== b;
                 const another = differ(sent.dateAdded, before.dateAdded) || differ(sent.id, before.id);
+                if (another) taken++;
                 const permissions = format === 'json' ? new Map(holder.permissions) : another ? new Map<Permission, boolean>() : before.permissions;
-                stored[i] = { dateAdded: sent.dateAdded ?? before.dateAdded, id: sent.id ?? before.id, permissions };
+                // A new holder's own values only: none of the former holder's counts for it (review GL).
+                const known = another ? { dateAdded: undefined, id: undefined } : before;
+                stored[i] = { dateAdded: sent.dateAdded ?? known.dateAdded, id: sent.id ?? known.id, permissions };
                 expect(await permissionsStored(login), `${what}: ${login}'s permissions`).toEqual(asRecord(permissions));
                 const [change] = await h.t.query<{ diff: { accessPermissions?: { removed: { variableName: string }[] } } | null }>(
                   `SELECT diff FROM cpq.user_changes WHERE run_id = $1 AND login = $2`,
@@ -124,6 +129,10 @@ describe('who holds a login, read from JSON pages and a CSV export (property)', 
                   [...before.permissions.keys()].filter((p) => !permissions.has(p)).sort(),
                 );
               }
+              const warned = result.warnings.filter((w) => /held by another user/.test(w));
+              expect(warned, `${what}: the run's warning of logins held by someone new`).toEqual(
+                taken === 0 ? [] : [expect.stringMatching(new RegExp(`^${taken} logins? (is|are) now held by another user`))],
+              );
             };
 
             await run('json', 'the first run (JSON)');

@@ -1,21 +1,21 @@
 /**
  * Who holds a login: CPQ dates a user's creation once (dateAdded) and gives it one id (cpq_id),
- * so a record sent with another value of either than the last one known of the stored user is
- * another user given the login (the former holder deleted, and no full read having seen it yet).
- * One rule for the merge (merge-plan.ts: the former holder's relations end), for a one-feed read
- * (integration-users.ts: nothing of the former holder's record is kept) and, over a whole
- * history, for cpq.admin_rights_as_of (migration 0030), which reads it the same way.
+ * so a record sent with another value of either than the last one known of the login's current
+ * holder is another user given the login (the former holder deleted, and no full read having seen
+ * it yet). One rule for the merge (merge-plan.ts: the former holder's relations end) and for a
+ * one-feed read (integration-users.ts: nothing of the former holder's record is kept).
+ * cpq.admin_rights_as_of (migration 0030) reads a history by much the same rule, each column's
+ * last value across the whole history.
  */
 
 /**
- * An SQL expression: the last `column` (date_added or cpq_id) known of `user` (a cpq.users
- * alias): its row's, else the latest of its versions that had one. A read without the field (a
- * CSV cell left empty, a sparse record) stores null, and the next holder must still be told apart
- * (review GJ). The versions are read only where the row's is null, by cpq.user_versions' (id,
- * valid_from) index.
+ * An SQL expression: the last `column` (date_added or cpq_id) known of the current holder of
+ * `user` (a cpq.users alias): its row's, else the one cpq.user_known_identity keeps of it (a read
+ * without the field, a CSV cell left empty, stores null: the value before it still counts, but
+ * only the holder's own; review GJ, GL). Looked up by key, and only where the row's is null.
  */
 export const lastKnown = (user: string, column: 'date_added' | 'cpq_id') =>
-  `coalesce(${user}.${column}, (SELECT v.${column} FROM cpq.user_versions v WHERE v.id = ${user}.id AND v.${column} IS NOT NULL ORDER BY v.valid_from DESC LIMIT 1))`;
+  `coalesce(${user}.${column}, (SELECT k.${column} FROM cpq.user_known_identity k WHERE k.user_id = ${user}.id))`;
 
 /**
  * An SQL condition: whether the staged row `staged` (any alias with date_added and cpq_id) is of
@@ -26,3 +26,12 @@ export const heldByAnother = (staged: string, user: string) =>
   (['date_added', 'cpq_id'] as const)
     .map((c) => `coalesce(CASE WHEN ${staged}.${c} IS NOT NULL AND ${user}.id IS NOT NULL THEN ${staged}.${c} <> ${lastKnown(user, c)} END, false)`)
     .join(' OR ');
+
+/**
+ * An SQL expression: what cpq.user_known_identity keeps of `column` once the staged row `staged`
+ * replaces the stored `user`: nothing where the row will hold the value itself, or the record is
+ * of a new holder (`another`, heldByAnother: none of the former holder's is its own); else the
+ * last known.
+ */
+export const keptIdentity = (staged: string, user: string, another: string, column: 'date_added' | 'cpq_id') =>
+  `CASE WHEN ${staged}.${column} IS NOT NULL OR ${another} THEN NULL ELSE ${lastKnown(user, column)} END`;
