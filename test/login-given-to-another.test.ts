@@ -60,7 +60,7 @@ describe('a login given to another user', () => {
     expect(Object.keys(change!.diff)).toContain('date_added');
     // The run says so: one login, not the user edited.
     expect(csv.warnings.filter((w) => /held by another user/.test(w))).toEqual([
-      "1 login is now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, the former holder's groups and access permissions ended",
+      '1 login is now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, keeping nothing the former holder had',
     ]);
 
     // The JSON pages say the new holder's own, logged as added; the same holder, no warning.
@@ -110,6 +110,29 @@ describe('a login given to another user', () => {
     expect(await permissionsOf(h, login)).toEqual(['storage']);
     // The same new holder, its dateAdded sent now, read from the CSV export: the same user.
     h.sim.updateUser('_host', login, { dateAdded: '2031-01-01T00:00:00.000Z' });
+    const csv = await csvRun();
+    expect(await permissionsOf(h, login), 'its own permission').toEqual(['storage']);
+    expect(csv.warnings.filter((w) => /held by another user/.test(w))).toEqual([]);
+  });
+
+  it("a login deleted, then given to someone new who sends neither at first: the deleted holder's values are not its own (review GM): its own permissions stay", async ({
+    startHarness,
+  }) => {
+    const { h, csvRun } = await withCsvExport(startHarness);
+    const login = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z', id: 1111 });
+    h.sim.setAccessPermission('_host', login, SERVERS);
+    await h.sync({ full: true });
+    // Read once without either (null stored; the values known kept), then deleted in CPQ and seen so.
+    h.sim.updateUser('_host', login, { dateAdded: null, id: null });
+    await h.sync({ full: true });
+    h.sim.deleteUser('_host', login);
+    await h.sync({ full: true });
+    // Someone new takes the login, sending neither at first (a restore), then its own.
+    h.sim.addUser('_host', { login, dateAdded: null, id: null, accessPermissions: { items: [] } });
+    h.sim.setAccessPermission('_host', login, { ...SERVERS, variableName: 'storage', name: 'Storage' });
+    await h.sync({ full: true });
+    expect(await permissionsOf(h, login)).toEqual(['storage']);
+    h.sim.updateUser('_host', login, { dateAdded: '2031-01-01T00:00:00.000Z', id: 2222 });
     const csv = await csvRun();
     expect(await permissionsOf(h, login), 'its own permission').toEqual(['storage']);
     expect(csv.warnings.filter((w) => /held by another user/.test(w))).toEqual([]);

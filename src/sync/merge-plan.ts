@@ -53,13 +53,18 @@ const findRunUsers = step(
 /**
  * The dateAdded and CPQ id last known of each stored login's holder, where the row is to hold
  * null (last-known-identity.ts): written before the users are, which read the stored row. Only
- * rows replaced by a record that says otherwise (an unchanged one says the same).
+ * rows replaced by a record that says otherwise (an unchanged one says the same). A deleted user
+ * coming back starts afresh, as a one-feed read takes it (readStoredRecords leaves deleted users
+ * out): the login may be someone else's now, and the deleted holder's values are not its own
+ * (review GM: a new holder sending none, then its own, was taken for a third person).
  */
 const keepKnownIdentity = step(
   'keep the identity last known',
   RUN_PARAMS,
   (p) => `WITH kept AS (
-     SELECT r.user_id, ${keptIdentity('s', 'u', 'r.another_holder', 'date_added')} AS date_added, ${keptIdentity('s', 'u', 'r.another_holder', 'cpq_id')} AS cpq_id
+     SELECT r.user_id,
+       ${keptIdentity('s', 'u', "(r.another_holder OR r.action = 'restore')", 'date_added')} AS date_added,
+       ${keptIdentity('s', 'u', "(r.another_holder OR r.action = 'restore')", 'cpq_id')} AS cpq_id
      FROM run_users r JOIN stage_users s ON s.seq = r.seq JOIN cpq.users u ON u.id = r.user_id
      WHERE r.action IN ('update', 'restore', 'reinsert')
    ), cleared AS (

@@ -101,7 +101,7 @@ export async function mergeStaged(
   const taken = count('another holder');
   if (taken > 0)
     warn(
-      `${taken} ${taken === 1 ? 'login is' : 'logins are'} now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, the former holder's groups and access permissions ended`,
+      `${taken} ${taken === 1 ? 'login is' : 'logins are'} now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, keeping nothing the former holder had`,
     );
   const counts = {
     // 'batched' and 'reinsert' users are among insertedEarlier.

@@ -145,9 +145,11 @@ function parseCsv(text: string): string[][] {
   return rows;
 }
 
+const KEY_COLUMNS = ['company_login', 'login'];
 const FORMULA_START = /^[=+\-@\t\r]/;
 const PLAIN_NUMBER = /^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$/;
-/** The CSV export's spreadsheet guard undone (README "Exports safe in a spreadsheet"). */
+/** The CSV export's spreadsheet guard (README "Exports safe in a spreadsheet"), and undone: only where the text cannot begin with ' (a generated login). */
+const guard = (text: string) => (FORMULA_START.test(text) && !PLAIN_NUMBER.test(text) ? `'${text}` : text);
 const unguard = (cell: string) => (cell.startsWith("'") && FORMULA_START.test(cell.slice(1)) && !PLAIN_NUMBER.test(cell.slice(1)) ? cell.slice(1) : cell);
 
 function parseRows(format: 'jsonl' | 'csv', stdout: string): ChangeRow[] {
@@ -381,20 +383,8 @@ async function expectSnapshotEqualsReplay(model: Model, real: Real, format: 'jso
   } else {
     const [header, ...body] = parseCsv(out.stdout);
     rows = body.map((cells) => Object.fromEntries(header!.map((h, i) => [h, cells[i]!])));
-    for (const r of rows)
-      for (const c of [
-        'company_login',
-        'login',
-        'party_number',
-        'first_name',
-        'last_name',
-        'email',
-        'status_display',
-        'type',
-        'type_display',
-        'oauth_client_id',
-      ])
-        r[c] = unguard(r[c] ?? '');
+    // The keys, to find each user; no generated login begins with '.
+    for (const r of rows) for (const c of KEY_COLUMNS) r[c] = unguard(r[c] ?? '');
   }
   const state = replay(model.wh.rows);
   const present = [...state].filter(([, u]) => !u.deleted);
@@ -407,7 +397,12 @@ async function expectSnapshotEqualsReplay(model: Model, real: Real, format: 'jso
   for (const r of rows) {
     const k = userKey(r.site!, r.company_login!, r.login!);
     const u = state.get(k)!;
-    for (const c of SNAPSHOT_COLUMNS) expect(norm(c, r[c]), `snapshot ${format} ${k}: ${c}`).toBe(norm(c, u.columns.get(c) ?? null));
+    for (const c of SNAPSHOT_COLUMNS) {
+      const expected = norm(c, u.columns.get(c) ?? null);
+      // The guard cannot be undone (a name that begins with ' and a formula character arrives as it
+      // is, as one guarded would: review GK), so the expected cell is guarded instead.
+      expect(norm(c, r[c]), `snapshot ${format} ${k}: ${c}`).toBe(format === 'csv' && !KEY_COLUMNS.includes(c) ? guard(expected ?? '') : expected);
+    }
     const groups = (parseExactJson(r.groups!) as { variableName: string }[]).map((g) => g.variableName);
     expect(groups, `snapshot ${format} ${k}: groups`).toEqual([...u.groups].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
     const perms = parseExactJson(r.access_permissions!) as { type: string; variableName: string; name: string | null; hasAccess: boolean | null }[];
