@@ -32,6 +32,21 @@ async function withCsvExport(startHarness: (options: SimulatorOptions) => Promis
   return { h, csvRun };
 }
 
+/** A user dated 2030 with CPQ id 1111 and the permission SERVERS, read once by JSON pages. */
+async function heldWithServers(h: Harness): Promise<string> {
+  const login = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z', id: 1111 });
+  h.sim.setAccessPermission('_host', login, SERVERS);
+  await h.sync({ full: true });
+  return login;
+}
+
+/** The login given to someone new in CPQ (its holder deleted, if not yet), sending `fields`, with its own permission: storage. */
+function giveToSomeoneNew(h: Harness, login: string, fields: Record<string, unknown>): void {
+  if (h.sim.user('_host', login)) h.sim.deleteUser('_host', login);
+  h.sim.addUser('_host', { login, ...fields, accessPermissions: { items: [] } });
+  h.sim.setAccessPermission('_host', login, { ...SERVERS, variableName: 'storage', name: 'Storage' });
+}
+
 describe('a login given to another user', () => {
   it("read from a CSV export (no access permissions): the former holder's are removed and logged; the same user's are left as they were", async ({
     startHarness,
@@ -99,13 +114,9 @@ describe('a login given to another user', () => {
     startHarness,
   }) => {
     const { h, csvRun } = await withCsvExport(startHarness);
-    const login = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z', id: 1111 });
-    h.sim.setAccessPermission('_host', login, SERVERS);
-    await h.sync({ full: true });
+    const login = await heldWithServers(h);
     // Given to someone new, told apart by its id; its JSON record has no dateAdded, and its own permission.
-    h.sim.deleteUser('_host', login);
-    h.sim.addUser('_host', { login, dateAdded: null, id: 2222, accessPermissions: { items: [] } });
-    h.sim.setAccessPermission('_host', login, { ...SERVERS, variableName: 'storage', name: 'Storage' });
+    giveToSomeoneNew(h, login, { dateAdded: null, id: 2222 });
     await h.sync({ full: true });
     expect(await permissionsOf(h, login)).toEqual(['storage']);
     // The same new holder, its dateAdded sent now, read from the CSV export: the same user.
@@ -119,17 +130,14 @@ describe('a login given to another user', () => {
     startHarness,
   }) => {
     const { h, csvRun } = await withCsvExport(startHarness);
-    const login = h.sim.addUser('_host', { dateAdded: '2030-01-01T00:00:00.000Z', id: 1111 });
-    h.sim.setAccessPermission('_host', login, SERVERS);
-    await h.sync({ full: true });
+    const login = await heldWithServers(h);
     // Read once without either (null stored; the values known kept), then deleted in CPQ and seen so.
     h.sim.updateUser('_host', login, { dateAdded: null, id: null });
     await h.sync({ full: true });
     h.sim.deleteUser('_host', login);
     await h.sync({ full: true });
     // Someone new takes the login, sending neither at first (a restore), then its own.
-    h.sim.addUser('_host', { login, dateAdded: null, id: null, accessPermissions: { items: [] } });
-    h.sim.setAccessPermission('_host', login, { ...SERVERS, variableName: 'storage', name: 'Storage' });
+    giveToSomeoneNew(h, login, { dateAdded: null, id: null });
     await h.sync({ full: true });
     expect(await permissionsOf(h, login)).toEqual(['storage']);
     h.sim.updateUser('_host', login, { dateAdded: '2031-01-01T00:00:00.000Z', id: 2222 });
