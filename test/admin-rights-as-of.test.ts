@@ -196,6 +196,60 @@ describe('cpq.admin_rights_as_of across a version that says neither CPQ id nor d
   }
 });
 
+/*
+ * The holder's values only (migration 0037, review GM): a login's holder is told apart by the CPQ
+ * id or dateAdded its current holder sent, as the merge tells it (src/db/sql/last-known-identity.ts),
+ * not by a former holder's. Before 0037, each column's last value across the history counted.
+ */
+describe('cpq.admin_rights_as_of tells holders apart by the values the current holder sent (review GM)', () => {
+  it('a new holder told apart by its CPQ id, sent without dateAdded, which later sends its own: one holder, since it came', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const logins = h.sim.users('_host').map((u) => String(u.login));
+    for (const other of logins) h.sim.updateUser('_host', other, NO_RIGHTS);
+    const login = logins[0]!;
+    const runs: string[] = [];
+    const run = async () => void runs.push(await fullRunAt(h));
+    h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true, id: 1001, dateAdded: '2020-01-01T00:00:00.000Z' });
+    await run();
+    // Someone new: another id, no dateAdded (a sparse record), an admin too; then their own dateAdded.
+    h.sim.updateUser('_host', login, { firstName: 'Someone', lastName: 'Else', id: 2002, dateAdded: null });
+    await run();
+    h.sim.updateUser('_host', login, { dateAdded: '2024-01-01T00:00:00.000Z' });
+    await run();
+    expect(await rightsAt(h, runs[0]!, runs)).toEqual([`${login} is_user_admin_perm_enabled since run 1`]);
+    expect(await rightsAt(h, runs[1]!, runs)).toEqual([`${login} is_user_admin_perm_enabled since run 2`]);
+    expect(await rightsAt(h, runs[2]!, runs)).toEqual([`${login} is_user_admin_perm_enabled since run 2`]);
+    // The merge read it so: one new holder, at run 2 (its warning), none at run 3.
+    const warned = await h.t.query<{ warnings: string | null }>(
+      `SELECT warnings::text AS warnings FROM cpq.sync_runs WHERE effective_at = ANY($1::timestamptz[]) ORDER BY id`,
+      [runs],
+    );
+    expect(warned.map((w) => /held by another user/.test(w.warnings ?? ''))).toEqual([false, true, false]);
+  });
+
+  it('a deleted user brought back without dateAdded, which later sends one: one holder, since it came back', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
+    const logins = h.sim.users('_host').map((u) => String(u.login));
+    for (const other of logins) h.sim.updateUser('_host', other, NO_RIGHTS);
+    const login = logins[0]!;
+    const runs: string[] = [];
+    const run = async () => void runs.push(await fullRunAt(h));
+    h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true, dateAdded: '2020-01-01T00:00:00.000Z' });
+    await run();
+    const record = h.sim.user('_host', login)!;
+    h.sim.deleteUser('_host', login);
+    await run();
+    // Back (perhaps someone else): the record without dateAdded, an admin; then a dateAdded of its own.
+    h.sim.addUser('_host', { ...record, dateAdded: undefined, dateModified: new Date().toISOString() }, { exact: true });
+    await run();
+    h.sim.updateUser('_host', login, { dateAdded: '2024-01-01T00:00:00.000Z' });
+    await run();
+    expect(await rightsAt(h, runs[1]!, runs)).toEqual([]);
+    expect(await rightsAt(h, runs[2]!, runs)).toEqual([`${login} is_user_admin_perm_enabled since run 3`]);
+    expect(await rightsAt(h, runs[3]!, runs)).toEqual([`${login} is_user_admin_perm_enabled since run 3`]);
+  });
+});
+
 describe('cpq-sync snapshot --admin-rights', () => {
   it('writes every admin right held at --as-of, one row per user and right, since when, naming the run it reflects', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });

@@ -56,8 +56,15 @@ export async function dumpSchema(client: Pick<pg.Pool, 'query'>, schema = 'cpq')
     out.push('');
   }
 
+  // pg_get_functiondef refuses an aggregate: it is written from pg_aggregate, by the same names.
   const functions = await q<{ definition: string }>(
-    `SELECT pg_get_functiondef(p.oid) AS definition FROM pg_proc p
+    `SELECT CASE WHEN p.prokind = 'a'
+                 THEN format('AGGREGATE %s(%s) (SFUNC = %s, STYPE = %s%s%s)', p.oid::regproc, pg_get_function_identity_arguments(p.oid),
+                             a.aggtransfn::regproc, format_type(a.aggtranstype, NULL),
+                             CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::regproc ELSE '' END,
+                             CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || quote_literal(a.agginitval) ELSE '' END)
+                 ELSE pg_get_functiondef(p.oid) END AS definition
+     FROM pg_proc p LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid
      WHERE p.pronamespace = $1::regnamespace ORDER BY p.proname COLLATE "C", pg_get_function_identity_arguments(p.oid) COLLATE "C"`,
   );
   for (const f of functions) out.push(f.definition.trim(), '');

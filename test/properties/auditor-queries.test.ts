@@ -261,19 +261,25 @@ const FLAG_COLUMNS: Record<Flag, string> = {
 };
 
 /**
- * The index of the run from which user `id`'s state at run `k` is the same person: the last run
- * whose state gives a CPQ id or dateAdded other than the last one any earlier state gave (a state
- * without either carries the last one known on), or the user's first state.
+ * The index of the run from which user `id`'s state at run `k` is held by the same person, by the
+ * merge's rule (src/db/sql/last-known-identity.ts): the last run whose state is the user's first,
+ * brings it back from deleted, or gives a CPQ id or dateAdded other than the last one its holder's
+ * states gave since that holder's start (a state without either carries the holder's last one on;
+ * a new holder's start knows its own values only).
  */
 function personStart(model: SiteModel, id: string, k: number): number {
   let start = -1;
   let known: { cpqId: string | null; dateAdded: string | null } = { cpqId: null, dateAdded: null };
+  let wasDeleted = false;
   for (let j = 0; j <= k; j++) {
     const u = model.runs[j]!.users.get(id);
     if (!u) continue;
     const differs = (now: string | null, before: string | null) => now !== null && before !== null && now !== before;
-    if (start < 0 || differs(u.cpqId, known.cpqId) || differs(u.dateAdded, known.dateAdded)) start = j;
-    known = { cpqId: u.cpqId ?? known.cpqId, dateAdded: u.dateAdded ?? known.dateAdded };
+    if (start < 0 || (wasDeleted && u.present) || differs(u.cpqId, known.cpqId) || differs(u.dateAdded, known.dateAdded)) {
+      start = j;
+      known = { cpqId: u.cpqId, dateAdded: u.dateAdded };
+    } else known = { cpqId: u.cpqId ?? known.cpqId, dateAdded: u.dateAdded ?? known.dateAdded };
+    wasDeleted = !u.present;
   }
   return start;
 }

@@ -55,7 +55,7 @@ import {
  *    in force (a flag of a present user; a membership of a present user in a group whose type is
  *    Administrator then), since the first state of the unbroken run of states that held it, and
  *    not before the state from which the same person holds the login (README: another CPQ id or
- *    dateAdded than the last one known starts again);
+ *    dateAdded than the last one its holder sent starts again, as does a user brought back);
  *  - `snapshot --as-of` and `snapshot --admin-rights --as-of` (exportSnapshot), at each run's
  *    effective_at (a millisecond, as --as-of takes), a millisecond before and between runs, name
  *    per site the run in force and write its present users (flags, groups with their labels and
@@ -197,16 +197,24 @@ function parse(t: Tables): Parsed {
   return { users, memberships, types };
 }
 
-/** The index of the state from which user `id` at state `k` is the same person (README: another CPQ id or dateAdded than the last one known starts again). */
+/**
+ * The index of the state from which user `id` at state `k` is held by the same person, by the
+ * merge's rule (README: another CPQ id or dateAdded than the last one its holder sent starts again;
+ * so do the user's first state and one that brings it back from deleted, knowing its own values only).
+ */
 function personStart(states: Parsed[], id: string, k: number): number {
   let start = -1;
   let known: { cpq: string | null; added: string | null } = { cpq: null, added: null };
+  let wasDeleted = false;
   for (let j = 0; j <= k; j++) {
     const u = states[j]!.users.get(id);
     if (!u) continue;
     const differs = (now: string | null, before: string | null) => now !== null && before !== null && now !== before;
-    if (start < 0 || differs(u.cpq_id, known.cpq) || differs(u.date_added, known.added)) start = j;
-    known = { cpq: u.cpq_id ?? known.cpq, added: u.date_added ?? known.added };
+    if (start < 0 || (wasDeleted && u.deleted_at === null) || differs(u.cpq_id, known.cpq) || differs(u.date_added, known.added)) {
+      start = j;
+      known = { cpq: u.cpq_id, added: u.date_added };
+    } else known = { cpq: u.cpq_id ?? known.cpq, added: u.date_added ?? known.added };
+    wasDeleted = u.deleted_at !== null;
   }
   return start;
 }

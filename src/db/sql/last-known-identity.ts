@@ -4,8 +4,8 @@
  * holder is another user given the login (the former holder deleted, and no full read having seen
  * it yet). One rule for the merge (merge-plan.ts: the former holder's relations end) and for a
  * one-feed read (integration-users.ts: nothing of the former holder's record is kept).
- * cpq.admin_rights_as_of (migration 0030) reads a history by much the same rule, each column's
- * last value across the whole history.
+ * cpq.admin_rights_as_of (migration 0037) reads a history by the same rule, running through a
+ * user's versions where the merge keeps the last values in cpq.user_known_identity.
  */
 
 /**
