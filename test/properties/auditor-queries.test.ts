@@ -961,6 +961,33 @@ describe("the README's auditor queries against a model (property)", () => {
       new ChangeIdentity('_host', 1, 'id', 1),
       new Run(true, 'zip'),
     ],
+    // the holder's own values only (review GM): a new holder told apart by its id, whose dateAdded
+    // came later, was a third person to the function (each column's last value across holders)
+    'an admin user’s dateAdded sent as null, then someone new told apart by the id, then their dateAdded': [
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', true),
+      // (ChangeIdentity counts company users only: #0 is SetFlag's #1; the simulator gives it no id)
+      new ChangeIdentity('_host', 0, 'id', 1),
+      new Run(true, 'json'),
+      new ChangeIdentity('_host', 0, 'dateAdded', null),
+      new Run(false, 'json'),
+      new ChangeIdentity('_host', 0, 'id', 2),
+      new Run(false, 'json'),
+      new ChangeIdentity('_host', 0, 'dateAdded', 1),
+      new Run(true, 'zip'),
+    ],
+    // and a user brought back starts afresh: its dateAdded from before its deletion is not its own
+    'an admin user’s dateAdded sent as null, the user deleted and brought back, then a dateAdded': [
+      new SetFlag('_host', 1, 'isUserAdminPermEnabled', true),
+      new Run(true, 'json'),
+      new ChangeIdentity('_host', 0, 'dateAdded', null),
+      new Run(false, 'json'),
+      new DeleteUser('_host', 1),
+      new Run(true, 'json'),
+      new RestoreUser(0),
+      new Run(false, 'json'),
+      new ChangeIdentity('_host', 0, 'dateAdded', 1),
+      new Run(false, 'json'),
+    ],
   };
   for (const [name, cmds] of Object.entries(sequences)) it(`sequence: ${name}`, () => runCase(cmds), 60_000);
 });
