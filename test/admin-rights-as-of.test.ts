@@ -42,6 +42,22 @@ async function fullRunAt(h: Harness): Promise<string> {
   return (await h.t.query<{ e: string }>(`SELECT effective_at::text AS e FROM cpq.sync_runs WHERE id = $1`, [result.runId]))[0]!.e;
 }
 
+/**
+ * A site of one company whose users hold no admin right, and the login of the first: `run()` makes a
+ * full run and notes its effective_at in `runs` (rightsAt names a since by its place there). More
+ * users keep a deletion of one under the deletion guard's fraction.
+ */
+async function oneLogin(
+  startHarness: (options: { partnerCompanies: number; usersPerCompany: number; integrationUsers: number }) => Promise<Harness>,
+  users: number,
+) {
+  const h = await startHarness({ partnerCompanies: 0, usersPerCompany: users, integrationUsers: 0 });
+  const logins = h.sim.users('_host').map((u) => String(u.login));
+  for (const other of logins) h.sim.updateUser('_host', other, NO_RIGHTS);
+  const runs: string[] = [];
+  return { h, login: logins[0]!, runs, run: async () => void runs.push(await fullRunAt(h)) };
+}
+
 describe('cpq.admin_rights_as_of', () => {
   it('each admin right of each user present then, since the start of the unbroken stretch in which they held it', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 });
@@ -175,14 +191,9 @@ describe('cpq.admin_rights_as_of', () => {
 describe('cpq.admin_rights_as_of across a version that says neither CPQ id nor dateAdded (review CY)', () => {
   for (const field of ['dateAdded', 'id'] as const) {
     it(`a login given to someone new after a record without ${field}: the new holder's right starts with them`, async ({ startHarness }) => {
-      const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
-      const logins = h.sim.users('_host').map((u) => String(u.login));
-      for (const other of logins) h.sim.updateUser('_host', other, NO_RIGHTS);
-      const login = logins[0]!;
+      const { h, login, runs, run } = await oneLogin(startHarness, 2);
       const first = field === 'dateAdded' ? '2020-01-01T00:00:00.000Z' : 1001;
       const next = field === 'dateAdded' ? '2024-01-01T00:00:00.000Z' : 2002;
-      const runs: string[] = [];
-      const run = async () => void runs.push(await fullRunAt(h));
       // Run 1: the first holder, a user admin; run 2: their record once without the field; run 3: someone new, an admin too.
       h.sim.updateUser('_host', login, { ...NO_RIGHTS, isUserAdminPermEnabled: true, [field]: first });
       await run();
@@ -203,12 +214,7 @@ describe('cpq.admin_rights_as_of across a version that says neither CPQ id nor d
  */
 describe('cpq.admin_rights_as_of tells holders apart by the values the current holder sent (review GM)', () => {
   it('a new holder told apart by its CPQ id, sent without dateAdded, which later sends its own: one holder, since it came', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
-    const logins = h.sim.users('_host').map((u) => String(u.login));
-    for (const other of logins) h.sim.updateUser('_host', other, NO_RIGHTS);
-    const login = logins[0]!;
-    const runs: string[] = [];
-    const run = async () => void runs.push(await fullRunAt(h));
+    const { h, login, runs, run } = await oneLogin(startHarness, 2);
     h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true, id: 1001, dateAdded: '2020-01-01T00:00:00.000Z' });
     await run();
     // Someone new: another id, no dateAdded (a sparse record), an admin too; then their own dateAdded.
@@ -228,12 +234,7 @@ describe('cpq.admin_rights_as_of tells holders apart by the values the current h
   });
 
   it('a deleted user brought back without dateAdded, which later sends one: one holder, since it came back', async ({ startHarness }) => {
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 5, integrationUsers: 0 });
-    const logins = h.sim.users('_host').map((u) => String(u.login));
-    for (const other of logins) h.sim.updateUser('_host', other, NO_RIGHTS);
-    const login = logins[0]!;
-    const runs: string[] = [];
-    const run = async () => void runs.push(await fullRunAt(h));
+    const { h, login, runs, run } = await oneLogin(startHarness, 5);
     h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true, dateAdded: '2020-01-01T00:00:00.000Z' });
     await run();
     const record = h.sim.user('_host', login)!;
