@@ -4,6 +4,7 @@ import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent } from './helpers/db-equals-simulator.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
 import { type Harness, it } from './helpers/harness.js';
+import { repeatOnSecondPage } from './helpers/scripted-pages.js';
 
 /**
  * A user deleted in CPQ whose login is given to someone new before a full read saw the deletion:
@@ -144,6 +145,35 @@ describe('a login given to another user', () => {
     const csv = await csvRun();
     expect(await permissionsOf(h, login), 'its own permission').toEqual(['storage']);
     expect(csv.warnings.filter((w) => /held by another user/.test(w))).toEqual([]);
+  });
+
+  it('a user read twice in the run that first stores it, the later copy without its CPQ id (review GN): the id no version keeps tells no later holder apart', async ({
+    startHarness,
+  }) => {
+    // Pages of 5, merged in batches of 3 (no direct first load): the first copy is inserted by a
+    // batch, the later one, on the second page, reinserts it.
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 },
+      { CPQ_COMPANIES: '_host', CPQ_PAGE_SIZE: '5', SYNC_MERGE_BATCH_USERS: '3', SYNC_DIRECT_FIRST_LOAD: 'false' },
+    );
+    h.sim.users('_host').forEach((u, i) => h.sim.updateUser('_host', String(u.login), { id: 1000 + i, isUserAdminPermEnabled: true }));
+    const firstPage = repeatOnSecondPage(h.sim, 1, (u) => ({ ...u, id: null }));
+    const first = await h.sync({ full: true });
+    expect(first.status).toBe('succeeded');
+    const login = String(firstPage.at(-1)!.login);
+    const [stored] = await h.t.query<{ cpq_id: string | null }>(`SELECT cpq_id::text FROM cpq.users WHERE login = $1`, [login]);
+    expect(stored, 'the later copy stored, without the id').toEqual({ cpq_id: null });
+    // Its id sent now: the first the history knows of it, so the same user's.
+    h.sim.updateUser('_host', login, { id: 2002 });
+    const second = await h.sync({ full: true });
+    expect(second.warnings.filter((w) => /held by another user/.test(w))).toEqual([]);
+    // As cpq.admin_rights_as_of reads the versions: held since the first run.
+    const since = await h.t.query<{ first: boolean }>(
+      `SELECT a.since = r.effective_at AS first FROM cpq.admin_rights_as_of(now()) a, cpq.sync_runs r
+       WHERE a.login = $1 AND a.admin_right = 'is_user_admin_perm_enabled' AND r.id = $2`,
+      [login, first.runId],
+    );
+    expect(since).toEqual([{ first: true }]);
   });
 
   it("told apart by another CPQ id, its dateAdded the same: the former holder's permissions are removed", async ({ startHarness }) => {

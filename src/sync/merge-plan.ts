@@ -56,15 +56,18 @@ const findRunUsers = step(
  * rows replaced by a record that says otherwise (an unchanged one says the same). A deleted user
  * coming back starts afresh, as a one-feed read takes it (readStoredRecords leaves deleted users
  * out): the login may be someone else's now, and the deleted holder's values are not its own
- * (review GM: a new holder sending none, then its own, was taken for a third person).
+ * (review GM: a new holder sending none, then its own, was taken for a third person). So does a
+ * user reinserted (read twice in the run that first stored it): the later copy replaces the first
+ * outright, and no version keeps the first copy's values, which cpq.admin_rights_as_of, reading
+ * the versions, would not know (review GN: an id only that copy sent told the next holder apart).
  */
 const keepKnownIdentity = step(
   'keep the identity last known',
   RUN_PARAMS,
   (p) => `WITH kept AS (
      SELECT r.user_id,
-       ${keptIdentity('s', 'u', "(r.another_holder OR r.action = 'restore')", 'date_added')} AS date_added,
-       ${keptIdentity('s', 'u', "(r.another_holder OR r.action = 'restore')", 'cpq_id')} AS cpq_id
+       ${keptIdentity('s', 'u', "(r.another_holder OR r.action IN ('restore', 'reinsert'))", 'date_added')} AS date_added,
+       ${keptIdentity('s', 'u', "(r.another_holder OR r.action IN ('restore', 'reinsert'))", 'cpq_id')} AS cpq_id
      FROM run_users r JOIN stage_users s ON s.seq = r.seq JOIN cpq.users u ON u.id = r.user_id
      WHERE r.action IN ('update', 'restore', 'reinsert')
    ), cleared AS (
