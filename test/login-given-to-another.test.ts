@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { withCpq } from '../src/config.js';
+import { MIGRATIONS_DIR } from '../src/db/migrate.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent } from './helpers/db-equals-simulator.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
@@ -109,6 +112,25 @@ describe('a login given to another user', () => {
     await csvRun();
     expect(await dateAdded()).toMatch(/^2031-01-01/);
     expect(await permissionsOf(h, reused), "the former holder's permissions").toEqual([]);
+  });
+
+  it("a row stored before migration 0036 without its CPQ id: 0038 gives it the id its history knows, and a new holder is told apart by it (review GN): the former holder's permissions are removed", async ({
+    startHarness,
+  }) => {
+    const { h, csvRun } = await withCsvExport(startHarness);
+    const login = await heldWithServers(h);
+    // Read once without its id (null stored), then nothing kept of it: as a release before 0036 left it.
+    h.sim.updateUser('_host', login, { id: null });
+    await h.sync({ full: true });
+    await h.t.query(`DELETE FROM cpq.user_known_identity`);
+    await h.t.query(readFileSync(join(MIGRATIONS_DIR, '0038_known_identity_from_history.sql'), 'utf8'));
+    const kept = await h.t.query(`SELECT k.cpq_id::text FROM cpq.user_known_identity k JOIN cpq.users u ON u.id = k.user_id WHERE u.login = $1`, [login]);
+    expect(kept).toEqual([{ cpq_id: '1111' }]);
+    // Someone new, its dateAdded the former holder's, told apart by its id.
+    giveToSomeoneNew(h, login, { dateAdded: '2030-01-01T00:00:00.000Z', id: 2222 });
+    const csv = await csvRun();
+    expect(await permissionsOf(h, login), "the former holder's permissions").toEqual([]);
+    expect(csv.warnings.filter((w) => /held by another user/.test(w))).toHaveLength(1);
   });
 
   it("a new holder's dateAdded, sent once it was read without one, is compared with its own CPQ id's holder, not a former holder's dateAdded (review GL): its own permissions stay", async ({

@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { withCpq } from '../../src/config.js';
+import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
 import { runSync } from '../../src/sync/run.js';
 import { expectChangeLogConsistent } from '../helpers/db-equals-simulator.js';
 import { startHarness } from '../helpers/harness.js';
@@ -13,9 +16,13 @@ import { propertyTimeout, runs } from './arbitraries.js';
  * counts), while runs read JSON pages (which carry access permissions) or a CSV export (which
  * carries none). The truth after every run: a login's permission rows are those its holder was
  * last sent with by a JSON read since it took the login, none where no JSON read has seen that
- * holder yet; the run's change row removes exactly the permissions that went; and the run warns
- * of as many logins held by someone new as it found.
+ * holder yet; the run's change row removes exactly the permissions that went; the run warns
+ * of as many logins held by someone new as it found; and the identity the merge keeps
+ * (cpq.user_known_identity) is the one the history says, as migration 0038 reads it from the
+ * versions by the rule cpq.admin_rights_as_of follows: the merge and the function agree.
  */
+
+const FROM_HISTORY = readFileSync(join(MIGRATIONS_DIR, '0038_known_identity_from_history.sql'), 'utf8');
 
 const COMPANY = '_host';
 const PERMISSIONS = ['laptops', 'servers', 'storage'] as const;
@@ -128,6 +135,19 @@ describe('who holds a login, read from JSON pages and a CSV export (property)', 
                 expect(removed.sort(), `${what}: ${login}'s permissions the change row removes`).toEqual(
                   [...before.permissions.keys()].filter((p) => !permissions.has(p)).sort(),
                 );
+              }
+              // What migration 0038 would make of the history, applied and rolled back.
+              const identity = `SELECT user_id::text, date_added::text, cpq_id::text FROM cpq.user_known_identity ORDER BY 1`;
+              const kept = await h.t.query(identity);
+              const client = await h.t.pool.connect();
+              try {
+                await client.query('BEGIN');
+                await client.query(FROM_HISTORY);
+                const fromHistory = (await client.query(identity)).rows;
+                expect(kept, `${what}: the identity the merge keeps, against the history's`).toEqual(fromHistory);
+              } finally {
+                await client.query('ROLLBACK');
+                client.release();
               }
               const warned = result.warnings.filter((w) => /held by another user/.test(w));
               expect(warned, `${what}: the run's warning of logins held by someone new`).toEqual(
