@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isLosslessNumber } from 'lossless-json';
 import { expect } from 'vitest';
 import type { AppConfig } from '../../src/config.js';
+import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
 import { markedNumberLiteral, parseExactJson, stringifyExactJson } from '../../src/exact-json.js';
 import { USER_FIELDS, USER_VALUE_COLUMN_TYPES } from '../../src/normalize/user-fields.js';
 import { isChoice } from '../../src/cpq/user-fields.js';
@@ -454,11 +457,37 @@ export async function expectReferencesResolve(t: TestDatabase): Promise<void> {
   });
 }
 
-/** The checks together: the state equals CPQ, every reference resolves, and the change log leads exactly there. */
+const IDENTITY_FROM_HISTORY = readFileSync(join(MIGRATIONS_DIR, '0038_known_identity_from_history.sql'), 'utf8');
+
+/**
+ * The dateAdded and CPQ id the merge keeps of each login's holder (cpq.user_known_identity) are
+ * those the history says: migration 0038, which reads them from the versions by the rule
+ * cpq.admin_rights_as_of follows, applied again (and rolled back) changes nothing. So the merge
+ * and the function tell a login's holders apart alike.
+ */
+export async function expectIdentityFromHistory(t: TestDatabase, what = 'the identity the merge keeps'): Promise<void> {
+  const identity = `SELECT user_id::text, date_added::text, cpq_id::text FROM cpq.user_known_identity ORDER BY 1`;
+  const kept = await t.query(identity);
+  const client = await t.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(IDENTITY_FROM_HISTORY);
+    expect(kept, `${what}, against the history's`).toEqual((await client.query(identity)).rows);
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
+
+/**
+ * The checks together: the state equals CPQ, every reference resolves, the change log leads
+ * exactly there, and the identity kept is the history's.
+ */
 export async function expectInSync(env: { sim: CpqSimulator; t: TestDatabase; config: AppConfig }, options: EqualsOptions = {}): Promise<void> {
   await expectDatabaseEqualsSimulator(env, options);
   await expectReferencesResolve(env.t);
   await expectChangeLogConsistent(env.t);
+  await expectIdentityFromHistory(env.t);
 }
 
 /** Every row of every cpq table but the run bookkeeping, as JSON text: "the database as before the run". */

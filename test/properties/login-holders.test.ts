@@ -1,11 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { withCpq } from '../../src/config.js';
-import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
 import { runSync } from '../../src/sync/run.js';
-import { expectChangeLogConsistent } from '../helpers/db-equals-simulator.js';
+import { expectChangeLogConsistent, expectIdentityFromHistory } from '../helpers/db-equals-simulator.js';
 import { startHarness } from '../helpers/harness.js';
 import { propertyTimeout, runs } from './arbitraries.js';
 
@@ -21,8 +18,6 @@ import { propertyTimeout, runs } from './arbitraries.js';
  * (cpq.user_known_identity) is the one the history says, as migration 0038 reads it from the
  * versions by the rule cpq.admin_rights_as_of follows: the merge and the function agree.
  */
-
-const FROM_HISTORY = readFileSync(join(MIGRATIONS_DIR, '0038_known_identity_from_history.sql'), 'utf8');
 
 const COMPANY = '_host';
 const PERMISSIONS = ['laptops', 'servers', 'storage'] as const;
@@ -136,19 +131,7 @@ describe('who holds a login, read from JSON pages and a CSV export (property)', 
                   [...before.permissions.keys()].filter((p) => !permissions.has(p)).sort(),
                 );
               }
-              // What migration 0038 would make of the history, applied and rolled back.
-              const identity = `SELECT user_id::text, date_added::text, cpq_id::text FROM cpq.user_known_identity ORDER BY 1`;
-              const kept = await h.t.query(identity);
-              const client = await h.t.pool.connect();
-              try {
-                await client.query('BEGIN');
-                await client.query(FROM_HISTORY);
-                const fromHistory = (await client.query(identity)).rows;
-                expect(kept, `${what}: the identity the merge keeps, against the history's`).toEqual(fromHistory);
-              } finally {
-                await client.query('ROLLBACK');
-                client.release();
-              }
+              await expectIdentityFromHistory(h.t, `${what}: the identity the merge keeps`);
               const warned = result.warnings.filter((w) => /held by another user/.test(w));
               expect(warned, `${what}: the run's warning of logins held by someone new`).toEqual(
                 taken === 0 ? [] : [expect.stringMatching(new RegExp(`^${taken} logins? (is|are) now held by another user`))],
