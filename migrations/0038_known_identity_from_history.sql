@@ -12,7 +12,12 @@
 -- holds null, is the last value sent since then. For a history written by runs since 0036 (and
 -- reinserts since review GN) that is what those runs kept; test/properties/login-holders.test.ts
 -- holds the two equal after every run by applying this file again. Only users whose row holds a
--- null in either column are read: no other needs a value kept.
+-- null in either column are read: no other needs a value kept. The table is locked first: a run of
+-- an older release writing it would otherwise commit rows the DELETE never saw and the INSERT then
+-- meets (a duplicate key, the migration rolled back; review GP). So the migration waits for such a
+-- run, as for any lock, and runs wait for the migration.
+
+LOCK TABLE cpq.user_known_identity IN SHARE ROW EXCLUSIVE MODE;
 
 DELETE FROM cpq.user_known_identity;
 

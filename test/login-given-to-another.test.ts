@@ -2,11 +2,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { withCpq } from '../src/config.js';
-import { MIGRATIONS_DIR } from '../src/db/migrate.js';
+import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent } from './helpers/db-equals-simulator.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
-import { type Harness, it } from './helpers/harness.js';
+import type { Harness } from './helpers/harness.js';
+import { it } from './helpers/fixtures.js';
 import { repeatOnSecondPage } from './helpers/scripted-pages.js';
 
 /**
@@ -131,6 +132,27 @@ describe('a login given to another user', () => {
     const csv = await csvRun();
     expect(await permissionsOf(h, login), "the former holder's permissions").toEqual([]);
     expect(csv.warnings.filter((w) => /held by another user/.test(w))).toHaveLength(1);
+  });
+
+  it('migration 0038 waits for a run of an older release writing the kept identity, then fills the table (review GP)', async ({
+    startHarness,
+    connectClient,
+  }) => {
+    const { h } = await withCsvExport(startHarness);
+    const login = await heldWithServers(h);
+    h.sim.updateUser('_host', login, { id: null });
+    await h.sync({ full: true });
+    // A database of the release before 0038, a run of that release writing the table, uncommitted.
+    await h.t.query(`DELETE FROM cpq.user_known_identity`);
+    await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name = '0038_known_identity_from_history'`);
+    const run = await connectClient(h.t.url);
+    await run.query('BEGIN');
+    await run.query(`INSERT INTO cpq.user_known_identity (user_id, site, cpq_id) SELECT id, site, 1111 FROM cpq.users WHERE login = $1`, [login]);
+    const migrating = migrate(h.t.db, { lockWaitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    await run.query('COMMIT');
+    expect(await migrating).toEqual(['0038_known_identity_from_history']);
+    expect(await h.t.query(`SELECT cpq_id::text FROM cpq.user_known_identity`)).toEqual([{ cpq_id: '1111' }]);
   });
 
   it("a new holder's dateAdded, sent once it was read without one, is compared with its own CPQ id's holder, not a former holder's dateAdded (review GL): its own permissions stay", async ({

