@@ -10,8 +10,8 @@
 -- first version, at one that brings it back from deleted, and at one whose CPQ id or dateAdded
 -- differs from the last one sent since the current holder's start; what is kept, where the row
 -- holds null, is the last value sent since then. For a history written by runs since 0036 (and
--- reinserts since review GN) that is what those runs kept; test/properties/login-holders.test.ts
--- holds the two equal after every run by applying this file again. Only users whose row holds a
+-- reinserts since review GN) that is what those runs kept; the tests hold the two equal after
+-- their runs by applying this file again (expectIdentityFromHistory). Only users whose row holds a
 -- null in either column are read: no other needs a value kept. The table is locked first: a run of
 -- an older release writing it would otherwise commit rows the DELETE never saw and the INSERT then
 -- meets (a duplicate key, the migration rolled back; review GP). So the migration waits for such a

@@ -142,17 +142,24 @@ describe('a login given to another user', () => {
     const login = await heldWithServers(h);
     h.sim.updateUser('_host', login, { id: null });
     await h.sync({ full: true });
-    // A database of the release before 0038, a run of that release writing the table, uncommitted.
+    // A database of the release before 0038, a run of that release writing the table (a value the
+    // history does not give, so that the refill shows), uncommitted.
     await h.t.query(`DELETE FROM cpq.user_known_identity`);
     await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name = '0038_known_identity_from_history'`);
     const run = await connectClient(h.t.url);
     await run.query('BEGIN');
-    await run.query(`INSERT INTO cpq.user_known_identity (user_id, site, cpq_id) SELECT id, site, 1111 FROM cpq.users WHERE login = $1`, [login]);
-    const migrating = migrate(h.t.db, { lockWaitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 1000));
+    await run.query(`INSERT INTO cpq.user_known_identity (user_id, site, cpq_id) SELECT id, site, 9999 FROM cpq.users WHERE login = $1`, [login]);
+    let settled = false;
+    const migrating = migrate(h.t.db, { lockWaitMs: 30_000 }).finally(() => void (settled = true));
+    // The migration waits for the run's lock on the table, and has not finished.
+    const waiting = async () =>
+      (await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = 'cpq.user_known_identity'::regclass`))[0]!.n;
+    for (let tries = 0; (await waiting()) === 0 && tries < 200; tries++) await new Promise((r) => setTimeout(r, 50));
+    expect(await waiting(), 'the migration waiting for the table').toBe(1);
+    expect(settled).toBe(false);
     await run.query('COMMIT');
     expect(await migrating).toEqual(['0038_known_identity_from_history']);
-    expect(await h.t.query(`SELECT cpq_id::text FROM cpq.user_known_identity`)).toEqual([{ cpq_id: '1111' }]);
+    expect(await h.t.query(`SELECT cpq_id::text FROM cpq.user_known_identity`), 'the value the history gives').toEqual([{ cpq_id: '1111' }]);
   });
 
   it("a new holder's dateAdded, sent once it was read without one, is compared with its own CPQ id's holder, not a former holder's dateAdded (review GL): its own permissions stay", async ({

@@ -463,7 +463,8 @@ const IDENTITY_FROM_HISTORY = readFileSync(join(MIGRATIONS_DIR, '0038_known_iden
  * The dateAdded and CPQ id the merge keeps of each login's holder (cpq.user_known_identity) are
  * those the history says: migration 0038, which reads them from the versions by the rule
  * cpq.admin_rights_as_of follows, applied again (and rolled back) changes nothing. So the merge
- * and the function tell a login's holders apart alike.
+ * and the function tell a login's holders apart alike. The rule's reading is 0038's: a migration
+ * that changes the rule (and refills the table by it) is the one to read here then.
  */
 export async function expectIdentityFromHistory(t: TestDatabase, what = 'the identity the merge keeps'): Promise<void> {
   const identity = `SELECT user_id::text, date_added::text, cpq_id::text FROM cpq.user_known_identity ORDER BY 1`;

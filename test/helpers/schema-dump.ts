@@ -56,13 +56,19 @@ export async function dumpSchema(client: Pick<pg.Pool, 'query'>, schema = 'cpq')
     out.push('');
   }
 
-  // pg_get_functiondef refuses an aggregate: it is written from pg_aggregate, by the same names.
+  // pg_get_functiondef refuses an aggregate: it is written from pg_aggregate, by the same names
+  // (its kind, functions, state type, initial value, sort operator and whether it runs in parallel;
+  // a moving-aggregate state type or final modifiers beyond these are not written).
   const functions = await q<{ definition: string }>(
     `SELECT CASE WHEN p.prokind = 'a'
-                 THEN format('AGGREGATE %s(%s) (SFUNC = %s, STYPE = %s%s%s)', p.oid::regproc, pg_get_function_identity_arguments(p.oid),
-                             a.aggtransfn::regproc, format_type(a.aggtranstype, NULL),
+                 THEN format('AGGREGATE %s(%s) (KIND = %s, SFUNC = %s, STYPE = %s%s%s%s%s%s, PARALLEL = %s)', p.oid::regproc,
+                             pg_get_function_identity_arguments(p.oid), a.aggkind, a.aggtransfn::regproc, format_type(a.aggtranstype, NULL),
                              CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::regproc ELSE '' END,
-                             CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || quote_literal(a.agginitval) ELSE '' END)
+                             CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::regproc ELSE '' END,
+                             CASE WHEN a.aggmtransfn <> 0 THEN ', MSFUNC = ' || a.aggmtransfn::regproc ELSE '' END,
+                             CASE WHEN a.aggsortop <> 0 THEN ', SORTOP = ' || a.aggsortop::regoperator ELSE '' END,
+                             CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || quote_literal(a.agginitval) ELSE '' END,
+                             p.proparallel)
                  ELSE pg_get_functiondef(p.oid) END AS definition
      FROM pg_proc p LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid
      WHERE p.pronamespace = $1::regnamespace ORDER BY p.proname COLLATE "C", pg_get_function_identity_arguments(p.oid) COLLATE "C"`,

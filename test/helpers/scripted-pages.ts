@@ -64,22 +64,46 @@ export function editPage(text: string, edit: (page: { items: Record<string, unkn
 
 /**
  * Serves the first page of user pages as it is, and the second as `edit` makes it, given the
- * first page's users (the shape every "user read twice" script shares).
+ * first page's users (the shape every "user read twice" script shares). Only in the first read,
+ * or in each read `startRead()` announces: the pages are counted from there.
  */
 function editSecondPage(
   sim: CpqSimulator,
   edit: (page: { items: Record<string, unknown>[]; hasMore: boolean }, firstPage: Record<string, unknown>[]) => void,
-): Record<string, unknown>[] {
+): { firstPage: Record<string, unknown>[]; startRead: () => void } {
   const firstPage: Record<string, unknown>[] = [];
+  let page = 0;
   scriptRequests(sim, async (req) => {
-    if (req.page === 0) {
+    // Pages of users only (a zip export is asked for on the same path, without a limit).
+    if (!req.path.endsWith('/users') || req.query.limit === undefined) return;
+    const at = page++;
+    if (at === 0) {
       const text = await req.real();
+      firstPage.splice(0, firstPage.length);
       editPage(text, (p) => firstPage.push(...p.items));
       req.reply(text);
     }
-    if (req.page === 1) req.reply(editPage(await req.real(), (p) => edit(p, firstPage)));
+    if (at === 1) req.reply(editPage(await req.real(), (p) => edit(p, firstPage)));
   });
-  return firstPage;
+  return { firstPage, startRead: () => void (page = 0) };
+}
+
+/**
+ * In each read `startRead()` announces, the second page of user pages starts with the user
+ * `again` picks from the first page's (as it returns it; undefined leaves the page as it is),
+ * keeping its size as repeatOnSecondPage does: a user read twice in every run.
+ */
+export function repeatInEveryRead(
+  sim: CpqSimulator,
+  again: (firstPage: Record<string, unknown>[]) => Record<string, unknown> | undefined,
+): { startRead: () => void } {
+  return editSecondPage(sim, (p, firstPage) => {
+    const user = again(firstPage);
+    // A last page already full (as many as the first) has no room: CPQ never sends more than asked.
+    if (user === undefined || (!p.hasMore && p.items.length >= firstPage.length)) return;
+    p.items.unshift(user);
+    if (p.hasMore) p.items.splice(-1);
+  });
 }
 
 /**
@@ -97,7 +121,7 @@ export function repeatOnSecondPage(
   return editSecondPage(sim, (p, firstPage) => {
     p.items.unshift(...firstPage.slice(-count).map(edit));
     if (p.hasMore) p.items.splice(-count);
-  });
+  }).firstPage;
 }
 
 /**
