@@ -61,13 +61,14 @@ const findRunUsers = step(
  * outright, and no version keeps the first copy's values, which cpq.admin_rights_as_of, reading
  * the versions, would not know (review GN: an id only that copy sent told the next holder apart).
  */
+const startsAfresh = "(r.another_holder OR r.action IN ('restore', 'reinsert'))";
 const keepKnownIdentity = step(
   'keep the identity last known',
   RUN_PARAMS,
   (p) => `WITH kept AS (
      SELECT r.user_id,
-       ${keptIdentity('s', 'u', "(r.another_holder OR r.action IN ('restore', 'reinsert'))", 'date_added')} AS date_added,
-       ${keptIdentity('s', 'u', "(r.another_holder OR r.action IN ('restore', 'reinsert'))", 'cpq_id')} AS cpq_id
+       ${keptIdentity('s', 'u', startsAfresh, 'date_added')} AS date_added,
+       ${keptIdentity('s', 'u', startsAfresh, 'cpq_id')} AS cpq_id
      FROM run_users r JOIN stage_users s ON s.seq = r.seq JOIN cpq.users u ON u.id = r.user_id
      WHERE r.action IN ('update', 'restore', 'reinsert')
    ), cleared AS (

@@ -29,9 +29,9 @@ export const heldByAnother = (staged: string, user: string) =>
 
 /**
  * An SQL expression: what cpq.user_known_identity keeps of `column` once the staged row `staged`
- * replaces the stored `user`: nothing where the row will hold the value itself, or the record is
- * of a new holder (`another`, heldByAnother: none of the former holder's is its own); else the
- * last known.
+ * replaces the stored `user`: nothing where the row will hold the value itself, or where the
+ * record starts afresh (`startsAfresh`, an SQL condition: a new holder, heldByAnother, none of the
+ * former holder's being its own; or whatever else the caller counts so); else the last known.
  */
-export const keptIdentity = (staged: string, user: string, another: string, column: 'date_added' | 'cpq_id') =>
-  `CASE WHEN ${staged}.${column} IS NOT NULL OR ${another} THEN NULL ELSE ${lastKnown(user, column)} END`;
+export const keptIdentity = (staged: string, user: string, startsAfresh: string, column: 'date_added' | 'cpq_id') =>
+  `CASE WHEN ${staged}.${column} IS NOT NULL OR ${startsAfresh} THEN NULL ELSE ${lastKnown(user, column)} END`;
