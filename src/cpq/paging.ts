@@ -2,7 +2,7 @@ import { SyncError } from '../errors.js';
 import { canonicalize, loginField } from './user-fields.js';
 import type { CpqHttpClient } from './http-client.js';
 import type { Slot } from './request-budget.js';
-import { countValue, isJsonObject, sentString, shownName } from '../exact-json.js';
+import { LosslessNumber, countValue, isJsonObject, numberLiteralOf, sentString, shownName, stringifyExactJson } from '../exact-json.js';
 import { PagingFields, RepeatedPagingFieldError } from './json-items.js';
 import { PageRecords } from './page-records.js';
 
@@ -53,11 +53,26 @@ export interface CollectionRequest {
   tieBreak?: string;
 }
 
-/** Where a keyset page ends: its last record's login, and its tie-break key when the request has one. */
+/**
+ * Where a keyset page ends: its last record's login, and its tie-break key when the request has
+ * one: the key's text, or its number as sent (a site may send partyNumber as a number), which the
+ * next page's filter compares as a number, digit for digit.
+ */
 interface Cursor {
   login: string;
-  tie?: string;
+  tie?: string | LosslessNumber;
 }
+
+/** The tie-break key of a page's last record as a Cursor holds it, or undefined for none (absent, null, empty text, an object). */
+function tieOf(key: unknown): string | LosslessNumber | undefined {
+  const text = sentString(key);
+  if (text !== undefined) return text || undefined;
+  const literal = numberLiteralOf(key);
+  return literal === undefined ? undefined : new LosslessNumber(literal);
+}
+
+/** A cursor as text, each number as its literal: two cursors are one place when their texts are equal. */
+const cursorText = (cursor: Cursor) => stringifyExactJson([cursor.login, cursor.tie ?? null], { hasLosslessNumbers: true });
 
 function loginOf(item: unknown): string | undefined {
   if (!isJsonObject(item)) return undefined;
@@ -135,7 +150,8 @@ export interface SplitPolicy {
 /** q of the request: the collection's own filter and the keyset conditions, each conjunct a single comparison (or $or of them) as in Oracle's examples. */
 function filterOf(request: CollectionRequest, keyset: Record<string, unknown>[]): string | undefined {
   const conditions: Record<string, unknown>[] = [...(request.filter ? [request.filter] : []), ...keyset];
-  return conditions.length === 0 ? undefined : JSON.stringify(conditions.length === 1 ? conditions[0] : { $and: conditions });
+  // A tie-break key sent as a number goes into the filter as that number, digit for digit.
+  return conditions.length === 0 ? undefined : stringifyExactJson(conditions.length === 1 ? conditions[0] : { $and: conditions }, { hasLosslessNumbers: true });
 }
 
 /** The order of every page: by login, then by the tie-break key when there is one. */
@@ -192,17 +208,19 @@ function nextAfter(request: CollectionRequest, page: ReadPage, after: Cursor | u
   const item = page.items.value(page.items.length - 1);
   const last = loginOf(item);
   if (last === undefined) throw new SyncError('data', `GET ${page.url}: the last record of the page has no login (as text), so paging cannot continue`);
-  // Under any spelling; a record without it as text (none, or a number) pages on the login alone, as
-  // every read did before the tie-break: a tie at that page's end may then be skipped, nothing fails.
+  // Under any spelling; a record without it as text or a number pages on the login alone, as every
+  // read did before the tie-break: a tie at that page's end may then be skipped (the read is then
+  // short by totalResults, and deletes nothing).
   const key = request.tieBreak !== undefined && isJsonObject(item) ? canonicalize(item).get(request.tieBreak) : undefined;
-  const tie = sentString(key) || undefined;
-  if (last === after?.login && tie === after.tie) {
+  const tie = tieOf(key);
+  const next: Cursor = tie === undefined ? { login: last } : { login: last, tie };
+  if (after !== undefined && cursorText(next) === cursorText(after)) {
     throw new SyncError(
       'data',
       `GET ${page.url}: CPQ did not honour the login filter (the page ended at "${shownName(last)}" again), so paging would not progress`,
     );
   }
-  return tie === undefined ? { login: last } : { login: last, tie };
+  return next;
 }
 
 /**
@@ -215,16 +233,12 @@ class PassedPageEnds {
 
   /** `first`: where the page before the range's first one ended, when it was read elsewhere. */
   constructor(first: Cursor | undefined) {
-    if (first !== undefined) this.ends.add(PassedPageEnds.key(first));
-  }
-
-  private static key(end: Cursor): string {
-    return JSON.stringify([end.login, end.tie ?? null]);
+    if (first !== undefined) this.ends.add(cursorText(first));
   }
 
   /** Notes where a page ended; `url` names the page when it went back. */
   check(next: Cursor, url: string): void {
-    const key = PassedPageEnds.key(next);
+    const key = cursorText(next);
     if (this.ends.has(key)) {
       throw new SyncError(
         'data',
