@@ -1,4 +1,5 @@
 import { MAX_BODY_VALUES, TooComplexError, parseExactJsonPart, parseExactRecord, shownName } from '../exact-json.js';
+import { fieldNameKey } from './user-fields.js';
 import { DEFAULT_RECORD_LIMIT, EntryContentError, notValidJson, type ItemTextSink, type RecordLimit, type RecordSink } from './zip-entry-kind.js';
 
 /*
@@ -173,7 +174,7 @@ export class JsonItemsParser {
         if (this.key !== 'items') {
           // Read in one spelling only, an "Items" beside "items" would hold users never read
           // (and a full read would delete them), as a second paging field's spelling would end it.
-          if (this.key.toLowerCase() === 'items') throw new ItemsFormError(`the collection body has "${this.key}", another spelling of "items"`);
+          if (fieldNameKey(this.key) === 'items') throw new ItemsFormError(`the collection body has "${this.key}", another spelling of "items"`);
           return this.startCapture('value', i);
         }
         if (this.sawItems) throw new TwoItemsError();
@@ -408,7 +409,7 @@ export class PagingFields {
   }
 
   take(key: string, value: unknown): void {
-    const lower = key.toLowerCase();
+    const lower = fieldNameKey(key);
     const name = Object.hasOwn(this.names, lower) ? this.names[lower] : undefined;
     if (name === undefined) return;
     this.said ??= new Map();

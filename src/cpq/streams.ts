@@ -3,7 +3,7 @@ import { SyncError, errorMessage } from '../errors.js';
 import { pathSegment, type CpqHttpClient } from './http-client.js';
 import { isJsonObject, sentString } from '../exact-json.js';
 import { keysetPages, offsetPages, readCollection, type Page } from './paging.js';
-import { canonicalize } from './user-fields.js';
+import { canonicalize, fieldNameKey } from './user-fields.js';
 
 /** One feed of user records with its own incremental cursor in cpq.sync_state. */
 export interface StreamId {
@@ -140,7 +140,7 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
  */
 function hostFlags(record: Record<string, unknown>): boolean[] {
   return Object.entries(record)
-    .filter(([key]) => key.toLowerCase() === 'ishost')
+    .filter(([key]) => fieldNameKey(key) === 'ishost')
     .map(([, flag]) => flag === true || (typeof flag === 'string' && flag.toLowerCase() === 'true'));
 }
 

@@ -105,9 +105,20 @@ export const ALIASES: Readonly<Record<string, string>> = {
   isSuperUserPermEnabled: 'isUserAdminPermEnabled',
 };
 
+/**
+ * A key CPQ sent, as the field names it may spell are matched: its ASCII letters in lower case,
+ * every other character as sent. The merge's SQL folds keys the same way (lower with COLLATE "C",
+ * src/sync/merge-sql.ts): toLowerCase also folds the Kelvin sign to k, and Postgres' lower() by
+ * the database's locale folds İ to i as well, or not (C), so the two disagreed on which keys
+ * were custom fields, and a change of such a field was not stored or not logged (review GR).
+ */
+export function fieldNameKey(key: string): string {
+  return key.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
+
 const CANONICAL = new Map<string, string>();
-for (const name of [...Object.keys(CPQ_USER_FIELDS), ...STRUCTURAL_FIELDS, ...NESTED_PARTS]) CANONICAL.set(name.toLowerCase(), name);
-for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(alias.toLowerCase(), name);
+for (const name of [...Object.keys(CPQ_USER_FIELDS), ...STRUCTURAL_FIELDS, ...NESTED_PARTS]) CANONICAL.set(fieldNameKey(name), name);
+for (const [alias, name] of Object.entries(ALIASES)) CANONICAL.set(fieldNameKey(alias), name);
 
 /** Every lower-cased top-level field name the mapping reads (canonical names, structural fields, aliases): the rest of a record is custom fields. */
 export const MAPPED_FIELD_KEYS: readonly string[] = [...CANONICAL.entries()]
@@ -126,7 +137,7 @@ export function canonicalFieldName(received: string): string | undefined {
   // Keys repeat on every record: remember each spelling seen rather than lower-casing it again.
   let name = BY_SPELLING.get(received);
   if (name === undefined) {
-    name = CANONICAL.get(received.toLowerCase()) ?? null;
+    name = CANONICAL.get(fieldNameKey(received)) ?? null;
     if (keptInCache(received, BY_SPELLING)) BY_SPELLING.set(received, name);
   }
   return name ?? undefined;
@@ -235,7 +246,7 @@ export class FieldPicker {
   private learn(key: string): number {
     const name = canonicalFieldName(key);
     const slot = name === undefined ? undefined : this.slots.get(name);
-    const code = slot ?? (this.ignored.has(key.toLowerCase()) ? IGNORED : EXTRA);
+    const code = slot ?? (this.ignored.has(fieldNameKey(key)) ? IGNORED : EXTRA);
     if (keptInCache(key, this.bySpelling)) this.bySpelling.set(key, code);
     return code;
   }

@@ -12,7 +12,7 @@ import {
   stringifyExactJson,
   unstorableNumber,
 } from '../exact-json.js';
-import { FieldPicker, isMappedField } from '../cpq/user-fields.js';
+import { FieldPicker, fieldNameKey, isMappedField } from '../cpq/user-fields.js';
 import { EXPANDED_LIST_PAGING, PagingFields, RepeatedPagingFieldError } from '../cpq/json-items.js';
 import { SECOND_FRACTION, canonicalTimestampMs, isCalendarDay, withExplicitZone } from '../date-time.js';
 import { USER_FIELDS, type UserField } from './user-fields.js';
@@ -216,7 +216,7 @@ class FieldReader {
     for (const key of Object.keys(object)) {
       // A spelling that lost to another of the same part ({"label": "A", "Label": "B"}) is kept as an extra: no column holds it.
       if (!picker.isExtra(key) && !picker.lost(key)) continue;
-      const lower = key.toLowerCase();
+      const lower = fieldNameKey(key);
       const other = kept.get(lower);
       if (other === undefined) {
         kept.set(lower, [key, object[key]]);
@@ -416,7 +416,7 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
   // items in two spellings ("items" beside "Items"): the picker takes one, and the members of the
   // other were dropped unseen (review DC). Refused, as a page with two "items" keys is (TwoItemsError).
   if (ITEMS.losers > 0) {
-    const spellings = Object.keys(value).filter((key) => key.toLowerCase() === 'items');
+    const spellings = Object.keys(value).filter((key) => fieldNameKey(key) === 'items');
     if (spellings.length > 1)
       return reader.fail(
         field,
@@ -487,7 +487,7 @@ function itemsOf(reader: FieldReader, field: string, value: unknown, parts: Fiel
 /** Whether a collection's links (any spelling of the key) hold one whose rel is "next". */
 function linksToNext(collection: Record<string, unknown>): boolean {
   for (const key of Object.keys(collection)) {
-    if (key.toLowerCase() !== 'links') continue;
+    if (fieldNameKey(key) !== 'links') continue;
     const links = collection[key];
     if (Array.isArray(links) && links.some((l) => isJsonObject(l) && typeof l.rel === 'string' && l.rel.toLowerCase() === 'next')) return true;
   }
@@ -661,7 +661,7 @@ function unknownFieldsJson(record: Record<string, unknown>): string {
 function lostSpellingsJson(record: Record<string, unknown>): string {
   if (RECORD_FIELDS.losers === 0) return '';
   const lost = Object.keys(record).filter((k) => RECORD_FIELDS.lost(k));
-  const lower = lost.map((k) => k.toLowerCase());
+  const lower = lost.map(fieldNameKey);
   // Counted once, not searched per key: a record of many spellings would cost their square (review DD).
   const sharing = new Map<string, number>();
   for (const l of lower) sharing.set(l, (sharing.get(l) ?? 0) + 1);

@@ -45,8 +45,13 @@ export const FIELD_DIFF = (() => {
   return `('{' || pg_catalog.concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
 })();
 
-/** Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data. */
+/**
+ * Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data.
+ * A key is compared by mappedKeyOf: its ASCII letters in lower case, as fieldNameKey folds it in JS.
+ */
 const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]::text[]`;
+/** A raw key folded as fieldNameKey folds it: lower() under the C collation changes ASCII letters only, whatever the database's locale. */
+const mappedKeyOf = (key: string) => `pg_catalog.lower(${key} COLLATE pg_catalog."C")`;
 
 /**
  * The fields of raw the mapping has no column for (custom fields), as one jsonb object; the
@@ -55,7 +60,7 @@ const MAPPED_KEYS = `ARRAY[${MAPPED_FIELD_KEYS.map((k) => `'${k}'`).join(', ')}]
  * custom field going from one to the other is a restatement, not a change.
  */
 export const unmappedFields = (raw: string) =>
-  `(SELECT coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM pg_catalog.jsonb_each(${raw}) e WHERE pg_catalog.lower(e.key) <> ALL (${MAPPED_KEYS}) AND pg_catalog.jsonb_typeof(e.value) <> 'null')`;
+  `(SELECT coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM pg_catalog.jsonb_each(${raw}) e WHERE ${mappedKeyOf('e.key')} <> ALL (${MAPPED_KEYS}) AND pg_catalog.jsonb_typeof(e.value) <> 'null')`;
 
 /**
  * The custom-field part of an insert's diff, from its first version `u`: `"raw.<field>":{"old":
@@ -74,4 +79,4 @@ export const INSERTED_UNMAPPED_DIFF = `(SELECT coalesce(pg_catalog.jsonb_object_
  */
 export const UNMAPPED_DIFF = `(SELECT coalesce(jsonb_object_agg('raw.' || k.key, jsonb_build_object('old', o.raw -> k.key, 'new', u.raw -> k.key)), '{}'::jsonb)
    FROM jsonb_object_keys(o.raw || u.raw) AS k(key)
-   WHERE lower(k.key) <> ALL (${MAPPED_KEYS}) AND coalesce(o.raw -> k.key, 'null') IS DISTINCT FROM coalesce(u.raw -> k.key, 'null'))`;
+   WHERE ${mappedKeyOf('k.key')} <> ALL (${MAPPED_KEYS}) AND coalesce(o.raw -> k.key, 'null') IS DISTINCT FROM coalesce(u.raw -> k.key, 'null'))`;
