@@ -150,6 +150,14 @@ export function printableC1(text: string): string {
   return text.replace(C1_CONTROLS, hexEscape);
 }
 
+/**
+ * JSON text with DEL and the C1 controls inside its strings written as \u escapes: the same JSON
+ * value, which no terminal takes for a control sequence (JSON.stringify escapes only C0).
+ */
+export function jsonWithoutC1(json: string): string {
+  return json.replace(C1_CONTROLS, (c) => `\\u00${c.charCodeAt(0).toString(16)}`);
+}
+
 const hexEscape = (c: string) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
 
 export function hasControlCharacter(text: string): boolean {

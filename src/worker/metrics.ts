@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProgressSink } from '../sync/stream-progress.js';
+import { printable } from '../errors.js';
 
 /** How a run this worker started ended. */
 export type RunOutcomeStatus = 'succeeded' | 'failed' | 'interrupted';
@@ -158,8 +159,11 @@ export class WorkerMetrics {
         if (!companyCounts) return;
         const counts = await companyCounts().catch(() => undefined);
         for (const c of counts ?? []) {
-          if (c.cpq !== null) this.set({ site: c.site, company: c.company, source: 'cpq' }, c.cpq);
-          this.set({ site: c.site, company: c.company, source: 'database' }, c.database);
+          // A company's login name is CPQ's, any text: its control characters as \xNN, or a
+          // scrape read in a terminal (curl) would run them (prom-client escapes only \, " and \n).
+          const company = printable(c.company);
+          if (c.cpq !== null) this.set({ site: c.site, company, source: 'cpq' }, c.cpq);
+          this.set({ site: c.site, company, source: 'database' }, c.database);
         }
       },
     });

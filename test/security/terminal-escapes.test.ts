@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oneLine, printable } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
+import { WorkerMetrics } from '../../src/worker/metrics.js';
 import { cli } from '../helpers/cli-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
@@ -72,6 +73,43 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
     const check = await cli(['check'], env);
     expect(check.stdout).toContain(`evil\\x1b]0;PWNED-TITLE\\x07`);
     expect(check.stdout).not.toMatch(CONTROL);
+  });
+
+  it('status, check and alerts list with --json write DEL and the C1 controls as \\u escapes (review GS): the same JSON values, which no terminal runs', async () => {
+    const env = { DATABASE_URL: database.url, CPQ_BASE_URL: baseUrl, CPQ_COMPANIES: '*', CPQ_INTEGRATION_USERS: 'off', LOG_LEVEL: 'warn' };
+    expect((await cli(['run'], env)).code).not.toBe(0);
+    // An alert of a login CPQ named so (JSON.stringify escapes its ESC, not its CSI, U+009B).
+    await database.query(
+      `INSERT INTO cpq.alert_outbox (run_id, user_id, company_login, login, rule, subject, detected_at, idempotency_key)
+       SELECT max(id), 1, $1, $1, 'admin_flag', 'isUserAdminPermEnabled', now(), 'terminal-escapes' FROM cpq.sync_runs`,
+      [EVIL],
+    );
+    for (const args of [
+      ['status', '--json'],
+      ['check', '--json'],
+      ['alerts', 'list', '--json'],
+    ]) {
+      const { stdout } = await cli(args, env);
+      expect(stdout, args.join(' ')).not.toMatch(CONTROL);
+      // The value is CPQ's name as sent, \u009b included: only its writing changed.
+      expect(JSON.stringify(JSON.parse(stdout)), args.join(' ')).toContain('\u009b');
+    }
+    const [alert] = JSON.parse((await cli(['alerts', 'list', '--json'], env)).stdout) as { login: string }[];
+    expect(alert!.login).toBe(EVIL);
+  });
+
+  it('/metrics writes a company\'s control characters as \\xNN (review GS): prom-client escapes only \\, " and line breaks', async () => {
+    const metrics = new WorkerMetrics({
+      sites: ['default'],
+      processMetrics: false,
+      companyCounts: async () => [{ site: 'default', company: EVIL, cpq: 3, database: 2 }],
+    });
+    const text = await metrics.text();
+    expect(text).not.toMatch(CONTROL);
+    // The label's text is \x1b… (the exposition format writes its backslash as \\).
+    expect(text).toContain(
+      `cpq_sync_company_users{site="default",company="evil\\\\x1b]0;PWNED-TITLE\\\\x07\\\\x1b[31mRED\\\\x1b[0m\\\\x1b[2K\\\\x9b",source="cpq"} 3`,
+    );
   });
 
   it('verify --file: a manifest (the untrusted file it checks) cannot write escape sequences to the terminal', async () => {
