@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
-import { ConfigFileRefused, readOwnConfigFile } from './foreign-writer.js';
+import { ConfigFileRefused, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
@@ -223,6 +223,33 @@ function secret(env: Env, name: string, fileName: string, chooses?: string): str
     // The value is not printed: it may be the secret itself, pasted where its file's path belongs.
     throw new ConfigError(`${fileName}: cannot read the file it names (not printed: it may be the secret itself) (${errorCode(err) ?? 'error'})`);
   }
+}
+
+/** The settings whose file secret() reads a secret from. */
+const SECRET_FILE_VARIABLES = ['CPQ_PASSWORD_FILE', 'CPQ_TOKEN_FILE', 'CPQ_OAUTH_CLIENT_SECRET_FILE', 'ALERT_WEBHOOK_URL_FILE', 'ALERT_WEBHOOK_SECRET_FILE'];
+
+/**
+ * `VARIABLE: other users can read the file it names (mode 644): chmod 600 it`, for each of
+ * `variables` (secret files that `env` names) whose file another local user may read: the fix a
+ * warning about a secret in a .env or sites file gives is a file of its own, and the default umask
+ * makes that one readable by all too (review GS). Said, not refused, as for those files. The path
+ * is not printed (it may be the secret itself, pasted in the wrong setting); a file that cannot be
+ * read is secret()'s to name, and a pipe (`<(sops -d …)`) is no one else's.
+ */
+function secretFilesOthersMayRead(env: Env, variables: readonly string[] = SECRET_FILE_VARIABLES): string[] {
+  return variables.flatMap((variable) => {
+    const file = env[variable]?.trim();
+    if (!file) return [];
+    let stats;
+    try {
+      stats = statSync(file);
+    } catch {
+      return [];
+    }
+    return stats.isFile() && othersMayRead(stats)
+      ? [`${variable}: other users can read the file it names (mode ${(stats.mode & 0o777).toString(8)}): chmod 600 it`]
+      : [];
+  });
 }
 
 /**
@@ -491,7 +518,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     logFormat: parsed.LOG_FORMAT,
     alerts: alerts!,
     unknownVariables: unknownVariables(env, named),
-    warnings: fromFile?.warnings ?? [],
+    warnings: [...(fromFile?.warnings ?? []), ...secretFilesOthersMayRead(env)],
   };
 }
 
@@ -611,7 +638,14 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: Site
   }
   errors.push(...environmentErrors);
   if (errors.length) throw ConfigError.listing(errors);
-  return { sites, warnings: [...warnings, ...sitesReadingOneCpq(sites)] };
+  // A site's own secret files (passwordFile, …): those it takes from the environment are named once, by loadConfig.
+  const readable = overlays.flatMap((overlay) =>
+    secretFilesOthersMayRead(
+      overlay.env,
+      SECRET_FILE_VARIABLES.filter((variable) => overlay.own.has(variable)),
+    ).map((warning) => `CPQ_SITES_FILE: site "${overlay.name}", ${siteKeysIn(warning)}`),
+  );
+  return { sites, warnings: [...warnings, ...readable, ...sitesReadingOneCpq(sites)] };
 }
 
 /**

@@ -247,6 +247,33 @@ describe('CPQ_SITES_FILE', () => {
     expect(loadConfig({ ...env, CPQ_SITES_FILE: inline }).warnings).toEqual([]);
   });
 
+  test("a secret's own file that other users can read is a warning naming its setting and mode, not its path or the secret (review GS): the fix the warnings above give, made under the default umask", () => {
+    const secretFile = file('cpq-password', 'pw-in-its-own-file\n');
+    const sites = file('sites.yaml', `- name: emea\n  baseUrl: https://emea.example.com\n  username: sync\n  passwordFile: ${secretFile}\n`);
+    chmodSync(sites, 0o600);
+    const env = {
+      CPQ_BASE_URL: 'https://cpq.example.com',
+      CPQ_USERNAME: 'sync',
+      CPQ_PASSWORD_FILE: secretFile,
+      ALERT_WEBHOOK_URL: 'https://hooks.example.com/cpq',
+      ALERT_WEBHOOK_SECRET_FILE: secretFile,
+    };
+    chmodSync(secretFile, 0o644);
+    const warned = loadConfig(env).warnings;
+    expect(warned).toEqual([
+      'CPQ_PASSWORD_FILE: other users can read the file it names (mode 644): chmod 600 it',
+      'ALERT_WEBHOOK_SECRET_FILE: other users can read the file it names (mode 644): chmod 600 it',
+    ]);
+    expect(warned.join()).not.toMatch(/pw-in-its-own-file|cpq-password/);
+    // A site's own secret file is named by its site and key.
+    expect(loadConfig({ CPQ_SITES_FILE: sites }).warnings).toEqual([
+      'CPQ_SITES_FILE: site "emea", passwordFile: other users can read the file it names (mode 644): chmod 600 it',
+    ]);
+    chmodSync(secretFile, 0o600);
+    expect(loadConfig(env).warnings).toEqual([]);
+    expect(loadConfig({ CPQ_SITES_FILE: sites }).warnings).toEqual([]);
+  });
+
   test('two sites reading the same CPQ and some of the same companies: a warning at every start (every user would be stored twice); its own companies each, no warning', () => {
     const env = { CPQ_TOKEN: 'tok' };
     const sites = (a: string, b: string) =>
