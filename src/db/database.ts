@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { TLSSocket } from 'node:tls';
 import { parseConnectionUrl, urlText } from '../connection-url.js';
 import type { Database } from './schema.js';
 import { readPasswordFileWhenNone, withPasswordFileNoted } from './password-file.js';
@@ -67,6 +68,43 @@ export function withOptions(connectionString: string, ours: string): { connectio
   };
 }
 
+/**
+ * A client of the database: its password read from PGPASSFILE's file when DATABASE_URL has none
+ * (readPasswordFileWhenNone), and never sent in clear text without TLS. Every connection of ours
+ * to a DATABASE_URL is one (a pool's, the health connection).
+ */
+export class DatabaseClient extends pg.Client {
+  constructor(config?: pg.ClientConfig) {
+    super(config);
+    readPasswordFileWhenNone(this);
+  }
+
+  /**
+   * A server asking for the password in clear text over a connection without TLS is refused
+   * before the password is sent (review GS): on loopback, any local user may listen on
+   * DATABASE_URL's port while the server is down (restarted, upgraded) and ask for it so.
+   * SCRAM (scram-sha-256, Postgres' default since 14) and md5 send no password (md5 gives such a
+   * listener a salted hash to attack offline: README, Threat model), and TLS hides it. Replaces
+   * node-postgres' own handler, which its client binds when it connects.
+   */
+  _handleAuthCleartextPassword(message: unknown): void {
+    const { connection } = this as unknown as { connection: { stream: unknown; emit(event: 'error', err: Error): void } };
+    if (!(connection.stream instanceof TLSSocket)) {
+      connection.emit(
+        'error',
+        new Error(
+          'the database server asked for the password in clear text over a connection without TLS: refused, not sent (whoever listens on its address may ask so); use scram-sha-256 on the server (password_encryption and pg_hba.conf), or TLS (sslmode=require)',
+        ),
+      );
+      return;
+    }
+    (pg.Client.prototype as unknown as { _handleAuthCleartextPassword(this: pg.Client, message: unknown): void })._handleAuthCleartextPassword.call(
+      this,
+      message,
+    );
+  }
+}
+
 /** DATABASE_CONNECT_TIMEOUT's default. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
 
@@ -79,10 +117,9 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
 export function createPool(connectionString: string, max = 4, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS): pg.Pool {
   // Set on each client, not as the pool's connectionTimeoutMillis: that one also bounds the wait
   // for a free client of the pool, which a run may spend behind another site's.
-  class BoundedClient extends pg.Client {
+  class BoundedClient extends DatabaseClient {
     constructor(config?: pg.ClientConfig) {
       super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
-      readPasswordFileWhenNone(this);
     }
 
     // A connection that failed to open is ended: node-postgres leaves the socket of one whose

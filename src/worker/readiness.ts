@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Queryable } from '../db/compiled-query.js';
-import { readPasswordFileWhenNone } from '../db/password-file.js';
+import { DatabaseClient } from '../db/database.js';
 import { durationSetting } from '../config-env.js';
 import { errorMessage, oneLine } from '../errors.js';
 import { readRunHealth } from './run-health.js';
@@ -181,14 +181,13 @@ export class HealthConnection implements Queryable {
 
   private connect(): Promise<pg.Client> {
     this.client ??= (async () => {
-      const client = new pg.Client({
+      const client = new DatabaseClient({
         ...this.config,
         application_name: 'cpq-user-sync health',
         statement_timeout: this.timeoutMs,
         lock_timeout: this.timeoutMs,
         connectionTimeoutMillis: this.timeoutMs,
       });
-      readPasswordFileWhenNone(client);
       // A connection that dies while idle must not crash the worker; the next query reports it.
       client.on('error', () => this.drop(client));
       await client.connect();
