@@ -246,6 +246,9 @@ export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.e
   if (/no answer within DATABASE_CONNECT_TIMEOUT/.test(message)) {
     return 'something at that host and port took the connection but did not answer as Postgres: check the port in DATABASE_URL, and that Postgres (or the pooler in front of it) is not stuck; a database that resumes from pause may need a longer DATABASE_CONNECT_TIMEOUT';
   }
+  // Our own refusal (DatabaseClient): the server's method, or the connection's TLS, is what to change.
+  if (/asked for the password in clear text/.test(message))
+    return "set the server's pg_hba.conf line for this connection to scram-sha-256, or connect with TLS (sslmode=verify-full)";
   return 'check DATABASE_URL, and that Postgres runs and lets this machine in (pg_hba.conf)';
 }
 

@@ -705,7 +705,7 @@ describe('integration users are read across companies', () => {
     expect(new Set(asked)).toEqual(new Set(['login:asc,partyNumber:asc']));
   });
 
-  it('a partyNumber that is not text (a number) does not stop the read: it pages on the login alone, and a tie it skips shows as a short read', async ({
+  it('a partyNumber sent as a number is paged on as that number: both users of the login are read (review GR; it paged on the login alone, a short read)', async ({
     startHarness,
   }) => {
     const h = await startHarness({ ...site, integrationUsers: 0 }, { CPQ_PAGE_SIZE: '2' });
@@ -714,6 +714,8 @@ describe('integration users are read across companies', () => {
       if (req.path === INTEGRATION_USERS_PATH) req.reply(integrationPage(req.query, numbered));
     });
     const result = await h.sync({ full: true });
-    expect(result.streams.find((s) => s.stream === 'integrationUsers')).toMatchObject({ received: 3, totalResults: 4, shortRead: true });
+    expect(result.streams.find((s) => s.stream === 'integrationUsers')).toMatchObject({ received: 4, totalResults: 4, shortRead: false });
+    const stored = await h.t.query(`SELECT company_login, login, party_number FROM cpq.users WHERE is_integration_user ORDER BY party_number`);
+    expect(stored).toEqual(numbered.map((u) => ({ company_login: u.company.loginName, login: u.login, party_number: String(u.partyNumber) })));
   });
 });

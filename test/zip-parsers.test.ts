@@ -275,6 +275,11 @@ describe('export columns', () => {
     expect(() => normalizeUser(id, source, 0)).toThrow(/"partyId" must be a whole number, got "1.8E\+17"/);
   });
 
+  it('groups dotted columns in ASCII case only, as keys are read: a Kelvin sign is not a k (review GT)', () => {
+    const columns = exportColumns(['login', 'Kx.a', 'kx.b', '\u212ax.c']);
+    expect(columns.record(['jdoe', '1', '2', '3'])).toEqual({ login: 'jdoe', Kx: { a: '1', b: '2' }, '\u212ax': { c: '3' } });
+  });
+
   it.each([
     [['login', ''], /column 2 has no name/],
     [['login', 'status.'], /column "status\." has an empty part/],

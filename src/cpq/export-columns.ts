@@ -1,5 +1,5 @@
 import { LosslessNumber, MAX_RECORD_VALUES, shownName } from '../exact-json.js';
-import { CPQ_USER_FIELDS, canonicalFieldName, isChoice, type FieldKind } from './user-fields.js';
+import { CPQ_USER_FIELDS, canonicalFieldName, fieldNameKey, isChoice, type FieldKind } from './user-fields.js';
 
 /*
  * Export columns -> user record: how a row of a CSV export becomes the same kind of record a JSON
@@ -145,18 +145,18 @@ export function exportColumns(header: readonly string[]): ExportColumns {
     if (unsafe !== undefined)
       throw new ExportColumnsError(`column "${shownName(name)}": "${unsafe}" is not accepted as a field name (it names JavaScript's prototype chain)`);
     const leaf = leafOf(name, path);
-    // Objects are grouped case-insensitively (Status.value + status.displayValue is one object),
+    // Objects are grouped in any ASCII case (Status.value + status.displayValue is one object), as keys are read (fieldNameKey),
     // and a name may not both hold a value and be an object.
     let level = roots;
     const parents: string[] = [];
     path.forEach((part, depth) => {
       const last = depth === path.length - 1;
-      const lower = part.toLowerCase();
+      const lower = fieldNameKey(part);
       const existing = level.get(lower);
       if (existing) {
         if (last || existing.children === undefined) {
           throw new ExportColumnsError(
-            existing.column.toLowerCase() === name.toLowerCase()
+            fieldNameKey(existing.column) === fieldNameKey(name)
               ? `columns "${shownName(existing.column)}" and "${shownName(name)}" name the same field`
               : `columns "${shownName(existing.column)}" and "${shownName(name)}" conflict: one is inside the other`,
           );

@@ -88,14 +88,20 @@ export class DatabaseClient extends pg.Client {
    * node-postgres' own handler, which its client binds when it connects.
    */
   _handleAuthCleartextPassword(message: unknown): void {
-    const { connection } = this as unknown as { connection: { stream: unknown; emit(event: 'error', err: Error): void } };
-    if (!(connection.stream instanceof TLSSocket)) {
+    const { connection } = this as unknown as { connection: { stream: { destroy(): void }; emit(event: 'error', err: Error): void } };
+    // TLS that verified the server's certificate: one that checks nothing (sslmode=no-verify) would
+    // hand the password to whoever answers.
+    if (!(connection.stream instanceof TLSSocket && connection.stream.authorized)) {
       connection.emit(
         'error',
         new Error(
-          'the database server asked for the password in clear text over a connection without TLS: refused, not sent (whoever listens on its address may ask so); use scram-sha-256 on the server (password_encryption and pg_hba.conf), or TLS (sslmode=require)',
+          'the database server asked for the password in clear text over a connection without verified TLS: refused, not sent (whoever listens on its address may ask so)',
         ),
       );
+      // Closed here, not left to the caller: node-postgres keeps the socket of a connection whose
+      // authentication it failed itself, and a listener that held them could use up the worker's
+      // descriptors, one per /readyz probe (review GT).
+      connection.stream.destroy();
       return;
     }
     (pg.Client.prototype as unknown as { _handleAuthCleartextPassword(this: pg.Client, message: unknown): void })._handleAuthCleartextPassword.call(
