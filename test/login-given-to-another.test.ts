@@ -5,6 +5,7 @@ import { withCpq } from '../src/config.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { runSync } from '../src/sync/run.js';
 import { expectChangeLogConsistent } from './helpers/db-equals-simulator.js';
+import { ALL_MIGRATIONS } from './helpers/database.js';
 import type { SimulatorOptions } from '../src/simulator/index.js';
 import type { Harness } from './helpers/harness.js';
 import { it } from './helpers/fixtures.js';
@@ -152,7 +153,8 @@ describe('a login given to another user', () => {
     // A database of the release before 0038, a run of that release writing the table (a value the
     // history does not give, so that the refill shows), uncommitted.
     await h.t.query(`DELETE FROM cpq.user_known_identity`);
-    await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name = '0038_known_identity_from_history'`);
+    // Every migration from 0038 on unrecorded (Kysely refuses a gap); those after it replace functions, and run again.
+    await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name >= '0038'`);
     const run = await connectClient(h.t.url);
     await run.query('BEGIN');
     await run.query(`INSERT INTO cpq.user_known_identity (user_id, site, cpq_id) SELECT id, site, 9999 FROM cpq.users WHERE login = $1`, [login]);
@@ -165,7 +167,7 @@ describe('a login given to another user', () => {
     expect(await waiting(), 'the migration waiting for the table').toBe(1);
     expect(settled).toBe(false);
     await run.query('COMMIT');
-    expect(await migrating).toEqual(['0038_known_identity_from_history']);
+    expect(await migrating).toEqual(ALL_MIGRATIONS.filter((name) => name >= '0038'));
     expect(await h.t.query(`SELECT cpq_id::text FROM cpq.user_known_identity`), 'the value the history gives').toEqual([{ cpq_id: '1111' }]);
   });
 
