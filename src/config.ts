@@ -153,7 +153,7 @@ export interface AppConfig {
    * be a typo of. Logged as a warning by every command, shown by `check`.
    */
   unknownVariables: string[];
-  /** What is wrong but stops nothing (a sites file holding a secret that others can read): logged as a warning by every command, shown by `check`. */
+  /** What is wrong but stops nothing (a sites file holding a secret, or a secret's own file, that others can read): logged as a warning by every command, shown by `check`. */
   warnings: string[];
   lookbackMs: number;
   /** A stream whose last full read is older than this is read in full. */

@@ -70,7 +70,7 @@ export function withOptions(connectionString: string, ours: string): { connectio
 
 /**
  * A client of the database: its password read from PGPASSFILE's file when DATABASE_URL has none
- * (readPasswordFileWhenNone), and never sent in clear text without TLS. Every connection of ours
+ * (readPasswordFileWhenNone), and never sent in clear text but over TLS that verified the server. Every connection of ours
  * to a DATABASE_URL is one (a pool's, the health connection).
  */
 export class DatabaseClient extends pg.Client {
@@ -80,11 +80,11 @@ export class DatabaseClient extends pg.Client {
   }
 
   /**
-   * A server asking for the password in clear text over a connection without TLS is refused
-   * before the password is sent (review GS): on loopback, any local user may listen on
+   * A server asking for the password in clear text over a connection without TLS that verified
+   * it is refused before the password is sent (review GS): on loopback, any local user may listen on
    * DATABASE_URL's port while the server is down (restarted, upgraded) and ask for it so.
    * SCRAM (scram-sha-256, Postgres' default since 14) and md5 send no password (md5 gives such a
-   * listener a salted hash to attack offline: README, Threat model), and TLS hides it. Replaces
+   * listener a salted hash to attack offline: README, Threat model), and verified TLS hides it. Replaces
    * node-postgres' own handler, which its client binds when it connects.
    */
   _handleAuthCleartextPassword(message: unknown): void {
