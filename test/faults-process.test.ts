@@ -1,6 +1,5 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -9,6 +8,7 @@ import { loadConfig } from '../src/config.js';
 import { createDb, createPool } from '../src/db/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { CpqSimulator } from '../src/simulator/index.js';
+import { cancelProxy } from './helpers/cancel-proxy.js';
 import { Cleanups, cli, type CliProcess, type LogLine } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, holdSyncLock, migrateBefore, migrationsHeldByReport, type TestDatabase } from './helpers/database.js';
 import { expectInSync, snapshotEverything } from './helpers/db-equals-simulator.js';
@@ -688,44 +688,10 @@ async function expectInterruptedPastQueuedLock(
  * takes to end of itself.
  */
 async function cancelsLateProxy(t: TestDatabase, delayMs: number): Promise<string> {
-  const target = new URL(t.url);
-  const sockets = new Set<Socket>();
-  const kept = (socket: Socket) => {
-    sockets.add(socket.on('error', () => undefined).on('close', () => sockets.delete(socket)));
-    return socket;
-  };
-  // Half-open: the cancel's sender ends its side at once, and must see the connection close only once the server has read it.
-  const server = createServer({ allowHalfOpen: true }, (client) => {
-    kept(client).once('data', (first) => {
-      client.pause();
-      const cancel = first.length >= 8 && first.readInt32BE(4) === CANCEL_REQUEST_CODE;
-      setTimeout(
-        () => {
-          const upstream = kept(connect(Number(target.port), target.hostname));
-          upstream.write(first);
-          client.pipe(upstream).pipe(client);
-        },
-        cancel ? delayMs : 0,
-      );
-    });
-  });
-  // Not a fixed port: one is another test's or process's on a shared machine.
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  const url = new URL(t.url);
-  url.hostname = '127.0.0.1';
-  url.port = String((server.address() as { port: number }).port);
-  return url.toString();
+  const proxy = await cancelProxy(t.url, (forward) => setTimeout(forward, delayMs));
+  cleanups.push(proxy.close);
+  return proxy.url;
 }
-
-/** The protocol's CancelRequest code, as a CancelRequest packet holds it after its length. */
-const CANCEL_REQUEST_CODE = 80877102;
 
 /** A session of the test's own (no cpq-sync one), ended after the test. */
 async function otherSession(t: TestDatabase): Promise<pg.Client> {

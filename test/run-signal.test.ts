@@ -3,9 +3,11 @@ import { createServer, Socket } from 'node:net';
 import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { cancelOnAbort, cancellableOn } from '../src/db/cancel-on-abort.js';
-import { createPool } from '../src/db/database.js';
+import { createDb, createPool } from '../src/db/database.js';
 import { SyncError } from '../src/errors.js';
 import { migrateUntilAborted } from '../src/db/migrate.js';
+import { runSync } from '../src/sync/run.js';
+import { cancelProxy } from './helpers/cancel-proxy.js';
 import { until } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, createTestDatabase, migrateBefore, untilWaitingForLock } from './helpers/database.js';
 import { it } from './helpers/harness.js';
@@ -261,23 +263,32 @@ describe('a signal that comes before the run has its record', () => {
   it('says what the run failed with as it stopped: its session ended by the server as the signal came', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
     await h.sync();
+    // The run reaches Postgres through a proxy that holds its cancel request until the test lets it
+    // go: sent on a connection of its own, it otherwise raced the termination, and when it came
+    // first the run failed with the cancel, the signal's doing (CI saw it, under load).
+    const heldCancels: (() => void)[] = [];
+    const proxy = await cancelProxy(h.t.url, (forward) => heldCancels.push(forward));
+    const pool = createPool(proxy.url);
     const holder = new pg.Client({ connectionString: h.t.url });
-    const terminator = new pg.Client({ connectionString: h.t.url });
     await holder.connect();
-    await terminator.connect();
     try {
       // The site's look-up, a statement before the run's record, waits for the table.
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE cpq.sites IN ACCESS EXCLUSIVE MODE');
       const shutdown = new AbortController();
-      const run = h.sync({ signal: shutdown.signal }).catch((e: unknown) => e);
+      const run = runSync({ pool, db: createDb(pool), config: h.config, log: h.log }, { signal: shutdown.signal }).catch((e: unknown) => e);
       const [waiting] = await untilWaitingForLock(h.t);
-      // The termination is written to a session already open before the signal is sent: it ends
-      // the run's session before the signal's cancel request, which first needs a connection and
-      // a backend of its own, reaches it (and a backend told both to end and to cancel ends).
-      const terminated = terminator.query('SELECT pg_terminate_backend($1)', [waiting!.pid]);
+      // The signal comes (its cancel held), then the server ends the run's session.
       shutdown.abort(new Error('received SIGTERM'));
-      await terminated;
+      await until('the cancel request', () => heldCancels.length === 1, 30_000);
+      await holder.query('SELECT pg_terminate_backend($1)', [waiting!.pid]);
+      await until(
+        "the run's session to end",
+        async () => (await h.t.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [waiting!.pid])).length === 0,
+        30_000,
+      );
+      // Reaches no session now (its backend is gone): delivered, the run need not wait it out.
+      heldCancels.forEach((forward) => forward());
       const err = await run;
       expect(err).toBeInstanceOf(SyncError);
       const { kind, message } = err as SyncError;
@@ -290,7 +301,8 @@ describe('a signal that comes before the run has its record', () => {
       });
     } finally {
       await holder.query('ROLLBACK');
-      await Promise.all([holder.end(), terminator.end()]);
+      await Promise.all([holder.end(), pool.end()]);
+      await proxy.close();
     }
     const runs = await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id`);
     expect(runs.map((r) => r.status)).toEqual(['succeeded']);
