@@ -20,10 +20,10 @@ async function history(h: Harness) {
   return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
 }
 
-/** How many times this transaction called cpq.run_lines3_sha256, the lines of a seal of lines 3 (track_functions must be on). */
+/** How many times this transaction called cpq.run_lines4_sha256, the lines of a seal of lines 4 (track_functions must be on). */
 async function contentHashCalls(client: pg.PoolClient): Promise<number> {
   const { rows } = await client.query<{ calls: string }>(
-    `SELECT pg_stat_get_xact_function_calls('cpq.run_lines3_sha256(bigint)'::regprocedure)::text AS calls`,
+    `SELECT pg_stat_get_xact_function_calls('cpq.run_lines4_sha256(bigint)'::regprocedure)::text AS calls`,
   );
   return Number(rows[0]!.calls);
 }
@@ -197,16 +197,16 @@ describe('tamper evidence', () => {
     expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
   });
 
-  it('seals made before migration 0032 (lines 1, without the counts) and before 0033 (lines 2) still verify; a seal set back to older lines is found (reviews FQ, FS)', async ({
+  it('seals made before migration 0032 (lines 1, without the counts), before 0033 (lines 2) and before 0040 (lines 3) still verify; a seal set back to older lines is found (reviews FQ, FS)', async ({
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 6, partnerCompanies: 1, integrationUsers: 0 });
     const runs = await history(h);
     const seals = await h.t.query<{ lines: number }>(`SELECT lines FROM cpq.run_seals ORDER BY run_id`);
-    expect(seals.map((s) => s.lines)).toEqual([3, 3, 3]);
+    expect(seals.map((s) => s.lines)).toEqual([4, 4, 4]);
     // Each seal set back to what an older release stored: the content of its lines, and the chain
     // over it (in run order, so that each seal's chain follows from the one just rewritten).
-    for (const lines of [1, 2]) {
+    for (const lines of [1, 2, 3]) {
       const client = await h.t.pool.connect();
       try {
         await client.query('BEGIN');
@@ -228,7 +228,7 @@ describe('tamper evidence', () => {
     }
     // A forger cannot move a new seal to older lines to leave the counts, or the nulls inside a
     // row's jsonb, outside it: a run that ended versions, and the first, which ended none.
-    for (const lines of [1, 2]) {
+    for (const lines of [1, 2, 3]) {
       for (const run of [runs[0], runs[1]]) {
         const downgraded = await verifyAfter(h, `UPDATE cpq.run_seals SET lines = $2 WHERE run_id = $1`, [run, lines]);
         expect(downgraded.breaks.map((b) => b.runId)).toEqual([run]);
@@ -285,7 +285,7 @@ describe('tamper evidence', () => {
     try {
       await client.query('BEGIN');
       // track_functions counts this transaction's calls of a function that is not inlined, which
-      // run_lines3_sha256 (a SQL function with SET clauses) never is.
+      // run_lines4_sha256 (a SQL function with SET clauses) never is.
       await client.query(`SET LOCAL track_functions = 'all'`);
       await client.query('DELETE FROM cpq.run_seals WHERE run_id = $1', [last]);
       expect(await sealRun(client, 'default', last)).toBe(sealed!.chain_sha256);

@@ -561,8 +561,10 @@ describe('cpq functions and a reporting login that may create functions in publi
       await c.query(`SELECT diff FROM cpq.user_changes`);
       await c.query(`SELECT count(*) FROM cpq.user_changes_flat`);
       await c.query(`SELECT cpq.login_checksum(sum(cpq.login_hash(login))) FROM cpq.users`);
-      await c.query(`SELECT cpq.run_content_sha256(id), cpq.run_chain_sha256(site, id, NULL, 'x') FROM cpq.sync_runs`);
-      await c.query(`SELECT cpq.redact_personal_fields(raw), cpq.without_personal_fields(raw), cpq.is_personal_key('Email') FROM cpq.users`);
+      await c.query(`SELECT cpq.run_content_sha256(id), cpq.run_content_sha256(id, 4::smallint), cpq.run_chain_sha256(site, id, NULL, 'x') FROM cpq.sync_runs`);
+      await c.query(
+        `SELECT cpq.redact_personal_fields(raw), cpq.without_personal_fields(raw), cpq.without_personal_keys(raw), cpq.is_personal_key('Email') FROM cpq.users`,
+      );
       await c.query(`SELECT count(*) FROM cpq.users_as_of(now()) u, cpq.user_groups_as_of(now()) g, cpq.groups_as_of(now()) gr`);
     }, database);
     expect(await ran()).toEqual([]);

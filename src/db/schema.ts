@@ -298,9 +298,10 @@ export interface RunSealsTable {
   sealed_at: Generated<Timestamp>;
   /**
    * Which lines content_sha256 covers: 1, migrations 0012-0014's; 2, with the run's
-   * cpq.run_company_counts (migration 0032); 3, with the nulls inside its rows' jsonb values too (0033).
+   * cpq.run_company_counts (migration 0032); 3, with the nulls inside its rows' jsonb values too (0033);
+   * 4, its personal keys named in ASCII, whatever the database's locale (0040).
    */
-  lines: Generated<1 | 2 | 3>;
+  lines: Generated<1 | 2 | 3 | 4>;
 }
 
 /** Locked (EXCLUSIVE) while a run takes its commit_seq (migration 0017); holds no data. */
