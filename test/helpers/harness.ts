@@ -8,7 +8,7 @@ import { REDACT_PATHS } from '../../src/logger.js';
 import { CpqSimulator, type SimulatorOptions } from '../../src/simulator/index.js';
 import type { RunOptions, RunResult } from '../../src/sync/run-types.js';
 import { runSync } from '../../src/sync/run.js';
-import { createTestDatabase, type TestDatabase } from './database.js';
+import { createTestDatabase, type TestDatabase, type TestDatabaseOptions } from './database.js';
 
 export interface Harness {
   sim: CpqSimulator;
@@ -30,10 +30,11 @@ export interface Harness {
 export async function startHarness(
   simulator: SimulatorOptions = {},
   env: Record<string, string> | ((baseUrl: string) => Record<string, string>) = {},
+  database: TestDatabaseOptions = {},
 ): Promise<Harness> {
   const sim = new CpqSimulator(simulator);
   const url = await sim.start();
-  const t = await createTestDatabase();
+  const t = await createTestDatabase(database);
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -97,8 +98,8 @@ export const it = test.extend<{ startHarness: StartHarness }>({
   // eslint-disable-next-line no-empty-pattern -- vitest reads the fixtures a fixture needs from this pattern
   startHarness: async ({}, use) => {
     const started: Harness[] = [];
-    await use(async (simulator, env) => {
-      const h = await startHarness(simulator, env);
+    await use(async (simulator, env, database) => {
+      const h = await startHarness(simulator, env, database);
       started.push(h);
       return h;
     });

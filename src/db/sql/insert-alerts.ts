@@ -4,7 +4,12 @@ import type { AlertRuleSettings } from '../../config.js';
 import { ADMIN_FLAG_COLUMNS } from '../../normalize/user-fields.js';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
 
-/** A glob (`*` any run of characters, `?` one character, all else literal) as an ILIKE pattern. */
+/**
+ * A glob (`*` any run of characters, `?` one character, all else literal) as an ILIKE pattern.
+ * Matched under the C collation, which folds the case of ASCII letters only: ILIKE under the
+ * database's locale folded by its rules, and in a Turkish one 'I' is the capital of 'ı', so
+ * `*admin*` missed SUPERADMIN there.
+ */
 export function globToIlike(glob: string): string {
   return glob
     .replace(/[\\%_]/g, (c) => `\\${c}`)
@@ -67,11 +72,11 @@ function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAlias
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', g.name, 'false'::jsonb, 'true'::jsonb
        FROM live c CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(c.diff -> 'groups' -> 'added', '[]'::jsonb)) AS g(name)
-       WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change <> 'insert' AND g.name ILIKE ANY(${groups}::text[])
+       WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change <> 'insert' AND g.name COLLATE "C" ILIKE ANY(${groups}::text[])
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', ug.group_variable_name, NULL, 'true'::jsonb
        FROM live c JOIN cpq.user_groups ug ON ug.user_id = c.user_id
-       WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change = 'insert' AND ug.group_variable_name ILIKE ANY(${groups}::text[])
+       WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change = 'insert' AND ug.group_variable_name COLLATE "C" ILIKE ANY(${groups}::text[])
        -- An access permission granted: added with access, or changed to having it.
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'access_permission',
