@@ -78,3 +78,27 @@ describe('mergeBothFeeds, a CSV company record (groups named only) and an integr
     expect(merged([...copies].reverse())).toEqual(expected);
   });
 });
+
+describe('mergeBothFeeds, a record that spells dateModified twice (review GV)', () => {
+  it('compares the spelling the normalizer stores (dateModified), in either key order', () => {
+    const integration = { login: 'u', dateModified: '2025-01-02T00:00:00Z', isUserAdminPermEnabled: true };
+    const earlier = { dateModified: '2025-01-01T00:00:00Z' };
+    const later = { DateModified: '2025-01-03T00:00:00Z' };
+    const company = { login: 'u', isUserAdminPermEnabled: false };
+    expect(mergeBothFeeds(integration, { ...later, ...company, ...earlier }).isUserAdminPermEnabled).toBe(true);
+    expect(mergeBothFeeds(integration, { ...earlier, ...company, ...later }).isUserAdminPermEnabled).toBe(true);
+  });
+
+  it('describes the groups of the spelling the normalizer reads (groups), in either key order', () => {
+    const integration = { login: 'u', dateModified: '2025-01-01T00:00:00Z', groups: { items: [{ variableName: 'g1', label: 'Alpha', type: 'sales' }] } };
+    const read = { groups: { items: [{ variableName: 'g1' }] } };
+    const lost = { Groups: { items: [{ variableName: 'g2' }] } };
+    const company = { login: 'u', dateModified: '2025-01-02T00:00:00Z' };
+    for (const record of [
+      { ...lost, ...company, ...read },
+      { ...read, ...company, ...lost },
+    ]) {
+      expect(mergeBothFeeds(integration, record).groups).toEqual({ items: [{ variableName: 'g1', label: 'Alpha', type: 'sales' }] });
+    }
+  });
+});

@@ -161,3 +161,49 @@ describe('a CSV zip site (groups named only), the integration user edited betwee
     expect(await changes(h, raced.runId, login)).toEqual([{ change: 'update', fields: ['date_modified', 'first_name'] }]);
   });
 });
+
+describe('a company record that spells dateModified twice, of a user both feeds return (review GV)', () => {
+  it('is compared by the spelling the row stores, whatever the keys’ order: the same records sent in another order change nothing and log nothing', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 1 });
+    const login = String(h.sim.integrationUsers()[0]!.login);
+    h.sim.updateUser('_host', login, { isUserAdminPermEnabled: true });
+    await h.sync();
+    // The integration record, modified at T and an admin; the company record's dateModified is
+    // before T (the spelling the row stores), its drifted twin DateModified after T, and it says
+    // no admin. The integration record wins: the company record is not the later one.
+    let driftedFirst = true;
+    scriptRequests(h.sim, async (req) => {
+      if (req.path === INTEGRATION_USERS_PATH)
+        req.reply(
+          editPage(await req.real(), (p) => {
+            for (const u of p.items) if (u.login === login) Object.assign(u, { dateModified: '2025-01-02T00:00:00.000Z', isUserAdminPermEnabled: true });
+          }),
+        );
+      if (req.path === HOST_USERS_PATH)
+        req.reply(
+          editPage(await req.real(), (p) => {
+            p.items = p.items.map((u) => {
+              if (u.login !== login) return u;
+              const rest = Object.fromEntries(Object.entries(u).filter(([k]) => k.toLowerCase() !== 'datemodified'));
+              const earlier = { dateModified: '2025-01-01T00:00:00.000Z' };
+              const later = { DateModified: '2025-01-03T00:00:00.000Z' };
+              return driftedFirst
+                ? { ...later, ...rest, ...earlier, isUserAdminPermEnabled: false }
+                : { ...earlier, ...rest, ...later, isUserAdminPermEnabled: false };
+            });
+          }),
+        );
+    });
+    await h.sync({ full: true });
+    const first = await row(h, login, 'is_user_admin_perm_enabled, date_modified::text AS date_modified');
+    expect(first.is_user_admin_perm_enabled).toBe(true);
+    driftedFirst = false;
+    const again = await h.sync({ full: true });
+    // Before: the first key spelling dateModified decided, so the company record (DateModified
+    // first) lost the first run and won the second: an update, admin flag true → false.
+    expect(await row(h, login, 'is_user_admin_perm_enabled, date_modified::text AS date_modified')).toEqual(first);
+    expect(await changes(h, again.runId, login)).toEqual([]);
+  });
+});

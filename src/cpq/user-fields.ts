@@ -165,6 +165,17 @@ export function spellingWins(key: string, name: string, kept: string | undefined
   return kept === undefined || key === name || (kept !== name && key < kept);
 }
 
+/**
+ * The key of `record` a reader of field `name` takes its value from: of the keys spelling it, the
+ * one spellingWins keeps (undefined when none does). For a record read once, where a FieldPicker
+ * would be built for one field.
+ */
+export function keyOfField(record: Record<string, unknown>, name: string): string | undefined {
+  let kept: string | undefined;
+  for (const key of Object.keys(record)) if (canonicalFieldName(key) === name && spellingWins(key, name, kept)) kept = key;
+  return kept;
+}
+
 /** Marks a slot of FieldPicker.pick's result that no key filled yet. */
 const UNSET: unique symbol = Symbol('unset');
 

@@ -1,4 +1,4 @@
-import { canonicalFieldName } from '../cpq/user-fields.js';
+import { canonicalFieldName, keyOfField } from '../cpq/user-fields.js';
 import { instantMicros } from '../date-time.js';
 import { carriesItems, storedText } from './user-record.js';
 
@@ -82,9 +82,13 @@ export function withoutIntegrationOnlyFields(stored: Raw): Raw {
   return Object.fromEntries(Object.entries(stored).filter(([key]) => !INTEGRATION_ONLY_FIELDS.has(canonicalFieldName(key) ?? '')));
 }
 
-/** A record's dateModified as an instant (instantMicros), when it is a date-time. */
+/**
+ * A record's dateModified as an instant (instantMicros), when it is a date-time: of two spellings,
+ * the one the normalizer stores (keyOfField), not the first sent (review GV: key order alone
+ * decided which feed won, and the same data sent in another order logged a change).
+ */
 function modifiedAt(record: Raw): number | undefined {
-  const key = Object.keys(record).find((k) => canonicalFieldName(k) === 'dateModified');
+  const key = keyOfField(record, 'dateModified');
   const value = key === undefined ? undefined : record[key];
   return typeof value === 'string' ? instantMicros(value) : undefined;
 }
@@ -121,8 +125,8 @@ function itemObjects(relation: unknown): Item[] | undefined {
  * raced run's raw and version lost every label, put back by the next run).
  */
 function describedGroups(company: Raw, integration: Raw): Raw {
-  const key = Object.keys(company).find((k) => canonicalFieldName(k) === 'groups');
-  const otherKey = Object.keys(integration).find((k) => canonicalFieldName(k) === 'groups');
+  const key = keyOfField(company, 'groups');
+  const otherKey = keyOfField(integration, 'groups');
   const items = key === undefined ? undefined : itemObjects(company[key]);
   const known = otherKey === undefined ? undefined : itemObjects(integration[otherKey]);
   if (key === undefined || items === undefined || known === undefined || items.some((g) => 'label' in g || 'type' in g)) return company;
