@@ -212,8 +212,11 @@ describe('transport', () => {
     const result = await h.sync();
     expect(result.inserted).toBe(12);
     const [run] = await h.t.query<{ http_retries: Record<string, number> }>(`SELECT http_retries FROM cpq.sync_runs`);
-    expect(run!.http_retries).toEqual({ network: 2 });
-    expect(h.logLines.join('\n')).toMatch(/no response within the request timeout/);
+    // The stall and the reset, each retried. Counted from the log, not as exactly two: on a loaded
+    // machine a page answered in time can still miss the 300 ms (its timer run before its answer
+    // is read), and is retried too (review GU saw 3, once in 21 runs).
+    const timeouts = h.logLines.filter((line) => line.includes('no response within the request timeout')).length;
+    expect({ retries: run!.http_retries, stallTimedOut: timeouts >= 1 }).toEqual({ retries: { network: timeouts + 1 }, stallTimedOut: true });
   });
 
   it('renews the OAuth token before it expires', async ({ startHarness }) => {

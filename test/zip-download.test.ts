@@ -198,7 +198,12 @@ describe('downloadToFile', () => {
     const path = join(dir, 'a.zip');
     await http.downloadToFile(`${base}/x`, { accept: 'application/zip', path, maxBytes: 1 << 20, timeoutMs: HOUR });
     expect(await readFile(path)).toEqual(body);
-    expect(http.stats).toEqual({ requests: 2, retries: { network: 1 } });
+    // The stalled attempt given up on, and retried. Not exactly once: on a loaded machine a timer
+    // can run before a whole answer waiting in the socket is read, and that attempt is retried too
+    // (review GU saw 3 requests twice in 12 runs).
+    const { requests, retries } = http.stats;
+    expect({ retries: Object.keys(retries), stallRetried: (retries.network ?? 0) >= 1 }).toEqual({ retries: ['network'], stallRetried: true });
+    expect(requests).toBe(retries.network! + 1);
   });
 
   it('names the stall when every attempt stalls', async () => {
