@@ -226,6 +226,13 @@ function siteEnv(h: Harness, site: Site, tmp: string): Record<string, string> {
 class Armed {
   private stopped = false;
   fired = false;
+  /**
+   * Whether the signal came once the command had ended (logged `done`, or written its error):
+   * Node then restores the default action as the process ends (its 'exit' event comes within ms
+   * of the command's end, the process is gone 40-300 ms later), and a signal in that window ends
+   * it by the signal, whatever the command did (review GU).
+   */
+  signalledAfterEnd = false;
   private watcher: pg.Client | undefined;
 
   constructor(
@@ -284,6 +291,7 @@ class Armed {
       if (this.stopped || this.fired) return;
       this.fired = true;
       if (f.kind === 'signal') {
+        this.signalledAfterEnd = proc.stderr.startsWith('cpq-sync: ') || proc.lines().some((l) => l.msg === 'done');
         proc.kill(f.signal);
         if (f.secondAfterMs !== null) {
           await sleep(f.secondAfterMs);
@@ -366,12 +374,13 @@ class Armed {
 }
 
 /** What any ended process must show: one line of error at most, never a stack trace; the exit code its kind says. */
-function expectCleanExit(out: Outcome, fault: Fault, what: string): void {
+function expectCleanExit(out: Outcome, fault: Fault, what: string, armed: Armed): void {
   if (out.signal === 'SIGKILL') return;
   expect(out.stderr, `${what}: stderr`).toMatch(/^(cpq-sync: [^\n]*\n)?$/);
   // A signal before the process installed its handlers (nothing logged yet) ends it the default way.
-  // So does a second signal that comes after the command let go of its handlers (its run already rolled back and recorded).
-  if (out.stdout !== '' && !(fault.kind === 'signal' && fault.secondAfterMs !== null))
+  // So does a second signal that comes after the command let go of its handlers (its run already
+  // rolled back and recorded), and a signal that came once the command had ended (see signalledAfterEnd).
+  if (out.stdout !== '' && !(fault.kind === 'signal' && fault.secondAfterMs !== null) && !armed.signalledAfterEnd)
     expect(out.signal, `${what}: ended by a signal it should have handled`).toBe(null);
   if (fault.kind === 'signal' && out.signal === null && out.code !== 0) expect([130, 1, 7], `${what}: exit code`).toContain(out.code);
 }
@@ -422,7 +431,7 @@ describe('crash consistency under generated faults', () => {
             ]);
             // The fault's own holds let go (a lock, a timeout), whatever happened.
             await armed.stop();
-            expectCleanExit(out, fault, 'faulty run');
+            expectCleanExit(out, fault, 'faulty run', armed);
 
             // Postgres ends the killed process's session: no session, no lock stays.
             await waitFor('the sessions of the ended process to end', async () => {
@@ -548,7 +557,7 @@ describe('crash consistency under generated faults', () => {
               armed.watch(procs[0]!);
               const outs = await Promise.all(procs.map((p) => p.exited));
               await armed.stop();
-              expectCleanExit(outs[0]!, fault, 'killed run');
+              expectCleanExit(outs[0]!, fault, 'killed run', armed);
               if (outs[1]) {
                 // The other run either synced, or found the site's lock held (exit 7); never anything else.
                 expect(outs[1].stderr, 'concurrent run stderr').toMatch(/^(cpq-sync: [^\n]*\n)?$/);
