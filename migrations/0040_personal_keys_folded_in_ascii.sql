@@ -4,7 +4,7 @@
 -- `cpq-sync forget`, left out of seals) was decided with lower(), which follows the database's
 -- locale. In a Turkish one (tr_TR, ICU's tr-TR; Azeri too) lower('I') is 'ı', so externalSsoId,
 -- the single sign-on identity (often an e-mail address), was no personal key there: forget and
--- the retention left it in raw, and seals covered it. In any UTF-8 locale a custom field spelled
+-- the retention left it in raw, and seals covered it. In a libc UTF-8 locale a custom field spelled
 -- with a lookalike letter ("EMAİL") was personal, and not in a database of the C locale, so a dump
 -- restored into a database of another locale failed `verify --chain`. Keys are now folded in ASCII
 -- only (lower under the C collation), as the custom-field keys are since 0039

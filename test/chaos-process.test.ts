@@ -230,7 +230,10 @@ class Armed {
    * Whether the signal came once the command had ended (logged `done`, or written its error):
    * Node then restores the default action as the process ends (its 'exit' event comes within ms
    * of the command's end, the process is gone 40-300 ms later), and a signal in that window ends
-   * it by the signal, whatever the command did (review GU).
+   * it by the signal, whatever the command did (review GU). `done` comes before the database is
+   * closed and the handlers let go of, a window of milliseconds in which a signal is still handled:
+   * a death there would go unseen here (review GW), as the handlers' own tests (worker.test's
+   * shutdown signals, faults-process' SIGTERM cases) would not let it.
    */
   signalledAfterEnd = false;
   private watcher: pg.Client | undefined;

@@ -269,8 +269,12 @@ describe('HTTP faults', () => {
     );
     atPage(h, HOST_USERS, 1, (req) => h.sim.addFault({ match: { path: req.path, query: req.query }, times: 1, action: 'stall' }));
     expect((await h.sync()).inserted).toBe(30);
-    expect(await lastRun(h)).toMatchObject({ status: 'succeeded', http_retries: { network: 1 } });
-    expect(h.logLines.join('\n')).toMatch(/no response within the request timeout/);
+    // The stall timed out and was retried; counted from the log, not pinned to one: on a loaded
+    // machine a page answered in time can miss the timeout too (review GU saw it in two tests of this kind).
+    const timeouts = () => h.logLines.filter((line) => line.includes('no response within the request timeout')).length;
+    const firstRun = timeouts();
+    expect(firstRun).toBeGreaterThanOrEqual(1);
+    expect(await lastRun(h)).toMatchObject({ status: 'succeeded', http_retries: { network: firstRun } });
 
     changeCpq(h);
     const before = await snapshotEverything(h.t);
@@ -282,7 +286,9 @@ describe('HTTP faults', () => {
       'source',
       /: CPQ unreachable after 3 attempts \(no response within the request timeout\)$/,
     );
-    expect(record.http_retries).toEqual({ network: 2 });
+    // The stalled page's two retries (its message names its 3 attempts), and any other page's timeout of this run.
+    const { network, ...others } = record.http_retries;
+    expect({ others, stalledRetried: network! >= 2 }).toEqual({ others: {}, stalledRetried: true });
     await cleanRunThenInSync(h);
   });
 

@@ -214,9 +214,11 @@ describe('transport', () => {
     const [run] = await h.t.query<{ http_retries: Record<string, number> }>(`SELECT http_retries FROM cpq.sync_runs`);
     // The stall and the reset, each retried. Counted from the log, not as exactly two: on a loaded
     // machine a page answered in time can still miss the 300 ms (its timer run before its answer
-    // is read), and is retried too (review GU saw 3, once in 21 runs).
-    const timeouts = h.logLines.filter((line) => line.includes('no response within the request timeout')).length;
-    expect({ retries: run!.http_retries, stallTimedOut: timeouts >= 1 }).toEqual({ retries: { network: timeouts + 1 }, stallTimedOut: true });
+    // is read), and is retried too (review GU saw 3, once in 21 runs); so can the reset page,
+    // logged then as a timeout (review GW).
+    const retried = h.logLines.filter((line) => line.includes('"msg":"request failed; retrying"')).length;
+    const timedOut = h.logLines.some((line) => line.includes('no response within the request timeout'));
+    expect({ retries: run!.http_retries, bothRetried: retried >= 2, timedOut }).toEqual({ retries: { network: retried }, bothRetried: true, timedOut: true });
   });
 
   it('renews the OAuth token before it expires', async ({ startHarness }) => {
