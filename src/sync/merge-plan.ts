@@ -25,7 +25,7 @@ const findRunUsers = step(
   'find what each user read means',
   RUN_PARAMS,
   (p) => `CREATE TEMP TABLE run_users ON COMMIT DROP AS
-   SELECT DISTINCT ON (s.company_login, s.login)
+   SELECT DISTINCT ON (s.company_login COLLATE "C", s.login COLLATE "C")
      s.seq, s.company_login, s.login,
      -- Another user given the login (heldByAnother): what the former holder had is not theirs, so
      -- a relation the record does not carry (the integration feed sends no access permissions, a
@@ -47,7 +47,10 @@ const findRunUsers = step(
    FROM stage_users s
    LEFT JOIN cpq.users u ON u.site = ${p.site} AND u.company_login = s.company_login AND u.login = s.login
    CROSS JOIN LATERAL (SELECT ${heldByAnother('s', 'u')} AS holder) another
-   ORDER BY s.company_login, s.login, s.seq DESC`,
+   -- In code-point order: the change rows are numbered as this table is read, and by the
+   -- database's collation a run's changes came in another order from a database of another
+   -- locale (review GX: the changes export, en-US against C).
+   ORDER BY s.company_login COLLATE "C", s.login COLLATE "C", s.seq DESC`,
 );
 
 /**

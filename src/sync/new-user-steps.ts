@@ -58,11 +58,12 @@ export const BATCH_STEPS: Step<BatchParam>[] = [
     'find new users',
     BATCH_PARAMS,
     (p) => `CREATE TEMP TABLE batch_users ON COMMIT DROP AS
-   SELECT DISTINCT ON (s.company_login, s.login) s.seq, s.company_login, s.login, NULL::bigint AS user_id
+   SELECT DISTINCT ON (s.company_login COLLATE "C", s.login COLLATE "C") s.seq, s.company_login, s.login, NULL::bigint AS user_id
    FROM stage_users s
    WHERE s.seq > ${p.afterSeq} AND s.seq <= ${p.toSeq}
      AND NOT EXISTS (SELECT 1 FROM cpq.users u WHERE u.site = ${p.site} AND u.company_login = s.company_login AND u.login = s.login)
-   ORDER BY s.company_login, s.login, s.seq DESC`,
+   -- In code-point order, as run_users (merge-plan.ts), whatever the database's collation.
+   ORDER BY s.company_login COLLATE "C", s.login COLLATE "C", s.seq DESC`,
   ),
   stageGroups('note the batch groups', 'batch_users', 'true'),
   insertUsers('insert the batch users', 'batch_users', 'true'),

@@ -126,7 +126,7 @@ function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAlias
               -- A JSON array, so that no login or group name can make two alerts' texts equal.
               encode(sha256(convert_to(jsonb_build_array(run.site, run.id::text, f.company_login, f.login, f.rule, f.subject)::text, 'UTF8')), 'hex')
        FROM found f, run
-       ORDER BY f.change_id, f.rule, f.subject
+       ORDER BY f.change_id, f.rule, f.subject COLLATE "C"
        ON CONFLICT (idempotency_key) DO NOTHING
        RETURNING 1
      )
