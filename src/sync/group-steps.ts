@@ -45,6 +45,7 @@ export const GROUP_STEPS: Step<(typeof RUN_PARAMS)[number]>[] = [
    SELECT ${p.site}, ${p.runId}, CASE WHEN is_new THEN 'insert' ELSE 'update' END, variable_name, ${p.effectiveAt},
           CASE WHEN label IS DISTINCT FROM old_label THEN jsonb_build_object('label', jsonb_build_object('old', old_label, 'new', label)) ELSE '{}' END
           || CASE WHEN type IS DISTINCT FROM old_type THEN jsonb_build_object('type', jsonb_build_object('old', old_type, 'new', type)) ELSE '{}' END
+   -- Numbered in code-point order: by the database's collation, another order in a database of another locale (review GX).
    FROM run_group_changes ORDER BY variable_name COLLATE "C"`,
   ),
 ];

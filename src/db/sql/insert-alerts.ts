@@ -6,9 +6,9 @@ import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /**
  * A glob (`*` any run of characters, `?` one character, all else literal) as an ILIKE pattern.
- * Matched under the C collation, which folds the case of ASCII letters only: ILIKE under the
- * database's locale folded by its rules, and in a Turkish one 'I' is the capital of 'ı', so
- * `*admin*` missed SUPERADMIN there.
+ * insertAlertsQuery matches it under the C collation, which folds the case of ASCII letters only:
+ * ILIKE under the database's locale folded by its rules, and in a Turkish one 'I' is the capital
+ * of 'ı', so `*admin*` missed SUPERADMIN there.
  */
 export function globToIlike(glob: string): string {
   return glob
@@ -126,6 +126,7 @@ function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAlias
               -- A JSON array, so that no login or group name can make two alerts' texts equal.
               encode(sha256(convert_to(jsonb_build_array(run.site, run.id::text, f.company_login, f.login, f.rule, f.subject)::text, 'UTF8')), 'hex')
        FROM found f, run
+       -- Numbered (the delivery order) in code-point order, as in a database of any collation (review GX).
        ORDER BY f.change_id, f.rule, f.subject COLLATE "C"
        ON CONFLICT (idempotency_key) DO NOTHING
        RETURNING 1
