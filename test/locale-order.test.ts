@@ -74,4 +74,14 @@ describe('a database of ICU en-US against one of the C locale, the same CPQ edit
     expect(await of(c)).toEqual(CODE_POINT);
     expect(await of(icu)).toEqual(CODE_POINT);
   });
+
+  it("cpq.administrators lists a user's Administrator-type groups alike (its array_agg ORDER BY variable_name, migration 0041)", async ({ startHarness }) => {
+    const { c, icu } = await both(startHarness);
+    const of = async (o: Outcome) =>
+      (await o.h.t.query<{ g: string[] }>(`SELECT administrator_groups AS g FROM cpq.administrators WHERE login = $1`, [o.first]))[0]!.g.filter((g) =>
+        NAMES.includes(g),
+      );
+    expect(await of(c)).toEqual(CODE_POINT);
+    expect(await of(icu)).toEqual(CODE_POINT);
+  });
 });
