@@ -122,12 +122,21 @@ export function oneLine(message: string): string {
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /**
- * `text` safe to show in a terminal: each control character written as \xNN. CPQ's values (company
- * names, logins, error bodies) reach messages, run records and tables; passed through raw, an escape
- * sequence among them would act on the operator's terminal (retitle it, recolour or erase lines).
+ * The characters that reorder or break the text around them on a terminal: the bidirectional
+ * marks, embeddings, overrides and isolates, and the line and paragraph separators. A company
+ * named `partner\u202Egpj.exe\u202C\u2028FORGED: ✓ all good` printed as it was shown another name
+ * than its own, and a line `check` never wrote (review HA).
+ */
+const REORDERING_CHARACTERS = /[\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `text` safe to show in a terminal: each control character written as \xNN, each reordering one
+ * as \uXXXX. CPQ's values (company names, logins, error bodies) reach messages, run records and
+ * tables; passed through raw, an escape sequence among them would act on the operator's terminal
+ * (retitle it, recolour or erase lines), a bidirectional override would show other text.
  */
 export function printable(text: string): string {
-  return text.replace(CONTROL_CHARACTERS, hexEscape);
+  return text.replace(CONTROL_CHARACTERS, hexEscape).replace(REORDERING_CHARACTERS, unicodeEscape);
 }
 
 /** Unpaired UTF-16 surrogates: no Unicode, so UTF-8 cannot carry them and jsonb refuses their escapes. */
@@ -142,23 +151,25 @@ export function storable(text: string): string {
   return printable(text).replace(LONE_SURROGATES, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
-/** DEL and the C1 controls, which JSON.stringify leaves as they are (U+009B is CSI to some terminals). */
-export const C1_CONTROLS = /[\u007f-\u009f]/g;
+/** DEL, the C1 controls and the reordering characters: JSON.stringify leaves them as they are (U+009B is CSI to some terminals). */
+const LEFT_BY_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
-/** printable for DEL and the C1 controls only: for text printed as JSON, which escapes the C0 ones itself. */
-export function printableC1(text: string): string {
-  return text.replace(C1_CONTROLS, hexEscape);
+/** printable for what JSON leaves as it is (LEFT_BY_JSON) only: for text printed as JSON, which escapes the C0 controls itself. */
+export function printableInJson(text: string): string {
+  return text.replace(LEFT_BY_JSON, (c) => (c.charCodeAt(0) <= 0x9f ? hexEscape(c) : unicodeEscape(c)));
 }
 
 /**
- * JSON text with DEL and the C1 controls inside its strings written as \u escapes: the same JSON
- * value, which no terminal takes for a control sequence (JSON.stringify escapes only C0).
+ * JSON text with DEL, the C1 controls and the reordering characters inside its strings written as
+ * \u escapes: the same JSON value, which no terminal takes for a control sequence or reorders
+ * (JSON.stringify escapes only C0).
  */
-export function jsonWithoutC1(json: string): string {
-  return json.replace(C1_CONTROLS, (c) => `\\u00${c.charCodeAt(0).toString(16)}`);
+export function jsonForTerminal(json: string): string {
+  return json.replace(LEFT_BY_JSON, unicodeEscape);
 }
 
 const hexEscape = (c: string) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 export function hasControlCharacter(text: string): boolean {
   return text.search(CONTROL_CHARACTERS) !== -1;

@@ -505,12 +505,16 @@ export function tailOf(text: string, units: number): string {
   return code >= 0xdc00 && code <= 0xdfff && before >= 0xd800 && before <= 0xdbff ? text.slice(start + 1) : text.slice(start);
 }
 
-/** A login or field path as error messages show it: at most 100 characters, control characters and lone surrogates escaped. */
+/**
+ * A login or field path as error messages show it: at most 100 characters, control characters
+ * (C0, DEL, C1), the characters that reorder text (bidirectional overrides, line separators: review
+ * HA) and lone surrogates escaped.
+ */
 export function shownName(text: string): string {
   const cut = text.length > 100 ? `${headOf(text, 100)}…` : text;
   return cut.replace(
     // eslint-disable-next-line no-control-regex -- escaping control characters is what this does
-    /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }

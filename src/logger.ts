@@ -1,6 +1,6 @@
 import pino, { type Logger } from 'pino';
 import type PinoPretty from 'pino-pretty';
-import { printableC1 } from './errors.js';
+import { printableInJson } from './errors.js';
 import { requireWhenUsed } from './require-when-used.js';
 
 export type { Logger };
@@ -45,10 +45,13 @@ export function createLogger(options: LoggerOptions): Logger {
     level: options.level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { name: 'cpq-sync' },
-    ...(demoted.length > 0
+    ...(demoted.length > 0 || human
       ? {
           hooks: {
-            logMethod(this: Logger, args: Parameters<pino.LogFn>, method: pino.LogFn, level: number) {
+            logMethod(this: Logger, given: Parameters<pino.LogFn>, method: pino.LogFn, level: number) {
+              // A terminal's message (and what it interpolates) with the characters that reorder
+              // text escaped: pino-pretty strips the controls of a message, not those (review HA).
+              const args = human ? (given.map((a: unknown) => (typeof a === 'string' ? printableInJson(a) : a)) as typeof given) : given;
               if (level === this.levels.values.info && args.some((a: unknown) => typeof a === 'string' && demoted.includes(a))) {
                 // Logged again through debug (which this hook lets through), or not at all below that level.
                 this.debug(...args);
@@ -62,23 +65,23 @@ export function createLogger(options: LoggerOptions): Logger {
   };
   if (human) {
     const pretty = requireWhenUsed('pino-pretty') as typeof PinoPretty;
-    // pino-pretty prints a line's fields as JSON, which leaves DEL and the C1 controls as they are
-    // (U+009B is CSI to some terminals): CPQ's text among them (a company name in a warning)
-    // must not act on the terminal.
-    const terminal = { ...base, formatters: { log: (fields: Record<string, unknown>) => withoutC1Controls(fields) as Record<string, unknown> } };
+    // pino-pretty prints a line's fields as JSON, which leaves DEL, the C1 controls (U+009B is CSI
+    // to some terminals) and the characters that reorder text as they are: CPQ's text among them
+    // (a company name in a warning) must not act on the terminal, or show other text than it is.
+    const terminal = { ...base, formatters: { log: (fields: Record<string, unknown>) => printableFields(fields) as Record<string, unknown> } };
     return pino(terminal, pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
   }
   return pino(base, destination as pino.DestinationStream);
 }
 
-/** `value` with DEL and the C1 controls of its strings (in arrays, plain objects and errors too) written as \xNN. */
-function withoutC1Controls(value: unknown): unknown {
-  if (typeof value === 'string') return printableC1(value);
+/** `value` with what JSON leaves in its strings (in arrays, plain objects and errors too) escaped (printableInJson). */
+function printableFields(value: unknown): unknown {
+  if (typeof value === 'string') return printableInJson(value);
   // pino serializes an Error after this hook, its message and stack as they are.
-  if (value instanceof Error) return { type: value.name, message: printableC1(value.message), stack: printableC1(value.stack ?? '') };
-  if (Array.isArray(value)) return value.map(withoutC1Controls);
+  if (value instanceof Error) return { type: value.name, message: printableInJson(value.message), stack: printableInJson(value.stack ?? '') };
+  if (Array.isArray(value)) return value.map(printableFields);
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutC1Controls(k) as string, withoutC1Controls(v)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [printableFields(k) as string, printableFields(v)]));
   }
   return value;
 }

@@ -4,7 +4,7 @@ import { ConfigError, type AlertsConfig } from '../config.js';
 import type { AlertRow } from '../db/sql/claim-due-alerts.js';
 import { missingSchemaError } from '../db/migrate.js';
 import { listAlerts } from '../db/sql/list-alerts.js';
-import { isUndefinedTable, jsonWithoutC1, rethrowAsSyncError } from '../errors.js';
+import { isUndefinedTable, jsonForTerminal, rethrowAsSyncError } from '../errors.js';
 import { textTable } from '../text-table.js';
 import { alertPayload, postAlert, type PostResult } from './delivery.js';
 
@@ -113,6 +113,6 @@ export function stringifyAlerts(alerts: readonly AlertRow[]): string {
     lastAttemptAt: a.last_attempt_at === null ? null : new Date(a.last_attempt_at).toISOString(),
     lastError: a.last_error,
   }));
-  // A login or value from CPQ may hold C1 controls (U+009B is CSI to some terminals).
-  return `${jsonWithoutC1(JSON.stringify(rows, null, 2))}\n`;
+  // A login or value from CPQ may hold C1 controls (U+009B is CSI to some terminals) or bidirectional overrides.
+  return `${jsonForTerminal(JSON.stringify(rows, null, 2))}\n`;
 }

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { ConfigError, selectSites, withCpq } from '../config.js';
-import { EXIT_CODES, SyncError, errorMessage, jsonWithoutC1, oneLine, rethrowAsSyncError, throwIfInterrupted } from '../errors.js';
+import { EXIT_CODES, SyncError, errorMessage, jsonForTerminal, oneLine, rethrowAsSyncError, throwIfInterrupted } from '../errors.js';
 import { command } from './command.js';
 
 /** The commands that sync: one run now (run), the worker (schedule), migrations (migrate), and the setup check (check). */
@@ -145,7 +145,7 @@ export function registerSyncCommands(program: Command): void {
       try {
         const { checkExitCode, formatCheck, runCheck } = await import('../check/index.js');
         const report = await runCheck(process.env, opts.site ?? []);
-        process.stdout.write(opts.json ? `${jsonWithoutC1(JSON.stringify(report))}\n` : formatCheck(report));
+        process.stdout.write(opts.json ? `${jsonForTerminal(JSON.stringify(report))}\n` : formatCheck(report));
         process.exitCode = checkExitCode(report);
       } catch (err) {
         process.stderr.write(`cpq-sync: ${oneLine(errorMessage(err))}\n`);

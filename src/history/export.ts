@@ -16,7 +16,7 @@ import { readLastWatermark } from '../db/sql/read-last-watermark.js';
 import { syncLockIsFree } from '../db/sql/read-sync-lock-holder.js';
 import { runExists } from '../db/sql/run-exists.js';
 import { instantArgument } from '../date-time.js';
-import { jsonWithoutC1, printable, SyncError } from '../errors.js';
+import { jsonForTerminal, printable, SyncError } from '../errors.js';
 import { compactJsonText } from './exact-text.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
@@ -105,9 +105,10 @@ async function streamRows(
       inFlight = readBatch();
       count += rows.length;
       const text = rows.map(line).join('\n');
-      // JSON escapes C0 controls but not DEL and C1 (U+009B is CSI to some terminals): to a
-      // terminal, those are written as \u escapes too, which leave the JSON the same value.
-      await write(out, `${terminal && format === 'jsonl' ? jsonWithoutC1(text) : text}\n`);
+      // JSON escapes C0 controls but not DEL, C1 (U+009B is CSI to some terminals) or the
+      // characters that reorder text: to a terminal, those are written as \u escapes too, which
+      // leave the JSON the same value.
+      await write(out, `${terminal && format === 'jsonl' ? jsonForTerminal(text) : text}\n`);
       // Once a batch, not a row: the display keeps the number and redraws on its own timer.
       progress?.written(count);
     }

@@ -5,7 +5,7 @@ import { syncRunsHaveProgress } from '../db/sql/sync-runs-have-progress.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
 import { durationSetting } from '../config-env.js';
-import { jsonWithoutC1, printable } from '../errors.js';
+import { jsonForTerminal, printable } from '../errors.js';
 import { headOf } from '../exact-json.js';
 import { textTable } from '../text-table.js';
 import type { RunProgressReport } from '../db/schema.js';
@@ -115,8 +115,8 @@ const seconds = (s: number | null) => (s === null ? null : Math.round(s * 1000) 
 
 /** Every value of the report leaves as the database holds it: times with their microseconds, jsonb as its text. */
 export function stringifyStatus(report: StatusReport): string {
-  // Company names and errors quoting CPQ may hold C1 controls (U+009B is CSI to some terminals).
-  return `${jsonWithoutC1(stringifyWithJsonText(report, 2))}\n`;
+  // Company names and errors quoting CPQ may hold C1 controls (U+009B is CSI to some terminals) or bidirectional overrides.
+  return `${jsonForTerminal(stringifyWithJsonText(report, 2))}\n`;
 }
 
 /**

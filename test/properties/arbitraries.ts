@@ -728,14 +728,15 @@ function sentField(spec: UserField): fc.Arbitrary<SentField> {
 /**
  * A name as the run's errors show it (shownName, src/exact-json.ts): at most 100 UTF-16 units
  * (99 when the 100th begins a surrogate pair: a pair is never cut in half), control characters
- * and unpaired surrogates as \u escapes.
+ * (C0, DEL, C1), the characters that reorder text on a terminal (U+061C, U+200E/F, U+2028/9,
+ * U+202A-E, U+2066-9) and unpaired surrogates as \u escapes.
  */
 export function shownInError(text: string): string {
   const splitsPair = /^[\ud800-\udbff][\udc00-\udfff]$/.test(text.slice(99, 101));
   const cut = text.length > 100 ? `${text.slice(0, splitsPair ? 99 : 100)}…` : text;
   return cut.replace(
     // eslint-disable-next-line no-control-regex -- control characters are what errors escape
-    /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }

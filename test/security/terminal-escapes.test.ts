@@ -16,12 +16,16 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
  * lines, error bodies in the one-line error of `run` and in `status`. A hostile site (or anyone on
  * the path) put escape sequences there: a terminal retitled, lines recoloured or erased (a ✗ hidden),
  * on some terminals the clipboard written (OSC 52). Control characters are now written as \xNN.
+ * A bidirectional override and a line separator showed another name, and a line never written
+ * (review HA): the characters that reorder text are written as \uXXXX.
  */
 
 const ESCAPES = '\u001b]0;PWNED-TITLE\u0007\u001b[31mRED\u001b[0m\u001b[2K\u009b';
-const EVIL = `evil${ESCAPES}`;
+const REORDERING = '\u202egpj.exe\u202c\u2028FORGED: \u2066✓\u2069 all good\u200f\u061c\u2029';
+const REORDERING_SHOWN = '\\u202egpj.exe\\u202c\\u2028FORGED: \\u2066✓\\u2069 all good\\u200f\\u061c\\u2029';
+const EVIL = `evil${ESCAPES}${REORDERING}`;
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 let server: Server | undefined;
 let baseUrl = '';
@@ -53,9 +57,11 @@ afterAll(async () => {
 });
 
 describe("CPQ's text never reaches the terminal as control characters", () => {
-  it('printable and oneLine write each control character as \\xNN and keep the rest', () => {
+  it('printable and oneLine write each control character as \\xNN, each character that reorders text as \\uXXXX, and keep the rest', () => {
     expect(printable(`a${ESCAPES}b é ✓`)).toBe('a\\x1b]0;PWNED-TITLE\\x07\\x1b[31mRED\\x1b[0m\\x1b[2K\\x9bb é ✓');
     expect(oneLine(`first\r\n  second\tthird\u001b[2K`)).toBe('first second third\\x1b[2K');
+    expect(printable(`partner${REORDERING}`)).toBe(`partner${REORDERING_SHOWN}`);
+    expect(oneLine(`a\u2028b`)).toBe('a\\u2028b');
   });
 
   it('run (its error line), status (the stored error) and check (the company list) show the escapes as text', async () => {
@@ -72,6 +78,7 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
 
     const check = await cli(['check'], env);
     expect(check.stdout).toContain(`evil\\x1b]0;PWNED-TITLE\\x07`);
+    expect(check.stdout).toContain(REORDERING_SHOWN);
     expect(check.stdout).not.toMatch(CONTROL);
   });
 
@@ -108,7 +115,7 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
     expect(text).not.toMatch(CONTROL);
     // The label's text is \x1b… (the exposition format writes its backslash as \\).
     expect(text).toContain(
-      `cpq_sync_company_users{site="default",company="evil\\\\x1b]0;PWNED-TITLE\\\\x07\\\\x1b[31mRED\\\\x1b[0m\\\\x1b[2K\\\\x9b",source="cpq"} 3`,
+      `cpq_sync_company_users{site="default",company="evil\\\\x1b]0;PWNED-TITLE\\\\x07\\\\x1b[31mRED\\\\x1b[0m\\\\x1b[2K\\\\x9b${REORDERING_SHOWN.replaceAll('\\', '\\\\')}",source="cpq"} 3`,
     );
   });
 
@@ -139,15 +146,17 @@ describe('pretty log lines (LOG_FORMAT=pretty, or a terminal)', () => {
       out.on('data', (c: Buffer) => chunks.push(c));
       createLogger({ level: 'info', format, destination: out }).warn(
         { warnings: [`company ${EVIL}`], company: EVIL, err: new Error(`refused ${EVIL}`) },
-        'run finished with warnings',
+        'run finished with warnings, one of company %s',
+        EVIL,
       );
       await new Promise((resolve) => setImmediate(resolve));
       return Buffer.concat(chunks).toString('utf8');
     };
     const pretty = await lines('pretty');
-    expect(pretty).toContain('run finished with warnings');
+    expect(pretty).toContain('run finished with warnings, one of company evil');
     expect(pretty).toContain('\\x9b');
-    expect(pretty).not.toMatch(/[\u007f-\u009f]/);
+    expect(pretty).toContain(REORDERING_SHOWN);
+    expect(pretty).not.toMatch(/[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
     const json = await lines('json');
     expect(pretty).toContain('refused evil');
     const parsed = JSON.parse(json) as { company: string; err: { message: string } };
