@@ -3,8 +3,9 @@ import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
-import { ConfigFileRefused, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
+import { ConfigFileRefused, foreignWriterOfPath, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
+import { parseConnectionUrl } from './connection-url.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
@@ -406,12 +407,57 @@ function requireSecureUrl(name: string, url: string, allowInsecure: boolean, cre
   return parsed;
 }
 
+/**
+ * The certificates CPQ_CA_FILE names, unless another local user could have written the file:
+ * whoever may add a CA to it chooses which server the CPQ address is trusted at. A member of a
+ * group that could write it added their own and listened on the loopback port of the operator's
+ * tunnel: `check` said "TLS verified" and sent them the CPQ password (review HA). Refused as a
+ * .env, a sites file or ALERT_WEBHOOK_URL_FILE is (readOwnConfigFile).
+ */
 function readCaFile(file: string | undefined): string | undefined {
   if (!file) return undefined;
   try {
-    return readFileSync(file, 'utf8');
+    return readOwnConfigFile(file)!.bytes.toString('utf8');
   } catch (err) {
-    throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`);
+    if (!(err instanceof ConfigFileRefused)) throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`);
+    const refusal =
+      err.reason === 'foreign-writer'
+        ? ': refusing to read it, since whoever wrote it chooses which server is trusted as CPQ, and so where the credentials go; make it yours and not writable by others (chown, chmod go-w)'
+        : '';
+    throw new ConfigError(`CPQ_CA_FILE: ${file}${err.problem}${refusal}`);
+  }
+}
+
+/** What whoever writes each certificate file DATABASE_URL names chooses (node-postgres reads them at every connection). */
+const DATABASE_CERTIFICATE_FILES: Record<string, string> = {
+  sslrootcert: 'which server is trusted as the database, and so where its password goes',
+  sslcert: 'which client certificate the connections present',
+  sslkey: 'which client key the connections present',
+};
+
+/**
+ * DATABASE_URL refused when a certificate file it names (sslrootcert, sslcert, sslkey) could have
+ * been written by another local user: as with CPQ_CA_FILE (review HA), a group member who added a
+ * CA of theirs to sslrootcert passed sslmode=verify-full as the database, and was sent the password
+ * the tool sends only over verified TLS. A file that cannot be read is left to the connection to name.
+ */
+function refuseForeignDatabaseCertificates(url: string): void {
+  const params = parseConnectionUrl(url)?.searchParams;
+  if (params === undefined) return;
+  for (const [name, chooses] of Object.entries(DATABASE_CERTIFICATE_FILES)) {
+    for (const file of params.getAll(name).filter((f) => f !== '')) {
+      let problem;
+      try {
+        problem = foreignWriterOfPath(file);
+      } catch {
+        continue;
+      }
+      if (problem !== undefined) {
+        throw new ConfigError(
+          `DATABASE_URL: its ${name} ${file}${problem}: refusing to connect, since whoever wrote it chooses ${chooses}; make it yours and not writable by others (chown, chmod go-w)`,
+        );
+      }
+    }
   }
 }
 
@@ -481,6 +527,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       ),
     );
   }
+  if (parsed.DATABASE_URL) mistakes.attempt(() => refuseForeignDatabaseCertificates(parsed.DATABASE_URL!));
   if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
     mistakes.add(new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)'));
   }

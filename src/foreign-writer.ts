@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { ownPrivateGroup } from './local-paths.js';
 
 /**
@@ -57,6 +57,17 @@ function reopenPipeBlocking(fd: number, checked: Stats, open: () => number): num
  */
 export function othersMayRead(file: Stats, privateGroups: readonly number[] = ownPrivateGroup()): boolean {
   return (file.mode & 0o004) !== 0 || ((file.mode & 0o040) !== 0 && !privateGroups.includes(file.gid));
+}
+
+/**
+ * Why another local user could have written the file at `path` (or the link naming it), as
+ * readOwnConfigFile judges it, or undefined; for a file another library reads (a certificate
+ * DATABASE_URL names), which is therefore looked at and not opened (a pipe read here would be
+ * empty there). Throws the system's error (ENOENT …).
+ */
+export function foreignWriterOfPath(path: string): string | undefined {
+  const uid = process.getuid?.();
+  return uid === undefined ? undefined : foreignWriterOfOpened(lstatSync(path), statSync(path), uid);
 }
 
 /** Why readOwnConfigFile did not read a file: what follows its name in the refusal (" is owned by uid 1001, …", " changed while it was opened", …). */

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -321,5 +321,47 @@ describe('transport security settings', () => {
     writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
     expect(loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'ca.pem') }).cpq!.ca).toContain('BEGIN CERTIFICATE');
     expect(() => loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'nope.pem') })).toThrow(/CPQ_CA_FILE: cannot read .*nope\.pem \(ENOENT\)/);
+  });
+
+  it("refuses a CPQ_CA_FILE (or a site's caFile) another local user could have written: whoever adds a CA to it chooses where the credentials go (review HA)", () => {
+    const dir = tempDir('cpq-ca-');
+    const ca = join(dir, 'ca.pem');
+    writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    chmodSync(ca, 0o646);
+    const refusal = `${ca} can be written by every user (mode 646): refusing to read it, since whoever wrote it chooses which server is trusted as CPQ, and so where the credentials go; make it yours and not writable by others (chown, chmod go-w)`;
+    expect(() => loadConfig({ ...base, CPQ_CA_FILE: ca })).toThrow(`CPQ_CA_FILE: ${refusal}`);
+    const sites = join(dir, 'sites.yaml');
+    writeFileSync(sites, `- {name: a, baseUrl: https://a.example.com, username: u, passwordFile: ${ca}, caFile: ${ca}}\n`, { mode: 0o600 });
+    expect(() => loadConfig({ CPQ_SITES_FILE: sites })).toThrow(`caFile: ${refusal}`);
+    chmodSync(ca, 0o644);
+    expect(loadConfig({ ...base, CPQ_CA_FILE: ca }).cpq!.ca).toContain('BEGIN CERTIFICATE');
+  });
+
+  it('refuses a DATABASE_URL whose sslrootcert, sslcert or sslkey another local user could have written (review HA), and names no password', () => {
+    const dir = tempDir('cpq-db-ca-');
+    const file = join(dir, 'root.crt');
+    writeFileSync(file, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    chmodSync(file, 0o666);
+    const url = (param: string) => `postgres://sync:db-Secret-9@db.example.com/cpq?sslmode=verify-full&${param}=${encodeURIComponent(file)}`;
+    for (const [param, chooses] of [
+      ['sslrootcert', 'which server is trusted as the database, and so where its password goes'],
+      ['sslcert', 'which client certificate the connections present'],
+      ['sslkey', 'which client key the connections present'],
+    ] as const) {
+      let message = '';
+      try {
+        loadConfig({ DATABASE_URL: url(param) });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toContain(
+        `DATABASE_URL: its ${param} ${file} can be written by every user (mode 666): refusing to connect, since whoever wrote it chooses ${chooses}; make it yours and not writable by others (chown, chmod go-w)`,
+      );
+      expect(message).not.toContain('db-Secret-9');
+    }
+    chmodSync(file, 0o644);
+    expect(loadConfig({ DATABASE_URL: url('sslrootcert') }).databaseUrl).toBe(url('sslrootcert'));
+    // One that cannot be read is the connection's to name, as before.
+    expect(loadConfig({ DATABASE_URL: url('sslrootcert').replace('root.crt', 'missing.crt') }).databaseUrl).toContain('missing.crt');
   });
 });
