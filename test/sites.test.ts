@@ -521,6 +521,16 @@ async function threeSites(simulators: CpqSimulator[], databaseUrl: string, extra
 }
 
 describe('many sites in one database', () => {
+  it("no table's site column has a default: a statement that forgets the site fails rather than writing 'default' (README, Design; the outbox's until 0042, review GZ)", async ({
+    fileDatabase: t,
+  }) => {
+    const columns = await t.query<{ table_name: string; column_default: string | null }>(
+      `SELECT table_name, column_default FROM information_schema.columns WHERE table_schema = 'cpq' AND column_name = 'site' AND is_updatable = 'YES' ORDER BY table_name`,
+    );
+    expect(columns.map((c) => c.table_name)).toContain('alert_outbox');
+    expect(columns.filter((c) => c.column_default !== null)).toEqual([]);
+  });
+
   it("the sync's connections have the server probe them: a vanished worker's lock is freed in minutes", async ({ createDatabase }) => {
     const t = await createDatabase();
     const pool = createPool(t.url);

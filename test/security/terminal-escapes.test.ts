@@ -87,8 +87,8 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
     expect((await cli(['run'], env)).code).not.toBe(0);
     // An alert of a login CPQ named so (JSON.stringify escapes its ESC, not its CSI, U+009B).
     await database.query(
-      `INSERT INTO cpq.alert_outbox (run_id, user_id, company_login, login, rule, subject, detected_at, idempotency_key)
-       SELECT max(id), 1, $1, $1, 'admin_flag', 'isUserAdminPermEnabled', now(), 'terminal-escapes' FROM cpq.sync_runs`,
+      `INSERT INTO cpq.alert_outbox (site, run_id, user_id, company_login, login, rule, subject, detected_at, idempotency_key)
+       SELECT 'default', max(id), 1, $1, $1, 'admin_flag', 'isUserAdminPermEnabled', now(), 'terminal-escapes' FROM cpq.sync_runs`,
       [EVIL],
     );
     for (const args of [
