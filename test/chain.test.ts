@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { readSealChecks } from '../src/db/sql/read-proofs.js';
 import { sealRun } from '../src/db/sql/seal-run.js';
-import { verifyChain, type ChainBreak } from '../src/sync/verify.js';
+import { formatChain, verifyChain, type ChainBreak } from '../src/sync/verify.js';
 import { it, type Harness } from './helpers/harness.js';
 
 const logins = (h: Harness, company = '_host') => h.sim.users(company).map((u) => String(u.login));
@@ -110,7 +110,7 @@ describe('tamper evidence', () => {
     expect(report.breaks[0]!.problem).toContain(`run ${runs[1]} committed no longer matches its seal`);
   });
 
-  it('rows of two runs altered: the first of them is named, not the last (review EK)', async ({ startHarness }) => {
+  it('rows of two runs altered: both are named, the earliest first (review EK; every break since review GW)', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);
     const report = await verifyAfter(
@@ -119,15 +119,23 @@ describe('tamper evidence', () => {
        WHERE id IN (SELECT min(id) FROM cpq.user_change_log WHERE run_id IN ($1::bigint, $2::bigint) GROUP BY run_id)`,
       [runs[1], runs[2]],
     );
-    expect(report.breaks.map((b) => b.runId)).toEqual([runs[1]]);
+    expect(report.breaks.map((b) => b.runId)).toEqual([runs[1], runs[2]]);
     expect(report.breaks[0]!.problem).toContain(`run ${runs[1]} committed no longer matches its seal`);
+    expect(report.breaks[1]!.problem).toContain(`run ${runs[2]} committed no longer matches its seal`);
+    expect(
+      formatChain(report)
+        .split('\n')
+        .filter((l) => l.includes('BROKEN at run')),
+    ).toEqual([`site default: BROKEN at run ${runs[1]}: ${report.breaks[0]!.problem}`, `site default: BROKEN at run ${runs[2]}: ${report.breaks[1]!.problem}`]);
   });
 
-  it('breaks of different kinds in one site: the earliest run is named, whichever check found it (review EK, mutant VF7)', async ({ startHarness }) => {
+  it('breaks of different kinds in one site: each is named, the earliest run first, whichever check found it (review EK, mutant VF7)', async ({
+    startHarness,
+  }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);
     const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
-    // The seal check finds the second run; the rows naming no run name a later one: the second is named.
+    // The seal check finds the second run; the rows naming no run name a later one: the second is named first.
     const later = await verifyAfter(
       h,
       `WITH altered AS (UPDATE cpq.user_change_log SET diff = diff || '{"forged": true}'::jsonb WHERE id = (SELECT min(id) FROM cpq.user_change_log WHERE run_id = $1))
@@ -135,8 +143,8 @@ describe('tamper evidence', () => {
        VALUES (999999, $2, '_host', $3, 'update', '{}', 'default', now())`,
       [runs[1], user!.id, user!.login],
     );
-    expect(later.breaks.map((b) => b.runId)).toEqual([runs[1]]);
-    // The seal check finds the third run; the rows naming no run name an earlier one: that one is named.
+    expect(later.breaks.map((b) => b.runId)).toEqual([runs[1], '999999']);
+    // The seal check finds the third run; the rows naming no run name an earlier one: that one is named first.
     const earlier = await verifyAfter(
       h,
       `WITH altered AS (UPDATE cpq.user_change_log SET diff = diff || '{"forged": true}'::jsonb WHERE id = (SELECT min(id) FROM cpq.user_change_log WHERE run_id = $1))
@@ -149,6 +157,11 @@ describe('tamper evidence', () => {
         site: 'default',
         runId: String(BigInt(runs[0]!) - 1n),
         problem: `change-log rows name run ${String(BigInt(runs[0]!) - 1n)}, which is no run of this site: they were added, outside any seal`,
+      },
+      {
+        site: 'default',
+        runId: runs[2],
+        problem: expect.stringContaining(`run ${runs[2]} committed no longer matches its seal`) as unknown,
       },
     ]);
   });

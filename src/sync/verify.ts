@@ -139,7 +139,7 @@ export function formatCounts(site: string, checks: readonly CompanyCountCheck[])
   ].join('\n');
 }
 
-/** The first problem of a site's chain, naming the run. */
+/** A problem of a site's chain, naming the run (a run's first, when the seal check finds several). */
 export interface ChainBreak {
   site: string;
   runId: string;
@@ -149,7 +149,7 @@ export interface ChainBreak {
 export interface ChainReport {
   /** Per site: runs sealed and the newest chain hash (to keep elsewhere: a chain recomputed whole would match itself). */
   sites: { site: string; runs: number; head: string }[];
-  /** One per broken site, at its first bad run. */
+  /** Every one found, by site, then by run, earliest first. */
   breaks: ChainBreak[];
 }
 
@@ -163,8 +163,10 @@ export interface ChainReport {
 export const VERIFY_SESSIONS = 4;
 
 /**
- * `cpq-sync verify --chain`: recomputes every seal and names, per site, the first run that no
- * longer matches its own. With a pool: on up to VERIFY_SESSIONS sessions of one snapshot
+ * `cpq-sync verify --chain`: recomputes every seal and names every run that no longer matches its
+ * own, earliest first. Each seal is checked against the stored one before it, so a break does not
+ * hide a later one: a site whose run of March was altered when the database was upgraded (0040 in a
+ * Turkish locale) still has a run altered in May named (review GW). With a pool: on up to VERIFY_SESSIONS sessions of one snapshot
  * (inReadOnlySnapshot), each run's content hash on one of them, then the chain and the other checks
  * on the first, so that a run committing meanwhile is not read in part (as one statement read it).
  * With a client (a session in a transaction of its own): on it alone, what it sees.
@@ -195,13 +197,12 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
   );
   const checks = await readSealChecks(on, only, contentNow);
   const sites = new Map<string, { site: string; runs: number; head: string }>();
-  const breaks = new Map<string, ChainBreak>();
+  const breaks: ChainBreak[] = [];
   for (const c of checks) {
     const entry = sites.get(c.site) ?? { site: c.site, runs: 0, head: '' };
     entry.runs++;
     entry.head = c.chain_sha256;
     sites.set(c.site, entry);
-    if (breaks.has(c.site)) continue;
     const problem =
       c.content_now !== c.content_sha256
         ? `what run ${c.run_id} committed no longer matches its seal (a change-log row or ended version was altered, added or removed)`
@@ -210,35 +211,47 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
           : c.chain_now !== c.chain_sha256
             ? `run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`
             : undefined;
-    if (problem) breaks.set(c.site, { site: c.site, runId: c.run_id, problem });
+    if (problem) breaks.push({ site: c.site, runId: c.run_id, problem });
   }
-  const earliest = (site: string, runId: string, problem: string) => {
-    const earlier = breaks.get(site);
-    if (earlier === undefined || BigInt(earlier.runId) > BigInt(runId)) breaks.set(site, { site, runId, problem });
-  };
   for (const u of await readUnsealedRuns(on, only))
-    earliest(
-      u.site,
-      u.run_id,
-      `run ${u.run_id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
-    );
+    breaks.push({
+      site: u.site,
+      runId: u.run_id,
+      problem: `run ${u.run_id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
+    });
   for (const u of await readChangesOfNoRun(on, only)) {
-    earliest(u.site, u.run_id, `change-log rows name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
+    breaks.push({
+      site: u.site,
+      runId: u.run_id,
+      problem: `change-log rows name run ${u.run_id}, which is no run of this site: they were added, outside any seal`,
+    });
   }
   for (const u of await readEndedOfOtherSites(on, only)) {
-    earliest(u.site, u.run_id, `ended versions or group changes name run ${u.run_id}, which is no run of this site: they were added, outside any seal`);
+    breaks.push({
+      site: u.site,
+      runId: u.run_id,
+      problem: `ended versions or group changes name run ${u.run_id}, which is no run of this site: they were added, outside any seal`,
+    });
   }
   for (const u of await readRowsOfUnfinishedRuns(on, only)) {
-    earliest(
-      u.site,
-      u.run_id,
-      `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal` +
+    breaks.push({
+      site: u.site,
+      runId: u.run_id,
+      problem:
+        `run ${u.run_id} ${u.status}, yet change-log rows or ended versions name it: they were added afterwards, outside any seal` +
         (u.before_seals
           ? ' (or, if it started before migration 0012 was applied, by a release before seals that recorded it failed after its commit went through)'
           : ''),
-    );
+    });
   }
-  return { sites: [...sites.values()], breaks: [...breaks.values()] };
+  // By site in the order the seals list them (a site with no seal after them, by name), then by
+  // run; the sort is stable, so one run's problems keep the order the checks found them in.
+  const siteOrder = [...sites.keys()];
+  const siteRank = (site: string) => (siteOrder.includes(site) ? siteOrder.indexOf(site) : siteOrder.length);
+  const byNumber = (a: string, b: string) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0);
+  const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  breaks.sort((a, b) => siteRank(a.site) - siteRank(b.site) || byCodeUnits(a.site, b.site) || byNumber(a.runId, b.runId));
+  return { sites: [...sites.values()], breaks };
 }
 
 const sealedRuns = (n: number) => `${n} sealed run${n === 1 ? '' : 's'}`;
