@@ -162,7 +162,10 @@ describe('a login given to another user', () => {
     const migrating = migrate(h.t.db, { lockWaitMs: 30_000 }).finally(() => void (settled = true));
     // The migration waits for the run's lock on the table, and has not finished.
     const waiting = async () =>
-      (await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = 'cpq.user_known_identity'::regclass`))[0]!.n;
+      (
+        await h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = 'cpq.user_known_identity'::regclass
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+      )[0]!.n;
     for (let tries = 0; (await waiting()) === 0 && tries < 200; tries++) await new Promise((r) => setTimeout(r, 50));
     expect(await waiting(), 'the migration waiting for the table').toBe(1);
     expect(settled).toBe(false);

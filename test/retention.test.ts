@@ -582,7 +582,9 @@ describe('HISTORY_RETENTION', () => {
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 0, integrationUsers: 0 });
-    const config = { ...h.config, historyRetentionMs: 3000 };
+    // 8 s: the window below is what two runs take (0.4-0.8 s on a loaded machine, review GY, who
+    // made a 3 s one fail by slowing each run by 1.3 s).
+    const config = { ...h.config, historyRetentionMs: 8000 };
     const run = () => runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { full: true });
     const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
     await run();
@@ -596,10 +598,10 @@ describe('HISTORY_RETENTION', () => {
     await run();
     h.sim.deleteUser('_host', login!);
     // More than the retention after T0, so that any later cutoff is past T0, whatever the runs take.
-    await pause(3100);
-    await run(); // deleted again (T2), more than 3 s after T0
-    // The run restoring it cuts off past T0 (more than 3 s ago), not past T2 (as long ago as the end
-    // of T2's run and this run up to its cutoff take: far less than 3 s, even on a loaded machine).
+    await pause(8100);
+    await run(); // deleted again (T2), more than 8 s after T0
+    // The run restoring it cuts off past T0 (more than 8 s ago), not past T2 (as long ago as the end
+    // of T2's run and this run up to its cutoff take: far less than 8 s, even on a loaded machine).
     h.sim.addUser('_host', { ...record, email: 'fourth@life.example' }, { exact: true });
     const restore = await run();
     const [change] = await h.t.query<{ change: string }>(`SELECT change FROM cpq.user_changes WHERE run_id = $1 AND login = $2`, [restore.runId, login]);

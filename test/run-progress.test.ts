@@ -246,13 +246,16 @@ describe('a running run shows how far it has come', () => {
     await held.reached;
     const [{ id }] = (await h.t.query<{ id: string }>(`SELECT id::text AS id FROM cpq.sync_runs WHERE status = 'running'`)) as [{ id: string }];
     // The run's transaction holds a lock on cpq.sync_runs (its clock read it), while it waits on CPQ.
+    // In this database: every test database is made from one template, so a table has the same oid
+    // in each, and a run of another test file held "one" more for seconds (review GY).
     await until(
       "the run's transaction to hold a lock on cpq.sync_runs",
       async () =>
         (
           await h.t.query(
             `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-              WHERE l.relation = 'cpq.sync_runs'::regclass AND l.granted AND a.xact_start IS NOT NULL AND a.pid <> pg_backend_pid()`,
+              WHERE l.relation = 'cpq.sync_runs'::regclass AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.granted AND a.xact_start IS NOT NULL AND a.pid <> pg_backend_pid()`,
           )
         ).length === 1,
       10_000,

@@ -330,7 +330,7 @@ describe('run lifecycle', () => {
       for (let waiting = 0; waiting === 0;) {
         await new Promise((resolve) => setTimeout(resolve, 50));
         const [row] = await h.t.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sync_runs%'`,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sync_runs%' AND datname = current_database()`,
         );
         waiting = row!.n;
       }

@@ -851,7 +851,8 @@ describe('a warehouse polling while runs wait to commit', () => {
       const going = Promise.all([syncSite(real, 'a', false, 'json'), syncSite(real, 'b', false, 'json')]);
       for (let i = 0; ; i++) {
         const [w] = await real.t.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'commit_order' AND NOT l.granted`,
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+            WHERE c.relname = 'commit_order' AND NOT l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         );
         if (w!.n === 2) break;
         expect(i, 'both runs wait for the commit order').toBeLessThan(600);
