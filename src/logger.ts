@@ -1,6 +1,6 @@
 import pino, { type Logger } from 'pino';
 import type PinoPretty from 'pino-pretty';
-import { printableInJson } from './errors.js';
+import { printable, printableInJson } from './errors.js';
 import { requireWhenUsed } from './require-when-used.js';
 
 export type { Logger };
@@ -49,9 +49,10 @@ export function createLogger(options: LoggerOptions): Logger {
       ? {
           hooks: {
             logMethod(this: Logger, given: Parameters<pino.LogFn>, method: pino.LogFn, level: number) {
-              // A terminal's message (and what it interpolates) with the characters that reorder
-              // text escaped: pino-pretty strips the controls of a message, not those (review HA).
-              const args = human ? (given.map((a: unknown) => (typeof a === 'string' ? printableInJson(a) : a)) as typeof given) : given;
+              // A terminal's message (and the strings it interpolates) through printable: pino-pretty
+              // drops a message's controls but keeps its line breaks (a CPQ name holding one forged
+              // a log line) and the characters that reorder text (reviews HA, HB).
+              const args = human ? (given.map((a: unknown) => (typeof a === 'string' ? printable(a) : a)) as typeof given) : given;
               if (level === this.levels.values.info && args.some((a: unknown) => typeof a === 'string' && demoted.includes(a))) {
                 // Logged again through debug (which this hook lets through), or not at all below that level.
                 this.debug(...args);
@@ -68,6 +69,7 @@ export function createLogger(options: LoggerOptions): Logger {
     // pino-pretty prints a line's fields as JSON, which leaves DEL, the C1 controls (U+009B is CSI
     // to some terminals) and the characters that reorder text as they are: CPQ's text among them
     // (a company name in a warning) must not act on the terminal, or show other text than it is.
+    // (Not a child's bindings: pino formats those as given. Ours are a site and a run id.)
     const terminal = { ...base, formatters: { log: (fields: Record<string, unknown>) => printableFields(fields) as Record<string, unknown> } };
     return pino(terminal, pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
   }

@@ -235,7 +235,7 @@ export function registerComplianceCommands(program: Command): void {
           const rows = Object.entries(erasure.rowsRedacted)
             .map(([table, n]) => `${n} ${table}`)
             .join(', ');
-          process.stdout.write(`forgot ${opts.company}/${opts.login} in site ${site} (erasure ${erasure.erasureId}): redacted ${rows}\n`);
+          process.stdout.write(`forgot ${printable(`${opts.company}/${opts.login}`)} in site ${site} (erasure ${erasure.erasureId}): redacted ${rows}\n`);
         } finally {
           await database.close();
         }

@@ -258,14 +258,16 @@ const sealedRuns = (n: number) => `${n} sealed run${n === 1 ? '' : 's'}`;
 
 export function formatChain(report: ChainReport): string {
   // A broken site's head is printed as no head to keep: a later verify passing through it proves nothing.
+  // Site names through printable: a break's may come from rows of no run (the change log's site
+  // has no CHECK), written by the forger this command is there to catch (review HB).
   const broken = new Set(report.breaks.map((b) => b.site));
   const out = report.sites.map((s) =>
     broken.has(s.site)
-      ? `site ${s.site}: ${sealedRuns(s.runs)}, chain BROKEN (below): its head ${s.head} is not one to keep`
-      : `site ${s.site}: ${sealedRuns(s.runs)}, chain head ${s.head}`,
+      ? `site ${printable(s.site)}: ${sealedRuns(s.runs)}, chain BROKEN (below): its head ${s.head} is not one to keep`
+      : `site ${printable(s.site)}: ${sealedRuns(s.runs)}, chain head ${s.head}`,
   );
   if (report.sites.length === 0) out.push('no sealed runs yet');
-  for (const b of report.breaks) out.push(`site ${b.site}: BROKEN at run ${b.runId}: ${b.problem}`);
+  for (const b of report.breaks) out.push(`site ${printable(b.site)}: BROKEN at run ${b.runId}: ${b.problem}`);
   if (report.breaks.length === 0 && report.sites.length > 0) out.push('every seal matches what its run committed');
   return `${out.join('\n')}\n`;
 }

@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oneLine, printable } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
+import { formatChain } from '../../src/sync/verify.js';
 import { WorkerMetrics } from '../../src/worker/metrics.js';
 import { cli } from '../helpers/cli-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
@@ -138,6 +139,15 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
   });
 });
 
+describe('verify --chain', () => {
+  it("prints a break's site as text: rows of no run may name any site, written by the forger it is there to catch (review HB)", () => {
+    const report = { sites: [{ site: 'default', runs: 1, head: 'a'.repeat(64) }], breaks: [{ site: EVIL, runId: '7', problem: 'rows name run 7' }] };
+    const text = formatChain(report);
+    expect(text).not.toMatch(CONTROL);
+    expect(text).toContain(`site evil\\x1b]0;PWNED-TITLE\\x07\\x1b[31mRED\\x1b[0m\\x1b[2K\\x9b${REORDERING_SHOWN}: BROKEN at run 7: rows name run 7`);
+  });
+});
+
 describe('pretty log lines (LOG_FORMAT=pretty, or a terminal)', () => {
   it("write DEL and the C1 controls of a line's fields (errors too) as \\xNN; JSON log lines keep every value as it is", async () => {
     const lines = async (format: 'pretty' | 'json') => {
@@ -147,13 +157,16 @@ describe('pretty log lines (LOG_FORMAT=pretty, or a terminal)', () => {
       createLogger({ level: 'info', format, destination: out }).warn(
         { warnings: [`company ${EVIL}`], company: EVIL, err: new Error(`refused ${EVIL}`) },
         'run finished with warnings, one of company %s',
-        EVIL,
+        `${EVIL}\n[00:00:00] INFO: FORGED`,
       );
       await new Promise((resolve) => setImmediate(resolve));
       return Buffer.concat(chunks).toString('utf8');
     };
     const pretty = await lines('pretty');
-    expect(pretty).toContain('run finished with warnings, one of company evil');
+    expect(pretty).toContain('run finished with warnings, one of company evil\\x1b]0;PWNED-TITLE\\x07');
+    // A line break in CPQ's text forges no line of the log (review HB).
+    expect(pretty).toContain('\\x0a[00:00:00] INFO: FORGED');
+    expect(pretty).not.toMatch(/\n\[00:00:00\]/);
     expect(pretty).toContain('\\x9b');
     expect(pretty).toContain(REORDERING_SHOWN);
     expect(pretty).not.toMatch(/[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
