@@ -3,9 +3,8 @@ import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
-import { ConfigFileRefused, foreignWriterOfPath, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
+import { ConfigFileRefused, foreignDatabaseCertificate, foreignWriterOfPath, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
-import { parseConnectionUrl } from './connection-url.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
@@ -428,37 +427,25 @@ function readCaFile(file: string | undefined): string | undefined {
   }
 }
 
-/** What whoever writes each certificate file DATABASE_URL names chooses (node-postgres reads them at every connection). */
-const DATABASE_CERTIFICATE_FILES: Record<string, string> = {
-  sslrootcert: 'which server is trusted as the database, and so where its password goes',
-  sslcert: 'which client certificate the connections present',
-  sslkey: 'which client key the connections present',
-};
-
 /**
- * DATABASE_URL refused when a certificate file it names (sslrootcert, sslcert, sslkey) could have
- * been written by another local user: as with CPQ_CA_FILE (review HA), a group member who added a
- * CA of theirs to sslrootcert passed sslmode=verify-full as the database, and was sent the password
- * the tool sends only over verified TLS. A file that cannot be read is left to the connection to name.
+ * NODE_EXTRA_CA_CERTS refused when another local user could have written the file it names: Node
+ * trusts its CAs for every TLS connection (CPQ without CPQ_CA_FILE, the database without
+ * sslrootcert), so its writer chooses which servers are taken for them, as CPQ_CA_FILE's does
+ * (review HB). Node read it as the process started; nothing has been sent yet.
  */
-function refuseForeignDatabaseCertificates(url: string): void {
-  const params = parseConnectionUrl(url)?.searchParams;
-  if (params === undefined) return;
-  for (const [name, chooses] of Object.entries(DATABASE_CERTIFICATE_FILES)) {
-    for (const file of params.getAll(name).filter((f) => f !== '')) {
-      let problem;
-      try {
-        problem = foreignWriterOfPath(file);
-      } catch {
-        continue;
-      }
-      if (problem !== undefined) {
-        throw new ConfigError(
-          `DATABASE_URL: its ${name} ${file}${problem}: refusing to connect, since whoever wrote it chooses ${chooses}; make it yours and not writable by others (chown, chmod go-w)`,
-        );
-      }
-    }
+function refuseForeignExtraCaCertificates(env: Env): void {
+  const file = env.NODE_EXTRA_CA_CERTS?.trim();
+  if (!file) return;
+  let problem;
+  try {
+    problem = foreignWriterOfPath(file);
+  } catch {
+    return; // Node warned of a file it could not read, and trusts nothing more.
   }
+  if (problem !== undefined)
+    throw new ConfigError(
+      `NODE_EXTRA_CA_CERTS: ${file}${problem}: refusing to start, since whoever wrote it chooses which servers are trusted as CPQ and as the database; make it yours and not writable by others (chown, chmod go-w)`,
+    );
 }
 
 /** The CPQ site an environment names (CPQ_* settings), or undefined when CPQ_BASE_URL is not set. */
@@ -527,7 +514,10 @@ export function loadConfig(env: Env = process.env): AppConfig {
       ),
     );
   }
-  if (parsed.DATABASE_URL) mistakes.attempt(() => refuseForeignDatabaseCertificates(parsed.DATABASE_URL!));
+  mistakes.attempt(() => refuseForeignExtraCaCertificates(env));
+  // Refused at start as well as at every connection (DatabaseClient): one line, exit code 2.
+  const foreignCertificate = parsed.DATABASE_URL ? foreignDatabaseCertificate(parsed.DATABASE_URL) : undefined;
+  if (foreignCertificate !== undefined) mistakes.add(new ConfigError(`DATABASE_URL: ${foreignCertificate}`));
   if (parsed.HTTP_HOST !== undefined && parsed.HTTP_PORT === undefined) {
     mistakes.add(new ConfigError('HTTP_HOST is set but HTTP_PORT is not: set the port too, or neither (no health server)'));
   }

@@ -1,4 +1,5 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { parseConnectionUrl } from './connection-url.js';
 import { ownPrivateGroup } from './local-paths.js';
 
 /**
@@ -68,6 +69,39 @@ export function othersMayRead(file: Stats, privateGroups: readonly number[] = ow
 export function foreignWriterOfPath(path: string): string | undefined {
   const uid = process.getuid?.();
   return uid === undefined ? undefined : foreignWriterOfOpened(lstatSync(path), statSync(path), uid);
+}
+
+/** What whoever writes each certificate file a connection string names chooses. */
+const DATABASE_CERTIFICATE_FILES: Record<string, string> = {
+  sslrootcert: 'which server is trusted as the database, and so where its password goes',
+  sslcert: 'which client certificate the connections present',
+  sslkey: 'which client key the connections present',
+};
+
+/**
+ * Why a connection to `url` is refused, when a certificate file it names (sslrootcert, sslcert,
+ * sslkey) could have been written by another local user, or undefined: as with CPQ_CA_FILE
+ * (review HA), a group member who added a CA of theirs to sslrootcert passed sslmode=verify-full as
+ * the database, and was sent the password the tool sends only over verified TLS. node-postgres
+ * reads those files at every connection, so it is asked there too (DatabaseClient), not only at
+ * start (review HB). A file that cannot be read is left to the connection to name.
+ */
+export function foreignDatabaseCertificate(url: string): string | undefined {
+  const params = parseConnectionUrl(url)?.searchParams;
+  if (params === undefined) return undefined;
+  for (const [name, chooses] of Object.entries(DATABASE_CERTIFICATE_FILES)) {
+    for (const file of params.getAll(name).filter((f) => f !== '')) {
+      let problem;
+      try {
+        problem = foreignWriterOfPath(file);
+      } catch {
+        continue;
+      }
+      if (problem !== undefined)
+        return `its ${name} ${file}${problem}: refusing to connect, since whoever wrote it chooses ${chooses}; make it yours and not writable by others (chown, chmod go-w)`;
+    }
+  }
+  return undefined;
 }
 
 /** Why readOwnConfigFile did not read a file: what follows its name in the refusal (" is owned by uid 1001, …", " changed while it was opened", …). */

@@ -1,4 +1,5 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createPool } from '../src/db/database.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -363,5 +364,34 @@ describe('transport security settings', () => {
     expect(loadConfig({ DATABASE_URL: url('sslrootcert') }).databaseUrl).toBe(url('sslrootcert'));
     // One that cannot be read is the connection's to name, as before.
     expect(loadConfig({ DATABASE_URL: url('sslrootcert').replace('root.crt', 'missing.crt') }).databaseUrl).toContain('missing.crt');
+  });
+
+  it('refuses a connection whose sslrootcert became writable by others after the start: node-postgres reads it at every connection (review HB)', async () => {
+    const dir = tempDir('cpq-db-ca-');
+    const file = join(dir, 'root.crt');
+    writeFileSync(file, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    chmodSync(file, 0o644);
+    const url = `postgres://sync:db-Secret-9@127.0.0.1:9/cpq?sslmode=verify-full&sslrootcert=${encodeURIComponent(file)}`;
+    const pool = createPool(loadConfig({ DATABASE_URL: url }).databaseUrl!, 1, undefined, 2000);
+    try {
+      chmodSync(file, 0o666);
+      await expect(pool.connect()).rejects.toThrow(
+        `DATABASE_URL: its sslrootcert ${file} can be written by every user (mode 666): refusing to connect, since whoever wrote it chooses which server is trusted as the database, and so where its password goes`,
+      );
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('refuses NODE_EXTRA_CA_CERTS another local user could have written: Node trusts its CAs for CPQ and the database (review HB)', () => {
+    const dir = tempDir('cpq-extra-ca-');
+    const file = join(dir, 'extra.pem');
+    writeFileSync(file, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    chmodSync(file, 0o646);
+    expect(() => loadConfig({ ...base, NODE_EXTRA_CA_CERTS: file })).toThrow(
+      `NODE_EXTRA_CA_CERTS: ${file} can be written by every user (mode 646): refusing to start, since whoever wrote it chooses which servers are trusted as CPQ and as the database; make it yours and not writable by others (chown, chmod go-w)`,
+    );
+    chmodSync(file, 0o644);
+    expect(loadConfig({ ...base, NODE_EXTRA_CA_CERTS: file }).cpq).toBeDefined();
   });
 });

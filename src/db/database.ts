@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { TLSSocket } from 'node:tls';
 import { parseConnectionUrl, urlText } from '../connection-url.js';
+import { foreignDatabaseCertificate } from '../foreign-writer.js';
 import type { Database } from './schema.js';
 import { readPasswordFileWhenNone, withPasswordFileNoted } from './password-file.js';
 
@@ -74,9 +75,29 @@ export function withOptions(connectionString: string, ours: string): { connectio
  * to a DATABASE_URL is one (a pool's, the health connection).
  */
 export class DatabaseClient extends pg.Client {
+  /** Why this client may not connect: a certificate file its URL names another user could have written. */
+  private readonly refusedCertificate: string | undefined;
+
   constructor(config?: pg.ClientConfig) {
+    // Asked before node-postgres reads the certificate files the URL names, as it does for each
+    // client; said when it connects (a constructor's throw would escape the pool's queue).
+    const refused = config?.connectionString === undefined ? undefined : foreignDatabaseCertificate(config.connectionString);
     super(config);
+    this.refusedCertificate = refused;
     readPasswordFileWhenNone(this);
+  }
+
+  override connect(): Promise<pg.Client>;
+  override connect(callback: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): void;
+  override connect(callback?: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): Promise<pg.Client> | void {
+    if (this.refusedCertificate !== undefined) {
+      const err = new Error(`DATABASE_URL: ${this.refusedCertificate}`);
+      if (callback === undefined) return Promise.reject(err);
+      process.nextTick(() => (callback as (err: Error) => void)(err));
+      return;
+    }
+    if (callback === undefined) return super.connect();
+    super.connect(callback);
   }
 
   /**
