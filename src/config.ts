@@ -3,7 +3,14 @@ import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
-import { ConfigFileRefused, foreignDatabaseCertificate, foreignWriterOfPath, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
+import {
+  ConfigFileRefused,
+  foreignDatabaseCertificate,
+  foreignWriterOfPath,
+  foreignWriterRefusal,
+  othersMayRead,
+  readOwnConfigFile,
+} from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
@@ -263,10 +270,7 @@ function readOwnFile(file: string, fileName: string, chooses: string): string {
     return readOwnConfigFile(file)!.bytes.toString('utf8');
   } catch (err) {
     if (!(err instanceof ConfigFileRefused)) throw err;
-    const refusal =
-      err.reason === 'foreign-writer'
-        ? `: refusing to read it, since whoever wrote it ${chooses}; make it yours and not writable by others (chown, chmod go-w)`
-        : '';
+    const refusal = err.reason === 'foreign-writer' ? foreignWriterRefusal('read it', chooses) : '';
     throw new ConfigError(`${fileName}: the file it names${err.problem}${refusal}`);
   }
 }
@@ -420,9 +424,7 @@ function readCaFile(file: string | undefined): string | undefined {
   } catch (err) {
     if (!(err instanceof ConfigFileRefused)) throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`);
     const refusal =
-      err.reason === 'foreign-writer'
-        ? ': refusing to read it, since whoever wrote it chooses which server is trusted as CPQ, and so where the credentials go; make it yours and not writable by others (chown, chmod go-w)'
-        : '';
+      err.reason === 'foreign-writer' ? foreignWriterRefusal('read it', 'chooses which server is trusted as CPQ, and so where the credentials go') : '';
     throw new ConfigError(`CPQ_CA_FILE: ${file}${err.problem}${refusal}`);
   }
 }
@@ -444,7 +446,7 @@ function refuseForeignExtraCaCertificates(env: Env): void {
   }
   if (problem !== undefined)
     throw new ConfigError(
-      `NODE_EXTRA_CA_CERTS: ${file}${problem}: refusing to start, since whoever wrote it chooses which servers are trusted as CPQ and as the database; make it yours and not writable by others (chown, chmod go-w)`,
+      `NODE_EXTRA_CA_CERTS: ${file}${problem}${foreignWriterRefusal('start', 'chooses which servers are trusted as CPQ and as the database')}`,
     );
 }
 

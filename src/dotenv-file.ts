@@ -4,7 +4,7 @@ import { isAbsolute } from 'node:path';
 import dotenv from 'dotenv';
 import { ConfigError, type AppConfig } from './config.js';
 import { flagValue } from './config-env.js';
-import { ConfigFileRefused, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
+import { ConfigFileRefused, foreignWriterRefusal, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
 import { errorCode } from './errors.js';
 import { parseConnectionUrl } from './connection-url.js';
 
@@ -72,9 +72,7 @@ export function loadDotenvFile(env: NodeJS.ProcessEnv = process.env): void {
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     if (err instanceof ConfigFileRefused && err.reason === 'foreign-writer') {
-      throw new ConfigError(
-        `${path}${err.problem}: refusing to read it, since whoever wrote it sets the configuration (DATABASE_URL among it); make it yours and not writable by others (chown, chmod go-w)`,
-      );
+      throw new ConfigError(`${path}${err.problem}${foreignWriterRefusal('read it', 'sets the configuration (DATABASE_URL among it)')}`);
     }
     if (err instanceof ConfigFileRefused) throw new ConfigError(`${path}${err.problem}`);
     const code = errorCode(err);

@@ -71,6 +71,14 @@ export function foreignWriterOfPath(path: string): string | undefined {
   return uid === undefined ? undefined : foreignWriterOfOpened(lstatSync(path), statSync(path), uid);
 }
 
+/**
+ * What follows the problem of a file another local user could have written, in every refusal of
+ * one: what is not done, what its writer would choose, and the fix.
+ */
+export function foreignWriterRefusal(refusing: 'read it' | 'connect' | 'start', writerChooses: string): string {
+  return `: refusing to ${refusing}, since whoever wrote it ${writerChooses}; make it yours and not writable by others (chown, chmod go-w)`;
+}
+
 /** What whoever writes each certificate file a connection string names chooses. */
 const DATABASE_CERTIFICATE_FILES: Record<string, string> = {
   sslrootcert: 'which server is trusted as the database, and so where its password goes',
@@ -97,8 +105,7 @@ export function foreignDatabaseCertificate(url: string): string | undefined {
       } catch {
         continue;
       }
-      if (problem !== undefined)
-        return `its ${name} ${file}${problem}: refusing to connect, since whoever wrote it chooses ${chooses}; make it yours and not writable by others (chown, chmod go-w)`;
+      if (problem !== undefined) return `its ${name} ${file}${problem}${foreignWriterRefusal('connect', `chooses ${chooses}`)}`;
     }
   }
   return undefined;

@@ -1,7 +1,7 @@
 import type { Stats } from 'node:fs';
 import type * as Yaml from 'yaml';
 import { errorCode } from './errors.js';
-import { ConfigFileRefused, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
+import { ConfigFileRefused, foreignWriterRefusal, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
 import { requireWhenUsed } from './require-when-used.js';
 import { nearMiss } from './near-miss.js';
 
@@ -89,7 +89,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     text = read.bytes.toString('utf8');
   } catch (err) {
     if (err instanceof ConfigFileRefused && err.reason === 'foreign-writer') {
-      const refusal = `CPQ_SITES_FILE: ${file}${err.problem}: refusing to read it, since whoever wrote it chooses where credentials are sent; make it yours and not writable by others (chown, chmod go-w)`;
+      const refusal = `CPQ_SITES_FILE: ${file}${err.problem}${foreignWriterRefusal('read it', 'chooses where credentials are sent')}`;
       return { sites: [], errors: [refusal], warnings: [] };
     }
     const problem =
