@@ -238,6 +238,8 @@ export const LOCK_NOT_AVAILABLE = '55P03';
  * that could have stopped the statement (describeWriteBlockersOf), read while they still held.
  */
 export function toDatabaseOrInternal(err: unknown, lockHolders?: string): SyncError {
+  // A connection refused for its configuration (DatabaseClient: a certificate file others may write).
+  if (err instanceof SyncError && err.kind === 'config') return err;
   const message = errorMessage(err);
   // Errors from Postgres carry a SQLSTATE; connection failures carry a Node errno code, or
   // only a message when node-postgres lost the connection itself.

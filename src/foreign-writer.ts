@@ -95,10 +95,19 @@ const DATABASE_CERTIFICATE_FILES: Record<string, string> = {
  * start (review HB). A file that cannot be read is left to the connection to name.
  */
 export function foreignDatabaseCertificate(url: string): string | undefined {
-  const params = parseConnectionUrl(url)?.searchParams;
-  if (params === undefined) return undefined;
+  // The files named as node-postgres reads them too: it first encodes a URL holding a space or a
+  // % that escapes nothing (encodeURI, %25 and two digits put back), so that "a b%4a.crt" is read
+  // where this URL's own reading says "a bJ.crt" (review HC). Each reading's files are checked.
+  let asDriverReads = url;
+  try {
+    if (/ |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)) asDriverReads = encodeURI(url).replace(/%25(\d\d)/g, '%$1');
+  } catch {
+    // A lone surrogate: the driver cannot read the URL either.
+  }
+  const readings = [parseConnectionUrl(url)?.searchParams, parseConnectionUrl(asDriverReads)?.searchParams];
   for (const [name, chooses] of Object.entries(DATABASE_CERTIFICATE_FILES)) {
-    for (const file of params.getAll(name).filter((f) => f !== '')) {
+    const files = new Set(readings.flatMap((params) => params?.getAll(name) ?? []));
+    for (const file of [...files].filter((f) => f !== '')) {
       let problem;
       try {
         problem = foreignWriterOfPath(file);

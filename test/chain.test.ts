@@ -166,6 +166,15 @@ describe('tamper evidence', () => {
     ]);
   });
 
+  it("one seal's chain hash altered names that run alone, not the next, untouched one (review HC)", async ({ startHarness }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const report = await verifyAfter(h, `UPDATE cpq.run_seals SET chain_sha256 = repeat('0', 64) WHERE run_id = $1`, [runs[1]]);
+    expect(report.breaks.map((b) => [b.runId, b.problem])).toEqual([
+      [runs[1], `run ${runs[1]}'s chain hash does not follow from the run before it (a seal was altered)`],
+    ]);
+  });
+
   it('an ended version deleted, or a seal recomputed for altered content, is found too', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);

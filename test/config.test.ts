@@ -362,6 +362,15 @@ describe('transport security settings', () => {
     }
     chmodSync(file, 0o644);
     expect(loadConfig({ DATABASE_URL: url('sslrootcert') }).databaseUrl).toBe(url('sslrootcert'));
+    // Where node-postgres reads another file than this URL's own reading names (it encodes a URL
+    // holding a space or a bare %: "a b%4a.crt", not "a bJ.crt"), the file it reads is checked (review HC).
+    writeFileSync(join(dir, 'a bJ.crt'), 'x');
+    chmodSync(join(dir, 'a bJ.crt'), 0o644);
+    writeFileSync(join(dir, 'a b%4a.crt'), 'x');
+    chmodSync(join(dir, 'a b%4a.crt'), 0o666);
+    expect(() => loadConfig({ DATABASE_URL: `postgres://sync:pw@db.example.com/cpq?sslrootcert=${dir}/a b%4a.crt` })).toThrow(
+      `its sslrootcert ${dir}/a b%4a.crt can be written by every user (mode 666)`,
+    );
     // One that cannot be read is the connection's to name, as before.
     expect(loadConfig({ DATABASE_URL: url('sslrootcert').replace('root.crt', 'missing.crt') }).databaseUrl).toContain('missing.crt');
   });
@@ -375,6 +384,8 @@ describe('transport security settings', () => {
     const pool = createPool(loadConfig({ DATABASE_URL: url }).databaseUrl!, 1, undefined, 2000);
     try {
       chmodSync(file, 0o666);
+      // A refusal of the configuration (exit code 2), not a database error.
+      await expect(pool.connect()).rejects.toMatchObject({ kind: 'config' });
       await expect(pool.connect()).rejects.toThrow(
         `DATABASE_URL: its sslrootcert ${file} can be written by every user (mode 666): refusing to connect, since whoever wrote it chooses which server is trusted as the database, and so where its password goes`,
       );

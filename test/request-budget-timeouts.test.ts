@@ -21,9 +21,10 @@ describe('a run whose requests time out', () => {
   it('halves the requests it sends at once after the timeouts, and still reads every user', async ({ startHarness }) => {
     // Pages of 4 users taking 300 ms (much longer than loading one), four companies read at once
     // in six ranges each: enough pages to keep eight requests in flight, and to keep the run going
-    // well past the 3 s timeout of the stalled requests (320 pages: about 12 s). At 60 ms a loaded
-    // machine's client sent more slowly than it was answered, and had its whole budget out only
-    // near the end of the run, with too few pages left to stall (review W). At 150 ms with a 1 s
+    // well past the 3 s timeout of the stalled requests (320 users, about 100 pages as the ranges
+    // split: some 10 s). At 60 ms a loaded machine's client sent more slowly than it was answered,
+    // and had its whole budget out only near the end of the run, with too few pages left to stall
+    // (review W). At 150 ms with a 1 s
     // timeout, 5 runs of 13 failed under load (review GY): a page answered late timed out before
     // the budget was full, or the last of the eight stalled requests was sent after the first had
     // timed out (207-324 ms after it when the machine was not loaded).

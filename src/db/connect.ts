@@ -60,6 +60,7 @@ export async function openDatabase(
   } catch (err) {
     await pool.end().catch(() => undefined);
     await stopEmbedded?.();
+    if (err instanceof SyncError) throw err;
     const why = isConnectTimeout(err) ? `no answer within DATABASE_CONNECT_TIMEOUT (${config.connectTimeoutMs / 1000} s)` : errorMessage(err);
     throw new SyncError('database', `cannot connect to Postgres at ${redactUrl(url)}: ${why}`);
   }

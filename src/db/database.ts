@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { TLSSocket } from 'node:tls';
 import { parseConnectionUrl, urlText } from '../connection-url.js';
+import { SyncError } from '../errors.js';
 import { foreignDatabaseCertificate } from '../foreign-writer.js';
 import type { Database } from './schema.js';
 import { readPasswordFileWhenNone, withPasswordFileNoted } from './password-file.js';
@@ -91,7 +92,8 @@ export class DatabaseClient extends pg.Client {
   override connect(callback: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): void;
   override connect(callback?: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): Promise<pg.Client> | void {
     if (this.refusedCertificate !== undefined) {
-      const err = new Error(`DATABASE_URL: ${this.refusedCertificate}`);
+      // A refusal of the configuration (exit code 2), whenever it is found, not a database error.
+      const err = new SyncError('config', `DATABASE_URL: ${this.refusedCertificate}`);
       if (callback === undefined) return Promise.reject(err);
       process.nextTick(() => (callback as (err: Error) => void)(err));
       return;
