@@ -123,11 +123,13 @@ const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /**
  * The characters that reorder or break the text around them on a terminal: the bidirectional
- * marks, embeddings, overrides and isolates, and the line and paragraph separators. A company
+ * marks, embeddings, overrides and isolates, and the line and paragraph separators (the class's
+ * source, for every pattern that escapes them). A company
  * named `partner\u202Egpj.exe\u202C\u2028FORGED: ✓ all good` printed as it was shown another name
  * than its own, and a line `check` never wrote (review HA).
  */
-const REORDERING_CHARACTERS = /[\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+export const REORDERING_CHARACTER_CLASS = '\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
+const REORDERING_CHARACTERS = new RegExp(`[${REORDERING_CHARACTER_CLASS}]`, 'g');
 
 /**
  * `text` safe to show in a terminal: each control character written as \xNN, each reordering one
@@ -152,7 +154,7 @@ export function storable(text: string): string {
 }
 
 /** DEL, the C1 controls and the reordering characters: JSON.stringify leaves them as they are (U+009B is CSI to some terminals). */
-const LEFT_BY_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const LEFT_BY_JSON = new RegExp(`[\\u007f-\\u009f${REORDERING_CHARACTER_CLASS}]`, 'g');
 
 /** printable for what JSON leaves as it is (LEFT_BY_JSON) only: for text printed as JSON, which escapes the C0 controls itself. */
 export function printableInJson(text: string): string {

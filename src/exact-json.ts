@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { LosslessNumber, isLosslessNumber } from 'lossless-json';
+import { REORDERING_CHARACTER_CLASS } from './errors.js';
 
 export { LosslessNumber, isLosslessNumber };
 
@@ -512,12 +513,13 @@ export function tailOf(text: string, units: number): string {
  */
 export function shownName(text: string): string {
   const cut = text.length > 100 ? `${headOf(text, 100)}…` : text;
-  return cut.replace(
-    // eslint-disable-next-line no-control-regex -- escaping control characters is what this does
-    /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  return cut.replace(NOT_SHOWN_IN_NAMES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+const NOT_SHOWN_IN_NAMES = new RegExp(
+  `[\\u0000-\\u001f\\u007f-\\u009f${REORDERING_CHARACTER_CLASS}]|[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]`,
+  'g',
+);
 
 /** A value as errors about records show it: a number's literal, a string quoted (40 characters at most), "an object". */
 export function describeValue(value: unknown): string {
