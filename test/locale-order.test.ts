@@ -47,6 +47,13 @@ async function scenario(startHarness: StartHarness, icuLocale?: string): Promise
 
 const both = async (startHarness: StartHarness) => ({ c: await scenario(startHarness), icu: await scenario(startHarness, 'en-US') });
 
+/** What `read` lists of the same edits, from the C database and the ICU one: code-point order in both. */
+async function expectCodePointOrderInBoth(startHarness: StartHarness, read: (o: Outcome) => Promise<string[]>): Promise<void> {
+  const { c, icu } = await both(startHarness);
+  expect(await read(c)).toEqual(CODE_POINT);
+  expect(await read(icu)).toEqual(CODE_POINT);
+}
+
 describe('a database of ICU en-US against one of the C locale, the same CPQ edits (review GX)', () => {
   it('`changes` exports the same run in the same order (commit_seq, then change_id)', async ({ startHarness }) => {
     const { c, icu } = await both(startHarness);
@@ -60,28 +67,22 @@ describe('a database of ICU en-US against one of the C locale, the same CPQ edit
   });
 
   it('cpq.group_changes numbers the groups of one run alike (its ORDER BY variable_name)', async ({ startHarness }) => {
-    const { c, icu } = await both(startHarness);
-    const of = async (o: Outcome) =>
-      (await o.h.t.query<{ g: string }>(`SELECT group_variable_name AS g FROM cpq.group_changes WHERE run_id = $1 ORDER BY id`, [o.run])).map((r) => r.g);
-    expect(await of(c)).toEqual(CODE_POINT);
-    expect(await of(icu)).toEqual(CODE_POINT);
+    await expectCodePointOrderInBoth(startHarness, async (o) =>
+      (await o.h.t.query<{ g: string }>(`SELECT group_variable_name AS g FROM cpq.group_changes WHERE run_id = $1 ORDER BY id`, [o.run])).map((r) => r.g),
+    );
   });
 
   it('the alert outbox (delivery order) numbers the alerts of one change alike (ORDER BY change_id, rule, subject)', async ({ startHarness }) => {
-    const { c, icu } = await both(startHarness);
-    const of = async (o: Outcome) =>
-      (await o.h.t.query<{ s: string }>(`SELECT subject AS s FROM cpq.alert_outbox WHERE run_id = $1 ORDER BY id`, [o.run])).map((r) => r.s);
-    expect(await of(c)).toEqual(CODE_POINT);
-    expect(await of(icu)).toEqual(CODE_POINT);
+    await expectCodePointOrderInBoth(startHarness, async (o) =>
+      (await o.h.t.query<{ s: string }>(`SELECT subject AS s FROM cpq.alert_outbox WHERE run_id = $1 ORDER BY id`, [o.run])).map((r) => r.s),
+    );
   });
 
   it("cpq.administrators lists a user's Administrator-type groups alike (its array_agg ORDER BY variable_name, migration 0041)", async ({ startHarness }) => {
-    const { c, icu } = await both(startHarness);
-    const of = async (o: Outcome) =>
+    await expectCodePointOrderInBoth(startHarness, async (o) =>
       (await o.h.t.query<{ g: string[] }>(`SELECT administrator_groups AS g FROM cpq.administrators WHERE login = $1`, [o.first]))[0]!.g.filter((g) =>
         NAMES.includes(g),
-      );
-    expect(await of(c)).toEqual(CODE_POINT);
-    expect(await of(icu)).toEqual(CODE_POINT);
+      ),
+    );
   });
 });
