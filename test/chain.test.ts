@@ -175,6 +175,26 @@ describe('tamper evidence', () => {
     ]);
   });
 
+  it("a run's rows and its chain hash altered, or two neighbouring chain hashes altered, name those runs alone, not the untouched one after (review HD)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const rowsAndChain = await verifyAfter(
+      h,
+      `WITH altered AS (UPDATE cpq.user_change_log SET diff = coalesce(diff, '{}'::jsonb) || '{"forged": true}' WHERE id = (SELECT min(id) FROM cpq.user_change_log WHERE run_id = $1) RETURNING run_id)
+       UPDATE cpq.run_seals SET chain_sha256 = repeat('0', 64) WHERE run_id IN (SELECT run_id FROM altered)`,
+      [runs[0]],
+    );
+    // One line per problem of the run: its rows, and its seal's chain hash.
+    expect(rowsAndChain.breaks.map((b) => [b.runId, b.problem])).toEqual([
+      [runs[0], expect.stringContaining(`run ${runs[0]} committed no longer matches its seal`)],
+      [runs[0], `run ${runs[0]}'s chain hash does not follow from the run before it (a seal was altered)`],
+    ]);
+    const twoChains = await verifyAfter(h, `UPDATE cpq.run_seals SET chain_sha256 = repeat('0', 64) WHERE run_id = ANY($1::bigint[])`, [[runs[0], runs[1]]]);
+    expect(twoChains.breaks.map((b) => b.runId)).toEqual([runs[0], runs[1]]);
+  });
+
   it('an ended version deleted, or a seal recomputed for altered content, is found too', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);

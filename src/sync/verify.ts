@@ -9,6 +9,7 @@ import { countPresentUsers } from '../db/sql/count-present-users.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import {
   readActiveCounts,
+  readChainHashes,
   readChangesOfNoRun,
   readEndedOfOtherSites,
   readRowsOfUnfinishedRuns,
@@ -184,6 +185,9 @@ export async function verifyChain(on: pg.Pool | pg.PoolClient, only?: readonly s
   );
 }
 
+/** How many chain hashes an altered seal may have held are carried to the next (see verifyChainOn). */
+const MAX_PREVIOUS_CHAINS = 8;
+
 async function verifyChainOn(sessions: readonly Queryable[], only: readonly string[] | undefined): Promise<ChainReport> {
   const on = sessions[0]!;
   const seals = await readSeals(on, only);
@@ -198,21 +202,45 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
   const checks = await readSealChecks(on, only, contentNow);
   const sites = new Map<string, { site: string; runs: number; head: string }>();
   const breaks: ChainBreak[] = [];
+  // The chain hashes the seal before held, besides its stored one, when that one does not follow
+  // (it was altered): each later seal is held to those too, so that only the altered one is named,
+  // not the untouched seal after it (reviews HC, HD). Empty while the stored hashes follow. At most
+  // MAX_PREVIOUS_CHAINS are kept (two per content hash of each altered seal in a row): past them a
+  // forgery of many seals may name an untouched one after it, never leave an altered one unnamed.
+  let previousChains: string[] = [];
   for (const c of checks) {
-    const entry = sites.get(c.site) ?? { site: c.site, runs: 0, head: '' };
-    entry.runs++;
-    entry.head = c.chain_sha256;
-    sites.set(c.site, entry);
-    const problem =
-      c.content_now !== c.content_sha256
-        ? `what run ${c.run_id} committed no longer matches its seal (a change-log row or ended version was altered, added or removed)`
-        : c.previous_run_id !== c.expected_previous_run_id
-          ? `run ${c.run_id}'s seal links to run ${c.previous_run_id ?? 'none'}, not to the sealed run before it (${c.expected_previous_run_id ?? 'none'}): a seal was removed or inserted`
-          : // Not named when it follows from the run before it as that one's seal should read: that seal is the altered one.
-            c.chain_now !== c.chain_sha256 && c.chain_from_recomputed !== c.chain_sha256
-            ? `run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`
-            : undefined;
-    if (problem) breaks.push({ site: c.site, runId: c.run_id, problem });
+    const entry = sites.get(c.site);
+    if (entry === undefined) previousChains = []; // the site's first seal follows from none
+    sites.set(c.site, { site: c.site, runs: (entry?.runs ?? 0) + 1, head: c.chain_sha256 });
+    const named = (problem: string) => breaks.push({ site: c.site, runId: c.run_id, problem });
+    if (c.content_now !== c.content_sha256)
+      named(`what run ${c.run_id} committed no longer matches its seal (a change-log row or ended version was altered, added or removed)`);
+    if (c.previous_run_id !== c.expected_previous_run_id) {
+      named(
+        `run ${c.run_id}'s seal links to run ${c.previous_run_id ?? 'none'}, not to the sealed run before it (${c.expected_previous_run_id ?? 'none'}): a seal was removed or inserted`,
+      );
+      // What the seal it linked to held is gone: its stored chain hash is the only one to go on.
+      previousChains = [];
+      continue;
+    }
+    // Over the content as sealed or as now: a run whose rows were altered is named for that, above.
+    const fromStored = [c.chain_as_sealed, c.chain_now];
+    if (fromStored.includes(c.chain_sha256)) {
+      previousChains = [];
+      continue;
+    }
+    const possible = [
+      ...new Set([
+        ...fromStored,
+        ...(previousChains.length === 0 ? [] : await readChainHashes(on, c.site, c.run_id, previousChains, [c.content_sha256, c.content_now])),
+      ]),
+    ];
+    if (possible.includes(c.chain_sha256)) {
+      previousChains = [];
+      continue;
+    }
+    named(`run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`);
+    previousChains = possible.slice(0, MAX_PREVIOUS_CHAINS);
   }
   for (const u of await readUnsealedRuns(on, only))
     breaks.push({

@@ -80,10 +80,10 @@ export interface SealCheck {
   /** The chain hash recomputed from the previous seal's stored chain hash and this run's content now. */
   chain_now: string;
   /**
-   * The chain hash recomputed from the previous seal's recomputed one (its chain_now) and this
-   * run's content now: what this seal holds when only the one before it was altered.
+   * The chain hash recomputed from the previous seal's stored chain hash and this seal's stored
+   * content hash: what it holds when the run's rows were altered but not its seal.
    */
-  chain_from_recomputed: string;
+  chain_as_sealed: string;
 }
 
 /**
@@ -117,29 +117,41 @@ export async function readRunContent(on: Queryable, runId: string, lines: number
  * hash is taken from `contentNow` when it holds one (readRunContent of the same snapshot,
  * computed on several sessions at once), else computed here. OFFSET 0 keeps the LATERAL subquery
  * from being pulled up, which would compute each run's content hash twice (it is read twice).
- * Each chain hash is recomputed twice: from the stored one before it (chain_now), and from that
- * one's recomputed (chain_from_recomputed), so that verify tells a seal altered from the next,
- * untouched one, whose stored hash follows from the first only as it was (review HC).
+ * Each chain hash is recomputed from the stored one before it, over the content now (chain_now)
+ * and over the content as sealed (chain_as_sealed); verify asks readChainHashes for the others it
+ * needs after a seal that does not follow.
  */
 export async function readSealChecks(on: Queryable, sites?: readonly string[], contentNow: ReadonlyMap<string, string> = new Map()): Promise<SealCheck[]> {
   return runCompiled(
     on,
     sql<SealCheck>`
-      SELECT c.site, c.run_id::text, c.previous_run_id, c.expected_previous_run_id, c.content_sha256, c.content_now, c.chain_sha256, c.chain_now,
-             cpq.run_chain_sha256(c.site, c.run_id, lag(c.chain_now) OVER w, c.content_now) AS chain_from_recomputed
-      FROM (
-        SELECT s.site, s.run_id, s.previous_run_id::text, (lag(s.run_id) OVER w)::text AS expected_previous_run_id,
-               s.content_sha256, n.content_now, s.chain_sha256,
-               cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now
-        FROM cpq.run_seals s
-        LEFT JOIN unnest(${[...contentNow.keys()]}::bigint[], ${[...contentNow.values()]}::text[]) AS g(run_id, content_now) ON g.run_id = s.run_id
-        CROSS JOIN LATERAL (SELECT coalesce(g.content_now, cpq.run_content_sha256(s.run_id, s.lines)) AS content_now OFFSET 0) n
-        WHERE ${inSites(sql`s.site`, sites)}
-        WINDOW w AS (PARTITION BY s.site ORDER BY s.run_id)
-      ) c
-      WINDOW w AS (PARTITION BY c.site ORDER BY c.run_id)
-      ORDER BY c.site, c.run_id`.compile(queryBuilder),
+      SELECT s.site, s.run_id::text, s.previous_run_id::text, (lag(s.run_id) OVER w)::text AS expected_previous_run_id,
+             s.content_sha256, n.content_now, s.chain_sha256,
+             cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now,
+             cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, s.content_sha256) AS chain_as_sealed
+      FROM cpq.run_seals s
+      LEFT JOIN unnest(${[...contentNow.keys()]}::bigint[], ${[...contentNow.values()]}::text[]) AS g(run_id, content_now) ON g.run_id = s.run_id
+      CROSS JOIN LATERAL (SELECT coalesce(g.content_now, cpq.run_content_sha256(s.run_id, s.lines)) AS content_now OFFSET 0) n
+      WHERE ${inSites(sql`s.site`, sites)}
+      WINDOW w AS (PARTITION BY s.site ORDER BY s.run_id)
+      ORDER BY s.site, s.run_id`.compile(queryBuilder),
   );
+}
+
+/**
+ * Every chain hash of run `runId` of `site` from one of `previous` (chain hashes the seal before it
+ * may have held) and one of `contents`, distinct, in the order they are given. verify asks for them only after a seal that does
+ * not follow from the one before it, so a sound chain costs no statement here.
+ */
+export async function readChainHashes(on: Queryable, site: string, runId: string, previous: readonly string[], contents: readonly string[]): Promise<string[]> {
+  const rows = await runCompiled(
+    on,
+    sql<{ chain: string }>`
+      SELECT cpq.run_chain_sha256(${site}, ${runId}::bigint, p.chain, x.content) AS chain
+      FROM unnest(${[...previous]}::text[]) WITH ORDINALITY AS p(chain, i) CROSS JOIN unnest(${[...contents]}::text[]) WITH ORDINALITY AS x(content, j)
+      ORDER BY p.i, x.j`.compile(queryBuilder),
+  );
+  return [...new Set(rows.map((r) => r.chain))];
 }
 
 /**

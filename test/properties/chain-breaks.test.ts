@@ -1,0 +1,168 @@
+import fc from 'fast-check';
+import { describe, expect } from 'vitest';
+import { verifyChain, type ChainReport } from '../../src/sync/verify.js';
+import { it, type Harness } from '../helpers/harness.js';
+import { propertyTimeout, runs } from './arbitraries.js';
+
+/*
+ * verify --chain names every run a forger touched (review GW) and no untouched one beside it
+ * (reviews HC, HD). Five sealed runs of one site, then one to three tamperings in a transaction
+ * rolled back after (as chain.test's verifyAfter): rows of a run altered, removed or added, a
+ * seal's hashes overwritten, a seal removed, rows under a run id no run has. Each report is held
+ * to a model of which runs were touched (written by review HD).
+ */
+
+async function history(h: Harness): Promise<string[]> {
+  await h.sync();
+  const l = h.sim.users('_host').map((u) => String(u.login));
+  h.sim.updateUser('_host', l[0]!, { lastName: 'Second', isUserAdminPermEnabled: true });
+  h.sim.addGroup('_host', l[1]!, { variableName: 'auditors', label: 'Auditors', type: 'Administrator' });
+  await h.sync();
+  h.sim.deleteUser('_host', l[2]!);
+  h.sim.updateUser('_host', l[0]!, { lastName: 'Third' });
+  await h.sync({ full: true });
+  h.sim.updateUser('_host', l[3]!, { lastName: 'Fourth' });
+  h.sim.updateUser('_host', l[0]!, { lastName: 'Fourth' });
+  await h.sync({ full: true });
+  h.sim.deleteUser('_host', l[4]!);
+  h.sim.updateUser('_host', l[3]!, { lastName: 'Fifth' });
+  await h.sync({ full: true });
+  return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
+}
+
+type RunTamper = 'alterLog' | 'deleteLog' | 'addLog' | 'deleteEnded' | 'chain' | 'content' | 'deleteSeal' | 'relinkDelete';
+type Tamper = { kind: RunTamper; k: number } | { kind: 'orphan'; id: number };
+const label = (t: Tamper, ids: string[]) => (t.kind === 'orphan' ? `orphan(${t.id})` : `${t.kind}(run#${t.k}=${ids[t.k]})`);
+
+const ORDER: Tamper['kind'][] = ['alterLog', 'deleteLog', 'addLog', 'deleteEnded', 'orphan', 'chain', 'content', 'relinkDelete', 'deleteSeal'];
+
+describe('verify --chain names every tampered run, and only those (property)', () => {
+  it(
+    'random tamperings of five sealed runs',
+    async ({ startHarness }) => {
+      const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+      const ids = await history(h);
+      expect(ids).toHaveLength(5);
+      expect((await verifyChain(h.t.pool)).breaks).toEqual([]);
+      const ended = new Map<number, string>();
+      for (const [k, id] of ids.entries()) {
+        const [v] = await h.t.query<{ v: string | null }>(`SELECT max(version_id)::text AS v FROM cpq.user_versions WHERE ended_by_run_id = $1`, [id]);
+        if (v?.v) ended.set(k, v.v);
+        const [n] = await h.t.query<{ n: string }>(`SELECT count(*)::text AS n FROM cpq.user_change_log WHERE run_id = $1`, [id]);
+        expect(Number(n!.n), `run ${id} logs changes`).toBeGreaterThan(0);
+      }
+      const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
+
+      const runKinds: RunTamper[] = ['alterLog', 'deleteLog', 'addLog', 'chain', 'content', 'deleteSeal', 'relinkDelete'];
+      const tamper: fc.Arbitrary<Tamper> = fc.oneof(
+        { weight: 8, arbitrary: fc.record({ kind: fc.constantFrom(...runKinds), k: fc.integer({ min: 0, max: ids.length - 1 }) }) },
+        { weight: 1, arbitrary: fc.record({ kind: fc.constant('deleteEnded' as const), k: fc.constantFrom(...ended.keys()) }) },
+        { weight: 1, arbitrary: fc.record({ kind: fc.constant('orphan' as const), id: fc.integer({ min: 900_000, max: 900_005 }) }) },
+      );
+      const tampers = fc.uniqueArray(tamper, { minLength: 1, maxLength: 3, selector: (t) => label(t, ids) });
+
+      const apply = async (c: import('pg').PoolClient, t: Tamper) => {
+        if (t.kind === 'orphan') {
+          await c.query(
+            `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+             VALUES ($1, $2, '_host', $3, 'update', '{"is_user_admin_perm_enabled": {"old": false, "new": true}}', 'default', now())`,
+            [t.id, user!.id, user!.login],
+          );
+          return;
+        }
+        const run = ids[t.k]!;
+        switch (t.kind) {
+          case 'alterLog':
+            await c.query(
+              `UPDATE cpq.user_change_log SET diff = coalesce(diff, '{}'::jsonb) || '{"forged": true}'::jsonb WHERE id = (SELECT min(id) FROM cpq.user_change_log WHERE run_id = $1)`,
+              [run],
+            );
+            break;
+          case 'deleteLog':
+            await c.query(`DELETE FROM cpq.user_change_log WHERE id = (SELECT max(id) FROM cpq.user_change_log WHERE run_id = $1)`, [run]);
+            break;
+          case 'addLog':
+            await c.query(
+              `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
+               VALUES ($1, $2, '_host', $3, 'update', '{"last_name": {"old": "A", "new": "B"}}', 'default', now())`,
+              [run, user!.id, user!.login],
+            );
+            break;
+          case 'deleteEnded':
+            await c.query(`DELETE FROM cpq.user_versions WHERE version_id = $1`, [ended.get(t.k)]);
+            break;
+          case 'chain':
+            await c.query(`UPDATE cpq.run_seals SET chain_sha256 = repeat('0', 63) || $2 WHERE run_id = $1`, [run, String(t.k)]);
+            break;
+          case 'content':
+            await c.query(`UPDATE cpq.run_seals SET content_sha256 = repeat('f', 63) || $2 WHERE run_id = $1`, [run, String(t.k)]);
+            break;
+          case 'deleteSeal':
+            // A forger with the rights to bypass the foreign key (previous_run_id) of the next seal.
+            await c.query(`SET LOCAL session_replication_role = replica`);
+            await c.query(`DELETE FROM cpq.run_seals WHERE run_id = $1`, [run]);
+            await c.query(`SET LOCAL session_replication_role = origin`);
+            break;
+          case 'relinkDelete':
+            // The next seal relinked to the one before, then the seal removed (the foreign key kept).
+            await c.query(
+              `UPDATE cpq.run_seals s SET previous_run_id = d.previous_run_id FROM cpq.run_seals d WHERE d.run_id = $1 AND s.previous_run_id = d.run_id`,
+              [run],
+            );
+            await c.query(`DELETE FROM cpq.run_seals WHERE run_id = $1`, [run]);
+            break;
+        }
+      };
+
+      await fc.assert(
+        fc.asyncProperty(tampers, async (ts) => {
+          const sorted = [...ts].sort((a, b) => ORDER.indexOf(a.kind) - ORDER.indexOf(b.kind));
+          const c = await h.t.pool.connect();
+          let report: ChainReport;
+          let sealedAfter: string[];
+          try {
+            await c.query('BEGIN');
+            for (const t of sorted) await apply(c, t);
+            report = await verifyChain(c);
+            sealedAfter = (await c.query<{ r: string }>(`SELECT run_id::text AS r FROM cpq.run_seals ORDER BY run_id`)).rows.map((r) => r.r);
+          } finally {
+            await c.query('ROLLBACK');
+            c.release();
+          }
+          // The model: every run a tampering touched is named. Beside them, an untouched run may
+          // be named after a run whose chain hash cannot be recomputed: a removed seal, or a run
+          // whose rows, content hash and chain hash were all overwritten (nothing holds what they
+          // were). The next sealed run after it may be named (for a removed seal, its link to it
+          // is broken, or was rewritten: by design), and so on while that run's chain hash was
+          // overwritten too, since what it held followed from the one that cannot be recomputed.
+          const expected = new Set<string>();
+          const allowed = new Set<string>();
+          const nextSealed = (run: string) => sealedAfter.find((r) => BigInt(r) > BigInt(run));
+          const tampered = (run: string, ...kinds: RunTamper[]) => ts.some((t) => t.kind !== 'orphan' && ids[t.k] === run && kinds.includes(t.kind));
+          for (const t of ts) {
+            if (t.kind === 'orphan') expected.add(String(t.id));
+            else expected.add(ids[t.k]!);
+          }
+          for (const run of ids) {
+            const lost =
+              tampered(run, 'deleteSeal', 'relinkDelete') ||
+              (tampered(run, 'chain') && tampered(run, 'content') && tampered(run, 'alterLog', 'deleteLog', 'addLog', 'deleteEnded'));
+            for (let next = lost ? nextSealed(run) : undefined; next !== undefined; next = tampered(next, 'chain') ? nextSealed(next) : undefined)
+              allowed.add(next);
+          }
+          const named = new Set(report.breaks.map((b) => b.runId));
+          const missed = [...expected].filter((r) => !named.has(r));
+          const extra = [...named].filter((r) => !expected.has(r) && !allowed.has(r));
+          const sortedIds = report.breaks.map((b) => BigInt(b.runId));
+          const ordered = sortedIds.every((x, i) => i === 0 || sortedIds[i - 1]! <= x);
+          expect(
+            { missed, extra, ordered },
+            `tamperings ${ts.map((t) => label(t, ids)).join(', ')}; verify said:\n  ${report.breaks.map((b) => `${b.runId}: ${b.problem}`).join('\n  ')}`,
+          ).toEqual({ missed: [], extra: [], ordered: true });
+        }),
+        runs(20, propertyTimeout(240_000)),
+      );
+    },
+    propertyTimeout(240_000),
+  );
+});
