@@ -109,7 +109,7 @@ describe('proof of completeness', () => {
 
     // Prometheus: both counts per company, from the database at scrape time.
     const metrics = new WorkerMetrics({ sites: ['default'], processMetrics: false, companyCounts: () => readLatestCompanyCounts(h.t.pool) });
-    const text = await metrics.registry.metrics();
+    const text = await metrics.text();
     expect(text).toContain('cpq_sync_company_users{site="default",company="_host",source="cpq"} 5');
     expect(text).toContain('cpq_sync_company_users{site="default",company="_host",source="database"} 5');
     expect(text).toContain(`cpq_sync_company_users{site="default",company="${partner}",source="cpq"} 8`);

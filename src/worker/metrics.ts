@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProgressSink } from '../sync/stream-progress.js';
+import { METRICS_COMPANIES_PER_SITE, type LatestCompanyCounts } from '../db/sql/read-proofs.js';
 import { printable } from '../errors.js';
 
 /** How a run this worker started ended. */
@@ -27,8 +28,8 @@ export interface WorkerMetricsOptions {
   processMetrics?: boolean;
   /** How many alerts the outbox holds per status; read at scrape time. */
   alertCounts?: () => Promise<Record<'pending' | 'delivered' | 'failed', number>>;
-  /** Per site and company: CPQ's count at its last full read and the database's active users after the last run; read at scrape time. */
-  companyCounts?: () => Promise<{ site: string; company: string; cpq: number | null; database: number }[]>;
+  /** Per site and company of its last run: CPQ's count at its last full read and the database's active users after that run; read at scrape time. */
+  companyCounts?: () => Promise<LatestCompanyCounts>;
 }
 
 const RUN_STATUSES: RunOutcomeStatus[] = ['succeeded', 'failed', 'interrupted'];
@@ -51,6 +52,10 @@ export class WorkerMetrics {
   private readonly usersRead: Gauge<'site'>;
   private readonly shortReads: Counter<'site'>;
   private readonly deletionRefusals: Counter<'site'>;
+  private readonly companyUsers: Gauge<'site' | 'company' | 'source'>;
+  private readonly companiesOmitted: Gauge<'site'>;
+  private readonly companyCounts: WorkerMetricsOptions['companyCounts'];
+  private readonly sites: readonly string[];
 
   constructor(options: WorkerMetricsOptions) {
     const registers = [this.registry];
@@ -148,25 +153,20 @@ export class WorkerMetrics {
         if (counts) for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
       },
     });
-    const companyCounts = options.companyCounts;
-    new Gauge({
+    this.companyUsers = new Gauge({
       name: 'cpq_sync_company_users',
-      help: "Users per company: source=cpq, CPQ's totalResults at the company's last full read; source=database, users the database held active after the last run (cpq-sync verify compares them live)",
+      help: "Users per company of each site's last run: source=cpq, CPQ's totalResults at the company's last full read; source=database, users the database held active after that run (cpq-sync verify compares them live)",
       labelNames: ['site', 'company', 'source'],
       registers,
-      // From the database at scrape time, like the last success; unreadable, the previous values stay.
-      async collect() {
-        if (!companyCounts) return;
-        const counts = await companyCounts().catch(() => undefined);
-        for (const c of counts ?? []) {
-          // A company's login name is CPQ's, any text: its control characters as \xNN, or a
-          // scrape read in a terminal (curl) would run them (prom-client escapes only \, " and \n).
-          const company = printable(c.company);
-          if (c.cpq !== null) this.set({ site: c.site, company, source: 'cpq' }, c.cpq);
-          this.set({ site: c.site, company, source: 'database' }, c.database);
-        }
-      },
     });
+    this.companiesOmitted = new Gauge({
+      name: 'cpq_sync_company_users_omitted',
+      help: `Companies of the site's last run left out of cpq_sync_company_users: past the first ${METRICS_COMPANIES_PER_SITE} by name`,
+      labelNames: ['site'],
+      registers,
+    });
+    this.companyCounts = options.companyCounts;
+    this.sites = sites;
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -213,7 +213,33 @@ export class WorkerMetrics {
   }
 
   /** The Prometheus text exposition. */
-  text(): Promise<string> {
+  async text(): Promise<string> {
+    await this.readCompanyCounts();
     return this.registry.metrics();
+  }
+
+  /**
+   * cpq_sync_company_users and cpq_sync_company_users_omitted, from the database at scrape time,
+   * like the last success; unreadable, the previous values stay. Read here rather than in the
+   * gauges' collect: prom-client collects its metrics side by side, and both are set from one read.
+   */
+  private async readCompanyCounts(): Promise<void> {
+    if (!this.companyCounts) return;
+    const read = await this.companyCounts().catch(() => undefined);
+    if (!read) return;
+    // Each scrape sets what the last runs read: a company no longer read leaves no series behind.
+    this.companyUsers.reset();
+    this.companiesOmitted.reset();
+    const shown = new Map<string, number>();
+    for (const c of read.counts) {
+      // A company's login name is CPQ's, any text: its control characters as \xNN, or a
+      // scrape read in a terminal (curl) would run them (prom-client escapes only \, " and \n).
+      const company = printable(c.company);
+      if (c.cpq !== null) this.companyUsers.set({ site: c.site, company, source: 'cpq' }, c.cpq);
+      this.companyUsers.set({ site: c.site, company, source: 'database' }, c.database);
+      shown.set(c.site, (shown.get(c.site) ?? 0) + 1);
+    }
+    for (const site of this.sites) this.companiesOmitted.set({ site }, 0);
+    for (const { site, companies } of read.companiesRead) this.companiesOmitted.set({ site }, companies - (shown.get(site) ?? 0));
   }
 }

@@ -110,7 +110,7 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
     const metrics = new WorkerMetrics({
       sites: ['default'],
       processMetrics: false,
-      companyCounts: async () => [{ site: 'default', company: EVIL, cpq: 3, database: 2 }],
+      companyCounts: async () => ({ counts: [{ site: 'default', company: EVIL, cpq: 3, database: 2 }], companiesRead: [{ site: 'default', companies: 1 }] }),
     });
     const text = await metrics.text();
     expect(text).not.toMatch(CONTROL);

@@ -243,37 +243,67 @@ export async function readEndedOfOtherSites(on: Queryable, sites?: readonly stri
 }
 
 /**
- * Per site and company: CPQ's totalResults at its last full read, and the users the database held
- * active after its last run. Read at every /metrics scrape from a table that gains rows with every
- * run, so it costs a few index probes per company (migration 0024), not a look at every row: the
- * pairs are found by skipping from one to the next in the index, and each one's latest rows by
- * its latest run id.
+ * The most companies per site that /metrics exports. Each is two series, and how many companies a
+ * site has is CPQ's to say: a hostile CPQ listing new ones at each run made a scrape read, format
+ * and keep 300,000 series, and the worker of every site ran out of memory at each scrape, again
+ * after every restart (review HE). The rest are counted (cpq_sync_company_users_omitted).
  */
-export async function readLatestCompanyCounts(on: Queryable): Promise<{ site: string; company: string; cpq: number | null; database: number }[]> {
+export const METRICS_COMPANIES_PER_SITE = 10_000;
+
+export interface CompanyCount {
+  site: string;
+  company: string;
+  /** CPQ's totalResults at the company's last full read; null when none recorded one. */
+  cpq: number | null;
+  /** Users the database held active after the run. */
+  database: number;
+}
+
+export interface LatestCompanyCounts {
+  /** The companies of each site's last run that read companies, the first `limit` by name, by site and name. */
+  counts: CompanyCount[];
+  /** Per site with such a run: how many companies it read (those past `limit` too). */
+  companiesRead: { site: string; companies: number }[];
+}
+
+/**
+ * What /metrics exports per company, read at every scrape: for each site, the companies its last
+ * run that read companies read (a company no longer read, gone from CPQ or from CPQ_COMPANIES, is
+ * no longer exported, where its last counts stayed forever), with the users the database held
+ * active after that run and CPQ's totalResults at the company's last full read. Read through
+ * indexes: each site's last runs by sync_runs_site_idx, the run's companies by the primary key,
+ * each one's last full read by migration 0024's index; so its cost follows the companies of one
+ * run per site (at most `limit`), not the rows every run has left. MATERIALIZED: inlined, each
+ * run's companies were counted once per company exported (23 s for 10,000).
+ */
+export async function readLatestCompanyCounts(on: Queryable, limit: number = METRICS_COMPANIES_PER_SITE): Promise<LatestCompanyCounts> {
   const rows = await runCompiled(
     on,
-    sql<{ site: string; company: string; cpq: string | null; database: string }>`
-      WITH RECURSIVE pairs AS (
-        (SELECT site, company_login FROM cpq.run_company_counts ORDER BY site, company_login LIMIT 1)
-        UNION ALL
-        SELECT n.site, n.company_login FROM pairs p
+    sql<{ site: string; companies: string; company: string; cpq: string | null; database: string }>`
+      WITH latest AS MATERIALIZED (
+        SELECT s.name AS site, r.id AS run_id, (SELECT count(*) FROM cpq.run_company_counts c WHERE c.run_id = r.id) AS companies
+        FROM cpq.sites s
         CROSS JOIN LATERAL (
-          SELECT c.site, c.company_login FROM cpq.run_company_counts c
-          WHERE (c.site, c.company_login) > (p.site, p.company_login)
-          ORDER BY c.site, c.company_login LIMIT 1
-        ) n
+          SELECT r.id FROM cpq.sync_runs r
+          WHERE r.site = s.name AND EXISTS (SELECT 1 FROM cpq.run_company_counts c WHERE c.run_id = r.id)
+          ORDER BY r.id DESC LIMIT 1
+        ) r
       )
-      SELECT p.site, p.company_login AS company, k.active_rows::text AS database, f.total_results::text AS cpq
-      FROM pairs p
+      SELECT l.site, l.companies::text, k.company_login AS company, k.active_rows::text AS database, f.total_results::text AS cpq
+      FROM latest l
       CROSS JOIN LATERAL (
-        SELECT c.active_rows FROM cpq.run_company_counts c
-        WHERE c.site = p.site AND c.company_login = p.company_login ORDER BY c.run_id DESC LIMIT 1
+        SELECT c.company_login, c.active_rows FROM cpq.run_company_counts c WHERE c.run_id = l.run_id ORDER BY c.company_login LIMIT ${limit}
       ) k
       LEFT JOIN LATERAL (
         SELECT c.total_results FROM cpq.run_company_counts c
-        WHERE c.site = p.site AND c.company_login = p.company_login AND c.mode = 'full' ORDER BY c.run_id DESC LIMIT 1
+        WHERE c.site = l.site AND c.company_login = k.company_login AND c.mode = 'full' ORDER BY c.run_id DESC LIMIT 1
       ) f ON true
-      ORDER BY p.site, p.company_login`.compile(queryBuilder),
+      ORDER BY l.site, k.company_login`.compile(queryBuilder),
   );
-  return rows.map((r) => ({ site: r.site, company: r.company, cpq: r.cpq === null ? null : Number(r.cpq), database: Number(r.database) }));
+  const companiesRead = new Map<string, number>();
+  for (const r of rows) companiesRead.set(r.site, Number(r.companies));
+  return {
+    counts: rows.map((r) => ({ site: r.site, company: r.company, cpq: r.cpq === null ? null : Number(r.cpq), database: Number(r.database) })),
+    companiesRead: [...companiesRead].map(([site, companies]) => ({ site, companies })),
+  };
 }
