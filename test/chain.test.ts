@@ -195,6 +195,28 @@ describe('tamper evidence', () => {
     expect(twoChains.breaks.map((b) => b.runId)).toEqual([runs[0], runs[1]]);
   });
 
+  it("a seal's two hashes rewritten over a forged content hash, rows altered with the chain hash recomputed over them, or a seal's link and chain hash altered: that run alone is named (review HG)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
+    const runs = await history(h);
+    const previousChain = `(SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.run_id = s.previous_run_id)`;
+    const named = async (statement: string) => [...new Set((await verifyAfter(h, statement, [runs[1]])).breaks.map((b) => b.runId))];
+    expect(
+      await named(
+        `UPDATE cpq.run_seals s SET content_sha256 = repeat('f', 64), chain_sha256 = cpq.run_chain_sha256(s.site, s.run_id, ${previousChain}, repeat('f', 64)) WHERE s.run_id = $1`,
+      ),
+    ).toEqual([runs[1]]);
+    expect(
+      await named(
+        `WITH altered AS (UPDATE cpq.user_change_log SET diff = coalesce(diff, '{}'::jsonb) || '{"forged": true}' WHERE id = (SELECT min(id) FROM cpq.user_change_log WHERE run_id = $1) RETURNING run_id)
+         UPDATE cpq.run_seals s SET chain_sha256 = cpq.run_chain_sha256(s.site, s.run_id, ${previousChain}, cpq.run_content_sha256(s.run_id, s.lines))
+         WHERE s.run_id IN (SELECT run_id FROM altered)`,
+      ),
+    ).toEqual([runs[1]]);
+    expect(await named(`UPDATE cpq.run_seals SET previous_run_id = NULL, chain_sha256 = repeat('0', 64) WHERE run_id = $1`)).toEqual([runs[1]]);
+  });
+
   it('an ended version deleted, or a seal recomputed for altered content, is found too', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 8, partnerCompanies: 1 });
     const runs = await history(h);

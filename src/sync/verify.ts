@@ -202,45 +202,40 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
   const checks = await readSealChecks(on, only, contentNow);
   const sites = new Map<string, { site: string; runs: number; head: string }>();
   const breaks: ChainBreak[] = [];
-  // The chain hashes the seal before held, besides its stored one, when that one does not follow
-  // (it was altered): each later seal is held to those too, so that only the altered one is named,
-  // not the untouched seal after it (reviews HC, HD). Empty while the stored hashes follow. At most
-  // MAX_PREVIOUS_CHAINS are kept (two per content hash of each altered seal in a row): past them a
-  // forgery of many seals may name an untouched one after it, never leave an altered one unnamed.
+  // The chain hashes the seal before may have held, besides its stored one, when that seal was
+  // altered (its content hash no longer matches its rows, its link is wrong, or its chain hash does
+  // not follow): each later seal is held to those too, so that only the altered one is named, not
+  // the untouched seal after it (reviews HC, HD, HG). Empty while the seals are sound, so a sound
+  // chain costs no statement here. At most MAX_PREVIOUS_CHAINS are kept, those through the seals
+  // before first (two per altered seal in a row, over its content as sealed and as now): past
+  // them a forgery of many seals in a row may name an untouched one after it, never leave an
+  // altered one unnamed.
   let previousChains: string[] = [];
   for (const c of checks) {
     const entry = sites.get(c.site);
     if (entry === undefined) previousChains = []; // the site's first seal follows from none
     sites.set(c.site, { site: c.site, runs: (entry?.runs ?? 0) + 1, head: c.chain_sha256 });
     const named = (problem: string) => breaks.push({ site: c.site, runId: c.run_id, problem });
-    if (c.content_now !== c.content_sha256)
-      named(`what run ${c.run_id} committed no longer matches its seal (a change-log row or ended version was altered, added or removed)`);
-    if (c.previous_run_id !== c.expected_previous_run_id) {
+    const asSealed = c.content_now === c.content_sha256;
+    const linked = c.previous_run_id === c.expected_previous_run_id;
+    if (!asSealed) named(`what run ${c.run_id} committed no longer matches its seal (a change-log row or ended version was altered, added or removed)`);
+    if (!linked)
       named(
         `run ${c.run_id}'s seal links to run ${c.previous_run_id ?? 'none'}, not to the sealed run before it (${c.expected_previous_run_id ?? 'none'}): a seal was removed or inserted`,
       );
-      // What the seal it linked to held is gone: its stored chain hash is the only one to go on.
-      previousChains = [];
-      continue;
-    }
-    // Over the content as sealed or as now: a run whose rows were altered is named for that, above.
+    // Over the content as sealed and as now: a run whose rows were altered is named for that, above.
     const fromStored = [c.chain_as_sealed, c.chain_now];
-    if (fromStored.includes(c.chain_sha256)) {
+    if (asSealed && linked && fromStored.includes(c.chain_sha256)) {
       previousChains = [];
       continue;
     }
-    const possible = [
-      ...new Set([
-        ...fromStored,
-        ...(previousChains.length === 0 ? [] : await readChainHashes(on, c.site, c.run_id, previousChains, [c.content_sha256, c.content_now])),
-      ]),
-    ];
-    if (possible.includes(c.chain_sha256)) {
-      previousChains = [];
-      continue;
-    }
-    named(`run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`);
-    previousChains = possible.slice(0, MAX_PREVIOUS_CHAINS);
+    const fromPrevious = previousChains.length === 0 ? [] : await readChainHashes(on, c.site, c.run_id, previousChains, [c.content_sha256, c.content_now]);
+    const possible = [...new Set([...fromPrevious, ...fromStored])];
+    const follows = possible.includes(c.chain_sha256);
+    // A seal whose link is wrong was named for it: its chain hash follows from no seal we can name.
+    if (linked && !follows) named(`run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`);
+    // Sound but for a stored hash before it: this one is what the next follows from.
+    previousChains = asSealed && linked && follows ? [] : possible.filter((h) => h !== c.chain_sha256).slice(0, MAX_PREVIOUS_CHAINS);
   }
   for (const u of await readUnsealedRuns(on, only))
     breaks.push({

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { verifyChain, type ChainReport } from '../../src/sync/verify.js';
 import { it, type Harness } from '../helpers/harness.js';
@@ -30,11 +31,50 @@ async function history(h: Harness): Promise<string[]> {
   return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
 }
 
-type RunTamper = 'alterLog' | 'deleteLog' | 'addLog' | 'deleteEnded' | 'chain' | 'content' | 'deleteSeal' | 'relinkDelete';
+/** What verify reads of each run, as it now is: its seal (or none), its rows' content hash now, and its chain hash recomputed from the seal before as stored. */
+interface SealState {
+  run: string;
+  sealed: boolean;
+  content: string | null;
+  chain: string | null;
+  previous: string | null;
+  contentNow: string;
+  chainFromStored: string | null;
+}
+
+async function sealStates(on: pg.Pool | pg.PoolClient, ids: string[]): Promise<SealState[]> {
+  // Every seal of this history is of lines 4 (this release's): a removed one's content is read so too.
+  const result = await on.query<SealState>(
+    `SELECT o.run_id::text AS run, s.run_id IS NOT NULL AS sealed, s.content_sha256 AS content, s.chain_sha256 AS chain, s.previous_run_id::text AS previous,
+            cpq.run_content_sha256(o.run_id, 4::smallint) AS "contentNow",
+            cpq.run_chain_sha256(s.site, s.run_id, (SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.run_id < o.run_id ORDER BY p.run_id DESC LIMIT 1), s.content_sha256) AS "chainFromStored"
+     FROM unnest($1::bigint[]) AS o(run_id) LEFT JOIN cpq.run_seals s ON s.run_id = o.run_id
+     ORDER BY o.run_id`,
+    [ids],
+  );
+  return result.rows;
+}
+
+type RunTamper = 'alterLog' | 'deleteLog' | 'addLog' | 'deleteEnded' | 'chain' | 'content' | 'reseal' | 'rechain' | 'relink' | 'deleteSeal' | 'relinkDelete';
 type Tamper = { kind: RunTamper; k: number } | { kind: 'orphan'; id: number };
 const label = (t: Tamper, ids: string[]) => (t.kind === 'orphan' ? `orphan(${t.id})` : `${t.kind}(run#${t.k}=${ids[t.k]})`);
 
-const ORDER: Tamper['kind'][] = ['alterLog', 'deleteLog', 'addLog', 'deleteEnded', 'orphan', 'chain', 'content', 'relinkDelete', 'deleteSeal'];
+// Rows first, then seals: a seal recomputed (reseal, rechain) is over what was altered before it,
+// and a chain hash recomputed over the one before it as that one then reads (so in run order).
+const ORDER: Tamper['kind'][] = [
+  'alterLog',
+  'deleteLog',
+  'addLog',
+  'deleteEnded',
+  'orphan',
+  'chain',
+  'content',
+  'reseal',
+  'rechain',
+  'relink',
+  'relinkDelete',
+  'deleteSeal',
+];
 
 describe('verify --chain names every tampered run, and only those (property)', () => {
   it(
@@ -51,9 +91,11 @@ describe('verify --chain names every tampered run, and only those (property)', (
         const [n] = await h.t.query<{ n: string }>(`SELECT count(*)::text AS n FROM cpq.user_change_log WHERE run_id = $1`, [id]);
         expect(Number(n!.n), `run ${id} logs changes`).toBeGreaterThan(0);
       }
+      const before = await sealStates(h.t.pool, ids);
+      expect(before.every((b) => b.sealed && b.content === b.contentNow && b.chain === b.chainFromStored)).toBe(true);
       const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
 
-      const runKinds: RunTamper[] = ['alterLog', 'deleteLog', 'addLog', 'chain', 'content', 'deleteSeal', 'relinkDelete'];
+      const runKinds: RunTamper[] = ['alterLog', 'deleteLog', 'addLog', 'chain', 'content', 'reseal', 'rechain', 'relink', 'deleteSeal', 'relinkDelete'];
       const tamper: fc.Arbitrary<Tamper> = fc.oneof(
         { weight: 8, arbitrary: fc.record({ kind: fc.constantFrom(...runKinds), k: fc.integer({ min: 0, max: ids.length - 1 }) }) },
         { weight: 1, arbitrary: fc.record({ kind: fc.constant('deleteEnded' as const), k: fc.constantFrom(...ended.keys()) }) },
@@ -61,7 +103,7 @@ describe('verify --chain names every tampered run, and only those (property)', (
       );
       const tampers = fc.uniqueArray(tamper, { minLength: 1, maxLength: 3, selector: (t) => label(t, ids) });
 
-      const apply = async (c: import('pg').PoolClient, t: Tamper) => {
+      const apply = async (c: pg.PoolClient, t: Tamper) => {
         if (t.kind === 'orphan') {
           await c.query(
             `INSERT INTO cpq.user_change_log (run_id, user_id, company_login, login, change, diff, site, detected_at)
@@ -97,6 +139,22 @@ describe('verify --chain names every tampered run, and only those (property)', (
           case 'content':
             await c.query(`UPDATE cpq.run_seals SET content_sha256 = repeat('f', 63) || $2 WHERE run_id = $1`, [run, String(t.k)]);
             break;
+          case 'reseal':
+            // The content hash recomputed from the rows as they now are (of no effect on untouched rows).
+            await c.query(`UPDATE cpq.run_seals SET content_sha256 = cpq.run_content_sha256(run_id, lines) WHERE run_id = $1`, [run]);
+            break;
+          case 'rechain':
+            // The chain hash recomputed from the seal before as it now reads and the content hash as it now reads.
+            await c.query(
+              `UPDATE cpq.run_seals s SET chain_sha256 = cpq.run_chain_sha256(s.site, s.run_id, (SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.run_id = s.previous_run_id), s.content_sha256)
+               WHERE s.run_id = $1`,
+              [run],
+            );
+            break;
+          case 'relink':
+            // The seal kept, its link to the one before removed (of no effect on the first seal).
+            await c.query(`UPDATE cpq.run_seals SET previous_run_id = NULL WHERE run_id = $1`, [run]);
+            break;
           case 'deleteSeal':
             // A forger with the rights to bypass the foreign key (previous_run_id) of the next seal.
             await c.query(`SET LOCAL session_replication_role = replica`);
@@ -116,39 +174,53 @@ describe('verify --chain names every tampered run, and only those (property)', (
 
       await fc.assert(
         fc.asyncProperty(tampers, async (ts) => {
-          const sorted = [...ts].sort((a, b) => ORDER.indexOf(a.kind) - ORDER.indexOf(b.kind));
+          const at = (t: Tamper) => (t.kind === 'orphan' ? 0 : t.k);
+          const sorted = [...ts].sort((a, b) => ORDER.indexOf(a.kind) - ORDER.indexOf(b.kind) || at(a) - at(b));
           const c = await h.t.pool.connect();
           let report: ChainReport;
-          let sealedAfter: string[];
+          let after: SealState[];
           try {
             await c.query('BEGIN');
             for (const t of sorted) await apply(c, t);
             report = await verifyChain(c);
-            sealedAfter = (await c.query<{ r: string }>(`SELECT run_id::text AS r FROM cpq.run_seals ORDER BY run_id`)).rows.map((r) => r.r);
+            after = await sealStates(c, ids);
           } finally {
             await c.query('ROLLBACK');
             c.release();
           }
-          // The model: every run a tampering touched is named. Beside them, an untouched run may
-          // be named after a run whose chain hash cannot be recomputed: a removed seal, or a run
-          // whose rows, content hash and chain hash were all overwritten (nothing holds what they
-          // were). The next sealed run after it may be named (for a removed seal, its link to it
-          // is broken, or was rewritten: by design), and so on while that run's chain hash was
-          // overwritten too, since what it held followed from the one that cannot be recomputed.
+          // The model, from what the tamperings left rather than which they were: a run is
+          // touched when its rows or its seal differ from before. Each touched run is named,
+          // unless its seal was rewritten to match (rows, link and both hashes consistent, so no
+          // different from a sound seal): the next sealed run is named then, whose chain hash does
+          // not follow from it. Beside them, an untouched run may be named after a run whose chain
+          // hash cannot be recomputed (its seal removed, or its rows, content hash and chain hash
+          // all overwritten: nothing holds what they were), and so on while each next one's chain
+          // hash was overwritten too, since it followed from the one that cannot be recomputed.
           const expected = new Set<string>();
           const allowed = new Set<string>();
-          const nextSealed = (run: string) => sealedAfter.find((r) => BigInt(r) > BigInt(run));
-          const tampered = (run: string, ...kinds: RunTamper[]) => ts.some((t) => t.kind !== 'orphan' && ids[t.k] === run && kinds.includes(t.kind));
-          for (const t of ts) {
-            if (t.kind === 'orphan') expected.add(String(t.id));
-            else expected.add(ids[t.k]!);
-          }
-          for (const run of ids) {
-            const lost =
-              tampered(run, 'deleteSeal', 'relinkDelete') ||
-              (tampered(run, 'chain') && tampered(run, 'content') && tampered(run, 'alterLog', 'deleteLog', 'addLog', 'deleteEnded'));
-            for (let next = lost ? nextSealed(run) : undefined; next !== undefined; next = tampered(next, 'chain') ? nextSealed(next) : undefined)
-              allowed.add(next);
+          const sealed = after.filter((a) => a.sealed);
+          const nextSealed = (run: string) => sealed.find((a) => BigInt(a.run) > BigInt(run));
+          for (const t of ts) if (t.kind === 'orphan') expected.add(String(t.id));
+          for (const [i, a] of after.entries()) {
+            const was = before[i]!;
+            const rowsAltered = a.contentNow !== was.contentNow;
+            const touched = !a.sealed || rowsAltered || a.content !== was.content || a.chain !== was.chain || a.previous !== was.previous;
+            if (!touched) continue;
+            allowed.add(a.run);
+            const previous = sealed.filter((o) => BigInt(o.run) < BigInt(a.run)).at(-1);
+            const consistent = a.sealed && a.content === a.contentNow && a.previous === (previous?.run ?? null) && a.chain === a.chainFromStored;
+            if (!consistent) expected.add(a.run);
+            else {
+              const blamed = nextSealed(a.run);
+              const blamedConsistent = blamed !== undefined && blamed.content === blamed.contentNow && blamed.chain === blamed.chainFromStored;
+              if (blamed !== undefined && !blamedConsistent) expected.add(blamed.run);
+            }
+            const lost = !a.sealed || (rowsAltered && a.content !== was.content && a.chain !== was.chain);
+            for (let next = lost ? nextSealed(a.run) : undefined; next !== undefined;) {
+              allowed.add(next.run);
+              const nextWas = before[ids.indexOf(next.run)]!;
+              next = next.chain !== nextWas.chain ? nextSealed(next.run) : undefined;
+            }
           }
           const named = new Set(report.breaks.map((b) => b.runId));
           const missed = [...expected].filter((r) => !named.has(r));
