@@ -102,7 +102,7 @@ describe('per-company counts of /metrics after many runs', () => {
     const health = HealthConnection.forPool(t.pool);
     try {
       const firstOfLastRun = (runsOfHostile - 1) * perRun + 1;
-      const limited = await readLatestCompanyCounts(health, 3);
+      const limited = await readLatestCompanyCounts(health, undefined, 3);
       expect(limited).toEqual({
         counts: [
           ...[0, 1, 2].map((i) => ({ site: 'hostile', company: `c${String(firstOfLastRun + i).padStart(7, '0')}`, cpq: 1, database: 1 })),
@@ -114,6 +114,8 @@ describe('per-company counts of /metrics after many runs', () => {
           { site: 'other', companies: 2 },
         ],
       });
+      // A worker reads the sites it syncs only: one of many sites' workers keeps at most the limit of each of its own.
+      expect((await readLatestCompanyCounts(health, ['other'])).counts.map((c) => c.company)).toEqual(['_host', 'acme']);
       // Through the worker's metrics, at the default limit: the last run's 10,000 companies (two series each), none of the runs before.
       const metrics = new WorkerMetrics({ sites: ['hostile', 'other'], processMetrics: false, companyCounts: () => readLatestCompanyCounts(health) });
       const text = await metrics.text();
@@ -140,7 +142,7 @@ describe('per-company counts of /metrics after many runs', () => {
       );
     };
     await run(['_host', 'acme', 'beta']);
-    const metrics = new WorkerMetrics({ sites: ['emea'], processMetrics: false, companyCounts: () => readLatestCompanyCounts(t.pool, 2) });
+    const metrics = new WorkerMetrics({ sites: ['emea'], processMetrics: false, companyCounts: () => readLatestCompanyCounts(t.pool, undefined, 2) });
     const first = await metrics.text();
     expect(first).toContain('cpq_sync_company_users{site="emea",company="acme",source="database"} 5');
     expect(first).not.toContain('company="beta"');

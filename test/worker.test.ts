@@ -395,6 +395,21 @@ describe('health and metrics', () => {
     expect(text).toContain('process_resident_memory_bytes');
     expect(text).not.toContain('pw-never-in-metrics');
     expect(text).not.toContain(h.sim.baseUrl);
+
+    // Per company, of the sites it syncs only: a site another worker syncs is that worker's to export (review HG).
+    await h.t.query(`INSERT INTO cpq.sites (name) VALUES ('elsewhere')`);
+    const [other] = await h.t.query<{ id: string }>(
+      `INSERT INTO cpq.sync_runs (site, status, mode, started_at, finished_at) VALUES ('elsewhere', 'succeeded', 'full', now(), now()) RETURNING id::text`,
+    );
+    await h.t.query(
+      `INSERT INTO cpq.run_company_counts (run_id, company_login, site, mode, total_results, received, received_checksum, active_rows, active_checksum, active_source)
+       VALUES ($1, 'acme', 'elsewhere', 'full', 1, 1, '', 1, '', 'table')`,
+      [other!.id],
+    );
+    const companies = await (await fetch(`${base}/metrics`)).text();
+    expect(metricValue(companies, 'cpq_sync_company_users{site="default",company="_host",source="database"}')).toBe(6);
+    expect(metricValue(companies, 'cpq_sync_company_users_omitted{site="default"}')).toBe(0);
+    expect(companies).not.toContain('site="elsewhere"');
   });
 
   it('/readyz: a worker just (re)started counts its own run that failed before it was recorded as a try (restarts cannot keep a site ready)', async ({

@@ -70,7 +70,11 @@ export class SyncWorker {
     this.healthDb = HealthConnection.forPool(deps.pool);
     this.metrics = new WorkerMetrics({
       alertCounts: () => countAlerts(this.healthDb),
-      companyCounts: () => readLatestCompanyCounts(this.healthDb),
+      companyCounts: () =>
+        readLatestCompanyCounts(
+          this.healthDb,
+          this.sites.map((s) => s.name),
+        ),
       sites: this.sites.map((s) => s.name),
       // Bounded by the connection's timeouts: a scrape does not hang on a database that does not answer.
       lastSuccess: async (site) => (await readRunOutcomes(this.healthDb, site)).lastSuccess,

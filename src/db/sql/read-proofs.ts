@@ -267,7 +267,9 @@ export interface LatestCompanyCounts {
 }
 
 /**
- * What /metrics exports per company, read at every scrape: for each site, the companies its last
+ * What /metrics exports per company, read at every scrape: for each site (of `sites`, or every
+ * one: a worker reads its own, so that one of many sites' workers keeps at most `limit` companies
+ * of each of its sites, review HG), the companies its last
  * run that read companies read (a company no longer read, gone from CPQ or from CPQ_COMPANIES, is
  * no longer exported, where its last counts stayed forever), with the users the database held
  * active after that run and CPQ's totalResults at the company's last full read. Read through
@@ -276,7 +278,11 @@ export interface LatestCompanyCounts {
  * run per site (at most `limit`), not the rows every run has left. MATERIALIZED: inlined, each
  * run's companies were counted once per company exported (23 s for 10,000).
  */
-export async function readLatestCompanyCounts(on: Queryable, limit: number = METRICS_COMPANIES_PER_SITE): Promise<LatestCompanyCounts> {
+export async function readLatestCompanyCounts(
+  on: Queryable,
+  sites?: readonly string[],
+  limit: number = METRICS_COMPANIES_PER_SITE,
+): Promise<LatestCompanyCounts> {
   const rows = await runCompiled(
     on,
     sql<{ site: string; companies: string; company: string; cpq: string | null; database: string }>`
@@ -288,6 +294,7 @@ export async function readLatestCompanyCounts(on: Queryable, limit: number = MET
           WHERE r.site = s.name AND EXISTS (SELECT 1 FROM cpq.run_company_counts c WHERE c.run_id = r.id)
           ORDER BY r.id DESC LIMIT 1
         ) r
+        WHERE ${inSites(sql`s.name`, sites)}
       )
       SELECT l.site, l.companies::text, k.company_login AS company, k.active_rows::text AS database, f.total_results::text AS cpq
       FROM latest l
