@@ -234,7 +234,8 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
     const follows = possible.includes(c.chain_sha256);
     // A seal whose link is wrong was named for it: its chain hash follows from no seal we can name.
     if (linked && !follows) named(`run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`);
-    // Sound but for a stored hash before it: this one is what the next follows from.
+    // A sound seal (its hash follows from the stored one before it or from one that seal may have
+    // held) is what the next follows from; else the next is held to what this one may have held.
     previousChains = asSealed && linked && follows ? [] : possible.filter((h) => h !== c.chain_sha256).slice(0, MAX_PREVIOUS_CHAINS);
   }
   for (const u of await readUnsealedRuns(on, only))

@@ -119,7 +119,7 @@ export async function readRunContent(on: Queryable, runId: string, lines: number
  * from being pulled up, which would compute each run's content hash twice (it is read twice).
  * Each chain hash is recomputed from the stored one before it, over the content now (chain_now)
  * and over the content as sealed (chain_as_sealed); verify asks readChainHashes for the others it
- * needs after a seal that does not follow.
+ * needs after a seal that is not sound.
  */
 export async function readSealChecks(on: Queryable, sites?: readonly string[], contentNow: ReadonlyMap<string, string> = new Map()): Promise<SealCheck[]> {
   return runCompiled(
@@ -140,8 +140,8 @@ export async function readSealChecks(on: Queryable, sites?: readonly string[], c
 
 /**
  * Every chain hash of run `runId` of `site` from one of `previous` (chain hashes the seal before it
- * may have held) and one of `contents`, distinct, in the order they are given. verify asks for them only after a seal that does
- * not follow from the one before it, so a sound chain costs no statement here.
+ * may have held) and one of `contents`, distinct, in the order they are given. verify asks for
+ * them only after a seal that is not sound, so a sound chain costs no statement here.
  */
 export async function readChainHashes(on: Queryable, site: string, runId: string, previous: readonly string[], contents: readonly string[]): Promise<string[]> {
   const rows = await runCompiled(
@@ -269,9 +269,9 @@ export interface LatestCompanyCounts {
 /**
  * What /metrics exports per company, read at every scrape: for each site (of `sites`, or every
  * one: a worker reads its own, so that one of many sites' workers keeps at most `limit` companies
- * of each of its sites, review HG), the companies its last
- * run that read companies read (a company no longer read, gone from CPQ or from CPQ_COMPANIES, is
- * no longer exported, where its last counts stayed forever), with the users the database held
+ * of each of its sites, review HG), the companies its last run that read companies read (a
+ * company no longer read, gone from CPQ or from CPQ_COMPANIES, is no longer exported, where its
+ * last counts stayed forever), with the users the database held
  * active after that run and CPQ's totalResults at the company's last full read. Read through
  * indexes: each site's last runs by sync_runs_site_idx, the run's companies by the primary key,
  * each one's last full read by migration 0024's index; so its cost follows the companies of one
