@@ -171,7 +171,7 @@ describe('tamper evidence', () => {
     const runs = await history(h);
     const report = await verifyAfter(h, `UPDATE cpq.run_seals SET chain_sha256 = repeat('0', 64) WHERE run_id = $1`, [runs[1]]);
     expect(report.breaks.map((b) => [b.runId, b.problem])).toEqual([
-      [runs[1], `run ${runs[1]}'s chain hash does not follow from the run before it (a seal was altered)`],
+      [runs[1], `run ${runs[1]}'s chain hash does not follow from the run before it (this seal was altered, or the one before it was rewritten to match)`],
     ]);
   });
 
@@ -189,7 +189,7 @@ describe('tamper evidence', () => {
     // One line per problem of the run: its rows, and its seal's chain hash.
     expect(rowsAndChain.breaks.map((b) => [b.runId, b.problem])).toEqual([
       [runs[0], expect.stringContaining(`run ${runs[0]} committed no longer matches its seal`)],
-      [runs[0], `run ${runs[0]}'s chain hash does not follow from the run before it (a seal was altered)`],
+      [runs[0], `run ${runs[0]}'s chain hash does not follow from the run before it (this seal was altered, or the one before it was rewritten to match)`],
     ]);
     const twoChains = await verifyAfter(h, `UPDATE cpq.run_seals SET chain_sha256 = repeat('0', 64) WHERE run_id = ANY($1::bigint[])`, [[runs[0], runs[1]]]);
     expect(twoChains.breaks.map((b) => b.runId)).toEqual([runs[0], runs[1]]);
@@ -435,6 +435,34 @@ describe('tamper evidence', () => {
     };
     // A site none of whose runs has a seal is held to the same.
     await expectNamedWithAndWithoutSeals(h, expected);
+  });
+
+  it("a failed run recorded succeeded with rows added under it, its seal filed under another site's name, is named under both sites (review HH)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
+    const { failed, user } = await failedFirstRun(h);
+    await logUpdateUnder(h, failed.id, user, '{"isUserAdminPermEnabled": {"old": false, "new": true}}', "now() - interval '1 day'");
+    await h.t.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = coalesce(finished_at, now()) WHERE id = $1`, [failed.id]);
+    // A seal that matches what the run holds, and chains as the first of a site 'ghost'.
+    await h.t.query(
+      `INSERT INTO cpq.run_seals (run_id, site, previous_run_id, content_sha256, chain_sha256, lines)
+       SELECT $1::bigint, 'ghost', NULL, c, cpq.run_chain_sha256('ghost', $1::bigint, NULL, c), 4 FROM cpq.run_content_sha256($1::bigint, 4::smallint) AS c`,
+      [failed.id],
+    );
+    const unsealed = {
+      site: 'default',
+      runId: failed.id,
+      problem: `run ${failed.id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
+    };
+    const misfiled = {
+      site: 'ghost',
+      runId: failed.id,
+      problem: `run ${failed.id}'s seal is filed under this site, but run ${failed.id} is a run of site default: a seal was moved or made for it`,
+    };
+    expect((await verifyChain(h.t.pool, ['default'])).breaks).toEqual([unsealed]);
+    expect((await verifyChain(h.t.pool, ['ghost'])).breaks).toEqual([misfiled]);
+    expect((await verifyChain(h.t.pool)).breaks).toEqual([unsealed, misfiled]);
   });
 
   it("an ended version or group change of a site under another site's run is found by a verify of that site alone (--site), as a change row is (review FQ)", async ({

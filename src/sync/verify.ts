@@ -218,14 +218,23 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
     const named = (problem: string) => breaks.push({ site: c.site, runId: c.run_id, problem });
     const asSealed = c.content_now === c.content_sha256;
     const linked = c.previous_run_id === c.expected_previous_run_id;
-    if (!asSealed) named(`what run ${c.run_id} committed no longer matches its seal (a change-log row or ended version was altered, added or removed)`);
+    // A seal's site has no key to its run's: one filed under another site proves nothing of the run's own (review HH).
+    const ownSite = c.run_site === c.site;
+    if (!asSealed)
+      named(
+        `what run ${c.run_id} committed no longer matches its seal (a change-log row, ended version or company count was altered, added or removed, or the seal's content hash was)`,
+      );
     if (!linked)
       named(
         `run ${c.run_id}'s seal links to run ${c.previous_run_id ?? 'none'}, not to the sealed run before it (${c.expected_previous_run_id ?? 'none'}): a seal was removed or inserted`,
       );
+    if (!ownSite)
+      named(
+        `run ${c.run_id}'s seal is filed under this site, but run ${c.run_id} is ${c.run_site === null ? 'no run' : `a run of site ${printable(c.run_site)}`}: a seal was moved or made for it`,
+      );
     // Over the content as sealed and as now: a run whose rows were altered is named for that, above.
     const fromStored = [c.chain_as_sealed, c.chain_now];
-    if (asSealed && linked && fromStored.includes(c.chain_sha256)) {
+    if (asSealed && linked && ownSite && fromStored.includes(c.chain_sha256)) {
       previousChains = [];
       continue;
     }
@@ -233,10 +242,11 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
     const possible = [...new Set([...fromPrevious, ...fromStored])];
     const follows = possible.includes(c.chain_sha256);
     // A seal whose link is wrong was named for it: its chain hash follows from no seal we can name.
-    if (linked && !follows) named(`run ${c.run_id}'s chain hash does not follow from the run before it (a seal was altered)`);
+    if (linked && !follows)
+      named(`run ${c.run_id}'s chain hash does not follow from the run before it (this seal was altered, or the one before it was rewritten to match)`);
     // A sound seal (its hash follows from the stored one before it or from one that seal may have
     // held) is what the next follows from; else the next is held to what this one may have held.
-    previousChains = asSealed && linked && follows ? [] : possible.filter((h) => h !== c.chain_sha256).slice(0, MAX_PREVIOUS_CHAINS);
+    previousChains = asSealed && linked && ownSite && follows ? [] : possible.filter((h) => h !== c.chain_sha256).slice(0, MAX_PREVIOUS_CHAINS);
   }
   for (const u of await readUnsealedRuns(on, only))
     breaks.push({

@@ -31,7 +31,7 @@ async function history(h: Harness): Promise<string[]> {
   return (await h.t.query<{ id: string }>(`SELECT id::text FROM cpq.sync_runs WHERE status = 'succeeded' ORDER BY sync_runs.id`)).map((r) => r.id);
 }
 
-/** What verify reads of each run, as it now is: its seal (or none), its rows' content hash now, and its chain hash recomputed from the seal before as stored. */
+/** What verify reads of each run, as it now is: its seal of this site (or none: one filed under another is none here), its rows' content hash now, and its chain hash recomputed from the seal before as stored. */
 interface SealState {
   run: string;
   sealed: boolean;
@@ -47,15 +47,16 @@ async function sealStates(on: pg.Pool | pg.PoolClient, ids: string[]): Promise<S
   const result = await on.query<SealState>(
     `SELECT o.run_id::text AS run, s.run_id IS NOT NULL AS sealed, s.content_sha256 AS content, s.chain_sha256 AS chain, s.previous_run_id::text AS previous,
             cpq.run_content_sha256(o.run_id, 4::smallint) AS "contentNow",
-            cpq.run_chain_sha256(s.site, s.run_id, (SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.run_id < o.run_id ORDER BY p.run_id DESC LIMIT 1), s.content_sha256) AS "chainFromStored"
-     FROM unnest($1::bigint[]) AS o(run_id) LEFT JOIN cpq.run_seals s ON s.run_id = o.run_id
+            cpq.run_chain_sha256(s.site, s.run_id, (SELECT p.chain_sha256 FROM cpq.run_seals p WHERE p.site = 'default' AND p.run_id < o.run_id ORDER BY p.run_id DESC LIMIT 1), s.content_sha256) AS "chainFromStored"
+     FROM unnest($1::bigint[]) AS o(run_id) LEFT JOIN cpq.run_seals s ON s.run_id = o.run_id AND s.site = 'default'
      ORDER BY o.run_id`,
     [ids],
   );
   return result.rows;
 }
 
-type RunTamper = 'alterLog' | 'deleteLog' | 'addLog' | 'deleteEnded' | 'chain' | 'content' | 'reseal' | 'rechain' | 'relink' | 'deleteSeal' | 'relinkDelete';
+type RunTamper =
+  'alterLog' | 'deleteLog' | 'addLog' | 'deleteEnded' | 'chain' | 'content' | 'reseal' | 'rechain' | 'relink' | 'misfile' | 'deleteSeal' | 'relinkDelete';
 type Tamper = { kind: RunTamper; k: number } | { kind: 'orphan'; id: number };
 const label = (t: Tamper, ids: string[]) => (t.kind === 'orphan' ? `orphan(${t.id})` : `${t.kind}(run#${t.k}=${ids[t.k]})`);
 
@@ -95,7 +96,19 @@ describe('verify --chain names every tampered run, and only those (property)', (
       expect(before.every((b) => b.sealed && b.content === b.contentNow && b.chain === b.chainFromStored)).toBe(true);
       const [user] = await h.t.query<{ id: string; login: string }>(`SELECT id::text, login FROM cpq.users ORDER BY users.id LIMIT 1`);
 
-      const runKinds: RunTamper[] = ['alterLog', 'deleteLog', 'addLog', 'chain', 'content', 'reseal', 'rechain', 'relink', 'deleteSeal', 'relinkDelete'];
+      const runKinds: RunTamper[] = [
+        'alterLog',
+        'deleteLog',
+        'addLog',
+        'chain',
+        'content',
+        'reseal',
+        'rechain',
+        'relink',
+        'misfile',
+        'deleteSeal',
+        'relinkDelete',
+      ];
       const tamper: fc.Arbitrary<Tamper> = fc.oneof(
         { weight: 8, arbitrary: fc.record({ kind: fc.constantFrom(...runKinds), k: fc.integer({ min: 0, max: ids.length - 1 }) }) },
         { weight: 1, arbitrary: fc.record({ kind: fc.constant('deleteEnded' as const), k: fc.constantFrom(...ended.keys()) }) },
@@ -154,6 +167,13 @@ describe('verify --chain names every tampered run, and only those (property)', (
           case 'relink':
             // The seal kept, its link to the one before removed (of no effect on the first seal).
             await c.query(`UPDATE cpq.run_seals SET previous_run_id = NULL WHERE run_id = $1`, [run]);
+            break;
+          case 'misfile':
+            // The seal filed under another site's name, as the first of its chain (review HH): to this site, as good as removed.
+            await c.query(
+              `UPDATE cpq.run_seals SET site = 'ghost', previous_run_id = NULL, chain_sha256 = cpq.run_chain_sha256('ghost', run_id, NULL, content_sha256) WHERE run_id = $1`,
+              [run],
+            );
             break;
           case 'deleteSeal':
             // A forger with the rights to bypass the foreign key (previous_run_id) of the next seal.
@@ -225,8 +245,8 @@ describe('verify --chain names every tampered run, and only those (property)', (
           const named = new Set(report.breaks.map((b) => b.runId));
           const missed = [...expected].filter((r) => !named.has(r));
           const extra = [...named].filter((r) => !expected.has(r) && !allowed.has(r));
-          const sortedIds = report.breaks.map((b) => BigInt(b.runId));
-          const ordered = sortedIds.every((x, i) => i === 0 || sortedIds[i - 1]! <= x);
+          // Earliest first within each site (a seal filed under another site is named under that one too).
+          const ordered = report.breaks.every((b, i) => report.breaks.slice(0, i).every((a) => a.site !== b.site || BigInt(a.runId) <= BigInt(b.runId)));
           expect(
             { missed, extra, ordered },
             `tamperings ${ts.map((t) => label(t, ids)).join(', ')}; verify said:\n  ${report.breaks.map((b) => `${b.runId}: ${b.problem}`).join('\n  ')}`,

@@ -70,6 +70,8 @@ export async function readActiveCounts(on: Queryable, site: string, companies: r
 export interface SealCheck {
   site: string;
   run_id: string;
+  /** The site of the run the seal is of (cpq.sync_runs): the seal's own `site` has no key to it. */
+  run_site: string | null;
   previous_run_id: string | null;
   /** The sealed run before this one of its site, by run id. */
   expected_previous_run_id: string | null;
@@ -125,11 +127,12 @@ export async function readSealChecks(on: Queryable, sites?: readonly string[], c
   return runCompiled(
     on,
     sql<SealCheck>`
-      SELECT s.site, s.run_id::text, s.previous_run_id::text, (lag(s.run_id) OVER w)::text AS expected_previous_run_id,
+      SELECT s.site, s.run_id::text, r.site AS run_site, s.previous_run_id::text, (lag(s.run_id) OVER w)::text AS expected_previous_run_id,
              s.content_sha256, n.content_now, s.chain_sha256,
              cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, n.content_now) AS chain_now,
              cpq.run_chain_sha256(s.site, s.run_id, lag(s.chain_sha256) OVER w, s.content_sha256) AS chain_as_sealed
       FROM cpq.run_seals s
+      LEFT JOIN cpq.sync_runs r ON r.id = s.run_id
       LEFT JOIN unnest(${[...contentNow.keys()]}::bigint[], ${[...contentNow.values()]}::text[]) AS g(run_id, content_now) ON g.run_id = s.run_id
       CROSS JOIN LATERAL (SELECT coalesce(g.content_now, cpq.run_content_sha256(s.run_id, s.lines)) AS content_now OFFSET 0) n
       WHERE ${inSites(sql`s.site`, sites)}
@@ -160,14 +163,15 @@ export async function readChainHashes(on: Queryable, site: string, runId: string
  * migration 0012 was applied (cpq.seals_began_at(), migration 0032). The second also holds a
  * site's runs before its first seal (or of a site with none) to it: else a failed run there, its
  * status set to succeeded, took rows added under it for the unsealed history of a release before
- * seals (review FQ).
+ * seals (review FQ). A seal of the run filed under another site is none: it sits in that site's
+ * chain, which a verify of the run's site does not read (review HH).
  */
 export async function readUnsealedRuns(on: Queryable, sites?: readonly string[]): Promise<{ site: string; run_id: string }[]> {
   return runCompiled(
     on,
     sql<{ site: string; run_id: string }>`
       SELECT r.site, r.id::text AS run_id FROM cpq.sync_runs r
-      WHERE ${inSites(sql`r.site`, sites)} AND r.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
+      WHERE ${inSites(sql`r.site`, sites)} AND r.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id AND s.site = r.site)
         AND (r.id > (SELECT min(s.run_id) FROM cpq.run_seals s WHERE s.site = r.site)
           OR r.started_at >= cpq.seals_began_at())
       ORDER BY r.site, r.id`.compile(queryBuilder),
@@ -195,7 +199,7 @@ export async function readRowsOfUnfinishedRuns(
       SELECT r.site, r.id::text AS run_id, r.status,
              coalesce(r.id < (SELECT min(s.run_id) FROM cpq.run_seals s), true) AS before_seals
       FROM cpq.sync_runs r
-      WHERE ${inSites(sql`r.site`, sites)} AND r.status <> 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id)
+      WHERE ${inSites(sql`r.site`, sites)} AND r.status <> 'succeeded' AND NOT EXISTS (SELECT 1 FROM cpq.run_seals s WHERE s.run_id = r.id AND s.site = r.site)
         AND (EXISTS (SELECT 1 FROM cpq.user_change_log x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.group_changes x WHERE x.run_id = r.id)
           OR EXISTS (SELECT 1 FROM cpq.user_versions x WHERE x.ended_by_run_id = r.id)
