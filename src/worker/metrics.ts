@@ -155,13 +155,13 @@ export class WorkerMetrics {
     });
     this.companyUsers = new Gauge({
       name: 'cpq_sync_company_users',
-      help: "Users per company of each site's last run: source=cpq, CPQ's totalResults at the company's last full read; source=database, users the database held active after that run (cpq-sync verify compares them live)",
+      help: "Users per company of each site's last run that read companies: source=cpq, CPQ's totalResults at the company's last full read; source=database, users the database held active after that run (cpq-sync verify compares them live)",
       labelNames: ['site', 'company', 'source'],
       registers,
     });
     this.companiesOmitted = new Gauge({
       name: 'cpq_sync_company_users_omitted',
-      help: `Companies of the site's last run left out of cpq_sync_company_users: past the first ${METRICS_COMPANIES_PER_SITE} by name`,
+      help: `Companies of the site's last run that read companies left out of cpq_sync_company_users: past the first ${METRICS_COMPANIES_PER_SITE} by name`,
       labelNames: ['site'],
       registers,
     });
