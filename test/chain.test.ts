@@ -57,6 +57,18 @@ async function logUpdateUnder(h: Harness, runId: string, user: { id: string; log
   );
 }
 
+/**
+ * A forged admin right, back-dated, under a failed first run (failedFirstRun), its status then set
+ * to succeeded; and the break verify names it by.
+ */
+async function failedRunMadeSucceeded(h: Harness): Promise<{ failed: { id: string }; unsealed: ChainBreak }> {
+  const { failed, user } = await failedFirstRun(h);
+  await logUpdateUnder(h, failed.id, user, '{"isUserAdminPermEnabled": {"old": false, "new": true}}', "now() - interval '1 day'");
+  await h.t.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = coalesce(finished_at, now()) WHERE id = $1`, [failed.id]);
+  const problem = `run ${failed.id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`;
+  return { failed, unsealed: { site: 'default', runId: failed.id, problem } };
+}
+
 /** verify --chain names `expected` alone, and still names it once every seal is removed. */
 async function expectNamedWithAndWithoutSeals(h: Harness, expected: ChainBreak): Promise<void> {
   expect((await verifyChain(h.t.pool)).breaks).toEqual([expected]);
@@ -424,37 +436,22 @@ describe('tamper evidence', () => {
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
-    const { failed, user } = await failedFirstRun(h);
-    // A forged admin right, back-dated, under the failed first run; its status then set to succeeded.
-    await logUpdateUnder(h, failed.id, user, '{"isUserAdminPermEnabled": {"old": false, "new": true}}', "now() - interval '1 day'");
-    await h.t.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = coalesce(finished_at, now()) WHERE id = $1`, [failed.id]);
-    const expected = {
-      site: 'default',
-      runId: failed.id,
-      problem: `run ${failed.id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
-    };
+    const { unsealed } = await failedRunMadeSucceeded(h);
     // A site none of whose runs has a seal is held to the same.
-    await expectNamedWithAndWithoutSeals(h, expected);
+    await expectNamedWithAndWithoutSeals(h, unsealed);
   });
 
   it("a failed run recorded succeeded with rows added under it, its seal filed under another site's name, is named under both sites (review HH)", async ({
     startHarness,
   }) => {
     const h = await startHarness({ usersPerCompany: 5, partnerCompanies: 0 });
-    const { failed, user } = await failedFirstRun(h);
-    await logUpdateUnder(h, failed.id, user, '{"isUserAdminPermEnabled": {"old": false, "new": true}}', "now() - interval '1 day'");
-    await h.t.query(`UPDATE cpq.sync_runs SET status = 'succeeded', finished_at = coalesce(finished_at, now()) WHERE id = $1`, [failed.id]);
+    const { failed, unsealed } = await failedRunMadeSucceeded(h);
     // A seal that matches what the run holds, and chains as the first of a site 'ghost'.
     await h.t.query(
       `INSERT INTO cpq.run_seals (run_id, site, previous_run_id, content_sha256, chain_sha256, lines)
        SELECT $1::bigint, 'ghost', NULL, c, cpq.run_chain_sha256('ghost', $1::bigint, NULL, c), 4 FROM cpq.run_content_sha256($1::bigint, 4::smallint) AS c`,
       [failed.id],
     );
-    const unsealed = {
-      site: 'default',
-      runId: failed.id,
-      problem: `run ${failed.id} succeeded but has no seal (removed, or committed by a worker of a release before migration 0012 left running after the upgrade)`,
-    };
     const misfiled = {
       site: 'ghost',
       runId: failed.id,
