@@ -203,8 +203,8 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
   const sites = new Map<string, { site: string; runs: number; head: string }>();
   const breaks: ChainBreak[] = [];
   // The chain hashes the seal before may have held, besides its stored one, when that seal was
-  // altered (its content hash no longer matches its rows, its link is wrong, or its chain hash does
-  // not follow): each later seal is held to those too, so that only the altered one is named, not
+  // altered (its content hash no longer matches its rows, its link is wrong, it is filed under
+  // another site than its run's, or its chain hash does not follow): each later seal is held to those too, so that only the altered one is named, not
   // the untouched seal after it (reviews HC, HD, HG). Empty while the seals are sound, so a sound
   // chain costs no statement here. At most MAX_PREVIOUS_CHAINS are kept, those through the seals
   // before first (two per altered seal in a row, over its content as sealed and as now): past
@@ -232,9 +232,10 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
       named(
         `run ${c.run_id}'s seal is filed under this site, but run ${c.run_id} is ${c.run_site === null ? 'no run' : `a run of site ${printable(c.run_site)}`}: a seal was moved or made for it`,
       );
+    const inPlace = asSealed && linked && ownSite;
     // Over the content as sealed and as now: a run whose rows were altered is named for that, above.
     const fromStored = [c.chain_as_sealed, c.chain_now];
-    if (asSealed && linked && ownSite && fromStored.includes(c.chain_sha256)) {
+    if (inPlace && fromStored.includes(c.chain_sha256)) {
       previousChains = [];
       continue;
     }
@@ -246,7 +247,7 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
       named(`run ${c.run_id}'s chain hash does not follow from the run before it (this seal was altered, or the one before it was rewritten to match)`);
     // A sound seal (its hash follows from the stored one before it or from one that seal may have
     // held) is what the next follows from; else the next is held to what this one may have held.
-    previousChains = asSealed && linked && ownSite && follows ? [] : possible.filter((h) => h !== c.chain_sha256).slice(0, MAX_PREVIOUS_CHAINS);
+    previousChains = inPlace && follows ? [] : possible.filter((h) => h !== c.chain_sha256).slice(0, MAX_PREVIOUS_CHAINS);
   }
   for (const u of await readUnsealedRuns(on, only))
     breaks.push({
