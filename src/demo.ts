@@ -63,70 +63,77 @@ const DEMO_SITES = ['emea', 'americas'];
 export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
   const simulator = new CpqSimulator({ seed: 7, partnerCompanies: 2, usersPerCompany: 1000, integrationUsers: 5, pathPrefix: '/cpq', zipExport: {} });
   const americas = new CpqSimulator({ seed: 8, partnerCompanies: 1, usersPerCompany: 300, integrationUsers: 2, pathPrefix: '/cpq', zipExport: {} });
-  const url = await simulator.start();
-  const americasUrl = await americas.start();
-  // Nothing of a real setup (a production .env in this folder) reaches the demo: no site and no
-  // alert webhook (it would get signed alerts about simulated users). DATABASE_URL is kept, for a
-  // demo database of one's own; the check below keeps the demo out of one that holds real sites.
-  const env: Record<string, string | undefined> = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_') && !k.startsWith('ALERT_')),
-  );
-  const site = (name: string, baseUrl: string): SiteConfig => {
-    const loaded = loadConfig({ ...env, CPQ_BASE_URL: baseUrl, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' });
-    return { ...loaded.sites[0]!, name };
-  };
-  const loaded = loadConfig({ ...env, CPQ_BASE_URL: url });
-  const config = { ...loaded, sites: [site('emea', url), site('americas', americasUrl)], logLevel: base.logLevel };
-  const database = await openDatabase(config, log, { databaseName: 'cpq_demo', concurrentRuns: 2 });
+  // Stopped however the demo ends: a database that fails to open left both listening, and the
+  // process never exited (review HK).
   try {
-    // With DATABASE_URL, a database of the operator's: the demo writes only into one that no run
-    // has used (nothing to protect) or one it marked itself, never beside real sites, whatever
-    // their names. Its embedded Postgres is its own.
-    if (config.databaseUrl) {
-      // No cpq.sites: no schema (nothing to protect), or one of a release before sites (refused).
-      const sites = await readSiteNames(database.pool).catch(() => undefined);
-      const refused =
-        sites === undefined
-          ? await readHoldsCpqTables(database.pool)
-          : sites.some((s) => !DEMO_SITES.includes(s)) || (sites.length > 0 && !(await readIsDemoDatabase(database.pool)));
-      if (refused) {
-        throw new ConfigError(
-          `demo: DATABASE_URL names a database that holds cpq tables not written by the demo (sites: ${sites?.join(', ') ?? '(a release before sites)'}); the demo writes simulated sites (${DEMO_SITES.join(', ')}) and would mix them in: unset DATABASE_URL (the demo then uses its own embedded Postgres) or name an empty database`,
+    const url = await simulator.start();
+    const americasUrl = await americas.start();
+    // Nothing of a real setup (a production .env in this folder) reaches the demo: no site and no
+    // alert webhook (it would get signed alerts about simulated users). DATABASE_URL is kept, for a
+    // demo database of one's own; the check below keeps the demo out of one that holds real sites.
+    const env: Record<string, string | undefined> = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_') && !k.startsWith('ALERT_')),
+    );
+    const site = (name: string, baseUrl: string): SiteConfig => {
+      const loaded = loadConfig({ ...env, CPQ_BASE_URL: baseUrl, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' });
+      return { ...loaded.sites[0]!, name };
+    };
+    const loaded = loadConfig({ ...env, CPQ_BASE_URL: url });
+    const config = { ...loaded, sites: [site('emea', url), site('americas', americasUrl)], logLevel: base.logLevel };
+    const database = await openDatabase(config, log, { databaseName: 'cpq_demo', concurrentRuns: 2 });
+    try {
+      // With DATABASE_URL, a database of the operator's: the demo writes only into one that no run
+      // has used (nothing to protect) or one it marked itself, never beside real sites, whatever
+      // their names. Its embedded Postgres is its own.
+      if (config.databaseUrl) {
+        // No cpq.sites: no schema (nothing to protect), or one of a release before sites (refused).
+        const sites = await readSiteNames(database.pool).catch(() => undefined);
+        const refused =
+          sites === undefined
+            ? await readHoldsCpqTables(database.pool)
+            : sites.some((s) => !DEMO_SITES.includes(s)) || (sites.length > 0 && !(await readIsDemoDatabase(database.pool)));
+        if (refused) {
+          throw new ConfigError(
+            `demo: DATABASE_URL names a database that holds cpq tables not written by the demo (sites: ${sites?.join(', ') ?? '(a release before sites)'}); the demo writes simulated sites (${DEMO_SITES.join(', ')}) and would mix them in: unset DATABASE_URL (the demo then uses its own embedded Postgres) or name an empty database`,
+          );
+        }
+        await markDemoDatabase(database.pool);
+      }
+      const out = (text: string) => process.stdout.write(`${text}\n`);
+      out(
+        `\nSimulated CPQ sites: emea at ${url}, americas at ${americasUrl}; database: ${database.where}${config.databaseUrl ? '' : ' (database cpq_demo)'}\n`,
+      );
+      const first = await syncAll({ ...database, config, log }, true);
+
+      const [host, partner] = [simulator.users('_host'), simulator.users('partner1')];
+      const [renamed, grouped, ungrouped] = [String(host[0]!.login), String(partner[1]!.login), String(host[2]!.login)];
+      simulator.updateUser('_host', renamed, { lastName: 'Renamed-in-CPQ' });
+      simulator.addGroup('partner1', grouped, { variableName: 'demoAuditors', label: 'Demo Auditors', type: 'Administrator' });
+      simulator.removeGroup('_host', ungrouped, (host[2]!.groups as { items: { variableName: string }[] }).items[0]!.variableName);
+      const added = simulator.addUser('partner2', { firstName: 'Nova', lastName: 'Added' });
+      out(`\nChanged in CPQ: renamed ${renamed}, added a group to partner1/${grouped}, removed one from ${ungrouped}, added partner2/${added}\n`);
+      const second = await syncAll({ ...database, config, log }, false);
+
+      out('\nRuns:');
+      for (const r of [...first, ...second]) {
+        out(
+          `  site ${r.site}, run ${r.runId}: ${r.mode}, ${r.pages} pages, ${r.seen} users seen: ${r.inserted} inserted, ${r.updated} updated, ` +
+            `${r.restored} restored, ${r.deleted} deleted, ${r.unchanged} unchanged`,
         );
       }
-      await markDemoDatabase(database.pool);
-    }
-    const out = (text: string) => process.stdout.write(`${text}\n`);
-    out(`\nSimulated CPQ sites: emea at ${url}, americas at ${americasUrl}; database: ${database.where}${config.databaseUrl ? '' : ' (database cpq_demo)'}\n`);
-    const first = await syncAll({ ...database, config, log }, true);
-
-    const [host, partner] = [simulator.users('_host'), simulator.users('partner1')];
-    const [renamed, grouped, ungrouped] = [String(host[0]!.login), String(partner[1]!.login), String(host[2]!.login)];
-    simulator.updateUser('_host', renamed, { lastName: 'Renamed-in-CPQ' });
-    simulator.addGroup('partner1', grouped, { variableName: 'demoAuditors', label: 'Demo Auditors', type: 'Administrator' });
-    simulator.removeGroup('_host', ungrouped, (host[2]!.groups as { items: { variableName: string }[] }).items[0]!.variableName);
-    const added = simulator.addUser('partner2', { firstName: 'Nova', lastName: 'Added' });
-    out(`\nChanged in CPQ: renamed ${renamed}, added a group to partner1/${grouped}, removed one from ${ungrouped}, added partner2/${added}\n`);
-    const second = await syncAll({ ...database, config, log }, false);
-
-    out('\nRuns:');
-    for (const r of [...first, ...second]) {
+      out(`\nWhat changed in the second run (cpq.user_changes_flat):\n`);
+      out(table((await database.pool.query<Record<string, unknown>>(CHANGES_QUERY, [second.map((r) => r.runId)])).rows));
+      out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
+      out(table((await database.pool.query<Record<string, unknown>>(SAMPLE_QUERY)).rows));
       out(
-        `  site ${r.site}, run ${r.runId}: ${r.mode}, ${r.pages} pages, ${r.seen} users seen: ${r.inserted} inserted, ${r.updated} updated, ` +
-          `${r.restored} restored, ${r.deleted} deleted, ${r.unchanged} unchanged`,
+        config.databaseUrl
+          ? `\nThe data stays in ${database.where}. Sync a real site into another database: a run into this one would mix it with the simulated sites.\n`
+          : `\nThe data stays in ${database.where}, database cpq_demo (the embedded server runs only while a command does, on a private socket: to query the demo with other tools, run it with DATABASE_URL set). Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync there).\n`,
       );
+    } finally {
+      await database.close();
     }
-    out(`\nWhat changed in the second run (cpq.user_changes_flat):\n`);
-    out(table((await database.pool.query<Record<string, unknown>>(CHANGES_QUERY, [second.map((r) => r.runId)])).rows));
-    out(`\nA sample query:\n\n${SAMPLE_QUERY}\n`);
-    out(table((await database.pool.query<Record<string, unknown>>(SAMPLE_QUERY)).rows));
-    out(
-      config.databaseUrl
-        ? `\nThe data stays in ${database.where}. Sync a real site into another database: a run into this one would mix it with the simulated sites.\n`
-        : `\nThe data stays in ${database.where}, database cpq_demo (the embedded server runs only while a command does, on a private socket: to query the demo with other tools, run it with DATABASE_URL set). Point CPQ_BASE_URL at a real site and run \`npx cpq-sync run\` to sync it (database cpq_sync there).\n`,
-    );
   } finally {
-    await database.close();
     await simulator.stop();
     await americas.stop();
   }

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect } from 'vitest';
 import { migrateBefore } from './helpers/database.js';
-import { cli } from './helpers/cli-process.js';
+import { cli, CliProcess } from './helpers/cli-process.js';
 import { it } from './helpers/fixtures.js';
 
 describe('cpq-sync demo', () => {
@@ -82,5 +82,19 @@ describe('cpq-sync demo', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('demo: DATABASE_URL names a database that holds cpq tables not written by the demo (sites: (a release before sites))');
     expect(await t.query(`SELECT to_regclass('cpq.sites') AS sites`)).toEqual([{ sites: null }]);
+  });
+
+  it('ends with its one-line error when its database cannot be reached (it hung, its simulated sites still listening: review HK)', async () => {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    const demo = new CliProcess(['demo'], { DATABASE_URL: 'postgres://demo:demo@127.0.0.1:1/demo', LOG_LEVEL: 'warn' });
+    const killed = setTimeout(() => demo.kill('SIGKILL'), 60_000);
+    try {
+      const outcome = await demo.exited;
+      expect(outcome.code, outcome.stderr).toBe(6);
+      expect(outcome.stderr.trim().split('\n')).toHaveLength(1);
+      expect(outcome.stderr).toMatch(/^cpq-sync: .*127\.0\.0\.1:1/);
+    } finally {
+      clearTimeout(killed);
+    }
   });
 });
