@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, renameSync, rmSync } from 'node:fs';
+import { createReadStream, fstatSync, renameSync, rmSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -168,12 +168,33 @@ const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 
 /**
  * FILE must be a file or not exist: a FIFO, a device or a link to one (`--out /dev/stdout`)
  * would be replaced by a regular file, its reader left waiting (the data is for standard output:
- * leave out --out).
+ * leave out --out). Nor may it be the file one of this process's standard streams writes or
+ * reads (`--out /dev/stdout > file`): that FILE is a link to /proc's link to it, and the rename
+ * replaced the link, which is /dev/stdout itself for root (review HK).
  */
 async function requireFileOrNothing(file: string): Promise<void> {
   const stats = await stat(file).catch(() => undefined);
-  if (stats !== undefined && !stats.isFile()) {
+  if (stats === undefined) return;
+  if (!stats.isFile()) {
     throw new Error(`${file}: not a regular file (a pipe, a device or a folder), so it cannot be replaced; leave out --out to write to standard output`);
+  }
+  for (const [fd, stream] of [
+    [1, 'output'],
+    [2, 'error'],
+    [0, 'input'],
+  ] as const) {
+    const standard = fstatOrNothing(fd);
+    if (standard !== undefined && standard.dev === stats.dev && standard.ino === stats.ino) {
+      throw new Error(`${file}: the file of this command's standard ${stream}, so it cannot be replaced; leave out --out to write to standard output`);
+    }
+  }
+}
+
+function fstatOrNothing(fd: number): { dev: number; ino: number } | undefined {
+  try {
+    return fstatSync(fd);
+  } catch {
+    return undefined; // closed
   }
 }
 

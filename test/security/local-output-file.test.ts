@@ -1,8 +1,12 @@
-import { lstat, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { lstat, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { writeOutput } from '../../src/output.js';
+import { BIN } from '../helpers/cli-process.js';
+import { createTestDatabase } from '../helpers/database.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -67,5 +71,33 @@ describe('--out in a folder another local user can write to', () => {
       }),
     ).rejects.toThrow('database went away');
     expect(await readdir(shared)).toEqual([]);
+  });
+
+  it("a link to the command's own standard output, redirected to a file (`--out /dev/stdout > file`), is refused, the link left a link (review HK)", async () => {
+    // A private link as /dev/stdout is one (to /proc/self/fd/1): as root, the export renamed its
+    // file over /dev/stdout itself.
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-sync-out-'));
+    dirs.push(dir);
+    const link = join(dir, 'stdout');
+    await symlink('/proc/self/fd/1', link);
+    const captured = join(dir, 'captured.csv');
+    const t = await createTestDatabase();
+    const stdout = openSync(captured, 'w');
+    try {
+      const child = spawnSync(process.execPath, [BIN, 'snapshot', '--out', link], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: t.url, LOG_LEVEL: 'warn' },
+        stdio: ['ignore', stdout, 'pipe'],
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(child.stderr).toContain(`${link}: the file of this command's standard output, so it cannot be replaced; leave out --out`);
+      expect(child.status).not.toBe(0);
+      expect((await lstat(link)).isSymbolicLink()).toBe(true);
+      expect(await readlink(link)).toBe('/proc/self/fd/1');
+      expect((await readdir(dir)).sort()).toEqual(['captured.csv', 'stdout']);
+    } finally {
+      closeSync(stdout);
+      await t.drop();
+    }
   });
 });
