@@ -24,6 +24,13 @@ import { EXIT_CODES, SyncError, errorCode, errorMessage } from '../errors.js';
 import { OWNER_TAG, leftByEndedProcess, ownerTag, processRuns, taggedHere } from '../process-runs.js';
 import { foreignPathPart, ownPrivateGroup, tmpdirRefusal, uidName } from '../local-paths.js';
 
+/** An embedded cluster without the runs' database (one the demo made), asked for one that exists: read-only commands make none. */
+export class NoRunsDatabase extends SyncError {
+  constructor(message: string) {
+    super('database', message);
+  }
+}
+
 export interface EmbeddedDatabase {
   /** Connection string (the private socket, or loopback with `tcp`), with this data folder's password. */
   url: string;
@@ -805,8 +812,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
       // UTF8 and C as the cluster initdb makes now, also in a cluster an older release made (SQL_ASCII where no locale was set).
       if (exists.rowCount === 0 && options.existing === true) {
-        throw new SyncError(
-          'database',
+        throw new NoRunsDatabase(
           `no database: DATABASE_URL is not set, and the embedded Postgres in ${options.dataDir} holds no database ${database} for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
         );
       }

@@ -162,14 +162,18 @@ describe('the embedded Postgres, seen by another local user', () => {
         stderr: `cpq-sync: no database: DATABASE_URL is not set, and the embedded Postgres in ${join(dir, 'pg')} holds no database cpq_sync for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
       });
     }
-    // check neither (review CE): its database step fails, saying so.
+    // check neither (review CE): its database step warns that the first run creates it, as for a
+    // cluster not made yet (review HK: it failed, where a run works).
     const check = await new CliProcess(['check', '--json'], env).exited;
-    expect(check.code).toBe(1);
-    expect((JSON.parse(check.stdout) as { database: { steps: { step: string; status: string; detail: string }[] } }).database.steps[0]).toMatchObject({
-      step: 'database',
-      status: 'fail',
-      detail: expect.stringContaining('holds no database cpq_sync for a run to have written') as unknown,
-    });
+    expect((JSON.parse(check.stdout) as { database: { steps: { step: string; status: string; detail: string }[] } }).database.steps.slice(0, 2)).toEqual([
+      {
+        step: 'database',
+        status: 'warn',
+        detail: `embedded Postgres in ${dir} holds no database for runs yet`,
+        fix: 'the first run creates it, or set DATABASE_URL',
+      },
+      { step: 'schema', status: 'skip', detail: 'no database yet' },
+    ]);
     const again = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port, database: 'cpq_demo' });
     try {
       const client = new pg.Client({ connectionString: again.url });
