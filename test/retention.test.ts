@@ -297,6 +297,27 @@ describe('cpq-sync forget (the command)', () => {
     expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
     expect(await findAnywhere(h.t, deletedValues)).not.toEqual([]);
   });
+
+  it('refuses an option given twice (it erased the user or site named last, saying nothing of the first): exit 2, one line, nothing erased (review HK)', async ({
+    startHarness,
+  }) => {
+    const { h, deletedValues, deletedLogin: b } = await siteWithDeletedUser(startHarness);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    const base = ['forget', '--company', '_host', '--reason', 'ticket 7', '--by', 'dpo'];
+    for (const twice of [
+      ['--login', 'someone-else', '--login', b],
+      ['--login', b, '--site', 'other', '--site', 'default'],
+      ['--login', b, '--company', 'partner1'],
+    ]) {
+      const refused = await new CliProcess([...base, ...twice], env).exited;
+      expect(refused.code, twice.join(' ')).toBe(2);
+      expect(refused.stderr).toMatch(
+        /^cpq-sync: option '--\w+ <\w+>' argument '[^']*' is invalid\. given twice \("[^"]*" before it\); name one \(see --help\)\n$/,
+      );
+    }
+    expect(await h.t.query(`SELECT * FROM cpq.erasures`)).toEqual([]);
+    expect(await findAnywhere(h.t, deletedValues)).not.toEqual([]);
+  });
 });
 
 describe('cpq-sync forget, run again (review DN)', () => {

@@ -1,9 +1,18 @@
 import { userInfo } from 'node:os';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
 import { SyncError, rethrowAsSyncError, printable, throwIfInterrupted } from '../errors.js';
 import type { ShutdownSignals } from '../worker/shutdown.js';
 import { command, requireKnownSites } from './command.js';
+
+/**
+ * An option given once: commander keeps the last of several, and `forget`, which cannot be undone,
+ * erased the user (or the site) named last, saying nothing of the first (review HK).
+ */
+function once(value: string, previous: string | undefined): string {
+  if (previous !== undefined) throw new InvalidArgumentError(`given twice (${JSON.stringify(previous)} before it); name one`);
+  return value;
+}
 
 /** Who runs the command, for cpq.erasures when --by is not given: the OS user, or its uid in a container that has no name for it. */
 function osUser(): string {
@@ -135,7 +144,7 @@ export function registerComplianceCommands(program: Command): void {
     .description(
       "prove completeness: each company's user count in CPQ now against the users the database holds (exit code 1 on any difference); --chain: the run seals; --file: an export file",
     )
-    .option('--chain', 'recompute every run seal and name, per site, the first run whose stored content no longer matches (exit code 1)')
+    .option('--chain', 'recompute every run seal and name, per site, every run whose stored content or seal no longer matches (exit code 1)')
     .option('--file <file>', 'check an export file against its <file>.manifest.json (exit code 1 when it differs, 2 when it cannot be checked)')
     .option('--site <name...>', 'only these sites (default: every configured site)')
     .action((opts: { chain?: boolean; file?: string; site?: string[] }) =>
@@ -206,11 +215,11 @@ export function registerComplianceCommands(program: Command): void {
     .description(
       "erase a deleted user's personal fields everywhere (current row, history, raw records, change log, alert outbox) and record who, when and why in cpq.erasures; refuses a user CPQ still has",
     )
-    .requiredOption('--company <login>', "the user's company login (_host for the host company)")
-    .requiredOption('--login <login>', "the user's login")
-    .requiredOption('--reason <text>', 'why (a request or ticket reference), recorded')
-    .option('--by <who>', 'who asks, recorded (default: the operating-system user)')
-    .option('--site <name>', 'the site (default: the one configured)')
+    .addOption(new Option('--company <login>', "the user's company login (_host for the host company)").argParser(once).makeOptionMandatory())
+    .addOption(new Option('--login <login>', "the user's login").argParser(once).makeOptionMandatory())
+    .addOption(new Option('--reason <text>', 'why (a request or ticket reference), recorded').argParser(once).makeOptionMandatory())
+    .addOption(new Option('--by <who>', 'who asks, recorded (default: the operating-system user)').argParser(once))
+    .addOption(new Option('--site <name>', 'the site (default: the one configured)').argParser(once))
     .action((opts: { company: string; login: string; reason: string; by?: string; site?: string }) =>
       command(async (config, log) => {
         const site = opts.site ?? (config.sites.length <= 1 ? (config.sites[0]?.name ?? DEFAULT_SITE) : undefined);
