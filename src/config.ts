@@ -497,6 +497,15 @@ function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
 }
 
 /** Reads and validates the configuration; every problem is reported, all in one line (separated by ;). */
+/**
+ * `env` without the settings of a real site: every CPQ_* and ALERT_* variable. The demo syncs its
+ * own simulated sites, and a production .env beside it must not send their alerts anywhere, nor
+ * stop it with a mistake of its own (review HK: an invalid CPQ_PAGE_SIZE ended the demo, exit 2).
+ */
+export function withoutSiteSettings(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('CPQ_') && !k.startsWith('ALERT_')));
+}
+
 export function loadConfig(env: Env = process.env): AppConfig {
   const mistakes = new Mistakes();
   const parsed = mistakes.parse(env);

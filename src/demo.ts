@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type AppConfig, type SiteConfig } from './config.js';
+import { ConfigError, loadConfig, withoutSiteSettings, type AppConfig, type SiteConfig } from './config.js';
 import { openDatabase } from './db/connect.js';
 import { markDemoDatabase, readHoldsCpqTables, readIsDemoDatabase } from './db/sql/demo-database.js';
 import { readSiteNames } from './db/sql/read-site-names.js';
@@ -71,9 +71,7 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
     // Nothing of a real setup (a production .env in this folder) reaches the demo: no site and no
     // alert webhook (it would get signed alerts about simulated users). DATABASE_URL is kept, for a
     // demo database of one's own; the check below keeps the demo out of one that holds real sites.
-    const env: Record<string, string | undefined> = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => !k.startsWith('CPQ_') && !k.startsWith('ALERT_')),
-    );
+    const env = withoutSiteSettings(process.env);
     const site = (name: string, baseUrl: string): SiteConfig => {
       const loaded = loadConfig({ ...env, CPQ_BASE_URL: baseUrl, CPQ_PATH_PREFIX: '/cpq', CPQ_COMPANIES: '*' });
       return { ...loaded.sites[0]!, name };

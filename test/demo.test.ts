@@ -84,9 +84,12 @@ describe('cpq-sync demo', () => {
     expect(await t.query(`SELECT to_regclass('cpq.sites') AS sites`)).toEqual([{ sites: null }]);
   });
 
-  it('ends with its one-line error when its database cannot be reached (it hung, its simulated sites still listening: review HK)', async () => {
+  it('ends with its one-line error when its database cannot be reached (it hung, its simulated sites still listening), whatever CPQ_* settings are beside it (review HK)', async () => {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-    const demo = new CliProcess(['demo'], { DATABASE_URL: 'postgres://demo:demo@127.0.0.1:1/demo', LOG_LEVEL: 'warn' });
+    // Invalid CPQ_* and ALERT_* settings of a real setup beside it are ignored, as the README says
+    // (they ended the demo with exit code 2: review HK).
+    const realSetup = { CPQ_PAGE_SIZE: 'abc', ALERT_RULES: 'bogus', CPQ_SITES_FILE: '/nonexistent/sites.yaml' };
+    const demo = new CliProcess(['demo'], { DATABASE_URL: 'postgres://demo:demo@127.0.0.1:1/demo', LOG_LEVEL: 'warn', ...realSetup });
     const killed = setTimeout(() => demo.kill('SIGKILL'), 60_000);
     try {
       const outcome = await demo.exited;

@@ -12,11 +12,14 @@ function exitCodeOf(err: unknown): number {
 }
 
 /** Runs a command with configuration and logger; failures end the process with the documented exit code and one line on stderr. */
-export async function command(work: (config: AppConfig, log: Logger) => Promise<void>, options: { logToStderr?: boolean } = {}): Promise<void> {
+export async function command(
+  work: (config: AppConfig, log: Logger) => Promise<void>,
+  options: { logToStderr?: boolean; env?: (env: NodeJS.ProcessEnv) => NodeJS.ProcessEnv } = {},
+): Promise<void> {
   let log: Logger | undefined;
   let config: AppConfig | undefined;
   try {
-    config = withDotenvWarnings(loadConfig());
+    config = withDotenvWarnings(loadConfig(options.env ? options.env(process.env) : process.env));
     // Commands whose product is standard output keep their logs out of it.
     log = createLogger({ level: config.logLevel, format: config.logFormat, ...(options.logToStderr ? { destination: process.stderr } : {}) });
     for (const line of [...config.unknownVariables, ...config.warnings]) log.warn(line);

@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { ConfigError } from '../config.js';
+import { ConfigError, withoutSiteSettings } from '../config.js';
 import { errorCode, errorMessage } from '../errors.js';
 import { command } from './command.js';
 
@@ -65,9 +65,12 @@ export function registerTryCommands(program: Command): void {
     .command('demo')
     .description('two simulated sites + embedded Postgres: a full sync, some edits, an incremental sync, a summary')
     .action(() =>
-      command(async (config, log) => {
-        const { runDemo } = await import('../demo.js');
-        await runDemo(config, log);
-      }),
+      command(
+        async (config, log) => {
+          const { runDemo } = await import('../demo.js');
+          await runDemo(config, log);
+        },
+        { env: withoutSiteSettings },
+      ),
     );
 }
