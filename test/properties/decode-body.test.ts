@@ -19,7 +19,9 @@ const AMBIGUOUS = 'yet holds UTF-8 sequences';
 
 /** Whether some 2 to 4 bytes of `bytes` are one character beyond ASCII in UTF-8, by the platform's own strict decoder. */
 function holdsUtf8Character(bytes: Buffer): boolean {
-  const strict = new TextDecoder('utf-8', { fatal: true });
+  // ignoreBOM: EF BB BF is U+FEFF, a character like any other here; the decoder drops it by default
+  // (review HI: a page of EF BB BF 80 was counted as holding no UTF-8 sequence).
+  const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   for (let i = 0; i < bytes.length; i++) {
     for (let n = 2; n <= 4 && i + n <= bytes.length; n++) {
       try {
