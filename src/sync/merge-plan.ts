@@ -207,9 +207,10 @@ const clearReinsertedPermissions = step(
 );
 
 /*
- * The membership and permission diffs join what the run read (`read`) with what is held (`held`),
- * for the users whose record changed, in one FULL JOIN on the whole key: Postgres can run that only
- * as a hash or merge join, so the work grows with the rows, whatever the planner guesses. As NOT
+ * The membership and permission diffs join what the run read (`read`) with what is held (`held`)
+ * for the users whose record changed (`changed`, one scan of run_users: in a run that changed no
+ * one, that scan is all the work), in one FULL JOIN on the whole key. Postgres can run that only as
+ * a hash or merge join, so the work grows with the rows, whatever the planner guesses. As NOT
  * EXISTS per row, planned for the few groups a user has on average, a user in k groups cost k²
  * (review HJ: 8 users of 8,000 groups, one removed, took 70 s). What was held is removed only from
  * users it was replaced for (updated, restored); added is what no held row matches.
@@ -220,12 +221,12 @@ const diffMemberships = step(
   'diff memberships',
   [],
   () => `CREATE TEMP TABLE run_group_diff ON COMMIT DROP AS
-   WITH read AS (
-     SELECT r.user_id, g.variable_name FROM run_users r JOIN stage_user_groups g ON g.seq = r.seq
-     WHERE r.action NOT IN ('unchanged', 'batched') AND r.has_groups
+   WITH changed AS (
+     SELECT seq, user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched') AND has_groups
+   ), read AS (
+     SELECT c.user_id, g.variable_name FROM changed c JOIN stage_user_groups g ON g.seq = c.seq
    ), held AS (
-     SELECT r.user_id, r.action, ug.group_variable_name AS variable_name FROM run_users r JOIN cpq.user_groups ug ON ug.user_id = r.user_id
-     WHERE r.action NOT IN ('unchanged', 'batched') AND r.has_groups
+     SELECT c.user_id, c.action, ug.group_variable_name AS variable_name FROM changed c JOIN cpq.user_groups ug ON ug.user_id = c.user_id
    )
    SELECT coalesce(s.user_id, h.user_id) AS user_id, coalesce(s.variable_name, h.variable_name) AS variable_name,
           CASE WHEN h.user_id IS NULL THEN 'added' ELSE 'removed' END AS op
@@ -241,12 +242,12 @@ const diffPermissions = step(
   'diff permissions',
   [],
   () => `CREATE TEMP TABLE run_permission_diff ON COMMIT DROP AS
-   WITH read AS (
-     SELECT r.user_id, p.type, p.variable_name, p.name, p.has_access FROM run_users r JOIN stage_user_permissions p ON p.seq = r.seq
-     WHERE r.action NOT IN ('unchanged', 'batched') AND r.has_permissions
+   WITH changed AS (
+     SELECT seq, user_id, action FROM run_users WHERE action NOT IN ('unchanged', 'batched') AND has_permissions
+   ), read AS (
+     SELECT c.user_id, p.type, p.variable_name, p.name, p.has_access FROM changed c JOIN stage_user_permissions p ON p.seq = c.seq
    ), held AS (
-     SELECT r.user_id, r.action, p.type, p.variable_name, p.name, p.has_access FROM run_users r JOIN cpq.user_access_permissions p ON p.user_id = r.user_id
-     WHERE r.action NOT IN ('unchanged', 'batched') AND r.has_permissions
+     SELECT c.user_id, c.action, p.type, p.variable_name, p.name, p.has_access FROM changed c JOIN cpq.user_access_permissions p ON p.user_id = c.user_id
    )
    SELECT coalesce(s.user_id, h.user_id) AS user_id, coalesce(s.type, h.type) AS type, coalesce(s.variable_name, h.variable_name) AS variable_name,
           h.name AS old_name, h.has_access AS old_has_access, s.name AS new_name, s.has_access AS new_has_access,
