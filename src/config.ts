@@ -496,7 +496,6 @@ function cpqConfigFrom(env: Env, parsed: ParsedEnv): CpqConfig | undefined {
   };
 }
 
-/** Reads and validates the configuration; every problem is reported, all in one line (separated by ;). */
 /**
  * `env` without the settings of a real site: every CPQ_* and ALERT_* variable. The demo syncs its
  * own simulated sites, and a production .env beside it must not send their alerts anywhere, nor
@@ -506,6 +505,7 @@ export function withoutSiteSettings(env: Env): Env {
   return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('CPQ_') && !k.startsWith('ALERT_')));
 }
 
+/** Reads and validates the configuration; every problem is reported, all in one line (separated by ;). */
 export function loadConfig(env: Env = process.env): AppConfig {
   const mistakes = new Mistakes();
   const parsed = mistakes.parse(env);
