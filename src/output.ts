@@ -97,6 +97,10 @@ export async function writeOutput<T>(file: string | undefined, write: (out: Writ
       }
     }
     for (const path of partials) rmSync(path, { force: true });
+    // Every failure ends with one line (review HK: the process exited saying nothing).
+    process.stderr.write(
+      `cpq-sync: stopped by ${signal}: ${placed ? `it came as ${file} was put in place` : `${file} was not written, nothing of it is left`}\n`,
+    );
     process.exit(128 + constants.signals[signal]);
   };
   for (const signal of STOP_SIGNALS) process.once(signal, onSignal);

@@ -114,14 +114,18 @@ describe('an export whose destination fails', () => {
         await holder.query('LOCK TABLE cpq.users IN ACCESS EXCLUSIVE MODE');
         const child = spawn(process.execPath, [BIN, 'snapshot', '--out', join(folder, 'snap.csv')], {
           env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', DATABASE_URL: h.t.url },
-          stdio: 'ignore',
+          stdio: ['ignore', 'ignore', 'pipe'],
         });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
         const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
         for (let i = 0; i < 200 && !(await readdir(folder)).some((f) => f.endsWith('.partial')); i++) await new Promise((r) => setTimeout(r, 50));
         expect((await readdir(folder)).some((f) => f.endsWith('.partial'))).toBe(true);
         child.kill(signal);
         expect(await ended).toBe(codes[signal]);
         expect(await readdir(folder)).toEqual([]);
+        // One line, as every failure ends (review HK: nothing was printed).
+        expect(stderr).toBe(`cpq-sync: stopped by ${signal}: ${join(folder, 'snap.csv')} was not written, nothing of it is left\n`);
       } finally {
         await holder.query('ROLLBACK');
         holder.release();
