@@ -204,8 +204,9 @@ async function verifyChainOn(sessions: readonly Queryable[], only: readonly stri
   const breaks: ChainBreak[] = [];
   // The chain hashes the seal before may have held, besides its stored one, when that seal was
   // altered (its content hash no longer matches its rows, its link is wrong, it is filed under
-  // another site than its run's, or its chain hash does not follow): each later seal is held to those too, so that only the altered one is named, not
-  // the untouched seal after it (reviews HC, HD, HG). Empty while the seals are sound, so a sound
+  // another site than its run's, or its chain hash does not follow): each later seal is held to
+  // those too, so that only the altered one is named, not the untouched seal after it (reviews
+  // HC, HD, HG). Empty while the seals are sound, so a sound
   // chain costs no statement here. At most MAX_PREVIOUS_CHAINS are kept, those through the seals
   // before first (two per altered seal in a row, over its content as sealed and as now): past
   // them a forgery of many seals in a row may name an untouched one after it, never leave an
