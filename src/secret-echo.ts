@@ -130,3 +130,24 @@ function standsAlone(text: string, secret: string): boolean {
   }
   return false;
 }
+
+/** The URLs a message of ours names (the requests we made): from the scheme to a space or a quote. */
+const URLS = /\bhttps?:\/\/[^\s"'<>]+/gi;
+
+/**
+ * A message of ours (a failed run's, a network error's) that may quote secrets through CPQ's words
+ * in it: `hidden` when it quotes one in any form quotesSecret reads, else the message as it is. A
+ * secret with fewer than `window` letters and digits (`p`, `1000`) is looked for outside the
+ * message's URLs only: those are the requests we made, built of the settings and of names, and
+ * `1000` (in `limit=1000`) hid every error of a run. Nothing is cut out of a message: cut out of
+ * words, `p` made every URL `htt[redacted]://` (review HK), and cut out of our own wording (`GET`)
+ * a short secret would be read from the gap.
+ */
+export function withoutSecrets(message: string, secrets: Iterable<string>, window: number, hidden: string): string {
+  const long: string[] = [];
+  const short: string[] = [];
+  for (const secret of secrets) if (secret !== '') (skeleton(secret).length < window ? short : long).push(secret);
+  if (quotesSecret(message, long, window)) return hidden;
+  if (short.length > 0 && quotesSecret(message.replace(URLS, ' '), short, window)) return hidden;
+  return message;
+}

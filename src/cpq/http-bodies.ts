@@ -26,7 +26,7 @@ export function isBadPort(err: unknown): boolean {
 /**
  * JSON.parse's message without the few characters of the body V8 quotes in it (`Unexpected
  * token 'B', "Basic dXNl"... is not valid JSON`): cut from the body at any length, they may hold
- * the start of a credential that a gateway echoed back, which redactCredentials cannot match.
+ * the start of a credential that a gateway echoed back, too short for quotesSecret to tell from any text.
  */
 export function withoutBodyExcerpt(jsonError: string): string {
   // V8 writes the excerpt in double quotes, after the token ('B'), with or without dots around
@@ -37,13 +37,13 @@ export function withoutBodyExcerpt(jsonError: string): string {
 
 /**
  * What an Authorization header we sent keeps secret: its credential (the part after the scheme: a
- * token, or Basic's base64) and, for Basic, the decoded `user:password` and the password.
+ * token, or Basic's base64) and, for Basic, the password.
  */
-export function headerSecrets(header: string): { credential: string; pair?: string; password?: string } {
+export function headerSecrets(header: string): { credential: string; password?: string } {
   const credential = header.replace(/^\S+\s+/, '');
   if (!/^basic\s/i.test(header)) return { credential };
   const pair = Buffer.from(credential, 'base64').toString('utf8');
-  return { credential, pair, password: pair.slice(pair.indexOf(':') + 1) };
+  return { credential, password: pair.slice(pair.indexOf(':') + 1) };
 }
 
 /** The secrets of Authorization headers we sent that quotesSecret looks for: each credential, and Basic's password. */
@@ -62,19 +62,6 @@ export function credentialSecrets(authorizations: Iterable<string>): string[] {
  * the shortest credential CpqHttpClient looks for in the bodies it reads (credentialEcho).
  */
 export const CREDENTIAL_ECHO_CHARS = 8;
-
-/**
- * `text` with every secret of the given Authorization headers (headerSecrets) replaced by
- * [redacted]. For excerpts of error bodies, which a gateway may fill with the request it received.
- */
-export function redactCredentials(text: string, authorizations: Iterable<string>): string {
-  let out = text;
-  for (const header of authorizations) {
-    const { credential, pair, password } = headerSecrets(header);
-    for (const secret of [credential, pair, password]) if (secret) out = out.split(secret).join('[redacted]');
-  }
-  return out;
-}
 
 export function describeBody(text: string, contentType: string | null): string {
   const head = oneLine(headOf(text, 60));

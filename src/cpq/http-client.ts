@@ -19,10 +19,9 @@ import {
   isBadPort,
   readBodyCapped,
   readHead,
-  redactCredentials,
   withoutBodyExcerpt,
 } from './http-bodies.js';
-import { quotesSecret } from '../secret-echo.js';
+import { quotesSecret, withoutSecrets } from '../secret-echo.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, httpDate, retryAfterMs, type RetryPolicy } from './http-retry.js';
 import type { HttpStats } from './http-stats.js';
 import { LinkedSignal } from '../linked-signal.js';
@@ -324,23 +323,23 @@ export class CpqHttpClient {
 
   /**
    * A body excerpt for an error message, without the credentials we sent: none of a body that
-   * quotes them in any form (a gateway echoing the request), else one with any exact copy cut out.
+   * quotes them in any form (a gateway echoing the request).
    */
   excerpt(text: string, contentType: string | null): string {
     // Only the head is shown (describeBody): only the head is scanned, whatever the body's size (a 200 page of HTML can be CPQ_MAX_PAGE_BYTES).
     const head = text.slice(0, EXCERPT_SCAN_CHARS);
+    // One that quotes none holds no copy to cut out: a short password inside a word is not a quote of it (withoutSecrets).
     if (this.quotesCredentials(head)) return 'a body that quotes the credentials sent (not shown)';
-    return describeBody(redactCredentials(head, this.sentAuthorizations), contentType);
+    return describeBody(head, contentType);
   }
 
   /**
-   * A message (a network error's, a failed run's) without the credentials sent: none that quotes
-   * them in any form, else exact copies cut out (the password too: a record's error quotes its
-   * field's value, which a reflecting gateway may have made the password).
+   * A message (a network error's, a failed run's) without the credentials sent (withoutSecrets):
+   * none that quotes them in any form (the password too: a record's error quotes its field's
+   * value, which a reflecting gateway may have made the password).
    */
   withoutCredentials(message: string, what = 'a network error'): string {
-    if (this.quotesCredentials(message)) return `${what} that quotes the credentials sent (not shown)`;
-    return redactCredentials(message, this.sentAuthorizations);
+    return withoutSecrets(message, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS, `${what} that quotes the credentials sent (not shown)`);
   }
 
   /**

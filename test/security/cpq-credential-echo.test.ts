@@ -81,6 +81,30 @@ describe('a page that holds the credential the run sent is refused without repea
     expect((await h.syncError({ full: true })).message).toBe('a data error that quotes the credentials sent (not shown)');
   });
 
+  for (const password of ['1000', 'p'])
+    it(`a short password (${password}) that a URL we asked holds (limit=1000, http) leaves the error whole, but not one CPQ’s words hold (review HK)`, async ({
+      startHarness,
+    }) => {
+      const h = await start(startHarness, password);
+      // Both in CPQ's body: standing alone (a gateway naming the password), and only inside a URL's words.
+      const bodies = [
+        JSON.stringify({ title: 'Bad Request', detail: `password ${password} refused` }),
+        JSON.stringify({ title: 'Bad Request', detail: 'try http://cpq.example/' }),
+      ];
+      for (const body of bodies) {
+        scriptRequests(h.sim, (req) => {
+          if (req.path.endsWith('/users')) req.reply(body, { status: 400 });
+        });
+        const { message } = await h.syncError({ full: true });
+        // The URL asked for holds limit=1000 and "http": shown as it is, never cut or hidden for that.
+        expect(message).toMatch(/^GET http:\/\/127\.0\.0\.1:\d+\/\S+limit=1000\S*: CPQ answered 400 with /);
+        expect(message).not.toContain('[redacted]');
+        if (body.includes('refused'))
+          expect({ password, message }).toEqual({ password, message: expect.stringMatching(/with a body that quotes the credentials sent \(not shown\)$/) });
+        else expect({ password, message }).toEqual({ password, message: expect.stringContaining('try http://cpq.example/') });
+      }
+    });
+
   it('a short password escaped (URL, HTML) right after an escaped line break or tab still stands alone: the error is not shown', async ({ startHarness }) => {
     // Escaped, it is not the text redactCredentials cuts out: quotesSecret alone keeps it out of the error.
     const h = await start(startHarness, 'p@s5');
