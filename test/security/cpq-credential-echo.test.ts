@@ -99,9 +99,9 @@ describe('a page that holds the credential the run sent is refused without repea
         // The URL asked for holds limit=1000 and "http": shown as it is, never cut or hidden for that.
         expect(message).toMatch(/^GET http:\/\/127\.0\.0\.1:\d+\/\S+limit=1000\S*: CPQ answered 400 with /);
         expect(message).not.toContain('[redacted]');
-        if (body.includes('refused'))
-          expect({ password, message }).toEqual({ password, message: expect.stringMatching(/with a body that quotes the credentials sent \(not shown\)$/) });
-        else expect({ password, message }).toEqual({ password, message: expect.stringContaining('try http://cpq.example/') });
+        // CPQ's own words are looked at whole: the password standing alone there hides them.
+        const shown = body.includes('refused') ? /with a body that quotes the credentials sent \(not shown\)$/ : /try http:\/\/cpq\.example\//;
+        expect(message, password).toMatch(shown);
       }
     });
 
