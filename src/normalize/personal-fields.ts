@@ -48,5 +48,8 @@ export const PERSONAL_FIELDS = [
 
 const personal = new Set<string>(PERSONAL_FIELDS);
 
+/** The personal fields, each with the cpq.users (and cpq.user_versions) column that holds it. */
+export const PERSONAL_FIELD_COLUMNS: readonly { field: string; column: string }[] = USER_FIELDS.filter((f) => personal.has(f.field));
+
 /** The cpq.users (and cpq.user_versions) columns that hold personal fields. */
-export const PERSONAL_COLUMNS: readonly string[] = USER_FIELDS.filter((f) => personal.has(f.field)).map((f) => f.column);
+export const PERSONAL_COLUMNS: readonly string[] = PERSONAL_FIELD_COLUMNS.map((f) => f.column);

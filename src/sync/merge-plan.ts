@@ -4,7 +4,7 @@ import { heldByAnother, keptIdentity } from '../db/sql/last-known-identity.js';
 import { isoUtcSql } from '../db/as-text.js';
 import { GROUP_STEPS } from './group-steps.js';
 import { MERGE_PARAMS, RUN_PARAMS, type MergeParam } from './merge-params.js';
-import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, unmappedFields } from './merge-sql.js';
+import { DIFF_COLUMNS, FIELD_DIFF, UNMAPPED_DIFF, dataColumns, erasedFieldsDiff, unmappedFields } from './merge-sql.js';
 import { insertUsers, stageGroups } from './new-user-steps.js';
 
 /*
@@ -319,6 +319,15 @@ const findChangedUsers = step(
 );
 
 /**
+ * Whether the old row `o` had its personal fields erased: by `forget` (an erasure of the user), or
+ * by HISTORY_RETENTION (deleted before the cutoff the last run redacted to). Both erase only
+ * deleted users, so only a restore reads such a row.
+ */
+const erasedRow = (site: string) =>
+  `(o.deleted_at < (SELECT s.redacted_before FROM cpq.retention_state s WHERE s.site = ${site})
+    OR EXISTS (SELECT 1 FROM cpq.erasures e WHERE e.site = ${site} AND e.company_login = o.company_login AND e.login = o.login AND e.user_id = o.id))`;
+
+/**
  * The change log: one row per changed user, the field diff of updates computed set-based. Groups
  * and permissions in code-point order (COLLATE "C"), as an insert's diff lists them
  * (cpq.insert_diff): by the database's collation, the same change read differently in two
@@ -332,6 +341,7 @@ const logUserChanges = step(
      -- An insert's diff is its first version: the cpq.user_changes view reads it from history.
      CASE WHEN c.action = 'insert' THEN NULL ELSE
        CASE WHEN c.action = 'delete' THEN '{}'::jsonb ELSE ${FIELD_DIFF} || ${UNMAPPED_DIFF} END
+       || ${erasedFieldsDiff(`c.action = 'restore' AND ${erasedRow(p.site)}`)}
        || CASE c.action
             WHEN 'delete' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', NULL, 'new', ${isoUtcSql(`${p.effectiveAt}::timestamptz`)}))
             WHEN 'restore' THEN jsonb_build_object('deleted_at', jsonb_build_object('old', ${isoUtcSql('o.deleted_at')}, 'new', NULL))

@@ -1,5 +1,6 @@
 import { MAPPED_FIELD_KEYS } from '../cpq/user-fields.js';
 import { isoUtcSql } from '../db/as-text.js';
+import { PERSONAL_FIELD_COLUMNS } from '../normalize/personal-fields.js';
 import { USER_VALUE_COLUMNS, USER_VALUE_COLUMN_TYPES } from '../normalize/user-fields.js';
 
 /*
@@ -44,6 +45,25 @@ export const FIELD_DIFF = (() => {
   for (let i = 0; i < fragments.length; i += 40) chunks.push(`nullif(pg_catalog.concat_ws(',', ${fragments.slice(i, i + 40).join(', ')}), '')`);
   return `('{' || pg_catalog.concat_ws(',', ${chunks.join(', ')}) || '}')::jsonb`;
 })();
+
+/**
+ * The diff entries of the personal fields that the old row `o` of a restored user `u` had erased
+ * (`forget`, HISTORY_RETENTION: null in the column, "[redacted]" under the field's key in raw), as
+ * `"col":{"old":"[redacted]","new":...}`: what the field held is no longer known. FIELD_DIFF's
+ * entry for such a field says `"old": null`: the same person coming back was logged as a change of
+ * every personal field from nothing, and a field that came back empty as no change (review HO).
+ * Keys are compared folded as cpq.is_personal_key folds them. `erased` is the condition that the
+ * row was erased, so that a "[redacted]" CPQ sent under a spelling the mapping does not read makes
+ * no such entry. Built as FIELD_DIFF is; '{}' when none.
+ */
+export const erasedFieldsDiff = (erased: string) => {
+  const keys = `ARRAY(SELECT pg_catalog.lower(pg_catalog.replace(e.key, '_', '') COLLATE pg_catalog."C") FROM pg_catalog.jsonb_each(o.raw) e WHERE e.value = '"[redacted]"'::jsonb)`;
+  const fragments = PERSONAL_FIELD_COLUMNS.map(
+    ({ field, column }) =>
+      `CASE WHEN o.${column} IS NULL AND '${field.toLowerCase()}' = ANY (k.keys) THEN '"${column}":{"old":"[redacted]","new":' || ${asJson(`u.${column}`, column)} || '}' END`,
+  );
+  return `CASE WHEN ${erased} THEN (SELECT ('{' || pg_catalog.concat_ws(',', ${fragments.join(', ')}) || '}')::jsonb FROM (SELECT ${keys} AS keys) k) ELSE '{}'::jsonb END`;
+};
 
 /**
  * Lower-cased keys of a raw record that the mapping reads (columns, groups, links, ...): constants, never data.
