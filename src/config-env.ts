@@ -96,6 +96,18 @@ const optionalText = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
+/**
+ * Whether a URL holds an `@` past its authority (in its path, query or fragment): a password with
+ * an unescaped `/`, `?` or `#` ends the authority early (`postgres://sync:2024/Spring@db/app` is
+ * the host `sync`, port 2024), and what follows, password included, is no URL's password, so no
+ * message hid it.
+ */
+function atAfterHost(url: string): boolean {
+  const authority = url.slice(url.indexOf('//') + 2);
+  const end = authority.search(/[/?#]/);
+  return end >= 0 && authority.slice(end).includes('@');
+}
+
 export const envSchema = z.object({
   // Checked here, as CPQ_BASE_URL is, so that a URL Node cannot read (a port above 65535) is bad configuration, named, not a database failure; never echoed (it may hold a password).
   DATABASE_URL: optionalText
@@ -103,8 +115,16 @@ export const envSchema = z.object({
     .refine((v) => v === undefined || !/^\s*[a-z_]+\s*=/i.test(v), {
       error: 'is a key=value connection string (host=… dbname=…), which is not read: write it as a URL, postgres://user:password@host:5432/database',
     })
-    .refine((v) => v === undefined || !/^postgres(ql)?:/i.test(v) || parseConnectionUrl(v) !== undefined, {
+    // Another scheme, or `postgres:` without `//`: node-postgres reads what it can of it (a host named
+    // like the user), and a password in it is no URL's password, so it was printed whole (review HM).
+    .refine((v) => v === undefined || /^\s*[a-z_]+\s*=/i.test(v) || /^postgres(ql)?:\/\//i.test(v), {
+      error: 'is not a postgres:// URL: write it as postgres://user:password@host:5432/database',
+    })
+    .refine((v) => v === undefined || !/^postgres(ql)?:\/\//i.test(v) || parseConnectionUrl(v) !== undefined, {
       error: 'is not a URL Node can read (a port above 65535, a space in the host, a password with an unescaped @ or /?)',
+    })
+    .refine((v) => v === undefined || !/^postgres(ql)?:\/\//i.test(v) || !atAfterHost(v), {
+      error: 'holds an @ after its host: a password (or user name) with an unescaped /, ? or # in it; escape them as %2F, %3F and %23',
     }),
   // Longest a new database connection may take to be made: a server that accepts and never answers held every command for ever.
   DATABASE_CONNECT_TIMEOUT: duration('60s'),

@@ -79,3 +79,25 @@ describe('DATABASE_URL in the socket form with an empty host (postgres://user:pw
     );
   });
 });
+
+describe('a DATABASE_URL whose password is no URL password (review HM)', () => {
+  // An unescaped / ? # in the password ends the URL's host early; without `//` (or a scheme) no part is a password. Each was printed whole.
+  const urls = [
+    'postgres://sync:2024/Spring-hunter2@127.0.0.1:1/db',
+    'postgres://sync:12#hunter2x@127.0.0.1:1/db',
+    'postgres://sync:#hunter2x@127.0.0.1:1/db',
+    'postgresql://sync:?hunter2x@127.0.0.1:1/db',
+    'postgres://sync:p@ss#hunter2x@127.0.0.1:1/db',
+    'postgres:/sync:hunter2x@127.0.0.1:1/db',
+    'postgres:sync:hunter2x@127.0.0.1:1/db',
+    'sync:hunter2x@127.0.0.1:1/db',
+    '//sync:hunter2x@127.0.0.1:1/db',
+    'mysql://sync:hunter2x@127.0.0.1:1/db',
+  ];
+  it.each(urls)('%s is refused as configuration (exit code 2), in one line that holds no part of it', async (url) => {
+    const out = await cli(['status'], { DATABASE_URL: url });
+    expect(out.code, out.stderr).toBe(2);
+    expect(out.stderr).toMatch(/^cpq-sync: invalid configuration: DATABASE_URL: (is not a postgres:\/\/ URL|holds an @ after its host)[^\n]*\n$/);
+    expect(out.stdout + out.stderr).not.toContain('hunter2');
+  });
+});
