@@ -66,7 +66,30 @@ export const anyText: fc.Arbitrary<string> = fc
   .oneof(
     { weight: 3, arbitrary: fc.string({ unit: 'grapheme', maxLength: 12 }) },
     { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
-    { weight: 1, arbitrary: fc.constantFrom('', ' ', 'e\u0301', '\u{1F600}\u{1F3FD}', '\u{10FFFF}', 'a"b\\c/\n\t', '\u2028\u2029', 'Zoë', 'ｶﾞ') },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        '',
+        ' ',
+        'e\u0301',
+        '\u{1F600}\u{1F3FD}',
+        '\u{10FFFF}',
+        'a"b\\c/\n\t',
+        '\u2028\u2029',
+        'Zoë',
+        'ｶﾞ',
+        '\ufeff',
+        '\u00a0',
+        '\u0085',
+        '\ufffe\uffff',
+        '\u200b',
+        'Zoe\u0308',
+        '\u212a',
+        '\u0130',
+        '\r\n',
+        '\u001b[31m',
+      ),
+    },
   )
   .map((s) => s.replaceAll('\u0000', ''));
 
@@ -290,6 +313,9 @@ export const isoDateTime: fc.Arbitrary<string> = fc.oneof(
       '2024-02-29T12:00:00+14:00',
       '2025-06-30T24:00:00Z',
       '2000-01-01T00:00:00.000000000+00',
+      // 24:00 is the end of a day (ISO-8601): the next day's midnight, here across a year at an offset.
+      '2025-12-31T24:00+01:00',
+      '2024-02-29T24:00:00.000000-14:00',
     ),
   },
 );
@@ -438,6 +464,10 @@ function brokenValueFor(spec: UserField): fc.Arbitrary<FieldValue> {
             '1900-02-29T00:00:00Z',
             '2025-01-01',
             '2025-01-01T10:00:60Z',
+            // A leap second, and 24:00 past its midnight: no instant Postgres or the calendar has.
+            '2016-12-31T23:59:60Z',
+            '2025-01-01T24:00:00.001Z',
+            '2025-01-01T24:00:01Z',
             '2025-01-01 10:00:00Z',
             '0000-01-01T00:00:00Z',
             '9999-12-31T23:59:59-01:00',

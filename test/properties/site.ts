@@ -50,17 +50,45 @@ export interface SiteCase {
 const otherCase = (login: string) => login.replace(/^./, (c) => (c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase()));
 
 /**
- * Logins shared: a later user takes an earlier one's login in the other case (a case twin, in any
- * company), or as it is when the two are in different companies (the integration feed, across
- * companies, then sends one login twice, told apart by partyNumber).
+ * Twins a login may have that are other users (logins are compared exactly): the other case; the
+ * login with é appended, composed against decomposed (NFC `\u00e9` against NFD `e\u0301`); a
+ * trailing space; a byte-order mark before it; a zero-width space after it. Each pair is the
+ * earlier user's login and the later one's.
  */
-function shareLogins(users: PlacedUser[], shares: readonly { from: number; to: number; same: boolean }[]): PlacedUser[] {
+type Twin = 'case' | 'nfd' | 'space' | 'bom' | 'zwsp';
+const twinOf = (login: string, twin: Twin): [string, string] => {
+  switch (twin) {
+    case 'case':
+      return [login, otherCase(login)];
+    case 'nfd':
+      return [`${login}\u00e9`, `${login}e\u0301`];
+    case 'space':
+      return [login, `${login} `];
+    case 'bom':
+      return [login, `\ufeff${login}`];
+    case 'zwsp':
+      return [login, `${login}\u200b`];
+  }
+};
+
+/**
+ * Logins shared: a later user takes a twin of an earlier one's login (twinOf; the earlier one's is
+ * changed too where the twin needs it), in any company, or the login as it is when the two are in
+ * different companies (the integration feed, across companies, then sends one login twice, told
+ * apart by partyNumber).
+ */
+function shareLogins(users: PlacedUser[], shares: readonly { from: number; to: number; same: boolean; twin?: Twin }[]): PlacedUser[] {
   const out = users.slice();
-  for (const { from, to, same } of shares) {
+  for (const { from, to, same, twin = 'case' } of shares) {
     const [a, b] = [from % out.length, to % out.length].sort((x, y) => x - y) as [number, number];
     if (a === b) continue;
-    const login = same ? out[a]!.user.login : otherCase(out[a]!.user.login);
-    const taken = out.some((p, i) => i !== b && p.company === out[b]!.company && p.user.login === login);
+    const [first, login] = same ? [out[a]!.user.login, out[a]!.user.login] : twinOf(out[a]!.user.login, twin);
+    const takenBy = (login: string, at: number) => out.some((p, i) => i !== at && p.company === out[at]!.company && p.user.login === login);
+    if (first !== out[a]!.user.login) {
+      if (takenBy(first, a) || out[a]!.user.fields.some((f) => f.field === 'partyNumber')) continue;
+      out[a] = { ...out[a]!, user: { ...out[a]!.user, login: first } };
+    }
+    const taken = takenBy(login, b);
     if (!taken && login !== out[b]!.user.login) out[b] = { ...out[b]!, user: { ...out[b]!.user, login } };
   }
   return out;
@@ -94,7 +122,11 @@ export function siteCaseOf(wide: boolean): fc.Arbitrary<SiteCase> {
                   : integrationUser(i, groups.length, 11, true).map((user): PlacedUser => ({ company: '_host', user })),
             ),
           ),
-          wide ? fc.array(fc.record({ from: fc.nat(), to: fc.nat(), same: fc.boolean() }), { maxLength: 2 }) : fc.constant([]),
+          wide
+            ? fc.array(fc.record({ from: fc.nat(), to: fc.nat(), same: fc.boolean(), twin: fc.constantFrom<Twin>('case', 'nfd', 'space', 'bom', 'zwsp') }), {
+                maxLength: 2,
+              })
+            : fc.constant([]),
         ),
       )
       .map(([users, shares]) => ({ groups, users: shareLogins(users, shares) })),
