@@ -337,15 +337,29 @@ export async function checkSite(cpq: CpqConfig, log: Logger): Promise<StepResult
   if (host.status === 'fail') return [host, ...later.map((step) => skip(step, 'skipped: the host step failed'))];
   const { client, auth } = checkClient(cpq, log);
   const access = await checkAccess(client, cpq, (baseUrl) => checkClient({ ...cpq, baseUrl, maxRetries: 0 }, log).client);
-  if (access.prefix === undefined) return [host, ...access.steps, ...later.slice(2).map((step) => skip(step, 'skipped: CPQ did not answer'))];
+  if (access.prefix === undefined)
+    return withoutCredentials(client, [host, ...access.steps, ...later.slice(2).map((step) => skip(step, 'skipped: CPQ did not answer'))]);
   const site = { ...cpq, pathPrefix: access.prefix };
   const companies = await checkCompanies(client, site);
-  return [
+  return withoutCredentials(client, [
     host,
     ...access.steps,
     companies.step,
     await checkUsers(client, site, companies.companies),
     await checkIntegrationUsers(client, site),
     await checkZipExport(client, auth, site, companies.companies[0]),
-  ];
+  ]);
+}
+
+/**
+ * The steps without the credentials `client` sent (CpqHttpClient.withoutCredentials), as a run's
+ * error is: a step quotes what CPQ said (a record's field, a company's name, a header), which a
+ * gateway reflecting the request may have made the credentials (review HM: a run hid them, check printed them).
+ */
+function withoutCredentials(client: CpqHttpClient, steps: StepResult[]): StepResult[] {
+  return steps.map((s) => ({
+    ...s,
+    detail: client.withoutCredentials(s.detail, 'a detail'),
+    ...(s.fix === undefined ? {} : { fix: client.withoutCredentials(s.fix, 'a fix') }),
+  }));
 }

@@ -273,7 +273,8 @@ export class CpqHttpClient {
     if (!this.oddSiteDateLogged && !(valid && Math.abs(at - Date.now()) <= SITE_CLOCK_NOTED_MS)) {
       this.oddSiteDateLogged = true;
       this.log.warn(
-        { date: header.slice(0, 64) },
+        // CPQ's words: a gateway reflecting the request may have put the credentials there (review HM).
+        { date: this.withoutCredentials(header.slice(0, 64), 'a Date header') },
         valid
           ? "CPQ's clock (its Date header) is more than a day off ours"
           : "CPQ's Date header is not an HTTP date of a year from 1970: not taken as CPQ's clock",

@@ -1,6 +1,7 @@
 import { describe, expect } from 'vitest';
 import { SyncError } from '../../src/errors.js';
 import { rowVersions } from '../helpers/db-equals-simulator.js';
+import { cli } from '../helpers/cli-process.js';
 import { it, type Harness } from '../helpers/harness.js';
 import { editPage, scriptRequests } from '../helpers/scripted-pages.js';
 
@@ -141,5 +142,44 @@ describe('a bearer token holding " and \\ (a header carries them) echoed as a JS
     expect(await rowVersions(h.t)).toEqual(before);
     const said = [error.message, ...h.logLines, JSON.stringify(await h.t.query(`SELECT error, warnings, streams FROM cpq.sync_runs`))].join('\n');
     expect(said).not.toContain('Zq9x7Wv5');
+  });
+});
+
+describe('check, verify and the logs hide what a run hides (review HM)', () => {
+  // URL-encoded: not the credential as sent, so no page is refused for it; every error quoting it must still not show it.
+  const ENCODED = encodeURIComponent(`Basic ${BASIC}`);
+  const said = (out: { stdout: string; stderr: string }) => out.stdout + out.stderr;
+  const unsaid = (text: string) => {
+    expect(text).not.toContain(ENCODED.slice(0, 20));
+    expect(text).not.toContain(BASIC.slice(0, 12));
+  };
+
+  it('a company list naming a company after the credential: the run, check and verify all say its error quotes the credentials', async ({ startHarness }) => {
+    const h = await start(startHarness);
+    expect((await h.sync()).status).toBe('succeeded');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_USERNAME: USERNAME, CPQ_PASSWORD: PASSWORD, CPQ_COMPANIES: '*', LOG_LEVEL: 'error' };
+    // A name holding `/` is refused, naming it: the company list's record error quotes it.
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/companies')) req.reply(editPage(await req.real(), (page) => page.items.push({ loginName: `${ENCODED}/x`, name: 'x' })));
+    });
+    const run = await cli(['run'], env);
+    expect(run.stderr).toMatch(/^cpq-sync: a data error that quotes the credentials sent \(not shown\)/);
+    const check = await cli(['check'], env);
+    expect(check.code).toBe(1);
+    expect(check.stdout).toMatch(/✗ companies\s+a detail that quotes the credentials sent \(not shown\)/);
+    const verify = await cli(['verify'], env);
+    expect(verify.stderr).toMatch(/^cpq-sync: a data error that quotes the credentials sent \(not shown\)/);
+    for (const out of [run, check, verify]) unsaid(said(out));
+  });
+
+  it("a Date header quoting the credential: the run's warning about CPQ's clock does not", async ({ startHarness }) => {
+    const h = await start(startHarness);
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/users')) req.reply(await req.real(), { headers: { date: `Basic ${BASIC}` } });
+    });
+    expect((await h.sync()).status).toBe('succeeded');
+    const warning = h.logLines.find((l) => l.includes("CPQ's Date header"));
+    expect(warning).toContain('a Date header that quotes the credentials sent (not shown)');
+    unsaid(h.logLines.join('\n'));
   });
 });
