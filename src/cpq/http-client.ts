@@ -174,6 +174,13 @@ function escapedLength(text: string, at: number): number {
 }
 
 /**
+ * How many characters may stand between two runs of a credential's letters and digits for
+ * CredentialEcho.spelledAt: a JSON escape of one character (`\u002B`), an HTML one (`&#x2B;`), a
+ * URL-encoded one (`%2B`), or none (base64url leaves out `=`).
+ */
+const SPELLING_GAP = 6;
+
+/**
  * How a credential may stand in a JSON text: each character as it is or escaped (JSON_ESCAPE); and
  * its longest run of letters and digits, which JSON writers never escape.
  * Found by reading the text's escapes and searching the credential as it is (indexOf), in time
@@ -185,6 +192,9 @@ function escapedLength(text: string, at: number): number {
  */
 class CredentialEcho {
   readonly run: string;
+  /** The credential's runs of letters and digits, in order; `run` is the one at `runAt`. */
+  private readonly runs: string[];
+  private readonly runAt: number;
 
   /** The search of `credential`; null for one shorter than CREDENTIAL_ECHO_CHARS, which is not searched for. */
   static of(credential: string): CredentialEcho | null {
@@ -192,11 +202,19 @@ class CredentialEcho {
   }
 
   private constructor(private readonly credential: string) {
-    this.run = (credential.match(/[A-Za-z0-9]+/g) ?? []).reduce((a, b) => (b.length > a.length ? b : a), '');
+    this.runs = credential.match(/[A-Za-z0-9]+/g) ?? [];
+    this.runAt = this.runs.reduce((longest, run, i) => (run.length > this.runs[longest]!.length ? i : longest), 0);
+    this.run = this.runs[this.runAt] ?? '';
   }
 
-  /** Where in `text` the credential stands, as it is or escaped; -1 when nowhere. */
+  /** Where in `text` the credential stands, as it is, escaped, or spelled otherwise between its letters and digits (spelledAt); -1 when nowhere. */
   indexIn(text: string): number {
+    const found = this.escapedAt(text);
+    return found >= 0 || this.run.length < CREDENTIAL_ECHO_CHARS ? found : this.spelledAt(text);
+  }
+
+  /** Where in `text` the credential stands, as it is or JSON-escaped; -1 when nowhere. */
+  private escapedAt(text: string): number {
     if (!text.includes('\\')) return text.indexOf(this.credential);
     const read = text.replace(JSON_ESCAPE, escapedCharacter);
     const found = read.indexOf(this.credential);
@@ -205,6 +223,34 @@ class CredentialEcho {
     let at = 0;
     for (let i = 0; i < found; i++) at += escapedLength(text, at);
     return at;
+  }
+
+  /**
+   * Where in `text` every run of the credential's letters and digits stands in order, at most
+   * SPELLING_GAP characters apart: the credential with its other characters written another way.
+   * A gateway's echo URL-encodes it (`Basic%20…%2BPj4%2F`), a JWT library writes base64url
+   * (`-`, `_`, no `=`), and each was stored in raw (review HM). Searched from each place its
+   * longest run (`run`, at least CREDENTIAL_ECHO_CHARS long) stands, outward; -1 when nowhere.
+   */
+  private spelledAt(text: string): number {
+    for (let at = text.indexOf(this.run); at >= 0; at = text.indexOf(this.run, at + 1)) {
+      let start = at;
+      let end = at + this.run.length;
+      let whole = true;
+      for (let i = this.runAt - 1; whole && i >= 0; i--) {
+        const run = this.runs[i]!;
+        const found = text.lastIndexOf(run, start - run.length);
+        whole = found >= 0 && found + run.length <= start && start - (found + run.length) <= SPELLING_GAP;
+        start = found;
+      }
+      for (let i = this.runAt + 1; whole && i < this.runs.length; i++) {
+        const found = text.indexOf(this.runs[i]!, end);
+        whole = found >= 0 && found - end <= SPELLING_GAP;
+        end = found + this.runs[i]!.length;
+      }
+      if (whole) return start;
+    }
+    return -1;
   }
 }
 

@@ -53,6 +53,10 @@ describe('a page that holds the credential the run sent is refused without repea
     ['in a number field (its error would quote it)', (u) => (u.partyId = `Basic ${MARK}`), BASIC],
     // As .NET's JSON writer sends + (and a Java one /): JSON.parse puts the credential back together.
     ['with characters escaped as a JSON writer may', (u) => (u.notes = `Basic ${MARK}`), BASIC.replaceAll('+', '\\u002B').replaceAll('/', '\\/')],
+    // Spelled otherwise between its letters and digits (review HM: each was stored in raw).
+    ['URL-encoded, as a gateway echoing the request may', (u) => (u.notes = MARK), encodeURIComponent(`Basic ${BASIC}`)],
+    ['in base64url (- and _ for + and /, no = padding)', (u) => (u.notes = MARK), BASIC.replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')],
+    ['with HTML character references', (u) => (u.notes = MARK), BASIC.replaceAll('+', '&#x2B;').replaceAll('/', '&#47;')],
   ];
   for (const [what, edit, echo] of cases)
     it(what, async ({ startHarness }) => {
@@ -126,6 +130,13 @@ describe('a page that holds the credential the run sent is refused without repea
     reflect(h, (u) => (u.department = 'Purchasing'));
     expect((await h.sync({ full: true })).status).toBe('succeeded');
   });
+
+  it("a page holding only part of the credential's letters and digits, or all of them far apart, fails nothing", async ({ startHarness }) => {
+    const h = await start(startHarness);
+    const [longest, rest] = BASIC.split('+') as [string, string];
+    reflect(h, (u) => (u.notes = `${longest} and later ${rest}`));
+    expect((await h.sync({ full: true })).status).toBe('succeeded');
+  });
 });
 
 describe('a bearer token holding " and \\ (a header carries them) echoed as a JSON writer must escape them', () => {
@@ -146,21 +157,20 @@ describe('a bearer token holding " and \\ (a header carries them) echoed as a JS
 });
 
 describe('check, verify and the logs hide what a run hides (review HM)', () => {
-  // URL-encoded: not the credential as sent, so no page is refused for it; every error quoting it must still not show it.
-  const ENCODED = encodeURIComponent(`Basic ${BASIC}`);
+  // Its first 20 characters (a gateway cutting what it echoes): not the whole credential, so no page is refused for it; every error quoting it must still not show it.
+  const PART = BASIC.slice(0, 20);
   const said = (out: { stdout: string; stderr: string }) => out.stdout + out.stderr;
-  const unsaid = (text: string) => {
-    expect(text).not.toContain(ENCODED.slice(0, 20));
-    expect(text).not.toContain(BASIC.slice(0, 12));
-  };
+  const unsaid = (text: string) => expect(text).not.toContain(BASIC.slice(0, 12));
 
-  it('a company list naming a company after the credential: the run, check and verify all say its error quotes the credentials', async ({ startHarness }) => {
+  it('a company list naming a company after part of the credential: the run, check and verify all say its error quotes the credentials', async ({
+    startHarness,
+  }) => {
     const h = await start(startHarness);
     expect((await h.sync()).status).toBe('succeeded');
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_USERNAME: USERNAME, CPQ_PASSWORD: PASSWORD, CPQ_COMPANIES: '*', LOG_LEVEL: 'error' };
     // A name holding `/` is refused, naming it: the company list's record error quotes it.
     scriptRequests(h.sim, async (req) => {
-      if (req.path.endsWith('/companies')) req.reply(editPage(await req.real(), (page) => page.items.push({ loginName: `${ENCODED}/x`, name: 'x' })));
+      if (req.path.endsWith('/companies')) req.reply(editPage(await req.real(), (page) => page.items.push({ loginName: `${PART}/x`, name: 'x' })));
     });
     const run = await cli(['run'], env);
     expect(run.stderr).toMatch(/^cpq-sync: a data error that quotes the credentials sent \(not shown\)/);
