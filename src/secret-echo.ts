@@ -86,9 +86,9 @@ function encodedForms(secret: string): string[] {
  * digits of one of `secrets` (or of its hex or base64), ignoring case, compatibility forms and
  * whatever else stands between them: hiding a text that only looks like a secret costs an
  * excerpt, showing one leaks it. A secret with fewer than `window` letters and digits counts only
- * whole, with its case, and standing alone (standsAlone): `admin` would otherwise hide every
- * answer that names an Admin, and a one-letter password nearly every error (review DY). Empty
- * ones are skipped.
+ * whole, with its case, and standing alone (standsAlone), as do its hex and base64 of 6 characters
+ * or more: `admin` would otherwise hide every answer that names an Admin, and a one-letter
+ * password nearly every error (review DY). Empty ones are skipped.
  */
 export function quotesSecret(text: string, secrets: Iterable<string>, window: number): boolean {
   const forms = readings(text);
@@ -100,9 +100,17 @@ export function quotesSecret(text: string, secrets: Iterable<string>, window: nu
   }
   for (const secret of secrets) {
     if (secret === '') continue;
-    // Too short to have a run of its own (or mostly punctuation): it counts whole, with its case, standing alone.
+    // Too short to have a run of its own (or mostly punctuation): it counts whole, with its case,
+    // standing alone; so do its hex and base64 long enough not to be a number or word by chance
+    // (`Xk3!` as `WGszIQ==`: review HM).
     if (skeleton(secret).length < window) {
-      if (forms.some((f) => standsAlone(f, secret))) return true;
+      const whole = [
+        secret,
+        ...encodedForms(secret)
+          .flatMap((f) => (/^[0-9a-f]+$/.test(f) ? [f, f.toUpperCase()] : [f]))
+          .filter((f) => f.length >= 6),
+      ];
+      if (forms.some((f) => whole.some((w) => standsAlone(f, w)))) return true;
       continue;
     }
     for (const form of [secret, ...encodedForms(secret)]) {

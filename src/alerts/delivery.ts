@@ -89,6 +89,27 @@ const ERROR_BODY_CHARS = 200;
 const URL_ECHO_CHARS = 12;
 
 /**
+ * The path segments and query values of a webhook URL that look like keys (letters and digits,
+ * both, 6 or more), each a secret of its own: one shorter than URL_ECHO_CHARS, echoed without its
+ * parameter's name (`{"token":"K7q2Wm9xZp4"}` for `?key=K7q2Wm9xZp4`), quoted too few characters
+ * of the whole path and query to be seen (review HM). Words (`hooks`, `services`) are left out:
+ * standing alone in an answer, they would hide it for nothing.
+ */
+function urlTokens(url: URL): string[] {
+  const parts = [...url.pathname.split('/').map((p) => safeDecode(p)), ...url.searchParams.values()];
+  return parts.filter((p) => /[0-9]/.test(p) && /[A-Za-z]/.test(p) && (p.match(/[A-Za-z0-9]/g)?.length ?? 0) >= 6);
+}
+
+/** A path segment with its percent-escapes undone, or as it is when they are not UTF-8. */
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/**
  * The receiver's words, briefly; none when they quote the webhook's path or query in any form (a
  * 404 page of many frameworks names the path it was asked for): a Slack URL's path is its secret.
  */
@@ -96,10 +117,11 @@ async function briefBody(response: Response, webhookUrl: string, signal: AbortSi
   try {
     const url = new URL(webhookUrl);
     const secret = (url.pathname + url.search).replace(/^\//, '');
+    const secrets = [secret, ...urlTokens(url)];
     // The first chunk is plenty; leaving the loop cancels the rest of the body.
     for await (const chunk of bodyChunks(response, signal)) {
       const text = Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.length, ERROR_BODY_CHARS * 4)).toString('utf8');
-      if (quotesSecret(text, [secret], URL_ECHO_CHARS)) return '(its answer quotes the webhook URL: not shown)';
+      if (quotesSecret(text, secrets, URL_ECHO_CHARS)) return '(its answer quotes the webhook URL: not shown)';
       return oneLine(text.replace(/[^\x20-\x7e\s]/g, '?')).slice(0, ERROR_BODY_CHARS);
     }
     return '';

@@ -110,6 +110,23 @@ describe('a page that holds the credential the run sent is refused without repea
       }
     });
 
+  it('a short password echoed in base64 or hex hides the body, as a long one does; a short encoding (one letter, `cA` or `70`) does not (review HM)', async ({
+    startHarness,
+  }) => {
+    for (const [password, body, hidden] of [
+      ['Xk3!', `{"detail":"p=${Buffer.from('Xk3!').toString('base64')}"}`, true],
+      ['Xk3!', `{"detail":"p=${Buffer.from('Xk3!').toString('hex').toUpperCase()}"}`, true],
+      ['p', '{"detail":"cA 70 refused"}', false],
+    ] as const) {
+      const h = await start(startHarness, password);
+      scriptRequests(h.sim, (req) => {
+        if (req.path.endsWith('/users')) req.reply(body, { status: 400 });
+      });
+      const { message } = await h.syncError({ full: true });
+      expect(message.endsWith('with a body that quotes the credentials sent (not shown)'), `${body}: ${message}`).toBe(hidden);
+    }
+  });
+
   it('a short password escaped (URL, HTML) right after an escaped line break or tab still stands alone: the error is not shown', async ({ startHarness }) => {
     // Escaped, it is not the text redactCredentials cuts out: quotesSecret alone keeps it out of the error.
     const h = await start(startHarness, 'p@s5');

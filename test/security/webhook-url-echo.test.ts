@@ -49,4 +49,21 @@ describe("a webhook's refusal that quotes the webhook's path", () => {
     answer = { status: 410, body: 'channel_is_archived' };
     expect(await post()).toEqual({ ok: false, permanent: true, error: 'the webhook answered HTTP 410: channel_is_archived' });
   });
+
+  it('a key of the query or a path segment echoed alone, though shorter than the 12 characters the whole is looked for by (review HM), is not recorded either', async () => {
+    const key = 'K7q2Wm9xZp4';
+    const url = `${base}/hooks/alerts?key=${key}`;
+    for (const body of [`{"token":"${key}"}`, `bad key ${key}`]) {
+      answer = { status: 401, body };
+      const result = await postAlert({ url, secret: 'k', timeoutMs: 5_000 }, '{}', 'key-1');
+      expect(result, body).toEqual({ ok: false, permanent: true, error: 'the webhook answered HTTP 401: (its answer quotes the webhook URL: not shown)' });
+    }
+    // A word of the path standing alone is no key: the answer keeps its words.
+    answer = { status: 404, body: 'no such hooks' };
+    expect(await postAlert({ url, secret: 'k', timeoutMs: 5_000 }, '{}', 'key-1')).toEqual({
+      ok: false,
+      permanent: true,
+      error: 'the webhook answered HTTP 404: no such hooks',
+    });
+  });
 });
