@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { analyzeErasedTables } from '../db/sql/analyze-erased-tables.js';
-import { lastErasure, lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
+import { erasureCommitted, lastErasure, lockUserForErasure, recordErasure, scrubAlertOutbox } from '../db/sql/erasures.js';
 import { personalValues, redactUser } from '../db/sql/redact-personal.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
@@ -53,7 +53,7 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest, log: Log
     if (!(await readSiteNames(client)).includes(request.site)) throw new SyncError('config', `no site ${request.site} in this database: nothing to forget`);
     // Under the site's sync lock: a run going on may have read the user's rows before this erasure
     // and would write them back, in a restore's diff and an ended version, when it commits.
-    return await withSyncLock(client, request.site, () => erase(client, request), {
+    return await withSyncLock(client, request.site, () => erase(client, request, pool), {
       whenHeld: `a run of site ${request.site} is going on (it holds the site's sync lock) and could write ${who}'s data back: forget again once it has finished`,
       log,
     });
@@ -62,7 +62,8 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest, log: Log
   }
 }
 
-async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Erasure> {
+/** `pool`: where to ask, once the answer to COMMIT was lost, whether the erasure committed. */
+async function erase(client: pg.PoolClient, request: ForgetRequest, pool: pg.Pool): Promise<Erasure> {
   const who = `${request.company}/${request.login}`;
   try {
     await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
@@ -102,7 +103,14 @@ async function erase(client: pg.PoolClient, request: ForgetRequest): Promise<Era
       rowsRedacted,
     });
     await analyzeErasedTables(client);
-    await client.query('COMMIT');
+    try {
+      await client.query('COMMIT');
+    } catch (err) {
+      // The connection lost as COMMIT was sent: it may have gone through, and then the user is
+      // forgotten. Said as it is, not as an erasure rolled back (review HQ).
+      if (await erasureCommitted(pool, erasureId).catch(() => false)) return { erasureId, userId: user.id, rowsRedacted };
+      throw err;
+    }
     return { erasureId, userId: user.id, rowsRedacted };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

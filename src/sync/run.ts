@@ -233,6 +233,8 @@ class SyncRun {
 
     // Awaited before the commit and the rollback, which no signal may cancel: a cancel on its way lands before them.
     let stopCancelling: () => Promise<void> = async () => undefined;
+    /** The run's result once its COMMIT is sent: what it committed, if the answer to COMMIT is lost. */
+    let committing: Omit<RunResult, 'seconds'> | undefined;
     try {
       // Named: a database whose default is REPEATABLE READ would give the commit a snapshot older than
       // the commit_order lock it waits for, and two runs the same commit_seq (migration 0017).
@@ -252,6 +254,7 @@ class SyncRun {
       // The last statement may have waited (another site's run holding the commit order): a signal
       // that came meanwhile still rolls the run back, as it would have a moment earlier.
       throwIfInterrupted(this.options.signal, 'the run was interrupted (signal) before it finished');
+      committing = result;
       await client.query('COMMIT');
       runLog.info({ ...result, site: undefined, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
       // After the commit: ANALYZE holds a lock on the tables until its transaction ends, which
@@ -318,7 +321,17 @@ class SyncRun {
         ),
       );
       if (!recorded) {
-        // Its COMMIT went through before the connection failed: the record says what committed.
+        // Its COMMIT went through before the connection failed (the record is no longer `running`:
+        // the run's transaction made it `succeeded`). It succeeded, and says so: reported as
+        // failed and rolled back, it was a run that had changed the data and sent its alerts (review HQ).
+        if (committing !== undefined) {
+          runLog.warn(
+            { error: message },
+            'the connection to Postgres was lost as the run committed, and its record (cpq.sync_runs) says it succeeded: it committed',
+          );
+          runLog.info({ ...committing, site: undefined, runId: undefined, streams: undefined, http: undefined, seconds: seconds() }, 'sync run succeeded');
+          return { ...committing, seconds: seconds() };
+        }
         runLog.error(
           { error: message, kind: error.kind },
           'sync run failed after its commit reached the database; its record (cpq.sync_runs) says what committed',

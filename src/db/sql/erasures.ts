@@ -90,3 +90,12 @@ export async function lastErasure(
   );
   return row && { id: row.id, erasedAt: row.erased_at, requestedBy: row.requested_by };
 }
+
+/**
+ * Whether erasure `id` is recorded, as committed: asked on another connection once the answer to a
+ * forget's COMMIT was lost, which may have gone through.
+ */
+export async function erasureCommitted(on: Queryable, id: string): Promise<boolean> {
+  const rows = await runCompiled(on, sql<{ id: string }>`SELECT id FROM cpq.erasures WHERE id = ${id}::bigint`.compile(queryBuilder));
+  return rows.length === 1;
+}
