@@ -233,7 +233,7 @@ export function registerComplianceCommands(program: Command): void {
         const { forgetUser } = await import('../sync/forget.js');
         const database = await openDatabase(config, log, { existing: true });
         try {
-          await migrateSynced(database.pool, migrateLogged(log));
+          await migrateSynced(database.pool, migrateLogged(log)).catch(rethrowAsSyncError);
           const requestedBy = opts.by ?? osUser();
           const erasure = await forgetUser(database.pool, { site, company: opts.company, login: opts.login, reason: opts.reason, requestedBy }, log);
           if (erasure.earlier) {

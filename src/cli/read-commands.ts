@@ -136,7 +136,7 @@ export function registerReadCommands(program: Command): void {
             await requireKnownSites(database.pool, opts.site);
             // Now by the database's clock, which dates the runs: by this machine's, one behind
             // would snapshot an older state, or none.
-            const now = await readDatabaseNow(database.pool);
+            const now = await readDatabaseNow(database.pool).catch(rethrowAsSyncError);
             if (given !== undefined && given > now) {
               throw new ConfigError(
                 `--as-of ${given.toISOString()} is after the database's now (${now.toISOString()}): a snapshot of a time not yet past would change as runs commit; leave --as-of out for now`,
@@ -144,7 +144,7 @@ export function registerReadCommands(program: Command): void {
             }
             const asOf = given ?? now;
             // A live run's changes may take effect before asOf once committed: named below (sitesWithLiveRuns).
-            const locked = await sitesWithLiveRuns(database.pool, asOf, opts.site ?? []);
+            const locked = await sitesWithLiveRuns(database.pool, asOf, opts.site ?? []).catch(rethrowAsSyncError);
             const warnInProgress = (inProgress: { site: string; id: string; started_at: Date }[], on: Logger) => {
               for (const run of inProgress.filter((r) => locked.has(r.site))) {
                 on.warn(

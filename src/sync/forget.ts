@@ -50,13 +50,15 @@ export async function forgetUser(pool: pg.Pool, request: ForgetRequest, log: Log
     // statement_timeout cancelled a wait SYNC_LOCK_TIMEOUT allows (review DE).
     await prepareHoldingSession(client).catch(rethrowAsSyncError);
     // Not a site's first lock: a misspelt --site would be added to cpq.sites for good.
-    if (!(await readSiteNames(client)).includes(request.site)) throw new SyncError('config', `no site ${request.site} in this database: nothing to forget`);
+    if (!(await readSiteNames(client).catch(rethrowAsSyncError)).includes(request.site))
+      throw new SyncError('config', `no site ${request.site} in this database: nothing to forget`);
     // Under the site's sync lock: a run going on may have read the user's rows before this erasure
     // and would write them back, in a restore's diff and an ended version, when it commits.
+    // A database error of the lock's own statements (the connection lost) is one too, exit code 6.
     return await withSyncLock(client, request.site, () => erase(client, request, pool), {
       whenHeld: `a run of site ${request.site} is going on (it holds the site's sync lock) and could write ${who}'s data back: forget again once it has finished`,
       log,
-    });
+    }).catch(rethrowAsSyncError);
   } finally {
     await releaseHoldingSession(client);
   }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect } from 'vitest';
 import { Cleanups, cli } from './helpers/cli-process.js';
-import { commitCutProxy } from './helpers/commit-cut-proxy.js';
+import { cutProxy } from './helpers/cut-proxy.js';
 import { expectInSync } from './helpers/db-equals-simulator.js';
 import { it } from './helpers/harness.js';
 
@@ -21,7 +21,7 @@ describe('the answer to COMMIT lost', () => {
     expect((await cli(['run'], env)).code).toBe(0);
     const [login] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.updateUser('_host', login!, { lastName: 'Committed' });
-    const proxy = await commitCutProxy(h.t.url);
+    const proxy = await cutProxy(h.t.url, 'commit-answer');
     cleanups.push(proxy.close);
     const out = await cli(['run'], { ...env, DATABASE_URL: proxy.url });
     expect(proxy.cut).toBe(true);
@@ -42,7 +42,7 @@ describe('the answer to COMMIT lost', () => {
     const [login] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.deleteUser('_host', login!);
     expect((await cli(['run', '--full'], env)).code).toBe(0);
-    const proxy = await commitCutProxy(h.t.url);
+    const proxy = await cutProxy(h.t.url, 'commit-answer');
     cleanups.push(proxy.close);
     const forget = ['forget', '--company', '_host', '--login', login!, '--reason', 'ticket 7', '--by', 'test'];
     const out = await cli(forget, { ...env, DATABASE_URL: proxy.url });
@@ -55,4 +55,28 @@ describe('the answer to COMMIT lost', () => {
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('was forgotten already');
   });
+});
+
+describe('the connection lost before a query of forget or snapshot (review HQ)', () => {
+  // They exited 1 (an internal error) with node-postgres's bare "Connection terminated unexpectedly".
+  for (const [command, at] of [
+    ['forget', /pg_try_advisory_lock/],
+    ['snapshot', /clock_timestamp/],
+  ] as const)
+    it(`${command}: a database error, exit code 6, in one line; nothing is erased`, async ({ startHarness }) => {
+      const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 });
+      const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, LOG_LEVEL: 'error' };
+      expect((await cli(['run'], env)).code).toBe(0);
+      const [login] = h.sim.users('_host').map((u) => String(u.login));
+      h.sim.deleteUser('_host', login!);
+      expect((await cli(['run', '--full'], env)).code).toBe(0);
+      const proxy = await cutProxy(h.t.url, at);
+      cleanups.push(proxy.close);
+      const args = command === 'forget' ? ['forget', '--company', '_host', '--login', login!, '--reason', 'ticket 8'] : ['snapshot'];
+      const out = await cli(args, { ...env, DATABASE_URL: proxy.url });
+      expect(proxy.cut).toBe(true);
+      expect(out.code, out.stderr).toBe(6);
+      expect(out.stderr).toMatch(/^cpq-sync: [^\n]*database[^\n]*\n$/);
+      expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.erasures`)).toEqual([{ n: 0 }]);
+    });
 });

@@ -1,23 +1,26 @@
 import { connect, createServer, type Socket } from 'node:net';
 
-export interface CommitCutProxy {
+export interface CutProxy {
   /** `url`, its host and port the proxy's. */
   url: string;
-  /** Whether a COMMIT was passed on and its answer lost. */
+  /** Whether the connection was cut. */
   readonly cut: boolean;
   /** Ends every connection through the proxy and stops it listening. */
   close: () => Promise<void>;
 }
 
 /**
- * A TCP proxy on loopback in front of `url`'s server that loses the answer to one COMMIT: the
- * first `COMMIT` sent (a simple query) on a connection whose transaction began with `BEGIN
- * ISOLATION LEVEL READ COMMITTED` (a run's, forget's) is passed on to the server, which commits,
- * and the client's connection is cut at once, before the answer comes. Every other message passes
- * as it is. Postgres's protocol: a first (startup) message of a length and a body, then messages
- * of a type byte and a length.
+ * A TCP proxy on loopback in front of `url`'s server that cuts one connection once, by `rule`:
+ * - `commit-answer`: the answer to a COMMIT is lost. The first `COMMIT` sent (a simple query) on a
+ *   connection whose transaction began with `BEGIN ISOLATION LEVEL READ COMMITTED` (a run's,
+ *   forget's) is passed on to the server, which commits, and the client's connection is cut at
+ *   once, before the answer comes.
+ * - a pattern: the first query matching it (simple, or a prepared statement's text) is not sent,
+ *   and the connection is cut both ways: the connection lost as a command is about to ask it.
+ * Every other message passes as it is. Postgres's protocol: a first (startup) message of a length
+ * and a body, then messages of a type byte and a length.
  */
-export async function commitCutProxy(url: string): Promise<CommitCutProxy> {
+export async function cutProxy(url: string, rule: 'commit-answer' | RegExp): Promise<CutProxy> {
   const target = new URL(url);
   const sockets = new Set<Socket>();
   const kept = (socket: Socket) => {
@@ -46,17 +49,17 @@ export async function commitCutProxy(url: string): Promise<CommitCutProxy> {
         if (pending.length < length) return;
         const message = pending.subarray(0, length);
         pending = pending.subarray(length);
-        const query =
-          started && message[0] === 0x51
-            ? message
-                .subarray(5, message.length - 1)
-                .toString('utf8')
-                .trim()
-            : undefined;
+        const query = started ? queryOf(message) : undefined;
         started = true;
+        if (!cut && rule instanceof RegExp && query !== undefined && rule.test(query)) {
+          cut = true;
+          client.destroy();
+          upstream.destroy();
+          return;
+        }
         upstream.write(message);
         if (query?.startsWith('BEGIN ISOLATION LEVEL READ COMMITTED')) inTransaction = true;
-        if (!cut && inTransaction && query === 'COMMIT') {
+        if (!cut && rule === 'commit-answer' && inTransaction && query === 'COMMIT') {
           cut = true;
           client.destroy();
           upstream.once('data', () => setTimeout(() => upstream.destroy(), 50));
@@ -80,4 +83,17 @@ export async function commitCutProxy(url: string): Promise<CommitCutProxy> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** The SQL of a simple query (Q: its text) or of a statement prepared (P: a name, then its text), trimmed; undefined for other messages. */
+function queryOf(message: Buffer): string | undefined {
+  const body = message.subarray(5);
+  if (message[0] === 0x51)
+    return body
+      .subarray(0, body.length - 1)
+      .toString('utf8')
+      .trim();
+  if (message[0] !== 0x50) return undefined;
+  const textAt = body.indexOf(0) + 1;
+  return body.subarray(textAt, body.indexOf(0, textAt)).toString('utf8').trim();
 }
