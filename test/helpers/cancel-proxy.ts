@@ -1,4 +1,5 @@
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { listenInFrontOf, proxySockets } from './loopback-proxy.js';
 
 /** The protocol's CancelRequest code, as a CancelRequest packet holds it after its length. */
 const CANCEL_REQUEST_CODE = 80877102;
@@ -19,17 +20,13 @@ export interface CancelProxy {
  */
 export async function cancelProxy(url: string, forwardCancel: (forward: () => void) => void): Promise<CancelProxy> {
   const target = new URL(url);
-  const sockets = new Set<Socket>();
-  const kept = (socket: Socket) => {
-    sockets.add(socket.on('error', () => undefined).on('close', () => sockets.delete(socket)));
-    return socket;
-  };
+  const { sockets, keep } = proxySockets();
   // Half-open: the cancel's sender ends its side at once, and must see the connection close only once the server has read it.
   const server = createServer({ allowHalfOpen: true }, (client) => {
-    kept(client).once('data', (first) => {
+    keep(client).once('data', (first) => {
       client.pause();
       const forward = () => {
-        const upstream = kept(connect(Number(target.port), target.hostname));
+        const upstream = keep(connect(Number(target.port), target.hostname));
         upstream.write(first);
         client.pipe(upstream).pipe(client);
       };
@@ -38,17 +35,5 @@ export async function cancelProxy(url: string, forwardCancel: (forward: () => vo
       else forward();
     });
   });
-  // Not a fixed port: one is another test's or process's on a shared machine.
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const proxied = new URL(url);
-  proxied.hostname = '127.0.0.1';
-  proxied.port = String((server.address() as { port: number }).port);
-  return {
-    url: proxied.toString(),
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return listenInFrontOf(server, url, sockets);
 }

@@ -1,4 +1,5 @@
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { listenInFrontOf, proxySockets } from './loopback-proxy.js';
 
 export interface CutProxy {
   /** `url`, its host and port the proxy's. */
@@ -22,15 +23,11 @@ export interface CutProxy {
  */
 export async function cutProxy(url: string, rule: 'commit-answer' | RegExp): Promise<CutProxy> {
   const target = new URL(url);
-  const sockets = new Set<Socket>();
-  const kept = (socket: Socket) => {
-    sockets.add(socket.on('error', () => undefined).on('close', () => sockets.delete(socket)));
-    return socket;
-  };
+  const { sockets, keep } = proxySockets();
   let cut = false;
   const server = createServer((client) => {
-    kept(client);
-    const upstream = kept(connect(Number(target.port), target.hostname));
+    keep(client);
+    const upstream = keep(connect(Number(target.port), target.hostname));
     upstream.on('data', (d: Buffer) => client.write(d));
     upstream.on('close', () => client.destroy());
     let pending = Buffer.alloc(0);
@@ -68,20 +65,12 @@ export async function cutProxy(url: string, rule: 'commit-answer' | RegExp): Pro
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const proxied = new URL(url);
-  proxied.hostname = '127.0.0.1';
-  proxied.port = String((server.address() as { port: number }).port);
+  const proxy = await listenInFrontOf(server, url, sockets);
   return {
-    url: proxied.toString(),
+    ...proxy,
     get cut() {
       return cut;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
   };
 }
 
