@@ -97,15 +97,27 @@ const optionalText = z
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
 /**
- * Whether a URL holds an `@` past its authority (in its path, query or fragment): a password with
- * an unescaped `/`, `?` or `#` ends the authority early (`postgres://sync:2024/Spring@db/app` is
- * the host `sync`, port 2024), and what follows, password included, is no URL's password, so no
- * message hid it.
+ * Whether a URL holds an `@` past its authority where a password's rest would put it: a password
+ * with an unescaped `/`, `?` or `#` ends the authority early (`postgres://sync:2024/Spring@db/app`
+ * is the host `sync`, port 2024), and what follows, password included, is no URL's password, so no
+ * message hid it. So an `@` in the path or fragment, in a query parameter's name, or in a value
+ * that goes on with a `/` or `:` as a host's would (`?x=pw@db/app`). A value such as Azure's
+ * `user=admin@server` or `application_name=sync@prod` is left alone (review HP).
  */
 function atAfterHost(url: string): boolean {
   const authority = url.slice(url.indexOf('//') + 2);
   const end = authority.search(/[/?#]/);
-  return end >= 0 && authority.slice(end).includes('@');
+  if (end < 0) return false;
+  const rest = authority.slice(end);
+  const [beforeFragment = '', fragment] = rest.split(/#(.*)/s);
+  if (fragment?.includes('@')) return true;
+  const [path = '', query = ''] = beforeFragment.split(/\?(.*)/s);
+  if (path.includes('@')) return true;
+  return query.split('&').some((parameter) => {
+    const equals = parameter.indexOf('=');
+    const [name, value] = equals < 0 ? [parameter, ''] : [parameter.slice(0, equals), parameter.slice(equals + 1)];
+    return name.includes('@') || /@.*[/:]/s.test(value);
+  });
 }
 
 export const envSchema = z.object({

@@ -100,4 +100,15 @@ describe('a DATABASE_URL whose password is no URL password (review HM)', () => {
     expect(out.stderr).toMatch(/^cpq-sync: invalid configuration: DATABASE_URL: (is not a postgres:\/\/ URL|holds an @ after its host)[^\n]*\n$/);
     expect(out.stdout + out.stderr).not.toContain('hunter2');
   });
+
+  // An @ in a query value node-postgres reads as such (Azure's user@server login) is no password's rest (review HP).
+  it.each(['postgres://127.0.0.1:1/warehouse?user=myadmin@myserver&password=hunter2x', 'postgresql://u:hunter2x@127.0.0.1:1/db?application_name=sync@prod'])(
+    '%s is read: the connection is tried, its password hidden',
+    async (url) => {
+      const out = await cli(['status'], { DATABASE_URL: url });
+      expect(out.code, out.stderr).toBe(6);
+      expect(out.stderr).toMatch(/^cpq-sync: cannot connect to Postgres at postgres(ql)?:\/\/\S+: /);
+      expect(out.stdout + out.stderr).not.toContain('hunter2');
+    },
+  );
 });
