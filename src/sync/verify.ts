@@ -19,7 +19,7 @@ import {
   readUnsealedRuns,
 } from '../db/sql/read-proofs.js';
 import type { Logger } from '../logger.js';
-import { SyncError, printable } from '../errors.js';
+import { SyncError, asSyncError, printable } from '../errors.js';
 import { textTable } from '../text-table.js';
 import { requireSameCpq } from './site-cpq-url.js';
 
@@ -103,8 +103,8 @@ export async function verifySite(site: SiteConfig, pool: pg.Pool, log: Logger): 
   const http = new CpqHttpClient(site.cpq, createAuthenticator(site.cpq.auth, site.cpq.requestTimeoutMs, site.cpq.ca), log);
   // As a run's error: it may quote what CPQ said, which a gateway reflecting the request may have made the credentials (review HM).
   return verifyCounts(http, site.cpq, pool, site.name).catch((err: unknown) => {
-    if (!(err instanceof SyncError)) throw err;
-    throw new SyncError(err.kind, http.withoutCredentials(err.message, `a ${err.kind} error`), err.details());
+    const error = asSyncError(err);
+    throw new SyncError(error.kind, http.withoutCredentials(error.message, `a ${error.kind} error`), error.details());
   });
 }
 
