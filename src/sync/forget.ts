@@ -6,7 +6,7 @@ import { readSiteNames } from '../db/sql/read-site-names.js';
 import { describeWriteBlockersOf } from '../db/sql/read-cpq-lock-holders.js';
 import { withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
-import { SyncError, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
+import { SyncError, errorMessage, rethrowAsSyncError, toDatabaseOrInternal } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 export interface ForgetRequest {
@@ -109,8 +109,15 @@ async function erase(client: pg.PoolClient, request: ForgetRequest, pool: pg.Poo
       await client.query('COMMIT');
     } catch (err) {
       // The connection lost as COMMIT was sent: it may have gone through, and then the user is
-      // forgotten. Said as it is, not as an erasure rolled back (review HQ).
-      if (await erasureCommitted(pool, erasureId).catch(() => false)) return { erasureId, userId: user.id, rowsRedacted };
+      // forgotten. Said as it is, not as an erasure rolled back (review HQ); and when that cannot
+      // be known, not as either.
+      const committed = await erasureCommitted(pool, erasureId, user.id).catch((askErr: unknown) => {
+        throw new SyncError(
+          'database',
+          `lost the connection to Postgres as the erasure was committing (${errorMessage(err)}), and could not tell whether the erasure committed (${errorMessage(askErr)}): forget again, which says it was forgotten already if it did`,
+        );
+      });
+      if (committed) return { erasureId, userId: user.id, rowsRedacted };
       throw err;
     }
     return { erasureId, userId: user.id, rowsRedacted };

@@ -16,12 +16,15 @@ export interface CutProxy {
  *   connection whose transaction began with `BEGIN ISOLATION LEVEL READ COMMITTED` (a run's,
  *   forget's) is passed on to the server, which commits, and the client's connection is cut at
  *   once, before the answer comes.
+ * - `{ commitLateMs }`: the same, but the COMMIT reaches the server only that long after the
+ *   client's connection is cut: a server still committing (a slow fsync, a synchronous standby)
+ *   when the client asks, on another connection, whether it did.
  * - a pattern: the first query matching it (simple, or a prepared statement's text) is not sent,
  *   and the connection is cut both ways: the connection lost as a command is about to ask it.
  * Every other message passes as it is. Postgres's protocol: a first (startup) message of a length
  * and a body, then messages of a type byte and a length.
  */
-export async function cutProxy(url: string, rule: 'commit-answer' | RegExp): Promise<CutProxy> {
+export async function cutProxy(url: string, rule: 'commit-answer' | { commitLateMs: number } | RegExp): Promise<CutProxy> {
   const target = new URL(url);
   const { sockets, keep } = proxySockets();
   let cut = false;
@@ -54,14 +57,19 @@ export async function cutProxy(url: string, rule: 'commit-answer' | RegExp): Pro
           upstream.destroy();
           return;
         }
-        upstream.write(message);
         if (query?.startsWith('BEGIN ISOLATION LEVEL READ COMMITTED')) inTransaction = true;
-        if (!cut && rule === 'commit-answer' && inTransaction && query === 'COMMIT') {
+        if (!cut && !(rule instanceof RegExp) && inTransaction && query === 'COMMIT') {
           cut = true;
           client.destroy();
-          upstream.once('data', () => setTimeout(() => upstream.destroy(), 50));
+          const commit = () => {
+            upstream.write(message);
+            upstream.once('data', () => setTimeout(() => upstream.destroy(), 50));
+          };
+          if (rule === 'commit-answer') commit();
+          else setTimeout(commit, rule.commitLateMs);
           return;
         }
+        upstream.write(message);
       }
     });
   });

@@ -93,9 +93,15 @@ export async function lastErasure(
 
 /**
  * Whether erasure `id` is recorded, as committed: asked on another connection once the answer to a
- * forget's COMMIT was lost, which may have gone through.
+ * forget's COMMIT was lost, which may have gone through. Asked once the erasure's transaction has
+ * ended: it holds user `userId`'s row (lockUserForErasure) until it commits or rolls back, and a
+ * server still committing (a slow fsync, a synchronous standby) when asked at once had no row yet
+ * (review HP). The wait is bounded by the session's lock_timeout (SYNC_LOCK_TIMEOUT): past it, this
+ * throws, and whether the erasure committed is not known.
  */
-export async function erasureCommitted(on: Queryable, id: string): Promise<boolean> {
+export async function erasureCommitted(on: Queryable, id: string, userId: string): Promise<boolean> {
+  await runCompiled(on, sql`SELECT 1 FROM cpq.users WHERE id = ${userId}::bigint FOR KEY SHARE`.compile(queryBuilder));
+  // A statement of its own: one snapshot taken after the wait sees the erasure's commit.
   const rows = await runCompiled(on, sql<{ id: string }>`SELECT id FROM cpq.erasures WHERE id = ${id}::bigint`.compile(queryBuilder));
   return rows.length === 1;
 }
