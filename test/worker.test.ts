@@ -653,18 +653,31 @@ describe('health and metrics', () => {
 describe('shutdown signals', () => {
   const quiet = pino({ level: 'silent' });
 
-  it('the first signal aborts and resolves; SHUTDOWN_TIMEOUT then forces exit 1; a second signal exits 130', async () => {
+  it('the first signal aborts and resolves; SHUTDOWN_TIMEOUT then forces exit 1; a second signal exits 130; each exit by force says why in one line on stderr', async () => {
     const target = new EventEmitter();
     const exits: number[] = [];
-    const shutdown = new ShutdownSignals({ log: quiet, timeoutMs: 100, exit: (code) => exits.push(code), target });
+    const stderr: string[] = [];
+    const shutdown = new ShutdownSignals({
+      log: quiet,
+      timeoutMs: 100,
+      exit: (code) => exits.push(code),
+      target,
+      stderr: { write: (line) => stderr.push(line) },
+    });
     expect(shutdown.signal.aborted).toBe(false);
     target.emit('SIGTERM', 'SIGTERM');
     expect(shutdown.signal.aborted).toBe(true);
     expect(await shutdown.requested).toBe('SIGTERM');
+    expect(stderr).toEqual([]);
     await sleep(150);
     expect(exits).toEqual([1]);
     target.emit('SIGINT', 'SIGINT');
     expect(exits).toEqual([1, 130]);
+    // Before, the log's line on stdout alone (review HK).
+    expect(stderr).toEqual([
+      'cpq-sync: exiting by force: the shutdown SIGTERM asked for did not finish within SHUTDOWN_TIMEOUT (100 ms); Postgres rolls back what was not committed\n',
+      'cpq-sync: exiting by force: a second signal (SIGINT) came before the command had stopped; Postgres rolls back what was not committed\n',
+    ]);
     shutdown.dispose();
     expect(target.listenerCount('SIGTERM')).toBe(0);
   });

