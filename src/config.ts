@@ -1,5 +1,6 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { errorCode, hasControlCharacter, isHeaderText } from './errors.js';
+import { errorCode, errorMessage, hasControlCharacter, isHeaderText } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
@@ -419,14 +420,38 @@ function requireSecureUrl(name: string, url: string, allowInsecure: boolean, cre
  */
 function readCaFile(file: string | undefined): string | undefined {
   if (!file) return undefined;
+  let text: string;
   try {
-    return readOwnConfigFile(file)!.bytes.toString('utf8');
+    text = readOwnConfigFile(file)!.bytes.toString('utf8');
   } catch (err) {
     if (!(err instanceof ConfigFileRefused)) throw new ConfigError(`CPQ_CA_FILE: cannot read ${file} (${errorCode(err) ?? 'error'})`);
     const refusal =
       err.reason === 'foreign-writer' ? foreignWriterRefusal('read it', 'chooses which server is trusted as CPQ, and so where the credentials go') : '';
     throw new ConfigError(`CPQ_CA_FILE: ${file}${err.problem}${refusal}`);
   }
+  const problem = caCertificatesProblem(text);
+  if (problem) throw new ConfigError(`CPQ_CA_FILE: ${file} ${problem}`);
+  return text;
+}
+
+/**
+ * Why `text` is not a CA file, or undefined when it is: one certificate or more in PEM, each one
+ * readable. Node's TLS takes any text as CAs and adds none of it: a key, a DER file or an empty one
+ * given by mistake was accepted, and every request then failed "not issued by a CA this system
+ * trusts", naming the file as if it had been read (review HK).
+ */
+function caCertificatesProblem(text: string): string | undefined {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0)
+    return "holds no certificate in PEM form (-----BEGIN CERTIFICATE-----): put the certificate of the CA that issued the site's there (from DER: openssl x509 -inform der -in FILE -out ca.pem)";
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch (err) {
+      return `holds a certificate that cannot be read (certificate ${i + 1} of ${blocks.length}: ${errorMessage(err)}): put the certificate of the CA that issued the site's there, in PEM`;
+    }
+  }
+  return undefined;
 }
 
 /**

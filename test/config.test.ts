@@ -6,8 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { durationSetting, envSchema, parseDuration } from '../src/config-env.js';
 import { ConfigError, likelyTypos, loadConfig } from '../src/config.js';
+import { TEST_CERT_FILE } from './helpers/tls-front.js';
 
 const base = { CPQ_BASE_URL: 'https://site.example.com' };
+const TEST_CERT = readFileSync(TEST_CERT_FILE, 'utf8');
 
 /** Folders the tests wrote files in, removed when the file's tests end: left, each run added four to the temporary folder. */
 const tempDirs: string[] = [];
@@ -319,15 +321,48 @@ describe('transport security settings', () => {
       /CPQ_BASE_URL must not contain a user name or password: use the CPQ_\* auth settings/,
     );
     const dir = tempDir('cpq-ca-');
-    writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'ca.pem'), TEST_CERT);
     expect(loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'ca.pem') }).cpq!.ca).toContain('BEGIN CERTIFICATE');
     expect(() => loadConfig({ ...base, CPQ_CA_FILE: join(dir, 'nope.pem') })).toThrow(/CPQ_CA_FILE: cannot read .*nope\.pem \(ENOENT\)/);
+  });
+
+  it("refuses a CPQ_CA_FILE (or a site's caFile) that holds no readable certificate in PEM: Node took any text and added no CA (review HK)", () => {
+    const dir = tempDir('cpq-ca-');
+    const file = (name: string, text: string | Buffer) => {
+      writeFileSync(join(dir, name), text, { mode: 0o600 });
+      return join(dir, name);
+    };
+    const none =
+      "holds no certificate in PEM form (-----BEGIN CERTIFICATE-----): put the certificate of the CA that issued the site's there (from DER: openssl x509 -inform der -in FILE -out ca.pem)";
+    const der = Buffer.from(TEST_CERT.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+    for (const [name, text] of [
+      ['empty.pem', ''],
+      ['key.pem', '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n'],
+      ['ca.der', der],
+      ['begin-only.pem', '-----BEGIN CERTIFICATE-----\n' + TEST_CERT.split('\n').slice(1, 3).join('\n')],
+    ] as const)
+      expect(() => loadConfig({ ...base, CPQ_CA_FILE: file(name, text) }), name).toThrow(`CPQ_CA_FILE: ${join(dir, name)} ${none}`);
+    expect(() => loadConfig({ ...base, CPQ_CA_FILE: file('fake.pem', '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n') })).toThrow(
+      /^invalid configuration: CPQ_CA_FILE: .*fake\.pem holds a certificate that cannot be read \(certificate 1 of 1: [^)]+\): put the certificate of the CA that issued the site's there, in PEM$/,
+    );
+    expect(() =>
+      loadConfig({ ...base, CPQ_CA_FILE: file('second-bad.pem', TEST_CERT + '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n') }),
+    ).toThrow(/holds a certificate that cannot be read \(certificate 2 of 2: /);
+    const sites = file(
+      'sites.yaml',
+      `- {name: a, baseUrl: https://a.example.com, username: u, passwordFile: ${file('pw', 'secret')}, caFile: ${join(dir, 'key.pem')}}\n`,
+    );
+    expect(() => loadConfig({ CPQ_SITES_FILE: sites })).toThrow(`caFile: ${join(dir, 'key.pem')} ${none}`);
+    // Two CAs, with a comment before and CRLF line ends: read.
+    expect(loadConfig({ ...base, CPQ_CA_FILE: file('two.pem', `# our CAs\r\n${TEST_CERT.replace(/\n/g, '\r\n')}${TEST_CERT}`) }).cpq!.ca).toContain(
+      'BEGIN CERTIFICATE',
+    );
   });
 
   it("refuses a CPQ_CA_FILE (or a site's caFile) another local user could have written: whoever adds a CA to it chooses where the credentials go (review HA)", () => {
     const dir = tempDir('cpq-ca-');
     const ca = join(dir, 'ca.pem');
-    writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    writeFileSync(ca, TEST_CERT);
     chmodSync(ca, 0o646);
     const refusal = `${ca} can be written by every user (mode 646): refusing to read it, since whoever wrote it chooses which server is trusted as CPQ, and so where the credentials go; make it yours and not writable by others (chown, chmod go-w)`;
     expect(() => loadConfig({ ...base, CPQ_CA_FILE: ca })).toThrow(`CPQ_CA_FILE: ${refusal}`);
