@@ -116,7 +116,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     document = parsed.toJS({ maxAliasCount: 100 });
     keyPlace = keyPlacesOf(yaml, parsed, lineCounter);
   } catch (err) {
-    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${yamlProblem(err)})`], warnings: [] };
+    return { sites: [], errors: [`CPQ_SITES_FILE: ${file} is not valid JSON or YAML (${yamlProblem(err, text)})`], warnings: [] };
   }
   // Beside "sites", a key (a "defaults:" block, say) would be read by nobody: refused rather than ignored.
   if (isRecord(document) && Array.isArray(document['sites'])) {
@@ -228,6 +228,22 @@ const SECRET_KEYS = new Set(['password', 'token', 'oauth.clientSecret']);
 /** An environment variable's name as one is spelt: capitals, digits and `_`. */
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
+/** Every key a site may hold, at its top level or in its `oauth`. */
+const ALL_KEYS = ['name', ...Object.keys(SITE_KEYS), 'oauth', ...Object.keys(OAUTH_KEYS)];
+
+/**
+ * The known key `text` begins with, followed by a colon and no space (`password:S3cret`: one
+ * plain text to YAML, not a key and its value), or undefined. Only the key is ever named.
+ */
+function knownKeyGlued(text: string, keys: readonly string[]): string | undefined {
+  const colon = text.indexOf(':');
+  if (colon <= 0 || colon === text.length - 1 || /\s/.test(text[colon + 1]!)) return undefined;
+  const key = text.slice(0, colon);
+  return keys.includes(key) ? key : undefined;
+}
+
+const colonHint = (key: string) => `it looks like ${key}: with no space after the colon, which YAML does not read as a key: write \`${key}: …\``;
+
 /**
  * An unknown key, named only when it is a near miss of a known one (a typo: `pasword`, `clientID`),
  * which cannot be a secret; any other is named by its place, since it may be a secret typed where
@@ -240,7 +256,8 @@ function unknownKey(where: (key?: string) => string, key: string, { at, line }: 
   const near = nearMiss(key, keys);
   const place = prefix === '' ? 'the site' : 'its oauth';
   // Not printed even then: a weak password is a near miss too (Passw0rd! of password).
-  const guess = near === undefined ? '' : `; did you mean ${prefix}${near}?`;
+  const glued = knownKeyGlued(key, keys);
+  const guess = glued !== undefined ? `; ${colonHint(prefix + glued)}` : near === undefined ? '' : `; did you mean ${prefix}${near}?`;
   return `${where()}: key ${at + 1} of ${place}${line === undefined ? '' : ` (line ${line})`} is not a known key (not printed: it may be a value typed in its place)${guess} (known: ${known})`;
 }
 
@@ -317,9 +334,16 @@ function expandVariables(text: string, env: Env, used?: Set<string>): string | {
  * its text, which quotes the file. The alias errors of toJS have no code; their text names the
  * alias (`password: *S3cret` is an alias to yaml), so they are named by fixed words.
  */
-function yamlProblem(err: unknown): string {
+function yamlProblem(err: unknown, text: string): string {
   const { code, linePos } = (err ?? {}) as { code?: unknown; linePos?: { line: number; col: number }[] };
-  if (typeof code === 'string') return linePos?.[0] ? `${code} at line ${linePos[0].line}, column ${linePos[0].col}` : code;
+  if (typeof code === 'string') {
+    if (!linePos?.[0]) return code;
+    const { line, col } = linePos[0];
+    // yaml names the line after a `key:value` line at times: both are looked at.
+    const lines = text.split('\n', line);
+    const glued = [lines[line - 1], lines[line - 2]].map((l) => knownKeyGlued(l?.replace(/^\s*(?:-\s+)?/, '') ?? '', ALL_KEYS)).find((k) => k !== undefined);
+    return `${code} at line ${line}, column ${col}${glued === undefined ? '' : `; ${colonHint(glued)}`}`;
+  }
   const message = err instanceof Error ? err.message : '';
   if (message.startsWith('Excessive alias count')) return 'too many aliases (a file that expands without bound)';
   if (message.startsWith('Unresolved alias')) return 'an alias (*name) to no anchor: quote a value that starts with *';
