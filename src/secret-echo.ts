@@ -4,8 +4,10 @@
  * secret cut out: a gateway or framework may echo a request escaped (JSON's `\/`, `\u002f`),
  * URL-encoded (`Basic%20…%3D`), as HTML entities, in hex or base64, with characters between the
  * secret's, or only in part (cut at some length), and an exact match of the secret misses each.
- * What is scanned is bounded by the caller (an excerpt's first few KiB, or an error message).
+ * What is scanned is bounded (an excerpt's first few KiB; a message, by withoutSecrets): the search
+ * holds each run of the text's characters.
  */
+import { headOf } from './exact-json.js';
 
 /** Percent-escapes undone (`%uXXXX` too), as bytes read as UTF-8 (`%C3%BC` is ü); `+` is a space, as in a form. */
 function urlDecoded(text: string): string {
@@ -139,6 +141,23 @@ function standsAlone(text: string, secret: string): boolean {
   return false;
 }
 
+/**
+ * The most of a message withoutSecrets searches and gives back: far more than any message of ours
+ * with its quotes of CPQ's words (a few hundred characters; a list of lock holders, of failed sites).
+ */
+export const MESSAGE_MAX_CHARS = 16_384;
+
+/**
+ * `message`, cut to MESSAGE_MAX_CHARS. A message quotes names CPQ sent (a company login, in a URL
+ * too), which may be as long as a page: one of 4 million characters was searched whole (quotesSecret
+ * holds each run of `window` characters: ~60 bytes of heap a character), and the image's 192 MB heap
+ * ran out; the rest would have gone to stderr, the logs and the run's record (review HS).
+ */
+function boundedMessage(message: string): string {
+  if (message.length <= MESSAGE_MAX_CHARS) return message;
+  return `${headOf(message, MESSAGE_MAX_CHARS)}… (${message.length - MESSAGE_MAX_CHARS} more characters not shown)`;
+}
+
 /** The URLs a message of ours names (the requests we made): from the scheme to a space or a quote. */
 const URLS = /\bhttps?:\/\/[^\s"'<>]+/gi;
 
@@ -151,7 +170,8 @@ const URLS = /\bhttps?:\/\/[^\s"'<>]+/gi;
  * words, `p` made every URL `htt[redacted]://` (review HK), and cut out of our own wording (`GET`)
  * a short secret would be read from the gap.
  */
-export function withoutSecrets(message: string, secrets: Iterable<string>, window: number, hidden: string): string {
+export function withoutSecrets(whole: string, secrets: Iterable<string>, window: number, hidden: string): string {
+  const message = boundedMessage(whole);
   const long: string[] = [];
   const short: string[] = [];
   for (const secret of secrets) if (secret !== '') (skeleton(secret).length < window ? short : long).push(secret);

@@ -5,7 +5,7 @@ import type { CpqConfig } from '../config.js';
 import { SyncError, errorCode, errorMessage, oneLine, throwIfInterrupted } from '../errors.js';
 import type { Dispatcher } from 'undici';
 import type { Authenticator } from './auth.js';
-import { TooComplexError, parseExactJson } from '../exact-json.js';
+import { TooComplexError, describeValue, parseExactJson } from '../exact-json.js';
 import { ItemsFormError, RepeatedPagingFieldError, TwoItemsError, cutCollectionBody } from './json-items.js';
 import { PageRecords } from './page-records.js';
 import { RequestBudget, type Slot } from './request-budget.js';
@@ -55,7 +55,7 @@ export interface JsonResponse {
  */
 export function pathSegment(what: string, name: string): string {
   const problem = pathSegmentProblem(name);
-  if (problem !== undefined) throw new SyncError('data', `${what} ${JSON.stringify(name)} ${problem}`);
+  if (problem !== undefined) throw new SyncError('data', `${what} ${describeValue(name)} ${problem}`);
   return encodeURIComponent(name);
 }
 

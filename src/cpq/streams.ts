@@ -1,7 +1,7 @@
 import type { CpqConfig } from '../config.js';
 import { SyncError, errorMessage } from '../errors.js';
 import { pathSegment, type CpqHttpClient } from './http-client.js';
-import { isJsonObject, sentString } from '../exact-json.js';
+import { describeValue, isJsonObject, sentString } from '../exact-json.js';
 import { keysetPages, offsetPages, readCollection, type Page } from './paging.js';
 import { canonicalize, fieldNameKey } from './user-fields.js';
 
@@ -107,12 +107,12 @@ export async function listCompanies(client: CpqHttpClient, config: CpqConfig): P
       if (listed.has(login)) {
         throw new SyncError(
           'data',
-          `GET ${page.url}: the company list names ${JSON.stringify(login)} twice: it moved while it was read, so companies may be missing`,
+          `GET ${page.url}: the company list names ${describeValue(login)} twice: it moved while it was read, so companies may be missing`,
         );
       }
       const flags = new Set(hostFlags(record));
       if (flags.size > 1) {
-        throw new SyncError('data', `GET ${page.url}: the company list's entry ${JSON.stringify(login)} says isHost twice, differently; refused`);
+        throw new SyncError('data', `GET ${page.url}: the company list's entry ${describeValue(login)} says isHost twice, differently; refused`);
       }
       const host = flags.has(true) || login === config.hostCompany;
       held += login.length + HELD_PER_COMPANY;
