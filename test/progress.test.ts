@@ -87,6 +87,38 @@ describe('the display of several sites', () => {
   });
 });
 
+describe('the display of many streams', () => {
+  plainIt("draws a frame with work in proportion to the streams shown, not to their square (each line worked out every stream's label)", () => {
+    const out = Object.assign(new PassThrough(), { isTTY: true, columns: 200 });
+    let drawn = '';
+    out.on('data', (d: Buffer) => (drawn += d.toString()));
+    const display = new ProgressDisplay(out);
+    // Every read of a stream's report is counted: the work a frame does on the streams.
+    let reads = 0;
+    const counted = (r: StreamReport): StreamReport =>
+      new Proxy(r, {
+        get: (target, key, receiver) => {
+          reads++;
+          return Reflect.get(target, key, receiver) as unknown;
+        },
+      });
+    const n = 300;
+    const started = Date.now();
+    for (let i = 0; i < n; i++) display.forSite('eu').update(counted({ ...report(i, n), stream: `companies/c${i}` }), started);
+    // A second site, with the longest name: every line is labelled by its site and padded to it.
+    display.forSite('us').update(counted({ ...report(1, 2), stream: 'companies/longest-name' }), started);
+    reads = 0;
+    display.stop(); // draws the last frame of every line
+    // A few reads a line (received, totalResults); before, each line read all 301 streams' names.
+    expect(reads / (n + 1), `${reads} reads`).toBeLessThan(20);
+    const screen = drawn.replace(ANSI, '');
+    const width = 'us: companies/longest-name'.length;
+    expect(screen).toContain(`${'eu: companies/c7'.padEnd(width)}  [`);
+    expect(screen).toContain(`${'eu: companies/c299'.padEnd(width)}  [`);
+    expect(screen).toContain(`us: companies/longest-name  [${'█'.repeat(12)}`);
+  });
+});
+
 describe('cpq-sync run in a terminal', () => {
   it('draws one line per stream in place, moves page lines to debug, and ends with a table per company', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 30, integrationUsers: 0 });
