@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -608,5 +608,26 @@ describe('cpq-sync check, an embedded Postgres not made yet (operator review EG)
     // A DATA_DIR this user may make is still a warning: the first run creates it.
     const fine = await runCheck({ ...env, DATA_DIR: join(dir, 'data') });
     expect(step(fine, 'database')).toMatchObject({ status: 'warn', detail: `embedded Postgres in ${join(dir, 'data')} does not exist yet` });
+  });
+
+  it('takes an empty DATA_DIR/pg (a first run whose initdb failed, an empty volume) for none: warns and makes no cluster there; the next run does', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-check-data-'));
+    chmodSync(dir, 0o755); // as root the server runs as postgres, which must enter it
+    mkdirSync(join(dir, 'pg'));
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, CPQ_RETRY_BASE_DELAY: '5ms', DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()) };
+    // Before, it started one: initdb made a whole cluster in the folder, though check writes nothing.
+    const report = await runCheck(env);
+    expect(report.database?.steps.slice(0, 2)).toEqual([
+      { step: 'database', status: 'warn', detail: `embedded Postgres in ${dir} does not exist yet`, fix: 'the first run creates it, or set DATABASE_URL' },
+      { step: 'schema', status: 'skip', detail: 'no database yet' },
+    ]);
+    expect(readdirSync(join(dir, 'pg'))).toEqual([]);
+    // The run after the failed one makes it, in that folder.
+    const run = await cli(['run'], env);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(readdirSync(join(dir, 'pg'))).toContain('PG_VERSION');
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
@@ -111,6 +111,29 @@ describe('read-only commands', () => {
       `cpq-sync: no database: DATABASE_URL is not set, and there is no embedded Postgres in ${join(dir, 'data')} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
     );
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('nor in an empty DATA_DIR/pg (a first run whose initdb failed, an empty volume): the same exit code 6, and the folder stays empty', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cpq-no-embedded-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await mkdir(join(dir, 'data', 'pg'), { recursive: true });
+    const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATA_DIR: join(dir, 'data'), ...WEBHOOK };
+    // Before, each made a cluster there (initdb), then exited 6 finding no database cpq_sync in it.
+    await expectEachRefused(
+      [
+        ['status'],
+        ['snapshot', '--out', join(dir, 'users.csv')],
+        ['changes', '--after', '0'],
+        ['verify'],
+        ['alerts', 'list'],
+        ['alerts', 'retry'],
+        ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
+      ],
+      env,
+      `cpq-sync: no database: DATABASE_URL is not set, and there is no embedded Postgres in ${join(dir, 'data')} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
+    );
+    expect(await readdir(join(dir, 'data', 'pg'))).toEqual([]);
+    expect(await readdir(dir)).toEqual(['data']);
   });
 
   it('every command but run, schedule and migrate refuses a database without the cpq schema in one line, saying no run synced into it, not to migrate (review CC, review DB)', async ({

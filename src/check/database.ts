@@ -1,7 +1,7 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
-import { openDatabase, type Database } from '../db/connect.js';
+import { embeddedClusterMade, openDatabase, type Database } from '../db/connect.js';
 import { DATA_DIR_FIX, NoRunsDatabase, embeddedFolderProblem } from '../db/embedded.js';
 import { redactUrl } from '../db/database.js';
 import {
@@ -120,7 +120,8 @@ export async function checkSiteCpq(database: Database, site: SiteConfig): Promis
  */
 export async function checkDatabase(config: AppConfig, log: Logger, sites: readonly SiteConfig[]): Promise<{ where: string; steps: StepResult[] }> {
   const siteSteps = (why: string) => sites.flatMap((site) => [skip(`sync lock (${site.name})`, why), skip(`cpq (${site.name})`, why)]);
-  if (!config.databaseUrl && !existsSync(join(config.dataDir, 'pg'))) {
+  // An empty DATA_DIR/pg (a first run whose initdb failed, an empty volume) holds no cluster either.
+  if (!config.databaseUrl && !embeddedClusterMade(join(config.dataDir, 'pg'))) {
     const where = `embedded Postgres in ${config.dataDir}`;
     // What the first run would meet making it (a checkout under /root, a DATA_DIR this user may not write): it exits 6.
     let problem: string | undefined;

@@ -23,6 +23,7 @@ import pg from 'pg';
 import { EXIT_CODES, SyncError, errorCode, errorMessage } from '../errors.js';
 import { OWNER_TAG, leftByEndedProcess, ownerTag, processRuns, taggedHere } from '../process-runs.js';
 import { foreignPathPart, ownPrivateGroup, tmpdirRefusal, uidName } from '../local-paths.js';
+import { embeddedClusterMade } from './connect.js';
 
 /** An embedded cluster without the runs' database (one the demo made), asked for one that exists: read-only commands make none. */
 export class NoRunsDatabase extends SyncError {
@@ -42,7 +43,7 @@ export interface EmbeddedOptions {
   dataDir: string;
   port: number;
   database?: string;
-  /** The database must be there already: a command with nothing to do in a new one (status, the exports) does not create it. */
+  /** The cluster and its database must be there already: a command with nothing to do in a new one (status, the exports) creates neither. */
   existing?: boolean;
   persistent?: boolean;
   /**
@@ -122,9 +123,10 @@ function closedFolderProblem(dataDir: string): string | undefined {
 
 /**
  * Why a first start could not make the data folder `dataDir` (`DATA_DIR/pg`), in the words the
- * start would fail with (exit code 6), or undefined. For `cpq-sync check`, before any folder
- * exists: it said "the first run creates it" to a checkout under /root, or a DATA_DIR this user
- * may not write, and that first run failed. Throws when the embedded Postgres is not installed.
+ * start would fail with (exit code 6), or undefined. For `cpq-sync check`, before any cluster
+ * exists (no folder, or an empty one): it said "the first run creates it" to a checkout under
+ * /root, or a DATA_DIR this user may not write, and that first run failed. Throws when the
+ * embedded Postgres is not installed.
  */
 export function embeddedFolderProblem(dataDir: string): string | undefined {
   const closed = closedFolderProblem(resolve(dataDir));
@@ -693,6 +695,14 @@ async function writePasswordFile(runtime: Runtime, password: string): Promise<vo
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dataDir = resolve(options.dataDir);
   const database = options.database ?? 'cpq_sync';
+  // No cluster yet (no folder, or an empty one a failed first run left): a command that only reads
+  // what runs wrote makes none, nor DATA_DIR or the server account, whoever calls this (openDatabase refuses first).
+  if (options.existing === true && !embeddedClusterMade(dataDir)) {
+    throw new SyncError(
+      'database',
+      `no database: DATABASE_URL is not set, and there is no embedded Postgres in ${dataDir} for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
+    );
+  }
   const closed = closedFolderProblem(dataDir);
   if (closed !== undefined) throw new SyncError('database', closed);
   const account = await serverAccount();

@@ -191,6 +191,19 @@ describe('the embedded Postgres, seen by another local user', () => {
     }
   });
 
+  it('a start for a command that only reads (existing) makes no cluster in an empty data folder, nor DATA_DIR where there is none', async () => {
+    const dir = await dataFolder();
+    await mkdir(join(dir, 'pg'));
+    const start = (dataDir: string) => startEmbeddedPostgres({ dataDir, port: 1, database: 'cpq_sync', existing: true });
+    const refusal = (dataDir: string) =>
+      `no database: DATABASE_URL is not set, and there is no embedded Postgres in ${dataDir} for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`;
+    // Before, initdb made one in it, and the start then found no database cpq_sync there.
+    await expect(start(join(dir, 'pg'))).rejects.toThrow(refusal(join(dir, 'pg')));
+    expect(await readdir(join(dir, 'pg'))).toEqual([]);
+    await expect(start(join(dir, 'none', 'pg'))).rejects.toThrow(refusal(join(dir, 'none', 'pg')));
+    expect(await readdir(dir)).toEqual(['pg']);
+  });
+
   it('a data folder of the previous release (password "postgres") keeps its data and gets a random password at its first start', async () => {
     const dir = await dataFolder();
     const port = await freePort();
