@@ -487,16 +487,27 @@ describe('alerts on privileged access', () => {
       return postAlert({ url: hook.url, secret: SECRET, timeoutMs: 10_000 }, '{}', 'k1');
     };
     for (const status of [408, 425, 429, 500, 503, 599]) {
-      expect(await answer(status), `HTTP ${status}`).toEqual({ ok: false, permanent: false, error: `the webhook answered HTTP ${status}: no_service` });
+      expect(await answer(status), `HTTP ${status}`).toEqual({
+        ok: false,
+        permanent: false,
+        error: `the webhook answered HTTP ${status}: no_service`,
+        bare: `the webhook answered HTTP ${status}`,
+      });
     }
     for (const status of [400, 401, 404, 409, 499]) {
-      expect(await answer(status), `HTTP ${status}`).toEqual({ ok: false, permanent: true, error: `the webhook answered HTTP ${status}: no_service` });
+      expect(await answer(status), `HTTP ${status}`).toEqual({
+        ok: false,
+        permanent: true,
+        error: `the webhook answered HTTP ${status}: no_service`,
+        bare: `the webhook answered HTTP ${status}`,
+      });
     }
     for (const status of [300, 302, 308, 399]) {
       expect(await answer(status), `HTTP ${status}`).toEqual({
         ok: false,
         permanent: true,
         error: `the webhook answered HTTP ${status}: no_service (a redirect, not followed)`,
+        bare: `the webhook answered HTTP ${status} (a redirect, not followed)`,
       });
     }
     expect(await answer(200)).toEqual({ ok: true });

@@ -2,7 +2,7 @@ import type { AlertsConfig } from '../config.js';
 import { claimDueAlerts, type AlertRow } from '../db/sql/claim-due-alerts.js';
 import { bodyChunks } from '../fetch-body.js';
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
-import type { Queryable } from '../db/compiled-query.js';
+import type pg from 'pg';
 import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-outcome.js';
 import { releaseAlerts } from '../db/sql/release-alerts.js';
 import { errorCode, errorMessage, isUndefinedTable, oneLine, printable } from '../errors.js';
@@ -80,7 +80,8 @@ export function alertPayload(alert: AlertRow, sentAt = new Date()): AlertPayload
 }
 
 /** The outcome of one POST, as recordAlertOutcome takes it but for the retry delay. */
-export type PostResult = { ok: true } | { ok: false; permanent: boolean; error: string };
+/** `bare`: the error without the receiver's words, which may quote the alert's user (recordAlertOutcome). */
+export type PostResult = { ok: true } | { ok: false; permanent: boolean; error: string; bare: string };
 
 /** The receiver's words on a refusal, briefly: untrusted text, one line, at most this many characters. */
 const ERROR_BODY_CHARS = 200;
@@ -162,20 +163,20 @@ export async function postAlert(webhook: Webhook, body: string, idempotencyKey: 
       return { ok: true };
     }
     const said = await briefBody(response, webhook.url, request.signal);
-    const error = `the webhook answered HTTP ${response.status}${said ? `: ${said}` : ''}`;
-    if (response.status >= 300 && response.status < 400) return { ok: false, permanent: true, error: `${error} (a redirect, not followed)` };
+    const bare = `the webhook answered HTTP ${response.status}`;
+    const error = `${bare}${said ? `: ${said}` : ''}`;
+    if (response.status >= 300 && response.status < 400)
+      return { ok: false, permanent: true, error: `${error} (a redirect, not followed)`, bare: `${bare} (a redirect, not followed)` };
     const transient = response.status === 408 || response.status === 425 || response.status === 429 || response.status >= 500;
-    return { ok: false, permanent: !transient, error };
+    return { ok: false, permanent: !transient, error, bare };
   } catch (err) {
-    if (request.timedOut) return { ok: false, permanent: false, error: `the webhook did not answer within ${webhook.timeoutMs} ms` };
-    if (signal?.aborted) return { ok: false, permanent: false, error: 'delivery interrupted (shutdown)' };
+    // No words of the receiver in these.
+    const failed = (error: string): PostResult => ({ ok: false, permanent: false, error, bare: error });
+    if (request.timedOut) return failed(`the webhook did not answer within ${webhook.timeoutMs} ms`);
+    if (signal?.aborted) return failed('delivery interrupted (shutdown)');
     const cause = (err as { cause?: unknown }).cause;
     const code = errorCode(cause) ?? errorCode(err);
-    return {
-      ok: false,
-      permanent: false,
-      error: `the webhook could not be reached (${code ?? oneLine(errorMessage(cause ?? err)).slice(0, ERROR_BODY_CHARS)})`,
-    };
+    return failed(`the webhook could not be reached (${code ?? oneLine(errorMessage(cause ?? err)).slice(0, ERROR_BODY_CHARS)})`);
   } finally {
     request.done();
   }
@@ -246,7 +247,7 @@ function logPass(
  * one timeout per pass, not one per alert. Never throws: a database or network problem is
  * logged and the alerts stay pending, for the next run or the worker's next retry.
  */
-export async function deliverPendingAlerts(deps: { on: Queryable; config: AlertsConfig; log: Logger; signal?: AbortSignal }): Promise<DeliveryReport> {
+export async function deliverPendingAlerts(deps: { on: pg.Pool; config: AlertsConfig; log: Logger; signal?: AbortSignal }): Promise<DeliveryReport> {
   const { on, config, log, signal } = deps;
   const report: DeliveryReport = { delivered: 0, failed: 0, retrying: 0 };
   const webhook = config.webhook;
@@ -280,9 +281,9 @@ export async function deliverPendingAlerts(deps: { on: Queryable; config: Alerts
         }
         let outcome: AlertOutcome;
         if (result.ok) outcome = { status: 'delivered' };
-        else if (result.permanent) outcome = { status: 'failed', error: result.error };
-        else outcome = { status: 'retry', error: result.error, retryInMs: retryDelayMs(config, alert.attempts + 1) };
-        await recordAlertOutcome(on, alert.id, outcome);
+        else if (result.permanent) outcome = { status: 'failed', error: result.error, bare: result.bare };
+        else outcome = { status: 'retry', error: result.error, bare: result.bare, retryInMs: retryDelayMs(config, alert.attempts + 1) };
+        await recordAlertOutcome(on, alert, outcome);
         if (outcome.status === 'delivered') report.delivered++;
         else if (outcome.status === 'failed') {
           report.failed++;

@@ -43,11 +43,21 @@ describe("a webhook's refusal that quotes the webhook's path", () => {
     for (const [form, body] of Object.entries(echoes)) {
       answer = { status: 404, body };
       const result = await post();
-      expect(result, form).toEqual({ ok: false, permanent: true, error: 'the webhook answered HTTP 404: (its answer quotes the webhook URL: not shown)' });
+      expect(result, form).toEqual({
+        ok: false,
+        permanent: true,
+        error: 'the webhook answered HTTP 404: (its answer quotes the webhook URL: not shown)',
+        bare: 'the webhook answered HTTP 404',
+      });
       if (!result.ok) expect(result.error, form).not.toMatch(/T0AB12CD3|XoXs|services\//i);
     }
     answer = { status: 410, body: 'channel_is_archived' };
-    expect(await post()).toEqual({ ok: false, permanent: true, error: 'the webhook answered HTTP 410: channel_is_archived' });
+    expect(await post()).toEqual({
+      ok: false,
+      permanent: true,
+      error: 'the webhook answered HTTP 410: channel_is_archived',
+      bare: 'the webhook answered HTTP 410',
+    });
   });
 
   it('a key of the query or a path segment echoed alone, though shorter than the 12 characters the whole is looked for by (review HM), is not recorded either', async () => {
@@ -56,7 +66,12 @@ describe("a webhook's refusal that quotes the webhook's path", () => {
     for (const body of [`{"token":"${key}"}`, `bad key ${key}`]) {
       answer = { status: 401, body };
       const result = await postAlert({ url, secret: 'k', timeoutMs: 5_000 }, '{}', 'key-1');
-      expect(result, body).toEqual({ ok: false, permanent: true, error: 'the webhook answered HTTP 401: (its answer quotes the webhook URL: not shown)' });
+      expect(result, body).toEqual({
+        ok: false,
+        permanent: true,
+        error: 'the webhook answered HTTP 401: (its answer quotes the webhook URL: not shown)',
+        bare: 'the webhook answered HTTP 401',
+      });
     }
     // A word of the path standing alone is no key: the answer keeps its words.
     answer = { status: 404, body: 'no such hooks' };
@@ -64,6 +79,7 @@ describe("a webhook's refusal that quotes the webhook's path", () => {
       ok: false,
       permanent: true,
       error: 'the webhook answered HTTP 404: no such hooks',
+      bare: 'the webhook answered HTTP 404',
     });
   });
 });
