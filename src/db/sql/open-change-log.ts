@@ -11,7 +11,9 @@ export type ChangesFrom =
   /**
    * Changes of runs with a higher id, and of runs that committed after that run (one that did not
    * commit: after it began): runs of several sites overlap, and one may commit after a run with a
-   * higher id (it then shows in a poll from either id: none is missed, one may be repeated).
+   * higher id (it then shows in a poll from either id: none is missed, one may be repeated). From a
+   * run that did not commit, "after it began" is read from committed_at, which a run takes before
+   * its COMMIT: one whose COMMIT lasted past that begin is left out (review HR; README says so).
    */
   | { runId: string }
   /** Changes of runs that committed at or after this time: a run committing as the poll reads may be missed. */
