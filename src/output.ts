@@ -5,7 +5,7 @@ import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { errorCode } from './errors.js';
+import { SyncError, errorCode } from './errors.js';
 import { OWNER_TAG, leftoversOfEndedProcesses, ownerTag } from './process-runs.js';
 
 /** What an export's manifest says besides the file's digest: the rows and where they come from (run, watermark). */
@@ -180,7 +180,10 @@ async function requireFileOrNothing(file: string): Promise<void> {
   const stats = await stat(file).catch(() => undefined);
   if (stats === undefined) return;
   if (!stats.isFile()) {
-    throw new Error(`${file}: not a regular file (a pipe, a device or a folder), so it cannot be replaced; leave out --out to write to standard output`);
+    throw new SyncError(
+      'config',
+      `${file}: not a regular file (a pipe, a device or a folder), so it cannot be replaced; leave out --out to write to standard output`,
+    );
   }
   for (const [fd, stream] of [
     [1, 'output'],
@@ -189,7 +192,10 @@ async function requireFileOrNothing(file: string): Promise<void> {
   ] as const) {
     const standard = fstatOrNothing(fd);
     if (standard !== undefined && standard.dev === stats.dev && standard.ino === stats.ino) {
-      throw new Error(`${file}: the file of this command's standard ${stream}, so it cannot be replaced; leave out --out to write to standard output`);
+      throw new SyncError(
+        'config',
+        `${file}: the file of this command's standard ${stream}, so it cannot be replaced; leave out --out to write to standard output`,
+      );
     }
   }
 }
@@ -228,9 +234,12 @@ function withPlace(err: unknown, where: string): unknown {
   // is what to change, not of a random name the reader never chose (an ordinary account's EACCES).
   const { code, path } = err as NodeJS.ErrnoException;
   if (path !== undefined && dirname(path) === dirname(where) && basename(path).startsWith(`.${basename(where)}.`)) {
-    if (code === 'ENOENT') return new Error(`cannot write ${where}: there is no folder ${dirname(where)}; create it, or choose another for --out`);
+    // The command line's to change: exit code 2, as for any other bad argument (review HT).
+    if (code === 'ENOENT')
+      return new SyncError('config', `cannot write ${where}: there is no folder ${dirname(where)}; create it, or choose another for --out`);
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
-      return new Error(
+      return new SyncError(
+        'config',
         `cannot write ${where}: cannot create a file in ${dirname(where)} (${code}), where it is written under a temporary name and renamed into place; choose a folder you can write for --out`,
       );
   }

@@ -70,7 +70,7 @@ describe('an export whose destination fails', () => {
     expect(gone.stderr).toBe('cpq-sync: standard output was closed before the export was written whole (EPIPE)\n');
   });
 
-  it('--out naming a pipe, a device (through a link, as /dev/stdout is) or, for the manifest, a folder is refused before anything is written', async ({
+  it('--out naming a pipe, a device (through a link, as /dev/stdout is), a folder, or a file in no folder is refused before anything is written, exit code 2', async ({
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
@@ -90,7 +90,8 @@ describe('an export whose destination fails', () => {
     ] as const) {
       const out = file.endsWith('.manifest.json') ? manifested : file;
       const ended = await exportTo([...args, '--out', out], { DATABASE_URL: h.t.url }, 'ignore');
-      expect(ended.code).not.toBe(0);
+      // A bad argument, exit code 2 (1, an internal error, before: review HT).
+      expect(ended.code).toBe(2);
       expect(ended.stderr).toBe(
         `cpq-sync: ${file}: not a regular file (a pipe, a device or a folder), so it cannot be replaced; leave out --out to write to standard output\n`,
       );
@@ -98,6 +99,18 @@ describe('an export whose destination fails', () => {
     expect((await lstat(fifo)).isFIFO()).toBe(true);
     expect((await lstat(device)).isSymbolicLink()).toBe(true);
     expect((await readdir(folder)).sort()).toEqual(['changes.jsonl.manifest.json', 'fifo', 'stdout']);
+    // A folder itself, and a file in a folder that does not exist: bad arguments too.
+    const itself = await exportTo(['snapshot', '--out', folder], { DATABASE_URL: h.t.url }, 'ignore');
+    expect({ code: itself.code, stderr: itself.stderr }).toEqual({
+      code: 2,
+      stderr: `cpq-sync: ${folder}: not a regular file (a pipe, a device or a folder), so it cannot be replaced; leave out --out to write to standard output\n`,
+    });
+    const nowhere = join(folder, 'none', 'snap.csv');
+    const missing = await exportTo(['snapshot', '--out', nowhere], { DATABASE_URL: h.t.url }, 'ignore');
+    expect({ code: missing.code, stderr: missing.stderr }).toEqual({
+      code: 2,
+      stderr: `cpq-sync: cannot write ${nowhere}: there is no folder ${join(folder, 'none')}; create it, or choose another for --out\n`,
+    });
   });
 
   it('SIGTERM, SIGINT or SIGHUP (a closed terminal) while an export is under way removes its partial file', async ({ startHarness }) => {

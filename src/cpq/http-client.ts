@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -559,7 +560,16 @@ export class CpqHttpClient {
             throw new SyncError('data', `GET ${url}: the export is larger than CPQ_ZIP_MAX_BYTES (${options.maxBytes} bytes)`);
           }
           await file.write(chunk).catch((err: unknown) => {
-            throw new SyncError('internal', `cannot write the download of ${url} to a temporary file (${errorCode(err) ?? errorMessage(err)})`);
+            // Named with its folder and what to do: "a temporary file (ENOSPC)" left the operator to guess where (review HT).
+            const full = errorCode(err) === 'ENOSPC' || errorCode(err) === 'EDQUOT';
+            throw new SyncError(
+              'internal',
+              `cannot write the download of ${url} to a temporary file in ${dirname(options.path)} (${errorCode(err) ?? errorMessage(err)})${
+                full
+                  ? `: the export is downloaded whole before it is read; give TMPDIR a folder with room for CPQ_ZIP_MAX_BYTES (${options.maxBytes} bytes), or lower that bound`
+                  : ''
+              }`,
+            );
           });
         }
       } finally {

@@ -142,14 +142,15 @@ describe.skipIf(!isRoot)('an ordinary account (nobody) and --out (skipped unless
         [['changes', '--since', '2020-01-01'], join(roots, 'changes.jsonl')],
       ] as const) {
         const out = await asNobody([...args, '--out', file], { DATABASE_URL: t.url });
-        expect(out.code).toBe(1);
+        expect(out.code).toBe(2);
         expect(out.stderr).toBe(
           `cpq-sync: cannot write ${file}: cannot create a file in ${roots} (EACCES), where it is written under a temporary name and renamed into place; choose a folder you can write for --out\n`,
         );
       }
       const missing = join(roots, 'none', 'snap.csv');
       const out = await asNobody(['snapshot', '--out', missing], { DATABASE_URL: t.url });
-      expect(out.code).toBe(1);
+      // A bad argument, exit code 2 (1, an internal error, before: review HT).
+      expect(out.code).toBe(2);
       expect(out.stderr).toBe(`cpq-sync: cannot write ${missing}: there is no folder ${join(roots, 'none')}; create it, or choose another for --out\n`);
     } finally {
       await t.drop();
