@@ -305,7 +305,15 @@ function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
   switch (chosen[0]) {
     case 'basic':
       if (!parsed.CPQ_USERNAME) mistakes.add(new ConfigError('CPQ_USERNAME is required with CPQ_PASSWORD'));
-      if (password && !password.value) mistakes.add(new ConfigError('CPQ_PASSWORD (or CPQ_PASSWORD_FILE) is required with CPQ_USERNAME'));
+      if (password && !password.value)
+        // A file given but empty is said so: "is required" sent the operator looking for a variable they had set (review HT).
+        mistakes.add(
+          new ConfigError(
+            env['CPQ_PASSWORD_FILE']?.trim()
+              ? 'CPQ_PASSWORD_FILE: the file it names is empty: put the password in it'
+              : 'CPQ_PASSWORD (or CPQ_PASSWORD_FILE) is required with CPQ_USERNAME',
+          ),
+        );
       mistakes.throwAny();
       return { kind: 'basic', username: parsed.CPQ_USERNAME!, password: password!.value! };
     case 'bearer': {
@@ -325,7 +333,10 @@ function resolveAuth(env: Env, parsed: ParsedEnv): CpqAuthConfig {
         parsed.CPQ_OAUTH_CLIENT_ID ? undefined : 'CPQ_OAUTH_CLIENT_ID',
         clientSecret && !clientSecret.value ? 'CPQ_OAUTH_CLIENT_SECRET' : undefined,
       ].filter((m) => m !== undefined);
-      if (missing.length) mistakes.add(new ConfigError(`OAuth client credentials need ${missing.join(', ')}`));
+      const emptyFile = clientSecret && !clientSecret.value && env['CPQ_OAUTH_CLIENT_SECRET_FILE']?.trim();
+      if (emptyFile) mistakes.add(new ConfigError('CPQ_OAUTH_CLIENT_SECRET_FILE: the file it names is empty: put the client secret in it'));
+      const needed = emptyFile ? missing.filter((m) => m !== 'CPQ_OAUTH_CLIENT_SECRET') : missing;
+      if (needed.length) mistakes.add(new ConfigError(`OAuth client credentials need ${needed.join(', ')}`));
       if (parsed.CPQ_OAUTH_TOKEN_URL && !/^https?:\/\//i.test(parsed.CPQ_OAUTH_TOKEN_URL))
         mistakes.add(new ConfigError('CPQ_OAUTH_TOKEN_URL must be an http(s) URL'));
       mistakes.throwAny();

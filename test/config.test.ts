@@ -302,6 +302,21 @@ describe('configuration', () => {
     expect(both).toThrow(/CPQ_PASSWORD and CPQ_PASSWORD_FILE are both set/);
     expect(both).not.toThrow(/hunter2/);
   });
+
+  it('a *_FILE naming an empty file is said to be empty, not the secret to be missing (review HT)', () => {
+    const dir = tempDir('cpq-config-');
+    for (const text of ['', '\n']) writeFileSync(join(dir, `empty${text.length}`), text, { mode: 0o600 });
+    for (const empty of [join(dir, 'empty0'), join(dir, 'empty1')]) {
+      expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD_FILE: empty })).toThrow(
+        ConfigError.listing(['CPQ_PASSWORD_FILE: the file it names is empty: put the password in it']),
+      );
+      expect(() =>
+        loadConfig({ ...base, CPQ_OAUTH_TOKEN_URL: 'https://idcs.example.com/oauth2/v1/token', CPQ_OAUTH_CLIENT_ID: 'c', CPQ_OAUTH_CLIENT_SECRET_FILE: empty }),
+      ).toThrow(ConfigError.listing(['CPQ_OAUTH_CLIENT_SECRET_FILE: the file it names is empty: put the client secret in it']));
+    }
+    // Neither given: the variable is required, as before.
+    expect(() => loadConfig({ ...base, CPQ_USERNAME: 'u', CPQ_PASSWORD: '' })).toThrow(/CPQ_PASSWORD \(or CPQ_PASSWORD_FILE\) is required with CPQ_USERNAME/);
+  });
 });
 
 describe('transport security settings', () => {
