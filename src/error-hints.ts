@@ -210,6 +210,28 @@ function sqlIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/**
+ * The fix for a connection whose TLS failed (DATABASE_URL with sslmode, sslrootcert): not
+ * pg_hba.conf, which the server never got to. node-postgres verifies the certificate and its host
+ * name whatever the sslmode (but disable and no-verify), where libpq's require checks neither: a
+ * server whose certificate a private CA issued is trusted by naming that CA in sslrootcert.
+ */
+function databaseTlsHint(message: string): string | undefined {
+  if (/does not support SSL connections/.test(message)) {
+    return 'the database server does not accept TLS connections: turn TLS on at the server (ssl = on in postgresql.conf, with its certificate and key), or drop sslmode from DATABASE_URL';
+  }
+  if (TLS_NAME_ERROR.test(message)) {
+    return "the database server's certificate does not name the host of DATABASE_URL: use the host name the certificate was issued for";
+  }
+  if (/certificate has expired|certificate is not yet valid/.test(message)) {
+    return "the database server's certificate is outside its validity dates: renew it, or check this machine's clock";
+  }
+  if (!/self[- ]signed|unable to verify|unable to get (local )?issuer|certificate chain|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/i.test(message)) return undefined;
+  return connectionUrlIn(message)?.searchParams.get('sslrootcert')
+    ? "the database server's certificate did not verify against the sslrootcert of DATABASE_URL: put the CA that issued it (PEM) in that file"
+    : "the database server's certificate is not issued by a CA this system trusts: set sslrootcert=/path/ca.crt in DATABASE_URL to that CA (PEM); node-postgres verifies the certificate with sslmode=require too, unlike libpq";
+}
+
 /** The fix for a database that could not be reached; the message already names it, password hidden. */
 export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (!message.startsWith('cannot connect to Postgres')) return undefined;
@@ -246,6 +268,8 @@ export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.e
   if (/no answer within DATABASE_CONNECT_TIMEOUT/.test(message)) {
     return 'something at that host and port took the connection but did not answer as Postgres: check the port in DATABASE_URL, and that Postgres (or the pooler in front of it) is not stuck; a database that resumes from pause may need a longer DATABASE_CONNECT_TIMEOUT';
   }
+  const tls = databaseTlsHint(message);
+  if (tls !== undefined) return tls;
   // Our own refusal (DatabaseClient): the server's method, or the connection's TLS, is what to change.
   if (/asked for the password in clear text/.test(message))
     return "set the server's pg_hba.conf line for this connection to scram-sha-256, or connect with TLS (sslmode=verify-full)";

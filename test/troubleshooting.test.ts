@@ -13,7 +13,7 @@ import { cli } from './helpers/cli-process.js';
 import { acceptsAnyPassword, admin, whileRunHoldsSyncLock } from './helpers/database.js';
 import { freePort } from './helpers/free-port.js';
 import { it, type Harness } from './helpers/harness.js';
-import { frontUrl, tlsFront } from './helpers/tls-front.js';
+import { frontUrl, postgresTlsFront, tlsFront } from './helpers/tls-front.js';
 
 /*
  * The README's Troubleshooting section lists each error a user meets first, as the one line
@@ -113,6 +113,14 @@ describe('the README lists every error a user meets first, as printed, with its 
               },
             },
           }),
+      'database certificate of an unknown CA': {
+        code: 6,
+        run: async () => {
+          const tls = await postgresTlsFront('S');
+          servers.push(tls);
+          return runLine(open, { DATABASE_URL: `postgres://sync:pw-not-shown@127.0.0.1:${(tls.address() as AddressInfo).port}/warehouse?sslmode=require` });
+        },
+      },
       'database does not answer': {
         code: 6,
         run: async () => {
@@ -201,7 +209,7 @@ describe('the README lists every error a user meets first, as printed, with its 
     expect(p.test('cpq-sync: GET http://h/rest/x?y=1: CPQ answered 404 with "nope"')).toBe(false);
   });
 
-  plainIt('the hints of the variants not made above: 403, a token, OAuth, a CA file that does not help, expiry, host names, timeouts', () => {
+  plainIt('the hints of the variants not made above: 403, a token, OAuth, a CA file that does not help, expiry, host names, timeouts, database TLS', () => {
     const cpq = (env: Record<string, string>) => loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com', ...env }).cpq!;
     const basic = cpq({ CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'secret-value' });
     expect(
@@ -237,5 +245,13 @@ describe('the README lists every error a user meets first, as printed, with its 
     expect(tlsHint('UNABLE_TO_VERIFY_LEAF_SIGNATURE unable to verify the first certificate', basic)).toMatch(/set CPQ_CA_FILE/);
     expect(unreachableHint('no response within the request timeout')).toMatch(/raise CPQ_REQUEST_TIMEOUT$/);
     expect(hintFor(new SyncError('data', 'GET x: expected JSON'), { cpq: basic })).toBeUndefined();
+    // The database's TLS variants not made above: an expired certificate, a sslrootcert that holds another CA.
+    const database = (message: string) => hintFor(new SyncError('database', `cannot connect to Postgres at ${message}`));
+    expect(database('postgres://sync:***@db.example.com/cpq?sslmode=verify-full: certificate has expired')).toMatch(
+      /^the database server's certificate is outside its validity dates/,
+    );
+    expect(
+      database('postgres://sync:***@db.example.com/cpq?sslmode=verify-full&sslrootcert=/etc/ca.crt: self-signed certificate in certificate chain'),
+    ).toMatch(/^the database server's certificate did not verify against the sslrootcert of DATABASE_URL/);
   });
 });

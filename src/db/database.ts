@@ -70,6 +70,33 @@ export function withOptions(connectionString: string, ours: string): { connectio
   };
 }
 
+/** The sslmode values node-postgres 8 takes as verify-full (pg-connection-string, unless uselibpqcompat=true). */
+const VERIFY_FULL_ALIASES = new Set(['prefer', 'require', 'verify-ca']);
+
+/**
+ * The connection string with sslmode=prefer, require or verify-ca written as verify-full, which
+ * node-postgres 8 makes of each anyway (it verifies the certificate and its host name, unlike
+ * libpq): named so, it connects the same, without the nine-line "SECURITY WARNING" it writes on
+ * stderr for the others, which left a command more than its one line there. Under
+ * uselibpqcompat=true those modes mean libpq's, weaker ones: left as they are. Taken apart as
+ * text, every other part as given (see withOptions).
+ */
+export function withSslModeAsVerified(connectionString: string): string {
+  const hash = connectionString.indexOf('#');
+  const main = hash < 0 ? connectionString : connectionString.slice(0, hash);
+  const at = main.indexOf('?');
+  if (at < 0) return connectionString;
+  const parts = main.slice(at + 1).split('&');
+  // Each part decoded as node-postgres decodes a query (URLSearchParams), as in withOptions.
+  const decoded = parts.map((part) => [...new URLSearchParams(part)][0]);
+  if (decoded.some((pair) => pair?.[0] === 'uselibpqcompat' && pair[1] === 'true')) return connectionString;
+  const kept = parts.map((part, i) => {
+    const pair = decoded[i];
+    return pair?.[0] === 'sslmode' && VERIFY_FULL_ALIASES.has(pair[1]) ? 'sslmode=verify-full' : part;
+  });
+  return main.slice(0, at) + `?${kept.join('&')}` + (hash < 0 ? '' : connectionString.slice(hash));
+}
+
 /**
  * A client of the database: its password read from PGPASSFILE's file when DATABASE_URL has none
  * (readPasswordFileWhenNone), and never sent in clear text but over TLS that verified the server. Every connection of ours
@@ -83,7 +110,7 @@ export class DatabaseClient extends pg.Client {
     // Asked before node-postgres reads the certificate files the URL names, as it does for each
     // client; said when it connects (a constructor's throw would escape the pool's queue).
     const refused = config?.connectionString === undefined ? undefined : foreignDatabaseCertificate(config.connectionString);
-    super(config);
+    super(config?.connectionString === undefined ? config : { ...config, connectionString: withSslModeAsVerified(config.connectionString) });
     this.refusedCertificate = refused;
     readPasswordFileWhenNone(this);
   }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { connect, type AddressInfo } from 'node:net';
-import { createServer, type Server } from 'node:tls';
+import { connect, createServer as createTcpServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { createServer, TLSSocket, type Server } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 // A self-signed certificate made for these tests only (CN "cpq-user-sync test CA", 127.0.0.1).
@@ -23,3 +23,21 @@ export function tlsFront(targetPort: number): Promise<Server> {
 
 /** The https address of a front. */
 export const frontUrl = (front: Server): string => `https://127.0.0.1:${(front.address() as AddressInfo).port}`;
+
+/**
+ * Postgres's side of the TLS negotiation, no more: it answers the client's 8-byte SSLRequest with
+ * 'S' and a TLS handshake with the test-only certificate, or with 'N' (a server with ssl off).
+ * Enough to reach what the client makes of it: a plain TLS front does not negotiate as Postgres
+ * does. The caller closes the server (its clients, failing, close their connections).
+ */
+export function postgresTlsFront(answer: 'S' | 'N', host = '127.0.0.1'): Promise<NetServer> {
+  const [cert, key] = [readFileSync(TEST_CERT_FILE), readFileSync(TEST_KEY_FILE)];
+  const server = createTcpServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () => {
+      socket.write(answer);
+      if (answer === 'S') new TLSSocket(socket, { isServer: true, cert, key }).on('error', () => undefined);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, host, () => resolve(server)));
+}
