@@ -192,6 +192,12 @@ describe('cpq-sync status', () => {
         `INSERT INTO cpq.sync_runs (site, status, mode, finished_at, error) VALUES ('default', $1, 'full', CASE WHEN $1 <> 'running' THEN now() END, CASE WHEN $1 IN ('failed', 'interrupted', 'abandoned') THEN 'boom' END)`,
         [status],
       );
+    // Interrupted runs alone: none ended on its own, and the last line says why, not "no run has finished" beside them (review HT).
+    await add('interrupted');
+    await add('interrupted');
+    const onlyInterrupted = await status(h);
+    expect(onlyInterrupted.code).toBe(0);
+    expect(onlyInterrupted.stdout).toMatch(/\nNo run has ended on its own yet \(2 runs were interrupted by a signal, which says nothing of the site\)\.\n$/);
     await add('failed');
     await add('interrupted');
     expect((await status(h)).code).toBe(1); // a deploy interrupting the retry does not clear the alert

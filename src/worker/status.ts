@@ -361,7 +361,15 @@ function formatSite(report: SiteStatus): string[] {
   out.push('');
   const last = report.lastRun;
   const took = report.lastSuccessDurationSeconds === null ? '' : `, took ${formatDuration(report.lastSuccessDurationSeconds)}`;
-  if (!last) out.push('No run has finished yet.');
+  // Interrupted runs (a signal) end, but say nothing of the site: "no run has finished" beside a
+  // table of them read as false (review HT).
+  const interrupted = report.runs.filter((r) => r.status === 'interrupted').length;
+  if (!last)
+    out.push(
+      interrupted > 0
+        ? `No run has ended on its own yet (${interrupted === 1 ? 'one run was' : `${interrupted} runs were`} interrupted by a signal, which says nothing of the site).`
+        : 'No run has finished yet.',
+    );
   else if (report.lastRunFailed) {
     out.push(
       `LAST RUN ${last.status.toUpperCase()}: run ${last.id}${last.finishedAt ? ` at ${when(last.finishedAt)}` : ''}: ${printable(last.error ?? 'no error recorded')}`,
