@@ -7,9 +7,10 @@ import { checkSchema } from '../src/check/database.js';
 import type { Database } from '../src/db/connect.js';
 import { MIGRATIONS_DIR, migrate } from '../src/db/migrate.js';
 import { SyncError } from '../src/errors.js';
-import { until } from './helpers/cli-process.js';
+import { cli, until } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, migrateBefore, untilWaitingForLock } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
+import { dumpSchema } from './helpers/schema-dump.js';
 
 describe('migrations', () => {
   it('creates every table in schema cpq', async ({ fileDatabase: t }) => {
@@ -353,4 +354,44 @@ describe('a database migrated by another build of an older release', () => {
     expect(status).toBe('fail');
     expect(detail).toContain('0017_commit_order_row_lock');
   });
+});
+
+describe('a database migrated by a build that had a migration before the one named ahead of it', () => {
+  // Three times a migration was committed after one named later: a build between had 0009 but
+  // not 0008, 0011 but not 0010, 0032 but not 0031. Kysely refused such a database ("corrupted
+  // migrations: expected previously executed migration 0032_seal_company_counts to be at index 30
+  // but 0031_run_progress was found"), so it could never be upgraded. Each state is made as that
+  // build's migrate made it: its files (this release's, unchanged since: released-migrations),
+  // applied in name order by Kysely, which records them in cpq.kysely_migration.
+  for (const [missing, later] of [
+    ['0008_group_history', '0009_commit_order'],
+    ['0010_sites', '0011_alert_outbox'],
+    ['0031_run_progress', '0032_seal_company_counts'],
+  ] as const) {
+    it(`upgrades one with ${later} but not ${missing} to the schema a fresh database gets`, async ({ createDatabase }) => {
+      const fresh = await createDatabase();
+      const t = await createDatabase();
+      const build = mkdtempSync(join(tmpdir(), 'cpq-migrations-'));
+      try {
+        for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f < missing || f === `${later}.sql`)) {
+          cpSync(join(MIGRATIONS_DIR, file), join(build, file));
+        }
+        await t.query('DROP SCHEMA cpq CASCADE');
+        await migrate(t.db, { dir: build });
+      } finally {
+        rmSync(build, { recursive: true, force: true });
+      }
+      expect(await t.query(`SELECT max(name) AS last FROM cpq.kysely_migration`)).toEqual([{ last: later }]);
+      // This release's migrate, as a user runs it.
+      const out = await cli(['migrate'], { DATABASE_URL: t.url });
+      expect({ code: out.code, stderr: out.stderr }).toEqual({ code: 0, stderr: '' });
+      expect((await t.query<{ name: string }>(`SELECT name FROM cpq.kysely_migration ORDER BY name`)).map((r) => r.name)).toEqual(ALL_MIGRATIONS);
+      expect(await dumpSchema(t.pool)).toBe(await dumpSchema(fresh.pool));
+      // And the grants the dump leaves out (cpq_reader's): both databases are on this one server.
+      const grants = `SELECT c.relname AS name, c.relacl::text AS acl FROM pg_class c WHERE c.relnamespace = 'cpq'::regnamespace
+        UNION ALL SELECT p.oid::regprocedure::text, p.proacl::text FROM pg_proc p WHERE p.pronamespace = 'cpq'::regnamespace ORDER BY 1`;
+      expect(await t.query(grants)).toEqual(await fresh.query(grants));
+      expect((await checkSchema({ pool: t.pool } as Database)).status).toBe('pass');
+    });
+  }
 });

@@ -12,6 +12,7 @@ import {
   noCreateInSchemaFix,
   noSchemaRightsFix,
   noSchemaRightsProblem,
+  noWriteRightsProblem,
 } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
@@ -48,14 +49,8 @@ export async function checkSchema(database: Database): Promise<StepResult> {
     );
   }
   // A role that may read but not write (cpq_reader alone): every run would fail at its first write.
-  const rights = await readSchemaRights(database.pool);
-  if (rights.mayWriteUsers === false) {
-    return fail(
-      'schema',
-      `version ${latest}, but role ${rights.role} may not write the cpq tables (a reporting role?)`,
-      'run cpq-sync as the role that owns schema cpq (the one that migrated it)',
-    );
-  }
+  const noWrite = noWriteRightsProblem(await readSchemaRights(database.pool));
+  if (noWrite !== undefined) return fail('schema', `version ${latest}, but ${noWrite.problem}`, noWrite.fix);
   return pass('schema', `up to date: version ${latest} (${applied.length} migrations)`);
 }
 

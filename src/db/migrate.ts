@@ -12,7 +12,7 @@ import { cancellableOn, cancellablePool } from './cancel-on-abort.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
-import { readSchemaRights } from './sql/read-schema-rights.js';
+import { readSchemaRights, type SchemaRights } from './sql/read-schema-rights.js';
 import { readWriteAccess, writeAccessProblem } from './sql/read-only-database.js';
 import { describeCpqLockHolders, readCpqLockHolders } from './sql/read-cpq-lock-holders.js';
 import { outsiderHolder, readAdvisoryLockHolder } from './sql/read-sync-lock-holder.js';
@@ -95,9 +95,11 @@ function queryableOf(db: Db): Queryable {
 
 /**
  * The one line for a database that records migrations this release lacks and that sort before its
- * last (migrate's error, check's failure), or undefined. No newer release wrote them (Kysely
- * applies in name order, so a newer release's come after this one's), but a build whose
- * migrations differ (one renamed or withdrawn before release). Taken for a newer release's, the
+ * last (migrate's error, check's failure), or undefined. No newer release wrote them (this
+ * release's migrations are numbered 0001 to its last without a gap, so a newer release's, numbered
+ * after, sort after it), but a build whose migrations differ (one renamed or withdrawn before
+ * release). A build between releases that lacked one of this release's (0031 when 0032 came
+ * first) left nothing foreign: migrate applies what it lacks (allowUnorderedMigrations). Taken for a newer release's, the
  * database was never migrated again while every run failed on what the later migrations add.
  */
 export function foreignMigrationsProblem(applied: readonly string[], known: readonly string[]): string | undefined {
@@ -171,6 +173,21 @@ export function noCreateInSchemaFix(role: string): string {
   return `run cpq-sync as the role that owns schema cpq, or have a DBA run GRANT CREATE, USAGE ON SCHEMA cpq TO ${role}`;
 }
 
+/**
+ * Schema cpq migrated, and `rights`' role may not write its tables (a reporting login, cpq_reader
+ * alone): `check`'s failure, and what every command that writes says before it starts. Without it
+ * run, forget and alerts retry failed at their first write with Postgres's bare `permission
+ * denied`, and schedule started, answered /readyz ready, then skipped every tick. undefined when it
+ * may write, or when there are no tables yet (the migrations make them).
+ */
+export function noWriteRightsProblem(rights: SchemaRights): { problem: string; fix: string } | undefined {
+  if (rights.mayWriteUsers !== false) return undefined;
+  return {
+    problem: `role ${rights.role} may not write the cpq tables (a reporting role?)`,
+    fix: 'run cpq-sync as the role that owns schema cpq (the one that migrated it)',
+  };
+}
+
 /** What a DBA does about noSchemaRightsProblem. */
 export function noSchemaRightsFix(role: string, database: string): string {
   return `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${role} (or GRANT CREATE ON DATABASE ${database} TO ${role})`;
@@ -239,6 +256,10 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   const applied = (await readAppliedMigrations(queryableOf(db))) ?? [];
   const foreign = foreignMigrationsProblem(applied, known);
   if (foreign !== undefined) throw new SyncError('database', `${foreign}: ${FOREIGN_MIGRATIONS_FIX}`);
+  // Every command that writes migrates first: a role that may not write the tables is told so
+  // here, before the returns below (nothing to apply, a newer schema) let it start.
+  const noWrite = noWriteRightsProblem(await readSchemaRights(queryableOf(db)));
+  if (noWrite !== undefined) throw new SyncError('database', `${noWrite.problem}: ${noWrite.fix}`);
   const ahead = applied.filter((name) => !known.includes(name));
   if (ahead.length > 0) {
     options.onAhead?.(ahead);
@@ -298,7 +319,14 @@ async function migrateOnce(db: Db, provider: MigrationProvider, lockWaitMs: numb
     // waited kept its session, and the request, until the lock came (the connection check).
     await prepareHoldingSession(queryableOf(connection));
     await sql.raw(`SET lock_timeout = ${Math.round(lockWaitMs)}`).execute(connection);
-    const outcome = await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq' }).migrateToLatest();
+    // allowUnorderedMigrations: three times a migration was committed after one named later (0009
+    // before 0008, 0011 before 0010, 0032 before 0031), and a database migrated by a build between
+    // lacks the earlier-named one. Kysely refused it ("corrupted migrations"), so that database
+    // could never be upgraded. Each of those pairs touches different objects (0008 groups, 0009
+    // sync_runs' commit order; 0010 sites on the existing tables, 0011 alert_outbox with its own
+    // site default; 0031 sync_runs' progress, 0032 run_seals' lines), so applying the earlier-named
+    // one after makes the same schema (test/migrations.test.ts); pending ones still apply in name order.
+    const outcome = await new Migrator({ db: connection, provider, migrationTableSchema: 'cpq', allowUnorderedMigrations: true }).migrateToLatest();
     try {
       await sql`RESET lock_timeout`.execute(connection);
       await endHoldingSession(queryableOf(connection));
