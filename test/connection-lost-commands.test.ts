@@ -49,39 +49,33 @@ describe('the answer to COMMIT lost', () => {
     await expectInSync(h);
   });
 
-  it('forget that committed prints what it erased and exits 0; asked again, it says forgotten already', async ({ startHarness }) => {
-    const h = await startHarness(SITE);
-    const { env, login } = await siteWithDeletedUser(h);
-    const proxy = await cutProxy(h.t.url, 'commit-answer');
-    cleanups.push(proxy.close);
-    const out = await cli(forgetArgs(login), { ...env, DATABASE_URL: proxy.url });
-    expect(proxy.cut).toBe(true);
-    expect({ code: out.code, stderr: out.stderr }).toEqual({ code: 0, stderr: '' });
-    // Besides a warning that the lock's session is gone (which lets go of it).
-    expect(out.stdout).toMatch(new RegExp(`^forgot _host/${login} in site default \\(erasure \\d+\\): redacted `, 'm'));
-    expect(await h.t.query(`SELECT login FROM cpq.erasures`)).toEqual([{ login }]);
-    const again = await cli(forgetArgs(login), env);
-    expect(again.code).toBe(0);
-    expect(again.stderr).toContain('was forgotten already');
-  });
+  // And the server still committing when forget asks, on another connection, whether it did (its
+  // COMMIT reaching it 2 s late): it asked at once, and said nothing committed, exit code 6, for an
+  // erasure that a moment later was (review HP). It now waits for its transaction to end.
+  for (const [when, rule] of [
+    ['at once', 'commit-answer'],
+    ['2 s after the connection is cut', { commitLateMs: 2000 }],
+  ] as const)
+    it(`forget that committed (the COMMIT reaching the server ${when}) prints what it erased and exits 0; asked again, it says forgotten already`, async ({
+      startHarness,
+    }) => {
+      const h = await startHarness(SITE);
+      const { env, login } = await siteWithDeletedUser(h);
+      const proxy = await cutProxy(h.t.url, rule);
+      cleanups.push(proxy.close);
+      const out = await cli(forgetArgs(login), { ...env, DATABASE_URL: proxy.url });
+      expect(proxy.cut).toBe(true);
+      expect({ code: out.code, stderr: out.stderr }).toEqual({ code: 0, stderr: '' });
+      // Besides a warning that the lock's session is gone (which lets go of it).
+      expect(out.stdout).toMatch(new RegExp(`^forgot _host/${login} in site default \\(erasure \\d+\\): redacted `, 'm'));
+      expect(await h.t.query(`SELECT login FROM cpq.erasures`)).toEqual([{ login }]);
+      const again = await cli(forgetArgs(login), env);
+      expect(again.code).toBe(0);
+      expect(again.stderr).toContain('was forgotten already');
+    });
 });
 
 describe('the server still committing when the answer to COMMIT is lost (review HP)', () => {
-  // forget asked on another connection at once whether its erasure was recorded, and, the
-  // server not done yet, said the connection was lost and nothing committed: exit code 6 for an
-  // erasure that a moment later was.
-  it('forget waits for its transaction to end, then prints what it erased and exits 0', async ({ startHarness }) => {
-    const h = await startHarness(SITE);
-    const { env, login } = await siteWithDeletedUser(h);
-    const proxy = await cutProxy(h.t.url, { commitLateMs: 2000 });
-    cleanups.push(proxy.close);
-    const out = await cli(forgetArgs(login), { ...env, DATABASE_URL: proxy.url });
-    expect(proxy.cut).toBe(true);
-    expect({ code: out.code, stderr: out.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(out.stdout).toMatch(new RegExp(`^forgot _host/${login} in site default \\(erasure \\d+\\): redacted `, 'm'));
-    expect(await h.t.query(`SELECT login FROM cpq.erasures`)).toEqual([{ login }]);
-  });
-
   it('forget that cannot tell within SYNC_LOCK_TIMEOUT says so, exit code 6, and does not say nothing was committed', async ({ startHarness }) => {
     const h = await startHarness(SITE);
     const { env, login } = await siteWithDeletedUser(h);

@@ -43,6 +43,17 @@ async function expectEachRefused(commands: string[][], env: Record<string, strin
   }
 }
 
+/** The commands that only read what runs wrote (and forget, alerts retry): none makes an embedded cluster. */
+const commandsThatMakeNoCluster = (dir: string): string[][] => [
+  ['status'],
+  ['snapshot', '--out', join(dir, 'users.csv')],
+  ['changes', '--after', '0'],
+  ['verify'],
+  ['alerts', 'list'],
+  ['alerts', 'retry'],
+  ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
+];
+
 describe('read-only commands', () => {
   it('snapshot, changes and verify work as cpq_reader; an older schema is one line saying to migrate', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 });
@@ -104,15 +115,7 @@ describe('read-only commands', () => {
     // A webhook set: alerts retry without one is refused before it looks for a database.
     const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATA_DIR: join(dir, 'data'), ...WEBHOOK };
     await expectEachRefused(
-      [
-        ['status'],
-        ['snapshot'],
-        ['changes', '--after', '0'],
-        ['verify'],
-        ['alerts', 'list'],
-        ['alerts', 'retry'],
-        ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
-      ],
+      commandsThatMakeNoCluster(dir),
       env,
       `cpq-sync: no database: DATABASE_URL is not set, and there is no embedded Postgres in ${join(dir, 'data')} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
     );
@@ -126,15 +129,7 @@ describe('read-only commands', () => {
     const env = { CPQ_BASE_URL: 'http://127.0.0.1:9', DATA_DIR: join(dir, 'data'), ...WEBHOOK };
     // Before, each made a cluster there (initdb), then exited 6 finding no database cpq_sync in it.
     await expectEachRefused(
-      [
-        ['status'],
-        ['snapshot', '--out', join(dir, 'users.csv')],
-        ['changes', '--after', '0'],
-        ['verify'],
-        ['alerts', 'list'],
-        ['alerts', 'retry'],
-        ['forget', '--company', '_host', '--login', 'someone', '--reason', 'test'],
-      ],
+      commandsThatMakeNoCluster(dir),
       env,
       `cpq-sync: no database: DATABASE_URL is not set, and there is no embedded Postgres in ${join(dir, 'data')} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder\n`,
     );

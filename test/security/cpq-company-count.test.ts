@@ -1,9 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { builtModule, runWithHeap } from '../helpers/small-heap.js';
 import { fourCharacterName } from './cpq-hostile.js';
+import { loopbackHttp, type LoopbackHttp } from '../helpers/loopback-http.js';
 
 /*
  * A company list within its bound (CPQ_MAX_PAGE_BYTES, each company charged its login name's
@@ -18,14 +17,14 @@ const BOUND = 8 * 1024 * 1024;
 /** The user pages answered before the site refuses the next: the run then fails, naming the refusal, unless its heap ran out first. */
 const ANSWERED = 200;
 
-let server: Server | undefined;
+let site: LoopbackHttp | undefined;
 let baseUrl = '';
 let database: TestDatabase;
 let userPages = 0;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  server = createServer((req, res) => {
+  site = await loopbackHttp((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     let status = 200;
     let body: string;
@@ -40,13 +39,11 @@ beforeAll(async () => {
     } else [status, body] = [404, '{}'];
     res.writeHead(status, { 'content-type': 'application/json' }).end(body);
   });
-  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  baseUrl = site.url;
 });
 
 afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  await site?.close();
   await database.drop();
 });
 

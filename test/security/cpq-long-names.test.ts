@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { loopbackHttp, type LoopbackHttp } from '../helpers/loopback-http.js';
 
 /*
  * Review HS: a name CPQ sends is quoted in errors (a company login that cannot be a URL's path
@@ -19,7 +18,7 @@ const LONG = 4_000_000;
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const longName = Array.from(randomBytes(LONG), (b) => ALPHABET[b % ALPHABET.length]).join('');
 
-let server: Server | undefined;
+let site: LoopbackHttp | undefined;
 let baseUrl = '';
 let database: TestDatabase;
 /** The company list's one login; its users collection answers 400. */
@@ -27,7 +26,7 @@ let login = '';
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  server = createServer((req, res) => {
+  site = await loopbackHttp((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path === '/rest/v16/companies') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ items: [{ loginName: login }], hasMore: false }));
@@ -35,13 +34,11 @@ beforeAll(async () => {
     }
     res.writeHead(400, { 'content-type': 'application/json' }).end('{"title":"Bad Request"}');
   });
-  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  baseUrl = site.url;
 });
 
 afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  await site?.close();
   await database.drop();
 });
 

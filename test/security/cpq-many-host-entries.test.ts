@@ -1,8 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { loopbackHttp, type LoopbackHttp } from '../helpers/loopback-http.js';
 
 /*
  * Review HS: the company list may mark any number of companies as the host (isHost). With
@@ -16,7 +15,7 @@ const OTHERS = 120_000;
 const PER_PAGE = 10_000;
 const BOUND_MS = 15_000;
 
-let server: Server | undefined;
+let site: LoopbackHttp | undefined;
 let baseUrl = '';
 let database: TestDatabase;
 /** When the first request for a company's users came (ms since the run started), undefined before. */
@@ -25,7 +24,7 @@ let started = 0;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  server = createServer((req, res) => {
+  site = await loopbackHttp((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const json = (body: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     if (url.pathname === '/rest/v16/companies') {
@@ -40,13 +39,11 @@ beforeAll(async () => {
     firstCompanyRead ??= Date.now() - started;
     res.writeHead(500, { 'content-type': 'text/plain' }).end('stop here');
   });
-  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  baseUrl = site.url;
 });
 
 afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  await site?.close();
   await database.drop();
 });
 
