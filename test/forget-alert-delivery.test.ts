@@ -94,3 +94,39 @@ it('a delivery stored before forget keeps the words, which forget then scrubs as
     ]),
   );
 });
+
+it('forget in progress (its outbox scrubbed, not yet committed) as the delivery records its outcome: the outcome waits for it, and keeps the status alone (review HY)', async ({
+  startHarness,
+}) => {
+  const receiver = await slowQuotingReceiver(300);
+  const h = await startHarness(
+    { usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 },
+    { ALERT_WEBHOOK_URL: receiver.url, ALERT_WEBHOOK_SECRET: 's', ALERT_RETRY_BASE_DELAY: '0', ALERT_WEBHOOK_TIMEOUT: '10s', SYNC_LOCK_TIMEOUT: '60s' },
+  );
+  const deps = { pool: h.t.pool, db: h.t.db, config: h.config, log: h.log };
+  await runSync(deps);
+  const user = h.sim.users('_host')[0]!;
+  const login = String(user.login);
+  h.sim.updateUser('_host', login, { email: EMAIL, isUserAdminPermEnabled: user.isUserAdminPermEnabled !== true });
+  await runSync(deps);
+  h.sim.deleteUser('_host', login);
+  await runSync(deps, { full: true });
+  // Forget held after it locked the user and scrubbed the outbox: its INSERT INTO cpq.erasures waits for this lock.
+  const blocker = await h.t.pool.connect();
+  await blocker.query('BEGIN');
+  await blocker.query('LOCK TABLE cpq.erasures IN SHARE MODE');
+  const forgetting = forgetUser(h.t.pool, { site: 'default', company: '_host', login, reason: 'r', requestedBy: 'dpo' }, h.log);
+  const waiting = () =>
+    h.t.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO cpq.erasures%'`);
+  while ((await waiting())[0]!.n === 0) await new Promise((r) => setTimeout(r, 50));
+  const delivery = deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log });
+  // Long enough for the webhook's answer (300 ms) and the outcome's write, had it not waited.
+  await new Promise((r) => setTimeout(r, 2000));
+  await blocker.query('COMMIT');
+  blocker.release();
+  await forgetting;
+  expect(await delivery).toEqual({ delivered: 0, failed: 0, retrying: 1 });
+  expect(await h.t.query(`SELECT last_error FROM cpq.alert_outbox WHERE login = $1`, [login])).toEqual([
+    { last_error: 'the webhook answered HTTP 503 (its words are not kept: the user was forgotten)' },
+  ]);
+});
