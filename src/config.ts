@@ -452,8 +452,11 @@ function readCaFile(file: string | undefined): string | undefined {
  * trusts", naming the file as if it had been read (review HK).
  */
 function caCertificatesProblem(text: string): string | undefined {
+  // OpenSSL's TRUSTED CERTIFICATE (a certificate with its trust settings) and the older X509
+  // CERTIFICATE are read by Node's TLS too: counted, not parsed (X509Certificate reads neither; review HY).
+  const others = /-----BEGIN (?:TRUSTED|X509) CERTIFICATE-----[^-]*-----END (?:TRUSTED|X509) CERTIFICATE-----/.test(text);
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0)
+  if (blocks.length === 0 && !others)
     return "holds no certificate in PEM form (-----BEGIN CERTIFICATE-----): put the certificate of the CA that issued the site's there (from DER: openssl x509 -inform der -in FILE -out ca.pem)";
   for (const [i, block] of blocks.entries()) {
     try {

@@ -368,6 +368,10 @@ describe('transport security settings', () => {
       `- {name: a, baseUrl: https://a.example.com, username: u, passwordFile: ${file('pw', 'secret')}, caFile: ${join(dir, 'key.pem')}}\n`,
     );
     expect(() => loadConfig({ CPQ_SITES_FILE: sites })).toThrow(`caFile: ${join(dir, 'key.pem')} ${none}`);
+    // OpenSSL's TRUSTED CERTIFICATE form, which Node's TLS reads (review HY): read.
+    const trusted = readFileSync(fileURLToPath(new URL('./fixtures/tls/test-only-trusted-cert.pem', import.meta.url)), 'utf8');
+    expect(trusted).toContain('-----BEGIN TRUSTED CERTIFICATE-----');
+    expect(loadConfig({ ...base, CPQ_CA_FILE: file('trusted.pem', trusted) }).cpq!.ca).toBe(trusted);
     // Two CAs, with a comment before and CRLF line ends: read.
     expect(loadConfig({ ...base, CPQ_CA_FILE: file('two.pem', `# our CAs\r\n${TEST_CERT.replace(/\n/g, '\r\n')}${TEST_CERT}`) }).cpq!.ca).toContain(
       'BEGIN CERTIFICATE',
