@@ -158,6 +158,14 @@ function boundedMessage(message: string): string {
   return `${headOf(message, MESSAGE_MAX_CHARS)}… (${message.length - MESSAGE_MAX_CHARS} more characters not shown)`;
 }
 
+/**
+ * How far past the cut a secret written in its longest form reaches: a character escaped as
+ * `&#x10FFFF;` (10) for each byte of the secret, and a window more. What is searched goes that far
+ * past what is shown: a secret across the cut, shown in part, was searched only in the part left
+ * before it, too short to be found (review HY).
+ */
+const reachPastCut = (secrets: readonly string[], window: number) => Math.max(0, ...secrets.map((s) => Buffer.byteLength(s, 'utf8') * 10)) + window;
+
 /** The URLs a message of ours names (the requests we made): from the scheme to a space or a quote. */
 const URLS = /\bhttps?:\/\/[^\s"'<>]+/gi;
 
@@ -171,11 +179,11 @@ const URLS = /\bhttps?:\/\/[^\s"'<>]+/gi;
  * a short secret would be read from the gap.
  */
 export function withoutSecrets(whole: string, secrets: Iterable<string>, window: number, hidden: string): string {
-  const message = boundedMessage(whole);
   const long: string[] = [];
   const short: string[] = [];
   for (const secret of secrets) if (secret !== '') (skeleton(secret).length < window ? short : long).push(secret);
-  if (quotesSecret(message, long, window)) return hidden;
-  if (short.length > 0 && quotesSecret(message.replace(URLS, ' '), short, window)) return hidden;
-  return message;
+  const searched = headOf(whole, MESSAGE_MAX_CHARS + reachPastCut([...long, ...short], window));
+  if (quotesSecret(searched, long, window)) return hidden;
+  if (short.length > 0 && quotesSecret(searched.replace(URLS, ' '), short, window)) return hidden;
+  return boundedMessage(whole);
 }

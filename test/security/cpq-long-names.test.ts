@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { loopbackHttp, type LoopbackHttp } from '../helpers/loopback-http.js';
+import { MESSAGE_MAX_CHARS, withoutSecrets } from '../../src/secret-echo.js';
 
 /*
  * Review HS: a name CPQ sends is quoted in errors (a company login that cannot be a URL's path
@@ -69,4 +70,25 @@ describe('attack: a company login of 4 million characters', { timeout: 180_000 }
       expect(run!.error.length).toBeLessThan(20_000);
       expect(run!.error).toContain(longName.slice(0, 30));
     });
+});
+
+describe('a credential quoted across the cut of a long message (review HY)', () => {
+  // The search ran on what was left before the cut: a secret across it, shown in part (`Qz7…`,
+  // 7 letters of a long one, `dXN…` of a Basic header), was too short there to be found.
+  const hidden = 'a data error that quotes the credentials sent (not shown)';
+  for (const [what, secret, window] of [
+    ['a short password', 'Qz7k9', 8],
+    ['a long password', 'LongSecretPassw0rd', 8],
+    ['a Basic credential', Buffer.from('sync:LongSecretPassw0rd').toString('base64'), 8],
+  ] as const)
+    for (const shownBefore of [1, 3, 7])
+      it(`${what}, ${shownBefore} characters of it before the cut: the message is not shown`, () => {
+        const message = `${'x'.repeat(MESSAGE_MAX_CHARS - shownBefore)} ${secret} and more`.slice(1);
+        expect(message.indexOf(secret)).toBe(MESSAGE_MAX_CHARS - shownBefore);
+        expect(withoutSecrets(message, [secret], window, hidden)).toBe(hidden);
+      });
+  it('a message holding none is cut at the bound and says how much was left out', () => {
+    const out = withoutSecrets('y'.repeat(MESSAGE_MAX_CHARS + 500), ['Qz7k9', 'LongSecretPassw0rd'], 8, hidden);
+    expect(out).toBe(`${'y'.repeat(MESSAGE_MAX_CHARS)}… (500 more characters not shown)`);
+  });
 });
