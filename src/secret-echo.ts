@@ -142,8 +142,9 @@ function standsAlone(text: string, secret: string): boolean {
 }
 
 /**
- * The most of a message withoutSecrets searches and gives back: far more than any message of ours
- * with its quotes of CPQ's words (a few hundred characters; a list of lock holders, of failed sites).
+ * The most of a message withoutSecrets gives back (it searches a little further: reachPastCut): far
+ * more than any message of ours with its quotes of CPQ's words (a few hundred characters; a list of
+ * lock holders, of failed sites).
  */
 export const MESSAGE_MAX_CHARS = 16_384;
 

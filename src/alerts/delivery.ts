@@ -79,8 +79,10 @@ export function alertPayload(alert: AlertRow, sentAt = new Date()): AlertPayload
   };
 }
 
-/** The outcome of one POST, as recordAlertOutcome takes it but for the retry delay. */
-/** `bare`: the error without the receiver's words, which may quote the alert's user (recordAlertOutcome). */
+/**
+ * The outcome of one POST, as recordAlertOutcome takes it but for the retry delay. `bare`: the
+ * error without the receiver's words, which may quote the alert's user.
+ */
 export type PostResult = { ok: true } | { ok: false; permanent: boolean; error: string; bare: string };
 
 /** The receiver's words on a refusal, briefly: untrusted text, one line, at most this many characters. */
