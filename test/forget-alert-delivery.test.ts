@@ -4,7 +4,7 @@ import { afterEach, expect } from 'vitest';
 import { deliverPendingAlerts } from '../src/alerts/delivery.js';
 import { forgetUser } from '../src/sync/forget.js';
 import { runSync } from '../src/sync/run.js';
-import { it } from './helpers/harness.js';
+import { it, type Harness, type StartHarness } from './helpers/harness.js';
 
 /*
  * Review HR: an alert delivery in flight as `forget` erased its user wrote the webhook's answer,
@@ -37,21 +37,34 @@ async function slowQuotingReceiver(delayMs: number, status = 503): Promise<{ url
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, arrival };
 }
 
-it('forget while a delivery about the user is in flight: the webhook words quoting the user are not written back; its status is', async ({ startHarness }) => {
-  const receiver = await slowQuotingReceiver(1500);
+/**
+ * A site whose first user had an admin flag changed (one alert about it, pending: runSync alone
+ * delivers nothing) and its e-mail set to EMAIL, then was deleted in CPQ and found deleted by a full
+ * run: one `forget` may erase it. Alerts go to `webhookUrl`.
+ */
+async function deletedUserWithPendingAlert(
+  startHarness: StartHarness,
+  webhookUrl: string,
+  env: Record<string, string> = {},
+): Promise<{ h: Harness; login: string }> {
   const h = await startHarness(
     { usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 },
-    { ALERT_WEBHOOK_URL: receiver.url, ALERT_WEBHOOK_SECRET: 's', ALERT_RETRY_BASE_DELAY: '0', ALERT_WEBHOOK_TIMEOUT: '10s' },
+    { ALERT_WEBHOOK_URL: webhookUrl, ALERT_WEBHOOK_SECRET: 's', ALERT_RETRY_BASE_DELAY: '0', ALERT_WEBHOOK_TIMEOUT: '10s', ...env },
   );
   const deps = { pool: h.t.pool, db: h.t.db, config: h.config, log: h.log };
   await runSync(deps);
   const user = h.sim.users('_host')[0]!;
   const login = String(user.login);
-  // An admin flag changed: one alert about the user, pending (no delivery yet: runSync alone).
   h.sim.updateUser('_host', login, { email: EMAIL, isUserAdminPermEnabled: user.isUserAdminPermEnabled !== true });
   await runSync(deps);
   h.sim.deleteUser('_host', login);
   await runSync(deps, { full: true });
+  return { h, login };
+}
+
+it('forget while a delivery about the user is in flight: the webhook words quoting the user are not written back; its status is', async ({ startHarness }) => {
+  const receiver = await slowQuotingReceiver(1500);
+  const { h, login } = await deletedUserWithPendingAlert(startHarness, receiver.url);
   expect(await h.t.query(`SELECT count(*)::int AS n FROM cpq.alert_outbox WHERE login = $1 AND status = 'pending'`, [login])).toEqual([{ n: 1 }]);
 
   // The delivery claims the alert and posts it; while the receiver thinks, the user is forgotten.
@@ -99,18 +112,7 @@ it('forget in progress (its outbox scrubbed, not yet committed) as the delivery 
   startHarness,
 }) => {
   const receiver = await slowQuotingReceiver(300);
-  const h = await startHarness(
-    { usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 },
-    { ALERT_WEBHOOK_URL: receiver.url, ALERT_WEBHOOK_SECRET: 's', ALERT_RETRY_BASE_DELAY: '0', ALERT_WEBHOOK_TIMEOUT: '10s', SYNC_LOCK_TIMEOUT: '60s' },
-  );
-  const deps = { pool: h.t.pool, db: h.t.db, config: h.config, log: h.log };
-  await runSync(deps);
-  const user = h.sim.users('_host')[0]!;
-  const login = String(user.login);
-  h.sim.updateUser('_host', login, { email: EMAIL, isUserAdminPermEnabled: user.isUserAdminPermEnabled !== true });
-  await runSync(deps);
-  h.sim.deleteUser('_host', login);
-  await runSync(deps, { full: true });
+  const { h, login } = await deletedUserWithPendingAlert(startHarness, receiver.url, { SYNC_LOCK_TIMEOUT: '60s' });
   // Forget held after it locked the user and scrubbed the outbox: its INSERT INTO cpq.erasures waits for this lock.
   const blocker = await h.t.pool.connect();
   await blocker.query('BEGIN');
