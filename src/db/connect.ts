@@ -45,6 +45,14 @@ export function embeddedClusterMade(dataDir: string): boolean {
   }
 }
 
+/** A command that only reads what runs wrote, without DATABASE_URL and with no cluster made at `where`: it makes none (exit code 6). */
+export function noEmbeddedPostgres(where: string): SyncError {
+  return new SyncError(
+    'database',
+    `no database: DATABASE_URL is not set, and there is no embedded Postgres in ${where} for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
+  );
+}
+
 /** DATABASE_URL when set; otherwise the embedded Postgres under DATA_DIR, started here and stopped by close(). */
 export async function openDatabase(
   config: AppConfig,
@@ -56,10 +64,7 @@ export async function openDatabase(
   if (!url) {
     const dataDir = join(config.dataDir, 'pg');
     if (existing && !embeddedClusterMade(dataDir)) {
-      throw new SyncError(
-        'database',
-        `no database: DATABASE_URL is not set, and there is no embedded Postgres in ${config.dataDir} (DATA_DIR) for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
-      );
+      throw noEmbeddedPostgres(`${config.dataDir} (DATA_DIR)`);
     }
     log.debug({ dataDir }, 'starting embedded Postgres');
     // Loaded only when needed: it installs process exit hooks and ships large binaries.

@@ -23,7 +23,7 @@ import pg from 'pg';
 import { EXIT_CODES, SyncError, errorCode, errorMessage } from '../errors.js';
 import { OWNER_TAG, leftByEndedProcess, ownerTag, processRuns, taggedHere } from '../process-runs.js';
 import { foreignPathPart, ownPrivateGroup, tmpdirRefusal, uidName } from '../local-paths.js';
-import { embeddedClusterMade } from './connect.js';
+import { embeddedClusterMade, noEmbeddedPostgres } from './connect.js';
 
 /** An embedded cluster without the runs' database (one the demo made), asked for one that exists: read-only commands make none. */
 export class NoRunsDatabase extends SyncError {
@@ -698,10 +698,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   // No cluster yet (no folder, or an empty one a failed first run left): a command that only reads
   // what runs wrote makes none, nor DATA_DIR or the server account, whoever calls this (openDatabase refuses first).
   if (options.existing === true && !embeddedClusterMade(dataDir)) {
-    throw new SyncError(
-      'database',
-      `no database: DATABASE_URL is not set, and there is no embedded Postgres in ${dataDir} for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
-    );
+    throw noEmbeddedPostgres(dataDir);
   }
   const closed = closedFolderProblem(dataDir);
   if (closed !== undefined) throw new SyncError('database', closed);
