@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import type pg from 'pg';
 import { describe, expect } from 'vitest';
 import { migrate } from '../src/db/migrate.js';
+import { createRun } from '../src/db/sql/create-run.js';
 import { exportChanges, parseAfter, parseSince, type ChangesExport } from '../src/history/export.js';
 import { cli } from './helpers/cli-process.js';
 import { migrateBefore, untilWaitingForLock } from './helpers/database.js';
@@ -24,7 +25,8 @@ async function poll(h: Harness, from: string | { since: string }): Promise<Poll>
 
 /**
  * A sync run as the sync writes one, in a transaction of its own: its run row, one change row,
- * and (finish) the final statement of src/sync/run.ts that marks it succeeded, then COMMIT.
+ * and (finish) the final statement of src/sync/run.ts that marks it succeeded, then COMMIT. Its run
+ * row has no commit_seq_at_start, as a release before migration 0044 wrote it.
  */
 async function openRun(client: pg.Client, login: string) {
   await client.query('BEGIN');
@@ -93,6 +95,27 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     await early.markSucceeded();
     await early.commit();
     expect((await poll(h, { since: failed.runId })).changeIds).toEqual([early.changeId]);
+  });
+
+  it('--since <a run that never committed> includes a run whose COMMIT was still going on when it began (its committed_at is earlier)', async ({
+    startHarness,
+    connectClient,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    const slow = await openRun(await connectClient(h.t.url), a!);
+    await slow.markSucceeded(); // its commit_seq and committed_at taken, its COMMIT not done yet (a slow disk)
+    // Opened as the sync opens its run record, outside any transaction; then it fails.
+    const failedId = await createRun(h.t.pool, 'default', 'incremental');
+    await h.t.query(`UPDATE cpq.sync_runs SET status = 'failed', finished_at = now() WHERE id = $1`, [failedId]);
+    await slow.commit();
+    const [slowRun, failedRun] = await h.t.query<{ committed_at: Date | null; started_at: Date }>(
+      `SELECT committed_at, started_at FROM cpq.sync_runs WHERE id = ANY($1::bigint[]) ORDER BY id`,
+      [[slow.runId, failedId]],
+    );
+    expect(slowRun!.committed_at!.getTime()).toBeLessThanOrEqual(failedRun!.started_at.getTime()); // the case: committed_at says "before"
+    expect((await poll(h, { since: failedId })).changeIds).toEqual([slow.changeId]);
   });
 
   it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async ({

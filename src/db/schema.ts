@@ -50,6 +50,11 @@ export interface SyncRunsTable {
   commit_seq: Filled<string | null>;
   committed_at: Filled<Date | null>;
   /**
+   * The greatest commit_seq committed when the run record was opened (migration 0044): where
+   * `changes --since` of a run that did not commit starts. Null for runs of earlier releases.
+   */
+  commit_seq_at_start: ColumnType<string | null, string, never>;
+  /**
    * How far the run has come (migration 0031): written while it runs (cpq.write_run_progress), and
    * at its end as it stood then; null for a run that wrote none (an older release's, or one that
    * ended before its reads began).
@@ -536,6 +541,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'error',
     'commit_seq',
     'committed_at',
+    'commit_seq_at_start',
     'progress',
     'progress_at',
   ),

@@ -12,8 +12,10 @@ export type ChangesFrom =
    * Changes of runs with a higher id, and of runs that committed after that run (one that did not
    * commit: after it began): runs of several sites overlap, and one may commit after a run with a
    * higher id (it then shows in a poll from either id: none is missed, one may be repeated). From a
-   * run that did not commit, "after it began" is read from committed_at, which a run takes before
-   * its COMMIT: one whose COMMIT lasted past that begin is left out (review HR; README says so).
+   * run that did not commit, "after it began" is after the newest commit_seq committed when its
+   * record was opened (commit_seq_at_start). A run of a release before that column reads it from
+   * committed_at, which a run takes before its COMMIT: one whose COMMIT lasted past that begin is
+   * left out (review HR; README says so).
    */
   | { runId: string }
   /** Changes of runs that committed at or after this time: a run committing as the poll reads may be missed. */
@@ -53,7 +55,8 @@ export function openChangeLog(
       ? sql`r.commit_seq > ${from.after}`
       : 'runId' in from
         ? // A run that did not commit (failed, running) has no number: the newest committed before it began stands in.
-          sql`(r.id > ${from.runId} OR r.commit_seq > (SELECT coalesce(s.commit_seq, (SELECT max(p.commit_seq) FROM cpq.sync_runs p WHERE p.committed_at < s.started_at), 0)
+          sql`(r.id > ${from.runId} OR r.commit_seq > (SELECT coalesce(s.commit_seq, s.commit_seq_at_start,
+                                                                      (SELECT max(p.commit_seq) FROM cpq.sync_runs p WHERE p.committed_at < s.started_at), 0)
                                                      FROM cpq.sync_runs s WHERE s.id = ${from.runId}))`
         : sql`r.committed_at >= ${from.time}`;
   const ofSites = sites.length > 0 ? sql`AND r.site = ANY(${sites}::text[])` : sql``;
