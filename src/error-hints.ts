@@ -187,14 +187,17 @@ export function redirectHint(message: string): string | undefined {
 /**
  * Where the password of a refused connection came from: the URL the message names (before its
  * host, or its `password` parameter, which node-postgres reads as well), else PGPASSWORD, else
- * the password file (noted in the message by password-file.ts), else nowhere. With none, node-postgres sends none (SCRAM fails in the client), an empty one
+ * the password file (noted in the message by password-file.ts, as is one there but ignored for
+ * its mode), else nowhere. With none, node-postgres sends none (SCRAM fails in the client), an empty one
  * (`password` method: "empty password returned by client"), or the MD5 of none ("password
  * authentication failed"): none of them says a password is missing.
  */
-function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPASSWORD' | { file: string } | 'none' {
+function passwordSource(message: string, env: NodeJS.ProcessEnv): 'url' | 'PGPASSWORD' | { file: string } | { ignored: string; why: string } | 'none' {
   const parsed = connectionUrlIn(message);
   if (parsed === undefined || parsed.password !== '' || parsed.searchParams.get('password')) return 'url';
   if (env.PGPASSWORD) return 'PGPASSWORD';
+  const [, ignored, why] = / \(password file (.+) ignored: (.+)\)$/.exec(message) ?? [];
+  if (ignored !== undefined && why !== undefined) return { ignored, why };
   const file = / \(password from (.+)\)$/.exec(message)?.[1];
   return file === undefined ? 'none' : { file };
 }
@@ -246,6 +249,9 @@ export function databaseHint(message: string, env: NodeJS.ProcessEnv = process.e
       case 'url':
         return 'the database refused the user or password: check DATABASE_URL';
       default:
+        if ('ignored' in source) {
+          return `DATABASE_URL names no password and the server asks for one; the password file ${source.ignored} is ignored, as libpq ignores it, since ${source.why}: chmod 600 ${source.ignored}`;
+        }
         return `the database refused the user of DATABASE_URL or the password ${source.file} gives it (the URL names none, nor PGPASSWORD): check both`;
     }
   }

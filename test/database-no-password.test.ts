@@ -52,6 +52,10 @@ describe('the hint, whatever authentication method asked for the password', () =
     expect(databaseHint(`${refusals.md5} (password from /home/sync/.pgpass)`, {})).toBe(
       'the database refused the user of DATABASE_URL or the password /home/sync/.pgpass gives it (the URL names none, nor PGPASSWORD): check both',
     );
+    // The connection notes a password file there but ignored for its mode: its line is not what is missing.
+    expect(databaseHint(`${refusals['scram-sha-256']} (password file /home/sync/.pgpass ignored: its group has access to it (mode 0640))`, {})).toBe(
+      'DATABASE_URL names no password and the server asks for one; the password file /home/sync/.pgpass is ignored, as libpq ignores it, since its group has access to it (mode 0640): chmod 600 /home/sync/.pgpass',
+    );
     expect(databaseHint(refusals.md5, { PGPASSWORD: 'x' })).toBe(
       'the database refused the user of DATABASE_URL or the password of PGPASSWORD (the URL names none): check both',
     );
@@ -69,7 +73,7 @@ describe('the hint, whatever authentication method asked for the password', () =
 });
 
 describe('a password from the password file (PGPASSFILE, or ~/.pgpass), as psql takes it', () => {
-  it("is used without a word on stderr; a wrong one is named as the file's; one others can read is ignored, with its warning", async ({
+  it("is used without a word on stderr; a wrong one is named as the file's; one others can read is ignored, with its warning, and the hint says to chmod it", async ({
     createDatabase,
     skip,
   }) => {
@@ -101,7 +105,26 @@ describe('a password from the password file (PGPASSFILE, or ~/.pgpass), as psql 
       await chmod(file, 0o644);
       const loose = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file });
       expect(loose.code).toBe(6);
-      expect(loose.stderr).toMatch(new RegExp(`^WARNING: password file "${file}" has group or world access; .*\\n.*; hint: DATABASE_URL names no password`));
+      // The hint asked for the line the file holds: the file's mode is what is wrong.
+      expect(loose.stderr).toMatch(
+        new RegExp(
+          `^WARNING: password file "${file}" has group or world access; .*\\n.* \\(password file ${file} ignored: its group and others have access to it \\(mode 0644\\)\\); hint: DATABASE_URL names no password and the server asks for one; the password file ${file} is ignored, as libpq ignores it, since its group and others have access to it \\(mode 0644\\): chmod 600 ${file}\\n$`,
+        ),
+      );
+      // check's database step gives the same fix (its site step fails apart: nothing listens at port 9).
+      const checked = await cli(['check'], { CPQ_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: url.toString(), PGPASSFILE: file });
+      expect(checked.code).toBe(1);
+      expect(checked.stdout).toMatch(
+        new RegExp(
+          `✗ database +cannot connect to Postgres at \\S+: .*\\n +fix: DATABASE_URL names no password .*the password file ${file} is ignored, .*: chmod 600 ${file}\\n`,
+        ),
+      );
+
+      // Only others (not the group) given access, the hint says so.
+      await chmod(file, 0o604);
+      const others = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file });
+      expect(others.code).toBe(6);
+      expect(others.stderr).toMatch(/; hint: .* is ignored, as libpq ignores it, since others have access to it \(mode 0604\): chmod 600 /);
     } finally {
       await rm(folder, { recursive: true, force: true });
     }

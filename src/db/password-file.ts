@@ -1,4 +1,4 @@
-import { createReadStream, stat } from 'node:fs';
+import { createReadStream, stat, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -13,13 +13,34 @@ function passwordFileName(env: NodeJS.ProcessEnv = process.env): string {
   return env.PGPASSFILE || join(env.HOME || homedir(), '.pgpass');
 }
 
-/** The password the password file gives `target`, as pgpass's own entry point finds it, but in passwordFileName's file. */
-function lookUp(target: Parameters<typeof pgpass.getPassword>[0]): Promise<{ password: string; file: string } | undefined> {
+/**
+ * Why usePgPass refused the file of `stats`, when it was for its mode: its group or others have
+ * access to it (usePgPass warned of that on stderr); undefined when it was for another reason (not
+ * a plain file, PGPASSWORD set, even empty). libpq ignores such a file too, its lines unread: the
+ * hint then asks for a chmod, not for a line.
+ */
+function looseMode(stats: Stats): string | undefined {
+  const access = stats.mode & 0o077;
+  if (!stats.isFile() || access === 0 || Object.hasOwn(process.env, 'PGPASSWORD')) return undefined;
+  const who = access & 0o070 ? (access & 0o007 ? 'its group and others have' : 'its group has') : 'others have';
+  return `${who} access to it (mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')})`;
+}
+
+/**
+ * The password the password file gives `target`, as pgpass's own entry point finds it, but in
+ * passwordFileName's file; or why that file, there, was ignored.
+ */
+function lookUp(target: Parameters<typeof pgpass.getPassword>[0]): Promise<{ password: string; file: string } | { ignored: string; file: string } | undefined> {
   const file = passwordFileName();
   return new Promise((resolve) =>
     stat(file, (err, stats) => {
-      if (err || !pgpass.usePgPass(stats, file)) {
+      if (err) {
         resolve(undefined);
+        return;
+      }
+      if (!pgpass.usePgPass(stats, file)) {
+        const ignored = looseMode(stats);
+        resolve(ignored === undefined ? undefined : { ignored, file });
         return;
       }
       pgpass.getPassword(target, createReadStream(file), (password) => resolve(password === undefined ? undefined : { password, file }));
@@ -27,7 +48,7 @@ function lookUp(target: Parameters<typeof pgpass.getPassword>[0]): Promise<{ pas
   );
 }
 
-/** The clients whose password the password file gave, with its name. */
+/** What the password file did for a client: the note its failed connection's error gets (withPasswordFileNoted). */
 const fromFile = new WeakMap<pg.Client, string>();
 
 /**
@@ -43,18 +64,24 @@ export function readPasswordFileWhenNone(client: pg.Client): void {
   // node-postgres calls a function given as the password with the connection's parameters.
   const fromPasswordFile = async (target: Parameters<typeof lookUp>[0]) => {
     const found = await lookUp(target);
-    if (found !== undefined) fromFile.set(client, found.file);
-    return found?.password;
+    if (found === undefined) return undefined;
+    if ('ignored' in found) {
+      fromFile.set(client, `password file ${found.file} ignored: ${found.ignored}`);
+      return undefined;
+    }
+    fromFile.set(client, `password from ${found.file}`);
+    return found.password;
   };
   (client as { password?: unknown }).password = fromPasswordFile;
 }
 
 /**
- * A failed connection's error, saying when the password tried came from the password file: else
- * its fix would ask for a password the operator did give (the hint reads this note).
+ * A failed connection's error, saying when the password tried came from the password file, or
+ * that the file was there but ignored for its mode: else its fix would ask for a password, or a
+ * line of that file, the operator did give (the hint reads this note).
  */
 export function withPasswordFileNoted<E>(client: pg.Client, err: E): E {
-  const file = fromFile.get(client);
-  if (file !== undefined && err instanceof Error) err.message = `${err.message} (password from ${file})`;
+  const note = fromFile.get(client);
+  if (note !== undefined && err instanceof Error) err.message = `${err.message} (${note})`;
   return err;
 }
