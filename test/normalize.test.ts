@@ -474,6 +474,18 @@ describe('retry timing', () => {
     expect(retryAfterMs(null, null, now)).toBeUndefined();
   });
 
+  it('reads only seconds and HTTP dates: any other Retry-After is no wait of its own (the backoff applies), and of two headers the longer is waited', () => {
+    const now = Date.parse('2026-12-07T10:00:00Z');
+    // Date.parse read these as dates long past (no wait: every retry at once) or, "-2030", far ahead.
+    for (const value of ['-5', '1.5', '+5', '1 2 3', '-2030', '5s', '0x10', 'Mon, 07 Dec 2026 10:00:30', '2026-12-07T10:00:30Z'])
+      expect(retryAfterMs(value, null, now), value).toBeUndefined();
+    // Two Retry-After headers (a proxy's and CPQ's) reach fetch as one, joined by ", ".
+    expect(retryAfterMs('5, 10', null, now)).toBe(10_000);
+    expect(retryAfterMs('120,1', null, now)).toBe(120_000);
+    expect(retryAfterMs(' 0 ', null, now)).toBe(0);
+    expect(retryAfterMs('Mon, 07 Dec 2026 10:00:30 GMT, Mon, 07 Dec 2026 10:00:40 GMT', null, now)).toBeUndefined();
+  });
+
   it("counts a Retry-After date from the response's own Date, the server's clock, when that is an HTTP date; else from ours", () => {
     const now = Date.parse('2025-01-01T01:00:00Z');
     // CPQ's clock an hour behind ours: 30 seconds by it, not none.

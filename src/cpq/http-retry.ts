@@ -25,8 +25,15 @@ export function httpDate(header: string | null): number | undefined {
   return new Date(at).getUTCFullYear() === Number(year) ? at : undefined;
 }
 
+/** Whole seconds, or several (two Retry-After headers, a proxy's and CPQ's, reach fetch joined by ", "). */
+const DELTA_SECONDS = /^\d+(?:[ \t]*,[ \t]*\d+)*$/;
+
 /**
- * Retry-After in seconds or as an HTTP date, in milliseconds; undefined when absent or unreadable.
+ * Retry-After in seconds or as an HTTP date, in milliseconds; undefined when absent or unreadable,
+ * and the caller's backoff applies. Only RFC 9110's two forms are read: Date.parse, tried on
+ * anything else, read "-5", "1.5", "+5" and "5, 10" as dates long past (no wait at all: every
+ * retry at once) and "-2030" as one far ahead (the run failed, "asked to wait more than a year")
+ * (review IA). Several seconds values are each a server's ask: the longest is waited.
  * A date is by the server's clock, so it counts from the response's own Date (`dateHeader`, as
  * RFC 9110 says) when that is an HTTP date, else from `now`: by ours, a worker's clock behind
  * CPQ's by an hour waited an hour (past CPQ_RETRY_MAX_DELAY: the run failed), and one ahead did
@@ -35,9 +42,9 @@ export function httpDate(header: string | null): number | undefined {
 export function retryAfterMs(header: string | null, dateHeader: string | null = null, now = Date.now()): number | undefined {
   if (!header) return undefined;
   const trimmed = header.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - (httpDate(dateHeader) ?? now));
+  if (DELTA_SECONDS.test(trimmed)) return trimmed.split(',').reduce((longest, seconds) => Math.max(longest, Number(seconds.trim()) * 1000), 0);
+  const at = httpDate(trimmed);
+  return at === undefined ? undefined : Math.max(0, at - (httpDate(dateHeader) ?? now));
 }
 
 export function backoffMs(attempt: number, policy: RetryPolicy, random = Math.random): number {
