@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it as plainIt } from 'vitest';
 import { ProgressDisplay, formatDuration, formatSummary, streamLine } from '../src/progress/index.js';
+import { MAX_LINES } from '../src/progress/display.js';
 import type { StreamReport } from '../src/db/schema.js';
 import { cli, cliLine, inPty, type LogLine } from './helpers/cli-process.js';
 import { it, type Harness } from './helpers/harness.js';
@@ -87,11 +88,50 @@ describe('the display of several sites', () => {
   });
 });
 
+/**
+ * The screen a terminal shows after `output`: its rows as the cursor moves and writes (the
+ * sequences cli-progress and pino-pretty write), unbounded downwards, trailing blank rows dropped.
+ */
+function screenOf(output: string): string[] {
+  const rows: string[] = [''];
+  let row = 0;
+  let col = 0;
+  const put = (text: string) => {
+    const line = rows[row]!.padEnd(col);
+    rows[row] = line.slice(0, col) + text + line.slice(col + text.length);
+    col += text.length;
+  };
+  // eslint-disable-next-line no-control-regex -- terminal escape sequences start with ESC
+  for (const [, n, op, text] of output.matchAll(/\x1b\[([0-9;?]*)([A-Za-z])|([^\x1b]+)/g)) {
+    if (text !== undefined) {
+      for (const [i, part] of text.split('\n').entries()) {
+        if (i > 0) [row, col] = [row + 1, 0];
+        rows[row] ??= '';
+        for (const [j, piece] of part.split('\r').entries()) {
+          if (j > 0) col = 0;
+          put(piece);
+        }
+      }
+    } else if (op === 'A') row = Math.max(0, row - Number(n || 1));
+    else if (op === 'G') col = Number(n || 1) - 1;
+    else if (op === 'K') rows[row] = n === '2' ? '' : rows[row]!.slice(0, col);
+    else if (op === 'J') rows.splice(row + 1, rows.length, rows[row]!.slice(0, col));
+  }
+  while (rows.length > 0 && rows.at(-1)!.trim() === '') rows.pop();
+  return rows.map((r) => r.trimEnd());
+}
+
+/** A terminal of `rows` (or one that tells no height), and the screen it shows. */
+function terminal(rows?: number) {
+  const out = Object.assign(new PassThrough(), { isTTY: true, columns: 200 }, rows === undefined ? {} : { rows });
+  let drawn = '';
+  out.on('data', (d: Buffer) => (drawn += d.toString()));
+  return { out, screen: () => screenOf(drawn) };
+}
+
 describe('the display of many streams', () => {
-  plainIt("draws a frame with work in proportion to the streams shown, not to their square (each line worked out every stream's label)", () => {
-    const out = Object.assign(new PassThrough(), { isTTY: true, columns: 200 });
-    let drawn = '';
-    out.on('data', (d: Buffer) => (drawn += d.toString()));
+  plainIt("draws a frame with work in proportion to the lines shown, not to the streams (each line worked out every stream's label)", () => {
+    const { out, screen } = terminal();
     const display = new ProgressDisplay(out);
     // Every read of a stream's report is counted: the work a frame does on the streams.
     let reads = 0;
@@ -104,18 +144,58 @@ describe('the display of many streams', () => {
       });
     const n = 300;
     const started = Date.now();
-    for (let i = 0; i < n; i++) display.forSite('eu').update(counted({ ...report(i, n), stream: `companies/c${i}` }), started);
-    // A second site, with the longest name: every line is labelled by its site and padded to it.
+    // A site with the longest name first: every line is labelled by its site and padded to it.
     display.forSite('us').update(counted({ ...report(1, 2), stream: 'companies/longest-name' }), started);
+    for (let i = 0; i < n; i++) display.forSite('eu').update(counted({ ...report(i, n), stream: `companies/c${i}` }), started);
     reads = 0;
-    display.stop(); // draws the last frame of every line
-    // A few reads a line (received, totalResults); before, each line read all 301 streams' names.
-    expect(reads / (n + 1), `${reads} reads`).toBeLessThan(20);
-    const screen = drawn.replace(ANSI, '');
+    display.stop(); // draws the last frame
+    // A few reads a line drawn (received, totalResults); before, each of the 301 streams' lines was worked out.
+    expect(reads, `${reads} reads`).toBeLessThan(3 * MAX_LINES);
     const width = 'us: companies/longest-name'.length;
-    expect(screen).toContain(`${'eu: companies/c7'.padEnd(width)}  [`);
-    expect(screen).toContain(`${'eu: companies/c299'.padEnd(width)}  [`);
-    expect(screen).toContain(`us: companies/longest-name  [${'█'.repeat(12)}`);
+    // No terminal height told: MAX_LINES lines, the streams first begun and how many more read.
+    expect(screen().map((l) => l.replace(/ {2}\[.*/, ''))).toEqual([
+      'us: companies/longest-name',
+      ...Array.from({ length: MAX_LINES - 2 }, (_, i) => `eu: companies/c${i}`.padEnd(width)),
+      `+${n - (MAX_LINES - 2)} more in progress`,
+    ]);
+  });
+
+  plainIt('within the rows of the terminal: the streams that ended folded into one line, those reading (or failed) a line each, and how many more', () => {
+    const { out, screen } = terminal(12);
+    const display = new ProgressDisplay(out);
+    const started = Date.now() - 10_000;
+    const stream = (i: number) => ({ ...report(10, 10), stream: `companies/c${i}` });
+    // 800 companies and the integration feed; all but 10 companies ended.
+    display.update({ ...report(5, 5), stream: 'integrationUsers' }, started);
+    display.ended({ ...report(5, 5), stream: 'integrationUsers' });
+    for (let i = 0; i < 800; i++) {
+      display.update(i < 10 ? { ...report(i, 10), stream: `companies/c${i}` } : stream(i), started);
+      if (i >= 10) display.ended(stream(i));
+    }
+    display.stop();
+    const [summary, ...rest] = screen();
+    // 12 rows: 8 lines, the others left to the log lines and the prompt.
+    expect(summary).toBe('791 streams done, 7,905 users');
+    expect(rest.map((l) => l.replace(/\s+\[.*/, ''))).toEqual([
+      'companies/c0',
+      'companies/c1',
+      'companies/c2',
+      'companies/c3',
+      'companies/c4',
+      'companies/c5',
+      '+4 more in progress',
+    ]);
+    expect(rest[1]).toMatch(/^companies\/c1 +\[█+░+\] {2}1 of 10 {2}/);
+  });
+
+  plainIt('a few streams keep a line each, those that ended too', () => {
+    const { out, screen } = terminal(12);
+    const display = new ProgressDisplay(out);
+    const started = Date.now();
+    for (let i = 0; i < 8; i++) display.update({ ...report(i, 7), stream: `companies/c${i}` }, started);
+    display.ended({ ...report(7, 7), stream: 'companies/c7' });
+    display.stop();
+    expect(screen().map((l) => l.replace(/\s+\[.*/, ''))).toEqual(Array.from({ length: 8 }, (_, i) => `companies/c${i}`));
   });
 });
 
@@ -155,6 +235,23 @@ describe('cpq-sync run in a terminal', () => {
     const third = await runInPty(envOf(h), ['--full']);
     expect(third.code, third.output).toBe(0);
     expect(third.output.replace(ANSI, '')).toMatch(/^partner1 +full +29 +0 +0 +1 +0 +29 +\d+\.\d\r?$/m);
+  });
+
+  it('a run of more companies than the terminal has rows for stays within its rows, the companies read folded into one line', async ({ startHarness }) => {
+    const h = await startHarness({ partnerCompanies: 16, usersPerCompany: 5, integrationUsers: 0 });
+    const companies = ['_host', ...Array.from({ length: 16 }, (_, i) => `partner${i + 1}`)];
+    // A pseudo-terminal of 12 rows: 8 lines at most.
+    const run = await inPty(`stty rows 12 cols 200 && ${cliLine(['run'])}`, envOf(h, { CPQ_COMPANIES: companies.join(',') }));
+    expect(run.code, run.output).toBe(0);
+    // How far the cursor goes back up to redraw: the height of the display (17 lines before).
+    // eslint-disable-next-line no-control-regex -- terminal escape sequences start with ESC
+    const ups = [...run.output.matchAll(/\x1b\[(\d+)A/g)].map((m) => Number(m[1]));
+    expect(ups.length).toBeGreaterThan(0);
+    expect(Math.max(...ups)).toBeLessThanOrEqual(8);
+    const screen = screenOf(run.output);
+    expect(screen).toContain('17 streams done, 85 users'); // 17 companies (a site without integration users has no such feed)
+    expect(screen.filter((l) => l.startsWith('companies/'))).toEqual([]);
+    expect(screen.join('\n')).toMatch(/^total +85 +85 +0 +0 +0 +0 +\d+\.\d$/m);
   });
 
   it('LOG_FORMAT=json in a terminal, and any run without one, log the JSON lines as always', async ({ startHarness }) => {

@@ -132,6 +132,7 @@ export async function readCompany(run: CompanyRead, company: string): Promise<vo
         'page read',
       );
     }
+    progress.ended();
   } catch (err) {
     throw err instanceof SyncError && err.stream === undefined ? err.with({ stream: id.name }) : err;
   }

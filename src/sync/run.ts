@@ -626,6 +626,7 @@ class SyncRun {
       },
       (warning) => this.warn(warning),
     );
+    progress.ended();
     if (readAll && companyList !== undefined && !companyList.marksHost && integrationUsers.size > 0) {
       // The list's names are the company reads: the host's users would be read under its own
       // login, and its integration users (naming _host, or nothing) filed under _host.
@@ -693,6 +694,7 @@ class SyncRun {
             display?.totals?.(runProgress.read);
             runProgress.changed();
           },
+          ended: (report) => display?.ended?.(report),
         },
         runProgress.read,
       );

@@ -28,6 +28,8 @@ export class ReadTotals {
 export interface ProgressSink {
   /** A stream started (no page yet) or counted a page: its report as it stands, and when it started (ms since the epoch). */
   update(report: Readonly<StreamReport>, startedAt: number): void;
+  /** The stream's read ended: its last page was read and written (a stream that fails is never told so). */
+  ended?(report: Readonly<StreamReport>): void;
   /** After each update: what the run's streams have read so far, all together (the worker's gauge). */
   totals?(totals: Readonly<ReadTotals>): void;
   /** The sink for one site's run, when runs of several sites share a display; without it, runs share this one. */
@@ -91,6 +93,11 @@ export class StreamProgress {
     // The first page is read alone, before the split: the ranges show from the pages after it.
     if (page.range && page.range.count > 1) this.report.keyRanges = page.range.count;
     this.sink?.update(this.report, this.startedAt);
+  }
+
+  /** The read ended: its last page was read and written. */
+  ended() {
+    this.sink?.ended?.(this.report);
   }
 
   saw(rows: UserRow[]) {
