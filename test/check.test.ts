@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -629,5 +629,40 @@ describe('cpq-sync check, an embedded Postgres not made yet (operator review EG)
     const run = await cli(['run'], env);
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
     expect(readdirSync(join(dir, 'pg'))).toContain('PG_VERSION');
+  });
+
+  it('refuses a DATA_DIR/pg holding files but no cluster (a volume mounted there, a killed initdb): run, schedule, demo and migrate exit 6 naming it and the fix, check fails; nothing in it touched', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
+    const dir = mkdtempSync(join(tmpdir(), 'cpq-check-data-'));
+    chmodSync(dir, 0o755); // as root the server runs as postgres, which must enter it
+    const pg = join(dir, 'pg');
+    mkdirSync(join(pg, 'lost+found'), { recursive: true });
+    for (const leftover of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) writeFileSync(join(pg, leftover), '');
+    const before = { entries: readdirSync(pg).sort(), owner: statSync(pg).uid };
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, CPQ_RETRY_BASE_DELAY: '5ms', DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()) };
+    const problem =
+      `embedded Postgres: the data folder ${pg} (in DATA_DIR) holds no cluster but is not empty ("lost+found", "pg_hba.conf", "pg_ident.conf", and 1 more), ` +
+      `and initdb makes one only in an empty folder; set DATA_DIR to an empty folder (for a volume mounted at ${pg}, a folder inside it), ` +
+      `or empty ${pg} if a failed first run left what it holds, or set DATABASE_URL`;
+    // Before, initdb ran on it (as root, after giving the folder to postgres) and failed in its own words ("exists but is not empty").
+    for (const command of ['run', 'schedule', 'demo', 'migrate']) {
+      const out = await cli([command], env);
+      expect({ command, code: out.code, stderr: out.stderr }).toEqual({ command, code: 6, stderr: `cpq-sync: ${problem}\n` });
+    }
+    // check said "the first run creates it"; it fails in that run's words.
+    const report = await runCheck(env);
+    expect(report.database?.steps.slice(0, 2)).toEqual([
+      {
+        step: 'database',
+        status: 'fail',
+        detail: `embedded Postgres in ${dir} does not exist yet, and the first run would fail (exit code 6): ${problem.slice(0, problem.indexOf('; '))}`,
+        fix: problem.slice(problem.indexOf('; ') + 2),
+      },
+      { step: 'schema', status: 'skip', detail: 'no database yet' },
+    ]);
+    expect(report.ok).toBe(false);
+    expect({ entries: readdirSync(pg).sort(), owner: statSync(pg).uid }).toEqual(before);
   });
 });

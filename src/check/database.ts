@@ -115,7 +115,8 @@ export async function checkSiteCpq(database: Database, site: SiteConfig): Promis
  */
 export async function checkDatabase(config: AppConfig, log: Logger, sites: readonly SiteConfig[]): Promise<{ where: string; steps: StepResult[] }> {
   const siteSteps = (why: string) => sites.flatMap((site) => [skip(`sync lock (${site.name})`, why), skip(`cpq (${site.name})`, why)]);
-  // An empty DATA_DIR/pg (a first run whose initdb failed, an empty volume) holds no cluster either.
+  // An empty DATA_DIR/pg (a first run whose initdb failed, an empty volume) holds no cluster either;
+  // nor does one holding other files (a volume's lost+found), which the first run refuses.
   if (!config.databaseUrl && !embeddedClusterMade(join(config.dataDir, 'pg'))) {
     const where = `embedded Postgres in ${config.dataDir}`;
     // What the first run would meet making it (a checkout under /root, a DATA_DIR this user may not write): it exits 6.

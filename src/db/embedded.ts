@@ -124,13 +124,16 @@ function closedFolderProblem(dataDir: string): string | undefined {
 /**
  * Why a first start could not make the data folder `dataDir` (`DATA_DIR/pg`), in the words the
  * start would fail with (exit code 6), or undefined. For `cpq-sync check`, before any cluster
- * exists (no folder, or an empty one): it said "the first run creates it" to a checkout under
- * /root, or a DATA_DIR this user may not write, and that first run failed. Throws when the
+ * exists (no folder, an empty one, or one holding something else): it said "the first run creates
+ * it" to a checkout under /root, a DATA_DIR this user may not write, or a DATA_DIR/pg holding a
+ * volume's lost+found, and that first run failed. Throws when the
  * embedded Postgres is not installed.
  */
 export function embeddedFolderProblem(dataDir: string): string | undefined {
   const closed = closedFolderProblem(resolve(dataDir));
   if (closed !== undefined) return closed;
+  const occupied = occupiedFolderProblem(resolve(dataDir));
+  if (occupied !== undefined) return occupied;
   const folder = dirname(resolve(dataDir));
   // DATA_DIR there already: the start's mkdir of it passes (a file in its place: EEXIST), and its
   // first write in it fails (initdb's password file), in these words.
@@ -144,6 +147,33 @@ export function embeddedFolderProblem(dataDir: string): string | undefined {
   while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
   const code = statSync(path).isDirectory() ? accessCode(path) : 'ENOTDIR';
   return code === undefined ? undefined : cannotCreateDataFolder(folder, code);
+}
+
+/**
+ * Why no cluster can be made in the data folder `dataDir` (`DATA_DIR/pg`): it holds entries but no
+ * PG_VERSION (the lost+found of a volume mounted there, what a killed initdb left), or undefined
+ * (no folder, an empty one, a cluster, or one this user may not read: the start says why). initdb
+ * refuses such a folder in words of its own that name neither DATA_DIR nor a fix, and as root the
+ * start had already given the folder to the postgres account. A lost+found alone is not worked
+ * around by making the cluster in a subfolder: a release that did so would look for an existing
+ * cluster elsewhere than the one before it.
+ */
+function occupiedFolderProblem(dataDir: string): string | undefined {
+  let entries: string[];
+  try {
+    if (!statSync(dataDir).isDirectory()) return undefined;
+    entries = readdirSync(dataDir);
+  } catch {
+    return undefined;
+  }
+  if (entries.length === 0 || entries.includes('PG_VERSION')) return undefined;
+  // A few names, quoted (JSON: a name holding a line break stays on the one line).
+  const shown = entries
+    .sort()
+    .slice(0, 3)
+    .map((name) => JSON.stringify(name));
+  const more = entries.length > shown.length ? `, and ${entries.length - shown.length} more` : '';
+  return `embedded Postgres: the data folder ${dataDir} (in DATA_DIR) holds no cluster but is not empty (${shown.join(', ')}${more}), and initdb makes one only in an empty folder; set DATA_DIR to an empty folder (for a volume mounted at ${dataDir}, a folder inside it), or empty ${dataDir} if a failed first run left what it holds, or set DATABASE_URL`;
 }
 
 /*
@@ -738,6 +768,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   // the superuser's password (asked for in clear text) or every run (review DM).
   const refusal = tmpdirRefusal(tmpdir(), 'its private socket folder', ' and be sent the database password', ', or set DATABASE_URL');
   if (refusal !== undefined) throw new SyncError('database', `embedded Postgres: ${refusal}`);
+  // After the refusals above (a folder another user could have planted is refused as such: emptying
+  // it is no fix), before anything is made or changed (as root, the folder's owner): initdb would fail on it.
+  const occupied = occupiedFolderProblem(dataDir);
+  if (occupied !== undefined) throw new SyncError('database', occupied);
   // 0755 whatever the umask: a folder its group may write would be refused at the next start.
   // An ordinary account meets EACCES here (DATA_DIR under /var/lib, /srv): said as a setting to change.
   await mkdir(dirname(dataDir), { recursive: true, mode: 0o755 }).catch((err: unknown) => {
