@@ -107,6 +107,11 @@ export interface CpqConfig {
   hostCompany?: string;
   integrationUsers: 'auto' | 'on' | 'off';
   auth: CpqAuthConfig;
+  /**
+   * A CPQ_SITES_FILE site whose own keys (username, token, oauth, …) give `auth`: messages name
+   * those keys. Unset when `auth` is the environment's CPQ_* variables, a file site's included.
+   */
+  authInSitesFile?: true;
   /** PEM certificates to trust besides the system's, for sites behind a private CA. */
   ca?: string;
   pageSize: number;
@@ -710,7 +715,8 @@ function loadSitesFile(file: string, env: Env, used: Set<string>): { sites: Site
     const alerts = mistakes.attempt(() => alertRuleSettingsFrom(parsed));
     const problems = mistakes.problems;
     if (cpq?.value && alerts && problems.length === 0) {
-      sites.push({ name: overlay.name, cpq: cpq.value, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts: alerts.value });
+      const siteCpq: CpqConfig = overlay.ownAuth ? { ...cpq.value, authInSitesFile: true } : cpq.value;
+      sites.push({ name: overlay.name, cpq: siteCpq, cron: parsed.SYNC_CRON, timezone: parsed.SYNC_TIMEZONE, alerts: alerts.value });
     }
     for (const problem of problems) {
       // "CPQ_PASSWORD … is required" after "password: ${EMEA_PASSWORD} … not set" would say it twice.

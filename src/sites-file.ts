@@ -57,9 +57,16 @@ const KEY_OF_VARIABLE = new Map<string, string>([
   ...Object.entries(OAUTH_KEYS).map(([key, variable]) => [variable, `oauth.${key}`] as [string, string]),
 ]);
 
-/** Rewrites the variable names in a message of the environment's validation into the site's keys. */
-export function siteKeysIn(message: string): string {
-  return message.replace(/\b(?:CPQ|SYNC|ALERT)_[A-Z_]+\b/g, (name) => KEY_OF_VARIABLE.get(name) ?? name);
+/**
+ * Rewrites the variable names in a message of the environment's validation into the site's keys.
+ * With `authFromEnvironment` (a site that names no auth of its own takes the environment's), the
+ * auth variables stay as they are: "username and password" sent an operator to a file that holds
+ * neither.
+ */
+export function siteKeysIn(message: string, authFromEnvironment = false): string {
+  return message.replace(/\b(?:CPQ|SYNC|ALERT)_[A-Z_]+\b/g, (name) =>
+    authFromEnvironment && AUTH_VARIABLES.includes(name) ? name : (KEY_OF_VARIABLE.get(name) ?? name),
+  );
 }
 
 export interface SiteOverlay {
@@ -68,6 +75,8 @@ export interface SiteOverlay {
   env: Record<string, string | undefined>;
   /** The variables the site's own settings set (the rest of env is the environment's). */
   own: ReadonlySet<string>;
+  /** Whether the site's own settings name its auth (which then replaces the environment's whole). */
+  ownAuth: boolean;
   /** The variables of settings whose `${NAME}` is not set: already reported, so not reported again as missing. */
   unset: ReadonlySet<string>;
 }
@@ -209,7 +218,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
       );
     }
     const merged = namesAuth ? Object.fromEntries(Object.entries(env).filter(([variable]) => !AUTH_VARIABLES.includes(variable))) : env;
-    if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay }, own: new Set(Object.keys(overlay)), unset });
+    if (typeof name === 'string') sites.push({ name, env: { ...merged, ...overlay }, own: new Set(Object.keys(overlay)), ownAuth: namesAuth, unset });
   });
   // Readable by another user, a file holding a secret gives it away: said at every start (the
   // default umask makes files so), not refused, since nothing else is wrong with it.

@@ -536,6 +536,31 @@ describe('cpq-sync check against the simulator', () => {
     expect(run.stderr).toMatch(/; hint: for site us in CPQ_SITES_FILE: .*set pathPrefix=\n$/);
   });
 
+  it("a sites-file site's refused credentials name where they were set: its own keys, or the environment's CPQ_* variables it takes", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0, auth: { basic: { username: 'sync', password: 'right' } } });
+    const file = join(mkdtempSync(join(tmpdir(), 'cpq-check-')), 'sites.json');
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { name: 'own', baseUrl: h.sim.baseUrl, username: 'sync', password: 'wrong-own-secret' },
+        { name: 'env', baseUrl: h.sim.baseUrl },
+      ]),
+      { mode: 0o600 },
+    );
+    const env = { DATABASE_URL: h.t.url, CPQ_SITES_FILE: file, CPQ_USERNAME: 'sync', CPQ_PASSWORD: 'wrong-env-secret', CPQ_RETRY_BASE_DELAY: '5ms' };
+    const report = await runCheck(env);
+    const credentials = (site: string) => report.sites.find((s) => s.name === site)!.steps.find((s) => s.step === 'credentials');
+    const fix = (where: string) => `tried Basic auth as user "sync" (${where}): check those settings (and that the user may use the REST API)`;
+    expect(credentials('own')).toMatchObject({ status: 'fail', fix: fix('username and password or passwordFile') });
+    // Before, "username and password or passwordFile" too: keys the file does not hold for this site.
+    expect(credentials('env')).toMatchObject({ status: 'fail', fix: fix('CPQ_USERNAME and CPQ_PASSWORD or CPQ_PASSWORD_FILE') });
+    expect(JSON.stringify(report)).not.toMatch(/wrong-(own|env)-secret/);
+    const run = await cli(['run', '--site', 'env'], env);
+    expect(run.stderr).toContain(`; hint: for site env in CPQ_SITES_FILE: ${fix('CPQ_USERNAME and CPQ_PASSWORD or CPQ_PASSWORD_FILE')}\n`);
+  });
+
   it("a configuration warning that is not about a file's mode is not given chmod as its fix: two sites reading one CPQ", async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
     const file = join(mkdtempSync(join(tmpdir(), 'cpq-check-')), 'sites.json');

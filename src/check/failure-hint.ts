@@ -26,5 +26,5 @@ export async function failureHint(err: unknown, config: AppConfig | undefined, l
   // the hint names those (pathPrefix, not CPQ_PATH_PREFIX), or an operator would edit .env to no effect.
   const site = err instanceof SyncError ? err.site : undefined;
   if (hint === undefined || config?.cpq !== undefined || site === undefined) return hint;
-  return `for site ${site} in CPQ_SITES_FILE: ${siteKeysIn(hint)}`;
+  return `for site ${site} in CPQ_SITES_FILE: ${siteKeysIn(hint, cpq?.authInSitesFile !== true)}`;
 }

@@ -54,7 +54,11 @@ export async function runCheck(env: Record<string, string | undefined> = process
   const ofSitesFile = config.cpq === undefined;
   for (const site of sites) {
     const steps = await checkSite(site.cpq, log);
-    blocks.push({ name: site.name, where: site.cpq.baseUrl, steps: ofSitesFile ? steps.map(inSiteKeys) : steps });
+    blocks.push({
+      name: site.name,
+      where: site.cpq.baseUrl,
+      steps: ofSitesFile ? steps.map((step) => inSiteKeys(step, site.cpq.authInSitesFile !== true)) : steps,
+    });
   }
   const db = await checkDatabase(config, log, sites);
   const database = { name: 'database', where: db.where, steps: db.steps };
@@ -92,7 +96,11 @@ export function checkExitCode(report: CheckReport): number {
   return report.ok ? 0 : 1;
 }
 
-/** A step of a CPQ_SITES_FILE site, its variables named as the site's keys (CPQ_PATH_PREFIX: pathPrefix). */
-function inSiteKeys(step: StepResult): StepResult {
-  return { ...step, detail: siteKeysIn(step.detail), ...(step.fix === undefined ? {} : { fix: siteKeysIn(step.fix) }) };
+/**
+ * A step of a CPQ_SITES_FILE site, its variables named as the site's keys (CPQ_PATH_PREFIX:
+ * pathPrefix); the auth variables too when the site's auth is its own (siteKeysIn).
+ */
+function inSiteKeys(step: StepResult, authFromEnvironment: boolean): StepResult {
+  const keys = (text: string) => siteKeysIn(text, authFromEnvironment);
+  return { ...step, detail: keys(step.detail), ...(step.fix === undefined ? {} : { fix: keys(step.fix) }) };
 }
