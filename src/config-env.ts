@@ -264,6 +264,8 @@ export const envSchema = z.object({
   ALERT_RETRY_MAX_DELAY: span('1h'),
   // How often a worker looks for alerts due: 0 would poll the database without pause.
   ALERT_RETRY_EVERY: duration('1m', { min: 100 }),
+  // How many alerts one run sends: CPQ data chose how many a run raised, without bound (review IA).
+  ALERT_MAX_PER_RUN: integer(100, 1, 1_000_000),
 });
 
 /** The environment as validated, each value converted (durations in ms, flags as booleans, ...). */

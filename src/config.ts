@@ -200,6 +200,11 @@ export interface AppConfig {
 /** The alert rules, in the order the README lists them. */
 export const ALERT_RULE_NAMES = ['admin_flag', 'group_membership', 'access_permission', 'integration_user', 'user_restored'] as const;
 export type AlertRule = (typeof ALERT_RULE_NAMES)[number];
+/**
+ * The rule of the one summary alert a run raises when its alerts number more than
+ * ALERT_MAX_PER_RUN (insertAlerts): not one ALERT_RULES can name, since it bounds the others.
+ */
+export const ALERT_FLOOD_RULE = 'alert_flood';
 
 /** Which alerts a run computes: ALERT_RULES and ALERT_GROUPS, which a site may set for itself (alertRules, alertGroups). */
 export interface AlertRuleSettings {
@@ -216,6 +221,8 @@ export interface AlertsConfig {
   retryMaxDelayMs: number;
   /** How often `schedule` retries pending alerts between runs. */
   retryEveryMs: number;
+  /** ALERT_MAX_PER_RUN: the alerts of one run sent at most; past it, a summary and the rest kept unsent (insertAlerts). */
+  maxPerRun: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -400,6 +407,7 @@ function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
     retryBaseDelayMs: parsed.ALERT_RETRY_BASE_DELAY,
     retryMaxDelayMs: Math.max(parsed.ALERT_RETRY_MAX_DELAY, parsed.ALERT_RETRY_BASE_DELAY),
     retryEveryMs: parsed.ALERT_RETRY_EVERY,
+    maxPerRun: parsed.ALERT_MAX_PER_RUN,
   };
 }
 

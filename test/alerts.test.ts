@@ -999,6 +999,7 @@ describe('alert pieces', () => {
       retryBaseDelayMs: 60_000,
       retryMaxDelayMs: 3_600_000,
       retryEveryMs: 60_000,
+      maxPerRun: 100,
     });
     const url = 'https://hooks.slack.com/services/T0/B0/sekrit-token';
     const config = loadConfig({

@@ -1,4 +1,4 @@
-import type { AlertsConfig } from '../config.js';
+import { ALERT_FLOOD_RULE, type AlertsConfig } from '../config.js';
 import { claimDueAlerts, type AlertRow } from '../db/sql/claim-due-alerts.js';
 import { bodyChunks } from '../fetch-body.js';
 import { dispatcherFor, withDispatcher } from '../fetch-dispatcher.js';
@@ -18,8 +18,9 @@ export interface AlertPayload {
   type: 'cpq-sync.alert';
   idempotencyKey: string;
   site: string;
-  company: string;
-  login: string;
+  /** Null in an alert_flood summary alone, which is about a run, not a user. */
+  company: string | null;
+  login: string | null;
   rule: AlertRow['rule'];
   /** What the rule is about: the flag's column, the group, `<type>:<variableName>` of a permission, … */
   subject: string;
@@ -57,11 +58,36 @@ function describe(alert: Pick<AlertRow, 'rule' | 'subject' | 'old_value' | 'new_
       return alert.old_value === null ? 'was created as an integration user' : 'became an integration user';
     case 'user_restored':
       return `was restored (deleted since ${slackEscape(printable(String(alert.old_value)))})`;
+    case ALERT_FLOOD_RULE:
+      // About a run, not a user: alertPayload writes its line with floodText.
+      return '';
   }
 }
 
+/** The counts of an alert_flood summary (its new_value, written by insertAlerts). */
+interface FloodCounts {
+  alerts: number;
+  sent: number;
+  suppressed: number;
+  byRule: Record<string, number>;
+  changesSince: string;
+}
+
+/** The line of an alert_flood summary: the run, its counts (numbers and rule names of this program's own) and where to look. */
+function floodText(alert: AlertRow): string {
+  const c = alert.new_value as FloodCounts;
+  const byRule = Object.entries(c.byRule)
+    .map(([rule, n]) => `${rule} ${n}`)
+    .join(', ');
+  return (
+    `CPQ ${slackEscape(alert.site)}: run ${alert.run_id} raised ${c.alerts} alerts, more than ALERT_MAX_PER_RUN (${c.sent}) (${byRule}): ` +
+    `the first ${c.sent} follow this one, the other ${c.suppressed} are not sent (\`cpq-sync alerts list --status suppressed\`); ` +
+    `every change is in the change log: \`cpq-sync changes --since ${c.changesSince}\``
+  );
+}
+
 export function alertPayload(alert: AlertRow, sentAt = new Date()): AlertPayload {
-  const who = slackValue(`${alert.company_login}/${alert.login}`);
+  const who = slackValue(`${alert.company_login ?? ''}/${alert.login ?? ''}`);
   return {
     type: 'cpq-sync.alert',
     idempotencyKey: alert.idempotency_key,
@@ -75,7 +101,7 @@ export function alertPayload(alert: AlertRow, sentAt = new Date()): AlertPayload
     runId: alert.run_id,
     detectedAt: new Date(alert.detected_at).toISOString(),
     sentAt: sentAt.toISOString(),
-    text: `CPQ ${slackEscape(alert.site)}: ${who} ${describe(alert)} (run ${alert.run_id})`,
+    text: alert.rule === ALERT_FLOOD_RULE ? floodText(alert) : `CPQ ${slackEscape(alert.site)}: ${who} ${describe(alert)} (run ${alert.run_id})`,
   };
 }
 

@@ -17,7 +17,12 @@ export async function recordAlerts(
   hostAliases: readonly string[] = [],
 ): Promise<number> {
   if (!config.webhook) return 0;
-  const written = await insertAlerts(client, runId, rules, hostAliases);
+  const { written, suppressed } = await insertAlerts(client, runId, rules, config.maxPerRun, hostAliases);
   if (written > 0) log.info({ alerts: written }, 'alerts on privileged access written to the outbox');
+  if (suppressed > 0)
+    log.warn(
+      { suppressed, maxPerRun: config.maxPerRun },
+      `more alerts than ALERT_MAX_PER_RUN (${config.maxPerRun}): one summary alert and the first ${config.maxPerRun} are sent, the other ${suppressed} are kept unsent (\`cpq-sync alerts list --status suppressed\`)`,
+    );
   return written;
 }

@@ -51,9 +51,9 @@ export function registerComplianceCommands(program: Command): void {
     .command('list')
     .description('the pending and failed alerts, newest first (reads only; works with the cpq_reader role)')
     .option('--json', 'JSON for scripts instead of a table')
-    .addOption(new Option('--status <status...>', 'which alerts').choices(['pending', 'failed', 'delivered']).default(['pending', 'failed']))
+    .addOption(new Option('--status <status...>', 'which alerts').choices(['pending', 'failed', 'delivered', 'suppressed']).default(['pending', 'failed']))
     .addOption(new Option('--limit <n>', 'how many alerts to list').default('100'))
-    .action((opts: { json?: boolean; status: ('pending' | 'failed' | 'delivered')[]; limit: string }) =>
+    .action((opts: { json?: boolean; status: ('pending' | 'failed' | 'delivered' | 'suppressed')[]; limit: string }) =>
       command(
         async (config, log) => {
           const { formatAlerts, readAlerts, stringifyAlerts } = await import('../alerts/commands.js');

@@ -1,6 +1,6 @@
 import type { ColumnType, Generated, JSONColumnType, SelectType } from 'kysely';
 import { USER_VALUE_COLUMNS, type UserValueColumn, type UserValueColumnKinds } from '../normalize/user-fields.js';
-import type { AlertRule } from '../config.js';
+import type { ALERT_FLOOD_RULE, AlertRule } from '../config.js';
 
 /*
  * Every table and view of schema cpq as Kysely sees it (Kysely's own cpq.kysely_migration* aside),
@@ -253,22 +253,27 @@ export interface UserAccessPermissionVersionsTable extends Ended {
 }
 
 /** An alert on privileged access (migration 0011): written by the run that saw the change, delivered after its commit. */
+/** An alert's status in the outbox (migration 0045 added suppressed). */
+export type AlertStatus = 'pending' | 'delivered' | 'failed' | 'suppressed';
+
 export interface AlertOutboxTable {
   id: ColumnType<string, never, never>;
   site: ColumnType<string, string | undefined, string>;
   run_id: Int8;
-  user_id: Int8;
-  company_login: string;
-  login: string;
-  /** The CHECK of migration 0011 allows these (test/schema-types.test.ts). */
-  rule: AlertRule;
+  /** Null for the summary of a run over ALERT_MAX_PER_RUN (rule alert_flood) alone, which is about no user (migration 0045). */
+  user_id: ColumnType<string | null, string | number | bigint | null, string | number | bigint | null>;
+  company_login: string | null;
+  login: string | null;
+  /** The CHECK of migration 0045 allows these (test/schema-types.test.ts). */
+  rule: AlertRule | typeof ALERT_FLOOD_RULE;
   subject: string;
   /** jsonb: a flag's value, a permission's {name, hasAccess}, a time; null where there was none. */
   old_value: ColumnType<unknown, string | null, string | null>;
   new_value: ColumnType<unknown, string | null, string | null>;
   detected_at: Timestamp;
   idempotency_key: string;
-  status: ColumnType<'pending' | 'delivered' | 'failed', 'pending' | 'delivered' | 'failed' | undefined, 'pending' | 'delivered' | 'failed'>;
+  /** suppressed: past the run's ALERT_MAX_PER_RUN, kept and never sent (migration 0045). */
+  status: ColumnType<AlertStatus, AlertStatus | undefined, AlertStatus>;
   attempts: ColumnType<number, number | undefined, number>;
   next_attempt_at: ColumnType<Date, Date | string | undefined, Date | string>;
   last_attempt_at: Timestamp | null;

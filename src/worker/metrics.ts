@@ -27,7 +27,7 @@ export interface WorkerMetricsOptions {
   /** Node.js process metrics (memory, CPU, event loop); default true. */
   processMetrics?: boolean;
   /** How many alerts the outbox holds per status; read at scrape time. */
-  alertCounts?: () => Promise<Record<'pending' | 'delivered' | 'failed', number>>;
+  alertCounts?: () => Promise<Record<'pending' | 'delivered' | 'failed' | 'suppressed', number>>;
   /** Per site and company of its last run: CPQ's count at its last full read and the database's active users after that run; read at scrape time. */
   companyCounts?: () => Promise<LatestCompanyCounts>;
 }
@@ -143,7 +143,7 @@ export class WorkerMetrics {
     const alertCounts = options.alertCounts;
     new Gauge({
       name: 'cpq_sync_alerts',
-      help: 'Alerts on privileged access in the outbox, by status: pending (to be sent or retried), delivered, failed (refused by the webhook)',
+      help: "Alerts on privileged access in the outbox, by status: pending (to be sent or retried), delivered, failed (refused by the webhook), suppressed (past a run's ALERT_MAX_PER_RUN, never sent)",
       labelNames: ['status'],
       registers,
       // From the database at scrape time, like the last success; unreadable, the previous values stay.

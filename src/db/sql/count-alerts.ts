@@ -11,7 +11,7 @@ export async function countAlerts(on: Queryable): Promise<Record<AlertRow['statu
       .groupBy('status')
       .compile(),
   );
-  const counts: Record<AlertRow['status'], number> = { pending: 0, delivered: 0, failed: 0 };
+  const counts: Record<AlertRow['status'], number> = { pending: 0, delivered: 0, failed: 0, suppressed: 0 };
   for (const r of rows) counts[r.status] = Number(r.n);
   return counts;
 }

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { sql } from 'kysely';
-import type { AlertRuleSettings } from '../../config.js';
+import { ALERT_FLOOD_RULE, type AlertRuleSettings } from '../../config.js';
 import { ADMIN_FLAG_COLUMNS } from '../../normalize/user-fields.js';
+import { isoUtcText } from '../as-text.js';
 import { queryBuilder, runCompiled } from '../compiled-query.js';
 
 /**
@@ -20,30 +21,45 @@ export function globToIlike(glob: string): string {
 /**
  * Writes the alerts of run `runId` to cpq.alert_outbox, in one statement, from the change-log
  * rows the run wrote (their diffs; for an insert, which logs no diff, the row the run left) and
- * the rules `settings` enables; returns how many. Run on the run's client, inside its
- * transaction, after the merge: the alerts commit or roll back with the changes they report.
+ * the rules `settings` enables; returns how many rows it wrote and how many of them are
+ * suppressed. Run on the run's client, inside its transaction, after the merge: the alerts
+ * commit or roll back with the changes they report.
+ *
+ * At most `maxPerRun` (ALERT_MAX_PER_RUN) are sent: CPQ's data decides how many a run raises (a
+ * site flipping every admin flag and adding thousands of watched groups to each user made tens
+ * of thousands), and delivery sends them one at a time, oldest first, so a flood held every later
+ * alert back for hours (review IA). A run over the cap writes one summary alert first (rule
+ * alert_flood: the run, how many alerts, how many per rule, where the changes are), then the
+ * first `maxPerRun` alerts in delivery order as pending, and the rest as suppressed: kept, never
+ * sent. A run within the cap writes its alerts alone, as before.
  *
  * A company the run loaded for the first time (the run's site held no user of it before the
  * run) raises nothing: every existing admin would be "new". `hostAliases`: the host's own
  * login names other than the one its users are read under, which an earlier release filed
  * integration users under (see the integration_user rule).
  */
-export async function insertAlerts(client: pg.PoolClient, runId: string, settings: AlertRuleSettings, hostAliases: readonly string[] = []): Promise<number> {
-  if (settings.rules.length === 0) return 0;
-  const rows = await runCompiled(client, insertAlertsQuery(runId, settings, hostAliases));
-  return Number(rows[0]?.n ?? 0);
+export async function insertAlerts(
+  client: pg.PoolClient,
+  runId: string,
+  settings: AlertRuleSettings,
+  maxPerRun: number,
+  hostAliases: readonly string[] = [],
+): Promise<{ written: number; suppressed: number }> {
+  if (settings.rules.length === 0) return { written: 0, suppressed: 0 };
+  const rows = await runCompiled(client, insertAlertsQuery(runId, settings, maxPerRun, hostAliases));
+  return { written: Number(rows[0]?.n ?? 0), suppressed: Number(rows[0]?.suppressed ?? 0) };
 }
 
 /** The statement insertAlerts runs (exported for its query plan). */
-function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAliases: readonly string[] = []) {
+function insertAlertsQuery(runId: string, settings: AlertRuleSettings, maxPerRun: number, hostAliases: readonly string[] = []) {
   const rules = [...settings.rules];
   const groups = settings.groups.map(globToIlike);
   const flagNames = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `'${c}'`).join(', ')}]::text[]`);
   const flagValues = sql.raw(`ARRAY[${ADMIN_FLAG_COLUMNS.map((c) => `u.${c}`).join(', ')}]::boolean[]`);
   // The sql tag, not the builder: one INSERT ... SELECT over a UNION of jsonb set-returning
   // functions, one branch per rule, reads as SQL and would be raw fragments in the builder.
-  return sql<{ n: string }>`WITH run AS (
-       SELECT r.id, r.site FROM cpq.sync_runs r WHERE r.id = ${runId}::bigint
+  return sql<{ n: string; suppressed: string }>`WITH run AS (
+       SELECT r.id, r.site, r.started_at FROM cpq.sync_runs r WHERE r.id = ${runId}::bigint
      ),
      changed AS (
        SELECT c.id AS change_id, c.change, c.user_id, c.company_login, c.login, c.diff, c.detected_at
@@ -120,16 +136,46 @@ function insertAlertsQuery(runId: string, settings: AlertRuleSettings, hostAlias
        FROM live c
        WHERE 'user_restored' = ANY(${rules}::text[]) AND c.change = 'restore'
      ),
-     inserted AS (
-       INSERT INTO cpq.alert_outbox (site, run_id, user_id, company_login, login, rule, subject, old_value, new_value, detected_at, idempotency_key)
-       SELECT run.site, run.id, f.user_id, f.company_login, f.login, f.rule, f.subject, f.old_value, f.new_value, f.detected_at,
+     -- Numbered in delivery order, in code-point order, as in a database of any collation (review GX).
+     numbered AS MATERIALIZED (
+       SELECT f.*, row_number() OVER (ORDER BY f.change_id, f.rule, f.subject COLLATE "C") AS n FROM found f
+     ),
+     -- The summary of a run over the cap; no row within it. About the run, not a user: no user,
+     -- company or login, and no CPQ value but the counts.
+     flood AS (
+       SELECT t.total, (SELECT jsonb_object_agg(b.rule, b.n)
+                        FROM (SELECT rule, count(*) AS n FROM numbered GROUP BY rule) b) AS by_rule,
+              (SELECT min(detected_at) FROM numbered) AS detected_at
+       FROM (SELECT count(*) AS total FROM numbered) t
+       WHERE t.total > ${maxPerRun}::bigint
+     ),
+     alerts AS (
+       SELECT 0::bigint AS n, NULL::bigint AS user_id, NULL::text AS company_login, NULL::text AS login, ${ALERT_FLOOD_RULE}::text AS rule,
+              'ALERT_MAX_PER_RUN'::text AS subject, NULL::jsonb AS old_value,
+              jsonb_build_object('alerts', fl.total, 'sent', ${maxPerRun}::bigint, 'suppressed', fl.total - ${maxPerRun}::bigint,
+                                 'byRule', fl.by_rule,
+                                 -- For changes --since: the time the run began (to the millisecond, down) selects the
+                                 -- run, which commits after it, and the later ones; its id would select the later ones alone.
+                                 'changesSince', ${isoUtcText(sql`date_trunc('milliseconds', run.started_at)`)}) AS new_value,
+              fl.detected_at, 'pending'::text AS status,
+              -- Three elements, where a user's alert has six: no user's alert has its key.
+              encode(sha256(convert_to(jsonb_build_array(run.site, run.id::text, ${ALERT_FLOOD_RULE}::text)::text, 'UTF8')), 'hex') AS idempotency_key
+       FROM flood fl, run
+       UNION ALL
+       SELECT f.n, f.user_id, f.company_login, f.login, f.rule, f.subject, f.old_value, f.new_value, f.detected_at,
+              CASE WHEN f.n <= ${maxPerRun}::bigint THEN 'pending' ELSE 'suppressed' END,
               -- A JSON array, so that no login or group name can make two alerts' texts equal.
               encode(sha256(convert_to(jsonb_build_array(run.site, run.id::text, f.company_login, f.login, f.rule, f.subject)::text, 'UTF8')), 'hex')
-       FROM found f, run
-       -- Numbered (the delivery order) in code-point order, as in a database of any collation (review GX).
-       ORDER BY f.change_id, f.rule, f.subject COLLATE "C"
+       FROM numbered f, run
+     ),
+     inserted AS (
+       INSERT INTO cpq.alert_outbox (site, run_id, user_id, company_login, login, rule, subject, old_value, new_value, detected_at, status, idempotency_key)
+       SELECT run.site, run.id, a.user_id, a.company_login, a.login, a.rule, a.subject, a.old_value, a.new_value, a.detected_at, a.status, a.idempotency_key
+       FROM alerts a, run
+       -- Numbered (the delivery order): the summary first, then the alerts in the order above.
+       ORDER BY a.n
        ON CONFLICT (idempotency_key) DO NOTHING
-       RETURNING 1
+       RETURNING status
      )
-     SELECT count(*) AS n FROM inserted`.compile(queryBuilder);
+     SELECT count(*) AS n, count(*) FILTER (WHERE status = 'suppressed') AS suppressed FROM inserted`.compile(queryBuilder);
 }

@@ -19,7 +19,7 @@ export type AlertOutcome =
  * commits: an erasure in progress is waited for, one that starts after it finds the words stored and
  * scrubs them), and an alert about a user erased since the alert was made keeps the bare error.
  */
-export async function recordAlertOutcome(pool: pg.Pool, alert: { id: string; user_id: string }, outcome: AlertOutcome): Promise<void> {
+export async function recordAlertOutcome(pool: pg.Pool, alert: { id: string; user_id: string | null }, outcome: AlertOutcome): Promise<void> {
   const attempted = { attempts: sql<number>`attempts + 1`, last_attempt_at: sql<Date>`now()` };
   if (outcome.status === 'delivered') {
     const delivered = { ...attempted, status: 'delivered' as const, delivered_at: sql<Date>`now()`, last_error: null };
