@@ -91,6 +91,10 @@ describe('a password from the password file (PGPASSFILE, or ~/.pgpass), as psql 
       // node-postgres read the file itself, and printed a DeprecationWarning (pgpass support ends in pg 9) on stderr at every command.
       const right = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file });
       expect({ code: right.code, stderr: right.stderr }).toEqual({ code: 0, stderr: '' });
+      // PGPASSWORD set but empty (`PGPASSWORD=` in a .env) is no password, as libpq takes it: the file
+      // is read. Before, it went unread, and the hint asked for the line it held.
+      const emptyPgPassword = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file, PGPASSWORD: '' });
+      expect({ code: emptyPgPassword.code, stderr: emptyPgPassword.stderr }).toEqual({ code: 0, stderr: '' });
 
       await writeFile(file, line('not-the-password'));
       const wrong = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file });
@@ -118,6 +122,13 @@ describe('a password from the password file (PGPASSFILE, or ~/.pgpass), as psql 
         new RegExp(
           `✗ database +cannot connect to Postgres at \\S+: .*\\n +fix: DATABASE_URL names no password .*the password file ${file} is ignored, .*: chmod 600 ${file}\\n`,
         ),
+      );
+
+      // So with PGPASSWORD set but empty: the file is looked at, and its mode named.
+      const looseEmpty = await cli(['migrate'], { DATABASE_URL: url.toString(), PGPASSFILE: file, PGPASSWORD: '' });
+      expect(looseEmpty.code).toBe(6);
+      expect(looseEmpty.stderr).toMatch(
+        /^WARNING: password file .*; hint: .* is ignored, as libpq ignores it, since its group and others have access to it \(mode 0644\): chmod 600 /s,
       );
 
       // Only others (not the group) given access, the hint says so.

@@ -16,14 +16,32 @@ function passwordFileName(env: NodeJS.ProcessEnv = process.env): string {
 /**
  * Why usePgPass refused the file of `stats`, when it was for its mode: its group or others have
  * access to it (usePgPass warned of that on stderr); undefined when it was for another reason (not
- * a plain file, PGPASSWORD set, even empty). libpq ignores such a file too, its lines unread: the
- * hint then asks for a chmod, not for a line.
+ * a plain file). libpq ignores such a file too, its lines unread: the hint then asks for a chmod,
+ * not for a line.
  */
 function looseMode(stats: Stats): string | undefined {
   const access = stats.mode & 0o077;
-  if (!stats.isFile() || access === 0 || Object.hasOwn(process.env, 'PGPASSWORD')) return undefined;
+  if (!stats.isFile() || access === 0) return undefined;
   const who = access & 0o070 ? (access & 0o007 ? 'its group and others have' : 'its group has') : 'others have';
   return `${who} access to it (mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')})`;
+}
+
+/**
+ * pgpass's check of the file (a plain file no one else may read, with libpq's warnings), which
+ * also refuses it whenever PGPASSWORD is in the environment. It is looked up only when the
+ * connection has no password, PGPASSWORD set but empty included: libpq reads the file then (an
+ * empty password is none), and `PGPASSWORD=` in a .env made the file's right line go unread.
+ */
+function usable(stats: Stats, file: string): boolean {
+  const empty = process.env.PGPASSWORD;
+  if (empty === undefined) return pgpass.usePgPass(stats, file);
+  // Synchronous: nothing else runs while PGPASSWORD (empty, no secret) is out of the environment.
+  delete process.env.PGPASSWORD;
+  try {
+    return pgpass.usePgPass(stats, file);
+  } finally {
+    process.env.PGPASSWORD = empty;
+  }
 }
 
 /**
@@ -38,7 +56,7 @@ function lookUp(target: Parameters<typeof pgpass.getPassword>[0]): Promise<{ pas
         resolve(undefined);
         return;
       }
-      if (!pgpass.usePgPass(stats, file)) {
+      if (!usable(stats, file)) {
         const ignored = looseMode(stats);
         resolve(ignored === undefined ? undefined : { ignored, file });
         return;
@@ -59,8 +77,9 @@ const fromFile = new WeakMap<pg.Client, string>();
  * go to stderr, as psql's do.
  */
 export function readPasswordFileWhenNone(client: pg.Client): void {
-  // node-postgres leaves it null (whatever its types say) when neither the URL nor PGPASSWORD gives one.
-  if (typeof client.password === 'string') return;
+  // node-postgres leaves it null (whatever its types say) when neither the URL nor PGPASSWORD gives
+  // one, and '' when either gives an empty one, which libpq takes for none and reads the file.
+  if (typeof client.password === 'string' && client.password !== '') return;
   // node-postgres calls a function given as the password with the connection's parameters.
   const fromPasswordFile = async (target: Parameters<typeof lookUp>[0]) => {
     const found = await lookUp(target);
