@@ -8,8 +8,15 @@
 -- poll from that run (review HR). commit_seq is taken in commit order, under a lock held until the
 -- commit (0017): a run that was not yet visible when this number was read has a greater one.
 --
--- Written by the statement that opens the run record (src/db/sql/create-run.ts); null for the
--- runs of earlier releases, which keep the old reading.
+-- A default, not a value the sync writes: a worker of an older release, still running after this
+-- migration (a rolling deploy), opens its runs with it too, as 0009's trigger numbers their
+-- commits. Set after the column is added: added with it, every run already recorded would take
+-- today's number. Those keep null, and the old reading.
+
+CREATE FUNCTION cpq.newest_commit_seq() RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(max(commit_seq), 0) FROM cpq.sync_runs
+$$;
 
 ALTER TABLE cpq.sync_runs ADD COLUMN commit_seq_at_start bigint;
-COMMENT ON COLUMN cpq.sync_runs.commit_seq_at_start IS 'The greatest commit_seq committed when the run record was opened (0 if none); null for runs of releases before it was kept.';
+ALTER TABLE cpq.sync_runs ALTER COLUMN commit_seq_at_start SET DEFAULT cpq.newest_commit_seq();

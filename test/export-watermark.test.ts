@@ -26,7 +26,8 @@ async function poll(h: Harness, from: string | { since: string }): Promise<Poll>
 /**
  * A sync run as the sync writes one, in a transaction of its own: its run row, one change row,
  * and (finish) the final statement of src/sync/run.ts that marks it succeeded, then COMMIT. Its run
- * row has no commit_seq_at_start, as a release before migration 0044 wrote it.
+ * row is inserted as a worker of a release before migration 0044 inserted it (commit_seq_at_start
+ * from the column's default).
  */
 async function openRun(client: pg.Client, login: string) {
   await client.query('BEGIN');
@@ -95,6 +96,9 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     await early.markSucceeded();
     await early.commit();
     expect((await poll(h, { since: failed.runId })).changeIds).toEqual([early.changeId]);
+    // A run recorded before migration 0044 (no commit_seq_at_start): read from committed_at, as before.
+    await h.t.query(`UPDATE cpq.sync_runs SET commit_seq_at_start = NULL WHERE id = $1`, [failed.runId]);
+    expect((await poll(h, { since: failed.runId })).changeIds).toEqual([early.changeId]);
   });
 
   it('--since <a run that never committed> includes a run whose COMMIT was still going on when it began (its committed_at is earlier)', async ({
@@ -108,6 +112,10 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     await slow.markSucceeded(); // its commit_seq and committed_at taken, its COMMIT not done yet (a slow disk)
     // Opened as the sync opens its run record, outside any transaction; then it fails.
     const failedId = await createRun(h.t.pool, 'default', 'incremental');
+    // An older worker's run record, opened as it was (the column's default fills it in).
+    const { rows: older } = await (
+      await connectClient(h.t.url)
+    ).query<{ id: string }>(`INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('default', 'failed', 'incremental') RETURNING id`);
     await h.t.query(`UPDATE cpq.sync_runs SET status = 'failed', finished_at = now() WHERE id = $1`, [failedId]);
     await slow.commit();
     const [slowRun, failedRun] = await h.t.query<{ committed_at: Date | null; started_at: Date }>(
@@ -116,6 +124,7 @@ describe('changes --after <watermark>: no change missed or repeated, however run
     );
     expect(slowRun!.committed_at!.getTime()).toBeLessThanOrEqual(failedRun!.started_at.getTime()); // the case: committed_at says "before"
     expect((await poll(h, { since: failedId })).changeIds).toEqual([slow.changeId]);
+    expect((await poll(h, { since: older[0]!.id })).changeIds).toEqual([slow.changeId]);
   });
 
   it('runs take their numbers in commit order: a second run finishing waits for the first to commit; a rolled-back run leaves no gap', async ({

@@ -57,7 +57,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0041_administrator_groups_in_code_point_order.sql', 'c6d405ce110c737e7c0bedaabcdf9c4aa01708ab197ce203d9e7c6439f27056c'],
   ['0042_alert_outbox_site_without_default.sql', '6e960e0a2e80590baa712fdc8f865ae442ea8f478990391a23a8fd8171047f44'],
   ['0043_personal_keys_left_out_in_linear_time.sql', '3e0edc46f9306a02cbff4343b9547fa0aa120cca7e599f9b34070908a68767d6'],
-  ['0044_run_commit_seq_at_start.sql', '3229991ba87ba2c956193afeab903b9df923779c0f93cfb8c03628eac68f481a'],
+  ['0044_run_commit_seq_at_start.sql', 'daa9693eb693496d8e23195e25e2c9a797f7aa8688ecfcb5d11443b3463709ab'],
   ['0045_alert_outbox_flood_cap.sql', 'c2fa8a4871680629b1793cea59a0a39b7e92b911959067b2bb83fa62df46aa52'],
 ];
 

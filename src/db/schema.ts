@@ -50,10 +50,10 @@ export interface SyncRunsTable {
   commit_seq: Filled<string | null>;
   committed_at: Filled<Date | null>;
   /**
-   * The greatest commit_seq committed when the run record was opened (migration 0044): where
-   * `changes --since` of a run that did not commit starts. Null for runs of earlier releases.
+   * The greatest commit_seq committed when the run record was opened (migration 0044's default):
+   * where `changes --since` of a run that did not commit starts. Null for runs recorded before it.
    */
-  commit_seq_at_start: ColumnType<string | null, string, never>;
+  commit_seq_at_start: Filled<string | null>;
   /**
    * How far the run has come (migration 0031): written while it runs (cpq.write_run_progress), and
    * at its end as it stood then; null for a run that wrote none (an older release's, or one that

@@ -1,13 +1,6 @@
-import { sql } from 'kysely';
 import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js';
 import { storable } from '../../errors.js';
 import { runEndTime } from './finish-run.js';
-
-/**
- * The greatest commit_seq committed as the run record is written (migration 0044). A run still
- * committing then is not counted: commit_seq is taken in commit order, so it has a greater one.
- */
-const COMMIT_SEQ_NOW = sql<string>`(SELECT coalesce(max(commit_seq), 0) FROM cpq.sync_runs)`;
 
 /**
  * Opens the run record (`running`) outside the run's transaction, so that it stays, and says
@@ -18,7 +11,7 @@ export async function createRun(on: Queryable, site: string, mode: 'full' | 'inc
     on,
     queryBuilder
       .insertInto('cpq.sync_runs')
-      .values({ site, status: 'running', mode, http_retries: '{}', streams: '[]', warnings: '[]', commit_seq_at_start: COMMIT_SEQ_NOW })
+      .values({ site, status: 'running', mode, http_retries: '{}', streams: '[]', warnings: '[]' })
       .returning('id')
       .compile(),
   );
@@ -43,7 +36,6 @@ export async function recordFailedStart(on: Queryable, site: string, mode: 'full
         http_retries: '{}',
         streams: '[]',
         warnings: '[]',
-        commit_seq_at_start: COMMIT_SEQ_NOW,
       })
       .returning('id')
       .compile(),

@@ -13,8 +13,8 @@ export type ChangesFrom =
    * commit: after it began): runs of several sites overlap, and one may commit after a run with a
    * higher id (it then shows in a poll from either id: none is missed, one may be repeated). From a
    * run that did not commit, "after it began" is after the newest commit_seq committed when its
-   * record was opened (commit_seq_at_start). A run of a release before that column reads it from
-   * committed_at, which a run takes before its COMMIT: one whose COMMIT lasted past that begin is
+   * record was opened (commit_seq_at_start, the column's default). A run recorded before that
+   * column (migration 0044) reads it from committed_at, which a run takes before its COMMIT: one whose COMMIT lasted past that begin is
    * left out (review HR; README says so).
    */
   | { runId: string }
