@@ -103,7 +103,9 @@ export function registerReadCommands(program: Command): void {
     );
   program
     .command('snapshot')
-    .description('write a compliance snapshot: every user with groups and permissions as of a time (--admin-rights: every admin right, since when)')
+    .description(
+      'write a compliance snapshot: every user present at a time (not those deleted by then) with groups and permissions (--admin-rights: every admin right, since when)',
+    )
     .option('--as-of <time>', 'ISO date-time (default: now)')
     .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
     .addOption(outOption('write to this file (with <file>.manifest.json: rows, run, SHA-256) instead of standard output'))
