@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { countValue, integerValue, parseExactJson, stringifyExactJson } from '../src/exact-json.js';
 
 const modules = { integerValue, parseExactJson, stringifyExactJson };
-import { retryAfterMs, backoffMs, describeDelay } from '../src/cpq/http-retry.js';
+import { retryAfterMs, backoffMs, describeDelay, httpDate } from '../src/cpq/http-retry.js';
 import { USER_VALUE_COLUMNS } from '../src/normalize/user-fields.js';
 import { RecordError, normalizeUser } from '../src/normalize/user-record.js';
 
@@ -484,6 +484,29 @@ describe('retry timing', () => {
     expect(retryAfterMs('120,1', null, now)).toBe(120_000);
     expect(retryAfterMs(' 0 ', null, now)).toBe(0);
     expect(retryAfterMs('Mon, 07 Dec 2026 10:00:30 GMT, Mon, 07 Dec 2026 10:00:40 GMT', null, now)).toBeUndefined();
+  });
+
+  it("reads RFC 9110's two obsolete date forms too, as GMT, and no date that does not exist", () => {
+    const now = Date.parse('2026-12-07T10:00:00Z');
+    // RFC 850 (a two-digit year: more than 50 years ahead is the last such year past) and asctime.
+    expect(retryAfterMs('Monday, 07-Dec-26 10:00:30 GMT', null, now)).toBe(30_000);
+    expect(retryAfterMs('Mon Dec  7 10:00:30 2026', null, now)).toBe(30_000);
+    expect(retryAfterMs('Mon Dec 17 10:00:30 2026', null, now)).toBe(10 * 86_400_000 + 30_000);
+    // Counted from a Date header in either form.
+    expect(retryAfterMs('Mon Dec  7 09:00:30 2026', 'Monday, 07-Dec-26 09:00:00 GMT', now)).toBe(30_000);
+    const at = (header: string) => new Date(httpDate(header, now)!).toISOString();
+    expect(at('Sunday, 06-Nov-94 08:49:37 GMT')).toBe('1994-11-06T08:49:37.000Z');
+    expect(at('Friday, 06-Nov-76 08:49:37 GMT')).toBe('2076-11-06T08:49:37.000Z');
+    expect(at('Sun, 06 Nov 1994 08:49:37 GMT')).toBe('1994-11-06T08:49:37.000Z');
+    // Date.parse rolled these over (31 Feb to 3 March); 24:00, a lower-case name or a zone other than GMT is no HTTP date.
+    for (const header of [
+      'Sat, 31 Feb 2026 10:00:00 GMT',
+      'Mon, 07 Dec 2026 24:00:00 GMT',
+      'mon, 07 Dec 2026 10:00:00 GMT',
+      'Mon, 07 Dec 2026 10:00:00 UTC',
+      'Mon Feb 30 10:00:00 2026',
+    ])
+      expect(httpDate(header, now), header).toBeUndefined();
   });
 
   it("counts a Retry-After date from the response's own Date, the server's clock, when that is an HTTP date; else from ours", () => {

@@ -312,9 +312,8 @@ export class CpqHttpClient {
   }
 
   /**
-   * Takes a Date header into earliestSiteDate when it is an HTTP date (RFC 9110's IMF-fixdate,
-   * of a year from 1970 that Date.parse reads as written: it reads "0" as the year 2000, and
-   * "0099" as 1999). However far behind ours: a cursor held back re-reads more, one let past
+   * Takes a Date header into earliestSiteDate when it is an HTTP date (RFC 9110's, of a year from
+   * 1970: httpDate). However far behind ours: a cursor held back re-reads more, one let past
    * CPQ's clock skips edits. One ahead of ours changes nothing (saveCursor takes the earliest of
    * it and the database's clock). A date more than a day off ours is logged once.
    */

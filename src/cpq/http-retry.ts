@@ -11,18 +11,40 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-/** An HTTP date as RFC 9110 has servers send it, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. */
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) \d{2}:\d{2}:\d{2} GMT$/;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const MONTH = `(${MONTHS.join('|')})`;
+const TIME = '(\\d{2}):(\\d{2}):(\\d{2})';
+/** RFC 9110's HTTP date, as servers send it: `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`);
+/** The two obsolete forms a recipient must read too: `Sunday, 06-Nov-94 08:49:37 GMT` and `Sun Nov  6 08:49:37 1994` (GMT). */
+const RFC850_DATE = new RegExp(`^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`);
+const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`);
 
 /**
- * A Date header's time (ms), when it is an HTTP date (RFC 9110's IMF-fixdate) of a year from 1970
- * that Date.parse reads as written: it reads "0" as the year 2000, and "0099" as 1999.
+ * A Date or Retry-After header's time (ms), when it is an HTTP date in one of RFC 9110's three
+ * forms, of a year from 1970, naming a day and time that exist; else undefined. Read by its parts,
+ * not by Date.parse, which reads "0" as the year 2000, "0099" as 1999, the asctime form in local
+ * time, and rolls 31 Feb over to March. A two-digit year more than 50 years ahead of `now` is the
+ * last such year past (RFC 9110, 5.6.7).
  */
-export function httpDate(header: string | null): number | undefined {
-  const year = header === null ? undefined : IMF_FIXDATE.exec(header)?.[1];
-  if (year === undefined || Number(year) < 1970) return undefined;
-  const at = Date.parse(header!);
-  return new Date(at).getUTCFullYear() === Number(year) ? at : undefined;
+export function httpDate(header: string | null, now = Date.now()): number | undefined {
+  if (header === null) return undefined;
+  let parts: [year: number, month: string, day: string, time: string[]];
+  let m: RegExpExecArray | null;
+  if ((m = IMF_FIXDATE.exec(header))) parts = [Number(m[3]), m[2]!, m[1]!, m.slice(4, 7)];
+  else if ((m = RFC850_DATE.exec(header))) {
+    const thisYear = new Date(now).getUTCFullYear();
+    const year = thisYear - (thisYear % 100) + Number(m[3]);
+    parts = [year > thisYear + 50 ? year - 100 : year, m[2]!, m[1]!, m.slice(4, 7)];
+  } else if ((m = ASCTIME_DATE.exec(header))) parts = [Number(m[6]), m[1]!, m[2]!.trim(), m.slice(3, 6)];
+  else return undefined;
+  const [year, monthName, dayText, [hours, minutes, seconds]] = parts;
+  const month = MONTHS.indexOf(monthName);
+  const day = Number(dayText);
+  const daysInMonth = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+  // A leap second (60) is the next minute's first.
+  if (year < 1970 || day < 1 || day > daysInMonth || Number(hours) > 23 || Number(minutes) > 59 || Number(seconds) > 60) return undefined;
+  return Date.UTC(year, month, day, Number(hours), Number(minutes), Number(seconds));
 }
 
 /** Whole seconds, or several (two Retry-After headers, a proxy's and CPQ's, reach fetch joined by ", "). */
@@ -30,7 +52,8 @@ const DELTA_SECONDS = /^\d+(?:[ \t]*,[ \t]*\d+)*$/;
 
 /**
  * Retry-After in seconds or as an HTTP date, in milliseconds; undefined when absent or unreadable,
- * and the caller's backoff applies. Only RFC 9110's two forms are read: Date.parse, tried on
+ * and the caller's backoff applies. Only RFC 9110's forms are read (seconds, or a date in one of
+ * its three forms, httpDate): Date.parse, tried on
  * anything else, read "-5", "1.5", "+5" and "5, 10" as dates long past (no wait at all: every
  * retry at once) and "-2030" as one far ahead (the run failed, "asked to wait more than a year")
  * (review IA). Several seconds values are each a server's ask: the longest is waited.
@@ -43,8 +66,8 @@ export function retryAfterMs(header: string | null, dateHeader: string | null = 
   if (!header) return undefined;
   const trimmed = header.trim();
   if (DELTA_SECONDS.test(trimmed)) return trimmed.split(',').reduce((longest, seconds) => Math.max(longest, Number(seconds.trim()) * 1000), 0);
-  const at = httpDate(trimmed);
-  return at === undefined ? undefined : Math.max(0, at - (httpDate(dateHeader) ?? now));
+  const at = httpDate(trimmed, now);
+  return at === undefined ? undefined : Math.max(0, at - (httpDate(dateHeader, now) ?? now));
 }
 
 export function backoffMs(attempt: number, policy: RetryPolicy, random = Math.random): number {
