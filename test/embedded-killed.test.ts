@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { processRuns } from '../src/process-runs.js';
+import { ownerTag, processRuns } from '../src/process-runs.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { Cleanups, cli } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
@@ -303,3 +303,40 @@ function startTimeOf(pid: number): string | undefined {
     return undefined;
   }
 }
+
+describe('embedded Postgres and a first start killed during initdb', () => {
+  it("a first `run` killed (SIGKILL to its process group) as soon as initdb wrote PG_VERSION: the next run makes a working cluster and removes the killed start's leftover, not a live start's", async () => {
+    const sim = new CpqSimulator({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    await sim.start();
+    cleanups.push(() => sim.stop());
+    const dataDir = dataFolder('cpq-embedded-initdb-killed-');
+    const env = { CPQ_BASE_URL: sim.baseUrl, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()) };
+    // What a start still making its cluster holds: named by a process that runs (this one), kept.
+    mkdirSync(dataDir, { recursive: true });
+    const live = `pg.initdb-${ownerTag()}-0123456789ab`;
+    mkdirSync(join(dataDir, live));
+    writeFileSync(join(dataDir, live, 'PG_VERSION'), '17\n');
+
+    // As a shell runs it: initdb and its postgres children die with it.
+    const first = cleanups.spawn(['run'], env, { detached: true });
+    const started = () => readdirSync(dataDir).some((name) => name !== live && name.startsWith('pg') && existsSync(join(dataDir, name, 'PG_VERSION')));
+    // Polled closely: initdb writes PG_VERSION at once, then works for a second or more.
+    for (let waited = 0; !started(); waited += 10) {
+      if (waited > 60_000 || first.child.exitCode !== null) throw new Error(`initdb never started: ${first.stderr}`);
+      await new Promise((wake) => setTimeout(wake, 10));
+    }
+    process.kill(-first.child.pid!, 'SIGKILL');
+    await first.exited;
+
+    // Before, the half-made cluster in DATA_DIR/pg (PG_VERSION, no password file) was taken for an
+    // earlier release's folder: "password upgrade … failed … could not open file …/global/pg_control".
+    const again = await cli(['run'], env);
+    expect(again.stderr, 'the next run').toBe('');
+    expect(again.code, 'the next run').toBe(0);
+    expect(readdirSync(dataDir).sort()).toEqual([live, 'pg'].sort());
+    for (const file of ['PG_VERSION', 'cpq-sync-password', join('global', 'pg_control')]) expect(existsSync(join(dataDir, 'pg', file)), file).toBe(true);
+    const status = await cli(['status', '--json'], env);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain('"succeeded"');
+  }, 120_000);
+});

@@ -14,10 +14,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { chown, mkdir, mkdtemp, open, readFile, rm, rmdir, type FileHandle } from 'node:fs/promises';
+import { chown, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { EXIT_CODES, SyncError, errorCode, errorMessage } from '../errors.js';
@@ -59,8 +59,9 @@ const USER = 'postgres';
 /**
  * The superuser's password lives in the cluster folder, in this file (mode 0600): made at
  * initdb, read at every later start. A folder without it was made by a release that used the
- * well-known password `postgres` (or initdb was interrupted before the file was written); it
- * gets a new random password at its first start (upgradeFolder).
+ * well-known password `postgres` (or, by an earlier release, initdb was interrupted before the
+ * file was written: a cluster is now made whole beside the folder, see makeCluster); it gets a
+ * new random password at its first start (upgradeFolder).
  */
 export const PASSWORD_FILE = 'cpq-sync-password';
 
@@ -151,7 +152,7 @@ export function embeddedFolderProblem(dataDir: string): string | undefined {
 
 /**
  * Why no cluster can be made in the data folder `dataDir` (`DATA_DIR/pg`): it holds entries but no
- * PG_VERSION (the lost+found of a volume mounted there, what a killed initdb left), or undefined
+ * PG_VERSION (the lost+found of a volume mounted there, what a killed initdb of an earlier release left), or undefined
  * (no folder, an empty one, a cluster, or one this user may not read: the start says why). initdb
  * refuses such a folder in words of its own that name neither DATA_DIR nor a fix, and as root the
  * start had already given the folder to the postgres account. A lost+found alone is not worked
@@ -340,10 +341,14 @@ async function requireServerFile(runtime: Runtime, file: FileHandle, name: strin
   }
 }
 
+/** The start of the name of initdb's password file, beside the data folder. */
+const INITDB_PASSWORD_FILE = '.cpq-sync-initdb-password-';
+
 async function initdb(runtime: Runtime, password: string): Promise<void> {
   // Beside the data folder (initdb wants that one empty), in a folder no other user may change
   // (foreignPathPart), so the path leads where it did: not in the private folder (see Runtime).
-  const pwfile = join(dirname(runtime.dataDir), `.cpq-sync-initdb-password-${randomBytes(6).toString('hex')}`);
+  // Named by this process (ownerTag): one a killed start left is removed by a later one (removeAbandonedInitdbFolders).
+  const pwfile = join(dirname(runtime.dataDir), `${INITDB_PASSWORD_FILE}${ownerTag()}-${randomBytes(6).toString('hex')}`);
   // The first file written in DATA_DIR: one this account may not write (made by root, mode 0555) is said so, not by this file's name.
   await writeServerFile(runtime, pwfile, `${password}\n`).catch((err: unknown) => {
     throw new Error(cannotWriteIn(dirname(runtime.dataDir), errorCode(err) ?? errorMessage(err)));
@@ -715,6 +720,115 @@ async function writePasswordFile(runtime: Runtime, password: string): Promise<vo
   await writeServerFile(runtime, join(runtime.dataDir, PASSWORD_FILE), `${password}\n`);
 }
 
+/** The password of a made cluster, from its PASSWORD_FILE (put back to 0600 if someone loosened it). */
+async function readPasswordFile(runtime: Runtime): Promise<string> {
+  const passwordPath = join(runtime.dataDir, PASSWORD_FILE);
+  // Back to 0600 if someone loosened it (a copy, a restore); the password itself stays. Not
+  // through a link: the file itself, whatever is put in its place.
+  const file = await open(passwordPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  let password: string;
+  try {
+    await requireServerFile(runtime, file, PASSWORD_FILE);
+    await file.chmod(0o600);
+    password = (await file.readFile('utf8')).trim();
+  } finally {
+    await file.close();
+  }
+  if (!/^[0-9a-f]{48}$/.test(password))
+    throw new SyncError(
+      'database',
+      `embedded Postgres: ${passwordPath} does not hold a password this tool wrote; remove it to set a new one at the next start`,
+    );
+  return password;
+}
+
+/**
+ * The folders a first start makes its cluster in, beside the data folder:
+ * `<data folder>.initdb-<ownerTag>-<random>` (`DATA_DIR/pg.initdb-…`).
+ */
+const initdbFolders = (dataDir: string): RegExp => new RegExp(`^${basename(dataDir).replace(/[^A-Za-z0-9]/g, '\\$&')}\\.initdb-${OWNER_TAG}-[0-9a-f]+$`);
+
+/**
+ * Whether the data folder is one rename() cannot put a folder in place of, so that the cluster is
+ * made in it, as before: a volume mounted there (EBUSY, another filesystem) or a link (rename
+ * would replace the link, not fill the folder it names).
+ */
+function madeInPlace(dataDir: string): boolean {
+  try {
+    const own = lstatSync(dataDir);
+    return own.isSymbolicLink() || own.dev !== statSync(dirname(dataDir)).dev;
+  } catch {
+    return false; // absent (or unreadable: initdb says why)
+  }
+}
+
+/**
+ * Makes the cluster of a first start, with `password`. initdb writes PG_VERSION at once and the
+ * rest over seconds, and the password file comes after it: made in the data folder itself, a
+ * first start killed meanwhile left a half-made cluster the next start took for an earlier
+ * release's folder (and failed on its missing files, hung, or ran on it). So initdb, and every
+ * file of the first start, go into a fresh folder beside it (same filesystem; the same owner and
+ * mode, initdb's), renamed to the data folder only once complete: a killed start leaves that
+ * folder alone, which a later start removes (removeAbandonedInitdbFolders). The rename fails onto
+ * a folder that is not empty: another start made the cluster first; this one's is discarded and
+ * false returned (theirs, complete, is used). Where the folder cannot be replaced (madeInPlace),
+ * it is made in place, as before, and not atomically.
+ */
+async function makeCluster(runtime: Runtime, password: string): Promise<boolean> {
+  if (madeInPlace(runtime.dataDir)) {
+    await initdb(runtime, password);
+    await writePasswordFile(runtime, password);
+    return true;
+  }
+  const building = join(dirname(runtime.dataDir), `${basename(runtime.dataDir)}.initdb-${ownerTag()}-${randomBytes(6).toString('hex')}`);
+  let done = false;
+  try {
+    const build = { ...runtime, dataDir: building };
+    await initdb(build, password);
+    await writePasswordFile(build, password);
+    try {
+      await rename(building, runtime.dataDir);
+      done = true;
+      return true;
+    } catch (err) {
+      const code = errorCode(err);
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && existsSync(join(runtime.dataDir, 'PG_VERSION'))) return false;
+      throw err;
+    }
+  } finally {
+    if (!done) await removeServerFolder(runtime.account, building);
+  }
+}
+
+/** initdb's password files beside the data folder (see initdb). */
+const INITDB_PASSWORD_FILES = new RegExp(`^${INITDB_PASSWORD_FILE.replace(/\./g, '\\.')}${OWNER_TAG}-[0-9a-f]+$`);
+
+/**
+ * Removes the folders makeCluster left beside the data folder when its start was killed, and the
+ * password files initdb was given (the password of a cluster never finished). Only one
+ * whose name gives a process of this machine and process-id namespace that has ended
+ * (leftByEndedProcess): a start that is still making its cluster (initdb can take minutes on a
+ * busy machine, and may not touch the folder's own time for long) keeps its folder, as an age
+ * rule could not promise; one of another namespace (a DATA_DIR shared by containers) is never
+ * judged. Only folders (not links) of this user or of the server's account; a removal that fails
+ * is tried again at the next start.
+ */
+async function removeAbandonedInitdbFolders(account: Runtime['account'], dataDir: string): Promise<void> {
+  const folders = initdbFolders(dataDir);
+  const owners = new Set([process.getuid?.(), account?.uid]);
+  for (const name of await readdir(dirname(dataDir)).catch(() => [] as string[])) {
+    const folderTag = folders.exec(name);
+    const tag = folderTag ?? INITDB_PASSWORD_FILES.exec(name);
+    if (!tag || !leftByEndedProcess(tag[1]!, tag[2]!, tag[3]!)) continue;
+    const path = join(dirname(dataDir), name);
+    const stats = await lstat(path).catch(() => undefined);
+    if (stats === undefined || !owners.has(stats.uid)) continue;
+    // A file is unlinked (a link in its place is removed, not followed); a folder as its owner would remove it.
+    if (folderTag && stats.isDirectory()) await removeServerFolder(account, path).catch(() => undefined);
+    else if (!folderTag && stats.isFile()) await rm(path, { force: true }).catch(() => undefined);
+  }
+}
+
 /**
  * Starts the embedded Postgres of a data folder (initialising it the first time) and creates
  * `database` in it. The superuser has a random password of this folder (PASSWORD_FILE); the
@@ -798,35 +912,25 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     if (options.persistent === false) await removeServerFolder(account, dataDir);
   };
   try {
-    let password: string;
-    const passwordPath = join(dataDir, PASSWORD_FILE);
+    let password: string | undefined;
+    await removeAbandonedInitdbFolders(account, dataDir);
     if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-      password = randomBytes(24).toString('hex');
-      await initdb(runtime, password).catch((err: unknown) => {
-        throw explain('initialisation', err);
-      });
-      await writePasswordFile(runtime, password);
-    } else if (!existsSync(passwordPath)) {
+      const fresh = randomBytes(24).toString('hex');
+      // False: another start made the cluster meanwhile, whose password is read below.
+      if (
+        await makeCluster(runtime, fresh).catch((err: unknown) => {
+          throw explain('initialisation', err);
+        })
+      )
+        password = fresh;
+    }
+    if (password === undefined && !existsSync(join(dataDir, PASSWORD_FILE))) {
       password = randomBytes(24).toString('hex');
       await upgradeFolder(runtime, password).catch((err: unknown) => {
         throw explain('password upgrade (a data folder of an earlier release)', err);
       });
-    } else {
-      // Back to 0600 if someone loosened it (a copy, a restore); the password itself stays. Not
-      // through a link: the file itself, whatever is put in its place.
-      const file = await open(passwordPath, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        await requireServerFile(runtime, file, PASSWORD_FILE);
-        await file.chmod(0o600);
-        password = (await file.readFile('utf8')).trim();
-      } finally {
-        await file.close();
-      }
-      if (!/^[0-9a-f]{48}$/.test(password))
-        throw new SyncError(
-          'database',
-          `embedded Postgres: ${passwordPath} does not hold a password this tool wrote; remove it to set a new one at the next start`,
-        );
+    } else if (password === undefined) {
+      password = await readPasswordFile(runtime);
     }
     await stopOrphanedServer(dataDir);
     removeStaleOwnerRecords(dataDir);
