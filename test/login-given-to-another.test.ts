@@ -153,8 +153,10 @@ describe('a login given to another user', () => {
     // A database of the release before 0038, a run of that release writing the table (a value the
     // history does not give, so that the refill shows), uncommitted.
     await h.t.query(`DELETE FROM cpq.user_known_identity`);
-    // Every migration from 0038 on unrecorded (Kysely refuses a gap); those after it replace functions, and run again.
-    await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name >= '0038'`);
+    // 0038 alone unrecorded: migrate applies a migration missing before the last one applied
+    // (allowUnorderedMigrations), and 0038 fills a table, creating nothing a later one replaces.
+    // Unrecording those after it too made each later migration have to run twice.
+    await h.t.query(`DELETE FROM cpq.kysely_migration WHERE name LIKE '0038%'`);
     const run = await connectClient(h.t.url);
     await run.query('BEGIN');
     await run.query(`INSERT INTO cpq.user_known_identity (user_id, site, cpq_id) SELECT id, site, 9999 FROM cpq.users WHERE login = $1`, [login]);
@@ -170,7 +172,7 @@ describe('a login given to another user', () => {
     expect(await waiting(), 'the migration waiting for the table').toBe(1);
     expect(settled).toBe(false);
     await run.query('COMMIT');
-    expect(await migrating).toEqual(ALL_MIGRATIONS.filter((name) => name >= '0038'));
+    expect(await migrating).toEqual(ALL_MIGRATIONS.filter((name) => name.startsWith('0038')));
     expect(await h.t.query(`SELECT cpq_id::text FROM cpq.user_known_identity`), 'the value the history gives').toEqual([{ cpq_id: '1111' }]);
   });
 

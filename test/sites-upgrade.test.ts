@@ -30,9 +30,10 @@ const TABLES = [
 
 /**
  * Columns a run writes that no migration can fill in for the runs of an earlier release: 0031's
- * progress, null for those runs (as the README says), written by every run since.
+ * progress and 0044's commit_seq_at_start, null for those runs (as the README says), written by
+ * every run since.
  */
-const WRITTEN_BY_RUNS_SINCE: Record<string, string[]> = { sync_runs: ['progress', 'progress_at'] };
+const WRITTEN_BY_RUNS_SINCE: Record<string, string[]> = { sync_runs: ['progress', 'progress_at', 'commit_seq_at_start'] };
 
 async function columnsOf(t: TestDatabase, table: string): Promise<string[]> {
   const rows = await t.query<{ column_name: string }>(
