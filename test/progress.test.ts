@@ -188,6 +188,22 @@ describe('the display of many streams', () => {
     expect(rest[1]).toMatch(/^companies\/c1 +\[█+░+\] {2}1 of 10 {2}/);
   });
 
+  plainIt('a terminal made smaller while streams read: the lines fit it again at once', () => {
+    const { out, screen } = terminal(40);
+    const display = new ProgressDisplay(out);
+    const started = Date.now();
+    for (let i = 0; i < 30; i++) display.update({ ...report(i, 30), stream: `companies/c${i}` }, started);
+    out.rows = 8;
+    out.emit('resize');
+    // Pages, no stream begun or ended: before, the display kept its 20 lines in an 8-row window.
+    for (let i = 0; i < 30; i++) display.update({ ...report(i + 1, 30), stream: `companies/c${i}` }, started);
+    display.stop();
+    const shown = screen();
+    expect(shown).toHaveLength(4);
+    expect(shown.at(-1)).toBe('+27 more in progress');
+    expect(out.listenerCount('resize')).toBe(0);
+  });
+
   plainIt('a few streams keep a line each, those that ended too', () => {
     const { out, screen } = terminal(12);
     const display = new ProgressDisplay(out);

@@ -139,7 +139,14 @@ export class ProgressDisplay implements ProgressSink {
     this.bars.on('redraw-pre', () => this.draw());
     // A forced exit (a second signal, SHUTDOWN_TIMEOUT) must not leave the terminal's cursor hidden.
     process.once('exit', this.restore);
+    // A window made smaller keeps no display taller than it: the lines fit again at once, not at
+    // the next stream begun or ended (review IF).
+    out.on('resize', this.resized);
   }
+
+  private readonly resized = () => {
+    if (!this.stopped) this.fit();
+  };
 
   private readonly restore = () => {
     this.stop();
@@ -262,6 +269,7 @@ export class ProgressDisplay implements ProgressSink {
     if (this.stopped) return;
     this.stopped = true;
     process.off('exit', this.restore);
+    this.out.off('resize', this.resized);
     // stop() draws the lines but not the log lines still buffered: one last redraw prints those (and works out the lines' last state).
     if (this.shown.size > 0) this.bars.update();
     this.bars.stop();
