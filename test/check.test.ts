@@ -13,7 +13,7 @@ import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { cli } from './helpers/cli-process.js';
 import { whileRunHoldsSyncLock } from './helpers/database.js';
 import { freePort } from './helpers/free-port.js';
-import { it, snapshotTables, type Harness } from './helpers/harness.js';
+import { it, snapshotTables, type Harness, type StartHarness } from './helpers/harness.js';
 import { TEST_CERT_FILE, frontUrl, tlsFront } from './helpers/tls-front.js';
 
 const servers: (Server | HttpServer)[] = [];
@@ -611,6 +611,17 @@ describe('cpq-sync check against the simulator', () => {
   });
 });
 
+/**
+ * A site, and a DATA_DIR of this test's for an embedded Postgres not made yet: the environment of
+ * a command using them (its own port).
+ */
+async function embeddedDataDir(start: StartHarness) {
+  const h = await start({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
+  const dir = mkdtempSync(join(tmpdir(), 'cpq-check-data-'));
+  chmodSync(dir, 0o755); // as root the server runs as postgres, which must enter it
+  return { dir, env: { CPQ_BASE_URL: h.sim.baseUrl, CPQ_RETRY_BASE_DELAY: '5ms', DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()) } };
+}
+
 describe('cpq-sync check, an embedded Postgres not made yet (operator review EG)', () => {
   it('fails the database step when the first run could not make DATA_DIR, in the words that run exits 6 with', async ({ startHarness }) => {
     const h = await startHarness({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
@@ -638,11 +649,8 @@ describe('cpq-sync check, an embedded Postgres not made yet (operator review EG)
   it('takes an empty DATA_DIR/pg (a first run whose initdb failed, an empty volume) for none: warns and makes no cluster there; the next run does', async ({
     startHarness,
   }) => {
-    const h = await startHarness({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-check-data-'));
-    chmodSync(dir, 0o755); // as root the server runs as postgres, which must enter it
+    const { dir, env } = await embeddedDataDir(startHarness);
     mkdirSync(join(dir, 'pg'));
-    const env = { CPQ_BASE_URL: h.sim.baseUrl, CPQ_RETRY_BASE_DELAY: '5ms', DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()) };
     // Before, it started one: initdb made a whole cluster in the folder, though check writes nothing.
     const report = await runCheck(env);
     expect(report.database?.steps.slice(0, 2)).toEqual([
@@ -659,14 +667,11 @@ describe('cpq-sync check, an embedded Postgres not made yet (operator review EG)
   it('refuses a DATA_DIR/pg holding files but no cluster (a volume mounted there, a killed initdb): run, schedule, demo and migrate exit 6 naming it and the fix, check fails; nothing in it touched', async ({
     startHarness,
   }) => {
-    const h = await startHarness({ usersPerCompany: 2, partnerCompanies: 0, integrationUsers: 0 });
-    const dir = mkdtempSync(join(tmpdir(), 'cpq-check-data-'));
-    chmodSync(dir, 0o755); // as root the server runs as postgres, which must enter it
+    const { dir, env } = await embeddedDataDir(startHarness);
     const pg = join(dir, 'pg');
     mkdirSync(join(pg, 'lost+found'), { recursive: true });
     for (const leftover of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) writeFileSync(join(pg, leftover), '');
     const before = { entries: readdirSync(pg).sort(), owner: statSync(pg).uid };
-    const env = { CPQ_BASE_URL: h.sim.baseUrl, CPQ_RETRY_BASE_DELAY: '5ms', DATA_DIR: dir, EMBEDDED_PG_PORT: String(await freePort()) };
     const problem =
       `embedded Postgres: the data folder ${pg} (in DATA_DIR) holds no cluster but is not empty ("lost+found", "pg_hba.conf", "pg_ident.conf", and 1 more), ` +
       `and initdb makes one only in an empty folder; set DATA_DIR to an empty folder (for a volume mounted at ${pg}, a folder inside it), ` +
