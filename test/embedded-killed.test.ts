@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ownerTag, processRuns } from '../src/process-runs.js';
 import { CpqSimulator } from '../src/simulator/index.js';
-import { Cleanups, cli } from './helpers/cli-process.js';
+import { BIN, Cleanups, cli } from './helpers/cli-process.js';
 import { freePort } from './helpers/free-port.js';
 import { holdRequests } from './helpers/scripted-pages.js';
 
@@ -339,4 +339,36 @@ describe('embedded Postgres and a first start killed during initdb', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toContain('"succeeded"');
   }, 120_000);
+});
+
+describe('embedded Postgres in a DATA_DIR/pg that is a bind mount of the same filesystem', () => {
+  // A mount needs root and a mount namespace of the test's own (unshare), so that nothing outside sees it.
+  const mountable = process.getuid?.() === 0 && spawnSync('unshare', ['-m', '--propagation', 'private', 'true']).status === 0;
+  it.skipIf(!mountable)(
+    'the first migrate makes the cluster in it, as before (skipped unless root may make a mount namespace: unshare -m): rename cannot replace a mount point',
+    async () => {
+      const dataDir = dataFolder('cpq-embedded-bind-mount-');
+      const volume = join(dataDir, '..', 'volume');
+      mkdirSync(join(dataDir, 'pg'), { recursive: true, mode: 0o755 });
+      mkdirSync(volume, { mode: 0o755 });
+      // The volume's device is DATA_DIR's (a bind mount, a Kubernetes subPath): a device check cannot tell it is a mount.
+      const out = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$VOLUME" "$DATA_DIR/pg" && exec "$NODE" "$BIN" migrate'], {
+        env: {
+          PATH: process.env.PATH,
+          VOLUME: volume,
+          DATA_DIR: dataDir,
+          EMBEDDED_PG_PORT: String(await freePort()),
+          NODE: process.execPath,
+          BIN,
+        },
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      // Before: "embedded Postgres initialisation failed in …/pg: EBUSY: resource busy or locked, rename …".
+      expect({ status: out.status, stderr: out.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(readdirSync(volume)).toEqual(expect.arrayContaining(['PG_VERSION', 'cpq-sync-password']));
+      expect(readdirSync(join(dataDir, '..')).filter((name) => name.includes('.initdb-'))).toEqual([]);
+    },
+    150_000,
+  );
 });

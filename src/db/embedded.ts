@@ -775,11 +775,12 @@ function madeInPlace(dataDir: string): boolean {
  * it is made in place, as before, and not atomically.
  */
 async function makeCluster(runtime: Runtime, password: string): Promise<boolean> {
-  if (madeInPlace(runtime.dataDir)) {
+  const inPlace = async () => {
     await initdb(runtime, password);
     await writePasswordFile(runtime, password);
     return true;
-  }
+  };
+  if (madeInPlace(runtime.dataDir)) return inPlace();
   const building = join(dirname(runtime.dataDir), `${basename(runtime.dataDir)}.initdb-${ownerTag()}-${randomBytes(6).toString('hex')}`);
   let done = false;
   try {
@@ -793,11 +794,15 @@ async function makeCluster(runtime: Runtime, password: string): Promise<boolean>
     } catch (err) {
       const code = errorCode(err);
       if ((code === 'ENOTEMPTY' || code === 'EEXIST') && existsSync(join(runtime.dataDir, 'PG_VERSION'))) return false;
-      throw err;
+      // A mount point madeInPlace could not tell (a bind mount of a folder of the same
+      // filesystem, a Kubernetes subPath): rename cannot replace it (EBUSY). Made in it, as before
+      // (review IJ: every first start failed there), once this one's folder is removed.
+      if (code !== 'EBUSY' && code !== 'EXDEV') throw err;
     }
   } finally {
     if (!done) await removeServerFolder(runtime.account, building);
   }
+  return inPlace();
 }
 
 /** initdb's password files beside the data folder (see initdb). */
