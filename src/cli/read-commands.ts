@@ -151,7 +151,7 @@ export function registerReadCommands(program: Command): void {
               for (const run of inProgress.filter((r) => locked.has(r.site))) {
                 on.warn(
                   { site: run.site, runId: run.id, startedAt: run.started_at.toISOString() },
-                  `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, before this snapshot's time; this snapshot shows the state without them`,
+                  `run ${run.id} of site ${run.site}, started at ${run.started_at.toISOString()}, is in progress: once committed, its changes take effect from its first write, which may be before this snapshot's time (not known until it commits); this snapshot shows the state without them`,
                 );
               }
             };
