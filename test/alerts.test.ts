@@ -376,6 +376,21 @@ describe('alerts on privileged access', () => {
     expect(hook.requests).toEqual([]);
   });
 
+  it("two permissions granted whose `type:variableName` texts are the same (type a:b, name c; type a, name b:c) are two alerts, each with its own key: one was dropped as the other's duplicate (review IJ)", async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_RULES: 'access_permission' }));
+    await h.sync();
+    const [a] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.setAccessPermission('_host', a!, { type: 'zz:Quote', variableName: 'edit', name: 'First', hasAccess: true });
+    h.sim.setAccessPermission('_host', a!, { type: 'zz', variableName: 'Quote:edit', name: 'Second', hasAccess: true });
+    await h.sync();
+    const rows = (await outbox(h)).filter((r) => r.subject === 'zz:Quote:edit');
+    expect(rows.map((r) => (r.new_value as { name: string }).name).sort()).toEqual(['First', 'Second']);
+    expect(new Set(rows.map((r) => r.idempotency_key)).size).toBe(2);
+  });
+
   it('a webhook that is down fails no run: the alert stays pending and goes out on a later run, with the same key', async ({ startHarness }) => {
     const hook = await receiver();
     hook.status = 503;

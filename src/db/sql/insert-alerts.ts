@@ -76,44 +76,48 @@ function insertAlertsQuery(runId: string, settings: AlertRuleSettings, maxPerRun
      found AS (
        -- An admin flag gained or lost (null counts as false).
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'admin_flag' AS rule, f.col AS subject,
-              c.diff -> f.col -> 'old' AS old_value, c.diff -> f.col -> 'new' AS new_value
+              c.diff -> f.col -> 'old' AS old_value, c.diff -> f.col -> 'new' AS new_value,
+              -- What tells two alerts of a change and rule apart (the subject, but for permissions).
+              NULL::jsonb AS subject_key
        FROM live c CROSS JOIN unnest(${flagNames}) AS f(col)
        WHERE 'admin_flag' = ANY(${rules}::text[]) AND c.change <> 'insert' AND c.diff ? f.col
          AND coalesce(c.diff -> f.col ->> 'old' = 'true', false) <> coalesce(c.diff -> f.col ->> 'new' = 'true', false)
        UNION ALL
-       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'admin_flag', f.col, NULL, 'true'::jsonb
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'admin_flag', f.col, NULL, 'true'::jsonb, NULL
        FROM live c JOIN cpq.users u ON u.id = c.user_id CROSS JOIN LATERAL unnest(${flagNames}, ${flagValues}) AS f(col, enabled)
        WHERE 'admin_flag' = ANY(${rules}::text[]) AND c.change = 'insert' AND f.enabled
        -- Membership gained in a watched group.
        UNION ALL
-       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', g.name, 'false'::jsonb, 'true'::jsonb
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', g.name, 'false'::jsonb, 'true'::jsonb, NULL
        FROM live c CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(c.diff -> 'groups' -> 'added', '[]'::jsonb)) AS g(name)
        WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change <> 'insert' AND g.name COLLATE "C" ILIKE ANY(${groups}::text[])
        UNION ALL
-       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', ug.group_variable_name, NULL, 'true'::jsonb
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'group_membership', ug.group_variable_name, NULL, 'true'::jsonb, NULL
        FROM live c JOIN cpq.user_groups ug ON ug.user_id = c.user_id
        WHERE 'group_membership' = ANY(${rules}::text[]) AND c.change = 'insert' AND ug.group_variable_name COLLATE "C" ILIKE ANY(${groups}::text[])
        -- An access permission granted: added with access, or changed to having it.
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'access_permission',
-              concat(a ->> 'type', ':', a ->> 'variableName'), NULL, jsonb_build_object('name', a -> 'name', 'hasAccess', a -> 'hasAccess')
+              concat(a ->> 'type', ':', a ->> 'variableName'), NULL, jsonb_build_object('name', a -> 'name', 'hasAccess', a -> 'hasAccess'),
+              jsonb_build_array(a -> 'type', a -> 'variableName')
        FROM live c CROSS JOIN LATERAL jsonb_array_elements(coalesce(c.diff -> 'accessPermissions' -> 'added', '[]'::jsonb)) AS a
        WHERE 'access_permission' = ANY(${rules}::text[]) AND c.change <> 'insert' AND a ->> 'hasAccess' = 'true'
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'access_permission',
-              concat(x ->> 'type', ':', x ->> 'variableName'), x -> 'old', x -> 'new'
+              concat(x ->> 'type', ':', x ->> 'variableName'), x -> 'old', x -> 'new', jsonb_build_array(x -> 'type', x -> 'variableName')
        FROM live c CROSS JOIN LATERAL jsonb_array_elements(coalesce(c.diff -> 'accessPermissions' -> 'changed', '[]'::jsonb)) AS x
        WHERE 'access_permission' = ANY(${rules}::text[]) AND c.change <> 'insert'
          AND x -> 'new' ->> 'hasAccess' = 'true' AND (x -> 'old' ->> 'hasAccess') IS DISTINCT FROM 'true'
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'access_permission',
-              concat(p.type, ':', p.variable_name), NULL, jsonb_build_object('name', p.name, 'hasAccess', p.has_access)
+              concat(p.type, ':', p.variable_name), NULL, jsonb_build_object('name', p.name, 'hasAccess', p.has_access),
+              jsonb_build_array(p.type, p.variable_name)
        FROM live c JOIN cpq.user_access_permissions p ON p.user_id = c.user_id
        WHERE 'access_permission' = ANY(${rules}::text[]) AND c.change = 'insert' AND p.has_access
        -- An integration user created: a new user that is one, or a user that became one.
        UNION ALL
        SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'integration_user', 'is_integration_user',
-              c.diff -> 'is_integration_user' -> 'old', 'true'::jsonb
+              c.diff -> 'is_integration_user' -> 'old', 'true'::jsonb, NULL
        FROM live c
        WHERE 'integration_user' = ANY(${rules}::text[]) AND c.change <> 'insert' AND c.diff -> 'is_integration_user' ->> 'new' = 'true'
          -- Not a _host row given the integration fields of the row an earlier release filed the
@@ -127,18 +131,18 @@ function insertAlertsQuery(runId: string, settings: AlertRuleSettings, maxPerRun
              AND (a.deleted_at IS NULL OR EXISTS (
                SELECT 1 FROM cpq.user_change_log d WHERE d.run_id = ${runId}::bigint AND d.user_id = a.id AND d.change = 'delete'))))
        UNION ALL
-       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'integration_user', 'is_integration_user', NULL, 'true'::jsonb
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'integration_user', 'is_integration_user', NULL, 'true'::jsonb, NULL
        FROM live c JOIN cpq.users u ON u.id = c.user_id
        WHERE 'integration_user' = ANY(${rules}::text[]) AND c.change = 'insert' AND u.is_integration_user
        -- A user restored: deleted before, returned by CPQ again.
        UNION ALL
-       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'user_restored', 'deleted_at', c.diff -> 'deleted_at' -> 'old', NULL
+       SELECT c.change_id, c.user_id, c.company_login, c.login, c.detected_at, 'user_restored', 'deleted_at', c.diff -> 'deleted_at' -> 'old', NULL, NULL
        FROM live c
        WHERE 'user_restored' = ANY(${rules}::text[]) AND c.change = 'restore'
      ),
      -- Numbered in delivery order, in code-point order, as in a database of any collation (review GX).
      numbered AS MATERIALIZED (
-       SELECT f.*, row_number() OVER (ORDER BY f.change_id, f.rule, f.subject COLLATE "C") AS n FROM found f
+       SELECT f.*, row_number() OVER (ORDER BY f.change_id, f.rule, f.subject COLLATE "C", f.subject_key::text COLLATE "C") AS n FROM found f
      ),
      -- The summary of a run over the cap; no row within it. About the run, not a user: no user,
      -- company or login, and no CPQ value but the counts.
@@ -164,8 +168,12 @@ function insertAlertsQuery(runId: string, settings: AlertRuleSettings, maxPerRun
        UNION ALL
        SELECT f.n, f.user_id, f.company_login, f.login, f.rule, f.subject, f.old_value, f.new_value, f.detected_at,
               CASE WHEN f.n <= ${maxPerRun}::bigint THEN 'pending' ELSE 'suppressed' END,
-              -- A JSON array, so that no login or group name can make two alerts' texts equal.
-              encode(sha256(convert_to(jsonb_build_array(run.site, run.id::text, f.company_login, f.login, f.rule, f.subject)::text, 'UTF8')), 'hex')
+              -- A JSON array, so that no login or group name can make two alerts' texts equal. A
+              -- permission's subject, type:variableName, is the same text for type a:b and name c
+              -- as for type a and name b:c: its key holds the two apart (review IJ). The subject's
+              -- JSON string otherwise, as jsonb_build_array made of the text: the same keys as before.
+              encode(sha256(convert_to(jsonb_build_array(run.site, run.id::text, f.company_login, f.login, f.rule,
+                                                         coalesce(f.subject_key, to_jsonb(f.subject)))::text, 'UTF8')), 'hex')
        FROM numbered f, run
      ),
      inserted AS (
