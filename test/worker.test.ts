@@ -679,7 +679,30 @@ describe('shutdown signals', () => {
       'cpq-sync: exiting by force: a second signal (SIGINT) came before the command had stopped; Postgres rolls back what was not committed\n',
     ]);
     shutdown.dispose();
-    expect(target.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  it('a signal after dispose (the command ending: its line on stderr, its exit code) ends nothing at once: the process exits with its own code; a second signal still exits 130 (review IK)', async () => {
+    const target = new EventEmitter();
+    const exits: number[] = [];
+    const stderr: string[] = [];
+    const shutdown = new ShutdownSignals({
+      log: quiet,
+      timeoutMs: 100,
+      exit: (code) => exits.push(code),
+      target,
+      stderr: { write: (line) => stderr.push(line) },
+    });
+    shutdown.dispose();
+    // Before, dispose removed the listeners: the signal's default action killed the process (exit status 143).
+    expect(target.listenerCount('SIGTERM')).toBe(1);
+    target.emit('SIGTERM', 'SIGTERM');
+    await sleep(30);
+    expect(exits).toEqual([]);
+    target.emit('SIGTERM', 'SIGTERM');
+    expect(exits).toEqual([130]);
+    expect(stderr).toEqual([
+      'cpq-sync: exiting by force: a second signal (SIGTERM) came before the command had stopped; Postgres rolls back what was not committed\n',
+    ]);
   });
 
   it('a shutdown that finishes in time cancels the deadline', async () => {

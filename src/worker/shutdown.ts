@@ -34,6 +34,8 @@ export class ShutdownSignals {
   readonly requested: Promise<NodeJS.Signals>;
   private resolveRequested!: (signal: NodeJS.Signals) => void;
   private deadline: NodeJS.Timeout | undefined;
+  /** dispose() was called: the command is ending. */
+  private finished = false;
   private readonly exit: (code: number) => void;
   private readonly target: NodeJS.EventEmitter;
 
@@ -63,7 +65,9 @@ export class ShutdownSignals {
     }
     log.info(
       { signal: name, timeoutMs },
-      `shutdown requested: ${this.options.stopping ?? 'no new runs; the current run rolls back and is recorded as interrupted'}`,
+      this.finished
+        ? 'shutdown requested as the command ends: it exits with its own code'
+        : `shutdown requested: ${this.options.stopping ?? 'no new runs; the current run rolls back and is recorded as interrupted'}`,
     );
     this.deadline = setTimeout(() => {
       log.error({ timeoutMs }, 'shutdown did not finish within SHUTDOWN_TIMEOUT; exiting by force');
@@ -100,10 +104,20 @@ export class ShutdownSignals {
     }
   }
 
-  /** Stops listening and cancels the deadline; the command is about to return. */
+  /**
+   * The command's work is over (its runs committed or rolled back): cancels the deadline; it is
+   * about to return. The signal listeners stay for the rest of the process: the command still
+   * writes its line on stderr and sets its exit code after this, and the process then ends as its
+   * event loop empties (a few hundred milliseconds on a busy machine). With no listener, a
+   * SIGTERM then (a supervisor stopping a job as it ends) ended the process as the signal does by
+   * default: exit status 143 for a run that had committed, its line on stderr lost (review IK).
+   * A signal now asks nothing more of a command that is already ending, but the deadline and the
+   * second signal still bound it, as during any shutdown.
+   */
   dispose(): void {
     if (this.deadline) clearTimeout(this.deadline);
-    for (const name of SIGNALS) this.target.removeListener(name, this.onSignal);
+    this.deadline = undefined;
+    this.finished = true;
     (this.options.output ?? process.stdout).removeListener('error', this.onOutputError);
   }
 }
