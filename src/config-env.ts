@@ -102,7 +102,11 @@ const optionalText = z
  * is the host `sync`, port 2024), and what follows, password included, is no URL's password, so no
  * message hid it. So an `@` in the path or fragment, in a query parameter's name, or in a value
  * that goes on with a `/` or `:` as a host's would (`?x=pw@db/app`). A value such as Azure's
- * `user=admin@server` or `application_name=sync@prod` is left alone (review HP).
+ * `user=admin@server` or `application_name=sync@prod` is left alone after a database name (review
+ * HP), but not in a query straight after the host: `postgres://sync:2024?Spring=Summer9@db` (a
+ * password of digits, or none, then `?name=value`) reads as the host `sync`, port 2024, and a
+ * parameter `Spring`, which nothing takes for a secret (review IM). Such a value can be written
+ * `admin%40server`, which node-postgres decodes, so refusing it costs no connection.
  */
 function atAfterHost(url: string): boolean {
   const authority = url.slice(url.indexOf('//') + 2);
@@ -113,10 +117,12 @@ function atAfterHost(url: string): boolean {
   if (fragment?.includes('@')) return true;
   const [path = '', query = ''] = beforeFragment.split(/\?(.*)/s);
   if (path.includes('@')) return true;
+  // `/` alone names no database either (node-postgres reads it as none).
+  const noDatabase = path.length <= 1;
   return query.split('&').some((parameter) => {
     const equals = parameter.indexOf('=');
     const [name, value] = equals < 0 ? [parameter, ''] : [parameter.slice(0, equals), parameter.slice(equals + 1)];
-    return name.includes('@') || /@.*[/:]/s.test(value);
+    return name.includes('@') || /@.*[/:]/s.test(value) || (noDatabase && value.includes('@'));
   });
 }
 
@@ -136,7 +142,8 @@ export const envSchema = z.object({
       error: 'is not a URL Node can read (a port above 65535, a space in the host, a password with an unescaped @ or /?)',
     })
     .refine((v) => v === undefined || !/^postgres(ql)?:\/\//i.test(v) || !atAfterHost(v), {
-      error: 'holds an @ after its host: a password (or user name) with an unescaped /, ? or # in it; escape them as %2F, %3F and %23',
+      error:
+        'holds an @ after its host: a password (or user name) with an unescaped /, ? or # in it; escape them as %2F, %3F and %23 (and an @ in a query value with no /database before the ?, as %40)',
     }),
   // Longest a new database connection may take to be made: a server that accepts and never answers held every command for ever.
   DATABASE_CONNECT_TIMEOUT: duration('60s'),

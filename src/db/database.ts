@@ -16,13 +16,19 @@ export type Db = Kysely<Database>;
  */
 const SECRET_PARAM = /pass|pwd|secret|token|key|auth|cred/i;
 
-/** Hides the password of a connection string, in its user part and its query string, for logs and errors. */
+/**
+ * Hides the password of a connection string, in its user part and its query string, for logs and
+ * errors. A query value holding an `@` is hidden too, whatever its parameter's name: it may be the
+ * rest of a password with an unescaped `?` (`postgres://sync:2024/x?Spring=Summer9@db` reads as the
+ * host `sync` and a parameter `Spring`), which no name tells apart from a login such as
+ * `user=admin@server` (review IM).
+ */
 export function redactUrl(url: string): string {
   const parsed = parseConnectionUrl(url);
   if (parsed === undefined) return '(unparseable connection string)';
   if (parsed.password) parsed.password = '***';
   for (const name of [...new Set(parsed.searchParams.keys())]) {
-    if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, '***');
+    if (SECRET_PARAM.test(name) || parsed.searchParams.getAll(name).some((value) => value.includes('@'))) parsed.searchParams.set(name, '***');
   }
   return urlText(parsed);
 }

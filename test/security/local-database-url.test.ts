@@ -112,3 +112,46 @@ describe('a DATABASE_URL whose password is no URL password (review HM)', () => {
     },
   );
 });
+
+describe('a DATABASE_URL whose password holds an unescaped ? and = (review IM)', () => {
+  // Digits (or nothing) up to the `?`, then name=value, with no port or path after the host: the URL
+  // read as the host `sync`, port 2024 and a parameter `Spring`, with the password's rest in its value,
+  // so it passed the check for an @ after the host (an @ in a query value, as Azure's user=admin@server)
+  // and was printed whole by every command (`check` in its heading too).
+  const refused = [
+    'postgres://sync:2024?Spring=Summer9hunter2@localhost',
+    'postgres://sync:?Spring=Summer9hunter2@localhost',
+    'postgres://sync:2024/?Spring=Summer9hunter2@localhost',
+  ];
+  it.each(refused)('%s is refused as configuration (exit code 2) by migrate, status and check, without printing the password', async (url) => {
+    for (const command of ['migrate', 'status', 'check']) {
+      const out = await cli([command], { DATABASE_URL: url, DATABASE_CONNECT_TIMEOUT: '5s', CPQ_BASE_URL: 'https://cpq.invalid' });
+      expect(out.stdout + out.stderr, command).not.toContain('hunter2');
+      expect(out.stdout + out.stderr, command).toContain('DATABASE_URL: holds an @ after its host');
+      expect(out.code, `${command}: ${out.stderr}`).toBe(2);
+    }
+  });
+
+  // With a path before the `?` no rule tells the rest of such a password from a login such as
+  // user=admin@server, so the connection is tried: a value holding an @ is hidden whatever its name.
+  it('with a path before the ?, the connection is tried and the value holding the @ is hidden', async () => {
+    const out = await cli(['status'], { DATABASE_URL: 'postgres://sync:2024/x?Spring=Summer9hunter2@localhost', DATABASE_CONNECT_TIMEOUT: '5s' });
+    expect(out.code, out.stderr).toBe(6);
+    expect(out.stderr).toMatch(/^cpq-sync: cannot connect to Postgres at postgres:\/\/sync:2024\/x\?Spring=\*\*\*: /);
+    expect(out.stdout + out.stderr).not.toContain('hunter2');
+  });
+
+  // Azure's login without a database name: written with %40, which node-postgres decodes.
+  it('postgres://127.0.0.1:1?user=myadmin%40myserver&password=hunter2x is read: the connection is tried, its password hidden', async () => {
+    const out = await cli(['status'], { DATABASE_URL: 'postgres://127.0.0.1:1?user=myadmin%40myserver&password=hunter2x' });
+    expect(out.code, out.stderr).toBe(6);
+    expect(out.stderr).toMatch(/^cpq-sync: cannot connect to Postgres at postgres:\/\/127\.0\.0\.1:1\?user=\*\*\*&password=\*\*\*: /);
+    expect(out.stdout + out.stderr).not.toContain('hunter2');
+  });
+
+  it('redactUrl hides every query value holding an @, and keeps the others', () => {
+    expect(redactUrl('postgres://sync:2024/x?Spring=Summer9hunter2@db&application_name=sync@prod&sslmode=require')).toBe(
+      'postgres://sync:2024/x?Spring=***&application_name=***&sslmode=require',
+    );
+  });
+});
