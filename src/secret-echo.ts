@@ -167,24 +167,34 @@ function boundedMessage(message: string): string {
  */
 const reachPastCut = (secrets: readonly string[], window: number) => Math.max(0, ...secrets.map((s) => Buffer.byteLength(s, 'utf8') * 10)) + window;
 
-/** The URLs a message of ours names (the requests we made): from the scheme to a space or a quote. */
+/** The URLs a message names: from the scheme to a space or a quote. */
 const URLS = /\bhttps?:\/\/[^\s"'<>]+/gi;
 
 /**
  * A message of ours (a failed run's, a network error's) that may quote secrets through CPQ's words
  * in it: `hidden` when it quotes one in any form quotesSecret reads, else the message as it is. A
- * secret with fewer than `window` letters and digits (`p`, `1000`) is looked for outside the
- * message's URLs only: those are the requests we made, built of the settings and of names, and
- * `1000` (in `limit=1000`) hid every error of a run. Nothing is cut out of a message: cut out of
- * words, `p` made every URL `htt[redacted]://` (review HK), and cut out of our own wording (`GET`)
- * a short secret would be read from the gap.
+ * secret with fewer than `window` letters and digits (`p`, `1000`) is not looked for in the URLs
+ * `asked` tells are the requests we made: those are built of the settings and of names, and `1000`
+ * (in `limit=1000`) hid every error of a run. Any other URL is searched as the rest of the text: a
+ * URL CPQ sent (a field's value a record's error quotes) is CPQ's words, and with every URL skipped
+ * a short password a gateway put in one (`https://gw.example/echo?auth=Pw!1xyz`) was shown (review
+ * IM). Nothing is cut out of a message: cut out of words, `p` made every URL `htt[redacted]://`
+ * (review HK), and cut out of our own wording (`GET`) a short secret would be read from the gap.
  */
-export function withoutSecrets(whole: string, secrets: Iterable<string>, window: number, hidden: string): string {
+export function withoutSecrets(whole: string, secrets: Iterable<string>, window: number, hidden: string, asked: (url: string) => boolean): string {
   const long: string[] = [];
   const short: string[] = [];
   for (const secret of secrets) if (secret !== '') (skeleton(secret).length < window ? short : long).push(secret);
   const searched = headOf(whole, MESSAGE_MAX_CHARS + reachPastCut([...long, ...short], window));
   if (quotesSecret(searched, long, window)) return hidden;
-  if (short.length > 0 && quotesSecret(searched.replace(URLS, ' '), short, window)) return hidden;
+  if (
+    short.length > 0 &&
+    quotesSecret(
+      searched.replace(URLS, (url) => (asked(url) ? ' ' : url)),
+      short,
+      window,
+    )
+  )
+    return hidden;
   return boundedMessage(whole);
 }

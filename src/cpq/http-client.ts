@@ -295,12 +295,17 @@ export class CpqHttpClient {
   private readonly sentAuthorizations = new Set<string>();
   /** credentialAt's search of each Authorization header kept (sentAuthorizations), made once; null for a credential too short to search for. */
   private readonly credentialEchoes = new Map<string, CredentialEcho | null>();
+  /** The base URL and token URL, as written and as URL writes them: the URLs under them are the requests this client made (asked). */
+  private readonly askedRoots: string[] = [];
+  /** Their origins, which a message names alone (asked). */
+  private readonly askedOrigins: string[] = [];
 
   constructor(
     private readonly config: Pick<
       CpqConfig,
       'baseUrl' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseDelayMs' | 'retryMaxDelayMs' | 'ca' | 'maxPageBytes' | 'maxInFlight'
-    >,
+    > &
+      Partial<Pick<CpqConfig, 'auth'>>,
     private readonly auth: Authenticator,
     private readonly log: Logger,
     private readonly signal?: AbortSignal,
@@ -309,6 +314,27 @@ export class CpqHttpClient {
     this.dispatcher = dispatcherFor(config.ca, config.requestTimeoutMs);
     this.budget = new RequestBudget(config.maxInFlight);
     this.readAhead = new RequestBudget(config.maxInFlight);
+    for (const root of [config.baseUrl, ...(config.auth?.kind === 'oauth' ? [config.auth.tokenUrl] : [])]) {
+      this.askedRoots.push(root.replace(/\/+$/, ''));
+      if (!URL.canParse(root)) continue;
+      const { origin, pathname } = new URL(root);
+      this.askedRoots.push(`${origin}${pathname}`.replace(/\/+$/, ''));
+      this.askedOrigins.push(origin);
+    }
+  }
+
+  /**
+   * Whether `url`, a URL a message names (to the next space or quote), is one this client asked
+   * for: under the site's base URL (url() builds every request from it) or the OAuth token URL, as
+   * written or as URL writes them (what messages name), or their bare origin (a refused redirect
+   * names it). withoutSecrets leaves a short secret unsearched in these alone: a URL CPQ sent, on
+   * another host or elsewhere on the site's, is CPQ's words (review IM). After the root comes the
+   * rest of a path or a query, or only the punctuation that ends a sentence; never more of a host
+   * (`https://cpq.example.evil`, `https://cpq.example@gw.example`).
+   */
+  private asked(url: string): boolean {
+    const ends = (root: string, more: RegExp) => url.startsWith(root) && (more.test(url.slice(root.length)) || /^[.,;:)\]]*$/.test(url.slice(root.length)));
+    return this.askedRoots.some((root) => ends(root, /^[/?#]/)) || this.askedOrigins.some((origin) => ends(origin, /^\/[.,;:)\]]*$/));
   }
 
   /**
@@ -391,7 +417,13 @@ export class CpqHttpClient {
    * value, which a reflecting gateway may have made the password).
    */
   withoutCredentials(message: string, what = 'a network error'): string {
-    return withoutSecrets(message, credentialSecrets(this.sentAuthorizations), CREDENTIAL_ECHO_CHARS, `${what} that quotes the credentials sent (not shown)`);
+    return withoutSecrets(
+      message,
+      credentialSecrets(this.sentAuthorizations),
+      CREDENTIAL_ECHO_CHARS,
+      `${what} that quotes the credentials sent (not shown)`,
+      (url) => this.asked(url),
+    );
   }
 
   /**

@@ -110,6 +110,29 @@ describe('a page that holds the credential the run sent is refused without repea
       }
     });
 
+  it('a short password inside a URL CPQ sent (a gateway echoing it into a field) hides the error, as outside one; the site’s own URL holding one does not (review IM)', async ({
+    startHarness,
+  }) => {
+    // Every URL was left out of the search for a short password: the one CPQ sent too, and run printed and stored it.
+    const password = 'Pw!1xyz';
+    const h = await start(startHarness, password);
+    expect((await h.sync()).status).toBe('succeeded');
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_USERNAME: USERNAME, CPQ_PASSWORD: password, LOG_LEVEL: 'error' };
+    for (const value of [`gw echo auth=${MARK}`, `https://gw.example/echo?auth=${MARK}`]) {
+      reflect(h, (u) => (u.dateModified = value), password);
+      expect((await h.syncError({ full: true })).message, value).toBe('a data error that quotes the credentials sent (not shown)');
+      const run = await cli(['run', '--full'], env);
+      expect(run.stderr, value).toMatch(/^cpq-sync: a data error that quotes the credentials sent \(not shown\)/);
+      expect(run.stdout + run.stderr).not.toContain(password);
+    }
+    expect([...h.logLines, JSON.stringify(await h.t.query(`SELECT error, warnings FROM cpq.sync_runs`))].join('\n')).not.toContain(password);
+    // A short password the site's own URL holds (its host 127.0.0.1) still hides no error naming that URL.
+    const own = await start(startHarness, '127');
+    expect((await own.sync()).status).toBe('succeeded');
+    reflect(own, (u) => (u.dateModified = 'https://gw.example/echo'));
+    expect((await own.syncError({ full: true })).message).toMatch(/http:\/\/127\.0\.0\.1:\d+\/.*"https:\/\/gw\.example\/echo"/);
+  });
+
   it('a short password echoed in base64 or hex hides the body, as a long one does; a short encoding (one letter, `cA` or `70`) does not (review HM)', async ({
     startHarness,
   }) => {
@@ -220,5 +243,16 @@ describe('check, verify and the logs hide what a run hides (review HM)', () => {
     const warning = h.logLines.find((l) => l.includes("CPQ's Date header"));
     expect(warning).toContain('a Date header that quotes the credentials sent (not shown)');
     unsaid(h.logLines.join('\n'));
+  });
+
+  it('a Date header quoting a short password inside a URL (not one the run asked): the warning does not (review IM)', async ({ startHarness }) => {
+    const h = await start(startHarness, 'Pw!1xyz');
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.endsWith('/users')) req.reply(await req.real(), { headers: { date: 'https://gw.example/echo?auth=Pw!1xyz' } });
+    });
+    expect((await h.sync()).status).toBe('succeeded');
+    const warning = h.logLines.find((l) => l.includes("CPQ's Date header"));
+    expect(warning).toContain('a Date header that quotes the credentials sent (not shown)');
+    expect(h.logLines.join('\n')).not.toContain('Pw!1xyz');
   });
 });
