@@ -13,6 +13,7 @@ import {
   readOwnConfigFile,
 } from './foreign-writer.js';
 import { nearMiss } from './near-miss.js';
+import { hostWithoutKeys } from './secret-echo.js';
 
 /** Thrown for a configuration problem; the message names the variable and never its secret value. */
 export class ConfigError extends Error {
@@ -392,7 +393,7 @@ function alertsConfigFrom(env: Env, parsed: ParsedEnv): AlertsConfig {
   // Neither the URL nor the secret goes into a message: a Slack webhook URL is a credential. One
   // whose file cannot be read is named above, and the other is not blamed for its absence.
   if (url?.value) {
-    mistakes.attempt(() => requireSecureUrl('ALERT_WEBHOOK_URL', url.value!, parsed.CPQ_ALLOW_INSECURE_HTTP));
+    mistakes.attempt(() => requireSecureUrl('ALERT_WEBHOOK_URL', url.value!, parsed.CPQ_ALLOW_INSECURE_HTTP, '', hostWithoutKeys));
     if (key && !key.value)
       mistakes.add(new ConfigError('ALERT_WEBHOOK_SECRET (or ALERT_WEBHOOK_SECRET_FILE) is required with ALERT_WEBHOOK_URL: every alert is signed'));
     if (key?.value) webhook = { url: url.value, secret: key.value, timeoutMs: parsed.ALERT_WEBHOOK_TIMEOUT };
@@ -421,16 +422,17 @@ function isLoopbackHost(hostname: string): boolean {
  * The URL `name` gives, read as Node reads it: http(s), with no user name or password in it
  * (`credentialsInstead` says where they go), plain http only to loopback or when the operator
  * allows it (credentials over plain http to another machine can be read on the way). Never
- * echoed: a webhook URL is a credential.
+ * echoed: a webhook URL is a credential. Its host is named as `shownHost` gives it: a webhook's
+ * without its labels that look like keys, a Pipedream URL's secret (review IM).
  */
-function requireSecureUrl(name: string, url: string, allowInsecure: boolean, credentialsInstead = ''): URL {
+function requireSecureUrl(name: string, url: string, allowInsecure: boolean, credentialsInstead = '', shownHost = (host: string) => host): URL {
   // Past the schema's pattern, a URL can still be one Node refuses (a port above 65535, a space in the host).
   if (!URL.canParse(url)) throw new ConfigError(`${name} is not a URL Node can read (a port above 65535, a space in the host?)`);
   const parsed = new URL(url);
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new ConfigError(`${name} must be an http(s) URL`);
   if (parsed.username || parsed.password) throw new ConfigError(`${name} must not contain a user name or password${credentialsInstead}`);
   if (parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname) && !allowInsecure) {
-    throw new ConfigError(`${name} uses plain http to ${parsed.hostname}: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it`);
+    throw new ConfigError(`${name} uses plain http to ${shownHost(parsed.hostname)}: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it`);
   }
   return parsed;
 }

@@ -123,6 +123,33 @@ export function quotesSecret(text: string, secrets: Iterable<string>, window: nu
   return false;
 }
 
+/**
+ * The labels of a host name that look like keys: some webhook services carry their secret there
+ * (Pipedream: `<id>.m.pipedream.net`), and a 404 naming the host quoted it (review IM). A label
+ * but the last two (the domain the service owns; its subdomains are where an id goes) counts when
+ * it holds letters and digits, both, 6 or more, as a path segment does, or 12 or more letters and
+ * digits of any kind (a random id may lack a digit by chance; a word that long hides an answer
+ * naming it, which costs an excerpt). Shorter words (`hooks` of `hooks.slack.com`) are left out:
+ * standing alone in an answer, they would hide it for nothing. An IP address has none.
+ */
+export function hostKeyLabels(hostname: string): string[] {
+  if (hostname.startsWith('[') || /^[0-9.]+$/.test(hostname)) return [];
+  const labels = hostname.replace(/\.$/, '').split('.');
+  return labels.slice(0, -2).filter((label) => {
+    const alnum = label.match(/[A-Za-z0-9]/g)?.length ?? 0;
+    return alnum >= 12 || (alnum >= 6 && /[0-9]/.test(label) && /[A-Za-z]/.test(label));
+  });
+}
+
+/** The host name with its labels that look like keys (hostKeyLabels) shown as `…`: what a message may name of a webhook. */
+export function hostWithoutKeys(hostname: string): string {
+  const keys = new Set(hostKeyLabels(hostname));
+  return hostname
+    .split('.')
+    .map((label) => (keys.has(label) ? '…' : label))
+    .join('.');
+}
+
 const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
 
 /**

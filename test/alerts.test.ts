@@ -1035,6 +1035,11 @@ describe('alert pieces', () => {
         { ALERT_WEBHOOK_URL: 'http://hooks.example.com/sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' },
         'ALERT_WEBHOOK_URL uses plain http to hooks.example.com: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it',
       ],
+      // A host whose first label is the key (Pipedream's <id>.m.pipedream.net) is named without it (review IM).
+      [
+        { ALERT_WEBHOOK_URL: 'http://sekrit9token42.m.pipedream.net/', ALERT_WEBHOOK_SECRET: 's3cret' },
+        'ALERT_WEBHOOK_URL uses plain http to ….m.pipedream.net: use https, or set CPQ_ALLOW_INSECURE_HTTP=true if you really mean it',
+      ],
       [
         { ALERT_WEBHOOK_URL: 'https://user:sekrit-token@hooks.example.com/', ALERT_WEBHOOK_SECRET: 's3cret' },
         'ALERT_WEBHOOK_URL must not contain a user name or password',

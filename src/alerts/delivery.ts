@@ -7,7 +7,7 @@ import { recordAlertOutcome, type AlertOutcome } from '../db/sql/record-alert-ou
 import { releaseAlerts } from '../db/sql/release-alerts.js';
 import { errorCode, errorMessage, isUndefinedTable, oneLine, printable } from '../errors.js';
 import { LinkedSignal } from '../linked-signal.js';
-import { quotesSecret } from '../secret-echo.js';
+import { hostKeyLabels, quotesSecret } from '../secret-echo.js';
 import type { Logger } from '../logger.js';
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signBody } from './signing.js';
 
@@ -122,11 +122,13 @@ const URL_ECHO_CHARS = 12;
  * both, 6 or more), each a secret of its own: one shorter than URL_ECHO_CHARS, echoed without its
  * parameter's name (`{"token":"K7q2Wm9xZp4"}` for `?key=K7q2Wm9xZp4`), quoted too few characters
  * of the whole path and query to be seen (review HM). Words (`hooks`, `services`) are left out:
- * standing alone in an answer, they would hide it for nothing.
+ * standing alone in an answer, they would hide it for nothing. The host's labels that look like
+ * keys too (hostKeyLabels): a Pipedream URL's secret is its host's first label (review IM).
  */
 function urlTokens(url: URL): string[] {
   const parts = [...url.pathname.split('/').map((p) => safeDecode(p)), ...url.searchParams.values()];
-  return parts.filter((p) => /[0-9]/.test(p) && /[A-Za-z]/.test(p) && (p.match(/[A-Za-z0-9]/g)?.length ?? 0) >= 6);
+  const keys = parts.filter((p) => /[0-9]/.test(p) && /[A-Za-z]/.test(p) && (p.match(/[A-Za-z0-9]/g)?.length ?? 0) >= 6);
+  return [...keys, ...hostKeyLabels(url.hostname)];
 }
 
 /** A path segment with its percent-escapes undone, or as it is when they are not UTF-8. */
@@ -140,7 +142,8 @@ function safeDecode(segment: string): string {
 
 /**
  * The receiver's words, briefly; none when they quote the webhook's path or query in any form (a
- * 404 page of many frameworks names the path it was asked for): a Slack URL's path is its secret.
+ * 404 page of many frameworks names the path it was asked for): a Slack URL's path is its secret;
+ * nor when they quote a label of its host that looks like a key (urlTokens).
  */
 async function briefBody(response: Response, webhookUrl: string, signal: AbortSignal): Promise<string> {
   try {

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, LookupFunction } from 'node:net';
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postAlert } from '../../src/alerts/delivery.js';
 
@@ -7,7 +8,8 @@ import { postAlert } from '../../src/alerts/delivery.js';
  * A Slack webhook URL's path is its secret. A receiver's refusal is kept in the alert outbox, the
  * logs and `alerts list` (up to 200 characters of it); the 404 page of many frameworks names the
  * path it was asked for (Express: "Cannot POST /services/…", Spring: "path": "\/services\/…"),
- * which put the secret where cpq_reader reads it. Such an answer is not kept at all.
+ * which put the secret where cpq_reader reads it. Such an answer is not kept at all. Some services
+ * carry the secret in the host name instead (Pipedream), which their 404 names.
  */
 
 const PATH = '/services/T0AB12CD3/B0EF45GH6/XoXsEcReTtOkEnPaRt1234';
@@ -18,7 +20,7 @@ let answer = { status: 404, body: '' };
 beforeAll(async () => {
   server = createServer((req, res) => {
     req.resume();
-    res.writeHead(answer.status, { 'content-type': 'text/plain' }).end(answer.body);
+    res.writeHead(answer.status, { 'content-type': 'text/plain' }).end(answer.body.replaceAll('{host}', (req.headers.host ?? '').replace(/:\d+$/, '')));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -31,7 +33,7 @@ afterAll(async () => {
 
 const post = () => postAlert({ url: `${base}${PATH}`, secret: 'k', timeoutMs: 5_000 }, '{}', 'key-1');
 
-describe("a webhook's refusal that quotes the webhook's path", () => {
+describe("a webhook's refusal that quotes the webhook's URL", () => {
   it('is recorded without its words, in any form it quotes the path; a refusal that does not quote it keeps them', async () => {
     const echoes = {
       Express: `<pre>Cannot POST ${PATH}</pre>`,
@@ -81,5 +83,42 @@ describe("a webhook's refusal that quotes the webhook's path", () => {
       error: 'the webhook answered HTTP 404: no such hooks',
       bare: 'the webhook answered HTTP 404',
     });
+  });
+
+  it("a label of the webhook's host name that looks like a key (Pipedream: https://<id>.m.pipedream.net/) echoed in a refusal is not recorded; the host's words are (review IM)", async () => {
+    // Every host name reaches this test's server: the refusal quotes the Host header fetch sent, as Pipedream's 404 does.
+    const before = getGlobalDispatcher();
+    const toServer: LookupFunction = (_host, options, done) => (options.all ? done(null, [{ address: '127.0.0.1', family: 4 }]) : done(null, '127.0.0.1', 4));
+    setGlobalDispatcher(new Agent({ connect: { lookup: toServer } }));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const postTo = (host: string) => postAlert({ url: `http://${host}:${port}/`, secret: 'k', timeoutMs: 5_000 }, '{}', 'key-1');
+      // Letters and digits; a random id of letters alone, long; one of letters and digits, short, named alone.
+      for (const [host, body] of [
+        ['eo4k2x9q7zt1mwa.m.pipedream.net', '404 Not Found: no endpoint {host} (paused)'],
+        ['eoqkrxnqhztbmwa.m.pipedream.net', 'Not Found: {host}'],
+        ['a1b2c3.hooks.example.com', 'unknown tenant a1b2c3'],
+      ]) {
+        answer = { status: 404, body: body! };
+        const result = await postTo(host!);
+        expect(result, host).toEqual({
+          ok: false,
+          permanent: true,
+          error: 'the webhook answered HTTP 404: (its answer quotes the webhook URL: not shown)',
+          bare: 'the webhook answered HTTP 404',
+        });
+      }
+      // The service's own domain, and a word of the host (`hooks.slack.com`), are no keys: such an answer keeps its words.
+      answer = { status: 404, body: 'Not Found (m.pipedream.net): no such hooks' };
+      for (const host of ['eo4k2x9q7zt1mwa.m.pipedream.net', 'hooks.example.com'])
+        expect(await postTo(host), host).toEqual({
+          ok: false,
+          permanent: true,
+          error: 'the webhook answered HTTP 404: Not Found (m.pipedream.net): no such hooks',
+          bare: 'the webhook answered HTTP 404',
+        });
+    } finally {
+      setGlobalDispatcher(before);
+    }
   });
 });
