@@ -595,6 +595,39 @@ describe('cpq-sync check against the simulator', () => {
     expect(unset.configuration.detail).toMatch(/^CPQ_BASE_URL is not set/);
   });
 
+  it('SYNC_STALE_AFTER or SYNC_FULL_EVERY shorter than the time between two runs of a site warns, naming the value as read (a bare number is seconds)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    // The defaults are shown as 36h and 7d: written as 36 and 7, they are seconds, and the check passed.
+    const bare = await runCheck(envOf(h, { SYNC_STALE_AFTER: '36', SYNC_FULL_EVERY: '7', SYNC_CRON: '0 2 * * *' }));
+    expect(bare.configuration).toEqual({
+      step: 'configuration',
+      status: 'warn',
+      detail:
+        "valid; SYNC_STALE_AFTER is read as 36 s, shorter than the 1 d between two runs of site default's schedule (0 2 * * *): status and /readyz call the site stale between its runs; make it longer (a number without a unit is seconds); " +
+        "SYNC_FULL_EVERY is read as 7 s, shorter than the 1 d between two runs of site default's schedule (0 2 * * *): every run of the site reads in full; make it longer (a number without a unit is seconds)",
+    });
+    expect(bare.ok).toBe(true);
+    expect((await runCheck(envOf(h, { SYNC_STALE_AFTER: '36h', SYNC_FULL_EVERY: '7d', SYNC_CRON: '0 2 * * *' }))).configuration.status).toBe('pass');
+    // Per site, by its own schedule (the settings are the environment's: a site cannot set them).
+    const file = join(mkdtempSync(join(tmpdir(), 'cpq-check-')), 'sites.json');
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { name: 'daily', baseUrl: h.sim.baseUrl, cron: '0 2 * * *', timezone: 'Europe/Berlin' },
+        { name: 'often', baseUrl: h.sim.baseUrl, cron: '*/10 * * * *', companies: 'partner1' },
+      ]),
+      { mode: 0o600 },
+    );
+    const sites = await runCheck({ DATABASE_URL: h.t.url, CPQ_SITES_FILE: file, CPQ_RETRY_BASE_DELAY: '5ms', SYNC_FULL_EVERY: '1h' });
+    expect(sites.configuration).toMatchObject({
+      status: 'warn',
+      detail:
+        "valid; SYNC_FULL_EVERY is read as 1 h, shorter than the 1 d between two runs of site daily's schedule (0 2 * * *): every run of the site reads in full; make it longer (a number without a unit is seconds)",
+    });
+  });
+
   it('a schedule that `schedule` refuses fails the configuration step too (SYNC_CRON, SYNC_TIMEZONE)', async () => {
     const base = { CPQ_BASE_URL: 'https://x.example.com' };
     const cron = await runCheck({ ...base, SYNC_CRON: 'bogus' });

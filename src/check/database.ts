@@ -12,11 +12,13 @@ import {
   noCreateInSchemaFix,
   noSchemaRightsFix,
   noSchemaRightsProblem,
+  noSchemaUsageFix,
+  noSchemaUsageProblem,
   noWriteRightsProblem,
 } from '../db/migrate.js';
 import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
-import { readSchemaRights, type SchemaRights } from '../db/sql/read-schema-rights.js';
+import { readSchemaRights, readSchemaUsage, type SchemaRights } from '../db/sql/read-schema-rights.js';
 import { readWriteAccess, writeAccessProblem } from '../db/sql/read-only-database.js';
 import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { outsiderHolder, readSyncLockHolder, runHolder } from '../db/sql/read-sync-lock-holder.js';
@@ -174,6 +176,13 @@ export async function checkDatabase(config: AppConfig, log: Logger, sites: reado
           ? fail('database', `reachable: ${database.where}; ${readOnly.problem}`, readOnly.fix)
           : pass('database', `reachable: ${database.where}`),
     ];
+    // A role without USAGE on schema cpq (a login never given cpq_reader): every step below failed
+    // with Postgres's bare `permission denied for schema cpq`, and none said what to do.
+    const usage = await readSchemaUsage(database.pool);
+    if (usage?.mayUse === false) {
+      steps.push(fail('schema', noSchemaUsageProblem(usage), noSchemaUsageFix(usage, 'both')), ...siteSteps('no USAGE on schema cpq'));
+      return { where: database.where, steps };
+    }
     const guarded = async (step: string, work: () => Promise<StepResult>) => {
       try {
         steps.push(await work());

@@ -4,6 +4,7 @@ import { errorMessage, printable } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { siteKeysIn } from '../sites-file.js';
 import { checkDatabase } from './database.js';
+import { shortDurationWarnings } from './durations.js';
 import { checkSite } from './site.js';
 import { fail, pass, warn, type StepResult, type StepStatus } from './step.js';
 
@@ -63,8 +64,8 @@ export async function runCheck(env: Record<string, string | undefined> = process
   const db = await checkDatabase(config, log, sites);
   const database = { name: 'database', where: db.where, steps: db.steps };
   const ok = [...blocks, database].every((b) => b.steps.every((s) => s.status !== 'fail'));
-  const notes = [...config.unknownVariables, ...config.warnings];
-  // Each of config.warnings says what to do itself (a readable secret file: chmod 600 it; two
+  const notes = [...config.unknownVariables, ...config.warnings, ...shortDurationWarnings(config, sites)];
+  // Each of config.warnings (and of shortDurationWarnings) says what to do itself (a readable secret file: chmod 600 it; two
   // sites reading one CPQ: remove one): a fix of its own for every warning named the wrong one.
   const fix = config.unknownVariables.length > 0 ? 'correct the name, or remove the variable (its setting is at its default)' : undefined;
   const configuration = notes.length === 0 ? pass('configuration', 'valid') : warn('configuration', `valid; ${notes.join('; ')}`, fix);

@@ -29,7 +29,7 @@ export function registerReadCommands(program: Command): void {
           try {
             // A database without the cpq schema is not "no run yet" (a worker creates it at start):
             // `status || alert` pointed at the wrong database must alert.
-            await requireSyncedInto(database.pool).catch(rethrowAsSyncError);
+            await requireSyncedInto(database.pool, 'read').catch(rethrowAsSyncError);
             await requireKnownSites(database.pool, opts.site);
             // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
             const sites = opts.site ?? config.sites.map((s) => s.name);

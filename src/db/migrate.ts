@@ -12,7 +12,7 @@ import { cancellableOn, cancellablePool } from './cancel-on-abort.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
 import { readAppliedMigrations } from './sql/read-applied-migrations.js';
 import { endHoldingSession, prepareHoldingSession } from './sql/holding-session.js';
-import { readSchemaRights, type SchemaRights } from './sql/read-schema-rights.js';
+import { readSchemaRights, readSchemaUsage, type SchemaRights, type SchemaUsage } from './sql/read-schema-rights.js';
 import { readWriteAccess, writeAccessProblem } from './sql/read-only-database.js';
 import { describeCpqLockHolders, readCpqLockHolders } from './sql/read-cpq-lock-holders.js';
 import { outsiderHolder, readAdvisoryLockHolder } from './sql/read-sync-lock-holder.js';
@@ -132,7 +132,7 @@ export function migrateLogged(log: Logger): MigrateOptions {
   };
 }
 
-/** Postgres's insufficient_privilege: a role refused a CREATE. */
+/** Postgres's insufficient_privilege: a role refused a CREATE, or the use of schema cpq. */
 const INSUFFICIENT_PRIVILEGE = '42501';
 
 /**
@@ -191,6 +191,56 @@ export function noWriteRightsProblem(rights: SchemaRights): { problem: string; f
 /** What a DBA does about noSchemaRightsProblem. */
 export function noSchemaRightsFix(role: string, database: string): string {
   return `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${role} (or GRANT CREATE ON DATABASE ${database} TO ${role})`;
+}
+
+/** Which commands a line about schema cpq's rights speaks to: those that only read, those that write, or both (check). */
+export type SchemaCommands = 'read' | 'write' | 'both';
+
+/**
+ * Schema cpq there, and `usage`'s role may not use it (no USAGE): a reporting login not yet given
+ * cpq_reader, or DATABASE_URL switched to another role after migrating as a superuser. Every
+ * command said Postgres's bare `permission denied for schema cpq`, and check failed three steps
+ * with it, none saying what to do.
+ */
+export function noSchemaUsageProblem(usage: SchemaUsage): string {
+  return `role ${usage.role} may not use schema cpq (no USAGE on it; its owner is ${usage.owner})`;
+}
+
+/** What to do about noSchemaUsageProblem, for `commands` (README "Read-only access"). */
+export function noSchemaUsageFix(usage: SchemaUsage, commands: SchemaCommands): string {
+  const { role, owner } = usage;
+  // A member of cpq_reader without USAGE: most likely a DBA made cpq_reader after this database was
+  // migrated (the migrating role could not create roles), and its grants were never given here.
+  const read = usage.isReader
+    ? `as ${owner}, run SELECT cpq.grant_reader_access() (cpq_reader, which ${role} has, was given nothing in this database)`
+    : usage.readerExists
+      ? `have a DBA run GRANT cpq_reader TO ${role}`
+      : `have a DBA run CREATE ROLE cpq_reader NOLOGIN, then, as ${owner}, SELECT cpq.grant_reader_access(), then GRANT cpq_reader TO ${role}`;
+  const write = `run cpq-sync as the role that owns schema cpq (${owner}, the one that migrated it); cpq_reader would let ${role} read, not write`;
+  if (commands === 'read') return read;
+  if (commands === 'write') return write;
+  return `for the commands that only read (status, snapshot, changes, verify, alerts list), ${read}; for run, schedule, forget and alerts retry, ${write}`;
+}
+
+/**
+ * The SyncError (exit code 6) of a role without USAGE on schema cpq, told to `commands`, when that
+ * is why `err` (insufficient_privilege) was refused; undefined otherwise (a function's EXECUTE
+ * revoked, say), and when the catalogs cannot be read either.
+ */
+async function noSchemaUsageError(on: Queryable, err: unknown, commands: SchemaCommands): Promise<SyncError | undefined> {
+  if (errorCode(err) !== INSUFFICIENT_PRIVILEGE) return undefined;
+  const usage = await readSchemaUsage(on).catch(() => undefined);
+  if (usage === undefined || usage.mayUse) return undefined;
+  return new SyncError('database', `${noSchemaUsageProblem(usage)}: ${noSchemaUsageFix(usage, commands)}`);
+}
+
+/** readAppliedMigrations, a role without USAGE on schema cpq told what to do (noSchemaUsageError). */
+async function readAppliedMigrationsFor(on: Queryable, commands: SchemaCommands): Promise<string[] | null> {
+  try {
+    return await readAppliedMigrations(on);
+  } catch (err) {
+    throw (await noSchemaUsageError(on, err, commands)) ?? err;
+  }
 }
 
 export interface MigrateOptions {
@@ -253,7 +303,7 @@ export async function migrate(db: Db, options: MigrateOptions = {}): Promise<str
   // refuse outright ("corrupted migrations"), stopping old workers during a rolling deploy.
   const known = Object.keys(await provider.getMigrations());
   // None when the database has no migration table yet.
-  const applied = (await readAppliedMigrations(queryableOf(db))) ?? [];
+  const applied = (await readAppliedMigrationsFor(queryableOf(db), 'write')) ?? [];
   const foreign = foreignMigrationsProblem(applied, known);
   if (foreign !== undefined) throw new SyncError('database', `${foreign}: ${FOREIGN_MIGRATIONS_FIX}`);
   // Every command that writes migrates first: a role that may not write the tables is told so
@@ -360,7 +410,7 @@ export function migrateUntilAborted(pool: pg.Pool, options: MigrateOptions = {})
  * schema there, then found nothing to do.
  */
 export async function migrateSynced(pool: pg.Pool, options: MigrateOptions = {}): Promise<string[]> {
-  await requireSyncedInto(cancellableOn(pool, options.signal));
+  await requireSyncedInto(cancellableOn(pool, options.signal), 'write');
   // Its statements cancelled by options.signal, as a run's migrations are (alerts retry takes SIGTERM).
   return migrateUntilAborted(pool, options);
 }
@@ -383,16 +433,19 @@ export async function missingSchemaError(on: Queryable, whenSchemaExists: string
 const MIGRATE = 'run `cpq-sync migrate` with the role that owns schema cpq';
 
 /**
- * readAppliedMigrations, its failure a database failure (exit code 6, named as one): a session
+ * readAppliedMigrationsFor, its failure a database failure (exit code 6, named as one): a session
  * ended under it (Postgres restarted) was an internal error, exit code 1, in the read commands.
  */
-function readAppliedMigrationsOrFail(on: Queryable): Promise<string[] | null> {
-  return readAppliedMigrations(on).catch(rethrowAsSyncError);
+function readAppliedMigrationsOrFail(on: Queryable, commands: SchemaCommands): Promise<string[] | null> {
+  return readAppliedMigrationsFor(on, commands).catch(rethrowAsSyncError);
 }
 
-/** Refuses a database no run has synced into: without the cpq schema, or with one that holds no migration (missingSchemaError). */
-export async function requireSyncedInto(on: Queryable): Promise<void> {
-  if ((await readAppliedMigrationsOrFail(on)) === null) {
+/**
+ * Refuses a database no run has synced into: without the cpq schema, or with one that holds no
+ * migration (missingSchemaError). `commands`: whether the command that asks only reads (status) or writes.
+ */
+export async function requireSyncedInto(on: Queryable, commands: 'read' | 'write'): Promise<void> {
+  if ((await readAppliedMigrationsOrFail(on, commands)) === null) {
     throw await missingSchemaError(on, `the database's cpq schema is not migrated: ${NOT_SYNCED_INTO}`);
   }
 }
@@ -405,7 +458,7 @@ export async function requireSyncedInto(on: Queryable): Promise<void> {
  */
 export async function requireMigrated(on: Queryable, dir = MIGRATIONS_DIR): Promise<void> {
   const expected = Object.keys(await new SqlFileMigrationProvider(dir).getMigrations());
-  const applied = await readAppliedMigrationsOrFail(on);
+  const applied = await readAppliedMigrationsOrFail(on, 'read');
   if (applied === null) throw await missingSchemaError(on, `the database schema is older than this release, or not migrated: ${MIGRATE}`);
   const missing = expected.filter((name) => !applied.includes(name));
   if (missing.length > 0) {

@@ -4,17 +4,20 @@ import pg from 'pg';
 import { admin } from './database.js';
 
 /**
- * A reporting login (a member of `memberOf`, cpq_reader unless told), connected to `databaseUrl`
+ * A reporting login (a member of `memberOf`, cpq_reader unless told; null: of no role), connected to `databaseUrl`
  * (`url`: that URL with its name and password):
  * with a password, so that a server that asks for one (scram, as embedded Postgres and most do) is
  * answered. Roles are the server's, not a database's: the login's name is random, and `end`
  * closes the connection and drops the login, with whatever it owns in that database; a connect
  * that fails drops the login before its error is thrown.
  */
-export async function connectReaderLogin(databaseUrl: string, memberOf = 'cpq_reader'): Promise<{ reader: pg.Client; url: string; end: () => Promise<void> }> {
+export async function connectReaderLogin(
+  databaseUrl: string,
+  memberOf: string | null = 'cpq_reader',
+): Promise<{ reader: pg.Client; url: string; role: string; end: () => Promise<void> }> {
   const role = `cpq_rr_${randomBytes(5).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
-  await admin((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' IN ROLE ${memberOf}`));
+  await admin((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'${memberOf === null ? '' : ` IN ROLE ${memberOf}`}`));
   const url = new URL(databaseUrl);
   url.username = role;
   url.password = password;
@@ -30,6 +33,7 @@ export async function connectReaderLogin(databaseUrl: string, memberOf = 'cpq_re
   }
   return {
     reader,
+    role,
     // For a process of its own that logs in as it (the CLI run as a reporting login).
     url: url.href,
     end: async () => {
