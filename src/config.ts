@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { errorCode, errorMessage, hasControlCharacter, isHeaderText } from './errors.js';
+import { errorCode, errorMessage, hasControlCharacter, isHeaderText, relativeToWorkingDirectory } from './errors.js';
 import { validateDetailed } from 'node-cron';
 import { envSchema, type ParsedEnv } from './config-env.js';
 import { readSiteOverlays, siteKeysIn } from './sites-file.js';
@@ -242,7 +242,9 @@ function secret(env: Env, name: string, fileName: string, chooses?: string): str
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     // The value is not printed: it may be the secret itself, pasted where its file's path belongs.
-    throw new ConfigError(`${fileName}: cannot read the file it names (not printed: it may be the secret itself) (${errorCode(err) ?? 'error'})`);
+    throw new ConfigError(
+      `${fileName}: cannot read the file it names (not printed: it may be the secret itself) (${errorCode(err) ?? 'error'}${relativeToWorkingDirectory(file, err)})`,
+    );
   }
 }
 

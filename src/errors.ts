@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import type { HttpStats } from './cpq/http-stats.js';
 
 /**
@@ -100,6 +101,22 @@ export function asSyncError(err: unknown): SyncError {
 export function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null | undefined)?.code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * `, relative to the working directory /x` when a relative `path` was not found or may not be
+ * opened (ENOENT, EACCES): it is read from the working directory, and a command run from another
+ * folder (cron, a service, another shell) looked there without saying so. The folder tells nothing
+ * of the path, which callers that keep it unprinted (it may be a secret) still keep so.
+ */
+export function relativeToWorkingDirectory(path: string, err: unknown): string {
+  const code = errorCode(err);
+  if ((code !== 'ENOENT' && code !== 'EACCES') || isAbsolute(path)) return '';
+  try {
+    return `, relative to the working directory ${process.cwd()}`;
+  } catch {
+    return ''; // the working directory was removed: nothing to name
+  }
 }
 
 /** Postgres said a table (or view) does not exist: 42P01, as in a database no run has migrated yet. */

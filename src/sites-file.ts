@@ -1,6 +1,6 @@
 import type { Stats } from 'node:fs';
 import type * as Yaml from 'yaml';
-import { errorCode } from './errors.js';
+import { errorCode, relativeToWorkingDirectory } from './errors.js';
 import { ConfigFileRefused, foreignWriterRefusal, othersMayRead, readOwnConfigFile } from './foreign-writer.js';
 import { requireWhenUsed } from './require-when-used.js';
 import { nearMiss } from './near-miss.js';
@@ -104,7 +104,7 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     const problem =
       err instanceof ConfigFileRefused
         ? `${file}${err.problem}${err.reason === 'too-large' ? '; refused' : ''}`
-        : `cannot read ${file} (${errorCode(err) ?? 'error'})`;
+        : `cannot read ${file} (${errorCode(err) ?? 'error'}${relativeToWorkingDirectory(file, err)})`;
     return { sites: [], errors: [`CPQ_SITES_FILE: ${problem}`], warnings: [] };
   }
   let document: unknown;
@@ -113,9 +113,9 @@ export function readSiteOverlays(file: string, env: Env, used?: Set<string>): { 
     // One parser for both: YAML 1.2 reads every JSON document. The failsafe schema keeps every
     // scalar the text it is written as (a password 0012345 or a token of 23 digits is not turned
     // into a number and back); maxAliasCount bounds alias expansion (a "billion laughs" file).
-    // Problems are reported here, by their kind and place only: yaml's messages quote the source
-    // (a tag, an escape sequence, the whole line), which may be a password's, and its warnings
-    // would go to stderr as they are.
+    // Problems are reported here, by their kind and place, and by yaml's words only where those
+    // are fixed (yamlProblem): its messages quote the source (a tag, an escape sequence, the whole
+    // line), which may be a password's, and its warnings would go to stderr as they are.
     const yaml = requireWhenUsed('yaml') as typeof Yaml;
     const lineCounter = new yaml.LineCounter();
     const parsed = yaml.parseDocument(text, { schema: 'failsafe', logLevel: 'silent', lineCounter });
@@ -338,22 +338,91 @@ function expandVariables(text: string, env: Env, used?: Set<string>): string | {
   return missing === undefined ? expanded : { missing };
 }
 
+/** The token types of yaml's CST (yaml 2: parse/cst.d.ts), which `Unexpected <type> at node end` names. */
+const YAML_TOKEN_TYPES = [
+  ...['byte-order-mark', 'doc-mode', 'doc-start', 'space', 'comment', 'newline', 'directive-line', 'anchor', 'tag', 'seq-item-ind'],
+  ...['explicit-key-ind', 'map-value-ind', 'flow-map-start', 'flow-map-end', 'flow-seq-start', 'flow-seq-end', 'flow-error-end', 'comma'],
+  ...['block-scalar-header', 'error', 'directive', 'document', 'doc-end', 'alias', 'scalar', 'single-quoted-scalar', 'double-quoted-scalar'],
+  ...['block-scalar', 'block-map', 'block-seq', 'flow-collection'],
+];
+const FLOW_NAMES = [
+  ['flow map', '}'],
+  ['flow sequence', ']'],
+] as const;
+
 /**
- * A YAML parser's problem as its code and place (`TAG_RESOLVE_FAILED at line 4, column 13`), never
- * its text, which quotes the file. The alias errors of toJS have no code; their text names the
- * alias (`password: *S3cret` is an alias to yaml), so they are named by fixed words.
+ * The messages of yaml (2.9: compose/*.js) made of fixed words alone, or of words of yaml's own
+ * (a token type, a flow collection's name) and nothing of the file: these are shown. The rest
+ * quote the file (a tag, an escape sequence, a character, a token's source), which may be a
+ * password's: only their code is. Compared whole, so a message yaml words otherwise in a later
+ * release is shown by its code only, never by a guess.
+ */
+const YAML_FIXED_MESSAGES = new Set([
+  'Sequence item without - indicator',
+  'All sequence items must start at the same column',
+  'All mapping items must start at the same column',
+  'Implicit map keys need to be followed by map values',
+  'Implicit keys need to be on a single line',
+  'Implicit keys of flow sequence pairs need to be on a single line',
+  'Nested mappings are not allowed in compact mappings',
+  'A block sequence may not be used as an implicit map key',
+  'Map keys must be unique',
+  'Tabs are not allowed as indentation',
+  'Comments must be separated from other tokens by white space characters',
+  'Tags and anchors must be separated from the next token by white space',
+  'Block collections are not allowed within flow collections',
+  'Flow end indicator should be more indented than parent',
+  'Block scalar values in collections must be indented',
+  'Block scalars with more-indented leading empty lines must use an explicit indentation indicator',
+  'Block scalar lines must not be less indented than their first line',
+  'Block scalar lines must not be less indented than their explicit indentation indicator',
+  'Block collection cannot start on same line with directives-end marker',
+  'Missing newline after block sequence props',
+  'Missing directives-end indicator line',
+  'Missing directives-end/doc-start indicator line',
+  'Unexpected doc-end without preceding document',
+  "Missing closing 'quote",
+  'Missing closing "quote',
+  'A node can have at most one anchor',
+  'A node can have at most one tag',
+  'An alias node must not specify any properties',
+  'Anchor cannot be an empty string',
+  'Alias cannot be an empty string',
+  ...FLOW_NAMES.flatMap(([name, end]) => {
+    const Name = name[0]!.toUpperCase() + name.slice(1);
+    return [
+      `Unexpected , in ${name}`,
+      `Unexpected empty item in ${name}`,
+      `Missing , between ${name} items`,
+      `Missing space after : in ${name}`,
+      `Missing , or : between ${name} items`,
+      `${Name} must end with a ${end}`,
+      `${Name} in block collection must be sufficiently indented and end with a ${end}`,
+    ];
+  }),
+  ...YAML_TOKEN_TYPES.map((type) => `Unexpected ${type} at node end`),
+]);
+
+/**
+ * A YAML parser's problem as its code and place (`TAG_RESOLVE_FAILED at line 4, column 13`), and
+ * yaml's words for it only when they are fixed (YAML_FIXED_MESSAGES): its other messages quote the
+ * file. The alias errors of toJS have no code; their text names the alias (`password: *S3cret` is
+ * an alias to yaml), so they are named by fixed words.
  */
 function yamlProblem(err: unknown, text: string): string {
   const { code, linePos } = (err ?? {}) as { code?: unknown; linePos?: { line: number; col: number }[] };
+  const message = err instanceof Error ? err.message : '';
   if (typeof code === 'string') {
-    if (!linePos?.[0]) return code;
+    // yaml adds ` at line L, column C` to its message, then (after a colon and a blank line) the lines it points at.
+    const words = message.split('\n', 1)[0]!.replace(/ at line \d+, column \d+:?$/, '');
+    const said = YAML_FIXED_MESSAGES.has(words) ? `: ${words}` : '';
+    if (!linePos?.[0]) return `${code}${said}`;
     const { line, col } = linePos[0];
     // yaml names the line after a `key:value` line at times: both are looked at.
     const lines = text.split('\n', line);
     const glued = [lines[line - 1], lines[line - 2]].map((l) => knownKeyGlued(l?.replace(/^\s*(?:-\s+)?/, '') ?? '', ALL_KEYS)).find((k) => k !== undefined);
-    return `${code} at line ${line}, column ${col}${glued === undefined ? '' : `; ${colonHint(glued)}`}`;
+    return `${code} at line ${line}, column ${col}${said}${glued === undefined ? '' : `; ${colonHint(glued)}`}`;
   }
-  const message = err instanceof Error ? err.message : '';
   if (message.startsWith('Excessive alias count')) return 'too many aliases (a file that expands without bound)';
   if (message.startsWith('Unresolved alias')) return 'an alias (*name) to no anchor: quote a value that starts with *';
   return 'error';

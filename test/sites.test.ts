@@ -318,7 +318,9 @@ describe('CPQ_SITES_FILE', () => {
     const message = configError({ CPQ_SITES_FILE: sites });
     for (const secret of ['S3cret-pw', 'hunter2pw', 'x9:Y7zz', 'horse', 'eyJhbGciOi']) expect(message).not.toContain(secret);
     // A token pasted where its file belongs: the file is not named.
-    expect(message).toContain('site "c", tokenFile: cannot read the file it names (not printed: it may be the secret itself) (ENOENT)');
+    expect(message).toContain(
+      `site "c", tokenFile: cannot read the file it names (not printed: it may be the secret itself) (ENOENT, relative to the working directory ${process.cwd()})`,
+    );
     // A known key glued to its value by a colon without a space is said to be so, the key named alone (review HK).
     expect(message).toContain(
       'site "a": key 4 of the site (line 1) is not a known key (not printed: it may be a value typed in its place); it looks like password: with no space after the colon, which YAML does not read as a key: write `password: …` (known:',
@@ -335,8 +337,8 @@ describe('CPQ_SITES_FILE', () => {
 
   test('`password:S3cret` in a block mapping: the YAML error names its line and says a key needs a space after its colon, never the value (review HK)', () => {
     for (const [rest, code] of [
-      ['', 'MISSING_CHAR'],
-      ["  cron: '0 2 * * *'\n", 'MULTILINE_IMPLICIT_KEY'],
+      ['', 'MISSING_CHAR at line 4, column 3: Implicit map keys need to be followed by map values'],
+      ["  cron: '0 2 * * *'\n", 'MULTILINE_IMPLICIT_KEY at line 4, column 3: Implicit keys need to be on a single line'],
     ])
       for (const key of ['password', 'oauth']) {
         const message = configError({
@@ -344,14 +346,31 @@ describe('CPQ_SITES_FILE', () => {
         });
         expect(message).toMatch(
           new RegExp(
-            `CPQ_SITES_FILE: .*glued\\.yaml is not valid JSON or YAML \\(${code} at line 4, column 3; it looks like ${key}: with no space after the colon, which YAML does not read as a key: write \`${key}: …\`\\)$`,
+            `CPQ_SITES_FILE: .*glued\\.yaml is not valid JSON or YAML \\(${code}; it looks like ${key}: with no space after the colon, which YAML does not read as a key: write \`${key}: …\`\\)$`,
           ),
         );
         expect(message).not.toContain('S3cret');
       }
     // Not a known key before the colon (a value of its own): no guess, nothing of it named.
     const other = configError({ CPQ_SITES_FILE: file('glued.yaml', '- name: a\n  baseUrl: https://a.example.com\n  username: u\n  S3cret:pw\n') });
-    expect(other).toMatch(/is not valid JSON or YAML \(MISSING_CHAR at line 4, column 3\)$/);
+    expect(other).toMatch(/is not valid JSON or YAML \(MISSING_CHAR at line 4, column 3: Implicit map keys need to be followed by map values\)$/);
+  });
+
+  test("an indentation error says yaml's words for it beside its code and place; words that would quote the file are not said (review IL)", () => {
+    // `username` one space short of its site's other keys: "MISSING_CHAR at line 3, column 1" alone sent the operator hunting.
+    const indented = configError({ CPQ_SITES_FILE: file('indent.yaml', '- name: a\n  baseUrl: https://a.example.com\n username: S3cret-u\n') });
+    expect(indented).toMatch(/indent\.yaml is not valid JSON or YAML \(MISSING_CHAR at line 3, column 1: Sequence item without - indicator\)$/);
+    const oauth = configError({
+      CPQ_SITES_FILE: file(
+        'oauth.yaml',
+        '- name: a\n  baseUrl: https://a.example.com\n  oauth:\n    tokenUrl: https://a.example.com/t\n   clientId: S3cret-c\n',
+      ),
+    });
+    expect(oauth).toMatch(/oauth\.yaml is not valid JSON or YAML \(BAD_INDENT at line 5, column 1: All mapping items must start at the same column\)$/);
+    // yaml's "Invalid escape sequence \q" quotes the file: its code and place only.
+    const escape = configError({ CPQ_SITES_FILE: file('escape.yaml', '- name: a\n  baseUrl: https://a.example.com\n  password: "S3cret\\qpw"\n') });
+    expect(escape).toMatch(/escape\.yaml is not valid JSON or YAML \(BAD_DQ_ESCAPE at line 3, column 20\)$/);
+    for (const message of [indented, oauth, escape]) expect(message).not.toContain('S3cret');
   });
 
   test('$${NAME} is the text ${NAME}: a password may hold one', () => {

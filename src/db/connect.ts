@@ -4,7 +4,7 @@ import { SyncError, errorCode, errorMessage, isConnectTimeout } from '../errors.
 import type { Logger } from '../logger.js';
 import { createDb, createPool, redactUrl, type Db } from './database.js';
 import { existsSync, lstatSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 export interface Database {
   pool: pg.Pool;
@@ -63,9 +63,13 @@ export async function openDatabase(
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!url) {
     const dataDir = join(config.dataDir, 'pg');
-    if (existing && !embeddedClusterMade(dataDir)) {
+    const made = embeddedClusterMade(dataDir);
+    if (existing && !made) {
       throw noEmbeddedPostgres(`${config.dataDir} (DATA_DIR)`);
     }
+    // DATA_DIR is relative (./.data) unless set: run from another folder, a command made a cluster
+    // there and synced every user into it, and nothing said so. Said, with the folder in full.
+    if (!made) log.info({ dataDir: resolve(dataDir) }, 'no embedded Postgres in DATA_DIR yet: making a new one');
     log.debug({ dataDir }, 'starting embedded Postgres');
     // Loaded only when needed: it installs process exit hooks and ships large binaries.
     const { startEmbeddedPostgres } = await import('./embedded.js');
@@ -90,7 +94,8 @@ export async function openDatabase(
   return {
     pool,
     db,
-    where: stopEmbedded ? `embedded Postgres in ${config.dataDir}` : redactUrl(url),
+    // In full: a relative DATA_DIR names no folder in a log read elsewhere.
+    where: stopEmbedded ? `embedded Postgres in ${resolve(config.dataDir)}` : redactUrl(url),
     close: async () => {
       await db.destroy().catch(() => undefined);
       // Kysely ends the pool only if a query of its own opened it; commands that read through the

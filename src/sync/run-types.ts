@@ -43,4 +43,11 @@ export interface SyncDeps {
   db: Db;
   config: AppConfig;
   log: Logger;
+  /**
+   * The database written to, as openDatabase names it (the DATABASE_URL with its secrets hidden,
+   * or the embedded Postgres's absolute folder), for the start lines: a run from another folder
+   * wrote to a new embedded cluster there, and no line said so. Unset where a caller brings a pool
+   * of its own (tests), and then not logged.
+   */
+  where?: string;
 }

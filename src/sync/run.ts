@@ -229,7 +229,7 @@ class SyncRun {
     );
     const started = Date.now();
     const seconds = () => (Date.now() - started) / 1000;
-    runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true }, 'sync run started');
+    runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true, database: this.deps.where }, 'sync run started');
 
     // Awaited before the commit and the rollback, which no signal may cancel: a cancel on its way lands before them.
     let stopCancelling: () => Promise<void> = async () => undefined;

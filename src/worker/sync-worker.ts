@@ -114,7 +114,11 @@ export class SyncWorker {
     }
     for (const schedule of this.schedules) schedule.start();
     log.info(
-      { sites: this.sites.map(({ name, cron, timezone }) => ({ name, cron, timezone })), siteConcurrency: config.worker.siteConcurrency },
+      {
+        sites: this.sites.map(({ name, cron, timezone }) => ({ name, cron, timezone })),
+        siteConcurrency: config.worker.siteConcurrency,
+        database: this.deps.where,
+      },
       'worker started',
     );
     for (const schedule of this.schedules) schedule.logNextRun();
