@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { readLatestCompanyCounts } from '../src/db/sql/read-proofs.js';
-import { loadConfig, siteCpqUrl } from '../src/config.js';
+import { loadConfig, siteCpqUrl, withCpq } from '../src/config.js';
 import { CpqSimulator } from '../src/simulator/index.js';
+import { runSync } from '../src/sync/run.js';
 import { countsExitCode, formatCounts, verifySite } from '../src/sync/verify.js';
 import { WorkerMetrics } from '../src/worker/metrics.js';
 import { CliProcess } from './helpers/cli-process.js';
@@ -129,6 +130,45 @@ describe('proof of completeness', () => {
       ['partner1', 3, 3, true],
     ]);
     expect(countsExitCode(checks)).toBe(1);
+  });
+
+  it('a narrowed CPQ_COMPANIES: verify checks the companies it no longer names, marked so, and each run warns of them (review IL)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ usersPerCompany: 4, partnerCompanies: 2, integrationUsers: 2 }, { CPQ_COMPANIES: '*' });
+    const first = await h.sync();
+    const [p1, p2] = h.sim.companyLogins().filter((c) => c !== '_host') as [string, string];
+    // The list narrowed to the host: a full run reads it alone, and says what it leaves as it was.
+    const narrowed = await runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { companies: ['_host'] }), log: h.log }, { full: true });
+    expect(narrowed.warnings).toEqual([
+      `the database holds users of 2 companies CPQ_COMPANIES does not name ("${p1}", "${p2}"): no run reads them, so their users stay as last read (cpq.users.last_synced_at says when) and \`cpq-sync verify\` compares them with CPQ; to read them again, name them in CPQ_COMPANIES (no command drops the users of a company CPQ still has; a full run with CPQ_COMPANIES=* marks deleted those of a company CPQ no longer has)`,
+    ]);
+    const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_COMPANIES: '_host' };
+    // CPQ agrees with the rows as run 1 left them: a match, each such company marked as read by no run since.
+    const same = await cli(['verify'], env);
+    expect(same.code).toBe(0);
+    expect(same.stdout).toMatch(new RegExp(`\\n${p1}\\s+4\\s+4\\s+0\\s+[0-9a-f]{16}\\s+run ${first.runId}: 4 received, logins match\\s+ok\\n`));
+    expect(same.stdout).toContain('\nevery company matches (3)\n');
+    for (const p of [p1, p2])
+      expect(same.stdout).toMatch(
+        new RegExp(
+          `\\n${p}: not in CPQ_COMPANIES, no run reads it: its 4 users in the database are as run ${first.runId} last read them \\(the latest confirmed at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)\\n`,
+        ),
+      );
+    expect(same.stdout).not.toMatch(/\n_host: not in/);
+    // A user CPQ deleted since, and a company gone from CPQ (its users 404): both differ, exit code 1.
+    h.sim.deleteUser(p1, String(h.sim.users(p1)[0]!.login));
+    scriptRequests(h.sim, async (req) => {
+      if (req.path.includes(`/companies/${p2}/`)) req.reply(JSON.stringify({ title: 'Not Found', status: 404 }), { status: 404 });
+    });
+    const differs = await cli(['verify'], env);
+    expect(differs.code).toBe(1);
+    expect(differs.stdout).toMatch(new RegExp(`\\n${p1}\\s+3\\s+4\\s+1\\s+.*DIFFERENT\\n${p2}\\s+0\\s+4\\s+4\\s+.*DIFFERENT\\n\\n2 of 3 companies differ\\n`));
+    // A list naming one of them again: the warning names the other alone.
+    const named = await runSync({ pool: h.t.pool, db: h.t.db, config: withCpq(h.config, { companies: ['_host', p1] }), log: h.log });
+    expect(named.warnings).toEqual([
+      `the database holds users of 1 company CPQ_COMPANIES does not name ("${p2}"): no run reads it, so their users stay as last read (cpq.users.last_synced_at says when) and \`cpq-sync verify\` compares it with CPQ; to read it again, name it in CPQ_COMPANIES (no command drops the users of a company CPQ still has; a full run with CPQ_COMPANIES=* marks deleted those of a company CPQ no longer has)`,
+    ]);
   });
 
   it("refuses a base URL naming another CPQ than the site's rows came from, and a count said twice differently (review CD)", async ({ startHarness }) => {

@@ -17,6 +17,7 @@ import { findFirstLoadCompanies } from '../db/sql/find-first-load-companies.js';
 import { finishFailedRun, finishRun } from '../db/sql/finish-run.js';
 import { writeRunProgress } from '../db/sql/write-run-progress.js';
 import { countPresentUsers } from '../db/sql/count-present-users.js';
+import { readUnlistedCompanies } from '../db/sql/read-unlisted-companies.js';
 import { readIntegrationUserCompanies } from '../db/sql/read-integration-user-companies.js';
 import { countHostAliasRows } from '../db/sql/count-host-alias-rows.js';
 import { readCursors, type StreamCursor } from '../db/sql/read-cursors.js';
@@ -33,6 +34,7 @@ import {
   isSignalsDoing,
   isStatementTimeout,
   oneLine,
+  printable,
   rethrowAsSyncError,
   throwIfInterrupted,
   toDatabaseOrInternal,
@@ -71,6 +73,9 @@ import { readsFrom, saveStreamCursors, summarizeStreams } from './stream-cursors
 import type { RunOptions, RunResult, SyncDeps } from './run-types.js';
 import { StreamProgress } from './stream-progress.js';
 import { RunProgress } from './run-progress.js';
+
+/** How many of the companies a narrowed CPQ_COMPANIES no longer names a run's warning names. */
+const UNLISTED_NAMED = 5;
 
 /**
  * One sync run: every configured stream is read and staged inside one transaction, merged, and
@@ -522,6 +527,25 @@ class SyncRun {
   }
 
   /**
+   * Warns, once, of the companies the database holds present users of (integration users aside)
+   * that `named` leaves out, an explicit CPQ_COMPANIES narrowed since they were read: no run reads
+   * them, so their users would look current (in `snapshot`, as of the latest run) when no run has
+   * confirmed them since (review IL).
+   */
+  private async warnUnlistedCompanies(client: pg.PoolClient, named: readonly string[]): Promise<void> {
+    const unlisted = await readUnlistedCompanies(client, this.site.name, named, UNLISTED_NAMED);
+    if (unlisted.count === 0) return;
+    const names = unlisted.first.map((c) => printable(JSON.stringify(c))).join(', ') + (unlisted.count > unlisted.first.length ? ', …' : '');
+    const them = unlisted.count === 1 ? 'it' : 'them';
+    this.warn(
+      `the database holds users of ${unlisted.count} compan${unlisted.count === 1 ? 'y' : 'ies'} CPQ_COMPANIES does not name (${names}): no run reads ${them}, ` +
+        `so their users stay as last read (cpq.users.last_synced_at says when) and \`cpq-sync verify\` compares ${them} with CPQ; ` +
+        `to read ${them} again, name ${them} in CPQ_COMPANIES (no command drops the users of a company CPQ still has; ` +
+        `a full run with CPQ_COMPANIES=* marks deleted those of a company CPQ no longer has)`,
+    );
+  }
+
+  /**
    * Which users the final merge may mark deleted (MergeDeletions): the company reads the guard
    * allowed, host-alias rows, removed companies (a run of every company), and integration users
    * of companies no company read covers (a complete integration read). Each refusal is warned.
@@ -721,6 +745,9 @@ class SyncRun {
     const { integrationUsers, hostAliases } = integrationEnabled(this.cpq)
       ? await this.readIntegrationFeed({ listed, companies, readAll, sinceFor, track }, log)
       : { integrationUsers: new IntegrationUsers(), hostAliases: [] };
+    // The host's other login names are no company left unread: their rows are the host's, which a
+    // full read of _host ends, with a warning of its own (endHostAliasRows).
+    if (!readAll) await this.warnUnlistedCompanies(client, [...companies, ...hostAliases]);
     // Read whole (an absent feed took its stream off: nothing to count).
     if (this.progress.some((p) => p.id.kind === 'integration')) runProgress.streamDone();
     const firstLoads = await findFirstLoadCompanies(client, site, companies);

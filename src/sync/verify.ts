@@ -38,29 +38,36 @@ export interface CompanyCountCheck {
    * changed in cpq.users outside a run. Undefined when they agree, or no counts were recorded.
    */
   notAsLogged: { sinceRunId: string; rows: number; checksum: string } | undefined;
+  /**
+   * Set when the company list does not name the company (CPQ_COMPANIES, or CPQ's list with `*`):
+   * no run reads it, so the database's users are as last read: by run `lastReadRunId` (its latest
+   * counts record, when one was recorded), a run confirming one of them last at `lastConfirmedAt`.
+   */
+  notListed: { list: string; lastReadRunId: string | undefined; lastConfirmedAt: Date | undefined } | undefined;
   ok: boolean;
 }
 
 /**
  * `cpq-sync verify`: asks CPQ for each company's user count now (one request of one record each)
- * and compares it with the users the database holds active. With CPQ_COMPANIES=*, the companies
- * the database holds active users of that the list no longer names are checked too (one whose
- * users CPQ answers 404 for holds 0 there), but for those holding only integration users (their
- * company is the integration feed's to say, and need not be one CPQ lists) and those whose name
- * CPQ cannot be asked about.
+ * and compares it with the users the database holds active. The companies the database holds
+ * active users of that the list does not name (CPQ_COMPANIES, or CPQ's company list with `*`) are
+ * checked too, whatever the list: no run reads them, so their users would otherwise go unchecked
+ * however far they are from CPQ's (review IL: a narrowed CPQ_COMPANIES). One whose users CPQ
+ * answers 404 for holds 0 there. Left out: those holding only integration users (their company is
+ * the integration feed's to say, and need not be one CPQ lists) and those whose name CPQ cannot be
+ * asked about.
  */
 async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, site: string): Promise<CompanyCountCheck[]> {
-  let companies = cpq.companies;
+  const all = cpq.companies.includes('*');
+  let companies = all ? (await listCompanies(http, cpq)).logins : cpq.companies;
+  const listed = new Set(companies);
   const unlisted = new Set<string>();
-  if (companies.includes('*')) {
-    companies = (await listCompanies(http, cpq)).logins;
-    const listed = new Set(companies);
-    for (const [company, present] of await countPresentUsers(pool, site)) {
-      if (listed.has(company) || present.integrationUsers === present.users || pathSegmentProblem(company) !== undefined) continue;
-      unlisted.add(company);
-    }
-    companies = [...companies, ...unlisted];
+  for (const [company, present] of await countPresentUsers(pool, site)) {
+    if (listed.has(company) || present.integrationUsers === present.users || pathSegmentProblem(company) !== undefined) continue;
+    unlisted.add(company);
   }
+  companies = [...companies, ...unlisted];
+  const list = all ? "CPQ's company list" : 'CPQ_COMPANIES';
   const now = new Map<string, number | undefined>();
   for (const company of companies) {
     now.set(company, await companyUserCount(http, cpq, company, unlisted.has(company)));
@@ -87,6 +94,9 @@ async function verifyCounts(http: CpqHttpClient, cpq: CpqConfig, pool: pg.Pool, 
               checksumsEqual: s.last_full_received_checksum === s.last_full_active_checksum,
             },
       notAsLogged,
+      notListed: unlisted.has(s.company_login)
+        ? { list, lastReadRunId: s.logged_since_run_id ?? undefined, lastConfirmedAt: s.last_synced_at ?? undefined }
+        : undefined,
       ok: count === database && notAsLogged === undefined,
     };
   });
@@ -134,12 +144,23 @@ export function formatCounts(site: string, checks: readonly CompanyCountCheck[])
           `${printable(c.company)}: the database holds ${c.database} users, checksum ${c.databaseChecksum}; its change log since run ${c.notAsLogged.sinceRunId} says ${c.notAsLogged.rows}, checksum ${c.notAsLogged.checksum}: cpq.users was changed outside a run`,
         ],
   );
+  // The rows of a company no run reads are as last read, however current the latest run makes them look.
+  const notListed = checks.flatMap((c) =>
+    c.notListed === undefined
+      ? []
+      : [
+          `${printable(c.company)}: not in ${c.notListed.list}, no run reads it: its ${c.database} users in the database are as ` +
+            (c.notListed.lastReadRunId === undefined ? 'last read' : `run ${c.notListed.lastReadRunId} last read them`) +
+            (c.notListed.lastConfirmedAt === undefined ? '' : ` (the latest confirmed at ${c.notListed.lastConfirmedAt.toISOString()})`),
+        ],
+  );
   return [
     `site ${site}`,
     ...table(['company', 'CPQ now', 'database', 'difference', 'login checksum', 'last full read', 'verdict'], rows),
     '',
     differ === 0 ? `every company matches (${checks.length})` : `${differ} of ${checks.length} companies differ`,
     ...notAsLogged,
+    ...notListed,
     '',
   ].join('\n');
 }

@@ -22,6 +22,8 @@ export interface ActiveCount {
   logged_since_run_id: string | null;
   logged_rows: string | null;
   logged_checksum: string | null;
+  /** When a run last confirmed one of the active users (their latest last_synced_at); null when there are none. */
+  last_synced_at: Date | null;
 }
 
 /**
@@ -37,14 +39,14 @@ export async function readActiveCounts(on: Queryable, site: string, companies: r
   return runCompiled(
     on,
     sql<ActiveCount>`
-      SELECT c.company AS company_login, a.n::text AS active_rows, cpq.login_checksum(a.h) AS active_checksum,
+      SELECT c.company AS company_login, a.n::text AS active_rows, cpq.login_checksum(a.h) AS active_checksum, a.last_synced_at,
              f.run_id::text AS last_full_run_id, f.received::text AS last_full_received,
              f.received_checksum AS last_full_received_checksum, f.active_checksum AS last_full_active_checksum,
              l.run_id::text AS logged_since_run_id, (l.active_rows + coalesce(d.n, 0))::text AS logged_rows,
              CASE WHEN l.run_id IS NOT NULL THEN cpq.login_checksum(('x' || l.active_checksum)::bit(64)::bigint + coalesce(d.h, 0)) END AS logged_checksum
       FROM unnest(${[...companies]}::text[]) AS c(company)
       CROSS JOIN LATERAL (
-        SELECT count(*) AS n, sum(cpq.login_hash(u.login)) AS h FROM cpq.users u
+        SELECT count(*) AS n, sum(cpq.login_hash(u.login)) AS h, max(u.last_synced_at) AS last_synced_at FROM cpq.users u
         WHERE u.site = ${site} AND u.company_login = c.company AND u.deleted_at IS NULL
       ) a
       LEFT JOIN LATERAL (
