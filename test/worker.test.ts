@@ -652,18 +652,17 @@ describe('health and metrics', () => {
 
 describe('shutdown signals', () => {
   const quiet = pino({ level: 'silent' });
-
-  it('the first signal aborts and resolves; SHUTDOWN_TIMEOUT then forces exit 1; a second signal exits 130; each exit by force says why in one line on stderr', async () => {
+  /** ShutdownSignals listening to `target` (not the process), with its exits and stderr lines recorded. */
+  const signalsOf = (timeoutMs: number) => {
     const target = new EventEmitter();
     const exits: number[] = [];
     const stderr: string[] = [];
-    const shutdown = new ShutdownSignals({
-      log: quiet,
-      timeoutMs: 100,
-      exit: (code) => exits.push(code),
-      target,
-      stderr: { write: (line) => stderr.push(line) },
-    });
+    const shutdown = new ShutdownSignals({ log: quiet, timeoutMs, exit: (code) => exits.push(code), target, stderr: { write: (line) => stderr.push(line) } });
+    return { target, exits, stderr, shutdown };
+  };
+
+  it('the first signal aborts and resolves; SHUTDOWN_TIMEOUT then forces exit 1; a second signal exits 130; each exit by force says why in one line on stderr', async () => {
+    const { target, exits, stderr, shutdown } = signalsOf(100);
     expect(shutdown.signal.aborted).toBe(false);
     target.emit('SIGTERM', 'SIGTERM');
     expect(shutdown.signal.aborted).toBe(true);
@@ -682,16 +681,7 @@ describe('shutdown signals', () => {
   });
 
   it('a signal after dispose (the command ending: its line on stderr, its exit code) ends nothing at once: the process exits with its own code; a second signal still exits 130 (review IK)', async () => {
-    const target = new EventEmitter();
-    const exits: number[] = [];
-    const stderr: string[] = [];
-    const shutdown = new ShutdownSignals({
-      log: quiet,
-      timeoutMs: 100,
-      exit: (code) => exits.push(code),
-      target,
-      stderr: { write: (line) => stderr.push(line) },
-    });
+    const { target, exits, stderr, shutdown } = signalsOf(100);
     shutdown.dispose();
     // Before, dispose removed the listeners: the signal's default action killed the process (exit status 143).
     expect(target.listenerCount('SIGTERM')).toBe(1);
