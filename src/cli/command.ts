@@ -4,6 +4,17 @@ import { withDotenvWarnings } from '../dotenv-file.js';
 import { withHint } from '../error-hints.js';
 import { EXIT_CODES, SyncError, rethrowAsSyncError, oneLine } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
+import { signalAsCommandEnds } from '../worker/shutdown.js';
+
+/** `work`'s value, or undefined once a signal comes as the command ends (signalAsCommandEnds). */
+function unlessSignalled<T>(work: Promise<T>): Promise<T | undefined> {
+  if (signalAsCommandEnds.aborted) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const stop = () => resolve(undefined);
+    signalAsCommandEnds.addEventListener('abort', stop, { once: true });
+    work.then(resolve, reject).finally(() => signalAsCommandEnds.removeEventListener('abort', stop));
+  });
+}
 
 function exitCodeOf(err: unknown): number {
   if (err instanceof ConfigError) return EXIT_CODES.config;
@@ -26,7 +37,8 @@ export async function command(
     await work(config, log);
   } catch (err) {
     // The hint (the fix for the failures people meet first) is for the operator: the run record keeps the bare message.
-    const hint = await import('../check/failure-hint.js').then(({ failureHint }) => failureHint(err, config, log)).catch(() => undefined);
+    // Not waited for past a signal: its probe of CPQ may take the request timeout, and the signal asked to stop.
+    const hint = await unlessSignalled(import('../check/failure-hint.js').then(({ failureHint }) => failureHint(err, config, log))).catch(() => undefined);
     // A configuration error may come of a misspelt variable: named with it, in the same line.
     const text = err instanceof Error ? err.message : String(err);
     const message = oneLine(withHint(err instanceof ConfigError ? withLikelyTypos(text, process.env) : text, hint));
@@ -34,6 +46,9 @@ export async function command(
     if (!(err instanceof ConfigError) && !(err instanceof SyncError)) log?.debug({ stack: err instanceof Error ? err.stack : String(err) }, 'internal error');
     process.exitCode = exitCodeOf(err);
   }
+  // A signal as the command ended: what is still pending (a hint's request left unanswered) would
+  // hold the process until SHUTDOWN_TIMEOUT ended it by force, exit code 1. Its line is written.
+  if (signalAsCommandEnds.aborted) process.exit(process.exitCode ?? 0);
 }
 
 /** --site names no run of this database knows: a typo is an error (exit code 2), not an empty report. */

@@ -3,6 +3,15 @@ import type { Logger } from '../logger.js';
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
+/**
+ * Aborted by a signal that comes once a command's work is over (ShutdownSignals.dispose): what the
+ * command still does then is cut short (command() stops waiting for a failure's hint, which may
+ * ask CPQ for up to its request timeout) and the process exits with the command's own code
+ * (review IT). One per process, as the signals are.
+ */
+const ending = new AbortController();
+export const signalAsCommandEnds: AbortSignal = ending.signal;
+
 /** Exit code when a shutdown had to be forced (timeout): the process was stopped, not finished. */
 const FORCED_EXIT_CODE = EXIT_CODES.internal;
 
@@ -58,6 +67,7 @@ export class ShutdownSignals {
 
   private readonly onSignal = (name: NodeJS.Signals) => {
     const { log, timeoutMs } = this.options;
+    if (this.finished) ending.abort(new Error(`received ${name}`));
     if (this.signal.aborted) {
       log.warn({ signal: name }, 'second signal: exiting now without waiting for the run to roll back');
       this.exitByForce(EXIT_CODES.interrupted, `a second signal (${name}) came before the command had stopped`);
