@@ -127,17 +127,22 @@ export function quotesSecret(text: string, secrets: Iterable<string>, window: nu
  * The labels of a host name that look like keys: some webhook services carry their secret there
  * (Pipedream: `<id>.m.pipedream.net`), and a 404 naming the host quoted it (review IM). A label
  * but the last two (the domain the service owns; its subdomains are where an id goes) counts when
- * it holds letters and digits, both, 6 or more, as a path segment does, or 12 or more letters and
- * digits of any kind (a random id may lack a digit by chance; a word that long hides an answer
- * naming it, which costs an excerpt). Shorter words (`hooks` of `hooks.slack.com`) are left out:
+ * it holds letters and digits, both, 6 or more, as a path segment does (but a cloud region's name),
+ * or, the first label, 12 or more letters and digits of any kind (a random id may lack a digit by
+ * chance; a word that long hides an answer naming it, which costs an excerpt). Shorter words (`hooks` of `hooks.slack.com`) are left out:
  * standing alone in an answer, they would hide it for nothing. An IP address has none.
  */
 export function hostKeyLabels(hostname: string): string[] {
   if (hostname.startsWith('[') || /^[0-9.]+$/.test(hostname)) return [];
   const labels = hostname.replace(/\.$/, '').split('.');
-  return labels.slice(0, -2).filter((label) => {
+  return labels.slice(0, -2).filter((label, at) => {
+    // A cloud's region (AWS's us-east-1 of an API gateway's host) is no key, and an answer naming
+    // one (an ARN in a Lambda's error) was hidden for it (review IT).
+    if (/^[a-z]{2}(-[a-z]+)+-\d+$/i.test(label)) return false;
     const alnum = label.match(/[A-Za-z0-9]/g)?.length ?? 0;
-    return alnum >= 12 || (alnum >= 6 && /[0-9]/.test(label) && /[A-Za-z]/.test(label));
+    // Long words of letters alone count in the first label only, where an id goes: further in they
+    // are a service's words (Azure's northcentralus of logic.azure.com).
+    return (at === 0 && alnum >= 12) || (alnum >= 6 && /[0-9]/.test(label) && /[A-Za-z]/.test(label));
   });
 }
 

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
+import { cronInterval } from '../src/check/durations.js';
 import { runCheck, type CheckReport, type StepResult } from '../src/check/index.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { cli } from './helpers/cli-process.js';
@@ -605,8 +606,8 @@ describe('cpq-sync check against the simulator', () => {
       step: 'configuration',
       status: 'warn',
       detail:
-        "valid; SYNC_STALE_AFTER is read as 36 s, shorter than the 1 d between two runs of site default's schedule (0 2 * * *): status and /readyz call the site stale between its runs; make it longer (a number without a unit is seconds); " +
-        "SYNC_FULL_EVERY is read as 7 s, shorter than the 1 d between two runs of site default's schedule (0 2 * * *): every run of the site reads in full; make it longer (a number without a unit is seconds)",
+        "valid; SYNC_STALE_AFTER is read as 36 s, shorter than the 1 d between two runs of site default's schedule (0 2 * * *) at its longest: status and /readyz call the site stale between its runs; make it longer (a number without a unit is seconds); " +
+        "SYNC_FULL_EVERY is read as 7 s, shorter than the 1 d between two runs of site default's schedule (0 2 * * *) at its longest: every run of the site reads in full; make it longer (a number without a unit is seconds)",
     });
     expect(bare.ok).toBe(true);
     expect((await runCheck(envOf(h, { SYNC_STALE_AFTER: '36h', SYNC_FULL_EVERY: '7d', SYNC_CRON: '0 2 * * *' }))).configuration.status).toBe('pass');
@@ -615,7 +616,7 @@ describe('cpq-sync check against the simulator', () => {
     writeFileSync(
       file,
       JSON.stringify([
-        { name: 'daily', baseUrl: h.sim.baseUrl, cron: '0 2 * * *', timezone: 'Europe/Berlin' },
+        { name: 'daily', baseUrl: h.sim.baseUrl, cron: '0 2 * * *', timezone: 'Asia/Tokyo' },
         { name: 'often', baseUrl: h.sim.baseUrl, cron: '*/10 * * * *', companies: 'partner1' },
       ]),
       { mode: 0o600 },
@@ -624,8 +625,15 @@ describe('cpq-sync check against the simulator', () => {
     expect(sites.configuration).toMatchObject({
       status: 'warn',
       detail:
-        "valid; SYNC_FULL_EVERY is read as 1 h, shorter than the 1 d between two runs of site daily's schedule (0 2 * * *): every run of the site reads in full; make it longer (a number without a unit is seconds)",
+        "valid; SYNC_FULL_EVERY is read as 1 h, shorter than the 1 d between two runs of site daily's schedule (0 2 * * *) at its longest: every run of the site reads in full; make it longer (a number without a unit is seconds)",
     });
+  });
+
+  it("the time between two runs is a schedule's longest, whatever the day and hour check runs: weekdays only, two hours a day (review IT)", () => {
+    // The next two ticks alone: a day on a Friday, an hour at 08:30.
+    expect(cronInterval('0 6 * * 1-5', 'UTC')).toBe(72 * 3_600_000);
+    expect(cronInterval('0 8,9 * * *', 'UTC')).toBe(23 * 3_600_000);
+    expect(cronInterval('*/30 * * * * *', 'UTC')).toBe(30_000);
   });
 
   it('a schedule that `schedule` refuses fails the configuration step too (SYNC_CRON, SYNC_TIMEZONE)', async () => {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect } from 'vitest';
 import { runCheck } from '../src/check/index.js';
+import { noSchemaRightsFix, noSchemaUsageFix } from '../src/db/migrate.js';
 import { Cleanups, cli } from './helpers/cli-process.js';
 import { admin, type TestDatabase } from './helpers/database.js';
 import { it } from './helpers/harness.js';
@@ -93,5 +94,17 @@ describe('a login without USAGE on schema cpq', () => {
     await h.t.query('SELECT cpq.grant_reader_access()');
     const status = await cli(['status'], env);
     expect({ code: status.code, stderr: status.stderr }).toEqual({ code: 0, stderr: '' });
+  });
+});
+
+describe('the fixes name a role or database as SQL must spell it', () => {
+  it('quoted unless plain lower case: GRANT cpq_reader TO IT-Report was a syntax error, and ItReport another role (review IT)', () => {
+    const usage = { role: 'IT-Report', owner: 'postgres', mayUse: false, readerExists: true, isReader: false };
+    expect(noSchemaUsageFix(usage, 'read')).toBe('have a DBA run GRANT cpq_reader TO "IT-Report"');
+    expect(noSchemaUsageFix({ ...usage, role: 'sa@proj.iam', readerExists: false }, 'read')).toBe(
+      'have a DBA run CREATE ROLE cpq_reader NOLOGIN, then, as postgres, SELECT cpq.grant_reader_access(), then GRANT cpq_reader TO "sa@proj.iam"',
+    );
+    expect(noSchemaUsageFix({ ...usage, role: 'reporting' }, 'read')).toBe('have a DBA run GRANT cpq_reader TO reporting');
+    expect(noSchemaRightsFix('Sync', 'my-db')).toBe('have a DBA run CREATE SCHEMA cpq AUTHORIZATION "Sync" (or GRANT CREATE ON DATABASE "my-db" TO "Sync")');
   });
 });

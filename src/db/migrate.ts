@@ -163,6 +163,13 @@ export function noSchemaRightsProblem(role: string, database: string): string {
   return `no cpq schema, and role ${role} may not create one in database ${database}`;
 }
 
+/**
+ * A role or database name as a statement of the fixes below must spell it: quoted unless plain
+ * lower case, or the DBA who pastes `GRANT cpq_reader TO IT-Report` (a name with a capital, a `-`,
+ * an `@` as cloud IAM logins have) gets a syntax error or another role (review IT).
+ */
+const sqlName = (name: string) => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`);
+
 /** Schema cpq there, and `role` may not create its tables in it: what `check` and a run that would migrate it say. */
 export function noCreateInSchemaProblem(role: string): string {
   return `role ${role} may not create tables in schema cpq`;
@@ -170,7 +177,7 @@ export function noCreateInSchemaProblem(role: string): string {
 
 /** What to do about noCreateInSchemaProblem. */
 export function noCreateInSchemaFix(role: string): string {
-  return `run cpq-sync as the role that owns schema cpq, or have a DBA run GRANT CREATE, USAGE ON SCHEMA cpq TO ${role}`;
+  return `run cpq-sync as the role that owns schema cpq, or have a DBA run GRANT CREATE, USAGE ON SCHEMA cpq TO ${sqlName(role)}`;
 }
 
 /**
@@ -190,7 +197,7 @@ export function noWriteRightsProblem(rights: SchemaRights): { problem: string; f
 
 /** What a DBA does about noSchemaRightsProblem. */
 export function noSchemaRightsFix(role: string, database: string): string {
-  return `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${role} (or GRANT CREATE ON DATABASE ${database} TO ${role})`;
+  return `have a DBA run CREATE SCHEMA cpq AUTHORIZATION ${sqlName(role)} (or GRANT CREATE ON DATABASE ${sqlName(database)} TO ${sqlName(role)})`;
 }
 
 /** Which commands a line about schema cpq's rights speaks to: those that only read, those that write, or both (check). */
@@ -214,8 +221,8 @@ export function noSchemaUsageFix(usage: SchemaUsage, commands: SchemaCommands): 
   const read = usage.isReader
     ? `as ${owner}, run SELECT cpq.grant_reader_access() (cpq_reader, which ${role} has, was given nothing in this database)`
     : usage.readerExists
-      ? `have a DBA run GRANT cpq_reader TO ${role}`
-      : `have a DBA run CREATE ROLE cpq_reader NOLOGIN, then, as ${owner}, SELECT cpq.grant_reader_access(), then GRANT cpq_reader TO ${role}`;
+      ? `have a DBA run GRANT cpq_reader TO ${sqlName(role)}`
+      : `have a DBA run CREATE ROLE cpq_reader NOLOGIN, then, as ${owner}, SELECT cpq.grant_reader_access(), then GRANT cpq_reader TO ${sqlName(role)}`;
   const write = `run cpq-sync as the role that owns schema cpq (${owner}, the one that migrated it); cpq_reader would let ${role} read, not write`;
   if (commands === 'read') return read;
   if (commands === 'write') return write;

@@ -3,6 +3,7 @@ import type { AddressInfo, LookupFunction } from 'node:net';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postAlert } from '../../src/alerts/delivery.js';
+import { hostKeyLabels } from '../../src/secret-echo.js';
 
 /*
  * A Slack webhook URL's path is its secret. A receiver's refusal is kept in the alert outbox, the
@@ -120,5 +121,17 @@ describe("a webhook's refusal that quotes the webhook's URL", () => {
     } finally {
       setGlobalDispatcher(before);
     }
+  });
+});
+
+describe("the labels of a webhook's host taken for keys", () => {
+  it("are ids, not a cloud's region nor a service's long words further in (review IT)", () => {
+    expect(hostKeyLabels('eo4k2x9q7zt1mwa.m.pipedream.net')).toEqual(['eo4k2x9q7zt1mwa']);
+    expect(hostKeyLabels('eoqkrxnqhztbmwa.m.pipedream.net')).toEqual(['eoqkrxnqhztbmwa']);
+    // Before: us-east-1, and northcentralus too.
+    expect(hostKeyLabels('abc123defg.execute-api.us-east-1.amazonaws.com')).toEqual(['abc123defg']);
+    expect(hostKeyLabels('prod-27.northcentralus.logic.azure.com')).toEqual(['prod-27']);
+    expect(hostKeyLabels('hooks.slack.com')).toEqual([]);
+    expect(hostKeyLabels('outlook.office.com')).toEqual([]);
   });
 });
