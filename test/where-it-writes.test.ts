@@ -109,7 +109,7 @@ describe('where a command reads and writes, said', () => {
     const first = await cli(['run'], env, { cwd: here });
     expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
     const lines = logLines(first.stdout);
-    expect(lines.find((l) => l.msg === 'no embedded Postgres in DATA_DIR yet: making a new one')).toMatchObject({
+    expect(lines.find((l) => l.msg === 'no embedded Postgres was in DATA_DIR: made a new one')).toMatchObject({
       level: 30,
       dataDir: join(here, '.data', 'pg'),
     });
@@ -118,6 +118,6 @@ describe('where a command reads and writes, said', () => {
     // The cluster is there now: the next run makes none, and says nothing of it.
     const second = await cli(['run'], env, { cwd: here });
     expect(second.code).toBe(0);
-    expect(logLines(second.stdout).some((l) => l.msg === 'no embedded Postgres in DATA_DIR yet: making a new one')).toBe(false);
+    expect(logLines(second.stdout).some((l) => l.msg === 'no embedded Postgres was in DATA_DIR: made a new one')).toBe(false);
   });
 });

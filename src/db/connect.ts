@@ -67,13 +67,14 @@ export async function openDatabase(
     if (existing && !made) {
       throw noEmbeddedPostgres(`${config.dataDir} (DATA_DIR)`);
     }
-    // DATA_DIR is relative (./.data) unless set: run from another folder, a command made a cluster
-    // there and synced every user into it, and nothing said so. Said, with the folder in full.
-    if (!made) log.info({ dataDir: resolve(dataDir) }, 'no embedded Postgres in DATA_DIR yet: making a new one');
     log.debug({ dataDir }, 'starting embedded Postgres');
     // Loaded only when needed: it installs process exit hooks and ships large binaries.
     const { startEmbeddedPostgres } = await import('./embedded.js');
     const embedded = await startEmbeddedPostgres({ dataDir, port: config.embeddedPort, database: databaseName, existing });
+    // DATA_DIR is relative (./.data) unless set: run from another folder, a command made a cluster
+    // there and synced every user into it, and nothing said so. Said, with the folder in full, once
+    // made: a start that fails says why in its one line alone.
+    if (!made) log.info({ dataDir: resolve(dataDir) }, 'no embedded Postgres was in DATA_DIR: made a new one');
     url = embedded.url;
     stopEmbedded = embedded.stop;
   }
