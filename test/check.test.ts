@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import pg from 'pg';
 import { afterEach, describe, expect } from 'vitest';
-import { cronInterval } from '../src/check/durations.js';
+import { cronInterval } from '../src/worker/cron-schedule.js';
 import { runCheck, type CheckReport, type StepResult } from '../src/check/index.js';
 import { SITE_LOCK_CLASS } from '../src/db/site-lock-key.js';
 import { cli } from './helpers/cli-process.js';
