@@ -261,6 +261,18 @@ class CredentialEcho {
 }
 
 /**
+ * After the base URL, what follows in a URL this client asked for (asked): a REST path, as url()
+ * builds every request (`/rest/…` or `/cpq/rest/…`, CPQ_PATH_PREFIX), or nothing but the prefix, a
+ * slash and a sentence's punctuation. Not any path: with a base URL at a host's root, a URL CPQ sent on its own
+ * host (a field's value) would count as ours, and a short password in it go unsearched (review IT).
+ */
+const UNDER_BASE = /^(?:\/(?:cpq\/)?rest\/|(?:\/cpq)?\/?[.,;:)\]]*$)/;
+/** After the token URL: its query, or a sentence's punctuation (asked). */
+const AT_TOKEN_URL = /^(?:\?|[.,;:)\]]*$)/;
+/** After an origin alone: at most a slash, then a sentence's punctuation (asked). */
+const ORIGIN_ALONE = /^\/?[.,;:)\]]*$/;
+
+/**
  * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
  * backoff and jitter (network errors and RETRY_STATUSES: 408, 429, 500, 502, 503, 504; not
  * another 5xx such as 501, which no retry mends) honouring Retry-After up to
@@ -295,10 +307,12 @@ export class CpqHttpClient {
   private readonly sentAuthorizations = new Set<string>();
   /** credentialAt's search of each Authorization header kept (sentAuthorizations), made once; null for a credential too short to search for. */
   private readonly credentialEchoes = new Map<string, CredentialEcho | null>();
-  /** The base URL and token URL, as written and as URL writes them: the URLs under them are the requests this client made (asked). */
-  private readonly askedRoots: string[] = [];
-  /** Their origins, which a message names alone (asked). */
-  private readonly askedOrigins: string[] = [];
+  /**
+   * What a URL this client asked for starts with (asked): the base URL and the token URL, as
+   * written and as URL writes them, with what may follow each; and their origins, which a message
+   * names alone.
+   */
+  private readonly askedPrefixes: { prefix: string; rest: RegExp }[] = [];
 
   constructor(
     private readonly config: Pick<
@@ -314,12 +328,12 @@ export class CpqHttpClient {
     this.dispatcher = dispatcherFor(config.ca, config.requestTimeoutMs);
     this.budget = new RequestBudget(config.maxInFlight);
     this.readAhead = new RequestBudget(config.maxInFlight);
-    for (const root of [config.baseUrl, ...(config.auth?.kind === 'oauth' ? [config.auth.tokenUrl] : [])]) {
-      this.askedRoots.push(root.replace(/\/+$/, ''));
+    const roots = [{ root: config.baseUrl, rest: UNDER_BASE }, ...(config.auth?.kind === 'oauth' ? [{ root: config.auth.tokenUrl, rest: AT_TOKEN_URL }] : [])];
+    for (const { root, rest } of roots) {
+      this.askedPrefixes.push({ prefix: root.replace(/\/+$/, ''), rest });
       if (!URL.canParse(root)) continue;
       const { origin, pathname } = new URL(root);
-      this.askedRoots.push(`${origin}${pathname}`.replace(/\/+$/, ''));
-      this.askedOrigins.push(origin);
+      this.askedPrefixes.push({ prefix: `${origin}${pathname}`.replace(/\/+$/, ''), rest }, { prefix: origin, rest: ORIGIN_ALONE });
     }
   }
 
@@ -328,13 +342,12 @@ export class CpqHttpClient {
    * for: under the site's base URL (url() builds every request from it) or the OAuth token URL, as
    * written or as URL writes them (what messages name), or their bare origin (a refused redirect
    * names it). withoutSecrets leaves a short secret unsearched in these alone: a URL CPQ sent, on
-   * another host or elsewhere on the site's, is CPQ's words (review IM). After the root comes the
-   * rest of a path or a query, or only the punctuation that ends a sentence; never more of a host
-   * (`https://cpq.example.evil`, `https://cpq.example@gw.example`).
+   * another host or elsewhere on the site's, is CPQ's words (review IM). After the base URL comes a
+   * REST path (UNDER_BASE), after the token URL its query, or only the punctuation that ends a
+   * sentence; never more of a host (`https://cpq.example.evil`, `https://cpq.example@gw.example`).
    */
   private asked(url: string): boolean {
-    const ends = (root: string, more: RegExp) => url.startsWith(root) && (more.test(url.slice(root.length)) || /^[.,;:)\]]*$/.test(url.slice(root.length)));
-    return this.askedRoots.some((root) => ends(root, /^[/?#]/)) || this.askedOrigins.some((origin) => ends(origin, /^\/[.,;:)\]]*$/));
+    return this.askedPrefixes.some(({ prefix, rest }) => url.startsWith(prefix) && rest.test(url.slice(prefix.length)));
   }
 
   /**

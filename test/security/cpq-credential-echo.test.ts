@@ -118,7 +118,8 @@ describe('a page that holds the credential the run sent is refused without repea
     const h = await start(startHarness, password);
     expect((await h.sync()).status).toBe('succeeded');
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_USERNAME: USERNAME, CPQ_PASSWORD: password, LOG_LEVEL: 'error' };
-    for (const value of [`gw echo auth=${MARK}`, `https://gw.example/echo?auth=${MARK}`]) {
+    // The last: a URL on the site's own host that the client never asks for (it asks only for /rest/ and /cpq/rest/ paths under the base URL).
+    for (const value of [`gw echo auth=${MARK}`, `https://gw.example/echo?auth=${MARK}`, `${h.sim.baseUrl}/echo?auth=${MARK}`]) {
       reflect(h, (u) => (u.dateModified = value), password);
       expect((await h.syncError({ full: true })).message, value).toBe('a data error that quotes the credentials sent (not shown)');
       const run = await cli(['run', '--full'], env);
