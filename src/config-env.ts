@@ -96,6 +96,9 @@ const optionalText = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
+/** The parameters whose values may hold an `@` of their own, logins and names (atAfterHost); node-postgres reads names as written. */
+const AT_IN_VALUE = new Set(['user', 'password', 'application_name', 'fallback_application_name', 'options']);
+
 /**
  * Whether a URL holds an `@` past its authority where a password's rest would put it: a password
  * with an unescaped `/`, `?` or `#` ends the authority early (`postgres://sync:2024/Spring@db/app`
@@ -105,8 +108,10 @@ const optionalText = z
  * `user=admin@server` or `application_name=sync@prod` is left alone after a database name (review
  * HP), but not in a query straight after the host: `postgres://sync:2024?Spring=Summer9@db` (a
  * password of digits, or none, then `?name=value`) reads as the host `sync`, port 2024, and a
- * parameter `Spring`, which nothing takes for a secret (review IM). Such a value can be written
- * `admin%40server`, which node-postgres decodes, so refusing it costs no connection.
+ * parameter `Spring`, which nothing takes for a secret (review IM); nor in a parameter node-postgres
+ * gives no meaning to, after a database name too (`postgres://sync:2024/x?Spring=Summer9@db`),
+ * where only AT_IN_VALUE's may hold one. Such a value can be written `admin%40server`, which
+ * node-postgres decodes, so refusing it costs no connection.
  */
 function atAfterHost(url: string): boolean {
   const authority = url.slice(url.indexOf('//') + 2);
@@ -122,7 +127,8 @@ function atAfterHost(url: string): boolean {
   return query.split('&').some((parameter) => {
     const equals = parameter.indexOf('=');
     const [name, value] = equals < 0 ? [parameter, ''] : [parameter.slice(0, equals), parameter.slice(equals + 1)];
-    return name.includes('@') || /@.*[/:]/s.test(value) || (noDatabase && value.includes('@'));
+    if (name.includes('@')) return true;
+    return value.includes('@') && (noDatabase || !AT_IN_VALUE.has(name) || /@.*[/:]/s.test(value));
   });
 }
 
