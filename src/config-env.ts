@@ -246,7 +246,8 @@ export const envSchema = z.object({
   SYNC_LOCK_TIMEOUT: duration('30m'),
   // Off unless set: personal fields of history older than this are redacted by every run.
   HISTORY_RETENTION: optionalText.transform((text, ctx) => {
-    if (text === undefined || text === 'off') return undefined;
+    // Any case, as the yes/no settings read `off` (flagValue).
+    if (text === undefined || text.toLowerCase() === 'off') return undefined;
     // A unit is required: a bare 400, read as seconds by the rule of the other durations, would redact personal data after minutes.
     const ms = /^\s*[\d.]+\s*$/.test(text) ? undefined : parseDuration(text);
     if (ms === undefined || ms <= 0 || ms > LONGEST_SPAN_MS) {

@@ -519,6 +519,7 @@ describe('HISTORY_RETENTION', () => {
   plain('is off by default, takes a duration or off, and names a wrong value', () => {
     expect(loadConfig({}).historyRetentionMs).toBeUndefined();
     expect(loadConfig({ HISTORY_RETENTION: 'off' }).historyRetentionMs).toBeUndefined();
+    expect(loadConfig({ HISTORY_RETENTION: 'OFF' }).historyRetentionMs).toBeUndefined();
     expect(loadConfig({ HISTORY_RETENTION: '400d' }).historyRetentionMs).toBe(400 * 86_400_000);
     expect(() => loadConfig({ HISTORY_RETENTION: 'soon' })).toThrow(
       'HISTORY_RETENTION: "soon" is not a duration with a unit such as 400d (up to 36500d), or off',
