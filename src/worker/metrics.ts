@@ -234,7 +234,9 @@ export class WorkerMetrics {
     for (const c of read.counts) {
       // A company's login name is CPQ's, any text: its control characters as \xNN, or a
       // scrape read in a terminal (curl) would run them (prom-client escapes only \, " and \n).
-      const company = printable(c.company);
+      // Its own backslashes doubled first: a company named `a\x01` as text would else share the
+      // series of one holding the control character, and one count hide the other.
+      const company = printable(c.company.replaceAll('\\', '\\\\'));
       if (c.cpq !== null) this.companyUsers.set({ site: c.site, company, source: 'cpq' }, c.cpq);
       this.companyUsers.set({ site: c.site, company, source: 'database' }, c.database);
       shown.set(c.site, (shown.get(c.site) ?? 0) + 1);

@@ -120,6 +120,28 @@ describe("CPQ's text never reaches the terminal as control characters", () => {
     );
   });
 
+  it('/metrics keeps a company named with a backslash apart from one holding the control character its name spells (a\\x01, a\x01)', async () => {
+    const metrics = new WorkerMetrics({
+      sites: ['default'],
+      processMetrics: false,
+      companyCounts: async () => ({
+        counts: [
+          { site: 'default', company: 'a\x01', cpq: 1, database: 1 },
+          { site: 'default', company: 'a\\x01', cpq: 2, database: 2 },
+        ],
+        companiesRead: [{ site: 'default', companies: 2 }],
+      }),
+    });
+    const series = (await metrics.text()).split('\n').filter((line) => line.startsWith('cpq_sync_company_users{') && line.includes('source="cpq"'));
+    // The exposition format doubles each backslash of a label's value once more.
+    expect(series.sort()).toEqual(
+      [
+        'cpq_sync_company_users{site="default",company="a\\\\\\\\x01",source="cpq"} 2',
+        'cpq_sync_company_users{site="default",company="a\\\\x01",source="cpq"} 1',
+      ].sort(),
+    );
+  });
+
   it('verify --file: a manifest (the untrusted file it checks) cannot write escape sequences to the terminal', async () => {
     const folder = mkdtempSync(join(tmpdir(), 'cpq-verify-'));
     try {
