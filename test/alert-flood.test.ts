@@ -6,6 +6,7 @@ import { loadConfig } from '../src/config.js';
 import { countAlerts } from '../src/db/sql/count-alerts.js';
 import { forgetUser } from '../src/sync/forget.js';
 import { WorkerMetrics, type WorkerMetricsOptions } from '../src/worker/metrics.js';
+import { ALERT_TEST_SECRET as SECRET, alertEnv } from './helpers/alerts.js';
 import { cli } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
 
@@ -18,7 +19,8 @@ import { type Harness, it } from './helpers/harness.js';
  * `suppressed`: kept, never sent. A real webhook receiver on loopback, a real `cpq-sync run`.
  */
 
-const SECRET = 'flood-test-secret-0123456789';
+/** The rules a flood here is made of: flood() flips admin flags and adds watched groups. */
+const FLOOD = { rules: ['admin_flag', 'group_membership'], groups: 'zz*' } as const;
 
 interface Received {
   headers: IncomingHttpHeaders;
@@ -91,9 +93,9 @@ describe('ALERT_MAX_PER_RUN', () => {
     startHarness,
   }) => {
     const hook = await receiver();
-    const alertEnv = { ALERT_WEBHOOK_URL: hook.url, ALERT_WEBHOOK_SECRET: SECRET, ALERT_GROUPS: 'zz*', ALERT_RETRY_BASE_DELAY: '0', ALERT_MAX_PER_RUN: '5' };
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, alertEnv);
-    const env = { ...alertEnv, CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    const settings = alertEnv(hook.url, FLOOD, { ALERT_MAX_PER_RUN: '5' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, settings);
+    const env = { ...settings, CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
     await h.sync();
     const logins = h.sim.users('_host').map((u) => String(u.login));
     expect(logins).toHaveLength(30);
@@ -173,10 +175,7 @@ describe('ALERT_MAX_PER_RUN', () => {
 
   it('a run with exactly the cap sends its alerts alone, as before; one more alert than the cap is a flood', async ({ startHarness }) => {
     const hook = await receiver();
-    const h = await startHarness(
-      { partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 },
-      { ALERT_WEBHOOK_URL: hook.url, ALERT_WEBHOOK_SECRET: SECRET, ALERT_GROUPS: 'zz*', ALERT_RETRY_BASE_DELAY: '0', ALERT_MAX_PER_RUN: '10' },
-    );
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 12, integrationUsers: 0 }, alertEnv(hook.url, FLOOD, { ALERT_MAX_PER_RUN: '10' }));
     await h.sync();
     const logins = h.sim.users('_host').map((u) => String(u.login));
     // 5 users: 10 alerts, the cap.
@@ -212,10 +211,7 @@ describe('ALERT_MAX_PER_RUN', () => {
     // A refusal of an alert about a user quotes its e-mail, as a receiver that looks the user up may.
     const hook = await receiver((alert) => (alert.login === null ? 'bad request' : `unknown recipient ${EMAIL}`));
     hook.status.code = 400;
-    const h = await startHarness(
-      { partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 },
-      { ALERT_WEBHOOK_URL: hook.url, ALERT_WEBHOOK_SECRET: SECRET, ALERT_GROUPS: 'zz*', ALERT_RETRY_BASE_DELAY: '0', ALERT_MAX_PER_RUN: '2' },
-    );
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url, FLOOD, { ALERT_MAX_PER_RUN: '2' }));
     await h.sync();
     const logins = h.sim.users('_host').map((u) => String(u.login));
     for (const login of logins) h.sim.updateUser('_host', login, { email: EMAIL });

@@ -1,17 +1,17 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect } from 'vitest';
-import { alertPayload, deliverPendingAlerts, postAlert } from '../src/alerts/delivery.js';
+import { alertPayload, deliverPendingAlerts, describe as describeAlert, postAlert } from '../src/alerts/delivery.js';
 import { signBody, verifySignature } from '../src/alerts/signing.js';
 import { globToIlike } from '../src/db/sql/insert-alerts.js';
 import pg from 'pg';
 import pino from 'pino';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
-import { loadConfig } from '../src/config.js';
+import { ALERT_FLOOD_RULE, ALERT_RULE_NAMES, loadConfig } from '../src/config.js';
 import { countAlerts } from '../src/db/sql/count-alerts.js';
 import { requeueFailedAlerts } from '../src/db/sql/requeue-failed-alerts.js';
 import { WorkerMetrics, type WorkerMetricsOptions } from '../src/worker/metrics.js';
@@ -19,6 +19,7 @@ import { SyncWorker } from '../src/worker/sync-worker.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { runSync } from '../src/sync/run.js';
 import { createDb, createPool } from '../src/db/database.js';
+import { ALERT_TEST_SECRET as SECRET, TESTED_ALERT_RULES, alertEnv } from './helpers/alerts.js';
 import { createTestDatabase, untilWaitingForLock } from './helpers/database.js';
 import { CliProcess, cli, until } from './helpers/cli-process.js';
 import { type Harness, it } from './helpers/harness.js';
@@ -30,7 +31,8 @@ import { editPage, holdRequests, scriptRequests } from './helpers/scripted-pages
  * the signature as a receiver would.
  */
 
-const SECRET = 'alert-test-secret-0123456789';
+/** Every rule these tests were written for (their expected alerts), watching groups zz*Admin*. */
+const TESTED = { rules: TESTED_ALERT_RULES, groups: 'zz*Admin*' };
 
 interface Received {
   headers: IncomingHttpHeaders;
@@ -116,10 +118,6 @@ interface OutboxRow {
 const outbox = (h: Harness) => h.t.query<OutboxRow>(`SELECT * FROM cpq.alert_outbox ORDER BY id`);
 const brief = (rows: OutboxRow[]) => rows.map((r) => [r.company_login, r.login, r.rule, r.subject]).sort();
 
-function alertEnv(url: string, extra: Record<string, string> = {}) {
-  return { ALERT_WEBHOOK_URL: url, ALERT_WEBHOOK_SECRET: SECRET, ALERT_GROUPS: 'zz*Admin*', ALERT_RETRY_BASE_DELAY: '0', ...extra };
-}
-
 /**
  * The harness's site as `emea` and a second simulated site, `apac`, in one sites file, synced one
  * site at a time: the simulator of apac (to stop) and the environment that runs both with `settings`.
@@ -144,7 +142,7 @@ const items = (user: Raw | undefined, relation: 'groups' | 'accessPermissions') 
 describe('alerts on privileged access', () => {
   it('raises nothing on a first load, then one alert per rule that fired, each delivered once, signed', async ({ startHarness }) => {
     const hook = await receiver();
-    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 8, integrationUsers: 0, seed: 3 }, alertEnv(hook.url, { CPQ_COMPANIES: '*' }));
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 8, integrationUsers: 0, seed: 3 }, alertEnv(hook.url, TESTED, { CPQ_COMPANIES: '*' }));
     await h.sync();
     expect(await outbox(h)).toEqual([]);
     expect(hook.requests).toEqual([]);
@@ -237,7 +235,7 @@ describe('alerts on privileged access', () => {
 
   it('alerts roll back with a run that fails after writing them: none is kept or sent, and the next run raises them', async ({ startHarness }) => {
     const hook = await receiver();
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
@@ -272,7 +270,7 @@ describe('alerts on privileged access', () => {
           { name: 'apac', baseUrl: urls[1] },
         ]),
       );
-      const config = loadConfig({ CPQ_SITES_FILE: join(dir, 'sites.json'), DATABASE_URL: t.url, ...alertEnv(hook.url) });
+      const config = loadConfig({ CPQ_SITES_FILE: join(dir, 'sites.json'), DATABASE_URL: t.url, ...alertEnv(hook.url, TESTED) });
       const deps = { pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) };
       await runSync(deps, { site: 'emea' });
       const [a] = sims[1]!.users('_host').map((u) => String(u.login));
@@ -299,7 +297,7 @@ describe('alerts on privileged access', () => {
     const hook = await receiver();
     const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 1 },
-      alertEnv(hook.url, { ALERT_RULES: 'integration_user' }),
+      alertEnv(hook.url, { rules: ['integration_user'] }),
     );
     await h.sync();
     const created = await fetch(`${h.sim.baseUrl}/cpq/rest/v19/integrationUsers`, {
@@ -323,7 +321,7 @@ describe('alerts on privileged access', () => {
     const hook = await receiver();
     const h = await startHarness(
       { pathPrefix: '/cpq', partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 2, hostLoginName: 'cpq-mdb' },
-      alertEnv(hook.url, { ALERT_RULES: 'integration_user' }),
+      alertEnv(hook.url, { rules: ['integration_user'] }),
     );
     // As an earlier release did (test/sync.test.ts does the same): integration users filed under
     // cpq-mdb beside their _host rows, made by a company list naming the host _host.
@@ -365,7 +363,7 @@ describe('alerts on privileged access', () => {
 
   it('ALERT_RULES turns rules off: none writes nothing', async ({ startHarness }) => {
     const hook = await receiver();
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_RULES: 'none' }));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url, { rules: [] }));
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.updateUser('_host', a!, { isAccessAdminPermEnabled: !h.sim.user('_host', a!)!.isAccessAdminPermEnabled });
@@ -380,7 +378,7 @@ describe('alerts on privileged access', () => {
     startHarness,
   }) => {
     const hook = await receiver();
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_RULES: 'access_permission' }));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, alertEnv(hook.url, { rules: ['access_permission'] }));
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.setAccessPermission('_host', a!, { type: 'zz:Quote', variableName: 'edit', name: 'First', hasAccess: true });
@@ -394,7 +392,7 @@ describe('alerts on privileged access', () => {
   it('a webhook that is down fails no run: the alert stays pending and goes out on a later run, with the same key', async ({ startHarness }) => {
     const hook = await receiver();
     hook.status = 503;
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
     await h.sync();
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
@@ -427,7 +425,7 @@ describe('alerts on privileged access', () => {
   }) => {
     const hook = await receiver();
     hook.status = 503;
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 4, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
@@ -436,7 +434,7 @@ describe('alerts on privileged access', () => {
 
     hook.status = 200;
     h.sim.addFault({ match: { path: '/rest/v16/companies/_host/users' }, status: 400, times: 1000 });
-    const failed = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, ...alertEnv(hook.url) });
+    const failed = await cli(['run'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, ...alertEnv(hook.url, TESTED) });
     expect(failed.code).not.toBe(0);
     expect((await h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`))[0]!.status).toBe('failed');
     expect((await outbox(h)).map((r) => r.status)).toEqual(['delivered']);
@@ -448,7 +446,7 @@ describe('alerts on privileged access', () => {
     const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
       // 2 s, not less: the answers that come (404, 200) must come within it on a loaded machine too (review GU).
-      alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '2s', ALERT_RETRY_BASE_DELAY: '1h', ALERT_RETRY_MAX_DELAY: '1d' }),
+      alertEnv(hook.url, TESTED, { ALERT_WEBHOOK_TIMEOUT: '2s', ALERT_RETRY_BASE_DELAY: '1h', ALERT_RETRY_MAX_DELAY: '1d' }),
     );
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
@@ -531,8 +529,8 @@ describe('alerts on privileged access', () => {
   it('alerts retry whose pass a database error ends exits 6 with that error, not 0 as if it had delivered what it tried', async ({ startHarness }) => {
     const hook = await receiver();
     hook.status = 400;
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, alertEnv(hook.url));
-    const env = { ...alertEnv(hook.url), CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
+    const env = { ...alertEnv(hook.url, TESTED), CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
     await h.sync();
     h.sim.addGroup('_host', String(h.sim.users('_host')[0]!.login), { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
     await h.sync();
@@ -560,7 +558,7 @@ describe('alerts on privileged access', () => {
       await t.query(`ALTER TABLE cpq.alert_outbox RENAME TO alert_outbox_away`);
       const lines: string[] = [];
       const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
-      const config = loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com', ...alertEnv(hook.url) });
+      const config = loadConfig({ CPQ_BASE_URL: 'https://cpq.example.com', ...alertEnv(hook.url, TESTED) });
       expect(await deliverPendingAlerts({ on: t.pool, config: config.alerts, log })).toEqual({ delivered: 0, failed: 0, retrying: 0 });
       expect(lines).toEqual([]);
       expect(hook.requests).toEqual([]);
@@ -574,8 +572,8 @@ describe('alerts on privileged access', () => {
   }) => {
     const hook = await receiver();
     hook.status = 400;
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, alertEnv(hook.url));
-    const env = { ...alertEnv(hook.url), CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 30, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
+    const env = { ...alertEnv(hook.url, TESTED), CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url };
     await h.sync();
     for (const login of h.sim.users('_host').map((u) => String(u.login))) {
       h.sim.addGroup('_host', login, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
@@ -642,7 +640,7 @@ describe('alerts on privileged access', () => {
   it("a shutdown while an alert is being sent gives the pass's alerts back, due at once, and says so in one line", async ({ startHarness }) => {
     const hook = await receiver();
     hook.hang = true;
-    const env = alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' });
+    const env = alertEnv(hook.url, TESTED, { ALERT_WEBHOOK_TIMEOUT: '60s' });
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, env);
     await h.sync();
     for (const login of h.sim
@@ -673,7 +671,7 @@ describe('alerts on privileged access', () => {
   }) => {
     const hook = await receiver();
     hook.status = 400;
-    const env = alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' });
+    const env = alertEnv(hook.url, TESTED, { ALERT_WEBHOOK_TIMEOUT: '60s' });
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, env);
     await h.sync();
     for (const login of h.sim
@@ -705,7 +703,7 @@ describe('alerts on privileged access', () => {
   }) => {
     const hook = await receiver();
     hook.status = 400;
-    const env = alertEnv(hook.url);
+    const env = alertEnv(hook.url, TESTED);
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, env);
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
@@ -742,7 +740,7 @@ describe('alerts on privileged access', () => {
     const elsewhere = await receiver();
     const hook = await receiver({ location: elsewhere.url });
     hook.status = 307;
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
@@ -767,7 +765,7 @@ describe('alerts between runs, metrics and the command line', () => {
   it('schedule retries pending alerts between runs; the metrics count them by status', async ({ startHarness }) => {
     const hook = await receiver();
     hook.status = 500;
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_RETRY_EVERY: '100ms' }));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, TESTED, { ALERT_RETRY_EVERY: '100ms' }));
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
@@ -798,8 +796,11 @@ describe('alerts between runs, metrics and the command line', () => {
 
   it('a slow webhook holds up no site: run sends the alerts once after every site, the worker in the background (review EC)', async ({ startHarness }) => {
     const hook = await receiver();
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' }));
-    const { other, env } = await withApac(h, alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s' }));
+    const h = await startHarness(
+      { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
+      alertEnv(hook.url, TESTED, { ALERT_WEBHOOK_TIMEOUT: '60s' }),
+    );
+    const { other, env } = await withApac(h, alertEnv(hook.url, TESTED, { ALERT_WEBHOOK_TIMEOUT: '60s' }));
     try {
       expect((await cli(['run'], env)).code).toBe(0);
       for (const login of h.sim.users('_host').map((u) => String(u.login))) {
@@ -839,7 +840,7 @@ describe('alerts between runs, metrics and the command line', () => {
     const hook = await receiver();
     const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
-      alertEnv(hook.url, { ALERT_RETRY_EVERY: '1h', ALERT_RETRY_BASE_DELAY: '1h' }),
+      alertEnv(hook.url, TESTED, { ALERT_RETRY_EVERY: '1h', ALERT_RETRY_BASE_DELAY: '1h' }),
     );
     await h.sync();
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
@@ -874,7 +875,7 @@ describe('alerts between runs, metrics and the command line', () => {
     const hook = await receiver();
     const h = await startHarness(
       { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
-      alertEnv(hook.url, { ALERT_WEBHOOK_TIMEOUT: '60s', ALERT_RETRY_EVERY: '1h' }),
+      alertEnv(hook.url, TESTED, { ALERT_WEBHOOK_TIMEOUT: '60s', ALERT_RETRY_EVERY: '1h' }),
     );
     await h.sync();
     const [a] = h.sim.users('_host').map((u) => String(u.login));
@@ -896,8 +897,8 @@ describe('alerts between runs, metrics and the command line', () => {
 
   it('run asked to stop while a later site runs sends no alert, and says so in a warning: they stay pending (review ED)', async ({ startHarness }) => {
     const hook = await receiver();
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
-    const { other, env } = await withApac(h, alertEnv(hook.url));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
+    const { other, env } = await withApac(h, alertEnv(hook.url, TESTED));
     let release: () => void = () => undefined;
     try {
       expect((await cli(['run'], env)).code).toBe(0);
@@ -961,7 +962,7 @@ describe('alerts between runs, metrics and the command line', () => {
     expect(unset.code).toBe(2);
     expect(unset.stderr).toContain('ALERT_WEBHOOK_URL is not set');
 
-    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url));
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, alertEnv(hook.url, TESTED));
     await h.sync();
     const [a, b] = h.sim.users('_host').map((u) => String(u.login));
     h.sim.addGroup('_host', a!, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
@@ -1010,7 +1011,7 @@ describe('alert pieces', () => {
     const base = { CPQ_BASE_URL: 'https://site.example.com' };
     expect(loadConfig(base).alerts).toEqual({
       webhook: undefined,
-      rules: { rules: ['admin_flag', 'group_membership', 'access_permission', 'integration_user', 'user_restored'], groups: [] },
+      rules: { rules: [...ALERT_RULE_NAMES], groups: [] },
       retryBaseDelayMs: 60_000,
       retryMaxDelayMs: 3_600_000,
       retryEveryMs: 60_000,
@@ -1049,10 +1050,7 @@ describe('alert pieces', () => {
         'ALERT_WEBHOOK_URL is not a URL Node can read (a port above 65535, a space in the host?)',
       ],
       [{ ALERT_WEBHOOK_URL: 'ftp://hooks.example.com/sekrit-token', ALERT_WEBHOOK_SECRET: 's3cret' }, 'ALERT_WEBHOOK_URL must be an http(s) URL'],
-      [
-        { ALERT_RULES: 'admin_flag,sekrit-token' },
-        'ALERT_RULES: unknown rule sekrit-token (rules: admin_flag, group_membership, access_permission, integration_user, user_restored, all, none)',
-      ],
+      [{ ALERT_RULES: 'admin_flag,sekrit-token' }, `ALERT_RULES: unknown rule sekrit-token (rules: ${ALERT_RULE_NAMES.join(', ')}, all, none)`],
       [{ ALERT_WEBHOOK_TIMEOUT: 'soon' }, 'invalid configuration: ALERT_WEBHOOK_TIMEOUT: "soon" is not a duration such as 90s, 10m, 1h or 7d'],
     ];
     for (const [env, message] of refused) {
@@ -1147,5 +1145,54 @@ describe('alert pieces', () => {
     // A header of another length is refused, not thrown on (timingSafeEqual throws on one).
     expect(verifySignature(body, expected.slice(0, -1), SECRET)).toBe(false);
     expect(verifySignature(`${body} `, expected, SECRET)).toBe(false);
+  });
+});
+
+describe('adding an alert rule', () => {
+  it("every rule of ALERT_RULE_NAMES is in README's rule table, allowed by the CHECK on the alert tables' rule column and given a text by delivery, and neither place names a rule the code does not know (alert_flood aside: the summary); each gap named", async () => {
+    const problems: string[] = [];
+    const known = new Set<string>(ALERT_RULE_NAMES);
+
+    // README, "Alerts on privileged access": the table whose first column is `rule (ALERT_RULES)`.
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Alerts on privileged access\n'));
+    const table = /^\| rule \(`ALERT_RULES`\) \|.*\n\|[-|]+\|\n((?:\|.*\n)+)/m.exec(section)?.[1] ?? '';
+    const inReadme = [...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]!);
+    expect(inReadme, 'README: the rule table of "Alerts on privileged access" is not found').not.toEqual([]);
+    for (const rule of ALERT_RULE_NAMES) if (!inReadme.includes(rule)) problems.push(`${rule}: not in README's rule table ("Alerts on privileged access")`);
+    for (const rule of inReadme) if (!known.has(rule)) problems.push(`${rule}: in README's rule table, not in ALERT_RULE_NAMES (src/config.ts)`);
+    if (problems.length === 0 && inReadme.join() !== ALERT_RULE_NAMES.join())
+      problems.push(`README's rule table lists ${inReadme.join(', ')}: ALERT_RULE_NAMES (src/config.ts) keeps its order`);
+
+    // The migrated schema: every CHECK on a table's rule column alone (a rule it lacks fails every
+    // run that fires it: review CR). The summary's rule is allowed beside them.
+    const t = await createTestDatabase();
+    let checks: { name: string; definition: string }[];
+    try {
+      checks = await t.query(
+        `SELECT c.conrelid::regclass::text || ' ' || c.conname AS name, pg_get_constraintdef(c.oid) AS definition
+         FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+         WHERE c.contype = 'c' AND c.connamespace = 'cpq'::regnamespace AND cardinality(c.conkey) = 1 AND a.attname = 'rule'`,
+      );
+    } finally {
+      await t.drop();
+    }
+    expect(checks, 'no CHECK on a rule column in the migrated schema').not.toEqual([]);
+    for (const { name, definition } of checks) {
+      const allowed = [...definition.matchAll(/'([^']+)'::text/g)].map((m) => m[1]!);
+      for (const rule of [...ALERT_RULE_NAMES, ALERT_FLOOD_RULE])
+        if (!allowed.includes(rule)) problems.push(`${rule}: not allowed by the CHECK ${name} of the migrated schema (write a migration)`);
+      for (const rule of allowed)
+        if (!known.has(rule) && rule !== ALERT_FLOOD_RULE)
+          problems.push(`${rule}: allowed by the CHECK ${name} of the migrated schema, not in ALERT_RULE_NAMES`);
+    }
+
+    // Delivery: the words of the alert's text (describe in src/alerts/delivery.ts).
+    for (const rule of ALERT_RULE_NAMES) {
+      const text: unknown = describeAlert({ rule, subject: 'zzAdmins', old_value: false, new_value: true });
+      if (typeof text !== 'string' || text === '') problems.push(`${rule}: no text in describe (src/alerts/delivery.ts)`);
+    }
+
+    expect(problems).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import { afterEach, expect } from 'vitest';
 import { deliverPendingAlerts } from '../src/alerts/delivery.js';
 import { forgetUser } from '../src/sync/forget.js';
 import { runSync } from '../src/sync/run.js';
+import { alertEnv } from './helpers/alerts.js';
 import { it, type Harness, type StartHarness } from './helpers/harness.js';
 
 /*
@@ -15,6 +16,8 @@ import { it, type Harness, type StartHarness } from './helpers/harness.js';
  */
 
 const EMAIL = 'Zorblat.Quuxley@example.org';
+/** The alerts here are about admin flags flipped, one per user. */
+const ADMIN_FLAG = { rules: ['admin_flag'] } as const;
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -49,7 +52,7 @@ async function deletedUserWithPendingAlert(
 ): Promise<{ h: Harness; login: string }> {
   const h = await startHarness(
     { usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 },
-    { ALERT_WEBHOOK_URL: webhookUrl, ALERT_WEBHOOK_SECRET: 's', ALERT_RETRY_BASE_DELAY: '0', ALERT_WEBHOOK_TIMEOUT: '10s', ...env },
+    alertEnv(webhookUrl, ADMIN_FLAG, { ALERT_WEBHOOK_TIMEOUT: '10s', ...env }),
   );
   const deps = { pool: h.t.pool, db: h.t.db, config: h.config, log: h.log };
   await runSync(deps);
@@ -81,7 +84,7 @@ it('a delivery stored before forget keeps the words, which forget then scrubs as
   const receiver = await slowQuotingReceiver(0, 400);
   const h = await startHarness(
     { usersPerCompany: 3, partnerCompanies: 0, integrationUsers: 0 },
-    { ALERT_WEBHOOK_URL: receiver.url, ALERT_WEBHOOK_SECRET: 's', ALERT_RETRY_BASE_DELAY: '0', ALERT_WEBHOOK_TIMEOUT: '10s' },
+    alertEnv(receiver.url, ADMIN_FLAG, { ALERT_WEBHOOK_TIMEOUT: '10s' }),
   );
   const deps = { pool: h.t.pool, db: h.t.db, config: h.config, log: h.log };
   await runSync(deps);

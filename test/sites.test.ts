@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, test } from 'vitest';
-import { ConfigError, loadConfig, type AppConfig } from '../src/config.js';
+import { ALERT_RULE_NAMES, ConfigError, loadConfig, type AppConfig } from '../src/config.js';
 import { exportChanges, exportSnapshot, parseAfter } from '../src/history/export.js';
 import { CpqSimulator } from '../src/simulator/index.js';
 import { createDb, createPool } from '../src/db/database.js';
@@ -747,7 +747,7 @@ describe('many sites in one database', () => {
     });
     expect(config.sites.map((s) => [s.name, s.alerts.rules.length, s.alerts.groups])).toEqual([
       ['quiet', 0, ['ops*']],
-      ['loud', 5, ['ops*']],
+      ['loud', ALERT_RULE_NAMES.length, ['ops*']],
     ]);
     const deps = { pool: t.pool, db: t.db, config, log: pino({ level: 'silent' }) };
     await runSites(deps, config.sites, {}, 2);

@@ -45,7 +45,8 @@ const slackEscape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, 
  */
 const slackValue = (text: string) => `\`${slackEscape(printable(text).replace(/`/g, "'"))}\``;
 
-function describe(alert: Pick<AlertRow, 'rule' | 'subject' | 'old_value' | 'new_value'>): string {
+/** What an alert of `alert.rule` says the user did, in its text (exported for the test that every rule has words). */
+export function describe(alert: Pick<AlertRow, 'rule' | 'subject' | 'old_value' | 'new_value'>): string {
   const subject = slackValue(alert.subject);
   switch (alert.rule) {
     case 'admin_flag':
