@@ -1,7 +1,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { siteCpqUrl, type AppConfig, type SiteConfig } from '../config.js';
-import { embeddedClusterMade, openDatabase, type Database } from '../db/connect.js';
+import { openDatabase, type Database } from '../db/connect.js';
+import { embeddedClusterMade } from '../db/embedded-cluster.js';
 import { DATA_DIR_FIX, NoRunsDatabase, embeddedFolderProblem } from '../db/embedded.js';
 import { redactUrl } from '../db/database.js';
 import {

@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { AppConfig } from '../config.js';
-import { SyncError, errorCode, errorMessage, isConnectTimeout } from '../errors.js';
+import { SyncError, errorMessage, isConnectTimeout } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createDb, createPool, redactUrl, type Db } from './database.js';
-import { existsSync, lstatSync } from 'node:fs';
+import { embeddedClusterMade, noEmbeddedPostgres } from './embedded-cluster.js';
 import { join, resolve } from 'node:path';
 
 export interface Database {
@@ -26,31 +26,6 @@ export interface OpenOptions {
    * a command made a cluster of its own, found no runs, and `status` exited 0.
    */
   existing?: boolean;
-}
-
-/**
- * Whether initdb has made a cluster in the embedded data folder `dataDir` (`DATA_DIR/pg`): its
- * PG_VERSION is there. The folder alone is not enough: a first run whose initdb failed (a full
- * disk) leaves it empty, and so is an empty volume mounted there; a read-only command took either
- * for a cluster and initdb made one in it. A file in its place, or a folder this user may not look
- * into (another account's), counts as made: the start says why it cannot be used.
- */
-export function embeddedClusterMade(dataDir: string): boolean {
-  if (!existsSync(dataDir)) return false;
-  try {
-    lstatSync(join(dataDir, 'PG_VERSION'));
-    return true;
-  } catch (err) {
-    return errorCode(err) !== 'ENOENT';
-  }
-}
-
-/** A command that only reads what runs wrote, without DATABASE_URL and with no cluster made at `where`: it makes none (exit code 6). */
-export function noEmbeddedPostgres(where: string): SyncError {
-  return new SyncError(
-    'database',
-    `no database: DATABASE_URL is not set, and there is no embedded Postgres in ${where} for a run to have written: set DATABASE_URL, or DATA_DIR to the runs' folder`,
-  );
 }
 
 /** DATABASE_URL when set; otherwise the embedded Postgres under DATA_DIR, started here and stopped by close(). */

@@ -23,7 +23,7 @@ import pg from 'pg';
 import { EXIT_CODES, SyncError, errorCode, errorMessage } from '../errors.js';
 import { OWNER_TAG, leftByEndedProcess, ownerTag, processRuns, taggedHere } from '../process-runs.js';
 import { foreignPathPart, ownPrivateGroup, tmpdirRefusal, uidName } from '../local-paths.js';
-import { embeddedClusterMade, noEmbeddedPostgres } from './connect.js';
+import { embeddedClusterMade, noEmbeddedPostgres } from './embedded-cluster.js';
 
 /** An embedded cluster without the runs' database (one the demo made), asked for one that exists: read-only commands make none. */
 export class NoRunsDatabase extends SyncError {
