@@ -96,8 +96,12 @@ const optionalText = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
-/** The parameters whose values may hold an `@` of their own, logins and names (atAfterHost); node-postgres reads names as written. */
-const AT_IN_VALUE = new Set(['user', 'password', 'application_name', 'fallback_application_name', 'options']);
+/**
+ * The parameters whose values may hold an `@` of their own (atAfterHost): logins, names, and the
+ * files node-postgres reads a certificate or key from (`sslcert=/etc/cpq/client@db1.crt`, review
+ * IZ). It reads names as written.
+ */
+const AT_IN_VALUE = new Set(['user', 'password', 'application_name', 'fallback_application_name', 'options', 'sslcert', 'sslkey', 'sslrootcert']);
 
 /**
  * Whether a URL holds an `@` past its authority where a password's rest would put it: a password
@@ -109,8 +113,8 @@ const AT_IN_VALUE = new Set(['user', 'password', 'application_name', 'fallback_a
  * HP), but not in a query straight after the host: `postgres://sync:2024?Spring=Summer9@db` (a
  * password of digits, or none, then `?name=value`) reads as the host `sync`, port 2024, and a
  * parameter `Spring`, which nothing takes for a secret (review IM); nor in a parameter node-postgres
- * gives no meaning to, after a database name too (`postgres://sync:2024/x?Spring=Summer9@db`),
- * where only AT_IN_VALUE's may hold one. Such a value can be written `admin%40server`, which
+ * gives no meaning to, after a database name too (`postgres://sync:2024/x?Spring=Summer9@db`):
+ * only AT_IN_VALUE's may hold one. Such a value can be written `admin%40server`, which
  * node-postgres decodes, so refusing it costs no connection.
  */
 function atAfterHost(url: string): boolean {
@@ -149,7 +153,7 @@ export const envSchema = z.object({
     })
     .refine((v) => v === undefined || !/^postgres(ql)?:\/\//i.test(v) || !atAfterHost(v), {
       error:
-        'holds an @ after its host: a password (or user name) with an unescaped /, ? or # in it; escape them as %2F, %3F and %23 (and an @ in a query value with no /database before the ?, as %40)',
+        'holds an @ after its host: a password (or user name) with an unescaped /, ? or # in it; escape them as %2F, %3F and %23 (and an @ in a query value with no /database before the ?, or of a parameter that takes no login, name or file, as %40)',
     }),
   // Longest a new database connection may take to be made: a server that accepts and never answers held every command for ever.
   DATABASE_CONNECT_TIMEOUT: duration('60s'),
