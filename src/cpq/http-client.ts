@@ -261,14 +261,18 @@ class CredentialEcho {
 }
 
 /**
- * After the base URL, what follows in a URL this client asked for (asked): a REST path, as url()
- * builds every request (`/rest/…` or `/cpq/rest/…`, CPQ_PATH_PREFIX), or nothing but the prefix, a
- * slash and a sentence's punctuation. Not any path: with a base URL at a host's root, a URL CPQ sent on its own
- * host (a field's value) would count as ours, and a short password in it go unsearched (review IT).
+ * After the base URL alone, in a message (asked): at most the path prefix, a slash and a
+ * sentence's punctuation. A longer URL counts only as url() built it (builtUrls): with a base URL
+ * at a host's root, any URL on that host, or any under /rest/, would count as ours, and a short
+ * password in a URL CPQ sent there (a field's value) go unsearched (reviews IT, IZ).
  */
-const UNDER_BASE = /^(?:\/(?:cpq\/)?rest\/|(?:\/cpq)?\/?[.,;:)\]]*$)/;
+const BASE_ALONE = /^(?:\/cpq)?\/?[.,;:)\]]*$/;
 /** After the token URL: its query, or a sentence's punctuation (asked). */
 const AT_TOKEN_URL = /^(?:\?|[.,;:)\]]*$)/;
+/** The sentence's punctuation a message may write right after a URL it names (asked). */
+const AFTER_URL = /[.,;:)\]]+$/;
+/** The URLs url() built last that asked() knows by their text: more than a run of a million users has pages, so a message names none it has forgotten. */
+const BUILT_URLS_KEPT = 4096;
 /** After an origin alone: at most a slash, then a sentence's punctuation (asked). */
 const ORIGIN_ALONE = /^\/?[.,;:)\]]*$/;
 
@@ -308,11 +312,12 @@ export class CpqHttpClient {
   /** credentialAt's search of each Authorization header kept (sentAuthorizations), made once; null for a credential too short to search for. */
   private readonly credentialEchoes = new Map<string, CredentialEcho | null>();
   /**
-   * What a URL this client asked for starts with (asked): the base URL and the token URL, as
-   * written and as URL writes them, with what may follow each; and their origins, which a message
-   * names alone.
+   * The base URL and the token URL, as written and as URL writes them, with what may follow each
+   * in a message naming them; and their origins, which a message names alone (asked).
    */
   private readonly askedPrefixes: { prefix: string; rest: RegExp }[] = [];
+  /** The URLs url() built, the last BUILT_URLS_KEPT, oldest first: the requests this client made (asked). */
+  private readonly builtUrls = new Set<string>();
 
   constructor(
     private readonly config: Pick<
@@ -328,7 +333,7 @@ export class CpqHttpClient {
     this.dispatcher = dispatcherFor(config.ca, config.requestTimeoutMs);
     this.budget = new RequestBudget(config.maxInFlight);
     this.readAhead = new RequestBudget(config.maxInFlight);
-    const roots = [{ root: config.baseUrl, rest: UNDER_BASE }, ...(config.auth?.kind === 'oauth' ? [{ root: config.auth.tokenUrl, rest: AT_TOKEN_URL }] : [])];
+    const roots = [{ root: config.baseUrl, rest: BASE_ALONE }, ...(config.auth?.kind === 'oauth' ? [{ root: config.auth.tokenUrl, rest: AT_TOKEN_URL }] : [])];
     for (const { root, rest } of roots) {
       this.askedPrefixes.push({ prefix: root.replace(/\/+$/, ''), rest });
       if (!URL.canParse(root)) continue;
@@ -339,14 +344,15 @@ export class CpqHttpClient {
 
   /**
    * Whether `url`, a URL a message names (to the next space or quote), is one this client asked
-   * for: under the site's base URL (url() builds every request from it) or the OAuth token URL, as
-   * written or as URL writes them (what messages name), or their bare origin (a refused redirect
-   * names it). withoutSecrets leaves a short secret unsearched in these alone: a URL CPQ sent, on
-   * another host or elsewhere on the site's, is CPQ's words (review IM). After the base URL comes a
-   * REST path (UNDER_BASE), after the token URL its query, or only the punctuation that ends a
-   * sentence; never more of a host (`https://cpq.example.evil`, `https://cpq.example@gw.example`).
+   * for: one url() built (every request is), or the site's base URL, the OAuth token URL (as
+   * written or as URL writes them) or their bare origin alone (check's and a refused redirect's
+   * messages name them). withoutSecrets leaves a short secret unsearched in these alone: a URL CPQ
+   * sent, on another host or on the site's, is CPQ's words (review IM). After a base URL or
+   * origin comes only the punctuation that ends a sentence; never more of a host
+   * (`https://cpq.example.evil`, `https://cpq.example@gw.example`).
    */
   private asked(url: string): boolean {
+    if (this.builtUrls.has(url) || this.builtUrls.has(url.replace(AFTER_URL, ''))) return true;
     return this.askedPrefixes.some(({ prefix, rest }) => url.startsWith(prefix) && rest.test(url.slice(prefix.length)));
   }
 
@@ -488,7 +494,11 @@ export class CpqHttpClient {
   url(path: string, query: Record<string, string> = {}): string {
     const url = new URL(this.config.baseUrl + path);
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-    return url.toString();
+    const built = url.toString();
+    this.builtUrls.delete(built);
+    this.builtUrls.add(built);
+    if (this.builtUrls.size > BUILT_URLS_KEPT) this.builtUrls.delete(this.builtUrls.values().next().value!);
+    return built;
   }
 
   /**

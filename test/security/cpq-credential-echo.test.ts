@@ -118,8 +118,14 @@ describe('a page that holds the credential the run sent is refused without repea
     const h = await start(startHarness, password);
     expect((await h.sync()).status).toBe('succeeded');
     const env = { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, CPQ_USERNAME: USERNAME, CPQ_PASSWORD: password, LOG_LEVEL: 'error' };
-    // The last: a URL on the site's own host that the client never asks for (it asks only for /rest/ and /cpq/rest/ paths under the base URL).
-    for (const value of [`gw echo auth=${MARK}`, `https://gw.example/echo?auth=${MARK}`, `${h.sim.baseUrl}/echo?auth=${MARK}`]) {
+    // The last two: URLs on the site's own host that the client never built, one under a REST path
+    // as CPQ's own links are (review IT, IZ); short, since an error quotes a long value cut.
+    for (const value of [
+      `gw echo auth=${MARK}`,
+      `https://gw.example/echo?auth=${MARK}`,
+      `${h.sim.baseUrl}/echo?auth=${MARK}`,
+      `${h.sim.baseUrl}/rest/?${MARK}`,
+    ]) {
       reflect(h, (u) => (u.dateModified = value), password);
       expect((await h.syncError({ full: true })).message, value).toBe('a data error that quotes the credentials sent (not shown)');
       const run = await cli(['run', '--full'], env);
