@@ -3,6 +3,7 @@ import { describe, it } from 'vitest';
 import { withCpq } from '../../src/config.js';
 import { runSync } from '../../src/sync/run.js';
 import { commandSettings, propertyTimeout, runs } from './arbitraries.js';
+import { oddLogin } from './odd-login-pieces.js';
 import { COMPANIES, DeleteUser, MoveClock, MoveUser, RestoreUser, pick } from './history-commands.js';
 import { CreateUser, UpdateUser, applyRun, checkRun, startCase, type Cmd, type Model, type Real } from './run-model.js';
 
@@ -16,62 +17,6 @@ import { CreateUser, UpdateUser, applyRun, checkRun, startCase, type Cmd, type M
  * go on. After every run the tables, change rows and as-of states equal the model (run-model.ts),
  * and a second run at once writes no row.
  */
-
-const PIECES = [
-  'a',
-  'A',
-  'é',
-  'e\u0301',
-  'E\u0301',
-  'É',
-  'ß',
-  'SS',
-  'ss',
-  'ẞ',
-  'İ',
-  'i\u0307',
-  'ı',
-  'I',
-  'i',
-  '\uFFFF',
-  '\uFFFD',
-  '\uE000',
-  '\u{10000}',
-  '\u{1F600}',
-  '\u{1F600}\u{1F3FD}',
-  ' ',
-  '\u00A0',
-  '\u200B',
-  '\t',
-  '+',
-  '&',
-  '#',
-  '%',
-  '%2B',
-  '?',
-  '/',
-  '"',
-  '\\',
-  '.',
-  '*',
-  '$',
-  '{',
-  '}',
-  ':',
-  ',',
-  "'",
-  '<',
-  '>',
-  '=',
-  '\u2028',
-  'ﬁ',
-  'Å',
-  'Å',
-];
-const oddLogin: fc.Arbitrary<string> = fc
-  .array(fc.constantFrom(...PIECES), { minLength: 1, maxLength: 4 })
-  .map((p) => p.join(''))
-  .filter((l) => l.trim() !== '');
 
 /** Every form of a login its twin might take: NFC, NFD, NFKC, upper and lower case. */
 const twinOf = (login: string, how: number): string => {
