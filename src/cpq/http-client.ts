@@ -267,14 +267,17 @@ class CredentialEcho {
  * password in a URL CPQ sent there (a field's value) go unsearched (reviews IT, IZ).
  */
 const BASE_ALONE = /^(?:\/cpq)?\/?[.,;:)\]]*$/;
-/** After the token URL: its query, or a sentence's punctuation (asked). */
-const AT_TOKEN_URL = /^(?:\?|[.,;:)\]]*$)/;
-/** The sentence's punctuation a message may write right after a URL it names (asked). */
-const AFTER_URL = /[.,;:)\]]+$/;
-/** The URLs url() built last that asked() knows by their text: more than a run of a million users has pages, so a message names none it has forgotten. */
-const BUILT_URLS_KEPT = 4096;
+/** After the token URL: a slash it was written with, its query, or a sentence's punctuation (asked). */
+const AT_TOKEN_URL = /^\/?(?:\?|[.,;:)\]]*$)/;
 /** After an origin alone: at most a slash, then a sentence's punctuation (asked). */
 const ORIGIN_ALONE = /^\/?[.,;:)\]]*$/;
+/** The sentence's punctuation a message may write right after a URL it names (asked). */
+const AFTER_URL = /[.,;:)\]]+$/;
+/**
+ * The URLs url() built last that asked() knows by their text: at the default page size, more than
+ * a run of a million users asks for. One built before them is searched, as CPQ's words are.
+ */
+const BUILT_URLS_KEPT = 4096;
 
 /**
  * HTTP access to one CPQ site: authentication, per-request timeout, retries with exponential
