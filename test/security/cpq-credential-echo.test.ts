@@ -140,6 +140,19 @@ describe('a page that holds the credential the run sent is refused without repea
     expect((await own.syncError({ full: true })).message).toMatch(/http:\/\/127\.0\.0\.1:\d+\/.*"https:\/\/gw\.example\/echo"/);
   });
 
+  it.for(['1000', 'asc'])(
+    'a short password (%s) hides no error of a company named with an apostrophe: its URL is named whole (review JA)',
+    async (password, { startHarness }) => {
+      // A message's URL was cut at the ' (secret-echo's URLS), so the rest of the URL the run built
+      // (limit=1000, login:asc) was searched, and the company's 404 became "quotes the credentials".
+      const h = await startHarness(
+        { partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 },
+        { CPQ_USERNAME: USERNAME, CPQ_PASSWORD: password, CPQ_COMPANIES: "o'brien" },
+      );
+      expect((await h.syncError({ full: true })).message).toMatch(/^GET http:\/\/127\.0\.0\.1:\d+\/\S*companies\/o%27brien\/users\?\S+: CPQ answered 404/);
+    },
+  );
+
   it('a short password echoed in base64 or hex hides the body, as a long one does; a short encoding (one letter, `cA` or `70`) does not (review HM)', async ({
     startHarness,
   }) => {
