@@ -102,20 +102,22 @@ const optionalText = z
  * IZ). It reads names as written.
  */
 const AT_IN_VALUE = new Set(['user', 'password', 'application_name', 'fallback_application_name', 'options', 'sslcert', 'sslkey', 'sslrootcert']);
+/** Of them, the files: a path goes on with a / after its @ (`/run/credentials/cpq-sync@prod.service/ca.pem`, a systemd template unit's; review JA). */
+const FILE_PARAMETERS = new Set(['sslcert', 'sslkey', 'sslrootcert']);
 
 /**
  * Whether a URL holds an `@` past its authority where a password's rest would put it: a password
  * with an unescaped `/`, `?` or `#` ends the authority early (`postgres://sync:2024/Spring@db/app`
  * is the host `sync`, port 2024), and what follows, password included, is no URL's password, so no
  * message hid it. So an `@` in the path or fragment, in a query parameter's name, or in a value
- * that goes on with a `/` or `:` as a host's would (`?x=pw@db/app`). A value such as Azure's
- * `user=admin@server` or `application_name=sync@prod` is left alone after a database name (review
- * HP), but not in a query straight after the host: `postgres://sync:2024?Spring=Summer9@db` (a
- * password of digits, or none, then `?name=value`) reads as the host `sync`, port 2024, and a
- * parameter `Spring`, which nothing takes for a secret (review IM); nor in a parameter node-postgres
- * gives no meaning to, after a database name too (`postgres://sync:2024/x?Spring=Summer9@db`):
- * only AT_IN_VALUE's may hold one. Such a value can be written `admin%40server`, which
- * node-postgres decodes, so refusing it costs no connection.
+ * that goes on with a `/` or `:` as a host's would (`?x=pw@db/app`; a file's path aside). A value
+ * such as Azure's `user=admin@server` or `application_name=sync@prod` is left alone after a
+ * database name (review HP), but not in a query straight after the host:
+ * `postgres://sync:2024?Spring=Summer9@db` (a password of digits, or none, then `?name=value`)
+ * reads as the host `sync`, port 2024, and a parameter `Spring`, which nothing takes for a secret
+ * (review IM); nor in a parameter node-postgres gives no meaning to, after a database name too
+ * (`postgres://sync:2024/x?Spring=Summer9@db`): only AT_IN_VALUE's may hold one. Such a value can
+ * be written `admin%40server`, which node-postgres decodes, so refusing it costs no connection.
  */
 function atAfterHost(url: string): boolean {
   const authority = url.slice(url.indexOf('//') + 2);
@@ -132,7 +134,7 @@ function atAfterHost(url: string): boolean {
     const equals = parameter.indexOf('=');
     const [name, value] = equals < 0 ? [parameter, ''] : [parameter.slice(0, equals), parameter.slice(equals + 1)];
     if (name.includes('@')) return true;
-    return value.includes('@') && (noDatabase || !AT_IN_VALUE.has(name) || /@.*[/:]/s.test(value));
+    return value.includes('@') && (noDatabase || !AT_IN_VALUE.has(name) || (!FILE_PARAMETERS.has(name) && /@.*[/:]/s.test(value)));
   });
 }
 

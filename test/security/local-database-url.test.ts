@@ -107,6 +107,8 @@ describe('a DATABASE_URL whose password is no URL password (review HM)', () => {
     'postgresql://u:hunter2x@127.0.0.1:1/db?application_name=sync@prod',
     // A certificate file whose name holds an @ (review IZ): node-postgres reads it; here it is not there, so the connection is tried after.
     'postgres://u:hunter2x@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca@corp.pem',
+    // In a folder's name too, as systemd's credentials of a template unit are (review JA).
+    'postgres://u:hunter2x@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/run/credentials/cpq-sync@prod.service/ca.pem',
   ])('%s is read: the connection is tried, its password hidden', async (url) => {
     const out = await cli(['status'], { DATABASE_URL: url });
     expect(out.code, out.stderr).toBe(6);
