@@ -129,8 +129,9 @@ export function quotesSecret(text: string, secrets: Iterable<string>, window: nu
  * but the last two (the domain the service owns; its subdomains are where an id goes) counts when
  * it holds letters and digits, both, 6 or more, as a path segment does (but a cloud region's name),
  * or, the first label, 12 or more letters and digits of any kind (a random id may lack a digit by
- * chance; a word that long hides an answer naming it, which costs an excerpt). Shorter words (`hooks` of `hooks.slack.com`) are left out:
- * standing alone in an answer, they would hide it for nothing. An IP address has none.
+ * chance; a word that long hides an answer naming it, which costs an excerpt). Shorter words
+ * (`hooks` of `hooks.slack.com`) are left out: standing alone in an answer, they would hide it for
+ * nothing. An IP address has none.
  */
 export function hostKeyLabels(hostname: string): string[] {
   if (hostname.startsWith('[') || /^[0-9.]+$/.test(hostname)) return [];

@@ -451,7 +451,7 @@ function readAppliedMigrationsOrFail(on: Queryable, commands: SchemaCommands): P
  * Refuses a database no run has synced into: without the cpq schema, or with one that holds no
  * migration (missingSchemaError). `commands`: whether the command that asks only reads (status) or writes.
  */
-export async function requireSyncedInto(on: Queryable, commands: 'read' | 'write'): Promise<void> {
+export async function requireSyncedInto(on: Queryable, commands: Exclude<SchemaCommands, 'both'>): Promise<void> {
   if ((await readAppliedMigrationsOrFail(on, commands)) === null) {
     throw await missingSchemaError(on, `the database's cpq schema is not migrated: ${NOT_SYNCED_INTO}`);
   }
