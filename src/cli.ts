@@ -1,9 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
-import { registerComplianceCommands } from './cli/compliance-commands.js';
-import { registerReadCommands } from './cli/read-commands.js';
-import { registerSyncCommands } from './cli/sync-commands.js';
-import { registerTryCommands } from './cli/try-commands.js';
+import { cliProgram } from './cli/program.js';
 import { ConfigError } from './config.js';
 import { EXIT_CODES, errorMessage, oneLine } from './errors.js';
 import { loadDotenvFile } from './dotenv-file.js';
@@ -26,25 +21,7 @@ process.stdout.on('error', () => undefined);
 // After .env, so that it can set SYNC_HEAP_GROWING_PERCENT; before any command allocates.
 setHeapGrowingFactor();
 
-// A mistyped command line (an unknown option, a missing argument, a bad choice) is bad
-// configuration, exit code 2, said in one line: commander's default is exit code 1, and the
-// whole help after the error. Set before the commands are added, which inherit it.
-const program = new Command()
-  .name('cpq-sync')
-  .description('Copies the users of an Oracle CPQ site into Postgres and records what changed.')
-  // The release an operator reports: package.json beside src/ and dist/ alike.
-  .version(
-    (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version,
-    '-V, --version',
-    'prints the version',
-  )
-  .configureOutput({ outputError: (text, write) => write(`cpq-sync: ${oneLine(text.replace(/^error: /, ''))} (see --help)\n`) })
-  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_CODES.config));
-
-registerSyncCommands(program);
-registerReadCommands(program);
-registerComplianceCommands(program);
-registerTryCommands(program);
+const program = cliProgram();
 
 // `help NAME` of no command gets the one line `NAME` itself gets, not commander's whole help as
 // an error; `help help` (commander's own error) is the help `help` prints. An option after help

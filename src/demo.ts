@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, withoutSiteSettings, type AppConfig, type SiteConfig } from './config.js';
 import { openDatabase } from './db/connect.js';
 import { markDemoDatabase, readHoldsCpqTables, readIsDemoDatabase } from './db/sql/demo-database.js';
+import { noSchemaUsageError } from './db/migrate.js';
 import { readSiteNames } from './db/sql/read-site-names.js';
 import { headOf } from './exact-json.js';
 import type { Logger } from './logger.js';
@@ -85,7 +86,13 @@ export async function runDemo(base: AppConfig, log: Logger): Promise<void> {
       // their names. Its embedded Postgres is its own.
       if (config.databaseUrl) {
         // No cpq.sites: no schema (nothing to protect), or one of a release before sites (refused).
-        const sites = await readSiteNames(database.pool).catch(() => undefined);
+        // A role without USAGE on schema cpq is told so, as by every command that writes, not that
+        // the database holds a release before sites.
+        const sites = await readSiteNames(database.pool).catch(async (err: unknown) => {
+          const denied = await noSchemaUsageError(database.pool, err, 'write');
+          if (denied) throw denied;
+          return undefined;
+        });
         const refused =
           sites === undefined
             ? await readHoldsCpqTables(database.pool)

@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { createDb, type Db } from './database.js';
+import { commandsThat, type SchemaAccess } from './command-access.js';
 import type { Queryable } from './compiled-query.js';
 import { cancellableOn, cancellablePool } from './cancel-on-abort.js';
 import { encodingProblem, readDatabaseEncoding } from './sql/read-database-encoding.js';
@@ -201,7 +202,7 @@ export function noSchemaRightsFix(role: string, database: string): string {
 }
 
 /** Which commands a line about schema cpq's rights speaks to: those that only read, those that write, or both (check). */
-export type SchemaCommands = 'read' | 'write' | 'both';
+export type SchemaCommands = Exclude<SchemaAccess, 'none'>;
 
 /**
  * Schema cpq there, and `usage`'s role may not use it (no USAGE): a reporting login not yet given
@@ -226,7 +227,9 @@ export function noSchemaUsageFix(usage: SchemaUsage, commands: SchemaCommands): 
   const write = `run cpq-sync as the role that owns schema cpq (${owner}, the one that migrated it); cpq_reader would let ${role} read, not write`;
   if (commands === 'read') return read;
   if (commands === 'write') return write;
-  return `for the commands that only read (status, snapshot, changes, verify, alerts list), ${read}; for run, schedule, forget and alerts retry, ${write}`;
+  const writing = commandsThat('write');
+  const writers = `${writing.slice(0, -1).join(', ')} and ${writing.at(-1)}`;
+  return `for the commands that only read (${commandsThat('read').join(', ')}), ${read}; for ${writers}, ${write}`;
 }
 
 /**
@@ -234,7 +237,7 @@ export function noSchemaUsageFix(usage: SchemaUsage, commands: SchemaCommands): 
  * is why `err` (insufficient_privilege) was refused; undefined otherwise (a function's EXECUTE
  * revoked, say), and when the catalogs cannot be read either.
  */
-async function noSchemaUsageError(on: Queryable, err: unknown, commands: SchemaCommands): Promise<SyncError | undefined> {
+export async function noSchemaUsageError(on: Queryable, err: unknown, commands: SchemaCommands): Promise<SyncError | undefined> {
   if (errorCode(err) !== INSUFFICIENT_PRIVILEGE) return undefined;
   const usage = await readSchemaUsage(on).catch(() => undefined);
   if (usage === undefined || usage.mayUse) return undefined;
