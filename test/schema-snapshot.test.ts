@@ -17,10 +17,10 @@ describe('schema snapshot', () => {
     const version = (await t.query<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`))[0]!.version;
     // Postgres 15 and older print a view's columns qualified by their table (users.login): the dump
     // would differ in every view. npm test's embedded server is 17.
-    skip(
-      version < 160000,
-      `the committed dump is as Postgres 16 and later print views; this server is ${String(version)} (without TEST_DATABASE_URL the tests use an embedded 17)`,
-    );
+    const older = `the committed dump is as Postgres 16 and later print views; this server is ${String(version)} (without TEST_DATABASE_URL the tests use an embedded 17)`;
+    // Asked to write the dump, a skip would pass with the old one left in place (review JC).
+    if (version < 160000 && process.env.UPDATE_SCHEMA_SNAPSHOT === '1') throw new Error(`UPDATE_SCHEMA_SNAPSHOT: not written: ${older}`);
+    skip(version < 160000, older);
     const dump = await dumpSchema(t.pool);
     if (process.env.UPDATE_SCHEMA_SNAPSHOT === '1' || !existsSync(SNAPSHOT)) writeFileSync(SNAPSHOT, dump);
     expect(dump).toBe(readFileSync(SNAPSHOT, 'utf8'));
