@@ -162,4 +162,44 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       await moved.sim.stop();
     }
   });
+
+  it("a site new to the database whose users another site of it holds (a sites file replacing the environment's settings) is warned by check and in its first run's record; one reading other companies is not (review JB)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 });
+    // The environment's site, default, reads the host company.
+    expect(await syncFrom(h, h.sim.baseUrl, {}, { CPQ_COMPANIES: '_host' })).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), 'same-users-'));
+    try {
+      const sitesFile = join(dir, 'sites.yaml');
+      // prod: the environment's site under a new name; others: another company of the same CPQ.
+      writeFileSync(
+        sitesFile,
+        `sites:\n  - name: prod\n    baseUrl: ${h.sim.baseUrl}\n  - name: others\n    baseUrl: ${h.sim.baseUrl}\n    companies: partner1\n`,
+      );
+      const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url };
+      const url = siteCpqUrl(h.sim.baseUrl);
+      const problem = `site prod is new to this database, and site "default" already holds users it reads (from ${url}, some of the same companies): its first run stores them again, under prod, every user twice`;
+      const fix = `if prod is "default" renamed (a sites file replacing the environment's settings: their site is "default"), give it that name again; or rename or delete the old site's rows in SQL (README: Several sites); if both are meant, give each its own companies`;
+      const steps = (await runCheck(env)).database?.steps ?? [];
+      expect(steps.find((s) => s.step === 'cpq (prod)')).toEqual({ step: 'cpq (prod)', status: 'warn', detail: problem, fix });
+      expect(steps.find((s) => s.step === 'cpq (others)')).toMatchObject({ status: 'pass' });
+      const config = loadConfig(env);
+      await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'prod' });
+      await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'others' });
+      const runs = await h.t.query<{ site: string; warnings: string[] }>(
+        `SELECT site, warnings FROM cpq.sync_runs WHERE site IN ('prod', 'others') ORDER BY site COLLATE "C"`,
+      );
+      expect(runs).toEqual([
+        { site: 'others', warnings: [] },
+        { site: 'prod', warnings: [`${problem}: ${fix}`] },
+      ]);
+      // Its next run is no first run: said once.
+      await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'prod' });
+      const [last] = await h.t.query<{ warnings: string[] }>(`SELECT warnings FROM cpq.sync_runs WHERE site = 'prod' ORDER BY id DESC LIMIT 1`);
+      expect(last).toEqual({ warnings: [] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

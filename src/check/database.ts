@@ -21,7 +21,9 @@ import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, readSchemaUsage, type SchemaRights } from '../db/sql/read-schema-rights.js';
 import { readWriteAccess, writeAccessProblem } from '../db/sql/read-only-database.js';
-import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
+import { readSiteCpqUrl, readSitesHoldingUsersOf } from '../db/sql/site-cpq-url.js';
+import { integrationEnabled } from '../sync/integration-users.js';
+import { sameUsersHeld } from '../sync/site-cpq-url.js';
 import { outsiderHolder, readSyncLockHolder, runHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
 import { errorCode, errorMessage, isUndefinedTable } from '../errors.js';
@@ -94,12 +96,26 @@ export async function checkSyncLock(database: Database, site: string): Promise<S
 export async function checkSiteCpq(database: Database, site: SiteConfig): Promise<StepResult> {
   const step = `cpq (${site.name})`;
   const cpqUrl = siteCpqUrl(site.cpq.baseUrl, site.cpq.pathPrefix);
-  const recorded = await readSiteCpqUrl(database.pool, site.name).catch((err: unknown) => {
-    // A schema from before sites (no cpq.sites) or before 0021 (no cpq_url): the next run migrates, then records it.
-    if (isUndefinedTable(err) || errorCode(err) === '42703') return null;
-    throw err;
-  });
-  if (recorded === null) return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);
+  // A schema from before sites (no cpq.sites) or before 0021 (no cpq_url), or none yet: the next
+  // run migrates, then records it.
+  const beforeSites =
+    <T>(none: T) =>
+    (err: unknown): T => {
+      if (isUndefinedTable(err) || errorCode(err) === '42703') return none;
+      throw err;
+    };
+  const recorded = await readSiteCpqUrl(database.pool, site.name).catch(beforeSites(null));
+  if (recorded === null) {
+    const holders = await readSitesHoldingUsersOf(database.pool, site.name, cpqUrl, {
+      companies: site.cpq.companies,
+      integrationUsers: integrationEnabled(site.cpq),
+    }).catch(beforeSites([]));
+    if (holders.length > 0) {
+      const { problem, fix } = sameUsersHeld(site.name, cpqUrl, holders);
+      return warn(step, problem, fix);
+    }
+    return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);
+  }
   if (recorded !== cpqUrl) {
     return fail(
       step,

@@ -21,3 +21,20 @@ export function requireSameCpq(
       `If the new address is a mistake (a typo, a path added), correct it; if it is the same CPQ at a new address, run once with --cpq-moved (cpq-sync run --site ${site} --cpq-moved); if it is another CPQ, give it a site name of its own`,
   );
 }
+
+/**
+ * What a site's first run is told (and `check`, before it) when other sites of the database
+ * (`holders`) hold users of the same CPQ and companies: it stores them again, every user twice.
+ * Most often the site is one of them renamed: a sites file replacing the environment's settings,
+ * whose one site is `default`.
+ */
+export function sameUsersHeld(site: string, cpqUrl: string, holders: readonly string[]): { problem: string; fix: string } {
+  const named = holders.map((h) => `"${h}"`).join(', ');
+  const held = holders.length === 1 ? `site ${named} already holds` : `sites ${named} already hold`;
+  return {
+    problem: `site ${site} is new to this database, and ${held} users it reads (from ${cpqUrl}, some of the same companies): its first run stores them again, under ${site}, every user twice`,
+    fix:
+      `if ${site} is ${named} renamed (a sites file replacing the environment's settings: their site is "default"), give it that name again; ` +
+      `or rename or delete the old site's rows in SQL (README: Several sites); if both are meant, give each its own companies`,
+  };
+}
