@@ -12,8 +12,9 @@ import pg from 'pg';
 import pino from 'pino';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { ALERT_FLOOD_RULE, ALERT_RULE_NAMES, loadConfig } from '../src/config.js';
+import { claimDueAlerts } from '../src/db/sql/claim-due-alerts.js';
 import { countAlerts } from '../src/db/sql/count-alerts.js';
-import { requeueFailedAlerts } from '../src/db/sql/requeue-failed-alerts.js';
+import { requeueUndeliveredAlerts } from '../src/db/sql/requeue-undelivered-alerts.js';
 import { WorkerMetrics, type WorkerMetricsOptions } from '../src/worker/metrics.js';
 import { SyncWorker } from '../src/worker/sync-worker.js';
 import { CpqSimulator } from '../src/simulator/index.js';
@@ -479,7 +480,7 @@ describe('alerts on privileged access', () => {
 
     // Fixed: requeued, delivered.
     hook.status = 200;
-    expect(await requeueFailedAlerts(h.t.pool)).toBe(1);
+    expect(await requeueUndeliveredAlerts(h.t.pool)).toEqual({ failed: 1, waiting: 0 });
     expect(await deliverPendingAlerts({ on: h.t.pool, config: h.config.alerts, log: h.log })).toEqual({ delivered: 1, failed: 0, retrying: 0 });
     [row] = await outbox(h);
     expect(row).toMatchObject({ status: 'delivered', attempts: 3 });
@@ -605,7 +606,10 @@ describe('alerts on privileged access', () => {
       stderr: 'cpq-sync: not every alert was delivered: 30 refused by the webhook (failed); `cpq-sync alerts list` shows them\n',
     });
     expect(hook.requests).toHaveLength(60);
-    expect(alertLines(retried.stdout).map((l) => l.msg)).toEqual([expected.msg, 'failed alerts requeued']);
+    expect(alertLines(retried.stdout).map((l) => l.msg)).toEqual([
+      expected.msg,
+      'alerts retry: 30 made due (30 failed, 0 pending waiting for a later attempt), 0 delivered',
+    ]);
 
     // The webhook down: they stay pending, exit code 1 too.
     hook.status = 503;
@@ -623,7 +627,10 @@ describe('alerts on privileged access', () => {
     hook.status = 200;
     const fixed = await cli(['alerts', 'retry'], env);
     expect({ code: fixed.code, stderr: fixed.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(alertLines(fixed.stdout).map((l) => l.msg)).toEqual(['alert delivery pass', 'failed alerts requeued']);
+    expect(alertLines(fixed.stdout).map((l) => l.msg)).toEqual([
+      'alert delivery pass',
+      'alerts retry: 0 made due (0 failed, 0 pending waiting for a later attempt), 30 delivered',
+    ]);
     expect((await outbox(h)).map((r) => r.status)).toEqual(Array(30).fill('delivered'));
     expect(fixed.stdout).not.toContain('tokenpart');
 
@@ -635,6 +642,63 @@ describe('alerts on privileged access', () => {
       stderr: 'cpq-sync: ALERT_WEBHOOK_URL is not set: name the webhook that receives alerts (and ALERT_WEBHOOK_SECRET)\n',
     });
     expect(new Set((await outbox(h)).map((r) => r.status))).toEqual(new Set(['failed']));
+  });
+
+  it('alerts retry sends at once the pending alerts waiting for a later attempt (a 5xx since fixed), not those another pass holds (review JB)', async ({
+    startHarness,
+  }) => {
+    const hook = await receiver();
+    hook.status = 500;
+    const env = alertEnv(hook.url, TESTED, { ALERT_RETRY_BASE_DELAY: '60s' });
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 }, env);
+    await h.sync();
+    for (const login of h.sim.users('_host').map((u) => String(u.login))) {
+      h.sim.addGroup('_host', login, { variableName: 'zzAdmins', label: 'Admins', type: 'Administrator' });
+    }
+    // The run's pass: the first alert answered 500, pending for 60 s; the two after it given back, due then too.
+    await h.sync();
+    expect(hook.requests).toHaveLength(1);
+    const waiting = await h.t.query<{ id: string; attempts: number; wait: number }>(
+      `SELECT id, attempts, extract(epoch FROM next_attempt_at - now())::float8 AS wait FROM cpq.alert_outbox WHERE status = 'pending' ORDER BY id`,
+    );
+    expect(waiting.map((r) => [r.attempts, r.wait > 50])).toEqual([
+      [1, true],
+      [0, true],
+      [0, true],
+    ]);
+    const [first, second, third] = waiting.map((r) => r.id);
+    // The third due and taken by another process's pass, still sending it: its lease is left alone.
+    await h.t.query(`UPDATE cpq.alert_outbox SET next_attempt_at = now() WHERE id = $1`, [third]);
+    expect((await claimDueAlerts(h.t.pool, 20, 600_000)).map((r) => r.id)).toEqual([third]);
+
+    // The webhook fixed: retry sends the two waiting now, exit code 0. Before, it made only failed
+    // alerts due: it sent nothing, exited 0, and they stayed pending for the minute.
+    hook.status = 200;
+    const retried = await cli(['alerts', 'retry'], { ...env, CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url });
+    expect({ code: retried.code, stderr: retried.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(hook.requests.slice(1).map((r) => r.json.idempotencyKey)).toEqual(
+      (await outbox(h)).filter((r) => r.id === first || r.id === second).map((r) => r.idempotency_key),
+    );
+    const said = retried.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg: string; madeDue?: number; delivered?: number })
+      .filter((l) => l.msg.startsWith('alerts retry'));
+    expect(said).toEqual([
+      expect.objectContaining({
+        msg: 'alerts retry: 2 made due (0 failed, 2 pending waiting for a later attempt), 2 delivered',
+        madeDue: 2,
+        delivered: 2,
+      }),
+    ]);
+    const rows = await h.t.query<{ id: string; status: string; attempts: number; leased: boolean }>(
+      `SELECT id, status, attempts, coalesce(claimed_until > now() AND next_attempt_at = claimed_until, false) AS leased FROM cpq.alert_outbox ORDER BY id`,
+    );
+    expect(rows.map((r) => [r.id, r.status, r.attempts, r.leased])).toEqual([
+      [first, 'delivered', 2, false],
+      [second, 'delivered', 1, false],
+      [third, 'pending', 0, true],
+    ]);
   });
 
   it("a shutdown while an alert is being sent gives the pass's alerts back, due at once, and says so in one line", async ({ startHarness }) => {
@@ -726,7 +790,7 @@ describe('alerts on privileged access', () => {
       expect({ code, within5s: Date.now() - asked < 5000, stderr }).toEqual({
         code: 130,
         within5s: true,
-        stderr: 'cpq-sync: alerts retry interrupted before it made the failed alerts pending: no alert was changed\n',
+        stderr: 'cpq-sync: alerts retry interrupted before it made the alerts due: no alert was changed\n',
       });
       await holder.query('ROLLBACK');
     } finally {
@@ -1117,6 +1181,7 @@ describe('alert pieces', () => {
       delivered_at: null,
       last_error: null,
       created_at: new Date(),
+      claimed_until: null,
     });
 
   it('escapes what Slack reads as markup in the text', () => {

@@ -59,6 +59,7 @@ const RELEASED: ReadonlyArray<readonly [string, string]> = [
   ['0043_personal_keys_left_out_in_linear_time.sql', '3e0edc46f9306a02cbff4343b9547fa0aa120cca7e599f9b34070908a68767d6'],
   ['0044_run_commit_seq_at_start.sql', 'daa9693eb693496d8e23195e25e2c9a797f7aa8688ecfcb5d11443b3463709ab'],
   ['0045_alert_outbox_flood_cap.sql', 'c2fa8a4871680629b1793cea59a0a39b7e92b911959067b2bb83fa62df46aa52'],
+  ['0046_alert_outbox_claimed_until.sql', 'f178465fe3ab36e05783a63ef85ca463ef954d4f594bb472639436c0c9a8a34d'],
 ];
 
 describe('released migrations', () => {

@@ -43,6 +43,7 @@ export async function sendTestAlert(config: AlertsConfig, site: string): Promise
     delivered_at: null,
     last_error: null,
     created_at: now,
+    claimed_until: null,
   });
   payload.text = `Test alert from cpq-sync (nothing changed): ${payload.text}`;
   return { key, result: await postAlert(webhook, JSON.stringify(payload), key) };

@@ -25,7 +25,7 @@ function osUser(): string {
 
 /** The compliance commands: alerts on privileged access (alerts), proofs (verify) and lawful forgetting (forget). */
 export function registerComplianceCommands(program: Command): void {
-  const alerts = program.command('alerts').description('alerts on privileged access: send a test alert, list the undelivered ones, send the failed ones again');
+  const alerts = program.command('alerts').description('alerts on privileged access: send a test alert, list the undelivered ones, send them now');
 
   alerts
     .command('test')
@@ -78,14 +78,16 @@ export function registerComplianceCommands(program: Command): void {
 
   alerts
     .command('retry')
-    .description('make the failed alerts (refused by the webhook) pending again and send the due ones now')
+    .description(
+      'send now every alert not delivered: the failed ones (refused by the webhook) and the pending ones waiting for a later attempt (not the suppressed)',
+    )
     .action(() =>
       command(async (config, log) => {
         const { deliverPendingAlerts } = await import('../alerts/delivery.js');
         const { requireWebhook } = await import('../alerts/commands.js');
         const { openDatabase } = await import('../db/connect.js');
         const { migrateLogged, migrateSynced } = await import('../db/migrate.js');
-        const { requeueFailedAlerts } = await import('../db/sql/requeue-failed-alerts.js');
+        const { requeueUndeliveredAlerts } = await import('../db/sql/requeue-undelivered-alerts.js');
         const { cancellableOn } = await import('../db/cancel-on-abort.js');
         const { ShutdownSignals } = await import('../worker/shutdown.js');
         // Without a webhook the failed alerts were made pending, none was sent, and the command exited 0 (review EC).
@@ -108,14 +110,20 @@ export function registerComplianceCommands(program: Command): void {
           // waiting for a lock (a report holding the outbox) held SIGTERM until SHUTDOWN_TIMEOUT ended
           // the process by force, exit code 1.
           const stoppedBefore = (err: unknown): never => {
-            throwIfInterrupted(shutdown.signal, 'alerts retry interrupted before it made the failed alerts pending: no alert was changed');
+            throwIfInterrupted(shutdown.signal, 'alerts retry interrupted before it made the alerts due: no alert was changed');
             throw err;
           };
           await migrateSynced(database.pool, { ...migrateLogged(log), signal: shutdown.signal }).catch(stoppedBefore);
           // Postgres refusing (a read-only login) is a database error, exit code 6, as for every command.
-          const requeued = await requeueFailedAlerts(cancellableOn(database.pool, shutdown.signal)).catch(rethrowAsSyncError).catch(stoppedBefore);
+          // The pending alerts waiting for a later attempt too: made only the failed ones due, retry after a
+          // webhook's 5xx was fixed sent nothing and exited 0, the alert due up to an hour later (review JB).
+          const due = await requeueUndeliveredAlerts(cancellableOn(database.pool, shutdown.signal)).catch(rethrowAsSyncError).catch(stoppedBefore);
           const report = await deliverPendingAlerts({ on: database.pool, config: config.alerts, log, signal: shutdown.signal }).catch(rethrowAsSyncError);
-          log.info({ requeued, ...report }, 'failed alerts requeued');
+          const madeDue = due.failed + due.waiting;
+          log.info(
+            { madeDue, requeued: due.failed, waiting: due.waiting, ...report },
+            `alerts retry: ${madeDue} made due (${due.failed} failed, ${due.waiting} pending waiting for a later attempt), ${report.delivered} delivered`,
+          );
           if (shutdown.signal.aborted) {
             throw new SyncError(
               'interrupted',

@@ -280,6 +280,8 @@ export interface AlertOutboxTable {
   delivered_at: Timestamp | null;
   last_error: string | null;
   created_at: ColumnType<Date, Date | string | undefined, never>;
+  /** The lease of the delivery pass that took it (claimDueAlerts), null once recorded or given back (migration 0046). */
+  claimed_until: Timestamp | null;
 }
 
 /** Per run and company: CPQ's count, the records received and the users active after the merge, with login checksums (migration 0012). */
@@ -619,6 +621,7 @@ export const DATABASE_COLUMNS: { readonly [Table in keyof Database]: readonly st
     'delivered_at',
     'last_error',
     'created_at',
+    'claimed_until',
   ),
   'cpq.user_changes': columns<Database['cpq.user_changes']>()('id', ...CHANGE, 'diff'),
   'cpq.recent_changes': columns<Database['cpq.recent_changes']>()('id', ...CHANGE, 'diff', 'days_ago'),

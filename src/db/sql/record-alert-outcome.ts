@@ -20,7 +20,8 @@ export type AlertOutcome =
  * scrubs them), and an alert about a user erased since the alert was made keeps the bare error.
  */
 export async function recordAlertOutcome(pool: pg.Pool, alert: { id: string; user_id: string | null }, outcome: AlertOutcome): Promise<void> {
-  const attempted = { attempts: sql<number>`attempts + 1`, last_attempt_at: sql<Date>`now()` };
+  // Its lease ends with the attempt: an alert left pending waits for the backoff, which `alerts retry` may cut short.
+  const attempted = { attempts: sql<number>`attempts + 1`, last_attempt_at: sql<Date>`now()`, claimed_until: null };
   if (outcome.status === 'delivered') {
     const delivered = { ...attempted, status: 'delivered' as const, delivered_at: sql<Date>`now()`, last_error: null };
     await runCompiled(pool, queryBuilder.updateTable('cpq.alert_outbox').set(delivered).where('id', '=', alert.id).compile());
