@@ -93,4 +93,30 @@ describe("the README's query of who held an admin right at any time on a day", (
     // The query of the day's start alone misses the one who held it only during the day.
     expect(await admins(h, dayStart)).toEqual({ [kept!]: first, [revoked!]: first });
   });
+
+  it('gives a login given to another person during the day, who holds the right too, a row each: not one row since the first holder (review JD)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
+    const [kept, given, ...others] = h.sim.users('_host').map((u) => String(u.login));
+    for (const login of [kept!, given!]) h.sim.updateUser('_host', login, { isProxyPermEnabled: true });
+    for (const login of others) h.sim.updateUser('_host', login, { isProxyPermEnabled: false });
+    const first = await effectiveAt(h, (await h.sync()).runId);
+    // Another person under the login, with no read between that saw the first one deleted.
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars -- their CPQ id and dateAdded are the first person's
+    const { id, dateAdded, ...fields } = h.sim.user('_host', given!)!;
+    h.sim.deleteUser('_host', given!);
+    h.sim.addUser('_host', { ...fields, login: given!, firstName: 'Another', isProxyPermEnabled: true });
+    const second = await effectiveAt(h, (await h.sync()).runId);
+    const dayStart = new Date(second.getTime() - 1);
+    const rows = await h.t.query<{ login: string; since: Date }>(
+      `SELECT q.login, q.since FROM (${adminsDuringDay}) q WHERE q.admin_right = 'is_proxy_perm_enabled'`,
+      [dayStart, new Date(second.getTime() + 1)],
+    );
+    expect(rows).toEqual([
+      { login: kept!, since: first },
+      { login: given!, since: first },
+      { login: given!, since: second },
+    ]);
+  });
 });
