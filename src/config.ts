@@ -167,6 +167,12 @@ export interface AppConfig {
    * be a typo of. Logged as a warning by every command, shown by `check`.
    */
   unknownVariables: string[];
+  /**
+   * Of unknownVariables, the typos of a variable that is set too (CPQ_COMPANYS beside
+   * CPQ_COMPANIES): correcting the name would not give a setting its value, as it would for a
+   * variable left at its default; `check`'s fix says so (review JF).
+   */
+  typosBesideTheirVariable: { name: string; variable: string }[];
   /** What is wrong but stops nothing (a sites file holding a secret, or a secret's own file, that others can read): logged as a warning by every command, shown by `check`. */
   warnings: string[];
   lookbackMs: number;
@@ -622,6 +628,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     logFormat: parsed.LOG_FORMAT,
     alerts: alerts!,
     unknownVariables: unknownVariables(env, named),
+    typosBesideTheirVariable: typosBesideTheirVariable(env, named),
     warnings: [...(fromFile?.warnings ?? []), ...secretFilesOthersMayRead(env)],
   };
 }
@@ -643,6 +650,11 @@ const SERVICE_LINKS = /_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|
  */
 export function unknownVariables(env: Env, named: ReadonlySet<string> = new Set()): string[] {
   return unknownNames(env, named).map(describeUnknown);
+}
+
+/** Of unknownVariables, the typos whose variable is set too: CPQ_COMPANYS beside CPQ_COMPANIES. */
+function typosBesideTheirVariable(env: Env, named: ReadonlySet<string>): { name: string; variable: string }[] {
+  return unknownNames(env, named).flatMap(({ name, near }) => (near !== undefined && env[near] !== undefined ? [{ name, variable: near }] : []));
 }
 
 /**

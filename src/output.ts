@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, fstatSync, renameSync, rmSync } from 'node:fs';
+import { createReadStream, fstatSync, renameSync, rmSync, statSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -200,6 +200,14 @@ async function requireFileOrNothing(file: string): Promise<void> {
   }
 }
 
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function fstatOrNothing(fd: number): { dev: number; ino: number } | undefined {
   try {
     return fstatSync(fd);
@@ -234,14 +242,18 @@ function withPlace(err: unknown, where: string): unknown {
   // is what to change, not of a random name the reader never chose (an ordinary account's EACCES).
   const { code, path } = err as NodeJS.ErrnoException;
   if (path !== undefined && dirname(path) === dirname(where) && basename(path).startsWith(`.${basename(where)}.`)) {
-    // The command line's to change: exit code 2, as for any other bad argument (review HT).
-    if (code === 'ENOENT')
+    // The command line's to change: exit code 2, as for any other bad argument (review HT). A
+    // folder that is there answers ENOENT too when its file system makes no files (/proc, /sys):
+    // it was said to be no folder (review JF).
+    if (code === 'ENOENT' && !isFolder(dirname(where)))
       return new SyncError('config', `cannot write ${where}: there is no folder ${dirname(where)}; create it, or choose another for --out`);
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+    if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      const why = code === 'ENOENT' ? 'ENOENT: the folder is there, but its file system makes no new files' : code;
       return new SyncError(
         'config',
-        `cannot write ${where}: cannot create a file in ${dirname(where)} (${code}), where it is written under a temporary name and renamed into place; choose a folder you can write for --out`,
+        `cannot write ${where}: cannot create a file in ${dirname(where)} (${why}), where it is written under a temporary name and renamed into place; choose a folder you can write for --out`,
       );
+    }
   }
   return new Error(
     (err as NodeJS.ErrnoException).code === 'EPIPE'

@@ -582,6 +582,22 @@ describe('cpq-sync check against the simulator', () => {
     });
   });
 
+  it('a misspelt variable beside the one it misspells is not said to leave its setting at its default: CPQ_COMPANYS beside CPQ_COMPANIES=* (review JF)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });
+    const typo = 'CPQ_COMPANYS is not a variable cpq-sync reads: did you mean CPQ_COMPANIES?';
+    const besideFix =
+      'remove CPQ_COMPANYS: CPQ_COMPANIES is set, and CPQ_COMPANYS changes nothing (or, if its value is the one meant, put it in CPQ_COMPANIES)';
+    const atDefault = 'correct the name, or remove the variable (its setting is at its default)';
+    const beside = await runCheck(envOf(h, { CPQ_COMPANIES: '*', CPQ_COMPANYS: '_host' }));
+    expect(beside.configuration).toEqual({ step: 'configuration', status: 'warn', detail: `valid; ${typo}`, fix: besideFix });
+    // Alone, the typo does leave CPQ_COMPANIES at its default; beside another typo, each is told its own.
+    expect((await runCheck(envOf(h, { CPQ_COMPANYS: '_host' }))).configuration.fix).toBe(atDefault);
+    const both = await runCheck(envOf(h, { CPQ_COMPANIES: '*', CPQ_COMPANYS: '_host', HISTORY_RETENTON: '400d' }));
+    expect(both.configuration.fix).toBe(`${besideFix}; of the others: ${atDefault}`);
+  });
+
   it('bad configuration: the configuration step fails with the one-line reason, exit code 2', async () => {
     const out = await cli(['check'], { CPQ_BASE_URL: 'https://x.example.com', CPQ_PAGE_SIZE: 'lots' });
     expect(out.code).toBe(2);

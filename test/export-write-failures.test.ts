@@ -111,6 +111,13 @@ describe('an export whose destination fails', () => {
       code: 2,
       stderr: `cpq-sync: cannot write ${nowhere}: there is no folder ${join(folder, 'none')}; create it, or choose another for --out\n`,
     });
+    // A folder that is there, in a file system that makes no files: it was said to be no folder (review JF).
+    const proc = await exportTo(['snapshot', '--out', '/proc/x.csv'], { DATABASE_URL: h.t.url }, 'ignore');
+    expect({ code: proc.code, stderr: proc.stderr }).toEqual({
+      code: 2,
+      stderr:
+        'cpq-sync: cannot write /proc/x.csv: cannot create a file in /proc (ENOENT: the folder is there, but its file system makes no new files), where it is written under a temporary name and renamed into place; choose a folder you can write for --out\n',
+    });
   });
 
   it('SIGTERM, SIGINT or SIGHUP (a closed terminal) while an export is under way removes its partial file', async ({ startHarness }) => {

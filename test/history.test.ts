@@ -319,6 +319,23 @@ describe('deletions', () => {
     await h.t.query(`UPDATE cpq.sync_state SET last_full_sync_at = now() - interval '2 hours'`);
     expect((await h.sync()).mode).toBe('full');
   });
+
+  it("the 'sync run started' line says how the run reads: full for a first run and for --full, per stream otherwise (a first run said full: false, review JF)", async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const started = () => h.logLines.map((l) => JSON.parse(l) as Raw).filter((l) => l.msg === 'sync run started');
+    const first = await h.sync();
+    expect(first.mode).toBe('full');
+    expect((await h.sync()).mode).toBe('incremental');
+    expect((await h.sync({ full: true })).mode).toBe('full');
+    // Each stream's mode is decided as it is read: a later run is not known to be full or incremental when it starts.
+    expect(started().map(({ mode, full }) => ({ mode, full }))).toEqual([
+      { mode: 'full', full: undefined },
+      { mode: 'per stream', full: undefined },
+      { mode: 'full', full: undefined },
+    ]);
+  });
 });
 
 describe('history and as-of', () => {

@@ -96,7 +96,7 @@ describe('cpq-sync schedule (process)', () => {
     expect(await snapshotEverything(h.t)).toEqual(before);
   });
 
-  it('idle: serves /healthz, /readyz and /metrics on HTTP_PORT and exits 0 promptly on SIGINT', async ({ startHarness }) => {
+  it('idle: serves /healthz, /readyz and /metrics on HTTP_PORT and exits 0 promptly on SIGINT, saying no run is in progress', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     const worker = spawnCli(['schedule'], { CPQ_BASE_URL: h.sim.baseUrl, DATABASE_URL: h.t.url, SYNC_CRON: NEVER_SOON, HTTP_PORT: '0' });
     const listening = await worker.waitForLine((l) => l.msg === 'health and metrics listening (/healthz, /readyz, /metrics)');
@@ -117,6 +117,9 @@ describe('cpq-sync schedule (process)', () => {
     // takes 0.3-0.5 s at load 11; 3 s left a loaded CI little room for a process's exit.
     expect(Date.now() - signalledAt).toBeLessThan(10_000);
     expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(0);
+    // It said a current run rolls back and is recorded as interrupted, with none in progress (review JF).
+    const shutdown = worker.lines().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('shutdown requested'));
+    expect(shutdown.map((l) => l.msg)).toEqual(['shutdown requested: no new runs; no run is in progress, so the worker stops']);
   });
 
   it('exit code 2 for a bad SYNC_CRON, SYNC_TIMEZONE or a missing CPQ_BASE_URL, before touching the database', async () => {

@@ -67,9 +67,25 @@ export async function runCheck(env: Record<string, string | undefined> = process
   const notes = [...config.unknownVariables, ...config.warnings, ...shortDurationWarnings(config, sites)];
   // Each of config.warnings (and of shortDurationWarnings) says what to do itself (a readable secret file: chmod 600 it; two
   // sites reading one CPQ: remove one): a fix of its own for every warning named the wrong one.
-  const fix = config.unknownVariables.length > 0 ? 'correct the name, or remove the variable (its setting is at its default)' : undefined;
+  const fix = unknownVariablesFix(config);
   const configuration = notes.length === 0 ? pass('configuration', 'valid') : warn('configuration', `valid; ${notes.join('; ')}`, fix);
   return { ok, configuration, sites: blocks, database };
+}
+
+/**
+ * What to do of the variables cpq-sync does not read: "its setting is at its default" was said of
+ * CPQ_COMPANYS beside CPQ_COMPANIES=* too, where the variable it misspells is set (review JF).
+ */
+function unknownVariablesFix(config: AppConfig): string | undefined {
+  if (config.unknownVariables.length === 0) return undefined;
+  const beside = config.typosBesideTheirVariable;
+  const parts = beside.map(
+    ({ name, variable }) => `remove ${name}: ${variable} is set, and ${name} changes nothing (or, if its value is the one meant, put it in ${variable})`,
+  );
+  if (config.unknownVariables.length > beside.length) {
+    parts.push(`${beside.length > 0 ? 'of the others: ' : ''}correct the name, or remove the variable (its setting is at its default)`);
+  }
+  return parts.join('; ');
 }
 
 const MARKS: Record<StepStatus, string> = { pass: '✓', warn: '!', fail: '✗', skip: '-' };

@@ -93,17 +93,20 @@ export function registerSyncCommands(program: Command): void {
       command(async (config, log) => {
         const { openDatabase } = await import('../db/connect.js');
         const { ShutdownSignals } = await import('../worker/shutdown.js');
-        const { SyncWorker } = await import('../worker/sync-worker.js');
+        const { SyncWorker, workerStopping } = await import('../worker/sync-worker.js');
         // Before the database is opened: no site at all is a configuration error (exit code 2), as a
         // bad schedule is (loadConfig checks every site's).
         selectSites(config);
-        const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs });
+        // Said as the signal comes: until the worker exists (the database opening), no run is in progress either.
+        let worker: InstanceType<typeof SyncWorker> | undefined;
+        const stopping = () => workerStopping(worker?.runsInProgress ?? 0);
+        const shutdown = new ShutdownSignals({ log, timeoutMs: config.worker.shutdownTimeoutMs, stopping });
         try {
           const database = await openDatabase(config, log, { concurrentRuns: config.worker.siteConcurrency });
           shutdown.takeOverSignals();
           try {
             if (shutdown.signal.aborted) return;
-            const worker = new SyncWorker({ ...database, config, log });
+            worker = new SyncWorker({ ...database, config, log });
             // Stopped while it migrated: nothing started, nothing to stop.
             if (!(await worker.start(shutdown.signal))) return;
             // The action (and so the process) lives until a signal; then the current run rolls back.

@@ -234,7 +234,11 @@ class SyncRun {
     );
     const started = Date.now();
     const seconds = () => (Date.now() - started) / 1000;
-    runLog.info({ baseUrl: this.cpq.baseUrl, full: this.options.full === true, database: this.deps.where }, 'sync run started');
+    // How it reads, as far as known now: each stream's mode is decided as it is read (its cursor,
+    // SYNC_FULL_EVERY), and only --full or a first run is full throughout. `full` was --full alone:
+    // false for a first run, which reads everything (review JF).
+    const mode = this.readsAll ? 'full' : 'per stream';
+    runLog.info({ baseUrl: this.cpq.baseUrl, mode, database: this.deps.where }, 'sync run started');
 
     // Awaited before the commit and the rollback, which no signal may cancel: a cancel on its way lands before them.
     let stopCancelling: () => Promise<void> = async () => undefined;

@@ -25,8 +25,12 @@ export interface ShutdownOptions {
   target?: NodeJS.EventEmitter;
   /** Where the logs go, whose failure to be written stops as a signal does; default process.stdout. */
   output?: NodeJS.EventEmitter;
-  /** What the command does when asked to stop, as the first signal's log line says it; default a run's and the worker's. */
-  stopping?: string;
+  /**
+   * What the command does when asked to stop, as the first signal's log line says it; default a
+   * run's. A function is asked as the signal comes: the worker's answer depends on whether a run
+   * is in progress then.
+   */
+  stopping?: string | (() => string);
   /** Where an exit by force says so in one line, as every command ends a failure; for tests, default process.stderr. */
   stderr?: { write: (line: string) => unknown };
 }
@@ -75,9 +79,7 @@ export class ShutdownSignals {
     }
     log.info(
       { signal: name, timeoutMs },
-      this.finished
-        ? 'shutdown requested as the command ends: it exits with its own code'
-        : `shutdown requested: ${this.options.stopping ?? 'no new runs; the current run rolls back and is recorded as interrupted'}`,
+      this.finished ? 'shutdown requested as the command ends: it exits with its own code' : `shutdown requested: ${this.stoppingNow()}`,
     );
     this.deadline = setTimeout(() => {
       log.error({ timeoutMs }, 'shutdown did not finish within SHUTDOWN_TIMEOUT; exiting by force');
@@ -88,6 +90,12 @@ export class ShutdownSignals {
     this.controller.abort(new Error(`received ${name}`));
     this.resolveRequested(name);
   };
+
+  private stoppingNow(): string {
+    const { stopping } = this.options;
+    if (typeof stopping === 'function') return stopping();
+    return stopping ?? 'no new runs; the current run rolls back and is recorded as interrupted';
+  }
 
   /**
    * Ends the process now, saying why on stderr: the log's line alone (on stdout, JSON) left an

@@ -17,6 +17,16 @@ import { HealthConnection, checkReadiness, migratingReadiness } from './readines
 import { readRunOutcomes } from '../db/sql/read-run-outcomes.js';
 
 /**
+ * What a worker asked to stop does, as the shutdown's log line says it, with `runs` runs under
+ * way: an idle worker was said to roll back a current run it did not have (review JF).
+ */
+export function workerStopping(runs: number): string {
+  if (runs === 0) return 'no new runs; no run is in progress, so the worker stops';
+  if (runs === 1) return 'no new runs; the current run rolls back and is recorded as interrupted';
+  return `no new runs; the ${runs} current runs roll back and are recorded as interrupted`;
+}
+
+/**
  * The long-running worker: syncs every configured site on its schedule (each site's cron and
  * timezone), at most SYNC_SITE_CONCURRENCY sites at once in this process, so a slow site never
  * holds back the others. Any number of workers may share one database: each due tick of a site
@@ -41,6 +51,8 @@ export class SyncWorker {
   private readonly failedUnrecorded = new Set<string>();
   /** The sites this worker is running or has queued for a free slot, and the promise of each. */
   private readonly current = new Map<string, Promise<void>>();
+  /** The sites whose run is under way here: not those queued for a slot, nor a tick being claimed. */
+  private readonly running = new Set<string>();
   /** The port health and metrics listen on, once started; undefined when HTTP_PORT is unset. */
   httpPort: number | undefined;
   /** This release's migrations are applied: until then /readyz says not ready, and reads nothing. */
@@ -215,6 +227,7 @@ export class SyncWorker {
     const startedAt = Date.now();
     const elapsed = () => (Date.now() - startedAt) / 1000;
     this.metrics.runStarted(site.name);
+    this.running.add(site.name);
     try {
       // Its alerts go out in the background pass: sent here, a slow webhook kept the site's slot,
       // and the sites queued behind it, busy (review EC).
@@ -261,7 +274,14 @@ export class SyncWorker {
           'scheduled run failed; the worker keeps its schedule',
         );
       }
+    } finally {
+      this.running.delete(site.name);
     }
+  }
+
+  /** How many runs are under way here: what a shutdown now rolls back (workerStopping). */
+  get runsInProgress(): number {
+    return this.running.size;
   }
 
   /**
