@@ -88,7 +88,7 @@ describe('a login given to another user', () => {
     expect(Object.keys(change!.diff)).toContain('date_added');
     // The run says so: one login, not the user edited.
     expect(csv.warnings.filter((w) => /held by another user/.test(w))).toEqual([
-      '1 login is now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, keeping nothing the former holder had',
+      `1 login is now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, keeping nothing the former holder had (_host/${reused})`,
     ]);
 
     // The JSON pages say the new holder's own, logged as added; the same holder, no warning.
@@ -251,5 +251,26 @@ describe('a login given to another user', () => {
     h.sim.addUser('_host', { login: reused, dateAdded: added, id: 2222 });
     await csvRun();
     expect(await permissionsOf(h, reused), "the former holder's permissions").toEqual([]);
+  });
+
+  it('the run names the first 10 such logins in code-point order, and how many more (review JD: the change log shows each as an update)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 0, integrationUsers: 0 });
+    const logins = Array.from({ length: 12 }, (_, i) =>
+      h.sim.addUser('_host', { login: `holder${String(i).padStart(2, '0')}`, dateAdded: '2030-01-01T00:00:00.000Z' }),
+    );
+    await h.sync({ full: true });
+    for (const login of logins) {
+      h.sim.deleteUser('_host', login);
+      h.sim.addUser('_host', { login, dateAdded: '2031-01-01T00:00:00.000Z' });
+    }
+    const run = await h.sync();
+    expect(run.warnings.filter((w) => /held by another user/.test(w))).toEqual([
+      `12 logins are now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, keeping nothing the former holder had (${logins
+        .slice(0, 10)
+        .map((l) => `_host/${l}`)
+        .join(', ')}, and 2 more)`,
+    ]);
   });
 });

@@ -1,12 +1,17 @@
 import type pg from 'pg';
 import { countBatchUsers } from '../db/sql/count-batch-users.js';
 import { countMergeActions } from '../db/sql/count-merge-actions.js';
+import { readLoginsGivenToAnother } from '../db/sql/read-logins-given-to-another.js';
 import { userColumns } from '../db/sql/user-columns.js';
 import { runSteps } from '../db/steps.js';
+import { shownName } from '../exact-json.js';
 import type { Logger } from '../logger.js';
 import { mergeSteps } from './merge-plan.js';
 import { BATCH_STEPS } from './new-user-steps.js';
 import type { Stager } from './stager.js';
+
+/** How many of the logins given to another person a run's warning names. */
+const LOGINS_NAMED = 10;
 
 export interface MergeCounts {
   seen: number;
@@ -99,10 +104,14 @@ export async function mergeStaged(
   const actions = await countMergeActions(client);
   const count = (action: string) => actions.get(action) ?? 0;
   const taken = count('another holder');
-  if (taken > 0)
+  if (taken > 0) {
+    // Named, the first of them: the change log shows each as an update of the login (review JD).
+    const named = (await readLoginsGivenToAnother(client, LOGINS_NAMED)).map((l) => shownName(`${l.company_login}/${l.login}`));
+    const more = taken > named.length ? `, and ${taken - named.length} more` : '';
     warn(
-      `${taken} ${taken === 1 ? 'login is' : 'logins are'} now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, keeping nothing the former holder had`,
+      `${taken} ${taken === 1 ? 'login is' : 'logins are'} now held by another user than the one stored (another dateAdded or CPQ id; no full read saw the former holder deleted): each read as a new person, keeping nothing the former holder had (${named.join(', ')}${more})`,
     );
+  }
   const counts = {
     // 'batched' and 'reinsert' users are among insertedEarlier.
     inserted: insertedEarlier + count('insert'),
