@@ -120,3 +120,35 @@ describe("the README's query of who held an admin right at any time on a day", (
     ]);
   });
 });
+
+const retypesOfOneUser = (() => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const statement = /-- \.\.\.and the admin rights that user gained or lost[^\n]*\n(?:--[^\n]*\n)*([\s\S]*?);\n/.exec(readme)?.[1];
+  if (!statement?.includes("login = 'jsmith'")) throw new Error("the README's retype query no longer asks about jsmith");
+  return statement.replace("site = 'default' AND company_login = '_host' AND login = 'jsmith'", "site = 'default' AND company_login = '_host' AND login = $1");
+})();
+
+describe("the README's query of the admin rights a user gained or lost by a group retyped while they were in it", () => {
+  it('names a retype of a group the user was in, not one in the run that added them to it or took them out (their change row shows that; review JD)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });
+    const [member, joiner] = h.sim.users('_host').map((u) => String(u.login));
+    h.sim.addGroup('_host', member!, { variableName: 'auditors', label: 'Auditors', type: 'User' });
+    await h.sync();
+    // One run: the group becomes an Administrator one, and the joiner joins it.
+    h.sim.relabelGroup('auditors', 'Auditors', 'Administrator');
+    h.sim.addGroup('_host', joiner!, { variableName: 'auditors', label: 'Auditors', type: 'Administrator' });
+    const second = await effectiveAt(h, (await h.sync({ full: true })).runId);
+    // Back to User, in the run that takes the joiner out of it: theirs no more than the first.
+    h.sim.relabelGroup('auditors', 'Auditors', 'User');
+    h.sim.removeGroup('_host', joiner!, 'auditors');
+    const third = await effectiveAt(h, (await h.sync({ full: true })).runId);
+    const retypes = (login: string) => h.t.query<{ detected_at: Date; type: unknown }>(retypesOfOneUser, [login]);
+    expect(await retypes(member!)).toEqual([
+      { detected_at: second, group_variable_name: 'auditors', type: { old: 'User', new: 'Administrator' } },
+      { detected_at: third, group_variable_name: 'auditors', type: { old: 'Administrator', new: 'User' } },
+    ]);
+    expect(await retypes(joiner!)).toEqual([]);
+  });
+});
