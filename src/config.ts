@@ -652,9 +652,9 @@ export function unknownVariables(env: Env, named: ReadonlySet<string> = new Set(
   return unknownNames(env, named).map(describeUnknown);
 }
 
-/** Of unknownVariables, the typos whose variable is set too: CPQ_COMPANYS beside CPQ_COMPANIES. */
+/** Of unknownVariables, the typos whose variable is set too: CPQ_COMPANYS beside CPQ_COMPANIES (empty or blank is unset, as every setting reads it: review JI). */
 function typosBesideTheirVariable(env: Env, named: ReadonlySet<string>): { name: string; variable: string }[] {
-  return unknownNames(env, named).flatMap(({ name, near }) => (near !== undefined && env[near] !== undefined ? [{ name, variable: near }] : []));
+  return unknownNames(env, named).flatMap(({ name, near }) => (near !== undefined && env[near]?.trim() ? [{ name, variable: near }] : []));
 }
 
 /**

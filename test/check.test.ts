@@ -596,6 +596,8 @@ describe('cpq-sync check against the simulator', () => {
     expect((await runCheck(envOf(h, { CPQ_COMPANYS: '_host' }))).configuration.fix).toBe(atDefault);
     const both = await runCheck(envOf(h, { CPQ_COMPANIES: '*', CPQ_COMPANYS: '_host', HISTORY_RETENTON: '400d' }));
     expect(both.configuration.fix).toBe(`${besideFix}; of the others: ${atDefault}`);
+    // Set empty (or blank), the variable is unset, as every setting reads it: the typo's setting is at its default (review JI).
+    expect((await runCheck(envOf(h, { HISTORY_RETENTION: ' ', HISTORY_RETENTON: '400d' }))).configuration.fix).toBe(atDefault);
   });
 
   it('bad configuration: the configuration step fails with the one-line reason, exit code 2', async () => {

@@ -202,4 +202,29 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('two sites of one CPQ reading other companies share only its integration users: the new one is told that, and to read them on one site only (review JI)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, pathPrefix: '/cpq' });
+    expect(await syncFrom(h, h.sim.baseUrl, {}, { CPQ_COMPANIES: '_host', CPQ_PATH_PREFIX: '/cpq', CPQ_INTEGRATION_USERS: 'on' })).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), 'same-integration-users-'));
+    try {
+      const sitesFile = join(dir, 'sites.yaml');
+      const partners = (name: string, integrationUsers: string) =>
+        `  - name: ${name}\n    baseUrl: ${h.sim.baseUrl}\n    pathPrefix: /cpq\n    companies: partner1\n    integrationUsers: "${integrationUsers}"\n`;
+      writeFileSync(sitesFile, `sites:\n${partners('partners', 'on')}${partners('quiet', 'off')}`);
+      const steps = (await runCheck({ CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url })).database?.steps ?? [];
+      const url = siteCpqUrl(h.sim.baseUrl, '/cpq');
+      expect(steps.find((s) => s.step === 'cpq (partners)')).toEqual({
+        step: 'cpq (partners)',
+        status: 'warn',
+        detail: `site partners is new to this database, and site "default" already holds the integration users it reads (from ${url}): its first run stores them again, under partners`,
+        fix: 'read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) for the other',
+      });
+      expect(steps.find((s) => s.step === 'cpq (quiet)')).toMatchObject({ status: 'pass' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

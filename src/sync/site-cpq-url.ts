@@ -1,3 +1,4 @@
+import type { SiteHoldingUsers } from '../db/sql/site-cpq-url.js';
 import { SyncError } from '../errors.js';
 
 /**
@@ -24,17 +25,25 @@ export function requireSameCpq(
 
 /**
  * What a site's first run is told (and `check`, before it) when other sites of the database
- * (`holders`) hold users of the same CPQ and companies: it stores them again, every user twice.
- * Most often the site is one of them renamed: a sites file replacing the environment's settings,
- * whose one site is `default`.
+ * (`holders`) hold users it reads: it stores them again. Most often the site is one of them
+ * renamed (a sites file replacing the environment's settings, whose one site is `default`), and
+ * every user is stored twice; two sites of one CPQ that read other companies share only its
+ * integration users, which each site reads whatever its companies (review JI).
  */
-export function sameUsersHeld(site: string, cpqUrl: string, holders: readonly string[]): { problem: string; fix: string } {
-  const named = holders.map((h) => `"${h}"`).join(', ');
-  const held = holders.length === 1 ? `site ${named} already holds` : `sites ${named} already hold`;
+export function sameUsersHeld(site: string, cpqUrl: string, holders: readonly SiteHoldingUsers[]): { problem: string; fix: string } {
+  const sameCompanies = holders.filter((h) => h.companies);
+  const named = (sites: readonly SiteHoldingUsers[]) => sites.map((h) => `"${h.name}"`).join(', ');
+  const holds = (sites: readonly SiteHoldingUsers[]) => (sites.length === 1 ? `site ${named(sites)} already holds` : `sites ${named(sites)} already hold`);
+  if (sameCompanies.length === 0) {
+    return {
+      problem: `site ${site} is new to this database, and ${holds(holders)} the integration users it reads (from ${cpqUrl}): its first run stores them again, under ${site}`,
+      fix: `read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) for the other`,
+    };
+  }
   return {
-    problem: `site ${site} is new to this database, and ${held} users it reads (from ${cpqUrl}, some of the same companies): its first run stores them again, under ${site}, every user twice`,
+    problem: `site ${site} is new to this database, and ${holds(sameCompanies)} users it reads (from ${cpqUrl}, some of the same companies): its first run stores them again, under ${site}, every user twice`,
     fix:
-      `if ${site} is ${named} renamed (a sites file replacing the environment's settings: their site is "default"), give it that name again; ` +
+      `if ${site} is ${named(sameCompanies)} renamed (a sites file replacing the environment's settings: their site is "default"), give it that name again; ` +
       `or rename or delete the old site's rows in SQL (README: Several sites); if both are meant, give each its own companies`,
   };
 }
