@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { ConfigError, loadConfig, withLikelyTypos, type AppConfig } from '../config.js';
+import type { Database } from '../db/connect.js';
 import { withDotenvWarnings } from '../dotenv-file.js';
 import { withHint } from '../error-hints.js';
 import { EXIT_CODES, SyncError, rethrowAsSyncError, oneLine } from '../errors.js';
@@ -61,5 +62,37 @@ export async function requireKnownSites(pool: pg.Pool, names: readonly string[] 
     throw new ConfigError(
       `--site: no site named ${unknown.map((n) => `"${n}"`).join(', ')} has run against this database (sites: ${known.join(', ') || 'none yet'})`,
     );
+  }
+}
+
+/**
+ * Opens the database a read-only command reads (status, changes, snapshot, verify, alerts list),
+ * checks its schema, then `sites` (--site) by requireKnownSites, runs `work` and closes the
+ * database however `work` ends. The database must exist (never made, never migrated: `cpq_reader`
+ * can run these commands); its modules load here, not at start-up. `schema`:
+ * - 'migrated' (what reads this release's tables and columns: the exports, verify, alerts list):
+ *   every migration of this release applied, else one line saying to run `cpq-sync migrate`
+ *   (requireMigrated); a newer schema is read as it is.
+ * - 'synced' (status): any database a run has synced into, whether or not this release's
+ *   migrations are applied (requireSyncedInto): a newer release's status reads a database of the
+ *   release before, whose workers are not upgraded yet. Only a database without what runs make is
+ *   refused: `status || alert` pointed at another database must alert, not report no runs.
+ */
+export async function withReadDatabase<T>(
+  config: AppConfig,
+  log: Logger,
+  { schema, sites }: { schema: 'synced' | 'migrated'; sites?: readonly string[] | undefined },
+  work: (database: Database) => Promise<T>,
+): Promise<T> {
+  const { openDatabase } = await import('../db/connect.js');
+  const { requireMigrated, requireSyncedInto } = await import('../db/migrate.js');
+  const database = await openDatabase(config, log, { existing: true });
+  try {
+    if (schema === 'synced') await requireSyncedInto(database.pool, 'read').catch(rethrowAsSyncError);
+    else await requireMigrated(database.pool);
+    await requireKnownSites(database.pool, sites);
+    return await work(database);
+  } finally {
+    await database.close();
   }
 }

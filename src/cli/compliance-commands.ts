@@ -3,7 +3,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, DEFAULT_SITE, selectSites } from '../config.js';
 import { SyncError, rethrowAsSyncError, printable, throwIfInterrupted } from '../errors.js';
 import type { ShutdownSignals } from '../worker/shutdown.js';
-import { command, requireKnownSites } from './command.js';
+import { command, withReadDatabase } from './command.js';
 
 /**
  * An option given once: commander keeps the last of several, and `forget`, which cannot be undone,
@@ -57,20 +57,14 @@ export function registerComplianceCommands(program: Command): void {
       command(
         async (config, log) => {
           const { formatAlerts, readAlerts, stringifyAlerts } = await import('../alerts/commands.js');
-          const { openDatabase } = await import('../db/connect.js');
           const limit = Number(opts.limit);
           if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 100_000)
             throw new ConfigError(`--limit must be a whole number from 1 to 100000, got "${opts.limit}"`);
-          const { requireMigrated } = await import('../db/migrate.js');
-          const database = await openDatabase(config, log, { existing: true });
-          try {
-            // As the other read-only commands: an older schema is named, not read as it is (review HK).
-            await requireMigrated(database.pool);
+          // As the other read-only commands: an older schema is named, not read as it is (review HK).
+          await withReadDatabase(config, log, { schema: 'migrated' }, async (database) => {
             const rows = await readAlerts(database.pool, opts.status, limit);
             process.stdout.write(opts.json ? stringifyAlerts(rows) : formatAlerts(rows));
-          } finally {
-            await database.close();
-          }
+          });
         },
         { logToStderr: true },
       ),
@@ -176,44 +170,43 @@ export function registerComplianceCommands(program: Command): void {
             process.exitCode = check.problems.length === 0 ? 0 : 1;
             return;
           }
-          const { openDatabase } = await import('../db/connect.js');
-          const { requireMigrated } = await import('../db/migrate.js');
           const { countsExitCode, formatChain, formatCounts, verifyChain, verifySite } = await import('../sync/verify.js');
-          // Read-only: verify never migrates, so it works with the cpq_reader role.
-          const database = await openDatabase(config, log, { existing: true });
           let shutdown: ShutdownSignals | undefined;
           try {
-            await requireMigrated(database.pool);
-            if (opts.chain) {
-              await requireKnownSites(database.pool, opts.site);
-              // SIGINT/SIGTERM cancels the hashes being computed, on every session, and ends their
-              // transactions (exit code 130): killed outright, each session's statement ran on to its end.
-              // Listening until the database is closed: a second signal then exits at once, the
-              // embedded server stopped by the exit hook (with the signals taken over, nothing else would).
-              const { ShutdownSignals } = await import('../worker/shutdown.js');
-              const signals = (shutdown = new ShutdownSignals({
-                log,
-                timeoutMs: config.worker.shutdownTimeoutMs,
-                stopping: 'the seals being recomputed are cancelled, and nothing is reported',
-              }));
-              signals.takeOverSignals();
-              const report = await verifyChain(database.pool, opts.site, signals.signal).catch((err: unknown) => {
-                throwIfInterrupted(signals.signal, 'verify --chain interrupted: no seal was reported');
-                return rethrowAsSyncError(err);
-              });
-              process.stdout.write(formatChain(report));
-              process.exitCode = report.breaks.length === 0 ? 0 : 1;
-              return;
-            }
-            let exitCode = 0;
-            for (const site of selectSites(config, opts.site ?? [])) {
-              const checks = await verifySite(site, database.pool, log).catch(rethrowAsSyncError);
-              process.stdout.write(formatCounts(site.name, checks));
-              exitCode = Math.max(exitCode, countsExitCode(checks));
-            }
-            process.exitCode = exitCode;
+            // Checked against the sites that ran only with --chain: without it --site names configured
+            // sites to ask CPQ about, and selectSites refuses another, naming the configured ones.
+            const sites = opts.chain ? opts.site : undefined;
+            await withReadDatabase(config, log, { schema: 'migrated', sites }, async (database) => {
+              if (opts.chain) {
+                // SIGINT/SIGTERM cancels the hashes being computed, on every session, and ends their
+                // transactions (exit code 130): killed outright, each session's statement ran on to its end.
+                // Listening until the database is closed: a second signal then exits at once, the
+                // embedded server stopped by the exit hook (with the signals taken over, nothing else would).
+                const { ShutdownSignals } = await import('../worker/shutdown.js');
+                const signals = (shutdown = new ShutdownSignals({
+                  log,
+                  timeoutMs: config.worker.shutdownTimeoutMs,
+                  stopping: 'the seals being recomputed are cancelled, and nothing is reported',
+                }));
+                signals.takeOverSignals();
+                const report = await verifyChain(database.pool, opts.site, signals.signal).catch((err: unknown) => {
+                  throwIfInterrupted(signals.signal, 'verify --chain interrupted: no seal was reported');
+                  return rethrowAsSyncError(err);
+                });
+                process.stdout.write(formatChain(report));
+                process.exitCode = report.breaks.length === 0 ? 0 : 1;
+                return;
+              }
+              let exitCode = 0;
+              for (const site of selectSites(config, opts.site ?? [])) {
+                const checks = await verifySite(site, database.pool, log).catch(rethrowAsSyncError);
+                process.stdout.write(formatCounts(site.name, checks));
+                exitCode = Math.max(exitCode, countsExitCode(checks));
+              }
+              process.exitCode = exitCode;
+            });
           } finally {
-            await database.close();
+            // Only once withReadDatabase has closed the database: see where the signals are taken over.
             shutdown?.dispose();
           }
         },

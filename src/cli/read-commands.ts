@@ -4,7 +4,7 @@ import { instantArgument } from '../date-time.js';
 import { rethrowAsSyncError } from '../errors.js';
 import type { ChangesExport, ExportFormat } from '../history/export.js';
 import type { Logger } from '../logger.js';
-import { command, requireKnownSites } from './command.js';
+import { command, withReadDatabase } from './command.js';
 
 /** The commands that read what was synced: the runs (status), the change log (changes) and snapshots (snapshot). They never migrate. */
 export function registerReadCommands(program: Command): void {
@@ -19,26 +19,19 @@ export function registerReadCommands(program: Command): void {
     .action((opts: { json?: boolean; limit: string; site?: string[] }) =>
       command(
         async (config, log) => {
-          const { openDatabase } = await import('../db/connect.js');
           const { formatStatus, readStatus, statusExitCode, stringifyStatus } = await import('../worker/status.js');
           const limit = Number(opts.limit);
           if (!/^\d+$/.test(opts.limit) || limit < 1 || limit > 1000)
             throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
-          const { requireSyncedInto } = await import('../db/migrate.js');
-          const database = await openDatabase(config, log, { existing: true });
-          try {
-            // A database without the cpq schema is not "no run yet" (a worker creates it at start):
-            // `status || alert` pointed at the wrong database must alert.
-            await requireSyncedInto(database.pool, 'read').catch(rethrowAsSyncError);
-            await requireKnownSites(database.pool, opts.site);
+          // 'synced': a database without the cpq schema is not "no run yet" (a worker creates it at
+          // start), and one of the release before is still read (see withReadDatabase).
+          await withReadDatabase(config, log, { schema: 'synced', sites: opts.site }, async (database) => {
             // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
             const sites = opts.site ?? config.sites.map((s) => s.name);
             const report = await readStatus(database.pool, { limit, sites, staleAfterMs: config.worker.staleAfterMs }).catch(rethrowAsSyncError);
             process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
             process.exitCode = statusExitCode(report);
-          } finally {
-            await database.close();
-          }
+          });
         },
         { logToStderr: true },
       ),
@@ -57,8 +50,6 @@ export function registerReadCommands(program: Command): void {
     .action((opts: { after?: string; since?: string; format: ExportFormat; site?: string[]; out?: string }) =>
       command(
         async (config, log) => {
-          const { openDatabase } = await import('../db/connect.js');
-          const { requireMigrated } = await import('../db/migrate.js');
           const { exportChanges, parseAfter, parseSince } = await import('../history/export.js');
           // Not progress/index.js: what run's summary needs (its query, its table) stays unloaded.
           const { exportProgress } = await import('../progress/export-display.js');
@@ -66,11 +57,7 @@ export function registerReadCommands(program: Command): void {
           if ((opts.after === undefined) === (opts.since === undefined))
             throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
           const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
-          const database = await openDatabase(config, log, { existing: true });
-          try {
-            // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
-            await requireMigrated(database.pool);
-            await requireKnownSites(database.pool, opts.site);
+          await withReadDatabase(config, log, { schema: 'migrated', sites: opts.site }, async (database) => {
             // To a file from a terminal: a line redrawn in place (rows, rate, time left), then a summary.
             const terminal = exportProgress(config, opts.out, process.stderr);
             let written: ChangesExport;
@@ -94,9 +81,7 @@ export function registerReadCommands(program: Command): void {
             log.debug({ changes, watermark }, 'change log written');
             // Last, and only once every row is written: a consumer stores it with the rows it loaded.
             process.stderr.write(`watermark: ${watermark}\n`);
-          } finally {
-            await database.close();
-          }
+          });
         },
         { logToStderr: true },
       ),
@@ -120,8 +105,6 @@ export function registerReadCommands(program: Command): void {
     .action((opts: { asOf?: string; format: ExportFormat; out?: string; withRaw?: boolean; adminRights?: boolean; site?: string[] }) =>
       command(
         async (config, log) => {
-          const { openDatabase } = await import('../db/connect.js');
-          const { requireMigrated } = await import('../db/migrate.js');
           const { exportSnapshot, sitesWithLiveRuns } = await import('../history/export.js');
           // Not progress/index.js: what run's summary needs (its query, its table) stays unloaded.
           const { exportProgress } = await import('../progress/export-display.js');
@@ -131,11 +114,7 @@ export function registerReadCommands(program: Command): void {
           if (opts.asOf !== undefined && given === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, to the millisecond at most, got "${opts.asOf}"`);
           }
-          const database = await openDatabase(config, log, { existing: true });
-          try {
-            // Read-only: never migrates (cpq_reader can run it); an older schema is one line saying to migrate.
-            await requireMigrated(database.pool);
-            await requireKnownSites(database.pool, opts.site);
+          await withReadDatabase(config, log, { schema: 'migrated', sites: opts.site }, async (database) => {
             // Now by the database's clock, which dates the runs: by this machine's, one behind
             // would snapshot an older state, or none.
             const now = await readDatabaseNow(database.pool).catch(rethrowAsSyncError);
@@ -194,9 +173,7 @@ export function registerReadCommands(program: Command): void {
               );
             }
             log.info({ asOf: asOf.toISOString(), runs, [adminRights ? 'adminRights' : 'users']: rows, out: opts.out ?? 'stdout' }, 'snapshot written');
-          } finally {
-            await database.close();
-          }
+          });
         },
         { logToStderr: opts.out === undefined },
       ),
