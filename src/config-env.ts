@@ -21,7 +21,7 @@ export function parseDuration(text: string): number | undefined {
  * The longest wait a Node timer keeps (setTimeout and setInterval take anything longer for 1 ms,
  * with a warning): the bound of every duration that becomes a timer or a Postgres timeout.
  */
-const LONGEST_TIMER_MS = 2 ** 31 - 1;
+export const LONGEST_TIMER_MS = 2 ** 31 - 1;
 /** The bound of the durations that only move dates (a lookback, a retention): a century, well inside what Date and Postgres hold. */
 const LONGEST_SPAN_MS = 100 * 365 * 86_400_000;
 

@@ -235,10 +235,11 @@ export interface AlertsConfig {
 type Env = Record<string, string | undefined>;
 
 /**
- * A setting given as itself (`name`) or by a file (`fileName`). With `chooses` (what whoever writes
+ * A setting given as itself (`name`) or by a file (`fileName`): variables of `env`, or the options
+ * of a command (`simulate --password`/`--password-file`). With `chooses` (what whoever writes
  * the file would choose: where alerts go), a file another local user could have written is refused.
  */
-function secret(env: Env, name: string, fileName: string, chooses?: string): string | undefined {
+export function secret(env: Env, name: string, fileName: string, chooses?: string): string | undefined {
   const direct = env[name]?.trim() ? env[name] : undefined;
   const file = env[fileName]?.trim();
   if (direct !== undefined && file) throw new ConfigError(`${name} and ${fileName} are both set: use one`);

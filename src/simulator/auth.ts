@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 
 export interface SimulatorAuth {
-  basic?: { username: string; password: string };
+  /** Basic credentials; without `username`, any user with the password (`cpq-sync simulate --password`). */
+  basic?: { username?: string; password: string };
   /** Static tokens accepted as `Authorization: Bearer <token>`. */
   bearerTokens?: string[];
   /** Client-credentials grant at POST /oauth2/v1/token. tokenTtlSeconds defaults to 3600. */
@@ -74,7 +75,8 @@ export class AuthGate {
     if (credentials.scheme === 'basic') {
       const basic = this.auth.basic;
       const given = decodeBasic(credentials.value);
-      return basic !== undefined && given !== undefined && given.user === basic.username && given.secret === basic.password;
+      if (basic === undefined || given === undefined) return false;
+      return (basic.username === undefined || given.user === basic.username) && given.secret === basic.password;
     }
     if (this.auth.bearerTokens?.includes(credentials.value)) return true;
     const expiresAt = this.issuedTokens.get(credentials.value);

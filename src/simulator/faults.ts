@@ -10,6 +10,12 @@ export interface Fault {
   match?: FaultMatch;
   /** How many matching requests it hits; default 1; Infinity allowed. */
   times?: number;
+  /**
+   * The share of matching requests it hits, from 0 to 1, drawn for each by the simulator's seeded
+   * generator (the same seed, the same draws, in the order requests come); default 1, every one. A
+   * request it lets by goes to the next matching fault, or is answered as without it.
+   */
+  share?: number;
   status?: number;
   headers?: Record<string, string>;
   /** Raw body to send (HTML, truncated JSON, ...). */
@@ -41,11 +47,16 @@ function matches(match: FaultMatch | undefined, request: RequestFacts): boolean 
   return true;
 }
 
-/** Faults in the order added; the first matching one with hits left applies. */
+/** Faults in the order added; the first matching one with hits left (and drawn, for a share) applies. */
 export class FaultQueue {
   private faults: Array<{ fault: Fault; remaining: number }> = [];
 
+  /** `draw`: a number in [0, 1) for each matching request of a fault with a share. */
+  constructor(private readonly draw: () => number) {}
+
   add(fault: Fault): void {
+    const share = fault.share ?? 1;
+    if (!(share >= 0 && share <= 1)) throw new Error(`a fault's share must be from 0 to 1, got ${fault.share}`);
     this.faults.push({ fault, remaining: fault.times ?? 1 });
   }
 
@@ -54,7 +65,7 @@ export class FaultQueue {
   }
 
   take(request: RequestFacts): Fault | undefined {
-    const entry = this.faults.find((f) => f.remaining > 0 && matches(f.fault.match, request));
+    const entry = this.faults.find((f) => f.remaining > 0 && matches(f.fault.match, request) && (f.fault.share === undefined || this.draw() < f.fault.share));
     if (!entry) return undefined;
     entry.remaining--;
     if (entry.remaining <= 0) this.faults = this.faults.filter((f) => f !== entry);

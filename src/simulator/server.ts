@@ -9,6 +9,7 @@ import { bodyBytes, errorResponse, jsonResponse, type HttpResponse } from './htt
 import { deepCopy } from './json.js';
 import { resolveLatency, resolveOptions, type ResolvedOptions, type SimulatorOptions } from './options.js';
 import { QueryError } from './query.js';
+import { SeededRandom } from './random.js';
 import { resolveRoute, TOKEN_PATH } from './routes.js';
 import { faultResponse, overlayFault, readBody, send, sendTruncated } from './send.js';
 import { compareCodeUnits, UserStore, type MutationOptions, type StoredUser } from './store.js';
@@ -59,7 +60,7 @@ export class CpqSimulator {
   private readonly store: UserStore;
   private readonly endpoints: CpqEndpoints;
   private readonly authGate: AuthGate;
-  private readonly faults = new FaultQueue();
+  private readonly faults: FaultQueue;
   private readonly renderedPages = new Map<string, HttpResponse>();
   private readonly sockets = new Set<Socket>();
   private server: Server | undefined;
@@ -89,6 +90,9 @@ export class CpqSimulator {
       reorderPage: () => this.reorderPage,
     });
     this.authGate = new AuthGate(options.auth, o.now);
+    // A generator of its own: the draws for a fault's share depend on the seed alone, not on how much data was built.
+    const draws = SeededRandom.forParts('faults', o.seed);
+    this.faults = new FaultQueue(() => draws.next());
   }
 
   // ------------------------------------------------------------ lifecycle
