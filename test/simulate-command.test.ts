@@ -131,6 +131,17 @@ describe('simulate: rehearsing outages (review JB: no latency, server errors or 
     expect(performance.now() - started).toBeGreaterThanOrEqual(1500);
   }, 60_000);
 
+  it('--latency: Ctrl-C stops it at once while an answer waits out its latency (it waited the whole latency out; review JJ)', async () => {
+    const { serving, url } = await serve(['--latency', '1h']);
+    const waiting = fetch(`${url}/cpq/rest/v16/companies`).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    const signalled = performance.now();
+    serving.kill('SIGINT');
+    expect((await serving.exited).code).toBe(0);
+    expect(performance.now() - signalled).toBeLessThan(10_000);
+    await waiting;
+  }, 60_000);
+
   it('a bad --latency, --fail-rate or --password is one line, exit code 2', async () => {
     const cases: [string[], string][] = [
       [['--latency', 'soon'], '--latency must be a duration such as 250ms or 2s, got "soon"'],

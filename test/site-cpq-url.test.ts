@@ -220,9 +220,39 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
         step: 'cpq (partners)',
         status: 'warn',
         detail: `site partners is new to this database, and site "default" already holds the integration users it reads (from ${url}): its first run stores them again, under partners`,
-        fix: 'read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) for the other',
+        fix: 'read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) on one of the two',
       });
       expect(steps.find((s) => s.step === 'cpq (quiet)')).toMatchObject({ status: 'pass' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a new site reading the host company, beside one that read the integration users through their feed, is told of those users alone: its company read lists them too (review JJ)', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, pathPrefix: '/cpq' });
+    expect(await syncFrom(h, h.sim.baseUrl, {}, { CPQ_COMPANIES: 'partner1', CPQ_PATH_PREFIX: '/cpq', CPQ_INTEGRATION_USERS: 'on' })).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), 'host-only-'));
+    try {
+      const sitesFile = join(dir, 'sites.yaml');
+      writeFileSync(
+        sitesFile,
+        `sites:\n  - name: hostonly\n    baseUrl: ${h.sim.baseUrl}\n    pathPrefix: /cpq\n    companies: _host\n    integrationUsers: "off"\n`,
+      );
+      const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url };
+      const steps = (await runCheck(env)).database?.steps ?? [];
+      expect(steps.find((s) => s.step === 'cpq (hostonly)')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringContaining('site "default" already holds the integration users it reads') as unknown,
+      });
+      // What it says is so: its run stores them again.
+      await runSync({ pool: h.t.pool, db: h.t.db, config: loadConfig(env), log: h.log }, { site: 'hostonly' });
+      const twice = await h.t.query<{ login: string }>(
+        `SELECT a.login FROM cpq.users a JOIN cpq.users b ON b.site = 'hostonly' AND b.company_login = a.company_login AND b.login = a.login
+         WHERE a.site = 'default' AND a.is_integration_user AND a.deleted_at IS NULL AND b.deleted_at IS NULL`,
+      );
+      expect(twice).toHaveLength(2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -23,7 +23,12 @@ export function registerTryCommands(program: Command): void {
     .addOption(
       new Option('--latency <duration>', 'each answer takes at least this long (250ms, 2s; a bare number is seconds), a --fail-rate 503 excepted').default('0'),
     )
-    .addOption(new Option('--fail-rate <share>', 'this share (0 to 1) of the requests for pages of users answered 503, drawn by --seed').default('0'))
+    .addOption(
+      new Option(
+        '--fail-rate <share>',
+        'this share (0 to 1) of the requests for pages of users (JSON, zip exports, integration users) answered 503, drawn by --seed',
+      ).default('0'),
+    )
     .addOption(
       new Option(
         '--password <secret>',

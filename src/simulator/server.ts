@@ -64,6 +64,8 @@ export class CpqSimulator {
   private readonly renderedPages = new Map<string, HttpResponse>();
   private readonly sockets = new Set<Socket>();
   private server: Server | undefined;
+  /** Aborted by stop(): ends the latency waits of requests in progress (a new one per start). */
+  private stopping = new AbortController();
   private url: string | undefined;
   private zipExport: ZipExportOptions | undefined;
 
@@ -99,6 +101,7 @@ export class CpqSimulator {
 
   async start(port = 0, host = '127.0.0.1'): Promise<string> {
     if (this.server) throw new Error('simulator already started');
+    this.stopping = new AbortController();
     const server = createServer((req, res) => void this.handle(req, res));
     server.on('connection', (socket) => {
       this.sockets.add(socket);
@@ -128,6 +131,7 @@ export class CpqSimulator {
     if (!server) return;
     this.server = undefined;
     this.url = undefined;
+    this.stopping.abort();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
@@ -277,7 +281,8 @@ export class CpqSimulator {
       const { fixedMs, perUserMs } = this.options.latency;
       // The latency includes the time the response took to compute here, as a remote site's does.
       const delay = url.pathname === TOKEN_PATH ? 0 : fixedMs + perUserMs * (response.users ?? 0) - (performance.now() - arrivedAt);
-      if (delay > 0) await sleep(delay);
+      // Ended by stop(): a long latency (`simulate --latency 1h`) held the process after Ctrl-C (review JJ).
+      if (delay > 0 && !(await sleep(delay, true, { signal: this.stopping.signal }).catch(() => false))) return;
       if (fault?.action === 'reset') sendTruncated(res, record, overlayFault(response, fault));
       else send(res, record, response);
     } catch (error) {

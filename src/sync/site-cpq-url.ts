@@ -37,7 +37,7 @@ export function sameUsersHeld(site: string, cpqUrl: string, holders: readonly Si
   if (sameCompanies.length === 0) {
     return {
       problem: `site ${site} is new to this database, and ${holds(holders)} the integration users it reads (from ${cpqUrl}): its first run stores them again, under ${site}`,
-      fix: `read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) for the other`,
+      fix: `read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) on one of the two`,
     };
   }
   return {

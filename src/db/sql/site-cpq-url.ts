@@ -15,16 +15,16 @@ export async function recordSiteCpqUrl(on: Queryable, site: string, cpqUrl: stri
 /** Another site of the database holding users a site's run reads too, and which. */
 export interface SiteHoldingUsers {
   name: string;
-  /** Present users of the companies the run reads (every company for `*`). */
+  /** Present users, integration users aside, of the companies the run reads (every company for `*`). */
   companies: boolean;
-  /** Present integration users, when the run reads their feed. */
+  /** Present integration users the run reads: through their feed, or as users of its companies. */
   integrationUsers: boolean;
 }
 
 /**
  * The other sites whose rows were read from `cpqUrl` and that hold present users a run of `site`
- * reads too: of `reads.companies` (every company for `*`), or integration users when it reads
- * their feed (whatever its companies). A first run of `site` stores those users again, under its
+ * reads too: of `reads.companies` (every company for `*`), or integration users, which it reads
+ * through their feed (whatever its companies) or as users of its companies. A first run of `site` stores those users again, under its
  * own name (a site renamed, say by a sites file replacing the environment's settings, whose site
  * is `default`). Each probe asks for the first user in index order (ORDER BY … LIMIT 1), one per
  * site and company, along the (site, company_login, login) index or the integration users'
@@ -41,11 +41,14 @@ export async function readSitesHoldingUsersOf(
   const present = (where: RawBuilder<unknown>) =>
     sql`(SELECT u.login FROM cpq.users u WHERE u.site = s.name AND ${where} AND u.deleted_at IS NULL
          ORDER BY u.company_login, u.login LIMIT 1) IS NOT NULL`;
-  const companies = reads.companies.includes('*')
-    ? present(sql`true`)
-    : sql`EXISTS (SELECT 1 FROM unnest(${[...reads.companies]}::text[]) c(login)
-                  WHERE ${present(sql`u.company_login = c.login`)})`;
-  const integrationUsers = reads.integrationUsers ? present(sql`u.is_integration_user`) : sql`false`;
+  const everyCompany = reads.companies.includes('*');
+  const ofCompanies = (users: RawBuilder<unknown>) =>
+    everyCompany
+      ? present(users)
+      : sql`EXISTS (SELECT 1 FROM unnest(${[...reads.companies]}::text[]) c(login) WHERE ${present(sql`${users} AND u.company_login = c.login`)})`;
+  const companies = ofCompanies(sql`NOT u.is_integration_user`);
+  // Read through their feed, or as users of a company the run reads (CPQ lists them there too).
+  const integrationUsers = reads.integrationUsers ? present(sql`u.is_integration_user`) : ofCompanies(sql`u.is_integration_user`);
   const rows = await runCompiled(
     on,
     sql<{ name: string; companies: boolean; integration_users: boolean }>`SELECT s.name, ${companies} AS companies, ${integrationUsers} AS integration_users
