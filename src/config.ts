@@ -170,7 +170,7 @@ export interface AppConfig {
   /**
    * Of unknownVariables, the typos of a variable that is set too (CPQ_COMPANYS beside
    * CPQ_COMPANIES): correcting the name would not give a setting its value, as it would for a
-   * variable left at its default; `check`'s fix says so (review JF).
+   * variable left at its default; `check`'s fix says so (review JB).
    */
   typosBesideTheirVariable: { name: string; variable: string }[];
   /** What is wrong but stops nothing (a sites file holding a secret, or a secret's own file, that others can read): logged as a warning by every command, shown by `check`. */

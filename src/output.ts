@@ -244,7 +244,7 @@ function withPlace(err: unknown, where: string): unknown {
   if (path !== undefined && dirname(path) === dirname(where) && basename(path).startsWith(`.${basename(where)}.`)) {
     // The command line's to change: exit code 2, as for any other bad argument (review HT). A
     // folder that is there answers ENOENT too when its file system makes no files (/proc, /sys):
-    // it was said to be no folder (review JF).
+    // it was said to be no folder (review JB).
     if (code === 'ENOENT' && !isFolder(dirname(where)))
       return new SyncError('config', `cannot write ${where}: there is no folder ${dirname(where)}; create it, or choose another for --out`);
     if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {

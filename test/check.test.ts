@@ -582,7 +582,7 @@ describe('cpq-sync check against the simulator', () => {
     });
   });
 
-  it('a misspelt variable beside the one it misspells is not said to leave its setting at its default: CPQ_COMPANYS beside CPQ_COMPANIES=* (review JF)', async ({
+  it('a misspelt variable beside the one it misspells is not said to leave its setting at its default: CPQ_COMPANYS beside CPQ_COMPANIES=* (review JB)', async ({
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1, integrationUsers: 0 });

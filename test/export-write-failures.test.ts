@@ -111,7 +111,7 @@ describe('an export whose destination fails', () => {
       code: 2,
       stderr: `cpq-sync: cannot write ${nowhere}: there is no folder ${join(folder, 'none')}; create it, or choose another for --out\n`,
     });
-    // A folder that is there, in a file system that makes no files: it was said to be no folder (review JF).
+    // A folder that is there, in a file system that makes no files: it was said to be no folder (review JB).
     const proc = await exportTo(['snapshot', '--out', '/proc/x.csv'], { DATABASE_URL: h.t.url }, 'ignore');
     expect({ code: proc.code, stderr: proc.stderr }).toEqual({
       code: 2,

@@ -320,7 +320,7 @@ describe('deletions', () => {
     expect((await h.sync()).mode).toBe('full');
   });
 
-  it("the 'sync run started' line says how the run reads: full for a first run and for --full, per stream otherwise (a first run said full: false, review JF)", async ({
+  it("the 'sync run started' line says how the run reads: full for a first run and for --full, per stream otherwise (a first run said full: false, review JB)", async ({
     startHarness,
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 });

@@ -117,7 +117,7 @@ describe('cpq-sync schedule (process)', () => {
     // takes 0.3-0.5 s at load 11; 3 s left a loaded CI little room for a process's exit.
     expect(Date.now() - signalledAt).toBeLessThan(10_000);
     expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(0);
-    // It said a current run rolls back and is recorded as interrupted, with none in progress (review JF).
+    // It said a current run rolls back and is recorded as interrupted, with none in progress (review JB).
     const shutdown = worker.lines().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('shutdown requested'));
     expect(shutdown.map((l) => l.msg)).toEqual(['shutdown requested: no new runs; no run is in progress, so the worker stops']);
   });

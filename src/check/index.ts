@@ -74,7 +74,7 @@ export async function runCheck(env: Record<string, string | undefined> = process
 
 /**
  * What to do of the variables cpq-sync does not read: "its setting is at its default" was said of
- * CPQ_COMPANYS beside CPQ_COMPANIES=* too, where the variable it misspells is set (review JF).
+ * CPQ_COMPANYS beside CPQ_COMPANIES=* too, where the variable it misspells is set (review JB).
  */
 function unknownVariablesFix(config: AppConfig): string | undefined {
   if (config.unknownVariables.length === 0) return undefined;

@@ -236,7 +236,7 @@ class SyncRun {
     const seconds = () => (Date.now() - started) / 1000;
     // How it reads, as far as known now: each stream's mode is decided as it is read (its cursor,
     // SYNC_FULL_EVERY), and only --full or a first run is full throughout. `full` was --full alone:
-    // false for a first run, which reads everything (review JF).
+    // false for a first run, which reads everything (review JB).
     const mode = this.readsAll ? 'full' : 'per stream';
     runLog.info({ baseUrl: this.cpq.baseUrl, mode, database: this.deps.where }, 'sync run started');
 

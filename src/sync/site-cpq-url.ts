@@ -28,7 +28,8 @@ export function requireSameCpq(
  * (`holders`) hold users it reads: it stores them again. Most often the site is one of them
  * renamed (a sites file replacing the environment's settings, whose one site is `default`), and
  * every user is stored twice; two sites of one CPQ that read other companies share only its
- * integration users, which each site reads whatever its companies (review JI).
+ * integration users, which a site reads through their feed whatever its companies, or as users
+ * of a company it reads (reviews JI, JJ).
  */
 export function sameUsersHeld(site: string, cpqUrl: string, holders: readonly SiteHoldingUsers[]): { problem: string; fix: string } {
   const sameCompanies = holders.filter((h) => h.companies);

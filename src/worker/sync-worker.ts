@@ -18,7 +18,7 @@ import { readRunOutcomes } from '../db/sql/read-run-outcomes.js';
 
 /**
  * What a worker asked to stop does, as the shutdown's log line says it, with `runs` runs under
- * way: an idle worker was said to roll back a current run it did not have (review JF).
+ * way: an idle worker was said to roll back a current run it did not have (review JB).
  */
 export function workerStopping(runs: number): string {
   if (runs === 0) return 'no new runs; no run is in progress, so the worker stops';

@@ -24,9 +24,9 @@ export interface SiteHoldingUsers {
 /**
  * The other sites whose rows were read from `cpqUrl` and that hold present users a run of `site`
  * reads too: of `reads.companies` (every company for `*`), or integration users, which it reads
- * through their feed (whatever its companies) or as users of its companies. A first run of `site` stores those users again, under its
- * own name (a site renamed, say by a sites file replacing the environment's settings, whose site
- * is `default`). Each probe asks for the first user in index order (ORDER BY … LIMIT 1), one per
+ * through their feed (whatever its companies) or as users of its companies. A first run of `site`
+ * stores those users again, under its own name (a site renamed, say by a sites file replacing the
+ * environment's settings, whose site is `default`). Each probe asks for the first user in index order (ORDER BY … LIMIT 1), one per
  * site and company, along the (site, company_login, login) index or the integration users'
  * partial one: asked only whether one exists, Postgres scanned every site's users for a site that
  * held none (0.4-1.2 s at a million; review JI). With `*`, a site whose users are all deleted is
