@@ -21,9 +21,8 @@ import { readAppliedMigrations } from '../db/sql/read-applied-migrations.js';
 import { encodingProblem, readDatabaseEncoding } from '../db/sql/read-database-encoding.js';
 import { readSchemaRights, readSchemaUsage, type SchemaRights } from '../db/sql/read-schema-rights.js';
 import { readWriteAccess, writeAccessProblem } from '../db/sql/read-only-database.js';
-import { readSiteCpqUrl, readSitesHoldingUsersOf } from '../db/sql/site-cpq-url.js';
-import { integrationEnabled } from '../sync/integration-users.js';
-import { sameUsersHeld } from '../sync/site-cpq-url.js';
+import { readSiteCpqUrl } from '../db/sql/site-cpq-url.js';
+import { readSameUsersHeld } from '../sync/site-cpq-url.js';
 import { outsiderHolder, readSyncLockHolder, runHolder } from '../db/sql/read-sync-lock-holder.js';
 import { databaseHint } from '../error-hints.js';
 import { errorCode, errorMessage, isUndefinedTable } from '../errors.js';
@@ -106,14 +105,8 @@ export async function checkSiteCpq(database: Database, site: SiteConfig): Promis
     };
   const recorded = await readSiteCpqUrl(database.pool, site.name).catch(beforeSites(null));
   if (recorded === null) {
-    const holders = await readSitesHoldingUsersOf(database.pool, site.name, cpqUrl, {
-      companies: site.cpq.companies,
-      integrationUsers: integrationEnabled(site.cpq),
-    }).catch(beforeSites([]));
-    if (holders.length > 0) {
-      const { problem, fix } = sameUsersHeld(site.name, cpqUrl, holders);
-      return warn(step, problem, fix);
-    }
+    const sameUsers = await readSameUsersHeld(database.pool, site.name, site.cpq).catch(beforeSites(undefined));
+    if (sameUsers) return warn(step, sameUsers.problem, sameUsers.fix);
     return pass(step, `no CPQ recorded yet: the next successful run records ${cpqUrl}`);
   }
   if (recorded !== cpqUrl) {

@@ -25,7 +25,7 @@ import { countUsersRead } from '../db/sql/count-users-read.js';
 import { readRunClock } from '../db/sql/read-run-clock.js';
 import { readDatabaseNow } from '../db/sql/read-database-now.js';
 import { preferLz4Compression } from '../db/sql/prefer-lz4-compression.js';
-import { readSiteCpqUrl, readSitesHoldingUsersOf, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
+import { readSiteCpqUrl, recordSiteCpqUrl } from '../db/sql/site-cpq-url.js';
 import { SyncLockHeldByOutsider, withSyncLock } from '../db/sql/with-sync-lock.js';
 import { prepareHoldingSession, releaseHoldingSession } from '../db/sql/holding-session.js';
 import {
@@ -63,7 +63,7 @@ import {
   stageIntegrationOnly,
 } from './integration-users.js';
 import { MergeBatches, mergeStaged, type MergeDeletions } from './merge.js';
-import { requireSameCpq, sameUsersHeld } from './site-cpq-url.js';
+import { readSameUsersHeld, requireSameCpq } from './site-cpq-url.js';
 import { Stager } from './stager.js';
 import { proveRun } from './run-proof.js';
 import { redactedAny } from '../db/sql/redact-personal.js';
@@ -699,13 +699,8 @@ class SyncRun {
       this.warn(`site ${site} was synced from ${recordedCpqUrl}; from this run on, from ${cpqUrl} (--cpq-moved)`);
     // A site's first run: another site of this database may hold the same users (this one is it,
     // renamed), which this run stores again; said, not refused, as for two sites of one sites file.
-    if (recordedCpqUrl === null) {
-      const holders = await readSitesHoldingUsersOf(client, site, cpqUrl, { companies: this.cpq.companies, integrationUsers: integrationEnabled(this.cpq) });
-      if (holders.length > 0) {
-        const { problem, fix } = sameUsersHeld(site, cpqUrl, holders);
-        this.warn(`${problem}: ${fix}`);
-      }
-    }
+    const sameUsers = recordedCpqUrl === null ? await readSameUsersHeld(client, site, this.cpq) : undefined;
+    if (sameUsers) this.warn(`${sameUsers.problem}: ${sameUsers.fix}`);
     // The floor of the run's effective time (after the site's last run) and the database's time,
     // which SYNC_FULL_EVERY is judged by for every stream of the run.
     const clock = await readRunClock(client, site);

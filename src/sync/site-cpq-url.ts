@@ -1,5 +1,8 @@
-import type { SiteHoldingUsers } from '../db/sql/site-cpq-url.js';
+import { siteCpqUrl, type CpqConfig } from '../config.js';
+import type { Queryable } from '../db/compiled-query.js';
+import { readSitesHoldingUsersOf, type SiteHoldingUsers } from '../db/sql/site-cpq-url.js';
 import { SyncError } from '../errors.js';
+import { integrationEnabled } from './integration-users.js';
 
 /**
  * Throws unless a run of `site` may read `cpqUrl`: the address its rows were read from (`recorded`),
@@ -47,4 +50,11 @@ export function sameUsersHeld(site: string, cpqUrl: string, holders: readonly Si
       `if ${site} is ${named(sameCompanies)} renamed (a sites file replacing the environment's settings: their site is "default"), give it that name again; ` +
       `or rename or delete the old site's rows in SQL (README: Several sites); if both are meant, give each its own companies`,
   };
+}
+
+/** sameUsersHeld of a first run of `site` reading `cpq`, from the sites the database holds; undefined when none holds its users: what the run and `check` say. */
+export async function readSameUsersHeld(on: Queryable, site: string, cpq: CpqConfig): Promise<{ problem: string; fix: string } | undefined> {
+  const cpqUrl = siteCpqUrl(cpq.baseUrl, cpq.pathPrefix);
+  const holders = await readSitesHoldingUsersOf(on, site, cpqUrl, { companies: cpq.companies, integrationUsers: integrationEnabled(cpq) });
+  return holders.length > 0 ? sameUsersHeld(site, cpqUrl, holders) : undefined;
 }
