@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runCheck } from '../src/check/index.js';
 import { loadConfig } from '../src/config.js';
@@ -122,7 +119,10 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
     expect(await recordedUrl(h)).toBe(siteCpqUrl(h.config.sites[0]!.cpq.baseUrl));
   });
 
-  it('run: refused with exit code 2 naming --cpq-moved, as check says; --cpq-moved needs one site; with it the run succeeds', async ({ startHarness }) => {
+  it('run: refused with exit code 2 naming --cpq-moved, as check says; --cpq-moved needs one site; with it the run succeeds', async ({
+    startHarness,
+    writeSitesFile,
+  }) => {
     const h = await startHarness();
     await h.sync();
     const moved = await otherCpq();
@@ -148,16 +148,13 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
       });
       expect(report.ok).toBe(false);
       expect((await runCheck(env)).database?.steps.find((s) => s.step === 'cpq (default)')).toMatchObject({ status: 'pass' });
-      const dir = mkdtempSync(join(tmpdir(), 'cpq-moved-'));
-      try {
-        const sitesFile = join(dir, 'sites.yaml');
-        writeFileSync(sitesFile, `sites:\n  - name: default\n    baseUrl: ${moved.url}\n  - name: other\n    baseUrl: ${h.sim.baseUrl}\n`);
-        const several = await cli(['run', '--cpq-moved'], { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, LOG_LEVEL: 'error' });
-        expect(several.code).toBe(2);
-        expect(several.stderr).toContain('--cpq-moved is said of one site: name it (--site NAME)');
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      const sitesFile = writeSitesFile([
+        { name: 'default', baseUrl: moved.url },
+        { name: 'other', baseUrl: h.sim.baseUrl },
+      ]);
+      const several = await cli(['run', '--cpq-moved'], { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url, LOG_LEVEL: 'error' });
+      expect(several.code).toBe(2);
+      expect(several.stderr).toContain('--cpq-moved is said of one site: name it (--site NAME)');
     } finally {
       await moved.sim.stop();
     }
@@ -165,96 +162,83 @@ describe('the CPQ a site was synced from (cpq.sites.cpq_url)', () => {
 
   it("a site new to the database whose users another site of it holds (a sites file replacing the environment's settings) is warned by check and in its first run's record; one reading other companies is not (review JB)", async ({
     startHarness,
+    writeSitesFile,
   }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 3, integrationUsers: 0 });
     // The environment's site, default, reads the host company.
     expect(await syncFrom(h, h.sim.baseUrl, {}, { CPQ_COMPANIES: '_host' })).toBeUndefined();
-    const dir = mkdtempSync(join(tmpdir(), 'same-users-'));
-    try {
-      const sitesFile = join(dir, 'sites.yaml');
-      // prod: the environment's site under a new name; others: another company of the same CPQ.
-      writeFileSync(
-        sitesFile,
-        `sites:\n  - name: prod\n    baseUrl: ${h.sim.baseUrl}\n  - name: others\n    baseUrl: ${h.sim.baseUrl}\n    companies: partner1\n`,
-      );
-      const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url };
-      const url = siteCpqUrl(h.sim.baseUrl);
-      const problem = `site prod is new to this database, and site "default" already holds users it reads (from ${url}, some of the same companies): its first run stores them again, under prod, every user twice`;
-      const fix = `if prod is "default" renamed (a sites file replacing the environment's settings: their site is "default"), give it that name again; or rename or delete the old site's rows in SQL (README: Several sites); if both are meant, give each its own companies`;
-      const steps = (await runCheck(env)).database?.steps ?? [];
-      expect(steps.find((s) => s.step === 'cpq (prod)')).toEqual({ step: 'cpq (prod)', status: 'warn', detail: problem, fix });
-      expect(steps.find((s) => s.step === 'cpq (others)')).toMatchObject({ status: 'pass' });
-      const config = loadConfig(env);
-      await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'prod' });
-      await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'others' });
-      const runs = await h.t.query<{ site: string; warnings: string[] }>(
-        `SELECT site, warnings FROM cpq.sync_runs WHERE site IN ('prod', 'others') ORDER BY site COLLATE "C"`,
-      );
-      expect(runs).toEqual([
-        { site: 'others', warnings: [] },
-        { site: 'prod', warnings: [`${problem}: ${fix}`] },
-      ]);
-      // Its next run is no first run: said once.
-      await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'prod' });
-      const [last] = await h.t.query<{ warnings: string[] }>(`SELECT warnings FROM cpq.sync_runs WHERE site = 'prod' ORDER BY id DESC LIMIT 1`);
-      expect(last).toEqual({ warnings: [] });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    // prod: the environment's site under a new name; others: another company of the same CPQ.
+    const sitesFile = writeSitesFile([
+      { name: 'prod', baseUrl: h.sim.baseUrl },
+      { name: 'others', baseUrl: h.sim.baseUrl, companies: 'partner1' },
+    ]);
+    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url };
+    const url = siteCpqUrl(h.sim.baseUrl);
+    const problem = `site prod is new to this database, and site "default" already holds users it reads (from ${url}, some of the same companies): its first run stores them again, under prod, every user twice`;
+    const fix = `if prod is "default" renamed (a sites file replacing the environment's settings: their site is "default"), give it that name again; or rename or delete the old site's rows in SQL (README: Several sites); if both are meant, give each its own companies`;
+    const steps = (await runCheck(env)).database?.steps ?? [];
+    expect(steps.find((s) => s.step === 'cpq (prod)')).toEqual({ step: 'cpq (prod)', status: 'warn', detail: problem, fix });
+    expect(steps.find((s) => s.step === 'cpq (others)')).toMatchObject({ status: 'pass' });
+    const config = loadConfig(env);
+    await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'prod' });
+    await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'others' });
+    const runs = await h.t.query<{ site: string; warnings: string[] }>(
+      `SELECT site, warnings FROM cpq.sync_runs WHERE site IN ('prod', 'others') ORDER BY site COLLATE "C"`,
+    );
+    expect(runs).toEqual([
+      { site: 'others', warnings: [] },
+      { site: 'prod', warnings: [`${problem}: ${fix}`] },
+    ]);
+    // Its next run is no first run: said once.
+    await runSync({ pool: h.t.pool, db: h.t.db, config, log: h.log }, { site: 'prod' });
+    const [last] = await h.t.query<{ warnings: string[] }>(`SELECT warnings FROM cpq.sync_runs WHERE site = 'prod' ORDER BY id DESC LIMIT 1`);
+    expect(last).toEqual({ warnings: [] });
   });
 
   it('two sites of one CPQ reading other companies share only its integration users: the new one is told that, and to read them on one site only (review JI)', async ({
     startHarness,
+    writeSitesFile,
   }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, pathPrefix: '/cpq' });
     expect(await syncFrom(h, h.sim.baseUrl, {}, { CPQ_COMPANIES: '_host', CPQ_PATH_PREFIX: '/cpq', CPQ_INTEGRATION_USERS: 'on' })).toBeUndefined();
-    const dir = mkdtempSync(join(tmpdir(), 'same-integration-users-'));
-    try {
-      const sitesFile = join(dir, 'sites.yaml');
-      const partners = (name: string, integrationUsers: string) =>
-        `  - name: ${name}\n    baseUrl: ${h.sim.baseUrl}\n    pathPrefix: /cpq\n    companies: partner1\n    integrationUsers: "${integrationUsers}"\n`;
-      writeFileSync(sitesFile, `sites:\n${partners('partners', 'on')}${partners('quiet', 'off')}`);
-      const steps = (await runCheck({ CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url })).database?.steps ?? [];
-      const url = siteCpqUrl(h.sim.baseUrl, '/cpq');
-      expect(steps.find((s) => s.step === 'cpq (partners)')).toEqual({
-        step: 'cpq (partners)',
-        status: 'warn',
-        detail: `site partners is new to this database, and site "default" already holds the integration users it reads (from ${url}): its first run stores them again, under partners`,
-        fix: 'read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) on one of the two',
-      });
-      expect(steps.find((s) => s.step === 'cpq (quiet)')).toMatchObject({ status: 'pass' });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const partners = (name: string, integrationUsers: string) => ({
+      name,
+      baseUrl: h.sim.baseUrl,
+      pathPrefix: '/cpq',
+      companies: 'partner1',
+      integrationUsers,
+    });
+    const sitesFile = writeSitesFile([partners('partners', 'on'), partners('quiet', 'off')]);
+    const steps = (await runCheck({ CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url })).database?.steps ?? [];
+    const url = siteCpqUrl(h.sim.baseUrl, '/cpq');
+    expect(steps.find((s) => s.step === 'cpq (partners)')).toEqual({
+      step: 'cpq (partners)',
+      status: 'warn',
+      detail: `site partners is new to this database, and site "default" already holds the integration users it reads (from ${url}): its first run stores them again, under partners`,
+      fix: 'read them on one site only: integrationUsers: off (CPQ_INTEGRATION_USERS=off) on one of the two',
+    });
+    expect(steps.find((s) => s.step === 'cpq (quiet)')).toMatchObject({ status: 'pass' });
   });
 
   it('a new site reading the host company, beside one that read the integration users through their feed, is told of those users alone: its company read lists them too (review JJ)', async ({
     startHarness,
+    writeSitesFile,
   }) => {
     const h = await startHarness({ partnerCompanies: 1, usersPerCompany: 2, integrationUsers: 2, pathPrefix: '/cpq' });
     expect(await syncFrom(h, h.sim.baseUrl, {}, { CPQ_COMPANIES: 'partner1', CPQ_PATH_PREFIX: '/cpq', CPQ_INTEGRATION_USERS: 'on' })).toBeUndefined();
-    const dir = mkdtempSync(join(tmpdir(), 'host-only-'));
-    try {
-      const sitesFile = join(dir, 'sites.yaml');
-      writeFileSync(
-        sitesFile,
-        `sites:\n  - name: hostonly\n    baseUrl: ${h.sim.baseUrl}\n    pathPrefix: /cpq\n    companies: _host\n    integrationUsers: "off"\n`,
-      );
-      const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url };
-      const steps = (await runCheck(env)).database?.steps ?? [];
-      expect(steps.find((s) => s.step === 'cpq (hostonly)')).toMatchObject({
-        status: 'warn',
-        detail: expect.stringContaining('site "default" already holds the integration users it reads') as unknown,
-      });
-      // What it says is so: its run stores them again.
-      await runSync({ pool: h.t.pool, db: h.t.db, config: loadConfig(env), log: h.log }, { site: 'hostonly' });
-      const twice = await h.t.query<{ login: string }>(
-        `SELECT a.login FROM cpq.users a JOIN cpq.users b ON b.site = 'hostonly' AND b.company_login = a.company_login AND b.login = a.login
+    const sitesFile = writeSitesFile([{ name: 'hostonly', baseUrl: h.sim.baseUrl, pathPrefix: '/cpq', companies: '_host', integrationUsers: 'off' }]);
+    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: h.t.url };
+    const steps = (await runCheck(env)).database?.steps ?? [];
+    expect(steps.find((s) => s.step === 'cpq (hostonly)')).toMatchObject({
+      status: 'warn',
+      detail: expect.stringContaining('site "default" already holds the integration users it reads') as unknown,
+    });
+    // What it says is so: its run stores them again.
+    await runSync({ pool: h.t.pool, db: h.t.db, config: loadConfig(env), log: h.log }, { site: 'hostonly' });
+    const twice = await h.t.query<{ login: string }>(
+      `SELECT a.login FROM cpq.users a JOIN cpq.users b ON b.site = 'hostonly' AND b.company_login = a.company_login AND b.login = a.login
          WHERE a.site = 'default' AND a.is_integration_user AND a.deleted_at IS NULL AND b.deleted_at IS NULL`,
-      );
-      expect(twice).toHaveLength(2);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    );
+    expect(twice).toHaveLength(2);
   });
 });
