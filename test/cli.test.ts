@@ -81,7 +81,9 @@ describe('cpq-sync CLI', () => {
       // commander wraps the description at 80 columns.
       return out.stdout.replace(/\s+/g, ' ');
     };
-    expect(await help('status')).toContain('exit code 1 when the last run of a site failed or was abandoned (its process died), or when a site is stale');
+    expect(await help('status')).toContain(
+      'exit code 1 when the last run of a site failed or was abandoned (it ended without recording how), or when a site is stale',
+    );
     expect(await help('demo')).toContain('two simulated sites');
     expect(await help('schedule')).toContain('each site synced on its schedule');
     expect(await help('run')).toContain('full the first time (per stream) and every SYNC_FULL_EVERY, incremental otherwise');

@@ -2,7 +2,8 @@ import pg from 'pg';
 import { describe, expect } from 'vitest';
 import { inReadOnlySnapshot } from '../src/db/sql/in-read-only-snapshot.js';
 import { SyncError } from '../src/errors.js';
-import { CliProcess } from './helpers/cli-process.js';
+import { CliProcess, cli } from './helpers/cli-process.js';
+import { cutProxy } from './helpers/cut-proxy.js';
 import { freePort } from './helpers/free-port.js';
 import { untilWaitingForLock } from './helpers/database.js';
 import { it } from './helpers/fixtures.js';
@@ -53,6 +54,27 @@ describe('a read command whose database session ends', () => {
       } finally {
         exporter.kill('SIGKILL');
         await holder.query('ROLLBACK');
+      }
+    });
+  }
+});
+
+describe('a read command whose connection is lost while it tells why the schema is not there', () => {
+  // The schema check found no migration and read the role's rights to say why (missingSchemaError):
+  // the connection lost then was an internal error, exit code 1, with node-postgres's words alone.
+  for (const command of [['changes', '--after', '0'], ['snapshot'], ['verify', '--chain'], ['alerts', 'list']]) {
+    it(`${command.join(' ')}: exit code 6, one line saying the connection was lost, nothing on standard output`, async ({ createDatabase }) => {
+      const t = await createDatabase();
+      await t.query('DROP SCHEMA cpq CASCADE');
+      const proxy = await cutProxy(t.url, /has_database_privilege/);
+      try {
+        const out = await cli(command, { DATABASE_URL: proxy.url });
+        expect(proxy.cut).toBe(true);
+        expect(out.stderr).toMatch(/^cpq-sync: database error: lost the connection to Postgres \(Connection terminated unexpectedly\)[^\n]*\n$/);
+        expect(out.code).toBe(6);
+        expect(out.stdout).toBe('');
+      } finally {
+        await proxy.close();
       }
     });
   }

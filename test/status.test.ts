@@ -216,16 +216,17 @@ describe('cpq-sync status', () => {
       await release();
       client.release();
     }
-    // The lock free: the process of the run is gone (review AB), a failure as the abandoned run the
-    // next run records it as, not a success until then (review CB).
+    // The lock free: the run's session is gone (review AB), a failure as the abandoned run the next
+    // run records it as, not a success until then (review CB). Said without claiming its process
+    // died: a run that lost the database, and could not record so, ends the same way.
     const dead = await status(h);
     expect(dead.code).toBe(1);
     expect(dead.stdout).toMatch(/ \? +full +dead +\? +\? +\? +\? +\? +\? +\?\n/);
     expect(dead.stdout).toMatch(
-      /dead: recorded running, but no session holds the site's sync lock \(run \d+\): its process died; the next run of the site records it abandoned\./,
+      /\n {2}dead: recorded running, but no session holds the site's sync lock \(run \d+\): it ended without recording how \(its process killed or crashed, its machine lost, or its connection to Postgres lost\); the next run of the site records it abandoned\.\n/,
     );
     expect(dead.stdout).toMatch(
-      /\nLAST RUN ABANDONED: run \d+: recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned\n/,
+      /\nLAST RUN ABANDONED: run \d+: recorded running, but no session holds its site's sync lock: it ended without recording how \(its process killed or crashed, its machine lost, or its connection to Postgres lost\); the next run records it abandoned\n/,
     );
     const json = JSON.parse((await status(h, ['--json'])).stdout) as StatusReport;
     expect(json.sites[0]!.runs[0]).toMatchObject({ status: 'running', presumedDead: true, durationSeconds: null, usersSeen: null, inserted: null });
@@ -248,7 +249,7 @@ describe('cpq-sync status', () => {
   }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 1 });
     await h.sync();
-    // The site's former name, left with a run whose process died (no session holds its lock).
+    // The site's former name, left with a dead run (recorded running, no session holds its lock).
     await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode) VALUES ('old-emea', 'running', 'full')`);
     const configured = { DATABASE_URL: h.t.url, CPQ_BASE_URL: h.sim.baseUrl, CPQ_TOKEN: 't' };
     const out = await cli(['status'], configured);

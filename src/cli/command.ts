@@ -77,6 +77,8 @@ export async function requireKnownSites(pool: pg.Pool, names: readonly string[] 
  *   migrations are applied (requireSyncedInto): a newer release's status reads a database of the
  *   release before, whose workers are not upgraded yet. Only a database without what runs make is
  *   refused: `status || alert` pointed at another database must alert, not report no runs.
+ * Either check's failure of the database (its session lost as it reads the schema, or as it reads
+ * the role's rights to say why the schema is not there) is a database failure, exit code 6.
  */
 export async function withReadDatabase<T>(
   config: AppConfig,
@@ -89,7 +91,7 @@ export async function withReadDatabase<T>(
   const database = await openDatabase(config, log, { existing: true });
   try {
     if (schema === 'synced') await requireSyncedInto(database.pool, 'read').catch(rethrowAsSyncError);
-    else await requireMigrated(database.pool);
+    else await requireMigrated(database.pool).catch(rethrowAsSyncError);
     await requireKnownSites(database.pool, sites);
     return await work(database);
   } finally {

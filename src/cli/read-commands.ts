@@ -11,7 +11,7 @@ export function registerReadCommands(program: Command): void {
   program
     .command('status')
     .description(
-      'per site, the last runs (of a run in progress, how far it has come) and the cursor per stream; exit code 1 when the last run of a site failed or was abandoned (its process died), or when a site is stale: no success within SYNC_STALE_AFTER (for alerts)',
+      'per site, the last runs (of a run in progress, how far it has come) and the cursor per stream; exit code 1 when the last run of a site failed or was abandoned (it ended without recording how), or when a site is stale: no success within SYNC_STALE_AFTER (for alerts)',
     )
     .option('--json', 'JSON for scripts instead of tables')
     .addOption(new Option('--limit <n>', 'how many runs to list per site').default('10'))

@@ -19,22 +19,30 @@ export interface RunHealth {
   lastSuccessSeconds: number | null;
   /** When the current streak of unsuccessful runs began; null when the last run succeeded. */
   failingSince: Date | null;
-  /** True when the last run that ended on its own failed (or was abandoned by a crash, or died). */
+  /** True when the last run that ended on its own failed (or was abandoned, or is dead). */
   lastRunFailed: boolean;
   /** When the oldest run still `running` started (a run going on, or one that hangs); null when none is, or they are dead. */
   runningSince: Date | null;
   /**
-   * The newest run recorded `running` whose site's sync lock no session holds: its process died
-   * (killed, the machine lost), and the next run of the site records it abandoned. Runs up to it
-   * recorded `running` are dead too; null when none is.
+   * The newest run recorded `running` whose site's sync lock no session holds: it ended without
+   * recording how (DEAD_RUN_CAUSE), and the next run of the site records it abandoned. Runs up to
+   * it recorded `running` are dead too; null when none is.
    */
   deadRunId: string | null;
   /** The database's time when read (run times are the database's); undefined without the cpq tables. */
   now: Date | undefined;
 }
 
+/**
+ * What is known of a dead run: the session that held its site's sync lock is gone, without a record
+ * of how the run ended. Not that its process died: a run that lost its connection to Postgres and
+ * could not record its failure within half a minute of tries is left so too (`run` then exits 6, a
+ * worker goes on), and so is one whose record a shutdown could not wait for.
+ */
+export const DEAD_RUN_CAUSE = 'it ended without recording how (its process killed or crashed, its machine lost, or its connection to Postgres lost)';
+
 /** What a dead run's error reads as, until the next run records it abandoned. */
-const DEAD_RUN_ERROR = "recorded running, but no session holds its site's sync lock: its process died; the next run records it abandoned";
+const DEAD_RUN_ERROR = `recorded running, but no session holds its site's sync lock: ${DEAD_RUN_CAUSE}; the next run records it abandoned`;
 
 /** Reads the verdict of `site`'s run history; a database without the cpq tables yet has no runs. */
 export async function readRunHealth(on: Queryable, site: string): Promise<RunHealth> {

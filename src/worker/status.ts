@@ -10,18 +10,18 @@ import { headOf } from '../exact-json.js';
 import { textTable } from '../text-table.js';
 import type { RunProgressReport } from '../db/schema.js';
 import { formatCount } from '../progress/display.js';
-import { readRunHealth, type RunHealth } from './run-health.js';
+import { DEAD_RUN_CAUSE, readRunHealth, type RunHealth } from './run-health.js';
 
 export interface RunSummary {
   id: string;
   startedAt: string;
   finishedAt: string | null;
-  /** Up to now for a run still going; null for an abandoned one, or a dead one (when its process died is not known). */
+  /** Up to now for a run still going; null for an abandoned one, or a dead one (when it ended is not known). */
   durationSeconds: number | null;
   status: string;
   /**
-   * True for a run recorded `running` whose site's sync lock no session holds: its process died
-   * (killed, the machine lost), and the next run of the site records it abandoned.
+   * True for a run recorded `running` whose site's sync lock no session holds: it ended without
+   * recording how (DEAD_RUN_CAUSE), and the next run of the site records it abandoned.
    */
   presumedDead?: true;
   mode: string;
@@ -346,7 +346,7 @@ function formatSite(report: SiteStatus): string[] {
     const dead = report.runs.filter((r) => r.presumedDead).map((r) => r.id);
     if (dead.length > 0) {
       out.push(
-        `  dead: recorded running, but no session holds the site's sync lock (run ${dead.join(', ')}): its process died; the next run of the site records it abandoned.`,
+        `  dead: recorded running, but no session holds the site's sync lock (run ${dead.join(', ')}): ${DEAD_RUN_CAUSE}; the next run of the site records it abandoned.`,
       );
     }
   }

@@ -2,8 +2,9 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
 
 /**
  * Marks `site`'s runs still `running` as `abandoned`; returns their ids. Only for a caller holding
- * the site's sync lock: a run of the site left `running` then was left by a process that died.
- * `finished_at` stays empty: when that process died is not known (now is only when it was found,
+ * the site's sync lock: a run of the site left `running` then ended without recording how (its
+ * process killed, or its connection to Postgres lost: DEAD_RUN_CAUSE in src/worker/run-health.ts).
+ * `finished_at` stays empty: when it ended is not known (now is only when it was found,
  * perhaps a day later), and a run's duration is then unknown, not that long.
  */
 export async function abandonDeadRuns(on: Queryable, site: string): Promise<string[]> {

@@ -5,7 +5,7 @@ import { queryBuilder, runCompiled, type Queryable } from '../compiled-query.js'
 /**
  * The last `limit` runs of `site`, newest first, as the database holds them: times as ISO text (with their
  * microseconds), jsonb as its text; `seconds` the run's duration, up to now for a run still going,
- * null for an abandoned one (when its process died is not known). `progress`: whether the table has
+ * null for an abandoned one (when it ended is not known). `progress`: whether the table has
  * its progress columns (syncRunsHaveProgress); without them, every run reads none.
  */
 export async function readRecentRuns(on: Queryable, site: string, limit: number, progress: boolean) {
