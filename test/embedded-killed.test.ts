@@ -108,7 +108,7 @@ describe('embedded Postgres and a killed run', () => {
     const again = await cli(['run'], env);
     expect(again.stderr, 'the next run').toBe('');
     expect(again.code, 'the next run').toBe(0);
-    expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
+    expect(again.stdout).toContain('marked a dead run (left running, it ended without recording how) as abandoned');
     expect(existsSync(socketDir), "the orphan's socket folder").toBe(false);
     const status = await cli(['status', '--json'], env);
     expect(status.code, status.stderr).toBe(0);

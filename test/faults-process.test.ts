@@ -154,10 +154,10 @@ describe('process faults', () => {
     );
     expect(rows.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
     expect(rows[1]).toMatchObject({
-      error: 'the process running it stopped before it finished; nothing it read was kept',
-      finished_at: null, // when the process died is not known
+      error: 'it ended without recording how (its process stopped, or its connection to Postgres lost); nothing it read was kept',
+      finished_at: null, // when it ended is not known
     });
-    expect(again.stdout).toContain('marked a run left running by a dead process as abandoned');
+    expect(again.stdout).toContain('marked a dead run (left running, it ended without recording how) as abandoned');
     await expectInSync(h);
   });
 

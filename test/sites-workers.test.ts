@@ -75,7 +75,9 @@ describe('many sites, many workers', () => {
     await until('beta synced by the other worker', async () => (await ofSite('beta')).some((r) => r.status === 'succeeded'), 30_000);
     const beta = await ofSite('beta');
     expect(beta[0]).toMatchObject({ status: 'abandoned' });
-    expect(other.lines().some((l) => l.msg === 'marked a run left running by a dead process as abandoned' && l.site === 'beta')).toBe(true);
+    expect(other.lines().some((l) => l.msg === 'marked a dead run (left running, it ended without recording how) as abandoned' && l.site === 'beta')).toBe(
+      true,
+    );
     expect(await t.query(`SELECT count(*)::int AS n FROM cpq.users WHERE site = 'beta'`)).toEqual([{ n: 3 }]);
 
     other.kill('SIGTERM');

@@ -259,10 +259,10 @@ describe('run lifecycle', () => {
     expect((await h.sync()).inserted).toBe(3);
   });
 
-  it('marks a run left running by a dead process as abandoned', async ({ startHarness }) => {
+  it('marks a dead run (left running, ended without recording how) as abandoned', async ({ startHarness }) => {
     const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 3, integrationUsers: 0 });
     await h.sync();
-    // Started a day ago: the next run finds it now, but when its process died is not known.
+    // Started a day ago: the next run finds it now, but when it ended is not known.
     await h.t.query(`INSERT INTO cpq.sync_runs (site, status, mode, started_at) VALUES ('default', 'running', 'incremental', now() - interval '1 day')`);
     await h.sync();
     const runs = await h.t.query<{ status: string; finished_at: Date | null }>(`SELECT status, finished_at FROM cpq.sync_runs ORDER BY id`);

@@ -177,7 +177,7 @@ class SyncRun {
         this.site.name,
         async () => {
           for (const runId of await abandonDeadRuns(session, this.site.name)) {
-            log.warn({ site: this.site.name, runId }, 'marked a run left running by a dead process as abandoned');
+            log.warn({ site: this.site.name, runId }, 'marked a dead run (left running, it ended without recording how) as abandoned');
           }
           return await this.locked(client);
         },

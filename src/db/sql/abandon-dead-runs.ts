@@ -14,7 +14,10 @@ export async function abandonDeadRuns(on: Queryable, site: string): Promise<stri
       .updateTable('cpq.sync_runs')
       .set((eb) => ({
         status: 'abandoned',
-        error: eb.fn.coalesce('error', eb.val('the process running it stopped before it finished; nothing it read was kept')),
+        error: eb.fn.coalesce(
+          'error',
+          eb.val('it ended without recording how (its process stopped, or its connection to Postgres lost); nothing it read was kept'),
+        ),
       }))
       .where('site', '=', site)
       .where('status', '=', 'running')
