@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { BUILD } from '../build.js';
 import { EXIT_CODES, oneLine } from '../errors.js';
 import { registerComplianceCommands } from './compliance-commands.js';
 import { registerReadCommands } from './read-commands.js';
@@ -17,12 +17,8 @@ export function cliProgram(): Command {
   const program = new Command()
     .name('cpq-sync')
     .description('Copies the users of an Oracle CPQ site into Postgres and records what changed.')
-    // The release an operator reports: package.json beside src/ and dist/ alike.
-    .version(
-      (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
-      '-V, --version',
-      'prints the version',
-    )
+    // The build an operator reports: the release, and the commit it was built from.
+    .version(BUILD, '-V, --version', 'prints the version, and the commit it was built from')
     .configureOutput({ outputError: (text, write) => write(`cpq-sync: ${oneLine(text.replace(/^error: /, ''))} (see --help)\n`) })
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_CODES.config));
 

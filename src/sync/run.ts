@@ -42,6 +42,7 @@ import {
 import { LinkedSignal } from '../linked-signal.js';
 import type { Logger } from '../logger.js';
 import { RecordError } from '../normalize/user-record.js';
+import { BUILD } from '../build.js';
 import { allUntilFirstFailure } from './all-until-first-failure.js';
 import { readCompany } from './company-read.js';
 import {
@@ -238,7 +239,8 @@ class SyncRun {
     // SYNC_FULL_EVERY), and only --full or a first run is full throughout. `full` was --full alone:
     // false for a first run, which reads everything (review JB).
     const mode = this.readsAll ? 'full' : 'per stream';
-    runLog.info({ baseUrl: this.cpq.baseUrl, mode, database: this.deps.where }, 'sync run started');
+    // Which build wrote the run, for whoever reads its log: no column of the run record says it.
+    runLog.info({ baseUrl: this.cpq.baseUrl, mode, database: this.deps.where, build: BUILD }, 'sync run started');
 
     // Awaited before the commit and the rollback, which no signal may cancel: a cancel on its way lands before them.
     let stopCancelling: () => Promise<void> = async () => undefined;
