@@ -1,32 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect } from 'vitest';
+import { cli } from './helpers/cli-process.js';
 import { ALL_MIGRATIONS, holdSyncLock } from './helpers/database.js';
 import { it } from './helpers/harness.js';
-
-const BIN = fileURLToPath(new URL('../bin/cpq-sync.js', import.meta.url));
-
-interface Outcome {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI as a user would, with only the given environment (plus PATH). */
-function cli(args: string[], env: Record<string, string>): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('cpq-sync CLI', () => {
   it('run: syncs and exits 0, logging JSON lines with a page line and a summary', async ({ startHarness }) => {
@@ -73,7 +51,8 @@ describe('cpq-sync CLI', () => {
     const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     // This checkout's build, or CI's copy without .git (test/build-version.test.ts builds both).
     const printed = new RegExp(`^${version.replace(/\./g, '\\.')}( \\(commit [0-9a-f]{7}\\))?\n$`);
-    for (const flag of ['--version', '-V']) expect(await cli([flag], {})).toEqual({ code: 0, stdout: expect.stringMatching(printed) as unknown, stderr: '' });
+    for (const flag of ['--version', '-V'])
+      expect(await cli([flag], {})).toEqual({ code: 0, signal: null, stdout: expect.stringMatching(printed) as unknown, stderr: '' });
   });
 
   it("--help of a command says what the README's Commands table says of it (status exited 1 for stale sites unsaid, demo had one site, run read in full only the first time)", async () => {
