@@ -3,6 +3,7 @@ import { describe, expect } from 'vitest';
 import { inReadOnlySnapshot } from '../src/db/sql/in-read-only-snapshot.js';
 import { SyncError } from '../src/errors.js';
 import { CliProcess, cli } from './helpers/cli-process.js';
+import { ALERT_TEST_SECRET } from './helpers/alerts.js';
 import { cutProxy } from './helpers/cut-proxy.js';
 import { freePort } from './helpers/free-port.js';
 import { untilWaitingForLock } from './helpers/database.js';
@@ -62,13 +63,15 @@ describe('a read command whose database session ends', () => {
 describe('a read command whose connection is lost while it tells why the schema is not there', () => {
   // The schema check found no migration and read the role's rights to say why (missingSchemaError):
   // the connection lost then was an internal error, exit code 1, with node-postgres's words alone.
-  for (const command of [['changes', '--after', '0'], ['snapshot'], ['verify', '--chain'], ['alerts', 'list']]) {
+  // alerts retry and status ask the same (missingSchemaError), before they write or read anything.
+  const alerts = { ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/hook', ALERT_WEBHOOK_SECRET: ALERT_TEST_SECRET };
+  for (const command of [['changes', '--after', '0'], ['snapshot'], ['verify', '--chain'], ['alerts', 'list'], ['alerts', 'retry'], ['status']]) {
     it(`${command.join(' ')}: exit code 6, one line saying the connection was lost, nothing on standard output`, async ({ createDatabase }) => {
       const t = await createDatabase();
       await t.query('DROP SCHEMA cpq CASCADE');
       const proxy = await cutProxy(t.url, /has_database_privilege/);
       try {
-        const out = await cli(command, { DATABASE_URL: proxy.url });
+        const out = await cli(command, { DATABASE_URL: proxy.url, ...alerts });
         expect(proxy.cut).toBe(true);
         expect(out.stderr).toMatch(/^cpq-sync: database error: lost the connection to Postgres \(Connection terminated unexpectedly\)[^\n]*\n$/);
         expect(out.code).toBe(6);

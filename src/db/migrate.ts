@@ -436,7 +436,9 @@ const NOT_SYNCED_INTO = 'no run has synced into it (is DATABASE_URL the database
  * release needs, or holds none: `whenSchemaExists`, which says what to do.
  */
 export async function missingSchemaError(on: Queryable, whenSchemaExists: string): Promise<SyncError> {
-  const rights = await readSchemaRights(on);
+  // Its own read failing (the connection lost as it asks) is a database failure, exit code 6, for
+  // every command that asks: node-postgres's error alone was exit code 1.
+  const rights = await readSchemaRights(on).catch(rethrowAsSyncError);
   return new SyncError('database', rights.schemaExists ? whenSchemaExists : `the database has no cpq schema: ${NOT_SYNCED_INTO}`);
 }
 
