@@ -79,6 +79,86 @@ export function contentEncoding(response: Response): string | undefined {
   return encoding && encoding.toLowerCase() !== 'identity' ? JSON.stringify(printable(encoding.slice(0, 40))) : undefined;
 }
 
+/**
+ * The content codings Node's fetch decodes (its bundled undici 6): gzip, x-gzip, deflate (with
+ * zlib's wrapper or raw) and br, in any case. It decodes a Content-Encoding that lists only these,
+ * one after another (`gzip, gzip`); one that names any other coding (zstd) it leaves as sent,
+ * the whole body, and tells nobody.
+ */
+export const FETCH_DECODED_CODINGS: readonly string[] = ['gzip', 'x-gzip', 'deflate', 'br'];
+
+/** The magic bytes a compressed format's data begins with, by the format's name (brotli and raw deflate have none). */
+const COMPRESSED_MAGIC: [string, Buffer][] = [
+  ['gzip', Buffer.from([0x1f, 0x8b])],
+  ['zstd', Buffer.from([0x28, 0xb5, 0x2f, 0xfd])],
+];
+
+/** A body readBodyCapped read: its text, and what an error about the text says of its bytes. */
+export interface BodyText {
+  text: string;
+  /** How many bytes fetch gave: the body as decoded from a Content-Encoding fetch decodes, else as sent. */
+  bytes: number;
+  /** The compressed format (COMPRESSED_MAGIC) whose magic bytes those bytes begin with, if any. */
+  compressedAs: string | undefined;
+}
+
+/**
+ * What the bytes of a body that is not JSON show of its Content-Encoding, for the end of an error
+ * message (after a colon), or undefined when there is nothing to say: `decoded` when fetch decoded
+ * the body (the clause then says the bytes it decoded to). Node's fetch does not check that a
+ * compressed body ends whole (undici decodes with Z_SYNC_FLUSH, as curl does): 40 bytes of a
+ * gzipped page decoded to nothing, 70% of one to JSON that stops mid-string, and each failed as
+ * "an empty body" or "not valid JSON" with the decoded length alone. Nor does it say when it
+ * leaves a body as sent: a gzip sent without Content-Encoding, or with one fetch does not decode,
+ * failed on its first byte (`Unexpected token '\x1f'`) with nothing naming the encoding.
+ */
+export function describeBodyEncoding(response: Response, body: BodyText): { clause: string; decoded: boolean } | undefined {
+  const named = contentEncoding(response);
+  const format = body.compressedAs;
+  const magic = format === undefined ? undefined : `${format}'s magic bytes`;
+  if (named === undefined) {
+    return magic === undefined
+      ? undefined
+      : { clause: `the body starts with ${magic} but no Content-Encoding says ${format}, so it was read as sent`, decoded: false };
+  }
+  const codings = response.headers.get('content-encoding')!.toLowerCase().split(',');
+  const undecoded = codings.map((coding) => coding.trim()).find((coding) => !FETCH_DECODED_CODINGS.includes(coding));
+  if (undecoded !== undefined) {
+    const which = codings.length === 1 ? 'which' : `whose ${JSON.stringify(printable(undecoded.slice(0, 40)))}`;
+    return {
+      clause: `the body came with Content-Encoding ${named}, ${which} this client does not decode (it decodes ${FETCH_DECODED_CODINGS.slice(0, -1).join(', ')} and ${FETCH_DECODED_CODINGS.at(-1)!}), so it was read as sent${magic === undefined ? '' : `; it starts with ${magic}`}`,
+      decoded: false,
+    };
+  }
+  const announced = response.headers.get('content-length');
+  // Nothing sent is no compressed body: an empty body, as said.
+  if (announced !== null && /^0+$/.test(announced)) return undefined;
+  const sent = announced !== null && /^\d+$/.test(announced) ? ` (${announced} bytes)` : '';
+  const decodedTo = body.bytes === 0 ? 'nothing' : `${body.bytes} bytes`;
+  const what =
+    magic !== undefined
+      ? ` that start with ${magic}`
+      : endsMidJson(body.text)
+        ? `${body.bytes === 0 ? '' : ' that stop mid-JSON'}, as a cut compressed body does: fetch does not check that one ends whole`
+        : '';
+  return { clause: `the body sent with Content-Encoding ${named}${sent} decoded to ${decodedTo}${what}`, decoded: true };
+}
+
+/**
+ * Whether `text` stops before its JSON ends: JSON.parse fails at its end ("Unexpected end of JSON
+ * input", or a position that is the text's length), not at a character inside it.
+ */
+function endsMidJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return false;
+  } catch (err) {
+    const message = (err as Error).message;
+    const at = /at position (\d+)/.exec(message)?.[1];
+    return /end of JSON input/.test(message) || (at !== undefined && Number(at) >= text.length);
+  }
+}
+
 /** The first bytes of an error body as text, without reading a possibly huge body to the end; `signal`: the request's (see bodyChunks). */
 export async function readHead(response: Response, maxBytes: number, signal: AbortSignal | undefined): Promise<string> {
   const parts: Uint8Array[] = [];
@@ -93,12 +173,13 @@ export async function readHead(response: Response, maxBytes: number, signal: Abo
 
 /**
  * The body as text, read piece by piece and refused as soon as it is larger than `maxBytes`
- * (announced in Content-Length or actually sent), so an endless or huge body never fills memory.
+ * (announced in Content-Length, or as fetch gives it: decoded from any Content-Encoding it
+ * decodes, FETCH_DECODED_CODINGS), so an endless, huge or highly compressed body never fills memory.
  * Decoded like Response.text(): UTF-8, a byte-order mark dropped, bad bytes as U+FFFD; but a
  * body that is not valid UTF-8 and whose Content-Type names another charset is decoded in that
  * one, or refused when it could be either (decodeBody). `signal`: the request's (see bodyChunks).
  */
-export async function readBodyCapped(response: Response, url: string, maxBytes: number, signal: AbortSignal | undefined): Promise<string> {
+export async function readBodyCapped(response: Response, url: string, maxBytes: number, signal: AbortSignal | undefined): Promise<BodyText> {
   const tooLarge = () => new SyncError('data', `GET ${url}: the response is larger than CPQ_MAX_PAGE_BYTES (${maxBytes} bytes); refused`);
   const announced = Number(response.headers.get('content-length') ?? NaN);
   if (announced > maxBytes) {
@@ -112,7 +193,12 @@ export async function readBodyCapped(response: Response, url: string, maxBytes: 
     if (size > maxBytes) throw tooLarge();
     parts.push(value);
   }
-  return decodeBody(Buffer.concat(parts, size), response.headers.get('content-type'), url);
+  const bytes = Buffer.concat(parts, size);
+  return {
+    text: decodeBody(bytes, response.headers.get('content-type'), url),
+    bytes: size,
+    compressedAs: COMPRESSED_MAGIC.find(([, magic]) => bytes.subarray(0, magic.length).equals(magic))?.[0],
+  };
 }
 
 /**

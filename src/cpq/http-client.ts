@@ -14,6 +14,7 @@ import {
   CREDENTIAL_ECHO_CHARS,
   contentEncoding,
   credentialSecrets,
+  describeBodyEncoding,
   headerSecrets,
   describeBody,
   describeNetworkError,
@@ -21,6 +22,7 @@ import {
   readBodyCapped,
   readHead,
   withoutBodyExcerpt,
+  type BodyText,
 } from './http-bodies.js';
 import { quotesSecret, withoutSecrets } from '../secret-echo.js';
 import { RETRY_STATUSES, RetryableError, backoffMs, describeDelay, httpDate, retryAfterMs, type RetryPolicy } from './http-retry.js';
@@ -86,6 +88,14 @@ export function pathSegmentProblem(name: string): string | undefined {
 
 // eslint-disable-next-line no-control-regex -- matching NUL is the point
 const UNSTORABLE_NAME = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** `clause` after a colon, or nothing. */
+const afterColon = (clause: string | undefined): string => (clause === undefined ? '' : `: ${clause}`);
+
+/** The message of a body that is not valid JSON: the parser's words, then the bytes it decoded to (encoding) or its size. */
+function notValidJson(parserSays: string, bytes: number, encoding: { clause: string; decoded: boolean } | undefined): string {
+  return `response is not valid JSON (${parserSays}${encoding?.decoded ? '' : `; ${bytes} bytes`})${afterColon(encoding?.clause)}`;
+}
 
 /** What downloadToFile wrote. */
 export interface DownloadResult {
@@ -403,16 +413,23 @@ export class CpqHttpClient {
     }
   }
 
-  /** The error for a body JSON.parse refused. */
-  private notJson(url: string, text: string, contentType: string | null, err: unknown): SyncError {
+  /**
+   * The error for a body JSON.parse refused; an empty one, or one not valid JSON, with what its
+   * bytes show of its Content-Encoding (describeBodyEncoding), and its size in bytes (as fetch gave
+   * them: decoded, when the clause says so).
+   */
+  private notJson(url: string, body: BodyText, response: Response, err: unknown): SyncError {
+    const { text } = body;
+    const contentType = response.headers.get('content-type');
+    const encoding = () => describeBodyEncoding(response, body);
     const what =
       /^\s*</.test(text) || /html/i.test(contentType ?? '')
         ? `expected JSON, got ${this.excerpt(text, contentType)}`
         : text.trim() === ''
-          ? 'expected JSON, got an empty body'
+          ? `expected JSON, got an empty body${afterColon(encoding()?.clause)}`
           : err instanceof TooComplexError
             ? `the response ${err.message}`
-            : `response is not valid JSON (${withoutBodyExcerpt(oneLine(errorMessage(err)))}; ${text.length} bytes)`;
+            : notValidJson(withoutBodyExcerpt(oneLine(errorMessage(err))), body.bytes, encoding());
     return new SyncError('data', `GET ${url}: ${what}`);
   }
 
@@ -520,7 +537,8 @@ export class CpqHttpClient {
         return { status: 404, url, body: undefined, ms: performance.now() - sentAt, chars: 0 };
       }
       if (!response.ok) throw await this.refusedAnswer(url, response, signal);
-      const text = await readBodyCapped(response, url, this.config.maxPageBytes, signal);
+      const body = await readBodyCapped(response, url, this.config.maxPageBytes, signal);
+      const { text } = body;
       const echoed = this.credentialAt(text);
       if (echoed >= 0) {
         throw new SyncError(
@@ -528,7 +546,6 @@ export class CpqHttpClient {
           `GET ${url}: the response holds a credential this run sent (at character ${echoed}); refused, so that it reaches neither the database nor the logs`,
         );
       }
-      const contentType = response.headers.get('content-type');
       let cut: ReturnType<typeof cutCollectionBody>;
       try {
         cut = options.collection ? cutCollectionBody(text) : undefined;
@@ -545,9 +562,9 @@ export class CpqHttpClient {
           try {
             parseExactJson(text);
           } catch (err) {
-            throw this.notJson(url, text, contentType, err);
+            throw this.notJson(url, body, response, err);
           }
-          throw this.notJson(url, text, contentType, itemError);
+          throw this.notJson(url, body, response, itemError);
         };
         return {
           status: response.status,
@@ -561,7 +578,7 @@ export class CpqHttpClient {
       try {
         return { status: response.status, url, body: parseExactJson(text), ms: performance.now() - sentAt, chars: text.length };
       } catch (err) {
-        throw this.notJson(url, text, contentType, err);
+        throw this.notJson(url, body, response, err);
       }
     });
   }

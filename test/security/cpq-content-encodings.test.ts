@@ -3,8 +3,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-process.js';
+import { rowVersions } from '../helpers/db-equals-simulator.js';
 import { hostileSite, type HostileSite } from './cpq-hostile.js';
 
 /*
@@ -12,7 +14,9 @@ import { hostileSite, type HostileSite } from './cpq-hostile.js';
  * stream listening to the request's signal. When that signal was the run's, the run's failure
  * aborted it a moment later: the stream emitted an 'error' nobody heard, and the whole process
  * died (exit 1), every other site's and company's run with it. The run must fail alone, as it
- * does for any network error: exit code 3, one line, the database as it was.
+ * does for any network error: exit code 3, one line, the database as it was. A page whose gzip
+ * was cut short, which fetch decodes without a word, fails the run as bad data (exit code 5), its
+ * line saying what the bytes sent decoded to.
  */
 
 let site: HostileSite | undefined;
@@ -47,6 +51,25 @@ describe('a CPQ answer with more Content-Encodings than fetch decodes', () => {
     const runs = await s.h.t.query<{ status: string }>(`SELECT status FROM cpq.sync_runs ORDER BY id DESC LIMIT 1`);
     expect(runs).toEqual([{ status: 'failed' }]);
     expect(await s.h.t.query(`SELECT count(*)::int AS n FROM cpq.sync_runs WHERE status = 'succeeded'`)).toEqual(before);
+  });
+});
+
+describe('a JSON page whose compressed body was cut short', () => {
+  it('fails the run as bad data, exit code 5, with one line saying what its bytes decoded to, the database as it was', async () => {
+    const s = site!;
+    const page = gzipSync(JSON.stringify({ items: [{ login: 'cut1', firstName: 'Cut', lastName: 'Short' }], hasMore: false }));
+    s.front.serve('/rest/v16/companies/_host/users', {
+      status: 200,
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: page.subarray(0, 40),
+    });
+    const before = await rowVersions(s.h.t);
+    const out = await cli(['run'], { CPQ_BASE_URL: s.front.url, DATABASE_URL: s.h.t.url, CPQ_COMPANIES: '_host', LOG_LEVEL: 'warn' });
+    expect(out.code).toBe(5);
+    expect(out.stderr).toMatch(
+      /^cpq-sync: GET \S+\/companies\/_host\/users\S*: expected JSON, got an empty body: the body sent with Content-Encoding "gzip" \(40 bytes\) decoded to nothing, as a cut compressed body does: fetch does not check that one ends whole$/m,
+    );
+    expect(await rowVersions(s.h.t)).toEqual(before);
   });
 });
 
