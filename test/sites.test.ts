@@ -835,6 +835,53 @@ describe('many sites in one database', () => {
     ]);
   });
 
+  it('run of several sites: a site skipped for its held lock ranks below a real failure, whose exit code it takes (3, 4); 7 only when every failed site was skipped (review JQ)', async ({
+    createDatabase,
+    writeSitesFile,
+  }) => {
+    const t = await createDatabase();
+    // alpha and beta answer; gamma is down (503 to every request); delta refuses the password.
+    for (let i = 0; i < 4; i++) {
+      const sim = new CpqSimulator({
+        seed: i + 1,
+        partnerCompanies: 0,
+        usersPerCompany: 2,
+        integrationUsers: 0,
+        ...(i === 3 ? { auth: { basic: { username: 'u', password: 'right' } } } : {}),
+      });
+      simulators.push(sim);
+    }
+    const urls = await Promise.all(simulators.map((s) => s.start()));
+    simulators[2]!.addFault({ status: 503, headers: { 'retry-after': '0' }, times: Infinity });
+    const sitesFile = writeSitesFile([
+      { name: 'alpha', baseUrl: urls[0] },
+      { name: 'beta', baseUrl: urls[1] },
+      { name: 'gamma', baseUrl: urls[2] },
+      { name: 'delta', baseUrl: urls[3], username: 'u', password: 'wrong' },
+    ]);
+    const env = { CPQ_SITES_FILE: sitesFile, DATABASE_URL: t.url, CPQ_MAX_RETRIES: '0' };
+    // A worker's run of alpha and of beta in progress: both hold their site's sync lock.
+    const holder = await t.pool.connect();
+    try {
+      await holdSyncLock(holder, 'alpha');
+      await holdSyncLock(holder, 'beta');
+      // The first site, in the sites file's order, that failed for another reason than the lock: gamma's outage, before delta's login.
+      const outage = await cli(['run'], env);
+      expect(outage.stderr).toMatch(
+        /^cpq-sync: 4 of 4 sites failed: site alpha: another cpq-sync run holds the sync lock of site alpha; this run was skipped.*; site beta: .*skipped.*; site gamma: .*503.*; site delta: .*401/,
+      );
+      expect(outage.code).toBe(EXIT_SOURCE);
+      const refused = await cli(['run', '--site', 'alpha', '--site', 'delta'], env);
+      expect(refused.stderr).toMatch(/^cpq-sync: 2 of 2 sites failed: site alpha: .*skipped.*; site delta: .*401/);
+      expect(refused.code).toBe(EXIT_AUTH);
+      const skipped = await cli(['run', '--site', 'alpha', '--site', 'beta'], env);
+      expect(skipped.stderr).toMatch(/^cpq-sync: 2 of 2 sites skipped: site alpha: .*; site beta: /);
+      expect(skipped.code).toBe(EXIT_LOCK);
+    } finally {
+      holder.release(true);
+    }
+  });
+
   it('a refused mass deletion names the command that deletes (--full, --site); --allow-mass-delete without --full is refused, exit 2 (review DB)', async ({
     createDatabase,
   }) => {
@@ -882,4 +929,6 @@ describe('many sites in one database', () => {
   });
 });
 
+const EXIT_SOURCE = 3;
 const EXIT_AUTH = 4;
+const EXIT_LOCK = 7;

@@ -355,7 +355,7 @@ describe('health and metrics', () => {
     expect((await fetch(`${base}/healthz`, { method: 'POST' })).status).toBe(405);
     // Before any run every series is there at zero, so that rate() and alerts see zeros rather than gaps; no success yet reads 0.
     const before = await (await fetch(`${base}/metrics`)).text();
-    for (const reason of ['lock_held', 'overlap', 'claimed_elsewhere', 'missed']) {
+    for (const reason of ['lock_held', 'overlap', 'claimed_elsewhere', 'missed', 'claim_failed']) {
       expect(metricValue(before, `cpq_sync_runs_skipped_total{site="default",reason="${reason}"}`)).toBe(0);
     }
     expect(metricValue(before, 'cpq_sync_last_success_timestamp_seconds{site="default"}')).toBe(0);
@@ -497,6 +497,25 @@ describe('health and metrics', () => {
     expect(metricValue(await worker.metrics.text(), 'cpq_sync_runs_skipped_total{site="default",reason="claimed_elsewhere"}')).toBe(0);
     expect(h.logLines.filter((l) => l.includes('another worker took it'))).toEqual([]);
     expect(await h.t.query(`SELECT 1 FROM cpq.sync_runs`)).toHaveLength(1);
+  });
+
+  it('a tick the database fails to claim is counted on /metrics as cpq_sync_runs_skipped_total{reason="claim_failed"}, once per tick it skipped', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 2, integrationUsers: 0 }, { SYNC_CRON: EVERY_SECOND, HTTP_PORT: '0' });
+    await h.t.query(`CREATE FUNCTION public.refuse_ticks() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no ticks today'; END $$`);
+    await h.t.query(`CREATE TRIGGER refuse_ticks BEFORE INSERT ON cpq.scheduled_ticks FOR EACH ROW EXECUTE FUNCTION public.refuse_ticks()`);
+    const worker = workerFor(h);
+    await worker.start();
+    const harness = h;
+    const unclaimed = () => harness.logLines.filter((l) => l.includes('tick skipped: could not claim it in the database')).length;
+    await until('two ticks it could not claim', async () => unclaimed() >= 2);
+    // The database takes claims again: once a run of a tick it claimed has ended, no claim is under way, and the count stays.
+    await h.t.query(`DROP TRIGGER refuse_ticks ON cpq.scheduled_ticks`);
+    await until('a run of a claimed tick', async () => harness.logLines.some((l) => l.includes('scheduled run succeeded')));
+    const metrics = await (await fetch(`http://127.0.0.1:${worker.httpPort}/metrics`)).text();
+    expect(metricValue(metrics, 'cpq_sync_runs_skipped_total{site="default",reason="claim_failed"}')).toBe(unclaimed());
+    expect(metricValue(metrics, 'cpq_sync_runs_skipped_total{site="default",reason="claimed_elsewhere"}')).toBe(0);
   });
 
   it('/readyz: lastSuccessAgeSeconds is the age of the least recently synced site, and null while any site never succeeded', async ({ startHarness }) => {

@@ -67,13 +67,17 @@ export function registerSyncCommands(program: Command): void {
               );
             }
             const failed = outcomes.filter((o) => o.error !== undefined);
-            // One site: its error as it is. Several: one line naming each failed site; the exit code is the first failure's.
+            // One site: its error as it is. Several: one line naming each failed site; the exit code is
+            // that of the first site, in sites order, that failed for a reason other than a held lock (7 when none did).
             if (failed.length === 1 && sites.length === 1) throw failed[0]!.error;
             if (failed.length > 0) {
               const lines = failed.map((o) => `site ${o.site}: ${oneLine(o.error.message)}`);
               // A site skipped because another run holds its lock did not fail: said as what it was.
               const outcome = failed.every((o) => o.error.kind === 'lock') ? 'skipped' : 'failed';
-              throw new SyncError(failed[0]!.error.kind, `${failed.length} of ${sites.length} sites ${outcome}: ${lines.join('; ')}`);
+              // A skip ranks below every real failure: a cron wrapper that takes 7 for a harmless overlap
+              // hid a refused login (4) or an outage (3) of a later site while a worker held an earlier one's lock.
+              const first = failed.find((o) => o.error.kind !== 'lock') ?? failed[0]!;
+              throw new SyncError(first.error.kind, `${failed.length} of ${sites.length} sites ${outcome}: ${lines.join('; ')}`);
             }
           } finally {
             terminal?.display.stop();

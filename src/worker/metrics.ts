@@ -5,8 +5,12 @@ import { printable } from '../errors.js';
 
 /** How a run this worker started ended. */
 export type RunOutcomeStatus = 'succeeded' | 'failed' | 'interrupted';
-/** Why a tick did not start a run: another process held the site's lock, or this one was still running the site, or another process had claimed the tick. */
-export type SkipReason = 'lock_held' | 'overlap' | 'claimed_elsewhere' | 'missed';
+/**
+ * Why a tick did not start a run: another process held the site's lock, or this one was still
+ * running the site, or another process had claimed the tick, or this one could not run it before
+ * the next was due, or the database failed this one's claim.
+ */
+export type SkipReason = 'lock_held' | 'overlap' | 'claimed_elsewhere' | 'missed' | 'claim_failed';
 
 export interface RunObservation {
   site: string;
@@ -33,7 +37,7 @@ export interface WorkerMetricsOptions {
 }
 
 const RUN_STATUSES: RunOutcomeStatus[] = ['succeeded', 'failed', 'interrupted'];
-const SKIP_REASONS: SkipReason[] = ['lock_held', 'overlap', 'claimed_elsewhere', 'missed'];
+const SKIP_REASONS: SkipReason[] = ['lock_held', 'overlap', 'claimed_elsewhere', 'missed', 'claim_failed'];
 const USER_CHANGES = ['inserted', 'updated', 'unchanged', 'deleted', 'restored'] as const;
 
 /**
@@ -67,7 +71,7 @@ export class WorkerMetrics {
     });
     this.skipped = new Counter({
       name: 'cpq_sync_runs_skipped_total',
-      help: 'Scheduled ticks that started no run, by site: lock_held (another worker was syncing it), overlap (this worker still was), claimed_elsewhere (another worker took the tick), missed (the process could not run it before the next was due)',
+      help: "Scheduled ticks that started no run, by site: lock_held (another worker was syncing it), overlap (this worker still was), claimed_elsewhere (another worker took the tick), missed (the process could not run it before the next was due), claim_failed (the database failed this worker's claim of the tick)",
       labelNames: ['site', 'reason'],
       registers,
     });
@@ -200,7 +204,7 @@ export class WorkerMetrics {
   }
 
   recordSkip(site: string, reason: SkipReason): void {
-    // lock_held ends an attempt that runStarted() announced; overlap and claimed_elsewhere leave the running one alone.
+    // lock_held ends an attempt that runStarted() announced; the other reasons leave the running one alone.
     if (reason === 'lock_held') {
       this.inProgress.set({ site }, 0);
       this.usersRead.set({ site }, 0);

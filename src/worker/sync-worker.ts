@@ -174,6 +174,7 @@ export class SyncWorker {
         // Run unclaimed, it might run on another worker too: skipped; the next tick tries again
         // (and /readyz turns not ready if the database stays away past SYNC_STALE_AFTER).
         this.deps.log.error({ site: site.name, error: errorMessage(err) }, 'tick skipped: could not claim it in the database');
+        this.metrics.recordSkip(site.name, 'claim_failed');
         this.failedUnrecorded.add(site.name);
         return undefined;
       });
