@@ -52,22 +52,26 @@ export async function command(
   if (signalAsCommandEnds.aborted) process.exit(process.exitCode ?? 0);
 }
 
-/** --site names no run of this database knows: a typo is an error (exit code 2), not an empty report. */
-export async function requireKnownSites(pool: pg.Pool, names: readonly string[] | undefined): Promise<void> {
+/**
+ * --site names no run of this database knows, nor (`configured`) a configured site: a typo is an
+ * error (exit code 2), not an empty report.
+ */
+export async function requireKnownSites(pool: pg.Pool, names: readonly string[] | undefined, configured: readonly string[] = []): Promise<void> {
   if (!names?.length) return;
   const { readSiteNames } = await import('../db/sql/read-site-names.js');
-  const known = await readSiteNames(pool).catch(rethrowAsSyncError);
+  const ran = await readSiteNames(pool).catch(rethrowAsSyncError);
+  const known = [...ran, ...configured.filter((n) => !ran.includes(n))].sort();
   const unknown = names.filter((n) => !known.includes(n));
   if (unknown.length > 0) {
-    throw new ConfigError(
-      `--site: no site named ${unknown.map((n) => `"${n}"`).join(', ')} has run against this database (sites: ${known.join(', ') || 'none yet'})`,
-    );
+    const what = configured.length > 0 ? 'is configured or has run against this database' : 'has run against this database';
+    throw new ConfigError(`--site: no site named ${unknown.map((n) => `"${n}"`).join(', ')} ${what} (sites: ${known.join(', ') || 'none yet'})`);
   }
 }
 
 /**
  * Opens the database a read-only command reads (status, changes, snapshot, verify, alerts list),
- * checks its schema, then `sites` (--site) by requireKnownSites, runs `work` and closes the
+ * checks its schema, then `sites` (--site) by requireKnownSites (with `configuredSites`, a site of
+ * the configuration that has not run yet is known too), runs `work` and closes the
  * database however `work` ends. The database must exist (never made, never migrated: `cpq_reader`
  * can run these commands); its modules load here, not at start-up. `schema`:
  * - 'migrated' (what reads this release's tables and columns: the exports, verify, alerts list):
@@ -83,7 +87,7 @@ export async function requireKnownSites(pool: pg.Pool, names: readonly string[] 
 export async function withReadDatabase<T>(
   config: AppConfig,
   log: Logger,
-  { schema, sites }: { schema: 'synced' | 'migrated'; sites?: readonly string[] | undefined },
+  { schema, sites, configuredSites = false }: { schema: 'synced' | 'migrated'; sites?: readonly string[] | undefined; configuredSites?: boolean },
   work: (database: Database) => Promise<T>,
 ): Promise<T> {
   const { openDatabase } = await import('../db/connect.js');
@@ -92,7 +96,7 @@ export async function withReadDatabase<T>(
   try {
     if (schema === 'synced') await requireSyncedInto(database.pool, 'read').catch(rethrowAsSyncError);
     else await requireMigrated(database.pool).catch(rethrowAsSyncError);
-    await requireKnownSites(database.pool, sites);
+    await requireKnownSites(database.pool, sites, configuredSites ? config.sites.map((s) => s.name) : []);
     return await work(database);
   } finally {
     await database.close();

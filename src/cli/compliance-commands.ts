@@ -174,7 +174,8 @@ export function registerComplianceCommands(program: Command): void {
           let shutdown: ShutdownSignals | undefined;
           try {
             // Checked against the sites that ran only with --chain: without it --site names configured
-            // sites to ask CPQ about, and selectSites refuses another, naming the configured ones.
+            // sites to ask CPQ about, and selectSites refuses another, naming the configured ones. A
+            // configured site that has not run has no seal: --chain refuses it rather than pass nothing.
             const sites = opts.chain ? opts.site : undefined;
             await withReadDatabase(config, log, { schema: 'migrated', sites }, async (database) => {
               if (opts.chain) {

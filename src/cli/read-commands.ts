@@ -15,7 +15,7 @@ export function registerReadCommands(program: Command): void {
     )
     .option('--json', 'JSON for scripts instead of tables')
     .addOption(new Option('--limit <n>', 'how many runs to list per site').default('10'))
-    .option('--site <name...>', 'only these sites (default: the configured sites, else every site that has run)')
+    .option('--site <name...>', 'only these sites, configured or that have run (default: the configured sites, else every site that has run)')
     .action((opts: { json?: boolean; limit: string; site?: string[] }) =>
       command(
         async (config, log) => {
@@ -25,10 +25,13 @@ export function registerReadCommands(program: Command): void {
             throw new ConfigError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
           // 'synced': a database without the cpq schema is not "no run yet" (a worker creates it at
           // start), and one of the release before is still read (see withReadDatabase).
-          await withReadDatabase(config, log, { schema: 'synced', sites: opts.site }, async (database) => {
+          // --site may name a configured site that has not run yet: shown as plain status shows it.
+          await withReadDatabase(config, log, { schema: 'synced', sites: opts.site, configuredSites: true }, async (database) => {
             // Without --site: the configured sites (a removed site's old failure no longer counts), else every site that ran.
             const sites = opts.site ?? config.sites.map((s) => s.name);
-            const report = await readStatus(database.pool, { limit, sites, staleAfterMs: config.worker.staleAfterMs }).catch(rethrowAsSyncError);
+            const report = await readStatus(database.pool, { limit, sites, staleAfterMs: config.worker.staleAfterMs, schedules: config.sites }).catch(
+              rethrowAsSyncError,
+            );
             process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
             process.exitCode = statusExitCode(report);
           });
@@ -57,7 +60,9 @@ export function registerReadCommands(program: Command): void {
           if ((opts.after === undefined) === (opts.since === undefined))
             throw new ConfigError('changes needs exactly one of --after <watermark> and --since <run-id|time>');
           const from = opts.after !== undefined ? parseAfter(opts.after) : parseSince(opts.since!);
-          await withReadDatabase(config, log, { schema: 'migrated', sites: opts.site }, async (database) => {
+          // A configured site that has not run yet is no typo: it has no changes yet, and a consumer may
+          // begin polling it before its first run (the watermark is the database's).
+          await withReadDatabase(config, log, { schema: 'migrated', sites: opts.site, configuredSites: true }, async (database) => {
             // To a file from a terminal: a line redrawn in place (rows, rate, time left), then a summary.
             const terminal = exportProgress(config, opts.out, process.stderr);
             let written: ChangesExport;
@@ -114,7 +119,9 @@ export function registerReadCommands(program: Command): void {
           if (opts.asOf !== undefined && given === undefined) {
             throw new ConfigError(`--as-of must be an ISO date-time such as 2025-03-03T00:00:00Z, to the millisecond at most, got "${opts.asOf}"`);
           }
-          await withReadDatabase(config, log, { schema: 'migrated', sites: opts.site }, async (database) => {
+          // A configured site that has not run yet is no typo: exportSnapshot refuses it as any site
+          // without a successful run by --as-of, saying so (exit code 2).
+          await withReadDatabase(config, log, { schema: 'migrated', sites: opts.site, configuredSites: true }, async (database) => {
             // Now by the database's clock, which dates the runs: by this machine's, one behind
             // would snapshot an older state, or none.
             const now = await readDatabaseNow(database.pool).catch(rethrowAsSyncError);
