@@ -101,20 +101,33 @@ describe('a configured site that has not run yet', () => {
       '\nNo run yet: no worker has taken a tick of this site, nor has `run` synced it. A worker reads the sites file (its configuration) only when it starts: restart every worker after adding a site; its first run then comes when its schedule is next due.\n',
     );
 
-    // A worker that took alpha's ticks for a day: epsilon's 02:00 was due while it ran, and it took none.
-    const [firstDue, lastDue] = [dueHoursAgo(26), dueHoursAgo(1)];
-    await claimScheduledTick(t.pool, 'alpha', firstDue, 'old-host:4242:beef');
-    await claimScheduledTick(t.pool, 'alpha', lastDue, 'old-host:4242:beef');
+    // A worker that took alpha's ticks for a day before the sites file named epsilon (written as
+    // the test began): its epsilon may not have been in the file yet, and a restart since may have
+    // replaced it. Not judged: flagged, every site added the right way was, until its first tick.
+    await claimScheduledTick(t.pool, 'alpha', dueHoursAgo(26), 'old-host:4242:beef');
+    await claimScheduledTick(t.pool, 'alpha', dueHoursAgo(1), 'old-host:4242:beef');
+    expect((await status()).code).toBe(0);
+
+    // A worker that took alpha's ticks for a day after the file named epsilon (due times ahead of
+    // now: the file's change time cannot be set back), epsilon's 02:00 due meanwhile, and none of its.
+    const [firstDue, lastDue] = [dueHoursAgo(-1), dueHoursAgo(-26)];
+    await claimScheduledTick(t.pool, 'alpha', firstDue, 'stale-host:77:f00d');
+    await claimScheduledTick(t.pool, 'alpha', lastDue, 'stale-host:77:f00d');
     const passed = await status();
     // Before: exit code 0 and "No run has finished yet.", for ever.
     expect(passed.code).toBe(1);
     expect(passed.stdout).toMatch(
-      /\nNOT RUN BY THE WORKERS: worker old-host:4242:beef took ticks of other sites due from [\d-]+ [\d:]+ to [\d-]+ [\d:]+, while this site's schedule was due, and none of this site's: it was started before the site was added to the sites file, or reads another\. A worker reads the sites file \(its configuration\) only when it starts: restart every worker; `cpq-sync run --site epsilon` syncs the site now\.\n/,
+      /\nNOT RUN BY THE WORKERS: worker stale-host:77:f00d took ticks of other sites due from [\d-]+ [\d:]+ to [\d-]+ [\d:]+, while this site's schedule was due, and none of this site's, though the site was in the sites file \(changed last at [\d-]+ [\d:]+\): it was started before the site was added, or reads another sites file, or was too busy to run it \(its missed ticks: cpq_sync_runs_skipped_total\{reason="missed"\}\)\. A worker reads the sites file \(its configuration\) only when it starts: restart every worker; `cpq-sync run --site epsilon` syncs the site now\.\n/,
     );
     const json = JSON.parse((await status(['--json'])).stdout) as StatusReport;
     expect(json.passedOver).toBe(true);
     expect(json.sites.find((s) => s.site === 'epsilon')!.neverRun).toEqual({
-      passedOverBy: { worker: 'old-host:4242:beef', firstDueAt: firstDue.toISOString(), lastDueAt: lastDue.toISOString() },
+      passedOverBy: {
+        worker: 'stale-host:77:f00d',
+        firstDueAt: firstDue.toISOString(),
+        lastDueAt: lastDue.toISOString(),
+        since: expect.any(String) as unknown,
+      },
     });
     expect(json.sites.find((s) => s.site === 'alpha')!.neverRun).toBeNull();
     // --site of the others leaves it out of the exit code, as any site.

@@ -76,11 +76,13 @@ export interface CursorReport {
 export interface NeverRun {
   /**
    * A worker that was up while this site's schedule was due and took no tick of it: it claimed
-   * ticks of other sites due from `firstDueAt` to `lastDueAt`, at least the longest time between
+   * ticks of other sites due from `firstDueAt` to `lastDueAt`, of which those after `since` (when
+   * the sites file last changed: the site was in it since) are at least the longest time between
    * two due times of this site's schedule apart. Null when no worker's ticks show one (a site just
-   * added whose first tick is not due yet, or sites synced by `run` alone): exit code 1 otherwise.
+   * added whose first tick is not due yet, a worker that stopped before the file changed, sites
+   * synced by `run` alone, or the environment's site): exit code 1 otherwise.
    */
-  passedOverBy: { worker: string; firstDueAt: string; lastDueAt: string } | null;
+  passedOverBy: { worker: string; firstDueAt: string; lastDueAt: string; since: string } | null;
 }
 
 /** A configured site's schedule, as `schedule` runs it. */
@@ -154,6 +156,8 @@ export function stringifyStatus(report: StatusReport): string {
  * leaves its last run succeeded: without this, `status` said all was well for ever (review EC).
  * `schedules`: the configured sites; one of them that has never run is reported so (NeverRun),
  * since nothing else ever flagged a site added to the sites file of workers not restarted.
+ * `sitesFileChangedAt`: when the sites file last changed (its ctime), the time since which each
+ * configured site has surely been in it; without it (the environment's site) no worker is judged.
  */
 export async function readStatus(
   pool: pg.Pool,
@@ -162,7 +166,8 @@ export async function readStatus(
     limit = 10,
     staleAfterMs,
     schedules = [],
-  }: { sites?: readonly string[]; limit?: number; staleAfterMs?: number; schedules?: readonly SiteSchedule[] } = {},
+    sitesFileChangedAt,
+  }: { sites?: readonly string[]; limit?: number; staleAfterMs?: number; schedules?: readonly SiteSchedule[]; sitesFileChangedAt?: Date } = {},
 ): Promise<StatusReport> {
   const ran = await readSiteNames(pool);
   const names = sites.length > 0 ? sites : ran;
@@ -173,7 +178,8 @@ export async function readStatus(
   for (const site of names) {
     const status = await readSiteStatus(pool, site, { limit, staleAfterMs, progress });
     const schedule = schedules.find((s) => s.name === site);
-    if (schedule !== undefined && !ran.includes(site)) status.neverRun = { passedOverBy: passedOverBy(schedule, (claimers ??= await readTickClaimers(pool))) };
+    if (schedule !== undefined && !ran.includes(site))
+      status.neverRun = { passedOverBy: passedOverBy(schedule, (claimers ??= await readTickClaimers(pool)), sitesFileChangedAt) };
     report.push(status);
   }
   const otherSites = ran.filter((site) => !names.includes(site));
@@ -187,18 +193,22 @@ export async function readStatus(
 }
 
 /**
- * The most recent worker that was up while `schedule` was due, and so would have claimed a tick
- * of the site had it known it: one whose claimed ticks are at least the longest time between two
- * due times of the schedule apart (cronInterval, over its next ticks). The first due time at or
- * after its first tick comes within that time, before its last: its timer fired the site's tick
- * there, queued ahead of the later one (its slots take work first come, first served), and the
- * claim would have added the site to cpq.sites. Null when none was.
+ * The most recent worker that was up while `schedule` was due with the site in the sites file,
+ * and so would have claimed a tick of the site had it known it: one whose claimed ticks, counted
+ * from when the sites file last changed (`since`: before it the site may not have been there, and
+ * a worker replaced by a restart since may never have been told of it), are at least the longest
+ * time between two due times of the schedule apart (cronInterval, over its next ticks). A due
+ * time of the site came within that time: its timer fired the site's tick there, and the claim
+ * would have added the site to cpq.sites. Null when none was, or `since` is not known.
  */
-function passedOverBy(schedule: SiteSchedule, claimers: readonly TickClaimer[]): NeverRun['passedOverBy'] {
+function passedOverBy(schedule: SiteSchedule, claimers: readonly TickClaimer[], since: Date | undefined): NeverRun['passedOverBy'] {
+  if (since === undefined) return null;
   const interval = cronInterval(schedule.cron, schedule.timezone);
   if (interval === undefined) return null;
-  const worker = claimers.find((c) => c.lastDueAt.getTime() - c.firstDueAt.getTime() >= interval);
-  return worker ? { worker: worker.worker, firstDueAt: worker.firstDueAt.toISOString(), lastDueAt: worker.lastDueAt.toISOString() } : null;
+  const worker = claimers.find((c) => c.lastDueAt.getTime() - Math.max(c.firstDueAt.getTime(), since.getTime()) >= interval);
+  return worker
+    ? { worker: worker.worker, firstDueAt: worker.firstDueAt.toISOString(), lastDueAt: worker.lastDueAt.toISOString(), since: since.toISOString() }
+    : null;
 }
 
 /** Why a site is stale (see SiteStatus.stale), judged by the database's clock as /readyz judges it. */
@@ -437,7 +447,7 @@ function formatSite(report: SiteStatus): string[] {
   const passedOver = report.neverRun?.passedOverBy;
   if (passedOver)
     out.push(
-      `NOT RUN BY THE WORKERS: worker ${printable(passedOver.worker)} took ticks of other sites due from ${when(passedOver.firstDueAt)} to ${when(passedOver.lastDueAt)}, while this site's schedule was due, and none of this site's: it was started before the site was added to the sites file, or reads another. ${RESTART_WORKERS}; \`cpq-sync run --site ${report.site}\` syncs the site now.`,
+      `NOT RUN BY THE WORKERS: worker ${printable(passedOver.worker)} took ticks of other sites due from ${when(passedOver.firstDueAt)} to ${when(passedOver.lastDueAt)}, while this site's schedule was due, and none of this site's, though the site was in the sites file (changed last at ${when(passedOver.since)}): it was started before the site was added, or reads another sites file, or was too busy to run it (its missed ticks: cpq_sync_runs_skipped_total{reason="missed"}). ${RESTART_WORKERS}; \`cpq-sync run --site ${report.site}\` syncs the site now.`,
     );
   else if (report.neverRun)
     out.push(
