@@ -32,9 +32,20 @@ function folder(prefix: string): string {
   return dir;
 }
 
-/** git, as a user runs it in `dir`, with an author of its own (no user configuration needed). */
+/**
+ * git, as a user runs it in `dir`, with an author of its own, and none of this machine's or
+ * user's configuration (a global core.hooksPath whose pre-commit hook refused the commits) nor a
+ * GIT_DIR or GIT_WORK_TREE this test was run with (from a git hook).
+ */
+const gitEnv = {
+  ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GIT_'))),
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_CONFIG_NOSYSTEM: '1',
+};
 const git = async (dir: string, ...args: string[]) =>
-  (await run('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.com', '-c', 'commit.gpgsign=false', ...args], { cwd: dir })).stdout.trim();
+  (
+    await run('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.com', '-c', 'commit.gpgsign=false', ...args], { cwd: dir, env: gitEnv })
+  ).stdout.trim();
 
 /** A new checkout at `dir` with one commit; its id. */
 async function commitAll(dir: string): Promise<string> {

@@ -154,7 +154,7 @@ describe('process faults', () => {
     );
     expect(rows.map((r) => r.status)).toEqual(['succeeded', 'abandoned', 'succeeded']);
     expect(rows[1]).toMatchObject({
-      error: 'it ended without recording how (its process stopped, or its connection to Postgres lost); nothing it read was kept',
+      error: 'it ended without recording how (its process killed or crashed, its machine lost, or its connection to Postgres lost); nothing it read was kept',
       finished_at: null, // when it ended is not known
     });
     expect(again.stdout).toContain('marked a dead run (left running, it ended without recording how) as abandoned');

@@ -68,7 +68,7 @@ const gzipped = gzipSync(page);
 describe('a JSON page whose compression went wrong fails naming what its bytes show', () => {
   it('a gzip body cut short says the bytes sent and what they decoded to: nothing, or text that stops mid-JSON', async () => {
     expect(await failure(gzipped.subarray(0, 40), { 'content-encoding': 'gzip' })).toBe(
-      `GET ${base}/users: expected JSON, got an empty body: the body sent with Content-Encoding "gzip" (40 bytes) decoded to nothing, as a cut compressed body does: fetch does not check that one ends whole`,
+      `GET ${base}/users: expected JSON, got an empty body: the body sent with Content-Encoding "gzip" (40 bytes) decoded to nothing, as a compressed body cut short does (fetch does not check that one ends whole)`,
     );
 
     const cut = gzipped.subarray(0, Math.floor(gzipped.length * 0.7));
@@ -77,7 +77,14 @@ describe('a JSON page whose compression went wrong fails naming what its bytes s
     expect(decoded).toBeGreaterThan(0);
     expect(decoded).toBeLessThan(page.length);
     expect(message).toBe(
-      `GET ${base}/users: response is not valid JSON (Unterminated string in JSON at position ${decoded}): the body sent with Content-Encoding "gzip" (${cut.length} bytes) decoded to ${decoded} bytes that stop mid-JSON, as a cut compressed body does: fetch does not check that one ends whole`,
+      `GET ${base}/users: response is not valid JSON (Unterminated string in JSON at position ${decoded}): the body sent with Content-Encoding "gzip" (${cut.length} bytes) decoded to ${decoded} bytes that stop mid-JSON, as a compressed body cut short does (fetch does not check that one ends whole)`,
+    );
+  });
+
+  it('a gzip of white space says it decoded to white space, not that it stops mid-JSON (review JS)', async () => {
+    const blank = gzipSync('    ');
+    expect(await failure(blank, { 'content-encoding': 'gzip' })).toBe(
+      `GET ${base}/users: expected JSON, got an empty body: the body sent with Content-Encoding "gzip" (${blank.length} bytes) decoded to 4 bytes of white space, as a compressed body cut short does (fetch does not check that one ends whole)`,
     );
   });
 

@@ -134,12 +134,15 @@ export function describeBodyEncoding(response: Response, body: BodyText): { clau
   // Nothing sent is no compressed body: an empty body, as said.
   if (announced !== null && /^0+$/.test(announced)) return undefined;
   const sent = announced !== null && /^\d+$/.test(announced) ? ` (${announced} bytes)` : '';
-  const decodedTo = body.bytes === 0 ? 'nothing' : `${body.bytes} bytes`;
+  const blank = body.text.trim() === '';
+  const decodedTo = body.bytes === 0 ? 'nothing' : blank ? `${body.bytes} bytes of white space` : `${body.bytes} bytes`;
+  // Said of what a cut body looks like, not that this one was cut: a whole gzip of an empty or
+  // cut text decodes the same, and nothing here tells the two apart.
   const what =
     magic !== undefined
       ? ` that start with ${magic}`
-      : endsMidJson(body.text)
-        ? `${body.bytes === 0 ? '' : ' that stop mid-JSON'}, as a cut compressed body does: fetch does not check that one ends whole`
+      : blank || endsMidJson(body.text)
+        ? `${blank ? '' : ' that stop mid-JSON'}, as a compressed body cut short does (fetch does not check that one ends whole)`
         : '';
   return { clause: `the body sent with Content-Encoding ${named}${sent} decoded to ${decodedTo}${what}`, decoded: true };
 }

@@ -16,7 +16,9 @@ export async function abandonDeadRuns(on: Queryable, site: string): Promise<stri
         status: 'abandoned',
         error: eb.fn.coalesce(
           'error',
-          eb.val('it ended without recording how (its process stopped, or its connection to Postgres lost); nothing it read was kept'),
+          eb.val(
+            'it ended without recording how (its process killed or crashed, its machine lost, or its connection to Postgres lost); nothing it read was kept',
+          ),
         ),
       }))
       .where('site', '=', site)
