@@ -161,8 +161,6 @@ export interface AppConfig {
   cpq?: CpqConfig;
   /** Every site to sync: those of CPQ_SITES_FILE, or the environment's one, named `default`. */
   sites: SiteConfig[];
-  /** CPQ_SITES_FILE, the file `sites` were read from; undefined for the environment's site. */
-  sitesFile?: string;
   /**
    * Variables the environment sets that cpq-sync does not read, yet that look like its own (a
    * typo of one, or one of its prefixes): each as a line that names it, and the variable it may
@@ -612,7 +610,6 @@ export function loadConfig(env: Env = process.env): AppConfig {
     connectTimeoutMs: parsed.DATABASE_CONNECT_TIMEOUT,
     ...(cpq ? { cpq } : {}),
     sites,
-    ...(sitesFile ? { sitesFile } : {}),
     lookbackMs: parsed.SYNC_LOOKBACK,
     fullEveryMs: parsed.SYNC_FULL_EVERY,
     maxDeleteFraction: parsed.SYNC_MAX_DELETE_FRACTION,

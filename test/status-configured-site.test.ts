@@ -59,9 +59,7 @@ describe('a configured site that has not run yet', () => {
     );
     expect(one.stdout).toContain('\nNo run yet: no worker has taken a tick of this site');
     const json = JSON.parse((await status(['--site', 'epsilon', '--json'])).stdout) as StatusReport;
-    expect(json.sites.map((s) => ({ site: s.site, runs: s.runs, neverRun: s.neverRun }))).toEqual([
-      { site: 'epsilon', runs: [], neverRun: { passedOverBy: null } },
-    ]);
+    expect(json.sites.map((s) => ({ site: s.site, runs: s.runs, neverRun: s.neverRun }))).toEqual([{ site: 'epsilon', runs: [], neverRun: true }]);
     expect(json.otherSites).toEqual(['alpha']);
 
     // A name neither configured nor run is still a typo, named with every site it could be.
@@ -85,59 +83,33 @@ describe('a configured site that has not run yet', () => {
     expect(chain.stderr).toBe('cpq-sync: --site: no site named "epsilon" has run against this database (sites: alpha)\n');
   });
 
-  it('is flagged by status; exit code 1 once a worker took other ticks while its schedule was due and none of its own, 0 when just added or once a worker took one', async ({
+  it('is named by status, text and JSON, without changing the exit code, however long the workers ran; once a worker took a tick of it, it is not', async ({
     createDatabase,
     writeSitesFile,
   }) => {
     const t = await createDatabase();
     const { status } = await alphaRanEpsilonAdded(t, writeSitesFile);
+    const line = `\nNo run yet: no worker has taken a tick of this site, nor has \`run\` synced it. A worker reads the sites file (its configuration) only when it starts: restart every worker after adding a site; its first run then comes when its schedule is next due (\`cpq-sync run --site epsilon\` syncs it now).\n`;
 
-    // A worker up for an hour: epsilon's daily 02:00 may not have been due meanwhile (just added).
-    await claimScheduledTick(t.pool, 'alpha', dueHoursAgo(3), 'new-host:1:aaaa');
-    await claimScheduledTick(t.pool, 'alpha', dueHoursAgo(2), 'new-host:1:aaaa');
-    const added = await status();
-    expect(added.code).toBe(0);
-    expect(added.stdout).toContain(
-      '\nNo run yet: no worker has taken a tick of this site, nor has `run` synced it. A worker reads the sites file (its configuration) only when it starts: restart every worker after adding a site; its first run then comes when its schedule is next due.\n',
-    );
-
-    // A worker that took alpha's ticks for a day before the sites file named epsilon (written as
-    // the test began): its epsilon may not have been in the file yet, and a restart since may have
-    // replaced it. Not judged: flagged, every site added the right way was, until its first tick.
+    // A worker that took alpha's ticks for a day: restarted after epsilon was added (its first tick
+    // still to come) or not restarted, nothing here tells which (review JT: every rule tried for an
+    // exit code raised false alarms, e.g. a schedule of working hours read in the evening).
     await claimScheduledTick(t.pool, 'alpha', dueHoursAgo(26), 'old-host:4242:beef');
     await claimScheduledTick(t.pool, 'alpha', dueHoursAgo(1), 'old-host:4242:beef');
-    expect((await status()).code).toBe(0);
-
-    // A worker that took alpha's ticks for a day after the file named epsilon (due times ahead of
-    // now: the file's change time cannot be set back), epsilon's 02:00 due meanwhile, and none of its.
-    const [firstDue, lastDue] = [dueHoursAgo(-1), dueHoursAgo(-26)];
-    await claimScheduledTick(t.pool, 'alpha', firstDue, 'stale-host:77:f00d');
-    await claimScheduledTick(t.pool, 'alpha', lastDue, 'stale-host:77:f00d');
-    const passed = await status();
-    // Before: exit code 0 and "No run has finished yet.", for ever.
-    expect(passed.code).toBe(1);
-    expect(passed.stdout).toMatch(
-      /\nNOT RUN BY THE WORKERS: worker stale-host:77:f00d took ticks of other sites due from [\d-]+ [\d:]+ to [\d-]+ [\d:]+, while this site's schedule was due, and none of this site's, though the site was in the sites file \(changed last at [\d-]+ [\d:]+\): it was started before the site was added, or reads another sites file, or was too busy to run it \(its missed ticks: cpq_sync_runs_skipped_total\{reason="missed"\}\)\. A worker reads the sites file \(its configuration\) only when it starts: restart every worker; `cpq-sync run --site epsilon` syncs the site now\.\n/,
-    );
+    const named = await status();
+    expect({ code: named.code, stderr: named.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(named.stdout).toContain(line);
     const json = JSON.parse((await status(['--json'])).stdout) as StatusReport;
-    expect(json.passedOver).toBe(true);
-    expect(json.sites.find((s) => s.site === 'epsilon')!.neverRun).toEqual({
-      passedOverBy: {
-        worker: 'stale-host:77:f00d',
-        firstDueAt: firstDue.toISOString(),
-        lastDueAt: lastDue.toISOString(),
-        since: expect.any(String) as unknown,
-      },
-    });
-    expect(json.sites.find((s) => s.site === 'alpha')!.neverRun).toBeNull();
-    // --site of the others leaves it out of the exit code, as any site.
-    expect((await status(['--site', 'alpha'])).code).toBe(0);
+    expect(json.sites.map((s) => [s.site, s.neverRun])).toEqual([
+      ['alpha', false],
+      ['epsilon', true],
+    ]);
 
-    // A restarted worker took its tick (its run not recorded yet): known to the workers, no longer flagged.
+    // A restarted worker took its tick (its run not recorded yet): known to the workers, no longer named.
     await claimScheduledTick(t.pool, 'epsilon', dueHoursAgo(0), 'new-host:2:cccc');
     const taken = await status();
     expect(taken.code).toBe(0);
-    expect(taken.stdout).not.toContain('NOT RUN BY THE WORKERS');
     expect(taken.stdout).not.toContain('No run yet');
+    expect((JSON.parse((await status(['--json'])).stdout) as StatusReport).sites.every((s) => !s.neverRun)).toBe(true);
   });
 });

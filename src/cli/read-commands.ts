@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config.js';
 import { instantArgument } from '../date-time.js';
@@ -34,8 +33,7 @@ export function registerReadCommands(program: Command): void {
               limit,
               sites,
               staleAfterMs: config.worker.staleAfterMs,
-              schedules: config.sites,
-              sitesFileChangedAt: sitesFileChangedAt(config.sitesFile),
+              configured: config.sites.map((s) => s.name),
             }).catch(rethrowAsSyncError);
             process.stdout.write(opts.json ? stringifyStatus(report) : formatStatus(report));
             process.exitCode = statusExitCode(report);
@@ -201,18 +199,4 @@ function outOption(description: string): Option {
     if (file === '' || file === '-') throw new InvalidArgumentError(`"${file}" names no file; leave out --out to write to standard output`);
     return file;
   });
-}
-
-/**
- * When the sites file last changed: its ctime, which no tool sets back (an mtime kept by `rsync -a`
- * or `cp -p` would date a site added today as of the copy's source). Since then every site it names
- * has been in it. Undefined without one, or when it cannot be read now (it was read a moment ago).
- */
-function sitesFileChangedAt(file: string | undefined): Date | undefined {
-  if (file === undefined) return undefined;
-  try {
-    return statSync(file).ctime;
-  } catch {
-    return undefined;
-  }
 }

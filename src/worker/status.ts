@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import { readRecentRuns } from '../db/sql/read-recent-runs.js';
 import { readSiteNames } from '../db/sql/read-site-names.js';
-import { readTickClaimers, type TickClaimer } from '../db/sql/read-tick-claimers.js';
 import { syncRunsHaveProgress } from '../db/sql/sync-runs-have-progress.js';
 import { readStreamStates } from '../db/sql/read-stream-states.js';
 import { JsonText, stringifyWithJsonText } from '../history/exact-text.js';
@@ -11,7 +10,6 @@ import { headOf } from '../exact-json.js';
 import { textTable } from '../text-table.js';
 import type { RunProgressReport } from '../db/schema.js';
 import { formatCount } from '../progress/display.js';
-import { cronInterval } from './cron-schedule.js';
 import { DEAD_RUN_CAUSE, readRunHealth, type RunHealth } from './run-health.js';
 
 export interface RunSummary {
@@ -68,30 +66,6 @@ export interface CursorReport {
   updatedAt: string;
 }
 
-/**
- * A configured site that no run and no worker's tick has named (cpq.sites gains a site at its first
- * claimed tick or run): a worker reads the sites file only when it starts, so one started before
- * the site was added never runs it, and its /readyz does not know the site.
- */
-export interface NeverRun {
-  /**
-   * A worker that was up while this site's schedule was due and took no tick of it: it claimed
-   * ticks of other sites due from `firstDueAt` to `lastDueAt`, of which those after `since` (when
-   * the sites file last changed: the site was in it since) are at least the longest time between
-   * two due times of this site's schedule apart. Null when no worker's ticks show one (a site just
-   * added whose first tick is not due yet, a worker that stopped before the file changed, sites
-   * synced by `run` alone, or the environment's site): exit code 1 otherwise.
-   */
-  passedOverBy: { worker: string; firstDueAt: string; lastDueAt: string; since: string } | null;
-}
-
-/** A configured site's schedule, as `schedule` runs it. */
-export interface SiteSchedule {
-  name: string;
-  cron: string;
-  timezone: string;
-}
-
 /** One site's part of the report. */
 export interface SiteStatus {
   site: string;
@@ -109,8 +83,14 @@ export interface SiteStatus {
    * SYNC_STALE_AFTER, or a run has been running that long; null when it is not.
    */
   stale: string | null;
-  /** A configured site that has never run nor had a tick taken; null for every other. */
-  neverRun: NeverRun | null;
+  /**
+   * A configured site that no run and no worker's tick has named (cpq.sites gains a site at its
+   * first claimed tick or run): a worker reads the sites file only when it starts, so one started
+   * before the site was added never runs it, and its /readyz does not know the site. No exit code:
+   * nothing read here tells a site just added, whose first tick is not due yet, from one the
+   * workers were not restarted for (review JT: each rule tried raised false alarms).
+   */
+  neverRun: boolean;
 }
 
 export interface StatusReport {
@@ -125,8 +105,6 @@ export interface StatusReport {
   lastRunFailed: boolean;
   /** Exit code 1 when true too: some site is stale (its worker stopped, say). */
   stale: boolean;
-  /** Exit code 1 when true too: a worker passed over a configured site that has never run (NeverRun.passedOverBy). */
-  passedOver: boolean;
 }
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -154,10 +132,8 @@ export function stringifyStatus(report: StatusReport): string {
  * empty); read-only, it applies no migrations. `staleAfterMs` (SYNC_STALE_AFTER): a site whose
  * last success is older, or whose run has been running longer, is stale. A worker that stopped
  * leaves its last run succeeded: without this, `status` said all was well for ever (review EC).
- * `schedules`: the configured sites; one of them that has never run is reported so (NeverRun),
- * since nothing else ever flagged a site added to the sites file of workers not restarted.
- * `sitesFileChangedAt`: when the sites file last changed (its ctime), the time since which each
- * configured site has surely been in it; without it (the environment's site) no worker is judged.
+ * `configured`: the configured sites; one of them that has never run is reported so (neverRun),
+ * since nothing else ever named a site added to the sites file of workers not restarted.
  */
 export async function readStatus(
   pool: pg.Pool,
@@ -165,21 +141,17 @@ export async function readStatus(
     sites = [],
     limit = 10,
     staleAfterMs,
-    schedules = [],
-    sitesFileChangedAt,
-  }: { sites?: readonly string[]; limit?: number; staleAfterMs?: number; schedules?: readonly SiteSchedule[]; sitesFileChangedAt?: Date } = {},
+    configured = [],
+  }: { sites?: readonly string[]; limit?: number; staleAfterMs?: number; configured?: readonly string[] } = {},
 ): Promise<StatusReport> {
   const ran = await readSiteNames(pool);
   const names = sites.length > 0 ? sites : ran;
   // Asked once: it never migrates, and may read a database not migrated to 0031 yet.
   const progress = await syncRunsHaveProgress(pool);
-  let claimers: TickClaimer[] | undefined;
   const report: SiteStatus[] = [];
   for (const site of names) {
     const status = await readSiteStatus(pool, site, { limit, staleAfterMs, progress });
-    const schedule = schedules.find((s) => s.name === site);
-    if (schedule !== undefined && !ran.includes(site))
-      status.neverRun = { passedOverBy: passedOverBy(schedule, (claimers ??= await readTickClaimers(pool)), sitesFileChangedAt) };
+    status.neverRun = configured.includes(site) && !ran.includes(site);
     report.push(status);
   }
   const otherSites = ran.filter((site) => !names.includes(site));
@@ -188,27 +160,7 @@ export async function readStatus(
     otherSites,
     lastRunFailed: report.some((s) => s.lastRunFailed),
     stale: report.some((s) => s.stale !== null),
-    passedOver: report.some((s) => s.neverRun?.passedOverBy != null),
   };
-}
-
-/**
- * The most recent worker that was up while `schedule` was due with the site in the sites file,
- * and so would have claimed a tick of the site had it known it: one whose claimed ticks, counted
- * from when the sites file last changed (`since`: before it the site may not have been there, and
- * a worker replaced by a restart since may never have been told of it), are at least the longest
- * time between two due times of the schedule apart (cronInterval, over its next ticks). A due
- * time of the site came within that time: its timer fired the site's tick there, and the claim
- * would have added the site to cpq.sites. Null when none was, or `since` is not known.
- */
-function passedOverBy(schedule: SiteSchedule, claimers: readonly TickClaimer[], since: Date | undefined): NeverRun['passedOverBy'] {
-  if (since === undefined) return null;
-  const interval = cronInterval(schedule.cron, schedule.timezone);
-  if (interval === undefined) return null;
-  const worker = claimers.find((c) => c.lastDueAt.getTime() - Math.max(c.firstDueAt.getTime(), since.getTime()) >= interval);
-  return worker
-    ? { worker: worker.worker, firstDueAt: worker.firstDueAt.toISOString(), lastDueAt: worker.lastDueAt.toISOString(), since: since.toISOString() }
-    : null;
 }
 
 /** Why a site is stale (see SiteStatus.stale), judged by the database's clock as /readyz judges it. */
@@ -282,16 +234,13 @@ async function readSiteStatus(
     lastSuccessDurationSeconds: seconds(health.lastSuccessSeconds),
     lastRunFailed: health.lastRunFailed,
     stale: staleness(health, staleAfterMs),
-    neverRun: null,
+    neverRun: false,
   };
 }
 
-/**
- * 1 when the last run (of some site) that ended on its own failed, a site is stale, or a worker
- * passed over a configured site that has never run, so that `cpq-sync status` can back an alert.
- */
+/** 1 when the last run (of some site) that ended on its own failed, or a site is stale, so that `cpq-sync status` can back an alert. */
 export function statusExitCode(report: StatusReport): number {
-  return report.lastRunFailed || report.stale || report.passedOver ? 1 : 0;
+  return report.lastRunFailed || report.stale ? 1 : 0;
 }
 
 /** "1h 02m", "3m 07s", "12.3s". */
@@ -337,7 +286,7 @@ export function formatStatus(report: StatusReport): string {
         lastSuccessDurationSeconds: null,
         lastRunFailed: false,
         stale: null,
-        neverRun: null,
+        neverRun: false,
       }),
     );
   report.sites.forEach((site, i) => {
@@ -444,14 +393,9 @@ function formatSite(report: SiteStatus): string[] {
   // Interrupted runs (a signal) end, but say nothing of the site: "no run has finished" beside a
   // table of them read as false (review HT).
   const interrupted = report.runs.filter((r) => r.status === 'interrupted').length;
-  const passedOver = report.neverRun?.passedOverBy;
-  if (passedOver)
+  if (report.neverRun)
     out.push(
-      `NOT RUN BY THE WORKERS: worker ${printable(passedOver.worker)} took ticks of other sites due from ${when(passedOver.firstDueAt)} to ${when(passedOver.lastDueAt)}, while this site's schedule was due, and none of this site's, though the site was in the sites file (changed last at ${when(passedOver.since)}): it was started before the site was added, or reads another sites file, or was too busy to run it (its missed ticks: cpq_sync_runs_skipped_total{reason="missed"}). ${RESTART_WORKERS}; \`cpq-sync run --site ${report.site}\` syncs the site now.`,
-    );
-  else if (report.neverRun)
-    out.push(
-      `No run yet: no worker has taken a tick of this site, nor has \`run\` synced it. ${RESTART_WORKERS} after adding a site; its first run then comes when its schedule is next due.`,
+      `No run yet: no worker has taken a tick of this site, nor has \`run\` synced it. ${RESTART_WORKERS} after adding a site; its first run then comes when its schedule is next due (\`cpq-sync run --site ${report.site}\` syncs it now).`,
     );
   else if (!last)
     out.push(
