@@ -59,6 +59,24 @@ describe("the README's warehouse queries", () => {
     }
   });
 
+  it('"Who left group sales_emea" lists the memberships that ended, removed or by a deletion, dated by their runs, and not one held still', async ({
+    startHarness,
+  }) => {
+    const h = await startHarness({ partnerCompanies: 0, usersPerCompany: 8, integrationUsers: 0 });
+    const left = example('Who left group sales_emea').replaceAll("'sales_emea'", "'zzLeavers'");
+    const [removed, deleted, kept] = h.sim.users('_host').map((u) => String(u.login));
+    for (const login of [removed!, deleted!, kept!]) h.sim.addGroup('_host', login, { variableName: 'zzLeavers', label: 'Leavers', type: 'User' });
+    const first = await h.sync();
+    expect(await h.t.query(left)).toEqual([]);
+    h.sim.removeGroup('_host', removed!, 'zzLeavers');
+    h.sim.deleteUser('_host', deleted!);
+    const second = await h.sync({ full: true });
+    const [joined, leftAt] = [await effectiveAt(h, first.runId), await effectiveAt(h, second.runId)];
+    expect(await h.t.query(left)).toEqual(
+      [removed!, deleted!].sort().map((login) => ({ site: 'default', company_login: '_host', login, joined, left_at: leftAt })),
+    );
+  });
+
   it('"Full reads whose deletions the guard held back" finds the succeeded run that deleted nothing, and none that applied its deletions', async ({
     startHarness,
   }) => {
