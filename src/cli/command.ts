@@ -82,7 +82,8 @@ export async function requireKnownSites(pool: pg.Pool, names: readonly string[] 
  *   release before, whose workers are not upgraded yet. Only a database without what runs make is
  *   refused: `status || alert` pointed at another database must alert, not report no runs.
  * Either check's failure of the database (its session lost as it reads the schema, or as it reads
- * the role's rights to say why the schema is not there) is a database failure, exit code 6.
+ * the role's rights to say why the schema is not there) is a database failure, exit code 6: both
+ * checks class their own reads so (readAppliedMigrationsOrFail, missingSchemaError).
  */
 export async function withReadDatabase<T>(
   config: AppConfig,
@@ -94,8 +95,8 @@ export async function withReadDatabase<T>(
   const { requireMigrated, requireSyncedInto } = await import('../db/migrate.js');
   const database = await openDatabase(config, log, { existing: true });
   try {
-    if (schema === 'synced') await requireSyncedInto(database.pool, 'read').catch(rethrowAsSyncError);
-    else await requireMigrated(database.pool).catch(rethrowAsSyncError);
+    if (schema === 'synced') await requireSyncedInto(database.pool, 'read');
+    else await requireMigrated(database.pool);
     await requireKnownSites(database.pool, sites, configuredSites ? config.sites.map((s) => s.name) : []);
     return await work(database);
   } finally {
